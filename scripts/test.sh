@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The test command of the README (via `make test`): all tiers of the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${HGUARD_VENV:-.venv}
+exec "$VENV/bin/python" -m pytest -q "$@"

@@ -1,0 +1,206 @@
+"""The neuron recorder on tiny random-initialised models of every supported architecture."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from hguard.errors import InputError, UnsupportedModelError
+from hguard.generation import Generator
+from hguard.neurons import SUPPORTED_MODEL_TYPES, NeuronRecorder, find_ffn_sites
+from hguard.testing import TINY_ARCHITECTURES, tiny_model
+
+QUESTIONS = [
+    "what is the capital of france ?",
+    "who is the author",
+    "the symbol of gold is what element in the country of italy and spain",
+]
+
+
+def _hook_count(model) -> int:
+    n = len(model._forward_pre_hooks) + len(model._forward_hooks)
+    for m in model.modules():
+        n += len(m._forward_pre_hooks) + len(m._forward_hooks)
+    return n
+
+
+class _EndRowEarly:
+    """Forces end-of-sequence on one row at one step, so a batch holds a finished row (padded
+    afterwards) next to rows that run to max_new_tokens."""
+
+    def __init__(self, row: int, step: int, eos: int):
+        self.row, self.step, self.eos, self.calls = row, step, eos, 0
+
+    def __call__(self, input_ids, scores):
+        if self.calls == self.step:
+            scores[self.row] = float("-inf")
+            scores[self.row, self.eos] = 0.0
+        self.calls += 1
+        return scores
+
+
+@pytest.fixture(params=TINY_ARCHITECTURES)
+def tiny(request):
+    return tiny_model(request.param)
+
+
+def test_finds_a_down_projection_per_layer(tiny):
+    sites = find_ffn_sites(tiny.model)
+    assert len(sites) == tiny.model.config.num_hidden_layers
+    assert [s.offset for s in sites] == [i * sites[0].d_ff for i in range(len(sites))]
+    layout = "conv1d" if tiny.model.config.model_type == "gpt2" else "linear"
+    assert all(s.layout == layout for s in sites)
+
+
+def test_generation_equals_teacher_forced_pass(tiny):
+    gen = Generator(tiny, max_new_tokens=6)
+    eos = gen.eos_token_ids[0]
+    res = gen.generate(QUESTIONS, neurons="all", batch_size=3, logits_processors=[_EndRowEarly(1, 2, eos)])
+    assert res[1].finished and len(res[1].token_ids) == 2
+    assert not all(r.finished for r in res), "random rows should run to max_new_tokens"
+    # a finished row averages all its tokens; a truncated one loses its never-fed last token
+    assert [r.n_cett_tokens for r in res] == [len(r.token_ids) - (not r.finished) for r in res]
+    ref = gen.teacher_forced(res)
+    for r, v in zip(res, ref):
+        assert r.cett.shape == (gen.n_features,)
+        assert np.abs(r.cett).max() > 0
+        np.testing.assert_allclose(r.cett, v, rtol=1e-4, atol=1e-6)
+
+
+def test_left_padded_batch_matches_single_rows(tiny):
+    gen = Generator(tiny, max_new_tokens=5)
+    batched = gen.generate(QUESTIONS, batch_size=3)
+    for q, b in zip(QUESTIONS, batched):
+        single = gen.generate([q])[0]
+        assert single.token_ids == b.token_ids
+        np.testing.assert_allclose(single.cett, b.cett, rtol=1e-4, atol=1e-6)
+        assert single.confidence["mean_logprob"] == pytest.approx(b.confidence["mean_logprob"], abs=1e-4)
+
+
+def test_subset_is_a_slice_of_all_in_the_callers_order():
+    lm = tiny_model("llama")
+    gen = Generator(lm, max_new_tokens=5)
+    full = gen.generate(QUESTIONS, neurons="all")
+    subset = [gen.n_features - 1, 3, 50, 7, 100]  # unsorted, across layers
+    part = gen.generate(QUESTIONS, neurons=subset)
+    for f, p in zip(full, part):
+        assert p.cett.shape == (len(subset),)
+        np.testing.assert_allclose(p.cett, f.cett[subset], rtol=1e-5, atol=1e-7)
+
+
+def test_scale_one_changes_nothing_and_zero_ablates():
+    lm = tiny_model("llama")
+    gen = Generator(lm, max_new_tokens=6)
+    base = gen.generate(QUESTIONS)
+    idx = list(range(0, gen.n_features, 3))
+    same = gen.generate(QUESTIONS, steering={i: 1.0 for i in idx})
+    for a, b in zip(base, same):
+        assert a.token_ids == b.token_ids
+        np.testing.assert_array_equal(a.cett, b.cett)
+    ablated = gen.generate(QUESTIONS, steering={i: 0.0 for i in idx})
+    assert all(np.all(r.cett[idx] == 0) for r in ablated if r.n_cett_tokens)
+    amplified = gen.generate(QUESTIONS, steering={i: 3.0 for i in idx})
+    assert any(a.cett[idx].sum() != b.cett[idx].sum() for a, b in zip(base, amplified))
+
+
+def test_confidence_matches_teacher_forced_logits():
+    lm = tiny_model("qwen2")
+    gen = Generator(lm, max_new_tokens=5)
+    r = gen.generate(QUESTIONS[:1])[0]
+    prompt = gen.prompt_ids(r.question)
+    ids = torch.tensor([prompt + r.token_ids])
+    with torch.no_grad():
+        logits = lm.model(ids).logits[0].float()
+    logp = torch.log_softmax(logits, -1)
+    steps = range(len(prompt) - 1, len(prompt) - 1 + len(r.token_ids))
+    chosen = [logp[s, t].item() for s, t in zip(steps, r.token_ids)]
+    ent = [-(logp[s].exp() * logp[s]).sum().item() for s in steps]
+    assert r.confidence["length"] == len(r.token_ids)
+    assert r.confidence["mean_logprob"] == pytest.approx(np.mean(chosen), abs=1e-4)
+    assert r.confidence["min_logprob"] == pytest.approx(min(chosen), abs=1e-4)
+    assert r.confidence["mean_entropy"] == pytest.approx(np.mean(ent), abs=1e-4)
+
+
+def test_hooks_removed_on_exit_and_on_error():
+    lm = tiny_model("gpt2")
+    before = _hook_count(lm.model)
+    with NeuronRecorder(lm.model, neurons="all", scale={1: 2.0}) as rec:
+        assert rec.active and _hook_count(lm.model) > before
+    assert _hook_count(lm.model) == before
+
+    class Boom(RuntimeError):
+        pass
+
+    def explode(input_ids, scores):
+        raise Boom("generation failed")
+
+    ids = torch.tensor([[5, 6, 7]])
+    with pytest.raises(Boom):
+        with NeuronRecorder(lm.model, neurons="all") as rec:
+            rec.arm_generation(1, [3])
+            lm.model.generate(ids, max_new_tokens=3, logits_processor=[explode], pad_token_id=0)
+    assert _hook_count(lm.model) == before
+
+
+def test_nested_recorders_remove_only_their_own_hooks():
+    lm = tiny_model("llama")
+    before = _hook_count(lm.model)
+    with NeuronRecorder(lm.model, neurons="all"):
+        mid = _hook_count(lm.model)
+        with NeuronRecorder(lm.model, neurons=[1, 2]):
+            assert _hook_count(lm.model) > mid
+        assert _hook_count(lm.model) == mid
+    assert _hook_count(lm.model) == before
+
+
+def test_concurrent_threads_get_their_own_vectors():
+    lm = tiny_model("llama")
+    gen = Generator(lm, max_new_tokens=5)
+    sequential = [gen.generate([q])[0] for q in QUESTIONS * 2]
+    results: dict[int, object] = {}
+
+    def work(i, q):
+        results[i] = gen.generate([q])[0]
+
+    threads = [threading.Thread(target=work, args=(i, q)) for i, q in enumerate(QUESTIONS * 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, s in enumerate(sequential):
+        assert results[i].token_ids == s.token_ids
+        np.testing.assert_allclose(results[i].cett, s.cett, rtol=1e-4, atol=1e-6)
+
+
+def test_unsupported_architecture_names_the_class_and_lists_supported():
+    from transformers import BloomConfig, BloomForCausalLM
+
+    model = BloomForCausalLM(BloomConfig(hidden_size=16, n_layer=1, n_head=2, vocab_size=50))
+    with pytest.raises(UnsupportedModelError) as err:
+        find_ffn_sites(model)
+    msg = str(err.value)
+    assert "BloomForCausalLM" in msg and "'bloom'" in msg
+    for arch in ("llama", "gpt2", "gpt_neox", "phi", "qwen2", "gemma3_text", "mistral"):
+        assert arch in msg and arch in SUPPORTED_MODEL_TYPES
+
+
+@pytest.mark.parametrize("bad", ["", "   \n"])
+def test_empty_prompt_refused(bad):
+    gen = Generator(tiny_model("llama"))
+    with pytest.raises(InputError, match="empty"):
+        gen.generate([bad])
+
+
+def test_bad_inputs_are_refused_before_any_work():
+    gen = Generator(tiny_model("llama"), max_new_tokens=8)
+    with pytest.raises(InputError, match="list of strings"):
+        gen.generate("what is it")
+    with pytest.raises(InputError, match="context must be a string"):
+        gen.generate(["what"], contexts=[["a", "b"]])
+    with pytest.raises(InputError, match="over the model's context of 256"):
+        gen.generate(["the " * 300])
+    with pytest.raises(InputError, match="outside"):
+        gen.generate(["what"], neurons=[gen.n_features])
