@@ -1,0 +1,853 @@
+"""Tests of the decision policy: policy files, risk merging, fail-closed routing and threshold fitting."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hguard.errors import InputError, PolicyError, ProbeError
+from hguard.policy import (
+    Decision,
+    DomainPolicy,
+    Policy,
+    Thresholds,
+    apply_grounding,
+    choose_domain,
+    decide,
+    effective_thresholds,
+    fit_thresholds,
+    load_policy,
+    merge_risk,
+    risk_coverage_curve,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "policy.toml"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def make_policy(**top) -> Policy:
+    data = {
+        "version": 1,
+        "domains": {
+            "geo": {"target_hallucination_rate": 0.1, "confidence": 0.95},
+            "rag": {"min_grounding": 0.4},
+            "strict": {"require_grounding": True},
+        },
+    }
+    data.update(top)
+    return Policy.model_validate(data)
+
+
+def manual(accept=0.3, abstain=0.8, target=0.1, confidence=0.95) -> Thresholds:
+    return Thresholds(
+        accept_below=accept,
+        abstain_above=abstain,
+        target=target,
+        confidence=confidence,
+        n_calibration=500,
+        coverage=0.4,
+        accepted_error_rate=0.05,
+        accepted_error_ucb=0.08,
+        method="test",
+    )
+
+
+def route(risk, policy=None, domain="geo", thresholds="default", **kw) -> Decision:
+    policy = policy or make_policy()
+    dp = policy.domain(domain)
+    th = manual() if thresholds == "default" else thresholds
+    return decide(risk, domain_policy=dp, thresholds=th, policy=policy, domain=domain, **kw)
+
+
+# ---------------------------------------------------------------- policy files
+
+MINIMAL_TOML = """
+version = 1
+probes = "probes/here"
+[audit]
+path = "logs/audit.jsonl"
+[domains.finance]
+target_hallucination_rate = 0.05
+accept_below = 0.2
+"""
+
+MINIMAL_YAML = """
+version: 1
+probes: probes/here
+audit:
+  path: logs/audit.jsonl
+domains:
+  finance:
+    target_hallucination_rate: 0.05
+    accept_below: 0.2
+"""
+
+
+def test_example_policy_loads_with_its_domains_and_resolved_paths():
+    policy = load_policy(EXAMPLE)
+    assert set(policy.domains) == {"geography", "chemistry", "science"}
+    assert policy.source == EXAMPLE.resolve()
+    base = EXAMPLE.resolve().parent
+    assert policy.probes == base / "../calibration/probes/smollm2-135m"
+    assert policy.audit.path == base / "../runs/hguard-audit.jsonl"
+    assert policy.review.queue == base / "../runs/hguard-review.sqlite3"
+    science = policy.domain("science")
+    assert science is not None and science.name == "science"
+    assert (science.accept_below, science.abstain_above) == (0.3, 0.8)
+    assert science.steering is not None and science.steering.alpha == 1.0
+    assert policy.domain("geography").steering is None
+    assert policy.domain("chemistry").min_grounding == 0.2
+    assert policy.domain("finance") is None
+    assert policy.domain(None) is None
+
+
+def test_defaults_and_relative_paths_resolve_against_the_policy_file(tmp_path):
+    policy = load_policy(write(tmp_path, "p.toml", MINIMAL_TOML))
+    base = tmp_path.absolute()
+    assert policy.probes == base / "probes/here"
+    assert policy.audit.path == base / "logs/audit.jsonl"
+    # Defaults are paths too, and also land next to the policy file.
+    assert policy.review.queue == base / "hguard-review.sqlite3"
+    assert policy.default_route == "review" and policy.unknown_domain == "review"
+    assert policy.fingerprint_mismatch == "review"
+    assert policy.generation.max_new_tokens == 48 and policy.generation.system_prompt is None
+    finance = policy.domain("finance")
+    assert finance.confidence == 0.95 and finance.abstain_above is None and finance.grounding_weight == 0.5
+
+
+def test_yaml_and_toml_equivalents_load_identically(tmp_path):
+    from_toml = load_policy(write(tmp_path, "p.toml", MINIMAL_TOML))
+    from_yaml = load_policy(write(tmp_path, "p.yaml", MINIMAL_YAML))
+    from_yml = load_policy(write(tmp_path, "p.yml", MINIMAL_YAML))
+    assert from_toml.model_dump() == from_yaml.model_dump() == from_yml.model_dump()
+
+
+def test_example_policy_round_trips_through_yaml(tmp_path):
+    import yaml
+
+    data = load_policy(EXAMPLE).model_dump(mode="json")
+    path = write(tmp_path, "copy.yaml", yaml.safe_dump(data))
+    assert load_policy(path).model_dump() == load_policy(EXAMPLE).model_dump()
+
+
+def test_model_validate_without_a_file_keeps_relative_paths_and_can_take_a_base_dir(tmp_path):
+    data = {"version": 1, "probes": "p", "domains": {"a": {}}}
+    assert Policy.model_validate(data).probes == Path("p")
+    assert Policy.model_validate(data, context={"base_dir": tmp_path}).probes == tmp_path / "p"
+    assert Policy.model_validate(data).source is None
+
+
+# Each case: (key path that must be named, TOML text, YAML text).
+BAD_FILES = [
+    (
+        "domains.finance.accept_below",
+        "version = 1\n[domains.finance]\naccept_below = 1.5\n",
+        "version: 1\ndomains:\n  finance:\n    accept_below: 1.5\n",
+    ),
+    (
+        "domains.finance.accept_bellow",
+        "version = 1\n[domains.finance]\naccept_bellow = 0.2\n",
+        "version: 1\ndomains:\n  finance:\n    accept_bellow: 0.2\n",
+    ),
+    (
+        "domains.finance.abstain_above",
+        "version = 1\n[domains.finance]\naccept_below = 0.9\nabstain_above = 0.2\n",
+        "version: 1\ndomains:\n  finance:\n    accept_below: 0.9\n    abstain_above: 0.2\n",
+    ),
+    (
+        "domains.finance.target_hallucination_rate",
+        "version = 1\n[domains.finance]\ntarget_hallucination_rate = 0.0\n",
+        "version: 1\ndomains:\n  finance:\n    target_hallucination_rate: 0\n",
+    ),
+    (
+        "domains.finance.confidence",
+        "version = 1\n[domains.finance]\nconfidence = 1.0\n",
+        "version: 1\ndomains:\n  finance:\n    confidence: 1.0\n",
+    ),
+    (
+        "domains.finance.min_grounding",
+        'version = 1\n[domains.finance]\nmin_grounding = "0.3"\n',
+        'version: 1\ndomains:\n  finance:\n    min_grounding: "0.3"\n',
+    ),
+    (
+        "domains.finance.steering.alpha",
+        "version = 1\n[domains.finance.steering]\nalpha = -1.0\n",
+        "version: 1\ndomains:\n  finance:\n    steering:\n      alpha: -1.0\n",
+    ),
+    (
+        "domains.finance.steering.alpha",
+        "version = 1\n[domains.finance.steering]\nalpha = inf\n",
+        "version: 1\ndomains:\n  finance:\n    steering:\n      alpha: .inf\n",
+    ),
+    (
+        "default_route",
+        'version = 1\ndefault_route = "accept"\n',
+        "version: 1\ndefault_route: accept\n",
+    ),
+    (
+        "fingerprint_mismatch",
+        'version = 1\nfingerprint_mismatch = "ignore"\n',
+        "version: 1\nfingerprint_mismatch: ignore\n",
+    ),
+    (
+        "audit.redact",
+        "version = 1\n[audit]\nredact = 1\n",
+        "version: 1\naudit:\n  redact: 1\n",
+    ),
+    (
+        "generation.max_new_tokens",
+        "version = 1\n[generation]\nmax_new_tokens = 0\n",
+        "version: 1\ngeneration:\n  max_new_tokens: 0\n",
+    ),
+    ("version", "default_route = 'review'\n", "default_route: review\n"),
+    ("version", "version = 2\n", "version: 2\n"),
+    (
+        "domains",
+        'version = 1\n[domains."bad name"]\n',
+        "version: 1\ndomains:\n  bad name: {}\n",
+    ),
+    (
+        "domains.finance.name",
+        'version = 1\n[domains.finance]\nname = "other"\n',
+        "version: 1\ndomains:\n  finance:\n    name: other\n",
+    ),
+]
+
+
+@pytest.mark.parametrize("fmt", ["toml", "yaml"])
+@pytest.mark.parametrize("key, toml_text, yaml_text", BAD_FILES, ids=[c[0] + "-" + str(i) for i, c in enumerate(BAD_FILES)])
+def test_schema_errors_name_the_key_and_the_file(tmp_path, fmt, key, toml_text, yaml_text):
+    path = write(tmp_path, f"policy.{fmt}", toml_text if fmt == "toml" else yaml_text)
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    message = str(info.value)
+    assert key in message
+    assert str(path) in message
+    assert "Fix these keys" in message or "remove the name key" in message
+
+
+def test_unknown_key_error_lists_the_allowed_keys(tmp_path):
+    path = write(tmp_path, "p.toml", "version = 1\n[domains.finance]\naccept_bellow = 0.2\n")
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    message = str(info.value)
+    assert "unknown key" in message and "0.2" in message
+    assert "allowed keys here:" in message and "accept_below" in message and "min_grounding" in message
+
+
+def test_range_error_echoes_the_value_and_says_what_is_allowed(tmp_path):
+    path = write(tmp_path, "p.yaml", "version: 1\ndomains:\n  finance:\n    accept_below: 1.5\n")
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    message = str(info.value)
+    assert "got 1.5" in message and "a number in [0, 1]" in message
+
+
+def test_all_errors_of_a_file_are_reported_together(tmp_path):
+    path = write(
+        tmp_path,
+        "p.toml",
+        "version = 1\nbogus = 1\n[domains.a]\naccept_below = 2.0\n[domains.b]\nconfidence = 0\n",
+    )
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    message = str(info.value)
+    for key in ("bogus", "domains.a.accept_below", "domains.b.confidence"):
+        assert key in message
+
+
+def test_toml_syntax_error_names_file_and_line(tmp_path):
+    path = write(tmp_path, "p.toml", "version = 1\n[domains.finance\n")
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    assert str(path) in str(info.value) and "line 2" in str(info.value) and "TOML" in str(info.value)
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    path = write(tmp_path, "p.yaml", "version: 1\ndomains:\n  finance: [0.1\n")
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    assert str(path) in str(info.value) and "line " in str(info.value) and "YAML" in str(info.value)
+
+
+def test_yaml_duplicate_keys_are_an_error_not_a_silent_overwrite(tmp_path):
+    path = write(tmp_path, "p.yaml", "version: 1\ndomains:\n  f:\n    accept_below: 0.2\n    accept_below: 0.9\n")
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    assert "duplicate key 'accept_below'" in str(info.value) and "line 5" in str(info.value)
+
+
+def test_yaml_cannot_construct_python_objects(tmp_path):
+    path = write(tmp_path, "p.yaml", "version: !!python/object/apply:os.getcwd []\n")
+    with pytest.raises(PolicyError):
+        load_policy(path)
+
+
+@pytest.mark.parametrize(
+    "name, content, expected",
+    [
+        ("p.json", "{}", "suffix '.json'"),
+        ("p.yaml", "- 1\n- 2\n", "top level must be a table"),
+        ("p.yaml", "", "version: required key is missing"),
+        ("p.toml", "", "version: required key is missing"),
+    ],
+)
+def test_file_level_errors(tmp_path, name, content, expected):
+    path = write(tmp_path, name, content)
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    assert expected in str(info.value) and str(path) in str(info.value)
+
+
+def test_missing_and_non_utf8_files(tmp_path):
+    with pytest.raises(PolicyError, match="does not exist"):
+        load_policy(tmp_path / "nope.toml")
+    path = tmp_path / "latin1.toml"
+    path.write_bytes("version = 1\nabstain_message = 'caf\xe9'\n".encode("latin-1"))
+    with pytest.raises(PolicyError, match="not UTF-8"):
+        load_policy(path)
+
+
+def test_policy_is_immutable():
+    policy = make_policy()
+    with pytest.raises(Exception):
+        policy.default_route = "abstain"
+    with pytest.raises(Exception):
+        policy.domain("geo").accept_below = 0.9
+
+
+# ---------------------------------------------------------------- merging
+
+MERGER = {
+    "features": ["neuron_risk", "mean_logprob"],
+    "mean": [0.5, -1.0],
+    "scale": [0.2, 0.5],
+    "coef": [2.0, -1.0],
+    "intercept": -0.5,
+}
+
+
+def test_merge_risk_is_the_standardised_logistic_model():
+    signals = {"neuron_risk": 0.7, "mean_logprob": -2.0, "length": 12.0, "grounding": None}
+    z = 2.0 * (0.7 - 0.5) / 0.2 - 1.0 * (-2.0 + 1.0) / 0.5 - 0.5
+    assert merge_risk(signals, MERGER) == pytest.approx(1 / (1 + math.exp(-z)))
+
+
+def test_merge_risk_is_stable_at_extremes():
+    assert merge_risk({"neuron_risk": 1e6, "mean_logprob": 0.0}, MERGER) == 1.0
+    assert merge_risk({"neuron_risk": -1e6, "mean_logprob": 0.0}, MERGER) == 0.0
+
+
+@pytest.mark.parametrize(
+    "signals, named",
+    [
+        ({"mean_logprob": -1.0}, "neuron_risk"),
+        ({"neuron_risk": None, "mean_logprob": -1.0}, "neuron_risk"),
+        ({"neuron_risk": float("nan"), "mean_logprob": -1.0}, "neuron_risk"),
+        ({"neuron_risk": 0.5, "mean_logprob": float("-inf")}, "mean_logprob"),
+        ({"neuron_risk": True, "mean_logprob": -1.0}, "neuron_risk"),
+        ({"neuron_risk": "0.5", "mean_logprob": -1.0}, "neuron_risk"),
+        ({}, "neuron_risk, mean_logprob"),
+    ],
+)
+def test_merge_risk_fails_on_missing_or_non_finite_features(signals, named):
+    with pytest.raises(InputError) as info:
+        merge_risk(signals, MERGER)
+    assert named in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"mean": [0.5]},
+        {"scale": [0.2, 0.0]},
+        {"coef": [1.0, float("nan")]},
+        {"intercept": None},
+        {"features": []},
+        {"features": "neuron_risk"},
+    ],
+)
+def test_malformed_merger_is_a_probe_error(change):
+    with pytest.raises(ProbeError):
+        merge_risk({"neuron_risk": 0.5, "mean_logprob": -1.0}, {**MERGER, **change})
+
+
+def test_apply_grounding_endpoints():
+    assert apply_grounding(0.2, 1.0, 0.5) == pytest.approx(0.2)
+    assert apply_grounding(0.2, 0.0, 0.5) == pytest.approx(0.2 + 0.5 * 0.8)
+    assert apply_grounding(0.2, 0.0, 0.0) == pytest.approx(0.2)
+    assert apply_grounding(0.2, 0.0, 1.0) == pytest.approx(1.0)
+    assert apply_grounding(0.2, None, 1.0) == 0.2
+
+
+def test_apply_grounding_is_monotone_and_never_lowers_risk():
+    grid = [i / 10 for i in range(11)]
+    for risk, support, weight in itertools.product(grid, grid, grid):
+        out = apply_grounding(risk, support, weight)
+        assert risk - 1e-12 <= out <= 1.0
+        if risk < 1.0:
+            assert apply_grounding(min(risk + 0.1, 1.0), support, weight) >= out - 1e-12
+        if support < 1.0:
+            assert apply_grounding(risk, min(support + 0.1, 1.0), weight) <= out + 1e-12
+        if weight < 1.0:
+            assert apply_grounding(risk, support, min(weight + 0.1, 1.0)) >= out - 1e-12
+
+
+@pytest.mark.parametrize("args", [(1.2, 0.5, 0.5), (0.2, -0.1, 0.5), (0.2, float("nan"), 0.5), (0.2, 0.5, 2.0)])
+def test_apply_grounding_rejects_out_of_range(args):
+    with pytest.raises(InputError):
+        apply_grounding(*args)
+
+
+# ---------------------------------------------------------------- routing
+
+
+def test_basic_routes_and_boundaries():
+    assert route(0.1).route == "accept"
+    assert route(0.3).route == "review"  # accept is strictly below
+    assert route(0.5).route == "review"
+    assert route(0.8).route == "abstain"  # abstain is at or above
+    assert route(0.95).route == "abstain"
+    assert route(0.0).route == "accept"
+
+
+def test_accept_reason_states_risk_and_threshold():
+    decision = route(0.123)
+    assert decision.route == "accept" and decision.risk == pytest.approx(0.123)
+    assert any("0.123" in r and "0.3" in r and "accept" in r for r in decision.reasons)
+    assert decision.thresholds["accept_below"] == 0.3
+
+
+def test_review_and_abstain_reasons_carry_numbers():
+    assert any("0.5" in r and "0.3" in r and "0.8" in r for r in route(0.5).reasons)
+    assert any("0.9" in r and "0.8" in r for r in route(0.9).reasons)
+
+
+def test_decision_is_frozen_and_json_ready():
+    decision = route(0.1)
+    with pytest.raises(Exception):
+        decision.route = "abstain"
+    assert json.loads(json.dumps(decision.to_dict()))["route"] == "accept"
+
+
+def test_route_is_monotone_in_risk():
+    order = {"accept": 0, "review": 1, "abstain": 2}
+    routes = [order[route(i / 100).route] for i in range(101)]
+    assert routes == sorted(routes)
+    assert set(routes) == {0, 1, 2}
+
+
+NAN, INF = float("nan"), float("inf")
+
+# Every case would accept (risk 0.01) if it were not for the one thing wrong.
+FAIL_CLOSED = {
+    "scoring problem": dict(problems=["neuron probe failed"]),
+    "risk None": dict(risk=None),
+    "risk nan": dict(risk=NAN),
+    "risk +inf": dict(risk=INF),
+    "risk -inf": dict(risk=-INF),
+    "risk negative": dict(risk=-0.01),
+    "risk above 1": dict(risk=1.5),
+    "risk bool": dict(risk=True),
+    "risk string": dict(risk="0.01"),
+    "unknown domain": dict(domain="finance"),
+    "no thresholds": dict(thresholds=None),
+    "fingerprint mismatch": dict(fingerprint_problems=["model sha differs"]),
+    "thresholds fitted for a looser target": dict(thresholds=manual(target=0.2)),
+    "thresholds fitted at lower confidence": dict(thresholds=manual(confidence=0.8)),
+    "grounding nan": dict(grounding=NAN),
+    "grounding above 1": dict(grounding=1.2),
+    "min_grounding violated": dict(domain="rag", grounding=0.39),
+    "grounding required but absent": dict(domain="strict", grounding=None),
+}
+
+
+@pytest.mark.parametrize("case", list(FAIL_CLOSED), ids=list(FAIL_CLOSED))
+def test_fail_closed_cases_never_accept(case):
+    kw = dict(FAIL_CLOSED[case])
+    risk = kw.pop("risk", 0.01)
+    decision = route(risk, **kw)
+    assert decision.route == "review"
+    assert decision.reasons
+    if decision.risk is not None:
+        assert math.isfinite(decision.risk)
+    assert route(0.01).route == "accept"  # the control case does accept
+
+
+@pytest.mark.parametrize("case", list(FAIL_CLOSED), ids=list(FAIL_CLOSED))
+def test_fail_closed_cases_never_accept_under_lenient_settings(case):
+    lenient = make_policy(fingerprint_mismatch="warn")
+    kw = dict(FAIL_CLOSED[case])
+    risk = kw.pop("risk", 0.01)
+    decision = route(risk, policy=lenient, **kw)
+    if case == "fingerprint mismatch":
+        assert decision.route == "accept"
+        assert any(r.startswith("warning:") and "model sha differs" in r for r in decision.reasons)
+    else:
+        assert decision.route != "accept"
+
+
+def test_min_grounding_met_accepts_and_blocked_accept_explains():
+    assert route(0.01, domain="rag", grounding=0.4).route == "accept"
+    assert route(0.01, domain="rag", grounding=None).route == "accept"  # no context, nothing to check
+    blocked = route(0.01, domain="rag", grounding=0.1)
+    assert any("0.1" in r and "min_grounding 0.4" in r for r in blocked.reasons)
+    # A high-risk answer still abstains; low grounding does not soften that.
+    assert route(0.9, domain="rag", grounding=0.1).route == "abstain"
+    assert route(0.01, domain="strict", grounding=0.9).route == "accept"
+
+
+def test_unknown_domain_and_default_route_follow_the_policy():
+    policy = make_policy(unknown_domain="abstain", default_route="review")
+    unknown = route(0.01, policy=policy, domain="finance")
+    assert unknown.route == "abstain"
+    assert any("'finance'" in r and "unknown_domain" in r for r in unknown.reasons)
+    none_chosen = decide(0.01, domain_policy=None, thresholds=None, policy=policy, domain_chosen=False)
+    assert none_chosen.route == "review" and any("default_route" in r for r in none_chosen.reasons)
+    policy = make_policy(default_route="abstain")
+    assert decide(0.01, domain_policy=None, thresholds=None, policy=policy, domain_chosen=False).route == "abstain"
+    # A domain without a probe routes by unknown_domain too.
+    assert route(0.01, policy=make_policy(unknown_domain="abstain"), thresholds=None).route == "abstain"
+
+
+def test_several_causes_list_every_reason_and_abstain_wins():
+    policy = make_policy(unknown_domain="abstain")
+    decision = route(NAN, policy=policy, domain="finance", problems=["p1", "p2"], fingerprint_problems=["f"])
+    assert decision.route == "abstain" and decision.risk is None
+    text = " | ".join(decision.reasons)
+    for needle in ("p1", "p2", "nan", "finance", "f"):
+        assert needle in text
+
+
+FLAGS = {
+    "problems": [(), ("broken",)],
+    "risk": [0.01, None, NAN, 2.0],
+    "domain": ["geo", "finance"],
+    "thresholds": ["ok", None],
+    "fingerprint": [(), ("mismatch",)],
+    "grounding": [None, 0.9, NAN],
+    "unknown_domain": ["review", "abstain"],
+    "default_route": ["review", "abstain"],
+    "fingerprint_mismatch": ["review", "warn"],
+}
+
+
+def test_exhaustive_routing_table_accepts_only_when_everything_is_clean():
+    seen = set()
+    for combo in itertools.product(*FLAGS.values()):
+        c = dict(zip(FLAGS, combo))
+        policy = make_policy(
+            unknown_domain=c["unknown_domain"],
+            default_route=c["default_route"],
+            fingerprint_mismatch=c["fingerprint_mismatch"],
+        )
+        decision = decide(
+            c["risk"],
+            domain_policy=policy.domain(c["domain"]),
+            thresholds=manual() if c["thresholds"] == "ok" else None,
+            problems=c["problems"],
+            grounding=c["grounding"],
+            fingerprint_problems=c["fingerprint"],
+            policy=policy,
+            domain=c["domain"],
+        )
+        clean = (
+            not c["problems"]
+            and c["risk"] == 0.01
+            and c["domain"] == "geo"
+            and c["thresholds"] == "ok"
+            and (not c["fingerprint"] or c["fingerprint_mismatch"] == "warn")
+            and (c["grounding"] is None or c["grounding"] == 0.9)
+        )
+        assert (decision.route == "accept") == clean, c
+        assert decision.reasons, c
+        if not clean:
+            configured_abstain = (c["domain"] == "finance" or c["thresholds"] is None) and c["unknown_domain"] == "abstain"
+            assert decision.route == ("abstain" if configured_abstain else "review"), c
+        seen.add(decision.route)
+    assert seen == {"accept", "review", "abstain"}
+
+
+# ---------------------------------------------------------------- thresholds data
+
+
+def test_thresholds_round_trip_through_json():
+    th = fit_thresholds([0.1] * 60 + [0.9] * 60, [0] * 60 + [1] * 60)
+    again = Thresholds.from_dict(json.loads(json.dumps(th.to_dict())))
+    assert again == th
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"accept_below": 1.2}, "accept_below"),
+        ({"accept_below": 0.9, "abstain_above": 0.5}, "accept_below"),
+        ({"target": 0.0}, "target"),
+        ({"coverage": float("nan")}, "coverage"),
+        ({"n_calibration": -1}, "n_calibration"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+def test_thresholds_from_dict_rejects_bad_data_naming_the_field(change, needle):
+    data = {**manual().to_dict(), **change}
+    with pytest.raises(ProbeError) as info:
+        Thresholds.from_dict(data)
+    assert needle in str(info.value)
+
+
+def test_thresholds_from_dict_requires_the_core_fields():
+    data = manual().to_dict()
+    del data["accept_below"]
+    with pytest.raises(ProbeError, match="accept_below"):
+        Thresholds.from_dict(data)
+    data = manual().to_dict()
+    del data["abstained_share"]  # optional: older probe files may lack it
+    assert Thresholds.from_dict(data).abstained_share is None
+
+
+def test_manual_override_in_the_policy_wins_over_fitted():
+    fitted = fit_thresholds([0.1] * 60 + [0.9] * 60, [0] * 60 + [1] * 60)
+    both = DomainPolicy(accept_below=0.2, abstain_above=0.7)
+    eff = effective_thresholds(both, fitted)
+    assert (eff.accept_below, eff.abstain_above) == (0.2, 0.7)
+    assert "manual override" in eff.method and eff.coverage is None  # fitted stats no longer apply
+    only_accept = effective_thresholds(DomainPolicy(accept_below=0.05), fitted)
+    assert (only_accept.accept_below, only_accept.abstain_above) == (0.05, fitted.abstain_above)
+    only_abstain = effective_thresholds(DomainPolicy(abstain_above=0.95), fitted)
+    assert (only_abstain.accept_below, only_abstain.abstain_above) == (fitted.accept_below, 0.95)
+    assert only_abstain.coverage == fitted.coverage
+    assert effective_thresholds(DomainPolicy(), fitted) is fitted
+    # And decide uses the override: 0.5 accepts under the fitted 0.9 but not under the manual 0.2.
+    policy = Policy.model_validate({"version": 1, "domains": {"d": {"accept_below": 0.2, "abstain_above": 0.7}}})
+    dp = policy.domain("d")
+    assert decide(0.5, domain_policy=dp, thresholds=fitted, policy=policy).route == "accept"
+    assert decide(0.5, domain_policy=dp, thresholds=effective_thresholds(dp, fitted), policy=policy).route == "review"
+
+
+def test_manual_override_conflicting_with_fitted_moves_the_other_side_safely():
+    fitted = manual(accept=0.3, abstain=0.5)
+    raised = effective_thresholds(DomainPolicy(accept_below=0.6), fitted)
+    assert (raised.accept_below, raised.abstain_above) == (0.6, 0.6)
+    lowered = effective_thresholds(DomainPolicy(abstain_above=0.2), fitted)
+    assert (lowered.accept_below, lowered.abstain_above) == (0.2, 0.2)
+
+
+def test_manual_thresholds_without_calibration():
+    assert effective_thresholds(DomainPolicy(), None) is None
+    only_accept = effective_thresholds(DomainPolicy(accept_below=0.25), None)
+    assert (only_accept.accept_below, only_accept.abstain_above, only_accept.n_calibration) == (0.25, 1.0, 0)
+    only_abstain = effective_thresholds(DomainPolicy(abstain_above=0.6), None)
+    assert (only_abstain.accept_below, only_abstain.abstain_above) == (0.0, 0.6)  # accepts nothing
+
+
+# ---------------------------------------------------------------- fitting
+
+
+def test_separable_data_accepts_the_clean_group_only():
+    risks = [0.1] * 60 + [0.9] * 60
+    labels = [False] * 60 + [True] * 60
+    th = fit_thresholds(risks, labels, target=0.1, confidence=0.95)
+    assert 0.1 < th.accept_below <= 0.9
+    assert th.coverage == 0.5 and th.accepted_error_rate == 0.0
+    # Clopper-Pearson upper bound for 0 of 60 at 95%: 1 - 0.05 ** (1/60)
+    assert th.accepted_error_ucb == pytest.approx(1 - 0.05 ** (1 / 60))
+    assert th.abstain_above == 0.9 and th.abstained_share == 0.5
+    assert th.accept_below <= th.abstain_above
+    assert th.n_calibration == 120 and "learn-then-test" in th.method
+
+
+def test_fitted_statistics_match_a_direct_count():
+    rng = np.random.default_rng(3)
+    r = rng.uniform(size=800)
+    y = rng.uniform(size=800) < r**2
+    th = fit_thresholds(r, y, target=0.1, confidence=0.9, abstain_precision=0.7)
+    assert 0.0 < th.accept_below <= th.abstain_above < 1.0
+    accepted = r < th.accept_below
+    assert th.coverage == pytest.approx(accepted.mean())
+    assert th.accepted_error_rate == pytest.approx(y[accepted].mean())
+    assert th.accepted_error_rate <= th.accepted_error_ucb <= th.target + 1e-9
+    abstained = r >= th.abstain_above
+    assert th.abstained_share == pytest.approx(abstained.mean())
+    assert y[abstained].mean() >= th.abstained_precision_lcb >= th.abstain_precision - 1e-9
+    assert fit_thresholds(r, y, target=0.1, confidence=0.9, abstain_precision=0.7) == th  # deterministic
+
+
+def _guarantee_draws(n_cal, draws, target, confidence, seed):
+    """Share of calibration draws whose accept threshold breaks the target (exactly and on a big test set)."""
+    rng = np.random.default_rng(seed)
+    exact = empirical = 0
+    for _ in range(draws):
+        r = rng.uniform(size=n_cal)
+        y = rng.uniform(size=n_cal) < r**2
+        t = fit_thresholds(r, y, target=target, confidence=confidence).accept_below
+        # With risk ~ U(0,1) and P(hallucinated | r) = r^2, the error rate among {r < t} is t^2 / 3.
+        exact += t * t / 3 > target
+        rt = rng.uniform(size=20_000)
+        yt = rng.uniform(size=20_000) < rt**2
+        acc = rt < t
+        empirical += acc.any() and yt[acc].mean() > target
+    return exact / draws, empirical / draws
+
+
+def test_finite_sample_guarantee_holds_over_repeated_calibration_draws():
+    delta = 0.1
+    exact, empirical = _guarantee_draws(n_cal=400, draws=200, target=0.1, confidence=1 - delta, seed=11)
+    # Binomial noise over 200 draws has sd ~0.02 at delta=0.1; allow 3 sd.
+    assert exact <= delta + 0.065
+    assert empirical <= delta + 0.065
+
+
+def test_the_guarantee_is_not_trivial():
+    # The fitted threshold should get reasonably close to the oracle t* = sqrt(0.3) ~ 0.55.
+    rng = np.random.default_rng(5)
+    ts = []
+    for _ in range(30):
+        r = rng.uniform(size=2000)
+        y = rng.uniform(size=2000) < r**2
+        ts.append(fit_thresholds(r, y, target=0.1, confidence=0.9).accept_below)
+    assert 0.35 < float(np.median(ts)) < math.sqrt(0.3)
+
+
+def test_uninformative_risks_accept_nothing_when_the_base_rate_is_too_high():
+    rng = np.random.default_rng(7)
+    accepted_any = 0
+    for _ in range(100):
+        r = rng.uniform(size=400)
+        y = rng.uniform(size=400) < 0.3
+        th = fit_thresholds(r, y, target=0.1, confidence=0.95)
+        accepted_any += th.accept_below > 0.0
+        if th.accept_below == 0.0:
+            assert th.coverage == 0.0 and th.accepted_error_rate is None and "accept nothing" in th.method
+    assert accepted_any / 100 <= 0.05
+
+
+def test_uninformative_risks_accept_everything_when_the_base_rate_is_low():
+    rng = np.random.default_rng(8)
+    r = rng.uniform(size=1000)
+    y = rng.uniform(size=1000) < 0.02
+    th = fit_thresholds(r, y, target=0.1, confidence=0.95)
+    assert th.accept_below == 1.0 and th.coverage == 1.0
+    assert th.abstain_above == 1.0  # nothing is reliably a hallucination
+
+
+def test_too_few_calibration_answers_accept_nothing_and_say_why():
+    th = fit_thresholds([0.01] * 20, [False] * 20, target=0.1, confidence=0.95)
+    assert th.accept_below == 0.0 and th.coverage == 0.0
+    assert "at least 29 needed" in th.method
+    # 29 perfect answers are just enough: 0.9 ** 29 < 0.05.
+    assert fit_thresholds([0.01] * 29, [False] * 29, target=0.1, confidence=0.95).accept_below == 1.0
+
+
+def test_looser_requirements_accept_more_on_average():
+    rng = np.random.default_rng(9)
+    coverage = {0.05: [], 0.2: []}
+    for _ in range(40):
+        r = rng.uniform(size=600)
+        y = rng.uniform(size=600) < r**2
+        for target in coverage:
+            coverage[target].append(fit_thresholds(r, y, target=target, confidence=0.9).coverage)
+    assert np.mean(coverage[0.2]) > np.mean(coverage[0.05])
+
+
+def test_better_separated_risks_accept_more():
+    rng = np.random.default_rng(10)
+    r = rng.uniform(size=2000)
+    u = rng.uniform(size=2000)
+    weak = fit_thresholds(r, u < r, target=0.1, confidence=0.9)
+    strong = fit_thresholds(r, u < r**4, target=0.1, confidence=0.9)
+    assert strong.coverage > weak.coverage
+
+
+def test_accept_never_exceeds_abstain_even_on_odd_data():
+    rng = np.random.default_rng(12)
+    for _ in range(50):
+        r = rng.uniform(size=300)
+        y = rng.uniform(size=300) < 0.5 + 0.5 * np.sin(20 * r)
+        th = fit_thresholds(r, y, target=0.2, confidence=0.8, abstain_precision=0.6)
+        assert th.accept_below <= th.abstain_above
+
+
+def test_fit_rejects_bad_input():
+    with pytest.raises(InputError, match="one label per risk"):
+        fit_thresholds([0.1, 0.2], [True])
+    with pytest.raises(InputError, match=r"risks\[1\]"):
+        fit_thresholds([0.1, float("nan")], [True, False])
+    with pytest.raises(InputError, match=r"hallucinated\[0\]"):
+        fit_thresholds([0.1], [2])
+    with pytest.raises(InputError, match="target"):
+        fit_thresholds([0.1], [True], target=0.0)
+    with pytest.raises(InputError, match="non-empty"):
+        fit_thresholds([], [])
+
+
+def test_risk_coverage_curve_matches_a_brute_force_count():
+    rng = np.random.default_rng(4)
+    r = np.round(rng.uniform(size=200), 2)  # ties on purpose
+    y = rng.uniform(size=200) < r
+    curve = risk_coverage_curve(r, y)
+    coverages = [c for c, _, _ in curve]
+    thresholds = [t for _, _, t in curve]
+    assert coverages == sorted(coverages) and len(set(coverages)) == len(coverages)
+    assert thresholds == sorted(thresholds)
+    assert coverages[-1] == 1.0 or r.max() == 1.0
+    for coverage, error, t in curve:
+        acc = r < t
+        assert coverage == pytest.approx(acc.mean())
+        assert error == pytest.approx(y[acc].mean())
+
+
+def test_fitted_thresholds_route_end_to_end():
+    policy = Policy.model_validate({"version": 1, "domains": {"d": {}}})
+    th = fit_thresholds([0.1] * 60 + [0.9] * 60, [0] * 60 + [1] * 60)
+    dp = policy.domain("d")
+    assert decide(0.1, domain_policy=dp, thresholds=effective_thresholds(dp, th), policy=policy).route == "accept"
+    assert decide(0.9, domain_policy=dp, thresholds=effective_thresholds(dp, th), policy=policy).route == "abstain"
+
+
+# ---------------------------------------------------------------- domain choice and imports
+
+
+def test_choose_domain():
+    policy = make_policy(domain_min_similarity=0.35)
+    assert choose_domain({"geo": 0.8, "rag": 0.5, "other": 0.99}, policy)[0] == "geo"
+    name, why = choose_domain({"geo": 0.2}, policy)
+    assert name is None and "0.2" in why and "0.35" in why
+    assert choose_domain({"geo": 0.6, "rag": 0.6}, policy)[0] is None  # a tie is ambiguous
+    assert choose_domain({"geo": float("nan")}, policy)[0] is None
+    assert choose_domain({}, policy)[0] is None
+
+
+def test_routing_path_imports_neither_torch_nor_numpy():
+    code = (
+        "import sys, hguard\n"
+        "before = set(sys.modules)\n"
+        "import hguard.policy as p\n"
+        "pol = p.load_policy(sys.argv[1])\n"
+        "dp = pol.domain('science')\n"
+        "th = p.effective_thresholds(dp, None)\n"
+        "risk = p.apply_grounding(p.merge_risk({'a': 1.0}, {'features': ['a'], 'mean': [0.0], 'scale': [1.0],"
+        " 'coef': [1.0], 'intercept': 0.0}), 0.5, 0.5)\n"
+        "p.decide(risk, domain_policy=dp, thresholds=th, policy=pol)\n"
+        "new = {m.split('.')[0] for m in set(sys.modules) - before}\n"
+        "print(sorted(new & {'torch', 'numpy', 'scipy', 'sklearn'}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(EXAMPLE)], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert out.stdout.strip() == "[]"
