@@ -1,0 +1,612 @@
+"""Tests of the tamper-evident audit log (hguard.audit): chain, tamper detection, concurrency, crashes, CLI."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import hguard
+from hguard.audit import (
+    GENESIS_HASH,
+    AuditLog,
+    AuditReceipt,
+    canonical_json,
+    cli_main,
+    export_csv,
+    record_hash,
+    repair,
+    show,
+    verify,
+)
+from hguard.errors import AuditError, AuditIntegrityError, InputError
+
+REPO_ROOT = Path(hguard.__file__).resolve().parent.parent
+
+
+def _decision(i: int, **extra) -> dict:
+    rec = {
+        "domain": "medical" if i % 2 else "legal",
+        "model_fingerprint": "sha256:abc",
+        "probe_id": "probe-1",
+        "thresholds": {"h_neuron": 0.7, "entropy": 2.5},
+        "signals": {"h_neuron": 0.1 * i, "entropy": 1.0 + i},
+        "route": "allow" if i % 3 else "review",
+        "reasons": [f"reason {i}"],
+        "question": f"question {i}?",
+        "answer": f"answer {i}.",
+    }
+    rec.update(extra)
+    return rec
+
+
+def _make_log(path: Path, n: int) -> list[AuditReceipt]:
+    log = AuditLog(path)
+    return [log.append(_decision(i)) for i in range(n)]
+
+
+def _lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def _write_lines(path: Path, lines: list[bytes]) -> None:
+    path.write_bytes(b"".join(lines))
+
+
+def _line_of(rec: dict) -> bytes:
+    return (canonical_json(rec) + "\n").encode("utf-8")
+
+
+# ------------------------------------------------------------------------------------------------ chain
+
+
+def test_chain_links_every_record_and_verifies(tmp_path):
+    path = tmp_path / "logs" / "audit.jsonl"  # parent dir does not exist yet
+    receipts = _make_log(path, 5)
+    records = list(AuditLog(path))
+
+    assert [r.seq for r in receipts] == [0, 1, 2, 3, 4]
+    assert [rec["seq"] for rec in records] == [0, 1, 2, 3, 4]
+    assert records[0]["prev_hash"] == GENESIS_HASH
+    for i, rec in enumerate(records):
+        assert rec["hash"] == receipts[i].hash == record_hash(rec)
+        assert rec["id"] == receipts[i].id and len(rec["id"]) == 32
+        assert rec["kind"] == "decision"
+        assert rec["time"].endswith("+00:00")
+        if i:
+            assert rec["prev_hash"] == records[i - 1]["hash"]
+    assert receipts[0].path == str(path)
+    # Lines are exactly the canonical form hashes are computed over.
+    assert _lines(path)[2] == _line_of(records[2])
+
+    report = verify(path)
+    assert report.ok and report.n_records == 5 and report.problems == []
+    assert "OK, 5 records" in report.summary()
+
+
+def test_request_id_kind_and_find(tmp_path):
+    log = AuditLog(tmp_path / "a.jsonl")
+    r1 = log.append(_decision(1, request_id="req-42"))
+    r2 = log.append({"request_id": "req-42", "verdict": "correct"}, kind="review_verdict")
+    assert r1.id == r2.id == "req-42"
+    found = log.find("req-42")
+    assert found is not None and found["kind"] == "decision" and found["seq"] == 0
+    assert "request_id" not in found
+    assert list(log)[1]["kind"] == "review_verdict"
+    assert log.find("nope") is None
+
+
+def test_writers_reread_the_tail_instead_of_trusting_memory(tmp_path):
+    path = tmp_path / "a.jsonl"
+    a, b = AuditLog(path), AuditLog(path)
+    seqs = [(a if i % 2 else b).append({"i": i}).seq for i in range(6)]
+    assert seqs == list(range(6))
+    assert verify(path).ok
+
+
+def test_last_record_longer_than_one_tail_chunk(tmp_path):
+    log = AuditLog(tmp_path / "a.jsonl")
+    log.append({"answer": "é" * 200_000})  # multi-byte chars, far past the 64 KiB backwards-read chunk
+    r = log.append({"answer": "short"})
+    assert r.seq == 1
+    assert list(log)[1]["prev_hash"] == list(log)[0]["hash"]
+    assert verify(log.path).ok
+
+
+def test_append_fsyncs_the_file_and_a_new_files_directory(tmp_path, monkeypatch):
+    real_fsync = os.fsync
+    synced: list[str] = []
+
+    def recording_fsync(fd):
+        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    log = AuditLog(tmp_path / "a.jsonl")
+    log.append({"i": 0})
+    assert sorted(synced) == ["dir", "file"]
+    synced.clear()
+    log.append({"i": 1})
+    assert synced == ["file"]
+
+
+def test_failed_write_leaves_no_half_record(tmp_path, monkeypatch):
+    path = tmp_path / "a.jsonl"
+    log = AuditLog(path)
+    log.append({"i": 0})
+    good = path.read_bytes()
+    real_write = os.write
+
+    def disk_full_halfway(fd, data):
+        if b"fail-me" in bytes(data):
+            real_write(fd, bytes(data)[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", disk_full_halfway)
+    with pytest.raises(AuditError, match="not stored"):
+        log.append({"note": "fail-me"})
+    assert path.read_bytes() == good
+    assert log.append({"i": 1}).seq == 1
+    assert verify(path).ok
+
+
+# ------------------------------------------------------------------------------------------------ tampering
+
+
+def _edit_keep_hash(lines, i):
+    rec = json.loads(lines[i])
+    rec["route"] = "allow-forged"
+    lines[i] = _line_of(rec)
+
+
+def _edit_recompute_hash(lines, i):
+    rec = json.loads(lines[i])
+    rec["route"] = "allow-forged"
+    rec["hash"] = record_hash(rec)
+    lines[i] = _line_of(rec)
+
+
+def _reformat(lines, i):
+    lines[i] = (json.dumps(json.loads(lines[i]), ensure_ascii=False) + "\n").encode()
+
+
+def _delete(lines, i):
+    del lines[i]
+
+
+def _swap(lines, i):
+    lines[i], lines[i + 1] = lines[i + 1], lines[i]
+
+
+def _insert_naive_forgery(lines, i):
+    rec = json.loads(lines[i - 1])
+    rec["route"] = "block"
+    lines.insert(i, _line_of(rec))
+
+
+def _insert_chained_forgery(lines, i):
+    before = json.loads(lines[i - 1])
+    rec = dict(before, route="allow", seq=before["seq"] + 1, prev_hash=before["hash"], id="forged")
+    rec["hash"] = record_hash(rec)
+    lines.insert(i, _line_of(rec))
+
+
+@pytest.mark.parametrize(
+    ("tamper", "index", "line", "seq", "words"),
+    [
+        (_edit_keep_hash, 2, 3, 2, "edited"),
+        # A recomputed hash passes on its own line; the next record's link exposes it.
+        (_edit_recompute_hash, 2, 4, 3, "line 3 was rewritten"),
+        (_reformat, 2, 3, 2, "canonical"),
+        (_delete, 2, 3, 3, "seq 3 follows seq 1"),
+        (_delete, 0, 1, 1, "genesis"),
+        (_swap, 2, 3, 3, "prev_hash does not match the hash of line 2"),
+        (_insert_naive_forgery, 3, 4, 2, "prev_hash does not match"),
+        (_insert_chained_forgery, 3, 5, 3, "seq 3 follows seq 3"),
+    ],
+)
+def test_tampering_is_detected_at_the_right_line(tmp_path, tamper, index, line, seq, words):
+    path = tmp_path / "audit.jsonl"
+    _make_log(path, 6)
+    lines = _lines(path)
+    tamper(lines, index)
+    _write_lines(path, lines)
+
+    report = verify(path)
+    assert not report.ok and not report.torn
+    first = report.problems[0]
+    assert (first.line, first.seq) == (line, seq)
+    assert words in first.message
+    assert f"line {line}, seq {seq}:" in report.summary()
+
+
+def test_swap_reports_every_broken_link(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    _make_log(path, 6)
+    lines = _lines(path)
+    _swap(lines, 2)
+    _write_lines(path, lines)
+    assert [p.line for p in verify(path).problems] == [3, 4, 5]
+
+
+def test_garbage_line_in_the_middle_is_not_mistaken_for_a_torn_tail(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    _make_log(path, 4)
+    lines = _lines(path)
+    lines[1] = b'{"half a record\n'
+    _write_lines(path, lines)
+    report = verify(path)
+    assert [(p.line, p.torn) for p in report.problems] == [(2, False)]
+    assert report.n_records == 3
+    with pytest.raises(AuditIntegrityError, match="line 2"):
+        list(AuditLog(path))
+    assert repair(path) is None  # only a torn tail is repairable; this is evidence for a human
+
+
+# ------------------------------------------------------------------------------------------------ redaction
+
+
+def test_redaction_hides_text_but_keeps_its_hash(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, redact=True)
+    context = ["passage one: secret-ctx", "passage two"]
+    log.append(
+        _decision(
+            0, question="what is secret-q?", answer="secret-a", context=context, llm_call={"question": "secret-n"}
+        )
+    )
+    log.append({"question": None, "route": "allow"})
+
+    text = path.read_text(encoding="utf-8")
+    for secret in ("secret-q", "secret-a", "secret-ctx", "secret-n"):
+        assert secret not in text
+    rec, rec2 = list(log)
+    assert rec["question"] == {"sha256": hashlib.sha256(b"what is secret-q?").hexdigest()}
+    assert rec["answer"] == {"sha256": hashlib.sha256(b"secret-a").hexdigest()}
+    assert rec["context"] == {"sha256": hashlib.sha256(canonical_json(context).encode()).hexdigest()}
+    assert rec["llm_call"]["question"]["sha256"] == hashlib.sha256(b"secret-n").hexdigest()
+    assert rec["signals"] == {"h_neuron": 0.0, "entropy": 1.0}  # the rest is untouched
+    assert rec2["question"] is None
+    assert verify(path).ok
+
+    plain = AuditLog(tmp_path / "plain.jsonl")
+    plain.append({"question": "visible?"})
+    assert list(plain)[0]["question"] == "visible?"
+
+
+# ------------------------------------------------------------------------------------------------ concurrency
+
+
+def test_threads_share_one_log(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    receipts: list[AuditReceipt] = []
+    errors: list[BaseException] = []
+    guard = threading.Lock()
+
+    def work(t: int) -> None:
+        try:
+            for i in range(50):
+                r = log.append({"thread": t, "i": i})
+                with guard:
+                    receipts.append(r)
+        except BaseException as e:  # a thread's exception would otherwise vanish
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    report = verify(path)
+    assert report.ok, report.summary()
+    assert report.n_records == 400
+    records = list(log)
+    assert sorted(r.seq for r in receipts) == list(range(400))
+    assert {r.id for r in receipts} == {rec["id"] for rec in records}
+    assert {(rec["thread"], rec["i"]) for rec in records} == {(t, i) for t in range(8) for i in range(50)}
+
+
+def _append_from_process(path: str, worker: int, n: int) -> list[str]:
+    log = AuditLog(path)
+    return [log.append({"worker": worker, "i": i}).id for i in range(n)]
+
+
+def test_processes_share_one_log(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        ids = pool.starmap(_append_from_process, [(str(path), w, 50) for w in range(4)])
+
+    report = verify(path)
+    assert report.ok, report.summary()
+    assert report.n_records == 200
+    records = list(AuditLog(path))
+    assert [rec["seq"] for rec in records] == list(range(200))
+    assert {i for worker_ids in ids for i in worker_ids} == {rec["id"] for rec in records}
+    assert {(rec["worker"], rec["i"]) for rec in records} == {(w, i) for w in range(4) for i in range(50)}
+
+
+_KILLED_WRITER = textwrap.dedent(
+    """
+    import sys
+    from hguard.audit import AuditLog
+    log = AuditLog(sys.argv[1])
+    filler = "x" * int(sys.argv[2])
+    i = 0
+    while True:
+        receipt = log.append({"domain": "kill", "i": i, "answer": filler})
+        sys.stdout.write(receipt.id + "\\n")
+        sys.stdout.flush()
+        i += 1
+    """
+)
+
+
+def test_sigkill_mid_append_loses_no_acknowledged_record(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    # 2 MB records take milliseconds to copy into the file, so a kill sent as soon as the file starts to grow
+    # lands inside write() most of the time and leaves a genuinely torn line.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(path), "2000000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    acked: list[str] = []
+    try:
+        while len(acked) < 10:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            acked.append(line.decode().strip())
+        size_acked = path.stat().st_size if path.exists() else 0
+        deadline = time.monotonic() + 10
+        while path.exists() and path.stat().st_size == size_acked and proc.poll() is None:
+            if time.monotonic() > deadline:
+                break
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        rest, err = proc.communicate(timeout=30)
+    assert len(acked) == 10, err.decode()
+    assert proc.returncode == -signal.SIGKILL
+    acked += [line.decode() for line in rest.split(b"\n")[:-1]]  # printed before the kill: acknowledged too
+
+    report = verify(path)
+    assert all(p.torn for p in report.problems), report.summary()
+    assert len(report.problems) <= 1
+    records = list(AuditLog(path))
+    assert [rec["i"] for rec in records] == list(range(len(records)))
+    assert set(acked) <= {rec["id"] for rec in records}
+    assert len(records) - len(acked) in (0, 1)  # at most the one whose receipt was not printed yet
+
+    before = path.read_bytes()
+    saved = repair(path)
+    if report.torn:
+        assert report.problems[0].line == len(records) + 1
+        assert saved is not None
+        assert path.read_bytes() + Path(saved).read_bytes() == before  # moved aside, not lost
+    else:
+        assert saved is None
+    assert verify(path).ok
+    assert AuditLog(path).append({"after": "crash"}).seq == len(records)
+
+
+# ------------------------------------------------------------------------------------------------ torn tail
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        pytest.param(None, id="half-a-line"),
+        pytest.param(b"\0" * 300, id="zero-filled"),
+        pytest.param(b'{"seq": 3, "hash\n', id="terminated-garbage"),
+    ],
+)
+def test_torn_tail_is_reported_refused_and_repaired(tmp_path, tail):
+    path = tmp_path / "audit.jsonl"
+    receipts = _make_log(path, 3)
+    good = path.read_bytes()
+    if tail is None:
+        tail = _lines(path)[1][:57]
+    with open(path, "ab") as f:
+        f.write(tail)
+
+    report = verify(path)
+    assert not report.ok and report.torn and report.n_records == 3
+    assert [(p.line, p.torn) for p in report.problems] == [(4, True)]
+    assert "hguard audit repair" in report.problems[0].message
+
+    log = AuditLog(path)
+    assert [rec["id"] for rec in log] == [r.id for r in receipts]  # readers skip the unacknowledged tail
+    with pytest.raises(AuditIntegrityError) as exc:
+        log.append({"i": 3})
+    msg = str(exc.value)
+    assert str(path) in msg and "line 4" in msg
+    assert "hguard audit verify" in msg and "hguard audit repair" in msg
+    assert path.read_bytes() == good + tail  # the refused append wrote nothing
+
+    saved = repair(path)
+    assert saved is not None and Path(saved).name.startswith("audit.jsonl.torn-")
+    assert Path(saved).read_bytes() == tail
+    assert path.read_bytes() == good
+    assert verify(path).ok
+    assert repair(path) is None
+    assert log.append({"i": 3}).seq == 3
+    assert verify(path).ok
+
+
+# ------------------------------------------------------------------------------------------------ values
+
+
+def test_nonfinite_floats_become_null_and_are_named(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    log.append({"score": math.nan, "signals": {"a": math.inf, "b": 0.5, "trace": [1.0, -math.inf]}})
+
+    raw = path.read_text(encoding="utf-8")
+    rec = json.loads(raw, parse_constant=lambda name: pytest.fail(f"{name} written to the log"))
+    assert rec["score"] is None and rec["signals"] == {"a": None, "b": 0.5, "trace": [1.0, None]}
+    assert rec["nonfinite"] == ["score", "signals.a", "signals.trace[1]"]
+    assert verify(path).ok
+    log.append({"score": 1.0})
+    assert "nonfinite" not in list(log)[1]
+
+
+def test_numpy_scalars_and_arrays_are_stored_as_plain_values(tmp_path):
+    np = pytest.importorskip("numpy")
+    log = AuditLog(tmp_path / "a.jsonl")
+    log.append({"signals": {"p": np.float32(0.25), "n": np.int64(3), "v": np.array([1.5, np.nan])}})
+    rec = list(log)[0]
+    assert rec["signals"] == {"p": 0.25, "n": 3, "v": [1.5, None]}
+    assert rec["nonfinite"] == ["signals.v[1]"]
+
+
+@pytest.mark.parametrize(
+    ("record", "words"),
+    [
+        ({"signals": {"x": object()}}, "'signals.x'"),
+        ({"tags": {1, 2}}, "'tags'"),
+        ({"signals": {3: 1.0}}, "key 3"),
+        ({"seq": 7}, "'seq'"),
+        ({"hash": "0" * 64}, "'hash'"),
+        ({"request_id": ""}, "request_id"),
+        ({"answer": "bad \ud800 surrogate"}, "'answer'"),
+        ("not a dict", "must be a dict"),
+    ],
+)
+def test_bad_values_raise_input_error_and_write_nothing(tmp_path, record, words):
+    path = tmp_path / "a.jsonl"
+    log = AuditLog(path)
+    with pytest.raises(InputError) as exc:
+        log.append(record)
+    assert words in str(exc.value)
+    assert not path.exists()
+
+
+def test_cyclic_record_is_refused(tmp_path):
+    rec: dict = {"a": {}}
+    rec["a"]["self"] = rec["a"]
+    with pytest.raises(InputError, match="contains itself"):
+        AuditLog(tmp_path / "a.jsonl").append(rec)
+
+
+# ------------------------------------------------------------------------------------------------ reading out
+
+
+def test_show_filters_by_domain_route_and_last(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    _make_log(path, 9)  # domains alternate legal/medical; route "review" when i % 3 == 0
+    assert [r["seq"] for r in show(path)] == list(range(9))
+    assert [r["seq"] for r in show(path, domain="medical")] == [1, 3, 5, 7]
+    assert [r["seq"] for r in show(path, route="review")] == [0, 3, 6]
+    assert [r["seq"] for r in show(path, domain="medical", route="review")] == [3]
+    assert [r["seq"] for r in show(path, last=2)] == [7, 8]
+    assert [r["seq"] for r in show(path, domain="legal", last=2)] == [6, 8]
+    assert show(path, last=0) == []
+    with pytest.raises(InputError, match="-1"):
+        show(path, last=-1)
+    with pytest.raises(InputError, match="does not exist"):
+        show(tmp_path / "missing.jsonl")
+
+
+def test_export_csv_flattens_signals_and_thresholds(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    log.append(_decision(1))
+    log.append(_decision(2, signals={"h_neuron": 0.9, "grounding": 0.3}))
+    out = tmp_path / "out.csv"
+
+    assert export_csv(path, out) == 2
+    with open(out, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames
+        rows = list(reader)
+    assert header[:6] == ["seq", "time", "id", "kind", "domain", "route"]
+    assert header[-2:] == ["prev_hash", "hash"]
+    assert {"signals.h_neuron", "signals.entropy", "signals.grounding", "thresholds.entropy"} <= set(header)
+    assert "signals" not in header and "thresholds" not in header
+    assert rows[0]["signals.entropy"] == "2.0" and rows[1]["signals.entropy"] == ""
+    assert rows[1]["signals.grounding"] == "0.3"
+    assert rows[0]["thresholds.h_neuron"] == "0.7"
+    assert json.loads(rows[1]["reasons"]) == ["reason 2"]
+
+    picked = tmp_path / "picked.csv"
+    assert export_csv(path, picked, columns=["id", "signals.h_neuron"]) == 2
+    with open(picked, newline="", encoding="utf-8") as f:
+        assert list(csv.reader(f))[0] == ["id", "signals.h_neuron"]
+
+    with pytest.raises(InputError, match="signals.nope"):
+        export_csv(path, tmp_path / "x.csv", columns=["signals.nope"])
+    with pytest.raises(InputError, match="audit log itself"):
+        export_csv(path, path)
+    assert verify(path).ok
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def test_cli_verify_exit_codes(tmp_path, capsys):
+    path = tmp_path / "audit.jsonl"
+    _make_log(path, 4)
+    assert cli_main(["verify", str(path)]) == 0
+    assert "OK, 4 records" in capsys.readouterr().out
+
+    lines = _lines(path)
+    _edit_keep_hash(lines, 1)
+    _write_lines(path, lines)
+    assert cli_main(["verify", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "line 2, seq 1:" in out
+
+    assert cli_main(["verify", str(tmp_path / "missing.jsonl")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert cli_main(["frobnicate"]) == 2
+    assert cli_main([]) == 2
+
+
+def test_cli_show_export_and_repair(tmp_path, capsys):
+    path = tmp_path / "audit.jsonl"
+    _make_log(path, 5)
+
+    assert cli_main(["show", str(path), "--last", "2", "--json"]) == 0
+    shown = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["seq"] for r in shown] == [3, 4]
+
+    assert cli_main(["show", str(path), "--domain", "medical"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and all("domain=medical" in line for line in out)
+    assert cli_main(["show", str(path), "--last", "-3"]) == 2
+
+    out_csv = tmp_path / "out.csv"
+    assert cli_main(["export", str(path), "--csv", str(out_csv), "--columns", "seq,route"]) == 0
+    assert out_csv.read_text().splitlines()[0] == "seq,route"
+    assert cli_main(["export", str(path)]) == 2  # --csv is required
+
+    with open(path, "ab") as f:
+        f.write(b'{"seq":5,"ha')
+    assert cli_main(["verify", str(path)]) == 1
+    assert "repair" in capsys.readouterr().out
+    assert cli_main(["repair", str(path)]) == 0
+    assert ".torn-" in capsys.readouterr().out
+    assert cli_main(["verify", str(path)]) == 0
+    assert cli_main(["repair", str(path)]) == 0
+    assert "nothing to repair" in capsys.readouterr().out
