@@ -1,0 +1,546 @@
+"""Calibration: answers -> labels -> one sparse probe, merger and thresholds per domain -> report.
+
+The split comes first: questions are split into train and test by group (all templates of one fact
+stay together) before anything is fitted. Everything that is fitted (the probe and its C, the
+merger of probe and confidence, the thresholds) sees the training split only; the thresholds and the
+merger are fitted on out-of-fold scores so that they see scores of answers the probe was not fitted on.
+The test split is used once, for the report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import DataError
+from .collect import Collected, collect, label_row
+from .data import Example, data_hash, load_examples
+
+DEFAULT_SYSTEM_PROMPT = "You are a concise assistant. Answer in one short sentence."
+DEFAULT_MAX_NEW_TOKENS = 32
+MERGER_FEATURES = ("neuron_logit", "mean_logprob", "min_logprob", "mean_entropy", "log_length")
+# Raw confidence baselines, each oriented so that a higher value means a riskier answer.
+BASELINES = {
+    "mean_logprob": lambda r: -r["mean_logprob"],
+    "min_logprob": lambda r: -r["min_logprob"],
+    "entropy": lambda r: r["mean_entropy"],
+    "length": lambda r: r["length"],
+}
+MIN_PER_CLASS = 8
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def auroc(y: Sequence[int], score: Sequence[float]) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y)
+    if y.size == 0 or np.unique(y).size < 2:
+        return None
+    return float(roc_auc_score(y, np.asarray(score, dtype=float)))
+
+
+def best_threshold(y, score) -> float:
+    """The threshold on ``score`` (risk: higher = hallucinated) with the best accuracy on (y, score)."""
+    y = np.asarray(y)
+    s = np.asarray(score, dtype=float)
+    cands = np.unique(s)
+    best, best_acc = float(cands[0]) if cands.size else 0.0, -1.0
+    for t in cands:
+        acc = float(((s >= t).astype(int) == y).mean())
+        if acc > best_acc:
+            best, best_acc = float(t), acc
+    return best
+
+
+def accuracy_at(y, score, threshold) -> float | None:
+    y = np.asarray(y)
+    if y.size == 0:
+        return None
+    return float(((np.asarray(score, dtype=float) >= threshold).astype(int) == y).mean())
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def merger_features(rows: Sequence[dict], neuron_logit: np.ndarray) -> np.ndarray:
+    return np.column_stack(
+        [
+            neuron_logit,
+            [r["mean_logprob"] for r in rows],
+            [r["min_logprob"] for r in rows],
+            [r["mean_entropy"] for r in rows],
+            [math.log1p(r["length"]) for r in rows],
+        ]
+    ).astype(float)
+
+
+def fit_merger(Z: np.ndarray, y: np.ndarray) -> dict:
+    """A small logistic model over probe logit and confidence, as plain data for :func:`policy.merge_risk`."""
+    from sklearn.linear_model import LogisticRegression
+
+    mean = Z.mean(0)
+    scale = Z.std(0)
+    scale[scale == 0] = 1.0
+    lr = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000).fit((Z - mean) / scale, y)
+    return {
+        "features": list(MERGER_FEATURES),
+        "mean": mean.tolist(),
+        "scale": scale.tolist(),
+        "coef": lr.coef_[0].tolist(),
+        "intercept": float(lr.intercept_[0]),
+    }
+
+
+def apply_merger(merger: dict, Z: np.ndarray) -> np.ndarray:
+    z = (Z - np.asarray(merger["mean"])) / np.asarray(merger["scale"])
+    return 1.0 / (1.0 + np.exp(-(z @ np.asarray(merger["coef"]) + merger["intercept"])))
+
+
+def random_baseline_to_dict(rp) -> dict:
+    return {
+        "feature_indices": [int(i) for i in rp.feature_indices_],
+        "center": np.asarray(rp._center, dtype=float).tolist(),
+        "scale": np.asarray(rp._scale, dtype=float).tolist(),
+        "length": None if rp._length is None else [float(rp._length[0]), float(rp._length[1])],
+        "coef": rp._model.coef_[0].tolist(),
+        "intercept": float(rp._model.intercept_[0]),
+        "C": float(rp.C_),
+    }
+
+
+def random_baseline_score(d: dict, values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Risk from the random-neuron baseline stored in a probe file; ``values`` in its index order."""
+    Z = (np.asarray(values, dtype=float) - np.asarray(d["center"])) / np.asarray(d["scale"])
+    if d["length"] is not None:
+        Z = np.column_stack([Z, (np.log1p(lengths) - d["length"][0]) / d["length"][1]])
+    return 1.0 / (1.0 + np.exp(-(Z @ np.asarray(d["coef"]) + d["intercept"])))
+
+
+def _rank01(x: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    return rankdata(x) / max(len(x), 1)
+
+
+def _y(rows: Sequence[dict]) -> np.ndarray:
+    return np.array([1 if r["label"] == "hallucinated" else 0 for r in rows], dtype=int)
+
+
+def _lengths(rows: Sequence[dict]) -> np.ndarray:
+    return np.array([r["length"] for r in rows], dtype=float)
+
+
+def split_groups(rows: Sequence[dict], test_fraction: float, seed: int) -> np.ndarray:
+    """Boolean test mask, by group, deterministic (hash of the group key and seed)."""
+    from .data import split_ids
+
+    groups = sorted({r["group"] for r in rows})
+    _, test = split_ids(groups, test_fraction=test_fraction, seed=seed)
+    test = set(test)
+    return np.array([r["group"] in test for r in rows], dtype=bool)
+
+
+# ------------------------------------------------------------------------------------ fitting
+
+
+def fit_domain(domain: str, train: Collected, *, seed: int, n_layers: int, d_ff: int, cv: int = 5) -> dict:
+    """Fit probe, random-neuron baseline, merger and thresholds on one domain's training answers."""
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold
+
+    from ..policy import fit_thresholds
+    from ..probe import HNeuronProbe, random_neuron_probe
+
+    keep = np.array([r["label"] != "refusal" for r in train.rows])
+    tr = train.subset(keep)
+    y = _y(tr.rows)
+    lengths = _lengths(tr.rows)
+    counts = np.bincount(y, minlength=2)
+    if counts.min() < MIN_PER_CLASS:
+        raise DataError(
+            f"domain {domain!r}: the training split has {counts[0]} correct and {counts[1]} hallucinated answers; "
+            f"at least {MIN_PER_CLASS} of each are needed to fit a probe; add questions to the domain"
+        )
+    t0 = time.perf_counter()
+    probe = HNeuronProbe(cv=cv, n_layers=n_layers, d_ff=d_ff, random_state=seed, n_jobs=2)
+    probe.fit(tr.features, y, lengths=lengths)
+    fit_seconds = time.perf_counter() - t0
+    # Out-of-fold probe scores with C fixed, so the merger and the thresholds see honest scores.
+    oof = np.zeros(len(y))
+    folds = list(StratifiedKFold(cv, shuffle=True, random_state=seed).split(tr.features, y))
+    for a, b in folds:
+        p = clone(probe).set_params(Cs=[probe.C_], cv=min(cv, max(2, int(np.bincount(y[a]).min()))))
+        p.fit(tr.features[a], y[a], lengths=lengths[a])
+        oof[b] = p.decision_function(tr.features[b], lengths=lengths[b])
+    Z = merger_features(tr.rows, oof)
+    merger = fit_merger(Z, y)
+    merged_oof = np.zeros(len(y))
+    for a, b in folds:
+        merged_oof[b] = apply_merger(fit_merger(Z[a], y[a]), Z[b])
+    n_random = max(1, len(probe.feature_indices_))
+    rnd = random_neuron_probe(tr.features, y, n_random, seed=seed, lengths=lengths)
+    return {
+        "probe": probe,
+        "merger": merger,
+        "random_baseline": random_baseline_to_dict(rnd),
+        "oof_neuron_auroc": auroc(y, oof),
+        "oof_merged_auroc": auroc(y, merged_oof),
+        "oof_merged": merged_oof.tolist(),
+        "oof_y": y.tolist(),
+        "n_train": int(len(y)),
+        "n_train_refusals": int((~keep).sum()),
+        "train_counts": {"correct": int(counts[0]), "hallucinated": int(counts[1])},
+        "fit_seconds": fit_seconds,
+        "fit_thresholds": fit_thresholds,
+        "baseline_thresholds": {
+            name: best_threshold(y, [f(r) for r in tr.rows]) for name, f in BASELINES.items()
+        },
+        "probe_threshold": best_threshold(y, probe.predict_proba(tr.features, lengths=lengths)[:, 1]),
+        "merged_threshold": best_threshold(y, merged_oof),
+    }
+
+
+def score_rows(fitted: dict, col: Collected) -> dict[str, np.ndarray]:
+    """Every risk score of the report for ``col``'s rows under one domain's fitted objects."""
+    probe = fitted["probe"]
+    lengths = _lengths(col.rows)
+    logit = probe.decision_function(col.features, lengths=lengths)
+    rb = fitted["random_baseline"]
+    out = {
+        "probe": 1 / (1 + np.exp(-logit)),
+        "merged": apply_merger(fitted["merger"], merger_features(col.rows, logit)),
+        "random_neurons": random_baseline_score(rb, col.features[:, rb["feature_indices"]], lengths),
+    }
+    for name, f in BASELINES.items():
+        out[name] = np.array([f(r) for r in col.rows], dtype=float)
+    return out
+
+
+def domain_metrics(fitted: dict, test: Collected, *, target: float, confidence: float, thresholds) -> dict:
+    keep = np.array([r["label"] != "refusal" for r in test.rows])
+    te = test.subset(keep)
+    y = _y(te.rows)
+    scores = score_rows(fitted, te) if len(te.rows) else {}
+    au = {k: auroc(y, v) for k, v in scores.items()}
+    thr = {
+        "probe": fitted["probe_threshold"],
+        "merged": fitted["merged_threshold"],
+        "random_neurons": 0.5,
+        **fitted["baseline_thresholds"],
+    }
+    acc = {k: accuracy_at(y, v, thr[k]) for k, v in scores.items()}
+    n_all = len(test.rows)
+    probe = fitted["probe"]
+    merged = scores.get("merged", np.zeros(0))
+    accepted = merged < thresholds.accept_below if len(merged) else np.zeros(0, bool)
+    abstained = merged >= thresholds.abstain_above if len(merged) else np.zeros(0, bool)
+    return {
+        "n": n_all,
+        "n_scored": int(len(y)),
+        "hallucination_rate": float(y.mean()) if len(y) else None,
+        "refusal_rate": float((~keep).mean()) if n_all else None,
+        "refusals": int((~keep).sum()),
+        "auroc": au,
+        "accuracy": acc,
+        "n_h_neurons": len(probe.h_neurons_),
+        "n_selected_neurons": int(len(probe.feature_indices_)),
+        "h_neuron_share_per_mille": 1000.0 * len(probe.h_neurons_) / probe.n_features_in_,
+        "C": float(probe.C_),
+        "at_target": {
+            "target": target,
+            "confidence": confidence,
+            "accept_below": thresholds.accept_below,
+            "abstain_above": thresholds.abstain_above,
+            "coverage": float(accepted.mean()) if len(accepted) else None,
+            "accepted_hallucination_rate": float(y[accepted].mean()) if accepted.any() else None,
+            "abstain_share": float(abstained.mean()) if len(abstained) else None,
+        },
+    }
+
+
+# ------------------------------------------------------------------------------------ pipeline
+
+
+def _load_lm(model: str | None, lm):
+    if lm is not None:
+        return lm
+    from ..models import load_model
+
+    return load_model(model or "default")
+
+
+def calibrate(
+    data: Sequence[str | os.PathLike] | Sequence[Example],
+    out_dir: str | os.PathLike,
+    *,
+    model: str = "default",
+    lm=None,
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+    work_dir: str | os.PathLike | None = None,
+    batch_size: int = 16,
+    target: float = 0.10,
+    confidence: float = 0.95,
+    progress: bool = True,
+    plots: bool = True,
+    domains: Sequence[str] | None = None,
+) -> dict:
+    """Fit one probe per domain found in ``data`` into ``out_dir`` and write the report there."""
+    from ..generation import Generator
+    from ..neurons import find_ffn_sites
+
+    examples = list(data) if data and isinstance(data[0], Example) else load_examples(list(data))
+    if domains:
+        unknown = sorted(set(domains) - {e.domain for e in examples})
+        if unknown:
+            raise DataError(f"domain(s) {unknown} are not in the data; the data has {sorted({e.domain for e in examples})}")
+        examples = [e for e in examples if e.domain in set(domains)]
+    if not examples:
+        raise DataError("no examples to calibrate on; pass --data FILE.jsonl with rows")
+    t_start = time.perf_counter()
+    lm = _load_lm(model, lm)
+    gen = Generator(lm, system_prompt=system_prompt, max_new_tokens=max_new_tokens)
+    sites = find_ffn_sites(lm.model)
+    n_layers, d_ff = len(sites), sites[0].d_ff
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(work_dir) if work_dir else out / ".work"
+    t0 = time.perf_counter()
+    col = collect(gen, examples, work, batch_size=batch_size, progress=progress)
+    collect_seconds = time.perf_counter() - t0
+    test_mask = split_groups(col.rows, test_fraction, seed)
+    by_domain: dict[str, np.ndarray] = {}
+    for i, r in enumerate(col.rows):
+        by_domain.setdefault(r["domain"], np.zeros(len(col.rows), bool))[i] = True
+    from ..policy import Thresholds
+
+    report: dict[str, Any] = {
+        "model": lm.name,
+        "fingerprints": gen.fingerprints,
+        "system_prompt": system_prompt,
+        "max_new_tokens": max_new_tokens,
+        "split": {
+            "by": "group (meta.group or meta.fact, else id), hashed with the seed",
+            "test_fraction": test_fraction,
+            "seed": seed,
+            "n_train": int((~test_mask).sum()),
+            "n_test": int(test_mask.sum()),
+        },
+        "timing": {"collect_seconds": collect_seconds, "n_questions": len(col.rows)},
+        "domains": {},
+        "skipped": {},
+    }
+    fitted: dict[str, dict] = {}
+    for domain, dmask in sorted(by_domain.items()):
+        train = col.subset(dmask & ~test_mask)
+        test = col.subset(dmask & test_mask)
+        try:
+            f = fit_domain(domain, train, seed=seed, n_layers=n_layers, d_ff=d_ff)
+        except DataError as exc:
+            report["skipped"][domain] = str(exc)
+            continue
+        thresholds = f["fit_thresholds"](f["oof_merged"], f["oof_y"], target=target, confidence=confidence)
+        f["thresholds"] = thresholds
+        fitted[domain] = f
+        m = domain_metrics(f, test, target=target, confidence=confidence, thresholds=thresholds)
+        m["train"] = {
+            "n": f["n_train"],
+            "refusals": f["n_train_refusals"],
+            **f["train_counts"],
+            "cv_auroc_oof_probe": f["oof_neuron_auroc"],
+            "cv_auroc_oof_merged": f["oof_merged_auroc"],
+            "probe_fit_seconds": f["fit_seconds"],
+        }
+        m["reviewed_items_used"] = sum(1 for r in train.rows + test.rows if r.get("source") == "review")
+        m["reviewer_disagreements"] = _disagreements(train.rows + test.rows)
+        m["h_neurons"] = [
+            {"layer": int(l), "index": int(j), "weight": float(w)} for l, j, w in f["probe"].h_neurons_
+        ]
+        report["domains"][domain] = m
+    if not fitted:
+        raise DataError(f"no domain could be calibrated: {report['skipped']}")
+    report["transfer"] = transfer_matrix(fitted, col, by_domain, test_mask)
+    report["risk_coverage"] = {}
+    for domain, f in fitted.items():
+        test = col.subset(by_domain[domain] & test_mask)
+        te = test.subset([r["label"] != "refusal" for r in test.rows])
+        from ..policy import risk_coverage_curve
+
+        sc = score_rows(f, te)
+        if te.rows:
+            # baselines are not probabilities: their ranks give the same curve on a [0, 1] scale
+            report["risk_coverage"][domain] = {
+                k: risk_coverage_curve(_rank01(sc[k]).tolist(), _y(te.rows).tolist()) for k in ("merged", "probe", "mean_logprob")
+            }
+    # Write probes.
+    for domain, f in fitted.items():
+        questions = [r["question"] for r in col.rows if r["domain"] == domain]
+        dom_examples = [e for e in examples if e.domain == domain]
+        meta = {
+            **gen.fingerprints,
+            "model": lm.name,
+            "domain": domain,
+            "data_hash": data_hash(dom_examples),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "system_prompt": system_prompt,
+            "max_new_tokens": max_new_tokens,
+            "metrics": {k: v for k, v in report["domains"][domain].items() if k not in ("h_neurons",)},
+            "merger": f["merger"],
+            "thresholds": f["thresholds"].to_dict(),
+            "random_baseline": f["random_baseline"],
+            "split": report["split"],
+            # For choosing a domain when none is given: nearest calibration questions.
+            "router_questions": questions[:: max(1, len(questions) // 120)][:120],
+        }
+        f["probe"].save(out / f"{domain}.json", metadata=meta)
+    report["timing"]["total_seconds"] = time.perf_counter() - t_start
+    report["timing"]["per_domain_seconds"] = {
+        d: report["timing"]["total_seconds"] * by_domain[d].sum() / len(col.rows) for d in fitted
+    }
+    from .report import write_report
+
+    write_report(report, out, plots=plots)
+    return report
+
+
+def _disagreements(rows: Sequence[dict]) -> int:
+    """Reviewed items where the reviewer's label disagrees with the probe's side of 0.5."""
+    n = 0
+    for r in rows:
+        if r.get("source") == "review" and r.get("review_risk") is not None:
+            said_bad = r["label"] == "hallucinated"
+            if said_bad != (float(r["review_risk"]) >= 0.5):
+                n += 1
+    return n
+
+
+def transfer_matrix(fitted: dict, col: Collected, by_domain: dict, test_mask: np.ndarray) -> dict:
+    """AUROC of each domain's probe (rows) on each domain's held-out answers (columns)."""
+    names = sorted(fitted)
+    matrix = {}
+    for a in names:
+        matrix[a] = {}
+        for b in sorted(by_domain):
+            te = col.subset(by_domain[b] & test_mask)
+            te = te.subset([r["label"] != "refusal" for r in te.rows])
+            if not te.rows:
+                matrix[a][b] = None
+                continue
+            p = fitted[a]["probe"].decision_function(te.features, lengths=_lengths(te.rows))
+            matrix[a][b] = auroc(_y(te.rows), p)
+    diag = [matrix[a][a] for a in names if matrix[a].get(a) is not None]
+    off = [matrix[a][b] for a in names for b in matrix[a] if b != a and matrix[a][b] is not None]
+    return {
+        "auroc": matrix,
+        "mean_within": float(np.mean(diag)) if diag else None,
+        "mean_across": float(np.mean(off)) if off else None,
+    }
+
+
+# ----------------------------------------------------------------------------------- evaluation
+
+
+def load_probe_dir(probes_dir: str | os.PathLike, expect: dict | None = None) -> dict[str, tuple[Any, dict]]:
+    from ..errors import ProbeError
+    from ..probe import HNeuronProbe
+
+    d = Path(probes_dir)
+    files = sorted(p for p in d.glob("*.json") if p.name not in ("report.json",))
+    out = {}
+    for p in files:
+        probe, meta = HNeuronProbe.load(p, expect=expect)
+        out[meta.get("domain", p.stem)] = (probe, meta)
+    if not out:
+        raise ProbeError(f"no probe files (*.json) in {str(d)!r}; run `hguard calibrate --data FILE --out {d}` first")
+    return out
+
+
+def evaluate(
+    probes_dir: str | os.PathLike,
+    data: Sequence[str | os.PathLike] | Sequence[Example],
+    *,
+    model: str = "default",
+    lm=None,
+    batch_size: int = 16,
+    progress: bool = False,
+    limit: int | None = None,
+) -> dict:
+    """Answer ``data`` with the model, score with the domain probes, and report per domain (JSON-able)."""
+    from ..generation import Generator
+
+    examples = list(data) if data and isinstance(data[0], Example) else load_examples(list(data))
+    if limit:
+        examples = examples[:limit]
+    lm = _load_lm(model, lm)
+    any_meta = None
+    probes = load_probe_dir(probes_dir)
+    for _, (_, meta) in probes.items():
+        any_meta = meta
+        break
+    gen = Generator(
+        lm,
+        system_prompt=any_meta.get("system_prompt") if any_meta else DEFAULT_SYSTEM_PROMPT,
+        max_new_tokens=int(any_meta.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)) if any_meta else DEFAULT_MAX_NEW_TOKENS,
+    )
+    from ..probe import check_fingerprints
+
+    result: dict[str, Any] = {"model": lm.name, "domains": {}, "skipped": {}}
+    by_domain: dict[str, list[Example]] = {}
+    for e in examples:
+        by_domain.setdefault(e.domain, []).append(e)
+    for domain, exs in sorted(by_domain.items()):
+        if domain not in probes:
+            result["skipped"][domain] = f"no probe for domain {domain!r} in {str(probes_dir)!r}"
+            continue
+        probe, meta = probes[domain]
+        problems = check_fingerprints(meta, gen.fingerprints)
+        rb = meta["random_baseline"]
+        idx = [int(i) for i in probe.feature_indices_]
+        ridx = [int(i) for i in rb["feature_indices"]]
+        union = sorted(set(idx) | set(ridx))
+        pos = {g: k for k, g in enumerate(union)}
+        gens = gen.generate([e.question for e in exs], [e.context for e in exs], neurons=union, batch_size=batch_size)
+        rows = []
+        for e, g in zip(exs, gens):
+            rows.append({**g.confidence, **label_row(e, g.text), "answer": g.text, "id": e.id})
+        keep = np.array([r["label"] != "refusal" for r in rows])
+        V = np.stack([g.cett for g in gens]) if gens else np.zeros((0, len(union)))
+        rows_k = [r for r, k in zip(rows, keep) if k]
+        V = V[keep]
+        y = _y(rows_k)
+        lengths = _lengths(rows_k)
+        logit = probe.decision_function_subset(V[:, [pos[i] for i in idx]], lengths=lengths) if len(rows_k) else np.zeros(0)
+        scores = {
+            "probe": 1 / (1 + np.exp(-logit)),
+            "merged": apply_merger(meta["merger"], merger_features(rows_k, logit)) if len(rows_k) else np.zeros(0),
+            "random_neurons": random_baseline_score(rb, V[:, [pos[i] for i in ridx]], lengths) if len(rows_k) else np.zeros(0),
+        }
+        for name, f in BASELINES.items():
+            scores[name] = np.array([f(r) for r in rows_k], dtype=float)
+        result["domains"][domain] = {
+            "n": len(rows),
+            "n_scored": int(len(rows_k)),
+            "hallucination_rate": float(y.mean()) if len(y) else None,
+            "refusal_rate": float((~keep).mean()) if len(rows) else None,
+            "accuracy_of_model": float(np.mean([r["label"] == "correct" for r in rows])) if rows else None,
+            "auroc": {k: auroc(y, v) for k, v in scores.items()},
+            "n_h_neurons": len(probe.h_neurons_),
+            "fingerprint_problems": problems,
+            "probe_id": meta.get("probe_id") or getattr(probe, "probe_id_", None),
+        }
+    return result
+
+
+__all__ = ["DEFAULT_SYSTEM_PROMPT", "auroc", "calibrate", "evaluate", "load_probe_dir", "transfer_matrix"]

@@ -1,0 +1,157 @@
+"""The calibration report: JSON for scripts, Markdown and PNG plots for people."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SIGNALS = ("probe", "merged", "mean_logprob", "min_logprob", "entropy", "length", "random_neurons")
+
+
+def _f(x, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def markdown(report: dict) -> str:
+    s = report["split"]
+    lines = [
+        f"# Calibration report: {report['model']}",
+        "",
+        f"System prompt: `{report['system_prompt']}`; answers up to {report['max_new_tokens']} tokens, greedy.",
+        f"Split: {s['by']}; test fraction {s['test_fraction']}, seed {s['seed']}: "
+        f"{s['n_train']} training and {s['n_test']} held-out questions. Everything below is on the held-out "
+        "split unless it says otherwise; probe, merger and thresholds saw the training split only.",
+        "",
+        "## Per domain (held-out split)",
+        "",
+        "| domain | n | halluc. rate | refusals | " + " | ".join(f"AUROC {k}" for k in SIGNALS) + " | H-neurons (per mille) |",
+        "|---|---|---|---|" + "---|" * len(SIGNALS) + "---|",
+    ]
+    for d, m in report["domains"].items():
+        lines.append(
+            f"| {d} | {m['n']} | {_f(m['hallucination_rate'], 2)} | {m['refusals']} | "
+            + " | ".join(_f(m["auroc"].get(k)) for k in SIGNALS)
+            + f" | {m['n_h_neurons']} ({m['h_neuron_share_per_mille']:.2f}) |"
+        )
+    lines += ["", "Accuracy at the threshold chosen on the training split:", ""]
+    lines += ["| domain | " + " | ".join(SIGNALS) + " |", "|---|" + "---|" * len(SIGNALS)]
+    for d, m in report["domains"].items():
+        lines.append(f"| {d} | " + " | ".join(_f(m["accuracy"].get(k)) for k in SIGNALS) + " |")
+    lines += ["", "## Routing at the target (thresholds from training out-of-fold scores)", ""]
+    lines += [
+        "| domain | target | confidence | accept below | abstain at or above | coverage (held-out) | halluc. among accepted | abstained |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for d, m in report["domains"].items():
+        t = m["at_target"]
+        lines.append(
+            f"| {d} | {t['target']} | {t['confidence']} | {_f(t['accept_below'])} | {_f(t['abstain_above'])} | "
+            f"{_f(t['coverage'], 2)} | {_f(t['accepted_hallucination_rate'], 2)} | {_f(t['abstain_share'], 2)} |"
+        )
+    lines += ["", "## Training split (cross-validation)", ""]
+    lines += ["| domain | n | correct | hallucinated | refusals | C | OOF AUROC probe | OOF AUROC merged | probe fit (s) |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for d, m in report["domains"].items():
+        t = m["train"]
+        lines.append(
+            f"| {d} | {t['n']} | {t['correct']} | {t['hallucinated']} | {t['refusals']} | {m['C']:.3g} | "
+            f"{_f(t['cv_auroc_oof_probe'])} | {_f(t['cv_auroc_oof_merged'])} | {t['probe_fit_seconds']:.1f} |"
+        )
+    tr = report["transfer"]
+    names = list(tr["auroc"])
+    cols = sorted({c for r in tr["auroc"].values() for c in r})
+    lines += ["", "## Cross-domain transfer (probe AUROC; rows: trained on, columns: tested on)", ""]
+    lines += ["| trained on \\ tested on | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for a in names:
+        lines.append(f"| {a} | " + " | ".join(_f(tr["auroc"][a].get(b)) for b in cols) + " |")
+    lines += ["", f"Mean within domain: {_f(tr['mean_within'])}; mean across domains: {_f(tr['mean_across'])}."]
+    if any(m.get("reviewed_items_used") for m in report["domains"].values()):
+        lines += ["", "## Human review feedback", "", "| domain | reviewed items used | reviewer disagreed with probe |", "|---|---|---|"]
+        for d, m in report["domains"].items():
+            lines.append(f"| {d} | {m['reviewed_items_used']} | {m['reviewer_disagreements']} |")
+    if report.get("skipped"):
+        lines += ["", "## Skipped domains", ""] + [f"- {d}: {why}" for d, why in report["skipped"].items()]
+    t = report["timing"]
+    lines += [
+        "",
+        "## Timing",
+        "",
+        f"{t['n_questions']} questions; collection {t['collect_seconds']:.0f} s; total {t.get('total_seconds', 0):.0f} s.",
+        "",
+        "Plots: `risk_coverage.png`, `transfer.png`, `auroc.png`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot(report: dict, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    paths = []
+    doms = list(report["domains"])
+    fig, axes = plt.subplots(1, max(1, len(doms)), figsize=(4 * max(1, len(doms)), 3.4), squeeze=False)
+    for ax, d in zip(axes[0], doms):
+        for k, curve in report["risk_coverage"].get(d, {}).items():
+            if curve:
+                cov = [c[0] for c in curve]
+                err = [c[1] for c in curve]
+                ax.plot(cov, err, label=k)
+        t = report["domains"][d]["at_target"]["target"]
+        ax.axhline(t, color="grey", ls=":", lw=1)
+        ax.set_title(d)
+        ax.set_xlabel("coverage (share accepted)")
+        ax.set_ylabel("hallucination rate among accepted")
+        ax.set_xlim(0, 1)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out / "risk_coverage.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    tr = report["transfer"]["auroc"]
+    rows = list(tr)
+    cols = sorted({c for r in tr.values() for c in r})
+    M = np.array([[np.nan if tr[a].get(b) is None else tr[a][b] for b in cols] for a in rows])
+    fig, ax = plt.subplots(figsize=(1.2 * len(cols) + 2, 1.0 * len(rows) + 1.5))
+    im = ax.imshow(M, vmin=0.3, vmax=1.0, cmap="viridis")
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            if not np.isnan(M[i, j]):
+                ax.text(j, i, f"{M[i, j]:.2f}", ha="center", va="center", color="white" if M[i, j] < 0.7 else "black")
+    ax.set_xlabel("tested on")
+    ax.set_ylabel("trained on")
+    fig.colorbar(im, ax=ax, label="AUROC")
+    fig.tight_layout()
+    paths.append(out / "transfer.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(1.6 * len(doms) + 3, 3.4))
+    width = 0.8 / len(SIGNALS)
+    for k, sig in enumerate(SIGNALS):
+        vals = [report["domains"][d]["auroc"].get(sig) or np.nan for d in doms]
+        ax.bar(np.arange(len(doms)) + k * width, vals, width, label=sig)
+    ax.set_xticks(np.arange(len(doms)) + 0.4 - width / 2, doms)
+    ax.axhline(0.5, color="grey", lw=1, ls=":")
+    ax.set_ylim(0.3, 1.0)
+    ax.set_ylabel("held-out AUROC")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    paths.append(out / "auroc.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def write_report(report: dict, out: str | Path, *, plots: bool = True) -> None:
+    out = Path(out)
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    if plots:
+        plot(report, out)
+    (out / "report.md").write_text(markdown(report))

@@ -1,0 +1,119 @@
+"""The calibration pipeline end to end on a tiny random model: collection (resumable), labels,
+probes on disk, report, and the `evaluate` JSON contract."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from hguard.calibrate import collect as collect_mod
+from hguard.calibrate.data import Example, write_examples
+from hguard.calibrate.pipeline import calibrate, evaluate, load_probe_dir
+from hguard.errors import DataError, ProbeMismatchError
+from hguard.generation import Generator
+from hguard.testing import tiny_model
+
+WORDS = "capital city country river element symbol author book paris london rome berlin gold silver iron".split()
+
+
+def _examples(lm, n_per_domain=48):
+    """Questions whose aliases make about half of the tiny model's answers right."""
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
+    qs = [" ".join(c) + " ?" for c in itertools.islice(itertools.permutations(WORDS, 3), 0, 2 * n_per_domain * 7, 7)]
+    answers = gen.generate(qs, batch_size=32, neurons=None)
+    out = []
+    for i, (q, a) in enumerate(zip(qs, answers)):
+        domain = "alpha" if i % 2 == 0 else "beta"
+        words = a.text.split()
+        right = (i // 2) % 2 == 0 and words
+        out.append(Example(id=f"{domain}-{i}", question=q, answers=[words[0]] if right else ["zzzz"], domain=domain, meta={"fact": f"f{i // 2}"}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    lm = tiny_model("llama", seed=3)
+    root = tmp_path_factory.mktemp("cal")
+    exs = _examples(lm)
+    data = root / "data.jsonl"
+    write_examples(data, exs)
+    out = root / "probes"
+    report = calibrate([data], out, lm=lm, system_prompt="answer", max_new_tokens=4, progress=False, plots=True, batch_size=16)
+    return lm, exs, data, out, report
+
+
+def test_calibrate_writes_probes_report_and_plots(setup):
+    lm, exs, data, out, report = setup
+    assert set(report["domains"]) == {"alpha", "beta"}
+    for d, m in report["domains"].items():
+        assert (out / f"{d}.json").is_file()
+        assert m["n"] > 0 and 0 <= m["hallucination_rate"] <= 1
+        assert set(m["auroc"]) >= {"probe", "merged", "mean_logprob", "min_logprob", "entropy", "length", "random_neurons"}
+        assert m["n_selected_neurons"] >= 1
+    for name in ("report.md", "report.json", "risk_coverage.png", "transfer.png", "auroc.png"):
+        assert (out / name).stat().st_size > 0
+    md = (out / "report.md").read_text()
+    assert "held-out" in md and "Cross-domain transfer" in md
+    # the split is by group: no fact on both sides
+    s = report["split"]
+    assert s["n_train"] + s["n_test"] == len(exs)
+    assert set(report["transfer"]["auroc"]) == {"alpha", "beta"}
+
+
+def test_probe_files_carry_fingerprints_and_refuse_another_model(setup):
+    lm, exs, data, out, report = setup
+    probes = load_probe_dir(out)
+    _, meta = probes["alpha"]
+    assert meta["model_fingerprint"] == lm.fingerprint
+    assert meta["domain"] == "alpha" and meta["data_hash"] and meta["merger"]["features"]
+    with pytest.raises(ProbeMismatchError, match="model_fingerprint"):
+        load_probe_dir(out, expect={"model_fingerprint": "another-model"})
+
+
+def test_evaluate_prints_the_documented_json_shape(setup):
+    lm, exs, data, out, report = setup
+    res = evaluate(out, [data], lm=lm)
+    json.dumps(res)
+    for d in ("alpha", "beta"):
+        m = res["domains"][d]
+        assert {"n", "hallucination_rate", "refusal_rate", "auroc"} <= set(m)
+        assert set(m["auroc"]) >= {"probe", "merged", "mean_logprob", "min_logprob", "entropy", "length", "random_neurons"}
+        assert m["n"] == sum(e.domain == d for e in exs)
+
+
+def test_collection_resumes_without_redoing_finished_rows(tmp_path, setup, monkeypatch):
+    lm, exs, *_ = setup
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
+    calls = []
+    real = gen.generate
+
+    def counting(questions, *a, **k):
+        calls.append(len(questions))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # a Ctrl-C in the third batch
+        return real(questions, *a, **k)
+
+    monkeypatch.setattr(gen, "generate", counting)
+    with pytest.raises(KeyboardInterrupt):
+        collect_mod.collect(gen, exs[:40], tmp_path, batch_size=8, progress=False)
+    assert len((tmp_path / "rows.jsonl").read_text().splitlines()) == 16
+    # a torn last line from a kill mid-write is cut off and its rows redone
+    with open(tmp_path / "rows.jsonl", "a") as fh:
+        fh.write('{"id": "half')
+    calls.clear()
+    monkeypatch.setattr(gen, "generate", real)
+    col = collect_mod.collect(gen, exs[:40], tmp_path, batch_size=8, progress=False)
+    assert col.features.shape == (40, 3 * 48) and col.features.dtype == np.float32
+    assert [r["id"] for r in col.rows] == [e.id for e in exs[:40]]
+    fresh = Generator(lm, system_prompt="answer", max_new_tokens=4).generate([e.question for e in exs[:40]], batch_size=8)
+    np.testing.assert_allclose(col.features, np.stack([g.cett for g in fresh]), rtol=1e-4, atol=1e-6)
+
+
+def test_collection_refuses_a_folder_from_other_settings(tmp_path, setup):
+    lm, exs, *_ = setup
+    collect_mod.collect(Generator(lm, system_prompt="answer", max_new_tokens=4), exs[:4], tmp_path, progress=False)
+    with pytest.raises(DataError, match="system_prompt_fingerprint"):
+        collect_mod.collect(Generator(lm, system_prompt="other", max_new_tokens=4), exs[:4], tmp_path, progress=False)
