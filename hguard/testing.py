@@ -89,4 +89,28 @@ def tiny_model(arch: str = "llama", seed: int = 0) -> LoadedModel:
     return _finish(model, tok, name=f"tiny-{arch}", source=f"tiny:{arch}", fingerprint=f"tiny:{fp}")
 
 
-__all__ = ["TINY_ARCHITECTURES", "tiny_config", "tiny_model", "tiny_tokenizer"]
+def tiny_examples(lm: LoadedModel, n_per_domain: int = 48, system_prompt: str = "answer", max_new_tokens: int = 4):
+    """Labelled questions for two domains ("alpha", "beta") whose aliases make about half of the tiny
+    model's greedy answers right, so a probe has both classes to learn from."""
+    import itertools
+
+    from .calibrate.data import Example
+    from .generation import Generator
+
+    words = "capital city country river element symbol author book paris london rome berlin gold silver iron".split()
+    gen = Generator(lm, system_prompt=system_prompt, max_new_tokens=max_new_tokens)
+    qs = [" ".join(c) + " ?" for c in itertools.islice(itertools.permutations(words, 3), 0, 2 * n_per_domain * 7, 7)]
+    answers = gen.generate(qs, batch_size=32, neurons=None)
+    out = []
+    for i, (q, a) in enumerate(zip(qs, answers)):
+        domain = "alpha" if i % 2 == 0 else "beta"
+        first = a.text.split()[:1]
+        right = (i // 2) % 2 == 0 and first
+        out.append(
+            Example(id=f"{domain}-{i}", question=q, answers=first if right else ["zzzz"], domain=domain, meta={"fact": f"f{i // 2}"})
+        )
+    return out
+
+
+__all__ = [
+    "tiny_examples","TINY_ARCHITECTURES", "tiny_config", "tiny_model", "tiny_tokenizer"]

@@ -3,7 +3,6 @@ probes on disk, report, and the `evaluate` JSON contract."""
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import numpy as np
@@ -14,24 +13,8 @@ from hguard.calibrate.data import Example, write_examples
 from hguard.calibrate.pipeline import calibrate, evaluate, load_probe_dir
 from hguard.errors import DataError, ProbeMismatchError
 from hguard.generation import Generator
+from hguard.testing import tiny_examples as _examples
 from hguard.testing import tiny_model
-
-WORDS = "capital city country river element symbol author book paris london rome berlin gold silver iron".split()
-
-
-def _examples(lm, n_per_domain=48):
-    """Questions whose aliases make about half of the tiny model's answers right."""
-    gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
-    qs = [" ".join(c) + " ?" for c in itertools.islice(itertools.permutations(WORDS, 3), 0, 2 * n_per_domain * 7, 7)]
-    answers = gen.generate(qs, batch_size=32, neurons=None)
-    out = []
-    for i, (q, a) in enumerate(zip(qs, answers)):
-        domain = "alpha" if i % 2 == 0 else "beta"
-        words = a.text.split()
-        right = (i // 2) % 2 == 0 and words
-        out.append(Example(id=f"{domain}-{i}", question=q, answers=[words[0]] if right else ["zzzz"], domain=domain, meta={"fact": f"f{i // 2}"}))
-    return out
-
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):

@@ -172,7 +172,7 @@ def fit_domain(domain: str, train: Collected, *, seed: int, n_layers: int, d_ff:
             f"at least {MIN_PER_CLASS} of each are needed to fit a probe; add questions to the domain"
         )
     t0 = time.perf_counter()
-    probe = HNeuronProbe(cv=cv, n_layers=n_layers, d_ff=d_ff, random_state=seed, n_jobs=2)
+    probe = HNeuronProbe(cv=cv, n_layers=n_layers, d_ff=d_ff, random_state=seed)
     probe.fit(tr.features, y, lengths=lengths)
     fit_seconds = time.perf_counter() - t0
     # Out-of-fold probe scores with C fixed, so the merger and the thresholds see honest scores.

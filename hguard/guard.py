@@ -1,0 +1,428 @@
+"""The guard: one place that wires model, recorder, probe, signals, policy, audit and review queue.
+
+One guarded answer is one generation: the domain's probe neurons are recorded and the confidence
+signals read while the model answers. Grounding (when context is given) is scored on the finished
+answer. Whatever goes wrong while scoring becomes a reason and a ``review`` route, never an accept.
+Every decision is appended to the audit log before the result is returned, and answers routed to
+review are enqueued; if either write fails the caller gets the error, not an unrecorded answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .errors import InputError, ProbeError
+from .generation import Generation, Generator
+from .models import LoadedModel, load_model
+from .policy import (
+    ABSTAIN,
+    ACCEPT,
+    REVIEW,
+    Decision,
+    Policy,
+    Thresholds,
+    apply_grounding,
+    choose_domain,
+    decide,
+    effective_thresholds,
+    load_policy,
+    merge_risk,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_POLICY = REPO_ROOT / "examples" / "policy.toml"
+REVIEW_MARK = "[needs review] "
+
+
+@dataclass
+class GuardResult:
+    """What the guard decided about one answer."""
+
+    question: str
+    answer: str  # the model's answer, whatever the route
+    route: str  # "accept" | "abstain" | "review"
+    risk: float | None
+    signals: dict[str, float | None]
+    reasons: list[str]
+    domain: str | None
+    audit_id: str
+    request_id: str
+    abstain_message: str
+    domain_choice: dict = field(default_factory=dict)
+    thresholds: dict | None = None
+    probe_id: str | None = None
+    steering: dict | None = None
+    context: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def display_text(self) -> str:
+        """What an end user should see: the answer, the abstain message, or the answer marked for review."""
+        if self.route == ACCEPT:
+            return self.answer
+        if self.route == ABSTAIN:
+            return self.abstain_message
+        return REVIEW_MARK + self.answer
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["display_text"] = self.display_text
+        return d
+
+
+def _join_context(context) -> str | None:
+    if context is None:
+        return None
+    if isinstance(context, str):
+        return context
+    if isinstance(context, (list, tuple)) and all(isinstance(c, str) for c in context):
+        return "\n\n".join(context)
+    raise InputError(
+        f"context must be a string or a list of strings (retrieved passages), got {type(context).__name__}; "
+        f"pass the passages' text"
+    )
+
+
+def _finite_or_none(x) -> float | None:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+class Guard:
+    """Guards one local chat model under a policy.
+
+    ``Guard.from_policy("policy.toml")`` loads the default model (or ``model=``), the probes named
+    by the policy, the audit log and the review queue. ``invoke`` answers one question; ``batch``,
+    ``ainvoke`` and ``abatch`` are the batch and async forms.
+    """
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        policy: Policy,
+        *,
+        probes: Mapping[str, tuple[Any, dict]] | None = None,
+        audit=None,
+        review_queue=None,
+        embedder=None,
+        grounding=None,
+    ):
+        self.lm = lm
+        self.policy = policy
+        gen_cfg = policy.generation
+        self.generator = Generator(lm, system_prompt=gen_cfg.system_prompt, max_new_tokens=gen_cfg.max_new_tokens)
+        self.probes: dict[str, tuple[Any, dict]] = dict(probes or {})
+        self.probe_errors: dict[str, str] = {}
+        self.audit = audit
+        self.review_queue = review_queue
+        self._embedder = embedder
+        self._grounding = grounding
+        self._router: dict[str, np.ndarray] | None = None
+        self._lazy_lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_policy(cls, policy: str | Path | Policy | None = None, *, model: str = "default", lm: LoadedModel | None = None, **kw) -> "Guard":
+        from .audit import AuditLog
+
+        pol = policy if isinstance(policy, Policy) else load_policy(policy or DEFAULT_POLICY)
+        lm = lm or load_model(model)
+        guard = cls(lm, pol, **kw)
+        if pol.probes is not None:
+            guard.load_probes(pol.probes)
+        if guard.audit is None and pol.audit.path is not None:
+            guard.audit = AuditLog(pol.audit.path, redact=pol.audit.redact)
+        if guard.review_queue is None and pol.review.queue is not None:
+            guard.review_queue = _open_queue(pol.review.queue)
+        return guard
+
+    def load_probes(self, folder: str | Path) -> None:
+        """Read every probe file in ``folder``; unreadable ones are remembered and fail their domain closed."""
+        from .probe import HNeuronProbe
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            self.probe_errors["*"] = f"probe folder {str(folder)!r} does not exist; run `hguard calibrate --reference`"
+            return
+        for p in sorted(folder.glob("*.json")):
+            if p.name == "report.json":
+                continue
+            try:
+                probe, meta = HNeuronProbe.load(p)
+            except ProbeError as exc:
+                self.probe_errors[p.stem] = str(exc)
+                continue
+            self.probes[meta.get("domain", p.stem)] = (probe, meta)
+
+    # ---------------------------------------------------------------------------------- helpers
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            with self._lazy_lock:
+                if self._embedder is None:
+                    from .signals.embedding import get_embedder
+
+                    self._embedder = get_embedder()
+        return self._embedder
+
+    @property
+    def grounding(self):
+        if self._grounding is None:
+            with self._lazy_lock:
+                if self._grounding is None:
+                    from .signals.grounding import GroundingScorer
+
+                    self._grounding = GroundingScorer(embedder=self.embedder)
+        return self._grounding
+
+    def _router_vectors(self) -> dict[str, np.ndarray]:
+        if self._router is None:
+            vecs = {}
+            for name, (_, meta) in self.probes.items():
+                qs = meta.get("router_questions") or []
+                if qs and name in self.policy.domains:
+                    vecs[name] = self.embedder.encode(list(qs))
+            self._router = vecs
+        return self._router
+
+    def choose_domain(self, question: str) -> tuple[str | None, dict]:
+        """Nearest calibrated domain by the mean of the 5 closest calibration questions' cosine similarity."""
+        router = self._router_vectors()
+        if not router:
+            return None, {"method": "embedding", "reason": "no calibrated domain has router questions", "similarities": {}}
+        q = self.embedder.encode([question])[0]
+        sims = {}
+        for name, M in router.items():
+            s = np.sort(M @ q)[::-1][:5]
+            sims[name] = float(s.mean())
+        name, why = choose_domain(sims, self.policy)
+        return name, {"method": "embedding", "similarities": sims, "reason": why, "chosen": name}
+
+    def _steering(self, domain: str | None) -> tuple[dict[int, float] | None, dict | None]:
+        dp = self.policy.domain(domain) if domain else None
+        st = getattr(dp, "steering", None) if dp else None
+        if st is None or domain not in self.probes:
+            return None, None
+        alpha = float(st.alpha)
+        probe, meta = self.probes[domain]
+        h = [int(l) * int(probe.d_ff_) + int(j) for l, j, _ in probe.h_neurons_]
+        setting = {"alpha": alpha, "n_neurons": len(h), "neurons": "h_neurons", "probe_id": meta.get("probe_id")}
+        if alpha == 1.0 or not h:
+            return None, setting
+        return {i: alpha for i in h}, setting
+
+    # -------------------------------------------------------------------------------- invocation
+
+    def invoke(self, question: str, context=None, domain: str | None = None, *, request_id: str | None = None) -> GuardResult:
+        return self.batch([question], [context], [domain], request_ids=[request_id])[0]
+
+    async def ainvoke(self, question: str, context=None, domain: str | None = None, **kw) -> GuardResult:
+        return await asyncio.to_thread(self.invoke, question, context, domain, **kw)
+
+    async def abatch(self, questions, contexts=None, domains=None) -> list[GuardResult]:
+        return await asyncio.to_thread(self.batch, questions, contexts, domains)
+
+    def batch(
+        self,
+        questions: Sequence[str],
+        contexts: Sequence[Any] | None = None,
+        domains: Sequence[str | None] | None = None,
+        *,
+        request_ids: Sequence[str | None] | None = None,
+    ) -> list[GuardResult]:
+        """Guard several questions; answers that share a domain share one batched generation."""
+        if isinstance(questions, str):
+            raise InputError("questions must be a list of strings; use invoke() for a single question")
+        n = len(questions)
+        contexts = [None] * n if contexts is None else list(contexts)
+        domains = [None] * n if domains is None else list(domains)
+        request_ids = [None] * n if request_ids is None else list(request_ids)
+        if not (len(contexts) == len(domains) == len(request_ids) == n):
+            raise InputError(f"got {n} questions, {len(contexts)} contexts and {len(domains)} domains; pass one of each per question")
+        ctxs = [_join_context(c) for c in contexts]
+        for q, c in zip(questions, ctxs):  # every input is checked before any generation or record
+            self.generator.prompt_ids(q, c)
+        started = time.perf_counter()
+        plans = []
+        for q, d in zip(questions, domains):
+            if d is not None and not isinstance(d, str):
+                raise InputError(f"domain must be a string or None, got {type(d).__name__}")
+            if d is None:
+                chosen, info = self.choose_domain(q)
+                plans.append((chosen, {**info, "given": False}))
+            else:
+                plans.append((d, {"method": "given", "given": True, "chosen": d}))
+        results: list[GuardResult | None] = [None] * n
+        groups: dict[str | None, list[int]] = {}
+        for i, (d, _) in enumerate(plans):
+            groups.setdefault(d, []).append(i)
+        for d, idx in groups.items():
+            probe_entry = self.probes.get(d) if d is not None else None
+            neurons = [int(i) for i in probe_entry[0].feature_indices_] if probe_entry else None
+            steer, steer_info = self._steering(d)
+            gens = self.generator.generate(
+                [questions[i] for i in idx], [ctxs[i] for i in idx], neurons=neurons, steering=steer,
+                batch_size=len(idx),
+            )
+            for i, g in zip(idx, gens):
+                results[i] = self._finish(g, plans[i][0], plans[i][1], probe_entry, steer_info, request_ids[i], started)
+        return results  # type: ignore[return-value]
+
+    # ----------------------------------------------------------------------------------- scoring
+
+    def _score(self, g: Generation, domain: str | None, probe_entry, problems: list[str]) -> tuple[dict, float | None, Thresholds | None, list[str]]:
+        signals: dict[str, float | None] = {k: _finite_or_none(v) for k, v in g.confidence.items()}
+        signals["log_length"] = math.log1p(g.confidence["length"])
+        fingerprint_problems: list[str] = []
+        risk = None
+        thresholds = None
+        dp = self.policy.domain(domain) if domain else None
+        if g.context is not None and g.context.strip():
+            try:
+                signals.update({k: _finite_or_none(v) for k, v in self.grounding.score(g.question, g.text, g.context).items()})
+            except Exception as exc:  # fail closed: the reason travels with the decision
+                problems.append(f"grounding failed: {type(exc).__name__}: {exc}")
+        if domain is not None and probe_entry is None:
+            why = self.probe_errors.get(domain) or self.probe_errors.get("*")
+            problems.append(
+                f"domain {domain!r} has no calibrated probe"
+                + (f" ({why})" if why else "")
+                + f"; calibrate it with `hguard calibrate --domain {domain}` or route it by policy"
+            )
+        if probe_entry is not None:
+            probe, meta = probe_entry
+            from .probe import check_fingerprints
+
+            fingerprint_problems = check_fingerprints(meta, self.generator.fingerprints)
+            try:
+                if g.cett is None or not np.all(np.isfinite(g.cett)):
+                    raise ValueError("neuron contributions are missing or not finite")
+                if not g.token_ids:
+                    raise ValueError("the answer is empty")
+                logit = float(probe.decision_function_subset(g.cett[None, :], lengths=[g.confidence["length"]])[0])
+                signals["neuron_logit"] = logit
+                signals["neuron_risk"] = 1.0 / (1.0 + math.exp(-logit))
+                merger = meta.get("merger")
+                base = merge_risk(signals, merger) if merger else signals["neuron_risk"]
+                support = signals.get("grounding")
+                weight = dp.grounding_weight if dp is not None else 0.5
+                risk = apply_grounding(base, support, weight) if support is not None else base
+                signals["merged_risk_before_grounding"] = base
+                fitted = Thresholds.from_dict(meta["thresholds"]) if meta.get("thresholds") else None
+                thresholds = effective_thresholds(dp, fitted) if dp is not None else fitted
+            except Exception as exc:
+                problems.append(f"scoring failed: {type(exc).__name__}: {exc}")
+                risk = None
+        return signals, risk, thresholds, fingerprint_problems
+
+    def _finish(self, g: Generation, domain, choice: dict, probe_entry, steer_info, request_id, started) -> GuardResult:
+        problems: list[str] = []
+        try:
+            signals, risk, thresholds, fp = self._score(g, domain, probe_entry, problems)
+        except Exception as exc:  # anything unforeseen still ends in review
+            signals, risk, thresholds, fp = dict(g.confidence), None, None, []
+            problems.append(f"scoring failed: {type(exc).__name__}: {exc}")
+        dp = self.policy.domain(domain) if domain else None
+        decision: Decision = decide(
+            risk,
+            domain_policy=dp,
+            thresholds=thresholds,
+            problems=problems,
+            grounding=signals.get("grounding"),
+            fingerprint_problems=fp,
+            policy=self.policy,
+            domain=domain,
+            domain_chosen=domain is not None,
+        )
+        reasons = list(decision.reasons)
+        if not choice.get("given") and choice.get("reason"):
+            reasons.insert(0, choice["reason"])
+        abstain_message = (dp.abstain_message if dp is not None and dp.abstain_message else None) or self.policy.abstain_message
+        request_id = request_id or uuid.uuid4().hex
+        probe_id = probe_entry[1].get("probe_id") if probe_entry else None
+        if probe_entry and probe_id is None:
+            probe_id = getattr(probe_entry[0], "probe_id_", None)
+        result = GuardResult(
+            question=g.question,
+            answer=g.text,
+            route=decision.route,
+            risk=_finite_or_none(decision.risk),
+            signals=signals,
+            reasons=reasons,
+            domain=domain,
+            audit_id="",
+            request_id=request_id,
+            abstain_message=abstain_message,
+            domain_choice=choice,
+            thresholds=decision.thresholds,
+            probe_id=probe_id,
+            steering=steer_info,
+            context=g.context,
+            seconds=time.perf_counter() - started,
+        )
+        self._record(result)
+        return result
+
+    def _record(self, result: GuardResult) -> None:
+        record = {
+            "request_id": result.request_id,
+            "domain": result.domain,
+            "domain_choice": result.domain_choice,
+            "model": self.lm.name,
+            "model_fingerprint": self.lm.fingerprint,
+            "fingerprints": self.generator.fingerprints,
+            "probe_id": result.probe_id,
+            "thresholds": result.thresholds,
+            "signals": result.signals,
+            "risk": result.risk,
+            "route": result.route,
+            "reasons": result.reasons,
+            "steering": result.steering,
+            "question": result.question,
+            "answer": result.answer,
+            "context": result.context,
+        }
+        if self.audit is not None:
+            receipt = self.audit.append(record, kind="decision")
+            result.audit_id = receipt.id
+        else:
+            result.audit_id = result.request_id
+        if result.route == REVIEW and self.review_queue is not None:
+            self.review_queue.enqueue(
+                {
+                    "audit_id": result.audit_id,
+                    "question": result.question,
+                    "context": result.context,
+                    "answer": result.answer,
+                    "domain": result.domain,
+                    "risk": result.risk,
+                    "signals": result.signals,
+                    "reasons": result.reasons,
+                    "model_fingerprint": self.lm.fingerprint,
+                    "probe_id": result.probe_id,
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
+            )
+
+
+def _open_queue(path):
+    from .review.queue import ReviewQueue
+
+    return ReviewQueue(path)
+
+
+__all__ = ["DEFAULT_POLICY", "Guard", "GuardResult", "REVIEW_MARK"]

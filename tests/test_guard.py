@@ -1,0 +1,209 @@
+"""The guard on a tiny random model with probes calibrated inside the test: one generation per
+answer, fail-closed routing, audit records, review queue, threads, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from hguard import audit as audit_mod
+from hguard.audit import AuditLog
+from hguard.calibrate.data import write_examples
+from hguard.calibrate.pipeline import calibrate
+from hguard.errors import InputError, ReviewQueueError
+from hguard.guard import REVIEW_MARK, Guard
+from hguard.policy import Policy
+from hguard.testing import tiny_examples as _examples
+from hguard.testing import tiny_model
+
+SYSTEM = "answer"
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    lm = tiny_model("llama", seed=3)
+    root = tmp_path_factory.mktemp("guard")
+    data = root / "data.jsonl"
+    write_examples(data, _examples(lm))
+    calibrate([data], root / "probes", lm=lm, system_prompt=SYSTEM, max_new_tokens=4, progress=False, plots=False)
+    return lm, root
+
+
+def _policy(root, tmp_path, **domain_overrides):
+    doms = {
+        "alpha": {"accept_below": 0.999, "abstain_above": 0.9995, **domain_overrides},
+        "beta": {"abstain_message": "beta cannot say"},
+    }
+    return Policy.model_validate(
+        {
+            "version": 1,
+            "probes": str(root / "probes"),
+            "audit": {"path": str(tmp_path / "audit.jsonl")},
+            "review": {"queue": str(tmp_path / "queue.sqlite3")},
+            "generation": {"max_new_tokens": 4, "system_prompt": SYSTEM},
+            "domains": doms,
+        }
+    )
+
+
+@pytest.fixture
+def guard(calibrated, tmp_path):
+    lm, root = calibrated
+    return Guard.from_policy(_policy(root, tmp_path), lm=lm)
+
+
+def test_result_carries_answer_route_risk_signals_reasons_and_its_audit_record(guard, tmp_path):
+    r = guard.invoke("what is the capital of france ?", domain="alpha")
+    assert r.route in ("accept", "review", "abstain") and r.answer
+    assert 0 <= r.risk <= 1 and r.reasons and r.domain == "alpha"
+    for k in ("neuron_risk", "neuron_logit", "mean_logprob", "min_logprob", "mean_entropy", "length"):
+        assert isinstance(r.signals[k], float), k
+    rec = AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)
+    assert rec["route"] == r.route and rec["signals"]["neuron_risk"] == pytest.approx(r.signals["neuron_risk"])
+    assert rec["probe_id"] == r.probe_id and rec["model_fingerprint"] == guard.lm.fingerprint
+    assert rec["thresholds"]["accept_below"] == 0.999 and rec["question"] == r.question
+    assert audit_mod.verify(tmp_path / "audit.jsonl").ok
+
+
+def test_routes_follow_the_thresholds(calibrated, tmp_path):
+    lm, root = calibrated
+    q = "who is the author of the book ?"
+    accept = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm).invoke(q, domain="alpha")
+    assert accept.route == "accept" and accept.display_text == accept.answer
+    abstain = Guard.from_policy(_policy(root, tmp_path, accept_below=0.0, abstain_above=0.0), lm=lm).invoke(q, domain="alpha")
+    assert abstain.route == "abstain" and abstain.display_text == "I can't answer that reliably." or abstain.display_text
+    assert abstain.answer == accept.answer  # same generation, only the route differs
+
+
+def test_one_generation_per_guarded_answer(guard, monkeypatch):
+    calls = {"generate": 0, "forward": 0}
+    model = guard.lm.model
+    real_generate = model.generate
+
+    def counting_generate(*a, **k):
+        calls["generate"] += 1
+        return real_generate(*a, **k)
+
+    monkeypatch.setattr(model, "generate", counting_generate)
+    handle = model.register_forward_pre_hook(lambda m, a: calls.__setitem__("forward", calls["forward"] + 1))
+    try:
+        r = guard.invoke("who is the author ?", domain="alpha")
+    finally:
+        handle.remove()
+    assert calls["generate"] == 1
+    # one forward per generated token at most (the prefill produces the first one)
+    assert calls["forward"] <= guard.generator.max_new_tokens
+    assert r.signals["neuron_risk"] is not None
+
+
+def test_unknown_domain_goes_to_review_never_accept(guard):
+    r = guard.invoke("who is the author ?", domain="gamma")
+    assert r.route == "review" and any("gamma" in x for x in r.reasons)
+    assert r.display_text.startswith(REVIEW_MARK)
+
+
+def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
+    lm, root = calibrated
+    pol = _policy(root, tmp_path)
+    pol = Policy.model_validate({**pol.model_dump(mode="json"), "domains": {**pol.model_dump(mode="json")["domains"], "delta": {"accept_below": 1.0, "abstain_above": 1.0}}})
+    r = Guard.from_policy(pol, lm=lm).invoke("who is the author ?", domain="delta")
+    assert r.route == "review" and any("no calibrated probe" in x for x in r.reasons)
+
+
+def test_scoring_errors_and_nan_fail_closed(calibrated, tmp_path, monkeypatch):
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    probe = g.probes["alpha"][0]
+    monkeypatch.setattr(probe, "decision_function_subset", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    r = g.invoke("who is the author ?", domain="alpha")
+    assert r.route == "review" and any("scoring failed" in x and "boom" in x for x in r.reasons)
+    monkeypatch.setattr(probe, "decision_function_subset", lambda *a, **k: np.array([np.nan]))
+    r = g.invoke("who is the author ?", domain="alpha")
+    assert r.route == "review", r.reasons
+
+
+def test_grounding_failure_fails_closed(calibrated, tmp_path):
+    lm, root = calibrated
+
+    class Broken:
+        def score(self, q, a, c):
+            raise RuntimeError("embedder gone")
+
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm, grounding=Broken())
+    r = g.invoke("who is the author ?", context="paris is the capital of france", domain="alpha")
+    assert r.route == "review" and any("grounding failed" in x for x in r.reasons)
+
+
+def test_probe_from_another_system_prompt_goes_to_review_unless_policy_warns(calibrated, tmp_path):
+    lm, root = calibrated
+    pol = _policy(root, tmp_path, accept_below=1.0, abstain_above=1.0).model_dump(mode="json")
+    pol["generation"]["system_prompt"] = "a different prompt"
+    r = Guard.from_policy(Policy.model_validate(pol), lm=lm).invoke("who is the author ?", domain="alpha")
+    assert r.route == "review" and any("system_prompt" in x for x in r.reasons)
+    pol["fingerprint_mismatch"] = "warn"
+    r = Guard.from_policy(Policy.model_validate(pol), lm=lm).invoke("who is the author ?", domain="alpha")
+    assert r.route == "accept" and any("warning" in x for x in r.reasons)
+
+
+def test_review_routes_are_enqueued_and_a_failing_queue_raises(guard, calibrated, tmp_path):
+    r = guard.invoke("who is the author ?", domain="gamma")
+    item = guard.review_queue.get(r.audit_id)
+    assert item is not None and item.answer == r.answer and item.domain == "gamma"
+
+    class Full:
+        def enqueue(self, item):
+            raise ReviewQueueError("disk full")
+
+    guard.review_queue = Full()
+    with pytest.raises(ReviewQueueError):
+        guard.invoke("who is the author ?", domain="gamma")
+
+
+def test_eight_threads_get_their_own_signals(guard):
+    qs = [f"what is the {w} of the country ?" for w in "capital city river element symbol author book year".split()]
+    sequential = [guard.invoke(q, domain="alpha") for q in qs]
+    out: dict[int, object] = {}
+    threads = [threading.Thread(target=lambda i=i, q=q: out.__setitem__(i, guard.invoke(q, domain="alpha"))) for i, q in enumerate(qs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, s in enumerate(sequential):
+        assert out[i].answer == s.answer
+        assert out[i].signals["neuron_logit"] == pytest.approx(s.signals["neuron_logit"], rel=1e-4, abs=1e-5)
+        assert out[i].signals["mean_logprob"] == pytest.approx(s.signals["mean_logprob"], abs=1e-4)
+    model = guard.lm.model
+    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == 0
+
+
+def test_batch_and_async_match_invoke(guard):
+    qs = ["who is the author ?", "what is the capital city ?"]
+    single = [guard.invoke(q, domain="alpha") for q in qs]
+    batched = guard.batch(qs, domains=["alpha", "alpha"])
+    asynced = asyncio.run(guard.abatch(qs, domains=["alpha", "alpha"]))
+    one = asyncio.run(guard.ainvoke(qs[0], domain="alpha"))
+    for s, b, a in zip(single, batched, asynced):
+        assert s.answer == b.answer == a.answer
+        assert s.signals["neuron_logit"] == pytest.approx(b.signals["neuron_logit"], rel=1e-4, abs=1e-5)
+    assert one.answer == single[0].answer
+    assert len({r.audit_id for r in single + batched + asynced + [one]}) == 7
+
+
+@pytest.mark.parametrize(
+    "question, context, match",
+    [
+        ("", None, "empty"),
+        ("the " * 300, None, "context of 256"),
+        ("who ?", {"text": "x"}, "context must be a string"),
+        ("who ?", 42, "context must be a string"),
+    ],
+)
+def test_bad_input_gets_a_clear_error_and_nothing_is_recorded(guard, tmp_path, question, context, match):
+    before = len(list(AuditLog(tmp_path / "audit.jsonl"))) if (tmp_path / "audit.jsonl").exists() else 0
+    with pytest.raises(InputError, match=match):
+        guard.invoke(question, context=context, domain="alpha")
+    after = len(list(AuditLog(tmp_path / "audit.jsonl"))) if (tmp_path / "audit.jsonl").exists() else 0
+    assert after == before
