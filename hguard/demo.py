@@ -1,0 +1,99 @@
+"""``hguard demo``: the default model under the guard, on a scripted mix of questions.
+
+Facts the model knows, facts it does not, fabricated entities, a RAG question with supporting context
+and one with misleading context. Prints answer, risk, route and reasons; writes the audit log and
+verifies its chain.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from .guard import DEFAULT_POLICY, REPO_ROOT
+
+SCRIPT = [
+    # (kind, question, context, domain)
+    ("known fact", "What is the capital of France?", None, None),
+    ("known fact", "What is the chemical symbol of gold?", None, None),
+    ("unknown fact", "What is the capital of Burkina Faso?", None, None),
+    ("unknown fact", "What is the chemical symbol of the element tungsten?", None, None),
+    ("fabricated entity", "What is the capital of the Republic of Veltoria?", None, None),
+    ("fabricated entity", "What is the chemical symbol of the element zorvanium?", None, None),
+    (
+        "RAG, supporting context",
+        "What is the capital of Australia?",
+        "Canberra is the capital city of Australia. It was selected as the capital in 1908 as a "
+        "compromise between Sydney and Melbourne, the two largest cities.",
+        "geography",
+    ),
+    (
+        "RAG, misleading context",
+        "What is the capital of Australia?",
+        "Sydney is the largest city in Australia and is home to the Sydney Opera House and the "
+        "Harbour Bridge. Melbourne is known for its coffee culture.",
+        "geography",
+    ),
+]
+
+
+def _short(text: str | None, n: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def run_demo(policy: str | None = None, model: str = "default", out: str | None = None) -> int:
+    from . import audit
+    from .guard import Guard
+    from .policy import load_policy
+
+    t0 = time.perf_counter()
+    pol = load_policy(policy or DEFAULT_POLICY)
+    out_dir = Path(out) if out else REPO_ROOT / "runs" / "demo"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Each demo run starts a fresh log and queue so that its verification covers just this run.
+    for name in ("audit.jsonl", "audit.jsonl.lock", "review.sqlite3", "review.sqlite3-wal", "review.sqlite3-shm"):
+        (out_dir / name).unlink(missing_ok=True)
+    pol = pol.model_copy(
+        update={
+            "audit": pol.audit.model_copy(update={"path": out_dir / "audit.jsonl"}),
+            "review": pol.review.model_copy(update={"queue": out_dir / "review.sqlite3"}),
+        }
+    )
+    print(f"loading {model} model and the reference probes from {pol.probes} ...", flush=True)
+    guard = Guard.from_policy(pol, model=model)
+    print(f"model {guard.lm.name} ({guard.lm.load_info.get('seconds', 0):.1f} s); probes: {', '.join(sorted(guard.probes)) or 'none'}")
+    for name, err in guard.probe_errors.items():
+        print(f"  probe problem ({name}): {err}")
+    width = shutil.get_terminal_size((120, 20)).columns
+    results = []
+    for kind, q, ctx, dom in SCRIPT:
+        r = guard.invoke(q, context=ctx, domain=dom)
+        results.append((kind, r))
+    print()
+    header = f"{'case':24s} {'question':38s} {'answer':40s} {'domain':10s} {'risk':>5s}  route"
+    print(header)
+    print("-" * min(width, len(header) + 10))
+    for kind, r in results:
+        risk = "  n/a" if r.risk is None else f"{r.risk:5.2f}"
+        print(f"{kind:24s} {_short(r.question, 38):38s} {_short(r.answer, 40):40s} {str(r.domain):10s} {risk}  {r.route}")
+        for reason in r.reasons[:3]:
+            print(textwrap.indent(textwrap.fill(reason, max(60, min(width, 140) - 6)), "      - "))
+    print()
+    print("what a user sees:")
+    for kind, r in results:
+        print(f"  [{r.route:7s}] {_short(r.question, 50)} -> {_short(r.display_text, 70)}")
+    rep = audit.verify(pol.audit.path)
+    n_review = sum(r.route == "review" for _, r in results)
+    print()
+    print(f"audit log {pol.audit.path}: {rep.summary()}")
+    print(f"review queue {pol.review.queue}: {n_review} item(s) enqueued")
+    print(f"done in {time.perf_counter() - t0:.0f} s")
+    return 0 if rep.ok else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run_demo())

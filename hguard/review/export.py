@@ -1,0 +1,205 @@
+"""Reviewed answers back into calibration data: one JSONL row (a valid :class:`~hguard.calibrate.data.Example`)
+per decided review item, so human verdicts sharpen the next calibration.
+
+Row format (written with :func:`~hguard.calibrate.data.write_examples`, so the file loads with
+``load_examples``)::
+
+    {"id": "review-<item id>", "question": ..., "answers": [...], "domain": ..., "kind": "qa"|"unanswerable",
+     "context": ... (only when the item had retrieved context),
+     "meta": {"source": "review", "verdict": "correct"|"hallucinated"|"corrected", "label": "correct"|"hallucinated",
+              "model_answer": <the answer the reviewer judged>, "risk": <the guard's risk, or null>,
+              "probe_route": "review", "reviewer": ..., "decided_at": ..., "decision_audit_id": ...,
+              "verdict_audit_id": <the review_verdict audit record, or null>,
+              "model_fingerprint": ..., "probe_id": ...}}
+
+By verdict:
+
+* ``correct``: ``kind "qa"``, ``answers [model_answer]``, ``meta.label "correct"``.
+* ``corrected``: ``kind "qa"``, ``answers [corrected_answer]``, ``meta.label "hallucinated"`` (the reviewer
+  said the model's answer was wrong and supplied the right one).
+* ``hallucinated``: the answer is known to be wrong but the right one is not, and a ``qa`` row must list an
+  accepted answer. Such rows are written as ``kind "unanswerable"`` with ``answers []``: for calibration no
+  answer is known to be right, so anything but abstaining counts as a hallucination, which is what the
+  reviewer said about the model's answer. ``meta.answers_unknown`` is ``true`` to tell these rows from real
+  unanswerable questions.
+
+``meta.label`` is the reviewer's label of ``meta.model_answer`` and overrides the judge
+(``hguard.calibrate.collect.label_row`` honours it). It is exact for the model, chat template and system
+prompt that produced the answer (``meta.model_fingerprint``); for another model, drop ``meta.label`` and let
+the judge compare the new answers with ``answers``.
+
+Items are skipped (and listed in :attr:`ExportSummary.skipped`, with the reason) when they cannot make a valid
+row: no domain, a domain name that is not a calibration slug (lowercase letters, digits, ``_``, ``-``), or a
+"correct" verdict on an empty answer. When no row is left, the output file is not written (an empty
+calibration file would make ``load_examples`` refuse its whole directory); ``ExportSummary.written`` says so.
+
+:class:`ExportSummary` also reports how often reviewers disagreed with the probe: a "correct" verdict on an
+item whose risk was >= 0.5, or a "hallucinated"/"corrected" verdict on one whose risk was < 0.5, over every
+decided item of the domain (skipped ones too; items without a risk are not counted).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..calibrate.data import Example, write_examples
+from ..errors import DataError, InputError
+from .queue import VERDICTS, ReviewItem, ReviewQueue
+
+__all__ = ["DISAGREEMENT_RISK", "ExportSummary", "example_for", "export_reviewed"]
+
+# The risk at which the probe "says" hallucinated: the point where a reviewer's label and the probe disagree.
+DISAGREEMENT_RISK = 0.5
+_DOMAIN_RE = re.compile(r"[a-z0-9_-]+\Z")
+
+
+@dataclass
+class ExportSummary:
+    """What :func:`export_reviewed` wrote."""
+
+    path: str
+    n_items: int  # rows written
+    by_verdict: dict[str, int]
+    n_disagreements: int
+    n_scored: int  # decided items that had a risk, skipped ones included (the base of the disagreement rate)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (item id, why)
+    written: bool = True  # False when there was nothing to write (the file is then left as it was)
+
+    @property
+    def n_skipped(self) -> int:
+        return len(self.skipped)
+
+    @property
+    def disagreement_rate(self) -> float | None:
+        return self.n_disagreements / self.n_scored if self.n_scored else None
+
+    def summary(self) -> str:
+        verdicts = ", ".join(f"{v} {self.by_verdict.get(v, 0)}" for v in VERDICTS)
+        rate = self.disagreement_rate
+        agree = (
+            f"reviewers disagreed with the probe on {self.n_disagreements} of {self.n_scored} scored items "
+            f"({rate:.0%})"
+            if rate is not None
+            else "no scored items to compare with the probe"
+        )
+        head = (
+            f"wrote {self.n_items} reviewed rows to {self.path} ({verdicts})" if self.written
+            else f"no reviewed rows to export; {self.path} was not written"
+        )  # fmt: skip
+        lines = [f"{head}; {agree}"]
+        for item_id, why in self.skipped:
+            lines.append(f"  skipped {item_id}: {why}")
+        return "\n".join(lines)
+
+
+def _disagrees(item: ReviewItem) -> bool | None:
+    if item.risk is None or item.verdict is None:
+        return None
+    probe_says_hallucinated = item.risk >= DISAGREEMENT_RISK
+    return probe_says_hallucinated != (item.verdict.label == "hallucinated")
+
+
+def example_for(item: ReviewItem) -> Example:
+    """The calibration row for one decided item; DataError (with the reason) when it cannot make one."""
+    v = item.verdict
+    if v is None:
+        raise DataError(f"review item {item.id!r} has no verdict yet; only decided items can be exported")
+    if item.domain is None:
+        raise DataError("it has no domain; calibration rows need one")
+    if not _DOMAIN_RE.match(item.domain):
+        raise DataError(
+            f"its domain {item.domain!r} is not a calibration slug (lowercase letters, digits, '_' or '-')"
+        )
+    if v.verdict == "correct":
+        if not item.answer.strip():
+            raise DataError("it is an empty answer marked correct, which gives no accepted answer")
+        answers, kind = [item.answer], "qa"
+    elif v.verdict == "corrected":
+        answers, kind = [v.corrected_answer or ""], "qa"
+    else:
+        answers, kind = [], "unanswerable"
+    meta: dict[str, Any] = {
+        "source": "review",
+        "verdict": v.verdict,
+        "label": v.label,
+        "model_answer": item.answer,
+        "risk": item.risk,
+        "probe_route": "review",
+        "reviewer": v.reviewer,
+        "decided_at": v.decided_at,
+        "decision_audit_id": item.audit_id,
+        "verdict_audit_id": v.audit_record_id,
+        "model_fingerprint": item.model_fingerprint,
+        "probe_id": item.probe_id,
+    }
+    if v.verdict == "hallucinated":
+        meta["answers_unknown"] = True
+    try:
+        return Example(
+            id=f"review-{item.id}",
+            question=item.question,
+            answers=answers,
+            domain=item.domain,
+            context=item.context,
+            kind=kind,
+            meta=meta,
+        )
+    except ValidationError as e:
+        raise DataError(f"it does not make a valid calibration row: {e.errors()[0].get('msg')}") from None
+
+
+def export_reviewed(
+    queue: ReviewQueue, out_path: str | os.PathLike[str], domain: str | None = None
+) -> ExportSummary:
+    """Write every decided item (of ``domain`` when given) as calibration JSONL to ``out_path``, replacing it."""
+    if not isinstance(queue, ReviewQueue):
+        raise InputError(f"queue must be a ReviewQueue, got {type(queue).__name__}; pass ReviewQueue('review.sqlite3')")
+    if not isinstance(out_path, (str, os.PathLike)) or str(out_path) == "":
+        raise InputError(f"out_path must be a file path, got {out_path!r}; e.g. calibration/data/reviewed.jsonl")
+    out = Path(out_path)
+    if out.is_dir():
+        raise InputError(f"out_path {out} is a directory; pass a .jsonl file path, e.g. {out / 'reviewed.jsonl'}")
+    if out.exists() and out.resolve() == queue.path.resolve():
+        raise InputError(
+            f"out_path {out} is the review queue itself; writing there would destroy it, pick another file"
+        )
+    rows: list[Example] = []
+    by_verdict: Counter[str] = Counter()
+    n_disagree = n_scored = 0
+    skipped: list[tuple[str, str]] = []
+    for item in queue.decided(domain=domain):
+        # Counted before the row is built: an item that cannot become a row still says how the probe did.
+        d = _disagrees(item)
+        if d is not None:
+            n_scored += 1
+            n_disagree += int(d)
+        try:
+            ex = example_for(item)
+        except DataError as e:
+            skipped.append((item.id, str(e)))
+            continue
+        rows.append(ex)
+        assert item.verdict is not None
+        by_verdict[item.verdict.verdict] += 1
+    # An empty calibration file would make load_examples refuse the whole data directory, so none is written.
+    if rows:
+        try:
+            write_examples(out, rows)
+        except OSError as e:
+            raise InputError(f"cannot write {out}: {e}; choose a writable path") from e
+    return ExportSummary(
+        path=str(out),
+        written=bool(rows),
+        n_items=len(rows),
+        by_verdict={v: by_verdict.get(v, 0) for v in VERDICTS},
+        n_disagreements=n_disagree,
+        n_scored=n_scored,
+        skipped=skipped,
+    )

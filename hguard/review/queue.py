@@ -1,0 +1,739 @@
+"""The human review queue: answers the guard routed to ``review``, kept in SQLite until a person decides.
+
+Storage. One SQLite file (stdlib ``sqlite3``) in WAL mode with ``synchronous=FULL``: readers (the web page)
+never block the guard's writes, and a verdict whose call returned survives a power cut. Every call opens its
+own connection, so one :class:`ReviewQueue` object can be shared by threads and processes; a writer waits up
+to ``busy_timeout`` seconds for another one and then fails loudly. The file is created with mode 0640, since
+questions and answers can be private.
+
+Enqueueing is part of the guard's decision: :meth:`ReviewQueue.enqueue` raises :class:`ReviewQueueError`
+(naming the queue file and the cause) on any failure, including a malformed item, and never drops an item
+silently. An item's id is the id of the decision's audit record (``audit_id``).
+
+Verdicts. :meth:`ReviewQueue.decide` is a compare-and-set: ``UPDATE ... WHERE id = ? AND status = 'pending'``
+inside a ``BEGIN IMMEDIATE`` transaction. Of two reviewers deciding the same item at once exactly one wins;
+the other gets :class:`AlreadyDecided` naming who decided and when, and nothing is overwritten.
+
+Ordering with the audit log. When the queue has an :class:`~hguard.audit.AuditLog`, each verdict is also
+appended to it (kind ``"review_verdict"``). The order is: take the write lock and compare-and-set, append the
+audit record (fsync'ed), then commit. If the append fails the transaction is rolled back and the item stays
+pending, so **no verdict exists in the queue without its audit record**. The opposite can happen: the
+process dies (or the commit fails) after the audit record was written; the item then stays pending and a
+later verdict appends a second record. The item row stores the id and hash of the audit record that belongs
+to its committed verdict (``Verdict.audit_record_id``, ``Verdict.audit_hash``), so a ``review_verdict``
+record that no item points to is one whose verdict was never committed.
+
+A ``review_verdict`` record holds ``item_id``, ``decision_audit_id`` (the guard's decision record),
+``domain``, ``risk``, ``verdict``, ``label`` (``correct`` or ``hallucinated``), ``reviewer``,
+``corrected_answer``, ``note`` and ``decided_at``. With a redacting log (``AuditLog(..., redact=True)``)
+the corrected answer and the note are stored as ``{"sha256": ...}`` like the log's own redacted fields,
+because either can repeat the private answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import numbers
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from ..audit import AuditLog
+from ..errors import HGuardError, InputError, ReviewQueueError
+
+__all__ = [
+    "ITEM_FIELDS",
+    "NO_DOMAIN",
+    "VERDICTS",
+    "AlreadyDecided",
+    "ItemNotFound",
+    "ReviewItem",
+    "ReviewQueue",
+    "Verdict",
+]
+
+VERDICTS = ("correct", "hallucinated", "corrected")
+VerdictName = Literal["correct", "hallucinated", "corrected"]
+ITEM_FIELDS = (
+    "audit_id", "question", "context", "answer", "domain", "risk", "signals", "reasons",
+    "model_fingerprint", "probe_id", "time",
+)  # fmt: skip
+_REQUIRED_FIELDS = ("audit_id", "question", "answer")
+_SCHEMA_VERSION = 1
+_FILE_MODE = 0o640
+_MAX_ID = 200
+_MAX_REVIEWER = 200
+_MAX_TEXT = 1_000_000  # a corrected answer or note longer than this is a paste accident, not a review
+DEFAULT_BUSY_TIMEOUT_S = 10.0
+DEFAULT_LIMIT = 500
+
+
+class _NoDomain:
+    """Filter value for items that have no domain (``domain=None`` already means "every domain")."""
+
+    _instance: _NoDomain | None = None
+
+    def __new__(cls) -> _NoDomain:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NO_DOMAIN"
+
+
+NO_DOMAIN = _NoDomain()
+
+
+class AlreadyDecided(ReviewQueueError):
+    """The item was decided before this verdict arrived; the earlier verdict stands unchanged."""
+
+    def __init__(self, message: str, *, item_id: str, reviewer: str, decided_at: str, verdict: str) -> None:
+        super().__init__(message)
+        self.item_id = item_id
+        self.reviewer = reviewer
+        self.decided_at = decided_at
+        self.verdict = verdict
+
+
+class ItemNotFound(ReviewQueueError):
+    """No item with that id is in the queue."""
+
+    def __init__(self, message: str, *, item_id: str) -> None:
+        super().__init__(message)
+        self.item_id = item_id
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A reviewer's decision on one item, as committed."""
+
+    item_id: str
+    audit_id: str  # the guard's decision record
+    verdict: VerdictName
+    reviewer: str
+    corrected_answer: str | None
+    note: str | None
+    decided_at: str
+    audit_record_id: str | None = None  # the review_verdict record; None when the queue has no audit log
+    audit_hash: str | None = None
+
+    @property
+    def label(self) -> Literal["correct", "hallucinated"]:
+        """The reviewer's label of the model's answer: a corrected answer means the original was wrong."""
+        return "correct" if self.verdict == "correct" else "hallucinated"
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """One answer waiting for (or having had) human review."""
+
+    id: str
+    audit_id: str
+    question: str
+    context: str | None
+    answer: str
+    domain: str | None
+    risk: float | None
+    signals: dict[str, Any]
+    reasons: list[str]
+    model_fingerprint: str | None
+    probe_id: str | None
+    time: str  # when the guard decided (UTC, ISO 8601)
+    enqueued_at: str
+    status: Literal["pending", "decided"]
+    verdict: Verdict | None = field(default=None)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS review_items (
+    id TEXT PRIMARY KEY,
+    audit_id TEXT NOT NULL,
+    question TEXT NOT NULL,
+    context TEXT,
+    answer TEXT NOT NULL,
+    domain TEXT,
+    risk REAL,
+    signals TEXT NOT NULL,
+    reasons TEXT NOT NULL,
+    model_fingerprint TEXT,
+    probe_id TEXT,
+    time TEXT NOT NULL,
+    enqueued_at TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'decided')),
+    verdict TEXT CHECK (verdict IN ('correct', 'hallucinated', 'corrected')),
+    reviewer TEXT,
+    corrected_answer TEXT,
+    note TEXT,
+    decided_at TEXT,
+    verdict_audit_id TEXT,
+    verdict_audit_hash TEXT,
+    CHECK ((status = 'pending') = (verdict IS NULL))
+);
+CREATE INDEX IF NOT EXISTS review_items_pending ON review_items (status, domain, risk);
+CREATE INDEX IF NOT EXISTS review_items_decided ON review_items (status, decided_at);
+"""
+
+_COLUMNS = (
+    "id, audit_id, question, context, answer, domain, risk, signals, reasons, model_fingerprint, probe_id, "
+    "time, enqueued_at, status, verdict, reviewer, corrected_answer, note, decided_at, verdict_audit_id, "
+    "verdict_audit_hash"
+)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --------------------------------------------------------------------------------------------------------------
+# validating an item
+
+
+def _json_safe(value: Any, path: str, seen: set[int]) -> Any:
+    """A JSON-storable copy: numpy/torch scalars unwrapped, non-finite floats as None (the audit log does the same)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    if type(value).__module__.split(".")[0] in ("numpy", "torch") and hasattr(value, "tolist"):
+        return _json_safe(value.tolist(), path, seen)
+    if isinstance(value, (Mapping, list, tuple)):
+        if id(value) in seen:
+            raise ValueError(f"{path} contains itself; pass a tree of plain values")
+        seen.add(id(value))
+        try:
+            if isinstance(value, Mapping):
+                out = {}
+                for k, v in value.items():
+                    if not isinstance(k, str):
+                        raise ValueError(f"{path} has the key {k!r} of type {type(k).__name__}; keys must be strings")
+                    out[k] = _json_safe(v, f"{path}.{k}", seen)
+                return out
+            return [_json_safe(v, f"{path}[{i}]", seen) for i, v in enumerate(value)]
+        finally:
+            seen.discard(id(value))
+    raise ValueError(f"{path} holds a {type(value).__name__} ({_show(value)}) that JSON cannot store")
+
+
+def _check_text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a str, got {type(value).__name__}: {_show(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} is not valid Unicode (it holds a lone surrogate): {_show(value)}") from None
+    return str.__str__(value)
+
+
+def _optional_text(value: Any, name: str) -> str | None:
+    return None if value is None else _check_text(value, name)
+
+
+def _to_utc_iso(value: Any, name: str) -> str:
+    if value is None:
+        return _now()
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an ISO 8601 string, a datetime or epoch seconds, got {value!r}")
+    if isinstance(value, numbers.Real):
+        if not math.isfinite(float(value)):
+            raise ValueError(f"{name} must be finite epoch seconds, got {value!r}")
+        dt = datetime.fromtimestamp(float(value), tz=timezone.utc)
+    elif isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{name} {value!r} is not an ISO 8601 time such as 2025-01-31T12:00:00+00:00") from None
+    else:
+        raise ValueError(f"{name} must be an ISO 8601 string, a datetime or epoch seconds, got {_show(value)}")
+    if dt.tzinfo is None:
+        # A naive time sorts wrongly against the others as soon as two machines or a DST change are involved.
+        raise ValueError(f"{name} {value!r} has no time zone; give it one, e.g. datetime.now(timezone.utc)")
+    return dt.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _normalise_item(item: Any) -> dict[str, Any]:
+    """The columns for one item; ValueError (turned into ReviewQueueError by the caller) on anything wrong."""
+    if not isinstance(item, Mapping):
+        raise ValueError(f"a review item must be a mapping, got {type(item).__name__}: {_show(item)}")
+    unknown = [k for k in item if k not in ITEM_FIELDS]
+    if unknown:
+        raise ValueError(
+            f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"a review item has only {', '.join(ITEM_FIELDS)}"
+        )
+    missing = [k for k in _REQUIRED_FIELDS if item.get(k) is None]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)} (got keys {sorted(map(str, item))})")
+    audit_id = _check_text(item["audit_id"], "audit_id")
+    if not audit_id.strip() or len(audit_id) > _MAX_ID:
+        raise ValueError(f"audit_id must be a non-empty string of at most {_MAX_ID} characters, got {_show(audit_id)}")
+    domain = _optional_text(item.get("domain"), "domain")
+    if domain is not None and not domain.strip():
+        raise ValueError("domain is an empty string; pass None for an answer outside every domain")
+    risk = item.get("risk")
+    if risk is not None:
+        if type(risk).__module__.split(".")[0] in ("numpy", "torch") and hasattr(risk, "item"):
+            risk = risk.item()
+        if isinstance(risk, bool) or not isinstance(risk, numbers.Real):
+            raise ValueError(f"risk must be a number or None, got {type(risk).__name__}: {_show(risk)}")
+        # A risk that could not be computed is exactly what review is for: store it as unscored, don't refuse it.
+        risk = float(risk) if math.isfinite(float(risk)) else None
+    signals = item.get("signals", {})
+    if signals is None:
+        signals = {}
+    if not isinstance(signals, Mapping):
+        raise ValueError(
+            f"signals must be a dict of signal name to value, got {type(signals).__name__}: {_show(signals)}"
+        )
+    reasons = item.get("reasons", [])
+    if reasons is None:
+        reasons = []
+    if isinstance(reasons, str) or not isinstance(reasons, (list, tuple)):
+        raise ValueError(f"reasons must be a list of strings, got {type(reasons).__name__}: {_show(reasons)}")
+    reasons = [_check_text(r, f"reasons[{i}]") for i, r in enumerate(reasons)]
+    return {
+        "id": audit_id,
+        "audit_id": audit_id,
+        "question": _check_text(item["question"], "question"),
+        "context": _optional_text(item.get("context"), "context"),
+        "answer": _check_text(item["answer"], "answer"),
+        "domain": domain,
+        "risk": risk,
+        "signals": json.dumps(_json_safe(signals, "signals", set()), ensure_ascii=False, allow_nan=False),
+        "reasons": json.dumps(reasons, ensure_ascii=False),
+        "model_fingerprint": _optional_text(item.get("model_fingerprint"), "model_fingerprint"),
+        "probe_id": _optional_text(item.get("probe_id"), "probe_id"),
+        "time": _to_utc_iso(item.get("time"), "time"),
+    }
+
+
+def _redacted(text: str | None) -> Any:
+    return None if text is None else {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the queue
+
+
+class ReviewQueue:
+    """Answers routed to review, in a SQLite file at ``path``; see the module docstring for the guarantees.
+
+    ``audit``: where verdicts are logged (kind ``review_verdict``); without one, verdicts live only in the
+    queue. ``busy_timeout``: seconds a write waits for another writer before failing.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        audit: AuditLog | None = None,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S,
+    ) -> None:
+        if not isinstance(path, (str, os.PathLike)) or str(path) == "":
+            raise InputError(
+                f"a review queue path must be a non-empty str or os.PathLike, got {type(path).__name__}: "
+                f"{_show(path)}; pass a file path such as hguard-review.sqlite3"
+            )
+        if audit is not None and not isinstance(audit, AuditLog):
+            raise InputError(
+                f"audit must be an hguard.audit.AuditLog or None, got {type(audit).__name__}: {_show(audit)}; "
+                "pass AuditLog('hguard-audit.jsonl')"
+            )
+        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, numbers.Real) or not busy_timeout >= 0:
+            raise InputError(f"busy_timeout must be a number of seconds >= 0, got {busy_timeout!r}; e.g. 10")
+        self.path = Path(path)
+        self.audit = audit
+        self.busy_timeout = float(busy_timeout)
+        self._init_lock = threading.Lock()
+        self._initialise()
+
+    def __repr__(self) -> str:
+        return f"ReviewQueue({str(self.path)!r}, audit={self.audit!r})"
+
+    # ---------------------------------------------------------------------------------------------------------
+    # connections
+
+    def _fail(self, doing: str, cause: BaseException | str) -> ReviewQueueError:
+        what = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
+        hint = "check that the file is an hguard review queue, that its directory is writable, and the free space"
+        if isinstance(cause, sqlite3.OperationalError) and "locked" in str(cause):
+            hint = (
+                f"another process held the queue for more than {self.busy_timeout:g} s; look for a hung writer "
+                "or pass a larger busy_timeout"
+            )
+        return ReviewQueueError(f"review queue {self.path}: could not {doing}: {what}; {hint}")
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: transactions are begun explicitly, so the compare-and-set and the audit append
+        # share one transaction whose boundaries are visible in the code.
+        conn = sqlite3.connect(
+            str(self.path), timeout=self.busy_timeout, isolation_level=None, check_same_thread=True
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            # FULL: a verdict or an enqueued item whose call returned must survive a power cut.
+            conn.execute("PRAGMA synchronous = FULL")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @contextmanager
+    def _connection(self, doing: str) -> Iterator[sqlite3.Connection]:
+        try:
+            conn = self._connect()
+        except sqlite3.Error as e:
+            raise self._fail(doing, e) from e
+        try:
+            yield conn
+        except sqlite3.Error as e:
+            raise self._fail(doing, e) from e
+        finally:
+            conn.close()
+
+    def _initialise(self) -> None:
+        if self.path.is_dir():
+            raise ReviewQueueError(
+                f"review queue path {self.path} is a directory; pass a file path inside it, "
+                f"e.g. {self.path / 'hguard-review.sqlite3'}"
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Created here rather than by sqlite so the mode is ours (sqlite copies it to -wal and -shm).
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), _FILE_MODE)
+            os.close(fd)
+        except OSError as e:
+            raise self._fail("create the queue file", e) from e
+        with self._init_lock, self._connection("open the queue") as conn:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode is None or str(mode[0]).lower() != "wal":
+                raise self._fail("switch the queue to WAL mode", f"journal_mode stayed {mode!r}")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if version == 0 and tables - {"review_items"}:
+                    raise ReviewQueueError(
+                        f"{self.path} is a SQLite database of something else (tables: {', '.join(sorted(tables))}); "
+                        "point the review queue at a new file"
+                    )
+                if version > _SCHEMA_VERSION:
+                    raise ReviewQueueError(
+                        f"review queue {self.path} has schema version {version}, newer than this hguard "
+                        f"({_SCHEMA_VERSION}); upgrade hguard to read it"
+                    )
+                # Statement by statement: executescript() would commit the open transaction first.
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    # ---------------------------------------------------------------------------------------------------------
+    # writing
+
+    def enqueue(self, item: Mapping[str, Any]) -> str:
+        """Store one answer routed to review and return its id (the decision's ``audit_id``).
+
+        Raises ReviewQueueError on any failure, a malformed item included: the caller's decision must not
+        pretend the answer is waiting for a human when it is not.
+        """
+        try:
+            row = _normalise_item(item)
+        except ValueError as e:
+            raise ReviewQueueError(
+                f"review queue {self.path}: could not enqueue the item: {e}; fix the item passed to enqueue()"
+            ) from None
+        row["enqueued_at"] = _now()
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        with self._connection(f"enqueue item {row['id']!r}") as conn:
+            try:
+                conn.execute(f"INSERT INTO review_items ({columns}) VALUES ({marks})", tuple(row.values()))
+            except sqlite3.IntegrityError as e:
+                if conn.execute("SELECT 1 FROM review_items WHERE id = ?", (row["id"],)).fetchone():
+                    raise ReviewQueueError(
+                        f"review queue {self.path}: an item with audit_id {row['id']!r} is already queued; "
+                        "each decision has its own audit id, so pass the id of this decision's audit record"
+                    ) from e
+                raise
+        return row["id"]
+
+    def decide(
+        self,
+        item_id: str,
+        *,
+        verdict: VerdictName,
+        reviewer: str,
+        corrected_answer: str | None = None,
+        note: str | None = None,
+    ) -> Verdict:
+        """Record a reviewer's verdict, once: a second verdict on the same item raises AlreadyDecided.
+
+        ``verdict``: "correct" (the answer is right), "hallucinated" (wrong, right answer unknown) or
+        "corrected" (wrong, and ``corrected_answer`` is the right one, required then and only then).
+        """
+        item_id, verdict, reviewer, corrected_answer, note = self._check_verdict(
+            item_id, verdict, reviewer, corrected_answer, note
+        )
+        decided_at = _now()
+        # The audit record's id is chosen before the append so the row can point at it in the same transaction.
+        record_id = uuid.uuid4().hex if self.audit is not None else None
+        with self._connection(f"record the verdict on item {item_id!r}") as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.execute(
+                    "UPDATE review_items SET status = 'decided', verdict = ?, reviewer = ?, corrected_answer = ?, "
+                    "note = ?, decided_at = ?, verdict_audit_id = ? WHERE id = ? AND status = 'pending'",
+                    (verdict, reviewer, corrected_answer, note, decided_at, record_id, item_id),
+                )
+                if cur.rowcount != 1:
+                    raise self._not_pending(conn, item_id)
+                row = conn.execute(
+                    "SELECT audit_id, domain, risk FROM review_items WHERE id = ?", (item_id,)
+                ).fetchone()
+                audit_hash = None
+                if self.audit is not None:
+                    audit_hash = self._append_verdict(
+                        record_id, item_id, row, verdict, reviewer, corrected_answer, note, decided_at
+                    )
+                    conn.execute(
+                        "UPDATE review_items SET verdict_audit_hash = ? WHERE id = ?", (audit_hash, item_id)
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        return Verdict(
+            item_id=item_id,
+            audit_id=row[0],
+            verdict=verdict,  # type: ignore[arg-type]
+            reviewer=reviewer,
+            corrected_answer=corrected_answer,
+            note=note,
+            decided_at=decided_at,
+            audit_record_id=record_id,
+            audit_hash=audit_hash,
+        )
+
+    def _check_verdict(
+        self, item_id: Any, verdict: Any, reviewer: Any, corrected_answer: Any, note: Any
+    ) -> tuple[str, str, str, str | None, str | None]:
+        if not isinstance(item_id, str) or not item_id:
+            raise InputError(f"item_id must be a non-empty string, got {_show(item_id)}; pass an id from pending()")
+        if verdict not in VERDICTS:
+            raise InputError(f"verdict must be one of {', '.join(VERDICTS)}, got {_show(verdict)}")
+        if not isinstance(reviewer, str) or not reviewer.strip() or len(reviewer) > _MAX_REVIEWER:
+            raise InputError(
+                f"reviewer must be a non-empty name of at most {_MAX_REVIEWER} characters, got {_show(reviewer)}; "
+                "say who made the decision"
+            )
+        reviewer = reviewer.strip()
+        if corrected_answer is not None and not isinstance(corrected_answer, str):
+            raise InputError(f"corrected_answer must be a str or None, got {type(corrected_answer).__name__}")
+        if isinstance(corrected_answer, str) and not corrected_answer.strip():
+            corrected_answer = None
+        if verdict == "corrected" and corrected_answer is None:
+            raise InputError(
+                "verdict 'corrected' needs the right answer in corrected_answer (got nothing); "
+                "type the right answer, or choose 'hallucinated' if it is not known"
+            )
+        if verdict != "corrected" and corrected_answer is not None:
+            raise InputError(
+                f"verdict {verdict!r} takes no corrected_answer (got {_show(corrected_answer)}); "
+                "choose 'corrected' to record a better answer, or leave the answer empty"
+            )
+        if note is not None and not isinstance(note, str):
+            raise InputError(f"note must be a str or None, got {type(note).__name__}: {_show(note)}")
+        note = (note.strip() or None) if isinstance(note, str) else None
+        for name, text in (("reviewer", reviewer), ("corrected_answer", corrected_answer), ("note", note)):
+            if text is None:
+                continue
+            if len(text) > _MAX_TEXT:
+                raise InputError(f"{name} is {len(text)} characters long; keep it under {_MAX_TEXT}")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InputError(f"{name} is not valid Unicode (lone surrogate): {_show(text)}") from None
+        return item_id, verdict, reviewer, corrected_answer, note
+
+    def _not_pending(self, conn: sqlite3.Connection, item_id: str) -> ReviewQueueError:
+        row = conn.execute("SELECT reviewer, decided_at, verdict FROM review_items WHERE id = ?", (item_id,)).fetchone()
+        if row is None:
+            return ItemNotFound(
+                f"review queue {self.path} has no item {item_id!r}; list the pending items with "
+                f"`hguard review list --queue {self.path}`",
+                item_id=item_id,
+            )
+        reviewer, decided_at, verdict = row
+        return AlreadyDecided(
+            f"review item {item_id!r} was already decided by {reviewer} at {decided_at} (verdict: {verdict}); "
+            "nothing was changed. Reload the queue to see the items still pending",
+            item_id=item_id,
+            reviewer=reviewer,
+            decided_at=decided_at,
+            verdict=verdict,
+        )
+
+    def _append_verdict(
+        self,
+        record_id: str | None,
+        item_id: str,
+        row: tuple[Any, ...],
+        verdict: str,
+        reviewer: str,
+        corrected_answer: str | None,
+        note: str | None,
+        decided_at: str,
+    ) -> str:
+        assert self.audit is not None and record_id is not None
+        redact = self.audit.redact
+        record = {
+            "request_id": record_id,
+            "item_id": item_id,
+            "decision_audit_id": row[0],
+            "domain": row[1],
+            "risk": row[2],
+            "verdict": verdict,
+            "label": "correct" if verdict == "correct" else "hallucinated",
+            "reviewer": reviewer,
+            "corrected_answer": _redacted(corrected_answer) if redact else corrected_answer,
+            "note": _redacted(note) if redact else note,
+            "decided_at": decided_at,
+        }
+        try:
+            return self.audit.append(record, kind="review_verdict").hash
+        except HGuardError as e:
+            raise ReviewQueueError(
+                f"review queue {self.path}: the verdict on item {item_id!r} was not recorded because the audit "
+                f"log {self.audit.path} could not be written ({e}); the item is still pending, fix the audit log "
+                "and decide again"
+            ) from e
+
+    # ---------------------------------------------------------------------------------------------------------
+    # reading
+
+    def get(self, item_id: str) -> ReviewItem | None:
+        """The item with this id, pending or decided, or None."""
+        if not isinstance(item_id, str):
+            raise InputError(f"item_id must be a string, got {type(item_id).__name__}: {_show(item_id)}")
+        with self._connection(f"read item {item_id!r}") as conn:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM review_items WHERE id = ?", (item_id,)).fetchone()
+        return None if row is None else _item(row)
+
+    def pending(
+        self,
+        domain: str | _NoDomain | None = None,
+        order: Literal["risk", "time"] = "risk",
+        limit: int | None = DEFAULT_LIMIT,
+    ) -> list[ReviewItem]:
+        """Items waiting for a verdict: ``order="risk"`` puts the riskiest first (unscored ones before all,
+        since the guard could not judge them), ``order="time"`` the oldest first. ``domain=None`` means every
+        domain, ``NO_DOMAIN`` only items without one."""
+        if order == "risk":
+            order_by = "risk IS NOT NULL, risk DESC, time, id"
+        elif order == "time":
+            order_by = "time, id"
+        else:
+            raise InputError(f"order must be 'risk' or 'time', got {_show(order)}")
+        where, params = self._domain_filter(domain)
+        return self._select(f"status = 'pending'{where}", params, order_by, limit, "list pending items")
+
+    def decided(
+        self, domain: str | _NoDomain | None = None, limit: int | None = None, *, newest_first: bool = False
+    ) -> list[ReviewItem]:
+        """Items with a verdict (``item.verdict`` is set), oldest verdict first unless ``newest_first``."""
+        where, params = self._domain_filter(domain)
+        order_by = "decided_at DESC, id DESC" if newest_first else "decided_at, id"
+        return self._select(f"status = 'decided'{where}", params, order_by, limit, "list decided items")
+
+    def counts(self) -> dict[str | None, dict[str, int]]:
+        """``{domain: {"pending": n, "decided": m}}``; items without a domain are under None."""
+        out: dict[str | None, dict[str, int]] = {}
+        with self._connection("count items") as conn:
+            for domain, status, n in conn.execute(
+                "SELECT domain, status, COUNT(*) FROM review_items GROUP BY domain, status"
+            ):
+                out.setdefault(domain, {"pending": 0, "decided": 0})[status] = n
+        return dict(sorted(out.items(), key=lambda kv: (kv[0] is None, kv[0] or "")))
+
+    @staticmethod
+    def _domain_filter(domain: Any) -> tuple[str, tuple[Any, ...]]:
+        if domain is None:
+            return "", ()
+        if domain is NO_DOMAIN:
+            return " AND domain IS NULL", ()
+        if not isinstance(domain, str) or not domain:
+            raise InputError(f"domain must be a non-empty string, None or NO_DOMAIN, got {_show(domain)}")
+        return " AND domain = ?", (domain,)
+
+    def _select(
+        self, where: str, params: tuple[Any, ...], order_by: str, limit: int | None, doing: str
+    ) -> list[ReviewItem]:
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise InputError(f"limit must be a non-negative integer or None, got {_show(limit)}; e.g. 100")
+        sql = f"SELECT {_COLUMNS} FROM review_items WHERE {where} ORDER BY {order_by}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._connection(doing) as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [_item(r) for r in rows]
+
+
+def _item(row: tuple[Any, ...]) -> ReviewItem:
+    (
+        id_, audit_id, question, context, answer, domain, risk, signals, reasons, model_fp, probe_id, time,
+        enqueued_at, status, verdict, reviewer, corrected, note, decided_at, v_audit_id, v_audit_hash,
+    ) = row  # fmt: skip
+    v = None
+    if status == "decided":
+        v = Verdict(
+            item_id=id_,
+            audit_id=audit_id,
+            verdict=verdict,
+            reviewer=reviewer,
+            corrected_answer=corrected,
+            note=note,
+            decided_at=decided_at,
+            audit_record_id=v_audit_id,
+            audit_hash=v_audit_hash,
+        )
+    return ReviewItem(
+        id=id_,
+        audit_id=audit_id,
+        question=question,
+        context=context,
+        answer=answer,
+        domain=domain,
+        risk=risk,
+        signals=json.loads(signals),
+        reasons=json.loads(reasons),
+        model_fingerprint=model_fp,
+        probe_id=probe_id,
+        time=time,
+        enqueued_at=enqueued_at,
+        status=status,
+        verdict=v,
+    )

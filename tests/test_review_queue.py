@@ -1,0 +1,406 @@
+"""The review queue (SQLite), its audit records and the export of verdicts as calibration rows."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from hguard.audit import AuditLog, verify
+from hguard.calibrate.data import load_examples
+from hguard.errors import InputError, ReviewQueueError
+from hguard.review import (
+    NO_DOMAIN,
+    AlreadyDecided,
+    ItemNotFound,
+    ReviewQueue,
+    cli_main,
+    export_reviewed,
+)
+
+
+def make_item(audit_id: str, **over):
+    item = {
+        "audit_id": audit_id,
+        "question": f"What is the capital of {audit_id}?",
+        "context": None,
+        "answer": f"The capital of {audit_id} is Foo.",
+        "domain": "geography",
+        "risk": 0.42,
+        "signals": {"h_neuron": 0.42, "entropy": 1.25},
+        "reasons": ["risk 0.420 between accept_below 0.200 and abstain_above 0.800 for geography: review"],
+        "model_fingerprint": "sha256:abc",
+        "probe_id": "probe-1",
+        "time": "2025-03-01T10:00:00+00:00",
+    }
+    item.update(over)
+    return item
+
+
+@pytest.fixture
+def audit(tmp_path):
+    return AuditLog(tmp_path / "audit.jsonl")
+
+
+@pytest.fixture
+def queue(tmp_path, audit):
+    return ReviewQueue(tmp_path / "review.sqlite3", audit=audit)
+
+
+def verdict_records(audit):
+    return [r for r in audit if r["kind"] == "review_verdict"]
+
+
+# ------------------------------------------------------------------------------------------------- enqueue
+
+
+def test_enqueue_round_trips_every_field_and_normalises_values(queue):
+    item_id = queue.enqueue(
+        make_item(
+            "a1",
+            context="Foo is the capital.",
+            risk=np.float32(0.75),
+            signals={"h_neuron": np.float64(0.75), "missing": float("nan"), "nested": {"k": [1, 2.5]}},
+            time=datetime(2025, 3, 1, 12, 0, tzinfo=timezone(timedelta(hours=2))),
+        )
+    )
+    assert item_id == "a1"
+    item = queue.get("a1")
+    assert item.status == "pending" and item.verdict is None
+    assert item.audit_id == "a1"
+    assert item.context == "Foo is the capital."
+    assert item.risk == pytest.approx(0.75)
+    # NaN is not JSON: stored as None, the way the audit log stores it.
+    assert item.signals == {"h_neuron": 0.75, "missing": None, "nested": {"k": [1, 2.5]}}
+    assert item.reasons == make_item("x")["reasons"]
+    assert item.time == "2025-03-01T10:00:00.000000+00:00"  # converted to UTC
+    assert item.model_fingerprint == "sha256:abc" and item.probe_id == "probe-1"
+    assert queue.get("nope") is None
+
+
+def test_unscorable_risk_is_stored_as_unscored_not_refused(queue):
+    queue.enqueue(make_item("nan", risk=float("nan")))
+    assert queue.get("nan").risk is None
+
+
+def test_queue_file_is_wal_and_not_world_readable(queue):
+    with sqlite3.connect(queue.path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert queue.path.stat().st_mode & 0o007 == 0
+
+
+@pytest.mark.parametrize(
+    "bad, expected",
+    [
+        ({"question": "q", "answer": "a"}, "missing audit_id"),
+        (make_item("x", reason=["typo"]), "unknown key 'reason'"),
+        (make_item("x", risk="high"), "risk must be a number"),
+        (make_item("x", reasons="one reason"), "reasons must be a list"),
+        (make_item("x", time="2025-03-01T10:00:00"), "has no time zone"),
+        (make_item("x", signals={1: 0.5}), "keys must be strings"),
+        (make_item("x", signals={"obj": object()}), "JSON cannot store"),
+        (["not", "a", "mapping"], "must be a mapping"),
+    ],
+)
+def test_malformed_item_raises_review_queue_error_naming_the_problem(queue, bad, expected):
+    with pytest.raises(ReviewQueueError, match=expected) as info:
+        queue.enqueue(bad)
+    assert str(queue.path) in str(info.value)
+    assert queue.counts() == {}
+
+
+def test_enqueue_same_audit_id_twice_is_refused(queue):
+    queue.enqueue(make_item("dup"))
+    with pytest.raises(ReviewQueueError, match="already queued"):
+        queue.enqueue(make_item("dup", answer="other"))
+    assert queue.get("dup").answer == make_item("dup")["answer"]
+
+
+def test_queue_path_that_is_a_directory_raises(tmp_path):
+    with pytest.raises(ReviewQueueError, match="is a directory") as info:
+        ReviewQueue(tmp_path)
+    assert str(tmp_path) in str(info.value)
+
+
+def test_enqueue_into_a_file_that_stopped_being_a_database_raises_with_path_and_cause(tmp_path):
+    q = ReviewQueue(tmp_path / "q.sqlite3")
+    for suffix in ("", "-wal", "-shm"):
+        p = tmp_path / f"q.sqlite3{suffix}"
+        if p.exists():
+            p.unlink()
+    (tmp_path / "q.sqlite3").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ReviewQueueError) as info:
+        q.enqueue(make_item("a"))
+    msg = str(info.value)
+    assert str(tmp_path / "q.sqlite3") in msg and "not a database" in msg
+    assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
+
+
+def test_enqueue_while_another_writer_holds_the_queue_fails_after_the_busy_timeout(tmp_path):
+    q = ReviewQueue(tmp_path / "q.sqlite3", busy_timeout=0.2)
+    blocker = sqlite3.connect(q.path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(ReviewQueueError, match="locked") as info:
+            q.enqueue(make_item("a"))
+        assert "busy_timeout" in str(info.value)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert q.enqueue(make_item("a")) == "a"
+
+
+def test_a_database_of_something_else_is_refused(tmp_path):
+    path = tmp_path / "other.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE users (name TEXT)")
+    with pytest.raises(ReviewQueueError, match="something else"):
+        ReviewQueue(path)
+
+
+# ------------------------------------------------------------------------------------------------- reading
+
+
+def test_pending_orders_by_risk_with_unscored_first_and_filters_by_domain(queue):
+    queue.enqueue(make_item("low", risk=0.1, time="2025-03-01T10:00:00+00:00"))
+    queue.enqueue(make_item("high", risk=0.9, time="2025-03-01T11:00:00+00:00"))
+    queue.enqueue(make_item("none", risk=None, time="2025-03-01T12:00:00+00:00"))
+    queue.enqueue(make_item("med", risk=0.6, domain="medicine", time="2025-03-01T09:00:00+00:00"))
+    queue.enqueue(make_item("nodomain", risk=0.5, domain=None, time="2025-03-01T08:00:00+00:00"))
+    assert [i.id for i in queue.pending()] == ["none", "high", "med", "nodomain", "low"]
+    assert [i.id for i in queue.pending(order="time")] == ["nodomain", "med", "low", "high", "none"]
+    assert [i.id for i in queue.pending(domain="geography")] == ["none", "high", "low"]
+    assert [i.id for i in queue.pending(domain=NO_DOMAIN)] == ["nodomain"]
+    assert [i.id for i in queue.pending(limit=2)] == ["none", "high"]
+    assert queue.counts() == {
+        "geography": {"pending": 3, "decided": 0},
+        "medicine": {"pending": 1, "decided": 0},
+        None: {"pending": 1, "decided": 0},
+    }
+    with pytest.raises(InputError, match="order must be"):
+        queue.pending(order="alpha")
+
+
+# ------------------------------------------------------------------------------------------------- deciding
+
+
+def test_decide_records_verdict_and_its_audit_record(queue, audit):
+    queue.enqueue(make_item("a", risk=0.8))
+    v = queue.decide("a", verdict="corrected", reviewer=" alice ", corrected_answer="Bar", note="checked atlas")
+    assert (v.verdict, v.reviewer, v.corrected_answer, v.note, v.label) == (
+        "corrected", "alice", "Bar", "checked atlas", "hallucinated",
+    )  # fmt: skip
+    item = queue.get("a")
+    assert item.status == "decided" and item.verdict == v
+    assert queue.pending() == [] and [i.id for i in queue.decided()] == ["a"]
+    assert queue.counts() == {"geography": {"pending": 0, "decided": 1}}
+
+    (rec,) = verdict_records(audit)
+    assert rec["id"] == v.audit_record_id and rec["hash"] == v.audit_hash
+    assert rec["item_id"] == "a" and rec["decision_audit_id"] == "a"
+    assert (rec["verdict"], rec["label"], rec["reviewer"], rec["corrected_answer"], rec["note"]) == (
+        "corrected", "hallucinated", "alice", "Bar", "checked atlas",
+    )  # fmt: skip
+    assert rec["decided_at"] == v.decided_at and rec["risk"] == 0.8 and rec["domain"] == "geography"
+    assert verify(audit.path).ok
+
+
+def test_second_decision_raises_already_decided_and_changes_nothing(queue, audit):
+    queue.enqueue(make_item("a"))
+    first = queue.decide("a", verdict="correct", reviewer="alice")
+    with pytest.raises(AlreadyDecided) as info:
+        queue.decide("a", verdict="hallucinated", reviewer="bob")
+    e = info.value
+    assert isinstance(e, ReviewQueueError)
+    assert e.reviewer == "alice" and e.decided_at == first.decided_at and e.verdict == "correct"
+    assert "already decided by alice at " + first.decided_at in str(e)
+    assert queue.get("a").verdict == first
+    assert len(verdict_records(audit)) == 1
+
+
+def test_two_threads_deciding_the_same_item_exactly_one_wins(tmp_path, audit):
+    path = tmp_path / "race.sqlite3"
+    ReviewQueue(path, audit=audit)
+    ids = [f"item{i}" for i in range(8)]
+    for i in ids:
+        ReviewQueue(path).enqueue(make_item(i))
+    outcomes: dict[str, list] = {i: [] for i in ids}
+    lock = threading.Lock()
+
+    def reviewer(name: str, verdict: str, barrier: threading.Barrier, item_id: str) -> None:
+        q = ReviewQueue(path, audit=AuditLog(audit.path))  # each reviewer its own object and connections
+        barrier.wait()
+        try:
+            result = q.decide(item_id, verdict=verdict, reviewer=name)
+        except AlreadyDecided as e:
+            result = e
+        with lock:
+            outcomes[item_id].append(result)
+
+    for item_id in ids:
+        barrier = threading.Barrier(2)
+        threads = [
+            threading.Thread(target=reviewer, args=("alice", "correct", barrier, item_id)),
+            threading.Thread(target=reviewer, args=("bob", "hallucinated", barrier, item_id)),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+
+    q = ReviewQueue(path)
+    records = verdict_records(audit)
+    for item_id in ids:
+        wins = [r for r in outcomes[item_id] if not isinstance(r, Exception)]
+        losses = [r for r in outcomes[item_id] if isinstance(r, AlreadyDecided)]
+        assert len(wins) == 1 and len(losses) == 1, outcomes[item_id]
+        stored = q.get(item_id).verdict
+        assert stored == wins[0]
+        assert losses[0].reviewer == stored.reviewer
+        assert [r["reviewer"] for r in records if r["item_id"] == item_id] == [stored.reviewer]
+    assert verify(audit.path).ok
+
+
+def test_verdict_is_rolled_back_when_the_audit_log_cannot_be_written(queue, audit):
+    queue.enqueue(make_item("a"))
+    audit.append({"note": "first"}, kind="test")
+    with open(audit.path, "ab") as f:
+        f.write(b'{"torn": ')  # a writer killed mid-line: append refuses to chain onto it
+    with pytest.raises(ReviewQueueError, match="still pending") as info:
+        queue.decide("a", verdict="correct", reviewer="alice")
+    assert str(audit.path) in str(info.value)
+    item = queue.get("a")
+    assert item.status == "pending" and item.verdict is None
+
+
+def test_redacting_audit_log_gets_hashes_of_corrected_answer_and_note(tmp_path):
+    audit = AuditLog(tmp_path / "a.jsonl", redact=True)
+    q = ReviewQueue(tmp_path / "q.sqlite3", audit=audit)
+    q.enqueue(make_item("a"))
+    q.decide("a", verdict="corrected", reviewer="alice", corrected_answer="Secret", note="private")
+    (rec,) = verdict_records(audit)
+    assert set(rec["corrected_answer"]) == {"sha256"} and set(rec["note"]) == {"sha256"}
+    assert "Secret" not in audit.path.read_text()
+
+
+def test_queue_without_audit_log_still_records_verdicts(tmp_path):
+    q = ReviewQueue(tmp_path / "q.sqlite3")
+    q.enqueue(make_item("a"))
+    v = q.decide("a", verdict="hallucinated", reviewer="alice")
+    assert v.audit_record_id is None and q.get("a").verdict == v
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({"verdict": "maybe", "reviewer": "a"}, "verdict must be one of"),
+        ({"verdict": "correct", "reviewer": "  "}, "reviewer must be a non-empty name"),
+        ({"verdict": "corrected", "reviewer": "a"}, "needs the right answer"),
+        ({"verdict": "corrected", "reviewer": "a", "corrected_answer": "  "}, "needs the right answer"),
+        ({"verdict": "correct", "reviewer": "a", "corrected_answer": "Bar"}, "takes no corrected_answer"),
+    ],
+)
+def test_bad_verdicts_are_refused_and_leave_the_item_pending(queue, kwargs, expected):
+    queue.enqueue(make_item("a"))
+    with pytest.raises(InputError, match=expected):
+        queue.decide("a", **kwargs)
+    assert queue.get("a").status == "pending"
+
+
+def test_deciding_an_unknown_item_raises_item_not_found(queue):
+    with pytest.raises(ItemNotFound, match="no item 'ghost'"):
+        queue.decide("ghost", verdict="correct", reviewer="alice")
+
+
+# ------------------------------------------------------------------------------------------------- export
+
+
+def _decided_queue(queue):
+    queue.enqueue(make_item("ok", risk=0.7, context="Foo is the capital of ok."))
+    queue.enqueue(make_item("bad", risk=0.3))
+    queue.enqueue(make_item("fixed", risk=0.9))
+    queue.enqueue(make_item("unscored", risk=None, domain="medicine"))
+    queue.enqueue(make_item("nodomain", risk=0.2, domain=None))
+    queue.enqueue(make_item("waiting", risk=0.5))
+    queue.decide("ok", verdict="correct", reviewer="alice")
+    queue.decide("bad", verdict="hallucinated", reviewer="bob")
+    queue.decide("fixed", verdict="corrected", reviewer="carol", corrected_answer="Baz")
+    queue.decide("unscored", verdict="correct", reviewer="alice")
+    queue.decide("nodomain", verdict="correct", reviewer="alice")
+    return queue
+
+
+def test_export_writes_valid_calibration_rows_with_reviewer_labels(queue, tmp_path):
+    _decided_queue(queue)
+    out = tmp_path / "reviewed.jsonl"
+    summary = export_reviewed(queue, out)
+    rows = {ex.id: ex for ex in load_examples(out)}  # the strict loader accepts every row
+    assert set(rows) == {"review-ok", "review-bad", "review-fixed", "review-unscored"}
+
+    ok, bad, fixed = rows["review-ok"], rows["review-bad"], rows["review-fixed"]
+    assert ok.answers == [make_item("ok")["answer"]] and ok.kind == "qa" and ok.meta["label"] == "correct"
+    assert ok.context == "Foo is the capital of ok." and ok.domain == "geography"
+    assert fixed.answers == ["Baz"] and fixed.kind == "qa" and fixed.meta["label"] == "hallucinated"
+    assert fixed.meta["model_answer"] == make_item("fixed")["answer"]
+    # The right answer is unknown, so no answer counts as right: only abstaining would be.
+    assert bad.answers == [] and bad.kind == "unanswerable" and bad.meta["label"] == "hallucinated"
+    assert bad.meta["answers_unknown"] is True
+    for ex in rows.values():
+        assert ex.meta["source"] == "review" and ex.meta["probe_route"] == "review"
+        assert ex.meta["verdict_audit_id"] == queue.get(ex.id[len("review-"):]).verdict.audit_record_id
+    assert rows["review-unscored"].meta["risk"] is None and ok.meta["risk"] == 0.7
+
+    assert summary.n_items == 4
+    assert summary.by_verdict == {"correct": 2, "hallucinated": 1, "corrected": 1}
+    # correct at 0.7 and hallucinated at 0.3 disagree; corrected at 0.9 and the skipped correct at 0.2 agree.
+    assert (summary.n_disagreements, summary.n_scored) == (2, 4)
+    assert summary.skipped == [("nodomain", "it has no domain; calibration rows need one")]
+
+    only_med = export_reviewed(queue, tmp_path / "med.jsonl", domain="medicine")
+    assert [ex.id for ex in load_examples(tmp_path / "med.jsonl")] == ["review-unscored"]
+    assert only_med.n_scored == 0 and only_med.disagreement_rate is None
+
+    nothing = export_reviewed(queue, tmp_path / "none.jsonl", domain="astronomy")
+    assert (nothing.n_items, nothing.written) == (0, False)
+    assert not (tmp_path / "none.jsonl").exists() and "not written" in nothing.summary()
+
+
+def test_exported_label_overrides_the_judge_in_calibration(queue, tmp_path):
+    from hguard.calibrate.collect import label_row
+
+    _decided_queue(queue)
+    export_reviewed(queue, tmp_path / "r.jsonl")
+    rows = {ex.id: ex for ex in load_examples(tmp_path / "r.jsonl")}
+    for ex in rows.values():
+        assert label_row(ex, ex.meta["model_answer"])["label"] == ex.meta["label"]
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_list_and_export(queue, tmp_path, capsys):
+    _decided_queue(queue)
+    assert cli_main(["list", "--queue", str(queue.path)]) == 0
+    out = capsys.readouterr().out
+    assert "geography: 1 pending, 3 decided" in out and "waiting" in out
+    assert cli_main(["list", "--queue", str(queue.path), "--decided", "--json"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert [x["id"] for x in lines] == ["ok", "bad", "fixed", "unscored", "nodomain"]  # oldest verdict first
+    assert cli_main(["list", "--queue", str(queue.path), "--decided", "--limit", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "unscored" in out and "nodomain" in out and "fixed" not in out
+    out_file = tmp_path / "cli.jsonl"
+    assert cli_main(["export", "--queue", str(queue.path), "--out", str(out_file), "--domain", "geography"]) == 0
+    assert "wrote 3 reviewed rows" in capsys.readouterr().out
+    assert len(load_examples(out_file)) == 3
+
+
+def test_cli_refuses_a_queue_file_that_does_not_exist(tmp_path, capsys):
+    missing = tmp_path / "typo.sqlite3"
+    assert cli_main(["list", "--queue", str(missing)]) == 2
+    assert f"no review queue at {missing}" in capsys.readouterr().err
+    assert not missing.exists()

@@ -1,0 +1,297 @@
+"""The review web app through Starlette's TestClient: pages, escaping, token, CSRF, origin and 409 checks."""
+
+from __future__ import annotations
+
+import html
+import inspect
+import re
+
+import pytest
+from starlette.testclient import TestClient
+
+from hguard.audit import AuditLog, verify
+from hguard.errors import InputError
+from hguard.review import ReviewQueue, create_app, make_server, serve, web
+
+TOKEN = "test-token-0123456789abcdef"
+BASE = "http://127.0.0.1:8765"
+SAME_ORIGIN = {"Origin": BASE}
+XSS = "<script>alert('pwned')</script>"
+
+
+def make_item(audit_id, **over):
+    item = {
+        "audit_id": audit_id,
+        "question": f"Question {audit_id}?",
+        "answer": f"Answer {audit_id}.",
+        "context": None,
+        "domain": "geography",
+        "risk": 0.5,
+        "signals": {"h_neuron": 0.5},
+        "reasons": ["between thresholds: review"],
+        "time": "2025-03-01T10:00:00+00:00",
+    }
+    item.update(over)
+    return item
+
+
+@pytest.fixture
+def audit(tmp_path):
+    return AuditLog(tmp_path / "audit.jsonl")
+
+
+@pytest.fixture
+def queue(tmp_path, audit):
+    q = ReviewQueue(tmp_path / "review.sqlite3", audit=audit)
+    q.enqueue(make_item("low", risk=0.21))
+    q.enqueue(make_item("high", risk=0.93, answer=XSS, question="Is <b>bold</b> & safe?",
+                        context="Retrieved: <img src=x onerror=alert(1)>",
+                        signals={"h_neuron": 0.93, "entropy": 2.5, "grounding": None},
+                        reasons=["risk 0.930 >= abstain_above <i>0.8</i>", "no grounding"]))  # fmt: skip
+    q.enqueue(make_item("mid", risk=0.6, domain="medicine"))
+    q.enqueue(make_item("nodom", risk=0.4, domain=None))
+    return q
+
+
+def client_for(queue, token=TOKEN, audit=None):
+    return TestClient(create_app(queue, token=token, audit=audit), base_url=BASE, follow_redirects=False)
+
+
+def csrf_of(page: str) -> str:
+    m = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert m, "no CSRF field in the page"
+    return m.group(1)
+
+
+def login(client) -> None:
+    page = client.get("/login")
+    r = client.post("/login", data={"token": TOKEN, "csrf_token": csrf_of(page.text), "next": "/"}, headers=SAME_ORIGIN)
+    assert r.status_code == 303, r.text
+    assert "httponly" in r.headers["set-cookie"].lower() and "samesite=strict" in r.headers["set-cookie"].lower()
+
+
+def decide_form(client, item_id, **fields):
+    page = client.get(f"/items/{item_id}")
+    return {"csrf_token": csrf_of(page.text), "reviewer": "alice", **fields}
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+def test_index_lists_pending_by_risk_with_counts(queue):
+    c = client_for(queue)
+    r = c.get("/")
+    assert r.status_code == 200
+    assert re.findall(r'data-item-id="([^"]+)"', r.text) == ["high", "mid", "nodom", "low"]
+    counts = r.text[r.text.index('id="counts"') : r.text.index("</table>")]
+    assert re.search(r"geography</a></td>\s*<td class=\"count\">2</td><td class=\"count\">0</td>", counts)
+    assert "(no domain)" in counts
+    assert r.headers["content-security-policy"].startswith("default-src 'none'")
+    assert r.headers["x-frame-options"] == "DENY"
+
+    assert re.findall(r'data-item-id="([^"]+)"', c.get("/?domain=geography").text) == ["high", "low"]
+    assert re.findall(r'data-item-id="([^"]+)"', c.get("/?domain=-").text) == ["nodom"]
+    assert re.findall(r'data-item-id="([^"]+)"', c.get("/?order=time&domain=medicine").text) == ["mid"]
+
+
+def test_item_page_shows_everything_and_escapes_untrusted_text(queue):
+    r = client_for(queue).get("/items/high")
+    assert r.status_code == 200
+    body = r.text
+    for raw in (XSS, "<b>bold</b>", "<img src=x", "<i>0.8</i>"):
+        assert raw not in body
+    assert html.escape(XSS, quote=True) in body or "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;" in body
+    assert "Is &lt;b&gt;bold&lt;/b&gt; &amp; safe?" in body
+    assert "Retrieved: &lt;img src=x onerror=alert(1)&gt;" in body
+    assert "0.930" in body
+    for signal in ("h_neuron", "entropy", "grounding"):
+        assert f"<td>{signal}</td>" in body
+    assert "no grounding" in body
+
+
+def test_unknown_item_is_404_and_foreign_host_is_400(queue):
+    c = client_for(queue)
+    assert c.get("/items/ghost").status_code == 404
+    r = c.get("/", headers={"Host": "evil.example:8765"})
+    assert r.status_code == 400 and "evil.example" in r.text
+
+
+def test_item_page_offers_form_only_after_login(queue):
+    c = client_for(queue)
+    page = c.get("/items/low").text
+    assert 'name="verdict"' not in page and "Log in with the review token" in page
+    login(c)
+    page = c.get("/items/low").text
+    assert 'value="correct"' in page and 'value="hallucinated"' in page and 'value="corrected"' in page
+
+
+# ----------------------------------------------------------------------------------------------- writing
+
+
+def test_logged_in_reviewer_records_a_verdict_with_audit_record(queue, audit):
+    c = client_for(queue)
+    login(c)
+    r = c.post("/items/low", data=decide_form(c, "low", verdict="correct", note="fine"), headers=SAME_ORIGIN)
+    assert r.status_code == 303 and r.headers["location"] == "/?done=low"
+    assert "Recorded: correct by alice on item low." in c.get(r.headers["location"]).text
+    v = queue.get("low").verdict
+    assert (v.verdict, v.reviewer, v.note) == ("correct", "alice", "fine")
+    (rec,) = [x for x in audit if x["kind"] == "review_verdict"]
+    assert rec["item_id"] == "low" and rec["reviewer"] == "alice"
+    assert verify(audit.path).ok
+    assert 'value="alice"' in c.get("/items/mid").text  # the name is remembered for the next item
+    decided = c.get("/decided").text
+    assert 'href="/items/low"' in decided and "<td>alice</td>" in decided
+
+
+def test_corrected_answer_is_stored_and_missing_one_is_400(queue):
+    c = client_for(queue)
+    login(c)
+    r = c.post("/items/mid", data=decide_form(c, "mid", verdict="corrected", corrected_answer=""), headers=SAME_ORIGIN)
+    assert r.status_code == 400 and "needs the right answer" in r.text
+    assert queue.get("mid").status == "pending"
+    r = c.post("/items/mid", data=decide_form(c, "mid", verdict="corrected", corrected_answer="Canberra"),
+               headers=SAME_ORIGIN)  # fmt: skip
+    assert r.status_code == 303
+    assert queue.get("mid").verdict.corrected_answer == "Canberra"
+
+
+def test_second_decision_is_409_and_changes_nothing(queue, audit):
+    c = client_for(queue)
+    login(c)
+    form = decide_form(c, "high", verdict="hallucinated")
+    assert c.post("/items/high", data=form, headers=SAME_ORIGIN).status_code == 303
+    first = queue.get("high").verdict
+    form2 = {**form, "verdict": "correct", "reviewer": "bob"}
+    r = c.post("/items/high", data=form2, headers=SAME_ORIGIN)
+    assert r.status_code == 409
+    assert f"already decided by alice at {first.decided_at}" in r.text
+    assert queue.get("high").verdict == first
+    assert len([x for x in audit if x["kind"] == "review_verdict"]) == 1
+
+
+def test_post_without_configured_token_is_refused_as_read_only(queue):
+    c = client_for(queue, token=None)
+    page = c.get("/items/low")
+    assert "Read-only" in page.text and 'name="verdict"' not in page.text
+    # Refused before any other check: even a request that passed them all would be.
+    form = {"csrf_token": "irrelevant", "reviewer": "alice", "verdict": "correct"}
+    r = c.post("/items/low", data=form, headers=SAME_ORIGIN)
+    assert r.status_code == 403 and "read-only" in r.text and web.TOKEN_ENV in r.text
+    assert c.post("/login", data={**form, "token": TOKEN}, headers=SAME_ORIGIN).status_code == 403
+    assert queue.get("low").status == "pending"
+
+
+def test_post_without_login_is_refused(queue):
+    c = client_for(queue)
+    form = {"csrf_token": csrf_of(c.get("/login").text), "reviewer": "alice", "verdict": "correct"}
+    r = c.post("/items/low", data=form, headers=SAME_ORIGIN)
+    assert r.status_code == 403 and "not logged in" in r.text
+    assert queue.get("low").status == "pending"
+
+
+def test_forged_session_cookie_is_refused(queue):
+    c = client_for(queue)
+    form = {"csrf_token": csrf_of(c.get("/login").text), "reviewer": "mallory", "verdict": "correct"}
+    c.cookies.set(web.SESSION_COOKIE, "9999999999.bm9uY2U.AAAA")
+    assert c.post("/items/low", data=form, headers=SAME_ORIGIN).status_code == 403
+    assert queue.get("low").status == "pending"
+
+
+@pytest.mark.parametrize(
+    "csrf, headers, expected",
+    [
+        (None, SAME_ORIGIN, "CSRF token is missing"),
+        ("forged", SAME_ORIGIN, "CSRF token is missing or does not match"),
+        ("valid", {"Origin": "http://evil.example"}, "Origin 'http://evil.example' is not this server"),
+        ("valid", {"Origin": "null"}, "is not this server"),
+        ("valid", {"Referer": "http://evil.example/page"}, "Referer 'http://evil.example/page' is not this server"),
+        ("valid", {}, "neither an Origin nor a Referer"),
+    ],
+)
+def test_cross_site_posts_are_refused(queue, csrf, headers, expected):
+    c = client_for(queue)
+    login(c)
+    form = decide_form(c, "low", verdict="correct")
+    if csrf is None:
+        del form["csrf_token"]
+    elif csrf == "forged":
+        form["csrf_token"] = "A" * 43
+    r = c.post("/items/low", data=form, headers=headers)
+    assert r.status_code == 403 and expected in html.unescape(r.text)
+    assert queue.get("low").status == "pending"
+
+
+def test_same_origin_referer_is_accepted_when_origin_is_absent(queue):
+    c = client_for(queue)
+    login(c)
+    r = c.post("/items/low", data=decide_form(c, "low", verdict="correct"), headers={"Referer": f"{BASE}/items/low"})
+    assert r.status_code == 303
+
+
+def test_wrong_token_is_refused_and_repeated_failures_lock_login(queue):
+    c = client_for(queue)
+    csrf = csrf_of(c.get("/login").text)
+    for _ in range(10):
+        r = c.post("/login", data={"token": "wrong-token-xxxxxxxx", "csrf_token": csrf}, headers=SAME_ORIGIN)
+        assert r.status_code == 403 and "wrong review token" in r.text
+    r = c.post("/login", data={"token": TOKEN, "csrf_token": csrf}, headers=SAME_ORIGIN)
+    assert r.status_code == 429
+    assert web.SESSION_COOKIE not in c.cookies
+
+
+def test_login_redirect_stays_on_this_server(queue):
+    c = client_for(queue)
+    csrf = csrf_of(c.get("/login").text)
+    r = c.post("/login", data={"token": TOKEN, "csrf_token": csrf, "next": "//evil.example/x"}, headers=SAME_ORIGIN)
+    assert r.status_code == 303 and r.headers["location"] == "/"
+
+
+def test_logout_ends_the_session(queue):
+    c = client_for(queue)
+    login(c)
+    csrf = csrf_of(c.get("/").text)
+    assert c.post("/logout", data={"csrf_token": csrf}, headers=SAME_ORIGIN).status_code == 303
+    assert "Log in with the review token" in c.get("/items/low").text
+
+
+def test_app_audit_argument_logs_verdicts_of_a_queue_without_one(tmp_path):
+    q = ReviewQueue(tmp_path / "q.sqlite3")
+    q.enqueue(make_item("a"))
+    audit = AuditLog(tmp_path / "web-audit.jsonl")
+    c = client_for(q, audit=audit)
+    login(c)
+    assert c.post("/items/a", data=decide_form(c, "a", verdict="correct"), headers=SAME_ORIGIN).status_code == 303
+    assert [r["item_id"] for r in audit if r["kind"] == "review_verdict"] == ["a"]
+
+
+def test_short_token_is_refused(queue):
+    with pytest.raises(InputError, match="at least 16 characters"):
+        create_app(queue, token="changeme")
+
+
+# ----------------------------------------------------------------------------------------------- binding
+
+
+def test_server_binds_to_loopback_by_default_and_refuses_other_hosts(queue, monkeypatch):
+    monkeypatch.delenv(web.TOKEN_ENV, raising=False)
+    assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
+    server = make_server(queue)
+    assert (server.config.host, server.config.port) == ("127.0.0.1", 8765)
+    assert server.config.app.state.writable is False  # no token in the environment: read-only
+    with pytest.raises(InputError, match="refusing to serve the review queue on 0.0.0.0"):
+        make_server(queue, host="0.0.0.0")
+    with pytest.warns(UserWarning, match="reachable from other machines"):
+        remote = make_server(queue, host="0.0.0.0", allow_remote=True)
+    assert remote.config.host == "0.0.0.0"
+
+
+def test_server_reads_token_from_environment_and_queue_from_policy(tmp_path, monkeypatch):
+    monkeypatch.setenv(web.TOKEN_ENV, TOKEN)
+    policy = tmp_path / "policy.toml"
+    policy.write_text('version = 1\n[review]\nqueue = "rq.sqlite3"\n[audit]\npath = "pa.jsonl"\n')
+    server = make_server(policy, port=0)
+    app = server.config.app
+    assert app.state.writable is True
+    assert app.state.queue.path == tmp_path / "rq.sqlite3"
+    assert app.state.queue.audit.path == tmp_path / "pa.jsonl"
