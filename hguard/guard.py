@@ -146,7 +146,7 @@ class Guard:
         if guard.audit is None and pol.audit.path is not None:
             guard.audit = AuditLog(pol.audit.path, redact=pol.audit.redact)
         if guard.review_queue is None and pol.review.queue is not None:
-            guard.review_queue = _open_queue(pol.review.queue)
+            guard.review_queue = _open_queue(pol.review.queue, guard.audit)
         return guard
 
     def load_probes(self, folder: str | Path) -> None:
@@ -419,10 +419,11 @@ class Guard:
             )
 
 
-def _open_queue(path):
+def _open_queue(path, audit):
     from .review.queue import ReviewQueue
 
-    return ReviewQueue(path)
+    # verdicts given later through this queue land in the same audit chain as the decisions
+    return ReviewQueue(path, audit=audit)
 
 
 __all__ = ["DEFAULT_POLICY", "Guard", "GuardResult", "REVIEW_MARK"]
