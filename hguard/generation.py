@@ -8,6 +8,7 @@ from :class:`hguard.neurons.NeuronRecorder`. Nothing runs a second forward pass.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -94,6 +95,26 @@ def confidence_from(logprobs: Sequence[float], entropies: Sequence[float]) -> di
     }
 
 
+@dataclass
+class RunningState:
+    """Read-only view of a generation under way: mean CETT so far and the confidence so far."""
+
+    recorder: NeuronRecorder
+    tracker: "ConfidenceTracker"
+
+    def cett(self) -> np.ndarray:
+        return self.recorder.result().numpy()
+
+    def n_tokens(self) -> np.ndarray:
+        return self.recorder.n_tokens.numpy().copy()
+
+    def confidence(self, row: int) -> dict[str, float]:
+        """Confidence of row ``row`` over the tokens chosen so far (all steps; EOS not yet excluded)."""
+        lps = [float(x[row]) for x in self.tracker.chosen_logprobs]
+        ents = [float(x[row]) for x in self.tracker.entropies[: len(lps)]]
+        return confidence_from(lps, ents)
+
+
 class Generator:
     """Turns questions (and optional retrieved context) into guarded generations on one model."""
 
@@ -112,6 +133,12 @@ class Generator:
         self.sites = find_ffn_sites(lm.model)
         self.n_features = sum(s.d_ff for s in self.sites)
         self.eos_token_ids = _eos_ids(lm)
+        self._running = threading.local()
+
+    @property
+    def running(self) -> "RunningState | None":
+        """The state of the generation under way in this thread (for stopping criteria), else None."""
+        return getattr(self._running, "state", None)
 
     @property
     def fingerprints(self) -> dict[str, str]:
@@ -181,12 +208,19 @@ class Generator:
         batch_size: int = 8,
         seed: int | None = None,
         logits_processors: Sequence = (),
+        streamer=None,
+        stopping_criteria: Sequence = (),
     ) -> list[Generation]:
         """Answer every question; each result carries its own confidence and CETT vector.
 
         ``logits_processors`` run before the confidence tracker, which therefore sees the scores the
-        tokens were chosen from.
+        tokens were chosen from. ``streamer`` (e.g. transformers' ``TextIteratorStreamer``; one question
+        only) receives tokens as they are generated; ``stopping_criteria`` are transformers
+        ``StoppingCriteria`` that may end generation early (a criterion that wants the running state can
+        read ``self.running`` while generation is under way).
         """
+        if streamer is not None and len(questions) != 1:
+            raise InputError(f"a streamer follows one answer; got {len(questions)} questions, pass one")
         if isinstance(questions, str):
             raise InputError("questions must be a list of strings; wrap a single question in a list")
         if contexts is not None and len(contexts) != len(questions):
@@ -203,12 +237,12 @@ class Generator:
                     list(questions[sl]), ctxs[sl], prompts[sl], neurons=neurons, steering=steering,
                     do_sample=do_sample, temperature=temperature,
                     max_new_tokens=max_new_tokens or self.max_new_tokens, seed=seed,
-                    processors=list(logits_processors),
+                    processors=list(logits_processors), streamer=streamer, stopping=list(stopping_criteria),
                 )
             )
         return out
 
-    def _generate_batch(self, questions, contexts, prompts, *, neurons, steering, do_sample, temperature, max_new_tokens, seed, processors):
+    def _generate_batch(self, questions, contexts, prompts, *, neurons, steering, do_sample, temperature, max_new_tokens, seed, processors, streamer=None, stopping=()):
         tok = self.lm.tokenizer
         pad = tok.pad_token_id
         width = max(len(p) for p in prompts)
@@ -227,6 +261,12 @@ class Generator:
             pad_token_id=pad,
             eos_token_id=self.eos_token_ids,
         )
+        if streamer is not None:
+            kwargs["streamer"] = streamer
+        if stopping:
+            from transformers import StoppingCriteriaList
+
+            kwargs["stopping_criteria"] = StoppingCriteriaList(stopping)
         if do_sample:
             kwargs.update(temperature=temperature, top_k=0, top_p=1.0)
             if seed is not None:
@@ -239,7 +279,11 @@ class Generator:
             if record:
                 with NeuronRecorder(self.lm.model, neurons=neurons, scale=steering, sites=self.sites) as rec:
                     rec.arm_generation(len(prompts), self.eos_token_ids)
-                    seqs = self.lm.model.generate(**kwargs)
+                    self._running.state = RunningState(rec, tracker)
+                    try:
+                        seqs = self.lm.model.generate(**kwargs)
+                    finally:
+                        self._running.state = None
                 cett = rec.result().numpy() if neurons is not None else None
                 n_cett = rec.n_tokens.tolist()
             else:

@@ -227,8 +227,22 @@ class Guard:
 
     # -------------------------------------------------------------------------------- invocation
 
-    def invoke(self, question: str, context=None, domain: str | None = None, *, request_id: str | None = None) -> GuardResult:
-        return self.batch([question], [context], [domain], request_ids=[request_id])[0]
+    def invoke(
+        self,
+        question: str,
+        context=None,
+        domain: str | None = None,
+        *,
+        request_id: str | None = None,
+        streamer=None,
+        early_stop: bool = False,
+    ) -> GuardResult:
+        """Guard one question. ``streamer`` receives the tokens as they are generated (the caller decides
+        whether to show them before the decision); ``early_stop`` ends generation as soon as the running
+        risk passes the domain's abstain threshold (the answer then abstains)."""
+        return self.batch(
+            [question], [context], [domain], request_ids=[request_id], streamer=streamer, early_stop=early_stop
+        )[0]
 
     async def ainvoke(self, question: str, context=None, domain: str | None = None, **kw) -> GuardResult:
         return await asyncio.to_thread(self.invoke, question, context, domain, **kw)
@@ -243,6 +257,8 @@ class Guard:
         domains: Sequence[str | None] | None = None,
         *,
         request_ids: Sequence[str | None] | None = None,
+        streamer=None,
+        early_stop: bool = False,
     ) -> list[GuardResult]:
         """Guard several questions; answers that share a domain share one batched generation."""
         if isinstance(questions, str):
@@ -274,10 +290,14 @@ class Guard:
             probe_entry = self.probes.get(d) if d is not None else None
             neurons = [int(i) for i in probe_entry[0].feature_indices_] if probe_entry else None
             steer, steer_info = self._steering(d)
+            stopper = _EarlyAbstain(self, d, probe_entry) if early_stop and probe_entry else None
             gens = self.generator.generate(
                 [questions[i] for i in idx], [ctxs[i] for i in idx], neurons=neurons, steering=steer,
-                batch_size=len(idx),
+                batch_size=len(idx), streamer=streamer, stopping_criteria=[stopper] if stopper else (),
             )
+            if stopper is not None:
+                for row, g in enumerate(gens):
+                    g.extra["stopped_early"] = bool(stopper.stopped[row]) if row < len(stopper.stopped) else False
             for i, g in zip(idx, gens):
                 results[i] = self._finish(g, plans[i][0], plans[i][1], probe_entry, steer_info, request_ids[i], started)
         return results  # type: ignore[return-value]
@@ -349,6 +369,8 @@ class Guard:
             domain_chosen=domain is not None,
         )
         reasons = list(decision.reasons)
+        if g.extra.get("stopped_early"):
+            reasons.append("generation stopped early: the running risk passed the abstain threshold")
         if not choice.get("given") and choice.get("reason"):
             reasons.insert(0, choice["reason"])
         abstain_message = (dp.abstain_message if dp is not None and dp.abstain_message else None) or self.policy.abstain_message
@@ -417,6 +439,48 @@ class Guard:
                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 }
             )
+
+
+class _EarlyAbstain:
+    """A stopping criterion: ends a row once its running merged risk (probe on the tokens so far and
+    the confidence so far) reaches the domain's abstain threshold, after ``min_tokens`` tokens."""
+
+    def __init__(self, guard: "Guard", domain: str | None, probe_entry, min_tokens: int = 3):
+        import torch
+
+        self.guard, self.domain, self.min_tokens = guard, domain, min_tokens
+        self.probe, self.meta = probe_entry
+        dp = guard.policy.domain(domain) if domain else None
+        fitted = Thresholds.from_dict(self.meta["thresholds"]) if self.meta.get("thresholds") else None
+        t = effective_thresholds(dp, fitted) if dp is not None else fitted
+        self.abstain_above = t.abstain_above if t is not None else None
+        self.stopped = torch.zeros(0, dtype=torch.bool)
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        bsz = input_ids.shape[0]
+        if self.stopped.numel() != bsz:
+            self.stopped = torch.zeros(bsz, dtype=torch.bool)
+        state = self.guard.generator.running
+        if state is None or self.abstain_above is None or self.abstain_above >= 1.0:
+            return self.stopped.clone()
+        counts = state.n_tokens()
+        cett = state.cett()
+        for row in range(bsz):
+            if self.stopped[row] or counts[row] < self.min_tokens:
+                continue
+            conf = state.confidence(row)
+            try:
+                logit = float(self.probe.decision_function_subset(cett[row : row + 1], lengths=[conf["length"]])[0])
+                signals = {**conf, "log_length": math.log1p(conf["length"]), "neuron_logit": logit}
+                merger = self.meta.get("merger")
+                risk = merge_risk(signals, merger) if merger else 1 / (1 + math.exp(-logit))
+            except Exception:
+                continue  # no early decision; the full answer is scored (and fails closed) as usual
+            if risk >= self.abstain_above:
+                self.stopped[row] = True
+        return self.stopped.clone()
 
 
 def _open_queue(path, audit):

@@ -207,3 +207,26 @@ def test_bad_input_gets_a_clear_error_and_nothing_is_recorded(guard, tmp_path, q
         guard.invoke(question, context=context, domain="alpha")
     after = len(list(AuditLog(tmp_path / "audit.jsonl"))) if (tmp_path / "audit.jsonl").exists() else 0
     assert after == before
+
+
+def test_streamer_receives_the_tokens_and_early_stop_abstains(calibrated, tmp_path):
+    from transformers import TextIteratorStreamer
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=0.0, abstain_above=0.0), lm=lm)
+    streamer = TextIteratorStreamer(lm.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    out: dict = {}
+    t = threading.Thread(target=lambda: out.__setitem__("r", g.invoke("who is the author ?", domain="alpha", streamer=streamer)))
+    t.start()
+    streamed = "".join(streamer)
+    t.join()
+    assert " ".join(streamed.split()) == " ".join(out["r"].answer.split())
+    pol = _policy(root, tmp_path, accept_below=0.0, abstain_above=0.0).model_dump(mode="json")
+    pol["generation"]["max_new_tokens"] = 12
+    g = Guard.from_policy(Policy.model_validate(pol), lm=lm)
+    full = g.invoke("who is the author ?", domain="alpha")
+    early = g.invoke("who is the author ?", domain="alpha", early_stop=True)
+    # abstain threshold 0: the running risk passes it as soon as min_tokens (3) are scored
+    assert early.route == "abstain" and any("stopped early" in r for r in early.reasons)
+    assert early.signals["length"] == 4 < full.signals["length"]
+    assert full.answer.startswith(early.answer)
