@@ -106,18 +106,6 @@ def apply_merger(merger: dict, Z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(z @ np.asarray(merger["coef"]) + merger["intercept"])))
 
 
-def random_baseline_to_dict(rp) -> dict:
-    return {
-        "feature_indices": [int(i) for i in rp.feature_indices_],
-        "center": np.asarray(rp._center, dtype=float).tolist(),
-        "scale": np.asarray(rp._scale, dtype=float).tolist(),
-        "length": None if rp._length is None else [float(rp._length[0]), float(rp._length[1])],
-        "coef": rp._model.coef_[0].tolist(),
-        "intercept": float(rp._model.intercept_[0]),
-        "C": float(rp.C_),
-    }
-
-
 def random_baseline_score(d: dict, values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Risk from the random-neuron baseline stored in a probe file; ``values`` in its index order."""
     Z = (np.asarray(values, dtype=float) - np.asarray(d["center"])) / np.asarray(d["scale"])
@@ -192,7 +180,7 @@ def fit_domain(domain: str, train: Collected, *, seed: int, n_layers: int, d_ff:
     return {
         "probe": probe,
         "merger": merger,
-        "random_baseline": random_baseline_to_dict(rnd),
+        "random_baseline": rnd.to_dict(),
         "oof_neuron_auroc": auroc(y, oof),
         "oof_merged_auroc": auroc(y, merged_oof),
         "oof_merged": merged_oof.tolist(),
