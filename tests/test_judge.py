@@ -1,0 +1,322 @@
+"""The judge decides every calibration label, so its edge cases are pinned here one by one."""
+
+from __future__ import annotations
+
+import pytest
+
+from hguard.calibrate.judge import Judgement, is_refusal, judge, normalize, refusal_phrase
+from hguard.errors import InputError
+
+
+def label(answer: str, aliases: list[str], kind: str = "qa") -> str:
+    return judge(answer, aliases, kind).label
+
+
+# --- normalize ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("São Paulo", "sao paulo"),
+        ("  The   Capital\tis\nPARIS!  ", "capital is paris"),
+        ("An apple, a pear; the end.", "apple pear end"),
+        ("U.S.A.", "usa"),
+        ("N'Djamena", "ndjamena"),
+        ("Nukuʻalofa", "nukualofa"),
+        ("Guinea-Bissau", "guinea bissau"),
+        ("1,000,000 people", "1000000 people"),
+        ("pi is 3.14.", "pi is 3.14"),
+        ("Straße", "strasse"),
+        ("Ångström", "angstrom"),
+        ("", ""),
+        ("?!...", ""),
+    ],
+)
+def test_normalize(text: str, expected: str) -> None:
+    assert normalize(text) == expected
+
+
+def test_normalize_keeps_article_letters_inside_words() -> None:
+    assert normalize("Thea and Anna") == "thea and anna"
+
+
+def test_normalize_keeps_a_capital_letter_a_but_drops_the_article() -> None:
+    assert normalize("A vitamin: vitamin A, Plan A.") == "vitamin vitamin a plan a"
+
+
+def test_normalize_rejects_non_str() -> None:
+    with pytest.raises(InputError, match="text must be a str"):
+        normalize(None)  # type: ignore[arg-type]
+
+
+# --- whole-word matching -------------------------------------------------------------------------
+
+
+def test_plain_match_returns_alias_and_reason() -> None:
+    j = judge("The capital of France is Paris.", ["Paris"])
+    assert j == Judgement("correct", "Paris", "answer contains accepted alias 'Paris'")
+
+
+@pytest.mark.parametrize(
+    ("answer", "aliases", "expected"),
+    [
+        # alias inside a longer word never matches (Parisian is not Paris)
+        ("The food is Parisian.", ["Paris"], "hallucinated"),
+        ("Romania is nice.", ["Rome"], "hallucinated"),
+        ("It is in Rome.", ["Rome"], "correct"),
+        # the classic broken judge: a one-letter alias found inside every sentence
+        ("The answer is Helium.", ["H"], "hallucinated"),
+        ("The symbol is H.", ["H"], "correct"),
+        ("Its symbol is t.", ["t"], "correct"),
+        ("That is not true at all.", ["t"], "hallucinated"),
+        ("It is W (from wolfram).", ["W"], "correct"),
+        # case, accents and punctuation are ignored on both sides
+        ("sao paulo", ["São Paulo"], "correct"),
+        ("SÃO PAULO!!!", ["Sao Paulo"], "correct"),
+        ("It's Reykjavik.", ["Reykjavík"], "correct"),
+        ("The Hague", ["the hague"], "correct"),
+        ("Washington DC", ["Washington, D.C."], "correct"),
+        ("It was written by J.R.R. Tolkien.", ["J. R. R. Tolkien"], "correct"),
+        ("H.G. Wells wrote it.", ["H. G. Wells"], "correct"),
+        # articles are dropped, so they neither help nor hurt
+        ("Hague", ["The Hague"], "correct"),
+        ("It is the Netherlands.", ["Netherlands"], "correct"),
+        # multi-word aliases need every word, in order
+        ("New York is big.", ["New Delhi"], "hallucinated"),
+        ("It is Delhi.", ["New Delhi"], "hallucinated"),
+        ("It is New Delhi.", ["New Delhi"], "correct"),
+        ("It is New Delhi.", ["Delhi"], "correct"),
+        ("Kuala is a word, Lumpur another.", ["Kuala Lumpur"], "hallucinated"),
+        # a capital "A" inside a sentence is a letter, not an article
+        ("Vitamin D is the one.", ["vitamin A"], "hallucinated"),
+        ("It is vitamin A.", ["Vitamin A"], "correct"),
+        ("It is a vitamin.", ["vitamin A"], "hallucinated"),
+        # any alias may match
+        ("Peking, of course.", ["Beijing", "Peking"], "correct"),
+    ],
+)
+def test_whole_word_matching(answer: str, aliases: list[str], expected: str) -> None:
+    assert label(answer, aliases) == expected
+
+
+# --- numbers ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "aliases", "expected"),
+    [
+        ("It happened in 1984.", ["1"], "hallucinated"),
+        ("It happened in 1984.", ["1984"], "correct"),
+        ("About 1,000 km.", ["1000"], "correct"),
+        ("About 1000 km.", ["1,000"], "correct"),
+        ("It is 3.0 metres.", ["3"], "correct"),
+        ("It is 3.5 metres.", ["3"], "hallucinated"),
+        ("It has 79 protons.", ["seventy-nine"], "correct"),
+        ("It has seventy-nine protons.", ["79"], "correct"),
+        ("It has one hundred and eighteen protons.", ["118"], "correct"),
+        ("It has twelve protons.", ["12"], "correct"),
+        ("It has 12 protons.", ["2"], "hallucinated"),
+        ("It has 007 licences.", ["7"], "correct"),
+    ],
+)
+def test_numbers_compare_by_value(answer: str, aliases: list[str], expected: str) -> None:
+    assert label(answer, aliases) == expected
+
+
+# --- hedges and negations ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "It is either Paris or Lyon.",
+        "Paris or Lyon.",
+        "It could be Lyon or Paris.",
+        "Either Paris, Lyon, or Marseille.",
+    ],
+)
+def test_hedging_between_candidates_is_hallucinated(answer: str) -> None:
+    j = judge(answer, ["Paris"])
+    assert j.label == "hallucinated"
+    assert j.matched is None
+    assert "hedged" in j.reason
+
+
+def test_hedge_with_abstaining_wording_is_a_refusal() -> None:
+    assert label("I'm not sure, either Paris or Lyon.", ["Paris"]) == "refusal"
+
+
+def test_hedge_followed_by_a_commitment_is_correct() -> None:
+    assert label("Is it Lyon or Marseille? No: the capital is Paris.", ["Paris"]) == "correct"
+
+
+def test_or_elsewhere_in_the_reply_does_not_spoil_a_match() -> None:
+    assert label("The capital is Paris, home to the Louvre or the Eiffel Tower.", ["Paris"]) == "correct"
+
+
+def test_negated_mention_does_not_count() -> None:
+    j = judge("The capital of Australia is not Canberra but Sydney.", ["Canberra"])
+    assert j.label == "hallucinated"
+    assert "negated" in j.reason
+
+
+def test_known_blind_spot_two_candidates_without_or() -> None:
+    # Documented limitation: a reply naming a wrong answer and the right one side by side counts.
+    assert label("The capital is Sydney. Canberra is also nice.", ["Canberra"]) == "correct"
+
+
+# --- refusals ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "I don't know.",
+        "I do not know the answer to that.",
+        "I'm not sure about that.",
+        "I’m not sure.",  # curly apostrophe
+        "I am not familiar with that country.",
+        "I cannot answer that question.",
+        "I can't provide information about this.",
+        "I couldn't find any information about Veltoria.",
+        "There is no such country as Veltoria.",
+        "There is no country called Veltoria.",
+        "Veltoria does not exist.",
+        "The element Brontium doesn't exist.",
+        "I have no record of such a company.",
+        "There is no record of this person.",
+        "I'm not aware of any novel with that title.",
+        "Veltoria is a fictional country.",
+        "Brontium is a made-up element.",
+        "As an AI, I have no way to know this.",
+        "I don't have information about that company.",
+        "That is not a real element.",
+        "",
+        "   ",
+    ],
+)
+def test_refusals_are_detected(answer: str) -> None:
+    assert is_refusal(answer)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "The capital of Veltoria is Nova Haven.",
+        "The chemical symbol of Brontium is B.",
+        "It was founded in 1921 by John Smith.",
+        "Notably, it is known for its exports.",  # 'no' and 'known' inside other words
+        "He knows the answer: it is Paris.",
+        "There is no doubt that the answer is Paris.",
+        "The existence of Paris is documented since Roman times.",
+    ],
+)
+def test_confident_answers_are_not_refusals(answer: str) -> None:
+    assert not is_refusal(answer)
+
+
+def test_refusal_phrase_reports_the_wording() -> None:
+    assert refusal_phrase("Sorry, I don't know.") == "i dont know"
+    assert refusal_phrase("Paris.") is None
+    assert refusal_phrase("") == ""
+
+
+@pytest.mark.parametrize(
+    ("answer", "aliases"),
+    [
+        # what SmolLM2-135M-Instruct actually replies about real things
+        ("The chemical element with the symbol Fe is not a chemical element itself, but it is a metal.", ["iron"]),
+        ("The Messiah is a fictional character created by the creator of the movie.", ["Handel"]),
+        ("There is no such country as Peru.", ["Lima"]),
+    ],
+)
+def test_denying_a_real_entity_is_hallucinated_not_a_refusal(answer: str, aliases: list[str]) -> None:
+    assert is_refusal(answer)
+    j = judge(answer, aliases)
+    assert j.label == "hallucinated"
+    assert "denies the premise" in j.reason
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["Brontium is not a chemical element.", "Veltoria is a fictional country.", "There is no such company."],
+)
+def test_denying_a_fabricated_entity_is_correct(answer: str) -> None:
+    assert label(answer, [], "unanswerable") == "correct"
+
+
+def test_qa_refusal_is_its_own_label() -> None:
+    j = judge("I don't know.", ["Paris"])
+    assert j.label == "refusal"
+    assert j.matched is None
+
+
+def test_refusal_that_still_gives_the_right_answer_is_correct() -> None:
+    j = judge("I'm not sure, but I think it is Paris.", ["Paris"])
+    assert j.label == "correct"
+    assert j.matched == "Paris"
+    assert "refusal wording" in j.reason
+
+
+def test_refusal_with_a_wrong_guess_is_a_refusal() -> None:
+    assert label("I'm not sure, maybe Lyon.", ["Paris"]) == "refusal"
+
+
+def test_empty_answer_is_a_refusal_for_qa() -> None:
+    j = judge("", ["Paris"])
+    assert (j.label, j.reason) == ("refusal", "empty answer")
+
+
+# --- unanswerable rows ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("There is no country called Veltoria.", "correct"),
+        ("I couldn't find any information about that.", "correct"),
+        ("", "correct"),
+        ("The capital of Veltoria is Nova Haven.", "hallucinated"),
+        ("Brontium has the symbol Bt and atomic number 130.", "hallucinated"),
+        ("The Glass Orchard was written by Carlos Ruiz Marzán in 2011.", "hallucinated"),
+    ],
+)
+def test_unanswerable(answer: str, expected: str) -> None:
+    assert label(answer, [], "unanswerable") == expected
+
+
+def test_unanswerable_never_reports_refusal_label() -> None:
+    assert judge("I don't know.", [], "unanswerable").label == "correct"
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+
+def test_qa_needs_an_alias() -> None:
+    with pytest.raises(InputError, match="needs at least one alias"):
+        judge("Paris", [])
+
+
+def test_article_only_aliases_are_ignored() -> None:
+    # "A" would otherwise match every reply that contains the article "a".
+    with pytest.raises(InputError, match="vitamin A"):
+        judge("It is a vitamin.", ["A"])
+    assert label("It is a vitamin.", ["A", "vitamin A"]) == "hallucinated"
+    assert label("It is vitamin A.", ["A", "vitamin A"]) == "correct"
+
+
+def test_single_string_alias_is_rejected() -> None:
+    # A bare string would be iterated letter by letter: exactly the "t" bug.
+    with pytest.raises(InputError, match="wrap a single answer"):
+        judge("Paris", "Paris")  # type: ignore[arg-type]
+
+
+def test_unknown_kind_is_rejected() -> None:
+    with pytest.raises(InputError, match="kind must be"):
+        judge("Paris", ["Paris"], "open")
+
+
+def test_non_str_answer_is_rejected() -> None:
+    with pytest.raises(InputError, match="answer must be a str"):
+        judge(None, ["Paris"])  # type: ignore[arg-type]
