@@ -41,6 +41,7 @@ def cmd_calibrate(args) -> int:
     if args.reference:
         data = data or [str(reference_dir() / "data" / f"{d}.jsonl") for d in REFERENCE_DATA]
         out = out or str(reference_dir() / "probes" / "smollm2-135m")
+        args.work = args.work or str(REPO_ROOT / "runs" / "reference-work")
     if not data or not out:
         print("hguard calibrate: pass --data FILE.jsonl (repeatable) and --out DIR, or --reference", file=sys.stderr)
         return 2

@@ -21,3 +21,18 @@ def default_lm():
     from hguard.models import load_model
 
     return load_model("default")
+
+
+@pytest.fixture(scope="session")
+def tiny_calibrated(tmp_path_factory):
+    """A tiny random llama with probes for domains "alpha" and "beta" calibrated on its own answers
+    (system prompt "answer", 4 new tokens): (LoadedModel, folder with data.jsonl and probes/)."""
+    from hguard.calibrate.data import write_examples
+    from hguard.calibrate.pipeline import calibrate
+    from hguard.testing import tiny_examples, tiny_model
+
+    lm = tiny_model("llama", seed=3)
+    root = tmp_path_factory.mktemp("tiny-calibrated")
+    write_examples(root / "data.jsonl", tiny_examples(lm))
+    calibrate([root / "data.jsonl"], root / "probes", lm=lm, system_prompt="answer", max_new_tokens=4, progress=False, plots=False)
+    return lm, root

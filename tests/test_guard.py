@@ -11,25 +11,16 @@ import pytest
 
 from hguard import audit as audit_mod
 from hguard.audit import AuditLog
-from hguard.calibrate.data import write_examples
-from hguard.calibrate.pipeline import calibrate
 from hguard.errors import InputError, ReviewQueueError
 from hguard.guard import REVIEW_MARK, Guard
 from hguard.policy import Policy
-from hguard.testing import tiny_examples as _examples
-from hguard.testing import tiny_model
 
 SYSTEM = "answer"
 
 
-@pytest.fixture(scope="module")
-def calibrated(tmp_path_factory):
-    lm = tiny_model("llama", seed=3)
-    root = tmp_path_factory.mktemp("guard")
-    data = root / "data.jsonl"
-    write_examples(data, _examples(lm))
-    calibrate([data], root / "probes", lm=lm, system_prompt=SYSTEM, max_new_tokens=4, progress=False, plots=False)
-    return lm, root
+@pytest.fixture
+def calibrated(tiny_calibrated):
+    return tiny_calibrated
 
 
 def _policy(root, tmp_path, **domain_overrides):
