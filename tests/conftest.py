@@ -12,7 +12,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def pytest_configure(config):
     import torch
 
-    torch.set_num_threads(int(os.environ.get("HGUARD_TEST_THREADS", "2")))
+    # One thread: on a shared 2-core machine, OpenMP threads spinning against other processes made
+    # two-thread runs up to 20x slower than one (measured while calibrating).
+    torch.set_num_threads(int(os.environ.get("HGUARD_TEST_THREADS", "1")))
 
 
 @pytest.fixture(scope="session")
