@@ -84,3 +84,8 @@ def test_generation_vectors_equal_a_teacher_forced_pass_on_the_default_model(def
     assert "Paris" in res[0].text
     c = res[0].confidence
     assert c["min_logprob"] <= c["mean_logprob"] < 0 and c["mean_entropy"] > 0 and c["length"] == len(res[0].token_ids)
+
+
+def test_a_gguf_file_path_loads_through_the_same_verified_cache(default_lm):
+    lm = models.load_model(models.default_gguf_path())
+    assert lm.fingerprint == default_lm.fingerprint and lm.load_info["cache_hit"] is True

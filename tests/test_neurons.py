@@ -204,3 +204,29 @@ def test_bad_inputs_are_refused_before_any_work():
         gen.generate(["the " * 300])
     with pytest.raises(InputError, match="outside"):
         gen.generate(["what"], neurons=[gen.n_features])
+
+
+def test_load_model_reads_a_local_hugging_face_folder(tmp_path):
+    from hguard.models import load_model
+
+    lm = tiny_model("qwen2")
+    lm.model.save_pretrained(tmp_path)
+    lm.tokenizer.save_pretrained(tmp_path)
+    again = load_model(tmp_path)
+    assert again.fingerprint.startswith("folder-sha256:")
+    assert again.tokenizer.padding_side == "left"
+    from hguard.neurons import teacher_forced_cett
+
+    # same weights: same CETT for the same ids (the tiny word-level tokenizer does not survive
+    # AutoTokenizer's reload as a qwen2 tokenizer, which real checkpoints are)
+    ids = torch.tensor([[2, 4, 15, 11, 8, 20, 10]])
+    ones = torch.ones_like(ids)
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1, 1]])
+    np.testing.assert_array_equal(
+        teacher_forced_cett(lm.model, ids, ones, mask).numpy(), teacher_forced_cett(again.model, ids, ones, mask).numpy()
+    )
+    assert Generator(again, max_new_tokens=4).generate(QUESTIONS[:1])[0].cett is not None
+    # the fingerprint follows the weights
+    again.model.model.layers[0].mlp.down_proj.weight.data.mul_(2)
+    again.model.save_pretrained(tmp_path)
+    assert load_model(tmp_path).fingerprint != again.fingerprint

@@ -1,0 +1,137 @@
+"""Quality and cost of per-domain calibration on the default model (issue: calibration).
+
+1. Reads the reference calibration report (``hguard calibrate --reference`` writes it to
+   calibration/probes/smollm2-135m/report.json) and checks, on each bundled domain's held-out split,
+   the targets: neuron-probe AUROC >= 0.85, merged AUROC >= 0.88, each ahead of the best single
+   baseline (mean/min log-probability, entropy, length).
+2. Times one domain's calibration from scratch (fresh feature folder): the issue's budget is 5 minutes
+   for 500 questions on 2 CPU cores.
+3. With ``--public``: calibrates and reports the public sets in ../shared/data (TriviaQA, NQ-Open,
+   PopQA), where the model is right too rarely for a target.
+
+Writes benchmarks/results/calibration.json and prints Markdown tables.
+Run: .venv/bin/python benchmarks/calibration.py [--time-domain geography] [--public N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+REFERENCE = ROOT / "calibration" / "probes" / "smollm2-135m" / "report.json"
+BASELINES = ("mean_logprob", "min_logprob", "entropy", "length")
+
+
+def _f(x):
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def check_targets(report: dict) -> tuple[list[dict], str]:
+    rows = []
+    lines = [
+        "| domain | n (held-out) | halluc. rate | probe AUROC | merged AUROC | best baseline (AUROC) | random neurons | probe >= 0.85 | merged >= 0.88 | both ahead of baseline |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for d, m in report["domains"].items():
+        a = m["auroc"]
+        base = max(BASELINES, key=lambda k: -1 if a.get(k) is None else a[k])
+        row = {
+            "domain": d,
+            "n": m["n"],
+            "probe": a["probe"],
+            "merged": a["merged"],
+            "best_baseline": base,
+            "best_baseline_auroc": a[base],
+            "random_neurons": a["random_neurons"],
+            "probe_target_met": a["probe"] is not None and a["probe"] >= 0.85,
+            "merged_target_met": a["merged"] is not None and a["merged"] >= 0.88,
+            "ahead_of_baseline": a["probe"] is not None and a[base] is not None and a["probe"] > a[base] and a["merged"] > a[base],
+        }
+        rows.append(row)
+        yes = lambda b: "yes" if b else "**no**"
+        lines.append(
+            f"| {d} | {m['n']} | {_f(m['hallucination_rate'])} | {_f(a['probe'])} | {_f(a['merged'])} | "
+            f"{base} ({_f(a[base])}) | {_f(a['random_neurons'])} | {yes(row['probe_target_met'])} | "
+            f"{yes(row['merged_target_met'])} | {yes(row['ahead_of_baseline'])} |"
+        )
+    return rows, "\n".join(lines)
+
+
+def time_domain(domain: str) -> dict:
+    import torch
+
+    from hguard.calibrate.data import load_examples
+    from hguard.calibrate.pipeline import calibrate
+
+    torch.set_num_threads(2)
+    data = ROOT / "calibration" / "data"
+    examples = [e for e in load_examples([data / f"{domain}.jsonl", data / "fabricated.jsonl"]) if e.domain == domain]
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        rep = calibrate(examples, Path(tmp) / "out", progress=False, plots=False)
+        total = time.perf_counter() - t
+    return {
+        "domain": domain,
+        "questions": len(examples),
+        "seconds": total,
+        "collect_seconds": rep["timing"]["collect_seconds"],
+        "seconds_per_500_questions": total * 500 / len(examples),
+        "torch_threads": 2,
+    }
+
+
+def public_sets(n: int) -> dict:
+    from hguard.calibrate import public
+    from hguard.calibrate.pipeline import calibrate
+
+    examples = public.load_triviaqa(n) + public.load_nq_open(n) + public.load_popqa(n)
+    out = ROOT / "runs" / "public-calibration"
+    rep = calibrate(examples, out, work_dir=ROOT / "runs" / "public-work", progress=True, plots=True)
+    return {"report_dir": str(out.relative_to(ROOT)), "domains": rep["domains"], "skipped": rep["skipped"], "transfer": rep["transfer"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--time-domain", default="geography", help="domain whose calibration is timed from scratch ('' to skip)")
+    ap.add_argument("--public", type=int, default=0, help="also calibrate N questions of each public set")
+    args = ap.parse_args()
+    result: dict = {}
+    report = json.loads(REFERENCE.read_text())
+    rows, table = check_targets(report)
+    result["reference"] = {"targets": rows, "transfer": report["transfer"], "split": report["split"], "timing": report["timing"]}
+    print("Reference probes, held-out split:\n")
+    print(table)
+    tr = report["transfer"]
+    print(f"\nTransfer: mean within-domain AUROC {_f(tr['mean_within'])}, across domains {_f(tr['mean_across'])}.")
+    if args.time_domain:
+        t = time_domain(args.time_domain)
+        result["timing"] = t
+        print(
+            f"\nCalibrating {t['domain']} from scratch: {t['questions']} questions in {t['seconds']:.0f} s "
+            f"(collection {t['collect_seconds']:.0f} s) = {t['seconds_per_500_questions']:.0f} s per 500 questions "
+            f"(budget 300 s)."
+        )
+    if args.public:
+        p = public_sets(args.public)
+        result["public"] = p
+        print("\nPublic sets (no target):\n")
+        print("| set | n | halluc. rate | probe | merged | mean_logprob | min_logprob | entropy | length | random |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for d, m in p["domains"].items():
+            a = m["auroc"]
+            print(f"| {d} | {m['n']} | {_f(m['hallucination_rate'])} | " + " | ".join(_f(a.get(k)) for k in ("probe", "merged", "mean_logprob", "min_logprob", "entropy", "length", "random_neurons")) + " |")
+        for d, why in p["skipped"].items():
+            print(f"- {d}: skipped: {why}")
+    out = HERE / "results" / "calibration.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
