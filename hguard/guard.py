@@ -130,6 +130,7 @@ class Guard:
         self._embedder = embedder
         self._grounding = grounding
         self._router: dict[str, np.ndarray] | None = None
+        self._fitted: dict[str, Thresholds | None] = {}
         self._lazy_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------ construction
@@ -211,6 +212,27 @@ class Guard:
             sims[name] = float(s.mean())
         name, why = choose_domain(sims, self.policy)
         return name, {"method": "embedding", "similarities": sims, "reason": why, "chosen": name}
+
+    def fitted_thresholds(self, domain: str) -> Thresholds | None:
+        """Thresholds for the policy's own target and confidence, fitted on the calibration scores the
+        probe file carries (cached); the probe's stored thresholds when it carries none."""
+        cache = self._fitted
+        if domain in cache:
+            return cache[domain]
+        probe, meta = self.probes[domain]
+        dp = self.policy.domain(domain)
+        scores = meta.get("calibration_scores")
+        if dp is not None and scores and scores.get("risk"):
+            from .policy import fit_thresholds
+
+            fitted = fit_thresholds(
+                scores["risk"], scores["hallucinated"], target=dp.target_hallucination_rate,
+                confidence=dp.confidence, abstain_precision=dp.abstain_precision,
+            )
+        else:
+            fitted = Thresholds.from_dict(meta["thresholds"]) if meta.get("thresholds") else None
+        cache[domain] = fitted
+        return fitted
 
     def _steering(self, domain: str | None) -> tuple[dict[int, float] | None, dict | None]:
         dp = self.policy.domain(domain) if domain else None
@@ -342,7 +364,7 @@ class Guard:
                 weight = dp.grounding_weight if dp is not None else 0.5
                 risk = apply_grounding(base, support, weight) if support is not None else base
                 signals["merged_risk_before_grounding"] = base
-                fitted = Thresholds.from_dict(meta["thresholds"]) if meta.get("thresholds") else None
+                fitted = self.fitted_thresholds(domain)
                 thresholds = effective_thresholds(dp, fitted) if dp is not None else fitted
             except Exception as exc:
                 problems.append(f"scoring failed: {type(exc).__name__}: {exc}")
@@ -451,7 +473,7 @@ class _EarlyAbstain:
         self.guard, self.domain, self.min_tokens = guard, domain, min_tokens
         self.probe, self.meta = probe_entry
         dp = guard.policy.domain(domain) if domain else None
-        fitted = Thresholds.from_dict(self.meta["thresholds"]) if self.meta.get("thresholds") else None
+        fitted = guard.fitted_thresholds(domain) if domain in guard.probes else None
         t = effective_thresholds(dp, fitted) if dp is not None else fitted
         self.abstain_above = t.abstain_above if t is not None else None
         self.stopped = torch.zeros(0, dtype=torch.bool)

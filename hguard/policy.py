@@ -1040,6 +1040,7 @@ def fit_thresholds(
     target: float = 0.10,
     confidence: float = 0.95,
     abstain_precision: float = 0.9,
+    min_coverage: float = 0.10,
 ) -> Thresholds:
     """Fit accept/abstain thresholds with a finite-sample guarantee (Learn then Test).
 
@@ -1065,10 +1066,16 @@ def fit_thresholds(
     accepted answers), so the answers below it are an i.i.d. sample of
     {risk < accept_below} and the binomial test is exact.
 
-    The walk starts where the samples are smallest, so it is conservative:
-    with few calibration answers, or risks that separate poorly at the low
-    end, it often accepts nothing. That is the price of the guarantee; more
-    calibration answers buy coverage.
+    The walk starts at the first candidate that accepts at least
+    ``min_coverage`` of the calibration answers (and enough of them to be
+    testable). Like the skipping above, where it starts depends on the risks
+    only, never on the labels, so the fixed sequence keeps its guarantee; it
+    spares the walk from ending on the handful of lowest-risk answers, where
+    a single hallucination fails a test that has almost no power (measured on
+    the default model: starting at the strictest threshold, every bundled
+    domain accepted nothing even at a 30% target). With few calibration
+    answers, or risks that separate poorly, it still often accepts nothing:
+    that is the price of the guarantee; more calibration answers buy coverage.
 
     ``abstain_above`` mirrors this from the top: the lowest threshold such
     that, walking down, every {risk >= t} passes ``lower bound of the
@@ -1079,6 +1086,8 @@ def fit_thresholds(
     for name, value in (("target", target), ("confidence", confidence), ("abstain_precision", abstain_precision)):
         if not _real(value) or not (0.0 < value < 1.0):
             raise InputError(f"fit_thresholds: {name} must be a number strictly between 0 and 1, got {_short(value)}")
+    if not _real(min_coverage) or not (0.0 <= min_coverage < 1.0):
+        raise InputError(f"fit_thresholds: min_coverage must be a number in [0, 1), got {_short(min_coverage)}")
     import numpy as np
 
     # scipy.special holds the same exact binomial / beta functions that
@@ -1092,7 +1101,7 @@ def fit_thresholds(
 
     # --- accept side ---
     t, n_acc, k_acc = _accept_candidates(r, y)
-    need = _min_n(1.0 - target, delta)
+    need = max(_min_n(1.0 - target, delta), int(math.ceil(min_coverage * n)))
     testable = np.flatnonzero(n_acc >= need)
     accept_below = 0.0
     acc_n = acc_k = 0

@@ -752,6 +752,7 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text + "\n")
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep a shared probe from its readers
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

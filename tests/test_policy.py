@@ -101,16 +101,16 @@ domains:
 
 def test_example_policy_loads_with_its_domains_and_resolved_paths():
     policy = load_policy(EXAMPLE)
-    assert set(policy.domains) == {"geography", "chemistry", "science"}
+    assert set(policy.domains) == {"geography", "chemistry", "literature"}
     assert policy.source == EXAMPLE.resolve()
     base = EXAMPLE.resolve().parent
     assert policy.probes == base / "../calibration/probes/smollm2-135m"
     assert policy.audit.path == base / "../runs/hguard-audit.jsonl"
     assert policy.review.queue == base / "../runs/hguard-review.sqlite3"
-    science = policy.domain("science")
-    assert science is not None and science.name == "science"
-    assert (science.accept_below, science.abstain_above) == (0.3, 0.8)
-    assert science.steering is not None and science.steering.alpha == 1.0
+    lit = policy.domain("literature")
+    assert lit is not None and lit.name == "literature"
+    assert (lit.accept_below, lit.abstain_above) == (None, None)  # fitted at load from the probe's scores
+    assert (lit.target_hallucination_rate, lit.confidence) == (0.20, 0.90)
     assert policy.domain("geography").steering is None
     assert policy.domain("chemistry").min_grounding == 0.2
     assert policy.domain("finance") is None
@@ -839,7 +839,7 @@ def test_routing_path_imports_neither_torch_nor_numpy():
         "before = set(sys.modules)\n"
         "import hguard.policy as p\n"
         "pol = p.load_policy(sys.argv[1])\n"
-        "dp = pol.domain('science')\n"
+        "dp = pol.domain('literature')\n"
         "th = p.effective_thresholds(dp, None)\n"
         "risk = p.apply_grounding(p.merge_risk({'a': 1.0}, {'features': ['a'], 'mean': [0.0], 'scale': [1.0],"
         " 'coef': [1.0], 'intercept': 0.0}), 0.5, 0.5)\n"
@@ -851,3 +851,17 @@ def test_routing_path_imports_neither_torch_nor_numpy():
         [sys.executable, "-c", code, str(EXAMPLE)], capture_output=True, text=True, cwd=REPO, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_walk_starts_at_min_coverage_so_a_few_early_errors_do_not_end_it():
+    # 200 answers sorted by risk: 3 hallucinations among the 8 lowest, 2 more up to 60% coverage,
+    # then only hallucinations. Starting where the sample is smallest (11 answers) fails at once;
+    # starting at 20% coverage the walk reaches about 60-75% coverage.
+    risks = [i / 200 for i in range(200)]
+    y = [1 if i in (0, 3, 7, 50, 90) or i >= 120 else 0 for i in range(200)]
+    strict = fit_thresholds(risks, y, target=0.2, confidence=0.9, min_coverage=0.0)
+    assert strict.accept_below == 0.0 and strict.coverage == 0.0
+    started = fit_thresholds(risks, y, target=0.2, confidence=0.9, min_coverage=0.2)
+    assert 0.6 <= started.coverage <= 0.75 and started.accepted_error_ucb <= 0.2 + 1e-9
+    with pytest.raises(InputError, match="min_coverage"):
+        fit_thresholds(risks, y, min_coverage=1.0)

@@ -343,6 +343,7 @@ def calibrate(
         f["thresholds"] = thresholds
         fitted[domain] = f
         m = domain_metrics(f, test, target=target, confidence=confidence, thresholds=thresholds)
+        m["at_targets"] = coverage_at_targets(f, test, confidence=confidence)
         m["train"] = {
             "n": f["n_train"],
             "refusals": f["n_train_refusals"],
@@ -387,6 +388,9 @@ def calibrate(
             "metrics": {k: v for k, v in report["domains"][domain].items() if k not in ("h_neurons",)},
             "merger": f["merger"],
             "thresholds": f["thresholds"].to_dict(),
+            # Out-of-fold merged risks and labels of the training split, so that a policy with another
+            # target or confidence gets thresholds fitted for it at load time, without recalibrating.
+            "calibration_scores": {"risk": [float(x) for x in f["oof_merged"]], "hallucinated": [int(v) for v in f["oof_y"]]},
             "random_baseline": f["random_baseline"],
             "split": report["split"],
             # For choosing a domain when none is given: nearest calibration questions.
@@ -401,6 +405,34 @@ def calibrate(
 
     write_report(report, out, plots=plots)
     return report
+
+
+REPORT_TARGETS = (0.05, 0.10, 0.20, 0.30)
+
+
+def coverage_at_targets(fitted: dict, test: Collected, *, confidence: float) -> list[dict]:
+    """For several targets: the accept threshold fitted on training scores, and what it does on the
+    held-out split (coverage and hallucination rate among accepted answers)."""
+    keep = [r["label"] != "refusal" for r in test.rows]
+    te = test.subset(keep)
+    if not te.rows:
+        return []
+    y = _y(te.rows)
+    merged = score_rows(fitted, te)["merged"]
+    out = []
+    for t in REPORT_TARGETS:
+        th = fitted["fit_thresholds"](fitted["oof_merged"], fitted["oof_y"], target=t, confidence=confidence)
+        acc = merged < th.accept_below
+        out.append(
+            {
+                "target": t,
+                "accept_below": th.accept_below,
+                "coverage": float(acc.mean()),
+                "accepted_hallucination_rate": float(y[acc].mean()) if acc.any() else None,
+                "n_accepted": int(acc.sum()),
+            }
+        )
+    return out
 
 
 def _disagreements(rows: Sequence[dict]) -> int:

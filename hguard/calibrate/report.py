@@ -48,6 +48,11 @@ def markdown(report: dict) -> str:
             f"| {d} | {t['target']} | {t['confidence']} | {_f(t['accept_below'])} | {_f(t['abstain_above'])} | "
             f"{_f(t['coverage'], 2)} | {_f(t['accepted_hallucination_rate'], 2)} | {_f(t['abstain_share'], 2)} |"
         )
+    lines += ["", f"Coverage on the held-out split at other targets (confidence {report['domains'][next(iter(report['domains']))]['at_target']['confidence']}):", ""]
+    lines += ["| domain | " + " | ".join(f"target {t['target']:.2f}: coverage / halluc. among accepted" for t in next(iter(report["domains"].values())).get("at_targets", [])) + " |"]
+    lines += ["|---|" + "---|" * len(next(iter(report["domains"].values())).get("at_targets", []))]
+    for d, m in report["domains"].items():
+        lines.append(f"| {d} | " + " | ".join(f"{_f(t['coverage'], 2)} / {_f(t['accepted_hallucination_rate'], 2)}" for t in m.get("at_targets", [])) + " |")
     lines += ["", "## Training split (cross-validation)", ""]
     lines += ["| domain | n | correct | hallucinated | refusals | C | OOF AUROC probe | OOF AUROC merged | probe fit (s) |",
               "|---|---|---|---|---|---|---|---|---|"]
