@@ -47,7 +47,7 @@ QUESTIONS = [
 
 def load_times() -> dict:
     code = (
-        "import time,json,torch; torch.set_num_threads(2); t=time.perf_counter();"
+        "import time,json,torch; torch.set_num_threads(1); t=time.perf_counter();"
         "from hguard.models import load_model; lm=load_model('default');"
         "print(json.dumps({'seconds': time.perf_counter()-t, 'cache_hit': lm.load_info['cache_hit']}))"
     )
@@ -66,12 +66,13 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--subset-size", type=int, default=64)
     ap.add_argument("--skip-load", action="store_true")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: robust on a shared 2-core machine)")
     args = ap.parse_args()
 
     import numpy as np
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     from hguard.calibrate.pipeline import DEFAULT_SYSTEM_PROMPT
     from hguard.generation import Generator
     from hguard.models import load_model
