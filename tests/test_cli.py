@@ -1,0 +1,75 @@
+"""The command line as scripts use it: JSON shapes of `ask`, `evaluate`, `evaluate-grounding`, the
+demo, and clear errors, on the real default model with the reference probes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBES = ROOT / "calibration" / "probes" / "smollm2-135m"
+pytestmark = pytest.mark.default_model
+
+
+def hguard(*args, check=True, timeout=600):
+    r = subprocess.run(
+        [sys.executable, "-m", "hguard", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        env={**__import__("os").environ, "HGUARD_THREADS": "1"},
+    )
+    if check and r.returncode != 0:
+        raise AssertionError(f"hguard {' '.join(args)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def test_ask_json_prints_the_whole_result(tmp_path):
+    ctx = tmp_path / "ctx.txt"
+    ctx.write_text("Canberra is the capital city of Australia.")
+    pol = tmp_path / "policy.toml"
+    pol.write_text(
+        (ROOT / "examples" / "policy.toml").read_text()
+        .replace('"../calibration/probes/smollm2-135m"', json.dumps(str(PROBES)))
+        .replace('"../runs/hguard-audit.jsonl"', json.dumps(str(tmp_path / "audit.jsonl")))
+        .replace('"../runs/hguard-review.sqlite3"', json.dumps(str(tmp_path / "review.sqlite3")))
+    )
+    r = hguard("ask", "What is the capital of Australia?", "--context", str(ctx), "--domain", "geography", "--policy", str(pol), "--json")
+    res = json.loads(r.stdout)
+    assert {"answer", "route", "risk", "signals", "reasons", "domain", "audit_id"} <= set(res)
+    assert res["route"] in ("accept", "review", "abstain") and res["domain"] == "geography"
+    assert {"neuron_risk", "mean_logprob", "grounding_lexical", "grounding_embedding", "grounding"} <= set(res["signals"])
+    v = hguard("audit", "verify", str(tmp_path / "audit.jsonl"))
+    assert "OK, 1 records, hash chain intact" in v.stdout
+
+
+def test_evaluate_json_contract(tmp_path):
+    rows = [json.loads(l) for l in (ROOT / "calibration" / "data" / "chemistry.jsonl").read_text().splitlines()[:12]]
+    data = tmp_path / "chem.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = hguard("evaluate", "--probes", str(PROBES), "--data", str(data), "--json")
+    res = json.loads(r.stdout)
+    m = res["domains"]["chemistry"]
+    assert m["n"] == 12 and 0 <= m["hallucination_rate"] <= 1 and 0 <= m["refusal_rate"] <= 1
+    assert set(m["auroc"]) >= {"probe", "merged", "mean_logprob", "min_logprob", "entropy", "length", "random_neurons"}
+
+
+def test_bad_data_file_names_line_and_field(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "question": "q?", "answers": ["x"], "domain": "geo"}\n{"id": "b", "question": "q?", "answers": "x", "domain": "geo"}\n')
+    r = hguard("evaluate", "--probes", str(PROBES), "--data", str(bad), "--json", check=False)
+    assert r.returncode == 2 and "line 2" in r.stderr and "answers" in r.stderr
+
+
+def test_demo_runs_and_verifies_its_audit_log(tmp_path):
+    r = hguard("demo", "--out", str(tmp_path))
+    out = r.stdout
+    from hguard.demo import SCRIPT
+
+    table = [l for l in out.splitlines() if l.rstrip().endswith(("accept", "review", "abstain"))]
+    assert len(table) == len(SCRIPT), out  # one routed row per scripted question
+    assert out.count("fabricated entity") >= 2 and "RAG, misleading context" in out
+    assert f"OK, {len(SCRIPT)} records, hash chain intact" in out
+    n_review = sum(l.rstrip().endswith("review") for l in table)
+    assert f"{n_review} item(s) enqueued" in out
