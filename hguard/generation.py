@@ -7,7 +7,6 @@ from :class:`hguard.neurons.NeuronRecorder`. Nothing runs a second forward pass.
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence

@@ -131,7 +131,7 @@ class Guard:
         self._grounding = grounding
         self._router: dict[str, np.ndarray] | None = None
         self._fitted: dict[str, Thresholds | None] = {}
-        self._lazy_lock = threading.Lock()
+        self._lazy_lock = threading.RLock()  # grounding takes it, then reads embedder
 
     # ------------------------------------------------------------------------------ construction
 

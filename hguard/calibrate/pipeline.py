@@ -9,7 +9,6 @@ The test split is used once, for the report.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -312,8 +311,6 @@ def calibrate(
     by_domain: dict[str, np.ndarray] = {}
     for i, r in enumerate(col.rows):
         by_domain.setdefault(r["domain"], np.zeros(len(col.rows), bool))[i] = True
-    from ..policy import Thresholds
-
     report: dict[str, Any] = {
         "model": lm.name,
         "fingerprints": gen.fingerprints,

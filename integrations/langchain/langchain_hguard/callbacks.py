@@ -1,0 +1,178 @@
+"""``HGuardAuditCallbackHandler``: one hguard audit record (kind ``"llm_call"``) per LLM call of a chain."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from typing import Any, Sequence
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatGeneration, LLMResult
+
+from hguard.audit import AuditLog
+
+from .chat_models import DECISION_KEYS, message_text, split_messages
+
+KIND = "llm_call"
+
+
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """A JSON-safe copy: plain values kept, containers walked, anything else as its repr (cut short)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if depth > 6:
+        return repr(value)[:200]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, depth + 1) for v in value]
+    if isinstance(value, UUID):
+        return str(value)
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)[:200]
+
+
+def _decision(generation: Any) -> dict[str, Any] | None:
+    if not isinstance(generation, ChatGeneration):
+        return None
+    meta = generation.message.response_metadata or {}
+    if "route" not in meta or "audit_id" not in meta:
+        return None  # not an hguard answer
+    return {k: meta[k] for k in DECISION_KEYS if k in meta}
+
+
+class HGuardAuditCallbackHandler(BaseCallbackHandler):
+    """Writes one audit record of kind ``"llm_call"`` for every LLM or chat-model call it sees.
+
+    The record (written when the call ends or fails) holds the run ids, the model, the question and
+    context (``question`` / ``context`` / ``answer`` fields, so a redacting ``AuditLog`` hashes them),
+    the answer text, the duration, the status and, when the model is :class:`ChatHGuard`, the guard's
+    decision under ``"hguard"`` with ``decision_audit_id`` pointing at the guard's own ``decision``
+    record. ``record_starts=True`` also writes a record when each call starts (``"event": "start"``).
+
+    ``raise_error`` is True: LangChain logs and swallows handler exceptions otherwise, and a failed
+    audit write must reach the caller rather than be lost silently.
+
+    .. code-block:: python
+
+        handler = HGuardAuditCallbackHandler.from_guard(chat.guard)   # same hash chain as the decisions
+        chain.invoke(question, config={"callbacks": [handler]})
+    """
+
+    raise_error: bool = True
+
+    def __init__(self, audit: AuditLog | str | os.PathLike[str], *, redact: bool = False, record_starts: bool = False) -> None:
+        self.audit = audit if isinstance(audit, AuditLog) else AuditLog(audit, redact=redact)
+        self.record_starts = record_starts
+        self._runs: dict[UUID, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_guard(cls, guard: Any, **kwargs: Any) -> "HGuardAuditCallbackHandler":
+        """A handler writing into the guard's own audit log (one hash chain for decisions and calls)."""
+        if guard.audit is None:
+            raise ValueError("this guard has no audit log (the policy sets no [audit] path); pass an AuditLog or a path")
+        return cls(guard.audit, **kwargs)
+
+    # ------------------------------------------------------------------------------------ starts
+
+    def _start(self, run_id: UUID, record: dict[str, Any]) -> None:
+        record["started_at"] = time.time()
+        with self._lock:
+            self._runs[run_id] = record
+        if self.record_starts:
+            self.audit.append({**record, "event": "start"}, kind=KIND)
+
+    def _base(self, serialized: dict[str, Any] | None, run_id: UUID, parent_run_id: UUID | None, tags, metadata, kwargs) -> dict[str, Any]:
+        params = {k: v for k, v in (kwargs.get("invocation_params") or {}).items() if not str(k).startswith("_hguard")}
+        name = kwargs.get("name") or (serialized or {}).get("name") or ((serialized or {}).get("id") or [None])[-1]
+        return {
+            "run_id": str(run_id),
+            "parent_run_id": str(parent_run_id) if parent_run_id else None,
+            "llm": name,
+            "llm_type": params.get("_type"),
+            "model_name": params.get("model_name") or params.get("model"),
+            "invocation_params": _jsonable({k: v for k, v in params.items() if k not in ("context",)}),
+            "tags": list(tags or []),
+            "metadata": _jsonable(dict(metadata or {})),
+        }
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        record = self._base(serialized, run_id, parent_run_id, tags, metadata, kwargs)
+        params = kwargs.get("invocation_params") or {}
+        questions, contexts = [], []
+        for chat in messages:
+            try:
+                q, passages = split_messages(chat)
+            except Exception:  # not a single-question chat: keep the last message as the question
+                q, passages = (message_text(chat[-1]) if chat else ""), []
+            questions.append(q)
+            contexts.append(params.get("context") if params.get("context") is not None else (passages or None))
+        record["messages"] = [[{"role": m.type, "chars": len(message_text(m))} for m in chat] for chat in messages]
+        record["question"] = questions[0] if len(questions) == 1 else questions
+        record["context"] = _jsonable(contexts[0] if len(contexts) == 1 else contexts)
+        self._start(run_id, record)
+
+    def on_llm_start(
+        self,
+        serialized: dict[str, Any],
+        prompts: list[str],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        record = self._base(serialized, run_id, parent_run_id, tags, metadata, kwargs)
+        record["question"] = prompts[0] if len(prompts) == 1 else list(prompts)
+        self._start(run_id, record)
+
+    # -------------------------------------------------------------------------------------- ends
+
+    def _finish(self, run_id: UUID, fields: dict[str, Any]) -> None:
+        with self._lock:
+            record = self._runs.pop(run_id, None)
+        if record is None:  # the start was not seen (handler attached mid-run)
+            record = {"run_id": str(run_id)}
+        started = record.pop("started_at", None)
+        record["seconds"] = time.time() - started if started is not None else None
+        record.update(fields)
+        self.audit.append(record, kind=KIND)
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        generations: Sequence[Any] = [g for gens in response.generations for g in gens]
+        answers = [g.text for g in generations]
+        decisions = [_decision(g) for g in generations]
+        fields: dict[str, Any] = {
+            "event": "end",
+            "status": "ok",
+            "answer": answers[0] if len(answers) == 1 else answers,
+            "hguard": decisions[0] if len(decisions) == 1 else decisions,
+        }
+        linked = [d["audit_id"] for d in decisions if d]
+        fields["decision_audit_id"] = linked[0] if len(linked) == 1 else (linked or None)
+        self._finish(run_id, fields)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        self._finish(run_id, {"event": "error", "status": "error", "error": f"{type(error).__name__}: {error}"[:2000]})
+
+
+__all__ = ["HGuardAuditCallbackHandler", "KIND"]

@@ -1,0 +1,123 @@
+"""Fixtures for the langchain-hguard tests: a tiny calibrated model for the adapter tests and the real
+default model (SmolLM2-135M-Instruct) for the end-to-end RAG tests. No model, store or retriever is mocked.
+
+The tiny probes are built once per pytest session into the session's base temp folder and shared with
+the llama-index tests (integrations/llama_index/tests/conftest.py builds them the same way).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[3]
+DOCS = REPO / "examples" / "docs"
+EXAMPLE_POLICY = REPO / "examples" / "policy.toml"
+
+# alpha's manual thresholds that force each route for any risk below 1.0
+ROUTES = {
+    "accept": {"accept_below": 1.0, "abstain_above": 1.0},
+    "review": {"accept_below": 0.0, "abstain_above": 1.0},
+    "abstain": {"accept_below": 0.0, "abstain_above": 0.0},
+}
+
+
+def pytest_configure(config):
+    import torch
+
+    # one thread: on a shared 2-core machine oversubscribed OpenMP threads are many times slower
+    torch.set_num_threads(int(os.environ.get("HGUARD_TEST_THREADS", "1")))
+
+
+@pytest.fixture(scope="session")
+def tiny_probes(tmp_path_factory):
+    """(tiny LoadedModel, probes folder) for domains "alpha"/"beta" (system prompt "answer", 4 tokens)."""
+    from filelock import FileLock
+
+    from hguard.calibrate.data import write_examples
+    from hguard.calibrate.pipeline import calibrate
+    from hguard.testing import tiny_examples, tiny_model
+
+    lm = tiny_model("llama", seed=3)
+    root = tmp_path_factory.getbasetemp() / "hguard-integrations-tiny"
+    with FileLock(f"{root}.lock"):
+        if not (root / "done").is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+            write_examples(root / "data.jsonl", tiny_examples(lm))
+            with warnings.catch_warnings():  # a random model's probes "do not beat chance": expected here
+                warnings.simplefilter("ignore")
+                calibrate([root / "data.jsonl"], root / "probes", lm=lm, system_prompt="answer", max_new_tokens=4, progress=False, plots=False)
+            (root / "done").write_text("ok")
+    return lm, root / "probes"
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from hguard.signals.embedding import get_embedder
+
+    return get_embedder()
+
+
+def tiny_policy(probes: Path, runs: Path, route: str = "accept", max_new_tokens: int = 4):
+    from hguard.policy import Policy
+
+    return Policy.model_validate(
+        {
+            "version": 1,
+            "probes": str(probes),
+            "audit": {"path": str(runs / "audit.jsonl")},
+            "review": {"queue": str(runs / "queue.sqlite3")},
+            "generation": {"max_new_tokens": max_new_tokens, "system_prompt": "answer"},
+            "domains": {"alpha": dict(ROUTES[route]), "beta": {"abstain_message": "beta cannot say"}},
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def policy_for():
+    """policy_for(probes, runs, route="accept", max_new_tokens=4) -> the tiny Policy."""
+    return tiny_policy
+
+
+@pytest.fixture
+def make_guard(tiny_probes, embedder, tmp_path):
+    """make_guard(route) -> a Guard on the tiny model whose domain "alpha" routes every answer to ``route``."""
+    from hguard.guard import Guard
+
+    lm, probes = tiny_probes
+
+    def make(route: str = "accept", max_new_tokens: int = 4, runs: Path | None = None):
+        return Guard.from_policy(tiny_policy(probes, runs or tmp_path / route, route, max_new_tokens), lm=lm, embedder=embedder)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def default_lm():
+    from hguard.models import load_model
+
+    return load_model("default")
+
+
+@pytest.fixture
+def real_guard(default_lm, embedder, tmp_path):
+    """The default model under examples/policy.toml, audit and review queue in tmp_path, 24 new tokens."""
+    from hguard.guard import Guard
+    from hguard.policy import load_policy
+
+    pol = load_policy(EXAMPLE_POLICY)
+    pol = pol.model_copy(
+        update={
+            "audit": pol.audit.model_copy(update={"path": tmp_path / "audit.jsonl"}),
+            "review": pol.review.model_copy(update={"queue": tmp_path / "queue.sqlite3"}),
+            "generation": pol.generation.model_copy(update={"max_new_tokens": 24}),
+        }
+    )
+    return Guard.from_policy(pol, lm=default_lm, embedder=embedder)

@@ -1,0 +1,151 @@
+"""The audit callback handler (records per LLM call, linked to the guard's decision; a failing write
+is raised, not swallowed) and guarded streaming in hold and passthrough modes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from langchain_core.messages import AIMessageChunk, HumanMessage, SystemMessage
+
+from hguard import audit as audit_mod
+from hguard.audit import AuditLog
+from hguard.errors import HGuardError, InputError
+from langchain_hguard import ChatHGuard, GuardedRAG, HGuardAuditCallbackHandler, guard_stream
+
+Q = "who is the author of the book ?"
+
+
+def _kinds(path) -> list[str]:
+    return [r["kind"] for r in AuditLog(path)]
+
+
+# ------------------------------------------------------------------------------------ audit handler
+
+
+def test_handler_writes_one_llm_call_record_linked_to_the_decision(make_guard):
+    guard = make_guard("review")
+    handler = HGuardAuditCallbackHandler.from_guard(guard)
+    assert handler.raise_error is True
+    rag = GuardedRAG.from_guard(guard, domain="alpha")
+    ans = rag.invoke({"question": Q, "context": ["paris is the capital of france"]}, config={"callbacks": [handler], "tags": ["t1"]})
+    records = list(AuditLog(guard.audit.path))
+    assert [r["kind"] for r in records] == ["decision", "llm_call"]
+    decision, call = records
+    assert call["decision_audit_id"] == decision["id"] == ans.audit_id
+    assert call["hguard"]["route"] == "review" == decision["route"] and call["status"] == "ok"
+    assert call["question"] == Q and call["context"] == ["paris is the capital of france"]
+    assert call["answer"] == ans.answer and call["model_name"] == "tiny-llama" and call["llm_type"] == "hguard"
+    assert call["parent_run_id"] is not None and "t1" in call["tags"] and call["seconds"] >= 0
+    assert audit_mod.verify(guard.audit.path).ok  # one hash chain for decisions and calls
+
+
+def test_handler_records_failed_calls_and_optional_starts(make_guard, tmp_path):
+    guard = make_guard("accept")
+    handler = HGuardAuditCallbackHandler(tmp_path / "calls.jsonl", record_starts=True)
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    with pytest.raises(ValueError, match="stop"):
+        chat.invoke(Q, stop=["."], config={"callbacks": [handler]})
+    start, end = AuditLog(tmp_path / "calls.jsonl")
+    assert start["event"] == "start" and end["event"] == "error" and end["status"] == "error"
+    assert "stop sequences" in end["error"] and end["run_id"] == start["run_id"] and end["question"] == Q
+
+
+def test_handler_redacts_question_context_and_answer_when_asked(make_guard, tmp_path):
+    guard = make_guard("accept")
+    handler = HGuardAuditCallbackHandler(tmp_path / "calls.jsonl", redact=True)
+    ChatHGuard(guard=guard, domain="alpha").invoke([SystemMessage("gold is a metal"), HumanMessage(Q)], config={"callbacks": [handler]})
+    (call,) = AuditLog(tmp_path / "calls.jsonl")
+    assert set(call["question"]) == {"sha256"} and set(call["answer"]) == {"sha256"} and set(call["context"]) == {"sha256"}
+    assert call["hguard"]["route"] == "accept"
+
+
+def _torn(path: Path) -> Path:
+    path.write_text('{"kind": "decision", "id": "x", "seq"')  # a torn last line: append refuses to chain onto it
+    return path
+
+
+def test_a_failing_audit_write_reaches_the_caller_sync_and_async(make_guard, tmp_path):
+    guard = make_guard("accept")
+    handler = HGuardAuditCallbackHandler(_torn(tmp_path / "torn.jsonl"))
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    with pytest.raises(HGuardError):
+        chat.invoke(Q, config={"callbacks": [handler]})
+    with pytest.raises(HGuardError):
+        GuardedRAG(llm=chat).invoke({"question": Q}, config={"callbacks": [handler]})
+    with pytest.raises(HGuardError):
+        asyncio.run(chat.ainvoke(Q, config={"callbacks": [handler]}))
+    # the same handler with LangChain's default raise_error=False would only log a warning
+    quiet = HGuardAuditCallbackHandler(tmp_path / "torn.jsonl")
+    quiet.raise_error = False
+    assert chat.invoke(Q, config={"callbacks": [quiet]}).response_metadata["route"] == "accept"
+
+
+# ---------------------------------------------------------------------------------------- streaming
+
+
+@pytest.mark.parametrize("route", ["accept", "abstain"])
+def test_hold_streams_only_the_routed_text_once_decided(make_guard, route):
+    guard = make_guard(route)
+    chunks = list(ChatHGuard(guard=guard, domain="alpha").stream(Q))
+    assert len(chunks) == 1 and isinstance(chunks[0], AIMessageChunk)
+    meta = chunks[0].response_metadata
+    rec = AuditLog(guard.audit.path).find(meta["audit_id"])
+    assert meta["route"] == route == rec["route"]
+    assert chunks[0].content == (rec["answer"] if route == "accept" else guard.policy.abstain_message)
+
+
+def test_passthrough_streams_tokens_then_the_decision(make_guard):
+    guard = make_guard("abstain")
+    chunks = list(ChatHGuard(guard=guard, domain="alpha", stream_mode="passthrough").stream(Q))
+    assert len(chunks) >= 3  # several tokens, then the decision
+    assert all(not c.response_metadata for c in chunks[:-1]) and chunks[-1].content == ""
+    meta = chunks[-1].response_metadata
+    assert meta["route"] == "abstain"
+    rec = AuditLog(guard.audit.path).find(meta["audit_id"])
+    assert "".join(c.content for c in chunks).strip() == rec["answer"]  # the raw tokens reached the user
+    merged = chunks[0]
+    for c in chunks[1:]:
+        merged = merged + c
+    assert merged.response_metadata["route"] == "abstain" and merged.response_metadata["audit_id"] == rec["id"]
+
+
+def test_async_stream_both_modes(make_guard):
+    guard = make_guard("review")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+
+    async def collect(**kw):
+        return [c async for c in chat.astream(Q, **kw)]
+
+    hold = asyncio.run(collect())
+    passthrough = asyncio.run(collect(stream_mode="passthrough"))
+    assert len(hold) == 1 and hold[0].content.startswith("[needs review] ")
+    assert len(passthrough) > 1 and passthrough[-1].response_metadata["route"] == "review"
+    assert hold[0].content == "[needs review] " + "".join(c.content for c in passthrough).strip()
+
+
+def test_guard_stream_errors_and_early_stop(make_guard):
+    guard = make_guard("abstain")
+    with pytest.raises(InputError):  # the worker's error is raised in the consumer, not a hang
+        list(guard_stream(guard, " ".join(["capital"] * 300), mode="passthrough", domain="alpha"))
+    with pytest.raises(ValueError, match="hold"):
+        list(guard_stream(guard, Q, domain="alpha", mode="passthrough", early_stop=True))
+    with pytest.raises(ValueError, match="stream_mode"):
+        list(guard_stream(guard, Q, mode="later"))
+    long_guard = make_guard("abstain", max_new_tokens=12)
+    (chunk,) = guard_stream(long_guard, Q, domain="alpha", mode="hold", early_stop=True)
+    assert chunk.final and chunk.result.route == "abstain" and chunk.text == guard.policy.abstain_message
+    assert any("stopped early" in r for r in chunk.result.reasons) and chunk.result.signals["length"] < 12
+
+
+def test_handler_sees_every_input_of_a_batch(make_guard):
+    guard = make_guard("accept")
+    handler = HGuardAuditCallbackHandler.from_guard(guard)
+    out = ChatHGuard(guard=guard, domain="alpha").batch([Q, "what is gold ?"], config={"callbacks": [handler]})
+    records = list(AuditLog(guard.audit.path))
+    assert [r["kind"] for r in records] == ["decision", "decision", "llm_call", "llm_call"]
+    calls = records[2:]
+    assert [c["decision_audit_id"] for c in calls] == [m.response_metadata["audit_id"] for m in out]
+    assert [c["question"] for c in calls] == [Q, "what is gold ?"]
+    assert all("_hguard_precomputed" not in c["invocation_params"] for c in calls)

@@ -1,0 +1,145 @@
+"""ChatHGuard on a tiny calibrated model: content and metadata per route, context and domain plumbing,
+batch (one batched generation), async, and the guard's audit records behind every message."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+from hguard.audit import AuditLog
+from hguard.errors import InputError
+from hguard.guard import REVIEW_MARK
+from langchain_hguard import ChatHGuard
+
+Q = "who is the author of the book ?"
+DECISION = ("route", "risk", "signals", "reasons", "audit_id", "domain")
+
+
+def _record(guard, message: AIMessage) -> dict:
+    rec = AuditLog(guard.audit.path).find(message.response_metadata["audit_id"])
+    assert rec is not None and rec["kind"] == "decision"
+    return rec
+
+
+@pytest.mark.parametrize("route", ["accept", "review", "abstain"])
+def test_content_is_the_display_text_and_metadata_the_decision(make_guard, route):
+    guard = make_guard(route)
+    msg = ChatHGuard(guard=guard, domain="alpha").invoke(Q)
+    assert isinstance(msg, AIMessage)
+    meta = msg.response_metadata
+    assert all(k in meta for k in DECISION) and meta["route"] == route and meta["domain"] == "alpha"
+    assert 0.0 <= meta["risk"] <= 1.0 and meta["signals"]["neuron_risk"] is not None and meta["reasons"]
+    assert meta["model_name"] == "tiny-llama"
+    rec = _record(guard, msg)
+    assert rec["route"] == route and rec["question"] == Q
+    if route == "accept":
+        assert msg.content == rec["answer"]
+    elif route == "review":
+        assert msg.content == REVIEW_MARK + rec["answer"]
+    else:
+        assert msg.content == guard.policy.abstain_message and rec["answer"] not in ("", msg.content)
+
+
+def test_context_from_kwarg_system_message_or_named_message(make_guard):
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    passages = ["paris is the capital of france", "rome is the capital of italy"]
+
+    by_kwarg = chat.invoke(Q, context=passages)
+    assert _record(guard, by_kwarg)["context"] == "\n\n".join(passages)
+    assert by_kwarg.response_metadata["signals"]["grounding"] is not None  # grounding was scored
+
+    by_system = chat.invoke([SystemMessage(passages[0]), HumanMessage(Q)])
+    assert _record(guard, by_system)["context"] == passages[0]
+
+    named = chat.invoke([HumanMessage(passages[1], name="context"), HumanMessage(Q)])
+    rec = _record(guard, named)
+    assert rec["context"] == passages[1] and rec["question"] == Q
+
+    # the kwarg wins over messages; system messages are instructions when system_as_context=False
+    both = chat.invoke([SystemMessage(passages[0]), HumanMessage(Q)], context=passages[1])
+    assert _record(guard, both)["context"] == passages[1]
+    plain = ChatHGuard(guard=guard, domain="alpha", system_as_context=False).invoke([SystemMessage("be brief"), HumanMessage(Q)])
+    assert _record(guard, plain)["context"] is None
+
+
+def test_last_human_message_is_the_question_and_domain_kwarg_wins(make_guard):
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    msg = chat.invoke([HumanMessage("what is gold ?"), AIMessage("gold is a metal"), HumanMessage(Q)], domain="beta")
+    rec = _record(guard, msg)
+    assert rec["question"] == Q and msg.response_metadata["domain"] == "beta" == rec["domain"]
+
+
+def test_bad_calls_raise_before_anything_is_generated(make_guard):
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    with pytest.raises(ValueError, match="stop sequences"):
+        chat.invoke(Q, stop=["."])
+    with pytest.raises(TypeError, match="temperature"):
+        chat.invoke(Q, temperature=0.3)
+    with pytest.raises(InputError, match="human message"):
+        chat.invoke([SystemMessage("only a system message")])
+    with pytest.raises(ValueError, match="stream_mode"):
+        chat.invoke(Q, stream_mode="sometimes")
+    assert not guard.audit.path.exists()  # nothing was answered, nothing recorded
+
+
+def test_batch_is_one_batched_generation_with_one_run_per_input(make_guard, monkeypatch):
+    guard = make_guard("review")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    calls = []
+    real = guard.lm.model.generate
+    monkeypatch.setattr(guard.lm.model, "generate", lambda *a, **k: calls.append(k["input_ids"].shape[0]) or real(*a, **k))
+    questions = [Q, "what is gold ?", "where is rome ?"]
+    out = chat.batch(questions)
+    assert calls == [3]  # the three questions share one generate call
+    assert [m.response_metadata["route"] for m in out] == ["review"] * 3
+    assert len({m.response_metadata["audit_id"] for m in out}) == 3
+    assert [_record(guard, m)["question"] for m in out] == questions
+    assert not chat._precomputed  # nothing left behind
+
+
+def test_batch_with_a_bad_input_returns_its_error_when_asked(make_guard):
+    chat = ChatHGuard(guard=make_guard("accept"), domain="alpha")
+    out = chat.batch([Q, [SystemMessage("no question")]], return_exceptions=True)
+    assert isinstance(out[0], AIMessage) and out[0].response_metadata["route"] == "accept"
+    assert isinstance(out[1], InputError)
+
+
+def test_async_invoke_and_batch(make_guard):
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+
+    async def main():
+        one = await chat.ainvoke(Q, context="paris is the capital of france")
+        many = await chat.abatch([Q, "what is gold ?"])
+        return one, many
+
+    one, many = asyncio.run(main())
+    assert one.response_metadata["route"] == "accept" and _record(guard, one)["context"] == "paris is the capital of france"
+    assert [m.response_metadata["route"] for m in many] == ["accept", "accept"]
+
+
+@pytest.mark.timeout(300)
+def test_from_policy_builds_the_guard(tiny_probes, policy_for, tmp_path):
+    lm, probes = tiny_probes
+    chat = ChatHGuard.from_policy(policy_for(probes, tmp_path), lm=lm, domain="alpha", stream_mode="passthrough")
+    assert chat.stream_mode == "passthrough" and set(chat.guard.probes) == {"alpha", "beta"}
+    assert chat._identifying_params["model_name"] == "tiny-llama" and chat._llm_type == "hguard"
+    # a given domain and a context: grounding is scored without the guard creating its embedder itself
+    assert chat.invoke(Q, context="gold is a metal").response_metadata["signals"]["grounding"] is not None
+
+
+def test_prompt_template_pipeline_puts_the_system_message_in_context(make_guard):
+    from langchain_core.output_parsers import StrOutputParser
+    from langchain_core.prompts import ChatPromptTemplate
+
+    guard = make_guard("review")
+    prompt = ChatPromptTemplate.from_messages([("system", "{context}"), ("human", "{question}")])
+    chain = prompt | ChatHGuard(guard=guard, domain="alpha") | StrOutputParser()
+    text = chain.invoke({"context": "gold is a metal", "question": Q})
+    rec = list(AuditLog(guard.audit.path))[-1]
+    assert text == REVIEW_MARK + rec["answer"] and rec["context"] == "gold is a metal" and rec["question"] == Q

@@ -1,0 +1,52 @@
+"""End to end with the real default model (SmolLM2-135M-Instruct) under examples/policy.toml: real
+retrieval from an InMemoryVectorStore over examples/docs into the guarded model, and the example script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from langchain_core.documents import Document
+from langchain_core.vectorstores import InMemoryVectorStore
+
+from hguard import audit as audit_mod
+from hguard.audit import AuditLog
+from langchain_hguard import ChatHGuard, HGuardAuditCallbackHandler, HGuardEmbeddings, create_guarded_rag_chain
+
+REPO = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.default_model
+
+
+def test_guarded_rag_end_to_end_on_the_default_model(real_guard):
+    docs = [Document(page_content=p.read_text().strip(), metadata={"source": p.name}) for p in sorted((REPO / "examples" / "docs").glob("*.txt"))]
+    store = InMemoryVectorStore(HGuardEmbeddings())
+    store.add_documents(docs)
+    chain = create_guarded_rag_chain(store.as_retriever(search_kwargs={"k": 2}), ChatHGuard(guard=real_guard))
+    handler = HGuardAuditCallbackHandler.from_guard(real_guard)
+    ans = chain.invoke("What is the capital of Australia?", config={"callbacks": [handler]})
+    assert ans.sources[0] == "australia.txt"
+    assert ans.route in ("accept", "review", "abstain") and ans.reasons and ans.audit_id
+    decision = AuditLog(real_guard.audit.path).find(ans.audit_id)
+    assert "Canberra" in decision["context"] and decision["model"] == "SmolLM2-135M-Instruct"
+    assert decision["signals"]["grounding"] is not None  # the retrieved passages were scored against
+    if ans.route != "abstain":
+        assert decision["answer"] in ans.answer
+    assert [r["kind"] for r in AuditLog(real_guard.audit.path)] == ["decision", "llm_call"]
+    assert audit_mod.verify(real_guard.audit.path).ok
+
+
+@pytest.mark.slow
+def test_langchain_example_runs_end_to_end(tmp_path):
+    env = {**os.environ, "HGUARD_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "langchain_rag.py"), "--runs", str(tmp_path), "--max-new-tokens", "16"],
+        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    routes = [line.split()[1] for line in proc.stdout.splitlines() if line.strip().startswith("route:")]
+    assert len(routes) == 3 and set(routes) <= {"accept", "review", "abstain"}, proc.stdout
+    assert "australia.txt" in proc.stdout and "fabricated" in proc.stdout
+    assert audit_mod.verify(tmp_path / "hguard-audit.jsonl").ok

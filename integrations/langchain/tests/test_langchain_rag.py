@@ -1,0 +1,108 @@
+"""GuardedRAG over a real InMemoryVectorStore (hguard's sentence embedder) on the documents in
+examples/docs, answering with the tiny calibrated model: retrieval, grounding context, sources, and
+composition with `|`, RunnableParallel and with_fallbacks."""
+
+from __future__ import annotations
+
+import asyncio
+from operator import itemgetter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from langchain_core.documents import Document
+from langchain_core.runnables import RunnableLambda, RunnableParallel, RunnablePassthrough
+from langchain_core.vectorstores import InMemoryVectorStore
+
+from hguard.audit import AuditLog
+from hguard.errors import HGuardError, InputError
+from langchain_hguard import ChatHGuard, GuardedAnswer, GuardedRAG, HGuardEmbeddings, create_guarded_rag_chain
+
+DOCS = Path(__file__).resolve().parents[3] / "examples" / "docs"
+
+AUSTRALIA = "what is the capital of australia ?"
+
+
+@pytest.fixture(scope="module")
+def store():
+    docs = [Document(page_content=p.read_text().strip(), metadata={"source": p.name}, id=p.stem) for p in sorted(DOCS.glob("*.txt"))]
+    vs = InMemoryVectorStore(HGuardEmbeddings())
+    vs.add_documents(docs)
+    return vs
+
+
+@pytest.fixture
+def retriever(store):
+    return store.as_retriever(search_kwargs={"k": 2})
+
+
+def test_embeddings_are_unit_vectors_that_rank_the_right_document_first(store):
+    emb = HGuardEmbeddings()
+    vecs = np.array(emb.embed_documents(["Paris is the capital of France.", "Gold has the symbol Au."]))
+    assert vecs.shape == (2, 384) and np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    assert emb.embed_documents([]) == [] and len(asyncio.run(emb.aembed_query("gold"))) == 384
+    assert [d.metadata["source"] for d in store.similarity_search("Which element has the symbol Au?", k=1)] == ["gold.txt"]
+    assert [d.metadata["source"] for d in store.similarity_search(AUSTRALIA, k=1)] == ["australia.txt"]
+
+
+def test_retrieved_documents_are_the_grounding_context_and_the_sources(make_guard, retriever):
+    guard = make_guard("review")
+    chain = create_guarded_rag_chain(retriever, ChatHGuard(guard=guard, domain="alpha"))
+    ans = chain.invoke(AUSTRALIA)
+    assert isinstance(ans, GuardedAnswer) and ans.route == "review" and ans.answer.startswith("[needs review] ")
+    assert ans.sources[0] == "australia.txt" and len(ans.sources) == 2
+    assert ans.signals["grounding"] is not None and ans.domain == "alpha" and ans.reasons
+    rec = AuditLog(guard.audit.path).find(ans.audit_id)
+    assert "Canberra is the capital city of Australia." in rec["context"] and rec["question"] == AUSTRALIA
+
+
+def test_dict_inputs_context_strings_and_domain_override(make_guard):
+    guard = make_guard("accept")
+    rag = GuardedRAG.from_guard(guard, domain="alpha")
+    ans = rag.invoke({"question": "what is gold ?", "context": "gold is a metal", "domain": "beta"})
+    rec = AuditLog(guard.audit.path).find(ans.audit_id)
+    assert rec["context"] == "gold is a metal" and ans.domain == "beta" and ans.sources == []
+    bare = rag.invoke("what is gold ?")  # a plain question: no context
+    assert AuditLog(guard.audit.path).find(bare.audit_id)["context"] is None and bare.route == "accept"
+    with pytest.raises(InputError, match="question"):
+        rag.invoke({"documents": []})
+    with pytest.raises(InputError, match="Documents or strings"):
+        rag.invoke({"question": "what is gold ?", "documents": [3]})
+
+
+def test_composes_with_pipe_and_parallel(make_guard, retriever):
+    guard = make_guard("abstain")
+    rag = GuardedRAG(llm=ChatHGuard(guard=guard), domain="alpha")
+    piped = {"question": RunnablePassthrough(), "documents": retriever} | rag | RunnableLambda(lambda a: (a.route, a.answer))
+    assert piped.invoke(AUSTRALIA) == ("abstain", guard.policy.abstain_message)
+
+    parallel = RunnableParallel(
+        guarded=rag,
+        question=itemgetter("question"),
+        n_docs=itemgetter("documents") | RunnableLambda(len),
+    )
+    out = ({"question": RunnablePassthrough(), "documents": retriever} | parallel).invoke(AUSTRALIA)
+    assert out["question"] == AUSTRALIA and out["n_docs"] == 2 and out["guarded"].route == "abstain"
+    assert out["guarded"].sources[0] == "australia.txt"
+
+
+def test_with_fallbacks_takes_over_when_the_guard_refuses_the_input(make_guard):
+    guard = make_guard("accept")
+    rag = GuardedRAG.from_guard(guard, domain="alpha")
+    too_long = {"question": "what is the capital ?", "context": " ".join(["paris is the capital of france ."] * 60)}
+    with pytest.raises(InputError, match="context"):
+        rag.invoke(too_long)  # over the tiny model's 256-token window
+    shorten = RunnableLambda(lambda x: {**x, "context": x["context"][:200]})
+    safe = rag.with_fallbacks([shorten | rag], exceptions_to_handle=(HGuardError,))
+    ans = safe.invoke(too_long)
+    assert ans.route == "accept"
+    assert AuditLog(guard.audit.path).find(ans.audit_id)["context"] == too_long["context"][:200]
+
+
+def test_batch_and_async(make_guard, retriever):
+    guard = make_guard("accept")
+    chain = create_guarded_rag_chain(retriever, ChatHGuard(guard=guard, domain="alpha"))
+    out = chain.batch([AUSTRALIA, "which element has the symbol au ?"])
+    assert [a.route for a in out] == ["accept", "accept"] and out[1].sources[0] == "gold.txt"
+    ans = asyncio.run(chain.ainvoke("what is the capital of japan ?"))
+    assert ans.sources[0] == "japan.txt" and ans.route == "accept"

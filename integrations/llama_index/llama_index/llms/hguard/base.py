@@ -1,0 +1,244 @@
+"""``HGuardLLM``: a LlamaIndex LLM whose every answer went through an hguard ``Guard``."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, Literal, Optional, Sequence
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+    MessageRole,
+)
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events.exception import ExceptionEvent
+from llama_index.core.llms import CustomLLM
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from pydantic import Field, PrivateAttr
+
+from hguard.errors import InputError
+from hguard.guard import Guard, GuardResult
+
+from hguard.streaming import STREAM_MODES, aguard_stream, check_stream_mode, decision_metadata, guard_stream, guarded_invoke
+
+dispatcher = get_dispatcher(__name__)
+CONTEXT_NAME = "context"
+
+
+def split_chat(messages: Sequence[ChatMessage], *, system_as_context: bool = True) -> tuple[str, list[str]]:
+    """(question, context passages): the last user message is the question; messages whose
+    ``additional_kwargs["name"]`` is ``"context"`` and, with ``system_as_context``, system messages
+    are context. Earlier turns are not passed to the guard, which answers one question."""
+
+    def named_context(m: ChatMessage) -> bool:
+        return (m.additional_kwargs or {}).get("name") == CONTEXT_NAME
+
+    question = None
+    for m in reversed(messages):
+        if m.role == MessageRole.USER and not named_context(m):
+            question = m.content or ""
+            break
+    if question is None:
+        raise InputError(f"HGuardLLM needs a user message holding the question; got roles {[str(m.role.value) for m in messages]}")
+    context = [
+        m.content or ""
+        for m in messages
+        if named_context(m) or (system_as_context and m.role == MessageRole.SYSTEM)
+    ]
+    return question, [c for c in context if c.strip()]
+
+
+class HGuardLLM(CustomLLM):
+    """A local Hugging Face chat model guarded by hguard, as a LlamaIndex LLM.
+
+    ``complete(question, context=..., domain=...)`` returns a ``CompletionResponse`` whose ``text``
+    is what the user should see (answer on accept, abstain message on abstain, ``"[needs review] "``
+    + answer on review) and whose ``additional_kwargs`` hold the decision (``route``, ``risk``,
+    ``signals``, ``reasons``, ``audit_id``, ``domain``, ``request_id``, ``probe_id``,
+    ``thresholds``, ``model_name``). ``chat`` takes the last user message as the question and system
+    messages (and messages named ``"context"``) as context.
+
+    Streaming follows ``stream_mode``: ``"hold"`` yields the routed text once decided; ``"passthrough"``
+    yields tokens as generated and the decision in the last response's ``additional_kwargs``.
+
+    The prompt is the question itself: inside LlamaIndex's stock query engines the LLM receives a
+    templated prompt with the context pasted in, so grounding cannot be scored; use
+    :class:`HGuardQueryEngine`, which passes the retrieved passages as context.
+    """
+
+    domain: Optional[str] = Field(default=None, description="Domain of every question; None lets the guard choose.")
+    stream_mode: Literal["hold", "passthrough"] = Field(default="hold", description="How streaming treats unchecked tokens.")
+    early_stop: bool = Field(default=False, description="Stop once the running risk passes the abstain threshold.")
+    system_as_context: bool = Field(default=True, description="Treat system messages as retrieved context.")
+
+    _guard: Guard = PrivateAttr()
+
+    def __init__(self, guard: Guard, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._guard = guard
+
+    @classmethod
+    def from_policy(cls, policy: str | Path | Any = None, *, model: str = "default", lm: Any = None, **kwargs: Any) -> "HGuardLLM":
+        """Build the guard from a policy file (or ``Policy``) and wrap it; ``kwargs`` set the fields."""
+        from hguard.signals.embedding import get_embedder
+
+        # the shared embedder passed up front (it loads lazily): a Guard that creates it itself while
+        # creating its grounding scorer deadlocks on its non-reentrant lazy lock
+        return cls(Guard.from_policy(policy, model=model, lm=lm, embedder=get_embedder()), **kwargs)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "HGuardLLM"
+
+    @property
+    def guard(self) -> Guard:
+        return self._guard
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        gen = self._guard.generator
+        return LLMMetadata(
+            context_window=gen.context_limit or 2048,
+            num_output=gen.max_new_tokens,
+            model_name=self._guard.lm.name,
+            is_chat_model=False,
+        )
+
+    # ---------------------------------------------------------------------------------- helpers
+
+    def _options(self, kwargs: dict[str, Any]) -> tuple[Any, Optional[str], str, bool]:
+        kw = dict(kwargs)
+        context = kw.pop("context", None)
+        domain = kw.pop("domain", None) or self.domain
+        mode = check_stream_mode(kw.pop("stream_mode", self.stream_mode))
+        early_stop = bool(kw.pop("early_stop", self.early_stop))
+        if kw:
+            raise TypeError(
+                f"HGuardLLM got unexpected keyword argument(s) {sorted(kw)}; it accepts context=, domain=, "
+                f"stream_mode= ({', '.join(STREAM_MODES)}) and early_stop="
+            )
+        return context, domain, mode, early_stop
+
+    def decision(self, result: GuardResult) -> dict[str, Any]:
+        """What goes into ``additional_kwargs``: the decision and the model's name."""
+        return {"model_name": self._guard.lm.name, **decision_metadata(result)}
+
+    def _chat_kwargs(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        question, passages = split_chat(messages, system_as_context=self.system_as_context)
+        kw = dict(kwargs)
+        if kw.get("context") is None and passages:
+            kw["context"] = passages
+        return question, kw
+
+    @staticmethod
+    def _failed(exc: BaseException) -> None:
+        # LlamaIndex emits no event when a non-streaming call raises; this one lets audit handlers
+        # close the call's record as failed.
+        dispatcher.event(ExceptionEvent(exception=exc))
+
+    # ------------------------------------------------------------------------------- completion
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        context, domain, _, early_stop = self._options(kwargs)
+        try:
+            result = guarded_invoke(self._guard, prompt, context, domain, early_stop=early_stop)
+        except Exception as exc:
+            self._failed(exc)
+            raise
+        return CompletionResponse(text=result.display_text, additional_kwargs=self.decision(result))
+
+    @llm_completion_callback()
+    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        context, domain, _, early_stop = self._options(kwargs)
+        try:
+            result = await asyncio.to_thread(guarded_invoke, self._guard, prompt, context, domain, early_stop=early_stop)
+        except Exception as exc:
+            self._failed(exc)
+            raise
+        return CompletionResponse(text=result.display_text, additional_kwargs=self.decision(result))
+
+    def _response(self, text: str, piece: Any, mode: str) -> tuple[str, CompletionResponse]:
+        if piece.result is None:
+            text += piece.text
+            return text, CompletionResponse(text=text, delta=piece.text)
+        if mode == "hold":  # the only chunk: the routed text
+            text = piece.text
+        return text, CompletionResponse(text=text, delta=piece.text, additional_kwargs=self.decision(piece.result))
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        context, domain, mode, early_stop = self._options(kwargs)
+
+        def gen() -> CompletionResponseGen:
+            text = ""
+            for piece in guard_stream(self._guard, prompt, context, domain, mode, early_stop=early_stop):
+                text, response = self._response(text, piece, mode)
+                yield response
+
+        return gen()
+
+    @llm_completion_callback()
+    async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
+        context, domain, mode, early_stop = self._options(kwargs)
+
+        async def gen() -> CompletionResponseAsyncGen:
+            text = ""
+            async for piece in aguard_stream(self._guard, prompt, context, domain, mode, early_stop=early_stop):
+                text, response = self._response(text, piece, mode)
+                yield response
+
+        return gen()
+
+    # ------------------------------------------------------------------------------------- chat
+
+    @staticmethod
+    def _chat_response(r: CompletionResponse) -> ChatResponse:
+        return ChatResponse(
+            message=ChatMessage(role=MessageRole.ASSISTANT, content=r.text, additional_kwargs=r.additional_kwargs),
+            delta=r.delta,
+            raw=r.raw,
+            additional_kwargs=r.additional_kwargs,
+        )
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        question, kw = self._chat_kwargs(messages, kwargs)
+        return self._chat_response(self.complete(question, formatted=True, **kw))
+
+    @llm_chat_callback()
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        question, kw = self._chat_kwargs(messages, kwargs)
+        return self._chat_response(await self.acomplete(question, formatted=True, **kw))
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        question, kw = self._chat_kwargs(messages, kwargs)
+        responses = self.stream_complete(question, formatted=True, **kw)
+
+        def gen() -> ChatResponseGen:
+            for r in responses:
+                yield self._chat_response(r)
+
+        return gen()
+
+    @llm_chat_callback()
+    async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        question, kw = self._chat_kwargs(messages, kwargs)
+        responses = await self.astream_complete(question, formatted=True, **kw)
+
+        async def gen() -> ChatResponseAsyncGen:
+            async for r in responses:
+                yield self._chat_response(r)
+
+        return gen()
+
+
+__all__ = ["HGuardLLM", "split_chat"]

@@ -1,0 +1,219 @@
+"""``HGuardAuditEventHandler``: hguard audit records for LlamaIndex LLM calls and queries, from the
+instrumentation events (``llama_index.core.instrumentation``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.instrumentation.events.exception import ExceptionEvent
+from llama_index.core.instrumentation.events.llm import (
+    LLMChatEndEvent,
+    LLMChatStartEvent,
+    LLMCompletionEndEvent,
+    LLMCompletionStartEvent,
+)
+from llama_index.core.instrumentation.events.query import QueryEndEvent, QueryStartEvent
+from pydantic import PrivateAttr
+
+from hguard.audit import AuditLog
+
+from .base import split_chat
+
+logger = logging.getLogger(__name__)
+
+LLM_KIND = "llm_call"
+QUERY_KIND = "query"
+DECISION_KEYS = ("route", "risk", "signals", "reasons", "audit_id", "request_id", "domain", "probe_id", "thresholds", "seconds")
+
+
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if depth > 6:
+        return repr(value)[:200]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, depth + 1) for v in value]
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)[:200]
+
+
+def _decision(meta: Optional[dict]) -> Optional[Dict[str, Any]]:
+    meta = meta or {}
+    if "route" not in meta or "audit_id" not in meta:
+        return None  # not an hguard answer
+    return {k: _jsonable(meta[k]) for k in DECISION_KEYS if k in meta}
+
+
+def _query_text(query: Any) -> str:
+    return getattr(query, "query_str", None) or str(query)
+
+
+class HGuardAuditEventHandler(BaseEventHandler):
+    """Writes one audit record per LLM call (kind ``"llm_call"``) and per query (kind ``"query"``).
+
+    Records are written when a call ends or fails (an ``ExceptionEvent`` in its span) and hold the
+    span id, the model, the question and context (``question`` / ``context`` / ``answer`` fields, so
+    a redacting ``AuditLog`` hashes them), the answer, the duration, the status and, for
+    :class:`HGuardLLM` answers, the guard's decision under ``"hguard"`` with ``decision_audit_id``
+    pointing at the guard's own ``decision`` record. Query records also list the source nodes.
+
+    LlamaIndex's dispatcher catches and drops every exception an event handler raises. A failed
+    write is therefore logged at ERROR, kept in :attr:`errors`, and raised by
+    :meth:`raise_if_failed` -- which :class:`HGuardQueryEngine` calls after each query when given
+    this handler as ``audit_handler``.
+
+    .. code-block:: python
+
+        from llama_index.core.instrumentation import get_dispatcher
+        handler = HGuardAuditEventHandler.from_guard(guard)
+        get_dispatcher().add_event_handler(handler)
+    """
+
+    audit: Any
+    record_starts: bool = False
+
+    _open: Dict[Tuple[str, Optional[str]], List[Dict[str, Any]]] = PrivateAttr(default_factory=dict)
+    _errors: List[BaseException] = PrivateAttr(default_factory=list)
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+    def __init__(self, audit: AuditLog | str | os.PathLike[str], *, redact: bool = False, record_starts: bool = False) -> None:
+        log = audit if isinstance(audit, AuditLog) else AuditLog(audit, redact=redact)
+        super().__init__(audit=log, record_starts=record_starts)
+
+    @classmethod
+    def from_guard(cls, guard: Any, **kwargs: Any) -> "HGuardAuditEventHandler":
+        """A handler writing into the guard's own audit log (one hash chain for decisions and calls)."""
+        if guard.audit is None:
+            raise ValueError("this guard has no audit log (the policy sets no [audit] path); pass an AuditLog or a path")
+        return cls(guard.audit, **kwargs)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "HGuardAuditEventHandler"
+
+    # ------------------------------------------------------------------------------- failures
+
+    @property
+    def errors(self) -> List[BaseException]:
+        """Audit writes that failed (and were swallowed by the dispatcher), oldest first."""
+        with self._lock:
+            return list(self._errors)
+
+    def raise_if_failed(self) -> None:
+        """Raise the first audit write failure seen since the last call (and forget them all)."""
+        with self._lock:
+            errors, self._errors = self._errors, []
+        if errors:
+            raise errors[0]
+
+    # ------------------------------------------------------------------------------- handling
+
+    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
+        try:
+            self._handle(event)
+        except Exception as exc:
+            with self._lock:
+                self._errors.append(exc)
+            logger.error("hguard audit handler could not record %s: %s: %s", event.class_name(), type(exc).__name__, exc)
+            raise  # dropped by LlamaIndex's dispatcher today; kept for dispatchers that honour it
+
+    def _push(self, family: str, event: BaseEvent, record: Dict[str, Any]) -> None:
+        record = {"span_id": event.span_id, "started_at": time.time(), **record}
+        with self._lock:
+            self._open.setdefault((family, event.span_id), []).append(record)
+        if self.record_starts:
+            start = {k: v for k, v in record.items() if k != "started_at"}
+            self.audit.append({**start, "event": "start"}, kind=LLM_KIND if family == "llm" else QUERY_KIND)
+
+    def _pop(self, family: str, span_id: Optional[str]) -> Dict[str, Any]:
+        with self._lock:
+            stack = self._open.get((family, span_id))
+            record = stack.pop() if stack else {"span_id": span_id}
+            if stack is not None and not stack:
+                del self._open[(family, span_id)]
+        return record
+
+    def _write(self, family: str, record: Dict[str, Any], fields: Dict[str, Any]) -> None:
+        started = record.pop("started_at", None)
+        record["seconds"] = time.time() - started if started is not None else None
+        record.update(fields)
+        self.audit.append(record, kind=LLM_KIND if family == "llm" else QUERY_KIND)
+
+    def _handle(self, event: BaseEvent) -> None:
+        if isinstance(event, LLMCompletionStartEvent):
+            kw = event.additional_kwargs or {}
+            self._push("llm", event, {
+                "api": "complete",
+                "llm": event.model_dict.get("class_name"),
+                "model_name": event.model_dict.get("model_name"),
+                "question": event.prompt,
+                "context": _jsonable(kw.get("context")),
+                "domain": kw.get("domain"),
+            })
+        elif isinstance(event, LLMChatStartEvent):
+            try:
+                question, passages = split_chat(event.messages)
+            except Exception:
+                question, passages = (event.messages[-1].content if event.messages else ""), []
+            kw = event.additional_kwargs or {}
+            self._push("llm", event, {
+                "api": "chat",
+                "llm": event.model_dict.get("class_name"),
+                "model_name": event.model_dict.get("model_name"),
+                "question": question,
+                "context": _jsonable(kw.get("context") or passages or None),
+                "domain": kw.get("domain"),
+                "messages": [{"role": str(m.role.value), "chars": len(m.content or "")} for m in event.messages],
+            })
+        elif isinstance(event, LLMCompletionEndEvent):
+            r = event.response
+            decision = _decision(r.additional_kwargs if r is not None else None)
+            self._write("llm", self._pop("llm", event.span_id), {
+                "event": "end", "status": "ok", "answer": r.text if r is not None else None,
+                "hguard": decision, "decision_audit_id": decision["audit_id"] if decision else None,
+            })
+        elif isinstance(event, LLMChatEndEvent):
+            r = event.response
+            decision = _decision(r.message.additional_kwargs if r is not None else None)
+            self._write("llm", self._pop("llm", event.span_id), {
+                "event": "end", "status": "ok", "answer": (r.message.content if r is not None else None),
+                "hguard": decision, "decision_audit_id": decision["audit_id"] if decision else None,
+            })
+        elif isinstance(event, QueryStartEvent):
+            self._push("query", event, {"question": _query_text(event.query)})
+        elif isinstance(event, QueryEndEvent):
+            r = event.response
+            decision = _decision(getattr(r, "metadata", None))
+            sources = [
+                {"node_id": n.node.node_id, "score": n.score, "file_name": n.node.metadata.get("file_name")}
+                for n in (getattr(r, "source_nodes", None) or [])
+            ]
+            answer = getattr(r, "response", None)
+            if answer is None:  # a StreamingResponse: its text is what was consumed so far
+                answer = getattr(r, "response_txt", None)
+            self._write("query", self._pop("query", event.span_id), {
+                "event": "end", "status": "ok", "answer": answer, "sources": _jsonable(sources),
+                "hguard": decision, "decision_audit_id": decision["audit_id"] if decision else None,
+            })
+        elif isinstance(event, ExceptionEvent):
+            error = f"{type(event.exception).__name__}: {event.exception}"[:2000]
+            for family in ("llm", "query"):
+                with self._lock:
+                    pending = (family, event.span_id) in self._open
+                if pending:
+                    self._write(family, self._pop(family, event.span_id), {"event": "error", "status": "error", "error": error})
+
+
+__all__ = ["HGuardAuditEventHandler", "LLM_KIND", "QUERY_KIND"]

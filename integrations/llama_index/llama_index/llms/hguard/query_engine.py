@@ -1,0 +1,167 @@
+"""``HGuardQueryEngine``: retrieve nodes with any retriever, answer through the guard with the nodes'
+text as grounding context, return a ``Response`` carrying the decision."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence
+
+from llama_index.core.base.base_query_engine import BaseQueryEngine
+from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.base.response.schema import RESPONSE_TYPE, Response, StreamingResponse
+from llama_index.core.callbacks.base import CallbackManager
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events.exception import ExceptionEvent
+from llama_index.core.instrumentation.events.query import QueryEndEvent, QueryStartEvent
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.prompts.mixin import PromptMixinType
+from llama_index.core.schema import NodeWithScore, QueryBundle, QueryType
+
+from hguard.guard import Guard
+
+from .base import HGuardLLM
+
+dispatcher = get_dispatcher(__name__)
+
+
+class HGuardQueryEngine(BaseQueryEngine):
+    """A query engine over any retriever whose answers are routed by an hguard ``Guard``.
+
+    ``query(question)`` retrieves nodes, passes their text to :class:`HGuardLLM` as the context the
+    answer is grounded in and scored against, and returns a ``Response`` whose ``response`` is the
+    display text, whose ``metadata`` holds the decision (``route``, ``risk``, ``signals``,
+    ``reasons``, ``audit_id``, ``domain``, ...) and whose ``source_nodes`` are the retrieved nodes.
+
+    With ``streaming=True`` it returns a ``StreamingResponse`` (tokens per the LLM's ``stream_mode``);
+    its ``metadata`` dict is filled with the decision when the stream has been consumed.
+
+    ``audit_handler`` (an :class:`HGuardAuditEventHandler`): after each query, raise the audit error
+    the handler met, if any. LlamaIndex's dispatcher swallows every handler exception, so this is
+    how a failed audit write reaches the caller.
+
+    .. code-block:: python
+
+        index = VectorStoreIndex.from_documents(docs, embed_model=HGuardEmbedding())
+        engine = HGuardQueryEngine(index.as_retriever(similarity_top_k=2), HGuardLLM(guard))
+        response = engine.query("What is the capital of France?")
+        response.response, response.metadata["route"]
+    """
+
+    def __init__(
+        self,
+        retriever: BaseRetriever,
+        llm: HGuardLLM,
+        *,
+        domain: Optional[str] = None,
+        streaming: bool = False,
+        node_postprocessors: Optional[Sequence[BaseNodePostprocessor]] = None,
+        audit_handler: Any = None,
+        callback_manager: Optional[CallbackManager] = None,
+    ) -> None:
+        if not isinstance(llm, HGuardLLM):
+            raise TypeError(f"HGuardQueryEngine needs an HGuardLLM, got {type(llm).__name__}; wrap the Guard: HGuardLLM(guard)")
+        self._retriever = retriever
+        self._llm = llm
+        self._domain = domain
+        self._streaming = streaming
+        self._postprocessors = list(node_postprocessors or [])
+        self._audit_handler = audit_handler
+        super().__init__(callback_manager=callback_manager or llm.callback_manager)
+
+    @classmethod
+    def from_guard(cls, retriever: BaseRetriever, guard: Guard, *, stream_mode: str = "hold", **kwargs: Any) -> "HGuardQueryEngine":
+        return cls(retriever, HGuardLLM(guard, stream_mode=stream_mode), **kwargs)
+
+    @property
+    def llm(self) -> HGuardLLM:
+        return self._llm
+
+    @property
+    def retriever(self) -> BaseRetriever:
+        return self._retriever
+
+    def _get_prompt_modules(self) -> PromptMixinType:
+        return {}
+
+    # ------------------------------------------------------------------------------- retrieval
+
+    def _postprocess(self, nodes: List[NodeWithScore], query_bundle: QueryBundle) -> List[NodeWithScore]:
+        for p in self._postprocessors:
+            nodes = p.postprocess_nodes(nodes, query_bundle=query_bundle)
+        return nodes
+
+    def retrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
+        return self._postprocess(self._retriever.retrieve(query_bundle), query_bundle)
+
+    async def aretrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
+        return self._postprocess(await self._retriever.aretrieve(query_bundle), query_bundle)
+
+    @staticmethod
+    def _context(nodes: List[NodeWithScore]) -> Optional[List[str]]:
+        passages = [n.node.get_content() for n in nodes]
+        passages = [p for p in passages if p.strip()]
+        return passages or None
+
+    # ---------------------------------------------------------------------------------- answers
+
+    def _stream(self, query: str, context, nodes: List[NodeWithScore]) -> StreamingResponse:
+        metadata: Dict[str, Any] = {}
+        responses = self._llm.stream_complete(query, context=context, domain=self._domain)
+
+        def gen():
+            for r in responses:
+                if r.additional_kwargs.get("route") is not None:
+                    metadata.update(r.additional_kwargs)
+                if r.delta:
+                    yield r.delta
+
+        return StreamingResponse(response_gen=gen(), source_nodes=nodes, metadata=metadata)
+
+    def _query(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
+        nodes = self.retrieve(query_bundle)
+        context = self._context(nodes)
+        if self._streaming:
+            return self._stream(query_bundle.query_str, context, nodes)
+        r = self._llm.complete(query_bundle.query_str, context=context, domain=self._domain)
+        return Response(response=r.text, source_nodes=nodes, metadata=dict(r.additional_kwargs))
+
+    async def _aquery(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
+        nodes = await self.aretrieve(query_bundle)
+        context = self._context(nodes)
+        if self._streaming:
+            return self._stream(query_bundle.query_str, context, nodes)
+        r = await self._llm.acomplete(query_bundle.query_str, context=context, domain=self._domain)
+        return Response(response=r.text, source_nodes=nodes, metadata=dict(r.additional_kwargs))
+
+    # BaseQueryEngine.query, plus an ExceptionEvent in the same span when the query fails (so audit
+    # handlers can record the failure) and the audit handler's check afterwards.
+
+    def query(self, str_or_query_bundle: QueryType) -> RESPONSE_TYPE:
+        dispatcher.event(QueryStartEvent(query=str_or_query_bundle))
+        try:
+            with self.callback_manager.as_trace("query"):
+                bundle = QueryBundle(str_or_query_bundle) if isinstance(str_or_query_bundle, str) else str_or_query_bundle
+                response = self._query(bundle)
+        except Exception as exc:
+            dispatcher.event(ExceptionEvent(exception=exc))
+            raise
+        dispatcher.event(QueryEndEvent(query=bundle, response=response))
+        if self._audit_handler is not None:
+            self._audit_handler.raise_if_failed()
+        return response
+
+    async def aquery(self, str_or_query_bundle: QueryType) -> RESPONSE_TYPE:
+        dispatcher.event(QueryStartEvent(query=str_or_query_bundle))
+        try:
+            with self.callback_manager.as_trace("query"):
+                bundle = QueryBundle(str_or_query_bundle) if isinstance(str_or_query_bundle, str) else str_or_query_bundle
+                response = await self._aquery(bundle)
+        except Exception as exc:
+            dispatcher.event(ExceptionEvent(exception=exc))
+            raise
+        dispatcher.event(QueryEndEvent(query=bundle, response=response))
+        if self._audit_handler is not None:
+            self._audit_handler.raise_if_failed()
+        return response
+
+
+__all__ = ["HGuardQueryEngine"]

@@ -1,0 +1,50 @@
+"""End to end with the real default model (SmolLM2-135M-Instruct) under examples/policy.toml: real
+retrieval from a VectorStoreIndex over examples/docs into the guarded model, and the example script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from llama_index.core import SimpleDirectoryReader, VectorStoreIndex
+
+from hguard import audit as audit_mod
+from hguard.audit import AuditLog
+from llama_index.llms.hguard import HGuardEmbedding, HGuardLLM, HGuardQueryEngine
+
+REPO = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.default_model
+
+
+def test_query_engine_end_to_end_on_the_default_model(real_guard):
+    docs = SimpleDirectoryReader(str(REPO / "examples" / "docs"), required_exts=[".txt"]).load_data()
+    index = VectorStoreIndex.from_documents(docs, embed_model=HGuardEmbedding())
+    engine = HGuardQueryEngine(index.as_retriever(similarity_top_k=2), HGuardLLM(real_guard))
+    r = engine.query("What is the chemical formula of water?")
+    assert r.source_nodes[0].node.metadata["file_name"] == "water.txt"
+    meta = r.metadata
+    assert meta["route"] in ("accept", "review", "abstain") and meta["reasons"] and meta["model_name"] == "SmolLM2-135M-Instruct"
+    decision = AuditLog(real_guard.audit.path).find(meta["audit_id"])
+    assert "H2O" in decision["context"] and decision["signals"]["grounding"] is not None
+    if meta["route"] != "abstain":
+        assert decision["answer"] in r.response
+    assert HGuardLLM(real_guard).metadata.context_window == real_guard.generator.context_limit
+
+
+@pytest.mark.slow
+def test_llamaindex_example_runs_end_to_end(tmp_path):
+    env = {**os.environ, "HGUARD_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "llamaindex_rag.py"), "--runs", str(tmp_path), "--max-new-tokens", "16"],
+        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    routes = [line.split()[1] for line in proc.stdout.splitlines() if line.strip().startswith("route:")]
+    assert len(routes) == 3 and set(routes) <= {"accept", "review", "abstain"}, proc.stdout
+    assert "japan.txt" in proc.stdout and "fabricated" in proc.stdout
+    kinds = [r["kind"] for r in AuditLog(tmp_path / "hguard-audit.jsonl")]
+    assert kinds.count("decision") == kinds.count("llm_call") == kinds.count("query") == 3
+    assert audit_mod.verify(tmp_path / "hguard-audit.jsonl").ok

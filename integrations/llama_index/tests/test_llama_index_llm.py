@@ -1,0 +1,114 @@
+"""HGuardLLM on a tiny calibrated model: completion, chat, streaming (hold / passthrough), async, and
+metadata; the decision rides in additional_kwargs and matches the guard's audit record."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
+
+from hguard.audit import AuditLog
+from hguard.errors import InputError
+from hguard.guard import REVIEW_MARK
+from llama_index.llms.hguard import HGuardLLM
+
+Q = "who is the author of the book ?"
+DECISION = ("route", "risk", "signals", "reasons", "audit_id", "domain")
+
+
+def _record(guard, kwargs: dict) -> dict:
+    rec = AuditLog(guard.audit.path).find(kwargs["audit_id"])
+    assert rec is not None and rec["kind"] == "decision"
+    return rec
+
+
+@pytest.mark.parametrize("route", ["accept", "review", "abstain"])
+def test_complete_text_is_the_display_text_and_the_decision_is_attached(make_guard, route):
+    guard = make_guard(route)
+    r = HGuardLLM(guard, domain="alpha").complete(Q)
+    meta = r.additional_kwargs
+    assert all(k in meta for k in DECISION) and meta["route"] == route and meta["domain"] == "alpha"
+    rec = _record(guard, meta)
+    expected = {"accept": rec["answer"], "review": REVIEW_MARK + rec["answer"], "abstain": guard.policy.abstain_message}
+    assert r.text == expected[route] and rec["question"] == Q
+
+
+def test_metadata_context_and_domain(make_guard):
+    guard = make_guard("accept")
+    llm = HGuardLLM(guard, domain="alpha")
+    md = llm.metadata
+    assert (md.context_window, md.num_output, md.model_name, md.is_chat_model) == (256, 4, "tiny-llama", False)
+    r = llm.complete(Q, context=["paris is the capital of france", "gold is a metal"], domain="beta")
+    rec = _record(guard, r.additional_kwargs)
+    assert rec["context"] == "paris is the capital of france\n\ngold is a metal" and rec["domain"] == "beta"
+    assert r.additional_kwargs["signals"]["grounding"] is not None
+    with pytest.raises(TypeError, match="temperature"):
+        llm.complete(Q, temperature=0.1)
+    with pytest.raises(InputError):
+        llm.complete("   ")
+
+
+def test_chat_takes_the_last_user_message_and_system_context(make_guard):
+    guard = make_guard("review")
+    llm = HGuardLLM(guard, domain="alpha")
+    messages = [
+        ChatMessage(role=MessageRole.SYSTEM, content="paris is the capital of france"),
+        ChatMessage(role=MessageRole.USER, content="what is gold ?"),
+        ChatMessage(role=MessageRole.ASSISTANT, content="a metal"),
+        ChatMessage(role=MessageRole.USER, content=Q),
+    ]
+    r = llm.chat(messages)
+    assert r.message.role == MessageRole.ASSISTANT and r.message.content.startswith(REVIEW_MARK)
+    rec = _record(guard, r.message.additional_kwargs)
+    assert rec["question"] == Q and rec["context"] == "paris is the capital of france"
+    with pytest.raises(InputError, match="user message"):
+        llm.chat([ChatMessage(role=MessageRole.SYSTEM, content="no question")])
+
+
+def test_stream_hold_yields_the_routed_text_once(make_guard):
+    guard = make_guard("abstain")
+    out = list(HGuardLLM(guard, domain="alpha").stream_complete(Q))
+    assert len(out) == 1 and out[0].text == out[0].delta == guard.policy.abstain_message
+    assert out[0].additional_kwargs["route"] == "abstain"
+
+
+def test_stream_passthrough_yields_tokens_then_the_decision(make_guard):
+    guard = make_guard("abstain")
+    out = list(HGuardLLM(guard, domain="alpha", stream_mode="passthrough").stream_complete(Q))
+    assert len(out) >= 3 and all(not r.additional_kwargs for r in out[:-1])
+    last = out[-1]
+    rec = _record(guard, last.additional_kwargs)
+    assert last.additional_kwargs["route"] == "abstain" and last.delta == ""
+    assert last.text.strip() == rec["answer"] == "".join(r.delta for r in out).strip()
+    assert all(b.text.startswith(a.text) for a, b in zip(out, out[1:]))  # text accumulates
+
+
+def test_stream_chat_and_async_forms(make_guard):
+    guard = make_guard("accept")
+    llm = HGuardLLM(guard, domain="alpha", stream_mode="passthrough")
+    msgs = [ChatMessage(role=MessageRole.USER, content=Q)]
+    chat_chunks = list(llm.stream_chat(msgs))
+    assert chat_chunks[-1].message.additional_kwargs["route"] == "accept" and len(chat_chunks) > 1
+
+    async def main():
+        a = await llm.acomplete(Q, context="gold is a metal")
+        b = await llm.achat(msgs)
+        c = [r async for r in await llm.astream_complete(Q, stream_mode="hold")]
+        d = [r async for r in await llm.astream_chat(msgs)]
+        return a, b, c, d
+
+    a, b, c, d = asyncio.run(main())
+    assert _record(guard, a.additional_kwargs)["context"] == "gold is a metal"
+    assert b.message.additional_kwargs["route"] == "accept"
+    assert len(c) == 1 and c[0].additional_kwargs["route"] == "accept"
+    assert len(d) > 1 and d[-1].message.additional_kwargs["route"] == "accept"
+
+
+@pytest.mark.timeout(300)
+def test_from_policy_builds_the_guard(tiny_probes, policy_for, tmp_path):
+    lm, probes = tiny_probes
+    llm = HGuardLLM.from_policy(policy_for(probes, tmp_path), lm=lm, domain="alpha")
+    assert set(llm.guard.probes) == {"alpha", "beta"} and llm.metadata.model_name == "tiny-llama"
+    r = llm.complete(Q, context="gold is a metal")
+    assert r.additional_kwargs["route"] == "accept" and r.additional_kwargs["signals"]["grounding"] is not None

@@ -1,0 +1,133 @@
+"""HGuardQueryEngine over a real VectorStoreIndex (hguard's sentence embedder) built from the documents
+in examples/docs, answering with the tiny calibrated model; and the instrumentation audit handler."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+from llama_index.core import SimpleDirectoryReader, VectorStoreIndex
+from llama_index.core.base.response.schema import Response, StreamingResponse
+from llama_index.core.instrumentation import get_dispatcher
+
+from hguard import audit as audit_mod
+from hguard.audit import AuditLog
+from hguard.errors import HGuardError, InputError
+from llama_index.llms.hguard import HGuardAuditEventHandler, HGuardEmbedding, HGuardLLM, HGuardQueryEngine
+
+DOCS = Path(__file__).resolve().parents[3] / "examples" / "docs"
+AUSTRALIA = "what is the capital of australia ?"
+
+
+@pytest.fixture(scope="module")
+def index():
+    docs = SimpleDirectoryReader(str(DOCS), required_exts=[".txt"]).load_data()
+    return VectorStoreIndex.from_documents(docs, embed_model=HGuardEmbedding())
+
+
+@pytest.fixture
+def retriever(index):
+    return index.as_retriever(similarity_top_k=2)
+
+
+@pytest.fixture
+def root_handler():
+    """Register handlers on the root dispatcher for one test only."""
+    root = get_dispatcher()
+    added = []
+
+    def add(handler):
+        root.add_event_handler(handler)
+        added.append(handler)
+        return handler
+
+    yield add
+    for h in added:
+        root.event_handlers.remove(h)
+
+
+def _file(node) -> str:
+    return node.node.metadata["file_name"]
+
+
+def test_embedding_and_retrieval(retriever):
+    emb = HGuardEmbedding()
+    v = np.array(emb.get_text_embedding_batch(["Paris is the capital of France.", "Gold has the symbol Au."]))
+    assert v.shape == (2, 384) and np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert len(asyncio.run(emb.aget_query_embedding("gold"))) == 384
+    assert _file(retriever.retrieve(AUSTRALIA)[0]) == "australia.txt"
+    assert _file(retriever.retrieve("Which element has the symbol Au?")[0]) == "gold.txt"
+
+
+def test_query_returns_display_text_decision_and_source_nodes(make_guard, retriever):
+    guard = make_guard("review")
+    engine = HGuardQueryEngine(retriever, HGuardLLM(guard, domain="alpha"))
+    r = engine.query(AUSTRALIA)
+    assert isinstance(r, Response) and r.response.startswith("[needs review] ")
+    assert r.metadata["route"] == "review" and r.metadata["domain"] == "alpha"
+    assert all(k in r.metadata for k in ("risk", "signals", "reasons", "audit_id"))
+    assert [_file(n) for n in r.source_nodes][0] == "australia.txt" and len(r.source_nodes) == 2
+    rec = AuditLog(guard.audit.path).find(r.metadata["audit_id"])
+    assert "Canberra is the capital city of Australia." in rec["context"] and rec["question"] == AUSTRALIA
+    assert r.metadata["signals"]["grounding"] is not None
+
+
+def test_async_query_and_streaming_query(make_guard, retriever):
+    guard = make_guard("abstain")
+    engine = HGuardQueryEngine.from_guard(retriever, guard, domain="alpha")
+    r = asyncio.run(engine.aquery("which element has the symbol au ?"))
+    assert r.response == guard.policy.abstain_message and _file(r.source_nodes[0]) == "gold.txt"
+
+    passthrough = HGuardQueryEngine.from_guard(retriever, guard, domain="alpha", streaming=True, stream_mode="passthrough")
+    s = passthrough.query(AUSTRALIA)
+    assert isinstance(s, StreamingResponse) and s.metadata == {}  # filled once the stream is consumed
+    tokens = list(s.response_gen)
+    assert len(tokens) >= 2 and s.metadata["route"] == "abstain"
+    assert "".join(tokens).strip() == AuditLog(guard.audit.path).find(s.metadata["audit_id"])["answer"]
+
+    hold = HGuardQueryEngine.from_guard(retriever, guard, domain="alpha", streaming=True)
+    assert list(hold.query(AUSTRALIA).response_gen) == [guard.policy.abstain_message]
+
+
+def test_audit_handler_records_queries_and_llm_calls(make_guard, retriever, root_handler):
+    guard = make_guard("accept")
+    handler = root_handler(HGuardAuditEventHandler.from_guard(guard))
+    engine = HGuardQueryEngine(retriever, HGuardLLM(guard, domain="alpha"), audit_handler=handler)
+    r = engine.query(AUSTRALIA)
+    records = list(AuditLog(guard.audit.path))
+    assert [x["kind"] for x in records] == ["decision", "llm_call", "query"]
+    decision, call, query = records
+    assert call["decision_audit_id"] == decision["id"] == r.metadata["audit_id"] == query["decision_audit_id"]
+    assert call["hguard"]["route"] == query["hguard"]["route"] == "accept" and call["status"] == "ok"
+    assert call["question"] == AUSTRALIA and "Canberra" in " ".join(call["context"]) and call["model_name"] == "tiny-llama"
+    assert query["question"] == AUSTRALIA and query["answer"] == r.response
+    assert [s["file_name"] for s in query["sources"]][0] == "australia.txt"
+    assert audit_mod.verify(guard.audit.path).ok and handler.errors == []
+
+
+def test_audit_handler_records_a_failed_call(make_guard, root_handler, tmp_path):
+    guard = make_guard("accept")
+    handler = root_handler(HGuardAuditEventHandler(tmp_path / "calls.jsonl", record_starts=True))
+    with pytest.raises(InputError):
+        HGuardLLM(guard, domain="alpha").complete(" ".join(["capital"] * 300))  # over the 256-token window
+    start, end = AuditLog(tmp_path / "calls.jsonl")
+    assert start["event"] == "start" and end["status"] == "error" and "InputError" in end["error"]
+    assert end["span_id"] == start["span_id"]
+
+
+def test_a_failing_audit_write_is_raised_by_the_engine_not_lost(make_guard, retriever, root_handler, tmp_path):
+    guard = make_guard("accept")
+    torn = tmp_path / "torn.jsonl"
+    torn.write_text('{"kind": "query", "seq"')  # a torn last line: append refuses to chain onto it
+    handler = root_handler(HGuardAuditEventHandler(torn))
+    engine = HGuardQueryEngine(retriever, HGuardLLM(guard, domain="alpha"), audit_handler=handler)
+    with pytest.raises(HGuardError):
+        engine.query(AUSTRALIA)
+    assert handler.errors == []  # raised once, then cleared
+    # without audit_handler the dispatcher drops the error; the handler keeps it for raise_if_failed
+    HGuardQueryEngine(retriever, HGuardLLM(guard, domain="alpha")).query(AUSTRALIA)
+    assert len(handler.errors) == 2  # the llm_call and the query record both failed
+    with pytest.raises(HGuardError):
+        handler.raise_if_failed()
