@@ -221,3 +221,9 @@ def test_streamer_receives_the_tokens_and_early_stop_abstains(calibrated, tmp_pa
     assert early.route == "abstain" and any("stopped early" in r for r in early.reasons)
     assert early.signals["length"] == 4 < full.signals["length"]
     assert full.answer.startswith(early.answer)
+
+
+def test_context_is_scored_for_grounding_with_the_lazily_loaded_embedder(guard):
+    # the first grounding call builds the scorer, which loads the embedder under the same lock
+    r = guard.invoke("who is the author ?", context="paris is the capital of france", domain="alpha")
+    assert 0.0 <= r.signals["grounding"] <= 1.0 and "grounding_lexical" in r.signals
