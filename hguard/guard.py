@@ -242,7 +242,8 @@ class Guard:
         alpha = float(st.alpha)
         probe, meta = self.probes[domain]
         h = [int(l) * int(probe.d_ff_) + int(j) for l, j, _ in probe.h_neurons_]
-        setting = {"alpha": alpha, "n_neurons": len(h), "neurons": "h_neurons", "probe_id": meta.get("probe_id")}
+        probe_id = meta.get("probe_id") or getattr(probe, "probe_id_", None)
+        setting = {"alpha": alpha, "n_neurons": len(h), "neurons": "h_neurons", "probe_id": probe_id}
         if alpha == 1.0 or not h:
             return None, setting
         return {i: alpha for i in h}, setting

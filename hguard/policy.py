@@ -149,7 +149,7 @@ class SteeringConfig(_Section):
         ge=0.0,
         strict=True,
         allow_inf_nan=False,
-        description="a finite number >= 0: how strongly hallucination neurons are damped (0 = off)",
+        description="a finite number >= 0: factor on the H-Neurons' input (1 = off, < 1 damps, 0 silences, > 1 amplifies)",
     )
 
 
