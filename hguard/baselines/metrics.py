@@ -1,0 +1,128 @@
+"""Figures for comparing hallucination detectors on the same answers.
+
+Every score is a *risk* (higher = more likely hallucinated) and every label is 1 for a
+hallucinated answer, 0 for a right one.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from hguard.errors import InputError
+
+__all__ = [
+    "auroc",
+    "bootstrap_aurocs",
+    "best_accuracy",
+    "risk_at_coverage",
+    "detector_summary",
+]
+
+
+def _arrays(y, risk) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y, dtype=int)
+    r = np.asarray(risk, dtype=float)
+    if y.shape != r.shape or y.ndim != 1:
+        raise InputError(f"labels and risks must be 1-d and of one length, got {y.shape} and {r.shape}")
+    if not np.isin(y, (0, 1)).all():
+        raise InputError("labels must be 0 (right) or 1 (hallucinated)")
+    if np.isnan(r).any():
+        raise InputError("risks contain NaN; score every answer or leave the unscored ones out")
+    return y, r
+
+
+def auroc(y, risk) -> float | None:
+    """Area under the ROC curve (ties count half); None when only one class is present."""
+    from scipy.stats import rankdata
+
+    y, r = _arrays(y, risk)
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        return None
+    ranks = rankdata(r)
+    return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def bootstrap_aurocs(y, risks: dict[str, Sequence[float]], *, n: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
+    """AUROC of every risk on the same ``n`` bootstrap resamples of the answers (paired).
+
+    Resamples holding one class only are dropped (the same ones for every risk), so the arrays of
+    two methods can be subtracted to get a paired interval of their difference.
+    """
+    from scipy.stats import rankdata
+
+    y = np.asarray(y, dtype=int)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(y), size=(n, len(y)))
+    yb = y[idx]
+    n1 = yb.sum(1)
+    n0 = yb.shape[1] - n1
+    ok = (n1 > 0) & (n0 > 0)
+    idx, yb, n1, n0 = idx[ok], yb[ok], n1[ok], n0[ok]
+    out = {}
+    for name, r in risks.items():
+        _, r = _arrays(y, r)
+        ranks = rankdata(r[idx], axis=1)
+        out[name] = ((ranks * yb).sum(1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    return out
+
+
+def best_accuracy(y, risk) -> tuple[float, float]:
+    """(accuracy, threshold) of "hallucinated when risk >= threshold" at the best threshold.
+
+    Chosen on the same answers (an oracle threshold: an upper bound on a deployed threshold). The
+    thresholds include +inf (flag nothing), so the result is never below the majority-class rate of
+    right answers.
+    """
+    y, r = _arrays(y, risk)
+    if len(y) == 0:
+        raise InputError("no answers")
+    best, best_t = float((y == 0).mean()), float("inf")
+    for t in np.unique(r):
+        acc = float(((r >= t).astype(int) == y).mean())
+        if acc > best:
+            best, best_t = acc, float(t)
+    return best, best_t
+
+
+def risk_at_coverage(y, risk, coverage: float) -> float:
+    """Hallucination rate among the ``coverage`` share of answers with the lowest risk.
+
+    Ties at the cut are taken in proportion (the expected rate under random tie-breaking), so a
+    detector that gives every answer the same risk scores the base rate.
+    """
+    y, r = _arrays(y, risk)
+    if not 0 < coverage <= 1:
+        raise InputError(f"coverage must be in (0, 1], got {coverage!r}")
+    if len(y) == 0:
+        raise InputError("no answers")
+    k = coverage * len(y)
+    taken = 0.0
+    bad = 0.0
+    for v in np.unique(r):  # ascending
+        grp = y[r == v]
+        room = k - taken
+        if room <= 0:
+            break
+        use = min(room, len(grp))
+        bad += use * grp.mean()
+        taken += use
+    return float(bad / k)
+
+
+def detector_summary(y, risk, *, boot: np.ndarray | None = None, coverages=(0.5, 0.8)) -> dict:
+    """AUROC (with a bootstrap 95% interval when ``boot`` holds resampled AUROCs), best-threshold
+    accuracy, and the hallucination rate among accepted answers at each coverage."""
+    y, r = _arrays(y, risk)
+    acc, thr = best_accuracy(y, r) if len(y) else (None, None)
+    out = {
+        "auroc": auroc(y, r),
+        "auroc_ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))] if boot is not None and len(boot) else None,
+        "accuracy_best_threshold": acc,
+        "best_threshold": thr,
+        "hallucination_rate_at_coverage": {f"{c:g}": risk_at_coverage(y, r, c) for c in coverages} if len(y) else {},
+    }
+    return out
