@@ -84,6 +84,12 @@ def main() -> None:
     gen = Generator(lm, system_prompt=DEFAULT_SYSTEM_PROMPT, max_new_tokens=args.max_new_tokens)
     rng = np.random.default_rng(0)
     subset = sorted(rng.choice(gen.n_features, size=args.subset_size, replace=False).tolist())
+    # The guard's real inference path: the neurons of a reference probe (few, in a few layers).
+    from hguard.calibrate.pipeline import load_probe_dir
+
+    probe, _ = load_probe_dir(HERE.parent / "calibration" / "probes" / "smollm2-135m")["geography"]
+    probe_subset = [int(i) for i in probe.feature_indices_]
+    probe_layers = len({i // gen.sites[0].d_ff for i in probe_subset})
     prompts = [gen.prompt_ids(q) for q in QUESTIONS]
     model = lm.model
 
@@ -98,7 +104,8 @@ def main() -> None:
 
     modes = {
         "plain generate": lambda q, p: plain(p),
-        "recorder, subset": lambda q, p: gen.generate([q], neurons=subset)[0].token_ids,
+        "recorder, probe subset": lambda q, p: gen.generate([q], neurons=probe_subset)[0].token_ids,
+        "recorder, 64 random neurons": lambda q, p: gen.generate([q], neurons=subset)[0].token_ids,
         "recorder, all neurons": lambda q, p: gen.generate([q], neurons="all")[0].token_ids,
         "confidence only": lambda q, p: gen.generate([q], neurons=None)[0].token_ids,
     }
@@ -123,14 +130,17 @@ def main() -> None:
             "median_ratio_per_prompt": float(np.median(arr / base)),
             "mean_answer_tokens": float(np.mean(tokens[m])),
         }
-    result["overhead"] = {"rounds": args.rounds, "prompts": len(QUESTIONS), "subset_size": args.subset_size, "modes": overhead}
+    result["overhead"] = {
+        "rounds": args.rounds, "prompts": len(QUESTIONS), "random_subset_size": args.subset_size,
+        "probe_subset": {"domain": "geography", "neurons": len(probe_subset), "layers": probe_layers}, "modes": overhead,
+    }
 
     thr = {}
     qs = QUESTIONS * 2
     for bs in (1, 8, 16):
-        gen.generate(qs[:bs], neurons=subset, batch_size=bs)
+        gen.generate(qs[:bs], neurons=probe_subset, batch_size=bs)
         t = time.perf_counter()
-        res = gen.generate(qs, neurons=subset, batch_size=bs)
+        res = gen.generate(qs, neurons=probe_subset, batch_size=bs)
         dt = time.perf_counter() - t
         thr[bs] = {"answers_per_second": len(qs) / dt, "seconds": dt, "answers": len(qs), "mean_tokens": float(np.mean([len(r.token_ids) for r in res]))}
     result["throughput"] = thr
@@ -142,6 +152,7 @@ def main() -> None:
     if "load" in result:
         print(f"| load default model, cold (dequantise + write cache) | {result['load']['cold']['seconds']:.1f} s |")
         print(f"| load default model, warm (verified cache) | {result['load']['warm']['seconds']:.1f} s |")
+    print(f"| (probe subset: geography, {len(probe_subset)} neurons in {probe_layers} layers) | |")
     for m, o in overhead.items():
         print(f"| greedy generation, {m} | {o['ratio_to_plain']:.3f}x plain (median per prompt {o['median_ratio_per_prompt']:.3f}x) |")
     for bs, v in thr.items():
