@@ -196,6 +196,8 @@ class NeuronRecorder:
         self._sums: torch.Tensor | None = None
         self.n_tokens: torch.Tensor | None = None
         self._mask: torch.Tensor | None = None  # (B, S) float for the current forward call
+        self._mask_any = False
+        self._step_weights: torch.Tensor | None = None
         self._step = -1
         self._eos: torch.Tensor | None = None
         self._finished: torch.Tensor | None = None
@@ -270,11 +272,14 @@ class NeuronRecorder:
     def _mine(self) -> bool:
         return threading.get_ident() == self._thread
 
-    def _on_model_call(self, module, args, kwargs):
+    def _on_model_call(self, module, args, kwargs=None):
+        # torch registers a with_kwargs hook in two steps; another thread's forward running between
+        # them calls it without kwargs. That call is never this thread's, and is ignored below.
         if not self._mine() or self._sums is None:
             return None
+        kwargs = kwargs or {}
         if self._explicit_mask is not None:
-            self._mask = self._explicit_mask
+            self._set_mask(self._explicit_mask)
             self.n_tokens = self._explicit_mask.sum(1).long()
             return None
         input_ids = kwargs.get("input_ids", args[0] if args else None)
@@ -283,7 +288,7 @@ class NeuronRecorder:
         bsz, seq = input_ids.shape
         if self._step == 0:
             # The prefill: prompt tokens only, none of them counts.
-            self._mask = torch.zeros(bsz, seq)
+            self._set_mask(torch.zeros(bsz, seq))
         else:
             fed = input_ids[:, -1].cpu()
             is_eos = torch.isin(fed, self._eos)
@@ -291,10 +296,17 @@ class NeuronRecorder:
             self._finished |= is_eos
             mask = torch.zeros(bsz, seq)
             mask[:, -1] = counts.float()
-            self._mask = mask
+            self._set_mask(mask)
             self.n_tokens += counts.long()
         self._step += 1
         return None
+
+    def _set_mask(self, mask: torch.Tensor) -> None:
+        """The answer mask (B, S) of the forward call about to run, with what the layer hooks derive
+        from it once per call instead of once per layer."""
+        self._mask = mask
+        self._mask_any = bool(mask.any())
+        self._step_weights = mask[:, -1] if mask.shape[1] == 1 else None
 
     def _make_scale_hook(self, site: FFNSite):
         idx, factors = self._scale[site.layer]
@@ -321,21 +333,25 @@ class NeuronRecorder:
             positions = None
 
         def hook(module, args, output):
-            if not self._mine() or self._sums is None or self._mask is None:
-                return None
-            mask = self._mask
-            if not bool(mask.any()):
-                return None  # the prompt: nothing to record, skip the arithmetic
-            z = args[0]
-            h = output if bias is None else output - bias
-            denom = h.detach().float().norm(dim=-1).clamp_min(1e-12)  # (B, S)
-            weights = (mask.to(z.device) / denom).unsqueeze(-1)  # (B, S, 1)
-            zz = z.detach() if subset is None else z.detach()[..., subset]
-            contrib = (zz.float().abs() * weights).sum(dim=1) * norms.to(z.device)  # (B, k)
-            if positions is None:
-                self._sums[:, site.offset : site.offset + site.d_ff] += contrib.cpu()
+            if not self._mine() or self._sums is None or not self._mask_any:
+                return None  # another thread's pass, or the prompt: nothing to record
+            z = args[0].detach()
+            h = output.detach() if bias is None else output.detach() - bias
+            if z.shape[1] == 1:
+                # One fed token per row (incremental decoding): the hot path, kept to a few ops.
+                weights = self._step_weights / torch.linalg.vector_norm(h[:, 0], dim=-1).clamp_min(1e-12)  # (B,)
+                zz = z[:, 0] if subset is None else z[:, 0, subset]
+                contrib = zz.abs() * weights.unsqueeze(1) * norms
             else:
-                self._sums[:, positions] += contrib.cpu()
+                mask = self._mask.to(z.device)
+                weights = (mask / torch.linalg.vector_norm(h, dim=-1).clamp_min(1e-12)).unsqueeze(-1)  # (B, S, 1)
+                zz = z if subset is None else z[..., subset]
+                contrib = (zz.abs() * weights).sum(dim=1) * norms  # (B, k)
+            contrib = contrib.float().cpu()
+            if positions is None:
+                self._sums[:, site.offset : site.offset + site.d_ff] += contrib
+            else:
+                self._sums.index_add_(1, positions, contrib)
             return None
 
         return hook
