@@ -98,6 +98,24 @@ def fit_weights(records_by_set: dict[str, list[dict]], keys: list[str]) -> dict[
     return out
 
 
+def near_matched_validation(records_by_set: dict[str, list[dict]], keys: list[str], lo: int, hi: int) -> dict:
+    """Does a signal set generalise to nearly length-matched rows? Fit on the fit split minus the HaluEval
+    rows whose answers differ by ``lo``..``hi`` words, and report the merged AUROC on those rows (all
+    inside the fit split: the held-out length-matched rows are not touched)."""
+    words: dict[int, list[int]] = {}
+    for r in records_by_set["halueval"]:
+        words.setdefault(r["row"], []).append(r["words"])
+    diff = {k: abs(v[0] - v[1]) for k, v in words.items()}
+    val = [r for r in records_by_set["halueval"] if lo <= diff[r["row"]] <= hi]
+    train = {
+        "halueval": [r for r in records_by_set["halueval"] if not lo <= diff[r["row"]] <= hi],
+        "conflictnq_val": records_by_set.get("conflictnq_val", []),
+    }
+    w = fit_weights(train, keys)
+    risk = [-sum(w[k] * r["signals"][k] for k in keys) for r in val]
+    return {"rows": len(val) // 2, "auroc": g.auroc([r["label"] for r in val], risk)}
+
+
 def summarise(records: list[dict], weights: dict[str, float]) -> dict:
     scorer = g.GroundingScorer(embedder=object(), weights=weights)  # merge only; nothing is scored
     for r in records:
@@ -138,6 +156,7 @@ def main(argv=None) -> int:
     if args.load_signals:
         saved = json.loads(args.load_signals.read_text())
         records_by_set, model_name = saved["records"], saved["model"]
+        timing.update({k: v for k, v in saved.get("timing_s", {}).items()})
     else:
         data = shared_data_dir()
         model = tok = None
@@ -155,7 +174,9 @@ def main(argv=None) -> int:
             timing[f"{name}_s"] = round(time.time() - t, 1)
             print(f"{name}: {len(rows)} rows scored in {timing[f'{name}_s']} s", file=sys.stderr)
         if args.save_signals:
-            args.save_signals.write_text(json.dumps({"model": model_name, "records": records_by_set}))
+            args.save_signals.write_text(
+                json.dumps({"model": model_name, "timing_s": timing, "records": records_by_set})
+            )
 
     with_model = "grounding_model" in records_by_set["halueval"][0]["signals"]
     weights = dict(g.MERGE_WEIGHTS_MODEL if with_model else g.MERGE_WEIGHTS)
@@ -165,6 +186,19 @@ def main(argv=None) -> int:
         fitted = {"without_model": fit_weights(records_by_set, [k for k in keys if k != "grounding_model"])}
         if with_model:
             fitted["with_model"] = fit_weights(records_by_set, keys)
+        fitted["near_matched_validation"] = {
+            f"word_difference_{lo}_to_{hi}": {
+                "without_model": near_matched_validation(
+                    records_by_set, [k for k in keys if k != "grounding_model"], lo, hi
+                ),
+                **(
+                    {"with_model": near_matched_validation(records_by_set, keys, lo, hi)}
+                    if with_model
+                    else {}
+                ),
+            }
+            for lo, hi in ((2, 3), (2, 4))
+        }
         print("fitted merge weights (paste into hguard/signals/grounding.py):", file=sys.stderr)
         print(json.dumps(fitted, indent=2), file=sys.stderr)
 
@@ -190,7 +224,8 @@ def main(argv=None) -> int:
         "fitted_weights_this_run": fitted,
         "limit": args.limit,
         "results": results,
-        "timing_s": {**timing, "total": round(time.time() - t0, 1)},
+        "timing_s": {**timing, "this_run_total": round(time.time() - t0, 1)},
+        "scored_from": str(args.load_signals.name) if args.load_signals else "scored in this run",
         "platform": {"python": platform.python_version(), "torch_threads": args.threads},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
