@@ -390,6 +390,7 @@ def run_grounding_dataset(
     from hguard.calibrate.pipeline import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SYSTEM_PROMPT
     from hguard.generation import Generator
     from hguard.signals.embedding import get_embedder
+    from hguard.signals import grounding as gmod
     from hguard.signals.grounding import GroundingScorer, score_grounding_rows
 
     embedder = embedder or get_embedder()
@@ -481,6 +482,7 @@ def run_grounding_dataset(
         "methods": methods,
         "bootstrap": {"n_requested": n_boot, "n_used": int(len(next(iter(boot.values())))), "seed": seed},
         "provenance_threshold": prov.threshold,
+        "grounding_merge_weights": {"without_lm": dict(gmod.MERGE_WEIGHTS), "with_lm": dict(gmod.MERGE_WEIGHTS_MODEL)},
         "provenance_pass_rate": {"right": float(1 - verdict_fail[y == 0].mean()), "hallucinated": float(1 - verdict_fail[y == 1].mean())},
         "timing_seconds": {
             "plain_generation_per_question": _tj(t_plain_q),
@@ -494,15 +496,13 @@ def run_grounding_dataset(
         "_boot": boot,
     }
     best_other = max((k for k, v in methods.items() if v["family"] == "provenance"), key=lambda k: methods[k]["auroc"])
-    d = boot["grounding_merged_lm"] - boot[best_other]
-    result["comparison"] = {
-        "hguard": "grounding_merged_lm",
-        "best_provenance": best_other,
-        "auroc_difference_paired_bootstrap": {
+    result["comparison"] = {"best_provenance": best_other, "auroc_difference_paired_bootstrap": {}}
+    for hg in ("grounding_merged", "grounding_merged_lm"):
+        d = boot[hg] - boot[best_other]
+        result["comparison"]["auroc_difference_paired_bootstrap"][hg] = {
             "mean": float(d.mean()),
             "ci95": [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))],
-        },
-    }
+        }
     records = [
         {
             "row": r["row"],
@@ -567,11 +567,14 @@ def markdown_table(name: str, res: dict) -> str:
         )
     c = res.get("comparison")
     if c:
-        d = c["auroc_difference_paired_bootstrap"]
+        parts = [
+            f"{res['methods'][k]['label']} {d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+            for k, d in c["auroc_difference_paired_bootstrap"].items()
+        ]
         lines.append("")
         lines.append(
-            f"hguard grounding (with LM) minus best provenance variant, paired AUROC difference: "
-            f"{d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]."
+            f"Paired AUROC difference against the better provenance variant ({res['methods'][c['best_provenance']]['label']}): "
+            + "; ".join(parts) + "."
         )
     return "\n".join(lines)
 
@@ -671,7 +674,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.update and path.exists():
         old = json.loads(path.read_text())
         out["datasets"] = old.get("datasets", {})
-        out["runs"] = old.get("runs", []) + [{"settings": old.get("settings"), "datasets": sorted(old.get("datasets", {}))}]
+        out["runs"] = old.get("runs", []) + [
+            {"settings": old.get("settings"), "datasets": sorted(old.get("datasets", {})), "total_seconds": old.get("total_seconds")}
+        ]
         if apath.exists():
             answers = json.loads(apath.read_text())
     def save(complete: bool = False) -> None:
