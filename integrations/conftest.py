@@ -1,8 +1,6 @@
-"""Fixtures for the langchain-hguard tests: a tiny calibrated model for the adapter tests and the real
-default model (SmolLM2-135M-Instruct) for the end-to-end RAG tests. No model, store or retriever is mocked.
-
-The tiny probes are built once per pytest session into the session's base temp folder and shared with
-the llama-index tests (integrations/llama_index/tests/conftest.py builds them the same way).
+"""Fixtures shared by the langchain-hguard and llama-index-llms-hguard tests: a tiny calibrated model
+for the adapter tests and the real default model (SmolLM2-135M-Instruct) for the end-to-end RAG tests.
+No model, store or retriever is mocked. The tiny probes are built once per pytest session.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "examples" / "docs"
 EXAMPLE_POLICY = REPO / "examples" / "policy.toml"
 
