@@ -18,6 +18,7 @@ an exception.
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
@@ -116,10 +117,27 @@ def _weight_and_bias(site: FFNSite) -> tuple[torch.Tensor, torch.Tensor | None]:
     return w, getattr(site.module, "bias", None)
 
 
+_NORM_CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, torch.Tensor]]" = weakref.WeakKeyDictionary()
+_NORM_LOCK = threading.Lock()
+
+
 def column_norms(site: FFNSite) -> torch.Tensor:
-    """||W_down[:, j]||_2 for every neuron j, from the dequantised float weights."""
+    """||W_down[:, j]||_2 for every neuron j, from the dequantised float weights.
+
+    A strided reduction over the whole matrix costs about a millisecond per layer, on every
+    ``generate``; the result is kept per module and recomputed only when the weight tensor is replaced
+    or changed in place (its data pointer, shape, dtype or version counter differ).
+    """
     w, _ = _weight_and_bias(site)
-    return w.detach().float().norm(dim=0)
+    key = (w.data_ptr(), tuple(w.shape), w.dtype, w.device, site.module.weight._version)
+    with _NORM_LOCK:
+        hit = _NORM_CACHE.get(site.module)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    norms = w.detach().float().norm(dim=0)
+    with _NORM_LOCK:
+        _NORM_CACHE[site.module] = (key, norms)
+    return norms
 
 
 def _split_by_layer(sites: Sequence[FFNSite], indices: Iterable[int]) -> dict[int, torch.Tensor]:
@@ -190,6 +208,17 @@ class NeuronRecorder:
             if not torch.isfinite(factors).all():
                 raise InputError(f"scale: factors must be finite numbers, got {factors.tolist()}")
             self._scale[layer] = (idx, factors)
+        # The layers that record, in layer order, and for the batched decode path: where each recorded
+        # feature sits in the concatenation of those layers' z vectors, which of them it belongs to, and
+        # its ||W_down[:, j]||, all in the caller's order (subset) or the global order (all).
+        self._rec_sites = [s for s in self.sites if self.mode == "all" or s.layer in self._subset]
+        self._rec_rank = {s.layer: k for k, s in enumerate(self._rec_sites)}
+        self._flat_idx: torch.Tensor | None = None
+        self._feat_rank: torch.Tensor | None = None
+        self._flat_norms: torch.Tensor | None = None
+        self._stack_bias: torch.Tensor | None = None
+        self._pending_z: list[torch.Tensor] = []
+        self._pending_h: list[torch.Tensor] = []
         self._handles: list = []
         self._thread: int | None = None
         self._norms: dict[int, torch.Tensor] = {}
@@ -214,9 +243,12 @@ class NeuronRecorder:
             for site in self.sites:
                 if site.layer in self._scale:
                     self._handles.append(site.module.register_forward_pre_hook(self._make_scale_hook(site)))
-                if self.mode == "all" or site.layer in self._subset:
+                if site.layer in self._rec_rank:
                     self._norms[site.layer] = column_norms(site)
                     self._handles.append(site.module.register_forward_hook(self._make_record_hook(site)))
+            if self._rec_sites:
+                self._prepare_batched()
+                self._handles.append(self.model.register_forward_hook(self._on_model_done))
         except BaseException:
             self._remove()
             raise
@@ -224,6 +256,39 @@ class NeuronRecorder:
 
     def __exit__(self, *exc) -> None:
         self._remove()
+
+    def _prepare_batched(self) -> None:
+        """Index tensors for the decode path, which computes every recorded layer's contribution in one
+        go after the forward call instead of a dozen small operations per layer and token."""
+        starts, start = {}, 0
+        for s in self._rec_sites:
+            starts[s.layer] = start
+            start += s.d_ff
+        if self.mode == "all":
+            flat = torch.arange(start)
+            rank = torch.cat([torch.full((s.d_ff,), k, dtype=torch.long) for k, s in enumerate(self._rec_sites)])
+            norms = torch.cat([self._norms[s.layer] for s in self._rec_sites])
+        else:
+            flat = torch.empty(self.width, dtype=torch.long)
+            rank = torch.empty(self.width, dtype=torch.long)
+            norms = torch.empty(self.width, dtype=torch.float32)
+            for layer, local in self._subset.items():
+                pos = self._subset_pos[layer]
+                flat[pos] = starts[layer] + local
+                rank[pos] = self._rec_rank[layer]
+                norms[pos] = self._norms[layer][local]
+        device = self._rec_sites[0].module.weight.device
+        self._flat_idx = None if self.mode == "all" else flat.to(device)
+        self._feat_rank = rank.to(device)
+        self._flat_norms = norms.to(device)
+        biases = [getattr(s.module, "bias", None) for s in self._rec_sites]
+        if any(b is not None for b in biases):
+            d_model = next(b for b in biases if b is not None).shape[0]
+            self._stack_bias = torch.stack(
+                [b.detach() if b is not None else torch.zeros(d_model, device=device) for b in biases]
+            ).view(len(biases), 1, d_model)
+        else:
+            self._stack_bias = None
 
     def _remove(self) -> None:
         # Reverse order, and every handle even if one fails: a hook left behind would leak into
@@ -277,6 +342,8 @@ class NeuronRecorder:
         # them calls it without kwargs. That call is never this thread's, and is ignored below.
         if not self._mine() or self._sums is None:
             return None
+        self._pending_z.clear()
+        self._pending_h.clear()
         kwargs = kwargs or {}
         if self._explicit_mask is not None:
             self._set_mask(self._explicit_mask)
@@ -335,19 +402,19 @@ class NeuronRecorder:
         def hook(module, args, output):
             if not self._mine() or self._sums is None or not self._mask_any:
                 return None  # another thread's pass, or the prompt: nothing to record
-            z = args[0].detach()
+            z = args[0]
+            if z.shape[1] == 1 and self._step_weights is not None:
+                # Incremental decoding, one fed token per row: keep the tensors, and let the model-level
+                # hook compute every layer at once when the forward call ends.
+                self._pending_z.append(z)
+                self._pending_h.append(output)
+                return None
+            z = z.detach()
             h = output.detach() if bias is None else output.detach() - bias
-            if z.shape[1] == 1:
-                # One fed token per row (incremental decoding): the hot path, kept to a few ops.
-                weights = self._step_weights / torch.linalg.vector_norm(h[:, 0], dim=-1).clamp_min(1e-12)  # (B,)
-                zz = z[:, 0] if subset is None else z[:, 0, subset]
-                contrib = zz.abs() * weights.unsqueeze(1) * norms
-            else:
-                mask = self._mask.to(z.device)
-                weights = (mask / torch.linalg.vector_norm(h, dim=-1).clamp_min(1e-12)).unsqueeze(-1)  # (B, S, 1)
-                zz = z if subset is None else z[..., subset]
-                contrib = (zz.abs() * weights).sum(dim=1) * norms  # (B, k)
-            contrib = contrib.float().cpu()
+            mask = self._mask.to(z.device)
+            weights = (mask / torch.linalg.vector_norm(h, dim=-1).clamp_min(1e-12)).unsqueeze(-1)  # (B, S, 1)
+            zz = z if subset is None else z[..., subset]
+            contrib = ((zz.abs() * weights).sum(dim=1) * norms).float().cpu()  # (B, k)
             if positions is None:
                 self._sums[:, site.offset : site.offset + site.d_ff] += contrib
             else:
@@ -355,6 +422,29 @@ class NeuronRecorder:
             return None
 
         return hook
+
+    def _on_model_done(self, module, args, output):
+        if not self._mine() or not self._pending_z:
+            return None
+        zs, hs = self._pending_z, self._pending_h
+        self._pending_z, self._pending_h = [], []
+        if len(zs) != len(self._rec_sites):
+            raise RuntimeError(
+                f"the recorder saw {len(zs)} of {len(self._rec_sites)} recorded layers in one forward call; "
+                "the model's layers did not all run (layer skipping is not supported)"
+            )
+        with torch.no_grad():
+            z = torch.cat(zs, dim=-1)[:, 0]  # (B, sum d_ff)
+            if self._flat_idx is not None:
+                z = z.index_select(1, self._flat_idx)  # (B, width), the caller's order
+            h = torch.stack(hs)[:, :, 0]  # (L, B, d_model)
+            if self._stack_bias is not None:
+                h = h - self._stack_bias.to(h.dtype)
+            step = self._step_weights.to(h.device, torch.float32)
+            weights = step / torch.linalg.vector_norm(h.float(), dim=-1).clamp_min(1e-12)  # (L, B)
+            contrib = z.float().abs() * weights.index_select(0, self._feat_rank).t() * self._flat_norms
+            self._sums += contrib.cpu()
+        return None
 
     # ------------------------------------------------------------------------------------- result
 

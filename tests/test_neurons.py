@@ -230,3 +230,47 @@ def test_load_model_reads_a_local_hugging_face_folder(tmp_path):
     again.model.model.layers[0].mlp.down_proj.weight.data.mul_(2)
     again.model.save_pretrained(tmp_path)
     assert load_model(tmp_path).fingerprint != again.fingerprint
+
+
+def test_column_norms_follow_the_weights_when_they_change():
+    from hguard.neurons import column_norms
+
+    lm = tiny_model("gpt2")  # Conv1D: the transposed layout
+    site = find_ffn_sites(lm.model)[0]
+    first = column_norms(site).clone()
+    assert column_norms(site) is column_norms(site)  # cached while the weights stay as they are
+    with torch.no_grad():
+        site.module.weight.mul_(2.0)  # in place: same storage, new version
+    np.testing.assert_allclose(column_norms(site).numpy(), 2.0 * first.numpy(), rtol=1e-6)
+    site.module.weight = torch.nn.Parameter(torch.ones_like(site.module.weight))  # replaced
+    np.testing.assert_allclose(column_norms(site).numpy(), np.full(site.d_ff, np.sqrt(site.module.weight.shape[1])), rtol=1e-6)
+
+
+def test_decode_path_equals_the_per_token_formula_with_biases():
+    """The batched decode path (all recorded layers at once after the forward call) against the
+    formula written out per layer from the layers' own inputs and outputs."""
+    lm = tiny_model("gpt_neox")  # biased down-projections
+    gen = Generator(lm, max_new_tokens=4)
+    sites = find_ffn_sites(lm.model)
+    seen: dict[int, list] = {s.layer: [] for s in sites}
+    handles = [
+        s.module.register_forward_hook(lambda m, a, o, layer=s.layer: seen[layer].append((a[0].detach().clone(), o.detach().clone())))
+        for s in sites
+    ]
+    try:
+        g = gen.generate([QUESTIONS[0]], neurons="all")[0]
+    finally:
+        for h in handles:
+            h.remove()
+    n = g.n_cett_tokens
+    assert n >= 1
+    expected = []
+    for s in sites:
+        w = s.module.weight.detach().float()
+        norms = w.norm(dim=0)
+        rows = []
+        for z, out in seen[s.layer][1 : 1 + n]:  # the decode steps that fed answer tokens
+            h = out[0, -1] - s.module.bias.detach()
+            rows.append(z[0, -1].abs() * norms / h.norm())
+        expected.append(torch.stack(rows).mean(0))
+    np.testing.assert_allclose(g.cett, torch.cat(expected).numpy(), rtol=1e-4, atol=1e-7)
