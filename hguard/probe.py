@@ -42,7 +42,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 from threadpoolctl import threadpool_limits
@@ -378,8 +378,10 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
         An int asks for that many values, log-spaced from just above the C at which the first
         neuron enters (on the standardised training data) up 2.5 decades; a sequence is used as
         given (sorted). C is liblinear's: larger C, weaker penalty, more neurons.
-    cv : int, default=5
-        Stratified folds for choosing C (shuffled with ``random_state``).
+    cv : int or None, default=5
+        Stratified folds for choosing C (shuffled with ``random_state``; grouped when ``fit`` gets
+        ``groups``). None fits the single C given in ``Cs`` without cross-validation (for refits
+        whose C was already chosen); ``cv_results_`` then holds NaN.
     selection : {"1se", "best"}, default="1se"
         "best": the C with the highest mean CV AUROC. "1se": the smallest C (fewest neurons) whose
         mean AUROC is within one standard error of the best, among those with any neuron.
@@ -459,8 +461,11 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
 
         if self.selection not in ("1se", "best"):
             bad("selection", 'use "1se" (sparser, transfers better) or "best"')
-        if not isinstance(self.cv, Integral) or isinstance(self.cv, bool) or self.cv < 2:
-            bad("cv", "use an int >= 2 (number of stratified folds)")
+        if self.cv is None:
+            if isinstance(self.Cs, Integral) or np.size(self.Cs) != 1:
+                bad("cv", "cv=None (no cross-validation) needs a single C, e.g. Cs=[0.05]; or use an int >= 2")
+        elif not isinstance(self.cv, Integral) or isinstance(self.cv, bool) or self.cv < 2:
+            bad("cv", "use an int >= 2 (number of stratified folds), or None with a single C")
         if self.class_weight not in ("balanced", None):
             bad("class_weight", 'use "balanced" or None')
         if not isinstance(self.max_iter, Integral) or self.max_iter < 1:
@@ -509,20 +514,24 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
             )
         return int(nl), int(df)
 
-    def fit(self, X, y, lengths=None):
-        """Fit on CETT rows ``X`` (n, n_features), labels ``y`` (n,), answer lengths (n,) in tokens."""
+    def fit(self, X, y, lengths=None, groups=None):
+        """Fit on CETT rows ``X`` (n, n_features), labels ``y`` (n,), answer lengths (n,) in tokens.
+
+        ``groups`` (n,): rows that share a value (e.g. phrasings of one fact) stay in one fold while C
+        is chosen, so the CV AUROC is not inflated by near-duplicates on both sides of a fold.
+        """
         # The path does hundreds of matrix-vector products; they are memory bound, and a
         # multi-threaded BLAS spinning on a busy 2-core machine made each one 20-50x slower.
         with threadpool_limits(limits=1, user_api="blas"):
-            return self._fit(X, y, lengths)
+            return self._fit(X, y, lengths, groups)
 
-    def _fit(self, X, y, lengths):
+    def _fit(self, X, y, lengths, groups=None):
         self._validate_params()
         X = _check_X(X)
         y = _check_y(y, X.shape[0])
         classes, y01 = np.unique(y, return_inverse=True)
         counts = np.bincount(y01)
-        if counts.min() < self.cv:
+        if self.cv is not None and counts.min() < self.cv:
             raise InputError(
                 f"only {counts.min()} answer(s) of class {classes[counts.argmin()]!r} for cv={self.cv} folds; "
                 "collect more answers of that class or lower cv"
@@ -544,17 +553,34 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
 
         # Folds run one after another: liblinear seeds a process-wide generator, so folds in
         # threads would make the probe depend on thread timing.
-        folds = StratifiedKFold(self.cv, shuffle=True, random_state=self.random_state).split(X, y01)
+        if self.cv is None:
+            folds = []  # one C given: nothing to choose, no fold is fitted
+        elif groups is None:
+            folds = StratifiedKFold(self.cv, shuffle=True, random_state=self.random_state).split(X, y01)
+        else:
+            groups = np.asarray(groups)
+            if groups.shape != (X.shape[0],):
+                raise InputError(
+                    f"groups has shape {groups.shape}; pass one group key per row of X ({X.shape[0]} rows)"
+                )
+            n_groups = len(np.unique(groups))
+            if n_groups < self.cv:
+                raise InputError(f"groups: {n_groups} distinct group(s) for cv={self.cv} folds; lower cv or pass groups=None")
+            folds = StratifiedGroupKFold(self.cv, shuffle=True, random_state=self.random_state).split(X, y01, groups)
         results = [
             _fold_scores(X, y01, loglen, tr, te, Cs, self.standardize, self.length_control, fit_kw)
             for tr, te in folds
         ]
-        fold_auroc = np.array([r[0] for r in results]).T  # (n_C, n_folds)
-        fold_counts = np.array([r[1] for r in results]).T
-        mean = fold_auroc.mean(axis=1)
-        std = fold_auroc.std(axis=1, ddof=1)
-        se = std / math.sqrt(fold_auroc.shape[1])
-        mean_counts = fold_counts.mean(axis=1)
+        if results:
+            fold_auroc = np.array([r[0] for r in results]).T  # (n_C, n_folds)
+            fold_counts = np.array([r[1] for r in results]).T
+            mean = fold_auroc.mean(axis=1)
+            std = fold_auroc.std(axis=1, ddof=1)
+            se = std / math.sqrt(fold_auroc.shape[1])
+            mean_counts = fold_counts.mean(axis=1)
+        else:  # cv=None: no cross-validated figures
+            fold_auroc = np.zeros((len(Cs), 0))
+            mean = std = se = mean_counts = np.full(len(Cs), np.nan)
 
         # The whole path on all rows: the chosen C's probe is one point of it, and the others tell
         # how many neurons each C keeps on the full training set.
@@ -562,7 +588,7 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
         del Z
         full_counts = np.array([q.active.size for q in points])
 
-        best = int(np.argmax(mean))  # first maximum: the smaller C on ties
+        best = int(np.argmax(mean)) if results else 0  # first maximum: the smaller C on ties
         # A probe without neurons is not an H-Neuron probe, however well length alone scores.
         ok = (mean >= mean[best] - se[best]) & (mean_counts > 0) & (full_counts > 0)
         one_se = int(np.flatnonzero(ok)[0]) if ok.any() else best
@@ -585,6 +611,9 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
             "mean_n_neurons": mean_counts.tolist(),
             "n_neurons": full_counts.tolist(),
         }
+        if not results:  # JSON has no NaN: "not measured" is None in the probe file
+            for k in ("mean_auroc", "std_auroc", "se_auroc", "mean_n_neurons"):
+                self.cv_results_[k] = [None] * len(Cs)
         self.feature_indices_ = scaler.keep[p.active][order].astype(np.int64)
         self.weights_ = p.weights[order]
         self.center_ = scaler.center[p.active][order]

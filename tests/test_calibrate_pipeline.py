@@ -100,3 +100,23 @@ def test_collection_refuses_a_folder_from_other_settings(tmp_path, setup):
     collect_mod.collect(Generator(lm, system_prompt="answer", max_new_tokens=4), exs[:4], tmp_path, progress=False)
     with pytest.raises(DataError, match="system_prompt_fingerprint"):
         collect_mod.collect(Generator(lm, system_prompt="other", max_new_tokens=4), exs[:4], tmp_path, progress=False)
+
+
+def test_auroc_intervals_hold_the_estimate_and_shrink_with_more_answers():
+    from hguard.calibrate.pipeline import auroc, auroc_ci
+
+    rng = np.random.default_rng(0)
+
+    def sample(n):
+        y = rng.integers(0, 2, n)
+        return y, y + rng.normal(0, 1.2, n)  # a noisy but real signal (AUROC about 0.7)
+
+    y, s = sample(80)
+    ci = auroc_ci(y, {"signal": s, "noise": rng.normal(size=80)})
+    lo, hi = ci["signal"]
+    assert lo < auroc(y, s) < hi
+    assert ci["noise"][0] < 0.5 < ci["noise"][1]
+    y2, s2 = sample(2000)
+    lo2, hi2 = auroc_ci(y2, {"signal": s2})["signal"]
+    assert hi2 - lo2 < (hi - lo) / 3
+    assert auroc_ci(np.ones(5, int), {"signal": np.arange(5.0)}) == {"signal": None}

@@ -548,3 +548,25 @@ def test_random_neuron_baseline(probe, train, test_set):
         with_len.predict_proba(Xt)
     with pytest.raises(InputError, match="n_neurons=0"):
         random_neuron_probe(X, y, n_neurons=0, seed=7)
+
+
+def test_cv_none_fits_the_single_C_without_folds_and_matches_the_cv_fit(train):
+    X, y, lengths = train
+    with_cv = HNeuronProbe(Cs=[0.2], cv=3).fit(X, y, lengths=lengths)
+    without = HNeuronProbe(Cs=[0.2], cv=None).fit(X, y, lengths=lengths)
+    np.testing.assert_array_equal(with_cv.feature_indices_, without.feature_indices_)
+    np.testing.assert_allclose(with_cv.weights_, without.weights_)
+    assert without.cv_results_["mean_auroc"] == [None] and without.cv_results_["fold_auroc"] == [[]]
+    with pytest.raises(InputError, match="needs a single C"):
+        HNeuronProbe(Cs=[0.1, 0.2], cv=None).fit(X, y, lengths=lengths)
+    with pytest.raises(InputError, match="needs a single C"):
+        HNeuronProbe(Cs=5, cv=None).fit(X, y, lengths=lengths)
+
+
+def test_groups_keep_each_group_in_one_fold(train):
+    X, y, lengths = train
+    groups = np.arange(len(y)) // 2  # pairs of rows, like two phrasings of one fact
+    p = HNeuronProbe(Cs=3, cv=3).fit(X, y, lengths=lengths, groups=groups)
+    assert len(p.cv_results_["fold_auroc"][0]) == 3
+    with pytest.raises(InputError, match="one group key per row"):
+        HNeuronProbe(Cs=3, cv=3).fit(X, y, lengths=lengths, groups=groups[:-1])

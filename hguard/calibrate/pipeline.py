@@ -46,6 +46,27 @@ def auroc(y: Sequence[int], score: Sequence[float]) -> float | None:
     return float(roc_auc_score(y, np.asarray(score, dtype=float)))
 
 
+def auroc_ci(y: Sequence[int], scores: dict[str, np.ndarray], *, n_boot: int = 1000, level: float = 0.95,
+             seed: int = 0) -> dict[str, list[float] | None]:
+    """Percentile bootstrap intervals of each signal's AUROC, resampling answers within each class
+    (so every resample has both classes) with the same resamples for every signal."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y)
+    if y.size == 0 or np.unique(y).size < 2:
+        return {k: None for k in scores}
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    draws = [np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)]) for _ in range(n_boot)]
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    out: dict[str, list[float] | None] = {}
+    for k, v in scores.items():
+        v = np.asarray(v, dtype=float)
+        vals = [roc_auc_score(y[i], v[i]) for i in draws]
+        out[k] = [float(np.percentile(vals, lo)), float(np.percentile(vals, hi))]
+    return out
+
+
 def best_threshold(y, score) -> float:
     """The threshold on ``score`` (risk: higher = hallucinated) with the best accuracy on (y, score)."""
     y = np.asarray(y)
@@ -166,7 +187,7 @@ def fit_domain(domain: str, train: Collected, *, seed: int, n_layers: int, d_ff:
     oof = np.zeros(len(y))
     folds = list(StratifiedKFold(cv, shuffle=True, random_state=seed).split(tr.features, y))
     for a, b in folds:
-        p = clone(probe).set_params(Cs=[probe.C_], cv=min(cv, max(2, int(np.bincount(y[a]).min()))))
+        p = clone(probe).set_params(Cs=[probe.C_], cv=None)
         p.fit(tr.features[a], y[a], lengths=lengths[a])
         oof[b] = p.decision_function(tr.features[b], lengths=lengths[b])
     Z = merger_features(tr.rows, oof)
@@ -219,6 +240,7 @@ def domain_metrics(fitted: dict, test: Collected, *, target: float, confidence: 
     y = _y(te.rows)
     scores = score_rows(fitted, te) if len(te.rows) else {}
     au = {k: auroc(y, v) for k, v in scores.items()}
+    ci = auroc_ci(y, scores)
     thr = {
         "probe": fitted["probe_threshold"],
         "merged": fitted["merged_threshold"],
@@ -238,6 +260,7 @@ def domain_metrics(fitted: dict, test: Collected, *, target: float, confidence: 
         "refusal_rate": float((~keep).mean()) if n_all else None,
         "refusals": int((~keep).sum()),
         "auroc": au,
+        "auroc_ci95": ci,
         "accuracy": acc,
         "n_h_neurons": len(probe.h_neurons_),
         "n_selected_neurons": int(len(probe.feature_indices_)),
@@ -553,6 +576,7 @@ def evaluate(
             "refusal_rate": float((~keep).mean()) if len(rows) else None,
             "accuracy_of_model": float(np.mean([r["label"] == "correct" for r in rows])) if rows else None,
             "auroc": {k: auroc(y, v) for k, v in scores.items()},
+            "auroc_ci95": auroc_ci(y, scores),
             "n_h_neurons": len(probe.h_neurons_),
             "fingerprint_problems": problems,
             "probe_id": meta.get("probe_id") or getattr(probe, "probe_id_", None),
@@ -560,4 +584,4 @@ def evaluate(
     return result
 
 
-__all__ = ["DEFAULT_SYSTEM_PROMPT", "auroc", "calibrate", "evaluate", "load_probe_dir", "transfer_matrix"]
+__all__ = ["DEFAULT_SYSTEM_PROMPT", "auroc", "auroc_ci", "calibrate", "evaluate", "load_probe_dir", "transfer_matrix"]

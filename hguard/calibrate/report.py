@@ -33,6 +33,21 @@ def markdown(report: dict) -> str:
             + " | ".join(_f(m["auroc"].get(k)) for k in SIGNALS)
             + f" | {m['n_h_neurons']} ({m['h_neuron_share_per_mille']:.2f}) |"
         )
+    lines += [
+        "",
+        "95% bootstrap intervals of the held-out AUROC (1000 resamples within each class): how far a "
+        "figure could move on another sample of the same size.",
+        "",
+        "| domain | " + " | ".join(SIGNALS) + " |",
+        "|---|" + "---|" * len(SIGNALS),
+    ]
+    for d, m in report["domains"].items():
+        ci = m.get("auroc_ci95") or {}
+        lines.append(
+            f"| {d} | "
+            + " | ".join("n/a" if not ci.get(k) else f"{ci[k][0]:.2f}-{ci[k][1]:.2f}" for k in SIGNALS)
+            + " |"
+        )
     lines += ["", "Accuracy at the threshold chosen on the training split:", ""]
     lines += ["| domain | " + " | ".join(SIGNALS) + " |", "|---|" + "---|" * len(SIGNALS)]
     for d, m in report["domains"].items():
