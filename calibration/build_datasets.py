@@ -6,7 +6,7 @@
                                                           # sampled questions per domain (slow, CPU)
 
 Domains: geography (capitals of countries, both directions), chemistry (element symbols, both
-directions), literature (authors of well-known books) and fabricated (questions about invented
+directions, elements by atomic number, formulas of common compounds), literature (authors of well-known books) and fabricated (questions about invented
 countries, elements, books, companies and people: kind "unanswerable", the right reply abstains).
 The facts are public-domain general knowledge, typed in by hand; see calibration/data/README.md.
 
@@ -314,6 +314,31 @@ ELEMENTS: list[tuple[int, str, list[str]]] = [
 # used as answers; the reverse question (symbol -> name) is still asked for them.
 _WORD_SYMBOLS = ("He", "Be", "In", "As", "At", "I", "No", "Am")
 
+# Compounds: (name as asked, accepted formulas). Formulas whose usual writing needs brackets or that
+# are everyday words or element symbols alone (CO, "NO") are left out; where several conventional
+# writings exist (ethanol), each is accepted. Unicode subscripts in replies (H₂O) are folded to digits
+# by the judge's normalisation.
+COMPOUNDS: list[tuple[str, list[str]]] = [
+    ("water", ["H2O"]), ("carbon dioxide", ["CO2"]), ("methane", ["CH4"]), ("ammonia", ["NH3"]),
+    ("sodium chloride", ["NaCl"]), ("hydrochloric acid", ["HCl"]), ("sulfuric acid", ["H2SO4"]),
+    ("nitric acid", ["HNO3"]), ("glucose", ["C6H12O6"]), ("ethanol", ["C2H5OH", "C2H6O", "CH3CH2OH"]),
+    ("methanol", ["CH3OH", "CH4O"]), ("hydrogen peroxide", ["H2O2"]), ("ozone", ["O3"]),
+    ("calcium carbonate", ["CaCO3"]), ("sodium bicarbonate", ["NaHCO3"]), ("sodium hydroxide", ["NaOH"]),
+    ("potassium hydroxide", ["KOH"]), ("potassium chloride", ["KCl"]), ("magnesium oxide", ["MgO"]),
+    ("calcium oxide", ["CaO"]), ("sulfur dioxide", ["SO2"]), ("nitrogen dioxide", ["NO2"]),
+    ("nitrous oxide", ["N2O"]), ("propane", ["C3H8"]), ("butane", ["C4H10"]), ("ethane", ["C2H6"]),
+    ("ethylene", ["C2H4"]), ("acetylene", ["C2H2"]), ("benzene", ["C6H6"]),
+    ("acetic acid", ["CH3COOH", "C2H4O2"]), ("sucrose", ["C12H22O11"]), ("silicon dioxide", ["SiO2"]),
+    ("iron(III) oxide", ["Fe2O3"]), ("aluminium oxide", ["Al2O3"]), ("calcium chloride", ["CaCl2"]),
+    ("magnesium chloride", ["MgCl2"]), ("copper(II) sulfate", ["CuSO4"]), ("silver nitrate", ["AgNO3"]),
+    ("potassium permanganate", ["KMnO4"]), ("sodium carbonate", ["Na2CO3"]), ("phosphoric acid", ["H3PO4"]),
+    ("hydrogen sulfide", ["H2S"]), ("hydrofluoric acid", ["HF"]), ("ammonium chloride", ["NH4Cl"]),
+    ("lithium hydroxide", ["LiOH"]), ("formaldehyde", ["CH2O", "HCHO"]), ("carbonic acid", ["H2CO3"]),
+    ("sodium sulfate", ["Na2SO4"]), ("potassium nitrate", ["KNO3"]), ("barium sulfate", ["BaSO4"]),
+    ("zinc oxide", ["ZnO"]), ("titanium dioxide", ["TiO2"]), ("nitrogen gas", ["N2"]),
+    ("chlorine gas", ["Cl2"]), ("oxygen gas", ["O2"]),
+]
+
 CHEM_TEMPLATES = {
     "symbol": [
         ("t1", "What is the chemical symbol of the element {subject}?"),
@@ -322,6 +347,13 @@ CHEM_TEMPLATES = {
     "element_of_symbol": [
         ("t1", "Which chemical element has the symbol {subject}?"),
         ("t2", "The chemical symbol {subject} stands for which element?"),
+    ],
+    "element_of_number": [
+        ("t1", "Which chemical element has the atomic number {subject}?"),
+    ],
+    "formula": [
+        ("t1", "What is the chemical formula of {subject}?"),
+        ("t2", "Which chemical formula does {subject} have?"),
     ],
 }
 
@@ -670,20 +702,26 @@ def build_geography() -> list[Example]:
 def build_chemistry() -> list[Example]:
     rows: list[Example] = []
     for relation, templates in CHEM_TEMPLATES.items():
-        for number, symbol, names in ELEMENTS:
-            fact = f"element:{names[0]}"
-            if relation == "symbol":
-                if symbol in _WORD_SYMBOLS:
-                    continue
-                subject, answers = names[0], [symbol]
-            else:
-                subject, answers = symbol, list(names)
+        if relation == "formula":
+            items = [(name, list(formulas), f"compound:{_slug(name)}", None) for name, formulas in COMPOUNDS]
+        else:
+            items = []
+            for number, symbol, names in ELEMENTS:
+                if relation == "symbol":
+                    if symbol in _WORD_SYMBOLS:
+                        continue
+                    subject, answers = names[0], [symbol]
+                elif relation == "element_of_number":
+                    subject, answers = str(number), list(names)
+                else:
+                    subject, answers = symbol, list(names)
+                items.append((subject, answers, f"element:{names[0]}", {"atomic_number": number}))
+        for subject, answers, fact, extra in items:
             for tid, template in templates:
                 q = template.format(subject=subject)
                 if _echoes(q, answers):
                     continue
-                rows.append(_row("chemistry", relation, subject, tid, q, answers, fact,
-                                 extra={"atomic_number": number}))
+                rows.append(_row("chemistry", relation, subject, tid, q, answers, fact, extra=extra))
     return rows
 
 
