@@ -6,8 +6,9 @@
    baseline (mean/min log-probability, entropy, length).
 2. Times one domain's calibration from scratch (fresh feature folder): the issue's budget is 5 minutes
    for 500 questions on 2 CPU cores.
-3. With ``--public``: calibrates and reports the public sets in ../shared/data (TriviaQA, NQ-Open,
-   PopQA), where the model is right too rarely for a target.
+3. With ``--public N``: calibrates and reports the first N questions of each public set in
+   ../shared/data (TriviaQA, NQ-Open, PopQA, ARC-DA valid, SelfAware with its unanswerable questions),
+   where the model is right too rarely for a target.
 
 Writes benchmarks/results/calibration.json and prints Markdown tables.
 Run: .venv/bin/python benchmarks/calibration.py [--time-domain geography] [--public N]
@@ -90,7 +91,10 @@ def public_sets(n: int) -> dict:
     from hguard.calibrate import public
     from hguard.calibrate.pipeline import calibrate
 
-    examples = public.load_triviaqa(n) + public.load_nq_open(n) + public.load_popqa(n)
+    examples = (
+        public.load_triviaqa(n) + public.load_nq_open(n) + public.load_popqa(n)
+        + public.load_arc_da("valid", n) + public.load_selfaware(n)
+    )
     out = ROOT / "runs" / "public-calibration"
     rep = calibrate(examples, out, work_dir=ROOT / "runs" / "public-work", progress=True, plots=True)
     return {"report_dir": str(out.relative_to(ROOT)), "domains": rep["domains"], "skipped": rep["skipped"], "transfer": rep["transfer"]}
@@ -130,7 +134,9 @@ def main() -> None:
             print(f"- {d}: skipped: {why}")
     out = HERE / "results" / "calibration.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=1, default=float))
+    # Parts not rerun this time (timing, public sets) keep their last measured values.
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    out.write_text(json.dumps({**previous, **result}, indent=1, default=float))
 
 
 if __name__ == "__main__":
