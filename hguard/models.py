@@ -287,11 +287,24 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
             f"could not load {text!r} from the Hugging Face hub ({exc}); without hub access, download it "
             f"elsewhere and pass the local folder, or use \"default\""
         ) from exc
-    commit = getattr(model.config, "_commit_hash", None) or "unknown"
     return _finish(
-        model, tokenizer, name=text, source=f"hub:{text}", fingerprint=f"hub:{text}@{commit}",
+        model, tokenizer, name=text, source=f"hub:{text}", fingerprint=_hub_fingerprint(text, model),
         load_info={"seconds": time.perf_counter() - t0},
     )
+
+
+def _hub_fingerprint(repo_id: str, model) -> str:
+    """``hub:<id>@<commit>`` for the revision whose files were loaded; where the commit cannot be
+    read, the sha256 of the loaded snapshot's files, never a constant that two revisions would share."""
+    from transformers.utils.hub import cached_file, extract_commit_hash
+
+    commit = getattr(model.config, "_commit_hash", None)
+    resolved = cached_file(repo_id, "config.json")
+    if not commit and resolved:
+        commit = extract_commit_hash(resolved, None)
+    if commit:
+        return f"hub:{repo_id}@{commit}"
+    return f"hub:{repo_id}@{_folder_fingerprint(Path(resolved).parent)}"
 
 
 def gguf_cache_status(path: Path | None = None) -> tuple[Path, bool, str]:

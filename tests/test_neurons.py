@@ -274,3 +274,38 @@ def test_decode_path_equals_the_per_token_formula_with_biases():
             rows.append(z[0, -1].abs() * norms / h.norm())
         expected.append(torch.stack(rows).mean(0))
     np.testing.assert_allclose(g.cett, torch.cat(expected).numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_load_model_resolves_a_hub_id_through_the_hugging_face_cache(tmp_path):
+    """The hub-id path, end to end, without a network: a hub cache laid out as huggingface_hub writes
+    it (refs/main -> snapshots/<commit>/), read in offline mode by a fresh process."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--hguard-test--tiny-qwen2"
+    snap = repo / "snapshots" / commit
+    snap.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    lm = tiny_model("qwen2")
+    lm.model.save_pretrained(snap)
+    lm.tokenizer.save_pretrained(snap)
+    code = (
+        "import json; from hguard.models import load_model; from hguard.errors import ModelNotFoundError\n"
+        "lm = load_model('hguard-test/tiny-qwen2')\n"
+        "try:\n    load_model('hguard-test/absent'); missing = None\n"
+        "except ModelNotFoundError as e:\n    missing = str(e)\n"
+        "print(json.dumps({'source': lm.source, 'fingerprint': lm.fingerprint, 'missing': missing,\n"
+        "                  'n_layers': lm.model.config.num_hidden_layers}))\n"
+    )
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["source"] == "hub:hguard-test/tiny-qwen2"
+    assert got["fingerprint"] == f"hub:hguard-test/tiny-qwen2@{commit}"
+    assert got["n_layers"] == lm.model.config.num_hidden_layers
+    assert got["missing"] and "hguard-test/absent" in got["missing"] and "local folder" in got["missing"]
