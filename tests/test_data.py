@@ -113,6 +113,7 @@ def test_load_tolerates_utf8_bom(tmp_path: Path) -> None:
         (row(answers=[]), 'field \'answers\': must be a non-empty list of strings unless kind is "unanswerable" (got [])'),
         (row(answers=["Paris", ""]), "field 'answers': must be a list of non-empty strings (got [\"Paris\", \"\"])"),
         (row(answers=["Paris", 3]), "field 'answers': must be a list of non-empty strings (got [\"Paris\", 3])"),
+        (row(answers=["---", "The"]), "field 'answers': needs at least one alias with a word other than a/an/the for a 'qa' row"),
         (row(answers=...), "field 'answers': missing; every row needs id, question, answers, domain"),
         (row(question="   "), "field 'question': must be a non-empty string (got \"   \")"),
         (row(question=...), "field 'question': missing"),

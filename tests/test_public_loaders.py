@@ -52,8 +52,14 @@ def test_triviaqa() -> None:
 
 @needs_data
 def test_nq_open() -> None:
-    rows = public.load_nq_open()
-    check_examples(rows, "nq_open", 3610)
+    with pytest.warns(UserWarning) as caught:
+        rows = public.load_nq_open()
+    # 3,610 upstream rows; two are answered only '---' and ')', which no reply can match: left out
+    # with a warning that names each line, not silently.
+    left_out = sorted(str(w.message).split(":")[0] for w in caught if "judge can match" in str(w.message))
+    assert left_out == ["nq_open/NQ-open.dev.jsonl line 291", "nq_open/NQ-open.dev.jsonl line 364"]
+    check_examples(rows, "nq_open", 3608)
+    assert "nq_open-00290" not in {r.id for r in rows}
     assert rows[0].id == "nq_open-00000"
     assert rows[0].question == "when was the last time anyone was on the moon"
     assert rows[0].answers == ["14 December 1972 UTC", "December 1972"]

@@ -59,6 +59,10 @@ _RULES = {
     "meta": "must be a JSON object with string keys when present",
 }
 _ANSWERS_REQUIRED = 'must be a non-empty list of strings unless kind is "unanswerable"'
+_ANSWERS_UNJUDGEABLE = (
+    "needs at least one alias with a word other than a/an/the for a 'qa' row, or the judge could never "
+    "match a reply; write the alias with context (e.g. 'vitamin A'), or mark the row kind 'unanswerable'"
+)
 
 
 def _bad(field: str) -> PydanticCustomError:
@@ -137,6 +141,11 @@ class Example(BaseModel):
     def _check_answers_for_kind(self) -> Example:
         if self.kind == "qa" and not self.answers:
             raise PydanticCustomError("hguard_answers_required", _ANSWERS_REQUIRED)
+        if self.kind == "qa":
+            from .judge import judgeable
+
+            if not any(judgeable(a) for a in self.answers):
+                raise PydanticCustomError("hguard_answers_unjudgeable", _ANSWERS_UNJUDGEABLE)
         return self
 
 
@@ -174,6 +183,8 @@ def _describe(err: dict[str, Any], row: dict[str, Any]) -> str:
     kind = err.get("type")
     if kind == "hguard_answers_required":
         return f"field 'answers': {_ANSWERS_REQUIRED} (got {_show(row.get('answers'))})"
+    if kind == "hguard_answers_unjudgeable":
+        return f"field 'answers': {_ANSWERS_UNJUDGEABLE} (got {_show(row.get('answers'))})"
     field = str(loc[0]) if loc else "?"
     if kind == "missing":
         return (

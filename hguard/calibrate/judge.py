@@ -276,6 +276,11 @@ def _match(answer: str, aliases: list[str]) -> tuple[str | None, str | None]:
     return None, spoiled
 
 
+def judgeable(alias: str) -> bool:
+    """Whether ``alias`` keeps a word after normalisation (so it can ever match a reply)."""
+    return bool(_tokens(alias))
+
+
 def judge(answer: str, aliases: list[str], kind: str = "qa") -> Judgement:
     """Label `answer` against the accepted `aliases` for a row of the given kind (see module doc)."""
     _check_str(answer, "answer")

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -122,11 +123,24 @@ def _head(rows: list[Any], n: int | None) -> list[Any]:
     return rows if n is None else rows[:n]
 
 
-def _example(where: str, **fields: Any) -> Example:
+def _example(where: str, **fields: Any) -> Example | None:
+    """The row as an Example; None (with a warning naming it) for an upstream row whose answers hold no
+    word the judge could match (NQ-Open has one answered '---'): it can be neither right nor wrong."""
     try:
         return Example(**fields)
     except ValueError as e:
+        if "hguard_answers_unjudgeable" in str(e):
+            warnings.warn(
+                f"{where}: answers {fields.get('answers')!r} hold no word the judge can match; row left out",
+                UserWarning,
+                stacklevel=3,
+            )
+            return None
         raise DataError(f"{where}: row does not fit the calibration format ({e}); the upstream file changed?") from None
+
+
+def _kept(rows: list[Example | None]) -> list[Example]:
+    return [r for r in rows if r is not None]
 
 
 def _uncsv(question: str) -> str:
@@ -152,21 +166,21 @@ def load_triviaqa(n: int | None = None) -> list[Example]:
                 domain="triviaqa", meta=meta,
             )
         )
-    return out
+    return _kept(out)
 
 
 def load_nq_open(n: int | None = None) -> list[Example]:
     """NQ-Open dev set: domain 'nq_open', ids 'nq_open-<row index, 5 digits>' (upstream has no ids)."""
     _check_n(n)
     rows = _jsonl("nq_open", "NQ-open.dev.jsonl")
-    return [
+    return _kept([
         _example(
             f"nq_open/NQ-open.dev.jsonl line {lineno}",
             id=f"nq_open-{i:05d}", question=row["question"], answers=list(row["answer"]),
             domain="nq_open", meta={"row": i},
         )
         for i, (lineno, row) in enumerate(_head(rows, n))
-    ]
+    ])
 
 
 def load_popqa(n: int | None = None) -> list[Example]:
@@ -183,7 +197,7 @@ def load_popqa(n: int | None = None) -> list[Example]:
                 domain="popqa", meta=meta,
             )
         )
-    return out
+    return _kept(out)
 
 
 _ARC_FILES = {"train": "train_arc-da.csv", "valid": "valid_arc-da.csv", "test": "arc_da_test_multi_answer.csv"}
@@ -213,7 +227,7 @@ def load_arc_da(split: str = "valid", n: int | None = None) -> list[Example]:
             _example(where, id=f"arc_da-{split}-{i:05d}", question=row["question"], answers=answers,
                      domain="arc_da", meta={"split": split, "row": i})
         )
-    return out
+    return _kept(out)
 
 
 def load_selfaware(n: int | None = None, unanswerable_only: bool = False) -> list[Example]:
@@ -237,7 +251,7 @@ def load_selfaware(n: int | None = None, unanswerable_only: bool = False) -> lis
                 meta={"source": row["source"]},
             )
         )
-    return out
+    return _kept(out)
 
 
 def load_halueval_rows(n: int | None = None) -> list[dict[str, str]]:
@@ -263,14 +277,14 @@ def load_halueval(n: int | None = None) -> list[Example]:
 
     The hallucinated reference answer is kept in meta['hallucinated_answer'].
     """
-    return [
+    return _kept([
         _example(
             f"halueval/qa_one-turn_data.json {r['id']}",
             id=r["id"], question=r["question"], answers=[r["right_answer"]], context=r["context"],
             domain="halueval", meta={"hallucinated_answer": r["hallucinated_answer"]},
         )
         for r in load_halueval_rows(n)
-    ]
+    ])
 
 
 def load_conflictnq(split: str = "val") -> list[dict[str, Any]]:
