@@ -7,7 +7,7 @@
 2. Times one domain's calibration from scratch (fresh feature folder): the issue's budget is 5 minutes
    for 500 questions on 2 CPU cores.
 3. With ``--public N``: calibrates and reports the first N questions of each public set in
-   ../shared/data (TriviaQA, NQ-Open, PopQA, ARC-DA valid, SelfAware with its unanswerable questions),
+   ../shared/data (TriviaQA, NQ-Open, PopQA, ARC-DA valid, SelfAware: half answerable, half unanswerable),
    where the model is right too rarely for a target.
 
 Writes benchmarks/results/calibration.json and prints Markdown tables.
@@ -93,7 +93,9 @@ def public_sets(n: int) -> dict:
 
     examples = (
         public.load_triviaqa(n) + public.load_nq_open(n) + public.load_popqa(n)
-        + public.load_arc_da("valid", n) + public.load_selfaware(n)
+        + public.load_arc_da("valid", n)
+        # SelfAware lists its answerable questions first: half of each, so that abstaining is tested too
+        + public.load_selfaware(n - n // 2) + public.load_selfaware(n // 2, unanswerable_only=True)
     )
     out = ROOT / "runs" / "public-calibration"
     rep = calibrate(examples, out, work_dir=ROOT / "runs" / "public-work", progress=True, plots=True)
