@@ -6,8 +6,9 @@
                                                           # sampled questions per domain (slow, CPU)
 
 Domains: geography (capitals of countries, both directions), chemistry (element symbols, both
-directions, elements by atomic number, formulas of common compounds), literature (authors of well-known books) and fabricated (questions about invented
-countries, elements, books, companies and people: kind "unanswerable", the right reply abstains).
+directions, elements by atomic number, formulas of common compounds), literature (authors of
+well-known books) and fabricated (questions about invented countries, elements, books, companies and
+people: kind "unanswerable", the right reply abstains).
 The facts are public-domain general knowledge, typed in by hand; see calibration/data/README.md.
 
 Output is byte-identical for the same seed (the committed files are checked against a fresh build in

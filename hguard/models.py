@@ -299,9 +299,10 @@ def _hub_fingerprint(repo_id: str, model) -> str:
     from transformers.utils.hub import cached_file, extract_commit_hash
 
     commit = getattr(model.config, "_commit_hash", None)
-    resolved = cached_file(repo_id, "config.json")
-    if not commit and resolved:
-        commit = extract_commit_hash(resolved, None)
+    if commit:
+        return f"hub:{repo_id}@{commit}"
+    resolved = cached_file(repo_id, "config.json")  # only when the config did not carry the commit
+    commit = extract_commit_hash(resolved, None)
     if commit:
         return f"hub:{repo_id}@{commit}"
     return f"hub:{repo_id}@{_folder_fingerprint(Path(resolved).parent)}"

@@ -260,15 +260,15 @@ class NeuronRecorder:
     def _prepare_batched(self) -> None:
         """Index tensors for the decode path, which computes every recorded layer's contribution in one
         go after the forward call instead of a dozen small operations per layer and token."""
-        starts, start = {}, 0
-        for s in self._rec_sites:
-            starts[s.layer] = start
-            start += s.d_ff
         if self.mode == "all":
-            flat = torch.arange(start)
+            flat = None  # the concatenation already is the global order
             rank = torch.cat([torch.full((s.d_ff,), k, dtype=torch.long) for k, s in enumerate(self._rec_sites)])
             norms = torch.cat([self._norms[s.layer] for s in self._rec_sites])
         else:
+            starts, start = {}, 0  # where each recorded layer's z starts in the concatenation
+            for s in self._rec_sites:
+                starts[s.layer] = start
+                start += s.d_ff
             flat = torch.empty(self.width, dtype=torch.long)
             rank = torch.empty(self.width, dtype=torch.long)
             norms = torch.empty(self.width, dtype=torch.float32)
@@ -278,10 +278,10 @@ class NeuronRecorder:
                 rank[pos] = self._rec_rank[layer]
                 norms[pos] = self._norms[layer][local]
         device = self._rec_sites[0].module.weight.device
-        self._flat_idx = None if self.mode == "all" else flat.to(device)
+        self._flat_idx = None if flat is None else flat.to(device)
         self._feat_rank = rank.to(device)
         self._flat_norms = norms.to(device)
-        biases = [getattr(s.module, "bias", None) for s in self._rec_sites]
+        biases = [_weight_and_bias(s)[1] for s in self._rec_sites]
         if any(b is not None for b in biases):
             d_model = next(b for b in biases if b is not None).shape[0]
             self._stack_bias = torch.stack(

@@ -381,7 +381,7 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
     cv : int or None, default=5
         Stratified folds for choosing C (shuffled with ``random_state``; grouped when ``fit`` gets
         ``groups``). None fits the single C given in ``Cs`` without cross-validation (for refits
-        whose C was already chosen); ``cv_results_`` then holds NaN.
+        whose C was already chosen); the cross-validated entries of ``cv_results_`` are then None.
     selection : {"1se", "best"}, default="1se"
         "best": the C with the highest mean CV AUROC. "1se": the smallest C (fewest neurons) whose
         mean AUROC is within one standard error of the best, among those with any neuron.

@@ -139,11 +139,11 @@ class Example(BaseModel):
 
     @model_validator(mode="after")
     def _check_answers_for_kind(self) -> Example:
-        if self.kind == "qa" and not self.answers:
-            raise PydanticCustomError("hguard_answers_required", _ANSWERS_REQUIRED)
         if self.kind == "qa":
             from .judge import judgeable
 
+            if not self.answers:
+                raise PydanticCustomError("hguard_answers_required", _ANSWERS_REQUIRED)
             if not any(judgeable(a) for a in self.answers):
                 raise PydanticCustomError("hguard_answers_unjudgeable", _ANSWERS_UNJUDGEABLE)
         return self

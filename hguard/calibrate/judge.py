@@ -290,7 +290,7 @@ def judge(answer: str, aliases: list[str], kind: str = "qa") -> Judgement:
         raise InputError(f"aliases must be a list of strings (got {aliases!r}); wrap a single answer as [answer]")
     # An alias that normalises to nothing ("", "?", or only articles such as "A" or "The The")
     # would match every reply containing an article, so it is ignored.
-    usable = [a for a in aliases if _tokens(a)]
+    usable = [a for a in aliases if judgeable(a)]
     if kind == "qa" and not usable:
         raise InputError(
             f"a 'qa' question needs at least one alias with a word other than a/an/the (got {aliases!r});"

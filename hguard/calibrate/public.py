@@ -25,6 +25,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from hguard.calibrate.data import Example
 from hguard.errors import DataError, InputError
 
@@ -128,8 +130,8 @@ def _example(where: str, **fields: Any) -> Example | None:
     word the judge could match (NQ-Open has one answered '---'): it can be neither right nor wrong."""
     try:
         return Example(**fields)
-    except ValueError as e:
-        if "hguard_answers_unjudgeable" in str(e):
+    except ValidationError as e:
+        if any(err["type"] == "hguard_answers_unjudgeable" for err in e.errors()):
             warnings.warn(
                 f"{where}: answers {fields.get('answers')!r} hold no word the judge can match; row left out",
                 UserWarning,
