@@ -19,9 +19,11 @@ Both adapters (``langchain_hguard``, ``llama_index.llms.hguard``) stream through
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Iterator, Literal
+from uuid import UUID
 
 from hguard.guard import Guard, GuardResult
 
@@ -32,6 +34,30 @@ def check_stream_mode(mode: str) -> str:
     if mode not in STREAM_MODES:
         raise ValueError(f"stream_mode must be one of {STREAM_MODES}, got {mode!r}")
     return mode
+
+
+#: the keys :func:`decision_metadata` writes into a framework's response metadata
+DECISION_KEYS = ("route", "risk", "signals", "reasons", "audit_id", "request_id", "domain", "probe_id", "thresholds", "seconds")
+
+
+def jsonable(value: Any, depth: int = 0) -> Any:
+    """A JSON-safe copy of framework data for an audit record: plain values kept, containers walked,
+    UUIDs as strings, anything else as its repr (cut short)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if depth > 6:
+        return repr(value)[:200]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, depth + 1) for v in value]
+    if isinstance(value, UUID):
+        return str(value)
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)[:200]
 
 
 def decision_metadata(result: GuardResult) -> dict[str, Any]:
@@ -150,6 +176,7 @@ async def aguard_stream(
 
 
 __all__ = [
+    "DECISION_KEYS",
     "GuardStreamChunk",
     "STREAM_MODES",
     "StreamMode",
@@ -158,4 +185,5 @@ __all__ = [
     "decision_metadata",
     "guard_stream",
     "guarded_invoke",
+    "jsonable",
 ]

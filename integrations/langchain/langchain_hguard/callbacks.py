@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -14,29 +13,11 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
 from hguard.audit import AuditLog
+from hguard.streaming import jsonable
 
 from .chat_models import DECISION_KEYS, message_text, split_messages
 
 KIND = "llm_call"
-
-
-def _jsonable(value: Any, depth: int = 0) -> Any:
-    """A JSON-safe copy: plain values kept, containers walked, anything else as its repr (cut short)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if depth > 6:
-        return repr(value)[:200]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v, depth + 1) for v in value]
-    if isinstance(value, UUID):
-        return str(value)
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return repr(value)[:200]
 
 
 def _decision(generation: Any) -> dict[str, Any] | None:
@@ -99,9 +80,9 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
             "llm": name,
             "llm_type": params.get("_type"),
             "model_name": params.get("model_name") or params.get("model"),
-            "invocation_params": _jsonable({k: v for k, v in params.items() if k not in ("context",)}),
+            "invocation_params": jsonable({k: v for k, v in params.items() if k not in ("context",)}),
             "tags": list(tags or []),
-            "metadata": _jsonable(dict(metadata or {})),
+            "metadata": jsonable(dict(metadata or {})),
         }
 
     def on_chat_model_start(
@@ -127,7 +108,7 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
             contexts.append(params.get("context") if params.get("context") is not None else (passages or None))
         record["messages"] = [[{"role": m.type, "chars": len(message_text(m))} for m in chat] for chat in messages]
         record["question"] = questions[0] if len(questions) == 1 else questions
-        record["context"] = _jsonable(contexts[0] if len(contexts) == 1 else contexts)
+        record["context"] = jsonable(contexts[0] if len(contexts) == 1 else contexts)
         self._start(run_id, record)
 
     def on_llm_start(

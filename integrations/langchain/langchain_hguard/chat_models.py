@@ -21,10 +21,15 @@ from pydantic import Field, PrivateAttr
 from hguard.errors import InputError
 from hguard.guard import Guard, GuardResult
 
-from hguard.streaming import STREAM_MODES, _invoke_kwargs, check_stream_mode, decision_metadata, guard_stream, guarded_invoke
-
-#: keys of ``AIMessage.response_metadata`` that hold the guard's decision
-DECISION_KEYS = ("route", "risk", "signals", "reasons", "audit_id", "request_id", "domain", "probe_id", "thresholds", "seconds")
+from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_metadata with the guard's decision
+    DECISION_KEYS,
+    STREAM_MODES,
+    _invoke_kwargs,
+    check_stream_mode,
+    decision_metadata,
+    guard_stream,
+    guarded_invoke,
+)
 CONTEXT_NAME = "context"
 # kwarg that hands a result computed by one batched generation to the per-input run (internal)
 _PRECOMPUTED = "_hguard_precomputed"

@@ -3,7 +3,6 @@ instrumentation events (``llama_index.core.instrumentation``)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -23,6 +22,7 @@ from llama_index.core.instrumentation.events.query import QueryEndEvent, QuerySt
 from pydantic import PrivateAttr
 
 from hguard.audit import AuditLog
+from hguard.streaming import DECISION_KEYS, jsonable
 
 from .base import split_chat
 
@@ -30,30 +30,13 @@ logger = logging.getLogger(__name__)
 
 LLM_KIND = "llm_call"
 QUERY_KIND = "query"
-DECISION_KEYS = ("route", "risk", "signals", "reasons", "audit_id", "request_id", "domain", "probe_id", "thresholds", "seconds")
-
-
-def _jsonable(value: Any, depth: int = 0) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if depth > 6:
-        return repr(value)[:200]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v, depth + 1) for v in value]
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return repr(value)[:200]
 
 
 def _decision(meta: Optional[dict]) -> Optional[Dict[str, Any]]:
     meta = meta or {}
     if "route" not in meta or "audit_id" not in meta:
         return None  # not an hguard answer
-    return {k: _jsonable(meta[k]) for k in DECISION_KEYS if k in meta}
+    return {k: jsonable(meta[k]) for k in DECISION_KEYS if k in meta}
 
 
 def _query_text(query: Any) -> str:
@@ -159,7 +142,7 @@ class HGuardAuditEventHandler(BaseEventHandler):
                 "llm": event.model_dict.get("class_name"),
                 "model_name": event.model_dict.get("model_name"),
                 "question": event.prompt,
-                "context": _jsonable(kw.get("context")),
+                "context": jsonable(kw.get("context")),
                 "domain": kw.get("domain"),
             })
         elif isinstance(event, LLMChatStartEvent):
@@ -173,7 +156,7 @@ class HGuardAuditEventHandler(BaseEventHandler):
                 "llm": event.model_dict.get("class_name"),
                 "model_name": event.model_dict.get("model_name"),
                 "question": question,
-                "context": _jsonable(kw.get("context") or passages or None),
+                "context": jsonable(kw.get("context") or passages or None),
                 "domain": kw.get("domain"),
                 "messages": [{"role": str(m.role.value), "chars": len(m.content or "")} for m in event.messages],
             })
@@ -204,7 +187,7 @@ class HGuardAuditEventHandler(BaseEventHandler):
             if answer is None:  # a StreamingResponse: its text is what was consumed so far
                 answer = getattr(r, "response_txt", None)
             self._write("query", self._pop("query", event.span_id), {
-                "event": "end", "status": "ok", "answer": answer, "sources": _jsonable(sources),
+                "event": "end", "status": "ok", "answer": answer, "sources": jsonable(sources),
                 "hguard": decision, "decision_audit_id": decision["audit_id"] if decision else None,
             })
         elif isinstance(event, ExceptionEvent):
