@@ -9,7 +9,7 @@ Measures, in one run on the same prompts:
 - batched throughput (answers per second) at batch 1, 8 and 16 with the guard's generation path.
 
 Writes benchmarks/results/recording.json and prints a Markdown table.
-Run: .venv/bin/python benchmarks/recording.py [--rounds 5]
+Run: .venv/bin/python benchmarks/recording.py [--rounds 5] [--skip-load | --load-only]
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--subset-size", type=int, default=64)
     ap.add_argument("--skip-load", action="store_true")
+    ap.add_argument("--load-only", action="store_true", help="measure the load times alone, keeping the other results")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: robust on a shared 2-core machine)")
     args = ap.parse_args()
 
@@ -80,6 +81,14 @@ def main() -> None:
     result: dict = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}}
     if not args.skip_load:
         result["load"] = load_times()
+    out = HERE / "results" / "recording.json"
+    if args.load_only:
+        previous = json.loads(out.read_text()) if out.exists() else {}
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps({**previous, "load": result["load"]}, indent=1))
+        for label in ("cold", "warm"):
+            print(f"| load default model, {label} | {result['load'][label]['seconds']:.1f} s |")
+        return
     lm = load_model("default")
     gen = Generator(lm, system_prompt=DEFAULT_SYSTEM_PROMPT, max_new_tokens=args.max_new_tokens)
     rng = np.random.default_rng(0)
@@ -144,7 +153,6 @@ def main() -> None:
         dt = time.perf_counter() - t
         thr[bs] = {"answers_per_second": len(qs) / dt, "seconds": dt, "answers": len(qs), "mean_tokens": float(np.mean([len(r.token_ids) for r in res]))}
     result["throughput"] = thr
-    out = HERE / "results" / "recording.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
 
