@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ._numerics import sigmoid
 from .errors import InputError, ProbeError
 from .generation import Generation, Generator
 from .models import LoadedModel, load_model
@@ -90,6 +91,16 @@ def _join_context(context) -> str | None:
         f"context must be a string or a list of strings (retrieved passages), got {type(context).__name__}; "
         f"pass the passages' text"
     )
+
+
+def context_given(context: str | None) -> bool:
+    """Whether a request carries context to ground on (then a grounding value must exist)."""
+    return context is not None and bool(context.strip())
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _finite_or_none(x) -> float | None:
@@ -301,7 +312,14 @@ class Guard:
             if d is not None and not isinstance(d, str):
                 raise InputError(f"domain must be a string or None, got {type(d).__name__}")
             if d is None:
-                chosen, info = self.choose_domain(q)
+                try:
+                    chosen, info = self.choose_domain(q)
+                except Exception as exc:  # no domain: routed by default_route, never accepted
+                    chosen, info = None, {
+                        "method": "embedding",
+                        "reason": f"domain choice failed: {type(exc).__name__}: {exc}",
+                        "similarities": {},
+                    }
                 plans.append((chosen, {**info, "given": False}))
             else:
                 plans.append((d, {"method": "given", "given": True, "chosen": d}))
@@ -328,15 +346,27 @@ class Guard:
     # ----------------------------------------------------------------------------------- scoring
 
     def _score(self, g: Generation, domain: str | None, probe_entry, problems: list[str]) -> tuple[dict, float | None, Thresholds | None, list[str]]:
-        signals: dict[str, float | None] = {k: _finite_or_none(v) for k, v in g.confidence.items()}
-        signals["log_length"] = math.log1p(g.confidence["length"])
+        signals: dict[str, float | None] = {}
+        for k, v in g.confidence.items():
+            signals[k] = _finite_or_none(v)
+            if signals[k] is None:  # None in the record; the reason says what the value was
+                problems.append(f"confidence signal {k!r} is {_shown(v)}, not a finite number")
+        signals["log_length"] = math.log1p(signals["length"]) if signals.get("length") is not None else None
         fingerprint_problems: list[str] = []
         risk = None
         thresholds = None
         dp = self.policy.domain(domain) if domain else None
-        if g.context is not None and g.context.strip():
+        if context_given(g.context):
             try:
-                signals.update({k: _finite_or_none(v) for k, v in self.grounding.score(g.question, g.text, g.context).items()})
+                scored = self.grounding.score(g.question, g.text, g.context)
+                if not isinstance(scored, Mapping):
+                    raise TypeError(f"the grounding scorer returned {type(scored).__name__}, not a mapping of signals")
+                for k, v in scored.items():
+                    signals[k] = _finite_or_none(v)
+                    if signals[k] is None:
+                        problems.append(f"grounding signal {k!r} is {_shown(v)}, not a finite number")
+                if "grounding" not in scored:
+                    problems.append("grounding returned no 'grounding' support value for an answer given with context")
             except Exception as exc:  # fail closed: the reason travels with the decision
                 problems.append(f"grounding failed: {type(exc).__name__}: {exc}")
         if domain is not None and probe_entry is None:
@@ -357,8 +387,10 @@ class Guard:
                 if not g.token_ids:
                     raise ValueError("the answer is empty")
                 logit = float(probe.decision_function_subset(g.cett[None, :], lengths=[g.confidence["length"]])[0])
+                if not math.isfinite(logit):
+                    raise ValueError(f"the probe's logit is {logit!r}, not a finite number")
                 signals["neuron_logit"] = logit
-                signals["neuron_risk"] = 1.0 / (1.0 + math.exp(-logit))
+                signals["neuron_risk"] = sigmoid(logit)
                 merger = meta.get("merger")
                 base = merge_risk(signals, merger) if merger else signals["neuron_risk"]
                 support = signals.get("grounding")
@@ -386,6 +418,7 @@ class Guard:
             thresholds=thresholds,
             problems=problems,
             grounding=signals.get("grounding"),
+            context_given=context_given(g.context),
             fingerprint_problems=fp,
             policy=self.policy,
             domain=domain,
@@ -498,7 +531,7 @@ class _EarlyAbstain:
                 logit = float(self.probe.decision_function_subset(cett[row : row + 1], lengths=[conf["length"]])[0])
                 signals = {**conf, "log_length": math.log1p(conf["length"]), "neuron_logit": logit}
                 merger = self.meta.get("merger")
-                risk = merge_risk(signals, merger) if merger else 1 / (1 + math.exp(-logit))
+                risk = merge_risk(signals, merger) if merger else sigmoid(logit)
             except Exception:
                 continue  # no early decision; the full answer is scored (and fails closed) as usual
             if risk >= self.abstain_above:

@@ -45,6 +45,7 @@ from pydantic import (
     model_validator,
 )
 
+from hguard._numerics import sigmoid
 from hguard.errors import InputError, PolicyError, ProbeError
 
 __all__ = [
@@ -494,14 +495,6 @@ def load_policy(path: str | Path) -> Policy:
 # --------------------------------------------------------------------------
 
 
-def _sigmoid(x: float) -> float:
-    # Split by sign so exp never overflows.
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
 def _real(value: Any) -> bool:
     # numbers.Real admits numpy scalars (a probe may hand over float32);
     # bool is excluded because True as a risk or threshold is always a bug.
@@ -575,7 +568,7 @@ def merge_risk(signals: Mapping[str, float | None], merger: Mapping[str, Any]) -
                 "route the answer to review"
             )
         z += c * (float(x) - m) / s
-    return _sigmoid(z)
+    return sigmoid(z)
 
 
 def apply_grounding(risk: float, grounding_support: float | None, weight: float) -> float:
@@ -798,6 +791,7 @@ def decide(
     thresholds: Thresholds | None,
     problems: Sequence[str] = (),
     grounding: float | None = None,
+    context_given: bool = False,
     fingerprint_problems: Sequence[str] = (),
     policy: Policy,
     domain: str | None = None,
@@ -806,6 +800,9 @@ def decide(
     """Route one scored answer to accept, review or abstain, failing closed.
 
     ``risk`` is the final merged risk (grounding already applied).
+    ``context_given`` says the request carried context: then ``grounding``
+    must be a number, and a missing one fails closed instead of reading as
+    "no context".
     ``thresholds`` are the domain's effective thresholds (see
     :func:`effective_thresholds`). ``problems`` are anything that went wrong
     while scoring. ``domain`` is the requested domain name, used in reasons
@@ -879,6 +876,8 @@ def decide(
 
     if grounding is not None and not _finite_unit(grounding):
         close(REVIEW, f"grounding support {_short(grounding)} is not a number in [0, 1]: unusable")
+    elif grounding is None and context_given:
+        close(REVIEW, "context was given but no grounding support could be computed for the answer")
 
     thresholds_dict = thresholds.to_dict() if thresholds is not None else None
     shown_risk = float(risk) if risk_ok else None

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from hguard._numerics import sigmoid
 from hguard.errors import DataError, HGuardError, InputError
 
 __all__ = [
@@ -538,13 +539,6 @@ def model_lift(model, tokenizer, question: str, answer: str, context: str | Sequ
     return model_lifts(model, tokenizer, question, [answer], context)[0]
 
 
-def _sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
 def model_support(model, tokenizer, question: str, answer: str, context: str | Sequence[str]) -> float:
     """How much the context raises the answer's likelihood under the LM, mapped to [0, 1].
 
@@ -552,7 +546,7 @@ def model_support(model, tokenizer, question: str, answer: str, context: str | S
     :func:`model_lift` (two teacher-forced forward passes with the chat template).
     """
     lift = model_lift(model, tokenizer, question, answer, context)
-    return _sigmoid(MODEL_LIFT_SCALE * (lift - MODEL_LIFT_OFFSET))
+    return sigmoid(MODEL_LIFT_SCALE * (lift - MODEL_LIFT_OFFSET))
 
 
 # ------------------------------------------------------------------------------------------ merge
@@ -644,7 +638,7 @@ class GroundingScorer:
         for k, w in self.weights.items():
             if k != "bias" and k in signals:
                 z += w * signals[k]
-        return _sigmoid(z)
+        return sigmoid(z)
 
     def score(self, question: str, answer: str, context: str | Sequence[str]) -> dict[str, float]:
         """Support of ``answer`` to ``question`` by ``context``: every signal and the merged ``grounding``."""
@@ -685,7 +679,7 @@ class GroundingScorer:
             for d in out:
                 d["grounding_model"] = 0.5  # an empty answer: the model has nothing to score
             for i, lift in zip(scorable, lifts):
-                out[i]["grounding_model"] = _sigmoid(MODEL_LIFT_SCALE * (lift - MODEL_LIFT_OFFSET))
+                out[i]["grounding_model"] = sigmoid(MODEL_LIFT_SCALE * (lift - MODEL_LIFT_OFFSET))
         for d in out:
             d["grounding"] = self.merge(d)
         return out
