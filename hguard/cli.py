@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import HGuardError
+from .errors import HGuardError, InputError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_DATA = ("geography", "chemistry", "literature", "fabricated")
@@ -25,9 +25,31 @@ def _dump(obj) -> str:
 def _torch_threads() -> None:
     n = os.environ.get("HGUARD_THREADS")
     if n:
+        if not n.strip().isdigit() or int(n) < 1:
+            raise InputError(f"HGUARD_THREADS must be a whole number >= 1, got {n!r}; set e.g. HGUARD_THREADS=1 or unset it")
         import torch
 
         torch.set_num_threads(int(n))
+
+
+def read_text_file(path: str, what: str) -> str:
+    """A UTF-8 text file given on the command line, or InputError naming the path and the fix."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{what} file {path!r} does not exist; pass the path of a UTF-8 text file")
+    if p.is_dir():
+        raise InputError(f"{what} file {path!r} is a folder; pass the path of a UTF-8 text file")
+    if not p.is_file():
+        raise InputError(f"{what} file {path!r} is not a regular file; pass the path of a UTF-8 text file")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{what} file {path!r} is not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
+            "convert it, e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
+    except OSError as exc:
+        raise InputError(f"{what} file {path!r} cannot be read ({exc.strerror}); check its permissions") from None
 
 
 # ------------------------------------------------------------------------------------- commands
@@ -113,9 +135,13 @@ def cmd_review(args) -> int:
 def cmd_ask(args) -> int:
     from .guard import Guard
 
-    context = Path(args.context).read_text(encoding="utf-8") if args.context else None
+    context = read_text_file(args.context, "--context") if args.context else None
     guard = Guard.from_policy(args.policy, model=args.model)
-    res = guard.invoke(args.question, context=context, domain=args.domain)
+    try:
+        res = guard.invoke(args.question, context=context, domain=args.domain)
+    except Exception as exc:
+        guard.record_failure(args.question, exc, context=context, domain=args.domain, source="hguard ask")
+        raise
     if args.json:
         print(_dump(res.to_dict()))
     else:
@@ -198,20 +224,38 @@ PASSTHROUGH = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every failure is one line on stderr naming the value and the fix, with exit
+    code 2 (1 for an unexpected error); ``--debug`` anywhere on the line shows the traceback instead."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("HGUARD_DEBUG") == "1"
+    argv = [a for a in argv if a != "--debug"]
     if argv and argv[0] in PASSTHROUGH:
         args = argparse.Namespace(command=argv[0], rest=argv[1:], func=PASSTHROUGH[argv[0]][0])
     else:
         args = build_parser().parse_args(argv)
-    _torch_threads()
     try:
+        _torch_threads()
         return int(args.func(args) or 0)
-    except HGuardError as exc:
-        print(f"hguard {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"hguard {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"hguard {args.command}: {error_line(exc)}", file=sys.stderr)
+        return 2 if isinstance(exc, (HGuardError, OSError)) else 1
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for a user: the message of an hguard error, else its type and message with the way to
+    see more."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, HGuardError):
+        return f"error: {text}"
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename!r})" if getattr(exc, "filename", None) else ""
+        return f"error: {exc.strerror or text}{where}; check the path and its permissions"
+    return f"unexpected error: {type(exc).__name__}: {text} (rerun with --debug for the traceback and report it)"
 
 
 if __name__ == "__main__":  # pragma: no cover

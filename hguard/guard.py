@@ -93,6 +93,18 @@ def _join_context(context) -> str | None:
     )
 
 
+def _check_text(name: str, value) -> None:
+    if not isinstance(value, str):
+        raise InputError(f"{name} must be a string, got {type(value).__name__}; pass text")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates: undecodable bytes from argv or a bad decode
+        raise InputError(
+            f"{name} is not valid text: character {exc.start} is {value[exc.start]!r}, a byte that was not UTF-8; "
+            f"pass UTF-8 text (re-encode the input)"
+        ) from None
+
+
 def context_given(context: str | None) -> bool:
     """Whether a request carries context to ground on (then a grounding value must exist)."""
     return context is not None and bool(context.strip())
@@ -169,15 +181,35 @@ class Guard:
         if not folder.is_dir():
             self.probe_errors["*"] = f"probe folder {str(folder)!r} does not exist; run `hguard calibrate --reference`"
             return
+        root = folder.resolve()
+        claims: dict[str, list[Path]] = {}
+        loaded: dict[str, tuple[Any, dict]] = {}
         for p in sorted(folder.glob("*.json")):
             if p.name == "report.json":
                 continue
             try:
-                probe, meta = HNeuronProbe.load(p)
-            except ProbeError as exc:
-                self.probe_errors[p.stem] = str(exc)
+                target = p.resolve()
+                if target.parent != root:
+                    raise ProbeError(
+                        f"probe file {str(p)!r} links to {str(target)!r}, outside the probe folder; "
+                        "copy the probe into the folder instead of linking it"
+                    )
+                probe, meta = HNeuronProbe.load(target)
+            except Exception as exc:  # one bad file disables its domain, not the guard
+                reason = str(exc) if isinstance(exc, ProbeError) else f"probe file {str(p)!r} cannot be loaded: {type(exc).__name__}: {exc}"
+                self.probe_errors[p.stem] = reason
                 continue
-            self.probes[meta.get("domain", p.stem)] = (probe, meta)
+            name = meta.get("domain", p.stem)
+            claims.setdefault(name, []).append(p)
+            loaded[name] = (probe, meta)
+        for name, files in claims.items():
+            if len(files) > 1:
+                self.probe_errors[name] = (
+                    f"probe files {', '.join(repr(str(f)) for f in files)} all claim domain {name!r}; "
+                    "remove all but one of them from the probe folder"
+                )
+                loaded.pop(name)
+        self.probes.update(loaded)
 
     # ---------------------------------------------------------------------------------- helpers
 
@@ -305,6 +337,9 @@ class Guard:
             raise InputError(f"got {n} questions, {len(contexts)} contexts and {len(domains)} domains; pass one of each per question")
         ctxs = [_join_context(c) for c in contexts]
         for q, c in zip(questions, ctxs):  # every input is checked before any generation or record
+            _check_text("question", q)
+            if c is not None:
+                _check_text("context", c)
             self.generator.prompt_ids(q, c)
         started = time.perf_counter()
         plans = []
@@ -454,6 +489,30 @@ class Guard:
         )
         self._record(result)
         return result
+
+    def record_failure(self, question, exc: BaseException, *, context=None, domain=None, source: str = "api") -> str | None:
+        """Write a request that failed before a decision (bad input, a generation or audit error) to the
+        audit log as an ``error`` record; returns its id, or None without a log or when writing fails too
+        (the caller is already handling the original error)."""
+        if self.audit is None:
+            return None
+
+        def text(v):
+            return v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else repr(v)
+
+        record = {
+            "source": source,
+            "error": f"{type(exc).__name__}: {exc}",
+            "question": text(question),
+            "context": None if context is None else text(context if isinstance(context, str) else repr(context)),
+            "domain": domain if isinstance(domain, str) else None,
+            "model": self.lm.name,
+            "model_fingerprint": self.lm.fingerprint,
+        }
+        try:
+            return self.audit.append(record, kind="error").id
+        except Exception:
+            return None
 
     def _record(self, result: GuardResult) -> None:
         record = {
