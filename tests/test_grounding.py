@@ -257,7 +257,7 @@ def test_model_support_is_a_logistic_of_the_lift(tiny_lm):
     assert lift != 0.0  # the context changes the prediction
     s = g.model_support(model, tok, q, "Robert Zemeckis", [BEOWULF])
     assert 0.0 < s < 1.0
-    assert s == pytest.approx(g._sigmoid(g.MODEL_LIFT_SCALE * (lift - g.MODEL_LIFT_OFFSET)), abs=1e-5)
+    assert s == pytest.approx(g.sigmoid(g.MODEL_LIFT_SCALE * (lift - g.MODEL_LIFT_OFFSET)), abs=1e-5)
     with pytest.raises(InputError, match="empty"):
         g.model_support(model, tok, q, "   ", BEOWULF)
 
