@@ -289,7 +289,7 @@ def test_scorer_signals_and_merge(embedder):
     # explicit weights: merge is sigmoid(bias + w . signals)
     custom = GroundingScorer(embedder=embedder, weights={"bias": -1.0, "grounding_lexical": 2.0})
     s = custom.score(q, "Robert Zemeckis", BEOWULF)
-    assert s["grounding"] == pytest.approx(g._sigmoid(-1.0 + 2.0 * s["grounding_lexical"]))
+    assert s["grounding"] == pytest.approx(g.sigmoid(-1.0 + 2.0 * s["grounding_lexical"]))
     with pytest.raises(InputError, match="unknown weight 'lexical'"):
         GroundingScorer(embedder=embedder, weights={"lexical": 1.0})
     with pytest.raises(InputError, match="context must be a str or a list"):
