@@ -388,6 +388,10 @@ def test_server_without_token_is_refused_unless_read_only_open(queue, monkeypatc
     server = make_server(queue, read_only_open=True)
     assert server.config.app.state.writable is False  # no token: nothing can be recorded
     assert server.config.app.state.read_only_open is True
+    # Open reading is for this machine only, token or not.
+    monkeypatch.setenv(web.TOKEN_ENV, TOKEN)
+    with pytest.raises(InputError, match="refusing --read-only-open on 0.0.0.0"):
+        make_server(queue, host="0.0.0.0", allow_remote=True, read_only_open=True)
 
 
 def test_missing_queue_file_or_folder_is_an_error_not_a_new_queue(tmp_path, monkeypatch):

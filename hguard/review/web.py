@@ -19,7 +19,8 @@ Security model, all of it deliberate:
   the token logs everyone out (``/logout`` only drops this browser's cookie). Every page showing queued items
   redirects to ``/login`` without that cookie. ``read_only_open=True`` (``--read-only-open``) is the one
   exception: reading is then open to **every local process** (every user of the machine can see each queued
-  question and answer); verdicts still need the token, and without a token nothing can be recorded.
+  question and answer); verdicts still need the token, and without a token nothing can be recorded. It is
+  refused on a non-loopback address.
 * **Login lockout per client.** Ten wrong tokens within a minute from one client address lock the login for
   that address for the rest of the minute; other addresses still log in. Behind a reverse proxy all clients
   share the proxy's address (forwarded headers are not trusted), so they share one lockout.
@@ -891,6 +892,12 @@ def make_server(
             f"refusing to serve the review queue on {host}: it shows private questions and answers and is meant "
             "for this machine only (127.0.0.1). Pass allow_remote=True (--allow-remote) if other machines must "
             "reach it, preferably behind a TLS proxy"
+        )
+    if remote and read_only_open:
+        raise InputError(
+            f"refusing --read-only-open on {host}: it would show every queued question and answer, without a login, "
+            "to any machine that reaches the server; drop --read-only-open (read_only_open=True) and log in with "
+            f"{TOKEN_ENV}"
         )
     if remote:
         warnings.warn(
