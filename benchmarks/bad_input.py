@@ -18,8 +18,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from hguard import REFERENCE_PROBES as PROBES
+from hguard import policy_copy
+
 ROOT = Path(__file__).resolve().parent.parent
-PROBES = ROOT / "calibration" / "probes" / "smollm2-135m"
 
 
 def hguard(args, env=None, timeout=600):
@@ -32,11 +34,13 @@ def hguard(args, env=None, timeout=600):
 
 
 def policy(tmp: Path, probes: Path) -> Path:
-    p = tmp / "policy.toml"
-    p.write_text((ROOT / "examples" / "policy.toml").read_text()
-                 .replace('"../calibration/probes/smollm2-135m"', json.dumps(str(probes)))
-                 .replace('"../runs/hguard-audit.jsonl"', json.dumps(str(tmp / "audit.jsonl")))
-                 .replace('"../runs/hguard-review.sqlite3"', json.dumps(str(tmp / "review.sqlite3"))))
+    """The default policy with its log and queue in ``tmp`` and its probes from ``probes``."""
+    import yaml
+
+    p = policy_copy(tmp)
+    data = yaml.safe_load(p.read_text())
+    data["probes"] = str(probes)
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
     return p
 
 

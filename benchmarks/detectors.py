@@ -51,6 +51,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from hguard import REFERENCE_PROBES  # noqa: E402
+
 from hguard.baselines.consistency import sample_disagreement, selfcheck_ngram, semantic_entropy  # noqa: E402
 from hguard.baselines.metrics import bootstrap_aurocs, detector_summary  # noqa: E402
 from hguard.baselines.p_true import p_true  # noqa: E402
@@ -631,7 +633,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--domains", default=",".join(BUNDLED))
     ap.add_argument("--public", default=",".join(PUBLIC), help="public QA sets ('' for none)")
     ap.add_argument("--skip-halueval", action="store_true")
-    ap.add_argument("--probes", default=str(REPO / "calibration" / "probes" / "smollm2-135m"))
+    ap.add_argument("--probes", default=str(REFERENCE_PROBES))
     ap.add_argument("--public-probe", default=PUBLIC_PROBE, help="the domain probe used on the public QA sets")
     ap.add_argument("--update", action="store_true",
                     help="keep the other datasets already in --out and replace only those run now")

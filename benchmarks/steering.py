@@ -1,6 +1,6 @@
 """Benchmark of H-Neuron steering on the default model (hguard.steering.steer_eval).
 
-Scales the union of the reference probes' H-Neurons (calibration/probes/smollm2-135m, one probe per
+Scales the union of the reference probes' H-Neurons (hguard/_data/probes/smollm2-135m, one probe per
 bundled domain) by each alpha, and the same number of random neurons per layer as a control, and
 measures false-premise acceptance, following misleading context (ConflictNQ val), flipping when
 challenged ("Are you sure?") and helpfulness (accuracy, refusal) on the bundled domains. The rules
@@ -37,13 +37,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from hguard import REFERENCE_PROBES  # noqa: E402
+
 DEFAULT_SIZES = {"false_premise": 24, "context": 12, "sycophancy": 16, "helpfulness": 20}
 SYCOPHANCY_POOL = 48
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--probes", default=str(REPO / "calibration" / "probes" / "smollm2-135m"))
+    p.add_argument("--probes", default=str(REFERENCE_PROBES))
     p.add_argument("--domain", default=None)
     p.add_argument("--alphas", default="0,0.5,1,1.5,2,3")
     p.add_argument("--n", default=",".join(f"{k}={v}" for k, v in DEFAULT_SIZES.items()))

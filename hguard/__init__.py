@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from ._resources import DEFAULT_POLICY, REFERENCE_PROBES, policy_copy
 from .errors import (
     AuditError,
     AuditIntegrityError,
@@ -49,6 +50,9 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     *_LAZY,
+    "DEFAULT_POLICY",
+    "REFERENCE_PROBES",
+    "policy_copy",
     "AuditError",
     "AuditIntegrityError",
     "CacheError",

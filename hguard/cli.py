@@ -10,14 +10,6 @@ from pathlib import Path
 
 from .errors import HGuardError, InputError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-REFERENCE_DATA = ("geography", "chemistry", "literature", "fabricated")
-
-
-def reference_dir() -> Path:
-    return REPO_ROOT / "calibration"
-
-
 def _dump(obj) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False, default=float)
 
@@ -60,18 +52,9 @@ def cmd_calibrate(args) -> int:
 
     data = list(args.data or [])
     out = args.out
-    if args.reference:
-        data = data or [str(reference_dir() / "data" / f"{d}.jsonl") for d in REFERENCE_DATA]
-        out = out or str(reference_dir() / "probes" / "smollm2-135m")
-        args.work = args.work or str(REPO_ROOT / "runs" / "reference-work")
-        # the example policy's targets: 10% at 95% cannot be certified on this model's data (see report)
-        args.target = 0.20 if args.target is None else args.target
-        args.confidence = 0.90 if args.confidence is None else args.confidence
-    args.target = 0.10 if args.target is None else args.target
-    args.confidence = 0.95 if args.confidence is None else args.confidence
     if not data or not out:
-        print("hguard calibrate: pass --data FILE.jsonl (repeatable) and --out DIR, or --reference", file=sys.stderr)
-        return 2
+        raise InputError("pass --data FILE.jsonl (repeatable) and --out DIR; in a source checkout, "
+                         "`python calibration/reference.py` rebuilds the reference probes")
     report = calibrate(
         data,
         out,
@@ -169,9 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="answer a scripted mix of questions under the guard, audit and verify")
-    d.add_argument("--policy", default=None, help="policy file (default: examples/policy.toml)")
+    d.add_argument("--policy", default=None, help="policy file (default: the packaged default policy)")
     d.add_argument("--model", default="default")
-    d.add_argument("--out", default=None, help="folder for the audit log and review queue (default: runs/demo)")
+    d.add_argument("--out", default=None, help="folder for the audit log and review queue (default: ~/.local/state/hguard/demo)")
     d.set_defaults(func=cmd_demo)
 
     a = sub.add_parser("ask", help="answer one question under the guard")
@@ -186,14 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("calibrate", help="fit one probe per domain and write the report")
     c.add_argument("--data", action="append", help="calibration JSONL (repeatable)")
     c.add_argument("--out", help="folder for the probes and the report")
-    c.add_argument("--reference", action="store_true", help="rebuild the reference probes in calibration/probes")
     c.add_argument("--domain", action="append", help="only these domains (repeatable)")
     c.add_argument("--model", default="default")
     c.add_argument("--max-new-tokens", type=int, default=32)
     c.add_argument("--test-fraction", type=float, default=0.3)
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--target", type=float, default=None, help="hallucination rate allowed among accepted answers (default 0.10; 0.20 with --reference, as in examples/policy.toml)")
-    c.add_argument("--confidence", type=float, default=None, help="confidence of that bound (default 0.95; 0.90 with --reference)")
+    c.add_argument("--target", type=float, default=0.10, help="hallucination rate allowed among accepted answers (default 0.10)")
+    c.add_argument("--confidence", type=float, default=0.95, help="confidence of that bound (default 0.95)")
     c.add_argument("--work", help="folder for collected features (resumable; default OUT/.work)")
     c.add_argument("--batch-size", type=int, default=16)
     c.add_argument("--quiet", action="store_true")

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ._numerics import sigmoid
+from ._resources import DEFAULT_POLICY
 from .errors import InputError, ProbeError
 from .generation import Generation, Generator
 from .models import LoadedModel, load_model
@@ -39,8 +40,6 @@ from .policy import (
     merge_risk,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_POLICY = REPO_ROOT / "examples" / "policy.toml"
 REVIEW_MARK = "[needs review] "
 
 

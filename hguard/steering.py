@@ -65,7 +65,7 @@ task, condition and alpha, which tells "steering did nothing" apart from "steeri
 without changing what the rates count". Answers get the probes' calibration max_new_tokens (32 for
 the reference probes) and are judged on that text.
 
-Run ``hguard steer-eval --probes calibration/probes/smollm2-135m`` (see :func:`cli_main`), or
+Run ``hguard steer-eval`` (the reference probes by default) (see :func:`cli_main`), or
 ``benchmarks/steering.py`` for the reference run.
 """
 

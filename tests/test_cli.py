@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROBES = ROOT / "calibration" / "probes" / "smollm2-135m"
+from hguard import REFERENCE_PROBES as PROBES
+from hguard import policy_copy
 pytestmark = pytest.mark.default_model
 
 
@@ -28,13 +29,7 @@ def hguard(*args, check=True, timeout=600):
 def test_ask_json_prints_the_whole_result(tmp_path):
     ctx = tmp_path / "ctx.txt"
     ctx.write_text("Canberra is the capital city of Australia.")
-    pol = tmp_path / "policy.toml"
-    pol.write_text(
-        (ROOT / "examples" / "policy.toml").read_text()
-        .replace('"../calibration/probes/smollm2-135m"', json.dumps(str(PROBES)))
-        .replace('"../runs/hguard-audit.jsonl"', json.dumps(str(tmp_path / "audit.jsonl")))
-        .replace('"../runs/hguard-review.sqlite3"', json.dumps(str(tmp_path / "review.sqlite3")))
-    )
+    pol = policy_copy(tmp_path)
     r = hguard("ask", "What is the capital of Australia?", "--context", str(ctx), "--domain", "geography", "--policy", str(pol), "--json")
     res = json.loads(r.stdout)
     assert {"answer", "route", "risk", "signals", "reasons", "domain", "audit_id"} <= set(res)

@@ -80,14 +80,9 @@ def test_lone_surrogate_is_an_input_error_not_a_type_error(tiny_calibrated, tmp_
 
 @pytest.mark.default_model
 def test_invalid_utf8_question_is_one_line_and_audited(tmp_path):
-    probes = ROOT / "calibration" / "probes" / "smollm2-135m"
-    pol = tmp_path / "policy.toml"
-    pol.write_text(
-        (ROOT / "examples" / "policy.toml").read_text()
-        .replace('"../calibration/probes/smollm2-135m"', json.dumps(str(probes)))
-        .replace('"../runs/hguard-audit.jsonl"', json.dumps(str(tmp_path / "audit.jsonl")))
-        .replace('"../runs/hguard-review.sqlite3"', json.dumps(str(tmp_path / "review.sqlite3")))
-    )
+    from hguard import policy_copy
+
+    pol = policy_copy(tmp_path)
     r = subprocess.run(
         [sys.executable, "-m", "hguard", "ask", b"What is the capital of \xff?", "--policy", str(pol)],
         capture_output=True, timeout=600, cwd=ROOT, env={**os.environ, "HGUARD_THREADS": "1"},

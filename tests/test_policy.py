@@ -29,7 +29,7 @@ from hguard.policy import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO / "examples" / "policy.toml"
+from hguard import DEFAULT_POLICY as EXAMPLE  # noqa: E402
 
 
 # ---------------------------------------------------------------- helpers
@@ -104,9 +104,9 @@ def test_example_policy_loads_with_its_domains_and_resolved_paths():
     assert set(policy.domains) == {"geography", "chemistry", "literature"}
     assert policy.source == EXAMPLE.resolve()
     base = EXAMPLE.resolve().parent
-    assert policy.probes == base / "../calibration/probes/smollm2-135m"
-    assert policy.audit.path == base / "../runs/hguard-audit.jsonl"
-    assert policy.review.queue == base / "../runs/hguard-review.sqlite3"
+    assert policy.probes == base / "probes/smollm2-135m"
+    assert policy.audit.path == Path("~/.local/state/hguard/audit.jsonl").expanduser()
+    assert policy.review.queue == Path("~/.local/state/hguard/review.sqlite3").expanduser()
     lit = policy.domain("literature")
     assert lit is not None and lit.name == "literature"
     assert (lit.accept_below, lit.abstain_above) == (None, None)  # fitted at load from the probe's scores

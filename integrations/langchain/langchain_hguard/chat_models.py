@@ -100,7 +100,7 @@ class ChatHGuard(BaseChatModel):
         from hguard.guard import Guard
         from langchain_hguard import ChatHGuard
 
-        chat = ChatHGuard(guard=Guard.from_policy("examples/policy.toml"))
+        chat = ChatHGuard(guard=Guard.from_policy())
         msg = chat.invoke("What is the capital of France?", context=["Paris is the capital of France."])
         msg.content, msg.response_metadata["route"]
     """

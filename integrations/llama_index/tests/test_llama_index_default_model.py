@@ -1,4 +1,4 @@
-"""End to end with the real default model (SmolLM2-135M-Instruct) under examples/policy.toml: real
+"""End to end with the real default model (SmolLM2-135M-Instruct) under the default policy: real
 retrieval from a VectorStoreIndex over examples/docs into the guarded model, and the example script."""
 
 from __future__ import annotations
