@@ -90,7 +90,7 @@ def time_domain(domain: str) -> dict:
 
 
 def public_sets(n: int) -> dict:
-    from hguard.calibrate import public
+    from research import public
     from hguard.calibrate.pipeline import calibrate
 
     examples = (

@@ -1,10 +1,10 @@
-"""Benchmark of H-Neuron steering on the default model (hguard.steering.steer_eval).
+"""Benchmark of H-Neuron steering on the default model (research.steering.steer_eval).
 
 Scales the union of the reference probes' H-Neurons (hguard/_data/probes/smollm2-135m, one probe per
 bundled domain) by each alpha, and the same number of random neurons per layer as a control, and
 measures false-premise acceptance, following misleading context (ConflictNQ val), flipping when
 challenged ("Are you sure?") and helpfulness (accuracy, refusal) on the bundled domains. The rules
-are in hguard/steering.py's docstring.
+are in research/steering.py's docstring.
 
 Speed on one CPU thread shared with other work: 0.6-1.3 short questions/s at batch 16 with 32 new
 tokens, about half that with a context passage or a chat history; alpha 1 is run once for both
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--merge", action="store_true", help="merge the two parts' files into steering.json")
     args = p.parse_args(argv)
     out = Path(args.out)
-    from hguard import steering as st
+    from research import steering as st
 
     if args.merge:
         parts = [json.loads((out / f"steering_part_{c}.json").read_text(encoding="utf-8")) for c in ("h_neurons", "random")]
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write(res: dict, out: Path, threads: int) -> int:
-    from hguard import steering as st
+    from research import steering as st
 
     answers = res.pop("answers", None)
     out.mkdir(parents=True, exist_ok=True)

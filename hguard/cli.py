@@ -97,12 +97,6 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def cmd_evaluate_grounding(args) -> int:
-    from .signals.grounding import cli_main
-
-    return cli_main(args.rest)
-
-
 def cmd_audit(args) -> int:
     from .audit import cli_main
 
@@ -139,12 +133,6 @@ def cmd_demo(args) -> int:
     from .demo import run_demo
 
     return run_demo(policy=args.policy, model=args.model, out=args.out)
-
-
-def cmd_steer_eval(args) -> int:
-    from .steering import cli_main
-
-    return cli_main(args.rest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,10 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 PASSTHROUGH = {
-    "evaluate-grounding": (cmd_evaluate_grounding, "AUROC of the grounding signals on right vs hallucinated answers"),
     "audit": (cmd_audit, "verify, show, export or repair an audit log"),
     "review": (cmd_review, "the human review queue: serve, list, export"),
-    "steer-eval": (cmd_steer_eval, "measure what steering H-Neurons does"),
 }
 
 

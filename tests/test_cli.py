@@ -1,4 +1,4 @@
-"""The command line as scripts use it: JSON shapes of `ask`, `evaluate`, `evaluate-grounding`, the
+"""The command line as scripts use it: JSON shapes of `ask`, `evaluate`, the
 demo, and clear errors, on the real default model with the reference probes."""
 
 from __future__ import annotations

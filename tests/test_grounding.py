@@ -13,15 +13,12 @@ from hguard.errors import DataError, InputError, ModelNotFoundError
 from hguard.signals import grounding as g
 from hguard.signals.grounding import (
     GroundingScorer,
-    auroc,
-    cli_main,
     embedding_support,
-    evaluate_grounding,
     lexical_support,
     phrase_support,
     proximity_support,
-    read_grounding_jsonl,
 )
+from research.grounding_eval import auroc, cli_main, evaluate_grounding, read_grounding_jsonl
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_torch_thread():

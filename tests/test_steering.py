@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from hguard import steering as st
+from research import steering as st
 from hguard.audit import AuditLog
 from hguard.errors import InputError
 from hguard.generation import Generator
@@ -428,7 +428,5 @@ def test_cli_writes_json_and_plot(calibrated, tmp_path, capsys):
 
 
 def test_cli_reports_a_missing_probe_folder(tmp_path, capsys):
-    from hguard.cli import main
-
-    assert main(["steer-eval", "--probes", str(tmp_path / "none")]) == 2
+    assert st.cli_main(["--probes", str(tmp_path / "none")]) == 2
     assert "no such probe file or folder" in capsys.readouterr().err
