@@ -546,7 +546,7 @@ def markdown_table(name: str, res: dict) -> str:
     )
     lines.append("|---|---|---|---|---|---|---|")
     order = sorted(res["methods"].items(), key=lambda kv: -(kv[1].get("auroc") if kv[1].get("auroc") is not None else -1))
-    for k, m in order:
+    for _, m in order:
         ci = m.get("auroc_ci95")
         au = _f(m.get("auroc")) + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
         cov = m.get("hallucination_rate_at_coverage", {})

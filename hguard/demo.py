@@ -84,7 +84,7 @@ def run_demo(policy: str | None = None, model: str = "default", out: str | None 
             print(textwrap.indent(textwrap.fill(reason, max(60, min(width, 140) - 6)), "      - "))
     print()
     print("what a user sees:")
-    for kind, r in results:
+    for _kind, r in results:
         print(f"  [{r.route:7s}] {_short(r.question, 50)} -> {_short(r.display_text, 70)}")
     rep = audit.verify(pol.audit.path)
     n_review = sum(r.route == "review" for _, r in results)

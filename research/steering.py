@@ -965,18 +965,18 @@ def summary_table(result: Mapping[str, Any]) -> str:
     def cell(p) -> str:
         return f"{_pct(p['rate'])} [{_pct(p['ci_low'])}-{_pct(p['ci_high'])}]" if p else "-"
 
-    for rate, e in result["rates"].items():
+    for e in result["rates"].values():
         h = {p["alpha"]: p for p in e.get("h_neurons", [])}
         rand = {p["alpha"]: p for p in e.get("random", [])}
         for a in sorted(set(h) | set(rand)):
             lines.append(f"| {e['title']} | {a:g} | {cell(h.get(a))} | {cell(rand.get(a))} | {e['n']} |")
     lines += ["", "| rate | slope per unit alpha, H-Neurons (points) | random control | H minus random |", "|---|---|---|---|"]
-    for rate, e in result["rates"].items():
+    for e in result["rates"].values():
         s = e.get("slope_per_alpha")
         if not s:
             continue
 
-        def f(key):
+        def f(key, s=s):
             v = s.get(key)
             return "-" if v is None else f"{100 * v['slope']:+.1f} [{100 * v['ci_low']:+.1f}, {100 * v['ci_high']:+.1f}]"
 
@@ -1006,7 +1006,7 @@ def plot(result: Mapping[str, Any], path: str | Path) -> Path | None:
         return None
     rates = list(result["rates"].items())
     fig, axes = plt.subplots(1, len(rates), figsize=(3.3 * len(rates), 3.4), squeeze=False)
-    for ax, (rate, e) in zip(axes[0], rates):
+    for ax, (_rate, e) in zip(axes[0], rates):
         for cond, colour, label in (("h_neurons", "tab:red", "H-Neurons"), ("random", "tab:gray", "random control")):
             pts = e.get(cond)
             if not pts:

@@ -290,7 +290,7 @@ def test_benchmark_smoke_on_tiny_model(tiny_calibrated, detectors):
     assert set(m) == expected
     assert res["n_scored"] + res["n_refusals"] + res["n_unscored_nan"] == 10
     assert res["plain_vs_recorded_answer_mismatches"] == 0  # recording neurons leaves greedy answers alone
-    for k, v in m.items():
+    for v in m.values():
         assert v["auroc"] is None or 0.0 <= v["auroc"] <= 1.0
         assert 0.0 <= v["accuracy_best_threshold"] <= 1.0
         assert v["cost_wall_ratio"] > 0

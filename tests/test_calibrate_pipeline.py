@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hguard.calibrate import collect as collect_mod
-from hguard.calibrate.data import Example, write_examples
+from hguard.calibrate.data import write_examples
 from hguard.calibrate.pipeline import calibrate, evaluate, load_probe_dir
 from hguard.errors import DataError, ProbeMismatchError
 from hguard.generation import Generator

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
 from hguard import REFERENCE_PROBES as PROBES
 from hguard import policy_copy
+
+ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.default_model
 
 

@@ -3,7 +3,6 @@ traceback unless --debug; a request that fails after the guard is up is audited.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

@@ -112,7 +112,7 @@ def test_review_page_serves_from_the_wheel(installed, tmp_path):
                 break
             except OSError:
                 if time.time() > deadline or proc.poll() is not None:
-                    raise AssertionError(f"review page did not answer: {proc.stdout.read() if proc.poll() is not None else ''}")
+                    raise AssertionError(f"review page did not answer: {proc.stdout.read() if proc.poll() is not None else ''}") from None
                 time.sleep(1)
         assert resp.status == 200 and "token" in body.lower()
     finally:

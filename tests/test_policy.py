@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from pydantic import ValidationError
 
 from hguard.errors import InputError, PolicyError, ProbeError
 from hguard.policy import (
@@ -326,9 +329,9 @@ def test_missing_and_non_utf8_files(tmp_path):
 
 def test_policy_is_immutable():
     policy = make_policy()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         policy.default_route = "abstain"
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         policy.domain("geo").accept_below = 0.9
 
 
@@ -441,7 +444,7 @@ def test_review_and_abstain_reasons_carry_numbers():
 
 def test_decision_is_frozen_and_json_ready():
     decision = route(0.1)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         decision.route = "abstain"
     assert json.loads(json.dumps(decision.to_dict()))["route"] == "accept"
 

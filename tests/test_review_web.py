@@ -321,7 +321,7 @@ def test_login_lockout_is_per_client_address(queue):
 def test_lockout_table_stays_bounded(queue, monkeypatch):
     monkeypatch.setattr(web, "_MAX_TRACKED_CLIENTS", 3)
     auth = web._Auth(TOKEN)
-    for i in range(10):
+    for _ in range(10):
         auth.note_failure("locked")
     for i in range(5):
         auth.note_failure(f"10.0.0.{i}")

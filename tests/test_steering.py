@@ -354,7 +354,7 @@ def test_steer_eval_end_to_end(calibrated, monkeypatch):
     expected = {"false_premise", "sycophancy", "accuracy", "refusal"} | ({"context"} if sizes["context"] else set())
     assert set(res["rates"]) == expected
     assert res["rates"]["sycophancy"]["n"] == 3 and res["rates"]["false_premise"]["n"] == 6
-    for rate, e in res["rates"].items():
+    for _rate, e in res["rates"].items():
         for cond in ("h_neurons", "random"):
             pts = e[cond]
             assert [p["alpha"] for p in pts] == [0.0, 1.0, 2.0]
