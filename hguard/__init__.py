@@ -23,6 +23,7 @@ from .errors import (
     ProbeMismatchError,
     ReviewQueueError,
     UnsupportedModelError,
+    UsageError,
 )
 
 __version__ = "0.1.0"
@@ -65,5 +66,6 @@ __all__ = [
     "ProbeMismatchError",
     "ReviewQueueError",
     "UnsupportedModelError",
+    "UsageError",
     "__version__",
 ]

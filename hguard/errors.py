@@ -11,7 +11,8 @@
     ├── PolicyError             a malformed policy file (names the key and the file)
     ├── AuditError              the audit log cannot be written
     │   └── AuditIntegrityError a chain that fails verification (names the line)
-    └── ReviewQueueError        a review item could not be stored
+    ├── ReviewQueueError        a review item could not be stored
+    └── UsageError              an object used out of order (a recorder nested or read before it ran)
 
 Every message says what was wrong, echoes the value, and says what to do.
 """
@@ -64,4 +65,8 @@ class AuditIntegrityError(AuditError):
 
 
 class ReviewQueueError(HGuardError):
+    pass
+
+
+class UsageError(HGuardError, RuntimeError):
     pass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 
+from .errors import InputError
 from .models import LoadedModel, _finish
 
 _WORDS = (
@@ -71,7 +72,7 @@ def tiny_config(arch: str, vocab_size: int):
     if arch == "phi":
         return tf.PhiConfig(hidden_size=32, intermediate_size=56, num_hidden_layers=2, num_attention_heads=4,
                             max_position_embeddings=256, **common)
-    raise ValueError(f"no tiny config for {arch!r}; choose one of {TINY_ARCHITECTURES}")
+    raise InputError(f"no tiny config for {arch!r}; choose one of {TINY_ARCHITECTURES}")
 
 
 def tiny_model(arch: str = "llama", seed: int = 0) -> LoadedModel:
