@@ -760,7 +760,7 @@ def _open_source(
 
         policy = load_policy(path)
         if audit is None:
-            audit = AuditLog(policy.audit.path, redact=policy.audit.redact)
+            audit = AuditLog.from_policy(policy)
         return ReviewQueue(policy.review.queue, audit=audit)
     if must_exist and not path.is_file():
         raise InputError(
