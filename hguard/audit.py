@@ -17,7 +17,7 @@ Limits of a bare hash chain: someone who can write the file can recompute every 
 cutting records off the end leaves a valid chain. Keep the latest receipt's ``hash`` somewhere else (or ship
 receipts off the machine) to catch that.
 
-Imports only the standard library and filelock, so auditors' machines need no torch to read a log.
+Imports only the standard library, so auditors' machines need no torch to read a log.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ import argparse
 import collections
 import csv
 import errno
+import fcntl
 import hashlib
 import json
 import math
 import os
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -40,7 +42,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from filelock import FileLock, Timeout
 
 from .errors import AuditError, AuditIntegrityError, HGuardError, InputError
 
@@ -63,12 +64,12 @@ __all__ = [
 GENESIS_HASH = "0" * 64
 REDACTED_FIELDS = frozenset({"question", "answer", "context"})
 # The log owns these; letting callers set them would let a caller forge chain positions.
-_RESERVED_FIELDS = ("id", "seq", "time", "kind", "prev_hash", "hash", "nonfinite")
+_RESERVED_FIELDS = ("id", "seq", "time", "kind", "prev_hash", "hash", "mac", "nonfinite")
 _CHAIN_FIELDS = ("id", "seq", "time", "kind", "prev_hash", "hash")
 DEFAULT_LOCK_TIMEOUT_S = 60.0
 # verify only needs the lock for a consistent file size; a hung writer must not stall an auditor for long.
 _VERIFY_LOCK_TIMEOUT_S = 5.0
-# filelock waits by polling; its 50 ms default would cap contended writers at ~20 appends/s each.
+# Waiting writers poll the lock; a coarse interval would cap contended writers at a few appends/s each.
 _LOCK_POLL_S = 0.002
 _TAIL_CHUNK = 64 * 1024
 _FILE_MODE = 0o640  # questions and answers can be private: no world read
@@ -293,7 +294,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-_THREAD_LOCKS: dict[str, threading.Lock] = {}
+_THREAD_LOCKS: dict[tuple[int, int], threading.Lock] = {}
 _THREAD_LOCKS_GUARD = threading.Lock()
 
 
@@ -308,42 +309,76 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_thread_locks_in_child)
 
 
-def _lock_path(path: Path) -> str:
-    # Resolved, so writers reaching the log through a symlink still meet on one lock file.
-    return f"{os.path.realpath(path)}.lock"
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _flock(fd: int, path: Path, mode: int, deadline: float | None) -> bool:
+    """flock fd, polling until deadline (None: wait for ever); False when the deadline passed."""
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(_LOCK_POLL_S)
+        except OSError as e:
+            raise AuditError(f"cannot lock audit log {path}: {e}; the filesystem must support flock") from e
 
 
 @contextmanager
-def _exclusive(path: Path, timeout: float) -> Iterator[None]:
-    """Hold the log for writing: a per-process thread lock first (cheap), then flock on ``<path>.lock``."""
-    key = os.path.realpath(path)
-    with _THREAD_LOCKS_GUARD:
-        tlock = _THREAD_LOCKS.setdefault(key, threading.Lock())
-    if not tlock.acquire(timeout=timeout if timeout >= 0 else -1):
-        raise AuditError(
-            f"could not lock audit log {path} within {timeout:g} s: another thread of this process holds it; "
-            "look for a hung append, or pass a larger lock_timeout"
-        )
-    try:
-        lock = FileLock(_lock_path(path), timeout=timeout, poll_interval=_LOCK_POLL_S)
+def _exclusive_fd(path: Path, timeout: float, *, create: bool) -> Iterator[tuple[int, bool]]:
+    """Open the log for appending and hold it exclusively; yields (fd, created).
+
+    The lock belongs to the file, not to the name: a per-process thread lock keyed by (device, inode), then
+    flock on the log file itself. Hard links, symlinks and relative paths to one log therefore meet on one
+    lock, and two names can never fork the chain. When the name was moved to another file while we waited
+    (log rotation), the new file is opened and locked instead.
+    """
+    deadline = None if timeout < 0 else time.monotonic() + timeout
+    while True:
+        fd, created = _open_for_append(path, create)
         try:
-            lock.acquire()
-        except Timeout as e:
-            raise AuditError(
-                f"could not lock audit log {path} within {timeout:g} s: another process holds "
-                f"{_lock_path(path)}; look for a hung hguard process, or pass a larger lock_timeout"
-            ) from e
-        except OSError as e:
-            raise AuditError(
-                f"cannot create the lock file {_lock_path(path)} for audit log {path}: {e}; "
-                "the directory must be writable by every process that writes the log"
-            ) from e
-        try:
-            yield
+            ident = _identity(os.fstat(fd))
+            with _THREAD_LOCKS_GUARD:
+                tlock = _THREAD_LOCKS.setdefault(ident, threading.Lock())
+            wait = -1 if deadline is None else max(0.0, deadline - time.monotonic())
+            if not tlock.acquire(timeout=wait):
+                raise AuditError(
+                    f"could not lock audit log {path} within {timeout:g} s: another thread of this process holds "
+                    "it; look for a hung append, or pass a larger lock_timeout"
+                )
+            try:
+                if not _flock(fd, path, fcntl.LOCK_EX, deadline):
+                    raise AuditError(
+                        f"could not lock audit log {path} within {timeout:g} s: another process holds it; "
+                        "look for a hung hguard process, or pass a larger lock_timeout"
+                    )
+                try:
+                    now = _identity(os.stat(path))
+                except FileNotFoundError:
+                    now = None
+                if now == ident:
+                    yield fd, created
+                    return
+            finally:
+                tlock.release()
         finally:
-            lock.release()
-    finally:
-        tlock.release()
+            os.close(fd)  # also releases the flock
+
+
+def _open_for_append(path: Path, create: bool) -> tuple[int, bool]:
+    flags = os.O_RDWR | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+    try:
+        if create:
+            try:
+                return os.open(path, flags | os.O_CREAT | os.O_EXCL, _FILE_MODE), True
+            except FileExistsError:
+                pass
+        return os.open(path, flags), False
+    except OSError as e:
+        raise AuditError(f"cannot open audit log {path} for appending: {e}; check its permissions") from e
 
 
 def _existing(path: Any) -> Path:
@@ -357,13 +392,39 @@ def _existing(path: Any) -> Path:
     return p
 
 
-def _torn_message(path: Path, lineno: int, raw: bytes, terminated: bool) -> str:
-    why = "is not valid JSON" if terminated else "has no trailing newline"
+def _torn_message(path: Path, lineno: int, raw: bytes) -> str:
     return (
-        f"line {lineno} of {path} is torn: its {len(raw)} bytes {why}, a write cut short (a writer killed "
-        f"mid-write, or a full disk); run `hguard audit verify {path}` to check the rest of the chain, "
-        f"then `hguard audit repair {path}` to move the torn bytes aside"
+        f"torn: its {len(raw)} bytes have no trailing newline, a write cut short (a "
+        "writer killed mid-write, or a full disk) and never acknowledged; the next append moves it aside into "
+        f"{path.name}.torn-<time> and records that in the chain (or run `hguard audit repair {path}`)"
     )
+
+
+def _damaged_message(lineno: int, raw: bytes, why: str) -> str:
+    return (
+        f"damaged: its {len(raw)} bytes end in a newline but are not a valid JSON record ({why}); "
+        "a complete line was overwritten or edited after it was written. It is kept as evidence: compare it "
+        "with a backup"
+    )
+
+
+_KEY_FROM_ENVIRONMENT = "environment"
+
+
+def _resolve_key(key: Any) -> bytes | None:
+    from .integrity import load_key
+
+    if isinstance(key, str) and key == _KEY_FROM_ENVIRONMENT:
+        return load_key()
+    if key is None or isinstance(key, bytes):
+        return key
+    raise InputError(
+        f"key must be bytes, None or 'environment', got {type(key).__name__}; load it with hguard.integrity.load_key"
+    )
+
+
+def _mac_body(record: Mapping[str, Any]) -> bytes:
+    return canonical_json({k: v for k, v in record.items() if k not in ("hash", "mac")}).encode("utf-8")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -387,10 +448,22 @@ class AuditLog:
     value (at any depth), so the log proves what was said without holding it. The hash is of the UTF-8
     text (or of the canonical JSON for non-strings) and is unsalted: a short, guessable answer can be
     confirmed by hashing guesses.
+
+    ``key`` (bytes; by default the key configured in the environment, see :mod:`hguard.integrity`) adds a
+    ``mac`` to every record, so that without the key no record can be edited, re-chained or forged
+    unnoticed. ``anchor`` names a file to which each record's seq and hash are appended once it is on disk;
+    kept where whoever can write the log cannot, it shows records cut off the end. ``last_receipt`` is the
+    receipt of the newest record this object wrote.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, redact: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S
+        self,
+        path: str | os.PathLike[str],
+        *,
+        redact: bool = False,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
+        key: bytes | None | str = _KEY_FROM_ENVIRONMENT,
+        anchor: str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise InputError(
@@ -403,6 +476,13 @@ class AuditLog:
             )
         self.redact = bool(redact)
         self.lock_timeout = float(lock_timeout)
+        self._key = _resolve_key(key)
+        if anchor is not None and (not isinstance(anchor, (str, os.PathLike)) or str(anchor) == ""):
+            raise InputError(f"anchor must be a file path or None, got {anchor!r:.80}; pass e.g. 'audit.anchor'")
+        self.anchor = Path(anchor) if anchor is not None else None
+        if self.anchor is not None and os.path.realpath(self.anchor) == os.path.realpath(self.path):
+            raise InputError(f"anchor {self.anchor} is the audit log itself; name another file, on other storage")
+        self.last_receipt: AuditReceipt | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -411,35 +491,49 @@ class AuditLog:
                 "choose a writable location"
             ) from e
 
+    @classmethod
+    def from_policy(cls, policy: Any) -> "AuditLog":
+        """The log a policy's ``[audit]`` table names, keyed by its ``[integrity]`` key (or the environment's)."""
+        from .integrity import load_key
+
+        cfg = policy.audit
+        return cls(cfg.path, redact=cfg.redact, key=load_key(policy.integrity.key_file), anchor=cfg.anchor)
+
+    @property
+    def keyed(self) -> bool:
+        """Whether records written here carry a keyed MAC."""
+        return self._key is not None
+
     def __repr__(self) -> str:
-        return f"AuditLog({str(self.path)!r}, redact={self.redact})"
+        return f"AuditLog({str(self.path)!r}, redact={self.redact}, keyed={self.keyed})"
 
     def append(self, record: dict[str, Any], *, kind: str = "decision") -> AuditReceipt:
-        """Write one record at the end of the chain and return once it is on disk."""
+        """Write one record at the end of the chain and return once it is on disk.
+
+        A torn last line (a write that was cut short, so never acknowledged) is first moved aside and a
+        ``recovery`` record says so in the chain; answers go on.
+        """
         record_id, body, nonfinite = _prepare(record, kind, self.redact)
-        with _exclusive(self.path, self.lock_timeout):
-            fd, created = self._open()
-            try:
-                if created:
-                    _fsync_dir(self.path.parent)
-                size = os.fstat(fd).st_size
-                prev_hash, seq = self._chain_tail(fd, size)
-                full = dict(body)
-                full.update(
-                    id=record_id,
-                    kind=kind,
-                    seq=seq,
-                    time=datetime.now(timezone.utc).isoformat(timespec="microseconds"),
-                    prev_hash=prev_hash,
-                )
-                if nonfinite:
-                    full["nonfinite"] = nonfinite
-                digest = record_hash(full)
-                full["hash"] = digest
-                self._write(fd, (canonical_json(full) + "\n").encode("utf-8"), size)
-            finally:
-                os.close(fd)
-        return AuditReceipt(id=record_id, seq=seq, hash=digest, path=str(self.path))
+        with _exclusive_fd(self.path, self.lock_timeout, create=True) as (fd, created):
+            if created:
+                _fsync_dir(self.path.parent)
+            self._saved = None
+            prev_hash, seq = self._recover(fd)
+            receipt = self._write_record(fd, record_id, kind, body, nonfinite, prev_hash, seq)
+            self.last_receipt = receipt
+        return receipt
+
+    def recover(self) -> str | None:
+        """Bring a torn or damaged end of the log back to a state records can chain onto (as ``append`` does).
+
+        Returns the file the torn bytes were saved into, or None when nothing was moved aside.
+        """
+        if not self.path.exists():
+            return None
+        with _exclusive_fd(self.path, self.lock_timeout, create=False) as (fd, _):
+            self._saved: str | None = None
+            self._recover(fd)
+            return self._saved
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         """The records in file order (a torn last line, never acknowledged, is skipped; hashes are not checked)."""
@@ -453,36 +547,129 @@ class AuditLog:
                 return rec
         return None
 
-    def _open(self) -> tuple[int, bool]:
-        flags = os.O_RDWR | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
-        try:
-            try:
-                return os.open(self.path, flags | os.O_CREAT | os.O_EXCL, _FILE_MODE), True
-            except FileExistsError:
-                return os.open(self.path, flags), False
-        except OSError as e:
-            raise AuditError(f"cannot open audit log {self.path} for appending: {e}; check its permissions") from e
+    # ------------------------------------------------------------------------------------------ internals
 
-    def _chain_tail(self, fd: int, size: int) -> tuple[str, int]:
-        """(hash, seq + 1) of the last record on disk; refuses a torn tail rather than chain onto it."""
+    def _write_record(
+        self, fd: int, record_id: str, kind: str, body: dict[str, Any], nonfinite: list[str], prev_hash: str, seq: int
+    ) -> AuditReceipt:
+        full = dict(body)
+        full.update(
+            id=record_id,
+            kind=kind,
+            seq=seq,
+            time=datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+            prev_hash=prev_hash,
+        )
+        if nonfinite:
+            full["nonfinite"] = nonfinite
+        if self._key is not None:
+            from .integrity import mac_hex
+
+            full["mac"] = mac_hex(self._key, _mac_body(full))
+        digest = record_hash(full)
+        full["hash"] = digest
+        self._write(fd, (canonical_json(full) + "\n").encode("utf-8"), os.fstat(fd).st_size)
+        if self.anchor is not None:
+            self._write_anchor(seq, digest)
+        return AuditReceipt(id=record_id, seq=seq, hash=digest, path=str(self.path))
+
+    def _recover(self, fd: int) -> tuple[str, int]:
+        """(hash, seq + 1) of the last record, first moving a torn tail aside or noting a damaged one."""
+        size = os.fstat(fd).st_size
         if size == 0:
             return GENESIS_HASH, 0
         start, raw, terminated = _last_line(fd, size)
+        if not terminated:
+            return self._recover_torn(fd, start, raw, size)
         try:
-            if not terminated:
-                raise ValueError("no trailing newline")
             rec, _ = _parse_line(raw)
-        except ValueError:
-            raise AuditIntegrityError(_torn_message(self.path, _line_number_at(fd, start), raw, terminated)) from None
-        last_hash, last_seq = rec.get("hash"), rec.get("seq")
-        if not isinstance(last_hash, str) or type(last_seq) is not int:
-            lineno = _line_number_at(fd, start)
+            tail = _chain_fields(rec)
+        except ValueError as e:
+            return self._note_damage(fd, start, raw, str(e))
+        if self._key is None and "mac" in rec:
             raise AuditIntegrityError(
-                f"the last record of {self.path} (line {lineno}) has hash={last_hash!r:.80} and "
-                f"seq={last_seq!r:.40}, so no record can be chained onto it; run `hguard audit verify {self.path}` "
-                "and restore the line from a backup"
+                f"the records of {self.path} carry a keyed MAC but no key is configured in this process; set "
+                "HGUARD_KEY_FILE (or the policy's [integrity] key_file) to the log's key: an unkeyed record would "
+                "break the keyed chain"
             )
-        return last_hash, last_seq + 1
+        return tail
+
+    def _recover_torn(self, fd: int, start: int, raw: bytes, size: int) -> tuple[str, int]:
+        lineno = _line_number_at(fd, start)
+        prev = self._previous_tail(fd, start)
+        try:
+            rec, canon = _parse_line(raw)
+            complete = (
+                canon == raw
+                and rec.get("hash") == record_hash(rec)
+                and prev is not None
+                and (rec.get("prev_hash"), rec.get("seq")) == prev
+            )
+        except ValueError:
+            complete = False
+        if complete:
+            # A whole, correctly chained record that only lost its newline (an acknowledged write never does):
+            # restoring the newline keeps it in the chain rather than moving a possibly acknowledged record out.
+            self._write(fd, b"\n", size)
+            action, saved = "newline_restored", None
+        else:
+            saved = str(_save_aside(self.path, _pread_exact(fd, size - start, start)))
+            try:
+                os.ftruncate(fd, start)
+                os.fsync(fd)
+            except OSError as e:
+                raise AuditError(
+                    f"cannot cut the torn tail off audit log {self.path} (its bytes are saved in {saved}): {e}; "
+                    "check the disk"
+                ) from e
+            self._saved = saved
+            action = "torn_tail_moved_aside"
+        prev_hash, seq = self._recover(fd)  # the line before may itself need recovery
+        note = {
+            "action": action,
+            "line": lineno,
+            "bytes": len(raw),
+            "sha256": hashlib.sha256(raw).hexdigest(),
+            "saved_to": saved,
+            "reason": "the last line had no trailing newline: a write cut short, never acknowledged",
+        }
+        receipt = self._write_record(fd, uuid.uuid4().hex, "recovery", note, [], prev_hash, seq)
+        self.last_receipt = receipt
+        return receipt.hash, receipt.seq + 1
+
+    def _previous_tail(self, fd: int, end: int) -> tuple[str, int] | None:
+        """(hash, seq + 1) of the complete record ending at end, GENESIS for none, None when it is unreadable."""
+        if end == 0:
+            return GENESIS_HASH, 0
+        _, raw, terminated = _last_line(fd, end)
+        try:
+            rec, _ = _parse_line(raw)
+            return _chain_fields(rec) if terminated else None
+        except ValueError:
+            return None
+
+    def _note_damage(self, fd: int, start: int, raw: bytes, why: str) -> tuple[str, int]:
+        """Chain past damaged complete lines at the end, keeping them, with a record that names them."""
+        damaged = [(start, raw, why)]
+        pos, tail = start, None
+        while pos > 0 and tail is None:
+            prev_start, prev_raw, _ = _last_line(fd, pos)
+            try:
+                tail = _chain_fields(_parse_line(prev_raw)[0])
+            except ValueError as e:
+                damaged.append((prev_start, prev_raw, str(e)))
+            pos = prev_start
+        prev_hash, seq = tail or (GENESIS_HASH, 0)
+        first_line = _line_number_at(fd, damaged[-1][0])
+        note = {
+            "action": "damaged_lines_kept",
+            "lines": [first_line + i for i in range(len(damaged))],
+            "sha256": [hashlib.sha256(r).hexdigest() for _, r, _ in reversed(damaged)],
+            "reason": f"complete line(s) that are not valid records ({damaged[0][2]}); kept in place as evidence",
+        }
+        receipt = self._write_record(fd, uuid.uuid4().hex, "recovery", note, [], prev_hash, seq + len(damaged))
+        self.last_receipt = receipt
+        return receipt.hash, receipt.seq + 1
 
     def _write(self, fd: int, line: bytes, size_before: int) -> None:
         try:
@@ -506,21 +693,70 @@ class AuditLog:
                 f"Check free space and permissions in {self.path.parent}"
             ) from e
 
+    def _write_anchor(self, seq: int, digest: str) -> None:
+        anchor = self.anchor
+        assert anchor is not None
+        line = (canonical_json({"hash": digest, "seq": seq}) + "\n").encode("utf-8")
+        try:
+            fd = os.open(anchor, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), _FILE_MODE)
+        except OSError as e:
+            raise AuditError(
+                f"record seq {seq} is in {self.path}, but its head cannot be appended to the anchor {anchor}: {e}; "
+                "check that file's permissions"
+            ) from e
+        try:
+            if not _flock(fd, anchor, fcntl.LOCK_EX, time.monotonic() + self.lock_timeout):
+                raise AuditError(f"could not lock the anchor {anchor} within {self.lock_timeout:g} s; look for a hung writer")
+            size = os.fstat(fd).st_size
+            if size and _pread_exact(fd, 1, size - 1) != b"\n":
+                # A head whose write was cut short: it was never acknowledged, and the log holds the record.
+                start, _, _ = _last_line(fd, size)
+                os.ftruncate(fd, start)
+                size = start
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except OSError as e:
+            raise AuditError(
+                f"record seq {seq} is in {self.path}, but its head could not be written to the anchor {anchor}: "
+                f"{e}; check free space"
+            ) from e
+        finally:
+            os.close(fd)
+
+
+def _chain_fields(rec: Mapping[str, Any]) -> tuple[str, int]:
+    """(hash, seq + 1) of a parsed record; ValueError when it lacks them."""
+    last_hash, last_seq = rec.get("hash"), rec.get("seq")
+    if not isinstance(last_hash, str) or type(last_seq) is not int:
+        raise ValueError(f"hash={last_hash!r:.80} and seq={last_seq!r:.40}, so no record can be chained onto it")
+    return last_hash, last_seq + 1
+
+
+def _scan(path: Path, size: int | None = None) -> Iterator[tuple[int, dict[str, Any] | None, bool, Problem | None]]:
+    """(line number, record or None, line is canonical, problem or None) for every line of path[:size]."""
+    for lineno, raw, terminated, _ in _iter_lines(path, size):
+        if not terminated:
+            yield lineno, None, False, Problem(lineno, None, _torn_message(path, lineno, raw), torn=True)
+            continue
+        try:
+            rec, canon = _parse_line(raw)
+        except ValueError as e:
+            yield lineno, None, False, Problem(lineno, None, _damaged_message(lineno, raw, str(e)), damaged=True)
+            continue
+        yield lineno, rec, canon == raw, None
+
 
 def _iter_records(path: Path) -> Iterator[dict[str, Any]]:
-    for lineno, raw, terminated, is_last in _iter_lines(path):
-        if not terminated:
-            return  # a torn tail, never acknowledged
-        try:
-            rec, _ = _parse_line(raw)
-        except ValueError as e:
-            if is_last:
-                return
+    for _, rec, _, problem in _scan(path):
+        if problem is not None:
+            if problem.torn:
+                return  # a torn tail, never acknowledged
             raise AuditIntegrityError(
-                f"line {lineno} of {path} is not a valid JSON record ({e}); "
-                f"run `hguard audit verify {path}` to see what is damaged"
-            ) from None
-        yield rec
+                f"{path} line {problem.line}: {problem.message}; run `hguard audit verify {path}` to see what else is damaged"
+            )
+        yield rec  # type: ignore[misc]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -529,12 +765,17 @@ def _iter_records(path: Path) -> Iterator[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Problem:
-    """One place where the chain is broken: ``line`` is 1-based, ``seq`` the record's own seq when readable."""
+    """One place where the chain is broken: ``line`` is 1-based, ``seq`` the record's own seq when readable.
+
+    ``torn``: a last line without its newline (a write cut short, never acknowledged); ``damaged``: a complete
+    line that is not a record (overwritten or edited: evidence, never moved).
+    """
 
     line: int
     seq: int | None
     message: str
     torn: bool = False
+    damaged: bool = False
 
 
 @dataclass
@@ -545,60 +786,121 @@ class VerifyReport:
     n_records: int
     problems: list[Problem] = field(default_factory=list)
     path: str = ""
+    head_seq: int | None = None
+    head_hash: str | None = None
+    key_id: str | None = None
 
     @property
     def torn(self) -> bool:
-        """The last line is torn (``hguard audit repair`` fixes that); other problems need a human."""
+        """The last line is torn (the next append, or ``hguard audit repair``, moves it aside)."""
         return any(p.torn for p in self.problems)
 
     def summary(self) -> str:
         where = self.path or "audit log"
+        macs = f"MACs checked with key {self.key_id}" if self.key_id else "no key: MACs not checked"
+        head = f"head seq {self.head_seq} hash {self.head_hash}" if self.head_hash else "no records"
         if self.ok:
-            return f"{where}: OK, {self.n_records} records, hash chain intact"
-        head = (
+            return f"{where}: OK, {self.n_records} records, hash chain intact, {macs}; {head}"
+        first = (
             f"{where}: FAILED, {len(self.problems)} problem{'s' if len(self.problems) != 1 else ''} "
-            f"in {self.n_records} readable records"
+            f"in {self.n_records} readable records ({macs})"
         )
-        lines = [head]
+        lines = [first]
         for p in self.problems:
             seq = f", seq {p.seq}" if p.seq is not None else ""
-            lines.append(f"  line {p.line}{seq}: {p.message}")
+            lines.append(f"  line {p.line}{seq}: {p.message}" if p.line else f"  {p.message}")
         return "\n".join(lines)
 
 
 def _snapshot_size(path: Path) -> int:
     # Under the writers' lock every line before the size we read is complete; a torn line found then is real.
     try:
-        with _exclusive(path, _VERIFY_LOCK_TIMEOUT_S):
-            return path.stat().st_size
-    except (AuditError, OSError):
-        # A read-only copy (no lock file possible) or a hung writer: read what is there.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
         return path.stat().st_size
+    try:
+        # A shared flock waits for a writer in progress; a hung writer must not stall an auditor for long.
+        _flock(fd, path, fcntl.LOCK_SH, time.monotonic() + _VERIFY_LOCK_TIMEOUT_S)
+        return os.fstat(fd).st_size
+    except AuditError:
+        return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
 
 
-def verify(path: str | os.PathLike[str]) -> VerifyReport:
-    """Check every line: its own hash, its link to the line before, its seq; report where each break is."""
-    p = _existing(path)
-    size = _snapshot_size(p)
+_HEX64 = frozenset("0123456789abcdef")
+
+
+def _check_head(value: Any, what: str) -> str:
+    if not isinstance(value, str) or len(value) != 64 or not set(value) <= _HEX64:
+        raise InputError(
+            f"{what} must be a record hash (64 lowercase hex digits), got {value!r:.80}; copy it from a receipt "
+            "or from the 'head' that `hguard audit verify` prints"
+        )
+    return value
+
+
+def _read_anchor(anchor: Path) -> tuple[dict[int, tuple[int, str]], list[Problem]]:
+    """{seq: (anchor line, hash)} of an anchor file, and its unreadable lines as problems."""
+    if not anchor.is_file():
+        raise InputError(f"anchor file {anchor} does not exist or is not a file; pass the [audit] anchor file")
+    heads: dict[int, tuple[int, str]] = {}
     problems: list[Problem] = []
+    for lineno, raw, terminated, _ in _iter_lines(anchor):
+        if not terminated:
+            continue  # a head whose write was cut short: never acknowledged, the next write drops it
+        try:
+            rec, _ = _parse_line(raw)
+            seq, digest = rec.get("seq"), _check_head(rec.get("hash"), "hash")
+            if type(seq) is not int or seq < 0:
+                raise ValueError(f"seq is {seq!r:.40}")
+        except (ValueError, InputError) as e:
+            problems.append(Problem(0, None, f"anchor {anchor} line {lineno} is not a head ({e}): it was edited"))
+            continue
+        if seq in heads and heads[seq][1] != digest:
+            problems.append(
+                Problem(0, seq, f"anchor {anchor} lines {heads[seq][0]} and {lineno} give seq {seq} two hashes")
+            )
+        heads[seq] = (lineno, digest)
+    return heads, problems
+
+
+def verify(
+    path: str | os.PathLike[str],
+    *,
+    key: bytes | None = None,
+    expect_head: str | None = None,
+    anchor: str | os.PathLike[str] | None = None,
+) -> VerifyReport:
+    """Check every line: its own hash, its link to the line before, its seq; report where each break is.
+
+    ``key``: every record must carry a matching keyed MAC (see :mod:`hguard.integrity`). ``expect_head``: a
+    record hash kept from a receipt; the log must still hold that record (else records were cut off the end).
+    ``anchor``: a file the writer appended heads to; every head in it must be in the log.
+    """
+    p = _existing(path)
+    if key is not None and not isinstance(key, bytes):
+        raise InputError(f"key must be bytes or None, got {type(key).__name__}; load it with hguard.integrity.load_key")
+    if expect_head is not None:
+        expect_head = _check_head(expect_head, "expect_head")
+    heads, problems = _read_anchor(Path(anchor)) if anchor is not None else ({}, [])
+    size = _snapshot_size(p)
     n_records = 0
     prev_hash: str | None = GENESIS_HASH
     prev_seq: int | None = -1
     prev_line = 0
-    for lineno, raw, terminated, is_last in _iter_lines(p, size):
-        try:
-            if not terminated:
-                raise ValueError("no trailing newline")
-            rec, canon = _parse_line(raw)
-        except ValueError as e:
-            if is_last:
-                problems.append(Problem(lineno, None, _torn_message(p, lineno, raw, terminated), torn=True))
-            else:
-                problems.append(
-                    Problem(lineno, None, f"not a valid JSON record ({e}): the line was damaged or edited")
-                )
+    head_seq: int | None = None
+    head_hash: str | None = None
+    found_expected = False
+    anchored_seen: set[int] = set()
+    if key is not None:
+        from .integrity import key_id, mac_matches
+    for lineno, rec, canonical, problem in _scan(p, size):
+        if problem is not None:
+            problems.append(problem)
             prev_hash, prev_seq, prev_line = None, None, lineno
             continue
+        assert rec is not None
         n_records += 1
         seq = rec.get("seq")
         seq_ok = type(seq) is int
@@ -608,11 +910,19 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
             msgs.append(f"missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
         if rec.get("hash") != record_hash(rec):
             msgs.append("its hash does not match its content: the record was edited after it was written")
-        elif canon != raw:
+        elif not canonical:
             msgs.append(
                 "its hash matches but the line is not in canonical form (spacing, key order or duplicate keys "
                 "changed): it was edited by hand"
             )
+        if key is not None:
+            if "mac" not in rec:
+                msgs.append("it carries no MAC: it was written without the key, or forged")
+            elif not mac_matches(key, _mac_body(rec), rec["mac"]):
+                msgs.append(
+                    "its MAC does not match: the record was edited or forged by someone without the key "
+                    "(or written under another key)"
+                )
         if prev_hash is not None and rec.get("prev_hash") != prev_hash:
             if prev_line == 0:
                 msgs.append("prev_hash is not the genesis value: the record(s) before it were removed")
@@ -628,12 +938,41 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
                 msgs.append(f"seq {seq} on the first line, expected 0")
             else:
                 msgs.append(f"seq {seq} follows seq {prev_seq} on line {prev_line}, expected {prev_seq + 1}")
+        digest = rec.get("hash") if isinstance(rec.get("hash"), str) else None
+        if seq_ok and seq in heads:
+            anchored_seen.add(seq)
+            if heads[seq][1] != digest:
+                msgs.append(
+                    f"the anchor holds another hash for seq {seq} (anchor line {heads[seq][0]}): the record was "
+                    "rewritten after it was written"
+                )
+        if expect_head is not None and digest == expect_head:
+            found_expected = True
         if msgs:
             problems.append(Problem(lineno, seq if seq_ok else None, "; ".join(msgs)))
-        prev_hash = rec.get("hash") if isinstance(rec.get("hash"), str) else None
+        prev_hash = digest
         prev_seq = seq if seq_ok else None
         prev_line = lineno
-    return VerifyReport(ok=not problems, n_records=n_records, problems=problems, path=str(p))
+        head_seq, head_hash = (seq if seq_ok else None), digest
+    if expect_head is not None and not found_expected:
+        problems.append(
+            Problem(
+                0, None, f"no record has the expected head hash {expect_head}: records were cut off the end of the "
+                "log, or the chain was rewritten"
+            )
+        )
+    missing_heads = sorted(set(heads) - anchored_seen)
+    if missing_heads:
+        problems.append(
+            Problem(
+                0, missing_heads[0], f"{len(missing_heads)} head(s) in the anchor {anchor} are not in the log (seq "
+                f"{missing_heads[0]}..{missing_heads[-1]}): records were cut off the end of the log or removed"
+            )
+        )
+    return VerifyReport(
+        ok=not problems, n_records=n_records, problems=problems, path=str(p), head_seq=head_seq, head_hash=head_hash,
+        key_id=key_id(key) if key is not None else None,
+    )
 
 
 def _save_aside(path: Path, data: bytes) -> Path:
@@ -645,6 +984,8 @@ def _save_aside(path: Path, data: bytes) -> Path:
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), _FILE_MODE)
         except FileExistsError:
             continue
+        except OSError as e:
+            raise AuditError(f"cannot save the torn tail of {path} into {target}: {e}; check the directory") from e
         try:
             view = memoryview(data)
             while view:
@@ -657,35 +998,16 @@ def _save_aside(path: Path, data: bytes) -> Path:
     raise AuditError(f"cannot find a free name for the torn tail of {path} (tried {base} and 999 more); clean them up")
 
 
-def repair(path: str | os.PathLike[str]) -> str | None:
-    """Move a torn last line into ``<path>.torn-<timestamp>`` and cut the log back to its last complete record.
+def repair(path: str | os.PathLike[str], *, key: bytes | None | str = _KEY_FROM_ENVIRONMENT) -> str | None:
+    """Do now what the next append would: move a torn last line aside (recorded in the chain).
 
-    Returns the saved file's path, or None when the log already ends in a complete record. Only the torn tail
-    is touched: edited or missing records are evidence, for a human to look at with ``hguard audit verify``.
+    Returns the saved file's path, or None when there was no torn line. A damaged complete line is kept
+    where it is (it is evidence) and a record naming it is chained after it; edited or missing records are
+    for a human to look at with ``hguard audit verify``.
     """
     p = _existing(path)
     try:
-        with _exclusive(p, DEFAULT_LOCK_TIMEOUT_S):
-            fd = os.open(p, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
-            try:
-                size = os.fstat(fd).st_size
-                if size == 0:
-                    return None
-                start, raw, terminated = _last_line(fd, size)
-                if terminated:
-                    try:
-                        _parse_line(raw)
-                        return None
-                    except ValueError:
-                        pass
-                tail = _pread_exact(fd, size - start, start)
-                # Saved and fsync'ed before the truncate: a crash in between duplicates the bytes, never loses them.
-                saved = _save_aside(p, tail)
-                os.ftruncate(fd, start)
-                os.fsync(fd)
-                return str(saved)
-            finally:
-                os.close(fd)
+        return AuditLog(p, key=key).recover()
     except OSError as e:
         raise AuditError(f"cannot repair audit log {p}: {e}; check permissions of the file and its directory") from e
 
@@ -695,15 +1017,30 @@ def repair(path: str | os.PathLike[str]) -> str | None:
 
 
 def show(
-    path: str | os.PathLike[str], *, last: int | None = None, domain: str | None = None, route: str | None = None
+    path: str | os.PathLike[str],
+    *,
+    last: int | None = None,
+    domain: str | None = None,
+    route: str | None = None,
+    problems: list[Problem] | None = None,
 ) -> list[dict[str, Any]]:
-    """Records matching domain and route (when given), the last ``last`` of them when given, in file order."""
+    """Records matching domain and route (when given), the last ``last`` of them when given, in file order.
+
+    A line that is not a record (torn or damaged) raises AuditIntegrityError naming it, unless a ``problems``
+    list is given: then each such line is added to it and reading goes on.
+    """
     p = _existing(path)
     if last is not None and (type(last) is not int or last < 0):
         raise InputError(f"last must be a non-negative integer, got {last!r}; pass e.g. last=20")
     kept: collections.deque[dict[str, Any]] | list[dict[str, Any]]
     kept = collections.deque(maxlen=last) if last is not None else []
-    for rec in _iter_records(p):
+    for _, rec, _, problem in _scan(p):
+        if problem is not None:
+            if problems is None:
+                raise AuditIntegrityError(f"{p} line {problem.line}: {problem.message}")
+            problems.append(problem)
+            continue
+        assert rec is not None
         if domain is not None and rec.get("domain") != domain:
             continue
         if route is not None and rec.get("route") != route:
@@ -822,14 +1159,35 @@ def _format_record(rec: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
+def _add_key_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--key-file", metavar="FILE", help="the integrity key (default: $HGUARD_KEY_FILE or $HGUARD_KEY when set)"
+    )
+    g.add_argument("--no-key", action="store_true", help="ignore a key set in the environment")
+
+
+def _cli_key(args: argparse.Namespace) -> bytes | None:
+    from .integrity import load_key, load_key_file
+
+    if args.no_key:
+        return None
+    return load_key_file(args.key_file) if args.key_file else load_key()
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hguard audit", description="Read, check and repair a tamper-evident hguard audit log."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("verify", help="check the hash chain; exit 1 and say where when it is broken")
+    p = sub.add_parser("verify", help="check the hash chain (and MACs, with a key); exit 1 and say where it is broken")
     p.add_argument("path", help="the audit log (.jsonl)")
-    p = sub.add_parser("show", help="print records")
+    _add_key_options(p)
+    p.add_argument(
+        "--expect-head", metavar="HASH", help="a record hash kept from a receipt: fail when the log no longer holds it"
+    )
+    p.add_argument("--anchor", metavar="FILE", help="the anchor file the writer appended heads to ([audit] anchor)")
+    p = sub.add_parser("show", help="print records (and, on stderr, every line that is not a record)")
     p.add_argument("path", help="the audit log (.jsonl)")
     p.add_argument("--last", type=int, metavar="N", help="only the last N matching records")
     p.add_argument("--domain", metavar="D", help="only records of this domain")
@@ -839,8 +1197,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="the audit log (.jsonl)")
     p.add_argument("--csv", required=True, metavar="OUT", help="the CSV file to write")
     p.add_argument("--columns", metavar="C1,C2", help="comma-separated columns to write, in order")
-    p = sub.add_parser("repair", help="move a torn last line aside into PATH.torn-<timestamp>")
+    p = sub.add_parser(
+        "repair", help="move a torn last line aside into PATH.torn-<time> now, as the next append would"
+    )
     p.add_argument("path", help="the audit log (.jsonl)")
+    _add_key_options(p)
     return parser
 
 
@@ -853,26 +1214,27 @@ def cli_main(argv: list[str]) -> int:
         return e.code if isinstance(e.code, int) else 2
     try:
         if args.command == "verify":
-            report = verify(args.path)
+            report = verify(args.path, key=_cli_key(args), expect_head=args.expect_head, anchor=args.anchor)
             print(report.summary())
-            if report.torn:
-                print(f"the torn line can be moved aside with `hguard audit repair {args.path}`")
             return 0 if report.ok else 1
         if args.command == "show":
-            for rec in show(args.path, last=args.last, domain=args.domain, route=args.route):
+            problems: list[Problem] = []
+            for rec in show(args.path, last=args.last, domain=args.domain, route=args.route, problems=problems):
                 print(canonical_json(rec) if args.json else _format_record(rec))
-            return 0
+            for problem in problems:
+                print(f"hguard audit: {args.path} line {problem.line}: {problem.message}", file=sys.stderr)
+            return 1 if problems else 0
         if args.command == "export":
             columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
             n = export_csv(args.path, args.csv, columns=columns)
             print(f"wrote {n} rows to {args.csv}")
             return 0
-        saved = repair(args.path)
+        saved = repair(args.path, key=_cli_key(args))
         if saved is None:
-            print(f"nothing to repair: {args.path} ends in a complete record")
+            print(f"nothing moved aside: {args.path} had no torn last line (damaged complete lines stay as evidence)")
         else:
             print(
-                f"moved the torn last line of {args.path} to {saved}; "
+                f"moved the torn last line of {args.path} to {saved} and recorded that in the chain; "
                 f"run `hguard audit verify {args.path}` to check the rest of the chain"
             )
         return 0

@@ -63,6 +63,7 @@ class GuardResult:
     steering: dict | None = None
     context: str | None = None
     seconds: float = 0.0
+    audit_hash: str | None = None  # the audit record's hash: keep it elsewhere to detect a cut-off log
 
     @property
     def display_text(self) -> str:
@@ -167,15 +168,17 @@ class Guard:
         if pol.probes is not None:
             guard.load_probes(pol.probes)
         if guard.audit is None and pol.audit.path is not None:
-            guard.audit = AuditLog(pol.audit.path, redact=pol.audit.redact)
+            guard.audit = AuditLog.from_policy(pol)
         if guard.review_queue is None and pol.review.queue is not None:
             guard.review_queue = _open_queue(pol.review.queue, guard.audit)
         return guard
 
     def load_probes(self, folder: str | Path) -> None:
         """Read every probe file in ``folder``; unreadable ones are remembered and fail their domain closed."""
+        from .integrity import probe_load_options
         from .probe import HNeuronProbe
 
+        signing = probe_load_options(self.policy.integrity)
         folder = Path(folder)
         if not folder.is_dir():
             self.probe_errors["*"] = f"probe folder {str(folder)!r} does not exist; run `hguard calibrate --reference`"
@@ -193,7 +196,7 @@ class Guard:
                         f"probe file {str(p)!r} links to {str(target)!r}, outside the probe folder; "
                         "copy the probe into the folder instead of linking it"
                     )
-                probe, meta = HNeuronProbe.load(target)
+                probe, meta = HNeuronProbe.load(target, **signing)
             except Exception as exc:  # one bad file disables its domain, not the guard
                 reason = str(exc) if isinstance(exc, ProbeError) else f"probe file {str(p)!r} cannot be loaded: {type(exc).__name__}: {exc}"
                 self.probe_errors[p.stem] = reason
@@ -209,6 +212,11 @@ class Guard:
                 )
                 loaded.pop(name)
         self.probes.update(loaded)
+
+    @property
+    def last_receipt(self):
+        """The receipt of the newest record written to this guard's audit log (None before any, or without a log)."""
+        return getattr(self.audit, "last_receipt", None)
 
     # ---------------------------------------------------------------------------------- helpers
 
@@ -535,6 +543,7 @@ class Guard:
         if self.audit is not None:
             receipt = self.audit.append(record, kind="decision")
             result.audit_id = receipt.id
+            result.audit_hash = receipt.hash
         else:
             result.audit_id = result.request_id
         if result.route == REVIEW and self.review_queue is not None:

@@ -53,6 +53,7 @@ __all__ = [
     "ACCEPT",
     "REVIEW",
     "AuditConfig",
+    "IntegrityConfig",
     "Decision",
     "DomainPolicy",
     "GenerationConfig",
@@ -121,8 +122,29 @@ class AuditConfig(_Section):
     redact: bool = Field(
         False, strict=True, description="true or false: store hashes instead of prompt and answer text"
     )
+    anchor: Path | None = Field(
+        None,
+        description="a file path, relative to the policy file, to which every record's seq and hash are appended "
+        "(keep it where whoever can write the log cannot); `hguard audit verify LOG --anchor FILE` then "
+        "detects records cut off the end",
+    )
 
-    _resolve = field_validator("path", mode="after")(_resolve_path)
+    _resolve = field_validator("path", "anchor", mode="after")(_resolve_path)
+
+
+class IntegrityConfig(_Section):
+    key_file: Path | None = Field(
+        None,
+        description="a file holding the secret key (32+ bytes) that signs probes and MACs audit records, "
+        "relative to the policy file; when unset, $HGUARD_KEY_FILE or $HGUARD_KEY",
+    )
+    require_signed_probes: bool | None = Field(
+        None,
+        strict=True,
+        description="true or false: refuse unsigned probe files (unset: true exactly when a key is configured)",
+    )
+
+    _resolve = field_validator("key_file", mode="after")(_resolve_path)
 
 
 class ReviewConfig(_Section):
@@ -245,8 +267,13 @@ class Policy(_Section):
     probes: Path | None = Field(
         None, description="a directory of probe files, relative to the policy file"
     )
-    audit: AuditConfig = Field(default_factory=dict, validate_default=True, description="a table with `path` and `redact`")
+    audit: AuditConfig = Field(
+        default_factory=dict, validate_default=True, description="a table with `path`, `redact` and `anchor`"
+    )
     review: ReviewConfig = Field(default_factory=dict, validate_default=True, description="a table with `queue`")
+    integrity: IntegrityConfig = Field(
+        default_factory=dict, validate_default=True, description="a table with `key_file` and `require_signed_probes`"
+    )
     generation: GenerationConfig = Field(
         default_factory=dict, validate_default=True, description="a table with `max_new_tokens` and `system_prompt`"
     )

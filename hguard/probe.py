@@ -763,19 +763,21 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
         }
         return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "params": params, "model": model}
 
-    def save(self, path, *, metadata: Mapping[str, Any]) -> str:
+    def save(self, path, *, metadata: Mapping[str, Any], key: bytes | None = None) -> str:
         """Write the probe and free-form JSON ``metadata`` to ``path``; returns the ``probe_id``.
 
         ``metadata`` should hold ``model_fingerprint``, ``chat_template_fingerprint``,
         ``system_prompt_fingerprint``, ``domain``, ``data_hash``, ``metrics``, ``created``, and may hold
         anything else JSON can carry (numpy scalars and arrays are converted). The file is replaced
-        atomically.
+        atomically. With ``key`` (see :mod:`hguard.integrity`) the file is signed.
         """
         if not isinstance(metadata, Mapping):
             raise InputError(f"metadata is a {type(metadata).__name__}, not a dict; pass a dict of JSON values")
         doc = self._payload()
         doc["metadata"] = _jsonable(dict(metadata), "metadata")
         doc["probe_id"] = _probe_id(doc)
+        if key is not None:
+            doc["signature"] = _signature(doc, key)
         text = json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False)
         path = Path(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -792,12 +794,16 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
         return doc["probe_id"]
 
     @classmethod
-    def load(cls, path, *, expect: Mapping[str, Any] | None = None) -> tuple["HNeuronProbe", dict]:
+    def load(
+        cls, path, *, expect: Mapping[str, Any] | None = None, key: bytes | None = None,
+        require_signature: bool = False,
+    ) -> tuple["HNeuronProbe", dict]:
         """Read a probe file; returns ``(probe, metadata)``.
 
         ``expect`` maps metadata keys (typically the three fingerprints) to the values of the running
         setup; any difference raises :class:`ProbeMismatchError`. A file that is not a probe, is
-        truncated, or was edited after saving raises :class:`ProbeError`.
+        truncated, or was edited after saving raises :class:`ProbeError`; so does, with ``key``, a
+        signature that does not match, and with ``require_signature`` a file that is not signed.
         """
         path = Path(path)
         try:
@@ -815,6 +821,7 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
                 f"probe file {str(path)!r} is not valid JSON ({e}); it is truncated or damaged: restore it or recalibrate"
             ) from e
         probe = _from_document(doc, path, cls)
+        _check_signature(doc, path, key, require_signature)
         metadata = probe.metadata_
         if expect:
             problems = check_fingerprints(metadata, expect)
@@ -910,6 +917,48 @@ def _probe_id(doc: Mapping[str, Any]) -> str:
     # Python's float repr round-trips, so the hash of the re-read document equals the saved one.
     body = {k: doc[k] for k in ("format", "version", "params", "model", "metadata")}
     return hashlib.sha256(_canonical(body)).hexdigest()[:16]
+
+
+def _signature(doc: Mapping[str, Any], key: bytes) -> dict:
+    from .integrity import SIGNATURE_ALG, key_id, mac_hex
+
+    body = {k: v for k, v in doc.items() if k != "signature"}
+    return {"alg": SIGNATURE_ALG, "key_id": key_id(key), "mac": mac_hex(key, _canonical(body))}
+
+
+def _check_signature(doc: Mapping[str, Any], path: Path, key: bytes | None, required: bool) -> None:
+    """ProbeError unless the document's signature checks under key (or no key is given and none is required)."""
+    from .integrity import KEY_FILE_ENV, SIGNATURE_ALG, key_id, mac_matches
+
+    where = f"probe file {str(path)!r}"
+    sig = doc.get("signature")
+    if key is None:
+        if required:
+            raise ProbeError(
+                f"{where} cannot be checked: signed probes are required ([integrity] require_signed_probes) but no "
+                f"key is configured; set {KEY_FILE_ENV} or [integrity] key_file to the key calibration signed with"
+            )
+        return
+    if sig is None:
+        if required:
+            raise ProbeError(
+                f"{where} is not signed, and signed probes are required; recalibrate with {KEY_FILE_ENV} set "
+                "(calibration signs with it), or set [integrity] require_signed_probes = false"
+            )
+        return
+    if not isinstance(sig, dict) or sig.get("alg") != SIGNATURE_ALG or not isinstance(sig.get("mac"), str):
+        raise ProbeError(f"{where} has a malformed signature ({sig!r:.80}); restore the file or recalibrate")
+    body = {k: v for k, v in doc.items() if k != "signature"}
+    if not mac_matches(key, _canonical(body), sig["mac"]):
+        if sig.get("key_id") != key_id(key):
+            raise ProbeError(
+                f"{where} was signed with another key (key id {sig.get('key_id')!r:.40}, the configured key's is "
+                f"{key_id(key)!r}); configure the key it was calibrated with, or recalibrate"
+            )
+        raise ProbeError(
+            f"{where} fails its signature: it was changed after calibration signed it; restore the original "
+            "file or recalibrate (never edit probe files by hand)"
+        )
 
 
 def _from_document(doc, path: Path, cls) -> HNeuronProbe:

@@ -399,15 +399,18 @@ def test_sigkill_mid_append_loses_no_acknowledged_record(tmp_path):
     assert len(records) - len(acked) in (0, 1)  # at most the one whose receipt was not printed yet
 
     before = path.read_bytes()
-    saved = repair(path)
+    receipt = AuditLog(path).append({"after": "crash"})  # recovers by itself
+    assert verify(path).ok
+    after = list(AuditLog(path))
     if report.torn:
         assert report.problems[0].line == len(records) + 1
-        assert saved is not None
-        assert path.read_bytes() + Path(saved).read_bytes() == before  # moved aside, not lost
+        note = after[len(records)]
+        assert note["action"] == "torn_tail_moved_aside"
+        saved = Path(note["saved_to"]).read_bytes()
+        assert before == b"".join(_line_of(r) for r in records) + saved  # moved aside, not lost
+        assert receipt.seq == len(records) + 1
     else:
-        assert saved is None
-    assert verify(path).ok
-    assert AuditLog(path).append({"after": "crash"}).seq == len(records)
+        assert receipt.seq == len(records)
 
 
 # ------------------------------------------------------------------------------------------------ torn tail
@@ -418,10 +421,9 @@ def test_sigkill_mid_append_loses_no_acknowledged_record(tmp_path):
     [
         pytest.param(None, id="half-a-line"),
         pytest.param(b"\0" * 300, id="zero-filled"),
-        pytest.param(b'{"seq": 3, "hash\n', id="terminated-garbage"),
     ],
 )
-def test_torn_tail_is_reported_refused_and_repaired(tmp_path, tail):
+def test_torn_tail_is_reported_then_moved_aside_by_the_next_append(tmp_path, tail):
     path = tmp_path / "audit.jsonl"
     receipts = _make_log(path, 3)
     good = path.read_bytes()
@@ -432,26 +434,80 @@ def test_torn_tail_is_reported_refused_and_repaired(tmp_path, tail):
 
     report = verify(path)
     assert not report.ok and report.torn and report.n_records == 3
-    assert [(p.line, p.torn) for p in report.problems] == [(4, True)]
-    assert "hguard audit repair" in report.problems[0].message
+    assert [(p.line, p.torn, p.damaged) for p in report.problems] == [(4, True, False)]
+    assert "never acknowledged" in report.problems[0].message
 
     log = AuditLog(path)
     assert [rec["id"] for rec in log] == [r.id for r in receipts]  # readers skip the unacknowledged tail
-    with pytest.raises(AuditIntegrityError) as exc:
-        log.append({"i": 3})
-    msg = str(exc.value)
-    assert str(path) in msg and "line 4" in msg
-    assert "hguard audit verify" in msg and "hguard audit repair" in msg
-    assert path.read_bytes() == good + tail  # the refused append wrote nothing
+    receipt = log.append({"i": 3})  # answers go on: no refusal, no human needed
+    assert receipt.seq == 4
+    records = list(log)
+    assert path.read_bytes().startswith(good)
+    recovery = records[3]
+    assert recovery["kind"] == "recovery" and recovery["action"] == "torn_tail_moved_aside"
+    assert recovery["seq"] == 3 and recovery["line"] == 4 and recovery["bytes"] == len(tail)
+    assert recovery["sha256"] == hashlib.sha256(tail).hexdigest()
+    assert Path(recovery["saved_to"]).read_bytes() == tail  # moved aside, not lost
+    assert Path(recovery["saved_to"]).name.startswith("audit.jsonl.torn-")
+    assert records[4]["i"] == 3
+    assert verify(path).ok
 
-    saved = repair(path)
-    assert saved is not None and Path(saved).name.startswith("audit.jsonl.torn-")
-    assert Path(saved).read_bytes() == tail
-    assert path.read_bytes() == good
-    assert verify(path).ok
-    assert repair(path) is None
-    assert log.append({"i": 3}).seq == 3
-    assert verify(path).ok
+
+def test_damaged_complete_last_line_is_kept_and_not_called_torn(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    _make_log(path, 3)
+    lines = _lines(path)
+    damaged = b"#" + lines[2][1:]  # one byte overwritten, newline intact
+    lines[2] = damaged
+    _write_lines(path, lines)
+
+    report = verify(path)
+    assert not report.ok and not report.torn
+    assert [(p.line, p.torn, p.damaged) for p in report.problems] == [(3, False, True)]
+    assert "damaged" in report.problems[0].message and "torn" not in report.problems[0].message
+
+    assert repair(path) is None  # evidence: never moved aside
+    assert _lines(path)[2] == damaged
+    assert not list(tmp_path.glob("audit.jsonl.torn-*"))
+    # repair chained a record naming the damage after it; appends go on after that
+    receipt = AuditLog(path).append({"after": "damage"})
+    after = _lines(path)
+    assert after[2] == damaged and len(after) == 5
+    note = json.loads(after[3])
+    assert note["kind"] == "recovery" and note["action"] == "damaged_lines_kept" and note["lines"] == [3]
+    assert note["sha256"] == [hashlib.sha256(damaged[:-1]).hexdigest()]
+    assert note["seq"] == 3 and receipt.seq == 4
+    problems = verify(path).problems
+    assert [(p.line, p.damaged) for p in problems] == [(3, True)]  # only the damaged line itself
+
+
+def test_record_that_only_lost_its_newline_is_restored_not_moved(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    receipts = _make_log(path, 3)
+    path.write_bytes(path.read_bytes()[:-1])
+    assert verify(path).torn
+    AuditLog(path).append({"i": 3})
+    records = list(AuditLog(path))
+    assert [r["id"] for r in records[:3]] == [r.id for r in receipts]
+    assert records[3]["action"] == "newline_restored" and records[3]["saved_to"] is None
+    assert verify(path, expect_head=receipts[-1].hash).ok
+
+
+def test_show_reports_bad_lines(tmp_path, capsys):
+    path = tmp_path / "audit.jsonl"
+    _make_log(path, 4)
+    lines = _lines(path)
+    lines[1] = b"not json\n"
+    _write_lines(path, lines + [b'{"seq":4,"ha'])
+    with pytest.raises(AuditIntegrityError, match="line 2: damaged"):
+        show(path)
+    problems: list = []
+    assert [r["seq"] for r in show(path, problems=problems)] == [0, 2, 3]
+    assert [(p.line, p.damaged, p.torn) for p in problems] == [(2, True, False), (5, False, True)]
+    assert cli_main(["show", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 3
+    assert "line 2: damaged" in captured.err and "line 5: torn" in captured.err
 
 
 # ------------------------------------------------------------------------------------------------ values
@@ -608,5 +664,6 @@ def test_cli_show_export_and_repair(tmp_path, capsys):
     assert cli_main(["repair", str(path)]) == 0
     assert ".torn-" in capsys.readouterr().out
     assert cli_main(["verify", str(path)]) == 0
+    assert "OK, 6 records" in capsys.readouterr().out  # the five and the recovery record
     assert cli_main(["repair", str(path)]) == 0
-    assert "nothing to repair" in capsys.readouterr().out
+    assert "nothing moved aside" in capsys.readouterr().out

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, InputError
 from .collect import Collected, collect, label_row
 from .data import Example, data_hash, load_examples
 
@@ -306,10 +306,21 @@ def calibrate(
     progress: bool = True,
     plots: bool = True,
     domains: Sequence[str] | None = None,
+    signing_key: bytes | None | str = "environment",
 ) -> dict:
-    """Fit one probe per domain found in ``data`` into ``out_dir`` and write the report there."""
+    """Fit one probe per domain found in ``data`` into ``out_dir`` and write the report there.
+
+    Probe files are signed with ``signing_key``; by default the key configured in the environment
+    (``HGUARD_KEY_FILE`` or ``HGUARD_KEY``, see :mod:`hguard.integrity`), and unsigned when there is none.
+    """
     from ..generation import Generator
+    from ..integrity import load_key
     from ..neurons import find_ffn_sites
+
+    # Read before the slow part, so a bad key fails in a second rather than after the answers are collected.
+    key = load_key() if isinstance(signing_key, str) and signing_key == "environment" else signing_key
+    if key is not None and not isinstance(key, bytes):
+        raise InputError(f"signing_key must be bytes, None or 'environment', got {type(key).__name__}; pass the key's bytes")
 
     examples = list(data) if data and isinstance(data[0], Example) else load_examples(list(data))
     if domains:
@@ -416,7 +427,7 @@ def calibrate(
             # For choosing a domain when none is given: nearest calibration questions.
             "router_questions": questions[:: max(1, len(questions) // 120)][:120],
         }
-        f["probe"].save(out / f"{domain}.json", metadata=meta)
+        f["probe"].save(out / f"{domain}.json", metadata=meta, key=key)
     report["timing"]["total_seconds"] = time.perf_counter() - t_start
     report["timing"]["per_domain_seconds"] = {
         d: report["timing"]["total_seconds"] * by_domain[d].sum() / len(col.rows) for d in fitted

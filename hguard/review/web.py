@@ -845,7 +845,7 @@ def _open_source(
                 f"correct review.queue in {path}, or create the folder (mkdir -p {queue_path.parent})",
             )  # fmt: skip
         if audit is None:
-            audit = AuditLog(policy.audit.path, redact=policy.audit.redact)
+            audit = AuditLog.from_policy(policy)
         return ReviewQueue(queue_path, audit=audit)
     if not path.is_file():
         _existing_folder(
