@@ -110,6 +110,12 @@ def cmd_review(args) -> int:
     return cli_main(args.rest)
 
 
+def cmd_monitor(args) -> int:
+    from .monitor import cli_main
+
+    return cli_main(args.rest)
+
+
 def cmd_ask(args) -> int:
     from .guard import Guard
 
@@ -194,6 +200,7 @@ PASSTHROUGH = {
     "audit": (cmd_audit, "verify, show, export or repair an audit log"),
     "review": (cmd_review, "the human review queue: serve, list, export"),
     "steer-eval": (cmd_steer_eval, "measure what steering H-Neurons does"),
+    "monitor": (cmd_monitor, "spot-check estimate, drift and tightening per domain; --lift DOMAIN"),
 }
 
 
