@@ -50,6 +50,10 @@ def cmd_calibrate(args) -> int:
     if not data or not out:
         print("hguard calibrate: pass --data FILE.jsonl (repeatable) and --out DIR, or --reference", file=sys.stderr)
         return 2
+    if args.previous:  # read before calibrating: --out may be the same folder
+        from .calibrate.changes import changes_markdown, load_report, report_changes
+
+        previous = load_report(args.previous)
     report = calibrate(
         data,
         out,
@@ -64,6 +68,11 @@ def cmd_calibrate(args) -> int:
         progress=not args.quiet,
         domains=args.domain or None,
     )
+    if args.previous:
+        report["changes"] = report_changes(previous, report)
+        Path(out, "changes.md").write_text(changes_markdown(report["changes"]), encoding="utf-8")
+        if not args.json:
+            print(changes_markdown(report["changes"]))
     if args.json:
         print(_dump(report))
     else:
@@ -176,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--confidence", type=float, default=None, help="confidence of that bound (default 0.95; 0.90 with --reference)")
     c.add_argument("--work", help="folder for collected features (resumable; default OUT/.work)")
     c.add_argument("--batch-size", type=int, default=16)
+    c.add_argument("--previous", metavar="DIR", help="an earlier calibration's folder: report what changed (DIR/report.json)")
     c.add_argument("--quiet", action="store_true")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_calibrate)

@@ -16,8 +16,10 @@ traffic, from the audit log and the review queue alone:
   of the domain's calibration answers (stored in the probe file), and of live domain similarity (and an
   ``ood_distance`` signal, when decisions record one) against the domain's first window of live traffic,
   since probe files carry no calibration distribution of those.
-* **Fail-safe.** When the bound exceeds the target (with at least the number of reviewed spot-checks at which
-  a clean record could certify it) or drift passes ``drift_p_value``, the domain tightens: to the accept
+* **Fail-safe.** When the live bound crosses the target (``breach_rule``: the lower bound, i.e. the target is
+  shown broken, by default; or the upper bound, i.e. the target is no longer certified, judged once there are
+  as many reviewed spot-checks as a clean record needs to certify it) or drift passes ``drift_p_value``, the
+  domain tightens: to the accept
   threshold certified for ``tightened_target`` on its calibration scores (``on_breach = "stricter"``), or
   accepting nothing (``"review"``). The change and its evidence are appended to the audit chain
   (``monitor_tighten``); the guard reads the state file that mirrors the chain before routing. It stays until
@@ -48,6 +50,8 @@ from .errors import InputError, PolicyError
 __all__ = [
     "MonitorState",
     "check_selection",
+    "breached",
+    "clopper_pearson_lower",
     "clopper_pearson_upper",
     "drift_test",
     "lift",
@@ -86,6 +90,29 @@ def clopper_pearson_upper(k: int, n: int, confidence: float) -> float:
     from scipy.special import betaincinv
 
     return float(betaincinv(k + 1, n - k, confidence))
+
+
+def clopper_pearson_lower(k: int, n: int, confidence: float) -> float:
+    """Exact one-sided lower bound: the ``p`` with ``P(Binom(n, p) >= k) = 1 - confidence``; 0 when k == 0."""
+    upper = clopper_pearson_upper(k, n, confidence)  # validates the input
+    if k == 0 or n == 0:
+        return 0.0
+    if upper == 1.0 and k == n:
+        return float((1.0 - confidence) ** (1.0 / n))
+    from scipy.special import betaincinv
+
+    return float(betaincinv(k, n - k + 1, 1.0 - confidence))
+
+
+def breached(k: int, n: int, target: float, confidence: float, rule: str = "upper_bound") -> bool:
+    """Whether ``k`` hallucinations in ``n`` reviewed spot-checks breach the target under ``rule``:
+    ``upper_bound``: the upper bound exceeds the target, once n reaches :func:`min_checks` (before that even a
+    clean record could not certify it); ``lower_bound``: the lower bound exceeds the target."""
+    if rule == "upper_bound":
+        return n >= min_checks(target, confidence) and clopper_pearson_upper(k, n, confidence) > target
+    if rule == "lower_bound":
+        return clopper_pearson_lower(k, n, confidence) > target
+    raise InputError(f"breach rule must be 'upper_bound' or 'lower_bound', got {rule!r}")
 
 
 def min_checks(target: float, confidence: float) -> int:
@@ -425,7 +452,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         }
         drift["risk"]["reference"] = "calibration answers (probe file)"
         drift["similarity"]["reference"] = drift["ood_distance"]["reference"] = "the domain's first live window"
-        breach = n >= n_min and ucb > dp.target_hallucination_rate
+        lcb = clopper_pearson_lower(k, n, dp.confidence)
+        breach = breached(k, n, dp.target_hallucination_rate, dp.confidence, dp.breach_rule)
         drifted = [s for s, t in drift.items() if t["drift"]]
         per_day: dict[str, Counter] = defaultdict(Counter)
         for r in dom:
@@ -436,7 +464,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
             "decisions": dict(routes), "n_decisions": len(dom),
             "spot_checks": {"selected": len(spot_items), "reviewed": n, "hallucinated": k,
                             "pending": len(spot_items) - n, "rate": k / n if n else None,
-                            "upper_bound": ucb, "min_reviewed_to_judge": n_min,
+                            "upper_bound": ucb, "lower_bound": lcb, "breach_rule": dp.breach_rule,
+                            "min_reviewed_to_judge": n_min if dp.breach_rule == "upper_bound" else 0,
                             "counted_since": since},
             "review_routed": {"reviewed": len(routed),
                               "hallucinated": sum(it.verdict.label == "hallucinated" for it in routed),
@@ -453,8 +482,9 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
             if (breach or drifted) and st.state == "normal":
                 why = []
                 if breach:
-                    why.append(f"upper bound {ucb:.4g} on accepted hallucinations ({k}/{n} reviewed spot-checks, "
-                               f"confidence {dp.confidence}) exceeds target {dp.target_hallucination_rate}")  # fmt: skip
+                    b = ucb if dp.breach_rule == "upper_bound" else lcb
+                    why.append(f"{dp.breach_rule.replace('_', ' ')} {b:.4g} on accepted hallucinations ({k}/{n} "
+                               f"reviewed spot-checks, confidence {dp.confidence}) exceeds target {dp.target_hallucination_rate}")  # fmt: skip
                 for s in drifted:
                     why.append(f"{s} drift: KS p-value {drift[s]['p_value']:.3g} < drift_p_value {dp.drift_p_value}")
                 current = None

@@ -212,6 +212,12 @@ class DomainPolicy(_Section):
         description='"stricter" (accept_below certified for tightened_target) or "review" (accept nothing): '
         "what the monitor does when the live bound passes the target or drift passes its bound",
     )
+    breach_rule: Literal["upper_bound", "lower_bound"] = Field(
+        "lower_bound",
+        description='"lower_bound" (tighten once the live lower bound on accepted hallucinations exceeds the '
+        'target: the target is shown broken) or "upper_bound" (once the upper bound does: the target is no '
+        "longer certified; with few spot-checks this tightens healthy domains too, see benchmarks/README.md)",
+    )
     tightened_target: float | None = Field(
         None, gt=0.0, lt=1.0, strict=True, allow_inf_nan=False,
         description="a number strictly between 0 and 1, or leave it out for half the target",

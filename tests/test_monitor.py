@@ -232,7 +232,7 @@ def test_clean_spot_checks_do_not_tighten(tmp_path):
 
 
 def test_too_few_checks_are_not_judged(tmp_path):
-    policy = _pol(tmp_path, spot_check_rate=0.5)
+    policy = _pol(tmp_path, spot_check_rate=0.5, breach_rule="upper_bound")
     _deploy(tmp_path, policy, 6, halluc_rate=1.0)
     e = run_monitor(policy, act=False)["domains"]["geo"]
     assert e["spot_checks"]["reviewed"] < min_checks(0.2, 0.9) and not e["breach"]
@@ -339,3 +339,46 @@ def test_guard_spot_checks_accepted_answers_and_honours_a_tightening(tiny_calibr
     r = g.invoke("who is the author ?", domain="alpha")
     assert r.route != "accept" and "tightened by the monitor" in r.reasons[0]
     assert verify(tmp_path / "audit.jsonl").ok
+
+
+def test_lower_bound_and_the_two_breach_rules():
+    from scipy.stats import binom
+
+    from hguard.monitor import breached, clopper_pearson_lower
+
+    lb = clopper_pearson_lower(3, 20, 0.9)
+    assert binom.sf(2, 20, lb) == pytest.approx(0.1, abs=1e-9)  # P(X >= 3) at the bound
+    assert clopper_pearson_lower(0, 20, 0.9) == 0.0
+    assert clopper_pearson_lower(10, 10, 0.9) == pytest.approx(0.1 ** (1 / 10))
+    # 1 of 11 at target 0.2: no longer certified (upper 0.30) but not shown broken (lower 0.01)
+    assert breached(1, 11, 0.2, 0.9, "upper_bound") and not breached(1, 11, 0.2, 0.9, "lower_bound")
+    assert not breached(1, 10, 0.2, 0.9, "upper_bound")  # below min_checks: not judged
+    assert breached(12, 20, 0.2, 0.9, "lower_bound")
+    with pytest.raises(InputError, match="breach rule"):
+        breached(1, 10, 0.2, 0.9, "sometimes")
+
+
+def test_recalibration_on_old_and_reviewed_rows_reports_what_changed(tiny_calibrated, tmp_path):
+    from hguard.calibrate.changes import changes_markdown, load_report, report_changes
+    from hguard.calibrate.data import load_examples
+    from hguard.calibrate.pipeline import calibrate
+    from hguard.review.export import export_reviewed
+
+    lm, root = tiny_calibrated
+    old = load_report(root / "probes")
+    queue = ReviewQueue(tmp_path / "q.sqlite3")
+    alpha = [e for e in load_examples(root / "data.jsonl") if e.domain == "alpha"][:8]
+    for i, e in enumerate(alpha):  # reviewed spot-checks and review-routed answers, half of them wrong
+        queue.enqueue({"audit_id": f"d{i}", "question": e.question + " (field)", "answer": e.answers[0] if i % 2 else "no idea",
+                       "domain": "alpha", "risk": 0.3, "spot_check": i < 4})  # fmt: skip
+        queue.decide(f"d{i}", verdict="correct" if i % 2 else "hallucinated", reviewer="r")
+    assert export_reviewed(queue, tmp_path / "reviewed.jsonl").n_items == 8
+    new = calibrate([root / "data.jsonl", tmp_path / "reviewed.jsonl"], tmp_path / "new", lm=lm, system_prompt="answer",
+                    max_new_tokens=4, progress=False, plots=False)  # fmt: skip
+    ch = report_changes(old, new)
+    rows = {r["what"]: r for r in ch["domains"]["alpha"]}
+    assert rows["reviewed items used"]["before"] == 0 and rows["reviewed items used"]["after"] == 8
+    assert "reviewed items used | 0 | 8" in changes_markdown(ch)
+    assert "reviewed items used" not in {r["what"] for r in ch["domains"]["beta"]}
+    with pytest.raises(InputError, match="no calibration report"):
+        load_report(tmp_path / "nowhere")
