@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -382,3 +383,32 @@ def test_recalibration_on_old_and_reviewed_rows_reports_what_changed(tiny_calibr
     assert "reviewed items used" not in {r["what"] for r in ch["domains"]["beta"]}
     with pytest.raises(InputError, match="no calibration report"):
         load_report(tmp_path / "nowhere")
+
+
+def test_cli_prints_the_estimate_writes_the_report_and_lifts(tmp_path, capsys):
+    from hguard.cli import main
+
+    (tmp_path / "policy.toml").write_text(
+        'version = 1\n[audit]\npath = "audit.jsonl"\n[review]\nqueue = "queue.sqlite3"\n'
+        '[monitor]\nseed = "s"\nstate = "state.json"\n'
+        '[domains.geo]\ntarget_hallucination_rate = 0.2\nconfidence = 0.9\nspot_check_rate = 0.5\non_breach = "review"\n'
+    )
+    from hguard.policy import load_policy
+
+    policy = load_policy(tmp_path / "policy.toml")
+    _deploy(tmp_path, policy, 60, halluc_rate=0.7)
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    geo = out["domains"]["geo"]
+    assert geo["state"]["state"] == "tightened" and geo["spot_checks"]["reviewed"] > 0
+    assert Path(out["html_report"]).is_file() and "_live_risks" not in geo
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml")]) == 0
+    text = capsys.readouterr().out
+    assert "state=tightened" in text and "upper bound" in text
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--lift", "geo", "--by", "ops", "--reason", "ok"]) == 0
+    assert "lifted" in capsys.readouterr().out
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--lift", "geo"]) == 2
+    assert "--by" in capsys.readouterr().err
+    (tmp_path / "bad.toml").write_text('version = 1\n[domains.geo]\nspot_check_rate = 2.0\n')
+    assert main(["monitor", "--policy", str(tmp_path / "bad.toml")]) == 2
+    assert "domains.geo.spot_check_rate" in capsys.readouterr().err
