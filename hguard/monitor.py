@@ -275,7 +275,10 @@ def policy_id(policy) -> str:
 
 
 def spot_check_decision(policy, domain: str, record_id: str, day_count: int) -> dict | None:
-    """The spot-check selection for one accepted answer: None when not selected, else what to record."""
+    """The spot-check selection for one accepted answer: None when not selected, else what to record.
+
+    ``day_count`` is how many spot-checks the domain took today; below ``spot_check_min_per_day`` the answer
+    is taken whatever its ``u`` (the guard counts per process and UTC day, so a restart can take a few more)."""
     dp = policy.domain(domain)
     if dp is None:
         return None

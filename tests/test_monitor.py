@@ -412,3 +412,24 @@ def test_cli_prints_the_estimate_writes_the_report_and_lifts(tmp_path, capsys):
     (tmp_path / "bad.toml").write_text('version = 1\n[domains.geo]\nspot_check_rate = 2.0\n')
     assert main(["monitor", "--policy", str(tmp_path / "bad.toml")]) == 2
     assert "domains.geo.spot_check_rate" in capsys.readouterr().err
+
+
+def test_review_page_marks_spot_checks_and_shows_the_domain_state(tmp_path):
+    from starlette.testclient import TestClient
+
+    from hguard.monitor import write_state
+    from hguard.review import create_app
+
+    q = ReviewQueue(tmp_path / "q.sqlite3")
+    q.enqueue({"audit_id": "s1", "question": "Spot?", "answer": "A.", "domain": "geo", "risk": 0.1, "spot_check": True,
+               "reasons": ["spot-check of an accepted answer: u < rate"]})  # fmt: skip
+    q.enqueue({"audit_id": "r1", "question": "Routed?", "answer": "B.", "domain": "lit", "risk": 0.6})
+    write_state(tmp_path / "state.json", {"geo": DomainState("tightened", "review", 0.0, "2026-01-01T00:00:00", "x", None,
+                                                            "lower bound 0.4 exceeds target 0.2")}, "pid")  # fmt: skip
+    client = TestClient(create_app(q, token=None, monitor_state=tmp_path / "state.json"), base_url="http://127.0.0.1:8765")
+    page = client.get("/").text
+    assert page.count('class="spot-check"') == 1 and "tightened since 2026-01-01T00:00:00" in page
+    assert "lower bound 0.4 exceeds target 0.2" in page and ">normal<" in page
+    item = client.get("/items/s1").text
+    assert "spot-check of an accepted answer (the user got it)" in item
+    assert "routed to review" in client.get("/items/r1").text
