@@ -55,6 +55,10 @@ def cmd_calibrate(args) -> int:
     if not data or not out:
         raise InputError("pass --data FILE.jsonl (repeatable) and --out DIR; in a source checkout, "
                          "`python calibration/reference.py` rebuilds the reference probes")
+    if args.previous:  # read before calibrating: --out may be the same folder
+        from .calibrate.changes import changes_markdown, load_report, report_changes
+
+        previous = load_report(args.previous)
     report = calibrate(
         data,
         out,
@@ -69,6 +73,11 @@ def cmd_calibrate(args) -> int:
         progress=not args.quiet,
         domains=args.domain or None,
     )
+    if args.previous:
+        report["changes"] = report_changes(previous, report)
+        Path(out, "changes.md").write_text(changes_markdown(report["changes"]), encoding="utf-8")
+        if not args.json:
+            print(changes_markdown(report["changes"]))
     if args.json:
         print(_dump(report))
     else:
@@ -105,6 +114,12 @@ def cmd_audit(args) -> int:
 
 def cmd_review(args) -> int:
     from .review.web import cli_main
+
+    return cli_main(args.rest)
+
+
+def cmd_monitor(args) -> int:
+    from .monitor import cli_main
 
     return cli_main(args.rest)
 
@@ -166,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--confidence", type=float, default=0.95, help="confidence of that bound (default 0.95)")
     c.add_argument("--work", help="folder for collected features (resumable; default OUT/.work)")
     c.add_argument("--batch-size", type=int, default=16)
+    c.add_argument("--previous", metavar="DIR", help="an earlier calibration's folder: report what changed (DIR/report.json)")
     c.add_argument("--quiet", action="store_true")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_calibrate)
@@ -188,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 PASSTHROUGH = {
     "audit": (cmd_audit, "verify, show, export or repair an audit log"),
     "review": (cmd_review, "the human review queue: serve, list, export"),
+    "monitor": (cmd_monitor, "spot-check estimate, drift and tightening per domain; --lift DOMAIN"),
 }
 
 

@@ -155,6 +155,12 @@ class Guard:
         self._router: dict[str, np.ndarray] | None = None
         self._fitted: dict[str, Thresholds | None] = {}
         self._lazy_lock = threading.RLock()  # grounding takes it, then reads embedder
+        from .monitor import MonitorState, policy_id
+
+        self.monitor_state = MonitorState(policy.monitor.state)  # the monitor's tightenings, read before routing
+        self._policy_id = policy_id(policy)
+        self._spot_days: dict[tuple[str, str], int] = {}  # (domain, UTC day) -> spot-checks taken (daily minimum)
+        self._spot_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------ construction
 
@@ -454,6 +460,9 @@ class Guard:
             signals, risk, thresholds, fp = dict(g.confidence), None, None, []
             problems.append(f"scoring failed: {type(exc).__name__}: {exc}")
         dp = self.policy.domain(domain) if domain else None
+        from .monitor import tightened_thresholds
+
+        thresholds, tightened = tightened_thresholds(self.monitor_state.get(domain), thresholds)
         decision: Decision = decide(
             risk,
             domain_policy=dp,
@@ -467,6 +476,8 @@ class Guard:
             domain_chosen=domain is not None,
         )
         reasons = list(decision.reasons)
+        if tightened:
+            reasons.insert(0, tightened)
         if g.extra.get("stopped_early"):
             reasons.append("generation stopped early: the running risk passed the abstain threshold")
         if not choice.get("given") and choice.get("reason"):
@@ -524,6 +535,7 @@ class Guard:
     def _record(self, result: GuardResult) -> None:
         record = {
             "request_id": result.request_id,
+            "policy_id": self._policy_id,
             "domain": result.domain,
             "domain_choice": result.domain_choice,
             "model": self.lm.name,
@@ -546,9 +558,11 @@ class Guard:
             result.audit_hash = receipt.hash
         else:
             result.audit_id = result.request_id
-        if result.route == REVIEW and self.review_queue is not None:
+        spot = self._spot_check(result) if result.route == ACCEPT else None
+        if (result.route == REVIEW or spot) and self.review_queue is not None:
             self.review_queue.enqueue(
                 {
+                    "spot_check": bool(spot),
                     "audit_id": result.audit_id,
                     "question": result.question,
                     "context": result.context,
@@ -556,12 +570,30 @@ class Guard:
                     "domain": result.domain,
                     "risk": result.risk,
                     "signals": result.signals,
-                    "reasons": result.reasons,
+                    "reasons": ([f"spot-check of an accepted answer: {spot['selected_because']}"] if spot else [])
+                    + result.reasons,
                     "model_fingerprint": self.lm.fingerprint,
                     "probe_id": result.probe_id,
                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 }
             )
+
+    def _spot_check(self, result: GuardResult) -> dict | None:
+        """The seeded spot-check selection of one accepted answer (see hguard.monitor); recorded when selected."""
+        from .monitor import SPOT, spot_check_decision
+
+        if result.domain is None:
+            return None
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        with self._spot_lock:
+            taken = self._spot_days.get((result.domain, day), 0)
+            spot = spot_check_decision(self.policy, result.domain, result.audit_id, taken)
+            if spot is None:
+                return None
+            self._spot_days[(result.domain, day)] = taken + 1
+        if self.audit is not None:
+            self.audit.append({**spot, "request_id": result.request_id}, kind=SPOT)
+        return spot
 
 
 class _EarlyAbstain:

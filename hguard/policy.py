@@ -57,6 +57,7 @@ __all__ = [
     "Decision",
     "DomainPolicy",
     "GenerationConfig",
+    "MonitorConfig",
     "Policy",
     "ReviewConfig",
     "SteeringConfig",
@@ -217,6 +218,33 @@ class DomainPolicy(_Section):
     steering: SteeringConfig | None = Field(
         None, description="a table with `alpha`, or leave it out to keep steering off"
     )
+    spot_check_rate: float = _unit(
+        0.02, "a number in [0, 1]: share of accepted answers also sent to review as spot-checks"
+    )
+    spot_check_min_per_day: int = Field(
+        0, ge=0, strict=True, description="an integer >= 0: least spot-checks a day, taken from the day's first accepts"
+    )
+    drift_window: int = Field(
+        200, ge=20, strict=True, description="an integer >= 20: live answers compared with the reference by the drift test"
+    )
+    drift_p_value: float = _open_unit(
+        0.001, "a number strictly between 0 and 1: a drift test p-value below it is drift"
+    )
+    on_breach: Literal["stricter", "review"] = Field(
+        "stricter",
+        description='"stricter" (accept_below certified for tightened_target) or "review" (accept nothing): '
+        "what the monitor does when the live bound passes the target or drift passes its bound",
+    )
+    breach_rule: Literal["upper_bound", "lower_bound"] = Field(
+        "lower_bound",
+        description='"lower_bound" (tighten once the live lower bound on accepted hallucinations exceeds the '
+        'target: the target is shown broken) or "upper_bound" (once the upper bound does: the target is no '
+        "longer certified; with few spot-checks this tightens healthy domains too, see benchmarks/README.md)",
+    )
+    tightened_target: float | None = Field(
+        None, gt=0.0, lt=1.0, strict=True, allow_inf_nan=False,
+        description="a number strictly between 0 and 1, or leave it out for half the target",
+    )
 
     @field_validator("abstain_above", mode="after")
     @classmethod
@@ -228,6 +256,20 @@ class DomainPolicy(_Section):
                 "set abstain_above >= accept_below (answers between them go to review)"
             )
         return value
+
+
+class MonitorConfig(_Section):
+    seed: str = Field(
+        "hguard-spot-check", strict=True, min_length=1,
+        description="a non-empty string: the key of the seeded spot-check selection (give it to auditors)",
+    )
+    state: Path = Field(
+        Path("hguard-monitor-state.json"),
+        validate_default=True,
+        description="a file path for the monitor's domain states (read by the guard), relative to the policy file",
+    )
+
+    _resolve = field_validator("state", mode="after")(_resolve_path)
 
 
 class Policy(_Section):
@@ -276,6 +318,9 @@ class Policy(_Section):
     )
     generation: GenerationConfig = Field(
         default_factory=dict, validate_default=True, description="a table with `max_new_tokens` and `system_prompt`"
+    )
+    monitor: MonitorConfig = Field(
+        default_factory=dict, validate_default=True, description="a table with `seed` and `state`"
     )
     domains: dict[DomainName, DomainPolicy] = Field(
         default_factory=dict,

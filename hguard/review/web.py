@@ -176,11 +176,12 @@ _INDEX = """{% extends "base.html" %}
 {% block content %}
 <h1>Pending review <span class="muted count">({{ total_pending }})</span></h1>
 <table class="counts" id="counts">
-<thead><tr><th>Domain</th><th>Pending</th><th>Decided</th></tr></thead>
+<thead><tr><th>Domain</th><th>Pending</th><th>Decided</th><th>Monitor</th></tr></thead>
 <tbody>
 {% for row in counts %}
 <tr><td><a href="/?domain={{ row.param|urlencode }}&amp;order={{ order }}">{{ row.label }}</a></td>
-<td class="count">{{ row.pending }}</td><td class="count">{{ row.decided }}</td></tr>
+<td class="count">{{ row.pending }}</td><td class="count">{{ row.decided }}</td>
+<td class="monitor-state">{{ row.state }}</td></tr>
 {% else %}
 <tr><td colspan="3" class="muted">The queue is empty.</td></tr>
 {% endfor %}
@@ -204,7 +205,7 @@ Domain:
 <td>{{ item.domain or "(none)" }}</td>
 <td><a href="/items/{{ item.id|urlencode }}">{{ item.question|truncate(140) }}</a></td>
 <td>{{ item.answer|truncate(140) }}</td>
-<td>{{ item.reasons[0]|truncate(120) if item.reasons else "" }}</td>
+<td>{% if item.spot_check %}<strong class="spot-check">spot-check</strong> {% endif %}{{ item.reasons[0]|truncate(120) if item.reasons else "" }}</td>
 <td class="muted">{{ item.time[:19]|replace("T", " ") }}</td>
 </tr>
 {% else %}
@@ -223,6 +224,7 @@ _ITEM = """{% extends "base.html" %}
 <dl class="meta">
 <dt>Risk</dt><dd class="risk {{ item.risk|risk_class }}" id="risk">{{ item.risk|fmt_risk }}</dd>
 <dt>Domain</dt><dd>{{ item.domain or "(none)" }}</dd>
+<dt>Kind</dt><dd id="kind">{{ "spot-check of an accepted answer (the user got it)" if item.spot_check else "routed to review" }}</dd>
 <dt>Decided by the guard</dt><dd>{{ item.time }}</dd>
 <dt>Status</dt><dd id="status">{{ item.status }}</dd>
 <dt>Model fingerprint</dt><dd>{{ item.model_fingerprint or "(not recorded)" }}</dd>
@@ -534,11 +536,13 @@ def create_app(
     audit: AuditLog | None = None,
     allowed_hosts: Sequence[str] | None = None,
     read_only_open: bool = False,
+    monitor_state: str | os.PathLike[str] | None = None,
 ) -> Starlette:
     """The review site for ``queue``. Reading and verdicts need ``token`` (None is refused with InputError)
     unless ``read_only_open=True``, which lets anyone who reaches the server read the queue (verdicts still need
     the token; with ``token=None`` none can be recorded). ``audit`` logs verdicts (unless the queue has its own
-    log). ``allowed_hosts``: Host names served (default: the loopback names)."""
+    log). ``allowed_hosts``: Host names served (default: the loopback names).
+    ``monitor_state``: the monitor's state file, to show each domain's state (normal or tightened)."""
     try:
         from starlette.applications import Starlette
         from starlette.concurrency import run_in_threadpool
@@ -559,6 +563,15 @@ def create_app(
         raise InputError(f"allowed_hosts must be a non-empty list of host names, got {allowed_hosts!r}")
     auth = _Auth(token, read_only_open=read_only_open)
     env = _jinja_env()
+    from ..monitor import MonitorState
+
+    states = MonitorState(monitor_state)
+
+    def state_of(domain: str | None) -> str:
+        st = states.get(domain)
+        if st is None or st.state == "normal":
+            return "normal" if monitor_state is not None and domain is not None else ""
+        return f"tightened since {st.since}: {st.reason}"
 
     def cookie(response: Response, request: Request, key: str, value: str, max_age: int | None) -> None:
         response.set_cookie(
@@ -678,7 +691,7 @@ def create_app(
         counts = await run_in_threadpool(queue.counts)
         rows = [
             {"label": d if d is not None else "(no domain)", "param": d if d is not None else _NO_DOMAIN_PARAM,
-             "pending": c["pending"], "decided": c["decided"]}
+             "pending": c["pending"], "decided": c["decided"], "state": state_of(d)}
             for d, c in counts.items()
         ]  # fmt: skip
         message = None
@@ -912,7 +925,14 @@ def make_server(
     queue = _open_source(source, audit)
     if allowed_hosts is None:
         allowed_hosts = ["*"] if remote else sorted({*_LOOPBACK_HOSTS, host.strip("[]")})
-    app = create_app(queue, token=token, allowed_hosts=allowed_hosts, read_only_open=read_only_open)
+    state = None
+    if isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in (".toml", ".yaml", ".yml"):
+        from ..policy import load_policy
+
+        state = load_policy(source).monitor.state
+    app = create_app(
+        queue, token=token, allowed_hosts=allowed_hosts, read_only_open=read_only_open, monitor_state=state
+    )
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, proxy_headers=False, server_header=False, lifespan="off"
     )
