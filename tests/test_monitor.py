@@ -426,7 +426,8 @@ def test_review_page_marks_spot_checks_and_shows_the_domain_state(tmp_path):
     q.enqueue({"audit_id": "r1", "question": "Routed?", "answer": "B.", "domain": "lit", "risk": 0.6})
     write_state(tmp_path / "state.json", {"geo": DomainState("tightened", "review", 0.0, "2026-01-01T00:00:00", "x", None,
                                                             "lower bound 0.4 exceeds target 0.2")}, "pid")  # fmt: skip
-    client = TestClient(create_app(q, token=None, monitor_state=tmp_path / "state.json"), base_url="http://127.0.0.1:8765")
+    app = create_app(q, token=None, read_only_open=True, monitor_state=tmp_path / "state.json")
+    client = TestClient(app, base_url="http://127.0.0.1:8765")
     page = client.get("/").text
     assert page.count('class="spot-check"') == 1 and "tightened since 2026-01-01T00:00:00" in page
     assert "lower bound 0.4 exceeds target 0.2" in page and ">normal<" in page
