@@ -81,10 +81,11 @@ def _check_reachable(address: str) -> None:
 
 def _connect(ray, address: str | None) -> bool:
     """Connect to (or start) Ray; True when this call started it and must shut it down."""
+    if address:
+        _check_reachable(address)
     if ray.is_initialized():
         return False
     if address:
-        _check_reachable(address)
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         except (ConnectionError, RuntimeError, ValueError) as e:
