@@ -87,8 +87,10 @@ def _ray_options(args):
         if args.address:
             raise InputError("--address is for --engine ray; add --engine ray or drop --address")
         return None
-    from .calibrate.ray_engine import RayOptions
+    from .calibrate.ray_engine import RayOptions, check_address
 
+    if args.address:
+        check_address(args.address)  # before the model is loaded: a wrong address fails in seconds
     return RayOptions(address=args.address, actors=args.actors, num_gpus=args.gpus_per_actor, num_cpus=args.cpus_per_actor)
 
 

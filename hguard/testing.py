@@ -89,21 +89,24 @@ def tiny_model(arch: str = "llama", seed: int = 0) -> LoadedModel:
     return _finish(model, tok, name=f"tiny-{arch}", source=f"tiny:{arch}", fingerprint=f"tiny:{fp}")
 
 
-def tiny_model_dying_once(marker: str, arch: str = "llama", seed: int = 0) -> LoadedModel:
-    """:func:`tiny_model` whose process exits in its first ``generate`` if the file ``marker`` does not
-    exist yet (creating it first): a model factory for testing that a worker killed mid-batch loses nothing."""
+def tiny_model_dying_once(marker: str, arch: str = "llama", seed: int = 0, times: int = 1) -> LoadedModel:
+    """:func:`tiny_model` whose process exits in ``generate`` until it has done so ``times`` times (counted
+    by the files ``marker``, ``marker.1``, ... it creates first): a model factory for testing what a
+    worker killed mid-batch loses."""
     import os
 
     lm = tiny_model(arch, seed)
     real = lm.model.generate
 
     def generate(*args, **kwargs):
-        try:
-            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return real(*args, **kwargs)
-        os.close(fd)
-        os._exit(1)
+        for k in range(times):
+            try:
+                fd = os.open(marker + (f".{k}" if k else ""), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                continue
+            os.close(fd)
+            os._exit(1)
+        return real(*args, **kwargs)
 
     lm.model.generate = generate
     return lm

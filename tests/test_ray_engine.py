@@ -18,7 +18,7 @@ from hguard.calibrate.collect import collect, load_collected  # noqa: E402
 from hguard.calibrate.data import write_examples  # noqa: E402
 from hguard.calibrate.pipeline import calibrate  # noqa: E402
 from hguard.calibrate.ray_engine import RayOptions, collect_ray  # noqa: E402
-from hguard.errors import InputError  # noqa: E402
+from hguard.errors import DataError, InputError  # noqa: E402
 from hguard.generation import Generator  # noqa: E402
 from hguard.testing import tiny_examples, tiny_model, tiny_model_dying_once  # noqa: E402
 
@@ -97,6 +97,16 @@ def test_a_resumed_ray_run_answers_only_the_shards_that_were_not_committed(clust
     np.testing.assert_allclose(col.features, first.features, rtol=1e-5, atol=1e-6)
 
 
+def test_a_shard_that_kills_its_actor_twice_stops_the_run_and_names_the_rows(cluster, lm, data, tmp_path):
+    exs, _ = data
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
+    marker = str(tmp_path / "died")
+    opts = RayOptions(actors=1, model_factory=functools.partial(tiny_model_dying_once, marker, "llama", 3, 2))
+    with pytest.raises(DataError, match=rf"the Ray job stopped .*4 row\(s\) have no committed shard \(first: {exs[0].id!r}\).*run again"):
+        collect_ray(gen, exs[:4], tmp_path / "w", batch_size=4, options=opts, progress=False)
+    assert (tmp_path / "died").exists() and (tmp_path / "died.1").exists()
+
+
 def test_an_unreachable_address_is_refused_with_the_address(lm, data, tmp_path):
     exs, _ = data
     gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
@@ -104,3 +114,17 @@ def test_an_unreachable_address_is_refused_with_the_address(lm, data, tmp_path):
         collect_ray(gen, exs[:4], tmp_path, options=RayOptions(address="127.0.0.1:9"), progress=False)
     with pytest.raises(InputError, match="is not host:port"):
         collect_ray(gen, exs[:4], tmp_path, options=RayOptions(address="head-node"), progress=False)
+
+
+def test_the_cli_refuses_an_unreachable_address_before_loading_the_model(tmp_path, capsys):
+    from hguard.cli import main
+
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"id": "q1", "question": "capital of france ?", "answers": ["paris"], "domain": "geo"}\n')
+    rc = main(["calibrate", "--data", str(data), "--out", str(tmp_path / "o"), "--engine", "ray", "--address", "127.0.0.1:9",
+               "--model", "no-such-model"])
+    assert rc == 2
+    assert "Ray address '127.0.0.1:9' cannot be reached" in capsys.readouterr().err
+    rc = main(["calibrate", "--data", str(data), "--out", str(tmp_path / "o"), "--address", "127.0.0.1:9"])
+    assert rc == 2
+    assert "--address is for --engine ray" in capsys.readouterr().err

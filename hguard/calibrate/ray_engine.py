@@ -59,7 +59,7 @@ def _import_ray():
     return ray
 
 
-def _check_reachable(address: str) -> None:
+def check_address(address: str) -> None:
     """Fail fast, with the address in the message, where ray.init would retry for a minute."""
     if address == "auto" or address.startswith("local"):
         return
@@ -82,7 +82,7 @@ def _check_reachable(address: str) -> None:
 def _connect(ray, address: str | None) -> bool:
     """Connect to (or start) Ray; True when this call started it and must shut it down."""
     if address:
-        _check_reachable(address)
+        check_address(address)
     if ray.is_initialized():
         return False
     if address:
@@ -209,4 +209,4 @@ def collect_ray(
     return load_collected(work_dir, ids)
 
 
-__all__ = ["RayOptions", "collect_ray"]
+__all__ = ["RayOptions", "check_address", "collect_ray"]
