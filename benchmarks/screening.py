@@ -88,7 +88,7 @@ def cmd_collect_wide(args) -> None:
            for i, (q, f) in enumerate(zip(qs, firsts))]
     t0 = time.perf_counter()
     collect(gen, exs, args.work, batch_size=args.batch_size, progress=False)
-    _save("screening_collect_wide", {"n": len(exs), "n_features": gen.n_features, "seconds": time.perf_counter() - t0,
+    _save(f"screening_collect_wide_n{len(exs)}", {"n": len(exs), "n_features": gen.n_features, "seconds": time.perf_counter() - t0,
                                      "torch_threads": threads})
 
 
@@ -129,8 +129,9 @@ def _lengths(rows):
 def cmd_fit(args) -> None:
     from hguard.probe import HNeuronProbe
 
-    _threads()
+    # no torch here: the fit needs numpy and scikit-learn only (the probe keeps BLAS on one thread)
     store, rows = _rows(args.work)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ids = [r["id"] for r in rows]
     y, lengths = _y(rows), _lengths(rows)
     nl, df = WIDE["num_hidden_layers"], WIDE["intermediate_size"]
@@ -150,9 +151,10 @@ def cmd_fit(args) -> None:
         probe = fit_screened(args.work, ids, y, k=args.k, lengths=lengths, cv=5, n_layers=nl, d_ff=df, random_state=0)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
-    _save(f"screening_fit_{args.mode}{'' if args.mode == 'memory' else '_k' + str(args.k)}_{store.settings['n_features']}", {
+    _save(f"screening_fit_{args.mode}{'' if args.mode == 'memory' else '_k' + str(args.k)}_{store.settings['n_features']}_n{len(rows)}", {
         "mode": args.mode, "k": args.k if args.mode == "screen" else None, "n": len(rows), "n_hallucinated": int(y.sum()),
         "n_features": store.settings["n_features"], "seconds": seconds, "load_seconds": t_load, "peak_rss_mib": peak,
+        "rss_before_fit_mib": base, "peak_rss_added_by_fit_mib": peak - base,
         "n_selected": int(len(probe.feature_indices_)), "C": probe.C_,
         "feature_bytes_in_memory_mib": len(rows) * store.settings["n_features"] * 4 / 2**20,
     })

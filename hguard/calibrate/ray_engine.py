@@ -167,6 +167,8 @@ def collect_ray(
         started = _connect(ray, options.address)
         bar = tqdm(total=len(examples), initial=len(examples) - sum(len(p.examples) for p in plans),
                    desc="collecting (ray)", unit="q", disable=not progress)
+        if not progress:
+            ray.data.DataContext.get_current().enable_progress_bars = False
         try:
             items = [{"shard": p.name, "examples": json.dumps([e.model_dump_json() for e in p.examples])} for p in plans]
             ds = ray.data.from_items(items, override_num_blocks=len(items))
