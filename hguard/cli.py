@@ -72,6 +72,8 @@ def cmd_calibrate(args) -> int:
         confidence=args.confidence,
         progress=not args.quiet,
         domains=args.domain or None,
+        engine=args.engine,
+        ray_options=_ray_options(args),
     )
     if args.previous:
         report["changes"] = report_changes(previous, report)
@@ -92,6 +94,18 @@ def cmd_calibrate(args) -> int:
         for d, why in report["skipped"].items():
             print(f"  {d}: skipped: {why}")
     return 0
+
+
+def _ray_options(args):
+    if args.engine != "ray":
+        if args.address:
+            raise InputError("--address is for --engine ray; add --engine ray or drop --address")
+        return None
+    from .calibrate.ray_engine import RayOptions, check_address
+
+    if args.address:
+        check_address(args.address)  # before the model is loaded: a wrong address fails in seconds
+    return RayOptions(address=args.address, actors=args.actors, num_gpus=args.gpus_per_actor, num_cpus=args.cpus_per_actor)
 
 
 def cmd_evaluate(args) -> int:
@@ -182,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--work", help="folder for collected features (resumable; default OUT/.work)")
     c.add_argument("--batch-size", type=int, default=16)
     c.add_argument("--previous", metavar="DIR", help="an earlier calibration's folder: report what changed (DIR/report.json)")
+    c.add_argument("--engine", choices=("local", "ray"), default="local", help="where answers are collected: this process, or a Ray cluster (same shards, same probes)")
+    c.add_argument("--address", help="--engine ray: the cluster's address (host:6379, ray://host:10001 or auto); default: a local Ray for this run")
+    c.add_argument("--actors", type=int, default=1, help="--engine ray: actors, each loading the model once (one per GPU)")
+    c.add_argument("--gpus-per-actor", type=float, default=0.0, help="--engine ray: GPUs each actor reserves (1 on a GPU cluster)")
+    c.add_argument("--cpus-per-actor", type=float, default=1.0, help="--engine ray: CPUs each actor reserves (its torch threads)")
     c.add_argument("--quiet", action="store_true")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_calibrate)

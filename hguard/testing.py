@@ -90,6 +90,29 @@ def tiny_model(arch: str = "llama", seed: int = 0) -> LoadedModel:
     return _finish(model, tok, name=f"tiny-{arch}", source=f"tiny:{arch}", fingerprint=f"tiny:{fp}")
 
 
+def tiny_model_dying_once(marker: str, arch: str = "llama", seed: int = 0, times: int = 1) -> LoadedModel:
+    """:func:`tiny_model` whose process exits in ``generate`` until it has done so ``times`` times (counted
+    by the files ``marker``, ``marker.1``, ... it creates first): a model factory for testing what a
+    worker killed mid-batch loses."""
+    import os
+
+    lm = tiny_model(arch, seed)
+    real = lm.model.generate
+
+    def generate(*args, **kwargs):
+        for k in range(times):
+            try:
+                fd = os.open(marker + (f".{k}" if k else ""), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                continue
+            os.close(fd)
+            os._exit(1)
+        return real(*args, **kwargs)
+
+    lm.model.generate = generate
+    return lm
+
+
 def tiny_examples(lm: LoadedModel, n_per_domain: int = 48, system_prompt: str = "answer", max_new_tokens: int = 4):
     """Labelled questions for two domains ("alpha", "beta") whose aliases make about half of the tiny
     model's greedy answers right, so a probe has both classes to learn from."""
@@ -114,4 +137,4 @@ def tiny_examples(lm: LoadedModel, n_per_domain: int = 48, system_prompt: str = 
 
 
 __all__ = [
-    "tiny_examples","TINY_ARCHITECTURES", "tiny_config", "tiny_model", "tiny_tokenizer"]
+    "tiny_examples","TINY_ARCHITECTURES", "tiny_config", "tiny_model", "tiny_model_dying_once", "tiny_tokenizer"]
