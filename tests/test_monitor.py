@@ -339,6 +339,10 @@ def test_guard_spot_checks_accepted_answers_and_honours_a_tightening(tiny_calibr
     write_state(tmp_path / "state.json", replay(log), policy_id(policy))
     r = g.invoke("who is the author ?", domain="alpha")
     assert r.route != "accept" and "tightened by the monitor" in r.reasons[0]
+    # deleting the state file does not lift it: a new guard replays the chain
+    (tmp_path / "state.json").unlink()
+    r = Guard.from_policy(policy, lm=lm).invoke("who is the author ?", domain="alpha")
+    assert r.route != "accept" and "tightened by the monitor" in r.reasons[0]
     assert verify(tmp_path / "audit.jsonl").ok
 
 
