@@ -103,7 +103,7 @@ def test_shifted_traffic_is_caught_by_spot_checks_and_tightens_the_domain(defaul
     assert sel["mismatches"] == [] and sel["selected"] == sel["accepted"] > 0
 
     # recalibration from the field: the reviewed spot-checks export as calibration rows
-    summary = export_reviewed(queue, tmp_path / "reviewed.jsonl")
+    exported = export_reviewed(queue, tmp_path / "reviewed.jsonl")
     rows = load_examples(tmp_path / "reviewed.jsonl")
-    assert summary.n_items == len(rows) >= s["reviewed"]
+    assert exported.n_items == len(rows) >= s["reviewed"]
     assert any(r.meta["spot_check"] and r.meta["label"] == "hallucinated" for r in rows)
