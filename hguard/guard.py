@@ -157,7 +157,8 @@ class Guard:
         self._lazy_lock = threading.RLock()  # grounding takes it, then reads embedder
         from .monitor import MonitorState, policy_id
 
-        self.monitor_state = MonitorState(policy.monitor.state)  # the monitor's tightenings, read before routing
+        # the monitor's tightenings, read before routing (the chain is replayed if the state file is missing)
+        self.monitor_state = MonitorState(policy.monitor.state, audit.path if audit is not None else policy.audit.path)
         self._policy_id = policy_id(policy)
         self._spot_days: dict[tuple[str, str], int] = {}  # (domain, UTC day) -> spot-checks taken (daily minimum)
         self._spot_lock = threading.Lock()

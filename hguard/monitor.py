@@ -217,13 +217,16 @@ class MonitorState:
     """The state file the guard consults before routing (a mirror of the audit chain, written by the monitor).
 
     Re-read when the file changes. A file that exists but cannot be read fails closed: every domain is then
-    treated as tightened to accept nothing, with the reason."""
+    treated as tightened to accept nothing, with the reason. When the file is missing, the audit chain
+    (``audit_path``) is replayed once instead, so deleting the mirror does not lift a tightening."""
 
-    def __init__(self, path: str | os.PathLike[str] | None):
+    def __init__(self, path: str | os.PathLike[str] | None, audit_path: str | os.PathLike[str] | None = None):
         self.path = Path(path) if path is not None else None
+        self.audit_path = Path(audit_path) if audit_path is not None else None
         self._stamp: tuple | None = None
         self._states: dict[str, DomainState] = {}
         self._broken: str | None = None
+        self._chain: dict[str, DomainState] | None = None
 
     def get(self, domain: str | None) -> DomainState | None:
         if self.path is None or domain is None:
@@ -232,7 +235,7 @@ class MonitorState:
             st = self.path.stat()
         except FileNotFoundError:
             self._stamp, self._states, self._broken = None, {}, None
-            return None
+            return self._from_chain(domain)
         except OSError as exc:
             return self._closed(f"monitor state {self.path} cannot be read ({exc})")
         stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
@@ -249,6 +252,19 @@ class MonitorState:
         if self._broken:
             return self._closed(self._broken)
         return self._states.get(domain)
+
+    def _from_chain(self, domain: str) -> DomainState | None:
+        if self.audit_path is None or not self.audit_path.exists():
+            return None
+        if self._chain is None:
+            from .audit import AuditLog
+
+            try:
+                self._chain = replay(AuditLog(self.audit_path))
+            except Exception as exc:  # an unreadable chain cannot say the domain is not tightened
+                return self._closed(f"monitor state {self.path} is missing and audit log {self.audit_path} "
+                                    f"cannot be replayed ({type(exc).__name__}: {exc})")  # fmt: skip
+        return self._chain.get(domain)
 
     @staticmethod
     def _closed(why: str) -> DomainState:

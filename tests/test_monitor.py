@@ -226,8 +226,13 @@ def test_monitor_run_estimates_tightens_on_a_breach_and_a_person_lifts(tmp_path)
 
 def test_clean_spot_checks_do_not_tighten(tmp_path):
     policy = _pol(tmp_path, spot_check_rate=0.5)
-    _deploy(tmp_path, policy, 120, halluc_rate=0.0)
+    log, queue = _deploy(tmp_path, policy, 120, halluc_rate=0.0)
+    for i, verdict in enumerate(["hallucinated", "hallucinated", "correct"]):  # answers routed to review
+        rec = log.append({"domain": "geo", "route": "review", "risk": 0.6, "policy_id": policy_id(policy)}, kind="decision")
+        queue.enqueue({"audit_id": rec.id, "question": f"q{i}", "answer": "a", "domain": "geo"})
+        queue.decide(rec.id, verdict=verdict, reviewer="r")
     e = run_monitor(policy)["domains"]["geo"]
+    assert e["review_routed"] == {"reviewed": 3, "hallucinated": 2, "correct": 1}
     assert e["spot_checks"]["hallucinated"] == 0 and e["spot_checks"]["upper_bound"] < 0.2
     assert not e["breach"] and e["state"]["state"] == "normal"
 
@@ -338,6 +343,10 @@ def test_guard_spot_checks_accepted_answers_and_honours_a_tightening(tiny_calibr
 
     write_state(tmp_path / "state.json", replay(log), policy_id(policy))
     r = g.invoke("who is the author ?", domain="alpha")
+    assert r.route != "accept" and "tightened by the monitor" in r.reasons[0]
+    # deleting the state file does not lift it: a new guard replays the chain
+    (tmp_path / "state.json").unlink()
+    r = Guard.from_policy(policy, lm=lm).invoke("who is the author ?", domain="alpha")
     assert r.route != "accept" and "tightened by the monitor" in r.reasons[0]
     assert verify(tmp_path / "audit.jsonl").ok
 

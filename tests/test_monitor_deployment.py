@@ -15,7 +15,7 @@ from hguard.audit import AuditLog, verify
 from hguard.calibrate.data import load_examples
 from hguard.calibrate.judge import judge
 from hguard.guard import DEFAULT_POLICY, Guard
-from hguard.monitor import check_selection, lift, run_monitor
+from hguard.monitor import check_selection, lift, run_monitor, summary
 from hguard.policy import Policy, load_policy
 from hguard.review.export import export_reviewed
 from hguard.review.queue import ReviewQueue
@@ -74,7 +74,7 @@ def test_shifted_traffic_is_caught_by_spot_checks_and_tightens_the_domain(defaul
             break
     geo = rep["domains"]["geography"]
     s = geo["spot_checks"]
-    print(f"\nshifted questions asked: {asked}; spot-checks {s}")
+    print(f"\nshifted questions asked: {asked}\n{summary(rep)}")
     assert geo["state"]["state"] == "tightened", geo
     assert geo["breach"] and s["upper_bound"] > geo["target"] and s["reviewed"] >= s["min_reviewed_to_judge"]
     # the rise is real: the accepted hallucination rate is above the calibration's (0.146 on 41 answers)
@@ -103,7 +103,7 @@ def test_shifted_traffic_is_caught_by_spot_checks_and_tightens_the_domain(defaul
     assert sel["mismatches"] == [] and sel["selected"] == sel["accepted"] > 0
 
     # recalibration from the field: the reviewed spot-checks export as calibration rows
-    summary = export_reviewed(queue, tmp_path / "reviewed.jsonl")
+    exported = export_reviewed(queue, tmp_path / "reviewed.jsonl")
     rows = load_examples(tmp_path / "reviewed.jsonl")
-    assert summary.n_items == len(rows) >= s["reviewed"]
+    assert exported.n_items == len(rows) >= s["reviewed"]
     assert any(r.meta["spot_check"] and r.meta["label"] == "hallucinated" for r in rows)
