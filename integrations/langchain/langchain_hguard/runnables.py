@@ -164,9 +164,15 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
         return GuardedAnswer.from_message(message, sources)
 
     def _stream_run(self, inputs: Iterator[RAGInput], run_manager: CallbackManagerForChainRun, config: RunnableConfig) -> Iterator[GuardedAnswer]:
-        value = None
-        for value in inputs:  # the last complete input (a RAG input is not streamed in parts)
-            pass
+        value: Any = None
+        for chunk in inputs:  # a streamed input arrives in parts (e.g. a RunnableParallel's keys): add them up
+            if value is None:
+                value = chunk
+            else:
+                try:
+                    value = value + chunk
+                except TypeError:
+                    value = chunk
         question, context, sources, domain = self._parse(value)
         for chunk in self.llm.stream(
             [HumanMessage(content=question)], patch_config(config, callbacks=run_manager.get_child()),

@@ -166,14 +166,15 @@ def test_a_plain_question_and_a_persona_system_prompt(tiny_probes, embedder, tmp
 def test_history_goes_to_the_chat_template_and_the_fingerprint(make_guard):
     guard = make_guard("accept")
     chat = ChatHGuard(guard=guard, domain="alpha")
-    msgs = [HumanMessage("what is gold ?"), AIMessage("gold is a metal"), HumanMessage("what is its symbol ?")]
+    msgs = [HumanMessage("what is the capital of france"), AIMessage("it is paris"), HumanMessage("what is the capital of italy")]
     out = chat.invoke(msgs)
     rec = _decision(guard, out.response_metadata)
-    assert rec["question"] == "what is its symbol ?"
-    prompt = guard.lm.tokenizer.decode(guard.generator.prompt_ids("what is its symbol ?", history=[
-        {"role": "user", "content": "what is gold ?"}, {"role": "assistant", "content": "gold is a metal"}]))
-    assert "gold is a metal" in prompt and "what is gold ?" in prompt
-    assert out.usage_metadata["input_tokens"] == len(guard.lm.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    assert rec["question"] == "what is the capital of italy"
+    ids = guard.generator.prompt_ids("what is the capital of italy", history=[
+        {"role": "user", "content": "what is the capital of france"}, {"role": "assistant", "content": "it is paris"}])
+    prompt = guard.lm.tokenizer.decode(ids)
+    assert "user what is the capital of france" in prompt and "assistant it is paris" in prompt
+    assert out.usage_metadata["input_tokens"] == len(ids)
     # single-turn probes do not cover multi-turn prompts: named, and routed to review
     assert out.response_metadata["route"] == "review"
     assert any("history_fingerprint" in r for r in out.response_metadata["reasons"])
