@@ -29,6 +29,13 @@ def index():
     return VectorStoreIndex.from_documents(docs, embed_model=HGuardEmbedding())
 
 
+@pytest.fixture(autouse=True)
+def wide_window(tiny_probes, monkeypatch):
+    # LlamaIndex packs its stock templates into the window the LLM declares; the tiny model's 256
+    # positions leave no room for them (rotary positions let it run further; the real model has 8192)
+    monkeypatch.setattr(tiny_probes[0].model.config, "max_position_embeddings", 2048)
+
+
 def _guard(tiny_probes, embedder, tmp_path, min_grounding=None, max_new_tokens=4):
     lm, probes = tiny_probes
     alpha = {"accept_below": 1.0, "abstain_above": 1.0, "require_grounding": True}

@@ -41,7 +41,7 @@ from hguard.streaming import (
     raise_if_routed,
 )
 
-from .templates import RAGPrompt, install_decision_metadata, is_condense_prompt, read_rag_prompt
+from .templates import RAGPrompt, install_decision_metadata, is_condense_prompt, note_decision, read_rag_prompt
 
 dispatcher = get_dispatcher(__name__)
 CONTEXT_NAME = "context"
@@ -199,14 +199,18 @@ class HGuardLLM(CustomLLM):
         if rag is None:
             return super().predict(prompt, output_cls=output_cls, **prompt_args) if output_cls else super().predict(prompt, **prompt_args)
         r = self.complete(rag.question, formatted=True, context=rag.context, **rag.kwargs())
-        return GuardedText(r.text, r.additional_kwargs)
+        out = GuardedText(r.text, r.additional_kwargs)
+        note_decision(out)
+        return out
 
     async def apredict(self, prompt: Any, output_cls: Any = None, **prompt_args: Any) -> str:
         rag = self._rag_call(prompt, prompt_args)
         if rag is None:
             return await (super().apredict(prompt, output_cls=output_cls, **prompt_args) if output_cls else super().apredict(prompt, **prompt_args))
         r = await self.acomplete(rag.question, formatted=True, context=rag.context, **rag.kwargs())
-        return GuardedText(r.text, r.additional_kwargs)
+        out = GuardedText(r.text, r.additional_kwargs)
+        note_decision(out)
+        return out
 
     def stream(self, prompt: Any, output_cls: Any = None, **prompt_args: Any) -> Any:
         rag = self._rag_call(prompt, prompt_args)

@@ -9,14 +9,17 @@ template's other messages are the conversation history (or a system instruction 
 passages). The chat engines' condense prompt (rewrite a follow-up into a standalone question) is
 recognised by the stock templates' fixed text.
 
-The decision reaches ``response.metadata``: :func:`install_decision_metadata` adds a span handler that,
-when a query or chat call returns a response whose text is a :class:`hguard.streaming.GuardedText`,
-copies the decision into the response's ``metadata``.
+The decision reaches ``response.metadata``: the synthesizer keeps only the answer's text (its pydantic
+models turn a :class:`hguard.streaming.GuardedText` back into a plain ``str``), so ``HGuardLLM`` notes
+each decision under its answer text (:func:`note_decision`) and :func:`install_decision_metadata` adds
+a span handler that, when a query or chat call returns a response with that text, moves the decision
+into the response's ``metadata``.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -47,7 +50,10 @@ class RAGPrompt:
 
 
 def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None) -> RAGPrompt | None:
-    """The question and passages of a stock synthesizer call, or None when the template is not one."""
+    """The question and passages of a stock synthesizer call, or None when the template is not one.
+    Variables come from the call and from the template's partial format (the synthesizer binds
+    ``query_str`` that way)."""
+    args = {**(getattr(prompt, "kwargs", None) or {}), **args}
     question = args.get("query_str")
     context = args.get("context_str", args.get("context_msg"))
     if not isinstance(question, str) or not isinstance(context, str) or not context.strip():
@@ -56,7 +62,7 @@ def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None) -> RAGPr
     system: list[str] = []
     format_messages = getattr(prompt, "format_messages", None)
     if getattr(prompt, "message_templates", None) and callable(format_messages):
-        messages = format_messages(llm=llm, **args)
+        messages = format_messages(llm=llm, **{k: v for k, v in args.items() if k not in (getattr(prompt, "kwargs", None) or {})})
         last_user = max((i for i, m in enumerate(messages) if m.role == MessageRole.USER), default=None)
         for i, m in enumerate(messages):
             text = m.content or ""
@@ -100,6 +106,25 @@ def is_condense_prompt(prompt: str) -> bool:
     return any(head.startswith(p) for p in CONDENSE_PREFIXES)
 
 
+_DECISIONS: "OrderedDict[str, dict]" = OrderedDict()
+_DECISIONS_LOCK = threading.Lock()
+_MAX_NOTED = 1024
+
+
+def note_decision(text: GuardedText) -> None:
+    """Remember a stock engine answer's decision under its text until its response is returned."""
+    with _DECISIONS_LOCK:
+        _DECISIONS[text.text] = text.decision
+        _DECISIONS.move_to_end(text.text)
+        while len(_DECISIONS) > _MAX_NOTED:
+            _DECISIONS.popitem(last=False)
+
+
+def take_decision(text: str) -> dict | None:
+    with _DECISIONS_LOCK:
+        return _DECISIONS.get(text)  # kept: the chat engines wrap the query response in their own
+
+
 class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
     """Copies the guard's decision into a returned response's ``metadata`` (query and chat engines)."""
 
@@ -112,14 +137,17 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
 
     def prepare_to_exit_span(self, id_: str, bound_args: Any, instance: Any = None, result: Any = None, **kwargs: Any) -> Optional[SimpleSpan]:
         text = getattr(result, "response", None)
-        if isinstance(text, GuardedText) and text.route is not None and hasattr(result, "metadata"):
-            result.metadata = {**(result.metadata or {}), **text.decision}
+        if isinstance(text, str) and text and hasattr(result, "metadata") and type(result).__name__ in _RESPONSES:
+            decision = take_decision(text)
+            if decision is not None:
+                result.metadata = {**(result.metadata or {}), **decision}
         return None
 
     def prepare_to_drop_span(self, id_: str, bound_args: Any, instance: Any = None, err: Any = None, **kwargs: Any) -> Optional[SimpleSpan]:
         return None
 
 
+_RESPONSES = ("Response", "AgentChatResponse")
 _installed = False
 _install_lock = threading.Lock()
 
@@ -133,4 +161,4 @@ def install_decision_metadata() -> None:
             _installed = True
 
 
-__all__ = ["CONDENSE_PREFIXES", "DecisionToMetadata", "RAGPrompt", "install_decision_metadata", "is_condense_prompt", "read_rag_prompt"]
+__all__ = ["note_decision", "take_decision", "CONDENSE_PREFIXES", "DecisionToMetadata", "RAGPrompt", "install_decision_metadata", "is_condense_prompt", "read_rag_prompt"]
