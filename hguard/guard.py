@@ -263,6 +263,7 @@ class Guard:
         system: str | None = None,
         stop: Sequence[str] | None = None,
         problems: Sequence[str] = (),
+        max_new_tokens: int | None = None,
     ) -> GuardResult:
         """Guard one question. ``streamer`` receives the tokens as they are generated (the caller decides
         whether to show them before the decision); ``early_stop`` ends generation as soon as the running
@@ -270,10 +271,10 @@ class Guard:
         turns) and ``system`` (a system instruction replacing the policy's) go into the chat template
         and into the fingerprints the probe is checked against; ``stop`` ends the answer at the first
         of these strings; ``problems`` are the caller's reasons the answer cannot be trusted (each
-        routes it to review)."""
+        routes it to review); ``max_new_tokens`` replaces the policy's for this call."""
         return self.batch(
             [question], [context], [domain], request_ids=[request_id], streamer=streamer, early_stop=early_stop,
-            histories=[history], systems=[system], stop=stop, problems=[list(problems)],
+            histories=[history], systems=[system], stop=stop, problems=[list(problems)], max_new_tokens=max_new_tokens,
         )[0]
 
     async def ainvoke(self, question: str, context=None, domain: str | None = None, **kw) -> GuardResult:
@@ -295,6 +296,7 @@ class Guard:
         systems: Sequence[str | None] | None = None,
         stop: Sequence[str] | None = None,
         problems: Sequence[Sequence[str]] | None = None,
+        max_new_tokens: int | None = None,
     ) -> list[GuardResult]:
         """Guard several questions; answers that share a domain share one batched generation.
         ``histories``, ``systems`` and ``problems`` hold one entry per question (see :meth:`invoke`)."""
@@ -335,6 +337,7 @@ class Guard:
                 [questions[i] for i in idx], [ctxs[i] for i in idx], neurons=neurons, steering=steer,
                 batch_size=len(idx), streamer=streamer, stopping_criteria=[stopper] if stopper else (),
                 histories=[histories[i] for i in idx], systems=[systems[i] for i in idx], stop=stop,
+                max_new_tokens=max_new_tokens,
             )
             if stopper is not None:
                 for row, g in enumerate(gens):

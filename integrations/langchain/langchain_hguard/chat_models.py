@@ -169,9 +169,11 @@ class _Call:
     system: str | None
     problems: list[str]
     stop: list[str] | None
+    max_new_tokens: int | None = None
 
     def guard_kwargs(self) -> dict[str, Any]:
-        return {"history": self.history, "system": self.system, "stop": self.stop, "problems": self.problems}
+        return {"history": self.history, "system": self.system, "stop": self.stop, "problems": self.problems,
+                "max_new_tokens": self.max_new_tokens}
 
 
 class ChatHGuard(BaseChatModel):
@@ -216,8 +218,31 @@ class ChatHGuard(BaseChatModel):
     """Stop generating once the running risk passes the abstain threshold (hold mode and invoke)."""
     system_as_context: bool = False
     """Treat system messages as retrieved context instead of instructions."""
+    stop: list[str] | None = None
+    """Stop sequences of every call (a call's ``stop=`` replaces them); the answer is cut before the first."""
+    max_tokens: int | None = None
+    """Most tokens an answer may have; ``None``: the policy's ``generation.max_new_tokens``."""
+    temperature: float | None = None
+    """Only greedy decoding (``0`` or ``None``): the probes were calibrated on greedy answers."""
     raise_on: frozenset[str] = frozenset()
     """Routes (``"abstain"``, ``"review"``) that raise a typed ``hguard.errors.RouteError`` instead of returning."""
+
+    @field_validator("temperature")
+    @classmethod
+    def _greedy(cls, v: float | None) -> float | None:
+        if v not in (None, 0, 0.0):
+            raise ValueError(
+                f"ChatHGuard decodes greedily (the probes were calibrated on greedy answers); temperature={v!r} "
+                f"is not supported, leave it out or pass 0"
+            )
+        return v
+
+    @field_validator("max_tokens")
+    @classmethod
+    def _positive(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {v}")
+        return v
 
     @field_validator("raise_on", mode="before")
     @classmethod
@@ -265,8 +290,10 @@ class ChatHGuard(BaseChatModel):
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "hguard"
         params["ls_model_name"] = kwargs.get("model") or self.model_name
-        params["ls_max_tokens"] = self.guard.generator.max_new_tokens
+        params["ls_max_tokens"] = self.max_tokens or self.guard.generator.max_new_tokens
         params["ls_temperature"] = 0.0  # greedy decoding
+        if stop or self.stop:
+            params["ls_stop"] = list(stop or self.stop or [])
         return params
 
     # ------------------------------------------------------------------------ framework features
@@ -320,8 +347,9 @@ class ChatHGuard(BaseChatModel):
         if context is None and read.context:
             context = read.context
         problems = read.problems if context is None or read.context_from == "retriever" else []
+        stop = stop if stop else self.stop
         return _Call(read.question, context, domain, mode, early_stop, key, read.history, read.system, problems,
-                     list(stop) if stop else None)
+                     list(stop) if stop else None, self.max_tokens)
 
     def _take(self, key: str | None) -> GuardResult | None:
         if key is None:
@@ -415,6 +443,7 @@ class ChatHGuard(BaseChatModel):
             **({"histories": [c.history for c in calls], "systems": [c.system for c in calls],
                 "problems": [c.problems for c in calls]}
                if any(c.history or c.system is not None or c.problems for c in calls) else {}),
+            **({"max_new_tokens": calls[0].max_new_tokens} if calls[0].max_new_tokens else {}),
         )
 
     def _stash(self, results: list[GuardResult]) -> list[str]:
