@@ -139,7 +139,7 @@ def test_prompt_template_pipeline_puts_the_system_message_in_context(make_guard)
 
     guard = make_guard("review")
     prompt = ChatPromptTemplate.from_messages([("system", "{context}"), ("human", "{question}")])
-    chain = prompt | ChatHGuard(guard=guard, domain="alpha") | StrOutputParser()
+    chain = prompt | ChatHGuard(guard=guard, domain="alpha", system_as_context=True) | StrOutputParser()
     text = chain.invoke({"context": "gold is a metal", "question": Q})
     rec = list(AuditLog(guard.audit.path))[-1]
     assert text == REVIEW_MARK + rec["answer"] and rec["context"] == "gold is a metal" and rec["question"] == Q
