@@ -73,6 +73,15 @@ class RetrievalCapture(BaseCallbackHandler):
     def on_chain_error(self, error, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         self._end(run_id, parent_run_id)
 
+    def on_tool_start(self, serialized, input_str, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        self._start(run_id, parent_run_id)  # a retriever inside a tool still belongs to the root run
+
+    def on_tool_end(self, output, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        self._end(run_id, parent_run_id)
+
+    def on_tool_error(self, error, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        self._end(run_id, parent_run_id)
+
     def on_retriever_start(self, serialized, query: str, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         self._start(run_id, parent_run_id)
         with self._lock:

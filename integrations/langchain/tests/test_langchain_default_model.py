@@ -49,6 +49,8 @@ def test_langchain_example_runs_end_to_end(tmp_path):
     routes = [line.split()[1] for line in proc.stdout.splitlines() if line.strip().startswith("route:")]
     assert len(routes) == 3 and set(routes) <= {"accept", "review", "abstain"}, proc.stdout
     assert "australia.txt" in proc.stdout and "fabricated" in proc.stdout
+    tutorial = [line.split()[2] for line in proc.stdout.splitlines() if line.strip().startswith("tutorial route:")]
+    assert len(tutorial) == 1 and tutorial[0] in ("accept", "review", "abstain") and "grounding scored: n/a" not in proc.stdout
     assert audit_mod.verify(tmp_path / "hguard-audit.jsonl").ok
 
 
