@@ -442,17 +442,17 @@ class Guard:
             context=g.context,
             seconds=time.perf_counter() - started,
         )
-        self._record(result)
+        self._record(result, g.extra.get("fingerprints"))
         return result
 
-    def _record(self, result: GuardResult) -> None:
+    def _record(self, result: GuardResult, fingerprints: dict | None = None) -> None:
         record = {
             "request_id": result.request_id,
             "domain": result.domain,
             "domain_choice": result.domain_choice,
             "model": self.lm.name,
             "model_fingerprint": self.lm.fingerprint,
-            "fingerprints": self.generator.fingerprints,
+            "fingerprints": fingerprints or self.generator.fingerprints,  # the call's own when it had history or a system prompt
             "probe_id": result.probe_id,
             "thresholds": result.thresholds,
             "signals": result.signals,

@@ -212,7 +212,7 @@ class HGuardLLM(CustomLLM):
         note_decision(out)
         return out
 
-    def stream(self, prompt: Any, output_cls: Any = None, **prompt_args: Any) -> Any:
+    def stream(self, prompt: Any, **prompt_args: Any) -> Any:
         rag = self._rag_call(prompt, prompt_args)
         if rag is None:
             return super().stream(prompt, **prompt_args)
