@@ -121,15 +121,24 @@ def test_passthrough_assign_shape_and_batch(tiny_probes, embedder, tmp_path, ret
     assert "Canberra" not in gold["context"]  # each input is scored against its own retrieval
 
 
-def test_a_passage_that_does_not_support_the_answer_is_not_accepted(tiny_probes, embedder, tmp_path):
+@pytest.mark.parametrize("shape", ["human", "system", "assign"])
+def test_a_passage_that_does_not_support_the_answer_is_not_accepted(tiny_probes, embedder, tmp_path, shape):
+    from operator import itemgetter
+
     guard = _grounded_guard(tiny_probes, embedder, tmp_path, min_grounding=0.9)
     store = InMemoryVectorStore(HGuardEmbeddings())
     store.add_texts([KENYA])
-    chain = {"context": store.as_retriever(search_kwargs={"k": 1}) | format_docs, "question": RunnablePassthrough()} | RAG_HUMAN | ChatHGuard(guard=guard, domain="alpha")
-    msg = chain.invoke(AUSTRALIA)
+    retriever = store.as_retriever(search_kwargs={"k": 1})
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    if shape == "assign":
+        chain = RunnablePassthrough.assign(context=itemgetter("question") | retriever | format_docs) | RAG_HUMAN | chat
+        msg = chain.invoke({"question": AUSTRALIA})
+    else:
+        chain = {"context": retriever | format_docs, "question": RunnablePassthrough()} | (RAG_HUMAN if shape == "human" else RAG_SYSTEM) | chat
+        msg = chain.invoke(AUSTRALIA)
     meta = msg.response_metadata
     rec = _decision(guard, meta)
-    assert rec["context"] == KENYA and meta["signals"]["grounding"] is not None
+    assert rec["context"] == KENYA and rec["question"] == AUSTRALIA and meta["signals"]["grounding"] is not None
     assert meta["signals"]["grounding"] < 0.9 and meta["route"] == "review"
     assert any("min_grounding" in r for r in meta["reasons"])
 

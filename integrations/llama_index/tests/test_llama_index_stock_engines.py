@@ -68,10 +68,17 @@ def test_stock_query_engine_scores_the_retrieved_nodes(tiny_probes, embedder, tm
     assert not any("fingerprint" in r for r in rec["reasons"])  # the stock template is not an instruction
 
 
-def test_unsupporting_passage_is_not_accepted(tiny_probes, embedder, tmp_path):
+@pytest.mark.parametrize("engine", ["query", "chat-default", "context", "condense_plus_context"])
+def test_unsupporting_passage_is_not_accepted(tiny_probes, embedder, tmp_path, engine):
     guard = _guard(tiny_probes, embedder, tmp_path, min_grounding=0.9)
     kenya = VectorStoreIndex.from_documents([Document(text=KENYA)], embed_model=HGuardEmbedding())
-    response = kenya.as_query_engine(llm=HGuardLLM(guard, domain="alpha"), similarity_top_k=1).query(AUSTRALIA)
+    llm = HGuardLLM(guard, domain="alpha")
+    if engine == "query":
+        response = kenya.as_query_engine(llm=llm, similarity_top_k=1).query(AUSTRALIA)
+    elif engine == "chat-default":
+        response = kenya.as_chat_engine(llm=llm, similarity_top_k=1).chat(AUSTRALIA)
+    else:
+        response = kenya.as_chat_engine(chat_mode=engine, llm=llm, similarity_top_k=1).chat(AUSTRALIA)
     rec = _scored(guard, response.metadata)
     assert KENYA in rec["context"] and response.metadata["signals"]["grounding"] < 0.9
     assert response.metadata["route"] == "review" and any("min_grounding" in r for r in response.metadata["reasons"])
