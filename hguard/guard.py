@@ -316,12 +316,22 @@ class Guard:
         request_id: str | None = None,
         streamer=None,
         early_stop: bool = False,
+        history=None,
+        system: str | None = None,
+        stop: Sequence[str] | None = None,
+        problems: Sequence[str] = (),
+        max_new_tokens: int | None = None,
     ) -> GuardResult:
         """Guard one question. ``streamer`` receives the tokens as they are generated (the caller decides
         whether to show them before the decision); ``early_stop`` ends generation as soon as the running
-        risk passes the domain's abstain threshold (the answer then abstains)."""
+        risk passes the domain's abstain threshold (the answer then abstains). ``history`` (earlier
+        turns) and ``system`` (a system instruction replacing the policy's) go into the chat template
+        and into the fingerprints the probe is checked against; ``stop`` ends the answer at the first
+        of these strings; ``problems`` are the caller's reasons the answer cannot be trusted (each
+        routes it to review); ``max_new_tokens`` replaces the policy's for this call."""
         return self.batch(
-            [question], [context], [domain], request_ids=[request_id], streamer=streamer, early_stop=early_stop
+            [question], [context], [domain], request_ids=[request_id], streamer=streamer, early_stop=early_stop,
+            histories=[history], systems=[system], stop=stop, problems=[list(problems)], max_new_tokens=max_new_tokens,
         )[0]
 
     async def ainvoke(self, question: str, context=None, domain: str | None = None, **kw) -> GuardResult:
@@ -339,22 +349,31 @@ class Guard:
         request_ids: Sequence[str | None] | None = None,
         streamer=None,
         early_stop: bool = False,
+        histories: Sequence[Any] | None = None,
+        systems: Sequence[str | None] | None = None,
+        stop: Sequence[str] | None = None,
+        problems: Sequence[Sequence[str]] | None = None,
+        max_new_tokens: int | None = None,
     ) -> list[GuardResult]:
-        """Guard several questions; answers that share a domain share one batched generation."""
+        """Guard several questions; answers that share a domain share one batched generation.
+        ``histories``, ``systems`` and ``problems`` hold one entry per question (see :meth:`invoke`)."""
         if isinstance(questions, str):
             raise InputError("questions must be a list of strings; use invoke() for a single question")
         n = len(questions)
         contexts = [None] * n if contexts is None else list(contexts)
         domains = [None] * n if domains is None else list(domains)
         request_ids = [None] * n if request_ids is None else list(request_ids)
-        if not (len(contexts) == len(domains) == len(request_ids) == n):
+        histories = [None] * n if histories is None else list(histories)
+        systems = [None] * n if systems is None else list(systems)
+        extra_problems = [[] for _ in range(n)] if problems is None else [list(p or ()) for p in problems]
+        if not (len(contexts) == len(domains) == len(request_ids) == len(histories) == len(systems) == len(extra_problems) == n):
             raise InputError(f"got {n} questions, {len(contexts)} contexts and {len(domains)} domains; pass one of each per question")
         ctxs = [_join_context(c) for c in contexts]
-        for q, c in zip(questions, ctxs):  # every input is checked before any generation or record
+        for q, c, h, s in zip(questions, ctxs, histories, systems):  # every input is checked before any generation or record
             _check_text("question", q)
             if c is not None:
                 _check_text("context", c)
-            self.generator.prompt_ids(q, c)
+            self.generator.prompt_ids(q, c, history=h, system=s)
         started = time.perf_counter()
         plans = []
         for q, d in zip(questions, domains):
@@ -384,12 +403,16 @@ class Guard:
             gens = self.generator.generate(
                 [questions[i] for i in idx], [ctxs[i] for i in idx], neurons=neurons, steering=steer,
                 batch_size=len(idx), streamer=streamer, stopping_criteria=[stopper] if stopper else (),
+                histories=[histories[i] for i in idx], systems=[systems[i] for i in idx], stop=stop,
+                max_new_tokens=max_new_tokens,
             )
             if stopper is not None:
                 for row, g in enumerate(gens):
                     g.extra["stopped_early"] = bool(stopper.stopped[row]) if row < len(stopper.stopped) else False
             for i, g in zip(idx, gens):
-                results[i] = self._finish(g, plans[i][0], plans[i][1], probe_entry, steer_info, request_ids[i], started)
+                results[i] = self._finish(
+                    g, plans[i][0], plans[i][1], probe_entry, steer_info, request_ids[i], started, extra_problems[i]
+                )
         return results  # type: ignore[return-value]
 
     # ----------------------------------------------------------------------------------- scoring
@@ -429,7 +452,7 @@ class Guard:
             probe, meta = probe_entry
             from .probe import check_fingerprints
 
-            fingerprint_problems = check_fingerprints(meta, self.generator.fingerprints)
+            fingerprint_problems = check_fingerprints(meta, g.extra.get("fingerprints") or self.generator.fingerprints)
             try:
                 if g.cett is None or not np.all(np.isfinite(g.cett)):
                     raise ValueError("neuron contributions are missing or not finite")
@@ -453,8 +476,8 @@ class Guard:
                 risk = None
         return signals, risk, thresholds, fingerprint_problems
 
-    def _finish(self, g: Generation, domain, choice: dict, probe_entry, steer_info, request_id, started) -> GuardResult:
-        problems: list[str] = []
+    def _finish(self, g: Generation, domain, choice: dict, probe_entry, steer_info, request_id, started, given=()) -> GuardResult:
+        problems: list[str] = list(given)
         try:
             signals, risk, thresholds, fp = self._score(g, domain, probe_entry, problems)
         except Exception as exc:  # anything unforeseen still ends in review
@@ -506,7 +529,7 @@ class Guard:
             context=g.context,
             seconds=time.perf_counter() - started,
         )
-        self._record(result)
+        self._record(result, g.extra.get("fingerprints"))
         return result
 
     def record_failure(self, question, exc: BaseException, *, context=None, domain=None, source: str = "api") -> str | None:
@@ -533,7 +556,7 @@ class Guard:
         except Exception:
             return None
 
-    def _record(self, result: GuardResult) -> None:
+    def _record(self, result: GuardResult, fingerprints: dict | None = None) -> None:
         record = {
             "request_id": result.request_id,
             "policy_id": self._policy_id,
@@ -541,7 +564,7 @@ class Guard:
             "domain_choice": result.domain_choice,
             "model": self.lm.name,
             "model_fingerprint": self.lm.fingerprint,
-            "fingerprints": self.generator.fingerprints,
+            "fingerprints": fingerprints or self.generator.fingerprints,  # the call's own when it had history or a system prompt
             "probe_id": result.probe_id,
             "thresholds": result.thresholds,
             "signals": result.signals,
