@@ -35,12 +35,8 @@ def hguard(args, env=None, timeout=600):
 
 def policy(tmp: Path, probes: Path) -> Path:
     """The default policy with its log and queue in ``tmp`` and its probes from ``probes``."""
-    import yaml
-
-    p = policy_copy(tmp)
-    data = yaml.safe_load(p.read_text())
-    data["probes"] = str(probes)
-    p.write_text(yaml.safe_dump(data, sort_keys=False))
+    p = policy_copy(tmp, overwrite=True)
+    p.write_text(p.read_text().replace('probes = "package:smollm2-135m"', f"probes = {json.dumps(str(probes))}"))
     return p
 
 

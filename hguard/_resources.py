@@ -15,27 +15,66 @@ DEFAULT_POLICY = DATA_DIR / "policy.toml"
 REFERENCE_PROBES = DATA_DIR / "probes" / "smollm2-135m"
 
 
+def packaged_probes(name: str) -> Path:
+    """The folder of the reference probes ``name`` shipped in the package (``package:NAME`` in a policy)."""
+    from .errors import PolicyError
+
+    folder = DATA_DIR / "probes" / name
+    if not name or "/" in name or "\\" in name or name.startswith(".") or not folder.is_dir():
+        known = sorted(p.name for p in (DATA_DIR / "probes").iterdir() if p.is_dir())
+        raise PolicyError(f"probes = 'package:{name}' names no probes shipped with hguard (shipped: {', '.join(known)}); "
+                          "use one of those or a folder path")
+    return folder
+
+
 def state_dir() -> Path:
     """Where hguard writes by default (demo runs): ``$HGUARD_STATE_DIR`` or ``~/.local/state/hguard``."""
     env = os.environ.get("HGUARD_STATE_DIR")
     return Path(env).expanduser() if env else Path("~/.local/state/hguard").expanduser()
 
 
-def policy_copy(folder: str | os.PathLike[str], *, source: str | os.PathLike[str] = DEFAULT_POLICY) -> Path:
-    """Write ``source`` (the default policy) into ``folder`` as YAML, its probe folder absolute and its
-    audit log and review queue inside ``folder``; returns the new file. For trying the policy, tests
-    and benchmarks without touching the default state folder."""
-    import yaml
+def policy_copy(folder: str | os.PathLike[str], *, source: str | os.PathLike[str] = DEFAULT_POLICY,
+                overwrite: bool = False) -> Path:
+    """Copy ``source`` (the default policy, comments and all) to ``folder/policy.toml`` with its audit log
+    and review queue moved into ``folder``; returns the new file. A start for your own policy, and a way
+    to try the default one, run tests and benchmarks without touching the default state folder. An
+    existing ``policy.toml`` there is kept (InputError) unless ``overwrite``."""
+    import json
+    import tomllib
 
+    from .errors import InputError
     from .policy import load_policy
 
-    folder = Path(folder)
+    folder = Path(folder).expanduser().absolute()
+    out = folder / "policy.toml"
+    if out.exists() and not overwrite:
+        raise InputError(f"{out} already exists; pass overwrite=True or another folder")
+    moved = {"audit": ("path", folder / "audit.jsonl"), "review": ("queue", folder / "review.sqlite3")}
+    text = Path(source).read_text(encoding="utf-8")
+    lines, table, done = [], "", set()
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("[") and not stripped.startswith("[["):
+            table = stripped.strip("[] ")
+        key = stripped.split("=", 1)[0].strip() if "=" in stripped and not stripped.startswith("#") else None
+        if table in moved and key == moved[table][0]:
+            line = f"{key} = {json.dumps(str(moved[table][1]))}"  # a JSON string is a TOML basic string
+            done.add(table)
+        lines.append(line)
+    for table in sorted(moved.keys() - done):  # the source leaves the key at its default: set it
+        key, value = moved[table]
+        entry = f"{key} = {json.dumps(str(value))}"
+        header = next((i for i, ln in enumerate(lines) if ln.strip() == f"[{table}]"), None)
+        if header is None:
+            lines += ["", f"[{table}]", entry]
+        else:
+            lines.insert(header + 1, entry)
+    body = "\n".join(lines) + "\n"
+    tomllib.loads(body)  # still TOML
     folder.mkdir(parents=True, exist_ok=True)
-    data = load_policy(source).model_dump(mode="json")
-    data["audit"]["path"] = str(folder / "audit.jsonl")
-    data["review"]["queue"] = str(folder / "review.sqlite3")
-    out = folder / "policy.yaml"
-    out.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    out.write_text(body, encoding="utf-8")
+    pol = load_policy(out)
+    assert pol.audit.path == folder / "audit.jsonl" and pol.review.queue == folder / "review.sqlite3", out
     return out
 
 

@@ -243,11 +243,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hguard {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:
         if debug:
             raise
         print(f"hguard {args.command}: {error_line(exc)}", file=sys.stderr)
-        return 2 if isinstance(exc, (HGuardError, OSError)) else 1
+        return 2 if isinstance(exc, (HGuardError, OSError, ModuleNotFoundError)) else 1
+
+
+# optional packages and the extra that installs them
+_EXTRAS = (
+    ({"starlette", "uvicorn", "jinja2", "multipart", "python_multipart"}, "review"),
+    ({"sentence_transformers"}, "embeddings"),
+    ({"matplotlib"}, "plots"),
+    ({"ray", "pyarrow"}, "ray"),
+    ({"langchain_core"}, "langchain"),
+    ({"llama_index"}, "llama-index"),
+)
 
 
 def error_line(exc: BaseException) -> str:
@@ -256,6 +270,10 @@ def error_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, HGuardError):
         return f"error: {text}"
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        extra = next((e for mods, e in _EXTRAS if exc.name.split(".")[0] in mods), None)
+        how = f"pip install 'hguard[{extra}]'" if extra else f"pip install {exc.name.split('.')[0]}"
+        return f"error: this command needs the package {exc.name.split('.')[0]!r}, which is not installed; {how}"
     if isinstance(exc, OSError):
         where = f" ({exc.filename!r})" if getattr(exc, "filename", None) else ""
         return f"error: {exc.strerror or text}{where}; check the path and its permissions"

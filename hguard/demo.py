@@ -63,6 +63,9 @@ def run_demo(policy: str | None = None, model: str = "default", out: str | None 
             "review": pol.review.model_copy(update={"queue": out_dir / "review.sqlite3"}),
         }
     )
+    from .signals.embedding import get_embedder
+
+    get_embedder()  # domain choice and grounding need it: a missing package stops the demo here, not per answer
     print(f"loading {model} model and the reference probes from {pol.probes} ...", flush=True)
     guard = Guard.from_policy(pol, model=model)
     print(f"model {guard.lm.name} ({guard.lm.load_info.get('seconds', 0):.1f} s); probes: {', '.join(sorted(guard.probes)) or 'none'}")
@@ -89,7 +92,7 @@ def run_demo(policy: str | None = None, model: str = "default", out: str | None 
     rep = audit.verify(pol.audit.path)
     n_review = sum(r.route == "review" for _, r in results)
     print()
-    print(f"audit log {pol.audit.path}: {rep.summary()}")
+    print(f"audit log {rep.summary()}")
     print(f"review queue {pol.review.queue}: {n_review} item(s) enqueued")
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return 0 if rep.ok else 1

@@ -22,7 +22,7 @@ import numpy as np
 
 from ._numerics import sigmoid
 from ._resources import DEFAULT_POLICY
-from .errors import InputError, ProbeError
+from .errors import InputError, PolicyError, ProbeError
 from .generation import Generation, Generator
 from .models import LoadedModel, load_model
 from .policy import (
@@ -170,6 +170,13 @@ class Guard:
         from .audit import AuditLog
 
         pol = policy if isinstance(policy, Policy) else load_policy(policy or DEFAULT_POLICY)
+        if pol.probes is not None and not Path(pol.probes).is_dir():
+            # a wrong folder would send every answer to review with no word about why: refuse to start
+            where = f" (probes in {pol.source})" if pol.source is not None else ""
+            raise PolicyError(
+                f"the probe folder {str(pol.probes)!r}{where} does not exist; point probes at the folder "
+                "`hguard calibrate --out` wrote, or use probes = \"package:smollm2-135m\" for the reference probes"
+            )
         lm = lm or load_model(model)
         guard = cls(lm, pol, **kw)
         if pol.probes is not None:
@@ -446,7 +453,8 @@ class Guard:
             problems.append(
                 f"domain {domain!r} has no calibrated probe"
                 + (f" ({why})" if why else "")
-                + f"; calibrate it with `hguard calibrate --domain {domain}` or route it by policy"
+                + f"; calibrate it with `hguard calibrate --data FILE.jsonl --out DIR --domain {domain}` "
+                "and point the policy's probes at DIR, or route it by policy"
             )
         if probe_entry is not None:
             probe, meta = probe_entry

@@ -72,6 +72,8 @@ __all__ = [
     "risk_coverage_curve",
 ]
 
+PACKAGED_PREFIX = "package:"
+
 ACCEPT: Literal["accept"] = "accept"
 REVIEW: Literal["review"] = "review"
 ABSTAIN: Literal["abstain"] = "abstain"
@@ -307,7 +309,9 @@ class Policy(_Section):
         description="a string shown when abstaining outside any domain",
     )
     probes: Path | None = Field(
-        None, description="a directory of probe files, relative to the policy file"
+        None,
+        description="a directory of probe files, relative to the policy file, or `package:NAME` for the reference "
+        "probes shipped with hguard (e.g. package:smollm2-135m)",
     )
     audit: AuditConfig = Field(
         default_factory=dict, validate_default=True, description="a table with `path`, `redact` and `anchor`"
@@ -328,6 +332,17 @@ class Policy(_Section):
     )
 
     _source: Path | None = PrivateAttr(default=None)
+    @field_validator("probes", mode="before")
+    @classmethod
+    def _packaged_probes(cls, value: Any) -> Any:
+        # `package:NAME` names the reference probes inside the installed package, so a copied policy
+        # still finds them wherever it is saved
+        if isinstance(value, str) and value.startswith(PACKAGED_PREFIX):
+            from hguard._resources import packaged_probes
+
+            return packaged_probes(value[len(PACKAGED_PREFIX):])
+        return value
+
     _resolve = field_validator("probes", mode="after")(_resolve_path)
 
     @model_validator(mode="before")

@@ -4,7 +4,6 @@ is raised, not swallowed) and guarded streaming in hold and passthrough modes.""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 from langchain_core.messages import AIMessageChunk, HumanMessage
@@ -61,14 +60,10 @@ def test_handler_redacts_question_context_and_answer_when_asked(make_guard, tmp_
     assert call["hguard"]["route"] == "accept"
 
 
-def _torn(path: Path) -> Path:
-    path.write_text('{"kind": "decision", "id": "x", "seq"')  # a torn last line: append refuses to chain onto it
-    return path
-
-
 def test_a_failing_audit_write_reaches_the_caller_sync_and_async(make_guard, tmp_path):
     guard = make_guard("accept")
-    handler = HGuardAuditCallbackHandler(_torn(tmp_path / "torn.jsonl"))
+    handler = HGuardAuditCallbackHandler(tmp_path / "torn.jsonl")
+    (tmp_path / "torn.jsonl").mkdir()  # the log's path turns into a folder: every write fails
     chat = ChatHGuard(guard=guard, domain="alpha")
     with pytest.raises(HGuardError):
         chat.invoke(Q, config={"callbacks": [handler]})
@@ -77,7 +72,8 @@ def test_a_failing_audit_write_reaches_the_caller_sync_and_async(make_guard, tmp
     with pytest.raises(HGuardError):
         asyncio.run(chat.ainvoke(Q, config={"callbacks": [handler]}))
     # the same handler with LangChain's default raise_error=False would only log a warning
-    quiet = HGuardAuditCallbackHandler(tmp_path / "torn.jsonl")
+    quiet = HGuardAuditCallbackHandler(tmp_path / "quiet.jsonl")
+    (tmp_path / "quiet.jsonl").mkdir()
     quiet.raise_error = False
     assert chat.invoke(Q, config={"callbacks": [quiet]}).response_metadata["route"] == "accept"
 
