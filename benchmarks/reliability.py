@@ -156,7 +156,9 @@ def kill_trials(n_trials: int, seed: int, workdir: Path) -> dict:
         else:
             time.sleep(rng.uniform(0, 0.02))
         os.kill(proc.pid, signal.SIGKILL)
-        rest, err = proc.communicate(timeout=60)
+        # read() through the same buffered reader: communicate() would skip lines readline() already buffered
+        rest, err = proc.stdout.read(), proc.stderr.read()
+        proc.wait(timeout=60)
         acked += [x.decode() for x in rest.split(b"\n")[:-1]]  # printed before the kill: acknowledged too
         report = verify(path)
         found = {r["id"] for r in AuditLog(path, key=None)}
@@ -188,6 +190,8 @@ def kill_trials(n_trials: int, seed: int, workdir: Path) -> dict:
         "acknowledged": sum(r["acknowledged"] for r in rows),
         "found": sum(r["found"] for r in rows),
         "lost": sum(r["lost"] for r in rows),
+        # written but not yet acknowledged when killed: at most the one append in flight
+        "max_found_not_acknowledged": max((r["found"] - r["acknowledged"] for r in rows), default=0),
         "lost_after_recovery": sum(r["lost_after_recovery"] for r in rows),
         "torn_tails": sum(r["torn_tail"] for r in rows),
         "moved_aside_and_recorded": sum(r["recovered"] for r in rows),
