@@ -267,6 +267,7 @@ def _policy(root: Path, tmp_path: Path, key_file: Path | None) -> Policy:
             "version": 1,
             "probes": str(root),
             "audit": {"path": str(tmp_path / "audit.jsonl"), "anchor": str(tmp_path / "audit.anchor")},
+            "review": {"queue": str(tmp_path / "queue.sqlite3")},
             "generation": {"max_new_tokens": 4, "system_prompt": "answer"},
             "integrity": {"key_file": str(key_file)} if key_file else {},
             "domains": {"alpha": {"accept_below": 1.0, "abstain_above": 1.0}, "beta": {}},
