@@ -61,14 +61,15 @@ def test_handler_redacts_question_context_and_answer_when_asked(make_guard, tmp_
     assert call["hguard"]["route"] == "accept"
 
 
-def _torn(path: Path) -> Path:
-    path.write_text('{"kind": "decision", "id": "x", "seq"')  # a torn last line: append refuses to chain onto it
+def _unwritable(path: Path) -> Path:
+    # a log whose records carry a keyed MAC: a writer without the key refuses to append to it
+    path.write_text('{"hash":"' + "0" * 64 + '","kind":"decision","mac":"' + "0" * 64 + '","seq":0}\n')
     return path
 
 
 def test_a_failing_audit_write_reaches_the_caller_sync_and_async(make_guard, tmp_path):
     guard = make_guard("accept")
-    handler = HGuardAuditCallbackHandler(_torn(tmp_path / "torn.jsonl"))
+    handler = HGuardAuditCallbackHandler(_unwritable(tmp_path / "keyed.jsonl"))
     chat = ChatHGuard(guard=guard, domain="alpha")
     with pytest.raises(HGuardError):
         chat.invoke(Q, config={"callbacks": [handler]})
@@ -77,7 +78,7 @@ def test_a_failing_audit_write_reaches_the_caller_sync_and_async(make_guard, tmp
     with pytest.raises(HGuardError):
         asyncio.run(chat.ainvoke(Q, config={"callbacks": [handler]}))
     # the same handler with LangChain's default raise_error=False would only log a warning
-    quiet = HGuardAuditCallbackHandler(tmp_path / "torn.jsonl")
+    quiet = HGuardAuditCallbackHandler(tmp_path / "keyed.jsonl")
     quiet.raise_error = False
     assert chat.invoke(Q, config={"callbacks": [quiet]}).response_metadata["route"] == "accept"
 
