@@ -8,7 +8,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	@$(PY) -m hguard demo
+	@$(PY) -m hguard demo --out runs/demo
 
 test: setup
 	@bash scripts/test.sh
@@ -20,7 +20,7 @@ bench: setup
 	@$(PY) benchmarks/run_all.py
 
 calibrate: setup
-	@$(PY) -m hguard calibrate --reference
+	@$(PY) calibration/reference.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,7 +1,7 @@
 """Quality and cost of per-domain calibration on the default model (issue: calibration).
 
 1. Reads the reference calibration report (``hguard calibrate --reference`` writes it to
-   calibration/probes/smollm2-135m/report.json) and checks, on each bundled domain's held-out split,
+   hguard/_data/probes/smollm2-135m/report.json) and checks, on each bundled domain's held-out split,
    the targets: neuron-probe AUROC >= 0.85, merged AUROC >= 0.88, each ahead of the best single
    baseline (mean/min log-probability, entropy, length).
 2. Times one domain's calibration from scratch (fresh feature folder): the issue's budget is 5 minutes
@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from hguard import REFERENCE_PROBES
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-REFERENCE = ROOT / "calibration" / "probes" / "smollm2-135m" / "report.json"
+REFERENCE = REFERENCE_PROBES / "report.json"
 BASELINES = ("mean_logprob", "min_logprob", "entropy", "length")
 
 
@@ -88,7 +89,7 @@ def time_domain(domain: str) -> dict:
 
 
 def public_sets(n: int) -> dict:
-    from hguard.calibrate import public
+    from research import public
     from hguard.calibrate.pipeline import calibrate
 
     examples = (

@@ -13,7 +13,7 @@ Every detector scores the SAME greedy answers of the default model (SmolLM2-135M
 - RAG (HaluEval QA, the 60 rows whose right and hallucinated answers differ by at most one word:
   held out from the fit of the grounding merge weights, and answer length cannot give the label
   away): hguard's grounding signals against a Guardrails-style embedding provenance check, scoring
-  the dataset's right and hallucinated answers, as ``hguard.signals.grounding.evaluate_grounding``.
+  the dataset's right and hallucinated answers, as ``research.grounding_eval.evaluate_grounding``.
 
 Datasets: the bundled domains' held-out questions (calibration/data/<domain>.jsonl plus that domain's
 fabricated rows; the test split by fact group with the seed and test fraction stored in the probe
@@ -51,10 +51,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from hguard.baselines.consistency import sample_disagreement, selfcheck_ngram, semantic_entropy  # noqa: E402
-from hguard.baselines.metrics import bootstrap_aurocs, detector_summary  # noqa: E402
-from hguard.baselines.p_true import p_true  # noqa: E402
-from hguard.baselines.sampling import forward_passes, sample_answers  # noqa: E402
+from hguard import REFERENCE_PROBES  # noqa: E402
+
+from research.baselines.consistency import sample_disagreement, selfcheck_ngram, semantic_entropy  # noqa: E402
+from research.baselines.metrics import bootstrap_aurocs, detector_summary  # noqa: E402
+from research.baselines.p_true import p_true  # noqa: E402
+from research.baselines.sampling import forward_passes, sample_answers  # noqa: E402
 
 BUNDLED = ("geography", "chemistry", "literature")
 PUBLIC = ("triviaqa", "nq_open", "popqa")
@@ -372,7 +374,7 @@ def _target_check(result: dict) -> dict:
 
 def halueval_rows(n: int | None) -> list[dict]:
     """HaluEval QA rows whose two answers differ by at most one word (held out from the grounding fit)."""
-    from hguard.calibrate.public import load_halueval_rows
+    from research.public import load_halueval_rows
 
     rows = [
         r
@@ -386,12 +388,13 @@ def run_grounding_dataset(
     name: str, lm, rows: list[dict], *, batch_size: int = 16, seed: int = 0, n_boot: int = 1000, embedder=None
 ) -> tuple[dict, list[dict]]:
     """hguard's grounding signals vs Guardrails-style embedding provenance on right/hallucinated answers."""
-    from hguard.baselines.provenance import ProvenanceEmbeddings
+    from research.baselines.provenance import ProvenanceEmbeddings
     from hguard.calibrate.pipeline import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SYSTEM_PROMPT
     from hguard.generation import Generator
     from hguard.signals.embedding import get_embedder
     from hguard.signals import grounding as gmod
-    from hguard.signals.grounding import GroundingScorer, score_grounding_rows
+    from hguard.signals.grounding import GroundingScorer
+    from research.grounding_eval import score_grounding_rows
 
     embedder = embedder or get_embedder()
     embedder.encode(["warm up"])  # load outside the timed parts
@@ -543,7 +546,7 @@ def markdown_table(name: str, res: dict) -> str:
     )
     lines.append("|---|---|---|---|---|---|---|")
     order = sorted(res["methods"].items(), key=lambda kv: -(kv[1].get("auroc") if kv[1].get("auroc") is not None else -1))
-    for k, m in order:
+    for _, m in order:
         ci = m.get("auroc_ci95")
         au = _f(m.get("auroc")) + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
         cov = m.get("hallucination_rate_at_coverage", {})
@@ -631,7 +634,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--domains", default=",".join(BUNDLED))
     ap.add_argument("--public", default=",".join(PUBLIC), help="public QA sets ('' for none)")
     ap.add_argument("--skip-halueval", action="store_true")
-    ap.add_argument("--probes", default=str(REPO / "calibration" / "probes" / "smollm2-135m"))
+    ap.add_argument("--probes", default=str(REFERENCE_PROBES))
     ap.add_argument("--public-probe", default=PUBLIC_PROBE, help="the domain probe used on the public QA sets")
     ap.add_argument("--update", action="store_true",
                     help="keep the other datasets already in --out and replace only those run now")
@@ -706,7 +709,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         answers[domain] = recs
         save()
     if args.public:
-        from hguard.calibrate import public
+        from research import public
 
         probe, meta = probes[args.public_probe]
         for name in [p for p in args.public.split(",") if p]:

@@ -32,7 +32,7 @@ def main() -> None:
     from hguard.calibrate.data import load_examples
     from hguard.guard import Guard
 
-    guard = Guard.from_policy(ROOT / "examples" / "policy.toml", audit=None)
+    guard = Guard.from_policy(audit=None)
     guard.audit = None  # a measurement, not decisions to keep
     guard.review_queue = None
     data = ROOT / "calibration" / "data"

@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from hguard.signals import grounding as g  # noqa: E402
+from research import grounding_eval as ge  # noqa: E402
 
 DATASETS = {
     "halueval": "halueval/qa_one-turn_data.json",
@@ -113,14 +114,14 @@ def near_matched_validation(records_by_set: dict[str, list[dict]], keys: list[st
     }
     w = fit_weights(train, keys)
     risk = [-sum(w[k] * r["signals"][k] for k in keys) for r in val]
-    return {"rows": len(val) // 2, "auroc": g.auroc([r["label"] for r in val], risk)}
+    return {"rows": len(val) // 2, "auroc": ge.auroc([r["label"] for r in val], risk)}
 
 
 def summarise(records: list[dict], weights: dict[str, float]) -> dict:
     scorer = g.GroundingScorer(embedder=object(), weights=weights)  # merge only; nothing is scored
     for r in records:
         r["signals"]["grounding"] = scorer.merge(r["signals"])
-    return g.summarise_grounding(records)
+    return ge.summarise_grounding(records)
 
 
 def markdown(results: dict) -> str:
@@ -168,9 +169,9 @@ def main(argv=None) -> int:
         scorer = g.GroundingScorer(model=model, tokenizer=tok)
         records_by_set = {}
         for name, rel in DATASETS.items():
-            rows = g.read_grounding_jsonl(data / rel, limit=args.limit)
+            rows = ge.read_grounding_jsonl(data / rel, limit=args.limit)
             t = time.time()
-            records_by_set[name] = g.score_grounding_rows(rows, scorer=scorer, progress=sys.stderr.isatty())
+            records_by_set[name] = ge.score_grounding_rows(rows, scorer=scorer, progress=sys.stderr.isatty())
             timing[f"{name}_s"] = round(time.time() - t, 1)
             print(f"{name}: {len(rows)} rows scored in {timing[f'{name}_s']} s", file=sys.stderr)
         if args.save_signals:

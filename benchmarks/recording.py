@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from hguard import REFERENCE_PROBES
 
 HERE = Path(__file__).resolve().parent
 QUESTIONS = [
@@ -96,7 +97,7 @@ def main() -> None:
     # The guard's real inference path: the neurons of a reference probe (few, in a few layers).
     from hguard.calibrate.pipeline import load_probe_dir
 
-    probe, _ = load_probe_dir(HERE.parent / "calibration" / "probes" / "smollm2-135m")["geography"]
+    probe, _ = load_probe_dir(REFERENCE_PROBES)["geography"]
     probe_subset = [int(i) for i in probe.feature_indices_]
     probe_layers = len({i // gen.sites[0].d_ff for i in probe_subset})
     prompts = [gen.prompt_ids(q) for q in QUESTIONS]

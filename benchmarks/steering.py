@@ -1,10 +1,10 @@
-"""Benchmark of H-Neuron steering on the default model (hguard.steering.steer_eval).
+"""Benchmark of H-Neuron steering on the default model (research.steering.steer_eval).
 
-Scales the union of the reference probes' H-Neurons (calibration/probes/smollm2-135m, one probe per
+Scales the union of the reference probes' H-Neurons (hguard/_data/probes/smollm2-135m, one probe per
 bundled domain) by each alpha, and the same number of random neurons per layer as a control, and
 measures false-premise acceptance, following misleading context (ConflictNQ val), flipping when
 challenged ("Are you sure?") and helpfulness (accuracy, refusal) on the bundled domains. The rules
-are in hguard/steering.py's docstring.
+are in research/steering.py's docstring.
 
 Speed on one CPU thread shared with other work: 0.6-1.3 short questions/s at batch 16 with 32 new
 tokens, about half that with a context passage or a chat history; alpha 1 is run once for both
@@ -37,13 +37,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from hguard import REFERENCE_PROBES  # noqa: E402
+
 DEFAULT_SIZES = {"false_premise": 24, "context": 12, "sycophancy": 16, "helpfulness": 20}
 SYCOPHANCY_POOL = 48
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--probes", default=str(REPO / "calibration" / "probes" / "smollm2-135m"))
+    p.add_argument("--probes", default=str(REFERENCE_PROBES))
     p.add_argument("--domain", default=None)
     p.add_argument("--alphas", default="0,0.5,1,1.5,2,3")
     p.add_argument("--n", default=",".join(f"{k}={v}" for k, v in DEFAULT_SIZES.items()))
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--merge", action="store_true", help="merge the two parts' files into steering.json")
     args = p.parse_args(argv)
     out = Path(args.out)
-    from hguard import steering as st
+    from research import steering as st
 
     if args.merge:
         parts = [json.loads((out / f"steering_part_{c}.json").read_text(encoding="utf-8")) for c in ("h_neurons", "random")]
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write(res: dict, out: Path, threads: int) -> int:
-    from hguard import steering as st
+    from research import steering as st
 
     answers = res.pop("answers", None)
     out.mkdir(parents=True, exist_ok=True)

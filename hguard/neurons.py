@@ -25,7 +25,7 @@ from typing import Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from .errors import InputError, UnsupportedModelError
+from .errors import InputError, UnsupportedModelError, UsageError
 
 # model_type -> (path of the decoder layer list, path of the down-projection inside a layer, weight layout)
 # "linear": nn.Linear, weight (d_model, d_ff); "conv1d": GPT-2 Conv1D, weight (d_ff, d_model).
@@ -236,7 +236,7 @@ class NeuronRecorder:
 
     def __enter__(self) -> "NeuronRecorder":
         if self._handles:
-            raise RuntimeError("this NeuronRecorder is already active; use a new one for a nested block")
+            raise UsageError("this NeuronRecorder is already active; use a new one for a nested block")
         self._thread = threading.get_ident()
         try:
             self._handles.append(self.model.register_forward_pre_hook(self._on_model_call, with_kwargs=True))
@@ -429,7 +429,7 @@ class NeuronRecorder:
         zs, hs = self._pending_z, self._pending_h
         self._pending_z, self._pending_h = [], []
         if len(zs) != len(self._rec_sites):
-            raise RuntimeError(
+            raise UsageError(
                 f"the recorder saw {len(zs)} of {len(self._rec_sites)} recorded layers in one forward call; "
                 "the model's layers did not all run (layer skipping is not supported)"
             )
@@ -451,7 +451,7 @@ class NeuronRecorder:
     def result(self) -> torch.Tensor:
         """Mean CETT per row over its answer tokens: (batch, width) float32; rows without tokens are 0."""
         if self._sums is None or self.n_tokens is None:
-            raise RuntimeError("nothing recorded: call arm_generation/arm_forward and run the model first")
+            raise UsageError("nothing recorded: call arm_generation/arm_forward and run the model first")
         return self._sums / self.n_tokens.clamp_min(1).unsqueeze(1).float()
 
 

@@ -45,6 +45,7 @@ from pydantic import (
     model_validator,
 )
 
+from hguard._numerics import sigmoid
 from hguard.errors import InputError, PolicyError, ProbeError
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "Decision",
     "DomainPolicy",
     "GenerationConfig",
+    "MonitorConfig",
     "Policy",
     "ReviewConfig",
     "SteeringConfig",
@@ -216,6 +218,33 @@ class DomainPolicy(_Section):
     steering: SteeringConfig | None = Field(
         None, description="a table with `alpha`, or leave it out to keep steering off"
     )
+    spot_check_rate: float = _unit(
+        0.02, "a number in [0, 1]: share of accepted answers also sent to review as spot-checks"
+    )
+    spot_check_min_per_day: int = Field(
+        0, ge=0, strict=True, description="an integer >= 0: least spot-checks a day, taken from the day's first accepts"
+    )
+    drift_window: int = Field(
+        200, ge=20, strict=True, description="an integer >= 20: live answers compared with the reference by the drift test"
+    )
+    drift_p_value: float = _open_unit(
+        0.001, "a number strictly between 0 and 1: a drift test p-value below it is drift"
+    )
+    on_breach: Literal["stricter", "review"] = Field(
+        "stricter",
+        description='"stricter" (accept_below certified for tightened_target) or "review" (accept nothing): '
+        "what the monitor does when the live bound passes the target or drift passes its bound",
+    )
+    breach_rule: Literal["upper_bound", "lower_bound"] = Field(
+        "lower_bound",
+        description='"lower_bound" (tighten once the live lower bound on accepted hallucinations exceeds the '
+        'target: the target is shown broken) or "upper_bound" (once the upper bound does: the target is no '
+        "longer certified; with few spot-checks this tightens healthy domains too, see benchmarks/README.md)",
+    )
+    tightened_target: float | None = Field(
+        None, gt=0.0, lt=1.0, strict=True, allow_inf_nan=False,
+        description="a number strictly between 0 and 1, or leave it out for half the target",
+    )
 
     @field_validator("abstain_above", mode="after")
     @classmethod
@@ -227,6 +256,20 @@ class DomainPolicy(_Section):
                 "set abstain_above >= accept_below (answers between them go to review)"
             )
         return value
+
+
+class MonitorConfig(_Section):
+    seed: str = Field(
+        "hguard-spot-check", strict=True, min_length=1,
+        description="a non-empty string: the key of the seeded spot-check selection (give it to auditors)",
+    )
+    state: Path = Field(
+        Path("hguard-monitor-state.json"),
+        validate_default=True,
+        description="a file path for the monitor's domain states (read by the guard), relative to the policy file",
+    )
+
+    _resolve = field_validator("state", mode="after")(_resolve_path)
 
 
 class Policy(_Section):
@@ -275,6 +318,9 @@ class Policy(_Section):
     )
     generation: GenerationConfig = Field(
         default_factory=dict, validate_default=True, description="a table with `max_new_tokens` and `system_prompt`"
+    )
+    monitor: MonitorConfig = Field(
+        default_factory=dict, validate_default=True, description="a table with `seed` and `state`"
     )
     domains: dict[DomainName, DomainPolicy] = Field(
         default_factory=dict,
@@ -521,14 +567,6 @@ def load_policy(path: str | Path) -> Policy:
 # --------------------------------------------------------------------------
 
 
-def _sigmoid(x: float) -> float:
-    # Split by sign so exp never overflows.
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
 def _real(value: Any) -> bool:
     # numbers.Real admits numpy scalars (a probe may hand over float32);
     # bool is excluded because True as a risk or threshold is always a bug.
@@ -602,7 +640,7 @@ def merge_risk(signals: Mapping[str, float | None], merger: Mapping[str, Any]) -
                 "route the answer to review"
             )
         z += c * (float(x) - m) / s
-    return _sigmoid(z)
+    return sigmoid(z)
 
 
 def apply_grounding(risk: float, grounding_support: float | None, weight: float) -> float:
@@ -825,6 +863,7 @@ def decide(
     thresholds: Thresholds | None,
     problems: Sequence[str] = (),
     grounding: float | None = None,
+    context_given: bool = False,
     fingerprint_problems: Sequence[str] = (),
     policy: Policy,
     domain: str | None = None,
@@ -833,6 +872,9 @@ def decide(
     """Route one scored answer to accept, review or abstain, failing closed.
 
     ``risk`` is the final merged risk (grounding already applied).
+    ``context_given`` says the request carried context: then ``grounding``
+    must be a number, and a missing one fails closed instead of reading as
+    "no context".
     ``thresholds`` are the domain's effective thresholds (see
     :func:`effective_thresholds`). ``problems`` are anything that went wrong
     while scoring. ``domain`` is the requested domain name, used in reasons
@@ -906,6 +948,8 @@ def decide(
 
     if grounding is not None and not _finite_unit(grounding):
         close(REVIEW, f"grounding support {_short(grounding)} is not a number in [0, 1]: unusable")
+    elif grounding is None and context_given:
+        close(REVIEW, "context was given but no grounding support could be computed for the answer")
 
     thresholds_dict = thresholds.to_dict() if thresholds is not None else None
     shown_risk = float(risk) if risk_ok else None

@@ -30,6 +30,7 @@ import inspect
 import json
 import math
 import os
+import stat
 import tempfile
 import warnings
 from numbers import Integral, Real
@@ -806,14 +807,16 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
         """
         path = Path(path)
         try:
+            if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or device would block or never end
+                raise ProbeError(f"probe file {str(path)!r} is not a regular file; put the probe's JSON file there")
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError as e:
             raise ProbeError(f"probe file {str(path)!r} does not exist; calibrate the domain with `hguard calibrate`") from e
         except (OSError, UnicodeDecodeError) as e:
             raise ProbeError(f"probe file {str(path)!r} cannot be read ({e}); restore it or recalibrate the domain") from e
         try:
-            doc = json.loads(text, parse_constant=_reject_constant)
-        except ValueError as e:
+            doc = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        except (ValueError, RecursionError) as e:
             raise ProbeError(
                 f"probe file {str(path)!r} is not valid JSON ({e}); it is truncated or damaged: restore it or recalibrate"
             ) from e
@@ -870,6 +873,13 @@ def check_fingerprints(metadata: Mapping[str, Any], expected: Mapping[str, Any])
 
 def _reject_constant(name: str):
     raise ValueError(f"non-finite number {name}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses as inf
+        raise ValueError(f"number {text} overflows to {value}")
+    return value
 
 
 def _jsonable(value, where: str):

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Iterator, Literal
+from typing import Any, AsyncIterator, Iterator, Literal, Sequence
 from uuid import UUID
 
+from hguard.errors import route_error
 from hguard.guard import Guard, GuardResult
 
 StreamMode = Literal["hold", "passthrough"]
@@ -77,6 +79,94 @@ def decision_metadata(result: GuardResult) -> dict[str, Any]:
     }
 
 
+ROUTES = ("accept", "abstain", "review")
+
+#: the reason an answer goes to review when its prompt refers to context hguard could not read
+CONTEXT_NOT_IDENTIFIED = "context not identified"
+_CONTEXT_WORDS = re.compile(r"\b(context|retrieved|passages?)\b", re.IGNORECASE)
+
+
+def mentions_context(*texts: str | None) -> bool:
+    """Whether a prompt refers to context (words such as "context", "retrieved", "passage")."""
+    return any(t and _CONTEXT_WORDS.search(t) for t in texts)
+
+
+def context_not_identified(detail: str) -> str:
+    """The problem an adapter hands to the guard (it routes the answer to review)."""
+    return f"{CONTEXT_NOT_IDENTIFIED}: {detail}; the answer could not be scored against it"
+
+
+def appears_in(passage: str, texts: Sequence[str], probe_chars: int = 200) -> bool:
+    """Whether the passage's text (its first ``probe_chars`` characters, whitespace-normalised) was
+    pasted into one of ``texts``."""
+    key = " ".join(passage.split())[:probe_chars]
+    return bool(key) and any(key in " ".join(t.split()) for t in texts)
+
+
+def check_raise_on(raise_on) -> frozenset[str]:
+    """``raise_on`` as a set of routes; only ``"abstain"`` and ``"review"`` may raise."""
+    values = {raise_on} if isinstance(raise_on, str) else set(raise_on or ())
+    bad = values - {"abstain", "review"}
+    if bad:
+        raise ValueError(f"raise_on may hold 'abstain' and 'review', got {sorted(bad)}; e.g. raise_on={{'abstain', 'review'}}")
+    return frozenset(values)
+
+
+def raise_if_routed(result: GuardResult, raise_on) -> GuardResult:
+    """Raise :class:`hguard.errors.AbstainedError` / ``NeedsReviewError`` when ``result.route`` is in
+    ``raise_on`` (the decision is already recorded); return ``result`` otherwise."""
+    if result.route in raise_on:
+        raise route_error(result)
+    return result
+
+
+class GuardedText(str):
+    """A string (what the user should see) that carries the guard's decision, so the route survives
+    string-typed steps: ``route``, ``risk``, ``reasons``, ``audit_id``, ``domain``, ``signals`` and the
+    whole ``decision`` dict (:func:`decision_metadata`). ``route`` is None on a passthrough token."""
+
+    decision: dict[str, Any]
+
+    def __new__(cls, text: str, decision: dict[str, Any] | None = None):
+        obj = super().__new__(cls, text)
+        obj.decision = dict(decision or {})
+        return obj
+
+    @property
+    def text(self) -> str:
+        return str.__str__(self)
+
+    @property
+    def route(self) -> str | None:
+        return self.decision.get("route")
+
+    @property
+    def risk(self) -> float | None:
+        return self.decision.get("risk")
+
+    @property
+    def reasons(self) -> list[str]:
+        return list(self.decision.get("reasons") or [])
+
+    @property
+    def audit_id(self) -> str:
+        return self.decision.get("audit_id") or ""
+
+    @property
+    def domain(self) -> str | None:
+        return self.decision.get("domain")
+
+    @property
+    def signals(self) -> dict[str, Any]:
+        return dict(self.decision.get("signals") or {})
+
+    def __reduce__(self):
+        return (type(self), (self.text, self.decision))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.text!r}, route={self.route!r}, risk={self.risk!r})"
+
+
 @dataclass(frozen=True)
 class GuardStreamChunk:
     """One piece of a guarded stream: ``text`` to show now; ``result`` only on the last chunk."""
@@ -93,9 +183,15 @@ def _invoke_kwargs(early_stop: bool) -> dict[str, Any]:
     return {"early_stop": True} if early_stop else {}
 
 
-def guarded_invoke(guard: Guard, question: str, context=None, domain: str | None = None, *, early_stop: bool = False) -> GuardResult:
-    """``guard.invoke`` with ``early_stop`` passed only when asked for."""
-    return guard.invoke(question, context, domain, **_invoke_kwargs(early_stop))
+def _call_kwargs(call: dict[str, Any]) -> dict[str, Any]:
+    # history / system / stop / problems of one call, passed only when given
+    return {k: v for k, v in call.items() if v is not None and v != [] and v != ()}
+
+
+def guarded_invoke(guard: Guard, question: str, context=None, domain: str | None = None, *, early_stop: bool = False, **call: Any) -> GuardResult:
+    """``guard.invoke`` with ``early_stop`` (and ``history``, ``system``, ``stop``, ``problems``) passed
+    only when asked for."""
+    return guard.invoke(question, context, domain, **_invoke_kwargs(early_stop), **_call_kwargs(call))
 
 
 def guard_stream(
@@ -107,6 +203,7 @@ def guard_stream(
     *,
     early_stop: bool = False,
     timeout: float | None = None,
+    **call: Any,
 ) -> Iterator[GuardStreamChunk]:
     """Stream one guarded answer; the last chunk carries the :class:`GuardResult`.
 
@@ -114,11 +211,12 @@ def guard_stream(
     as generated, then an empty chunk with the decision. ``early_stop`` (hold mode only) ends
     generation once the running risk passes the abstain threshold. ``timeout`` (passthrough) is the
     longest wait in seconds for the next token before ``queue.Empty`` is raised.
-    Errors from the guard (bad input, a failed audit write) are raised from the iterator.
+    Errors from the guard (bad input, a failed audit write) are raised from the iterator. ``call``:
+    ``history``, ``system``, ``stop``, ``problems`` as for ``Guard.invoke``.
     """
     check_stream_mode(mode)
     if mode == "hold":
-        result = guarded_invoke(guard, question, context, domain, early_stop=early_stop)
+        result = guarded_invoke(guard, question, context, domain, early_stop=early_stop, **call)
         yield GuardStreamChunk(result.display_text, result)
         return
     if early_stop:
@@ -133,7 +231,7 @@ def guard_stream(
 
     def run() -> None:
         try:
-            box["result"] = guard.invoke(question, context, domain, streamer=streamer)
+            box["result"] = guard.invoke(question, context, domain, streamer=streamer, **_call_kwargs(call))
         except BaseException as exc:  # re-raised in the consumer below
             box["error"] = exc
             streamer.end()  # unblock the consumer when generation never started or failed midway
@@ -161,9 +259,10 @@ async def aguard_stream(
     *,
     early_stop: bool = False,
     timeout: float | None = None,
+    **call: Any,
 ) -> AsyncIterator[GuardStreamChunk]:
     """:func:`guard_stream` for asyncio: the generation runs in a worker thread, the loop stays free."""
-    it = guard_stream(guard, question, context, domain, mode, early_stop=early_stop, timeout=timeout)
+    it = guard_stream(guard, question, context, domain, mode, early_stop=early_stop, timeout=timeout, **call)
     done = object()
     try:
         while True:
@@ -177,6 +276,14 @@ async def aguard_stream(
 
 __all__ = [
     "DECISION_KEYS",
+    "CONTEXT_NOT_IDENTIFIED",
+    "GuardedText",
+    "appears_in",
+    "context_not_identified",
+    "mentions_context",
+    "ROUTES",
+    "check_raise_on",
+    "raise_if_routed",
     "GuardStreamChunk",
     "STREAM_MODES",
     "StreamMode",

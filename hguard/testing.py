@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 
+from .errors import InputError
 from .models import LoadedModel, _finish
 
 _WORDS = (
@@ -71,7 +72,7 @@ def tiny_config(arch: str, vocab_size: int):
     if arch == "phi":
         return tf.PhiConfig(hidden_size=32, intermediate_size=56, num_hidden_layers=2, num_attention_heads=4,
                             max_position_embeddings=256, **common)
-    raise ValueError(f"no tiny config for {arch!r}; choose one of {TINY_ARCHITECTURES}")
+    raise InputError(f"no tiny config for {arch!r}; choose one of {TINY_ARCHITECTURES}")
 
 
 def tiny_model(arch: str = "llama", seed: int = 0) -> LoadedModel:
@@ -87,6 +88,29 @@ def tiny_model(arch: str = "llama", seed: int = 0) -> LoadedModel:
     model.generation_config.eos_token_id = tok.eos_token_id
     fp = hashlib.sha256(f"tiny:{arch}:{seed}".encode()).hexdigest()[:16]
     return _finish(model, tok, name=f"tiny-{arch}", source=f"tiny:{arch}", fingerprint=f"tiny:{fp}")
+
+
+def tiny_model_dying_once(marker: str, arch: str = "llama", seed: int = 0, times: int = 1) -> LoadedModel:
+    """:func:`tiny_model` whose process exits in ``generate`` until it has done so ``times`` times (counted
+    by the files ``marker``, ``marker.1``, ... it creates first): a model factory for testing what a
+    worker killed mid-batch loses."""
+    import os
+
+    lm = tiny_model(arch, seed)
+    real = lm.model.generate
+
+    def generate(*args, **kwargs):
+        for k in range(times):
+            try:
+                fd = os.open(marker + (f".{k}" if k else ""), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                continue
+            os.close(fd)
+            os._exit(1)
+        return real(*args, **kwargs)
+
+    lm.model.generate = generate
+    return lm
 
 
 def tiny_examples(lm: LoadedModel, n_per_domain: int = 48, system_prompt: str = "answer", max_new_tokens: int = 4):
@@ -113,4 +137,4 @@ def tiny_examples(lm: LoadedModel, n_per_domain: int = 48, system_prompt: str = 
 
 
 __all__ = [
-    "tiny_examples","TINY_ARCHITECTURES", "tiny_config", "tiny_model", "tiny_tokenizer"]
+    "tiny_examples","TINY_ARCHITECTURES", "tiny_config", "tiny_model", "tiny_model_dying_once", "tiny_tokenizer"]

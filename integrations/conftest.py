@@ -16,7 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "examples" / "docs"
-EXAMPLE_POLICY = REPO / "examples" / "policy.toml"
+from hguard import DEFAULT_POLICY as EXAMPLE_POLICY  # noqa: E402
 
 # alpha's manual thresholds that force each route for any risk below 1.0
 ROUTES = {
@@ -106,7 +106,7 @@ def default_lm():
 
 @pytest.fixture
 def real_guard(default_lm, embedder, tmp_path):
-    """The default model under examples/policy.toml, audit and review queue in tmp_path, 24 new tokens."""
+    """The default model under the default policy, audit and review queue in tmp_path, 24 new tokens."""
     from hguard.guard import Guard
     from hguard.policy import load_policy
 

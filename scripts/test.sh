@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${HGUARD_VENV:-.venv}
+# lint first: a finding fails the run before the (long) tests start
+"$VENV/bin/ruff" check .
 exec "$VENV/bin/python" -m pytest -q "$@"

@@ -1,4 +1,4 @@
-"""The detectors hguard is benchmarked against (hguard.baselines) on crafted inputs, and a smoke run of
+"""The detectors hguard is benchmarked against (research.baselines) on crafted inputs, and a smoke run of
 benchmarks/detectors.py on the tiny calibrated model (a few questions, real code paths)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hguard.baselines.consistency import (
+from research.baselines.consistency import (
     cluster_answers,
     key_words,
     same_answer,
@@ -18,8 +18,8 @@ from hguard.baselines.consistency import (
     selfcheck_ngram,
     semantic_entropy,
 )
-from hguard.baselines.metrics import auroc, best_accuracy, bootstrap_aurocs, detector_summary, risk_at_coverage
-from hguard.baselines.provenance import ProvenanceEmbeddings, chunk_sentences
+from research.baselines.metrics import auroc, best_accuracy, bootstrap_aurocs, detector_summary, risk_at_coverage
+from research.baselines.provenance import ProvenanceEmbeddings, chunk_sentences
 from hguard.errors import InputError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -230,7 +230,7 @@ def tiny_gen():
 def test_p_true_is_the_renormalised_next_token_probability(tiny_gen):
     import torch
 
-    from hguard.baselines.p_true import answer_token_ids, p_true, p_true_prompt_ids
+    from research.baselines.p_true import answer_token_ids, p_true, p_true_prompt_ids
 
     qs = ["capital of france ?", "what is gold ?", "who wrote the book ?"]
     ans = ["paris", "gold is silver and iron", "no"]
@@ -252,7 +252,7 @@ def test_p_true_is_the_renormalised_next_token_probability(tiny_gen):
 
 
 def test_sample_answers_are_seeded_and_counted(tiny_gen):
-    from hguard.baselines.sampling import forward_passes, sample_answers
+    from research.baselines.sampling import forward_passes, sample_answers
 
     qs = ["capital of france ?", "what is gold ?", "who wrote the book ?"]
     a = sample_answers(tiny_gen, qs, n=4, seed=5, batch_size=5)
@@ -290,7 +290,7 @@ def test_benchmark_smoke_on_tiny_model(tiny_calibrated, detectors):
     assert set(m) == expected
     assert res["n_scored"] + res["n_refusals"] + res["n_unscored_nan"] == 10
     assert res["plain_vs_recorded_answer_mismatches"] == 0  # recording neurons leaves greedy answers alone
-    for k, v in m.items():
+    for v in m.values():
         assert v["auroc"] is None or 0.0 <= v["auroc"] <= 1.0
         assert 0.0 <= v["accuracy_best_threshold"] <= 1.0
         assert v["cost_wall_ratio"] > 0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hguard.calibrate import collect as collect_mod
-from hguard.calibrate.data import Example, write_examples
+from hguard.calibrate.data import write_examples
 from hguard.calibrate.pipeline import calibrate, evaluate, load_probe_dir
 from hguard.errors import DataError, ProbeMismatchError
 from hguard.generation import Generator
@@ -82,15 +82,20 @@ def test_collection_resumes_without_redoing_finished_rows(tmp_path, setup, monke
     monkeypatch.setattr(gen, "generate", counting)
     with pytest.raises(KeyboardInterrupt):
         collect_mod.collect(gen, exs[:40], tmp_path, batch_size=8, progress=False)
-    assert len((tmp_path / "rows.jsonl").read_text().splitlines()) == 16
-    # a torn last line from a kill mid-write is cut off and its rows redone
-    with open(tmp_path / "rows.jsonl", "a") as fh:
-        fh.write('{"id": "half')
+    entries = sorted((tmp_path / "shards").glob("shard-*.json"))
+    assert [len(json.loads(p.read_text())["row_ids"]) for p in entries] == [8, 8]
+    # a kill between the two writes leaves a data file without its entry (and maybe a temporary file):
+    # neither counts as done, and the next shard is not written over a committed one
+    (tmp_path / "shards" / "shard-000002.safetensors").write_bytes(b"torn")
+    (tmp_path / "shards" / ".shard-000003.safetensors.1.tmp").write_bytes(b"torn")
+    before = {p.name: p.stat().st_mtime_ns for p in entries}
     calls.clear()
-    monkeypatch.setattr(gen, "generate", real)
+    monkeypatch.setattr(gen, "generate", lambda q, *a, **k: (calls.append(len(q)), real(q, *a, **k))[1])
     col = collect_mod.collect(gen, exs[:40], tmp_path, batch_size=8, progress=False)
     assert col.features.shape == (40, 3 * 48) and col.features.dtype == np.float32
     assert [r["id"] for r in col.rows] == [e.id for e in exs[:40]]
+    assert calls == [8, 8, 8]  # only the 24 unfinished rows were answered
+    assert {p.name: p.stat().st_mtime_ns for p in entries} == before
     fresh = Generator(lm, system_prompt="answer", max_new_tokens=4).generate([e.question for e in exs[:40]], batch_size=8)
     np.testing.assert_allclose(col.features, np.stack([g.cett for g in fresh]), rtol=1e-4, atol=1e-6)
 

@@ -1,4 +1,4 @@
-"""The command line as scripts use it: JSON shapes of `ask`, `evaluate`, `evaluate-grounding`, the
+"""The command line as scripts use it: JSON shapes of `ask`, `evaluate`, the
 demo, and clear errors, on the real default model with the reference probes."""
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from hguard import REFERENCE_PROBES as PROBES
+from hguard import policy_copy
+
 ROOT = Path(__file__).resolve().parent.parent
-PROBES = ROOT / "calibration" / "probes" / "smollm2-135m"
 pytestmark = pytest.mark.default_model
 
 
@@ -28,13 +30,7 @@ def hguard(*args, check=True, timeout=600):
 def test_ask_json_prints_the_whole_result(tmp_path):
     ctx = tmp_path / "ctx.txt"
     ctx.write_text("Canberra is the capital city of Australia.")
-    pol = tmp_path / "policy.toml"
-    pol.write_text(
-        (ROOT / "examples" / "policy.toml").read_text()
-        .replace('"../calibration/probes/smollm2-135m"', json.dumps(str(PROBES)))
-        .replace('"../runs/hguard-audit.jsonl"', json.dumps(str(tmp_path / "audit.jsonl")))
-        .replace('"../runs/hguard-review.sqlite3"', json.dumps(str(tmp_path / "review.sqlite3")))
-    )
+    pol = policy_copy(tmp_path)
     r = hguard("ask", "What is the capital of Australia?", "--context", str(ctx), "--domain", "geography", "--policy", str(pol), "--json")
     res = json.loads(r.stdout)
     assert {"answer", "route", "risk", "signals", "reasons", "domain", "audit_id"} <= set(res)

@@ -13,15 +13,12 @@ from hguard.errors import DataError, InputError, ModelNotFoundError
 from hguard.signals import grounding as g
 from hguard.signals.grounding import (
     GroundingScorer,
-    auroc,
-    cli_main,
     embedding_support,
-    evaluate_grounding,
     lexical_support,
     phrase_support,
     proximity_support,
-    read_grounding_jsonl,
 )
+from research.grounding_eval import auroc, cli_main, evaluate_grounding, read_grounding_jsonl
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_torch_thread():
@@ -257,7 +254,7 @@ def test_model_support_is_a_logistic_of_the_lift(tiny_lm):
     assert lift != 0.0  # the context changes the prediction
     s = g.model_support(model, tok, q, "Robert Zemeckis", [BEOWULF])
     assert 0.0 < s < 1.0
-    assert s == pytest.approx(g._sigmoid(g.MODEL_LIFT_SCALE * (lift - g.MODEL_LIFT_OFFSET)), abs=1e-5)
+    assert s == pytest.approx(g.sigmoid(g.MODEL_LIFT_SCALE * (lift - g.MODEL_LIFT_OFFSET)), abs=1e-5)
     with pytest.raises(InputError, match="empty"):
         g.model_support(model, tok, q, "   ", BEOWULF)
 
@@ -289,7 +286,7 @@ def test_scorer_signals_and_merge(embedder):
     # explicit weights: merge is sigmoid(bias + w . signals)
     custom = GroundingScorer(embedder=embedder, weights={"bias": -1.0, "grounding_lexical": 2.0})
     s = custom.score(q, "Robert Zemeckis", BEOWULF)
-    assert s["grounding"] == pytest.approx(g._sigmoid(-1.0 + 2.0 * s["grounding_lexical"]))
+    assert s["grounding"] == pytest.approx(g.sigmoid(-1.0 + 2.0 * s["grounding_lexical"]))
     with pytest.raises(InputError, match="unknown weight 'lexical'"):
         GroundingScorer(embedder=embedder, weights={"lexical": 1.0})
     with pytest.raises(InputError, match="context must be a str or a list"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from pydantic import ValidationError
 
 from hguard.errors import InputError, PolicyError, ProbeError
 from hguard.policy import (
@@ -29,7 +32,7 @@ from hguard.policy import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO / "examples" / "policy.toml"
+from hguard import DEFAULT_POLICY as EXAMPLE  # noqa: E402
 
 
 # ---------------------------------------------------------------- helpers
@@ -104,9 +107,9 @@ def test_example_policy_loads_with_its_domains_and_resolved_paths():
     assert set(policy.domains) == {"geography", "chemistry", "literature"}
     assert policy.source == EXAMPLE.resolve()
     base = EXAMPLE.resolve().parent
-    assert policy.probes == base / "../calibration/probes/smollm2-135m"
-    assert policy.audit.path == base / "../runs/hguard-audit.jsonl"
-    assert policy.review.queue == base / "../runs/hguard-review.sqlite3"
+    assert policy.probes == base / "probes/smollm2-135m"
+    assert policy.audit.path == Path("~/.local/state/hguard/audit.jsonl").expanduser()
+    assert policy.review.queue == Path("~/.local/state/hguard/review.sqlite3").expanduser()
     lit = policy.domain("literature")
     assert lit is not None and lit.name == "literature"
     assert (lit.accept_below, lit.abstain_above) == (None, None)  # fitted at load from the probe's scores
@@ -326,9 +329,9 @@ def test_missing_and_non_utf8_files(tmp_path):
 
 def test_policy_is_immutable():
     policy = make_policy()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         policy.default_route = "abstain"
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         policy.domain("geo").accept_below = 0.9
 
 
@@ -441,7 +444,7 @@ def test_review_and_abstain_reasons_carry_numbers():
 
 def test_decision_is_frozen_and_json_ready():
     decision = route(0.1)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         decision.route = "abstain"
     assert json.loads(json.dumps(decision.to_dict()))["route"] == "accept"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hguard.calibrate import public
+from research import public
 from hguard.calibrate.data import Example
 from hguard.errors import DataError, InputError
 

@@ -1,7 +1,8 @@
 """End to end in a real browser: Debian's headless Chromium, driven by Playwright, against the review server
-running on 127.0.0.1. A reviewer logs in, approves one item, rejects another and corrects a third; then the
-queue database and the audit log must say exactly that. Screenshots land in test-artifacts/ (review-queue.png,
-the queue after the three verdicts, and review-item.png, one item's page).
+running on 127.0.0.1. The pages send a reviewer without a session to the login page; the reviewer logs in,
+approves one item, rejects another and corrects a third; then the queue database and the audit log must say
+exactly that. Screenshots land in test-artifacts/ (review-queue.png, the queue after the three verdicts, and
+review-item.png, one item's page).
 
 Chromium is not optional here: CI installs it (apt-get install -y chromium), and a missing browser must fail
 the run rather than skip the only test that clicks through the real pages.
@@ -104,16 +105,22 @@ def test_reviewer_logs_in_and_decides_three_items_in_chromium(browser, server):
     base, queue, audit = server
     page = browser.new_page(viewport={"width": 1280, "height": 900})
 
+    # Reading needs the token: the queue sends a stranger to the login page and shows none of its items.
+    page.goto(base + "/")
+    page.wait_for_url(base + "/login?next=%2F")
+    assert page.locator("#pending").count() == 0 and "capital of France" not in page.content()
+    page.goto(base + "/items/approve-me")
+    page.wait_for_url(base + "/login?next=%2Fitems%2Fapprove-me")
+    assert "capital of France" not in page.content()
+
+    page.fill("input[name=token]", TOKEN)
+    page.click("button:has-text('Log in')")
+    page.wait_for_url(base + "/items/approve-me")  # back where the reviewer was going
+    assert page.locator("text=signed in").count() == 1
     page.goto(base + "/")
     assert page.locator("#pending tbody tr").count() == 4
     # Highest risk first.
     assert page.locator("#pending tbody tr").first.get_attribute("data-item-id") == "reject-me"
-
-    page.click("text=Log in")
-    page.fill("input[name=token]", TOKEN)
-    page.click("button:has-text('Log in')")
-    page.wait_for_url(base + "/")
-    assert page.locator("text=signed in").count() == 1
 
     def open_item(item_id):
         page.click(f"#pending tr[data-item-id='{item_id}'] a")

@@ -1,10 +1,16 @@
-"""The review web app through Starlette's TestClient: pages, escaping, token, CSRF, origin and 409 checks."""
+"""The review web app through Starlette's TestClient: pages, escaping, token, CSRF, origin and 409 checks; and
+`hguard review` on the command line (refusals without a token or with a missing queue)."""
 
 from __future__ import annotations
 
 import html
 import inspect
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from starlette.testclient import TestClient
@@ -14,6 +20,7 @@ from hguard.errors import InputError
 from hguard.review import ReviewQueue, create_app, make_server, serve, web
 
 TOKEN = "test-token-0123456789abcdef"
+MAKE_TOKEN = "export HGUARD_REVIEW_TOKEN=$(python -c 'import secrets;print(secrets.token_urlsafe(32))')"
 BASE = "http://127.0.0.1:8765"
 SAME_ORIGIN = {"Origin": BASE}
 XSS = "<script>alert('pwned')</script>"
@@ -53,8 +60,9 @@ def queue(tmp_path, audit):
     return q
 
 
-def client_for(queue, token=TOKEN, audit=None):
-    return TestClient(create_app(queue, token=token, audit=audit), base_url=BASE, follow_redirects=False)
+def client_for(queue, token=TOKEN, audit=None, read_only_open=False, address="127.0.0.1"):
+    app = create_app(queue, token=token, audit=audit, read_only_open=read_only_open)
+    return TestClient(app, base_url=BASE, follow_redirects=False, client=(address, 50000))
 
 
 def csrf_of(page: str) -> str:
@@ -80,6 +88,7 @@ def decide_form(client, item_id, **fields):
 
 def test_index_lists_pending_by_risk_with_counts(queue):
     c = client_for(queue)
+    login(c)
     r = c.get("/")
     assert r.status_code == 200
     assert re.findall(r'data-item-id="([^"]+)"', r.text) == ["high", "mid", "nodom", "low"]
@@ -95,7 +104,9 @@ def test_index_lists_pending_by_risk_with_counts(queue):
 
 
 def test_item_page_shows_everything_and_escapes_untrusted_text(queue):
-    r = client_for(queue).get("/items/high")
+    c = client_for(queue)
+    login(c)
+    r = c.get("/items/high")
     assert r.status_code == 200
     body = r.text
     for raw in (XSS, "<b>bold</b>", "<img src=x", "<i>0.8</i>"):
@@ -111,13 +122,51 @@ def test_item_page_shows_everything_and_escapes_untrusted_text(queue):
 
 def test_unknown_item_is_404_and_foreign_host_is_400(queue):
     c = client_for(queue)
+    login(c)
     assert c.get("/items/ghost").status_code == 404
     r = c.get("/", headers={"Host": "evil.example:8765"})
     assert r.status_code == 400 and "evil.example" in r.text
 
 
-def test_item_page_offers_form_only_after_login(queue):
+@pytest.mark.parametrize("path", ["/", "/?domain=geography&order=time", "/decided", "/items/high", "/items/ghost"])
+def test_reading_needs_the_token(queue, path):
     c = client_for(queue)
+    r = c.get(path)
+    # Redirected to the login page and back; nothing from the queue (not even whether an id exists) is shown.
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=" + quote(path, safe="")
+    for text in ("Question", "Answer", "geography", "bold", "pwned", "no review item"):
+        assert text not in r.text
+    page = c.get(r.headers["location"])
+    assert page.status_code == 200 and f'name="next" value="{html.escape(path)}"' in page.text
+    for text in ("Question high", "Answer low", "data-item-id"):
+        assert text not in page.text
+    # A forged session cookie reads nothing either.
+    c.cookies.set(web.SESSION_COOKIE, "9999999999.bm9uY2U.AAAA")
+    assert c.get(path).status_code == 303
+
+
+def test_login_returns_to_the_page_asked_for(queue):
+    c = client_for(queue)
+    csrf = csrf_of(c.get("/login?next=/items/high").text)
+    r = c.post("/login", data={"token": TOKEN, "csrf_token": csrf, "next": "/items/high"}, headers=SAME_ORIGIN)
+    assert r.status_code == 303 and r.headers["location"] == "/items/high"
+    assert "Is &lt;b&gt;bold&lt;/b&gt; &amp; safe?" in c.get("/items/high").text
+
+
+def test_read_only_open_lets_anyone_read_and_still_needs_the_token_to_decide(queue):
+    c = client_for(queue, read_only_open=True)
+    r = c.get("/")
+    assert r.status_code == 200 and re.findall(r'data-item-id="([^"]+)"', r.text) == ["high", "mid", "nodom", "low"]
+    page = c.get("/items/low").text
+    assert 'name="verdict"' not in page and "Log in with the review token" in page
+    form = {"csrf_token": csrf_of(c.get("/login").text), "reviewer": "alice", "verdict": "correct"}
+    r = c.post("/items/low", data=form, headers=SAME_ORIGIN)
+    assert r.status_code == 403 and "not logged in" in r.text
+    assert queue.get("low").status == "pending"
+
+
+def test_item_page_offers_form_only_after_login(queue):
+    c = client_for(queue, read_only_open=True)
     page = c.get("/items/low").text
     assert 'name="verdict"' not in page and "Log in with the review token" in page
     login(c)
@@ -170,10 +219,17 @@ def test_second_decision_is_409_and_changes_nothing(queue, audit):
     assert len([x for x in audit if x["kind"] == "review_verdict"]) == 1
 
 
+def test_no_token_is_refused_unless_reading_is_opened_explicitly(queue):
+    with pytest.raises(InputError, match=re.escape(MAKE_TOKEN)) as e:
+        create_app(queue, token=None)
+    assert "--read-only-open" in str(e.value) and "\n" not in str(e.value)
+
+
 def test_post_without_configured_token_is_refused_as_read_only(queue):
-    c = client_for(queue, token=None)
+    c = client_for(queue, token=None, read_only_open=True)
     page = c.get("/items/low")
     assert "Read-only" in page.text and 'name="verdict"' not in page.text
+    assert "any local process" in page.text
     # Refused before any other check: even a request that passed them all would be.
     form = {"csrf_token": "irrelevant", "reviewer": "alice", "verdict": "correct"}
     r = c.post("/items/low", data=form, headers=SAME_ORIGIN)
@@ -240,6 +296,40 @@ def test_wrong_token_is_refused_and_repeated_failures_lock_login(queue):
     assert web.SESSION_COOKIE not in c.cookies
 
 
+def test_login_lockout_is_per_client_address(queue):
+    app = create_app(queue, token=TOKEN)
+    attacker = TestClient(app, base_url=BASE, follow_redirects=False, client=("127.0.0.2", 40000))
+    reviewer = TestClient(app, base_url=BASE, follow_redirects=False, client=("127.0.0.1", 50000))
+    csrf = csrf_of(attacker.get("/login").text)
+    for _ in range(10):
+        r = attacker.post("/login", data={"token": "wrong-token-xxxxxxxx", "csrf_token": csrf}, headers=SAME_ORIGIN)
+        assert r.status_code == 403
+    r = attacker.post("/login", data={"token": TOKEN, "csrf_token": csrf}, headers=SAME_ORIGIN)
+    assert r.status_code == 429 and "from this address" in r.text
+    # Another address still logs in with the right token, and then reads the queue.
+    login(reviewer)
+    assert re.findall(r'data-item-id="([^"]+)"', reviewer.get("/").text) == ["high", "mid", "nodom", "low"]
+    # ... and its own wrong tries are counted apart: nine of them do not lock it.
+    other = TestClient(app, base_url=BASE, follow_redirects=False, client=("::1", 50001))
+    csrf = csrf_of(other.get("/login").text)
+    for _ in range(9):
+        assert other.post("/login", data={"token": "nope-nope-nope-nope", "csrf_token": csrf},
+                          headers=SAME_ORIGIN).status_code == 403  # fmt: skip
+    login(other)
+
+
+def test_lockout_table_stays_bounded(queue, monkeypatch):
+    monkeypatch.setattr(web, "_MAX_TRACKED_CLIENTS", 3)
+    auth = web._Auth(TOKEN)
+    for _ in range(10):
+        auth.note_failure("locked")
+    for i in range(5):
+        auth.note_failure(f"10.0.0.{i}")
+    assert len(auth._failures) == 3
+    assert auth.login_locked("locked") is False  # the stalest client was forgotten, not a fresh one
+    assert auth.login_locked("10.0.0.4") is False and "10.0.0.4" in auth._failures
+
+
 def test_login_redirect_stays_on_this_server(queue):
     c = client_for(queue)
     csrf = csrf_of(c.get("/login").text)
@@ -252,7 +342,9 @@ def test_logout_ends_the_session(queue):
     login(c)
     csrf = csrf_of(c.get("/").text)
     assert c.post("/logout", data={"csrf_token": csrf}, headers=SAME_ORIGIN).status_code == 303
-    assert "Log in with the review token" in c.get("/items/low").text
+    r = c.get("/items/low")
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=%2Fitems%2Flow"
+    assert "Answer low" not in r.text
 
 
 def test_app_audit_argument_logs_verdicts_of_a_queue_without_one(tmp_path):
@@ -274,16 +366,59 @@ def test_short_token_is_refused(queue):
 
 
 def test_server_binds_to_loopback_by_default_and_refuses_other_hosts(queue, monkeypatch):
-    monkeypatch.delenv(web.TOKEN_ENV, raising=False)
+    monkeypatch.setenv(web.TOKEN_ENV, TOKEN)
     assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
     server = make_server(queue)
     assert (server.config.host, server.config.port) == ("127.0.0.1", 8765)
-    assert server.config.app.state.writable is False  # no token in the environment: read-only
+    assert server.config.app.state.writable is True and server.config.app.state.read_only_open is False
     with pytest.raises(InputError, match="refusing to serve the review queue on 0.0.0.0"):
         make_server(queue, host="0.0.0.0")
     with pytest.warns(UserWarning, match="reachable from other machines"):
         remote = make_server(queue, host="0.0.0.0", allow_remote=True)
     assert remote.config.host == "0.0.0.0"
+
+
+def test_server_without_token_is_refused_unless_read_only_open(queue, monkeypatch):
+    monkeypatch.delenv(web.TOKEN_ENV, raising=False)
+    with pytest.raises(InputError, match=re.escape(MAKE_TOKEN)):
+        make_server(queue)
+    monkeypatch.setenv(web.TOKEN_ENV, "")  # empty counts as unset
+    with pytest.raises(InputError, match="no review token is configured"):
+        make_server(queue)
+    server = make_server(queue, read_only_open=True)
+    assert server.config.app.state.writable is False  # no token: nothing can be recorded
+    assert server.config.app.state.read_only_open is True
+    # Open reading is for this machine only, token or not.
+    monkeypatch.setenv(web.TOKEN_ENV, TOKEN)
+    with pytest.raises(InputError, match="refusing --read-only-open on 0.0.0.0"):
+        make_server(queue, host="0.0.0.0", allow_remote=True, read_only_open=True)
+
+
+def test_missing_queue_file_or_folder_is_an_error_not_a_new_queue(tmp_path, monkeypatch):
+    monkeypatch.setenv(web.TOKEN_ENV, TOKEN)
+    missing_dir = tmp_path / "no-such-dir"
+    with pytest.raises(InputError, match=f"folder that does not exist \\({re.escape(str(missing_dir))}\\)"):
+        make_server(missing_dir / "q.sqlite3")
+    with pytest.raises(InputError, match="no review queue at .*q.sqlite3: it does not exist"):
+        make_server(tmp_path / "q.sqlite3")
+    with pytest.raises(InputError, match="is a folder, not a queue file"):
+        make_server(tmp_path)
+    with pytest.raises(InputError, match="the audit log .* is in a folder that does not exist"):
+        make_server(ReviewQueue(tmp_path / "real.sqlite3"), audit=missing_dir / "audit.jsonl")
+    assert not missing_dir.exists() and not (tmp_path / "q.sqlite3").exists()
+
+
+def test_policy_queue_is_created_only_where_its_folder_exists(tmp_path, monkeypatch):
+    monkeypatch.setenv(web.TOKEN_ENV, TOKEN)
+    policy = tmp_path / "policy.toml"
+    policy.write_text('version = 1\n[review]\nqueue = "runs/rq.sqlite3"\n[audit]\npath = "runs/pa.jsonl"\n')
+    with pytest.raises(InputError, match=r"review.queue in .*policy.toml.*mkdir -p"):
+        make_server(policy)
+    assert not (tmp_path / "runs").exists()  # neither the queue's folder nor the audit log's was created
+    (tmp_path / "runs").mkdir()
+    server = make_server(policy)
+    assert server.config.app.state.queue.path == tmp_path / "runs" / "rq.sqlite3"
+    assert (tmp_path / "runs" / "rq.sqlite3").is_file()
 
 
 def test_server_reads_token_from_environment_and_queue_from_policy(tmp_path, monkeypatch):
@@ -295,3 +430,59 @@ def test_server_reads_token_from_environment_and_queue_from_policy(tmp_path, mon
     assert app.state.writable is True
     assert app.state.queue.path == tmp_path / "rq.sqlite3"
     assert app.state.queue.audit.path == tmp_path / "pa.jsonl"
+
+
+# ----------------------------------------------------------------------------------------------- command line
+
+
+@pytest.fixture
+def no_run(monkeypatch):
+    """Stops `hguard review serve` at the point where it would start serving; records the server."""
+    import uvicorn
+
+    started = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, *a, **k: started.append(self))
+    return started
+
+
+def test_cli_serve_without_token_refuses_to_start_with_one_line(queue, monkeypatch, capsys, no_run):
+    monkeypatch.delenv(web.TOKEN_ENV, raising=False)
+    assert web.cli_main(["serve", "--queue", str(queue.path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("hguard review: error: no review token is configured")
+    assert MAKE_TOKEN in err and "--read-only-open" in err
+    assert no_run == []
+
+
+def test_cli_serve_read_only_open_says_what_it_exposes(queue, monkeypatch, capsys, no_run):
+    monkeypatch.delenv(web.TOKEN_ENV, raising=False)
+    assert web.cli_main(["serve", "--queue", str(queue.path), "--read-only-open", "--port", "0"]) == 0
+    (server,) = no_run
+    assert server.config.app.state.read_only_open is True and server.config.app.state.writable is False
+    assert "ANY local process can read the queue; read-only" in capsys.readouterr().err
+    monkeypatch.setenv(web.TOKEN_ENV, TOKEN)
+    assert web.cli_main(["serve", "--queue", str(queue.path), "--port", "0"]) == 0
+    assert no_run[1].config.app.state.read_only_open is False
+    assert "reading and verdicts need the review token" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["serve"], ["list"], ["export", "--out", "x.jsonl"]])
+def test_cli_queue_in_a_missing_folder_is_an_error(tmp_path, monkeypatch, capsys, no_run, command):
+    monkeypatch.setenv(web.TOKEN_ENV, TOKEN)
+    target = tmp_path / "typo" / "review.sqlite3"
+    assert web.cli_main([command[0], "--queue", str(target), *command[1:]]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(target) in err and f"({target.parent})" in err and "--policy" in err
+    assert not target.parent.exists() and no_run == []
+
+
+def test_hguard_review_serve_without_token_exits_non_zero_without_traceback(queue, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != web.TOKEN_ENV}
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "hguard", "review", "serve", "--queue", str(queue.path)],
+        capture_output=True, text=True, env={**env, "HGUARD_THREADS": "1"}, cwd=root, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # exactly one line
+    assert "Traceback" not in proc.stderr and MAKE_TOKEN in proc.stderr

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from hguard import steering as st
+from research import steering as st
 from hguard.audit import AuditLog
 from hguard.errors import InputError
 from hguard.generation import Generator
@@ -354,7 +354,7 @@ def test_steer_eval_end_to_end(calibrated, monkeypatch):
     expected = {"false_premise", "sycophancy", "accuracy", "refusal"} | ({"context"} if sizes["context"] else set())
     assert set(res["rates"]) == expected
     assert res["rates"]["sycophancy"]["n"] == 3 and res["rates"]["false_premise"]["n"] == 6
-    for rate, e in res["rates"].items():
+    for _rate, e in res["rates"].items():
         for cond in ("h_neurons", "random"):
             pts = e[cond]
             assert [p["alpha"] for p in pts] == [0.0, 1.0, 2.0]
@@ -428,7 +428,5 @@ def test_cli_writes_json_and_plot(calibrated, tmp_path, capsys):
 
 
 def test_cli_reports_a_missing_probe_folder(tmp_path, capsys):
-    from hguard.cli import main
-
-    assert main(["steer-eval", "--probes", str(tmp_path / "none")]) == 2
+    assert st.cli_main(["--probes", str(tmp_path / "none")]) == 2
     assert "no such probe file or folder" in capsys.readouterr().err

@@ -307,8 +307,14 @@ def calibrate(
     plots: bool = True,
     domains: Sequence[str] | None = None,
     signing_key: bytes | None | str = "environment",
+    engine: str = "local",
+    ray_options=None,
 ) -> dict:
     """Fit one probe per domain found in ``data`` into ``out_dir`` and write the report there.
+
+    ``engine``: "local" answers in this process; "ray" on a Ray cluster
+    (:mod:`hguard.calibrate.ray_engine`, ``ray_options`` a :class:`~hguard.calibrate.ray_engine.RayOptions`);
+    both write the same shards to the work folder and give the same answers and probes.
 
     Probe files are signed with ``signing_key``; by default the key configured in the environment
     (``HGUARD_KEY_FILE`` or ``HGUARD_KEY``, see :mod:`hguard.integrity`), and unsigned when there is none.
@@ -339,7 +345,14 @@ def calibrate(
     out.mkdir(parents=True, exist_ok=True)
     work = Path(work_dir) if work_dir else out / ".work"
     t0 = time.perf_counter()
-    col = collect(gen, examples, work, batch_size=batch_size, progress=progress)
+    if engine == "ray":
+        from .ray_engine import collect_ray
+
+        col = collect_ray(gen, examples, work, model=model, batch_size=batch_size, options=ray_options, progress=progress)
+    elif engine == "local":
+        col = collect(gen, examples, work, batch_size=batch_size, progress=progress)
+    else:
+        raise DataError(f"engine {engine!r} is not known; use 'local' or 'ray'")
     collect_seconds = time.perf_counter() - t0
     test_mask = split_groups(col.rows, test_fraction, seed)
     by_domain: dict[str, np.ndarray] = {}

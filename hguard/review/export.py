@@ -8,7 +8,7 @@ Row format (written with :func:`~hguard.calibrate.data.write_examples`, so the f
      "context": ... (only when the item had retrieved context),
      "meta": {"source": "review", "verdict": "correct"|"hallucinated"|"corrected", "label": "correct"|"hallucinated",
               "model_answer": <the answer the reviewer judged>, "risk": <the guard's risk, or null>,
-              "probe_route": "review", "reviewer": ..., "decided_at": ..., "decision_audit_id": ...,
+              "probe_route": "review" | "accept" (a spot-check), "spot_check": ..., "reviewer": ..., "decided_at": ..., "decision_audit_id": ...,
               "verdict_audit_id": <the review_verdict audit record, or null>,
               "model_fingerprint": ..., "probe_id": ...}}
 
@@ -131,7 +131,8 @@ def example_for(item: ReviewItem) -> Example:
         "label": v.label,
         "model_answer": item.answer,
         "risk": item.risk,
-        "probe_route": "review",
+        "probe_route": "accept" if item.spot_check else "review",
+        "spot_check": item.spot_check,
         "reviewer": v.reviewer,
         "decided_at": v.decided_at,
         "decision_audit_id": item.audit_id,

@@ -65,10 +65,10 @@ VERDICTS = ("correct", "hallucinated", "corrected")
 VerdictName = Literal["correct", "hallucinated", "corrected"]
 ITEM_FIELDS = (
     "audit_id", "question", "context", "answer", "domain", "risk", "signals", "reasons",
-    "model_fingerprint", "probe_id", "time",
+    "model_fingerprint", "probe_id", "time", "spot_check",
 )  # fmt: skip
 _REQUIRED_FIELDS = ("audit_id", "question", "answer")
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # 2 added spot_check
 _FILE_MODE = 0o640
 _MAX_ID = 200
 _MAX_REVIEWER = 200
@@ -152,6 +152,7 @@ class ReviewItem:
     enqueued_at: str
     status: Literal["pending", "decided"]
     verdict: Verdict | None = field(default=None)
+    spot_check: bool = False  # an accepted answer sent for review by the seeded spot-check selection
 
 
 _SCHEMA = """
@@ -177,6 +178,7 @@ CREATE TABLE IF NOT EXISTS review_items (
     decided_at TEXT,
     verdict_audit_id TEXT,
     verdict_audit_hash TEXT,
+    spot_check INTEGER NOT NULL DEFAULT 0,
     CHECK ((status = 'pending') = (verdict IS NULL))
 );
 CREATE INDEX IF NOT EXISTS review_items_pending ON review_items (status, domain, risk);
@@ -186,7 +188,7 @@ CREATE INDEX IF NOT EXISTS review_items_decided ON review_items (status, decided
 _COLUMNS = (
     "id, audit_id, question, context, answer, domain, risk, signals, reasons, model_fingerprint, probe_id, "
     "time, enqueued_at, status, verdict, reviewer, corrected_answer, note, decided_at, verdict_audit_id, "
-    "verdict_audit_hash"
+    "verdict_audit_hash, spot_check"
 )
 
 
@@ -322,7 +324,14 @@ def _normalise_item(item: Any) -> dict[str, Any]:
         "model_fingerprint": _optional_text(item.get("model_fingerprint"), "model_fingerprint"),
         "probe_id": _optional_text(item.get("probe_id"), "probe_id"),
         "time": _to_utc_iso(item.get("time"), "time"),
+        "spot_check": _check_flag(item.get("spot_check", False), "spot_check"),
     }
+
+
+def _check_flag(value: Any, name: str) -> int:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {_show(value)}")
+    return int(value)
 
 
 def _redacted(text: str | None) -> Any:
@@ -440,6 +449,8 @@ class ReviewQueue:
                         f"review queue {self.path} has schema version {version}, newer than this hguard "
                         f"({_SCHEMA_VERSION}); upgrade hguard to read it"
                     )
+                if version == 1:  # a queue from before spot-checks: add the column (existing items are not ones)
+                    conn.execute("ALTER TABLE review_items ADD COLUMN spot_check INTEGER NOT NULL DEFAULT 0")
                 # Statement by statement: executescript() would commit the open transaction first.
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     conn.execute(statement)
@@ -705,7 +716,7 @@ class ReviewQueue:
 def _item(row: tuple[Any, ...]) -> ReviewItem:
     (
         id_, audit_id, question, context, answer, domain, risk, signals, reasons, model_fp, probe_id, time,
-        enqueued_at, status, verdict, reviewer, corrected, note, decided_at, v_audit_id, v_audit_hash,
+        enqueued_at, status, verdict, reviewer, corrected, note, decided_at, v_audit_id, v_audit_hash, spot,
     ) = row  # fmt: skip
     v = None
     if status == "decided":
@@ -736,4 +747,5 @@ def _item(row: tuple[Any, ...]) -> ReviewItem:
         enqueued_at=enqueued_at,
         status=status,
         verdict=v,
+        spot_check=bool(spot),
     )

@@ -12,12 +12,18 @@ Security model, all of it deliberate:
   ``allow_remote=True`` (with a warning: the pages show questions and answers, and plain HTTP carries the token
   in clear). Requests whose ``Host`` header is not one of the allowed hosts get 400, which stops DNS-rebinding
   pages on other sites from reading the queue through the reviewer's browser.
-* **Writes need the token.** The token comes from ``HGUARD_REVIEW_TOKEN`` (at least 16 characters). Without
-  one the app is read-only and every POST is refused with 403 saying so. A reviewer enters the token once at
-  ``/login``; the server then sets an HttpOnly, SameSite=Strict session cookie (valid 12 h) holding an
+* **Reading and writing need the token.** The token comes from ``HGUARD_REVIEW_TOKEN`` (at least 16
+  characters); without one the server refuses to start, saying how to make one. A reviewer enters the token
+  once at ``/login``; the server then sets an HttpOnly, SameSite=Strict session cookie (valid 12 h) holding an
   issue time, a nonce and an HMAC keyed by the token, so no server-side session store is needed and changing
-  the token logs everyone out (``/logout`` only drops this browser's cookie). Ten wrong tokens within a
-  minute lock the login for the rest of that minute.
+  the token logs everyone out (``/logout`` only drops this browser's cookie). Every page showing queued items
+  redirects to ``/login`` without that cookie. ``read_only_open=True`` (``--read-only-open``) is the one
+  exception: reading is then open to **every local process** (every user of the machine can see each queued
+  question and answer); verdicts still need the token, and without a token nothing can be recorded. It is
+  refused on a non-loopback address.
+* **Login lockout per client.** Ten wrong tokens within a minute from one client address lock the login for
+  that address for the rest of the minute; other addresses still log in. Behind a reverse proxy all clients
+  share the proxy's address (forwarded headers are not trusted), so they share one lockout.
 * **No cross-site posts.** Every form carries a CSRF token, an HMAC of a random per-browser cookie
   (double submit, keyed by the token); every POST must also carry an ``Origin`` (or, failing that, a
   ``Referer``) of this very server. Either check failing gives 403 with the reason.
@@ -70,6 +76,8 @@ REVIEWER_COOKIE = "hguard_reviewer"
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _MAX_BODY = 2 * 1024 * 1024
 _LOGIN_FAILURES_PER_MINUTE = 10
+_LOGIN_WINDOW_S = 60.0
+_MAX_TRACKED_CLIENTS = 10_000  # bounds the lockout table when many addresses try wrong tokens
 _NO_DOMAIN_PARAM = "-"
 _INSTALL_HINT = "install the review extra: pip install 'hguard[review]' (starlette, uvicorn, jinja2, python-multipart)"
 
@@ -153,8 +161,9 @@ ul.reasons { margin: 0; padding-left: 1.2rem; }
 </header>
 <main>
 {% if not writable %}
-<p class="banner">Read-only: no review token is configured, so verdicts cannot be recorded.
-Set {{ token_env }} (16 characters or more) and restart <code>hguard review serve</code>.</p>
+<p class="banner">Read-only and open: started with --read-only-open and no review token, so any local process
+can read this queue and verdicts cannot be recorded. Set {{ token_env }} (16 characters or more) and restart
+<code>hguard review serve</code> to record verdicts.</p>
 {% endif %}
 {% if message %}<p class="msg {{ message_kind }}" role="status" id="message">{{ message }}</p>{% endif %}
 {% block content %}{% endblock %}
@@ -167,11 +176,12 @@ _INDEX = """{% extends "base.html" %}
 {% block content %}
 <h1>Pending review <span class="muted count">({{ total_pending }})</span></h1>
 <table class="counts" id="counts">
-<thead><tr><th>Domain</th><th>Pending</th><th>Decided</th></tr></thead>
+<thead><tr><th>Domain</th><th>Pending</th><th>Decided</th><th>Monitor</th></tr></thead>
 <tbody>
 {% for row in counts %}
 <tr><td><a href="/?domain={{ row.param|urlencode }}&amp;order={{ order }}">{{ row.label }}</a></td>
-<td class="count">{{ row.pending }}</td><td class="count">{{ row.decided }}</td></tr>
+<td class="count">{{ row.pending }}</td><td class="count">{{ row.decided }}</td>
+<td class="monitor-state">{{ row.state }}</td></tr>
 {% else %}
 <tr><td colspan="3" class="muted">The queue is empty.</td></tr>
 {% endfor %}
@@ -195,7 +205,7 @@ Domain:
 <td>{{ item.domain or "(none)" }}</td>
 <td><a href="/items/{{ item.id|urlencode }}">{{ item.question|truncate(140) }}</a></td>
 <td>{{ item.answer|truncate(140) }}</td>
-<td>{{ item.reasons[0]|truncate(120) if item.reasons else "" }}</td>
+<td>{% if item.spot_check %}<strong class="spot-check">spot-check</strong> {% endif %}{{ item.reasons[0]|truncate(120) if item.reasons else "" }}</td>
 <td class="muted">{{ item.time[:19]|replace("T", " ") }}</td>
 </tr>
 {% else %}
@@ -214,6 +224,7 @@ _ITEM = """{% extends "base.html" %}
 <dl class="meta">
 <dt>Risk</dt><dd class="risk {{ item.risk|risk_class }}" id="risk">{{ item.risk|fmt_risk }}</dd>
 <dt>Domain</dt><dd>{{ item.domain or "(none)" }}</dd>
+<dt>Kind</dt><dd id="kind">{{ "spot-check of an accepted answer (the user got it)" if item.spot_check else "routed to review" }}</dd>
 <dt>Decided by the guard</dt><dd>{{ item.time }}</dd>
 <dt>Status</dt><dd id="status">{{ item.status }}</dd>
 <dt>Model fingerprint</dt><dd>{{ item.model_fingerprint or "(not recorded)" }}</dd>
@@ -364,15 +375,18 @@ def _b64(raw: bytes) -> str:
 
 
 class _Auth:
-    """Stateless sessions and CSRF tokens, all HMACs keyed by (keys derived from) the review token."""
+    """Stateless sessions and CSRF tokens, all HMACs keyed by (keys derived from) the review token, and the
+    per-client login lockout."""
 
-    def __init__(self, token: str | None) -> None:
+    def __init__(self, token: str | None, *, read_only_open: bool = False) -> None:
         self.writable = token is not None
+        self.read_only_open = bool(read_only_open)
         secret = token.encode("utf-8") if token is not None else secrets.token_bytes(32)
         self._token = secret if token is not None else None
         self._session_key = hmac.new(secret, b"hguard-review-session-v1", hashlib.sha256).digest()
         self._csrf_key = hmac.new(secret, b"hguard-review-csrf-v1", hashlib.sha256).digest()
-        self._failures: collections.deque[float] = collections.deque()
+        # client address -> times of its latest wrong tokens (only the last few matter for the lockout)
+        self._failures: dict[str, collections.deque[float]] = {}
         self._lock = threading.Lock()
 
     def check_token(self, given: str) -> bool:
@@ -380,16 +394,35 @@ class _Auth:
             return False
         return hmac.compare_digest(hashlib.sha256(given.encode("utf-8")).digest(), hashlib.sha256(self._token).digest())
 
-    def login_locked(self) -> bool:
+    def can_read(self, session_cookie: str | None) -> bool:
+        return self.read_only_open or self.session_ok(session_cookie)
+
+    def _recent(self, client: str, now: float) -> collections.deque[float] | None:
+        times = self._failures.get(client)
+        while times and now - times[0] > _LOGIN_WINDOW_S:
+            times.popleft()
+        if times is not None and not times:
+            del self._failures[client]
+            return None
+        return times
+
+    def login_locked(self, client: str) -> bool:
+        with self._lock:
+            times = self._recent(client, time.monotonic())
+            return times is not None and len(times) >= _LOGIN_FAILURES_PER_MINUTE
+
+    def note_failure(self, client: str) -> None:
         now = time.monotonic()
         with self._lock:
-            while self._failures and now - self._failures[0] > 60:
-                self._failures.popleft()
-            return len(self._failures) >= _LOGIN_FAILURES_PER_MINUTE
-
-    def note_failure(self) -> None:
-        with self._lock:
-            self._failures.append(time.monotonic())
+            times = self._recent(client, now)
+            if times is None:
+                if len(self._failures) >= _MAX_TRACKED_CLIENTS:
+                    for other in list(self._failures):
+                        self._recent(other, now)
+                    while len(self._failures) >= _MAX_TRACKED_CLIENTS:  # still full: forget the stalest client
+                        del self._failures[min(self._failures, key=lambda c: self._failures[c][-1])]
+                times = self._failures[client] = collections.deque(maxlen=_LOGIN_FAILURES_PER_MINUTE)
+            times.append(now)
 
     def new_session(self) -> str:
         body = f"{int(time.time())}.{_b64(secrets.token_bytes(18))}"
@@ -475,14 +508,23 @@ def _with_audit(queue: ReviewQueue, audit: AuditLog | None) -> ReviewQueue:
     return ReviewQueue(queue.path, audit=audit, busy_timeout=queue.busy_timeout)
 
 
-def _check_token(token: Any) -> str | None:
+_MAKE_TOKEN = f"export {TOKEN_ENV}=$(python -c 'import secrets;print(secrets.token_urlsafe(32))')"
+
+
+def _check_token(token: Any, read_only_open: bool) -> str | None:
     if token is None:
-        return None
+        if read_only_open:
+            return None
+        raise InputError(
+            f"no review token is configured ({TOKEN_ENV} is unset or empty) and reading the queue needs one; make "
+            f"one with: {_MAKE_TOKEN} and start again, or pass --read-only-open (read_only_open=True) to let any "
+            "local process read every queued question and answer, with verdicts disabled"
+        )
     if not isinstance(token, str) or len(token.strip()) < MIN_TOKEN_LENGTH:
         shown = f"a {type(token).__name__}" if not isinstance(token, str) else f"{len(token)} characters"
         raise InputError(
             f"the review token must be a string of at least {MIN_TOKEN_LENGTH} characters (got {shown}); make one "
-            "with: python -c 'import secrets; print(secrets.token_urlsafe(24))', or pass token=None for read-only"
+            f"with: {_MAKE_TOKEN}"
         )
     return token
 
@@ -493,9 +535,14 @@ def create_app(
     token: str | None,
     audit: AuditLog | None = None,
     allowed_hosts: Sequence[str] | None = None,
+    read_only_open: bool = False,
+    monitor_state: str | os.PathLike[str] | None = None,
 ) -> Starlette:
-    """The review site for ``queue``. ``token=None`` makes it read-only; ``audit`` logs verdicts (unless the
-    queue has its own log). ``allowed_hosts``: Host names served (default: the loopback names)."""
+    """The review site for ``queue``. Reading and verdicts need ``token`` (None is refused with InputError)
+    unless ``read_only_open=True``, which lets anyone who reaches the server read the queue (verdicts still need
+    the token; with ``token=None`` none can be recorded). ``audit`` logs verdicts (unless the queue has its own
+    log). ``allowed_hosts``: Host names served (default: the loopback names).
+    ``monitor_state``: the monitor's state file, to show each domain's state (normal or tightened)."""
     try:
         from starlette.applications import Starlette
         from starlette.concurrency import run_in_threadpool
@@ -507,13 +554,24 @@ def create_app(
         raise HGuardError(f"the review web app needs starlette ({e}); {_INSTALL_HINT}") from e
     if not isinstance(queue, ReviewQueue):
         raise InputError(f"queue must be a ReviewQueue, got {type(queue).__name__}; pass ReviewQueue('review.sqlite3')")
-    token = _check_token(token)
+    if not isinstance(read_only_open, bool):
+        raise InputError(f"read_only_open must be True or False, got {read_only_open!r}")
+    token = _check_token(token, read_only_open)
     queue = _with_audit(queue, audit)
     hosts = list(allowed_hosts) if allowed_hosts is not None else list(_LOOPBACK_HOSTS)
     if not hosts or not all(isinstance(h, str) and h for h in hosts):
         raise InputError(f"allowed_hosts must be a non-empty list of host names, got {allowed_hosts!r}")
-    auth = _Auth(token)
+    auth = _Auth(token, read_only_open=read_only_open)
     env = _jinja_env()
+    from ..monitor import MonitorState
+
+    states = MonitorState(monitor_state)
+
+    def state_of(domain: str | None) -> str:
+        st = states.get(domain)
+        if st is None or st.state == "normal":
+            return "normal" if monitor_state is not None and domain is not None else ""
+        return f"tightened since {st.since}: {st.reason}"
 
     def cookie(response: Response, request: Request, key: str, value: str, max_age: int | None) -> None:
         response.set_cookie(
@@ -581,8 +639,8 @@ def create_app(
         if not auth.writable:
             return None, error(
                 request, 403,
-                f"read-only: no review token is configured, so nothing can be recorded; set {TOKEN_ENV} "
-                "(16 characters or more) and restart hguard review serve",
+                f"read-only: started with --read-only-open and no review token, so nothing can be recorded; "
+                f"make one with: {_MAKE_TOKEN} and restart hguard review serve",
             )  # fmt: skip
         why = same_origin(request)
         if why is not None:
@@ -606,12 +664,24 @@ def create_app(
             )  # fmt: skip
         return form, None
 
+    def login_first(request: Request) -> Response | None:
+        """The redirect to /login for a reader without a session (nothing from the queue is shown), else None."""
+        if auth.can_read(request.cookies.get(SESSION_COOKIE)):
+            return None
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(path, safe='')}", status_code=303)
+
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client is not None else "unknown"
+
     def domain_filter(param: str | None) -> Any:
         if param is None or param == "":
             return None
         return NO_DOMAIN if param == _NO_DOMAIN_PARAM else param
 
     async def index(request: Request) -> Response:
+        if (refusal := login_first(request)) is not None:
+            return refusal
         order = request.query_params.get("order", "risk")
         if order not in ("risk", "time"):
             return error(request, 400, f"order must be 'risk' or 'time', got {order!r}")
@@ -621,7 +691,7 @@ def create_app(
         counts = await run_in_threadpool(queue.counts)
         rows = [
             {"label": d if d is not None else "(no domain)", "param": d if d is not None else _NO_DOMAIN_PARAM,
-             "pending": c["pending"], "decided": c["decided"]}
+             "pending": c["pending"], "decided": c["decided"], "state": state_of(d)}
             for d, c in counts.items()
         ]  # fmt: skip
         message = None
@@ -637,6 +707,8 @@ def create_app(
         )  # fmt: skip
 
     async def decided_page(request: Request) -> Response:
+        if (refusal := login_first(request)) is not None:
+            return refusal
         items = await run_in_threadpool(lambda: queue.decided(limit=1000, newest_first=True))
         return render(request, "decided.html", items=items)
 
@@ -649,15 +721,20 @@ def create_app(
         return render(request, "item.html", status, item=item, message=message, message_kind=kind, form=form)
 
     async def item(request: Request) -> Response:
+        # Access first, then the lookup: a 404 must not tell a stranger which ids exist.
+        form = None
+        if request.method == "GET":
+            refusal = login_first(request)
+        else:
+            form, refusal = await checked_form(request, need_session=True)
+        if refusal is not None:
+            return refusal
         item_id = request.path_params["item_id"]
         found = await run_in_threadpool(queue.get, item_id)
         if found is None:
             return error(request, 404, f"no review item {item_id!r} in this queue; it may have been typed wrong")
         if request.method == "GET":
             return item_page(request, found)
-        form, refusal = await checked_form(request, need_session=True)
-        if refusal is not None:
-            return refusal
         values = {k: str(form.get(k) or "") for k in ("verdict", "reviewer", "note", "corrected_answer")}
         try:
             verdict = await run_in_threadpool(
@@ -692,12 +769,14 @@ def create_app(
         if refusal is not None:
             return refusal
         nxt = safe_next(form.get("next"))
-        if auth.login_locked():
+        client = client_of(request)
+        if auth.login_locked(client):
             return render(request, "login.html", 429, next=nxt, message_kind="error",
-                          message="too many wrong tokens in the last minute; wait a minute and try again")  # fmt: skip
+                          message="too many wrong tokens from this address in the last minute; wait a minute and "
+                                  "try again")  # fmt: skip
         given = form.get("token")
         if not isinstance(given, str) or not auth.check_token(given):
-            auth.note_failure()
+            auth.note_failure(client)
             return render(
                 request, "login.html", 403, next=nxt, message_kind="error",
                 message=f"wrong review token; use the value of {TOKEN_ENV} set where the server runs",
@@ -726,6 +805,7 @@ def create_app(
     )
     app.state.queue = queue
     app.state.writable = auth.writable
+    app.state.read_only_open = auth.read_only_open
     return app
 
 
@@ -742,11 +822,22 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _existing_folder(path: Path, what: str, fix: str) -> None:
+    """Refuse a path whose folder does not exist, instead of creating a new, empty queue or log there."""
+    if not path.parent.is_dir():
+        raise InputError(f"{what} {path} is in a folder that does not exist ({path.parent}); {fix}")
+
+
 def _open_source(
-    source: ReviewQueue | str | os.PathLike[str], audit: AuditLog | str | os.PathLike[str] | None, *, must_exist: bool
+    source: ReviewQueue | str | os.PathLike[str], audit: AuditLog | str | os.PathLike[str] | None
 ) -> ReviewQueue:
-    """A queue (with its audit log) from a ReviewQueue, a policy file (.toml/.yaml/.yml) or a queue file."""
+    """A queue (with its audit log) from a ReviewQueue, a policy file (.toml/.yaml/.yml) or a queue file.
+
+    A queue file must exist: a mistyped path is an error, not a new empty queue. A policy's ``review.queue`` is
+    created when missing (as the guard would create it) only if its folder exists.
+    """
     if isinstance(audit, (str, os.PathLike)):
+        _existing_folder(Path(audit), "the audit log", "check the path, or create the folder first if it is right")
         audit = AuditLog(audit)
     if isinstance(source, ReviewQueue):
         return _with_audit(source, audit)
@@ -759,13 +850,24 @@ def _open_source(
         from ..policy import load_policy
 
         policy = load_policy(path)
+        queue_path = Path(policy.review.queue)
+        # Checked before the audit log is opened: opening it creates its folder, which may be this one.
+        if not queue_path.is_file():
+            _existing_folder(
+                queue_path, f"the review queue (review.queue in {path})",
+                f"correct review.queue in {path}, or create the folder (mkdir -p {queue_path.parent})",
+            )  # fmt: skip
         if audit is None:
             audit = AuditLog.from_policy(policy)
-        return ReviewQueue(policy.review.queue, audit=audit)
-    if must_exist and not path.is_file():
+        return ReviewQueue(queue_path, audit=audit)
+    if not path.is_file():
+        _existing_folder(
+            path, "the review queue", "check the path, or pass --policy FILE to use the queue the policy names"
+        )  # fmt: skip
+        kind = "is a folder, not a queue file" if path.is_dir() else "does not exist"
         raise InputError(
-            f"no review queue at {path}: the file does not exist; check the path (the guard creates the queue "
-            "when it first routes an answer to review, at the policy's review.queue)"
+            f"no review queue at {path}: it {kind}; check the path, or pass --policy FILE (the guard creates the "
+            "queue at the policy's review.queue when it first routes an answer to review)"
         )
     return ReviewQueue(path, audit=audit)
 
@@ -780,11 +882,14 @@ def make_server(
     allow_remote: bool = False,
     allowed_hosts: Sequence[str] | None = None,
     log_level: str = "info",
+    read_only_open: bool = False,
 ) -> uvicorn.Server:
     """A configured, not yet started uvicorn server for the review site (``.run()`` starts it).
 
-    ``token``: the review token; None reads ``HGUARD_REVIEW_TOKEN`` (unset or empty: read-only). Only
-    loopback addresses are accepted for ``host`` unless ``allow_remote=True``.
+    ``source``: a ReviewQueue, a policy file or an existing queue file (see :func:`_open_source`). ``token``:
+    the review token; None reads ``HGUARD_REVIEW_TOKEN``, and with neither the server is refused unless
+    ``read_only_open=True`` (see :func:`create_app`). Only loopback addresses are accepted for ``host`` unless
+    ``allow_remote=True``.
     """
     try:
         import uvicorn
@@ -801,6 +906,12 @@ def make_server(
             "for this machine only (127.0.0.1). Pass allow_remote=True (--allow-remote) if other machines must "
             "reach it, preferably behind a TLS proxy"
         )
+    if remote and read_only_open:
+        raise InputError(
+            f"refusing --read-only-open on {host}: it would show every queued question and answer, without a login, "
+            "to any machine that reaches the server; drop --read-only-open (read_only_open=True) and log in with "
+            f"{TOKEN_ENV}"
+        )
     if remote:
         warnings.warn(
             f"the review queue is served on {host}, reachable from other machines, over plain HTTP: the token and "
@@ -810,10 +921,18 @@ def make_server(
         )
     if token is None:
         token = os.environ.get(TOKEN_ENV) or None
-    queue = _open_source(source, audit, must_exist=False)
+    _check_token(token, read_only_open)  # before the queue is opened: a refused start touches nothing
+    queue = _open_source(source, audit)
     if allowed_hosts is None:
         allowed_hosts = ["*"] if remote else sorted({*_LOOPBACK_HOSTS, host.strip("[]")})
-    app = create_app(queue, token=token, allowed_hosts=allowed_hosts)
+    state = None
+    if isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in (".toml", ".yaml", ".yml"):
+        from ..policy import load_policy
+
+        state = load_policy(source).monitor.state
+    app = create_app(
+        queue, token=token, allowed_hosts=allowed_hosts, read_only_open=read_only_open, monitor_state=state
+    )
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, proxy_headers=False, server_header=False, lifespan="off"
     )
@@ -829,11 +948,13 @@ def serve(
     audit: AuditLog | str | os.PathLike[str] | None = None,
     allow_remote: bool = False,
     allowed_hosts: Sequence[str] | None = None,
+    read_only_open: bool = False,
 ) -> None:
     """Serve the review site until interrupted (see :func:`make_server` for the arguments)."""
     make_server(
-        source, host, port, token=token, audit=audit, allow_remote=allow_remote, allowed_hosts=allowed_hosts
-    ).run()
+        source, host, port, token=token, audit=audit, allow_remote=allow_remote, allowed_hosts=allowed_hosts,
+        read_only_open=read_only_open,
+    ).run()  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -843,7 +964,7 @@ def serve(
 def _add_source(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--policy", metavar="FILE", help="policy file whose review.queue (and audit log) to use")
-    group.add_argument("--queue", metavar="DB", help="the review queue (SQLite file)")
+    group.add_argument("--queue", metavar="DB", help="an existing review queue (SQLite file)")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -851,13 +972,18 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="hguard review", description="Human review of answers the guard routed to review."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("serve", help=f"serve the review web page (writes need {TOKEN_ENV})")
+    p = sub.add_parser("serve", help=f"serve the review web page (reading and verdicts need {TOKEN_ENV})")
     _add_source(p)
     p.add_argument("--audit", metavar="LOG", help="audit log for verdicts (default with --policy: the policy's)")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host (shows private text)")
     p.add_argument("--allowed-host", action="append", metavar="NAME", help="Host name the site answers to (repeatable)")
+    p.add_argument(
+        "--read-only-open", action="store_true",
+        help="let ANY local process read every queued question and answer without the token (verdicts still "
+        f"need {TOKEN_ENV}; without it none can be recorded)",
+    )  # fmt: skip
     p = sub.add_parser("list", help="print the counts and the pending items")
     _add_source(p)
     p.add_argument("--domain", metavar="D", help="only this domain")
@@ -901,9 +1027,15 @@ def cli_main(argv: list[str]) -> int:
                 server = make_server(
                     source, args.host, args.port, token=token, audit=args.audit,
                     allow_remote=args.allow_remote, allowed_hosts=args.allowed_host,
+                    read_only_open=args.read_only_open,
                 )  # fmt: skip
             queue: ReviewQueue = server.config.app.state.queue
-            mode = "writes need the review token" if token else f"read-only ({TOKEN_ENV} is not set)"
+            if not args.read_only_open:
+                mode = "reading and verdicts need the review token"
+            elif token:
+                mode = "--read-only-open: ANY local process can read the queue; verdicts need the review token"
+            else:
+                mode = f"--read-only-open: ANY local process can read the queue; read-only ({TOKEN_ENV} is not set)"
             audit_note = (
                 f"verdicts logged to {queue.audit.path}" if queue.audit
                 else "no audit log: verdicts stay in the queue only"
@@ -912,7 +1044,7 @@ def cli_main(argv: list[str]) -> int:
                   file=sys.stderr)  # fmt: skip
             server.run()
             return 0
-        queue = _open_source(source, None, must_exist=args.policy is None)
+        queue = _open_source(source, None)
         if args.command == "list":
             if args.limit < 0:
                 raise InputError(f"--limit must be >= 0, got {args.limit}")

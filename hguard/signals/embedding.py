@@ -179,6 +179,6 @@ def get_embedder() -> Embedder:
         with _default_lock:
             if _default is None:
                 emb = Embedder()
-                emb.model_dir  # fail fast with ModelNotFoundError if the package is missing
+                _ = emb.model_dir  # fail fast with ModelNotFoundError if the package is missing
                 _default = emb
     return _default

@@ -25,22 +25,19 @@ on labelled rows (HaluEval QA style: ``question``, ``context``, ``right_answer``
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import re
-import sys
 import threading
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from difflib import SequenceMatcher
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hguard.errors import DataError, HGuardError, InputError
+from hguard._numerics import sigmoid
+from hguard.errors import InputError
 
 __all__ = [
     "lexical_support",
@@ -48,18 +45,12 @@ __all__ = [
     "model_support",
     "answer_loglik",
     "GroundingScorer",
-    "evaluate_grounding",
-    "score_grounding_rows",
-    "summarise_grounding",
     "phrase_support",
     "proximity_support",
     "model_lift",
     "model_lifts",
     "answer_logliks",
-    "read_grounding_jsonl",
-    "auroc",
     "split_sentences",
-    "cli_main",
     "SIGNALS",
 ]
 
@@ -538,13 +529,6 @@ def model_lift(model, tokenizer, question: str, answer: str, context: str | Sequ
     return model_lifts(model, tokenizer, question, [answer], context)[0]
 
 
-def _sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
 def model_support(model, tokenizer, question: str, answer: str, context: str | Sequence[str]) -> float:
     """How much the context raises the answer's likelihood under the LM, mapped to [0, 1].
 
@@ -552,7 +536,7 @@ def model_support(model, tokenizer, question: str, answer: str, context: str | S
     :func:`model_lift` (two teacher-forced forward passes with the chat template).
     """
     lift = model_lift(model, tokenizer, question, answer, context)
-    return _sigmoid(MODEL_LIFT_SCALE * (lift - MODEL_LIFT_OFFSET))
+    return sigmoid(MODEL_LIFT_SCALE * (lift - MODEL_LIFT_OFFSET))
 
 
 # ------------------------------------------------------------------------------------------ merge
@@ -644,7 +628,7 @@ class GroundingScorer:
         for k, w in self.weights.items():
             if k != "bias" and k in signals:
                 z += w * signals[k]
-        return _sigmoid(z)
+        return sigmoid(z)
 
     def score(self, question: str, answer: str, context: str | Sequence[str]) -> dict[str, float]:
         """Support of ``answer`` to ``question`` by ``context``: every signal and the merged ``grounding``."""
@@ -685,264 +669,7 @@ class GroundingScorer:
             for d in out:
                 d["grounding_model"] = 0.5  # an empty answer: the model has nothing to score
             for i, lift in zip(scorable, lifts):
-                out[i]["grounding_model"] = _sigmoid(MODEL_LIFT_SCALE * (lift - MODEL_LIFT_OFFSET))
+                out[i]["grounding_model"] = sigmoid(MODEL_LIFT_SCALE * (lift - MODEL_LIFT_OFFSET))
         for d in out:
             d["grounding"] = self.merge(d)
         return out
-
-
-# ------------------------------------------------------------------------------------- evaluation
-
-
-def auroc(labels: Sequence[int], risks: Sequence[float]) -> float | None:
-    """Area under the ROC curve of ``risks`` for ``labels`` (1 = positive), ties counted half.
-
-    None when one class is missing.
-    """
-    y = np.asarray(labels, dtype=int)
-    s = np.asarray(risks, dtype=float)
-    n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
-    if n_pos == 0 or n_neg == 0:
-        return None
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s), dtype=float)
-    sorted_s = s[order]
-    i = 0
-    while i < len(s):  # average ranks over ties
-        j = i
-        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-_ROW_FIELDS = ("question", "context", "right_answer", "hallucinated_answer")
-
-
-def _normalise_row(row: Any, where: str) -> dict[str, Any]:
-    """A row in hguard's form; HaluEval (``knowledge``) and ConflictNQ rows are converted."""
-    if not isinstance(row, dict):
-        raise DataError(f"{where}: a row must be a JSON object, got {type(row).__name__}: {row!r:.80}")
-    row = dict(row)
-    if "context" not in row and "knowledge" in row:  # HaluEval QA
-        row["context"] = row["knowledge"]
-    if "context" not in row and "real_passages" in row:  # ConflictNQ: real passages, real vs fake answer
-        passages = row["real_passages"]
-        if not isinstance(passages, list) or not all(
-            isinstance(p, dict) and isinstance(p.get("passage"), str) for p in passages
-        ):
-            raise DataError(
-                f"{where}: field 'real_passages' must be a list of {{\"passage\": str}} objects, got "
-                f"{passages!r:.80}; fix the row"
-            )
-        row["context"] = [p["passage"] for p in passages]
-        row.setdefault("right_answer", row.get("real_short_answer"))
-        row.setdefault("hallucinated_answer", row.get("fake_short_answer"))
-    for f in _ROW_FIELDS:
-        if f not in row or row[f] is None:
-            raise DataError(
-                f"{where}: missing field {f!r} (the row has {sorted(row)}); every row needs "
-                f"{list(_ROW_FIELDS)} (HaluEval's 'knowledge' is accepted for 'context')"
-            )
-        v = row[f]
-        if f == "context" and isinstance(v, list):
-            if not v or not all(isinstance(p, str) for p in v):
-                raise DataError(f"{where}: field 'context' must be a str or a non-empty list of str, got {v!r:.80}")
-            continue
-        if not isinstance(v, str):
-            raise DataError(f"{where}: field {f!r} must be a string, got {type(v).__name__}: {v!r:.80}")
-        if not v.strip():
-            raise DataError(f"{where}: field {f!r} is empty; give it text or drop the row")
-    return {f: row[f] for f in _ROW_FIELDS}
-
-
-def read_grounding_jsonl(path: str | Path, *, limit: int | None = None) -> list[dict[str, Any]]:
-    """Read labelled grounding rows from a JSON-lines file (a JSON array is accepted too).
-
-    Each row needs ``question``, ``context`` (str or list of str), ``right_answer`` and
-    ``hallucinated_answer``; HaluEval QA rows (``knowledge``) and ConflictNQ rows (``real_passages``,
-    ``real_short_answer``, ``fake_short_answer``) are converted. Blank lines are skipped. Raises
-    DataError naming the file, the line and the field.
-    """
-    path = Path(path)
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise InputError(f"limit must be a positive int, got {limit!r}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"grounding data file not found: {str(path)!r}; pass an existing .jsonl file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read grounding data file {str(path)!r}: {exc}; pass a UTF-8 .jsonl file") from exc
-    rows: list[dict[str, Any]] = []
-    if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: not valid JSON ({exc}); write one JSON object per line") from exc
-        for i, r in enumerate(data):
-            rows.append(_normalise_row(r, f"{path}: item {i}"))
-            if limit and len(rows) >= limit:
-                break
-    else:
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"{path}:{lineno}: not valid JSON ({exc.msg}): {line.strip()!r:.80}; "
-                    "write one JSON object per line"
-                ) from None
-            rows.append(_normalise_row(r, f"{path}:{lineno}"))
-            if limit and len(rows) >= limit:
-                break
-    if not rows:
-        raise DataError(f"{path}: no rows; the file is empty")
-    return rows
-
-
-def _signal_name(key: str) -> str:
-    return key[len("grounding_") :] if key.startswith("grounding_") else key
-
-
-def _aurocs(scores: list[dict[str, float]], labels: list[int], lengths: list[int]) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for key in scores[0] if scores else []:
-        if key == "grounding":
-            continue
-        out[_signal_name(key)] = auroc(labels, [1.0 - s[key] for s in scores])
-    out["merged"] = auroc(labels, [1.0 - s["grounding"] for s in scores]) if scores else None
-    out["length"] = auroc(labels, lengths)
-    return out
-
-
-def score_grounding_rows(
-    rows: Sequence[dict], *, scorer: GroundingScorer, progress: bool = False, length_tolerance: int = 1
-) -> list[dict[str, Any]]:
-    """Score both answers of every row: one record per answer with ``row``, ``label`` (0 right,
-    1 hallucinated), ``words`` (answer length), ``length_matched`` (the row's two answers differ by at
-    most ``length_tolerance`` words) and ``signals`` (what :meth:`GroundingScorer.score` returns)."""
-    if not isinstance(scorer, GroundingScorer):
-        raise InputError(
-            f"scorer must be a GroundingScorer, got {type(scorer).__name__}; build one with GroundingScorer()"
-        )
-    if isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence):
-        raise InputError(
-            f"rows must be a list of dicts, got {type(rows).__name__}; read them with read_grounding_jsonl"
-        )
-    rows = [_normalise_row(r, f"row {i}") for i, r in enumerate(rows)]
-    it: Iterable = rows
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(rows, desc="evaluate-grounding", unit="row", file=sys.stderr)
-    records: list[dict[str, Any]] = []
-    for i, r in enumerate(it):
-        answers = [r["right_answer"], r["hallucinated_answer"]]
-        pair = scorer.score_answers(r["question"], answers, r["context"])
-        n_words = [len(a.split()) for a in answers]
-        same = abs(n_words[0] - n_words[1]) <= length_tolerance
-        for label, sig, n in zip((0, 1), pair, n_words):
-            records.append({"row": i, "label": label, "words": n, "length_matched": same, "signals": sig})
-    return records
-
-
-def summarise_grounding(records: Sequence[dict[str, Any]], *, length_tolerance: int = 1) -> dict[str, Any]:
-    """The AUROC summary of :func:`evaluate_grounding` from :func:`score_grounding_rows` records."""
-
-    def part(recs):
-        if not recs:
-            return {}
-        return _aurocs([r["signals"] for r in recs], [r["label"] for r in recs], [r["words"] for r in recs])
-
-    sub = [r for r in records if r["length_matched"]]
-    return {
-        "n": len({r["row"] for r in records}),
-        "n_answers": len(records),
-        "auroc": part(list(records)),
-        "length_matched": {
-            "n": len({r["row"] for r in sub}),
-            "n_answers": len(sub),
-            "max_word_difference": length_tolerance,
-            "auroc": part(sub),
-        },
-    }
-
-
-def evaluate_grounding(
-    rows: Sequence[dict], *, scorer: GroundingScorer, progress: bool = False, length_tolerance: int = 1
-) -> dict[str, Any]:
-    """AUROC of every grounding signal at telling right answers (label 0) from hallucinated ones (1).
-
-    Each row gives two scored answers; the risk is ``1 - support``. ``length`` is the baseline of the
-    answer's length in words. ``length_matched`` repeats the figures on the rows whose two answers
-    differ by at most ``length_tolerance`` words, where length cannot give the answer away.
-    Returns ``{"n", "n_answers", "auroc": {signal: AUROC, "merged", "length"}, "length_matched":
-    {"n", "n_answers", "max_word_difference", "auroc"}}``; an AUROC is None where it is undefined.
-    """
-    records = score_grounding_rows(rows, scorer=scorer, progress=progress, length_tolerance=length_tolerance)
-    return summarise_grounding(records, length_tolerance=length_tolerance)
-
-
-# -------------------------------------------------------------------------------------------- CLI
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
-def _format_table(result: dict[str, Any]) -> str:
-    lm = result["length_matched"]
-    names = list(result["auroc"])
-    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-    lines = [
-        f"| signal | AUROC all ({result['n']} rows) | AUROC length-matched ({lm['n']} rows) |",
-        "|---|---|---|",
-    ]
-    for k in names:
-        lines.append(f"| {k} | {fmt(result['auroc'][k])} | {fmt(lm['auroc'].get(k))} |")
-    return "\n".join(lines)
-
-
-def cli_main(argv: Sequence[str] | None = None) -> int:
-    """``hguard evaluate-grounding --data FILE.jsonl [--json] [--limit N] [--no-model]``; returns the exit code."""
-    parser = argparse.ArgumentParser(
-        prog="hguard evaluate-grounding",
-        description="AUROC of the grounding signals on labelled rows (question, context, right_answer, "
-        "hallucinated_answer; HaluEval QA and ConflictNQ files are read as they are).",
-    )
-    parser.add_argument("--data", required=True, help="JSON-lines file of labelled rows")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--limit", type=_positive_int, default=None, help="use the first N rows only")
-    parser.add_argument(
-        "--no-model", action="store_true", help="skip the model-based signal (no LM is loaded; much faster)"
-    )
-    args = parser.parse_args(list(argv) if argv is not None else None)
-    try:
-        rows = read_grounding_jsonl(args.data, limit=args.limit)
-        model = tokenizer = None
-        if not args.no_model:
-            from hguard.models import load_model
-
-            loaded = load_model("default")
-            model, tokenizer = loaded.model, loaded.tokenizer
-        scorer = GroundingScorer(model=model, tokenizer=tokenizer)
-        result = evaluate_grounding(rows, scorer=scorer, progress=sys.stderr.isatty())
-    except HGuardError as exc:
-        print(f"hguard evaluate-grounding: error: {exc}", file=sys.stderr)
-        return 2
-    result["data"] = str(args.data)
-    result["model"] = not args.no_model
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(_format_table(result))
-    return 0

@@ -101,7 +101,7 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
         questions, contexts = [], []
         for chat in messages:
             try:
-                q, passages = split_messages(chat)
+                q, passages = split_messages(chat, system_as_context=False)  # ChatHGuard's default
             except Exception:  # not a single-question chat: keep the last message as the question
                 q, passages = (message_text(chat[-1]) if chat else ""), []
             questions.append(q)

@@ -12,11 +12,11 @@ from typing import Any, Iterator, Literal, Sequence
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.base import LangSmithParams
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import get_config_list
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 
 from hguard.errors import InputError
 from hguard.guard import Guard, GuardResult
@@ -25,12 +25,24 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     DECISION_KEYS,
     STREAM_MODES,
     _invoke_kwargs,
+    appears_in,
+    check_raise_on,
     check_stream_mode,
+    context_not_identified,
     decision_metadata,
     guard_stream,
     guarded_invoke,
+    mentions_context,
+    raise_if_routed,
 )
+
+from .retrieval import CAPTURE, parent_run_of
 CONTEXT_NAME = "context"
+_NO_TOOLS = (
+    "ChatHGuard does not call tools: the guard scores a free-text answer to a question, and its probes "
+    "were calibrated on such answers, not on tool calls; run tools before the model and pass their "
+    "output as context"
+)
 # kwarg that hands a result computed by one batched generation to the per-input run (internal)
 _PRECOMPUTED = "_hguard_precomputed"
 _CHUNK_HAS_POSITION = "chunk_position" in AIMessageChunk.model_fields
@@ -52,23 +64,97 @@ def message_text(message: BaseMessage) -> str:
 
 def split_messages(messages: Sequence[BaseMessage], *, system_as_context: bool = True) -> tuple[str, list[str]]:
     """(question, context passages) from a chat: the last human message is the question; messages
-    named ``"context"`` (any role) and, with ``system_as_context``, system messages are context.
-    Earlier turns and AI messages are not passed to the guard, which answers one question."""
-    question = None
-    for m in reversed(messages):
+    named ``"context"`` (any role) and, with ``system_as_context``, system messages are context."""
+    read = read_chat(messages, system_as_context=system_as_context)
+    return read.question, list(read.context or [])
+
+
+@dataclass
+class ChatRead:
+    """What one chat means to the guard (see :func:`read_chat`)."""
+
+    question: str
+    context: list[str] | None
+    history: list[dict]
+    system: str | None
+    problems: list[str]
+    context_from: str | None  # "named" | "system" | "retriever" | None
+
+
+def read_chat(
+    messages: Sequence[BaseMessage], *, system_as_context: bool = False, retrievals: Sequence[Any] = ()
+) -> ChatRead:
+    """Read a chat the way ``ChatHGuard`` answers it.
+
+    - The last human message not named ``"context"`` is the question; earlier human and AI messages
+      are the conversation history (passed to the chat template).
+    - Messages named ``"context"`` are context. System messages are instructions (the call's system
+      prompt), or context when ``system_as_context`` is set.
+    - ``retrievals`` (documents LangChain retrievers returned in the same run): documents whose text was
+      pasted into the prompt are the context; the message they were pasted into is the RAG prompt
+      template, so the question is the retriever's query and a system message holding them is not
+      kept as an instruction.
+    - A prompt that refers to context (e.g. "Use the following context") when none was identified
+      gets the problem ``"context not identified"`` (the guard routes it to review).
+    """
+    q_at = None
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
         if m.type == "human" and getattr(m, "name", None) != CONTEXT_NAME:
-            question = message_text(m)
+            q_at = i
             break
-    if question is None:
+    if q_at is None:
         raise InputError(
             f"ChatHGuard needs a human message holding the question; got roles {[m.type for m in messages]}"
         )
-    context = [
-        message_text(m)
-        for m in messages
-        if getattr(m, "name", None) == CONTEXT_NAME or (system_as_context and m.type == "system")
-    ]
-    return question, [c for c in context if c.strip()]
+    texts = [message_text(m) for m in messages]
+    question = texts[q_at]
+    named = [texts[i] for i, m in enumerate(messages) if getattr(m, "name", None) == CONTEXT_NAME]
+    systems = [i for i, m in enumerate(messages) if m.type == "system" and getattr(m, "name", None) != CONTEXT_NAME]
+    context: list[str] = [t for t in named if t.strip()]
+    context_from = "named" if context else None
+    if system_as_context:
+        context += [texts[i] for i in systems if texts[i].strip()]
+        context_from = context_from or ("system" if context else None)
+        systems = []
+    problems: list[str] = []
+    if not context and retrievals:
+        prompt_texts = [texts[i] for i in [q_at, *systems]]
+        pasted = [(r, d) for r in retrievals for d in r.documents if d.page_content.strip() and appears_in(d.page_content, prompt_texts)]
+        if pasted:
+            seen: list[str] = []
+            for _, d in pasted:
+                if d.page_content not in seen:
+                    seen.append(d.page_content)
+            context, context_from = seen, "retriever"
+            templated = lambda t: any(appears_in(d.page_content, [t]) for _, d in pasted)  # noqa: E731
+            if templated(question):
+                queries = [r.query for r, d in pasted if r.query.strip()]
+                if queries:
+                    question = queries[0]
+            systems = [i for i in systems if not templated(texts[i])]
+        elif sum(len(r.documents) for r in retrievals):
+            n = sum(len(r.documents) for r in retrievals)
+            problems.append(context_not_identified(
+                f"the chain's retrievers returned {n} document(s) but none of their text is in the prompt"
+            ))
+    if not context and not problems and mentions_context(texts[q_at], *[texts[i] for i in systems]):
+        problems.append(context_not_identified(
+            "the prompt refers to context but no retrieved documents were found in this run; pass the "
+            "passages with context=, as messages named 'context', or from a LangChain retriever in the same chain"
+        ))
+    history = []
+    for i, m in enumerate(messages[:q_at]):
+        if i in systems or getattr(m, "name", None) == CONTEXT_NAME or m.type == "system":
+            continue
+        if m.type not in ("human", "ai"):
+            raise InputError(
+                f"ChatHGuard answers from human, AI, system and context messages; message {i} has role "
+                f"{m.type!r} (tool calls are not supported: the guard scores text answers)"
+            )
+        history.append({"role": "user" if m.type == "human" else "assistant", "content": texts[i]})
+    system = "\n\n".join(texts[i] for i in systems if texts[i].strip()) or None
+    return ChatRead(question, context or None, history, system, problems, context_from)
 
 
 @dataclass
@@ -79,17 +165,35 @@ class _Call:
     stream_mode: str
     early_stop: bool
     precomputed: str | None
+    history: list[dict]
+    system: str | None
+    problems: list[str]
+    stop: list[str] | None
+    max_new_tokens: int | None = None
+
+    def guard_kwargs(self) -> dict[str, Any]:
+        return {"history": self.history, "system": self.system, "stop": self.stop, "problems": self.problems,
+                "max_new_tokens": self.max_new_tokens}
 
 
 class ChatHGuard(BaseChatModel):
     """A local Hugging Face chat model guarded by hguard, as a LangChain chat model.
 
-    Each call is one guarded answer: the last human message is the question; context comes from the
-    ``context=`` call argument (a string or a list of passages) or else from system messages and
-    messages named ``"context"``. The returned message's content is what a user should see (the
-    answer on accept, the abstain message on abstain, ``"[needs review] "`` + answer on review) and
-    its ``response_metadata`` holds the decision: ``route``, ``risk``, ``signals``, ``reasons``,
-    ``audit_id``, ``domain`` (plus ``request_id``, ``probe_id``, ``thresholds``, ``model_name``).
+    Each call is one guarded answer, read by :func:`read_chat`: the last human message is the
+    question, earlier human/AI messages are history (rendered by the chat template and fingerprinted),
+    system messages are instructions. Context (what the answer is scored against) comes from the
+    ``context=`` call argument (a string or a list of passages), messages named ``"context"``, system
+    messages when ``system_as_context=True``, or else the documents a LangChain retriever returned
+    earlier in the same chain run and pasted into the prompt (the RAG tutorial's chains). A prompt
+    that refers to context nobody could identify goes to review ("context not identified").
+
+    The returned message's content is what a user should see (the answer on accept, the abstain
+    message on abstain, ``"[needs review] "`` + answer on review) and its ``response_metadata`` holds
+    the decision: ``route``, ``risk``, ``signals``, ``reasons``, ``audit_id``, ``domain`` (plus
+    ``request_id``, ``probe_id``, ``thresholds``, ``model_name``); ``usage_metadata`` counts the
+    prompt and answer tokens. ``raise_on={"abstain", "review"}`` raises
+    :class:`hguard.errors.AbstainedError` / :class:`~hguard.errors.NeedsReviewError` instead (after
+    the decision is recorded), so ``with_fallbacks`` and retries fire.
 
     Streaming follows ``stream_mode``: ``"hold"`` (default) yields the routed text once decided, so
     nothing unchecked reaches the user; ``"passthrough"`` yields tokens as generated and puts the
@@ -100,7 +204,7 @@ class ChatHGuard(BaseChatModel):
         from hguard.guard import Guard
         from langchain_hguard import ChatHGuard
 
-        chat = ChatHGuard(guard=Guard.from_policy("examples/policy.toml"))
+        chat = ChatHGuard(guard=Guard.from_policy())
         msg = chat.invoke("What is the capital of France?", context=["Paris is the capital of France."])
         msg.content, msg.response_metadata["route"]
     """
@@ -112,8 +216,38 @@ class ChatHGuard(BaseChatModel):
     stream_mode: Literal["hold", "passthrough"] = "hold"
     early_stop: bool = False
     """Stop generating once the running risk passes the abstain threshold (hold mode and invoke)."""
-    system_as_context: bool = True
-    """Treat system messages as retrieved context (the guard's own system prompt comes from the policy)."""
+    system_as_context: bool = False
+    """Treat system messages as retrieved context instead of instructions."""
+    stop: list[str] | None = None
+    """Stop sequences of every call (a call's ``stop=`` replaces them); the answer is cut before the first."""
+    max_tokens: int | None = None
+    """Most tokens an answer may have; ``None``: the policy's ``generation.max_new_tokens``."""
+    temperature: float | None = None
+    """Only greedy decoding (``0`` or ``None``): the probes were calibrated on greedy answers."""
+    raise_on: frozenset[str] = frozenset()
+    """Routes (``"abstain"``, ``"review"``) that raise a typed ``hguard.errors.RouteError`` instead of returning."""
+
+    @field_validator("temperature")
+    @classmethod
+    def _greedy(cls, v: float | None) -> float | None:
+        if v not in (None, 0, 0.0):
+            raise ValueError(
+                f"ChatHGuard decodes greedily (the probes were calibrated on greedy answers); temperature={v!r} "
+                f"is not supported, leave it out or pass 0"
+            )
+        return v
+
+    @field_validator("max_tokens")
+    @classmethod
+    def _positive(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {v}")
+        return v
+
+    @field_validator("raise_on", mode="before")
+    @classmethod
+    def _raise_on(cls, v: Any) -> frozenset[str]:
+        return check_raise_on(v)
 
     _precomputed: dict[str, GuardResult] = PrivateAttr(default_factory=dict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -155,16 +289,41 @@ class ChatHGuard(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "hguard"
-        params["ls_model_name"] = self.model_name
+        params["ls_model_name"] = kwargs.get("model") or self.model_name
+        params["ls_max_tokens"] = self.max_tokens or self.guard.generator.max_new_tokens
+        params["ls_temperature"] = 0.0  # greedy decoding
+        if stop or self.stop:
+            params["ls_stop"] = list(stop or self.stop or [])
         return params
+
+    # ------------------------------------------------------------------------ framework features
+
+    def get_token_ids(self, text: str) -> list[int]:
+        """Token ids from the guarded model's own tokenizer (offline)."""
+        return list(self.guard.lm.tokenizer.encode(text, add_special_tokens=False))
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence | None = None) -> int:
+        """Tokens of the prompt the guard would build for these messages (chat template included)."""
+        if tools:
+            raise NotImplementedError(_NO_TOOLS)
+        read = read_chat(messages, system_as_context=self.system_as_context)
+        return len(self.guard.generator.prompt_ids(read.question, "\n\n".join(read.context) if read.context else None,
+                                                   history=read.history, system=read.system))
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
+        raise NotImplementedError(_NO_TOOLS)
+
+    def with_structured_output(self, schema: Any = None, **kwargs: Any) -> Any:
+        raise NotImplementedError(
+            "ChatHGuard has no structured output: the guard scores free-text answers (its probes were "
+            "calibrated on them) and cannot constrain generation to a schema; parse the text downstream"
+        )
 
     # ---------------------------------------------------------------------------------- helpers
 
-    def _parse(self, messages: Sequence[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> _Call:
-        if stop:
-            raise ValueError(
-                "ChatHGuard does not support stop sequences: the guard scores the whole answer it generates"
-            )
+    def _parse(
+        self, messages: Sequence[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any], parent_run_id: Any = None
+    ) -> _Call:
         kw = dict(kwargs)
         context = kw.pop("context", None)
         domain = kw.pop("domain", None) or self.domain
@@ -172,15 +331,25 @@ class ChatHGuard(BaseChatModel):
         early_stop = bool(kw.pop("early_stop", self.early_stop))
         key = kw.pop(_PRECOMPUTED, None)
         kw.pop("stream", None)
+        model = kw.pop("model", None)
+        if model is not None and model != self.model_name:
+            raise ValueError(
+                f"ChatHGuard answers with {self.model_name!r} (the guard's model), got model={model!r}; "
+                f"build another ChatHGuard for another model"
+            )
         if kw:
             raise TypeError(
                 f"ChatHGuard got unexpected keyword argument(s) {sorted(kw)}; it accepts context=, domain=, "
-                f"stream_mode= ({', '.join(STREAM_MODES)}) and early_stop="
+                f"stream_mode= ({', '.join(STREAM_MODES)}), early_stop= and stop="
             )
-        question, passages = split_messages(messages, system_as_context=self.system_as_context)
-        if context is None and passages:
-            context = passages
-        return _Call(question, context, domain, mode, early_stop, key)
+        retrievals = CAPTURE.retrievals_for(parent_run_id) if context is None else []
+        read = read_chat(messages, system_as_context=self.system_as_context, retrievals=retrievals)
+        if context is None and read.context:
+            context = read.context
+        problems = read.problems if context is None or read.context_from == "retriever" else []
+        stop = stop if stop else self.stop
+        return _Call(read.question, context, domain, mode, early_stop, key, read.history, read.system, problems,
+                     list(stop) if stop else None, self.max_tokens)
 
     def _take(self, key: str | None) -> GuardResult | None:
         if key is None:
@@ -192,10 +361,22 @@ class ChatHGuard(BaseChatModel):
         """What goes into ``AIMessage.response_metadata``: the decision and the model's name."""
         return {"model_name": self.model_name, **decision_metadata(result)}
 
-    def _chunk(self, text: str, result: GuardResult | None) -> ChatGenerationChunk:
+    def usage_metadata(self, call: _Call, result: GuardResult) -> UsageMetadata:
+        """Prompt tokens (as built by the guard, chat template included) and answer tokens."""
+        ctx = call.context
+        if isinstance(ctx, (list, tuple)):
+            ctx = "\n\n".join(ctx)
+        n_in = len(self.guard.generator.prompt_ids(call.question, ctx, history=call.history, system=call.system))
+        length = result.signals.get("length")
+        n_out = int(length) if length is not None else len(self.get_token_ids(result.answer))
+        return UsageMetadata(input_tokens=n_in, output_tokens=n_out, total_tokens=n_in + n_out)
+
+    def _chunk(self, text: str, result: GuardResult | None, call: _Call | None = None) -> ChatGenerationChunk:
         extra: dict[str, Any] = {}
         if result is not None and _CHUNK_HAS_POSITION:
             extra["chunk_position"] = "last"
+        if result is not None and call is not None:
+            extra["usage_metadata"] = self.usage_metadata(call, result)
         meta = self.response_metadata(result) if result is not None else {}
         return ChatGenerationChunk(message=AIMessageChunk(content=text, response_metadata=meta, **extra))
 
@@ -208,11 +389,15 @@ class ChatHGuard(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        call = self._parse(messages, stop, kwargs)
+        call = self._parse(messages, stop, kwargs, parent_run_of(run_manager))
         result = self._take(call.precomputed) or guarded_invoke(
-            self.guard, call.question, call.context, call.domain, early_stop=call.early_stop
+            self.guard, call.question, call.context, call.domain, early_stop=call.early_stop, **call.guard_kwargs()
         )
-        message = AIMessage(content=result.display_text, response_metadata=self.response_metadata(result))
+        raise_if_routed(result, self.raise_on)
+        message = AIMessage(
+            content=result.display_text, response_metadata=self.response_metadata(result),
+            usage_metadata=self.usage_metadata(call, result),
+        )
         return ChatResult(generations=[ChatGeneration(message=message)], llm_output={"model_name": self.model_name})
 
     def _stream(
@@ -222,24 +407,44 @@ class ChatHGuard(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        call = self._parse(messages, stop, kwargs)
+        call = self._parse(messages, stop, kwargs, parent_run_of(run_manager))
         result = self._take(call.precomputed)
         if result is not None:  # already generated in a batch: nothing left to stream but the decision
-            yield self._chunk(result.display_text, result)
+            raise_if_routed(result, self.raise_on)
+            yield self._chunk(result.display_text, result, call)
             return
         for piece in guard_stream(
-            self.guard, call.question, call.context, call.domain, call.stream_mode, early_stop=call.early_stop
+            self.guard, call.question, call.context, call.domain, call.stream_mode, early_stop=call.early_stop,
+            **call.guard_kwargs(),
         ):
-            yield self._chunk(piece.text, piece.result)
+            if piece.result is not None:
+                raise_if_routed(piece.result, self.raise_on)
+            yield self._chunk(piece.text, piece.result, call)
 
     # ----------------------------------------------------------------------------------- batches
 
-    def _batch_calls(self, inputs: list[Any], kwargs: dict[str, Any]) -> list[_Call] | None:
+    def _batch_calls(self, inputs: list[Any], configs: list[RunnableConfig], kwargs: dict[str, Any]) -> list[_Call] | None:
         rest = {k: v for k, v in kwargs.items() if k != "stop"}
         try:
-            return [self._parse(self._convert_input(x).to_messages(), kwargs.get("stop"), rest) for x in inputs]
+            calls = [
+                self._parse(self._convert_input(x).to_messages(), kwargs.get("stop"), rest, parent_run_of(c))
+                for x, c in zip(inputs, configs)
+            ]
         except (InputError, ValueError, TypeError):
             return None  # let the per-input path raise (or return) each input's own error
+        if any(c.stop for c in calls):
+            return None  # stop sequences: one generation per input
+        return calls
+
+    def _guard_batch(self, calls: list[_Call]) -> list[GuardResult]:
+        return self.guard.batch(
+            [c.question for c in calls], [c.context for c in calls], [c.domain for c in calls],
+            **_invoke_kwargs(calls[0].early_stop),
+            **({"histories": [c.history for c in calls], "systems": [c.system for c in calls],
+                "problems": [c.problems for c in calls]}
+               if any(c.history or c.system is not None or c.problems for c in calls) else {}),
+            **({"max_new_tokens": calls[0].max_new_tokens} if calls[0].max_new_tokens else {}),
+        )
 
     def _stash(self, results: list[GuardResult]) -> list[str]:
         keys = [uuid.uuid4().hex for _ in results]
@@ -262,17 +467,14 @@ class ChatHGuard(BaseChatModel):
     ) -> list[Any]:
         """One batched generation for all inputs (``Guard.batch`` groups them by domain), then one
         LangChain run per input (callbacks, tracing and audit see every call as usual)."""
-        calls = self._batch_calls(list(inputs), kwargs) if len(inputs) > 1 else None
+        configs = get_config_list(config, len(inputs))
+        calls = self._batch_calls(list(inputs), configs, kwargs) if len(inputs) > 1 else None
         if calls is None:
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
         try:
-            results = self.guard.batch(
-                [c.question for c in calls], [c.context for c in calls], [c.domain for c in calls],
-                **_invoke_kwargs(calls[0].early_stop),
-            )
+            results = self._guard_batch(calls)
         except InputError:  # raised before anything was generated or recorded
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        configs = get_config_list(config, len(inputs))
         keys = self._stash(results)
         out: list[Any] = []
         try:
@@ -295,17 +497,14 @@ class ChatHGuard(BaseChatModel):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[Any]:
-        calls = self._batch_calls(list(inputs), kwargs) if len(inputs) > 1 else None
+        configs = get_config_list(config, len(inputs))
+        calls = self._batch_calls(list(inputs), configs, kwargs) if len(inputs) > 1 else None
         if calls is None:
             return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
         try:
-            results = await asyncio.to_thread(
-                self.guard.batch, [c.question for c in calls], [c.context for c in calls], [c.domain for c in calls],
-                **_invoke_kwargs(calls[0].early_stop),
-            )
+            results = await asyncio.to_thread(self._guard_batch, calls)
         except InputError:
             return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        configs = get_config_list(config, len(inputs))
         keys = self._stash(results)
         out: list[Any] = []
         try:
@@ -321,4 +520,4 @@ class ChatHGuard(BaseChatModel):
         return out
 
 
-__all__ = ["ChatHGuard", "DECISION_KEYS", "message_text", "split_messages"]
+__all__ = ["ChatHGuard", "ChatRead", "DECISION_KEYS", "message_text", "read_chat", "split_messages"]

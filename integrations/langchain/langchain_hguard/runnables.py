@@ -2,51 +2,79 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.output_parsers.transform import BaseTransformOutputParser
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableParallel, RunnablePassthrough, RunnableSerializable
 from langchain_core.runnables.config import patch_config
-from pydantic import BaseModel, Field
-
 from hguard.errors import InputError
+from hguard.streaming import GuardedText
 
 from .chat_models import ChatHGuard
 
 RAGInput = Union[str, dict[str, Any]]
 
 
-class GuardedAnswer(BaseModel):
-    """The routed answer of a :class:`GuardedRAG` call."""
+class GuardedAnswer(GuardedText):
+    """The routed answer of a :class:`GuardedRAG` call: a string (what the user should see: the answer,
+    the abstain message, or the answer marked for review), so it flows into string-typed steps such as
+    ``StrOutputParser``, that also carries ``route``, ``risk``, ``reasons``, ``audit_id``, ``domain``,
+    ``signals`` and ``sources`` (where the grounding passages came from)."""
 
-    answer: str
-    """What the user should see: the answer, the abstain message, or the answer marked for review."""
-    route: str
-    """``"accept"``, ``"abstain"`` or ``"review"``."""
-    risk: Optional[float] = None
-    reasons: list[str] = Field(default_factory=list)
-    audit_id: str = ""
-    domain: Optional[str] = None
-    sources: list[str] = Field(default_factory=list)
-    """Where the grounding passages came from (each document's ``metadata[source_key]`` or its id)."""
-    signals: dict[str, Optional[float]] = Field(default_factory=dict)
+    sources: list[str]
+
+    def __new__(
+        cls, answer: str = "", route: Optional[str] = None, risk: Optional[float] = None, *,
+        reasons: Optional[list[str]] = None, audit_id: str = "", domain: Optional[str] = None,
+        sources: Optional[list[str]] = None, signals: Optional[dict] = None, decision: Optional[dict] = None,
+    ):
+        d = dict(decision or {})
+        given = {"route": route, "risk": risk, "reasons": reasons, "audit_id": audit_id or None, "domain": domain, "signals": signals}
+        d.update({k: v for k, v in given.items() if v is not None})
+        obj = super().__new__(cls, answer, d)
+        obj.sources = list(sources or [])
+        return obj
+
+    @property
+    def answer(self) -> str:
+        return self.text
+
+    def __reduce__(self):
+        return (_rebuild_answer, (self.text, self.decision, self.sources))
 
     @classmethod
     def from_message(cls, message: AIMessage, sources: list[str]) -> "GuardedAnswer":
-        meta = message.response_metadata
         content = message.content if isinstance(message.content, str) else str(message.content)
-        return cls(
-            answer=content,
-            route=meta["route"],
-            risk=meta.get("risk"),
-            reasons=list(meta.get("reasons") or []),
-            audit_id=meta.get("audit_id") or "",
-            domain=meta.get("domain"),
-            sources=sources,
-            signals=dict(meta.get("signals") or {}),
-        )
+        return cls(content, sources=sources, decision=dict(message.response_metadata))
+
+
+def _rebuild_answer(text: str, decision: dict, sources: list[str]) -> GuardedAnswer:
+    return GuardedAnswer(text, sources=sources, decision=decision)
+
+
+class GuardedOutputParser(BaseTransformOutputParser[GuardedText]):
+    """``StrOutputParser`` that keeps the decision: parses a :class:`ChatHGuard` message into a
+    :class:`hguard.streaming.GuardedText` (a ``str`` carrying ``route``, ``risk``, ``reasons``, ...).
+    Streaming: token chunks carry no route; the last chunk carries the decision."""
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return False
+
+    @property
+    def _type(self) -> str:
+        return "hguard_guarded_output"
+
+    def parse_result(self, result: list[Any], *, partial: bool = False) -> GuardedText:
+        g = result[0]
+        meta = getattr(getattr(g, "message", None), "response_metadata", None) or {}
+        return GuardedText(g.text, meta if "route" in meta else None)
+
+    def parse(self, text: str) -> GuardedText:
+        return GuardedText(text)
 
 
 class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
@@ -135,6 +163,37 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
         )
         return GuardedAnswer.from_message(message, sources)
 
+    def _stream_run(self, inputs: Iterator[RAGInput], run_manager: CallbackManagerForChainRun, config: RunnableConfig) -> Iterator[GuardedAnswer]:
+        value: Any = None
+        for chunk in inputs:  # a streamed input arrives in parts (e.g. a RunnableParallel's keys): add them up
+            if value is None:
+                value = chunk
+            else:
+                try:
+                    value = value + chunk
+                except TypeError:
+                    value = chunk
+        question, context, sources, domain = self._parse(value)
+        for chunk in self.llm.stream(
+            [HumanMessage(content=question)], patch_config(config, callbacks=run_manager.get_child()),
+            context=context, domain=domain,
+        ):
+            meta = chunk.response_metadata or {}
+            text = chunk.content if isinstance(chunk.content, str) else str(chunk.content)
+            if "route" in meta:
+                yield GuardedAnswer(text, sources=sources, decision=dict(meta))
+            elif text:
+                yield GuardedAnswer(text, sources=sources)
+
+    def transform(self, input: Iterator[RAGInput], config: Optional[RunnableConfig] = None, **kwargs: Any) -> Iterator[GuardedAnswer]:
+        """Stream the answer as the :attr:`llm` streams it: in ``"passthrough"`` mode the tokens as
+        generated (chunks with ``route`` None), then a last chunk (text ``""``) carrying the decision;
+        in ``"hold"`` mode one chunk, the routed answer, after the decision."""
+        yield from self._transform_stream_with_config(input, self._stream_run, config, run_type="chain")
+
+    def stream(self, input: RAGInput, config: Optional[RunnableConfig] = None, **kwargs: Any) -> Iterator[GuardedAnswer]:
+        yield from self.transform(iter([input]), config, **kwargs)
+
     def invoke(self, input: RAGInput, config: Optional[RunnableConfig] = None, **kwargs: Any) -> GuardedAnswer:
         return self._call_with_config(self._run, input, config, run_type="chain")
 
@@ -152,4 +211,4 @@ def create_guarded_rag_chain(
     )
 
 
-__all__ = ["GuardedAnswer", "GuardedRAG", "create_guarded_rag_chain"]
+__all__ = ["GuardedAnswer", "GuardedOutputParser", "GuardedRAG", "create_guarded_rag_chain"]

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from langchain_core.messages import AIMessageChunk, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessageChunk, HumanMessage
 
 from hguard import audit as audit_mod
 from hguard.audit import AuditLog
@@ -45,17 +45,17 @@ def test_handler_records_failed_calls_and_optional_starts(make_guard, tmp_path):
     guard = make_guard("accept")
     handler = HGuardAuditCallbackHandler(tmp_path / "calls.jsonl", record_starts=True)
     chat = ChatHGuard(guard=guard, domain="alpha")
-    with pytest.raises(ValueError, match="stop"):
-        chat.invoke(Q, stop=["."], config={"callbacks": [handler]})
+    with pytest.raises(ValueError, match="another-model"):
+        chat.invoke(Q, model="another-model", config={"callbacks": [handler]})
     start, end = AuditLog(tmp_path / "calls.jsonl")
     assert start["event"] == "start" and end["event"] == "error" and end["status"] == "error"
-    assert "stop sequences" in end["error"] and end["run_id"] == start["run_id"] and end["question"] == Q
+    assert "another-model" in end["error"] and end["run_id"] == start["run_id"] and end["question"] == Q
 
 
 def test_handler_redacts_question_context_and_answer_when_asked(make_guard, tmp_path):
     guard = make_guard("accept")
     handler = HGuardAuditCallbackHandler(tmp_path / "calls.jsonl", redact=True)
-    ChatHGuard(guard=guard, domain="alpha").invoke([SystemMessage("gold is a metal"), HumanMessage(Q)], config={"callbacks": [handler]})
+    ChatHGuard(guard=guard, domain="alpha").invoke([HumanMessage(Q)], context="gold is a metal", config={"callbacks": [handler]})
     (call,) = AuditLog(tmp_path / "calls.jsonl")
     assert set(call["question"]) == {"sha256"} and set(call["answer"]) == {"sha256"} and set(call["context"]) == {"sha256"}
     assert call["hguard"]["route"] == "accept"

@@ -51,7 +51,7 @@ def test_context_from_kwarg_system_message_or_named_message(make_guard):
     assert _record(guard, by_kwarg)["context"] == "\n\n".join(passages)
     assert by_kwarg.response_metadata["signals"]["grounding"] is not None  # grounding was scored
 
-    by_system = chat.invoke([SystemMessage(passages[0]), HumanMessage(Q)])
+    by_system = ChatHGuard(guard=guard, domain="alpha", system_as_context=True).invoke([SystemMessage(passages[0]), HumanMessage(Q)])
     assert _record(guard, by_system)["context"] == passages[0]
 
     named = chat.invoke([HumanMessage(passages[1], name="context"), HumanMessage(Q)])
@@ -76,8 +76,8 @@ def test_last_human_message_is_the_question_and_domain_kwarg_wins(make_guard):
 def test_bad_calls_raise_before_anything_is_generated(make_guard):
     guard = make_guard("accept")
     chat = ChatHGuard(guard=guard, domain="alpha")
-    with pytest.raises(ValueError, match="stop sequences"):
-        chat.invoke(Q, stop=["."])
+    with pytest.raises(InputError, match="stop must be"):
+        chat.invoke(Q, stop=[""])
     with pytest.raises(TypeError, match="temperature"):
         chat.invoke(Q, temperature=0.3)
     with pytest.raises(InputError, match="human message"):
@@ -139,7 +139,7 @@ def test_prompt_template_pipeline_puts_the_system_message_in_context(make_guard)
 
     guard = make_guard("review")
     prompt = ChatPromptTemplate.from_messages([("system", "{context}"), ("human", "{question}")])
-    chain = prompt | ChatHGuard(guard=guard, domain="alpha") | StrOutputParser()
+    chain = prompt | ChatHGuard(guard=guard, domain="alpha", system_as_context=True) | StrOutputParser()
     text = chain.invoke({"context": "gold is a metal", "question": Q})
     rec = list(AuditLog(guard.audit.path))[-1]
     assert text == REVIEW_MARK + rec["answer"] and rec["context"] == "gold is a metal" and rec["question"] == Q

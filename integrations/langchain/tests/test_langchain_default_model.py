@@ -1,4 +1,4 @@
-"""End to end with the real default model (SmolLM2-135M-Instruct) under examples/policy.toml: real
+"""End to end with the real default model (SmolLM2-135M-Instruct) under the default policy: real
 retrieval from an InMemoryVectorStore over examples/docs into the guarded model, and the example script."""
 
 from __future__ import annotations
@@ -49,4 +49,38 @@ def test_langchain_example_runs_end_to_end(tmp_path):
     routes = [line.split()[1] for line in proc.stdout.splitlines() if line.strip().startswith("route:")]
     assert len(routes) == 3 and set(routes) <= {"accept", "review", "abstain"}, proc.stdout
     assert "australia.txt" in proc.stdout and "fabricated" in proc.stdout
+    tutorial = [line.split()[2] for line in proc.stdout.splitlines() if line.strip().startswith("tutorial route:")]
+    assert len(tutorial) == 1 and tutorial[0] in ("accept", "review", "abstain") and "grounding scored: n/a" not in proc.stdout
     assert audit_mod.verify(tmp_path / "hguard-audit.jsonl").ok
+
+
+def test_tutorial_chain_scores_the_retrieved_passages_on_the_default_model(real_guard):
+    from langchain_core.output_parsers import StrOutputParser
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_core.runnables import RunnablePassthrough
+
+    from langchain_hguard import GuardedOutputParser
+
+    prompt = ChatPromptTemplate.from_messages([(
+        "human",
+        "You are an assistant for question-answering tasks. Use the following pieces of retrieved context to "
+        "answer the question. If you don't know the answer, just say that you don't know. Use three sentences "
+        "maximum and keep the answer concise.\nQuestion: {question} \nContext: {context} \nAnswer:",
+    )])
+
+    def format_docs(docs):
+        return "\n\n".join(d.page_content for d in docs)
+
+    def chain_over(texts):
+        store = InMemoryVectorStore(HGuardEmbeddings())
+        store.add_texts(texts)
+        return {"context": store.as_retriever(search_kwargs={"k": 1}) | format_docs, "question": RunnablePassthrough()} | prompt | ChatHGuard(guard=real_guard)
+
+    canberra = (chain_over(["Canberra is the capital city of Australia."]) | GuardedOutputParser()).invoke("What is the capital of Australia?")
+    kenya = (chain_over(["Nairobi is the capital and largest city of Kenya."]) | GuardedOutputParser()).invoke("What is the capital of Australia?")
+    for ans, passage in ((canberra, "Canberra"), (kenya, "Nairobi")):
+        rec = AuditLog(real_guard.audit.path).find(ans.audit_id)
+        assert passage in rec["context"] and rec["question"] == "What is the capital of Australia?"
+        assert ans.signals["grounding"] is not None and ans.route in ("accept", "review", "abstain")
+    text = (chain_over(["Canberra is the capital city of Australia."]) | StrOutputParser()).invoke("What is the capital of Australia?")
+    assert isinstance(text, str) and text

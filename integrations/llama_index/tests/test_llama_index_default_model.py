@@ -1,4 +1,4 @@
-"""End to end with the real default model (SmolLM2-135M-Instruct) under examples/policy.toml: real
+"""End to end with the real default model (SmolLM2-135M-Instruct) under the default policy: real
 retrieval from a VectorStoreIndex over examples/docs into the guarded model, and the example script."""
 
 from __future__ import annotations
@@ -48,3 +48,17 @@ def test_llamaindex_example_runs_end_to_end(tmp_path):
     kinds = [r["kind"] for r in AuditLog(tmp_path / "hguard-audit.jsonl")]
     assert kinds.count("decision") == kinds.count("llm_call") == kinds.count("query") == 3
     assert audit_mod.verify(tmp_path / "hguard-audit.jsonl").ok
+
+
+def test_stock_query_and_chat_engines_on_the_default_model(real_guard):
+    docs = SimpleDirectoryReader(str(REPO / "examples" / "docs"), required_exts=[".txt"]).load_data()
+    index = VectorStoreIndex.from_documents(docs, embed_model=HGuardEmbedding())
+    llm = HGuardLLM(real_guard)
+    r = index.as_query_engine(llm=llm, similarity_top_k=2).query("What is the capital of Australia?")
+    meta = r.metadata
+    assert meta["route"] in ("accept", "review", "abstain") and meta["signals"]["grounding"] is not None
+    decision = AuditLog(real_guard.audit.path).find(meta["audit_id"])
+    assert "Canberra" in decision["context"] and decision["question"] == "What is the capital of Australia?"
+    chat = index.as_chat_engine(llm=llm, similarity_top_k=2).chat("What is the capital of Japan?")
+    assert chat.metadata["signals"]["grounding"] is not None
+    assert "Tokyo" in AuditLog(real_guard.audit.path).find(chat.metadata["audit_id"])["context"]

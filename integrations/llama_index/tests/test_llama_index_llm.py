@@ -51,7 +51,7 @@ def test_metadata_context_and_domain(make_guard):
 
 def test_chat_takes_the_last_user_message_and_system_context(make_guard):
     guard = make_guard("review")
-    llm = HGuardLLM(guard, domain="alpha")
+    llm = HGuardLLM(guard, domain="alpha", system_as_context=True)
     messages = [
         ChatMessage(role=MessageRole.SYSTEM, content="paris is the capital of france"),
         ChatMessage(role=MessageRole.USER, content="what is gold ?"),

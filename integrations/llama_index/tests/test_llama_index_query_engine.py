@@ -109,7 +109,7 @@ def test_audit_handler_records_queries_and_llm_calls(make_guard, retriever, root
 
 def test_audit_handler_records_a_failed_call(make_guard, root_handler, tmp_path):
     guard = make_guard("accept")
-    handler = root_handler(HGuardAuditEventHandler(tmp_path / "calls.jsonl", record_starts=True))
+    root_handler(HGuardAuditEventHandler(tmp_path / "calls.jsonl", record_starts=True))
     with pytest.raises(InputError):
         HGuardLLM(guard, domain="alpha").complete(" ".join(["capital"] * 300))  # over the 256-token window
     start, end = AuditLog(tmp_path / "calls.jsonl")

@@ -26,7 +26,21 @@ from pydantic import Field, PrivateAttr
 from hguard.errors import InputError
 from hguard.guard import Guard, GuardResult
 
-from hguard.streaming import STREAM_MODES, aguard_stream, check_stream_mode, decision_metadata, guard_stream, guarded_invoke
+from hguard.streaming import (
+    STREAM_MODES,
+    GuardedText,
+    aguard_stream,
+    check_raise_on,
+    check_stream_mode,
+    context_not_identified,
+    decision_metadata,
+    guard_stream,
+    guarded_invoke,
+    mentions_context,
+    raise_if_routed,
+)
+
+from .templates import RAGPrompt, install_decision_metadata, is_condense_prompt, note_decision, read_rag_prompt
 
 dispatcher = get_dispatcher(__name__)
 CONTEXT_NAME = "context"
@@ -68,21 +82,30 @@ class HGuardLLM(CustomLLM):
     Streaming follows ``stream_mode``: ``"hold"`` yields the routed text once decided; ``"passthrough"``
     yields tokens as generated and the decision in the last response's ``additional_kwargs``.
 
-    The prompt is the question itself: inside LlamaIndex's stock query engines the LLM receives a
-    templated prompt with the context pasted in, so grounding cannot be scored; use
-    :class:`HGuardQueryEngine`, which passes the retrieved passages as context.
+    Inside LlamaIndex's stock engines (``index.as_query_engine(llm=...)``, ``as_chat_engine`` in its
+    default ``condense_plus_context`` mode and in ``context`` mode) the response synthesizer calls
+    :meth:`predict` with a prompt template and its variables: ``query_str`` is the question and
+    ``context_str`` (``context_msg`` when refining) the retrieved passages the answer is scored
+    against; chat history in the template goes to the chat template (and the fingerprint). The
+    decision lands in ``response.metadata``. The chat engines' condense step (rewriting a follow-up
+    into a standalone question) is generated plainly, not routed as an answer. A prompt that refers to
+    context hguard could not read goes to review ("context not identified").
     """
 
     domain: Optional[str] = Field(default=None, description="Domain of every question; None lets the guard choose.")
     stream_mode: Literal["hold", "passthrough"] = Field(default="hold", description="How streaming treats unchecked tokens.")
     early_stop: bool = Field(default=False, description="Stop once the running risk passes the abstain threshold.")
-    system_as_context: bool = Field(default=True, description="Treat system messages as retrieved context.")
+    system_as_context: bool = Field(default=False, description="Treat system messages as retrieved context instead of instructions.")
+    raise_on: frozenset = Field(default=frozenset(), description="Routes ('abstain', 'review') that raise hguard.errors.RouteError.")
 
     _guard: Guard = PrivateAttr()
 
     def __init__(self, guard: Guard, **kwargs: Any) -> None:
+        if "raise_on" in kwargs:
+            kwargs["raise_on"] = check_raise_on(kwargs["raise_on"])
         super().__init__(**kwargs)
         self._guard = guard
+        install_decision_metadata()
 
     @classmethod
     def from_policy(cls, policy: str | Path | Any = None, *, model: str = "default", lm: Any = None, **kwargs: Any) -> "HGuardLLM":
@@ -119,12 +142,13 @@ class HGuardLLM(CustomLLM):
         domain = kw.pop("domain", None) or self.domain
         mode = check_stream_mode(kw.pop("stream_mode", self.stream_mode))
         early_stop = bool(kw.pop("early_stop", self.early_stop))
+        call = {k: kw.pop(k) for k in ("history", "system", "problems", "stop") if k in kw}
         if kw:
             raise TypeError(
                 f"HGuardLLM got unexpected keyword argument(s) {sorted(kw)}; it accepts context=, domain=, "
-                f"stream_mode= ({', '.join(STREAM_MODES)}) and early_stop="
+                f"stream_mode= ({', '.join(STREAM_MODES)}), early_stop=, history=, system= and stop="
             )
-        return context, domain, mode, early_stop
+        return context, domain, mode, early_stop, call
 
     def decision(self, result: GuardResult) -> dict[str, Any]:
         """What goes into ``additional_kwargs``: the decision and the model's name."""
@@ -135,7 +159,75 @@ class HGuardLLM(CustomLLM):
         kw = dict(kwargs)
         if kw.get("context") is None and passages:
             kw["context"] = passages
+        history, system = [], []
+        q_at = max(i for i, m in enumerate(messages) if m.role == MessageRole.USER and (m.additional_kwargs or {}).get("name") != CONTEXT_NAME)
+        for m in messages[:q_at]:
+            if (m.additional_kwargs or {}).get("name") == CONTEXT_NAME:
+                continue
+            if m.role == MessageRole.SYSTEM:
+                if not self.system_as_context and (m.content or "").strip():
+                    system.append(m.content or "")
+            elif m.role in (MessageRole.USER, MessageRole.ASSISTANT):
+                history.append({"role": "user" if m.role == MessageRole.USER else "assistant", "content": m.content or ""})
+            else:
+                raise InputError(f"HGuardLLM answers from user, assistant and system messages; got role {m.role.value!r}")
+        if history:
+            kw["history"] = history
+        if system:
+            kw["system"] = "\n\n".join(system)
         return question, kw
+
+    def _unread_context(self, prompt: str, context: Any) -> list[str]:
+        if context is None and mentions_context(prompt):
+            return [context_not_identified(
+                "the prompt refers to context but none was passed; pass context=, or use a stock LlamaIndex "
+                "engine or HGuardQueryEngine, whose retrieved passages are read from the prompt template"
+            )]
+        return []
+
+    # ---------------------------------------------------------------------------- stock engines
+
+    def _rag_call(self, prompt: Any, prompt_args: dict[str, Any]) -> RAGPrompt | None:
+        return read_rag_prompt(prompt, prompt_args, llm=self)
+
+    def predict(self, prompt: Any, output_cls: Any = None, **prompt_args: Any) -> str:
+        """A stock engine's call: a RAG prompt template is answered as question + retrieved context
+        (scored); other templates are formatted and answered as one question. Returns a
+        :class:`hguard.streaming.GuardedText` (a ``str`` carrying the decision)."""
+        rag = self._rag_call(prompt, prompt_args)
+        if rag is None:
+            return super().predict(prompt, output_cls=output_cls, **prompt_args) if output_cls else super().predict(prompt, **prompt_args)
+        r = self.complete(rag.question, formatted=True, context=rag.context, **rag.kwargs())
+        out = GuardedText(r.text, r.additional_kwargs)
+        note_decision(out)
+        return out
+
+    async def apredict(self, prompt: Any, output_cls: Any = None, **prompt_args: Any) -> str:
+        rag = self._rag_call(prompt, prompt_args)
+        if rag is None:
+            return await (super().apredict(prompt, output_cls=output_cls, **prompt_args) if output_cls else super().apredict(prompt, **prompt_args))
+        r = await self.acomplete(rag.question, formatted=True, context=rag.context, **rag.kwargs())
+        out = GuardedText(r.text, r.additional_kwargs)
+        note_decision(out)
+        return out
+
+    def stream(self, prompt: Any, **prompt_args: Any) -> Any:
+        rag = self._rag_call(prompt, prompt_args)
+        if rag is None:
+            return super().stream(prompt, **prompt_args)
+        responses = self.stream_complete(rag.question, formatted=True, context=rag.context, **rag.kwargs())
+
+        def gen():
+            for r in responses:
+                if r.delta:
+                    yield r.delta
+
+        return gen()
+
+    def _condense(self, prompt: str) -> CompletionResponse:
+        """The chat engines' question rewrite: generated plainly (no decision, no review mark)."""
+        (g,) = self._guard.generator.generate([prompt], neurons=None)
+        return CompletionResponse(text=g.text, additional_kwargs={"hguard_step": "condense", "route": None})
 
     @staticmethod
     def _failed(exc: BaseException) -> None:
@@ -147,22 +239,30 @@ class HGuardLLM(CustomLLM):
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        context, domain, _, early_stop = self._options(kwargs)
+        context, domain, _, early_stop, call = self._options(kwargs)
+        if context is None and is_condense_prompt(prompt):
+            return self._condense(prompt)
+        call.setdefault("problems", self._unread_context(prompt, context))
         try:
-            result = guarded_invoke(self._guard, prompt, context, domain, early_stop=early_stop)
+            result = guarded_invoke(self._guard, prompt, context, domain, early_stop=early_stop, **call)
         except Exception as exc:
             self._failed(exc)
             raise
+        raise_if_routed(result, self.raise_on)
         return CompletionResponse(text=result.display_text, additional_kwargs=self.decision(result))
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        context, domain, _, early_stop = self._options(kwargs)
+        context, domain, _, early_stop, call = self._options(kwargs)
+        if context is None and is_condense_prompt(prompt):
+            return await asyncio.to_thread(self._condense, prompt)
+        call.setdefault("problems", self._unread_context(prompt, context))
         try:
-            result = await asyncio.to_thread(guarded_invoke, self._guard, prompt, context, domain, early_stop=early_stop)
+            result = await asyncio.to_thread(guarded_invoke, self._guard, prompt, context, domain, early_stop=early_stop, **call)
         except Exception as exc:
             self._failed(exc)
             raise
+        raise_if_routed(result, self.raise_on)
         return CompletionResponse(text=result.display_text, additional_kwargs=self.decision(result))
 
     def _response(self, text: str, piece: Any, mode: str) -> tuple[str, CompletionResponse]:
@@ -175,11 +275,12 @@ class HGuardLLM(CustomLLM):
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        context, domain, mode, early_stop = self._options(kwargs)
+        context, domain, mode, early_stop, call = self._options(kwargs)
+        call.setdefault("problems", self._unread_context(prompt, context))
 
         def gen() -> CompletionResponseGen:
             text = ""
-            for piece in guard_stream(self._guard, prompt, context, domain, mode, early_stop=early_stop):
+            for piece in guard_stream(self._guard, prompt, context, domain, mode, early_stop=early_stop, **call):
                 text, response = self._response(text, piece, mode)
                 yield response
 
@@ -187,11 +288,12 @@ class HGuardLLM(CustomLLM):
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
-        context, domain, mode, early_stop = self._options(kwargs)
+        context, domain, mode, early_stop, call = self._options(kwargs)
+        call.setdefault("problems", self._unread_context(prompt, context))
 
         async def gen() -> CompletionResponseAsyncGen:
             text = ""
-            async for piece in aguard_stream(self._guard, prompt, context, domain, mode, early_stop=early_stop):
+            async for piece in aguard_stream(self._guard, prompt, context, domain, mode, early_stop=early_stop, **call):
                 text, response = self._response(text, piece, mode)
                 yield response
 

@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 ENV_VAR = "HGUARD_SHARED_DATA"
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+_REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def shared_data_dir() -> Path:

@@ -65,7 +65,7 @@ task, condition and alpha, which tells "steering did nothing" apart from "steeri
 without changing what the rates count". Answers get the probes' calibration max_new_tokens (32 for
 the reference probes) and are judged on that text.
 
-Run ``hguard steer-eval --probes calibration/probes/smollm2-135m`` (see :func:`cli_main`), or
+Run ``python -m research.steering`` (the reference probes by default; see :func:`cli_main`), or
 ``benchmarks/steering.py`` for the reference run.
 """
 
@@ -83,8 +83,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .calibrate.judge import _match, _tokens, is_refusal, judge, normalize, refusal_phrase
-from .errors import InputError, ProbeMismatchError
+from hguard.calibrate.judge import _match, _tokens, is_refusal, judge, normalize, refusal_phrase
+from hguard.errors import InputError, ProbeMismatchError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "calibration" / "data"
@@ -415,7 +415,7 @@ def context_rows(split: str = "val", max_content_words: int = 4) -> list[dict]:
     """ConflictNQ rows usable for the context rate: question, one misleading passage, fake and real short
     answers with at most ``max_content_words`` content words each, no content word in common, and the
     fake short answer present in the passage (so that following it is possible)."""
-    from .calibrate.public import load_conflictnq
+    from research.public import load_conflictnq
 
     out = []
     for r in load_conflictnq(split):
@@ -484,8 +484,8 @@ def h_neurons(lm, probes: str | Path | Sequence[str | Path], domain: str | None 
     been calibrated on ``lm`` (same model fingerprint and layer shape), otherwise the indices would
     point at unrelated neurons.
     """
-    from .neurons import find_ffn_sites
-    from .probe import HNeuronProbe
+    from hguard.neurons import find_ffn_sites
+    from hguard.probe import HNeuronProbe
 
     sites = find_ffn_sites(lm.model)
     info, union = [], set()
@@ -524,7 +524,7 @@ def h_neurons(lm, probes: str | Path | Sequence[str | Path], domain: str | None 
 
 def random_control_neurons(lm, neurons: Sequence[int], seed: int = 0) -> list[int]:
     """As many random neurons per layer as ``neurons`` has there, none of them in ``neurons`` (seeded)."""
-    from .neurons import find_ffn_sites
+    from hguard.neurons import find_ffn_sites
 
     sites = find_ffn_sites(lm.model)
     chosen = set(int(i) for i in neurons)
@@ -570,8 +570,8 @@ def chat_generate(gen, conversations: Sequence[list[dict]], scale: Mapping[int, 
     wanted), with ``scale`` applied to the neurons' z like the guard's steering; order kept."""
     import torch
 
-    from .generation import _eos_ids
-    from .neurons import NeuronRecorder
+    from hguard.generation import _eos_ids
+    from hguard.neurons import NeuronRecorder
 
     lm = gen.lm
     tok = lm.tokenizer
@@ -670,8 +670,8 @@ def steer_eval(
     runs with the same arguments combine with :func:`merge_results`. Returns a JSON-ready dict with the
     per-row outcomes (``outcomes``) and their summary (``rates``); see :func:`summary_table`.
     """
-    from .calibrate.pipeline import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SYSTEM_PROMPT
-    from .generation import Generator
+    from hguard.calibrate.pipeline import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SYSTEM_PROMPT
+    from hguard.generation import Generator
 
     started = time.perf_counter()
     alphas = _alphas(alphas)
@@ -939,7 +939,7 @@ def merge_results(*results: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _by_layer(lm, idx: Sequence[int]) -> dict[str, int]:
-    from .neurons import find_ffn_sites
+    from hguard.neurons import find_ffn_sites
 
     out: dict[str, int] = {}
     for s in find_ffn_sites(lm.model):
@@ -965,18 +965,18 @@ def summary_table(result: Mapping[str, Any]) -> str:
     def cell(p) -> str:
         return f"{_pct(p['rate'])} [{_pct(p['ci_low'])}-{_pct(p['ci_high'])}]" if p else "-"
 
-    for rate, e in result["rates"].items():
+    for e in result["rates"].values():
         h = {p["alpha"]: p for p in e.get("h_neurons", [])}
         rand = {p["alpha"]: p for p in e.get("random", [])}
         for a in sorted(set(h) | set(rand)):
             lines.append(f"| {e['title']} | {a:g} | {cell(h.get(a))} | {cell(rand.get(a))} | {e['n']} |")
     lines += ["", "| rate | slope per unit alpha, H-Neurons (points) | random control | H minus random |", "|---|---|---|---|"]
-    for rate, e in result["rates"].items():
+    for e in result["rates"].values():
         s = e.get("slope_per_alpha")
         if not s:
             continue
 
-        def f(key):
+        def f(key, s=s):
             v = s.get(key)
             return "-" if v is None else f"{100 * v['slope']:+.1f} [{100 * v['ci_low']:+.1f}, {100 * v['ci_high']:+.1f}]"
 
@@ -1006,7 +1006,7 @@ def plot(result: Mapping[str, Any], path: str | Path) -> Path | None:
         return None
     rates = list(result["rates"].items())
     fig, axes = plt.subplots(1, len(rates), figsize=(3.3 * len(rates), 3.4), squeeze=False)
-    for ax, (rate, e) in zip(axes[0], rates):
+    for ax, (_rate, e) in zip(axes[0], rates):
         for cond, colour, label in (("h_neurons", "tab:red", "H-Neurons"), ("random", "tab:gray", "random control")):
             pts = e.get(cond)
             if not pts:
@@ -1058,8 +1058,8 @@ def _parse_n(text: str) -> int | dict[str, int]:
 
 
 def cli_main(argv: Sequence[str] | None = None, *, lm=None) -> int:
-    """``hguard steer-eval --probes DIR [--domain D] [--alphas 0,0.5,1,1.5,2,3] [--n N] [--out DIR] [--json]``."""
-    p = argparse.ArgumentParser(prog="hguard steer-eval", description=__doc__.split("\n\n")[0])
+    """``python -m research.steering --probes DIR [--domain D] [--alphas 0,0.5,1,1.5,2,3] [--n N] [--out DIR] [--json]``."""
+    p = argparse.ArgumentParser(prog="python -m research.steering", description=__doc__.split("\n\n")[0])
     p.add_argument("--probes", required=True, help="probe folder (every *.json) or one probe file")
     p.add_argument("--domain", help="only this domain's probe (default: the union of all probes' H-Neurons)")
     p.add_argument("--alphas", default=",".join(f"{a:g}" for a in DEFAULT_ALPHAS), help="comma-separated factors >= 0")
@@ -1074,7 +1074,7 @@ def cli_main(argv: Sequence[str] | None = None, *, lm=None) -> int:
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(list(argv) if argv is not None else None)
-    from .errors import HGuardError
+    from hguard.errors import HGuardError
 
     try:
         _probe_files(args.probes)  # a wrong path fails before the model loads
@@ -1083,7 +1083,7 @@ def cli_main(argv: Sequence[str] | None = None, *, lm=None) -> int:
 
             torch.set_num_threads(args.threads)
         if lm is None:
-            from .models import load_model
+            from hguard.models import load_model
 
             lm = load_model(args.model)
         res = steer_eval(
@@ -1091,7 +1091,7 @@ def cli_main(argv: Sequence[str] | None = None, *, lm=None) -> int:
             domain=args.domain, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, progress=not args.quiet,
         )
     except HGuardError as exc:
-        print(f"hguard steer-eval: error: {exc}", file=sys.stderr)
+        print(f"research.steering: error: {exc}", file=sys.stderr)
         return 2
     if args.out:
         out = Path(args.out)
@@ -1105,3 +1105,7 @@ def cli_main(argv: Sequence[str] | None = None, *, lm=None) -> int:
     else:
         print(summary_table(res))
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli_main())

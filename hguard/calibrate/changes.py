@@ -1,0 +1,89 @@
+"""What changed between two calibration reports (``report.json``), e.g. before and after adding reviewed
+rows from the field (``hguard review export``): per domain the data, the probe's quality and the routing at
+the report's target. Held-out figures of two runs come from different held-out sets when the data changed,
+so read their differences with the intervals in each report."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import InputError
+
+__all__ = ["FIELDS", "changes_markdown", "load_report", "report_changes"]
+
+# (label, path into a domain's entry in report.json)
+FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("training answers", ("train", "n")),
+    ("held-out answers", ("n",)),
+    ("reviewed items used", ("reviewed_items_used",)),
+    ("reviewer disagreed with the probe", ("reviewer_disagreements",)),
+    ("held-out hallucination rate", ("hallucination_rate",)),
+    ("AUROC probe", ("auroc", "probe")),
+    ("AUROC merged", ("auroc", "merged")),
+    ("accept_below at the target", ("at_target", "accept_below")),
+    ("held-out coverage at the target", ("at_target", "coverage")),
+    ("held-out accepted hallucination rate", ("at_target", "accepted_hallucination_rate")),
+)
+
+
+def load_report(folder: str | os.PathLike[str]) -> dict:
+    """``folder/report.json`` (or the file itself), with a clear error when it is missing or not a report."""
+    path = Path(folder)
+    path = path / "report.json" if path.is_dir() else path
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"no calibration report at {path}; pass the folder an earlier `hguard calibrate --out` wrote") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"calibration report {path} cannot be read ({exc}); pass a report.json written by hguard calibrate") from None
+    if not isinstance(data, dict) or not isinstance(data.get("domains"), dict):
+        raise InputError(f"{path} is not a calibration report (no 'domains' table); pass a report.json written by hguard calibrate")
+    return data
+
+
+def _get(entry: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(entry, Mapping):
+            return None
+        entry = entry.get(key)  # type: ignore[assignment]
+    return entry
+
+
+def report_changes(previous: Mapping[str, Any], current: Mapping[str, Any]) -> dict:
+    """``{"domains": {name: [{"what", "before", "after"}...]}, "added": [...], "removed": [...]}``; a domain's
+    list holds only the fields whose value changed."""
+    before, after = previous.get("domains") or {}, current.get("domains") or {}
+    out: dict[str, Any] = {"domains": {}, "added": sorted(set(after) - set(before)), "removed": sorted(set(before) - set(after))}
+    for name in sorted(set(before) & set(after)):
+        rows = []
+        for label, path in FIELDS:
+            a, b = _get(before[name], path), _get(after[name], path)
+            if a != b:
+                rows.append({"what": label, "before": a, "after": b})
+        out["domains"][name] = rows
+    return out
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return "-" if v is None else str(v)
+
+
+def changes_markdown(changes: Mapping[str, Any]) -> str:
+    lines = ["# Changes since the previous calibration", ""]
+    for name, rows in changes["domains"].items():
+        lines.append(f"## {name}")
+        if not rows:
+            lines += ["", "No reported figure changed.", ""]
+            continue
+        lines += ["", "| | before | after |", "|---|---|---|"]
+        lines += [f"| {r['what']} | {_fmt(r['before'])} | {_fmt(r['after'])} |" for r in rows]
+        lines.append("")
+    for key, word in (("added", "new domains"), ("removed", "domains no longer calibrated")):
+        if changes[key]:
+            lines.append(f"{word}: {', '.join(changes[key])}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,214 @@
+"""Collection on Ray: the same shards as the local engine, answered by Ray Data actors.
+
+The driver plans the shards exactly as the local engine does (the rows no committed shard holds, cut
+into batches of ``batch_size`` in data order, named after the existing shards), so a batch holds the
+same rows, padded the same way, on either engine, and gives the same answers and features. The plan
+becomes a Ray dataset of one row per shard; ``map_batches`` sends them to a pool of actors, each of
+which loads the model once (one actor per GPU on a cluster, per CPU slot here), answers, judges and
+records CETT and confidence for its batch with :func:`hguard.calibrate.collect.answer_batch`, and
+writes the shard and its manifest entry itself into the collection folder (shared storage on a
+cluster), so features never pass through the driver.
+
+Failures: an actor that dies has its shard retried once on a restarted actor (Ray's task retry); a
+shard that kills its actor twice stops the job, and the rows without a committed shard are named in
+the error; a row whose generation raises is retried within the actor and reported if it fails twice.
+A killed driver or worker loses only the shards in flight: the next run answers the rest.
+
+Ray is an optional dependency (``pip install 'hguard[ray]'``), imported only here and only when used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from ..errors import DataError, InputError
+from .collect import Collected, answer_batch, check_ids, load_collected, raise_failed
+from .shards import ShardStore, collection_settings, write_shard
+
+
+@dataclass
+class RayOptions:
+    """Where and how the actors run.
+
+    address: a running cluster (``host:6379``, ``ray://host:10001`` or ``auto``); None starts a
+    local one for the call (or uses the Ray this process already initialised). actors: size of the
+    actor pool; each loads the model once. num_gpus / num_cpus: resources each actor reserves
+    (``num_gpus=1`` places one actor per GPU). model_factory: a picklable callable returning a
+    :class:`hguard.models.LoadedModel`, for models that are not a ``load_model`` source (tests).
+    """
+
+    address: str | None = None
+    actors: int = 1
+    num_gpus: float = 0.0
+    num_cpus: float = 1.0
+    model_factory: Callable[[], Any] | None = None
+
+
+def _import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as e:
+        raise InputError(
+            f"--engine ray needs Ray Data ({e}); install it with `pip install 'hguard[ray]'` or use --engine local"
+        ) from e
+    return ray
+
+
+def check_address(address: str) -> None:
+    """Fail fast, with the address in the message, where ray.init would retry for a minute."""
+    if address == "auto" or address.startswith("local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(
+            f"Ray address {address!r} is not host:port; pass the head node's GCS address (e.g. 10.0.0.5:6379), "
+            "ray://HOST:10001 for Ray Client, or auto"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise InputError(
+            f"Ray address {address!r} cannot be reached ({e}); start the cluster there with `ray start --head` "
+            "or pass the address that `ray status` shows"
+        ) from e
+
+
+def _connect(ray, address: str | None) -> bool:
+    """Connect to (or start) Ray; True when this call started it and must shut it down."""
+    if address:
+        check_address(address)
+    if ray.is_initialized():
+        return False
+    if address:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise InputError(f"cannot connect to the Ray cluster at {address!r} ({e}); check the address with `ray status`") from e
+        return True
+    ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    return True
+
+
+class _Answerer:
+    """A Ray Data actor: loads the model once, then answers one planned shard per call."""
+
+    def __init__(self, model: str, factory, system_prompt, max_new_tokens: int, work_dir: str, settings: dict, threads: int):
+        import torch
+
+        from ..generation import Generator
+        from ..models import load_model
+
+        torch.set_num_threads(max(1, threads))
+        lm = factory() if factory is not None else load_model(model)
+        self.gen = Generator(lm, system_prompt=system_prompt, max_new_tokens=max_new_tokens)
+        self.work = work_dir
+        self.settings = settings
+        mine = collection_settings(self.gen)
+        self.mismatch = None
+        if mine != settings:
+            diff = sorted(k for k in set(mine) | set(settings) if mine.get(k) != settings.get(k))
+            self.mismatch = (
+                f"the actor on {socket.gethostname()} loaded {model!r} with other settings than the driver "
+                f"({', '.join(diff)} differ); make the same model files visible on every node"
+            )
+
+    def __call__(self, batch: dict) -> dict:
+        from .data import Example
+
+        out: dict[str, list] = {"shard": [], "n_rows": [], "failed": [], "error": []}
+        for name, payload in zip(batch["shard"], batch["examples"]):
+            out["shard"].append(str(name))
+            if self.mismatch:
+                out["n_rows"].append(0)
+                out["failed"].append("[]")
+                out["error"].append(self.mismatch)
+                continue
+            examples = [Example.model_validate_json(x) for x in json.loads(payload)]
+            rows, feats, failed = answer_batch(self.gen, examples)
+            write_shard(self.work, str(name), self.settings, rows, feats, failed)
+            out["n_rows"].append(len(rows))
+            out["failed"].append(json.dumps(failed))
+            out["error"].append("")
+        return out
+
+
+def collect_ray(
+    generator,
+    examples: Sequence,
+    work_dir: str | os.PathLike,
+    *,
+    model: str = "default",
+    batch_size: int = 16,
+    options: RayOptions | None = None,
+    progress: bool = True,
+) -> Collected:
+    """:func:`hguard.calibrate.collect.collect` on a Ray cluster: same folder, same rows, same features.
+
+    ``generator`` is the driver's :class:`hguard.generation.Generator`; it fixes the settings (model
+    fingerprint, prompt mode) that every actor's model must reproduce. ``work_dir`` must be visible
+    at the same path from every node (shared storage).
+    """
+    from tqdm.auto import tqdm
+
+    options = options or RayOptions()
+    if options.actors < 1:
+        raise InputError(f"--actors {options.actors}: pass at least 1")
+    ids = check_ids(examples)
+    store = ShardStore(work_dir, collection_settings(generator))
+    plans = store.plan(examples, batch_size)
+    if plans:
+        ray = _import_ray()
+        started = _connect(ray, options.address)
+        bar = tqdm(total=len(examples), initial=len(examples) - sum(len(p.examples) for p in plans),
+                   desc="collecting (ray)", unit="q", disable=not progress)
+        if not progress:
+            ray.data.DataContext.get_current().enable_progress_bars = False
+        try:
+            items = [{"shard": p.name, "examples": json.dumps([e.model_dump_json() for e in p.examples])} for p in plans]
+            ds = ray.data.from_items(items, override_num_blocks=len(items))
+            ds = ds.map_batches(
+                _Answerer,
+                fn_constructor_kwargs=dict(
+                    model=model, factory=options.model_factory, system_prompt=generator.system_prompt,
+                    max_new_tokens=generator.max_new_tokens, work_dir=str(os.path.abspath(store.work)),
+                    settings=store.settings, threads=int(os.environ.get("HGUARD_THREADS") or max(1, int(options.num_cpus))),
+                ),
+                batch_size=1,
+                compute=ray.data.ActorPoolStrategy(size=options.actors),
+                num_cpus=options.num_cpus,
+                num_gpus=options.num_gpus or None,
+                # a dead actor is restarted and its shard tried once more; a second death stops the job
+                max_restarts=-1,
+                max_task_retries=1,
+            )
+            for out in ds.iter_rows():
+                if out["error"]:
+                    raise DataError(f"shard {out['shard']}: {out['error']}")
+                bar.update(out["n_rows"] + len(json.loads(out["failed"])))
+        except (DataError, InputError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - Ray's errors, reported with the rows they left unanswered
+            done = store.finished()
+            left = [i for i in ids if i not in done]
+            raise DataError(
+                f"the Ray job stopped ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                f"{len(left)} row(s) have no committed shard (first: {left[0] if left else None!r}), the rest are kept "
+                f"in {store.work}: run again to answer only these rows"
+            ) from exc
+        finally:
+            bar.close()
+            store.write_manifest()
+            if started:
+                ray.shutdown()
+    store.write_manifest()
+    raise_failed(store, ids)
+    return load_collected(work_dir, ids)
+
+
+__all__ = ["RayOptions", "check_address", "collect_ray"]

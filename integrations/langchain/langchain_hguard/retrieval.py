@@ -1,0 +1,152 @@
+"""The documents a chain's retrievers returned, read back from the same run by ``ChatHGuard``.
+
+LangChain's RAG chains paste the retrieved documents into the prompt (``{"context": retriever |
+format_docs, "question": RunnablePassthrough()} | prompt | llm``): the chat model receives one
+rendered prompt and cannot tell the passages from the question. This module registers a callback
+handler with LangChain's configure hooks, so it is attached to every run: it keeps the parent of each
+chain run and the query and documents of each finished retriever run, per root run, and forgets them
+when the root run ends. ``ChatHGuard`` asks it, from its own run, for the retrievals that finished in
+the nearest enclosing chain: those documents are the context its answer is scored against.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Sequence
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.documents import Document
+from langchain_core.tracers.context import register_configure_hook
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """One finished retriever run: its query and the documents it returned."""
+
+    run_id: UUID
+    query: str
+    documents: tuple[Document, ...]
+
+
+class RetrievalCapture(BaseCallbackHandler):
+    """Remembers, per root run, the tree of chain runs and the retrievals that finished in it."""
+
+    run_inline = True  # the record must exist before the next step of the chain runs
+    raise_error = False  # bookkeeping must never break the user's chain
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._parent: dict[UUID, UUID | None] = {}
+        self._root: dict[UUID, UUID] = {}
+        self._runs_of_root: dict[UUID, set[UUID]] = {}
+        self._queries: dict[UUID, str] = {}
+        self._found: dict[UUID, list[Retrieval]] = {}  # root -> retrievals, in the order they finished
+
+    # ----------------------------------------------------------------------------- bookkeeping
+
+    def _start(self, run_id: UUID, parent_run_id: UUID | None) -> None:
+        with self._lock:
+            self._parent[run_id] = parent_run_id
+            root = self._root.get(parent_run_id, parent_run_id) if parent_run_id is not None else run_id
+            self._root[run_id] = root
+            self._runs_of_root.setdefault(root, set()).add(run_id)
+
+    def _end(self, run_id: UUID, parent_run_id: UUID | None) -> None:
+        if parent_run_id is not None:
+            return
+        with self._lock:  # a root run ended: forget its whole tree
+            for r in self._runs_of_root.pop(run_id, set()):
+                self._parent.pop(r, None)
+                self._root.pop(r, None)
+                self._queries.pop(r, None)
+            self._found.pop(run_id, None)
+
+    def on_chain_start(self, serialized, inputs, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        self._start(run_id, parent_run_id)
+
+    def on_chain_end(self, outputs, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        self._end(run_id, parent_run_id)
+
+    def on_chain_error(self, error, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        self._end(run_id, parent_run_id)
+
+    def on_tool_start(self, serialized, input_str, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        self._start(run_id, parent_run_id)  # a retriever inside a tool still belongs to the root run
+
+    def on_tool_end(self, output, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        self._end(run_id, parent_run_id)
+
+    def on_tool_error(self, error, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        self._end(run_id, parent_run_id)
+
+    def on_retriever_start(self, serialized, query: str, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        self._start(run_id, parent_run_id)
+        with self._lock:
+            self._queries[run_id] = query
+
+    def on_retriever_end(self, documents: Sequence[Document], *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        with self._lock:
+            root = self._root.get(run_id)
+            if root is not None:
+                docs = tuple(d for d in documents if isinstance(d, Document))
+                self._found.setdefault(root, []).append(Retrieval(run_id, self._queries.get(run_id, ""), docs))
+        self._end(run_id, parent_run_id)
+
+    def on_retriever_error(self, error, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        self._end(run_id, parent_run_id)
+
+    # --------------------------------------------------------------------------------- lookups
+
+    def _ancestors(self, run_id: UUID) -> list[UUID]:
+        out, seen = [], set()
+        cur: UUID | None = run_id
+        while cur is not None and cur not in seen:
+            seen.add(cur)
+            out.append(cur)
+            cur = self._parent.get(cur)
+        return out
+
+    def retrievals_for(self, parent_run_id: UUID | None) -> list[Retrieval]:
+        """The retrievals that finished inside the nearest run enclosing ``parent_run_id`` (the chat
+        model's parent run, then its parent, ...) that holds any; empty when none did."""
+        if parent_run_id is None:
+            return []
+        with self._lock:
+            root = self._root.get(parent_run_id)
+            found = list(self._found.get(root, [])) if root is not None else []
+            if not found:
+                return []
+            lines = {r.run_id: self._ancestors(r.run_id) for r in found}
+            for ancestor in self._ancestors(parent_run_id):
+                inside = [r for r in found if ancestor in lines[r.run_id]]
+                if inside:
+                    return inside
+        return []
+
+    def open_runs(self) -> int:
+        """How many runs are remembered (zero once every root run has ended)."""
+        with self._lock:
+            return len(self._parent)
+
+
+CAPTURE = RetrievalCapture()
+_capture_var: ContextVar[RetrievalCapture | None] = ContextVar("hguard_retrieval_capture", default=CAPTURE)
+register_configure_hook(_capture_var, True)
+
+
+def parent_run_of(config_or_manager: Any) -> UUID | None:
+    """The parent run id a chat model run will have: from its run manager, or from a config's callbacks."""
+    if config_or_manager is None:
+        return None
+    pid = getattr(config_or_manager, "parent_run_id", None)
+    if pid is not None:
+        return pid
+    if isinstance(config_or_manager, dict):
+        return getattr(config_or_manager.get("callbacks"), "parent_run_id", None)
+    return None
+
+
+__all__ = ["CAPTURE", "Retrieval", "RetrievalCapture", "parent_run_of"]

@@ -1,0 +1,237 @@
+"""The LangChain RAG tutorial's chain shapes, unchanged, with ChatHGuard as the model: a retriever over a
+real InMemoryVectorStore (hguard's sentence embedder) on examples/docs, the tiny calibrated model.
+The retrieved passages must be scored as the grounding context and the decision must reach the
+caller; a shape whose context cannot be read goes to review ("context not identified")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from langchain_core.documents import Document
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import RunnableLambda, RunnablePassthrough
+from langchain_core.vectorstores import InMemoryVectorStore
+
+from hguard.audit import AuditLog
+from hguard.errors import AbstainedError, NeedsReviewError, RouteError
+from hguard.guard import Guard
+from hguard.policy import Policy
+from langchain_hguard import ChatHGuard, GuardedOutputParser, GuardedRAG, GuardedText, HGuardEmbeddings
+from langchain_hguard.retrieval import CAPTURE
+
+DOCS = Path(__file__).resolve().parents[3] / "examples" / "docs"
+AUSTRALIA = "what is the capital of australia ?"
+KENYA = "Nairobi is the capital and largest city of Kenya."
+
+# the LangChain RAG tutorial's prompt (hub "rlm/rag-prompt"): context inside the human message
+RAG_HUMAN = ChatPromptTemplate.from_messages([(
+    "human",
+    "You are an assistant for question-answering tasks. Use the following pieces of retrieved context to "
+    "answer the question. If you don't know the answer, just say that you don't know. Use three sentences "
+    "maximum and keep the answer concise.\nQuestion: {question} \nContext: {context} \nAnswer:",
+)])
+# the same with the context in a system message
+RAG_SYSTEM = ChatPromptTemplate.from_messages([
+    ("system", "Use the following pieces of retrieved context to answer the question.\n\n{context}"),
+    ("human", "{question}"),
+])
+
+
+def format_docs(docs):
+    return "\n\n".join(d.page_content for d in docs)
+
+
+@pytest.fixture(scope="module")
+def store():
+    vs = InMemoryVectorStore(HGuardEmbeddings())
+    vs.add_documents([Document(page_content=p.read_text().strip(), metadata={"source": p.name}) for p in sorted(DOCS.glob("*.txt"))])
+    return vs
+
+
+@pytest.fixture
+def retriever(store):
+    return store.as_retriever(search_kwargs={"k": 2})
+
+
+def _grounded_guard(tiny_probes, embedder, tmp_path, min_grounding=None):
+    """Domain alpha accepts any risk below 1.0, but never without context, nor below min_grounding."""
+    lm, probes = tiny_probes
+    alpha = {"accept_below": 1.0, "abstain_above": 1.0, "require_grounding": True}
+    if min_grounding is not None:
+        alpha["min_grounding"] = min_grounding
+    pol = Policy.model_validate({
+        "version": 1, "probes": str(probes), "audit": {"path": str(tmp_path / "audit.jsonl")},
+        "review": {"queue": str(tmp_path / "queue.sqlite3")},
+        "generation": {"max_new_tokens": 4, "system_prompt": "answer"}, "domains": {"alpha": alpha},
+    })
+    return Guard.from_policy(pol, lm=lm, embedder=embedder)
+
+
+def _decision(guard, meta):
+    rec = AuditLog(guard.audit.path).find(meta["audit_id"])
+    assert rec is not None and rec["kind"] == "decision" and rec["route"] == meta["route"]
+    return rec
+
+
+def _assert_scored_against_retrieval(guard, meta):
+    rec = _decision(guard, meta)
+    assert "Canberra is the capital city of Australia." in rec["context"]  # the retrieved passages
+    assert rec["question"] == AUSTRALIA  # the retriever's query, not the rendered prompt
+    assert meta["signals"]["grounding"] is not None and rec["signals"]["grounding"] == meta["signals"]["grounding"]
+    return rec
+
+
+@pytest.mark.parametrize("prompt", [RAG_HUMAN, RAG_SYSTEM], ids=["context-in-human-message", "context-in-system-message"])
+def test_tutorial_chain_scores_the_retrieved_passages(tiny_probes, embedder, tmp_path, retriever, prompt):
+    guard = _grounded_guard(tiny_probes, embedder, tmp_path)
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    chain = {"context": retriever | format_docs, "question": RunnablePassthrough()} | prompt | chat
+    msg = chain.invoke(AUSTRALIA)
+    assert isinstance(msg, AIMessage) and msg.response_metadata["route"] == "accept"
+    rec = _assert_scored_against_retrieval(guard, msg.response_metadata)
+    assert msg.content == rec["answer"]
+    assert msg.usage_metadata["input_tokens"] > 0 and msg.usage_metadata["output_tokens"] == int(rec["signals"]["length"])
+    # the RAG template is replaced by hguard's own framing: not an instruction, so the probe still matches
+    assert not any("fingerprint" in r for r in rec["reasons"])
+    # the tutorial's tail, StrOutputParser: a plain string; GuardedOutputParser keeps the route
+    text = (chain | StrOutputParser()).invoke(AUSTRALIA)
+    assert isinstance(text, str) and text == list(AuditLog(guard.audit.path))[-1]["answer"]
+    kept = (chain | GuardedOutputParser()).invoke(AUSTRALIA)
+    assert isinstance(kept, GuardedText) and kept.route == "accept" and kept.signals["grounding"] is not None
+    assert CAPTURE.open_runs() == 0  # the captured retrievals are forgotten when the chain ends
+
+
+def test_passthrough_assign_shape_and_batch(tiny_probes, embedder, tmp_path, retriever):
+    from operator import itemgetter
+
+    guard = _grounded_guard(tiny_probes, embedder, tmp_path)
+    chain = (
+        RunnablePassthrough.assign(context=itemgetter("question") | retriever | format_docs)
+        | RAG_HUMAN | ChatHGuard(guard=guard, domain="alpha")
+    )
+    msg = chain.invoke({"question": AUSTRALIA})
+    _assert_scored_against_retrieval(guard, msg.response_metadata)
+    out = chain.batch([{"question": AUSTRALIA}, {"question": "which element has the symbol au ?"}])
+    _assert_scored_against_retrieval(guard, out[0].response_metadata)
+    gold = _decision(guard, out[1].response_metadata)
+    assert "Au" in gold["context"] and gold["question"] == "which element has the symbol au ?"
+    assert "Canberra" not in gold["context"]  # each input is scored against its own retrieval
+
+
+@pytest.mark.parametrize("shape", ["human", "system", "assign"])
+def test_a_passage_that_does_not_support_the_answer_is_not_accepted(tiny_probes, embedder, tmp_path, shape):
+    from operator import itemgetter
+
+    guard = _grounded_guard(tiny_probes, embedder, tmp_path, min_grounding=0.9)
+    store = InMemoryVectorStore(HGuardEmbeddings())
+    store.add_texts([KENYA])
+    retriever = store.as_retriever(search_kwargs={"k": 1})
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    if shape == "assign":
+        chain = RunnablePassthrough.assign(context=itemgetter("question") | retriever | format_docs) | RAG_HUMAN | chat
+        msg = chain.invoke({"question": AUSTRALIA})
+    else:
+        chain = {"context": retriever | format_docs, "question": RunnablePassthrough()} | (RAG_HUMAN if shape == "human" else RAG_SYSTEM) | chat
+        msg = chain.invoke(AUSTRALIA)
+    meta = msg.response_metadata
+    rec = _decision(guard, meta)
+    assert rec["context"] == KENYA and rec["question"] == AUSTRALIA and meta["signals"]["grounding"] is not None
+    assert meta["signals"]["grounding"] < 0.9 and meta["route"] == "review"
+    assert any("min_grounding" in r for r in meta["reasons"])
+
+
+def test_context_pasted_without_a_retriever_run_goes_to_review(tiny_probes, embedder, tmp_path, store):
+    guard = _grounded_guard(tiny_probes, embedder, tmp_path)
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    # a LangGraph-style step that searches the store directly: no retriever run to read the passages from
+    search = RunnableLambda(lambda q: format_docs(store.similarity_search(q, k=2)))
+    chain = {"context": search, "question": RunnablePassthrough()} | RAG_HUMAN | chat
+    msg = chain.invoke(AUSTRALIA)
+    meta = msg.response_metadata
+    assert meta["route"] == "review" and any("context not identified" in r for r in meta["reasons"])
+    assert meta["signals"].get("grounding") is None  # nothing was scored, so nothing could accept
+    # the same prompt called directly, outside any chain
+    direct = chat.invoke(RAG_HUMAN.invoke({"question": AUSTRALIA, "context": "Canberra is the capital."}).to_messages())
+    assert direct.response_metadata["route"] == "review"
+    assert any("context not identified" in r for r in direct.response_metadata["reasons"])
+
+
+def test_a_plain_question_and_a_persona_system_prompt(tiny_probes, embedder, tmp_path, make_guard):
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    plain = chat.invoke(AUSTRALIA)
+    assert plain.response_metadata["route"] == "accept"  # no context asked for, none missing
+    persona = chat.invoke([SystemMessage("You are a helpful assistant."), HumanMessage(AUSTRALIA)])
+    rec = _decision(guard, persona.response_metadata)
+    assert rec["context"] is None  # an instruction, not context
+    # the probe was calibrated under another system prompt: the mismatch is named and routes to review
+    assert persona.response_metadata["route"] == "review"
+    assert any("system_prompt_fingerprint" in r for r in persona.response_metadata["reasons"])
+
+
+def test_history_goes_to_the_chat_template_and_the_fingerprint(make_guard):
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    msgs = [HumanMessage("what is the capital of france"), AIMessage("it is paris"), HumanMessage("what is the capital of italy")]
+    out = chat.invoke(msgs)
+    rec = _decision(guard, out.response_metadata)
+    assert rec["question"] == "what is the capital of italy"
+    ids = guard.generator.prompt_ids("what is the capital of italy", history=[
+        {"role": "user", "content": "what is the capital of france"}, {"role": "assistant", "content": "it is paris"}])
+    prompt = guard.lm.tokenizer.decode(ids)
+    assert "user what is the capital of france" in prompt and "assistant it is paris" in prompt
+    assert out.usage_metadata["input_tokens"] == len(ids)
+    # single-turn probes do not cover multi-turn prompts: named, and routed to review
+    assert out.response_metadata["route"] == "review"
+    assert any("history_fingerprint" in r for r in out.response_metadata["reasons"])
+
+
+def test_raise_on_makes_fallbacks_fire(make_guard):
+    guard = make_guard("review")
+    strict = ChatHGuard(guard=guard, domain="alpha", raise_on={"abstain", "review"})
+    with pytest.raises(NeedsReviewError) as err:
+        strict.invoke(AUSTRALIA)
+    assert err.value.result.route == "review" and AuditLog(guard.audit.path).find(err.value.result.audit_id)
+    fallback = RunnableLambda(lambda _: AIMessage("I cannot answer that reliably."))
+    assert strict.with_fallbacks([fallback], exceptions_to_handle=(RouteError,)).invoke(AUSTRALIA).content == "I cannot answer that reliably."
+    with pytest.raises(AbstainedError):
+        ChatHGuard(guard=make_guard("abstain"), domain="alpha", raise_on="abstain").invoke(AUSTRALIA)
+    with pytest.raises(ValueError, match="raise_on"):
+        ChatHGuard(guard=guard, raise_on={"accept"})
+
+
+def test_guarded_rag_composes_with_str_output_parser_and_streams(make_guard, retriever):
+    guard = make_guard("accept")
+    rag = GuardedRAG.from_guard(guard, domain="alpha")
+    chain = {"question": RunnablePassthrough(), "documents": retriever} | rag
+    text = (chain | StrOutputParser()).invoke(AUSTRALIA)
+    assert isinstance(text, str) and text == list(AuditLog(guard.audit.path))[-1]["answer"]
+    passthrough = GuardedRAG(llm=ChatHGuard(guard=make_guard("accept", max_new_tokens=6), domain="alpha", stream_mode="passthrough"))
+    chunks = list(({"question": RunnablePassthrough(), "documents": retriever} | passthrough).stream(AUSTRALIA))
+    assert len(chunks) >= 2 and all(c.route is None for c in chunks[:-1]) and chunks[-1].route == "accept"
+    rec = AuditLog(passthrough.llm.guard.audit.path).find(chunks[-1].audit_id)
+    assert "".join(chunks).strip() == rec["answer"] and chunks[-1].sources[0] == "australia.txt"
+
+
+def test_framework_conventions(make_guard):
+    guard = make_guard("accept", max_new_tokens=8)
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    ids = chat.get_token_ids("what is the capital of australia ?")
+    assert ids == guard.lm.tokenizer.encode("what is the capital of australia ?", add_special_tokens=False)
+    assert chat.get_num_tokens("what is the capital") == 4
+    assert chat._get_ls_params(model="other")["ls_model_name"] == "other"
+    assert chat._get_ls_params()["ls_model_name"] == "tiny-llama"
+    with pytest.raises(NotImplementedError, match="tool"):
+        chat.bind_tools([])
+    with pytest.raises(NotImplementedError, match="structured"):
+        chat.with_structured_output(dict)
+    free = chat.invoke(AUSTRALIA)
+    words = _decision(guard, free.response_metadata)["answer"].split()
+    stop_word = words[1] if len(words) > 1 else words[0]
+    cut = chat.invoke(AUSTRALIA, stop=[stop_word])
+    rec = _decision(guard, cut.response_metadata)
+    assert stop_word not in rec["answer"].split() and free.content.startswith(rec["answer"])
+    assert cut.response_metadata["signals"]["length"] <= free.response_metadata["signals"]["length"]

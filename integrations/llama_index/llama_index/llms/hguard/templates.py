@@ -1,0 +1,164 @@
+"""How ``HGuardLLM`` reads LlamaIndex's stock RAG calls.
+
+LlamaIndex's response synthesizers (behind ``index.as_query_engine`` and the ``context`` and
+``condense_plus_context`` chat engines) call ``llm.predict(template, context_str=..., query_str=...)``
+(``context_msg`` and ``existing_answer`` when refining). The template variables say which text is the
+question and which the retrieved passages, so the guard answers the question with the passages as
+context and scores the answer against them, through its own calibrated prompt framing. A chat
+template's other messages are the conversation history (or a system instruction when they hold no
+passages). The chat engines' condense prompt (rewrite a follow-up into a standalone question) is
+recognised by the stock templates' fixed text.
+
+The decision reaches ``response.metadata``: the synthesizer keeps only the answer's text (its pydantic
+models turn a :class:`hguard.streaming.GuardedText` back into a plain ``str``), so ``HGuardLLM`` notes
+each decision under its answer text (:func:`note_decision`) and :func:`install_decision_metadata` adds
+a span handler that, when a query or chat call returns a response with that text, moves the decision
+into the response's ``metadata``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from llama_index.core.base.llms.types import MessageRole
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
+from llama_index.core.instrumentation.span.simple import SimpleSpan
+
+from hguard.streaming import GuardedText, appears_in
+
+
+@dataclass
+class RAGPrompt:
+    """A stock RAG call read from its template: question, passages, history, instruction."""
+
+    question: str
+    context: str
+    history: list[dict] = field(default_factory=list)
+    system: Optional[str] = None
+
+    def kwargs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.history:
+            out["history"] = self.history
+        if self.system:
+            out["system"] = self.system
+        return out
+
+
+def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None) -> RAGPrompt | None:
+    """The question and passages of a stock synthesizer call, or None when the template is not one.
+    Variables come from the call and from the template's partial format (the synthesizer binds
+    ``query_str`` that way)."""
+    args = {**(getattr(prompt, "kwargs", None) or {}), **args}
+    question = args.get("query_str")
+    context = args.get("context_str", args.get("context_msg"))
+    if not isinstance(question, str) or not isinstance(context, str) or not context.strip():
+        return None
+    history: list[dict] = []
+    system: list[str] = []
+    format_messages = getattr(prompt, "format_messages", None)
+    if getattr(prompt, "message_templates", None) and callable(format_messages):
+        messages = format_messages(llm=llm, **{k: v for k, v in args.items() if k not in (getattr(prompt, "kwargs", None) or {})})
+        last_user = max((i for i, m in enumerate(messages) if m.role == MessageRole.USER), default=None)
+        for i, m in enumerate(messages):
+            text = m.content or ""
+            if i == last_user or appears_in(context, [text]):
+                continue  # the question, and the template that holds the passages
+            if m.role == MessageRole.SYSTEM:
+                if text.strip():
+                    system.append(text)
+            elif m.role in (MessageRole.USER, MessageRole.ASSISTANT):
+                history.append({"role": "user" if m.role == MessageRole.USER else "assistant", "content": text})
+    return RAGPrompt(question, context, history, "\n\n".join(system) or None)
+
+
+def _fixed_prefix(template: str) -> str:
+    return template.split("{", 1)[0].strip()
+
+
+def _condense_prefixes() -> tuple[str, ...]:
+    prefixes = []
+    try:
+        from llama_index.core.chat_engine.condense_plus_context import DEFAULT_CONDENSE_PROMPT_TEMPLATE
+
+        prefixes.append(_fixed_prefix(DEFAULT_CONDENSE_PROMPT_TEMPLATE))
+    except ImportError:  # pragma: no cover - older or newer LlamaIndex without this engine
+        pass
+    try:
+        from llama_index.core.chat_engine.condense_question import DEFAULT_TEMPLATE
+
+        prefixes.append(_fixed_prefix(DEFAULT_TEMPLATE))
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(p for p in prefixes if p)
+
+
+CONDENSE_PREFIXES = _condense_prefixes()
+
+
+def is_condense_prompt(prompt: str) -> bool:
+    """Whether ``prompt`` is a stock chat engine's condense prompt (a question rewrite, not an answer)."""
+    head = prompt.lstrip()
+    return any(head.startswith(p) for p in CONDENSE_PREFIXES)
+
+
+_DECISIONS: "OrderedDict[str, dict]" = OrderedDict()
+_DECISIONS_LOCK = threading.Lock()
+_MAX_NOTED = 1024
+
+
+def note_decision(text: GuardedText) -> None:
+    """Remember a stock engine answer's decision under its text until its response is returned."""
+    with _DECISIONS_LOCK:
+        _DECISIONS[text.text] = text.decision
+        _DECISIONS.move_to_end(text.text)
+        while len(_DECISIONS) > _MAX_NOTED:
+            _DECISIONS.popitem(last=False)
+
+
+def take_decision(text: str) -> dict | None:
+    with _DECISIONS_LOCK:
+        return _DECISIONS.get(text)  # kept: the chat engines wrap the query response in their own
+
+
+class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
+    """Copies the guard's decision into a returned response's ``metadata`` (query and chat engines)."""
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "HGuardDecisionToMetadata"
+
+    def new_span(self, id_: str, bound_args: Any, instance: Any = None, parent_span_id: Optional[str] = None, tags: Any = None, **kwargs: Any) -> Optional[SimpleSpan]:
+        return None
+
+    def prepare_to_exit_span(self, id_: str, bound_args: Any, instance: Any = None, result: Any = None, **kwargs: Any) -> Optional[SimpleSpan]:
+        text = getattr(result, "response", None)
+        if isinstance(text, str) and text and hasattr(result, "metadata") and type(result).__name__ in _RESPONSES:
+            decision = take_decision(text)
+            if decision is not None:
+                result.metadata = {**(result.metadata or {}), **decision}
+        return None
+
+    def prepare_to_drop_span(self, id_: str, bound_args: Any, instance: Any = None, err: Any = None, **kwargs: Any) -> Optional[SimpleSpan]:
+        return None
+
+
+_RESPONSES = ("Response", "AgentChatResponse")
+_installed = False
+_install_lock = threading.Lock()
+
+
+def install_decision_metadata() -> None:
+    """Add :class:`DecisionToMetadata` to LlamaIndex's root dispatcher (once per process)."""
+    global _installed
+    with _install_lock:
+        if not _installed:
+            get_dispatcher().add_span_handler(DecisionToMetadata())
+            _installed = True
+
+
+__all__ = ["note_decision", "take_decision", "CONDENSE_PREFIXES", "DecisionToMetadata", "RAGPrompt", "install_decision_metadata", "is_condense_prompt", "read_rag_prompt"]

@@ -1,0 +1,123 @@
+"""LlamaIndex's stock engines with HGuardLLM as the LLM, unchanged: ``index.as_query_engine(llm=...)``
+and ``as_chat_engine`` in its default mode (condense_plus_context in llama-index-core 0.14), ``context``
+and ``condense_plus_context`` modes, over a real VectorStoreIndex (hguard's sentence embedder) on
+examples/docs, with the tiny calibrated model. The retrieved passages must be scored as grounding
+context and the decision must reach ``response.metadata``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from llama_index.core import Document, SimpleDirectoryReader, VectorStoreIndex
+from llama_index.core.llms import ChatMessage, MessageRole
+
+from hguard.audit import AuditLog
+from hguard.errors import NeedsReviewError
+from hguard.guard import Guard
+from hguard.policy import Policy
+from llama_index.llms.hguard import HGuardEmbedding, HGuardLLM
+
+DOCS = Path(__file__).resolve().parents[3] / "examples" / "docs"
+AUSTRALIA = "what is the capital of australia ?"
+KENYA = "Nairobi is the capital and largest city of Kenya."
+
+
+@pytest.fixture(scope="module")
+def index():
+    docs = SimpleDirectoryReader(str(DOCS), required_exts=[".txt"]).load_data()
+    return VectorStoreIndex.from_documents(docs, embed_model=HGuardEmbedding())
+
+
+@pytest.fixture(autouse=True)
+def wide_window(tiny_probes, monkeypatch):
+    # LlamaIndex packs its stock templates into the window the LLM declares; the tiny model's 256
+    # positions leave no room for them (rotary positions let it run further; the real model has 8192)
+    monkeypatch.setattr(tiny_probes[0].model.config, "max_position_embeddings", 2048)
+
+
+def _guard(tiny_probes, embedder, tmp_path, min_grounding=None, max_new_tokens=4):
+    lm, probes = tiny_probes
+    alpha = {"accept_below": 1.0, "abstain_above": 1.0, "require_grounding": True}
+    if min_grounding is not None:
+        alpha["min_grounding"] = min_grounding
+    pol = Policy.model_validate({
+        "version": 1, "probes": str(probes), "audit": {"path": str(tmp_path / "audit.jsonl")},
+        "review": {"queue": str(tmp_path / "queue.sqlite3")},
+        "generation": {"max_new_tokens": max_new_tokens, "system_prompt": "answer"}, "domains": {"alpha": alpha},
+    })
+    return Guard.from_policy(pol, lm=lm, embedder=embedder)
+
+
+def _scored(guard, metadata, question=AUSTRALIA):
+    rec = AuditLog(guard.audit.path).find(metadata["audit_id"])
+    assert rec is not None and rec["kind"] == "decision" and rec["route"] == metadata["route"]
+    assert rec["question"] == question  # the query, not the rendered template
+    assert metadata["signals"]["grounding"] is not None
+    return rec
+
+
+def test_stock_query_engine_scores_the_retrieved_nodes(tiny_probes, embedder, tmp_path, index):
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    engine = index.as_query_engine(llm=HGuardLLM(guard, domain="alpha"), similarity_top_k=2)
+    response = engine.query(AUSTRALIA)
+    assert response.metadata["route"] == "accept"
+    rec = _scored(guard, response.metadata)
+    assert "Canberra is the capital city of Australia." in rec["context"]
+    assert str(response) == rec["answer"] and response.source_nodes
+    assert not any("fingerprint" in r for r in rec["reasons"])  # the stock template is not an instruction
+
+
+@pytest.mark.parametrize("engine", ["query", "chat-default", "context", "condense_plus_context"])
+def test_unsupporting_passage_is_not_accepted(tiny_probes, embedder, tmp_path, engine):
+    guard = _guard(tiny_probes, embedder, tmp_path, min_grounding=0.9)
+    kenya = VectorStoreIndex.from_documents([Document(text=KENYA)], embed_model=HGuardEmbedding())
+    llm = HGuardLLM(guard, domain="alpha")
+    if engine == "query":
+        response = kenya.as_query_engine(llm=llm, similarity_top_k=1).query(AUSTRALIA)
+    elif engine == "chat-default":
+        response = kenya.as_chat_engine(llm=llm, similarity_top_k=1).chat(AUSTRALIA)
+    else:
+        response = kenya.as_chat_engine(chat_mode=engine, llm=llm, similarity_top_k=1).chat(AUSTRALIA)
+    rec = _scored(guard, response.metadata)
+    assert KENYA in rec["context"] and response.metadata["signals"]["grounding"] < 0.9
+    assert response.metadata["route"] == "review" and any("min_grounding" in r for r in response.metadata["reasons"])
+
+
+@pytest.mark.parametrize("mode", [None, "context", "condense_plus_context"])
+def test_chat_engines_score_the_retrieved_nodes_and_do_not_route_the_condense_step(tiny_probes, embedder, tmp_path, index, mode):
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    llm = HGuardLLM(guard, domain="alpha")
+    engine = index.as_chat_engine(llm=llm, similarity_top_k=2) if mode is None else index.as_chat_engine(chat_mode=mode, llm=llm, similarity_top_k=2)
+    first = engine.chat(AUSTRALIA)
+    assert first.metadata["route"] == "accept"
+    rec = _scored(guard, first.metadata)
+    assert "Canberra is the capital city of Australia." in rec["context"]
+    # a follow-up: history goes to the chat template; the probes were calibrated single-turn, so review
+    follow = engine.chat("what is the capital of japan ?")
+    _scored(guard, follow.metadata, question="what is the capital of japan ?")
+    assert follow.metadata["route"] == "review"
+    assert any("history_fingerprint" in r for r in follow.metadata["reasons"])
+    decisions = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
+    # the condense step (condense_plus_context, the default) produced no decision and no review mark
+    assert len(decisions) == 2 and not any("[needs review]" in d["question"] for d in decisions)
+
+
+def test_plain_complete_with_context_words_goes_to_review(tiny_probes, embedder, tmp_path):
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    llm = HGuardLLM(guard, domain="alpha")
+    r = llm.complete("Context: Canberra is the capital.\nQuestion: what is the capital of australia ?")
+    assert r.additional_kwargs["route"] == "review"
+    assert any("context not identified" in x for x in r.additional_kwargs["reasons"])
+    strict = HGuardLLM(guard, domain="alpha", raise_on={"review"})
+    with pytest.raises(NeedsReviewError):
+        strict.complete("Context: Canberra is the capital.\nQuestion: what is the capital of australia ?")
+
+
+def test_system_prompt_is_an_instruction(make_guard):
+    guard = make_guard("accept")
+    llm = HGuardLLM(guard, domain="alpha")
+    r = llm.chat([ChatMessage(role=MessageRole.SYSTEM, content="You are a helpful assistant."), ChatMessage(role=MessageRole.USER, content=AUSTRALIA)])
+    rec = AuditLog(guard.audit.path).find(r.message.additional_kwargs["audit_id"])
+    assert rec["context"] is None and r.message.additional_kwargs["route"] == "review"
+    assert any("system_prompt_fingerprint" in x for x in r.message.additional_kwargs["reasons"])

@@ -1,0 +1,272 @@
+"""Fault injection: no fault in any stage of a guarded answer reaches ``accept``.
+
+Each case uses a policy that accepts every scored answer (accept_below 1.0), checks that the
+unfaulted control accepts, then injects one fault (an exception, a NaN, an infinity, a missing value)
+into one stage and checks the answer goes to review with a reason that names the fault, or that the
+caller gets the error and nothing is recorded as accepted. Stages: generation, recording (CETT),
+confidence, probe, merger, grounding, embedder, thresholds, audit, review queue.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from hguard.audit import AuditLog
+from hguard.errors import AuditError, ReviewQueueError
+from hguard.guard import Guard
+from hguard.policy import Policy, decide
+
+Q = "who is the author of the book ?"
+CTX = "the book was written by an author in paris"
+
+
+def _policy(root, tmp_path, **domain):
+    return Policy.model_validate(
+        {
+            "version": 1,
+            "probes": str(root / "probes"),
+            "audit": {"path": str(tmp_path / "audit.jsonl")},
+            "review": {"queue": str(tmp_path / "queue.sqlite3")},
+            "generation": {"max_new_tokens": 4, "system_prompt": "answer"},
+            "domains": {"alpha": {"accept_below": 1.0, "abstain_above": 1.0, **domain}, "beta": {}},
+        }
+    )
+
+
+class _Grounding:
+    """A grounding scorer returning a fixed result (or raising)."""
+
+    def __init__(self, result):
+        self.result = result
+
+    def score(self, question, answer, context):
+        if isinstance(self.result, BaseException):
+            raise self.result
+        return self.result
+
+
+GOOD_GROUNDING = {"grounding": 0.9, "grounding_lexical": 0.9}
+
+
+@pytest.fixture
+def make_guard(tiny_calibrated, tmp_path):
+    lm, root = tiny_calibrated
+
+    def make(grounding=None, **domain):
+        return Guard.from_policy(_policy(root, tmp_path, **domain), lm=lm, grounding=grounding or _Grounding(GOOD_GROUNDING))
+
+    return make
+
+
+def _accepted_records(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    if not path.exists():
+        return []
+    return [r for r in AuditLog(path) if r.get("route") == "accept"]
+
+
+def test_controls_accept_without_a_fault(make_guard):
+    g = make_guard()
+    assert g.invoke(Q, domain="alpha").route == "accept"
+    assert g.invoke(Q, context=CTX, domain="alpha").route == "accept"
+
+
+@pytest.mark.parametrize(
+    "result, reason",
+    [
+        ({"grounding": float("nan"), "grounding_lexical": 0.5}, "'grounding' is nan"),
+        ({"grounding": float("inf")}, "'grounding' is inf"),
+        ({"grounding": None}, "'grounding' is None"),
+        ({"grounding_lexical": 0.9}, "no 'grounding' support value"),
+        ({}, "no 'grounding' support value"),
+        (None, "not a mapping"),
+        ({"grounding": 0.9, "grounding_embedding": float("nan")}, "'grounding_embedding' is nan"),
+        (RuntimeError("embedder gone"), "grounding failed: RuntimeError: embedder gone"),
+    ],
+)
+def test_grounding_faults_with_context_go_to_review(make_guard, result, reason):
+    r = make_guard(grounding=_Grounding(result)).invoke(Q, context=CTX, domain="alpha")
+    assert r.route == "review", r.reasons
+    assert any(reason in x for x in r.reasons), r.reasons
+
+
+def test_grounding_fault_with_min_grounding_and_weight_still_reviews(make_guard):
+    # the original fail-open: NaN grounding was read as "no context", skipping min_grounding and the merge
+    g = make_guard(grounding=_Grounding({"grounding": float("nan")}), min_grounding=0.5, grounding_weight=1.0)
+    r = g.invoke(Q, context=CTX, domain="alpha")
+    assert r.route == "review" and r.signals["grounding"] is None
+
+
+def test_decide_fails_closed_when_context_was_given_without_grounding(tiny_calibrated, tmp_path):
+    from hguard.policy import Thresholds
+
+    pol = _policy(tiny_calibrated[1], tmp_path)
+    t = Thresholds(1.0, 1.0, 0.1, 0.9, 0, None, None, None, "manual")
+    kw = dict(domain_policy=pol.domain("alpha"), thresholds=t, policy=pol, domain="alpha")
+    assert decide(0.1, grounding=None, context_given=False, **kw).route == "accept"
+    d = decide(0.1, grounding=None, context_given=True, **kw)
+    assert d.route == "review" and any("context was given" in x for x in d.reasons)
+
+
+def _patch_generations(g: Guard, monkeypatch, change):
+    real = g.generator.generate
+
+    def faulty(*a, **k):
+        return [change(x) for x in real(*a, **k)]
+
+    monkeypatch.setattr(g.generator, "generate", faulty)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("signal", ["mean_logprob", "min_logprob", "mean_entropy"])
+def test_confidence_faults_go_to_review(make_guard, monkeypatch, signal, value):
+    g = make_guard()
+    _patch_generations(g, monkeypatch, lambda x: replace(x, confidence={**x.confidence, signal: value}))
+    r = g.invoke(Q, domain="alpha")
+    assert r.route == "review" and any(f"confidence signal {signal!r}" in x for x in r.reasons), r.reasons
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda x: replace(x, cett=None), "neuron contributions are missing"),
+        (lambda x: replace(x, cett=np.full_like(x.cett, np.nan)), "not finite"),
+        (lambda x: replace(x, cett=np.full_like(x.cett, np.inf)), "not finite"),
+        (lambda x: replace(x, token_ids=[]), "the answer is empty"),
+    ],
+)
+def test_recording_faults_go_to_review(make_guard, monkeypatch, change, reason):
+    g = make_guard()
+    _patch_generations(g, monkeypatch, change)
+    r = g.invoke(Q, domain="alpha")
+    assert r.route == "review" and any(reason in x for x in r.reasons), r.reasons
+
+
+@pytest.mark.parametrize("logit", [float("nan"), float("inf"), float("-inf")])
+def test_probe_non_finite_logit_goes_to_review(make_guard, monkeypatch, logit):
+    g = make_guard()
+    monkeypatch.setattr(g.probes["alpha"][0], "decision_function_subset", lambda *a, **k: np.array([logit]))
+    r = g.invoke(Q, domain="alpha")
+    assert r.route == "review" and any("logit" in x and "not a finite number" in x for x in r.reasons), r.reasons
+
+
+def test_probe_very_negative_logit_is_scored_not_overflowed(make_guard, monkeypatch):
+    # a logit of -1000 is a real (tiny) risk: the sigmoid must not overflow and send it to review
+    g = make_guard()
+    monkeypatch.setattr(g.probes["alpha"][0], "decision_function_subset", lambda *a, **k: np.array([-1000.0]))
+    r = g.invoke(Q, domain="alpha")
+    assert r.signals["neuron_risk"] == 0.0 and not any("scoring failed" in x for x in r.reasons)
+
+
+@pytest.mark.parametrize(
+    "field, value, reason",
+    [
+        ("intercept", float("nan"), "intercept"),
+        ("intercept", "x", "intercept"),
+        ("coef", None, "coef"),
+        ("scale", 0, "scale"),
+        ("features", [], "features"),
+        ("features", ["no_such_signal"], "no_such_signal"),
+    ],
+)
+def test_merger_faults_go_to_review(make_guard, field, value, reason):
+    g = make_guard()
+    probe, meta = g.probes["alpha"]
+    merger = dict(meta["merger"])
+    if field in ("coef", "scale") and value is not None:
+        value = [value] * len(merger[field])
+    if value == ["no_such_signal"]:
+        value = ["no_such_signal", *merger["features"][1:]]
+    merger[field] = value
+    g.probes["alpha"] = (probe, {**meta, "merger": merger})
+    r = g.invoke(Q, domain="alpha")
+    assert r.route == "review" and any("scoring failed" in x and reason in x for x in r.reasons), r.reasons
+
+
+def test_embedder_fault_in_domain_choice_goes_to_review(make_guard):
+    class BrokenEmbedder:
+        def encode(self, texts):
+            raise RuntimeError("embedder weights unreadable")
+
+    g = make_guard()
+    g._embedder = BrokenEmbedder()
+    r = g.invoke(Q)  # no domain given: the embedder chooses
+    assert r.route in ("review", "abstain") and r.route != "accept"
+    assert any("embedder weights unreadable" in x for x in r.reasons), r.reasons
+
+
+def test_embedder_returning_nan_in_domain_choice_does_not_accept(make_guard):
+    class NanEmbedder:
+        def encode(self, texts):
+            return np.full((len(texts), 4), np.nan, dtype=np.float32)
+
+    g = make_guard()
+    g._embedder = NanEmbedder()
+    r = g.invoke(Q)
+    assert r.route != "accept" and r.domain is None, (r.route, r.reasons)
+
+
+@pytest.mark.parametrize("how", ["raise", "none"])
+def test_threshold_faults_go_to_review(tiny_calibrated, tmp_path, monkeypatch, how):
+    lm, root = tiny_calibrated
+    pol = _policy(root, tmp_path).model_dump(mode="json")
+    pol["domains"]["alpha"] = {"target_hallucination_rate": 0.5, "confidence": 0.6}  # fitted thresholds only
+    g = Guard.from_policy(Policy.model_validate(pol), lm=lm, grounding=_Grounding(GOOD_GROUNDING))
+    if how == "raise":
+        monkeypatch.setattr(g, "fitted_thresholds", lambda d: (_ for _ in ()).throw(ValueError("scores corrupt")))
+        r = g.invoke(Q, domain="alpha")
+        assert r.route == "review" and any("scores corrupt" in x for x in r.reasons), r.reasons
+    else:
+        monkeypatch.setattr(g, "fitted_thresholds", lambda d: None)
+        r = g.invoke(Q, domain="alpha")
+        assert r.route == "review" and any("no calibrated probe thresholds" in x for x in r.reasons), r.reasons
+
+
+def test_generation_fault_reaches_the_caller_and_nothing_is_accepted(make_guard, tmp_path, monkeypatch):
+    g = make_guard()
+    monkeypatch.setattr(g.generator, "generate", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("CUDA error")))
+    with pytest.raises(RuntimeError, match="CUDA error"):
+        g.invoke(Q, domain="alpha")
+    assert _accepted_records(tmp_path) == []
+
+
+def test_audit_fault_reaches_the_caller_not_an_unrecorded_answer(make_guard, tmp_path):
+    g = make_guard()
+
+    class FullDisk:
+        def append(self, record, kind="decision"):
+            raise AuditError("no space left on device")
+
+    g.audit = FullDisk()
+    with pytest.raises(AuditError, match="no space"):
+        g.invoke(Q, domain="alpha")
+
+
+def test_queue_fault_reaches_the_caller_after_the_decision_is_audited(make_guard, tmp_path):
+    g = make_guard()
+
+    class Broken:
+        def enqueue(self, item):
+            raise ReviewQueueError("queue locked")
+
+    g.review_queue = Broken()
+    with pytest.raises(ReviewQueueError):
+        g.invoke(Q, domain="gamma")  # unknown domain: review, so it is enqueued
+    recs = list(AuditLog(tmp_path / "audit.jsonl"))
+    assert recs and recs[-1]["route"] == "review"
+
+
+def test_no_fault_combination_accepts(make_guard, monkeypatch):
+    """Every single-signal NaN on the finished answer, one at a time, with context: never accept."""
+    g = make_guard()
+    base = g.invoke(Q, context=CTX, domain="alpha")
+    assert base.route == "accept"
+    for name in ("mean_logprob", "min_logprob", "mean_entropy", "length"):
+        gg = make_guard()
+        _patch_generations(gg, monkeypatch, lambda x, n=name: replace(x, confidence={**x.confidence, n: math.nan}))
+        r = gg.invoke(Q, context=CTX, domain="alpha")
+        assert r.route == "review", (name, r.reasons)

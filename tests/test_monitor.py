@@ -1,0 +1,445 @@
+"""The monitor: Clopper-Pearson bounds, the seeded spot-check selection, the drift test, the tightening state
+machine, the monitor run over an audit log and a queue, bad input, and the guard's use of all of it."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from hguard.audit import AuditLog, verify
+from hguard.errors import InputError, PolicyError
+from hguard.monitor import (
+    DomainState,
+    MonitorState,
+    check_selection,
+    clopper_pearson_upper,
+    drift_test,
+    lift,
+    min_checks,
+    policy_id,
+    replay,
+    run_monitor,
+    selection_u,
+    tightened_thresholds,
+    transition,
+    write_html,
+)
+from hguard.policy import Policy, Thresholds
+from hguard.review.queue import ReviewQueue
+
+
+# ------------------------------------------------------------------------------------------ statistics
+
+
+@pytest.mark.parametrize(
+    "k, n, conf, expected",
+    [
+        (0, 10, 0.95, 1 - 0.05 ** (1 / 10)),  # closed form for k = 0: 0.2589
+        (0, 29, 0.95, 1 - 0.05 ** (1 / 29)),
+        (1, 10, 0.95, 0.3941633),  # one-sided 95% (= upper end of the two-sided 90% interval)
+        (2, 20, 0.975, 0.3169827),  # two-sided 95% exact interval for 2/20 is [0.0123, 0.3170]
+        (10, 10, 0.95, 1.0),
+        (0, 0, 0.9, 1.0),
+    ],
+)
+def test_clopper_pearson_upper_matches_known_values(k, n, conf, expected):
+    assert clopper_pearson_upper(k, n, conf) == pytest.approx(expected, abs=1e-6)
+
+
+def test_clopper_pearson_upper_is_the_binomial_tail_inversion():
+    from scipy.stats import binom
+
+    for k, n in [(1, 10), (3, 40), (7, 25)]:
+        u = clopper_pearson_upper(k, n, 0.9)
+        assert binom.cdf(k, n, u) == pytest.approx(0.1, abs=1e-9)
+
+
+def test_bad_statistics_input_is_refused():
+    with pytest.raises(InputError, match="confidence"):
+        clopper_pearson_upper(1, 10, 1.0)
+    with pytest.raises(InputError, match="cannot exceed"):
+        clopper_pearson_upper(11, 10, 0.9)
+    with pytest.raises(InputError, match="non-negative"):
+        clopper_pearson_upper(-1, 10, 0.9)
+    with pytest.raises(InputError, match="target"):
+        min_checks(0.0, 0.9)
+
+
+def test_min_checks_is_where_a_clean_record_reaches_the_target():
+    n = min_checks(0.2, 0.9)
+    assert clopper_pearson_upper(0, n, 0.9) <= 0.2 < clopper_pearson_upper(0, n - 1, 0.9)
+
+
+def test_selection_is_reproducible_keyed_and_uniform():
+    ids = [f"id-{i}" for i in range(4000)]
+    us = [selection_u("seed-a", i) for i in ids]
+    assert us == [selection_u("seed-a", i) for i in ids]
+    assert us != [selection_u("seed-b", i) for i in ids]
+    assert all(0 <= u < 1 for u in us)
+    share = sum(u < 0.1 for u in us) / len(us)
+    assert 0.085 < share < 0.115  # binomial sd 0.0047
+    with pytest.raises(InputError, match="seed"):
+        selection_u("", "x")
+
+
+def test_drift_test_flags_a_shift_and_not_the_same_distribution():
+    rng = random.Random(0)
+    ref = [rng.betavariate(2, 5) for _ in range(400)]
+    same = [rng.betavariate(2, 5) for _ in range(200)]
+    shifted = [rng.betavariate(5, 2) for _ in range(200)]
+    assert drift_test(ref, same, 0.001)["drift"] is False
+    t = drift_test(ref, shifted, 0.001)
+    assert t["drift"] is True and t["p_value"] < 1e-10 and t["n_live"] == 200
+    assert drift_test(ref, shifted[:5], 0.001)["drift"] is None  # too few to test
+    with pytest.raises(InputError, match="drift_p_value"):
+        drift_test(ref, same, 0.0)
+
+
+# ------------------------------------------------------------------------------------------ state machine
+
+
+def test_tightening_state_machine():
+    s = DomainState()
+    s = transition(s, {"kind": "monitor_tighten", "accept_below": 0.2, "action": "stricter", "id": "a", "reason": "x"})
+    assert s.state == "tightened" and s.accept_below == 0.2 and s.record_id == "a"
+    assert transition(s, {"kind": "monitor_tighten", "accept_below": 0.3, "id": "b"}) is s  # looser: ignored
+    s2 = transition(s, {"kind": "monitor_tighten", "accept_below": 0.0, "action": "review", "id": "c"})
+    assert s2.accept_below == 0.0 and s2.record_id == "c"
+    s3 = transition(s2, {"kind": "monitor_lift", "id": "d", "reason": "checked"})
+    assert s3.state == "normal" and s3.accept_below is None
+    assert transition(s3, {"kind": "monitor_lift", "id": "e"}) is s3
+    assert transition(s3, {"kind": "decision"}) is s3
+    assert replay([{"kind": "monitor_tighten", "domain": "g", "accept_below": 0.1, "id": "x"}])["g"].state == "tightened"
+
+
+def test_tightened_thresholds_lower_accept_and_say_why():
+    t = Thresholds(0.4, 0.9, 0.2, 0.9, 100, 0.3, 0.1, 0.18, "fitted")
+    same, why = tightened_thresholds(DomainState(), t)
+    assert same is t and why is None
+    new, why = tightened_thresholds(DomainState("tightened", "stricter", 0.1, "T", "r", None, "bound"), t)
+    assert new.accept_below == 0.1 and new.abstain_above == 0.9 and new.accepted_error_ucb is None and "bound" in why
+    new, why = tightened_thresholds(DomainState("tightened", "review", 0.0, "T", "r", None, "drift"), t)
+    assert new.accept_below == 0.0 and "everything to review" in why
+
+
+def test_unreadable_state_file_fails_closed(tmp_path):
+    p = tmp_path / "state.json"
+    ms = MonitorState(p)
+    assert ms.get("geo") is None  # no file: nothing tightened
+    p.write_text("{not json")
+    st = ms.get("geo")
+    assert st.state == "tightened" and st.accept_below == 0.0 and "unreadable" in st.reason
+
+
+# ------------------------------------------------------------------------------------------ policy keys
+
+
+def _pol(tmp_path, **dom):
+    return Policy.model_validate(
+        {
+            "version": 1,
+            "audit": {"path": str(tmp_path / "audit.jsonl")},
+            "review": {"queue": str(tmp_path / "queue.sqlite3")},
+            "monitor": {"seed": "s", "state": str(tmp_path / "state.json")},
+            "domains": {"geo": {"target_hallucination_rate": 0.2, "confidence": 0.9, **dom}},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "key, value, words",
+    [
+        ("spot_check_rate", 1.5, "spot_check_rate"),
+        ("spot_check_rate", -0.1, "spot_check_rate"),
+        ("confidence", 1.0, "confidence"),
+        ("confidence", 0.0, "confidence"),
+        ("on_breach", "ignore", "on_breach"),
+        ("drift_window", 5, "drift_window"),
+    ],
+)
+def test_bad_monitor_keys_are_refused_naming_the_key(tmp_path, key, value, words):
+    from hguard.policy import _validate
+
+    data = json.loads(_pol(tmp_path).model_dump_json())
+    data["domains"]["geo"][key] = value
+    with pytest.raises(PolicyError, match=f"domains.geo.{words}"):
+        _validate(data, source="test", base_dir=None)
+
+
+# ------------------------------------------------------------------------------------------ a monitor run
+
+
+def _deploy(tmp_path, policy, n, halluc_rate, seed=0, queue=None, log=None):
+    """Write n accepted decisions (spot-checks selected as the guard does) and review every spot-check."""
+    from hguard.monitor import SPOT, spot_check_decision
+
+    rng = random.Random(seed)
+    log = log or AuditLog(policy.audit.path)
+    queue = queue or ReviewQueue(policy.review.queue, audit=log)
+    pid = policy_id(policy)
+    for i in range(n):
+        rec = log.append({"request_id": f"r{seed}-{i}", "policy_id": pid, "domain": "geo", "route": "accept",
+                          "risk": rng.random() * 0.3, "signals": {}}, kind="decision")  # fmt: skip
+        spot = spot_check_decision(policy, "geo", rec.id, 10**9)
+        if spot:
+            log.append(spot, kind=SPOT)
+            queue.enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": "geo", "spot_check": True})
+            bad = rng.random() < halluc_rate
+            queue.decide(rec.id, verdict="hallucinated" if bad else "correct", reviewer="tester")
+    return log, queue
+
+
+def test_monitor_run_estimates_tightens_on_a_breach_and_a_person_lifts(tmp_path):
+    policy = _pol(tmp_path, spot_check_rate=0.5, on_breach="review")
+    log, queue = _deploy(tmp_path, policy, 80, halluc_rate=0.6)
+    rep = run_monitor(policy)
+    e = rep["domains"]["geo"]
+    s = e["spot_checks"]
+    assert s["reviewed"] == s["selected"] > 20 and s["hallucinated"] > 0.4 * s["reviewed"]
+    assert s["upper_bound"] == pytest.approx(clopper_pearson_upper(s["hallucinated"], s["reviewed"], 0.9))
+    assert e["breach"] and e["state"]["state"] == "tightened" and e["state"]["accept_below"] == 0.0
+    assert e["selection_audit"]["mismatches"] == [] and e["selection_audit"]["by_rate"] == s["selected"]
+    kinds = [r["kind"] for r in log]
+    assert kinds.count("monitor_check") == 1 and kinds.count("monitor_tighten") == 1
+    assert verify(policy.audit.path).ok
+    # the guard's view: the state file says tightened
+    assert MonitorState(policy.monitor.state).get("geo").state == "tightened"
+    # a second run keeps it tightened without a second tightening
+    run_monitor(policy)
+    assert [r["kind"] for r in log].count("monitor_tighten") == 1
+    # a person lifts it: audited, state normal, evidence counted afresh from then on
+    st = lift(policy, "geo", by="ops", reason="checked the new traffic")
+    assert st.state == "normal" and MonitorState(policy.monitor.state).get("geo").state == "normal"
+    rep = run_monitor(policy)
+    assert rep["domains"]["geo"]["spot_checks"]["reviewed"] == 0 and rep["domains"]["geo"]["state"]["state"] == "normal"
+    assert [r["kind"] for r in log].count("monitor_lift") == 1 and verify(policy.audit.path).ok
+    with pytest.raises(InputError, match="not tightened"):
+        lift(policy, "geo", by="ops", reason="again")
+    with pytest.raises(InputError, match="--by"):
+        lift(policy, "geo", by="", reason="x")
+    html = write_html(rep, tmp_path / "r.html").read_text()
+    assert "data:image/png;base64" in html and "geo" in html
+
+
+def test_clean_spot_checks_do_not_tighten(tmp_path):
+    policy = _pol(tmp_path, spot_check_rate=0.5)
+    log, queue = _deploy(tmp_path, policy, 120, halluc_rate=0.0)
+    for i, verdict in enumerate(["hallucinated", "hallucinated", "correct"]):  # answers routed to review
+        rec = log.append({"domain": "geo", "route": "review", "risk": 0.6, "policy_id": policy_id(policy)}, kind="decision")
+        queue.enqueue({"audit_id": rec.id, "question": f"q{i}", "answer": "a", "domain": "geo"})
+        queue.decide(rec.id, verdict=verdict, reviewer="r")
+    e = run_monitor(policy)["domains"]["geo"]
+    assert e["review_routed"] == {"reviewed": 3, "hallucinated": 2, "correct": 1}
+    assert e["spot_checks"]["hallucinated"] == 0 and e["spot_checks"]["upper_bound"] < 0.2
+    assert not e["breach"] and e["state"]["state"] == "normal"
+
+
+def test_too_few_checks_are_not_judged(tmp_path):
+    policy = _pol(tmp_path, spot_check_rate=0.5, breach_rule="upper_bound")
+    _deploy(tmp_path, policy, 6, halluc_rate=1.0)
+    e = run_monitor(policy, act=False)["domains"]["geo"]
+    assert e["spot_checks"]["reviewed"] < min_checks(0.2, 0.9) and not e["breach"]
+
+
+def test_cherry_picked_or_forged_selection_is_reported(tmp_path):
+    from hguard.monitor import SPOT
+
+    policy = _pol(tmp_path, spot_check_rate=0.3)
+    log = AuditLog(policy.audit.path)
+    recs = [log.append({"domain": "geo", "route": "accept", "policy_id": policy_id(policy)}, kind="decision") for _ in range(40)]
+    us = [selection_u("s", r.id) for r in recs]
+    skipped = [r for r, u in zip(recs, us) if u < 0.3]
+    picked = [r for r, u in zip(recs, us) if u >= 0.3][0]
+    log.append({"decision_audit_id": picked.id, "domain": "geo", "u": selection_u("s", picked.id), "rate": 0.3,
+                "selected_because": "chosen"}, kind=SPOT)  # fmt: skip
+    sel = check_selection(policy, list(log))["geo"]
+    assert len(sel["mismatches"]) == len(skipped) + 1
+
+
+def test_monitor_refuses_a_log_or_queue_from_another_policy(tmp_path):
+    policy = _pol(tmp_path, spot_check_rate=0.5)
+    _deploy(tmp_path, policy, 10, halluc_rate=0.0)
+    other = _pol(tmp_path, spot_check_rate=0.5, target_hallucination_rate=0.1)
+    with pytest.raises(PolicyError, match="last written under policy"):
+        run_monitor(other)
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    stranger = ReviewQueue(other_dir / "q.sqlite3")
+    stranger.enqueue({"audit_id": "not-in-this-log", "question": "q", "answer": "a", "domain": "geo"})
+    with pytest.raises(PolicyError, match="another deployment"):
+        run_monitor(policy, queue_path=other_dir / "q.sqlite3")
+    with pytest.raises(InputError, match="no audit log"):
+        run_monitor(policy, audit_path=tmp_path / "missing.jsonl")
+
+
+def test_spot_checked_items_export_as_accepted_calibration_rows(tmp_path):
+    from hguard.calibrate.data import load_examples
+    from hguard.review.export import export_reviewed
+
+    policy = _pol(tmp_path, spot_check_rate=0.5)
+    _, queue = _deploy(tmp_path, policy, 20, halluc_rate=0.5)
+    s = export_reviewed(queue, tmp_path / "reviewed.jsonl")
+    rows = load_examples(tmp_path / "reviewed.jsonl")
+    assert s.n_items == len(rows) > 0
+    assert all(r.meta["spot_check"] is True and r.meta["probe_route"] == "accept" for r in rows)
+
+
+def test_a_version_1_queue_gains_the_spot_check_column(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    q = ReviewQueue(path)
+    q.enqueue({"audit_id": "a1", "question": "q", "answer": "a", "domain": "geo"})
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE t AS SELECT * FROM review_items; DROP TABLE review_items;"
+    )
+    conn.close()
+    # rebuild the version-1 table without the column
+    conn = sqlite3.connect(path)
+    cols = [r[1] for r in conn.execute("PRAGMA table_info(t)") if r[1] != "spot_check"]
+    conn.execute(f"CREATE TABLE review_items AS SELECT {', '.join(cols)} FROM t")
+    conn.execute("DROP TABLE t")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    item = ReviewQueue(path).get("a1")
+    assert item is not None and item.spot_check is False
+
+
+# ------------------------------------------------------------------------------------------ the guard
+
+
+def test_guard_spot_checks_accepted_answers_and_honours_a_tightening(tiny_calibrated, tmp_path):
+    from hguard.guard import Guard
+
+    lm, root = tiny_calibrated
+    policy = Policy.model_validate(
+        {
+            "version": 1, "probes": str(root / "probes"),
+            "audit": {"path": str(tmp_path / "audit.jsonl")}, "review": {"queue": str(tmp_path / "q.sqlite3")},
+            "monitor": {"seed": "s", "state": str(tmp_path / "state.json")},
+            "generation": {"max_new_tokens": 4, "system_prompt": "answer"},
+            "domains": {"alpha": {"accept_below": 1.0, "abstain_above": 1.0, "spot_check_rate": 0.0,
+                                  "spot_check_min_per_day": 2}},
+        }
+    )  # fmt: skip
+    g = Guard.from_policy(policy, lm=lm)
+    rs = g.batch(["who is the author ?", "what is the capital ?", "which element ?"], domains=["alpha"] * 3)
+    assert [r.route for r in rs] == ["accept"] * 3
+    q = ReviewQueue(tmp_path / "q.sqlite3")
+    spots = q.pending(limit=None)
+    assert len(spots) == 2 and all(s.spot_check for s in spots)  # the daily minimum, then none at rate 0
+    assert all("spot-check" in s.reasons[0] for s in spots)
+    sel = check_selection(policy, list(AuditLog(tmp_path / "audit.jsonl")))["alpha"]
+    assert sel["accepted"] == 3 and sel["by_minimum"] == 2 and sel["mismatches"] == []
+    # the monitor's tightening reaches the guard before routing
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.append({"domain": "alpha", "action": "review", "accept_below": 0.0, "reason": "test"}, kind="monitor_tighten")
+    from hguard.monitor import write_state
+
+    write_state(tmp_path / "state.json", replay(log), policy_id(policy))
+    r = g.invoke("who is the author ?", domain="alpha")
+    assert r.route != "accept" and "tightened by the monitor" in r.reasons[0]
+    # deleting the state file does not lift it: a new guard replays the chain
+    (tmp_path / "state.json").unlink()
+    r = Guard.from_policy(policy, lm=lm).invoke("who is the author ?", domain="alpha")
+    assert r.route != "accept" and "tightened by the monitor" in r.reasons[0]
+    assert verify(tmp_path / "audit.jsonl").ok
+
+
+def test_lower_bound_and_the_two_breach_rules():
+    from scipy.stats import binom
+
+    from hguard.monitor import breached, clopper_pearson_lower
+
+    lb = clopper_pearson_lower(3, 20, 0.9)
+    assert binom.sf(2, 20, lb) == pytest.approx(0.1, abs=1e-9)  # P(X >= 3) at the bound
+    assert clopper_pearson_lower(0, 20, 0.9) == 0.0
+    assert clopper_pearson_lower(10, 10, 0.9) == pytest.approx(0.1 ** (1 / 10))
+    # 1 of 11 at target 0.2: no longer certified (upper 0.30) but not shown broken (lower 0.01)
+    assert breached(1, 11, 0.2, 0.9, "upper_bound") and not breached(1, 11, 0.2, 0.9, "lower_bound")
+    assert not breached(1, 10, 0.2, 0.9, "upper_bound")  # below min_checks: not judged
+    assert breached(12, 20, 0.2, 0.9, "lower_bound")
+    with pytest.raises(InputError, match="breach rule"):
+        breached(1, 10, 0.2, 0.9, "sometimes")
+
+
+def test_recalibration_on_old_and_reviewed_rows_reports_what_changed(tiny_calibrated, tmp_path):
+    from hguard.calibrate.changes import changes_markdown, load_report, report_changes
+    from hguard.calibrate.data import load_examples
+    from hguard.calibrate.pipeline import calibrate
+    from hguard.review.export import export_reviewed
+
+    lm, root = tiny_calibrated
+    old = load_report(root / "probes")
+    queue = ReviewQueue(tmp_path / "q.sqlite3")
+    alpha = [e for e in load_examples(root / "data.jsonl") if e.domain == "alpha"][:8]
+    for i, e in enumerate(alpha):  # reviewed spot-checks and review-routed answers, half of them wrong
+        queue.enqueue({"audit_id": f"d{i}", "question": e.question + " (field)", "answer": e.answers[0] if i % 2 else "no idea",
+                       "domain": "alpha", "risk": 0.3, "spot_check": i < 4})  # fmt: skip
+        queue.decide(f"d{i}", verdict="correct" if i % 2 else "hallucinated", reviewer="r")
+    assert export_reviewed(queue, tmp_path / "reviewed.jsonl").n_items == 8
+    new = calibrate([root / "data.jsonl", tmp_path / "reviewed.jsonl"], tmp_path / "new", lm=lm, system_prompt="answer",
+                    max_new_tokens=4, progress=False, plots=False)  # fmt: skip
+    ch = report_changes(old, new)
+    rows = {r["what"]: r for r in ch["domains"]["alpha"]}
+    assert rows["reviewed items used"]["before"] == 0 and rows["reviewed items used"]["after"] == 8
+    assert "reviewed items used | 0 | 8" in changes_markdown(ch)
+    assert "reviewed items used" not in {r["what"] for r in ch["domains"]["beta"]}
+    with pytest.raises(InputError, match="no calibration report"):
+        load_report(tmp_path / "nowhere")
+
+
+def test_cli_prints_the_estimate_writes_the_report_and_lifts(tmp_path, capsys):
+    from hguard.cli import main
+
+    (tmp_path / "policy.toml").write_text(
+        'version = 1\n[audit]\npath = "audit.jsonl"\n[review]\nqueue = "queue.sqlite3"\n'
+        '[monitor]\nseed = "s"\nstate = "state.json"\n'
+        '[domains.geo]\ntarget_hallucination_rate = 0.2\nconfidence = 0.9\nspot_check_rate = 0.5\non_breach = "review"\n'
+    )
+    from hguard.policy import load_policy
+
+    policy = load_policy(tmp_path / "policy.toml")
+    _deploy(tmp_path, policy, 60, halluc_rate=0.7)
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    geo = out["domains"]["geo"]
+    assert geo["state"]["state"] == "tightened" and geo["spot_checks"]["reviewed"] > 0
+    assert Path(out["html_report"]).is_file() and "_live_risks" not in geo
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml")]) == 0
+    text = capsys.readouterr().out
+    assert "state=tightened" in text and "upper bound" in text
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--lift", "geo", "--by", "ops", "--reason", "ok"]) == 0
+    assert "lifted" in capsys.readouterr().out
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--lift", "geo"]) == 2
+    assert "--by" in capsys.readouterr().err
+    (tmp_path / "bad.toml").write_text('version = 1\n[domains.geo]\nspot_check_rate = 2.0\n')
+    assert main(["monitor", "--policy", str(tmp_path / "bad.toml")]) == 2
+    assert "domains.geo.spot_check_rate" in capsys.readouterr().err
+
+
+def test_review_page_marks_spot_checks_and_shows_the_domain_state(tmp_path):
+    from starlette.testclient import TestClient
+
+    from hguard.monitor import write_state
+    from hguard.review import create_app
+
+    q = ReviewQueue(tmp_path / "q.sqlite3")
+    q.enqueue({"audit_id": "s1", "question": "Spot?", "answer": "A.", "domain": "geo", "risk": 0.1, "spot_check": True,
+               "reasons": ["spot-check of an accepted answer: u < rate"]})  # fmt: skip
+    q.enqueue({"audit_id": "r1", "question": "Routed?", "answer": "B.", "domain": "lit", "risk": 0.6})
+    write_state(tmp_path / "state.json", {"geo": DomainState("tightened", "review", 0.0, "2026-01-01T00:00:00", "x", None,
+                                                            "lower bound 0.4 exceeds target 0.2")}, "pid")  # fmt: skip
+    app = create_app(q, token=None, read_only_open=True, monitor_state=tmp_path / "state.json")
+    client = TestClient(app, base_url="http://127.0.0.1:8765")
+    page = client.get("/").text
+    assert page.count('class="spot-check"') == 1 and "tightened since 2026-01-01T00:00:00" in page
+    assert "lower bound 0.4 exceeds target 0.2" in page and ">normal<" in page
+    item = client.get("/items/s1").text
+    assert "spot-check of an accepted answer (the user got it)" in item
+    assert "routed to review" in client.get("/items/r1").text

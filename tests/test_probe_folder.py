@@ -1,0 +1,88 @@
+"""The probe folder: regular files only, no links out of it, one file per domain, and one bad probe
+disables its own domain (review with the reason), not the guard."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from hguard.guard import Guard
+from hguard.policy import Policy
+
+Q = "who is the author of the book ?"
+
+
+def _guard(lm, probes, tmp_path):
+    pol = Policy.model_validate(
+        {
+            "version": 1,
+            "probes": str(probes),
+            "audit": {"path": str(tmp_path / "audit.jsonl")},
+            "generation": {"max_new_tokens": 4, "system_prompt": "answer"},
+            "domains": {"alpha": {"accept_below": 1.0, "abstain_above": 1.0}, "beta": {"accept_below": 1.0, "abstain_above": 1.0}},
+        }
+    )
+    return Guard.from_policy(pol, lm=lm)
+
+
+@pytest.fixture
+def folder(tiny_calibrated, tmp_path):
+    lm, root = tiny_calibrated
+    probes = tmp_path / "probes"
+    probes.mkdir()
+    for name in ("alpha.json", "beta.json"):
+        shutil.copy(root / "probes" / name, probes / name)
+    return lm, probes
+
+
+def test_control_both_domains_load(folder, tmp_path):
+    lm, probes = folder
+    g = _guard(lm, probes, tmp_path)
+    assert set(g.probes) == {"alpha", "beta"} and not g.probe_errors
+    assert g.invoke(Q, domain="alpha").route == "accept"
+
+
+def test_an_overflowing_number_disables_its_domain_only(folder, tmp_path):
+    lm, probes = folder
+    text = (probes / "beta.json").read_text()
+    (probes / "beta.json").write_text(text.replace('"intercept": ', '"intercept": 1e999, "x": ', 1))
+    g = _guard(lm, probes, tmp_path)
+    assert "alpha" in g.probes and "beta" not in g.probes
+    assert "1e999" in g.probe_errors["beta"]
+    r = g.invoke(Q, domain="beta")
+    assert r.route == "review" and any("1e999" in x for x in r.reasons), r.reasons
+    assert g.invoke(Q, domain="alpha").route == "accept"
+
+
+def test_a_fifo_named_like_a_probe_does_not_hang_and_is_refused(folder, tmp_path):
+    lm, probes = folder
+    os.mkfifo(probes / "gamma.json")
+    g = _guard(lm, probes, tmp_path)  # would block forever reading the FIFO
+    assert "not a regular file" in g.probe_errors["gamma"]
+    assert set(g.probes) == {"alpha", "beta"}
+
+
+def test_links_out_of_the_folder_are_not_followed(folder, tmp_path):
+    lm, probes = folder
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (probes / "beta.json").rename(outside / "beta.json")
+    (probes / "beta.json").symlink_to(outside / "beta.json")
+    g = _guard(lm, probes, tmp_path)
+    assert "beta" not in g.probes and "outside the probe folder" in g.probe_errors["beta"]
+    r = g.invoke(Q, domain="beta")
+    assert r.route == "review" and any("outside the probe folder" in x for x in r.reasons)
+
+
+def test_two_files_claiming_one_domain_disable_it_naming_both(folder, tmp_path):
+    lm, probes = folder
+    shutil.copy(probes / "alpha.json", probes / "alpha-copy.json")
+    g = _guard(lm, probes, tmp_path)
+    assert "alpha" not in g.probes
+    msg = g.probe_errors["alpha"]
+    assert "alpha.json" in msg and "alpha-copy.json" in msg and "remove all but one" in msg
+    r = g.invoke(Q, domain="alpha")
+    assert r.route == "review" and any("alpha-copy.json" in x for x in r.reasons)
+    assert g.invoke(Q, domain="beta").route == "accept"

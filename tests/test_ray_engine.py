@@ -1,0 +1,130 @@
+"""The Ray engine against the local one on a tiny random model: same answers, features and probes;
+a killed actor's shard retried; a resumed run answers only the missing shards; a bad address refused.
+
+Starts its own Ray on this machine (two CPUs, no dashboard) and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason="the Ray engine needs the ray extra: pip install 'hguard[ray]'")
+
+from hguard.calibrate.collect import collect, load_collected  # noqa: E402
+from hguard.calibrate.data import write_examples  # noqa: E402
+from hguard.calibrate.pipeline import calibrate  # noqa: E402
+from hguard.calibrate.ray_engine import RayOptions, collect_ray  # noqa: E402
+from hguard.errors import DataError, InputError  # noqa: E402
+from hguard.generation import Generator  # noqa: E402
+from hguard.testing import tiny_examples, tiny_model, tiny_model_dying_once  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:the probe does not beat chance", "ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return tiny_model("llama", seed=3)
+
+
+@pytest.fixture(scope="module")
+def data(lm, tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    exs = tiny_examples(lm)
+    write_examples(root / "data.jsonl", exs)
+    return exs, root / "data.jsonl"
+
+
+def _model_section(path):
+    return json.loads(path.read_text())["model"]
+
+
+def test_ray_and_local_engines_give_the_same_answers_features_and_probes_even_when_an_actor_dies(cluster, lm, data, tmp_path):
+    exs, path = data
+    kw = dict(lm=lm, system_prompt="answer", max_new_tokens=4, progress=False, plots=False, batch_size=16, seed=0)
+    local = calibrate([path], tmp_path / "local", work_dir=tmp_path / "wl", **kw)
+    marker = tmp_path / "actor-died"
+    opts = RayOptions(actors=2, model_factory=functools.partial(tiny_model_dying_once, str(marker), "llama", 3))
+    remote = calibrate([path], tmp_path / "ray", work_dir=tmp_path / "wr", engine="ray", ray_options=opts, **kw)
+    assert marker.exists()  # one actor process exited in the middle of a shard, and its shard was redone
+    a, b = load_collected(tmp_path / "wl"), load_collected(tmp_path / "wr")
+    assert [r["id"] for r in a.rows] == [r["id"] for r in b.rows] == [e.id for e in exs]
+    for key in ("answer", "label", "finished", "length", "n_cett_tokens"):
+        assert [r[key] for r in a.rows] == [r[key] for r in b.rows], key
+    for key in ("mean_logprob", "min_logprob", "mean_entropy"):
+        np.testing.assert_allclose([r[key] for r in a.rows], [r[key] for r in b.rows], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a.features, b.features, rtol=1e-5, atol=1e-6)
+    assert set(local["domains"]) == set(remote["domains"]) == {"alpha", "beta"}
+    for d in local["domains"]:
+        pa, pb = _model_section(tmp_path / "local" / f"{d}.json"), _model_section(tmp_path / "ray" / f"{d}.json")
+        assert pa["feature_indices"] == pb["feature_indices"] and pa["C"] == pb["C"]
+        np.testing.assert_allclose(pa["weights"], pb["weights"], rtol=1e-4, atol=1e-6)
+        assert local["domains"][d]["auroc"] == pytest.approx(remote["domains"][d]["auroc"], abs=1e-6)
+    # the same shard names, row ids and shapes in both folders (the sha256 may differ in the last bits)
+    ma = json.loads((tmp_path / "wl" / "manifest.json").read_text())["shards"]
+    mb = json.loads((tmp_path / "wr" / "manifest.json").read_text())["shards"]
+    assert [(s["shard"], s["row_ids"], s["shape"]) for s in ma] == [(s["shard"], s["row_ids"], s["shape"]) for s in mb]
+
+
+def test_a_resumed_ray_run_answers_only_the_shards_that_were_not_committed(cluster, lm, data, tmp_path):
+    exs, _ = data
+    exs = exs[:40]
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
+    first = collect(gen, exs, tmp_path, batch_size=8, progress=False)
+    shards = tmp_path / "shards"
+    # a driver killed while shards 3 and 4 were in flight: their entries were never written
+    for n in (3, 4):
+        (shards / f"shard-00000{n}.json").unlink()
+    kept = {p.name: p.stat().st_mtime_ns for p in shards.glob("shard-*")}
+    opts = RayOptions(actors=1, model_factory=functools.partial(tiny_model, "llama", 3))
+    col = collect_ray(gen, exs, tmp_path, batch_size=8, options=opts, progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in shards.glob("shard-*") if p.name in kept and p.suffix == ".json"} == {
+        k: v for k, v in kept.items() if k.endswith(".json")
+    }
+    new = sorted(p.name for p in shards.glob("shard-*.json") if p.name not in kept)
+    assert new == ["shard-000005.json", "shard-000006.json"]  # 16 rows in two new shards, numbered after the rest
+    assert [r["id"] for r in col.rows] == [e.id for e in exs]
+    np.testing.assert_allclose(col.features, first.features, rtol=1e-5, atol=1e-6)
+
+
+def test_a_shard_that_kills_its_actor_twice_stops_the_run_and_names_the_rows(cluster, lm, data, tmp_path):
+    exs, _ = data
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
+    marker = str(tmp_path / "died")
+    opts = RayOptions(actors=1, model_factory=functools.partial(tiny_model_dying_once, marker, "llama", 3, 2))
+    with pytest.raises(DataError, match=rf"the Ray job stopped .*4 row\(s\) have no committed shard \(first: {exs[0].id!r}\).*run again"):
+        collect_ray(gen, exs[:4], tmp_path / "w", batch_size=4, options=opts, progress=False)
+    assert (tmp_path / "died").exists() and (tmp_path / "died.1").exists()
+
+
+def test_an_unreachable_address_is_refused_with_the_address(lm, data, tmp_path):
+    exs, _ = data
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
+    with pytest.raises(InputError, match=r"Ray address '127\.0\.0\.1:9' cannot be reached .*ray start --head"):
+        collect_ray(gen, exs[:4], tmp_path, options=RayOptions(address="127.0.0.1:9"), progress=False)
+    with pytest.raises(InputError, match="is not host:port"):
+        collect_ray(gen, exs[:4], tmp_path, options=RayOptions(address="head-node"), progress=False)
+
+
+def test_the_cli_refuses_an_unreachable_address_before_loading_the_model(tmp_path, capsys):
+    from hguard.cli import main
+
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"id": "q1", "question": "capital of france ?", "answers": ["paris"], "domain": "geo"}\n')
+    rc = main(["calibrate", "--data", str(data), "--out", str(tmp_path / "o"), "--engine", "ray", "--address", "127.0.0.1:9",
+               "--model", "no-such-model"])
+    assert rc == 2
+    assert "Ray address '127.0.0.1:9' cannot be reached" in capsys.readouterr().err
+    rc = main(["calibrate", "--data", str(data), "--out", str(tmp_path / "o"), "--address", "127.0.0.1:9"])
+    assert rc == 2
+    assert "--address is for --engine ray" in capsys.readouterr().err
