@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import random
 import signal
@@ -129,11 +128,14 @@ _WRITER = textwrap.dedent(
 
 def kill_trials(n_trials: int, seed: int, workdir: Path) -> dict:
     rng = random.Random(seed)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env = _env()
     rows = []
     for t in range(n_trials):
         path = workdir / f"kill-{t}.jsonl"
-        filler = rng.choice([200, 20_000, 1_000_000])  # large records make a kill inside write() likely
+        # Odd trials kill at a random moment; even ones write 2 MB records and kill as soon as the file starts
+        # to grow past the acknowledged records, which lands inside write() most of the time (a torn tail).
+        mid_write = t % 2 == 0
+        filler = 2_000_000 if mid_write else rng.choice([200, 20_000, 1_000_000])
         proc = subprocess.Popen(
             [sys.executable, "-c", _WRITER, str(path), str(filler)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=env,
@@ -145,24 +147,37 @@ def kill_trials(n_trials: int, seed: int, workdir: Path) -> dict:
             if not line:
                 break
             acked.append(line.decode().strip())
-        time.sleep(rng.uniform(0, 0.02))
+        if mid_write:
+            size_acked = path.stat().st_size if path.exists() else 0
+            deadline = time.monotonic() + 10
+            while path.exists() and path.stat().st_size == size_acked and proc.poll() is None:
+                if time.monotonic() > deadline:
+                    break
+        else:
+            time.sleep(rng.uniform(0, 0.02))
         os.kill(proc.pid, signal.SIGKILL)
-        rest, err = proc.communicate(timeout=60)
+        # read() through the same buffered reader: communicate() would skip lines readline() already buffered
+        rest, err = proc.stdout.read(), proc.stderr.read()
+        proc.wait(timeout=60)
         acked += [x.decode() for x in rest.split(b"\n")[:-1]]  # printed before the kill: acknowledged too
         report = verify(path)
         found = {r["id"] for r in AuditLog(path, key=None)}
         lost = len(set(acked) - found)
         AuditLog(path, key=None).append({"after": "kill"})  # recovers a torn tail by itself
         after = verify(path)
-        found_after = {r["id"] for r in AuditLog(path, key=None)}
+        records_after = list(AuditLog(path, key=None))
+        found_after = {r["id"] for r in records_after}
+        recovered = any(r.get("action") == "torn_tail_moved_aside" for r in records_after)
         rows.append(
             {
+                "kill": "as the file grows" if mid_write else "random",
                 "filler_bytes": filler,
                 "acknowledged": len(acked),
                 "found": len(found),
                 "lost": lost,
                 "lost_after_recovery": len(set(acked) - found_after),
                 "torn_tail": report.torn,
+                "recovered": recovered,
                 "other_problems": sum(1 for p in report.problems if not p.torn),
                 "verifies_after_next_append": after.ok,
                 "child_error": err.decode()[-300:] if proc.returncode != -signal.SIGKILL else "",
@@ -175,8 +190,11 @@ def kill_trials(n_trials: int, seed: int, workdir: Path) -> dict:
         "acknowledged": sum(r["acknowledged"] for r in rows),
         "found": sum(r["found"] for r in rows),
         "lost": sum(r["lost"] for r in rows),
+        # written but not yet acknowledged when killed: at most the one append in flight
+        "max_found_not_acknowledged": max((r["found"] - r["acknowledged"] for r in rows), default=0),
         "lost_after_recovery": sum(r["lost_after_recovery"] for r in rows),
         "torn_tails": sum(r["torn_tail"] for r in rows),
+        "moved_aside_and_recorded": sum(r["recovered"] for r in rows),
         "other_problems": sum(r["other_problems"] for r in rows),
         "verified_after_next_append": sum(r["verifies_after_next_append"] for r in rows),
         "trials": rows,
@@ -186,11 +204,19 @@ def kill_trials(n_trials: int, seed: int, workdir: Path) -> dict:
 # ------------------------------------------------------------------------------------------------ 2. concurrency
 
 
-def _process_writer(path: str, worker: int, n: int) -> int:
-    log = AuditLog(path, key=KEY)
-    for i in range(n):
-        log.append({"worker": worker, "i": i})
-    return n
+_PROCESS_WRITER = textwrap.dedent(
+    """
+    import sys
+    from hguard.audit import AuditLog
+    log = AuditLog(sys.argv[1], key=sys.argv[2].encode())
+    for i in range(int(sys.argv[4])):
+        log.append({"worker": int(sys.argv[3]), "i": i})
+    """
+)
+
+
+def _env() -> dict:
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
 
 
 def concurrency(n_threads: int, n_processes: int, per_writer: int, workdir: Path) -> dict:
@@ -220,10 +246,17 @@ def concurrency(n_threads: int, n_processes: int, per_writer: int, workdir: Path
 
     path = workdir / "processes.jsonl"
     t0 = time.perf_counter()
-    with multiprocessing.get_context("spawn").Pool(n_processes) as pool:
-        pool.starmap(_process_writer, [(str(path), w, per_writer) for w in range(n_processes)])
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PROCESS_WRITER, str(path), KEY.decode(), str(w), str(per_writer)],
+            stderr=subprocess.PIPE, env=_env(),
+        )
+        for w in range(n_processes)
+    ]
+    failed = [p.communicate(timeout=600)[1].decode()[-300:] for p in procs]
     secs = time.perf_counter() - t0
-    out["processes"] = _count(path, KEY, n_processes * per_writer, secs, [], n_processes, per_writer)
+    failed = [err for p, err in zip(procs, failed) if p.returncode != 0]
+    out["processes"] = _count(path, KEY, n_processes * per_writer, secs, failed, n_processes, per_writer)
     return out
 
 
@@ -338,7 +371,8 @@ def main(argv: list[str] | None = None) -> dict:
     k = result["kill"]
     print(
         f"kill -9: {k['n_trials']} trials, {k['acknowledged']} acknowledged, {k['lost']} lost, "
-        f"{k['torn_tails']} torn tails, {k['verified_after_next_append']}/{k['n_trials']} verify after the next append"
+        f"{k['torn_tails']} torn tails ({k['moved_aside_and_recorded']} moved aside and recorded), "
+        f"{k['verified_after_next_append']}/{k['n_trials']} verify after the next append"
     )
     for name, c in result["concurrency"].items():
         print(f"{name}: {c['records']}/{c['expected_records']} records, chain ok={c['verify_ok_with_key']}")

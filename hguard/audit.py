@@ -7,15 +7,21 @@ This module keeps that evidence from being lost or quietly altered:
   field, and its ``prev_hash`` is the ``hash`` of the record before it (:data:`GENESIS_HASH` for the first). An
   edited, removed, moved or inserted record breaks the chain where it happened, and :func:`verify` names the
   line and ``seq``.
-* :meth:`AuditLog.append` takes a file lock on ``<path>.lock``, re-reads the last record under it, writes the
-  line with one ``os.write`` on an ``O_APPEND`` descriptor and ``fsync`` s it before returning a receipt. Threads
-  and processes can share one file, and a record whose receipt came back survives a killed process.
-* A last line torn by a writer killed mid-write is reported by :func:`verify`, refused by ``append`` (which
-  will not chain onto it) and moved aside into ``<path>.torn-<timestamp>`` by :func:`repair`: never deleted.
+* :meth:`AuditLog.append` locks the log file itself (``flock``, plus a thread lock keyed by device and inode, so
+  hard links and symlinks to one log share one lock), re-reads the last record under it, writes the line with
+  one ``os.write`` on an ``O_APPEND`` descriptor and ``fsync`` s it before returning a receipt. Threads and
+  processes can share one file, and a record whose receipt came back survives a killed process.
+* A last line without its newline was torn by a writer killed mid-write and never acknowledged: the next
+  ``append`` (or :func:`repair`) moves its bytes into ``<path>.torn-<timestamp>`` and writes a ``recovery``
+  record saying so, then goes on. A complete line that is not a record was damaged after it was written: it
+  is reported as damaged and kept where it is; a ``recovery`` record chained after it names it.
+* With a key (:mod:`hguard.integrity`) every record carries ``mac``, HMAC-SHA256 over the record without
+  ``hash`` and ``mac``; :func:`verify` given the key then catches edited, re-chained and forged records.
 
-Limits of a bare hash chain: someone who can write the file can recompute every hash after an edit, and
-cutting records off the end leaves a valid chain. Keep the latest receipt's ``hash`` somewhere else (or ship
-receipts off the machine) to catch that.
+Limits: without a key, someone who can write the file can recompute every hash after an edit; with or
+without one, cutting records off the end leaves a valid chain. Keep the latest receipt's ``hash`` elsewhere
+(``verify(..., expect_head=...)``) or let the log append heads to an anchor file kept out of that person's
+reach (``AuditLog(..., anchor=...)``, ``verify(..., anchor=...)``).
 
 Imports only the standard library, so auditors' machines need no torch to read a log.
 """
@@ -631,7 +637,11 @@ class AuditLog:
             "bytes": len(raw),
             "sha256": hashlib.sha256(raw).hexdigest(),
             "saved_to": saved,
-            "reason": "the last line had no trailing newline: a write cut short, never acknowledged",
+            "reason": (
+                "the last line, a complete and correctly chained record, had lost its newline; it was restored"
+                if saved is None
+                else "the last line had no trailing newline: a write cut short, never acknowledged"
+            ),
         }
         receipt = self._write_record(fd, uuid.uuid4().hex, "recovery", note, [], prev_hash, seq)
         self.last_receipt = receipt

@@ -59,7 +59,8 @@ def run_demo(policy: str | None = None, model: str = "default", out: str | None 
         (out_dir / name).unlink(missing_ok=True)
     pol = pol.model_copy(
         update={
-            "audit": pol.audit.model_copy(update={"path": out_dir / "audit.jsonl"}),
+            # no anchor: this throwaway log's heads must not land in the anchor of the policy's real log
+            "audit": pol.audit.model_copy(update={"path": out_dir / "audit.jsonl", "anchor": None}),
             "review": pol.review.model_copy(update={"queue": out_dir / "review.sqlite3"}),
         }
     )
@@ -89,7 +90,9 @@ def run_demo(policy: str | None = None, model: str = "default", out: str | None 
     print("what a user sees:")
     for _kind, r in results:
         print(f"  [{r.route:7s}] {_short(r.question, 50)} -> {_short(r.display_text, 70)}")
-    rep = audit.verify(pol.audit.path)
+    from .integrity import load_key
+
+    rep = audit.verify(pol.audit.path, key=load_key(pol.integrity.key_file))
     n_review = sum(r.route == "review" for _, r in results)
     print()
     print(f"audit log {rep.summary()}")

@@ -402,7 +402,10 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     queue_path = Path(queue_path or policy.review.queue)
     if not audit_path.is_file():
         raise InputError(f"no audit log at {audit_path}; pass the log the guard writes (the policy's audit.path)")
-    ver = verify(audit_path)
+    from .integrity import load_key
+
+    key = load_key(policy.integrity.key_file)  # the guard's key: the monitor's records join its chain
+    ver = verify(audit_path, key=key)
     records = list(AuditLog(audit_path))
     pid = policy_id(policy)
     decisions = [r for r in records if r.get("kind") == "decision"]
@@ -429,7 +432,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     states = replay(records)
     selection = check_selection(policy, [r for r in records if r.get("kind") == SPOT or r.get("id") in by_id])
     now = now or datetime.now(timezone.utc).isoformat(timespec="microseconds")
-    audit = AuditLog(audit_path, redact=policy.audit.redact) if act else None
+    audit = AuditLog(audit_path, redact=policy.audit.redact, key=key) if act else None
     report: dict[str, Any] = {
         "policy": str(policy.source) if policy.source else None, "policy_id": pid, "audit_log": str(audit_path),
         "review_queue": str(queue_path), "time": now, "chain": {"ok": ver.ok, "n_records": ver.n_records},
@@ -543,7 +546,9 @@ def lift(policy, domain: str, *, by: str, reason: str, audit_path=None) -> Domai
     if not isinstance(reason, str) or not reason.strip():
         raise InputError("say why the tightening is lifted: pass --reason TEXT")
     audit_path = Path(audit_path or policy.audit.path)
-    log = AuditLog(audit_path, redact=policy.audit.redact)
+    from .integrity import load_key
+
+    log = AuditLog(audit_path, redact=policy.audit.redact, key=load_key(policy.integrity.key_file))
     states = replay(log)
     st = states.get(domain, DomainState())
     if st.state != "tightened":

@@ -385,7 +385,9 @@ def test_sigkill_mid_append_loses_no_acknowledged_record(tmp_path):
                 break
     finally:
         os.kill(proc.pid, signal.SIGKILL)
-        rest, err = proc.communicate(timeout=30)
+        # through the same buffered reader: communicate() would skip lines readline() already buffered
+        rest, err = proc.stdout.read(), proc.stderr.read()
+        proc.wait(timeout=30)
     assert len(acked) == 10, err.decode()
     assert proc.returncode == -signal.SIGKILL
     acked += [line.decode() for line in rest.split(b"\n")[:-1]]  # printed before the kill: acknowledged too

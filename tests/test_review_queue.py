@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sqlite3
 import threading
 from datetime import datetime, timedelta, timezone
@@ -265,11 +267,17 @@ def test_two_threads_deciding_the_same_item_exactly_one_wins(tmp_path, audit):
     assert verify(audit.path).ok
 
 
-def test_verdict_is_rolled_back_when_the_audit_log_cannot_be_written(queue, audit):
+def test_verdict_is_rolled_back_when_the_audit_log_cannot_be_written(queue, audit, monkeypatch):
     queue.enqueue(make_item("a"))
     audit.append({"note": "first"}, kind="test")
-    with open(audit.path, "ab") as f:
-        f.write(b'{"torn": ')  # a writer killed mid-line: append refuses to chain onto it
+    real_fsync = os.fsync
+
+    def disk_failing(fd):
+        if os.fstat(fd).st_ino == audit.path.stat().st_ino:
+            raise OSError(errno.EIO, "Input/output error")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", disk_failing)  # the log's disk fails: the record is not stored
     with pytest.raises(ReviewQueueError, match="still pending") as info:
         queue.decide("a", verdict="correct", reviewer="alice")
     assert str(audit.path) in str(info.value)

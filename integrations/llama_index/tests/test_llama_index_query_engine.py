@@ -119,9 +119,10 @@ def test_audit_handler_records_a_failed_call(make_guard, root_handler, tmp_path)
 
 def test_a_failing_audit_write_is_raised_by_the_engine_not_lost(make_guard, retriever, root_handler, tmp_path):
     guard = make_guard("accept")
-    torn = tmp_path / "torn.jsonl"
-    torn.write_text('{"kind": "query", "seq"')  # a torn last line: append refuses to chain onto it
-    handler = root_handler(HGuardAuditEventHandler(torn))
+    keyed = tmp_path / "keyed.jsonl"
+    # a log whose records carry a keyed MAC: a writer without the key refuses to append to it
+    keyed.write_text('{"hash":"' + "0" * 64 + '","kind":"query","mac":"' + "0" * 64 + '","seq":0}\n')
+    handler = root_handler(HGuardAuditEventHandler(keyed))
     engine = HGuardQueryEngine(retriever, HGuardLLM(guard, domain="alpha"), audit_handler=handler)
     with pytest.raises(HGuardError):
         engine.query(AUSTRALIA)

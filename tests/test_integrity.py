@@ -1,0 +1,331 @@
+"""Keyed integrity (hguard.integrity): key loading, signed probes, MACed audit records, truncation checks,
+one lock per log file, and the tamper cases of the reliability benchmark (run on tiny settings)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from hguard.audit import AuditLog, cli_main, verify
+from hguard.errors import AuditIntegrityError, InputError, ProbeError
+from hguard.guard import Guard
+from hguard.integrity import KEY_ENV, KEY_FILE_ENV, MIN_KEY_BYTES, load_key, probe_load_options
+from hguard.policy import IntegrityConfig, Policy
+from hguard.probe import HNeuronProbe
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+try:
+    import reliability  # the attacks, defined once for the benchmark and these tests
+finally:
+    sys.path.remove(str(REPO / "benchmarks"))
+
+KEY = reliability.KEY
+
+
+@pytest.fixture(autouse=True)
+def _no_key_in_environment(monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    monkeypatch.delenv(KEY_FILE_ENV, raising=False)
+
+
+def _key_file(tmp_path: Path, data: bytes = KEY, mode: int = 0o600, name: str = "hguard.key") -> Path:
+    p = tmp_path / name
+    p.write_bytes(data)
+    p.chmod(mode)
+    return p
+
+
+# ------------------------------------------------------------------------------------------------ keys
+
+
+def test_key_from_file_environment_or_none(tmp_path, monkeypatch):
+    assert load_key() is None
+    kf = _key_file(tmp_path, KEY + b"\n")
+    assert load_key(kf) == KEY  # surrounding whitespace is not part of the key
+    monkeypatch.setenv(KEY_FILE_ENV, str(kf))
+    assert load_key() == KEY
+    monkeypatch.delenv(KEY_FILE_ENV)
+    monkeypatch.setenv(KEY_ENV, KEY.decode())
+    assert load_key() == KEY
+    other = _key_file(tmp_path, b"z" * 40, name="policy.key")
+    assert load_key(other) == b"z" * 40  # the policy's key file wins over the environment
+
+
+@pytest.mark.parametrize(
+    "data, mode, words",
+    [
+        (b"", 0o600, "is empty"),
+        (b"  \n", 0o600, "is empty"),
+        (b"short", 0o600, f"fewer than the {MIN_KEY_BYTES} required"),
+        (KEY, 0o644, "chmod 600"),
+    ],
+)
+def test_bad_key_file_is_one_clear_line(tmp_path, data, mode, words):
+    kf = _key_file(tmp_path, data, mode)
+    with pytest.raises(InputError) as exc:
+        load_key(kf)
+    msg = str(exc.value)
+    assert words in msg and str(kf) in msg and "\n" not in msg
+
+
+def test_missing_unreadable_and_conflicting_keys(tmp_path, monkeypatch):
+    with pytest.raises(InputError, match="does not exist"):
+        load_key(tmp_path / "nope.key")
+    with pytest.raises(InputError, match="not a regular file"):
+        load_key(tmp_path)
+    monkeypatch.setenv(KEY_ENV, "too short")
+    with pytest.raises(InputError, match=r"\$HGUARD_KEY has 9 bytes"):
+        load_key()
+    monkeypatch.setenv(KEY_FILE_ENV, str(_key_file(tmp_path)))
+    with pytest.raises(InputError, match="unset one of them"):
+        load_key()
+    monkeypatch.delenv(KEY_ENV)
+    monkeypatch.setenv(KEY_FILE_ENV, "")
+    with pytest.raises(InputError, match="set but empty"):
+        load_key()
+    with pytest.raises(InputError, match="set but empty"):
+        AuditLog(tmp_path / "a.jsonl")  # a log opened with a broken key configuration refuses to start
+
+
+# ------------------------------------------------------------------------------------------------ audit MACs
+
+
+def _log(tmp_path: Path, n: int = 5, key: bytes | None = KEY, anchor: Path | None = None):
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, key=key, anchor=anchor)
+    return path, [log.append({"i": i, "route": "review"}) for i in range(n)]
+
+
+def test_keyed_records_verify_only_with_their_key(tmp_path):
+    path, receipts = _log(tmp_path)
+    recs = list(AuditLog(path, key=None))
+    assert all(len(r["mac"]) == 64 for r in recs)
+    assert verify(path).ok  # the plain chain still verifies without the key
+    report = verify(path, key=KEY)
+    assert report.ok and report.head_hash == receipts[-1].hash and report.head_seq == 4
+    wrong = verify(path, key=b"w" * 40)
+    assert not wrong.ok and len(wrong.problems) == 5 and "MAC does not match" in wrong.problems[0].message
+    unkeyed, _ = _log(tmp_path / "plain", key=None)
+    report = verify(unkeyed, key=KEY)
+    assert not report.ok and "no MAC" in report.problems[0].message
+
+
+@pytest.mark.parametrize("attack", list(reliability.LOG_ATTACKS))
+def test_every_tamper_case_fails_keyed_verification_with_the_head_kept(tmp_path, attack):
+    anchor = tmp_path / "audit.anchor"
+    path, receipts = _log(tmp_path, 6, anchor=anchor)
+    path.write_bytes(b"".join(reliability.LOG_ATTACKS[attack](path.read_bytes().splitlines(keepends=True))))
+    assert not verify(path, key=KEY, expect_head=receipts[-1].hash).ok
+    assert not verify(path, key=KEY, anchor=anchor).ok
+
+
+def test_what_each_check_catches(tmp_path):
+    rows = {r["case"]: r for r in reliability.tamper_table(tmp_path)}
+    # a plain hash chain misses every attack that recomputes hashes; the key catches all but truncation
+    for case in ("edit a record and re-chain", "delete a record and re-chain", "append a forged record with correct hashes"):
+        assert rows[case]["no key: verify"] is False and rows[case]["key: verify"] is True
+    assert rows["drop the last record"]["key: verify"] is False
+    assert rows["drop the last record"]["key: verify --expect-head"] is True
+    assert rows["drop the last record"]["no key: verify --anchor"] is True
+    # without a key a forger can extend the log: neither the kept head nor the anchor notices
+    assert rows["append a forged record with correct hashes"]["no key: verify --expect-head"] is False
+
+
+def test_truncation_is_caught_by_expect_head_and_anchor(tmp_path, capsys):
+    anchor = tmp_path / "audit.anchor"
+    path, receipts = _log(tmp_path, 4, anchor=anchor)
+    assert [json.loads(x)["seq"] for x in anchor.read_text().splitlines()] == [0, 1, 2, 3]
+    assert verify(path, key=KEY, expect_head=receipts[-1].hash, anchor=anchor).ok
+    path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:-1]))
+    assert verify(path, key=KEY).ok  # a MAC cannot see records cut off the end
+    report = verify(path, key=KEY, expect_head=receipts[-1].hash)
+    assert not report.ok and "cut off the end" in report.summary()
+    assert not verify(path, key=KEY, anchor=anchor).ok
+    assert cli_main(["verify", str(path), "--no-key", "--expect-head", receipts[-1].hash]) == 1
+    assert "cut off the end" in capsys.readouterr().out
+    assert cli_main(["verify", str(path), "--no-key", "--expect-head", receipts[-2].hash, "--anchor", str(anchor)]) == 1
+    assert cli_main(["verify", str(path), "--no-key", "--expect-head", "abc"]) == 2
+    assert "64 lowercase hex" in capsys.readouterr().err
+
+
+def test_cli_verify_reads_the_key_from_the_environment(tmp_path, monkeypatch, capsys):
+    path, _ = _log(tmp_path)
+    monkeypatch.setenv(KEY_FILE_ENV, str(_key_file(tmp_path)))
+    assert cli_main(["verify", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "MACs checked with key" in out and "head seq 4" in out
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(reliability.edit_and_rechain(lines)))
+    assert cli_main(["verify", str(path)]) == 1
+    assert cli_main(["verify", str(path), "--no-key"]) == 0  # the plain chain was recomputed: only the key sees it
+    monkeypatch.setenv(KEY_FILE_ENV, str(tmp_path / "missing.key"))
+    assert cli_main(["verify", str(path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_unkeyed_writer_refuses_to_break_a_keyed_chain(tmp_path):
+    path, _ = _log(tmp_path)
+    with pytest.raises(AuditIntegrityError, match="no key is configured"):
+        AuditLog(path, key=None).append({"i": 5})
+    assert verify(path, key=KEY).ok
+
+
+def test_keyed_recovery_record_verifies(tmp_path):
+    path, _ = _log(tmp_path)
+    with open(path, "ab") as f:
+        f.write(b'{"seq":5,"ha')
+    AuditLog(path, key=KEY).append({"i": 6})
+    assert verify(path, key=KEY).ok
+    assert [r["kind"] for r in AuditLog(path, key=None)][-2:] == ["recovery", "decision"]
+
+
+def test_hard_links_share_one_lock_and_one_chain(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    AuditLog(path, key=None).append({"start": True})
+    link = tmp_path / "other-name.jsonl"
+    os.link(path, link)
+    logs = [AuditLog(path, key=None), AuditLog(link, key=None)]
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i in range(25):
+                logs[t % 2].append({"t": t, "i": i})
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    report = verify(link)
+    assert report.ok, report.summary()
+    assert report.n_records == 101 and report.head_seq == 100
+
+
+def test_anchor_must_be_another_file(tmp_path):
+    with pytest.raises(InputError, match="is the audit log itself"):
+        AuditLog(tmp_path / "a.jsonl", key=None, anchor=tmp_path / "a.jsonl")
+
+
+# ------------------------------------------------------------------------------------------------ probes
+
+
+def _tiny_probe():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 2
+    X = rng.gamma(2.0, 0.5, size=(60, 16)) + y[:, None] * np.eye(16)[0] * 3
+    return HNeuronProbe(n_layers=2, d_ff=8, cv=3, length_control=False).fit(X, y)
+
+
+META = {"domain": "alpha", "merger": {"intercept": 0.0, "coef": [1.0], "mean": [0.0], "scale": [1.0]}}
+
+
+def test_signed_probe_loads_and_a_forged_one_is_refused(tmp_path):
+    probe = _tiny_probe()
+    path = tmp_path / "alpha.json"
+    probe.save(path, metadata=META, key=KEY)
+    assert json.loads(path.read_text())["signature"]["alg"] == "hmac-sha256"
+    HNeuronProbe.load(path, key=KEY, require_signature=True)
+    HNeuronProbe.load(path)  # without a key: as before (the self-hash is still checked)
+    with pytest.raises(ProbeError, match="another key"):
+        HNeuronProbe.load(path, key=b"w" * 40)
+    reliability.tamper_probe(path)
+    HNeuronProbe.load(path)  # the self-hash was recomputed: without a key nothing can tell
+    with pytest.raises(ProbeError, match="fails its signature"):
+        HNeuronProbe.load(path, key=KEY)
+
+
+def test_unsigned_probe_under_a_key(tmp_path):
+    probe = _tiny_probe()
+    path = tmp_path / "alpha.json"
+    probe.save(path, metadata=META)
+    kf = _key_file(tmp_path)
+    # with a key, signatures are required unless the policy says otherwise
+    with pytest.raises(ProbeError, match="is not signed"):
+        HNeuronProbe.load(path, **probe_load_options(IntegrityConfig(key_file=kf)))
+    HNeuronProbe.load(path, **probe_load_options(IntegrityConfig(key_file=kf, require_signed_probes=False)))
+    with pytest.raises(ProbeError, match="no key is configured"):
+        HNeuronProbe.load(path, **probe_load_options(IntegrityConfig(require_signed_probes=True)))
+    assert probe_load_options(IntegrityConfig()) == {"key": None, "require_signature": False}
+
+
+def _policy(root: Path, tmp_path: Path, key_file: Path | None) -> Policy:
+    return Policy.model_validate(
+        {
+            "version": 1,
+            "probes": str(root),
+            "audit": {"path": str(tmp_path / "audit.jsonl"), "anchor": str(tmp_path / "audit.anchor")},
+            "review": {"queue": str(tmp_path / "queue.sqlite3")},
+            "generation": {"max_new_tokens": 4, "system_prompt": "answer"},
+            "integrity": {"key_file": str(key_file)} if key_file else {},
+            "domains": {"alpha": {"accept_below": 1.0, "abstain_above": 1.0}, "beta": {}},
+        }
+    )
+
+
+def test_guard_with_a_key_routes_a_forged_probe_to_review(tiny_calibrated, tmp_path, monkeypatch):
+    lm, root = tiny_calibrated
+    probes = tmp_path / "probes"
+    shutil.copytree(root / "probes", probes)
+    kf = _key_file(tmp_path)
+    monkeypatch.setenv(KEY_FILE_ENV, str(kf))
+    for name in ("alpha", "beta"):  # re-signed as calibration with HGUARD_KEY_FILE set writes them
+        probe, meta = HNeuronProbe.load(probes / f"{name}.json")
+        probe.save(probes / f"{name}.json", metadata=meta, key=KEY)
+    monkeypatch.delenv(KEY_FILE_ENV)
+    q = "who is the author of the book ?"
+
+    guard = Guard.from_policy(_policy(probes, tmp_path, kf), lm=lm)
+    assert guard.audit.keyed and not guard.probe_errors
+    r = guard.invoke(q, domain="alpha")
+    assert r.route == "accept"
+    assert guard.last_receipt is not None and guard.last_receipt.hash == r.audit_hash
+    assert verify(tmp_path / "audit.jsonl", key=KEY, expect_head=r.audit_hash, anchor=tmp_path / "audit.anchor").ok
+
+    reliability.tamper_probe(probes / "alpha.json")
+    guard = Guard.from_policy(_policy(probes, tmp_path, kf), lm=lm)
+    r = guard.invoke(q, domain="alpha")
+    assert r.route == "review"
+    assert any("fails its signature" in x for x in r.reasons), r.reasons
+    assert "beta" in guard.probes  # one forged probe disables its own domain only
+
+    # without a key the same forged file is accepted: what the README warns about
+    guard = Guard.from_policy(_policy(probes, tmp_path / "nokey", None), lm=lm)
+    assert "alpha" in guard.probes
+
+
+def test_calibration_signs_with_the_environment_key(tmp_path, monkeypatch):
+    from hguard.calibrate.data import write_examples
+    from hguard.calibrate.pipeline import calibrate
+    from hguard.testing import tiny_examples, tiny_model
+
+    monkeypatch.setenv(KEY_ENV, "q" * 8)
+    lm = tiny_model("llama", seed=3)
+    with pytest.raises(InputError, match="fewer than"):
+        calibrate([tmp_path / "none.jsonl"], tmp_path / "p", lm=lm, progress=False, plots=False)
+    monkeypatch.setenv(KEY_ENV, KEY.decode())
+    write_examples(tmp_path / "data.jsonl", tiny_examples(lm))
+    calibrate([tmp_path / "data.jsonl"], tmp_path / "p", lm=lm, system_prompt="answer", max_new_tokens=4,
+              progress=False, plots=False, domains=["alpha"])
+    HNeuronProbe.load(tmp_path / "p" / "alpha.json", key=KEY, require_signature=True)
+
+
+def test_reliability_benchmark_smoke(tmp_path):
+    result = reliability.main(["--smoke", "--out", str(tmp_path / "r.json")])
+    assert result["kill"]["lost"] == 0 and result["kill"]["acknowledged"] > 0
+    assert result["kill"]["verified_after_next_append"] == result["kill"]["n_trials"]
+    for c in result["concurrency"].values():
+        assert c["records"] == c["expected_records"] and c["verify_ok_with_key"] and c["seqs_contiguous"]
+    assert all(r["key: refused"] and not r["no key: refused"] for r in result["tamper_probe"])

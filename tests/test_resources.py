@@ -1,0 +1,54 @@
+"""Package data and the default policy as a user copies it: `package:NAME` probes, policy_copy, and a
+probe folder that does not exist."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from hguard import DEFAULT_POLICY, REFERENCE_PROBES, policy_copy
+from hguard.errors import InputError, PolicyError
+from hguard.policy import load_policy
+
+
+def test_default_policy_names_the_packaged_probes(tmp_path):
+    pol = load_policy(DEFAULT_POLICY)
+    assert pol.probes == REFERENCE_PROBES and (REFERENCE_PROBES / "geography.json").is_file()
+    copied = tmp_path / "anywhere.toml"
+    shutil.copy(DEFAULT_POLICY, copied)  # a plain copy still finds the probes
+    assert load_policy(copied).probes == REFERENCE_PROBES
+
+
+def test_unknown_packaged_probes_are_a_policy_error(tmp_path):
+    p = tmp_path / "p.toml"
+    p.write_text(DEFAULT_POLICY.read_text().replace("package:smollm2-135m", "package:nope"))
+    with pytest.raises(PolicyError, match="package:nope.*shipped: smollm2-135m"):
+        load_policy(p)
+
+
+def test_policy_copy_keeps_the_toml_moves_log_and_queue_and_never_overwrites(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = policy_copy("mine")  # a relative folder is taken from the current directory
+    assert out == tmp_path / "mine" / "policy.toml"
+    text = out.read_text()
+    assert text.startswith("# The default hguard policy") and 'probes = "package:smollm2-135m"' in text
+    pol = load_policy(out)
+    assert pol.audit.path == tmp_path / "mine" / "audit.jsonl"
+    assert pol.review.queue == tmp_path / "mine" / "review.sqlite3"
+    assert pol.domains.keys() == load_policy(DEFAULT_POLICY).domains.keys()
+    out.write_text(text + "\n# my edit\n")
+    with pytest.raises(InputError, match="already exists"):
+        policy_copy("mine")
+    assert out.read_text().endswith("# my edit\n")
+    assert policy_copy("mine", overwrite=True).read_text() == text
+
+
+def test_a_missing_probe_folder_stops_the_guard_with_the_reason(tiny_calibrated, tmp_path):
+    from hguard.guard import Guard
+
+    lm, _ = tiny_calibrated
+    p = tmp_path / "p.toml"
+    p.write_text('version = 1\nprobes = "no-such-folder"\n[domains.alpha]\n')
+    with pytest.raises(PolicyError, match="no-such-folder.*does not exist.*package:smollm2-135m"):
+        Guard.from_policy(p, lm=lm)
