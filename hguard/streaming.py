@@ -13,7 +13,10 @@ Two modes, chosen by the caller:
     and the decision comes with the last chunk. The user sees unchecked text: the application must
     act on the final route (e.g. retract or mark an answer that was routed to abstain or review).
 
-Both adapters (``langchain_hguard``, ``llama_index.llms.hguard``) stream through this module.
+Both adapters (``langchain_hguard``, ``llama_index.llms.hguard``) stream through this module, and
+share its decision helpers: :func:`decision_metadata`, :class:`GuardedText` (a ``str`` that carries the
+decision through string-typed steps), ``raise_on`` (:func:`raise_if_routed`) and the
+"context not identified" rule (:func:`mentions_context`, :func:`appears_in`).
 """
 
 from __future__ import annotations

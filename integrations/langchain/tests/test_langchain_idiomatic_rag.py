@@ -119,6 +119,11 @@ def test_passthrough_assign_shape_and_batch(tiny_probes, embedder, tmp_path, ret
     gold = _decision(guard, out[1].response_metadata)
     assert "Au" in gold["context"] and gold["question"] == "which element has the symbol au ?"
     assert "Canberra" not in gold["context"]  # each input is scored against its own retrieval
+    import asyncio
+
+    amsg = asyncio.run(chain.ainvoke({"question": AUSTRALIA}))  # async callbacks capture the retrieval too
+    _assert_scored_against_retrieval(guard, amsg.response_metadata)
+    assert CAPTURE.open_runs() == 0
 
 
 @pytest.mark.parametrize("shape", ["human", "system", "assign"])

@@ -121,3 +121,13 @@ def test_system_prompt_is_an_instruction(make_guard):
     rec = AuditLog(guard.audit.path).find(r.message.additional_kwargs["audit_id"])
     assert rec["context"] is None and r.message.additional_kwargs["route"] == "review"
     assert any("system_prompt_fingerprint" in x for x in r.message.additional_kwargs["reasons"])
+
+
+def test_streaming_stock_query_engine_fills_the_metadata_when_consumed(tiny_probes, embedder, tmp_path, index):
+    guard = _guard(tiny_probes, embedder, tmp_path, max_new_tokens=6)
+    llm = HGuardLLM(guard, domain="alpha", stream_mode="passthrough")
+    response = index.as_query_engine(llm=llm, similarity_top_k=2, streaming=True).query(AUSTRALIA)
+    text = "".join(response.response_gen)
+    rec = _scored(guard, response.metadata)
+    assert response.metadata["route"] == "accept" and "Canberra is the capital city of Australia." in rec["context"]
+    assert text.strip() == rec["answer"]

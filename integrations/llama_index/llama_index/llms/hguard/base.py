@@ -40,7 +40,7 @@ from hguard.streaming import (
     raise_if_routed,
 )
 
-from .templates import RAGPrompt, install_decision_metadata, is_condense_prompt, note_decision, read_rag_prompt
+from .templates import DecidedStream, RAGPrompt, install_decision_metadata, is_condense_prompt, note_decision, read_rag_prompt
 
 dispatcher = get_dispatcher(__name__)
 CONTEXT_NAME = "context"
@@ -215,14 +215,7 @@ class HGuardLLM(CustomLLM):
         rag = self._rag_call(prompt, prompt_args)
         if rag is None:
             return super().stream(prompt, **prompt_args)
-        responses = self.stream_complete(rag.question, formatted=True, context=rag.context, **rag.kwargs())
-
-        def gen():
-            for r in responses:
-                if r.delta:
-                    yield r.delta
-
-        return gen()
+        return DecidedStream(self.stream_complete(rag.question, formatted=True, context=rag.context, **rag.kwargs()))
 
     def _condense(self, prompt: str) -> CompletionResponse:
         """The chat engines' question rewrite: generated plainly (no decision, no review mark)."""

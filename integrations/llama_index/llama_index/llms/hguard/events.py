@@ -147,7 +147,7 @@ class HGuardAuditEventHandler(BaseEventHandler):
             })
         elif isinstance(event, LLMChatStartEvent):
             try:
-                question, passages = split_chat(event.messages)
+                question, passages = split_chat(event.messages, system_as_context=False)  # HGuardLLM's default
             except Exception:
                 question, passages = (event.messages[-1].content if event.messages else ""), []
             kw = event.additional_kwargs or {}

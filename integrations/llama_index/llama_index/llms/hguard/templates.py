@@ -136,6 +136,8 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
         return None
 
     def prepare_to_exit_span(self, id_: str, bound_args: Any, instance: Any = None, result: Any = None, **kwargs: Any) -> Optional[SimpleSpan]:
+        if type(result).__name__ == "StreamingResponse" and getattr(result, "response_gen", None) is not None:
+            result.response_gen = _fill_when_consumed(result.response_gen, result)
         text = getattr(result, "response", None)
         if isinstance(text, str) and text and hasattr(result, "metadata") and type(result).__name__ in _RESPONSES:
             decision = take_decision(text)
@@ -148,6 +150,43 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
 
 
 _RESPONSES = ("Response", "AgentChatResponse")
+
+
+_stream_decision = threading.local()
+
+
+class DecidedStream:
+    """The token stream of a stock engine's streamed answer. The synthesizer wraps it in its own
+    generators (created after the query returns), so the decision travels by thread: when the last
+    chunk passes, the decision is noted for the consumer, and the span handler's wrapper around the
+    returned ``StreamingResponse.response_gen`` (consumed in the same thread) copies it into the
+    response's ``metadata`` once the stream is exhausted."""
+
+    def __init__(self, pieces):
+        self._pieces = iter(pieces)
+        self.decision: dict | None = None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        while True:
+            r = next(self._pieces)  # StopIteration ends the stream
+            if r.additional_kwargs.get("route") is not None:
+                self.decision = dict(r.additional_kwargs)
+                _stream_decision.value = self.decision
+            if r.delta:
+                return r.delta
+
+
+def _fill_when_consumed(tokens, response):
+    _stream_decision.value = None
+    yield from tokens
+    decision = getattr(_stream_decision, "value", None)
+    if decision is not None:
+        response.metadata = {**(response.metadata or {}), **decision}
+
+
 _installed = False
 _install_lock = threading.Lock()
 
@@ -161,4 +200,4 @@ def install_decision_metadata() -> None:
             _installed = True
 
 
-__all__ = ["note_decision", "take_decision", "CONDENSE_PREFIXES", "DecisionToMetadata", "RAGPrompt", "install_decision_metadata", "is_condense_prompt", "read_rag_prompt"]
+__all__ = ["DecidedStream", "note_decision", "take_decision", "CONDENSE_PREFIXES", "DecisionToMetadata", "RAGPrompt", "install_decision_metadata", "is_condense_prompt", "read_rag_prompt"]
