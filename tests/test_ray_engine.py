@@ -109,6 +109,15 @@ def test_a_shard_that_kills_its_actor_twice_stops_the_run_and_names_the_rows(clu
     assert (tmp_path / "died").exists() and (tmp_path / "died.1").exists()
 
 
+def test_an_actor_whose_model_differs_from_the_drivers_stops_the_run_before_writing(cluster, lm, data, tmp_path):
+    exs, _ = data
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
+    opts = RayOptions(actors=1, model_factory=functools.partial(tiny_model, "llama", 4))  # other weights
+    with pytest.raises(DataError, match=r"shard shard-000000: the actor on .* other settings than the driver \(model_fingerprint differ\)"):
+        collect_ray(gen, exs[:4], tmp_path, batch_size=4, options=opts, progress=False)
+    assert not list((tmp_path / "shards").glob("shard-*"))
+
+
 def test_an_unreachable_address_is_refused_with_the_address(lm, data, tmp_path):
     exs, _ = data
     gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
