@@ -33,7 +33,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--modes", nargs="+", default=["local", "ray-1", "ray-2"])
+    p.add_argument("--modes", nargs="+", default=["local", "ray-1", "ray-2"], help="run in this order (the first is the reference)")
+    p.add_argument("--out", default="engines.json", help="file name under benchmarks/results/")
     args = p.parse_args()
     os.environ.setdefault("HGUARD_THREADS", "1")
     import torch
@@ -47,7 +48,7 @@ def main() -> None:
 
     exs = load_examples([ROOT / "calibration" / "data" / "geography.jsonl"])[: args.n]
     tmp = Path(tempfile.mkdtemp(prefix="hguard-engines-"))
-    results: dict = {"n": len(exs), "batch_size": args.batch_size, "max_new_tokens": DEFAULT_MAX_NEW_TOKENS,
+    results: dict = {"order": args.modes, "n": len(exs), "batch_size": args.batch_size, "max_new_tokens": DEFAULT_MAX_NEW_TOKENS,
                      "threads_per_process": int(os.environ["HGUARD_THREADS"]), "cpu_count": os.cpu_count(), "modes": {}}
     ref = None
     try:
@@ -90,7 +91,7 @@ def main() -> None:
             del col
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    out = ROOT / "benchmarks" / "results" / "engines.json"
+    out = ROOT / "benchmarks" / "results" / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from hguard import DEFAULT_POLICY
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -54,7 +56,7 @@ def load_guard(policy_path: Path, runs: Path | None, max_new_tokens: int | None)
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--policy", type=Path, default=HERE / "policy.toml")
+    ap.add_argument("--policy", type=Path, default=DEFAULT_POLICY)
     ap.add_argument("--docs", type=Path, default=HERE / "docs", help="folder of .txt documents to index")
     ap.add_argument("--runs", type=Path, default=None, help="folder for the audit log and review queue (default: the policy's)")
     ap.add_argument("--max-new-tokens", type=int, default=None, help="cap the answer length (default: the policy's)")

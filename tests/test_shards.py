@@ -100,6 +100,29 @@ def test_a_folder_of_the_older_format_is_refused_with_the_fix(tmp_path, lm, exam
         collect(Generator(lm, system_prompt="answer", max_new_tokens=4), examples[:2], tmp_path, progress=False)
 
 
+def test_a_folder_of_the_earlier_format_is_upgraded_without_answering_again(collected, tmp_path, lm, examples, monkeypatch):
+    from hguard.calibrate.shards import collection_settings
+
+    _, col = collected
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "collection.json").write_text(json.dumps({**collection_settings(gen), "format": 1}))
+    lines = []
+    for k in (0, 1):
+        np.save(tmp_path / "shards" / f"shard-00000{k}.npy", col.features[16 * k : 16 * k + 16], allow_pickle=False)
+        lines += [json.dumps({**r, "shard": f"shard-00000{k}.npy", "index": i}) for i, r in enumerate(col.rows[16 * k : 16 * k + 16])]
+    (tmp_path / "rows.jsonl").write_text("\n".join(lines) + '\n{"id": "torn')
+    calls = []
+    real = gen.generate
+    monkeypatch.setattr(gen, "generate", lambda q, *a, **k: (calls.append(len(q)), real(q, *a, **k))[1])
+    again = collect(gen, examples, tmp_path, batch_size=16, progress=False)
+    assert calls == [16]  # only the third batch, which format 1 never had
+    np.testing.assert_array_equal(again.features, col.features)
+    assert [r["answer"] for r in again.rows] == [r["answer"] for r in col.rows]
+    assert (tmp_path / "rows.jsonl").exists() and (tmp_path / "shards" / "shard-000000.npy").exists()
+    assert json.loads((tmp_path / "collection.json").read_text())["format"] == 2
+
+
 def test_a_failing_row_is_retried_and_one_failing_twice_is_reported_not_dropped(tmp_path, lm, examples, monkeypatch):
     gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
     real = gen.generate

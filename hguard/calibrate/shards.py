@@ -18,6 +18,9 @@ one driver).
 Reading refuses, naming the shard: an entry from another model fingerprint or prompt mode, a shape
 that does not match, and a file whose sha256 is not the one its entry recorded.
 
+A folder of the earlier format 1 (one ``rows.jsonl`` and ``.npy`` shards) collected under the same
+settings is upgraded on first use: entries are written for its shards and its files are kept.
+
 Prompt mode: what, beside the weights, decides the answers and their CETT: the chat template, the
 system prompt and the generation length.
 """
@@ -162,6 +165,8 @@ class ShardStore:
             _atomic_write(path, json.dumps(self.settings, indent=2).encode("utf-8"))
             return
         old = json.loads(path.read_text())
+        if old.get("format") == 1 and {**old, "format": FORMAT} == {**self.settings, "format": FORMAT}:
+            old = self._upgrade_format_1(old)
         if old.get("format") != FORMAT:
             raise DataError(
                 f"{self.work} holds answers in collection format {old.get('format')!r}; this hguard reads format "
@@ -173,6 +178,28 @@ class ShardStore:
                 f"{self.work} holds answers collected under other settings ({', '.join(diff)} differ); "
                 f"use another --work folder or delete this one"
             )
+
+    def _upgrade_format_1(self, old: dict) -> dict:
+        """Format 1 (one ``rows.jsonl`` and ``.npy`` shards) gets format 2 entries beside its files, which
+        are kept; a torn last row line and rows whose ``.npy`` is missing are left to be collected again."""
+        rows_path = self.work / "rows.jsonl"
+        by_shard: dict[str, dict[int, dict]] = {}
+        if rows_path.exists():
+            for raw in rows_path.read_bytes().split(b"\n")[:-1]:
+                if raw.strip():
+                    r = json.loads(raw)
+                    by_shard.setdefault(r["shard"], {})[r["index"]] = r
+        settings = {**old, "format": FORMAT}
+        for npy, rows in sorted(by_shard.items()):
+            if not (self.shard_dir / npy).exists():
+                continue
+            arr = np.load(self.shard_dir / npy, mmap_mode="r", allow_pickle=False)
+            order = sorted(rows)
+            clean = [{k: v for k, v in rows[i].items() if k not in ("shard", "index")} for i in order]
+            write_shard(self.work, Path(npy).stem, settings, clean, np.asarray(arr[order]))
+        _atomic_write(self.work / SETTINGS, json.dumps(settings, indent=2).encode("utf-8"))
+        self.settings = settings if self.settings.get("format") == 1 else self.settings
+        return settings
 
     # ---------------------------------------------------------------------------- entries
 
