@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
             f"(budget 300 s)."
         )
     if args.public:
-        p = public_sets(args.public, args.work)
+        p = public_sets(args.public, args.work.resolve())
         result["public"] = p
         print("\nPublic sets (no target):\n")
         print("| set | n | halluc. rate | probe | merged | mean_logprob | min_logprob | entropy | length | random |")
