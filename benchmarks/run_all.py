@@ -2,7 +2,9 @@
 
 Without options this runs the README's commands: the real, long runs (about three hours on one CPU
 thread in all, more on a busy machine), which overwrite the committed results in benchmarks/results/.
-Each command is printed before it runs; a failed one is reported and the others still run.
+Each command is printed before it runs; a failed one is reported and the others still run. The
+reference calibration that calibration.py reads (`make calibrate`) is not rerun: it rewrites the
+shipped probes.
 
     .venv/bin/python benchmarks/run_all.py                  # the README runs (`make bench`)
     .venv/bin/python benchmarks/run_all.py --smoke          # each benchmark at tiny settings (minutes)
@@ -132,8 +134,8 @@ def shared_data_missing() -> str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0] + " Without --smoke: the README's real, long runs (hours), "
-        "which overwrite benchmarks/results/.",
+        description=__doc__.split("\n\n")[0] + " Without --smoke: the README's real, long runs (about three "
+        "hours on one thread), each command printed as it starts; they overwrite benchmarks/results/.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Benchmarks: " + ", ".join(BENCHMARKS),
     )
