@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import shutil
 import tempfile
 import time
@@ -66,16 +67,18 @@ def check_targets(report: dict) -> tuple[list[dict], str]:
     return rows, "\n".join(lines)
 
 
-def time_domain(domain: str, limit: int | None = None) -> dict:
+def time_domain(domain: str, limit: int | None = None, threads: int = 2) -> dict:
     import torch
 
     from hguard.calibrate.data import load_examples
     from hguard.calibrate.pipeline import calibrate
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     data = ROOT / "calibration" / "data"
     examples = [e for e in load_examples([data / f"{domain}.jsonl", data / "fabricated.jsonl"]) if e.domain == domain]
-    examples = examples[:limit]
+    if limit is not None and limit < len(examples):  # a seeded sample, in file order: a quick run
+        keep = sorted(random.Random(0).sample(range(len(examples)), limit))
+        examples = [examples[i] for i in keep]
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         rep = calibrate(examples, Path(tmp) / "out", progress=False, plots=False)
@@ -86,7 +89,7 @@ def time_domain(domain: str, limit: int | None = None) -> dict:
         "seconds": total,
         "collect_seconds": rep["timing"]["collect_seconds"],
         "seconds_per_500_questions": total * 500 / len(examples),
-        "torch_threads": 2,
+        "torch_threads": threads,
     }
 
 
@@ -108,7 +111,8 @@ def public_sets(n: int, work: Path) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--time-domain", default="geography", help="domain whose calibration is timed from scratch ('' to skip)")
-    ap.add_argument("--questions", type=int, default=None, help="time the first N of the domain's questions only (a quick run)")
+    ap.add_argument("--questions", type=int, default=None, help="time N of the domain's questions only (a seeded sample; a quick run)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for the timed calibration (the README figure: 2)")
     ap.add_argument("--public", type=int, default=0, help="also calibrate N questions of each public set")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "calibration.json")
     ap.add_argument("--work", type=Path, default=ROOT / "runs", help="folder for the public sets' features and report")
@@ -129,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     tr = report["transfer"]
     print(f"\nTransfer: mean within-domain AUROC {_f(tr['mean_within'])}, across domains {_f(tr['mean_across'])}.")
     if args.time_domain:
-        t = time_domain(args.time_domain, args.questions)
+        t = time_domain(args.time_domain, args.questions, args.threads)
         result["timing"] = t
         print(
             f"\nCalibrating {t['domain']} from scratch: {t['questions']} questions in {t['seconds']:.0f} s "
