@@ -1,6 +1,6 @@
 """Quality and cost of per-domain calibration on the default model (issue: calibration).
 
-1. Reads the reference calibration report (``hguard calibrate --reference`` writes it to
+1. Reads the reference calibration report (``calibration/reference.py`` writes it to
    hguard/_data/probes/smollm2-135m/report.json) and checks, on each bundled domain's held-out split,
    the targets: neuron-probe AUROC >= 0.85, merged AUROC >= 0.88, each ahead of the best single
    baseline (mean/min log-probability, entropy, length).
