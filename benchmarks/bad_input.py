@@ -53,11 +53,15 @@ def probe_case(tmp: Path, name: str, make) -> dict:
     return r
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bad_input.json"))
     ap.add_argument("--markdown", action="store_true", help="print the README table")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
@@ -92,6 +96,7 @@ def main(argv=None) -> int:
             rows.append({"case": case, **probe_case(tmp, case.replace(" ", "_"), make)})
     for r in rows:
         r.pop("stdout", None)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
     if a.markdown:
         print("| input | exit | traceback | what the user gets |\n|---|---|---|---|")

@@ -1,6 +1,6 @@
 """Quality and cost of per-domain calibration on the default model (issue: calibration).
 
-1. Reads the reference calibration report (``hguard calibrate --reference`` writes it to
+1. Reads the reference calibration report (``calibration/reference.py`` writes it to
    hguard/_data/probes/smollm2-135m/report.json) and checks, on each bundled domain's held-out split,
    the targets: neuron-probe AUROC >= 0.85, merged AUROC >= 0.88, each ahead of the best single
    baseline (mean/min log-probability, entropy, length).
@@ -10,14 +10,15 @@
    ../shared/data (TriviaQA, NQ-Open, PopQA, ARC-DA valid, SelfAware: half answerable, half unanswerable),
    where the model is right too rarely for a target.
 
-Writes benchmarks/results/calibration.json and prints Markdown tables.
-Run: .venv/bin/python benchmarks/calibration.py [--time-domain geography] [--public N]
+Writes benchmarks/results/calibration.json (or --out) and prints Markdown tables.
+Run: .venv/bin/python benchmarks/calibration.py [--time-domain geography] [--questions N] [--public N] [--out FILE] [--work DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -65,15 +66,18 @@ def check_targets(report: dict) -> tuple[list[dict], str]:
     return rows, "\n".join(lines)
 
 
-def time_domain(domain: str) -> dict:
+def time_domain(domain: str, limit: int | None = None, threads: int = 2) -> dict:
     import torch
 
     from hguard.calibrate.data import load_examples
     from hguard.calibrate.pipeline import calibrate
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     data = ROOT / "calibration" / "data"
     examples = [e for e in load_examples([data / f"{domain}.jsonl", data / "fabricated.jsonl"]) if e.domain == domain]
+    if limit is not None and limit < len(examples):  # a seeded sample, in file order: a quick run
+        keep = sorted(random.Random(0).sample(range(len(examples)), limit))
+        examples = [examples[i] for i in keep]
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         rep = calibrate(examples, Path(tmp) / "out", progress=False, plots=False)
@@ -84,11 +88,11 @@ def time_domain(domain: str) -> dict:
         "seconds": total,
         "collect_seconds": rep["timing"]["collect_seconds"],
         "seconds_per_500_questions": total * 500 / len(examples),
-        "torch_threads": 2,
+        "torch_threads": threads,
     }
 
 
-def public_sets(n: int) -> dict:
+def public_sets(n: int, work: Path) -> dict:
     from research import public
     from hguard.calibrate.pipeline import calibrate
 
@@ -98,16 +102,27 @@ def public_sets(n: int) -> dict:
         # SelfAware lists its answerable questions first: half of each, so that abstaining is tested too
         + public.load_selfaware(n - n // 2) + public.load_selfaware(n // 2, unanswerable_only=True)
     )
-    out = ROOT / "runs" / "public-calibration"
-    rep = calibrate(examples, out, work_dir=ROOT / "runs" / "public-work", progress=True, plots=True)
-    return {"report_dir": str(out.relative_to(ROOT)), "domains": rep["domains"], "skipped": rep["skipped"], "transfer": rep["transfer"]}
+    out = work / "public-calibration"
+    rep = calibrate(examples, out, work_dir=work / "public-work", progress=True, plots=True)
+    return {"report_dir": str(out.relative_to(ROOT) if out.is_relative_to(ROOT) else out), "domains": rep["domains"], "skipped": rep["skipped"], "transfer": rep["transfer"]}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--time-domain", default="geography", help="domain whose calibration is timed from scratch ('' to skip)")
+    ap.add_argument("--questions", type=int, default=None, help="time N of the domain's questions only (a seeded sample; a quick run)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for the timed calibration (the README figure: 2)")
     ap.add_argument("--public", type=int, default=0, help="also calibrate N questions of each public set")
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "calibration.json")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs", help="folder for the public sets' features and report")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.questions is not None and args.questions < 1:
+        ap.error(f"--questions {args.questions} is out of range; pass at least 1, or leave it out for all")
     result: dict = {}
     report = json.loads(REFERENCE.read_text())
     rows, table = check_targets(report)
@@ -117,7 +132,7 @@ def main() -> None:
     tr = report["transfer"]
     print(f"\nTransfer: mean within-domain AUROC {_f(tr['mean_within'])}, across domains {_f(tr['mean_across'])}.")
     if args.time_domain:
-        t = time_domain(args.time_domain)
+        t = time_domain(args.time_domain, args.questions, args.threads)
         result["timing"] = t
         print(
             f"\nCalibrating {t['domain']} from scratch: {t['questions']} questions in {t['seconds']:.0f} s "
@@ -125,7 +140,7 @@ def main() -> None:
             f"(budget 300 s)."
         )
     if args.public:
-        p = public_sets(args.public)
+        p = public_sets(args.public, args.work.resolve())
         result["public"] = p
         print("\nPublic sets (no target):\n")
         print("| set | n | halluc. rate | probe | merged | mean_logprob | min_logprob | entropy | length | random |")
@@ -135,8 +150,8 @@ def main() -> None:
             print(f"| {d} | {m['n']} | {_f(m['hallucination_rate'])} | " + " | ".join(_f(a.get(k)) for k in ("probe", "merged", "mean_logprob", "min_logprob", "entropy", "length", "random_neurons")) + " |")
         for d, why in p["skipped"].items():
             print(f"- {d}: skipped: {why}")
-    out = HERE / "results" / "calibration.json"
-    out.parent.mkdir(exist_ok=True)
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
     # Parts not rerun this time (timing, public sets) keep their last measured values.
     previous = json.loads(out.read_text()) if out.exists() else {}
     out.write_text(json.dumps({**previous, **result}, indent=1, default=float))

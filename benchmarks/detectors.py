@@ -27,9 +27,9 @@ among the accepted answers at 50% and 80% coverage, and cost per answer as a rat
 greedy generation of the same questions: wall time measured in this run, and forward passes of the
 LM. Refusals ("I don't know") are neither right nor hallucinated and are left out, as in calibration.
 
-    .venv/bin/python benchmarks/detectors.py [--n N] [--skip-public] [--skip-halueval]
+    .venv/bin/python benchmarks/detectors.py [--n N] [--domains D,..] [--public SET,..|''] [--skip-halueval] [--out F]
 
-Writes benchmarks/results/detectors.json (figures) and detectors-answers.json (every answer, its
+Writes benchmarks/results/detectors.json (or --out; figures) and detectors-answers.json beside it (every answer, its
 samples and every risk), and prints one Markdown table per dataset. One torch thread (faster than
 two on a shared 2-core machine). About 25 minutes with the defaults on one idle core.
 """
@@ -625,7 +625,7 @@ def _versions() -> dict:
 # -------------------------------------------------------------------------------------------- main
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=None, help="questions per dataset (overrides the per-set defaults)")
     ap.add_argument("--n-bundled", type=int, default=DEFAULT_N["bundled"], help="held-out questions per bundled domain")
@@ -643,7 +643,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
     ap.add_argument("--out", default=str(RESULTS / "detectors.json"))
-    args = ap.parse_args(list(argv) if argv is not None else None)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
     n_b = args.n if args.n is not None else args.n_bundled
     n_p = args.n if args.n is not None else args.n_public
     n_h = args.n if args.n is not None else args.n_halueval

@@ -1,12 +1,12 @@
 """How often early stopping fires in the holding stream mode, and how much time it saves.
 
-Each question is answered twice by the guard under the example policy: once in full, once with
+Each question is answered twice by the guard under the default policy: once in full, once with
 ``early_stop=True`` (generation ends when the running merged risk reaches the domain's abstain
 threshold). Reports the share of answers stopped early, the tokens and seconds saved, and whether the
 route changed. Questions: held-out rows of the bundled domains (fixed seed).
 
-Writes benchmarks/results/early_stop.json and prints a Markdown table.
-Run: .venv/bin/python benchmarks/early_stop.py [--n 30]
+Writes benchmarks/results/early_stop.json (or --out) and prints a Markdown table.
+Run: .venv/bin/python benchmarks/early_stop.py [--n 30] [--out FILE]
 """
 
 from __future__ import annotations
@@ -21,11 +21,16 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=30, help="questions per domain")
     ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "early_stop.json")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -74,8 +79,8 @@ def main() -> None:
         "routes_changed": sum(r["route_full"] != r["route_early"] for r in out),
         "full_route_of_stopped": {k: sum(r["route_full"] == k for r in stopped) for k in ("accept", "review", "abstain")},
     }
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "early_stop.json").write_text(json.dumps({"summary": summary, "rows": out}, indent=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"summary": summary, "rows": out}, indent=1))
     s = summary
     print("| measure | value |\n|---|---|")
     print(f"| answers | {s['n']} ({args.n} per bundled domain) |")

@@ -24,9 +24,9 @@ on rows outside the fit split: HaluEval length-matched and ConflictNQ test.
 
 Shared data: $HGUARD_SHARED_DATA, else <repo>/../shared/data.
 
-    python benchmarks/grounding.py [--no-model] [--limit N] [--fit] [--save-signals F] [--load-signals F]
+    python benchmarks/grounding.py [--no-model] [--limit N] [--fit] [--save-signals F] [--load-signals F] [--out F]
 
-Writes benchmarks/results/grounding.json and prints a Markdown table.
+Writes benchmarks/results/grounding.json (or --out) and prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--no-model", action="store_true", help="skip the model-based signal")
     ap.add_argument("--limit", type=int, default=None, help="first N rows of each data set (a quick run)")
@@ -147,7 +147,11 @@ def main(argv=None) -> int:
     ap.add_argument("--load-signals", type=Path, help="summarise signals saved by --save-signals; score nothing")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "grounding.json")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
 
     import torch
 

@@ -8,8 +8,8 @@ Measures, in one run on the same prompts:
   round by round so drift on a shared machine hits every mode alike;
 - batched throughput (answers per second) at batch 1, 8 and 16 with the guard's generation path.
 
-Writes benchmarks/results/recording.json and prints a Markdown table.
-Run: .venv/bin/python benchmarks/recording.py [--rounds 5] [--skip-load | --load-only]
+Writes benchmarks/results/recording.json (or --out) and prints a Markdown table.
+Run: .venv/bin/python benchmarks/recording.py [--rounds 5] [--skip-load | --load-only] [--prompts N] [--out FILE]
 """
 
 from __future__ import annotations
@@ -61,15 +61,26 @@ def load_times() -> dict:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--subset-size", type=int, default=64)
-    ap.add_argument("--skip-load", action="store_true")
-    ap.add_argument("--load-only", action="store_true", help="measure the load times alone, keeping the other results")
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--skip-load", action="store_true", help="leave out the load times (the result file then has none)")
+    which.add_argument("--load-only", action="store_true", help="measure the load times alone, keeping the other results")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: robust on a shared 2-core machine)")
-    args = ap.parse_args()
+    ap.add_argument("--prompts", type=int, default=len(QUESTIONS), help=f"first N of the {len(QUESTIONS)} prompts (fewer: a quick run)")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "recording.json")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if not 1 <= args.prompts <= len(QUESTIONS):
+        ap.error(f"--prompts {args.prompts} is out of range; pass 1 to {len(QUESTIONS)}")
+    questions = QUESTIONS[: args.prompts]
 
     import numpy as np
     import torch
@@ -82,10 +93,10 @@ def main() -> None:
     result: dict = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}}
     if not args.skip_load:
         result["load"] = load_times()
-    out = HERE / "results" / "recording.json"
+    out = args.out
     if args.load_only:
         previous = json.loads(out.read_text()) if out.exists() else {}
-        out.parent.mkdir(exist_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({**previous, "load": result["load"]}, indent=1))
         for label in ("cold", "warm"):
             print(f"| load default model, {label} | {result['load'][label]['seconds']:.1f} s |")
@@ -100,7 +111,7 @@ def main() -> None:
     probe, _ = load_probe_dir(REFERENCE_PROBES)["geography"]
     probe_subset = [int(i) for i in probe.feature_indices_]
     probe_layers = len({i // gen.sites[0].d_ff for i in probe_subset})
-    prompts = [gen.prompt_ids(q) for q in QUESTIONS]
+    prompts = [gen.prompt_ids(q) for q in questions]
     model = lm.model
 
     def plain(p):
@@ -120,16 +131,16 @@ def main() -> None:
         "confidence only": lambda q, p: gen.generate([q], neurons=None)[0].token_ids,
     }
     for f in modes.values():  # warm-up
-        f(QUESTIONS[0], prompts[0])
+        f(questions[0], prompts[0])
     times = {m: [] for m in modes}
     tokens = {}
     for _ in range(args.rounds):
-        for q, p in zip(QUESTIONS, prompts):
+        for q, p in zip(questions, prompts):
             for m, f in modes.items():
                 t = time.perf_counter()
-                out = f(q, p)
+                ids = f(q, p)
                 times[m].append(time.perf_counter() - t)
-                tokens.setdefault(m, []).append(len(out))
+                tokens.setdefault(m, []).append(len(ids))
     base = np.array(times["plain generate"])
     overhead = {}
     for m in modes:
@@ -141,12 +152,12 @@ def main() -> None:
             "mean_answer_tokens": float(np.mean(tokens[m])),
         }
     result["overhead"] = {
-        "rounds": args.rounds, "prompts": len(QUESTIONS), "random_subset_size": args.subset_size,
+        "rounds": args.rounds, "prompts": len(questions), "random_subset_size": args.subset_size,
         "probe_subset": {"domain": "geography", "neurons": len(probe_subset), "layers": probe_layers}, "modes": overhead,
     }
 
     thr = {}
-    qs = QUESTIONS * 2
+    qs = questions * 2
     for bs in (1, 8, 16):
         gen.generate(qs[:bs], neurons=probe_subset, batch_size=bs)
         t = time.perf_counter()
@@ -154,7 +165,7 @@ def main() -> None:
         dt = time.perf_counter() - t
         thr[bs] = {"answers_per_second": len(qs) / dt, "seconds": dt, "answers": len(qs), "mean_tokens": float(np.mean([len(r.token_ids) for r in res]))}
     result["throughput"] = thr
-    out.parent.mkdir(exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
 
     print("| measure | value |\n|---|---|")

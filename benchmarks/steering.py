@@ -43,7 +43,7 @@ DEFAULT_SIZES = {"false_premise": 24, "context": 12, "sycophancy": 16, "helpfuln
 SYCOPHANCY_POOL = 48
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--probes", default=str(REFERENCE_PROBES))
     p.add_argument("--domain", default=None)
@@ -53,10 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="folder for the steering*.json files and steering.png")
     p.add_argument("--part", choices=("all", "h_neurons", "random"), default="all")
     p.add_argument("--merge", action="store_true", help="merge the two parts' files into steering.json")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     out = Path(args.out)
     from research import steering as st
 

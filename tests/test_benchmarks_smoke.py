@@ -1,0 +1,114 @@
+"""The benchmarks run: run_all.py's registry lists every script in benchmarks/, the commands that
+benchmarks/README.md names parse with their script's options, and each benchmark's smoke run (tiny
+settings, the real default model, as a subprocess) exits 0 and writes its files outside
+benchmarks/results/. The seven smoke runs took 216 s of CPU in all (one thread each)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+README = BENCH / "README.md"
+# A command as benchmarks/README.md writes it, in backticks (it may wrap onto the next line).
+README_COMMAND = re.compile(r"`(?:\.venv/bin/)?python benchmarks/(\w+)\.py([^`]*)`")
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+run_all = _script("run_all")
+NAMES = sorted(run_all.BENCHMARKS)
+
+
+def _readme_commands() -> list[tuple[str, tuple[str, ...]]]:
+    return [(m.group(1), tuple(shlex.split(m.group(2)))) for m in README_COMMAND.finditer(README.read_text(encoding="utf-8"))]
+
+
+def _parse_error(name: str, args: tuple[str, ...]) -> str | None:
+    """argparse's message when ``args`` do not parse with the script's options, else None."""
+    parser = _script(name).build_parser()
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            parser.parse_args(list(args))
+        except SystemExit:
+            return err.getvalue().strip().splitlines()[-1]
+    return None
+
+
+def test_every_script_in_benchmarks_is_in_the_registry():
+    scripts = {p.stem for p in BENCH.glob("*.py")} - {"run_all"}
+    assert sorted(scripts - set(run_all.BENCHMARKS)) == [], "add these scripts to BENCHMARKS in benchmarks/run_all.py"
+    assert sorted(set(run_all.BENCHMARKS) - scripts) == [], "the registry names scripts that do not exist"
+
+
+def test_the_readme_names_each_registered_command():
+    readme = set(_readme_commands())
+    missing = [shlex.join([f"benchmarks/{n}.py", *args]) for n in NAMES for args in run_all.BENCHMARKS[n].full
+               if (n, args) not in readme]
+    assert missing == [], "run_all.py runs these, but benchmarks/README.md does not name them"
+
+
+def test_every_readme_command_parses():
+    commands = _readme_commands()
+    assert {n for n, _ in commands} == {*NAMES, "run_all"}  # every benchmark has its command in the README
+    bad = {shlex.join([f"benchmarks/{n}.py", *a]): _parse_error(n, a) for n, a in commands}
+    assert {c: e for c, e in bad.items() if e} == {}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_smoke_commands_parse_and_write_outside_the_results(name):
+    b = run_all.BENCHMARKS[name]
+    assert b.smoke and b.writes
+    for args in b.smoke:
+        assert _parse_error(name, tuple(a.replace(run_all.OUT, "/nowhere") for a in args)) is None
+        outs = [a for a in args if run_all.OUT in a]
+        assert outs and all(a.startswith(run_all.OUT + "/") for a in outs), "a smoke run writes under its folder only"
+
+
+def test_run_all_lists_the_commands_and_refuses_an_unknown_name():
+    r = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--list"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [run_all.shown(c) for n in run_all.BENCHMARKS for c in run_all.commands(n, False)]
+    r = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--smoke", "--only", "nope"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "--only names nope, which is not a benchmark" in r.stderr
+
+
+def _results_state() -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in (BENCH / "results").iterdir()}
+
+
+@pytest.mark.slow
+@pytest.mark.default_model
+@pytest.mark.parametrize("name", NAMES)
+def test_smoke_run(name, tmp_path):
+    b = run_all.BENCHMARKS[name]
+    if b.shared_data and (why := run_all.shared_data_missing()):
+        pytest.skip(f"{name} reads the public data sets: {why}")
+    before = _results_state()
+    r = subprocess.run(
+        [sys.executable, str(BENCH / "run_all.py"), "--smoke", "--only", name, "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=ROOT, timeout=900,
+        env={**os.environ, "HGUARD_THREADS": os.environ.get("HGUARD_TEST_THREADS", "1")},
+    )
+    assert r.returncode == 0, f"{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    for f in b.writes:
+        assert json.loads((tmp_path / f).read_text(encoding="utf-8")), f"{f} is empty"
+    assert _results_state() == before, "a smoke run touched benchmarks/results/"
