@@ -195,7 +195,7 @@ class Guard:
         signing = probe_load_options(self.policy.integrity)
         folder = Path(folder)
         if not folder.is_dir():
-            self.probe_errors["*"] = f"probe folder {str(folder)!r} does not exist; run `hguard calibrate --reference`"
+            self.probe_errors["*"] = f"probe folder {str(folder)!r} does not exist; point the policy's probes at the folder `hguard calibrate --out` wrote"
             return
         root = folder.resolve()
         claims: dict[str, list[Path]] = {}

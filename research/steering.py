@@ -469,7 +469,7 @@ def _probe_files(probes: str | Path | Sequence[str | Path]) -> list[Path]:
                 raise InputError(f"{p}: no probe files (*.json) in this folder; run `hguard calibrate` first")
             return files
         if not p.exists():
-            raise InputError(f"{p}: no such probe file or folder; run `hguard calibrate --reference` or pass --probes DIR")
+            raise InputError(f"{p}: no such probe file or folder; run `python calibration/reference.py` or pass --probes DIR")
         return [p]
     files = [Path(x) for x in probes]
     if not files:
