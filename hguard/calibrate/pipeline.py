@@ -330,6 +330,9 @@ def calibrate(
     t0 = time.perf_counter()
     col = collect(gen, examples, work, batch_size=batch_size, progress=progress)
     collect_seconds = time.perf_counter() - t0
+    from .families import attach_families, cross_family_calibration
+
+    attach_families(col.rows, examples)
     test_mask = split_groups(col.rows, test_fraction, seed)
     by_domain: dict[str, np.ndarray] = {}
     for i, r in enumerate(col.rows):
@@ -359,11 +362,15 @@ def calibrate(
         except DataError as exc:
             report["skipped"][domain] = str(exc)
             continue
+        families = cross_family_calibration(f, train, col.subset(dmask), seed=seed, n_layers=n_layers, d_ff=d_ff,
+                                            target=target, confidence=confidence)
         thresholds = f["fit_thresholds"](f["oof_merged"], f["oof_y"], target=target, confidence=confidence)
         f["thresholds"] = thresholds
         fitted[domain] = f
         m = domain_metrics(f, test, target=target, confidence=confidence, thresholds=thresholds)
         m["at_targets"] = coverage_at_targets(f, test, confidence=confidence)
+        m["thresholds_fitted_on"] = f["thresholds_fitted_on"]
+        m["families"] = families
         m["train"] = {
             "n": f["n_train"],
             "refusals": f["n_train_refusals"],
@@ -405,9 +412,11 @@ def calibrate(
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "system_prompt": system_prompt,
             "max_new_tokens": max_new_tokens,
-            "metrics": {k: v for k, v in report["domains"][domain].items() if k not in ("h_neurons",)},
+            "metrics": {k: v for k, v in report["domains"][domain].items() if k not in ("h_neurons", "families")},
+            "families_summary": report["domains"][domain]["families"].get("summary"),
             "merger": f["merger"],
             "thresholds": f["thresholds"].to_dict(),
+            "thresholds_fitted_on": f["thresholds_fitted_on"],
             # Out-of-fold merged risks and labels of the training split, so that a policy with another
             # target or confidence gets thresholds fitted for it at load time, without recalibrating.
             "calibration_scores": {"risk": [float(x) for x in f["oof_merged"]], "hallucinated": [int(v) for v in f["oof_y"]]},
