@@ -101,6 +101,13 @@ def test_evaluate_prints_the_documented_json_shape(setup):
         assert {"n", "hallucination_rate", "refusal_rate", "auroc"} <= set(m)
         assert set(m["auroc"]) >= {"probe", "merged", "mean_logprob", "min_logprob", "entropy", "length", "random_neurons"}
         assert m["n"] == sum(e.domain == d for e in exs)
+    fam = res["domains"]["alpha"]["families"]["families"]
+    assert set(fam) == {"t0", "t1", "t2"}
+    for f, e in fam.items():
+        assert e["n"] == sum(1 for x in exs if x.domain == "alpha" and x.meta["family"] == f)
+        assert e["correct"] + e["hallucinated"] + e["refusals"] == e["n"]
+        assert e["one_class"] if e["auroc"]["probe"] is None else 0 <= e["auroc"]["probe"] <= 1
+        assert 0 <= e["ood"]["trigger_rate"] <= 1
 
 
 def test_collection_resumes_without_redoing_finished_rows(tmp_path, setup, monkeypatch):

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..ood import fit_ood, full_distance
 from .collect import Collected
 
 MAX_FOLDS = 10
@@ -86,7 +87,8 @@ def _lengths(rows) -> np.ndarray:
 
 
 def cross_family_fit(train: Collected, *, seed: int, n_layers: int, d_ff: int, cv: int = 5,
-                     min_per_class: int = 8) -> dict[str, Any]:
+                     min_per_class: int = 8, probe_params: dict | None = None, c_by_family: bool = False,
+                     only: Sequence[str] | None = None) -> dict[str, Any]:
     """Leave-one-family-out probes on a domain's training answers (refusals already removed).
 
     Returns the folds (families held out, the probe fitted without them, its random-neuron control, or
@@ -100,9 +102,12 @@ def cross_family_fit(train: Collected, *, seed: int, n_layers: int, d_ff: int, c
     y = _y(rows)
     lengths = _lengths(rows)
     oof = np.full(len(rows), np.nan)
+    dist = np.full(len(rows), np.nan)
     folds = []
     t0 = time.perf_counter()
     for held in family_folds(fam.tolist()):
+        if only is not None and not set(held) & set(only):
+            continue
         out = np.isin(fam, held)
         keep = ~out
         counts = np.bincount(y[keep], minlength=2)
@@ -113,14 +118,18 @@ def cross_family_fit(train: Collected, *, seed: int, n_layers: int, d_ff: int, c
                                f"{counts[1]} hallucinated answers; at least {max(min_per_class, cv)} of each are needed")
             folds.append(fold)
             continue
-        probe = HNeuronProbe(cv=cv, n_layers=n_layers, d_ff=d_ff, random_state=seed)
-        probe.fit(train.features[keep], y[keep], lengths=lengths[keep])
+        probe = HNeuronProbe(cv=cv, n_layers=n_layers, d_ff=d_ff, random_state=seed, **(probe_params or {}))
+        # C chosen by folds of whole families (a variant measured in benchmarks/generalization.py) or of answers
+        groups = fam[keep] if c_by_family and len(set(fam[keep].tolist())) >= cv else None
+        probe.fit(train.features[keep], y[keep], lengths=lengths[keep], groups=groups)
         oof[out] = probe.decision_function(train.features[out], lengths=lengths[out])
+        dist[out] = full_distance(probe, train.features[out])
         rnd = random_neuron_probe(train.features[keep], y[keep], max(1, len(probe.feature_indices_)), seed=seed,
                                   lengths=lengths[keep])
         fold.update(probe=probe, random_baseline=rnd.to_dict())
         folds.append(fold)
-    return {"folds": folds, "oof_logit": oof, "families": fam, "y": y, "seconds": time.perf_counter() - t0}
+    return {"folds": folds, "oof_logit": oof, "oof_distance": dist, "families": fam, "y": y,
+            "seconds": time.perf_counter() - t0}
 
 
 def _at_target(risk: np.ndarray, y: np.ndarray, accept_below: float, target: float) -> dict:
@@ -212,6 +221,15 @@ def evaluate_families(
                                 target=target, confidence=confidence)
             entry["at_target"] = {"target": target, "confidence": confidence,
                                   **_at_target(scores["merged"], y, th.accept_below, target)}
+            others_d = cf["oof_distance"][~np.isin(fam_tr, fold["families"])]
+            ood = fit_ood(others_d, fitted_on="the other families' cross-family distances")
+            d = full_distance(probe, te.features)
+            entry["ood"] = {
+                "threshold": ood["threshold"] if ood else None,
+                "median_distance": float(np.median(d)) if len(d) else None,
+                "triggered": int((d > ood["threshold"]).sum()) if ood else None,
+                "trigger_rate": float((d > ood["threshold"]).mean()) if ood and len(d) else None,
+            }
             entry["C"] = float(probe.C_)
             entry["n_selected_neurons"] = int(len(probe.feature_indices_))
             per_family[f] = entry
@@ -242,6 +260,9 @@ def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collec
         fitted["oof_y"] = y[ok].tolist()
         fitted["merged_threshold"] = best_threshold(y[ok], merged)
         fitted["thresholds_fitted_on"] = CROSS_FAMILY_SCORES
+        fitted["ood"] = fit_ood(cf["oof_distance"], fitted_on=(
+            "cross-family out-of-fold distances of the training split (each answer under a probe fitted without "
+            "its family)"))
     else:
         fitted["thresholds_fitted_on"] = FACT_FOLD_SCORES
     result = evaluate_families(cf, tr, domain_rows, target=target, confidence=confidence)
@@ -253,6 +274,45 @@ def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collec
         "families may ask about the same entities (a fact) in another form."
     )
     return result
+
+
+def figures_by_family(families: Sequence[str], labels: Sequence[str], scores: dict[str, np.ndarray], *,
+                      accept_below: float | None, target: float | None, distance: np.ndarray | None = None,
+                      ood_threshold: float | None = None) -> dict:
+    """Per family, figures of already-scored answers (``hguard evaluate``): class counts, every signal's
+    AUROC with intervals (or why there is none) and routing at the probe's accept threshold.
+    ``scores`` and ``distance`` hold one value per answer that is not a refusal, in order."""
+    from .pipeline import BASELINES, auroc, auroc_ci
+
+    fam = np.asarray(families)
+    lab = np.asarray(labels)
+    keep = lab != "refusal"
+    fam_k = fam[keep]
+    y_all = (lab[keep] == "hallucinated").astype(int)
+    per: dict[str, dict] = {}
+    for f in sorted(set(fam.tolist())):
+        sel = fam_k == f
+        y = y_all[sel]
+        counts = np.bincount(y, minlength=2) if len(y) else np.zeros(2, int)
+        n = int((fam == f).sum())
+        e: dict[str, Any] = {"n": n, "n_scored": int(len(y)), "correct": int(counts[0]), "hallucinated": int(counts[1]),
+                             "refusals": n - int(len(y)), "model_accuracy": int(counts[0]) / n if n else None}
+        sc = {k: np.asarray(v)[sel] for k, v in scores.items()}
+        if len(y) and counts.min() > 0:
+            e["auroc"] = {k: auroc(y, v) for k, v in sc.items()}
+            e["auroc_ci95"] = auroc_ci(y, sc)
+        else:
+            e["one_class"] = (f"{len(y)} scored answers, {int(counts[0])} correct and {int(counts[1])} hallucinated: "
+                              "AUROC needs both classes")
+            e["auroc"] = {k: None for k in sc}
+        if accept_below is not None and target is not None and len(y):
+            e["at_target"] = {"target": target, **_at_target(sc["merged"], y, accept_below, target)}
+        if distance is not None and ood_threshold is not None and len(y):
+            d = np.asarray(distance)[sel]
+            e["ood"] = {"threshold": ood_threshold, "triggered": int((d > ood_threshold).sum()),
+                        "trigger_rate": float((d > ood_threshold).mean())}
+        per[f] = e
+    return {"families": per, "summary": summarize(per, list(BASELINES), target if target is not None else float("nan"))}
 
 
 def summarize(per_family: dict, baselines: Sequence[str], target: float) -> dict:
@@ -280,6 +340,12 @@ def summarize(per_family: dict, baselines: Sequence[str], target: float) -> dict
                 "ahead_of_best_baseline": mean["probe"] > mean[best_base] and mean["merged"] > mean[best_base],
             },
         )
+    oods = [e["ood"] for e in per_family.values() if e.get("ood") and e["ood"]["triggered"] is not None]
+    if oods:
+        n = sum(e["n_scored"] for e in per_family.values() if e.get("ood") and e["ood"]["triggered"] is not None)
+        k = sum(o["triggered"] for o in oods)
+        out["ood_held_out_families"] = {"n": n, "triggered": k, "rate": k / n if n else None,
+                                        "rate_ci95": _wilson(k, n)}
     routed = [e["at_target"] for e in per_family.values() if e.get("at_target")]
     if routed:
         n_acc = sum(t["n_accepted"] for t in routed)
@@ -309,5 +375,5 @@ def _wilson(k: int, n: int, z: float = 1.96) -> list[float] | None:
     return [max(0.0, c - h), min(1.0, c + h)]
 
 
-__all__ = ["CROSS_FAMILY_SCORES", "MAX_FOLDS", "attach_families", "cross_family_fit", "evaluate_families",
-           "family_folds", "family_of", "summarize"]
+__all__ = ["CROSS_FAMILY_SCORES", "MAX_FOLDS", "attach_families", "cross_family_calibration", "cross_family_fit",
+           "evaluate_families", "family_folds", "family_of", "figures_by_family", "summarize"]

@@ -71,6 +71,7 @@ def markdown(report: dict) -> str:
     for d, m in report["domains"].items():
         lines.append(f"| {d} | " + " | ".join(f"{_f(t['coverage'], 2)} / {_f(t['accepted_hallucination_rate'], 2)}" for t in m.get("at_targets", [])) + " |")
     lines += families_markdown(report)
+    lines += ood_markdown(report)
     lines += ["", "## Training split (cross-validation)", ""]
     lines += ["| domain | n | correct | hallucinated | refusals | C | OOF AUROC probe | OOF AUROC merged | probe fit (s) |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -114,6 +115,35 @@ def _ci(e: dict, k: str) -> str:
 
 
 MAX_FAMILY_ROWS = 40
+
+
+def ood_markdown(report: dict) -> list[str]:
+    ood = report.get("ood") or {}
+    if not ood:
+        return []
+    cols = sorted({b for e in ood.values() for b in e.get("domains", {})})
+    lines = [
+        "",
+        "## Out-of-distribution check (routes to review)",
+        "",
+        "Share of questions whose probe-feature distance exceeds the domain's threshold (the "
+        f"{next((e['quantile'] for e in ood.values() if 'quantile' in e), 0.99):.0%} quantile of its cross-family "
+        "out-of-fold distances): on its held-out families (each under the probe fitted without it, threshold from "
+        "the other families), and on each domain's held-out split under the shipped probe.",
+        "",
+        "| probe of \\ questions of | threshold | held-out families | " + " | ".join(cols) + " |",
+        "|---|---|---|" + "---|" * len(cols),
+    ]
+    for a, e in ood.items():
+        if "no_figure" in e:
+            lines.append(f"| {a} | no figure: {e['no_figure']} |" + " |" * (len(cols) + 1))
+            continue
+        h = e.get("held_out_families") or {}
+        hf = f"{_f(h.get('rate'), 3)} ({h.get('triggered')}/{h.get('n')})" if h else "n/a"
+        lines.append(f"| {a} | {e['threshold']:.2f} | {hf} | "
+                     + " | ".join(f"{e['domains'][b]['rate']:.3f} ({e['domains'][b]['triggered']}/{e['domains'][b]['n']})"
+                                  if b in e["domains"] else "n/a" for b in cols) + " |")
+    return lines
 
 
 def families_markdown(report: dict) -> list[str]:
