@@ -3,9 +3,10 @@
 1. Reads the reference calibration report (``hguard calibrate --reference`` writes it to
    calibration/probes/smollm2-135m/report.json) and checks, on each bundled domain's held-out split,
    the targets: neuron-probe AUROC >= 0.85, merged AUROC >= 0.88, each ahead of the best single
-   baseline (mean/min log-probability, entropy, length).
-2. Times one domain's calibration from scratch (fresh feature folder): the issue's budget is 5 minutes
-   for 500 questions on 2 CPU cores.
+   baseline (mean/min log-probability, entropy, length); then the same targets on held-out families
+   (leave-one-family-out: mean over families, none below 0.75) and the out-of-distribution trigger rates.
+2. Times one domain's calibration from scratch (fresh feature folder): the budget is 15 minutes for a
+   domain of 1,500 questions on this machine (leave-one-family-out included).
 3. With ``--public N``: calibrates and reports the first N questions of each public set in
    ../shared/data (TriviaQA, NQ-Open, PopQA, ARC-DA valid, SelfAware: half answerable, half unanswerable),
    where the model is right too rarely for a target.
@@ -27,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 REFERENCE = ROOT / "calibration" / "probes" / "smollm2-135m" / "report.json"
 BASELINES = ("mean_logprob", "min_logprob", "entropy", "length")
+THREADS = 1  # the machine is shared; one thread is what a calibration gets here
 
 
 def _f(x):
@@ -70,7 +72,7 @@ def time_domain(domain: str) -> dict:
     from hguard.calibrate.data import load_examples
     from hguard.calibrate.pipeline import calibrate
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     data = ROOT / "calibration" / "data"
     examples = [e for e in load_examples([data / f"{domain}.jsonl", data / "fabricated.jsonl"]) if e.domain == domain]
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,7 +85,9 @@ def time_domain(domain: str) -> dict:
         "seconds": total,
         "collect_seconds": rep["timing"]["collect_seconds"],
         "seconds_per_500_questions": total * 500 / len(examples),
-        "torch_threads": 2,
+        "torch_threads": THREADS,
+        "seconds_per_1500_questions": total * 1500 / len(examples),
+        "load_average_1min": __import__("os").getloadavg()[0],
     }
 
 
@@ -115,13 +119,18 @@ def main() -> None:
     print(table)
     tr = report["transfer"]
     print(f"\nTransfer: mean within-domain AUROC {_f(tr['mean_within'])}, across domains {_f(tr['mean_across'])}.")
+    from hguard.calibrate.report import families_markdown, ood_markdown
+
+    result["reference"]["families"] = {d: m.get("families", {}).get("summary") for d, m in report["domains"].items()}
+    result["reference"]["ood"] = report.get("ood")
+    print("\n".join(families_markdown(report) + ood_markdown(report)))
     if args.time_domain:
         t = time_domain(args.time_domain)
         result["timing"] = t
         print(
             f"\nCalibrating {t['domain']} from scratch: {t['questions']} questions in {t['seconds']:.0f} s "
-            f"(collection {t['collect_seconds']:.0f} s) = {t['seconds_per_500_questions']:.0f} s per 500 questions "
-            f"(budget 300 s)."
+            f"(collection {t['collect_seconds']:.0f} s) = {t['seconds_per_1500_questions']:.0f} s per 1,500 questions "
+            f"(budget 900 s), {t['torch_threads']} torch thread, load average {t['load_average_1min']:.1f}."
         )
     if args.public:
         p = public_sets(args.public)

@@ -26,12 +26,13 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DOMAINS = ("geography", "chemistry", "literature")
+_FOLD = {"cv": 3, "Cs": 6}  # what calibration's leave-one-family-out uses (hguard.calibrate.families)
 VARIANTS = {
-    "v0 shipped: C by 5-fold CV over answers, 1-SE rule, standardised, length feature": ({}, False),
-    "v1 C by 3-fold CV over whole families": ({"cv": 3}, True),
-    "v2 C with the best CV AUROC (denser probe)": ({"selection": "best"}, False),
-    "v3 raw CETT (no standardisation)": ({"standardize": False}, False),
-    "v4 no length feature": ({"length_control": False}, False),
+    "v0 shipped: C by 3-fold CV over answers (6 values), 1-SE rule, standardised, length feature": (dict(_FOLD), False),
+    "v1 C by 3-fold CV over whole families": (dict(_FOLD), True),
+    "v2 C with the best CV AUROC (denser probe)": ({**_FOLD, "selection": "best"}, False),
+    "v3 raw CETT (no standardisation)": ({**_FOLD, "standardize": False}, False),
+    "v4 no length feature": ({**_FOLD, "length_control": False}, False),
 }
 
 
