@@ -34,6 +34,7 @@ from .collect import Collected
 MAX_FOLDS = 10
 # Each held-out family's probe chooses its own C, on a coarser search than the shipped probe's (3 folds,
 # 6 values of C instead of 5 and 10): one such fit per family is what keeps calibration within budget.
+MIN_CLASS_FOR_MEAN = 5
 FOLD_CV = 3
 FOLD_PROBE = {"Cs": 6}
 # How the report names the scores the thresholds were fitted on.
@@ -321,11 +322,16 @@ def figures_by_family(families: Sequence[str], labels: Sequence[str], scores: di
 
 def summarize(per_family: dict, baselines: Sequence[str], target: float) -> dict:
     """Means over the families with both classes, the worst family, and routing pooled over families."""
-    scored = {f: e for f, e in per_family.items() if e.get("auroc") and e["auroc"].get("probe") is not None}
+    two = {f: e for f, e in per_family.items() if e.get("auroc") and e["auroc"].get("probe") is not None}
+    # An AUROC resting on one or two answers of a class (e.g. the rare abstention on invented entities)
+    # is reported for its family, with its interval, but does not enter the domain's means.
+    scored = {f: e for f, e in two.items() if min(e["correct"], e["hallucinated"]) >= MIN_CLASS_FOR_MEAN}
     out: dict[str, Any] = {
         "n_families": len(per_family),
         "n_families_with_auroc": len(scored),
         "one_class_families": sorted(f for f, e in per_family.items() if e.get("one_class")),
+        "few_of_a_class_families": sorted(set(two) - set(scored)),
+        "min_class_for_mean": MIN_CLASS_FOR_MEAN,
         "families_without_figure": sorted(f for f, e in per_family.items() if e.get("no_figure")),
     }
     if scored:

@@ -156,8 +156,9 @@ def families_markdown(report: dict) -> list[str]:
         "## Leave-one-family-out (kinds of question the calibration never saw)",
         "",
         next((f["method"] for f in doms.values() if "method" in f), ""),
-        "AUROC means are over the families with both classes; a family with one class has no AUROC and is "
-        "listed as such. Hallucination among accepted answers is pooled over the held-out families, each "
+        "AUROC means are over the families with at least 5 answers of each class; a family with one class has "
+        "no AUROC and is listed as such, one with fewer than 5 of a class is listed as (few): its AUROC is in the "
+        "table below but rests on too few answers to enter a mean. Hallucination among accepted answers is pooled over the held-out families, each "
         "routed with the thresholds fitted without it (Wilson 95% interval).",
         "",
         "| domain | families (with AUROC) | one-class families | mean AUROC probe | merged | best baseline | random neurons "
@@ -181,7 +182,8 @@ def families_markdown(report: dict) -> list[str]:
         ci = t.get("accepted_hallucination_ci95")
         acc = (f"{_f(t.get('accepted_hallucination_rate'), 3)}" + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "")
                + f" / {t.get('target')} ({t.get('n_accepted')} of {t.get('n_scored')})") if t else "n/a"
-        lines.append(f"| {d} | {s['n_families']} ({s['n_families_with_auroc']}) | {', '.join(s['one_class_families']) or '-'} | "
+        few = [f"{f} (few)" for f in s.get("few_of_a_class_families", [])]
+        lines.append(f"| {d} | {s['n_families']} ({s['n_families_with_auroc']}) | {', '.join(s['one_class_families'] + few) or '-'} | "
                      f"{aur} | {acc} | {flags} |")
     sig = SIGNALS
     lines += [
