@@ -98,14 +98,17 @@ def main(argv=None) -> int:
     return 0
 
 
-def _mean(per: dict, fams, key) -> float | None:
-    vals = [per[f][key] for f in fams if per.get(f) and per[f][key] is not None]
+def _mean(per: dict, fams, key, counts=None) -> float | None:
+    from hguard.calibrate.families import MIN_CLASS_FOR_MEAN
+
+    vals = [per[f][key] for f in fams if per.get(f) and per[f][key] is not None
+            and (counts is None or min(counts[f]) >= MIN_CLASS_FOR_MEAN)]
     return float(np.mean(vals)) if vals else None
 
 
 def markdown(results: dict) -> str:
     lines = [f"{results['n_answers']} answers. Mean leave-one-family-out AUROC (probe / merged) over families with "
-             "both classes; SELECTION families chose the variant, FINAL families chose nothing.", "",
+             "at least 5 answers of each class; SELECTION families chose the variant, FINAL families chose nothing.", "",
              "| variant | domain | selection: probe | selection: merged | final: probe | final: merged | final families |",
              "|---|---|---|---|---|---|---|"]
     f = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
@@ -116,8 +119,9 @@ def markdown(results: dict) -> str:
                 continue
             fin = results["final_families"][d]
             sel = [x for x in r["auroc"] if x not in fin]
-            lines.append(f"| {v} | {d} | {f(_mean(r['auroc'], sel, 'probe'))} | {f(_mean(r['auroc'], sel, 'merged'))} | "
-                         f"{f(_mean(r['auroc'], fin, 'probe'))} | {f(_mean(r['auroc'], fin, 'merged'))} | {', '.join(fin)} |")
+            c = r["counts"]
+            lines.append(f"| {v} | {d} | {f(_mean(r['auroc'], sel, 'probe', c))} | {f(_mean(r['auroc'], sel, 'merged', c))} | "
+                         f"{f(_mean(r['auroc'], fin, 'probe', c))} | {f(_mean(r['auroc'], fin, 'merged', c))} | {', '.join(fin)} |")
     return "\n".join(lines)
 
 
