@@ -30,6 +30,7 @@ import numpy as np
 
 from ..ood import fit_ood, full_distance
 from .collect import Collected
+from .pipeline import _lengths, _y
 
 MAX_FOLDS = 10
 # Each held-out family's probe chooses its own C, on a coarser search than the shipped probe's (3 folds,
@@ -81,14 +82,6 @@ def family_folds(families: Sequence[str], max_folds: int = MAX_FOLDS) -> list[li
     for i, n in enumerate(sorted(names, key=lambda n: (_stable(n), n))):
         folds[i % max_folds].append(n)
     return [sorted(f) for f in folds]
-
-
-def _y(rows) -> np.ndarray:
-    return np.array([1 if r["label"] == "hallucinated" else 0 for r in rows], dtype=int)
-
-
-def _lengths(rows) -> np.ndarray:
-    return np.array([r["length"] for r in rows], dtype=float)
 
 
 def cross_family_fit(train: Collected, *, seed: int, n_layers: int, d_ff: int, cv: int = 5,
