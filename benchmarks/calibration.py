@@ -3,9 +3,10 @@
 1. Reads the reference calibration report (``calibration/reference.py`` writes it to
    hguard/_data/probes/smollm2-135m/report.json) and checks, on each bundled domain's held-out split,
    the targets: neuron-probe AUROC >= 0.85, merged AUROC >= 0.88, each ahead of the best single
-   baseline (mean/min log-probability, entropy, length).
-2. Times one domain's calibration from scratch (fresh feature folder): the issue's budget is 5 minutes
-   for 500 questions on 2 CPU cores.
+   baseline (mean/min log-probability, entropy, length); then the same targets on held-out families
+   (leave-one-family-out: mean over families, none below 0.75) and the out-of-distribution trigger rates.
+2. Times one domain's calibration from scratch (fresh feature folder): the budget is 15 minutes for a
+   domain of 1,500 questions on this machine (leave-one-family-out included).
 3. With ``--public N``: calibrates and reports the first N questions of each public set in
    ../shared/data (TriviaQA, NQ-Open, PopQA, ARC-DA valid, SelfAware: half answerable, half unanswerable),
    where the model is right too rarely for a target.
@@ -29,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 REFERENCE = REFERENCE_PROBES / "report.json"
 BASELINES = ("mean_logprob", "min_logprob", "entropy", "length")
+THREADS = 1  # the machine is shared; one thread is what a calibration gets here
 
 
 def _f(x):
@@ -66,7 +68,7 @@ def check_targets(report: dict) -> tuple[list[dict], str]:
     return rows, "\n".join(lines)
 
 
-def time_domain(domain: str, limit: int | None = None, threads: int = 2) -> dict:
+def time_domain(domain: str, limit: int | None = None, threads: int = THREADS) -> dict:
     import torch
 
     from hguard.calibrate.data import load_examples
@@ -89,6 +91,8 @@ def time_domain(domain: str, limit: int | None = None, threads: int = 2) -> dict
         "collect_seconds": rep["timing"]["collect_seconds"],
         "seconds_per_500_questions": total * 500 / len(examples),
         "torch_threads": threads,
+        "seconds_per_1500_questions": total * 1500 / len(examples),
+        "load_average_1min": __import__("os").getloadavg()[0],
     }
 
 
@@ -111,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--time-domain", default="geography", help="domain whose calibration is timed from scratch ('' to skip)")
     ap.add_argument("--questions", type=int, default=None, help="time N of the domain's questions only (a seeded sample; a quick run)")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads for the timed calibration (the README figure: 2)")
+    ap.add_argument("--threads", type=int, default=THREADS, help="torch threads for the timed calibration (the README figure: 1)")
     ap.add_argument("--public", type=int, default=0, help="also calibrate N questions of each public set")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "calibration.json")
     ap.add_argument("--work", type=Path, default=ROOT / "runs", help="folder for the public sets' features and report")
@@ -131,13 +135,18 @@ def main(argv: list[str] | None = None) -> None:
     print(table)
     tr = report["transfer"]
     print(f"\nTransfer: mean within-domain AUROC {_f(tr['mean_within'])}, across domains {_f(tr['mean_across'])}.")
+    from hguard.calibrate.report import families_markdown, ood_markdown
+
+    result["reference"]["families"] = {d: m.get("families", {}).get("summary") for d, m in report["domains"].items()}
+    result["reference"]["ood"] = report.get("ood")
+    print("\n".join(families_markdown(report) + ood_markdown(report)))
     if args.time_domain:
         t = time_domain(args.time_domain, args.questions, args.threads)
         result["timing"] = t
         print(
             f"\nCalibrating {t['domain']} from scratch: {t['questions']} questions in {t['seconds']:.0f} s "
-            f"(collection {t['collect_seconds']:.0f} s) = {t['seconds_per_500_questions']:.0f} s per 500 questions "
-            f"(budget 300 s)."
+            f"(collection {t['collect_seconds']:.0f} s) = {t['seconds_per_1500_questions']:.0f} s per 1,500 questions "
+            f"(budget 900 s), {t['torch_threads']} torch thread, load average {t['load_average_1min']:.1f}."
         )
     if args.public:
         p = public_sets(args.public, args.work.resolve())

@@ -123,7 +123,7 @@ def _children_cpu() -> float:
 
 def shared_data_missing() -> str | None:
     """Why the public data sets cannot be read, or None when they can."""
-    from hguard.calibrate.public import shared_data_dir
+    from research.public import shared_data_dir
     from hguard.errors import DataError
 
     try:

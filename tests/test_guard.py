@@ -227,3 +227,20 @@ def test_context_is_scored_for_grounding_with_the_lazily_loaded_embedder(guard):
     # the first grounding call builds the scorer, which loads the embedder under the same lock
     r = guard.invoke("who is the author ?", context="paris is the capital of france", domain="alpha")
     assert 0.0 <= r.signals["grounding"] <= 1.0 and "grounding_lexical" in r.signals
+
+
+def test_question_far_from_the_calibration_goes_to_review_with_its_distance(calibrated, tmp_path):
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    meta = g.probes["alpha"][1]
+    assert meta["ood"]["threshold"] > 0  # calibration wrote a threshold from cross-family distances
+    meta["ood"] = {**meta["ood"], "threshold": 1e9}
+    near = g.invoke("who is the author ?", domain="alpha")
+    assert near.route == "accept" and near.signals["ood_distance"] > 0
+    meta["ood"] = {**meta["ood"], "threshold": near.signals["ood_distance"] / 2}
+    far = g.invoke("who is the author ?", domain="alpha")
+    assert far.route == "review"
+    assert any("out of the calibration distribution" in x and f"{far.signals['ood_distance']:.2f}" in x for x in far.reasons)
+    rec = AuditLog(tmp_path / "audit.jsonl").find(far.audit_id)
+    assert rec["signals"]["ood_distance"] == pytest.approx(far.signals["ood_distance"])
+    assert rec["signals"]["ood_threshold"] == pytest.approx(meta["ood"]["threshold"])

@@ -354,6 +354,9 @@ def calibrate(
     else:
         raise DataError(f"engine {engine!r} is not known; use 'local' or 'ray'")
     collect_seconds = time.perf_counter() - t0
+    from .families import attach_families, cross_family_calibration
+
+    attach_families(col.rows, examples)
     test_mask = split_groups(col.rows, test_fraction, seed)
     by_domain: dict[str, np.ndarray] = {}
     for i, r in enumerate(col.rows):
@@ -383,11 +386,15 @@ def calibrate(
         except DataError as exc:
             report["skipped"][domain] = str(exc)
             continue
+        families = cross_family_calibration(f, train, col.subset(dmask), seed=seed, n_layers=n_layers, d_ff=d_ff,
+                                            target=target, confidence=confidence)
         thresholds = f["fit_thresholds"](f["oof_merged"], f["oof_y"], target=target, confidence=confidence)
         f["thresholds"] = thresholds
         fitted[domain] = f
         m = domain_metrics(f, test, target=target, confidence=confidence, thresholds=thresholds)
         m["at_targets"] = coverage_at_targets(f, test, confidence=confidence)
+        m["thresholds_fitted_on"] = f["thresholds_fitted_on"]
+        m["families"] = families
         m["train"] = {
             "n": f["n_train"],
             "refusals": f["n_train_refusals"],
@@ -405,6 +412,7 @@ def calibrate(
     if not fitted:
         raise DataError(f"no domain could be calibrated: {report['skipped']}")
     report["transfer"] = transfer_matrix(fitted, col, by_domain, test_mask)
+    report["ood"] = ood_rates(fitted, col, by_domain, test_mask, report["domains"])
     report["risk_coverage"] = {}
     for domain, f in fitted.items():
         test = col.subset(by_domain[domain] & test_mask)
@@ -429,9 +437,13 @@ def calibrate(
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "system_prompt": system_prompt,
             "max_new_tokens": max_new_tokens,
-            "metrics": {k: v for k, v in report["domains"][domain].items() if k not in ("h_neurons",)},
+            "metrics": {k: v for k, v in report["domains"][domain].items() if k not in ("h_neurons", "families")},
+            "families_summary": report["domains"][domain]["families"].get("summary"),
             "merger": f["merger"],
             "thresholds": f["thresholds"].to_dict(),
+            "thresholds_fitted_on": f["thresholds_fitted_on"],
+            # Answers whose probe-feature distance exceeds this go to review (hguard.ood).
+            "ood": f.get("ood"),
             # Out-of-fold merged risks and labels of the training split, so that a policy with another
             # target or confidence gets thresholds fitted for it at load time, without recalibrating.
             "calibration_scores": {"risk": [float(x) for x in f["oof_merged"]], "hallucinated": [int(v) for v in f["oof_y"]]},
@@ -511,6 +523,31 @@ def transfer_matrix(fitted: dict, col: Collected, by_domain: dict, test_mask: np
         "mean_within": float(np.mean(diag)) if diag else None,
         "mean_across": float(np.mean(off)) if off else None,
     }
+
+
+def ood_rates(fitted: dict, col: Collected, by_domain: dict, test_mask: np.ndarray, domains: dict) -> dict:
+    """How often each domain's out-of-distribution check fires: on its held-out families (from the
+    leave-one-family-out run), on its own held-out split, and on every other domain's held-out answers."""
+    from ..ood import full_distance
+
+    out = {}
+    for a, f in sorted(fitted.items()):
+        ood = f.get("ood")
+        if not ood:
+            out[a] = {"no_figure": "no cross-family distances (fewer than two families)"}
+            continue
+        entry = {"threshold": ood["threshold"], "quantile": ood["quantile"], "fitted_on": ood["fitted_on"],
+                 "held_out_families": (domains[a].get("families") or {}).get("summary", {}).get("ood_held_out_families"),
+                 "domains": {}}
+        for b in sorted(by_domain):
+            te = col.subset(by_domain[b] & test_mask)
+            if not te.rows:
+                continue
+            d = full_distance(f["probe"], te.features)
+            entry["domains"][b] = {"n": len(te.rows), "triggered": int((d > ood["threshold"]).sum()),
+                                   "rate": float((d > ood["threshold"]).mean())}
+        out[a] = entry
+    return out
 
 
 # ----------------------------------------------------------------------------------- evaluation
@@ -605,6 +642,16 @@ def evaluate(
             "fingerprint_problems": problems,
             "probe_id": meta.get("probe_id") or getattr(probe, "probe_id_", None),
         }
+        from ..ood import feature_distance
+        from .families import family_of, figures_by_family
+
+        th, ood = meta.get("thresholds") or {}, meta.get("ood") or {}
+        result["domains"][domain]["families"] = figures_by_family(
+            [family_of(e) for e in exs], [r["label"] for r in rows], scores,
+            accept_below=th.get("accept_below"), target=th.get("target"),
+            distance=feature_distance(probe, V[:, [pos[i] for i in idx]]) if len(rows_k) else np.zeros(0),
+            ood_threshold=ood.get("threshold"),
+        )
     return result
 
 

@@ -53,6 +53,8 @@ def markdown(report: dict) -> str:
     for d, m in report["domains"].items():
         lines.append(f"| {d} | " + " | ".join(_f(m["accuracy"].get(k)) for k in SIGNALS) + " |")
     lines += ["", "## Routing at the target (thresholds from training out-of-fold scores)", ""]
+    lines += [f"- {d}: thresholds fitted on {m['thresholds_fitted_on']}." for d, m in report["domains"].items()
+              if m.get("thresholds_fitted_on")] + [""]
     lines += [
         "| domain | target | confidence | accept below | abstain at or above | coverage (held-out) | halluc. among accepted | abstained |",
         "|---|---|---|---|---|---|---|---|",
@@ -68,6 +70,8 @@ def markdown(report: dict) -> str:
     lines += ["|---|" + "---|" * len(next(iter(report["domains"].values())).get("at_targets", []))]
     for d, m in report["domains"].items():
         lines.append(f"| {d} | " + " | ".join(f"{_f(t['coverage'], 2)} / {_f(t['accepted_hallucination_rate'], 2)}" for t in m.get("at_targets", [])) + " |")
+    lines += families_markdown(report)
+    lines += ood_markdown(report)
     lines += ["", "## Training split (cross-validation)", ""]
     lines += ["| domain | n | correct | hallucinated | refusals | C | OOF AUROC probe | OOF AUROC merged | probe fit (s) |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -102,6 +106,109 @@ def markdown(report: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _ci(e: dict, k: str) -> str:
+    a = (e.get("auroc") or {}).get(k)
+    ci = (e.get("auroc_ci95") or {}).get(k)
+    return "n/a" if a is None else f"{a:.2f} ({ci[0]:.2f}-{ci[1]:.2f})" if ci else f"{a:.2f}"
+
+
+MAX_FAMILY_ROWS = 40
+
+
+def ood_markdown(report: dict) -> list[str]:
+    ood = report.get("ood") or {}
+    if not ood:
+        return []
+    cols = sorted({b for e in ood.values() for b in e.get("domains", {})})
+    lines = [
+        "",
+        "## Out-of-distribution check (routes to review)",
+        "",
+        "Share of questions whose probe-feature distance exceeds the domain's threshold (the "
+        f"{next((e['quantile'] for e in ood.values() if 'quantile' in e), 0.99):.0%} quantile of its cross-family "
+        "out-of-fold distances): on its held-out families (each under the probe fitted without it, threshold from "
+        "the other families), and on each domain's held-out split under the shipped probe.",
+        "",
+        "| probe of \\ questions of | threshold | held-out families | " + " | ".join(cols) + " |",
+        "|---|---|---|" + "---|" * len(cols),
+    ]
+    for a, e in ood.items():
+        if "no_figure" in e:
+            lines.append(f"| {a} | no figure: {e['no_figure']} |" + " |" * (len(cols) + 1))
+            continue
+        h = e.get("held_out_families") or {}
+        hf = f"{_f(h.get('rate'), 3)} ({h.get('triggered')}/{h.get('n')})" if h else "n/a"
+        lines.append(f"| {a} | {e['threshold']:.2f} | {hf} | "
+                     + " | ".join(f"{e['domains'][b]['rate']:.3f} ({e['domains'][b]['triggered']}/{e['domains'][b]['n']})"
+                                  if b in e["domains"] else "n/a" for b in cols) + " |")
+    return lines
+
+
+def families_markdown(report: dict) -> list[str]:
+    """The leave-one-family-out section: a summary per domain, then every family."""
+    doms = {d: m["families"] for d, m in report["domains"].items() if "families" in m}
+    if not doms:
+        return []
+    lines = [
+        "",
+        "## Leave-one-family-out (kinds of question the calibration never saw)",
+        "",
+        next((f["method"] for f in doms.values() if "method" in f), ""),
+        "AUROC means are over the families with at least 5 answers of each class; a family with one class has "
+        "no AUROC and is listed as such, one with fewer than 5 of a class is listed as (few): its AUROC is in the "
+        "table below but rests on too few answers to enter a mean. Hallucination among accepted answers is pooled over the held-out families, each "
+        "routed with the thresholds fitted without it (Wilson 95% interval).",
+        "",
+        "| domain | families (with AUROC) | one-class families | mean AUROC probe | merged | best baseline | random neurons "
+        "| worst family probe / merged | halluc. among accepted / target (accepted of n) | probe >= 0.85 | merged >= 0.88 | none < 0.75 | ahead of baseline |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    yes = lambda b: "yes" if b else "**no**"  # noqa: E731
+    for d, fam in doms.items():
+        if "no_figure" in fam:
+            lines.append(f"| {d} | no figure: {fam['no_figure']} |" + " |" * 11)
+            continue
+        s = fam["summary"]
+        t = s.get("at_target") or {}
+        if "mean_auroc" in s:
+            mean, worst, base, tg = s["mean_auroc"], s["min_auroc"], s["best_baseline"], s["targets"]
+            aur = (f"{mean['probe']:.3f} | {mean['merged']:.3f} | {base} {mean[base]:.3f} | {mean['random_neurons']:.3f} | "
+                   f"{worst['probe']['family']} {worst['probe']['auroc']:.2f} / {worst['merged']['family']} {worst['merged']['auroc']:.2f}")
+            flags = " | ".join(yes(tg[k]) for k in ("probe_mean_ge_0.85", "merged_mean_ge_0.88", "no_family_below_0.75", "ahead_of_best_baseline"))
+        else:
+            aur, flags = "n/a | n/a | n/a | n/a | n/a", "n/a | n/a | n/a | n/a"
+        ci = t.get("accepted_hallucination_ci95")
+        acc = (f"{_f(t.get('accepted_hallucination_rate'), 3)}" + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "")
+               + f" / {t.get('target')} ({t.get('n_accepted')} of {t.get('n_scored')})") if t else "n/a"
+        few = [f"{f} (few)" for f in s.get("few_of_a_class_families", [])]
+        lines.append(f"| {d} | {s['n_families']} ({s['n_families_with_auroc']}) | {', '.join(s['one_class_families'] + few) or '-'} | "
+                     f"{aur} | {acc} | {flags} |")
+    sig = SIGNALS
+    lines += [
+        "",
+        "Per family (AUROC with 95% bootstrap interval; counts of the family's answers; routing at the report's target "
+        "with the thresholds fitted without the family):",
+        "",
+        "| domain | family | n | correct | halluc. | refusals | model accuracy | " + " | ".join(sig)
+        + " | coverage | halluc. among accepted (accepted) |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(sig) + "---|---|",
+    ]
+    for d, fam in doms.items():
+        items = list((fam.get("families") or {}).items())
+        for f, e in items[:MAX_FAMILY_ROWS]:
+            head = f"| {d} | {f} | {e['n']} | {e['correct']} | {e['hallucinated']} | {e['refusals']} | {_f(e.get('model_accuracy'), 2)} | "
+            if e.get("no_figure"):
+                lines.append(head + f"no figure: {e['no_figure']} |" + " |" * (len(sig) + 1))
+                continue
+            t = e["at_target"]
+            note = " (one class)" if e.get("one_class") else ""
+            lines.append(head + " | ".join(_ci(e, k) + (note if k == "probe" else "") for k in sig)
+                         + f" | {_f(t['coverage'], 2)} | {_f(t['accepted_hallucination_rate'], 2)} ({t['n_accepted']}) |")
+        if len(items) > MAX_FAMILY_ROWS:
+            lines.append(f"| {d} | ... {len(items) - MAX_FAMILY_ROWS} more families in report.json |" + " |" * (len(sig) + 7))
+    return lines
 
 
 def plot(report: dict, out: Path) -> list[Path]:

@@ -3,12 +3,12 @@
 Each scorer returns a *risk* (higher = more likely hallucinated) for an answer the guarded model
 already gave, and each module's docstring names the published method and what differs here:
 
-- :mod:`hguard.baselines.consistency` -- SelfCheckGPT-style sampling consistency (answer agreement
+- :mod:`research.baselines.consistency` -- SelfCheckGPT-style sampling consistency (answer agreement
   and the n-gram score) and discrete semantic entropy; they need N extra sampled answers, drawn
-  with :func:`hguard.baselines.sampling.sample_answers`.
-- :mod:`hguard.baselines.p_true` -- P(True): the model asked whether its own answer is true.
-- :mod:`hguard.baselines.provenance` -- Guardrails-AI-style embedding provenance for RAG answers.
-- :mod:`hguard.baselines.metrics` -- AUROC with paired bootstrap, best-threshold accuracy,
+  with :func:`research.baselines.sampling.sample_answers`.
+- :mod:`research.baselines.p_true` -- P(True): the model asked whether its own answer is true.
+- :mod:`research.baselines.provenance` -- Guardrails-AI-style embedding provenance for RAG answers.
+- :mod:`research.baselines.metrics` -- AUROC with paired bootstrap, best-threshold accuracy,
   hallucination rate at a coverage.
 
 ``benchmarks/detectors.py`` runs them all against hguard on the same greedy answers.

@@ -1,0 +1,129 @@
+"""Which probe settings generalise to kinds of question the calibration never saw (leave-one-family-out).
+
+Reads answers already collected (a calibration work folder, e.g. runs/reference-work written by
+`python calibration/reference.py`), labels and families from calibration/data, and for each variant runs
+the calibration's leave-one-family-out procedure (hguard.calibrate.families) on each domain's training
+split (the same fact-grouped split as calibration, seed 0).
+
+Tuning is kept apart from reporting: in each domain the two families whose SHA-256 of the name is
+smallest are FINAL families; variants are compared on the other (SELECTION) families only, and the
+final families' figures are printed for every variant but chose nothing.
+
+Writes benchmarks/results/generalization.json and prints Markdown.
+Run: HGUARD_THREADS=1 .venv/bin/python benchmarks/generalization.py [--work runs/reference-work] [--variants v0,v1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DOMAINS = ("geography", "chemistry", "literature")
+_FOLD = {"cv": 3, "Cs": 6}  # what calibration's leave-one-family-out uses (hguard.calibrate.families)
+VARIANTS = {
+    "v0 shipped: C by 3-fold CV over answers (6 values), 1-SE rule, standardised, length feature": (dict(_FOLD), False),
+    "v1 C by 3-fold CV over whole families": (dict(_FOLD), True),
+    "v2 C with the best CV AUROC (denser probe)": ({**_FOLD, "selection": "best"}, False),
+    "v3 raw CETT (no standardisation)": ({**_FOLD, "standardize": False}, False),
+    "v4 no length feature": ({**_FOLD, "length_control": False}, False),
+}
+
+
+def final_families(names) -> list[str]:
+    return sorted(sorted(names, key=lambda n: hashlib.sha256(n.encode()).hexdigest())[:2])
+
+
+def main(argv=None) -> int:
+    import torch
+
+    from hguard.calibrate.collect import load_collected
+    from hguard.calibrate.data import load_examples
+    from hguard.calibrate.families import attach_families, cross_family_fit, evaluate_families
+    from hguard.calibrate.pipeline import split_groups
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--work", default=str(ROOT / "runs" / "reference-work"))
+    ap.add_argument("--variants", default="", help="comma-separated prefixes (v0,v1,...); default all")
+    ap.add_argument("--out", default=str(HERE / "results" / "generalization.json"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    data = ROOT / "calibration" / "data"
+    examples = load_examples([data / f"{d}.jsonl" for d in (*DOMAINS, "fabricated")])
+    col = load_collected(args.work)  # every answer collected so far
+    ids = {r["id"] for r in col.rows}
+    attach_families(col.rows, [e for e in examples if e.id in ids])
+    test = split_groups(col.rows, 0.3, 0)
+    n_layers, d_ff = 30, col.features.shape[1] // 30
+    chosen = [v for v in VARIANTS if not args.variants or v.split()[0] in args.variants.split(",")]
+    results: dict = {"n_answers": len(col.rows), "variants": {}, "final_families": {}}
+    for v in chosen:
+        params, by_family = dict(VARIANTS[v][0]), VARIANTS[v][1]
+        cv = params.pop("cv", 5)
+        results["variants"][v] = {}
+        for d in DOMAINS:
+            dmask = np.array([r["domain"] == d for r in col.rows])
+            if not dmask.any():
+                continue
+            train = col.subset(dmask & ~test)
+            tr = train.subset([r["label"] != "refusal" for r in train.rows])
+            t0 = time.perf_counter()
+            try:
+                cf = cross_family_fit(tr, seed=0, n_layers=n_layers, d_ff=d_ff, cv=cv, probe_params=params,
+                                      c_by_family=by_family)
+                res = evaluate_families(cf, tr, col.subset(dmask), target=0.2, confidence=0.9)
+            except Exception as exc:  # a variant that cannot be fitted is reported, not hidden
+                results["variants"][v][d] = {"failed": f"{type(exc).__name__}: {exc}"}
+                continue
+            fin = final_families(res["families"])
+            results["final_families"][d] = fin
+            per = {f: {k: e["auroc"][k] for k in ("probe", "merged", "mean_logprob", "min_logprob", "entropy",
+                                                    "length", "random_neurons")}
+                   if e.get("auroc") and e["auroc"].get("probe") is not None else None
+                   for f, e in res["families"].items()}
+            acc = {f: e.get("at_target") for f, e in res["families"].items()}
+            counts = {f: [e["correct"], e["hallucinated"]] for f, e in res["families"].items()}
+            results["variants"][v][d] = {"auroc": per, "at_target": acc, "counts": counts,
+                                         "seconds": time.perf_counter() - t0}
+            print(f"{v[:3]} {d}: done in {time.perf_counter() - t0:.0f} s", flush=True)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    print(markdown(results))
+    return 0
+
+
+def _mean(per: dict, fams, key, counts=None) -> float | None:
+    from hguard.calibrate.families import MIN_CLASS_FOR_MEAN
+
+    vals = [per[f][key] for f in fams if per.get(f) and per[f][key] is not None
+            and (counts is None or min(counts[f]) >= MIN_CLASS_FOR_MEAN)]
+    return float(np.mean(vals)) if vals else None
+
+
+def markdown(results: dict) -> str:
+    lines = [f"{results['n_answers']} answers. Mean leave-one-family-out AUROC (probe / merged) over families with "
+             "at least 5 answers of each class; SELECTION families chose the variant, FINAL families chose nothing.", "",
+             "| variant | domain | selection: probe | selection: merged | final: probe | final: merged | final families |",
+             "|---|---|---|---|---|---|---|"]
+    f = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
+    for v, doms in results["variants"].items():
+        for d, r in doms.items():
+            if "failed" in r:
+                lines.append(f"| {v} | {d} | failed: {r['failed']} | | | | |")
+                continue
+            fin = results["final_families"][d]
+            sel = [x for x in r["auroc"] if x not in fin]
+            c = r["counts"]
+            lines.append(f"| {v} | {d} | {f(_mean(r['auroc'], sel, 'probe', c))} | {f(_mean(r['auroc'], sel, 'merged', c))} | "
+                         f"{f(_mean(r['auroc'], fin, 'probe', c))} | {f(_mean(r['auroc'], fin, 'merged', c))} | {', '.join(fin)} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,382 @@
+"""Generalisation to kinds of question the calibration never saw: leave-one-family-out.
+
+Every calibration row belongs to a *family* (``meta.family``: its question template or sub-topic; a row
+without one falls back to its fact group). For each family F of a domain, a probe is fitted on the
+domain's training answers of the other families, with its own C; its scores on F are F's
+*cross-family out-of-fold* scores. From those scores:
+
+* the merger of probe and confidence is fitted on cross-family out-of-fold probe scores, so it learns
+  how far the probe's score can be trusted on a family it was not fitted on;
+* the accept/abstain thresholds (Learn-then-Test) are fitted on cross-family out-of-fold merged risks,
+  so the accept threshold is certified on answers to kinds of question its probe never saw;
+* each family is reported with probe, merger and thresholds fitted without it (the thresholds and the
+  merger for F are fitted on the other families' out-of-fold scores alone), tested on all of F's answers.
+
+With more than :data:`MAX_FOLDS` families (typically: no ``meta.family``, one family per fact), the
+families are dealt into that many folds, each held out as a whole.
+
+One leak is left and stated: the other families' out-of-fold scores, on which F's merger and thresholds
+are fitted, come from probes that were fitted with F's answers in them; F's own scores never do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..ood import fit_ood, full_distance
+from .collect import Collected
+from .pipeline import _lengths, _y
+
+MAX_FOLDS = 10
+# Each held-out family's probe chooses its own C, on a coarser search than the shipped probe's (3 folds,
+# 6 values of C instead of 5 and 10): one such fit per family is what keeps calibration within budget.
+MIN_CLASS_FOR_MEAN = 5
+FOLD_CV = 3
+FOLD_PROBE = {"Cs": 6}
+# How the report names the scores the thresholds were fitted on.
+CROSS_FAMILY_SCORES = (
+    "cross-family out-of-fold merged risks of the training split: each answer's probe score comes from a "
+    "probe fitted without its family (leave-one-family-out), merged by the shipped merger, which was "
+    "fitted on those same cross-family scores"
+)
+FACT_FOLD_SCORES = (
+    "out-of-fold merged risks of the training split from 5 folds of answers (the domain has fewer than two "
+    "families, so no cross-family scores exist)"
+)
+
+
+def family_of(example) -> str:
+    """``meta.family``, else the fact group (``meta.group`` or ``meta.fact``), else the row's id."""
+    meta = example.meta or {}
+    fam = meta.get("family")
+    if isinstance(fam, str) and fam.strip():
+        return fam
+    for key in ("group", "fact"):
+        if meta.get(key) is not None:
+            return f"{key}:{meta[key]}"
+    return f"id:{example.id}"
+
+
+def attach_families(rows: Sequence[dict], examples: Sequence) -> None:
+    """Set ``row["family"]`` from the example of the same id (rows come back from the collection)."""
+    by_id = {e.id: family_of(e) for e in examples}
+    for r in rows:
+        r["family"] = by_id.get(r["id"], f"id:{r['id']}")
+
+
+def _stable(key: str) -> int:
+    return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:12], 16)
+
+
+def family_folds(families: Sequence[str], max_folds: int = MAX_FOLDS) -> list[list[str]]:
+    """Families to hold out together: one per fold, or dealt by hash into ``max_folds`` folds."""
+    names = sorted(set(families))
+    if len(names) <= max_folds:
+        return [[n] for n in names]
+    folds: list[list[str]] = [[] for _ in range(max_folds)]
+    for i, n in enumerate(sorted(names, key=lambda n: (_stable(n), n))):
+        folds[i % max_folds].append(n)
+    return [sorted(f) for f in folds]
+
+
+def cross_family_fit(train: Collected, *, seed: int, n_layers: int, d_ff: int, cv: int = 5,
+                     min_per_class: int = 8, probe_params: dict | None = None, c_by_family: bool = False,
+                     only: Sequence[str] | None = None) -> dict[str, Any]:
+    """Leave-one-family-out probes on a domain's training answers (refusals already removed).
+
+    Returns the folds (families held out, the probe fitted without them, its random-neuron control, or
+    why the fold could not be fitted) and ``oof_logit``: each training answer's probe logit from the
+    probe of its fold (NaN where its fold could not be fitted).
+    """
+    from ..probe import HNeuronProbe, random_neuron_probe
+
+    rows = train.rows
+    fam = np.array([r["family"] for r in rows])
+    y = _y(rows)
+    lengths = _lengths(rows)
+    oof = np.full(len(rows), np.nan)
+    dist = np.full(len(rows), np.nan)
+    folds = []
+    t0 = time.perf_counter()
+    for held in family_folds(fam.tolist()):
+        if only is not None and not set(held) & set(only):
+            continue
+        out = np.isin(fam, held)
+        keep = ~out
+        counts = np.bincount(y[keep], minlength=2)
+        fold: dict[str, Any] = {"families": held, "n_fit": int(keep.sum()),
+                                "fit_counts": {"correct": int(counts[0]), "hallucinated": int(counts[1])}}
+        if counts.min() < max(min_per_class, cv):
+            fold["skipped"] = (f"without {', '.join(held)} the training split has {counts[0]} correct and "
+                               f"{counts[1]} hallucinated answers; at least {max(min_per_class, cv)} of each are needed")
+            folds.append(fold)
+            continue
+        probe = HNeuronProbe(cv=cv, n_layers=n_layers, d_ff=d_ff, random_state=seed, **(probe_params or {}))
+        # C chosen by folds of whole families (a variant measured in benchmarks/generalization.py) or of answers
+        groups = fam[keep] if c_by_family and len(set(fam[keep].tolist())) >= cv else None
+        probe.fit(train.features[keep], y[keep], lengths=lengths[keep], groups=groups)
+        oof[out] = probe.decision_function(train.features[out], lengths=lengths[out])
+        dist[out] = full_distance(probe, train.features[out])
+        rnd = random_neuron_probe(train.features[keep], y[keep], max(1, len(probe.feature_indices_)), seed=seed,
+                                  lengths=lengths[keep])
+        fold.update(probe=probe, random_baseline=rnd.to_dict())
+        folds.append(fold)
+    return {"folds": folds, "oof_logit": oof, "oof_distance": dist, "families": fam, "y": y,
+            "seconds": time.perf_counter() - t0}
+
+
+def _at_target(risk: np.ndarray, y: np.ndarray, accept_below: float, target: float) -> dict:
+    acc = risk < accept_below
+    n_acc = int(acc.sum())
+    k = int(y[acc].sum()) if n_acc else 0
+    return {
+        "accept_below": float(accept_below),
+        "n_accepted": n_acc,
+        "coverage": float(acc.mean()) if len(acc) else None,
+        "accepted_hallucinated": k,
+        "accepted_hallucination_rate": (k / n_acc) if n_acc else None,
+        "within_target": (k / n_acc <= target) if n_acc else True,
+    }
+
+
+def evaluate_families(
+    cf: dict,
+    train: Collected,
+    domain_rows: Collected,
+    *,
+    target: float,
+    confidence: float,
+) -> dict:
+    """Per family: every signal's AUROC with intervals, class counts and routing at the target, each
+    from probe, merger and thresholds fitted without the family; then the domain's summary.
+
+    ``train`` holds the training answers the folds were fitted on (refusals removed), ``domain_rows``
+    every answer of the domain (training and held-out split, refusals included): a family is tested on
+    all of its answers, none of which its probe, merger or thresholds saw.
+    """
+    from ..policy import fit_thresholds
+    from .pipeline import (BASELINES as baselines, apply_merger, auroc, auroc_ci, fit_merger, merger_features,
+                           random_baseline_score)
+
+    fam_tr = cf["families"]
+    y_tr = cf["y"]
+    oof = cf["oof_logit"]
+    Z_tr = merger_features(train.rows, np.nan_to_num(oof))
+    per_family: dict[str, dict] = {}
+    for fold in cf["folds"]:
+        for f in fold["families"]:
+            sel = np.array([r["family"] == f for r in domain_rows.rows])
+            sub = domain_rows.subset(sel)
+            refusals = sum(1 for r in sub.rows if r["label"] == "refusal")
+            te = sub.subset([r["label"] != "refusal" for r in sub.rows])
+            y = _y(te.rows)
+            counts = np.bincount(y, minlength=2) if len(y) else np.zeros(2, int)
+            entry: dict[str, Any] = {
+                "n": len(sub.rows),
+                "n_scored": int(len(y)),
+                "correct": int(counts[0]),
+                "hallucinated": int(counts[1]),
+                "refusals": refusals,
+                "model_accuracy": (int(counts[0]) / len(sub.rows)) if sub.rows else None,
+                "held_out_with": [g for g in fold["families"] if g != f],
+            }
+            if "skipped" in fold:
+                entry["no_figure"] = fold["skipped"]
+                per_family[f] = entry
+                continue
+            if not len(y):
+                entry["no_figure"] = "no answer of this family was scored (all refusals)"
+                per_family[f] = entry
+                continue
+            probe = fold["probe"]
+            lengths = _lengths(te.rows)
+            logit = probe.decision_function(te.features, lengths=lengths)
+            others = ~np.isin(fam_tr, fold["families"]) & np.isfinite(oof)
+            merger = fit_merger(Z_tr[others], y_tr[others])
+            rb = fold["random_baseline"]
+            scores = {
+                "probe": 1 / (1 + np.exp(-logit)),
+                "merged": apply_merger(merger, merger_features(te.rows, logit)),
+                "random_neurons": random_baseline_score(rb, te.features[:, rb["feature_indices"]], lengths),
+            }
+            for name, fn in baselines.items():
+                scores[name] = np.array([fn(r) for r in te.rows], dtype=float)
+            if counts.min() == 0:
+                only = "hallucinated" if counts[0] == 0 else "correct"
+                entry["one_class"] = (f"all {len(y)} scored answers are {only}: AUROC is undefined; the routing "
+                                      "figures below still say how many of them were accepted")
+                entry["auroc"] = {k: None for k in scores}
+                entry["auroc_ci95"] = {k: None for k in scores}
+            else:
+                entry["auroc"] = {k: auroc(y, v) for k, v in scores.items()}
+                entry["auroc_ci95"] = auroc_ci(y, scores)
+            th = fit_thresholds(apply_merger(merger, Z_tr[others]).tolist(), y_tr[others].tolist(),
+                                target=target, confidence=confidence)
+            entry["at_target"] = {"target": target, "confidence": confidence,
+                                  **_at_target(scores["merged"], y, th.accept_below, target)}
+            others_d = cf["oof_distance"][~np.isin(fam_tr, fold["families"])]
+            ood = fit_ood(others_d, fitted_on="the other families' cross-family distances")
+            d = full_distance(probe, te.features)
+            entry["ood"] = {
+                "threshold": ood["threshold"] if ood else None,
+                "median_distance": float(np.median(d)) if len(d) else None,
+                "triggered": int((d > ood["threshold"]).sum()) if ood else None,
+                "trigger_rate": float((d > ood["threshold"]).mean()) if ood and len(d) else None,
+            }
+            entry["C"] = float(probe.C_)
+            entry["n_selected_neurons"] = int(len(probe.feature_indices_))
+            per_family[f] = entry
+    return {"families": per_family, "summary": summarize(per_family, list(baselines), target)}
+
+
+def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collected, *, seed: int, n_layers: int,
+                             d_ff: int, target: float, confidence: float, cv: int = 5) -> dict:
+    """Leave-one-family-out for one domain; re-fits ``fitted``'s merger and the scores its thresholds
+    are fitted on from cross-family out-of-fold probe scores. Returns the report's ``families`` entry."""
+    from .pipeline import apply_merger, best_threshold, fit_merger, merger_features
+
+    tr = train.subset([r["label"] != "refusal" for r in train.rows])
+    names = sorted({r["family"] for r in tr.rows})
+    if len(names) < 2:
+        fitted["thresholds_fitted_on"] = FACT_FOLD_SCORES
+        why = (f"the training split has {len(names)} family ({', '.join(names) or 'none'}); leave-one-family-out needs "
+               "at least two (set meta.family on the rows: the question template or sub-topic)")
+        return {"no_figure": why}
+    cf = cross_family_fit(tr, seed=seed, n_layers=n_layers, d_ff=d_ff, cv=FOLD_CV, probe_params=FOLD_PROBE)
+    ok = np.isfinite(cf["oof_logit"])
+    y = cf["y"]
+    if ok.sum() and np.bincount(y[ok], minlength=2).min() >= 2:
+        Z = merger_features([r for r, k in zip(tr.rows, ok) if k], cf["oof_logit"][ok])
+        fitted["merger"] = fit_merger(Z, y[ok])
+        merged = apply_merger(fitted["merger"], Z)
+        fitted["oof_merged"] = merged.tolist()
+        fitted["oof_y"] = y[ok].tolist()
+        fitted["merged_threshold"] = best_threshold(y[ok], merged)
+        fitted["thresholds_fitted_on"] = CROSS_FAMILY_SCORES
+        fitted["ood"] = fit_ood(cf["oof_distance"], fitted_on=(
+            "cross-family out-of-fold distances of the training split (each answer under a probe fitted without "
+            "its family)"))
+    else:
+        fitted["thresholds_fitted_on"] = FACT_FOLD_SCORES
+    result = evaluate_families(cf, tr, domain_rows, target=target, confidence=confidence)
+    result["fit_seconds"] = cf["seconds"]
+    result["method"] = (
+        f"leave-one-family-out: for each family, probe (C by {FOLD_CV}-fold CV over {FOLD_PROBE['Cs']} values), merger and thresholds fitted on the "
+        "training split without that family, tested on all of its answers (training and held-out split); "
+        f"with more than {MAX_FOLDS} families they are held out in {MAX_FOLDS} folds of whole families. Other "
+        "families may ask about the same entities (a fact) in another form."
+    )
+    return result
+
+
+def figures_by_family(families: Sequence[str], labels: Sequence[str], scores: dict[str, np.ndarray], *,
+                      accept_below: float | None, target: float | None, distance: np.ndarray | None = None,
+                      ood_threshold: float | None = None) -> dict:
+    """Per family, figures of already-scored answers (``hguard evaluate``): class counts, every signal's
+    AUROC with intervals (or why there is none) and routing at the probe's accept threshold.
+    ``scores`` and ``distance`` hold one value per answer that is not a refusal, in order."""
+    from .pipeline import BASELINES, auroc, auroc_ci
+
+    fam = np.asarray(families)
+    lab = np.asarray(labels)
+    keep = lab != "refusal"
+    fam_k = fam[keep]
+    y_all = (lab[keep] == "hallucinated").astype(int)
+    per: dict[str, dict] = {}
+    for f in sorted(set(fam.tolist())):
+        sel = fam_k == f
+        y = y_all[sel]
+        counts = np.bincount(y, minlength=2) if len(y) else np.zeros(2, int)
+        n = int((fam == f).sum())
+        e: dict[str, Any] = {"n": n, "n_scored": int(len(y)), "correct": int(counts[0]), "hallucinated": int(counts[1]),
+                             "refusals": n - int(len(y)), "model_accuracy": int(counts[0]) / n if n else None}
+        sc = {k: np.asarray(v)[sel] for k, v in scores.items()}
+        if len(y) and counts.min() > 0:
+            e["auroc"] = {k: auroc(y, v) for k, v in sc.items()}
+            e["auroc_ci95"] = auroc_ci(y, sc)
+        else:
+            e["one_class"] = (f"{len(y)} scored answers, {int(counts[0])} correct and {int(counts[1])} hallucinated: "
+                              "AUROC needs both classes")
+            e["auroc"] = {k: None for k in sc}
+        if accept_below is not None and target is not None and len(y):
+            e["at_target"] = {"target": target, **_at_target(sc["merged"], y, accept_below, target)}
+        if distance is not None and ood_threshold is not None and len(y):
+            d = np.asarray(distance)[sel]
+            e["ood"] = {"threshold": ood_threshold, "triggered": int((d > ood_threshold).sum()),
+                        "trigger_rate": float((d > ood_threshold).mean())}
+        per[f] = e
+    return {"families": per, "summary": summarize(per, list(BASELINES), target if target is not None else float("nan"))}
+
+
+def summarize(per_family: dict, baselines: Sequence[str], target: float) -> dict:
+    """Means over the families with both classes, the worst family, and routing pooled over families."""
+    two = {f: e for f, e in per_family.items() if e.get("auroc") and e["auroc"].get("probe") is not None}
+    # An AUROC resting on one or two answers of a class (e.g. the rare abstention on invented entities)
+    # is reported for its family, with its interval, but does not enter the domain's means.
+    scored = {f: e for f, e in two.items() if min(e["correct"], e["hallucinated"]) >= MIN_CLASS_FOR_MEAN}
+    out: dict[str, Any] = {
+        "n_families": len(per_family),
+        "n_families_with_auroc": len(scored),
+        "one_class_families": sorted(f for f, e in per_family.items() if e.get("one_class")),
+        "few_of_a_class_families": sorted(set(two) - set(scored)),
+        "min_class_for_mean": MIN_CLASS_FOR_MEAN,
+        "families_without_figure": sorted(f for f, e in per_family.items() if e.get("no_figure")),
+    }
+    if scored:
+        signals = list(next(iter(scored.values()))["auroc"])
+        mean = {k: float(np.mean([e["auroc"][k] for e in scored.values()])) for k in signals}
+        worst = {k: min(((f, e["auroc"][k]) for f, e in scored.items()), key=lambda t: t[1]) for k in signals}
+        best_base = max(baselines, key=lambda k: mean[k])
+        out.update(
+            mean_auroc=mean,
+            min_auroc={k: {"family": w[0], "auroc": float(w[1])} for k, w in worst.items()},
+            best_baseline=best_base,
+            targets={
+                "probe_mean_ge_0.85": mean["probe"] >= 0.85,
+                "merged_mean_ge_0.88": mean["merged"] >= 0.88,
+                "no_family_below_0.75": min(worst["probe"][1], worst["merged"][1]) >= 0.75,
+                "ahead_of_best_baseline": mean["probe"] > mean[best_base] and mean["merged"] > mean[best_base],
+            },
+        )
+    oods = [e["ood"] for e in per_family.values() if e.get("ood") and e["ood"]["triggered"] is not None]
+    if oods:
+        n = sum(e["n_scored"] for e in per_family.values() if e.get("ood") and e["ood"]["triggered"] is not None)
+        k = sum(o["triggered"] for o in oods)
+        out["ood_held_out_families"] = {"n": n, "triggered": k, "rate": k / n if n else None,
+                                        "rate_ci95": _wilson(k, n)}
+    routed = [e["at_target"] for e in per_family.values() if e.get("at_target")]
+    if routed:
+        n_acc = sum(t["n_accepted"] for t in routed)
+        k = sum(t["accepted_hallucinated"] for t in routed)
+        n = sum(e["n_scored"] for e in per_family.values() if e.get("at_target"))
+        out["at_target"] = {
+            "target": target,
+            "n_scored": n,
+            "n_accepted": n_acc,
+            "coverage": n_acc / n if n else None,
+            "accepted_hallucination_rate": k / n_acc if n_acc else None,
+            "accepted_hallucination_ci95": _wilson(k, n_acc),
+            "within_target": (k / n_acc <= target) if n_acc else True,
+            "families_over_target": sorted(f for f, e in per_family.items()
+                                           if e.get("at_target") and not e["at_target"]["within_target"]),
+        }
+    return out
+
+
+def _wilson(k: int, n: int, z: float = 1.96) -> list[float] | None:
+    if n == 0:
+        return None
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return [max(0.0, c - h), min(1.0, c + h)]
+
+
+__all__ = ["CROSS_FAMILY_SCORES", "MAX_FOLDS", "attach_families", "cross_family_calibration", "cross_family_fit",
+           "evaluate_families", "family_folds", "family_of", "figures_by_family", "summarize"]

@@ -1,0 +1,62 @@
+"""How far an answer lies from its domain's calibration answers, in the probe's own features.
+
+The distance is the root mean square of the probe's selected neurons, each standardised by the centre
+and scale the probe was fitted with (``center_``, ``scale_``): about 1 for an answer like the
+calibration answers, larger the further the neurons the probe reads stray from where it was fitted.
+
+Calibration sets its threshold from cross-family out-of-fold distances: each training answer measured
+under a probe fitted without the answer's family, so the threshold says how far *new kinds of question*
+lay; the thresholds that certify the risk were fitted on those same kinds of score. An answer beyond it
+lies further out than anything the certification covered, and goes to review with its distance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+OOD_QUANTILE = 0.99
+OOD_FEATURE = "rms of the probe's selected neurons, standardised by the probe's centre and scale"
+
+
+def feature_distance(probe, values) -> np.ndarray:
+    """Distance of each row of ``values`` (n, n_selected), the probe's neurons in ``feature_indices_`` order."""
+    V = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    k = len(probe.feature_indices_)
+    if k == 0:
+        return np.full(V.shape[0], np.nan)
+    if V.shape[1] != k:
+        raise ValueError(f"feature_distance: values have {V.shape[1]} columns; the probe reads {k} neurons")
+    z = (V - np.asarray(probe.center_, dtype=np.float64)) / np.asarray(probe.scale_, dtype=np.float64)
+    return np.sqrt(np.mean(z * z, axis=1))
+
+
+def full_distance(probe, X) -> np.ndarray:
+    """:func:`feature_distance` from full CETT rows (n, n_features)."""
+    return feature_distance(probe, np.asarray(X)[:, np.asarray(probe.feature_indices_, dtype=np.int64)])
+
+
+def fit_ood(distances, *, quantile: float = OOD_QUANTILE, fitted_on: str) -> dict | None:
+    """The threshold (a quantile of finite ``distances``), as plain data for a probe file; None if none."""
+    d = np.asarray(distances, dtype=float)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return None
+    return {"feature": OOD_FEATURE, "threshold": float(np.quantile(d, quantile)), "quantile": quantile,
+            "n": int(d.size), "fitted_on": fitted_on}
+
+
+def ood_problem(distance: float | None, ood: dict | None) -> str | None:
+    """A review reason when ``distance`` is beyond the probe file's threshold (or cannot be measured)."""
+    if not ood:
+        return None
+    if distance is None or not math.isfinite(distance):
+        return "out-of-distribution check failed: the probe-feature distance is not a number"
+    if distance > ood["threshold"]:
+        return (f"question out of the calibration distribution: probe-feature distance {distance:.2f} > "
+                f"{ood['threshold']:.2f} (the {ood['quantile']:.0%} quantile of held-out calibration families)")
+    return None
+
+
+__all__ = ["OOD_FEATURE", "OOD_QUANTILE", "feature_distance", "fit_ood", "full_distance", "ood_problem"]

@@ -1,0 +1,83 @@
+"""Families for leave-one-family-out: the fallback key, the folds, and the domain summary's rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hguard.calibrate.data import Example
+from hguard.calibrate.families import MAX_FOLDS, MIN_CLASS_FOR_MEAN, family_folds, family_of, summarize
+from hguard.ood import feature_distance, fit_ood, ood_problem
+
+
+def _ex(i, meta):
+    return Example(id=f"x-{i}", question="q?", answers=["Paris"], domain="d", meta=meta)
+
+
+def test_family_falls_back_to_the_fact_group_then_the_id():
+    assert family_of(_ex(1, {"family": "capital", "fact": "f"})) == "capital"
+    assert family_of(_ex(2, {"fact": "capital:france"})) == "fact:capital:france"
+    assert family_of(_ex(3, {"family": "  ", "group": "g1"})) == "group:g1"
+    assert family_of(_ex(4, None)) == "id:x-4"
+
+
+def test_few_families_are_held_out_one_by_one_many_in_whole_folds():
+    assert family_folds(["b", "a", "b", "c"]) == [["a"], ["b"], ["c"]]
+    names = [f"f{i}" for i in range(37)]
+    folds = family_folds(names + names[:5])
+    assert len(folds) == MAX_FOLDS and sorted(n for f in folds for n in f) == sorted(names)
+    assert folds == family_folds(list(reversed(names)))  # independent of row order
+
+
+def _entry(correct, halluc, probe, merged, accepted=0, acc_h=0):
+    a = {"probe": probe, "merged": merged, "mean_logprob": 0.6, "min_logprob": 0.5, "entropy": 0.55,
+         "length": 0.5, "random_neurons": 0.5}
+    e = {"n": correct + halluc, "n_scored": correct + halluc, "correct": correct, "hallucinated": halluc,
+         "at_target": {"n_accepted": accepted, "accepted_hallucinated": acc_h, "coverage": accepted / (correct + halluc),
+                       "accepted_hallucination_rate": acc_h / accepted if accepted else None,
+                       "within_target": (acc_h / accepted <= 0.2) if accepted else True}}
+    if min(correct, halluc) == 0:
+        e["one_class"] = "one class"
+        e["auroc"] = {k: None for k in a}
+    else:
+        e["auroc"] = a
+    return e
+
+
+def test_summary_means_only_families_with_enough_of_each_class_and_pools_routing():
+    per = {
+        "a": _entry(20, 30, 0.9, 0.92, accepted=10, acc_h=1),
+        "b": _entry(10, 40, 0.8, 0.82, accepted=5, acc_h=2),
+        "few": _entry(MIN_CLASS_FOR_MEAN - 1, 40, 0.1, 0.1),
+        "one": _entry(0, 30, None, None),
+    }
+    s = summarize(per, ["mean_logprob", "min_logprob", "entropy", "length"], 0.2)
+    assert s["n_families"] == 4 and s["n_families_with_auroc"] == 2
+    assert s["one_class_families"] == ["one"] and s["few_of_a_class_families"] == ["few"]
+    assert s["mean_auroc"]["probe"] == pytest.approx(0.85) and s["min_auroc"]["probe"] == {"family": "b", "auroc": 0.8}
+    assert s["targets"]["probe_mean_ge_0.85"] and not s["targets"]["merged_mean_ge_0.88"]
+    assert s["best_baseline"] == "mean_logprob" and s["targets"]["ahead_of_best_baseline"]
+    t = s["at_target"]
+    assert t["n_accepted"] == 15 and t["accepted_hallucination_rate"] == pytest.approx(3 / 15)
+    assert t["within_target"] and t["families_over_target"] == ["b"]
+    lo, hi = t["accepted_hallucination_ci95"]
+    assert lo < 0.2 < hi
+
+
+class _Probe:
+    feature_indices_ = np.array([3, 7])
+    center_ = np.array([1.0, -1.0])
+    scale_ = np.array([2.0, 0.5])
+
+
+def test_feature_distance_threshold_and_review_reason():
+    d = feature_distance(_Probe(), [[1.0, -1.0], [5.0, 0.0]])
+    assert d[0] == 0.0 and d[1] == pytest.approx(np.sqrt((2.0**2 + 2.0**2) / 2))
+    ood = fit_ood(np.r_[np.linspace(0, 1, 99), np.nan], fitted_on="test")
+    assert ood["n"] == 99 and ood["threshold"] == pytest.approx(0.99)
+    assert ood_problem(0.5, ood) is None
+    assert "2.00 > 0.99" in ood_problem(2.0, ood)
+    assert "not a number" in ood_problem(float("nan"), ood)  # fails closed
+    assert ood_problem(5.0, None) is None
+    with pytest.raises(ValueError, match="reads 2 neurons"):
+        feature_distance(_Probe(), [[1.0, 2.0, 3.0]])
