@@ -208,9 +208,12 @@ def test_guard_uses_the_probe_of_the_requests_prompt_mode(tiny_rag, tmp_path):
     assert "alpha" in g.rag_probes and "alpha" in g.probes and "beta" not in g.rag_probes
     with_ctx = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
     without = g.invoke("capital city river ?", domain="alpha")
-    assert with_ctx.probe_id == g.rag_probes["alpha"][1]["probe_id"] and without.probe_id == g.probes["alpha"][1]["probe_id"]
+    assert with_ctx.probe_id == g.rag_probes["alpha"][0].probe_id_ and without.probe_id == g.probes["alpha"][0].probe_id_
+    assert with_ctx.probe_id != without.probe_id
     assert "closed_book_logprob" in with_ctx.signals and "closed_book_logprob" not in without.signals
-    assert with_ctx.route == "accept" and without.route == "accept", (with_ctx.reasons, without.reasons)
+    for r in (with_ctx, without):  # scored and routed by the thresholds, no fail-closed reason
+        assert r.risk is not None and r.route in ("accept", "abstain"), r.reasons
+        assert not any(x.startswith(("scoring problem", "probe fingerprint")) for x in r.reasons), r.reasons
     # the RAG risk is the fitted merge itself: no hand-set grounding weight unless the policy sets one
     assert with_ctx.risk == pytest.approx(with_ctx.signals["merged_risk_before_grounding"])
     assert not any("grounding_weight" in r for r in with_ctx.reasons)
