@@ -63,6 +63,7 @@ __all__ = [
 GROUNDING_FEATURES = ("grounding_lexical", "grounding_phrase", "grounding_proximity", "grounding_embedding", "grounding")
 SIGNALS_FILE = "rag_signals.jsonl"
 REPORT_TARGET, REPORT_CONFIDENCE = 0.10, 0.90
+MERGER_CS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
 def _rag_merger_features() -> tuple[str, ...]:
@@ -241,16 +242,24 @@ def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, s
         p.fit(X[a], y[a], lengths=lengths[a])
         oof[b] = p.decision_function(X[b], lengths=lengths[b])
     Z = _matrix(tr, RAG_MERGER_FEATURES, oof)
-    merger = fit_merger(Z, y, RAG_MERGER_FEATURES)
-    merged_oof = np.zeros(len(y))
-    for a, b in folds:
-        merged_oof[b] = apply_merger(fit_merger(Z[a], y[a], RAG_MERGER_FEATURES), Z[b])
+    # The merger's regularisation is chosen on the training answers alone (out-of-fold AUROC, folds by
+    # passage): with about a dozen signals and a few hundred answers, C = 1 overfits.
+    by_c = {}
+    for c in MERGER_CS:
+        m = np.zeros(len(y))
+        for a, b in folds:
+            m[b] = apply_merger(fit_merger(Z[a], y[a], RAG_MERGER_FEATURES, C=c), Z[b])
+        by_c[c] = (auroc(y, m) or 0.0, m)
+    best_c = max(MERGER_CS, key=lambda c: by_c[c][0])
+    merger = fit_merger(Z, y, RAG_MERGER_FEATURES, C=best_c)
+    merged_oof = by_c[best_c][1]
     thresholds = fit_thresholds(merged_oof, y, target=target, confidence=confidence)
     return {
         "probe": probe, "merger": merger, "thresholds": thresholds, "oof_merged": merged_oof.tolist(), "oof_y": y.tolist(),
         "train": {"n": int(len(rows)), "n_scored": int(len(y)), "refusals": int(sum(r["label"] == "refusal" for r in rows)),
                   "correct": int(counts[0]), "hallucinated": int(counts[1]),
                   "cv_auroc_oof_probe": auroc(y, oof), "cv_auroc_oof_merged": auroc(y, merged_oof),
+                  "merger_C": best_c, "cv_auroc_oof_merged_by_C": {str(c): by_c[c][0] for c in MERGER_CS},
                   "probe_fit_seconds": fit_seconds},
     }
 
