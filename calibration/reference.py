@@ -1,6 +1,7 @@
 """Rebuild the reference probes for the default model from the bundled calibration data.
 
     .venv/bin/python calibration/reference.py [extra `hguard calibrate` options]
+    .venv/bin/python calibration/reference.py --rag [extra `hguard calibrate-rag` options]
 
 Writes the probes and their report into the package data (`hguard/_data/probes/smollm2-135m`), which
 the default policy and the demo use. Collected features go to `runs/reference-work` (resumable). The
@@ -21,6 +22,9 @@ def main(argv: list[str]) -> int:
     from hguard._resources import REFERENCE_PROBES
     from hguard.cli import main as hguard
 
+    if argv[:1] == ["--rag"]:  # the RAG probes, from the RAG sets research/rag_data.py builds
+        return hguard(["calibrate-rag", "--out", str(REFERENCE_PROBES), "--work", str(ROOT / "runs" / "rag-work"),
+                       *argv[1:]])
     args = ["calibrate", "--out", str(REFERENCE_PROBES), "--work", str(ROOT / "runs" / "reference-work"),
             "--target", "0.20", "--confidence", "0.90"]
     for name in DATA:

@@ -106,11 +106,46 @@ def _ray_options(args):
     if args.address:
         check_address(args.address)  # before the model is loaded: a wrong address fails in seconds
     return RayOptions(address=args.address, actors=args.actors, num_gpus=args.gpus_per_actor, num_cpus=args.cpus_per_actor)
+def cmd_calibrate_rag(args) -> int:
+    from .calibrate.rag import calibrate_rag
+
+    if not args.out:
+        raise InputError("pass --out DIR for the RAG probes; in a source checkout, "
+                         "`python calibration/reference.py --rag` rebuilds the reference RAG probes")
+    out = args.out
+    report = calibrate_rag(
+        None, out, model=args.model, test_fraction=args.test_fraction, seed=args.seed,
+        work_dir=args.work, report_dir=args.report, batch_size=args.batch_size,
+        target=args.target, confidence=args.confidence, progress=not args.quiet, collected_only=args.collected_only,
+    )
+    if args.json:
+        print(_dump(report))
+    else:
+        print(f"wrote {len(report['domains'])} RAG probe(s) to {out} and the report to {args.report or out + '/rag-report'}/report.md")
+        for d, m in report["domains"].items():
+            a = m["all"]["auroc"]
+            print(f"  {d:10s} held out n={m['all']['n']} AUROC merged={a['merged'] or float('nan'):.3f} "
+                  f"probe={a['probe'] or float('nan'):.3f} grounding={a['grounding'] or float('nan'):.3f}")
+        for d, why in report["skipped"].items():
+            print(f"  {d}: skipped: {why}")
+    return 0
 
 
 def cmd_evaluate(args) -> int:
     from .calibrate.pipeline import evaluate
 
+    if args.rag:
+        from .calibrate.rag import evaluate_rag
+
+        if not args.work:
+            raise InputError("--rag needs --work DIR, the folder for the answers collected on the held-out passages "
+                             "(the calibration's own, e.g. runs/rag-work, reuses its answers)")
+        res = evaluate_rag(args.probes, args.work, model=args.model,
+                           batch_size=args.batch_size, collected_only=args.collected_only)
+        print(_dump(res) if args.json else "\n".join(f"{d} {json.dumps(m['all']['auroc'])}" for d, m in res["domains"].items()))
+        return 0
+    if not args.data:
+        raise InputError("pass --data FILE.jsonl (repeatable), or --rag for the RAG probes' held-out passages")
     res = evaluate(args.probes, args.data, model=args.model, batch_size=args.batch_size, limit=args.limit)
     if args.json:
         print(_dump(res))
@@ -207,12 +242,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="answer and score a data set with calibrated probes")
     e.add_argument("--probes", required=True)
-    e.add_argument("--data", required=True, action="append")
+    e.add_argument("--data", action="append", help="data to answer and score (closed-book probes)")
+    e.add_argument("--rag", action="store_true", help="score the held-out passages of the bundled RAG sets with the RAG probes (*.rag.json)")
+    e.add_argument("--work", help="with --rag: folder of collected RAG answers (reused; default runs/rag-work)")
+    e.add_argument("--collected-only", action="store_true", help="with --rag: only the answers already in --work")
     e.add_argument("--model", default="default")
     e.add_argument("--batch-size", type=int, default=16)
     e.add_argument("--limit", type=int)
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("calibrate-rag", help="fit the RAG probes (answers given with context) and write their report")
+    r.add_argument("--out", help="folder for the <domain>.rag.json probes")
+    r.add_argument("--report", help="folder for the report (default OUT/rag-report)")
+    r.add_argument("--work", help="folder for collected answers and signals (resumable; default OUT/.work-rag)")
+    r.add_argument("--model", default="default")
+    r.add_argument("--test-fraction", type=float, default=0.3)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--target", type=float, default=0.10)
+    r.add_argument("--confidence", type=float, default=0.90)
+    r.add_argument("--batch-size", type=int, default=8)
+    r.add_argument("--collected-only", action="store_true",
+                   help="fit on the answers already in --work (a subset of the sets) instead of answering the rest")
+    r.add_argument("--quiet", action="store_true")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_calibrate_rag)
 
     for name, (func, help_) in PASSTHROUGH.items():
         # parsed by the command's own module (main() hands them over before argparse runs)

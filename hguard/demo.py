@@ -1,7 +1,9 @@
 """``hguard demo``: the default model under the guard, on a scripted mix of questions.
 
-Facts the model knows, facts it does not, fabricated entities, a RAG question with supporting context
-and one with misleading context. Prints answer, risk, route and reasons; writes the audit log and
+Facts the model knows, facts it does not, fabricated entities; with context: a general question with a
+supporting and with a misleading passage (scored by the RAG probe of the "general" domain), the same
+question in a domain calibrated closed-book only (review), and a policy-assistant question from its
+policy segment and one with an off-topic segment (RAG probe of the "policy" domain). Prints answer, risk, route and reasons; writes the audit log and
 verifies its chain.
 """
 
@@ -24,18 +26,37 @@ SCRIPT = [
     ("fabricated entity", "What is the capital of the Republic of Veltoria?", None, None),
     ("fabricated entity", "What is the chemical symbol of the element zorvanium?", None, None),
     (
-        "RAG, supporting context",
+        "RAG, supporting passage",
         "What is the capital of Australia?",
         "Canberra is the capital city of Australia. It was selected as the capital in 1908 as a "
         "compromise between Sydney and Melbourne, the two largest cities.",
+        "general",
+    ),
+    (
+        "RAG, misleading passage",
+        "What is the capital of Australia?",
+        "Sydney is the capital of Australia and its largest city, home to the Sydney Opera House and the "
+        "Harbour Bridge. Melbourne is known for its coffee culture.",
+        "general",
+    ),
+    (
+        "RAG, closed-book domain",
+        "What is the capital of Australia?",
+        "Canberra is the capital city of Australia.",
         "geography",
     ),
     (
-        "RAG, misleading context",
-        "What is the capital of Australia?",
-        "Sydney is the largest city in Australia and is home to the Sydney Opera House and the "
-        "Harbour Bridge. Melbourne is known for its coffee culture.",
-        "geography",
+        "policy, its segment",
+        'Does the policy text answer the question "is my data shared with third parties"?',
+        "We may share your personal information with third parties, such as advertising partners and "
+        "analytics providers, to operate and improve our services.",
+        "policy",
+    ),
+    (
+        "policy, off-topic segment",
+        "How long do you keep my payment details?",
+        "You can change the language of the app at any time in the settings menu.",
+        "policy",
     ),
 ]
 
@@ -69,7 +90,8 @@ def run_demo(policy: str | None = None, model: str = "default", out: str | None 
     get_embedder()  # domain choice and grounding need it: a missing package stops the demo here, not per answer
     print(f"loading {model} model and the reference probes from {pol.probes} ...", flush=True)
     guard = Guard.from_policy(pol, model=model)
-    print(f"model {guard.lm.name} ({guard.lm.load_info.get('seconds', 0):.1f} s); probes: {', '.join(sorted(guard.probes)) or 'none'}")
+    print(f"model {guard.lm.name} ({guard.lm.load_info.get('seconds', 0):.1f} s); probes: {', '.join(sorted(guard.probes)) or 'none'}; "
+          f"RAG probes: {', '.join(sorted(guard.rag_probes)) or 'none'}")
     for name, err in guard.probe_errors.items():
         print(f"  probe problem ({name}): {err}")
     width = shutil.get_terminal_size((120, 20)).columns

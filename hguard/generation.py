@@ -62,6 +62,27 @@ def cut_at_stop(text: str, stop: Sequence[str] | None) -> tuple[str, str | None]
     return text[:at], s
 
 
+# The user turn of a request with context (RAG). Calibration answers rows with context through this
+# same template, and its fingerprint travels with every RAG probe (``prompt_fingerprints``).
+CONTEXT_PROMPT = (
+    "Answer the question using only the context. If the context does not answer it, say: "
+    "The context does not say.\n\nContext:\n{context}\n\nQuestion: {question}"
+)
+CLOSED_BOOK, RAG = "closed_book", "rag"
+
+
+def prompt_fingerprints(mode: str) -> dict[str, str]:
+    """What a probe records about the prompt mode it was calibrated in: ``prompt_mode`` and, in RAG
+    mode, the fingerprint of the context template. A probe without ``prompt_mode`` is closed-book."""
+    from .models import _text_fingerprint
+
+    if mode == CLOSED_BOOK:
+        return {"prompt_mode": CLOSED_BOOK}
+    if mode == RAG:
+        return {"prompt_mode": RAG, "context_prompt_fingerprint": _text_fingerprint(CONTEXT_PROMPT)}
+    raise InputError(f"prompt mode must be {CLOSED_BOOK!r} or {RAG!r}, got {mode!r}")
+
+
 @dataclass
 class Generation:
     """One answer with the signals read while it was generated."""
@@ -212,6 +233,10 @@ class Generator:
     def fingerprints(self) -> dict[str, str]:
         return self.lm.fingerprints(self.system_prompt)
 
+    def mode_fingerprints(self, mode: str) -> dict[str, str]:
+        """The fingerprints a probe of prompt mode ``mode`` (closed-book or RAG) must match."""
+        return {**self.fingerprints, **prompt_fingerprints(mode)}
+
     @property
     def system_prompt_fingerprint(self) -> str:
         return system_prompt_fingerprint(self.system_prompt)
@@ -241,8 +266,13 @@ class Generator:
                 f"context must be a string (join retrieved passages first), got {type(context).__name__}"
             )
         user = question.strip()
-        if context is not None and context.strip():
-            user = f"Answer the question using the context.\n\nContext:\n{context.strip()}\n\nQuestion: {user}"
+        if context is not None:
+            if not context.strip():
+                raise InputError(
+                    "the context is empty or only whitespace; pass the retrieved passages' text, "
+                    "or context=None for a question without context"
+                )
+            user = CONTEXT_PROMPT.format(context=context.strip(), question=user)
         if system is not None and not isinstance(system, str):
             raise InputError(f"system must be a string (the system instruction), got {type(system).__name__}")
         msgs = []
@@ -460,6 +490,6 @@ class Generator:
 
 
 __all__ = [
-    "ConfidenceTracker", "Generation", "Generator", "check_history", "confidence_from", "cut_at_stop",
-    "history_fingerprint", "DEFAULT_MAX_NEW_TOKENS",
+    "CLOSED_BOOK", "CONTEXT_PROMPT", "ConfidenceTracker", "DEFAULT_MAX_NEW_TOKENS", "Generation", "Generator", "RAG",
+    "check_history", "confidence_from", "cut_at_stop", "history_fingerprint", "prompt_fingerprints",
 ]

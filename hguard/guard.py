@@ -23,11 +23,12 @@ import numpy as np
 from ._numerics import sigmoid
 from ._resources import DEFAULT_POLICY
 from .errors import InputError, PolicyError, ProbeError
-from .generation import Generation, Generator
+from .generation import CLOSED_BOOK, RAG, Generation, Generator
 from .models import LoadedModel, load_model
 from .policy import (
     ABSTAIN,
     ACCEPT,
+    CLOSED_BOOK_GROUNDING_WEIGHT,
     REVIEW,
     Decision,
     Policy,
@@ -146,7 +147,10 @@ class Guard:
         self.policy = policy
         gen_cfg = policy.generation
         self.generator = Generator(lm, system_prompt=gen_cfg.system_prompt, max_new_tokens=gen_cfg.max_new_tokens)
-        self.probes: dict[str, tuple[Any, dict]] = dict(probes or {})
+        self.probes: dict[str, tuple[Any, dict]] = {}  # closed-book calibrations, by domain
+        self.rag_probes: dict[str, tuple[Any, dict]] = {}  # calibrations on answers given with context
+        for name, entry in (probes or {}).items():
+            self._add_probe(name, entry)
         self.probe_errors: dict[str, str] = {}
         self.audit = audit
         self.review_queue = review_queue
@@ -198,8 +202,8 @@ class Guard:
             self.probe_errors["*"] = f"probe folder {str(folder)!r} does not exist; point the policy's probes at the folder `hguard calibrate --out` wrote"
             return
         root = folder.resolve()
-        claims: dict[str, list[Path]] = {}
-        loaded: dict[str, tuple[Any, dict]] = {}
+        claims: dict[tuple[str, str], list[Path]] = {}
+        loaded: dict[tuple[str, str], tuple[Any, dict]] = {}
         for p in sorted(folder.glob("*.json")):
             if p.name == "report.json":
                 continue
@@ -215,17 +219,50 @@ class Guard:
                 reason = str(exc) if isinstance(exc, ProbeError) else f"probe file {str(p)!r} cannot be loaded: {type(exc).__name__}: {exc}"
                 self.probe_errors[p.stem] = reason
                 continue
-            name = meta.get("domain", p.stem)
-            claims.setdefault(name, []).append(p)
-            loaded[name] = (probe, meta)
-        for name, files in claims.items():
+            # a domain may hold one closed-book and one RAG probe: a claim is a domain in a prompt mode
+            key = (meta.get("domain", p.stem), meta.get("prompt_mode", CLOSED_BOOK))
+            claims.setdefault(key, []).append(p)
+            loaded[key] = (probe, meta)
+        for (name, mode), files in claims.items():
             if len(files) > 1:
                 self.probe_errors[name] = (
-                    f"probe files {', '.join(repr(str(f)) for f in files)} all claim domain {name!r}; "
-                    "remove all but one of them from the probe folder"
+                    f"probe files {', '.join(repr(str(f)) for f in files)} all claim domain {name!r} "
+                    f"({mode.replace('_', '-')}); remove all but one of them from the probe folder"
                 )
-                loaded.pop(name)
-        self.probes.update(loaded)
+                loaded.pop((name, mode))
+        for (name, _mode), entry in loaded.items():
+            self._add_probe(name, entry)
+
+    def _add_probe(self, domain: str, entry: tuple[Any, dict]) -> None:
+        # The prompt mode is part of the probe's fingerprints; a probe that records none is closed-book.
+        (self.rag_probes if entry[1].get("prompt_mode") == RAG else self.probes)[domain] = entry
+
+    def probe_for(self, domain: str | None, rag: bool) -> tuple[tuple[Any, dict] | None, str | None]:
+        """The probe that scores a request of this prompt mode in ``domain``, and why there is none
+        (or why a closed-book probe scores a request with context)."""
+        if domain is None:
+            return None, None
+        if rag:
+            if domain in self.rag_probes:
+                return self.rag_probes[domain], None
+            if domain in self.probes:
+                dp = self.policy.domain(domain)
+                if dp is not None and dp.context_with_closed_book_probe == "allow":
+                    return self.probes[domain], None
+                return None, (
+                    f"domain {domain!r} is calibrated closed-book only, and a request with context needs a RAG "
+                    f"calibration; calibrate it with `hguard calibrate-rag`, or set context_with_closed_book_probe "
+                    f"= \"allow\" in the policy to score it with the closed-book probe"
+                )
+            return None, None
+        if domain in self.probes:
+            return self.probes[domain], None
+        if domain in self.rag_probes:
+            return None, (
+                f"domain {domain!r} is calibrated for requests with context only; pass the retrieved passages "
+                f"or calibrate the domain closed-book"
+            )
+        return None, None
 
     @property
     def last_receipt(self):
@@ -257,8 +294,11 @@ class Guard:
     def _router_vectors(self) -> dict[str, np.ndarray]:
         if self._router is None:
             vecs = {}
-            for name, (_, meta) in self.probes.items():
-                qs = meta.get("router_questions") or []
+            questions: dict[str, list[str]] = {}
+            for table in (self.probes, self.rag_probes):
+                for name, (_, meta) in table.items():
+                    questions.setdefault(name, []).extend(meta.get("router_questions") or [])
+            for name, qs in questions.items():
                 if qs and name in self.policy.domains:
                     vecs[name] = self.embedder.encode(list(qs))
             self._router = vecs
@@ -277,13 +317,15 @@ class Guard:
         name, why = choose_domain(sims, self.policy)
         return name, {"method": "embedding", "similarities": sims, "reason": why, "chosen": name}
 
-    def fitted_thresholds(self, domain: str) -> Thresholds | None:
+    def fitted_thresholds(self, domain: str, rag: bool = False) -> Thresholds | None:
         """Thresholds for the policy's own target and confidence, fitted on the calibration scores the
-        probe file carries (cached); the probe's stored thresholds when it carries none."""
+        probe file carries (cached); the probe's stored thresholds when it carries none. ``rag`` picks
+        the domain's RAG calibration."""
         cache = self._fitted
-        if domain in cache:
-            return cache[domain]
-        probe, meta = self.probes[domain]
+        key = (domain, rag)
+        if key in cache:
+            return cache[key]
+        probe, meta = (self.rag_probes if rag else self.probes)[domain]
         dp = self.policy.domain(domain)
         scores = meta.get("calibration_scores")
         if dp is not None and scores and scores.get("risk"):
@@ -295,7 +337,7 @@ class Guard:
             )
         else:
             fitted = Thresholds.from_dict(meta["thresholds"]) if meta.get("thresholds") else None
-        cache[domain] = fitted
+        cache[key] = fitted
         return fitted
 
     def _steering(self, domain: str | None) -> tuple[dict[int, float] | None, dict | None]:
@@ -399,11 +441,11 @@ class Guard:
             else:
                 plans.append((d, {"method": "given", "given": True, "chosen": d}))
         results: list[GuardResult | None] = [None] * n
-        groups: dict[str | None, list[int]] = {}
+        groups: dict[tuple[str | None, bool], list[int]] = {}
         for i, (d, _) in enumerate(plans):
-            groups.setdefault(d, []).append(i)
-        for d, idx in groups.items():
-            probe_entry = self.probes.get(d) if d is not None else None
+            groups.setdefault((d, ctxs[i] is not None), []).append(i)
+        for (d, rag), idx in groups.items():
+            probe_entry, mode_problem = self.probe_for(d, rag)
             neurons = [int(i) for i in probe_entry[0].feature_indices_] if probe_entry else None
             steer, steer_info = self._steering(d)
             stopper = _EarlyAbstain(self, d, probe_entry) if early_stop and probe_entry else None
@@ -417,6 +459,8 @@ class Guard:
                 for row, g in enumerate(gens):
                     g.extra["stopped_early"] = bool(stopper.stopped[row]) if row < len(stopper.stopped) else False
             for i, g in zip(idx, gens):
+                if mode_problem:
+                    g.extra["mode_problem"] = mode_problem
                 results[i] = self._finish(
                     g, plans[i][0], plans[i][1], probe_entry, steer_info, request_ids[i], started, extra_problems[i]
                 )
@@ -448,7 +492,10 @@ class Guard:
                     problems.append("grounding returned no 'grounding' support value for an answer given with context")
             except Exception as exc:  # fail closed: the reason travels with the decision
                 problems.append(f"grounding failed: {type(exc).__name__}: {exc}")
-        if domain is not None and probe_entry is None:
+        notes: list[str] = g.extra.setdefault("notes", [])
+        if domain is not None and probe_entry is None and g.extra.get("mode_problem"):
+            problems.append(g.extra["mode_problem"])
+        elif domain is not None and probe_entry is None:
             why = self.probe_errors.get(domain) or self.probe_errors.get("*")
             problems.append(
                 f"domain {domain!r} has no calibrated probe"
@@ -460,7 +507,13 @@ class Guard:
             probe, meta = probe_entry
             from .probe import check_fingerprints
 
-            fingerprint_problems = check_fingerprints(meta, g.extra.get("fingerprints") or self.generator.fingerprints)
+            probe_mode = meta.get("prompt_mode", CLOSED_BOOK)
+            expected = g.extra.get("fingerprints") or self.generator.fingerprints  # the call's own (history, system)
+            if probe_mode == RAG:
+                from .generation import prompt_fingerprints
+
+                expected = {**expected, **prompt_fingerprints(RAG)}
+            fingerprint_problems = check_fingerprints(meta, expected)
             try:
                 if g.cett is None or not np.all(np.isfinite(g.cett)):
                     raise ValueError("neuron contributions are missing or not finite")
@@ -479,18 +532,57 @@ class Guard:
                     far = ood_problem(signals["ood_distance"], meta["ood"])
                     if far:
                         problems.append(far)
+                if probe_mode == RAG:
+                    from .signals.conflict import closed_book_scores
+
+                    signals.update(closed_book_scores(self.generator, [g.question], [g.text], [g.confidence["mean_logprob"]])[0])
                 merger = meta.get("merger")
                 base = merge_risk(signals, merger) if merger else signals["neuron_risk"]
                 support = signals.get("grounding")
-                weight = dp.grounding_weight if dp is not None else 0.5
-                risk = apply_grounding(base, support, weight) if support is not None else base
+                if g.context is not None and support is None:
+                    raise ValueError("the grounding support of an answer given with context could not be computed")
+                override = dp.grounding_weight if dp is not None else None
+                if g.context is not None and probe_mode == CLOSED_BOOK:
+                    weight = override if override is not None else CLOSED_BOOK_GROUNDING_WEIGHT
+                    risk = apply_grounding(base, support, weight)
+                    notes.append(
+                        f"a closed-book probe scores this request with context (context_with_closed_book_probe = "
+                        f"'allow'): grounding_weight {weight} applied by hand, no RAG calibration guarantee"
+                    )
+                elif g.context is not None and override is not None:
+                    risk = apply_grounding(base, support, override)
+                    notes.append(f"manual grounding_weight override {override} in force on top of the calibrated RAG risk")
+                else:
+                    risk = base
                 signals["merged_risk_before_grounding"] = base
-                fitted = self.fitted_thresholds(domain)
+                if probe_mode == RAG and meta.get("knowledge_conflict"):
+                    self._knowledge_conflict(signals, meta["knowledge_conflict"], dp, problems, notes)
+                fitted = self.fitted_thresholds(domain, rag=probe_mode == RAG)
                 thresholds = effective_thresholds(dp, fitted) if dp is not None else fitted
             except Exception as exc:
                 problems.append(f"scoring failed: {type(exc).__name__}: {exc}")
                 risk = None
         return signals, risk, thresholds, fingerprint_problems
+
+    @staticmethod
+    def _knowledge_conflict(signals: dict, detector: dict, dp, problems: list[str], notes: list[str]) -> None:
+        """Flag an answer that follows the context against what the model holds without it, and route
+        it per the domain's ``knowledge_conflict`` policy (review by default, or trust the context)."""
+        from .signals.conflict import conflict_score
+
+        score = conflict_score(signals, detector["detector"])
+        signals["knowledge_conflict"] = score
+        if score < float(detector["threshold"]):
+            return
+        how = dp.knowledge_conflict if dp is not None else "review"
+        what = (
+            f"knowledge conflict: the answer follows the context against what the model holds without it "
+            f"(score {score:.3g} >= {float(detector['threshold']):.3g})"
+        )
+        if how == "trust_context":
+            notes.append(f"{what}; knowledge_conflict = 'trust_context': routed as scored")
+        else:
+            problems.append(f"{what}; knowledge_conflict = 'review' (untrusted retrieval)")
 
     def _finish(self, g: Generation, domain, choice: dict, probe_entry, steer_info, request_id, started, given=()) -> GuardResult:
         problems: list[str] = list(given)
@@ -515,7 +607,7 @@ class Guard:
             domain=domain,
             domain_chosen=domain is not None,
         )
-        reasons = list(decision.reasons)
+        reasons = list(decision.reasons) + list(g.extra.get("notes") or [])
         if tightened:
             reasons.insert(0, tightened)
         if g.extra.get("stopped_early"):
@@ -646,7 +738,8 @@ class _EarlyAbstain:
         self.guard, self.domain, self.min_tokens = guard, domain, min_tokens
         self.probe, self.meta = probe_entry
         dp = guard.policy.domain(domain) if domain else None
-        fitted = guard.fitted_thresholds(domain) if domain in guard.probes else None
+        rag = self.meta.get("prompt_mode") == RAG
+        fitted = guard.fitted_thresholds(domain, rag=rag) if domain in (guard.rag_probes if rag else guard.probes) else None
         t = effective_thresholds(dp, fitted) if dp is not None else fitted
         self.abstain_above = t.abstain_above if t is not None else None
         self.stopped = torch.zeros(0, dtype=torch.bool)

@@ -80,6 +80,9 @@ ABSTAIN: Literal["abstain"] = "abstain"
 Route = Literal["accept", "abstain", "review"]
 
 DEFAULT_ABSTAIN_MESSAGE = "I can't answer that reliably."
+# The grounding weight applied when a domain allows a closed-book probe to score a request with context
+# and sets no grounding_weight of its own (there is no fitted merge of grounding in that case).
+CLOSED_BOOK_GROUNDING_WEIGHT = 0.5
 
 # Domain names end up in probe file names and audit records, so keep them to
 # characters that are safe in both.
@@ -206,8 +209,20 @@ class DomainPolicy(_Section):
     abstain_message: str = Field(
         DEFAULT_ABSTAIN_MESSAGE, strict=True, description="a string shown instead of an abstained answer"
     )
-    grounding_weight: float = _unit(
-        0.5, "a number in [0, 1]: how far missing grounding support raises the risk"
+    grounding_weight: float | None = _unit(
+        None,
+        "a number in [0, 1], or leave the key out: a manual override that raises the calibrated risk by "
+        "missing grounding support (a RAG probe's merger already weighs grounding as fitted)",
+    )
+    context_with_closed_book_probe: Literal["review", "allow"] = Field(
+        "review",
+        description='"review" or "allow": a request with context in a domain calibrated closed-book only '
+        "goes to review, or is scored with the closed-book probe (no RAG guarantee)",
+    )
+    knowledge_conflict: Literal["review", "trust_context"] = Field(
+        "review",
+        description='"review" or "trust_context": an answer that follows the context against what the model '
+        "itself holds goes to review (untrusted retrieval), or routes as scored (approved sources)",
     )
     min_grounding: float | None = _unit(
         None, "a number in [0, 1], or leave the key out: grounding support below it never accepts"

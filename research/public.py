@@ -68,6 +68,8 @@ def shared_data_dir() -> Path:
 
 
 _SHA_LINE = re.compile(r"^-\s+(\S+)\s+\d+\s+bytes\s+([0-9a-f]{64})\s*$", re.MULTILINE)
+# Some manifests list files in a table whose first cell is the file name and last cell its sha256.
+_SHA_ROW = re.compile(r"^\|\s*([^|\s]+)\s*\|.*\|\s*([0-9a-f]{64})\s*\|\s*$", re.MULTILINE)
 
 
 def _verified_bytes(folder: str, name: str) -> bytes:
@@ -86,7 +88,8 @@ def _verified_bytes(folder: str, name: str) -> bytes:
 def _read_checked(path: str, manifest: str, name: str, _mtime_ns: int, _size: int) -> bytes:
     # Keyed on the full path and the file's mtime and size, so each file is hashed once per process
     # but a changed file or another HGUARD_SHARED_DATA is read afresh.
-    expected = dict(_SHA_LINE.findall(Path(manifest).read_text(encoding="utf-8")))
+    text = Path(manifest).read_text(encoding="utf-8")
+    expected = {**dict(_SHA_ROW.findall(text)), **dict(_SHA_LINE.findall(text))}
     if name not in expected:
         raise DataError(f"{manifest}: no sha256 line for '{name}'; add '- {name} <bytes> bytes <sha256>' under '## sha256'")
     data = Path(path).read_bytes()

@@ -217,11 +217,11 @@ def test_threshold_faults_go_to_review(tiny_calibrated, tmp_path, monkeypatch, h
     pol["domains"]["alpha"] = {"target_hallucination_rate": 0.5, "confidence": 0.6}  # fitted thresholds only
     g = Guard.from_policy(Policy.model_validate(pol), lm=lm, grounding=_Grounding(GOOD_GROUNDING))
     if how == "raise":
-        monkeypatch.setattr(g, "fitted_thresholds", lambda d: (_ for _ in ()).throw(ValueError("scores corrupt")))
+        monkeypatch.setattr(g, "fitted_thresholds", lambda d, **kw: (_ for _ in ()).throw(ValueError("scores corrupt")))
         r = g.invoke(Q, domain="alpha")
         assert r.route == "review" and any("scores corrupt" in x for x in r.reasons), r.reasons
     else:
-        monkeypatch.setattr(g, "fitted_thresholds", lambda d: None)
+        monkeypatch.setattr(g, "fitted_thresholds", lambda d, **kw: None)
         r = g.invoke(Q, domain="alpha")
         assert r.route == "review" and any("no calibrated probe thresholds" in x for x in r.reasons), r.reasons
 

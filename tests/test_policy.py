@@ -131,7 +131,7 @@ def test_defaults_and_relative_paths_resolve_against_the_policy_file(tmp_path):
     assert policy.fingerprint_mismatch == "review"
     assert policy.generation.max_new_tokens == 48 and policy.generation.system_prompt is None
     finance = policy.domain("finance")
-    assert finance.confidence == 0.95 and finance.abstain_above is None and finance.grounding_weight == 0.5
+    assert finance.confidence == 0.95 and finance.abstain_above is None and finance.grounding_weight is None
 
 
 def test_yaml_and_toml_equivalents_load_identically(tmp_path):

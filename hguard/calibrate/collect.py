@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import DataError
 from .data import Example
-from .judge import judge
+from .judge import judge_row
 from .shards import ShardStore, collection_settings, write_shard
 
 
@@ -41,7 +41,7 @@ def label_row(example: Example, answer: str) -> dict:
     forced = (example.meta or {}).get("label") if example.meta else None
     if forced in ("correct", "hallucinated"):
         return {"label": forced, "judge_reason": "label set by a human reviewer", "matched": None}
-    j = judge(answer, list(example.answers), example.kind)
+    j = judge_row(answer, list(example.answers), example.kind, example.meta, example.question)
     return {"label": j.label, "judge_reason": j.reason, "matched": j.matched}
 
 

@@ -48,6 +48,10 @@ __all__ = [
     "is_refusal",
     "refusal_phrase",
     "judge",
+    "judge_contrast",
+    "judge_row",
+    "judge_yesno",
+    "YES_NO",
     "ABSTAIN_PATTERNS",
     "DENIAL_PATTERNS",
     "REFUSAL_PATTERNS",
@@ -191,6 +195,11 @@ ABSTAIN_PATTERNS: tuple[str, ...] = (
     r"\b(?:answer|it|this) (?:is|remains) unknown\b",
     r"\bas (?:an )?ai\b",
     r"\bno one knows\b",
+    # Answers with context: saying that the passage does not answer the question is abstaining.
+    r"\b(?:context|passage|text|document|policy|clause|information provided) (?:does not|doesnt|did not|didnt|do not|dont) "
+    r"(?:say|state|mention|answer|specify|provide|contain|include|address|tell|indicate|cover|discuss)\b",
+    r"\bnot (?:mentioned|stated|specified|provided|given|answered|addressed|covered|found) in (?:context|passage|text|document)\b",
+    r"\b(?:context|passage|text|document) (?:has|contains|gives|provides) no (?:information|answer|mention)\b",
 )
 _ENTITY = r"(?:country|nation|state|element|chemical element|author|writer|book|novel|company|corporation|person|place|city|entity|thing|character|name)"
 DENIAL_PATTERNS: tuple[str, ...] = (
@@ -323,3 +332,91 @@ def judge(answer: str, aliases: list[str], kind: str = "qa") -> Judgement:
             "hallucinated", None, f"alias {spoiled!r} appears only negated or hedged among alternatives ('or'/'either')"
         )
     return Judgement("hallucinated", None, "no accepted alias in the answer and no refusal wording")
+
+
+# ------------------------------------------------------------------------------ yes / no answers
+
+#: The aliases a yes/no row's answers hold: ["yes"] or ["no"] (True/False in the upstream sets).
+YES_NO = ("yes", "no")
+_YES_WORDS = frozenset({"yes", "true", "correct", "indeed", "yeah", "yep"})
+_NO_WORDS = frozenset({"no", "false", "incorrect", "nope"})
+_NEGATED_VERB = re.compile(r"\b(?:does not|doesnt|do not|dont|is not|isnt|are not|arent|did not|didnt|will not|wont|"
+                           r"cannot|cant|can not|was not|wasnt|has not|hasnt|have not|havent|never|not)\b")
+
+
+def judge_yesno(answer: str, truth: str, question: str | None = None) -> Judgement:
+    """Label a reply to a yes/no question whose right answer is ``truth`` ("yes" or "no").
+
+    The reply's polarity is its first yes/no word ("Yes, ...", "No.", "True", "False"); without one,
+    a negated verb ("it does not", "is not") reads as no and a plain statement as yes. Abstaining
+    ("the context does not say") is a refusal, and so is an empty reply; but a reply whose
+    abstain-like wording goes on to name what the question asks about ("The clause does not discuss
+    dispute resolution." to "Does the clause discuss dispute resolution?") is a plain no.
+    """
+    _check_str(answer, "answer")
+    if truth not in YES_NO:
+        raise InputError(f"truth must be 'yes' or 'no' (got {truth!r}); map True/False to 'yes'/'no'")
+    found = _refusal(answer)
+    if found is not None and found[0] == "empty":
+        return Judgement("refusal", None, "empty answer")
+    if found is not None and found[0] == "abstain":
+        norm = normalize(answer)
+        rest = set(norm[norm.find(found[1]) + len(found[1]) :].split())
+        asked = {w for w in normalize(question).split() if len(w) > 3} if question else set()
+        if not rest & asked:
+            return Judgement("refusal", None, f"abstained ({found[1]!r})")
+    words = normalize(answer).split()
+    said = None
+    for w in words:
+        if w in _YES_WORDS:
+            said, how = "yes", f"first yes/no word {w!r}"
+            break
+        if w in _NO_WORDS:
+            said, how = "no", f"first yes/no word {w!r}"
+            break
+    if said is None:
+        m = _NEGATED_VERB.search(normalize(answer))
+        said, how = ("no", f"negated statement ({m.group(0)!r})") if m else ("yes", "affirmative statement")
+    if said == truth:
+        return Judgement("correct", said, f"{how}: {said}, the right answer")
+    return Judgement("hallucinated", None, f"{how}: {said}, but the right answer is {truth}")
+
+
+# --------------------------------------------------------- a right and a misleading reference answer
+
+
+def _content(text: str) -> set[str]:
+    stop = {"is", "are", "was", "were", "of", "in", "on", "at", "to", "and", "or", "it", "its", "by", "for",
+            "with", "as", "that", "this", "be", "has", "have", "had", "from", "which", "who", "what"}
+    return {t for t in _tokens(text) if t not in stop}
+
+
+def judge_contrast(answer: str, right: str, misleading: str) -> Judgement:
+    """Label a reply given a misleading passage: "correct" when it holds more words of the right
+    reference answer than of the misleading one (counting only words the two do not share),
+    "hallucinated" when it follows the misleading one or names neither, "refusal" when it abstains."""
+    _check_str(answer, "answer")
+    found = _refusal(answer)
+    if found is not None and found[0] in ("empty", "abstain"):
+        return Judgement("refusal", None, "empty answer" if found[0] == "empty" else f"abstained ({found[1]!r})")
+    said = _content(answer)
+    r, m = _content(right), _content(misleading)
+    hit_r, hit_m = len(said & (r - m)), len(said & (m - r))
+    if hit_r > hit_m:
+        return Judgement("correct", right, f"{hit_r} word(s) of the right answer, {hit_m} of the misleading one")
+    if hit_m > hit_r:
+        return Judgement("hallucinated", None, f"follows the misleading passage ({hit_m} word(s) of its answer, {hit_r} of the right one)")
+    return Judgement("hallucinated", None, f"names neither the right nor the misleading answer ({hit_r} word(s) each)")
+
+
+def judge_row(answer: str, aliases: list[str], kind: str = "qa", meta: dict | None = None,
+              question: str | None = None) -> Judgement:
+    """The judge a calibration row asks for: ``meta.judge = "yesno"`` (answers ["yes"] or ["no"]),
+    ``meta.misleading_answer`` (a misleading passage's answer: :func:`judge_contrast` against
+    ``meta.right_answer``), else :func:`judge`."""
+    meta = meta or {}
+    if meta.get("judge") == "yesno":
+        return judge_yesno(answer, aliases[0] if aliases else "", question)
+    if meta.get("misleading_answer"):
+        return judge_contrast(answer, str(meta.get("right_answer") or aliases[0]), str(meta["misleading_answer"]))
+    return judge(answer, aliases, kind)

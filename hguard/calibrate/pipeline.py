@@ -104,16 +104,17 @@ def merger_features(rows: Sequence[dict], neuron_logit: np.ndarray) -> np.ndarra
     ).astype(float)
 
 
-def fit_merger(Z: np.ndarray, y: np.ndarray) -> dict:
-    """A small logistic model over probe logit and confidence, as plain data for :func:`policy.merge_risk`."""
+def fit_merger(Z: np.ndarray, y: np.ndarray, features: Sequence[str] = MERGER_FEATURES, C: float = 1.0) -> dict:
+    """A small logistic model over probe logit and confidence (or the named ``features``, one per
+    column of ``Z``), as plain data for :func:`policy.merge_risk`."""
     from sklearn.linear_model import LogisticRegression
 
     mean = Z.mean(0)
     scale = Z.std(0)
     scale[scale == 0] = 1.0
-    lr = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000).fit((Z - mean) / scale, y)
+    lr = LogisticRegression(C=C, class_weight="balanced", max_iter=2000).fit((Z - mean) / scale, y)
     return {
-        "features": list(MERGER_FEATURES),
+        "features": list(features),
         "mean": mean.tolist(),
         "scale": scale.tolist(),
         "coef": lr.coef_[0].tolist(),

@@ -1,0 +1,302 @@
+"""RAG mode: the judge on replies given with context, the RAG sets (split by passage), RAG calibration
+on a tiny random model, and the guard picking the probe of the request's prompt mode, failing closed."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from hguard.calibrate.judge import judge, judge_contrast, judge_row, judge_yesno
+from hguard.errors import InputError
+from hguard.generation import CLOSED_BOOK, CONTEXT_PROMPT, RAG, Generator, prompt_fingerprints
+
+SYSTEM = "answer"
+
+
+# ----------------------------------------------------------------------------------------- judge
+
+
+def test_the_context_does_not_say_is_the_right_reply_to_an_offtopic_row_and_a_refusal_elsewhere():
+    for reply in ("The context does not say.", "The passage doesn't mention who wrote it.",
+                  "That is not stated in the context."):
+        assert judge(reply, [], "unanswerable").label == "correct", reply
+        assert judge(reply, ["Canberra"], "qa").label == "refusal", reply
+    assert judge("Sydney is the capital.", [], "unanswerable").label == "hallucinated"
+
+
+@pytest.mark.parametrize(
+    "reply, truth, label",
+    [
+        ("Yes, it does.", "yes", "correct"),
+        ("True.", "yes", "correct"),
+        ("No.", "yes", "hallucinated"),
+        ("False", "no", "correct"),
+        ("The clause does not discuss dispute resolution.", "no", "correct"),
+        ("The clause does not discuss dispute resolution.", "yes", "hallucinated"),
+        ("It waives all damages.", "yes", "correct"),
+        ("The context does not say.", "yes", "refusal"),
+        ("", "no", "refusal"),
+    ],
+)
+def test_yes_no_replies_are_judged_by_their_polarity(reply, truth, label):
+    assert judge_yesno(reply, truth, "Does the clause discuss dispute resolution?").label == label
+
+
+def test_yes_no_truth_must_be_yes_or_no():
+    with pytest.raises(InputError, match="'yes' or 'no'"):
+        judge_yesno("Yes", "True")
+
+
+def test_misleading_passage_replies_are_judged_against_both_answers():
+    assert judge_contrast("It was released on August 8, 2014.", "August 8, 2014", "1998").label == "correct"
+    j = judge_contrast("It was first released in 1998.", "August 8, 2014", "1998")
+    assert j.label == "hallucinated" and "misleading" in j.reason
+    assert judge_contrast("The context does not say.", "August 8, 2014", "1998").label == "refusal"
+    assert judge_row("Released in 1998", ["August 8, 2014"], "qa",
+                     {"misleading_answer": "1998", "right_answer": "August 8, 2014"}).label == "hallucinated"
+    assert judge_row("No.", ["no"], "qa", {"judge": "yesno"}).label == "correct"
+
+
+# ------------------------------------------------------------------------------------ RAG sets
+
+
+@pytest.fixture(scope="module")
+def rag_sets():
+    from hguard.calibrate.public import shared_data_dir
+    from hguard.errors import DataError
+
+    try:
+        shared_data_dir()
+    except DataError as exc:
+        pytest.skip(str(exc))
+    from research.rag_data import build_rag_sets
+
+    return build_rag_sets(0.25)
+
+
+def test_rag_sets_hold_every_condition_and_no_passage_on_both_sides(rag_sets):
+    from hguard.calibrate.data import split_ids
+    from research.rag_data import passage_id
+
+    conds = {d: {e.meta["condition"] for e in rows} for d, rows in rag_sets.items()}
+    assert conds["policy"] == {"supporting", "offtopic"}
+    assert conds["general"] == {"supporting", "offtopic", "misleading", "unanswerable"}
+    for domain, rows in rag_sets.items():
+        side = {}
+        for e in rows:
+            key = f"{domain}:{e.meta['group']}"
+            side[key] = bool(split_ids([key], 0.3, 0)[1])
+        # the passage a row is answered from sits on the side of the row's own group
+        for e in rows:
+            mine = side[f"{domain}:{e.meta['group']}"]
+            used = f"{domain}:{passage_id(e.context)}"
+            if used in side:
+                assert side[used] == mine, e.id
+            assert e.context and e.context.strip()
+        for e in rows:
+            if e.meta["condition"] in ("offtopic", "unanswerable"):
+                assert e.kind == "unanswerable" and e.answers == []
+            if e.meta["condition"] == "misleading":
+                assert e.meta["misleading_answer"] and e.meta["right_answer"]
+        assert len({e.id for e in rows}) == len(rows)
+
+
+# ------------------------------------------------------------------------------- prompt mode
+
+
+def test_context_prompt_is_fingerprinted_and_empty_context_refused():
+    from hguard.testing import tiny_model
+
+    lm = tiny_model("llama", seed=3)
+    gen = Generator(lm, system_prompt=SYSTEM, max_new_tokens=4)
+    assert prompt_fingerprints(CLOSED_BOOK) == {"prompt_mode": CLOSED_BOOK}
+    rag = gen.mode_fingerprints(RAG)
+    assert rag["prompt_mode"] == RAG and rag["context_prompt_fingerprint"] and rag["model_fingerprint"] == gen.fingerprints["model_fingerprint"]
+    msg = gen.messages("who ?", "paris")[-1]["content"]
+    assert msg == CONTEXT_PROMPT.format(context="paris", question="who ?")
+    for bad in ("", "   \n "):
+        with pytest.raises(InputError, match="context is empty or only whitespace"):
+            gen.messages("who ?", bad)
+    with pytest.raises(InputError, match="over the model's context"):
+        gen.prompt_ids("who ?", "word " * 400)
+
+
+# ---------------------------------------------------------------------------- RAG calibration
+
+
+def _tiny_rag_examples(lm, n_per_domain: int = 48):
+    """Questions with passages for "alpha" and "beta"; aliases make about half the answers right."""
+    import itertools
+
+    from hguard.calibrate.data import Example
+
+    words = "capital city country river element symbol author book paris london rome berlin gold silver iron".split()
+    gen = Generator(lm, system_prompt=SYSTEM, max_new_tokens=4)
+    combos = list(itertools.islice(itertools.permutations(words, 3), 0, 2 * n_per_domain * 7, 7))
+    qs = [" ".join(c) + " ?" for c in combos]
+    ctxs = [" ".join(reversed(c)) + " is here" for c in combos]
+    answers = gen.generate(qs, ctxs, batch_size=32, neurons=None)
+    out = []
+    for i, (q, c, a) in enumerate(zip(qs, ctxs, answers)):
+        domain = "alpha" if i % 2 == 0 else "beta"
+        first = a.text.split()[:1]
+        right = (i // 2) % 2 == 0 and first
+        out.append(Example(id=f"{domain}-{i}", question=q, answers=first if right else ["zzzz"], domain=domain, context=c,
+                           meta={"group": f"p{i // 2}", "condition": "supporting", "dataset": "tiny"}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_rag(tiny_calibrated, tmp_path_factory):
+    """The closed-book tiny probes plus a RAG probe for "alpha" only, in one folder."""
+    import shutil
+
+    from hguard.calibrate.rag import calibrate_rag
+
+    lm, root = tiny_calibrated
+    folder = tmp_path_factory.mktemp("tiny-rag")
+    shutil.copytree(root / "probes", folder / "probes")
+    ex = [e for e in _tiny_rag_examples(lm) if e.domain == "alpha"]
+    report = calibrate_rag(ex, folder / "probes", lm=lm, system_prompt=SYSTEM, max_new_tokens=4, work_dir=folder / "work",
+                           progress=False)
+    return lm, folder, report
+
+
+def test_rag_calibration_fits_one_merger_over_probe_confidence_grounding_and_closed_book_signals(tiny_rag):
+    from hguard.calibrate.rag import RAG_MERGER_FEATURES
+    from hguard.probe import HNeuronProbe
+
+    lm, folder, report = tiny_rag
+    probe, meta = HNeuronProbe.load(folder / "probes" / "alpha.rag.json")
+    assert meta["prompt_mode"] == RAG and meta["context_prompt_fingerprint"] == prompt_fingerprints(RAG)["context_prompt_fingerprint"]
+    assert meta["merger"]["features"] == list(RAG_MERGER_FEATURES)
+    assert {"neuron_logit", "mean_logprob", "grounding", "grounding_lexical", "closed_book_logprob"} <= set(RAG_MERGER_FEATURES)
+    n_train = report["domains"]["alpha"]["train"]["n_scored"]
+    assert len(meta["calibration_scores"]["risk"]) == n_train  # thresholds fitted on the out-of-fold merged risk
+    m = report["domains"]["alpha"]
+    assert set(m["all"]["auroc"]) >= {"merged", "probe", "grounding", "confidence_mean_logprob"}
+    assert m["all"]["n"] == report["split"]["n_test"]
+    assert (folder / "probes" / "rag-report" / "report.md").read_text().startswith("# RAG calibration report")
+    # the split is by passage: no group on both sides
+    rows = [json.loads(line) for line in (folder / "work" / "rows.jsonl").read_text().splitlines()]
+    from hguard.calibrate.pipeline import split_groups
+
+    test = split_groups(rows, 0.3, 0)
+    assert not {r["group"] for r, t in zip(rows, test) if t} & {r["group"] for r, t in zip(rows, test) if not t}
+
+
+def _policy(folder, tmp_path, **alpha):
+    from hguard.policy import Policy
+
+    return Policy.model_validate({
+        "version": 1, "probes": str(folder / "probes"),
+        "audit": {"path": str(tmp_path / "audit.jsonl")}, "review": {"queue": str(tmp_path / "q.sqlite3")},
+        "generation": {"max_new_tokens": 4, "system_prompt": SYSTEM},
+        "domains": {"alpha": {"accept_below": 1.0, "abstain_above": 1.0, **alpha},
+                    "beta": {"accept_below": 1.0, "abstain_above": 1.0}},
+    })
+
+
+def test_guard_uses_the_probe_of_the_requests_prompt_mode(tiny_rag, tmp_path):
+    from hguard.guard import Guard
+
+    lm, folder, _ = tiny_rag
+    g = Guard.from_policy(_policy(folder, tmp_path), lm=lm)
+    assert "alpha" in g.rag_probes and "alpha" in g.probes and "beta" not in g.rag_probes
+    with_ctx = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
+    without = g.invoke("capital city river ?", domain="alpha")
+    assert with_ctx.probe_id == g.rag_probes["alpha"][0].probe_id_ and without.probe_id == g.probes["alpha"][0].probe_id_
+    assert with_ctx.probe_id != without.probe_id
+    assert "closed_book_logprob" in with_ctx.signals and "closed_book_logprob" not in without.signals
+    for r in (with_ctx, without):  # scored and routed by the thresholds, no fail-closed reason
+        assert r.risk is not None and r.route in ("accept", "abstain"), r.reasons
+        assert not any(x.startswith(("scoring problem", "probe fingerprint")) for x in r.reasons), r.reasons
+    # the RAG risk is the fitted merge itself: no hand-set grounding weight unless the policy sets one
+    assert with_ctx.risk == pytest.approx(with_ctx.signals["merged_risk_before_grounding"])
+    assert not any("grounding_weight" in r for r in with_ctx.reasons)
+
+
+def test_rag_request_in_a_closed_book_only_domain_goes_to_review_unless_the_policy_allows_it(tiny_rag, tmp_path):
+    from hguard.guard import Guard
+    from hguard.policy import Policy
+
+    lm, folder, _ = tiny_rag
+    g = Guard.from_policy(_policy(folder, tmp_path), lm=lm)
+    r = g.invoke("capital city river ?", context="river city capital is here", domain="beta")
+    assert r.route == "review" and any("calibrated closed-book only" in x for x in r.reasons)
+    pol = _policy(folder, tmp_path).model_dump(mode="json")
+    pol["domains"]["beta"]["context_with_closed_book_probe"] = "allow"
+    r = Guard.from_policy(Policy.model_validate(pol), lm=lm).invoke("capital city river ?", context="river city capital is here", domain="beta")
+    assert r.route == "accept" and any("closed-book probe scores this request with context" in x for x in r.reasons)
+
+
+def test_manual_grounding_weight_is_an_override_and_reported(tiny_rag, tmp_path):
+    from hguard.guard import Guard
+
+    lm, folder, _ = tiny_rag
+    g = Guard.from_policy(_policy(folder, tmp_path, grounding_weight=0.7), lm=lm)
+    r = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
+    assert any("manual grounding_weight override 0.7 in force" in x for x in r.reasons)
+    assert r.risk >= r.signals["merged_risk_before_grounding"]
+
+
+def test_missing_grounding_with_context_routes_to_review(tiny_rag, tmp_path):
+    from hguard.guard import Guard
+
+    lm, folder, _ = tiny_rag
+
+    class NoScore:
+        def score(self, q, a, c):
+            return {"grounding": float("nan")}
+
+    class Broken:
+        def score(self, q, a, c):
+            raise RuntimeError("embedder gone")
+
+    for scorer in (NoScore(), Broken()):
+        g = Guard.from_policy(_policy(folder, tmp_path), lm=lm, grounding=scorer)
+        r = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
+        assert r.route == "review" and r.reasons, r.reasons
+
+
+@pytest.mark.parametrize("how, route", [("review", "review"), ("trust_context", "accept")])
+def test_knowledge_conflict_routes_by_the_domain_policy_and_says_which(tiny_rag, tmp_path, how, route):
+    from hguard.guard import Guard
+    from hguard.signals.conflict import CONFLICT_FEATURES
+
+    lm, folder, _ = tiny_rag
+    g = Guard.from_policy(_policy(folder, tmp_path, knowledge_conflict=how), lm=lm)
+    probe, meta = g.rag_probes["alpha"]
+    meta = copy.deepcopy(meta)
+    n = len(CONFLICT_FEATURES)
+    meta["knowledge_conflict"] = {"detector": {"features": list(CONFLICT_FEATURES), "mean": [0.0] * n, "scale": [1.0] * n,
+                                               "coef": [0.0] * n, "intercept": 0.0}, "threshold": 0.5}  # score 0.5: flagged
+    g.rag_probes["alpha"] = (probe, meta)
+    r = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
+    assert r.signals["knowledge_conflict"] == pytest.approx(0.5)
+    assert r.route == route and any(f"knowledge_conflict = '{how}'" in x for x in r.reasons), r.reasons
+    rec = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()][-1]
+    assert any(f"knowledge_conflict = '{how}'" in x for x in json.dumps(rec).split('"'))
+
+
+def test_question_without_context_in_a_rag_only_domain_goes_to_review(tiny_rag, tmp_path):
+    from hguard.guard import Guard
+
+    lm, folder, _ = tiny_rag
+    g = Guard.from_policy(_policy(folder, tmp_path), lm=lm)
+    del g.probes["alpha"]
+    r = g.invoke("capital city river ?", domain="alpha")
+    assert r.route == "review" and any("calibrated for requests with context only" in x for x in r.reasons)
+
+
+def test_empty_context_is_refused_before_anything_is_recorded(tiny_rag, tmp_path):
+    from hguard.guard import Guard
+
+    lm, folder, _ = tiny_rag
+    g = Guard.from_policy(_policy(folder, tmp_path), lm=lm)
+    for bad in ("", "  ", []):
+        with pytest.raises(InputError, match="context is empty"):
+            g.invoke("capital city river ?", context=bad, domain="alpha")
+    assert not (tmp_path / "audit.jsonl").exists() or not (tmp_path / "audit.jsonl").read_text().strip()
