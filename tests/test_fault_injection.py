@@ -32,7 +32,9 @@ def _policy(root, tmp_path, **domain):
             "audit": {"path": str(tmp_path / "audit.jsonl")},
             "review": {"queue": str(tmp_path / "queue.sqlite3")},
             "generation": {"max_new_tokens": 4, "system_prompt": "answer"},
-            "domains": {"alpha": {"accept_below": 1.0, "abstain_above": 1.0, **domain}, "beta": {}},
+            # the tiny probes are closed-book: requests with context are scored with them on purpose here
+            "domains": {"alpha": {"accept_below": 1.0, "abstain_above": 1.0, "context_with_closed_book_probe": "allow", **domain},
+                        "beta": {}},
         }
     )
 

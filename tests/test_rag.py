@@ -64,7 +64,7 @@ def test_misleading_passage_replies_are_judged_against_both_answers():
 
 @pytest.fixture(scope="module")
 def rag_sets():
-    from hguard.calibrate.public import shared_data_dir
+    from research.public import shared_data_dir
     from hguard.errors import DataError
 
     try:
@@ -180,8 +180,10 @@ def test_rag_calibration_fits_one_merger_over_probe_confidence_grounding_and_clo
     assert m["all"]["n"] == report["split"]["n_test"]
     assert (folder / "probes" / "rag-report" / "report.md").read_text().startswith("# RAG calibration report")
     # the split is by passage: no group on both sides
-    rows = [json.loads(line) for line in (folder / "work" / "rows.jsonl").read_text().splitlines()]
+    from hguard.calibrate.collect import load_collected
     from hguard.calibrate.pipeline import split_groups
+
+    rows = load_collected(folder / "work").rows
 
     test = split_groups(rows, 0.3, 0)
     assert not {r["group"] for r, t in zip(rows, test) if t} & {r["group"] for r, t in zip(rows, test) if not t}
