@@ -20,6 +20,7 @@ def _guard(lm, probes, tmp_path):
             "version": 1,
             "probes": str(probes),
             "audit": {"path": str(tmp_path / "audit.jsonl")},
+            "review": {"queue": str(tmp_path / "queue.sqlite3")},
             "generation": {"max_new_tokens": 4, "system_prompt": "answer"},
             "domains": {"alpha": {"accept_below": 1.0, "abstain_above": 1.0}, "beta": {"accept_below": 1.0, "abstain_above": 1.0}},
         }
