@@ -73,7 +73,11 @@ def tiny_policy(probes: Path, runs: Path, route: str = "accept", max_new_tokens:
             "audit": {"path": str(runs / "audit.jsonl")},
             "review": {"queue": str(runs / "queue.sqlite3")},
             "generation": {"max_new_tokens": max_new_tokens, "system_prompt": "answer"},
-            "domains": {"alpha": dict(ROUTES[route]), "beta": {"abstain_message": "beta cannot say"}},
+            # the tiny probes are closed-book: requests with context are scored with them (adapter plumbing)
+            "domains": {
+                "alpha": {**ROUTES[route], "context_with_closed_book_probe": "allow"},
+                "beta": {"abstain_message": "beta cannot say", "context_with_closed_book_probe": "allow"},
+            },
         }
     )
 
