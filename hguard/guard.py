@@ -156,7 +156,7 @@ class Guard:
         self.review_queue = review_queue
         self._embedder = embedder
         self._grounding = grounding
-        self._router: dict[str, np.ndarray] | None = None
+        self._router: dict[str, dict[str, np.ndarray]] | None = None  # per prompt mode
         self._fitted: dict[str, Thresholds | None] = {}
         self._lazy_lock = threading.RLock()  # grounding takes it, then reads embedder
         from .monitor import MonitorState, policy_id
@@ -291,22 +291,29 @@ class Guard:
                     self._grounding = GroundingScorer(embedder=self.embedder)
         return self._grounding
 
-    def _router_vectors(self) -> dict[str, np.ndarray]:
+    def _router_vectors(self, rag: bool | None = None) -> dict[str, np.ndarray]:
+        """Router questions' embeddings per domain: of the probes of one prompt mode (``rag`` True or
+        False) when any domain has such a probe, else of all probes (``rag`` None: all)."""
         if self._router is None:
-            vecs = {}
+            self._router = {}
+        key = "all" if rag is None else ("rag" if rag else "closed_book")
+        if key not in self._router:
+            tables = [self.probes, self.rag_probes]
+            if rag is not None and (self.rag_probes if rag else self.probes):
+                tables = [self.rag_probes if rag else self.probes]
             questions: dict[str, list[str]] = {}
-            for table in (self.probes, self.rag_probes):
+            for table in tables:
                 for name, (_, meta) in table.items():
                     questions.setdefault(name, []).extend(meta.get("router_questions") or [])
-            for name, qs in questions.items():
-                if qs and name in self.policy.domains:
-                    vecs[name] = self.embedder.encode(list(qs))
-            self._router = vecs
-        return self._router
+            self._router[key] = {
+                name: self.embedder.encode(list(qs)) for name, qs in questions.items() if qs and name in self.policy.domains
+            }
+        return self._router[key]
 
-    def choose_domain(self, question: str) -> tuple[str | None, dict]:
-        """Nearest calibrated domain by the mean of the 5 closest calibration questions' cosine similarity."""
-        router = self._router_vectors()
+    def choose_domain(self, question: str, rag: bool | None = None) -> tuple[str | None, dict]:
+        """Nearest calibrated domain by the mean of the 5 closest calibration questions' cosine similarity,
+        among the domains calibrated for the request's prompt mode (``rag``: with context or not) when any are."""
+        router = self._router_vectors(rag)
         if not router:
             return None, {"method": "embedding", "reason": "no calibrated domain has router questions", "similarities": {}}
         q = self.embedder.encode([question])[0]
@@ -425,12 +432,12 @@ class Guard:
             self.generator.prompt_ids(q, c, history=h, system=s)
         started = time.perf_counter()
         plans = []
-        for q, d in zip(questions, domains):
+        for q, d, c in zip(questions, domains, ctxs):
             if d is not None and not isinstance(d, str):
                 raise InputError(f"domain must be a string or None, got {type(d).__name__}")
             if d is None:
                 try:
-                    chosen, info = self.choose_domain(q)
+                    chosen, info = self.choose_domain(q, rag=c is not None)
                 except Exception as exc:  # no domain: routed by default_route, never accepted
                     chosen, info = None, {
                         "method": "embedding",

@@ -104,7 +104,10 @@ domains:
 
 def test_example_policy_loads_with_its_domains_and_resolved_paths():
     policy = load_policy(EXAMPLE)
-    assert set(policy.domains) == {"geography", "chemistry", "literature"}
+    assert set(policy.domains) == {"geography", "chemistry", "literature", "policy", "general"}
+    assert policy.domain("policy").knowledge_conflict == "trust_context"
+    assert policy.domain("general").knowledge_conflict == "review"
+    assert policy.domain("geography").context_with_closed_book_probe == "review"
     assert policy.source == EXAMPLE.resolve()
     base = EXAMPLE.resolve().parent
     assert policy.probes == base / "probes/smollm2-135m"

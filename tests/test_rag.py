@@ -302,3 +302,15 @@ def test_empty_context_is_refused_before_anything_is_recorded(tiny_rag, tmp_path
         with pytest.raises(InputError, match="context is empty"):
             g.invoke("capital city river ?", context=bad, domain="alpha")
     assert not (tmp_path / "audit.jsonl").exists() or not (tmp_path / "audit.jsonl").read_text().strip()
+
+
+def test_domain_choice_looks_at_the_domains_calibrated_for_the_requests_prompt_mode(tiny_rag, tmp_path):
+    from hguard.guard import Guard
+
+    lm, folder, _ = tiny_rag
+    g = Guard.from_policy(_policy(folder, tmp_path), lm=lm)
+    _, with_ctx = g.choose_domain("capital city river ?", rag=True)
+    _, without = g.choose_domain("capital city river ?", rag=False)
+    assert set(with_ctx["similarities"]) == {"alpha"} and set(without["similarities"]) == {"alpha", "beta"}
+    r = g.invoke("capital city river ?", context="river city capital is here")
+    assert r.domain == "alpha" and set(r.domain_choice["similarities"]) == {"alpha"}
