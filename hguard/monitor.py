@@ -645,32 +645,9 @@ def write_html(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     return path
 
 
+
 def cli_main(argv: list[str]) -> int:
-    import argparse
+    """The ``hguard monitor`` command; it lives in :mod:`hguard.cli.monitor` (kept here for old imports)."""
+    from .cli.monitor import main
 
-    from .policy import load_policy
-
-    p = argparse.ArgumentParser(prog="hguard monitor", description="Spot-check estimate, drift and tightening per domain.")
-    p.add_argument("--policy", required=True, help="the policy the guard runs under")
-    p.add_argument("--audit", help="audit log (default: the policy's)")
-    p.add_argument("--queue", help="review queue (default: the policy's)")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--report", help="HTML report path (default: monitor-report.html beside the audit log)")
-    p.add_argument("--dry-run", action="store_true", help="report only: append nothing, change no state")
-    p.add_argument("--lift", metavar="DOMAIN", help="lift a domain's tightening (audited; needs --by and --reason)")
-    p.add_argument("--by", help="who lifts it")
-    p.add_argument("--reason", help="why")
-    args = p.parse_args(argv)
-    policy = load_policy(args.policy)
-    if args.lift:
-        st = lift(policy, args.lift, by=args.by or "", reason=args.reason or "", audit_path=args.audit)
-        print(f"hguard monitor: domain {args.lift!r} lifted (record {st.record_id}); state {st.state}")
-        return 0
-    report = run_monitor(policy, audit_path=args.audit, queue_path=args.queue, act=not args.dry_run)
-    out = write_html(report, args.report or Path(report["audit_log"]).with_name("monitor-report.html"))
-    if args.json:
-        print(json.dumps({**public_report(report), "html_report": str(out)}, indent=2, default=float))
-    else:
-        print(summary(report))
-        print(f"report: {out}")
-    return 0
+    return main(argv)
