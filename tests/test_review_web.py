@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from hguard.audit import AuditLog, verify
 from hguard.cli.review import main as review_cli
 from hguard.errors import InputError
-from hguard.review import ReviewQueue, create_app, make_server, serve, web
+from hguard.review import ReviewQueue, _auth, create_app, make_server, serve, web
 
 TOKEN = "test-token-0123456789abcdef"
 MAKE_TOKEN = "export HGUARD_REVIEW_TOKEN=$(python -c 'import secrets;print(secrets.token_urlsafe(32))')"
@@ -320,8 +320,8 @@ def test_login_lockout_is_per_client_address(queue):
 
 
 def test_lockout_table_stays_bounded(queue, monkeypatch):
-    monkeypatch.setattr(web, "_MAX_TRACKED_CLIENTS", 3)
-    auth = web._Auth(TOKEN)
+    monkeypatch.setattr(_auth, "_MAX_TRACKED_CLIENTS", 3)
+    auth = _auth._Auth(TOKEN)
     for _ in range(10):
         auth.note_failure("locked")
     for i in range(5):

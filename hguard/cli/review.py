@@ -10,7 +10,8 @@ import warnings
 
 from ..errors import HGuardError, InputError
 from ..review.queue import ReviewItem, ReviewQueue
-from ..review.web import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV, _fmt_risk, _open_source, make_server
+from ..review._pages import _fmt_risk
+from ..review.web import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV, _open_source, make_server
 
 __all__ = ["build_parser", "main"]
 
