@@ -174,21 +174,3 @@ def _check_token(token: Any, read_only_open: bool) -> str | None:
             f"with: {_MAKE_TOKEN}"
         )
     return token
-
-
-def _check_token(token: Any, read_only_open: bool) -> str | None:
-    if token is None:
-        if read_only_open:
-            return None
-        raise InputError(
-            f"no review token is configured ({TOKEN_ENV} is unset or empty) and reading the queue needs one; make "
-            f"one with: {_MAKE_TOKEN} and start again, or pass --read-only-open (read_only_open=True) to let any "
-            "local process read every queued question and answer, with verdicts disabled"
-        )
-    if not isinstance(token, str) or len(token.strip()) < MIN_TOKEN_LENGTH:
-        shown = f"a {type(token).__name__}" if not isinstance(token, str) else f"{len(token)} characters"
-        raise InputError(
-            f"the review token must be a string of at least {MIN_TOKEN_LENGTH} characters (got {shown}); make one "
-            f"with: {_MAKE_TOKEN}"
-        )
-    return token
