@@ -160,6 +160,7 @@ class AuditLog:
         if self.anchor is not None and os.path.realpath(self.anchor) == os.path.realpath(self.path):
             raise InputError(f"anchor {self.anchor} is the audit log itself; name another file, on other storage")
         self.last_receipt: AuditReceipt | None = None
+        self._saved: str | None = None  # where the latest recovery put a torn tail
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -208,7 +209,7 @@ class AuditLog:
         if not self.path.exists():
             return None
         with _exclusive_fd(self.path, self.lock_timeout, create=False) as (fd, _):
-            self._saved: str | None = None
+            self._saved = None
             self._recover(fd)
             return self._saved
 

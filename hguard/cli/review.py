@@ -7,11 +7,15 @@ import json
 import os
 import sys
 import warnings
+from typing import TYPE_CHECKING, cast
 
 from ..errors import HGuardError, InputError
 from ..review.queue import ReviewItem, ReviewQueue
 from ..review._pages import _fmt_risk
 from ..review.web import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV, _open_source, make_server
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 __all__ = ["build_parser", "main"]
 
@@ -84,7 +88,8 @@ def main(argv: list[str]) -> int:
                     allow_remote=args.allow_remote, allowed_hosts=args.allowed_host,
                     read_only_open=args.read_only_open,
                 )  # fmt: skip
-            queue: ReviewQueue = server.config.app.state.queue
+            app = cast("Starlette", server.config.app)  # make_server serves the app create_app built
+            queue: ReviewQueue = app.state.queue
             if not args.read_only_open:
                 mode = "reading and verdicts need the review token"
             elif token:

@@ -6,7 +6,7 @@ import os
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import quote, urlsplit
 
 from ..audit import AuditLog
@@ -199,7 +199,8 @@ def create_app(
             return error(request, 400, f"order must be 'risk' or 'time', got {order!r}")
         domain_param = request.query_params.get("domain") or None
         limit = 500
-        items = await run_in_threadpool(queue.pending, domain_filter(domain_param), order, limit + 1)
+        checked_order = cast(Literal["risk", "time"], order)  # checked just above
+        items = await run_in_threadpool(queue.pending, domain_filter(domain_param), checked_order, limit + 1)
         counts = await run_in_threadpool(queue.counts)
         rows = [
             {"label": d if d is not None else "(no domain)", "param": d if d is not None else _NO_DOMAIN_PARAM,
@@ -247,6 +248,7 @@ def create_app(
             return error(request, 404, f"no review item {item_id!r} in this queue; it may have been typed wrong")
         if request.method == "GET":
             return item_page(request, found)
+        assert form is not None  # checked_form returns the form whenever it refuses nothing
         values = {k: str(form.get(k) or "") for k in ("verdict", "reviewer", "note", "corrected_answer")}
         try:
             verdict = await run_in_threadpool(

@@ -130,6 +130,11 @@ class ReviewQueue:
     queue. ``busy_timeout``: seconds a write waits for another writer before failing.
     """
 
+    path: Path
+    audit: AuditLog | None
+    busy_timeout: float
+    _init_lock: threading.Lock
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -332,7 +337,7 @@ class ReviewQueue:
 
     def _check_verdict(
         self, item_id: Any, verdict: Any, reviewer: Any, corrected_answer: Any, note: Any
-    ) -> tuple[str, str, str, str | None, str | None]:
+    ) -> tuple[str, VerdictName, str, str | None, str | None]:
         if not isinstance(item_id, str) or not item_id:
             raise InputError(f"item_id must be a non-empty string, got {_show(item_id)}; pass an id from pending()")
         if verdict not in VERDICTS:

@@ -187,7 +187,7 @@ def make_server(
     if isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in (".toml", ".yaml", ".yml"):
         from ..policy import load_policy
 
-        state = load_policy(source).monitor.state
+        state = load_policy(os.fspath(source)).monitor.state
     app = create_app(
         queue, token=token, allowed_hosts=allowed_hosts, read_only_open=read_only_open, monitor_state=state
     )
