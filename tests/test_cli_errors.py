@@ -66,6 +66,7 @@ def test_lone_surrogate_is_an_input_error_not_a_type_error(tiny_calibrated, tmp_
 
     lm, root = tiny_calibrated
     pol = Policy.model_validate({"version": 1, "probes": str(root / "probes"), "audit": {"path": str(tmp_path / "a.jsonl")},
+                                 "review": {"queue": str(tmp_path / "q.sqlite3")},  # not the working folder
                                  "generation": {"max_new_tokens": 4, "system_prompt": "answer"}, "domains": {"alpha": {}}})
     g = Guard.from_policy(pol, lm=lm)
     with pytest.raises(InputError, match="not valid text: character 4"):
