@@ -132,13 +132,13 @@ def selection_u(seed: str, record_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
-def drift_test(reference: Sequence[float], live: Sequence[float], p_value: float, *, min_n: int = 20) -> dict:
+def drift_test(reference: Sequence[float | None], live: Sequence[float | None], p_value: float, *, min_n: int = 20) -> dict:
     """Two-sample KS test of ``live`` against ``reference`` (finite values only). ``drift`` is True when its
     p-value is below ``p_value``; None (untested) when either side has fewer than ``min_n`` values."""
     p_value = _check_unit_open("drift_p_value", p_value)
     ref = [float(x) for x in reference if x is not None and math.isfinite(float(x))]
     liv = [float(x) for x in live if x is not None and math.isfinite(float(x))]
-    out = {"n_reference": len(ref), "n_live": len(liv), "statistic": None, "p_value": None, "drift": None}
+    out: dict[str, Any] = {"n_reference": len(ref), "n_live": len(liv), "statistic": None, "p_value": None, "drift": None}
     if len(ref) < min_n or len(liv) < min_n:
         out["note"] = f"untested: fewer than {min_n} values on a side"
         return out
@@ -315,7 +315,8 @@ def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:
     A mismatch is an accepted decision with ``u < rate`` and no spot_check record, or a spot_check record
     whose decision is not an accepted one, or whose ``u`` is not the recomputed one, or that is neither below
     the rate nor taken for the daily minimum."""
-    spots = {r.get("decision_audit_id"): r for r in records if r.get("kind") == SPOT}
+    # keyed by whatever the record names; only ids of accepted decisions reach selection_u
+    spots: dict[Any, Mapping[str, Any]] = {r.get("decision_audit_id"): r for r in records if r.get("kind") == SPOT}
     out: dict[str, dict] = defaultdict(lambda: {"accepted": 0, "selected": 0, "by_rate": 0, "by_minimum": 0, "mismatches": []})
     accepted = {}
     for r in records:
@@ -453,12 +454,12 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         fresh = [r for r in dom if since is None or (r.get("time") or "") > since]
         fresh_ids = {r["id"] for r in fresh}
         spot_items = [it for it in items if it.spot_check and it.audit_id in fresh_ids]
-        reviewed = [it for it in spot_items if it.verdict is not None]
-        k = sum(it.verdict.label == "hallucinated" for it in reviewed)
+        reviewed = [(it, it.verdict.label) for it in spot_items if it.verdict is not None]
+        k = sum(label == "hallucinated" for _, label in reviewed)
         n = len(reviewed)
         ucb = clopper_pearson_upper(k, n, dp.confidence)
         n_min = min_checks(dp.target_hallucination_rate, dp.confidence)
-        routed = [it for it in items if not it.spot_check and it.domain == name and it.verdict is not None]
+        routed = [it.verdict.label for it in items if not it.spot_check and it.domain == name and it.verdict is not None]
         routes = Counter(r.get("route") for r in dom)
         risks = [r.get("risk") for r in dom]
         cal = (m.get("calibration_scores") or {}).get("risk") or []
@@ -490,8 +491,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                             "min_reviewed_to_judge": n_min if dp.breach_rule == "upper_bound" else 0,
                             "counted_since": since},
             "review_routed": {"reviewed": len(routed),
-                              "hallucinated": sum(it.verdict.label == "hallucinated" for it in routed),
-                              "correct": sum(it.verdict.label == "correct" for it in routed)},
+                              "hallucinated": sum(label == "hallucinated" for label in routed),
+                              "correct": sum(label == "correct" for label in routed)},
             "selection_audit": selection.get(name, {"accepted": 0, "selected": 0, "mismatches": []}),
             "drift": drift, "breach": breach, "drifted": drifted,
             "accepted_per_day": {d: {"accepted": c.get("accept", 0), "total": sum(c.values())} for d, c in sorted(per_day.items())},
@@ -521,7 +522,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         states[name] = st
         est["_live_risks"] = [x for x in risks if x is not None]
         est["_calibration_risks"] = cal
-        est["_spot_results"] = [(it.time, it.verdict.label == "hallucinated") for it in sorted(reviewed, key=lambda i: i.time)]
+        est["_spot_results"] = [(it.time, label == "hallucinated") for it, label in sorted(reviewed, key=lambda p: p[0].time)]
         est["_accept_series"] = [r.get("route") == "accept" for r in dom]
         report["domains"][name] = est
     if act:
@@ -645,32 +646,9 @@ def write_html(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     return path
 
 
+
 def cli_main(argv: list[str]) -> int:
-    import argparse
+    """The ``hguard monitor`` command; it lives in :mod:`hguard.cli.monitor` (kept here for old imports)."""
+    from .cli.monitor import main
 
-    from .policy import load_policy
-
-    p = argparse.ArgumentParser(prog="hguard monitor", description="Spot-check estimate, drift and tightening per domain.")
-    p.add_argument("--policy", required=True, help="the policy the guard runs under")
-    p.add_argument("--audit", help="audit log (default: the policy's)")
-    p.add_argument("--queue", help="review queue (default: the policy's)")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--report", help="HTML report path (default: monitor-report.html beside the audit log)")
-    p.add_argument("--dry-run", action="store_true", help="report only: append nothing, change no state")
-    p.add_argument("--lift", metavar="DOMAIN", help="lift a domain's tightening (audited; needs --by and --reason)")
-    p.add_argument("--by", help="who lifts it")
-    p.add_argument("--reason", help="why")
-    args = p.parse_args(argv)
-    policy = load_policy(args.policy)
-    if args.lift:
-        st = lift(policy, args.lift, by=args.by or "", reason=args.reason or "", audit_path=args.audit)
-        print(f"hguard monitor: domain {args.lift!r} lifted (record {st.record_id}); state {st.state}")
-        return 0
-    report = run_monitor(policy, audit_path=args.audit, queue_path=args.queue, act=not args.dry_run)
-    out = write_html(report, args.report or Path(report["audit_log"]).with_name("monitor-report.html"))
-    if args.json:
-        print(json.dumps({**public_report(report), "html_report": str(out)}, indent=2, default=float))
-    else:
-        print(summary(report))
-        print(f"report: {out}")
-    return 0
+    return main(argv)

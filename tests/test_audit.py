@@ -26,13 +26,13 @@ from hguard.audit import (
     AuditLog,
     AuditReceipt,
     canonical_json,
-    cli_main,
     export_csv,
     record_hash,
     repair,
     show,
     verify,
 )
+from hguard.cli.audit import main as cli_main
 from hguard.errors import AuditError, AuditIntegrityError, InputError
 
 REPO_ROOT = Path(hguard.__file__).resolve().parent.parent

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hguard.audit import AuditLog, cli_main, verify
+from hguard.audit import AuditLog, verify
+from hguard.cli.audit import main as cli_main
 from hguard.errors import AuditIntegrityError, InputError, ProbeError
 from hguard.guard import Guard
 from hguard.integrity import KEY_ENV, KEY_FILE_ENV, MIN_KEY_BYTES, load_key, probe_load_options

@@ -14,13 +14,13 @@ import pytest
 
 from hguard.audit import AuditLog, verify
 from hguard.calibrate.data import load_examples
+from hguard.cli.review import main as cli_main
 from hguard.errors import InputError, ReviewQueueError
 from hguard.review import (
     NO_DOMAIN,
     AlreadyDecided,
     ItemNotFound,
     ReviewQueue,
-    cli_main,
     export_reviewed,
 )
 

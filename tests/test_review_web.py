@@ -16,8 +16,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from hguard.audit import AuditLog, verify
+from hguard.cli.review import main as review_cli
 from hguard.errors import InputError
-from hguard.review import ReviewQueue, create_app, make_server, serve, web
+from hguard.review import ReviewQueue, _auth, create_app, make_server, serve, web
 
 TOKEN = "test-token-0123456789abcdef"
 MAKE_TOKEN = "export HGUARD_REVIEW_TOKEN=$(python -c 'import secrets;print(secrets.token_urlsafe(32))')"
@@ -319,8 +320,8 @@ def test_login_lockout_is_per_client_address(queue):
 
 
 def test_lockout_table_stays_bounded(queue, monkeypatch):
-    monkeypatch.setattr(web, "_MAX_TRACKED_CLIENTS", 3)
-    auth = web._Auth(TOKEN)
+    monkeypatch.setattr(_auth, "_MAX_TRACKED_CLIENTS", 3)
+    auth = _auth._Auth(TOKEN)
     for _ in range(10):
         auth.note_failure("locked")
     for i in range(5):
@@ -447,7 +448,7 @@ def no_run(monkeypatch):
 
 def test_cli_serve_without_token_refuses_to_start_with_one_line(queue, monkeypatch, capsys, no_run):
     monkeypatch.delenv(web.TOKEN_ENV, raising=False)
-    assert web.cli_main(["serve", "--queue", str(queue.path)]) == 2
+    assert review_cli(["serve", "--queue", str(queue.path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("hguard review: error: no review token is configured")
     assert MAKE_TOKEN in err and "--read-only-open" in err
@@ -456,12 +457,12 @@ def test_cli_serve_without_token_refuses_to_start_with_one_line(queue, monkeypat
 
 def test_cli_serve_read_only_open_says_what_it_exposes(queue, monkeypatch, capsys, no_run):
     monkeypatch.delenv(web.TOKEN_ENV, raising=False)
-    assert web.cli_main(["serve", "--queue", str(queue.path), "--read-only-open", "--port", "0"]) == 0
+    assert review_cli(["serve", "--queue", str(queue.path), "--read-only-open", "--port", "0"]) == 0
     (server,) = no_run
     assert server.config.app.state.read_only_open is True and server.config.app.state.writable is False
     assert "ANY local process can read the queue; read-only" in capsys.readouterr().err
     monkeypatch.setenv(web.TOKEN_ENV, TOKEN)
-    assert web.cli_main(["serve", "--queue", str(queue.path), "--port", "0"]) == 0
+    assert review_cli(["serve", "--queue", str(queue.path), "--port", "0"]) == 0
     assert no_run[1].config.app.state.read_only_open is False
     assert "reading and verdicts need the review token" in capsys.readouterr().err
 
@@ -470,7 +471,7 @@ def test_cli_serve_read_only_open_says_what_it_exposes(queue, monkeypatch, capsy
 def test_cli_queue_in_a_missing_folder_is_an_error(tmp_path, monkeypatch, capsys, no_run, command):
     monkeypatch.setenv(web.TOKEN_ENV, TOKEN)
     target = tmp_path / "typo" / "review.sqlite3"
-    assert web.cli_main([command[0], "--queue", str(target), *command[1:]]) == 2
+    assert review_cli([command[0], "--queue", str(target), *command[1:]]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(target) in err and f"({target.parent})" in err and "--policy" in err
     assert not target.parent.exists() and no_run == []

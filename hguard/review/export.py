@@ -45,7 +45,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -117,6 +117,8 @@ def example_for(item: ReviewItem) -> Example:
         raise DataError(
             f"its domain {item.domain!r} is not a calibration slug (lowercase letters, digits, '_' or '-')"
         )
+    answers: list[str]
+    kind: Literal["qa", "unanswerable"]
     if v.verdict == "correct":
         if not item.answer.strip():
             raise DataError("it is an empty answer marked correct, which gives no accepted answer")

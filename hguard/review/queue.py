@@ -28,13 +28,14 @@ A ``review_verdict`` record holds ``item_id``, ``decision_audit_id`` (the guard'
 ``corrected_answer``, ``note`` and ``decided_at``. With a redacting log (``AuditLog(..., redact=True)``)
 the corrected answer and the note are stored as ``{"sha256": ...}`` like the log's own redacted fields,
 because either can repeat the private answer.
+
+Items and verdicts (:class:`ReviewItem`, :class:`Verdict`, the errors) and the validation of an item are in
+``_items``; their public names are importable from here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import numbers
 import os
 import sqlite3
@@ -42,13 +43,28 @@ import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 from ..audit import AuditLog
 from ..errors import HGuardError, InputError, ReviewQueueError
+from ._items import (
+    _MAX_REVIEWER,
+    _MAX_TEXT,
+    ITEM_FIELDS,
+    NO_DOMAIN,
+    VERDICTS,
+    AlreadyDecided,
+    ItemNotFound,
+    ReviewItem,
+    Verdict,
+    VerdictName,
+    _NoDomain,
+    _normalise_item,
+    _now,
+    _redacted,
+    _show,
+)
 
 __all__ = [
     "ITEM_FIELDS",
@@ -60,99 +76,10 @@ __all__ = [
     "ReviewQueue",
     "Verdict",
 ]
-
-VERDICTS = ("correct", "hallucinated", "corrected")
-VerdictName = Literal["correct", "hallucinated", "corrected"]
-ITEM_FIELDS = (
-    "audit_id", "question", "context", "answer", "domain", "risk", "signals", "reasons",
-    "model_fingerprint", "probe_id", "time", "spot_check",
-)  # fmt: skip
-_REQUIRED_FIELDS = ("audit_id", "question", "answer")
 _SCHEMA_VERSION = 2  # 2 added spot_check
 _FILE_MODE = 0o640
-_MAX_ID = 200
-_MAX_REVIEWER = 200
-_MAX_TEXT = 1_000_000  # a corrected answer or note longer than this is a paste accident, not a review
 DEFAULT_BUSY_TIMEOUT_S = 10.0
 DEFAULT_LIMIT = 500
-
-
-class _NoDomain:
-    """Filter value for items that have no domain (``domain=None`` already means "every domain")."""
-
-    _instance: _NoDomain | None = None
-
-    def __new__(cls) -> _NoDomain:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "NO_DOMAIN"
-
-
-NO_DOMAIN = _NoDomain()
-
-
-class AlreadyDecided(ReviewQueueError):
-    """The item was decided before this verdict arrived; the earlier verdict stands unchanged."""
-
-    def __init__(self, message: str, *, item_id: str, reviewer: str, decided_at: str, verdict: str) -> None:
-        super().__init__(message)
-        self.item_id = item_id
-        self.reviewer = reviewer
-        self.decided_at = decided_at
-        self.verdict = verdict
-
-
-class ItemNotFound(ReviewQueueError):
-    """No item with that id is in the queue."""
-
-    def __init__(self, message: str, *, item_id: str) -> None:
-        super().__init__(message)
-        self.item_id = item_id
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """A reviewer's decision on one item, as committed."""
-
-    item_id: str
-    audit_id: str  # the guard's decision record
-    verdict: VerdictName
-    reviewer: str
-    corrected_answer: str | None
-    note: str | None
-    decided_at: str
-    audit_record_id: str | None = None  # the review_verdict record; None when the queue has no audit log
-    audit_hash: str | None = None
-
-    @property
-    def label(self) -> Literal["correct", "hallucinated"]:
-        """The reviewer's label of the model's answer: a corrected answer means the original was wrong."""
-        return "correct" if self.verdict == "correct" else "hallucinated"
-
-
-@dataclass(frozen=True)
-class ReviewItem:
-    """One answer waiting for (or having had) human review."""
-
-    id: str
-    audit_id: str
-    question: str
-    context: str | None
-    answer: str
-    domain: str | None
-    risk: float | None
-    signals: dict[str, Any]
-    reasons: list[str]
-    model_fingerprint: str | None
-    probe_id: str | None
-    time: str  # when the guard decided (UTC, ISO 8601)
-    enqueued_at: str
-    status: Literal["pending", "decided"]
-    verdict: Verdict | None = field(default=None)
-    spot_check: bool = False  # an accepted answer sent for review by the seeded spot-check selection
 
 
 _SCHEMA = """
@@ -192,152 +119,6 @@ _COLUMNS = (
 )
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _show(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# --------------------------------------------------------------------------------------------------------------
-# validating an item
-
-
-def _json_safe(value: Any, path: str, seen: set[int]) -> Any:
-    """A JSON-storable copy: numpy/torch scalars unwrapped, non-finite floats as None (the audit log does the same)."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value) if math.isfinite(value) else None
-    if type(value).__module__.split(".")[0] in ("numpy", "torch") and hasattr(value, "tolist"):
-        return _json_safe(value.tolist(), path, seen)
-    if isinstance(value, (Mapping, list, tuple)):
-        if id(value) in seen:
-            raise ValueError(f"{path} contains itself; pass a tree of plain values")
-        seen.add(id(value))
-        try:
-            if isinstance(value, Mapping):
-                out = {}
-                for k, v in value.items():
-                    if not isinstance(k, str):
-                        raise ValueError(f"{path} has the key {k!r} of type {type(k).__name__}; keys must be strings")
-                    out[k] = _json_safe(v, f"{path}.{k}", seen)
-                return out
-            return [_json_safe(v, f"{path}[{i}]", seen) for i, v in enumerate(value)]
-        finally:
-            seen.discard(id(value))
-    raise ValueError(f"{path} holds a {type(value).__name__} ({_show(value)}) that JSON cannot store")
-
-
-def _check_text(value: Any, name: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be a str, got {type(value).__name__}: {_show(value)}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"{name} is not valid Unicode (it holds a lone surrogate): {_show(value)}") from None
-    return str.__str__(value)
-
-
-def _optional_text(value: Any, name: str) -> str | None:
-    return None if value is None else _check_text(value, name)
-
-
-def _to_utc_iso(value: Any, name: str) -> str:
-    if value is None:
-        return _now()
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an ISO 8601 string, a datetime or epoch seconds, got {value!r}")
-    if isinstance(value, numbers.Real):
-        if not math.isfinite(float(value)):
-            raise ValueError(f"{name} must be finite epoch seconds, got {value!r}")
-        dt = datetime.fromtimestamp(float(value), tz=timezone.utc)
-    elif isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"{name} {value!r} is not an ISO 8601 time such as 2025-01-31T12:00:00+00:00") from None
-    else:
-        raise ValueError(f"{name} must be an ISO 8601 string, a datetime or epoch seconds, got {_show(value)}")
-    if dt.tzinfo is None:
-        # A naive time sorts wrongly against the others as soon as two machines or a DST change are involved.
-        raise ValueError(f"{name} {value!r} has no time zone; give it one, e.g. datetime.now(timezone.utc)")
-    return dt.astimezone(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _normalise_item(item: Any) -> dict[str, Any]:
-    """The columns for one item; ValueError (turned into ReviewQueueError by the caller) on anything wrong."""
-    if not isinstance(item, Mapping):
-        raise ValueError(f"a review item must be a mapping, got {type(item).__name__}: {_show(item)}")
-    unknown = [k for k in item if k not in ITEM_FIELDS]
-    if unknown:
-        raise ValueError(
-            f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-            f"a review item has only {', '.join(ITEM_FIELDS)}"
-        )
-    missing = [k for k in _REQUIRED_FIELDS if item.get(k) is None]
-    if missing:
-        raise ValueError(f"missing {', '.join(missing)} (got keys {sorted(map(str, item))})")
-    audit_id = _check_text(item["audit_id"], "audit_id")
-    if not audit_id.strip() or len(audit_id) > _MAX_ID:
-        raise ValueError(f"audit_id must be a non-empty string of at most {_MAX_ID} characters, got {_show(audit_id)}")
-    domain = _optional_text(item.get("domain"), "domain")
-    if domain is not None and not domain.strip():
-        raise ValueError("domain is an empty string; pass None for an answer outside every domain")
-    risk = item.get("risk")
-    if risk is not None:
-        if type(risk).__module__.split(".")[0] in ("numpy", "torch") and hasattr(risk, "item"):
-            risk = risk.item()
-        if isinstance(risk, bool) or not isinstance(risk, numbers.Real):
-            raise ValueError(f"risk must be a number or None, got {type(risk).__name__}: {_show(risk)}")
-        # A risk that could not be computed is exactly what review is for: store it as unscored, don't refuse it.
-        risk = float(risk) if math.isfinite(float(risk)) else None
-    signals = item.get("signals", {})
-    if signals is None:
-        signals = {}
-    if not isinstance(signals, Mapping):
-        raise ValueError(
-            f"signals must be a dict of signal name to value, got {type(signals).__name__}: {_show(signals)}"
-        )
-    reasons = item.get("reasons", [])
-    if reasons is None:
-        reasons = []
-    if isinstance(reasons, str) or not isinstance(reasons, (list, tuple)):
-        raise ValueError(f"reasons must be a list of strings, got {type(reasons).__name__}: {_show(reasons)}")
-    reasons = [_check_text(r, f"reasons[{i}]") for i, r in enumerate(reasons)]
-    return {
-        "id": audit_id,
-        "audit_id": audit_id,
-        "question": _check_text(item["question"], "question"),
-        "context": _optional_text(item.get("context"), "context"),
-        "answer": _check_text(item["answer"], "answer"),
-        "domain": domain,
-        "risk": risk,
-        "signals": json.dumps(_json_safe(signals, "signals", set()), ensure_ascii=False, allow_nan=False),
-        "reasons": json.dumps(reasons, ensure_ascii=False),
-        "model_fingerprint": _optional_text(item.get("model_fingerprint"), "model_fingerprint"),
-        "probe_id": _optional_text(item.get("probe_id"), "probe_id"),
-        "time": _to_utc_iso(item.get("time"), "time"),
-        "spot_check": _check_flag(item.get("spot_check", False), "spot_check"),
-    }
-
-
-def _check_flag(value: Any, name: str) -> int:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false, got {_show(value)}")
-    return int(value)
-
-
-def _redacted(text: str | None) -> Any:
-    return None if text is None else {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
-
-
 # --------------------------------------------------------------------------------------------------------------
 # the queue
 
@@ -348,6 +129,11 @@ class ReviewQueue:
     ``audit``: where verdicts are logged (kind ``review_verdict``); without one, verdicts live only in the
     queue. ``busy_timeout``: seconds a write waits for another writer before failing.
     """
+
+    path: Path
+    audit: AuditLog | None
+    busy_timeout: float
+    _init_lock: threading.Lock
 
     def __init__(
         self,
@@ -551,7 +337,7 @@ class ReviewQueue:
 
     def _check_verdict(
         self, item_id: Any, verdict: Any, reviewer: Any, corrected_answer: Any, note: Any
-    ) -> tuple[str, str, str, str | None, str | None]:
+    ) -> tuple[str, VerdictName, str, str | None, str | None]:
         if not isinstance(item_id, str) or not item_id:
             raise InputError(f"item_id must be a non-empty string, got {_show(item_id)}; pass an id from pending()")
         if verdict not in VERDICTS:

@@ -1,4 +1,8 @@
-"""The ``hguard`` command line. Scripts rely on its commands, options and JSON shapes (see README)."""
+"""The ``hguard`` command line. Scripts rely on its commands, options and JSON shapes (see README).
+
+Every argument parser of the package lives here: this module parses the top-level commands and hands
+``audit``, ``review`` and ``monitor`` to :mod:`hguard.cli.audit`, :mod:`hguard.cli.review` and
+:mod:`hguard.cli.monitor`."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import HGuardError, InputError
+from ..errors import HGuardError, InputError
 
 def _dump(obj) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False, default=float)
@@ -48,7 +52,7 @@ def read_text_file(path: str, what: str) -> str:
 
 
 def cmd_calibrate(args) -> int:
-    from .calibrate.pipeline import calibrate
+    from ..calibrate.pipeline import calibrate
 
     data = list(args.data or [])
     out = args.out
@@ -56,7 +60,7 @@ def cmd_calibrate(args) -> int:
         raise InputError("pass --data FILE.jsonl (repeatable) and --out DIR; in a source checkout, "
                          "`python calibration/reference.py` rebuilds the reference probes")
     if args.previous:  # read before calibrating: --out may be the same folder
-        from .calibrate.changes import changes_markdown, load_report, report_changes
+        from ..calibrate.changes import changes_markdown, load_report, report_changes
 
         previous = load_report(args.previous)
     report = calibrate(
@@ -101,7 +105,7 @@ def _ray_options(args):
         if args.address:
             raise InputError("--address is for --engine ray; add --engine ray or drop --address")
         return None
-    from .calibrate.ray_engine import RayOptions, check_address
+    from ..calibrate.ray_engine import RayOptions, check_address
 
     if args.address:
         check_address(args.address)  # before the model is loaded: a wrong address fails in seconds
@@ -132,7 +136,7 @@ def cmd_calibrate_rag(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .calibrate.pipeline import evaluate
+    from ..calibrate.pipeline import evaluate
 
     if args.rag:
         from .calibrate.rag import evaluate_rag
@@ -156,25 +160,25 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_audit(args) -> int:
-    from .audit import cli_main
+    from .audit import main
 
-    return cli_main(args.rest)
+    return main(args.rest)
 
 
 def cmd_review(args) -> int:
-    from .review.web import cli_main
+    from .review import main
 
-    return cli_main(args.rest)
+    return main(args.rest)
 
 
 def cmd_monitor(args) -> int:
-    from .monitor import cli_main
+    from .monitor import main
 
-    return cli_main(args.rest)
+    return main(args.rest)
 
 
 def cmd_ask(args) -> int:
-    from .guard import Guard
+    from ..guard import Guard
 
     context = read_text_file(args.context, "--context") if args.context else None
     guard = Guard.from_policy(args.policy, model=args.model)
@@ -194,7 +198,7 @@ def cmd_ask(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from ..demo import run_demo
 
     return run_demo(policy=args.policy, model=args.model, out=args.out)
 

@@ -1,0 +1,135 @@
+"""Reading an audit log out: filtered records (``show``) and CSV export. See :mod:`hguard.audit`."""
+
+from __future__ import annotations
+
+import collections
+import csv
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from ._audit_files import Problem, _existing, _iter_records, _scan
+from ._audit_records import canonical_json
+from .errors import AuditIntegrityError, InputError
+
+
+def show(
+    path: str | os.PathLike[str],
+    *,
+    last: int | None = None,
+    domain: str | None = None,
+    route: str | None = None,
+    problems: list[Problem] | None = None,
+) -> list[dict[str, Any]]:
+    """Records matching domain and route (when given), the last ``last`` of them when given, in file order.
+
+    A line that is not a record (torn or damaged) raises AuditIntegrityError naming it, unless a ``problems``
+    list is given: then each such line is added to it and reading goes on.
+    """
+    p = _existing(path)
+    if last is not None and (type(last) is not int or last < 0):
+        raise InputError(f"last must be a non-negative integer, got {last!r}; pass e.g. last=20")
+    kept: collections.deque[dict[str, Any]] | list[dict[str, Any]]
+    kept = collections.deque(maxlen=last) if last is not None else []
+    for _, rec, _, problem in _scan(p):
+        if problem is not None:
+            if problems is None:
+                raise AuditIntegrityError(f"{p} line {problem.line}: {problem.message}")
+            problems.append(problem)
+            continue
+        assert rec is not None
+        if domain is not None and rec.get("domain") != domain:
+            continue
+        if route is not None and rec.get("route") != route:
+            continue
+        kept.append(rec)
+    return list(kept)
+
+
+_LEADING_COLUMNS = (
+    "seq", "time", "id", "kind", "domain", "route", "reasons", "model_fingerprint", "probe_id", "question", "answer",
+)  # fmt: skip
+_TRAILING_COLUMNS = ("nonfinite", "prev_hash", "hash")
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(value, dict) and value and prefix:
+        for k, v in value.items():
+            _flatten(v, f"{prefix}.{k}", out)
+    elif isinstance(value, dict) and not prefix:
+        for k, v in value.items():
+            _flatten(v, k, out)
+    elif isinstance(value, (list, dict)):
+        out[prefix] = canonical_json(value)
+    else:
+        out[prefix] = "" if value is None else value
+
+
+def _column_order(name: str, first_seen: int) -> tuple[int, int, int]:
+    root = name.split(".")[0]
+    if root in _LEADING_COLUMNS:
+        return (0, _LEADING_COLUMNS.index(root), first_seen)
+    if name in _TRAILING_COLUMNS:
+        return (2, _TRAILING_COLUMNS.index(name), first_seen)
+    return (1, 0, first_seen)
+
+
+def export_csv(
+    path: str | os.PathLike[str], out: str | os.PathLike[str] | IO[str], *, columns: Sequence[str] | None = None
+) -> int:
+    """Write the log as CSV, one row per record; nested dicts (signals, thresholds) become dotted columns.
+
+    Lists become their JSON text. ``columns`` picks and orders columns (e.g. ``["id", "signals.entropy"]``);
+    by default every column that occurs is written. Returns the number of rows written.
+    """
+    p = _existing(path)
+    if columns is not None:
+        if isinstance(columns, str) or not all(isinstance(c, str) and c for c in columns) or not columns:
+            raise InputError(
+                f"columns must be a non-empty list of column names, got {columns!r:.120}; "
+                "pass e.g. ['id', 'route', 'signals.entropy']"
+            )
+    if isinstance(out, (str, os.PathLike)) and Path(out).exists() and Path(out).resolve() == p.resolve():
+        raise InputError(
+            f"export target {out} is the audit log itself; writing it would destroy the log, pick another file"
+        )
+
+    # Two passes rather than holding every record: logs grow without bound.
+    seen: dict[str, int] = {}
+    n_records = 0
+    for rec in _iter_records(p):
+        n_records += 1
+        flat: dict[str, Any] = {}
+        _flatten(rec, "", flat)
+        for name in flat:
+            seen.setdefault(name, len(seen))
+    if columns is None:
+        header = sorted(seen, key=lambda c: _column_order(c, seen[c]))
+    else:
+        unknown = [c for c in columns if c not in seen]
+        if unknown and n_records:
+            raise InputError(
+                f"column{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} occur in no record of "
+                f"{p}; available: {', '.join(sorted(seen))}"
+            )
+        header = list(columns)
+
+    def write(f: IO[str]) -> int:
+        writer = csv.DictWriter(f, fieldnames=header, restval="", extrasaction="ignore")
+        writer.writeheader()
+        rows = 0
+        for rec in _iter_records(p):
+            flat: dict[str, Any] = {}
+            _flatten(rec, "", flat)
+            writer.writerow(flat)
+            rows += 1
+        return rows
+
+    if isinstance(out, (str, os.PathLike)):
+        try:
+            with open(out, "w", newline="", encoding="utf-8") as f:
+                return write(f)
+        except OSError as e:
+            raise InputError(f"cannot write CSV to {out}: {e}; choose a writable path") from e
+    return write(out)

@@ -1,0 +1,281 @@
+"""Audit log files: reading lines (forwards and backwards), locking a log by file identity, appending,
+and the problems a line can have (torn, damaged). See :mod:`hguard.audit`."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ._audit_records import _parse_line
+from .errors import AuditError, AuditIntegrityError, InputError
+
+# Waiting writers poll the lock; a coarse interval would cap contended writers at a few appends/s each.
+_LOCK_POLL_S = 0.002
+_TAIL_CHUNK = 64 * 1024
+_FILE_MODE = 0o640  # questions and answers can be private: no world read
+
+
+# --------------------------------------------------------------------------------------------------------------
+# low-level file access
+
+
+def _pread_exact(fd: int, n: int, offset: int) -> bytes:
+    parts = []
+    while n > 0:
+        chunk = os.pread(fd, n, offset)
+        if not chunk:
+            break
+        parts.append(chunk)
+        n -= len(chunk)
+        offset += len(chunk)
+    return b"".join(parts)
+
+
+def _last_line(fd: int, end: int) -> tuple[int, bytes, bool]:
+    """(start offset, bytes without newline, ends with newline) of the last line of fd[:end], reading backwards."""
+    if end <= 0:
+        return 0, b"", False
+    terminated = _pread_exact(fd, 1, end - 1) == b"\n"
+    pos = end - 1 if terminated else end
+    chunks: list[bytes] = []  # newest first; joined once, since a long line would make repeated concatenation quadratic
+    while pos > 0:
+        start = max(0, pos - _TAIL_CHUNK)
+        chunk = _pread_exact(fd, pos - start, start)
+        nl = chunk.rfind(b"\n")
+        if nl != -1:
+            chunks.append(chunk[nl + 1 :])
+            return start + nl + 1, b"".join(reversed(chunks)), terminated
+        chunks.append(chunk)
+        pos = start
+    return 0, b"".join(reversed(chunks)), terminated
+
+
+def _line_number_at(fd: int, offset: int) -> int:
+    """1-based number of the line starting at offset (only on error paths: it reads everything before)."""
+    count, pos = 0, 0
+    while pos < offset:
+        chunk = _pread_exact(fd, min(1 << 20, offset - pos), pos)
+        if not chunk:
+            break
+        count += chunk.count(b"\n")
+        pos += len(chunk)
+    return count + 1
+
+
+def _iter_lines(path: Path, size: int | None = None) -> Iterator[tuple[int, bytes, bool, bool]]:
+    """(line number, bytes without newline, ends with newline, is last) for each line of path[:size]."""
+    with open(path, "rb") as f:
+        if size is None:
+            size = os.fstat(f.fileno()).st_size
+        offset, lineno = 0, 0
+        while offset < size:
+            raw = f.readline(size - offset)
+            if not raw:
+                break
+            lineno += 1
+            offset += len(raw)
+            terminated = raw.endswith(b"\n")
+            yield lineno, (raw[:-1] if terminated else raw), terminated, offset >= size
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as e:
+        raise AuditError(
+            f"cannot open directory {directory} to make the new audit log's name durable: {e}; check its permissions"
+        ) from e
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        # Some filesystems cannot fsync a directory; there is nothing more we can do for them.
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise AuditError(f"cannot fsync directory {directory}: {e}; check the disk") from e
+    finally:
+        os.close(fd)
+
+
+_THREAD_LOCKS: dict[tuple[int, int], threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+def _reset_thread_locks_in_child() -> None:
+    # A fork taken while another thread held a lock would leave it held forever in the child.
+    global _THREAD_LOCKS_GUARD
+    _THREAD_LOCKS.clear()
+    _THREAD_LOCKS_GUARD = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_thread_locks_in_child)
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _flock(fd: int, path: Path, mode: int, deadline: float | None) -> bool:
+    """flock fd, polling until deadline (None: wait for ever); False when the deadline passed."""
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(_LOCK_POLL_S)
+        except OSError as e:
+            raise AuditError(f"cannot lock audit log {path}: {e}; the filesystem must support flock") from e
+
+
+@contextmanager
+def _exclusive_fd(path: Path, timeout: float, *, create: bool) -> Iterator[tuple[int, bool]]:
+    """Open the log for appending and hold it exclusively; yields (fd, created).
+
+    The lock belongs to the file, not to the name: a per-process thread lock keyed by (device, inode), then
+    flock on the log file itself. Hard links, symlinks and relative paths to one log therefore meet on one
+    lock, and two names can never fork the chain. When the name was moved to another file while we waited
+    (log rotation), the new file is opened and locked instead.
+    """
+    deadline = None if timeout < 0 else time.monotonic() + timeout
+    while True:
+        fd, created = _open_for_append(path, create)
+        try:
+            ident = _identity(os.fstat(fd))
+            with _THREAD_LOCKS_GUARD:
+                tlock = _THREAD_LOCKS.setdefault(ident, threading.Lock())
+            wait = -1 if deadline is None else max(0.0, deadline - time.monotonic())
+            if not tlock.acquire(timeout=wait):
+                raise AuditError(
+                    f"could not lock audit log {path} within {timeout:g} s: another thread of this process holds "
+                    "it; look for a hung append, or pass a larger lock_timeout"
+                )
+            try:
+                if not _flock(fd, path, fcntl.LOCK_EX, deadline):
+                    raise AuditError(
+                        f"could not lock audit log {path} within {timeout:g} s: another process holds it; "
+                        "look for a hung hguard process, or pass a larger lock_timeout"
+                    )
+                try:
+                    now = _identity(os.stat(path))
+                except FileNotFoundError:
+                    now = None
+                if now == ident:
+                    yield fd, created
+                    return
+            finally:
+                tlock.release()
+        finally:
+            os.close(fd)  # also releases the flock
+
+
+def _open_for_append(path: Path, create: bool) -> tuple[int, bool]:
+    flags = os.O_RDWR | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+    try:
+        if create:
+            try:
+                return os.open(path, flags | os.O_CREAT | os.O_EXCL, _FILE_MODE), True
+            except FileExistsError:
+                pass
+        return os.open(path, flags), False
+    except OSError as e:
+        raise AuditError(f"cannot open audit log {path} for appending: {e}; check its permissions") from e
+
+
+def _existing(path: Any) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"an audit log path must be a str or os.PathLike, got {type(path).__name__}: {path!r:.80}")
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"no audit log at {p}: the file does not exist; check the path (logs are .jsonl files)")
+    if not p.is_file():
+        raise InputError(f"audit log path {p} is not a regular file; pass the .jsonl file itself")
+    return p
+
+
+def _torn_message(path: Path, lineno: int, raw: bytes) -> str:
+    return (
+        f"torn: its {len(raw)} bytes have no trailing newline, a write cut short (a "
+        "writer killed mid-write, or a full disk) and never acknowledged; the next append moves it aside into "
+        f"{path.name}.torn-<time> and records that in the chain (or run `hguard audit repair {path}`)"
+    )
+
+
+def _damaged_message(lineno: int, raw: bytes, why: str) -> str:
+    return (
+        f"damaged: its {len(raw)} bytes end in a newline but are not a valid JSON record ({why}); "
+        "a complete line was overwritten or edited after it was written. It is kept as evidence: compare it "
+        "with a backup"
+    )
+
+
+def _save_aside(path: Path, data: bytes) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    base = Path(f"{path}.torn-{stamp}")
+    for i in range(1000):
+        target = base if i == 0 else Path(f"{base}-{i}")
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), _FILE_MODE)
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise AuditError(f"cannot save the torn tail of {path} into {target}: {e}; check the directory") from e
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_dir(path.parent)
+        return target
+    raise AuditError(f"cannot find a free name for the torn tail of {path} (tried {base} and 999 more); clean them up")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One place where the chain is broken: ``line`` is 1-based, ``seq`` the record's own seq when readable.
+
+    ``torn``: a last line without its newline (a write cut short, never acknowledged); ``damaged``: a complete
+    line that is not a record (overwritten or edited: evidence, never moved).
+    """
+
+    line: int
+    seq: int | None
+    message: str
+    torn: bool = False
+    damaged: bool = False
+
+
+def _scan(path: Path, size: int | None = None) -> Iterator[tuple[int, dict[str, Any] | None, bool, Problem | None]]:
+    """(line number, record or None, line is canonical, problem or None) for every line of path[:size]."""
+    for lineno, raw, terminated, _ in _iter_lines(path, size):
+        if not terminated:
+            yield lineno, None, False, Problem(lineno, None, _torn_message(path, lineno, raw), torn=True)
+            continue
+        try:
+            rec, canon = _parse_line(raw)
+        except ValueError as e:
+            yield lineno, None, False, Problem(lineno, None, _damaged_message(lineno, raw, str(e)), damaged=True)
+            continue
+        yield lineno, rec, canon == raw, None
+
+
+def _iter_records(path: Path) -> Iterator[dict[str, Any]]:
+    for _, rec, _, problem in _scan(path):
+        if problem is not None:
+            if problem.torn:
+                return  # a torn tail, never acknowledged
+            raise AuditIntegrityError(
+                f"{path} line {problem.line}: {problem.message}; run `hguard audit verify {path}` to see what else is damaged"
+            )
+        yield rec  # type: ignore[misc]

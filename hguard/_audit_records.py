@@ -1,0 +1,170 @@
+"""Audit records: their canonical form and hash, and the preparation of a caller's record for the log
+(reserved fields, JSON-safe values, redaction). See :mod:`hguard.audit`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import InputError
+
+GENESIS_HASH = "0" * 64
+REDACTED_FIELDS = frozenset({"question", "answer", "context"})
+# The log owns these; letting callers set them would let a caller forge chain positions.
+_RESERVED_FIELDS = ("id", "seq", "time", "kind", "prev_hash", "hash", "mac", "nonfinite")
+_CHAIN_FIELDS = ("id", "seq", "time", "kind", "prev_hash", "hash")
+_MAX_REQUEST_ID = 200
+
+
+# --------------------------------------------------------------------------------------------------------------
+# canonical form and hashing
+
+
+def canonical_json(obj: Any) -> str:
+    """The one serialisation hashes are computed over (and lines are written in)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def record_hash(record: Mapping[str, Any]) -> str:
+    """sha256 hex of the record's canonical JSON without its own ``hash`` field."""
+    body = {k: v for k, v in record.items() if k != "hash"}
+    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+
+
+def _reject_constant(name: str) -> Any:
+    # json.loads accepts NaN/Infinity by default; we never write them, so a line holding one was not written by us.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_line(raw: bytes) -> tuple[dict[str, Any], bytes]:
+    """The record on one line and its canonical bytes; ValueError when the line is not a JSON object."""
+    rec = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    if not isinstance(rec, dict):
+        raise ValueError(f"a JSON {type(rec).__name__}, not an object")
+    # 1e999 parses as inf, which canonical_json refuses: that too is a line we did not write.
+    return rec, canonical_json(rec).encode("utf-8")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# preparing a caller's record
+
+
+def _clean(value: Any, path: str, nonfinite: list[str], seen: set[int]) -> Any:
+    """A JSON-safe copy of value: non-finite floats become None (noted in nonfinite), tuples lists."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise InputError(
+                f"audit record field {path!r} holds a string that is not valid Unicode ({e.reason} at "
+                f"position {e.start}: {value[max(0, e.start - 20):e.start + 20]!r}); remove the lone surrogate, "
+                "e.g. with s.encode('utf-8', 'replace').decode()"
+            ) from None
+        return str.__str__(value)  # a plain str, so str-enums serialise as their value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            nonfinite.append(path)
+            return None
+        return float(value)
+    if type(value).__module__.split(".")[0] in ("numpy", "torch") and hasattr(value, "tolist"):
+        # Signals are often numpy/torch scalars; duck-typing converts them without importing either library.
+        return _clean(value.tolist(), path, nonfinite, seen)
+    if isinstance(value, (Mapping, list, tuple)):
+        if id(value) in seen:
+            raise InputError(f"audit record field {path!r} contains itself; pass a tree of plain values, not a cycle")
+        seen.add(id(value))
+        try:
+            if isinstance(value, Mapping):
+                out: dict[str, Any] = {}
+                for k, v in value.items():
+                    if not isinstance(k, str):
+                        raise InputError(
+                            f"audit record field {path!r} has a key {k!r} of type {type(k).__name__}; "
+                            "JSON keys must be strings, so convert the key with str() first"
+                        )
+                    out[k] = _clean(v, f"{path}.{k}", nonfinite, seen)
+                return out
+            return [_clean(v, f"{path}[{i}]", nonfinite, seen) for i, v in enumerate(value)]
+        finally:
+            seen.discard(id(value))
+    raise InputError(
+        f"audit record field {path!r} holds a {type(value).__name__} ({value!r:.80}) that JSON cannot store; "
+        "convert it to a str, number, bool, None, list or dict first"
+    )
+
+
+def _redacted(value: Any) -> dict[str, str]:
+    data = value if isinstance(value, str) else canonical_json(value)
+    return {"sha256": hashlib.sha256(data.encode("utf-8")).hexdigest()}
+
+
+def _redact(value: Any) -> Any:
+    # Any depth: a question nested under e.g. an llm_call payload is as private as a top-level one.
+    if isinstance(value, dict):
+        return {
+            k: (_redacted(v) if k in REDACTED_FIELDS and v is not None else _redact(v)) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    return value
+
+
+def _prepare(record: Any, kind: Any, redact: bool) -> tuple[str, dict[str, Any], list[str]]:
+    """(id, body, nonfinite) for a caller's record, validated; chain fields are added under the lock."""
+    if not isinstance(record, Mapping):
+        raise InputError(
+            f"an audit record must be a dict, got a {type(record).__name__}: {record!r:.100}; "
+            "pass a dict of JSON-serialisable values"
+        )
+    if not isinstance(kind, str) or not kind.strip():
+        raise InputError(
+            f"audit record kind must be a non-empty string, got {kind!r}; "
+            "pass e.g. kind='decision', 'review_verdict' or 'llm_call'"
+        )
+    for key in record:
+        if not isinstance(key, str):
+            raise InputError(
+                f"audit record key {key!r} is a {type(key).__name__}; JSON keys must be strings, so convert it"
+            )
+    clash = [k for k in _RESERVED_FIELDS if k in record]
+    if clash:
+        k = clash[0]
+        raise InputError(
+            f"audit record sets {k!r} (= {record[k]!r:.80}), which the log sets itself; remove it "
+            "(give a request id as 'request_id' and the kind as append(..., kind=...))"
+        )
+    request_id = record.get("request_id")
+    if request_id is None:
+        record_id = uuid.uuid4().hex
+    elif isinstance(request_id, str) and request_id.strip() and len(request_id) <= _MAX_REQUEST_ID:
+        record_id = request_id
+    else:
+        raise InputError(
+            f"audit record request_id must be a non-empty string of at most {_MAX_REQUEST_ID} characters, "
+            f"got {request_id!r:.100}; pass a string id, or leave request_id out to get a fresh uuid4"
+        )
+    nonfinite: list[str] = []
+    body = {k: _clean(v, k, nonfinite, set()) for k, v in record.items() if k != "request_id"}
+    if redact:
+        body = _redact(body)
+    return record_id, body, nonfinite
+
+
+def _mac_body(record: Mapping[str, Any]) -> bytes:
+    return canonical_json({k: v for k, v in record.items() if k not in ("hash", "mac")}).encode("utf-8")
+
+
+def _chain_fields(rec: Mapping[str, Any]) -> tuple[str, int]:
+    """(hash, seq + 1) of a parsed record; ValueError when it lacks them."""
+    last_hash, last_seq = rec.get("hash"), rec.get("seq")
+    if not isinstance(last_hash, str) or type(last_seq) is not int:
+        raise ValueError(f"hash={last_hash!r:.80} and seq={last_seq!r:.40}, so no record can be chained onto it")
+    return last_hash, last_seq + 1

@@ -1,0 +1,214 @@
+"""Verifying an audit log: hash chain, seq, keyed MACs, expected head and anchor. See :mod:`hguard.audit`."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._audit_files import Problem, _existing, _flock, _iter_lines, _scan
+from ._audit_records import _CHAIN_FIELDS, GENESIS_HASH, _mac_body, _parse_line, record_hash
+from .errors import AuditError, InputError
+
+# verify only needs the lock for a consistent file size; a hung writer must not stall an auditor for long.
+_VERIFY_LOCK_TIMEOUT_S = 5.0
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify` found: ``ok`` only when every line is a complete record correctly chained."""
+
+    ok: bool
+    n_records: int
+    problems: list[Problem] = field(default_factory=list)
+    path: str = ""
+    head_seq: int | None = None
+    head_hash: str | None = None
+    key_id: str | None = None
+
+    @property
+    def torn(self) -> bool:
+        """The last line is torn (the next append, or ``hguard audit repair``, moves it aside)."""
+        return any(p.torn for p in self.problems)
+
+    def summary(self) -> str:
+        where = self.path or "audit log"
+        macs = f"MACs checked with key {self.key_id}" if self.key_id else "no key: MACs not checked"
+        head = f"head seq {self.head_seq} hash {self.head_hash}" if self.head_hash else "no records"
+        if self.ok:
+            return f"{where}: OK, {self.n_records} records, hash chain intact, {macs}; {head}"
+        first = (
+            f"{where}: FAILED, {len(self.problems)} problem{'s' if len(self.problems) != 1 else ''} "
+            f"in {self.n_records} readable records ({macs})"
+        )
+        lines = [first]
+        for p in self.problems:
+            seq = f", seq {p.seq}" if p.seq is not None else ""
+            lines.append(f"  line {p.line}{seq}: {p.message}" if p.line else f"  {p.message}")
+        return "\n".join(lines)
+
+
+def _snapshot_size(path: Path) -> int:
+    # Under the writers' lock every line before the size we read is complete; a torn line found then is real.
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return path.stat().st_size
+    try:
+        # A shared flock waits for a writer in progress; a hung writer must not stall an auditor for long.
+        _flock(fd, path, fcntl.LOCK_SH, time.monotonic() + _VERIFY_LOCK_TIMEOUT_S)
+        return os.fstat(fd).st_size
+    except AuditError:
+        return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+
+
+_HEX64 = frozenset("0123456789abcdef")
+
+
+def _check_head(value: Any, what: str) -> str:
+    if not isinstance(value, str) or len(value) != 64 or not set(value) <= _HEX64:
+        raise InputError(
+            f"{what} must be a record hash (64 lowercase hex digits), got {value!r:.80}; copy it from a receipt "
+            "or from the 'head' that `hguard audit verify` prints"
+        )
+    return value
+
+
+def _read_anchor(anchor: Path) -> tuple[dict[int, tuple[int, str]], list[Problem]]:
+    """{seq: (anchor line, hash)} of an anchor file, and its unreadable lines as problems."""
+    if not anchor.is_file():
+        raise InputError(f"anchor file {anchor} does not exist or is not a file; pass the [audit] anchor file")
+    heads: dict[int, tuple[int, str]] = {}
+    problems: list[Problem] = []
+    for lineno, raw, terminated, _ in _iter_lines(anchor):
+        if not terminated:
+            continue  # a head whose write was cut short: never acknowledged, the next write drops it
+        try:
+            rec, _ = _parse_line(raw)
+            seq, digest = rec.get("seq"), _check_head(rec.get("hash"), "hash")
+            if type(seq) is not int or seq < 0:
+                raise ValueError(f"seq is {seq!r:.40}")
+        except (ValueError, InputError) as e:
+            problems.append(Problem(0, None, f"anchor {anchor} line {lineno} is not a head ({e}): it was edited"))
+            continue
+        if seq in heads and heads[seq][1] != digest:
+            problems.append(
+                Problem(0, seq, f"anchor {anchor} lines {heads[seq][0]} and {lineno} give seq {seq} two hashes")
+            )
+        heads[seq] = (lineno, digest)
+    return heads, problems
+
+
+def verify(
+    path: str | os.PathLike[str],
+    *,
+    key: bytes | None = None,
+    expect_head: str | None = None,
+    anchor: str | os.PathLike[str] | None = None,
+) -> VerifyReport:
+    """Check every line: its own hash, its link to the line before, its seq; report where each break is.
+
+    ``key``: every record must carry a matching keyed MAC (see :mod:`hguard.integrity`). ``expect_head``: a
+    record hash kept from a receipt; the log must still hold that record (else records were cut off the end).
+    ``anchor``: a file the writer appended heads to; every head in it must be in the log.
+    """
+    p = _existing(path)
+    if key is not None and not isinstance(key, bytes):
+        raise InputError(f"key must be bytes or None, got {type(key).__name__}; load it with hguard.integrity.load_key")
+    if expect_head is not None:
+        expect_head = _check_head(expect_head, "expect_head")
+    heads, problems = _read_anchor(Path(anchor)) if anchor is not None else ({}, [])
+    size = _snapshot_size(p)
+    n_records = 0
+    prev_hash: str | None = GENESIS_HASH
+    prev_seq: int | None = -1
+    prev_line = 0
+    head_seq: int | None = None
+    head_hash: str | None = None
+    found_expected = False
+    anchored_seen: set[int] = set()
+    if key is not None:
+        from .integrity import key_id, mac_matches
+    for lineno, rec, canonical, problem in _scan(p, size):
+        if problem is not None:
+            problems.append(problem)
+            prev_hash, prev_seq, prev_line = None, None, lineno
+            continue
+        assert rec is not None
+        n_records += 1
+        seq = rec.get("seq")
+        seq_ok = type(seq) is int
+        msgs: list[str] = []
+        missing = [f for f in _CHAIN_FIELDS if f not in rec]
+        if missing:
+            msgs.append(f"missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        if rec.get("hash") != record_hash(rec):
+            msgs.append("its hash does not match its content: the record was edited after it was written")
+        elif not canonical:
+            msgs.append(
+                "its hash matches but the line is not in canonical form (spacing, key order or duplicate keys "
+                "changed): it was edited by hand"
+            )
+        if key is not None:
+            if "mac" not in rec:
+                msgs.append("it carries no MAC: it was written without the key, or forged")
+            elif not mac_matches(key, _mac_body(rec), rec["mac"]):
+                msgs.append(
+                    "its MAC does not match: the record was edited or forged by someone without the key "
+                    "(or written under another key)"
+                )
+        if prev_hash is not None and rec.get("prev_hash") != prev_hash:
+            if prev_line == 0:
+                msgs.append("prev_hash is not the genesis value: the record(s) before it were removed")
+            else:
+                msgs.append(
+                    f"prev_hash does not match the hash of line {prev_line}: a record was removed, inserted or "
+                    f"moved here, or line {prev_line} was rewritten with a recomputed hash"
+                )
+        if not seq_ok:
+            msgs.append(f"seq is {seq!r:.40}, not an integer")
+        elif prev_seq is not None and seq != prev_seq + 1:
+            if prev_line == 0:
+                msgs.append(f"seq {seq} on the first line, expected 0")
+            else:
+                msgs.append(f"seq {seq} follows seq {prev_seq} on line {prev_line}, expected {prev_seq + 1}")
+        digest = rec.get("hash") if isinstance(rec.get("hash"), str) else None
+        if seq_ok and seq in heads:
+            anchored_seen.add(seq)
+            if heads[seq][1] != digest:
+                msgs.append(
+                    f"the anchor holds another hash for seq {seq} (anchor line {heads[seq][0]}): the record was "
+                    "rewritten after it was written"
+                )
+        if expect_head is not None and digest == expect_head:
+            found_expected = True
+        if msgs:
+            problems.append(Problem(lineno, seq if seq_ok else None, "; ".join(msgs)))
+        prev_hash = digest
+        prev_seq = seq if seq_ok else None
+        prev_line = lineno
+        head_seq, head_hash = (seq if seq_ok else None), digest
+    if expect_head is not None and not found_expected:
+        problems.append(
+            Problem(
+                0, None, f"no record has the expected head hash {expect_head}: records were cut off the end of the "
+                "log, or the chain was rewritten"
+            )
+        )
+    missing_heads = sorted(set(heads) - anchored_seen)
+    if missing_heads:
+        problems.append(
+            Problem(
+                0, missing_heads[0], f"{len(missing_heads)} head(s) in the anchor {anchor} are not in the log (seq "
+                f"{missing_heads[0]}..{missing_heads[-1]}): records were cut off the end of the log or removed"
+            )
+        )
+    return VerifyReport(
+        ok=not problems, n_records=n_records, problems=problems, path=str(p), head_seq=head_seq, head_hash=head_hash,
+        key_id=key_id(key) if key is not None else None,
+    )

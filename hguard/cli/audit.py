@@ -1,0 +1,117 @@
+"""``hguard audit``: verify, show, export or repair an audit log from the command line (see :mod:`hguard.audit`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..audit import Problem, canonical_json, export_csv, repair, show, verify
+from ..errors import HGuardError, InputError
+
+__all__ = ["build_parser", "main"]
+
+
+def _format_record(rec: dict[str, Any]) -> str:
+    reasons = rec.get("reasons")
+    if isinstance(reasons, list):
+        reasons = "; ".join(str(r) for r in reasons)
+    parts = [
+        f"{rec.get('seq', '?')!s:>6}",
+        str(rec.get("time", "?")),
+        f"{rec.get('kind', '?')!s:<14}",
+        str(rec.get("id", "?")),
+    ]
+    for key in ("domain", "route"):
+        if rec.get(key) is not None:
+            parts.append(f"{key}={rec[key]}")
+    if reasons:
+        parts.append(f"reasons={reasons}")
+    return "  ".join(parts)
+
+
+def _add_key_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--key-file", metavar="FILE", help="the integrity key (default: $HGUARD_KEY_FILE or $HGUARD_KEY when set)"
+    )
+    g.add_argument("--no-key", action="store_true", help="ignore a key set in the environment")
+
+
+def _cli_key(args: argparse.Namespace) -> bytes | None:
+    from ..integrity import load_key, load_key_file
+
+    if args.no_key:
+        return None
+    return load_key_file(args.key_file) if args.key_file else load_key()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hguard audit", description="Read, check and repair a tamper-evident hguard audit log."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("verify", help="check the hash chain (and MACs, with a key); exit 1 and say where it is broken")
+    p.add_argument("path", help="the audit log (.jsonl)")
+    _add_key_options(p)
+    p.add_argument(
+        "--expect-head", metavar="HASH", help="a record hash kept from a receipt: fail when the log no longer holds it"
+    )
+    p.add_argument("--anchor", metavar="FILE", help="the anchor file the writer appended heads to ([audit] anchor)")
+    p = sub.add_parser("show", help="print records (and, on stderr, every line that is not a record)")
+    p.add_argument("path", help="the audit log (.jsonl)")
+    p.add_argument("--last", type=int, metavar="N", help="only the last N matching records")
+    p.add_argument("--domain", metavar="D", help="only records of this domain")
+    p.add_argument("--route", metavar="R", help="only records routed this way")
+    p.add_argument("--json", action="store_true", help="one JSON record per line instead of a summary line")
+    p = sub.add_parser("export", help="write the log as CSV (signals.* and thresholds.* become columns)")
+    p.add_argument("path", help="the audit log (.jsonl)")
+    p.add_argument("--csv", required=True, metavar="OUT", help="the CSV file to write")
+    p.add_argument("--columns", metavar="C1,C2", help="comma-separated columns to write, in order")
+    p = sub.add_parser(
+        "repair", help="move a torn last line aside into PATH.torn-<time> now, as the next append would"
+    )
+    p.add_argument("path", help="the audit log (.jsonl)")
+    _add_key_options(p)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """``hguard audit`` entry point: 0 on success, 1 when the log is broken, 2 on a usage or input error."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits on --help and on bad usage; the caller decides about exiting
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        if args.command == "verify":
+            report = verify(args.path, key=_cli_key(args), expect_head=args.expect_head, anchor=args.anchor)
+            print(report.summary())
+            return 0 if report.ok else 1
+        if args.command == "show":
+            problems: list[Problem] = []
+            for rec in show(args.path, last=args.last, domain=args.domain, route=args.route, problems=problems):
+                print(canonical_json(rec) if args.json else _format_record(rec))
+            for problem in problems:
+                print(f"hguard audit: {args.path} line {problem.line}: {problem.message}", file=sys.stderr)
+            return 1 if problems else 0
+        if args.command == "export":
+            columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+            n = export_csv(args.path, args.csv, columns=columns)
+            print(f"wrote {n} rows to {args.csv}")
+            return 0
+        saved = repair(args.path, key=_cli_key(args))
+        if saved is None:
+            print(f"nothing moved aside: {args.path} had no torn last line (damaged complete lines stay as evidence)")
+        else:
+            print(
+                f"moved the torn last line of {args.path} to {saved} and recorded that in the chain; "
+                f"run `hguard audit verify {args.path}` to check the rest of the chain"
+            )
+        return 0
+    except InputError as e:
+        print(f"hguard audit: error: {e}", file=sys.stderr)
+        return 2
+    except HGuardError as e:
+        print(f"hguard audit: error: {e}", file=sys.stderr)
+        return 1

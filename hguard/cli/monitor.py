@@ -1,0 +1,45 @@
+"""``hguard monitor``: spot-check estimate, drift and tightening per domain (see :mod:`hguard.monitor`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..monitor import lift, public_report, run_monitor, summary, write_html
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hguard monitor", description="Spot-check estimate, drift and tightening per domain.")
+    p.add_argument("--policy", required=True, help="the policy the guard runs under")
+    p.add_argument("--audit", help="audit log (default: the policy's)")
+    p.add_argument("--queue", help="review queue (default: the policy's)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--report", help="HTML report path (default: monitor-report.html beside the audit log)")
+    p.add_argument("--dry-run", action="store_true", help="report only: append nothing, change no state")
+    p.add_argument("--lift", metavar="DOMAIN", help="lift a domain's tightening (audited; needs --by and --reason)")
+    p.add_argument("--by", help="who lifts it")
+    p.add_argument("--reason", help="why")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """``hguard monitor`` entry point."""
+    from ..policy import load_policy
+
+    args = build_parser().parse_args(argv)
+    policy = load_policy(args.policy)
+    if args.lift:
+        st = lift(policy, args.lift, by=args.by or "", reason=args.reason or "", audit_path=args.audit)
+        print(f"hguard monitor: domain {args.lift!r} lifted (record {st.record_id}); state {st.state}")
+        return 0
+    report = run_monitor(policy, audit_path=args.audit, queue_path=args.queue, act=not args.dry_run)
+    out = write_html(report, args.report or Path(report["audit_log"]).with_name("monitor-report.html"))
+    if args.json:
+        print(json.dumps({**public_report(report), "html_report": str(out)}, indent=2, default=float))
+    else:
+        print(summary(report))
+        print(f"report: {out}")
+    return 0

@@ -1,0 +1,136 @@
+"""``hguard review``: serve the review page, list the queue or export reviewed items (see :mod:`hguard.review`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from typing import TYPE_CHECKING, cast
+
+from ..errors import HGuardError, InputError
+from ..review.queue import ReviewItem, ReviewQueue
+from ..review._pages import _fmt_risk
+from ..review.web import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV, _open_source, make_server
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+__all__ = ["build_parser", "main"]
+
+
+def _add_source(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--policy", metavar="FILE", help="policy file whose review.queue (and audit log) to use")
+    group.add_argument("--queue", metavar="DB", help="an existing review queue (SQLite file)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hguard review", description="Human review of answers the guard routed to review."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("serve", help=f"serve the review web page (reading and verdicts need {TOKEN_ENV})")
+    _add_source(p)
+    p.add_argument("--audit", metavar="LOG", help="audit log for verdicts (default with --policy: the policy's)")
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host (shows private text)")
+    p.add_argument("--allowed-host", action="append", metavar="NAME", help="Host name the site answers to (repeatable)")
+    p.add_argument(
+        "--read-only-open", action="store_true",
+        help="let ANY local process read every queued question and answer without the token (verdicts still "
+        f"need {TOKEN_ENV}; without it none can be recorded)",
+    )  # fmt: skip
+    p = sub.add_parser("list", help="print the counts and the pending items")
+    _add_source(p)
+    p.add_argument("--domain", metavar="D", help="only this domain")
+    p.add_argument(
+        "--order", choices=("risk", "time"), default="risk", help="risk (highest first) or time (oldest first)"
+    )
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N items (default 50)")
+    p.add_argument("--decided", action="store_true", help="list decided items instead of pending ones")
+    p.add_argument("--json", action="store_true", help="one JSON object per item")
+    p = sub.add_parser("export", help="write reviewed items as calibration JSONL")
+    _add_source(p)
+    p.add_argument("--out", required=True, metavar="FILE.jsonl", help="the calibration file to write (replaced)")
+    p.add_argument("--domain", metavar="D", help="only this domain")
+    return parser
+
+
+def _one_line(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def _item_json(item: ReviewItem) -> str:
+    from dataclasses import asdict
+
+    return json.dumps(asdict(item), ensure_ascii=False, sort_keys=True)
+
+
+def main(argv: list[str]) -> int:
+    """``hguard review`` entry point: 0 on success, 2 on a usage or input error, 1 on any other failure."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits on --help and bad usage; the caller decides about exiting
+        return e.code if isinstance(e.code, int) else 2
+    source = args.policy if args.policy is not None else args.queue
+    try:
+        if args.command == "serve":
+            token = os.environ.get(TOKEN_ENV) or None
+            with warnings.catch_warnings():
+                warnings.simplefilter("always")
+                server = make_server(
+                    source, args.host, args.port, token=token, audit=args.audit,
+                    allow_remote=args.allow_remote, allowed_hosts=args.allowed_host,
+                    read_only_open=args.read_only_open,
+                )  # fmt: skip
+            app = cast("Starlette", server.config.app)  # make_server serves the app create_app built
+            queue: ReviewQueue = app.state.queue
+            if not args.read_only_open:
+                mode = "reading and verdicts need the review token"
+            elif token:
+                mode = "--read-only-open: ANY local process can read the queue; verdicts need the review token"
+            else:
+                mode = f"--read-only-open: ANY local process can read the queue; read-only ({TOKEN_ENV} is not set)"
+            audit_note = (
+                f"verdicts logged to {queue.audit.path}" if queue.audit
+                else "no audit log: verdicts stay in the queue only"
+            )  # fmt: skip
+            print(f"hguard review: serving {queue.path} on http://{args.host}:{args.port}/ ({mode}; {audit_note})",
+                  file=sys.stderr)  # fmt: skip
+            server.run()
+            return 0
+        queue = _open_source(source, None)
+        if args.command == "list":
+            if args.limit < 0:
+                raise InputError(f"--limit must be >= 0, got {args.limit}")
+            for domain, c in queue.counts().items():
+                name = domain if domain is not None else "(no domain)"
+                print(f"{name}: {c['pending']} pending, {c['decided']} decided")
+            if args.decided:
+                items = queue.decided(domain=args.domain, limit=args.limit, newest_first=True)[::-1]
+            else:
+                items = queue.pending(domain=args.domain, order=args.order, limit=args.limit)
+            for it in items:
+                if args.json:
+                    print(_item_json(it))
+                    continue
+                verdict = f"  {it.verdict.verdict} by {it.verdict.reviewer}" if it.verdict else ""
+                print(f"{_fmt_risk(it.risk):>8}  {it.domain or '(none)':<14} {it.id}  "
+                      f"{_one_line(it.question, 70)}{verdict}")  # fmt: skip
+            return 0
+        from ..review.export import export_reviewed
+
+        summary = export_reviewed(queue, args.out, domain=args.domain)
+        print(summary.summary())
+        return 0
+    except InputError as e:
+        print(f"hguard review: error: {e}", file=sys.stderr)
+        return 2
+    except HGuardError as e:
+        print(f"hguard review: error: {e}", file=sys.stderr)
+        return 1

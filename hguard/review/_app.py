@@ -1,0 +1,323 @@
+"""The review site itself: routes, page rendering, login, verdict posting. See :mod:`hguard.review.web`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
+from urllib.parse import quote, urlsplit
+
+from ..audit import AuditLog
+from ..errors import HGuardError, InputError, ReviewQueueError
+from ._auth import _MAKE_TOKEN, SESSION_MAX_AGE_S, TOKEN_ENV, _Auth, _b64, _check_token, _GuardMiddleware
+from ._pages import _INSTALL_HINT, _jinja_env
+from .queue import NO_DOMAIN, AlreadyDecided, ItemNotFound, ReviewItem, ReviewQueue
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+SESSION_COOKIE = "hguard_review_session"
+CSRF_COOKIE = "hguard_review_csrf"
+REVIEWER_COOKIE = "hguard_reviewer"
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+_MAX_BODY = 2 * 1024 * 1024
+_NO_DOMAIN_PARAM = "-"
+
+
+def _with_audit(queue: ReviewQueue, audit: AuditLog | None) -> ReviewQueue:
+    if audit is None:
+        return queue
+    if not isinstance(audit, AuditLog):
+        raise InputError(f"audit must be an AuditLog or None, got {type(audit).__name__}; pass AuditLog('audit.jsonl')")
+    if queue.audit is not None:
+        if Path(queue.audit.path).resolve() != Path(audit.path).resolve():
+            raise InputError(
+                f"the queue already logs verdicts to {queue.audit.path}, and audit={audit.path} names another "
+                "log; pass only one of them"
+            )
+        return queue
+    return ReviewQueue(queue.path, audit=audit, busy_timeout=queue.busy_timeout)
+
+
+def create_app(
+    queue: ReviewQueue,
+    *,
+    token: str | None,
+    audit: AuditLog | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+    read_only_open: bool = False,
+    monitor_state: str | os.PathLike[str] | None = None,
+) -> Starlette:
+    """The review site for ``queue``. Reading and verdicts need ``token`` (None is refused with InputError)
+    unless ``read_only_open=True``, which lets anyone who reaches the server read the queue (verdicts still need
+    the token; with ``token=None`` none can be recorded). ``audit`` logs verdicts (unless the queue has its own
+    log). ``allowed_hosts``: Host names served (default: the loopback names).
+    ``monitor_state``: the monitor's state file, to show each domain's state (normal or tightened)."""
+    try:
+        from starlette.applications import Starlette
+        from starlette.concurrency import run_in_threadpool
+        from starlette.middleware import Middleware
+        from starlette.requests import Request
+        from starlette.responses import HTMLResponse, RedirectResponse, Response
+        from starlette.routing import Route
+    except ImportError as e:
+        raise HGuardError(f"the review web app needs starlette ({e}); {_INSTALL_HINT}") from e
+    if not isinstance(queue, ReviewQueue):
+        raise InputError(f"queue must be a ReviewQueue, got {type(queue).__name__}; pass ReviewQueue('review.sqlite3')")
+    if not isinstance(read_only_open, bool):
+        raise InputError(f"read_only_open must be True or False, got {read_only_open!r}")
+    token = _check_token(token, read_only_open)
+    queue = _with_audit(queue, audit)
+    hosts = list(allowed_hosts) if allowed_hosts is not None else list(_LOOPBACK_HOSTS)
+    if not hosts or not all(isinstance(h, str) and h for h in hosts):
+        raise InputError(f"allowed_hosts must be a non-empty list of host names, got {allowed_hosts!r}")
+    auth = _Auth(token, read_only_open=read_only_open)
+    env = _jinja_env()
+    from ..monitor import MonitorState
+
+    states = MonitorState(monitor_state)
+
+    def state_of(domain: str | None) -> str:
+        st = states.get(domain)
+        if st is None or st.state == "normal":
+            return "normal" if monitor_state is not None and domain is not None else ""
+        return f"tightened since {st.since}: {st.reason}"
+
+    def cookie(response: Response, request: Request, key: str, value: str, max_age: int | None) -> None:
+        response.set_cookie(
+            key, value, max_age=max_age, path="/", httponly=True, samesite="strict",
+            secure=request.url.scheme == "https",
+        )  # fmt: skip
+
+    def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+        seed = request.cookies.get(CSRF_COOKIE)
+        new_seed = seed is None or len(seed) < 16 or len(seed) > 100
+        if new_seed:
+            seed = _b64(secrets.token_bytes(24))
+        assert seed is not None
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+
+        def self_url(**changes: str) -> str:
+            params = dict(request.query_params)
+            params.pop("done", None)
+            params.update(changes)
+            return "/?" + "&".join(f"{quote(k)}={quote(v)}" for k, v in params.items())
+
+        ctx.setdefault("message", None)
+        ctx.setdefault("message_kind", "ok")
+        html = env.get_template(name).render(
+            writable=auth.writable,
+            logged_in=auth.session_ok(request.cookies.get(SESSION_COOKIE)),
+            csrf=auth.csrf_for(seed),
+            token_env=TOKEN_ENV,
+            request_path=path,
+            self_url=self_url,
+            **ctx,
+        )
+        response = HTMLResponse(html, status_code=status)
+        if new_seed:
+            cookie(response, request, CSRF_COOKIE, seed, None)
+        return response
+
+    def error(request: Request, status: int, message: str) -> HTMLResponse:
+        titles = {400: "Bad request", 403: "Refused", 404: "Not found", 409: "Already decided", 413: "Too large",
+                  429: "Too many attempts", 500: "Not recorded"}  # fmt: skip
+        return render(request, "error.html", status, title=titles.get(status, "Error"), message=message,
+                      message_kind="error")  # fmt: skip
+
+    def same_origin(request: Request) -> str | None:
+        """Why a POST is refused as cross-site, or None when it comes from our own pages."""
+        own = f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
+        origin = request.headers.get("origin")
+        if origin is not None:
+            if origin.lower() != own:
+                return f"cross-site request refused: Origin {origin!r} is not this server ({own})"
+            return None
+        referer = request.headers.get("referer")
+        if referer:
+            parts = urlsplit(referer)
+            if f"{parts.scheme}://{parts.netloc}".lower() != own:
+                return f"cross-site request refused: Referer {referer!r} is not this server ({own})"
+            return None
+        return (
+            "request refused: it has neither an Origin nor a Referer header, so it cannot be told apart from a "
+            "cross-site post; submit the form from the review pages"
+        )
+
+    async def checked_form(request: Request, *, need_session: bool) -> tuple[Any, Response | None]:
+        """The POSTed form, or the refusal to send instead."""
+        if not auth.writable:
+            return None, error(
+                request, 403,
+                f"read-only: started with --read-only-open and no review token, so nothing can be recorded; "
+                f"make one with: {_MAKE_TOKEN} and restart hguard review serve",
+            )  # fmt: skip
+        why = same_origin(request)
+        if why is not None:
+            return None, error(request, 403, why)
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > _MAX_BODY):
+            return None, error(request, 413, f"the form is {length} bytes; the limit is {_MAX_BODY}")
+        try:
+            form = await request.form(max_files=0, max_fields=20, max_part_size=_MAX_BODY)
+        except Exception as e:  # multipart's parse errors have no common base class worth naming
+            return None, error(request, 400, f"the form could not be read ({e}); submit it from the review page")
+        if not auth.csrf_ok(request.cookies.get(CSRF_COOKIE), form.get("csrf_token")):
+            return None, error(
+                request, 403,
+                "the form's CSRF token is missing or does not match this browser's; reload the page and submit again",
+            )  # fmt: skip
+        if need_session and not auth.session_ok(request.cookies.get(SESSION_COOKIE)):
+            return None, error(
+                request, 403,
+                "not logged in (or the session expired): log in at /login with the review token, then submit again",
+            )  # fmt: skip
+        return form, None
+
+    def login_first(request: Request) -> Response | None:
+        """The redirect to /login for a reader without a session (nothing from the queue is shown), else None."""
+        if auth.can_read(request.cookies.get(SESSION_COOKIE)):
+            return None
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(path, safe='')}", status_code=303)
+
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client is not None else "unknown"
+
+    def domain_filter(param: str | None) -> Any:
+        if param is None or param == "":
+            return None
+        return NO_DOMAIN if param == _NO_DOMAIN_PARAM else param
+
+    async def index(request: Request) -> Response:
+        if (refusal := login_first(request)) is not None:
+            return refusal
+        order = request.query_params.get("order", "risk")
+        if order not in ("risk", "time"):
+            return error(request, 400, f"order must be 'risk' or 'time', got {order!r}")
+        domain_param = request.query_params.get("domain") or None
+        limit = 500
+        checked_order = cast(Literal["risk", "time"], order)  # checked just above
+        items = await run_in_threadpool(queue.pending, domain_filter(domain_param), checked_order, limit + 1)
+        counts = await run_in_threadpool(queue.counts)
+        rows = [
+            {"label": d if d is not None else "(no domain)", "param": d if d is not None else _NO_DOMAIN_PARAM,
+             "pending": c["pending"], "decided": c["decided"], "state": state_of(d)}
+            for d, c in counts.items()
+        ]  # fmt: skip
+        message = None
+        done = request.query_params.get("done")
+        if done:
+            item = await run_in_threadpool(queue.get, done)
+            if item is not None and item.verdict is not None:
+                message = f"Recorded: {item.verdict.verdict} by {item.verdict.reviewer} on item {item.id}."
+        return render(
+            request, "index.html",
+            items=items[:limit], truncated=len(items) > limit, counts=rows, order=order, domain_param=domain_param,
+            total_pending=sum(c["pending"] for c in counts.values()), message=message,
+        )  # fmt: skip
+
+    async def decided_page(request: Request) -> Response:
+        if (refusal := login_first(request)) is not None:
+            return refusal
+        items = await run_in_threadpool(lambda: queue.decided(limit=1000, newest_first=True))
+        return render(request, "decided.html", items=items)
+
+    def item_page(request: Request, item: ReviewItem, status: int = 200, message: str | None = None,
+                  kind: str = "ok", form: dict[str, str] | None = None) -> Response:  # fmt: skip
+        form = dict(form or {})
+        form.setdefault("reviewer", request.cookies.get(REVIEWER_COOKIE, ""))
+        form.setdefault("note", "")
+        form.setdefault("corrected_answer", "")
+        return render(request, "item.html", status, item=item, message=message, message_kind=kind, form=form)
+
+    async def item(request: Request) -> Response:
+        # Access first, then the lookup: a 404 must not tell a stranger which ids exist.
+        form = None
+        if request.method == "GET":
+            refusal = login_first(request)
+        else:
+            form, refusal = await checked_form(request, need_session=True)
+        if refusal is not None:
+            return refusal
+        item_id = request.path_params["item_id"]
+        found = await run_in_threadpool(queue.get, item_id)
+        if found is None:
+            return error(request, 404, f"no review item {item_id!r} in this queue; it may have been typed wrong")
+        if request.method == "GET":
+            return item_page(request, found)
+        assert form is not None  # checked_form returns the form whenever it refuses nothing
+        values = {k: str(form.get(k) or "") for k in ("verdict", "reviewer", "note", "corrected_answer")}
+        try:
+            verdict = await run_in_threadpool(
+                lambda: queue.decide(
+                    item_id, verdict=values["verdict"], reviewer=values["reviewer"],  # type: ignore[arg-type]
+                    corrected_answer=values["corrected_answer"] or None, note=values["note"] or None,
+                )
+            )  # fmt: skip
+        except AlreadyDecided as e:
+            current = await run_in_threadpool(queue.get, item_id)
+            return item_page(request, current or found, 409, str(e), "error")
+        except ItemNotFound as e:
+            return error(request, 404, str(e))
+        except InputError as e:
+            return item_page(request, found, 400, f"Not recorded: {e}", "error", values)
+        except ReviewQueueError as e:
+            return item_page(request, found, 500, f"Not recorded: {e}", "error", values)
+        response = RedirectResponse(f"/?done={quote(verdict.item_id, safe='')}", status_code=303)
+        cookie(response, request, REVIEWER_COOKIE, verdict.reviewer, 30 * 24 * 3600)
+        return response
+
+    def safe_next(value: Any) -> str:
+        # Only paths on this server: "//evil.example" or "https://..." would make login an open redirect.
+        if isinstance(value, str) and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+            return value
+        return "/"
+
+    async def login(request: Request) -> Response:
+        if request.method == "GET":
+            return render(request, "login.html", next=safe_next(request.query_params.get("next")))
+        form, refusal = await checked_form(request, need_session=False)
+        if refusal is not None:
+            return refusal
+        nxt = safe_next(form.get("next"))
+        client = client_of(request)
+        if auth.login_locked(client):
+            return render(request, "login.html", 429, next=nxt, message_kind="error",
+                          message="too many wrong tokens from this address in the last minute; wait a minute and "
+                                  "try again")  # fmt: skip
+        given = form.get("token")
+        if not isinstance(given, str) or not auth.check_token(given):
+            auth.note_failure(client)
+            return render(
+                request, "login.html", 403, next=nxt, message_kind="error",
+                message=f"wrong review token; use the value of {TOKEN_ENV} set where the server runs",
+            )  # fmt: skip
+        response = RedirectResponse(nxt, status_code=303)
+        cookie(response, request, SESSION_COOKIE, auth.new_session(), SESSION_MAX_AGE_S)
+        return response
+
+    async def logout(request: Request) -> Response:
+        form, refusal = await checked_form(request, need_session=False)
+        if refusal is not None:
+            return refusal
+        response = RedirectResponse("/", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    app = Starlette(
+        routes=[
+            Route("/", index, methods=["GET"]),
+            Route("/decided", decided_page, methods=["GET"]),
+            Route("/items/{item_id:path}", item, methods=["GET", "POST"]),
+            Route("/login", login, methods=["GET", "POST"]),
+            Route("/logout", logout, methods=["POST"]),
+        ],
+        middleware=[Middleware(_GuardMiddleware, allowed_hosts=hosts)],
+    )
+    app.state.queue = queue
+    app.state.writable = auth.writable
+    app.state.read_only_open = auth.read_only_open
+    return app
