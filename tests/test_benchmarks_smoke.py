@@ -21,8 +21,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 README = BENCH / "README.md"
-# A command as benchmarks/README.md writes it, in backticks (it may wrap onto the next line).
-README_COMMAND = re.compile(r"`(?:\.venv/bin/)?python benchmarks/(\w+)\.py([^`]*)`")
+# A command as benchmarks/README.md writes it, in backticks (it may wrap onto the next line), perhaps after
+# environment settings (`HGUARD_THREADS=1 .venv/bin/python ...`).
+README_COMMAND = re.compile(r"`(?:[A-Z_]+=[^\s`]* )*(?:\.venv/bin/)?python benchmarks/(\w+)\.py([^`]*)`")
 
 
 def _script(name: str):
