@@ -168,8 +168,10 @@ def _children_cpu() -> float:
 
 def shared_data_missing() -> str | None:
     """Why the public data sets cannot be read, or None when they can."""
-    from hguard.calibrate.public import shared_data_dir
+    if str(HERE.parent) not in sys.path:
+        sys.path.insert(0, str(HERE.parent))  # research/ sits beside hguard/ and is not installed
     from hguard.errors import DataError
+    from research.public import shared_data_dir
 
     try:
         shared_data_dir()
