@@ -9,7 +9,7 @@ each Ray actor one). Times: ``setup`` is what a mode pays before the first answe
 in the driver; for Ray also starting a local Ray with ``ray.init(num_cpus=2)``; the actors load their
 own model inside the collection time), ``collect`` the collection call. The shards of every mode are
 compared with the local engine's (same answers, features within float tolerance).
-Writes benchmarks/results/engines.json.
+Writes benchmarks/results/engines.json (``--out``: another file name there, or an absolute path).
 """
 
 from __future__ import annotations
@@ -29,13 +29,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--modes", nargs="+", default=["local", "ray-1", "ray-2"], help="run in this order (the first is the reference)")
-    p.add_argument("--out", default="engines.json", help="file name under benchmarks/results/")
-    args = p.parse_args()
+    p.add_argument("--out", default="engines.json",
+                   help="file name under benchmarks/results/, or an absolute path to write elsewhere")
+    return p
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     os.environ.setdefault("HGUARD_THREADS", "1")
     import torch
 
@@ -67,7 +72,8 @@ def main() -> None:
                 from hguard.calibrate.ray_engine import RayOptions, collect_ray
 
                 actors = int(mode.split("-")[1])
-                ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+                # address="local": always a new local Ray of this process's own, never a running cluster
+                ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
                 setup = time.perf_counter() - t0
                 t1 = time.perf_counter()
                 try:
@@ -91,7 +97,7 @@ def main() -> None:
             del col
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    out = ROOT / "benchmarks" / "results" / args.out
+    out = ROOT / "benchmarks" / "results" / args.out  # an absolute --out stays as it is
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))

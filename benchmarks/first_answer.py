@@ -38,12 +38,16 @@ QUESTIONS = [
 ]
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=12, help="questions measured (cycled over the list)")
     ap.add_argument("--max-new-tokens", type=int, default=24)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "first_answer.json"))
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
 
     import torch
 

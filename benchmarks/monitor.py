@@ -14,7 +14,7 @@ default spot_check_rate (0.02), so accepted answers = spot-checks / 0.02. Scenar
 Both breach rules are measured: upper_bound (the default: tighten once the target is no longer certified) and
 lower_bound (tighten once it is shown broken).
 
-Writes benchmarks/results/monitor.json and prints Markdown tables.
+Writes benchmarks/results/monitor.json (``--out``) and prints Markdown tables.
 Run: .venv/bin/python benchmarks/monitor.py [--sims 2000]
 """
 
@@ -71,12 +71,17 @@ def _wilson(k: int, n: int) -> list[float]:
     return [max(0.0, c - h), min(1.0, c + h)]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sims", type=int, default=2000)
     ap.add_argument("--cap", type=int, default=2000, help="spot-checks simulated at most per run")
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "monitor.json", help="where the JSON goes")
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     rng = random.Random(args.seed)
     out: dict = {"target": TARGET, "confidence": CONFIDENCE, "spot_check_rate": RATE, "ok_rate": OK_RATE,
                  "risen_rate": 2 * TARGET, "sims": args.sims, "cap": args.cap, "detection": [], "false_alarm": []}  # fmt: skip
@@ -100,15 +105,16 @@ def main() -> None:
                 alarms = sum(_first_alarm(rng, p, horizon, rule)[0] is not None for _ in range(args.sims))
                 out["false_alarm"].append({"rule": rule, "rate": p, "within": horizon, "tightened": alarms,
                                            "share": alarms / args.sims, "ci95": _wilson(alarms, args.sims)})  # fmt: skip
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "monitor.json").write_text(json.dumps(out, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2))
     print(f"| rule | history at {OK_RATE} | tightened before the rise (95% CI) | spot-checks after the rise to detect: median [95% CI] (5th-95th pct) | accepted answers at rate {RATE} (median) |")
     print("|---|---|---|---|---|")
     for r in out["detection"]:
         q = r["spot_checks_to_detect"]
         lo, hi = r["tightened_before_rise_ci95"]
-        print(f"| {r['rule']} | {r['history']} | {r['tightened_before_rise'] / args.sims:.1%} ({lo:.1%}-{hi:.1%}) | "
-              f"{q['median']} [{q['median_ci95'][0]}-{q['median_ci95'][1]}] ({q['p05']}-{q['p95']}), n={q['n']} | {q['median'] / RATE:,.0f} |")  # fmt: skip
+        detect = (f"{q['median']} [{q['median_ci95'][0]}-{q['median_ci95'][1]}] ({q['p05']}-{q['p95']}), n={q['n']} | {q['median'] / RATE:,.0f}"
+                  if q["n"] else "no run detected the rise, n=0 | -")  # fmt: skip
+        print(f"| {r['rule']} | {r['history']} | {r['tightened_before_rise'] / args.sims:.1%} ({lo:.1%}-{hi:.1%}) | {detect} |")
     print()
     print("| rule | true rate | tightened within 100 checks (95% CI) | within 500 |")
     print("|---|---|---|---|")

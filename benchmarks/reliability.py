@@ -344,7 +344,7 @@ def probe_tamper(workdir: Path) -> list[dict]:
 # ------------------------------------------------------------------------------------------------ main
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kill-trials", type=int, default=60)
     ap.add_argument("--threads", type=int, default=8)
@@ -353,7 +353,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--smoke", action="store_true", help="tiny settings (2 kill trials, 10 appends per writer)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "reliability.json"))
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     if args.smoke:
         args.kill_trials, args.per_writer = 2, 10
     with tempfile.TemporaryDirectory(prefix="hguard-reliability-") as tmp:

@@ -1,10 +1,10 @@
 """Run every benchmark in benchmarks/, as benchmarks/README.md runs it.
 
-Without options this runs the README's commands: the real, long runs (about three hours on one CPU
+Without options this runs the README's commands: the real, long runs (about four hours on one CPU
 thread in all, more on a busy machine), which overwrite the committed results in benchmarks/results/.
 Each command is printed before it runs; a failed one is reported and the others still run. The
 reference calibration that calibration.py reads (`make calibrate`) is not rerun: it rewrites the
-shipped probes.
+shipped probes. screening.py keeps the answers it collects in runs/screening-* (about 1.3 GB).
 
     .venv/bin/python benchmarks/run_all.py                  # the README runs (`make bench`)
     .venv/bin/python benchmarks/run_all.py --smoke          # each benchmark at tiny settings (minutes)
@@ -75,17 +75,62 @@ BENCHMARKS: dict[str, Benchmark] = {
         smoke=(("--n", "1", "--out", f"{OUT}/early_stop.json"),),
         writes=("early_stop.json",),
     ),
+    "engines": Benchmark(
+        full=(("--n", "64", "--batch-size", "8"),
+              ("--n", "64", "--batch-size", "8", "--modes", "ray-2", "ray-1", "local", "--out", "engines_reversed.json")),
+        # 4 questions in 2 shards, the local engine then a local Ray (started and shut down by the script) with one actor
+        smoke=(("--n", "4", "--batch-size", "2", "--modes", "local", "ray-1", "--out", f"{OUT}/engines.json"),),
+        writes=("engines.json",),
+    ),
+    "first_answer": Benchmark(
+        full=(("--n", "12"),),
+        smoke=(("--n", "1", "--max-new-tokens", "4", "--out", f"{OUT}/first_answer.json"),),
+        writes=("first_answer.json",),
+    ),
     "grounding": Benchmark(
         full=((),),
         smoke=(("--limit", "5", "--out", f"{OUT}/grounding.json"),),  # 2 length-matched HaluEval rows
         writes=("grounding.json",),
         shared_data=True,
     ),
+    "monitor": Benchmark(
+        full=(("--sims", "2000"),),
+        smoke=(("--sims", "200", "--out", f"{OUT}/monitor.json"),),
+        writes=("monitor.json",),
+    ),
     "recording": Benchmark(
         full=(("--rounds", "3"),),
         smoke=(("--rounds", "1", "--skip-load", "--prompts", "2", "--max-new-tokens", "8",
                 "--out", f"{OUT}/recording.json"),),
         writes=("recording.json",),
+    ),
+    "reliability": Benchmark(
+        full=((),),
+        smoke=(("--smoke", "--out", f"{OUT}/reliability.json"),),
+        writes=("reliability.json",),
+    ),
+    "screening": Benchmark(
+        full=(("collect-wide", "--n", "256", "--work", "runs/screening-wide256"),
+              ("fit", "--work", "runs/screening-wide256", "--mode", "memory"),
+              ("fit", "--work", "runs/screening-wide256", "--mode", "screen", "--k", "2000"),
+              ("fit", "--work", "runs/screening-wide256", "--mode", "screen", "--k", "8000"),
+              ("shard-size", "--work", "runs/screening-wide256"),
+              ("collect-wide", "--n", "512", "--work", "runs/screening-wide512"),
+              ("fit", "--work", "runs/screening-wide512", "--mode", "memory"),
+              ("fit", "--work", "runs/screening-wide512", "--mode", "screen", "--k", "2000"),
+              ("collect-default", "--work", "runs/screening-default"),
+              ("auroc", "--work", "runs/screening-default", "--k", "500", "2000", "8000"),
+              ("shard-size", "--work", "runs/screening-default")),
+        # the 8B-shaped random model (no default-model collection, 22 min): collection, both fits, the held-out
+        # AUROC and the shard sizes on 32 answers
+        smoke=(("collect-wide", "--n", "32", "--work", f"{OUT}/screening/work", "--out", f"{OUT}/screening"),
+               ("fit", "--work", f"{OUT}/screening/work", "--mode", "memory", "--out", f"{OUT}/screening"),
+               ("fit", "--work", f"{OUT}/screening/work", "--mode", "screen", "--k", "200", "--out", f"{OUT}/screening"),
+               ("auroc", "--work", f"{OUT}/screening/work", "--k", "200", "--out", f"{OUT}/screening"),
+               ("shard-size", "--work", f"{OUT}/screening/work", "--out", f"{OUT}/screening")),
+        writes=("screening/screening_collect_wide_n32.json", "screening/screening_fit_memory_458752_n32.json",
+                "screening/screening_fit_screen_k200_458752_n32.json", "screening/screening_auroc_default.json",
+                "screening/shard_size_458752.json"),
     ),
     "steering": Benchmark(
         full=(("--part", "h_neurons"), ("--part", "random"), ("--merge",)),
@@ -123,8 +168,10 @@ def _children_cpu() -> float:
 
 def shared_data_missing() -> str | None:
     """Why the public data sets cannot be read, or None when they can."""
-    from research.public import shared_data_dir
+    if str(HERE.parent) not in sys.path:
+        sys.path.insert(0, str(HERE.parent))  # research/ sits beside hguard/ and is not installed
     from hguard.errors import DataError
+    from research.public import shared_data_dir
 
     try:
         shared_data_dir()
@@ -135,7 +182,7 @@ def shared_data_missing() -> str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0] + " Without --smoke: the README's real, long runs (about three "
+        description=__doc__.split("\n\n")[0] + " Without --smoke: the README's real, long runs (about four "
         "hours on one thread), each command printed as it starts; they overwrite benchmarks/results/.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Benchmarks: " + ", ".join(BENCHMARKS),
@@ -173,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             out.mkdir(parents=True, exist_ok=True)
             print(f"smoke run (tiny settings, figures meaningless) into {out}", flush=True)
         else:
-            print("full run: the README's commands, about three hours on one thread; "
+            print("full run: the README's commands, about four hours on one thread; "
                   "results go to benchmarks/results/", flush=True)
         env = {**os.environ, "HGUARD_THREADS": os.environ.get("HGUARD_THREADS", "1"), "TOKENIZERS_PARALLELISM": "false"}
         failed = []

@@ -1,6 +1,6 @@
 """Streaming screening fit against the in-memory fit, and shard sizes per answer.
 
-Subcommands (each prints one JSON object and writes it to benchmarks/results/):
+Subcommands (each prints one JSON object and writes it to benchmarks/results/, or to the folder ``--out``):
 
 * ``collect-wide --n N --work DIR``: answers from a random model shaped like an 8B model in width
   (32 layers x 14,336 FFN neurons = 458,752 features, hidden size 16) into a shard folder, labelled
@@ -42,10 +42,10 @@ def _threads() -> int:
     return n
 
 
-def _save(name: str, out: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def _save(folder: Path, name: str, out: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
     out = {**out, "load_average": os.getloadavg(), "threads": int(os.environ.get("HGUARD_THREADS", "1"))}
-    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1))
+    (folder / f"{name}.json").write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
 
 
@@ -88,7 +88,7 @@ def cmd_collect_wide(args) -> None:
            for i, (q, f) in enumerate(zip(qs, firsts))]
     t0 = time.perf_counter()
     collect(gen, exs, args.work, batch_size=args.batch_size, progress=False)
-    _save(f"screening_collect_wide_n{len(exs)}", {"n": len(exs), "n_features": gen.n_features, "seconds": time.perf_counter() - t0,
+    _save(args.out, f"screening_collect_wide_n{len(exs)}", {"n": len(exs), "n_features": gen.n_features, "seconds": time.perf_counter() - t0,
                                      "torch_threads": threads})
 
 
@@ -104,7 +104,7 @@ def cmd_collect_default(args) -> None:
     gen = Generator(load_model("default"), system_prompt=DEFAULT_SYSTEM_PROMPT, max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
     t0 = time.perf_counter()
     collect(gen, exs, args.work, batch_size=16, progress=False)
-    _save("screening_collect_default", {"n": len(exs), "domains": args.domain, "seconds": time.perf_counter() - t0,
+    _save(args.out, "screening_collect_default", {"n": len(exs), "domains": args.domain, "seconds": time.perf_counter() - t0,
                                         "torch_threads": threads})
 
 
@@ -151,7 +151,7 @@ def cmd_fit(args) -> None:
         probe = fit_screened(args.work, ids, y, k=args.k, lengths=lengths, cv=5, n_layers=nl, d_ff=df, random_state=0)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
-    _save(f"screening_fit_{args.mode}{'' if args.mode == 'memory' else '_k' + str(args.k)}_{store.settings['n_features']}_n{len(rows)}", {
+    _save(args.out, f"screening_fit_{args.mode}{'' if args.mode == 'memory' else '_k' + str(args.k)}_{store.settings['n_features']}_n{len(rows)}", {
         "mode": args.mode, "k": args.k if args.mode == "screen" else None, "n": len(rows), "n_hallucinated": int(y.sum()),
         "n_features": store.settings["n_features"], "seconds": seconds, "load_seconds": t_load, "peak_rss_mib": peak,
         "rss_before_fit_mib": base, "peak_rss_added_by_fit_mib": peak - base,
@@ -202,7 +202,7 @@ def cmd_auroc(args) -> None:
                 "overlap_with_in_memory": int(len(set(p.feature_indices_) & set(full.feature_indices_))),
             }
         out["domains"][domain] = d
-    _save("screening_auroc_default", out)
+    _save(args.out, "screening_auroc_default", out)
 
 
 def cmd_shard_size(args) -> None:
@@ -213,37 +213,43 @@ def cmd_shard_size(args) -> None:
     n = sum(len(e["row_ids"]) for e in entries)
     data = sum((store.shard_dir / e["file"]).stat().st_size for e in entries)
     meta = sum((store.shard_dir / f"{e['shard']}.json").stat().st_size for e in entries)
-    _save(f"shard_size_{store.settings['n_features']}", {
+    _save(args.out, f"shard_size_{store.settings['n_features']}", {
         "n_answers": n, "n_shards": len(entries), "n_features": store.settings["n_features"],
         "data_bytes_per_answer": data / n, "manifest_bytes_per_answer": meta / n, "total_bytes_per_answer": (data + meta) / n,
     })
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("collect-wide")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON result (default: benchmarks/results)")
+    c = sub.add_parser("collect-wide", parents=[common])
     c.add_argument("--n", type=int, default=300)
     c.add_argument("--work", required=True)
     c.add_argument("--batch-size", type=int, default=16)
     c.set_defaults(func=cmd_collect_wide)
-    c = sub.add_parser("collect-default")
+    c = sub.add_parser("collect-default", parents=[common])
     c.add_argument("--work", required=True)
     c.add_argument("--domain", action="append", default=None)
     c.set_defaults(func=cmd_collect_default)
-    f = sub.add_parser("fit")
+    f = sub.add_parser("fit", parents=[common])
     f.add_argument("--work", required=True)
     f.add_argument("--mode", choices=("memory", "screen"), required=True)
     f.add_argument("--k", type=int, default=2000)
     f.set_defaults(func=cmd_fit)
-    a = sub.add_parser("auroc")
+    a = sub.add_parser("auroc", parents=[common])
     a.add_argument("--work", required=True)
     a.add_argument("--k", type=int, nargs="+", default=[500, 2000, 8000])
     a.set_defaults(func=cmd_auroc)
-    s = sub.add_parser("shard-size")
+    s = sub.add_parser("shard-size", parents=[common])
     s.add_argument("--work", required=True)
     s.set_defaults(func=cmd_shard_size)
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if getattr(args, "domain", 0) is None:
         args.domain = ["geography", "literature"]
     args.func(args)
