@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default=str(ROOT / "runs" / "reference-work"))
     ap.add_argument("--variants", default="", help="comma-separated prefixes (v0,v1,...); default all")
-    ap.add_argument("--out", default=str(HERE / "results" / "generalization.json"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "generalization.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     data = ROOT / "calibration" / "data"
