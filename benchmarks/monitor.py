@@ -11,8 +11,8 @@ default spot_check_rate (0.02), so accepted answers = spot-checks / 0.02. Scenar
   monitor already tightened before the rise are counted apart (they are false alarms of the history phase).
 * false alarms: probability of tightening within N spot-checks at rates 0.10, 0.146 and exactly the target.
 
-Both breach rules are measured: upper_bound (the default: tighten once the target is no longer certified) and
-lower_bound (tighten once it is shown broken).
+Both breach rules are measured: lower_bound (the default: tighten once the target is shown broken) and
+upper_bound (tighten once the target is no longer certified).
 
 Writes benchmarks/results/monitor.json (``--out``) and prints Markdown tables.
 Run: .venv/bin/python benchmarks/monitor.py [--sims 2000]
