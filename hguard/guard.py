@@ -537,7 +537,9 @@ class Guard:
                     signals["ood_distance"] = _finite_or_none(feature_distance(probe, g.cett[None, :])[0])
                     signals["ood_threshold"] = float(meta["ood"]["threshold"])
                     far = ood_problem(signals["ood_distance"], meta["ood"])
-                    if far:
+                    if far and dp is not None and dp.out_of_distribution == "warn":
+                        notes.append(f"warning: {far} (out_of_distribution = 'warn')")
+                    elif far:
                         problems.append(far)
                 if probe_mode == RAG:
                     from .signals.conflict import closed_book_scores

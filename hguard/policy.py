@@ -219,6 +219,11 @@ class DomainPolicy(_Section):
         description='"review" or "allow": a request with context in a domain calibrated closed-book only '
         "goes to review, or is scored with the closed-book probe (no RAG guarantee)",
     )
+    out_of_distribution: Literal["review", "warn"] = Field(
+        "review",
+        description='"review" or "warn": a question whose probe features lie further from the calibration than '
+        "the held-out families did goes to review, or routes as scored with a warning in the reasons",
+    )
     knowledge_conflict: Literal["review", "trust_context"] = Field(
         "review",
         description='"review" or "trust_context": an answer that follows the context against what the model '

@@ -75,8 +75,9 @@ def tiny_policy(probes: Path, runs: Path, route: str = "accept", max_new_tokens:
             "generation": {"max_new_tokens": max_new_tokens, "system_prompt": "answer"},
             # the tiny probes are closed-book; the adapters' RAG shapes are scored with them on purpose
             "domains": {
-                "alpha": {**ROUTES[route], "context_with_closed_book_probe": "allow"},
-                "beta": {"abstain_message": "beta cannot say", "context_with_closed_book_probe": "allow"},
+                "alpha": {**ROUTES[route], "context_with_closed_book_probe": "allow", "out_of_distribution": "warn"},
+                "beta": {"abstain_message": "beta cannot say", "context_with_closed_book_probe": "allow",
+                         "out_of_distribution": "warn"},
             },
         }
     )

@@ -31,10 +31,10 @@ def test_ask_json_prints_the_whole_result(tmp_path):
     ctx = tmp_path / "ctx.txt"
     ctx.write_text("Canberra is the capital city of Australia.")
     pol = policy_copy(tmp_path)
-    r = hguard("ask", "What is the capital of Australia?", "--context", str(ctx), "--domain", "geography", "--policy", str(pol), "--json")
+    r = hguard("ask", "What is the capital of Australia?", "--context", str(ctx), "--domain", "general", "--policy", str(pol), "--json")
     res = json.loads(r.stdout)
     assert {"answer", "route", "risk", "signals", "reasons", "domain", "audit_id"} <= set(res)
-    assert res["route"] in ("accept", "review", "abstain") and res["domain"] == "geography"
+    assert res["route"] in ("accept", "review", "abstain") and res["domain"] == "general"
     assert {"neuron_risk", "mean_logprob", "grounding_lexical", "grounding_embedding", "grounding"} <= set(res["signals"])
     v = hguard("audit", "verify", str(tmp_path / "audit.jsonl"))
     assert "OK, 1 records, hash chain intact" in v.stdout
@@ -66,7 +66,7 @@ def test_demo_runs_and_verifies_its_audit_log(tmp_path):
     kinds = {kind for kind, *_ in SCRIPT}
     table = [l for l in out.splitlines() if any(l.startswith(k) for k in kinds) and l.rstrip().endswith(("accept", "review", "abstain"))]
     assert len(table) == len(SCRIPT), out  # one routed row per scripted question
-    assert out.count("fabricated entity") >= 2 and "RAG, misleading context" in out
+    assert out.count("fabricated entity") >= 2 and "RAG, misleading passage" in out
     assert f"OK, {len(SCRIPT)} records, hash chain intact" in out
     n_review = sum(l.rstrip().endswith("review") for l in table)
     assert f"{n_review} item(s) enqueued" in out

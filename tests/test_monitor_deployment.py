@@ -47,6 +47,12 @@ def test_shifted_traffic_is_caught_by_spot_checks_and_tightens_the_domain(defaul
     # every accepted answer spot-checked, so a few minutes of traffic suffice (benchmarks/monitor.py measures
     # the default rate)
     base["domains"]["geography"]["spot_check_rate"] = 1.0
+    # The reference probes, certified on cross-family scores, accept nothing at the default target: a
+    # deployment that accepts answers needs thresholds, so this one sets them by hand (what an operator
+    # who accepts the calibration's risk ranking without its guarantee would do).
+    base["domains"]["geography"]["accept_below"] = 0.29
+    base["domains"]["geography"]["abstain_above"] = 0.95
+    base["domains"]["geography"]["out_of_distribution"] = "warn"
     policy = Policy.model_validate(base)
     guard = Guard.from_policy(policy, lm=default_lm)
     queue = guard.review_queue
