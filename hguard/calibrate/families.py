@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._numerics import sigmoid_array
 from ..ood import fit_ood, full_distance
 from .collect import Collected
 from .pipeline import _lengths, _y
@@ -200,7 +201,7 @@ def evaluate_families(
             merger = fit_merger(Z_tr[others], y_tr[others])
             rb = fold["random_baseline"]
             scores = {
-                "probe": 1 / (1 + np.exp(-logit)),
+                "probe": sigmoid_array(logit),
                 "merged": apply_merger(merger, merger_features(te.rows, logit)),
                 "random_neurons": random_baseline_score(rb, te.features[:, rb["feature_indices"]], lengths),
             }

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._numerics import sigmoid_array
 from ..errors import DataError, InputError
 from .collect import Collected, collect, label_row
 from .data import Example, data_hash, load_examples
@@ -124,7 +125,7 @@ def fit_merger(Z: np.ndarray, y: np.ndarray, features: Sequence[str] = MERGER_FE
 
 def apply_merger(merger: dict, Z: np.ndarray) -> np.ndarray:
     z = (Z - np.asarray(merger["mean"])) / np.asarray(merger["scale"])
-    return 1.0 / (1.0 + np.exp(-(z @ np.asarray(merger["coef"]) + merger["intercept"])))
+    return sigmoid_array(z @ np.asarray(merger["coef"]) + merger["intercept"])
 
 
 def random_baseline_score(d: dict, values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -132,7 +133,7 @@ def random_baseline_score(d: dict, values: np.ndarray, lengths: np.ndarray) -> n
     Z = (np.asarray(values, dtype=float) - np.asarray(d["center"])) / np.asarray(d["scale"])
     if d["length"] is not None:
         Z = np.column_stack([Z, (np.log1p(lengths) - d["length"][0]) / d["length"][1]])
-    return 1.0 / (1.0 + np.exp(-(Z @ np.asarray(d["coef"]) + d["intercept"])))
+    return sigmoid_array(Z @ np.asarray(d["coef"]) + d["intercept"])
 
 
 def _rank01(x: np.ndarray) -> np.ndarray:
@@ -226,7 +227,7 @@ def score_rows(fitted: dict, col: Collected) -> dict[str, np.ndarray]:
     logit = probe.decision_function(col.features, lengths=lengths)
     rb = fitted["random_baseline"]
     out = {
-        "probe": 1 / (1 + np.exp(-logit)),
+        "probe": sigmoid_array(logit),
         "merged": apply_merger(fitted["merger"], merger_features(col.rows, logit)),
         "random_neurons": random_baseline_score(rb, col.features[:, rb["feature_indices"]], lengths),
     }
@@ -625,7 +626,7 @@ def evaluate(
         lengths = _lengths(rows_k)
         logit = probe.decision_function_subset(V[:, [pos[i] for i in idx]], lengths=lengths) if len(rows_k) else np.zeros(0)
         scores = {
-            "probe": 1 / (1 + np.exp(-logit)),
+            "probe": sigmoid_array(logit),
             "merged": apply_merger(meta["merger"], merger_features(rows_k, logit)) if len(rows_k) else np.zeros(0),
             "random_neurons": random_baseline_score(rb, V[:, [pos[i] for i in ridx]], lengths) if len(rows_k) else np.zeros(0),
         }

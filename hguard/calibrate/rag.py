@@ -36,6 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._numerics import sigmoid_array
 from ..errors import DataError, InputError
 from .collect import Collected, collect, label_row
 from .data import Example, data_hash
@@ -167,10 +168,6 @@ def _folds(y: np.ndarray, groups: Sequence[str], k: int, seed: int):
     return list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
 
 
-def _sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=float)))
-
-
 # --------------------------------------------------------------------------------- conflict
 
 
@@ -299,7 +296,7 @@ def score_rag_rows(fitted: dict, rows: Sequence[dict], features: np.ndarray) -> 
     logit = probe.decision_function(features, lengths=lengths) if len(rows) else np.zeros(0)
     out = {
         "merged": apply_merger(fitted["merger"], _matrix(rows, RAG_MERGER_FEATURES, logit)) if len(rows) else np.zeros(0),
-        "probe": _sigmoid(logit),
+        "probe": sigmoid_array(np.asarray(logit, dtype=float)),
     }
     for k in GROUNDING_FEATURES:
         out[k] = 1.0 - np.array([float(r[k]) for r in rows])
