@@ -93,3 +93,15 @@ def test_invalid_utf8_question_is_one_line_and_audited(tmp_path):
     recs = list(AuditLog(tmp_path / "audit.jsonl"))
     assert [x["kind"] for x in recs] == ["error"] and "InputError" in recs[0]["error"]
     assert verify(tmp_path / "audit.jsonl").ok
+
+
+def test_calibrate_rag_reaches_its_own_checks():
+    # the command imports its calibration module before checking its arguments: a wrong import path
+    # read as "hguard is not installed"
+    err = _one_clear_line(run("calibrate-rag"), "--out DIR")
+    assert "not installed" not in err
+
+
+def test_evaluate_rag_reaches_its_own_checks(tmp_path):
+    err = _one_clear_line(run("evaluate", "--rag", "--probes", str(tmp_path)), "--rag needs --work DIR")
+    assert "not installed" not in err
