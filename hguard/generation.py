@@ -195,7 +195,7 @@ class RunningState:
         return self.recorder.result().numpy()
 
     def n_tokens(self) -> np.ndarray:
-        return self.recorder.n_tokens.numpy().copy()
+        return self.recorder.token_counts().numpy().copy()
 
     def confidence(self, row: int) -> dict[str, float]:
         """Confidence of row ``row`` over the tokens chosen so far (all steps; EOS not yet excluded)."""
@@ -422,7 +422,7 @@ class Generator:
                     finally:
                         self._running.state = None
                 cett = rec.result().numpy() if neurons is not None else None
-                n_cett = rec.n_tokens.tolist()
+                n_cett = rec.token_counts().tolist()
             else:
                 seqs = self.lm.model.generate(**kwargs)
                 cett, n_cett = None, [0] * len(prompts)

@@ -71,10 +71,20 @@ def _get(root: nn.Module, path: str):
     return obj
 
 
+def _weight(module: nn.Module) -> torch.Tensor:
+    """A down-projection's weight tensor (a module attribute torch types as tensor or module)."""
+    w = module.weight
+    if not isinstance(w, torch.Tensor):
+        raise UnsupportedModelError(
+            f"the FFN down-projection {type(module).__name__} has no weight tensor (its weight is a {type(w).__name__})"
+        )
+    return w
+
+
 def find_ffn_sites(model: nn.Module) -> list[FFNSite]:
     """The down-projection of every decoder layer, in layer order."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    spec = _ARCHITECTURES.get(model_type)
+    spec = _ARCHITECTURES.get(model_type) if isinstance(model_type, str) else None
     if spec is None or spec[2] == "moe":
         raise UnsupportedModelError(
             f"hguard does not know where the FFN down-projection of {type(model).__name__} "
@@ -98,7 +108,7 @@ def find_ffn_sites(model: nn.Module) -> list[FFNSite]:
     offset = 0
     for i, layer in enumerate(layers):
         down = _get(layer, down_path)
-        weight = down.weight
+        weight = _weight(down)
         d_ff = weight.shape[0] if layout == "conv1d" else weight.shape[1]
         sites.append(FFNSite(layer=i, module=down, layout=layout, d_ff=int(d_ff), offset=offset))
         offset += int(d_ff)
@@ -111,7 +121,7 @@ def n_neurons(model: nn.Module) -> int:
 
 def _weight_and_bias(site: FFNSite) -> tuple[torch.Tensor, torch.Tensor | None]:
     """W_down as (d_model, d_ff), whatever the module's layout, plus its bias."""
-    w = site.module.weight
+    w = _weight(site.module)
     if site.layout == "conv1d":
         w = w.t()
     return w, getattr(site.module, "bias", None)
@@ -129,7 +139,7 @@ def column_norms(site: FFNSite) -> torch.Tensor:
     or changed in place (its data pointer, shape, dtype or version counter differ).
     """
     w, _ = _weight_and_bias(site)
-    key = (w.data_ptr(), tuple(w.shape), w.dtype, w.device, site.module.weight._version)
+    key = (w.data_ptr(), tuple(w.shape), w.dtype, w.device, _weight(site.module)._version)
     with _NORM_LOCK:
         hit = _NORM_CACHE.get(site.module)
     if hit is not None and hit[0] == key:
@@ -277,7 +287,7 @@ class NeuronRecorder:
                 flat[pos] = starts[layer] + local
                 rank[pos] = self._rec_rank[layer]
                 norms[pos] = self._norms[layer][local]
-        device = self._rec_sites[0].module.weight.device
+        device = _weight(self._rec_sites[0].module).device
         self._flat_idx = None if flat is None else flat.to(device)
         self._feat_rank = rank.to(device)
         self._flat_norms = norms.to(device)
@@ -357,14 +367,17 @@ class NeuronRecorder:
             # The prefill: prompt tokens only, none of them counts.
             self._set_mask(torch.zeros(bsz, seq))
         else:
+            eos, finished, n_tokens = self._eos, self._finished, self.n_tokens
+            if eos is None or finished is None or n_tokens is None:
+                raise UsageError("the recorder saw a decoding step without arm_generation; call arm_generation first")
             fed = input_ids[:, -1].cpu()
-            is_eos = torch.isin(fed, self._eos)
-            counts = ~self._finished & ~is_eos
-            self._finished |= is_eos
+            is_eos = torch.isin(fed, eos)
+            counts = ~finished & ~is_eos
+            finished |= is_eos
             mask = torch.zeros(bsz, seq)
             mask[:, -1] = counts.float()
             self._set_mask(mask)
-            self.n_tokens += counts.long()
+            n_tokens += counts.long()
         self._step += 1
         return None
 
@@ -400,7 +413,7 @@ class NeuronRecorder:
             positions = None
 
         def hook(module, args, output):
-            if not self._mine() or self._sums is None or not self._mask_any:
+            if not self._mine() or self._sums is None or self._mask is None or not self._mask_any:
                 return None  # another thread's pass, or the prompt: nothing to record
             z = args[0]
             if z.shape[1] == 1 and self._step_weights is not None:
@@ -428,6 +441,7 @@ class NeuronRecorder:
             return None
         zs, hs = self._pending_z, self._pending_h
         self._pending_z, self._pending_h = [], []
+        assert self._step_weights is not None  # the layer hooks keep tensors only while it is set
         if len(zs) != len(self._rec_sites):
             raise UsageError(
                 f"the recorder saw {len(zs)} of {len(self._rec_sites)} recorded layers in one forward call; "
@@ -453,6 +467,12 @@ class NeuronRecorder:
         if self._sums is None or self.n_tokens is None:
             raise UsageError("nothing recorded: call arm_generation/arm_forward and run the model first")
         return self._sums / self.n_tokens.clamp_min(1).unsqueeze(1).float()
+
+    def token_counts(self) -> torch.Tensor:
+        """The answer tokens each row averaged so far: (batch,) long."""
+        if self.n_tokens is None:
+            raise UsageError("nothing recorded: call arm_generation/arm_forward and run the model first")
+        return self.n_tokens
 
 
 def teacher_forced_cett(

@@ -26,7 +26,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Iterator, Literal, Sequence
+from typing import Any, AsyncIterator, Generator, Literal, Sequence
 from uuid import UUID
 
 from hguard.errors import route_error
@@ -207,7 +207,7 @@ def guard_stream(
     early_stop: bool = False,
     timeout: float | None = None,
     **call: Any,
-) -> Iterator[GuardStreamChunk]:
+) -> Generator[GuardStreamChunk, None, None]:
     """Stream one guarded answer; the last chunk carries the :class:`GuardResult`.
 
     ``hold``: one chunk, the routed display text, after the decision. ``passthrough``: the tokens
@@ -266,11 +266,10 @@ async def aguard_stream(
 ) -> AsyncIterator[GuardStreamChunk]:
     """:func:`guard_stream` for asyncio: the generation runs in a worker thread, the loop stays free."""
     it = guard_stream(guard, question, context, domain, mode, early_stop=early_stop, timeout=timeout, **call)
-    done = object()
     try:
         while True:
-            chunk = await asyncio.to_thread(next, it, done)
-            if chunk is done:
+            chunk = await asyncio.to_thread(next, it, None)
+            if chunk is None:
                 return
             yield chunk
     finally:

@@ -6,6 +6,7 @@ exercise the real hooks, generation and guard without downloading anything.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from .errors import InputError
 from .models import LoadedModel, _finish
@@ -46,7 +47,7 @@ def tiny_config(arch: str, vocab_size: int):
     import transformers as tf
 
     # A wide init makes random models produce varied tokens instead of one repeated token.
-    common = dict(vocab_size=vocab_size, pad_token_id=0, eos_token_id=3, bos_token_id=2, initializer_range=0.3)
+    common: dict[str, Any] = dict(vocab_size=vocab_size, pad_token_id=0, eos_token_id=3, bos_token_id=2, initializer_range=0.3)
     if arch == "llama":
         return tf.LlamaConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
                               num_key_value_heads=2, max_position_embeddings=256, **common)

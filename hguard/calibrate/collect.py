@@ -99,10 +99,11 @@ def answer_batch(generator, batch: Sequence[Example]) -> tuple[list[dict], np.nd
 
 def check_ids(examples: Sequence[Example]) -> list[str]:
     ids = [e.id for e in examples]
-    if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        dup = next(i for i in ids if i in seen or seen.add(i))
-        raise DataError(f"example id {dup!r} appears more than once across the data files; ids must be unique")
+    seen: set[str] = set()
+    for i in ids:
+        if i in seen:
+            raise DataError(f"example id {i!r} appears more than once across the data files; ids must be unique")
+        seen.add(i)
     return ids
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from hguard.errors import DataError, InputError
 
@@ -177,7 +177,7 @@ def _show(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _describe(err: dict[str, Any], row: dict[str, Any]) -> str:
+def _describe(err: ErrorDetails, row: dict[str, Any]) -> str:
     """Turn pydantic's first error into `field 'x': rule (got value)`."""
     loc = err.get("loc") or ()
     kind = err.get("type")

@@ -262,9 +262,9 @@ class ShardStore:
         """Shards for the examples no committed shard holds, numbered after the existing ones."""
         done = self.finished()
         todo = [e for e in examples if e.id not in done]
-        numbers = [int(_NAME.match(p.stem).group(1)) for p in self.entry_paths()]
         # a data file without its entry (killed between the two writes) is overwritten, not skipped
-        numbers += [int(_NAME.match(p.stem).group(1)) for p in self.shard_dir.glob("shard-*.safetensors") if _NAME.match(p.stem)]
+        paths = [*self.entry_paths(), *self.shard_dir.glob("shard-*.safetensors")]
+        numbers = [int(m.group(1)) for p in paths if (m := _NAME.match(p.stem))]
         nxt = max(numbers, default=-1) + 1
         return [
             ShardPlan(shard_name(nxt + k), list(todo[s : s + batch_size]))

