@@ -26,7 +26,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Generator, Literal, Sequence
+from typing import Any, AsyncIterator, Generator, Literal, Sequence, cast
 from uuid import UUID
 
 from hguard.errors import route_error
@@ -35,10 +35,10 @@ from hguard.guard import Guard, GuardResult
 StreamMode = Literal["hold", "passthrough"]
 STREAM_MODES: tuple[str, ...] = ("hold", "passthrough")
 
-def check_stream_mode(mode: str) -> str:
+def check_stream_mode(mode: str) -> StreamMode:
     if mode not in STREAM_MODES:
         raise ValueError(f"stream_mode must be one of {STREAM_MODES}, got {mode!r}")
-    return mode
+    return cast(StreamMode, mode)
 
 
 #: the keys :func:`decision_metadata` writes into a framework's response metadata

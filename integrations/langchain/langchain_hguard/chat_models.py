@@ -24,7 +24,7 @@ from hguard.guard import Guard, GuardResult
 from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_metadata with the guard's decision
     DECISION_KEYS,
     STREAM_MODES,
-    _invoke_kwargs,
+    StreamMode,
     appears_in,
     check_raise_on,
     check_stream_mode,
@@ -162,7 +162,7 @@ class _Call:
     question: str
     context: Any
     domain: str | None
-    stream_mode: str
+    stream_mode: StreamMode
     early_stop: bool
     precomputed: str | None
     history: list[dict]
@@ -437,13 +437,14 @@ class ChatHGuard(BaseChatModel):
         return calls
 
     def _guard_batch(self, calls: list[_Call]) -> list[GuardResult]:
+        per_call = any(c.history or c.system is not None or c.problems for c in calls)
         return self.guard.batch(
             [c.question for c in calls], [c.context for c in calls], [c.domain for c in calls],
-            **_invoke_kwargs(calls[0].early_stop),
-            **({"histories": [c.history for c in calls], "systems": [c.system for c in calls],
-                "problems": [c.problems for c in calls]}
-               if any(c.history or c.system is not None or c.problems for c in calls) else {}),
-            **({"max_new_tokens": calls[0].max_new_tokens} if calls[0].max_new_tokens else {}),
+            early_stop=calls[0].early_stop,
+            histories=[c.history for c in calls] if per_call else None,
+            systems=[c.system for c in calls] if per_call else None,
+            problems=[c.problems for c in calls] if per_call else None,
+            max_new_tokens=calls[0].max_new_tokens or None,
         )
 
     def _stash(self, results: list[GuardResult]) -> list[str]:
@@ -480,7 +481,8 @@ class ChatHGuard(BaseChatModel):
         try:
             for x, cfg, key in zip(inputs, configs, keys):
                 try:
-                    out.append(self.invoke(x, cfg, **kwargs, **{_PRECOMPUTED: key}))
+                    run_kwargs: dict[str, Any] = {**kwargs, _PRECOMPUTED: key}
+                    out.append(self.invoke(x, cfg, **run_kwargs))
                 except Exception as exc:
                     if not return_exceptions:
                         raise
@@ -510,7 +512,8 @@ class ChatHGuard(BaseChatModel):
         try:
             for x, cfg, key in zip(inputs, configs, keys):
                 try:
-                    out.append(await self.ainvoke(x, cfg, **kwargs, **{_PRECOMPUTED: key}))
+                    run_kwargs: dict[str, Any] = {**kwargs, _PRECOMPUTED: key}
+                    out.append(await self.ainvoke(x, cfg, **run_kwargs))
                 except Exception as exc:
                     if not return_exceptions:
                         raise

@@ -174,12 +174,12 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
                 except TypeError:
                     value = chunk
         question, context, sources, domain = self._parse(value)
-        for chunk in self.llm.stream(
+        for piece in self.llm.stream(
             [HumanMessage(content=question)], patch_config(config, callbacks=run_manager.get_child()),
             context=context, domain=domain,
         ):
-            meta = chunk.response_metadata or {}
-            text = chunk.content if isinstance(chunk.content, str) else str(chunk.content)
+            meta = piece.response_metadata or {}
+            text = piece.content if isinstance(piece.content, str) else str(piece.content)
             if "route" in meta:
                 yield GuardedAnswer(text, sources=sources, decision=dict(meta))
             elif text:

@@ -29,6 +29,7 @@ from hguard.guard import Guard, GuardResult
 from hguard.streaming import (
     STREAM_MODES,
     GuardedText,
+    StreamMode,
     aguard_stream,
     check_raise_on,
     check_stream_mode,
@@ -136,13 +137,13 @@ class HGuardLLM(CustomLLM):
 
     # ---------------------------------------------------------------------------------- helpers
 
-    def _options(self, kwargs: dict[str, Any]) -> tuple[Any, Optional[str], str, bool]:
+    def _options(self, kwargs: dict[str, Any]) -> tuple[Any, Optional[str], StreamMode, bool, dict[str, Any]]:
         kw = dict(kwargs)
         context = kw.pop("context", None)
         domain = kw.pop("domain", None) or self.domain
         mode = check_stream_mode(kw.pop("stream_mode", self.stream_mode))
         early_stop = bool(kw.pop("early_stop", self.early_stop))
-        call = {k: kw.pop(k) for k in ("history", "system", "problems", "stop") if k in kw}
+        call: dict[str, Any] = {k: kw.pop(k) for k in ("history", "system", "problems", "stop") if k in kw}
         if kw:
             raise TypeError(
                 f"HGuardLLM got unexpected keyword argument(s) {sorted(kw)}; it accepts context=, domain=, "

@@ -149,7 +149,7 @@ class HGuardAuditEventHandler(BaseEventHandler):
             try:
                 question, passages = split_chat(event.messages, system_as_context=False)  # HGuardLLM's default
             except Exception:
-                question, passages = (event.messages[-1].content if event.messages else ""), []
+                question, passages = ((event.messages[-1].content or "") if event.messages else ""), []
             kw = event.additional_kwargs or {}
             self._push("llm", event, {
                 "api": "chat",
@@ -161,17 +161,17 @@ class HGuardAuditEventHandler(BaseEventHandler):
                 "messages": [{"role": str(m.role.value), "chars": len(m.content or "")} for m in event.messages],
             })
         elif isinstance(event, LLMCompletionEndEvent):
-            r = event.response
-            decision = _decision(r.additional_kwargs if r is not None else None)
+            completion = event.response
+            decision = _decision(completion.additional_kwargs if completion is not None else None)
             self._write("llm", self._pop("llm", event.span_id), {
-                "event": "end", "status": "ok", "answer": r.text if r is not None else None,
+                "event": "end", "status": "ok", "answer": completion.text if completion is not None else None,
                 "hguard": decision, "decision_audit_id": decision["audit_id"] if decision else None,
             })
         elif isinstance(event, LLMChatEndEvent):
-            r = event.response
-            decision = _decision(r.message.additional_kwargs if r is not None else None)
+            chat = event.response
+            decision = _decision(chat.message.additional_kwargs if chat is not None else None)
             self._write("llm", self._pop("llm", event.span_id), {
-                "event": "end", "status": "ok", "answer": (r.message.content if r is not None else None),
+                "event": "end", "status": "ok", "answer": (chat.message.content if chat is not None else None),
                 "hguard": decision, "decision_audit_id": decision["audit_id"] if decision else None,
             })
         elif isinstance(event, QueryStartEvent):
