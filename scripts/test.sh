@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${HGUARD_VENV:-.venv}
-# lint first: a finding fails the run before the (long) tests start
+# lint and type check first: a finding fails the run before the (long) tests start
 "$VENV/bin/ruff" check .
+"$VENV/bin/mypy"  # what it checks, and how strictly: [tool.mypy] in pyproject.toml
 exec "$VENV/bin/python" -m pytest -q "$@"
