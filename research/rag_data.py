@@ -30,7 +30,7 @@ import random
 from typing import Any, Iterable
 
 from hguard.errors import DataError, InputError
-from hguard.calibrate.data import Example, split_ids
+from hguard.calibrate.data import Example, ExampleKind, split_ids
 from research.public import _jsonl, _verified_bytes, load_conflictnq, load_halueval_rows
 
 __all__ = ["CONDITIONS", "RAG_DOMAINS", "build_general", "build_policy", "build_rag_sets", "passage_id"]
@@ -61,7 +61,7 @@ def _yn(value: Any, where: str) -> str:
 
 
 def _row(domain: str, rid: str, question: str, context: str, answers: list[str], condition: str, group: str,
-         dataset: str, kind: str = "qa", **meta: Any) -> Example:
+         dataset: str, kind: ExampleKind = "qa", **meta: Any) -> Example:
     return Example(
         id=rid, question=" ".join(question.split()), answers=answers, domain=domain, context=context.strip(),
         kind=kind, meta={"condition": condition, "group": group, "dataset": dataset, **meta},
@@ -179,7 +179,8 @@ def build_general(n_halueval: int = 120, n_halueval_offtopic: int = 60, n_confli
                         misleading_answer=r["fake_short_answer"]))
     # SQuAD 2.0 (Normans article): answerable and unanswerable questions on their paragraph
     squad = json.loads(_verified_bytes("squad_v2_normans", "dev-v2.0_normans.json").decode("utf-8"))
-    ans, unans = [], []
+    ans: list[tuple[str, dict[str, Any]]] = []
+    unans: list[tuple[str, dict[str, Any]]] = []
     for art in squad["data"]:
         for para in art["paragraphs"]:
             for qa in para["qas"]:

@@ -34,6 +34,7 @@ __all__ = [
     "FIELDS",
     "KINDS",
     "Example",
+    "ExampleKind",
     "load_examples",
     "write_examples",
     "split_ids",
@@ -42,7 +43,9 @@ __all__ = [
     "canonical_line",
 ]
 
-KINDS = ("qa", "unanswerable")
+#: what an example asks: a question with a known answer, or one the context cannot answer
+ExampleKind = Literal["qa", "unanswerable"]
+KINDS: tuple[ExampleKind, ...] = ("qa", "unanswerable")
 FIELDS = ("id", "question", "answers", "domain", "context", "kind", "meta")
 _REQUIRED = ("id", "question", "answers", "domain")
 _DOMAIN_RE = re.compile(r"[a-z0-9_-]+\Z")
@@ -83,7 +86,7 @@ class Example(BaseModel):
     answers: list[str]
     domain: str
     context: str | None = None
-    kind: Literal["qa", "unanswerable"] = "qa"
+    kind: ExampleKind = "qa"
     meta: dict[str, Any] | None = None
 
     # "before" validators run ahead of pydantic's own type checks, so every failure carries the
