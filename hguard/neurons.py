@@ -368,8 +368,8 @@ class NeuronRecorder:
             self._set_mask(torch.zeros(bsz, seq))
         else:
             eos, finished, n_tokens = self._eos, self._finished, self.n_tokens
-            if eos is None or finished is None or n_tokens is None:
-                raise UsageError("the recorder saw a decoding step without arm_generation; call arm_generation first")
+            # a decoding step (no explicit mask) follows arm_generation, which sets all three
+            assert eos is not None and finished is not None and n_tokens is not None
             fed = input_ids[:, -1].cpu()
             is_eos = torch.isin(fed, eos)
             counts = ~finished & ~is_eos

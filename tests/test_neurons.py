@@ -187,6 +187,19 @@ def test_unsupported_architecture_names_the_class_and_lists_supported():
         assert arch in msg and arch in SUPPORTED_MODEL_TYPES
 
 
+def test_a_down_projection_without_a_weight_tensor_is_refused_by_name():
+    class Wrapped(torch.nn.Module):  # e.g. a wrapper whose `weight` is a sub-module, not a tensor
+        def __init__(self, inner):
+            super().__init__()
+            self.weight = inner
+
+    lm = tiny_model("llama")
+    layer = lm.model.model.layers[1]
+    layer.mlp.down_proj = Wrapped(layer.mlp.down_proj)
+    with pytest.raises(UnsupportedModelError, match="Wrapped has no weight tensor.*Linear"):
+        find_ffn_sites(lm.model)
+
+
 @pytest.mark.parametrize("bad", ["", "   \n"])
 def test_empty_prompt_refused(bad):
     gen = Generator(tiny_model("llama"))
