@@ -15,7 +15,6 @@ from pathlib import Path
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import numpy as np
 
 from hguard._stats import auroc
 from hguard.errors import DataError, HGuardError, InputError

@@ -6,7 +6,6 @@ hallucinated answer, 0 for a right one.
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import numpy as np
 
