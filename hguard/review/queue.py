@@ -46,6 +46,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+from .._privacy import FILE_MODE, redacted
 from ..audit import AuditLog
 from ..errors import HGuardError, InputError, ReviewQueueError
 from ._items import (
@@ -62,7 +63,6 @@ from ._items import (
     _NoDomain,
     _normalise_item,
     _now,
-    _redacted,
     _show,
 )
 
@@ -77,7 +77,6 @@ __all__ = [
     "Verdict",
 ]
 _SCHEMA_VERSION = 2  # 2 added spot_check
-_FILE_MODE = 0o640
 DEFAULT_BUSY_TIMEOUT_S = 10.0
 DEFAULT_LIMIT = 500
 
@@ -213,7 +212,7 @@ class ReviewQueue:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Created here rather than by sqlite so the mode is ours (sqlite copies it to -wal and -shm).
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), _FILE_MODE)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
             os.close(fd)
         except OSError as e:
             raise self._fail("create the queue file", e) from e
@@ -416,8 +415,8 @@ class ReviewQueue:
             "verdict": verdict,
             "label": "correct" if verdict == "correct" else "hallucinated",
             "reviewer": reviewer,
-            "corrected_answer": _redacted(corrected_answer) if redact else corrected_answer,
-            "note": _redacted(note) if redact else note,
+            "corrected_answer": redacted(corrected_answer) if redact else corrected_answer,
+            "note": redacted(note) if redact else note,
             "decided_at": decided_at,
         }
         try:
