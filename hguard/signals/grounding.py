@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 import re
 import threading
-import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
 from difflib import SequenceMatcher
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from hguard._numerics import sigmoid
+from hguard._text import fold_accents, join_digit_groups
 from hguard.errors import InputError
 
 __all__ = [
@@ -115,15 +115,13 @@ _NUMBER_WORDS = {
     )
 }
 _TOKEN_RE = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
-_THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}\b)")
 
 
 def _normalise(text: str) -> str:
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    text = text.lower().replace("\u2019", "'").replace("`", "'")
+    # the token form; hguard._text says how it differs from the judge's canonical answer string
+    text = fold_accents(text).lower().replace("\u2019", "'").replace("`", "'")
     text = re.sub(r"'s\b", "", text)
-    return _THOUSANDS_RE.sub("", text)
+    return join_digit_groups(text)
 
 
 def tokens(text: str) -> list[str]:
