@@ -99,6 +99,18 @@ class Generation:
     extra: dict = field(default_factory=dict)
 
 
+def left_pad(rows: Sequence[Sequence[int]], pad: int, dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, attention_mask)`` of ``rows`` padded on the left with ``pad`` to the longest row, as
+    batched generation and forward passes over prompts need them (``dtype`` of ids: long by default)."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=dtype or torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :] = torch.tensor(r, dtype=ids.dtype)
+        attention[i, width - len(r) :] = 1
+    return ids, attention
+
+
 def _check_stop(stop) -> list[str] | None:
     if stop is None:
         return None
@@ -359,33 +371,54 @@ class Generator:
             raise InputError(f"got {len(questions)} questions, {len(hists)} histories and {len(syss)} systems; pass one per question")
         stop = _check_stop(stop)
         prompts = [self.prompt_ids(q, c, history=h, system=s) for q, c, h, s in zip(questions, ctxs, hists, syss)]
+        out = self._generate_batches(
+            list(questions), ctxs, prompts, batch_size=batch_size, neurons=neurons, steering=steering,
+            do_sample=do_sample, temperature=temperature, max_new_tokens=max_new_tokens or self.max_new_tokens, seed=seed,
+            processors=list(logits_processors), streamer=streamer, stopping=list(stopping_criteria), stop=stop,
+        )
+        for g, h, sp in zip(out, hists, syss):
+            if h or sp is not None:
+                g.extra["fingerprints"] = self.call_fingerprints(sp, h)
+                g.extra["history_turns"] = len(h)
+        return out
+
+    def generate_ids(
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        neurons: str | Sequence[int] | None = None,
+        steering: Mapping[int, float] | None = None,
+        max_new_tokens: int | None = None,
+        batch_size: int = 8,
+    ) -> list[Generation]:
+        """Greedy answers to prompts given as token ids (e.g. a whole conversation the caller rendered
+        with the chat template), left-padded and batched exactly as :meth:`generate` does. Each
+        Generation's ``question`` is "" and its ``context`` None."""
+        if isinstance(prompts, (str, bytes)) or not all(
+            isinstance(p, Sequence) and not isinstance(p, (str, bytes)) and len(p) and all(isinstance(t, int) for t in p)
+            for p in prompts
+        ):
+            raise InputError("prompts must be a list of non-empty lists of token ids; tokenise each prompt first")
+        if batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {batch_size}")
+        return self._generate_batches(
+            [""] * len(prompts), [None] * len(prompts), [list(p) for p in prompts], batch_size=batch_size,
+            neurons=neurons, steering=steering, do_sample=False, temperature=1.0,
+            max_new_tokens=max_new_tokens or self.max_new_tokens, seed=None, processors=[],
+        )
+
+    def _generate_batches(self, questions, contexts, prompts, *, batch_size, **kwargs) -> list[Generation]:
         out: list[Generation] = []
         for start in range(0, len(prompts), batch_size):
             sl = slice(start, start + batch_size)
-            batch = (
-                self._generate_batch(
-                    list(questions[sl]), ctxs[sl], prompts[sl], neurons=neurons, steering=steering,
-                    do_sample=do_sample, temperature=temperature,
-                    max_new_tokens=max_new_tokens or self.max_new_tokens, seed=seed,
-                    processors=list(logits_processors), streamer=streamer, stopping=list(stopping_criteria), stop=stop,
-                )
-            )
-            for g, h, sp in zip(batch, hists[sl], syss[sl]):
-                if h or sp is not None:
-                    g.extra["fingerprints"] = self.call_fingerprints(sp, h)
-                    g.extra["history_turns"] = len(h)
-            out.extend(batch)
+            out.extend(self._generate_batch(questions[sl], contexts[sl], prompts[sl], **kwargs))
         return out
 
     def _generate_batch(self, questions, contexts, prompts, *, neurons, steering, do_sample, temperature, max_new_tokens, seed, processors, streamer=None, stopping=(), stop=None):
         tok = self.lm.tokenizer
         pad = tok.pad_token_id
-        width = max(len(p) for p in prompts)
-        input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):  # left padding
-            input_ids[i, width - len(p) :] = torch.tensor(p)
-            attention[i, width - len(p) :] = 1
+        input_ids, attention = left_pad(prompts, pad)
+        width = input_ids.shape[1]
         tracker = ConfidenceTracker()
         kwargs = dict(
             input_ids=input_ids,
@@ -477,19 +510,12 @@ class Generator:
             scored = len(answer) if g.finished else max(len(answer) - 1, 0)
             rows.append(prompt + answer)
             masks.append([0] * len(prompt) + [1] * scored + [0] * (len(answer) - scored))
-        width = max(len(r) for r in rows)
-        pad = self.lm.tokenizer.pad_token_id
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        att = torch.zeros((len(rows), width), dtype=torch.long)
-        ans = torch.zeros((len(rows), width), dtype=torch.float32)
-        for i, (r, m) in enumerate(zip(rows, masks)):
-            ids[i, width - len(r) :] = torch.tensor(r)
-            att[i, width - len(r) :] = 1
-            ans[i, width - len(r) :] = torch.tensor(m, dtype=torch.float32)
+        ids, att = left_pad(rows, self.lm.tokenizer.pad_token_id)
+        ans = left_pad(masks, 0, dtype=torch.float32)[0]
         return teacher_forced_cett(self.lm.model, ids, att, ans, neurons=neurons).numpy()
 
 
 __all__ = [
     "CLOSED_BOOK", "CONTEXT_PROMPT", "ConfidenceTracker", "DEFAULT_MAX_NEW_TOKENS", "Generation", "Generator", "RAG",
-    "check_history", "confidence_from", "cut_at_stop", "history_fingerprint", "prompt_fingerprints",
+    "check_history", "confidence_from", "cut_at_stop", "history_fingerprint", "left_pad", "prompt_fingerprints",
 ]
