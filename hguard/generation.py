@@ -1,8 +1,9 @@
 """One generation that yields the answer, its confidence signals and its neuron contributions at once.
 
 Confidence (mean and minimum token log-probability, mean token entropy, answer length) comes from the
-scores ``generate`` already computes, read by a logits processor as they pass; the CETT vectors come
-from :class:`hguard.neurons.NeuronRecorder`. Nothing runs a second forward pass.
+scores ``generate`` already computes, read by a logits processor as they pass (``hguard._decoding``,
+with stop sequences and the running state); the CETT vectors come from
+:class:`hguard.neurons.NeuronRecorder`. Nothing runs a second forward pass.
 """
 
 from __future__ import annotations
@@ -14,6 +15,14 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from ._decoding import (
+    ConfidenceTracker,
+    RunningState,
+    StopSequences,
+    _check_stop,
+    confidence_from,
+    cut_at_stop,
+)
 from .errors import InputError
 from .models import LoadedModel, _text_fingerprint, system_prompt_fingerprint
 from .neurons import NeuronRecorder, find_ffn_sites
@@ -49,17 +58,6 @@ def history_fingerprint(history: Sequence[Mapping]) -> str | None:
         return None
     rendered = "\n".join(f"{m['role']}\x1f{m['content']}" for m in history)
     return f"{len(history)}-turns:" + _text_fingerprint(rendered)
-
-
-def cut_at_stop(text: str, stop: Sequence[str] | None) -> tuple[str, str | None]:
-    """``text`` up to the first stop sequence it contains, and that sequence (or None)."""
-    if not stop:
-        return text, None
-    hits = [(text.find(s), s) for s in stop if s and s in text]
-    if not hits:
-        return text, None
-    at, s = min(hits)
-    return text[:at], s
 
 
 # The user turn of a request with context (RAG). Calibration answers rows with context through this
@@ -111,69 +109,6 @@ def left_pad(rows: Sequence[Sequence[int]], pad: int, dtype=None) -> tuple[torch
     return ids, attention
 
 
-def _check_stop(stop) -> list[str] | None:
-    if stop is None:
-        return None
-    if isinstance(stop, str):
-        stop = [stop]
-    if not isinstance(stop, (list, tuple)) or not all(isinstance(x, str) and x for x in stop):
-        raise InputError(f"stop must be a list of non-empty strings, got {stop!r}")
-    return list(stop) or None
-
-
-class StopSequences:
-    """A stopping criterion: ends a row once its decoded answer contains one of the stop strings
-    (any tokenizer; the answer is cut before the string afterwards, see :func:`cut_at_stop`)."""
-
-    def __init__(self, tokenizer, stop: Sequence[str], prompt_width: int):
-        self.tokenizer, self.stop, self.width = tokenizer, list(stop), prompt_width
-        self.done: torch.Tensor | None = None
-
-    def __call__(self, input_ids, scores, **kwargs):
-        if self.done is None or self.done.numel() != input_ids.shape[0]:
-            self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool)
-        for row in range(input_ids.shape[0]):
-            if not self.done[row]:
-                text = self.tokenizer.decode(input_ids[row, self.width :].tolist(), skip_special_tokens=True)
-                self.done[row] = cut_at_stop(text, self.stop)[1] is not None
-        return self.done.clone()
-
-
-class ConfidenceTracker:
-    """A logits processor that keeps, per step, the entropy of the next-token distribution and, one step
-    later (once the chosen token is visible in ``input_ids``), that token's log-probability.
-
-    It sees the scores the token was actually chosen from (after any earlier processors), and returns
-    them unchanged. Shapes: ``input_ids`` (batch, cur_len), ``scores`` (batch, vocab).
-    """
-
-    def __init__(self) -> None:
-        self.entropies: list[torch.Tensor] = []
-        self.chosen_logprobs: list[torch.Tensor] = []
-        self._prev: torch.Tensor | None = None
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self._prev is not None:
-            self.chosen_logprobs.append(self._prev.gather(1, input_ids[:, -1:]).squeeze(1))
-        logp = torch.log_softmax(scores.float(), dim=-1)
-        p = logp.exp()
-        # 0 * log 0 is 0: masked (-inf) entries must not turn the sum into NaN.
-        self.entropies.append(-(torch.where(p > 0, p * logp, torch.zeros_like(p))).sum(-1))
-        self._prev = logp
-        return scores
-
-    def finish(self, generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log-probs, entropies), each (batch, steps), after adding the last chosen token."""
-        if self._prev is not None and len(self.chosen_logprobs) < len(self.entropies):
-            last = generated[:, len(self.chosen_logprobs) : len(self.chosen_logprobs) + 1]
-            self.chosen_logprobs.append(self._prev.gather(1, last).squeeze(1))
-        self._prev = None
-        if not self.entropies:
-            empty = torch.zeros(generated.shape[0], 0)
-            return empty, empty
-        return torch.stack(self.chosen_logprobs, 1), torch.stack(self.entropies, 1)
-
-
 def _eos_ids(lm: LoadedModel) -> list[int]:
     ids = lm.model.generation_config.eos_token_id
     if ids is None:
@@ -182,38 +117,6 @@ def _eos_ids(lm: LoadedModel) -> list[int]:
     if lm.tokenizer.eos_token_id is not None and lm.tokenizer.eos_token_id not in ids:
         ids.append(lm.tokenizer.eos_token_id)
     return ids
-
-
-def confidence_from(logprobs: Sequence[float], entropies: Sequence[float]) -> dict[str, float]:
-    n = len(logprobs)
-    if n == 0:
-        return {"mean_logprob": float("nan"), "min_logprob": float("nan"), "mean_entropy": float("nan"), "length": 0.0}
-    return {
-        "mean_logprob": float(np.mean(logprobs)),
-        "min_logprob": float(np.min(logprobs)),
-        "mean_entropy": float(np.mean(entropies)),
-        "length": float(n),
-    }
-
-
-@dataclass
-class RunningState:
-    """Read-only view of a generation under way: mean CETT so far and the confidence so far."""
-
-    recorder: NeuronRecorder
-    tracker: "ConfidenceTracker"
-
-    def cett(self) -> np.ndarray:
-        return self.recorder.result().numpy()
-
-    def n_tokens(self) -> np.ndarray:
-        return self.recorder.n_tokens.numpy().copy()
-
-    def confidence(self, row: int) -> dict[str, float]:
-        """Confidence of row ``row`` over the tokens chosen so far (all steps; EOS not yet excluded)."""
-        lps = [float(x[row]) for x in self.tracker.chosen_logprobs]
-        ents = [float(x[row]) for x in self.tracker.entropies[: len(lps)]]
-        return confidence_from(lps, ents)
 
 
 class Generator:
