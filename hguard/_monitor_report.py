@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from ._monitor_stats import clopper_pearson_upper
+from ._stats import clopper_pearson_upper
 
 
 def public_report(report: Mapping[str, Any]) -> dict:

@@ -1,6 +1,7 @@
-"""The monitor's pure statistics: exact Clopper-Pearson bounds on a hallucination rate, the breach rules,
-the least number of spot-checks that can certify a target, the seeded spot-check selection and the drift
-test. Plain numbers in, plain numbers out (scipy imported inside). See :mod:`hguard.monitor`."""
+"""The monitor's pure statistics: the breach rules on the exact Clopper-Pearson bounds (in
+:mod:`hguard._stats`), the least number of spot-checks that can certify a target, the seeded spot-check
+selection and the drift test. Plain numbers in, plain numbers out (scipy imported inside). See
+:mod:`hguard.monitor`."""
 
 from __future__ import annotations
 
@@ -9,41 +10,8 @@ import hmac
 import math
 from typing import Any, Sequence
 
+from ._stats import _check_unit_open, clopper_pearson_lower, clopper_pearson_upper
 from .errors import InputError
-
-
-def _check_unit_open(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 < float(value) < 1.0):
-        raise InputError(f"{name} must be a number strictly between 0 and 1, got {value!r}; e.g. 0.9")
-    return float(value)
-
-
-def clopper_pearson_upper(k: int, n: int, confidence: float) -> float:
-    """Exact one-sided upper bound on a binomial rate after ``k`` events in ``n`` trials: the ``p`` with
-    ``P(Binom(n, p) <= k) = 1 - confidence``. 1.0 when ``n == 0`` (nothing is known) or ``k == n``."""
-    confidence = _check_unit_open("confidence", confidence)
-    for name, v in (("k", k), ("n", n)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise InputError(f"{name} must be a non-negative integer, got {v!r}")
-    if k > n:
-        raise InputError(f"k ({k}) cannot exceed n ({n}): there are at most n hallucinations in n answers")
-    if n == 0 or k == n:
-        return 1.0
-    from scipy.special import betaincinv
-
-    return float(betaincinv(k + 1, n - k, confidence))
-
-
-def clopper_pearson_lower(k: int, n: int, confidence: float) -> float:
-    """Exact one-sided lower bound: the ``p`` with ``P(Binom(n, p) >= k) = 1 - confidence``; 0 when k == 0."""
-    upper = clopper_pearson_upper(k, n, confidence)  # validates the input
-    if k == 0 or n == 0:
-        return 0.0
-    if upper == 1.0 and k == n:
-        return float((1.0 - confidence) ** (1.0 / n))
-    from scipy.special import betaincinv
-
-    return float(betaincinv(k, n - k + 1, 1.0 - confidence))
 
 
 def breached(k: int, n: int, target: float, confidence: float, rule: str = "upper_bound") -> bool:

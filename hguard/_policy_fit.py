@@ -11,6 +11,7 @@ from typing import Any
 
 from hguard._policy_thresholds import Thresholds
 from hguard._policy_values import _fmt, _real, _short
+from hguard._stats import clopper_pearson_lower, clopper_pearson_upper
 from hguard.errors import InputError
 
 
@@ -146,7 +147,7 @@ def fit_thresholds(
 
     # scipy.special holds the same exact binomial / beta functions that
     # scipy.stats.binom and scipy.stats.beta wrap, and imports several times faster.
-    from scipy.special import bdtr, bdtrc, betaincinv
+    from scipy.special import bdtr, bdtrc
 
     r, y = _calibration_arrays(risks, hallucinated)
     n = int(r.size)
@@ -182,7 +183,7 @@ def fit_thresholds(
 
     coverage = acc_n / n
     error_rate = acc_k / acc_n if acc_n else None
-    ucb = (float(betaincinv(acc_k + 1, acc_n - acc_k, confidence)) if acc_k < acc_n else 1.0) if acc_n else None
+    ucb = clopper_pearson_upper(acc_k, acc_n, float(confidence)) if acc_n else None
 
     # --- abstain side ---
     uniq, below, cum_err = _sorted_groups(r, y)
@@ -209,7 +210,7 @@ def fit_thresholds(
         notes.append("abstain_above raised to accept_below")
     abstained = r >= abstain_above
     ab_n, ab_k = int(np.count_nonzero(abstained)), int(np.count_nonzero(y & abstained))
-    lcb = (float(betaincinv(ab_k, ab_n - ab_k + 1, delta)) if ab_k > 0 else 0.0) if ab_n else None
+    lcb = clopper_pearson_lower(ab_k, ab_n, float(confidence)) if ab_n else None
 
     return Thresholds(
         accept_below=accept_below,

@@ -1,5 +1,6 @@
-"""AUROC and its bootstrap interval: the one implementation the calibration report, the research
-scripts and the benchmarks use.
+"""AUROC and its bootstrap interval, and the exact Clopper-Pearson bounds on a binomial rate: the one
+implementation of each that calibration, threshold fitting, the monitor, the research scripts and the
+benchmarks use.
 
 Labels are 1 for the positive class (a hallucinated answer) and 0 for the other; a score is
 oriented so that higher means more likely positive (a risk). numpy and scipy are imported inside
@@ -13,7 +14,14 @@ from typing import Any
 
 from hguard.errors import InputError
 
-__all__ = ["auroc", "auroc_ci", "bootstrap_aurocs", "labels_and_scores"]
+__all__ = [
+    "auroc",
+    "auroc_ci",
+    "bootstrap_aurocs",
+    "clopper_pearson_lower",
+    "clopper_pearson_upper",
+    "labels_and_scores",
+]
 
 
 def _labels(y: Any):
@@ -107,3 +115,37 @@ def auroc_ci(y: Sequence[int], scores: Mapping[str, Sequence[float]], *, n_boot:
     lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
     return {k: [float(np.percentile(v, lo)), float(np.percentile(v, hi))] if v.size else None
             for k, v in boot.items()}
+
+
+def _check_unit_open(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 < float(value) < 1.0):
+        raise InputError(f"{name} must be a number strictly between 0 and 1, got {value!r}; e.g. 0.9")
+    return float(value)
+
+
+def clopper_pearson_upper(k: int, n: int, confidence: float) -> float:
+    """Exact one-sided upper bound on a binomial rate after ``k`` events in ``n`` trials: the ``p`` with
+    ``P(Binom(n, p) <= k) = 1 - confidence``. 1.0 when ``n == 0`` (nothing is known) or ``k == n``."""
+    confidence = _check_unit_open("confidence", confidence)
+    for name, v in (("k", k), ("n", n)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise InputError(f"{name} must be a non-negative integer, got {v!r}")
+    if k > n:
+        raise InputError(f"k ({k}) cannot exceed n ({n}): there are at most n hallucinations in n answers")
+    if n == 0 or k == n:
+        return 1.0
+    from scipy.special import betaincinv
+
+    return float(betaincinv(k + 1, n - k, confidence))
+
+
+def clopper_pearson_lower(k: int, n: int, confidence: float) -> float:
+    """Exact one-sided lower bound: the ``p`` with ``P(Binom(n, p) >= k) = 1 - confidence``; 0 when k == 0."""
+    upper = clopper_pearson_upper(k, n, confidence)  # validates the input
+    if k == 0 or n == 0:
+        return 0.0
+    if upper == 1.0 and k == n:
+        return float((1.0 - confidence) ** (1.0 / n))
+    from scipy.special import betaincinv
+
+    return float(betaincinv(k, n - k + 1, 1.0 - confidence))

@@ -57,14 +57,8 @@ from ._monitor_state import (
     transition,
     write_state,
 )
-from ._monitor_stats import (
-    breached,
-    clopper_pearson_lower,
-    clopper_pearson_upper,
-    drift_test,
-    min_checks,
-    selection_u,
-)
+from ._monitor_stats import breached, drift_test, min_checks, selection_u
+from ._stats import clopper_pearson_lower, clopper_pearson_upper
 from .errors import InputError, PolicyError
 
 __all__ = [

@@ -87,3 +87,23 @@ def test_interval_holds_the_estimate_and_is_none_for_one_class():
     assert lo < narrow[0] < narrow[1] < hi
     assert auroc_ci(np.ones(5, int), {"signal": np.arange(5.0)}) == {"signal": None}
     assert auroc_ci([], {"signal": []}) == {"signal": None}
+
+
+def test_clopper_pearson_bounds_invert_the_binomial_tails():
+    from scipy.stats import binom
+
+    from hguard._stats import clopper_pearson_lower, clopper_pearson_upper
+
+    for k, n in ((0, 10), (3, 10), (10, 10), (7, 200)):
+        up, lo = clopper_pearson_upper(k, n, 0.9), clopper_pearson_lower(k, n, 0.9)
+        assert lo <= k / n <= up
+        if k < n:
+            assert binom.cdf(k, n, up) == pytest.approx(0.1, abs=1e-9)
+        if k > 0:
+            assert binom.sf(k - 1, n, lo) == pytest.approx(0.1, abs=1e-9)
+    assert clopper_pearson_upper(0, 0, 0.9) == 1.0 and clopper_pearson_lower(0, 0, 0.9) == 0.0
+    assert clopper_pearson_lower(0, 10, 0.9) == 0.0 and clopper_pearson_upper(10, 10, 0.9) == 1.0
+    with pytest.raises(InputError, match="cannot exceed"):
+        clopper_pearson_upper(11, 10, 0.9)
+    with pytest.raises(InputError, match="strictly between"):
+        clopper_pearson_lower(1, 10, 1.0)
