@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from hguard._policy_thresholds import Thresholds
-from hguard._policy_values import _fmt, _real, _short
+from hguard._policy_values import _fmt, _real
 from hguard._stats import clopper_pearson_lower, clopper_pearson_upper
 from hguard.errors import InputError
+from hguard.errors import shown as _short
 
 
 def _calibration_arrays(risks: Sequence[float], hallucinated: Sequence[Any]):

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from hguard._policy_values import _short
 from hguard.errors import PolicyError
+from hguard.errors import shown as _short
 
 if TYPE_CHECKING:
     from hguard.policy import Policy  # imported at run time inside the functions: hguard.policy imports this module

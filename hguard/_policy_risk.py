@@ -8,8 +8,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hguard._numerics import sigmoid
-from hguard._policy_values import _real, _short
+from hguard._policy_values import _real
 from hguard.errors import InputError, ProbeError
+from hguard.errors import shown as _short
 
 
 def _merger_vector(merger: Mapping[str, Any], key: str, n: int) -> list[float]:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from hguard._policy_thresholds import Thresholds
-from hguard._policy_values import _finite_unit, _fmt, _real, _short
+from hguard._policy_values import _finite_unit, _fmt, _real
+from hguard.errors import shown as _short
 
 if TYPE_CHECKING:
     from hguard.policy import DomainPolicy, Policy

@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from hguard._policy_values import _real, _short
+from hguard._policy_values import _real
 from hguard.errors import InputError, ProbeError
+from hguard.errors import shown as _short
 
 if TYPE_CHECKING:
     from hguard.policy import DomainPolicy

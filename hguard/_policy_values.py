@@ -1,15 +1,10 @@
-"""Value checks and short value texts shared by the policy's modules (schema messages, routing reasons)."""
+"""Value checks and number formatting shared by the policy's modules (schema messages, routing reasons)."""
 
 from __future__ import annotations
 
 import math
 import numbers
 from typing import Any
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _real(value: Any) -> bool:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from .._json import json_safe
 from ..errors import ReviewQueueError
+from ..errors import shown as _show
 
 VERDICTS = ("correct", "hallucinated", "corrected")
 VerdictName = Literal["correct", "hallucinated", "corrected"]
@@ -106,11 +107,6 @@ class ReviewItem:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _show(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --------------------------------------------------------------------------------------------------------------
