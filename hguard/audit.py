@@ -45,7 +45,6 @@ from typing import Any
 
 from ._audit_export import export_csv, show
 from ._audit_files import (
-    _FILE_MODE,
     Problem,
     _exclusive_fd,
     _existing,
@@ -68,6 +67,7 @@ from ._audit_records import (
     record_hash,
 )
 from ._audit_verify import VerifyReport, verify
+from ._privacy import FILE_MODE
 from .errors import AuditError, AuditIntegrityError, InputError
 
 __all__ = [
@@ -380,7 +380,7 @@ class AuditLog:
         assert anchor is not None
         line = (canonical_json({"hash": digest, "seq": seq}) + "\n").encode("utf-8")
         try:
-            fd = os.open(anchor, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), _FILE_MODE)
+            fd = os.open(anchor, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
         except OSError as e:
             raise AuditError(
                 f"record seq {seq} is in {self.path}, but its head cannot be appended to the anchor {anchor}: {e}; "

@@ -103,3 +103,10 @@ class NeedsReviewError(RouteError):
 def route_error(result) -> RouteError:
     """The exception for a result routed to abstain or review."""
     return AbstainedError(result) if result.route == "abstain" else NeedsReviewError(result)
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters (ending in "...") so a huge value does
+    not drown the message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

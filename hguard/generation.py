@@ -1,8 +1,9 @@
 """One generation that yields the answer, its confidence signals and its neuron contributions at once.
 
 Confidence (mean and minimum token log-probability, mean token entropy, answer length) comes from the
-scores ``generate`` already computes, read by a logits processor as they pass; the CETT vectors come
-from :class:`hguard.neurons.NeuronRecorder`. Nothing runs a second forward pass.
+scores ``generate`` already computes, read by a logits processor as they pass (``hguard._decoding``,
+with stop sequences and the running state); the CETT vectors come from
+:class:`hguard.neurons.NeuronRecorder`. Nothing runs a second forward pass.
 """
 
 from __future__ import annotations
@@ -14,6 +15,14 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from ._decoding import (
+    ConfidenceTracker,
+    RunningState,
+    StopSequences,
+    _check_stop,
+    confidence_from,
+    cut_at_stop,
+)
 from .errors import InputError
 from .models import LoadedModel, _text_fingerprint, system_prompt_fingerprint
 from .neurons import NeuronRecorder, find_ffn_sites
@@ -49,17 +58,6 @@ def history_fingerprint(history: Sequence[Mapping]) -> str | None:
         return None
     rendered = "\n".join(f"{m['role']}\x1f{m['content']}" for m in history)
     return f"{len(history)}-turns:" + _text_fingerprint(rendered)
-
-
-def cut_at_stop(text: str, stop: Sequence[str] | None) -> tuple[str, str | None]:
-    """``text`` up to the first stop sequence it contains, and that sequence (or None)."""
-    if not stop:
-        return text, None
-    hits = [(text.find(s), s) for s in stop if s and s in text]
-    if not hits:
-        return text, None
-    at, s = min(hits)
-    return text[:at], s
 
 
 # The user turn of a request with context (RAG). Calibration answers rows with context through this
@@ -99,67 +97,16 @@ class Generation:
     extra: dict = field(default_factory=dict)
 
 
-def _check_stop(stop) -> list[str] | None:
-    if stop is None:
-        return None
-    if isinstance(stop, str):
-        stop = [stop]
-    if not isinstance(stop, (list, tuple)) or not all(isinstance(x, str) and x for x in stop):
-        raise InputError(f"stop must be a list of non-empty strings, got {stop!r}")
-    return list(stop) or None
-
-
-class StopSequences:
-    """A stopping criterion: ends a row once its decoded answer contains one of the stop strings
-    (any tokenizer; the answer is cut before the string afterwards, see :func:`cut_at_stop`)."""
-
-    def __init__(self, tokenizer, stop: Sequence[str], prompt_width: int):
-        self.tokenizer, self.stop, self.width = tokenizer, list(stop), prompt_width
-        self.done: torch.Tensor | None = None
-
-    def __call__(self, input_ids, scores, **kwargs):
-        if self.done is None or self.done.numel() != input_ids.shape[0]:
-            self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool)
-        for row in range(input_ids.shape[0]):
-            if not self.done[row]:
-                text = self.tokenizer.decode(input_ids[row, self.width :].tolist(), skip_special_tokens=True)
-                self.done[row] = cut_at_stop(text, self.stop)[1] is not None
-        return self.done.clone()
-
-
-class ConfidenceTracker:
-    """A logits processor that keeps, per step, the entropy of the next-token distribution and, one step
-    later (once the chosen token is visible in ``input_ids``), that token's log-probability.
-
-    It sees the scores the token was actually chosen from (after any earlier processors), and returns
-    them unchanged. Shapes: ``input_ids`` (batch, cur_len), ``scores`` (batch, vocab).
-    """
-
-    def __init__(self) -> None:
-        self.entropies: list[torch.Tensor] = []
-        self.chosen_logprobs: list[torch.Tensor] = []
-        self._prev: torch.Tensor | None = None
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self._prev is not None:
-            self.chosen_logprobs.append(self._prev.gather(1, input_ids[:, -1:]).squeeze(1))
-        logp = torch.log_softmax(scores.float(), dim=-1)
-        p = logp.exp()
-        # 0 * log 0 is 0: masked (-inf) entries must not turn the sum into NaN.
-        self.entropies.append(-(torch.where(p > 0, p * logp, torch.zeros_like(p))).sum(-1))
-        self._prev = logp
-        return scores
-
-    def finish(self, generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log-probs, entropies), each (batch, steps), after adding the last chosen token."""
-        if self._prev is not None and len(self.chosen_logprobs) < len(self.entropies):
-            last = generated[:, len(self.chosen_logprobs) : len(self.chosen_logprobs) + 1]
-            self.chosen_logprobs.append(self._prev.gather(1, last).squeeze(1))
-        self._prev = None
-        if not self.entropies:
-            empty = torch.zeros(generated.shape[0], 0)
-            return empty, empty
-        return torch.stack(self.chosen_logprobs, 1), torch.stack(self.entropies, 1)
+def left_pad(rows: Sequence[Sequence[int]], pad: int, dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, attention_mask)`` of ``rows`` padded on the left with ``pad`` to the longest row, as
+    batched generation and forward passes over prompts need them (``dtype`` of ids: long by default)."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=dtype or torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :] = torch.tensor(r, dtype=ids.dtype)
+        attention[i, width - len(r) :] = 1
+    return ids, attention
 
 
 def _eos_ids(lm: LoadedModel) -> list[int]:
@@ -170,38 +117,6 @@ def _eos_ids(lm: LoadedModel) -> list[int]:
     if lm.tokenizer.eos_token_id is not None and lm.tokenizer.eos_token_id not in ids:
         ids.append(lm.tokenizer.eos_token_id)
     return ids
-
-
-def confidence_from(logprobs: Sequence[float], entropies: Sequence[float]) -> dict[str, float]:
-    n = len(logprobs)
-    if n == 0:
-        return {"mean_logprob": float("nan"), "min_logprob": float("nan"), "mean_entropy": float("nan"), "length": 0.0}
-    return {
-        "mean_logprob": float(np.mean(logprobs)),
-        "min_logprob": float(np.min(logprobs)),
-        "mean_entropy": float(np.mean(entropies)),
-        "length": float(n),
-    }
-
-
-@dataclass
-class RunningState:
-    """Read-only view of a generation under way: mean CETT so far and the confidence so far."""
-
-    recorder: NeuronRecorder
-    tracker: "ConfidenceTracker"
-
-    def cett(self) -> np.ndarray:
-        return self.recorder.result().numpy()
-
-    def n_tokens(self) -> np.ndarray:
-        return self.recorder.token_counts().numpy().copy()
-
-    def confidence(self, row: int) -> dict[str, float]:
-        """Confidence of row ``row`` over the tokens chosen so far (all steps; EOS not yet excluded)."""
-        lps = [float(x[row]) for x in self.tracker.chosen_logprobs]
-        ents = [float(x[row]) for x in self.tracker.entropies[: len(lps)]]
-        return confidence_from(lps, ents)
 
 
 class Generator:
@@ -359,33 +274,54 @@ class Generator:
             raise InputError(f"got {len(questions)} questions, {len(hists)} histories and {len(syss)} systems; pass one per question")
         stop = _check_stop(stop)
         prompts = [self.prompt_ids(q, c, history=h, system=s) for q, c, h, s in zip(questions, ctxs, hists, syss)]
+        out = self._generate_batches(
+            list(questions), ctxs, prompts, batch_size=batch_size, neurons=neurons, steering=steering,
+            do_sample=do_sample, temperature=temperature, max_new_tokens=max_new_tokens or self.max_new_tokens, seed=seed,
+            processors=list(logits_processors), streamer=streamer, stopping=list(stopping_criteria), stop=stop,
+        )
+        for g, h, sp in zip(out, hists, syss):
+            if h or sp is not None:
+                g.extra["fingerprints"] = self.call_fingerprints(sp, h)
+                g.extra["history_turns"] = len(h)
+        return out
+
+    def generate_ids(
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        neurons: str | Sequence[int] | None = None,
+        steering: Mapping[int, float] | None = None,
+        max_new_tokens: int | None = None,
+        batch_size: int = 8,
+    ) -> list[Generation]:
+        """Greedy answers to prompts given as token ids (e.g. a whole conversation the caller rendered
+        with the chat template), left-padded and batched exactly as :meth:`generate` does. Each
+        Generation's ``question`` is "" and its ``context`` None."""
+        if isinstance(prompts, (str, bytes)) or not all(
+            isinstance(p, Sequence) and not isinstance(p, (str, bytes)) and len(p) and all(isinstance(t, int) for t in p)
+            for p in prompts
+        ):
+            raise InputError("prompts must be a list of non-empty lists of token ids; tokenise each prompt first")
+        if batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {batch_size}")
+        return self._generate_batches(
+            [""] * len(prompts), [None] * len(prompts), [list(p) for p in prompts], batch_size=batch_size,
+            neurons=neurons, steering=steering, do_sample=False, temperature=1.0,
+            max_new_tokens=max_new_tokens or self.max_new_tokens, seed=None, processors=[],
+        )
+
+    def _generate_batches(self, questions, contexts, prompts, *, batch_size, **kwargs) -> list[Generation]:
         out: list[Generation] = []
         for start in range(0, len(prompts), batch_size):
             sl = slice(start, start + batch_size)
-            batch = (
-                self._generate_batch(
-                    list(questions[sl]), ctxs[sl], prompts[sl], neurons=neurons, steering=steering,
-                    do_sample=do_sample, temperature=temperature,
-                    max_new_tokens=max_new_tokens or self.max_new_tokens, seed=seed,
-                    processors=list(logits_processors), streamer=streamer, stopping=list(stopping_criteria), stop=stop,
-                )
-            )
-            for g, h, sp in zip(batch, hists[sl], syss[sl]):
-                if h or sp is not None:
-                    g.extra["fingerprints"] = self.call_fingerprints(sp, h)
-                    g.extra["history_turns"] = len(h)
-            out.extend(batch)
+            out.extend(self._generate_batch(questions[sl], contexts[sl], prompts[sl], **kwargs))
         return out
 
     def _generate_batch(self, questions, contexts, prompts, *, neurons, steering, do_sample, temperature, max_new_tokens, seed, processors, streamer=None, stopping=(), stop=None):
         tok = self.lm.tokenizer
         pad = tok.pad_token_id
-        width = max(len(p) for p in prompts)
-        input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):  # left padding
-            input_ids[i, width - len(p) :] = torch.tensor(p)
-            attention[i, width - len(p) :] = 1
+        input_ids, attention = left_pad(prompts, pad)
+        width = input_ids.shape[1]
         tracker = ConfidenceTracker()
         kwargs = dict(
             input_ids=input_ids,
@@ -477,19 +413,12 @@ class Generator:
             scored = len(answer) if g.finished else max(len(answer) - 1, 0)
             rows.append(prompt + answer)
             masks.append([0] * len(prompt) + [1] * scored + [0] * (len(answer) - scored))
-        width = max(len(r) for r in rows)
-        pad = self.lm.tokenizer.pad_token_id
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        att = torch.zeros((len(rows), width), dtype=torch.long)
-        ans = torch.zeros((len(rows), width), dtype=torch.float32)
-        for i, (r, m) in enumerate(zip(rows, masks)):
-            ids[i, width - len(r) :] = torch.tensor(r)
-            att[i, width - len(r) :] = 1
-            ans[i, width - len(r) :] = torch.tensor(m, dtype=torch.float32)
+        ids, att = left_pad(rows, self.lm.tokenizer.pad_token_id)
+        ans = left_pad(masks, 0, dtype=torch.float32)[0]
         return teacher_forced_cett(self.lm.model, ids, att, ans, neurons=neurons).numpy()
 
 
 __all__ = [
     "CLOSED_BOOK", "CONTEXT_PROMPT", "ConfidenceTracker", "DEFAULT_MAX_NEW_TOKENS", "Generation", "Generator", "RAG",
-    "check_history", "confidence_from", "cut_at_stop", "history_fingerprint", "prompt_fingerprints",
+    "check_history", "confidence_from", "cut_at_stop", "history_fingerprint", "left_pad", "prompt_fingerprints",
 ]

@@ -28,26 +28,43 @@ traffic, from the audit log and the review queue alone:
 
 A monitor run appends one ``monitor_check`` record per domain (estimate, counts, drift tests), so the chain
 holds every step. The pure parts (bounds, selection, drift test, state transitions) take plain data.
+
+This module holds the run (:func:`run_monitor`, :func:`lift`, the spot-check selection and its check) and
+re-exports the rest: the statistics from ``hguard._monitor_stats``, the domain states and the state file from
+``hguard._monitor_state``, the report for people from ``hguard._monitor_report``.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import io
 import json
-import math
-import os
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
+from ._monitor_report import public_report, summary, write_html
+from ._monitor_state import (
+    CHECK,
+    LIFT,
+    SPOT,
+    STATE_FORMAT,
+    TIGHTEN,
+    DomainState,
+    MonitorState,
+    replay,
+    tightened_thresholds,
+    transition,
+    write_state,
+)
+from ._monitor_stats import breached, drift_test, min_checks, selection_u
+from ._stats import clopper_pearson_lower, clopper_pearson_upper
 from .errors import InputError, PolicyError
 
 __all__ = [
+    "SPOT",
+    "STATE_FORMAT",
+    "DomainState",
     "MonitorState",
     "check_selection",
     "breached",
@@ -57,227 +74,17 @@ __all__ = [
     "lift",
     "min_checks",
     "policy_id",
+    "public_report",
+    "replay",
     "run_monitor",
     "selection_u",
+    "spot_check_decision",
+    "summary",
     "tightened_thresholds",
     "transition",
+    "write_html",
+    "write_state",
 ]
-
-TIGHTEN, LIFT, CHECK, SPOT = "monitor_tighten", "monitor_lift", "monitor_check", "spot_check"
-STATE_FORMAT = "hguard-monitor-state"
-
-
-# ------------------------------------------------------------------------------------------ pure statistics
-
-
-def _check_unit_open(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 < float(value) < 1.0):
-        raise InputError(f"{name} must be a number strictly between 0 and 1, got {value!r}; e.g. 0.9")
-    return float(value)
-
-
-def clopper_pearson_upper(k: int, n: int, confidence: float) -> float:
-    """Exact one-sided upper bound on a binomial rate after ``k`` events in ``n`` trials: the ``p`` with
-    ``P(Binom(n, p) <= k) = 1 - confidence``. 1.0 when ``n == 0`` (nothing is known) or ``k == n``."""
-    confidence = _check_unit_open("confidence", confidence)
-    for name, v in (("k", k), ("n", n)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise InputError(f"{name} must be a non-negative integer, got {v!r}")
-    if k > n:
-        raise InputError(f"k ({k}) cannot exceed n ({n}): there are at most n hallucinations in n answers")
-    if n == 0 or k == n:
-        return 1.0
-    from scipy.special import betaincinv
-
-    return float(betaincinv(k + 1, n - k, confidence))
-
-
-def clopper_pearson_lower(k: int, n: int, confidence: float) -> float:
-    """Exact one-sided lower bound: the ``p`` with ``P(Binom(n, p) >= k) = 1 - confidence``; 0 when k == 0."""
-    upper = clopper_pearson_upper(k, n, confidence)  # validates the input
-    if k == 0 or n == 0:
-        return 0.0
-    if upper == 1.0 and k == n:
-        return float((1.0 - confidence) ** (1.0 / n))
-    from scipy.special import betaincinv
-
-    return float(betaincinv(k, n - k + 1, 1.0 - confidence))
-
-
-def breached(k: int, n: int, target: float, confidence: float, rule: str = "upper_bound") -> bool:
-    """Whether ``k`` hallucinations in ``n`` reviewed spot-checks breach the target under ``rule``:
-    ``upper_bound``: the upper bound exceeds the target, once n reaches :func:`min_checks` (before that even a
-    clean record could not certify it); ``lower_bound``: the lower bound exceeds the target."""
-    if rule == "upper_bound":
-        return n >= min_checks(target, confidence) and clopper_pearson_upper(k, n, confidence) > target
-    if rule == "lower_bound":
-        return clopper_pearson_lower(k, n, confidence) > target
-    raise InputError(f"breach rule must be 'upper_bound' or 'lower_bound', got {rule!r}")
-
-
-def min_checks(target: float, confidence: float) -> int:
-    """Least number of reviewed spot-checks at which a clean record (0 hallucinations) brings the upper bound
-    to the target or below; before that the bound cannot certify anything and is not acted on."""
-    target, confidence = _check_unit_open("target", target), _check_unit_open("confidence", confidence)
-    return int(math.ceil(math.log(1.0 - confidence) / math.log(1.0 - target) - 1e-12))
-
-
-def selection_u(seed: str, record_id: str) -> float:
-    """A number in [0, 1) from HMAC-SHA256 keyed by ``seed`` over the decision's audit record id."""
-    if not isinstance(seed, str) or not seed:
-        raise InputError(f"the spot-check seed must be a non-empty string, got {seed!r}; set [monitor] seed")
-    if not isinstance(record_id, str) or not record_id:
-        raise InputError(f"record_id must be a non-empty string, got {record_id!r}")
-    digest = hmac.new(seed.encode("utf-8"), record_id.encode("utf-8"), hashlib.sha256).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
-
-
-def drift_test(reference: Sequence[float | None], live: Sequence[float | None], p_value: float, *, min_n: int = 20) -> dict:
-    """Two-sample KS test of ``live`` against ``reference`` (finite values only). ``drift`` is True when its
-    p-value is below ``p_value``; None (untested) when either side has fewer than ``min_n`` values."""
-    p_value = _check_unit_open("drift_p_value", p_value)
-    ref = [float(x) for x in reference if x is not None and math.isfinite(float(x))]
-    liv = [float(x) for x in live if x is not None and math.isfinite(float(x))]
-    out: dict[str, Any] = {"n_reference": len(ref), "n_live": len(liv), "statistic": None, "p_value": None, "drift": None}
-    if len(ref) < min_n or len(liv) < min_n:
-        out["note"] = f"untested: fewer than {min_n} values on a side"
-        return out
-    from scipy.stats import ks_2samp
-
-    res = ks_2samp(ref, liv)
-    out.update(statistic=float(res.statistic), p_value=float(res.pvalue), drift=bool(res.pvalue < p_value))
-    return out
-
-
-# ------------------------------------------------------------------------------------------ state machine
-
-
-@dataclass(frozen=True)
-class DomainState:
-    """One domain's monitor state: ``normal`` or ``tightened`` (with the action and its threshold)."""
-
-    state: str = "normal"
-    action: str | None = None  # "stricter" | "review"
-    accept_below: float | None = None  # the tightened accept threshold (0 accepts nothing)
-    since: str | None = None
-    record_id: str | None = None  # the monitor_tighten / monitor_lift record
-    probe_id: str | None = None  # probe the tightening was decided under
-    reason: str | None = None
-
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-def transition(state: DomainState, event: Mapping[str, Any]) -> DomainState:
-    """The next state after one audit event (``kind`` monitor_tighten or monitor_lift); other kinds and a
-    tightening of an already tightened domain by an equal or looser threshold change nothing."""
-    kind = event.get("kind")
-    if kind == TIGHTEN:
-        new = float(event["accept_below"])
-        if state.state == "tightened" and state.accept_below is not None and state.accept_below <= new:
-            return state
-        return DomainState("tightened", event.get("action"), new, event.get("time"), event.get("id"),
-                           event.get("probe_id"), event.get("reason"))  # fmt: skip
-    if kind == LIFT:
-        if state.state != "tightened":
-            return state
-        return DomainState("normal", None, None, event.get("time"), event.get("id"), None, event.get("reason"))
-    return state
-
-
-def replay(records: Iterable[Mapping[str, Any]]) -> dict[str, DomainState]:
-    """Every domain's state after the monitor events in ``records`` (audit log order)."""
-    states: dict[str, DomainState] = {}
-    for rec in records:
-        if rec.get("kind") in (TIGHTEN, LIFT) and rec.get("domain"):
-            states[rec["domain"]] = transition(states.get(rec["domain"], DomainState()), rec)
-    return states
-
-
-def tightened_thresholds(entry: DomainState | None, thresholds):
-    """``thresholds`` with the accept threshold lowered to the tightened one (None stays None: no route then)."""
-    if entry is None or entry.state != "tightened" or thresholds is None:
-        return thresholds, None
-    from dataclasses import replace
-
-    accept = min(float(entry.accept_below or 0.0), thresholds.accept_below)
-    why = (
-        f"domain tightened by the monitor since {entry.since} ({entry.reason}); accept_below lowered to {accept:.4g}"
-        f" ({'accept nothing: everything to review' if accept == 0 else entry.action}) until a person lifts it"
-    )
-    if accept == thresholds.accept_below:
-        return thresholds, why
-    return replace(
-        thresholds, accept_below=accept, coverage=None, accepted_error_rate=None, accepted_error_ucb=None,
-        method=f"{thresholds.method}; tightened by the monitor (record {entry.record_id})",
-    ), why  # fmt: skip
-
-
-class MonitorState:
-    """The state file the guard consults before routing (a mirror of the audit chain, written by the monitor).
-
-    Re-read when the file changes. A file that exists but cannot be read fails closed: every domain is then
-    treated as tightened to accept nothing, with the reason. When the file is missing, the audit chain
-    (``audit_path``) is replayed once instead, so deleting the mirror does not lift a tightening."""
-
-    def __init__(self, path: str | os.PathLike[str] | None, audit_path: str | os.PathLike[str] | None = None):
-        self.path = Path(path) if path is not None else None
-        self.audit_path = Path(audit_path) if audit_path is not None else None
-        self._stamp: tuple | None = None
-        self._states: dict[str, DomainState] = {}
-        self._broken: str | None = None
-        self._chain: dict[str, DomainState] | None = None
-
-    def get(self, domain: str | None) -> DomainState | None:
-        if self.path is None or domain is None:
-            return None
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            self._stamp, self._states, self._broken = None, {}, None
-            return self._from_chain(domain)
-        except OSError as exc:
-            return self._closed(f"monitor state {self.path} cannot be read ({exc})")
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        if stamp != self._stamp:
-            try:
-                data = json.loads(self.path.read_text(encoding="utf-8"))
-                if data.get("format") != STATE_FORMAT:
-                    raise ValueError(f"format is {data.get('format')!r}, not {STATE_FORMAT!r}")
-                self._states = {d: DomainState(**s) for d, s in data["domains"].items()}
-                self._broken = None
-            except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-                self._broken = f"monitor state {self.path} is unreadable ({type(exc).__name__}: {exc})"
-            self._stamp = stamp
-        if self._broken:
-            return self._closed(self._broken)
-        return self._states.get(domain)
-
-    def _from_chain(self, domain: str) -> DomainState | None:
-        if self.audit_path is None or not self.audit_path.exists():
-            return None
-        if self._chain is None:
-            from .audit import AuditLog
-
-            try:
-                self._chain = replay(AuditLog(self.audit_path))
-            except Exception as exc:  # an unreadable chain cannot say the domain is not tightened
-                return self._closed(f"monitor state {self.path} is missing and audit log {self.audit_path} "
-                                    f"cannot be replayed ({type(exc).__name__}: {exc})")  # fmt: skip
-        return self._chain.get(domain)
-
-    @staticmethod
-    def _closed(why: str) -> DomainState:
-        return DomainState("tightened", "review", 0.0, None, None, None, f"{why}; fix or rerun `hguard monitor`")
-
-
-def write_state(path: Path, states: Mapping[str, DomainState], pid: str) -> None:
-    """Atomically replace the state file with ``states``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    data = {"format": STATE_FORMAT, "policy_id": pid, "domains": {d: s.to_dict() for d, s in sorted(states.items())}}
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------------------ policy identity
@@ -558,93 +365,6 @@ def lift(policy, domain: str, *, by: str, reason: str, audit_path=None) -> Domai
     states[domain] = transition(st, ev)
     write_state(Path(policy.monitor.state), {d: s for d, s in states.items() if d in policy.domains}, policy_id(policy))
     return states[domain]
-
-
-# ------------------------------------------------------------------------------------------ output
-
-
-def public_report(report: Mapping[str, Any]) -> dict:
-    """The report without the series kept for the figures."""
-    out = dict(report)
-    out["domains"] = {d: {k: v for k, v in e.items() if not k.startswith("_")} for d, e in report["domains"].items()}
-    return out
-
-
-def summary(report: Mapping[str, Any]) -> str:
-    lines = [f"monitor: {report['audit_log']} ({report['chain']['n_records']} records, chain "
-             f"{'verified' if report['chain']['ok'] else 'BROKEN'}), policy {report['policy_id']}"]  # fmt: skip
-    for d, e in report["domains"].items():
-        s = e["spot_checks"]
-        rate = "-" if s["rate"] is None else f"{s['rate']:.3f}"
-        judged = "" if s["reviewed"] >= s["min_reviewed_to_judge"] else f" (not judged before {s['min_reviewed_to_judge']} reviewed)"
-        lines.append(
-            f"  {d:12s} state={e['state']['state']}"
-            + (f" ({e['state']['action']}, accept_below {e['state']['accept_below']:.4g})" if e["state"]["state"] == "tightened" else "")
-            + f" decisions={e['n_decisions']} {dict(e['decisions'])}"
-        )
-        lines.append(
-            f"    spot-checks: {s['selected']} selected, {s['reviewed']} reviewed, {s['hallucinated']} hallucinated "
-            f"(rate {rate}, upper bound {s['upper_bound']:.3f} at {e['confidence']}, target {e['target']}){judged}"
-        )
-        rr = e["review_routed"]
-        lines.append(f"    review-routed: {rr['reviewed']} reviewed, {rr['hallucinated']} hallucinated, {rr['correct']} correct")
-        for sig, t in e["drift"].items():
-            if t["p_value"] is not None:
-                lines.append(f"    drift {sig}: KS {t['statistic']:.3f} p={t['p_value']:.3g} (n {t['n_reference']} vs {t['n_live']})"
-                             + (" DRIFT" if t["drift"] else ""))  # fmt: skip
-        sel = e["selection_audit"]
-        lines.append(f"    selection: {sel.get('selected', 0)} of {sel.get('accepted', 0)} accepted spot-checked, "
-                     f"{len(sel.get('mismatches', []))} mismatches")  # fmt: skip
-        for ev in e.get("events", []):
-            lines.append(f"    {ev['kind']} ({ev['id']}): {ev['reason']}")
-    return "\n".join(lines)
-
-
-def write_html(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """A one-file HTML report: per domain the live vs calibration risk histogram, the accepted share over
-    time and the cumulative spot-check results with their upper bound."""
-    import html
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    parts = ["<html><head><meta charset='utf-8'><title>hguard monitor</title></head><body>",
-             f"<h1>hguard monitor</h1><pre>{html.escape(summary(report))}</pre>"]  # fmt: skip
-    for d, e in report["domains"].items():
-        fig, ax = plt.subplots(1, 3, figsize=(13, 3.2))
-        bins = [i / 20 for i in range(21)]
-        if e["_calibration_risks"]:
-            ax[0].hist(e["_calibration_risks"], bins=bins, density=True, alpha=0.5, label=f"calibration (n={len(e['_calibration_risks'])})")
-        if e["_live_risks"]:
-            ax[0].hist(e["_live_risks"], bins=bins, density=True, alpha=0.5, label=f"live (n={len(e['_live_risks'])})")
-        ax[0].set_title(f"{d}: risk"); ax[0].legend(fontsize=7)  # noqa: E702
-        acc = e["_accept_series"]
-        step = max(1, len(acc) // 20)
-        xs = list(range(step, len(acc) + 1, step))
-        ax[1].plot(xs, [sum(acc[x - step:x]) / step for x in xs], marker=".")
-        ax[1].set_ylim(0, 1); ax[1].set_title(f"accepted share per {step} decisions"); ax[1].set_xlabel("decisions")  # noqa: E702
-        res = e["_spot_results"]
-        if res:
-            ks = [sum(h for _, h in res[:i + 1]) for i in range(len(res))]
-            ub = [clopper_pearson_upper(k, i + 1, e["confidence"]) for i, k in enumerate(ks)]
-            ax[2].plot(range(1, len(res) + 1), [k / (i + 1) for i, k in enumerate(ks)], label="rate")
-            ax[2].plot(range(1, len(res) + 1), ub, label=f"upper bound ({e['confidence']})")
-        ax[2].axhline(e["target"], color="red", linestyle="--", label="target")
-        ax[2].set_ylim(0, 1); ax[2].set_title("reviewed spot-checks"); ax[2].set_xlabel("n"); ax[2].legend(fontsize=7)  # noqa: E702
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80)
-        plt.close(fig)
-        parts.append(f"<h2>{html.escape(d)}: {html.escape(e['state']['state'])}</h2>"
-                     f"<img src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'>")  # fmt: skip
-    parts.append("</body></html>")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
-
 
 
 def cli_main(argv: list[str]) -> int:

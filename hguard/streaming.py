@@ -22,13 +22,12 @@ decision through string-typed steps), ``raise_on`` (:func:`raise_if_routed`) and
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import threading
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Generator, Literal, Sequence, cast
-from uuid import UUID
 
+from hguard._json import json_safe
 from hguard.errors import route_error
 from hguard.guard import Guard, GuardResult
 
@@ -45,24 +44,10 @@ def check_stream_mode(mode: str) -> StreamMode:
 DECISION_KEYS = ("route", "risk", "signals", "reasons", "audit_id", "request_id", "domain", "probe_id", "thresholds", "seconds")
 
 
-def jsonable(value: Any, depth: int = 0) -> Any:
+def jsonable(value: Any) -> Any:
     """A JSON-safe copy of framework data for an audit record: plain values kept, containers walked,
-    UUIDs as strings, anything else as its repr (cut short)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if depth > 6:
-        return repr(value)[:200]
-    if isinstance(value, dict):
-        return {str(k): jsonable(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v, depth + 1) for v in value]
-    if isinstance(value, UUID):
-        return str(value)
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return repr(value)[:200]
+    UUIDs as strings, anything else as its repr (cut short); never raises (see :func:`hguard._json.json_safe`)."""
+    return json_safe(value, lenient=True, nonfinite="keep")
 
 
 def decision_metadata(result: GuardResult) -> dict[str, Any]:

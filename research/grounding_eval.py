@@ -15,35 +15,12 @@ from pathlib import Path
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import numpy as np
 
+from hguard._stats import auroc
 from hguard.errors import DataError, HGuardError, InputError
 from hguard.signals.grounding import GroundingScorer
 
 # ------------------------------------------------------------------------------------- evaluation
-
-
-def auroc(labels: Sequence[int], risks: Sequence[float]) -> float | None:
-    """Area under the ROC curve of ``risks`` for ``labels`` (1 = positive), ties counted half.
-
-    None when one class is missing.
-    """
-    y = np.asarray(labels, dtype=int)
-    s = np.asarray(risks, dtype=float)
-    n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
-    if n_pos == 0 or n_neg == 0:
-        return None
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s), dtype=float)
-    sorted_s = s[order]
-    i = 0
-    while i < len(s):  # average ranks over ties
-        j = i
-        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 _ROW_FIELDS = ("question", "context", "right_answer", "hallucinated_answer")

@@ -567,44 +567,16 @@ def _chat_ids(gen, messages: list[dict]) -> list[int]:
 
 def chat_generate(gen, conversations: Sequence[list[dict]], scale: Mapping[int, float] | None = None, batch_size: int = 16, max_new_tokens: int | None = None) -> list[str]:
     """Greedy replies to multi-turn ``conversations`` (chat messages, the system prompt included if
-    wanted), with ``scale`` applied to the neurons' z like the guard's steering; order kept."""
-    import torch
-
-    from hguard.generation import _eos_ids
-    from hguard.neurons import NeuronRecorder
-
-    lm = gen.lm
-    tok = lm.tokenizer
-    eos = _eos_ids(lm)
+    wanted), with ``scale`` applied to the neurons' z like the guard's steering; order kept. Batched
+    by prompt length through the guard's own padded generation (:meth:`Generator.generate_ids`)."""
     prompts = [_chat_ids(gen, m) for m in conversations]
     order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+    outs = gen.generate_ids(
+        [prompts[i] for i in order], steering=scale or None, max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
     texts = [""] * len(prompts)
-    new = max_new_tokens or gen.max_new_tokens
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        width = max(len(prompts[i]) for i in rows)
-        ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
-        att = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, i in enumerate(rows):
-            ids[r, width - len(prompts[i]) :] = torch.tensor(prompts[i])
-            att[r, width - len(prompts[i]) :] = 1
-        kw = dict(
-            input_ids=ids, attention_mask=att, max_new_tokens=new, do_sample=False, temperature=None, top_k=None,
-            top_p=None, pad_token_id=tok.pad_token_id, eos_token_id=eos,
-        )
-        with torch.no_grad():
-            if scale:
-                with NeuronRecorder(lm.model, neurons=None, scale=scale, sites=gen.sites):
-                    seqs = lm.model.generate(**kw)
-            else:
-                seqs = lm.model.generate(**kw)
-        for r, i in enumerate(rows):
-            out = seqs[r, width:].tolist()
-            for k, t in enumerate(out):
-                if t in eos:
-                    out = out[:k]
-                    break
-            texts[i] = tok.decode(out, skip_special_tokens=True).strip()
+    for i, g in zip(order, outs):
+        texts[i] = g.text
     return texts
 
 

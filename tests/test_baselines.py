@@ -142,7 +142,7 @@ def test_auroc_and_bootstrap():
     y = rng.integers(0, 2, 80)
     good = y + rng.normal(0, 0.7, 80)
     noise = rng.normal(0, 1, 80)
-    boot = bootstrap_aurocs(y, {"good": good, "noise": noise}, n=300, seed=0)
+    boot = bootstrap_aurocs(y, {"good": good, "noise": noise}, n_boot=300, seed=0)
     assert boot["good"].shape == boot["noise"].shape and 250 <= len(boot["good"]) <= 300
     lo, hi = np.percentile(boot["good"], [2.5, 97.5])
     assert lo < auroc(y, good) < hi and lo > 0.6

@@ -59,3 +59,23 @@ def test_caller_problems_route_to_review_with_their_reason(lm, tmp_path):
     guard = Guard(lm, pol)
     r = guard.invoke("what is the capital ?", domain="alpha", problems=["context not identified: test"])
     assert r.route == "review" and any("context not identified: test" in x for x in r.reasons)
+
+
+def test_left_padding_and_generation_from_token_ids_match_generate(lm):
+    import torch
+
+    from hguard.generation import left_pad
+
+    ids, att = left_pad([[5, 6, 7], [8]], pad=0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and att.tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert left_pad([[1], [1, 0]], 0, dtype=torch.float32)[0].dtype == torch.float32
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=5)
+    questions = ["what is the capital of italy", "who wrote it", "what is the capital of france and of spain"]
+    ref = gen.generate(questions, neurons="all", batch_size=2)
+    out = gen.generate_ids([gen.prompt_ids(q) for q in questions], neurons="all", batch_size=2)
+    assert [g.token_ids for g in out] == [g.token_ids for g in ref] and [g.text for g in out] == [g.text for g in ref]
+    assert all((a.cett == b.cett).all() for a, b in zip(out, ref)) and out[0].question == ""
+    with pytest.raises(InputError, match="lists of token ids"):
+        gen.generate_ids(["already text"])
+    with pytest.raises(InputError, match="lists of token ids"):
+        gen.generate_ids([[]])

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 
+from hguard._text import fold_accents, join_digit_groups
 from hguard.errors import InputError
 
 __all__ = [
@@ -59,7 +60,6 @@ __all__ = [
 
 _ARTICLES = frozenset({"a", "an", "the"})
 _APOSTROPHES = re.compile(r"['\u2019\u2018\u02bb\u02bc`\u00b4]")
-_DIGIT_GROUP_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 # Periods vanish (so "U.S.A." and "USA" agree) except a decimal point between digits.
 _PERIOD = re.compile(r"(?<!\d)\.|\.(?!\d)")
 
@@ -86,12 +86,11 @@ def _mark_letter_a(text: str) -> str:
 
 
 def normalize(text: str) -> str:
-    """Canonical form for comparing answers: see the module docstring."""
+    """Canonical form for comparing answers: see the module docstring (and :mod:`hguard._text` for how it
+    differs from the grounding signals' tokens)."""
     _check_str(text, "text")
-    t = unicodedata.normalize("NFKD", text)
-    t = "".join(c for c in t if not unicodedata.combining(c))
-    t = _mark_letter_a(t).casefold()
-    t = _DIGIT_GROUP_COMMA.sub("", t)
+    t = _mark_letter_a(fold_accents(text)).casefold()
+    t = join_digit_groups(t)
     t = _APOSTROPHES.sub("", t)
     t = _PERIOD.sub("", t)
     t = "".join(" " if (unicodedata.category(c)[0] in "PSZC" and c not in "." + _LETTER_A) else c for c in t)

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._numerics import sigmoid_array
+from .._stats import auroc, auroc_ci
 from ..errors import DataError, InputError
 from .collect import Collected, collect, label_row
 from .data import Example, data_hash, load_examples
@@ -36,36 +37,6 @@ MIN_PER_CLASS = 8
 
 
 # ------------------------------------------------------------------------------------- helpers
-
-
-def auroc(y: Sequence[int], score: Sequence[float]) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
-    y = np.asarray(y)
-    if y.size == 0 or np.unique(y).size < 2:
-        return None
-    return float(roc_auc_score(y, np.asarray(score, dtype=float)))
-
-
-def auroc_ci(y: Sequence[int], scores: dict[str, np.ndarray], *, n_boot: int = 1000, level: float = 0.95,
-             seed: int = 0) -> dict[str, list[float] | None]:
-    """Percentile bootstrap intervals of each signal's AUROC, resampling answers within each class
-    (so every resample has both classes) with the same resamples for every signal."""
-    from sklearn.metrics import roc_auc_score
-
-    y = np.asarray(y)
-    if y.size == 0 or np.unique(y).size < 2:
-        return {k: None for k in scores}
-    rng = np.random.default_rng(seed)
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    draws = [np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)]) for _ in range(n_boot)]
-    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
-    out: dict[str, list[float] | None] = {}
-    for k, v in scores.items():
-        v = np.asarray(v, dtype=float)
-        vals = [roc_auc_score(y[i], v[i]) for i in draws]
-        out[k] = [float(np.percentile(vals, lo)), float(np.percentile(vals, hi))]
-    return out
 
 
 def best_threshold(y, score) -> float:

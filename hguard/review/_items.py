@@ -3,7 +3,6 @@ is queued (required fields, JSON-safe signals, UTC times, lengths). See :mod:`hg
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import numbers
@@ -12,7 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from .._json import json_safe
 from ..errors import ReviewQueueError
+from ..errors import shown as _show
 
 VERDICTS = ("correct", "hallucinated", "corrected")
 VerdictName = Literal["correct", "hallucinated", "corrected"]
@@ -108,41 +109,8 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _show(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 # --------------------------------------------------------------------------------------------------------------
 # validating an item
-
-
-def _json_safe(value: Any, path: str, seen: set[int]) -> Any:
-    """A JSON-storable copy: numpy/torch scalars unwrapped, non-finite floats as None (the audit log does the same)."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value) if math.isfinite(value) else None
-    if type(value).__module__.split(".")[0] in ("numpy", "torch") and hasattr(value, "tolist"):
-        return _json_safe(value.tolist(), path, seen)
-    if isinstance(value, (Mapping, list, tuple)):
-        if id(value) in seen:
-            raise ValueError(f"{path} contains itself; pass a tree of plain values")
-        seen.add(id(value))
-        try:
-            if isinstance(value, Mapping):
-                out = {}
-                for k, v in value.items():
-                    if not isinstance(k, str):
-                        raise ValueError(f"{path} has the key {k!r} of type {type(k).__name__}; keys must be strings")
-                    out[k] = _json_safe(v, f"{path}.{k}", seen)
-                return out
-            return [_json_safe(v, f"{path}[{i}]", seen) for i, v in enumerate(value)]
-        finally:
-            seen.discard(id(value))
-    raise ValueError(f"{path} holds a {type(value).__name__} ({_show(value)}) that JSON cannot store")
 
 
 def _check_text(value: Any, name: str) -> str:
@@ -231,7 +199,7 @@ def _normalise_item(item: Any) -> dict[str, Any]:
         "answer": _check_text(item["answer"], "answer"),
         "domain": domain,
         "risk": risk,
-        "signals": json.dumps(_json_safe(signals, "signals", set()), ensure_ascii=False, allow_nan=False),
+        "signals": json.dumps(json_safe(signals, "signals", what="review item field"), ensure_ascii=False, allow_nan=False),
         "reasons": json.dumps(reasons, ensure_ascii=False),
         "model_fingerprint": _optional_text(item.get("model_fingerprint"), "model_fingerprint"),
         "probe_id": _optional_text(item.get("probe_id"), "probe_id"),
@@ -244,7 +212,3 @@ def _check_flag(value: Any, name: str) -> int:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be true or false, got {_show(value)}")
     return int(value)
-
-
-def _redacted(text: str | None) -> Any:
-    return None if text is None else {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}

@@ -30,12 +30,12 @@ the corrected answer and the note are stored as ``{"sha256": ...}`` like the log
 because either can repeat the private answer.
 
 Items and verdicts (:class:`ReviewItem`, :class:`Verdict`, the errors) and the validation of an item are in
-``_items``; their public names are importable from here.
+``_items``; their public names are importable from here. The SQLite schema, its migration and the row mapping are
+in ``_store``.
 """
 
 from __future__ import annotations
 
-import json
 import numbers
 import os
 import sqlite3
@@ -46,8 +46,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+from .._privacy import FILE_MODE, redacted
 from ..audit import AuditLog
 from ..errors import HGuardError, InputError, ReviewQueueError
+from ._store import _COLUMNS, _item, migrate
 from ._items import (
     _MAX_REVIEWER,
     _MAX_TEXT,
@@ -62,7 +64,6 @@ from ._items import (
     _NoDomain,
     _normalise_item,
     _now,
-    _redacted,
     _show,
 )
 
@@ -76,47 +77,8 @@ __all__ = [
     "ReviewQueue",
     "Verdict",
 ]
-_SCHEMA_VERSION = 2  # 2 added spot_check
-_FILE_MODE = 0o640
 DEFAULT_BUSY_TIMEOUT_S = 10.0
 DEFAULT_LIMIT = 500
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS review_items (
-    id TEXT PRIMARY KEY,
-    audit_id TEXT NOT NULL,
-    question TEXT NOT NULL,
-    context TEXT,
-    answer TEXT NOT NULL,
-    domain TEXT,
-    risk REAL,
-    signals TEXT NOT NULL,
-    reasons TEXT NOT NULL,
-    model_fingerprint TEXT,
-    probe_id TEXT,
-    time TEXT NOT NULL,
-    enqueued_at TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'decided')),
-    verdict TEXT CHECK (verdict IN ('correct', 'hallucinated', 'corrected')),
-    reviewer TEXT,
-    corrected_answer TEXT,
-    note TEXT,
-    decided_at TEXT,
-    verdict_audit_id TEXT,
-    verdict_audit_hash TEXT,
-    spot_check INTEGER NOT NULL DEFAULT 0,
-    CHECK ((status = 'pending') = (verdict IS NULL))
-);
-CREATE INDEX IF NOT EXISTS review_items_pending ON review_items (status, domain, risk);
-CREATE INDEX IF NOT EXISTS review_items_decided ON review_items (status, decided_at);
-"""
-
-_COLUMNS = (
-    "id, audit_id, question, context, answer, domain, risk, signals, reasons, model_fingerprint, probe_id, "
-    "time, enqueued_at, status, verdict, reviewer, corrected_answer, note, decided_at, verdict_audit_id, "
-    "verdict_audit_hash, spot_check"
-)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -213,7 +175,7 @@ class ReviewQueue:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Created here rather than by sqlite so the mode is ours (sqlite copies it to -wal and -shm).
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), _FILE_MODE)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
             os.close(fd)
         except OSError as e:
             raise self._fail("create the queue file", e) from e
@@ -221,31 +183,7 @@ class ReviewQueue:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
             if mode is None or str(mode[0]).lower() != "wal":
                 raise self._fail("switch the queue to WAL mode", f"journal_mode stayed {mode!r}")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-                if version == 0 and tables - {"review_items"}:
-                    raise ReviewQueueError(
-                        f"{self.path} is a SQLite database of something else (tables: {', '.join(sorted(tables))}); "
-                        "point the review queue at a new file"
-                    )
-                if version > _SCHEMA_VERSION:
-                    raise ReviewQueueError(
-                        f"review queue {self.path} has schema version {version}, newer than this hguard "
-                        f"({_SCHEMA_VERSION}); upgrade hguard to read it"
-                    )
-                if version == 1:  # a queue from before spot-checks: add the column (existing items are not ones)
-                    conn.execute("ALTER TABLE review_items ADD COLUMN spot_check INTEGER NOT NULL DEFAULT 0")
-                # Statement by statement: executescript() would commit the open transaction first.
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            migrate(conn, self.path)
 
     # ---------------------------------------------------------------------------------------------------------
     # writing
@@ -416,8 +354,8 @@ class ReviewQueue:
             "verdict": verdict,
             "label": "correct" if verdict == "correct" else "hallucinated",
             "reviewer": reviewer,
-            "corrected_answer": _redacted(corrected_answer) if redact else corrected_answer,
-            "note": _redacted(note) if redact else note,
+            "corrected_answer": redacted(corrected_answer) if redact else corrected_answer,
+            "note": redacted(note) if redact else note,
             "decided_at": decided_at,
         }
         try:
@@ -497,41 +435,3 @@ class ReviewQueue:
         with self._connection(doing) as conn:
             rows = conn.execute(sql, params).fetchall()
         return [_item(r) for r in rows]
-
-
-def _item(row: tuple[Any, ...]) -> ReviewItem:
-    (
-        id_, audit_id, question, context, answer, domain, risk, signals, reasons, model_fp, probe_id, time,
-        enqueued_at, status, verdict, reviewer, corrected, note, decided_at, v_audit_id, v_audit_hash, spot,
-    ) = row  # fmt: skip
-    v = None
-    if status == "decided":
-        v = Verdict(
-            item_id=id_,
-            audit_id=audit_id,
-            verdict=verdict,
-            reviewer=reviewer,
-            corrected_answer=corrected,
-            note=note,
-            decided_at=decided_at,
-            audit_record_id=v_audit_id,
-            audit_hash=v_audit_hash,
-        )
-    return ReviewItem(
-        id=id_,
-        audit_id=audit_id,
-        question=question,
-        context=context,
-        answer=answer,
-        domain=domain,
-        risk=risk,
-        signals=json.loads(signals),
-        reasons=json.loads(reasons),
-        model_fingerprint=model_fp,
-        probe_id=probe_id,
-        time=time,
-        enqueued_at=enqueued_at,
-        status=status,
-        verdict=v,
-        spot_check=bool(spot),
-    )

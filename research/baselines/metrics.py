@@ -6,10 +6,10 @@ hallucinated answer, 0 for a right one.
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import numpy as np
 
+from hguard._stats import auroc, bootstrap_aurocs, labels_and_scores
 from hguard.errors import InputError
 
 __all__ = [
@@ -22,52 +22,7 @@ __all__ = [
 
 
 def _arrays(y, risk) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(y, dtype=int)
-    r = np.asarray(risk, dtype=float)
-    if y.shape != r.shape or y.ndim != 1:
-        raise InputError(f"labels and risks must be 1-d and of one length, got {y.shape} and {r.shape}")
-    if not np.isin(y, (0, 1)).all():
-        raise InputError("labels must be 0 (right) or 1 (hallucinated)")
-    if np.isnan(r).any():
-        raise InputError("risks contain NaN; score every answer or leave the unscored ones out")
-    return y, r
-
-
-def auroc(y, risk) -> float | None:
-    """Area under the ROC curve (ties count half); None when only one class is present."""
-    from scipy.stats import rankdata
-
-    y, r = _arrays(y, risk)
-    n1 = int(y.sum())
-    n0 = len(y) - n1
-    if n1 == 0 or n0 == 0:
-        return None
-    ranks = rankdata(r)
-    return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def bootstrap_aurocs(y, risks: dict[str, Sequence[float]], *, n: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
-    """AUROC of every risk on the same ``n`` bootstrap resamples of the answers (paired).
-
-    Resamples holding one class only are dropped (the same ones for every risk), so the arrays of
-    two methods can be subtracted to get a paired interval of their difference.
-    """
-    from scipy.stats import rankdata
-
-    y = np.asarray(y, dtype=int)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(y), size=(n, len(y)))
-    yb = y[idx]
-    n1 = yb.sum(1)
-    n0 = yb.shape[1] - n1
-    ok = (n1 > 0) & (n0 > 0)
-    idx, yb, n1, n0 = idx[ok], yb[ok], n1[ok], n0[ok]
-    out = {}
-    for name, r in risks.items():
-        _, r = _arrays(y, r)
-        ranks = rankdata(r[idx], axis=1)
-        out[name] = ((ranks * yb).sum(1) - n1 * (n1 + 1) / 2) / (n1 * n0)
-    return out
+    return labels_and_scores(y, risk, "risks")
 
 
 def best_accuracy(y, risk) -> tuple[float, float]:

@@ -69,6 +69,8 @@ def p_true(
     """
     import torch
 
+    from hguard.generation import left_pad
+
     if isinstance(questions, str) or isinstance(answers, str):
         raise InputError("questions and answers must be lists of strings")
     if len(questions) != len(answers):
@@ -89,12 +91,7 @@ def p_true(
     with torch.no_grad():
         for start in range(0, len(prompts), batch_size):
             chunk = prompts[start : start + batch_size]
-            width = max(len(p) for p in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            att = torch.zeros((len(chunk), width), dtype=torch.long)
-            for i, p in enumerate(chunk):
-                ids[i, width - len(p) :] = torch.tensor(p)
-                att[i, width - len(p) :] = 1
+            ids, att = left_pad(chunk, pad)
             pos = (att.cumsum(-1) - 1).clamp(min=0)
             logits = model(
                 input_ids=ids.to(device), attention_mask=att.to(device), position_ids=pos.to(device), **extra

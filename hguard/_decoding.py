@@ -1,0 +1,120 @@
+"""What generation reads and decides at each step, for :mod:`hguard.generation`: the confidence tracker (a
+logits processor reading token log-probabilities and entropies as they pass), the confidence signals it
+gives, stop sequences and the read-only view of a generation under way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .neurons import NeuronRecorder
+
+
+def cut_at_stop(text: str, stop: Sequence[str] | None) -> tuple[str, str | None]:
+    """``text`` up to the first stop sequence it contains, and that sequence (or None)."""
+    if not stop:
+        return text, None
+    hits = [(text.find(s), s) for s in stop if s and s in text]
+    if not hits:
+        return text, None
+    at, s = min(hits)
+    return text[:at], s
+
+
+def _check_stop(stop) -> list[str] | None:
+    if stop is None:
+        return None
+    if isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, (list, tuple)) or not all(isinstance(x, str) and x for x in stop):
+        raise InputError(f"stop must be a list of non-empty strings, got {stop!r}")
+    return list(stop) or None
+
+
+class StopSequences:
+    """A stopping criterion: ends a row once its decoded answer contains one of the stop strings
+    (any tokenizer; the answer is cut before the string afterwards, see :func:`cut_at_stop`)."""
+
+    def __init__(self, tokenizer, stop: Sequence[str], prompt_width: int):
+        self.tokenizer, self.stop, self.width = tokenizer, list(stop), prompt_width
+        self.done: torch.Tensor | None = None
+
+    def __call__(self, input_ids, scores, **kwargs):
+        if self.done is None or self.done.numel() != input_ids.shape[0]:
+            self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool)
+        for row in range(input_ids.shape[0]):
+            if not self.done[row]:
+                text = self.tokenizer.decode(input_ids[row, self.width :].tolist(), skip_special_tokens=True)
+                self.done[row] = cut_at_stop(text, self.stop)[1] is not None
+        return self.done.clone()
+
+
+class ConfidenceTracker:
+    """A logits processor that keeps, per step, the entropy of the next-token distribution and, one step
+    later (once the chosen token is visible in ``input_ids``), that token's log-probability.
+
+    It sees the scores the token was actually chosen from (after any earlier processors), and returns
+    them unchanged. Shapes: ``input_ids`` (batch, cur_len), ``scores`` (batch, vocab).
+    """
+
+    def __init__(self) -> None:
+        self.entropies: list[torch.Tensor] = []
+        self.chosen_logprobs: list[torch.Tensor] = []
+        self._prev: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._prev is not None:
+            self.chosen_logprobs.append(self._prev.gather(1, input_ids[:, -1:]).squeeze(1))
+        logp = torch.log_softmax(scores.float(), dim=-1)
+        p = logp.exp()
+        # 0 * log 0 is 0: masked (-inf) entries must not turn the sum into NaN.
+        self.entropies.append(-(torch.where(p > 0, p * logp, torch.zeros_like(p))).sum(-1))
+        self._prev = logp
+        return scores
+
+    def finish(self, generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-probs, entropies), each (batch, steps), after adding the last chosen token."""
+        if self._prev is not None and len(self.chosen_logprobs) < len(self.entropies):
+            last = generated[:, len(self.chosen_logprobs) : len(self.chosen_logprobs) + 1]
+            self.chosen_logprobs.append(self._prev.gather(1, last).squeeze(1))
+        self._prev = None
+        if not self.entropies:
+            empty = torch.zeros(generated.shape[0], 0)
+            return empty, empty
+        return torch.stack(self.chosen_logprobs, 1), torch.stack(self.entropies, 1)
+
+
+def confidence_from(logprobs: Sequence[float], entropies: Sequence[float]) -> dict[str, float]:
+    n = len(logprobs)
+    if n == 0:
+        return {"mean_logprob": float("nan"), "min_logprob": float("nan"), "mean_entropy": float("nan"), "length": 0.0}
+    return {
+        "mean_logprob": float(np.mean(logprobs)),
+        "min_logprob": float(np.min(logprobs)),
+        "mean_entropy": float(np.mean(entropies)),
+        "length": float(n),
+    }
+
+
+@dataclass
+class RunningState:
+    """Read-only view of a generation under way: mean CETT so far and the confidence so far."""
+
+    recorder: NeuronRecorder
+    tracker: "ConfidenceTracker"
+
+    def cett(self) -> np.ndarray:
+        return self.recorder.result().numpy()
+
+    def n_tokens(self) -> np.ndarray:
+        return self.recorder.token_counts().numpy().copy()
+
+    def confidence(self, row: int) -> dict[str, float]:
+        """Confidence of row ``row`` over the tokens chosen so far (all steps; EOS not yet excluded)."""
+        lps = [float(x[row]) for x in self.tracker.chosen_logprobs]
+        ents = [float(x[row]) for x in self.tracker.entropies[: len(lps)]]
+        return confidence_from(lps, ents)

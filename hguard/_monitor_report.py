@@ -1,0 +1,95 @@
+"""The monitor's report for people: the public part of a run's report, a text summary and an HTML page
+with plots. See :mod:`hguard.monitor`."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from ._stats import clopper_pearson_upper
+
+
+def public_report(report: Mapping[str, Any]) -> dict:
+    """The report without the series kept for the figures."""
+    out = dict(report)
+    out["domains"] = {d: {k: v for k, v in e.items() if not k.startswith("_")} for d, e in report["domains"].items()}
+    return out
+
+
+def summary(report: Mapping[str, Any]) -> str:
+    lines = [f"monitor: {report['audit_log']} ({report['chain']['n_records']} records, chain "
+             f"{'verified' if report['chain']['ok'] else 'BROKEN'}), policy {report['policy_id']}"]  # fmt: skip
+    for d, e in report["domains"].items():
+        s = e["spot_checks"]
+        rate = "-" if s["rate"] is None else f"{s['rate']:.3f}"
+        judged = "" if s["reviewed"] >= s["min_reviewed_to_judge"] else f" (not judged before {s['min_reviewed_to_judge']} reviewed)"
+        lines.append(
+            f"  {d:12s} state={e['state']['state']}"
+            + (f" ({e['state']['action']}, accept_below {e['state']['accept_below']:.4g})" if e["state"]["state"] == "tightened" else "")
+            + f" decisions={e['n_decisions']} {dict(e['decisions'])}"
+        )
+        lines.append(
+            f"    spot-checks: {s['selected']} selected, {s['reviewed']} reviewed, {s['hallucinated']} hallucinated "
+            f"(rate {rate}, upper bound {s['upper_bound']:.3f} at {e['confidence']}, target {e['target']}){judged}"
+        )
+        rr = e["review_routed"]
+        lines.append(f"    review-routed: {rr['reviewed']} reviewed, {rr['hallucinated']} hallucinated, {rr['correct']} correct")
+        for sig, t in e["drift"].items():
+            if t["p_value"] is not None:
+                lines.append(f"    drift {sig}: KS {t['statistic']:.3f} p={t['p_value']:.3g} (n {t['n_reference']} vs {t['n_live']})"
+                             + (" DRIFT" if t["drift"] else ""))  # fmt: skip
+        sel = e["selection_audit"]
+        lines.append(f"    selection: {sel.get('selected', 0)} of {sel.get('accepted', 0)} accepted spot-checked, "
+                     f"{len(sel.get('mismatches', []))} mismatches")  # fmt: skip
+        for ev in e.get("events", []):
+            lines.append(f"    {ev['kind']} ({ev['id']}): {ev['reason']}")
+    return "\n".join(lines)
+
+
+def write_html(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """A one-file HTML report: per domain the live vs calibration risk histogram, the accepted share over
+    time and the cumulative spot-check results with their upper bound."""
+    import html
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parts = ["<html><head><meta charset='utf-8'><title>hguard monitor</title></head><body>",
+             f"<h1>hguard monitor</h1><pre>{html.escape(summary(report))}</pre>"]  # fmt: skip
+    for d, e in report["domains"].items():
+        fig, ax = plt.subplots(1, 3, figsize=(13, 3.2))
+        bins = [i / 20 for i in range(21)]
+        if e["_calibration_risks"]:
+            ax[0].hist(e["_calibration_risks"], bins=bins, density=True, alpha=0.5, label=f"calibration (n={len(e['_calibration_risks'])})")
+        if e["_live_risks"]:
+            ax[0].hist(e["_live_risks"], bins=bins, density=True, alpha=0.5, label=f"live (n={len(e['_live_risks'])})")
+        ax[0].set_title(f"{d}: risk"); ax[0].legend(fontsize=7)  # noqa: E702
+        acc = e["_accept_series"]
+        step = max(1, len(acc) // 20)
+        xs = list(range(step, len(acc) + 1, step))
+        ax[1].plot(xs, [sum(acc[x - step:x]) / step for x in xs], marker=".")
+        ax[1].set_ylim(0, 1); ax[1].set_title(f"accepted share per {step} decisions"); ax[1].set_xlabel("decisions")  # noqa: E702
+        res = e["_spot_results"]
+        if res:
+            ks = [sum(h for _, h in res[:i + 1]) for i in range(len(res))]
+            ub = [clopper_pearson_upper(k, i + 1, e["confidence"]) for i, k in enumerate(ks)]
+            ax[2].plot(range(1, len(res) + 1), [k / (i + 1) for i, k in enumerate(ks)], label="rate")
+            ax[2].plot(range(1, len(res) + 1), ub, label=f"upper bound ({e['confidence']})")
+        ax[2].axhline(e["target"], color="red", linestyle="--", label="target")
+        ax[2].set_ylim(0, 1); ax[2].set_title("reviewed spot-checks"); ax[2].set_xlabel("n"); ax[2].legend(fontsize=7)  # noqa: E702
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80)
+        plt.close(fig)
+        parts.append(f"<h2>{html.escape(d)}: {html.escape(e['state']['state'])}</h2>"
+                     f"<img src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'>")  # fmt: skip
+    parts.append("</body></html>")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

@@ -1,0 +1,59 @@
+"""The monitor's pure statistics: the breach rules on the exact Clopper-Pearson bounds (in
+:mod:`hguard._stats`), the least number of spot-checks that can certify a target, the seeded spot-check
+selection and the drift test. Plain numbers in, plain numbers out (scipy imported inside). See
+:mod:`hguard.monitor`."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+from typing import Any, Sequence
+
+from ._stats import _check_unit_open, clopper_pearson_lower, clopper_pearson_upper
+from .errors import InputError
+
+
+def breached(k: int, n: int, target: float, confidence: float, rule: str = "upper_bound") -> bool:
+    """Whether ``k`` hallucinations in ``n`` reviewed spot-checks breach the target under ``rule``:
+    ``upper_bound``: the upper bound exceeds the target, once n reaches :func:`min_checks` (before that even a
+    clean record could not certify it); ``lower_bound``: the lower bound exceeds the target."""
+    if rule == "upper_bound":
+        return n >= min_checks(target, confidence) and clopper_pearson_upper(k, n, confidence) > target
+    if rule == "lower_bound":
+        return clopper_pearson_lower(k, n, confidence) > target
+    raise InputError(f"breach rule must be 'upper_bound' or 'lower_bound', got {rule!r}")
+
+
+def min_checks(target: float, confidence: float) -> int:
+    """Least number of reviewed spot-checks at which a clean record (0 hallucinations) brings the upper bound
+    to the target or below; before that the bound cannot certify anything and is not acted on."""
+    target, confidence = _check_unit_open("target", target), _check_unit_open("confidence", confidence)
+    return int(math.ceil(math.log(1.0 - confidence) / math.log(1.0 - target) - 1e-12))
+
+
+def selection_u(seed: str, record_id: str) -> float:
+    """A number in [0, 1) from HMAC-SHA256 keyed by ``seed`` over the decision's audit record id."""
+    if not isinstance(seed, str) or not seed:
+        raise InputError(f"the spot-check seed must be a non-empty string, got {seed!r}; set [monitor] seed")
+    if not isinstance(record_id, str) or not record_id:
+        raise InputError(f"record_id must be a non-empty string, got {record_id!r}")
+    digest = hmac.new(seed.encode("utf-8"), record_id.encode("utf-8"), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def drift_test(reference: Sequence[float | None], live: Sequence[float | None], p_value: float, *, min_n: int = 20) -> dict:
+    """Two-sample KS test of ``live`` against ``reference`` (finite values only). ``drift`` is True when its
+    p-value is below ``p_value``; None (untested) when either side has fewer than ``min_n`` values."""
+    p_value = _check_unit_open("drift_p_value", p_value)
+    ref = [float(x) for x in reference if x is not None and math.isfinite(float(x))]
+    liv = [float(x) for x in live if x is not None and math.isfinite(float(x))]
+    out: dict[str, Any] = {"n_reference": len(ref), "n_live": len(liv), "statistic": None, "p_value": None, "drift": None}
+    if len(ref) < min_n or len(liv) < min_n:
+        out["note"] = f"untested: fewer than {min_n} values on a side"
+        return out
+    from scipy.stats import ks_2samp
+
+    res = ks_2samp(ref, liv)
+    out.update(statistic=float(res.statistic), p_value=float(res.pvalue), drift=bool(res.pvalue < p_value))
+    return out

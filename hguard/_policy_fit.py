@@ -1,0 +1,229 @@
+"""Threshold fitting: :func:`fit_thresholds`, a Learn-then-Test procedure (Angelopoulos et al. 2021)
+with a finite-sample guarantee on the hallucination rate among accepted answers, and
+:func:`risk_coverage_curve`. numpy and scipy are imported inside the functions so the routing path
+stays importable without them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from hguard._policy_thresholds import Thresholds
+from hguard._policy_values import _fmt, _real
+from hguard._stats import clopper_pearson_lower, clopper_pearson_upper
+from hguard.errors import InputError
+from hguard.errors import shown as _short
+
+
+def _calibration_arrays(risks: Sequence[float], hallucinated: Sequence[Any]):
+    import numpy as np
+
+    r = np.asarray(list(risks), dtype=float) if not hasattr(risks, "dtype") else np.asarray(risks, dtype=float)
+    if r.ndim != 1 or r.size == 0:
+        raise InputError(f"risks must be a non-empty 1-D sequence of numbers, got shape {r.shape}; pass one risk per answer")
+    labels = list(hallucinated) if not hasattr(hallucinated, "dtype") else np.asarray(hallucinated).tolist()
+    if len(labels) != r.size:
+        raise InputError(
+            f"risks has {r.size} values but hallucinated has {len(labels)}; pass one label per risk"
+        )
+    bad = np.flatnonzero(~np.isfinite(r) | (r < 0) | (r > 1))
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(f"risks[{i}] is {r[i]!r}, not a number in [0, 1]; drop or rescore that answer")
+    y_raw = np.asarray(labels, dtype=object)
+    is_label = np.array([isinstance(v, (bool, np.bool_)) or (_real(v) and v in (0, 1)) for v in labels], dtype=bool)
+    if not is_label.all():
+        i = int(np.flatnonzero(~is_label)[0])
+        raise InputError(f"hallucinated[{i}] is {_short(labels[i])}; labels must be True/False (or 0/1)")
+    y = y_raw.astype(bool)
+    return r, y
+
+
+def _sorted_groups(r, y):
+    """Unique risk values ascending, and for each: #answers with risk below it, #hallucinations among them."""
+    import numpy as np
+
+    order = np.argsort(r, kind="stable")
+    rs, ys = r[order], y[order]
+    uniq, below = np.unique(rs, return_index=True)
+    cum_err = np.concatenate([[0], np.cumsum(ys, dtype=np.int64)])
+    return uniq, below.astype(np.int64), cum_err
+
+
+def _accept_candidates(r, y):
+    """Candidate accept thresholds (strict -> lenient) with accepted counts and errors."""
+    import numpy as np
+
+    uniq, below, cum_err = _sorted_groups(r, y)
+    t = uniq[1:]
+    n_acc = below[1:]
+    if uniq[-1] < 1.0:
+        # Beyond the largest calibration risk every answer is accepted.
+        t = np.append(t, 1.0)
+        n_acc = np.append(n_acc, r.size)
+    return t, n_acc, cum_err[n_acc]
+
+
+def risk_coverage_curve(risks: Sequence[float], hallucinated: Sequence[Any]) -> list[tuple[float, float, float]]:
+    """Points ``(coverage, error_rate, threshold)`` for every distinct accept threshold.
+
+    ``threshold`` is an ``accept_below`` value; ``coverage`` is the share of
+    answers with ``risk < threshold`` and ``error_rate`` the hallucination rate
+    among them. Points are ordered by increasing coverage; thresholds that
+    accept nothing are left out (their error rate is undefined).
+    """
+    r, y = _calibration_arrays(risks, hallucinated)
+    t, n_acc, k_acc = _accept_candidates(r, y)
+    n = r.size
+    return [
+        (float(na) / n, float(ka) / float(na), float(th))
+        for th, na, ka in zip(t.tolist(), n_acc.tolist(), k_acc.tolist())
+        if na > 0
+    ]
+
+
+def _min_n(rate: float, delta: float) -> int:
+    # Smallest n where even a perfect sample (0 of n bad, or n of n bad) can
+    # reject at level delta: rate**n <= delta.
+    return int(math.ceil(math.log(delta) / math.log(rate) - 1e-12))
+
+
+def fit_thresholds(
+    risks: Sequence[float],
+    hallucinated: Sequence[Any],
+    *,
+    target: float = 0.10,
+    confidence: float = 0.95,
+    abstain_precision: float = 0.9,
+    min_coverage: float = 0.10,
+) -> Thresholds:
+    """Fit accept/abstain thresholds with a finite-sample guarantee (Learn then Test).
+
+    Guarantee: with probability at least ``confidence`` over the draw of the
+    calibration set (i.i.d. with future answers), the hallucination rate among
+    answers with ``risk < accept_below`` is at most ``target``.
+
+    Procedure (Angelopoulos et al. 2021, fixed-sequence testing): candidate
+    thresholds are the distinct calibration risks (plus 1.0), ordered from
+    strict to lenient. For each, H0 "error rate among {risk < t} > target" is
+    tested with the exact binomial tail ``P(Binom(n_t, target) <= k_t)`` at
+    level ``delta = 1 - confidence``. The walk stops at the first candidate
+    that fails; the last one that passed is ``accept_below``. If none passes,
+    ``accept_below = 0.0`` (accept nothing) and ``method`` says so.
+
+    Candidates whose accepted set is too small to ever pass (fewer than
+    ``log(delta) / log(1 - target)`` answers, where even zero errors cannot
+    reject) are skipped rather than allowed to end the walk; which ones they
+    are depends only on the risks, not on the labels, and a threshold at an
+    order statistic still sees an i.i.d. sample below it.
+
+    ``accept_below`` is always a calibration risk (the one just above the
+    accepted answers), so the answers below it are an i.i.d. sample of
+    {risk < accept_below} and the binomial test is exact.
+
+    The walk starts at the first candidate that accepts at least
+    ``min_coverage`` of the calibration answers (and enough of them to be
+    testable). Like the skipping above, where it starts depends on the risks
+    only, never on the labels, so the fixed sequence keeps its guarantee; it
+    spares the walk from ending on the handful of lowest-risk answers, where
+    a single hallucination fails a test that has almost no power (measured on
+    the default model: starting at the strictest threshold, every bundled
+    domain accepted nothing even at a 30% target). With few calibration
+    answers, or risks that separate poorly, it still often accepts nothing:
+    that is the price of the guarantee; more calibration answers buy coverage.
+
+    ``abstain_above`` mirrors this from the top: the lowest threshold such
+    that, walking down, every {risk >= t} passes ``lower bound of the
+    hallucination share >= abstain_precision``; ``1.0`` (abstain practically
+    never) when none does. It is then raised to ``accept_below`` if needed:
+    the accept guarantee takes precedence, and abstaining less is safe.
+    """
+    for name, value in (("target", target), ("confidence", confidence), ("abstain_precision", abstain_precision)):
+        if not _real(value) or not (0.0 < value < 1.0):
+            raise InputError(f"fit_thresholds: {name} must be a number strictly between 0 and 1, got {_short(value)}")
+    if not _real(min_coverage) or not (0.0 <= min_coverage < 1.0):
+        raise InputError(f"fit_thresholds: min_coverage must be a number in [0, 1), got {_short(min_coverage)}")
+    import numpy as np
+
+    # scipy.special holds the same exact binomial / beta functions that
+    # scipy.stats.binom and scipy.stats.beta wrap, and imports several times faster.
+    from scipy.special import bdtr, bdtrc
+
+    r, y = _calibration_arrays(risks, hallucinated)
+    n = int(r.size)
+    delta = 1.0 - confidence
+    notes: list[str] = [f"learn-then-test, fixed-sequence, exact binomial (Clopper-Pearson), delta={_fmt(delta)}"]
+
+    # --- accept side ---
+    t, n_acc, k_acc = _accept_candidates(r, y)
+    need = max(_min_n(1.0 - target, delta), int(math.ceil(min_coverage * n)))
+    testable = np.flatnonzero(n_acc >= need)
+    accept_below = 0.0
+    acc_n = acc_k = 0
+    if testable.size == 0:
+        notes.append(
+            f"no accept threshold: {n} calibration answers, at least {need} needed below a threshold "
+            f"for target {_fmt(target)} at confidence {_fmt(confidence)}; accept nothing"
+        )
+    else:
+        start = int(testable[0])
+        pvals = bdtr(k_acc[start:], n_acc[start:], target)  # P(Binom(n, target) <= k)
+        failed = np.flatnonzero(pvals > delta)
+        n_pass = int(failed[0]) if failed.size else int(pvals.size)
+        if n_pass == 0:
+            notes.append(
+                f"no accept threshold passed (the strictest testable one, {_fmt(float(t[start]))}, has "
+                f"{int(k_acc[start])}/{int(n_acc[start])} hallucinations); accept nothing"
+            )
+        else:
+            best = start + n_pass - 1
+            accept_below = float(t[best])
+            acc_n, acc_k = int(n_acc[best]), int(k_acc[best])
+            notes.append(f"accept_below passed {n_pass} of {t.size - start} testable candidates")
+
+    coverage = acc_n / n
+    error_rate = acc_k / acc_n if acc_n else None
+    ucb = clopper_pearson_upper(acc_k, acc_n, float(confidence)) if acc_n else None
+
+    # --- abstain side ---
+    uniq, below, cum_err = _sorted_groups(r, y)
+    n_ab = n - below  # answers with risk >= uniq[j]
+    k_ab = int(cum_err[-1]) - cum_err[below]
+    need_ab = _min_n(abstain_precision, delta)
+    abstain_above = 1.0
+    order = np.arange(uniq.size)[::-1]  # from the top down
+    order = order[n_ab[order] >= need_ab]
+    if order.size == 0:
+        notes.append(f"no abstain threshold: fewer than {need_ab} answers at the top; abstain practically never")
+    else:
+        # P(Binom(n, p0) >= k) <= delta  <=>  Clopper-Pearson lower bound >= p0
+        pvals = bdtrc(k_ab[order] - 1, n_ab[order], abstain_precision)
+        failed = np.flatnonzero(pvals > delta)
+        n_pass = int(failed[0]) if failed.size else int(pvals.size)
+        if n_pass == 0:
+            notes.append("no abstain threshold passed; abstain practically never")
+        else:
+            abstain_above = float(uniq[int(order[n_pass - 1])])
+            notes.append(f"abstain_above passed {n_pass} of {order.size} testable candidates")
+    if abstain_above < accept_below:
+        abstain_above = accept_below
+        notes.append("abstain_above raised to accept_below")
+    abstained = r >= abstain_above
+    ab_n, ab_k = int(np.count_nonzero(abstained)), int(np.count_nonzero(y & abstained))
+    lcb = clopper_pearson_lower(ab_k, ab_n, float(confidence)) if ab_n else None
+
+    return Thresholds(
+        accept_below=accept_below,
+        abstain_above=abstain_above,
+        target=float(target),
+        confidence=float(confidence),
+        n_calibration=n,
+        coverage=coverage,
+        accepted_error_rate=error_rate,
+        accepted_error_ucb=ucb,
+        method="; ".join(notes),
+        abstain_precision=float(abstain_precision),
+        abstained_share=ab_n / n,
+        abstained_precision_lcb=lcb,
+    )

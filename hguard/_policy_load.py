@@ -1,0 +1,204 @@
+"""Reading a policy file: TOML or YAML (duplicate keys refused), validated against the schema in
+:mod:`hguard.policy`, every mistake reported on one line with its key path and the file."""
+
+from __future__ import annotations
+
+import tomllib
+import types
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from hguard.errors import PolicyError
+from hguard.errors import shown as _short
+
+if TYPE_CHECKING:
+    from hguard.policy import Policy  # imported at run time inside the functions: hguard.policy imports this module
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses duplicate keys, which YAML would silently merge."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    seen: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping",
+                node.start_mark,
+                f"found duplicate key {key!r}",
+                key_node.start_mark,
+            )
+        seen[key] = loader.construct_object(value_node, deep=deep)
+    return seen
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
+)
+
+
+def _loc_text(loc: Sequence[Any]) -> str:
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif part == "[key]":
+            continue
+        else:
+            parts.append(("." if parts else "") + str(part))
+    return "".join(parts) or "(top level)"
+
+
+def _model_in(annotation: Any) -> tuple[str, type[BaseModel]] | None:
+    """('model', M) for M or Optional[M], ('dict', M) for dict[str, M], else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "model", annotation
+    origin = get_origin(annotation)
+    if origin is dict:
+        inner = _model_in(get_args(annotation)[1])
+        return ("dict", inner[1]) if inner else None
+    if origin is Union or origin is types.UnionType:
+        for arg in get_args(annotation):
+            inner = _model_in(arg)
+            if inner:
+                return inner
+    return None
+
+
+def _model_at(loc: Sequence[Any]) -> tuple[type[BaseModel], str | None] | None:
+    """The model holding the last element of ``loc`` and that element's field name."""
+    from hguard.policy import Policy  # the schema module imports this one
+
+    model: type[BaseModel] = Policy
+    i = 0
+    while i < len(loc) - 1:
+        field = model.model_fields.get(str(loc[i]))
+        if field is None:
+            return None
+        inner = _model_in(field.annotation)
+        if inner is None:
+            return None
+        kind, sub = inner
+        i += 2 if kind == "dict" else 1
+        model = sub
+    if i == len(loc) - 1:
+        return model, str(loc[-1])
+    return model, None
+
+
+def _explain(error: Mapping[str, Any]) -> str:
+    loc = tuple(error.get("loc", ()))
+    where = _loc_text(loc)
+    kind = error.get("type", "")
+    msg = str(error.get("msg", ""))
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if kind == "extra_forbidden":
+        found = _model_at(loc)
+        allowed = sorted(k for k in found[0].model_fields if k != "name") if found else []
+        hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
+        return f"{where}: unknown key (value {_short(error.get('input'))}){hint}"
+    if kind == "missing":
+        found = _model_at(loc)
+        desc = found[0].model_fields[found[1]].description if found and found[1] in found[0].model_fields else None
+        return f"{where}: required key is missing" + (f"; expected {desc}" if desc else "")
+    if loc and loc[-1] == "[key]":
+        return (
+            f"{where}: name {_short(error.get('input'))} is not allowed; "
+            "domain names use letters, digits, '_' and '-' (at most 64, not starting with '_' or '-')"
+        )
+    if kind == "value_error":
+        # Our own checks already echo the values and say what to do.
+        return f"{where}: {msg}"
+    text = f"{where}: {msg} (got {_short(error.get('input'))})"
+    found = _model_at(loc)
+    if found and found[1] in found[0].model_fields:
+        desc = found[0].model_fields[found[1]].description
+        if desc:
+            text += f"; expected {desc}"
+    return text
+
+
+def _policy_error(error: ValidationError, source: str) -> PolicyError:
+    lines = [_explain(e) for e in error.errors(include_url=False)]
+    return PolicyError(
+        f"invalid policy {source}:\n  - "
+        + "\n  - ".join(lines)
+        + "\nFix these keys and load the policy again."
+    )
+
+
+def _validate(data: Any, *, source: str, base_dir: Path | None) -> Policy:
+    if not isinstance(data, Mapping):
+        raise PolicyError(
+            f"invalid policy {source}: the top level must be a table of keys (version, domains, ...), "
+            f"got {type(data).__name__} {_short(data)}; start the file with `version = 1`"
+        )
+    from hguard.policy import Policy  # the schema module imports this one
+
+    try:
+        return Policy.model_validate(dict(data), context={"base_dir": base_dir} if base_dir else None)
+    except ValidationError as exc:
+        raise _policy_error(exc, source) from None
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read and validate a policy file (``.toml``, ``.yaml`` or ``.yml``).
+
+    Relative paths inside the file resolve against the file's directory.
+    Every problem raises :class:`PolicyError` naming the file and, for schema
+    problems, each offending key path.
+    """
+    path = Path(path).expanduser()
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
+        raise PolicyError(
+            f"policy file {str(path)!r} has suffix {suffix or '(none)'!r}; "
+            "name it *.toml, *.yaml or *.yml so its format is known"
+        )
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise PolicyError(
+            f"policy file {str(path)!r} does not exist; pass the path of an existing .toml or .yaml policy file"
+        ) from None
+    except OSError as exc:
+        raise PolicyError(f"policy file {str(path)!r} cannot be read ({exc}); check the path and its permissions") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError(
+            f"policy file {str(path)!r} is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8"
+        ) from None
+
+    source = f"file {str(path)!r}"
+    if suffix == ".toml":
+        try:
+            data: Any = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            # The message carries "(at line N, column M)".
+            raise PolicyError(f"policy file {str(path)!r} is not valid TOML: {exc}; fix the syntax there") from None
+    else:
+        try:
+            data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise PolicyError(
+                f"policy file {str(path)!r} is not valid YAML{where}: {problem}; fix the syntax there"
+            ) from None
+        if data is None:
+            data = {}
+    # absolute(), not resolve(): paths are relative to where the file was
+    # referenced, even when that is a symlink into another directory.
+    policy = _validate(data, source=source, base_dir=path.absolute().parent)
+    policy._source = path.absolute()
+    return policy

@@ -1,0 +1,114 @@
+"""Risk merging: the calibrated logistic merger of an answer's signals (:func:`merge_risk`) and how
+RAG grounding support raises the risk (:func:`apply_grounding`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hguard._numerics import sigmoid
+from hguard._policy_values import _real
+from hguard.errors import InputError, ProbeError
+from hguard.errors import shown as _short
+
+
+def _merger_vector(merger: Mapping[str, Any], key: str, n: int) -> list[float]:
+    values = merger.get(key)
+    if not isinstance(values, Sequence) or isinstance(values, (str, bytes)) or len(values) != n:
+        raise ProbeError(
+            f"risk merger field {key!r} must be a list of {n} numbers (one per feature), got {_short(values)}; "
+            "the probe file is damaged or from another hguard version: recalibrate the domain"
+        )
+    out = []
+    for i, v in enumerate(values):
+        if not _real(v) or not math.isfinite(v):
+            raise ProbeError(
+                f"risk merger field {key}[{i}] must be a finite number, got {_short(v)}; recalibrate the domain"
+            )
+        out.append(float(v))
+    return out
+
+
+def merge_risk(signals: Mapping[str, float | None], merger: Mapping[str, Any]) -> float:
+    """Combine an answer's signals into one risk in [0, 1] with the calibrated merger.
+
+    ``merger`` is ``{"features", "mean", "scale", "coef", "intercept"}``:
+    ``risk = sigmoid(coef . ((x - mean) / scale) + intercept)``.
+    Signals the merger does not use are ignored.
+
+    Raises InputError when a feature the merger needs is missing, None or not
+    finite, so the caller can fail closed; raises ProbeError when the merger
+    itself is malformed.
+    """
+    if not isinstance(merger, Mapping):
+        raise ProbeError(f"risk merger must be a mapping, got {_short(merger)}; recalibrate the domain")
+    features = merger.get("features")
+    if (
+        not isinstance(features, Sequence)
+        or isinstance(features, (str, bytes))
+        or not features
+        or not all(isinstance(f, str) for f in features)
+    ):
+        raise ProbeError(
+            f"risk merger 'features' must be a non-empty list of signal names, got {_short(features)}; "
+            "recalibrate the domain"
+        )
+    n = len(features)
+    mean = _merger_vector(merger, "mean", n)
+    scale = _merger_vector(merger, "scale", n)
+    coef = _merger_vector(merger, "coef", n)
+    intercept = merger.get("intercept")
+    if not _real(intercept) or not math.isfinite(intercept):
+        raise ProbeError(f"risk merger 'intercept' must be a finite number, got {_short(intercept)}; recalibrate the domain")
+    for name, s in zip(features, scale):
+        if s <= 0:
+            raise ProbeError(f"risk merger scale for {name!r} must be > 0, got {s}; recalibrate the domain")
+
+    missing = [name for name in features if signals.get(name) is None]
+    if missing:
+        raise InputError(
+            f"cannot merge risk: signal(s) {', '.join(missing)} missing (given: {', '.join(sorted(signals)) or 'none'}); "
+            "compute every signal the probe was calibrated with, or route the answer to review"
+        )
+    z = float(intercept)
+    for name, m, s, c in zip(features, mean, scale, coef):
+        x = signals[name]
+        if not _real(x) or not math.isfinite(x):
+            raise InputError(
+                f"cannot merge risk: signal {name!r} is {_short(x)}, not a finite number; "
+                "route the answer to review"
+            )
+        z += c * (float(x) - m) / s
+    return sigmoid(z)
+
+
+def apply_grounding(risk: float, grounding_support: float | None, weight: float) -> float:
+    """Raise ``risk`` by how poorly the answer is supported by the given context.
+
+    ``risk' = 1 - (1 - risk) * (1 - weight * (1 - support))``
+
+    Read it as: the answer is trusted only if the model is right *and* the
+    context does not undercut it; ``weight * (1 - support)`` is the chance we
+    give to the context undercutting it. So support 1 leaves the risk
+    unchanged, support 0 raises it by ``weight`` of the remaining headroom
+    (``risk + weight * (1 - risk)``), and the result is monotone: increasing
+    in risk and weight, decreasing in support, and always within [risk, 1].
+
+    Grounding never lowers the risk below the probe's: a high support score
+    can come from lexical overlap with a passage that does not actually say
+    the same thing, so it may block an answer but not rescue one.
+
+    ``grounding_support=None`` (no context given) returns ``risk`` unchanged.
+    """
+    for name, value in (("risk", risk), ("weight", weight)):
+        if not _real(value) or not (0.0 <= value <= 1.0):
+            raise InputError(f"apply_grounding: {name} must be a number in [0, 1], got {_short(value)}")
+    if grounding_support is None:
+        return float(risk)
+    if not _real(grounding_support) or not (0.0 <= grounding_support <= 1.0):
+        raise InputError(
+            f"apply_grounding: grounding support must be a number in [0, 1] or None, got {_short(grounding_support)}; "
+            "route the answer to review"
+        )
+    return 1.0 - (1.0 - risk) * (1.0 - weight * (1.0 - grounding_support))

@@ -1,0 +1,210 @@
+"""Routing one scored answer: :func:`decide` (accept, review or abstain, failing closed, with one reason
+per fact used) and :func:`choose_domain` (the policy domain most similar to a prompt)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from hguard._policy_thresholds import Thresholds
+from hguard._policy_values import _finite_unit, _fmt, _real
+from hguard.errors import shown as _short
+
+if TYPE_CHECKING:
+    from hguard.policy import DomainPolicy, Policy
+
+ACCEPT: Literal["accept"] = "accept"
+REVIEW: Literal["review"] = "review"
+ABSTAIN: Literal["abstain"] = "abstain"
+Route = Literal["accept", "abstain", "review"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one answer, and why (one human-readable reason per fact used)."""
+
+    route: Route
+    risk: float | None
+    reasons: tuple[str, ...]
+    thresholds: dict | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "route": self.route,
+            "risk": self.risk,
+            "reasons": list(self.reasons),
+            "thresholds": dict(self.thresholds) if self.thresholds is not None else None,
+        }
+
+
+def decide(
+    risk: float | None,
+    *,
+    domain_policy: DomainPolicy | None,
+    thresholds: Thresholds | None,
+    problems: Sequence[str] = (),
+    grounding: float | None = None,
+    context_given: bool = False,
+    fingerprint_problems: Sequence[str] = (),
+    policy: Policy,
+    domain: str | None = None,
+    domain_chosen: bool = True,
+) -> Decision:
+    """Route one scored answer to accept, review or abstain, failing closed.
+
+    ``risk`` is the final merged risk (grounding already applied).
+    ``context_given`` says the request carried context: then ``grounding``
+    must be a number, and a missing one fails closed instead of reading as
+    "no context".
+    ``thresholds`` are the domain's effective thresholds (see
+    :func:`effective_thresholds`). ``problems`` are anything that went wrong
+    while scoring. ``domain`` is the requested domain name, used in reasons
+    when ``domain_policy`` is None; ``domain_chosen=False`` says no domain
+    could be chosen at all (routes by ``policy.default_route`` instead of
+    ``policy.unknown_domain``).
+
+    The answer is accepted only when everything needed is present and valid
+    and the risk is below ``accept_below``. Every other case routes to review
+    or abstain with the reasons; when several fail-closed causes apply and any
+    of them is configured to abstain, the decision abstains (the stricter
+    outcome for the end user), otherwise it goes to review.
+    """
+    reasons: list[str] = []
+    closed_routes: list[Route] = []
+
+    def close(route: Route, reason: str) -> None:
+        closed_routes.append(route)
+        reasons.append(reason)
+
+    name = domain_policy.name if domain_policy is not None and domain_policy.name else domain
+    label = f"domain {name!r}" if name else "this answer"
+
+    for problem in problems:
+        close(REVIEW, f"scoring problem: {problem}")
+
+    usable_risk = float(risk) if _real(risk) and math.isfinite(risk) and 0.0 <= risk <= 1.0 else None
+    risk_ok = usable_risk is not None
+    if risk is None:
+        close(REVIEW, "no risk score: the answer could not be scored")
+    elif not risk_ok:
+        close(REVIEW, f"risk {_short(risk)} is not a number in [0, 1]: the score is unusable")
+
+    if domain_policy is None:
+        if domain_chosen:
+            shown = f"domain {domain!r}" if domain else "the requested domain"
+            close(
+                policy.unknown_domain,
+                f"{shown} is not in the policy (known: {', '.join(sorted(policy.domains)) or 'none'}); "
+                f"routing by unknown_domain = {policy.unknown_domain!r}",
+            )
+        else:
+            close(
+                policy.default_route,
+                f"no domain could be chosen for this answer; routing by default_route = {policy.default_route!r}",
+            )
+    elif thresholds is None:
+        close(
+            policy.unknown_domain,
+            f"{label} has no calibrated probe thresholds and no manual accept_below/abstain_above; "
+            f"routing by unknown_domain = {policy.unknown_domain!r}",
+        )
+    elif domain_policy.accept_below is None and (
+        thresholds.target > domain_policy.target_hallucination_rate + 1e-12
+        or thresholds.confidence < domain_policy.confidence - 1e-12
+    ):
+        # The guarantee was fitted for a looser requirement than the policy now
+        # asks; accepting would claim a guarantee nobody computed.
+        close(
+            REVIEW,
+            f"{label}: thresholds were fitted for target {_fmt(thresholds.target)} at confidence "
+            f"{_fmt(thresholds.confidence)} but the policy asks target "
+            f"{_fmt(domain_policy.target_hallucination_rate)} at confidence {_fmt(domain_policy.confidence)}; "
+            "recalibrate the domain or set accept_below in the policy",
+        )
+
+    for problem in fingerprint_problems:
+        if policy.fingerprint_mismatch == "warn":
+            reasons.append(f"warning: probe fingerprint mismatch: {problem} (fingerprint_mismatch = 'warn')")
+        else:
+            close(REVIEW, f"probe fingerprint mismatch: {problem}")
+
+    if grounding is not None and not _finite_unit(grounding):
+        close(REVIEW, f"grounding support {_short(grounding)} is not a number in [0, 1]: unusable")
+    elif grounding is None and context_given:
+        close(REVIEW, "context was given but no grounding support could be computed for the answer")
+
+    thresholds_dict = thresholds.to_dict() if thresholds is not None else None
+    shown_risk = usable_risk
+
+    if closed_routes:
+        route: Route = ABSTAIN if ABSTAIN in closed_routes else REVIEW
+        return Decision(route, shown_risk, tuple(reasons), thresholds_dict)
+
+    assert domain_policy is not None and thresholds is not None and usable_risk is not None  # all checked above
+    r = usable_risk
+    accept_below, abstain_above = thresholds.accept_below, thresholds.abstain_above
+
+    if r >= abstain_above:
+        reasons.append(f"risk {_fmt(r)} >= abstain_above {_fmt(abstain_above)} for {label}: abstain")
+        return Decision(ABSTAIN, r, tuple(reasons), thresholds_dict)
+
+    if r < accept_below:
+        blockers: list[str] = []
+        if grounding is None and domain_policy.require_grounding:
+            blockers.append(f"{label} requires grounding but no context was given")
+        if (
+            grounding is not None
+            and domain_policy.min_grounding is not None
+            and grounding < domain_policy.min_grounding
+        ):
+            blockers.append(
+                f"grounding support {_fmt(grounding)} < min_grounding {_fmt(domain_policy.min_grounding)} "
+                f"for {label}"
+            )
+        if not blockers:
+            reasons.append(
+                f"risk {_fmt(r)} < accept_below {_fmt(accept_below)} for {label} "
+                f"(target hallucination rate {_fmt(thresholds.target)} at confidence {_fmt(thresholds.confidence)})"
+                ": accept"
+            )
+            return Decision(ACCEPT, r, tuple(reasons), thresholds_dict)
+        reasons.append(f"risk {_fmt(r)} < accept_below {_fmt(accept_below)} for {label}, but:")
+        reasons.extend(blockers)
+        reasons.append("accept blocked: review")
+        return Decision(REVIEW, r, tuple(reasons), thresholds_dict)
+
+    reasons.append(
+        f"risk {_fmt(r)} is between accept_below {_fmt(accept_below)} and abstain_above "
+        f"{_fmt(abstain_above)} for {label}: review"
+    )
+    return Decision(REVIEW, r, tuple(reasons), thresholds_dict)
+
+
+def choose_domain(similarities: Mapping[str, float], policy: Policy) -> tuple[str | None, str]:
+    """Pick the policy domain most similar to a prompt, or None with the reason why not.
+
+    ``similarities`` maps domain names to a similarity score (e.g. cosine
+    similarity of the prompt to the domain's calibration prompts). Names not
+    in the policy and non-finite scores are ignored. An exact tie for the best
+    score is ambiguous and returns None, so :func:`decide` uses
+    ``default_route`` rather than guessing.
+    """
+    scored = {
+        name: float(s)
+        for name, s in similarities.items()
+        if name in policy.domains and _real(s) and math.isfinite(s)
+    }
+    if not scored:
+        return None, "no policy domain has a similarity score for this prompt"
+    best = max(scored.values())
+    top = sorted(name for name, s in scored.items() if s == best)
+    if best < policy.domain_min_similarity:
+        return None, (
+            f"best domain {top[0]!r} has similarity {_fmt(best)} < domain_min_similarity "
+            f"{_fmt(policy.domain_min_similarity)}"
+        )
+    if len(top) > 1:
+        return None, f"domains {', '.join(map(repr, top))} tie at similarity {_fmt(best)}"
+    return top[0], f"domain {top[0]!r} chosen with similarity {_fmt(best)}"

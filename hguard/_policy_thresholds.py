@@ -1,0 +1,161 @@
+"""A domain's routing thresholds (:class:`Thresholds`, fitted or manual) and how the policy's manual
+overrides combine with fitted ones (:func:`effective_thresholds`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from hguard._policy_values import _real
+from hguard.errors import InputError, ProbeError
+from hguard.errors import shown as _short
+
+if TYPE_CHECKING:
+    from hguard.policy import DomainPolicy
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where one domain splits accept / review / abstain, and how that was decided.
+
+    ``risk < accept_below`` accepts, ``risk >= abstain_above`` abstains,
+    anything between goes to review. ``accept_below = 0.0`` accepts nothing;
+    ``abstain_above = 1.0`` abstains only at risk 1.0, i.e. practically never.
+    """
+
+    accept_below: float
+    abstain_above: float
+    target: float
+    confidence: float
+    n_calibration: int
+    coverage: float | None  # share of calibration answers accepted
+    accepted_error_rate: float | None  # empirical hallucination rate among them
+    accepted_error_ucb: float | None  # its Clopper-Pearson upper bound at `confidence`
+    method: str
+    abstain_precision: float | None = None  # required share of hallucinations among abstained
+    abstained_share: float | None = None
+    abstained_precision_lcb: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("accept_below", "abstain_above"):
+            value = getattr(self, name)
+            if not _real(value) or not (0.0 <= value <= 1.0):
+                raise InputError(f"Thresholds.{name} must be a number in [0, 1], got {_short(value)}")
+        if self.accept_below > self.abstain_above:
+            raise InputError(
+                f"Thresholds.accept_below ({self.accept_below}) is greater than abstain_above "
+                f"({self.abstain_above}); accept_below must be <= abstain_above"
+            )
+        for name in ("target", "confidence"):
+            value = getattr(self, name)
+            if not _real(value) or not (0.0 < value < 1.0):
+                raise InputError(f"Thresholds.{name} must be a number strictly between 0 and 1, got {_short(value)}")
+        if not isinstance(self.n_calibration, int) or isinstance(self.n_calibration, bool) or self.n_calibration < 0:
+            raise InputError(f"Thresholds.n_calibration must be an integer >= 0, got {_short(self.n_calibration)}")
+        for name in (
+            "coverage",
+            "accepted_error_rate",
+            "accepted_error_ucb",
+            "abstain_precision",
+            "abstained_share",
+            "abstained_precision_lcb",
+        ):
+            value = getattr(self, name)
+            if value is not None and (not _real(value) or not (0.0 <= value <= 1.0)):
+                raise InputError(f"Thresholds.{name} must be None or a number in [0, 1], got {_short(value)}")
+        if not isinstance(self.method, str):
+            raise InputError(f"Thresholds.method must be a string, got {_short(self.method)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data; :meth:`from_dict` reads it back."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Thresholds:
+        """Rebuild thresholds stored by :meth:`to_dict` (e.g. in a probe file).
+
+        Raises ProbeError naming the field when the data is incomplete or
+        invalid, since such data comes from a damaged or foreign probe file.
+        """
+        if not isinstance(data, Mapping):
+            raise ProbeError(f"stored thresholds must be a mapping, got {_short(data)}; recalibrate the domain")
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ProbeError(
+                f"stored thresholds have unknown field(s) {', '.join(map(str, unknown))}; "
+                f"known fields are {', '.join(names)}; the probe file is from another hguard version: recalibrate"
+            )
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise ProbeError(
+                f"stored thresholds lack field(s) {', '.join(missing)}; the probe file is damaged: recalibrate the domain"
+            )
+        try:
+            return cls(**{k: data[k] for k in names if k in data})
+        except InputError as exc:
+            raise ProbeError(f"stored thresholds are invalid: {exc}; recalibrate the domain") from None
+
+
+def effective_thresholds(domain_policy: DomainPolicy, fitted: Thresholds | None) -> Thresholds | None:
+    """The thresholds a domain routes with: manual overrides in the policy win over fitted ones.
+
+    Returns None when there is nothing to route with (no fitted thresholds and
+    no manual ``accept_below`` / ``abstain_above``), so :func:`decide` fails closed.
+    Without fitted thresholds, a missing manual side takes its safe extreme:
+    accept nothing (``accept_below = 0``) or abstain practically never
+    (``abstain_above = 1``).
+    """
+    manual_accept, manual_abstain = domain_policy.accept_below, domain_policy.abstain_above
+    if manual_accept is None and manual_abstain is None:
+        return fitted
+    if fitted is None:
+        accept = manual_accept if manual_accept is not None else 0.0
+        abstain = manual_abstain if manual_abstain is not None else 1.0
+        return Thresholds(
+            accept_below=accept,
+            abstain_above=max(abstain, accept),
+            target=domain_policy.target_hallucination_rate,
+            confidence=domain_policy.confidence,
+            n_calibration=0,
+            coverage=None,
+            accepted_error_rate=None,
+            accepted_error_ucb=None,
+            method="manual thresholds from the policy file (no calibration guarantee)",
+        )
+    accept = manual_accept if manual_accept is not None else fitted.accept_below
+    abstain = manual_abstain if manual_abstain is not None else fitted.abstain_above
+    note = []
+    if accept > abstain:
+        # Keep the operator's explicit number and move the other side, in the
+        # direction that accepts less.
+        if manual_accept is not None and manual_abstain is None:
+            abstain = accept
+            note.append("abstain_above raised to the manual accept_below")
+        else:
+            accept = abstain
+            note.append("accept_below lowered to the manual abstain_above")
+    overridden = [k for k, v in (("accept_below", manual_accept), ("abstain_above", manual_abstain)) if v is not None]
+    method = f"{fitted.method}; manual override of {', '.join(overridden)} from the policy file"
+    if note:
+        method += f" ({'; '.join(note)})"
+    # The fitted coverage and bounds describe the fitted accept_below only;
+    # for any other value they would be claims nobody computed.
+    same_accept = accept == fitted.accept_below
+    same_abstain = abstain == fitted.abstain_above
+    return Thresholds(
+        accept_below=accept,
+        abstain_above=abstain,
+        target=fitted.target,
+        confidence=fitted.confidence,
+        n_calibration=fitted.n_calibration,
+        coverage=fitted.coverage if same_accept else None,
+        accepted_error_rate=fitted.accepted_error_rate if same_accept else None,
+        accepted_error_ucb=fitted.accepted_error_ucb if same_accept else None,
+        method=method,
+        abstain_precision=fitted.abstain_precision,
+        abstained_share=fitted.abstained_share if same_abstain else None,
+        abstained_precision_lcb=fitted.abstained_precision_lcb if same_abstain else None,
+    )

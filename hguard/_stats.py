@@ -1,0 +1,151 @@
+"""AUROC and its bootstrap interval, and the exact Clopper-Pearson bounds on a binomial rate: the one
+implementation of each that calibration, threshold fitting, the monitor, the research scripts and the
+benchmarks use.
+
+Labels are 1 for the positive class (a hallucinated answer) and 0 for the other; a score is
+oriented so that higher means more likely positive (a risk). numpy and scipy are imported inside
+the functions, so importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hguard.errors import InputError
+
+__all__ = [
+    "auroc",
+    "auroc_ci",
+    "bootstrap_aurocs",
+    "clopper_pearson_lower",
+    "clopper_pearson_upper",
+    "labels_and_scores",
+]
+
+
+def _labels(y: Any):
+    import numpy as np
+
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise InputError(f"labels must be a 1-d sequence, got shape {arr.shape}; pass one label per answer")
+    if arr.size and not np.isin(arr, (0, 1)).all():
+        bad = arr[~np.isin(arr, (0, 1))][0]
+        raise InputError(f"labels must be 0 (right) or 1 (hallucinated), got {bad!r}; relabel that answer")
+    return arr.astype(int)
+
+
+def _scores(score: Any, n: int, name: str = "scores"):
+    import numpy as np
+
+    s = np.asarray(score, dtype=float)
+    if s.shape != (n,):
+        raise InputError(f"{name} has shape {s.shape} but there are {n} labels; pass one score per answer")
+    if np.isnan(s).any():
+        raise InputError(f"{name} contain NaN; score every answer or leave the unscored ones out")
+    return s
+
+
+def labels_and_scores(y: Sequence[int], score: Sequence[float], name: str = "scores"):
+    """``(labels, scores)`` as a 0/1 int array and a float array of one length, or InputError naming
+    the problem (labels other than 0/1, a score count that differs from the label count, a NaN score)."""
+    labels = _labels(y)
+    return labels, _scores(score, labels.size, name)
+
+
+def auroc(y: Sequence[int], score: Sequence[float]) -> float | None:
+    """Area under the ROC curve of ``score`` for labels ``y``, ties counted half.
+
+    None when a class is missing (no answers, or all of one class), where the AUROC is undefined.
+    Raises InputError for labels other than 0/1, a score count that differs from the label count, or
+    a NaN score.
+    """
+    from scipy.stats import rankdata
+
+    labels, s = labels_and_scores(y, score)
+    n1 = int(labels.sum())
+    n0 = labels.size - n1
+    if n1 == 0 or n0 == 0:
+        return None
+    ranks = rankdata(s)
+    return float((ranks[labels == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def bootstrap_aurocs(y: Sequence[int], scores: Mapping[str, Sequence[float]], *, n_boot: int = 1000,
+                     seed: Any = 0) -> dict[str, Any]:
+    """The AUROC of every score on the same ``n_boot`` bootstrap resamples of the answers (paired).
+
+    Answers are resampled within each class (every resample keeps the class counts, so none is
+    ever one-class and none is dropped), and every score sees the same resamples, so the arrays of
+    two scores can be subtracted for a paired interval of their difference. Returns one array of
+    ``n_boot`` AUROCs per score; empty arrays when a class is missing. ``seed`` is an integer, or a
+    ``numpy.random.Generator`` to draw from (it is advanced).
+    """
+    import numpy as np
+    from scipy.stats import rankdata
+
+    if not isinstance(n_boot, int) or isinstance(n_boot, bool) or n_boot < 1:
+        raise InputError(f"n_boot must be an integer >= 1, got {n_boot!r}")
+    labels = _labels(y)
+    checked = {k: _scores(v, labels.size, f"scores[{k!r}]") for k, v in scores.items()}
+    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    if pos.size == 0 or neg.size == 0:
+        return {k: np.empty(0) for k in checked}
+    rng = np.random.default_rng(seed)
+    idx = np.stack([np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)]) for _ in range(n_boot)])
+    n1, n0 = pos.size, neg.size
+    out = {}
+    for k, s in checked.items():
+        ranks = rankdata(s[idx], axis=1)
+        out[k] = (ranks[:, :n1].sum(1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    return out
+
+
+def auroc_ci(y: Sequence[int], scores: Mapping[str, Sequence[float]], *, n_boot: int = 1000,
+             level: float = 0.95, seed: int = 0) -> dict[str, list[float] | None]:
+    """Percentile bootstrap interval ``[low, high]`` of each score's AUROC at ``level``, from
+    :func:`bootstrap_aurocs` (within-class resamples, the same for every score); None per score
+    when a class is missing."""
+    import numpy as np
+
+    if not 0.0 < level < 1.0:
+        raise InputError(f"level must be strictly between 0 and 1, got {level!r}")
+    boot = bootstrap_aurocs(y, scores, n_boot=n_boot, seed=seed)
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    return {k: [float(np.percentile(v, lo)), float(np.percentile(v, hi))] if v.size else None
+            for k, v in boot.items()}
+
+
+def _check_unit_open(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 < float(value) < 1.0):
+        raise InputError(f"{name} must be a number strictly between 0 and 1, got {value!r}; e.g. 0.9")
+    return float(value)
+
+
+def clopper_pearson_upper(k: int, n: int, confidence: float) -> float:
+    """Exact one-sided upper bound on a binomial rate after ``k`` events in ``n`` trials: the ``p`` with
+    ``P(Binom(n, p) <= k) = 1 - confidence``. 1.0 when ``n == 0`` (nothing is known) or ``k == n``."""
+    confidence = _check_unit_open("confidence", confidence)
+    for name, v in (("k", k), ("n", n)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise InputError(f"{name} must be a non-negative integer, got {v!r}")
+    if k > n:
+        raise InputError(f"k ({k}) cannot exceed n ({n}): there are at most n hallucinations in n answers")
+    if n == 0 or k == n:
+        return 1.0
+    from scipy.special import betaincinv
+
+    return float(betaincinv(k + 1, n - k, confidence))
+
+
+def clopper_pearson_lower(k: int, n: int, confidence: float) -> float:
+    """Exact one-sided lower bound: the ``p`` with ``P(Binom(n, p) >= k) = 1 - confidence``; 0 when k == 0."""
+    upper = clopper_pearson_upper(k, n, confidence)  # validates the input
+    if k == 0 or n == 0:
+        return 0.0
+    if upper == 1.0 and k == n:
+        return float((1.0 - confidence) ** (1.0 / n))
+    from scipy.special import betaincinv
+
+    return float(betaincinv(k, n - k + 1, 1.0 - confidence))

@@ -1,0 +1,33 @@
+"""Text folding shared by the answer judge and the grounding signals.
+
+Two forms are built on these steps, and they differ on purpose:
+
+* :func:`hguard.calibrate.judge.normalize` makes one canonical string to compare a short answer with
+  its aliases: casefolded, apostrophes and periods dropped ("U.S.A." = "USA"), other punctuation a
+  space, articles dropped;
+* :func:`hguard.signals.grounding.tokens` makes word and number tokens to overlap an answer with a
+  passage: lower-cased, possessive "'s" dropped, decimals kept ("3.5"), stop words dropped later.
+
+Both start with :func:`fold_accents` and :func:`join_digit_groups`.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+__all__ = ["fold_accents", "join_digit_groups"]
+
+# A comma between digit groups: "1,000" and "12,345.6", not "1,2" or "1,0000".
+_DIGIT_GROUP_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+
+
+def fold_accents(text: str) -> str:
+    """``text`` decomposed (NFKD) without its combining marks: "São Paulo" -> "Sao Paulo", "ﬁ" -> "fi"."""
+    text = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in text if not unicodedata.combining(c))
+
+
+def join_digit_groups(text: str) -> str:
+    """``text`` without the commas that group digits: "1,000,000" -> "1000000" ("1,2" is kept)."""
+    return _DIGIT_GROUP_COMMA.sub("", text)

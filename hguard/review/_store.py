@@ -1,0 +1,119 @@
+"""The review queue's SQLite storage: the schema, its migration and the mapping of a row to a
+:class:`ReviewItem`. See :mod:`hguard.review.queue`."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from ..errors import ReviewQueueError
+from ._items import ReviewItem, Verdict
+
+_SCHEMA_VERSION = 2  # 2 added spot_check
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS review_items (
+    id TEXT PRIMARY KEY,
+    audit_id TEXT NOT NULL,
+    question TEXT NOT NULL,
+    context TEXT,
+    answer TEXT NOT NULL,
+    domain TEXT,
+    risk REAL,
+    signals TEXT NOT NULL,
+    reasons TEXT NOT NULL,
+    model_fingerprint TEXT,
+    probe_id TEXT,
+    time TEXT NOT NULL,
+    enqueued_at TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'decided')),
+    verdict TEXT CHECK (verdict IN ('correct', 'hallucinated', 'corrected')),
+    reviewer TEXT,
+    corrected_answer TEXT,
+    note TEXT,
+    decided_at TEXT,
+    verdict_audit_id TEXT,
+    verdict_audit_hash TEXT,
+    spot_check INTEGER NOT NULL DEFAULT 0,
+    CHECK ((status = 'pending') = (verdict IS NULL))
+);
+CREATE INDEX IF NOT EXISTS review_items_pending ON review_items (status, domain, risk);
+CREATE INDEX IF NOT EXISTS review_items_decided ON review_items (status, decided_at);
+"""
+
+_COLUMNS = (
+    "id, audit_id, question, context, answer, domain, risk, signals, reasons, model_fingerprint, probe_id, "
+    "time, enqueued_at, status, verdict, reviewer, corrected_answer, note, decided_at, verdict_audit_id, "
+    "verdict_audit_hash, spot_check"
+)
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Create or upgrade the schema of the queue at ``path`` in one ``BEGIN IMMEDIATE`` transaction;
+    ReviewQueueError for a database of something else or of a newer hguard."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if version == 0 and tables - {"review_items"}:
+            raise ReviewQueueError(
+                f"{path} is a SQLite database of something else (tables: {', '.join(sorted(tables))}); "
+                "point the review queue at a new file"
+            )
+        if version > _SCHEMA_VERSION:
+            raise ReviewQueueError(
+                f"review queue {path} has schema version {version}, newer than this hguard "
+                f"({_SCHEMA_VERSION}); upgrade hguard to read it"
+            )
+        if version == 1:  # a queue from before spot-checks: add the column (existing items are not ones)
+            conn.execute("ALTER TABLE review_items ADD COLUMN spot_check INTEGER NOT NULL DEFAULT 0")
+        # Statement by statement: executescript() would commit the open transaction first.
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _item(row: tuple[Any, ...]) -> ReviewItem:
+    (
+        id_, audit_id, question, context, answer, domain, risk, signals, reasons, model_fp, probe_id, time,
+        enqueued_at, status, verdict, reviewer, corrected, note, decided_at, v_audit_id, v_audit_hash, spot,
+    ) = row  # fmt: skip
+    v = None
+    if status == "decided":
+        v = Verdict(
+            item_id=id_,
+            audit_id=audit_id,
+            verdict=verdict,
+            reviewer=reviewer,
+            corrected_answer=corrected,
+            note=note,
+            decided_at=decided_at,
+            audit_record_id=v_audit_id,
+            audit_hash=v_audit_hash,
+        )
+    return ReviewItem(
+        id=id_,
+        audit_id=audit_id,
+        question=question,
+        context=context,
+        answer=answer,
+        domain=domain,
+        risk=risk,
+        signals=json.loads(signals),
+        reasons=json.loads(reasons),
+        model_fingerprint=model_fp,
+        probe_id=probe_id,
+        time=time,
+        enqueued_at=enqueued_at,
+        status=status,
+        verdict=v,
+        spot_check=bool(spot),
+    )

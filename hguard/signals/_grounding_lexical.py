@@ -1,0 +1,271 @@
+"""The text side of the grounding signals: input checks, tokens, sentences and the lexical, phrase and
+proximity supports. See :mod:`hguard.signals.grounding`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from difflib import SequenceMatcher
+from typing import Any
+
+from hguard._text import fold_accents, join_digit_groups
+from hguard.errors import InputError
+
+# --------------------------------------------------------------------------------------- validation
+
+
+def _check_text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise InputError(
+            f"{name} must be a str, got {type(value).__name__}: {value!r:.80}; pass the text as a string"
+        )
+    return value
+
+
+def _context_text(context: Any) -> str:
+    """The context as one string: a str as is, a list/tuple of passages joined by blank lines."""
+    if isinstance(context, str):
+        return context
+    if isinstance(context, (list, tuple)):
+        for i, p in enumerate(context):
+            if not isinstance(p, str):
+                raise InputError(
+                    f"context passage {i} is {type(p).__name__} ({p!r:.80}), not str; pass the "
+                    "context as a str or a list of str passages"
+                )
+        return "\n\n".join(context)
+    raise InputError(
+        f"context must be a str or a list of str passages, got {type(context).__name__}: "
+        f"{context!r:.80}; join or convert the retrieved passages to strings first"
+    )
+
+
+# ------------------------------------------------------------------------------------- tokenising
+
+STOP_WORDS = frozenset(
+    """
+    a about above after again against all also am an and any are aren as at be because been before
+    being below between both but by can cannot could did do does doing don down during each either
+    few for from further had has have having he her here hers herself him himself his i if in into
+    is isn it its itself just let me more most my myself neither no nor not now of off on once only
+    or other ought our ours ourselves out over own per same she should so some such than that the
+    their theirs them themselves then there these they this those though through to too under until
+    up upon us very via was wasn we were weren while with within without would you your yours
+    yourself yourselves yes actually really called named known one ones another s t d ll m re ve
+    """.split()
+)
+QUESTION_WORDS = frozenset("who whom whose what which when where why how".split())
+_NUMBER_WORDS = {
+    w: str(i)
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+        "fifteen sixteen seventeen eighteen nineteen twenty".split()
+    )
+}
+_TOKEN_RE = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
+
+
+def _normalise(text: str) -> str:
+    # the token form; hguard._text says how it differs from the judge's canonical answer string
+    text = fold_accents(text).lower().replace("\u2019", "'").replace("`", "'")
+    text = re.sub(r"'s\b", "", text)
+    return join_digit_groups(text)
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased, accent-folded word and number tokens (``1,000`` -> ``1000``, possessives dropped)."""
+    return _TOKEN_RE.findall(_normalise(text))
+
+
+def _is_number(tok: str) -> bool:
+    return any(c.isdigit() for c in tok)
+
+
+def content_tokens(text: str) -> list[str]:
+    """Tokens that carry content: no stop words, no question words, no one-letter words.
+
+    Number words up to twenty become digits so ``three`` matches ``3``.
+    """
+    out = []
+    for t in tokens(text):
+        t = _NUMBER_WORDS.get(t, t)
+        if t in STOP_WORDS or t in QUESTION_WORDS:
+            continue
+        if len(t) < 2 and not t.isdigit():
+            continue
+        out.append(t)
+    return out
+
+
+def _stem(tok: str) -> str:
+    """A light suffix stripper (enough to match plural/verb forms); numbers are left alone."""
+    if _is_number(tok) or len(tok) <= 3:
+        return tok
+    for suf, rep in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", ""), ("ly", "")):
+        if tok.endswith(suf) and len(tok) - len(suf) >= 3:
+            return tok[: len(tok) - len(suf)] + rep
+    return tok
+
+
+def _word_matches(tok: str, vocab: set[str], stems: set[str], fuzzy: bool) -> bool:
+    if tok in vocab:
+        return True
+    if _is_number(tok):  # numbers must match exactly
+        return False
+    if _stem(tok) in stems:
+        return True
+    if not fuzzy or len(tok) < 5:
+        return False
+    for w in vocab:
+        if len(w) < 5 or _is_number(w) or abs(len(w) - len(tok)) > 4:
+            continue
+        # a shared prefix of 6+ characters (america/american, catholic/catholicism) ...
+        n = min(len(w), len(tok))
+        if n >= 6 and w[:6] == tok[:6] and (w.startswith(tok) or tok.startswith(w)):
+            return True
+        # ... or a close spelling (transliterations, typos)
+        if w[0] == tok[0] and SequenceMatcher(None, tok, w).ratio() >= 0.85:
+            return True
+    return False
+
+
+# -------------------------------------------------------------------------------------- sentences
+
+_SENT_SPLIT_RE = re.compile(
+    r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])"  # ". Next"
+    r"|(?<=[a-z0-9)][.!?])(?=[A-Z][a-z])"  # "century.First" (HaluEval glues paragraphs)
+    r"|\n\s*\n"  # blank line between passages
+)
+
+
+def split_sentences(text: str, *, max_words: int = 64) -> list[str]:
+    """Split ``text`` into sentences; sentences over ``max_words`` words are cut into windows."""
+    out: list[str] = []
+    for part in _SENT_SPLIT_RE.split(text):
+        part = (part or "").strip()
+        if not part:
+            continue
+        words = part.split()
+        if len(words) <= max_words:
+            out.append(part)
+        else:
+            step = max_words // 2
+            for i in range(0, len(words) - step, step):
+                out.append(" ".join(words[i : i + max_words]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------- lexical
+
+
+def _evidence_tokens(answer: str, question: str | None) -> list[str]:
+    ans = content_tokens(answer)
+    if question:
+        q = set(content_tokens(question))
+        qs = {_stem(t) for t in q}
+        ans = [t for t in ans if t not in q and _stem(t) not in qs]
+    # keep order, drop duplicates
+    return list(dict.fromkeys(ans))
+
+
+def lexical_support(
+    answer: str,
+    context: str | Sequence[str],
+    question: str | None = None,
+    *,
+    fuzzy: bool = True,
+    per_sentence: bool = False,
+    empty: float = 0.5,
+) -> float:
+    """Share of the answer's evidence tokens that the context contains, in [0, 1].
+
+    Evidence tokens are the answer's content tokens (normalised; stop words and question words
+    removed) that are *not* already in the question: repeating the question is no evidence. Numbers
+    must match exactly; words match exactly, by a light stem, a shared prefix of 6+ characters or a
+    close spelling (``fuzzy=True``). ``per_sentence=True`` takes the best single context sentence
+    instead of the whole context (measured worse on HaluEval, where answers combine sentences).
+    An answer with no evidence tokens at all (empty, or only words from the question) scores
+    ``empty`` (0.5: no evidence either way).
+    """
+    answer = _check_text(answer, "answer")
+    ctx = _context_text(context)
+    if question is not None:
+        _check_text(question, "question")
+    ev = _evidence_tokens(answer, question)
+    if not ev:
+        return float(empty)
+    units = split_sentences(ctx) if per_sentence else [ctx]
+    best = 0.0
+    for unit in units or [""]:
+        vocab = set(content_tokens(unit)) | set(tokens(unit))
+        stems = {_stem(t) for t in vocab}
+        hit = sum(_word_matches(t, vocab, stems, fuzzy) for t in ev)
+        best = max(best, hit / len(ev))
+    return float(best)
+
+
+def _plain_tokens(text: str) -> list[str]:
+    """All tokens (stop words kept), number words up to twenty as digits."""
+    return [_NUMBER_WORDS.get(t, t) for t in tokens(text)]
+
+
+_ARTICLES = ("the", "a", "an")
+
+
+def phrase_support(answer: str, context: str | Sequence[str], question: str | None = None) -> float:
+    """Share of the answer's word bigrams found verbatim in the context, in [0, 1].
+
+    Checks the answer as a *phrase*, word order and stop words included ("Lord Black of London" is
+    not supported by a context that says "Lord Black of Crossharbour" and "Green Park, London", though
+    each word is there). A leading article is dropped; a one-word answer scores 1 when the context
+    has the word, else 0; an empty answer 0.5. ``question`` is accepted for a uniform signature and
+    not used: a phrase copied from the question is rare in an answer and still has to be in the
+    context.
+    """
+    answer = _check_text(answer, "answer")
+    ctx = _context_text(context)
+    at = _plain_tokens(answer)
+    while at and at[0] in _ARTICLES:
+        at = at[1:]
+    if not at:
+        return 0.5
+    ct = _plain_tokens(ctx)
+    if len(at) == 1:
+        return 1.0 if at[0] in set(ct) else 0.0
+    cb = set(zip(ct, ct[1:]))
+    ab = list(zip(at, at[1:]))
+    return sum(b in cb for b in ab) / len(ab)
+
+
+PROXIMITY_WINDOW = 5
+
+
+def proximity_support(
+    answer: str, context: str | Sequence[str], question: str | None = None, *, window: int = PROXIMITY_WINDOW
+) -> float:
+    """Share of the question's content words that stand near the answer in the context, in [0, 1].
+
+    For every place the context mentions one of the answer's evidence tokens (see
+    :func:`lexical_support`), count the question's content words (stemmed) within ``window`` tokens
+    either side; the best place wins. A right answer sits next to what the question asks about
+    ("directed by Robert Zemeckis"); a distractor from the same context usually does not ("written by
+    Neil Gaiman"). 0 when the context never mentions the answer's evidence; 0.5 when there is no
+    question or the answer has no evidence tokens (nothing to measure).
+    """
+    answer = _check_text(answer, "answer")
+    ctx = _context_text(context)
+    if question is None:
+        return 0.5
+    _check_text(question, "question")
+    ev = _evidence_tokens(answer, question)
+    q = {_stem(t) for t in content_tokens(question)}
+    if not ev or not q:
+        return 0.5
+    ev_stems = {_stem(t) for t in ev}
+    ct = [_stem(t) for t in _plain_tokens(ctx)]
+    best = 0.0
+    for i, t in enumerate(ct):
+        if t in ev_stems:
+            near = set(ct[max(0, i - window) : i + window + 1])
+            best = max(best, len(q & near) / len(q))
+    return float(best)

@@ -1,0 +1,22 @@
+"""The text folding shared by the answer judge and the grounding signals (hguard._text)."""
+
+from __future__ import annotations
+
+from hguard._text import fold_accents, join_digit_groups
+from hguard.calibrate.judge import normalize
+from hguard.signals.grounding import tokens
+
+
+def test_fold_accents_and_digit_groups():
+    assert fold_accents("São Paulo, Zürich, ﬁsh") == "Sao Paulo, Zurich, fish"
+    assert join_digit_groups("1,000,000 and 12,345.6 and 1,000km") == "1000000 and 12345.6 and 1000km"
+    assert join_digit_groups("1,2 and 1,0000 and a,bcd") == "1,2 and 1,0000 and a,bcd"
+
+
+def test_the_judge_and_the_grounding_tokens_share_the_folding_and_keep_their_own_forms():
+    # shared: accents folded, digit groups joined
+    assert normalize("São Paulo had 1,000 people") == "sao paulo had 1000 people"
+    assert tokens("São Paulo had 1,000 people") == ["sao", "paulo", "had", "1000", "people"]
+    # their own: the judge drops periods and apostrophes into one word, the tokens split and drop "'s"
+    assert normalize("The U.S.A.'s O'Brien") == "usas obrien"
+    assert tokens("The U.S.A.'s O'Brien") == ["the", "u", "s", "a", "o", "brien"]
