@@ -264,7 +264,7 @@ class ReviewQueue:
         return Verdict(
             item_id=item_id,
             audit_id=row[0],
-            verdict=verdict,  # type: ignore[arg-type]
+            verdict=verdict,
             reviewer=reviewer,
             corrected_answer=corrected_answer,
             note=note,
