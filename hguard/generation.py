@@ -124,7 +124,7 @@ class StopSequences:
             if not self.done[row]:
                 text = self.tokenizer.decode(input_ids[row, self.width :].tolist(), skip_special_tokens=True)
                 self.done[row] = cut_at_stop(text, self.stop)[1] is not None
-        return self.done.clone()
+        return self.done.clone().to(input_ids.device)
 
 
 class ConfidenceTracker:
@@ -387,9 +387,10 @@ class Generator:
             input_ids[i, width - len(p) :] = torch.tensor(p)
             attention[i, width - len(p) :] = 1
         tracker = ConfidenceTracker()
+        device = self.lm.model.device  # the prompt goes where the model is (CPU or its GPU)
         kwargs = dict(
-            input_ids=input_ids,
-            attention_mask=attention,
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
             max_new_tokens=max_new_tokens,
             do_sample=do_sample,
             logits_processor=[*processors, tracker],

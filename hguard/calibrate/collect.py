@@ -126,8 +126,11 @@ def collect(
     *,
     batch_size: int = 16,
     progress: bool = True,
+    lazy: bool = False,
 ) -> Collected:
-    """Answer ``examples`` with all neurons recorded, resuming from ``work_dir`` where possible."""
+    """Answer ``examples`` with all neurons recorded, resuming from ``work_dir`` where possible.
+
+    ``lazy``: the features stay in the shards (see :func:`load_collected`)."""
     from tqdm.auto import tqdm
 
     ids = check_ids(examples)
@@ -144,7 +147,7 @@ def collect(
         bar.close()
         store.write_manifest()
     raise_failed(store, ids)
-    return load_collected(work_dir, ids)
+    return load_collected(work_dir, ids, lazy=lazy)
 
 
 def _group_key(example: Example) -> str:
@@ -156,12 +159,19 @@ def _group_key(example: Example) -> str:
     return example.id
 
 
-def load_collected(work_dir: str | os.PathLike, ids: Sequence[str] | None = None) -> Collected:
-    """The rows of ``ids`` (all when None) and their features, each shard checked against its sha256."""
+def load_collected(work_dir: str | os.PathLike, ids: Sequence[str] | None = None, *, lazy: bool = False) -> Collected:
+    """The rows of ``ids`` (all when None) and their features, each shard checked against its sha256.
+
+    ``lazy``: the features are a :class:`hguard.calibrate.screen.ShardFeatures` that reads columns from
+    the shards when asked, for a fit that must not hold every feature in memory."""
     store = ShardStore(work_dir)
     done = store.finished()
     if ids is None:
         ids = list(done)
+    if lazy:
+        from .screen import ShardFeatures
+
+        return Collected([done[i] for i in ids], ShardFeatures(work_dir, ids, _store=store, _done=done))
     missing = [i for i in ids if i not in done]
     if missing:
         raise DataError(f"{store.work} has no answers for {len(missing)} ids (first: {missing[0]!r}); run the collection again")
