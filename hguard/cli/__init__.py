@@ -137,6 +137,7 @@ def cmd_calibrate_rag(args) -> int:
         None, out, model=args.model, test_fraction=args.test_fraction, seed=args.seed,
         work_dir=args.work, report_dir=args.report, batch_size=args.batch_size,
         target=args.target, confidence=args.confidence, progress=not args.quiet, collected_only=args.collected_only,
+        **_fit_options(args),
     )
     if args.json:
         print(_dump(report))
@@ -290,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=int, default=8)
     r.add_argument("--collected-only", action="store_true",
                    help="fit on the answers already in --work (a subset of the sets) instead of answering the rest")
+    r.add_argument("--screen-top", type=int, metavar="K", help="as for calibrate: probes fitted from the shards on the top K features")
+    r.add_argument("--fit-memory-gb", type=float, metavar="GB", help="as for calibrate: above this the fit is screened")
     r.add_argument("--quiet", action="store_true")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_calibrate_rag)
