@@ -108,15 +108,20 @@ def cmd_calibrate_wide(args) -> None:
     lm = wide_model()
     gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
     exs = _wide_examples(gen, args.n)
-    collect(gen, exs, args.work, batch_size=16, progress=False)
+    collect(gen, exs, args.work, batch_size=16, progress=False, lazy=True)  # lazy: the features stay on disk here
     del gen
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    import gc
+
+    gc.collect()
+    # the high-water mark so far is the label generation's; reset it so that the peak is calibrate's own
+    Path("/proc/self/clear_refs").write_text("5")
+    base = _status_mib("VmRSS")
     t0 = time.perf_counter()
     report = calibrate(exs, Path(args.work) / f"probes-{args.screen_top or 'memory'}", lm=lm, system_prompt="answer",
                        max_new_tokens=4, work_dir=args.work, progress=False, plots=False, signing_key=None,
                        screen_top=args.screen_top, device="cpu")
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mib("VmHWM")
     m = report["domains"]["wide"]
     _save(args.out, f"screening_calibrate_wide_{'k' + str(args.screen_top) if args.screen_top else 'memory'}_n{len(exs)}", {
         "n": len(exs), "n_features": gen_width(lm), "probe_fit": report["probe_fit"], "seconds_after_collection": seconds,
@@ -124,6 +129,14 @@ def cmd_calibrate_wide(args) -> None:
         "train": m["train"], "held_out": {"n_scored": m["n_scored"], "auroc": m["auroc"], "auroc_ci95": m["auroc_ci95"]},
         "n_selected": m["n_selected_neurons"], "torch_threads": threads,
     })
+
+
+def _status_mib(field: str) -> float:
+    """A memory figure of this process from /proc/self/status (VmRSS: now, VmHWM: peak since the last reset)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def gen_width(lm) -> int:

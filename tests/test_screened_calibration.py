@@ -170,13 +170,20 @@ def test_the_local_engine_answers_on_the_device_asked_for(run, tmp_path):
 def test_the_rag_calibration_fits_its_probes_by_screening_too(run, tmp_path):
     from hguard.calibrate.rag import calibrate_rag
 
+    from hguard.generation import Generator
+
     lm, exs, data, root, kw, _ = run
-    rag = [e.model_copy(update={"context": " ".join(reversed(e.question.split()[:3])) + " is here",
+    # passages for alpha's questions; every other question accepts the model's own first word given the passage
+    ctxs = [" ".join(reversed(e.question.split()[:3])) + " is here" for e in exs]
+    answers = Generator(lm, system_prompt="answer", max_new_tokens=4).generate([e.question for e in exs], ctxs, neurons=None,
+                                                                               batch_size=32)
+    rag = [e.model_copy(update={"context": c, "answers": a.text.split()[:1] if k % 2 == 0 and a.text.split() else ["zzzz"],
                                 "meta": {"group": e.meta["fact"], "condition": "supporting", "dataset": "tiny"}})
-           for e in exs]
+           for k, (e, c, a) in enumerate(zip(exs, ctxs, answers))]
     report = calibrate_rag(rag, tmp_path / "rag", lm=lm, system_prompt="answer", max_new_tokens=4, work_dir=tmp_path / "work",
                            progress=False, screen_top=K)
     assert report["probe_fit"]["method"] == "screened" and report["probe_fit"]["k"] == K
+    assert "alpha" in report["domains"], report["skipped"]
     probe, meta = HNeuronProbe.load(tmp_path / "rag" / "alpha.rag.json")
     assert meta["probe_fit"] == report["probe_fit"]
     rows = load_collected(tmp_path / "work").rows

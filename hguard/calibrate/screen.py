@@ -11,6 +11,12 @@ probe file for the whole model.
 Peak memory: one shard (rows x n_features float32) plus eight float64 vectors of n_features for the
 statistics, plus the (n, k) matrix and the probe's working copies of it: bounded by ``k`` and the
 shard size, not by n x n_features. With ``k`` >= the number of features the fit is the in-memory fit.
+
+In the calibration pipeline (``hguard calibrate --screen-top K``, or by itself over the memory budget,
+see :func:`choose_fit`) the features stay in the shards as a :class:`ShardFeatures`; every probe fit
+(the domain's, each out-of-fold refit at the chosen C, each leave-one-family-out fold) screens on its
+own training rows, so held-out rows never choose features, and scoring reads only the probe's columns
+(:func:`probe_logit`). Each screening is one streaming pass over the shards of its rows.
 """
 
 from __future__ import annotations
