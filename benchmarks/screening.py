@@ -69,27 +69,80 @@ def wide_model(seed: int = 0):
     return _finish(model, tok, name="wide-8b-shape", source="random", fingerprint=f"tiny:{fp}")
 
 
-def cmd_collect_wide(args) -> None:
-    from hguard.calibrate.collect import collect
-    from hguard.generation import Generator
+def _wide_examples(gen, n: int):
     import itertools
 
     from hguard.calibrate.data import Example
 
-    threads = _threads()
-    lm = wide_model()
-    gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
     # questions and labels as in hguard.testing.tiny_examples: every other question accepts the model's
     # own first content word, so about half the answers are right
     words = "capital city country river element symbol author book paris london rome berlin gold silver iron".split()
-    qs = [" ".join(c) + " ?" for c in itertools.islice(itertools.permutations(words, 3), 0, 7 * args.n, 7)]
+    qs = [" ".join(c) + " ?" for c in itertools.islice(itertools.permutations(words, 3), 0, 7 * n, 7)]
     firsts = [[w for w in g.text.split() if w not in ("a", "an", "the")][:1] for g in gen.generate(qs, batch_size=32, neurons=None)]
-    exs = [Example(id=f"q{i}", question=q, answers=f if i % 2 == 0 and f else ["zzzz"], domain="wide", meta={"fact": f"f{i}"})
-           for i, (q, f) in enumerate(zip(qs, firsts))]
+    return [Example(id=f"q{i}", question=q, answers=f if i % 2 == 0 and f else ["zzzz"], domain="wide", meta={"fact": f"f{i}"})
+            for i, (q, f) in enumerate(zip(qs, firsts))]
+
+
+def cmd_collect_wide(args) -> None:
+    from hguard.calibrate.collect import collect
+    from hguard.generation import Generator
+
+    threads = _threads()
+    lm = wide_model()
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
+    exs = _wide_examples(gen, args.n)
     t0 = time.perf_counter()
     collect(gen, exs, args.work, batch_size=args.batch_size, progress=False)
     _save(args.out, f"screening_collect_wide_n{len(exs)}", {"n": len(exs), "n_features": gen.n_features, "seconds": time.perf_counter() - t0,
                                      "torch_threads": threads})
+
+
+def cmd_calibrate_wide(args) -> None:
+    """`hguard calibrate` itself on the 8B-shaped model (answers from --work, collected first if missing):
+    time and peak RSS of the whole calibration after collection, in memory or with --screen-top."""
+    from hguard.calibrate.collect import collect
+    from hguard.calibrate.pipeline import calibrate
+    from hguard.generation import Generator
+
+    threads = _threads()
+    lm = wide_model()
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
+    exs = _wide_examples(gen, args.n)
+    collect(gen, exs, args.work, batch_size=16, progress=False, lazy=True)  # lazy: the features stay on disk here
+    del gen
+    import gc
+
+    gc.collect()
+    # the high-water mark so far is the label generation's; reset it so that the peak is calibrate's own
+    Path("/proc/self/clear_refs").write_text("5")
+    base = _status_mib("VmRSS")
+    t0 = time.perf_counter()
+    report = calibrate(exs, Path(args.work) / f"probes-{args.screen_top or 'memory'}", lm=lm, system_prompt="answer",
+                       max_new_tokens=4, work_dir=args.work, progress=False, plots=False, signing_key=None,
+                       screen_top=args.screen_top, device="cpu")
+    seconds = time.perf_counter() - t0
+    peak = _status_mib("VmHWM")
+    m = report["domains"]["wide"]
+    _save(args.out, f"screening_calibrate_wide_{'k' + str(args.screen_top) if args.screen_top else 'memory'}_n{len(exs)}", {
+        "n": len(exs), "n_features": gen_width(lm), "probe_fit": report["probe_fit"], "seconds_after_collection": seconds,
+        "rss_before_calibrate_mib": base, "peak_rss_mib": peak, "peak_rss_added_mib": peak - base,
+        "train": m["train"], "held_out": {"n_scored": m["n_scored"], "auroc": m["auroc"], "auroc_ci95": m["auroc_ci95"]},
+        "n_selected": m["n_selected_neurons"], "torch_threads": threads,
+    })
+
+
+def _status_mib(field: str) -> float:
+    """A memory figure of this process from /proc/self/status (VmRSS: now, VmHWM: peak since the last reset)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def gen_width(lm) -> int:
+    from hguard.neurons import find_ffn_sites
+
+    return sum(s.d_ff for s in find_ffn_sites(lm.model))
 
 
 def cmd_collect_default(args) -> None:
@@ -231,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--work", required=True)
     c.add_argument("--batch-size", type=int, default=16)
     c.set_defaults(func=cmd_collect_wide)
+    c = sub.add_parser("calibrate-wide", parents=[common])
+    c.add_argument("--n", type=int, default=256)
+    c.add_argument("--work", required=True)
+    c.add_argument("--screen-top", type=int, default=None)
+    c.set_defaults(func=cmd_calibrate_wide)
     c = sub.add_parser("collect-default", parents=[common])
     c.add_argument("--work", required=True)
     c.add_argument("--domain", action="append", default=None)

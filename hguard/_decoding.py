@@ -50,7 +50,7 @@ class StopSequences:
             if not self.done[row]:
                 text = self.tokenizer.decode(input_ids[row, self.width :].tolist(), skip_special_tokens=True)
                 self.done[row] = cut_at_stop(text, self.stop)[1] is not None
-        return self.done.clone()
+        return self.done.clone().to(input_ids.device)
 
 
 class ConfidenceTracker:

@@ -323,9 +323,10 @@ class Generator:
         input_ids, attention = left_pad(prompts, pad)
         width = input_ids.shape[1]
         tracker = ConfidenceTracker()
+        device = self.lm.model.device  # the prompt goes where the model is (CPU or its GPU)
         kwargs = dict(
-            input_ids=input_ids,
-            attention_mask=attention,
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
             max_new_tokens=max_new_tokens,
             do_sample=do_sample,
             logits_processor=[*processors, tracker],

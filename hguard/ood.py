@@ -34,7 +34,8 @@ def feature_distance(probe, values) -> np.ndarray:
 
 def full_distance(probe, X) -> np.ndarray:
     """:func:`feature_distance` from full CETT rows (n, n_features)."""
-    return feature_distance(probe, np.asarray(X)[:, np.asarray(probe.feature_indices_, dtype=np.int64)])
+    X = X if hasattr(X, "shape") else np.asarray(X)  # an array, or shard-backed rows that read only these columns
+    return feature_distance(probe, X[:, np.asarray(probe.feature_indices_, dtype=np.int64)])
 
 
 def fit_ood(distances, *, quantile: float = OOD_QUANTILE, fitted_on: str) -> dict | None:

@@ -76,6 +76,14 @@ def test_ray_and_local_engines_give_the_same_answers_features_and_probes_even_wh
     ma = json.loads((tmp_path / "wl" / "manifest.json").read_text())["shards"]
     mb = json.loads((tmp_path / "wr" / "manifest.json").read_text())["shards"]
     assert [(s["shard"], s["row_ids"], s["shape"]) for s in ma] == [(s["shard"], s["row_ids"], s["shape"]) for s in mb]
+    # fitted by screening from either folder's shards: the same probe again, recorded as screened
+    sa = calibrate([path], tmp_path / "local-screened", work_dir=tmp_path / "wl", screen_top=10, **kw)
+    sb = calibrate([path], tmp_path / "ray-screened", work_dir=tmp_path / "wr", engine="ray", ray_options=opts,
+                   screen_top=10, **kw)
+    assert sa["probe_fit"]["method"] == sb["probe_fit"]["method"] == "screened" and sb["probe_fit"]["k"] == 10
+    pa, pb = _model_section(tmp_path / "local-screened" / "alpha.json"), _model_section(tmp_path / "ray-screened" / "alpha.json")
+    assert pa["feature_indices"] == pb["feature_indices"] and len(pa["feature_indices"]) <= 10
+    np.testing.assert_allclose(pa["weights"], pb["weights"], rtol=1e-4, atol=1e-6)
 
 
 def test_a_resumed_ray_run_answers_only_the_shards_that_were_not_committed(cluster, lm, data, tmp_path):
@@ -115,6 +123,14 @@ def test_an_actor_whose_model_differs_from_the_drivers_stops_the_run_before_writ
     opts = RayOptions(actors=1, model_factory=functools.partial(tiny_model, "llama", 4))  # other weights
     with pytest.raises(DataError, match=r"shard shard-000000: the actor on .* other settings than the driver \(model_fingerprint differ\)"):
         collect_ray(gen, exs[:4], tmp_path, batch_size=4, options=opts, progress=False)
+    assert not list((tmp_path / "shards").glob("shard-*"))
+
+
+def test_gpus_per_actor_on_a_cluster_without_gpus_is_refused_before_any_actor_starts(cluster, lm, data, tmp_path):
+    exs, _ = data
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
+    with pytest.raises(InputError, match=r"^--gpus-per-actor 1 but the Ray cluster has 0 GPU\(s\).*--gpus-per-actor 0$"):
+        collect_ray(gen, exs[:4], tmp_path, options=RayOptions(num_gpus=1), progress=False)
     assert not list((tmp_path / "shards").glob("shard-*"))
 
 

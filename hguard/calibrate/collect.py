@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -23,13 +23,16 @@ from .data import Example
 from .judge import judge_row
 from .shards import ShardStore, collection_settings, write_shard
 
+if TYPE_CHECKING:
+    from .screen import ShardFeatures
+
 
 @dataclass
 class Collected:
     """Rows (dicts, one per example, in the order of the examples given) and their CETT matrix."""
 
     rows: list[dict]
-    features: np.ndarray  # (n, n_features) float32; a stack of memory-mapped shards
+    features: np.ndarray | ShardFeatures  # (n, n_features) float32: memory-mapped shards, or read on demand
 
     def subset(self, mask: Sequence[bool] | np.ndarray) -> "Collected":
         mask = np.asarray(mask, dtype=bool)
@@ -127,8 +130,11 @@ def collect(
     *,
     batch_size: int = 16,
     progress: bool = True,
+    lazy: bool = False,
 ) -> Collected:
-    """Answer ``examples`` with all neurons recorded, resuming from ``work_dir`` where possible."""
+    """Answer ``examples`` with all neurons recorded, resuming from ``work_dir`` where possible.
+
+    ``lazy``: the features stay in the shards (see :func:`load_collected`)."""
     from tqdm.auto import tqdm
 
     ids = check_ids(examples)
@@ -145,7 +151,7 @@ def collect(
         bar.close()
         store.write_manifest()
     raise_failed(store, ids)
-    return load_collected(work_dir, ids)
+    return load_collected(work_dir, ids, lazy=lazy)
 
 
 def _group_key(example: Example) -> str:
@@ -157,12 +163,19 @@ def _group_key(example: Example) -> str:
     return example.id
 
 
-def load_collected(work_dir: str | os.PathLike, ids: Sequence[str] | None = None) -> Collected:
-    """The rows of ``ids`` (all when None) and their features, each shard checked against its sha256."""
+def load_collected(work_dir: str | os.PathLike, ids: Sequence[str] | None = None, *, lazy: bool = False) -> Collected:
+    """The rows of ``ids`` (all when None) and their features, each shard checked against its sha256.
+
+    ``lazy``: the features are a :class:`hguard.calibrate.screen.ShardFeatures` that reads columns from
+    the shards when asked, for a fit that must not hold every feature in memory."""
     store = ShardStore(work_dir)
     done = store.finished()
     if ids is None:
         ids = list(done)
+    if lazy:
+        from .screen import ShardFeatures
+
+        return Collected([done[i] for i in ids], ShardFeatures(work_dir, ids, _store=store, _done=done))
     missing = [i for i in ids if i not in done]
     if missing:
         raise DataError(f"{store.work} has no answers for {len(missing)} ids (first: {missing[0]!r}); run the collection again")

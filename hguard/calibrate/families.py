@@ -32,6 +32,7 @@ from .._numerics import sigmoid_array
 from ..ood import fit_ood, full_distance
 from .collect import Collected
 from .pipeline import _lengths, _y
+from .screen import fit_probe, probe_logit, random_baseline
 
 MAX_FOLDS = 10
 # Each held-out family's probe chooses its own C, on a coarser search than the shipped probe's (3 folds,
@@ -87,15 +88,13 @@ def family_folds(families: Sequence[str], max_folds: int = MAX_FOLDS) -> list[li
 
 def cross_family_fit(train: Collected, *, seed: int, n_layers: int, d_ff: int, cv: int = 5,
                      min_per_class: int = 8, probe_params: dict | None = None, c_by_family: bool = False,
-                     only: Sequence[str] | None = None) -> dict[str, Any]:
+                     only: Sequence[str] | None = None, fit=None) -> dict[str, Any]:
     """Leave-one-family-out probes on a domain's training answers (refusals already removed).
 
     Returns the folds (families held out, the probe fitted without them, its random-neuron control, or
     why the fold could not be fitted) and ``oof_logit``: each training answer's probe logit from the
     probe of its fold (NaN where its fold could not be fitted).
     """
-    from ..probe import HNeuronProbe, random_neuron_probe
-
     rows = train.rows
     fam = np.array([r["family"] for r in rows])
     y = _y(rows)
@@ -117,14 +116,15 @@ def cross_family_fit(train: Collected, *, seed: int, n_layers: int, d_ff: int, c
                                f"{counts[1]} hallucinated answers; at least {max(min_per_class, cv)} of each are needed")
             folds.append(fold)
             continue
-        probe = HNeuronProbe(cv=cv, n_layers=n_layers, d_ff=d_ff, random_state=seed, **(probe_params or {}))
         # C chosen by folds of whole families (a variant measured in benchmarks/generalization.py) or of answers
         groups = fam[keep] if c_by_family and len(set(fam[keep].tolist())) >= cv else None
-        probe.fit(train.features[keep], y[keep], lengths=lengths[keep], groups=groups)
-        oof[out] = probe.decision_function(train.features[out], lengths=lengths[out])
+        # a screened fit screens on the fold's rows only: the held-out families choose no feature
+        probe = fit_probe(train.features[keep], y[keep], fit=fit, lengths=lengths[keep], groups=groups, cv=cv,
+                          n_layers=n_layers, d_ff=d_ff, random_state=seed, **(probe_params or {}))
+        oof[out] = probe_logit(probe, train.features[out], lengths=lengths[out])
         dist[out] = full_distance(probe, train.features[out])
-        rnd = random_neuron_probe(train.features[keep], y[keep], max(1, len(probe.feature_indices_)), seed=seed,
-                                  lengths=lengths[keep])
+        rnd = random_baseline(train.features[keep], y[keep], max(1, len(probe.feature_indices_)), seed=seed,
+                              lengths=lengths[keep], fit=fit)
         fold.update(probe=probe, random_baseline=rnd.to_dict())
         folds.append(fold)
     return {"folds": folds, "oof_logit": oof, "oof_distance": dist, "families": fam, "y": y,
@@ -196,7 +196,7 @@ def evaluate_families(
                 continue
             probe = fold["probe"]
             lengths = _lengths(te.rows)
-            logit = probe.decision_function(te.features, lengths=lengths)
+            logit = probe_logit(probe, te.features, lengths=lengths)
             others = ~np.isin(fam_tr, fold["families"]) & np.isfinite(oof)
             merger = fit_merger(Z_tr[others], y_tr[others])
             rb = fold["random_baseline"]
@@ -237,7 +237,7 @@ def evaluate_families(
 
 
 def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collected, *, seed: int, n_layers: int,
-                             d_ff: int, target: float, confidence: float, cv: int = 5) -> dict:
+                             d_ff: int, target: float, confidence: float, cv: int = 5, fit=None) -> dict:
     """Leave-one-family-out for one domain; re-fits ``fitted``'s merger and the scores its thresholds
     are fitted on from cross-family out-of-fold probe scores. Returns the report's ``families`` entry."""
     from .pipeline import apply_merger, best_threshold, fit_merger, merger_features
@@ -249,7 +249,7 @@ def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collec
         why = (f"the training split has {len(names)} family ({', '.join(names) or 'none'}); leave-one-family-out needs "
                "at least two (set meta.family on the rows: the question template or sub-topic)")
         return {"no_figure": why}
-    cf = cross_family_fit(tr, seed=seed, n_layers=n_layers, d_ff=d_ff, cv=FOLD_CV, probe_params=FOLD_PROBE)
+    cf = cross_family_fit(tr, seed=seed, n_layers=n_layers, d_ff=d_ff, cv=FOLD_CV, probe_params=FOLD_PROBE, fit=fit)
     ok = np.isfinite(cf["oof_logit"])
     y = cf["y"]
     if ok.sum() and np.bincount(y[ok], minlength=2).min() >= 2:

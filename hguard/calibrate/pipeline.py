@@ -9,6 +9,7 @@ The test split is used once, for the report.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -22,6 +23,8 @@ from .._stats import auroc, auroc_ci
 from ..errors import DataError, InputError
 from .collect import Collected, collect, label_row
 from .data import Example, data_hash, load_examples
+
+_log = logging.getLogger("hguard.calibrate")
 
 DEFAULT_SYSTEM_PROMPT = "You are a concise assistant. Answer in one short sentence."
 DEFAULT_MAX_NEW_TOKENS = 32
@@ -134,13 +137,15 @@ def split_groups(rows: Sequence[dict], test_fraction: float, seed: int) -> np.nd
 # ------------------------------------------------------------------------------------ fitting
 
 
-def fit_domain(domain: str, train: Collected, *, seed: int, n_layers: int, d_ff: int, cv: int = 5) -> dict:
-    """Fit probe, random-neuron baseline, merger and thresholds on one domain's training answers."""
-    from sklearn.base import clone
+def fit_domain(domain: str, train: Collected, *, seed: int, n_layers: int, d_ff: int, cv: int = 5, fit=None) -> dict:
+    """Fit probe, random-neuron baseline, merger and thresholds on one domain's training answers.
+
+    ``fit``: a :class:`hguard.calibrate.screen.ProbeFit` (None: in memory); a screened fit screens
+    again inside each out-of-fold refit."""
     from sklearn.model_selection import StratifiedKFold
 
     from ..policy import fit_thresholds
-    from ..probe import HNeuronProbe, random_neuron_probe
+    from .screen import fit_probe, probe_logit, random_baseline, refit_at_C
 
     keep = np.array([r["label"] != "refusal" for r in train.rows])
     tr = train.subset(keep)
@@ -153,23 +158,21 @@ def fit_domain(domain: str, train: Collected, *, seed: int, n_layers: int, d_ff:
             f"at least {MIN_PER_CLASS} of each are needed to fit a probe; add questions to the domain"
         )
     t0 = time.perf_counter()
-    probe = HNeuronProbe(cv=cv, n_layers=n_layers, d_ff=d_ff, random_state=seed)
-    probe.fit(tr.features, y, lengths=lengths)
+    probe = fit_probe(tr.features, y, fit=fit, lengths=lengths, cv=cv, n_layers=n_layers, d_ff=d_ff, random_state=seed)
     fit_seconds = time.perf_counter() - t0
     # Out-of-fold probe scores with C fixed, so the merger and the thresholds see honest scores.
     oof = np.zeros(len(y))
-    folds = list(StratifiedKFold(cv, shuffle=True, random_state=seed).split(tr.features, y))
+    folds = list(StratifiedKFold(cv, shuffle=True, random_state=seed).split(np.zeros((len(y), 1)), y))
     for a, b in folds:
-        p = clone(probe).set_params(Cs=[probe.C_], cv=None)
-        p.fit(tr.features[a], y[a], lengths=lengths[a])
-        oof[b] = p.decision_function(tr.features[b], lengths=lengths[b])
+        p = refit_at_C(probe, tr.features[a], y[a], fit=fit, lengths=lengths[a])
+        oof[b] = probe_logit(p, tr.features[b], lengths=lengths[b])
     Z = merger_features(tr.rows, oof)
     merger = fit_merger(Z, y)
     merged_oof = np.zeros(len(y))
     for a, b in folds:
         merged_oof[b] = apply_merger(fit_merger(Z[a], y[a]), Z[b])
     n_random = max(1, len(probe.feature_indices_))
-    rnd = random_neuron_probe(tr.features, y, n_random, seed=seed, lengths=lengths)
+    rnd = random_baseline(tr.features, y, n_random, seed=seed, lengths=lengths, fit=fit)
     return {
         "probe": probe,
         "merger": merger,
@@ -186,16 +189,18 @@ def fit_domain(domain: str, train: Collected, *, seed: int, n_layers: int, d_ff:
         "baseline_thresholds": {
             name: best_threshold(y, [f(r) for r in tr.rows]) for name, f in BASELINES.items()
         },
-        "probe_threshold": best_threshold(y, probe.predict_proba(tr.features, lengths=lengths)[:, 1]),
+        "probe_threshold": best_threshold(y, sigmoid_array(probe_logit(probe, tr.features, lengths=lengths))),
         "merged_threshold": best_threshold(y, merged_oof),
     }
 
 
 def score_rows(fitted: dict, col: Collected) -> dict[str, np.ndarray]:
     """Every risk score of the report for ``col``'s rows under one domain's fitted objects."""
+    from .screen import probe_logit
+
     probe = fitted["probe"]
     lengths = _lengths(col.rows)
-    logit = probe.decision_function(col.features, lengths=lengths)
+    logit = probe_logit(probe, col.features, lengths=lengths)
     rb = fitted["random_baseline"]
     out = {
         "probe": sigmoid_array(logit),
@@ -282,12 +287,24 @@ def calibrate(
     signing_key: bytes | None | str = "environment",
     engine: str = "local",
     ray_options=None,
+    screen_top: int | None = None,
+    fit_memory_gb: float | None = None,
+    device: str = "auto",
 ) -> dict:
     """Fit one probe per domain found in ``data`` into ``out_dir`` and write the report there.
 
     ``engine``: "local" answers in this process; "ray" on a Ray cluster
     (:mod:`hguard.calibrate.ray_engine`, ``ray_options`` a :class:`~hguard.calibrate.ray_engine.RayOptions`);
     both write the same shards to the work folder and give the same answers and probes.
+
+    ``screen_top``: fit every probe from the shards on the top K features by a univariate screen
+    (:mod:`hguard.calibrate.screen`), never holding all features in memory; without it, the fit is
+    screened only when the in-memory matrix would exceed ``fit_memory_gb`` (default: half the
+    machine's memory; the rule is :func:`hguard.calibrate.screen.choose_fit`). The report and each
+    probe file record which fit was used (``probe_fit``).
+
+    ``device``: where the local engine's model answers (:func:`hguard.devices.choose_device`); the Ray
+    engine's actors take theirs from ``ray_options.device``.
 
     Probe files are signed with ``signing_key``; by default the key configured in the environment
     (``HGUARD_KEY_FILE`` or ``HGUARD_KEY``, see :mod:`hguard.integrity`), and unsigned when there is none.
@@ -311,19 +328,29 @@ def calibrate(
         raise DataError("no examples to calibrate on; pass --data FILE.jsonl with rows")
     t_start = time.perf_counter()
     lm = _load_lm(model, lm)
+    if engine == "local":
+        from ..devices import choose_device, move_model
+
+        lm = move_model(lm, choose_device(device))
     gen = Generator(lm, system_prompt=system_prompt, max_new_tokens=max_new_tokens)
     sites = find_ffn_sites(lm.model)
     n_layers, d_ff = len(sites), sites[0].d_ff
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(work_dir) if work_dir else out / ".work"
+    from .screen import choose_fit
+
+    probe_fit = choose_fit(len(examples), gen.n_features, screen_top=screen_top, fit_memory_gb=fit_memory_gb)
+    _log.info("probe fit: %s (%s)", "screened to the top %d features" % probe_fit.screen_top if probe_fit.screened else "in memory",
+              probe_fit.reason)
     t0 = time.perf_counter()
     if engine == "ray":
         from .ray_engine import collect_ray
 
-        col = collect_ray(gen, examples, work, model=model, batch_size=batch_size, options=ray_options, progress=progress)
+        col = collect_ray(gen, examples, work, model=model, batch_size=batch_size, options=ray_options, progress=progress,
+                          lazy=probe_fit.screened)
     elif engine == "local":
-        col = collect(gen, examples, work, batch_size=batch_size, progress=progress)
+        col = collect(gen, examples, work, batch_size=batch_size, progress=progress, lazy=probe_fit.screened)
     else:
         raise DataError(f"engine {engine!r} is not known; use 'local' or 'ray'")
     collect_seconds = time.perf_counter() - t0
@@ -347,6 +374,7 @@ def calibrate(
             "n_test": int(test_mask.sum()),
         },
         "timing": {"collect_seconds": collect_seconds, "n_questions": len(col.rows)},
+        "probe_fit": probe_fit.describe(),
         "domains": {},
         "skipped": {},
     }
@@ -355,12 +383,12 @@ def calibrate(
         train = col.subset(dmask & ~test_mask)
         test = col.subset(dmask & test_mask)
         try:
-            f = fit_domain(domain, train, seed=seed, n_layers=n_layers, d_ff=d_ff)
+            f = fit_domain(domain, train, seed=seed, n_layers=n_layers, d_ff=d_ff, fit=probe_fit)
         except DataError as exc:
             report["skipped"][domain] = str(exc)
             continue
         families = cross_family_calibration(f, train, col.subset(dmask), seed=seed, n_layers=n_layers, d_ff=d_ff,
-                                            target=target, confidence=confidence)
+                                            target=target, confidence=confidence, fit=probe_fit)
         thresholds = f["fit_thresholds"](f["oof_merged"], f["oof_y"], target=target, confidence=confidence)
         f["thresholds"] = thresholds
         fitted[domain] = f
@@ -375,6 +403,7 @@ def calibrate(
             "cv_auroc_oof_probe": f["oof_neuron_auroc"],
             "cv_auroc_oof_merged": f["oof_merged_auroc"],
             "probe_fit_seconds": f["fit_seconds"],
+            "probe_fit": probe_fit.describe(),
         }
         m["reviewed_items_used"] = sum(1 for r in train.rows + test.rows if r.get("source") == "review")
         m["reviewer_disagreements"] = _disagreements(train.rows + test.rows)
@@ -413,6 +442,7 @@ def calibrate(
             "metrics": {k: v for k, v in report["domains"][domain].items() if k not in ("h_neurons", "families")},
             "families_summary": report["domains"][domain]["families"].get("summary"),
             "merger": f["merger"],
+            "probe_fit": probe_fit.describe(),
             "thresholds": f["thresholds"].to_dict(),
             "thresholds_fitted_on": f["thresholds_fitted_on"],
             # Answers whose probe-feature distance exceeds this go to review (hguard.ood).
@@ -477,6 +507,8 @@ def _disagreements(rows: Sequence[dict]) -> int:
 
 def transfer_matrix(fitted: dict, col: Collected, by_domain: dict, test_mask: np.ndarray) -> dict:
     """AUROC of each domain's probe (rows) on each domain's held-out answers (columns)."""
+    from .screen import probe_logit
+
     names = sorted(fitted)
     matrix = {}
     for a in names:
@@ -487,7 +519,7 @@ def transfer_matrix(fitted: dict, col: Collected, by_domain: dict, test_mask: np
             if not te.rows:
                 matrix[a][b] = None
                 continue
-            p = fitted[a]["probe"].decision_function(te.features, lengths=_lengths(te.rows))
+            p = probe_logit(fitted[a]["probe"], te.features, lengths=_lengths(te.rows))
             matrix[a][b] = auroc(_y(te.rows), p)
     diag = [matrix[a][a] for a in names if matrix[a].get(a) is not None]
     off = [matrix[a][b] for a in names for b in matrix[a] if b != a and matrix[a][b] is not None]

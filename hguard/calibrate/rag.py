@@ -240,12 +240,13 @@ def conflict_scores(det: dict, rows: Sequence[dict]) -> np.ndarray:
 
 
 def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, seed: int, n_layers: int, d_ff: int,
-                   target: float, confidence: float, cv: int = 5) -> dict:
-    """Probe, merger and thresholds of one RAG domain on its training answers (refusals left out)."""
-    from sklearn.base import clone
+                   target: float, confidence: float, cv: int = 5, fit=None) -> dict:
+    """Probe, merger and thresholds of one RAG domain on its training answers (refusals left out).
 
+    ``fit``: a :class:`hguard.calibrate.screen.ProbeFit` (None: in memory); a screened fit screens
+    again inside each out-of-fold refit."""
     from ..policy import fit_thresholds
-    from ..probe import HNeuronProbe
+    from .screen import fit_probe, probe_logit, refit_at_C
 
     keep = np.array([r["label"] != "refusal" for r in rows]) & _finite(rows, [f for f in RAG_MERGER_FEATURES if f != "neuron_logit"])
     tr = [r for r, k in zip(rows, keep) if k]
@@ -257,15 +258,13 @@ def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, s
         raise DataError(f"RAG domain {domain!r}: {counts[0]} right and {counts[1]} hallucinated training answers; "
                         f"at least {MIN_PER_CLASS} of each are needed")
     t0 = time.perf_counter()
-    probe = HNeuronProbe(cv=cv, n_layers=n_layers, d_ff=d_ff, random_state=seed)
-    probe.fit(X, y, lengths=lengths)
+    probe = fit_probe(X, y, fit=fit, lengths=lengths, cv=cv, n_layers=n_layers, d_ff=d_ff, random_state=seed)
     fit_seconds = time.perf_counter() - t0
     folds = _folds(y, [r["group"] for r in tr], cv, seed)
     oof = np.zeros(len(y))
     for a, b in folds:
-        p = clone(probe).set_params(Cs=[probe.C_], cv=None)
-        p.fit(X[a], y[a], lengths=lengths[a])
-        oof[b] = p.decision_function(X[b], lengths=lengths[b])
+        p = refit_at_C(probe, X[a], y[a], fit=fit, lengths=lengths[a])
+        oof[b] = probe_logit(p, X[b], lengths=lengths[b])
     Z = _matrix(tr, RAG_MERGER_FEATURES, oof)
     # The merger's regularisation is chosen on the training answers alone (out-of-fold AUROC, folds by
     # passage): with about a dozen signals and a few hundred answers, C = 1 overfits.
@@ -291,9 +290,11 @@ def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, s
 
 def score_rag_rows(fitted: dict, rows: Sequence[dict], features: np.ndarray) -> dict[str, np.ndarray]:
     """Every risk of the report (higher = riskier) for ``rows``; rows must have finite signals."""
+    from .screen import probe_logit
+
     probe = fitted["probe"]
     lengths = np.array([r["length"] for r in rows], dtype=float)
-    logit = probe.decision_function(features, lengths=lengths) if len(rows) else np.zeros(0)
+    logit = probe_logit(probe, features, lengths=lengths) if len(rows) else np.zeros(0)
     out = {
         "merged": apply_merger(fitted["merger"], _matrix(rows, RAG_MERGER_FEATURES, logit)) if len(rows) else np.zeros(0),
         "probe": sigmoid_array(np.asarray(logit, dtype=float)),
@@ -425,9 +426,14 @@ def calibrate_rag(
     confidence: float = REPORT_CONFIDENCE,
     progress: bool = True,
     collected_only: bool = False,
+    screen_top: int | None = None,
+    fit_memory_gb: float | None = None,
 ) -> dict:
     """Fit one RAG probe per domain of ``examples`` (default: the bundled RAG sets) into
-    ``out_dir/<domain>.rag.json`` and write the report to ``report_dir`` (default ``out_dir/rag-report``)."""
+    ``out_dir/<domain>.rag.json`` and write the report to ``report_dir`` (default ``out_dir/rag-report``).
+
+    ``screen_top`` / ``fit_memory_gb``: as for :func:`hguard.calibrate.pipeline.calibrate`, the probes
+    fitted from the shards on the top K features (recorded as ``probe_fit``)."""
     from ..generation import RAG
     from ..neurons import find_ffn_sites
 
@@ -445,7 +451,10 @@ def calibrate_rag(
     sites = find_ffn_sites(lm.model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    col = collect(gen, examples, work, batch_size=batch_size, progress=progress)
+    from .screen import choose_fit
+
+    probe_fit = choose_fit(len(examples), gen.n_features, screen_top=screen_top, fit_memory_gb=fit_memory_gb)
+    col = collect(gen, examples, work, batch_size=batch_size, progress=progress, lazy=probe_fit.screened)
     rows = add_rag_signals(gen, col, examples, work, progress=progress)
     test = split_groups(rows, test_fraction, seed)
     conflict = fit_conflict_detector([r for r, t in zip(rows, test) if not t], seed=seed)
@@ -457,13 +466,14 @@ def calibrate_rag(
         "policy_target": {"target": target, "confidence": confidence},
         "knowledge_conflict": {k: v for k, v in conflict.items() if k != "detector"},
         "merger_features": list(RAG_MERGER_FEATURES), "domains": {}, "skipped": {},
+        "probe_fit": probe_fit.describe(),
     }
     for domain in sorted({r["domain"] for r in rows}):
         dm = np.array([r["domain"] == domain for r in rows])
         tr_idx, te_idx = np.flatnonzero(dm & ~test), np.flatnonzero(dm & test)
         try:
             f = fit_rag_domain(domain, [rows[i] for i in tr_idx], col.features[tr_idx], seed=seed,
-                               n_layers=len(sites), d_ff=sites[0].d_ff, target=target, confidence=confidence)
+                               n_layers=len(sites), d_ff=sites[0].d_ff, target=target, confidence=confidence, fit=probe_fit)
         except DataError as exc:
             report["skipped"][domain] = str(exc)
             continue
@@ -479,7 +489,7 @@ def calibrate_rag(
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "system_prompt": system_prompt, "max_new_tokens": max_new_tokens,
             "metrics": {k: v for k, v in m.items() if k not in ("datasets",)},
-            "merger": f["merger"], "thresholds": f["thresholds"].to_dict(),
+            "merger": f["merger"], "thresholds": f["thresholds"].to_dict(), "probe_fit": probe_fit.describe(),
             "calibration_scores": {"risk": [float(x) for x in f["oof_merged"]], "hallucinated": [int(v) for v in f["oof_y"]]},
             "knowledge_conflict": {"detector": conflict["detector"], "threshold": conflict["threshold"]} if conflict.get("detector") else None,
             "split": report["split"],

@@ -39,6 +39,8 @@ class RayOptions:
     actor pool; each loads the model once. num_gpus / num_cpus: resources each actor reserves
     (``num_gpus=1`` places one actor per GPU). model_factory: a picklable callable returning a
     :class:`hguard.models.LoadedModel`, for models that are not a ``load_model`` source (tests).
+    device: where each actor's model answers (:func:`hguard.devices.choose_device`): ``auto`` takes
+    the GPU Ray assigned to the actor, if any; GPUs reserved where torch sees none are refused.
     """
 
     address: str | None = None
@@ -46,6 +48,7 @@ class RayOptions:
     num_gpus: float = 0.0
     num_cpus: float = 1.0
     model_factory: Callable[[], Any] | None = None
+    device: str = "auto"
 
 
 def _import_ray():
@@ -95,22 +98,42 @@ def _connect(ray, address: str | None) -> bool:
     return True
 
 
+def _check_gpus(ray, options: RayOptions) -> None:
+    """Actors reserving GPUs on a cluster without them would wait for resources forever: refuse now."""
+    if not options.num_gpus:
+        return
+    have = float(ray.cluster_resources().get("GPU", 0.0))
+    if have < options.num_gpus:
+        raise InputError(
+            f"--gpus-per-actor {options.num_gpus:g} but the Ray cluster has {have:g} GPU(s) (ray.cluster_resources()); "
+            "start the worker nodes with GPUs (`ray start --address HEAD:6379 --num-gpus N`) or pass --gpus-per-actor 0"
+        )
+
+
 class _Answerer:
     """A Ray Data actor: loads the model once, then answers one planned shard per call."""
 
-    def __init__(self, model: str, factory, system_prompt, max_new_tokens: int, work_dir: str, settings: dict, threads: int):
+    def __init__(self, model: str, factory, system_prompt, max_new_tokens: int, work_dir: str, settings: dict, threads: int,
+                 device: str = "auto", num_gpus: float = 0.0):
+        import ray
         import torch
 
+        from ..devices import choose_device, move_model
         from ..generation import Generator
         from ..models import load_model
 
         torch.set_num_threads(max(1, threads))
-        lm = factory() if factory is not None else load_model(model)
-        self.gen = Generator(lm, system_prompt=system_prompt, max_new_tokens=max_new_tokens)
         self.work = work_dir
         self.settings = settings
-        mine = collection_settings(self.gen)
         self.mismatch = None
+        try:
+            self.device = choose_device(device, gpus_reserved=num_gpus, gpu_ids=ray.get_gpu_ids() if num_gpus else None)
+        except InputError as e:
+            self.mismatch = str(e)  # reported with the first shard: a failing constructor would only be restarted
+            return
+        lm = move_model(factory() if factory is not None else load_model(model), self.device)
+        self.gen = Generator(lm, system_prompt=system_prompt, max_new_tokens=max_new_tokens)
+        mine = collection_settings(self.gen)
         if mine != settings:
             diff = sorted(k for k in set(mine) | set(settings) if mine.get(k) != settings.get(k))
             self.mismatch = (
@@ -147,6 +170,7 @@ def collect_ray(
     batch_size: int = 16,
     options: RayOptions | None = None,
     progress: bool = True,
+    lazy: bool = False,
 ) -> Collected:
     """:func:`hguard.calibrate.collect.collect` on a Ray cluster: same folder, same rows, same features.
 
@@ -165,6 +189,12 @@ def collect_ray(
     if plans:
         ray = _import_ray()
         started = _connect(ray, options.address)
+        try:
+            _check_gpus(ray, options)
+        except InputError:
+            if started:
+                ray.shutdown()
+            raise
         bar = tqdm(total=len(examples), initial=len(examples) - sum(len(p.examples) for p in plans),
                    desc="collecting (ray)", unit="q", disable=not progress)
         if not progress:
@@ -178,6 +208,7 @@ def collect_ray(
                     model=model, factory=options.model_factory, system_prompt=generator.system_prompt,
                     max_new_tokens=generator.max_new_tokens, work_dir=str(os.path.abspath(store.work)),
                     settings=store.settings, threads=int(os.environ.get("HGUARD_THREADS") or max(1, int(options.num_cpus))),
+                    device=options.device, num_gpus=float(options.num_gpus or 0.0),
                 ),
                 batch_size=1,
                 compute=ray.data.ActorPoolStrategy(size=options.actors),
@@ -208,7 +239,7 @@ def collect_ray(
                 ray.shutdown()
     store.write_manifest()
     raise_failed(store, ids)
-    return load_collected(work_dir, ids)
+    return load_collected(work_dir, ids, lazy=lazy)
 
 
 __all__ = ["RayOptions", "check_address", "collect_ray"]

@@ -78,6 +78,8 @@ def cmd_calibrate(args) -> int:
         domains=args.domain or None,
         engine=args.engine,
         ray_options=_ray_options(args),
+        device=args.device,
+        **_fit_options(args),
     )
     if args.previous:
         report["changes"] = report_changes(previous, report)
@@ -97,7 +99,20 @@ def cmd_calibrate(args) -> int:
             )
         for d, why in report["skipped"].items():
             print(f"  {d}: skipped: {why}")
+        pf = report["probe_fit"]
+        print(f"  probe fit: {pf['method']}" + (f" (top {pf['k']} features by {pf['statistic']})" if pf["method"] == "screened" else "")
+              + f": {pf['reason']}")
     return 0
+
+
+def _fit_options(args) -> dict:
+    from ..calibrate.screen import check_k, choose_fit
+
+    if args.screen_top is not None:
+        check_k(args.screen_top)
+    if args.fit_memory_gb is not None:
+        choose_fit(1, 1, fit_memory_gb=args.fit_memory_gb)  # refuses a bad budget before the model is loaded
+    return {"screen_top": args.screen_top, "fit_memory_gb": args.fit_memory_gb}
 
 
 def _ray_options(args):
@@ -109,7 +124,8 @@ def _ray_options(args):
 
     if args.address:
         check_address(args.address)  # before the model is loaded: a wrong address fails in seconds
-    return RayOptions(address=args.address, actors=args.actors, num_gpus=args.gpus_per_actor, num_cpus=args.cpus_per_actor)
+    return RayOptions(address=args.address, actors=args.actors, num_gpus=args.gpus_per_actor, num_cpus=args.cpus_per_actor,
+                      device=args.device)
 def cmd_calibrate_rag(args) -> int:
     from ..calibrate.rag import calibrate_rag
 
@@ -121,6 +137,7 @@ def cmd_calibrate_rag(args) -> int:
         None, out, model=args.model, test_fraction=args.test_fraction, seed=args.seed,
         work_dir=args.work, report_dir=args.report, batch_size=args.batch_size,
         target=args.target, confidence=args.confidence, progress=not args.quiet, collected_only=args.collected_only,
+        **_fit_options(args),
     )
     if args.json:
         print(_dump(report))
@@ -240,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--actors", type=int, default=1, help="--engine ray: actors, each loading the model once (one per GPU)")
     c.add_argument("--gpus-per-actor", type=float, default=0.0, help="--engine ray: GPUs each actor reserves (1 on a GPU cluster)")
     c.add_argument("--cpus-per-actor", type=float, default=1.0, help="--engine ray: CPUs each actor reserves (its torch threads)")
+    c.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the model answers: auto = the GPU when one is visible (on Ray: the actor's assigned GPU), else the CPU")
+    c.add_argument("--screen-top", type=int, metavar="K",
+                   help="fit the probes from the shards on the top K features by |Welch t| (never all features in memory)")
+    c.add_argument("--fit-memory-gb", type=float, metavar="GB",
+                   help="memory the in-memory probe fit may use (default: half of this machine's); above it the fit is screened")
     c.add_argument("--quiet", action="store_true")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_calibrate)
@@ -268,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=int, default=8)
     r.add_argument("--collected-only", action="store_true",
                    help="fit on the answers already in --work (a subset of the sets) instead of answering the rest")
+    r.add_argument("--screen-top", type=int, metavar="K", help="as for calibrate: probes fitted from the shards on the top K features")
+    r.add_argument("--fit-memory-gb", type=float, metavar="GB", help="as for calibrate: above this the fit is screened")
     r.add_argument("--quiet", action="store_true")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_calibrate_rag)
