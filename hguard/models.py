@@ -54,7 +54,7 @@ def default_gguf_path() -> Path:
         ) from None
     ggufs = [f for f in (dist.files or []) if str(f).endswith(".gguf")]
     for f in ggufs:
-        path = Path(dist.locate_file(f))
+        path = Path(str(dist.locate_file(f)))
         if path.is_file():
             return path
     raise ModelNotFoundError(
@@ -323,6 +323,8 @@ def _hub_fingerprint(repo_id: str, model) -> str:
     if commit:
         return f"hub:{repo_id}@{commit}"
     resolved = cached_file(repo_id, "config.json")  # only when the config did not carry the commit
+    if resolved is None:
+        raise ModelNotFoundError(f"no config.json for {repo_id!r} in the Hugging Face cache; download the model first")
     commit = extract_commit_hash(resolved, None)
     if commit:
         return f"hub:{repo_id}@{commit}"

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -62,8 +62,12 @@ class ShardFeatures:
     ndim = 2
     dtype = np.dtype(np.float32)
 
-    def __init__(self, work_dir: str | os.PathLike, ids: Sequence[str], *, _store=None, _done=None, _verified=None):
-        self.store = _store or ShardStore(work_dir)
+    def __init__(self, work_dir: str | os.PathLike | None, ids: Sequence[str], *, _store=None, _done=None, _verified=None):
+        if _store is None:
+            if work_dir is None:
+                raise TypeError("ShardFeatures needs the collection folder (work_dir) or an open store")
+            _store = ShardStore(work_dir)
+        self.store = _store
         self.ids = list(ids)
         self._done = _done if _done is not None else self.store.finished()
         self._verified = _verified if _verified is not None else set()
@@ -101,9 +105,9 @@ class ShardFeatures:
     def blocks(self):
         """(positions in ``ids``, float32 block of those rows) per shard, one shard in memory at a time."""
         wanted: dict[str, list[tuple[int, int]]] = {}
-        for pos, i in enumerate(self.ids):
+        for at, i in enumerate(self.ids):
             r = self._done[i]
-            wanted.setdefault(r["shard"], []).append((pos, r["index"]))
+            wanted.setdefault(r["shard"], []).append((at, r["index"]))
         for entry in self.store.entries():
             pairs = wanted.get(entry["shard"])
             if not pairs:
@@ -111,8 +115,8 @@ class ShardFeatures:
             feats = self.store.open_features(entry, verify=entry["shard"] not in self._verified)
             self._verified.add(entry["shard"])
             pos = np.array([p for p, _ in pairs])
-            rows = np.array([r for _, r in pairs])
-            yield pos, np.asarray(feats[rows], dtype=np.float32)
+            picked = np.array([r for _, r in pairs])
+            yield pos, np.asarray(feats[picked], dtype=np.float32)
 
     def columns(self, columns) -> np.ndarray:
         """The (len(ids), len(columns)) float32 matrix of those columns."""
@@ -139,11 +143,11 @@ def columns_of(X, columns) -> np.ndarray:
     return X.columns(cols) if isinstance(X, ShardFeatures) else np.asarray(X)[:, cols]
 
 
-def stats_of(X, y: Sequence[int]) -> FeatureStats:
+def stats_of(X, y: Sequence[int] | np.ndarray) -> FeatureStats:
     """Pass 1 over ``X`` (shards or memory): per-class moments and the range of every feature."""
-    y = np.asarray(y, dtype=int)
-    if y.shape != (len(X),) or not np.isin(y, (0, 1)).all():
-        raise InputError(f"y must hold one 0/1 label per row ({len(X)}); got shape {y.shape}")
+    labels = np.asarray(y, dtype=int)
+    if labels.shape != (len(X),) or not np.isin(labels, (0, 1)).all():
+        raise InputError(f"y must hold one 0/1 label per row ({len(X)}); got shape {labels.shape}")
     width = X.shape[1]
     n = np.zeros(2)
     s = np.zeros((2, width))
@@ -154,7 +158,7 @@ def stats_of(X, y: Sequence[int]) -> FeatureStats:
         np.minimum(lo, block.min(axis=0), out=lo)
         np.maximum(hi, block.max(axis=0), out=hi)
         for c in (0, 1):
-            b = block[y[pos] == c].astype(np.float64)
+            b = block[labels[pos] == c].astype(np.float64)
             if len(b):
                 n[c] += len(b)
                 s[c] += b.sum(axis=0)
@@ -257,11 +261,12 @@ class ProbeFit:
         return self.screen_top is not None
 
     def describe(self) -> dict:
-        out = {"method": "screened" if self.screened else "in_memory", "reason": self.reason}
+        out: dict[str, Any] = {"method": "screened" if self.screened else "in_memory", "reason": self.reason}
         if self.screened:
             out.update(k=self.screen_top, statistic=STATISTIC, screened_within_each_fold=True)
-        if self.budget_bytes is not None:
-            out.update(memory_budget_gb=self.budget_bytes / 1e9, in_memory_estimate_gb=self.in_memory_bytes / 1e9)
+        if self.budget_bytes is not None and self.in_memory_bytes is not None:
+            out["memory_budget_gb"] = self.budget_bytes / 1e9
+            out["in_memory_estimate_gb"] = self.in_memory_bytes / 1e9
         return out
 
 
@@ -301,7 +306,7 @@ def fit_probe(X, y, *, fit: ProbeFit | None, lengths=None, groups=None, **probe_
     """The calibration probe on ``X`` (rows x every feature) by ``fit``'s method."""
     from ..probe import HNeuronProbe
 
-    if fit is None or not fit.screened:
+    if fit is None or fit.screen_top is None:
         return HNeuronProbe(**probe_params).fit(X, y, lengths=lengths, groups=groups)
     return fit_screened_matrix(X, y, k=fit.screen_top, lengths=lengths, groups=groups, **probe_params)
 
@@ -311,7 +316,7 @@ def refit_at_C(probe, X, y, *, fit: ProbeFit | None, lengths=None):
     a screened probe screens again on these rows."""
     from sklearn.base import clone
 
-    if fit is None or not fit.screened:
+    if fit is None or fit.screen_top is None:
         return clone(probe).set_params(Cs=[probe.C_], cv=None).fit(X, y, lengths=lengths)
     params = {**probe.get_params(), "Cs": [probe.C_], "cv": None}
     return fit_screened_matrix(X, y, k=fit.screen_top, lengths=lengths, **params)
