@@ -95,6 +95,16 @@ class CalibratedDomain:
             object.__setattr__(self, name, _frozen(getattr(self, name)))
 
     @property
+    def split(self) -> Mapping[str, Any] | None:
+        """How calibration split its questions into training and held-out (test fraction, seed, counts)."""
+        return self.extra.get("split")
+
+    @property
+    def data_hash(self) -> str | None:
+        """The hash of the calibration data of this domain."""
+        return self.extra.get("data_hash")
+
+    @property
     def rag(self) -> bool:
         """Whether this calibration is of answers given with context."""
         return self.prompt_mode == RAG
