@@ -342,10 +342,10 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
     def save(self, path, *, metadata: Mapping[str, Any], key: bytes | None = None) -> str:
         """Write the probe and free-form JSON ``metadata`` to ``path``; returns the ``probe_id``.
 
-        ``metadata`` should hold ``model_fingerprint``, ``chat_template_fingerprint``,
-        ``system_prompt_fingerprint``, ``domain``, ``data_hash``, ``metrics``, ``created``, and may hold
-        anything else JSON can carry (numpy scalars and arrays are converted). The file is replaced
-        atomically. With ``key`` (see :mod:`hguard.integrity`) the file is signed.
+        ``metadata`` is stored as given (anything JSON can carry; numpy scalars and arrays are
+        converted): a calibration's record is written by :meth:`hguard.domain.CalibratedDomain.save`,
+        which knows its keys. The file is replaced atomically. With ``key`` (see
+        :mod:`hguard.integrity`) the file is signed.
         """
         if not isinstance(metadata, Mapping):
             raise InputError(f"metadata is a {type(metadata).__name__}, not a dict; pass a dict of JSON values")
@@ -364,7 +364,8 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
         cls, path, *, expect: Mapping[str, Any] | None = None, key: bytes | None = None,
         require_signature: bool = False,
     ) -> tuple["HNeuronProbe", dict]:
-        """Read a probe file; returns ``(probe, metadata)``.
+        """Read a probe file; returns ``(probe, metadata)`` with the metadata as stored
+        (:meth:`hguard.domain.CalibratedDomain.load` reads it into a calibrated domain).
 
         ``expect`` maps metadata keys (typically the three fingerprints) to the values of the running
         setup; any difference raises :class:`ProbeMismatchError`. A file that is not a probe, is
