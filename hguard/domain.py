@@ -146,7 +146,10 @@ class CalibratedDomain:
             risk, y = cs.get("risk"), cs.get("hallucinated")
             if not isinstance(risk, Sequence) or not isinstance(y, Sequence) or len(risk) != len(y):
                 bad("calibration_scores", "an object of equally long 'risk' and 'hallucinated' lists")
-            scores = CalibrationScores(tuple(float(x) for x in risk), tuple(int(v) for v in y))
+            try:
+                scores = CalibrationScores(tuple(float(x) for x in risk), tuple(int(v) for v in y))
+            except (TypeError, ValueError):
+                bad("calibration_scores", "an object of numeric 'risk' and 0/1 'hallucinated' lists")
         questions = m.get("router_questions") or []
         if not isinstance(questions, Sequence) or not all(isinstance(q, str) for q in questions):
             bad("router_questions", "a list of strings")

@@ -202,3 +202,20 @@ def test_an_old_probe_without_generation_settings_is_decided_by_the_policy_key(t
     r = g.invoke(Q, domain="alpha")
     assert r.route == route and any("generation settings unknown" in x and f"generation_mismatch = '{how}'" in x
                                     for x in r.reasons), r.reasons
+
+
+@pytest.mark.parametrize("key, value", [
+    ("router_questions", [1, 2]),
+    ("calibration_scores", {"risk": ["x"], "hallucinated": [1]}),
+    ("calibration_scores", {"risk": [0.1, 0.2], "hallucinated": [1]}),
+    ("prompt_mode", "chat"),
+    ("ood", {"threshold": "far"}),
+    ("thresholds", {"accept_below": 0.2}),
+])
+def test_a_malformed_record_entry_is_refused_naming_it(small_probe, tmp_path, key, value):
+    meta = {**_domain(small_probe).metadata(), key: value}
+    if key == "prompt_mode":
+        meta.pop("generation"), meta.pop("generation_fingerprint")
+    small_probe.save(tmp_path / "p.json", metadata=meta)
+    with pytest.raises(ProbeError, match="thresholds" if key == "thresholds" else key):
+        CalibratedDomain.load(tmp_path / "p.json")
