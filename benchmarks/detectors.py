@@ -111,7 +111,7 @@ def log(msg: str) -> None:
 # ------------------------------------------------------------------------------------------ data
 
 
-def held_out_examples(domain: str, meta: dict, paths: Sequence[Path], n: int | None, seed: int = 0):
+def held_out_examples(domain: str, cd, paths: Sequence[Path], n: int | None, seed: int = 0):
     """The domain's rows (from ``paths``) whose fact group is in the probe's test split; n of them
     at most (a seeded random subset, kept in file order). Also returns a note on the data hash."""
     from hguard.calibrate.collect import _group_key
@@ -119,14 +119,14 @@ def held_out_examples(domain: str, meta: dict, paths: Sequence[Path], n: int | N
     from hguard.calibrate.pipeline import split_groups
 
     exs = [e for e in load_examples(list(paths)) if e.domain == domain]
-    split = meta["split"]
+    split = cd.split
     mask = split_groups([{"group": _group_key(e)} for e in exs], split["test_fraction"], split["seed"])
     test = [e for e, m in zip(exs, mask) if m]
     n_test = len(test)
     if n is not None and n < len(test):
         pick = sorted(np.random.default_rng(seed).choice(len(test), n, replace=False))
         test = [test[i] for i in pick]
-    same = data_hash(exs) == meta.get("data_hash")
+    same = data_hash(exs) == cd.data_hash
     note = {
         "n_domain_rows": len(exs),
         "n_test_split": n_test,
@@ -140,15 +140,16 @@ def held_out_examples(domain: str, meta: dict, paths: Sequence[Path], n: int | N
 # ------------------------------------------------------------------------------------ QA datasets
 
 
-def _merged_and_probe(probe, meta: dict, rows: list[dict], V: np.ndarray, pos: dict[int, int]):
+def _merged_and_probe(cd, rows: list[dict], V: np.ndarray, pos: dict[int, int]):
     from hguard.calibrate.pipeline import apply_merger, merger_features, random_baseline_score
 
+    probe = cd.probe
     idx = [int(i) for i in probe.feature_indices_]
-    rb = meta["random_baseline"]
+    rb = cd.random_baseline
     ridx = [int(i) for i in rb["feature_indices"]]
     lengths = np.array([r["length"] for r in rows], dtype=float)
     logit = probe.decision_function_subset(V[:, [pos[i] for i in idx]], lengths=lengths)
-    merged = apply_merger(meta["merger"], merger_features(rows, logit))
+    merged = apply_merger(cd.merger, merger_features(rows, logit))
     rnd = random_baseline_score(rb, V[:, [pos[i] for i in ridx]], lengths)
     return merged, 1 / (1 + np.exp(-logit)), rnd
 
@@ -157,8 +158,7 @@ def run_qa_dataset(
     name: str,
     lm,
     examples,
-    probe,
-    meta: dict,
+    cd,
     *,
     probe_domain: str,
     sample_counts: Sequence[int] = SAMPLE_COUNTS,
@@ -174,10 +174,13 @@ def run_qa_dataset(
     from hguard.calibrate.pipeline import DEFAULT_MAX_NEW_TOKENS, DEFAULT_SYSTEM_PROMPT
     from hguard.generation import Generator
 
-    system_prompt = meta["system_prompt"] if "system_prompt" in meta else DEFAULT_SYSTEM_PROMPT
-    gen = Generator(lm, system_prompt=system_prompt, max_new_tokens=int(meta.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)))
+    from hguard.settings import GenerationSettings
+
+    settings = cd.generation or GenerationSettings(max_new_tokens=DEFAULT_MAX_NEW_TOKENS, system_prompt=DEFAULT_SYSTEM_PROMPT)
+    gen = Generator(lm, settings=settings)  # the probe's own generation settings
+    probe = cd.probe
     idx = [int(i) for i in probe.feature_indices_]
-    ridx = [int(i) for i in meta["random_baseline"]["feature_indices"]]
+    ridx = [int(i) for i in cd.random_baseline["feature_indices"]]
     union = sorted(set(idx) | set(ridx))
     pos = {g: k for k, g in enumerate(union)}
     qs = [e.question for e in examples]
@@ -210,7 +213,7 @@ def run_qa_dataset(
     rows = [dict(g.confidence) for g in rec]
     t0 = _now()
     V = np.stack([g.cett for g in rec]).astype(float)
-    merged, probe_p, rnd = _merged_and_probe(probe, meta, rows, V, pos)
+    merged, probe_p, rnd = _merged_and_probe(cd, rows, V, pos)
     t_hguard = _now() - t0
 
     risks: dict[str, np.ndarray] = {
@@ -279,7 +282,7 @@ def run_qa_dataset(
             "n_hallucinated": int((y == 1).sum()),
             "hallucination_rate": float(y.mean()) if len(y) else None,
             "probe_domain": probe_domain,
-            "probe_id": meta.get("probe_id") or getattr(probe, "probe_id_", None),
+            "probe_id": cd.probe_id,
             "n_probe_neurons": len(idx),
             "plain_vs_recorded_answer_mismatches": int(mismatch),
             "timing_seconds": {
@@ -662,7 +665,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     t_all = time.perf_counter()
     lm = load_model("default")
     probes = load_probe_dir(args.probes, expect=None)
-    from hguard.probe import check_fingerprints
 
     out: dict[str, Any] = {
         "model": lm.name,
@@ -703,11 +705,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     data_dir = REPO / "calibration" / "data"
     for domain in [d for d in args.domains.split(",") if d]:
-        probe, meta = probes[domain]
-        exs, note = held_out_examples(domain, meta, [data_dir / f"{domain}.jsonl", data_dir / "fabricated.jsonl"], n_b, args.seed)
-        note["fingerprint_problems"] = check_fingerprints(meta, lm.fingerprints(meta.get("system_prompt")))
+        cd = probes[domain]
+        exs, note = held_out_examples(domain, cd, [data_dir / f"{domain}.jsonl", data_dir / "fabricated.jsonl"], n_b, args.seed)
+        note["fingerprint_problems"] = cd.check_fingerprints(lm.fingerprints(cd.generation.system_prompt if cd.generation else None))
         log(f"{domain}: {len(exs)} held-out questions (of {note['n_test_split']} in the test split)")
-        res, recs = run_qa_dataset(domain, lm, exs, probe, meta, probe_domain=domain, batch_size=args.batch_size,
+        res, recs = run_qa_dataset(domain, lm, exs, cd, probe_domain=domain, batch_size=args.batch_size,
                                    seed=args.seed, n_boot=args.bootstrap, extra={"split": note})
         out["datasets"][domain] = res
         answers[domain] = recs
@@ -715,11 +717,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.public:
         from research import public
 
-        probe, meta = probes[args.public_probe]
+        cd = probes[args.public_probe]
         for name in [p for p in args.public.split(",") if p]:
             exs = getattr(public, f"load_{name}")(n_p)
             log(f"{name}: {len(exs)} questions ({args.public_probe} probe)")
-            res, recs = run_qa_dataset(name, lm, exs, probe, meta, probe_domain=f"{args.public_probe} (not calibrated for {name})",
+            res, recs = run_qa_dataset(name, lm, exs, cd, probe_domain=f"{args.public_probe} (not calibrated for {name})",
                                        batch_size=args.batch_size, seed=args.seed, n_boot=args.bootstrap, target=False)
             out["datasets"][name] = res
             answers[name] = recs

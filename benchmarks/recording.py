@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     # The guard's real inference path: the neurons of a reference probe (few, in a few layers).
     from hguard.calibrate.pipeline import load_probe_dir
 
-    probe, _ = load_probe_dir(REFERENCE_PROBES)["geography"]
+    probe = load_probe_dir(REFERENCE_PROBES)["geography"].probe
     probe_subset = [int(i) for i in probe.feature_indices_]
     probe_layers = len({i // gen.sites[0].d_ff for i in probe_subset})
     prompts = [gen.prompt_ids(q) for q in questions]

@@ -36,6 +36,8 @@ _LAZY = {
     "NeuronRecorder": "hguard.neurons",
     "Generator": "hguard.generation",
     "HNeuronProbe": "hguard.probe",
+    "CalibratedDomain": "hguard.domain",
+    "GenerationSettings": "hguard.settings",
     "load_policy": "hguard.policy",
     "Policy": "hguard.policy",
     "AuditLog": "hguard.audit",

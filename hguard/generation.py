@@ -26,8 +26,9 @@ from ._decoding import (
 from .errors import InputError
 from .models import LoadedModel, _text_fingerprint, system_prompt_fingerprint
 from .neurons import NeuronRecorder, find_ffn_sites
+from .settings import CLOSED_BOOK, GENERATOR_MAX_NEW_TOKENS, RAG, GenerationSettings
 
-DEFAULT_MAX_NEW_TOKENS = 48
+DEFAULT_MAX_NEW_TOKENS = GENERATOR_MAX_NEW_TOKENS
 HISTORY_ROLES = ("user", "assistant")
 
 
@@ -66,9 +67,6 @@ CONTEXT_PROMPT = (
     "Answer the question using only the context. If the context does not answer it, say: "
     "The context does not say.\n\nContext:\n{context}\n\nQuestion: {question}"
 )
-CLOSED_BOOK, RAG = "closed_book", "rag"
-
-
 def prompt_fingerprints(mode: str) -> dict[str, str]:
     """What a probe records about the prompt mode it was calibrated in: ``prompt_mode`` and, in RAG
     mode, the fingerprint of the context template. A probe without ``prompt_mode`` is closed-book."""
@@ -128,7 +126,10 @@ class Generator:
         *,
         system_prompt: str | None = None,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        settings: GenerationSettings | None = None,
     ):
+        if settings is not None:  # the one object that says how answers are generated
+            system_prompt, max_new_tokens = settings.system_prompt, settings.max_new_tokens
         if max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         self.lm = lm
@@ -143,6 +144,11 @@ class Generator:
     def running(self) -> "RunningState | None":
         """The state of the generation under way in this thread (for stopping criteria), else None."""
         return getattr(self._running, "state", None)
+
+    @property
+    def settings(self) -> GenerationSettings:
+        """This generator's settings (closed-book, greedy: the guard's own decoding)."""
+        return GenerationSettings(max_new_tokens=self.max_new_tokens, system_prompt=self.system_prompt)
 
     @property
     def fingerprints(self) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The guard: one place that wires model, recorder, probe, signals, policy, audit and review queue.
+"""The guard: one place that wires model, recorder, calibrated domains, signals, policy, audit and review queue.
 
 One guarded answer is one generation: the domain's probe neurons are recorded and the confidence
 signals read while the model answers. Grounding (when context is given) is scored on the finished
@@ -10,121 +10,29 @@ review are enqueued; if either write fails the caller gets the error, not an unr
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
 import time
-import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ._numerics import sigmoid
+from ._guard_plan import DomainPlan, Route, build_plan, read_probe_folder
+from ._guard_records import _open_queue, _Recording
+from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context, context_given  # noqa: F401
+from ._guard_scoring import _EarlyAbstain, _Scoring
 from ._resources import DEFAULT_POLICY
-from .errors import InputError, PolicyError, ProbeError
-from .generation import CLOSED_BOOK, RAG, Generation, Generator
+from .domain import CalibratedDomain
+from .errors import InputError, PolicyError
+from .generation import Generator
 from .models import LoadedModel, load_model
-from .policy import (
-    ABSTAIN,
-    ACCEPT,
-    CLOSED_BOOK_GROUNDING_WEIGHT,
-    REVIEW,
-    Decision,
-    Policy,
-    Thresholds,
-    apply_grounding,
-    choose_domain,
-    decide,
-    effective_thresholds,
-    load_policy,
-    merge_risk,
-)
-
-REVIEW_MARK = "[needs review] "
+from .policy import Policy, Thresholds, choose_domain, load_policy
+from .settings import CLOSED_BOOK, RAG, GenerationSettings
 
 
-@dataclass
-class GuardResult:
-    """What the guard decided about one answer."""
-
-    question: str
-    answer: str  # the model's answer, whatever the route
-    route: str  # "accept" | "abstain" | "review"
-    risk: float | None
-    signals: dict[str, float | None]
-    reasons: list[str]
-    domain: str | None
-    audit_id: str
-    request_id: str
-    abstain_message: str
-    domain_choice: dict = field(default_factory=dict)
-    thresholds: dict | None = None
-    probe_id: str | None = None
-    steering: dict | None = None
-    context: str | None = None
-    seconds: float = 0.0
-    audit_hash: str | None = None  # the audit record's hash: keep it elsewhere to detect a cut-off log
-
-    @property
-    def display_text(self) -> str:
-        """What an end user should see: the answer, the abstain message, or the answer marked for review."""
-        if self.route == ACCEPT:
-            return self.answer
-        if self.route == ABSTAIN:
-            return self.abstain_message
-        return REVIEW_MARK + self.answer
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["display_text"] = self.display_text
-        return d
-
-
-def _join_context(context) -> str | None:
-    if context is None:
-        return None
-    if isinstance(context, str):
-        return context
-    if isinstance(context, (list, tuple)) and all(isinstance(c, str) for c in context):
-        return "\n\n".join(context)
-    raise InputError(
-        f"context must be a string or a list of strings (retrieved passages), got {type(context).__name__}; "
-        f"pass the passages' text"
-    )
-
-
-def _check_text(name: str, value) -> None:
-    if not isinstance(value, str):
-        raise InputError(f"{name} must be a string, got {type(value).__name__}; pass text")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:  # lone surrogates: undecodable bytes from argv or a bad decode
-        raise InputError(
-            f"{name} is not valid text: character {exc.start} is {value[exc.start]!r}, a byte that was not UTF-8; "
-            f"pass UTF-8 text (re-encode the input)"
-        ) from None
-
-
-def context_given(context: str | None) -> bool:
-    """Whether a request carries context to ground on (then a grounding value must exist)."""
-    return context is not None and bool(context.strip())
-
-
-def _shown(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _finite_or_none(x) -> float | None:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
-class Guard:
+class Guard(_Scoring, _Recording):
     """Guards one local chat model under a policy.
 
     ``Guard.from_policy("policy.toml")`` loads the default model (or ``model=``), the probes named
@@ -137,7 +45,7 @@ class Guard:
         lm: LoadedModel,
         policy: Policy,
         *,
-        probes: Mapping[str, tuple[Any, dict]] | None = None,
+        probes: Mapping[str, CalibratedDomain | tuple[Any, dict]] | None = None,
         audit=None,
         review_queue=None,
         embedder=None,
@@ -145,19 +53,20 @@ class Guard:
     ):
         self.lm = lm
         self.policy = policy
-        gen_cfg = policy.generation
-        self.generator = Generator(lm, system_prompt=gen_cfg.system_prompt, max_new_tokens=gen_cfg.max_new_tokens)
-        self.probes: dict[str, tuple[Any, dict]] = {}  # closed-book calibrations, by domain
-        self.rag_probes: dict[str, tuple[Any, dict]] = {}  # calibrations on answers given with context
-        for name, entry in (probes or {}).items():
-            self._add_probe(name, entry)
+        self.settings = GenerationSettings.from_policy(policy.generation)  # how this guard generates
+        self.generator = Generator(lm, settings=self.settings)
+        self._domains: dict[tuple[str, str], CalibratedDomain] = {}  # by (name, prompt mode)
+        self._plans: dict[str, DomainPlan] = {}  # built when a domain is loaded, read per request
         self.probe_errors: dict[str, str] = {}
+        for name, entry in (probes or {}).items():
+            if not isinstance(entry, CalibratedDomain):
+                entry = CalibratedDomain.from_metadata(entry[0], entry[1], name=name)
+            self.add_domain(replace(entry, name=name))
         self.audit = audit
         self.review_queue = review_queue
         self._embedder = embedder
         self._grounding = grounding
         self._router: dict[str, dict[str, np.ndarray]] | None = None  # per prompt mode
-        self._fitted: dict[str, Thresholds | None] = {}
         self._lazy_lock = threading.RLock()  # grounding takes it, then reads embedder
         from .monitor import MonitorState, policy_id
 
@@ -194,75 +103,58 @@ class Guard:
     def load_probes(self, folder: str | Path) -> None:
         """Read every probe file in ``folder``; unreadable ones are remembered and fail their domain closed."""
         from .integrity import probe_load_options
-        from .probe import HNeuronProbe
 
-        signing = probe_load_options(self.policy.integrity)
-        folder = Path(folder)
-        if not folder.is_dir():
-            self.probe_errors["*"] = f"probe folder {str(folder)!r} does not exist; point the policy's probes at the folder `hguard calibrate --out` wrote"
+        loaded, errors = read_probe_folder(Path(folder), probe_load_options(self.policy.integrity))
+        self.probe_errors.update(errors)
+        for cd in loaded.values():
+            self.add_domain(cd)
+
+    def add_domain(self, domain: CalibratedDomain) -> None:
+        """Serve ``domain`` (replacing the calibration of its name and prompt mode) and build its plan."""
+        if not isinstance(domain, CalibratedDomain) or not domain.name:
+            raise InputError(f"add_domain takes a named CalibratedDomain, got {domain!r:.80}; load one with CalibratedDomain.load")
+        self._domains[(domain.name, domain.prompt_mode)] = domain
+        self._replan(domain.name)
+
+    def remove_domain(self, name: str, prompt_mode: str = CLOSED_BOOK) -> None:
+        """Stop serving ``name``'s calibration in ``prompt_mode`` (its requests then go to review)."""
+        self._domains.pop((name, prompt_mode), None)
+        self._replan(name)
+
+    def _replan(self, name: str) -> None:
+        closed, rag = self._domains.get((name, CLOSED_BOOK)), self._domains.get((name, RAG))
+        self._plans.pop(name, None)
+        self._router = None
+        if closed is None and rag is None:
             return
-        root = folder.resolve()
-        claims: dict[tuple[str, str], list[Path]] = {}
-        loaded: dict[tuple[str, str], tuple[Any, dict]] = {}
-        for p in sorted(folder.glob("*.json")):
-            if p.name == "report.json":
-                continue
-            try:
-                target = p.resolve()
-                if target.parent != root:
-                    raise ProbeError(
-                        f"probe file {str(p)!r} links to {str(target)!r}, outside the probe folder; "
-                        "copy the probe into the folder instead of linking it"
-                    )
-                probe, meta = HNeuronProbe.load(target, **signing)
-            except Exception as exc:  # one bad file disables its domain, not the guard
-                reason = str(exc) if isinstance(exc, ProbeError) else f"probe file {str(p)!r} cannot be loaded: {type(exc).__name__}: {exc}"
-                self.probe_errors[p.stem] = reason
-                continue
-            # a domain may hold one closed-book and one RAG probe: a claim is a domain in a prompt mode
-            key = (meta.get("domain", p.stem), meta.get("prompt_mode", CLOSED_BOOK))
-            claims.setdefault(key, []).append(p)
-            loaded[key] = (probe, meta)
-        for (name, mode), files in claims.items():
-            if len(files) > 1:
-                self.probe_errors[name] = (
-                    f"probe files {', '.join(repr(str(f)) for f in files)} all claim domain {name!r} "
-                    f"({mode.replace('_', '-')}); remove all but one of them from the probe folder"
-                )
-                loaded.pop((name, mode))
-        for (name, _mode), entry in loaded.items():
-            self._add_probe(name, entry)
+        try:
+            self._plans[name] = build_plan(name, closed, rag, self.policy, self.settings)
+        except Exception as exc:  # e.g. calibration scores thresholds cannot be fitted on: the domain fails closed
+            self.probe_errors[name] = f"domain {name!r} cannot be planned: {type(exc).__name__}: {exc}"
 
-    def _add_probe(self, domain: str, entry: tuple[Any, dict]) -> None:
-        # The prompt mode is part of the probe's fingerprints; a probe that records none is closed-book.
-        (self.rag_probes if entry[1].get("prompt_mode") == RAG else self.probes)[domain] = entry
+    @property
+    def probes(self) -> Mapping[str, CalibratedDomain]:
+        """The closed-book calibrations, by domain (read-only; see :meth:`add_domain`)."""
+        return MappingProxyType({n: cd for (n, mode), cd in self._domains.items() if mode == CLOSED_BOOK and n in self._plans})
 
-    def probe_for(self, domain: str | None, rag: bool) -> tuple[tuple[Any, dict] | None, str | None]:
-        """The probe that scores a request of this prompt mode in ``domain``, and why there is none
-        (or why a closed-book probe scores a request with context)."""
-        if domain is None:
-            return None, None
-        if rag:
-            if domain in self.rag_probes:
-                return self.rag_probes[domain], None
-            if domain in self.probes:
-                dp = self.policy.domain(domain)
-                if dp is not None and dp.context_with_closed_book_probe == "allow":
-                    return self.probes[domain], None
-                return None, (
-                    f"domain {domain!r} is calibrated closed-book only, and a request with context needs a RAG "
-                    f"calibration; calibrate it with `hguard calibrate-rag`, or set context_with_closed_book_probe "
-                    f"= \"allow\" in the policy to score it with the closed-book probe"
-                )
-            return None, None
-        if domain in self.probes:
-            return self.probes[domain], None
-        if domain in self.rag_probes:
-            return None, (
-                f"domain {domain!r} is calibrated for requests with context only; pass the retrieved passages "
-                f"or calibrate the domain closed-book"
-            )
-        return None, None
+    @property
+    def rag_probes(self) -> Mapping[str, CalibratedDomain]:
+        """The calibrations on answers given with context, by domain (read-only)."""
+        return MappingProxyType({n: cd for (n, mode), cd in self._domains.items() if mode == RAG and n in self._plans})
+
+    def plan(self, domain: str) -> DomainPlan | None:
+        """The domain's plan (which calibration scores which request, and its thresholds), or None."""
+        return self._plans.get(domain)
+
+    def route_for(self, domain: str | None, rag: bool) -> Route | None:
+        """What scores a request of this prompt mode in ``domain`` (None: nothing is known of it)."""
+        plan = self._plans.get(domain) if domain is not None else None
+        return plan.route(rag) if plan is not None else None
+
+    def probe_for(self, domain: str | None, rag: bool) -> tuple[CalibratedDomain | None, str | None]:
+        """The calibration that scores a request of this prompt mode in ``domain``, and why there is none."""
+        route = self.route_for(domain, rag)
+        return (route.domain, route.problem) if route is not None else (None, None)
 
     @property
     def last_receipt(self):
@@ -303,8 +195,8 @@ class Guard:
                 tables = [self.rag_probes if rag else self.probes]
             questions: dict[str, list[str]] = {}
             for table in tables:
-                for name, (_, meta) in table.items():
-                    questions.setdefault(name, []).extend(meta.get("router_questions") or [])
+                for name, cd in table.items():
+                    questions.setdefault(name, []).extend(cd.router_questions)
             self._router[key] = {
                 name: self.embedder.encode(list(qs)) for name, qs in questions.items() if qs and name in self.policy.domains
             }
@@ -325,27 +217,14 @@ class Guard:
         return name, {"method": "embedding", "similarities": sims, "reason": why, "chosen": name}
 
     def fitted_thresholds(self, domain: str, rag: bool = False) -> Thresholds | None:
-        """Thresholds for the policy's own target and confidence, fitted on the calibration scores the
-        probe file carries (cached); the probe's stored thresholds when it carries none. ``rag`` picks
-        the domain's RAG calibration."""
-        cache = self._fitted
-        key = (domain, rag)
-        if key in cache:
-            return cache[key]
-        probe, meta = (self.rag_probes if rag else self.probes)[domain]
-        dp = self.policy.domain(domain)
-        scores = meta.get("calibration_scores")
-        if dp is not None and scores and scores.get("risk"):
-            from .policy import fit_thresholds
-
-            fitted = fit_thresholds(
-                scores["risk"], scores["hallucinated"], target=dp.target_hallucination_rate,
-                confidence=dp.confidence, abstain_precision=dp.abstain_precision,
-            )
-        else:
-            fitted = Thresholds.from_dict(meta["thresholds"]) if meta.get("thresholds") else None
-        cache[key] = fitted
-        return fitted
+        """Thresholds for the policy's own target and confidence, fitted when the domain was loaded on the
+        calibration scores its probe file carries; the stored thresholds when it carries none. ``rag``
+        picks the domain's RAG calibration."""
+        plan = self._plans.get(domain)
+        cd = (plan.rag if rag else plan.closed_book) if plan is not None else None
+        if cd is None:
+            raise KeyError(domain)
+        return plan.route(rag).fitted
 
     def _steering(self, domain: str | None) -> tuple[dict[int, float] | None, dict | None]:
         dp = self.policy.domain(domain) if domain else None
@@ -353,9 +232,10 @@ class Guard:
         if st is None or domain not in self.probes:
             return None, None
         alpha = float(st.alpha)
-        probe, meta = self.probes[domain]
+        cd = self.probes[domain]
+        probe = cd.probe
         h = [int(l) * int(probe.d_ff_) + int(j) for l, j, _ in probe.h_neurons_]
-        probe_id = meta.get("probe_id") or getattr(probe, "probe_id_", None)
+        probe_id = cd.probe_id
         setting = {"alpha": alpha, "n_neurons": len(h), "neurons": "h_neurons", "probe_id": probe_id}
         if alpha == 1.0 or not h:
             return None, setting
@@ -452,10 +332,11 @@ class Guard:
         for i, (d, _) in enumerate(plans):
             groups.setdefault((d, ctxs[i] is not None), []).append(i)
         for (d, rag), idx in groups.items():
-            probe_entry, mode_problem = self.probe_for(d, rag)
-            neurons = [int(i) for i in probe_entry[0].feature_indices_] if probe_entry else None
+            route = self.route_for(d, rag)
+            cd = route.domain if route is not None else None
+            neurons = [int(i) for i in cd.probe.feature_indices_] if cd is not None else None
             steer, steer_info = self._steering(d)
-            stopper = _EarlyAbstain(self, d, probe_entry) if early_stop and probe_entry else None
+            stopper = _EarlyAbstain(self, d, route) if early_stop and cd is not None else None
             gens = self.generator.generate(
                 [questions[i] for i in idx], [ctxs[i] for i in idx], neurons=neurons, steering=steer,
                 batch_size=len(idx), streamer=streamer, stopping_criteria=[stopper] if stopper else (),
@@ -466,325 +347,12 @@ class Guard:
                 for row, g in enumerate(gens):
                     g.extra["stopped_early"] = bool(stopper.stopped[row]) if row < len(stopper.stopped) else False
             for i, g in zip(idx, gens):
-                if mode_problem:
-                    g.extra["mode_problem"] = mode_problem
+                if max_new_tokens is not None:
+                    g.extra["max_new_tokens"] = max_new_tokens  # checked against the calibration's
                 results[i] = self._finish(
-                    g, plans[i][0], plans[i][1], probe_entry, steer_info, request_ids[i], started, extra_problems[i]
+                    g, plans[i][0], plans[i][1], route, steer_info, request_ids[i], started, extra_problems[i]
                 )
         return results  # type: ignore[return-value]
-
-    # ----------------------------------------------------------------------------------- scoring
-
-    def _score(self, g: Generation, domain: str | None, probe_entry, problems: list[str]) -> tuple[dict, float | None, Thresholds | None, list[str]]:
-        signals: dict[str, float | None] = {}
-        for k, v in g.confidence.items():
-            signals[k] = _finite_or_none(v)
-            if signals[k] is None:  # None in the record; the reason says what the value was
-                problems.append(f"confidence signal {k!r} is {_shown(v)}, not a finite number")
-        signals["log_length"] = math.log1p(signals["length"]) if signals.get("length") is not None else None
-        fingerprint_problems: list[str] = []
-        risk = None
-        thresholds = None
-        dp = self.policy.domain(domain) if domain else None
-        if context_given(g.context):
-            try:
-                scored = self.grounding.score(g.question, g.text, g.context)
-                if not isinstance(scored, Mapping):
-                    raise TypeError(f"the grounding scorer returned {type(scored).__name__}, not a mapping of signals")
-                for k, v in scored.items():
-                    signals[k] = _finite_or_none(v)
-                    if signals[k] is None:
-                        problems.append(f"grounding signal {k!r} is {_shown(v)}, not a finite number")
-                if "grounding" not in scored:
-                    problems.append("grounding returned no 'grounding' support value for an answer given with context")
-            except Exception as exc:  # fail closed: the reason travels with the decision
-                problems.append(f"grounding failed: {type(exc).__name__}: {exc}")
-        notes: list[str] = g.extra.setdefault("notes", [])
-        if domain is not None and probe_entry is None and g.extra.get("mode_problem"):
-            problems.append(g.extra["mode_problem"])
-        elif domain is not None and probe_entry is None:
-            why = self.probe_errors.get(domain) or self.probe_errors.get("*")
-            problems.append(
-                f"domain {domain!r} has no calibrated probe"
-                + (f" ({why})" if why else "")
-                + f"; calibrate it with `hguard calibrate --data FILE.jsonl --out DIR --domain {domain}` "
-                "and point the policy's probes at DIR, or route it by policy"
-            )
-        if probe_entry is not None:
-            probe, meta = probe_entry
-            from .probe import check_fingerprints
-
-            probe_mode = meta.get("prompt_mode", CLOSED_BOOK)
-            expected = g.extra.get("fingerprints") or self.generator.fingerprints  # the call's own (history, system)
-            if probe_mode == RAG:
-                from .generation import prompt_fingerprints
-
-                expected = {**expected, **prompt_fingerprints(RAG)}
-            fingerprint_problems = check_fingerprints(meta, expected)
-            try:
-                if g.cett is None or not np.all(np.isfinite(g.cett)):
-                    raise ValueError("neuron contributions are missing or not finite")
-                if not g.token_ids:
-                    raise ValueError("the answer is empty")
-                logit = float(probe.decision_function_subset(g.cett[None, :], lengths=[g.confidence["length"]])[0])
-                if not math.isfinite(logit):
-                    raise ValueError(f"the probe's logit is {logit!r}, not a finite number")
-                signals["neuron_logit"] = logit
-                signals["neuron_risk"] = sigmoid(logit)
-                if meta.get("ood"):
-                    from .ood import feature_distance, ood_problem
-
-                    signals["ood_distance"] = _finite_or_none(feature_distance(probe, g.cett[None, :])[0])
-                    signals["ood_threshold"] = float(meta["ood"]["threshold"])
-                    far = ood_problem(signals["ood_distance"], meta["ood"])
-                    if far and dp is not None and dp.out_of_distribution == "warn":
-                        notes.append(f"warning: {far} (out_of_distribution = 'warn')")
-                    elif far:
-                        problems.append(far)
-                if probe_mode == RAG:
-                    from .signals.conflict import closed_book_scores
-
-                    signals.update(closed_book_scores(self.generator, [g.question], [g.text], [g.confidence["mean_logprob"]])[0])
-                merger = meta.get("merger")
-                base = merge_risk(signals, merger) if merger else signals["neuron_risk"]
-                support = signals.get("grounding")
-                if g.context is not None and support is None:
-                    raise ValueError("the grounding support of an answer given with context could not be computed")
-                override = dp.grounding_weight if dp is not None else None
-                if g.context is not None and probe_mode == CLOSED_BOOK:
-                    weight = override if override is not None else CLOSED_BOOK_GROUNDING_WEIGHT
-                    risk = apply_grounding(base, support, weight)
-                    notes.append(
-                        f"a closed-book probe scores this request with context (context_with_closed_book_probe = "
-                        f"'allow'): grounding_weight {weight} applied by hand, no RAG calibration guarantee"
-                    )
-                elif g.context is not None and override is not None:
-                    risk = apply_grounding(base, support, override)
-                    notes.append(f"manual grounding_weight override {override} in force on top of the calibrated RAG risk")
-                else:
-                    risk = base
-                signals["merged_risk_before_grounding"] = base
-                if probe_mode == RAG and meta.get("knowledge_conflict"):
-                    self._knowledge_conflict(signals, meta["knowledge_conflict"], dp, problems, notes)
-                fitted = self.fitted_thresholds(domain, rag=probe_mode == RAG)
-                thresholds = effective_thresholds(dp, fitted) if dp is not None else fitted
-            except Exception as exc:
-                problems.append(f"scoring failed: {type(exc).__name__}: {exc}")
-                risk = None
-        return signals, risk, thresholds, fingerprint_problems
-
-    @staticmethod
-    def _knowledge_conflict(signals: dict, detector: dict, dp, problems: list[str], notes: list[str]) -> None:
-        """Flag an answer that follows the context against what the model holds without it, and route
-        it per the domain's ``knowledge_conflict`` policy (review by default, or trust the context)."""
-        from .signals.conflict import conflict_score
-
-        score = conflict_score(signals, detector["detector"])
-        signals["knowledge_conflict"] = score
-        if score < float(detector["threshold"]):
-            return
-        how = dp.knowledge_conflict if dp is not None else "review"
-        what = (
-            f"knowledge conflict: the answer follows the context against what the model holds without it "
-            f"(score {score:.3g} >= {float(detector['threshold']):.3g})"
-        )
-        if how == "trust_context":
-            notes.append(f"{what}; knowledge_conflict = 'trust_context': routed as scored")
-        else:
-            problems.append(f"{what}; knowledge_conflict = 'review' (untrusted retrieval)")
-
-    def _finish(self, g: Generation, domain, choice: dict, probe_entry, steer_info, request_id, started, given=()) -> GuardResult:
-        problems: list[str] = list(given)
-        try:
-            signals, risk, thresholds, fp = self._score(g, domain, probe_entry, problems)
-        except Exception as exc:  # anything unforeseen still ends in review
-            signals, risk, thresholds, fp = dict(g.confidence), None, None, []
-            problems.append(f"scoring failed: {type(exc).__name__}: {exc}")
-        dp = self.policy.domain(domain) if domain else None
-        from .monitor import tightened_thresholds
-
-        thresholds, tightened = tightened_thresholds(self.monitor_state.get(domain), thresholds)
-        decision: Decision = decide(
-            risk,
-            domain_policy=dp,
-            thresholds=thresholds,
-            problems=problems,
-            grounding=signals.get("grounding"),
-            context_given=context_given(g.context),
-            fingerprint_problems=fp,
-            policy=self.policy,
-            domain=domain,
-            domain_chosen=domain is not None,
-        )
-        reasons = list(decision.reasons) + list(g.extra.get("notes") or [])
-        if tightened:
-            reasons.insert(0, tightened)
-        if g.extra.get("stopped_early"):
-            reasons.append("generation stopped early: the running risk passed the abstain threshold")
-        if not choice.get("given") and choice.get("reason"):
-            reasons.insert(0, choice["reason"])
-        abstain_message = (dp.abstain_message if dp is not None and dp.abstain_message else None) or self.policy.abstain_message
-        request_id = request_id or uuid.uuid4().hex
-        probe_id = probe_entry[1].get("probe_id") if probe_entry else None
-        if probe_entry and probe_id is None:
-            probe_id = getattr(probe_entry[0], "probe_id_", None)
-        result = GuardResult(
-            question=g.question,
-            answer=g.text,
-            route=decision.route,
-            risk=_finite_or_none(decision.risk),
-            signals=signals,
-            reasons=reasons,
-            domain=domain,
-            audit_id="",
-            request_id=request_id,
-            abstain_message=abstain_message,
-            domain_choice=choice,
-            thresholds=decision.thresholds,
-            probe_id=probe_id,
-            steering=steer_info,
-            context=g.context,
-            seconds=time.perf_counter() - started,
-        )
-        self._record(result, g.extra.get("fingerprints"))
-        return result
-
-    def record_failure(self, question, exc: BaseException, *, context=None, domain=None, source: str = "api") -> str | None:
-        """Write a request that failed before a decision (bad input, a generation or audit error) to the
-        audit log as an ``error`` record; returns its id, or None without a log or when writing fails too
-        (the caller is already handling the original error)."""
-        if self.audit is None:
-            return None
-
-        def text(v):
-            return v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else repr(v)
-
-        record = {
-            "source": source,
-            "error": f"{type(exc).__name__}: {exc}",
-            "question": text(question),
-            "context": None if context is None else text(context if isinstance(context, str) else repr(context)),
-            "domain": domain if isinstance(domain, str) else None,
-            "model": self.lm.name,
-            "model_fingerprint": self.lm.fingerprint,
-        }
-        try:
-            return self.audit.append(record, kind="error").id
-        except Exception:
-            return None
-
-    def _record(self, result: GuardResult, fingerprints: dict | None = None) -> None:
-        record = {
-            "request_id": result.request_id,
-            "policy_id": self._policy_id,
-            "domain": result.domain,
-            "domain_choice": result.domain_choice,
-            "model": self.lm.name,
-            "model_fingerprint": self.lm.fingerprint,
-            "fingerprints": fingerprints or self.generator.fingerprints,  # the call's own when it had history or a system prompt
-            "probe_id": result.probe_id,
-            "thresholds": result.thresholds,
-            "signals": result.signals,
-            "risk": result.risk,
-            "route": result.route,
-            "reasons": result.reasons,
-            "steering": result.steering,
-            "question": result.question,
-            "answer": result.answer,
-            "context": result.context,
-        }
-        if self.audit is not None:
-            receipt = self.audit.append(record, kind="decision")
-            result.audit_id = receipt.id
-            result.audit_hash = receipt.hash
-        else:
-            result.audit_id = result.request_id
-        spot = self._spot_check(result) if result.route == ACCEPT else None
-        if (result.route == REVIEW or spot) and self.review_queue is not None:
-            self.review_queue.enqueue(
-                {
-                    "spot_check": bool(spot),
-                    "audit_id": result.audit_id,
-                    "question": result.question,
-                    "context": result.context,
-                    "answer": result.answer,
-                    "domain": result.domain,
-                    "risk": result.risk,
-                    "signals": result.signals,
-                    "reasons": ([f"spot-check of an accepted answer: {spot['selected_because']}"] if spot else [])
-                    + result.reasons,
-                    "model_fingerprint": self.lm.fingerprint,
-                    "probe_id": result.probe_id,
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                }
-            )
-
-    def _spot_check(self, result: GuardResult) -> dict | None:
-        """The seeded spot-check selection of one accepted answer (see hguard.monitor); recorded when selected."""
-        from .monitor import SPOT, spot_check_decision
-
-        if result.domain is None:
-            return None
-        day = time.strftime("%Y-%m-%d", time.gmtime())
-        with self._spot_lock:
-            taken = self._spot_days.get((result.domain, day), 0)
-            spot = spot_check_decision(self.policy, result.domain, result.audit_id, taken)
-            if spot is None:
-                return None
-            self._spot_days[(result.domain, day)] = taken + 1
-        if self.audit is not None:
-            self.audit.append({**spot, "request_id": result.request_id}, kind=SPOT)
-        return spot
-
-
-class _EarlyAbstain:
-    """A stopping criterion: ends a row once its running merged risk (probe on the tokens so far and
-    the confidence so far) reaches the domain's abstain threshold, after ``min_tokens`` tokens."""
-
-    def __init__(self, guard: "Guard", domain: str | None, probe_entry, min_tokens: int = 3):
-        import torch
-
-        self.guard, self.domain, self.min_tokens = guard, domain, min_tokens
-        self.probe, self.meta = probe_entry
-        dp = guard.policy.domain(domain) if domain else None
-        rag = self.meta.get("prompt_mode") == RAG
-        fitted = guard.fitted_thresholds(domain, rag=rag) if domain in (guard.rag_probes if rag else guard.probes) else None
-        t = effective_thresholds(dp, fitted) if dp is not None else fitted
-        self.abstain_above = t.abstain_above if t is not None else None
-        self.stopped = torch.zeros(0, dtype=torch.bool)
-
-    def __call__(self, input_ids, scores, **kwargs):
-        import torch
-
-        bsz = input_ids.shape[0]
-        if self.stopped.numel() != bsz:
-            self.stopped = torch.zeros(bsz, dtype=torch.bool)
-        state = self.guard.generator.running
-        if state is None or self.abstain_above is None or self.abstain_above >= 1.0:
-            return self.stopped.clone()
-        counts = state.n_tokens()
-        cett = state.cett()
-        for row in range(bsz):
-            if self.stopped[row] or counts[row] < self.min_tokens:
-                continue
-            conf = state.confidence(row)
-            try:
-                logit = float(self.probe.decision_function_subset(cett[row : row + 1], lengths=[conf["length"]])[0])
-                signals = {**conf, "log_length": math.log1p(conf["length"]), "neuron_logit": logit}
-                merger = self.meta.get("merger")
-                risk = merge_risk(signals, merger) if merger else sigmoid(logit)
-            except Exception:
-                continue  # no early decision; the full answer is scored (and fails closed) as usual
-            if risk >= self.abstain_above:
-                self.stopped[row] = True
-        return self.stopped.clone()
-
-
-def _open_queue(path, audit):
-    from .review.queue import ReviewQueue
-
-    # verdicts given later through this queue land in the same audit chain as the decisions
-    return ReviewQueue(path, audit=audit)
 
 
 __all__ = ["DEFAULT_POLICY", "Guard", "GuardResult", "REVIEW_MARK"]

@@ -157,9 +157,13 @@ def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:
 # ------------------------------------------------------------------------------------------ the monitor run
 
 
-def _probe_meta(policy) -> dict[str, dict]:
-    """Each domain's probe metadata (probe_id, calibration scores), read as JSON without loading the probe."""
-    out: dict[str, dict] = {}
+def _probe_meta(policy) -> dict[str, Any]:
+    """Each domain's calibration (probe_id, calibration scores) in the policy's probe folder; files
+    that cannot be read are left out (the guard routes their domains to review)."""
+    from .domain import CalibratedDomain
+    from .errors import ProbeError
+
+    out: dict[str, Any] = {}
     folder = policy.probes
     if folder is None or not Path(folder).is_dir():
         return out
@@ -167,25 +171,25 @@ def _probe_meta(policy) -> dict[str, dict]:
         if p.name == "report.json":
             continue
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-            meta = data.get("metadata") or {}
-            out[meta.get("domain", p.stem)] = {**meta, "probe_id": data.get("probe_id") or meta.get("probe_id")}
-        except (OSError, ValueError, AttributeError):
+            cd = CalibratedDomain.load(p)
+        except (OSError, ValueError, ProbeError):
             continue
+        if cd.name:  # a file without a domain name serves no domain
+            out[cd.name] = cd
     return out
 
 
-def _stricter(dp, meta: Mapping[str, Any], current: float | None) -> tuple[str, float, str]:
+def _stricter(dp, cd, current: float | None) -> tuple[str, float, str]:
     """(action, accept_below, how) for a tightening under ``dp.on_breach``."""
     if dp.on_breach == "review":
         return "review", 0.0, "on_breach = 'review': accept nothing, every answer to review"
     target = dp.tightened_target if dp.tightened_target is not None else dp.target_hallucination_rate / 2
-    scores = meta.get("calibration_scores") or {}
-    if not scores.get("risk"):
+    scores = cd.calibration_scores if cd is not None else None
+    if scores is None:
         return "review", 0.0, "no calibration scores in the probe file to certify a stricter threshold: accept nothing"
     from .policy import fit_thresholds
 
-    t = fit_thresholds(scores["risk"], scores["hallucinated"], target=target, confidence=dp.confidence,
+    t = fit_thresholds(list(scores.risk), list(scores.hallucinated), target=target, confidence=dp.confidence,
                        abstain_precision=dp.abstain_precision)  # fmt: skip
     accept = min(t.accept_below, current) if current is not None else t.accept_below
     how = (
@@ -247,9 +251,9 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         "foreign_decisions_left_out": len(foreign), "domains": {},
     }  # fmt: skip
     for name, dp in policy.domains.items():
-        m = meta.get(name, {})
+        m = meta.get(name)
         st = states.get(name, DomainState())
-        probe_id = m.get("probe_id")
+        probe_id = m.probe_id if m is not None else None
         events = []
         if st.state == "tightened" and st.probe_id and probe_id and st.probe_id != probe_id and act:
             events.append(_append(audit, LIFT, {"domain": name, "by": "recalibration", "probe_id": probe_id,
@@ -269,7 +273,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         routed = [it.verdict.label for it in items if not it.spot_check and it.domain == name and it.verdict is not None]
         routes = Counter(r.get("route") for r in dom)
         risks = [r.get("risk") for r in dom]
-        cal = (m.get("calibration_scores") or {}).get("risk") or []
+        cal = list(m.calibration_scores.risk) if m is not None and m.calibration_scores is not None else []
         w = dp.drift_window
         sims = [((r.get("domain_choice") or {}).get("similarities") or {}).get(name) for r in dom]
         sims = [s for s in sims if s is not None]

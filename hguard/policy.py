@@ -222,6 +222,11 @@ class DomainPolicy(_Section):
         description='"review" or "warn": a question whose probe features lie further from the calibration than '
         "the held-out families did goes to review, or routes as scored with a warning in the reasons",
     )
+    generation_mismatch: Literal["review", "warn"] = Field(
+        "review",
+        description='"review" or "warn": when the guard generates under other settings than the domain was '
+        "calibrated with (e.g. another max_new_tokens), its answers go to review, or route as scored with a warning",
+    )
     knowledge_conflict: Literal["review", "trust_context"] = Field(
         "review",
         description='"review" or "trust_context": an answer that follows the context against what the model '

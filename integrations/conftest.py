@@ -66,6 +66,8 @@ def embedder():
 def tiny_policy(probes: Path, runs: Path, route: str = "accept", max_new_tokens: int = 4):
     from hguard.policy import Policy
 
+    # answers longer than the 4-token calibration are asked for on purpose: warned about, not reviewed
+    longer = {} if max_new_tokens == 4 else {"generation_mismatch": "warn"}
     return Policy.model_validate(
         {
             "version": 1,
@@ -75,9 +77,9 @@ def tiny_policy(probes: Path, runs: Path, route: str = "accept", max_new_tokens:
             "generation": {"max_new_tokens": max_new_tokens, "system_prompt": "answer"},
             # the tiny probes are closed-book; the adapters' RAG shapes are scored with them on purpose
             "domains": {
-                "alpha": {**ROUTES[route], "context_with_closed_book_probe": "allow", "out_of_distribution": "warn"},
+                "alpha": {**ROUTES[route], "context_with_closed_book_probe": "allow", "out_of_distribution": "warn", **longer},
                 "beta": {"abstain_message": "beta cannot say", "context_with_closed_book_probe": "allow",
-                         "out_of_distribution": "warn"},
+                         "out_of_distribution": "warn", **longer},
             },
         }
     )

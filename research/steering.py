@@ -484,14 +484,14 @@ def h_neurons(lm, probes: str | Path | Sequence[str | Path], domain: str | None 
     been calibrated on ``lm`` (same model fingerprint and layer shape), otherwise the indices would
     point at unrelated neurons.
     """
+    from hguard.domain import CalibratedDomain
     from hguard.neurons import find_ffn_sites
-    from hguard.probe import HNeuronProbe
 
     sites = find_ffn_sites(lm.model)
     info, union = [], set()
     for f in _probe_files(probes):
-        probe, meta = HNeuronProbe.load(f)
-        name = meta.get("domain", f.stem)
+        cd = CalibratedDomain.load(f)
+        probe, name = cd.probe, cd.name
         if domain is not None and name != domain:
             continue
         if int(probe.n_layers_) != len(sites) or any(int(probe.d_ff_) != s.d_ff for s in sites):
@@ -500,9 +500,9 @@ def h_neurons(lm, probes: str | Path | Sequence[str | Path], domain: str | None 
                 f"{len(sites)} layers of {sites[0].d_ff}; use probes calibrated on this model"
             )
         want = getattr(lm, "fingerprint", None)
-        if want is not None and meta.get("model_fingerprint") not in (None, want):
+        if want is not None and cd.fingerprints.get("model_fingerprint") not in (None, want):
             raise ProbeMismatchError(
-                f"{f}: calibrated on model {meta.get('model_fingerprint')!r}, this model is {want!r}; "
+                f"{f}: calibrated on model {cd.fingerprints.get('model_fingerprint')!r}, this model is {want!r}; "
                 "use probes calibrated on this model"
             )
         idx = [sites[int(l)].offset + int(j) for l, j, _ in probe.h_neurons_]
@@ -511,10 +511,10 @@ def h_neurons(lm, probes: str | Path | Sequence[str | Path], domain: str | None 
             {
                 "file": str(f),
                 "domain": name,
-                "probe_id": meta.get("probe_id") or getattr(probe, "probe_id_", None),
+                "probe_id": cd.probe_id,
                 "n_h_neurons": len(idx),
-                "system_prompt": meta.get("system_prompt"),
-                "max_new_tokens": meta.get("max_new_tokens"),
+                "system_prompt": cd.generation.system_prompt if cd.generation else None,
+                "max_new_tokens": cd.generation.max_new_tokens if cd.generation else None,
             }
         )
     if not info:

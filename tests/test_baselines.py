@@ -274,14 +274,14 @@ def test_benchmark_smoke_on_tiny_model(tiny_calibrated, detectors):
     from hguard.calibrate.pipeline import load_probe_dir
 
     lm, root = tiny_calibrated
-    probe, meta = load_probe_dir(root / "probes")["alpha"]
-    exs, note = detectors.held_out_examples("alpha", meta, [root / "data.jsonl"], None)
+    cd = load_probe_dir(root / "probes")["alpha"]
+    exs, note = detectors.held_out_examples("alpha", cd, [root / "data.jsonl"], None)
     # exactly the domain's test split of calibration: as many rows as its held-out report counted
-    assert note["data_matches_probe"] and note["n_test_split"] == meta["metrics"]["n"] == len(exs)
-    exs10, _ = detectors.held_out_examples("alpha", meta, [root / "data.jsonl"], 10)
+    assert note["data_matches_probe"] and note["n_test_split"] == cd.extra["metrics"]["n"] == len(exs)
+    exs10, _ = detectors.held_out_examples("alpha", cd, [root / "data.jsonl"], 10)
     assert len(exs10) == 10 and {e.id for e in exs10} <= {e.id for e in exs}
     res, recs = detectors.run_qa_dataset(
-        "alpha", lm, exs10, probe, meta, probe_domain="alpha", sample_counts=(2, 3), batch_size=4,
+        "alpha", lm, exs10, cd, probe_domain="alpha", sample_counts=(2, 3), batch_size=4,
         n_boot=200, ptrue_words=("yes", "no"),
     )
     m = res["methods"]

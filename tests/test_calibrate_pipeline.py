@@ -74,7 +74,7 @@ def test_leave_one_family_out_is_reported_per_family(setup):
     # the thresholds were fitted on cross-family out-of-fold scores, and the report says so
     for d in ("alpha", "beta"):
         assert report["domains"][d]["thresholds_fitted_on"].startswith("cross-family out-of-fold")
-    _, meta = load_probe_dir(out)["alpha"]
+    meta = load_probe_dir(out)["alpha"].metadata()
     assert meta["thresholds_fitted_on"].startswith("cross-family") and meta["families_summary"]["n_families"] == 3
     md = (out / "report.md").read_text()
     assert "Leave-one-family-out" in md and "| alpha | t0 |" in md
@@ -85,7 +85,7 @@ def test_leave_one_family_out_is_reported_per_family(setup):
 def test_probe_files_carry_fingerprints_and_refuse_another_model(setup):
     lm, exs, data, out, report = setup
     probes = load_probe_dir(out)
-    _, meta = probes["alpha"]
+    meta = probes["alpha"].metadata()
     assert meta["model_fingerprint"] == lm.fingerprint
     assert meta["domain"] == "alpha" and meta["data_hash"] and meta["merger"]["features"]
     with pytest.raises(ProbeMismatchError, match="model_fingerprint"):

@@ -151,7 +151,7 @@ def test_recording_faults_go_to_review(make_guard, monkeypatch, change, reason):
 @pytest.mark.parametrize("logit", [float("nan"), float("inf"), float("-inf")])
 def test_probe_non_finite_logit_goes_to_review(make_guard, monkeypatch, logit):
     g = make_guard()
-    monkeypatch.setattr(g.probes["alpha"][0], "decision_function_subset", lambda *a, **k: np.array([logit]))
+    monkeypatch.setattr(g.probes["alpha"].probe, "decision_function_subset", lambda *a, **k: np.array([logit]))
     r = g.invoke(Q, domain="alpha")
     assert r.route == "review" and any("logit" in x and "not a finite number" in x for x in r.reasons), r.reasons
 
@@ -159,7 +159,7 @@ def test_probe_non_finite_logit_goes_to_review(make_guard, monkeypatch, logit):
 def test_probe_very_negative_logit_is_scored_not_overflowed(make_guard, monkeypatch):
     # a logit of -1000 is a real (tiny) risk: the sigmoid must not overflow and send it to review
     g = make_guard()
-    monkeypatch.setattr(g.probes["alpha"][0], "decision_function_subset", lambda *a, **k: np.array([-1000.0]))
+    monkeypatch.setattr(g.probes["alpha"].probe, "decision_function_subset", lambda *a, **k: np.array([-1000.0]))
     r = g.invoke(Q, domain="alpha")
     assert r.signals["neuron_risk"] == 0.0 and not any("scoring failed" in x for x in r.reasons)
 
@@ -177,14 +177,14 @@ def test_probe_very_negative_logit_is_scored_not_overflowed(make_guard, monkeypa
 )
 def test_merger_faults_go_to_review(make_guard, field, value, reason):
     g = make_guard()
-    probe, meta = g.probes["alpha"]
-    merger = dict(meta["merger"])
+    cd = g.probes["alpha"]
+    merger = dict(cd.merger)
     if field in ("coef", "scale") and value is not None:
         value = [value] * len(merger[field])
     if value == ["no_such_signal"]:
         value = ["no_such_signal", *merger["features"][1:]]
     merger[field] = value
-    g.probes["alpha"] = (probe, {**meta, "merger": merger})
+    g.add_domain(replace(cd, merger=merger))
     r = g.invoke(Q, domain="alpha")
     assert r.route == "review" and any("scoring failed" in x and reason in x for x in r.reasons), r.reasons
 
@@ -214,16 +214,20 @@ def test_embedder_returning_nan_in_domain_choice_does_not_accept(make_guard):
 
 @pytest.mark.parametrize("how", ["raise", "none"])
 def test_threshold_faults_go_to_review(tiny_calibrated, tmp_path, monkeypatch, how):
+    # thresholds are fitted once, when the guard loads the domain: faults there fail the domain closed
+    from hguard.domain import CalibratedDomain
+
     lm, root = tiny_calibrated
     pol = _policy(root, tmp_path).model_dump(mode="json")
     pol["domains"]["alpha"] = {"target_hallucination_rate": 0.5, "confidence": 0.6}  # fitted thresholds only
-    g = Guard.from_policy(Policy.model_validate(pol), lm=lm, grounding=_Grounding(GOOD_GROUNDING))
     if how == "raise":
-        monkeypatch.setattr(g, "fitted_thresholds", lambda d, **kw: (_ for _ in ()).throw(ValueError("scores corrupt")))
+        monkeypatch.setattr(CalibratedDomain, "fit_thresholds", lambda self, dp: (_ for _ in ()).throw(ValueError("scores corrupt")))
+        g = Guard.from_policy(Policy.model_validate(pol), lm=lm, grounding=_Grounding(GOOD_GROUNDING))
         r = g.invoke(Q, domain="alpha")
         assert r.route == "review" and any("scores corrupt" in x for x in r.reasons), r.reasons
     else:
-        monkeypatch.setattr(g, "fitted_thresholds", lambda d, **kw: None)
+        monkeypatch.setattr(CalibratedDomain, "fit_thresholds", lambda self, dp: None)
+        g = Guard.from_policy(Policy.model_validate(pol), lm=lm, grounding=_Grounding(GOOD_GROUNDING))
         r = g.invoke(Q, domain="alpha")
         assert r.route == "review" and any("no calibrated probe thresholds" in x for x in r.reasons), r.reasons
 

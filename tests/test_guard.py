@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -107,7 +108,7 @@ def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
 def test_scoring_errors_and_nan_fail_closed(calibrated, tmp_path, monkeypatch):
     lm, root = calibrated
     g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
-    probe = g.probes["alpha"][0]
+    probe = g.probes["alpha"].probe
     monkeypatch.setattr(probe, "decision_function_subset", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
     r = g.invoke("who is the author ?", domain="alpha")
     assert r.route == "review" and any("scoring failed" in x and "boom" in x for x in r.reasons)
@@ -212,7 +213,8 @@ def test_streamer_receives_the_tokens_and_early_stop_abstains(calibrated, tmp_pa
     streamed = "".join(streamer)
     t.join()
     assert " ".join(streamed.split()) == " ".join(out["r"].answer.split())
-    pol = _policy(root, tmp_path, accept_below=0.0, abstain_above=0.0).model_dump(mode="json")
+    # longer answers than the 4-token calibration: warned about, not reviewed, so the early stop shows
+    pol = _policy(root, tmp_path, accept_below=0.0, abstain_above=0.0, generation_mismatch="warn").model_dump(mode="json")
     pol["generation"]["max_new_tokens"] = 12
     g = Guard.from_policy(Policy.model_validate(pol), lm=lm)
     full = g.invoke("who is the author ?", domain="alpha")
@@ -232,15 +234,15 @@ def test_context_is_scored_for_grounding_with_the_lazily_loaded_embedder(guard):
 def test_question_far_from_the_calibration_goes_to_review_with_its_distance(calibrated, tmp_path):
     lm, root = calibrated
     g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
-    meta = g.probes["alpha"][1]
-    assert meta["ood"]["threshold"] > 0  # calibration wrote a threshold from cross-family distances
-    meta["ood"] = {**meta["ood"], "threshold": 1e9}
+    cd = g.probes["alpha"]
+    assert cd.ood["threshold"] > 0  # calibration wrote a threshold from cross-family distances
+    g.add_domain(replace(cd, ood={**cd.ood, "threshold": 1e9}))
     near = g.invoke("who is the author ?", domain="alpha")
     assert near.route == "accept" and near.signals["ood_distance"] > 0
-    meta["ood"] = {**meta["ood"], "threshold": near.signals["ood_distance"] / 2}
+    g.add_domain(replace(cd, ood={**cd.ood, "threshold": near.signals["ood_distance"] / 2}))
     far = g.invoke("who is the author ?", domain="alpha")
     assert far.route == "review"
     assert any("out of the calibration distribution" in x and f"{far.signals['ood_distance']:.2f}" in x for x in far.reasons)
     rec = AuditLog(tmp_path / "audit.jsonl").find(far.audit_id)
     assert rec["signals"]["ood_distance"] == pytest.approx(far.signals["ood_distance"])
-    assert rec["signals"]["ood_threshold"] == pytest.approx(meta["ood"]["threshold"])
+    assert rec["signals"]["ood_threshold"] == pytest.approx(g.probes["alpha"].ood["threshold"])

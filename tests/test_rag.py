@@ -3,7 +3,7 @@ on a tiny random model, and the guard picking the probe of the request's prompt 
 
 from __future__ import annotations
 
-import copy
+from dataclasses import replace
 import json
 
 import pytest
@@ -209,7 +209,7 @@ def test_guard_uses_the_probe_of_the_requests_prompt_mode(tiny_rag, tmp_path):
     assert "alpha" in g.rag_probes and "alpha" in g.probes and "beta" not in g.rag_probes
     with_ctx = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
     without = g.invoke("capital city river ?", domain="alpha")
-    assert with_ctx.probe_id == g.rag_probes["alpha"][0].probe_id_ and without.probe_id == g.probes["alpha"][0].probe_id_
+    assert with_ctx.probe_id == g.rag_probes["alpha"].probe.probe_id_ and without.probe_id == g.probes["alpha"].probe.probe_id_
     assert with_ctx.probe_id != without.probe_id
     assert "closed_book_logprob" in with_ctx.signals and "closed_book_logprob" not in without.signals
     for r in (with_ctx, without):  # scored and routed by the thresholds, no fail-closed reason
@@ -270,12 +270,11 @@ def test_knowledge_conflict_routes_by_the_domain_policy_and_says_which(tiny_rag,
 
     lm, folder, _ = tiny_rag
     g = Guard.from_policy(_policy(folder, tmp_path, knowledge_conflict=how), lm=lm)
-    probe, meta = g.rag_probes["alpha"]
-    meta = copy.deepcopy(meta)
+    cd = g.rag_probes["alpha"]
     n = len(CONFLICT_FEATURES)
-    meta["knowledge_conflict"] = {"detector": {"features": list(CONFLICT_FEATURES), "mean": [0.0] * n, "scale": [1.0] * n,
+    detector = {"detector": {"features": list(CONFLICT_FEATURES), "mean": [0.0] * n, "scale": [1.0] * n,
                                                "coef": [0.0] * n, "intercept": 0.0}, "threshold": 0.5}  # score 0.5: flagged
-    g.rag_probes["alpha"] = (probe, meta)
+    g.add_domain(replace(cd, knowledge_conflict=detector))
     r = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
     assert r.signals["knowledge_conflict"] == pytest.approx(0.5)
     assert r.route == route and any(f"knowledge_conflict = '{how}'" in x for x in r.reasons), r.reasons
@@ -288,7 +287,7 @@ def test_question_without_context_in_a_rag_only_domain_goes_to_review(tiny_rag, 
 
     lm, folder, _ = tiny_rag
     g = Guard.from_policy(_policy(folder, tmp_path), lm=lm)
-    del g.probes["alpha"]
+    g.remove_domain("alpha")
     r = g.invoke("capital city river ?", domain="alpha")
     assert r.route == "review" and any("calibrated for requests with context only" in x for x in r.reasons)
 

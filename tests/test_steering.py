@@ -46,7 +46,7 @@ def _guard(calibrated, tmp_path, steering=None, name="audit.jsonl"):
 
 
 def _h(guard, domain="alpha") -> list[int]:
-    probe, _ = guard.probes[domain]
+    probe = guard.probes[domain].probe
     return sorted(int(l) * int(probe.d_ff_) + int(j) for l, j, _ in probe.h_neurons_)
 
 
@@ -109,7 +109,7 @@ def test_alpha_one_gives_the_same_answers_and_signals_as_no_steering(calibrated,
 def test_alpha_zero_sets_the_recorded_h_neurons_to_zero(calibrated, tmp_path):
     plain, zero = _guard(calibrated, tmp_path, name="a.jsonl"), _guard(calibrated, tmp_path, {"alpha": 0.0}, name="b.jsonl")
     spy_plain, spy_zero = _Spy(plain), _Spy(zero)
-    probe, _ = zero.probes["alpha"]
+    probe = zero.probes["alpha"].probe
     order = [int(i) for i in probe.feature_indices_]
     h = set(_h(zero))
     h_pos = [k for k, i in enumerate(order) if i in h]
@@ -133,7 +133,7 @@ def test_the_audit_record_notes_the_steering_setting(calibrated, tmp_path):
     unsteered = g.invoke(QUESTIONS[0], domain="beta")  # no steering configured for beta
     log = AuditLog(tmp_path / "audit.jsonl")
     rec = log.find(steered.audit_id)
-    probe, _ = g.probes["alpha"]
+    probe = g.probes["alpha"].probe
     assert rec["steering"] == steered.steering
     assert rec["steering"]["alpha"] == 0.5 and rec["steering"]["neurons"] == "h_neurons"
     assert rec["steering"]["n_neurons"] == len(probe.h_neurons_)

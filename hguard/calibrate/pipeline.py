@@ -21,13 +21,14 @@ import numpy as np
 from .._numerics import sigmoid_array
 from .._stats import auroc, auroc_ci
 from ..errors import DataError, InputError
+from ..settings import CALIBRATION_MAX_NEW_TOKENS, CALIBRATION_SYSTEM_PROMPT, GenerationSettings
 from .collect import Collected, collect, label_row
 from .data import Example, data_hash, load_examples
 
 _log = logging.getLogger("hguard.calibrate")
 
-DEFAULT_SYSTEM_PROMPT = "You are a concise assistant. Answer in one short sentence."
-DEFAULT_MAX_NEW_TOKENS = 32
+DEFAULT_SYSTEM_PROMPT = CALIBRATION_SYSTEM_PROMPT
+DEFAULT_MAX_NEW_TOKENS = CALIBRATION_MAX_NEW_TOKENS
 MERGER_FEATURES = ("neuron_logit", "mean_logprob", "min_logprob", "mean_entropy", "log_length")
 # Raw confidence baselines, each oriented so that a higher value means a riskier answer.
 BASELINES = {
@@ -332,7 +333,8 @@ def calibrate(
         from ..devices import choose_device, move_model
 
         lm = move_model(lm, choose_device(device))
-    gen = Generator(lm, system_prompt=system_prompt, max_new_tokens=max_new_tokens)
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, system_prompt=system_prompt)
+    gen = Generator(lm, settings=settings)
     sites = find_ffn_sites(lm.model)
     n_layers, d_ff = len(sites), sites[0].d_ff
     out = Path(out_dir)
@@ -428,34 +430,34 @@ def calibrate(
                 k: risk_coverage_curve(_rank01(sc[k]).tolist(), _y(te.rows).tolist()) for k in ("merged", "probe", "mean_logprob")
             }
     # Write probes.
+    from ..domain import CalibratedDomain
+
     for domain, f in fitted.items():
         questions = [r["question"] for r in col.rows if r["domain"] == domain]
         dom_examples = [e for e in examples if e.domain == domain]
-        meta = {
-            **gen.fingerprints,
-            "model": lm.name,
-            "domain": domain,
-            "data_hash": data_hash(dom_examples),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "system_prompt": system_prompt,
-            "max_new_tokens": max_new_tokens,
-            "metrics": {k: v for k, v in report["domains"][domain].items() if k not in ("h_neurons", "families")},
-            "families_summary": report["domains"][domain]["families"].get("summary"),
-            "merger": f["merger"],
-            "probe_fit": probe_fit.describe(),
-            "thresholds": f["thresholds"].to_dict(),
-            "thresholds_fitted_on": f["thresholds_fitted_on"],
+        CalibratedDomain.create(
+            f["probe"], name=domain, settings=settings, fingerprints=gen.fingerprints,
+            merger=f["merger"],
+            thresholds=f["thresholds"],
+            thresholds_fitted_on=f["thresholds_fitted_on"],
             # Answers whose probe-feature distance exceeds this go to review (hguard.ood).
-            "ood": f.get("ood"),
+            ood=f.get("ood"),
             # Out-of-fold merged risks and labels of the training split, so that a policy with another
             # target or confidence gets thresholds fitted for it at load time, without recalibrating.
-            "calibration_scores": {"risk": [float(x) for x in f["oof_merged"]], "hallucinated": [int(v) for v in f["oof_y"]]},
-            "random_baseline": f["random_baseline"],
-            "split": report["split"],
+            calibration_scores={"risk": f["oof_merged"], "hallucinated": f["oof_y"]},
+            random_baseline=f["random_baseline"],
             # For choosing a domain when none is given: nearest calibration questions.
-            "router_questions": questions[:: max(1, len(questions) // 120)][:120],
-        }
-        f["probe"].save(out / f"{domain}.json", metadata=meta, key=key)
+            router_questions=tuple(questions[:: max(1, len(questions) // 120)][:120]),
+            extra={
+                "model": lm.name,
+                "data_hash": data_hash(dom_examples),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "metrics": {k: v for k, v in report["domains"][domain].items() if k not in ("h_neurons", "families")},
+                "families_summary": report["domains"][domain]["families"].get("summary"),
+                "probe_fit": probe_fit.describe(),
+                "split": report["split"],
+            },
+        ).save(out / f"{domain}.json", key=key)
     report["timing"]["total_seconds"] = time.perf_counter() - t_start
     report["timing"]["per_domain_seconds"] = {
         d: report["timing"]["total_seconds"] * by_domain[d].sum() / len(col.rows) for d in fitted
@@ -558,16 +560,17 @@ def ood_rates(fitted: dict, col: Collected, by_domain: dict, test_mask: np.ndarr
 # ----------------------------------------------------------------------------------- evaluation
 
 
-def load_probe_dir(probes_dir: str | os.PathLike, expect: dict | None = None) -> dict[str, tuple[Any, dict]]:
+def load_probe_dir(probes_dir: str | os.PathLike, expect: dict | None = None) -> dict[str, Any]:
+    """The calibrated domains (:class:`hguard.domain.CalibratedDomain`) in a probe folder, by name."""
+    from ..domain import CalibratedDomain
     from ..errors import ProbeError
-    from ..probe import HNeuronProbe
 
     d = Path(probes_dir)
     files = sorted(p for p in d.glob("*.json") if p.name not in ("report.json",))
     out = {}
     for p in files:
-        probe, meta = HNeuronProbe.load(p, expect=expect)
-        out[meta.get("domain", p.stem)] = (probe, meta)
+        cd = CalibratedDomain.load(p, expect=expect)
+        out[cd.name] = cd
     if not out:
         raise ProbeError(f"no probe files (*.json) in {str(d)!r}; run `hguard calibrate --data FILE --out {d}` first")
     return out
@@ -590,17 +593,12 @@ def evaluate(
     if limit:
         examples = examples[:limit]
     lm = _load_lm(model, lm)
-    any_meta = None
     probes = load_probe_dir(probes_dir)
-    for _, (_, meta) in probes.items():
-        any_meta = meta
-        break
-    gen = Generator(
-        lm,
-        system_prompt=any_meta.get("system_prompt") if any_meta else DEFAULT_SYSTEM_PROMPT,
-        max_new_tokens=int(any_meta.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)) if any_meta else DEFAULT_MAX_NEW_TOKENS,
-    )
-    from ..probe import check_fingerprints
+    first = next(iter(probes.values()))
+    # answer as the probes' calibration did (older files without settings: the calibration defaults)
+    settings = first.generation.replace(prompt_mode="closed_book") if first.generation else GenerationSettings(
+        max_new_tokens=DEFAULT_MAX_NEW_TOKENS, system_prompt=DEFAULT_SYSTEM_PROMPT)
+    gen = Generator(lm, settings=settings)
 
     result: dict[str, Any] = {"model": lm.name, "domains": {}, "skipped": {}}
     by_domain: dict[str, list[Example]] = {}
@@ -610,9 +608,10 @@ def evaluate(
         if domain not in probes:
             result["skipped"][domain] = f"no probe for domain {domain!r} in {str(probes_dir)!r}"
             continue
-        probe, meta = probes[domain]
-        problems = check_fingerprints(meta, gen.fingerprints)
-        rb = meta["random_baseline"]
+        cd = probes[domain]
+        probe = cd.probe
+        problems = cd.check_fingerprints(gen.fingerprints)
+        rb = cd.random_baseline
         idx = [int(i) for i in probe.feature_indices_]
         ridx = [int(i) for i in rb["feature_indices"]]
         union = sorted(set(idx) | set(ridx))
@@ -630,7 +629,7 @@ def evaluate(
         logit = probe.decision_function_subset(V[:, [pos[i] for i in idx]], lengths=lengths) if len(rows_k) else np.zeros(0)
         scores = {
             "probe": sigmoid_array(logit),
-            "merged": apply_merger(meta["merger"], merger_features(rows_k, logit)) if len(rows_k) else np.zeros(0),
+            "merged": apply_merger(cd.merger, merger_features(rows_k, logit)) if len(rows_k) else np.zeros(0),
             "random_neurons": random_baseline_score(rb, V[:, [pos[i] for i in ridx]], lengths) if len(rows_k) else np.zeros(0),
         }
         for name, f in BASELINES.items():
@@ -645,17 +644,17 @@ def evaluate(
             "auroc_ci95": auroc_ci(y, scores),
             "n_h_neurons": len(probe.h_neurons_),
             "fingerprint_problems": problems,
-            "probe_id": meta.get("probe_id") or getattr(probe, "probe_id_", None),
+            "probe_id": cd.probe_id,
         }
         from ..ood import feature_distance
         from .families import family_of, figures_by_family
 
-        th, ood = meta.get("thresholds") or {}, meta.get("ood") or {}
+        th = cd.thresholds
         result["domains"][domain]["families"] = figures_by_family(
             [family_of(e) for e in exs], [r["label"] for r in rows], scores,
-            accept_below=th.get("accept_below"), target=th.get("target"),
+            accept_below=th.accept_below if th else None, target=th.target if th else None,
             distance=feature_distance(probe, V[:, [pos[i] for i in idx]]) if len(rows_k) else np.zeros(0),
-            ood_threshold=ood.get("threshold"),
+            ood_threshold=cd.ood["threshold"] if cd.ood else None,
         )
     return result
 

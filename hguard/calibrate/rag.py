@@ -401,12 +401,12 @@ def _reference_rag_sets() -> dict:
     return build_rag_sets()
 
 
-def _setup(model: str, lm, system_prompt, max_new_tokens):
+def _setup(model: str, lm, settings):
     from ..generation import Generator
     from ..models import load_model
 
     lm = lm or load_model(model or "default")
-    return lm, Generator(lm, system_prompt=system_prompt, max_new_tokens=max_new_tokens)
+    return lm, Generator(lm, settings=settings)
 
 
 def calibrate_rag(
@@ -434,6 +434,7 @@ def calibrate_rag(
 
     ``screen_top`` / ``fit_memory_gb``: as for :func:`hguard.calibrate.pipeline.calibrate`, the probes
     fitted from the shards on the top K features (recorded as ``probe_fit``)."""
+    from ..domain import CalibratedDomain
     from ..generation import RAG
     from ..neurons import find_ffn_sites
 
@@ -447,7 +448,10 @@ def calibrate_rag(
     if missing:
         raise DataError(f"{len(missing)} rows have no context (first: {missing[0]!r}); RAG calibration needs a passage per row")
     t_start = time.perf_counter()
-    lm, gen = _setup(model, lm, system_prompt, max_new_tokens)
+    from ..settings import GenerationSettings
+
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, system_prompt=system_prompt, prompt_mode=RAG)
+    lm, gen = _setup(model, lm, settings)
     sites = find_ffn_sites(lm.model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -484,18 +488,16 @@ def calibrate_rag(
         report["domains"][domain] = m
         dom_ex = [e for e in examples if e.domain == domain]
         questions = [e.question for e in dom_ex if (e.meta or {}).get("condition") == "supporting"] or [e.question for e in dom_ex]
-        meta = {
-            **fingerprints, "model": lm.name, "domain": domain, "data_hash": data_hash(dom_ex),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "system_prompt": system_prompt, "max_new_tokens": max_new_tokens,
-            "metrics": {k: v for k, v in m.items() if k not in ("datasets",)},
-            "merger": f["merger"], "thresholds": f["thresholds"].to_dict(), "probe_fit": probe_fit.describe(),
-            "calibration_scores": {"risk": [float(x) for x in f["oof_merged"]], "hallucinated": [int(v) for v in f["oof_y"]]},
-            "knowledge_conflict": {"detector": conflict["detector"], "threshold": conflict["threshold"]} if conflict.get("detector") else None,
-            "split": report["split"],
-            "router_questions": questions[:: max(1, len(questions) // 120)][:120],
-        }
-        f["probe"].save(out / f"{domain}.rag.json", metadata=meta)
+        CalibratedDomain.create(
+            f["probe"], name=domain, settings=settings, fingerprints=fingerprints,
+            merger=f["merger"], thresholds=f["thresholds"],
+            calibration_scores={"risk": f["oof_merged"], "hallucinated": f["oof_y"]},
+            knowledge_conflict={"detector": conflict["detector"], "threshold": conflict["threshold"]} if conflict.get("detector") else None,
+            router_questions=tuple(questions[:: max(1, len(questions) // 120)][:120]),
+            extra={"model": lm.name, "data_hash": data_hash(dom_ex), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                   "metrics": {k: v for k, v in m.items() if k not in ("datasets",)}, "split": report["split"],
+                   "probe_fit": probe_fit.describe()},
+        ).save(out / f"{domain}.rag.json")
     report["timing"] = {"total_seconds": time.perf_counter() - t_start, "n_answers": len(rows)}
     rdir = Path(report_dir) if report_dir else out / "rag-report"
     write_rag_report(report, rdir)
@@ -598,16 +600,20 @@ def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, 
                  collected_only: bool = False) -> dict:
     """Score the held-out passages of the bundled RAG sets with the RAG probes in ``probes_dir``
     (answers collected in ``work_dir``, reused when already there); JSON-able, per domain and condition."""
-    from ..probe import HNeuronProbe, check_fingerprints
+    from ..domain import CalibratedDomain
     from ..generation import RAG
+    from ..settings import GenerationSettings
+
     probes = {}
     for p in sorted(Path(probes_dir).glob("*.rag.json")):
-        probe, meta = HNeuronProbe.load(p)
-        probes[meta["domain"]] = (probe, meta)
+        cd = CalibratedDomain.load(p)
+        probes[cd.name] = cd
     if not probes:
         raise DataError(f"no RAG probe files (*.rag.json) in {str(probes_dir)!r}; run `hguard calibrate-rag` first")
-    any_meta = next(iter(probes.values()))[1]
-    lm, gen = _setup(model, lm, any_meta.get("system_prompt"), int(any_meta.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)))
+    first = next(iter(probes.values()))
+    # answer as the calibration did (older files without settings: the calibration defaults)
+    settings = first.generation or GenerationSettings(max_new_tokens=DEFAULT_MAX_NEW_TOKENS, prompt_mode=RAG)
+    lm, gen = _setup(model, lm, settings)
     examples = [e for rows in _reference_rag_sets().values() for e in rows if e.domain in probes]
     if collected_only:
         examples = _collected(examples, Path(work_dir))
@@ -615,14 +621,12 @@ def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, 
     rows = add_rag_signals(gen, col, examples, work_dir, progress=progress)
     test = split_groups(rows, test_fraction, seed)
     result: dict[str, Any] = {"model": lm.name, "prompt_mode": RAG, "held_out": "passages on the test side of the split", "domains": {}}
-    for domain, (probe, meta) in probes.items():
-        from ..policy import Thresholds
-
+    for domain, cd in probes.items():
         idx = np.flatnonzero(np.array([r["domain"] == domain for r in rows]) & test)
-        fitted = {"probe": probe, "merger": meta["merger"], "thresholds": Thresholds.from_dict(meta["thresholds"])}
-        det = meta.get("knowledge_conflict") or {}
+        fitted = {"probe": cd.probe, "merger": cd.merger, "thresholds": cd.thresholds}
+        det = cd.knowledge_conflict or {}
         m = rag_report(fitted, [rows[i] for i in idx], col.features[idx], det)
-        m["fingerprint_problems"] = check_fingerprints(meta, gen.mode_fingerprints(RAG))
-        m["probe_id"] = meta.get("probe_id") or getattr(probe, "probe_id_", None)
+        m["fingerprint_problems"] = cd.check_fingerprints(gen.mode_fingerprints(RAG))
+        m["probe_id"] = cd.probe_id
         result["domains"][domain] = m
     return result

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ..errors import HGuardError, InputError
+from ..settings import CALIBRATION_MAX_NEW_TOKENS
 
 def _dump(obj) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False, default=float)
@@ -244,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="folder for the probes and the report")
     c.add_argument("--domain", action="append", help="only these domains (repeatable)")
     c.add_argument("--model", default="default")
-    c.add_argument("--max-new-tokens", type=int, default=32)
+    c.add_argument("--max-new-tokens", type=int, default=CALIBRATION_MAX_NEW_TOKENS)
     c.add_argument("--test-fraction", type=float, default=0.3)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--target", type=float, default=0.10, help="hallucination rate allowed among accepted answers (default 0.10)")

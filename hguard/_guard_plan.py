@@ -1,0 +1,119 @@
+"""Each domain's plan, built once when the guard loads its probes.
+
+A plan says which calibration scores a request without context and which one a request with context
+(the domain's RAG calibration, or its closed-book one where the policy allows it), the thresholds each
+routes by (fitted for the policy's own target and confidence on the calibration scores the file
+carries, with the policy's fixed thresholds over them), and whether the guard's generation settings
+are the ones the calibration certifies. Nothing is fitted per request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .domain import CalibratedDomain
+from .errors import ProbeError
+from .policy import Thresholds, effective_thresholds
+from .settings import CLOSED_BOOK, RAG, GenerationSettings
+
+
+@dataclass(frozen=True)
+class Route:
+    """What scores one kind of request (with context or not) in one domain."""
+
+    domain: CalibratedDomain | None  # None: no calibration can score it (``problem`` says why, if anything)
+    thresholds: Thresholds | None = None  # fitted for the policy, with its fixed thresholds applied
+    fitted: Thresholds | None = None  # fitted for the policy (or stored), before the policy's fixed ones
+    problem: str | None = None  # why no calibration scores it, or why a closed-book one does
+    generation_problem: str | None = None  # the policy's generation settings against the calibration's
+
+
+@dataclass(frozen=True)
+class DomainPlan:
+    """One domain's closed-book and RAG calibrations and how each kind of request is scored."""
+
+    name: str
+    closed_book: CalibratedDomain | None
+    rag: CalibratedDomain | None
+    without_context: Route
+    with_context: Route
+
+    def route(self, rag: bool) -> Route:
+        return self.with_context if rag else self.without_context
+
+
+def _route(cd: CalibratedDomain, dp, settings: GenerationSettings, problem: str | None = None) -> Route:
+    fitted = cd.fit_thresholds(dp)
+    thresholds = effective_thresholds(dp, fitted) if dp is not None else fitted
+    return Route(cd, thresholds, fitted, problem, cd.generation_problem(settings))
+
+
+def build_plan(name: str, closed_book: CalibratedDomain | None, rag: CalibratedDomain | None, policy,
+               settings: GenerationSettings) -> DomainPlan:
+    """The plan of domain ``name`` under ``policy`` for a guard generating with ``settings``."""
+    dp = policy.domain(name)
+    without = Route(None)
+    if closed_book is not None:
+        without = _route(closed_book, dp, settings)
+    elif rag is not None:
+        without = Route(None, problem=(
+            f"domain {name!r} is calibrated for requests with context only; pass the retrieved passages "
+            f"or calibrate the domain closed-book"
+        ))
+    with_ctx = Route(None)
+    if rag is not None:
+        with_ctx = _route(rag, dp, settings)
+    elif closed_book is not None:
+        if dp is not None and dp.context_with_closed_book_probe == "allow":
+            with_ctx = without
+        else:
+            with_ctx = Route(None, problem=(
+                f"domain {name!r} is calibrated closed-book only, and a request with context needs a RAG "
+                f"calibration; calibrate it with `hguard calibrate-rag`, or set context_with_closed_book_probe "
+                f"= \"allow\" in the policy to score it with the closed-book probe"
+            ))
+    return DomainPlan(name, closed_book, rag, without, with_ctx)
+
+
+def read_probe_folder(folder: Path, signing: Mapping[str, Any]) -> tuple[dict[tuple[str, str], CalibratedDomain], dict[str, str]]:
+    """Every calibrated domain in ``folder`` by (name, prompt mode), and why each unreadable file or
+    contested domain is left out (by domain, or by file stem when the file names none)."""
+    errors: dict[str, str] = {}
+    if not folder.is_dir():
+        errors["*"] = f"probe folder {str(folder)!r} does not exist; point the policy's probes at the folder `hguard calibrate --out` wrote"
+        return {}, errors
+    root = folder.resolve()
+    claims: dict[tuple[str, str], list[Path]] = {}
+    loaded: dict[tuple[str, str], CalibratedDomain] = {}
+    for p in sorted(folder.glob("*.json")):
+        if p.name == "report.json":
+            continue
+        try:
+            target = p.resolve()
+            if target.parent != root:
+                raise ProbeError(
+                    f"probe file {str(p)!r} links to {str(target)!r}, outside the probe folder; "
+                    "copy the probe into the folder instead of linking it"
+                )
+            cd = CalibratedDomain.load(target, **signing)
+        except Exception as exc:  # one bad file disables its domain, not the guard
+            reason = str(exc) if isinstance(exc, ProbeError) else f"probe file {str(p)!r} cannot be loaded: {type(exc).__name__}: {exc}"
+            errors[p.stem] = reason
+            continue
+        # a domain may hold one closed-book and one RAG probe: a claim is a domain in a prompt mode
+        key = (cd.name or p.stem, cd.prompt_mode)
+        claims.setdefault(key, []).append(p)
+        loaded[key] = cd
+    for (name, mode), files in claims.items():
+        if len(files) > 1:
+            errors[name] = (
+                f"probe files {', '.join(repr(str(f)) for f in files)} all claim domain {name!r} "
+                f"({mode.replace('_', '-')}); remove all but one of them from the probe folder"
+            )
+            loaded.pop((name, mode))
+    return loaded, errors
+
+
+__all__ = ["CLOSED_BOOK", "RAG", "DomainPlan", "Route", "build_plan", "read_probe_folder"]

@@ -1,0 +1,107 @@
+"""What the guard writes about each answer: the audit record, the review queue item, the seeded
+spot-check of accepted answers, and the record of a request that failed before a decision."""
+
+from __future__ import annotations
+
+import time
+
+from ._guard_result import GuardResult
+from .policy import ACCEPT, REVIEW
+
+
+class _Recording:
+    """The guard's writes (mixed into :class:`hguard.guard.Guard`); a failed write reaches the caller."""
+
+    def record_failure(self, question, exc: BaseException, *, context=None, domain=None, source: str = "api") -> str | None:
+        """Write a request that failed before a decision (bad input, a generation or audit error) to the
+        audit log as an ``error`` record; returns its id, or None without a log or when writing fails too
+        (the caller is already handling the original error)."""
+        if self.audit is None:
+            return None
+
+        def text(v):
+            return v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else repr(v)
+
+        record = {
+            "source": source,
+            "error": f"{type(exc).__name__}: {exc}",
+            "question": text(question),
+            "context": None if context is None else text(context if isinstance(context, str) else repr(context)),
+            "domain": domain if isinstance(domain, str) else None,
+            "model": self.lm.name,
+            "model_fingerprint": self.lm.fingerprint,
+        }
+        try:
+            return self.audit.append(record, kind="error").id
+        except Exception:
+            return None
+
+    def _record(self, result: GuardResult, fingerprints: dict | None = None) -> None:
+        record = {
+            "request_id": result.request_id,
+            "policy_id": self._policy_id,
+            "domain": result.domain,
+            "domain_choice": result.domain_choice,
+            "model": self.lm.name,
+            "model_fingerprint": self.lm.fingerprint,
+            "fingerprints": fingerprints or self.generator.fingerprints,  # the call's own when it had history or a system prompt
+            "probe_id": result.probe_id,
+            "thresholds": result.thresholds,
+            "signals": result.signals,
+            "risk": result.risk,
+            "route": result.route,
+            "reasons": result.reasons,
+            "steering": result.steering,
+            "question": result.question,
+            "answer": result.answer,
+            "context": result.context,
+        }
+        if self.audit is not None:
+            receipt = self.audit.append(record, kind="decision")
+            result.audit_id = receipt.id
+            result.audit_hash = receipt.hash
+        else:
+            result.audit_id = result.request_id
+        spot = self._spot_check(result) if result.route == ACCEPT else None
+        if (result.route == REVIEW or spot) and self.review_queue is not None:
+            self.review_queue.enqueue(
+                {
+                    "spot_check": bool(spot),
+                    "audit_id": result.audit_id,
+                    "question": result.question,
+                    "context": result.context,
+                    "answer": result.answer,
+                    "domain": result.domain,
+                    "risk": result.risk,
+                    "signals": result.signals,
+                    "reasons": ([f"spot-check of an accepted answer: {spot['selected_because']}"] if spot else [])
+                    + result.reasons,
+                    "model_fingerprint": self.lm.fingerprint,
+                    "probe_id": result.probe_id,
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
+            )
+
+    def _spot_check(self, result: GuardResult) -> dict | None:
+        """The seeded spot-check selection of one accepted answer (see hguard.monitor); recorded when selected."""
+        from .monitor import SPOT, spot_check_decision
+
+        if result.domain is None:
+            return None
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        with self._spot_lock:
+            taken = self._spot_days.get((result.domain, day), 0)
+            spot = spot_check_decision(self.policy, result.domain, result.audit_id, taken)
+            if spot is None:
+                return None
+            self._spot_days[(result.domain, day)] = taken + 1
+        if self.audit is not None:
+            self.audit.append({**spot, "request_id": result.request_id}, kind=SPOT)
+        return spot
+
+
+def _open_queue(path, audit):
+    from .review.queue import ReviewQueue
+
+    # verdicts given later through this queue land in the same audit chain as the decisions
+    return ReviewQueue(path, audit=audit)

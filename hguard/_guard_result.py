@@ -1,0 +1,92 @@
+"""What the guard returns for one answer, and the checks of a request's text."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import InputError
+from .policy import ABSTAIN, ACCEPT
+
+REVIEW_MARK = "[needs review] "
+
+
+@dataclass
+class GuardResult:
+    """What the guard decided about one answer."""
+
+    question: str
+    answer: str  # the model's answer, whatever the route
+    route: str  # "accept" | "abstain" | "review"
+    risk: float | None
+    signals: dict[str, float | None]
+    reasons: list[str]
+    domain: str | None
+    audit_id: str
+    request_id: str
+    abstain_message: str
+    domain_choice: dict = field(default_factory=dict)
+    thresholds: dict | None = None
+    probe_id: str | None = None
+    steering: dict | None = None
+    context: str | None = None
+    seconds: float = 0.0
+    audit_hash: str | None = None  # the audit record's hash: keep it elsewhere to detect a cut-off log
+
+    @property
+    def display_text(self) -> str:
+        """What an end user should see: the answer, the abstain message, or the answer marked for review."""
+        if self.route == ACCEPT:
+            return self.answer
+        if self.route == ABSTAIN:
+            return self.abstain_message
+        return REVIEW_MARK + self.answer
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["display_text"] = self.display_text
+        return d
+
+
+def _join_context(context) -> str | None:
+    if context is None:
+        return None
+    if isinstance(context, str):
+        return context
+    if isinstance(context, (list, tuple)) and all(isinstance(c, str) for c in context):
+        return "\n\n".join(context)
+    raise InputError(
+        f"context must be a string or a list of strings (retrieved passages), got {type(context).__name__}; "
+        f"pass the passages' text"
+    )
+
+
+def _check_text(name: str, value) -> None:
+    if not isinstance(value, str):
+        raise InputError(f"{name} must be a string, got {type(value).__name__}; pass text")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates: undecodable bytes from argv or a bad decode
+        raise InputError(
+            f"{name} is not valid text: character {exc.start} is {value[exc.start]!r}, a byte that was not UTF-8; "
+            f"pass UTF-8 text (re-encode the input)"
+        ) from None
+
+
+def context_given(context: str | None) -> bool:
+    """Whether a request carries context to ground on (then a grounding value must exist)."""
+    return context is not None and bool(context.strip())
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _finite_or_none(x) -> float | None:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None

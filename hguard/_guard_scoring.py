@@ -1,0 +1,246 @@
+"""Scoring one guarded answer: confidence, grounding, the domain's probe and merger, the calibration
+checks (fingerprints, generation settings, out-of-distribution, knowledge conflict), then the decision.
+Whatever goes wrong while scoring becomes a reason and a ``review`` route, never an accept."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from typing import Mapping
+
+import numpy as np
+
+from ._guard_plan import Route
+from ._guard_result import GuardResult, _finite_or_none, _shown, context_given
+from ._numerics import sigmoid
+from .generation import CLOSED_BOOK, RAG, Generation
+from .policy import CLOSED_BOOK_GROUNDING_WEIGHT, Decision, Thresholds, apply_grounding, decide, merge_risk
+
+
+class _Scoring:
+    """The guard's scoring steps (mixed into :class:`hguard.guard.Guard`)."""
+
+    def _score(self, g: Generation, domain: str | None, route: Route | None, problems: list[str]) -> tuple[dict, float | None, Thresholds | None, list[str]]:
+        signals: dict[str, float | None] = {}
+        for k, v in g.confidence.items():
+            signals[k] = _finite_or_none(v)
+            if signals[k] is None:  # None in the record; the reason says what the value was
+                problems.append(f"confidence signal {k!r} is {_shown(v)}, not a finite number")
+        signals["log_length"] = math.log1p(signals["length"]) if signals.get("length") is not None else None
+        fingerprint_problems: list[str] = []
+        risk = None
+        thresholds = None
+        dp = self.policy.domain(domain) if domain else None
+        if context_given(g.context):
+            try:
+                scored = self.grounding.score(g.question, g.text, g.context)
+                if not isinstance(scored, Mapping):
+                    raise TypeError(f"the grounding scorer returned {type(scored).__name__}, not a mapping of signals")
+                for k, v in scored.items():
+                    signals[k] = _finite_or_none(v)
+                    if signals[k] is None:
+                        problems.append(f"grounding signal {k!r} is {_shown(v)}, not a finite number")
+                if "grounding" not in scored:
+                    problems.append("grounding returned no 'grounding' support value for an answer given with context")
+            except Exception as exc:  # fail closed: the reason travels with the decision
+                problems.append(f"grounding failed: {type(exc).__name__}: {exc}")
+        notes: list[str] = g.extra.setdefault("notes", [])
+        cd = route.domain if route is not None else None
+        if domain is not None and cd is None and route is not None and route.problem:
+            problems.append(route.problem)
+        elif domain is not None and cd is None:
+            why = self.probe_errors.get(domain) or self.probe_errors.get("*")
+            problems.append(
+                f"domain {domain!r} has no calibrated probe"
+                + (f" ({why})" if why else "")
+                + f"; calibrate it with `hguard calibrate --data FILE.jsonl --out DIR --domain {domain}` "
+                "and point the policy's probes at DIR, or route it by policy"
+            )
+        if cd is not None:
+            probe, probe_mode = cd.probe, cd.prompt_mode
+            expected = g.extra.get("fingerprints") or self.generator.fingerprints  # the call's own (history, system)
+            if probe_mode == RAG:
+                from .generation import prompt_fingerprints
+
+                expected = {**expected, **prompt_fingerprints(RAG)}
+            fingerprint_problems = cd.check_fingerprints(expected)
+            self._generation_check(cd, route, g, dp, problems, notes)
+            try:
+                if g.cett is None or not np.all(np.isfinite(g.cett)):
+                    raise ValueError("neuron contributions are missing or not finite")
+                if not g.token_ids:
+                    raise ValueError("the answer is empty")
+                logit = float(probe.decision_function_subset(g.cett[None, :], lengths=[g.confidence["length"]])[0])
+                if not math.isfinite(logit):
+                    raise ValueError(f"the probe's logit is {logit!r}, not a finite number")
+                signals["neuron_logit"] = logit
+                signals["neuron_risk"] = sigmoid(logit)
+                if cd.ood:
+                    from .ood import feature_distance, ood_problem
+
+                    signals["ood_distance"] = _finite_or_none(feature_distance(probe, g.cett[None, :])[0])
+                    signals["ood_threshold"] = float(cd.ood["threshold"])
+                    far = ood_problem(signals["ood_distance"], cd.ood)
+                    if far and dp is not None and dp.out_of_distribution == "warn":
+                        notes.append(f"warning: {far} (out_of_distribution = 'warn')")
+                    elif far:
+                        problems.append(far)
+                if probe_mode == RAG:
+                    from .signals.conflict import closed_book_scores
+
+                    signals.update(closed_book_scores(self.generator, [g.question], [g.text], [g.confidence["mean_logprob"]])[0])
+                merger = cd.merger
+                base = merge_risk(signals, merger) if merger else signals["neuron_risk"]
+                support = signals.get("grounding")
+                if g.context is not None and support is None:
+                    raise ValueError("the grounding support of an answer given with context could not be computed")
+                override = dp.grounding_weight if dp is not None else None
+                if g.context is not None and probe_mode == CLOSED_BOOK:
+                    weight = override if override is not None else CLOSED_BOOK_GROUNDING_WEIGHT
+                    risk = apply_grounding(base, support, weight)
+                    notes.append(
+                        f"a closed-book probe scores this request with context (context_with_closed_book_probe = "
+                        f"'allow'): grounding_weight {weight} applied by hand, no RAG calibration guarantee"
+                    )
+                elif g.context is not None and override is not None:
+                    risk = apply_grounding(base, support, override)
+                    notes.append(f"manual grounding_weight override {override} in force on top of the calibrated RAG risk")
+                else:
+                    risk = base
+                signals["merged_risk_before_grounding"] = base
+                if probe_mode == RAG and cd.knowledge_conflict:
+                    self._knowledge_conflict(signals, cd.knowledge_conflict, dp, problems, notes)
+                thresholds = route.thresholds  # fitted when the guard loaded the domain
+            except Exception as exc:
+                problems.append(f"scoring failed: {type(exc).__name__}: {exc}")
+                risk = None
+        return signals, risk, thresholds, fingerprint_problems
+
+    def _generation_check(self, cd, route: Route, g: Generation, dp, problems: list[str], notes: list[str]) -> None:
+        """Route the answer to review (or warn, per the domain's ``generation_mismatch``) when it was
+        generated under other settings than the domain's calibration certifies."""
+        n = g.extra.get("max_new_tokens")
+        if n is not None and n != self.generator.max_new_tokens:  # this call's own length limit
+            problem = cd.generation_problem(self.settings.replace(max_new_tokens=n))
+        else:
+            problem = route.generation_problem  # the policy's settings, checked when the guard loaded
+        if problem is None:
+            return
+        if dp is not None and dp.generation_mismatch == "warn":
+            notes.append(f"warning: {problem} (generation_mismatch = 'warn')")
+        else:
+            problems.append(f"{problem} (generation_mismatch = 'review')")
+
+    @staticmethod
+    def _knowledge_conflict(signals: dict, detector: Mapping, dp, problems: list[str], notes: list[str]) -> None:
+        """Flag an answer that follows the context against what the model holds without it, and route
+        it per the domain's ``knowledge_conflict`` policy (review by default, or trust the context)."""
+        from .signals.conflict import conflict_score
+
+        score = conflict_score(signals, detector["detector"])
+        signals["knowledge_conflict"] = score
+        if score < float(detector["threshold"]):
+            return
+        how = dp.knowledge_conflict if dp is not None else "review"
+        what = (
+            f"knowledge conflict: the answer follows the context against what the model holds without it "
+            f"(score {score:.3g} >= {float(detector['threshold']):.3g})"
+        )
+        if how == "trust_context":
+            notes.append(f"{what}; knowledge_conflict = 'trust_context': routed as scored")
+        else:
+            problems.append(f"{what}; knowledge_conflict = 'review' (untrusted retrieval)")
+
+    def _finish(self, g: Generation, domain, choice: dict, route: Route | None, steer_info, request_id, started, given=()) -> GuardResult:
+        problems: list[str] = list(given)
+        try:
+            signals, risk, thresholds, fp = self._score(g, domain, route, problems)
+        except Exception as exc:  # anything unforeseen still ends in review
+            signals, risk, thresholds, fp = dict(g.confidence), None, None, []
+            problems.append(f"scoring failed: {type(exc).__name__}: {exc}")
+        dp = self.policy.domain(domain) if domain else None
+        from .monitor import tightened_thresholds
+
+        thresholds, tightened = tightened_thresholds(self.monitor_state.get(domain), thresholds)
+        decision: Decision = decide(
+            risk,
+            domain_policy=dp,
+            thresholds=thresholds,
+            problems=problems,
+            grounding=signals.get("grounding"),
+            context_given=context_given(g.context),
+            fingerprint_problems=fp,
+            policy=self.policy,
+            domain=domain,
+            domain_chosen=domain is not None,
+        )
+        reasons = list(decision.reasons) + list(g.extra.get("notes") or [])
+        if tightened:
+            reasons.insert(0, tightened)
+        if g.extra.get("stopped_early"):
+            reasons.append("generation stopped early: the running risk passed the abstain threshold")
+        if not choice.get("given") and choice.get("reason"):
+            reasons.insert(0, choice["reason"])
+        abstain_message = (dp.abstain_message if dp is not None and dp.abstain_message else None) or self.policy.abstain_message
+        request_id = request_id or uuid.uuid4().hex
+        probe_id = route.domain.probe_id if route is not None and route.domain is not None else None
+        result = GuardResult(
+            question=g.question,
+            answer=g.text,
+            route=decision.route,
+            risk=_finite_or_none(decision.risk),
+            signals=signals,
+            reasons=reasons,
+            domain=domain,
+            audit_id="",
+            request_id=request_id,
+            abstain_message=abstain_message,
+            domain_choice=choice,
+            thresholds=decision.thresholds,
+            probe_id=probe_id,
+            steering=steer_info,
+            context=g.context,
+            seconds=time.perf_counter() - started,
+        )
+        self._record(result, g.extra.get("fingerprints"))
+        return result
+
+
+class _EarlyAbstain:
+    """A stopping criterion: ends a row once its running merged risk (probe on the tokens so far and
+    the confidence so far) reaches the domain's abstain threshold, after ``min_tokens`` tokens."""
+
+    def __init__(self, guard, domain: str | None, route: Route, min_tokens: int = 3):
+        import torch
+
+        self.guard, self.domain, self.min_tokens = guard, domain, min_tokens
+        self.probe, self.merger = route.domain.probe, route.domain.merger
+        t = route.thresholds
+        self.abstain_above = t.abstain_above if t is not None else None
+        self.stopped = torch.zeros(0, dtype=torch.bool)
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        bsz = input_ids.shape[0]
+        if self.stopped.numel() != bsz:
+            self.stopped = torch.zeros(bsz, dtype=torch.bool)
+        state = self.guard.generator.running
+        if state is None or self.abstain_above is None or self.abstain_above >= 1.0:
+            return self.stopped.clone()
+        counts = state.n_tokens()
+        cett = state.cett()
+        for row in range(bsz):
+            if self.stopped[row] or counts[row] < self.min_tokens:
+                continue
+            conf = state.confidence(row)
+            try:
+                logit = float(self.probe.decision_function_subset(cett[row : row + 1], lengths=[conf["length"]])[0])
+                signals = {**conf, "log_length": math.log1p(conf["length"]), "neuron_logit": logit}
+                risk = merge_risk(signals, self.merger) if self.merger else sigmoid(logit)
+            except Exception:
+                continue  # no early decision; the full answer is scored (and fails closed) as usual
+            if risk >= self.abstain_above:
+                self.stopped[row] = True
+        return self.stopped.clone()

@@ -1,0 +1,298 @@
+"""A calibrated domain: the probe with everything calibration decided for it, as one frozen object.
+
+A probe file holds the fitted probe and, under ``metadata``, the calibration's record: the domain's
+name, the fingerprints of the setup it was calibrated under, the generation settings its answers were
+generated with, the risk merger, the thresholds and what they were fitted on, the out-of-fold
+calibration scores, the router questions, and the out-of-distribution and knowledge-conflict checks.
+:class:`CalibratedDomain` is the one reader and writer of that record: the guard, the calibration
+writers and the evaluations go through it, and nothing else reads metadata keys.
+
+Files written before generation settings were fingerprinted carry ``max_new_tokens`` and
+``system_prompt`` as plain keys; their settings are read from those (greedy decoding, the only one
+calibration uses), and a file without them has unknown settings (``generation`` is None).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
+
+from .errors import InputError, ProbeError
+from .settings import CLOSED_BOOK, PROMPT_MODES, RAG, GenerationSettings
+
+FINGERPRINT_KEYS = (
+    "model_fingerprint", "chat_template_fingerprint", "system_prompt_fingerprint", "context_prompt_fingerprint",
+)
+# Keys the typed fields own; every other metadata key travels unchanged in ``extra``.
+_OWN = {
+    "domain", "prompt_mode", "generation", "generation_fingerprint", "system_prompt", "max_new_tokens", "merger",
+    "thresholds", "thresholds_fitted_on", "calibration_scores", "router_questions", "ood", "knowledge_conflict",
+    "random_baseline", *FINGERPRINT_KEYS,
+}
+
+
+def _frozen(value):
+    """A read-only copy: mappings become mapping proxies, lists tuples."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _thawed(value):
+    """Plain JSON types again (dicts and lists) from :func:`_frozen`'s copy."""
+    if isinstance(value, Mapping):
+        return {k: _thawed(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_thawed(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class CalibrationScores:
+    """Out-of-fold merged risks of the training answers and their labels (1 = hallucinated)."""
+
+    risk: tuple[float, ...]
+    hallucinated: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, list]:
+        return {"risk": [float(x) for x in self.risk], "hallucinated": [int(v) for v in self.hallucinated]}
+
+
+@dataclass(frozen=True, eq=False)
+class CalibratedDomain:
+    """One domain's calibration in one prompt mode (closed-book or with context), read-only.
+
+    ``generation`` is None when the file records no generation settings; ``generation_recorded`` says
+    whether it carries them with their fingerprint (files written since) or as plain keys (older ones).
+    """
+
+    probe: Any
+    name: str | None = None
+    probe_id: str | None = None
+    prompt_mode: str = CLOSED_BOOK
+    generation: GenerationSettings | None = None
+    generation_recorded: bool = False
+    fingerprints: Mapping[str, str] = field(default_factory=dict)
+    merger: Mapping[str, Any] | None = None
+    thresholds: Any = None  # hguard.policy.Thresholds, or None when the file stores none
+    thresholds_fitted_on: Any = None
+    calibration_scores: CalibrationScores | None = None
+    router_questions: tuple[str, ...] = ()
+    ood: Mapping[str, Any] | None = None
+    knowledge_conflict: Mapping[str, Any] | None = None
+    random_baseline: Mapping[str, Any] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)  # the rest of the record (metrics, split, ...)
+
+    def __post_init__(self) -> None:
+        if self.prompt_mode not in PROMPT_MODES:
+            raise InputError(f"prompt mode must be {CLOSED_BOOK!r} or {RAG!r}, got {self.prompt_mode!r}")
+        for name in ("fingerprints", "merger", "ood", "knowledge_conflict", "random_baseline", "extra",
+                     "thresholds_fitted_on", "router_questions"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+
+    @property
+    def split(self) -> Mapping[str, Any] | None:
+        """How calibration split its questions into training and held-out (test fraction, seed, counts)."""
+        return self.extra.get("split")
+
+    @property
+    def data_hash(self) -> str | None:
+        """The hash of the calibration data of this domain."""
+        return self.extra.get("data_hash")
+
+    @property
+    def rag(self) -> bool:
+        """Whether this calibration is of answers given with context."""
+        return self.prompt_mode == RAG
+
+    # ------------------------------------------------------------------------------------ record
+
+    @classmethod
+    def from_metadata(cls, probe, metadata: Mapping[str, Any], *, name: str | None = None,
+                      probe_id: str | None = None, where: str = "probe metadata") -> "CalibratedDomain":
+        """Read a probe file's ``metadata`` record; ProbeError naming the entry when one is malformed.
+        ``name`` is used when the record names no domain (e.g. the file's stem)."""
+        from .policy import Thresholds
+
+        if not isinstance(metadata, Mapping):
+            raise ProbeError(f"{where} is a {type(metadata).__name__}, not an object; restore the file or recalibrate")
+        m = metadata
+
+        def bad(key: str, what: str):
+            raise ProbeError(f"{where}[{key!r}] is not {what} (found {m.get(key)!r:.60}); restore the file or recalibrate")
+
+        def mapping(key):
+            if m.get(key) is not None and not isinstance(m[key], Mapping):
+                bad(key, "an object")
+            return m.get(key)
+
+        domain = m.get("domain", name)
+        if domain is not None and not isinstance(domain, str):
+            bad("domain", "a string")
+        mode = m.get("prompt_mode", CLOSED_BOOK)  # a file that records no prompt mode is closed-book
+        if mode not in PROMPT_MODES:
+            bad("prompt_mode", f"{CLOSED_BOOK!r} or {RAG!r}")
+        generation, recorded = cls._read_generation(m, mode, where)
+        thresholds = None
+        if m.get("thresholds"):
+            thresholds = Thresholds.from_dict(m["thresholds"])
+        scores = None
+        cs = mapping("calibration_scores")
+        if cs and cs.get("risk"):
+            risk, y = cs.get("risk"), cs.get("hallucinated")
+            if not isinstance(risk, Sequence) or not isinstance(y, Sequence) or len(risk) != len(y):
+                bad("calibration_scores", "an object of equally long 'risk' and 'hallucinated' lists")
+            try:
+                scores = CalibrationScores(tuple(float(x) for x in risk), tuple(int(v) for v in y))
+            except (TypeError, ValueError):
+                bad("calibration_scores", "an object of numeric 'risk' and 0/1 'hallucinated' lists")
+        questions = m.get("router_questions") or []
+        if not isinstance(questions, Sequence) or not all(isinstance(q, str) for q in questions):
+            bad("router_questions", "a list of strings")
+        ood = mapping("ood")
+        if ood and not isinstance(ood.get("threshold"), (int, float)):
+            bad("ood", "an object with a numeric threshold")
+        kc = mapping("knowledge_conflict")
+        if kc and (not isinstance(kc.get("detector"), Mapping) or not isinstance(kc.get("threshold"), (int, float))):
+            bad("knowledge_conflict", "an object with a detector and a numeric threshold")
+        return cls(
+            probe=probe,
+            name=domain,
+            probe_id=probe_id or getattr(probe, "probe_id_", None),
+            prompt_mode=mode,
+            generation=generation,
+            generation_recorded=recorded,
+            fingerprints={k: m[k] for k in FINGERPRINT_KEYS if k in m},
+            merger=mapping("merger"),
+            thresholds=thresholds,
+            thresholds_fitted_on=m.get("thresholds_fitted_on"),
+            calibration_scores=scores,
+            router_questions=tuple(questions),
+            ood=ood or None,
+            knowledge_conflict=kc or None,
+            random_baseline=mapping("random_baseline"),
+            extra={k: v for k, v in m.items() if k not in _OWN},
+        )
+
+    @staticmethod
+    def _read_generation(m: Mapping[str, Any], mode: str, where: str) -> tuple[GenerationSettings | None, bool]:
+        if "generation" in m:
+            settings = GenerationSettings.from_dict(m["generation"], f"{where}['generation']")
+            if m.get("generation_fingerprint") != settings.fingerprint:
+                raise ProbeError(
+                    f"{where}: generation_fingerprint {m.get('generation_fingerprint')!r} does not match the recorded "
+                    f"settings ({settings.fingerprint!r}); the file is damaged: restore it or recalibrate"
+                )
+            if settings.prompt_mode != mode:
+                raise ProbeError(f"{where}: generation prompt mode {settings.prompt_mode!r} is not the file's {mode!r}; recalibrate")
+            return settings, True
+        n = m.get("max_new_tokens")
+        if n is None:
+            return None, False  # unknown: the policy's generation_mismatch decides
+        sp = m.get("system_prompt")
+        try:
+            return GenerationSettings(max_new_tokens=n, system_prompt=sp, prompt_mode=mode), False
+        except InputError as exc:
+            raise ProbeError(f"{where}: recorded generation settings are invalid ({exc}); restore the file or recalibrate") from None
+
+    def metadata(self) -> dict[str, Any]:
+        """The record as the probe file stores it (plain JSON types)."""
+        out: dict[str, Any] = dict(_thawed(self.extra))
+        out.update(_thawed(self.fingerprints))
+        if self.name is not None:
+            out["domain"] = self.name
+        out["prompt_mode"] = self.prompt_mode
+        if self.generation is not None:
+            out["system_prompt"] = self.generation.system_prompt
+            out["max_new_tokens"] = self.generation.max_new_tokens
+            out["generation"] = self.generation.to_dict()
+            out["generation_fingerprint"] = self.generation.fingerprint
+        for key in ("merger", "thresholds_fitted_on", "ood", "knowledge_conflict", "random_baseline"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = _thawed(value)
+        if self.thresholds is not None:
+            out["thresholds"] = self.thresholds.to_dict()
+        if self.calibration_scores is not None:
+            out["calibration_scores"] = self.calibration_scores.to_dict()
+        out["router_questions"] = list(self.router_questions)
+        return out
+
+    # -------------------------------------------------------------------------------------- files
+
+    @classmethod
+    def load(cls, path, *, expect: Mapping[str, Any] | None = None, key: bytes | None = None,
+             require_signature: bool = False) -> "CalibratedDomain":
+        """Read a probe file (see :meth:`hguard.probe.HNeuronProbe.load` for ``expect``, ``key`` and
+        ``require_signature``); a domain without a name in its record is named after the file."""
+        from .probe import HNeuronProbe
+
+        path = Path(path)
+        probe, metadata = HNeuronProbe.load(path, expect=expect, key=key, require_signature=require_signature)
+        stem = path.name[: -len(".rag.json")] if path.name.endswith(".rag.json") else path.stem
+        return cls.from_metadata(probe, metadata, name=stem, where=f"probe file {str(path)!r} metadata")
+
+    def save(self, path, *, key: bytes | None = None) -> "CalibratedDomain":
+        """Write the probe with this record to ``path`` (signed with ``key``); returns the domain with
+        the file's ``probe_id``."""
+        probe_id = self.probe.save(Path(path), metadata=self.metadata(), key=key)
+        return replace(self, probe_id=probe_id)
+
+    # ------------------------------------------------------------------------------------- checks
+
+    def check_fingerprints(self, expected: Mapping[str, Any]) -> list[str]:
+        """Differences between the setup this domain was calibrated under and ``expected``."""
+        from ._probe_file import check_fingerprints
+
+        return check_fingerprints({**self.fingerprints, "prompt_mode": self.prompt_mode}, expected)
+
+    def generation_problem(self, running: GenerationSettings) -> str | None:
+        """Why answers generated under ``running`` are not what this calibration certifies (None when
+        they are); the reason names the calibration's value and the running one."""
+        who = f"domain {self.name!r}" if self.name else "this domain"
+        if self.generation is None:
+            return (
+                f"generation settings unknown: {who}'s calibration records no max_new_tokens, this guard generates "
+                f"with max_new_tokens {running.max_new_tokens!r}; recalibrate the domain"
+            )
+        diffs = running.differences(self.generation)
+        if not diffs:
+            return None
+        return (
+            f"generation settings differ from {who}'s calibration: {'; '.join(diffs)}; set the policy's "
+            "[generation] to the calibration's settings or recalibrate the domain"
+        )
+
+    def fit_thresholds(self, domain_policy) -> Any:
+        """Thresholds for the policy's own target and confidence, fitted on the calibration scores this
+        domain carries; the stored thresholds when it carries none (or without a domain policy)."""
+        if domain_policy is not None and self.calibration_scores is not None:
+            from .policy import fit_thresholds
+
+            return fit_thresholds(
+                list(self.calibration_scores.risk), list(self.calibration_scores.hallucinated),
+                target=domain_policy.target_hallucination_rate, confidence=domain_policy.confidence,
+                abstain_precision=domain_policy.abstain_precision,
+            )
+        return self.thresholds
+
+    @classmethod
+    def create(cls, probe, *, name: str, settings: GenerationSettings, fingerprints: Mapping[str, str],
+               **fields) -> "CalibratedDomain":
+        """A new calibration's record (before it is saved): ``fingerprints`` of the setup (model, chat
+        template, system prompt, context prompt), ``settings`` the answers were generated with, and the
+        fitted objects as keyword arguments (``merger``, ``thresholds``, ``calibration_scores``, ...);
+        ``extra`` carries the rest of the record (metrics, split, data hash, ...)."""
+        scores = fields.pop("calibration_scores", None)
+        if scores is not None and not isinstance(scores, CalibrationScores):
+            scores = CalibrationScores(tuple(float(x) for x in scores["risk"]), tuple(int(v) for v in scores["hallucinated"]))
+        fps = {k: v for k, v in fingerprints.items() if k in FINGERPRINT_KEYS}
+        return cls(probe=probe, name=name, prompt_mode=settings.prompt_mode, generation=settings, generation_recorded=True,
+                   fingerprints=fps, calibration_scores=scores, **fields)
+
+
+__all__ = ["CalibratedDomain", "CalibrationScores", "FINGERPRINT_KEYS"]

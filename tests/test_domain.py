@@ -1,0 +1,221 @@
+"""The calibrated domain (one frozen record of a probe file's calibration), the generation settings it
+was calibrated under, and the guard's plan: round trip, read-only, older files, and answers generated
+under other settings than the calibration's (review with both values named, or a warning)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import FrozenInstanceError, replace
+
+import numpy as np
+import pytest
+
+from hguard._resources import DEFAULT_POLICY, REFERENCE_PROBES
+from hguard.domain import CalibratedDomain, CalibrationScores
+from hguard.errors import InputError, ProbeError
+from hguard.guard import Guard
+from hguard.policy import Policy, Thresholds, fit_thresholds, load_policy
+from hguard.probe import HNeuronProbe
+from hguard.settings import CLOSED_BOOK, RAG, GenerationSettings
+
+Q = "who is the author of the book ?"
+FPS = {"model_fingerprint": "m1", "chat_template_fingerprint": "t1", "system_prompt_fingerprint": "s1"}
+
+
+@pytest.fixture(scope="module")
+def small_probe():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2 * 10))
+    y = (X[:, 3] + 0.3 * rng.normal(size=60) > 0).astype(int)
+    return HNeuronProbe(Cs=3, cv=3, n_layers=2, length_control=False).fit(X, y)
+
+
+def _domain(probe, **kw) -> CalibratedDomain:
+    risk = [0.1] * 40 + [0.9] * 40
+    y = [0] * 40 + [1] * 40
+    fields = dict(
+        merger={"features": ["neuron_logit"], "mean": [0.0], "scale": [1.0], "coef": [1.0], "intercept": 0.0},
+        thresholds=fit_thresholds(risk, y, target=0.2, confidence=0.9),
+        thresholds_fitted_on="out-of-fold training scores",
+        calibration_scores={"risk": risk, "hallucinated": y},
+        router_questions=("where is paris ?", "who wrote it ?"),
+        ood={"threshold": 3.5, "quantile": 0.95, "fitted_on": "held-out families"},
+        extra={"model": "tiny", "data_hash": "abc", "split": {"test_fraction": 0.3, "seed": 0}},
+    )
+    fields.update(kw)
+    return CalibratedDomain.create(probe, name="capitals", settings=GenerationSettings(max_new_tokens=7, system_prompt="answer"),
+                                   fingerprints=FPS, **fields)
+
+
+# ------------------------------------------------------------------------------------ the object
+
+
+def test_round_trip_keeps_every_field(small_probe, tmp_path):
+    saved = _domain(small_probe).save(tmp_path / "capitals.json")
+    assert saved.probe_id and saved.probe_id == small_probe.probe_id_
+    back = CalibratedDomain.load(tmp_path / "capitals.json")
+    assert back.probe_id == saved.probe_id and back.name == "capitals" and back.prompt_mode == CLOSED_BOOK
+    assert back.generation == GenerationSettings(max_new_tokens=7, system_prompt="answer") and back.generation_recorded
+    assert dict(back.fingerprints) == FPS
+    assert back.thresholds == saved.thresholds and isinstance(back.thresholds, Thresholds)
+    assert back.calibration_scores == CalibrationScores(tuple([0.1] * 40 + [0.9] * 40), tuple([0] * 40 + [1] * 40))
+    assert back.router_questions == ("where is paris ?", "who wrote it ?")
+    assert back.ood["threshold"] == 3.5 and back.merger["coef"] == (1.0,)
+    assert back.split["seed"] == 0 and back.data_hash == "abc" and back.extra["model"] == "tiny"
+    assert back.metadata() == saved.metadata()
+    np.testing.assert_allclose(back.probe.weights_, small_probe.weights_)
+    meta = json.loads((tmp_path / "capitals.json").read_text())["metadata"]
+    assert meta["generation_fingerprint"] == GenerationSettings(max_new_tokens=7, system_prompt="answer").fingerprint
+    assert meta["max_new_tokens"] == 7 and meta["system_prompt"] == "answer"  # older readers still find them
+
+
+def test_the_domain_and_its_record_are_read_only(small_probe):
+    cd = _domain(small_probe)
+    with pytest.raises(FrozenInstanceError):
+        cd.thresholds = None  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        cd.merger["intercept"] = 5.0  # type: ignore[index]
+    with pytest.raises(TypeError):
+        cd.ood["threshold"] = 0.0  # type: ignore[index]
+    with pytest.raises(FrozenInstanceError):
+        cd.generation.max_new_tokens = 9  # type: ignore[union-attr,misc]
+    changed = replace(cd, ood={**cd.ood, "threshold": 1.0})  # a changed domain is a new object
+    assert changed.ood["threshold"] == 1.0 and cd.ood["threshold"] == 3.5
+
+
+def test_generation_fingerprint_covers_every_setting_and_bad_settings_are_refused():
+    base = GenerationSettings(max_new_tokens=32, system_prompt="answer")
+    prints = {base.fingerprint, base.replace(max_new_tokens=48).fingerprint, base.replace(system_prompt="x").fingerprint,
+              base.replace(prompt_mode=RAG).fingerprint, base.replace(do_sample=True).fingerprint,
+              base.replace(temperature=0.7).fingerprint}
+    assert len(prints) == 6 and GenerationSettings(max_new_tokens=32, system_prompt="answer").fingerprint == base.fingerprint
+    for bad, says in (({"max_new_tokens": 0}, "max_new_tokens"), ({"max_new_tokens": True}, "max_new_tokens"),
+                      ({"prompt_mode": "chat"}, "prompt mode"), ({"temperature": 0.0}, "temperature")):
+        with pytest.raises(InputError, match=says):
+            GenerationSettings(**bad)
+    assert base.differences(base.replace(max_new_tokens=48)) == ["max_new_tokens 48 at calibration, 32 here"]
+
+
+def test_a_record_whose_generation_fingerprint_does_not_match_is_refused(small_probe, tmp_path):
+    meta = _domain(small_probe).metadata()
+    meta["generation"]["max_new_tokens"] = 8  # edited without its fingerprint (the probe_id is recomputed by save)
+    small_probe.save(tmp_path / "p.json", metadata=meta)
+    with pytest.raises(ProbeError, match="generation_fingerprint"):
+        CalibratedDomain.load(tmp_path / "p.json")
+
+
+@pytest.mark.parametrize("name", ["geography", "chemistry", "literature", "general.rag", "policy.rag"])
+def test_the_shipped_probe_files_load_unchanged_with_settings_from_their_record(name):
+    path = REFERENCE_PROBES / f"{name}.json"
+    raw = json.loads(path.read_text())
+    cd = CalibratedDomain.load(path)
+    meta = raw["metadata"]
+    assert "generation_fingerprint" not in meta and not cd.generation_recorded  # written before the field
+    assert cd.probe_id == raw["probe_id"] and cd.name == meta["domain"]
+    assert cd.prompt_mode == (RAG if name.endswith(".rag") else CLOSED_BOOK)
+    assert cd.generation == GenerationSettings(max_new_tokens=meta["max_new_tokens"], system_prompt=meta["system_prompt"],
+                                               prompt_mode=cd.prompt_mode)
+    assert cd.thresholds.to_dict() == meta["thresholds"] and list(cd.router_questions) == meta["router_questions"]
+    assert list(cd.calibration_scores.risk) == meta["calibration_scores"]["risk"]
+    # the default policy generates as the shipped probes were calibrated: no mismatch to report
+    assert cd.generation_problem(GenerationSettings.from_policy(load_policy(DEFAULT_POLICY).generation)) is None
+
+
+def test_an_old_file_without_generation_settings_has_unknown_settings(small_probe, tmp_path):
+    meta = {k: v for k, v in _domain(small_probe).metadata().items()
+            if k not in ("generation", "generation_fingerprint", "max_new_tokens", "system_prompt")}
+    small_probe.save(tmp_path / "old.json", metadata=meta)
+    cd = CalibratedDomain.load(tmp_path / "old.json")
+    assert cd.generation is None and not cd.generation_recorded
+    why = cd.generation_problem(GenerationSettings(max_new_tokens=32))
+    assert "generation settings unknown" in why and "max_new_tokens 32" in why
+
+
+# ----------------------------------------------------------------------------------- the guard
+
+
+def _policy(probes, tmp_path, max_new_tokens=4, **alpha):
+    return Policy.model_validate({
+        "version": 1, "probes": str(probes),
+        "audit": {"path": str(tmp_path / "audit.jsonl")}, "review": {"queue": str(tmp_path / "queue.sqlite3")},
+        "generation": {"max_new_tokens": max_new_tokens, "system_prompt": "answer"},
+        "domains": {"alpha": {"accept_below": 1.0, "abstain_above": 1.0, **alpha}, "beta": {}},
+    })
+
+
+def test_the_guard_serves_calibrated_domains_with_plans_built_at_load(tiny_calibrated, tmp_path, monkeypatch):
+    lm, root = tiny_calibrated
+    g = Guard.from_policy(_policy(root / "probes", tmp_path), lm=lm)
+    cd = g.probes["alpha"]
+    assert isinstance(cd, CalibratedDomain) and cd.generation == GenerationSettings(max_new_tokens=4, system_prompt="answer")
+    plan = g.plan("alpha")
+    assert plan.without_context.domain is cd and plan.with_context.domain is None and plan.with_context.problem
+    assert plan.without_context.thresholds.accept_below == 1.0 and plan.without_context.generation_problem is None
+    # beta routes by thresholds fitted for the policy when the guard loaded it
+    dp = g.policy.domain("beta")
+    want = fit_thresholds(list(g.probes["beta"].calibration_scores.risk), list(g.probes["beta"].calibration_scores.hallucinated),
+                          target=dp.target_hallucination_rate, confidence=dp.confidence, abstain_precision=dp.abstain_precision)
+    assert g.fitted_thresholds("beta") == want
+    # nothing is fitted per request
+    monkeypatch.setattr(CalibratedDomain, "fit_thresholds", lambda self, dp: (_ for _ in ()).throw(AssertionError("refit")))
+    r = g.invoke(Q, domain="alpha")
+    assert r.route == "accept" and not any("generation" in x for x in r.reasons), r.reasons
+    with pytest.raises(TypeError):
+        g.probes["alpha"] = cd  # type: ignore[index]
+
+
+def test_other_generation_settings_than_the_calibration_go_to_review_naming_both(tiny_calibrated, tmp_path):
+    lm, root = tiny_calibrated
+    g = Guard.from_policy(_policy(root / "probes", tmp_path, max_new_tokens=6), lm=lm)
+    r = g.invoke(Q, domain="alpha")
+    assert r.route == "review", r.reasons
+    why = [x for x in r.reasons if "generation settings differ" in x]
+    assert why and "max_new_tokens 4 at calibration, 6 here" in why[0] and "generation_mismatch = 'review'" in why[0]
+    # a call's own length limit is checked the same way
+    same = Guard.from_policy(_policy(root / "probes", tmp_path), lm=lm)
+    r = same.invoke(Q, domain="alpha", max_new_tokens=5)
+    assert r.route == "review" and any("max_new_tokens 4 at calibration, 5 here" in x for x in r.reasons), r.reasons
+    assert same.invoke(Q, domain="alpha", max_new_tokens=4).route == "accept"
+
+
+def test_generation_mismatch_warn_routes_as_scored_with_a_warning(tiny_calibrated, tmp_path):
+    lm, root = tiny_calibrated
+    g = Guard.from_policy(_policy(root / "probes", tmp_path, max_new_tokens=6, generation_mismatch="warn"), lm=lm)
+    r = g.invoke(Q, domain="alpha")
+    assert r.route == "accept", r.reasons
+    assert any(x.startswith("warning: generation settings differ") and "4 at calibration, 6 here" in x
+               and "generation_mismatch = 'warn'" in x for x in r.reasons), r.reasons
+
+
+@pytest.mark.parametrize("how, route", [("review", "review"), ("warn", "accept")])
+def test_an_old_probe_without_generation_settings_is_decided_by_the_policy_key(tiny_calibrated, tmp_path, how, route):
+    lm, root = tiny_calibrated
+    probes = tmp_path / "probes"
+    probes.mkdir()
+    shutil.copy(root / "probes" / "beta.json", probes / "beta.json")
+    old = CalibratedDomain.load(root / "probes" / "alpha.json")
+    meta = {k: v for k, v in old.metadata().items() if k not in ("generation", "generation_fingerprint", "max_new_tokens")}
+    old.probe.save(probes / "alpha.json", metadata=meta)
+    g = Guard.from_policy(_policy(probes, tmp_path, generation_mismatch=how), lm=lm)
+    assert g.probes["alpha"].generation is None
+    r = g.invoke(Q, domain="alpha")
+    assert r.route == route and any("generation settings unknown" in x and f"generation_mismatch = '{how}'" in x
+                                    for x in r.reasons), r.reasons
+
+
+@pytest.mark.parametrize("key, value", [
+    ("router_questions", [1, 2]),
+    ("calibration_scores", {"risk": ["x"], "hallucinated": [1]}),
+    ("calibration_scores", {"risk": [0.1, 0.2], "hallucinated": [1]}),
+    ("prompt_mode", "chat"),
+    ("ood", {"threshold": "far"}),
+    ("thresholds", {"accept_below": 0.2}),
+])
+def test_a_malformed_record_entry_is_refused_naming_it(small_probe, tmp_path, key, value):
+    meta = {**_domain(small_probe).metadata(), key: value}
+    if key == "prompt_mode":
+        meta.pop("generation"), meta.pop("generation_fingerprint")
+    small_probe.save(tmp_path / "p.json", metadata=meta)
+    with pytest.raises(ProbeError, match="thresholds" if key == "thresholds" else key):
+        CalibratedDomain.load(tmp_path / "p.json")
