@@ -57,16 +57,20 @@ def stratified_sample(domain: str, n: int | None, seed: int = 0) -> list:
 
 
 def shard_rate(work: Path) -> dict | None:
-    """Answers per second from the shards' write times: (answers after the first shard) / (time from the
-    first shard to the last). None with fewer than two shards."""
+    """Answers per second from the shards' write times: each shard's answers over the time since the
+    shard before it. A gap over ten times the median (the collection stopped and resumed, or the fit ran
+    in between) is a pause: neither it nor its shard counts. None with fewer than two shards."""
     entries = sorted((p.stat().st_mtime, len(json.loads(p.read_text()).get("row_ids", [])))
                      for p in (work / "shards").glob("shard-*.json"))
     if len(entries) < 2:
         return None
-    span = entries[-1][0] - entries[0][0]
-    answers = sum(k for _, k in entries[1:])
+    gaps = [(b[0] - a[0], b[1]) for a, b in zip(entries, entries[1:])]
+    median = sorted(g for g, _ in gaps)[len(gaps) // 2]
+    kept = [(g, k) for g, k in gaps if g <= 10 * median]
+    span, answers = sum(g for g, _ in kept), sum(k for _, k in kept)
     return {"answers": answers, "seconds": span, "answers_per_second": answers / span if span > 0 else None,
-            "shards": len(entries), "measured_on": "shard write times after the first shard"}
+            "shards": len(entries), "pauses_left_out": len(gaps) - len(kept),
+            "measured_on": "shard write times (each shard after the one before it; pauses left out)"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         examples = [e for e in examples if e.id in done]
         if not examples:
             ap.error(f"{work} holds no answers to these questions; run without --collected-only first")
+    answered = {i for p in (work / "shards").glob("shard-*.json") for i in json.loads(p.read_text()).get("row_ids", [])}
+    new = sum(e.id not in answered for e in examples)
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     report = calibrate(examples, probes, work_dir=work, target=args.target, confidence=args.confidence,
@@ -109,16 +115,18 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_before": list(load_before),
         "load_average_after": list(load_after),
         "seconds_total": total,
+        "answered_before_this_run": len(examples) - new,
+        "collected_this_run": new,
         "seconds_collect_this_run": collect,
         "seconds_fit": total - collect,  # the model's loading included (a few seconds)
         "budget_seconds_per_1500": BUDGET_SECONDS,
         "collection_rate": shard_rate(work),
     }
     rate = (result["collection_rate"] or {}).get("answers_per_second")
-    if not args.collected_only and collect > 0:
-        rate_run = len(examples) / collect
-        result["seconds_per_1500_measured"] = (collect + result["seconds_fit"]) * 1500 / len(examples)
-        result["answers_per_second_this_run"] = rate_run
+    if new and collect > 0:
+        result["answers_per_second_this_run"] = new / collect
+    if new == len(examples):  # from scratch: the whole calibration measured
+        result["seconds_per_1500_measured"] = total * 1500 / len(examples)
     if rate:
         # collection at the shard rate, fitting as measured (its cost grows with the answers: a floor)
         result["seconds_per_1500_extrapolated"] = 1500 / rate + result["seconds_fit"]
@@ -128,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.domain}: {len(examples)} questions calibrated in {total:.0f} s "
           f"(collection this run {collect:.0f} s, fit {result['seconds_fit']:.0f} s), {args.threads} torch thread(s), "
           f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after.")
+    if "seconds_per_1500_measured" in result:
+        print(f"Measured from scratch: {result['answers_per_second_this_run']:.2f} answers/s; "
+              f"{result['seconds_per_1500_measured']:.0f} s per 1,500 questions, budget {BUDGET_SECONDS} s.")
     if rate:
         print(f"Collection rate {rate:.2f} answers/s ({result['collection_rate']['answers']} answers over "
               f"{result['collection_rate']['seconds']:.0f} s of shard writes); 1,500 questions: "
