@@ -63,6 +63,13 @@ BENCHMARKS: dict[str, Benchmark] = {
         smoke=(("--time-domain", "geography", "--questions", "64", "--threads", "1", "--out", f"{OUT}/calibration.json"),),
         writes=("calibration.json",),
     ),
+    "domain_calibration": Benchmark(
+        full=(("--domain", "geography", "--questions", "1500", "--work", "runs/geo-work", "--probes", "runs/geo-probe"),),
+        # 96 questions of the family-stratified order: enough right answers in the training split for a probe
+        smoke=(("--domain", "geography", "--questions", "96", "--quiet", "--work", f"{OUT}/domain-work",
+                "--probes", f"{OUT}/domain-probe", "--out", f"{OUT}/domain_calibration.json"),),
+        writes=("domain_calibration.json",),
+    ),
     "detectors": Benchmark(
         full=((),),
         smoke=(("--n", "4", "--domains", "geography", "--public", "triviaqa", "--bootstrap", "20",
