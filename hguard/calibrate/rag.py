@@ -63,6 +63,7 @@ __all__ = [
 
 GROUNDING_FEATURES = ("grounding_lexical", "grounding_phrase", "grounding_proximity", "grounding_embedding", "grounding")
 SIGNALS_FILE = "rag_signals.jsonl"
+RELEVANCE_FILE = "rag_relevance.jsonl"
 REPORT_TARGET, REPORT_CONFIDENCE = 0.10, 0.90
 MERGER_CS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
@@ -97,8 +98,9 @@ def _append_rows(path: Path, rows: Sequence[dict]) -> None:
 
 def _rag_merger_features() -> tuple[str, ...]:
     from ..signals.conflict import CONFLICT_FEATURES
+    from ..signals.relevance import RELEVANCE_FEATURES
 
-    return tuple(MERGER_FEATURES) + GROUNDING_FEATURES + tuple(CONFLICT_FEATURES)
+    return tuple(MERGER_FEATURES) + GROUNDING_FEATURES + tuple(CONFLICT_FEATURES) + tuple(RELEVANCE_FEATURES)
 
 
 RAG_MERGER_FEATURES = _rag_merger_features()
@@ -133,15 +135,37 @@ def add_rag_signals(generator, col: Collected, examples: Sequence[Example], work
             sig.update(closed_book_scores(generator, [e.question], [r["answer"]], [r["mean_logprob"]])[0])
         _append_rows(path, [{k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in sig.items()}])
         done[r["id"]] = sig
+    rel = _relevance_rows(col, by_id, done, Path(work_dir), scorer, progress)
     out = []
     for r in col.rows:
         e = by_id[r["id"]]
-        row = {**r, **{k: v for k, v in done[r["id"]].items() if k != "id"}, **label_row(e, r["answer"])}
+        row = {**r, **{k: v for k, v in done[r["id"]].items() if k != "id"},
+               **{k: v for k, v in rel[r["id"]].items() if k != "id"}, **label_row(e, r["answer"])}
         row["log_length"] = math.log1p(r["length"])
         row["condition"] = (e.meta or {}).get("condition")
         row["dataset"] = (e.meta or {}).get("dataset")
         out.append(row)
     return out
+
+
+def _relevance_rows(col: Collected, by_id: dict, signals: dict, work: Path, scorer, progress: bool) -> dict[str, dict]:
+    """The relevance signals (:mod:`hguard.signals.relevance`) of each row, kept in their own side file
+    (``rag_relevance.jsonl``) so they can be added to a collection whose grounding signals are done."""
+    from tqdm.auto import tqdm
+
+    from ..signals.relevance import relevance_scores
+
+    path = work / RELEVANCE_FILE
+    done = _read_rows(path)
+    embedder = getattr(scorer, "embedder", None)
+    for r in tqdm([r for r in col.rows if r["id"] not in done], desc="relevance signals", unit="a", disable=not progress):
+        e = by_id[r["id"]]
+        sig: dict[str, Any] = {"id": r["id"]}
+        if r["answer"].strip():
+            sig.update(relevance_scores(e.question, r["answer"], e.context, signals[r["id"]].get("grounding"), embedder=embedder))
+        _append_rows(path, [{k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in sig.items()}])
+        done[r["id"]] = sig
+    return done
 
 
 def _finite(rows: Sequence[dict], names: Sequence[str]) -> np.ndarray:
