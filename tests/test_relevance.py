@@ -62,3 +62,23 @@ def test_relevance_needs_text_and_a_context():
         relevance_scores(None, "a", "b", 0.5, embedder=BagEmbedder())
     with pytest.raises(InputError, match="need the context"):
         add_relevance({"grounding": 0.5}, Q, "Canberra.", None, embedder=BagEmbedder())
+
+
+def test_yes_no_questions_and_answers_are_marked_and_kept_out_of_the_open_grounding():
+    e = BagEmbedder()
+    s = relevance_scores("Does the policy share my data?", "Yes.", "We share data with partners.", 0.1, embedder=e)
+    assert s["yes_no"] == 1.0 and s["grounding_if_open"] == 0.0
+    s = relevance_scores("Who shares the data?", "True, partners do.", "We share data with partners.", 0.6, embedder=e)
+    assert s["yes_no"] == 1.0
+    s = relevance_scores(Q, "Canberra.", AUSTRALIA, 0.9, embedder=e)
+    assert s["yes_no"] == 0.0 and s["grounding_if_open"] == pytest.approx(0.9)
+
+
+def test_denying_a_premise_is_a_claim_not_an_abstention():
+    from hguard.calibrate.judge import abstains, is_refusal
+
+    denial = "The answer is no, there is no such thing as a floating island."
+    assert is_refusal(denial) and not abstains(denial)
+    assert abstains("The context does not say.") and abstains("  ")
+    s = relevance_scores("Is there a floating island?", denial, "Floating islands exist in lakes.", 0.1, embedder=BagEmbedder())
+    assert s["abstains"] == 0.0

@@ -153,12 +153,14 @@ def _relevance_rows(col: Collected, by_id: dict, signals: dict, work: Path, scor
     (``rag_relevance.jsonl``) so they can be added to a collection whose grounding signals are done."""
     from tqdm.auto import tqdm
 
-    from ..signals.relevance import relevance_scores
+    from ..signals.relevance import RELEVANCE_FEATURES, relevance_scores
 
     path = work / RELEVANCE_FILE
     done = _read_rows(path)
     embedder = getattr(scorer, "embedder", None)
-    for r in tqdm([r for r in col.rows if r["id"] not in done], desc="relevance signals", unit="a", disable=not progress):
+    # a row stored before a signal was added is computed again (the later line wins when read back)
+    todo = [r for r in col.rows if r["id"] not in done or (r["answer"].strip() and not set(RELEVANCE_FEATURES) <= set(done[r["id"]]))]
+    for r in tqdm(todo, desc="relevance signals", unit="a", disable=not progress):
         e = by_id[r["id"]]
         sig: dict[str, Any] = {"id": r["id"]}
         if r["answer"].strip():
@@ -264,14 +266,17 @@ def conflict_scores(det: dict, rows: Sequence[dict]) -> np.ndarray:
 
 
 def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, seed: int, n_layers: int, d_ff: int,
-                   target: float, confidence: float, cv: int = 5) -> dict:
-    """Probe, merger and thresholds of one RAG domain on its training answers (refusals left out)."""
+                   target: float, confidence: float, cv: int = 5,
+                   merger_features: Sequence[str] = RAG_MERGER_FEATURES) -> dict:
+    """Probe, merger (over ``merger_features``) and thresholds of one RAG domain on its training
+    answers (refusals left out)."""
     from sklearn.base import clone
 
     from ..policy import fit_thresholds
     from ..probe import HNeuronProbe
 
-    keep = np.array([r["label"] != "refusal" for r in rows]) & _finite(rows, [f for f in RAG_MERGER_FEATURES if f != "neuron_logit"])
+    merger_features = tuple(merger_features)
+    keep = np.array([r["label"] != "refusal" for r in rows]) & _finite(rows, [f for f in merger_features if f != "neuron_logit"])
     tr = [r for r, k in zip(rows, keep) if k]
     X = features[keep]
     y = _y(tr)
@@ -290,17 +295,17 @@ def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, s
         p = clone(probe).set_params(Cs=[probe.C_], cv=None)
         p.fit(X[a], y[a], lengths=lengths[a])
         oof[b] = p.decision_function(X[b], lengths=lengths[b])
-    Z = _matrix(tr, RAG_MERGER_FEATURES, oof)
+    Z = _matrix(tr, merger_features, oof)
     # The merger's regularisation is chosen on the training answers alone (out-of-fold AUROC, folds by
     # passage): with about a dozen signals and a few hundred answers, C = 1 overfits.
     by_c = {}
     for c in MERGER_CS:
         m = np.zeros(len(y))
         for a, b in folds:
-            m[b] = apply_merger(fit_merger(Z[a], y[a], RAG_MERGER_FEATURES, C=c), Z[b])
+            m[b] = apply_merger(fit_merger(Z[a], y[a], merger_features, C=c), Z[b])
         by_c[c] = (auroc(y, m) or 0.0, m)
     best_c = max(MERGER_CS, key=lambda c: by_c[c][0])
-    merger = fit_merger(Z, y, RAG_MERGER_FEATURES, C=best_c)
+    merger = fit_merger(Z, y, merger_features, C=best_c)
     merged_oof = by_c[best_c][1]
     thresholds = fit_thresholds(merged_oof, y, target=target, confidence=confidence)
     return {
@@ -313,13 +318,17 @@ def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, s
     }
 
 
+# the single signals the report scores besides the merged risk and the probe
+_REPORTED = GROUNDING_FEATURES + ("mean_logprob", "min_logprob", "mean_entropy", "closed_book_logprob")
+
+
 def score_rag_rows(fitted: dict, rows: Sequence[dict], features: np.ndarray) -> dict[str, np.ndarray]:
     """Every risk of the report (higher = riskier) for ``rows``; rows must have finite signals."""
     probe = fitted["probe"]
     lengths = np.array([r["length"] for r in rows], dtype=float)
     logit = probe.decision_function(features, lengths=lengths) if len(rows) else np.zeros(0)
     out = {
-        "merged": apply_merger(fitted["merger"], _matrix(rows, RAG_MERGER_FEATURES, logit)) if len(rows) else np.zeros(0),
+        "merged": apply_merger(fitted["merger"], _matrix(rows, fitted["merger"]["features"], logit)) if len(rows) else np.zeros(0),
         "probe": sigmoid_array(np.asarray(logit, dtype=float)),
     }
     for k in GROUNDING_FEATURES:
@@ -353,7 +362,7 @@ def _share(mask: np.ndarray, among: np.ndarray) -> dict:
 
 def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflict: dict) -> dict:
     """Held-out figures of one RAG domain, overall and per condition."""
-    ok = _finite(rows, [f for f in RAG_MERGER_FEATURES if f != "neuron_logit"])
+    ok = _finite(rows, list(dict.fromkeys([f for f in fitted["merger"]["features"] if f != "neuron_logit"] + list(_REPORTED))))
     rs = [r for r, k in zip(rows, ok) if k]
     F = features[ok]
     sc = score_rag_rows(fitted, rs, F)

@@ -8,7 +8,11 @@ from the request and the answer alone (never from a dataset label), so the guard
 request time exactly as calibration does:
 
 - ``abstains``: 1.0 when the answer abstains ("the context does not say", "I don't know", or says
-  nothing), else 0.0 (the judge's own abstain wording, :func:`hguard.calibrate.judge.refusal_phrase`);
+  nothing), else 0.0 (the judge's own abstain wording, :func:`hguard.calibrate.judge.abstains`; denying
+  a premise, "there is no such island", is a claim, not an abstention);
+- ``yes_no``: 1.0 when the question asks for yes or no (it opens with an auxiliary verb: "Is", "Does",
+  "Can", ...) or the answer opens with yes/no/true/false; a right "Yes." shares no words with the
+  passage, so grounding says little about it;
 - ``context_relevance``: the share of the question's content words found in the passage (stems
   matched, no fuzzy spelling), with the question's rare words (names, numbers: the ones that pin
   down what is asked) counted twice;
@@ -19,9 +23,10 @@ request time exactly as calibration does:
   the passage lacks while the answer names something the question does not (1.0 for the Kenya example:
   "Australia" is in neither, the answer names Nairobi and Kenya);
 - interactions that let one linear merger treat grounding differently by situation:
-  ``grounding_x_relevance`` (grounding times ``context_relevance``) and ``grounding_if_answered``
+  ``grounding_x_relevance`` (grounding times ``context_relevance``), ``grounding_if_answered``
   (grounding where the answer does not abstain, 0 where it does: an abstention shares few words with
-  the passage and is still the right reply to an off-topic passage).
+  the passage and is still the right reply to an off-topic passage) and ``grounding_if_open``
+  (grounding of an answer that neither abstains nor answers yes/no, 0 otherwise).
 """
 
 from __future__ import annotations
@@ -38,13 +43,25 @@ __all__ = ["RELEVANCE_FEATURES", "relevance_scores"]
 
 RELEVANCE_FEATURES = (
     "abstains",
+    "yes_no",
     "context_relevance",
     "context_relevance_embedding",
     "answer_relevance",
     "answer_off_question",
     "grounding_x_relevance",
     "grounding_if_answered",
+    "grounding_if_open",
 )
+
+_AUX = frozenset("is are was were am do does did can could will would should shall may might must has have had "
+                 "isn aren wasn weren don doesn didn can't cannot couldn won wouldn shouldn hasn haven".split())
+_YES_NO_WORDS = frozenset({"yes", "no", "true", "false"})
+
+
+def _opens_yes_no(question: str, answer: str) -> bool:
+    q = re.findall(r"[a-z']+", question.lower())
+    a = re.findall(r"[a-z']+", answer.lower())
+    return bool((q and q[0] in _AUX) or (a and a[0] in _YES_NO_WORDS))
 
 _KEY_RE = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][\w'-]+|\d[\d.,]*)")
 
@@ -78,7 +95,7 @@ def relevance_scores(question: str, answer: str, context: str | Sequence[str], g
     """The signals above for one answer. ``grounding`` is the grounding scorer's merged support of the
     answer (None or NaN makes the interactions NaN, so a merger that uses them routes to review).
     ``embedder``: anything with ``encode(list[str]) -> (n, d)`` (default: the bundled sentence model)."""
-    from hguard.calibrate.judge import refusal_phrase
+    from hguard.calibrate.judge import abstains as abstains_
     from hguard.signals.grounding import _check_text, _context_text, content_tokens, split_sentences
 
     _check_text(question, "question")
@@ -88,7 +105,8 @@ def relevance_scores(question: str, answer: str, context: str | Sequence[str], g
         from hguard.signals.embedding import get_embedder
 
         embedder = get_embedder()
-    abstains = 1.0 if refusal_phrase(answer) is not None else 0.0
+    abstains = 1.0 if abstains_(answer) else 0.0
+    yes_no = 1.0 if _opens_yes_no(question, answer) else 0.0
 
     q_words = list(dict.fromkeys(content_tokens(question)))
     keys = _key_words(question)
@@ -116,12 +134,14 @@ def relevance_scores(question: str, answer: str, context: str | Sequence[str], g
     g = float(grounding) if grounding is not None else math.nan
     return {
         "abstains": abstains,
+        "yes_no": yes_no,
         "context_relevance": ctx_rel,
         "context_relevance_embedding": ctx_emb,
         "answer_relevance": ans_rel,
         "answer_off_question": float(off),
         "grounding_x_relevance": g * ctx_rel,
         "grounding_if_answered": g * (1.0 - abstains),
+        "grounding_if_open": g * (1.0 - abstains) * (1.0 - yes_no),
     }
 
 
