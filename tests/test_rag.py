@@ -176,7 +176,8 @@ def test_rag_calibration_fits_one_merger_over_probe_confidence_grounding_and_clo
     n_train = report["domains"]["alpha"]["train"]["n_scored"]
     assert len(meta["calibration_scores"]["risk"]) == n_train  # thresholds fitted on the out-of-fold merged risk
     m = report["domains"]["alpha"]
-    assert set(m["all"]["auroc"]) >= {"merged", "probe", "grounding", "confidence_mean_logprob"}
+    assert set(m["all"]["auroc"]) >= {"merged", "probe", "grounding", "confidence_mean_logprob", "merged_without_relevance"}
+    assert {"context_relevance", "abstains", "grounding_x_relevance"} <= set(RAG_MERGER_FEATURES)
     assert m["all"]["n"] == report["split"]["n_test"]
     assert (folder / "probes" / "rag-report" / "report.md").read_text().startswith("# RAG calibration report")
     # the split is by passage: no group on both sides
@@ -212,6 +213,10 @@ def test_guard_uses_the_probe_of_the_requests_prompt_mode(tiny_rag, tmp_path):
     assert with_ctx.probe_id == g.rag_probes["alpha"][0].probe_id_ and without.probe_id == g.probes["alpha"][0].probe_id_
     assert with_ctx.probe_id != without.probe_id
     assert "closed_book_logprob" in with_ctx.signals and "closed_book_logprob" not in without.signals
+    # the relevance signals the merger was fitted with are computed at request time, from the request alone
+    from hguard.signals.relevance import RELEVANCE_FEATURES
+
+    assert set(RELEVANCE_FEATURES) <= set(with_ctx.signals) and not set(RELEVANCE_FEATURES) & set(without.signals)
     for r in (with_ctx, without):  # scored and routed by the thresholds, no fail-closed reason
         assert r.risk is not None and r.route in ("accept", "abstain"), r.reasons
         assert not any(x.startswith(("scoring problem", "probe fingerprint")) for x in r.reasons), r.reasons

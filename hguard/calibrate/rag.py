@@ -295,27 +295,39 @@ def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, s
         p = clone(probe).set_params(Cs=[probe.C_], cv=None)
         p.fit(X[a], y[a], lengths=lengths[a])
         oof[b] = p.decision_function(X[b], lengths=lengths[b])
-    Z = _matrix(tr, merger_features, oof)
-    # The merger's regularisation is chosen on the training answers alone (out-of-fold AUROC, folds by
-    # passage): with about a dozen signals and a few hundred answers, C = 1 overfits.
-    by_c = {}
-    for c in MERGER_CS:
-        m = np.zeros(len(y))
-        for a, b in folds:
-            m[b] = apply_merger(fit_merger(Z[a], y[a], merger_features, C=c), Z[b])
-        by_c[c] = (auroc(y, m) or 0.0, m)
-    best_c = max(MERGER_CS, key=lambda c: by_c[c][0])
-    merger = fit_merger(Z, y, merger_features, C=best_c)
-    merged_oof = by_c[best_c][1]
+    merger, merged_oof, best_c, by_c = _fit_merger_oof(_matrix(tr, merger_features, oof), y, folds, merger_features)
+    # The same merger without the relevance signals, fitted the same way: the report's ablation.
+    from ..signals.relevance import RELEVANCE_FEATURES
+
+    ablations = {}
+    without = tuple(f for f in merger_features if f not in RELEVANCE_FEATURES)
+    if without != merger_features:
+        ablations["merged_without_relevance"] = _fit_merger_oof(_matrix(tr, without, oof), y, folds, without)
     thresholds = fit_thresholds(merged_oof, y, target=target, confidence=confidence)
     return {
         "probe": probe, "merger": merger, "thresholds": thresholds, "oof_merged": merged_oof.tolist(), "oof_y": y.tolist(),
+        "ablations": {k: v[0] for k, v in ablations.items()},
         "train": {"n": int(len(rows)), "n_scored": int(len(y)), "refusals": int(sum(r["label"] == "refusal" for r in rows)),
                   "correct": int(counts[0]), "hallucinated": int(counts[1]),
                   "cv_auroc_oof_probe": auroc(y, oof), "cv_auroc_oof_merged": auroc(y, merged_oof),
                   "merger_C": best_c, "cv_auroc_oof_merged_by_C": {str(c): by_c[c][0] for c in MERGER_CS},
+                  **{f"cv_auroc_oof_{k}": auroc(y, v[1]) for k, v in ablations.items()},
                   "probe_fit_seconds": fit_seconds},
     }
+
+
+def _fit_merger_oof(Z: np.ndarray, y: np.ndarray, folds, features: Sequence[str]):
+    """The merger over ``features`` with its regularisation chosen on the training answers alone
+    (out-of-fold AUROC, folds by passage: with about a dozen signals and a few hundred answers, C = 1
+    overfits): (merger fitted on all of them, its out-of-fold risks, C, {C: (AUROC, risks)})."""
+    by_c = {}
+    for c in MERGER_CS:
+        m = np.zeros(len(y))
+        for a, b in folds:
+            m[b] = apply_merger(fit_merger(Z[a], y[a], features, C=c), Z[b])
+        by_c[c] = (auroc(y, m) or 0.0, m)
+    best_c = max(MERGER_CS, key=lambda c: by_c[c][0])
+    return fit_merger(Z, y, features, C=best_c), by_c[best_c][1], best_c, by_c
 
 
 # the single signals the report scores besides the merged risk and the probe
@@ -331,6 +343,8 @@ def score_rag_rows(fitted: dict, rows: Sequence[dict], features: np.ndarray) -> 
         "merged": apply_merger(fitted["merger"], _matrix(rows, fitted["merger"]["features"], logit)) if len(rows) else np.zeros(0),
         "probe": sigmoid_array(np.asarray(logit, dtype=float)),
     }
+    for name, merger in fitted.get("ablations", {}).items():
+        out[name] = apply_merger(merger, _matrix(rows, merger["features"], logit)) if len(rows) else np.zeros(0)
     for k in GROUNDING_FEATURES:
         out[k] = 1.0 - np.array([float(r[k]) for r in rows])
     out["confidence_mean_logprob"] = -np.array([float(r["mean_logprob"]) for r in rows])
