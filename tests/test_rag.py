@@ -319,3 +319,20 @@ def test_domain_choice_looks_at_the_domains_calibrated_for_the_requests_prompt_m
     assert set(with_ctx["similarities"]) == {"alpha"} and set(without["similarities"]) == {"alpha", "beta"}
     r = g.invoke("capital city river ?", context="river city capital is here")
     assert r.domain == "alpha" and set(r.domain_choice["similarities"]) == {"alpha"}
+
+
+def test_collected_only_keeps_the_rows_already_answered_in_the_work_folder(tiny_rag, tmp_path):
+    from hguard.calibrate.data import Example
+    from hguard.calibrate.rag import _collected
+    from hguard.errors import DataError
+
+    lm, folder, report = tiny_rag
+    answered = [e for e in _tiny_rag_examples(lm) if e.domain == "alpha"]
+    extra = Example(id="alpha-not-answered", question="q ?", answers=["paris"], domain="alpha", context="c is here",
+                    meta={"group": "px", "condition": "supporting", "dataset": "tiny"})
+    kept = _collected([*answered, extra], folder / "work")
+    assert [e.id for e in kept] == [e.id for e in answered]
+    with pytest.raises(DataError, match="holds no answers"):
+        _collected([extra], folder / "work")
+    with pytest.raises(DataError, match="holds no answers"):
+        _collected(answered, tmp_path / "empty")

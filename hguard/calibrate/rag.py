@@ -541,12 +541,9 @@ def calibrate_rag(
 
 def _collected(examples: Sequence[Example], work: Path) -> list[Example]:
     """The examples already answered in ``work`` (in their order)."""
-    path = work / "rows.jsonl"
-    done = set()
-    if path.exists():
-        for line in path.read_bytes().split(b"\n")[:-1]:
-            if line.strip():
-                done.add(json.loads(line)["id"])
+    from .shards import ShardStore
+
+    done = set(ShardStore(work).finished()) if work.is_dir() else set()
     out = [e for e in examples if e.id in done]
     if not out:
         raise DataError(f"{work} holds no answers for these rows; run without collected_only first")
