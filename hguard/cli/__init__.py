@@ -111,7 +111,7 @@ def _ray_options(args):
         check_address(args.address)  # before the model is loaded: a wrong address fails in seconds
     return RayOptions(address=args.address, actors=args.actors, num_gpus=args.gpus_per_actor, num_cpus=args.cpus_per_actor)
 def cmd_calibrate_rag(args) -> int:
-    from .calibrate.rag import calibrate_rag
+    from ..calibrate.rag import calibrate_rag
 
     if not args.out:
         raise InputError("pass --out DIR for the RAG probes; in a source checkout, "
@@ -139,7 +139,7 @@ def cmd_evaluate(args) -> int:
     from ..calibrate.pipeline import evaluate
 
     if args.rag:
-        from .calibrate.rag import evaluate_rag
+        from ..calibrate.rag import evaluate_rag
 
         if not args.work:
             raise InputError("--rag needs --work DIR, the folder for the answers collected on the held-out passages "
