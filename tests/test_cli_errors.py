@@ -93,3 +93,9 @@ def test_invalid_utf8_question_is_one_line_and_audited(tmp_path):
     recs = list(AuditLog(tmp_path / "audit.jsonl"))
     assert [x["kind"] for x in recs] == ["error"] and "InputError" in recs[0]["error"]
     assert verify(tmp_path / "audit.jsonl").ok
+
+
+def test_rag_commands_reach_their_own_checks():
+    # the RAG commands load their module before checking their options: a wrong import path reads as a missing package
+    _one_clear_line(run("calibrate-rag"), "--out DIR")
+    _one_clear_line(run("evaluate", "--rag", "--probes", str(ROOT / "hguard")), "--work")
