@@ -4,15 +4,19 @@ answers given with context, per domain, and reported per condition on held-out p
 The answers are collected exactly as the guard generates them for a request with context (same
 :class:`~hguard.generation.Generator` prompt, system prompt and length), with their CETT and
 confidence. Each answer then gets the signals the guard computes in RAG mode: the grounding signals
-(:class:`~hguard.signals.grounding.GroundingScorer`, the guard's own scorer) and the closed-book
-signals (:func:`~hguard.signals.conflict.closed_book_scores`). They are stored beside the collection
-(``rag_signals.jsonl``) so a rerun computes only what is missing.
+(:class:`~hguard.signals.grounding.GroundingScorer`, the guard's own scorer), the closed-book
+signals (:func:`~hguard.signals.conflict.closed_book_scores`) and the relevance signals
+(:func:`~hguard.signals.relevance.relevance_scores`). They are stored beside the collection
+(``rag_signals.jsonl``, ``rag_relevance.jsonl``) so a rerun computes only what is missing.
 
 Fitting (training passages only, split by passage, see :mod:`research.rag_data`):
 
 1. the sparse neuron probe on every answer of the domain (all conditions);
-2. its out-of-fold logits (folds grouped by passage), which with the confidence, grounding and
-   closed-book signals make the merger's features: one logistic merger, fitted out-of-fold too;
+2. its out-of-fold logits (folds grouped by passage), which with the confidence, grounding,
+   closed-book and relevance signals (:mod:`~hguard.signals.relevance`: does the passage address the
+   question, does the answer, does it abstain, and grounding interactions with them) make the merger's
+   features: one logistic merger, its regularisation chosen out-of-fold too (the report adds the same
+   merger without the relevance signals, as an ablation);
 3. Learn-then-Test thresholds on the out-of-fold merged risk (stored, so a policy's own target is
    fitted at load time);
 4. a knowledge-conflict detector on the misleading-passage contrast rows (answers that followed a
