@@ -580,7 +580,7 @@ def rag_markdown(report: dict) -> str:
         f"Model {report['model']}; answers given with context through the guard's context prompt "
         f"(prompt mode `rag`, context prompt fingerprint `{report['fingerprints'].get('context_prompt_fingerprint')}`). "
         f"Split by passage: {report['split']['n_train']} training answers, {report['split']['n_test']} held out. "
-        f"Everything fitted (probe, merger of probe + confidence + grounding + closed-book signals, thresholds, "
+        f"Everything fitted (probe, merger of probe + confidence + grounding + closed-book + relevance signals, thresholds, "
         f"knowledge-conflict detector) saw the training passages only; every figure below is on held-out passages. "
         f"Policy target: at most {t['target']:.0%} hallucinations among accepted answers at {t['confidence']:.0%} confidence. "
         "No hand-set grounding weight is in force: a policy's `grounding_weight` is a manual override the guard reports in its reasons.",
