@@ -24,6 +24,8 @@ def main(argv: list[str]) -> int:
     from hguard.cli import main as hguard
 
     if argv[:1] == ["--rag"]:  # the RAG probes, from the RAG sets research/rag_data.py builds
+        if str(ROOT) not in sys.path:  # research/ is importable from the checkout's root
+            sys.path.insert(0, str(ROOT))
         return hguard(["calibrate-rag", "--out", str(REFERENCE_PROBES), "--work", str(ROOT / "runs" / "rag-work"),
                        *argv[1:]])
     if argv[:1] == ["--collected-only"]:

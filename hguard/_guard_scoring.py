@@ -90,6 +90,9 @@ class _Scoring:
                     from .signals.conflict import closed_book_scores
 
                     signals.update(closed_book_scores(self.generator, [g.question], [g.text], [g.confidence["mean_logprob"]])[0])
+                    from .signals.relevance import add_relevance
+
+                    signals.update(add_relevance(signals, g.question, g.text, g.context, embedder=getattr(self.grounding, "embedder", None)))
                 merger = cd.merger
                 base = merge_risk(signals, merger) if merger else signals["neuron_risk"]
                 support = signals.get("grounding")

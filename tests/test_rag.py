@@ -176,7 +176,8 @@ def test_rag_calibration_fits_one_merger_over_probe_confidence_grounding_and_clo
     n_train = report["domains"]["alpha"]["train"]["n_scored"]
     assert len(meta["calibration_scores"]["risk"]) == n_train  # thresholds fitted on the out-of-fold merged risk
     m = report["domains"]["alpha"]
-    assert set(m["all"]["auroc"]) >= {"merged", "probe", "grounding", "confidence_mean_logprob"}
+    assert set(m["all"]["auroc"]) >= {"merged", "probe", "grounding", "confidence_mean_logprob", "merged_without_relevance"}
+    assert {"context_relevance", "abstains", "grounding_x_relevance"} <= set(RAG_MERGER_FEATURES)
     assert m["all"]["n"] == report["split"]["n_test"]
     assert (folder / "probes" / "rag-report" / "report.md").read_text().startswith("# RAG calibration report")
     # the split is by passage: no group on both sides
@@ -212,6 +213,10 @@ def test_guard_uses_the_probe_of_the_requests_prompt_mode(tiny_rag, tmp_path):
     assert with_ctx.probe_id == g.rag_probes["alpha"].probe.probe_id_ and without.probe_id == g.probes["alpha"].probe.probe_id_
     assert with_ctx.probe_id != without.probe_id
     assert "closed_book_logprob" in with_ctx.signals and "closed_book_logprob" not in without.signals
+    # the relevance signals the merger was fitted with are computed at request time, from the request alone
+    from hguard.signals.relevance import RELEVANCE_FEATURES
+
+    assert set(RELEVANCE_FEATURES) <= set(with_ctx.signals) and not set(RELEVANCE_FEATURES) & set(without.signals)
     for r in (with_ctx, without):  # scored and routed by the thresholds, no fail-closed reason
         assert r.risk is not None and r.route in ("accept", "abstain"), r.reasons
         assert not any(x.startswith(("scoring problem", "probe fingerprint")) for x in r.reasons), r.reasons
@@ -313,3 +318,20 @@ def test_domain_choice_looks_at_the_domains_calibrated_for_the_requests_prompt_m
     assert set(with_ctx["similarities"]) == {"alpha"} and set(without["similarities"]) == {"alpha", "beta"}
     r = g.invoke("capital city river ?", context="river city capital is here")
     assert r.domain == "alpha" and set(r.domain_choice["similarities"]) == {"alpha"}
+
+
+def test_collected_only_keeps_the_rows_already_answered_in_the_work_folder(tiny_rag, tmp_path):
+    from hguard.calibrate.data import Example
+    from hguard.calibrate.rag import _collected
+    from hguard.errors import DataError
+
+    lm, folder, report = tiny_rag
+    answered = [e for e in _tiny_rag_examples(lm) if e.domain == "alpha"]
+    extra = Example(id="alpha-not-answered", question="q ?", answers=["paris"], domain="alpha", context="c is here",
+                    meta={"group": "px", "condition": "supporting", "dataset": "tiny"})
+    kept = _collected([*answered, extra], folder / "work")
+    assert [e.id for e in kept] == [e.id for e in answered]
+    with pytest.raises(DataError, match="holds no answers"):
+        _collected([extra], folder / "work")
+    with pytest.raises(DataError, match="holds no answers"):
+        _collected(answered, tmp_path / "empty")

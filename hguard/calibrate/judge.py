@@ -46,6 +46,7 @@ from hguard.errors import InputError
 __all__ = [
     "Judgement",
     "normalize",
+    "abstains",
     "is_refusal",
     "refusal_phrase",
     "judge",
@@ -239,6 +240,14 @@ def refusal_phrase(answer: str) -> str | None:
     """
     found = _refusal(answer)
     return None if found is None else found[1]
+
+
+def abstains(answer: str) -> bool:
+    """Whether the reply abstains ("I don't know", "the context does not say") or says nothing; denying
+    a premise ("there is no such country") is not abstaining."""
+    _check_str(answer, "answer")
+    found = _refusal(answer)
+    return found is not None and found[0] in ("empty", "abstain")
 
 
 def is_refusal(answer: str) -> bool:

@@ -4,15 +4,19 @@ answers given with context, per domain, and reported per condition on held-out p
 The answers are collected exactly as the guard generates them for a request with context (same
 :class:`~hguard.generation.Generator` prompt, system prompt and length), with their CETT and
 confidence. Each answer then gets the signals the guard computes in RAG mode: the grounding signals
-(:class:`~hguard.signals.grounding.GroundingScorer`, the guard's own scorer) and the closed-book
-signals (:func:`~hguard.signals.conflict.closed_book_scores`). They are stored beside the collection
-(``rag_signals.jsonl``) so a rerun computes only what is missing.
+(:class:`~hguard.signals.grounding.GroundingScorer`, the guard's own scorer), the closed-book
+signals (:func:`~hguard.signals.conflict.closed_book_scores`) and the relevance signals
+(:func:`~hguard.signals.relevance.relevance_scores`). They are stored beside the collection
+(``rag_signals.jsonl``, ``rag_relevance.jsonl``) so a rerun computes only what is missing.
 
 Fitting (training passages only, split by passage, see :mod:`research.rag_data`):
 
 1. the sparse neuron probe on every answer of the domain (all conditions);
-2. its out-of-fold logits (folds grouped by passage), which with the confidence, grounding and
-   closed-book signals make the merger's features: one logistic merger, fitted out-of-fold too;
+2. its out-of-fold logits (folds grouped by passage), which with the confidence, grounding,
+   closed-book and relevance signals (:mod:`~hguard.signals.relevance`: does the passage address the
+   question, does the answer, does it abstain, and grounding interactions with them) make the merger's
+   features: one logistic merger, its regularisation chosen out-of-fold too (the report adds the same
+   merger without the relevance signals, as an ablation);
 3. Learn-then-Test thresholds on the out-of-fold merged risk (stored, so a policy's own target is
    fitted at load time);
 4. a knowledge-conflict detector on the misleading-passage contrast rows (answers that followed a
@@ -63,6 +67,7 @@ __all__ = [
 
 GROUNDING_FEATURES = ("grounding_lexical", "grounding_phrase", "grounding_proximity", "grounding_embedding", "grounding")
 SIGNALS_FILE = "rag_signals.jsonl"
+RELEVANCE_FILE = "rag_relevance.jsonl"
 REPORT_TARGET, REPORT_CONFIDENCE = 0.10, 0.90
 MERGER_CS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
@@ -97,8 +102,9 @@ def _append_rows(path: Path, rows: Sequence[dict]) -> None:
 
 def _rag_merger_features() -> tuple[str, ...]:
     from ..signals.conflict import CONFLICT_FEATURES
+    from ..signals.relevance import RELEVANCE_FEATURES
 
-    return tuple(MERGER_FEATURES) + GROUNDING_FEATURES + tuple(CONFLICT_FEATURES)
+    return tuple(MERGER_FEATURES) + GROUNDING_FEATURES + tuple(CONFLICT_FEATURES) + tuple(RELEVANCE_FEATURES)
 
 
 RAG_MERGER_FEATURES = _rag_merger_features()
@@ -133,15 +139,39 @@ def add_rag_signals(generator, col: Collected, examples: Sequence[Example], work
             sig.update(closed_book_scores(generator, [e.question], [r["answer"]], [r["mean_logprob"]])[0])
         _append_rows(path, [{k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in sig.items()}])
         done[r["id"]] = sig
+    rel = _relevance_rows(col, by_id, done, Path(work_dir), scorer, progress)
     out = []
     for r in col.rows:
         e = by_id[r["id"]]
-        row = {**r, **{k: v for k, v in done[r["id"]].items() if k != "id"}, **label_row(e, r["answer"])}
+        row = {**r, **{k: v for k, v in done[r["id"]].items() if k != "id"},
+               **{k: v for k, v in rel[r["id"]].items() if k != "id"}, **label_row(e, r["answer"])}
         row["log_length"] = math.log1p(r["length"])
         row["condition"] = (e.meta or {}).get("condition")
         row["dataset"] = (e.meta or {}).get("dataset")
         out.append(row)
     return out
+
+
+def _relevance_rows(col: Collected, by_id: dict, signals: dict, work: Path, scorer, progress: bool) -> dict[str, dict]:
+    """The relevance signals (:mod:`hguard.signals.relevance`) of each row, kept in their own side file
+    (``rag_relevance.jsonl``) so they can be added to a collection whose grounding signals are done."""
+    from tqdm.auto import tqdm
+
+    from ..signals.relevance import RELEVANCE_FEATURES, relevance_scores
+
+    path = work / RELEVANCE_FILE
+    done = _read_rows(path)
+    embedder = getattr(scorer, "embedder", None)
+    # a row stored before a signal was added is computed again (the later line wins when read back)
+    todo = [r for r in col.rows if r["id"] not in done or (r["answer"].strip() and not set(RELEVANCE_FEATURES) <= set(done[r["id"]]))]
+    for r in tqdm(todo, desc="relevance signals", unit="a", disable=not progress):
+        e = by_id[r["id"]]
+        sig: dict[str, Any] = {"id": r["id"]}
+        if r["answer"].strip():
+            sig.update(relevance_scores(e.question, r["answer"], e.context, signals[r["id"]].get("grounding"), embedder=embedder))
+        _append_rows(path, [{k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in sig.items()}])
+        done[r["id"]] = sig
+    return done
 
 
 def _finite(rows: Sequence[dict], names: Sequence[str]) -> np.ndarray:
@@ -240,15 +270,18 @@ def conflict_scores(det: dict, rows: Sequence[dict]) -> np.ndarray:
 
 
 def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, seed: int, n_layers: int, d_ff: int,
-                   target: float, confidence: float, cv: int = 5, fit=None) -> dict:
-    """Probe, merger and thresholds of one RAG domain on its training answers (refusals left out).
+                   target: float, confidence: float, cv: int = 5, fit=None,
+                   merger_features: Sequence[str] = RAG_MERGER_FEATURES) -> dict:
+    """Probe, merger (over ``merger_features``) and thresholds of one RAG domain on its training
+    answers (refusals left out).
 
     ``fit``: a :class:`hguard.calibrate.screen.ProbeFit` (None: in memory); a screened fit screens
     again inside each out-of-fold refit."""
     from ..policy import fit_thresholds
     from .screen import fit_probe, probe_logit, refit_at_C
 
-    keep = np.array([r["label"] != "refusal" for r in rows]) & _finite(rows, [f for f in RAG_MERGER_FEATURES if f != "neuron_logit"])
+    merger_features = tuple(merger_features)
+    keep = np.array([r["label"] != "refusal" for r in rows]) & _finite(rows, [f for f in merger_features if f != "neuron_logit"])
     tr = [r for r, k in zip(rows, keep) if k]
     X = features[keep]
     y = _y(tr)
@@ -265,27 +298,43 @@ def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, s
     for a, b in folds:
         p = refit_at_C(probe, X[a], y[a], fit=fit, lengths=lengths[a])
         oof[b] = probe_logit(p, X[b], lengths=lengths[b])
-    Z = _matrix(tr, RAG_MERGER_FEATURES, oof)
-    # The merger's regularisation is chosen on the training answers alone (out-of-fold AUROC, folds by
-    # passage): with about a dozen signals and a few hundred answers, C = 1 overfits.
-    by_c = {}
-    for c in MERGER_CS:
-        m = np.zeros(len(y))
-        for a, b in folds:
-            m[b] = apply_merger(fit_merger(Z[a], y[a], RAG_MERGER_FEATURES, C=c), Z[b])
-        by_c[c] = (auroc(y, m) or 0.0, m)
-    best_c = max(MERGER_CS, key=lambda c: by_c[c][0])
-    merger = fit_merger(Z, y, RAG_MERGER_FEATURES, C=best_c)
-    merged_oof = by_c[best_c][1]
+    merger, merged_oof, best_c, by_c = _fit_merger_oof(_matrix(tr, merger_features, oof), y, folds, merger_features)
+    # The same merger without the relevance signals, fitted the same way: the report's ablation.
+    from ..signals.relevance import RELEVANCE_FEATURES
+
+    ablations = {}
+    without = tuple(f for f in merger_features if f not in RELEVANCE_FEATURES)
+    if without != merger_features:
+        ablations["merged_without_relevance"] = _fit_merger_oof(_matrix(tr, without, oof), y, folds, without)
     thresholds = fit_thresholds(merged_oof, y, target=target, confidence=confidence)
     return {
         "probe": probe, "merger": merger, "thresholds": thresholds, "oof_merged": merged_oof.tolist(), "oof_y": y.tolist(),
+        "ablations": {k: v[0] for k, v in ablations.items()},
         "train": {"n": int(len(rows)), "n_scored": int(len(y)), "refusals": int(sum(r["label"] == "refusal" for r in rows)),
                   "correct": int(counts[0]), "hallucinated": int(counts[1]),
                   "cv_auroc_oof_probe": auroc(y, oof), "cv_auroc_oof_merged": auroc(y, merged_oof),
                   "merger_C": best_c, "cv_auroc_oof_merged_by_C": {str(c): by_c[c][0] for c in MERGER_CS},
+                  **{f"cv_auroc_oof_{k}": auroc(y, v[1]) for k, v in ablations.items()},
                   "probe_fit_seconds": fit_seconds},
     }
+
+
+def _fit_merger_oof(Z: np.ndarray, y: np.ndarray, folds, features: Sequence[str]):
+    """The merger over ``features`` with its regularisation chosen on the training answers alone
+    (out-of-fold AUROC, folds by passage: with about a dozen signals and a few hundred answers, C = 1
+    overfits): (merger fitted on all of them, its out-of-fold risks, C, {C: (AUROC, risks)})."""
+    by_c = {}
+    for c in MERGER_CS:
+        m = np.zeros(len(y))
+        for a, b in folds:
+            m[b] = apply_merger(fit_merger(Z[a], y[a], features, C=c), Z[b])
+        by_c[c] = (auroc(y, m) or 0.0, m)
+    best_c = max(MERGER_CS, key=lambda c: by_c[c][0])
+    return fit_merger(Z, y, features, C=best_c), by_c[best_c][1], best_c, by_c
+
+
+# the single signals the report scores besides the merged risk and the probe
+_REPORTED = GROUNDING_FEATURES + ("mean_logprob", "min_logprob", "mean_entropy", "closed_book_logprob")
 
 
 def score_rag_rows(fitted: dict, rows: Sequence[dict], features: np.ndarray) -> dict[str, np.ndarray]:
@@ -296,9 +345,11 @@ def score_rag_rows(fitted: dict, rows: Sequence[dict], features: np.ndarray) -> 
     lengths = np.array([r["length"] for r in rows], dtype=float)
     logit = probe_logit(probe, features, lengths=lengths) if len(rows) else np.zeros(0)
     out = {
-        "merged": apply_merger(fitted["merger"], _matrix(rows, RAG_MERGER_FEATURES, logit)) if len(rows) else np.zeros(0),
+        "merged": apply_merger(fitted["merger"], _matrix(rows, fitted["merger"]["features"], logit)) if len(rows) else np.zeros(0),
         "probe": sigmoid_array(np.asarray(logit, dtype=float)),
     }
+    for name, merger in fitted.get("ablations", {}).items():
+        out[name] = apply_merger(merger, _matrix(rows, merger["features"], logit)) if len(rows) else np.zeros(0)
     for k in GROUNDING_FEATURES:
         out[k] = 1.0 - np.array([float(r[k]) for r in rows])
     out["confidence_mean_logprob"] = -np.array([float(r["mean_logprob"]) for r in rows])
@@ -330,7 +381,7 @@ def _share(mask: np.ndarray, among: np.ndarray) -> dict:
 
 def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflict: dict) -> dict:
     """Held-out figures of one RAG domain, overall and per condition."""
-    ok = _finite(rows, [f for f in RAG_MERGER_FEATURES if f != "neuron_logit"])
+    ok = _finite(rows, list(dict.fromkeys([f for f in fitted["merger"]["features"] if f != "neuron_logit"] + list(_REPORTED))))
     rs = [r for r, k in zip(rows, ok) if k]
     F = features[ok]
     sc = score_rag_rows(fitted, rs, F)
@@ -506,12 +557,9 @@ def calibrate_rag(
 
 def _collected(examples: Sequence[Example], work: Path) -> list[Example]:
     """The examples already answered in ``work`` (in their order)."""
-    path = work / "rows.jsonl"
-    done = set()
-    if path.exists():
-        for line in path.read_bytes().split(b"\n")[:-1]:
-            if line.strip():
-                done.add(json.loads(line)["id"])
+    from .shards import ShardStore
+
+    done = set(ShardStore(work).finished()) if work.is_dir() else set()
     out = [e for e in examples if e.id in done]
     if not out:
         raise DataError(f"{work} holds no answers for these rows; run without collected_only first")
@@ -544,7 +592,7 @@ def rag_markdown(report: dict) -> str:
         f"Model {report['model']}; answers given with context through the guard's context prompt "
         f"(prompt mode `rag`, context prompt fingerprint `{report['fingerprints'].get('context_prompt_fingerprint')}`). "
         f"Split by passage: {report['split']['n_train']} training answers, {report['split']['n_test']} held out. "
-        f"Everything fitted (probe, merger of probe + confidence + grounding + closed-book signals, thresholds, "
+        f"Everything fitted (probe, merger of probe + confidence + grounding + closed-book + relevance signals, thresholds, "
         f"knowledge-conflict detector) saw the training passages only; every figure below is on held-out passages. "
         f"Policy target: at most {t['target']:.0%} hallucinations among accepted answers at {t['confidence']:.0%} confidence. "
         "No hand-set grounding weight is in force: a policy's `grounding_weight` is a manual override the guard reports in its reasons.",

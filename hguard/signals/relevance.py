@@ -1,0 +1,153 @@
+"""Relevance signals for answers given with context: does the passage address the question, does the
+answer address the question, and does the answer abstain?
+
+Grounding alone says whether the answer's words are in the passage. That is evidence of a right answer
+only when the passage is about the question: "Nairobi is the capital of Kenya", answered from a Kenya
+passage to "What is the capital of Australia?", is well grounded and wrong. The signals here are read
+from the request and the answer alone (never from a dataset label), so the guard computes them at
+request time exactly as calibration does:
+
+- ``abstains``: 1.0 when the answer abstains ("the context does not say", "I don't know", or says
+  nothing), else 0.0 (the judge's own abstain wording, :func:`hguard.calibrate.judge.abstains`; denying
+  a premise, "there is no such island", is a claim, not an abstention);
+- ``yes_no``: 1.0 when the question asks for yes or no (it opens with an auxiliary verb: "Is", "Does",
+  "Can", ...) or the answer opens with yes/no/true/false; a right "Yes." shares no words with the
+  passage, so grounding says little about it;
+- ``context_relevance``: the share of the question's content words found in the passage (stems
+  matched, no fuzzy spelling), with the question's rare words (names, numbers: the ones that pin
+  down what is asked) counted twice;
+- ``context_relevance_embedding``: the largest cosine similarity between the question and a passage
+  sentence (sentence embeddings);
+- ``answer_relevance``: cosine similarity between the question and the answer;
+- ``answer_off_question``: the share of the question's key words (capitalised names and numbers) that
+  the passage lacks while the answer names something the question does not (1.0 for the Kenya example:
+  "Australia" is in neither, the answer names Nairobi and Kenya);
+- interactions that let one linear merger treat grounding differently by situation:
+  ``grounding_x_relevance`` (grounding times ``context_relevance``), ``grounding_if_answered``
+  (grounding where the answer does not abstain, 0 where it does: an abstention shares few words with
+  the passage and is still the right reply to an off-topic passage) and ``grounding_if_open``
+  (grounding of an answer that neither abstains nor answers yes/no, 0 otherwise).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from hguard.errors import InputError
+
+__all__ = ["RELEVANCE_FEATURES", "relevance_scores"]
+
+RELEVANCE_FEATURES = (
+    "abstains",
+    "yes_no",
+    "context_relevance",
+    "context_relevance_embedding",
+    "answer_relevance",
+    "answer_off_question",
+    "grounding_x_relevance",
+    "grounding_if_answered",
+    "grounding_if_open",
+)
+
+_AUX = frozenset("is are was were am do does did can could will would should shall may might must has have had "
+                 "isn aren wasn weren don doesn didn can't cannot couldn won wouldn shouldn hasn haven".split())
+_YES_NO_WORDS = frozenset({"yes", "no", "true", "false"})
+
+
+def _opens_yes_no(question: str, answer: str) -> bool:
+    q = re.findall(r"[a-z']+", question.lower())
+    a = re.findall(r"[a-z']+", answer.lower())
+    return bool((q and q[0] in _AUX) or (a and a[0] in _YES_NO_WORDS))
+
+_KEY_RE = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][\w'-]+|\d[\d.,]*)")
+
+
+def _key_words(question: str) -> set[str]:
+    """Capitalised words after the first word, and numbers, as content tokens (names, years, amounts)."""
+    from hguard.signals.grounding import content_tokens
+
+    out: set[str] = set()
+    for m in _KEY_RE.finditer(question.strip()):
+        out.update(content_tokens(m.group(1)))
+    return out
+
+
+def _matched(words: Sequence[str], text: str) -> list[bool]:
+    from hguard.signals._grounding_lexical import _stem, _word_matches, content_tokens
+
+    vocab = set(content_tokens(text))
+    stems = {_stem(w) for w in vocab}
+    return [_word_matches(w, vocab, stems, False) for w in words]
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / max(float(np.linalg.norm(a)), 1e-12)
+    nb = np.linalg.norm(b, axis=-1, keepdims=True)
+    return (b / np.maximum(nb, 1e-12)) @ a
+
+
+def relevance_scores(question: str, answer: str, context: str | Sequence[str], grounding: float | None, *,
+                     embedder=None) -> dict[str, float]:
+    """The signals above for one answer. ``grounding`` is the grounding scorer's merged support of the
+    answer (None or NaN makes the interactions NaN, so a merger that uses them routes to review).
+    ``embedder``: anything with ``encode(list[str]) -> (n, d)`` (default: the bundled sentence model)."""
+    from hguard.calibrate.judge import abstains as abstains_
+    from hguard.signals.grounding import _check_text, _context_text, content_tokens, split_sentences
+
+    _check_text(question, "question")
+    _check_text(answer, "answer")
+    ctx = _context_text(context)
+    if embedder is None:
+        from hguard.signals.embedding import get_embedder
+
+        embedder = get_embedder()
+    abstains = 1.0 if abstains_(answer) else 0.0
+    yes_no = 1.0 if _opens_yes_no(question, answer) else 0.0
+
+    q_words = list(dict.fromkeys(content_tokens(question)))
+    keys = _key_words(question)
+    if q_words:
+        hit = _matched(q_words, ctx)
+        weight = [2.0 if (w in keys or any(c.isdigit() for c in w)) else 1.0 for w in q_words]
+        ctx_rel = float(sum(w for w, h in zip(weight, hit) if h) / sum(weight))
+    else:
+        ctx_rel = 1.0  # a question with no content words: nothing to miss
+
+    key_list = sorted(keys)
+    if key_list and not abstains:
+        missing = [w for w, h in zip(key_list, _matched(key_list, ctx)) if not h]
+        a_new = [w for w in content_tokens(answer) if w not in set(q_words)]
+        named_elsewhere = bool(a_new) and not all(_matched(key_list, answer))
+        off = (len(missing) / len(key_list)) if named_elsewhere else 0.0
+    else:
+        off = 0.0
+
+    sentences = split_sentences(ctx) or [ctx]
+    emb = np.asarray(embedder.encode([question, answer.strip() or " ", *sentences]), dtype=float)
+    ctx_emb = float(np.max(_cos(emb[0], emb[2:])))
+    ans_rel = float(_cos(emb[0], emb[1:2])[0]) if answer.strip() else 0.0
+
+    g = float(grounding) if grounding is not None else math.nan
+    return {
+        "abstains": abstains,
+        "yes_no": yes_no,
+        "context_relevance": ctx_rel,
+        "context_relevance_embedding": ctx_emb,
+        "answer_relevance": ans_rel,
+        "answer_off_question": float(off),
+        "grounding_x_relevance": g * ctx_rel,
+        "grounding_if_answered": g * (1.0 - abstains),
+        "grounding_if_open": g * (1.0 - abstains) * (1.0 - yes_no),
+    }
+
+
+def add_relevance(signals: Mapping[str, float | None], question: str, answer: str, context, *, embedder=None) -> dict[str, float]:
+    """:func:`relevance_scores` from a signals mapping that holds ``grounding``; InputError when the
+    context is missing (the signals are for answers given with context)."""
+    if context is None:
+        raise InputError("relevance signals need the context the answer was given with; pass context=...")
+    return relevance_scores(question, answer, context, signals.get("grounding"), embedder=embedder)

@@ -1,0 +1,84 @@
+"""Relevance signals for answers given with context (hguard.signals.relevance)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from hguard.errors import InputError
+from hguard.signals.relevance import RELEVANCE_FEATURES, add_relevance, relevance_scores
+
+
+class BagEmbedder:
+    """A deterministic bag-of-words embedder: texts sharing words have a positive cosine."""
+
+    def encode(self, texts):
+        out = np.zeros((len(texts), 64))
+        for i, t in enumerate(texts):
+            for w in t.lower().replace("?", " ").replace(".", " ").split():
+                out[i, hash(w) % 64] += 1.0
+        return out
+
+
+KENYA = "Kenya is a country in East Africa. Nairobi is the capital of Kenya and its largest city."
+AUSTRALIA = "Australia is a country in Oceania. Canberra is the capital of Australia. Sydney is its largest city."
+Q = "What is the capital of Australia?"
+
+
+def test_a_grounded_answer_from_an_offtopic_passage_is_marked_off_question():
+    e = BagEmbedder()
+    off = relevance_scores(Q, "Nairobi is the capital of Kenya.", KENYA, 0.77, embedder=e)
+    on = relevance_scores(Q, "Canberra is the capital of Australia.", AUSTRALIA, 0.77, embedder=e)
+    assert set(off) == set(RELEVANCE_FEATURES) == set(on)
+    assert off["answer_off_question"] == 1.0 and on["answer_off_question"] == 0.0
+    assert off["context_relevance"] < 0.5 < on["context_relevance"] == 1.0
+    assert off["context_relevance_embedding"] < on["context_relevance_embedding"]
+    assert off["answer_relevance"] < on["answer_relevance"]
+    # the interaction discounts grounding on a passage that does not address the question
+    assert off["grounding_x_relevance"] < on["grounding_x_relevance"] == pytest.approx(0.77)
+
+
+def test_an_abstention_is_flagged_and_its_grounding_interaction_is_zero():
+    s = relevance_scores(Q, "The context does not say.", KENYA, 0.2, embedder=BagEmbedder())
+    assert s["abstains"] == 1.0 and s["grounding_if_answered"] == 0.0 and s["answer_off_question"] == 0.0
+    s = relevance_scores(Q, "Canberra.", AUSTRALIA, 0.9, embedder=BagEmbedder())
+    assert s["abstains"] == 0.0 and s["grounding_if_answered"] == pytest.approx(0.9)
+
+
+def test_missing_grounding_makes_the_interactions_nan_so_the_merger_fails_closed():
+    from hguard.policy import merge_risk
+
+    s = relevance_scores(Q, "Canberra.", AUSTRALIA, None, embedder=BagEmbedder())
+    assert math.isnan(s["grounding_x_relevance"]) and math.isnan(s["grounding_if_answered"])
+    merger = {"features": ["grounding_x_relevance"], "mean": [0.0], "scale": [1.0], "coef": [1.0], "intercept": 0.0}
+    with pytest.raises(InputError):
+        merge_risk(s, merger)
+
+
+def test_relevance_needs_text_and_a_context():
+    with pytest.raises(InputError, match="question must be a str"):
+        relevance_scores(None, "a", "b", 0.5, embedder=BagEmbedder())
+    with pytest.raises(InputError, match="need the context"):
+        add_relevance({"grounding": 0.5}, Q, "Canberra.", None, embedder=BagEmbedder())
+
+
+def test_yes_no_questions_and_answers_are_marked_and_kept_out_of_the_open_grounding():
+    e = BagEmbedder()
+    s = relevance_scores("Does the policy share my data?", "Yes.", "We share data with partners.", 0.1, embedder=e)
+    assert s["yes_no"] == 1.0 and s["grounding_if_open"] == 0.0
+    s = relevance_scores("Who shares the data?", "True, partners do.", "We share data with partners.", 0.6, embedder=e)
+    assert s["yes_no"] == 1.0
+    s = relevance_scores(Q, "Canberra.", AUSTRALIA, 0.9, embedder=e)
+    assert s["yes_no"] == 0.0 and s["grounding_if_open"] == pytest.approx(0.9)
+
+
+def test_denying_a_premise_is_a_claim_not_an_abstention():
+    from hguard.calibrate.judge import abstains, is_refusal
+
+    denial = "The answer is no, there is no such thing as a floating island."
+    assert is_refusal(denial) and not abstains(denial)
+    assert abstains("The context does not say.") and abstains("  ")
+    s = relevance_scores("Is there a floating island?", denial, "Floating islands exist in lakes.", 0.1, embedder=BagEmbedder())
+    assert s["abstains"] == 0.0
