@@ -166,7 +166,7 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
             bad("class_weight", 'use "balanced" or None')
         if not isinstance(self.max_iter, Integral) or self.max_iter < 1:
             bad("max_iter", "use an int >= 1")
-        if not isinstance(self.tol, Real) or not self.tol > 0:
+        if not isinstance(self.tol, Real) or not float(self.tol) > 0:
             bad("tol", "use a float > 0, e.g. 1e-4")
         if self.random_state is not None and (
             not isinstance(self.random_state, Integral) or isinstance(self.random_state, bool)

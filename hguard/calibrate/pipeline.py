@@ -14,16 +14,19 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, cast
 
 import numpy as np
 
 from .._numerics import sigmoid_array
 from .._stats import auroc, auroc_ci
-from ..errors import DataError, InputError
+from ..errors import DataError, InputError, ProbeError
 from ..settings import CALIBRATION_MAX_NEW_TOKENS, CALIBRATION_SYSTEM_PROMPT, GenerationSettings
 from .collect import Collected, collect, label_row
 from .data import Example, data_hash, load_examples
+
+if TYPE_CHECKING:
+    from ..domain import CalibratedDomain
 
 _log = logging.getLogger("hguard.calibrate")
 
@@ -98,12 +101,12 @@ def fit_merger(Z: np.ndarray, y: np.ndarray, features: Sequence[str] = MERGER_FE
     }
 
 
-def apply_merger(merger: dict, Z: np.ndarray) -> np.ndarray:
+def apply_merger(merger: Mapping[str, Any], Z: np.ndarray) -> np.ndarray:
     z = (Z - np.asarray(merger["mean"])) / np.asarray(merger["scale"])
     return sigmoid_array(z @ np.asarray(merger["coef"]) + merger["intercept"])
 
 
-def random_baseline_score(d: dict, values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def random_baseline_score(d: Mapping[str, Any], values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Risk from the random-neuron baseline stored in a probe file; ``values`` in its index order."""
     Z = (np.asarray(values, dtype=float) - np.asarray(d["center"])) / np.asarray(d["scale"])
     if d["length"] is not None:
@@ -130,8 +133,8 @@ def split_groups(rows: Sequence[dict], test_fraction: float, seed: int) -> np.nd
     from .data import split_ids
 
     groups = sorted({r["group"] for r in rows})
-    _, test = split_ids(groups, test_fraction=test_fraction, seed=seed)
-    test = set(test)
+    _, test_ids = split_ids(groups, test_fraction=test_fraction, seed=seed)
+    test = set(test_ids)
     return np.array([r["group"] in test for r in rows], dtype=bool)
 
 
@@ -260,6 +263,13 @@ def domain_metrics(fitted: dict, test: Collected, *, target: float, confidence: 
 # ------------------------------------------------------------------------------------ pipeline
 
 
+def _examples(data: Sequence[str | os.PathLike] | Sequence[Example]) -> list[Example]:
+    """``data`` as examples: given as examples, or read from the files it names."""
+    if data and isinstance(data[0], Example):
+        return list(cast("Sequence[Example]", data))
+    return load_examples(list(cast("Sequence[str | os.PathLike[str]]", data)))
+
+
 def _load_lm(model: str | None, lm):
     if lm is not None:
         return lm
@@ -319,7 +329,7 @@ def calibrate(
     if key is not None and not isinstance(key, bytes):
         raise InputError(f"signing_key must be bytes, None or 'environment', got {type(key).__name__}; pass the key's bytes")
 
-    examples = list(data) if data and isinstance(data[0], Example) else load_examples(list(data))
+    examples = _examples(data)
     if domains:
         unknown = sorted(set(domains) - {e.domain for e in examples})
         if unknown:
@@ -343,7 +353,7 @@ def calibrate(
     from .screen import choose_fit
 
     probe_fit = choose_fit(len(examples), gen.n_features, screen_top=screen_top, fit_memory_gb=fit_memory_gb)
-    _log.info("probe fit: %s (%s)", "screened to the top %d features" % probe_fit.screen_top if probe_fit.screened else "in memory",
+    _log.info("probe fit: %s (%s)", f"screened to the top {probe_fit.screen_top} features" if probe_fit.screened else "in memory",
               probe_fit.reason)
     t0 = time.perf_counter()
     if engine == "ray":
@@ -512,7 +522,7 @@ def transfer_matrix(fitted: dict, col: Collected, by_domain: dict, test_mask: np
     from .screen import probe_logit
 
     names = sorted(fitted)
-    matrix = {}
+    matrix: dict[str, dict[str, float | None]] = {}
     for a in names:
         matrix[a] = {}
         for b in sorted(by_domain):
@@ -523,8 +533,8 @@ def transfer_matrix(fitted: dict, col: Collected, by_domain: dict, test_mask: np
                 continue
             p = probe_logit(fitted[a]["probe"], te.features, lengths=_lengths(te.rows))
             matrix[a][b] = auroc(_y(te.rows), p)
-    diag = [matrix[a][a] for a in names if matrix[a].get(a) is not None]
-    off = [matrix[a][b] for a in names for b in matrix[a] if b != a and matrix[a][b] is not None]
+    diag = [v for a in names if (v := matrix[a].get(a)) is not None]
+    off = [v for a in names for b, v in matrix[a].items() if b != a and v is not None]
     return {
         "auroc": matrix,
         "mean_within": float(np.mean(diag)) if diag else None,
@@ -560,17 +570,16 @@ def ood_rates(fitted: dict, col: Collected, by_domain: dict, test_mask: np.ndarr
 # ----------------------------------------------------------------------------------- evaluation
 
 
-def load_probe_dir(probes_dir: str | os.PathLike, expect: dict | None = None) -> dict[str, Any]:
+def load_probe_dir(probes_dir: str | os.PathLike, expect: dict | None = None) -> dict[str, CalibratedDomain]:
     """The calibrated domains (:class:`hguard.domain.CalibratedDomain`) in a probe folder, by name."""
     from ..domain import CalibratedDomain
-    from ..errors import ProbeError
 
     d = Path(probes_dir)
     files = sorted(p for p in d.glob("*.json") if p.name not in ("report.json",))
-    out = {}
+    out: dict[str, CalibratedDomain] = {}
     for p in files:
         cd = CalibratedDomain.load(p, expect=expect)
-        out[cd.name] = cd
+        out[cd.name or p.stem] = cd  # CalibratedDomain.load names a domain without a name after its file
     if not out:
         raise ProbeError(f"no probe files (*.json) in {str(d)!r}; run `hguard calibrate --data FILE --out {d}` first")
     return out
@@ -589,7 +598,7 @@ def evaluate(
     """Answer ``data`` with the model, score with the domain probes, and report per domain (JSON-able)."""
     from ..generation import Generator
 
-    examples = list(data) if data and isinstance(data[0], Example) else load_examples(list(data))
+    examples = _examples(data)
     if limit:
         examples = examples[:limit]
     lm = _load_lm(model, lm)
@@ -611,7 +620,12 @@ def evaluate(
         cd = probes[domain]
         probe = cd.probe
         problems = cd.check_fingerprints(gen.fingerprints)
-        rb = cd.random_baseline
+        rb, merger = cd.random_baseline, cd.merger
+        if rb is None or merger is None:
+            raise ProbeError(
+                f"the probe file of domain {domain!r} carries no {'random baseline' if rb is None else 'merger'}; "
+                "recalibrate it with `hguard calibrate`"
+            )
         idx = [int(i) for i in probe.feature_indices_]
         ridx = [int(i) for i in rb["feature_indices"]]
         union = sorted(set(idx) | set(ridx))
@@ -621,7 +635,10 @@ def evaluate(
         for e, g in zip(exs, gens):
             rows.append({**g.confidence, **label_row(e, g.text), "answer": g.text, "id": e.id})
         keep = np.array([r["label"] != "refusal" for r in rows])
-        V = np.stack([g.cett for g in gens]) if gens else np.zeros((0, len(union)))
+        cetts = [g.cett for g in gens if g.cett is not None]
+        if len(cetts) != len(gens):
+            raise DataError(f"domain {domain!r}: the model returned no neuron contributions for an answer; the probe cannot score it")
+        V = np.stack(cetts) if gens else np.zeros((0, len(union)))
         rows_k = [r for r, k in zip(rows, keep) if k]
         V = V[keep]
         y = _y(rows_k)
@@ -629,7 +646,7 @@ def evaluate(
         logit = probe.decision_function_subset(V[:, [pos[i] for i in idx]], lengths=lengths) if len(rows_k) else np.zeros(0)
         scores = {
             "probe": sigmoid_array(logit),
-            "merged": apply_merger(cd.merger, merger_features(rows_k, logit)) if len(rows_k) else np.zeros(0),
+            "merged": apply_merger(merger, merger_features(rows_k, logit)) if len(rows_k) else np.zeros(0),
             "random_neurons": random_baseline_score(rb, V[:, [pos[i] for i in ridx]], lengths) if len(rows_k) else np.zeros(0),
         }
         for name, f in BASELINES.items():
