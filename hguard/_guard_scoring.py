@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from ._guard_plan import Route
-from ._guard_result import GuardResult, _finite_or_none, _shown, context_given
+from ._guard_result import GuardResult, _finite_or_none, context_given
 from ._numerics import sigmoid
+from .errors import shown
 from .generation import CLOSED_BOOK, RAG, Generation
 from .policy import CLOSED_BOOK_GROUNDING_WEIGHT, Decision, Thresholds, apply_grounding, decide, merge_risk
 
@@ -46,7 +47,7 @@ class _Scoring:
         for k, v in g.confidence.items():
             signals[k] = _finite_or_none(v)
             if signals[k] is None:  # None in the record; the reason says what the value was
-                problems.append(f"confidence signal {k!r} is {_shown(v)}, not a finite number")
+                problems.append(f"confidence signal {k!r} is {shown(v, 40)}, not a finite number")
         length = signals.get("length")
         signals["log_length"] = math.log1p(length) if length is not None else None
         fingerprint_problems: list[str] = []
@@ -61,7 +62,7 @@ class _Scoring:
                 for k, v in scored.items():
                     signals[k] = _finite_or_none(v)
                     if signals[k] is None:
-                        problems.append(f"grounding signal {k!r} is {_shown(v)}, not a finite number")
+                        problems.append(f"grounding signal {k!r} is {shown(v, 40)}, not a finite number")
                 if "grounding" not in scored:
                     problems.append("grounding returned no 'grounding' support value for an answer given with context")
             except Exception as exc:  # fail closed: the reason travels with the decision
