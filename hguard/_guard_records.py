@@ -3,14 +3,31 @@ spot-check of accepted answers, and the record of a request that failed before a
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 from ._guard_result import GuardResult
 from .policy import ACCEPT, REVIEW
 
+if TYPE_CHECKING:
+    from .generation import Generator
+    from .models import LoadedModel
+    from .policy import Policy
+
 
 class _Recording:
     """The guard's writes (mixed into :class:`hguard.guard.Guard`); a failed write reaches the caller."""
+
+    # set by Guard.__init__
+    lm: LoadedModel
+    policy: Policy
+    generator: Generator
+    audit: Any  # an AuditLog, or None for no log
+    review_queue: Any  # a ReviewQueue, or None for no queue
+    _policy_id: str
+    _spot_days: dict[tuple[str, str], int]
+    _spot_lock: threading.Lock
 
     def record_failure(self, question, exc: BaseException, *, context=None, domain=None, source: str = "api") -> str | None:
         """Write a request that failed before a decision (bad input, a generation or audit error) to the

@@ -79,11 +79,6 @@ def context_given(context: str | None) -> bool:
     return context is not None and bool(context.strip())
 
 
-def _shown(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _finite_or_none(x) -> float | None:
     try:
         x = float(x)

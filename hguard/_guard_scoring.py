@@ -7,27 +7,49 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from typing import Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from ._guard_plan import Route
-from ._guard_result import GuardResult, _finite_or_none, _shown, context_given
+from ._guard_result import GuardResult, _finite_or_none, context_given
 from ._numerics import sigmoid
+from .errors import shown
 from .generation import CLOSED_BOOK, RAG, Generation
 from .policy import CLOSED_BOOK_GROUNDING_WEIGHT, Decision, Thresholds, apply_grounding, decide, merge_risk
+
+if TYPE_CHECKING:
+    from ._monitor_state import MonitorState
+    from .generation import Generator
+    from .policy import Policy
+    from .settings import GenerationSettings
 
 
 class _Scoring:
     """The guard's scoring steps (mixed into :class:`hguard.guard.Guard`)."""
+
+    # set by Guard.__init__
+    policy: Policy
+    settings: GenerationSettings
+    generator: Generator
+    probe_errors: dict[str, str]
+    monitor_state: MonitorState
+
+    if TYPE_CHECKING:
+
+        @property
+        def grounding(self) -> Any: ...  # the guard's grounding scorer, loaded on first use
+
+        def _record(self, result: GuardResult, fingerprints: dict | None = None) -> None: ...
 
     def _score(self, g: Generation, domain: str | None, route: Route | None, problems: list[str]) -> tuple[dict, float | None, Thresholds | None, list[str]]:
         signals: dict[str, float | None] = {}
         for k, v in g.confidence.items():
             signals[k] = _finite_or_none(v)
             if signals[k] is None:  # None in the record; the reason says what the value was
-                problems.append(f"confidence signal {k!r} is {_shown(v)}, not a finite number")
-        signals["log_length"] = math.log1p(signals["length"]) if signals.get("length") is not None else None
+                problems.append(f"confidence signal {k!r} is {shown(v, 40)}, not a finite number")
+        length = signals.get("length")
+        signals["log_length"] = math.log1p(length) if length is not None else None
         fingerprint_problems: list[str] = []
         risk = None
         thresholds = None
@@ -40,7 +62,7 @@ class _Scoring:
                 for k, v in scored.items():
                     signals[k] = _finite_or_none(v)
                     if signals[k] is None:
-                        problems.append(f"grounding signal {k!r} is {_shown(v)}, not a finite number")
+                        problems.append(f"grounding signal {k!r} is {shown(v, 40)}, not a finite number")
                 if "grounding" not in scored:
                     problems.append("grounding returned no 'grounding' support value for an answer given with context")
             except Exception as exc:  # fail closed: the reason travels with the decision
@@ -57,7 +79,7 @@ class _Scoring:
                 + f"; calibrate it with `hguard calibrate --data FILE.jsonl --out DIR --domain {domain}` "
                 "and point the policy's probes at DIR, or route it by policy"
             )
-        if cd is not None:
+        if cd is not None and route is not None:  # a calibrated domain comes with its route
             probe, probe_mode = cd.probe, cd.prompt_mode
             expected = g.extra.get("fingerprints") or self.generator.fingerprints  # the call's own (history, system)
             if probe_mode == RAG:
@@ -75,7 +97,8 @@ class _Scoring:
                 if not math.isfinite(logit):
                     raise ValueError(f"the probe's logit is {logit!r}, not a finite number")
                 signals["neuron_logit"] = logit
-                signals["neuron_risk"] = sigmoid(logit)
+                neuron_risk = sigmoid(logit)
+                signals["neuron_risk"] = neuron_risk
                 if cd.ood:
                     from .ood import feature_distance, ood_problem
 
@@ -94,7 +117,7 @@ class _Scoring:
 
                     signals.update(add_relevance(signals, g.question, g.text, g.context, embedder=getattr(self.grounding, "embedder", None)))
                 merger = cd.merger
-                base = merge_risk(signals, merger) if merger else signals["neuron_risk"]
+                base = merge_risk(signals, merger) if merger else neuron_risk
                 support = signals.get("grounding")
                 if g.context is not None and support is None:
                     raise ValueError("the grounding support of an answer given with context could not be computed")
@@ -218,6 +241,8 @@ class _EarlyAbstain:
         import torch
 
         self.guard, self.domain, self.min_tokens = guard, domain, min_tokens
+        if route.domain is None:
+            raise ValueError("stopping early needs the domain's calibrated probe")
         self.probe, self.merger = route.domain.probe, route.domain.merger
         t = route.thresholds
         self.abstain_above = t.abstain_above if t is not None else None

@@ -8,12 +8,12 @@ from typing import Sequence
 import numpy as np
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from ._probe_fit import _Scaler
 from ._probe_inputs import _check_lengths, _check_X, _two_columns
+from ._stats import auroc
 from .errors import InputError
 
 
@@ -155,7 +155,10 @@ def random_neuron_probe(
         for j, (tr, te) in enumerate(folds):
             Ztr, Zte = design(tr), design(te)
             for i, C in enumerate(Cs):
-                scores[i, j] = roc_auc_score(y[te], model(C).fit(Ztr, y[tr]).decision_function(Zte))
+                fold_auroc = auroc(y[te], model(C).fit(Ztr, y[tr]).decision_function(Zte))
+                if fold_auroc is None:
+                    raise ValueError("a cross-validation test fold holds answers of one class only; its AUROC is undefined")
+                scores[i, j] = fold_auroc
         mean = scores.mean(axis=1)
         final = model(Cs[int(np.argmax(mean))]).fit(design(np.arange(X.shape[0])), y)
     return RandomNeuronProbe(idx, center, scale, length, final, X.shape[1], Cs, mean.tolist())

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ._json import canonical_json
 from .errors import InputError, ProbeError, ProbeMismatchError
 
 FORMAT_NAME = "hguard.h_neuron_probe"
@@ -70,21 +71,17 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _canonical(doc: Mapping[str, Any]) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
-
-
 def _probe_id(doc: Mapping[str, Any]) -> str:
     # Python's float repr round-trips, so the hash of the re-read document equals the saved one.
     body = {k: doc[k] for k in ("format", "version", "params", "model", "metadata")}
-    return hashlib.sha256(_canonical(body)).hexdigest()[:16]
+    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()[:16]
 
 
 def _signature(doc: Mapping[str, Any], key: bytes) -> dict:
     from .integrity import SIGNATURE_ALG, key_id, mac_hex
 
     body = {k: v for k, v in doc.items() if k != "signature"}
-    return {"alg": SIGNATURE_ALG, "key_id": key_id(key), "mac": mac_hex(key, _canonical(body))}
+    return {"alg": SIGNATURE_ALG, "key_id": key_id(key), "mac": mac_hex(key, canonical_json(body).encode("utf-8"))}
 
 
 def _check_signature(doc: Mapping[str, Any], path: Path, key: bytes | None, required: bool) -> None:
@@ -110,7 +107,7 @@ def _check_signature(doc: Mapping[str, Any], path: Path, key: bytes | None, requ
     if not isinstance(sig, dict) or sig.get("alg") != SIGNATURE_ALG or not isinstance(sig.get("mac"), str):
         raise ProbeError(f"{where} has a malformed signature ({sig!r:.80}); restore the file or recalibrate")
     body = {k: v for k, v in doc.items() if k != "signature"}
-    if not mac_matches(key, _canonical(body), sig["mac"]):
+    if not mac_matches(key, canonical_json(body).encode("utf-8"), sig["mac"]):
         if sig.get("key_id") != key_id(key):
             raise ProbeError(
                 f"{where} was signed with another key (key id {sig.get('key_id')!r:.40}, the configured key's is "

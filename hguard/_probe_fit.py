@@ -14,10 +14,10 @@ import numpy as np
 from scipy.special import expit
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from ._probe_inputs import _check_lengths, _check_X, _check_y, _sample_weights
+from ._stats import auroc
 from .errors import InputError
 
 # The length feature is standardised and then multiplied by this factor: an L1 penalty on a
@@ -230,7 +230,7 @@ def _fold_scores(X, y01, loglen, train, test, Cs, standardize, length_control, f
     scaler = _Scaler(X[train], standardize)
     Z = scaler.transform(X[train])
     lscaler = _LengthScaler(loglen[train]) if length_control else None
-    zlen = lscaler.boosted(loglen[train]) if length_control else None
+    zlen = lscaler.boosted(loglen[train]) if lscaler is not None else None
     points = _l1_path(Z, y01[train], zlen, Cs, **fit_kw)
     del Z
     aurocs, counts = [], []
@@ -239,9 +239,12 @@ def _fold_scores(X, y01, loglen, train, test, Cs, standardize, length_control, f
         cols = scaler.keep[p.active]
         zt = (Xte[:, cols].astype(np.float64) - scaler.center[p.active]) / scaler.scale[p.active]
         d = zt @ p.weights + p.intercept
-        if length_control:
+        if lscaler is not None:  # length control on
             d = d + p.length_weight * lscaler.boosted(loglen[test])
-        aurocs.append(float(roc_auc_score(y01[test], d)))
+        fold_auroc = auroc(y01[test], d)
+        if fold_auroc is None:
+            raise ValueError("a cross-validation test fold holds answers of one class only; its AUROC is undefined")
+        aurocs.append(fold_auroc)
         counts.append(int(p.active.size))
     return aurocs, counts
 
@@ -266,8 +269,11 @@ def fit_probe(self, X, y, lengths, groups=None):
                   random_state=self.random_state)
     scaler = _Scaler(X, self.standardize)
     Z = scaler.transform(X)
-    lscaler = _LengthScaler(loglen) if self.length_control else None
-    zlen = lscaler.boosted(loglen) if self.length_control else None
+    lscaler: _LengthScaler | None = None
+    zlen = None
+    if loglen is not None:  # length control on
+        lscaler = _LengthScaler(loglen)
+        zlen = lscaler.boosted(loglen)
     if isinstance(self.Cs, Integral):
         Cs = _auto_grid(Z, y01, _sample_weights(y01, self.class_weight), int(self.Cs))
     else:
@@ -342,7 +348,7 @@ def fit_probe(self, X, y, lengths, groups=None):
     self.scale_ = scaler.scale[p.active][order]
     self.intercept_ = float(p.intercept)
     self.n_iter_ = np.array([p.n_iter])
-    if self.length_control:
+    if lscaler is not None:  # set exactly when length_control is on
         self.length_center_, self.length_scale_ = lscaler.center, lscaler.scale
         self.length_weight_ = float(p.length_weight) * _LENGTH_BOOST
     else:

@@ -9,8 +9,11 @@ the functions, so importing this module costs nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike  # a sequence or an array
 
 from hguard.errors import InputError
 
@@ -47,14 +50,14 @@ def _scores(score: Any, n: int, name: str = "scores"):
     return s
 
 
-def labels_and_scores(y: Sequence[int], score: Sequence[float], name: str = "scores"):
+def labels_and_scores(y: ArrayLike, score: ArrayLike, name: str = "scores"):
     """``(labels, scores)`` as a 0/1 int array and a float array of one length, or InputError naming
     the problem (labels other than 0/1, a score count that differs from the label count, a NaN score)."""
     labels = _labels(y)
     return labels, _scores(score, labels.size, name)
 
 
-def auroc(y: Sequence[int], score: Sequence[float]) -> float | None:
+def auroc(y: ArrayLike, score: ArrayLike) -> float | None:
     """Area under the ROC curve of ``score`` for labels ``y``, ties counted half.
 
     None when a class is missing (no answers, or all of one class), where the AUROC is undefined.
@@ -72,7 +75,7 @@ def auroc(y: Sequence[int], score: Sequence[float]) -> float | None:
     return float((ranks[labels == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
-def bootstrap_aurocs(y: Sequence[int], scores: Mapping[str, Sequence[float]], *, n_boot: int = 1000,
+def bootstrap_aurocs(y: ArrayLike, scores: Mapping[str, ArrayLike], *, n_boot: int = 1000,
                      seed: Any = 0) -> dict[str, Any]:
     """The AUROC of every score on the same ``n_boot`` bootstrap resamples of the answers (paired).
 
@@ -102,7 +105,7 @@ def bootstrap_aurocs(y: Sequence[int], scores: Mapping[str, Sequence[float]], *,
     return out
 
 
-def auroc_ci(y: Sequence[int], scores: Mapping[str, Sequence[float]], *, n_boot: int = 1000,
+def auroc_ci(y: ArrayLike, scores: Mapping[str, ArrayLike], *, n_boot: int = 1000,
              level: float = 0.95, seed: int = 0) -> dict[str, list[float] | None]:
     """Percentile bootstrap interval ``[low, high]`` of each score's AUROC at ``level``, from
     :func:`bootstrap_aurocs` (within-class resamples, the same for every score); None per score

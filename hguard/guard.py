@@ -213,23 +213,22 @@ class Guard(_Scoring, _Recording):
         for name, M in router.items():
             s = np.sort(M @ q)[::-1][:5]
             sims[name] = float(s.mean())
-        name, why = choose_domain(sims, self.policy)
-        return name, {"method": "embedding", "similarities": sims, "reason": why, "chosen": name}
+        chosen, why = choose_domain(sims, self.policy)
+        return chosen, {"method": "embedding", "similarities": sims, "reason": why, "chosen": chosen}
 
     def fitted_thresholds(self, domain: str, rag: bool = False) -> Thresholds | None:
         """Thresholds for the policy's own target and confidence, fitted when the domain was loaded on the
         calibration scores its probe file carries; the stored thresholds when it carries none. ``rag``
         picks the domain's RAG calibration."""
         plan = self._plans.get(domain)
-        cd = (plan.rag if rag else plan.closed_book) if plan is not None else None
-        if cd is None:
+        if plan is None or (plan.rag if rag else plan.closed_book) is None:
             raise KeyError(domain)
         return plan.route(rag).fitted
 
     def _steering(self, domain: str | None) -> tuple[dict[int, float] | None, dict | None]:
         dp = self.policy.domain(domain) if domain else None
         st = getattr(dp, "steering", None) if dp else None
-        if st is None or domain not in self.probes:
+        if st is None or domain is None or domain not in self.probes:
             return None, None
         alpha = float(st.alpha)
         cd = self.probes[domain]
@@ -336,7 +335,7 @@ class Guard(_Scoring, _Recording):
             cd = route.domain if route is not None else None
             neurons = [int(i) for i in cd.probe.feature_indices_] if cd is not None else None
             steer, steer_info = self._steering(d)
-            stopper = _EarlyAbstain(self, d, route) if early_stop and cd is not None else None
+            stopper = _EarlyAbstain(self, d, route) if early_stop and route is not None and cd is not None else None
             gens = self.generator.generate(
                 [questions[i] for i in idx], [ctxs[i] for i in idx], neurons=neurons, steering=steer,
                 batch_size=len(idx), streamer=streamer, stopping_criteria=[stopper] if stopper else (),

@@ -13,6 +13,7 @@ lies further out than anything the certification covered, and goes to review wit
 from __future__ import annotations
 
 import math
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -48,7 +49,7 @@ def fit_ood(distances, *, quantile: float = OOD_QUANTILE, fitted_on: str) -> dic
             "n": int(d.size), "fitted_on": fitted_on}
 
 
-def ood_problem(distance: float | None, ood: dict | None) -> str | None:
+def ood_problem(distance: float | None, ood: Mapping[str, Any] | None) -> str | None:
     """A review reason when ``distance`` is beyond the probe file's threshold (or cannot be measured)."""
     if not ood:
         return None

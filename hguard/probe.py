@@ -25,7 +25,6 @@ the domain's H-Neurons.
 
 from __future__ import annotations
 
-import math
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, Mapping
@@ -36,6 +35,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from ._json import json_safe
 from ._probe_baseline import RandomNeuronProbe, random_neuron_probe
 from ._probe_file import (
     FORMAT_NAME,
@@ -166,7 +166,7 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
             bad("class_weight", 'use "balanced" or None')
         if not isinstance(self.max_iter, Integral) or self.max_iter < 1:
             bad("max_iter", "use an int >= 1")
-        if not isinstance(self.tol, Real) or not self.tol > 0:
+        if not isinstance(self.tol, Real) or not float(self.tol) > 0:
             bad("tol", "use a float > 0, e.g. 1e-4")
         if self.random_state is not None and (
             not isinstance(self.random_state, Integral) or isinstance(self.random_state, bool)
@@ -315,12 +315,12 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
 
     def _payload(self) -> dict:
         check_is_fitted(self)
-        params = {k: _jsonable(v, f"params[{k!r}]") for k, v in self.get_params().items()}
+        params = {k: json_safe(v, f"params[{k!r}]", what="probe file entry", nonfinite="raise") for k, v in self.get_params().items()}
         length = None
         if self.length_control:
             length = {"center": self.length_center_, "scale": self.length_scale_, "weight": self.length_weight_}
         model = {
-            "classes": _jsonable(self.classes_.tolist(), "classes_"),
+            "classes": json_safe(self.classes_.tolist(), "classes_", what="probe file entry", nonfinite="raise"),
             "n_features_in": self.n_features_in_,
             "n_layers": self.n_layers_,
             "d_ff": self.d_ff_,
@@ -328,7 +328,7 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
             "C": self.C_,
             "best_C": self.best_C_,
             "one_se_C": self.one_se_C_,
-            "cv_results": _jsonable(self.cv_results_, "cv_results_"),
+            "cv_results": json_safe(self.cv_results_, "cv_results_", what="probe file entry", nonfinite="raise"),
             "feature_indices": [int(i) for i in self.feature_indices_],
             "weights": [float(w) for w in self.weights_],
             "center": [float(c) for c in self.center_],
@@ -350,7 +350,7 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
         if not isinstance(metadata, Mapping):
             raise InputError(f"metadata is a {type(metadata).__name__}, not a dict; pass a dict of JSON values")
         doc = self._payload()
-        doc["metadata"] = _jsonable(dict(metadata), "metadata")
+        doc["metadata"] = json_safe(dict(metadata), "metadata", what="probe file entry", nonfinite="raise")
         doc["probe_id"] = _probe_id(doc)
         if key is not None:
             doc["signature"] = _signature(doc, key)
@@ -382,33 +382,3 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
             if error is not None:
                 raise error
         return probe, metadata
-
-
-# ------------------------------------------------------------------------------------------- JSON
-
-
-def _jsonable(value, where: str):
-    """``value`` as plain JSON types (numpy converted), or InputError naming the offending entry."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, Integral):
-        return int(value)
-    if isinstance(value, Real):
-        f = float(value)
-        if not math.isfinite(f):
-            raise InputError(f"{where} = {f!r} is not finite and JSON cannot hold it; store None or a string")
-        return f
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise InputError(f"{where} has key {k!r} of type {type(k).__name__}; JSON keys must be str")
-            out[k] = _jsonable(v, f"{where}[{k!r}]")
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    raise InputError(f"{where} is a {type(value).__name__} ({value!r:.60}); store JSON values only")

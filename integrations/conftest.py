@@ -113,7 +113,8 @@ def default_lm():
 
 @pytest.fixture
 def real_guard(default_lm, embedder, tmp_path):
-    """The default model under the default policy, audit and review queue in tmp_path, 24 new tokens."""
+    """The default model under the default policy (its 32 new tokens, what the reference probes were
+    calibrated with, so answers are routed as scored), audit and review queue in tmp_path."""
     from hguard.guard import Guard
     from hguard.policy import load_policy
 
@@ -122,7 +123,6 @@ def real_guard(default_lm, embedder, tmp_path):
         update={
             "audit": pol.audit.model_copy(update={"path": tmp_path / "audit.jsonl"}),
             "review": pol.review.model_copy(update={"queue": tmp_path / "queue.sqlite3"}),
-            "generation": pol.generation.model_copy(update={"max_new_tokens": 24}),
         }
     )
     return Guard.from_policy(pol, lm=default_lm, embedder=embedder)

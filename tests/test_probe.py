@@ -503,9 +503,9 @@ def test_check_fingerprints_lists_every_difference():
 
 
 def test_metadata_must_be_json(probe, tmp_path):
-    with pytest.raises(InputError, match=r"metadata\['metrics'\]\['auroc'\] = nan"):
+    with pytest.raises(InputError, match=r"probe file entry 'metadata\.metrics\.auroc' = nan is not finite"):
         probe.save(tmp_path / "p.json", metadata={"metrics": {"auroc": math.nan}})
-    with pytest.raises(InputError, match=r"metadata\['when'\] is a object"):
+    with pytest.raises(InputError, match=r"probe file entry 'metadata\.when' holds a object"):
         probe.save(tmp_path / "p.json", metadata={"when": object()})
     with pytest.raises(InputError, match="not a dict"):
         probe.save(tmp_path / "p.json", metadata=[("a", 1)])

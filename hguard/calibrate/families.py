@@ -214,9 +214,8 @@ def evaluate_families(
                 entry["auroc"] = {k: None for k in scores}
                 entry["auroc_ci95"] = {k: None for k in scores}
             else:
-                # auroc's and auroc_ci's `Sequence[int]` (in pipeline.py) is narrower than the arrays they take
-                entry["auroc"] = {k: auroc(y, v) for k, v in scores.items()}  # type: ignore[arg-type]
-                entry["auroc_ci95"] = auroc_ci(y, scores)  # type: ignore[arg-type]
+                entry["auroc"] = {k: auroc(y, v) for k, v in scores.items()}
+                entry["auroc_ci95"] = auroc_ci(y, scores)
             th = fit_thresholds(apply_merger(merger, Z_tr[others]).tolist(), y_tr[others].tolist(),
                                 target=target, confidence=confidence)
             entry["at_target"] = {"target": target, "confidence": confidence,

@@ -454,9 +454,9 @@ def _reference_rag_sets() -> dict:
 
 def _setup(model: str, lm, settings):
     from ..generation import Generator
-    from ..models import load_model
+    from .pipeline import _load_lm
 
-    lm = lm or load_model(model or "default")
+    lm = _load_lm(model, lm)
     return lm, Generator(lm, settings=settings)
 
 

@@ -29,6 +29,7 @@ def test_guarded_rag_end_to_end_on_the_default_model(real_guard):
     ans = chain.invoke("What is the capital of Australia?", config={"callbacks": [handler]})
     assert ans.sources[0] == "australia.txt"
     assert ans.route in ("accept", "review", "abstain") and ans.reasons and ans.audit_id
+    assert not any("generation_mismatch" in r for r in ans.reasons), ans.reasons  # generated as calibrated
     decision = AuditLog(real_guard.audit.path).find(ans.audit_id)
     assert "Canberra" in decision["context"] and decision["model"] == "SmolLM2-135M-Instruct"
     assert decision["signals"]["grounding"] is not None  # the retrieved passages were scored against

@@ -35,6 +35,9 @@ def _guard():
     pol = pol.model_copy(update={
         "audit": pol.audit.model_copy(update={"path": runs / "audit.jsonl"}),
         "review": pol.review.model_copy(update={"queue": runs / "queue.sqlite3"}),
+        # the suites ask for 16 new tokens a call (standard_chat_model_params), not the 32 the reference
+        # probes were calibrated with: warned about in the reasons and routed as scored, not all reviewed
+        "domains": {n: d.model_copy(update={"generation_mismatch": "warn"}) for n, d in pol.domains.items()},
     })
     return Guard.from_policy(pol, embedder=get_embedder())
 

@@ -27,6 +27,7 @@ def test_query_engine_end_to_end_on_the_default_model(real_guard):
     assert r.source_nodes[0].node.metadata["file_name"] == "water.txt"
     meta = r.metadata
     assert meta["route"] in ("accept", "review", "abstain") and meta["reasons"] and meta["model_name"] == "SmolLM2-135M-Instruct"
+    assert not any("generation_mismatch" in r for r in meta["reasons"]), meta["reasons"]  # generated as calibrated
     decision = AuditLog(real_guard.audit.path).find(meta["audit_id"])
     assert "H2O" in decision["context"] and decision["signals"]["grounding"] is not None
     if meta["route"] != "abstain":

@@ -1,0 +1,138 @@
+"""Evaluating calibrated probes on new data: read a probe folder, answer the data, report per domain
+(see :mod:`hguard.calibrate.pipeline`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from .._numerics import sigmoid_array
+from .._stats import auroc, auroc_ci
+from ..errors import DataError, ProbeError
+from ..settings import GenerationSettings
+from ._pipeline_fit import (
+    BASELINES,
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_SYSTEM_PROMPT,
+    _examples,
+    _lengths,
+    _load_lm,
+    _y,
+    apply_merger,
+    merger_features,
+    random_baseline_score,
+)
+from .collect import label_row
+from .data import Example
+
+if TYPE_CHECKING:
+    from ..domain import CalibratedDomain
+
+
+def load_probe_dir(probes_dir: str | os.PathLike, expect: dict | None = None) -> dict[str, CalibratedDomain]:
+    """The calibrated domains (:class:`hguard.domain.CalibratedDomain`) in a probe folder, by name."""
+    from ..domain import CalibratedDomain
+
+    d = Path(probes_dir)
+    files = sorted(p for p in d.glob("*.json") if p.name not in ("report.json",))
+    out: dict[str, CalibratedDomain] = {}
+    for p in files:
+        cd = CalibratedDomain.load(p, expect=expect)
+        out[cd.name or p.stem] = cd  # CalibratedDomain.load names a domain without a name after its file
+    if not out:
+        raise ProbeError(f"no probe files (*.json) in {str(d)!r}; run `hguard calibrate --data FILE --out {d}` first")
+    return out
+
+
+def evaluate(
+    probes_dir: str | os.PathLike,
+    data: Sequence[str | os.PathLike] | Sequence[Example],
+    *,
+    model: str = "default",
+    lm=None,
+    batch_size: int = 16,
+    progress: bool = False,
+    limit: int | None = None,
+) -> dict:
+    """Answer ``data`` with the model, score with the domain probes, and report per domain (JSON-able)."""
+    from ..generation import Generator
+
+    examples = _examples(data)
+    if limit:
+        examples = examples[:limit]
+    lm = _load_lm(model, lm)
+    probes = load_probe_dir(probes_dir)
+    first = next(iter(probes.values()))
+    # answer as the probes' calibration did (older files without settings: the calibration defaults)
+    settings = first.generation.replace(prompt_mode="closed_book") if first.generation else GenerationSettings(
+        max_new_tokens=DEFAULT_MAX_NEW_TOKENS, system_prompt=DEFAULT_SYSTEM_PROMPT)
+    gen = Generator(lm, settings=settings)
+
+    result: dict[str, Any] = {"model": lm.name, "domains": {}, "skipped": {}}
+    by_domain: dict[str, list[Example]] = {}
+    for e in examples:
+        by_domain.setdefault(e.domain, []).append(e)
+    for domain, exs in sorted(by_domain.items()):
+        if domain not in probes:
+            result["skipped"][domain] = f"no probe for domain {domain!r} in {str(probes_dir)!r}"
+            continue
+        cd = probes[domain]
+        probe = cd.probe
+        problems = cd.check_fingerprints(gen.fingerprints)
+        rb, merger = cd.random_baseline, cd.merger
+        if rb is None or merger is None:
+            raise ProbeError(
+                f"the probe file of domain {domain!r} carries no {'random baseline' if rb is None else 'merger'}; "
+                "recalibrate it with `hguard calibrate`"
+            )
+        idx = [int(i) for i in probe.feature_indices_]
+        ridx = [int(i) for i in rb["feature_indices"]]
+        union = sorted(set(idx) | set(ridx))
+        pos = {g: k for k, g in enumerate(union)}
+        gens = gen.generate([e.question for e in exs], [e.context for e in exs], neurons=union, batch_size=batch_size)
+        rows = []
+        for e, g in zip(exs, gens):
+            rows.append({**g.confidence, **label_row(e, g.text), "answer": g.text, "id": e.id})
+        keep = np.array([r["label"] != "refusal" for r in rows])
+        cetts = [g.cett for g in gens if g.cett is not None]
+        if len(cetts) != len(gens):
+            raise DataError(f"domain {domain!r}: the model returned no neuron contributions for an answer; the probe cannot score it")
+        V = np.stack(cetts) if gens else np.zeros((0, len(union)))
+        rows_k = [r for r, k in zip(rows, keep) if k]
+        V = V[keep]
+        y = _y(rows_k)
+        lengths = _lengths(rows_k)
+        logit = probe.decision_function_subset(V[:, [pos[i] for i in idx]], lengths=lengths) if len(rows_k) else np.zeros(0)
+        scores = {
+            "probe": sigmoid_array(logit),
+            "merged": apply_merger(merger, merger_features(rows_k, logit)) if len(rows_k) else np.zeros(0),
+            "random_neurons": random_baseline_score(rb, V[:, [pos[i] for i in ridx]], lengths) if len(rows_k) else np.zeros(0),
+        }
+        for name, f in BASELINES.items():
+            scores[name] = np.array([f(r) for r in rows_k], dtype=float)
+        result["domains"][domain] = {
+            "n": len(rows),
+            "n_scored": int(len(rows_k)),
+            "hallucination_rate": float(y.mean()) if len(y) else None,
+            "refusal_rate": float((~keep).mean()) if len(rows) else None,
+            "accuracy_of_model": float(np.mean([r["label"] == "correct" for r in rows])) if rows else None,
+            "auroc": {k: auroc(y, v) for k, v in scores.items()},
+            "auroc_ci95": auroc_ci(y, scores),
+            "n_h_neurons": len(probe.h_neurons_),
+            "fingerprint_problems": problems,
+            "probe_id": cd.probe_id,
+        }
+        from ..ood import feature_distance
+        from .families import family_of, figures_by_family
+
+        th = cd.thresholds
+        result["domains"][domain]["families"] = figures_by_family(
+            [family_of(e) for e in exs], [r["label"] for r in rows], scores,
+            accept_below=th.accept_below if th else None, target=th.target if th else None,
+            distance=feature_distance(probe, V[:, [pos[i] for i in idx]]) if len(rows_k) else np.zeros(0),
+            ood_threshold=cd.ood["threshold"] if cd.ood else None,
+        )
+    return result

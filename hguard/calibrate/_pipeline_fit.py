@@ -1,0 +1,262 @@
+"""Calibration's fitting: the merger of probe and confidence, the baselines, the split, one domain's
+fit on its training answers and its figures on the test split (see :mod:`hguard.calibrate.pipeline`)."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any, Mapping, Sequence, cast
+
+import numpy as np
+
+from .._numerics import sigmoid_array
+from .._stats import auroc, auroc_ci
+from ..errors import DataError
+from ..settings import CALIBRATION_MAX_NEW_TOKENS, CALIBRATION_SYSTEM_PROMPT
+from .collect import Collected
+from .data import Example, load_examples
+
+DEFAULT_SYSTEM_PROMPT = CALIBRATION_SYSTEM_PROMPT
+DEFAULT_MAX_NEW_TOKENS = CALIBRATION_MAX_NEW_TOKENS
+MERGER_FEATURES = ("neuron_logit", "mean_logprob", "min_logprob", "mean_entropy", "log_length")
+# Raw confidence baselines, each oriented so that a higher value means a riskier answer.
+BASELINES = {
+    "mean_logprob": lambda r: -r["mean_logprob"],
+    "min_logprob": lambda r: -r["min_logprob"],
+    "entropy": lambda r: r["mean_entropy"],
+    "length": lambda r: r["length"],
+}
+MIN_PER_CLASS = 8
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def best_threshold(y, score) -> float:
+    """The threshold on ``score`` (risk: higher = hallucinated) with the best accuracy on (y, score)."""
+    y = np.asarray(y)
+    s = np.asarray(score, dtype=float)
+    cands = np.unique(s)
+    best, best_acc = float(cands[0]) if cands.size else 0.0, -1.0
+    for t in cands:
+        acc = float(((s >= t).astype(int) == y).mean())
+        if acc > best_acc:
+            best, best_acc = float(t), acc
+    return best
+
+
+def accuracy_at(y, score, threshold) -> float | None:
+    y = np.asarray(y)
+    if y.size == 0:
+        return None
+    return float(((np.asarray(score, dtype=float) >= threshold).astype(int) == y).mean())
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def merger_features(rows: Sequence[dict], neuron_logit: np.ndarray) -> np.ndarray:
+    return np.column_stack(
+        [
+            neuron_logit,
+            [r["mean_logprob"] for r in rows],
+            [r["min_logprob"] for r in rows],
+            [r["mean_entropy"] for r in rows],
+            [math.log1p(r["length"]) for r in rows],
+        ]
+    ).astype(float)
+
+
+def fit_merger(Z: np.ndarray, y: np.ndarray, features: Sequence[str] = MERGER_FEATURES, C: float = 1.0) -> dict:
+    """A small logistic model over probe logit and confidence (or the named ``features``, one per
+    column of ``Z``), as plain data for :func:`policy.merge_risk`."""
+    from sklearn.linear_model import LogisticRegression
+
+    mean = Z.mean(0)
+    scale = Z.std(0)
+    scale[scale == 0] = 1.0
+    lr = LogisticRegression(C=C, class_weight="balanced", max_iter=2000).fit((Z - mean) / scale, y)
+    return {
+        "features": list(features),
+        "mean": mean.tolist(),
+        "scale": scale.tolist(),
+        "coef": lr.coef_[0].tolist(),
+        "intercept": float(lr.intercept_[0]),
+    }
+
+
+def apply_merger(merger: Mapping[str, Any], Z: np.ndarray) -> np.ndarray:
+    z = (Z - np.asarray(merger["mean"])) / np.asarray(merger["scale"])
+    return sigmoid_array(z @ np.asarray(merger["coef"]) + merger["intercept"])
+
+
+def random_baseline_score(d: Mapping[str, Any], values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Risk from the random-neuron baseline stored in a probe file; ``values`` in its index order."""
+    Z = (np.asarray(values, dtype=float) - np.asarray(d["center"])) / np.asarray(d["scale"])
+    if d["length"] is not None:
+        Z = np.column_stack([Z, (np.log1p(lengths) - d["length"][0]) / d["length"][1]])
+    return sigmoid_array(Z @ np.asarray(d["coef"]) + d["intercept"])
+
+
+def _rank01(x: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    return rankdata(x) / max(len(x), 1)
+
+
+def _y(rows: Sequence[dict]) -> np.ndarray:
+    return np.array([1 if r["label"] == "hallucinated" else 0 for r in rows], dtype=int)
+
+
+def _lengths(rows: Sequence[dict]) -> np.ndarray:
+    return np.array([r["length"] for r in rows], dtype=float)
+
+
+def split_groups(rows: Sequence[dict], test_fraction: float, seed: int) -> np.ndarray:
+    """Boolean test mask, by group, deterministic (hash of the group key and seed)."""
+    from .data import split_ids
+
+    groups = sorted({r["group"] for r in rows})
+    _, test_ids = split_ids(groups, test_fraction=test_fraction, seed=seed)
+    test = set(test_ids)
+    return np.array([r["group"] in test for r in rows], dtype=bool)
+
+
+# ------------------------------------------------------------------------------------ fitting
+
+
+def fit_domain(domain: str, train: Collected, *, seed: int, n_layers: int, d_ff: int, cv: int = 5, fit=None) -> dict:
+    """Fit probe, random-neuron baseline, merger and thresholds on one domain's training answers.
+
+    ``fit``: a :class:`hguard.calibrate.screen.ProbeFit` (None: in memory); a screened fit screens
+    again inside each out-of-fold refit."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from ..policy import fit_thresholds
+    from .screen import fit_probe, probe_logit, random_baseline, refit_at_C
+
+    keep = np.array([r["label"] != "refusal" for r in train.rows])
+    tr = train.subset(keep)
+    y = _y(tr.rows)
+    lengths = _lengths(tr.rows)
+    counts = np.bincount(y, minlength=2)
+    if counts.min() < MIN_PER_CLASS:
+        raise DataError(
+            f"domain {domain!r}: the training split has {counts[0]} correct and {counts[1]} hallucinated answers; "
+            f"at least {MIN_PER_CLASS} of each are needed to fit a probe; add questions to the domain"
+        )
+    t0 = time.perf_counter()
+    probe = fit_probe(tr.features, y, fit=fit, lengths=lengths, cv=cv, n_layers=n_layers, d_ff=d_ff, random_state=seed)
+    fit_seconds = time.perf_counter() - t0
+    # Out-of-fold probe scores with C fixed, so the merger and the thresholds see honest scores.
+    oof = np.zeros(len(y))
+    folds = list(StratifiedKFold(cv, shuffle=True, random_state=seed).split(np.zeros((len(y), 1)), y))
+    for a, b in folds:
+        p = refit_at_C(probe, tr.features[a], y[a], fit=fit, lengths=lengths[a])
+        oof[b] = probe_logit(p, tr.features[b], lengths=lengths[b])
+    Z = merger_features(tr.rows, oof)
+    merger = fit_merger(Z, y)
+    merged_oof = np.zeros(len(y))
+    for a, b in folds:
+        merged_oof[b] = apply_merger(fit_merger(Z[a], y[a]), Z[b])
+    n_random = max(1, len(probe.feature_indices_))
+    rnd = random_baseline(tr.features, y, n_random, seed=seed, lengths=lengths, fit=fit)
+    return {
+        "probe": probe,
+        "merger": merger,
+        "random_baseline": rnd.to_dict(),
+        "oof_neuron_auroc": auroc(y, oof),
+        "oof_merged_auroc": auroc(y, merged_oof),
+        "oof_merged": merged_oof.tolist(),
+        "oof_y": y.tolist(),
+        "n_train": int(len(y)),
+        "n_train_refusals": int((~keep).sum()),
+        "train_counts": {"correct": int(counts[0]), "hallucinated": int(counts[1])},
+        "fit_seconds": fit_seconds,
+        "fit_thresholds": fit_thresholds,
+        "baseline_thresholds": {
+            name: best_threshold(y, [f(r) for r in tr.rows]) for name, f in BASELINES.items()
+        },
+        "probe_threshold": best_threshold(y, sigmoid_array(probe_logit(probe, tr.features, lengths=lengths))),
+        "merged_threshold": best_threshold(y, merged_oof),
+    }
+
+
+def score_rows(fitted: dict, col: Collected) -> dict[str, np.ndarray]:
+    """Every risk score of the report for ``col``'s rows under one domain's fitted objects."""
+    from .screen import probe_logit
+
+    probe = fitted["probe"]
+    lengths = _lengths(col.rows)
+    logit = probe_logit(probe, col.features, lengths=lengths)
+    rb = fitted["random_baseline"]
+    out = {
+        "probe": sigmoid_array(logit),
+        "merged": apply_merger(fitted["merger"], merger_features(col.rows, logit)),
+        "random_neurons": random_baseline_score(rb, col.features[:, rb["feature_indices"]], lengths),
+    }
+    for name, f in BASELINES.items():
+        out[name] = np.array([f(r) for r in col.rows], dtype=float)
+    return out
+
+
+def domain_metrics(fitted: dict, test: Collected, *, target: float, confidence: float, thresholds) -> dict:
+    keep = np.array([r["label"] != "refusal" for r in test.rows])
+    te = test.subset(keep)
+    y = _y(te.rows)
+    scores = score_rows(fitted, te) if len(te.rows) else {}
+    au = {k: auroc(y, v) for k, v in scores.items()}
+    ci = auroc_ci(y, scores)
+    thr = {
+        "probe": fitted["probe_threshold"],
+        "merged": fitted["merged_threshold"],
+        "random_neurons": 0.5,
+        **fitted["baseline_thresholds"],
+    }
+    acc = {k: accuracy_at(y, v, thr[k]) for k, v in scores.items()}
+    n_all = len(test.rows)
+    probe = fitted["probe"]
+    merged = scores.get("merged", np.zeros(0))
+    accepted = merged < thresholds.accept_below if len(merged) else np.zeros(0, bool)
+    abstained = merged >= thresholds.abstain_above if len(merged) else np.zeros(0, bool)
+    return {
+        "n": n_all,
+        "n_scored": int(len(y)),
+        "hallucination_rate": float(y.mean()) if len(y) else None,
+        "refusal_rate": float((~keep).mean()) if n_all else None,
+        "refusals": int((~keep).sum()),
+        "auroc": au,
+        "auroc_ci95": ci,
+        "accuracy": acc,
+        "n_h_neurons": len(probe.h_neurons_),
+        "n_selected_neurons": int(len(probe.feature_indices_)),
+        "h_neuron_share_per_mille": 1000.0 * len(probe.h_neurons_) / probe.n_features_in_,
+        "C": float(probe.C_),
+        "at_target": {
+            "target": target,
+            "confidence": confidence,
+            "accept_below": thresholds.accept_below,
+            "abstain_above": thresholds.abstain_above,
+            "coverage": float(accepted.mean()) if len(accepted) else None,
+            "accepted_hallucination_rate": float(y[accepted].mean()) if accepted.any() else None,
+            "abstain_share": float(abstained.mean()) if len(abstained) else None,
+        },
+    }
+
+
+def _examples(data: Sequence[str | os.PathLike] | Sequence[Example]) -> list[Example]:
+    """``data`` as examples: given as examples, or read from the files it names."""
+    if data and isinstance(data[0], Example):
+        return list(cast("Sequence[Example]", data))
+    return load_examples(list(cast("Sequence[str | os.PathLike[str]]", data)))
+
+
+def _load_lm(model: str | None, lm):
+    if lm is not None:
+        return lm
+    from ..models import load_model
+
+    return load_model(model or "default")

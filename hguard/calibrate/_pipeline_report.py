@@ -1,0 +1,101 @@
+"""Calibration report figures across domains: coverage at target error rates, the transfer matrix
+and out-of-distribution rates (see :mod:`hguard.calibrate.pipeline`)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .._stats import auroc
+from .collect import Collected
+from ._pipeline_fit import _lengths, _y, score_rows
+
+
+REPORT_TARGETS = (0.05, 0.10, 0.20, 0.30)
+
+
+def coverage_at_targets(fitted: dict, test: Collected, *, confidence: float) -> list[dict]:
+    """For several targets: the accept threshold fitted on training scores, and what it does on the
+    held-out split (coverage and hallucination rate among accepted answers)."""
+    keep = [r["label"] != "refusal" for r in test.rows]
+    te = test.subset(keep)
+    if not te.rows:
+        return []
+    y = _y(te.rows)
+    merged = score_rows(fitted, te)["merged"]
+    out = []
+    for t in REPORT_TARGETS:
+        th = fitted["fit_thresholds"](fitted["oof_merged"], fitted["oof_y"], target=t, confidence=confidence)
+        acc = merged < th.accept_below
+        out.append(
+            {
+                "target": t,
+                "accept_below": th.accept_below,
+                "coverage": float(acc.mean()),
+                "accepted_hallucination_rate": float(y[acc].mean()) if acc.any() else None,
+                "n_accepted": int(acc.sum()),
+            }
+        )
+    return out
+
+
+def _disagreements(rows: Sequence[dict]) -> int:
+    """Reviewed items where the reviewer's label disagrees with the probe's side of 0.5."""
+    n = 0
+    for r in rows:
+        if r.get("source") == "review" and r.get("review_risk") is not None:
+            said_bad = r["label"] == "hallucinated"
+            if said_bad != (float(r["review_risk"]) >= 0.5):
+                n += 1
+    return n
+
+
+def transfer_matrix(fitted: dict, col: Collected, by_domain: dict, test_mask: np.ndarray) -> dict:
+    """AUROC of each domain's probe (rows) on each domain's held-out answers (columns)."""
+    from .screen import probe_logit
+
+    names = sorted(fitted)
+    matrix: dict[str, dict[str, float | None]] = {}
+    for a in names:
+        matrix[a] = {}
+        for b in sorted(by_domain):
+            te = col.subset(by_domain[b] & test_mask)
+            te = te.subset([r["label"] != "refusal" for r in te.rows])
+            if not te.rows:
+                matrix[a][b] = None
+                continue
+            p = probe_logit(fitted[a]["probe"], te.features, lengths=_lengths(te.rows))
+            matrix[a][b] = auroc(_y(te.rows), p)
+    diag = [v for a in names if (v := matrix[a].get(a)) is not None]
+    off = [v for a in names for b, v in matrix[a].items() if b != a and v is not None]
+    return {
+        "auroc": matrix,
+        "mean_within": float(np.mean(diag)) if diag else None,
+        "mean_across": float(np.mean(off)) if off else None,
+    }
+
+
+def ood_rates(fitted: dict, col: Collected, by_domain: dict, test_mask: np.ndarray, domains: dict) -> dict:
+    """How often each domain's out-of-distribution check fires: on its held-out families (from the
+    leave-one-family-out run), on its own held-out split, and on every other domain's held-out answers."""
+    from ..ood import full_distance
+
+    out = {}
+    for a, f in sorted(fitted.items()):
+        ood = f.get("ood")
+        if not ood:
+            out[a] = {"no_figure": "no cross-family distances (fewer than two families)"}
+            continue
+        entry = {"threshold": ood["threshold"], "quantile": ood["quantile"], "fitted_on": ood["fitted_on"],
+                 "held_out_families": (domains[a].get("families") or {}).get("summary", {}).get("ood_held_out_families"),
+                 "domains": {}}
+        for b in sorted(by_domain):
+            te = col.subset(by_domain[b] & test_mask)
+            if not te.rows:
+                continue
+            d = full_distance(f["probe"], te.features)
+            entry["domains"][b] = {"n": len(te.rows), "triggered": int((d > ood["threshold"]).sum()),
+                                   "rate": float((d > ood["threshold"]).mean())}
+        out[a] = entry
+    return out
