@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hguard._policy_thresholds import Thresholds
 from hguard._policy_values import _fmt, _real
@@ -15,8 +15,11 @@ from hguard._stats import clopper_pearson_lower, clopper_pearson_upper
 from hguard.errors import InputError
 from hguard.errors import shown as _short
 
+if TYPE_CHECKING:
+    import numpy as np
 
-def _calibration_arrays(risks: Sequence[float], hallucinated: Sequence[Any]):
+
+def _calibration_arrays(risks: "Sequence[float] | np.ndarray", hallucinated: "Sequence[Any] | np.ndarray"):
     import numpy as np
 
     r = np.asarray(list(risks), dtype=float) if not hasattr(risks, "dtype") else np.asarray(risks, dtype=float)
@@ -90,8 +93,8 @@ def _min_n(rate: float, delta: float) -> int:
 
 
 def fit_thresholds(
-    risks: Sequence[float],
-    hallucinated: Sequence[Any],
+    risks: Sequence[float] | np.ndarray,
+    hallucinated: Sequence[Any] | np.ndarray,
     *,
     target: float = 0.10,
     confidence: float = 0.95,

@@ -21,6 +21,7 @@ __all__ = [
     "auroc",
     "auroc_ci",
     "bootstrap_aurocs",
+    "clopper_pearson_interval",
     "clopper_pearson_lower",
     "clopper_pearson_upper",
     "labels_and_scores",
@@ -152,3 +153,12 @@ def clopper_pearson_lower(k: int, n: int, confidence: float) -> float:
     from scipy.special import betaincinv
 
     return float(betaincinv(k, n - k + 1, 1.0 - confidence))
+
+
+def clopper_pearson_interval(k: int, n: int, level: float = 0.95) -> list[float] | None:
+    """Two-sided exact interval ``[lower, upper]`` of the rate ``k / n`` at ``level``; None when n == 0."""
+    if n == 0:
+        return None
+    one_sided = 1.0 - (1.0 - level) / 2
+    return [clopper_pearson_lower(k, n, one_sided), clopper_pearson_upper(k, n, one_sided)]
+

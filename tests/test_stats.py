@@ -107,3 +107,21 @@ def test_clopper_pearson_bounds_invert_the_binomial_tails():
         clopper_pearson_upper(11, 10, 0.9)
     with pytest.raises(InputError, match="strictly between"):
         clopper_pearson_lower(1, 10, 1.0)
+
+
+@pytest.mark.parametrize("k,n", [(0, 5), (3, 10), (10, 10), (1, 1), (17, 240)])
+def test_two_sided_interval_is_the_exact_beta_quantiles(k, n):
+    from scipy.stats import beta
+
+    from hguard._stats import clopper_pearson_interval
+
+    lo, hi = clopper_pearson_interval(k, n)
+    assert lo == pytest.approx(0.0 if k == 0 else beta.ppf(0.025, k, n - k + 1), abs=1e-12)
+    assert hi == pytest.approx(1.0 if k == n else beta.ppf(0.975, k + 1, n - k), abs=1e-12)
+    assert lo <= k / n <= hi
+
+
+def test_two_sided_interval_of_nothing_is_none():
+    from hguard._stats import clopper_pearson_interval
+
+    assert clopper_pearson_interval(0, 0) is None

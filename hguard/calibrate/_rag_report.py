@@ -1,0 +1,161 @@
+"""RAG calibration, its report: per domain and per condition on held-out passages, as JSON and
+Markdown (see :mod:`hguard.calibrate.rag`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .pipeline import (
+    auroc,
+    auroc_ci,
+)
+from .._stats import clopper_pearson_interval
+from ._rag_fit import _REPORTED, _finite, _y, conflict_scores, score_rag_rows
+
+
+def _share(mask: np.ndarray, among: np.ndarray) -> dict:
+    n, k = int(among.sum()), int((mask & among).sum())
+    return {"n": n, "k": k, "rate": (k / n) if n else None, "ci95": clopper_pearson_interval(k, n)}
+
+
+def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflict: Mapping[str, Any]) -> dict:
+    """Held-out figures of one RAG domain, overall and per condition."""
+    ok = _finite(rows, list(dict.fromkeys([f for f in fitted["merger"]["features"] if f != "neuron_logit"] + list(_REPORTED))))
+    rs = [r for r, k in zip(rows, ok) if k]
+    F = features[ok]
+    sc = score_rag_rows(fitted, rs, F)
+    y = _y(rs)
+    scored = np.array([r["label"] != "refusal" for r in rs], dtype=bool)
+    th = fitted["thresholds"]
+    risk = sc["merged"]
+    accepted_by_risk = risk < th.accept_below
+    cflag = conflict_scores(conflict, rs) >= conflict.get("threshold", math.inf) if conflict.get("detector") else np.zeros(len(rs), bool)
+    accepted = accepted_by_risk & ~cflag  # knowledge_conflict = "review", the default
+    halluc = y == 1
+    follows = np.array([r["condition"] == "misleading" and r["label"] == "hallucinated" and "misleading" in r.get("judge_reason", "")
+                        for r in rs], dtype=bool)
+
+    def block(mask: np.ndarray) -> dict:
+        m = mask & scored
+        yy = y[m]
+        scores = {k: v[m] for k, v in sc.items()}
+        return {
+            "n": int(mask.sum()),
+            "refusals": int((mask & ~scored).sum()),
+            "correct": int((yy == 0).sum()),
+            "hallucinated": int((yy == 1).sum()),
+            "auroc": {k: auroc(yy, v) for k, v in scores.items()},
+            "auroc_ci95": auroc_ci(yy, scores, n_boot=500),
+            "accepted": _share(accepted, mask),
+            "accepted_by_risk_alone": _share(accepted_by_risk, mask),
+            "hallucinated_among_accepted": _share(halluc, accepted & mask),
+            "knowledge_conflict_flagged": _share(cflag, mask),
+        }
+
+    conds = sorted({r["condition"] for r in rs})
+    out = {
+        "n_unscorable": int((~ok).sum()),
+        "thresholds": th.to_dict(),
+        "all": block(np.ones(len(rs), bool)),
+        "conditions": {c: block(np.array([r["condition"] == c for r in rs])) for c in conds},
+        "datasets": {d: block(np.array([r["dataset"] == d for r in rs])) for d in sorted({r["dataset"] for r in rs})},
+    }
+    out["targets"] = {
+        "merged_auroc": {"value": out["all"]["auroc"].get("merged"), "ci95": out["all"]["auroc_ci95"].get("merged"),
+                         "target": ">= 0.90 and above grounding alone and probe alone",
+                         "grounding": out["all"]["auroc"].get("grounding"), "probe": out["all"]["auroc"].get("probe")},
+        "supporting_accepted": {**_share(accepted, np.array([r["condition"] == "supporting" for r in rs])), "target": ">= 0.40"},
+        "offtopic_accepted": {**_share(accepted, np.array([r["condition"] == "offtopic" for r in rs])), "target": "<= 0.05"},
+        "offtopic_wrong_accepted": {**_share(accepted, np.array([r["condition"] == "offtopic" and r["label"] == "hallucinated" for r in rs])),
+                                    "target": "(off-topic answers that did not abstain)"},
+        "misleading_followed_accepted": {**_share(accepted, follows), "target": "<= 0.10"},
+        "misleading_followed_flagged": _share(cflag, follows),
+        "supporting_right_flagged": _share(cflag, np.array([r["condition"] == "supporting" and r["label"] == "correct" for r in rs])),
+    }
+    return out
+
+
+# ----------------------------------------------------------------------------------- pipeline
+
+
+def write_rag_report(report: dict, folder: str | os.PathLike) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False, default=str) + "\n")
+    (folder / "report.md").write_text(rag_markdown(report))
+
+
+def _f(x, nd: int = 3) -> str:
+    return "-" if x is None else f"{x:.{nd}f}"
+
+
+def _ci(ci) -> str:
+    return "" if not ci else f" [{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def _rate(s: dict) -> str:
+    return "-" if not s or s.get("n", 0) == 0 else f"{s['k']}/{s['n']} = {s['rate']:.2f}{_ci(s['ci95'])}"
+
+
+def rag_markdown(report: dict) -> str:
+    t = report["policy_target"]
+    lines = [
+        "# RAG calibration report", "",
+        f"Model {report['model']}; answers given with context through the guard's context prompt "
+        f"(prompt mode `rag`, context prompt fingerprint `{report['fingerprints'].get('context_prompt_fingerprint')}`). "
+        f"Split by passage: {report['split']['n_train']} training answers, {report['split']['n_test']} held out. "
+        f"Everything fitted (probe, merger of probe + confidence + grounding + closed-book + relevance signals, thresholds, "
+        f"knowledge-conflict detector) saw the training passages only; every figure below is on held-out passages. "
+        f"Policy target: at most {t['target']:.0%} hallucinations among accepted answers at {t['confidence']:.0%} confidence. "
+        "No hand-set grounding weight is in force: a policy's `grounding_weight` is a manual override the guard reports in its reasons.",
+        "", "Intervals: AUROC, 95% percentile bootstrap (500 resamples within class); shares, 95% Clopper-Pearson.", "",
+    ]
+    kc = report.get("knowledge_conflict", {})
+    lines += ["## Knowledge-conflict detector", "", f"{json.dumps(kc.get('train') or kc.get('why'))}; threshold {kc.get('threshold')}", ""]
+    for d, m in report["domains"].items():
+        tg = m["targets"]
+        ma = tg["merged_auroc"]
+        lines += [
+            f"## {d}", "",
+            f"Training answers {m['train']['n']} ({m['train']['correct']} right, {m['train']['hallucinated']} hallucinated, "
+            f"{m['train']['refusals']} refusals); held out {m['all']['n']} ({m['all']['correct']} right, "
+            f"{m['all']['hallucinated']} hallucinated, {m['all']['refusals']} refusals). "
+            f"accept_below {_f(m['thresholds']['accept_below'])}, abstain_above {_f(m['thresholds']['abstain_above'])}.", "",
+            "| target | measured (held out) | met |", "|---|---|---|",
+            f"| merged AUROC >= 0.90, above grounding and probe | merged {_f(ma['value'])}{_ci(ma['ci95'])}; grounding {_f(ma['grounding'])}; probe {_f(ma['probe'])} | "
+            f"{'yes' if ma['value'] is not None and ma['value'] >= 0.9 and ma['value'] > (ma['grounding'] or 0) and ma['value'] > (ma['probe'] or 0) else 'no'} |",
+            f"| supporting answers accepted >= 40% | {_rate(tg['supporting_accepted'])} | {_met(tg['supporting_accepted'], 0.40, True)} |",
+            f"| off-topic answers accepted <= 5% | {_rate(tg['offtopic_accepted'])} | {_met(tg['offtopic_accepted'], 0.05, False)} |",
+            f"| misleading-passage answers against the truth accepted <= 10% | {_rate(tg['misleading_followed_accepted'])} | {_met(tg['misleading_followed_accepted'], 0.10, False)} |",
+            "",
+            f"Hallucinations among accepted answers (all conditions): {_rate(m['all']['hallucinated_among_accepted'])}. "
+            f"Knowledge conflict flagged: {_rate(tg['misleading_followed_flagged'])} of answers that followed a misleading passage, "
+            f"{_rate(tg['supporting_right_flagged'])} of right supporting answers.", "",
+        ]
+        sigs = list(m["all"]["auroc"])
+        lines += ["| condition | n | right/halluc./refusal | " + " | ".join(sigs) + " | accepted | halluc. among accepted |",
+                  "|---|---|---|" + "---|" * len(sigs) + "---|---|"]
+        for name, b in [("all", m["all"]), *m["conditions"].items(), *[(f"dataset {k}", v) for k, v in m["datasets"].items()]]:
+            lines.append(
+                f"| {name} | {b['n']} | {b['correct']}/{b['hallucinated']}/{b['refusals']} | "
+                + " | ".join(_f(b["auroc"][s], 2) + (_ci(b['auroc_ci95'][s]) if s == "merged" else "") for s in sigs)
+                + f" | {_rate(b['accepted'])} | {_rate(b['hallucinated_among_accepted'])} |"
+            )
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _met(s: dict, bound: float, at_least: bool) -> str:
+    if not s or s.get("rate") is None:
+        return "not measurable (no rows)"
+    ok = s["rate"] >= bound if at_least else s["rate"] <= bound
+    return "yes" if ok else "no"
+
+
+# ---------------------------------------------------------------------------------- evaluation
