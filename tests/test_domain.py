@@ -106,12 +106,13 @@ def test_a_record_whose_generation_fingerprint_does_not_match_is_refused(small_p
 
 
 @pytest.mark.parametrize("name", ["geography", "chemistry", "literature", "general.rag", "policy.rag"])
-def test_the_shipped_probe_files_load_unchanged_with_settings_from_their_record(name):
+def test_the_shipped_probe_files_load_with_their_recorded_settings(name):
     path = REFERENCE_PROBES / f"{name}.json"
     raw = json.loads(path.read_text())
     cd = CalibratedDomain.load(path)
     meta = raw["metadata"]
-    assert "generation_fingerprint" not in meta and not cd.generation_recorded  # written before the field
+    # the shipped files record their generation settings and the fingerprint of them
+    assert cd.generation_recorded and meta["generation_fingerprint"] == cd.generation.fingerprint
     assert cd.probe_id == raw["probe_id"] and cd.name == meta["domain"]
     assert cd.prompt_mode == (RAG if name.endswith(".rag") else CLOSED_BOOK)
     assert cd.generation == GenerationSettings(max_new_tokens=meta["max_new_tokens"], system_prompt=meta["system_prompt"],
