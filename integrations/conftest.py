@@ -75,11 +75,14 @@ def tiny_policy(probes: Path, runs: Path, route: str = "accept", max_new_tokens:
             "audit": {"path": str(runs / "audit.jsonl")},
             "review": {"queue": str(runs / "queue.sqlite3")},
             "generation": {"max_new_tokens": max_new_tokens, "system_prompt": "answer"},
-            # the tiny probes are closed-book; the adapters' RAG shapes are scored with them on purpose
+            # the tiny probes are closed-book; the adapters' RAG shapes are scored with them on purpose.
+            # No spot-checks: they select about 2% of accepted answers at random (by record id), and these
+            # tests count the exact audit records a call writes (spot-checks are tested in tests/test_monitor*).
             "domains": {
-                "alpha": {**ROUTES[route], "context_with_closed_book_probe": "allow", "out_of_distribution": "warn", **longer},
+                "alpha": {**ROUTES[route], "context_with_closed_book_probe": "allow", "out_of_distribution": "warn",
+                          "spot_check_rate": 0.0, **longer},
                 "beta": {"abstain_message": "beta cannot say", "context_with_closed_book_probe": "allow",
-                         "out_of_distribution": "warn", **longer},
+                         "out_of_distribution": "warn", "spot_check_rate": 0.0, **longer},
             },
         }
     )
