@@ -65,7 +65,7 @@ class ShardFeatures:
     def __init__(self, work_dir: str | os.PathLike | None, ids: Sequence[str], *, _store=None, _done=None, _verified=None):
         if _store is None:
             if work_dir is None:
-                raise TypeError("ShardFeatures needs the collection folder (work_dir) or an open store")
+                raise InputError("ShardFeatures needs the collection folder (work_dir) or an open store")
             _store = ShardStore(work_dir)
         self.store = _store
         self.ids = list(ids)
