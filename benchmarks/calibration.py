@@ -5,23 +5,21 @@
    the targets: neuron-probe AUROC >= 0.85, merged AUROC >= 0.88, each ahead of the best single
    baseline (mean/min log-probability, entropy, length); then the same targets on held-out families
    (leave-one-family-out: mean over families, none below 0.75) and the out-of-distribution trigger rates.
-2. Times one domain's calibration from scratch (fresh feature folder): the budget is 15 minutes for a
-   domain of 1,500 questions on this machine (leave-one-family-out included).
-3. With ``--public N``: calibrates and reports the first N questions of each public set in
+2. With ``--public N``: calibrates and reports the first N questions of each public set in
    ../shared/data (TriviaQA, NQ-Open, PopQA, ARC-DA valid, SelfAware: half answerable, half unanswerable),
    where the model is right too rarely for a target.
 
+The time to calibrate one domain of 1,500 questions (the 15-minute budget) is measured by
+benchmarks/domain_calibration.py.
+
 Writes benchmarks/results/calibration.json (or --out) and prints Markdown tables.
-Run: .venv/bin/python benchmarks/calibration.py [--time-domain geography] [--questions N] [--public N] [--out FILE] [--work DIR]
+Run: .venv/bin/python benchmarks/calibration.py [--public N] [--out FILE] [--work DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
-import tempfile
-import time
 from pathlib import Path
 
 from hguard import REFERENCE_PROBES
@@ -30,7 +28,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 REFERENCE = REFERENCE_PROBES / "report.json"
 BASELINES = ("mean_logprob", "min_logprob", "entropy", "length")
-THREADS = 1  # the machine is shared; one thread is what a calibration gets here
 
 
 def _f(x):
@@ -68,34 +65,6 @@ def check_targets(report: dict) -> tuple[list[dict], str]:
     return rows, "\n".join(lines)
 
 
-def time_domain(domain: str, limit: int | None = None, threads: int = THREADS) -> dict:
-    import torch
-
-    from hguard.calibrate.data import load_examples
-    from hguard.calibrate.pipeline import calibrate
-
-    torch.set_num_threads(threads)
-    data = ROOT / "calibration" / "data"
-    examples = [e for e in load_examples([data / f"{domain}.jsonl", data / "fabricated.jsonl"]) if e.domain == domain]
-    if limit is not None and limit < len(examples):  # a seeded sample, in file order: a quick run
-        keep = sorted(random.Random(0).sample(range(len(examples)), limit))
-        examples = [examples[i] for i in keep]
-    with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        rep = calibrate(examples, Path(tmp) / "out", progress=False, plots=False)
-        total = time.perf_counter() - t
-    return {
-        "domain": domain,
-        "questions": len(examples),
-        "seconds": total,
-        "collect_seconds": rep["timing"]["collect_seconds"],
-        "seconds_per_500_questions": total * 500 / len(examples),
-        "torch_threads": threads,
-        "seconds_per_1500_questions": total * 1500 / len(examples),
-        "load_average_1min": __import__("os").getloadavg()[0],
-    }
-
-
 def public_sets(n: int, work: Path) -> dict:
     from research import public
     from hguard.calibrate.pipeline import calibrate
@@ -113,9 +82,6 @@ def public_sets(n: int, work: Path) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--time-domain", default="geography", help="domain whose calibration is timed from scratch ('' to skip)")
-    ap.add_argument("--questions", type=int, default=None, help="time N of the domain's questions only (a seeded sample; a quick run)")
-    ap.add_argument("--threads", type=int, default=THREADS, help="torch threads for the timed calibration (the README figure: 1)")
     ap.add_argument("--public", type=int, default=0, help="also calibrate N questions of each public set")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "calibration.json")
     ap.add_argument("--work", type=Path, default=ROOT / "runs", help="folder for the public sets' features and report")
@@ -125,8 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     ap = build_parser()
     args = ap.parse_args(argv)
-    if args.questions is not None and args.questions < 1:
-        ap.error(f"--questions {args.questions} is out of range; pass at least 1, or leave it out for all")
     result: dict = {}
     report = json.loads(REFERENCE.read_text())
     rows, table = check_targets(report)
@@ -140,14 +104,6 @@ def main(argv: list[str] | None = None) -> None:
     result["reference"]["families"] = {d: m.get("families", {}).get("summary") for d, m in report["domains"].items()}
     result["reference"]["ood"] = report.get("ood")
     print("\n".join(families_markdown(report) + ood_markdown(report)))
-    if args.time_domain:
-        t = time_domain(args.time_domain, args.questions, args.threads)
-        result["timing"] = t
-        print(
-            f"\nCalibrating {t['domain']} from scratch: {t['questions']} questions in {t['seconds']:.0f} s "
-            f"(collection {t['collect_seconds']:.0f} s) = {t['seconds_per_1500_questions']:.0f} s per 1,500 questions "
-            f"(budget 900 s), {t['torch_threads']} torch thread, load average {t['load_average_1min']:.1f}."
-        )
     if args.public:
         p = public_sets(args.public, args.work.resolve())
         result["public"] = p

@@ -115,7 +115,7 @@ class _Scoring:
                     signals.update(closed_book_scores(self.generator, [g.question], [g.text], [g.confidence["mean_logprob"]])[0])
                     from .signals.relevance import add_relevance
 
-                    signals.update(add_relevance(signals, g.question, g.text, g.context, embedder=getattr(self.grounding, "embedder", None)))
+                    signals.update(add_relevance(signals, g.question, g.text, g.context, grounding_scorer=self.grounding))
                 merger = cd.merger
                 base = merge_risk(signals, merger) if merger else neuron_risk
                 support = signals.get("grounding")
@@ -186,6 +186,7 @@ class _Scoring:
             signals, risk, thresholds, fp = dict(g.confidence), None, None, []
             problems.append(f"scoring failed: {type(exc).__name__}: {exc}")
         dp = self.policy.domain(domain) if domain else None
+        from .calibrate.judge import declines
         from .monitor import tightened_thresholds
 
         thresholds, tightened = tightened_thresholds(self.monitor_state.get(domain), thresholds)
@@ -200,6 +201,7 @@ class _Scoring:
             policy=self.policy,
             domain=domain,
             domain_chosen=domain is not None,
+            declined=declines(g.text, g.question if isinstance(g.question, str) else None) if isinstance(g.text, str) else None,
         )
         reasons = list(decision.reasons) + list(g.extra.get("notes") or [])
         if tightened:

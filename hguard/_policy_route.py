@@ -51,6 +51,7 @@ def decide(
     policy: Policy,
     domain: str | None = None,
     domain_chosen: bool = True,
+    declined: str | None = None,
 ) -> Decision:
     """Route one scored answer to accept, review or abstain, failing closed.
 
@@ -63,7 +64,10 @@ def decide(
     while scoring. ``domain`` is the requested domain name, used in reasons
     when ``domain_policy`` is None; ``domain_chosen=False`` says no domain
     could be chosen at all (routes by ``policy.default_route`` instead of
-    ``policy.unknown_domain``).
+    ``policy.unknown_domain``). ``declined`` is the wording with which the answer itself declines
+    (:func:`hguard.calibrate.judge.declines`: "I don't know", "the context does not say", "" for an
+    empty answer): such an answer abstains by rule, since it asserts nothing for the risk to certify
+    (calibration leaves these answers out of the risk model for the same reason).
 
     The answer is accepted only when everything needed is present and valid
     and the risk is below ``accept_below``. Every other case routes to review
@@ -81,6 +85,9 @@ def decide(
     name = domain_policy.name if domain_policy is not None and domain_policy.name else domain
     label = f"domain {name!r}" if name else "this answer"
 
+    if declined is not None:
+        shown_wording = f"declined to answer ({declined!r})" if declined else "gave an empty answer"
+        close(ABSTAIN, f"the model {shown_wording}: it asserts nothing the risk could certify; abstain")
     for problem in problems:
         close(REVIEW, f"scoring problem: {problem}")
 

@@ -91,6 +91,26 @@ def test_one_generation_per_guarded_answer(guard, monkeypatch):
     assert r.signals["neuron_risk"] is not None
 
 
+def test_an_answer_that_declines_abstains_and_the_audit_record_says_so(calibrated, tmp_path, monkeypatch):
+    from hguard.calibrate import judge
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    assert g.invoke("who is the author ?", domain="alpha").route == "accept"
+    seen = []
+
+    def says_it_does_not_know(answer, question=None):  # the tiny model's text is noise: read it as a refusal
+        seen.append((answer, question))
+        return "i dont know"
+
+    monkeypatch.setattr(judge, "declines", says_it_does_not_know)
+    r = g.invoke("who is the author ?", domain="alpha")
+    assert seen == [(r.answer, "who is the author ?")]
+    assert r.route == "abstain" and r.display_text == g.policy.abstain_message
+    rec = AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)
+    assert rec["route"] == "abstain" and any("declined to answer ('i dont know')" in x for x in rec["reasons"])
+
+
 def test_unknown_domain_goes_to_review_never_accept(guard):
     r = guard.invoke("who is the author ?", domain="gamma")
     assert r.route == "review" and any("gamma" in x for x in r.reasons)

@@ -252,11 +252,12 @@ def test_qa_refusal_is_its_own_label() -> None:
     assert j.matched is None
 
 
-def test_refusal_that_still_gives_the_right_answer_is_correct() -> None:
+def test_a_reply_that_declines_is_a_refusal_even_when_it_names_the_right_answer() -> None:
+    # The guard abstains on any reply that declines, so calibration keeps it out of both classes.
     j = judge("I'm not sure, but I think it is Paris.", ["Paris"])
-    assert j.label == "correct"
-    assert j.matched == "Paris"
-    assert "refusal wording" in j.reason
+    assert j.label == "refusal"
+    assert j.matched is None
+    assert "'Paris'" in j.reason and "declines" in j.reason
 
 
 def test_refusal_with_a_wrong_guess_is_a_refusal() -> None:
@@ -275,8 +276,8 @@ def test_empty_answer_is_a_refusal_for_qa() -> None:
     ("answer", "expected"),
     [
         ("There is no country called Veltoria.", "correct"),
-        ("I couldn't find any information about that.", "correct"),
-        ("", "correct"),
+        ("I couldn't find any information about that.", "refusal"),
+        ("", "refusal"),
         ("The capital of Veltoria is Nova Haven.", "hallucinated"),
         ("Brontium has the symbol Bt and atomic number 130.", "hallucinated"),
         ("The Glass Orchard was written by Carlos Ruiz Marzán in 2011.", "hallucinated"),
@@ -286,8 +287,11 @@ def test_unanswerable(answer: str, expected: str) -> None:
     assert label(answer, [], "unanswerable") == expected
 
 
-def test_unanswerable_never_reports_refusal_label() -> None:
-    assert judge("I don't know.", [], "unanswerable").label == "correct"
+def test_declining_an_unanswerable_question_is_a_refusal_and_denying_it_is_correct() -> None:
+    j = judge("I don't know.", [], "unanswerable")
+    assert j.label == "refusal" and "declines" in j.reason
+    j = judge("There is no such element.", [], "unanswerable")
+    assert j.label == "correct" and "denied the premise" in j.reason
 
 
 # --- bad input -----------------------------------------------------------------------------------

@@ -871,3 +871,15 @@ def test_walk_starts_at_min_coverage_so_a_few_early_errors_do_not_end_it():
     assert 0.6 <= started.coverage <= 0.75 and started.accepted_error_ucb <= 0.2 + 1e-9
     with pytest.raises(InputError, match="min_coverage"):
         fit_thresholds(risks, y, min_coverage=1.0)
+
+
+def test_an_answer_that_declines_abstains_whatever_its_risk():
+    # A low risk would accept; the model's own "I don't know" asserts nothing the thresholds certify.
+    assert route(0.01).route == "accept"
+    d = route(0.01, declined="i dont know")
+    assert d.route == "abstain" and any("declined to answer ('i dont know')" in r for r in d.reasons)
+    empty = route(0.01, declined="")
+    assert empty.route == "abstain" and any("empty answer" in r for r in empty.reasons)
+    # a failed score does not turn it into review: abstain is the stricter outcome, every reason kept
+    broken = route(None, declined="context does not say")
+    assert broken.route == "abstain" and any("no risk score" in r for r in broken.reasons)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from hguard.calibrate.judge import judge, judge_contrast, judge_row, judge_yesno
+from hguard.calibrate.judge import declines, judge, judge_contrast, judge_row, judge_yesno
 from hguard.errors import InputError
 from hguard.generation import CLOSED_BOOK, CONTEXT_PROMPT, RAG, Generator, prompt_fingerprints
 
@@ -18,10 +18,11 @@ SYSTEM = "answer"
 # ----------------------------------------------------------------------------------------- judge
 
 
-def test_the_context_does_not_say_is_the_right_reply_to_an_offtopic_row_and_a_refusal_elsewhere():
+def test_the_context_does_not_say_is_a_refusal_on_every_kind_of_row():
     for reply in ("The context does not say.", "The passage doesn't mention who wrote it.",
                   "That is not stated in the context."):
-        assert judge(reply, [], "unanswerable").label == "correct", reply
+        # the right reply to an off-topic passage, and one the guard abstains on: neither class
+        assert judge(reply, [], "unanswerable").label == "refusal", reply
         assert judge(reply, ["Canberra"], "qa").label == "refusal", reply
     assert judge("Sydney is the capital.", [], "unanswerable").label == "hallucinated"
 
@@ -42,6 +43,16 @@ def test_the_context_does_not_say_is_the_right_reply_to_an_offtopic_row_and_a_re
 )
 def test_yes_no_replies_are_judged_by_their_polarity(reply, truth, label):
     assert judge_yesno(reply, truth, "Does the clause discuss dispute resolution?").label == label
+
+
+def test_a_no_that_only_says_the_context_is_silent_is_a_refusal_unless_the_question_is_about_the_document():
+    reply = "No, the context does not provide information about the lake's depth."
+    assert judge_yesno(reply, "no", "Is the lake deeper than 100 metres?").label == "refusal"
+    assert declines(reply, "Is the lake deeper than 100 metres?") == "context does not provide"
+    # asked about the document itself, the same wording answers it
+    assert judge_yesno("The policy does not mention the lake's depth.", "no",
+                       "Does the policy mention the lake's depth?").label == "correct"
+    assert declines("I don't know the lake's depth.", "Does the policy mention the lake's depth?") == "i dont know"
 
 
 def test_yes_no_truth_must_be_yes_or_no():
@@ -177,7 +188,7 @@ def test_rag_calibration_fits_one_merger_over_probe_confidence_grounding_and_clo
     assert len(meta["calibration_scores"]["risk"]) == n_train  # thresholds fitted on the out-of-fold merged risk
     m = report["domains"]["alpha"]
     assert set(m["all"]["auroc"]) >= {"merged", "probe", "grounding", "confidence_mean_logprob", "merged_without_relevance"}
-    assert {"context_relevance", "abstains", "grounding_x_relevance"} <= set(RAG_MERGER_FEATURES)
+    assert {"context_relevance", "grounding_x_relevance"} <= set(RAG_MERGER_FEATURES) and "abstains" not in RAG_MERGER_FEATURES
     assert m["all"]["n"] == report["split"]["n_test"]
     assert (folder / "probes" / "rag-report" / "report.md").read_text().startswith("# RAG calibration report")
     # the split is by passage: no group on both sides

@@ -40,18 +40,36 @@ def test_a_grounded_answer_from_an_offtopic_passage_is_marked_off_question():
     assert off["grounding_x_relevance"] < on["grounding_x_relevance"] == pytest.approx(0.77)
 
 
-def test_an_abstention_is_flagged_and_its_grounding_interaction_is_zero():
+def test_a_declining_answer_is_never_marked_off_question():
     s = relevance_scores(Q, "The context does not say.", KENYA, 0.2, embedder=BagEmbedder())
-    assert s["abstains"] == 1.0 and s["grounding_if_answered"] == 0.0 and s["answer_off_question"] == 0.0
-    s = relevance_scores(Q, "Canberra.", AUSTRALIA, 0.9, embedder=BagEmbedder())
-    assert s["abstains"] == 0.0 and s["grounding_if_answered"] == pytest.approx(0.9)
+    assert s["answer_off_question"] == 0.0
+    assert relevance_scores(Q, "Nairobi.", KENYA, 0.2, embedder=BagEmbedder())["answer_off_question"] == 1.0
+
+
+def test_the_grounding_scorers_embedded_context_is_reused_not_encoded_again():
+    from hguard.signals.grounding import GroundingScorer
+
+    class Counting(BagEmbedder):
+        texts: list = []
+
+        def encode(self, texts):
+            Counting.texts += list(texts)
+            return super().encode(texts)
+
+    scorer = GroundingScorer(embedder=Counting())
+    g = scorer.score(Q, "Canberra is the capital.", AUSTRALIA)["grounding"]
+    before = len(Counting.texts)
+    shared = relevance_scores(Q, "Canberra is the capital.", AUSTRALIA, g, grounding_scorer=scorer)
+    assert Counting.texts[before:] == [Q, "Canberra is the capital."]  # the passage's sentences are cached
+    alone = relevance_scores(Q, "Canberra is the capital.", AUSTRALIA, g, embedder=BagEmbedder())
+    assert shared == pytest.approx(alone)
 
 
 def test_missing_grounding_makes_the_interactions_nan_so_the_merger_fails_closed():
     from hguard.policy import merge_risk
 
     s = relevance_scores(Q, "Canberra.", AUSTRALIA, None, embedder=BagEmbedder())
-    assert math.isnan(s["grounding_x_relevance"]) and math.isnan(s["grounding_if_answered"])
+    assert math.isnan(s["grounding_x_relevance"]) and math.isnan(s["grounding_if_open"])
     merger = {"features": ["grounding_x_relevance"], "mean": [0.0], "scale": [1.0], "coef": [1.0], "intercept": 0.0}
     with pytest.raises(InputError):
         merge_risk(s, merger)
@@ -61,7 +79,7 @@ def test_relevance_needs_text_and_a_context():
     with pytest.raises(InputError, match="question must be a str"):
         relevance_scores(None, "a", "b", 0.5, embedder=BagEmbedder())
     with pytest.raises(InputError, match="need the context"):
-        add_relevance({"grounding": 0.5}, Q, "Canberra.", None, embedder=BagEmbedder())
+        add_relevance({"grounding": 0.5}, Q, "Canberra.", None)
 
 
 def test_yes_no_questions_and_answers_are_marked_and_kept_out_of_the_open_grounding():
@@ -75,10 +93,8 @@ def test_yes_no_questions_and_answers_are_marked_and_kept_out_of_the_open_ground
 
 
 def test_denying_a_premise_is_a_claim_not_an_abstention():
-    from hguard.calibrate.judge import abstains, is_refusal
+    from hguard.calibrate.judge import abstains, declines, is_refusal
 
     denial = "The answer is no, there is no such thing as a floating island."
-    assert is_refusal(denial) and not abstains(denial)
+    assert is_refusal(denial) and not abstains(denial) and declines(denial) is None
     assert abstains("The context does not say.") and abstains("  ")
-    s = relevance_scores("Is there a floating island?", denial, "Floating islands exist in lakes.", 0.1, embedder=BagEmbedder())
-    assert s["abstains"] == 0.0

@@ -26,6 +26,7 @@ from ._pipeline_fit import (
     random_baseline_score,
 )
 from .collect import label_row
+from .judge import right_reply
 from .data import Example
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ def evaluate(
             "n_scored": int(len(rows_k)),
             "hallucination_rate": float(y.mean()) if len(y) else None,
             "refusal_rate": float((~keep).mean()) if len(rows) else None,
-            "accuracy_of_model": float(np.mean([r["label"] == "correct" for r in rows])) if rows else None,
+            "accuracy_of_model": float(np.mean([right_reply(r["label"], e.kind) for r, e in zip(rows, exs)])) if rows else None,
             "auroc": {k: auroc(y, v) for k, v in scores.items()},
             "auroc_ci95": auroc_ci(y, scores),
             "n_h_neurons": len(probe.h_neurons_),
@@ -133,6 +134,6 @@ def evaluate(
             [family_of(e) for e in exs], [r["label"] for r in rows], scores,
             accept_below=th.accept_below if th else None, target=th.target if th else None,
             distance=feature_distance(probe, V[:, [pos[i] for i in idx]]) if len(rows_k) else np.zeros(0),
-            ood_threshold=cd.ood["threshold"] if cd.ood else None,
+            ood_threshold=cd.ood["threshold"] if cd.ood else None, kinds=[e.kind for e in exs],
         )
     return result

@@ -113,14 +113,14 @@ def _relevance_rows(col: Collected, by_id: dict, signals: dict, work: Path, scor
 
     path = work / RELEVANCE_FILE
     done = _read_rows(path)
-    embedder = getattr(scorer, "embedder", None)
     # a row stored before a signal was added is computed again (the later line wins when read back)
     todo = [r for r in col.rows if r["id"] not in done or (r["answer"].strip() and not set(RELEVANCE_FEATURES) <= set(done[r["id"]]))]
     for r in tqdm(todo, desc="relevance signals", unit="a", disable=not progress):
         e = by_id[r["id"]]
         sig: dict[str, Any] = {"id": r["id"]}
         if r["answer"].strip():
-            sig.update(relevance_scores(e.question, r["answer"], e.context, signals[r["id"]].get("grounding"), embedder=embedder))
+            sig.update(relevance_scores(e.question, r["answer"], e.context, signals[r["id"]].get("grounding"),
+                                        grounding_scorer=scorer))
         _append_rows(path, [{k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in sig.items()}])
         done[r["id"]] = sig
     return done

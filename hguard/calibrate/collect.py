@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import DataError
 from .data import Example
-from .judge import judge_row
+from .judge import declines, judge_row
 from .shards import ShardStore, collection_settings, write_shard
 
 if TYPE_CHECKING:
@@ -40,12 +40,24 @@ class Collected:
 
 
 def label_row(example: Example, answer: str) -> dict:
-    """The judge's verdict as calibration fields; ``meta.label`` (from human review) overrides it."""
+    """The judge's verdict as calibration fields; ``meta.label`` (from human review) overrides it, except
+    on an answer that declines (always "refusal": the guard abstains on it, see :func:`declines`)."""
     forced = (example.meta or {}).get("label") if example.meta else None
-    if forced in ("correct", "hallucinated"):
+    if forced in ("correct", "hallucinated") and declines(answer, example.question) is None:
         return {"label": forced, "judge_reason": "label set by a human reviewer", "matched": None}
     j = judge_row(answer, list(example.answers), example.kind, example.meta, example.question)
     return {"label": j.label, "judge_reason": j.reason, "matched": j.matched}
+
+
+def relabel(col: Collected, examples: Sequence[Example]) -> Collected:
+    """``col`` with every row given the judge's label afresh from its stored answer, so a judge fixed
+    after the answers were collected applies without answering again (the rows are changed in place)."""
+    by_id = {e.id: e for e in examples}
+    for r in col.rows:
+        e = by_id.get(r["id"])
+        if e is not None:
+            r.update(label_row(e, r["answer"]))
+    return col
 
 
 def _row(e: Example, g) -> dict:
@@ -151,7 +163,7 @@ def collect(
         bar.close()
         store.write_manifest()
     raise_failed(store, ids)
-    return load_collected(work_dir, ids, lazy=lazy)
+    return relabel(load_collected(work_dir, ids, lazy=lazy), examples)
 
 
 def _group_key(example: Example) -> str:
@@ -187,4 +199,4 @@ def load_collected(work_dir: str | os.PathLike, ids: Sequence[str] | None = None
     return Collected(rows, features)
 
 
-__all__ = ["Collected", "answer_batch", "collect", "label_row", "load_collected"]
+__all__ = ["Collected", "answer_batch", "collect", "label_row", "load_collected", "relabel"]

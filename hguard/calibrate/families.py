@@ -31,6 +31,7 @@ import numpy as np
 from .._numerics import sigmoid_array
 from ..ood import fit_ood, full_distance
 from .collect import Collected
+from .judge import right_reply
 from .pipeline import _lengths, _y
 from .screen import fit_probe, probe_logit, random_baseline
 
@@ -183,7 +184,8 @@ def evaluate_families(
                 "correct": int(counts[0]),
                 "hallucinated": int(counts[1]),
                 "refusals": refusals,
-                "model_accuracy": (int(counts[0]) / len(sub.rows)) if sub.rows else None,
+                "model_accuracy": (sum(right_reply(r["label"], r.get("kind", "qa")) for r in sub.rows) / len(sub.rows))
+                if sub.rows else None,
                 "held_out_with": [g for g in fold["families"] if g != f],
             }
             if "skipped" in fold:
@@ -277,10 +279,11 @@ def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collec
 
 def figures_by_family(families: Sequence[str], labels: Sequence[str], scores: dict[str, np.ndarray], *,
                       accept_below: float | None, target: float | None, distance: np.ndarray | None = None,
-                      ood_threshold: float | None = None) -> dict:
+                      ood_threshold: float | None = None, kinds: Sequence[str] | None = None) -> dict:
     """Per family, figures of already-scored answers (``hguard evaluate``): class counts, every signal's
     AUROC with intervals (or why there is none) and routing at the probe's accept threshold.
-    ``scores`` and ``distance`` hold one value per answer that is not a refusal, in order."""
+    ``scores`` and ``distance`` hold one value per answer that is not a refusal, in order; ``kinds``
+    (the rows' kinds, default all "qa") let the model's accuracy count a refusal to an unanswerable row."""
     from .pipeline import BASELINES, auroc, auroc_ci
 
     fam = np.asarray(families)
@@ -294,8 +297,9 @@ def figures_by_family(families: Sequence[str], labels: Sequence[str], scores: di
         y = y_all[sel]
         counts = np.bincount(y, minlength=2) if len(y) else np.zeros(2, int)
         n = int((fam == f).sum())
+        right = sum(right_reply(lb, k) for lb, k, fm in zip(lab, kinds or ["qa"] * len(lab), fam) if fm == f)
         e: dict[str, Any] = {"n": n, "n_scored": int(len(y)), "correct": int(counts[0]), "hallucinated": int(counts[1]),
-                             "refusals": n - int(len(y)), "model_accuracy": int(counts[0]) / n if n else None}
+                             "refusals": n - int(len(y)), "model_accuracy": right / n if n else None}
         sc = {k: np.asarray(v)[sel] for k, v in scores.items()}
         if len(y) and counts.min() > 0:
             e["auroc"] = {k: auroc(y, v) for k, v in sc.items()}

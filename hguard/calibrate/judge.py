@@ -19,13 +19,18 @@ containing "t" as right) poisons everything downstream. The rules, all deliberat
   not count: a hedge that names several candidates is not a right answer, and the reply is labelled
   hallucinated unless the alias also appears elsewhere unhedged (or the reply also abstains, "I'm
   not sure, either Paris or Lyon", which makes it a refusal).
-- kind "qa": an unhedged match is "correct" even if the reply also sounds unsure ("I'm not sure,
-  but I think it is Paris"), because the reader did receive the right fact. Without a match,
-  abstaining ("I don't know") makes it "refusal" (kept out of the hallucinated class), while denying
-  that the real entity exists ("X is not a chemical element", "X is fictional") is a false claim and
-  so "hallucinated", like anything else.
-- kind "unanswerable" (e.g. fabricated entities): abstaining or denying the premise is "correct",
-  any other reply is "hallucinated". An empty reply counts as abstaining.
+- A reply that declines ("I don't know", "I'm not sure", "the context does not say", or nothing at
+  all: :func:`declines`) is a "refusal" whatever the row's kind and whatever else it names. The guard
+  abstains on such a reply by rule (it asserts nothing to check), so the risk model is neither fitted
+  nor certified on it, and the calibration keeps it out of both classes. On an unanswerable row a
+  refusal is the right behaviour (calibration reports count it so in the model's accuracy); "I'm not
+  sure, but I think it is Paris" is a refusal too (the guard abstains on it, so accepting it is not
+  what the thresholds certify).
+- kind "qa": without refusal wording, an unhedged match is "correct"; denying that the real entity
+  exists ("X is not a chemical element", "X is fictional") is a false claim and so "hallucinated",
+  like anything else.
+- kind "unanswerable" (e.g. fabricated entities): denying the premise is "correct", any other
+  reply that does not decline is "hallucinated".
 
 The refusal wording list was tuned on what SmolLM2-135M-Instruct says (see calibration/data/README.md).
 The judge has known blind spots: a reply naming the right answer next to a wrong one without "or"
@@ -47,8 +52,10 @@ __all__ = [
     "Judgement",
     "normalize",
     "abstains",
+    "declines",
     "is_refusal",
     "refusal_phrase",
+    "right_reply",
     "judge",
     "judge_contrast",
     "judge_row",
@@ -242,12 +249,48 @@ def refusal_phrase(answer: str) -> str | None:
     return None if found is None else found[1]
 
 
-def abstains(answer: str) -> bool:
-    """Whether the reply abstains ("I don't know", "the context does not say") or says nothing; denying
-    a premise ("there is no such country") is not abstaining."""
+# A question about a document ("Does the clause discuss dispute resolution?") is answered, not declined,
+# by "The clause does not discuss dispute resolution.": see `declines`.
+_DOCUMENT_NOUNS = frozenset({"agreement", "clause", "context", "contract", "document", "passage", "policy", "section",
+                             "segment", "terms", "text"})
+
+
+def declines(answer: str, question: str | None = None) -> str | None:
+    """The wording with which the reply declines to answer ("i dont know", "context does not say"), ""
+    for an empty reply, or None when it does not decline.
+
+    Denying a premise ("there is no such country") is a claim, not declining. With ``question``: to a
+    question about a document ("Does the clause discuss dispute resolution?"), a wording about the
+    document ("The clause does not discuss dispute resolution.") is a plain no, not a refusal, when the
+    words after it name what the question asks about ("I don't know ..." still declines). The guard abstains on a reply that declines, and calibration labels
+    it "refusal" (see the module doc), so both read a reply through this one function.
+    """
     _check_str(answer, "answer")
     found = _refusal(answer)
-    return found is not None and found[0] in ("empty", "abstain")
+    if found is None or found[0] == "denial":
+        return None
+    if found[0] == "empty":
+        return ""
+    if question is not None and found[1].split()[0] in _DOCUMENT_NOUNS:
+        _check_str(question, "question")
+        asked = normalize(question).split()
+        if _DOCUMENT_NOUNS & set(asked):
+            norm = normalize(answer)
+            rest = set(norm[norm.find(found[1]) + len(found[1]) :].split())
+            if rest & {w for w in asked if len(w) > 3 and w not in _DOCUMENT_NOUNS}:
+                return None
+    return found[1]
+
+
+def abstains(answer: str, question: str | None = None) -> bool:
+    """Whether the reply declines to answer or says nothing (:func:`declines` is not None)."""
+    return declines(answer, question) is not None
+
+
+def right_reply(label: str, kind: str) -> bool:
+    """Whether a judged reply was the right one: "correct", or a refusal to an unanswerable row (the
+    model's accuracy counts it right; the risk model leaves it out like every refusal)."""
+    return label == "correct" or (label == "refusal" and kind == "unanswerable")
 
 
 def is_refusal(answer: str) -> bool:
@@ -298,8 +341,9 @@ def judgeable(alias: str) -> bool:
     return bool(_tokens(alias))
 
 
-def judge(answer: str, aliases: list[str], kind: str = "qa") -> Judgement:
-    """Label `answer` against the accepted `aliases` for a row of the given kind (see module doc)."""
+def judge(answer: str, aliases: list[str], kind: str = "qa", question: str | None = None) -> Judgement:
+    """Label `answer` against the accepted `aliases` for a row of the given kind (see module doc);
+    ``question`` lets :func:`declines` read a plain no about a document."""
     _check_str(answer, "answer")
     if kind not in ("qa", "unanswerable"):
         raise InputError(f"kind must be 'qa' or 'unanswerable' (got {kind!r}); use the row's kind field")
@@ -314,22 +358,23 @@ def judge(answer: str, aliases: list[str], kind: str = "qa") -> Judgement:
             " write aliases with context (e.g. 'vitamin A'), or mark the row kind 'unanswerable'"
         )
 
-    found = _refusal(answer)
+    wording = declines(answer, question)
+    if wording is not None:
+        if not wording:
+            return Judgement("refusal", None, "empty answer")
+        alias = _match(answer, usable)[0] if usable else None
+        named = f"; names accepted alias {alias!r} but declines, so the guard abstains on it" if alias else ""
+        return Judgement("refusal", None, f"declines ({wording!r}){named}")
+    found = _refusal(answer)  # only a denial of the premise is left
     if kind == "unanswerable":
         if found is None:
-            return Judgement("hallucinated", None, "answered an unanswerable question without abstaining")
-        if found[0] == "empty":
-            return Judgement("correct", None, "empty answer to an unanswerable question counts as abstaining")
-        return Judgement("correct", None, f"abstained on an unanswerable question (refusal wording {found[1]!r})")
+            return Judgement("hallucinated", None, "answered an unanswerable question without declining or denying its premise")
+        return Judgement("correct", None, f"denied the premise of an unanswerable question ({found[1]!r})")
 
-    if found is not None and found[0] == "empty":
-        return Judgement("refusal", None, "empty answer")
     alias, spoiled = _match(answer, usable)
     if alias is not None:
-        note = f" despite refusal wording {found[1]!r}" if found else ""
+        note = f" despite denial wording {found[1]!r}" if found else ""
         return Judgement("correct", alias, f"answer contains accepted alias {alias!r}{note}")
-    if found is not None and found[0] == "abstain":
-        return Judgement("refusal", None, f"no accepted alias; refusal wording {found[1]!r}")
     if found is not None:
         return Judgement(
             "hallucinated", None,
@@ -357,22 +402,17 @@ def judge_yesno(answer: str, truth: str, question: str | None = None) -> Judgeme
 
     The reply's polarity is its first yes/no word ("Yes, ...", "No.", "True", "False"); without one,
     a negated verb ("it does not", "is not") reads as no and a plain statement as yes. Abstaining
-    ("the context does not say") is a refusal, and so is an empty reply; but a reply whose
-    abstain-like wording goes on to name what the question asks about ("The clause does not discuss
-    dispute resolution." to "Does the clause discuss dispute resolution?") is a plain no.
+    ("the context does not say", "No, the context does not provide information about ...") is a
+    refusal, and so is an empty reply; to a question about a document, a reply whose abstain-like
+    wording goes on to name what the question asks about ("The clause does not discuss dispute
+    resolution." to "Does the clause discuss dispute resolution?") is a plain no (:func:`declines`).
     """
     _check_str(answer, "answer")
     if truth not in YES_NO:
         raise InputError(f"truth must be 'yes' or 'no' (got {truth!r}); map True/False to 'yes'/'no'")
-    found = _refusal(answer)
-    if found is not None and found[0] == "empty":
-        return Judgement("refusal", None, "empty answer")
-    if found is not None and found[0] == "abstain":
-        norm = normalize(answer)
-        rest = set(norm[norm.find(found[1]) + len(found[1]) :].split())
-        asked = {w for w in normalize(question).split() if len(w) > 3} if question else set()
-        if not rest & asked:
-            return Judgement("refusal", None, f"abstained ({found[1]!r})")
+    wording = declines(answer, question)
+    if wording is not None:
+        return Judgement("refusal", None, f"declines ({wording!r})" if wording else "empty answer")
     words = normalize(answer).split()
     said = None
     for w in words:
@@ -399,14 +439,14 @@ def _content(text: str) -> set[str]:
     return {t for t in _tokens(text) if t not in stop}
 
 
-def judge_contrast(answer: str, right: str, misleading: str) -> Judgement:
+def judge_contrast(answer: str, right: str, misleading: str, question: str | None = None) -> Judgement:
     """Label a reply given a misleading passage: "correct" when it holds more words of the right
     reference answer than of the misleading one (counting only words the two do not share),
     "hallucinated" when it follows the misleading one or names neither, "refusal" when it abstains."""
     _check_str(answer, "answer")
-    found = _refusal(answer)
-    if found is not None and found[0] in ("empty", "abstain"):
-        return Judgement("refusal", None, "empty answer" if found[0] == "empty" else f"abstained ({found[1]!r})")
+    wording = declines(answer, question)
+    if wording is not None:
+        return Judgement("refusal", None, f"declines ({wording!r})" if wording else "empty answer")
     said = _content(answer)
     r, m = _content(right), _content(misleading)
     hit_r, hit_m = len(said & (r - m)), len(said & (m - r))
@@ -426,5 +466,6 @@ def judge_row(answer: str, aliases: list[str], kind: str = "qa", meta: dict | No
     if meta.get("judge") == "yesno":
         return judge_yesno(answer, aliases[0] if aliases else "", question)
     if meta.get("misleading_answer"):
-        return judge_contrast(answer, str(meta.get("right_answer") or aliases[0]), str(meta["misleading_answer"]))
-    return judge(answer, aliases, kind)
+        return judge_contrast(answer, str(meta.get("right_answer") or aliases[0]), str(meta["misleading_answer"]),
+                              question)
+    return judge(answer, aliases, kind, question)

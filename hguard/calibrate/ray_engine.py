@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from ..errors import DataError, InputError
-from .collect import Collected, answer_batch, check_ids, load_collected, raise_failed
+from .collect import Collected, answer_batch, check_ids, load_collected, raise_failed, relabel
 from .shards import ShardStore, collection_settings, write_shard
 
 
@@ -239,7 +239,7 @@ def collect_ray(
                 ray.shutdown()
     store.write_manifest()
     raise_failed(store, ids)
-    return load_collected(work_dir, ids, lazy=lazy)
+    return relabel(load_collected(work_dir, ids, lazy=lazy), examples)
 
 
 __all__ = ["RayOptions", "check_address", "collect_ray"]

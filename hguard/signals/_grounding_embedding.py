@@ -47,6 +47,13 @@ class _ContextCache:
 _default_ctx_cache = _ContextCache()
 
 
+def sentence_vectors(ctx: str, embedder, cache: _ContextCache | None = None) -> np.ndarray:
+    """Embeddings of the context's sentences (the first rows of the cached context units, so a context
+    the grounding signal has embedded is not embedded again)."""
+    n = len(split_sentences(ctx) or [ctx])
+    return (cache or _default_ctx_cache).get(ctx, embedder)[:n]
+
+
 def _embedding_parts(answer, context, question, embedder, cache=None) -> tuple[float, float]:
     """(best cosine of statement, best cosine of the question alone) against the context units."""
     from hguard.signals.embedding import get_embedder

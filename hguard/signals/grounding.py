@@ -33,6 +33,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 
 from hguard._numerics import sigmoid
 from hguard.errors import InputError
@@ -41,6 +42,7 @@ from hguard.signals._grounding_embedding import (
     _ContextCache,
     _embedding_parts,
     embedding_support,
+    sentence_vectors,
 )
 from hguard.signals._grounding_lexical import (
     PROXIMITY_WINDOW,
@@ -175,6 +177,10 @@ class GroundingScorer:
 
             self._embedder = get_embedder()
         return self._embedder
+
+    def sentence_vectors(self, context: str | Sequence[str]) -> np.ndarray:
+        """Embeddings of the context's sentences, from the scorer's cache of embedded contexts."""
+        return sentence_vectors(_context_text(context), self.embedder, self._ctx_cache)
 
     @property
     def signals(self) -> tuple[str, ...]:

@@ -1,5 +1,5 @@
 """Relevance signals for answers given with context: does the passage address the question, does the
-answer address the question, and does the answer abstain?
+answer address the question?
 
 Grounding alone says whether the answer's words are in the passage. That is evidence of a right answer
 only when the passage is about the question: "Nairobi is the capital of Kenya", answered from a Kenya
@@ -7,9 +7,6 @@ passage to "What is the capital of Australia?", is well grounded and wrong. The 
 from the request and the answer alone (never from a dataset label), so the guard computes them at
 request time exactly as calibration does:
 
-- ``abstains``: 1.0 when the answer abstains ("the context does not say", "I don't know", or says
-  nothing), else 0.0 (the judge's own abstain wording, :func:`hguard.calibrate.judge.abstains`; denying
-  a premise, "there is no such island", is a claim, not an abstention);
 - ``yes_no``: 1.0 when the question asks for yes or no (it opens with an auxiliary verb: "Is", "Does",
   "Can", ...) or the answer opens with yes/no/true/false; a right "Yes." shares no words with the
   passage, so grounding says little about it;
@@ -23,10 +20,11 @@ request time exactly as calibration does:
   the passage lacks while the answer names something the question does not (1.0 for the Kenya example:
   "Australia" is in neither, the answer names Nairobi and Kenya);
 - interactions that let one linear merger treat grounding differently by situation:
-  ``grounding_x_relevance`` (grounding times ``context_relevance``), ``grounding_if_answered``
-  (grounding where the answer does not abstain, 0 where it does: an abstention shares few words with
-  the passage and is still the right reply to an off-topic passage) and ``grounding_if_open``
-  (grounding of an answer that neither abstains nor answers yes/no, 0 otherwise).
+  ``grounding_x_relevance`` (grounding times ``context_relevance``) and ``grounding_if_open``
+  (grounding of an answer that does not answer yes/no, 0 otherwise).
+
+An answer that declines ("the context does not say", :func:`hguard.calibrate.judge.declines`) is not
+scored at all: the guard abstains on it by rule and calibration leaves it out of the merger.
 """
 
 from __future__ import annotations
@@ -42,14 +40,12 @@ from hguard.errors import InputError
 __all__ = ["RELEVANCE_FEATURES", "relevance_scores"]
 
 RELEVANCE_FEATURES = (
-    "abstains",
     "yes_no",
     "context_relevance",
     "context_relevance_embedding",
     "answer_relevance",
     "answer_off_question",
     "grounding_x_relevance",
-    "grounding_if_answered",
     "grounding_if_open",
 )
 
@@ -91,21 +87,27 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def relevance_scores(question: str, answer: str, context: str | Sequence[str], grounding: float | None, *,
-                     embedder=None) -> dict[str, float]:
+                     embedder=None, grounding_scorer=None) -> dict[str, float]:
     """The signals above for one answer. ``grounding`` is the grounding scorer's merged support of the
     answer (None or NaN makes the interactions NaN, so a merger that uses them routes to review).
-    ``embedder``: anything with ``encode(list[str]) -> (n, d)`` (default: the bundled sentence model)."""
-    from hguard.calibrate.judge import abstains as abstains_
-    from hguard.signals.grounding import _check_text, _context_text, content_tokens, split_sentences
+    ``grounding_scorer``: the scorer that scored the answer; a
+    :class:`~hguard.signals.grounding.GroundingScorer` lends its embedder and the context's sentence
+    embeddings from its cache, another scorer its ``embedder`` if it has one. Else ``embedder``,
+    anything with ``encode(list[str]) -> (n, d)`` (default: the bundled sentence model)."""
+    from hguard.calibrate.judge import declines
+    from hguard.signals._grounding_embedding import sentence_vectors
+    from hguard.signals.grounding import _check_text, _context_text, content_tokens
 
     _check_text(question, "question")
     _check_text(answer, "answer")
     ctx = _context_text(context)
+    shared = grounding_scorer if hasattr(grounding_scorer, "sentence_vectors") else None
+    embedder = shared.embedder if shared is not None else (embedder or getattr(grounding_scorer, "embedder", None))
     if embedder is None:
         from hguard.signals.embedding import get_embedder
 
         embedder = get_embedder()
-    abstains = 1.0 if abstains_(answer) else 0.0
+    declined = declines(answer, question) is not None
     yes_no = 1.0 if _opens_yes_no(question, answer) else 0.0
 
     q_words = list(dict.fromkeys(content_tokens(question)))
@@ -118,7 +120,7 @@ def relevance_scores(question: str, answer: str, context: str | Sequence[str], g
         ctx_rel = 1.0  # a question with no content words: nothing to miss
 
     key_list = sorted(keys)
-    if key_list and not abstains:
+    if key_list and not declined:
         missing = [w for w, h in zip(key_list, _matched(key_list, ctx)) if not h]
         a_new = [w for w in content_tokens(answer) if w not in set(q_words)]
         named_elsewhere = bool(a_new) and not all(_matched(key_list, answer))
@@ -126,28 +128,27 @@ def relevance_scores(question: str, answer: str, context: str | Sequence[str], g
     else:
         off = 0.0
 
-    sentences = split_sentences(ctx) or [ctx]
-    emb = np.asarray(embedder.encode([question, answer.strip() or " ", *sentences]), dtype=float)
-    ctx_emb = float(np.max(_cos(emb[0], emb[2:])))
+    sent = shared.sentence_vectors(ctx) if shared is not None else sentence_vectors(ctx, embedder)
+    emb = np.asarray(embedder.encode([question, answer.strip() or " "]), dtype=float)
+    ctx_emb = float(np.max(_cos(emb[0], np.asarray(sent, dtype=float))))
     ans_rel = float(_cos(emb[0], emb[1:2])[0]) if answer.strip() else 0.0
 
     g = float(grounding) if grounding is not None else math.nan
     return {
-        "abstains": abstains,
         "yes_no": yes_no,
         "context_relevance": ctx_rel,
         "context_relevance_embedding": ctx_emb,
         "answer_relevance": ans_rel,
         "answer_off_question": float(off),
         "grounding_x_relevance": g * ctx_rel,
-        "grounding_if_answered": g * (1.0 - abstains),
-        "grounding_if_open": g * (1.0 - abstains) * (1.0 - yes_no),
+        "grounding_if_open": g * (1.0 - yes_no),
     }
 
 
-def add_relevance(signals: Mapping[str, float | None], question: str, answer: str, context, *, embedder=None) -> dict[str, float]:
+def add_relevance(signals: Mapping[str, float | None], question: str, answer: str, context, *,
+                  grounding_scorer=None) -> dict[str, float]:
     """:func:`relevance_scores` from a signals mapping that holds ``grounding``; InputError when the
     context is missing (the signals are for answers given with context)."""
     if context is None:
         raise InputError("relevance signals need the context the answer was given with; pass context=...")
-    return relevance_scores(question, answer, context, signals.get("grounding"), embedder=embedder)
+    return relevance_scores(question, answer, context, signals.get("grounding"), grounding_scorer=grounding_scorer)
