@@ -70,7 +70,7 @@ class _Scoring:
         notes: list[str] = g.extra.setdefault("notes", [])
         cd = route.domain if route is not None else None
         if domain is not None and cd is None and route is not None and route.problem:
-            problems.append(route.problem)
+            pass  # the route's own reason is the decision's (see _finish)
         elif domain is not None and cd is None:
             why = self.probe_errors.get(domain) or self.probe_errors.get("*")
             problems.append(
@@ -202,6 +202,7 @@ class _Scoring:
             domain=domain,
             domain_chosen=domain is not None,
             declined=declines(g.text, g.question if isinstance(g.question, str) else None) if isinstance(g.text, str) else None,
+            unscored=route.problem if domain is not None and route is not None and route.domain is None else None,
         )
         reasons = list(decision.reasons) + list(g.extra.get("notes") or [])
         if tightened:

@@ -52,6 +52,7 @@ def decide(
     domain: str | None = None,
     domain_chosen: bool = True,
     declined: str | None = None,
+    unscored: str | None = None,
 ) -> Decision:
     """Route one scored answer to accept, review or abstain, failing closed.
 
@@ -67,7 +68,10 @@ def decide(
     ``policy.unknown_domain``). ``declined`` is the wording with which the answer itself declines
     (:func:`hguard.calibrate.judge.declines`: "I don't know", "the context does not say", "" for an
     empty answer): such an answer abstains by rule, since it asserts nothing for the risk to certify
-    (calibration leaves these answers out of the risk model for the same reason).
+    (calibration leaves these answers out of the risk model for the same reason). ``unscored`` says why
+    the domain's calibrations cannot score this kind of request (a request with context in a domain
+    calibrated closed-book only, or the reverse): it routes to review with that one reason, in place
+    of the generic "no risk score" and "no thresholds" ones.
 
     The answer is accepted only when everything needed is present and valid
     and the risk is below ``accept_below``. Every other case routes to review
@@ -93,7 +97,9 @@ def decide(
 
     usable_risk = float(risk) if _real(risk) and math.isfinite(risk) and 0.0 <= risk <= 1.0 else None
     risk_ok = usable_risk is not None
-    if risk is None:
+    if unscored is not None:
+        close(REVIEW, unscored)
+    elif risk is None:
         close(REVIEW, "no risk score: the answer could not be scored")
     elif not risk_ok:
         close(REVIEW, f"risk {_short(risk)} is not a number in [0, 1]: the score is unusable")
@@ -111,7 +117,7 @@ def decide(
                 policy.default_route,
                 f"no domain could be chosen for this answer; routing by default_route = {policy.default_route!r}",
             )
-    elif thresholds is None:
+    elif thresholds is None and unscored is None:
         close(
             policy.unknown_domain,
             f"{label} has no calibrated probe thresholds and no manual accept_below/abstain_above; "

@@ -10,7 +10,7 @@ smallest are FINAL families; variants are compared on the other (SELECTION) fami
 final families' figures are printed for every variant but chose nothing.
 
 Writes benchmarks/results/generalization.json and prints Markdown.
-Run: HGUARD_THREADS=1 .venv/bin/python benchmarks/generalization.py [--work runs/reference-work] [--variants v0,v1]
+Run: HGUARD_THREADS=1 .venv/bin/python -m research.generalization [--work runs/reference-work] [--variants v0,v1]
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ VARIANTS = {
     "v2 C with the best CV AUROC (denser probe)": ({**_FOLD, "selection": "best"}, False),
     "v3 raw CETT (no standardisation)": ({**_FOLD, "standardize": False}, False),
     "v4 no length feature": ({**_FOLD, "length_control": False}, False),
+    # layer subsets: the probe (and its random-neuron control) sees only these layers' neurons
+    "v5 layers 0-9 only (first third)": ({**_FOLD, "layers": (0, 10)}, False),
+    "v6 layers 10-19 only (middle third)": ({**_FOLD, "layers": (10, 20)}, False),
+    "v7 layers 20-29 only (last third)": ({**_FOLD, "layers": (20, 30)}, False),
 }
 
 
@@ -43,7 +47,7 @@ def final_families(names) -> list[str]:
 def main(argv=None) -> int:
     import torch
 
-    from hguard.calibrate.collect import load_collected
+    from hguard.calibrate.collect import Collected, load_collected, relabel
     from hguard.calibrate.data import load_examples
     from hguard.calibrate.families import attach_families, cross_family_fit, evaluate_families
     from hguard.calibrate.pipeline import split_groups
@@ -56,7 +60,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     data = ROOT / "calibration" / "data"
     examples = load_examples([data / f"{d}.jsonl" for d in (*DOMAINS, "fabricated")])
-    col = load_collected(args.work)  # every answer collected so far
+    col = relabel(load_collected(args.work), examples)  # every answer collected so far, judged afresh
     ids = {r["id"] for r in col.rows}
     attach_families(col.rows, [e for e in examples if e.id in ids])
     test = split_groups(col.rows, 0.3, 0)
@@ -66,18 +70,22 @@ def main(argv=None) -> int:
     for v in chosen:
         params, by_family = dict(VARIANTS[v][0]), VARIANTS[v][1]
         cv = params.pop("cv", 5)
+        lo, hi = params.pop("layers", (0, n_layers))
+        cols = slice(lo * d_ff, hi * d_ff)  # features are laid out layer by layer
         results["variants"][v] = {}
         for d in DOMAINS:
             dmask = np.array([r["domain"] == d for r in col.rows])
             if not dmask.any():
                 continue
-            train = col.subset(dmask & ~test)
+            dom = col.subset(dmask)
+            dom = Collected(dom.rows, np.ascontiguousarray(dom.features[:, cols]))
+            train = dom.subset(~test[dmask])
             tr = train.subset([r["label"] != "refusal" for r in train.rows])
             t0 = time.perf_counter()
             try:
-                cf = cross_family_fit(tr, seed=0, n_layers=n_layers, d_ff=d_ff, cv=cv, probe_params=params,
+                cf = cross_family_fit(tr, seed=0, n_layers=hi - lo, d_ff=d_ff, cv=cv, probe_params=params,
                                       c_by_family=by_family)
-                res = evaluate_families(cf, tr, col.subset(dmask), target=0.2, confidence=0.9)
+                res = evaluate_families(cf, tr, dom, target=0.2, confidence=0.9)
             except Exception as exc:  # a variant that cannot be fitted is reported, not hidden
                 results["variants"][v][d] = {"failed": f"{type(exc).__name__}: {exc}"}
                 continue

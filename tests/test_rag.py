@@ -244,7 +244,12 @@ def test_rag_request_in_a_closed_book_only_domain_goes_to_review_unless_the_poli
     g = Guard.from_policy(_policy(folder, tmp_path), lm=lm)
     r = g.invoke("capital city river ?", context="river city capital is here", domain="beta")
     assert r.route == "review" and any("calibrated closed-book only" in x for x in r.reasons)
+    # that one reason, not the generic "no risk score" / "no thresholds" (which would route by unknown_domain)
+    assert not any(x.startswith("no risk score") or "unknown_domain" in x for x in r.reasons), r.reasons
     pol = _policy(folder, tmp_path).model_dump(mode="json")
+    pol["unknown_domain"] = "abstain"
+    r = Guard.from_policy(Policy.model_validate(pol), lm=lm).invoke("capital city river ?", context="river city capital is here", domain="beta")
+    assert r.route == "review", r.reasons
     pol["domains"]["beta"]["context_with_closed_book_probe"] = "allow"
     r = Guard.from_policy(Policy.model_validate(pol), lm=lm).invoke("capital city river ?", context="river city capital is here", domain="beta")
     assert r.route == "accept" and any("closed-book probe scores this request with context" in x for x in r.reasons)
