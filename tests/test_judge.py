@@ -227,7 +227,6 @@ def test_refusal_phrase_reports_the_wording() -> None:
     [
         # what SmolLM2-135M-Instruct actually replies about real things
         ("The chemical element with the symbol Fe is not a chemical element itself, but it is a metal.", ["iron"]),
-        ("The Messiah is a fictional character created by the creator of the movie.", ["Handel"]),
         ("There is no such country as Peru.", ["Lima"]),
     ],
 )
@@ -236,6 +235,24 @@ def test_denying_a_real_entity_is_hallucinated_not_a_refusal(answer: str, aliase
     j = judge(answer, aliases)
     assert j.label == "hallucinated"
     assert "denies the premise" in j.reason
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # what SmolLM2-135M-Instruct replies about invented entities: "fictional", then an invented source
+        "Nefouadia is a fictional city in the Star Wars universe.",
+        "The Last Bell of Pamere is a fictional work by the French author Jean-Baptiste Baudelaire.",
+        "Ditilan Sosard is a fictional character from the 1990s novel \"The Last of the Shadows\".",
+        "The Messiah is a fictional character created by the creator of the movie.",
+        "The capital of Stamene is not a place, but rather a city.",
+    ],
+)
+def test_a_fictional_label_with_an_invented_source_is_a_confabulation_not_a_denial(answer: str) -> None:
+    assert not is_refusal(answer)
+    assert judge(answer, [], "unanswerable").label == "hallucinated"
+    assert judge("Veltoria is a fictional country. It is set in the Star Wars universe, and it does not exist.", [],
+                 "unanswerable").label == "correct"  # a plain denial elsewhere in the reply still counts
 
 
 @pytest.mark.parametrize(

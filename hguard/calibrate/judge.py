@@ -227,16 +227,35 @@ _ABSTAIN_RE = [re.compile(p) for p in ABSTAIN_PATTERNS]
 _DENIAL_RE = [re.compile(p) for p in DENIAL_PATTERNS]
 
 
+# "Fictional" is a denial only when it stops there: "Nefouadia is a fictional city in the Star Wars
+# universe", "... a fictional work by the French author Jean-Baptiste Baudelaire" place the invented
+# entity in an invented source, which is a confabulation (SmolLM2-135M-Instruct's usual reply to an
+# invented entity), not a denial. Nor is "X is not a place, but rather a city".
+_FICTIONAL = re.compile(r"\b(?:fictional|fictitious|imaginary|made up|hypothetical)\b")
+_ATTRIBUTION = frozenset({"in", "from", "by", "of", "created", "written", "featured", "set", "appearing", "universe",
+                          "franchise", "series", "film", "movie", "novel", "game", "show", "story", "book"})
+
+
+def _confabulated_denial(norm: str, m: re.Match[str]) -> bool:
+    after = norm[m.end():].split()
+    if after[:2] == ["but", "rather"]:
+        return True
+    return bool(_FICTIONAL.search(m.group(0))) and bool(_ATTRIBUTION & set(after[:5]))
+
+
 def _refusal(answer: str) -> tuple[Literal["empty", "abstain", "denial"], str] | None:
     _check_str(answer, "answer")
     norm = normalize(answer)
     if not norm:
         return "empty", ""
-    for kind, patterns in (("abstain", _ABSTAIN_RE), ("denial", _DENIAL_RE)):
-        for rx in patterns:
-            m = rx.search(norm)
-            if m:
-                return kind, m.group(0)  # type: ignore[return-value]
+    for rx in _ABSTAIN_RE:
+        m = rx.search(norm)
+        if m:
+            return "abstain", m.group(0)
+    for rx in _DENIAL_RE:
+        for m in rx.finditer(norm):
+            if not _confabulated_denial(norm, m):
+                return "denial", m.group(0)
     return None
 
 
