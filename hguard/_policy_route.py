@@ -117,12 +117,13 @@ def decide(
                 policy.default_route,
                 f"no domain could be chosen for this answer; routing by default_route = {policy.default_route!r}",
             )
-    elif thresholds is None and unscored is None:
-        close(
-            policy.unknown_domain,
-            f"{label} has no calibrated probe thresholds and no manual accept_below/abstain_above; "
-            f"routing by unknown_domain = {policy.unknown_domain!r}",
-        )
+    elif thresholds is None:
+        if unscored is None:  # else the reason why nothing scores this request is already given
+            close(
+                policy.unknown_domain,
+                f"{label} has no calibrated probe thresholds and no manual accept_below/abstain_above; "
+                f"routing by unknown_domain = {policy.unknown_domain!r}",
+            )
     elif domain_policy.accept_below is None and (
         thresholds.target > domain_policy.target_hallucination_rate + 1e-12
         or thresholds.confidence < domain_policy.confidence - 1e-12

@@ -883,3 +883,10 @@ def test_an_answer_that_declines_abstains_whatever_its_risk():
     # a failed score does not turn it into review: abstain is the stricter outcome, every reason kept
     broken = route(None, declined="context does not say")
     assert broken.route == "abstain" and any("no risk score" in r for r in broken.reasons)
+
+
+def test_a_request_no_calibration_can_score_routes_to_review_with_that_one_reason():
+    why = "domain 'geo' is calibrated closed-book only, and a request with context needs a RAG calibration"
+    for policy in (make_policy(), make_policy(unknown_domain="abstain")):
+        d = decide(None, domain_policy=policy.domain("strict"), thresholds=None, policy=policy, unscored=why)
+        assert d.route == "review" and d.reasons == (why,)
