@@ -37,6 +37,9 @@ VARIANTS = {
     "v5 layers 0-9 only (first third)": ({**_FOLD, "layers": (0, 10)}, False),
     "v6 layers 10-19 only (middle third)": ({**_FOLD, "layers": (10, 20)}, False),
     "v7 layers 20-29 only (last third)": ({**_FOLD, "layers": (20, 30)}, False),
+    # sparser probes: each fold's probe sees only the features with the largest |Welch t| on its own rows
+    "v8 screened to the top 2,000 features by |Welch t| in each fold": ({**_FOLD, "screen_top": 2000}, False),
+    "v9 screened to the top 500 features by |Welch t| in each fold": ({**_FOLD, "screen_top": 500}, False),
 }
 
 
@@ -44,13 +47,66 @@ def final_families(names) -> list[str]:
     return sorted(sorted(names, key=lambda n: hashlib.sha256(n.encode()).hexdigest())[:2])
 
 
+def load_study(work: str):
+    """The collected answers of ``work`` judged afresh, with their families, and the fact-grouped
+    held-out mask calibration uses (seed 0)."""
+    from hguard.calibrate.collect import load_collected, relabel
+    from hguard.calibrate.data import load_examples
+    from hguard.calibrate.families import attach_families
+    from hguard.calibrate.pipeline import split_groups
+
+    data = ROOT / "calibration" / "data"
+    examples = load_examples([data / f"{d}.jsonl" for d in (*DOMAINS, "fabricated")])
+    col = relabel(load_collected(work), examples)  # every answer collected so far, judged afresh
+    ids = {r["id"] for r in col.rows}
+    attach_families(col.rows, [e for e in examples if e.id in ids])
+    return col, examples, split_groups(col.rows, 0.3, 0)
+
+
+def run_variant(col, test, spec: tuple[dict, bool], n_layers: int = 30, log: str = "") -> tuple[dict, dict]:
+    """Leave-one-family-out figures of one variant in each domain: ({domain: figures}, {domain: FINAL families})."""
+    from hguard.calibrate.collect import Collected
+    from hguard.calibrate.families import cross_family_fit, evaluate_families
+    from hguard.calibrate.screen import ProbeFit
+
+    params, by_family = dict(spec[0]), spec[1]
+    d_ff = col.features.shape[1] // n_layers
+    cv = params.pop("cv", 5)
+    lo, hi = params.pop("layers", (0, n_layers))
+    screen = params.pop("screen_top", None)
+    fit = ProbeFit(screen, reason="research variant") if screen else None
+    cols = slice(lo * d_ff, hi * d_ff)  # features are laid out layer by layer
+    out, finals = {}, {}
+    for d in DOMAINS:
+        dmask = np.array([r["domain"] == d for r in col.rows])
+        if not dmask.any():
+            continue
+        dom = col.subset(dmask)
+        dom = Collected(dom.rows, np.ascontiguousarray(dom.features[:, cols]))
+        train = dom.subset(~test[dmask])
+        tr = train.subset([r["label"] != "refusal" for r in train.rows])
+        t0 = time.perf_counter()
+        try:
+            cf = cross_family_fit(tr, seed=0, n_layers=hi - lo, d_ff=d_ff, cv=cv, probe_params=params,
+                                  c_by_family=by_family, fit=fit)
+            res = evaluate_families(cf, tr, dom, target=0.2, confidence=0.9)
+        except Exception as exc:  # a variant that cannot be fitted is reported, not hidden
+            out[d] = {"failed": f"{type(exc).__name__}: {exc}"}
+            continue
+        finals[d] = final_families(res["families"])
+        per = {f: {k: e["auroc"][k] for k in ("probe", "merged", "mean_logprob", "min_logprob", "entropy",
+                                                "length", "random_neurons")}
+               if e.get("auroc") and e["auroc"].get("probe") is not None else None
+               for f, e in res["families"].items()}
+        acc = {f: e.get("at_target") for f, e in res["families"].items()}
+        counts = {f: [e["correct"], e["hallucinated"]] for f, e in res["families"].items()}
+        out[d] = {"auroc": per, "at_target": acc, "counts": counts, "seconds": time.perf_counter() - t0}
+        print(f"{log} {d}: done in {time.perf_counter() - t0:.0f} s", flush=True)
+    return out, finals
+
+
 def main(argv=None) -> int:
     import torch
-
-    from hguard.calibrate.collect import Collected, load_collected, relabel
-    from hguard.calibrate.data import load_examples
-    from hguard.calibrate.families import attach_families, cross_family_fit, evaluate_families
-    from hguard.calibrate.pipeline import split_groups
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default=str(ROOT / "runs" / "reference-work"))
@@ -58,48 +114,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "generalization.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    data = ROOT / "calibration" / "data"
-    examples = load_examples([data / f"{d}.jsonl" for d in (*DOMAINS, "fabricated")])
-    col = relabel(load_collected(args.work), examples)  # every answer collected so far, judged afresh
-    ids = {r["id"] for r in col.rows}
-    attach_families(col.rows, [e for e in examples if e.id in ids])
-    test = split_groups(col.rows, 0.3, 0)
-    n_layers, d_ff = 30, col.features.shape[1] // 30
+    col, _, test = load_study(args.work)
     chosen = [v for v in VARIANTS if not args.variants or v.split()[0] in args.variants.split(",")]
     results: dict = {"n_answers": len(col.rows), "variants": {}, "final_families": {}}
     for v in chosen:
-        params, by_family = dict(VARIANTS[v][0]), VARIANTS[v][1]
-        cv = params.pop("cv", 5)
-        lo, hi = params.pop("layers", (0, n_layers))
-        cols = slice(lo * d_ff, hi * d_ff)  # features are laid out layer by layer
-        results["variants"][v] = {}
-        for d in DOMAINS:
-            dmask = np.array([r["domain"] == d for r in col.rows])
-            if not dmask.any():
-                continue
-            dom = col.subset(dmask)
-            dom = Collected(dom.rows, np.ascontiguousarray(dom.features[:, cols]))
-            train = dom.subset(~test[dmask])
-            tr = train.subset([r["label"] != "refusal" for r in train.rows])
-            t0 = time.perf_counter()
-            try:
-                cf = cross_family_fit(tr, seed=0, n_layers=hi - lo, d_ff=d_ff, cv=cv, probe_params=params,
-                                      c_by_family=by_family)
-                res = evaluate_families(cf, tr, dom, target=0.2, confidence=0.9)
-            except Exception as exc:  # a variant that cannot be fitted is reported, not hidden
-                results["variants"][v][d] = {"failed": f"{type(exc).__name__}: {exc}"}
-                continue
-            fin = final_families(res["families"])
-            results["final_families"][d] = fin
-            per = {f: {k: e["auroc"][k] for k in ("probe", "merged", "mean_logprob", "min_logprob", "entropy",
-                                                    "length", "random_neurons")}
-                   if e.get("auroc") and e["auroc"].get("probe") is not None else None
-                   for f, e in res["families"].items()}
-            acc = {f: e.get("at_target") for f, e in res["families"].items()}
-            counts = {f: [e["correct"], e["hallucinated"]] for f, e in res["families"].items()}
-            results["variants"][v][d] = {"auroc": per, "at_target": acc, "counts": counts,
-                                         "seconds": time.perf_counter() - t0}
-            print(f"{v[:3]} {d}: done in {time.perf_counter() - t0:.0f} s", flush=True)
+        results["variants"][v], finals = run_variant(col, test, VARIANTS[v], log=v[:3])
+        results["final_families"].update(finals)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
     print(markdown(results))
