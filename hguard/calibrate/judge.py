@@ -30,7 +30,9 @@ containing "t" as right) poisons everything downstream. The rules, all deliberat
   exists ("X is not a chemical element", "X is fictional") is a false claim and so "hallucinated",
   like anything else.
 - kind "unanswerable" (e.g. fabricated entities): denying the premise is "correct", any other
-  reply that does not decline is "hallucinated".
+  reply that does not decline is "hallucinated". A "fictional" label followed by a source ("X is a
+  fictional city in the Star Wars universe", "a fictional work by ...") and "not an X, but rather a Y"
+  are confabulations, not denials.
 
 The refusal wording list was tuned on what SmolLM2-135M-Instruct says (see calibration/data/README.md).
 The judge has known blind spots: a reply naming the right answer next to a wrong one without "or"
@@ -281,8 +283,9 @@ def declines(answer: str, question: str | None = None) -> str | None:
     Denying a premise ("there is no such country") is a claim, not declining. With ``question``: to a
     question about a document ("Does the clause discuss dispute resolution?"), a wording about the
     document ("The clause does not discuss dispute resolution.") is a plain no, not a refusal, when the
-    words after it name what the question asks about ("I don't know ..." still declines). The guard abstains on a reply that declines, and calibration labels
-    it "refusal" (see the module doc), so both read a reply through this one function.
+    words after it name what the question asks about ("I don't know ..." still declines). The guard
+    abstains on a reply that declines, and calibration labels it "refusal" (see the module doc), so both
+    read a reply through this one function.
     """
     _check_str(answer, "answer")
     found = _refusal(answer)
