@@ -193,6 +193,12 @@ def decide(
         f"risk {_fmt(r)} is between accept_below {_fmt(accept_below)} and abstain_above "
         f"{_fmt(abstain_above)} for {label}: review"
     )
+    if accept_below <= 0.0 and domain_policy.accept_below is None:  # a fitted 0 reads like a number that could be met
+        reasons.append(
+            f"no accept threshold is certified for {label} at target {_fmt(thresholds.target)} with confidence "
+            f"{_fmt(thresholds.confidence)}: no answer of it is accepted until the domain is recalibrated "
+            "with more or better-separated answers, or the policy sets accept_below"
+        )
     return Decision(REVIEW, r, tuple(reasons), thresholds_dict)
 
 

@@ -107,7 +107,7 @@ def run_demo(policy: str | None = None, model: str = "default", out: str | None 
         risk = "  n/a" if r.risk is None else f"{r.risk:5.2f}"
         print(f"{kind:24s} {_short(r.question, 38):38s} {_short(r.answer, 40):40s} {str(r.domain):10s} {risk}  {r.route}")
         for reason in r.reasons[:3]:
-            print(textwrap.indent(textwrap.fill(reason, max(60, min(width, 140) - 6)), "      - "))
+            print(textwrap.fill(reason, max(60, min(width, 140)), initial_indent="      - ", subsequent_indent="        "))
     print()
     print("what a user sees:")
     for _kind, r in results:

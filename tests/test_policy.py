@@ -890,3 +890,12 @@ def test_a_request_no_calibration_can_score_routes_to_review_with_that_one_reaso
     for policy in (make_policy(), make_policy(unknown_domain="abstain")):
         d = decide(None, domain_policy=policy.domain("strict"), thresholds=None, policy=policy, unscored=why)
         assert d.route == "review" and d.reasons == (why,)
+
+
+def test_a_review_says_in_words_when_no_accept_threshold_was_certified():
+    none_certified = route(0.2, thresholds=manual(accept=0.0))
+    assert none_certified.route == "review"
+    assert any("no accept threshold is certified" in r and "0.1" in r and "0.95" in r for r in none_certified.reasons)
+    assert not any("no accept threshold" in r for r in route(0.5).reasons)  # a certified one: the numbers say it
+    by_hand = make_policy(domains={"geo": {"accept_below": 0.0, "abstain_above": 0.9}})
+    assert not any("no accept threshold" in r for r in route(0.2, policy=by_hand, thresholds=manual(accept=0.0)).reasons)
