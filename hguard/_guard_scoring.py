@@ -116,6 +116,9 @@ class _Scoring:
                     from .signals.relevance import add_relevance
 
                     signals.update(add_relevance(signals, g.question, g.text, g.context, grounding_scorer=self.grounding))
+                    if signals.get("context_relevance") == 0.0:  # said in words; the merger weighs it
+                        notes.append("the passage holds none of the question's content words (context_relevance 0): "
+                                     "it may not address the question")
                 merger = cd.merger
                 base = merge_risk(signals, merger) if merger else neuron_risk
                 support = signals.get("grounding")

@@ -40,7 +40,45 @@ VARIANTS = {
     # sparser probes: each fold's probe sees only the features with the largest |Welch t| on its own rows
     "v8 screened to the top 2,000 features by |Welch t| in each fold": ({**_FOLD, "screen_top": 2000}, False),
     "v9 screened to the top 500 features by |Welch t| in each fold": ({**_FOLD, "screen_top": 500}, False),
+    # stability selection across families: inside each fold, the neurons an L1 probe (C by CV over answers, as
+    # v0) selects in at least half of the refits that each leave out one more family, then a probe on those
+    "v10 stability selection across families (neurons kept in >= 50% of leave-one-more-family-out refits)":
+        ({**_FOLD, "stability": 0.5}, True),
 }
+
+
+def stable_fit_probe(threshold: float):
+    """A stand-in for the calibration's ``fit_probe`` that selects neurons by stability across the families
+    it is given as ``groups`` (``c_by_family=True`` passes them), then fits the probe on those neurons and
+    expresses it in the full feature space (as a screened probe is)."""
+    from sklearn.base import clone
+
+    from hguard.probe import HNeuronProbe
+
+    def fit(X, y, *, fit=None, lengths=None, groups=None, **params):
+        X = np.asarray(X)
+        base = HNeuronProbe(**params).fit(X, y, lengths=lengths)  # C by CV over answers, as v0
+        if groups is None:
+            return base
+        fams = np.unique(groups)
+        counts = np.zeros(X.shape[1])
+        for g in fams:
+            keep = np.asarray(groups) != g
+            p = clone(base).set_params(Cs=[base.C_], cv=None).fit(X[keep], y[keep], lengths=lengths[keep])
+            counts[p.feature_indices_] += 1
+        cols = np.flatnonzero(counts >= threshold * len(fams))
+        if cols.size == 0:  # nothing stable: the fold's probe stands
+            return base
+        n_layers, d_ff = params.pop("n_layers", None), params.pop("d_ff", None)
+        probe = HNeuronProbe(**params).fit(X[:, cols], y, lengths=lengths)
+        nl, df = HNeuronProbe(n_layers=n_layers, d_ff=d_ff)._resolve_shape(X.shape[1])
+        probe.set_params(n_layers=nl, d_ff=df)
+        probe.feature_indices_ = cols[probe.feature_indices_].astype(np.int64)
+        probe.n_features_in_ = int(X.shape[1])
+        probe.n_layers_, probe.d_ff_ = nl, df
+        return probe
+
+    return fit
 
 
 def final_families(names) -> list[str]:
@@ -65,8 +103,7 @@ def load_study(work: str):
 
 def run_variant(col, test, spec: tuple[dict, bool], n_layers: int = 30, log: str = "") -> tuple[dict, dict]:
     """Leave-one-family-out figures of one variant in each domain: ({domain: figures}, {domain: FINAL families})."""
-    from hguard.calibrate.collect import Collected
-    from hguard.calibrate.families import cross_family_fit, evaluate_families
+    from hguard.calibrate import families
     from hguard.calibrate.screen import ProbeFit
 
     params, by_family = dict(spec[0]), spec[1]
@@ -75,8 +112,23 @@ def run_variant(col, test, spec: tuple[dict, bool], n_layers: int = 30, log: str
     lo, hi = params.pop("layers", (0, n_layers))
     screen = params.pop("screen_top", None)
     fit = ProbeFit(screen, reason="research variant") if screen else None
+    stability = params.pop("stability", None)
     cols = slice(lo * d_ff, hi * d_ff)  # features are laid out layer by layer
     out, finals = {}, {}
+    shipped_fit_probe = families.fit_probe
+    if stability is not None:
+        families.fit_probe = stable_fit_probe(stability)
+    try:
+        _domains(col, test, params, by_family, fit, cv, cols, lo, hi, d_ff, out, finals, log)
+    finally:
+        families.fit_probe = shipped_fit_probe
+    return out, finals
+
+
+def _domains(col, test, params, by_family, fit, cv, cols, lo, hi, d_ff, out, finals, log) -> None:
+    from hguard.calibrate.collect import Collected
+    from hguard.calibrate.families import cross_family_fit, evaluate_families
+
     for d in DOMAINS:
         dmask = np.array([r["domain"] == d for r in col.rows])
         if not dmask.any():
@@ -102,7 +154,6 @@ def run_variant(col, test, spec: tuple[dict, bool], n_layers: int = 30, log: str
         counts = {f: [e["correct"], e["hallucinated"]] for f, e in res["families"].items()}
         out[d] = {"auroc": per, "at_target": acc, "counts": counts, "seconds": time.perf_counter() - t0}
         print(f"{log} {d}: done in {time.perf_counter() - t0:.0f} s", flush=True)
-    return out, finals
 
 
 def main(argv=None) -> int:

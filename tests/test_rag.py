@@ -236,6 +236,18 @@ def test_guard_uses_the_probe_of_the_requests_prompt_mode(tiny_rag, tmp_path):
     assert not any("grounding_weight" in r for r in with_ctx.reasons)
 
 
+def test_a_passage_without_the_questions_words_is_named_in_the_reasons(tiny_rag, tmp_path):
+    from hguard.guard import Guard
+
+    lm, folder, _ = tiny_rag
+    g = Guard.from_policy(_policy(folder, tmp_path), lm=lm)
+    off = g.invoke("capital city river ?", context="banana orchard grows slowly", domain="alpha")
+    assert off.signals["context_relevance"] == 0.0
+    assert any("none of the question's content words" in r for r in off.reasons), off.reasons
+    on = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
+    assert not any("none of the question's content words" in r for r in on.reasons)
+
+
 def test_rag_request_in_a_closed_book_only_domain_goes_to_review_unless_the_policy_allows_it(tiny_rag, tmp_path):
     from hguard.guard import Guard
     from hguard.policy import Policy
