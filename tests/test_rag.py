@@ -311,7 +311,10 @@ def test_knowledge_conflict_routes_by_the_domain_policy_and_says_which(tiny_rag,
     r = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
     assert r.signals["knowledge_conflict"] == pytest.approx(0.5)
     assert r.route == route and any(f"knowledge_conflict = '{how}'" in x for x in r.reasons), r.reasons
-    rec = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()][-1]
+    from hguard.audit import AuditLog
+
+    # the decision's own record: an accepted answer may be followed by its spot-check record (2%, by id)
+    rec = AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)
     assert any(f"knowledge_conflict = '{how}'" in x for x in json.dumps(rec).split('"'))
 
 
