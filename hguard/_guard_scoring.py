@@ -69,9 +69,8 @@ class _Scoring:
                 problems.append(f"grounding failed: {type(exc).__name__}: {exc}")
         notes: list[str] = g.extra.setdefault("notes", [])
         cd = route.domain if route is not None else None
-        if domain is not None and cd is None and route is not None and route.problem:
-            pass  # the route's own reason is the decision's (see _finish)
-        elif domain is not None and cd is None:
+        # a route that says why nothing scores this request gives the decision its reason (see _finish)
+        if domain is not None and cd is None and not (route is not None and route.problem):
             why = self.probe_errors.get(domain) or self.probe_errors.get("*")
             problems.append(
                 f"domain {domain!r} has no calibrated probe"
@@ -204,7 +203,7 @@ class _Scoring:
             policy=self.policy,
             domain=domain,
             domain_chosen=domain is not None,
-            declined=declines(g.text, g.question if isinstance(g.question, str) else None) if isinstance(g.text, str) else None,
+            declined=declines(g.text, g.question),
             unscored=route.problem if domain is not None and route is not None and route.domain is None else None,
         )
         reasons = list(decision.reasons) + list(g.extra.get("notes") or [])

@@ -288,6 +288,7 @@ def figures_by_family(families: Sequence[str], labels: Sequence[str], scores: di
 
     fam = np.asarray(families)
     lab = np.asarray(labels)
+    right_all = np.array([right_reply(lb, k) for lb, k in zip(lab, kinds or ["qa"] * len(lab))], dtype=bool)
     keep = lab != "refusal"
     fam_k = fam[keep]
     y_all = (lab[keep] == "hallucinated").astype(int)
@@ -297,7 +298,7 @@ def figures_by_family(families: Sequence[str], labels: Sequence[str], scores: di
         y = y_all[sel]
         counts = np.bincount(y, minlength=2) if len(y) else np.zeros(2, int)
         n = int((fam == f).sum())
-        right = sum(right_reply(lb, k) for lb, k, fm in zip(lab, kinds or ["qa"] * len(lab), fam) if fm == f)
+        right = int(right_all[fam == f].sum())
         e: dict[str, Any] = {"n": n, "n_scored": int(len(y)), "correct": int(counts[0]), "hallucinated": int(counts[1]),
                              "refusals": n - int(len(y)), "model_accuracy": right / n if n else None}
         sc = {k: np.asarray(v)[sel] for k, v in scores.items()}

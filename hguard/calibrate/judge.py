@@ -287,8 +287,11 @@ def declines(answer: str, question: str | None = None) -> str | None:
     abstains on a reply that declines, and calibration labels it "refusal" (see the module doc), so both
     read a reply through this one function.
     """
-    _check_str(answer, "answer")
-    found = _refusal(answer)
+    return _declines(answer, question, _refusal(answer))
+
+
+def _declines(answer: str, question: str | None, found: tuple[str, str] | None) -> str | None:
+    """:func:`declines` given the reply's refusal wording (``_refusal(answer)``, read once by the caller)."""
     if found is None or found[0] == "denial":
         return None
     if found[0] == "empty":
@@ -380,14 +383,15 @@ def judge(answer: str, aliases: list[str], kind: str = "qa", question: str | Non
             " write aliases with context (e.g. 'vitamin A'), or mark the row kind 'unanswerable'"
         )
 
-    wording = declines(answer, question)
+    found = _refusal(answer)
+    wording = _declines(answer, question, found)
     if wording is not None:
         if not wording:
             return Judgement("refusal", None, "empty answer")
         alias = _match(answer, usable)[0] if usable else None
         named = f"; names accepted alias {alias!r} but declines, so the guard abstains on it" if alias else ""
         return Judgement("refusal", None, f"declines ({wording!r}){named}")
-    found = _refusal(answer)  # only a denial of the premise is left
+    # what is left of ``found`` is a denial of the premise, or nothing
     if kind == "unanswerable":
         if found is None:
             return Judgement("hallucinated", None, "answered an unanswerable question without declining or denying its premise")
