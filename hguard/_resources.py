@@ -35,9 +35,9 @@ def state_dir() -> Path:
 
 def policy_copy(folder: str | os.PathLike[str], *, source: str | os.PathLike[str] = DEFAULT_POLICY,
                 overwrite: bool = False) -> Path:
-    """Copy ``source`` (the default policy, comments and all) to ``folder/policy.toml`` with its audit log
-    and review queue moved into ``folder``; returns the new file. A start for your own policy, and a way
-    to try the default one, run tests and benchmarks without touching the default state folder. An
+    """Copy ``source`` (the default policy, comments and all) to ``folder/policy.toml`` with its audit log,
+    review queue and monitor state moved into ``folder``; returns the new file. A start for your own
+    policy, and a way to try the default one, run tests and benchmarks without touching the default state folder. An
     existing ``policy.toml`` there is kept (InputError) unless ``overwrite``."""
     import json
     import tomllib
@@ -49,7 +49,8 @@ def policy_copy(folder: str | os.PathLike[str], *, source: str | os.PathLike[str
     out = folder / "policy.toml"
     if out.exists() and not overwrite:
         raise InputError(f"{out} already exists; pass overwrite=True or another folder")
-    moved = {"audit": ("path", folder / "audit.jsonl"), "review": ("queue", folder / "review.sqlite3")}
+    moved = {"audit": ("path", folder / "audit.jsonl"), "review": ("queue", folder / "review.sqlite3"),
+             "monitor": ("state", folder / "monitor-state.json")}
     text = Path(source).read_text(encoding="utf-8")
     lines, table, done = [], "", set()
     for line in text.splitlines():

@@ -55,6 +55,15 @@ def test_a_no_that_only_says_the_context_is_silent_is_a_refusal_unless_the_quest
     assert declines("I don't know the lake's depth.", "Does the policy mention the lake's depth?") == "i dont know"
 
 
+def test_a_yes_or_no_that_says_there_is_no_evidence_takes_a_side_unless_it_speaks_of_the_passage():
+    q = "Do statins cause memory loss?"
+    reply = "No, there is no evidence that statins cause memory loss."
+    assert declines(reply, q) is None
+    assert judge_yesno(reply, "no", q).label == "correct" and judge_yesno(reply, "yes", q).label == "hallucinated"
+    assert declines("No, there is no evidence in the passage about memory loss.", q) == "there is no evidence"
+    assert declines("There is no evidence about statins and memory loss.", q) == "there is no evidence"
+
+
 def test_yes_no_truth_must_be_yes_or_no():
     with pytest.raises(InputError, match="'yes' or 'no'"):
         judge_yesno("Yes", "True")

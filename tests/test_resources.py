@@ -27,7 +27,7 @@ def test_unknown_packaged_probes_are_a_policy_error(tmp_path):
         load_policy(p)
 
 
-def test_policy_copy_keeps_the_toml_moves_log_and_queue_and_never_overwrites(tmp_path, monkeypatch):
+def test_policy_copy_keeps_the_toml_moves_log_queue_and_monitor_state_and_never_overwrites(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = policy_copy("mine")  # a relative folder is taken from the current directory
     assert out == tmp_path / "mine" / "policy.toml"
@@ -36,6 +36,9 @@ def test_policy_copy_keeps_the_toml_moves_log_and_queue_and_never_overwrites(tmp
     pol = load_policy(out)
     assert pol.audit.path == tmp_path / "mine" / "audit.jsonl"
     assert pol.review.queue == tmp_path / "mine" / "review.sqlite3"
+    assert pol.monitor.state == tmp_path / "mine" / "monitor-state.json"  # two copies never share a state
+    default = load_policy(DEFAULT_POLICY)  # the default keeps its state with its log, never in the package
+    assert default.monitor.state.parent == default.audit.path.parent
     assert pol.domains.keys() == load_policy(DEFAULT_POLICY).domains.keys()
     out.write_text(text + "\n# my edit\n")
     with pytest.raises(InputError, match="already exists"):

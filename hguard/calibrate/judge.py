@@ -283,7 +283,10 @@ def declines(answer: str, question: str | None = None) -> str | None:
     Denying a premise ("there is no such country") is a claim, not declining. With ``question``: to a
     question about a document ("Does the clause discuss dispute resolution?"), a wording about the
     document ("The clause does not discuss dispute resolution.") is a plain no, not a refusal, when the
-    words after it name what the question asks about ("I don't know ..." still declines). The guard
+    words after it name what the question asks about ("I don't know ..." still declines). A reply that
+    opens with yes or no and says there is no evidence of something ("No, there is no evidence that
+    statins cause it.") takes a side, unless it speaks of the document ("No, there is no evidence in the
+    passage."). The guard
     abstains on a reply that declines, and calibration labels it "refusal" (see the module doc), so both
     read a reply through this one function.
     """
@@ -296,14 +299,15 @@ def _declines(answer: str, question: str | None, found: tuple[str, str] | None) 
         return None
     if found[0] == "empty":
         return ""
+    norm = normalize(answer)
+    rest = set(norm[norm.find(found[1]) + len(found[1]) :].split())
     if question is not None and found[1].split()[0] in _DOCUMENT_NOUNS:
         _check_str(question, "question")
         asked = normalize(question).split()
-        if _DOCUMENT_NOUNS & set(asked):
-            norm = normalize(answer)
-            rest = set(norm[norm.find(found[1]) + len(found[1]) :].split())
-            if rest & {w for w in asked if len(w) > 3 and w not in _DOCUMENT_NOUNS}:
-                return None
+        if _DOCUMENT_NOUNS & set(asked) and rest & {w for w in asked if len(w) > 3 and w not in _DOCUMENT_NOUNS}:
+            return None
+    if "evidence" in found[1].split() and norm.split()[0] in _YES_WORDS | _NO_WORDS and not rest & _DOCUMENT_NOUNS:
+        return None  # "No, there is no evidence that X causes Y." takes a side; "... no evidence in the passage" does not
     return found[1]
 
 
