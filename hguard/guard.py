@@ -204,16 +204,21 @@ class Guard(_Scoring, _Recording):
 
     def choose_domain(self, question: str, rag: bool | None = None) -> tuple[str | None, dict]:
         """Nearest calibrated domain by the mean of the 5 closest calibration questions' cosine similarity,
-        among the domains calibrated for the request's prompt mode (``rag``: with context or not) when any are."""
+        among the domains calibrated for the request's prompt mode (``rag``: with context or not) when any are.
+        A request with context that reaches no domain goes to the policy's ``context_fallback_domain``."""
         router = self._router_vectors(rag)
-        if not router:
-            return None, {"method": "embedding", "reason": "no calibrated domain has router questions", "similarities": {}}
-        q = self.embedder.encode([question])[0]
-        sims = {}
-        for name, M in router.items():
-            s = np.sort(M @ q)[::-1][:5]
-            sims[name] = float(s.mean())
-        chosen, why = choose_domain(sims, self.policy)
+        sims: dict[str, float] = {}
+        if router:
+            q = self.embedder.encode([question])[0]
+            for name, M in router.items():
+                s = np.sort(M @ q)[::-1][:5]
+                sims[name] = float(s.mean())
+            chosen, why = choose_domain(sims, self.policy)
+        else:
+            chosen, why = None, "no calibrated domain has router questions"
+        fallback = self.policy.context_fallback_domain
+        if chosen is None and rag and fallback is not None:
+            chosen, why = fallback, f"{why}; with context, the policy's context_fallback_domain {fallback!r} scores it"
         return chosen, {"method": "embedding", "similarities": sims, "reason": why, "chosen": chosen}
 
     def fitted_thresholds(self, domain: str, rag: bool = False) -> Thresholds | None:
@@ -303,17 +308,25 @@ class Guard(_Scoring, _Recording):
         extra_problems = [[] for _ in range(n)] if problems is None else [list(p or ()) for p in problems]
         if not (len(contexts) == len(domains) == len(request_ids) == len(histories) == len(systems) == len(extra_problems) == n):
             raise InputError(f"got {n} questions, {len(contexts)} contexts and {len(domains)} domains; pass one of each per question")
-        ctxs = [_join_context(c) for c in contexts]
-        for q, c, h, s in zip(questions, ctxs, histories, systems):  # every input is checked before any generation or record
-            _check_text("question", q)
-            if c is not None:
-                _check_text("context", c)
-            self.generator.prompt_ids(q, c, history=h, system=s)
+        if max_new_tokens is not None:  # checked as the policy's own value is, before anything is generated
+            replace(self.settings, max_new_tokens=max_new_tokens)
+        ctxs = []
+        for i, (q, c, h, s, d) in enumerate(zip(questions, contexts, histories, systems, domains)):
+            try:  # every input is checked before any generation or record
+                _check_text("question", q)
+                c = _join_context(c)
+                if c is not None:
+                    _check_text("context", c)
+                if d is not None and (not isinstance(d, str) or not d.strip()):
+                    raise InputError(f"domain must be a domain name or None, got {d!r}; name a domain of the policy "
+                                     "or pass None to choose one by similarity")
+                self.generator.prompt_ids(q, c, history=h, system=s)
+            except InputError as exc:
+                raise (InputError(f"question {i} of {n} (counting from 0): {exc}") if n > 1 else exc) from None
+            ctxs.append(c)
         started = time.perf_counter()
         plans = []
         for q, d, c in zip(questions, domains, ctxs):
-            if d is not None and not isinstance(d, str):
-                raise InputError(f"domain must be a string or None, got {type(d).__name__}")
             if d is None:
                 try:
                     chosen, info = self.choose_domain(q, rag=c is not None)

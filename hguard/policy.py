@@ -326,6 +326,11 @@ class Policy(_Section):
         allow_inf_nan=False,
         description="a number in [-1, 1]: least cosine similarity for automatic domain choice",
     )
+    context_fallback_domain: DomainName | None = Field(
+        None,
+        description="a domain name of this policy: scores a request with context when no domain reaches "
+        "domain_min_similarity (its out-of-distribution check still applies)",
+    )
     abstain_message: str = Field(
         DEFAULT_ABSTAIN_MESSAGE,
         strict=True,
@@ -395,6 +400,11 @@ class Policy(_Section):
                     f"domains.{key}.name is {domain.name!r} but the table is named {key!r}; "
                     "remove the name key (the table name is the domain name)"
                 )
+        if self.context_fallback_domain is not None and self.context_fallback_domain not in self.domains:
+            raise ValueError(
+                f"context_fallback_domain is {self.context_fallback_domain!r}, which is not a domain of this policy; "
+                f"name one of {sorted(self.domains)} or remove the key"
+            )
         return self
 
     @property

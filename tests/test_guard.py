@@ -221,6 +221,22 @@ def test_bad_input_gets_a_clear_error_and_nothing_is_recorded(guard, tmp_path, q
     assert after == before
 
 
+def test_bad_domain_length_and_batch_entries_are_refused_before_anything_is_generated(guard, tmp_path, monkeypatch):
+    def no_generation(*a, **k):
+        raise AssertionError("generated before the input was checked")
+
+    monkeypatch.setattr(guard.generator, "generate", no_generation)
+    for bad in ("", "  ", 5):
+        with pytest.raises(InputError, match="domain must be a domain name or None"):
+            guard.invoke("who ?", domain=bad)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(InputError, match="max_new_tokens must be an integer of at least 1"):
+            guard.invoke("who ?", domain="alpha", max_new_tokens=bad)
+    with pytest.raises(InputError, match=r"question 1 of 3 \(counting from 0\): .*empty"):
+        guard.batch(["who ?", " ", "what ?"], domains=["alpha"] * 3)
+    assert not (tmp_path / "audit.jsonl").exists() or not (tmp_path / "audit.jsonl").read_text().strip()
+
+
 def test_streamer_receives_the_tokens_and_early_stop_abstains(calibrated, tmp_path):
     from transformers import TextIteratorStreamer
 

@@ -360,6 +360,25 @@ def test_domain_choice_looks_at_the_domains_calibrated_for_the_requests_prompt_m
     assert r.domain == "alpha" and set(r.domain_choice["similarities"]) == {"alpha"}
 
 
+def test_a_request_with_context_that_reaches_no_domain_goes_to_the_context_fallback_domain(tiny_rag, tmp_path):
+    from hguard.guard import Guard
+    from hguard.policy import Policy
+
+    lm, folder, _ = tiny_rag
+    base = _policy(folder, tmp_path).model_dump(mode="json")
+    strict = {**base, "domain_min_similarity": 1.0}  # no question reaches a domain by similarity
+    g = Guard.from_policy(Policy.model_validate(strict), lm=lm)
+    assert g.choose_domain("capital city river ?", rag=True)[0] is None
+    g = Guard.from_policy(Policy.model_validate({**strict, "context_fallback_domain": "alpha"}), lm=lm)
+    chosen, info = g.choose_domain("capital city river ?", rag=True)
+    assert chosen == "alpha" and "context_fallback_domain 'alpha'" in info["reason"] and info["similarities"]
+    assert g.choose_domain("capital city river ?", rag=False)[0] is None  # closed-book requests never fall back
+    r = g.invoke("capital city river ?", context="river city capital is here")
+    assert r.domain == "alpha" and r.probe_id == g.rag_probes["alpha"].probe.probe_id_
+    with pytest.raises(ValueError, match="context_fallback_domain is 'gamma'.*not a domain of this policy"):
+        Policy.model_validate({**base, "context_fallback_domain": "gamma"})
+
+
 def test_collected_only_keeps_the_rows_already_answered_in_the_work_folder(tiny_rag, tmp_path):
     from hguard.calibrate.data import Example
     from hguard.calibrate.rag import _collected
