@@ -108,6 +108,11 @@ class Guard(_Scoring, _Recording):
         self.probe_errors.update(errors)
         for cd in loaded.values():
             self.add_domain(cd)
+        for name in sorted({n for n, _ in loaded} - set(self.policy.domains)):  # calibrated, but never routed to
+            self.probe_errors[name] = (
+                f"the probe folder {str(folder)!r} calibrates domain {name!r}, which the policy does not list; "
+                f"add a [domains.{name}] table (with a description) to route questions to it"
+            )
 
     def add_domain(self, domain: CalibratedDomain) -> None:
         """Serve ``domain`` (replacing the calibration of its name and prompt mode) and build its plan."""
@@ -219,6 +224,8 @@ class Guard(_Scoring, _Recording):
         fallback = self.policy.context_fallback_domain
         if chosen is None and rag and fallback is not None:
             chosen, why = fallback, f"{why}; with context, the policy's context_fallback_domain {fallback!r} scores it"
+        elif chosen is None and self.probe_errors:  # a domain that could have been chosen may be disabled
+            why += "; probe problems: " + "; ".join(f"{k}: {v}" for k, v in sorted(self.probe_errors.items()))
         return chosen, {"method": "embedding", "similarities": sims, "reason": why, "chosen": chosen}
 
     def fitted_thresholds(self, domain: str, rag: bool = False) -> Thresholds | None:

@@ -105,3 +105,25 @@ def test_calibrate_rag_reaches_its_own_checks():
 def test_evaluate_rag_reaches_its_own_checks(tmp_path):
     err = _one_clear_line(run("evaluate", "--rag", "--probes", str(tmp_path)), "--rag needs --work DIR")
     assert "not installed" not in err
+
+
+def test_calibration_warnings_name_a_domain_at_chance_and_each_kind_of_fit_warning_once():
+    import warnings
+
+    from hguard.cli import calibration_warnings
+
+    report = {"domains": {
+        "astronomy": {"auroc": {"merged": 0.276}, "auroc_ci95": {"merged": [0.06, 0.54]}, "n_scored": 22,
+                      "hallucination_rate": 15 / 22},
+        "geography": {"auroc": {"merged": 0.90}, "auroc_ci95": {"merged": [0.87, 0.93]}, "n_scored": 494,
+                      "hallucination_rate": 0.65},
+    }}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for a in (0.54, 0.51, 0.44):
+            warnings.warn(f"the probe does not beat chance in cross-validation: best mean AUROC {a}", UserWarning, stacklevel=1)
+        warnings.warn("the probe selected no neuron at C=1", UserWarning, stacklevel=1)
+    lines = calibration_warnings(report, caught)
+    assert len(lines) == 3, lines
+    assert "'astronomy'" in lines[0] and "0.06-0.54" in lines[0] and "7 correct, 15 hallucinated" in lines[0]
+    assert lines[1].endswith("AUROC 0.54 (and 2 more fit(s) like it)") and lines[2] == "the probe selected no neuron at C=1"

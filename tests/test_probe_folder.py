@@ -87,3 +87,28 @@ def test_two_files_claiming_one_domain_disable_it_naming_both(folder, tmp_path):
     r = g.invoke(Q, domain="alpha")
     assert r.route == "review" and any("alpha-copy.json" in x for x in r.reasons)
     assert g.invoke(Q, domain="beta").route == "accept"
+
+
+def test_broken_probes_are_named_in_the_reason_when_no_domain_can_be_chosen(folder, tmp_path):
+    lm, probes = folder
+    for name in ("alpha.json", "beta.json"):  # both broken: nothing is left to choose from
+        text = (probes / name).read_text()
+        (probes / name).write_text(text.replace('"intercept": ', '"intercept": 1e999, "x": ', 1))
+    g = _guard(lm, probes, tmp_path)
+    r = g.invoke(Q)
+    assert r.route == "review" and r.domain is None
+    assert any("no calibrated domain has router questions" in x and "probe problems: alpha:" in x and "1e999" in x
+               for x in r.reasons), r.reasons
+
+
+def test_a_calibrated_domain_the_policy_does_not_list_is_named_as_unused(folder, tmp_path):
+    lm, probes = folder
+    pol = Policy.model_validate({
+        "version": 1, "probes": str(probes), "audit": {"path": str(tmp_path / "audit.jsonl")},
+        "review": {"queue": str(tmp_path / "queue.sqlite3")},
+        "generation": {"max_new_tokens": 4, "system_prompt": "answer"},
+        "domains": {"beta": {"accept_below": 1.0, "abstain_above": 1.0}},
+    })
+    g = Guard.from_policy(pol, lm=lm)
+    assert "policy does not list" in g.probe_errors["alpha"] and "[domains.alpha]" in g.probe_errors["alpha"]
+    assert "beta" not in g.probe_errors

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from ..errors import HGuardError, InputError
@@ -64,24 +65,26 @@ def cmd_calibrate(args) -> int:
         from ..calibrate.changes import changes_markdown, load_report, report_changes
 
         previous = load_report(args.previous)
-    report = calibrate(
-        data,
-        out,
-        model=args.model,
-        max_new_tokens=args.max_new_tokens,
-        test_fraction=args.test_fraction,
-        seed=args.seed,
-        work_dir=args.work,
-        batch_size=args.batch_size,
-        target=args.target,
-        confidence=args.confidence,
-        progress=not args.quiet,
-        domains=args.domain or None,
-        engine=args.engine,
-        ray_options=_ray_options(args),
-        device=args.device,
-        **_fit_options(args),
-    )
+    with warnings.catch_warnings(record=True) as caught:  # one line per kind, said after the summary
+        warnings.simplefilter("always", UserWarning)
+        report = calibrate(
+            data,
+            out,
+            model=args.model,
+            max_new_tokens=args.max_new_tokens,
+            test_fraction=args.test_fraction,
+            seed=args.seed,
+            work_dir=args.work,
+            batch_size=args.batch_size,
+            target=args.target,
+            confidence=args.confidence,
+            progress=not args.quiet,
+            domains=args.domain or None,
+            engine=args.engine,
+            ray_options=_ray_options(args),
+            device=args.device,
+            **_fit_options(args),
+        )
     if args.previous:
         report["changes"] = report_changes(previous, report)
         Path(out, "changes.md").write_text(changes_markdown(report["changes"]), encoding="utf-8")
@@ -103,7 +106,38 @@ def cmd_calibrate(args) -> int:
         pf = report["probe_fit"]
         print(f"  probe fit: {pf['method']}" + (f" (top {pf['k']} features by {pf['statistic']})" if pf["method"] == "screened" else "")
               + f": {pf['reason']}")
+    for line in calibration_warnings(report, caught):
+        print(f"hguard calibrate: warning: {line}", file=sys.stderr)
     return 0
+
+
+def calibration_warnings(report: dict, caught) -> list[str]:
+    """What a calibration's user must not miss, one line each: a domain whose merged risk does not
+    separate its held-out answers (the 95% interval reaches chance), and each kind of fit warning once,
+    with how many fits raised it."""
+    lines = []
+    for d, m in report["domains"].items():
+        lo_hi = (m.get("auroc_ci95") or {}).get("merged")
+        a = (m.get("auroc") or {}).get("merged")
+        if a is None or lo_hi is None or lo_hi[0] > 0.5:
+            continue
+        halluc = round((m.get("hallucination_rate") or 0) * m["n_scored"])
+        lines.append(
+            f"domain {d!r}: the merged risk does not separate held-out answers better than chance (AUROC {a:.3f}, "
+            f"95% interval {lo_hi[0]:.2f}-{lo_hi[1]:.2f}, n={m['n_scored']}: {m['n_scored'] - halluc} correct, "
+            f"{halluc} hallucinated); do not rely on its scores: add labelled answers (more questions, more kinds) "
+            "and calibrate again"
+        )
+    kinds: dict[str, list[str]] = {}
+    for w in caught:
+        if not issubclass(w.category, UserWarning):  # a library's own warning is shown as it came
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            continue
+        msg = str(w.message)
+        kinds.setdefault(msg.split(":")[0], []).append(msg)
+    for msgs in kinds.values():
+        lines.append(msgs[0] + (f" (and {len(msgs) - 1} more fit(s) like it)" if len(msgs) > 1 else ""))
+    return lines
 
 
 def _fit_options(args) -> dict:
@@ -200,6 +234,8 @@ def cmd_ask(args) -> int:
 
     context = read_text_file(args.context, "--context") if args.context else None
     guard = Guard.from_policy(args.policy, model=args.model)
+    for name, err in sorted(guard.probe_errors.items()):  # a disabled domain is said before its answers go to review
+        print(f"hguard ask: warning: probe problem ({name}): {err}", file=sys.stderr)
     try:
         res = guard.invoke(args.question, context=context, domain=args.domain)
     except Exception as exc:
