@@ -14,6 +14,7 @@ import numpy as np
 from ._guard_plan import Route
 from ._guard_result import GuardResult, _finite_or_none, context_given
 from ._numerics import sigmoid
+from .calibrate.judge import declines
 from .errors import shown
 from .generation import CLOSED_BOOK, RAG, Generation
 from .policy import CLOSED_BOOK_GROUNDING_WEIGHT, Decision, Thresholds, apply_grounding, decide, merge_risk
@@ -137,7 +138,8 @@ class _Scoring:
                 else:
                     risk = base
                 signals["merged_risk_before_grounding"] = base
-                if probe_mode == RAG and cd.knowledge_conflict:
+                # a reply that declines follows nothing: it abstains by rule, and no conflict is read into it
+                if probe_mode == RAG and cd.knowledge_conflict and declines(g.text, g.question) is None:
                     self._knowledge_conflict(signals, cd.knowledge_conflict, dp, problems, notes)
                 thresholds = route.thresholds  # fitted when the guard loaded the domain
             except Exception as exc:
@@ -188,7 +190,6 @@ class _Scoring:
             signals, risk, thresholds, fp = dict(g.confidence), None, None, []
             problems.append(f"scoring failed: {type(exc).__name__}: {exc}")
         dp = self.policy.domain(domain) if domain else None
-        from .calibrate.judge import declines
         from .monitor import tightened_thresholds
 
         thresholds, tightened = tightened_thresholds(self.monitor_state.get(domain), thresholds)

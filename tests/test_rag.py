@@ -327,6 +327,23 @@ def test_knowledge_conflict_routes_by_the_domain_policy_and_says_which(tiny_rag,
     assert any(f"knowledge_conflict = '{how}'" in x for x in json.dumps(rec).split('"'))
 
 
+def test_a_reply_that_declines_abstains_without_a_knowledge_conflict_read_into_it(tiny_rag, tmp_path, monkeypatch):
+    import hguard._guard_scoring as scoring
+    from hguard.guard import Guard
+    from hguard.signals.conflict import CONFLICT_FEATURES
+
+    lm, folder, _ = tiny_rag
+    g = Guard.from_policy(_policy(folder, tmp_path), lm=lm)
+    n = len(CONFLICT_FEATURES)
+    detector = {"detector": {"features": list(CONFLICT_FEATURES), "mean": [0.0] * n, "scale": [1.0] * n,
+                             "coef": [0.0] * n, "intercept": 0.0}, "threshold": 0.5}  # would flag every answer
+    g.add_domain(replace(g.rag_probes["alpha"], knowledge_conflict=detector))
+    monkeypatch.setattr(scoring, "declines", lambda text, question=None: "context does not say")
+    r = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
+    assert r.route == "abstain" and "knowledge_conflict" not in r.signals
+    assert not any("knowledge conflict" in x for x in r.reasons), r.reasons
+
+
 def test_question_without_context_in_a_rag_only_domain_goes_to_review(tiny_rag, tmp_path):
     from hguard.guard import Guard
 
