@@ -83,35 +83,52 @@ class Guard(_Scoring, _Recording):
         from .audit import AuditLog
 
         pol = policy if isinstance(policy, Policy) else load_policy(policy or DEFAULT_POLICY)
-        if pol.probes is not None and not Path(pol.probes).is_dir():
-            # a wrong folder would send every answer to review with no word about why: refuse to start
-            where = f" (probes in {pol.source})" if pol.source is not None else ""
-            raise PolicyError(
-                f"the probe folder {str(pol.probes)!r}{where} does not exist; point probes at the folder "
-                "`hguard calibrate --out` wrote, or use probes = \"package:smollm2-135m\" for the reference probes"
-            )
+        for folder in pol.probe_folders:
+            if not Path(folder).is_dir():
+                # a wrong folder would send every answer to review with no word about why: refuse to start
+                where = f" (probes in {pol.source})" if pol.source is not None else ""
+                raise PolicyError(
+                    f"the probe folder {str(folder)!r}{where} does not exist; point probes at the folder "
+                    "`hguard calibrate --out` wrote, or use probes = \"package:smollm2-135m\" for the reference probes"
+                )
         lm = lm or load_model(model)
         guard = cls(lm, pol, **kw)
-        if pol.probes is not None:
-            guard.load_probes(pol.probes)
+        if pol.probe_folders:
+            guard.load_probes(pol.probe_folders)
         if guard.audit is None and pol.audit.path is not None:
             guard.audit = AuditLog.from_policy(pol)
         if guard.review_queue is None and pol.review.queue is not None:
             guard.review_queue = _open_queue(pol.review.queue, guard.audit)
         return guard
 
-    def load_probes(self, folder: str | Path) -> None:
-        """Read every probe file in ``folder``; unreadable ones are remembered and fail their domain closed."""
+    def load_probes(self, folders: str | Path | Sequence[str | Path]) -> None:
+        """Read every probe file in ``folders`` (one folder or several, e.g. the reference probes and your
+        own); unreadable ones, and a domain two folders calibrate in the same prompt mode, are
+        remembered and fail their domain closed."""
         from .integrity import probe_load_options
 
-        loaded, errors = read_probe_folder(Path(folder), probe_load_options(self.policy.integrity))
-        self.probe_errors.update(errors)
-        for cd in loaded.values():
-            self.add_domain(cd)
-        for name in sorted({n for n, _ in loaded} - set(self.policy.domains)):  # calibrated, but never routed to
+        found: dict[tuple[str, str], tuple[Path, CalibratedDomain]] = {}
+        clashes: dict[tuple[str, str], list[Path]] = {}
+        for folder in [folders] if isinstance(folders, (str, Path)) else list(folders):
+            loaded, errors = read_probe_folder(Path(folder), probe_load_options(self.policy.integrity))
+            self.probe_errors.update(errors)
+            for key, cd in loaded.items():
+                if key in found:
+                    clashes.setdefault(key, [found[key][0]]).append(Path(folder))
+                found[key] = (Path(folder), cd)
+        for (name, mode), folders_of in clashes.items():  # which one was meant is not for the guard to guess
+            found.pop((name, mode))
             self.probe_errors[name] = (
-                f"the probe folder {str(folder)!r} calibrates domain {name!r}, which the policy does not list; "
-                f"add a [domains.{name}] table (with a description) to route questions to it"
+                f"probe folders {', '.join(repr(str(f)) for f in folders_of)} all calibrate domain {name!r} "
+                f"({mode.replace('_', '-')}); remove it from all but one of them"
+            )
+        for _, cd in found.values():
+            self.add_domain(cd)
+        where = {key[0]: folder for key, (folder, _) in found.items()}
+        for name in sorted(set(where) - set(self.policy.domains)):  # calibrated, but never routed to
+            self.probe_errors[name] = (
+                f"the probe folder {str(where[name])!r} calibrates domain {name!r}, which the policy does not "
+                f"list; add a [domains.{name}] table (with a description) to route questions to it"
             )
 
     def add_domain(self, domain: CalibratedDomain) -> None:

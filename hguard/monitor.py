@@ -158,24 +158,24 @@ def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:
 
 
 def _probe_meta(policy) -> dict[str, Any]:
-    """Each domain's calibration (probe_id, calibration scores) in the policy's probe folder; files
+    """Each domain's calibration (probe_id, calibration scores) in the policy's probe folders; files
     that cannot be read are left out (the guard routes their domains to review)."""
     from .domain import CalibratedDomain
     from .errors import ProbeError
 
     out: dict[str, Any] = {}
-    folder = policy.probes
-    if folder is None or not Path(folder).is_dir():
-        return out
-    for p in sorted(Path(folder).glob("*.json")):
-        if p.name == "report.json":
+    for folder in policy.probe_folders:
+        if not Path(folder).is_dir():
             continue
-        try:
-            cd = CalibratedDomain.load(p)
-        except (OSError, ValueError, ProbeError):
-            continue
-        if cd.name:  # a file without a domain name serves no domain
-            out[cd.name] = cd
+        for p in sorted(Path(folder).glob("*.json")):
+            if p.name == "report.json":
+                continue
+            try:
+                cd = CalibratedDomain.load(p)
+            except (OSError, ValueError, ProbeError):
+                continue
+            if cd.name:  # a file without a domain name serves no domain
+                out[cd.name] = cd
     return out
 
 

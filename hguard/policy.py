@@ -336,10 +336,11 @@ class Policy(_Section):
         strict=True,
         description="a string shown when abstaining outside any domain",
     )
-    probes: Path | None = Field(
+    probes: Path | list[Path] | None = Field(
         None,
         description="a directory of probe files, relative to the policy file, or `package:NAME` for the reference "
-        "probes shipped with hguard (e.g. package:smollm2-135m)",
+        "probes shipped with hguard (e.g. package:smollm2-135m), or a list of them (e.g. the reference probes "
+        'and your own: ["package:smollm2-135m", "my-probes"])',
     )
     audit: AuditConfig = Field(
         default_factory=dict, validate_default=True, description="a table with `path`, `redact` and `anchor`"
@@ -365,13 +366,32 @@ class Policy(_Section):
     def _packaged_probes(cls, value: Any) -> Any:
         # `package:NAME` names the reference probes inside the installed package, so a copied policy
         # still finds them wherever it is saved
-        if isinstance(value, str) and value.startswith(PACKAGED_PREFIX):
-            from hguard._resources import packaged_probes
+        def packaged(v: Any) -> Any:
+            if isinstance(v, str) and v.startswith(PACKAGED_PREFIX):
+                from hguard._resources import packaged_probes
 
-            return packaged_probes(value[len(PACKAGED_PREFIX):])
-        return value
+                return packaged_probes(v[len(PACKAGED_PREFIX):])
+            return v
 
-    _resolve = field_validator("probes", mode="after")(_resolve_path)
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("probes is an empty list; name at least one probe folder or remove the key")
+            return [packaged(v) for v in value]
+        return packaged(value)
+
+    @field_validator("probes", mode="after")
+    @classmethod
+    def _resolve_probes(cls, value: Path | list[Path] | None, info: ValidationInfo) -> Path | list[Path] | None:
+        if isinstance(value, list):
+            return [p for p in (_resolve_path(v, info) for v in value) if p is not None]
+        return _resolve_path(value, info)
+
+    @property
+    def probe_folders(self) -> list[Path]:
+        """The probe folders, in the order the policy names them (``probes`` is one folder or a list)."""
+        if self.probes is None:
+            return []
+        return list(self.probes) if isinstance(self.probes, list) else [self.probes]
 
     @model_validator(mode="before")
     @classmethod

@@ -18,7 +18,7 @@ def _guard(lm, probes, tmp_path):
     pol = Policy.model_validate(
         {
             "version": 1,
-            "probes": str(probes),
+            "probes": [str(p) for p in probes] if isinstance(probes, list) else str(probes),
             "audit": {"path": str(tmp_path / "audit.jsonl")},
             "review": {"queue": str(tmp_path / "queue.sqlite3")},
             "generation": {"max_new_tokens": 4, "system_prompt": "answer"},
@@ -112,3 +112,21 @@ def test_a_calibrated_domain_the_policy_does_not_list_is_named_as_unused(folder,
     g = Guard.from_policy(pol, lm=lm)
     assert "policy does not list" in g.probe_errors["alpha"] and "[domains.alpha]" in g.probe_errors["alpha"]
     assert "beta" not in g.probe_errors
+
+
+def test_a_policy_may_name_several_probe_folders_and_a_domain_two_of_them_calibrate_is_disabled(folder, tmp_path):
+    lm, probes = folder
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    shutil.move(probes / "beta.json", mine / "beta.json")  # your own domain beside the others
+    g = _guard(lm, [probes, mine], tmp_path)
+    assert set(g.probes) == {"alpha", "beta"} and not g.probe_errors
+    assert g.policy.probe_folders == [probes, mine]
+    shutil.copy(probes / "alpha.json", mine / "alpha.json")  # claimed twice: which one was meant is not guessed
+    g = _guard(lm, [str(probes), str(mine)], tmp_path)
+    assert set(g.probes) == {"beta"}
+    assert str(probes) in g.probe_errors["alpha"] and str(mine) in g.probe_errors["alpha"]
+    r = g.invoke(Q, domain="alpha")
+    assert r.route == "review" and any("all calibrate domain 'alpha'" in x for x in r.reasons), r.reasons
+    with pytest.raises(Exception, match="empty list"):
+        _guard(lm, [], tmp_path)
