@@ -9,7 +9,8 @@ Tuning is kept apart from reporting: in each domain the two families whose SHA-2
 smallest are FINAL families; variants are compared on the other (SELECTION) families only, and the
 final families' figures are printed for every variant but chose nothing.
 
-Writes benchmarks/results/generalization.json and prints Markdown.
+Writes benchmarks/results/generalization.json (variants run apart are added to it; a variant run again
+replaces its own entry) and prints Markdown.
 Run: HGUARD_THREADS=1 .venv/bin/python -m research.generalization [--work runs/reference-work] [--variants v0,v1]
 """
 
@@ -44,6 +45,10 @@ VARIANTS = {
     # v0) selects in at least half of the refits that each leave out one more family, then a probe on those
     "v10 stability selection across families (neurons kept in >= 50% of leave-one-more-family-out refits)":
         ({**_FOLD, "stability": 0.5}, True),
+    # pooling across domains: each held-out family's probe is fitted on the training answers of all three
+    # domains without that family (the H-Neurons paper fits one probe on many topics); the merger, the
+    # thresholds and the OOD threshold stay per domain, fitted on the domain's own cross-family scores
+    "v11 probe pooled across the three domains (merger and thresholds per domain)": ({**_FOLD, "pooled": True}, False),
 }
 
 
@@ -113,19 +118,22 @@ def run_variant(col, test, spec: tuple[dict, bool], n_layers: int = 30, log: str
     screen = params.pop("screen_top", None)
     fit = ProbeFit(screen, reason="research variant") if screen else None
     stability = params.pop("stability", None)
+    pooled = params.pop("pooled", False)
     cols = slice(lo * d_ff, hi * d_ff)  # features are laid out layer by layer
     out, finals = {}, {}
-    shipped_fit_probe = families.fit_probe
+    shipped_fit_probe, shipped_folds = families.fit_probe, families.family_folds
     if stability is not None:
         families.fit_probe = stable_fit_probe(stability)
+    if pooled:  # one fold per family of the domain, however many families the pool holds
+        families.family_folds = lambda names, max_folds=0: shipped_folds(names, max_folds=len(set(names)))
     try:
-        _domains(col, test, params, by_family, fit, cv, cols, lo, hi, d_ff, out, finals, log)
+        _domains(col, test, params, by_family, fit, cv, cols, lo, hi, d_ff, out, finals, log, pooled)
     finally:
-        families.fit_probe = shipped_fit_probe
+        families.fit_probe, families.family_folds = shipped_fit_probe, shipped_folds
     return out, finals
 
 
-def _domains(col, test, params, by_family, fit, cv, cols, lo, hi, d_ff, out, finals, log) -> None:
+def _domains(col, test, params, by_family, fit, cv, cols, lo, hi, d_ff, out, finals, log, pooled=False) -> None:
     from hguard.calibrate.collect import Collected
     from hguard.calibrate.families import cross_family_fit, evaluate_families
 
@@ -137,10 +145,16 @@ def _domains(col, test, params, by_family, fit, cv, cols, lo, hi, d_ff, out, fin
         dom = Collected(dom.rows, np.ascontiguousarray(dom.features[:, cols]))
         train = dom.subset(~test[dmask])
         tr = train.subset([r["label"] != "refusal" for r in train.rows])
+        only = None
+        if pooled:  # every domain's training answers, this domain's families held out one at a time
+            scope = np.array([r["domain"] in DOMAINS and r["label"] != "refusal" for r in col.rows]) & ~test
+            tr = col.subset(scope)
+            tr = Collected(tr.rows, np.ascontiguousarray(tr.features[:, cols]))
+            only = sorted({r["family"] for r in dom.rows})
         t0 = time.perf_counter()
         try:
             cf = cross_family_fit(tr, seed=0, n_layers=hi - lo, d_ff=d_ff, cv=cv, probe_params=params,
-                                  c_by_family=by_family, fit=fit)
+                                  c_by_family=by_family, fit=fit, only=only)
             res = evaluate_families(cf, tr, dom, target=0.2, confidence=0.9)
         except Exception as exc:  # a variant that cannot be fitted is reported, not hidden
             out[d] = {"failed": f"{type(exc).__name__}: {exc}"}
@@ -168,6 +182,10 @@ def main(argv=None) -> int:
     col, _, test = load_study(args.work)
     chosen = [v for v in VARIANTS if not args.variants or v.split()[0] in args.variants.split(",")]
     results: dict = {"n_answers": len(col.rows), "variants": {}, "final_families": {}}
+    if Path(args.out).is_file():  # variants run apart add to the file; a variant run again replaces its entry
+        kept = json.loads(Path(args.out).read_text())
+        if kept.get("n_answers") == len(col.rows):
+            results["variants"], results["final_families"] = kept.get("variants", {}), kept.get("final_families", {})
     for v in chosen:
         results["variants"][v], finals = run_variant(col, test, VARIANTS[v], log=v[:3])
         results["final_families"].update(finals)
