@@ -140,7 +140,7 @@ class _Scoring:
                 signals["merged_risk_before_grounding"] = base
                 # a reply that declines follows nothing: it abstains by rule, and no conflict is read into it
                 if probe_mode == RAG and cd.knowledge_conflict and declines(g.text, g.question) is None:
-                    self._knowledge_conflict(signals, cd.knowledge_conflict, dp, problems, notes)
+                    self._knowledge_conflict(signals, cd.knowledge_conflict, dp, g.extra.setdefault("holds", []), notes)
                 thresholds = route.thresholds  # fitted when the guard loaded the domain
             except Exception as exc:
                 problems.append(f"scoring failed: {type(exc).__name__}: {exc}")
@@ -163,9 +163,10 @@ class _Scoring:
             problems.append(f"{problem} (generation_mismatch = 'review')")
 
     @staticmethod
-    def _knowledge_conflict(signals: dict, detector: Mapping, dp, problems: list[str], notes: list[str]) -> None:
-        """Flag an answer that follows the context against what the model holds without it, and route
-        it per the domain's ``knowledge_conflict`` policy (review by default, or trust the context)."""
+    def _knowledge_conflict(signals: dict, detector: Mapping, dp, holds: list[str], notes: list[str]) -> None:
+        """Flag an answer that rests on the context against, or beyond, what the model holds without it,
+        and route it per the domain's ``knowledge_conflict`` policy: a hold for review by default (the
+        scores stand, see :func:`decide`), or trust the context."""
         from .signals.conflict import conflict_score
 
         score = conflict_score(signals, detector["detector"])
@@ -174,13 +175,14 @@ class _Scoring:
             return
         how = dp.knowledge_conflict if dp is not None else "review"
         what = (
-            f"knowledge conflict: the answer follows the context against what the model holds without it "
-            f"(score {score:.3g} >= {float(detector['threshold']):.3g})"
+            f"knowledge conflict: without the context the model finds this answer unlikely (score {score:.3g} >= "
+            f"{float(detector['threshold']):.3g}): it rests on the context alone, against what the model holds "
+            "or beyond what it knows"
         )
         if how == "trust_context":
             notes.append(f"{what}; knowledge_conflict = 'trust_context': routed as scored")
         else:
-            problems.append(f"{what}; knowledge_conflict = 'review' (untrusted retrieval)")
+            holds.append(f"{what}; knowledge_conflict = 'review' (untrusted retrieval)")
 
     def _finish(self, g: Generation, domain, choice: dict, route: Route | None, steer_info, request_id, started, given=()) -> GuardResult:
         problems: list[str] = list(given)
@@ -205,6 +207,7 @@ class _Scoring:
             domain=domain,
             domain_chosen=domain is not None,
             declined=declines(g.text, g.question),
+            holds=g.extra.get("holds") or (),
             unscored=route.problem if domain is not None and route is not None and route.domain is None else None,
         )
         reasons = list(decision.reasons) + list(g.extra.get("notes") or [])

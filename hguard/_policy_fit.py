@@ -137,9 +137,13 @@ def fit_thresholds(
     that is the price of the guarantee; more calibration answers buy coverage.
 
     ``abstain_above`` mirrors this from the top: the lowest threshold such
-    that, walking down, every {risk >= t} passes ``lower bound of the
-    hallucination share >= abstain_precision``; ``1.0`` (abstain practically
-    never) when none does. It is then raised to ``accept_below`` if needed:
+    that, walking down from the first candidate that abstains on at least
+    ``min_coverage`` of the answers, every {risk >= t} passes ``lower bound of
+    the hallucination share >= abstain_precision``; ``1.0`` (abstain
+    practically never) when none does. Starting at the smallest testable set
+    instead let one right answer among the top few dozen end the walk (on the
+    default model, geography's abstain threshold moved from 0.67 to 0.96 when
+    two of 1,165 calibration labels changed). It is then raised to ``accept_below`` if needed:
     the accept guarantee takes precedence, and abstaining less is safe.
     """
     for name, value in (("target", target), ("confidence", confidence), ("abstain_precision", abstain_precision)):
@@ -193,10 +197,10 @@ def fit_thresholds(
     uniq, below, cum_err = _sorted_groups(r, y)
     n_ab = n - below  # answers with risk >= uniq[j]
     k_ab = int(cum_err[-1]) - cum_err[below]
-    need_ab = _min_n(abstain_precision, delta)
+    need_ab = max(_min_n(abstain_precision, delta), int(math.ceil(min_coverage * n)))
     abstain_above = 1.0
     order = np.arange(uniq.size)[::-1]  # from the top down
-    order = order[n_ab[order] >= need_ab]
+    order = order[n_ab[order] >= need_ab]  # the walk starts where it abstains on min_coverage (risks only)
     if order.size == 0:
         notes.append(f"no abstain threshold: fewer than {need_ab} answers at the top; abstain practically never")
     else:

@@ -53,6 +53,7 @@ def decide(
     domain_chosen: bool = True,
     declined: str | None = None,
     unscored: str | None = None,
+    holds: Sequence[str] = (),
 ) -> Decision:
     """Route one scored answer to accept, review or abstain, failing closed.
 
@@ -71,7 +72,10 @@ def decide(
     (calibration leaves these answers out of the risk model for the same reason). ``unscored`` says why
     the domain's calibrations cannot score this kind of request (a request with context in a domain
     calibrated closed-book only, or the reverse): it routes to review with that one reason, in place
-    of the generic "no risk score" and "no thresholds" ones.
+    of the generic "no risk score" and "no thresholds" ones. ``holds`` are reasons to review an answer
+    whose scores stand (a knowledge conflict under ``knowledge_conflict = "review"``): they never
+    accept, the risk is still set against the thresholds in the reasons, and one at or above
+    ``abstain_above`` abstains.
 
     The answer is accepted only when everything needed is present and valid
     and the risk is below ``accept_below``. Every other case routes to review
@@ -94,6 +98,8 @@ def decide(
         close(ABSTAIN, f"the model {shown_wording}: it asserts nothing the risk could certify; abstain")
     for problem in problems:
         close(REVIEW, f"scoring problem: {problem}")
+    for hold in holds:
+        close(REVIEW, hold)
 
     usable_risk = float(risk) if _real(risk) and math.isfinite(risk) and 0.0 <= risk <= 1.0 else None
     risk_ok = usable_risk is not None
@@ -152,6 +158,14 @@ def decide(
     thresholds_dict = thresholds.to_dict() if thresholds is not None else None
     shown_risk = usable_risk
 
+    if closed_routes and len(closed_routes) == len(holds) and usable_risk is not None and thresholds is not None:
+        # only holds: the risk was scored as usual and is set against the thresholds
+        if usable_risk >= thresholds.abstain_above:
+            reasons.append(f"risk {_fmt(usable_risk)} >= abstain_above {_fmt(thresholds.abstain_above)} for {label}: abstain")
+            closed_routes.append(ABSTAIN)
+        else:
+            reasons.append(f"risk {_fmt(usable_risk)} < abstain_above {_fmt(thresholds.abstain_above)} for {label}: "
+                           "review for the reason above (never accepted)")
     if closed_routes:
         route: Route = ABSTAIN if ABSTAIN in closed_routes else REVIEW
         return Decision(route, shown_risk, tuple(reasons), thresholds_dict)

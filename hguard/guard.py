@@ -342,8 +342,8 @@ class Guard(_Scoring, _Recording):
                 if c is not None:
                     _check_text("context", c)
                 if d is not None and (not isinstance(d, str) or not d.strip()):
-                    raise InputError(f"domain must be a domain name or None, got {d!r}; name a domain of the policy "
-                                     "or pass None to choose one by similarity")
+                    raise InputError(f"domain must be a domain name or None, got {d!r}; name a domain of the policy, "
+                                     "or leave it out to choose one by similarity")
                 self.generator.prompt_ids(q, c, history=h, system=s)
             except InputError as exc:
                 raise (InputError(f"question {i} of {n} (counting from 0): {exc}") if n > 1 else exc) from None

@@ -92,7 +92,7 @@ def test_one_generation_per_guarded_answer(guard, monkeypatch):
 
 
 def test_an_answer_that_declines_abstains_and_the_audit_record_says_so(calibrated, tmp_path, monkeypatch):
-    from hguard.calibrate import judge
+    import hguard._guard_scoring as scoring
 
     lm, root = calibrated
     g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
@@ -103,7 +103,7 @@ def test_an_answer_that_declines_abstains_and_the_audit_record_says_so(calibrate
         seen.append((answer, question))
         return "i dont know"
 
-    monkeypatch.setattr(judge, "declines", says_it_does_not_know)
+    monkeypatch.setattr(scoring, "declines", says_it_does_not_know)  # the guard's one reading of a reply
     r = g.invoke("who is the author ?", domain="alpha")
     assert seen == [(r.answer, "who is the author ?")]
     assert r.route == "abstain" and r.display_text == g.policy.abstain_message

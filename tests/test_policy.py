@@ -789,6 +789,19 @@ def test_accept_never_exceeds_abstain_even_on_odd_data():
         assert th.accept_below <= th.abstain_above
 
 
+def test_one_right_answer_among_the_riskiest_few_does_not_end_the_abstain_walk():
+    n = 1000
+    r = np.linspace(0.0, 1.0, n)  # rank = risk
+    y = np.zeros(n, dtype=bool)
+    y[-300:] = True  # the riskiest 300 are hallucinated ...
+    y[-5] = False  # ... but the fifth riskiest, which a walk starting at the smallest testable set fails on
+    y[:700:2] = True  # half of the rest
+    th = fit_thresholds(r, y, target=0.2, confidence=0.9)
+    assert 0.6 < th.abstain_above < 0.8, th.method  # the walk starts at the top 10% (min_coverage) and goes down
+    assert th.abstained_precision_lcb >= 0.9
+    assert fit_thresholds(r, y, target=0.2, confidence=0.9, min_coverage=0.0).abstain_above == 1.0
+
+
 def test_fit_rejects_bad_input():
     with pytest.raises(InputError, match="one label per risk"):
         fit_thresholds([0.1, 0.2], [True])
@@ -899,3 +912,16 @@ def test_a_review_says_in_words_when_no_accept_threshold_was_certified():
     assert not any("no accept threshold" in r for r in route(0.5).reasons)  # a certified one: the numbers say it
     by_hand = make_policy(domains={"geo": {"accept_below": 0.0, "abstain_above": 0.9}})
     assert not any("no accept threshold" in r for r in route(0.2, policy=by_hand, thresholds=manual(accept=0.0)).reasons)
+
+
+def test_a_hold_never_accepts_but_keeps_the_risk_against_the_thresholds():
+    hold = "knowledge conflict: ...; knowledge_conflict = 'review' (untrusted retrieval)"
+    low, high = manual().accept_below / 2, (manual().abstain_above + 1.0) / 2
+    d = route(low, holds=[hold])
+    assert d.route == "review" and d.risk == low and d.reasons[0] == hold  # no "scoring problem" prefix
+    assert any("review for the reason above (never accepted)" in r for r in d.reasons), d.reasons
+    d = route(high, holds=[hold])
+    assert d.route == "abstain" and any(">= abstain_above" in r for r in d.reasons), d.reasons
+    # with a scoring problem as well, the risk is not read: review, both reasons kept
+    d = route(high, holds=[hold], problems=["probe failed"])
+    assert d.route == "review" and hold in d.reasons and "scoring problem: probe failed" in d.reasons
