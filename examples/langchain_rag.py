@@ -117,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     text = tutorial.invoke(QUESTIONS[0][1], config={"callbacks": callbacks})
     grounding = text.signals.get("grounding")
     print(f"\ntutorial chain, {QUESTIONS[0][1]!r}: {text}")
-    print(f"  tutorial route: {text.route}   grounding scored: {'n/a' if grounding is None else f'{grounding:.3f}'}")
+    risk = "n/a" if text.risk is None else f"{text.risk:.3f}"
+    print(f"  tutorial route: {text.route}   risk: {risk}   domain: {text.domain}   "
+          f"grounding scored: {'n/a' if grounding is None else f'{grounding:.3f}'}")
 
     if args.stream:
         question = QUESTIONS[0][1]

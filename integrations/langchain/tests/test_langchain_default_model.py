@@ -49,6 +49,9 @@ def test_langchain_example_runs_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     routes = [line.split()[1] for line in proc.stdout.splitlines() if line.strip().startswith("route:")]
     assert len(routes) == 3 and set(routes) <= {"accept", "review", "abstain"}, proc.stdout
+    # no question is left unscored: a RAG request that reaches no domain is scored by the fallback domain
+    scored = [line for line in proc.stdout.splitlines() if line.strip().startswith(("route:", "tutorial route:"))]
+    assert not [line for line in scored if "risk: n/a" in line or "domain: None" in line], proc.stdout
     assert "australia.txt" in proc.stdout and "fabricated" in proc.stdout
     tutorial = [line.split()[2] for line in proc.stdout.splitlines() if line.strip().startswith("tutorial route:")]
     assert len(tutorial) == 1 and tutorial[0] in ("accept", "review", "abstain") and "grounding scored: n/a" not in proc.stdout
