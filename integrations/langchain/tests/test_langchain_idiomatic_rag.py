@@ -242,3 +242,6 @@ def test_framework_conventions(make_guard):
     rec = _decision(guard, cut.response_metadata)
     assert stop_word not in rec["answer"].split() and free.content.startswith(rec["answer"])
     assert cut.response_metadata["signals"]["length"] <= free.response_metadata["signals"]["length"]
+    # what is shown ends before what was scored: the reasons say so
+    assert any(f"stop sequence {stop_word!r}" in x for x in rec["reasons"]), rec["reasons"]
+    assert not any("stop sequence" in x for x in _decision(guard, free.response_metadata)["reasons"])
