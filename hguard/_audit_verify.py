@@ -28,6 +28,7 @@ class VerifyReport:
     head_seq: int | None = None
     head_hash: str | None = None
     key_id: str | None = None
+    n_macs: int = 0  # records that carry a MAC (checked only with the key)
 
     @property
     def torn(self) -> bool:
@@ -36,7 +37,13 @@ class VerifyReport:
 
     def summary(self) -> str:
         where = self.path or "audit log"
-        macs = f"MACs checked with key {self.key_id}" if self.key_id else "no key: MACs not checked"
+        if self.key_id:
+            macs = f"MACs checked with key {self.key_id}"
+        elif self.n_macs:
+            macs = (f"no key: {self.n_macs} record(s) carry a MAC that was NOT checked (a re-chained or forged "
+                    "record passes without it; pass --key-file or set HGUARD_KEY_FILE)")
+        else:
+            macs = "no key: MACs not checked"
         head = f"head seq {self.head_seq} hash {self.head_hash}" if self.head_hash else "no records"
         if self.ok:
             return f"{where}: OK, {self.n_records} records, hash chain intact, {macs}; {head}"
@@ -124,7 +131,7 @@ def verify(
         expect_head = _check_head(expect_head, "expect_head")
     heads, problems = _read_anchor(Path(anchor)) if anchor is not None else ({}, [])
     size = _snapshot_size(p)
-    n_records = 0
+    n_records = n_macs = 0
     prev_hash: str | None = GENESIS_HASH
     prev_seq: int | None = -1
     prev_line = 0
@@ -141,6 +148,7 @@ def verify(
             continue
         assert rec is not None
         n_records += 1
+        n_macs += "mac" in rec
         seq = rec.get("seq")
         seq_ok = type(seq) is int
         msgs: list[str] = []
@@ -210,5 +218,5 @@ def verify(
         )
     return VerifyReport(
         ok=not problems, n_records=n_records, problems=problems, path=str(p), head_seq=head_seq, head_hash=head_hash,
-        key_id=key_id(key) if key is not None else None,
+        key_id=key_id(key) if key is not None else None, n_macs=n_macs,
     )

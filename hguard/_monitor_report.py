@@ -31,10 +31,20 @@ def summary(report: Mapping[str, Any]) -> str:
             + (f" ({e['state']['action']}, accept_below {e['state']['accept_below']:.4g})" if e["state"]["state"] == "tightened" else "")
             + f" decisions={e['n_decisions']} {dict(e['decisions'])}"
         )
+        rule = s.get("breach_rule", "upper_bound")
+        bound = s["upper_bound"] if rule == "upper_bound" else s.get("lower_bound")
+        shown = "-" if bound is None else f"{bound:.3f}"
         lines.append(
             f"    spot-checks: {s['selected']} selected, {s['reviewed']} reviewed, {s['hallucinated']} hallucinated "
-            f"(rate {rate}, upper bound {s['upper_bound']:.3f} at {e['confidence']}, target {e['target']}){judged}"
+            f"(rate {rate}, {rule.replace('_', ' ')} {shown} at {e['confidence']} (the breach rule's bound), "
+            f"upper bound {s['upper_bound']:.3f}, target {e['target']}){judged}"
         )
+        if (e.get("breach") or e.get("drifted")) and e["state"]["state"] == "normal":  # a dry run: nothing was done
+            why = ["breach"] if e.get("breach") else []
+            why += [f"{d} drift" for d in e.get("drifted", [])]
+            lines.append(f"    WOULD TIGHTEN ({', '.join(why)}): a run without --dry-run tightens this domain")
+        elif e.get("breach"):
+            lines.append("    breach: the live bound passes the target")
         rr = e["review_routed"]
         lines.append(f"    review-routed: {rr['reviewed']} reviewed, {rr['hallucinated']} hallucinated, {rr['correct']} correct")
         for sig, t in e["drift"].items():

@@ -216,6 +216,10 @@ def decide(
     return Decision(REVIEW, r, tuple(reasons), thresholds_dict)
 
 
+# How a reason says where an answer was routed (not why it was held): the review page skips it.
+CHOSEN_WITH_SIMILARITY = "chosen with similarity"
+
+
 def choose_domain(similarities: Mapping[str, float], policy: Policy) -> tuple[str | None, str]:
     """Pick the policy domain most similar to a prompt, or None with the reason why not.
 
@@ -241,4 +245,4 @@ def choose_domain(similarities: Mapping[str, float], policy: Policy) -> tuple[st
         )
     if len(top) > 1:
         return None, f"domains {', '.join(map(repr, top))} tie at similarity {_fmt(best)}"
-    return top[0], f"domain {top[0]!r} chosen with similarity {_fmt(best)}"
+    return top[0], f"domain {top[0]!r} {CHOSEN_WITH_SIMILARITY} {_fmt(best)}"

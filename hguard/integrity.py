@@ -68,8 +68,9 @@ def load_key_file(path: str | os.PathLike[str]) -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise InputError(f"integrity key file {str(p)!r} is not a regular file; point to the key file itself")
         if st.st_mode & (stat.S_IROTH | stat.S_IWOTH):
+            can = " or ".join(w for w, bit in (("read", stat.S_IROTH), ("written", stat.S_IWOTH)) if st.st_mode & bit)
             raise InputError(
-                f"integrity key file {str(p)!r} can be read or written by every user (mode "
+                f"integrity key file {str(p)!r} can be {can} by every user (mode "
                 f"{stat.S_IMODE(st.st_mode):o}); run `chmod 600 {p}`"
             )
         data = p.read_bytes()

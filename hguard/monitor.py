@@ -59,7 +59,7 @@ from ._monitor_state import (
 )
 from ._monitor_stats import breached, drift_test, min_checks, selection_u
 from ._stats import clopper_pearson_lower, clopper_pearson_upper
-from .errors import InputError, PolicyError
+from .errors import DataError, InputError, PolicyError
 
 __all__ = [
     "SPOT",
@@ -218,6 +218,14 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
 
     key = load_key(policy.integrity.key_file)  # the guard's key: the monitor's records join its chain
     ver = verify(audit_path, key=key)
+    if not ver.ok:  # the estimate, the drift test and any tightening would rest on evidence that does not verify
+        first = ver.problems[0]
+        where = f"line {first.line}: " if first.line else ""
+        raise DataError(
+            f"audit log {audit_path} fails verification ({len(ver.problems)} problem(s); {where}{first.message}); "
+            f"the monitor takes no decision on it: see `hguard audit verify {audit_path}` (a torn last line: "
+            "`hguard audit repair`), and restore the log from its backup if records were edited or removed"
+        )
     records = list(AuditLog(audit_path))
     pid = policy_id(policy)
     decisions = [r for r in records if r.get("kind") == "decision"]

@@ -28,6 +28,7 @@ path stays importable and fast without them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -50,6 +51,7 @@ from hguard._policy_risk import apply_grounding, merge_risk
 from hguard._policy_route import ABSTAIN, ACCEPT, REVIEW, Decision, choose_domain, decide
 from hguard._policy_route import Route as Route
 from hguard._policy_thresholds import Thresholds, effective_thresholds
+from hguard.errors import InputError
 
 __all__ = [
     "ABSTAIN",
@@ -72,10 +74,20 @@ __all__ = [
     "fit_thresholds",
     "load_policy",
     "merge_risk",
+    "refuse_own_file",
     "risk_coverage_curve",
 ]
 
 PACKAGED_PREFIX = "package:"
+
+
+def refuse_own_file(out: str | os.PathLike[str], files: Mapping[str, Path | None], option: str) -> None:
+    """InputError when the output path ``out`` (of ``option``) is one of ``files`` (e.g.
+    :meth:`Policy.own_files`): writing there would destroy the log, the queue or the state."""
+    target = Path(out).expanduser().resolve()
+    for what, f in files.items():
+        if f is not None and Path(f).expanduser().resolve() == target:
+            raise InputError(f"{option} {out} is the {what}; writing there would destroy it, pick another file")
 
 DEFAULT_ABSTAIN_MESSAGE = "I can't answer that reliably."
 # The grounding weight applied when a domain allows a closed-book probe to score a request with context
@@ -385,6 +397,13 @@ class Policy(_Section):
         if isinstance(value, list):
             return [p for p in (_resolve_path(v, info) for v in value) if p is not None]
         return _resolve_path(value, info)
+
+    def own_files(self) -> dict[str, Path]:
+        """The files this policy's deployment keeps (audit log and its anchor, review queue, monitor state,
+        key file, the policy file itself), by what they are: no output of a command may replace them."""
+        files = {"audit log": self.audit.path, "audit anchor": self.audit.anchor, "review queue": self.review.queue,
+                 "monitor state": self.monitor.state, "key file": self.integrity.key_file, "policy file": self.source}
+        return {what: Path(f) for what, f in files.items() if f is not None}
 
     @property
     def probe_folders(self) -> list[Path]:

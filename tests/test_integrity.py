@@ -108,12 +108,14 @@ def test_keyed_records_verify_only_with_their_key(tmp_path):
     path, receipts = _log(tmp_path)
     recs = list(AuditLog(path, key=None))
     assert all(len(r["mac"]) == 64 for r in recs)
-    assert verify(path).ok  # the plain chain still verifies without the key
+    assert verify(path).ok  # the plain chain still verifies without the key ...
+    assert "5 record(s) carry a MAC that was NOT checked" in verify(path).summary()  # ... and says what it left out
     report = verify(path, key=KEY)
     assert report.ok and report.head_hash == receipts[-1].hash and report.head_seq == 4
     wrong = verify(path, key=b"w" * 40)
     assert not wrong.ok and len(wrong.problems) == 5 and "MAC does not match" in wrong.problems[0].message
     unkeyed, _ = _log(tmp_path / "plain", key=None)
+    assert "no key: MACs not checked" in verify(unkeyed).summary()
     report = verify(unkeyed, key=KEY)
     assert not report.ok and "no MAC" in report.problems[0].message
 

@@ -443,3 +443,51 @@ def test_review_page_marks_spot_checks_and_shows_the_domain_state(tmp_path):
     item = client.get("/items/s1").text
     assert "spot-check of an accepted answer (the user got it)" in item
     assert "routed to review" in client.get("/items/r1").text
+
+
+def test_monitor_takes_no_decision_on_a_log_that_fails_verification(tmp_path):
+    from hguard.errors import DataError
+
+    policy = _pol(tmp_path, spot_check_rate=0.5, on_breach="review")
+    _deploy(tmp_path, policy, 60, halluc_rate=0.7)
+    lines = Path(policy.audit.path).read_text().splitlines()
+    lines[3] = lines[3].replace('"route":"accept"', '"route":"review"')  # an edited decision
+    Path(policy.audit.path).write_text("\n".join(lines) + "\n")
+    before = Path(policy.audit.path).read_text()
+    for act in (True, False):
+        with pytest.raises(DataError, match=r"fails verification .*line 4: .*hguard audit verify"):
+            run_monitor(policy, act=act)
+    assert Path(policy.audit.path).read_text() == before and not Path(policy.monitor.state).exists()
+
+
+def test_monitor_report_and_review_export_never_replace_the_log_queue_or_state(tmp_path, capsys):
+    from hguard.cli import main
+    from hguard.policy import load_policy
+
+    (tmp_path / "policy.toml").write_text(
+        'version = 1\n[audit]\npath = "audit.jsonl"\n[review]\nqueue = "queue.sqlite3"\n'
+        '[monitor]\nseed = "s"\nstate = "state.json"\n'
+        '[domains.geo]\ntarget_hallucination_rate = 0.2\nconfidence = 0.9\nspot_check_rate = 0.5\n'
+    )
+    policy = load_policy(tmp_path / "policy.toml")
+    _deploy(tmp_path, policy, 40, halluc_rate=0.7)
+    kept = {n: (tmp_path / n).read_bytes() for n in ("audit.jsonl", "policy.toml")}
+    n_decided = len(ReviewQueue(tmp_path / "queue.sqlite3").decided())
+    for name, what in (("audit.jsonl", "audit log"), ("queue.sqlite3", "review queue"), ("state.json", "monitor state"),
+                       ("policy.toml", "policy file")):
+        assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--report", str(tmp_path / name)]) == 2
+        assert f"is the {what}; writing there would destroy it" in capsys.readouterr().err
+    for name, what in (("audit.jsonl", "audit log"), ("queue.sqlite3", "review queue")):
+        assert main(["review", "export", "--policy", str(tmp_path / "policy.toml"), "--out", str(tmp_path / name)]) == 2
+        assert f"is the {what}; writing there would destroy it" in capsys.readouterr().err
+    assert {n: (tmp_path / n).read_bytes() for n in kept} == kept and not (tmp_path / "state.json").exists()
+    assert len(ReviewQueue(tmp_path / "queue.sqlite3").decided()) == n_decided > 0
+    # a dry run says what a real run would do, with the bound the breach rule reads
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "lower bound" in text and "(the breach rule's bound)" in text and "WOULD TIGHTEN (breach)" in text
+    # review list --json: stdout holds only JSON lines, the counts go to stderr
+    assert main(["review", "list", "--policy", str(tmp_path / "policy.toml"), "--decided", "--json"]) == 0
+    out = capsys.readouterr()
+    assert out.out.strip() and all(json.loads(line) for line in out.out.splitlines()) and "decided" in out.err
+    assert main(["review", "list", "--policy", str(tmp_path / "missing.toml")]) == 2

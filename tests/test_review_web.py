@@ -56,7 +56,8 @@ def queue(tmp_path, audit):
                         context="Retrieved: <img src=x onerror=alert(1)>",
                         signals={"h_neuron": 0.93, "entropy": 2.5, "grounding": None},
                         reasons=["risk 0.930 >= abstain_above <i>0.8</i>", "no grounding"]))  # fmt: skip
-    q.enqueue(make_item("mid", risk=0.6, domain="medicine"))
+    q.enqueue(make_item("mid", risk=0.6, domain="medicine",
+                        reasons=["domain 'medicine' chosen with similarity 0.61", "question out of the calibration distribution"]))
     q.enqueue(make_item("nodom", risk=0.4, domain=None))
     return q
 
@@ -99,6 +100,8 @@ def test_index_lists_pending_by_risk_with_counts(queue):
     assert r.headers["content-security-policy"].startswith("default-src 'none'")
     assert r.headers["x-frame-options"] == "DENY"
 
+    # the list says why each answer was held, not where it was routed
+    assert "question out of the calibration distribution" in r.text and "chosen with similarity" not in r.text
     assert re.findall(r'data-item-id="([^"]+)"', c.get("/?domain=geography").text) == ["high", "low"]
     assert re.findall(r'data-item-id="([^"]+)"', c.get("/?domain=-").text) == ["nodom"]
     assert re.findall(r'data-item-id="([^"]+)"', c.get("/?order=time&domain=medicine").text) == ["mid"]

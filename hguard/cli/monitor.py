@@ -35,6 +35,11 @@ def main(argv: list[str]) -> int:
         st = lift(policy, args.lift, by=args.by or "", reason=args.reason or "", audit_path=args.audit)
         print(f"hguard monitor: domain {args.lift!r} lifted (record {st.record_id}); state {st.state}")
         return 0
+    if args.report:  # checked before anything is appended
+        from ..policy import refuse_own_file
+
+        refuse_own_file(args.report, {**policy.own_files(), "audit log read": Path(args.audit) if args.audit else None,
+                                      "review queue read": Path(args.queue) if args.queue else None}, "--report")
     report = run_monitor(policy, audit_path=args.audit, queue_path=args.queue, act=not args.dry_run)
     out = write_html(report, args.report or Path(report["audit_log"]).with_name("monitor-report.html"))
     if args.json:

@@ -71,7 +71,7 @@ def _item_json(item: ReviewItem) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """``hguard review`` entry point: 0 on success, 2 on a usage or input error, 1 on any other failure."""
+    """``hguard review`` entry point: 0 on success, 2 on a usage, input or hguard error, 1 on any other failure."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -108,9 +108,9 @@ def main(argv: list[str]) -> int:
         if args.command == "list":
             if args.limit < 0:
                 raise InputError(f"--limit must be >= 0, got {args.limit}")
-            for domain, c in queue.counts().items():
+            for domain, c in queue.counts().items():  # with --json, stdout holds only the JSON lines
                 name = domain if domain is not None else "(no domain)"
-                print(f"{name}: {c['pending']} pending, {c['decided']} decided")
+                print(f"{name}: {c['pending']} pending, {c['decided']} decided", file=sys.stderr if args.json else sys.stdout)
             if args.decided:
                 items = queue.decided(domain=args.domain, limit=args.limit, newest_first=True)[::-1]
             else:
@@ -131,6 +131,6 @@ def main(argv: list[str]) -> int:
     except InputError as e:
         print(f"hguard review: error: {e}", file=sys.stderr)
         return 2
-    except HGuardError as e:
+    except HGuardError as e:  # a missing policy, a broken queue: as every other command, exit 2
         print(f"hguard review: error: {e}", file=sys.stderr)
-        return 1
+        return 2

@@ -104,6 +104,14 @@ class ReviewItem:
     verdict: Verdict | None = field(default=None)
     spot_check: bool = False  # an accepted answer sent for review by the seeded spot-check selection
 
+    @property
+    def why(self) -> str:
+        """The first reason that says why the answer was held (the domain-choice line says only where it went)."""
+        from .._policy_route import CHOSEN_WITH_SIMILARITY
+
+        held = [r for r in self.reasons if CHOSEN_WITH_SIMILARITY not in r]
+        return (held or self.reasons or [""])[0]
+
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")

@@ -120,7 +120,7 @@ Domain:
 <td>{{ item.domain or "(none)" }}</td>
 <td><a href="/items/{{ item.id|urlencode }}">{{ item.question|truncate(140) }}</a></td>
 <td>{{ item.answer|truncate(140) }}</td>
-<td>{% if item.spot_check %}<strong class="spot-check">spot-check</strong> {% endif %}{{ item.reasons[0]|truncate(120) if item.reasons else "" }}</td>
+<td>{% if item.spot_check %}<strong class="spot-check">spot-check</strong> {% endif %}{{ item.why|truncate(120) }}</td>
 <td class="muted">{{ item.time[:19]|replace("T", " ") }}</td>
 </tr>
 {% else %}

@@ -169,10 +169,9 @@ def export_reviewed(
     out = Path(out_path)
     if out.is_dir():
         raise InputError(f"out_path {out} is a directory; pass a .jsonl file path, e.g. {out / 'reviewed.jsonl'}")
-    if out.exists() and out.resolve() == queue.path.resolve():
-        raise InputError(
-            f"out_path {out} is the review queue itself; writing there would destroy it, pick another file"
-        )
+    from ..policy import refuse_own_file
+
+    refuse_own_file(out, {"review queue": queue.path, "audit log": queue.audit.path if queue.audit else None}, "out_path")
     rows: list[Example] = []
     by_verdict: Counter[str] = Counter()
     n_disagree = n_scored = 0
