@@ -191,7 +191,7 @@ class Generator:
             if not context.strip():
                 raise InputError(
                     "the context is empty or only whitespace; pass the retrieved passages' text, "
-                    "or context=None for a question without context"
+                    "or no context for a question without one"
                 )
             user = CONTEXT_PROMPT.format(context=context.strip(), question=user)
         if system is not None and not isinstance(system, str):

@@ -127,3 +127,14 @@ def test_calibration_warnings_name_a_domain_at_chance_and_each_kind_of_fit_warni
     assert len(lines) == 3, lines
     assert "'astronomy'" in lines[0] and "0.06-0.54" in lines[0] and "7 correct, 15 hallucinated" in lines[0]
     assert lines[1].endswith("AUROC 0.54 (and 2 more fit(s) like it)") and lines[2] == "the probe selected no neuron at C=1"
+
+
+def test_version_and_a_probe_folder_that_does_not_exist(tmp_path):
+    from hguard import __version__
+
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.decode().strip() == f"hguard {__version__}"
+    data = tmp_path / "q.jsonl"
+    data.write_text('{"id": "a", "question": "q?", "answers": ["x"], "domain": "d"}\n')
+    _one_clear_line(run("evaluate", "--probes", str(tmp_path / "nope"), "--data", str(data), "--json"),
+                    "the probe folder", "does not exist")

@@ -480,6 +480,9 @@ def test_monitor_report_and_review_export_never_replace_the_log_queue_or_state(t
     for name, what in (("audit.jsonl", "audit log"), ("queue.sqlite3", "review queue")):
         assert main(["review", "export", "--policy", str(tmp_path / "policy.toml"), "--out", str(tmp_path / name)]) == 2
         assert f"is the {what}; writing there would destroy it" in capsys.readouterr().err
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--report", str(tmp_path / "nodir" / "r.html")]) == 2
+    assert main(["review", "export", "--policy", str(tmp_path / "policy.toml"), "--out", str(tmp_path / "nodir" / "x.jsonl")]) == 2
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "nodir").exists()
     assert {n: (tmp_path / n).read_bytes() for n in kept} == kept and not (tmp_path / "state.json").exists()
     assert len(ReviewQueue(tmp_path / "queue.sqlite3").decided()) == n_decided > 0
     # a dry run says what a real run would do, with the bound the breach rule reads

@@ -258,7 +258,10 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
     p = argparse.ArgumentParser(prog="hguard", description="Hallucination guardrail for local Hugging Face chat models.")
+    p.add_argument("--version", action="version", version=f"hguard {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="answer a scripted mix of questions under the guard, audit and verify")

@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="the audit log (.jsonl)")
     p.add_argument("--last", type=int, metavar="N", help="only the last N matching records")
     p.add_argument("--domain", metavar="D", help="only records of this domain")
-    p.add_argument("--route", metavar="R", help="only records routed this way")
+    p.add_argument("--route", metavar="R", choices=("accept", "review", "abstain"),
+                   help="only records routed this way (accept, review or abstain)")
     p.add_argument("--json", action="store_true", help="one JSON record per line instead of a summary line")
     p = sub.add_parser("export", help="write the log as CSV (signals.* and thresholds.* become columns)")
     p.add_argument("path", help="the audit log (.jsonl)")

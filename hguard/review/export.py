@@ -169,6 +169,8 @@ def export_reviewed(
     out = Path(out_path)
     if out.is_dir():
         raise InputError(f"out_path {out} is a directory; pass a .jsonl file path, e.g. {out / 'reviewed.jsonl'}")
+    if not out.parent.is_dir():  # a mistyped folder is an error, not a new tree
+        raise InputError(f"out_path {out}: the folder {out.parent} does not exist; create it first or fix the path")
     from ..policy import refuse_own_file
 
     refuse_own_file(out, {"review queue": queue.path, "audit log": queue.audit.path if queue.audit else None}, "out_path")
