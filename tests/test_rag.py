@@ -411,3 +411,17 @@ def test_collected_only_keeps_the_rows_already_answered_in_the_work_folder(tiny_
         _collected([extra], folder / "work")
     with pytest.raises(DataError, match="holds no answers"):
         _collected(answered, tmp_path / "empty")
+
+
+def test_the_conflict_detector_contrasts_answers_to_the_same_questions_only():
+    from hguard.calibrate._rag_fit import _conflict_target
+
+    def row(condition, label, dataset, reason=""):
+        return {"condition": condition, "label": label, "dataset": dataset, "judge_reason": reason}
+
+    rows = [row("misleading", "hallucinated", "conflictnq", "follows the misleading passage"),
+            row("supporting", "correct", "conflictnq"),
+            row("supporting", "correct", "privacy_policy_qa"),  # another dataset: not a contrast
+            row("misleading", "hallucinated", "conflictnq", "names neither the right nor the misleading answer"),
+            row("supporting", "hallucinated", "conflictnq")]
+    assert _conflict_target(rows).tolist() == [1, 0, -1, -1, -1]

@@ -11,6 +11,7 @@ import numpy as np
 
 from .._numerics import sigmoid_array
 from ..errors import DataError
+from .judge import followed_misleading
 from .pipeline import (
     MIN_PER_CLASS,
     apply_merger,
@@ -48,13 +49,18 @@ def _folds(y: np.ndarray, groups: Sequence[str], k: int, seed: int):
 
 
 def _conflict_target(rows: Sequence[dict]) -> np.ndarray:
-    """1: followed a misleading passage against the truth; 0: right answer from a supporting passage;
-    -1: neither (not used by the detector)."""
+    """1: followed a misleading passage against the truth; 0: right answer from a supporting passage of a
+    dataset that has misleading passages (the same questions, so the detector learns to tell following a
+    false passage from answering from a true one, not one dataset or domain from another: fitted on every
+    right supporting answer, it learned policy yes/no answers from general ones and flagged 31 of 35 right
+    general answers); -1: neither (not used by the detector)."""
+    followed = [followed_misleading(r) for r in rows]  # "names neither ... misleading answer" is not following it
+    contrasted = {r.get("dataset") for r, f in zip(rows, followed) if f}
     out = []
-    for r in rows:
-        if r["condition"] == "misleading" and r["label"] == "hallucinated" and "misleading" in r.get("judge_reason", ""):
+    for r, f in zip(rows, followed):
+        if f:
             out.append(1)
-        elif r["condition"] == "supporting" and r["label"] == "correct":
+        elif r["condition"] == "supporting" and r["label"] == "correct" and r.get("dataset") in contrasted:
             out.append(0)
         else:
             out.append(-1)
@@ -99,8 +105,8 @@ def fit_conflict_detector(rows: Sequence[dict], *, seed: int, cv: int = 5) -> di
         "threshold": best,
         "train": {"followed_misleading": int(counts[1]), "right_supporting": int(counts[0]),
                   "oof_auroc": auroc(y, oof), "oof_balanced_accuracy": best_bacc},
-        "fitted_on": "training passages: answers that followed a ConflictNQ misleading passage against the truth "
-                     "versus right answers from a supporting passage, all RAG domains pooled",
+        "fitted_on": "training passages: answers that followed a misleading passage against the truth versus right "
+                     "answers from a supporting passage of the same dataset(s) (ConflictNQ), all RAG domains pooled",
     }
 
 

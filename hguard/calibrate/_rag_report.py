@@ -16,6 +16,7 @@ from .pipeline import (
     auroc_ci,
 )
 from .._stats import clopper_pearson_interval
+from .judge import followed_misleading
 from ._rag_fit import _REPORTED, _finite, _y, conflict_scores, score_rag_rows
 
 
@@ -38,8 +39,7 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
     cflag = conflict_scores(conflict, rs) >= conflict.get("threshold", math.inf) if conflict.get("detector") else np.zeros(len(rs), bool)
     accepted = accepted_by_risk & ~cflag  # knowledge_conflict = "review", the default
     halluc = y == 1
-    follows = np.array([r["condition"] == "misleading" and r["label"] == "hallucinated" and "misleading" in r.get("judge_reason", "")
-                        for r in rs], dtype=bool)
+    follows = np.array([followed_misleading(r) for r in rs], dtype=bool)
 
     def block(mask: np.ndarray) -> dict:
         m = mask & scored

@@ -470,6 +470,17 @@ def _content(text: str) -> set[str]:
     return {t for t in _tokens(text) if t not in stop}
 
 
+#: How :func:`judge_contrast` says a reply followed the misleading passage (its reason starts with it).
+FOLLOWS_MISLEADING = "follows the misleading passage"
+
+
+def followed_misleading(row: dict) -> bool:
+    """Whether a judged RAG row (``condition``, ``label``, ``judge_reason``) followed its misleading
+    passage against the truth (not merely named neither answer)."""
+    return (row.get("condition") == "misleading" and row.get("label") == "hallucinated"
+            and str(row.get("judge_reason", "")).startswith(FOLLOWS_MISLEADING))
+
+
 def judge_contrast(answer: str, right: str, misleading: str, question: str | None = None) -> Judgement:
     """Label a reply given a misleading passage: "correct" when it holds more words of the right
     reference answer than of the misleading one (counting only words the two do not share),
@@ -484,7 +495,7 @@ def judge_contrast(answer: str, right: str, misleading: str, question: str | Non
     if hit_r > hit_m:
         return Judgement("correct", right, f"{hit_r} word(s) of the right answer, {hit_m} of the misleading one")
     if hit_m > hit_r:
-        return Judgement("hallucinated", None, f"follows the misleading passage ({hit_m} word(s) of its answer, {hit_r} of the right one)")
+        return Judgement("hallucinated", None, f"{FOLLOWS_MISLEADING} ({hit_m} word(s) of its answer, {hit_r} of the right one)")
     return Judgement("hallucinated", None, f"names neither the right nor the misleading answer ({hit_r} word(s) each)")
 
 
