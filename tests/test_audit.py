@@ -669,3 +669,10 @@ def test_cli_show_export_and_repair(tmp_path, capsys):
     assert "OK, 6 records" in capsys.readouterr().out  # the five and the recovery record
     assert cli_main(["repair", str(path)]) == 0
     assert "nothing moved aside" in capsys.readouterr().out
+    capsys.readouterr()
+    AuditLog(path).append({"item_id": "i1", "decision_audit_id": "d1", "verdict": "hallucinated", "reviewer": "ann"},
+                          kind="review_verdict")
+    assert cli_main(["show", str(path), "--last", "1"]) == 0  # a verdict record says what was decided, by whom
+    line = capsys.readouterr().out.strip()
+    assert "verdict=hallucinated" in line and "reviewer=ann" in line and "decision_audit_id=d1" in line
+

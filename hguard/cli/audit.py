@@ -22,7 +22,7 @@ def _format_record(rec: dict[str, Any]) -> str:
         f"{rec.get('kind', '?')!s:<14}",
         str(rec.get("id", "?")),
     ]
-    for key in ("domain", "route"):
+    for key in ("domain", "route", "verdict", "reviewer", "decision_audit_id"):  # the last three: review verdicts
         if rec.get(key) is not None:
             parts.append(f"{key}={rec[key]}")
     if reasons:
