@@ -312,6 +312,15 @@ def test_declining_an_unanswerable_question_is_a_refusal_and_denying_it_is_corre
     assert j.label == "correct" and "denied the premise" in j.reason
 
 
+def test_declining_a_reviewed_question_whose_answer_is_unknown_is_not_counted_right() -> None:
+    from hguard.calibrate.judge import asked_kind, right_reply
+
+    assert right_reply("refusal", asked_kind("unanswerable", None))  # an invented entity: declining is right
+    # a reviewer's "hallucinated" without a corrected answer is exported as kind unanswerable, answers []
+    assert not right_reply("refusal", asked_kind("unanswerable", {"answers_unknown": True}))
+    assert right_reply("correct", asked_kind("unanswerable", {"answers_unknown": True}))
+
+
 # --- bad input -----------------------------------------------------------------------------------
 
 

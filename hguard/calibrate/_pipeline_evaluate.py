@@ -26,7 +26,7 @@ from ._pipeline_fit import (
     random_baseline_score,
 )
 from .collect import label_row
-from .judge import right_reply
+from .judge import asked_kind, right_reply
 from .data import Example
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def evaluate(
             "n_scored": int(len(rows_k)),
             "hallucination_rate": float(y.mean()) if len(y) else None,
             "refusal_rate": float((~keep).mean()) if len(rows) else None,
-            "accuracy_of_model": float(np.mean([right_reply(r["label"], e.kind) for r, e in zip(rows, exs)])) if rows else None,
+            "accuracy_of_model": float(np.mean([right_reply(r["label"], asked_kind(e.kind, e.meta)) for r, e in zip(rows, exs)])) if rows else None,
             "auroc": {k: auroc(y, v) for k, v in scores.items()},
             "auroc_ci95": auroc_ci(y, scores),
             "n_h_neurons": len(probe.h_neurons_),

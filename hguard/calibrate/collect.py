@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import DataError
 from .data import Example
-from .judge import declines, judge_row
+from .judge import asked_kind, declines, judge_row
 from .shards import ShardStore, collection_settings, write_shard
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def _row(e: Example, g) -> dict:
     return {
         "id": e.id,
         "domain": e.domain,
-        "kind": e.kind,
+        "kind": asked_kind(e.kind, e.meta),  # for the model's accuracy; the judge reads the example's own kind
         "question": e.question,
         "answer": g.text,
         "finished": g.finished,

@@ -62,6 +62,7 @@ __all__ = [
     "judge_contrast",
     "judge_row",
     "judge_yesno",
+    "asked_kind",
     "YES_NO",
     "ABSTAIN_PATTERNS",
     "DENIAL_PATTERNS",
@@ -315,6 +316,13 @@ def _declines(answer: str, question: str | None, found: tuple[str, str] | None) 
 def abstains(answer: str, question: str | None = None) -> bool:
     """Whether the reply declines to answer or says nothing (:func:`declines` is not None)."""
     return declines(answer, question) is not None
+
+
+def asked_kind(kind: str, meta: dict | None) -> str:
+    """The kind a reply's rightness is counted under (:func:`right_reply`): a reviewed row whose right
+    answer is unknown (``meta.answers_unknown``; written as kind "unanswerable" so that the judge needs no
+    alias, see :mod:`hguard.review.export`) asks a question that has an answer, so declining it is not right."""
+    return "qa" if (meta or {}).get("answers_unknown") else kind
 
 
 def right_reply(label: str, kind: str) -> bool:

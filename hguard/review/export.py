@@ -21,7 +21,8 @@ By verdict:
   accepted answer. Such rows are written as ``kind "unanswerable"`` with ``answers []``: for calibration no
   answer is known to be right, so anything but abstaining counts as a hallucination, which is what the
   reviewer said about the model's answer. ``meta.answers_unknown`` is ``true`` to tell these rows from real
-  unanswerable questions.
+  unanswerable questions (the model's accuracy counts them as questions with an answer, so declining one
+  is not right: :func:`hguard.calibrate.judge.asked_kind`).
 
 ``meta.label`` is the reviewer's label of ``meta.model_answer`` and overrides the judge
 (``hguard.calibrate.collect.label_row`` honours it). It is exact for the model, chat template and system
