@@ -394,18 +394,24 @@ def test_recalibration_on_old_and_reviewed_rows_reports_what_changed(tiny_calibr
         load_report(tmp_path / "nowhere")
 
 
-def test_cli_prints_the_estimate_writes_the_report_and_lifts(tmp_path, capsys):
-    from hguard.cli import main
+def _policy_file(tmp_path, n, extra=""):
+    """A policy file beside its log, queue and state, and ``n`` accepted decisions (70% hallucinated) in them."""
+    from hguard.policy import load_policy
 
     (tmp_path / "policy.toml").write_text(
         'version = 1\n[audit]\npath = "audit.jsonl"\n[review]\nqueue = "queue.sqlite3"\n'
         '[monitor]\nseed = "s"\nstate = "state.json"\n'
-        '[domains.geo]\ntarget_hallucination_rate = 0.2\nconfidence = 0.9\nspot_check_rate = 0.5\non_breach = "review"\n'
+        f'[domains.geo]\ntarget_hallucination_rate = 0.2\nconfidence = 0.9\nspot_check_rate = 0.5\n{extra}'
     )
-    from hguard.policy import load_policy
-
     policy = load_policy(tmp_path / "policy.toml")
-    _deploy(tmp_path, policy, 60, halluc_rate=0.7)
+    _deploy(tmp_path, policy, n, halluc_rate=0.7)
+    return policy
+
+
+def test_cli_prints_the_estimate_writes_the_report_and_lifts(tmp_path, capsys):
+    from hguard.cli import main
+
+    _policy_file(tmp_path, 60, 'on_breach = "review"\n')
     assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     geo = out["domains"]["geo"]
@@ -462,15 +468,8 @@ def test_monitor_takes_no_decision_on_a_log_that_fails_verification(tmp_path):
 
 def test_monitor_report_and_review_export_never_replace_the_log_queue_or_state(tmp_path, capsys):
     from hguard.cli import main
-    from hguard.policy import load_policy
 
-    (tmp_path / "policy.toml").write_text(
-        'version = 1\n[audit]\npath = "audit.jsonl"\n[review]\nqueue = "queue.sqlite3"\n'
-        '[monitor]\nseed = "s"\nstate = "state.json"\n'
-        '[domains.geo]\ntarget_hallucination_rate = 0.2\nconfidence = 0.9\nspot_check_rate = 0.5\n'
-    )
-    policy = load_policy(tmp_path / "policy.toml")
-    _deploy(tmp_path, policy, 40, halluc_rate=0.7)
+    _policy_file(tmp_path, 40)
     kept = {n: (tmp_path / n).read_bytes() for n in ("audit.jsonl", "policy.toml")}
     n_decided = len(ReviewQueue(tmp_path / "queue.sqlite3").decided())
     for name, what in (("audit.jsonl", "audit log"), ("queue.sqlite3", "review queue"), ("state.json", "monitor state"),
