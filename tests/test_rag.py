@@ -425,3 +425,28 @@ def test_the_conflict_detector_contrasts_answers_to_the_same_questions_only():
             row("misleading", "hallucinated", "conflictnq", "names neither the right nor the misleading answer"),
             row("supporting", "hallucinated", "conflictnq")]
     assert _conflict_target(rows).tolist() == [1, 0, -1, -1, -1]
+
+
+def test_your_own_rows_calibrate_without_condition_or_dataset(tiny_calibrated, tmp_path):
+    from hguard.calibrate.data import Example
+    from hguard.calibrate.rag import calibrate_rag
+
+    lm, _ = tiny_calibrated
+    mine = [Example(id=e.id, question=e.question, answers=e.answers, domain="hr", context=e.context,
+                    meta={"group": e.meta["group"]})  # what a user's file holds: no condition, no dataset
+            for e in _tiny_rag_examples(lm) if e.domain == "alpha"]
+    report = calibrate_rag(mine, tmp_path / "probes", lm=lm, system_prompt=SYSTEM, max_new_tokens=4,
+                           work_dir=tmp_path / "work", progress=False)
+    assert (tmp_path / "probes" / "hr.rag.json").is_file()
+    hr = report["domains"]["hr"]
+    assert set(hr["conditions"]) == {"supporting"} and set(hr["datasets"]) == {"hr"}
+    assert report["knowledge_conflict"].get("why")  # no misleading rows: no detector, and the report says why
+
+
+def test_calibrate_rag_reads_your_rows_and_names_a_bad_file_before_loading_the_model(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "hguard", "calibrate-rag", "--data", str(tmp_path / "none.jsonl"),
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "none.jsonl" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -98,8 +98,10 @@ def add_rag_signals(generator, col: Collected, examples: Sequence[Example], work
         row = {**r, **{k: v for k, v in done[r["id"]].items() if k != "id"},
                **{k: v for k, v in rel[r["id"]].items() if k != "id"}, **label_row(e, r["answer"])}
         row["log_length"] = math.log1p(r["length"])
-        row["condition"] = (e.meta or {}).get("condition")
-        row["dataset"] = (e.meta or {}).get("dataset")
+        # your own rows need not say these: a row is its own passage's (or, unanswerable, no passage's) and
+        # its domain's dataset
+        row["condition"] = (e.meta or {}).get("condition") or ("unanswerable" if e.kind == "unanswerable" else "supporting")
+        row["dataset"] = (e.meta or {}).get("dataset") or e.domain
         out.append(row)
     return out
 

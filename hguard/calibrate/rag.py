@@ -86,7 +86,7 @@ def _reference_rag_sets() -> dict:
     except ImportError:
         raise InputError(
             "the reference RAG sets are built from the public data by the source checkout's research/rag_data.py; "
-            "run this from the checkout, or pass your own rows with context (examples=...)"
+            "run this from the checkout, or pass your own rows with context (`--data FILE.jsonl`, examples=...)"
         ) from None
     return build_rag_sets()
 

@@ -168,8 +168,13 @@ def cmd_calibrate_rag(args) -> int:
         raise InputError("pass --out DIR for the RAG probes; in a source checkout, "
                          "`python calibration/reference.py --rag` rebuilds the reference RAG probes")
     out = args.out
+    examples = None
+    if args.data:  # read and checked before the model is loaded
+        from ..calibrate.data import load_examples
+
+        examples = load_examples(args.data)
     report = calibrate_rag(
-        None, out, model=args.model, test_fraction=args.test_fraction, seed=args.seed,
+        examples, out, model=args.model, test_fraction=args.test_fraction, seed=args.seed,
         work_dir=args.work, report_dir=args.report, batch_size=args.batch_size,
         target=args.target, confidence=args.confidence, progress=not args.quiet, collected_only=args.collected_only,
         **_fit_options(args),
@@ -321,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("calibrate-rag", help="fit the RAG probes (answers given with context) and write their report")
     r.add_argument("--out", help="folder for the <domain>.rag.json probes")
+    r.add_argument("--data", action="append", metavar="FILE.jsonl",
+                   help="your calibration rows, each with its context (repeatable); default: the bundled RAG sets "
+                        "(a source checkout)")
     r.add_argument("--report", help="folder for the report (default OUT/rag-report)")
     r.add_argument("--work", help="folder for collected answers and signals (resumable; default OUT/.work-rag)")
     r.add_argument("--model", default="default")
