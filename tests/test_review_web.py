@@ -155,6 +155,9 @@ def test_login_returns_to_the_page_asked_for(queue):
     r = c.post("/login", data={"token": TOKEN, "csrf_token": csrf, "next": "/items/high"}, headers=SAME_ORIGIN)
     assert r.status_code == 303 and r.headers["location"] == "/items/high"
     assert "Is &lt;b&gt;bold&lt;/b&gt; &amp; safe?" in c.get("/items/high").text
+    # the login page's own header link does not send the reviewer back to the login page
+    page = client_for(queue, read_only_open=True).get("/login").text
+    assert 'href="/login?next=/"' in page and 'href="/login?next=/login"' not in page
 
 
 def test_read_only_open_lets_anyone_read_and_still_needs_the_token_to_decide(queue):

@@ -68,7 +68,7 @@ ul.reasons { margin: 0; padding-left: 1.2rem; }
       <button type="submit">Log out</button>
     </form>
   {% elif writable %}
-    <a href="/login?next={{ request_path|urlencode }}">Log in</a>
+    <a href="/login?next={{ (request_path if request_path != '/login' else '/')|urlencode }}">Log in</a>
   {% else %}
     <span>read-only</span>
   {% endif %}
