@@ -73,11 +73,12 @@ class _Scoring:
         # a route that says why nothing scores this request gives the decision its reason (see _finish)
         if domain is not None and cd is None and not (route is not None and route.problem):
             why = self.probe_errors.get(domain) or self.probe_errors.get("*")
+            how = (f"hguard calibrate-rag --data FILE.jsonl --out DIR` (rows with context, domain {domain!r})"
+                   if context_given(g.context) else f"hguard calibrate --data FILE.jsonl --out DIR --domain {domain}`")
             problems.append(
                 f"domain {domain!r} has no calibrated probe"
                 + (f" ({why})" if why else "")
-                + f"; calibrate it with `hguard calibrate --data FILE.jsonl --out DIR --domain {domain}` "
-                "and point the policy's probes at DIR, or route it by policy"
+                + f"; calibrate it with `{how} and point the policy's probes at DIR, or route it by policy"
             )
         if cd is not None and route is not None:  # a calibrated domain comes with its route
             probe, probe_mode = cd.probe, cd.prompt_mode

@@ -121,8 +121,11 @@ def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
     lm, root = calibrated
     pol = _policy(root, tmp_path)
     pol = Policy.model_validate({**pol.model_dump(mode="json"), "domains": {**pol.model_dump(mode="json")["domains"], "delta": {"accept_below": 1.0, "abstain_above": 1.0}}})
-    r = Guard.from_policy(pol, lm=lm).invoke("who is the author ?", domain="delta")
-    assert r.route == "review" and any("no calibrated probe" in x for x in r.reasons)
+    g = Guard.from_policy(pol, lm=lm)
+    r = g.invoke("who is the author ?", domain="delta")
+    assert r.route == "review" and any("no calibrated probe" in x and "hguard calibrate --data" in x for x in r.reasons)
+    r = g.invoke("who is the author ?", context="the author is here", domain="delta")  # the fix names the RAG command
+    assert r.route == "review" and any("no calibrated probe" in x and "hguard calibrate-rag --data" in x for x in r.reasons)
 
 
 def test_scoring_errors_and_nan_fail_closed(calibrated, tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from hguard.calibrate.judge import declines, judge, judge_contrast, judge_row, judge_yesno
-from hguard.errors import InputError
+from hguard.errors import DataError, InputError
 from hguard.generation import CLOSED_BOOK, CONTEXT_PROMPT, RAG, Generator, prompt_fingerprints
 
 SYSTEM = "answer"
@@ -440,7 +440,13 @@ def test_your_own_rows_calibrate_without_condition_or_dataset(tiny_calibrated, t
     assert (tmp_path / "probes" / "hr.rag.json").is_file()
     hr = report["domains"]["hr"]
     assert set(hr["conditions"]) == {"supporting"} and set(hr["datasets"]) == {"hr"}
-    assert report["knowledge_conflict"].get("why")  # no misleading rows: no detector, and the report says why
+    assert "no training answer followed a misleading passage" in report["knowledge_conflict"]["why"]
+    # every answer wrong: nothing can be fitted, the command fails and the report says why
+    wrong = [e.model_copy(update={"id": e.id + "-w", "answers": ["zzzz"], "domain": "payroll"}) for e in mine]
+    with pytest.raises(DataError, match=r"no RAG domain could be calibrated .*'payroll': 0 right .*declined"):
+        calibrate_rag(wrong, tmp_path / "p2", lm=lm, system_prompt=SYSTEM, max_new_tokens=4, work_dir=tmp_path / "w2",
+                      progress=False)
+    assert "## payroll: skipped" in (tmp_path / "p2" / "rag-report" / "report.md").read_text()
 
 
 def test_calibrate_rag_reads_your_rows_and_names_a_bad_file_before_loading_the_model(tmp_path):

@@ -79,9 +79,13 @@ def fit_conflict_detector(rows: Sequence[dict], *, seed: int, cv: int = 5) -> di
     rs = [r for r, k in zip(rows, ok) if k]
     y = t[ok]
     counts = np.bincount(y, minlength=2)
+    if not (t == 1).any():
+        return {"detector": None, "why": "no training answer followed a misleading passage (rows with meta.condition "
+                                          "\"misleading\" give the detector its contrast); no knowledge-conflict check"}
     if counts.min() < MIN_PER_CLASS:
-        return {"detector": None, "why": f"{counts[1]} answers followed a misleading passage and {counts[0]} supporting "
-                                          f"answers were right; at least {MIN_PER_CLASS} of each are needed"}
+        return {"detector": None, "why": f"{counts[1]} answers followed a misleading passage and {counts[0]} answers to "
+                                          f"the same questions were right from their true passage; at least "
+                                          f"{MIN_PER_CLASS} of each are needed"}
     X = _matrix(rs, CONFLICT_FEATURES)
     mean, scale = X.mean(0), X.std(0)
     scale[scale == 0] = 1.0
@@ -140,8 +144,10 @@ def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, s
     lengths = np.array([r["length"] for r in tr], dtype=float)
     counts = np.bincount(y, minlength=2)
     if counts.min() < MIN_PER_CLASS:
-        raise DataError(f"RAG domain {domain!r}: {counts[0]} right and {counts[1]} hallucinated training answers; "
-                        f"at least {MIN_PER_CLASS} of each are needed")
+        n_ref = sum(r["label"] == "refusal" for r in rows)
+        raise DataError(f"RAG domain {domain!r}: {counts[0]} right and {counts[1]} hallucinated training answers "
+                        f"({n_ref} of {len(rows)} training answers declined and are left out); at least {MIN_PER_CLASS} "
+                        "of each are needed: add questions to the domain")
     t0 = time.perf_counter()
     probe = fit_probe(X, y, fit=fit, lengths=lengths, cv=cv, n_layers=n_layers, d_ff=d_ff, random_state=seed)
     fit_seconds = time.perf_counter() - t0

@@ -118,6 +118,8 @@ def rag_markdown(report: dict) -> str:
     ]
     kc = report.get("knowledge_conflict", {})
     lines += ["## Knowledge-conflict detector", "", f"{json.dumps(kc.get('train') or kc.get('why'))}; threshold {kc.get('threshold')}", ""]
+    for d, why in report.get("skipped", {}).items():
+        lines += [f"## {d}: skipped", "", f"{why}", ""]
     for d, m in report["domains"].items():
         tg = m["targets"]
         ma = tg["merged_auroc"]
@@ -126,7 +128,9 @@ def rag_markdown(report: dict) -> str:
             f"Training answers {m['train']['n']} ({m['train']['correct']} right, {m['train']['hallucinated']} hallucinated, "
             f"{m['train']['refusals']} refusals); held out {m['all']['n']} ({m['all']['correct']} right, "
             f"{m['all']['hallucinated']} hallucinated, {m['all']['refusals']} refusals). "
-            f"accept_below {_f(m['thresholds']['accept_below'])}, abstain_above {_f(m['thresholds']['abstain_above'])}.", "",
+            f"accept_below {_f(m['thresholds']['accept_below'])}, abstain_above {_f(m['thresholds']['abstain_above'])}"
+            + (" (no accept threshold is certified at the policy target: the domain reviews every answer until it is "
+               "calibrated with more or better-separated answers)." if not m["thresholds"]["accept_below"] else "."), "",
             "| target | measured (held out) | met |", "|---|---|---|",
             f"| merged AUROC >= 0.90, above grounding and probe | merged {_f(ma['value'])}{_ci(ma['ci95'])}; grounding {_f(ma['grounding'])}; probe {_f(ma['probe'])} | "
             f"{'yes' if ma['value'] is not None and ma['value'] >= 0.9 and ma['value'] > (ma['grounding'] or 0) and ma['value'] > (ma['probe'] or 0) else 'no'} |",

@@ -191,6 +191,9 @@ def calibrate_rag(
     report["timing"] = {"total_seconds": time.perf_counter() - t_start, "n_answers": len(rows)}
     rdir = Path(report_dir) if report_dir else out / "rag-report"
     write_rag_report(report, rdir)
+    if not report["domains"]:  # the report says why; a script must not carry on with an empty probe folder
+        raise DataError(f"no RAG domain could be calibrated (report in {rdir}): "
+                        + "; ".join(f"{d}: {why}" for d, why in report["skipped"].items()))
     return report
 
 
