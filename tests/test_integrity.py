@@ -294,7 +294,14 @@ def test_guard_with_a_key_routes_a_forged_probe_to_review(tiny_calibrated, tmp_p
     assert guard.audit.keyed and not guard.probe_errors
     r = guard.invoke(q, domain="alpha")
     assert r.route == "accept"
-    assert guard.last_receipt is not None and guard.last_receipt.hash == r.audit_hash
+    # the decision's receipt; an accepted answer may be followed by its spot-check record (2%, by id), so the
+    # guard's last receipt is the decision's or the one right after it
+    records = list(AuditLog(tmp_path / "audit.jsonl", key=None))
+    (rec,) = [x for x in records if x["hash"] == r.audit_hash]
+    assert rec["kind"] == "decision" and guard.last_receipt is not None
+    after = [x for x in records if x["seq"] > rec["seq"]]
+    assert guard.last_receipt.hash == (after[0]["hash"] if after else r.audit_hash)
+    assert [x["kind"] for x in after] in ([], ["spot_check"])
     assert verify(tmp_path / "audit.jsonl", key=KEY, expect_head=r.audit_hash, anchor=tmp_path / "audit.anchor").ok
 
     reliability.tamper_probe(probes / "alpha.json")
