@@ -6,11 +6,11 @@ import collections
 import csv
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import IO, Any
 
 from ._audit_files import Problem, _existing, _iter_records, _scan
 from ._audit_records import canonical_json
+from ._resources import refuse_own_file
 from .errors import AuditIntegrityError, InputError
 
 
@@ -90,10 +90,8 @@ def export_csv(
                 f"columns must be a non-empty list of column names, got {columns!r:.120}; "
                 "pass e.g. ['id', 'route', 'signals.entropy']"
             )
-    if isinstance(out, (str, os.PathLike)) and Path(out).exists() and Path(out).resolve() == p.resolve():
-        raise InputError(
-            f"export target {out} is the audit log itself; writing it would destroy the log, pick another file"
-        )
+    if isinstance(out, (str, os.PathLike)):
+        refuse_own_file(out, {"audit log": p}, "export target")
 
     # Two passes rather than holding every record: logs grow without bound.
     seen: dict[str, int] = {}

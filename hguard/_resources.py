@@ -8,6 +8,7 @@ source checkout. Logs, queues and demo output go to a per-user state folder.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 DATA_DIR = Path(__file__).resolve().parent / "_data"
@@ -25,6 +26,23 @@ def packaged_probes(name: str) -> Path:
         raise PolicyError(f"probes = 'package:{name}' names no probes shipped with hguard (shipped: {', '.join(known)}); "
                           "use one of those or a folder path")
     return folder
+
+
+def refuse_own_file(out: str | os.PathLike[str], files: Mapping[str, Path | None], option: str) -> None:
+    """InputError unless ``out`` (the output file of ``option``) is a file hguard may write: not a folder,
+    in a folder that exists (a mistyped folder is an error, not a new tree), and none of ``files`` (e.g.
+    :meth:`Policy.own_files`), since writing there would destroy the log, the queue or the state."""
+    from .errors import InputError
+
+    path = Path(out).expanduser()
+    if path.is_dir():
+        raise InputError(f"{option} {out} is a folder; pass a file path in it, e.g. {Path(out) / 'report.out'}")
+    if not path.parent.is_dir():
+        raise InputError(f"{option} {out}: the folder {path.parent} does not exist; create it first or fix the path")
+    target = path.resolve()
+    for what, f in files.items():
+        if f is not None and Path(f).expanduser().resolve() == target:
+            raise InputError(f"{option} {out} is the {what}; writing there would destroy it, pick another file")
 
 
 def state_dir() -> Path:

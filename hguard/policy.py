@@ -28,7 +28,6 @@ path stays importable and fast without them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -51,7 +50,7 @@ from hguard._policy_risk import apply_grounding, merge_risk
 from hguard._policy_route import ABSTAIN, ACCEPT, REVIEW, Decision, choose_domain, decide
 from hguard._policy_route import Route as Route
 from hguard._policy_thresholds import Thresholds, effective_thresholds
-from hguard.errors import InputError
+from hguard._resources import refuse_own_file as refuse_own_file
 
 __all__ = [
     "ABSTAIN",
@@ -80,14 +79,6 @@ __all__ = [
 
 PACKAGED_PREFIX = "package:"
 
-
-def refuse_own_file(out: str | os.PathLike[str], files: Mapping[str, Path | None], option: str) -> None:
-    """InputError when the output path ``out`` (of ``option``) is one of ``files`` (e.g.
-    :meth:`Policy.own_files`): writing there would destroy the log, the queue or the state."""
-    target = Path(out).expanduser().resolve()
-    for what, f in files.items():
-        if f is not None and Path(f).expanduser().resolve() == target:
-            raise InputError(f"{option} {out} is the {what}; writing there would destroy it, pick another file")
 
 DEFAULT_ABSTAIN_MESSAGE = "I can't answer that reliably."
 # The grounding weight applied when a domain allows a closed-book probe to score a request with context

@@ -614,8 +614,12 @@ def test_export_csv_flattens_signals_and_thresholds(tmp_path):
 
     with pytest.raises(InputError, match="signals.nope"):
         export_csv(path, tmp_path / "x.csv", columns=["signals.nope"])
-    with pytest.raises(InputError, match="audit log itself"):
+    with pytest.raises(InputError, match="is the audit log; writing there would destroy it"):
         export_csv(path, path)
+    with pytest.raises(InputError, match="the folder .*nofolder does not exist"):
+        export_csv(path, tmp_path / "nofolder" / "out.csv")
+    with pytest.raises(InputError, match="is a folder; pass a file path"):
+        export_csv(path, tmp_path)
     assert verify(path).ok
 
 

@@ -36,12 +36,7 @@ def main(argv: list[str]) -> int:
         print(f"hguard monitor: domain {args.lift!r} lifted (record {st.record_id}); state {st.state}")
         return 0
     if args.report:  # checked before anything is appended
-        from ..errors import InputError
         from ..policy import refuse_own_file
-
-        if not Path(args.report).expanduser().parent.is_dir():  # a mistyped folder is an error, not a new tree
-            raise InputError(f"--report {args.report}: the folder {Path(args.report).parent} does not exist; "
-                             "create it first or fix the path")
 
         refuse_own_file(args.report, {**policy.own_files(), "audit log read": Path(args.audit) if args.audit else None,
                                       "review queue read": Path(args.queue) if args.queue else None}, "--report")

@@ -51,6 +51,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from ..calibrate.data import Example, write_examples
+from .._resources import refuse_own_file
 from ..errors import DataError, InputError
 from .queue import VERDICTS, ReviewItem, ReviewQueue
 
@@ -168,12 +169,6 @@ def export_reviewed(
     if not isinstance(out_path, (str, os.PathLike)) or str(out_path) == "":
         raise InputError(f"out_path must be a file path, got {out_path!r}; e.g. calibration/data/reviewed.jsonl")
     out = Path(out_path)
-    if out.is_dir():
-        raise InputError(f"out_path {out} is a directory; pass a .jsonl file path, e.g. {out / 'reviewed.jsonl'}")
-    if not out.parent.is_dir():  # a mistyped folder is an error, not a new tree
-        raise InputError(f"out_path {out}: the folder {out.parent} does not exist; create it first or fix the path")
-    from ..policy import refuse_own_file
-
     refuse_own_file(out, {"review queue": queue.path, "audit log": queue.audit.path if queue.audit else None}, "out_path")
     rows: list[Example] = []
     by_verdict: Counter[str] = Counter()
