@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .domain import CalibratedDomain
 from .errors import ProbeError
@@ -116,4 +116,29 @@ def read_probe_folder(folder: Path, signing: Mapping[str, Any]) -> tuple[dict[tu
     return loaded, errors
 
 
-__all__ = ["CLOSED_BOOK", "RAG", "DomainPlan", "Route", "build_plan", "read_probe_folder"]
+def read_probe_folders(
+    folders: str | Path | Sequence[str | Path], signing: Mapping[str, Any]
+) -> tuple[dict[tuple[str, str], tuple[Path, CalibratedDomain]], dict[str, str]]:
+    """Every calibrated domain in ``folders`` (one or several) by (name, prompt mode), with its folder,
+    and why each unreadable file or contested domain is left out. A domain two folders calibrate in the
+    same prompt mode is left out: which one was meant is not for hguard to guess."""
+    found: dict[tuple[str, str], tuple[Path, CalibratedDomain]] = {}
+    clashes: dict[tuple[str, str], list[Path]] = {}
+    errors: dict[str, str] = {}
+    for folder in [folders] if isinstance(folders, (str, Path)) else list(folders):
+        loaded, errs = read_probe_folder(Path(folder), signing)
+        errors.update(errs)
+        for key, cd in loaded.items():
+            if key in found:
+                clashes.setdefault(key, [found[key][0]]).append(Path(folder))
+            found[key] = (Path(folder), cd)
+    for (name, mode), folders_of in clashes.items():
+        found.pop((name, mode))
+        errors[name] = (
+            f"probe folders {', '.join(repr(str(f)) for f in folders_of)} all calibrate domain {name!r} "
+            f"({mode.replace('_', '-')}); remove it from all but one of them"
+        )
+    return found, errors
+
+
+__all__ = ["CLOSED_BOOK", "RAG", "DomainPlan", "Route", "build_plan", "read_probe_folder", "read_probe_folders"]

@@ -74,10 +74,11 @@ def write_html(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     for d, e in report["domains"].items():
         fig, ax = plt.subplots(1, 3, figsize=(13, 3.2))
         bins = [i / 20 for i in range(21)]
-        if e["_calibration_risks"]:
-            ax[0].hist(e["_calibration_risks"], bins=bins, density=True, alpha=0.5, label=f"calibration (n={len(e['_calibration_risks'])})")
-        if e["_live_risks"]:
-            ax[0].hist(e["_live_risks"], bins=bins, density=True, alpha=0.5, label=f"live (n={len(e['_live_risks'])})")
+        for mode, cal, live in e["_risk_panels"]:  # one pair per calibration (closed-book, with context)
+            if cal:
+                ax[0].hist(cal, bins=bins, density=True, alpha=0.4, label=f"calibration{mode} (n={len(cal)})")
+            if live:
+                ax[0].hist(live, bins=bins, density=True, alpha=0.4, label=f"live{mode} (n={len(live)})")
         ax[0].set_title(f"{d}: risk"); ax[0].legend(fontsize=7)  # noqa: E702
         acc = e["_accept_series"]
         step = max(1, len(acc) // 20)

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ._guard_plan import DomainPlan, Route, build_plan, read_probe_folder
+from ._guard_plan import DomainPlan, Route, build_plan, read_probe_folders
 from ._guard_records import _open_queue, _Recording
 from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context, context_given  # noqa: F401
 from ._guard_scoring import _EarlyAbstain, _Scoring
@@ -107,21 +107,8 @@ class Guard(_Scoring, _Recording):
         remembered and fail their domain closed."""
         from .integrity import probe_load_options
 
-        found: dict[tuple[str, str], tuple[Path, CalibratedDomain]] = {}
-        clashes: dict[tuple[str, str], list[Path]] = {}
-        for folder in [folders] if isinstance(folders, (str, Path)) else list(folders):
-            loaded, errors = read_probe_folder(Path(folder), probe_load_options(self.policy.integrity))
-            self.probe_errors.update(errors)
-            for key, cd in loaded.items():
-                if key in found:
-                    clashes.setdefault(key, [found[key][0]]).append(Path(folder))
-                found[key] = (Path(folder), cd)
-        for (name, mode), folders_of in clashes.items():  # which one was meant is not for the guard to guess
-            found.pop((name, mode))
-            self.probe_errors[name] = (
-                f"probe folders {', '.join(repr(str(f)) for f in folders_of)} all calibrate domain {name!r} "
-                f"({mode.replace('_', '-')}); remove it from all but one of them"
-            )
+        found, errors = read_probe_folders(folders, probe_load_options(self.policy.integrity))
+        self.probe_errors.update(errors)
         for _, cd in found.values():
             self.add_domain(cd)
         where = {key[0]: folder for key, (folder, _) in found.items()}

@@ -157,44 +157,44 @@ def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:
 # ------------------------------------------------------------------------------------------ the monitor run
 
 
-def _probe_meta(policy) -> dict[str, Any]:
-    """Each domain's calibration (probe_id, calibration scores) in the policy's probe folders; files
-    that cannot be read are left out (the guard routes their domains to review)."""
-    from .domain import CalibratedDomain
-    from .errors import ProbeError
+def _probe_meta(policy) -> dict[str, list[Any]]:
+    """Each domain's calibrations (closed-book, RAG or both: probe_id, calibration scores) in the policy's
+    probe folders, read as the guard reads them; files that cannot be read are left out (the guard
+    routes their domains to review)."""
+    from ._guard_plan import read_probe_folders
+    from .integrity import probe_load_options
 
-    out: dict[str, Any] = {}
-    for folder in policy.probe_folders:
-        if not Path(folder).is_dir():
-            continue
-        for p in sorted(Path(folder).glob("*.json")):
-            if p.name == "report.json":
-                continue
-            try:
-                cd = CalibratedDomain.load(p)
-            except (OSError, ValueError, ProbeError):
-                continue
-            if cd.name:  # a file without a domain name serves no domain
-                out[cd.name] = cd
+    found, _ = read_probe_folders(policy.probe_folders, probe_load_options(policy.integrity))
+    out: dict[str, list[Any]] = {}
+    for (name, _mode), (_folder, cd) in sorted(found.items()):
+        out.setdefault(name, []).append(cd)
     return out
 
 
-def _stricter(dp, cd, current: float | None) -> tuple[str, float, str]:
-    """(action, accept_below, how) for a tightening under ``dp.on_breach``."""
+def _stricter(dp, cds: list[Any], current: float | None) -> tuple[str, float, str]:
+    """(action, accept_below, how) for a tightening under ``dp.on_breach``. A domain calibrated closed-book
+    and with context has one tightened threshold: the stricter of the two, each certified on its own
+    calibration answers, so it holds for both."""
     if dp.on_breach == "review":
         return "review", 0.0, "on_breach = 'review': accept nothing, every answer to review"
     target = dp.tightened_target if dp.tightened_target is not None else dp.target_hallucination_rate / 2
-    scores = cd.calibration_scores if cd is not None else None
-    if scores is None:
+    if not cds or any(cd.calibration_scores is None for cd in cds):
         return "review", 0.0, "no calibration scores in the probe file to certify a stricter threshold: accept nothing"
     from .policy import fit_thresholds
 
-    t = fit_thresholds(list(scores.risk), list(scores.hallucinated), target=target, confidence=dp.confidence,
-                       abstain_precision=dp.abstain_precision)  # fmt: skip
-    accept = min(t.accept_below, current) if current is not None else t.accept_below
+    fitted = [
+        (cd, fit_thresholds(list(cd.calibration_scores.risk), list(cd.calibration_scores.hallucinated),
+                            target=target, confidence=dp.confidence, abstain_precision=dp.abstain_precision))
+        for cd in cds
+    ]  # fmt: skip
+    accept = min(t.accept_below for _, t in fitted)
+    if current is not None:
+        accept = min(accept, current)
+    on = ", ".join(f"{t.n_calibration} {cd.prompt_mode.replace('_', '-')}" if len(fitted) > 1 else str(t.n_calibration)
+                   for cd, t in fitted)  # fmt: skip
     how = (
         f"on_breach = 'stricter': accept_below {accept:.4g} certified for target {target:.4g} at confidence "
-        f"{dp.confidence} on {t.n_calibration} calibration answers"
+        f"{dp.confidence} on {on} calibration answers"
         + ("; none certifies: accept nothing" if accept == 0 else "")
     )
     return "stricter", float(accept), how
@@ -259,9 +259,9 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         "foreign_decisions_left_out": len(foreign), "domains": {},
     }  # fmt: skip
     for name, dp in policy.domains.items():
-        m = meta.get(name)
+        m = meta.get(name, [])
         st = states.get(name, DomainState())
-        probe_id = m.probe_id if m is not None else None
+        probe_id = "+".join(cd.probe_id for cd in m) if m else None
         events = []
         if st.state == "tightened" and st.probe_id and probe_id and st.probe_id != probe_id and act:
             events.append(_append(audit, LIFT, {"domain": name, "by": "recalibration", "probe_id": probe_id,
@@ -280,19 +280,26 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         n_min = min_checks(dp.target_hallucination_rate, dp.confidence)
         routed = [it.verdict.label for it in items if not it.spot_check and it.domain == name and it.verdict is not None]
         routes = Counter(r.get("route") for r in dom)
-        risks = [r.get("risk") for r in dom]
-        cal = list(m.calibration_scores.risk) if m is not None and m.calibration_scores is not None else []
         w = dp.drift_window
         sims = [((r.get("domain_choice") or {}).get("similarities") or {}).get(name) for r in dom]
         sims = [s for s in sims if s is not None]
         oods = [(r.get("signals") or {}).get("ood_distance") for r in dom]
         oods = [x for x in oods if x is not None]
-        drift = {
-            "risk": drift_test(cal, [x for x in risks if x is not None][-w:], dp.drift_p_value),
-            "similarity": drift_test(sims[:w], sims[w:][-w:], dp.drift_p_value),
-            "ood_distance": drift_test(oods[:w], oods[w:][-w:], dp.drift_p_value),
-        }
-        drift["risk"]["reference"] = "calibration answers (probe file)"
+        drift: dict[str, dict[str, Any]] = {}
+        panels = []
+        for probe in m:  # each calibration against the live risks its probe gave (a domain may have two)
+            cal = list(probe.calibration_scores.risk) if probe.calibration_scores is not None else []
+            live = [r["risk"] for r in dom if r.get("risk") is not None and r.get("probe_id") == probe.probe_id]
+            mode = str(probe.prompt_mode).replace("_", "-")
+            signal = "risk" if len(m) == 1 else f"risk ({mode})"
+            drift[signal] = drift_test(cal, live[-w:], dp.drift_p_value)
+            drift[signal]["reference"] = "calibration answers (probe file)"
+            panels.append(("" if len(m) == 1 else f", {mode}", cal, live))
+        if not m:
+            drift["risk"] = drift_test([], [], dp.drift_p_value)
+            drift["risk"]["reference"] = "no probe file for this domain"
+        drift["similarity"] = drift_test(sims[:w], sims[w:][-w:], dp.drift_p_value)
+        drift["ood_distance"] = drift_test(oods[:w], oods[w:][-w:], dp.drift_p_value)
         drift["similarity"]["reference"] = drift["ood_distance"]["reference"] = "the domain's first live window"
         lcb = clopper_pearson_lower(k, n, dp.confidence)
         breach = breached(k, n, dp.target_hallucination_rate, dp.confidence, dp.breach_rule)
@@ -339,8 +346,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                 est["state"] = st.to_dict()
         est["events"] = [{"kind": e["kind"], "id": e["id"], "reason": e.get("reason")} for e in events if e["kind"] != CHECK]
         states[name] = st
-        est["_live_risks"] = [x for x in risks if x is not None]
-        est["_calibration_risks"] = cal
+        est["_risk_panels"] = panels
         est["_spot_results"] = [(it.time, label == "hallucinated") for it, label in sorted(reviewed, key=lambda p: p[0].time)]
         est["_accept_series"] = [r.get("route") == "accept" for r in dom]
         report["domains"][name] = est

@@ -237,6 +237,50 @@ def test_clean_spot_checks_do_not_tighten(tmp_path):
     assert not e["breach"] and e["state"]["state"] == "normal"
 
 
+def test_a_domain_calibrated_closed_book_and_with_context_is_watched_per_calibration(tmp_path, monkeypatch):
+    """Two probes for one domain: each calibration's risks against the live risks of its own probe, and
+    one tightened threshold that holds for both (the stricter of the two certified ones)."""
+    from types import SimpleNamespace
+
+    import hguard.monitor as monitor
+    from hguard.policy import fit_thresholds
+
+    rng = random.Random(3)
+
+    def probe(pid, mode, cut):
+        risk = [rng.random() for _ in range(400)]
+        return SimpleNamespace(probe_id=pid, prompt_mode=mode, calibration_scores=SimpleNamespace(
+            risk=risk, hallucinated=[x > cut for x in risk]))  # fmt: skip
+
+    closed, rag = probe("p-closed", "closed_book", 0.5), probe("p-rag", "rag", 0.2)
+    monkeypatch.setattr(monitor, "_probe_meta", lambda policy: {"geo": [closed, rag]})
+    policy = _pol(tmp_path, spot_check_rate=0.5, on_breach="stricter", breach_rule="upper_bound")
+    log = AuditLog(policy.audit.path)
+    for _ in range(60):  # closed-book answers as calibrated; answers with context far riskier than calibrated
+        log.append({"policy_id": policy_id(policy), "domain": "geo", "route": "review", "probe_id": "p-closed",
+                    "risk": rng.random()}, kind="decision")  # fmt: skip
+        log.append({"policy_id": policy_id(policy), "domain": "geo", "route": "review", "probe_id": "p-rag",
+                    "risk": 0.9 + 0.1 * rng.random()}, kind="decision")  # fmt: skip
+    rep = run_monitor(policy, act=False)
+    e = rep["domains"]["geo"]
+    assert [(mode, len(cal), len(live)) for mode, cal, live in e["_risk_panels"]] == [
+        (", closed-book", 400, 60), (", rag", 400, 60)]
+    assert "data:image/png;base64" in write_html(rep, tmp_path / "r.html").read_text()
+    assert set(e["drift"]) == {"risk (closed-book)", "risk (rag)", "similarity", "ood_distance"}
+    assert e["drift"]["risk (closed-book)"]["n_live"] == e["drift"]["risk (rag)"]["n_live"] == 60
+    assert e["drift"]["risk (rag)"]["drift"] is True and e["drift"]["risk (closed-book)"]["drift"] is False
+    assert e["drifted"] == ["risk (rag)"]
+
+    dp = policy.domains["geo"]
+    each = [fit_thresholds(list(p.calibration_scores.risk), list(p.calibration_scores.hallucinated), target=0.1,
+                           confidence=dp.confidence, abstain_precision=dp.abstain_precision).accept_below
+            for p in (closed, rag)]  # fmt: skip
+    assert 0 < each[1] < each[0]
+    action, accept, how = monitor._stricter(dp, [closed, rag], None)
+    assert (action, accept) == ("stricter", each[1]) and "400 closed-book, 400 rag calibration answers" in how
+    assert monitor._stricter(dp, [closed, SimpleNamespace(calibration_scores=None)], None)[:2] == ("review", 0.0)
+
+
 def test_too_few_checks_are_not_judged(tmp_path):
     policy = _pol(tmp_path, spot_check_rate=0.5, breach_rule="upper_bound")
     _deploy(tmp_path, policy, 6, halluc_rate=1.0)
@@ -416,7 +460,7 @@ def test_cli_prints_the_estimate_writes_the_report_and_lifts(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     geo = out["domains"]["geo"]
     assert geo["state"]["state"] == "tightened" and geo["spot_checks"]["reviewed"] > 0
-    assert Path(out["html_report"]).is_file() and "_live_risks" not in geo
+    assert Path(out["html_report"]).is_file() and "_risk_panels" not in geo
     assert main(["monitor", "--policy", str(tmp_path / "policy.toml")]) == 0
     text = capsys.readouterr().out
     assert "state=tightened" in text and "upper bound" in text
