@@ -140,7 +140,7 @@ class _Scoring:
                     risk = base
                 signals["merged_risk_before_grounding"] = base
                 # a reply that declines follows nothing: it abstains by rule, and no conflict is read into it
-                if probe_mode == RAG and cd.knowledge_conflict and declines(g.text, g.question) is None:
+                if probe_mode == RAG and cd.knowledge_conflict and g.extra.get("declined") is None:
                     self._knowledge_conflict(signals, cd.knowledge_conflict, dp, g.extra.setdefault("holds", []), notes)
                 thresholds = route.thresholds  # fitted when the guard loaded the domain
             except Exception as exc:
@@ -187,6 +187,7 @@ class _Scoring:
 
     def _finish(self, g: Generation, domain, choice: dict, route: Route | None, steer_info, request_id, started, given=()) -> GuardResult:
         problems: list[str] = list(given)
+        g.extra["declined"] = declines(g.text, g.question)  # read once: the conflict check and the route use it
         try:
             signals, risk, thresholds, fp = self._score(g, domain, route, problems)
         except Exception as exc:  # anything unforeseen still ends in review
@@ -207,7 +208,7 @@ class _Scoring:
             policy=self.policy,
             domain=domain,
             domain_chosen=domain is not None,
-            declined=declines(g.text, g.question),
+            declined=g.extra["declined"],
             holds=g.extra.get("holds") or (),
             unscored=route.problem if domain is not None and route is not None and route.domain is None else None,
         )

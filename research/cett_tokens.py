@@ -1,15 +1,19 @@
-"""Which answer tokens the CETT should be read on: first, last, mean or max over the answer tokens.
+"""Which answer tokens the CETT should be read on: first, last, mean or max over the answer tokens, or the
+answer's own span.
 
 The recorder (hguard.neurons) averages the CETT over the generated answer tokens. This study reads the
 other choices from the answers already collected (a calibration work folder, e.g. runs/reference-work):
 each answer is re-tokenised and run once, teacher-forced, through the model with the collection's
 prompt, and the per-token CETT of every neuron is reduced to its first answer token, its last, the mean
-and the max. The mean computed this way is checked against the stored (generation-time) vectors, then
+and the max, and to the mean and max over the answer's span: the answer tokens that carry a word the
+question does not (its new content, as the H-Neurons paper reads the answer's entity tokens; punctuation
+and function words are left out, and an answer with no such token keeps all of them). The mean computed this way is checked against the stored (generation-time) vectors, then
 each reduction goes through the same leave-one-family-out protocol as research/generalization.py (the
 shipped probe settings, v0; FINAL families chose nothing, SELECTION families compare the reductions).
 
 Writes benchmarks/results/cett_tokens.json (or --out) and prints Markdown.
 Run: HGUARD_THREADS=1 .venv/bin/python -m research.cett_tokens [--work runs/reference-work] [--batch-size 8]
+     [--reductions span,span_max] (reductions run apart are added to the results file)
 """
 
 from __future__ import annotations
@@ -23,10 +27,41 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-REDUCTIONS = ("first", "last", "mean", "max")
+REDUCTIONS = ("first", "last", "mean", "max", "span", "span_max")
+NAMES = {
+    "first": "first answer token",
+    "last": "last answer token",
+    "mean": "mean over the answer tokens (teacher-forced)",
+    "max": "max over the answer tokens (teacher-forced)",
+    "span": "mean over the answer's span (words the question lacks)",
+    "span_max": "max over the answer's span (words the question lacks)",
+}
+FUNCTION_WORDS = frozenset(
+    "a an the of in on at to for from by with and or is are was were be been it its this that these those as "
+    "which who whom whose what where when how i you he she they we his her their our my your not no yes".split()
+)
 
 
-def token_cett(gen, rows, batch_size: int = 8) -> dict[str, np.ndarray]:
+def _words(text: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def span_mask(tok, question: str, answer: str) -> tuple[list[int], list[int]]:
+    """The answer's token ids, and 1 for those inside a word the question lacks (not a function word; a
+    question word split into sub-word tokens stays out as a whole); all 1 if no token is."""
+    import re
+
+    asked = _words(question) | FUNCTION_WORDS
+    enc = tok(answer, add_special_tokens=False, return_offsets_mapping=True)
+    new = [m.span() for m in re.finditer(r"[A-Za-z0-9]+", answer) if m.group().lower() not in asked]
+    keep = [1 if any(a < e and b > s for s, e in new) else 0 for a, b in enc["offset_mapping"]]
+    ids = list(enc["input_ids"])
+    return ids, (keep if any(keep) else [1] * len(ids))
+
+
+def token_cett(gen, rows, batch_size: int = 8, reductions=REDUCTIONS) -> dict[str, np.ndarray]:
     """{reduction: (n, n_features) float32} for ``rows`` (question and answer text)."""
     import torch
 
@@ -36,7 +71,7 @@ def token_cett(gen, rows, batch_size: int = 8) -> dict[str, np.ndarray]:
     model, tok = gen.lm.model, gen.lm.tokenizer
     sites = find_ffn_sites(model)
     width = sum(s.d_ff for s in sites)
-    out = {k: np.zeros((len(rows), width), np.float32) for k in REDUCTIONS}
+    out = {k: np.zeros((len(rows), width), np.float32) for k in reductions}
     norms = [column_norms(s) for s in sites]
     biases = [_weight_and_bias(s)[1] for s in sites]
     captured: dict[int, tuple] = {}
@@ -50,14 +85,19 @@ def token_cett(gen, rows, batch_size: int = 8) -> dict[str, np.ndarray]:
     try:
         for start in range(0, len(rows), batch_size):
             batch = rows[start:start + batch_size]
-            seqs, masks = [], []
+            seqs, masks, spans = [], [], []
             for r in batch:
                 prompt = gen.prompt_ids(r["question"])
-                answer = tok(r["answer"], add_special_tokens=False)["input_ids"] or [tok.eos_token_id]
+                answer, keep = span_mask(tok, r["question"], r["answer"])
+                if not answer:
+                    answer, keep = [tok.eos_token_id], [1]
                 seqs.append(prompt + answer)
                 masks.append([0] * len(prompt) + [1] * len(answer))
+                spans.append([0] * len(prompt) + keep)
             ids, att = left_pad(seqs, tok.pad_token_id)
             mask = left_pad(masks, 0, dtype=torch.float32)[0]  # (B, S)
+            span = left_pad(spans, 0, dtype=torch.float32)[0]
+            n_span = span.sum(1).clamp_min(1)
             pos = (att.long().cumsum(-1) - 1).clamp_min(0)
             with torch.no_grad():
                 model(input_ids=ids, attention_mask=att, position_ids=pos)
@@ -71,10 +111,19 @@ def token_cett(gen, rows, batch_size: int = 8) -> dict[str, np.ndarray]:
                     h = h - biases[k]
                 c = z.float().abs() * norms[k] / torch.linalg.vector_norm(h.float(), dim=-1, keepdim=True).clamp_min(1e-12)
                 sl = slice(s.offset, s.offset + s.d_ff)
-                out["first"][start:start + len(batch), sl] = c[rows_i, first].numpy()
-                out["last"][start:start + len(batch), sl] = c[rows_i, last].numpy()
-                out["mean"][start:start + len(batch), sl] = ((c * mask[..., None]).sum(1) / n[:, None]).numpy()
-                out["max"][start:start + len(batch), sl] = c.masked_fill(mask[..., None] == 0, float("-inf")).amax(1).numpy()
+                rs = slice(start, start + len(batch))
+                if "first" in out:
+                    out["first"][rs, sl] = c[rows_i, first].numpy()
+                if "last" in out:
+                    out["last"][rs, sl] = c[rows_i, last].numpy()
+                if "mean" in out:
+                    out["mean"][rs, sl] = ((c * mask[..., None]).sum(1) / n[:, None]).numpy()
+                if "max" in out:
+                    out["max"][rs, sl] = c.masked_fill(mask[..., None] == 0, float("-inf")).amax(1).numpy()
+                if "span" in out:
+                    out["span"][rs, sl] = ((c * span[..., None]).sum(1) / n_span[:, None]).numpy()
+                if "span_max" in out:
+                    out["span_max"][rs, sl] = c.masked_fill(span[..., None] == 0, float("-inf")).amax(1).numpy()
             captured.clear()
             if start % (batch_size * 50) == 0:
                 print(f"  {start + len(batch)} of {len(rows)} answers", flush=True)
@@ -100,7 +149,11 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default=str(ROOT / "runs" / "reference-work"))
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cett_tokens.json"))
+    ap.add_argument("--reductions", default=",".join(REDUCTIONS), help=f"comma-separated, of {', '.join(REDUCTIONS)}")
     args = ap.parse_args(argv)
+    chosen = [k for k in args.reductions.split(",") if k]
+    if not chosen or set(chosen) - set(REDUCTIONS):
+        raise SystemExit(f"--reductions {args.reductions!r}: choose from {', '.join(REDUCTIONS)}")
     torch.set_num_threads(1)
     col, _, test = load_study(args.work)
     gen = Generator(load_model("default"), settings=GenerationSettings(system_prompt=DEFAULT_SYSTEM_PROMPT))
@@ -109,18 +162,22 @@ def main(argv=None) -> int:
         if stored.get(k) != v:
             raise SystemExit(f"{args.work} was collected with {k} {stored.get(k)!r}, this generator has {v!r}")
     t0 = time.perf_counter()
-    red = token_cett(gen, col.rows, args.batch_size)
+    red = token_cett(gen, col.rows, args.batch_size, chosen)
     seconds = time.perf_counter() - t0
-    X = np.asarray(col.features, dtype=np.float32)
-    r = [float(np.corrcoef(X[i], red["mean"][i])[0, 1]) for i in range(0, len(X), max(1, len(X) // 200))]
-    results: dict = {"n_answers": len(col.rows), "seconds_forward": seconds,
-                     "mean_vs_stored_correlation": {"median": float(np.median(r)), "min": float(np.min(r)), "n": len(r)},
-                     "variants": {}, "final_families": {}}
-    print(f"teacher-forced pass: {seconds:.0f} s; mean CETT vs stored: median r {np.median(r):.4f}, min {np.min(r):.4f}")
-    del X
+    results: dict = {"variants": {}, "final_families": {}}
+    if Path(args.out).is_file():  # reductions run apart add to the file; one run again replaces its entry
+        results.update(json.loads(Path(args.out).read_text()))
+    results.update(n_answers=len(col.rows), seconds_forward=seconds, reductions_last_run=chosen)
+    print(f"teacher-forced pass: {seconds:.0f} s")
+    if "mean" in red:
+        X = np.asarray(col.features, dtype=np.float32)
+        r = [float(np.corrcoef(X[i], red["mean"][i])[0, 1]) for i in range(0, len(X), max(1, len(X) // 200))]
+        results["mean_vs_stored_correlation"] = {"median": float(np.median(r)), "min": float(np.min(r)), "n": len(r)}
+        print(f"mean CETT vs stored: median r {np.median(r):.4f}, min {np.min(r):.4f}")
+        del X
     spec = VARIANTS[next(v for v in VARIANTS if v.startswith("v0"))]
-    for k in REDUCTIONS:
-        name = f"{k} answer token" if k in ("first", "last") else f"{k} over the answer tokens (teacher-forced)"
+    for k in chosen:
+        name = NAMES[k]
         results["variants"][name], finals = run_variant(Collected(col.rows, red[k]), test, spec, log=k)
         results["final_families"].update(finals)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
