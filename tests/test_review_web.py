@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from hguard.audit import AuditLog, verify
 from hguard.cli.review import main as review_cli
-from hguard.errors import InputError
+from hguard.errors import InputError, PolicyError
 from hguard.review import ReviewQueue, _auth, create_app, make_server, serve, web
 
 TOKEN = "test-token-0123456789abcdef"
@@ -383,6 +383,15 @@ def test_server_binds_to_loopback_by_default_and_refuses_other_hosts(queue, monk
     with pytest.warns(UserWarning, match="reachable from other machines"):
         remote = make_server(queue, host="0.0.0.0", allow_remote=True)
     assert remote.config.host == "0.0.0.0"
+
+
+def test_a_wrong_policy_or_queue_path_is_named_before_the_missing_token(tmp_path, monkeypatch):
+    monkeypatch.delenv(web.TOKEN_ENV, raising=False)
+    with pytest.raises(PolicyError, match="nope.toml"):
+        make_server(tmp_path / "nope.toml")
+    with pytest.raises(InputError, match="no review queue at .*nope.sqlite3: it does not exist"):
+        make_server(tmp_path / "nope.sqlite3")
+    assert list(tmp_path.iterdir()) == []  # nothing created
 
 
 def test_server_without_token_is_refused_unless_read_only_open(queue, monkeypatch):

@@ -177,17 +177,21 @@ def make_server(
             UserWarning,
             stacklevel=2,
         )
+    policy = None
+    if isinstance(source, (str, os.PathLike)) and str(source):  # a wrong path is named before the token
+        if Path(source).suffix.lower() in (".toml", ".yaml", ".yml"):
+            from ..policy import load_policy
+
+            policy = load_policy(os.fspath(source))
+        elif not Path(source).is_file():
+            _open_source(source, None)  # raises: no queue there (it creates nothing)
     if token is None:
         token = os.environ.get(TOKEN_ENV) or None
     _check_token(token, read_only_open)  # before the queue is opened: a refused start touches nothing
     queue = _open_source(source, audit)
     if allowed_hosts is None:
         allowed_hosts = ["*"] if remote else sorted({*_LOOPBACK_HOSTS, host.strip("[]")})
-    state = None
-    if isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in (".toml", ".yaml", ".yml"):
-        from ..policy import load_policy
-
-        state = load_policy(os.fspath(source)).monitor.state
+    state = policy.monitor.state if policy is not None else None
     app = create_app(
         queue, token=token, allowed_hosts=allowed_hosts, read_only_open=read_only_open, monitor_state=state
     )
