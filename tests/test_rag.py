@@ -199,7 +199,11 @@ def test_rag_calibration_fits_one_merger_over_probe_confidence_grounding_and_clo
     assert set(m["all"]["auroc"]) >= {"merged", "probe", "grounding", "confidence_mean_logprob", "merged_without_relevance"}
     assert {"context_relevance", "grounding_x_relevance"} <= set(RAG_MERGER_FEATURES) and "abstains" not in RAG_MERGER_FEATURES
     assert m["all"]["n"] == report["split"]["n_test"]
-    assert (folder / "probes" / "rag-report" / "report.md").read_text().startswith("# RAG calibration report")
+    md = (folder / "probes" / "rag-report" / "report.md").read_text()
+    assert md.startswith("# RAG calibration report")
+    kc = report["knowledge_conflict"]  # said in words: fitted with its counts, or why there is no detector
+    said = md.split("## Knowledge-conflict detector\n\n")[1].split("\n")[0]
+    assert said.startswith("Fitted on") if kc.get("train") else said == f"No detector: {kc['why']}"
     # the split is by passage: no group on both sides
     from hguard.calibrate.collect import load_collected
     from hguard.calibrate.pipeline import split_groups

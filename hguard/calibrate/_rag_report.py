@@ -117,7 +117,15 @@ def rag_markdown(report: dict) -> str:
         "", "Intervals: AUROC, 95% percentile bootstrap (500 resamples within class); shares, 95% Clopper-Pearson.", "",
     ]
     kc = report.get("knowledge_conflict", {})
-    lines += ["## Knowledge-conflict detector", "", f"{json.dumps(kc.get('train') or kc.get('why'))}; threshold {kc.get('threshold')}", ""]
+    tr = kc.get("train")
+    said = (
+        f"Fitted on {tr['followed_misleading']} training answers that followed a misleading passage against the truth "
+        f"and {tr['right_supporting']} right answers to the same questions from their true passage (all RAG domains "
+        f"pooled); out-of-fold AUROC {_f(tr['oof_auroc'])}, "
+        f"balanced accuracy {_f(tr['oof_balanced_accuracy'])} at the threshold {_f(kc.get('threshold'))} it flags from."
+        if tr else f"No detector: {kc.get('why')}"
+    )
+    lines += ["## Knowledge-conflict detector", "", said, ""]
     for d, why in report.get("skipped", {}).items():
         lines += [f"## {d}: skipped", "", f"{why}", ""]
     for d, m in report["domains"].items():
