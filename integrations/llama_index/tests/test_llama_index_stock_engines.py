@@ -36,11 +36,11 @@ def wide_window(tiny_probes, monkeypatch):
     monkeypatch.setattr(tiny_probes[0].model.config, "max_position_embeddings", 2048)
 
 
-def _guard(tiny_probes, embedder, tmp_path, min_grounding=None, max_new_tokens=4):
+def _guard(tiny_probes, embedder, tmp_path, min_grounding=None, max_new_tokens=4, abstain_above=1.0):
     lm, probes = tiny_probes
     # the tiny probes are closed-book: requests with context are scored with them on purpose
-    alpha = {"accept_below": 1.0, "abstain_above": 1.0, "require_grounding": True, "context_with_closed_book_probe": "allow",
-             "out_of_distribution": "warn"}
+    alpha = {"accept_below": min(1.0, abstain_above), "abstain_above": abstain_above, "require_grounding": True,
+             "context_with_closed_book_probe": "allow", "out_of_distribution": "warn"}
     if min_grounding is not None:
         alpha["min_grounding"] = min_grounding
     if max_new_tokens != 4:  # longer answers than the 4-token calibration, on purpose: warned about, not reviewed
@@ -70,6 +70,27 @@ def test_stock_query_engine_scores_the_retrieved_nodes(tiny_probes, embedder, tm
     assert "Canberra is the capital city of Australia." in rec["context"]
     assert str(response) == rec["answer"] and response.source_nodes
     assert not any("fingerprint" in r for r in rec["reasons"])  # the stock template is not an instruction
+
+
+def test_each_response_carries_its_own_decision_when_two_answers_read_the_same(tiny_probes, embedder, tmp_path, index):
+    """Every answer abstains with the same message: the stock engine's responses and HGuardQueryEngine's
+    must each still carry the decision made for their own question (it was matched by text alone)."""
+    from llama_index.llms.hguard import HGuardQueryEngine
+
+    guard = _guard(tiny_probes, embedder, tmp_path, abstain_above=0.0)
+    llm = HGuardLLM(guard, domain="alpha")
+    stock = index.as_query_engine(llm=llm, similarity_top_k=2)
+    own = HGuardQueryEngine(index.as_retriever(similarity_top_k=2), llm, domain="alpha")
+    asked = [(stock, AUSTRALIA), (own, "which city is the capital of kenya ?"), (stock, "what is the capital of france ?"),
+             (stock, "what is the capital of spain ?")]
+    ids = []
+    for engine, q in asked:
+        r = engine.query(q)
+        assert r.metadata["route"] == "abstain" and str(r) == guard.policy.abstain_message
+        rec = AuditLog(guard.audit.path).find(r.metadata["audit_id"])
+        assert rec["question"] == q  # its own decision, not the last one with the same text
+        ids.append(r.metadata["audit_id"])
+    assert len(set(ids)) == len(asked)
 
 
 @pytest.mark.parametrize("engine", ["query", "chat-default", "context", "condense_plus_context"])

@@ -11,20 +11,22 @@ recognised by the stock templates' fixed text.
 
 The decision reaches ``response.metadata``: the synthesizer keeps only the answer's text (its pydantic
 models turn a :class:`hguard.streaming.GuardedText` back into a plain ``str``), so ``HGuardLLM`` notes
-each decision under its answer text (:func:`note_decision`) and :func:`install_decision_metadata` adds
-a span handler that, when a query or chat call returns a response with that text, moves the decision
-into the response's ``metadata``.
+each decision on the instrumentation span it was made in (:func:`note_decision`), and
+:func:`install_decision_metadata` adds a span handler that carries it up the span tree, to the query or
+chat call of the same request, and copies it into the ``metadata`` of the response it returns when the
+response's text is that answer's. Decisions never cross requests: two answers with the same text (two
+abstentions) keep their own.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from llama_index.core.base.llms.types import MessageRole
 from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from llama_index.core.instrumentation.span.simple import SimpleSpan
 
@@ -106,23 +108,29 @@ def is_condense_prompt(prompt: str) -> bool:
     return any(head.startswith(p) for p in CONDENSE_PREFIXES)
 
 
-_DECISIONS: "OrderedDict[str, dict]" = OrderedDict()
-_DECISIONS_LOCK = threading.Lock()
-_MAX_NOTED = 1024
+_NOTED: dict[str, list[tuple[str, dict]]] = {}  # span id -> (answer text, decision) made inside it
+_PARENTS: dict[str, Optional[str]] = {}  # open span id -> its parent span id
+_LOCK = threading.Lock()
+_MAX_OPEN = 100_000  # spans that never close (abandoned generators) are forgotten past this many
 
 
 def note_decision(text: GuardedText) -> None:
-    """Remember a stock engine answer's decision under its text until its response is returned."""
-    with _DECISIONS_LOCK:
-        _DECISIONS[text.text] = text.decision
-        _DECISIONS.move_to_end(text.text)
-        while len(_DECISIONS) > _MAX_NOTED:
-            _DECISIONS.popitem(last=False)
+    """Note a stock engine answer's decision on the span it was made in, for the response of its request."""
+    span = active_span_id.get()
+    if span is None:  # outside any instrumented call there is no response to carry it to
+        return
+    with _LOCK:
+        _NOTED.setdefault(span, []).append((text.text, text.decision))
 
 
-def take_decision(text: str) -> dict | None:
-    with _DECISIONS_LOCK:
-        return _DECISIONS.get(text)  # kept: the chat engines wrap the query response in their own
+def _close(span: str, to_parent: bool) -> list[tuple[str, dict]]:
+    """The decisions made inside ``span`` (now closing), handed on to its parent when ``to_parent``."""
+    with _LOCK:
+        noted = _NOTED.pop(span, [])
+        parent = _PARENTS.pop(span, None)
+        if to_parent and noted and parent is not None and parent in _PARENTS:
+            _NOTED.setdefault(parent, []).extend(noted)
+    return noted
 
 
 class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
@@ -133,19 +141,28 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
         return "HGuardDecisionToMetadata"
 
     def new_span(self, id_: str, bound_args: Any, instance: Any = None, parent_span_id: Optional[str] = None, tags: Any = None, **kwargs: Any) -> Optional[SimpleSpan]:
+        with _LOCK:
+            if len(_PARENTS) >= _MAX_OPEN:
+                _PARENTS.clear()
+                _NOTED.clear()
+            _PARENTS[id_] = parent_span_id
         return None
 
     def prepare_to_exit_span(self, id_: str, bound_args: Any, instance: Any = None, result: Any = None, **kwargs: Any) -> Optional[SimpleSpan]:
         if type(result).__name__ == "StreamingResponse" and getattr(result, "response_gen", None) is not None:
             result.response_gen = _fill_when_consumed(result.response_gen, result)
+        noted = _close(id_, to_parent=True)  # a chat engine wraps its query's response in its own
         text = getattr(result, "response", None)
         if isinstance(text, str) and text and hasattr(result, "metadata") and type(result).__name__ in _RESPONSES:
-            decision = take_decision(text)
+            if "audit_id" in (result.metadata or {}):
+                return None  # the response already carries its own decision (HGuardQueryEngine)
+            decision = next((d for t, d in reversed(noted) if t == text), None)
             if decision is not None:
                 result.metadata = {**(result.metadata or {}), **decision}
         return None
 
     def prepare_to_drop_span(self, id_: str, bound_args: Any, instance: Any = None, err: Any = None, **kwargs: Any) -> Optional[SimpleSpan]:
+        _close(id_, to_parent=False)  # a failed call returns no response to carry a decision
         return None
 
 
@@ -200,4 +217,4 @@ def install_decision_metadata() -> None:
             _installed = True
 
 
-__all__ = ["DecidedStream", "note_decision", "take_decision", "CONDENSE_PREFIXES", "DecisionToMetadata", "RAGPrompt", "install_decision_metadata", "is_condense_prompt", "read_rag_prompt"]
+__all__ = ["DecidedStream", "note_decision", "CONDENSE_PREFIXES", "DecisionToMetadata", "RAGPrompt", "install_decision_metadata", "is_condense_prompt", "read_rag_prompt"]
