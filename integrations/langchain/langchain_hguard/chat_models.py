@@ -7,7 +7,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, AsyncIterator, Iterator, Literal, Sequence
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -15,7 +15,7 @@ from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig
-from langchain_core.runnables.config import get_config_list
+from langchain_core.runnables.config import ensure_config, get_config_list
 from pydantic import Field, PrivateAttr, field_validator
 
 from hguard.errors import InputError
@@ -45,6 +45,8 @@ _NO_TOOLS = (
 )
 # kwarg that hands a result computed by one batched generation to the per-input run (internal)
 _PRECOMPUTED = "_hguard_precomputed"
+# kwarg that hands the chain's run to a streamed call (langchain-core calls _stream without its run manager)
+_PARENT_RUN = "_hguard_parent_run"
 _CHUNK_HAS_POSITION = "chunk_position" in AIMessageChunk.model_fields
 
 
@@ -330,6 +332,8 @@ class ChatHGuard(BaseChatModel):
         mode = check_stream_mode(kw.pop("stream_mode", self.stream_mode))
         early_stop = bool(kw.pop("early_stop", self.early_stop))
         key = kw.pop(_PRECOMPUTED, None)
+        parent_run_id = parent_run_id or kw.pop(_PARENT_RUN, None)
+        kw.pop(_PARENT_RUN, None)
         kw.pop("stream", None)
         model = kw.pop("model", None)
         if model is not None and model != self.model_name:
@@ -381,6 +385,17 @@ class ChatHGuard(BaseChatModel):
         return ChatGenerationChunk(message=AIMessageChunk(content=text, response_metadata=meta, **extra))
 
     # ------------------------------------------------------------------------------ generation
+
+    # Streamed calls: langchain-core runs ``_stream`` without the run manager, so the chain run the
+    # retrieved passages belong to is taken from the config here and handed on.
+
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+        kwargs.setdefault(_PARENT_RUN, parent_run_of(ensure_config(config)))
+        return super().stream(input, config, **kwargs)
+
+    def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:
+        kwargs.setdefault(_PARENT_RUN, parent_run_of(ensure_config(config)))
+        return super().astream(input, config, **kwargs)
 
     def _generate(
         self,

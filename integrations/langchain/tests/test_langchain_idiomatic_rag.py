@@ -106,6 +106,27 @@ def test_tutorial_chain_scores_the_retrieved_passages(tiny_probes, embedder, tmp
     assert CAPTURE.open_runs() == 0  # the captured retrievals are forgotten when the chain ends
 
 
+@pytest.mark.parametrize("mode", ["hold", "passthrough"])
+def test_tutorial_chain_streamed_scores_the_retrieved_passages(tiny_probes, embedder, tmp_path, retriever, mode):
+    import asyncio
+
+    guard = _grounded_guard(tiny_probes, embedder, tmp_path)
+    chain = {"context": retriever | format_docs, "question": RunnablePassthrough()} | RAG_HUMAN | ChatHGuard(
+        guard=guard, domain="alpha", stream_mode=mode)
+    chunks = list(chain.stream(AUSTRALIA))
+    assert chunks[-1].response_metadata["route"] == "accept"
+    _assert_scored_against_retrieval(guard, chunks[-1].response_metadata)
+
+    async def astream():
+        return [c async for c in chain.astream(AUSTRALIA)]
+
+    chunks = asyncio.run(astream())
+    assert chunks[-1].response_metadata["route"] == "accept"
+    _assert_scored_against_retrieval(guard, chunks[-1].response_metadata)
+    assert "".join(c.content for c in chunks) == list(AuditLog(guard.audit.path))[-1]["answer"]
+    assert CAPTURE.open_runs() == 0
+
+
 def test_passthrough_assign_shape_and_batch(tiny_probes, embedder, tmp_path, retriever):
     from operator import itemgetter
 
