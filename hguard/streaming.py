@@ -84,6 +84,16 @@ def context_not_identified(detail: str) -> str:
     return f"{CONTEXT_NOT_IDENTIFIED}: {detail}; the answer could not be scored against it"
 
 
+NOTHING_RETRIEVED = "nothing retrieved"
+
+
+def nothing_retrieved(what: str = "the retriever") -> str:
+    """The problem an adapter hands to the guard when its retrieval returned no passage (review: an answer
+    from the model's own memory is not what a RAG chain promises, and has nothing to be grounded in)."""
+    return (f"{NOTHING_RETRIEVED}: {what} returned no passage with text, so the answer comes from the model's "
+            "memory and has nothing to be grounded in")
+
+
 def appears_in(passage: str, texts: Sequence[str], probe_chars: int = 200) -> bool:
     """Whether the passage's text (its first ``probe_chars`` characters, whitespace-normalised) was
     pasted into one of ``texts``."""
@@ -267,6 +277,8 @@ __all__ = [
     "GuardedText",
     "appears_in",
     "context_not_identified",
+    "NOTHING_RETRIEVED",
+    "nothing_retrieved",
     "mentions_context",
     "ROUTES",
     "check_raise_on",

@@ -47,6 +47,8 @@ _NO_TOOLS = (
 _PRECOMPUTED = "_hguard_precomputed"
 # kwarg that hands the chain's run to a streamed call (langchain-core calls _stream without its run manager)
 _PARENT_RUN = "_hguard_parent_run"
+# kwarg that hands a calling runnable's problems (e.g. nothing retrieved) to the guard (internal)
+_PROBLEMS = "_hguard_problems"
 _CHUNK_HAS_POSITION = "chunk_position" in AIMessageChunk.model_fields
 
 
@@ -334,6 +336,7 @@ class ChatHGuard(BaseChatModel):
         key = kw.pop(_PRECOMPUTED, None)
         parent_run_id = parent_run_id or kw.pop(_PARENT_RUN, None)
         kw.pop(_PARENT_RUN, None)
+        given = list(kw.pop(_PROBLEMS, None) or [])
         kw.pop("stream", None)
         model = kw.pop("model", None)
         if model is not None and model != self.model_name:
@@ -352,7 +355,7 @@ class ChatHGuard(BaseChatModel):
             context = read.context
         problems = read.problems if context is None or read.context_from == "retriever" else []
         stop = stop if stop else self.stop
-        return _Call(read.question, context, domain, mode, early_stop, key, read.history, read.system, problems,
+        return _Call(read.question, context, domain, mode, early_stop, key, read.history, read.system, given + problems,
                      list(stop) if stop else None, self.max_tokens)
 
     def _take(self, key: str | None) -> GuardResult | None:

@@ -8,12 +8,19 @@ from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackMa
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.output_parsers.transform import BaseTransformOutputParser
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableParallel, RunnablePassthrough, RunnableSerializable
+from langchain_core.runnables import (
+    Runnable,
+    RunnableConfig,
+    RunnableLambda,
+    RunnableParallel,
+    RunnablePassthrough,
+    RunnableSerializable,
+)
 from langchain_core.runnables.config import patch_config
 from hguard.errors import InputError
-from hguard.streaming import GuardedText
+from hguard.streaming import GuardedText, nothing_retrieved
 
-from .chat_models import ChatHGuard
+from .chat_models import _PROBLEMS, ChatHGuard
 
 RAGInput = Union[str, dict[str, Any]]
 
@@ -105,9 +112,9 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
 
     # -------------------------------------------------------------------------------- parsing
 
-    def _parse(self, value: RAGInput) -> tuple[str, Optional[list[str]], list[str], Optional[str]]:
+    def _parse(self, value: RAGInput) -> tuple[str, Optional[list[str]], list[str], Optional[str], list[str]]:
         if isinstance(value, str):
-            return value, None, [], self.domain
+            return value, None, [], self.domain, []
         if not isinstance(value, dict):
             raise InputError(
                 f"GuardedRAG takes a question string or a dict with 'question' and 'documents' or 'context', "
@@ -116,10 +123,18 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
         if "question" not in value:
             raise InputError(f"GuardedRAG input needs a 'question' key; got keys {sorted(value)}")
         question = value["question"]
+        if not isinstance(question, str):
+            raise InputError(f"GuardedRAG 'question' must be a string, got {type(question).__name__}: {question!r:.80}")
         domain = value.get("domain") or self.domain
         passages: list[str] = []
         sources: list[str] = []
-        for i, doc in enumerate(value.get("documents") or []):
+        documents = value.get("documents")
+        if documents is not None and not isinstance(documents, (list, tuple)):
+            raise InputError(
+                f"GuardedRAG 'documents' must be a list of Documents or strings (a retriever's output), got "
+                f"{type(documents).__name__}; pass a single passage as 'context' or wrap it in a list"
+            )
+        for i, doc in enumerate(documents or []):
             if isinstance(doc, Document):
                 passages.append(doc.page_content)
                 src = doc.metadata.get(self.source_key) or doc.id or f"document {i}"
@@ -134,32 +149,41 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
         if context is not None:
             if isinstance(context, str):
                 passages.append(context)
-            elif isinstance(context, (list, tuple)) and all(isinstance(c, str) for c in context):
+            elif isinstance(context, (list, tuple)):
+                bad = next(((i, c) for i, c in enumerate(context) if not isinstance(c, str)), None)
+                if bad is not None:
+                    raise InputError(
+                        f"GuardedRAG 'context' must be a string or a list of strings; item {bad[0]} is "
+                        f"{type(bad[1]).__name__}" + ("; pass Documents under 'documents'" if isinstance(bad[1], Document) else "")
+                    )
                 passages.extend(context)
             else:
                 raise InputError(f"GuardedRAG 'context' must be a string or a list of strings, got {type(context).__name__}")
         passages = [p for p in passages if p.strip()]
-        return question, (passages or None), sources, domain
+        problems = [nothing_retrieved()] if documents is not None and context is None and not passages else []
+        return question, (passages or None), sources, domain, problems
 
     # ----------------------------------------------------------------------------- invocation
 
     def _run(self, value: RAGInput, run_manager: CallbackManagerForChainRun, config: RunnableConfig) -> GuardedAnswer:
-        question, context, sources, domain = self._parse(value)
+        question, context, sources, domain, problems = self._parse(value)
         message = self.llm.invoke(
             [HumanMessage(content=question)],
             patch_config(config, callbacks=run_manager.get_child()),
             context=context,
             domain=domain,
+            **{_PROBLEMS: problems},
         )
         return GuardedAnswer.from_message(message, sources)
 
     async def _arun(self, value: RAGInput, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig) -> GuardedAnswer:
-        question, context, sources, domain = self._parse(value)
+        question, context, sources, domain, problems = self._parse(value)
         message = await self.llm.ainvoke(
             [HumanMessage(content=question)],
             patch_config(config, callbacks=run_manager.get_child()),
             context=context,
             domain=domain,
+            **{_PROBLEMS: problems},
         )
         return GuardedAnswer.from_message(message, sources)
 
@@ -173,10 +197,10 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
                     value = value + chunk
                 except TypeError:
                     value = chunk
-        question, context, sources, domain = self._parse(value)
+        question, context, sources, domain, problems = self._parse(value)
         for piece in self.llm.stream(
             [HumanMessage(content=question)], patch_config(config, callbacks=run_manager.get_child()),
-            context=context, domain=domain,
+            context=context, domain=domain, **{_PROBLEMS: problems},
         ):
             meta = piece.response_metadata or {}
             text = piece.content if isinstance(piece.content, str) else str(piece.content)
@@ -205,10 +229,25 @@ def create_guarded_rag_chain(
     retriever: Runnable, llm: ChatHGuard, *, domain: Optional[str] = None, source_key: str = "source"
 ) -> Runnable[str, GuardedAnswer]:
     """``question -> {question, documents: retriever(question)} -> GuardedRAG``: a question string in, a
-    :class:`GuardedAnswer` out."""
-    return RunnableParallel(question=RunnablePassthrough(), documents=retriever) | GuardedRAG(
-        llm=llm, domain=domain, source_key=source_key
+    :class:`GuardedAnswer` out. A retriever that returns nothing sends the answer to review (nothing to
+    ground it in)."""
+    return (
+        RunnableLambda(_question_string, name="question")
+        | RunnableParallel(question=RunnablePassthrough(), documents=retriever)
+        | GuardedRAG(llm=llm, domain=domain, source_key=source_key)
     )
+
+
+def _question_string(value: Any) -> str:
+    """The chain's input, checked before it reaches the retriever (whose own error would not say why)."""
+    if not isinstance(value, str):
+        raise InputError(
+            f"create_guarded_rag_chain takes the question as a string, got {type(value).__name__}: {value!r:.80}; "
+            "e.g. chain.invoke('What is the notice period?') (GuardedRAG itself takes {'question', 'documents'})"
+        )
+    if not value.strip():
+        raise InputError("the question is empty; pass the text of a question")
+    return value
 
 
 __all__ = ["GuardedAnswer", "GuardedOutputParser", "GuardedRAG", "create_guarded_rag_chain"]

@@ -16,7 +16,7 @@ from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 from langchain_core.vectorstores import InMemoryVectorStore
 
 from hguard.audit import AuditLog
-from hguard.errors import AbstainedError, NeedsReviewError, RouteError
+from hguard.errors import AbstainedError, InputError, NeedsReviewError, RouteError
 from hguard.guard import Guard
 from hguard.policy import Policy
 from langchain_hguard import ChatHGuard, GuardedOutputParser, GuardedRAG, GuardedText, HGuardEmbeddings
@@ -242,6 +242,36 @@ def test_guarded_rag_composes_with_str_output_parser_and_streams(make_guard, ret
     assert len(chunks) >= 2 and all(c.route is None for c in chunks[:-1]) and chunks[-1].route == "accept"
     rec = AuditLog(passthrough.llm.guard.audit.path).find(chunks[-1].audit_id)
     assert "".join(chunks).strip() == rec["answer"] and chunks[-1].sources[0] == "australia.txt"
+
+
+def test_guarded_rag_bad_input_is_named_and_an_empty_retrieval_goes_to_review(make_guard, retriever):
+    from langchain_core.retrievers import BaseRetriever
+
+    from langchain_hguard import create_guarded_rag_chain
+
+    guard = make_guard("accept")
+    rag = GuardedRAG.from_guard(guard, domain="alpha")
+    n_records = len(list(AuditLog(guard.audit.path))) if guard.audit.path.exists() else 0
+    with pytest.raises(InputError, match="'documents' must be a list of Documents or strings .* got str"):
+        rag.invoke({"question": AUSTRALIA, "documents": "not a list"})  # was split into one passage per letter
+    with pytest.raises(InputError, match="'question' must be a string, got int"):
+        rag.invoke({"question": 42, "documents": []})
+    with pytest.raises(InputError, match="item 0 is Document; pass Documents under 'documents'"):
+        rag.invoke({"question": AUSTRALIA, "context": [Document(page_content="Canberra.")]})
+    chain = create_guarded_rag_chain(retriever, ChatHGuard(guard=guard), domain="alpha")
+    with pytest.raises(InputError, match="takes the question as a string, got dict"):
+        chain.invoke({"question": AUSTRALIA})
+    assert (len(list(AuditLog(guard.audit.path))) if guard.audit.path.exists() else 0) == n_records  # nothing answered
+
+    class Nothing(BaseRetriever):
+        def _get_relevant_documents(self, query, *, run_manager):
+            return []
+
+    for out in (rag.invoke({"question": AUSTRALIA, "documents": []}),
+                create_guarded_rag_chain(Nothing(), ChatHGuard(guard=guard), domain="alpha").invoke(AUSTRALIA)):
+        assert out.route == "review"  # the domain accepts everything, but nothing was retrieved to ground it in
+        assert any("nothing retrieved: the retriever returned no passage" in r for r in out.reasons), out.reasons
+    assert rag.invoke({"question": AUSTRALIA, "context": "Canberra is the capital of Australia."}).route == "accept"
 
 
 def test_framework_conventions(make_guard):

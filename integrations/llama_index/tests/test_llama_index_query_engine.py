@@ -132,3 +132,30 @@ def test_a_failing_audit_write_is_raised_by_the_engine_not_lost(make_guard, retr
     assert len(handler.errors) == 2  # the llm_call and the query record both failed
     with pytest.raises(HGuardError):
         handler.raise_if_failed()
+
+
+def test_bad_queries_are_named_and_an_empty_retrieval_goes_to_review(make_guard, retriever):
+    from llama_index.core.retrievers import BaseRetriever
+
+    guard = make_guard("accept")
+    llm = HGuardLLM(guard, domain="alpha")
+    engine = HGuardQueryEngine(retriever, llm)
+    for empty in ("", "   "):
+        with pytest.raises(InputError, match="the question is empty"):
+            engine.query(empty)  # LlamaIndex's own vector store raised a TypeError
+    with pytest.raises(InputError, match="the query must be a string or a QueryBundle, got int"):
+        engine.query(42)
+    with pytest.raises(InputError, match="HGuardLLM takes the question .* as a string, got NoneType"):
+        llm.complete(None)
+
+    class Nothing(BaseRetriever):
+        def _retrieve(self, query_bundle):
+            return []
+
+    nothing = HGuardQueryEngine(Nothing(), llm)
+    for r in (nothing.query(AUSTRALIA), asyncio.run(nothing.aquery(AUSTRALIA))):
+        assert r.metadata["route"] == "review" and not r.source_nodes  # the domain accepts; nothing to ground in
+        assert any("nothing retrieved: the retriever" in x for x in r.metadata["reasons"]), r.metadata["reasons"]
+    streamed = HGuardQueryEngine(Nothing(), llm, streaming=True).query(AUSTRALIA)
+    assert "".join(streamed.response_gen) and streamed.metadata["route"] == "review"
+    assert engine.query(AUSTRALIA).metadata["route"] == "accept"

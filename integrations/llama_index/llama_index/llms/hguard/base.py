@@ -137,7 +137,11 @@ class HGuardLLM(CustomLLM):
 
     # ---------------------------------------------------------------------------------- helpers
 
-    def _options(self, kwargs: dict[str, Any]) -> tuple[Any, Optional[str], StreamMode, bool, dict[str, Any]]:
+    def _options(self, prompt: Any, kwargs: dict[str, Any]) -> tuple[Any, Optional[str], StreamMode, bool, dict[str, Any]]:
+        if not isinstance(prompt, str):
+            err = InputError(f"HGuardLLM takes the question (prompt) as a string, got {type(prompt).__name__}: {prompt!r:.80}")
+            self._failed(err)  # closes the call's audit record as failed
+            raise err
         kw = dict(kwargs)
         context = kw.pop("context", None)
         domain = kw.pop("domain", None) or self.domain
@@ -233,7 +237,7 @@ class HGuardLLM(CustomLLM):
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        context, domain, _, early_stop, call = self._options(kwargs)
+        context, domain, _, early_stop, call = self._options(prompt, kwargs)
         if context is None and is_condense_prompt(prompt):
             return self._condense(prompt)
         call.setdefault("problems", self._unread_context(prompt, context))
@@ -247,7 +251,7 @@ class HGuardLLM(CustomLLM):
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        context, domain, _, early_stop, call = self._options(kwargs)
+        context, domain, _, early_stop, call = self._options(prompt, kwargs)
         if context is None and is_condense_prompt(prompt):
             return await asyncio.to_thread(self._condense, prompt)
         call.setdefault("problems", self._unread_context(prompt, context))
@@ -269,7 +273,7 @@ class HGuardLLM(CustomLLM):
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        context, domain, mode, early_stop, call = self._options(kwargs)
+        context, domain, mode, early_stop, call = self._options(prompt, kwargs)
         call.setdefault("problems", self._unread_context(prompt, context))
 
         def gen() -> CompletionResponseGen:
@@ -282,7 +286,7 @@ class HGuardLLM(CustomLLM):
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
-        context, domain, mode, early_stop, call = self._options(kwargs)
+        context, domain, mode, early_stop, call = self._options(prompt, kwargs)
         call.setdefault("problems", self._unread_context(prompt, context))
 
         async def gen() -> CompletionResponseAsyncGen:

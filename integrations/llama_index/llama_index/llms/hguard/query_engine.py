@@ -16,11 +16,24 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.prompts.mixin import PromptMixinType
 from llama_index.core.schema import NodeWithScore, QueryBundle, QueryType
 
+from hguard.errors import InputError
 from hguard.guard import Guard
+from hguard.streaming import nothing_retrieved
 
 from .base import HGuardLLM
 
 dispatcher = get_dispatcher(__name__)
+
+
+def _bundle(query: QueryType) -> QueryBundle:
+    """The query as a bundle; an empty or non-text query is refused before anything is retrieved."""
+    bundle = QueryBundle(query) if isinstance(query, str) else query
+    text = getattr(bundle, "query_str", None)
+    if not isinstance(text, str):
+        raise InputError(f"the query must be a string or a QueryBundle, got {type(query).__name__}: {query!r:.80}")
+    if not text.strip():
+        raise InputError("the question is empty; pass the text of a question")
+    return bundle
 
 
 class HGuardQueryEngine(BaseQueryEngine):
@@ -103,9 +116,14 @@ class HGuardQueryEngine(BaseQueryEngine):
 
     # ---------------------------------------------------------------------------------- answers
 
+    @staticmethod
+    def _problems(context) -> dict[str, Any]:
+        # nothing retrieved: the answer would come from the model's memory, with nothing to ground it in
+        return {} if context is not None else {"problems": [nothing_retrieved("the retriever (after the node postprocessors)")]}
+
     def _stream(self, query: str, context, nodes: List[NodeWithScore]) -> StreamingResponse:
         metadata: Dict[str, Any] = {}
-        responses = self._llm.stream_complete(query, context=context, domain=self._domain)
+        responses = self._llm.stream_complete(query, context=context, domain=self._domain, **self._problems(context))
 
         def gen():
             for r in responses:
@@ -121,7 +139,7 @@ class HGuardQueryEngine(BaseQueryEngine):
         context = self._context(nodes)
         if self._streaming:
             return self._stream(query_bundle.query_str, context, nodes)
-        r = self._llm.complete(query_bundle.query_str, context=context, domain=self._domain)
+        r = self._llm.complete(query_bundle.query_str, context=context, domain=self._domain, **self._problems(context))
         return Response(response=r.text, source_nodes=nodes, metadata=dict(r.additional_kwargs))
 
     async def _aquery(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
@@ -129,17 +147,17 @@ class HGuardQueryEngine(BaseQueryEngine):
         context = self._context(nodes)
         if self._streaming:
             return self._stream(query_bundle.query_str, context, nodes)
-        r = await self._llm.acomplete(query_bundle.query_str, context=context, domain=self._domain)
+        r = await self._llm.acomplete(query_bundle.query_str, context=context, domain=self._domain, **self._problems(context))
         return Response(response=r.text, source_nodes=nodes, metadata=dict(r.additional_kwargs))
 
     # BaseQueryEngine.query, plus an ExceptionEvent in the same span when the query fails (so audit
     # handlers can record the failure) and the audit handler's check afterwards.
 
     def query(self, str_or_query_bundle: QueryType) -> RESPONSE_TYPE:
+        bundle = _bundle(str_or_query_bundle)  # a bad query is refused before anything runs
         dispatcher.event(QueryStartEvent(query=str_or_query_bundle))
         try:
             with self.callback_manager.as_trace("query"):
-                bundle = QueryBundle(str_or_query_bundle) if isinstance(str_or_query_bundle, str) else str_or_query_bundle
                 response = self._query(bundle)
         except Exception as exc:
             dispatcher.event(ExceptionEvent(exception=exc))
@@ -150,10 +168,10 @@ class HGuardQueryEngine(BaseQueryEngine):
         return response
 
     async def aquery(self, str_or_query_bundle: QueryType) -> RESPONSE_TYPE:
+        bundle = _bundle(str_or_query_bundle)  # a bad query is refused before anything runs
         dispatcher.event(QueryStartEvent(query=str_or_query_bundle))
         try:
             with self.callback_manager.as_trace("query"):
-                bundle = QueryBundle(str_or_query_bundle) if isinstance(str_or_query_bundle, str) else str_or_query_bundle
                 response = await self._aquery(bundle)
         except Exception as exc:
             dispatcher.event(ExceptionEvent(exception=exc))
