@@ -27,7 +27,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-REDUCTIONS = ("first", "last", "mean", "max", "span", "span_max")
+REDUCTIONS = ("first", "last", "mean", "max", "span", "span_max", "centred")
 NAMES = {
     "first": "first answer token",
     "last": "last answer token",
@@ -35,6 +35,7 @@ NAMES = {
     "max": "max over the answer tokens (teacher-forced)",
     "span": "mean over the answer's span (words the question lacks)",
     "span_max": "max over the answer's span (words the question lacks)",
+    "centred": "mean over the answer tokens minus the mean over the question's tokens",
 }
 FUNCTION_WORDS = frozenset(
     "a an the of in on at to for from by with and or is are was were be been it its this that these those as "
@@ -46,6 +47,21 @@ def _words(text: str) -> set[str]:
     import re
 
     return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def question_mask(gen, question: str, prompt: list[int]) -> list[int]:
+    """1 for the prompt tokens that spell the question (not the system prompt or the chat template)."""
+    tok = gen.lm.tokenizer
+    text = tok.apply_chat_template(gen.messages(question), add_generation_prompt=True, tokenize=False)
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    if list(enc["input_ids"]) != list(prompt):
+        raise SystemExit("the chat template's text does not re-tokenise to the prompt; cannot place the question")
+    start = text.rfind(question.strip())
+    end = start + len(question.strip())
+    keep = [1 if a < end and b > start else 0 for a, b in enc["offset_mapping"]]
+    if start < 0 or not any(keep):
+        raise SystemExit(f"question {question!r:.60} not found in its prompt")
+    return keep
 
 
 def span_mask(tok, question: str, answer: str) -> tuple[list[int], list[int]]:
@@ -85,19 +101,24 @@ def token_cett(gen, rows, batch_size: int = 8, reductions=REDUCTIONS) -> dict[st
     try:
         for start in range(0, len(rows), batch_size):
             batch = rows[start:start + batch_size]
-            seqs, masks, spans = [], [], []
+            seqs, masks, spans, asks = [], [], [], []
             for r in batch:
                 prompt = gen.prompt_ids(r["question"])
+                if "centred" in out:
+                    asks.append(question_mask(gen, r["question"], prompt))
                 answer, keep = span_mask(tok, r["question"], r["answer"])
                 if not answer:
                     answer, keep = [tok.eos_token_id], [1]
                 seqs.append(prompt + answer)
                 masks.append([0] * len(prompt) + [1] * len(answer))
                 spans.append([0] * len(prompt) + keep)
+                if asks:
+                    asks[-1] = asks[-1] + [0] * len(answer)
             ids, att = left_pad(seqs, tok.pad_token_id)
             mask = left_pad(masks, 0, dtype=torch.float32)[0]  # (B, S)
             span = left_pad(spans, 0, dtype=torch.float32)[0]
             n_span = span.sum(1).clamp_min(1)
+            ask = left_pad(asks, 0, dtype=torch.float32)[0] if asks else None
             pos = (att.long().cumsum(-1) - 1).clamp_min(0)
             with torch.no_grad():
                 model(input_ids=ids, attention_mask=att, position_ids=pos)
@@ -122,6 +143,9 @@ def token_cett(gen, rows, batch_size: int = 8, reductions=REDUCTIONS) -> dict[st
                     out["max"][rs, sl] = c.masked_fill(mask[..., None] == 0, float("-inf")).amax(1).numpy()
                 if "span" in out:
                     out["span"][rs, sl] = ((c * span[..., None]).sum(1) / n_span[:, None]).numpy()
+                if ask is not None:
+                    out["centred"][rs, sl] = ((c * mask[..., None]).sum(1) / n[:, None]
+                                              - (c * ask[..., None]).sum(1) / ask.sum(1).clamp_min(1)[:, None]).numpy()
                 if "span_max" in out:
                     out["span_max"][rs, sl] = c.masked_fill(span[..., None] == 0, float("-inf")).amax(1).numpy()
             captured.clear()

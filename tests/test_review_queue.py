@@ -407,6 +407,17 @@ def test_cli_list_and_export(queue, tmp_path, capsys):
     assert len(load_examples(out_file)) == 3
 
 
+def test_cli_without_policy_or_queue_reads_the_default_policys_queue(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))  # the default policy keeps its queue under ~/.local/state/hguard
+    state = tmp_path / ".local" / "state" / "hguard"
+    assert cli_main(["list"]) == 2  # its folder does not exist yet: named, nothing created
+    assert str(state) in capsys.readouterr().err and not state.exists()
+    state.mkdir(parents=True)
+    _decided_queue(ReviewQueue(state / "review.sqlite3"))
+    assert cli_main(["list"]) == 0
+    assert "geography: 1 pending, 3 decided" in capsys.readouterr().out
+
+
 def test_cli_refuses_a_queue_file_that_does_not_exist(tmp_path, capsys):
     missing = tmp_path / "typo.sqlite3"
     assert cli_main(["list", "--queue", str(missing)]) == 2

@@ -21,8 +21,12 @@ __all__ = ["build_parser", "main"]
 
 
 def _add_source(p: argparse.ArgumentParser) -> None:
-    group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--policy", metavar="FILE", help="policy file whose review.queue (and audit log) to use")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--policy", metavar="FILE",
+        help="policy file whose review.queue (and audit log) to use (default: the packaged default policy, as "
+        "`hguard ask` and `hguard demo` use it)",
+    )  # fmt: skip
     group.add_argument("--queue", metavar="DB", help="an existing review queue (SQLite file)")
 
 
@@ -77,6 +81,10 @@ def main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse exits on --help and bad usage; the caller decides about exiting
         return e.code if isinstance(e.code, int) else 2
+    if args.policy is None and args.queue is None:  # the policy `hguard ask` runs under by default
+        from .._resources import DEFAULT_POLICY
+
+        args.policy = str(DEFAULT_POLICY)
     source = args.policy if args.policy is not None else args.queue
     try:
         if args.command == "serve":
