@@ -177,8 +177,9 @@ class _Scoring:
         how = dp.knowledge_conflict if dp is not None else "review"
         what = (
             f"knowledge conflict: without the context the model finds this answer unlikely (score {score:.3g} >= "
-            f"{float(detector['threshold']):.3g}): it rests on the context alone, against what the model holds "
-            "or beyond what it knows"
+            f"{float(detector['threshold']):.3g}): it may rest on the context alone, against what the model holds "
+            "or beyond what it knows (the detector cannot tell these apart, and flags many right answers the model "
+            "did not know)"
         )
         if how == "trust_context":
             notes.append(f"{what}; knowledge_conflict = 'trust_context': routed as scored")
