@@ -63,6 +63,12 @@ def message_text(message: BaseMessage) -> str:
             parts.append(block)
         elif isinstance(block, dict) and block.get("type") == "text":
             parts.append(str(block.get("text", "")))
+        else:  # dropping it would answer a question the user did not ask
+            kind = block.get("type") if isinstance(block, dict) else type(block).__name__
+            raise InputError(
+                f"ChatHGuard reads text only: a {message.type} message holds a {kind!r} content block; the guarded "
+                "model answers text (and its probes were calibrated on text), so pass the question as text"
+            )
     return "".join(parts)
 
 

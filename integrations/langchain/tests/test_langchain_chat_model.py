@@ -84,7 +84,12 @@ def test_bad_calls_raise_before_anything_is_generated(make_guard):
         chat.invoke([SystemMessage("only a system message")])
     with pytest.raises(ValueError, match="stream_mode"):
         chat.invoke(Q, stream_mode="sometimes")
+    image = {"type": "image", "url": "https://example.com/x.png"}
+    for content in ([image], [{"type": "text", "text": Q}, image]):  # the image was dropped without a word
+        with pytest.raises(InputError, match="reads text only: a human message holds a 'image' content block"):
+            chat.invoke([HumanMessage(content=content)])
     assert not guard.audit.path.exists()  # nothing was answered, nothing recorded
+    assert chat.invoke([HumanMessage(content=[{"type": "text", "text": Q}])]).response_metadata["route"] == "accept"
 
 
 def test_batch_is_one_batched_generation_with_one_run_per_input(make_guard, monkeypatch):
