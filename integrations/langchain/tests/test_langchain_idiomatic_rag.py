@@ -103,6 +103,13 @@ def test_tutorial_chain_scores_the_retrieved_passages(tiny_probes, embedder, tmp
     assert isinstance(text, str) and text == list(AuditLog(guard.audit.path))[-1]["answer"]
     kept = (chain | GuardedOutputParser()).invoke(AUSTRALIA)
     assert isinstance(kept, GuardedText) and kept.route == "accept" and kept.signals["grounding"] is not None
+    # the callback handler's record holds the question and passages the guard read, not the rendered template
+    from langchain_hguard import HGuardAuditCallbackHandler
+
+    msg = chain.invoke(AUSTRALIA, config={"callbacks": [HGuardAuditCallbackHandler.from_guard(guard)]})
+    call = [r for r in AuditLog(guard.audit.path) if r["kind"] == "llm_call"][-1]
+    assert call["decision_audit_id"] == msg.response_metadata["audit_id"] and call["question"] == AUSTRALIA
+    assert any("Canberra is the capital city of Australia." in c for c in call["context"])
     assert CAPTURE.open_runs() == 0  # the captured retrievals are forgotten when the chain ends
 
 
