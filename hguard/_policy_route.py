@@ -192,11 +192,11 @@ def decide(
                 f"for {label}"
             )
         if not blockers:
-            reasons.append(
-                f"risk {_fmt(r)} < accept_below {_fmt(accept_below)} for {label} "
-                f"(target hallucination rate {_fmt(thresholds.target)} at confidence {_fmt(thresholds.confidence)})"
-                ": accept"
-            )
+            if domain_policy.accept_below is not None and thresholds.accepted_error_ucb is None:
+                basis = "a manual accept_below from the policy file: no calibration guarantee holds for it"
+            else:
+                basis = f"target hallucination rate {_fmt(thresholds.target)} at confidence {_fmt(thresholds.confidence)}"
+            reasons.append(f"risk {_fmt(r)} < accept_below {_fmt(accept_below)} for {label} ({basis}): accept")
             return Decision(ACCEPT, r, tuple(reasons), thresholds_dict)
         reasons.append(f"risk {_fmt(r)} < accept_below {_fmt(accept_below)} for {label}, but:")
         reasons.extend(blockers)

@@ -644,6 +644,12 @@ def test_manual_override_in_the_policy_wins_over_fitted():
     dp = policy.domain("d")
     assert decide(0.5, domain_policy=dp, thresholds=fitted, policy=policy).route == "accept"
     assert decide(0.5, domain_policy=dp, thresholds=effective_thresholds(dp, fitted), policy=policy).route == "review"
+    # an answer accepted under the manual number says so: the target's guarantee was certified for another one
+    d = decide(0.1, domain_policy=dp, thresholds=effective_thresholds(dp, fitted), policy=policy)
+    assert d.route == "accept" and "manual accept_below from the policy file: no calibration guarantee" in d.reasons[-1]
+    assert "target hallucination rate" not in d.reasons[-1]
+    d = decide(0.1, domain_policy=DomainPolicy(), thresholds=fitted, policy=policy)
+    assert d.route == "accept" and "target hallucination rate 0.1 at confidence 0.95" in d.reasons[-1]
 
 
 def test_manual_override_conflicting_with_fitted_moves_the_other_side_safely():
