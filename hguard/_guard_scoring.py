@@ -75,9 +75,11 @@ class _Scoring:
             why = self.probe_errors.get(domain) or self.probe_errors.get("*")
             how = (f"hguard calibrate-rag --data FILE.jsonl --out DIR` (rows with context, domain {domain!r})"
                    if context_given(g.context) else f"hguard calibrate --data FILE.jsonl --out DIR --domain {domain}`")
+            near = _near(domain, self.policy.domains) if domain not in self.policy.domains else None
             problems.append(
                 f"domain {domain!r} has no calibrated probe"
                 + (f" ({why})" if why else "")
+                + (f"; did you mean {near!r}? (domain names are case-sensitive)" if near else "")
                 + f"; calibrate it with `{how} and point the policy's probes at DIR, or route it by policy"
             )
         if cd is not None and route is not None:  # a calibrated domain comes with its route
@@ -246,6 +248,17 @@ class _Scoring:
         )
         self._record(result, g.extra.get("fingerprints"))
         return result
+
+
+def _near(name: str, names) -> str | None:
+    """The policy's domain a mistyped or mis-cased ``name`` most likely meant, if any."""
+    import difflib
+
+    by_lower = {n.lower(): n for n in names}
+    if name.lower() in by_lower:
+        return by_lower[name.lower()]
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.8)
+    return by_lower[close[0]] if close else None
 
 
 class _EarlyAbstain:

@@ -126,6 +126,10 @@ def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
     assert r.route == "review" and any("no calibrated probe" in x and "hguard calibrate --data" in x for x in r.reasons)
     r = g.invoke("who is the author ?", context="the author is here", domain="delta")  # the fix names the RAG command
     assert r.route == "review" and any("no calibrated probe" in x and "hguard calibrate-rag --data" in x for x in r.reasons)
+    assert not any("did you mean" in x for x in r.reasons)  # delta is the policy's own domain
+    for typed in ("Alpha", "alpah"):  # a mis-cased or mistyped name is pointed at the policy's domain
+        r = g.invoke("who is the author ?", domain=typed)
+        assert r.route == "review" and any("did you mean 'alpha'?" in x for x in r.reasons), r.reasons
 
 
 def test_scoring_errors_and_nan_fail_closed(calibrated, tmp_path, monkeypatch):
