@@ -28,6 +28,18 @@ def packaged_probes(name: str) -> Path:
     return folder
 
 
+PACKAGED_PREFIX = "package:"
+
+
+def probe_folder(value: str | os.PathLike[str]) -> Path:
+    """A probe folder from a path or ``package:NAME`` (the reference probes shipped in the package), as a
+    policy's ``probes`` and ``hguard evaluate --probes`` take it."""
+    text = os.fspath(value)
+    if text.startswith(PACKAGED_PREFIX):
+        return packaged_probes(text[len(PACKAGED_PREFIX):])
+    return Path(text)
+
+
 def refuse_own_file(out: str | os.PathLike[str], files: Mapping[str, Path | None], option: str) -> None:
     """InputError unless ``out`` (the output file of ``option``) is a file hguard may write: not a folder,
     in a folder that exists (a mistyped folder is an error, not a new tree), and none of ``files`` (e.g.

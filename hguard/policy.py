@@ -50,6 +50,7 @@ from hguard._policy_risk import apply_grounding, merge_risk
 from hguard._policy_route import ABSTAIN, ACCEPT, REVIEW, Decision, choose_domain, decide
 from hguard._policy_route import Route as Route
 from hguard._policy_thresholds import Thresholds, effective_thresholds
+from hguard._resources import PACKAGED_PREFIX as PACKAGED_PREFIX
 from hguard._resources import refuse_own_file as refuse_own_file
 
 __all__ = [
@@ -76,8 +77,6 @@ __all__ = [
     "refuse_own_file",
     "risk_coverage_curve",
 ]
-
-PACKAGED_PREFIX = "package:"
 
 
 DEFAULT_ABSTAIN_MESSAGE = "I can't answer that reliably."
@@ -371,9 +370,9 @@ class Policy(_Section):
         # still finds them wherever it is saved
         def packaged(v: Any) -> Any:
             if isinstance(v, str) and v.startswith(PACKAGED_PREFIX):
-                from hguard._resources import packaged_probes
+                from hguard._resources import probe_folder
 
-                return packaged_probes(v[len(PACKAGED_PREFIX):])
+                return probe_folder(v)
             return v
 
         if isinstance(value, list):

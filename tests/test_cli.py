@@ -44,11 +44,15 @@ def test_evaluate_json_contract(tmp_path):
     rows = [json.loads(l) for l in (ROOT / "calibration" / "data" / "chemistry.jsonl").read_text().splitlines()[:12]]
     data = tmp_path / "chem.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    r = hguard("evaluate", "--probes", str(PROBES), "--data", str(data), "--json")
+    r = hguard("evaluate", "--probes", "package:smollm2-135m", "--data", str(data), "--json")  # as a policy names it
     res = json.loads(r.stdout)
     m = res["domains"]["chemistry"]
     assert m["n"] == 12 and 0 <= m["hallucination_rate"] <= 1 and 0 <= m["refusal_rate"] <= 1
     assert set(m["auroc"]) >= {"probe", "merged", "mean_logprob", "min_logprob", "entropy", "length", "random_neurons"}
+    # every answer with the judge's label and reason, so a user can check the judge on their rows
+    assert [a["id"] for a in m["answers"]] == [r["id"] for r in rows]
+    assert all(a["label"] in ("correct", "hallucinated", "refusal") and a["judge_reason"] for a in m["answers"])
+    assert all((a["merged_risk"] is None) == (a["label"] == "refusal") for a in m["answers"])
 
 
 def test_bad_data_file_names_line_and_field(tmp_path):

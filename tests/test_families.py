@@ -35,7 +35,7 @@ def _entry(correct, halluc, probe, merged, accepted=0, acc_h=0):
     e = {"n": correct + halluc, "n_scored": correct + halluc, "correct": correct, "hallucinated": halluc,
          "at_target": {"n_accepted": accepted, "accepted_hallucinated": acc_h, "coverage": accepted / (correct + halluc),
                        "accepted_hallucination_rate": acc_h / accepted if accepted else None,
-                       "within_target": (acc_h / accepted <= 0.2) if accepted else True}}
+                       "within_target": (acc_h / accepted <= 0.2) if accepted else None}}
     if min(correct, halluc) == 0:
         e["one_class"] = "one class"
         e["auroc"] = {k: None for k in a}
@@ -52,7 +52,7 @@ def test_summary_means_only_families_with_enough_of_each_class_and_pools_routing
         "one": _entry(0, 30, None, None),
     }
     s = summarize(per, ["mean_logprob", "min_logprob", "entropy", "length"], 0.2)
-    assert s["n_families"] == 4 and s["n_families_with_auroc"] == 2
+    assert s["n_families"] == 4 and s["n_families_in_mean"] == 2
     assert s["one_class_families"] == ["one"] and s["few_of_a_class_families"] == ["few"]
     assert s["mean_auroc"]["probe"] == pytest.approx(0.85) and s["min_auroc"]["probe"] == {"family": "b", "auroc": 0.8}
     assert s["targets"]["probe_mean_ge_0.85"] and not s["targets"]["merged_mean_ge_0.88"]
@@ -62,6 +62,9 @@ def test_summary_means_only_families_with_enough_of_each_class_and_pools_routing
     assert t["within_target"] and t["families_over_target"] == ["b"]
     lo, hi = t["accepted_hallucination_ci95"]
     assert lo < 0.2 < hi
+    # nothing accepted: no figure to judge against the target, and no family is over it
+    none = summarize({"a": _entry(20, 30, 0.9, 0.92), "b": _entry(10, 40, 0.8, 0.82)}, ["mean_logprob"], 0.2)["at_target"]
+    assert none["n_accepted"] == 0 and none["within_target"] is None and none["families_over_target"] == []
 
 
 class _Probe:

@@ -128,6 +128,14 @@ def evaluate(
             "fingerprint_problems": problems,
             "probe_id": cd.probe_id,
         }
+        # each answer with the judge's label and why, and its merged risk (refusals are not scored): so the
+        # judge can be checked on the user's own rows
+        merged = iter(scores["merged"].tolist())
+        result["domains"][domain]["answers"] = [
+            {"id": r["id"], "question": e.question, "answer": r["answer"], "label": r["label"],
+             "judge_reason": r.get("judge_reason"), "merged_risk": next(merged) if k else None}
+            for r, e, k in zip(rows, exs, keep)
+        ]
         from ..ood import feature_distance
         from .families import family_of, figures_by_family
 

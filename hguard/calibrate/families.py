@@ -142,7 +142,7 @@ def _at_target(risk: np.ndarray, y: np.ndarray, accept_below: float, target: flo
         "coverage": float(acc.mean()) if len(acc) else None,
         "accepted_hallucinated": k,
         "accepted_hallucination_rate": (k / n_acc) if n_acc else None,
-        "within_target": (k / n_acc <= target) if n_acc else True,
+        "within_target": (k / n_acc <= target) if n_acc else None,  # None: nothing accepted to judge
     }
 
 
@@ -327,7 +327,7 @@ def summarize(per_family: dict, baselines: Sequence[str], target: float) -> dict
     scored = {f: e for f, e in two.items() if min(e["correct"], e["hallucinated"]) >= MIN_CLASS_FOR_MEAN}
     out: dict[str, Any] = {
         "n_families": len(per_family),
-        "n_families_with_auroc": len(scored),
+        "n_families_in_mean": len(scored),  # with at least min_class_for_mean answers of each class
         "one_class_families": sorted(f for f, e in per_family.items() if e.get("one_class")),
         "few_of_a_class_families": sorted(set(two) - set(scored)),
         "min_class_for_mean": MIN_CLASS_FOR_MEAN,
@@ -367,9 +367,9 @@ def summarize(per_family: dict, baselines: Sequence[str], target: float) -> dict
             "coverage": n_acc / n if n else None,
             "accepted_hallucination_rate": k / n_acc if n_acc else None,
             "accepted_hallucination_ci95": _wilson(k, n_acc),
-            "within_target": (k / n_acc <= target) if n_acc else True,
+            "within_target": (k / n_acc <= target) if n_acc else None,  # None: nothing accepted to judge
             "families_over_target": sorted(f for f, e in per_family.items()
-                                           if e.get("at_target") and not e["at_target"]["within_target"]),
+                                           if e.get("at_target") and e["at_target"]["within_target"] is False),
         }
     return out
 

@@ -193,8 +193,10 @@ def cmd_calibrate_rag(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from .._resources import probe_folder
     from ..calibrate.pipeline import evaluate
 
+    args.probes = str(probe_folder(args.probes))  # a folder, or package:NAME as in a policy
     if args.rag:
         from ..calibrate.rag import evaluate_rag
 
@@ -313,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_calibrate)
 
     e = sub.add_parser("evaluate", help="answer and score a data set with calibrated probes")
-    e.add_argument("--probes", required=True)
+    e.add_argument("--probes", required=True, help="the probe folder, or package:NAME for probes shipped with hguard "
+                   "(package:smollm2-135m, the default policy's)")
     e.add_argument("--data", action="append", help="data to answer and score (closed-book probes)")
     e.add_argument("--rag", action="store_true", help="score the held-out passages of the bundled RAG sets with the RAG probes (*.rag.json)")
     e.add_argument("--work", help="with --rag: folder of collected RAG answers (reused; default runs/rag-work)")
