@@ -106,7 +106,9 @@ def decide(
     if unscored is not None:
         close(REVIEW, unscored)
     elif risk is None:
-        close(REVIEW, "no risk score: the answer could not be scored")
+        no_domain = domain_policy is None and not domain_chosen
+        close(REVIEW, "no risk score: no domain was chosen, so no probe scored the answer" if no_domain
+              else "no risk score: the answer could not be scored")
     elif not risk_ok:
         close(REVIEW, f"risk {_short(risk)} is not a number in [0, 1]: the score is unusable")
 

@@ -656,6 +656,9 @@ def test_cli_show_export_and_repair(tmp_path, capsys):
     assert cli_main(["show", str(path), "--domain", "medical"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and all("domain=medical" in line for line in out)
+    assert cli_main(["show", str(path), "--domain", "nowhere", "--route", "accept"]) == 0
+    shown = capsys.readouterr()
+    assert shown.out == "" and f"no records in {path} match --domain nowhere --route accept" in shown.err
     assert cli_main(["show", str(path), "--last", "-3"]) == 2
 
     out_csv = tmp_path / "out.csv"

@@ -627,6 +627,15 @@ def test_thresholds_from_dict_requires_the_core_fields():
     assert Thresholds.from_dict(data).abstained_share is None
 
 
+def test_an_answer_without_a_domain_says_why_it_has_no_risk():
+    policy = make_policy()
+    d = decide(None, domain_policy=None, thresholds=None, policy=policy, domain=None, domain_chosen=False)
+    assert d.route == policy.default_route and d.reasons[0] == "no risk score: no domain was chosen, so no probe scored the answer"
+    assert "no domain could be chosen for this answer" in d.reasons[1]
+    d = decide(None, domain_policy=policy.domain("geo"), thresholds=manual(), policy=policy, domain="geo")
+    assert d.route == "review" and d.reasons[0] == "no risk score: the answer could not be scored"
+
+
 def test_manual_override_in_the_policy_wins_over_fitted():
     fitted = fit_thresholds([0.1] * 60 + [0.9] * 60, [0] * 60 + [1] * 60)
     both = DomainPolicy(accept_below=0.2, abstain_above=0.7)

@@ -91,8 +91,14 @@ def main(argv: list[str]) -> int:
             return 0 if report.ok else 1
         if args.command == "show":
             problems: list[Problem] = []
+            n_shown = 0
             for rec in show(args.path, last=args.last, domain=args.domain, route=args.route, problems=problems):
                 print(canonical_json(rec) if args.json else _format_record(rec))
+                n_shown += 1
+            if not n_shown:  # said on stderr, so stdout stays records only
+                filters = [f"--{k} {v}" for k, v in (("domain", args.domain), ("route", args.route)) if v]
+                print(f"hguard audit: no records in {args.path}" + (f" match {' '.join(filters)}" if filters else ""),
+                      file=sys.stderr)
             for problem in problems:
                 print(f"hguard audit: {args.path} line {problem.line}: {problem.message}", file=sys.stderr)
             return 1 if problems else 0
