@@ -6,6 +6,7 @@ context and the decision must reach ``response.metadata``."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -84,8 +85,8 @@ def test_each_response_carries_its_own_decision_when_two_answers_read_the_same(t
     asked = [(stock, AUSTRALIA), (own, "which city is the capital of kenya ?"), (stock, "what is the capital of france ?"),
              (stock, "what is the capital of spain ?")]
     ids = []
-    for engine, q in asked:
-        r = engine.query(q)
+    for i, (engine, q) in enumerate(asked):
+        r = asyncio.run(engine.aquery(q)) if i == len(asked) - 1 else engine.query(q)  # the last one async
         assert r.metadata["route"] == "abstain" and str(r) == guard.policy.abstain_message
         rec = AuditLog(guard.audit.path).find(r.metadata["audit_id"])
         assert rec["question"] == q  # its own decision, not the last one with the same text
