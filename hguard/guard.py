@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -95,6 +96,8 @@ class Guard(_Scoring, _Recording):
         guard = cls(lm, pol, **kw)
         if pol.probe_folders:
             guard.load_probes(pol.probe_folders)
+        for warning in guard.uncertified_accept_thresholds().values():  # said once, when the guard starts
+            warnings.warn(warning, UserWarning, stacklevel=2)
         if guard.audit is None and pol.audit.path is not None:
             guard.audit = AuditLog.from_policy(pol)
         if guard.review_queue is None and pol.review.queue is not None:
@@ -150,6 +153,22 @@ class Guard(_Scoring, _Recording):
     def rag_probes(self) -> Mapping[str, CalibratedDomain]:
         """The calibrations on answers given with context, by domain (read-only)."""
         return MappingProxyType({n: cd for (n, mode), cd in self._domains.items() if mode == RAG and n in self._plans})
+
+    def uncertified_accept_thresholds(self) -> dict[str, str]:
+        """Domains that accept answers under the policy's own ``accept_below`` where no calibration
+        certified it, with a sentence saying so (each accepted answer's reason says it too)."""
+        out: dict[str, str] = {}
+        for name, plan in sorted(self._plans.items()):
+            dp = self.policy.domain(name)
+            if dp is None or dp.accept_below is None or dp.accept_below <= 0:
+                continue
+            kinds = [kind for kind, r in (("closed-book", plan.without_context), ("with context", plan.with_context))
+                     if r.domain is not None and r.thresholds is not None and r.thresholds.accepted_error_ucb is None]
+            if kinds:
+                out[name] = (f"domain {name!r}: accept_below {dp.accept_below} is set by hand in the policy and no "
+                             f"calibration certified it ({' and '.join(dict.fromkeys(kinds))} requests): the answers "
+                             f"it accepts carry no guarantee of the target {dp.target_hallucination_rate}")
+        return out
 
     def plan(self, domain: str) -> DomainPlan | None:
         """The domain's plan (which calibration scores which request, and its thresholds), or None."""

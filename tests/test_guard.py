@@ -117,6 +117,15 @@ def test_unknown_domain_goes_to_review_never_accept(guard):
     assert r.display_text.startswith(REVIEW_MARK)
 
 
+def test_a_hand_set_accept_threshold_is_said_at_start_and_in_each_accepted_answer(calibrated, tmp_path):
+    lm, root = calibrated
+    with pytest.warns(UserWarning, match="domain 'alpha': accept_below 0.999 is set by hand in the policy and no calibration certified it"):
+        g = Guard.from_policy(_policy(root, tmp_path), lm=lm)
+    assert set(g.uncertified_accept_thresholds()) == {"alpha"}  # beta sets none
+    r = g.invoke("who is the author ?", domain="alpha")
+    assert r.route == "accept" and "a manual accept_below from the policy file: no calibration guarantee" in r.reasons[-1]
+
+
 def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
     lm, root = calibrated
     pol = _policy(root, tmp_path)
