@@ -240,15 +240,16 @@ def cmd_ask(args) -> int:
     from ..guard import Guard
 
     context = read_text_file(args.context, "--context") if args.context else None
-    import warnings
-
     with warnings.catch_warnings(record=True) as said:  # hguard's own start-up warnings, as one line each
         warnings.simplefilter("always", UserWarning)
         guard = Guard.from_policy(args.policy, model=args.model)
     for name, err in sorted(guard.probe_errors.items()):  # a disabled domain is said before its answers go to review
         print(f"hguard ask: warning: probe problem ({name}): {err}", file=sys.stderr)
     for w in said:
-        print(f"hguard ask: warning: {w.message}", file=sys.stderr)
+        if "hguard" in Path(w.filename).parts:
+            print(f"hguard ask: warning: {w.message}", file=sys.stderr)
+        else:  # another library's: as Python would have shown it
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     try:
         res = guard.invoke(args.question, context=context, domain=args.domain)
     except Exception as exc:
