@@ -157,3 +157,15 @@ def test_streaming_stock_query_engine_fills_the_metadata_when_consumed(tiny_prob
     rec = _scored(guard, response.metadata)
     assert response.metadata["route"] == "accept" and "Canberra is the capital city of Australia." in rec["context"]
     assert text.strip() == rec["answer"]
+    # two streamed answers consumed interleaved in one thread each get their own decision
+    engine = index.as_query_engine(llm=llm, similarity_top_k=2, streaming=True)
+    first, second = engine.query(AUSTRALIA), engine.query("what is the capital of kenya ?")
+    gens = [first.response_gen, second.response_gen]
+    done = [False, False]
+    while not all(done):
+        for i, g in enumerate(gens):
+            if not done[i]:
+                done[i] = next(g, None) is None
+    assert first.metadata["audit_id"] != second.metadata["audit_id"]
+    assert _scored(guard, first.metadata)["question"] == AUSTRALIA
+    assert AuditLog(guard.audit.path).find(second.metadata["audit_id"])["question"] == "what is the capital of kenya ?"
