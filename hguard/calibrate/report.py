@@ -183,7 +183,8 @@ def families_markdown(report: dict) -> list[str]:
         acc = (f"{_f(t.get('accepted_hallucination_rate'), 3)}" + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "")
                + f" / {t.get('target')} ({t.get('n_accepted')} of {t.get('n_scored')})") if t else "n/a"
         few = [f"{f} (few)" for f in s.get("few_of_a_class_families", [])]
-        lines.append(f"| {d} | {s['n_families']} ({s['n_families_in_mean']}) | {', '.join(s['one_class_families'] + few) or '-'} | "
+        in_mean = s.get("n_families_in_mean", s.get("n_families_with_auroc"))  # the key's name before 2026-12-02
+        lines.append(f"| {d} | {s['n_families']} ({in_mean}) | {', '.join(s['one_class_families'] + few) or '-'} | "
                      f"{aur} | {acc} | {flags} |")
     sig = SIGNALS
     lines += [
