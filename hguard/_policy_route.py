@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from hguard._policy_thresholds import Thresholds
+from hguard._policy_thresholds import Thresholds, accepts_uncertified
 from hguard._policy_values import _finite_unit, _fmt, _real
 from hguard.errors import shown as _short
 
@@ -194,7 +194,7 @@ def decide(
                 f"for {label}"
             )
         if not blockers:
-            if domain_policy.accept_below is not None and thresholds.accepted_error_ucb is None:
+            if accepts_uncertified(domain_policy, thresholds):
                 basis = "a manual accept_below from the policy file: no calibration guarantee holds for it"
             else:
                 basis = f"target hallucination rate {_fmt(thresholds.target)} at confidence {_fmt(thresholds.confidence)}"

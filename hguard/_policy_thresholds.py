@@ -99,6 +99,15 @@ class Thresholds:
             raise ProbeError(f"stored thresholds are invalid: {exc}; recalibrate the domain") from None
 
 
+def accepts_uncertified(domain_policy: DomainPolicy | None, thresholds: Thresholds | None) -> bool:
+    """Whether the domain accepts under the policy's own ``accept_below`` with no certified bound behind it
+    (:func:`effective_thresholds` keeps the fitted bound only for the fitted threshold)."""
+    return (
+        domain_policy is not None and domain_policy.accept_below is not None and domain_policy.accept_below > 0
+        and thresholds is not None and thresholds.accepted_error_ucb is None
+    )
+
+
 def effective_thresholds(domain_policy: DomainPolicy, fitted: Thresholds | None) -> Thresholds | None:
     """The thresholds a domain routes with: manual overrides in the policy win over fitted ones.
 

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ._guard_plan import DomainPlan, Route, build_plan, read_probe_folders
+from ._policy_thresholds import accepts_uncertified
 from ._guard_records import _open_queue, _Recording
 from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context, context_given  # noqa: F401
 from ._guard_scoring import _EarlyAbstain, _Scoring
@@ -160,11 +161,10 @@ class Guard(_Scoring, _Recording):
         out: dict[str, str] = {}
         for name, plan in sorted(self._plans.items()):
             dp = self.policy.domain(name)
-            if dp is None or dp.accept_below is None or dp.accept_below <= 0:
-                continue
             kinds = [kind for kind, r in (("closed-book", plan.without_context), ("with context", plan.with_context))
-                     if r.domain is not None and r.thresholds is not None and r.thresholds.accepted_error_ucb is None]
+                     if r.domain is not None and accepts_uncertified(dp, r.thresholds)]
             if kinds:
+                assert dp is not None and dp.accept_below is not None  # accepts_uncertified checked both
                 out[name] = (f"domain {name!r}: accept_below {dp.accept_below} is set by hand in the policy and no "
                              f"calibration certified it ({' and '.join(dict.fromkeys(kinds))} requests): the answers "
                              f"it accepts carry no guarantee of the target {dp.target_hallucination_rate}")
