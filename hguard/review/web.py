@@ -61,6 +61,8 @@ from .queue import ReviewQueue
 if TYPE_CHECKING:
     import uvicorn
 
+    from ..policy import Policy
+
 __all__ = ["TOKEN_ENV", "cli_main", "create_app", "make_server", "serve"]
 
 DEFAULT_HOST = "127.0.0.1"
@@ -86,10 +88,25 @@ def _existing_folder(path: Path, what: str, fix: str) -> None:
         raise InputError(f"{what} {path} is in a folder that does not exist ({path.parent}); {fix}")
 
 
+def _require_queue_file(path: Path) -> None:
+    """Refuse a queue path with no queue file: a mistyped path is an error, not a new empty queue."""
+    if not path.is_file():
+        _existing_folder(
+            path, "the review queue", "check the path, or pass --policy FILE to use the queue the policy names"
+        )  # fmt: skip
+        kind = "is a folder, not a queue file" if path.is_dir() else "does not exist"
+        raise InputError(
+            f"no review queue at {path}: it {kind}; check the path, or pass --policy FILE (the guard creates the "
+            "queue at the policy's review.queue when it first routes an answer to review)"
+        )
+
+
 def _open_source(
-    source: ReviewQueue | str | os.PathLike[str], audit: AuditLog | str | os.PathLike[str] | None
+    source: ReviewQueue | str | os.PathLike[str], audit: AuditLog | str | os.PathLike[str] | None,
+    policy: Policy | None = None,
 ) -> ReviewQueue:
-    """A queue (with its audit log) from a ReviewQueue, a policy file (.toml/.yaml/.yml) or a queue file.
+    """A queue (with its audit log) from a ReviewQueue, a policy file (.toml/.yaml/.yml; ``policy``: that
+    file, already loaded) or a queue file.
 
     A queue file must exist: a mistyped path is an error, not a new empty queue. A policy's ``review.queue`` is
     created when missing (as the guard would create it) only if its folder exists.
@@ -107,7 +124,7 @@ def _open_source(
     if path.suffix.lower() in (".toml", ".yaml", ".yml"):
         from ..policy import load_policy
 
-        policy = load_policy(path)
+        policy = policy if policy is not None else load_policy(path)
         queue_path = Path(policy.review.queue)
         # Checked before the audit log is opened: opening it creates its folder, which may be this one.
         if not queue_path.is_file():
@@ -118,15 +135,7 @@ def _open_source(
         if audit is None:
             audit = AuditLog.from_policy(policy)
         return ReviewQueue(queue_path, audit=audit)
-    if not path.is_file():
-        _existing_folder(
-            path, "the review queue", "check the path, or pass --policy FILE to use the queue the policy names"
-        )  # fmt: skip
-        kind = "is a folder, not a queue file" if path.is_dir() else "does not exist"
-        raise InputError(
-            f"no review queue at {path}: it {kind}; check the path, or pass --policy FILE (the guard creates the "
-            "queue at the policy's review.queue when it first routes an answer to review)"
-        )
+    _require_queue_file(path)
     return ReviewQueue(path, audit=audit)
 
 
@@ -183,12 +192,12 @@ def make_server(
             from ..policy import load_policy
 
             policy = load_policy(os.fspath(source))
-        elif not Path(source).is_file():
-            _open_source(source, None)  # raises: no queue there (it creates nothing)
+        else:
+            _require_queue_file(Path(source))
     if token is None:
         token = os.environ.get(TOKEN_ENV) or None
     _check_token(token, read_only_open)  # before the queue is opened: a refused start touches nothing
-    queue = _open_source(source, audit)
+    queue = _open_source(source, audit, policy)
     if allowed_hosts is None:
         allowed_hosts = ["*"] if remote else sorted({*_LOOPBACK_HOSTS, host.strip("[]")})
     state = policy.monitor.state if policy is not None else None
