@@ -180,8 +180,7 @@ class Generator:
         (``history``), then the question with the context, if any."""
         if not isinstance(question, str):
             raise InputError(f"question must be a string, got {type(question).__name__}")
-        if not question.strip():
-            raise InputError("the question is empty; pass the text of a question")
+        check_question(question)
         if context is not None and not isinstance(context, str):
             raise InputError(
                 f"context must be a string (join retrieved passages first), got {type(context).__name__}"
@@ -425,7 +424,15 @@ class Generator:
         return teacher_forced_cett(self.lm.model, ids, att, ans, neurons=neurons).numpy()
 
 
+def check_question(question: str) -> str:
+    """``question``, refused when empty or only whitespace: by the generator, and by the adapters before
+    anything is retrieved for it."""
+    if not question.strip():
+        raise InputError("the question is empty; pass the text of a question")
+    return question
+
+
 __all__ = [
     "CLOSED_BOOK", "CONTEXT_PROMPT", "ConfidenceTracker", "DEFAULT_MAX_NEW_TOKENS", "Generation", "Generator", "RAG",
-    "check_history", "confidence_from", "cut_at_stop", "history_fingerprint", "left_pad", "prompt_fingerprints",
+    "check_history", "check_question", "confidence_from", "cut_at_stop", "history_fingerprint", "left_pad", "prompt_fingerprints",
 ]

@@ -18,6 +18,7 @@ from langchain_core.runnables import (
 )
 from langchain_core.runnables.config import patch_config
 from hguard.errors import InputError
+from hguard.generation import check_question
 from hguard.streaming import GuardedText, nothing_retrieved
 
 from .chat_models import _PROBLEMS, ChatHGuard
@@ -245,9 +246,7 @@ def _question_string(value: Any) -> str:
             f"create_guarded_rag_chain takes the question as a string, got {type(value).__name__}: {value!r:.80}; "
             "e.g. chain.invoke('What is the notice period?') (GuardedRAG itself takes {'question', 'documents'})"
         )
-    if not value.strip():
-        raise InputError("the question is empty; pass the text of a question")
-    return value
+    return check_question(value)
 
 
 __all__ = ["GuardedAnswer", "GuardedOutputParser", "GuardedRAG", "create_guarded_rag_chain"]

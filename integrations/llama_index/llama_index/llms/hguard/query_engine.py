@@ -17,6 +17,7 @@ from llama_index.core.prompts.mixin import PromptMixinType
 from llama_index.core.schema import NodeWithScore, QueryBundle, QueryType
 
 from hguard.errors import InputError
+from hguard.generation import check_question
 from hguard.guard import Guard
 from hguard.streaming import nothing_retrieved
 
@@ -31,8 +32,7 @@ def _bundle(query: QueryType) -> QueryBundle:
     text = getattr(bundle, "query_str", None)
     if not isinstance(text, str):
         raise InputError(f"the query must be a string or a QueryBundle, got {type(query).__name__}: {query!r:.80}")
-    if not text.strip():
-        raise InputError("the question is empty; pass the text of a question")
+    check_question(text)
     return bundle
 
 
