@@ -340,8 +340,8 @@ class ChatHGuard(BaseChatModel):
         mode = check_stream_mode(kw.pop("stream_mode", self.stream_mode))
         early_stop = bool(kw.pop("early_stop", self.early_stop))
         key = kw.pop(_PRECOMPUTED, None)
-        parent_run_id = parent_run_id or kw.pop(_PARENT_RUN, None)
-        kw.pop(_PARENT_RUN, None)
+        handed = kw.pop(_PARENT_RUN, None)  # a streamed call's chain run
+        parent_run_id = parent_run_id or handed
         given = list(kw.pop(_PROBLEMS, None) or [])
         kw.pop("stream", None)
         model = kw.pop("model", None)
