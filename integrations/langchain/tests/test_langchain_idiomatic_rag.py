@@ -60,8 +60,9 @@ def _grounded_guard(tiny_probes, embedder, tmp_path, min_grounding=None):
     """Domain alpha accepts any risk below 1.0, but never without context, nor below min_grounding."""
     lm, probes = tiny_probes
     # the tiny probes are closed-book: requests with context are scored with them on purpose
+    # no spot-checks: the tests read the last audit record as the decision (a spot-check record would follow it)
     alpha = {"accept_below": 1.0, "abstain_above": 1.0, "require_grounding": True, "context_with_closed_book_probe": "allow",
-             "out_of_distribution": "warn"}
+             "out_of_distribution": "warn", "spot_check_rate": 0.0}
     if min_grounding is not None:
         alpha["min_grounding"] = min_grounding
     pol = Policy.model_validate({
