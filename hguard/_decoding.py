@@ -15,10 +15,12 @@ from .neurons import NeuronRecorder
 
 
 def cut_at_stop(text: str, stop: Sequence[str] | None) -> tuple[str, str | None]:
-    """``text`` up to the first stop sequence it contains, and that sequence (or None)."""
+    """``text`` up to the first stop sequence it contains after its leading whitespace (an answer is never
+    cut to nothing by the line break it starts with), and that sequence (or None)."""
     if not stop:
         return text, None
-    hits = [(text.find(s), s) for s in stop if s and s in text]
+    lead = len(text) - len(text.lstrip())
+    hits = [(text.find(s, lead), s) for s in stop if s and text.find(s, lead) >= 0]
     if not hits:
         return text, None
     at, s = min(hits)

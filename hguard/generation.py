@@ -24,7 +24,7 @@ from ._decoding import (
     cut_at_stop,
 )
 from .errors import InputError
-from .models import LoadedModel, _text_fingerprint, system_prompt_fingerprint
+from .models import PLAIN_ANSWER, PLAIN_QUESTION, PLAIN_STOP, LoadedModel, _text_fingerprint, system_prompt_fingerprint
 from .neurons import NeuronRecorder, find_ffn_sites
 from .settings import CLOSED_BOOK, GENERATOR_MAX_NEW_TOKENS, RAG, GenerationSettings
 
@@ -59,6 +59,22 @@ def history_fingerprint(history: Sequence[Mapping]) -> str | None:
         return None
     rendered = "\n".join(f"{m['role']}\x1f{m['content']}" for m in history)
     return f"{len(history)}-turns:" + _text_fingerprint(rendered)
+
+
+def _plain_frame(msgs: Sequence[Mapping], *, labelled: bool) -> str:
+    """The prompt of a model without a chat template (``hguard.models.PLAIN_FRAME``): the turns as plain
+    text, roles named when there are earlier turns; a single question is labelled (``labelled``: the
+    context template labels its own)."""
+    multi = sum(m["role"] in HISTORY_ROLES for m in msgs) > 1
+    parts = []
+    for m in msgs:
+        content = m["content"]
+        if multi and m["role"] in HISTORY_ROLES:
+            content = f"{m['role'].capitalize()}: {content}"
+        elif labelled and m["role"] == "user":
+            content = PLAIN_QUESTION.format(question=content)
+        parts.append(content)
+    return "\n\n".join(parts) + PLAIN_ANSWER
 
 
 # The user turn of a request with context (RAG). Calibration answers rows with context through this
@@ -208,14 +224,10 @@ class Generator:
     ) -> list[int]:
         tok = self.lm.tokenizer
         msgs = self.messages(question, context, history=history, system=system)
-        if getattr(tok, "chat_template", None):
+        if self.lm.has_chat_template:
             ids = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
-        else:  # base models (e.g. Gemma-3-270M) have no chat template: a plain Q/A frame
-            text = "\n\n".join(
-                (f"{m['role'].capitalize()}: " if m["role"] in HISTORY_ROLES and len(msgs) > 2 else "") + m["content"]
-                for m in msgs
-            ) + "\nAnswer:"
-            ids = tok(text)["input_ids"]
+        else:
+            ids = tok(_plain_frame(msgs, labelled=context is None))["input_ids"]
         limit = self.context_limit
         if limit is not None and len(ids) + self.max_new_tokens > limit:
             raise InputError(
@@ -278,6 +290,8 @@ class Generator:
         if not (len(hists) == len(syss) == len(questions)):
             raise InputError(f"got {len(questions)} questions, {len(hists)} histories and {len(syss)} systems; pass one per question")
         stop = _check_stop(stop)
+        if not self.lm.has_chat_template:  # the plain frame's answer ends at its line break
+            stop = [*(stop or []), *PLAIN_STOP]
         prompts = [self.prompt_ids(q, c, history=h, system=s) for q, c, h, s in zip(questions, ctxs, hists, syss)]
         out = self._generate_batches(
             list(questions), ctxs, prompts, batch_size=batch_size, neurons=neurons, steering=steering,

@@ -34,6 +34,16 @@ _CACHE_FORMAT = 1
 _CACHE_REQUIRED = ("config.json", "model.safetensors")  # a cache without these is no model
 
 
+# How a model without a chat template (a base model, e.g. Gemma-3-270M) is prompted: the turns as plain
+# text, a single question labelled, then "Answer:"; its answer ends at its first line break after some
+# text (a base model otherwise goes on to write the next question and its answer). The frame's
+# fingerprint stands for the chat template's, so a probe calibrated in another frame does not load.
+PLAIN_QUESTION = "Question: {question}"
+PLAIN_ANSWER = "\nAnswer:"
+PLAIN_STOP = ("\n",)
+PLAIN_FRAME = f"plain frame 2: {PLAIN_QUESTION!r} {PLAIN_ANSWER!r} stop {PLAIN_STOP!r}"
+
+
 def cache_dir() -> Path:
     """Where dequantised weights live: ``$HGUARD_CACHE_DIR``, else ``$XDG_CACHE_HOME/hguard``, else ``~/.cache/hguard``."""
     env = os.environ.get("HGUARD_CACHE_DIR")
@@ -91,8 +101,13 @@ class LoadedModel:
     load_info: dict = field(default_factory=dict)
 
     @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    @property
     def chat_template_fingerprint(self) -> str:
-        return _text_fingerprint(getattr(self.tokenizer, "chat_template", None))
+        """The chat template's fingerprint, or the plain frame's for a model without one."""
+        return _text_fingerprint(self.tokenizer.chat_template if self.has_chat_template else PLAIN_FRAME)
 
     @property
     def config(self):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from hguard.errors import InputError
-from hguard.generation import Generator, check_history, cut_at_stop, history_fingerprint
+from hguard.generation import Generator, _plain_frame, check_history, cut_at_stop, history_fingerprint
+from hguard.models import _text_fingerprint
 from hguard.guard import Guard
 from hguard.policy import Policy
 from hguard.testing import tiny_model
@@ -52,6 +53,55 @@ def test_stop_sequences_end_the_answer_before_them(lm):
     assert cut.extra["stop"] == words[2] and cut.finished and words[2] not in cut.text.split()
     assert free.text.startswith(cut.text) and len(cut.token_ids) < len(free.token_ids)
     assert cut_at_stop("a b c", ["b", "c"]) == ("a ", "b") and cut_at_stop("a", None) == ("a", None)
+
+
+class _Force:
+    """A logits processor that makes the model write ``ids``, one per step."""
+
+    def __init__(self, ids):
+        self.ids = ids
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        step = min(self._step(input_ids), len(self.ids) - 1)
+        forced = torch.full_like(scores, -float("inf"))
+        forced[:, self.ids[step]] = 0.0
+        return forced
+
+    def _step(self, input_ids):
+        self.start = getattr(self, "start", input_ids.shape[1])
+        return input_ids.shape[1] - self.start
+
+
+def test_a_model_without_chat_template_is_asked_in_the_plain_frame_and_stops_at_its_line_break():
+    from hguard.models import PLAIN_FRAME
+    from hguard.testing import tiny_model
+
+    base = tiny_model("gemma3_text", seed=1)
+    base.tokenizer.chat_template = None  # a base model: no chat template
+    gen = Generator(base, system_prompt=None, max_new_tokens=8)
+    q = "what is the capital of france"
+    assert _plain_frame(gen.messages(q), labelled=True) == "Question: what is the capital of france\nAnswer:"
+    assert gen.prompt_ids(q) == base.tokenizer("Question: what is the capital of france\nAnswer:")["input_ids"]
+    rag = _plain_frame(gen.messages(q, "paris is the capital"), labelled=False)  # the context template labels it
+    assert rag.count("Question:") == 1 and rag.endswith("Question: what is the capital of france\nAnswer:")
+    multi = _plain_frame(Generator(base, system_prompt="be brief").messages(q, history=HISTORY), labelled=True)
+    assert multi == "be brief\n\nUser: what is the capital of france\n\nAssistant: it is paris\n\nUser: what is the capital of france\nAnswer:"
+    assert base.chat_template_fingerprint != tiny_model("gemma3_text", seed=1).chat_template_fingerprint
+    assert base.fingerprints()["chat_template_fingerprint"] == _text_fingerprint(PLAIN_FRAME)
+    vocab = base.tokenizer.get_vocab()
+    # "paris \n what is": a base model goes on to the next question; the answer ends at the line break,
+    # and a line break it starts with does not cut it to nothing.
+    for forced in (["paris", "\n", "what", "is"], ["\n", "paris", "\n", "what"]):
+        (g,) = gen.generate(["what is the capital of france"], neurons="all", logits_processors=[_Force([vocab[w] for w in forced])])
+        assert g.text == "paris" and g.extra["stop"] == "\n" and g.finished
+        assert g.n_cett_tokens <= len(forced) - 1  # generation ended at the stop, before the next question
+    # a chat model is not cut at line breaks
+    (chat,) = Generator(tiny_model("gemma3_text", seed=1), max_new_tokens=4).generate(
+        ["what"], neurons=None, logits_processors=[_Force([vocab[w] for w in ("paris", "\n", "what", "is")])])
+    assert "stop" not in chat.extra and chat.text.split() == ["paris", "what", "is"]
+    assert cut_at_stop("\n paris\nwhat", ["\n"]) == ("\n paris", "\n")
 
 
 def test_caller_problems_route_to_review_with_their_reason(lm, tmp_path):
