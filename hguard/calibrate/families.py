@@ -22,13 +22,13 @@ are fitted, come from probes that were fitted with F's answers in them; F's own 
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from typing import Any, Sequence
 
 import numpy as np
 
 from .._numerics import sigmoid_array
+from .._stats import clopper_pearson_interval
 from ..ood import fit_ood, full_distance
 from .collect import Collected
 from .judge import right_reply
@@ -141,9 +141,15 @@ def _at_target(risk: np.ndarray, y: np.ndarray, accept_below: float, target: flo
         "n_accepted": n_acc,
         "coverage": float(acc.mean()) if len(acc) else None,
         "accepted_hallucinated": k,
-        "accepted_hallucination_rate": (k / n_acc) if n_acc else None,
-        "within_target": (k / n_acc <= target) if n_acc else None,  # None: nothing accepted to judge
+        **_against_target(k, n_acc, target),
     }
+
+
+def _against_target(k: int, n_acc: int, target: float) -> dict:
+    """The hallucination rate among ``n_acc`` accepted answers (``k`` hallucinated) and whether it is within
+    ``target``: both None when nothing was accepted (nothing to judge)."""
+    rate = k / n_acc if n_acc else None
+    return {"accepted_hallucination_rate": rate, "within_target": None if rate is None else rate <= target}
 
 
 def evaluate_families(
@@ -354,7 +360,7 @@ def summarize(per_family: dict, baselines: Sequence[str], target: float) -> dict
         n = sum(e["n_scored"] for e in per_family.values() if e.get("ood") and e["ood"]["triggered"] is not None)
         k = sum(o["triggered"] for o in oods)
         out["ood_held_out_families"] = {"n": n, "triggered": k, "rate": k / n if n else None,
-                                        "rate_ci95": _wilson(k, n)}
+                                        "rate_ci95": clopper_pearson_interval(k, n)}
     routed = [e["at_target"] for e in per_family.values() if e.get("at_target")]
     if routed:
         n_acc = sum(t["n_accepted"] for t in routed)
@@ -365,23 +371,12 @@ def summarize(per_family: dict, baselines: Sequence[str], target: float) -> dict
             "n_scored": n,
             "n_accepted": n_acc,
             "coverage": n_acc / n if n else None,
-            "accepted_hallucination_rate": k / n_acc if n_acc else None,
-            "accepted_hallucination_ci95": _wilson(k, n_acc),
-            "within_target": (k / n_acc <= target) if n_acc else None,  # None: nothing accepted to judge
+            **_against_target(k, n_acc, target),
+            "accepted_hallucination_ci95": clopper_pearson_interval(k, n_acc),
             "families_over_target": sorted(f for f, e in per_family.items()
                                            if e.get("at_target") and e["at_target"]["within_target"] is False),
         }
     return out
-
-
-def _wilson(k: int, n: int, z: float = 1.96) -> list[float] | None:
-    if n == 0:
-        return None
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return [max(0.0, c - h), min(1.0, c + h)]
 
 
 __all__ = ["CROSS_FAMILY_SCORES", "MAX_FOLDS", "attach_families", "cross_family_calibration", "cross_family_fit",

@@ -159,7 +159,7 @@ def families_markdown(report: dict) -> list[str]:
         "AUROC means are over the families with at least 5 answers of each class; a family with one class has "
         "no AUROC and is listed as such, one with fewer than 5 of a class is listed as (few): its AUROC is in the "
         "table below but rests on too few answers to enter a mean. Hallucination among accepted answers is pooled over the held-out families, each "
-        "routed with the thresholds fitted without it (Wilson 95% interval).",
+        "routed with the thresholds fitted without it (Clopper-Pearson 95% interval).",
         "",
         "| domain | families (with AUROC) | one-class families | mean AUROC probe | merged | best baseline | random neurons "
         "| worst family probe / merged | halluc. among accepted / target (accepted of n) | probe >= 0.85 | merged >= 0.88 | none < 0.75 | ahead of baseline |",
