@@ -36,7 +36,8 @@ def summary(report: Mapping[str, Any]) -> str:
         shown = "-" if bound is None else f"{bound:.3f}"
         lines.append(
             f"    spot-checks: {s['selected']} selected, {s['reviewed']} reviewed, {s['hallucinated']} hallucinated "
-            f"(rate {rate}, {rule.replace('_', ' ')} {shown} at {e['confidence']} (the breach rule's bound), "
+            f"(rate {rate}, {rule.replace('_', ' ')} {shown} at {e['confidence']} ({s.get('bounds', 'per_run').replace('_', ' ')}; "
+            f"the breach rule's bound), "
             f"upper bound {s['upper_bound']:.3f}, target {e['target']}){judged}"
         )
         if (e.get("breach") or e.get("drifted")) and e["state"]["state"] == "normal":  # a dry run: nothing was done

@@ -1,6 +1,6 @@
-"""The monitor's pure statistics: the breach rules on the exact Clopper-Pearson bounds (in
-:mod:`hguard._stats`), the least number of spot-checks that can certify a target, the seeded spot-check
-selection and the drift test. Plain numbers in, plain numbers out (scipy imported inside). See
+"""The monitor's pure statistics: the live bounds (the exact Clopper-Pearson bounds of one look, or
+time-uniform ones; both in :mod:`hguard._stats`) and the breach rules on them, the least number of
+spot-checks that can certify a target, the seeded spot-check selection and the drift test. Plain numbers in, plain numbers out (scipy imported inside). See
 :mod:`hguard.monitor`."""
 
 from __future__ import annotations
@@ -10,26 +10,54 @@ import hmac
 import math
 from typing import Any, Sequence
 
-from ._stats import _check_unit_open, clopper_pearson_lower, clopper_pearson_upper
+from ._stats import _check_unit_open, clopper_pearson_lower, clopper_pearson_upper, sequential_bounds
 from .errors import InputError
 
 
-def breached(k: int, n: int, target: float, confidence: float, rule: str = "upper_bound") -> bool:
-    """Whether ``k`` hallucinations in ``n`` reviewed spot-checks breach the target under ``rule``:
-    ``upper_bound``: the upper bound exceeds the target, once n reaches :func:`min_checks` (before that even a
-    clean record could not certify it); ``lower_bound``: the lower bound exceeds the target."""
+LIVE_BOUNDS = ("per_run", "sequential")
+
+
+def live_bounds(k: int, n: int, confidence: float, kind: str = "per_run") -> tuple[float, float]:
+    """``(lower, upper)`` bounds on the accepted hallucination rate after ``k`` hallucinations in ``n`` reviewed
+    spot-checks: ``per_run``, the exact Clopper-Pearson bounds, which hold for one look (run after run on the
+    growing record, a rule on them fires more often than ``1 - confidence`` says, erring toward tightening);
+    ``sequential``, a confidence sequence that holds however often the monitor runs
+    (:func:`hguard._stats.sequential_bounds`), at the price of more spot-checks before a rise is caught
+    (``benchmarks/README.md``)."""
+    if kind == "sequential":
+        return sequential_bounds(k, n, confidence)
+    if kind == "per_run":
+        return clopper_pearson_lower(k, n, confidence), clopper_pearson_upper(k, n, confidence)
+    raise InputError(f"live bounds must be one of {LIVE_BOUNDS}, got {kind!r}")
+
+
+def breached(k: int, n: int, target: float, confidence: float, rule: str = "upper_bound", bounds: str = "per_run") -> bool:
+    """Whether ``k`` hallucinations in ``n`` reviewed spot-checks breach the target under ``rule``, on the
+    ``bounds`` of :func:`live_bounds`: ``upper_bound``: the upper bound exceeds the target, once n reaches
+    :func:`min_checks` (before that even a clean record could not certify it); ``lower_bound``: the lower
+    bound exceeds the target."""
+    if rule not in ("upper_bound", "lower_bound"):
+        raise InputError(f"breach rule must be 'upper_bound' or 'lower_bound', got {rule!r}")
+    lower, upper = live_bounds(k, n, confidence, bounds)
     if rule == "upper_bound":
-        return n >= min_checks(target, confidence) and clopper_pearson_upper(k, n, confidence) > target
-    if rule == "lower_bound":
-        return clopper_pearson_lower(k, n, confidence) > target
-    raise InputError(f"breach rule must be 'upper_bound' or 'lower_bound', got {rule!r}")
+        return n >= min_checks(target, confidence, bounds) and upper > target
+    return lower > target
 
 
-def min_checks(target: float, confidence: float) -> int:
+def min_checks(target: float, confidence: float, bounds: str = "per_run") -> int:
     """Least number of reviewed spot-checks at which a clean record (0 hallucinations) brings the upper bound
     to the target or below; before that the bound cannot certify anything and is not acted on."""
     target, confidence = _check_unit_open("target", target), _check_unit_open("confidence", confidence)
-    return int(math.ceil(math.log(1.0 - confidence) / math.log(1.0 - target) - 1e-12))
+    if bounds == "per_run":
+        return int(math.ceil(math.log(1.0 - confidence) / math.log(1.0 - target) - 1e-12))
+    if bounds != "sequential":
+        live_bounds(0, 0, confidence, bounds)  # names the allowed kinds
+    # sequential, k = 0: the evidence against the target is 1 / ((n + 1) (1 - target)^n); it must reach
+    # 1 / (1 - confidence). Start from the one-look count, which is never more.
+    n = min_checks(target, confidence, "per_run")
+    while live_bounds(0, n, confidence, bounds)[1] > target:
+        n += 1
+    return n
 
 
 def selection_u(seed: str, record_id: str) -> float:

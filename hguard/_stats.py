@@ -1,6 +1,6 @@
-"""AUROC and its bootstrap interval, and the exact Clopper-Pearson bounds on a binomial rate: the one
-implementation of each that calibration, threshold fitting, the monitor, the research scripts and the
-benchmarks use.
+"""AUROC and its bootstrap interval, the exact Clopper-Pearson bounds on a binomial rate, and the
+time-uniform (sequential) bounds for a rate looked at again and again: the one implementation of each that
+calibration, threshold fitting, the monitor, the research scripts and the benchmarks use.
 
 Labels are 1 for the positive class (a hallucinated answer) and 0 for the other; a score is
 oriented so that higher means more likely positive (a risk). numpy and scipy are imported inside
@@ -25,6 +25,7 @@ __all__ = [
     "clopper_pearson_lower",
     "clopper_pearson_upper",
     "labels_and_scores",
+    "sequential_bounds",
 ]
 
 
@@ -131,11 +132,7 @@ def clopper_pearson_upper(k: int, n: int, confidence: float) -> float:
     """Exact one-sided upper bound on a binomial rate after ``k`` events in ``n`` trials: the ``p`` with
     ``P(Binom(n, p) <= k) = 1 - confidence``. 1.0 when ``n == 0`` (nothing is known) or ``k == n``."""
     confidence = _check_unit_open("confidence", confidence)
-    for name, v in (("k", k), ("n", n)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise InputError(f"{name} must be a non-negative integer, got {v!r}")
-    if k > n:
-        raise InputError(f"k ({k}) cannot exceed n ({n}): there are at most n hallucinations in n answers")
+    _check_counts(k, n)
     if n == 0 or k == n:
         return 1.0
     from scipy.special import betaincinv
@@ -162,3 +159,42 @@ def clopper_pearson_interval(k: int, n: int, level: float = 0.95) -> list[float]
     one_sided = 1.0 - (1.0 - level) / 2
     return [clopper_pearson_lower(k, n, one_sided), clopper_pearson_upper(k, n, one_sided)]
 
+
+def _check_counts(k: int, n: int) -> None:
+    for name, v in (("k", k), ("n", n)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise InputError(f"{name} must be a non-negative integer, got {v!r}")
+    if k > n:
+        raise InputError(f"k ({k}) cannot exceed n ({n}): there are at most n hallucinations in n answers")
+
+
+def sequential_bounds(k: int, n: int, confidence: float) -> tuple[float, float]:
+    """Time-uniform ``(lower, upper)`` bounds on a binomial rate after ``k`` events in ``n`` trials: a
+    confidence sequence, so that with probability ``confidence`` the rate lies within the bounds at *every*
+    ``n`` at once, however often they are looked at and acted on (Clopper-Pearson bounds hold for one look).
+
+    The bounds are the rates ``p`` whose evidence against them stays below ``1 / (1 - confidence)``: the
+    beta-binomial mixture martingale with a uniform prior, ``B(k + 1, n - k + 1) / (p^k (1 - p)^(n - k))``,
+    which by Ville's inequality passes that level at some ``n`` with probability at most ``1 - confidence``
+    under the true rate (Robbins 1970; Howard, Ramdas, McAuliffe & Sekhon 2021). Its log is convex in ``p``
+    and at most 0 at ``k / n``, so the set is an interval around ``k / n``. ``(0, 1)`` when ``n == 0``."""
+    confidence = _check_unit_open("confidence", confidence)
+    _check_counts(k, n)
+    if n == 0:
+        return 0.0, 1.0
+    import math
+
+    from scipy.optimize import brentq
+    from scipy.special import betaln
+
+    level = math.log(1.0 / (1.0 - confidence))
+    mix = float(betaln(k + 1, n - k + 1))
+
+    def excess(p: float) -> float:  # log evidence against p, less the level
+        return mix - (k * math.log(p) if k else 0.0) - ((n - k) * math.log1p(-p) if n - k else 0.0) - level
+
+    tiny = 1e-15
+    centre = k / n
+    lower = 0.0 if k == 0 or excess(tiny) < 0 else brentq(excess, tiny, centre, xtol=1e-12)
+    upper = 1.0 if k == n or excess(1.0 - tiny) < 0 else brentq(excess, centre, 1.0 - tiny, xtol=1e-12)
+    return float(lower), float(upper)

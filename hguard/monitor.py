@@ -10,8 +10,12 @@ traffic, from the audit log and the review queue alone:
   number in [0, 1) (:func:`selection_u`). The audit log assigns the id, so the guard cannot pick it, and an
   auditor holding the seed recomputes every selection (:func:`check_selection`).
 * **Live estimate.** Per domain, reviewed spot-checks give the hallucination rate among accepted answers and
-  its exact Clopper-Pearson upper bound at the policy's confidence (:func:`clopper_pearson_upper`); verdicts
-  on answers the guard routed to review are reported beside it.
+  its bounds at the policy's confidence (``live_bounds``): by default the exact Clopper-Pearson bounds, which
+  hold for one look, so that run after run on the growing record the breach rules err toward tightening; or
+  a confidence sequence (``sequential``, :func:`hguard._stats.sequential_bounds`), which holds however often
+  the monitor runs, so a healthy domain tightens no more often than ``1 - confidence`` says, at the price of
+  more spot-checks before a rise is caught. Verdicts on answers the guard routed to review are reported
+  beside it.
 * **Drift.** A two-sample Kolmogorov-Smirnov test of the latest ``drift_window`` live risks against the risks
   of the domain's calibration answers (stored in the probe file), and of live domain similarity (and an
   ``ood_distance`` signal, when decisions record one) against the domain's first window of live traffic,
@@ -57,7 +61,7 @@ from ._monitor_state import (
     transition,
     write_state,
 )
-from ._monitor_stats import breached, drift_test, min_checks, selection_u
+from ._monitor_stats import breached, drift_test, live_bounds, min_checks, selection_u
 from ._stats import clopper_pearson_lower, clopper_pearson_upper
 from .errors import DataError, InputError, PolicyError
 
@@ -276,8 +280,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         reviewed = [(it, it.verdict.label) for it in spot_items if it.verdict is not None]
         k = sum(label == "hallucinated" for _, label in reviewed)
         n = len(reviewed)
-        ucb = clopper_pearson_upper(k, n, dp.confidence)
-        n_min = min_checks(dp.target_hallucination_rate, dp.confidence)
+        lcb, ucb = live_bounds(k, n, dp.confidence, dp.live_bounds)
+        n_min = min_checks(dp.target_hallucination_rate, dp.confidence, dp.live_bounds)
         routed = [it.verdict.label for it in items if not it.spot_check and it.domain == name and it.verdict is not None]
         routes = Counter(r.get("route") for r in dom)
         w = dp.drift_window
@@ -301,8 +305,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         drift["similarity"] = drift_test(sims[:w], sims[w:][-w:], dp.drift_p_value)
         drift["ood_distance"] = drift_test(oods[:w], oods[w:][-w:], dp.drift_p_value)
         drift["similarity"]["reference"] = drift["ood_distance"]["reference"] = "the domain's first live window"
-        lcb = clopper_pearson_lower(k, n, dp.confidence)
-        breach = breached(k, n, dp.target_hallucination_rate, dp.confidence, dp.breach_rule)
+        breach = breached(k, n, dp.target_hallucination_rate, dp.confidence, dp.breach_rule, dp.live_bounds)
         drifted = [s for s, t in drift.items() if t["drift"]]
         per_day: dict[str, Counter] = defaultdict(Counter)
         for r in dom:
@@ -314,6 +317,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
             "spot_checks": {"selected": len(spot_items), "reviewed": n, "hallucinated": k,
                             "pending": len(spot_items) - n, "rate": k / n if n else None,
                             "upper_bound": ucb, "lower_bound": lcb, "breach_rule": dp.breach_rule,
+                            "bounds": dp.live_bounds,
                             "min_reviewed_to_judge": n_min if dp.breach_rule == "upper_bound" else 0,
                             "counted_since": since},
             "review_routed": {"reviewed": len(routed),
@@ -333,7 +337,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                 if breach:
                     b = ucb if dp.breach_rule == "upper_bound" else lcb
                     why.append(f"{dp.breach_rule.replace('_', ' ')} {b:.4g} on accepted hallucinations ({k}/{n} "
-                               f"reviewed spot-checks, confidence {dp.confidence}) exceeds target {dp.target_hallucination_rate}")  # fmt: skip
+                               f"reviewed spot-checks, {dp.live_bounds.replace('_', ' ')} bounds at confidence {dp.confidence}) "
+                               f"exceeds target {dp.target_hallucination_rate}")  # fmt: skip
                 for s in drifted:
                     why.append(f"{s} drift: KS p-value {drift[s]['p_value']:.3g} < drift_p_value {dp.drift_p_value}")
                 current = None

@@ -268,6 +268,12 @@ class DomainPolicy(_Section):
         'target: the target is shown broken) or "upper_bound" (once the upper bound does: the target is no '
         "longer certified; with few spot-checks this tightens healthy domains too, see benchmarks/README.md)",
     )
+    live_bounds: Literal["per_run", "sequential"] = Field(
+        "per_run",
+        description='"per_run" (Clopper-Pearson bounds, exact for one look; run after run on a growing record '
+        'they err toward tightening) or "sequential" (bounds that hold however often the monitor runs: a '
+        "confidence sequence, slower to catch a rise; both measured in benchmarks/README.md)",
+    )
     tightened_target: float | None = Field(
         None, gt=0.0, lt=1.0, strict=True, allow_inf_nan=False,
         description="a number strictly between 0 and 1, or leave it out for half the target",

@@ -1,4 +1,4 @@
-"""The monitor: Clopper-Pearson bounds, the seeded spot-check selection, the drift test, the tightening state
+"""The monitor: its live bounds (sequential and one-look), the seeded spot-check selection, the drift test, the tightening state
 machine, the monitor run over an audit log and a queue, bad input, and the guard's use of all of it."""
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import pytest
 
 from hguard.audit import AuditLog, verify
 from hguard.errors import InputError, PolicyError
+from hguard._stats import clopper_pearson_lower, sequential_bounds
 from hguard.monitor import (
+    breached,
     DomainState,
     MonitorState,
     check_selection,
@@ -71,6 +73,48 @@ def test_bad_statistics_input_is_refused():
 def test_min_checks_is_where_a_clean_record_reaches_the_target():
     n = min_checks(0.2, 0.9)
     assert clopper_pearson_upper(0, n, 0.9) <= 0.2 < clopper_pearson_upper(0, n - 1, 0.9)
+    m = min_checks(0.2, 0.9, "sequential")  # more checks, since the bound holds at every look
+    assert sequential_bounds(0, m, 0.9)[1] <= 0.2 < sequential_bounds(0, m - 1, 0.9)[1] and m > n
+    # a clean record's evidence against the target is 1 / ((n + 1) (1 - target)^n): it reaches 1 / 0.1 at m
+    assert (m + 1) * 0.8**m <= 0.1 < m * 0.8 ** (m - 1)
+
+
+def test_sequential_bounds_are_the_mixture_evidence_level_and_wider_than_one_look():
+    import math
+
+    from scipy.special import betaln
+
+    for k, n in ((0, 1), (3, 20), (12, 30), (30, 100), (100, 100)):
+        lo, hi = sequential_bounds(k, n, 0.9)
+        assert lo <= k / n <= hi
+        assert lo <= clopper_pearson_lower(k, n, 0.9) and hi >= clopper_pearson_upper(k, n, 0.9)
+        for p in (lo, hi):  # at a bound strictly inside (0, 1), the evidence against it is exactly 1 / 0.1
+            if 0 < p < 1:
+                log_evidence = betaln(k + 1, n - k + 1) - k * math.log(p) - (n - k) * math.log1p(-p)
+                assert log_evidence == pytest.approx(math.log(10), abs=1e-6)
+    assert sequential_bounds(0, 0, 0.9) == (0.0, 1.0)
+    assert sequential_bounds(0, 1, 0.9)[1] == pytest.approx(0.95)  # 0.5 / (1 - p) = 10
+    with pytest.raises(InputError, match="cannot exceed"):
+        sequential_bounds(3, 2, 0.9)
+
+
+def test_sequential_bounds_hold_at_every_look_where_one_look_bounds_do_not():
+    """Run after every reviewed spot-check, on a domain exactly at its target: the sequential lower-bound rule
+    tightens within 300 checks in at most 1 - confidence of runs; the one-look bounds far more often."""
+    rng = random.Random(7)
+    runs, looks, target = 400, 300, 0.2
+    fired = {"sequential": 0, "per_run": 0}
+    for _ in range(runs):
+        verdicts = [rng.random() < target for _ in range(looks)]
+        for kind in fired:
+            k = 0
+            for n, bad in enumerate(verdicts, 1):
+                k += bad
+                if k / n > target and breached(k, n, target, 0.9, "lower_bound", kind):
+                    fired[kind] += 1
+                    break
+    assert fired["sequential"] / runs <= 0.1  # the confidence holds across all 300 looks
+    assert fired["per_run"] / runs > 0.2  # one-look bounds, looked at 300 times, do not
 
 
 def test_selection_is_reproducible_keyed_and_uniform():
@@ -158,6 +202,7 @@ def _pol(tmp_path, **dom):
         ("confidence", 0.0, "confidence"),
         ("on_breach", "ignore", "on_breach"),
         ("drift_window", 5, "drift_window"),
+        ("live_bounds", "always", "live_bounds"),
     ],
 )
 def test_bad_monitor_keys_are_refused_naming_the_key(tmp_path, key, value, words):
@@ -200,6 +245,8 @@ def test_monitor_run_estimates_tightens_on_a_breach_and_a_person_lifts(tmp_path)
     s = e["spot_checks"]
     assert s["reviewed"] == s["selected"] > 20 and s["hallucinated"] > 0.4 * s["reviewed"]
     assert s["upper_bound"] == pytest.approx(clopper_pearson_upper(s["hallucinated"], s["reviewed"], 0.9))
+    assert s["lower_bound"] == pytest.approx(clopper_pearson_lower(s["hallucinated"], s["reviewed"], 0.9))
+    assert s["bounds"] == "per_run"
     assert e["breach"] and e["state"]["state"] == "tightened" and e["state"]["accept_below"] == 0.0
     assert e["selection_audit"]["mismatches"] == [] and e["selection_audit"]["by_rate"] == s["selected"]
     kinds = [r["kind"] for r in log]
@@ -395,19 +442,36 @@ def test_guard_spot_checks_accepted_answers_and_honours_a_tightening(tiny_calibr
     assert verify(tmp_path / "audit.jsonl").ok
 
 
+def test_a_policy_with_sequential_bounds_reads_them_in_the_monitor_run(tmp_path):
+    policy = _pol(tmp_path, spot_check_rate=0.5, live_bounds="sequential", breach_rule="lower_bound")
+    _deploy(tmp_path, policy, 80, halluc_rate=0.6)
+    s = run_monitor(policy, act=False)["domains"]["geo"]["spot_checks"]
+    assert s["bounds"] == "sequential" and s["reviewed"] > 20
+    assert (s["lower_bound"], s["upper_bound"]) == pytest.approx(sequential_bounds(s["hallucinated"], s["reviewed"], 0.9))
+    assert s["lower_bound"] < clopper_pearson_lower(s["hallucinated"], s["reviewed"], 0.9)
+
+
 def test_lower_bound_and_the_two_breach_rules():
     from scipy.stats import binom
-
-    from hguard.monitor import breached, clopper_pearson_lower
 
     lb = clopper_pearson_lower(3, 20, 0.9)
     assert binom.sf(2, 20, lb) == pytest.approx(0.1, abs=1e-9)  # P(X >= 3) at the bound
     assert clopper_pearson_lower(0, 20, 0.9) == 0.0
     assert clopper_pearson_lower(10, 10, 0.9) == pytest.approx(0.1 ** (1 / 10))
-    # 1 of 11 at target 0.2: no longer certified (upper 0.30) but not shown broken (lower 0.01)
+    # 1 of 11 at target 0.2, one-look bounds (the default): no longer certified (upper 0.30) but not shown
+    # broken (lower 0.01)
     assert breached(1, 11, 0.2, 0.9, "upper_bound") and not breached(1, 11, 0.2, 0.9, "lower_bound")
     assert not breached(1, 10, 0.2, 0.9, "upper_bound")  # below min_checks: not judged
     assert breached(12, 20, 0.2, 0.9, "lower_bound")
+    # the sequential bounds ask for more: 12 of 20 shows the target broken, 8 of 20 does only for one look
+    # (lower 0.25 per run, 0.17 sequential); a clean record certifies from 25 checks, not 11
+    assert breached(12, 20, 0.2, 0.9, "lower_bound", "sequential") and not breached(8, 20, 0.2, 0.9, "lower_bound", "sequential")
+    assert breached(8, 20, 0.2, 0.9, "lower_bound")
+    assert not breached(1, 11, 0.2, 0.9, "upper_bound", "sequential") and breached(1, 25, 0.2, 0.9, "upper_bound", "sequential")
+    with pytest.raises(InputError, match="live bounds"):
+        breached(1, 10, 0.2, 0.9, "lower_bound", "sometimes")
+    with pytest.raises(InputError, match="live bounds"):
+        min_checks(0.2, 0.9, "sometimes")
     with pytest.raises(InputError, match="breach rule"):
         breached(1, 10, 0.2, 0.9, "sometimes")
 
@@ -531,7 +595,7 @@ def test_monitor_report_and_review_export_never_replace_the_log_queue_or_state(t
     # a dry run says what a real run would do, with the bound the breach rule reads
     assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--dry-run"]) == 0
     text = capsys.readouterr().out
-    assert "lower bound" in text and "(the breach rule's bound)" in text and "WOULD TIGHTEN (breach)" in text
+    assert "lower bound" in text and "the breach rule's bound)" in text and "WOULD TIGHTEN (breach)" in text
     # review list --json: stdout holds only JSON lines, the counts go to stderr
     assert main(["review", "list", "--policy", str(tmp_path / "policy.toml"), "--decided", "--json"]) == 0
     out = capsys.readouterr()
