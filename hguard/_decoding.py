@@ -41,17 +41,25 @@ class StopSequences:
     """A stopping criterion: ends a row once its decoded answer contains one of the stop strings
     (any tokenizer; the answer is cut before the string afterwards, see :func:`cut_at_stop`)."""
 
-    def __init__(self, tokenizer, stop: Sequence[str], prompt_width: int):
+    def __init__(self, tokenizer, stop: Sequence[str], prompt_width: int, recorder: NeuronRecorder | None = None):
         self.tokenizer, self.stop, self.width = tokenizer, list(stop), prompt_width
+        self.recorder = recorder  # told which rows ended, so that nothing fed to them afterwards is recorded
         self.done: torch.Tensor | None = None
+        self.ended_at: torch.Tensor | None = None  # per row: answer tokens before the one that completed a stop
 
     def __call__(self, input_ids, scores, **kwargs):
         if self.done is None or self.done.numel() != input_ids.shape[0]:
             self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool)
+            self.ended_at = torch.full((input_ids.shape[0],), -1, dtype=torch.long)
+        assert self.ended_at is not None
         for row in range(input_ids.shape[0]):
             if not self.done[row]:
                 text = self.tokenizer.decode(input_ids[row, self.width :].tolist(), skip_special_tokens=True)
-                self.done[row] = cut_at_stop(text, self.stop)[1] is not None
+                if cut_at_stop(text, self.stop)[1] is not None:
+                    self.done[row] = True
+                    self.ended_at[row] = input_ids.shape[1] - self.width - 1
+        if self.recorder is not None:
+            self.recorder.finish_rows(self.done)
         return self.done.clone().to(input_ids.device)
 
 

@@ -222,7 +222,7 @@ class _Scoring:
             reasons.append("generation stopped early: the running risk passed the abstain threshold")
         if g.extra.get("stop") is not None:  # what is shown ends before what was scored
             reasons.append(f"the answer was cut at the caller's stop sequence {g.extra['stop']!r}: its risk was read "
-                           "on every token generated, the stop sequence included")
+                           "on the tokens generated before the one that completed it")
         if not choice.get("given") and choice.get("reason"):
             reasons.insert(0, choice["reason"])
         abstain_message = (dp.abstain_message if dp is not None and dp.abstain_message else None) or self.policy.abstain_message

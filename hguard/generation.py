@@ -289,7 +289,7 @@ class Generator:
         syss = list(systems) if systems is not None else [None] * len(questions)
         if not (len(hists) == len(syss) == len(questions)):
             raise InputError(f"got {len(questions)} questions, {len(hists)} histories and {len(syss)} systems; pass one per question")
-        stop = _check_stop(stop)
+        stop = caller_stop = _check_stop(stop)
         if not self.lm.has_chat_template:  # the plain frame's answer ends at its line break
             stop = [*(stop or []), *PLAIN_STOP]
         prompts = [self.prompt_ids(q, c, history=h, system=s) for q, c, h, s in zip(questions, ctxs, hists, syss)]
@@ -299,6 +299,8 @@ class Generator:
             processors=list(logits_processors), streamer=streamer, stopping=list(stopping_criteria), stop=stop,
         )
         for g, h, sp in zip(out, hists, syss):
+            if g.extra.get("stop") is not None and g.extra["stop"] not in (caller_stop or ()):
+                g.extra["frame_stop"] = g.extra.pop("stop")  # the plain frame's end of answer, not the caller's
             if h or sp is not None:
                 g.extra["fingerprints"] = self.call_fingerprints(sp, h)
                 g.extra["history_turns"] = len(h)
@@ -354,8 +356,9 @@ class Generator:
         )
         if streamer is not None:
             kwargs["streamer"] = streamer
-        if stop:
-            stopping = [*stopping, StopSequences(tok, stop, width)]
+        stopper = StopSequences(tok, stop, width) if stop else None
+        if stopper is not None:
+            stopping = [*stopping, stopper]
         if stopping:
             from transformers import StoppingCriteriaList
 
@@ -372,6 +375,8 @@ class Generator:
             if record:
                 with NeuronRecorder(self.lm.model, neurons=neurons, scale=steering, sites=self.sites) as rec:
                     rec.arm_generation(len(prompts), self.eos_token_ids)
+                    if stopper is not None:
+                        stopper.recorder = rec
                     self._running.state = RunningState(rec, tracker)
                     try:
                         seqs = self.lm.model.generate(**kwargs)
@@ -395,9 +400,11 @@ class Generator:
             finished = n < len(row)
             ids = row[:n]
             text, stopped_at = cut_at_stop(tok.decode(ids, skip_special_tokens=True), stop)
-            if stopped_at is not None:  # the stop sequence ended this row; later positions are padding
-                while ids and ids[-1] == pad and pad not in self.eos_token_ids:
-                    ids.pop()
+            if stopped_at is not None:
+                # the stop sequence ended this row: later positions are padding, and the token that completed
+                # the stop was never fed, so it is neither recorded nor scored (as an end-of-sequence token)
+                ended = int(stopper.ended_at[i]) if stopper is not None and stopper.ended_at is not None else -1
+                ids = ids[:ended] if ended >= 0 else ids
                 n, finished = len(ids), True
             conf = confidence_from(logprobs[i, :n].tolist(), entropies[i, :n].tolist())
             results.append(

@@ -327,6 +327,12 @@ class NeuronRecorder:
         self._finished = torch.zeros(batch_size, dtype=torch.bool)
         self._explicit_mask = None
 
+    def finish_rows(self, rows: torch.Tensor) -> None:
+        """Rows ``rows`` (bool, batch) ended at a stop sequence: nothing fed to them from now on counts (the
+        token that completed the stop, then padding), as after an end-of-sequence token."""
+        if self._finished is not None:
+            self._finished |= torch.as_tensor(rows, dtype=torch.bool).cpu()
+
     def arm_forward(self, answer_mask: torch.Tensor) -> None:
         """Prepare for one teacher-forced forward pass; ``answer_mask`` (B, S) marks the answer tokens."""
         answer_mask = torch.as_tensor(answer_mask)

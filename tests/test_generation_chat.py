@@ -56,7 +56,7 @@ def test_stop_sequences_end_the_answer_before_them(lm):
 
 
 class _Force:
-    """A logits processor that makes the model write ``ids``, one per step."""
+    """A logits processor that makes the model write ``ids``, one per step (``ids`` may be a list per row)."""
 
     def __init__(self, ids):
         self.ids = ids
@@ -64,9 +64,10 @@ class _Force:
     def __call__(self, input_ids, scores):
         import torch
 
-        step = min(self._step(input_ids), len(self.ids) - 1)
+        rows = self.ids if isinstance(self.ids[0], list) else [self.ids] * scores.shape[0]
         forced = torch.full_like(scores, -float("inf"))
-        forced[:, self.ids[step]] = 0.0
+        for r, ids in enumerate(rows):
+            forced[r, ids[min(self._step(input_ids), len(ids) - 1)]] = 0.0
         return forced
 
     def _step(self, input_ids):
@@ -95,13 +96,39 @@ def test_a_model_without_chat_template_is_asked_in_the_plain_frame_and_stops_at_
     # and a line break it starts with does not cut it to nothing.
     for forced in (["paris", "\n", "what", "is"], ["\n", "paris", "\n", "what"]):
         (g,) = gen.generate(["what is the capital of france"], neurons="all", logits_processors=[_Force([vocab[w] for w in forced])])
-        assert g.text == "paris" and g.extra["stop"] == "\n" and g.finished
+        assert g.text == "paris" and g.extra["frame_stop"] == "\n" and "stop" not in g.extra and g.finished
         assert g.n_cett_tokens <= len(forced) - 1  # generation ended at the stop, before the next question
     # a chat model is not cut at line breaks
     (chat,) = Generator(tiny_model("gemma3_text", seed=1), max_new_tokens=4).generate(
         ["what"], neurons=None, logits_processors=[_Force([vocab[w] for w in ("paris", "\n", "what", "is")])])
     assert "stop" not in chat.extra and chat.text.split() == ["paris", "what", "is"]
     assert cut_at_stop("\n paris\nwhat", ["\n"]) == ("\n paris", "\n")
+
+
+def test_an_answer_ended_at_a_stop_is_recorded_and_scored_alike_alone_and_in_a_batch():
+    """A row that ends at a stop sequence while the rest of its batch goes on is fed padding afterwards:
+    none of it, nor the token that completed the stop, is recorded or scored, so the answer's CETT and
+    confidence are those it has alone (on a base model every answer ends at a stop)."""
+    import numpy as np
+
+    from hguard.testing import tiny_model
+
+    base = tiny_model("llama", seed=2)
+    base.tokenizer.chat_template = None
+    vocab = base.tokenizer.get_vocab()
+    short = [vocab[w] for w in ("paris", "\n", "what", "is", "the", "capital")]
+    long = [vocab[w] for w in ("the", "capital", "of", "france", "is", "paris")]
+    gen = Generator(base, system_prompt=None, max_new_tokens=6)
+    (alone,) = gen.generate(["what is the capital of france"], neurons="all", logits_processors=[_Force(short)])
+    batch = gen.generate(["what is the capital of france", "what is the capital"], neurons="all",
+                         logits_processors=[_Force([short, long])])
+    assert alone.text == batch[0].text == "paris" and batch[1].text == "the capital of france is paris"
+    assert alone.token_ids == batch[0].token_ids == [vocab["paris"]]  # the stop's token is not the answer's
+    assert alone.n_cett_tokens == batch[0].n_cett_tokens == 1  # "paris" fed once; neither "\n" nor padding
+    np.testing.assert_allclose(batch[0].cett, alone.cett, rtol=1e-4, atol=1e-6)
+    assert batch[0].confidence == pytest.approx(alone.confidence, rel=1e-4, abs=1e-6)
+    # and the teacher-forced pass over the same answer reads the same tokens
+    np.testing.assert_allclose(gen.teacher_forced([alone])[0], alone.cett, rtol=1e-3, atol=1e-5)
 
 
 def test_caller_problems_route_to_review_with_their_reason(lm, tmp_path):
