@@ -99,6 +99,8 @@ class Guard(_Scoring, _Recording):
             guard.load_probes(pol.probe_folders)
         for warning in guard.uncertified_accept_thresholds().values():  # said once, when the guard starts
             warnings.warn(warning, UserWarning, stacklevel=2)
+        for name, problem in sorted(guard.probe_errors.items()):  # a domain that fails closed, said once too
+            warnings.warn(f"domain {name!r} sends its questions to review: {problem}", UserWarning, stacklevel=2)
         if guard.audit is None and pol.audit.path is not None:
             guard.audit = AuditLog.from_policy(pol)
         if guard.review_queue is None and pol.review.queue is not None:
@@ -126,8 +128,28 @@ class Guard(_Scoring, _Recording):
         """Serve ``domain`` (replacing the calibration of its name and prompt mode) and build its plan."""
         if not isinstance(domain, CalibratedDomain) or not domain.name:
             raise InputError(f"add_domain takes a named CalibratedDomain, got {domain!r:.80}; load one with CalibratedDomain.load")
+        foreign = self._other_shape(domain)
+        if foreign:  # its neurons are another model's: never recorded, and the domain fails closed
+            self.probe_errors[domain.name] = foreign
+            return
         self._domains[(domain.name, domain.prompt_mode)] = domain
         self._replan(domain.name)
+
+    def _other_shape(self, domain: CalibratedDomain) -> str | None:
+        """Why ``domain``'s probe cannot read this guard's model at all (its neurons are laid out for another
+        model: other layers or widths), or None. A probe of the same layout but another fingerprint is read
+        and its answers route per ``fingerprint_mismatch``."""
+        probe, gen = domain.probe, self.generator
+        n, layers = getattr(probe, "n_features_in_", None), getattr(probe, "n_layers_", None)
+        if n is None or (n == gen.n_features and layers in (None, len(gen.sites))):
+            return None
+        model = domain.extra.get("model")
+        return (
+            f"domain {domain.name!r} was calibrated for another model ({model or 'unnamed'}: {layers} layers, {n} "
+            f"neurons), not {gen.lm.name} ({len(gen.sites)} layers, {gen.n_features} neurons): its probe cannot read this model; "
+            f"calibrate the domain for this model (`hguard calibrate --model ...`) or take the folder that holds "
+            f"it out of the policy's probes"
+        )
 
     def remove_domain(self, name: str, prompt_mode: str = CLOSED_BOOK) -> None:
         """Stop serving ``name``'s calibration in ``prompt_mode`` (its requests then go to review)."""

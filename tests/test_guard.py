@@ -176,6 +176,24 @@ def test_probe_from_another_system_prompt_goes_to_review_unless_policy_warns(cal
     assert r.route == "accept" and any("warning" in x for x in r.reasons)
 
 
+def test_a_probe_of_another_model_layout_fails_its_domain_closed_and_the_rest_still_answers(calibrated, tmp_path):
+    """Probes calibrated on a model of another layout (here: llama's 3 layers of 48 neurons, guarding mistral's
+    2 of 40) cannot read the model: their domains go to review with the fix, they are said at start-up, and
+    the neurons they name are never asked of the model (they were out of its range: every request failed)."""
+    from hguard.testing import tiny_model
+
+    _, root = calibrated
+    pol = _policy(root, tmp_path, accept_below=1.0, abstain_above=1.0)
+    other = tiny_model("mistral", seed=1)
+    with pytest.warns(UserWarning, match="calibrated for another model"):
+        g = Guard.from_policy(pol, lm=other)
+    assert set(g.probe_errors) >= {"alpha", "beta"} and "calibrate the domain for this model" in g.probe_errors["alpha"]
+    assert not g.probes
+    results = g.batch(["who is the author ?", "what is the capital of france ?"], domains=["alpha", "beta"])
+    for r in results:
+        assert r.route == "review" and any("calibrated for another model" in x for x in r.reasons), r.reasons
+
+
 def test_review_routes_are_enqueued_and_a_failing_queue_raises(guard, calibrated, tmp_path):
     r = guard.invoke("who is the author ?", domain="gamma")
     item = guard.review_queue.get(r.audit_id)
