@@ -78,6 +78,12 @@ def test_leave_one_family_out_is_reported_per_family(setup):
     assert meta["thresholds_fitted_on"].startswith("cross-family") and meta["families_summary"]["n_families"] == 3
     md = (out / "report.md").read_text()
     assert "Leave-one-family-out" in md and "| alpha | t0 |" in md
+    # whether each domain's accept threshold is certified, and why not, is said in words
+    for d in ("alpha", "beta"):
+        e = report["domains"][d]
+        said = "**no accept threshold is certified**" if not e["at_target"]["accept_below"] else "certified:"
+        assert any(line.startswith(f"- {d}: ") and said in line for line in md.splitlines()), d
+        assert e["thresholds_method"] in md
     saved = json.loads((out / "report.json").read_text())
     assert set(saved["domains"]["alpha"]["families"]["families"]) == {"t0", "t1", "t2"}
 

@@ -47,10 +47,7 @@ CROSS_FAMILY_SCORES = (
     "probe fitted without its family (leave-one-family-out), merged by the shipped merger, which was "
     "fitted on those same cross-family scores"
 )
-FACT_FOLD_SCORES = (
-    "out-of-fold merged risks of the training split from 5 folds of answers (the domain has fewer than two "
-    "families, so no cross-family scores exist)"
-)
+FACT_FOLD_SCORES = "out-of-fold merged risks of the training split from 5 folds of answers"
 
 
 def family_of(example) -> str:
@@ -252,7 +249,7 @@ def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collec
     tr = train.subset([r["label"] != "refusal" for r in train.rows])
     names = sorted({r["family"] for r in tr.rows})
     if len(names) < 2:
-        fitted["thresholds_fitted_on"] = FACT_FOLD_SCORES
+        fitted["thresholds_fitted_on"] = FACT_FOLD_SCORES + " (the domain has fewer than two families, so no cross-family scores exist)"
         why = (f"the training split has {len(names)} family ({', '.join(names) or 'none'}); leave-one-family-out needs "
                "at least two (set meta.family on the rows: the question template or sub-topic)")
         return {"no_figure": why}
@@ -266,12 +263,16 @@ def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collec
         fitted["oof_merged"] = merged.tolist()
         fitted["oof_y"] = y[ok].tolist()
         fitted["merged_threshold"] = best_threshold(y[ok], merged)
-        fitted["thresholds_fitted_on"] = CROSS_FAMILY_SCORES
+        left = sorted({r["family"] for r, k in zip(tr.rows, ok) if not k})
+        fitted["thresholds_fitted_on"] = CROSS_FAMILY_SCORES + (
+            f" ({int(ok.sum())} of {len(ok)} training answers: the {len(ok) - int(ok.sum())} of {', '.join(left)} have no "
+            "cross-family score, since no probe could be fitted without their family)" if left else "")
         fitted["ood"] = fit_ood(cf["oof_distance"], fitted_on=(
             "cross-family out-of-fold distances of the training split (each answer under a probe fitted without "
             "its family)"))
     else:
-        fitted["thresholds_fitted_on"] = FACT_FOLD_SCORES
+        fitted["thresholds_fitted_on"] = FACT_FOLD_SCORES + (
+            f" (the cross-family scores hold {int(ok.sum())} answers, fewer than 2 of a class, too few to fit a merger on)")
     result = evaluate_families(cf, tr, domain_rows, target=target, confidence=confidence)
     result["fit_seconds"] = cf["seconds"]
     result["method"] = (

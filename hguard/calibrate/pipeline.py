@@ -188,6 +188,7 @@ def calibrate(
         m = domain_metrics(f, test, target=target, confidence=confidence, thresholds=thresholds)
         m["at_targets"] = coverage_at_targets(f, test, confidence=confidence)
         m["thresholds_fitted_on"] = f["thresholds_fitted_on"]
+        m["thresholds_method"] = thresholds.method  # says why when no accept threshold is certified
         m["families"] = families
         m["train"] = {
             "n": f["n_train"],

@@ -12,6 +12,15 @@ def _f(x, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
+def _certified(domain: str, m: dict) -> str:
+    """Whether the domain's accept threshold is certified at its target, and how (the thresholds' method)."""
+    t = m["at_target"]
+    if not t["accept_below"]:
+        return (f"- {domain}: **no accept threshold is certified** at target {t['target']} with confidence "
+                f"{t['confidence']}, so nothing is accepted: {m['thresholds_method']}.")
+    return f"- {domain}: accept threshold {_f(t['accept_below'])} certified: {m['thresholds_method']}."
+
+
 def markdown(report: dict) -> str:
     s = report["split"]
     lines = [
@@ -54,7 +63,8 @@ def markdown(report: dict) -> str:
         lines.append(f"| {d} | " + " | ".join(_f(m["accuracy"].get(k)) for k in SIGNALS) + " |")
     lines += ["", "## Routing at the target (thresholds from training out-of-fold scores)", ""]
     lines += [f"- {d}: thresholds fitted on {m['thresholds_fitted_on']}." for d, m in report["domains"].items()
-              if m.get("thresholds_fitted_on")] + [""]
+              if m.get("thresholds_fitted_on")]
+    lines += [_certified(d, m) for d, m in report["domains"].items() if m.get("thresholds_method")] + [""]
     lines += [
         "| domain | target | confidence | accept below | abstain at or above | coverage (held-out) | halluc. among accepted | abstained |",
         "|---|---|---|---|---|---|---|---|",
