@@ -79,8 +79,8 @@ class _Scoring:
             problems.append(
                 f"domain {domain!r} has no calibrated probe"
                 + (f" ({why})" if why else "")
-                + (f"; did you mean {near!r}? (domain names are case-sensitive)" if near else "")
-                + f"; calibrate it with `{how} and point the policy's probes at DIR, or route it by policy"
+                + (f"; did you mean {near!r}? (domain names are case-sensitive)" if near
+                   else f"; calibrate it with `{how} and point the policy's probes at DIR, or route it by policy")
             )
         if cd is not None and route is not None:  # a calibrated domain comes with its route
             probe, probe_mode = cd.probe, cd.prompt_mode

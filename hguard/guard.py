@@ -265,7 +265,7 @@ class Guard(_Scoring, _Recording):
                 sims[name] = float(s.mean())
             chosen, why = choose_domain(sims, self.policy)
         else:
-            chosen, why = None, "no calibrated domain has router questions"
+            chosen, why = None, "no calibrated domain is loaded, so none can be chosen for the question"
         fallback = self.policy.context_fallback_domain
         if chosen is None and rag and fallback is not None:
             chosen, why = fallback, f"{why}; with context, the policy's context_fallback_domain {fallback!r} scores it"

@@ -414,3 +414,16 @@ def test_readme_counts_match_the_data(committed) -> None:
     assert "python calibration/build_datasets.py" in readme
     for domain, rows in committed.items():
         assert re.search(rf"^\| `?{domain}`? \| {len(rows)} \|", readme, re.MULTILINE), domain
+
+
+def test_a_mistyped_meta_key_is_said_once_and_the_row_still_loads(tmp_path: Path) -> None:
+    rows = [{"id": f"r{i}", "question": "Capital of France?", "answers": ["Paris"], "domain": "geo",
+             "meta": {"famly": "capitals", "source": "mine", **({"family": "x"} if i == 2 else {})}} for i in range(3)]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.warns(UserWarning) as said:
+        examples = load_examples(path)
+    assert len(examples) == 3 and examples[0].meta == {"famly": "capitals", "source": "mine"}  # nothing lost
+    (w,) = [w for w in said if "meta key" in str(w.message)]  # once, for the rows that lack 'family'
+    assert "2 row(s) have meta key 'famly'" in str(w.message) and "line 1" in str(w.message)
+    assert "did you mean 'meta.family'?" in str(w.message)

@@ -139,6 +139,7 @@ def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
     for typed in ("Alpha", "alpah"):  # a mis-cased or mistyped name is pointed at the policy's domain
         r = g.invoke("who is the author ?", domain=typed)
         assert r.route == "review" and any("did you mean 'alpha'?" in x for x in r.reasons), r.reasons
+        assert not any(f"--domain {typed}" in x for x in r.reasons)  # calibrating the typo is not the fix
 
 
 def test_scoring_errors_and_nan_fail_closed(calibrated, tmp_path, monkeypatch):

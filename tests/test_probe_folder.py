@@ -97,7 +97,7 @@ def test_broken_probes_are_named_in_the_reason_when_no_domain_can_be_chosen(fold
     g = _guard(lm, probes, tmp_path)
     r = g.invoke(Q)
     assert r.route == "review" and r.domain is None
-    assert any("no calibrated domain has router questions" in x and "probe problems: alpha:" in x and "1e999" in x
+    assert any("no calibrated domain is loaded" in x and "probe problems: alpha:" in x and "1e999" in x
                for x in r.reasons), r.reasons
 
 

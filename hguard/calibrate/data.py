@@ -285,7 +285,35 @@ def load_examples(path_or_paths: str | os.PathLike[str] | Iterable[str | os.Path
                 n_rows += 1
         if n_rows == 0:
             raise DataError(f"{path}: file has no rows; add examples or leave the file out")
+    _warn_mistyped_meta(examples, seen)
     return examples
+
+
+# The meta keys calibration reads (README "Calibration data"); any other key travels unread.
+META_KEYS = ("family", "group", "fact", "condition", "judge", "label")
+
+
+def _warn_mistyped_meta(examples: Sequence[Example], where: dict[str, tuple[Path, int]]) -> None:
+    """One warning per meta key that looks like a mistyped one calibration reads (``famly``): such a row
+    is still loaded, but its value is never read (a row without ``family`` falls back to its fact group)."""
+    import difflib
+    import warnings
+
+    typos: dict[tuple[str, str], list[str]] = {}
+    for ex in examples:
+        for key in ex.meta or ():
+            if key in META_KEYS:
+                continue
+            close = difflib.get_close_matches(key.lower(), META_KEYS, n=1, cutoff=0.75)
+            if close and close[0] not in (ex.meta or {}):
+                typos.setdefault((key, close[0]), []).append(ex.id)
+    for (key, meant), ids in sorted(typos.items()):
+        path, line = where[ids[0]]
+        warnings.warn(
+            f"{len(ids)} row(s) have meta key {key!r} (first: {path} line {line}), which calibration does not read; "
+            f"did you mean 'meta.{meant}'? Rename the key, or ignore this if {key!r} is your own",
+            UserWarning, stacklevel=3,
+        )
 
 
 def write_examples(path: str | os.PathLike[str], examples: Iterable[Example]) -> Path:
