@@ -66,7 +66,7 @@ def _short(text: str | None, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def run_demo(policy: str | None = None, model: str = "default", out: str | None = None) -> int:
+def run_demo(policy: str | None = None, model: str | None = None, out: str | None = None) -> int:
     from . import audit
     from .guard import Guard
     from .policy import load_policy
@@ -88,7 +88,7 @@ def run_demo(policy: str | None = None, model: str = "default", out: str | None 
     from .signals.embedding import get_embedder
 
     get_embedder()  # domain choice and grounding need it: a missing package stops the demo here, not per answer
-    print(f"loading {model} model and the reference probes from {', '.join(map(str, pol.probe_folders)) or 'nowhere'} ...", flush=True)
+    print(f"loading {model or pol.model} model and the reference probes from {', '.join(map(str, pol.probe_folders)) or 'nowhere'} ...", flush=True)
     guard = Guard.from_policy(pol, model=model)
     print(f"model {guard.lm.name} ({guard.lm.load_info.get('seconds', 0):.1f} s); probes: {', '.join(sorted(guard.probes)) or 'none'}; "
           f"RAG probes: {', '.join(sorted(guard.rag_probes)) or 'none'}")

@@ -81,7 +81,9 @@ class Guard(_Scoring, _Recording):
     # ------------------------------------------------------------------------------ construction
 
     @classmethod
-    def from_policy(cls, policy: str | Path | Policy | None = None, *, model: str = "default", lm: LoadedModel | None = None, **kw) -> "Guard":
+    def from_policy(cls, policy: str | Path | Policy | None = None, *, model: str | None = None, lm: LoadedModel | None = None, **kw) -> "Guard":
+        """The guard a policy file describes: its model (``model`` overrides the policy's ``model``; ``lm``, an
+        already loaded model, both), probes, audit log, review queue and monitor state."""
         from .audit import AuditLog
 
         pol = policy if isinstance(policy, Policy) else load_policy(policy or DEFAULT_POLICY)
@@ -93,7 +95,7 @@ class Guard(_Scoring, _Recording):
                     f"the probe folder {str(folder)!r}{where} does not exist; point probes at the folder "
                     "`hguard calibrate --out` wrote, or use probes = \"package:smollm2-135m\" for the reference probes"
                 )
-        lm = lm or load_model(model)
+        lm = lm or load_model(model or pol.model)
         guard = cls(lm, pol, **kw)
         if pol.probe_folders:
             guard.load_probes(pol.probe_folders)

@@ -344,6 +344,13 @@ class Policy(_Section):
         strict=True,
         description="a string shown when abstaining outside any domain",
     )
+    model: str = Field(
+        "default",
+        strict=True,
+        min_length=1,
+        description='the model the guard answers with: "default" (the embedded SmolLM2-135M-Instruct), a Hugging '
+        "Face model folder or a .gguf file (relative to the policy file), or a hub id (owner/name)",
+    )
     probes: Path | list[Path] | None = Field(
         None,
         description="a directory of probe files, relative to the policy file, or `package:NAME` for the reference "
@@ -369,6 +376,21 @@ class Policy(_Section):
     )
 
     _source: Path | None = PrivateAttr(default=None)
+
+    @field_validator("model", mode="after")
+    @classmethod
+    def _model_path(cls, value: str, info: ValidationInfo) -> str:
+        # a path resolves against the policy file's folder; "default" and a hub id (owner/name) stay as they are
+        if value == "default":
+            return value
+        base = (info.context or {}).get("base_dir") if isinstance(info.context, Mapping) else None
+        path = Path(value).expanduser()
+        looks_like_path = value.startswith((".", "/", "~")) or value.endswith(".gguf") or (
+            base is not None and (Path(base) / path).exists())
+        if looks_like_path and base is not None and not path.is_absolute():
+            path = Path(base) / path
+        return str(path) if looks_like_path else value
+
     @field_validator("probes", mode="before")
     @classmethod
     def _packaged_probes(cls, value: Any) -> Any:

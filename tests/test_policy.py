@@ -940,3 +940,33 @@ def test_a_hold_never_accepts_but_keeps_the_risk_against_the_thresholds():
     # with a scoring problem as well, the risk is not read: review, both reasons kept
     d = route(high, holds=[hold], problems=["probe failed"])
     assert d.route == "review" and hold in d.reasons and "scoring problem: probe failed" in d.reasons
+
+
+def test_the_policy_names_its_model_and_a_path_resolves_against_the_policy_file(tmp_path):
+    from hguard.policy import load_policy
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "base.gguf").write_bytes(b"")
+    for value, expected in (("default", "default"), ("models/base.gguf", str(tmp_path / "models" / "base.gguf")),
+                            ("./models", str(tmp_path / "models")), ("HuggingFaceTB/SmolLM2-360M-Instruct",
+                                                                     "HuggingFaceTB/SmolLM2-360M-Instruct")):
+        (tmp_path / "policy.toml").write_text(f'version = 1\nmodel = "{value}"\n')
+        assert load_policy(tmp_path / "policy.toml").model == expected
+    (tmp_path / "policy.toml").write_text("version = 1\nmodel = 3\n")
+    with pytest.raises(PolicyError, match="model"):
+        load_policy(tmp_path / "policy.toml")
+
+
+def test_the_guard_loads_the_policy_model_unless_told_another(tmp_path, monkeypatch):
+    import hguard.guard as guard_module
+    from hguard.guard import Guard
+    from hguard.policy import load_policy
+    from hguard.testing import tiny_model
+
+    asked = []
+    monkeypatch.setattr(guard_module, "load_model", lambda source: asked.append(source) or tiny_model("llama"))
+    (tmp_path / "policy.toml").write_text('version = 1\nmodel = "mine.gguf"\n')
+    pol = load_policy(tmp_path / "policy.toml")
+    Guard.from_policy(pol)
+    Guard.from_policy(pol, model="default")
+    assert asked == [str(tmp_path / "mine.gguf"), "default"]

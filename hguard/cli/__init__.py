@@ -16,6 +16,9 @@ from pathlib import Path
 from ..errors import HGuardError, InputError
 from ..settings import CALIBRATION_MAX_NEW_TOKENS
 
+_MODEL_HELP = ('the model: "default" (the embedded SmolLM2-135M-Instruct), a Hugging Face model folder, a .gguf file '
+               "or a hub id (owner/name)")
+
 def _dump(obj) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False, default=float)
 
@@ -280,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="answer a scripted mix of questions under the guard, audit and verify")
     d.add_argument("--policy", default=None, help="policy file (default: the packaged default policy)")
-    d.add_argument("--model", default="default")
+    d.add_argument("--model", default=None, help=_MODEL_HELP + " (default: the policy's model)")
     d.add_argument("--out", default=None, help="folder for the audit log and review queue (default: ~/.local/state/hguard/demo)")
     d.set_defaults(func=cmd_demo)
 
@@ -289,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--context", help="file with retrieved context (text)")
     a.add_argument("--domain")
     a.add_argument("--policy", default=None)
-    a.add_argument("--model", default="default")
+    a.add_argument("--model", default=None, help=_MODEL_HELP + " (default: the policy's model)")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_ask)
 
@@ -297,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data", action="append", help="calibration JSONL (repeatable)")
     c.add_argument("--out", help="folder for the probes and the report")
     c.add_argument("--domain", action="append", help="only these domains (repeatable)")
-    c.add_argument("--model", default="default")
+    c.add_argument("--model", default="default", help=_MODEL_HELP + " (default: default)")
     c.add_argument("--max-new-tokens", type=int, default=CALIBRATION_MAX_NEW_TOKENS)
     c.add_argument("--test-fraction", type=float, default=0.3)
     c.add_argument("--seed", type=int, default=0)
@@ -328,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--rag", action="store_true", help="score the held-out passages of the bundled RAG sets with the RAG probes (*.rag.json)")
     e.add_argument("--work", help="with --rag: folder of collected RAG answers (reused; default runs/rag-work)")
     e.add_argument("--collected-only", action="store_true", help="with --rag: only the answers already in --work")
-    e.add_argument("--model", default="default")
+    e.add_argument("--model", default="default", help=_MODEL_HELP + " (default: default)")
     e.add_argument("--batch-size", type=int, default=16)
     e.add_argument("--limit", type=int)
     e.add_argument("--json", action="store_true")
@@ -341,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(a source checkout)")
     r.add_argument("--report", help="folder for the report (default OUT/rag-report)")
     r.add_argument("--work", help="folder for collected answers and signals (resumable; default OUT/.work-rag)")
-    r.add_argument("--model", default="default")
+    r.add_argument("--model", default="default", help=_MODEL_HELP + " (default: default)")
     r.add_argument("--test-fraction", type=float, default=0.3)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--target", type=float, default=0.10)
