@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from ._stats import clopper_pearson_upper
+from ._monitor_stats import live_bounds
 
 
 def public_report(report: Mapping[str, Any]) -> dict:
@@ -62,7 +62,7 @@ def summary(report: Mapping[str, Any]) -> str:
 
 def write_html(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """A one-file HTML report: per domain the live vs calibration risk histogram, the accepted share over
-    time and the cumulative spot-check results with their upper bound."""
+    time and the cumulative spot-check results with their live bounds."""
     import html
 
     import matplotlib
@@ -89,9 +89,11 @@ def write_html(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
         res = e["_spot_results"]
         if res:
             ks = [sum(h for _, h in res[:i + 1]) for i in range(len(res))]
-            ub = [clopper_pearson_upper(k, i + 1, e["confidence"]) for i, k in enumerate(ks)]
+            kind = e["spot_checks"].get("bounds", "per_run")
+            lo, hi = zip(*(live_bounds(k, i + 1, e["confidence"], kind) for i, k in enumerate(ks)))
             ax[2].plot(range(1, len(res) + 1), [k / (i + 1) for i, k in enumerate(ks)], label="rate")
-            ax[2].plot(range(1, len(res) + 1), ub, label=f"upper bound ({e['confidence']})")
+            ax[2].fill_between(range(1, len(res) + 1), lo, hi, alpha=0.25,
+                               label=f"bounds ({kind.replace('_', ' ')}, {e['confidence']})")
         ax[2].axhline(e["target"], color="red", linestyle="--", label="target")
         ax[2].set_ylim(0, 1); ax[2].set_title("reviewed spot-checks"); ax[2].set_xlabel("n"); ax[2].legend(fontsize=7)  # noqa: E702
         fig.tight_layout()
