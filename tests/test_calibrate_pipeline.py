@@ -78,6 +78,7 @@ def test_leave_one_family_out_is_reported_per_family(setup):
     assert meta["thresholds_fitted_on"].startswith("cross-family") and meta["families_summary"]["n_families"] == 3
     md = (out / "report.md").read_text()
     assert "Leave-one-family-out" in md and "| alpha | t0 |" in md
+    assert report["prompt_frame"] == "asked through the model's chat template" and report["prompt_frame"] in md
     # whether each domain's accept threshold is certified, and why not, is said in words
     for d in ("alpha", "beta"):
         e = report["domains"][d]

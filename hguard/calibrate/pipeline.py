@@ -159,6 +159,9 @@ def calibrate(
         "fingerprints": gen.fingerprints,
         "system_prompt": system_prompt,
         "max_new_tokens": max_new_tokens,
+        "prompt_frame": "asked through the model's chat template" if lm.has_chat_template else (
+            "the model has no chat template: asked in the plain frame (the system prompt, then 'Question: ...' and "
+            "'Answer:'), its answer ending at its first line break"),
         "split": {
             "by": "group (meta.group or meta.fact, else id), hashed with the seed",
             "test_fraction": test_fraction,

@@ -26,7 +26,8 @@ def markdown(report: dict) -> str:
     lines = [
         f"# Calibration report: {report['model']}",
         "",
-        f"System prompt: `{report['system_prompt']}`; answers up to {report['max_new_tokens']} tokens, greedy.",
+        f"System prompt: `{report['system_prompt']}`; answers up to {report['max_new_tokens']} tokens, greedy"
+        + (f"; {report['prompt_frame']}." if report.get("prompt_frame") else "."),
         f"Split: {s['by']}; test fraction {s['test_fraction']}, seed {s['seed']}: "
         f"{s['n_train']} training and {s['n_test']} held-out questions. Everything below is on the held-out "
         "split unless it says otherwise; probe, merger and thresholds saw the training split only.",
