@@ -351,3 +351,11 @@ def test_unknown_kind_is_rejected() -> None:
 def test_non_str_answer_is_rejected() -> None:
     with pytest.raises(InputError, match="answer must be a str"):
         judge(None, ["Paris"])  # type: ignore[arg-type]
+
+
+def test_a_reply_that_writes_a_new_question_answers_nothing():
+    # a base model continuing its plain frame: the alias it names is not an answer
+    for reply in ("Question: The brightest star in the constellation of Orion is", "Q: is it Orion?"):
+        j = judge(reply, ["Orion"])
+        assert j.label == "hallucinated" and j.matched is None and "new question" in j.reason
+    assert judge("The question is settled: Orion", ["Orion"]).label == "correct"  # not a leading label

@@ -34,6 +34,10 @@ containing "t" as right) poisons everything downstream. The rules, all deliberat
   fictional city in the Star Wars universe", "a fictional work by ...") and "not an X, but rather a Y"
   are confabulations, not denials.
 
+- A reply that writes a new question instead of answering (it begins with a "Question:" or "Q:" label,
+  as a base model continuing its plain frame does: "Question: The brightest star of Orion is") answers
+  nothing, whatever it names: "hallucinated" on a kind "qa" row.
+
 The refusal wording list was tuned on what SmolLM2-135M-Instruct says (see calibration/data/README.md).
 The judge has known blind spots: a reply naming the right answer next to a wrong one without "or"
 ("Sydney; Canberra is the largest city") counts as correct.
@@ -379,6 +383,9 @@ def judgeable(alias: str) -> bool:
     return bool(_tokens(alias))
 
 
+_NEW_QUESTION = re.compile(r"\s*(?:question|q)\s*:", re.IGNORECASE)
+
+
 def judge(answer: str, aliases: list[str], kind: str = "qa", question: str | None = None) -> Judgement:
     """Label `answer` against the accepted `aliases` for a row of the given kind (see module doc);
     ``question`` lets :func:`declines` read a plain no about a document."""
@@ -410,6 +417,8 @@ def judge(answer: str, aliases: list[str], kind: str = "qa", question: str | Non
             return Judgement("hallucinated", None, "answered an unanswerable question without declining or denying its premise")
         return Judgement("correct", None, f"denied the premise of an unanswerable question ({found[1]!r})")
 
+    if _NEW_QUESTION.match(answer):
+        return Judgement("hallucinated", None, "writes a new question instead of answering")
     alias, spoiled = _match(answer, usable)
     if alias is not None:
         note = f" despite denial wording {found[1]!r}" if found else ""
