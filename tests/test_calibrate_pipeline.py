@@ -175,3 +175,23 @@ def test_auroc_intervals_hold_the_estimate_and_shrink_with_more_answers():
     lo2, hi2 = auroc_ci(y2, {"signal": s2})["signal"]
     assert hi2 - lo2 < (hi - lo) / 3
     assert auroc_ci(np.ones(5, int), {"signal": np.arange(5.0)}) == {"signal": None}
+
+
+def test_a_family_that_cannot_be_held_out_keeps_its_answers_in_the_threshold_fit(setup, tmp_path):
+    """Without family "rare" (which holds nearly every right answer) no probe can be fitted, so its answers
+    have no cross-family score; they keep their score from the folds of answers, so the thresholds' base
+    rate still counts them (dropped, the domain looked almost all wrong and a new user's domain abstained on
+    every answer)."""
+    lm, exs, *_ = setup
+    right = [e for e in exs if e.answers != ["zzzz"]]  # both domains' rows, as one domain: 48 right, 48 wrong
+    keep_right = {e.id for e in right[:10]}
+    fam = {e.id: ("rare" if e.answers != ["zzzz"] and e.id not in keep_right else f"w{k % 2}") for k, e in enumerate(exs)}
+    rows = [e.model_copy(update={"domain": "alpha", "meta": {**e.meta, "family": fam[e.id]}}) for e in exs]
+    write_examples(tmp_path / "d.jsonl", rows)
+    report = calibrate([tmp_path / "d.jsonl"], tmp_path / "p", lm=lm, system_prompt="answer", max_new_tokens=4,
+                       progress=False, plots=False, batch_size=16)
+    m = report["domains"]["alpha"]
+    assert "without rare" in m["families"]["families"]["rare"]["no_figure"]  # it could not be held out
+    assert "answers of rare" in m["thresholds_fitted_on"] and "which saw their family" in m["thresholds_fitted_on"]
+    scores = load_probe_dir(tmp_path / "p")["alpha"].metadata()["calibration_scores"]
+    assert len(scores["risk"]) == m["train"]["n"] - m["train"]["refusals"]  # no training answer left out

@@ -199,10 +199,15 @@ def evaluate_families(
                 entry["no_figure"] = "no answer of this family was scored (all refusals)"
                 per_family[f] = entry
                 continue
+            others = ~np.isin(fam_tr, fold["families"]) & np.isfinite(oof)
+            if np.bincount(y_tr[others], minlength=2).min() < 2:
+                entry["no_figure"] = (f"the other families' cross-family scores hold {int(others.sum())} answers, fewer "
+                                      "than 2 of a class: no merger can be fitted without this family")
+                per_family[f] = entry
+                continue
             probe = fold["probe"]
             lengths = _lengths(te.rows)
             logit = probe_logit(probe, te.features, lengths=lengths)
-            others = ~np.isin(fam_tr, fold["families"]) & np.isfinite(oof)
             merger = fit_merger(Z_tr[others], y_tr[others])
             rb = fold["random_baseline"]
             scores = {
@@ -259,14 +264,19 @@ def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collec
     if ok.sum() and np.bincount(y[ok], minlength=2).min() >= 2:
         Z = merger_features([r for r, k in zip(tr.rows, ok) if k], cf["oof_logit"][ok])
         fitted["merger"] = fit_merger(Z, y[ok])
-        merged = apply_merger(fitted["merger"], Z)
+        # An answer whose family could not be held out (no probe could be fitted without it) keeps its score
+        # from the folds of answers: dropping it would leave its family out of the thresholds' base rate.
+        logit = np.where(ok, cf["oof_logit"], np.asarray(fitted.get("oof_logit", cf["oof_logit"]), dtype=float))
+        usable = np.isfinite(logit)
+        merged = apply_merger(fitted["merger"], merger_features([r for r, k in zip(tr.rows, usable) if k], logit[usable]))
         fitted["oof_merged"] = merged.tolist()
-        fitted["oof_y"] = y[ok].tolist()
-        fitted["merged_threshold"] = best_threshold(y[ok], merged)
+        fitted["oof_y"] = y[usable].tolist()
+        fitted["merged_threshold"] = best_threshold(y[ok], apply_merger(fitted["merger"], Z))
         left = sorted({r["family"] for r, k in zip(tr.rows, ok) if not k})
         fitted["thresholds_fitted_on"] = CROSS_FAMILY_SCORES + (
-            f" ({int(ok.sum())} of {len(ok)} training answers: the {len(ok) - int(ok.sum())} of {', '.join(left)} have no "
-            "cross-family score, since no probe could be fitted without their family)" if left else "")
+            f"; the {int((usable & ~ok).sum())} answers of {', '.join(left)} (no probe could be fitted without their "
+            "family) are scored by the probes of the folds of answers instead, which saw their family"
+            if left else "")
         fitted["ood"] = fit_ood(cf["oof_distance"], fitted_on=(
             "cross-family out-of-fold distances of the training split (each answer under a probe fitted without "
             "its family)"))
