@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from hguard._policy_thresholds import Thresholds
+from hguard._policy_thresholds import ABSTAINS_ON_NEARLY_ALL, Thresholds
 from hguard._policy_values import _fmt, _real
 from hguard._stats import clopper_pearson_lower, clopper_pearson_upper
 from hguard.errors import InputError
@@ -219,6 +219,9 @@ def fit_thresholds(
     abstained = r >= abstain_above
     ab_n, ab_k = int(np.count_nonzero(abstained)), int(np.count_nonzero(y & abstained))
     lcb = clopper_pearson_lower(ab_k, ab_n, float(confidence)) if ab_n else None
+    if n and ab_n / n >= ABSTAINS_ON_NEARLY_ALL:
+        notes.append(f"abstain_above abstains on {ab_n} of the {n} calibration answers ({ab_k} hallucinated): "
+                     "the model is wrong on nearly every answer, so the domain abstains on nearly all, right ones included")
 
     return Thresholds(
         accept_below=accept_below,

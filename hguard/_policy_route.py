@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from hguard._policy_thresholds import Thresholds, accepts_uncertified
+from hguard._policy_thresholds import ABSTAINS_ON_NEARLY_ALL, Thresholds, accepts_uncertified
 from hguard._policy_values import _finite_unit, _fmt, _real
 from hguard.errors import shown as _short
 
@@ -38,6 +38,18 @@ class Decision:
             "thresholds": dict(self.thresholds) if self.thresholds is not None else None,
         }
 
+
+
+def _abstains(risk: float, thresholds: Thresholds, label: str) -> str:
+    """The abstain reason; when the threshold abstains on nearly every calibration answer it says so, since
+    then the risk does not single this answer out: the model is wrong on nearly every answer of the domain."""
+    why = f"risk {_fmt(risk)} >= abstain_above {_fmt(thresholds.abstain_above)} for {label}: abstain"
+    share, lcb = thresholds.abstained_share, thresholds.abstained_precision_lcb
+    if share is not None and share >= ABSTAINS_ON_NEARLY_ALL:
+        why += (f" (this threshold abstains on {share:.0%} of the calibration answers"
+                + (f", of which at least {lcb:.0%} were hallucinated" if lcb is not None else "")
+                + ": the domain abstains on nearly every answer, right ones included)")
+    return why
 
 def decide(
     risk: float | None,
@@ -163,7 +175,7 @@ def decide(
     if closed_routes and len(closed_routes) == len(holds) and usable_risk is not None and thresholds is not None:
         # only holds: the risk was scored as usual and is set against the thresholds
         if usable_risk >= thresholds.abstain_above:
-            reasons.append(f"risk {_fmt(usable_risk)} >= abstain_above {_fmt(thresholds.abstain_above)} for {label}: abstain")
+            reasons.append(_abstains(usable_risk, thresholds, label))
             closed_routes.append(ABSTAIN)
         else:
             reasons.append(f"risk {_fmt(usable_risk)} < abstain_above {_fmt(thresholds.abstain_above)} for {label}: "
@@ -177,7 +189,7 @@ def decide(
     accept_below, abstain_above = thresholds.accept_below, thresholds.abstain_above
 
     if r >= abstain_above:
-        reasons.append(f"risk {_fmt(r)} >= abstain_above {_fmt(abstain_above)} for {label}: abstain")
+        reasons.append(_abstains(r, thresholds, label))
         return Decision(ABSTAIN, r, tuple(reasons), thresholds_dict)
 
     if r < accept_below:

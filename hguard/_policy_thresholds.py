@@ -15,6 +15,11 @@ if TYPE_CHECKING:
     from hguard.policy import DomainPolicy
 
 
+# A fitted abstain threshold that abstains on at least this share of the calibration answers is named as such
+# (by the fit's method and each abstain reason): the risk then singles out no answer.
+ABSTAINS_ON_NEARLY_ALL = 0.95
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """Where one domain splits accept / review / abstain, and how that was decided.

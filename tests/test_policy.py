@@ -970,3 +970,18 @@ def test_the_guard_loads_the_policy_model_unless_told_another(tmp_path, monkeypa
     Guard.from_policy(pol)
     Guard.from_policy(pol, model="default")
     assert asked == [str(tmp_path / "mine.gguf"), "default"]
+
+
+def test_a_domain_wrong_on_nearly_every_answer_says_it_abstains_on_nearly_all():
+    # 97% of the calibration answers hallucinated: abstaining on every one meets the abstain precision, and
+    # the method and each abstain reason say what that means
+    risks = [i / 200 for i in range(200)]
+    labels = [0 if i < 6 else 1 for i in range(200)]
+    th = fit_thresholds(risks, labels, target=0.1, confidence=0.95, abstain_precision=0.9)
+    assert th.abstained_share >= 0.95 and "abstains on" in th.method and "right ones included" in th.method
+    why = route(0.5, thresholds=th).reasons
+    assert any("abstain_above" in r and "the domain abstains on nearly every answer" in r for r in why), why
+    # a threshold that abstains on few answers keeps the plain reason
+    sep = fit_thresholds([0.1] * 60 + [0.9] * 60, [0] * 60 + [1] * 60, target=0.1, confidence=0.95)
+    plain = route(0.95, thresholds=sep).reasons
+    assert any("abstain_above" in r for r in plain) and not any("nearly every answer" in r for r in plain), plain
