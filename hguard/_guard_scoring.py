@@ -17,6 +17,7 @@ from ._numerics import sigmoid
 from .calibrate.judge import declines
 from .errors import shown
 from .generation import CLOSED_BOOK, RAG, Generation
+from .models import DEFAULT_MODEL_NAME
 from .policy import CLOSED_BOOK_GROUNDING_WEIGHT, Decision, Thresholds, apply_grounding, decide, merge_risk
 
 if TYPE_CHECKING:
@@ -73,8 +74,10 @@ class _Scoring:
         # a route that says why nothing scores this request gives the decision its reason (see _finish)
         if domain is not None and cd is None and not (route is not None and route.problem):
             why = self.probe_errors.get(domain) or self.probe_errors.get("*")
-            how = (f"hguard calibrate-rag --data FILE.jsonl --out DIR` (rows with context, domain {domain!r})"
-                   if context_given(g.context) else f"hguard calibrate --data FILE.jsonl --out DIR --domain {domain}`")
+            lm = self.generator.lm
+            model = "" if lm.name == DEFAULT_MODEL_NAME else f" --model {lm.source.removeprefix('hub:')}"
+            how = (f"hguard calibrate-rag --data FILE.jsonl --out DIR{model}` (rows with context, domain {domain!r})"
+                   if context_given(g.context) else f"hguard calibrate --data FILE.jsonl --out DIR --domain {domain}{model}`")
             near = _near(domain, self.policy.domains) if domain not in self.policy.domains else None
             problems.append(
                 f"domain {domain!r} has no calibrated probe"

@@ -24,10 +24,10 @@ from ._guard_plan import DomainPlan, Route, build_plan, read_probe_folders
 from ._policy_thresholds import accepts_uncertified
 from ._guard_records import _open_queue, _Recording
 from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context, context_given  # noqa: F401
-from ._guard_scoring import _EarlyAbstain, _Scoring
+from ._guard_scoring import _EarlyAbstain, _near, _Scoring
 from ._resources import DEFAULT_POLICY
 from .domain import CalibratedDomain
-from .errors import InputError, PolicyError
+from .errors import InputError, ModelNotFoundError, PolicyError
 from .generation import Generator
 from .models import LoadedModel, load_model
 from .policy import Policy, Thresholds, choose_domain, load_policy
@@ -95,14 +95,24 @@ class Guard(_Scoring, _Recording):
                     f"the probe folder {str(folder)!r}{where} does not exist; point probes at the folder "
                     "`hguard calibrate --out` wrote, or use probes = \"package:smollm2-135m\" for the reference probes"
                 )
-        lm = lm or load_model(model or pol.model)
+        if lm is None:
+            try:
+                lm = load_model(model or pol.model)
+            except ModelNotFoundError as exc:
+                if model or pol.source is None:
+                    raise
+                raise ModelNotFoundError(f"{exc} (from `model` in the policy file {str(pol.source)!r})") from None
         guard = cls(lm, pol, **kw)
         if pol.probe_folders:
             guard.load_probes(pol.probe_folders)
+        calibrated = {name for name, _ in guard._domains} | set(guard.probe_errors)
+        for name in sorted(set(pol.domains) - calibrated):  # routed to, but never calibrated
+            guard.probe_errors[name] = "no probe folder of the policy calibrates it"
         for warning in guard.uncertified_accept_thresholds().values():  # said once, when the guard starts
             warnings.warn(warning, UserWarning, stacklevel=2)
         for name, problem in sorted(guard.probe_errors.items()):  # a domain that fails closed, said once too
-            warnings.warn(f"domain {name!r} sends its questions to review: {problem}", UserWarning, stacklevel=2)
+            warnings.warn(f"domain {name!r} is not scored (its questions go to {pol.unknown_domain}): {problem}",
+                          UserWarning, stacklevel=2)
         if guard.audit is None and pol.audit.path is not None:
             guard.audit = AuditLog.from_policy(pol)
         if guard.review_queue is None and pol.review.queue is not None:
@@ -120,10 +130,13 @@ class Guard(_Scoring, _Recording):
         for _, cd in found.values():
             self.add_domain(cd)
         where = {key[0]: folder for key, (folder, _) in found.items()}
-        for name in sorted(set(where) - set(self.policy.domains)):  # calibrated, but never routed to
+        listed = set(self.policy.domains)
+        for name in sorted(set(where) - listed):  # calibrated, but never routed to
+            near = _near(name, listed - set(where))
             self.probe_errors[name] = (
                 f"the probe folder {str(where[name])!r} calibrates domain {name!r}, which the policy does not "
                 f"list; add a [domains.{name}] table (with a description) to route questions to it"
+                + (f" (the policy's [domains.{near}] may be it, misspelt)" if near else "")
             )
 
     def add_domain(self, domain: CalibratedDomain) -> None:
@@ -272,7 +285,9 @@ class Guard(_Scoring, _Recording):
         if chosen is None and rag and fallback is not None:
             chosen, why = fallback, f"{why}; with context, the policy's context_fallback_domain {fallback!r} scores it"
         elif chosen is None and self.probe_errors:  # a domain that could have been chosen may be disabled
-            why += "; probe problems: " + "; ".join(f"{k}: {v}" for k, v in sorted(self.probe_errors.items()))
+            # each cut short: the whole text was said at start-up and is in guard.probe_errors
+            why += "; probe problems: " + "; ".join(
+                f"{k}: {v if len(v) <= 160 else v[:157] + '...'}" for k, v in sorted(self.probe_errors.items()))
         return chosen, {"method": "embedding", "similarities": sims, "reason": why, "chosen": chosen}
 
     def fitted_thresholds(self, domain: str, rag: bool = False) -> Thresholds | None:

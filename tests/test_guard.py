@@ -130,9 +130,12 @@ def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
     lm, root = calibrated
     pol = _policy(root, tmp_path)
     pol = Policy.model_validate({**pol.model_dump(mode="json"), "domains": {**pol.model_dump(mode="json")["domains"], "delta": {"accept_below": 1.0, "abstain_above": 1.0}}})
-    g = Guard.from_policy(pol, lm=lm)
+    with pytest.warns(UserWarning, match=r"domain 'delta' is not scored \(its questions go to review\): no probe folder"):
+        g = Guard.from_policy(pol, lm=lm)
     r = g.invoke("who is the author ?", domain="delta")
-    assert r.route == "review" and any("no calibrated probe" in x and "hguard calibrate --data" in x for x in r.reasons)
+    # the fix names the guard's own model, which is not the default one
+    assert r.route == "review" and any("no calibrated probe" in x and "hguard calibrate --data" in x
+                                       and f"--model {lm.source}" in x for x in r.reasons), r.reasons
     r = g.invoke("who is the author ?", context="the author is here", domain="delta")  # the fix names the RAG command
     assert r.route == "review" and any("no calibrated probe" in x and "hguard calibrate-rag --data" in x for x in r.reasons)
     assert not any("did you mean" in x for x in r.reasons)  # delta is the policy's own domain

@@ -985,3 +985,12 @@ def test_a_domain_wrong_on_nearly_every_answer_says_it_abstains_on_nearly_all():
     sep = fit_thresholds([0.1] * 60 + [0.9] * 60, [0] * 60 + [1] * 60, target=0.1, confidence=0.95)
     plain = route(0.95, thresholds=sep).reasons
     assert any("abstain_above" in r for r in plain) and not any("nearly every answer" in r for r in plain), plain
+
+
+def test_a_policy_model_that_does_not_exist_is_named_with_the_policy_file(tmp_path):
+    from hguard.errors import ModelNotFoundError
+    from hguard.guard import Guard
+
+    (tmp_path / "policy.toml").write_text('version = 1\nmodel = "models/gema.gguf"\n')
+    with pytest.raises(ModelNotFoundError, match=r"gema\.gguf.*does not exist.*from `model` in the policy file"):
+        Guard.from_policy(tmp_path / "policy.toml")

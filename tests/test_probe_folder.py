@@ -111,7 +111,12 @@ def test_a_calibrated_domain_the_policy_does_not_list_is_named_as_unused(folder,
     })
     g = Guard.from_policy(pol, lm=lm)
     assert "policy does not list" in g.probe_errors["alpha"] and "[domains.alpha]" in g.probe_errors["alpha"]
-    assert "beta" not in g.probe_errors
+    assert "beta" not in g.probe_errors and "misspelt" not in g.probe_errors["alpha"]
+    # a policy table with the domain's name misspelt is pointed at
+    typo = Policy.model_validate({**pol.model_dump(mode="json"), "domains": {
+        "beta": {"accept_below": 1.0, "abstain_above": 1.0}, "alpah": {"description": "alpha questions"}}})
+    with pytest.warns(UserWarning, match=r"\[domains.alpah\] may be it, misspelt"):
+        Guard.from_policy(typo, lm=lm)
 
 
 def test_a_policy_may_name_several_probe_folders_and_a_domain_two_of_them_calibrate_is_disabled(folder, tmp_path):
