@@ -68,6 +68,26 @@ def _accept_candidates(r, y):
     return t, n_acc, cum_err[n_acc]
 
 
+def _family_pvalues(r, y, families, thresholds, target):
+    """Per candidate threshold, the largest over families of ``P(Binom(n_f, target) <= k_f)`` for the family's
+    ``n_f`` answers below it (``k_f`` hallucinated); 0 where no family has an answer below it."""
+    import numpy as np
+    from scipy.special import bdtr
+
+    fam = np.asarray(list(families), dtype=object)
+    if fam.shape != r.shape:
+        raise InputError(f"fit_thresholds: families has {fam.size} names for {r.size} answers; pass one per answer")
+    worst = np.zeros(len(thresholds))
+    for f in sorted(set(fam.tolist())):
+        rf, yf = r[fam == f], y[fam == f]
+        order = np.argsort(rf, kind="stable")
+        rs, ys = rf[order], np.cumsum(yf[order])
+        n_f = np.searchsorted(rs, thresholds, side="left")  # answers with risk < threshold
+        k_f = np.where(n_f > 0, ys[np.maximum(n_f - 1, 0)], 0)
+        worst = np.maximum(worst, np.where(n_f > 0, bdtr(k_f, n_f, target), 0.0))
+    return worst
+
+
 def risk_coverage_curve(risks: Sequence[float], hallucinated: Sequence[Any]) -> list[tuple[float, float, float]]:
     """Points ``(coverage, error_rate, threshold)`` for every distinct accept threshold.
 
@@ -100,8 +120,14 @@ def fit_thresholds(
     confidence: float = 0.95,
     abstain_precision: float = 0.9,
     min_coverage: float = 0.10,
+    families: Sequence[str] | None = None,
 ) -> Thresholds:
     """Fit accept/abstain thresholds with a finite-sample guarantee (Learn then Test).
+
+    ``families`` (one name per answer): the accept threshold must then hold in *every* family at once, an
+    intersection-union test: at each candidate the largest of the families' binomial p-values is tested
+    (a family with no answer below the candidate has none to bound). It certifies "at most ``target``
+    hallucinations among the accepted answers of each calibrated family", not of the pool alone.
 
     Guarantee: with probability at least ``confidence`` over the draw of the
     calibration set (i.i.d. with future answers), the hallucination rate among
@@ -161,6 +187,9 @@ def fit_thresholds(
     n = int(r.size)
     delta = 1.0 - confidence
     notes: list[str] = [f"learn-then-test, fixed-sequence, exact binomial (Clopper-Pearson), delta={_fmt(delta)}"]
+    if families is not None:
+        notes.append(f"the accept threshold must hold in each of the {len(set(families))} families at once "
+                     "(intersection-union: the largest family p-value is tested)")
 
     # --- accept side ---
     t, n_acc, k_acc = _accept_candidates(r, y)
@@ -176,6 +205,8 @@ def fit_thresholds(
     else:
         start = int(testable[0])
         pvals = bdtr(k_acc[start:], n_acc[start:], target)  # P(Binom(n, target) <= k)
+        if families is not None:
+            pvals = np.maximum(pvals, _family_pvalues(r, y, families, t[start:], target))
         failed = np.flatnonzero(pvals > delta)
         n_pass = int(failed[0]) if failed.size else int(pvals.size)
         if n_pass == 0:

@@ -53,13 +53,32 @@ def _thawed(value):
 
 @dataclass(frozen=True)
 class CalibrationScores:
-    """Out-of-fold merged risks of the training answers and their labels (1 = hallucinated)."""
+    """Out-of-fold merged risks of the training answers, their labels (1 = hallucinated) and, in files written
+    since families were recorded, each answer's family (for a per-family certificate)."""
 
     risk: tuple[float, ...]
     hallucinated: tuple[int, ...]
+    family: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, list]:
-        return {"risk": [float(x) for x in self.risk], "hallucinated": [int(v) for v in self.hallucinated]}
+        out: dict[str, list] = {"risk": [float(x) for x in self.risk], "hallucinated": [int(v) for v in self.hallucinated]}
+        if self.family is not None:
+            out["family"] = list(self.family)
+        return out
+
+    @classmethod
+    def from_dict(cls, cs: Mapping[str, Any]) -> "CalibrationScores":
+        """From a probe file's ``calibration_scores``; raises ValueError naming what is wrong."""
+        risk, y, fam = cs.get("risk"), cs.get("hallucinated"), cs.get("family")
+        if not isinstance(risk, Sequence) or not isinstance(y, Sequence) or len(risk) != len(y):
+            raise ValueError("an object of equally long 'risk' and 'hallucinated' lists")
+        if fam is not None and (not isinstance(fam, Sequence) or isinstance(fam, str) or len(fam) != len(risk)
+                                or not all(isinstance(f, str) for f in fam)):
+            raise ValueError("a 'family' list of strings as long as 'risk', or no 'family'")
+        try:
+            return cls(tuple(float(x) for x in risk), tuple(int(v) for v in y), tuple(fam) if fam is not None else None)
+        except (TypeError, ValueError):
+            raise ValueError("an object of numeric 'risk' and 0/1 'hallucinated' lists") from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,13 +162,10 @@ class CalibratedDomain:
         scores = None
         cs = mapping("calibration_scores")
         if cs and cs.get("risk"):
-            risk, y = cs.get("risk"), cs.get("hallucinated")
-            if not isinstance(risk, Sequence) or not isinstance(y, Sequence) or len(risk) != len(y):
-                bad("calibration_scores", "an object of equally long 'risk' and 'hallucinated' lists")
             try:
-                scores = CalibrationScores(tuple(float(x) for x in risk), tuple(int(v) for v in y))
-            except (TypeError, ValueError):
-                bad("calibration_scores", "an object of numeric 'risk' and 0/1 'hallucinated' lists")
+                scores = CalibrationScores.from_dict(cs)
+            except ValueError as exc:
+                bad("calibration_scores", str(exc))
         questions = m.get("router_questions") or []
         if not isinstance(questions, Sequence) or not all(isinstance(q, str) for q in questions):
             bad("router_questions", "a list of strings")
@@ -267,18 +283,30 @@ class CalibratedDomain:
             "[generation] to the calibration's settings or recalibrate the domain"
         )
 
-    def fit_thresholds(self, domain_policy) -> Any:
-        """Thresholds for the policy's own target and confidence, fitted on the calibration scores this
-        domain carries; the stored thresholds when it carries none (or without a domain policy)."""
-        if domain_policy is not None and self.calibration_scores is not None:
-            from .policy import fit_thresholds
+    def fit_thresholds(self, domain_policy, *, target: float | None = None) -> Any:
+        """Thresholds for the policy's own target (or ``target``, e.g. the monitor's stricter one) and
+        confidence, fitted on the calibration scores this domain carries, pooled or per family as the
+        policy's ``certify`` says; the stored thresholds when it carries none (or without a domain policy).
+        A per-family certificate on scores that record no families accepts nothing, and says why."""
+        if domain_policy is None or self.calibration_scores is None:
+            return self.thresholds
+        from dataclasses import replace
 
-            return fit_thresholds(
-                list(self.calibration_scores.risk), list(self.calibration_scores.hallucinated),
-                target=domain_policy.target_hallucination_rate, confidence=domain_policy.confidence,
-                abstain_precision=domain_policy.abstain_precision,
-            )
-        return self.thresholds
+        from .policy import fit_thresholds
+
+        cs = self.calibration_scores
+        per_family = getattr(domain_policy, "certify", "pooled") == "per_family"
+        fitted = fit_thresholds(
+            list(cs.risk), list(cs.hallucinated),
+            target=domain_policy.target_hallucination_rate if target is None else target,
+            confidence=domain_policy.confidence, abstain_precision=domain_policy.abstain_precision,
+            families=list(cs.family) if per_family and cs.family is not None else None,
+        )
+        if per_family and cs.family is None:
+            return replace(fitted, accept_below=0.0, coverage=0.0, accepted_error_rate=None, accepted_error_ucb=None,
+                           method=fitted.method + "; certify = 'per_family', but this probe file records no family "
+                           "per calibration answer (calibrated before families were recorded): accept nothing; recalibrate")
+        return fitted
 
     @classmethod
     def create(cls, probe, *, name: str, settings: GenerationSettings, fingerprints: Mapping[str, str],
@@ -289,7 +317,7 @@ class CalibratedDomain:
         ``extra`` carries the rest of the record (metrics, split, data hash, ...)."""
         scores = fields.pop("calibration_scores", None)
         if scores is not None and not isinstance(scores, CalibrationScores):
-            scores = CalibrationScores(tuple(float(x) for x in scores["risk"]), tuple(int(v) for v in scores["hallucinated"]))
+            scores = CalibrationScores.from_dict(scores)
         fps = {k: v for k, v in fingerprints.items() if k in FINGERPRINT_KEYS}
         return cls(probe=probe, name=name, prompt_mode=settings.prompt_mode, generation=settings, generation_recorded=True,
                    fingerprints=fps, calibration_scores=scores, **fields)

@@ -184,13 +184,7 @@ def _stricter(dp, cds: list[Any], current: float | None) -> tuple[str, float, st
     target = dp.tightened_target if dp.tightened_target is not None else dp.target_hallucination_rate / 2
     if not cds or any(cd.calibration_scores is None for cd in cds):
         return "review", 0.0, "no calibration scores in the probe file to certify a stricter threshold: accept nothing"
-    from .policy import fit_thresholds
-
-    fitted = [
-        (cd, fit_thresholds(list(cd.calibration_scores.risk), list(cd.calibration_scores.hallucinated),
-                            target=target, confidence=dp.confidence, abstain_precision=dp.abstain_precision))
-        for cd in cds
-    ]  # fmt: skip
+    fitted = [(cd, cd.fit_thresholds(dp, target=target)) for cd in cds]  # pooled or per family, as the guard
     accept = min(t.accept_below for _, t in fitted)
     if current is not None:
         accept = min(accept, current)

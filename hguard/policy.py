@@ -200,6 +200,12 @@ class DomainPolicy(_Section):
         "a number strictly between 0 and 1: share of abstained answers that must be hallucinations "
         "(used when fitting abstain_above)",
     )
+    certify: Literal["pooled", "per_family"] = Field(
+        "pooled",
+        description='"pooled" (the accept threshold holds for the calibration answers as one pool) or "per_family" '
+        "(it must hold in every calibrated family at once: far less coverage, but a kind of question the pool "
+        "hides cannot pass it; see benchmarks/README.md)",
+    )
     accept_below: float | None = _unit(
         None, "a number in [0, 1], or leave the key out to use the calibrated threshold"
     )

@@ -76,6 +76,9 @@ def test_leave_one_family_out_is_reported_per_family(setup):
         assert report["domains"][d]["thresholds_fitted_on"].startswith("cross-family out-of-fold")
     meta = load_probe_dir(out)["alpha"].metadata()
     assert meta["thresholds_fitted_on"].startswith("cross-family") and meta["families_summary"]["n_families"] == 3
+    # each calibration score records its answer's family, for a per-family certificate
+    cs = meta["calibration_scores"]
+    assert len(cs["family"]) == len(cs["risk"]) and set(cs["family"]) == {"t0", "t1", "t2"}
     md = (out / "report.md").read_text()
     assert "Leave-one-family-out" in md and "| alpha | t0 |" in md
     assert report["prompt_frame"] == "asked through the model's chat template" and report["prompt_frame"] in md

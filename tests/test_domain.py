@@ -220,3 +220,25 @@ def test_a_malformed_record_entry_is_refused_naming_it(small_probe, tmp_path, ke
     small_probe.save(tmp_path / "p.json", metadata=meta)
     with pytest.raises(ProbeError, match="thresholds" if key == "thresholds" else key):
         CalibratedDomain.load(tmp_path / "p.json")
+
+
+def test_a_per_family_certificate_reads_the_families_the_probe_file_records(small_probe, tmp_path):
+    from hguard.policy import DomainPolicy
+
+    # family "b" is wrong at low risk: the pool certifies an accept threshold, the per-family test does not
+    risk = [0.1] * 80 + [0.1] * 20 + [0.9] * 60
+    y = [0] * 78 + [1] * 2 + [1] * 12 + [0] * 8 + [1] * 60
+    fam = ["a"] * 80 + ["b"] * 20 + ["c"] * 60
+    saved = _domain(small_probe, calibration_scores={"risk": risk, "hallucinated": y, "family": fam}).save(tmp_path / "d.json")
+    back = CalibratedDomain.load(tmp_path / "d.json")
+    assert back.calibration_scores.family == tuple(fam) and saved.calibration_scores.family == tuple(fam)
+    pooled = back.fit_thresholds(DomainPolicy(target_hallucination_rate=0.2, confidence=0.9))
+    per = back.fit_thresholds(DomainPolicy(target_hallucination_rate=0.2, confidence=0.9, certify="per_family"))
+    assert pooled.accept_below > 0.1 and per.accept_below == 0.0 and "intersection-union" in per.method
+    # scores without families (files written before): a per-family certificate accepts nothing, and says why
+    old = _domain(small_probe)
+    th = old.fit_thresholds(DomainPolicy(target_hallucination_rate=0.2, confidence=0.9, certify="per_family"))
+    assert th.accept_below == 0.0 and "records no family" in th.method
+    assert old.fit_thresholds(DomainPolicy(target_hallucination_rate=0.2, confidence=0.9)).accept_below > 0.1
+    with pytest.raises(ValueError, match="'family' list of strings as long as 'risk'"):
+        _domain(small_probe, calibration_scores={"risk": risk, "hallucinated": y, "family": fam[:-1]})

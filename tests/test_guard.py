@@ -320,3 +320,15 @@ def test_question_far_from_the_calibration_goes_to_review_with_its_distance(cali
     rec = AuditLog(tmp_path / "audit.jsonl").find(far.audit_id)
     assert rec["signals"]["ood_distance"] == pytest.approx(far.signals["ood_distance"])
     assert rec["signals"]["ood_threshold"] == pytest.approx(g.probes["alpha"].ood["threshold"])
+
+
+def test_a_policy_may_ask_a_per_family_certificate(calibrated, tmp_path):
+    lm, root = calibrated
+    pol = _policy(root, tmp_path).model_dump(mode="json")
+    pol["domains"]["beta"]["certify"] = "per_family"
+    g = Guard.from_policy(Policy.model_validate(pol), lm=lm)
+    r = g.invoke("who is the author ?", domain="beta")
+    rec = AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)
+    assert "intersection-union" in rec["thresholds"]["method"], rec["thresholds"]
+    r = g.invoke("who is the author ?", domain="alpha")  # alpha keeps the pooled certificate (and manual thresholds)
+    assert "intersection-union" not in AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)["thresholds"]["method"]

@@ -994,3 +994,39 @@ def test_a_policy_model_that_does_not_exist_is_named_with_the_policy_file(tmp_pa
     (tmp_path / "policy.toml").write_text('version = 1\nmodel = "models/gema.gguf"\n')
     with pytest.raises(ModelNotFoundError, match=r"gema\.gguf.*does not exist.*from `model` in the policy file"):
         Guard.from_policy(tmp_path / "policy.toml")
+
+
+def test_a_threshold_certified_per_family_must_hold_in_every_family():
+    # family "a": 300 answers, low risks, 5% hallucinated; family "b": 40 answers at the same low risks,
+    # half hallucinated. Pooled, the accepted rate stays near 10%; in family "b" it is 50%.
+    import random
+
+    rng = random.Random(0)
+    risks, labels, fams = [], [], []
+    for fam, n, p in (("a", 300, 0.05), ("b", 40, 0.5)):
+        for _ in range(n):
+            risks.append(rng.uniform(0.0, 0.5))
+            labels.append(int(rng.random() < p))
+            fams.append(fam)
+    for _ in range(200):  # high-risk answers of a third family, all hallucinated: never below the thresholds
+        risks.append(rng.uniform(0.8, 1.0))
+        labels.append(1)
+        fams.append("c")
+    pooled = fit_thresholds(risks, labels, target=0.2, confidence=0.9)
+    per = fit_thresholds(risks, labels, target=0.2, confidence=0.9, families=fams)
+    assert pooled.accept_below > 0.3  # the pool passes
+    assert per.accept_below < pooled.accept_below and "intersection-union" in per.method
+    # where it does accept, family b's accepted answers are within what the test allows
+    import numpy as np
+
+    r, y, f = np.array(risks), np.array(labels), np.array(fams)
+    acc_b = (r < per.accept_below) & (f == "b")
+    assert acc_b.sum() == 0 or y[acc_b].mean() <= 0.5
+    # a family with no answer below a candidate ("c") does not block it: without "b", every answer of "a" is
+    # accepted, and none of "c" (the pool alone goes on to accept some of c's, all wrong)
+    keep = f != "b"
+    ac = fit_thresholds(r[keep], y[keep], target=0.2, confidence=0.9, families=f[keep].tolist())
+    assert r[f == "a"].max() < ac.accept_below <= r[f == "c"].min()
+    assert fit_thresholds(r[keep], y[keep], target=0.2, confidence=0.9).accept_below > r[f == "c"].min()
+    with pytest.raises(InputError, match="families has 3 names"):
+        fit_thresholds(risks, labels, families=["a", "b", "c"])

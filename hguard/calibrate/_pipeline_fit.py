@@ -173,6 +173,7 @@ def fit_domain(domain: str, train: Collected, *, seed: int, n_layers: int, d_ff:
         "oof_merged": merged_oof.tolist(),
         "oof_y": y.tolist(),
         "oof_logit": oof,  # each training answer's probe logit from a fold without it (same order as oof_y)
+        "oof_family": [r.get("family") for r in tr.rows],
         "n_train": int(len(y)),
         "n_train_refusals": int((~keep).sum()),
         "train_counts": {"correct": int(counts[0]), "hallucinated": int(counts[1])},

@@ -271,6 +271,7 @@ def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collec
         merged = apply_merger(fitted["merger"], merger_features([r for r, k in zip(tr.rows, usable) if k], logit[usable]))
         fitted["oof_merged"] = merged.tolist()
         fitted["oof_y"] = y[usable].tolist()
+        fitted["oof_family"] = cf["families"][usable].tolist()
         fitted["merged_threshold"] = best_threshold(y[ok], apply_merger(fitted["merger"], Z))
         left = sorted({r["family"] for r, k in zip(tr.rows, ok) if not k})
         fitted["thresholds_fitted_on"] = CROSS_FAMILY_SCORES + (
