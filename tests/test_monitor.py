@@ -294,10 +294,12 @@ def test_a_domain_calibrated_closed_book_and_with_context_is_watched_per_calibra
 
     rng = random.Random(3)
 
+    from hguard.domain import CalibratedDomain, CalibrationScores
+
     def probe(pid, mode, cut):
         risk = [rng.random() for _ in range(400)]
-        return SimpleNamespace(probe_id=pid, prompt_mode=mode, calibration_scores=SimpleNamespace(
-            risk=risk, hallucinated=[x > cut for x in risk]))  # fmt: skip
+        return CalibratedDomain(probe=None, name="geo", probe_id=pid, prompt_mode=mode, calibration_scores=CalibrationScores(
+            tuple(risk), tuple(int(x > cut) for x in risk)))  # fmt: skip
 
     closed, rag = probe("p-closed", "closed_book", 0.5), probe("p-rag", "rag", 0.2)
     monkeypatch.setattr(monitor, "_probe_meta", lambda policy: {"geo": [closed, rag]})
