@@ -24,11 +24,15 @@ def live_bounds(k: int, n: int, confidence: float, kind: str = "per_run") -> tup
     ``sequential``, a confidence sequence that holds however often the monitor runs
     (:func:`hguard._stats.sequential_bounds`), at the price of more spot-checks before a rise is caught
     (``benchmarks/README.md``)."""
+    _check_kind(kind)
     if kind == "sequential":
         return sequential_bounds(k, n, confidence)
-    if kind == "per_run":
-        return clopper_pearson_lower(k, n, confidence), clopper_pearson_upper(k, n, confidence)
-    raise InputError(f"live bounds must be one of {LIVE_BOUNDS}, got {kind!r}")
+    return clopper_pearson_lower(k, n, confidence), clopper_pearson_upper(k, n, confidence)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in LIVE_BOUNDS:
+        raise InputError(f"live bounds must be one of {LIVE_BOUNDS}, got {kind!r}")
 
 
 def breached(k: int, n: int, target: float, confidence: float, rule: str = "upper_bound", bounds: str = "per_run") -> bool:
@@ -48,15 +52,13 @@ def min_checks(target: float, confidence: float, bounds: str = "per_run") -> int
     """Least number of reviewed spot-checks at which a clean record (0 hallucinations) brings the upper bound
     to the target or below; before that the bound cannot certify anything and is not acted on."""
     target, confidence = _check_unit_open("target", target), _check_unit_open("confidence", confidence)
-    if bounds == "per_run":
-        return int(math.ceil(math.log(1.0 - confidence) / math.log(1.0 - target) - 1e-12))
-    if bounds != "sequential":
-        live_bounds(0, 0, confidence, bounds)  # names the allowed kinds
-    # sequential, k = 0: the evidence against the target is 1 / ((n + 1) (1 - target)^n); it must reach
-    # 1 / (1 - confidence). Start from the one-look count, which is never more.
-    n = min_checks(target, confidence, "per_run")
-    while live_bounds(0, n, confidence, bounds)[1] > target:
-        n += 1
+    _check_kind(bounds)
+    n = int(math.ceil(math.log(1.0 - confidence) / math.log(1.0 - target) - 1e-12))  # one look
+    if bounds == "sequential":
+        # k = 0: the evidence against the target is 1 / ((n + 1) (1 - target)^n) (sequential_bounds); it must
+        # reach 1 / (1 - confidence), which never takes fewer checks than one look
+        while (n + 1) * (1.0 - target) ** n > 1.0 - confidence:
+            n += 1
     return n
 
 

@@ -81,10 +81,9 @@ def _family_pvalues(r, y, families, thresholds, target):
     for f in sorted(set(fam.tolist())):
         rf, yf = r[fam == f], y[fam == f]
         order = np.argsort(rf, kind="stable")
-        rs, ys = rf[order], np.cumsum(yf[order])
-        n_f = np.searchsorted(rs, thresholds, side="left")  # answers with risk < threshold
-        k_f = np.where(n_f > 0, ys[np.maximum(n_f - 1, 0)], 0)
-        worst = np.maximum(worst, np.where(n_f > 0, bdtr(k_f, n_f, target), 0.0))
+        cum_err = np.concatenate([[0], np.cumsum(yf[order], dtype=np.int64)])
+        n_f = np.searchsorted(rf[order], thresholds, side="left")  # answers with risk < threshold
+        worst = np.maximum(worst, np.where(n_f > 0, bdtr(cum_err[n_f], n_f, target), 0.0))
     return worst
 
 

@@ -105,8 +105,12 @@ def route_error(result) -> RouteError:
     return AbstainedError(result) if result.route == "abstain" else NeedsReviewError(result)
 
 
+def cut_text(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, ending in "..." when it was longer."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def shown(value: object, limit: int = 80) -> str:
     """``repr(value)`` for a message, cut to ``limit`` characters (ending in "...") so a huge value does
     not drown the message."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return cut_text(repr(value), limit)

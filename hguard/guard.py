@@ -27,7 +27,7 @@ from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context,
 from ._guard_scoring import _EarlyAbstain, _near, _Scoring
 from ._resources import DEFAULT_POLICY
 from .domain import CalibratedDomain
-from .errors import InputError, ModelNotFoundError, PolicyError
+from .errors import InputError, ModelNotFoundError, PolicyError, cut_text
 from .generation import Generator
 from .models import LoadedModel, load_model
 from .policy import Policy, Thresholds, choose_domain, load_policy
@@ -287,7 +287,7 @@ class Guard(_Scoring, _Recording):
         elif chosen is None and self.probe_errors:  # a domain that could have been chosen may be disabled
             # each cut short: the whole text was said at start-up and is in guard.probe_errors
             why += "; probe problems: " + "; ".join(
-                f"{k}: {v if len(v) <= 160 else v[:157] + '...'}" for k, v in sorted(self.probe_errors.items()))
+                f"{k}: {cut_text(v, 160)}" for k, v in sorted(self.probe_errors.items()))
         return chosen, {"method": "embedding", "similarities": sims, "reason": why, "chosen": chosen}
 
     def fitted_thresholds(self, domain: str, rag: bool = False) -> Thresholds | None:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from hguard.errors import DataError, InputError
+from hguard.errors import DataError, InputError, cut_text
 
 __all__ = [
     "FIELDS",
@@ -177,7 +177,7 @@ def _show(value: Any, limit: int = 80) -> str:
         text = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
         text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return cut_text(text, limit)
 
 
 def _describe(err: ErrorDetails, row: dict[str, Any]) -> str:

@@ -239,9 +239,7 @@ def calibrate(
             ood=f.get("ood"),
             # Out-of-fold merged risks and labels of the training split, so that a policy with another
             # target or confidence gets thresholds fitted for it at load time, without recalibrating.
-            calibration_scores={"risk": f["oof_merged"], "hallucinated": f["oof_y"],
-                                **({"family": f["oof_family"]} if all(isinstance(x, str) for x in f.get("oof_family") or [None])
-                                   else {})},
+            calibration_scores={"risk": f["oof_merged"], "hallucinated": f["oof_y"], "family": f["oof_family"]},
             random_baseline=f["random_baseline"],
             # For choosing a domain when none is given: nearest calibration questions.
             router_questions=tuple(questions[:: max(1, len(questions) // 120)][:120]),

@@ -9,7 +9,7 @@ import sys
 import warnings
 from typing import TYPE_CHECKING, cast
 
-from ..errors import HGuardError, InputError
+from ..errors import HGuardError, InputError, cut_text
 from ..review.queue import ReviewItem, ReviewQueue
 from ..review._pages import _fmt_risk
 from ..review.web import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV, _open_source, make_server
@@ -64,8 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(text: str, width: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 3] + "..."
+    return cut_text(" ".join(text.split()), width)
 
 
 def _item_json(item: ReviewItem) -> str:
