@@ -266,7 +266,7 @@ def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collec
         fitted["merger"] = fit_merger(Z, y[ok])
         # An answer whose family could not be held out (no probe could be fitted without it) keeps its score
         # from the folds of answers: dropping it would leave its family out of the thresholds' base rate.
-        logit = np.where(ok, cf["oof_logit"], np.asarray(fitted.get("oof_logit", cf["oof_logit"]), dtype=float))
+        logit = np.where(ok, cf["oof_logit"], fitted["oof_logit"])
         usable = np.isfinite(logit)
         merged = apply_merger(fitted["merger"], merger_features([r for r, k in zip(tr.rows, usable) if k], logit[usable]))
         fitted["oof_merged"] = merged.tolist()
