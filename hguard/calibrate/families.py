@@ -324,7 +324,7 @@ def figures_by_family(families: Sequence[str], labels: Sequence[str], scores: di
             e["auroc"] = {k: auroc(y, v) for k, v in sc.items()}
             e["auroc_ci95"] = auroc_ci(y, sc)
         else:
-            e["one_class"] = (f"{len(y)} scored answers, {int(counts[0])} correct and {int(counts[1])} hallucinated: "
+            e["one_class"] = (f"{len(y)} scored answer{'' if len(y) == 1 else 's'}, {int(counts[0])} correct and {int(counts[1])} hallucinated: "
                               "AUROC needs both classes")
             e["auroc"] = {k: None for k in sc}
         if accept_below is not None and target is not None and len(y):
@@ -335,6 +335,12 @@ def figures_by_family(families: Sequence[str], labels: Sequence[str], scores: di
                         "trigger_rate": float((d > ood_threshold).mean())}
         per[f] = e
     return {"families": per, "summary": summarize(per, list(BASELINES), target if target is not None else float("nan"))}
+
+
+def _inverted(entry: dict) -> bool:
+    """True when the family's merged-risk AUROC interval lies wholly below 0.5: its scores run backwards."""
+    ci = (entry.get("auroc_ci95") or {}).get("merged")
+    return bool(ci) and ci[1] is not None and ci[1] < 0.5
 
 
 def summarize(per_family: dict, baselines: Sequence[str], target: float) -> dict:
@@ -350,6 +356,8 @@ def summarize(per_family: dict, baselines: Sequence[str], target: float) -> dict
         "few_of_a_class_families": sorted(set(two) - set(scored)),
         "min_class_for_mean": MIN_CLASS_FOR_MEAN,
         "families_without_figure": sorted(f for f, e in per_family.items() if e.get("no_figure")),
+        # the merged risk ranks the family's right answers above its hallucinated ones, beyond chance
+        "inverted_families": sorted(f for f, e in two.items() if _inverted(e)),
     }
     if scored:
         signals = list(next(iter(scored.values()))["auroc"])

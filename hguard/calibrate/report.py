@@ -169,10 +169,10 @@ def families_markdown(report: dict) -> list[str]:
         next((f["method"] for f in doms.values() if "method" in f), ""),
         "AUROC means are over the families with at least 5 answers of each class; a family with one class has "
         "no AUROC and is listed as such, one with fewer than 5 of a class is listed as (few): its AUROC is in the "
-        "table below but rests on too few answers to enter a mean. Hallucination among accepted answers is pooled over the held-out families, each "
+        "table below but rests on too few answers to enter a mean; one whose merged-risk interval lies below 0.5 is listed as (inverted): its right answers score riskier than its hallucinated ones. Hallucination among accepted answers is pooled over the held-out families, each "
         "routed with the thresholds fitted without it (Clopper-Pearson 95% interval).",
         "",
-        "| domain | families (with AUROC) | one-class families | mean AUROC probe | merged | best baseline | random neurons "
+        "| domain | families (with AUROC) | one-class, few, inverted families | mean AUROC probe | merged | best baseline | random neurons "
         "| worst family probe / merged | halluc. among accepted / target (accepted of n) | probe >= 0.85 | merged >= 0.88 | none < 0.75 | ahead of baseline |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -193,7 +193,8 @@ def families_markdown(report: dict) -> list[str]:
         ci = t.get("accepted_hallucination_ci95")
         acc = (f"{_f(t.get('accepted_hallucination_rate'), 3)}" + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "")
                + f" / {t.get('target')} ({t.get('n_accepted')} of {t.get('n_scored')})") if t else "n/a"
-        few = [f"{f} (few)" for f in s.get("few_of_a_class_families", [])]
+        few = ([f"{f} (few)" for f in s.get("few_of_a_class_families", [])]
+               + [f"{f} (inverted)" for f in s.get("inverted_families", [])])
         in_mean = s.get("n_families_in_mean", s.get("n_families_with_auroc"))  # the key's name before 2026-12-02
         lines.append(f"| {d} | {s['n_families']} ({in_mean}) | {', '.join(s['one_class_families'] + few) or '-'} | "
                      f"{aur} | {acc} | {flags} |")

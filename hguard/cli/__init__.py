@@ -116,21 +116,30 @@ def cmd_calibrate(args) -> int:
 
 def calibration_warnings(report: dict, caught) -> list[str]:
     """What a calibration's user must not miss, one line each: a domain whose merged risk does not
-    separate its held-out answers (the 95% interval reaches chance), and each kind of fit warning once,
+    separate its held-out answers (the 95% interval reaches chance), a held-out family it ranks backwards
+    (the interval lies below chance), and each kind of fit warning once,
     with how many fits raised it."""
     lines = []
     for d, m in report["domains"].items():
         lo_hi = (m.get("auroc_ci95") or {}).get("merged")
         a = (m.get("auroc") or {}).get("merged")
-        if a is None or lo_hi is None or lo_hi[0] > 0.5:
-            continue
-        halluc = round((m.get("hallucination_rate") or 0) * m["n_scored"])
-        lines.append(
-            f"domain {d!r}: the merged risk does not separate held-out answers better than chance (AUROC {a:.3f}, "
-            f"95% interval {lo_hi[0]:.2f}-{lo_hi[1]:.2f}, n={m['n_scored']}: {m['n_scored'] - halluc} correct, "
-            f"{halluc} hallucinated); do not rely on its scores: add labelled answers (more questions, more kinds) "
-            "and calibrate again"
-        )
+        if a is not None and lo_hi is not None and lo_hi[0] <= 0.5:
+            halluc = round((m.get("hallucination_rate") or 0) * m["n_scored"])
+            lines.append(
+                f"domain {d!r}: the merged risk does not separate held-out answers better than chance (AUROC {a:.3f}, "
+                f"95% interval {lo_hi[0]:.2f}-{lo_hi[1]:.2f}, n={m['n_scored']}: {m['n_scored'] - halluc} correct, "
+                f"{halluc} hallucinated); do not rely on its scores: add labelled answers (more questions, more kinds) "
+                "and calibrate again"
+            )
+        for f in ((m.get("families") or {}).get("summary") or {}).get("inverted_families", []):
+            e = m["families"]["families"][f]
+            lo, hi = e["auroc_ci95"]["merged"]
+            lines.append(
+                f"domain {d!r}, family {f!r}: held out, the merged risk ranks its right answers as riskier than its "
+                f"hallucinated ones (AUROC {e['auroc']['merged']:.3f}, 95% interval {lo:.2f}-{hi:.2f}, n={e['n_scored']}: "
+                f"{e['correct']} correct, {e['hallucinated']} hallucinated); questions of this kind are scored backwards: "
+                "check the family's labels, or add more families like it so the probe learns them"
+            )
     kinds: dict[str, list[str]] = {}
     for w in caught:
         if not issubclass(w.category, UserWarning):  # a library's own warning is shown as it came
