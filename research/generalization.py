@@ -49,6 +49,12 @@ VARIANTS = {
     # domains without that family (the H-Neurons paper fits one probe on many topics); the merger, the
     # thresholds and the OOD threshold stay per domain, fitted on the domain's own cross-family scores
     "v11 probe pooled across the three domains (merger and thresholds per domain)": ({**_FOLD, "pooled": True}, False),
+    # family-invariant probes: what tells the training families apart is taken out of the features before
+    # the probe is fitted (C by CV over answers, as v0; the families only shape the features)
+    "v12 family means projected out (the standardised CETT loses the directions of its training families' means)":
+        ({**_FOLD, "invariant": "project"}, True),
+    "v13 family-balanced fit (each training family's answers weighted to equal class weight per family)":
+        ({**_FOLD, "invariant": "balance"}, True),
 }
 
 
@@ -86,6 +92,61 @@ def stable_fit_probe(threshold: float):
     return fit
 
 
+_INVARIANT = {"n_selected": 1}  # the last projected probe's neuron count: its random control draws as many
+
+
+class InvariantProbe:
+    """A probe fitted on features from which the training families' mean directions were projected out, read
+    on full CETT rows: every neuron enters through the projection, so it reads all of them (its
+    random-neuron control is then a probe on all neurons without the projection)."""
+
+    def __init__(self, probe, mean, scale, basis):
+        self.probe, self.center_, self.scale_, self.basis = probe, mean, scale, basis
+        self.C_ = probe.C_
+        self.feature_indices_ = np.arange(len(mean), dtype=np.int64)
+
+    def transform(self, X):
+        Z = (np.asarray(X, dtype=np.float64) - self.center_) / self.scale_
+        return Z - (Z @ self.basis) @ self.basis.T
+
+    def decision_function_subset(self, values, lengths=None):
+        return self.probe.decision_function(self.transform(values), lengths=lengths)
+
+
+def invariant_fit_probe(how: str):
+    """A stand-in for the calibration's ``fit_probe`` that keeps family identity out of the probe, given the
+    training families as ``groups`` (``c_by_family=True`` passes them); C by CV over answers, as v0.
+
+    ``project``: the standardised features lose the span of the families' centred means (F - 1 directions),
+    at fit and at scoring. ``balance``: each (family, class) cell gets equal total weight, so a family's
+    base rate tells the probe nothing; fitted by resampling rows to that weight (the probe takes no weights)."""
+    from hguard.probe import HNeuronProbe
+
+    def fit(X, y, *, fit=None, lengths=None, groups=None, **params):
+        X, y = np.asarray(X), np.asarray(y)
+        if groups is None:
+            return HNeuronProbe(**params).fit(X, y, lengths=lengths)
+        groups = np.asarray(groups)
+        if how == "balance":
+            rng = np.random.default_rng(params.get("random_state", 0))
+            cells = [np.flatnonzero((groups == g) & (y == c)) for g in np.unique(groups) for c in (0, 1)]
+            cells = [c for c in cells if c.size]
+            per = int(np.median([c.size for c in cells]))
+            idx = np.concatenate([rng.choice(c, per, replace=c.size < per) for c in cells])
+            return HNeuronProbe(**params).fit(X[idx], y[idx], lengths=None if lengths is None else lengths[idx])
+        mean, scale = X.mean(axis=0, dtype=np.float64), X.std(axis=0, dtype=np.float64)
+        scale[scale == 0] = 1.0
+        Z = (X - mean) / scale
+        M = np.stack([Z[groups == g].mean(axis=0) for g in np.unique(groups)])
+        u, sv, _ = np.linalg.svd((M - M.mean(axis=0)).T, full_matrices=False)
+        basis = u[:, sv > 1e-8 * sv.max()]
+        probe = HNeuronProbe(**params).fit(Z - (Z @ basis) @ basis.T, y, lengths=lengths)
+        _INVARIANT["n_selected"] = len(probe.feature_indices_)
+        return InvariantProbe(probe, mean, scale, basis)
+
+    return fit
+
+
 def final_families(names) -> list[str]:
     return sorted(sorted(names, key=lambda n: hashlib.sha256(n.encode()).hexdigest())[:2])
 
@@ -119,17 +180,22 @@ def run_variant(col, test, spec: tuple[dict, bool], n_layers: int = 30, log: str
     fit = ProbeFit(screen, reason="research variant") if screen else None
     stability = params.pop("stability", None)
     pooled = params.pop("pooled", False)
+    invariant = params.pop("invariant", None)
     cols = slice(lo * d_ff, hi * d_ff)  # features are laid out layer by layer
     out, finals = {}, {}
-    shipped_fit_probe, shipped_folds = families.fit_probe, families.family_folds
+    shipped_fit_probe, shipped_folds, shipped_random = families.fit_probe, families.family_folds, families.random_baseline
     if stability is not None:
         families.fit_probe = stable_fit_probe(stability)
+    if invariant is not None:
+        families.fit_probe = invariant_fit_probe(invariant)
+        if invariant == "project":  # the random control draws as many neurons as the projected probe selected
+            families.random_baseline = lambda X, y, n, **kw: shipped_random(X, y, min(n, _INVARIANT["n_selected"]), **kw)
     if pooled:  # one fold per family of the domain, however many families the pool holds
         families.family_folds = lambda names, max_folds=0: shipped_folds(names, max_folds=len(set(names)))
     try:
         _domains(col, test, params, by_family, fit, cv, cols, lo, hi, d_ff, out, finals, log, pooled)
     finally:
-        families.fit_probe, families.family_folds = shipped_fit_probe, shipped_folds
+        families.fit_probe, families.family_folds, families.random_baseline = shipped_fit_probe, shipped_folds, shipped_random
     return out, finals
 
 

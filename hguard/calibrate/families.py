@@ -340,7 +340,7 @@ def figures_by_family(families: Sequence[str], labels: Sequence[str], scores: di
 def _inverted(entry: dict) -> bool:
     """True when the family's merged-risk AUROC interval lies wholly below 0.5: its scores run backwards."""
     ci = (entry.get("auroc_ci95") or {}).get("merged")
-    return bool(ci) and ci[1] is not None and ci[1] < 0.5
+    return ci is not None and ci[1] is not None and ci[1] < 0.5
 
 
 def summarize(per_family: dict, baselines: Sequence[str], target: float) -> dict:
