@@ -656,6 +656,12 @@ def test_cli_show_export_and_repair(tmp_path, capsys):
     assert cli_main(["show", str(path), "--domain", "medical"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and all("domain=medical" in line for line in out)
+    assert 'question="question 1?"  answer="answer 1."' in out[0]  # what was asked and said, beside the route
+    capsys.readouterr()
+    AuditLog(tmp_path / "long.jsonl").append(_decision(0, question="Is the\nsky " + "very " * 40 + "blue?", risk=0.25))
+    assert cli_main(["show", str(tmp_path / "long.jsonl")]) == 0
+    line = capsys.readouterr().out
+    assert line.count("\n") == 1 and "risk=0.2500" in line and 'question="Is the sky very' in line and len(line) < 400
     assert cli_main(["show", str(path), "--domain", "nowhere", "--route", "accept"]) == 0
     shown = capsys.readouterr()
     assert shown.out == "" and f"no records in {path} match --domain nowhere --route accept" in shown.err

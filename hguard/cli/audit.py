@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
 from ..audit import Problem, canonical_json, export_csv, repair, show, verify
-from ..errors import HGuardError, InputError
+from ..errors import HGuardError, InputError, cut_text
 
 __all__ = ["build_parser", "main"]
 
@@ -25,6 +26,11 @@ def _format_record(rec: dict[str, Any]) -> str:
     for key in ("domain", "route", "verdict", "reviewer", "decision_audit_id"):  # the last three: review verdicts
         if rec.get(key) is not None:
             parts.append(f"{key}={rec[key]}")
+    if isinstance(rec.get("risk"), (int, float)):
+        parts.append(f"risk={rec['risk']:.4f}")
+    for key in ("question", "answer"):  # what was asked and said, on one line each way (--json has them whole)
+        if isinstance(rec.get(key), str):
+            parts.append(f"{key}={json.dumps(cut_text(' '.join(rec[key].split()), 80), ensure_ascii=False)}")
     if reasons:
         parts.append(f"reasons={reasons}")
     return "  ".join(parts)
