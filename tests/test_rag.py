@@ -453,6 +453,26 @@ def test_your_own_rows_calibrate_without_condition_or_dataset(tiny_calibrated, t
     assert "## payroll: skipped" in (tmp_path / "p2" / "rag-report" / "report.md").read_text()
 
 
+def test_evaluate_rag_scores_every_row_you_give_and_skips_domains_without_a_rag_probe(tiny_rag, tmp_path):
+    from hguard.calibrate.data import Example
+    from hguard.calibrate.rag import evaluate_rag
+    from hguard.errors import DataError
+
+    lm, folder, _ = tiny_rag
+    rows = _tiny_rag_examples(lm)  # alpha has a RAG probe, beta only a closed-book one
+    new = [e.model_copy(update={"id": e.id + "-new"}) for e in rows]
+    res = evaluate_rag(folder / "probes", tmp_path / "work", lm=lm, examples=new)
+    n_alpha = sum(e.domain == "alpha" for e in new)
+    assert set(res["domains"]) == {"alpha"} and "beta" in res["skipped"] and res["held_out"].startswith("every row given")
+    a = res["domains"]["alpha"]["all"]
+    assert a["n"] == n_alpha and a["correct"] + a["hallucinated"] + a["refusals"] == n_alpha
+    closed = Example(id="closed", question="q?", answers=["x"], domain="alpha")
+    with pytest.raises(DataError, match="1 rows have no context .*'closed'"):
+        evaluate_rag(folder / "probes", tmp_path / "w2", lm=lm, examples=[closed])
+    with pytest.raises(DataError, match="none of the rows is of a domain with a RAG probe"):
+        evaluate_rag(folder / "probes", tmp_path / "w3", lm=lm, examples=[e for e in new if e.domain == "beta"])
+
+
 def test_calibrate_rag_reads_your_rows_and_names_a_bad_file_before_loading_the_model(tmp_path):
     import subprocess
     import sys

@@ -114,7 +114,8 @@ def rag_markdown(report: dict) -> str:
         f"knowledge-conflict detector) saw the training passages only; every figure below is on held-out passages. "
         f"Policy target: at most {t['target']:.0%} hallucinations among accepted answers at {t['confidence']:.0%} confidence. "
         "No hand-set grounding weight is in force: a policy's `grounding_weight` is a manual override the guard reports in its reasons.",
-        "", "Intervals: AUROC, 95% percentile bootstrap (500 resamples within class); shares, 95% Clopper-Pearson.", "",
+        "", "Intervals: AUROC, 95% percentile bootstrap (500 resamples within class), shown on the merged column "
+        "(report.json has every signal's); shares, 95% Clopper-Pearson.", "",
     ]
     kc = report.get("knowledge_conflict", {})
     tr = kc.get("train")
@@ -154,8 +155,9 @@ def rag_markdown(report: dict) -> str:
         lines += ["| condition | n | right/halluc./refusal | " + " | ".join(sigs) + " | accepted | halluc. among accepted |",
                   "|---|---|---|" + "---|" * len(sigs) + "---|---|"]
         for name, b in [("all", m["all"]), *m["conditions"].items(), *[(f"dataset {k}", v) for k, v in m["datasets"].items()]]:
+            one = " (one class: no AUROC)" if b["n"] and min(b["correct"], b["hallucinated"]) == 0 else ""
             lines.append(
-                f"| {name} | {b['n']} | {b['correct']}/{b['hallucinated']}/{b['refusals']} | "
+                f"| {name} | {b['n']} | {b['correct']}/{b['hallucinated']}/{b['refusals']}{one} | "
                 + " | ".join(_f(b["auroc"][s], 2) + (_ci(b['auroc_ci95'][s]) if s == "merged" else "") for s in sigs)
                 + f" | {_rate(b['accepted'])} | {_rate(b['hallucinated_among_accepted'])} |"
             )

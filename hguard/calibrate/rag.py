@@ -81,6 +81,11 @@ __all__ = [
 def _reference_rag_sets() -> dict:
     """The bundled RAG calibration sets, built from the public data by the research harness (a source
     checkout with ``../shared/data``); an installed package calibrates from the rows it is given."""
+    import sys
+
+    root = Path(__file__).resolve().parents[2]  # the checkout an editable install runs from
+    if (root / "research" / "rag_data.py").is_file() and str(root) not in sys.path:
+        sys.path.append(str(root))  # the `hguard` command does not put the checkout on the path, `python -m` does
     try:
         from research.rag_data import build_rag_sets
     except ImportError:
@@ -89,6 +94,13 @@ def _reference_rag_sets() -> dict:
             "run this from the checkout, or pass your own rows with context (`--data FILE.jsonl`, examples=...)"
         ) from None
     return build_rag_sets()
+
+
+def _check_context(examples: Sequence[Example]) -> None:
+    missing = [e.id for e in examples if e.context is None]
+    if missing:
+        raise DataError(f"{len(missing)} rows have no context (first: {missing[0]!r}); the RAG probes are fitted and "
+                        "scored on answers given from a passage: give each row its `context`")
 
 
 def _setup(model: str, lm, settings):
@@ -134,9 +146,7 @@ def calibrate_rag(
     work = Path(work_dir) if work_dir else Path(out_dir) / ".work-rag"
     if collected_only:
         examples = _collected(examples, work)
-    missing = [e.id for e in examples if e.context is None]
-    if missing:
-        raise DataError(f"{len(missing)} rows have no context (first: {missing[0]!r}); RAG calibration needs a passage per row")
+    _check_context(examples)
     t_start = time.perf_counter()
     from ..settings import GenerationSettings
 
@@ -212,9 +222,13 @@ def _collected(examples: Sequence[Example], work: Path) -> list[Example]:
 
 def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, model: str = "default", lm=None,
                  test_fraction: float = 0.3, seed: int = 0, batch_size: int = 8, progress: bool = False,
-                 collected_only: bool = False) -> dict:
-    """Score the held-out passages of the bundled RAG sets with the RAG probes in ``probes_dir``
-    (answers collected in ``work_dir``, reused when already there); JSON-able, per domain and condition."""
+                 collected_only: bool = False, examples: Sequence[Example] | None = None) -> dict:
+    """Score rows with context with the RAG probes in ``probes_dir`` (answers collected in ``work_dir``, reused
+    when already there); JSON-able, per domain and condition.
+
+    ``examples``: every one of them is scored (rows the calibration did not see: its own held-out figures are
+    in its report); rows of a domain without a RAG probe are listed under ``skipped``. Default: the held-out
+    passages of the bundled RAG sets (a source checkout), split as their calibration split them."""
     from ..domain import CalibratedDomain
     from ..generation import RAG
     from ..settings import GenerationSettings
@@ -228,15 +242,30 @@ def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, 
     first = next(iter(probes.values()))
     # answer as the calibration did (older files without settings: the calibration defaults)
     settings = first.generation or GenerationSettings(max_new_tokens=DEFAULT_MAX_NEW_TOKENS, prompt_mode=RAG)
-    lm, gen = _setup(model, lm, settings)
-    examples = [e for rows in _reference_rag_sets().values() for e in rows if e.domain in probes]
+    given = examples is not None
+    skipped: dict[str, str] = {}
+    if examples is not None:
+        _check_context(examples)
+        skipped = {d: f"no RAG probe for domain {d!r} in {str(probes_dir)!r}"
+                   for d in sorted({e.domain for e in examples} - set(probes))}
+        examples = [e for e in examples if e.domain in probes]
+        if not examples:
+            raise DataError(f"none of the rows is of a domain with a RAG probe in {str(probes_dir)!r} "
+                            f"(probes: {', '.join(sorted(map(str, probes)))}; rows: {', '.join(skipped)})")
+    else:
+        examples = [e for rows in _reference_rag_sets().values() for e in rows if e.domain in probes]
     if collected_only:
         examples = _collected(examples, Path(work_dir))
+    lm, gen = _setup(model, lm, settings)  # after the rows are read and checked
     col = collect(gen, examples, work_dir, batch_size=batch_size, progress=progress)
     rows = add_rag_signals(gen, col, examples, work_dir, progress=progress)
-    test = split_groups(rows, test_fraction, seed)
-    result: dict[str, Any] = {"model": lm.name, "prompt_mode": RAG, "held_out": "passages on the test side of the split", "domains": {}}
+    test = np.ones(len(rows), dtype=bool) if given else split_groups(rows, test_fraction, seed)
+    held_out = ("every row given (scores of rows the calibration trained on are optimistic)" if given
+                else "passages on the test side of the split")
+    result: dict[str, Any] = {"model": lm.name, "prompt_mode": RAG, "held_out": held_out, "domains": {}, "skipped": skipped}
     for domain, cd in probes.items():
+        if given and not any(r["domain"] == domain for r in rows):
+            continue
         idx = np.flatnonzero(np.array([r["domain"] == domain for r in rows]) & test)
         fitted = {"probe": cd.probe, "merger": cd.merger, "thresholds": cd.thresholds}
         det = cd.knowledge_conflict or {}

@@ -173,6 +173,14 @@ def _ray_options(args):
         check_address(args.address)  # before the model is loaded: a wrong address fails in seconds
     return RayOptions(address=args.address, actors=args.actors, num_gpus=args.gpus_per_actor, num_cpus=args.cpus_per_actor,
                       device=args.device)
+def _rag_line(m: dict) -> str:
+    """One line of RAG figures: n with its classes, then the AUROCs (n/a where one class leaves none)."""
+    a = m["auroc"]
+    f = lambda k: "n/a" if a.get(k) is None else f"{a[k]:.3f}"  # noqa: E731
+    return (f"n={m['n']} ({m['correct']} right, {m['hallucinated']} hallucinated, {m['refusals']} declined) "
+            f"AUROC merged={f('merged')} probe={f('probe')} grounding={f('grounding')}")
+
+
 def cmd_calibrate_rag(args) -> int:
     from ..calibrate.rag import calibrate_rag
 
@@ -196,9 +204,7 @@ def cmd_calibrate_rag(args) -> int:
     else:
         print(f"wrote {len(report['domains'])} RAG probe(s) to {out} and the report to {args.report or out + '/rag-report'}/report.md")
         for d, m in report["domains"].items():
-            a = m["all"]["auroc"]
-            print(f"  {d:10s} held out n={m['all']['n']} AUROC merged={a['merged'] or float('nan'):.3f} "
-                  f"probe={a['probe'] or float('nan'):.3f} grounding={a['grounding'] or float('nan'):.3f}")
+            print(f"  {d:10s} held out {_rag_line(m['all'])}")
         for d, why in report["skipped"].items():
             print(f"  {d}: skipped: {why}")
     return 0
@@ -215,9 +221,21 @@ def cmd_evaluate(args) -> int:
         if not args.work:
             raise InputError("--rag needs --work DIR, the folder for the answers collected on the held-out passages "
                              "(the calibration's own, e.g. runs/rag-work, reuses its answers)")
-        res = evaluate_rag(args.probes, args.work, model=args.model,
+        examples = None
+        if args.data:  # read and checked before the model is loaded
+            from ..calibrate.data import load_examples
+
+            examples = load_examples(args.data)
+        res = evaluate_rag(args.probes, args.work, model=args.model, examples=examples,
                            batch_size=args.batch_size, collected_only=args.collected_only)
-        print(_dump(res) if args.json else "\n".join(f"{d} {json.dumps(m['all']['auroc'])}" for d, m in res["domains"].items()))
+        if args.json:
+            print(_dump(res))
+            return 0
+        print(f"scored: {res['held_out']}")
+        for d, m in res["domains"].items():
+            print(f"  {d:10s} {_rag_line(m['all'])}")
+        for d, why in res["skipped"].items():
+            print(f"  {d}: skipped: {why}")
         return 0
     if not args.data:
         raise InputError("pass --data FILE.jsonl (repeatable), or --rag for the RAG probes' held-out passages")
@@ -334,9 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="answer and score a data set with calibrated probes")
     e.add_argument("--probes", required=True, help="the probe folder, or package:NAME for probes shipped with hguard "
                    "(package:smollm2-135m, the default policy's)")
-    e.add_argument("--data", action="append", help="data to answer and score (closed-book probes)")
-    e.add_argument("--rag", action="store_true", help="score the held-out passages of the bundled RAG sets with the RAG probes (*.rag.json)")
-    e.add_argument("--work", help="with --rag: folder of collected RAG answers (reused; default runs/rag-work)")
+    e.add_argument("--data", action="append", help="data to answer and score (repeatable); with --rag, rows with context, "
+                   "every one scored")
+    e.add_argument("--rag", action="store_true", help="score with the RAG probes (*.rag.json): the rows of --data, or "
+                   "without it, in a source checkout, the held-out passages of the bundled RAG sets")
+    e.add_argument("--work", help="with --rag (required): folder of collected RAG answers, reused when there "
+                   "(the calibration's own, e.g. runs/rag-work, reuses its answers)")
     e.add_argument("--collected-only", action="store_true", help="with --rag: only the answers already in --work")
     e.add_argument("--model", default="default", help=_MODEL_HELP + " (default: default)")
     e.add_argument("--batch-size", type=int, default=16)
