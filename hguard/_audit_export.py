@@ -21,8 +21,10 @@ def show(
     domain: str | None = None,
     route: str | None = None,
     problems: list[Problem] | None = None,
+    kind: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Records matching domain and route (when given), the last ``last`` of them when given, in file order.
+    """Records matching domain, route and kind (``decision``, ``error``, ``llm_call``, ``review_verdict``, ...;
+    each when given), the last ``last`` of them when given, in file order.
 
     A line that is not a record (torn or damaged) raises AuditIntegrityError naming it, unless a ``problems``
     list is given: then each such line is added to it and reading goes on.
@@ -42,6 +44,8 @@ def show(
         if domain is not None and rec.get("domain") != domain:
             continue
         if route is not None and rec.get("route") != route:
+            continue
+        if kind is not None and rec.get("kind") != kind:
             continue
         kept.append(rec)
     return list(kept)

@@ -688,4 +688,8 @@ def test_cli_show_export_and_repair(tmp_path, capsys):
     assert cli_main(["show", str(path), "--last", "1"]) == 0  # a verdict record says what was decided, by whom
     line = capsys.readouterr().out.strip()
     assert "verdict=hallucinated" in line and "reviewer=ann" in line and "decision_audit_id=d1" in line
+    assert cli_main(["show", str(path), "--kind", "review_verdict"]) == 0  # records of one kind (errors, verdicts...)
+    assert capsys.readouterr().out.strip() == line
+    assert cli_main(["show", str(path), "--kind", "error"]) == 0
+    assert "match --kind error" in capsys.readouterr().err
 

@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain", metavar="D", help="only records of this domain")
     p.add_argument("--route", metavar="R", choices=("accept", "review", "abstain"),
                    help="only records routed this way (accept, review or abstain)")
+    p.add_argument("--kind", metavar="K", help="only records of this kind (decision, error, llm_call, review_verdict, ...)")
     p.add_argument("--json", action="store_true", help="one JSON record per line instead of a summary line")
     p = sub.add_parser("export", help="write the log as CSV (signals.* and thresholds.* become columns)")
     p.add_argument("path", help="the audit log (.jsonl)")
@@ -98,11 +99,12 @@ def main(argv: list[str]) -> int:
         if args.command == "show":
             problems: list[Problem] = []
             n_shown = 0
-            for rec in show(args.path, last=args.last, domain=args.domain, route=args.route, problems=problems):
+            for rec in show(args.path, last=args.last, domain=args.domain, route=args.route, kind=args.kind,
+                            problems=problems):
                 print(canonical_json(rec) if args.json else _format_record(rec))
                 n_shown += 1
             if not n_shown:  # said on stderr, so stdout stays records only
-                filters = [f"--{k} {v}" for k, v in (("domain", args.domain), ("route", args.route)) if v]
+                filters = [f"--{k} {v}" for k, v in (("domain", args.domain), ("route", args.route), ("kind", args.kind)) if v]
                 print(f"hguard audit: no records in {args.path}" + (f" match {' '.join(filters)}" if filters else ""),
                       file=sys.stderr)
             for problem in problems:
