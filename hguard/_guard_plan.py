@@ -59,8 +59,9 @@ def build_plan(name: str, closed_book: CalibratedDomain | None, rag: CalibratedD
         without = _route(closed_book, dp, settings)
     elif rag is not None:
         without = Route(None, problem=(
-            f"domain {name!r} is calibrated for requests with context only; pass the retrieved passages "
-            f"or calibrate the domain closed-book"
+            f"domain {name!r} is calibrated for requests with context only, and this request has none (no context "
+            f"passed, or nothing retrieved); pass the retrieved passages, or calibrate the domain closed-book for "
+            f"questions asked without them"
         ))
     with_ctx = Route(None)
     if rag is not None:
