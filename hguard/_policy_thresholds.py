@@ -3,6 +3,8 @@ overrides combine with fitted ones (:func:`effective_thresholds`)."""
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -71,6 +73,13 @@ class Thresholds:
                 raise InputError(f"Thresholds.{name} must be None or a number in [0, 1], got {_short(value)}")
         if not isinstance(self.method, str):
             raise InputError(f"Thresholds.method must be a string, got {_short(self.method)}")
+
+    def route_of(self, risk: float) -> str:
+        """The route these thresholds alone give ``risk`` ("accept", "review" or "abstain"; a risk that is
+        not a number reviews). The guard's :func:`hguard.policy.decide` adds every other rule."""
+        if not _real(risk) or not math.isfinite(risk):
+            return "review"
+        return "abstain" if risk >= self.abstain_above else "accept" if risk < self.accept_below else "review"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data; :meth:`from_dict` reads it back."""

@@ -53,6 +53,18 @@ def test_evaluate_json_contract(tmp_path):
     assert [a["id"] for a in m["answers"]] == [r["id"] for r in rows]
     assert all(a["label"] in ("correct", "hallucinated", "refusal") and a["judge_reason"] for a in m["answers"])
     assert all((a["merged_risk"] is None) == (a["label"] == "refusal") for a in m["answers"])
+    # and where the probe file's thresholds route each (a reply that declines abstains; a far one reviews)
+    from hguard.domain import CalibratedDomain
+
+    th = CalibratedDomain.load(PROBES / "chemistry.json").thresholds
+    for a in m["answers"]:
+        if a["label"] == "refusal":
+            assert a["route_at_probe_thresholds"] == "abstain" and a["ood_distance"] is None
+        elif a["out_of_distribution"]:
+            assert a["route_at_probe_thresholds"] == "review"
+        else:
+            want = "abstain" if a["merged_risk"] >= th.abstain_above else "accept" if a["merged_risk"] < th.accept_below else "review"
+            assert a["route_at_probe_thresholds"] == want and a["ood_distance"] > 0
 
 
 def test_bad_data_file_names_line_and_field(tmp_path):

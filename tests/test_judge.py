@@ -295,6 +295,8 @@ def test_empty_answer_is_a_refusal_for_qa() -> None:
         ("There is no country called Veltoria.", "correct"),
         ("I couldn't find any information about that.", "refusal"),
         ("The capital of Veltoria is not specified.", "refusal"),
+        ("The answer is not provided.", "refusal"),
+        ("The information is not available.", "refusal"),
         ("", "refusal"),
         ("The capital of Veltoria is Nova Haven.", "hallucinated"),
         ("Brontium has the symbol Bt and atomic number 130.", "hallucinated"),

@@ -128,22 +128,29 @@ def evaluate(
             "fingerprint_problems": problems,
             "probe_id": cd.probe_id,
         }
-        # each answer with the judge's label and why, and its merged risk (refusals are not scored): so the
-        # judge can be checked on the user's own rows
-        merged = iter(scores["merged"].tolist())
-        result["domains"][domain]["answers"] = [
-            {"id": r["id"], "question": e.question, "answer": r["answer"], "label": r["label"],
-             "judge_reason": r.get("judge_reason"), "merged_risk": next(merged) if k else None}
-            for r, e, k in zip(rows, exs, keep)
-        ]
         from ..ood import feature_distance
         from .families import family_of, figures_by_family
 
         th = cd.thresholds
+        dist = feature_distance(probe, V[:, [pos[i] for i in idx]]) if len(rows_k) else np.zeros(0)
+        ood_at = cd.ood["threshold"] if cd.ood else None
+        # each answer with the judge's label and why, its merged risk and out-of-distribution distance
+        # (refusals are not scored), and where the probe file's thresholds route it (a reply that declines
+        # abstains by rule; one beyond the out-of-distribution threshold reviews): so the judge can be
+        # checked on the user's own rows, and which of them would be held back
+        scored = iter(zip(scores["merged"].tolist(), dist.tolist()))
+        answers = []
+        for r, e, k in zip(rows, exs, keep):
+            risk, d = next(scored) if k else (None, None)
+            far = bool(d is not None and ood_at is not None and d > ood_at)
+            route = ("abstain" if not k else "review" if far or th is None else th.route_of(risk))
+            answers.append({"id": r["id"], "question": e.question, "answer": r["answer"], "label": r["label"],
+                            "judge_reason": r.get("judge_reason"), "merged_risk": risk, "ood_distance": d,
+                            "out_of_distribution": far if k else None, "route_at_probe_thresholds": route})
+        result["domains"][domain]["answers"] = answers
         result["domains"][domain]["families"] = figures_by_family(
             [family_of(e) for e in exs], [r["label"] for r in rows], scores,
             accept_below=th.accept_below if th else None, target=th.target if th else None,
-            distance=feature_distance(probe, V[:, [pos[i] for i in idx]]) if len(rows_k) else np.zeros(0),
-            ood_threshold=cd.ood["threshold"] if cd.ood else None, kinds=[e.kind for e in exs],
+            distance=dist, ood_threshold=ood_at, kinds=[e.kind for e in exs],
         )
     return result

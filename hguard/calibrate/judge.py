@@ -208,6 +208,7 @@ ABSTAIN_PATTERNS: tuple[str, ...] = (
     r"\bno (?:information|record|records|data|evidence|mention|reference|details) (?:of|about|on|for|regarding)\b",
     r"\b(?:answer|it|this) (?:is|remains) unknown\b",
     r"\b(?:is|are|was|were) not (?:specified|stated)\b",  # "The capital of Veltrai is not specified."
+    r"\b(?:answer|information) (?:is|was) not (?:provided|given|available)\b",  # "The answer is not provided."
     r"\bas (?:an )?ai\b",
     r"\bno one knows\b",
     # Answers with context: saying that the passage does not answer the question is abstaining.
