@@ -297,6 +297,7 @@ def test_empty_answer_is_a_refusal_for_qa() -> None:
         ("The capital of Veltoria is not specified.", "refusal"),
         ("The answer is not provided.", "refusal"),
         ("The information is not available.", "refusal"),
+        ("Nova Haven; more information is not available.", "hallucinated"),
         ("", "refusal"),
         ("The capital of Veltoria is Nova Haven.", "hallucinated"),
         ("Brontium has the symbol Bt and atomic number 130.", "hallucinated"),

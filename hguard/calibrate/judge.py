@@ -208,7 +208,9 @@ ABSTAIN_PATTERNS: tuple[str, ...] = (
     r"\bno (?:information|record|records|data|evidence|mention|reference|details) (?:of|about|on|for|regarding)\b",
     r"\b(?:answer|it|this) (?:is|remains) unknown\b",
     r"\b(?:is|are|was|were) not (?:specified|stated)\b",  # "The capital of Veltrai is not specified."
-    r"\b(?:answer|information) (?:is|was) not (?:provided|given|available)\b",  # "The answer is not provided."
+    # the whole reply opening so: "The answer is not provided." ("The answer to the question whether the policy
+    # covers X is not provided" may be a plain no to a question about a document)
+    r"^(?:answer|information) (?:is|was) not (?:provided|given|available)\b",
     r"\bas (?:an )?ai\b",
     r"\bno one knows\b",
     # Answers with context: saying that the passage does not answer the question is abstaining.
