@@ -246,6 +246,7 @@ def test_denying_a_real_entity_is_hallucinated_not_a_refusal(answer: str, aliase
         "Ditilan Sosard is a fictional character from the 1990s novel \"The Last of the Shadows\".",
         "The Messiah is a fictional character created by the creator of the movie.",
         "The capital of Stamene is not a place, but rather a city.",
+        "The largest city in Brastovia is not a place, but a city.",  # a user's trial: the kind corrected, not denied
     ],
 )
 def test_a_fictional_label_with_an_invented_source_is_a_confabulation_not_a_denial(answer: str) -> None:
@@ -257,7 +258,8 @@ def test_a_fictional_label_with_an_invented_source_is_a_confabulation_not_a_deni
 
 @pytest.mark.parametrize(
     "answer",
-    ["Brontium is not a chemical element.", "Veltoria is a fictional country.", "There is no such company."],
+    ["Brontium is not a chemical element.", "Veltoria is a fictional country.", "There is no such company.",
+     "Veltoria does not exist, but Veltrai is a town in Serbia.", "Brastovia is not a country, but a fictional place."],
 )
 def test_denying_a_fabricated_entity_is_correct(answer: str) -> None:
     assert label(answer, [], "unanswerable") == "correct"

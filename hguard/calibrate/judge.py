@@ -241,8 +241,9 @@ _DENIAL_RE = [re.compile(p) for p in DENIAL_PATTERNS]
 # "Fictional" is a denial only when it stops there: "Nefouadia is a fictional city in the Star Wars
 # universe", "... a fictional work by the French author Jean-Baptiste Baudelaire" place the invented
 # entity in an invented source, which is a confabulation (SmolLM2-135M-Instruct's usual reply to an
-# invented entity), not a denial. Nor is "X is not a place, but rather a city".
+# invented entity), not a denial. Nor is "X is not a place, but rather a city" (or "but a city").
 _FICTIONAL = re.compile(r"\b(?:fictional|fictitious|imaginary|made up|hypothetical)\b")
+_EXISTENCE = frozenset({"exist", "existed", "real", "such", "known"})
 _ATTRIBUTION = frozenset({"in", "from", "by", "of", "created", "written", "featured", "set", "appearing", "universe",
                           "franchise", "series", "film", "movie", "novel", "game", "show", "story", "book"})
 
@@ -250,6 +251,10 @@ _ATTRIBUTION = frozenset({"in", "from", "by", "of", "created", "written", "featu
 def _confabulated_denial(norm: str, m: re.Match[str]) -> bool:
     after = norm[m.end():].split()
     if after[:2] == ["but", "rather"]:
+        return True
+    # "X is not a place, but a city": the entity's kind is corrected, its existence never questioned
+    # ("Veltoria does not exist, but ..." and "... is not a place, but a fictional one" still deny it)
+    if after[:1] == ["but"] and not _EXISTENCE & set(m.group(0).split()) and not _FICTIONAL.search(" ".join(after[1:6])):
         return True
     return bool(_FICTIONAL.search(m.group(0))) and bool(_ATTRIBUTION & set(after[:5]))
 
