@@ -129,6 +129,30 @@ def test_calibration_warnings_name_a_domain_at_chance_and_each_kind_of_fit_warni
     assert lines[1].endswith("AUROC 0.54 (and 2 more fit(s) like it)") and lines[2] == "the probe selected no neuron at C=1"
 
 
+def test_calibrate_summary_names_the_split_the_families_and_the_certificate_and_warns_on_a_losing_merger():
+    import copy
+    import json
+
+    from hguard import REFERENCE_PROBES
+    from hguard.cli import _calibration_summary, calibration_warnings
+
+    report = json.loads((REFERENCE_PROBES / "report.json").read_text())
+    geo = report["domains"]["geography"]
+    lines = _calibration_summary(geo)
+    halluc = round(geo["hallucination_rate"] * geo["n_scored"])
+    assert lines[0].startswith(f"held-out facts: n={geo['n']} ({geo['n_scored'] - halluc} right, {halluc} hallucinated")
+    s = geo["families"]["summary"]
+    assert lines[1].startswith(f"held-out families (mean over {s['n_families_in_mean']} of {s['n_families']}): "
+                               f"probe={s['mean_auroc']['probe']:.3f}")
+    assert lines[2].startswith("no accept threshold certified at target 0.2 with confidence 0.9")
+    assert calibration_warnings(report, []) == []  # the shipped calibration: nothing to warn of
+    bad = copy.deepcopy(report)
+    bad["domains"]["geography"]["auroc"].update(probe=0.93, merged=0.80, random_neurons=0.95)
+    lines = calibration_warnings(bad, [])
+    assert len(lines) == 2 and "held-out facts the merged risk, which routes answers, scores AUROC 0.800 against 0.930" in lines[0]
+    assert "does no better than as many random neurons (0.950)" in lines[1]
+
+
 def test_version_and_a_probe_folder_that_does_not_exist(tmp_path):
     from hguard import __version__
 

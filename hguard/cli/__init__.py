@@ -13,7 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from ..errors import HGuardError, InputError
+from ..errors import HGuardError, InputError, cut_text
 from ..settings import CALIBRATION_MAX_NEW_TOKENS
 
 _MODEL_HELP = ('the model: "default" (the embedded SmolLM2-135M-Instruct), a Hugging Face model folder, a .gguf file '
@@ -98,12 +98,7 @@ def cmd_calibrate(args) -> int:
     else:
         print(f"wrote {len(report['domains'])} probe(s) and the report to {out}/report.md")
         for d, m in report["domains"].items():
-            a = m["auroc"]
-            print(
-                f"  {d:12s} n={m['n']:4d} halluc={m['hallucination_rate'] or 0:.2f} "
-                f"AUROC probe={a['probe'] or float('nan'):.3f} merged={a['merged'] or float('nan'):.3f} "
-                f"mean_logprob={a['mean_logprob'] or float('nan'):.3f}"
-            )
+            print(f"  {d}: " + "\n    ".join(_calibration_summary(m)))
         for d, why in report["skipped"].items():
             print(f"  {d}: skipped: {why}")
         pf = report["probe_fit"]
@@ -112,6 +107,36 @@ def cmd_calibrate(args) -> int:
     for line in calibration_warnings(report, caught):
         print(f"hguard calibrate: warning: {line}", file=sys.stderr)
     return 0
+
+
+MERGER_LOSS_WARNING = 0.05  # AUROC the merged risk may lose to the probe alone before calibrate warns
+
+
+def _calibration_summary(m: dict) -> list[str]:
+    """A domain's calibration in three lines: held-out facts (n, classes, AUROCs), held-out families (the
+    means over them, or why none), and whether an accept threshold is certified."""
+    a = m["auroc"]
+    f = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
+    halluc = round((m.get("hallucination_rate") or 0) * m["n_scored"])
+    lines = [f"held-out facts: n={m['n']} ({m['n_scored'] - halluc} right, {halluc} hallucinated, {m['n'] - m['n_scored']} "
+             f"declined) AUROC probe={f(a.get('probe'))} merged={f(a.get('merged'))} random neurons="
+             f"{f(a.get('random_neurons'))} mean_logprob={f(a.get('mean_logprob'))}"]
+    fam = m.get("families") or {}
+    mean = (fam.get("summary") or {}).get("mean_auroc")
+    if mean:
+        s = fam["summary"]
+        lines.append(f"held-out families (mean over {s['n_families_in_mean']} of {s['n_families']}): probe={f(mean['probe'])} "
+                     f"merged={f(mean['merged'])} random neurons={f(mean['random_neurons'])}: what a new kind of question gets")
+    else:
+        lines.append("held-out families: no figure: " + cut_text(fam.get("no_figure") or "no family has answers of both classes", 200))
+    t = m.get("at_target") or {}
+    if t.get("accept_below"):
+        lines.append(f"accept below {t['accept_below']:.3f} certified at target {t['target']} with confidence {t['confidence']} "
+                     f"(coverage {t['coverage']:.0%} of held-out answers)")
+    elif t:
+        lines.append(f"no accept threshold certified at target {t['target']} with confidence {t['confidence']}: "
+                     "the domain accepts nothing (report.md says why)")
+    return lines
 
 
 def calibration_warnings(report: dict, caught) -> list[str]:
@@ -131,6 +156,16 @@ def calibration_warnings(report: dict, caught) -> list[str]:
                 f"{halluc} hallucinated); do not rely on its scores: add labelled answers (more questions, more kinds) "
                 "and calibrate again"
             )
+        mean = ((m.get("families") or {}).get("summary") or {}).get("mean_auroc") or {}
+        for scope, au in (("held-out facts", m.get("auroc") or {}), ("held-out families (mean)", mean)):
+            p, mg, rnd = au.get("probe"), au.get("merged"), au.get("random_neurons")
+            if p is not None and mg is not None and mg < p - MERGER_LOSS_WARNING:
+                lines.append(f"domain {d!r}: on {scope} the merged risk, which routes answers, scores AUROC {mg:.3f} against "
+                             f"{p:.3f} for the probe alone: the merger of probe and confidence overfits; add labelled "
+                             "answers (report.md has n and class counts)")
+            if p is not None and rnd is not None and p <= rnd:
+                lines.append(f"domain {d!r}: on {scope} the probe (AUROC {p:.3f}) does no better than as many random "
+                             f"neurons ({rnd:.3f}): its neurons carry no hallucination signal of their own here")
         for f in ((m.get("families") or {}).get("summary") or {}).get("inverted_families", []):
             e = m["families"]["families"][f]
             lo, hi = e["auroc_ci95"]["merged"]
