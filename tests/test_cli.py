@@ -48,6 +48,7 @@ def test_evaluate_json_contract(tmp_path):
     res = json.loads(r.stdout)
     m = res["domains"]["chemistry"]
     assert m["n"] == 12 and 0 <= m["hallucination_rate"] <= 1 and 0 <= m["refusal_rate"] <= 1
+    assert m["correct"] + m["hallucinated"] == m["n_scored"] and m["refusals"] == m["n"] - m["n_scored"]
     assert set(m["auroc"]) >= {"probe", "merged", "mean_logprob", "min_logprob", "entropy", "length", "random_neurons"}
     # every answer with the judge's label and reason, so a user can check the judge on their rows
     assert [a["id"] for a in m["answers"]] == [r["id"] for r in rows]

@@ -119,6 +119,7 @@ def evaluate(
         result["domains"][domain] = {
             "n": len(rows),
             "n_scored": int(len(rows_k)),
+            "correct": int((y == 0).sum()), "hallucinated": int((y == 1).sum()), "refusals": int((~keep).sum()),
             "hallucination_rate": float(y.mean()) if len(y) else None,
             "refusal_rate": float((~keep).mean()) if len(rows) else None,
             "accuracy_of_model": float(np.mean([right_reply(r["label"], asked_kind(e.kind, e.meta)) for r, e in zip(rows, exs)])) if rows else None,
