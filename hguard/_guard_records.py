@@ -113,7 +113,7 @@ class _Recording:
                 return None
             self._spot_days[(result.domain, day)] = taken + 1
         if self.audit is not None:
-            self.audit.append({**spot, "request_id": result.request_id}, kind=SPOT)
+            self.audit.append(spot, kind=SPOT)  # its own id; decision_audit_id names the decision
         return spot
 
 

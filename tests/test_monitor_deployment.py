@@ -104,6 +104,8 @@ def test_shifted_traffic_is_caught_by_spot_checks_and_tightens_the_domain(defaul
     kinds = {r["kind"] for r in records}
     assert {"decision", "spot_check", "review_verdict", "monitor_check", "monitor_tighten", "monitor_lift"} <= kinds
     ids = {r["id"]: r for r in records}
+    assert len(ids) == len(records)  # every record its own id (a spot-check's names its decision by decision_audit_id)
+    assert all(ids[r["decision_audit_id"]]["kind"] == "decision" for r in records if r["kind"] == "spot_check")
     assert ids[tighten["evidence_record"]]["kind"] == "monitor_check"
     sel = check_selection(policy, records)["geography"]
     assert sel["mismatches"] == [] and sel["selected"] == sel["accepted"] > 0
