@@ -29,7 +29,9 @@ def summary(report: Mapping[str, Any]) -> str:
         lines.append(
             f"  {d:12s} state={e['state']['state']}"
             + (f" ({e['state']['action']}, accept_below {e['state']['accept_below']:.4g})" if e["state"]["state"] == "tightened" else "")
-            + f" decisions={e['n_decisions']} {dict(e['decisions'])}"
+            + f" decisions={e['n_decisions']}"
+            + (f" ({', '.join(f'{n} {route}' for route, n in sorted(e['decisions'].items(), key=lambda t: str(t[0])))})"
+               if e["decisions"] else "")
         )
         rule = s.get("breach_rule", "upper_bound")
         bound = s["upper_bound"] if rule == "upper_bound" else s.get("lower_bound")

@@ -530,6 +530,9 @@ def test_cli_prints_the_estimate_writes_the_report_and_lifts(tmp_path, capsys):
     assert main(["monitor", "--policy", str(tmp_path / "policy.toml")]) == 0
     text = capsys.readouterr().out
     assert "state=tightened" in text and "upper bound" in text
+    routes = geo["decisions"]
+    said = ", ".join(f"{n} {r}" for r, n in sorted(routes.items()))
+    assert f"decisions={geo['n_decisions']} ({said})" in text and "{" not in text  # words, not a Python dict
     assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--lift", "geo", "--by", "ops", "--reason", "ok"]) == 0
     assert "lifted" in capsys.readouterr().out
     assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--lift", "geo"]) == 2
