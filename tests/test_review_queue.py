@@ -390,11 +390,21 @@ def test_exported_label_overrides_the_judge_in_calibration(queue, tmp_path):
 # ------------------------------------------------------------------------------------------------- CLI
 
 
+def test_cli_list_marks_a_spot_check_of_an_accepted_answer(queue, capsys):
+    queue.enqueue(make_item("held", risk=0.5))
+    queue.enqueue(make_item("spot", risk=0.05, spot_check=True))
+    assert cli_main(["list", "--queue", str(queue.path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(x.endswith("[spot-check of an accepted answer] What is the capital of spot?") for x in lines), lines
+    assert any(x.endswith("  What is the capital of held?") for x in lines), lines
+
+
 def test_cli_list_and_export(queue, tmp_path, capsys):
     _decided_queue(queue)
     assert cli_main(["list", "--queue", str(queue.path)]) == 0
     out = capsys.readouterr().out
     assert "geography: 1 pending, 3 decided" in out and "waiting" in out
+    assert "spot-check" not in out
     assert cli_main(["list", "--queue", str(queue.path), "--decided", "--json"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     assert [x["id"] for x in lines] == ["ok", "bad", "fixed", "unscored", "nodomain"]  # oldest verdict first

@@ -127,8 +127,9 @@ def main(argv: list[str]) -> int:
                     print(_item_json(it))
                     continue
                 verdict = f"  {it.verdict.verdict} by {it.verdict.reviewer}" if it.verdict else ""
+                spot = "[spot-check of an accepted answer] " if it.spot_check else ""
                 print(f"{_fmt_risk(it.risk):>8}  {it.domain or '(none)':<14} {it.id}  "
-                      f"{_one_line(it.question, 70)}{verdict}")  # fmt: skip
+                      f"{spot}{_one_line(it.question, 70)}{verdict}")  # fmt: skip
             return 0
         from ..review.export import export_reviewed
 
