@@ -79,8 +79,8 @@ def policy_copy(folder: str | os.PathLike[str], *, source: str | os.PathLike[str
     out = folder / "policy.toml"
     if out.exists() and not overwrite:
         raise InputError(f"{out} already exists; pass overwrite=True or another folder")
-    moved = {"audit": ("path", folder / "audit.jsonl"), "review": ("queue", folder / "review.sqlite3"),
-             "monitor": ("state", folder / "monitor-state.json")}
+    # relative to the policy file, as the policy reads them: a moved or copied folder keeps its own files
+    moved = {"audit": ("path", "audit.jsonl"), "review": ("queue", "review.sqlite3"), "monitor": ("state", "monitor-state.json")}
     text = Path(source).read_text(encoding="utf-8")
     lines, table, done = [], "", set()
     for line in text.splitlines():
@@ -89,12 +89,12 @@ def policy_copy(folder: str | os.PathLike[str], *, source: str | os.PathLike[str
             table = stripped.strip("[] ")
         key = stripped.split("=", 1)[0].strip() if "=" in stripped and not stripped.startswith("#") else None
         if table in moved and key == moved[table][0]:
-            line = f"{key} = {json.dumps(str(moved[table][1]))}"  # a JSON string is a TOML basic string
+            line = f"{key} = {json.dumps(moved[table][1])}"  # a JSON string is a TOML basic string
             done.add(table)
         lines.append(line)
     for table in sorted(moved.keys() - done):  # the source leaves the key at its default: set it
         key, value = moved[table]
-        entry = f"{key} = {json.dumps(str(value))}"
+        entry = f"{key} = {json.dumps(value)}"
         header = next((i for i, ln in enumerate(lines) if ln.strip() == f"[{table}]"), None)
         if header is None:
             lines += ["", f"[{table}]", entry]

@@ -37,6 +37,10 @@ def test_policy_copy_keeps_the_toml_moves_log_queue_and_monitor_state_and_never_
     assert pol.audit.path == tmp_path / "mine" / "audit.jsonl"
     assert pol.review.queue == tmp_path / "mine" / "review.sqlite3"
     assert pol.monitor.state == tmp_path / "mine" / "monitor-state.json"  # two copies never share a state
+    # written relative to the file, as its header says: a moved folder keeps its own log, queue and state
+    (tmp_path / "mine").rename(tmp_path / "moved")
+    assert load_policy(tmp_path / "moved" / "policy.toml").audit.path == tmp_path / "moved" / "audit.jsonl"
+    (tmp_path / "moved").rename(tmp_path / "mine")
     default = load_policy(DEFAULT_POLICY)  # the default keeps its state with its log, never in the package
     assert default.monitor.state.parent == default.audit.path.parent
     assert pol.domains.keys() == load_policy(DEFAULT_POLICY).domains.keys()
