@@ -69,22 +69,27 @@ def _accept_candidates(r, y):
 
 
 def _family_pvalues(r, y, families, thresholds, target):
-    """Per candidate threshold, the largest over families of ``P(Binom(n_f, target) <= k_f)`` for the family's
-    ``n_f`` answers below it (``k_f`` hallucinated); 0 where no family has an answer below it."""
+    """Per family and candidate threshold, ``P(Binom(n_f, target) <= k_f)`` for the family's ``n_f`` answers
+    below it (``k_f`` hallucinated; 0 where the family has none): ``(names, p, k, n)``, arrays of shape
+    (families, thresholds). The intersection-union test reads the largest p over families."""
     import numpy as np
     from scipy.special import bdtr
 
     fam = np.asarray(list(families), dtype=object)
     if fam.shape != r.shape:
         raise InputError(f"fit_thresholds: families has {fam.size} names for {r.size} answers; pass one per answer")
-    worst = np.zeros(len(thresholds))
-    for f in sorted(set(fam.tolist())):
+    names = sorted(set(fam.tolist()))
+    p = np.zeros((len(names), len(thresholds)))
+    k = np.zeros((len(names), len(thresholds)), dtype=np.int64)
+    n = np.zeros((len(names), len(thresholds)), dtype=np.int64)
+    for i, f in enumerate(names):
         rf, yf = r[fam == f], y[fam == f]
         order = np.argsort(rf, kind="stable")
         cum_err = np.concatenate([[0], np.cumsum(yf[order], dtype=np.int64)])
-        n_f = np.searchsorted(rf[order], thresholds, side="left")  # answers with risk < threshold
-        worst = np.maximum(worst, np.where(n_f > 0, bdtr(cum_err[n_f], n_f, target), 0.0))
-    return worst
+        n[i] = np.searchsorted(rf[order], thresholds, side="left")  # answers with risk < threshold
+        k[i] = cum_err[n[i]]
+        p[i] = np.where(n[i] > 0, bdtr(k[i], n[i], target), 0.0)
+    return names, p, k, n
 
 
 def risk_coverage_curve(risks: Sequence[float], hallucinated: Sequence[Any]) -> list[tuple[float, float, float]]:
@@ -203,15 +208,22 @@ def fit_thresholds(
         )
     else:
         start = int(testable[0])
-        pvals = bdtr(k_acc[start:], n_acc[start:], target)  # P(Binom(n, target) <= k)
+        pooled = bdtr(k_acc[start:], n_acc[start:], target)  # P(Binom(n, target) <= k)
+        pvals = pooled
         if families is not None:
-            pvals = np.maximum(pvals, _family_pvalues(r, y, families, t[start:], target))
+            names, fam_p, fam_k, fam_n = _family_pvalues(r, y, families, t[start:], target)
+            pvals = np.maximum(pooled, fam_p.max(axis=0))
         failed = np.flatnonzero(pvals > delta)
         n_pass = int(failed[0]) if failed.size else int(pvals.size)
         if n_pass == 0:
+            why = ""
+            if families is not None and pooled[0] <= delta:  # the pooled answers pass; a family does not
+                w = int(np.argmax(fam_p[:, 0]))
+                why = (f"; pooled it would pass, but family {names[w]!r} cannot: {int(fam_k[w, 0])}/{int(fam_n[w, 0])} "
+                       "of its answers below it are hallucinations")
             notes.append(
                 f"no accept threshold passed (the strictest testable one, {_fmt(float(t[start]))}, has "
-                f"{int(k_acc[start])}/{int(n_acc[start])} hallucinations); accept nothing"
+                f"{int(k_acc[start])}/{int(n_acc[start])} hallucinations{why}); accept nothing"
             )
         else:
             best = start + n_pass - 1
