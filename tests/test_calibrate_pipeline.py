@@ -83,11 +83,19 @@ def test_leave_one_family_out_is_reported_per_family(setup):
     assert "Leave-one-family-out" in md and "| alpha | t0 |" in md
     assert report["prompt_frame"] == "asked through the model's chat template" and report["prompt_frame"] in md
     # whether each domain's accept threshold is certified, and why not, is said in words
+    cs_of = {d: load_probe_dir(out)[d].metadata()["calibration_scores"] for d in ("alpha", "beta")}
     for d in ("alpha", "beta"):
         e = report["domains"][d]
         said = "**no accept threshold is certified**" if not e["at_target"]["accept_below"] else "certified:"
         assert any(line.startswith(f"- {d}: ") and said in line for line in md.splitlines()), d
         assert e["thresholds_method"] in md
+        # and what a per-family certificate would give from the same scores, fitted as the guard fits it
+        from hguard.policy import fit_thresholds
+
+        pf = fit_thresholds(cs_of[d]["risk"], cs_of[d]["hallucinated"], target=e["at_target"]["target"],
+                            confidence=e["at_target"]["confidence"], families=cs_of[d]["family"])
+        assert e["thresholds_per_family"]["accept_below"] == pf.accept_below
+        assert 'With `certify = "per_family"` in the policy:' in md and e["thresholds_per_family"]["method"] in md
     saved = json.loads((out / "report.json").read_text())
     assert set(saved["domains"]["alpha"]["families"]["families"]) == {"t0", "t1", "t2"}
 

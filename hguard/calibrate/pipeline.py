@@ -192,6 +192,11 @@ def calibrate(
         m["at_targets"] = coverage_at_targets(f, test, confidence=confidence)
         m["thresholds_fitted_on"] = f["thresholds_fitted_on"]
         m["thresholds_method"] = thresholds.method  # says why when no accept threshold is certified
+        # what a policy with certify = "per_family" would get from the same scores (the report's target)
+        per_family = f["fit_thresholds"](f["oof_merged"], f["oof_y"], target=target, confidence=confidence,
+                                         families=f["oof_family"])
+        m["thresholds_per_family"] = {"accept_below": per_family.accept_below, "coverage": per_family.coverage,
+                                      "method": per_family.method}
         m["families"] = families
         m["train"] = {
             "n": f["n_train"],

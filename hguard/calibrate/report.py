@@ -13,12 +13,20 @@ def _f(x, digits: int = 3) -> str:
 
 
 def _certified(domain: str, m: dict) -> str:
-    """Whether the domain's accept threshold is certified at its target, and how (the thresholds' method)."""
+    """Whether the domain's accept threshold is certified at its target, and how (the thresholds' method);
+    then what ``certify = "per_family"`` would certify from the same scores."""
     t = m["at_target"]
     if not t["accept_below"]:
-        return (f"- {domain}: **no accept threshold is certified** at target {t['target']} with confidence "
+        line = (f"- {domain}: **no accept threshold is certified** at target {t['target']} with confidence "
                 f"{t['confidence']}, so nothing is accepted: {m['thresholds_method']}.")
-    return f"- {domain}: accept threshold {_f(t['accept_below'])} certified: {m['thresholds_method']}."
+    else:
+        line = f"- {domain}: accept threshold {_f(t['accept_below'])} certified: {m['thresholds_method']}."
+    pf = m.get("thresholds_per_family")
+    if pf:
+        got = (f"accept below {_f(pf['accept_below'])} ({pf['coverage']:.1%} of the calibration answers)"
+               if pf["accept_below"] else "nothing accepted")
+        line += f" With `certify = \"per_family\"` in the policy: {got}: {pf['method']}."
+    return line
 
 
 def markdown(report: dict) -> str:
