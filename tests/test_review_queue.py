@@ -399,6 +399,28 @@ def test_cli_list_marks_a_spot_check_of_an_accepted_answer(queue, capsys):
     assert any(x.endswith("  What is the capital of held?") for x in lines), lines
 
 
+def test_cli_decide_records_a_verdict_once_and_says_where(tmp_path, capsys):
+    from hguard.audit import AuditLog
+
+    q = ReviewQueue(tmp_path / "q.sqlite3", audit=AuditLog(tmp_path / "audit.jsonl"))
+    q.enqueue(make_item("a1"))
+    src = ["--queue", str(q.path), "--audit", str(tmp_path / "audit.jsonl")]
+    assert cli_main(["decide", "a1", "--verdict", "hallucinated", "--reviewer", "ann", *src]) == 0
+    out = capsys.readouterr().out
+    item = q.get("a1")
+    assert item.verdict.verdict == "hallucinated" and item.verdict.reviewer == "ann"
+    assert f"a1: hallucinated by ann (audit record {item.verdict.audit_record_id}" in out
+    rec = [r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] == "review_verdict"]
+    assert len(rec) == 1 and rec[0]["reviewer"] == "ann"
+    assert cli_main(["decide", "a1", "--verdict", "correct", "--reviewer", "bob", *src]) == 2  # once only
+    assert "a1" in capsys.readouterr().err
+    q.enqueue(make_item("a2"))
+    assert cli_main(["decide", "a2", "--verdict", "corrected", "--reviewer", "ann", *src]) == 2  # needs the answer
+    assert "corrected_answer" in capsys.readouterr().err and q.get("a2").verdict is None
+    assert cli_main(["decide", "nope", "--verdict", "correct", "--reviewer", "ann", *src]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
 def test_cli_list_and_export(queue, tmp_path, capsys):
     _decided_queue(queue)
     assert cli_main(["list", "--queue", str(queue.path)]) == 0

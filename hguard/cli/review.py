@@ -1,4 +1,5 @@
-"""``hguard review``: serve the review page, list the queue or export reviewed items (see :mod:`hguard.review`)."""
+"""``hguard review``: serve the review page, list the queue, record a verdict or export reviewed items (see
+:mod:`hguard.review`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import warnings
 from typing import TYPE_CHECKING, cast
 
 from ..errors import HGuardError, InputError, cut_text
-from ..review.queue import ReviewItem, ReviewQueue
+from ..review.queue import VERDICTS, ReviewItem, ReviewQueue
 from ..review._pages import _fmt_risk
 from ..review.web import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV, _open_source, make_server
 
@@ -56,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N items (default 50)")
     p.add_argument("--decided", action="store_true", help="list decided items instead of pending ones")
     p.add_argument("--json", action="store_true", help="one JSON object per item")
+    p = sub.add_parser("decide", help="record a verdict on one pending item (as the review page does; audited)")
+    _add_source(p)
+    p.add_argument("--audit", metavar="LOG", help="audit log for the verdict (default with --policy: the policy's)")
+    p.add_argument("item", metavar="ITEM_ID", help="the item's id (`hguard review list` prints it)")
+    p.add_argument("--verdict", required=True, choices=VERDICTS,
+                   help="correct, hallucinated (right answer unknown) or corrected (give --corrected-answer)")
+    p.add_argument("--reviewer", required=True, metavar="NAME", help="who decided (recorded in the audit log)")
+    p.add_argument("--corrected-answer", metavar="TEXT", help="the right answer, with --verdict corrected")
+    p.add_argument("--note", metavar="TEXT", help="a note kept with the verdict")
     p = sub.add_parser("export", help="write reviewed items as calibration JSONL")
     _add_source(p)
     p.add_argument("--out", required=True, metavar="FILE.jsonl", help="the calibration file to write (replaced)")
@@ -111,7 +121,7 @@ def main(argv: list[str]) -> int:
                   file=sys.stderr)  # fmt: skip
             server.run()
             return 0
-        queue = _open_source(source, None)
+        queue = _open_source(source, getattr(args, "audit", None))
         if args.command == "list":
             if args.limit < 0:
                 raise InputError(f"--limit must be >= 0, got {args.limit}")
@@ -130,6 +140,13 @@ def main(argv: list[str]) -> int:
                 spot = "[spot-check of an accepted answer] " if it.spot_check else ""
                 print(f"{_fmt_risk(it.risk):>8}  {it.domain or '(none)':<14} {it.id}  "
                       f"{spot}{_one_line(it.question, 70)}{verdict}")  # fmt: skip
+            return 0
+        if args.command == "decide":
+            v = queue.decide(args.item, verdict=args.verdict, reviewer=args.reviewer,
+                             corrected_answer=args.corrected_answer, note=args.note)
+            where = (f"audit record {v.audit_record_id} in {queue.audit.path}" if queue.audit and v.audit_record_id
+                     else "no audit log: kept in the queue only")
+            print(f"hguard review: {args.item}: {v.verdict} by {v.reviewer} ({where})")
             return 0
         from ..review.export import export_reviewed
 
