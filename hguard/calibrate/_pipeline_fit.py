@@ -72,13 +72,8 @@ def merger_features(rows: Sequence[dict], neuron_logit: np.ndarray) -> np.ndarra
 
 def fit_merger(Z: np.ndarray, y: np.ndarray, features: Sequence[str] = MERGER_FEATURES, C: float = 1.0) -> dict:
     """A small logistic model over probe logit and confidence (or the named ``features``, one per
-    column of ``Z``; or some of the closed-book merger features, from ``Z`` holding them all), as plain
-    data for :func:`policy.merge_risk`."""
+    column of ``Z``), as plain data for :func:`policy.merge_risk`."""
     from sklearn.linear_model import LogisticRegression
-
-    Z = np.asarray(Z, dtype=float)
-    if Z.shape[1] != len(features) and Z.shape[1] == len(MERGER_FEATURES):
-        Z = Z[:, [MERGER_FEATURES.index(f) for f in features]]
 
     mean = Z.mean(0)
     scale = Z.std(0)
@@ -94,11 +89,6 @@ def fit_merger(Z: np.ndarray, y: np.ndarray, features: Sequence[str] = MERGER_FE
 
 
 def apply_merger(merger: Mapping[str, Any], Z: np.ndarray) -> np.ndarray:
-    """The merged risk of rows ``Z``: one column per merger feature, or every closed-book merger feature
-    (:func:`merger_features`), of which a merger over fewer (e.g. the probe alone) reads its own."""
-    Z = np.asarray(Z, dtype=float)
-    if Z.ndim == 2 and Z.shape[1] != len(merger["features"]) and Z.shape[1] == len(MERGER_FEATURES):
-        Z = Z[:, [MERGER_FEATURES.index(f) for f in merger["features"]]]
     z = (Z - np.asarray(merger["mean"])) / np.asarray(merger["scale"])
     return sigmoid_array(z @ np.asarray(merger["coef"]) + merger["intercept"])
 

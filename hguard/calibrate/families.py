@@ -129,36 +129,6 @@ def cross_family_fit(train: Collected, *, seed: int, n_layers: int, d_ff: int, c
             "seconds": time.perf_counter() - t0}
 
 
-# The merger candidates, and how much the probe alone must win by (mean AUROC over families) to be chosen.
-PROBE_ALONE = ("neuron_logit",)
-MERGER_CHOICE_MARGIN = 0.05
-
-
-def choose_merger(Z: np.ndarray, y: np.ndarray, fam: np.ndarray) -> tuple[tuple[str, ...], dict]:
-    """The merger's features, chosen on cross-family scores alone: the probe with the confidence signals, or the
-    probe alone when, each family held out in turn, the probe alone ranks the held-out family's answers better
-    by more than ``MERGER_CHOICE_MARGIN`` (mean AUROC over the families with both classes). Confidence
-    signals that help on the calibration's kinds of question can mislead on a new kind; this keeps them only
-    where they carried over between the calibration's own families. Returns (features, the figures)."""
-    from .pipeline import MERGER_FEATURES, apply_merger, auroc, fit_merger
-
-    fam = np.asarray(fam)
-    testable = [g for g in sorted(set(fam.tolist())) if len(set(y[fam == g].tolist())) == 2
-                and np.bincount(y[fam != g], minlength=2).min() >= 2]
-    if len(testable) < 2:
-        return tuple(MERGER_FEATURES), {"chosen": "probe and confidence",
-                                        "why": f"{len(testable)} family with both classes: nothing to choose on"}
-    means = {}
-    for name, feats in (("probe and confidence", tuple(MERGER_FEATURES)), ("probe alone", PROBE_ALONE)):
-        a = [auroc(y[fam == g], apply_merger(fit_merger(Z[fam != g], y[fam != g], feats), Z[fam == g])) for g in testable]
-        means[name] = float(np.mean([v for v in a if v is not None]))
-    alone = means["probe alone"] > means["probe and confidence"] + MERGER_CHOICE_MARGIN
-    chosen = "probe alone" if alone else "probe and confidence"
-    return (PROBE_ALONE if alone else tuple(MERGER_FEATURES)), {
-        "chosen": chosen, "mean_auroc_family_held_out": means, "n_families": len(testable),
-        "margin": MERGER_CHOICE_MARGIN}
-
-
 def _at_target(risk: np.ndarray, y: np.ndarray, accept_below: float, target: float) -> dict:
     acc = risk < accept_below
     n_acc = int(acc.sum())
@@ -238,9 +208,7 @@ def evaluate_families(
             probe = fold["probe"]
             lengths = _lengths(te.rows)
             logit = probe_logit(probe, te.features, lengths=lengths)
-            # the merger's features chosen as the shipped one's are, on the other families alone
-            feats, _ = choose_merger(Z_tr[others], y_tr[others], fam_tr[others])
-            merger = fit_merger(Z_tr[others], y_tr[others], feats)
+            merger = fit_merger(Z_tr[others], y_tr[others])
             rb = fold["random_baseline"]
             scores = {
                 "probe": sigmoid_array(logit),
@@ -271,7 +239,6 @@ def evaluate_families(
                 "triggered": int((d > ood["threshold"]).sum()) if ood else None,
                 "trigger_rate": float((d > ood["threshold"]).mean()) if ood and len(d) else None,
             }
-            entry["merger_features"] = list(feats)
             entry["C"] = float(probe.C_)
             entry["n_selected_neurons"] = int(len(probe.feature_indices_))
             per_family[f] = entry
@@ -296,8 +263,7 @@ def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collec
     y = cf["y"]
     if ok.sum() and np.bincount(y[ok], minlength=2).min() >= 2:
         Z = merger_features([r for r, k in zip(tr.rows, ok) if k], cf["oof_logit"][ok])
-        feats, fitted["merger_choice"] = choose_merger(Z, y[ok], cf["families"][ok])
-        fitted["merger"] = fit_merger(Z, y[ok], feats)
+        fitted["merger"] = fit_merger(Z, y[ok])
         # An answer whose family could not be held out (no probe could be fitted without it) keeps its score
         # from the folds of answers: dropping it would leave its family out of the thresholds' base rate.
         logit = np.where(ok, cf["oof_logit"], fitted["oof_logit"])
@@ -433,5 +399,5 @@ def summarize(per_family: dict, baselines: Sequence[str], target: float) -> dict
     return out
 
 
-__all__ = ["CROSS_FAMILY_SCORES", "MAX_FOLDS", "attach_families", "choose_merger", "cross_family_calibration", "cross_family_fit",
+__all__ = ["CROSS_FAMILY_SCORES", "MAX_FOLDS", "attach_families", "cross_family_calibration", "cross_family_fit",
            "evaluate_families", "family_folds", "family_of", "figures_by_family", "summarize"]
