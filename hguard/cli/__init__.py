@@ -161,8 +161,8 @@ def calibration_warnings(report: dict, caught) -> list[str]:
             p, mg, rnd = au.get("probe"), au.get("merged"), au.get("random_neurons")
             if p is not None and mg is not None and mg < p - MERGER_LOSS_WARNING:
                 lines.append(f"domain {d!r}: on {scope} the merged risk, which routes answers, scores AUROC {mg:.3f} against "
-                             f"{p:.3f} for the probe alone: the merger of probe and confidence overfits; add labelled "
-                             "answers (report.md has n and class counts)")
+                             f"{p:.3f} for the probe alone: the confidence signals it adds do not carry over there (or the "
+                             "merger overfits); add labelled answers and kinds of question (report.md has n and class counts)")
             if p is not None and rnd is not None and p <= rnd:
                 lines.append(f"domain {d!r}: on {scope} the probe (AUROC {p:.3f}) does no better than as many random "
                              f"neurons ({rnd:.3f}): its neurons carry no hallucination signal of their own here")
