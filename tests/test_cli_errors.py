@@ -107,6 +107,16 @@ def test_evaluate_rag_reaches_its_own_checks(tmp_path):
     assert "not installed" not in err
 
 
+def test_evaluate_rag_reads_and_checks_your_rows_before_loading_the_model(tmp_path):
+    data = tmp_path / "mine.jsonl"
+    data.write_text('{"id": "r1", "question": "How long is leave?", "answers": ["20 days"], "domain": "policy"}\n')
+    err = _one_clear_line(run("evaluate", "--rag", "--probes", "package:smollm2-135m", "--work", str(tmp_path / "w"),
+                              "--data", str(data)), "1 rows have no context", "'r1'", "context")
+    assert "reference RAG sets" not in err and not (tmp_path / "w").exists()
+    _one_clear_line(run("evaluate", "--rag", "--probes", "package:smollm2-135m", "--work", str(tmp_path / "w"),
+                        "--data", str(tmp_path / "none.jsonl")), "none.jsonl")
+
+
 def test_calibration_warnings_name_a_domain_at_chance_and_each_kind_of_fit_warning_once():
     import warnings
 
