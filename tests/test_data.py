@@ -427,3 +427,35 @@ def test_a_mistyped_meta_key_is_said_once_and_the_row_still_loads(tmp_path: Path
     (w,) = [w for w in said if "meta key" in str(w.message)]  # once, for the rows that lack 'family'
     assert "2 row(s) have meta key 'famly'" in str(w.message) and "line 1" in str(w.message)
     assert "did you mean 'meta.family'?" in str(w.message)
+
+
+def test_each_prompt_mode_takes_its_rows_and_says_which_it_leaves_out() -> None:
+    import warnings
+
+    from hguard.calibrate.data import Example, rows_for_mode
+    from hguard.errors import DataError
+
+    closed = [Example(id=f"c{i}", question="Capital of France?", answers=["Paris"], domain="geo") for i in range(2)]
+    with_ctx = [Example(id="r0", question="Capital of France?", answers=["Paris"], domain="geo",
+                        context="Paris is the capital of France.")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to leave out: nothing said
+        assert rows_for_mode(closed, rag=False) == closed and rows_for_mode(with_ctx, rag=True) == with_ctx
+    with pytest.warns(UserWarning, match=r"left out: 1 rows have a context \(first: 'r0'\).*hguard calibrate-rag"):
+        assert rows_for_mode(closed + with_ctx, rag=False) == closed
+    with pytest.warns(UserWarning, match=r"left out: 2 rows have no context \(first: 'c0'\).*hguard calibrate"):
+        assert rows_for_mode(closed + with_ctx, rag=True) == with_ctx
+    with pytest.raises(DataError, match=r"1 rows have a context .*no row is left"):
+        rows_for_mode(with_ctx, rag=False)
+
+
+def test_the_command_line_says_hguards_own_warnings_in_one_line(capsys) -> None:
+    import hguard.calibrate.data as data_module
+    from hguard.cli import _one_line_warnings
+
+    seen = []
+    show = _one_line_warnings("evaluate", lambda *a: seen.append(a))
+    show(UserWarning("left out: 3 rows"), UserWarning, data_module.__file__, 1)
+    assert capsys.readouterr().err == "hguard evaluate: warning: left out: 3 rows\n" and not seen
+    show(UserWarning("theirs"), UserWarning, "/elsewhere/hguard/transformers/x.py", 1)  # not hguard's package
+    assert len(seen) == 1 and capsys.readouterr().err == ""

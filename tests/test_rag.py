@@ -439,8 +439,11 @@ def test_your_own_rows_calibrate_without_condition_or_dataset(tiny_calibrated, t
     mine = [Example(id=e.id, question=e.question, answers=e.answers, domain="hr", context=e.context,
                     meta={"group": e.meta["group"]})  # what a user's file holds: no condition, no dataset
             for e in _tiny_rag_examples(lm) if e.domain == "alpha"]
-    report = calibrate_rag(mine, tmp_path / "probes", lm=lm, system_prompt=SYSTEM, max_new_tokens=4,
-                           work_dir=tmp_path / "work", progress=False)
+    closed = Example(id="hr-closed", question="How many days of leave?", answers=["20"], domain="hr")
+    with pytest.warns(UserWarning, match=r"left out: 1 rows have no context \(first: 'hr-closed'\)"):
+        report = calibrate_rag([*mine, closed], tmp_path / "probes", lm=lm, system_prompt=SYSTEM, max_new_tokens=4,
+                               work_dir=tmp_path / "work", progress=False)
+    assert report["split"]["n_train"] + report["split"]["n_test"] == len(mine)  # the closed-book row is not answered
     assert (tmp_path / "probes" / "hr.rag.json").is_file()
     hr = report["domains"]["hr"]
     assert set(hr["conditions"]) == {"supporting"} and set(hr["datasets"]) == {"hr"}

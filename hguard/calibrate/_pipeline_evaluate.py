@@ -27,7 +27,7 @@ from ._pipeline_fit import (
 )
 from .collect import label_row
 from .judge import asked_kind, right_reply
-from .data import Example
+from .data import Example, rows_for_mode
 
 if TYPE_CHECKING:
     from ..domain import CalibratedDomain
@@ -63,7 +63,7 @@ def evaluate(
     """Answer ``data`` with the model, score with the domain probes, and report per domain (JSON-able)."""
     from ..generation import Generator
 
-    examples = _examples(data)
+    examples = rows_for_mode(_examples(data), rag=False)  # rows with context: `evaluate --rag`
     if limit:
         examples = examples[:limit]
     lm = _load_lm(model, lm)

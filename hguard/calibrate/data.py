@@ -36,6 +36,7 @@ __all__ = [
     "Example",
     "ExampleKind",
     "load_examples",
+    "rows_for_mode",
     "write_examples",
     "split_ids",
     "split_examples",
@@ -314,6 +315,31 @@ def _warn_mistyped_meta(examples: Sequence[Example], where: dict[str, tuple[Path
             f"did you mean 'meta.{meant}'? Rename the key, or ignore this if {key!r} is your own",
             UserWarning, stacklevel=3,
         )
+
+
+def rows_for_mode(examples: Sequence[Example], *, rag: bool) -> list[Example]:
+    """The rows a calibration or evaluation of one prompt mode answers: with ``rag``, rows with a ``context``
+    (answered through the context prompt), else rows without one (closed-book). The others are left out with
+    one warning naming their count, the first id and the command for them, so one file (e.g. a review export)
+    can feed both; when none is left, DataError says so."""
+    import warnings
+
+    keep = [e for e in examples if (e.context is not None) == rag]
+    other = [e for e in examples if (e.context is not None) != rag]
+    if not other:
+        return keep
+    if rag:
+        said = (f"{len(other)} rows have no context (first: {other[0].id!r}); RAG probes are fitted and scored on answers "
+                "given from a passage: give each row its `context`, or calibrate rows without one closed-book "
+                "(`hguard calibrate`)")
+    else:
+        said = (f"{len(other)} rows have a context (first: {other[0].id!r}); closed-book probes are fitted and scored "
+                "on answers given without a passage: calibrate rows with context with `hguard calibrate-rag` "
+                "(evaluate them with `hguard evaluate --rag`)")
+    if not keep:
+        raise DataError(said + "; no row is left for this command")
+    warnings.warn(f"left out: {said}", UserWarning, stacklevel=2)
+    return keep
 
 
 def write_examples(path: str | os.PathLike[str], examples: Iterable[Example]) -> Path:

@@ -52,7 +52,7 @@ from ._pipeline_report import (  # noqa: F401 (importable from here)
     transfer_matrix,
 )
 from .collect import Collected, collect, label_row  # noqa: F401 (importable from here)
-from .data import Example, data_hash, load_examples  # noqa: F401 (importable from here)
+from .data import Example, data_hash, load_examples, rows_for_mode  # noqa: F401 (importable from here)
 
 _log = logging.getLogger("hguard.calibrate")
 
@@ -118,6 +118,7 @@ def calibrate(
         examples = [e for e in examples if e.domain in set(domains)]
     if not examples:
         raise DataError("no examples to calibrate on; pass --data FILE.jsonl with rows")
+    examples = rows_for_mode(examples, rag=False)  # rows with context are calibrate-rag's
     t_start = time.perf_counter()
     lm = _load_lm(model, lm)
     if engine == "local":

@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import DataError, InputError
 from .collect import collect
-from .data import Example, data_hash
+from .data import Example, data_hash, rows_for_mode
 from .pipeline import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_SYSTEM_PROMPT,
@@ -96,13 +96,6 @@ def _reference_rag_sets() -> dict:
     return build_rag_sets()
 
 
-def _check_context(examples: Sequence[Example]) -> None:
-    missing = [e.id for e in examples if e.context is None]
-    if missing:
-        raise DataError(f"{len(missing)} rows have no context (first: {missing[0]!r}); the RAG probes are fitted and "
-                        "scored on answers given from a passage: give each row its `context`")
-
-
 def _setup(model: str, lm, settings):
     from ..generation import Generator
     from .pipeline import _load_lm
@@ -146,7 +139,7 @@ def calibrate_rag(
     work = Path(work_dir) if work_dir else Path(out_dir) / ".work-rag"
     if collected_only:
         examples = _collected(examples, work)
-    _check_context(examples)
+    examples = rows_for_mode(examples, rag=True)  # rows without context are the closed-book calibration's
     t_start = time.perf_counter()
     from ..settings import GenerationSettings
 
@@ -245,7 +238,7 @@ def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, 
     given = examples is not None
     skipped: dict[str, str] = {}
     if examples is not None:
-        _check_context(examples)
+        examples = rows_for_mode(examples, rag=True)
         skipped = {d: f"no RAG probe for domain {d!r} in {str(probes_dir)!r}"
                    for d in sorted({e.domain for e in examples} - set(probes))}
         examples = [e for e in examples if e.domain in probes]

@@ -309,7 +309,7 @@ def cmd_ask(args) -> int:
         warnings.simplefilter("always", UserWarning)
         guard = Guard.from_policy(args.policy, model=args.model)
     for w in said:  # among them each domain that fails closed (Guard.from_policy says it once)
-        if "hguard" in Path(w.filename).parts:
+        if _ours(w.filename):
             print(f"hguard ask: warning: {w.message}", file=sys.stderr)
         else:  # another library's: as Python would have shown it
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
@@ -446,7 +446,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     try:
         _torch_threads()
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print(f"hguard {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -458,6 +460,26 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"hguard {args.command}: {error_line(exc)}", file=sys.stderr)
         return 2 if isinstance(exc, (HGuardError, OSError, ModuleNotFoundError)) else 1
+
+
+def _one_line_warnings(command: str, shown):
+    """``warnings.showwarning`` for one command: hguard's own warnings as one line, ``hguard CMD: warning: ...``
+    (a command that gathers its warnings, such as calibrate, still says them its way); another library's as
+    Python shows them."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if _ours(filename):
+            print(f"hguard {command}: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+    return show
+
+
+def _ours(filename: str) -> bool:
+    """Whether a warning was raised in hguard's own code (the installed package's folder)."""
+    try:
+        return Path(filename).resolve().is_relative_to(Path(__file__).resolve().parents[1])
+    except (OSError, ValueError):
+        return False
 
 
 # optional packages and the extra that installs them
