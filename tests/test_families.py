@@ -71,13 +71,15 @@ def test_a_family_whose_merged_interval_lies_below_chance_is_named_inverted_in_s
     from hguard.calibrate.report import families_markdown
     from hguard.cli import calibration_warnings
 
-    per = {"a": _entry(20, 30, 0.9, 0.92), "back": _entry(30, 25, 0.3, 0.28), "near": _entry(30, 25, 0.45, 0.46)}
+    per = {"a": _entry(20, 30, 0.9, 0.92), "back": _entry(30, 25, 0.3, 0.28), "near": _entry(30, 25, 0.45, 0.46),
+           "few": _entry(1, 199, 0.08, 0.075)}
     for e in per.values():
         e["refusals"] = 0
         e["auroc_ci95"] = {k: [v - 0.05, v + 0.05] for k, v in e["auroc"].items()}
     per["a"]["auroc_ci95"]["merged"] = [0.85, 0.97]
     per["back"]["auroc_ci95"]["merged"] = [0.18, 0.39]
     per["near"]["auroc_ci95"]["merged"] = [0.35, 0.57]  # reaches chance: not inverted beyond doubt
+    per["few"]["auroc_ci95"]["merged"] = [0.04, 0.11]  # one right answer ranked low: too few to call the family inverted
     s = summarize(per, ["mean_logprob"], 0.2)
     assert s["inverted_families"] == ["back"]
     report = {"domains": {"geo": {"auroc": {"merged": 0.8}, "auroc_ci95": {"merged": [0.7, 0.9]}, "n_scored": 105,
@@ -85,8 +87,8 @@ def test_a_family_whose_merged_interval_lies_below_chance_is_named_inverted_in_s
     lines = calibration_warnings(report, [])
     assert len(lines) == 1 and "'geo', family 'back'" in lines[0] and "0.18-0.39" in lines[0]
     assert "30 correct, 25 hallucinated" in lines[0]
-    row = next(x for x in families_markdown(report) if x.startswith("| geo | 3 "))
-    assert "back (inverted)" in row and "near" not in row
+    row = next(x for x in families_markdown(report) if x.startswith("| geo | 4 "))
+    assert "back (inverted)" in row and "near" not in row and "few (inverted)" not in row
 
 
 class _Probe:

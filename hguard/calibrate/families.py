@@ -356,8 +356,9 @@ def summarize(per_family: dict, baselines: Sequence[str], target: float) -> dict
         "few_of_a_class_families": sorted(set(two) - set(scored)),
         "min_class_for_mean": MIN_CLASS_FOR_MEAN,
         "families_without_figure": sorted(f for f, e in per_family.items() if e.get("no_figure")),
-        # the merged risk ranks the family's right answers above its hallucinated ones, beyond chance
-        "inverted_families": sorted(f for f, e in two.items() if _inverted(e)),
+        # the merged risk ranks the family's right answers above its hallucinated ones, beyond chance (among the
+        # families with enough of each class: one right answer ranked low is not a family scored backwards)
+        "inverted_families": sorted(f for f, e in scored.items() if _inverted(e)),
     }
     if scored:
         signals = list(next(iter(scored.values()))["auroc"])
