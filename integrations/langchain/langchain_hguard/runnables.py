@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional, Union
+from typing import Any, AsyncIterator, Iterator, Optional, Union
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.documents import Document
@@ -188,27 +188,49 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
         )
         return GuardedAnswer.from_message(message, sources)
 
+    @staticmethod
+    def _add_up(value: Any, chunk: Any) -> Any:
+        """A streamed input arrives in parts (e.g. a RunnableParallel's keys): add them up."""
+        if value is None:
+            return chunk
+        try:
+            return value + chunk
+        except TypeError:
+            return chunk
+
+    @staticmethod
+    def _answer_chunk(piece: Any, sources: list[str]) -> Optional[GuardedAnswer]:
+        """The chunk to yield for one streamed message chunk of :attr:`llm` (None for an empty token)."""
+        meta = piece.response_metadata or {}
+        text = piece.content if isinstance(piece.content, str) else str(piece.content)
+        if "route" in meta:
+            return GuardedAnswer(text, sources=sources, decision=dict(meta))
+        return GuardedAnswer(text, sources=sources) if text else None
+
     def _stream_run(self, inputs: Iterator[RAGInput], run_manager: CallbackManagerForChainRun, config: RunnableConfig) -> Iterator[GuardedAnswer]:
         value: Any = None
-        for chunk in inputs:  # a streamed input arrives in parts (e.g. a RunnableParallel's keys): add them up
-            if value is None:
-                value = chunk
-            else:
-                try:
-                    value = value + chunk
-                except TypeError:
-                    value = chunk
+        for chunk in inputs:
+            value = self._add_up(value, chunk)
         question, context, sources, domain, problems = self._parse(value)
         for piece in self.llm.stream(
             [HumanMessage(content=question)], patch_config(config, callbacks=run_manager.get_child()),
             context=context, domain=domain, **{_PROBLEMS: problems},
         ):
-            meta = piece.response_metadata or {}
-            text = piece.content if isinstance(piece.content, str) else str(piece.content)
-            if "route" in meta:
-                yield GuardedAnswer(text, sources=sources, decision=dict(meta))
-            elif text:
-                yield GuardedAnswer(text, sources=sources)
+            if (out := self._answer_chunk(piece, sources)) is not None:
+                yield out
+
+    async def _astream_run(self, inputs: AsyncIterator[RAGInput], run_manager: AsyncCallbackManagerForChainRun,
+                           config: RunnableConfig) -> AsyncIterator[GuardedAnswer]:
+        value: Any = None
+        async for chunk in inputs:
+            value = self._add_up(value, chunk)
+        question, context, sources, domain, problems = self._parse(value)
+        async for piece in self.llm.astream(
+            [HumanMessage(content=question)], patch_config(config, callbacks=run_manager.get_child()),
+            context=context, domain=domain, **{_PROBLEMS: problems},
+        ):
+            if (out := self._answer_chunk(piece, sources)) is not None:
+                yield out
 
     def transform(self, input: Iterator[RAGInput], config: Optional[RunnableConfig] = None, **kwargs: Any) -> Iterator[GuardedAnswer]:
         """Stream the answer as the :attr:`llm` streams it: in ``"passthrough"`` mode the tokens as
@@ -218,6 +240,20 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
 
     def stream(self, input: RAGInput, config: Optional[RunnableConfig] = None, **kwargs: Any) -> Iterator[GuardedAnswer]:
         yield from self.transform(iter([input]), config, **kwargs)
+
+    async def atransform(self, input: AsyncIterator[RAGInput], config: Optional[RunnableConfig] = None,
+                         **kwargs: Any) -> AsyncIterator[GuardedAnswer]:
+        """:meth:`transform`, asynchronously: passthrough streams the tokens, then the decision chunk."""
+        async for chunk in self._atransform_stream_with_config(input, self._astream_run, config, run_type="chain"):
+            yield chunk
+
+    async def astream(self, input: RAGInput, config: Optional[RunnableConfig] = None,
+                      **kwargs: Any) -> AsyncIterator[GuardedAnswer]:
+        async def one() -> AsyncIterator[RAGInput]:
+            yield input
+
+        async for chunk in self.atransform(one(), config, **kwargs):
+            yield chunk
 
     def invoke(self, input: RAGInput, config: Optional[RunnableConfig] = None, **kwargs: Any) -> GuardedAnswer:
         return self._call_with_config(self._run, input, config, run_type="chain")

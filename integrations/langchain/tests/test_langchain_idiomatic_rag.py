@@ -250,6 +250,19 @@ def test_guarded_rag_composes_with_str_output_parser_and_streams(make_guard, ret
     assert len(chunks) >= 2 and all(c.route is None for c in chunks[:-1]) and chunks[-1].route == "accept"
     rec = AuditLog(passthrough.llm.guard.audit.path).find(chunks[-1].audit_id)
     assert "".join(chunks).strip() == rec["answer"] and chunks[-1].sources[0] == "australia.txt"
+    # astream streams the same way (it fell back to one held chunk)
+    import asyncio
+
+    from langchain_hguard import create_guarded_rag_chain
+
+    async def collect(runnable, value):
+        return [c async for c in runnable.astream(value)]
+
+    for runnable, value in ((passthrough, {"question": AUSTRALIA, "documents": retriever.invoke(AUSTRALIA)}),
+                            (create_guarded_rag_chain(retriever, passthrough.llm), AUSTRALIA)):
+        achunks = asyncio.run(collect(runnable, value))
+        assert len(achunks) >= 2 and all(c.route is None for c in achunks[:-1]) and achunks[-1].route == "accept"
+        assert "".join(achunks).strip() == AuditLog(passthrough.llm.guard.audit.path).find(achunks[-1].audit_id)["answer"]
 
 
 def test_guarded_rag_bad_input_is_named_and_an_empty_retrieval_goes_to_review(make_guard, retriever):
