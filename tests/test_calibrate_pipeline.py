@@ -168,6 +168,21 @@ def test_collection_refuses_a_folder_from_other_settings(tmp_path, setup):
         collect_mod.collect(Generator(lm, system_prompt="other", max_new_tokens=4), exs[:4], tmp_path, progress=False)
 
 
+def test_collection_refuses_answers_given_to_an_edited_row(tmp_path, setup):
+    lm, exs, *_ = setup
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
+    collect_mod.collect(gen, exs[:4], tmp_path, progress=False)
+    collect_mod.collect(gen, exs[:4], tmp_path, progress=False)  # unchanged rows: reused
+    edited = [exs[0].model_copy(update={"question": exs[0].question + " exactly"}), *exs[1:4]]
+    with pytest.raises(DataError, match=rf"1 row\(s\) were answered in .* another question or passage .*'{exs[0].id}'"):
+        collect_mod.collect(gen, edited, tmp_path, progress=False)
+    with_passage = [exs[0], exs[1].model_copy(update={"context": "A passage the answer was not given from."}), *exs[2:4]]
+    with pytest.raises(DataError, match=rf"'{exs[1].id}'.*new --work folder"):
+        collect_mod.collect(gen, with_passage, tmp_path, progress=False)
+    renamed = [*exs[:4], edited[0].model_copy(update={"id": exs[0].id + "-v2"})]  # an edited row under a new id
+    assert len(collect_mod.collect(gen, renamed, tmp_path, progress=False).rows) == 5
+
+
 def test_auroc_intervals_hold_the_estimate_and_shrink_with_more_answers():
     from hguard.calibrate.pipeline import auroc, auroc_ci
 

@@ -60,12 +60,36 @@ def relabel(col: Collected, examples: Sequence[Example]) -> Collected:
     return col
 
 
+def input_hash(e: Example) -> str:
+    """What the model was asked for a row (its question and passage), hashed: an answer in a work folder
+    belongs to a row only while this is unchanged."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps([e.question, e.context], ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
+
+
+def check_unchanged(done: dict[str, dict], examples: Sequence[Example], work: str | os.PathLike) -> None:
+    """Refuse to reuse answers given to another question or passage under the same id (a row edited after its
+    answer was collected), naming how many and the first; rows collected before the hash was kept are
+    checked by their question."""
+    stale = [e for e in examples if e.id in done and (
+        done[e.id].get("input_hash", input_hash(e)) != input_hash(e) or done[e.id].get("question", e.question) != e.question)]
+    if stale:
+        raise DataError(
+            f"{len(stale)} row(s) were answered in {work} from another question or passage under the same id (first: "
+            f"{stale[0].id!r}); reusing those answers would calibrate on answers this data did not ask for: pass a new "
+            "--work folder (or remove this one) to answer the rows again, or give edited rows new ids"
+        )
+
+
 def _row(e: Example, g) -> dict:
     return {
         "id": e.id,
         "domain": e.domain,
         "kind": asked_kind(e.kind, e.meta),  # for the model's accuracy; the judge reads the example's own kind
         "question": e.question,
+        "input_hash": input_hash(e),
         "answer": g.text,
         "finished": g.finished,
         "n_cett_tokens": g.n_cett_tokens,
@@ -151,6 +175,7 @@ def collect(
 
     ids = check_ids(examples)
     store = ShardStore(work_dir, collection_settings(generator))
+    check_unchanged(store.finished(), examples, store.work)
     plans = store.plan(examples, batch_size)
     todo = sum(len(p.examples) for p in plans)
     bar = tqdm(total=len(examples), initial=len(examples) - todo, desc="collecting", unit="q", disable=not progress)
