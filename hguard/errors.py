@@ -114,3 +114,10 @@ def shown(value: object, limit: int = 80) -> str:
     """``repr(value)`` for a message, cut to ``limit`` characters (ending in "...") so a huge value does
     not drown the message."""
     return cut_text(repr(value), limit)
+
+
+def install_extra(extra: str) -> str:
+    """How to add one of hguard's optional extras, from a package index or, installed from a wheel, with that
+    wheel (an index that does not hold hguard cannot resolve ``hguard[...]``)."""
+    return (f"pip install 'hguard[{extra}]' (installed from a wheel: pip install "
+            f"'hguard-<version>-py3-none-any.whl[{extra}]', the same wheel with the extra)")

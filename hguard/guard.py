@@ -10,6 +10,7 @@ review are enqueued; if either write fails the caller gets the error, not an unr
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import threading
 import time
 import warnings
@@ -27,7 +28,7 @@ from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context,
 from ._guard_scoring import _EarlyAbstain, _near, _Scoring
 from ._resources import DEFAULT_POLICY
 from .domain import CalibratedDomain
-from .errors import InputError, ModelNotFoundError, PolicyError, cut_text
+from .errors import InputError, ModelNotFoundError, PolicyError, cut_text, install_extra
 from .generation import Generator
 from .models import LoadedModel, load_model
 from .policy import Policy, Thresholds, choose_domain, load_policy
@@ -112,6 +113,10 @@ class Guard(_Scoring, _Recording):
             warnings.warn(warning, UserWarning, stacklevel=2)
         for name, problem in sorted(guard.probe_errors.items()):  # a domain that fails closed, said once too
             warnings.warn(f"domain {name!r} is not scored (its questions go to {pol.unknown_domain}): {problem}",
+                          UserWarning, stacklevel=2)
+        if kw.get("embedder") is None and importlib.util.find_spec("sentence_transformers") is None:
+            warnings.warn("sentence-transformers is not installed: no question can be matched to a domain or an answer "
+                          f"grounded in its context, so every answer goes to review; {install_extra('embeddings')}",
                           UserWarning, stacklevel=2)
         if guard.audit is None and pol.audit.path is not None:
             guard.audit = AuditLog.from_policy(pol)

@@ -332,3 +332,18 @@ def test_a_policy_may_ask_a_per_family_certificate(calibrated, tmp_path):
     assert "intersection-union" in rec["thresholds"]["method"], rec["thresholds"]
     r = g.invoke("who is the author ?", domain="alpha")  # alpha keeps the pooled certificate (and manual thresholds)
     assert "intersection-union" not in AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)["thresholds"]["method"]
+
+
+def test_a_missing_embeddings_extra_is_said_when_the_guard_starts(calibrated, tmp_path, monkeypatch):
+    import importlib.util
+    import warnings
+
+    lm, root = calibrated
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sentence_transformers" else real(name, *a))
+    with pytest.warns(UserWarning, match=r"sentence-transformers is not installed: .* every answer goes to review; "
+                                         r"pip install 'hguard\[embeddings\]' \(installed from a wheel"):
+        Guard.from_policy(_policy(root, tmp_path), lm=lm)
+    with warnings.catch_warnings():  # an embedder of one's own needs no extra
+        warnings.simplefilter("error")
+        Guard.from_policy(_policy(root, tmp_path, accept_below=None, abstain_above=None), lm=lm, embedder=object())

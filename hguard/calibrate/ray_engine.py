@@ -25,7 +25,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from ..errors import DataError, InputError
+from ..errors import DataError, InputError, install_extra
 from .collect import Collected, answer_batch, check_ids, check_unchanged, load_collected, raise_failed, relabel
 from .shards import ShardStore, collection_settings, write_shard
 
@@ -57,7 +57,7 @@ def _import_ray():
         import ray.data  # noqa: F401
     except ImportError as e:
         raise InputError(
-            f"--engine ray needs Ray Data ({e}); install it with `pip install 'hguard[ray]'` or use --engine local"
+            f"--engine ray needs Ray Data ({e}); install it with {install_extra('ray')} or use --engine local"
         ) from e
     return ray
 

@@ -13,7 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from ..errors import HGuardError, InputError, cut_text
+from ..errors import HGuardError, InputError, cut_text, install_extra
 from ..settings import CALIBRATION_MAX_NEW_TOKENS
 
 _MODEL_HELP = ('the model: "default" (the embedded SmolLM2-135M-Instruct), a Hugging Face model folder, a .gguf file '
@@ -501,7 +501,7 @@ def error_line(exc: BaseException) -> str:
         return f"error: {text}"
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         extra = next((e for mods, e in _EXTRAS if exc.name.split(".")[0] in mods), None)
-        how = f"pip install 'hguard[{extra}]'" if extra else f"pip install {exc.name.split('.')[0]}"
+        how = install_extra(extra) if extra else f"pip install {exc.name.split('.')[0]}"
         return f"error: this command needs the package {exc.name.split('.')[0]!r}, which is not installed; {how}"
     if isinstance(exc, OSError):
         where = f" ({exc.filename!r})" if getattr(exc, "filename", None) else ""

@@ -7,9 +7,9 @@ import json
 import math
 from typing import Any
 
-from ..errors import HGuardError
+from ..errors import HGuardError, install_extra
 
-_INSTALL_HINT = "install the review extra: pip install 'hguard[review]' (starlette, uvicorn, jinja2, python-multipart)"
+_INSTALL_HINT = f"install the review extra (starlette, uvicorn, jinja2, python-multipart): {install_extra('review')}"
 
 
 _BASE = """<!doctype html>

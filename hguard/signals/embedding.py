@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hguard.errors import InputError, ModelNotFoundError
+from hguard.errors import InputError, ModelNotFoundError, install_extra
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -127,7 +127,7 @@ class Embedder:
             except ImportError as exc:  # pragma: no cover - depends on the install
                 raise ModelNotFoundError(
                     "sentence-transformers is not installed, so the embedding model cannot "
-                    "be loaded; install it with `pip install 'hguard[embeddings]'`"
+                    f"be loaded; install it with {install_extra('embeddings')}"
                 ) from exc
             try:
                 with _offline_quiet_load():
