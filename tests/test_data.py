@@ -459,3 +459,33 @@ def test_the_command_line_says_hguards_own_warnings_in_one_line(capsys) -> None:
     assert capsys.readouterr().err == "hguard evaluate: warning: left out: 3 rows\n" and not seen
     show(UserWarning("theirs"), UserWarning, "/elsewhere/hguard/transformers/x.py", 1)  # not hguard's package
     assert len(seen) == 1 and capsys.readouterr().err == ""
+
+
+def test_rag_rows_calibration_would_misread_are_said_once_per_kind() -> None:
+    import warnings
+
+    from hguard.calibrate.data import Example, warn_rag_meta
+
+    def row(i, **meta):
+        return Example(id=f"r{i}", question="Capital of Australia?", answers=["Canberra"], domain="geo",
+                       context="Sydney is the capital of Australia.", meta=meta or None)
+
+    good = [row(0, condition="supporting"), row(1, condition="misleading", misleading_answer="Sydney"), row(2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_rag_meta(good)
+    with pytest.warns(UserWarning) as said:
+        warn_rag_meta([*good, row(3, condition="mislead"), row(4, condition="mislead"), row(5, condition="misleading")])
+    lines = [str(w.message) for w in said]
+    assert len(lines) == 2
+    assert lines[0].startswith("2 row(s) have meta.condition 'mislead' (first: 'r3')") and "misleading" in lines[0]
+    assert lines[1].startswith("1 misleading row(s) have no meta.misleading_answer (first: 'r5')")
+
+
+def test_a_mistyped_misleading_answer_key_is_said(tmp_path: Path) -> None:
+    row = {"id": "m1", "question": "Capital of Australia?", "answers": ["Canberra"], "domain": "geo",
+           "context": "Sydney is the capital.", "meta": {"condition": "misleading", "misleading_answr": "Sydney"}}
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.warns(UserWarning, match=r"meta key 'misleading_answr' .* did you mean 'meta.misleading_answer'"):
+        load_examples(path)

@@ -37,6 +37,8 @@ __all__ = [
     "ExampleKind",
     "load_examples",
     "rows_for_mode",
+    "warn_rag_meta",
+    "CONDITIONS",
     "write_examples",
     "split_ids",
     "split_examples",
@@ -291,7 +293,34 @@ def load_examples(path_or_paths: str | os.PathLike[str] | Iterable[str | os.Path
 
 
 # The meta keys calibration reads (README "Calibration data"); any other key travels unread.
-META_KEYS = ("family", "group", "fact", "condition", "judge", "label")
+META_KEYS = ("family", "group", "fact", "condition", "judge", "label", "misleading_answer", "right_answer", "dataset")
+# meta.condition of a row with context: what its passage is to its question
+CONDITIONS = ("supporting", "offtopic", "misleading", "unanswerable")
+
+
+def warn_rag_meta(examples: Sequence[Example]) -> None:
+    """One warning per kind of RAG row calibration would misread: an unknown ``meta.condition`` (its rows are
+    reported under it but no target reads them), and a misleading row without ``meta.misleading_answer`` (the
+    judge cannot tell an answer that followed the passage from any other wrong one, so the knowledge-conflict
+    detector gets no contrast from it)."""
+    import warnings
+
+    unknown: dict[str, list[str]] = {}
+    bare = []
+    for e in examples:
+        cond = (e.meta or {}).get("condition")
+        if cond is not None and cond not in CONDITIONS:
+            unknown.setdefault(str(cond), []).append(e.id)
+        if cond == "misleading" and not (e.meta or {}).get("misleading_answer"):
+            bare.append(e.id)
+    for cond, ids in sorted(unknown.items()):
+        warnings.warn(f"{len(ids)} row(s) have meta.condition {cond!r} (first: {ids[0]!r}), which calibration does not "
+                      f"know: use one of {', '.join(CONDITIONS)}", UserWarning, stacklevel=2)
+    if bare:
+        warnings.warn(f"{len(bare)} misleading row(s) have no meta.misleading_answer (first: {bare[0]!r}): the judge cannot "
+                      "tell an answer that follows the passage, so the knowledge-conflict detector learns nothing from "
+                      "them; give the passage's false answer in meta.misleading_answer (the true one in meta.right_answer "
+                      "or answers)", UserWarning, stacklevel=2)
 
 
 def _warn_mistyped_meta(examples: Sequence[Example], where: dict[str, tuple[Path, int]]) -> None:

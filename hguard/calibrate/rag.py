@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import DataError, InputError
 from .collect import collect
-from .data import Example, data_hash, rows_for_mode
+from .data import Example, data_hash, rows_for_mode, warn_rag_meta
 from .pipeline import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_SYSTEM_PROMPT,
@@ -140,6 +140,7 @@ def calibrate_rag(
     if collected_only:
         examples = _collected(examples, work)
     examples = rows_for_mode(examples, rag=True)  # rows without context are the closed-book calibration's
+    warn_rag_meta(examples)
     t_start = time.perf_counter()
     from ..settings import GenerationSettings
 
