@@ -30,7 +30,9 @@ class GuardedAnswer(GuardedText):
     """The routed answer of a :class:`GuardedRAG` call: a string (what the user should see: the answer,
     the abstain message, or the answer marked for review), so it flows into string-typed steps such as
     ``StrOutputParser``, that also carries ``route``, ``risk``, ``reasons``, ``audit_id``, ``domain``,
-    ``signals`` and ``sources`` (where the grounding passages came from)."""
+    ``signals`` and ``sources`` (where the grounding passages came from). :attr:`answer` is that display
+    text; the model's own answer stays in the guard's decision record (``audit_id``), so an abstained one
+    cannot reach a user by accident."""
 
     sources: list[str]
 
