@@ -692,4 +692,7 @@ def test_cli_show_export_and_repair(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == line
     assert cli_main(["show", str(path), "--kind", "error"]) == 0
     assert "match --kind error" in capsys.readouterr().err
+    AuditLog(path).append({"error": "InputError: the context is empty", "source": "hguard ask"}, kind="error")
+    assert cli_main(["show", str(path), "--kind", "error"]) == 0
+    assert 'error="InputError: the context is empty"' in capsys.readouterr().out  # the message, not only the kind
 

@@ -36,6 +36,18 @@ def test_missing_context_file(tmp_path):
     _one_clear_line(run("ask", "q?", "--context", str(tmp_path / "nope.txt")), "nope.txt", "does not exist")
 
 
+def test_an_empty_context_file_is_refused_before_the_model_loads(tmp_path):
+    ctx = tmp_path / "ws.txt"
+    ctx.write_text("  \n\t\n")
+    pol = tmp_path / "p" / "policy.toml"
+    from hguard import policy_copy
+
+    policy_copy(pol.parent)
+    r = run("ask", "q?", "--context", str(ctx), "--policy", str(pol))
+    _one_clear_line(r, "ws.txt", "only whitespace")
+    assert b"Loading weights" not in r.stderr and not (pol.parent / "audit.jsonl").exists()  # nothing loaded or recorded
+
+
 def test_context_file_is_a_folder(tmp_path):
     _one_clear_line(run("ask", "q?", "--context", str(tmp_path)), str(tmp_path), "is a folder")
 

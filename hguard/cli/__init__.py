@@ -305,6 +305,9 @@ def cmd_ask(args) -> int:
     from ..guard import Guard
 
     context = read_text_file(args.context, "--context") if args.context else None
+    if context is not None and not context.strip():  # refused before the model loads; nothing is generated
+        raise InputError(f"--context file {args.context!r} is empty or only whitespace; pass a file with the "
+                         "retrieved passages' text, or leave --context out for a question without one")
     with warnings.catch_warnings(record=True) as said:  # hguard's own start-up warnings, as one line each
         warnings.simplefilter("always", UserWarning)
         guard = Guard.from_policy(args.policy, model=args.model)

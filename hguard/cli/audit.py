@@ -33,6 +33,8 @@ def _format_record(rec: dict[str, Any]) -> str:
             parts.append(f"{key}={json.dumps(cut_text(' '.join(rec[key].split()), 80), ensure_ascii=False)}")
     if reasons:
         parts.append(f"reasons={reasons}")
+    if isinstance(rec.get("error"), str):  # an error record's message, or a failed framework call's
+        parts.append(f"error={json.dumps(cut_text(' '.join(rec['error'].split()), 200), ensure_ascii=False)}")
     return "  ".join(parts)
 
 
