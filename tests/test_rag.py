@@ -469,6 +469,15 @@ def test_evaluate_rag_scores_every_row_you_give_and_skips_domains_without_a_rag_
     assert set(res["domains"]) == {"alpha"} and "beta" in res["skipped"] and res["held_out"].startswith("every row given")
     a = res["domains"]["alpha"]["all"]
     assert a["n"] == n_alpha and a["correct"] + a["hallucinated"] + a["refusals"] == n_alpha
+    # each answer, so the judge can be checked on one's own rows, with where the thresholds route it
+    answers = res["domains"]["alpha"]["answers"]
+    assert sorted(x["id"] for x in answers) == sorted(e.id for e in new if e.domain == "alpha")
+    for x in answers:
+        assert x["label"] in ("correct", "hallucinated", "refusal") and x["judge_reason"]
+        assert (x["merged_risk"] is None) == (x["label"] == "refusal") or x["route_at_thresholds"] == "review"
+        assert x["route_at_thresholds"] in ("accept", "review", "abstain")
+        if x["label"] == "refusal":
+            assert x["route_at_thresholds"] == "abstain"
     closed = Example(id="closed", question="q?", answers=["x"], domain="alpha")
     with pytest.raises(DataError, match="1 rows have no context .*'closed'"):
         evaluate_rag(folder / "probes", tmp_path / "w2", lm=lm, examples=[closed])

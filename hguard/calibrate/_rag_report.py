@@ -25,8 +25,11 @@ def _share(mask: np.ndarray, among: np.ndarray) -> dict:
     return {"n": n, "k": k, "rate": (k / n) if n else None, "ci95": clopper_pearson_interval(k, n)}
 
 
-def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflict: Mapping[str, Any]) -> dict:
-    """Held-out figures of one RAG domain, overall and per condition."""
+def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflict: Mapping[str, Any], *,
+               answers: bool = False) -> dict:
+    """Held-out figures of one RAG domain, overall and per condition; with ``answers``, also each answer with
+    its label, the judge's reason, its merged risk (None where a signal could not be computed, or for a reply
+    that declines) and where the thresholds route it, so the judge can be checked on one's own rows."""
     ok = _finite(rows, list(dict.fromkeys([f for f in fitted["merger"]["features"] if f != "neuron_logit"] + list(_REPORTED))))
     rs = [r for r, k in zip(rows, ok) if k]
     F = features[ok]
@@ -66,6 +69,18 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
         "conditions": {c: block(np.array([r["condition"] == c for r in rs])) for c in conds},
         "datasets": {d: block(np.array([r["dataset"] == d for r in rs])) for d in sorted({r["dataset"] for r in rs})},
     }
+    if answers:
+        risk_of = {r["id"]: float(v) for r, v in zip(rs, risk)}
+        flagged = {r["id"] for r, f in zip(rs, cflag) if f}
+        out["answers"] = [
+            {"id": r["id"], "question": r.get("question"), "answer": r["answer"], "condition": r.get("condition"),
+             "label": r["label"], "judge_reason": r.get("judge_reason"),
+             "merged_risk": risk_of.get(r["id"]) if r["label"] != "refusal" else None,
+             "route_at_thresholds": ("abstain" if r["label"] == "refusal" else "review" if r["id"] in flagged
+                                     else th.route_of(risk_of.get(r["id"], math.nan))),
+             "knowledge_conflict": r["id"] in flagged}
+            for r in rows
+        ]
     out["targets"] = {
         "merged_auroc": {"value": out["all"]["auroc"].get("merged"), "ci95": out["all"]["auroc_ci95"].get("merged"),
                          "target": ">= 0.90 and above grounding alone and probe alone",

@@ -263,7 +263,7 @@ def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, 
         idx = np.flatnonzero(np.array([r["domain"] == domain for r in rows]) & test)
         fitted = {"probe": cd.probe, "merger": cd.merger, "thresholds": cd.thresholds}
         det = cd.knowledge_conflict or {}
-        m = rag_report(fitted, [rows[i] for i in idx], col.features[idx], det)
+        m = rag_report(fitted, [rows[i] for i in idx], col.features[idx], det, answers=True)
         m["fingerprint_problems"] = cd.check_fingerprints(gen.mode_fingerprints(RAG))
         m["probe_id"] = cd.probe_id
         result["domains"][domain] = m
