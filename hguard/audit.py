@@ -258,6 +258,7 @@ class AuditLog:
             return GENESIS_HASH, 0
         start, raw, terminated = _last_line(fd, size)
         if not terminated:
+            self._refuse_unkeyed(fd, start)  # before the torn tail is moved: a refused writer changes nothing
             return self._recover_torn(fd, start, raw, size)
         try:
             rec, _ = _parse_line(raw)
@@ -265,12 +266,31 @@ class AuditLog:
         except ValueError as e:
             return self._note_damage(fd, start, raw, str(e))
         if self._key is None and "mac" in rec:
-            raise AuditIntegrityError(
-                f"the records of {self.path} carry a keyed MAC but no key is configured in this process; set "
-                "HGUARD_KEY_FILE (or the policy's [integrity] key_file) to the log's key: an unkeyed record would "
-                "break the keyed chain"
-            )
+            raise self._unkeyed_error()
         return tail
+
+    def _unkeyed_error(self) -> AuditIntegrityError:
+        return AuditIntegrityError(
+            f"the records of {self.path} carry a keyed MAC but no key is configured in this process; set "
+            "HGUARD_KEY_FILE (or the policy's [integrity] key_file) to the log's key: an unkeyed record would "
+            "break the keyed chain (nothing was changed)"
+        )
+
+    def _refuse_unkeyed(self, fd: int, end: int) -> None:
+        """Raise when no key is configured and the last readable record before ``end`` carries a keyed MAC."""
+        if self._key is not None:
+            return
+        pos = end
+        while pos > 0:
+            prev_start, prev_raw, _ = _last_line(fd, pos)
+            try:
+                rec, _ = _parse_line(prev_raw)
+            except ValueError:
+                pos = prev_start
+                continue
+            if "mac" in rec:
+                raise self._unkeyed_error()
+            return
 
     def _recover_torn(self, fd: int, start: int, raw: bytes, size: int) -> tuple[str, int]:
         lineno = _line_number_at(fd, start)

@@ -180,6 +180,22 @@ def test_unkeyed_writer_refuses_to_break_a_keyed_chain(tmp_path):
     assert verify(path, key=KEY).ok
 
 
+def test_an_unkeyed_writer_or_repair_changes_nothing_on_a_keyed_log_with_a_torn_end(tmp_path):
+    from hguard.audit import repair
+
+    path, _ = _log(tmp_path)
+    with open(path, "ab") as f:
+        f.write(b'{"seq":5,"ha')
+    before = path.read_bytes()
+    with pytest.raises(AuditIntegrityError, match="no key is configured .*nothing was changed"):
+        AuditLog(path, key=None).append({"i": 5})
+    with pytest.raises(AuditIntegrityError, match="no key is configured"):
+        repair(path, key=None)
+    assert path.read_bytes() == before and not list(tmp_path.glob("*.torn-*"))  # the torn tail is where it was
+    assert repair(path, key=KEY) is not None  # the key holder moves it aside, with a recovery record
+    assert verify(path, key=KEY).ok and [r["kind"] for r in AuditLog(path, key=None)][-1] == "recovery"
+
+
 def test_keyed_recovery_record_verifies(tmp_path):
     path, _ = _log(tmp_path)
     with open(path, "ab") as f:
