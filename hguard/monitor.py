@@ -250,7 +250,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     states = replay(records)
     selection = check_selection(policy, [r for r in records if r.get("kind") == SPOT or r.get("id") in by_id])
     now = now or datetime.now(timezone.utc).isoformat(timespec="microseconds")
-    audit = AuditLog(audit_path, redact=policy.audit.redact, key=key) if act else None
+    audit = _writer(policy, audit_path, key) if act else None
     report: dict[str, Any] = {
         "policy": str(policy.source) if policy.source else None, "policy_id": pid, "audit_log": str(audit_path),
         "review_queue": str(queue_path), "time": now, "chain": {"ok": ver.ok, "n_records": ver.n_records},
@@ -354,6 +354,16 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     return report
 
 
+def _writer(policy, audit_path: Path, key: bytes | None):
+    """The log the monitor appends its records to: keyed as the policy says, and, when it is the policy's own
+    log, appending each record's seq and hash to the policy's anchor as the guard does (a monitor record cut
+    off the end is then caught as any other)."""
+    from .audit import AuditLog
+
+    own = policy.audit.path is not None and Path(audit_path).resolve() == Path(policy.audit.path).resolve()
+    return AuditLog(audit_path, redact=policy.audit.redact, key=key, anchor=policy.audit.anchor if own else None)
+
+
 def _append(audit, kind: str, record: dict) -> dict:
     receipt = audit.append(dict(record), kind=kind)
     return {**record, "kind": kind, "id": receipt.id, "hash": receipt.hash,
@@ -362,8 +372,6 @@ def _append(audit, kind: str, record: dict) -> dict:
 
 def lift(policy, domain: str, *, by: str, reason: str, audit_path=None) -> DomainState:
     """A person lifts a domain's tightening: audited (``monitor_lift``), then the state file is rewritten."""
-    from .audit import AuditLog
-
     if domain not in policy.domains:
         raise InputError(f"domain {domain!r} is not in the policy (known: {', '.join(sorted(policy.domains))})")
     if not isinstance(by, str) or not by.strip():
@@ -373,7 +381,7 @@ def lift(policy, domain: str, *, by: str, reason: str, audit_path=None) -> Domai
     audit_path = Path(audit_path or policy.audit.path)
     from .integrity import load_key
 
-    log = AuditLog(audit_path, redact=policy.audit.redact, key=load_key(policy.integrity.key_file))
+    log = _writer(policy, audit_path, load_key(policy.integrity.key_file))
     states = replay(log)
     st = states.get(domain, DomainState())
     if st.state != "tightened":

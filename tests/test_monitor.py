@@ -518,6 +518,29 @@ def _policy_file(tmp_path, n, extra=""):
     return policy
 
 
+def test_the_monitors_records_reach_the_anchor_so_cutting_a_tightening_off_is_caught(tmp_path):
+    from hguard.audit import verify
+    from hguard.policy import load_policy
+
+    (tmp_path / "policy.toml").write_text(
+        'version = 1\n[audit]\npath = "audit.jsonl"\nanchor = "anchor/heads.jsonl"\n[review]\nqueue = "queue.sqlite3"\n'
+        '[monitor]\nseed = "s"\nstate = "state.json"\n'
+        '[domains.geo]\ntarget_hallucination_rate = 0.2\nconfidence = 0.9\nspot_check_rate = 0.5\non_breach = "review"\n'
+    )
+    (tmp_path / "anchor").mkdir()
+    policy = load_policy(tmp_path / "policy.toml")
+    _deploy(tmp_path, policy, 60, halluc_rate=0.7, log=AuditLog.from_policy(policy))
+    assert run_monitor(policy)["domains"]["geo"]["state"]["state"] == "tightened"
+    records = list(AuditLog(policy.audit.path))
+    tighten = next(r for r in records if r["kind"] == "monitor_tighten")
+    anchored = [json.loads(x) for x in policy.audit.anchor.read_text().splitlines()]
+    assert {"seq": tighten["seq"], "hash": tighten["hash"]} in anchored
+    assert verify(policy.audit.path, anchor=policy.audit.anchor).ok
+    lines = policy.audit.path.read_bytes().splitlines(keepends=True)
+    policy.audit.path.write_bytes(b"".join(lines[: tighten["seq"]]))  # the tightening (and what followed) cut off
+    assert not verify(policy.audit.path, anchor=policy.audit.anchor).ok
+
+
 def test_cli_prints_the_estimate_writes_the_report_and_lifts(tmp_path, capsys):
     from hguard.cli import main
 
