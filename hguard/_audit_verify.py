@@ -29,6 +29,7 @@ class VerifyReport:
     head_hash: str | None = None
     key_id: str | None = None
     n_macs: int = 0  # records that carry a MAC (checked only with the key)
+    checked_against: list[str] = field(default_factory=list)  # "the anchor F (n heads)", "the expected head H"
 
     @property
     def torn(self) -> bool:
@@ -46,7 +47,8 @@ class VerifyReport:
             macs = "no key: MACs not checked"
         head = f"head seq {self.head_seq} hash {self.head_hash}" if self.head_hash else "no records"
         if self.ok:
-            return f"{where}: OK, {self.n_records} records, hash chain intact, {macs}; {head}"
+            against = f"; every head of {' and '.join(self.checked_against)} is in it" if self.checked_against else ""
+            return f"{where}: OK, {self.n_records} records, hash chain intact, {macs}{against}; {head}"
         first = (
             f"{where}: FAILED, {len(self.problems)} problem{'s' if len(self.problems) != 1 else ''} "
             f"in {self.n_records} readable records ({macs})"
@@ -216,7 +218,9 @@ def verify(
                 f"{missing_heads[0]}..{missing_heads[-1]}): records were cut off the end of the log or removed"
             )
         )
+    checked = ([f"the anchor {anchor} ({len(heads)} heads)"] if anchor is not None else []) + (
+        [f"the expected head {expect_head[:16]}..."] if expect_head else [])
     return VerifyReport(
         ok=not problems, n_records=n_records, problems=problems, path=str(p), head_seq=head_seq, head_hash=head_hash,
-        key_id=key_id(key) if key is not None else None, n_macs=n_macs,
+        key_id=key_id(key) if key is not None else None, n_macs=n_macs, checked_against=checked,
     )
