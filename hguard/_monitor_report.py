@@ -21,7 +21,8 @@ def public_report(report: Mapping[str, Any]) -> dict:
 
 def summary(report: Mapping[str, Any]) -> str:
     lines = [f"monitor: {report['audit_log']} ({report['chain']['n_records']} records, chain "
-             f"{'verified' if report['chain']['ok'] else 'BROKEN'}), policy {report['policy_id']}"]  # fmt: skip
+             f"{'verified' if report['chain']['ok'] else 'BROKEN'}), policy {report['policy_id']}"
+             + ("; DRY RUN: nothing appended, no state changed" if report.get("dry_run") else "")]  # fmt: skip
     for d, e in report["domains"].items():
         s = e["spot_checks"]
         rate = "-" if s["rate"] is None else f"{s['rate']:.3f}"
@@ -72,8 +73,9 @@ def write_html(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    parts = ["<html><head><meta charset='utf-8'><title>hguard monitor</title></head><body>",
-             f"<h1>hguard monitor</h1><pre>{html.escape(summary(report))}</pre>"]  # fmt: skip
+    title = "hguard monitor" + (" (dry run)" if report.get("dry_run") else "")
+    parts = [f"<html><head><meta charset='utf-8'><title>{title}</title></head><body>",
+             f"<h1>{title}</h1><pre>{html.escape(summary(report))}</pre>"]  # fmt: skip
     for d, e in report["domains"].items():
         fig, ax = plt.subplots(1, 3, figsize=(13, 3.2))
         bins = [i / 20 for i in range(21)]

@@ -254,7 +254,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     report: dict[str, Any] = {
         "policy": str(policy.source) if policy.source else None, "policy_id": pid, "audit_log": str(audit_path),
         "review_queue": str(queue_path), "time": now, "chain": {"ok": ver.ok, "n_records": ver.n_records},
-        "foreign_decisions_left_out": len(foreign), "domains": {},
+        "foreign_decisions_left_out": len(foreign), "dry_run": not act, "domains": {},
     }  # fmt: skip
     for name, dp in policy.domains.items():
         m = meta.get(name, [])

@@ -624,6 +624,10 @@ def test_monitor_report_and_review_export_never_replace_the_log_queue_or_state(t
     assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert "lower bound" in text and "the breach rule's bound)" in text and "WOULD TIGHTEN (breach)" in text
+    assert "DRY RUN: nothing appended, no state changed" in text.splitlines()[0]
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--dry-run", "--json"]) == 0
+    dry = json.loads(capsys.readouterr().out)
+    assert dry["dry_run"] is True and "(dry run)" in Path(dry["html_report"]).read_text()
     # review list --json: stdout holds only JSON lines, the counts go to stderr
     assert main(["review", "list", "--policy", str(tmp_path / "policy.toml"), "--decided", "--json"]) == 0
     out = capsys.readouterr()
