@@ -416,7 +416,7 @@ def test_cli_decide_records_a_verdict_once_and_says_where(tmp_path, capsys):
     assert "a1" in capsys.readouterr().err
     q.enqueue(make_item("a2"))
     assert cli_main(["decide", "a2", "--verdict", "corrected", "--reviewer", "ann", *src]) == 2  # needs the answer
-    assert "corrected_answer" in capsys.readouterr().err and q.get("a2").verdict is None
+    assert "needs --corrected-answer TEXT" in capsys.readouterr().err and q.get("a2").verdict is None
     assert cli_main(["decide", "nope", "--verdict", "correct", "--reviewer", "ann", *src]) == 2
     assert "nope" in capsys.readouterr().err
 

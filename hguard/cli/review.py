@@ -142,6 +142,10 @@ def main(argv: list[str]) -> int:
                       f"{spot}{_one_line(it.question, 70)}{verdict}")  # fmt: skip
             return 0
         if args.command == "decide":
+            if (args.verdict == "corrected") != bool(args.corrected_answer):  # said in the flags' own names
+                raise InputError("--verdict corrected needs --corrected-answer TEXT (the right answer)"
+                                 if args.verdict == "corrected" else
+                                 f"--corrected-answer goes with --verdict corrected, not {args.verdict}")
             v = queue.decide(args.item, verdict=args.verdict, reviewer=args.reviewer,
                              corrected_answer=args.corrected_answer, note=args.note)
             where = (f"audit record {v.audit_record_id} in {queue.audit.path}" if queue.audit and v.audit_record_id
