@@ -124,6 +124,17 @@ def test_a_hand_set_accept_threshold_is_said_at_start_and_in_each_accepted_answe
     assert set(g.uncertified_accept_thresholds()) == {"alpha"}  # beta sets none
     r = g.invoke("who is the author ?", domain="alpha")
     assert r.route == "accept" and "a manual accept_below from the policy file: no calibration guarantee" in r.reasons[-1]
+    assert "reviews no answer" not in g.uncertified_accept_thresholds()["alpha"]  # alpha sets abstain_above itself
+    # a hand-set accept_below alone, above the calibrated abstain_above, leaves no review band: said at start
+    from dataclasses import replace
+
+    g = Guard.from_policy(_policy(root, tmp_path, abstain_above=None), lm=lm)
+    plan = g.plan("alpha")
+    low = replace(plan.without_context.fitted, abstain_above=0.5)  # as if calibration certified abstaining above 0.5
+    g._plans["alpha"] = replace(plan, without_context=replace(plan.without_context, fitted=low))
+    assert g.uncertified_accept_thresholds()["alpha"].endswith(
+        "it is above the calibrated abstain_above, which is raised to it, so this domain reviews no answer: each is "
+        "accepted or abstained on")
 
 
 def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
