@@ -191,9 +191,10 @@ def _stricter(dp, cds: list[Any], current: float | None) -> tuple[str, float, st
     on = ", ".join(f"{t.n_calibration} {cd.prompt_mode.replace('_', '-')}" if len(fitted) > 1 else str(t.n_calibration)
                    for cd, t in fitted)  # fmt: skip
     how = (
+        f"on_breach = 'stricter': no accept_below is certified for target {target:.4g} at confidence {dp.confidence} "
+        f"on {on} calibration answers: accept nothing" if accept == 0 else
         f"on_breach = 'stricter': accept_below {accept:.4g} certified for target {target:.4g} at confidence "
         f"{dp.confidence} on {on} calibration answers"
-        + ("; none certifies: accept nothing" if accept == 0 else "")
     )
     return "stricter", float(accept), how
 
@@ -242,7 +243,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     if unknown:
         raise PolicyError(
             f"review queue {queue_path} holds {len(unknown)} item(s) whose decisions are not in audit log "
-            f"{audit_path} (e.g. {unknown[0]!r}): the queue belongs to another deployment or policy; "
+            f"{audit_path} (e.g. {unknown[0]!r}): the queue belongs to another deployment or policy, or records "
+            "were cut off the end of the log (check it: hguard audit verify LOG --anchor FILE or --expect-head HASH); "
             "pass the queue and the log written under this policy"
         )
     items = [it for it in items if it.audit_id in by_id]
