@@ -691,7 +691,7 @@ def test_cli_show_export_and_repair(tmp_path, capsys):
     assert cli_main(["show", str(path), "--kind", "review_verdict"]) == 0  # records of one kind (errors, verdicts...)
     assert capsys.readouterr().out.strip() == line
     assert cli_main(["show", str(path), "--kind", "error"]) == 0
-    assert "match --kind error" in capsys.readouterr().err
+    assert "match --kind error (kinds in it: decision, recovery, review_verdict)" in capsys.readouterr().err
     AuditLog(path).append({"error": "InputError: the context is empty", "source": "hguard ask"}, kind="error")
     assert cli_main(["show", str(path), "--kind", "error"]) == 0
     assert 'error="InputError: the context is empty"' in capsys.readouterr().out  # the message, not only the kind

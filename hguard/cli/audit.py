@@ -107,8 +107,9 @@ def main(argv: list[str]) -> int:
                 n_shown += 1
             if not n_shown:  # said on stderr, so stdout stays records only
                 filters = [f"--{k} {v}" for k, v in (("domain", args.domain), ("route", args.route), ("kind", args.kind)) if v]
-                print(f"hguard audit: no records in {args.path}" + (f" match {' '.join(filters)}" if filters else ""),
-                      file=sys.stderr)
+                kinds = sorted({str(r.get("kind")) for r in show(args.path, problems=[])}) if args.kind else []
+                print(f"hguard audit: no records in {args.path}" + (f" match {' '.join(filters)}" if filters else "")
+                      + (f" (kinds in it: {', '.join(kinds)})" if kinds else ""), file=sys.stderr)
             for problem in problems:
                 print(f"hguard audit: {args.path} line {problem.line}: {problem.message}", file=sys.stderr)
             return 1 if problems else 0
