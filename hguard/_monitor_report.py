@@ -89,7 +89,7 @@ def write_html(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
         step = max(1, len(acc) // 20)
         xs = list(range(step, len(acc) + 1, step))
         ax[1].plot(xs, [sum(acc[x - step:x]) / step for x in xs], marker=".")
-        ax[1].set_ylim(0, 1); ax[1].set_title(f"accepted share per {step} decisions"); ax[1].set_xlabel("decisions")  # noqa: E702
+        ax[1].set_ylim(0, 1); ax[1].set_title("accepted share, each decision" if step == 1 else f"accepted share per {step} decisions"); ax[1].set_xlabel("decisions")  # noqa: E702
         res = e["_spot_results"]
         if res:
             ks = [sum(h for _, h in res[:i + 1]) for i in range(len(res))]
@@ -104,8 +104,11 @@ def write_html(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=80)
         plt.close(fig)
+        alt = (f"{d}: risk of calibration and live answers; share of decisions accepted; reviewed spot-check rate with "
+               f"its bounds against the target {e['target']}")
         parts.append(f"<h2>{html.escape(d)}: {html.escape(e['state']['state'])}</h2>"
-                     f"<img src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'>")  # fmt: skip
+                     f"<img alt='{html.escape(alt, quote=True)}' "
+                     f"src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'>")  # fmt: skip
     parts.append("</body></html>")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
