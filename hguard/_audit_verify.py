@@ -13,6 +13,8 @@ from ._audit_files import Problem, _existing, _flock, _iter_lines, _scan
 from ._audit_records import _CHAIN_FIELDS, GENESIS_HASH, _mac_body, _parse_line, record_hash
 from .errors import AuditError, InputError
 
+# problems a summary lists one by one (the rest are counted, the last shown)
+SHOWN_PROBLEMS = 10
 # verify only needs the lock for a consistent file size; a hung writer must not stall an auditor for long.
 _VERIFY_LOCK_TIMEOUT_S = 5.0
 
@@ -54,9 +56,14 @@ class VerifyReport:
             f"in {self.n_records} readable records ({macs})"
         )
         lines = [first]
-        for p in self.problems:
+        for p in self.problems[:SHOWN_PROBLEMS]:
             seq = f", seq {p.seq}" if p.seq is not None else ""
             lines.append(f"  line {p.line}{seq}: {p.message}" if p.line else f"  {p.message}")
+        rest = self.problems[SHOWN_PROBLEMS:]
+        if rest:  # a re-chained log fails on every record: the first lines say where, the count says how far
+            last = rest[-1]
+            lines.append(f"  ... and {len(rest)} more, the last at line {last.line}" + (f", seq {last.seq}" if last.seq is not None else "")
+                         + f": {last.message}")
         return "\n".join(lines)
 
 

@@ -175,6 +175,21 @@ def test_cli_verify_reads_the_key_from_the_environment(tmp_path, monkeypatch, ca
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_a_long_list_of_problems_is_summarised_after_the_first_ten(tmp_path):
+    from hguard._audit_verify import SHOWN_PROBLEMS
+
+    path, _ = _log(tmp_path, 25)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(reliability.edit_and_rechain(lines)))
+    report = verify(path, key=KEY)
+    assert len(report.problems) > SHOWN_PROBLEMS + 1
+    text = report.summary().splitlines()
+    assert len(text) == 1 + SHOWN_PROBLEMS + 1  # the head line, ten problems, then the count and the last
+    last = report.problems[-1]
+    assert text[-1] == (f"  ... and {len(report.problems) - SHOWN_PROBLEMS} more, the last at line {last.line}, "
+                        f"seq {last.seq}: {last.message}")
+
+
 def test_unkeyed_writer_refuses_to_break_a_keyed_chain(tmp_path):
     path, _ = _log(tmp_path)
     with pytest.raises(AuditIntegrityError, match="no key is configured"):
