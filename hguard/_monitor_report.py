@@ -42,6 +42,7 @@ def summary(report: Mapping[str, Any]) -> str:
             f"(rate {rate}, {rule.replace('_', ' ')} {shown} at {e['confidence']} ({s.get('bounds', 'per_run').replace('_', ' ')}; "
             f"the breach rule's bound), "
             f"upper bound {s['upper_bound']:.3f}, target {e['target']}){judged}"
+            + (f"; counted since the lift at {s['counted_since']}" if s.get("counted_since") else "")
         )
         if (e.get("breach") or e.get("drifted")) and e["state"]["state"] == "normal":  # a dry run: nothing was done
             why = ["breach"] if e.get("breach") else []
@@ -55,6 +56,8 @@ def summary(report: Mapping[str, Any]) -> str:
             if t["p_value"] is not None:
                 lines.append(f"    drift {sig}: KS {t['statistic']:.3f} p={t['p_value']:.3g} (n {t['n_reference']} vs {t['n_live']})"
                              + (" DRIFT" if t["drift"] else ""))  # fmt: skip
+            else:
+                lines.append(f"    drift {sig}: {t.get('note') or 'untested'} (n {t['n_reference']} vs {t['n_live']})")
         sel = e["selection_audit"]
         lines.append(f"    selection: {sel.get('selected', 0)} of {sel.get('accepted', 0)} accepted spot-checked, "
                      f"{len(sel.get('mismatches', []))} mismatches")  # fmt: skip

@@ -558,6 +558,10 @@ def test_cli_prints_the_estimate_writes_the_report_and_lifts(tmp_path, capsys):
     assert f"decisions={geo['n_decisions']} ({said})" in text and "{" not in text  # words, not a Python dict
     assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--lift", "geo", "--by", "ops", "--reason", "ok"]) == 0
     assert "lifted" in capsys.readouterr().out
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--dry-run"]) == 0
+    text = capsys.readouterr().out  # the count restarts at the lift, and says so; every drift signal has a line
+    assert "; counted since the lift at " in text
+    assert all(f"    drift {sig}: " in text for sig in ("risk", "similarity", "ood_distance"))
     assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--lift", "geo"]) == 2
     assert "--by" in capsys.readouterr().err
     (tmp_path / "bad.toml").write_text('version = 1\n[domains.geo]\nspot_check_rate = 2.0\n')
