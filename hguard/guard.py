@@ -209,11 +209,15 @@ class Guard(_Scoring, _Recording):
                 assert dp is not None and dp.accept_below is not None  # accepts_uncertified checked both
                 raised = [r for r in (plan.without_context, plan.with_context) if r.fitted is not None
                           and dp.abstain_above is None and r.fitted.abstain_above < dp.accept_below]
+                st = self.monitor_state.get(name)
                 out[name] = (f"domain {name!r}: accept_below {dp.accept_below} is set by hand in the policy and no "
                              f"calibration certified it ({' and '.join(dict.fromkeys(kinds))} requests): the answers "
                              f"it accepts carry no guarantee of the target {dp.target_hallucination_rate}"
                              + ("; it is above the calibrated abstain_above, which is raised to it, so this domain "
-                                "reviews no answer: each is accepted or abstained on" if raised else ""))
+                                "reviews no answer: each is accepted or abstained on" if raised else "")
+                             + (f" (the monitor has tightened it since {st.since}: "
+                                + ("it accepts nothing" if not st.accept_below else f"it accepts below {st.accept_below:.4g}")
+                                + " until a person lifts it)" if st is not None and st.state == "tightened" else ""))
         return out
 
     def plan(self, domain: str) -> DomainPlan | None:

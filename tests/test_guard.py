@@ -135,6 +135,12 @@ def test_a_hand_set_accept_threshold_is_said_at_start_and_in_each_accepted_answe
     assert g.uncertified_accept_thresholds()["alpha"].endswith(
         "it is above the calibrated abstain_above, which is raised to it, so this domain reviews no answer: each is "
         "accepted or abstained on")
+    # a domain the monitor has tightened says what holds now, beside the policy's number
+    from hguard.monitor import DomainState
+
+    g.monitor_state.get = lambda name: DomainState(state="tightened", action="stricter", accept_below=0.0, since="T1")
+    assert g.uncertified_accept_thresholds()["alpha"].endswith(
+        "(the monitor has tightened it since T1: it accepts nothing until a person lifts it)")
 
 
 def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
