@@ -110,6 +110,11 @@ def cut_text(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def one_line(text: str, limit: int) -> str:
+    """``text`` with its whitespace (line breaks included) folded to single spaces, cut to ``limit`` characters."""
+    return cut_text(" ".join(text.split()), limit)
+
+
 def shown(value: object, limit: int = 80) -> str:
     """``repr(value)`` for a message, cut to ``limit`` characters (ending in "...") so a huge value does
     not drown the message."""

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import DataError
 from .data import Example
 from .judge import asked_kind, declines, judge_row
-from .shards import ShardStore, collection_settings, write_shard
+from .shards import ShardStore, collection_settings, input_hash, write_shard
 
 if TYPE_CHECKING:
     from .screen import ShardFeatures
@@ -58,29 +58,6 @@ def relabel(col: Collected, examples: Sequence[Example]) -> Collected:
         if e is not None:
             r.update(label_row(e, r["answer"]))
     return col
-
-
-def input_hash(e: Example) -> str:
-    """What the model was asked for a row (its question and passage), hashed: an answer in a work folder
-    belongs to a row only while this is unchanged."""
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps([e.question, e.context], ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
-
-
-def check_unchanged(done: dict[str, dict], examples: Sequence[Example], work: str | os.PathLike) -> None:
-    """Refuse to reuse answers given to another question or passage under the same id (a row edited after its
-    answer was collected), naming how many and the first; rows collected before the hash was kept are
-    checked by their question."""
-    stale = [e for e in examples if e.id in done and (
-        done[e.id].get("input_hash", input_hash(e)) != input_hash(e) or done[e.id].get("question", e.question) != e.question)]
-    if stale:
-        raise DataError(
-            f"{len(stale)} row(s) were answered in {work} from another question or passage under the same id (first: "
-            f"{stale[0].id!r}); reusing those answers would calibrate on answers this data did not ask for: pass a new "
-            "--work folder (or remove this one) to answer the rows again, or give edited rows new ids"
-        )
 
 
 def _row(e: Example, g) -> dict:
@@ -175,7 +152,6 @@ def collect(
 
     ids = check_ids(examples)
     store = ShardStore(work_dir, collection_settings(generator))
-    check_unchanged(store.finished(), examples, store.work)
     plans = store.plan(examples, batch_size)
     todo = sum(len(p.examples) for p in plans)
     bar = tqdm(total=len(examples), initial=len(examples) - todo, desc="collecting", unit="q", disable=not progress)

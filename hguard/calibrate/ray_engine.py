@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from ..errors import DataError, InputError, install_extra
-from .collect import Collected, answer_batch, check_ids, check_unchanged, load_collected, raise_failed, relabel
+from .collect import Collected, answer_batch, check_ids, load_collected, raise_failed, relabel
 from .shards import ShardStore, collection_settings, write_shard
 
 
@@ -185,7 +185,6 @@ def collect_ray(
         raise InputError(f"--actors {options.actors}: pass at least 1")
     ids = check_ids(examples)
     store = ShardStore(work_dir, collection_settings(generator))
-    check_unchanged(store.finished(), examples, store.work)
     plans = store.plan(examples, batch_size)
     if plans:
         ray = _import_ray()

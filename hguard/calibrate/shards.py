@@ -63,6 +63,20 @@ def prompt_mode(settings: dict) -> dict:
     return {k: settings.get(k) for k in PROMPT_MODE_KEYS}
 
 
+def input_hash(example) -> str:
+    """What the model was asked for a row (its question and passage), hashed: an answer in a work folder
+    belongs to a row only while this is unchanged."""
+    return hashlib.sha256(json.dumps([example.question, example.context], ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
+
+
+def _asked_otherwise(row: dict, example) -> bool:
+    """Whether a collected row answered another question or passage than ``example`` asks (a row without the
+    hash, collected before it was kept, by its question)."""
+    if "input_hash" in row:
+        return row["input_hash"] != input_hash(example)
+    return row.get("question", example.question) != example.question
+
+
 def shard_name(number: int) -> str:
     return f"shard-{number:06d}"
 
@@ -259,8 +273,17 @@ class ShardStore:
         return out
 
     def plan(self, examples: Sequence, batch_size: int) -> list[ShardPlan]:
-        """Shards for the examples no committed shard holds, numbered after the existing ones."""
+        """Shards for the examples no committed shard holds, numbered after the existing ones. An example whose
+        answer was given to another question or passage under its id (a row edited since) is refused, naming
+        how many and the first; rows collected before the hash was kept are checked by their question."""
         done = self.finished()
+        stale = [e for e in examples if e.id in done and _asked_otherwise(done[e.id], e)]
+        if stale:
+            raise DataError(
+                f"{len(stale)} row(s) were answered in {self.work} from another question or passage under the same id "
+                f"(first: {stale[0].id!r}); reusing those answers would calibrate on answers this data did not ask for: "
+                "pass a new --work folder (or remove this one) to answer the rows again, or give edited rows new ids"
+            )
         todo = [e for e in examples if e.id not in done]
         # a data file without its entry (killed between the two writes) is overwritten, not skipped
         paths = [*self.entry_paths(), *self.shard_dir.glob("shard-*.safetensors")]

@@ -156,8 +156,8 @@ def calibration_warnings(report: dict, caught) -> list[str]:
                 f"{halluc} hallucinated); do not rely on its scores: add labelled answers (more questions, more kinds) "
                 "and calibrate again"
             )
-        mean = ((m.get("families") or {}).get("summary") or {}).get("mean_auroc") or {}
-        for scope, au in (("held-out facts", m.get("auroc") or {}), ("held-out families (mean)", mean)):
+        summary = (m.get("families") or {}).get("summary") or {}
+        for scope, au in (("held-out facts", m.get("auroc") or {}), ("held-out families (mean)", summary.get("mean_auroc") or {})):
             p, mg, rnd = au.get("probe"), au.get("merged"), au.get("random_neurons")
             if p is not None and mg is not None and mg < p - MERGER_LOSS_WARNING:
                 lines.append(f"domain {d!r}: on {scope} the merged risk, which routes answers, scores AUROC {mg:.3f} against "
@@ -166,7 +166,7 @@ def calibration_warnings(report: dict, caught) -> list[str]:
             if p is not None and rnd is not None and p <= rnd:
                 lines.append(f"domain {d!r}: on {scope} the probe (AUROC {p:.3f}) does no better than as many random "
                              f"neurons ({rnd:.3f}): its neurons carry no hallucination signal of their own here")
-        for f in ((m.get("families") or {}).get("summary") or {}).get("inverted_families", []):
+        for f in summary.get("inverted_families", []):
             e = m["families"]["families"][f]
             lo, hi = e["auroc_ci95"]["merged"]
             lines.append(
@@ -208,6 +208,8 @@ def _ray_options(args):
         check_address(args.address)  # before the model is loaded: a wrong address fails in seconds
     return RayOptions(address=args.address, actors=args.actors, num_gpus=args.gpus_per_actor, num_cpus=args.cpus_per_actor,
                       device=args.device)
+
+
 def _rag_line(m: dict) -> str:
     """One line of RAG figures: n with its classes, then the AUROCs (n/a where one class leaves none)."""
     a = m["auroc"]
@@ -311,11 +313,9 @@ def cmd_ask(args) -> int:
     with warnings.catch_warnings(record=True) as said:  # hguard's own start-up warnings, as one line each
         warnings.simplefilter("always", UserWarning)
         guard = Guard.from_policy(args.policy, model=args.model)
+    show = _one_line_warnings("ask", warnings.showwarning)
     for w in said:  # among them each domain that fails closed (Guard.from_policy says it once)
-        if _ours(w.filename):
-            print(f"hguard ask: warning: {w.message}", file=sys.stderr)
-        else:  # another library's: as Python would have shown it
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        show(w.message, w.category, w.filename, w.lineno)
     try:
         res = guard.invoke(args.question, context=context, domain=args.domain)
     except Exception as exc:

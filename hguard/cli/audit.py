@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from ..audit import Problem, canonical_json, export_csv, repair, show, verify
-from ..errors import HGuardError, InputError, cut_text
+from ..errors import HGuardError, InputError, one_line
 
 __all__ = ["build_parser", "main"]
 
@@ -30,11 +30,11 @@ def _format_record(rec: dict[str, Any]) -> str:
         parts.append(f"risk={rec['risk']:.4f}")
     for key in ("question", "answer"):  # what was asked and said, on one line each way (--json has them whole)
         if isinstance(rec.get(key), str):
-            parts.append(f"{key}={json.dumps(cut_text(' '.join(rec[key].split()), 80), ensure_ascii=False)}")
+            parts.append(f"{key}={json.dumps(one_line(rec[key], 80), ensure_ascii=False)}")
     if reasons:
         parts.append(f"reasons={reasons}")
     if isinstance(rec.get("error"), str):  # an error record's message, or a failed framework call's
-        parts.append(f"error={json.dumps(cut_text(' '.join(rec['error'].split()), 200), ensure_ascii=False)}")
+        parts.append(f"error={json.dumps(one_line(rec['error'], 200), ensure_ascii=False)}")
     return "  ".join(parts)
 
 

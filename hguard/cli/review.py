@@ -10,7 +10,7 @@ import sys
 import warnings
 from typing import TYPE_CHECKING, cast
 
-from ..errors import HGuardError, InputError, cut_text
+from ..errors import HGuardError, InputError, one_line
 from ..review.queue import VERDICTS, ReviewItem, ReviewQueue
 from ..review._pages import _fmt_risk
 from ..review.web import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV, _open_source, make_server
@@ -71,10 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE.jsonl", help="the calibration file to write (replaced)")
     p.add_argument("--domain", metavar="D", help="only this domain")
     return parser
-
-
-def _one_line(text: str, width: int) -> str:
-    return cut_text(" ".join(text.split()), width)
 
 
 def _item_json(item: ReviewItem) -> str:
@@ -139,7 +135,7 @@ def main(argv: list[str]) -> int:
                 verdict = f"  {it.verdict.verdict} by {it.verdict.reviewer}" if it.verdict else ""
                 spot = "[spot-check of an accepted answer] " if it.spot_check else ""
                 print(f"{_fmt_risk(it.risk):>8}  {it.domain or '(none)':<14} {it.id}  "
-                      f"{spot}{_one_line(it.question, 70)}{verdict}")  # fmt: skip
+                      f"{spot}{one_line(it.question, 70)}{verdict}")  # fmt: skip
             return 0
         if args.command == "decide":
             if (args.verdict == "corrected") != bool(args.corrected_answer):  # said in the flags' own names
