@@ -226,9 +226,7 @@ def _domains(col, test, params, by_family, fit, cv, cols, lo, hi, d_ff, out, fin
             out[d] = {"failed": f"{type(exc).__name__}: {exc}"}
             continue
         finals[d] = final_families(res["families"])
-        per = {f: {k: e["auroc"][k] for k in ("probe", "merged", "mean_logprob", "min_logprob", "entropy",
-                                                "length", "random_neurons")}
-               if e.get("auroc") and e["auroc"].get("probe") is not None else None
+        per = {f: dict(e["auroc"]) if e.get("auroc") and e["auroc"].get("probe") is not None else None
                for f, e in res["families"].items()}
         acc = {f: e.get("at_target") for f, e in res["families"].items()}
         counts = {f: [e["correct"], e["hallucinated"]] for f, e in res["families"].items()}
