@@ -266,6 +266,19 @@ class CalibratedDomain:
 
         return check_fingerprints({**self.fingerprints, "prompt_mode": self.prompt_mode}, expected)
 
+    def foreign_layout(self, generator) -> str | None:
+        """Why this probe cannot read ``generator``'s model at all (its neurons are laid out for another model:
+        other layers or widths), or None; the caller adds its own fix. A probe of the same layout but another
+        fingerprint can be read (:meth:`check_fingerprints` says how it differs)."""
+        n, layers = getattr(self.probe, "n_features_in_", None), getattr(self.probe, "n_layers_", None)
+        if n is None or (n == generator.n_features and layers in (None, len(generator.sites))):
+            return None
+        return (
+            f"domain {self.name!r} was calibrated for another model ({self.extra.get('model') or 'unnamed'}: {layers} "
+            f"layers, {n} neurons), not {generator.lm.name} ({len(generator.sites)} layers, {generator.n_features} "
+            "neurons): its probe cannot read this model"
+        )
+
     def generation_problem(self, running: GenerationSettings) -> str | None:
         """Why answers generated under ``running`` are not what this calibration certifies (None when
         they are); the reason names the calibration's value and the running one."""

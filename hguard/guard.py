@@ -156,20 +156,11 @@ class Guard(_Scoring, _Recording):
         self._replan(domain.name)
 
     def _other_shape(self, domain: CalibratedDomain) -> str | None:
-        """Why ``domain``'s probe cannot read this guard's model at all (its neurons are laid out for another
-        model: other layers or widths), or None. A probe of the same layout but another fingerprint is read
-        and its answers route per ``fingerprint_mismatch``."""
-        probe, gen = domain.probe, self.generator
-        n, layers = getattr(probe, "n_features_in_", None), getattr(probe, "n_layers_", None)
-        if n is None or (n == gen.n_features and layers in (None, len(gen.sites))):
-            return None
-        model = domain.extra.get("model")
-        return (
-            f"domain {domain.name!r} was calibrated for another model ({model or 'unnamed'}: {layers} layers, {n} "
-            f"neurons), not {gen.lm.name} ({len(gen.sites)} layers, {gen.n_features} neurons): its probe cannot read this model; "
-            f"calibrate the domain for this model (`hguard calibrate --model ...`) or take the folder that holds "
-            f"it out of the policy's probes"
-        )
+        """Why ``domain``'s probe cannot read this guard's model at all, or None. A probe of the same layout
+        but another fingerprint is read and its answers route per ``fingerprint_mismatch``."""
+        foreign = domain.foreign_layout(self.generator)
+        return foreign and (f"{foreign}; calibrate the domain for this model (`hguard calibrate --model ...`) or "
+                            "take the folder that holds it out of the policy's probes")
 
     def remove_domain(self, name: str, prompt_mode: str = CLOSED_BOOK) -> None:
         """Stop serving ``name``'s calibration in ``prompt_mode`` (its requests then go to review)."""

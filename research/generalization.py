@@ -147,6 +147,22 @@ def invariant_fit_probe(how: str):
     return fit
 
 
+def with_merger_signals(signals, run):
+    """Run ``run()`` with the rows' ``signals`` (names of row fields) added to the merger's inputs."""
+    from hguard.calibrate import pipeline
+
+    shipped = pipeline.merger_features
+
+    def merger_features(rows, neuron_logit):
+        return np.column_stack([shipped(rows, neuron_logit)] + [[r[k] for r in rows] for k in signals])
+
+    pipeline.merger_features = merger_features
+    try:
+        return run()
+    finally:
+        pipeline.merger_features = shipped
+
+
 def final_families(names) -> list[str]:
     return sorted(sorted(names, key=lambda n: hashlib.sha256(n.encode()).hexdigest())[:2])
 

@@ -65,23 +65,6 @@ def question_logprobs(gen, rows, batch_size: int = 16) -> np.ndarray:
     return out
 
 
-def with_familiarity(run):
-    """Run ``run()`` with the three signals added to calibration's baselines and to the merger's inputs."""
-    from hguard.calibrate import pipeline
-
-    shipped = pipeline.merger_features
-
-    def merger_features(rows, neuron_logit):
-        extra = np.column_stack([[r[k] for r in rows] for k in SIGNALS])
-        return np.column_stack([shipped(rows, neuron_logit), extra])
-
-    pipeline.merger_features = merger_features
-    try:
-        return run()
-    finally:
-        pipeline.merger_features = shipped
-
-
 def main(argv=None) -> int:
     import torch
 
@@ -91,7 +74,7 @@ def main(argv=None) -> int:
     from hguard.models import load_model
     from hguard.settings import GenerationSettings
 
-    from .generalization import VARIANTS, load_study, markdown, run_variant
+    from .generalization import VARIANTS, load_study, markdown, run_variant, with_merger_signals
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default=str(ROOT / "runs" / "reference-work"))
@@ -120,7 +103,7 @@ def main(argv=None) -> int:
         base, finals = run_variant(col, test, spec, log="v0")
         results["variants"]["v0 shipped merger (probe + answer confidence); question familiarity as baselines"] = base
         results["final_families"].update(finals)
-        fam, _ = with_familiarity(lambda: run_variant(col, test, spec, log="qf"))
+        fam, _ = with_merger_signals(SIGNALS, lambda: run_variant(col, test, spec, log="qf"))
         results["variants"]["qf merger with the question's familiarity (mean, min, lowest-3 log-prob) added"] = fam
     finally:
         for k in added:

@@ -48,6 +48,22 @@ def test_calibrate_writes_probes_report_and_plots(setup):
     assert set(report["transfer"]["auroc"]) == {"alpha", "beta"}
 
 
+def test_without_matplotlib_the_report_is_written_and_says_the_plots_were_left_out(setup, tmp_path, monkeypatch):
+    import importlib.util
+
+    from hguard.calibrate.report import write_report
+
+    report = json.loads((setup[3] / "report.json").read_text())
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    with pytest.warns(UserWarning, match=r"plots left out: matplotlib is not installed; pip install 'hguard\[plots\]'"):
+        write_report(report, tmp_path)
+    assert json.loads((tmp_path / "report.json").read_text())["plots_left_out"].startswith("matplotlib is not installed")
+    md = (tmp_path / "report.md").read_text()
+    assert "Plots left out: matplotlib is not installed" in md and "held-out" in md
+    assert not list(tmp_path.glob("*.png"))
+
+
 def test_leave_one_family_out_is_reported_per_family(setup):
     lm, exs, data, out, report = setup
     fam = report["domains"]["alpha"]["families"]
@@ -108,6 +124,15 @@ def test_probe_files_carry_fingerprints_and_refuse_another_model(setup):
     assert meta["domain"] == "alpha" and meta["data_hash"] and meta["merger"]["features"]
     with pytest.raises(ProbeMismatchError, match="model_fingerprint"):
         load_probe_dir(out, expect={"model_fingerprint": "another-model"})
+
+
+def test_evaluate_refuses_probes_of_another_model_and_warns_on_another_setup(setup):
+    lm, exs, data, out, report = setup
+    with pytest.raises(ProbeMismatchError, match=r"calibrated for another model .*3 layers.*--model PATH"):
+        evaluate(out, [data], lm=tiny_model("qwen2"), limit=4)  # two layers of 44: the neurons are another model's
+    with pytest.warns(UserWarning, match="evaluated under another setup than its calibration: model_fingerprint"):
+        res = evaluate(out, [data], lm=tiny_model("llama", seed=4), limit=4)  # same layout, other weights
+    assert any("model_fingerprint" in p for m in res["domains"].values() for p in m["fingerprint_problems"])
 
 
 def test_evaluate_prints_the_documented_json_shape(setup):

@@ -173,6 +173,15 @@ def test_calibrate_summary_names_the_split_the_families_and_the_certificate_and_
     lines = calibration_warnings(bad, [])
     assert len(lines) == 2 and "held-out facts the merged risk, which routes answers, scores AUROC 0.800 against 0.930" in lines[0]
     assert "does no better than as many random neurons (0.950)" in lines[1]
+    # no family with a figure: the summary gives each family's own reason, not a stock one
+    none = copy.deepcopy(geo)
+    none["families"]["summary"]["mean_auroc"] = None
+    none["families"]["families"] = {"capital": {"no_figure": "without capital the training split has 21 correct and 7 "
+                                                              "hallucinated answers; at least 8 of each are needed"},
+                                     "currency": {"one_class": "all 12 scored answers are hallucinated"}}
+    line = _calibration_summary(none)[1]
+    assert line.startswith("held-out families: no figure: capital: without capital the training split has 21 correct")
+    assert "currency: all 12 scored answers are hallucinated" in line and line.endswith("(report.md: each family)")
 
 
 def test_version_and_a_probe_folder_that_does_not_exist(tmp_path):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -11,7 +12,7 @@ import numpy as np
 
 from .._numerics import sigmoid_array
 from .._stats import auroc, auroc_ci
-from ..errors import DataError, ProbeError
+from ..errors import DataError, ProbeError, ProbeMismatchError
 from ..settings import GenerationSettings
 from ._pipeline_fit import (
     BASELINES,
@@ -84,7 +85,13 @@ def evaluate(
             continue
         cd = probes[domain]
         probe = cd.probe
+        foreign = cd.foreign_layout(gen)
+        if foreign:  # its neurons are another model's: scoring them would measure nothing
+            raise ProbeMismatchError(f"{foreign}; pass the model it was calibrated with, `--model PATH`")
         problems = cd.check_fingerprints(gen.fingerprints)
+        if problems:
+            warnings.warn(f"domain {domain!r} is evaluated under another setup than its calibration: "
+                          f"{'; '.join(problems)}", stacklevel=2)
         rb, merger = cd.random_baseline, cd.merger
         if rb is None or merger is None:
             raise ProbeError(

@@ -38,7 +38,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import DataError, InputError
+from ..errors import DataError, InputError, ProbeMismatchError
 from .collect import collect
 from .data import Example, data_hash, rows_for_mode, warn_rag_meta
 from .pipeline import (
@@ -251,6 +251,10 @@ def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, 
     if collected_only:
         examples = _collected(examples, Path(work_dir))
     lm, gen = _setup(model, lm, settings)  # after the rows are read and checked
+    for cd in probes.values():  # before any answer: another model's neurons would measure nothing
+        foreign = cd.foreign_layout(gen)
+        if foreign:
+            raise ProbeMismatchError(f"{foreign}; pass the model it was calibrated with, `--model PATH`")
     col = collect(gen, examples, work_dir, batch_size=batch_size, progress=progress)
     rows = add_rag_signals(gen, col, examples, work_dir, progress=progress)
     test = np.ones(len(rows), dtype=bool) if given else split_groups(rows, test_fraction, seed)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import warnings
 from pathlib import Path
+
+from ..errors import install_extra
 
 SIGNALS = ("probe", "merged", "mean_logprob", "min_logprob", "entropy", "length", "random_neurons")
 
@@ -121,7 +125,8 @@ def markdown(report: dict) -> str:
         "",
         f"{t['n_questions']} questions; collection {t['collect_seconds']:.0f} s; total {t.get('total_seconds', 0):.0f} s.",
         "",
-        "Plots: `risk_coverage.png`, `transfer.png`, `auroc.png`.",
+        f"Plots left out: {report['plots_left_out']}." if report.get("plots_left_out")
+        else "Plots: `risk_coverage.png`, `transfer.png`, `auroc.png`.",
         "",
     ]
     return "\n".join(lines)
@@ -298,7 +303,14 @@ def plot(report: dict, out: Path) -> list[Path]:
 
 
 def write_report(report: dict, out: str | Path, *, plots: bool = True) -> None:
+    """report.json, report.md and, with ``plots`` and matplotlib installed, the plots (without matplotlib
+    they are left out with a warning and a line in report.md: the figures are all in the text)."""
     out = Path(out)
+    if plots and importlib.util.find_spec("matplotlib") is None:
+        plots = False
+        report["plots_left_out"] = f"matplotlib is not installed; {install_extra('plots')} to draw them"
+        warnings.warn(f"calibration plots left out: {report['plots_left_out']} (every figure is in report.md)",
+                      stacklevel=2)
     (out / "report.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
     if plots:
         plot(report, out)

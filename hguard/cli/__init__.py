@@ -128,7 +128,10 @@ def _calibration_summary(m: dict) -> list[str]:
         lines.append(f"held-out families (mean over {s['n_families_in_mean']} of {s['n_families']}): probe={f(mean['probe'])} "
                      f"merged={f(mean['merged'])} random neurons={f(mean['random_neurons'])}: what a new kind of question gets")
     else:
-        lines.append("held-out families: no figure: " + cut_text(fam.get("no_figure") or "no family has answers of both classes", 200))
+        why = fam.get("no_figure") or "; ".join(
+            f"{name}: {e.get('no_figure') or e.get('one_class') or 'fewer than 5 answers of a class'}"
+            for name, e in (fam.get("families") or {}).items()) or "no family was held out"
+        lines.append("held-out families: no figure: " + cut_text(why, 300) + " (report.md: each family)")
     t = m.get("at_target") or {}
     if t.get("accept_below"):
         lines.append(f"accept below {t['accept_below']:.3f} certified at target {t['target']} with confidence {t['confidence']} "
