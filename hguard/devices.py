@@ -28,12 +28,13 @@ def _cuda_available() -> bool:
 
 
 def choose_device(requested: str = "auto", *, gpus_reserved: float = 0.0, gpu_ids: Sequence | None = None,
-                  cuda_available: bool | None = None) -> str:
+                  cuda_available: bool | None = None, in_ray: bool = False) -> str:
     """The device string for ``torch.nn.Module.to``.
 
     ``requested``: ``auto`` (the GPU when torch sees one, else the CPU), ``cpu``, ``cuda`` or
     ``cuda:N``. ``gpus_reserved``: GPUs the Ray actor reserved (0 outside Ray); ``gpu_ids``: the ids
     Ray assigned to it (``ray.get_gpu_ids()``). ``cuda_available`` defaults to ``torch.cuda.is_available()``.
+    ``in_ray``: asked inside a Ray actor (the refusal's fix then speaks of Ray's GPUs).
     """
     if not isinstance(requested, str) or not (requested in DEVICES or _CUDA.match(requested)):
         raise InputError(f"--device {requested!r}: pass auto, cpu, cuda or cuda:N")
@@ -44,11 +45,11 @@ def choose_device(requested: str = "auto", *, gpus_reserved: float = 0.0, gpu_id
     wants_gpu = requested.startswith("cuda") or bool(gpus_reserved and gpus_reserved > 0)
     if wants_gpu and not available:
         what = f"--gpus-per-actor {gpus_reserved:g}" if gpus_reserved else f"--device {requested}"
-        raise InputError(
-            f"{what} but torch sees no CUDA GPU on {socket.gethostname()} (torch.cuda.is_available() is False, "
-            f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}, Ray GPU ids {list(gpu_ids or [])}); "
-            "install a CUDA build of torch and start Ray with GPUs, or pass --device cpu --gpus-per-actor 0"
-        )
+        seen = (f"torch.cuda.is_available() is False, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}"
+                + (f", Ray GPU ids {list(gpu_ids or [])}" if in_ray else ""))
+        fix = ("install a CUDA build of torch and start Ray with GPUs, or pass --device cpu --gpus-per-actor 0" if in_ray
+               else "install a CUDA build of torch on a machine with a GPU, or pass --device cpu (or auto)")
+        raise InputError(f"{what} but torch sees no CUDA GPU on {socket.gethostname()} ({seen}); {fix}")
     if not available or requested == "cpu":
         return "cpu"
     if requested.startswith("cuda:"):

@@ -134,6 +134,14 @@ def test_gpus_per_actor_on_a_cluster_without_gpus_is_refused_before_any_actor_st
     assert not list((tmp_path / "shards").glob("shard-*"))
 
 
+def test_more_cpus_per_actor_than_any_node_has_is_refused_before_any_actor_starts(cluster, lm, data, tmp_path):
+    exs, _ = data
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
+    with pytest.raises(InputError, match=r"^--cpus-per-actor 3 but no node of the Ray cluster has more than 2 CPU\(s\)"):
+        collect_ray(gen, exs[:4], tmp_path, options=RayOptions(num_cpus=3), progress=False)
+    assert not list((tmp_path / "shards").glob("shard-*"))
+
+
 def test_an_unreachable_address_is_refused_with_the_address(lm, data, tmp_path):
     exs, _ = data
     gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
@@ -141,6 +149,8 @@ def test_an_unreachable_address_is_refused_with_the_address(lm, data, tmp_path):
         collect_ray(gen, exs[:4], tmp_path, options=RayOptions(address="127.0.0.1:9"), progress=False)
     with pytest.raises(InputError, match="is not host:port"):
         collect_ray(gen, exs[:4], tmp_path, options=RayOptions(address="head-node"), progress=False)
+    with pytest.raises(InputError, match=r"'ray://127\.0\.0\.1:10001' is Ray Client's, which Ray Data .*ray job submit"):
+        collect_ray(gen, exs[:4], tmp_path, options=RayOptions(address="ray://127.0.0.1:10001"), progress=False)
 
 
 def test_the_cli_refuses_an_unreachable_address_before_loading_the_model(tmp_path, capsys):
@@ -155,3 +165,6 @@ def test_the_cli_refuses_an_unreachable_address_before_loading_the_model(tmp_pat
     rc = main(["calibrate", "--data", str(data), "--out", str(tmp_path / "o"), "--address", "127.0.0.1:9"])
     assert rc == 2
     assert "--address is for --engine ray" in capsys.readouterr().err
+    rc = main(["calibrate", "--data", str(data), "--out", str(tmp_path / "o"), "--actors", "4", "--cpus-per-actor", "2"])
+    assert rc == 2
+    assert "--actors, --cpus-per-actor are for --engine ray; add --engine ray or drop them" in capsys.readouterr().err

@@ -148,10 +148,11 @@ def test_the_device_follows_the_request_and_the_gpu_ray_assigned(monkeypatch):
 
 
 def test_a_gpu_asked_for_where_torch_sees_none_is_refused_with_one_line():
-    with pytest.raises(InputError, match=r"^--gpus-per-actor 1 but torch sees no CUDA GPU on .*pass --device cpu --gpus-per-actor 0$"):
-        choose_device("auto", gpus_reserved=1, gpu_ids=[0], cuda_available=False)
-    with pytest.raises(InputError, match=r"^--device cuda but torch sees no CUDA GPU"):
+    with pytest.raises(InputError, match=r"^--gpus-per-actor 1 but torch sees no CUDA GPU on .*Ray GPU ids \[0\]\); .*pass --device cpu --gpus-per-actor 0$"):
+        choose_device("auto", gpus_reserved=1, gpu_ids=[0], cuda_available=False, in_ray=True)
+    with pytest.raises(InputError, match=r"^--device cuda but torch sees no CUDA GPU") as outside_ray:
         choose_device("cuda", cuda_available=False)
+    assert "Ray" not in str(outside_ray.value) and str(outside_ray.value).endswith("or pass --device cpu (or auto)")
     with pytest.raises(InputError, match="--device cpu with --gpus-per-actor 1"):
         choose_device("cpu", gpus_reserved=1, cuda_available=True)
     with pytest.raises(InputError, match="pass auto, cpu, cuda or cuda:N"):

@@ -120,11 +120,13 @@ def calibrate(
         raise DataError("no examples to calibrate on; pass --data FILE.jsonl with rows")
     examples = rows_for_mode(examples, rag=False)  # rows with context are calibrate-rag's
     t_start = time.perf_counter()
-    lm = _load_lm(model, lm)
-    if engine == "local":
+    if engine == "local":  # the device checked before the model loads
         from ..devices import choose_device, move_model
 
-        lm = move_model(lm, choose_device(device))
+        target_device = choose_device(device)
+        lm = move_model(_load_lm(model, lm), target_device)
+    else:
+        lm = _load_lm(model, lm)
     settings = GenerationSettings(max_new_tokens=max_new_tokens, system_prompt=system_prompt)
     gen = Generator(lm, settings=settings)
     sites = find_ffn_sites(lm.model)

@@ -34,7 +34,7 @@ from .shards import ShardStore, collection_settings, write_shard
 class RayOptions:
     """Where and how the actors run.
 
-    address: a running cluster (``host:6379``, ``ray://host:10001`` or ``auto``); None starts a
+    address: a running cluster (``host:6379`` or ``auto``; not Ray Client's ``ray://``); None starts a
     local one for the call (or uses the Ray this process already initialised). actors: size of the
     actor pool; each loads the model once. num_gpus / num_cpus: resources each actor reserves
     (``num_gpus=1`` places one actor per GPU). model_factory: a picklable callable returning a
@@ -66,12 +66,18 @@ def check_address(address: str) -> None:
     """Fail fast, with the address in the message, where ray.init would retry for a minute."""
     if address == "auto" or address.startswith("local"):
         return
+    if address.startswith("ray://"):  # Ray Data's driver needs a worker of the cluster; Ray Client has none
+        raise InputError(
+            f"Ray address {address!r} is Ray Client's, which Ray Data (the engine's) does not support; run hguard on a "
+            "node of the cluster with --address HEAD:6379 (or auto), or submit it as a Ray job: "
+            "`ray job submit --address http://HEAD:8265 -- hguard calibrate ... --engine ray --address auto`"
+        )
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
         raise InputError(
-            f"Ray address {address!r} is not host:port; pass the head node's GCS address (e.g. 10.0.0.5:6379), "
-            "ray://HOST:10001 for Ray Client, or auto"
+            f"Ray address {address!r} is not host:port; pass the head node's GCS address (e.g. 10.0.0.5:6379) "
+            "or auto"
         )
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
@@ -98,16 +104,24 @@ def _connect(ray, address: str | None) -> bool:
     return True
 
 
-def _check_gpus(ray, options: RayOptions) -> None:
-    """Actors reserving GPUs on a cluster without them would wait for resources forever: refuse now."""
-    if not options.num_gpus:
-        return
+def _check_resources(ray, options: RayOptions) -> None:
+    """Actors reserving more GPUs than the cluster has, or more CPUs or GPUs than any one node has, would
+    wait for resources forever: refuse now."""
     have = float(ray.cluster_resources().get("GPU", 0.0))
-    if have < options.num_gpus:
+    if options.num_gpus and have < options.num_gpus:
         raise InputError(
             f"--gpus-per-actor {options.num_gpus:g} but the Ray cluster has {have:g} GPU(s) (ray.cluster_resources()); "
             "start the worker nodes with GPUs (`ray start --address HEAD:6379 --num-gpus N`) or pass --gpus-per-actor 0"
         )
+    nodes = [n.get("Resources") or {} for n in ray.nodes() if n.get("Alive")]
+    for flag, key, want in (("--cpus-per-actor", "CPU", options.num_cpus), ("--gpus-per-actor", "GPU", options.num_gpus)):
+        most = max((float(r.get(key, 0.0)) for r in nodes), default=0.0)
+        if want and most < want:
+            raise InputError(
+                f"{flag} {want:g} but no node of the Ray cluster has more than {most:g} {key}(s) (ray.nodes()): an actor "
+                f"could never start; pass {flag} {most:g} or less, or start a node with more (`ray start ... --num-"
+                f"{key.lower()}s N`)"
+            )
 
 
 class _Answerer:
@@ -127,7 +141,8 @@ class _Answerer:
         self.settings = settings
         self.mismatch = None
         try:
-            self.device = choose_device(device, gpus_reserved=num_gpus, gpu_ids=ray.get_gpu_ids() if num_gpus else None)
+            self.device = choose_device(device, gpus_reserved=num_gpus, gpu_ids=ray.get_gpu_ids() if num_gpus else None,
+                                        in_ray=True)
         except InputError as e:
             self.mismatch = str(e)  # reported with the first shard: a failing constructor would only be restarted
             return
@@ -190,7 +205,7 @@ def collect_ray(
         ray = _import_ray()
         started = _connect(ray, options.address)
         try:
-            _check_gpus(ray, options)
+            _check_resources(ray, options)
         except InputError:
             if started:
                 ray.shutdown()

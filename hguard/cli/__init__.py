@@ -202,8 +202,12 @@ def _fit_options(args) -> dict:
 
 def _ray_options(args):
     if args.engine != "ray":
-        if args.address:
-            raise InputError("--address is for --engine ray; add --engine ray or drop --address")
+        given = [flag for flag, value, default in (("--address", args.address, None), ("--actors", args.actors, 1),
+                                                   ("--gpus-per-actor", args.gpus_per_actor, 0.0),
+                                                   ("--cpus-per-actor", args.cpus_per_actor, 1.0)) if value != default]
+        if given:
+            raise InputError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for --engine ray; add --engine ray "
+                             f"or drop {'it' if len(given) == 1 else 'them'}")
         return None
     from ..calibrate.ray_engine import RayOptions, check_address
 
@@ -376,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", type=int, default=16)
     c.add_argument("--previous", metavar="DIR", help="an earlier calibration's folder: report what changed (DIR/report.json)")
     c.add_argument("--engine", choices=("local", "ray"), default="local", help="where answers are collected: this process, or a Ray cluster (same shards, same probes)")
-    c.add_argument("--address", help="--engine ray: the cluster's address (host:6379, ray://host:10001 or auto); default: a local Ray for this run")
+    c.add_argument("--address", help="--engine ray: the cluster's address (host:6379 or auto, on a node of the cluster; Ray Client's ray:// is not supported); default: a local Ray for this run")
     c.add_argument("--actors", type=int, default=1, help="--engine ray: actors, each loading the model once (one per GPU)")
     c.add_argument("--gpus-per-actor", type=float, default=0.0, help="--engine ray: GPUs each actor reserves (1 on a GPU cluster)")
     c.add_argument("--cpus-per-actor", type=float, default=1.0, help="--engine ray: CPUs each actor reserves (its torch threads)")
