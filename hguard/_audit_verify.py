@@ -31,7 +31,7 @@ class VerifyReport:
     head_hash: str | None = None
     key_id: str | None = None
     n_macs: int = 0  # records that carry a MAC (checked only with the key)
-    checked_against: list[str] = field(default_factory=list)  # "the anchor F (n heads)", "the expected head H"
+    checked_against: list[str] = field(default_factory=list)  # "each of the n heads in the anchor F", "the expected head H"
 
     @property
     def torn(self) -> bool:
@@ -49,7 +49,7 @@ class VerifyReport:
             macs = "no key: MACs not checked"
         head = f"head seq {self.head_seq} hash {self.head_hash}" if self.head_hash else "no records"
         if self.ok:
-            against = f"; every head of {' and '.join(self.checked_against)} is in it" if self.checked_against else ""
+            against = f"; {' and '.join(self.checked_against)} is in it" if self.checked_against else ""
             return f"{where}: OK, {self.n_records} records, hash chain intact, {macs}{against}; {head}"
         first = (
             f"{where}: FAILED, {len(self.problems)} problem{'s' if len(self.problems) != 1 else ''} "
@@ -225,7 +225,7 @@ def verify(
                 f"{missing_heads[0]}..{missing_heads[-1]}): records were cut off the end of the log or removed"
             )
         )
-    checked = ([f"the anchor {anchor} ({len(heads)} heads)"] if anchor is not None else []) + (
+    checked = ([f"each of the {len(heads)} heads in the anchor {anchor}"] if anchor is not None else []) + (
         [f"the expected head {expect_head[:16]}..."] if expect_head else [])
     return VerifyReport(
         ok=not problems, n_records=n_records, problems=problems, path=str(p), head_seq=head_seq, head_hash=head_hash,

@@ -87,7 +87,9 @@ def write_html(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
                 ax[0].hist(cal, bins=bins, density=True, alpha=0.4, label=f"calibration{mode} (n={len(cal)})")
             if live:
                 ax[0].hist(live, bins=bins, density=True, alpha=0.4, label=f"live{mode} (n={len(live)})")
-        ax[0].set_title(f"{d}: risk"); ax[0].legend(fontsize=7)  # noqa: E702
+        ax[0].set_title(f"{d}: risk")
+        if ax[0].get_legend_handles_labels()[0]:  # no risks recorded yet: no histogram to name
+            ax[0].legend(fontsize=7)
         acc = e["_accept_series"]
         step = max(1, len(acc) // 20)
         xs = list(range(step, len(acc) + 1, step))

@@ -109,6 +109,12 @@ def test_over_the_memory_budget_the_fit_is_screened_and_says_so(run, caplog):
     assert "screened to the top 20 features" in caplog.text
 
 
+def test_a_screen_wider_than_the_model_says_it_keeps_every_feature():
+    fit = choose_fit(10, 36864, screen_top=100000)
+    assert fit.reason == "--screen-top 100000 was given, at least the model's 36864 features: every feature kept"
+    assert choose_fit(10, 36864, screen_top=500).reason == "--screen-top 500 was given"
+
+
 @pytest.mark.parametrize("k", [0, -3, 2.5, True])
 def test_a_bad_k_or_budget_is_refused_with_one_line(k, tmp_path, capsys):
     from hguard.cli import main

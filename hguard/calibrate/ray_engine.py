@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -217,22 +218,27 @@ def collect_ray(
         try:
             items = [{"shard": p.name, "examples": json.dumps([e.model_dump_json() for e in p.examples])} for p in plans]
             ds = ray.data.from_items(items, override_num_blocks=len(items))
-            ds = ds.map_batches(
-                _Answerer,
-                fn_constructor_kwargs=dict(
-                    model=model, factory=options.model_factory, system_prompt=generator.system_prompt,
-                    max_new_tokens=generator.max_new_tokens, work_dir=str(os.path.abspath(store.work)),
-                    settings=store.settings, threads=int(os.environ.get("HGUARD_THREADS") or max(1, int(options.num_cpus))),
-                    device=options.device, num_gpus=float(options.num_gpus or 0.0),
-                ),
-                batch_size=1,
-                compute=ray.data.ActorPoolStrategy(size=options.actors),
-                num_cpus=options.num_cpus,
-                num_gpus=options.num_gpus or None,
-                # a dead actor is restarted and its shard tried once more; a second death stops the job
-                max_restarts=-1,
-                max_task_retries=1,
-            )
+            with warnings.catch_warnings():
+                # max_task_retries has no named parameter (Ray 2.5x deprecates the remote-args dict it travels
+                # in; its default, -1, would retry a shard that kills its actor for ever)
+                warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+                ds = ds.map_batches(
+                    _Answerer,
+                    fn_constructor_kwargs=dict(
+                        model=model, factory=options.model_factory, system_prompt=generator.system_prompt,
+                        max_new_tokens=generator.max_new_tokens, work_dir=str(os.path.abspath(store.work)),
+                        settings=store.settings,
+                        threads=int(os.environ.get("HGUARD_THREADS") or max(1, int(options.num_cpus))),
+                        device=options.device, num_gpus=float(options.num_gpus or 0.0),
+                    ),
+                    batch_size=1,
+                    compute=ray.data.ActorPoolStrategy(size=options.actors),
+                    num_cpus=options.num_cpus,
+                    num_gpus=options.num_gpus or None,
+                    # a dead actor is restarted and its shard tried once more; a second death stops the job
+                    max_restarts=-1,
+                    max_task_retries=1,
+                )
             for out in ds.iter_rows():
                 if out["error"]:
                     raise DataError(f"shard {out['shard']}: {out['error']}")

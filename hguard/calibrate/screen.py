@@ -291,7 +291,9 @@ def choose_fit(n_rows: int, n_features: int, *, screen_top: int | None = None, f
     if fit_memory_gb is not None and (isinstance(fit_memory_gb, bool) or not fit_memory_gb > 0 or not np.isfinite(fit_memory_gb)):
         raise InputError(f"--fit-memory-gb {fit_memory_gb!r}: pass the memory the probe fit may use, in GB, > 0")
     if screen_top is not None:
-        return ProbeFit(check_k(screen_top), reason=f"--screen-top {screen_top} was given")
+        k = check_k(screen_top)
+        every = f", at least the model's {n_features} features: every feature kept" if k >= n_features else ""
+        return ProbeFit(k, reason=f"--screen-top {screen_top} was given{every}")
     budget = int(fit_memory_gb * 1e9) if fit_memory_gb is not None else default_memory_budget()
     need = int(n_rows) * int(n_features) * IN_MEMORY_BYTES_PER_VALUE
     if need <= budget:
