@@ -81,6 +81,10 @@ class CalibrationScores:
             raise ValueError("an object of numeric 'risk' and 0/1 'hallucinated' lists") from None
 
 
+# what a recalibration of the same answers changes without changing how answers are routed
+VOLATILE_METADATA = ("created", "metrics", "probe_fit")  # probe_fit: its reason names the machine's memory
+
+
 @dataclass(frozen=True, eq=False)
 class CalibratedDomain:
     """One domain's calibration in one prompt mode (closed-book or with context), read-only.
@@ -237,6 +241,23 @@ class CalibratedDomain:
             out["calibration_scores"] = self.calibration_scores.to_dict()
         out["router_questions"] = list(self.router_questions)
         return out
+
+    @property
+    def calibration_id(self) -> str:
+        """A hash of what this calibration routes answers with: the probe, and the record without when it
+        was made, the figures it reported and the machine's memory budget (``created``, ``metrics``,
+        ``probe_fit``; the probe's weights say how it was fitted). Two calibrations of the same
+        answers with the same settings share it, while their ``probe_id`` (a hash of the whole file, the
+        time included) differs: the monitor lifts a tightening only when this changes."""
+        import hashlib
+
+        from ._json import canonical_json, json_safe
+
+        record = {k: v for k, v in self.metadata().items() if k not in VOLATILE_METADATA}
+        payload = getattr(self.probe, "_payload", None)  # a stand-in probe without weights: its id stands for it
+        probe = payload() if payload is not None else {"probe_id": self.probe_id}
+        body = json_safe({"probe": probe, "record": record}, "calibration", nonfinite="raise")
+        return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()[:16]
 
     # -------------------------------------------------------------------------------------- files
 

@@ -262,9 +262,15 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         m = meta.get(name, [])
         st = states.get(name, DomainState())
         probe_id = "+".join(cd.probe_id for cd in m) if m else None
+        calibration_id = "+".join(cd.calibration_id for cd in m) if m else None
         events = []
-        if st.state == "tightened" and st.probe_id and probe_id and st.probe_id != probe_id and act:
+        # a recalibration lifts a tightening when it changed how answers are routed: the same answers
+        # calibrated again (a new probe_id, made at another time) leave it (tightenings recorded before
+        # calibration_id existed compare probe ids)
+        recalibrated = (st.calibration_id != calibration_id) if st.calibration_id else (st.probe_id != probe_id)
+        if st.state == "tightened" and st.probe_id and probe_id and recalibrated and act:
             events.append(_append(audit, LIFT, {"domain": name, "by": "recalibration", "probe_id": probe_id,
+                                                "calibration_id": calibration_id,
                                                 "reason": f"recalibrated: probe {st.probe_id} replaced by {probe_id}"}))  # fmt: skip
             st = transition(st, events[-1])
         # evidence counts from the latest lift on (a person's lift starts a fresh record)
@@ -340,7 +346,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                 current = None
                 action, accept, how = _stricter(dp, m, current)
                 ev = _append(audit, TIGHTEN, {"domain": name, "action": action, "accept_below": accept,
-                                              "probe_id": probe_id, "reason": "; ".join(why), "how": how,
+                                              "probe_id": probe_id, "calibration_id": calibration_id,
+                                              "reason": "; ".join(why), "how": how,
                                               "evidence_record": check["id"], "policy_id": pid})  # fmt: skip
                 events.append(ev)
                 st = transition(st, ev)

@@ -478,6 +478,53 @@ def test_lower_bound_and_the_two_breach_rules():
         breached(1, 10, 0.2, 0.9, "sometimes")
 
 
+def test_a_recalibration_lifts_a_tightening_only_when_it_changes_how_answers_are_routed(tiny_calibrated, tmp_path):
+    import dataclasses
+    import shutil
+
+    from hguard.domain import CalibratedDomain
+
+    lm, root = tiny_calibrated
+    probes = tmp_path / "probes"
+    probes.mkdir()
+    shutil.copy(root / "probes" / "alpha.json", probes / "alpha.json")
+    policy = Policy.model_validate({
+        "version": 1, "probes": str(probes), "audit": {"path": str(tmp_path / "audit.jsonl")},
+        "review": {"queue": str(tmp_path / "queue.sqlite3")}, "monitor": {"seed": "s", "state": str(tmp_path / "state.json")},
+        "domains": {"alpha": {"target_hallucination_rate": 0.2, "confidence": 0.9, "spot_check_rate": 0.5,
+                              "on_breach": "review", "description": "alpha questions"}}})  # fmt: skip
+    log = AuditLog(policy.audit.path)
+    queue = ReviewQueue(policy.review.queue, audit=log)
+    pid = policy_id(policy)
+    from hguard.monitor import SPOT, spot_check_decision
+
+    rng = random.Random(1)
+    for i in range(80):  # accepted answers, 60% of the spot-checked ones wrong: a breach
+        rec = log.append({"request_id": f"r{i}", "policy_id": pid, "domain": "alpha", "route": "accept",
+                          "risk": 0.1, "signals": {}}, kind="decision")  # fmt: skip
+        spot = spot_check_decision(policy, "alpha", rec.id, 10**9)
+        if spot:
+            log.append(spot, kind=SPOT)
+            queue.enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": "alpha", "spot_check": True})
+            queue.decide(rec.id, verdict="hallucinated" if rng.random() < 0.6 else "correct", reviewer="t")
+    assert run_monitor(policy)["domains"]["alpha"]["state"]["state"] == "tightened"
+    cd = CalibratedDomain.load(probes / "alpha.json")
+    tight = [r for r in log if r["kind"] == "monitor_tighten"][-1]
+    assert tight["calibration_id"] == cd.calibration_id and tight["probe_id"] == cd.probe_id
+    # the same calibration made again (another time, other timings): a new probe id, routing unchanged
+    again = dataclasses.replace(cd, extra={**cd.extra, "created": "2031-01-01T00:00:00Z"})
+    again = again.save(probes / "alpha.json")
+    assert again.probe_id != cd.probe_id and again.calibration_id == cd.calibration_id
+    assert run_monitor(policy)["domains"]["alpha"]["state"]["state"] == "tightened"
+    assert not [r for r in log if r["kind"] == "monitor_lift"]
+    # a calibration that routes differently (another merger): lifted by the recalibration, recorded
+    merger = {**cd.merger, "intercept": cd.merger["intercept"] + 1.0}
+    dataclasses.replace(cd, merger=merger).save(probes / "alpha.json")
+    assert run_monitor(policy)["domains"]["alpha"]["state"]["state"] == "normal"
+    (lifted,) = [r for r in log if r["kind"] == "monitor_lift"]
+    assert lifted["by"] == "recalibration" and lifted["calibration_id"] != cd.calibration_id
+
+
 def test_recalibration_on_old_and_reviewed_rows_reports_what_changed(tiny_calibrated, tmp_path):
     from hguard.calibrate.changes import changes_markdown, load_report, report_changes
     from hguard.calibrate.data import load_examples
