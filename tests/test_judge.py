@@ -364,3 +364,23 @@ def test_a_reply_that_writes_a_new_question_answers_nothing():
         j = judge(reply, ["Orion"])
         assert j.label == "hallucinated" and j.matched is None and "new question" in j.reason
     assert judge("The question is settled: Orion", ["Orion"]).label == "correct"  # not a leading label
+
+
+@pytest.mark.parametrize(
+    "question, answer, aliases, label",
+    [
+        # the alias only inside the question's own entity: the answer added nothing right
+        ("What is the official language of the Czech Republic?", "Czech Republic is the official language of the Czech Republic.", ["Czech"], "hallucinated"),
+        ("Which continent is South Africa in?", "South Africa is located in the continent of South Africa.", ["Africa"], "hallucinated"),
+        ("Who is older Glenn Hughes or Ross Lynch?", "Ross Lynch is older Glenn Hughes.", ["Glenn Hughes"], "hallucinated"),
+        # the alias said on its own, even where the question holds the same word
+        ("What is the official language of the Czech Republic?", "The official language of the Czech Republic is Czech.", ["Czech"], "correct"),
+        ("Which continent is South Africa in?", "South Africa is in Africa.", ["Africa"], "correct"),
+        ("What is the capital of Mexico?", "The capital of Mexico is Mexico City.", ["Mexico City"], "correct"),
+        ("What is the capital of Luxembourg?", "The capital of Luxembourg is Luxembourg.", ["Luxembourg"], "correct"),
+        ("Who is older Glenn Hughes or Ross Lynch?", "Glenn Hughes is older than Ross Lynch.", ["Glenn Hughes"], "correct"),
+    ],
+)
+def test_an_alias_seen_only_inside_the_questions_own_words_is_not_an_answer(question, answer, aliases, label) -> None:
+    assert judge(answer, aliases, question=question).label == label
+    assert judge(answer, aliases).label == "correct"  # without the question the judge cannot tell

@@ -370,13 +370,29 @@ def _find(seq: list[str], sub: list[str]) -> list[int]:
     return [i for i in range(n - m + 1) if seq[i : i + m] == sub]
 
 
-def _match(answer: str, aliases: list[str]) -> tuple[str | None, str | None]:
-    """(alias with a clean match, alias seen only hedged or negated) over all aliases."""
+def _echoed(ans_tok: list[str], start: int, n: int, question: str | None) -> bool:
+    """Whether the answer's tokens ``[start, start + n)`` lie inside a longer run of words that the question
+    itself holds: an alias inside the question's own entity ("Czech" in "the official language of the
+    Czech Republic is ...") names nothing the answer added."""
+    if not question:
+        return False
+    q = _tokens(question)
+    grams = {tuple(q[i:j]) for i in range(len(q)) for j in range(i + n + 1, len(q) + 1)}
+    return any(tuple(ans_tok[a:b]) in grams
+               for a in range(max(0, start - len(q)), start + 1)
+               for b in range(start + n, min(len(ans_tok), a + len(q)) + 1) if b - a > n)
+
+
+def _match(answer: str, aliases: list[str], question: str | None = None) -> tuple[str | None, str | None]:
+    """(alias with a clean match, alias seen only hedged or negated) over all aliases; with ``question``, an
+    alias seen only inside a longer run of the question's own words does not match."""
     ans_tok = _tokens(answer)
     spoiled: str | None = None
     for alias in aliases:
         al = _tokens(alias)
         for start in _find(ans_tok, al):
+            if _echoed(ans_tok, start, len(al), question):
+                continue
             before = ans_tok[start - 1] if start > 0 else ""
             after = ans_tok[start + len(al)] if start + len(al) < len(ans_tok) else ""
             if before in _NEGATIONS or before in _HEDGE_BEFORE or after in _HEDGE_AFTER:
@@ -427,7 +443,7 @@ def judge(answer: str, aliases: list[str], kind: str = "qa", question: str | Non
 
     if _NEW_QUESTION.match(answer):
         return Judgement("hallucinated", None, "writes a new question instead of answering")
-    alias, spoiled = _match(answer, usable)
+    alias, spoiled = _match(answer, usable, question)
     if alias is not None:
         note = f" despite denial wording {found[1]!r}" if found else ""
         return Judgement("correct", alias, f"answer contains accepted alias {alias!r}{note}")
