@@ -175,6 +175,26 @@ def test_cli_verify_reads_the_key_from_the_environment(tmp_path, monkeypatch, ca
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_cli_verify_reads_log_key_and_anchor_from_the_policy(tmp_path, capsys):
+    anchor = tmp_path / "audit.anchor"
+    path, _ = _log(tmp_path, 4, anchor=anchor)
+    kf = _key_file(tmp_path)
+    pol = tmp_path / "policy.toml"
+    pol.write_text(f'version = 1\n[audit]\npath = "{path.name}"\nanchor = "{anchor.name}"\n'
+                   f'[integrity]\nkey_file = "{kf.name}"\n')
+    assert cli_main(["verify", "--policy", str(pol)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{path}: OK, 4 records") and "MACs checked with key" in out and f"anchor {anchor}" in out
+    assert cli_main(["verify", str(path)]) == 0  # without the policy (or a key) the MACs are not checked, and it says so
+    assert "carry a MAC that was NOT checked" in capsys.readouterr().out
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(reliability.edit_and_rechain(lines)))
+    assert cli_main(["verify", "--policy", str(pol)]) == 1  # the policy's key sees the re-chained record
+    capsys.readouterr()
+    assert cli_main(["verify"]) == 2
+    assert "pass the audit log to verify" in capsys.readouterr().err
+
+
 def test_a_long_list_of_problems_is_summarised_after_the_first_ten(tmp_path):
     from hguard._audit_verify import SHOWN_PROBLEMS
 

@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("verify", help="check the hash chain (and MACs, with a key); exit 1 and say where it is broken")
-    p.add_argument("path", help="the audit log (.jsonl)")
+    p.add_argument("path", nargs="?", help="the audit log (.jsonl); with --policy, default the policy's")
+    p.add_argument("--policy", metavar="FILE", help="read the log, its key ([integrity] key_file) and anchor "
+                   "([audit] anchor) from this policy file, as the guard that wrote it does")
     _add_key_options(p)
     p.add_argument(
         "--expect-head", metavar="HASH", help="a record hash kept from a receipt: fail when the log no longer holds it"
@@ -95,7 +97,20 @@ def main(argv: list[str]) -> int:
         return e.code if isinstance(e.code, int) else 2
     try:
         if args.command == "verify":
-            report = verify(args.path, key=_cli_key(args), expect_head=args.expect_head, anchor=args.anchor)
+            path, key, anchor = args.path, _cli_key(args), args.anchor
+            if args.policy:  # the deployment's own files, unless given here
+                from ..integrity import load_key
+                from ..policy import load_policy
+
+                pol = load_policy(args.policy)
+                path = path or pol.audit.path
+                anchor = anchor or pol.audit.anchor
+                if not args.no_key and not args.key_file:  # as the guard: the policy's key file, else the environment's
+                    key = load_key(pol.integrity.key_file)
+            if not path:
+                raise InputError("pass the audit log to verify (hguard audit verify LOG), or --policy FILE to verify "
+                                 "the log that policy writes")
+            report = verify(path, key=key, expect_head=args.expect_head, anchor=anchor)
             print(report.summary())
             return 0 if report.ok else 1
         if args.command == "show":
