@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ._resources import DEFAULT_POLICY, state_dir
+from .errors import one_line
 
 SCRIPT = [
     # (kind, question, context, domain)
@@ -61,11 +62,6 @@ SCRIPT = [
 ]
 
 
-def _short(text: str | None, n: int) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
 def run_demo(policy: str | None = None, model: str | None = None, out: str | None = None) -> int:
     from . import audit
     from .guard import Guard
@@ -105,13 +101,13 @@ def run_demo(policy: str | None = None, model: str | None = None, out: str | Non
     print("-" * min(width, len(header) + 10))
     for kind, r in results:
         risk = "  n/a" if r.risk is None else f"{r.risk:5.2f}"
-        print(f"{kind:24s} {_short(r.question, 38):38s} {_short(r.answer, 40):40s} {str(r.domain):10s} {risk}  {r.route}")
+        print(f"{kind:24s} {one_line(r.question or '', 38):38s} {one_line(r.answer or '', 40):40s} {str(r.domain):10s} {risk}  {r.route}")
         for reason in r.reasons[:3]:
             print(textwrap.fill(reason, max(60, min(width, 140)), initial_indent="      - ", subsequent_indent="        "))
     print()
     print("what a user sees:")
     for _kind, r in results:
-        print(f"  [{r.route:7s}] {_short(r.question, 50)} -> {_short(r.display_text, 70)}")
+        print(f"  [{r.route:7s}] {one_line(r.question or '', 50)} -> {one_line(r.display_text or '', 70)}")
     from .integrity import load_key
 
     rep = audit.verify(pol.audit.path, key=load_key(pol.integrity.key_file))
