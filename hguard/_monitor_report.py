@@ -23,6 +23,18 @@ def summary(report: Mapping[str, Any]) -> str:
     lines = [f"monitor: {report['audit_log']} ({report['chain']['n_records']} records, chain "
              f"{'verified' if report['chain']['ok'] else 'BROKEN'}), policy {report['policy_id']}"
              + ("; DRY RUN: nothing appended, no state changed" if report.get("dry_run") else "")]  # fmt: skip
+    nv = report.get("verdicts_not_in_chain") or {}
+    if nv.get("n"):
+        lines.append(f"  {nv['n']} verdict(s) in the review queue have no review_verdict record in the audit chain "
+                     f"(decided without the audit log, or their records were cut; e.g. {', '.join(nv['items'])}): "
+                     "not counted, their items count as not reviewed")
+    out = report.get("outside_domains") or {}
+    if out.get("n_decisions"):
+        where = ", ".join(f"{n} {'with no domain' if d == 'None' else f'in {d!r}'}" for d, n in sorted(out["by_domain"].items()))
+        routes = ", ".join(f"{n} {r}" for r, n in sorted(out["routes"].items()))
+        verdicts = ", ".join(f"{n} {v}" for v, n in sorted(out["verdicts"].items())) or "none"
+        lines.append(f"  outside the policy's domains: {out['n_decisions']} decision(s) ({where}; {routes}); "
+                     f"verdicts on them: {verdicts} (no domain's estimate counts them)")
     for d, e in report["domains"].items():
         s = e["spot_checks"]
         rate = "-" if s["rate"] is None else f"{s['rate']:.3f}"

@@ -43,6 +43,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, defaultdict
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -199,6 +200,23 @@ def _stricter(dp, cds: list[Any], current: float | None) -> tuple[str, float, st
     return "stricter", float(accept), how
 
 
+def _in_chain(item, recorded: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether ``item``'s verdict has its ``review_verdict`` record in the chain, for this decision and label."""
+    v = item.verdict
+    rec = recorded.get(v.audit_record_id) if v.audit_record_id else None
+    return rec is not None and rec.get("decision_audit_id") == item.audit_id and rec.get("label") == v.label
+
+
+def _outside(decisions: list[dict], items, policy) -> dict[str, Any]:
+    """Decisions under this policy whose domain it does not list (no domain chosen, or a name the caller
+    gave), by route, with the verdicts on them: the per-domain estimates leave them out."""
+    out = [r for r in decisions if r.get("domain") not in policy.domains]
+    ids = {r["id"] for r in out}
+    verdicts = Counter(it.verdict.label for it in items if it.audit_id in ids and it.verdict is not None)
+    return {"n_decisions": len(out), "by_domain": dict(Counter(str(r.get("domain")) for r in out)),
+            "routes": dict(Counter(str(r.get("route")) for r in out)), "verdicts": dict(verdicts)}
+
+
 def _day(ts: str | None) -> str:
     return (ts or "")[:10]
 
@@ -216,7 +234,9 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     from .integrity import load_key
 
     key = load_key(policy.integrity.key_file)  # the guard's key: the monitor's records join its chain
-    ver = verify(audit_path, key=key)
+    # the policy's anchor holds its own log's heads: records cut off the end of that log fail here too
+    anchor = policy.audit.anchor if policy.audit.anchor is not None and audit_path == Path(policy.audit.path) else None
+    ver = verify(audit_path, key=key, anchor=anchor if anchor is not None and Path(anchor).is_file() else None)
     if not ver.ok:  # the estimate, the drift test and any tightening would rest on evidence that does not verify
         first = ver.problems[0]
         where = f"line {first.line}: " if first.line else ""
@@ -248,6 +268,11 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
             "pass the queue and the log written under this policy"
         )
     items = [it for it in items if it.audit_id in by_id]
+    # only verdicts recorded in the verified chain count: one decided without the audit log (or whose record
+    # was cut) is evidence nobody can check, so its item counts as not reviewed
+    recorded = {r["id"]: r for r in records if r.get("kind") == "review_verdict"}
+    unrecorded = [it for it in items if it.verdict is not None and not _in_chain(it, recorded)]
+    items = [replace(it, verdict=None) if it in unrecorded else it for it in items]
     meta = _probe_meta(policy)
     states = replay(records)
     selection = check_selection(policy, [r for r in records if r.get("kind") == SPOT or r.get("id") in by_id])
@@ -257,6 +282,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         "policy": str(policy.source) if policy.source else None, "policy_id": pid, "audit_log": str(audit_path),
         "review_queue": str(queue_path), "time": now, "chain": {"ok": ver.ok, "n_records": ver.n_records},
         "foreign_decisions_left_out": len(foreign), "dry_run": not act, "domains": {},
+        "verdicts_not_in_chain": {"n": len(unrecorded), "items": [it.id for it in unrecorded[:5]]},
+        "outside_domains": _outside(decisions, items, policy),
     }  # fmt: skip
     for name, dp in policy.domains.items():
         m = meta.get(name, [])

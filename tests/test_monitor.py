@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hguard.audit import AuditLog, verify
-from hguard.errors import InputError, PolicyError
+from hguard.errors import DataError, InputError, PolicyError
 from hguard._stats import clopper_pearson_lower, sequential_bounds
 from hguard.monitor import (
     breached,
@@ -24,6 +24,7 @@ from hguard.monitor import (
     policy_id,
     replay,
     run_monitor,
+    summary,
     selection_u,
     tightened_thresholds,
     transition,
@@ -269,6 +270,43 @@ def test_monitor_run_estimates_tightens_on_a_breach_and_a_person_lifts(tmp_path)
         lift(policy, "geo", by="", reason="x")
     html = write_html(rep, tmp_path / "r.html").read_text()
     assert "data:image/png;base64" in html and "geo" in html
+
+
+def test_only_verdicts_recorded_in_the_chain_count_and_the_anchor_is_checked(tmp_path):
+    from hguard.monitor import SPOT, spot_check_decision
+
+    policy = _pol(tmp_path, spot_check_rate=1.0, on_breach="review")
+    policy = policy.model_copy(update={"audit": policy.audit.model_copy(update={"anchor": tmp_path / "audit.anchor"})})
+    log = AuditLog(policy.audit.path, anchor=policy.audit.anchor)
+    pid = policy_id(policy)
+    unaudited = ReviewQueue(policy.review.queue)  # a queue opened without the audit log: verdicts kept there only
+    for i in range(12):
+        rec = log.append({"request_id": f"d{i}", "policy_id": pid, "domain": "geo", "route": "accept", "risk": 0.1,
+                          "signals": {}}, kind="decision")  # fmt: skip
+        log.append(spot_check_decision(policy, "geo", rec.id, 10**9), kind=SPOT)
+        unaudited.enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": "geo", "spot_check": True})
+        unaudited.decide(rec.id, verdict="hallucinated", reviewer="ghost")
+    log.append({"request_id": "x1", "policy_id": pid, "domain": None, "route": "review", "risk": None}, kind="decision")
+    log.append({"request_id": "x2", "policy_id": pid, "domain": "finance", "route": "review", "risk": 0.4}, kind="decision")
+    rep = run_monitor(policy, act=False)
+    s = rep["domains"]["geo"]["spot_checks"]
+    assert s["selected"] == 12 and s["reviewed"] == 0 and not rep["domains"]["geo"]["breach"]
+    assert rep["verdicts_not_in_chain"]["n"] == 12
+    text = summary(rep)
+    assert "12 verdict(s) in the review queue have no review_verdict record in the audit chain" in text
+    assert "outside the policy's domains: 2 decision(s) (1 with no domain, 1 in 'finance'; 2 review)" in text
+    # the same verdicts given through the audited queue count (the breach is seen)
+    audited = ReviewQueue(tmp_path / "q2.sqlite3", audit=log)
+    for i in range(12):
+        audited.enqueue({"audit_id": f"d{i}", "question": "q", "answer": "a", "domain": "geo", "spot_check": True})
+        audited.decide(f"d{i}", verdict="hallucinated", reviewer="ops")
+    rep = run_monitor(policy, queue_path=tmp_path / "q2.sqlite3", act=False)
+    assert rep["domains"]["geo"]["spot_checks"]["reviewed"] == 12 and rep["verdicts_not_in_chain"]["n"] == 0
+    # records cut off the end: the chain alone verifies, the policy's anchor does not, and the monitor refuses
+    lines = Path(policy.audit.path).read_bytes().splitlines(keepends=True)
+    Path(policy.audit.path).write_bytes(b"".join(lines[:-3]))
+    with pytest.raises(DataError, match="fails verification .*in the anchor"):
+        run_monitor(policy, act=False)
 
 
 def test_clean_spot_checks_do_not_tighten(tmp_path):

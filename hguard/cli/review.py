@@ -145,7 +145,8 @@ def main(argv: list[str]) -> int:
             v = queue.decide(args.item, verdict=args.verdict, reviewer=args.reviewer,
                              corrected_answer=args.corrected_answer, note=args.note)
             where = (f"audit record {v.audit_record_id} in {queue.audit.path}" if queue.audit and v.audit_record_id
-                     else "no audit log: kept in the queue only")
+                     else "no audit log: kept in the queue only, and the monitor does not count it; pass "
+                          "--audit LOG (the policy's audit log) to record verdicts where it does")
             print(f"hguard review: {args.item}: {v.verdict} by {v.reviewer} ({where})")
             return 0
         from ..review.export import export_reviewed
