@@ -63,13 +63,19 @@ def state_dir() -> Path:
     return Path(env).expanduser() if env else Path("~/.local/state/hguard").expanduser()
 
 
+# the default policy's spot-check seed (public): a copy gets its own
+EXAMPLE_SEED = "hguard-example-spot-checks"
+
+
 def policy_copy(folder: str | os.PathLike[str], *, source: str | os.PathLike[str] = DEFAULT_POLICY,
                 overwrite: bool = False) -> Path:
     """Copy ``source`` (the default policy, comments and all) to ``folder/policy.toml`` with its audit log,
-    review queue and monitor state moved into ``folder``; returns the new file. A start for your own
+    review queue and monitor state moved into ``folder`` and, in place of the example's public spot-check
+    seed, a random one of its own; returns the new file. A start for your own
     policy, and a way to try the default one, run tests and benchmarks without touching the default state folder. An
     existing ``policy.toml`` there is kept (InputError) unless ``overwrite``."""
     import json
+    import secrets
     import tomllib
 
     from .errors import InputError
@@ -91,6 +97,9 @@ def policy_copy(folder: str | os.PathLike[str], *, source: str | os.PathLike[str
         if table in moved and key == moved[table][0]:
             line = f"{key} = {json.dumps(moved[table][1])}"  # a JSON string is a TOML basic string
             done.add(table)
+        elif table == "monitor" and key == "seed" and tomllib.loads(stripped).get("seed") == EXAMPLE_SEED:
+            # the example's seed is public: whoever knows it knows which answers will be spot-checked
+            line = f"seed = {json.dumps(secrets.token_hex(16))}  # drawn by policy_copy; give it to auditors"
         lines.append(line)
     for table in sorted(moved.keys() - done):  # the source leaves the key at its default: set it
         key, value = moved[table]

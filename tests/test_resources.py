@@ -48,7 +48,12 @@ def test_policy_copy_keeps_the_toml_moves_log_queue_and_monitor_state_and_never_
     with pytest.raises(InputError, match="already exists"):
         policy_copy("mine")
     assert out.read_text().endswith("# my edit\n")
-    assert policy_copy("mine", overwrite=True).read_text() == text
+    again = policy_copy("mine", overwrite=True).read_text()
+    # the same file but for its own spot-check seed: the example's is public, each copy draws one
+    seeds = [load_policy(out).monitor.seed, pol.monitor.seed, load_policy(DEFAULT_POLICY).monitor.seed]
+    assert len(set(seeds)) == 3 and len(seeds[0]) == 32 and seeds[2] == "hguard-example-spot-checks"
+    assert [ln for ln in again.splitlines() if not ln.startswith("seed =")] == \
+        [ln for ln in text.splitlines() if not ln.startswith("seed =")]
 
 
 def test_a_missing_probe_folder_stops_the_guard_with_the_reason(tiny_calibrated, tmp_path):
