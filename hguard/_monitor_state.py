@@ -65,7 +65,8 @@ def tightened_thresholds(entry: DomainState | None, thresholds):
 
     accept = min(float(entry.accept_below or 0.0), thresholds.accept_below)
     why = (
-        f"domain tightened by the monitor since {entry.since} ({entry.reason}); accept_below lowered to {accept:.4g}"
+        f"domain tightened by the monitor{f' since {entry.since}' if entry.since else ''} ({entry.reason}); "
+        f"accept_below lowered to {accept:.4g}"
         f" ({'accept nothing: everything to review' if accept == 0 else entry.action}) until a person lifts it"
     )
     if accept == thresholds.accept_below:

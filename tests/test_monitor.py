@@ -177,6 +177,8 @@ def test_unreadable_state_file_fails_closed(tmp_path):
     p.write_text("{not json")
     st = ms.get("geo")
     assert st.state == "tightened" and st.accept_below == 0.0 and "unreadable" in st.reason
+    why = tightened_thresholds(st, Thresholds(0.4, 0.9, 0.2, 0.9, 100, 0.3, 0.1, 0.18, "fitted"))[1]
+    assert why.startswith("domain tightened by the monitor (monitor state") and "None" not in why
 
 
 # ------------------------------------------------------------------------------------------ policy keys
@@ -624,6 +626,24 @@ def test_the_monitors_records_reach_the_anchor_so_cutting_a_tightening_off_is_ca
     lines = policy.audit.path.read_bytes().splitlines(keepends=True)
     policy.audit.path.write_bytes(b"".join(lines[: tighten["seq"]]))  # the tightening (and what followed) cut off
     assert not verify(policy.audit.path, anchor=policy.audit.anchor).ok
+
+
+def test_without_matplotlib_the_monitor_still_estimates_and_leaves_the_html_report_out(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from hguard.cli import main
+
+    _policy_file(tmp_path, 60, 'on_breach = "review"\n')
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--dry-run", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["html_report"] is None and out["domains"]["geo"]["spot_checks"]["reviewed"] > 0
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--dry-run"]) == 0
+    assert "report: none (matplotlib is not installed; pip install 'hguard[plots]'" in capsys.readouterr().out
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--report", str(tmp_path / "r.html")]) == 2
+    assert "--report needs matplotlib" in capsys.readouterr().err
+    assert not (tmp_path / "monitor-report.html").exists()
 
 
 def test_cli_prints_the_estimate_writes_the_report_and_lifts(tmp_path, capsys):

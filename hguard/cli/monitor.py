@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 from pathlib import Path
 
+from ..errors import InputError, install_extra
 from ..monitor import lift, public_report, run_monitor, summary, write_html
 
 __all__ = ["build_parser", "main"]
@@ -35,16 +37,21 @@ def main(argv: list[str]) -> int:
         st = lift(policy, args.lift, by=args.by or "", reason=args.reason or "", audit_path=args.audit)
         print(f"hguard monitor: domain {args.lift!r} lifted (record {st.record_id}); state {st.state}")
         return 0
+    plots = importlib.util.find_spec("matplotlib") is not None
     if args.report:  # checked before anything is appended
         from ..policy import refuse_own_file
 
+        if not plots:
+            raise InputError(f"--report needs matplotlib for its figures; {install_extra('plots')}, or leave --report "
+                             "out (the estimate is printed without the HTML report)")
         refuse_own_file(args.report, {**policy.own_files(), "audit log read": Path(args.audit) if args.audit else None,
                                       "review queue read": Path(args.queue) if args.queue else None}, "--report")
     report = run_monitor(policy, audit_path=args.audit, queue_path=args.queue, act=not args.dry_run)
-    out = write_html(report, args.report or Path(report["audit_log"]).with_name("monitor-report.html"))
+    # without matplotlib the estimate is still printed (and acted on); only the HTML report is left out
+    out = write_html(report, args.report or Path(report["audit_log"]).with_name("monitor-report.html")) if plots else None
     if args.json:
-        print(json.dumps({**public_report(report), "html_report": str(out)}, indent=2, default=float))
+        print(json.dumps({**public_report(report), "html_report": str(out) if out else None}, indent=2, default=float))
     else:
         print(summary(report))
-        print(f"report: {out}")
+        print(f"report: {out}" if out else f"report: none (matplotlib is not installed; {install_extra('plots')})")
     return 0
