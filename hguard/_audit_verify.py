@@ -31,7 +31,7 @@ class VerifyReport:
     head_hash: str | None = None
     key_id: str | None = None
     n_macs: int = 0  # records that carry a MAC (checked only with the key)
-    checked_against: list[str] = field(default_factory=list)  # "each of the n heads in the anchor F", "the expected head H"
+    checked_against: list[str] = field(default_factory=list)  # "each of the n heads in the anchor F is in it", ...
 
     @property
     def torn(self) -> bool:
@@ -46,10 +46,11 @@ class VerifyReport:
             macs = (f"no key: {self.n_macs} record(s) carry a MAC that was NOT checked (a re-chained or forged "
                     "record passes without it; pass --key-file or set HGUARD_KEY_FILE)")
         else:
-            macs = "no key: MACs not checked"
+            macs = ("no key, and no record carries a MAC: MACs not checked (an unkeyed log; a keyed log whose MACs "
+                    "were stripped reads the same without its key)")
         head = f"head seq {self.head_seq} hash {self.head_hash}" if self.head_hash else "no records"
         if self.ok:
-            against = f"; {' and '.join(self.checked_against)} is in it" if self.checked_against else ""
+            against = "".join(f"; {c}" for c in self.checked_against)
             return f"{where}: OK, {self.n_records} records, hash chain intact, {macs}{against}; {head}"
         first = (
             f"{where}: FAILED, {len(self.problems)} problem{'s' if len(self.problems) != 1 else ''} "
@@ -148,6 +149,7 @@ def verify(
     head_hash: str | None = None
     found_expected = False
     anchored_seen: set[int] = set()
+    seen_seqs: list[int] = []
     if key is not None:
         from .integrity import key_id, mac_matches
     for lineno, rec, canonical, problem in _scan(p, size):
@@ -210,6 +212,8 @@ def verify(
         prev_seq = seq if seq_ok else None
         prev_line = lineno
         head_seq, head_hash = (seq if seq_ok else None), digest
+        if seq_ok:
+            seen_seqs.append(seq)
     if expect_head is not None and not found_expected:
         problems.append(
             Problem(
@@ -225,8 +229,15 @@ def verify(
                 f"{missing_heads[0]}..{missing_heads[-1]}): records were cut off the end of the log or removed"
             )
         )
-    checked = ([f"each of the {len(heads)} heads in the anchor {anchor}"] if anchor is not None else []) + (
-        [f"the expected head {expect_head[:16]}..."] if expect_head else [])
+    if anchor is not None:  # what the anchor covers: records after its last head could be cut unseen
+        last = max(heads) if heads else None
+        after = n_records if last is None else sum(1 for s in seen_seqs if s > last)
+        cover = (f"each of the {len(heads)} heads in the anchor {anchor} is in it" if heads
+                 else f"the anchor {anchor} holds no head: it covers none of the log's records")
+        if heads and after:
+            cover += f" (its last head is seq {last}: the {after} record(s) after it are not covered by it)"
+    checked = ([cover] if anchor is not None else []) + (
+        [f"the expected head {expect_head[:16]}... is in it"] if expect_head else [])
     return VerifyReport(
         ok=not problems, n_records=n_records, problems=problems, path=str(p), head_seq=head_seq, head_hash=head_hash,
         key_id=key_id(key) if key is not None else None, n_macs=n_macs, checked_against=checked,

@@ -115,7 +115,7 @@ def test_keyed_records_verify_only_with_their_key(tmp_path):
     wrong = verify(path, key=b"w" * 40)
     assert not wrong.ok and len(wrong.problems) == 5 and "MAC does not match" in wrong.problems[0].message
     unkeyed, _ = _log(tmp_path / "plain", key=None)
-    assert "no key: MACs not checked" in verify(unkeyed).summary()
+    assert "no key, and no record carries a MAC: MACs not checked" in verify(unkeyed).summary()
     report = verify(unkeyed, key=KEY)
     assert not report.ok and "no MAC" in report.problems[0].message
 
@@ -146,7 +146,15 @@ def test_truncation_is_caught_by_expect_head_and_anchor(tmp_path, capsys):
     path, receipts = _log(tmp_path, 4, anchor=anchor)
     assert [json.loads(x)["seq"] for x in anchor.read_text().splitlines()] == [0, 1, 2, 3]
     ok = verify(path, key=KEY, expect_head=receipts[-1].hash, anchor=anchor)
-    assert ok.ok and f"each of the 4 heads in the anchor {anchor} and the expected head {receipts[-1].hash[:16]}... is in it" in ok.summary()
+    assert ok.ok and (f"; each of the 4 heads in the anchor {anchor} is in it; the expected head "
+                      f"{receipts[-1].hash[:16]}... is in it;") in ok.summary()
+    # an anchor that covers only the first records says how many it leaves uncovered; an empty one says so
+    AuditLog(path, key=KEY).append({"i": 9, "route": "review"})  # written without the anchor
+    assert "(its last head is seq 3: the 1 record(s) after it are not covered by it)" in verify(path, key=KEY, anchor=anchor).summary()
+    empty = tmp_path / "empty.anchor"
+    empty.write_text("")
+    assert f"the anchor {empty} holds no head: it covers none of the log's records" in verify(path, key=KEY, anchor=empty).summary()
+    path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:-1]))
     assert "every head" not in verify(path, key=KEY).summary()  # says what it checked, and only that
     path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:-1]))
     assert verify(path, key=KEY).ok  # a MAC cannot see records cut off the end
