@@ -225,7 +225,7 @@ def test_unkeyed_writer_refuses_to_break_a_keyed_chain(tmp_path):
     assert verify(path, key=KEY).ok
 
 
-def test_an_unkeyed_writer_or_repair_changes_nothing_on_a_keyed_log_with_a_torn_end(tmp_path):
+def test_an_unkeyed_writer_or_repair_changes_nothing_on_a_keyed_log_with_a_torn_end(tmp_path, capsys):
     from hguard.audit import repair
 
     path, _ = _log(tmp_path)
@@ -237,6 +237,9 @@ def test_an_unkeyed_writer_or_repair_changes_nothing_on_a_keyed_log_with_a_torn_
     with pytest.raises(AuditIntegrityError, match="no key is configured"):
         repair(path, key=None)
     assert path.read_bytes() == before and not list(tmp_path.glob("*.torn-*"))  # the torn tail is where it was
+    assert cli_main(["repair", str(path)]) == 2  # a usage error: the command's own option is the fix
+    assert "no key was given: pass --key-file FILE" in capsys.readouterr().err
+    assert path.read_bytes() == before
     assert repair(path, key=KEY) is not None  # the key holder moves it aside, with a recovery record
     assert verify(path, key=KEY).ok and [r["kind"] for r in AuditLog(path, key=None)][-1] == "recovery"
 

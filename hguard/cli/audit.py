@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from ..audit import Problem, canonical_json, export_csv, repair, show, verify
-from ..errors import HGuardError, InputError, one_line
+from ..errors import AuditIntegrityError, HGuardError, InputError, one_line
 
 __all__ = ["build_parser", "main"]
 
@@ -133,7 +133,14 @@ def main(argv: list[str]) -> int:
             n = export_csv(args.path, args.csv, columns=columns)
             print(f"wrote {n} rows to {args.csv}")
             return 0
-        saved = repair(args.path, key=_cli_key(args))
+        key = _cli_key(args)
+        try:
+            saved = repair(args.path, key=key)
+        except AuditIntegrityError as e:
+            if key is not None:
+                raise
+            raise InputError(f"the records of {args.path} carry a keyed MAC and no key was given: pass --key-file FILE "
+                             "(or set HGUARD_KEY_FILE) to the log's key; nothing was changed") from e
         if saved is None:
             print(f"nothing moved aside: {args.path} had no torn last line (damaged complete lines stay as evidence)")
         else:
