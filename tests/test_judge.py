@@ -384,3 +384,10 @@ def test_a_reply_that_writes_a_new_question_answers_nothing():
 def test_an_alias_seen_only_inside_the_questions_own_words_is_not_an_answer(question, answer, aliases, label) -> None:
     assert judge(answer, aliases, question=question).label == label
     assert judge(answer, aliases).label == "correct"  # without the question the judge cannot tell
+
+
+def test_a_reply_saying_the_answer_to_the_question_is_not_provided_declines() -> None:
+    for reply in ("The answer to this question is not provided.", "The answer to the question is not available."):
+        assert judge(reply, ["Paris"]).label == "refusal"
+    # naming what the question asks goes on to say something: not a decline by this rule
+    assert judge("The answer to the question whether the policy covers X is not provided.", ["yes"]).label != "refusal"

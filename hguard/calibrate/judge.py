@@ -211,6 +211,7 @@ ABSTAIN_PATTERNS: tuple[str, ...] = (
     # the whole reply opening so: "The answer is not provided." ("The answer to the question whether the policy
     # covers X is not provided" may be a plain no to a question about a document)
     r"^(?:answer|information) (?:is|was) not (?:provided|given|available)\b",
+    r"^(?:answer|information) to (?:(?:this|that|your|my) )?question (?:is|was) not (?:provided|given|available)\b",
     r"\bas (?:an )?ai\b",
     r"\bno one knows\b",
     # Answers with context: saying that the passage does not answer the question is abstaining.
