@@ -213,7 +213,7 @@ def verify(
         prev_line = lineno
         head_seq, head_hash = (seq if seq_ok else None), digest
         if seq_ok:
-            seen_seqs.append(seq)
+            seen_seqs.append(int(seq))
     if expect_head is not None and not found_expected:
         problems.append(
             Problem(

@@ -26,6 +26,7 @@ class _Recording:
     audit: Any  # an AuditLog, or None for no log
     review_queue: Any  # a ReviewQueue, or None for no queue
     _policy_id: str
+    _policy_hash: str
     _spot_days: dict[tuple[str, str], int]
     _spot_lock: threading.Lock
 
@@ -57,6 +58,7 @@ class _Recording:
         record = {
             "request_id": result.request_id,
             "policy_id": self._policy_id,
+            "policy_hash": self._policy_hash,
             "domain": result.domain,
             "domain_choice": result.domain_choice,
             "model": self.lm.name,

@@ -71,11 +71,12 @@ class Guard(_Scoring, _Recording):
         self._grounding = grounding
         self._router: dict[str, dict[str, np.ndarray]] | None = None  # per prompt mode
         self._lazy_lock = threading.RLock()  # grounding takes it, then reads embedder
-        from .monitor import MonitorState, policy_id
+        from .monitor import MonitorState, policy_hash, policy_id
 
         # the monitor's tightenings, read before routing (the chain is replayed if the state file is missing)
         self.monitor_state = MonitorState(policy.monitor.state, audit.path if audit is not None else policy.audit.path)
         self._policy_id = policy_id(policy)
+        self._policy_hash = policy_hash(policy)
         self._spot_days: dict[tuple[str, str], int] = {}  # (domain, UTC day) -> spot-checks taken (daily minimum)
         self._spot_lock = threading.Lock()
 

@@ -102,6 +102,17 @@ def policy_id(policy) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def policy_hash(policy) -> str:
+    """Which policy was in force, exactly (sha256, 16 hex): of the policy file's bytes, or of the policy's
+    settings for one built in code. Unlike :func:`policy_id` (the guarantee: targets and confidences), it
+    changes with any edit, a hand-set threshold or a spot-check rate included."""
+    source = getattr(policy, "source", None)
+    if source is not None and Path(source).is_file():
+        return hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
+    body = json.dumps(policy.model_dump(mode="json", exclude={"source"}), sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
 def spot_check_decision(policy, domain: str, record_id: str, day_count: int) -> dict | None:
     """The spot-check selection for one accepted answer: None when not selected, else what to record.
 

@@ -56,6 +56,9 @@ def test_result_carries_answer_route_risk_signals_reasons_and_its_audit_record(g
     rec = AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)
     assert rec["route"] == r.route and rec["signals"]["neuron_risk"] == pytest.approx(r.signals["neuron_risk"])
     assert rec["probe_id"] == r.probe_id and rec["model_fingerprint"] == guard.lm.fingerprint
+    from hguard.monitor import policy_hash, policy_id
+
+    assert rec["policy_id"] == policy_id(guard.policy) and rec["policy_hash"] == policy_hash(guard.policy)
     assert rec["thresholds"]["accept_below"] == 0.999 and rec["question"] == r.question
     assert audit_mod.verify(tmp_path / "audit.jsonl").ok
 

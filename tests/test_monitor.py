@@ -274,6 +274,20 @@ def test_monitor_run_estimates_tightens_on_a_breach_and_a_person_lifts(tmp_path)
     assert "data:image/png;base64" in html and "geo" in html
 
 
+def test_policy_hash_tells_apart_policies_of_one_guarantee(tmp_path):
+    from hguard.monitor import policy_hash
+    from hguard.policy import load_policy
+
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.write_text('version = 1\n[domains.geo]\ntarget_hallucination_rate = 0.2\nconfidence = 0.9\n')
+    b.write_text('version = 1\n[domains.geo]\ntarget_hallucination_rate = 0.2\nconfidence = 0.9\naccept_below = 0.3\n')
+    pa, pb = load_policy(a), load_policy(b)
+    assert policy_id(pa) == policy_id(pb) and policy_hash(pa) != policy_hash(pb)
+    assert policy_hash(pa) == policy_hash(load_policy(a)) and len(policy_hash(pa)) == 16
+    built = _pol(tmp_path)  # a policy built in code hashes its settings
+    assert policy_hash(built) == policy_hash(_pol(tmp_path)) != policy_hash(_pol(tmp_path, spot_check_rate=0.5))
+
+
 def test_only_verdicts_recorded_in_the_chain_count_and_the_anchor_is_checked(tmp_path):
     from hguard.monitor import SPOT, spot_check_decision
 
