@@ -212,8 +212,8 @@ def verify(
         prev_seq = seq if seq_ok else None
         prev_line = lineno
         head_seq, head_hash = (seq if seq_ok else None), digest
-        if seq_ok:
-            seen_seqs.append(int(seq))
+        if isinstance(seq, int):
+            seen_seqs.append(seq)
     if expect_head is not None and not found_expected:
         problems.append(
             Problem(
