@@ -99,15 +99,21 @@ def export_csv(
 
     # Two passes rather than holding every record: logs grow without bound.
     seen: dict[str, int] = {}
+    filled: set[str] = set()
     n_records = 0
     for rec in _iter_records(p):
         n_records += 1
         flat: dict[str, Any] = {}
         _flatten(rec, "", flat)
-        for name in flat:
+        for name, value in flat.items():
             seen.setdefault(name, len(seen))
+            if value != "":
+                filled.add(name)
     if columns is None:
-        header = sorted(seen, key=lambda c: _column_order(c, seen[c]))
+        # a field that is a table in some records and null in others ("thresholds" of a decision without a
+        # domain) has its dotted columns; its own, always empty, column would only look like missing data
+        stray = {c for c in seen if c not in filled and any(o.startswith(c + ".") for o in seen)}
+        header = sorted((c for c in seen if c not in stray), key=lambda c: _column_order(c, seen[c]))
     else:
         unknown = [c for c in columns if c not in seen]
         if unknown and n_records:

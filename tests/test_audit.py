@@ -591,9 +591,10 @@ def test_export_csv_flattens_signals_and_thresholds(tmp_path):
     log = AuditLog(path)
     log.append(_decision(1))
     log.append(_decision(2, signals={"h_neuron": 0.9, "grounding": 0.3}))
+    log.append(_decision(3, thresholds=None, domain=None))  # no domain chosen: no thresholds
     out = tmp_path / "out.csv"
 
-    assert export_csv(path, out) == 2
+    assert export_csv(path, out) == 3
     with open(out, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames
@@ -601,14 +602,14 @@ def test_export_csv_flattens_signals_and_thresholds(tmp_path):
     assert header[:6] == ["seq", "time", "id", "kind", "domain", "route"]
     assert header[-2:] == ["prev_hash", "hash"]
     assert {"signals.h_neuron", "signals.entropy", "signals.grounding", "thresholds.entropy"} <= set(header)
-    assert "signals" not in header and "thresholds" not in header
+    assert "signals" not in header and "thresholds" not in header  # no always-empty column for the null table
     assert rows[0]["signals.entropy"] == "2.0" and rows[1]["signals.entropy"] == ""
     assert rows[1]["signals.grounding"] == "0.3"
     assert rows[0]["thresholds.h_neuron"] == "0.7"
     assert json.loads(rows[1]["reasons"]) == ["reason 2"]
 
     picked = tmp_path / "picked.csv"
-    assert export_csv(path, picked, columns=["id", "signals.h_neuron"]) == 2
+    assert export_csv(path, picked, columns=["id", "signals.h_neuron"]) == 3
     with open(picked, newline="", encoding="utf-8") as f:
         assert list(csv.reader(f))[0] == ["id", "signals.h_neuron"]
 

@@ -240,7 +240,7 @@ def _deploy(tmp_path, policy, n, halluc_rate, seed=0, queue=None, log=None):
     return log, queue
 
 
-def test_monitor_run_estimates_tightens_on_a_breach_and_a_person_lifts(tmp_path):
+def test_monitor_run_estimates_tightens_on_a_breach_and_a_person_lifts(tmp_path, capsys):
     policy = _pol(tmp_path, spot_check_rate=0.5, on_breach="review")
     log, queue = _deploy(tmp_path, policy, 80, halluc_rate=0.6)
     rep = run_monitor(policy)
@@ -262,6 +262,13 @@ def test_monitor_run_estimates_tightens_on_a_breach_and_a_person_lifts(tmp_path)
     assert [r["kind"] for r in log].count("monitor_tighten") == 1
     # a person lifts it: audited, state normal, evidence counted afresh from then on
     st = lift(policy, "geo", by="ops", reason="checked the new traffic")
+    from hguard.cli.audit import main as audit_main
+
+    assert audit_main(["show", str(policy.audit.path), "--kind", "monitor_tighten"]) == 0
+    assert audit_main(["show", str(policy.audit.path), "--kind", "monitor_lift"]) == 0
+    shown = capsys.readouterr().out.splitlines()  # what changed, by whom and why, on each line
+    assert "action=review" in shown[0] and "accept_below=0.0" in shown[0] and 'reason="lower bound' in shown[0]
+    assert "by=ops" in shown[1] and 'reason="checked the new traffic"' in shown[1]
     assert st.state == "normal" and MonitorState(policy.monitor.state).get("geo").state == "normal"
     rep = run_monitor(policy)
     assert rep["domains"]["geo"]["spot_checks"]["reviewed"] == 0 and rep["domains"]["geo"]["state"]["state"] == "normal"

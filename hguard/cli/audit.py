@@ -23,7 +23,8 @@ def _format_record(rec: dict[str, Any]) -> str:
         f"{rec.get('kind', '?')!s:<14}",
         str(rec.get("id", "?")),
     ]
-    for key in ("domain", "route", "verdict", "reviewer", "decision_audit_id"):  # the last three: review verdicts
+    # verdict, reviewer, decision_audit_id: review verdicts; action, accept_below, by: the monitor's records
+    for key in ("domain", "route", "verdict", "reviewer", "decision_audit_id", "action", "accept_below", "by"):
         if rec.get(key) is not None:
             parts.append(f"{key}={rec[key]}")
     if isinstance(rec.get("risk"), (int, float)):
@@ -33,6 +34,8 @@ def _format_record(rec: dict[str, Any]) -> str:
             parts.append(f"{key}={json.dumps(one_line(rec[key], 80), ensure_ascii=False)}")
     if reasons:
         parts.append(f"reasons={reasons}")
+    if isinstance(rec.get("reason"), str):  # why the monitor tightened or lifted, or a spot-check was taken
+        parts.append(f"reason={json.dumps(one_line(rec['reason'], 200), ensure_ascii=False)}")
     if isinstance(rec.get("error"), str):  # an error record's message, or a failed framework call's
         parts.append(f"error={json.dumps(one_line(rec['error'], 200), ensure_ascii=False)}")
     return "  ".join(parts)
