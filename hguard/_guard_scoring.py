@@ -78,13 +78,21 @@ class _Scoring:
             model = "" if lm.name == DEFAULT_MODEL_NAME else f" --model {lm.source.removeprefix('hub:')}"
             how = (f"hguard calibrate-rag --data FILE.jsonl --out DIR{model}` (rows with context, domain {domain!r})"
                    if context_given(g.context) else f"hguard calibrate --data FILE.jsonl --out DIR --domain {domain}{model}`")
-            near = _near(domain, self.policy.domains) if domain not in self.policy.domains else None
-            problems.append(
-                f"domain {domain!r} has no calibrated probe"
-                + (f" ({why})" if why else "")
-                + (f"; did you mean {near!r}? (domain names are case-sensitive)" if near
-                   else f"; calibrate it with `{how} and point the policy's probes at DIR, or route it by policy")
-            )
+            listed = domain in self.policy.domains
+            near = _near(domain, self.policy.domains) if not listed else None
+            if not listed and not near:  # first what the caller can fix at once: the name, or the policy
+                problems.append(
+                    f"domain {domain!r} is not one of the policy's domains ({', '.join(sorted(self.policy.domains)) or 'none'})"
+                    f" and has no calibrated probe: pass one of them, or add a [domains.{domain}] table to the policy "
+                    f"and calibrate it with `{how} (the policy's probes pointing at DIR)"
+                )
+            else:
+                problems.append(
+                    f"domain {domain!r} has no calibrated probe"
+                    + (f" ({why})" if why else "")
+                    + (f"; did you mean {near!r}? (domain names are case-sensitive)" if near
+                       else f"; calibrate it with `{how} and point the policy's probes at DIR, or route it by policy")
+                )
         if cd is not None and route is not None:  # a calibrated domain comes with its route
             probe, probe_mode = cd.probe, cd.prompt_mode
             expected = g.extra.get("fingerprints") or self.generator.fingerprints  # the call's own (history, system)

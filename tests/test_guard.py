@@ -163,6 +163,9 @@ def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
         r = g.invoke("who is the author ?", domain=typed)
         assert r.route == "review" and any("did you mean 'alpha'?" in x for x in r.reasons), r.reasons
         assert not any(f"--domain {typed}" in x for x in r.reasons)  # calibrating the typo is not the fix
+    r = g.invoke("who is the author ?", domain="finance")  # not the policy's: that comes first, then how to add it
+    assert r.route == "review" and r.reasons[0].startswith("scoring problem: domain 'finance' is not one of the policy's domains (")
+    assert "add a [domains.finance] table to the policy and calibrate it with `hguard calibrate" in r.reasons[0]
 
 
 def test_scoring_errors_and_nan_fail_closed(calibrated, tmp_path, monkeypatch):
