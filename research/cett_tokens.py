@@ -161,13 +161,8 @@ def main(argv=None) -> int:
     import torch
 
     from hguard.calibrate.collect import Collected
-    from hguard.generation import Generator
-    from hguard.models import load_model
-    from hguard.settings import GenerationSettings
 
-    from hguard.calibrate.pipeline import DEFAULT_SYSTEM_PROMPT
-
-    from .generalization import VARIANTS, load_study, markdown, run_variant
+    from .generalization import VARIANTS, load_study, markdown, run_variant, study_generator
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default=str(ROOT / "runs" / "reference-work"))
@@ -180,11 +175,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"--reductions {args.reductions!r}: choose from {', '.join(REDUCTIONS)}")
     torch.set_num_threads(1)
     col, _, test = load_study(args.work)
-    gen = Generator(load_model("default"), settings=GenerationSettings(system_prompt=DEFAULT_SYSTEM_PROMPT))
-    stored = json.loads((Path(args.work) / "collection.json").read_text())
-    for k, v in gen.fingerprints.items():  # the prompt the answers were given with
-        if stored.get(k) != v:
-            raise SystemExit(f"{args.work} was collected with {k} {stored.get(k)!r}, this generator has {v!r}")
+    gen = study_generator(args.work)
     t0 = time.perf_counter()
     red = token_cett(gen, col.rows, args.batch_size, chosen)
     seconds = time.perf_counter() - t0

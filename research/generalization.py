@@ -163,6 +163,57 @@ def with_merger_signals(signals, run):
         pipeline.merger_features = shipped
 
 
+def study_generator(work: str):
+    """The generator the answers of ``work`` were given with (the calibration's system prompt, the default
+    model), refused if the collection's fingerprints say otherwise."""
+    from hguard.calibrate.pipeline import DEFAULT_SYSTEM_PROMPT
+    from hguard.generation import Generator
+    from hguard.models import load_model
+    from hguard.settings import GenerationSettings
+
+    gen = Generator(load_model("default"), settings=GenerationSettings(system_prompt=DEFAULT_SYSTEM_PROMPT))
+    stored = json.loads((Path(work) / "collection.json").read_text())
+    for k, v in gen.fingerprints.items():  # the prompt the answers were given with
+        if stored.get(k) != v:
+            raise SystemExit(f"{work} was collected with {k} {stored.get(k)!r}, this generator has {v!r}")
+    return gen
+
+
+def signal_study(col, test, signals: dict, names: tuple[str, str]) -> dict:
+    """The shipped probe settings (v0) with ``signals`` (row fields, oriented riskier-higher) reported beside
+    calibration's baselines, then with them added to the merger's inputs; ``names`` label the two variants."""
+    from hguard.calibrate import pipeline
+
+    spec = VARIANTS[next(v for v in VARIANTS if v.startswith("v0"))]
+    results: dict = {"variants": {}, "final_families": {}}
+    pipeline.BASELINES.update(signals)
+    try:
+        base, finals = run_variant(col, test, spec, log="v0")
+        results["variants"][names[0]] = base
+        results["final_families"].update(finals)
+        results["variants"][names[1]], _ = with_merger_signals(signals, lambda: run_variant(col, test, spec, log=names[1][:2]))
+    finally:
+        for k in signals:
+            pipeline.BASELINES.pop(k, None)
+    return results
+
+
+def signal_means(results: dict, signals) -> str:
+    """Per variant and domain, each signal's mean AUROC over the families with >= 5 answers of each class,
+    then each such family's probe, merged and ``signals`` figures."""
+    lines = []
+    for name, v in results["variants"].items():
+        lines.append(f"\n{name[:3]} mean over families with >= 5 of each class:")
+        for d, res in v.items():
+            per = {f: a for f, a in res.get("auroc", {}).items() if a and min(res["counts"][f]) >= 5}
+            lines.append(f"  {d}: " + ", ".join(
+                f"{k} {np.mean([a[k] for a in per.values() if a.get(k) is not None]):.3f}"
+                for k in ("probe", "merged", "mean_logprob", "min_logprob", "entropy", *signals)))
+            lines += [f"    {f} {res['counts'][f]}: " + ", ".join(f"{k} {a[k]:.3f}" for k in ("probe", "merged", *signals))
+                      for f, a in per.items()]
+    return "\n".join(lines)
+
+
 def final_families(names) -> list[str]:
     return sorted(sorted(names, key=lambda n: hashlib.sha256(n.encode()).hexdigest())[:2])
 

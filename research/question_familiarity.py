@@ -68,13 +68,7 @@ def question_logprobs(gen, rows, batch_size: int = 16) -> np.ndarray:
 def main(argv=None) -> int:
     import torch
 
-    from hguard.calibrate import pipeline
-    from hguard.calibrate.pipeline import DEFAULT_SYSTEM_PROMPT
-    from hguard.generation import Generator
-    from hguard.models import load_model
-    from hguard.settings import GenerationSettings
-
-    from .generalization import VARIANTS, load_study, markdown, run_variant, with_merger_signals
+    from .generalization import load_study, markdown, signal_means, signal_study, study_generator
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default=str(ROOT / "runs" / "reference-work"))
@@ -83,11 +77,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     col, _, test = load_study(args.work)
-    gen = Generator(load_model("default"), settings=GenerationSettings(system_prompt=DEFAULT_SYSTEM_PROMPT))
-    stored = json.loads((Path(args.work) / "collection.json").read_text())
-    for k, v in gen.fingerprints.items():  # the prompt the answers were given with
-        if stored.get(k) != v:
-            raise SystemExit(f"{args.work} was collected with {k} {stored.get(k)!r}, this generator has {v!r}")
+    gen = study_generator(args.work)
     t0 = time.perf_counter()
     q = question_logprobs(gen, col.rows, args.batch_size)
     seconds = time.perf_counter() - t0
@@ -95,29 +85,14 @@ def main(argv=None) -> int:
     for r, (mean, low, low3) in zip(col.rows, q):
         r.update(question_mean_logprob=float(mean), question_min_logprob=float(low), question_low3_logprob=float(low3))
         assert all(math.isfinite(x) for x in (mean, low, low3))
-    spec = VARIANTS[next(v for v in VARIANTS if v.startswith("v0"))]
-    results: dict = {"variants": {}, "final_families": {}, "n_answers": len(col.rows), "seconds_forward": seconds}
-    added = dict(SIGNALS)
-    pipeline.BASELINES.update(added)  # reported beside the shipped baselines (the merger is unchanged in v0)
-    try:
-        base, finals = run_variant(col, test, spec, log="v0")
-        results["variants"]["v0 shipped merger (probe + answer confidence); question familiarity as baselines"] = base
-        results["final_families"].update(finals)
-        fam, _ = with_merger_signals(SIGNALS, lambda: run_variant(col, test, spec, log="qf"))
-        results["variants"]["qf merger with the question's familiarity (mean, min, lowest-3 log-prob) added"] = fam
-    finally:
-        for k in added:
-            pipeline.BASELINES.pop(k, None)
+    results = signal_study(col, test, SIGNALS, (
+        "v0 shipped merger (probe + answer confidence); question familiarity as baselines",
+        "qf merger with the question's familiarity (mean, min, lowest-3 log-prob) added"))
+    results.update(n_answers=len(col.rows), seconds_forward=seconds)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
     print(markdown(results))
-    for name, v in results["variants"].items():
-        print(f"\n{name[:3]} baselines, mean over families with >= 5 of each class:")
-        for d, res in v.items():
-            per = {f: a for f, a in res.get("auroc", {}).items() if a and min(res["counts"][f]) >= 5}
-            line = ", ".join(f"{k} {np.mean([a[k] for a in per.values() if a.get(k) is not None]):.3f}"
-                             for k in ("probe", "merged", "mean_logprob", "min_logprob", "entropy", *SIGNALS))
-            print(f"  {d}: {line}")
+    print(signal_means(results, SIGNALS))
     return 0
 
 

@@ -82,14 +82,8 @@ def sample(gen, rows, k: int, cache: Path, batch_size: int = 8, seed: int = 0) -
 def main(argv=None) -> int:
     import torch
 
-    from hguard.calibrate import pipeline
-    from hguard.calibrate.pipeline import DEFAULT_SYSTEM_PROMPT
-    from hguard.generation import Generator
-    from hguard.models import load_model
-    from hguard.settings import GenerationSettings
-
     from . import generalization
-    from .generalization import VARIANTS, load_study, markdown, run_variant, with_merger_signals
+    from .generalization import load_study, markdown, signal_means, signal_study, study_generator
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default=str(ROOT / "runs" / "reference-work"))
@@ -106,43 +100,24 @@ def main(argv=None) -> int:
     col, _, test = load_study(args.work)
     keep = np.array([r["domain"] in domains for r in col.rows])
     col, test = col.subset(keep), test[keep]
-    gen = Generator(load_model("default"), settings=GenerationSettings(system_prompt=DEFAULT_SYSTEM_PROMPT))
-    stored = json.loads((Path(args.work) / "collection.json").read_text())
-    for key, v in gen.fingerprints.items():  # the prompt the answers were given with
-        if stored.get(key) != v:
-            raise SystemExit(f"{args.work} was collected with {key} {stored.get(key)!r}, this generator has {v!r}")
+    gen = study_generator(args.work)
     t0 = time.perf_counter()
     samples = sample(gen, col.rows, args.k, Path(args.cache), args.batch_size)
     seconds = time.perf_counter() - t0
     for r in col.rows:
         r["sample_disagreement"] = disagreement(r["question"], r["answer"], samples[r["id"]][:args.k])
-    spec = VARIANTS[next(v for v in VARIANTS if v.startswith("v0"))]
-    results: dict = {"variants": {}, "final_families": {}, "n_answers": len(col.rows), "k": args.k,
-                     "seconds_sampling_this_run": seconds, "domains": list(domains)}
     generalization.DOMAINS, shipped_domains = domains, generalization.DOMAINS
-    pipeline.BASELINES.update(SIGNALS)
     try:
-        base, finals = run_variant(col, test, spec, log="v0")
-        results["variants"]["v0 shipped merger (probe + answer confidence); sample disagreement as a baseline"] = base
-        results["final_families"].update(finals)
-        both, _ = with_merger_signals(SIGNALS, lambda: run_variant(col, test, spec, log="sc"))
-        results["variants"][f"sc merger with the disagreement of {args.k} sampled answers added"] = both
+        results = signal_study(col, test, SIGNALS, (
+            "v0 shipped merger (probe + answer confidence); sample disagreement as a baseline",
+            f"sc merger with the disagreement of {args.k} sampled answers added"))
     finally:
         generalization.DOMAINS = shipped_domains
-        for name in SIGNALS:
-            pipeline.BASELINES.pop(name, None)
+    results.update(n_answers=len(col.rows), k=args.k, seconds_sampling_this_run=seconds, domains=list(domains))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
     print(markdown(results))
-    for name, v in results["variants"].items():
-        print(f"\n{name[:3]} mean over families with >= 5 of each class:")
-        for d, res in v.items():
-            per = {f: a for f, a in res.get("auroc", {}).items() if a and min(res["counts"][f]) >= 5}
-            line = ", ".join(f"{key} {np.mean([a[key] for a in per.values() if a.get(key) is not None]):.3f}"
-                             for key in ("probe", "merged", "mean_logprob", "min_logprob", "entropy", *SIGNALS))
-            print(f"  {d}: {line}")
-            for f, a in per.items():
-                print(f"    {f} {res['counts'][f]}: " + ", ".join(f"{key} {a[key]:.3f}" for key in ("probe", "merged", "sample_disagreement")))
+    print(signal_means(results, SIGNALS))
     return 0
 
 
