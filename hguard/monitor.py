@@ -353,6 +353,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         est = {
             "state": st.to_dict(),
             "target": dp.target_hallucination_rate, "confidence": dp.confidence,
+            "hand_set_accept_below": dp.accept_below,  # the policy's own number, certified by no calibration
             "decisions": dict(routes), "n_decisions": len(dom),
             "spot_checks": {"selected": len(spot_items), "reviewed": n, "hallucinated": k,
                             "pending": len(spot_items) - n, "rate": k / n if n else None,

@@ -316,6 +316,7 @@ def test_only_verdicts_recorded_in_the_chain_count_and_the_anchor_is_checked(tmp
     assert s["selected"] == 12 and s["reviewed"] == 0 and not rep["domains"]["geo"]["breach"]
     assert rep["verdicts_not_in_chain"]["n"] == 12
     text = summary(rep)
+    assert "hand-set" not in text  # this policy sets no accept_below of its own
     assert "12 verdict(s) in the review queue have no review_verdict record in the audit chain" in text
     assert "outside the policy's domains: 2 decision(s) (1 with no domain, 1 in 'finance'; 2 review)" in text
     # the same verdicts given through the audited queue count (the breach is seen)
@@ -654,14 +655,16 @@ def test_without_matplotlib_the_monitor_still_estimates_and_leaves_the_html_repo
 
     from hguard.cli import main
 
-    _policy_file(tmp_path, 60, 'on_breach = "review"\n')
+    _policy_file(tmp_path, 60, 'on_breach = "review"\naccept_below = 0.3\n')
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
     assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--dry-run", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["html_report"] is None and out["domains"]["geo"]["spot_checks"]["reviewed"] > 0
     assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--dry-run"]) == 0
-    assert "report: none (matplotlib is not installed; pip install 'hguard[plots]'" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "report: none (matplotlib is not installed; pip install 'hguard[plots]'" in text
+    assert "accept_below 0.3 is hand-set in the policy: no calibration certifies it" in text
     assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--report", str(tmp_path / "r.html")]) == 2
     assert "--report needs matplotlib" in capsys.readouterr().err
     assert not (tmp_path / "monitor-report.html").exists()
