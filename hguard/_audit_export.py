@@ -22,9 +22,11 @@ def show(
     route: str | None = None,
     problems: list[Problem] | None = None,
     kind: str | None = None,
+    without_domain: bool = False,
 ) -> list[dict[str, Any]]:
     """Records matching domain, route and kind (``decision``, ``error``, ``llm_call``, ``review_verdict``, ...;
-    each when given), the last ``last`` of them when given, in file order.
+    each when given; ``without_domain``: only records with no domain, such as decisions no domain was chosen
+    for), the last ``last`` of them when given, in file order.
 
     A line that is not a record (torn or damaged) raises AuditIntegrityError naming it, unless a ``problems``
     list is given: then each such line is added to it and reading goes on.
@@ -42,6 +44,8 @@ def show(
             continue
         assert rec is not None
         if domain is not None and rec.get("domain") != domain:
+            continue
+        if without_domain and rec.get("domain") is not None:
             continue
         if route is not None and rec.get("route") != route:
             continue

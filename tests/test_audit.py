@@ -666,6 +666,9 @@ def test_cli_show_export_and_repair(tmp_path, capsys):
     assert cli_main(["show", str(path), "--domain", "nowhere", "--route", "accept"]) == 0
     shown = capsys.readouterr()
     assert shown.out == "" and f"no records in {path} match --domain nowhere --route accept" in shown.err
+    assert "(domains in it: legal, medical)" in shown.err  # the names a user can pass
+    assert cli_main(["show", str(path), "--domain", ""]) == 2
+    assert "pass a domain name, or --no-domain for records without one" in capsys.readouterr().err
     assert cli_main(["show", str(path), "--last", "-3"]) == 2
 
     out_csv = tmp_path / "out.csv"
@@ -696,4 +699,11 @@ def test_cli_show_export_and_repair(tmp_path, capsys):
     AuditLog(path).append({"error": "InputError: the context is empty", "source": "hguard ask"}, kind="error")
     assert cli_main(["show", str(path), "--kind", "error"]) == 0
     assert 'error="InputError: the context is empty"' in capsys.readouterr().out  # the message, not only the kind
+    assert cli_main(["show", str(path), "--no-domain", "--kind", "decision"]) == 0  # decisions none was chosen for
+    assert capsys.readouterr().out == ""
+    AuditLog(path).append(_decision(7, domain=None))
+    assert cli_main(["show", str(path), "--no-domain", "--json"]) == 0
+    nodomain = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r["kind"] for r in nodomain] == ["recovery", "review_verdict", "error", "decision"]
+    assert all(r.get("domain") is None for r in nodomain)
 

@@ -74,7 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="print records (and, on stderr, every line that is not a record)")
     p.add_argument("path", help="the audit log (.jsonl)")
     p.add_argument("--last", type=int, metavar="N", help="only the last N matching records")
-    p.add_argument("--domain", metavar="D", help="only records of this domain")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--domain", metavar="D", help="only records of this domain")
+    where.add_argument("--no-domain", action="store_true",
+                       help="only records without a domain (decisions no domain was chosen for, errors)")
     p.add_argument("--route", metavar="R", choices=("accept", "review", "abstain"),
                    help="only records routed this way (accept, review or abstain)")
     p.add_argument("--kind", metavar="K", help="only records of this kind (decision, error, llm_call, review_verdict, ...)")
@@ -117,17 +120,23 @@ def main(argv: list[str]) -> int:
             print(report.summary())
             return 0 if report.ok else 1
         if args.command == "show":
+            if args.domain is not None and not args.domain.strip():
+                raise InputError(f"--domain {args.domain!r}: pass a domain name, or --no-domain for records without one")
             problems: list[Problem] = []
             n_shown = 0
             for rec in show(args.path, last=args.last, domain=args.domain, route=args.route, kind=args.kind,
-                            problems=problems):
+                            problems=problems, without_domain=args.no_domain):
                 print(canonical_json(rec) if args.json else _format_record(rec))
                 n_shown += 1
             if not n_shown:  # said on stderr, so stdout stays records only
                 filters = [f"--{k} {v}" for k, v in (("domain", args.domain), ("route", args.route), ("kind", args.kind)) if v]
-                kinds = sorted({str(r.get("kind")) for r in show(args.path, problems=[])}) if args.kind else []
+                filters += ["--no-domain"] if args.no_domain else []
+                every = show(args.path, problems=[]) if args.kind or args.domain else []
+                said = [f"kinds in it: {', '.join(sorted({str(r.get('kind')) for r in every}))}"] if args.kind else []
+                said += [f"domains in it: {', '.join(sorted({str(r['domain']) for r in every if r.get('domain')})) or 'none'}"
+                         ] if args.domain else []
                 print(f"hguard audit: no records in {args.path}" + (f" match {' '.join(filters)}" if filters else "")
-                      + (f" (kinds in it: {', '.join(kinds)})" if kinds else ""), file=sys.stderr)
+                      + (f" ({'; '.join(said)})" if said else ""), file=sys.stderr)
             for problem in problems:
                 print(f"hguard audit: {args.path} line {problem.line}: {problem.message}", file=sys.stderr)
             return 1 if problems else 0
