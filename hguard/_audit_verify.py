@@ -149,7 +149,8 @@ def verify(
     head_hash: str | None = None
     found_expected = False
     anchored_seen: set[int] = set()
-    seen_seqs: list[int] = []
+    last_head = max(heads) if heads else None
+    beyond_anchor = 0  # records after the anchor's last head: it does not cover them
     if key is not None:
         from .integrity import key_id, mac_matches
     for lineno, rec, canonical, problem in _scan(p, size):
@@ -212,8 +213,8 @@ def verify(
         prev_seq = seq if seq_ok else None
         prev_line = lineno
         head_seq, head_hash = (seq if seq_ok else None), digest
-        if isinstance(seq, int):
-            seen_seqs.append(seq)
+        if last_head is not None and type(seq) is int and seq > last_head:
+            beyond_anchor += 1
     if expect_head is not None and not found_expected:
         problems.append(
             Problem(
@@ -230,12 +231,10 @@ def verify(
             )
         )
     if anchor is not None:  # what the anchor covers: records after its last head could be cut unseen
-        last = max(heads) if heads else None
-        after = n_records if last is None else sum(1 for s in seen_seqs if s > last)
         cover = (f"each of the {len(heads)} heads in the anchor {anchor} is in it" if heads
                  else f"the anchor {anchor} holds no head: it covers none of the log's records")
-        if heads and after:
-            cover += f" (its last head is seq {last}: the {after} record(s) after it are not covered by it)"
+        if beyond_anchor:
+            cover += f" (its last head is seq {last_head}: the {beyond_anchor} record(s) after it are not covered by it)"
     checked = ([cover] if anchor is not None else []) + (
         [f"the expected head {expect_head[:16]}... is in it"] if expect_head else [])
     return VerifyReport(

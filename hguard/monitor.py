@@ -103,13 +103,10 @@ def policy_id(policy) -> str:
 
 
 def policy_hash(policy) -> str:
-    """Which policy was in force, exactly (sha256, 16 hex): of the policy file's bytes, or of the policy's
-    settings for one built in code. Unlike :func:`policy_id` (the guarantee: targets and confidences), it
-    changes with any edit, a hand-set threshold or a spot-check rate included."""
-    source = getattr(policy, "source", None)
-    if source is not None and Path(source).is_file():
-        return hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
-    body = json.dumps(policy.model_dump(mode="json", exclude={"source"}), sort_keys=True, default=str)
+    """Which policy was in force, exactly (sha256, 16 hex): of its settings as loaded (a file's, or one built
+    or changed in code). Unlike :func:`policy_id` (the guarantee: targets and confidences), it changes with
+    any setting, a hand-set threshold or a spot-check rate included."""
+    body = json.dumps(policy.model_dump(mode="json"), sort_keys=True, default=str)
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
@@ -246,8 +243,9 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
 
     key = load_key(policy.integrity.key_file)  # the guard's key: the monitor's records join its chain
     # the policy's anchor holds its own log's heads: records cut off the end of that log fail here too
-    anchor = policy.audit.anchor if policy.audit.anchor is not None and audit_path == Path(policy.audit.path) else None
-    ver = verify(audit_path, key=key, anchor=anchor if anchor is not None and Path(anchor).is_file() else None)
+    anchor = policy.audit.anchor
+    own_anchor = anchor is not None and audit_path == Path(policy.audit.path) and Path(anchor).is_file()
+    ver = verify(audit_path, key=key, anchor=anchor if own_anchor else None)
     if not ver.ok:  # the estimate, the drift test and any tightening would rest on evidence that does not verify
         first = ver.problems[0]
         where = f"line {first.line}: " if first.line else ""
@@ -283,7 +281,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     # was cut) is evidence nobody can check, so its item counts as not reviewed
     recorded = {r["id"]: r for r in records if r.get("kind") == "review_verdict"}
     unrecorded = [it for it in items if it.verdict is not None and not _in_chain(it, recorded)]
-    items = [replace(it, verdict=None) if it in unrecorded else it for it in items]
+    unrecorded_ids = {it.id for it in unrecorded}
+    items = [replace(it, verdict=None) if it.id in unrecorded_ids else it for it in items]
     meta = _probe_meta(policy)
     states = replay(records)
     selection = check_selection(policy, [r for r in records if r.get("kind") == SPOT or r.get("id") in by_id])

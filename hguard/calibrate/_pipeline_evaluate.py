@@ -51,6 +51,13 @@ def load_probe_dir(probes_dir: str | os.PathLike, expect: dict | None = None) ->
     return out
 
 
+def refuse_foreign_layout(cd: "CalibratedDomain", gen) -> None:
+    """Refuse, before any answer, a probe whose neurons are another model's: scoring them would measure nothing."""
+    foreign = cd.foreign_layout(gen)
+    if foreign:
+        raise ProbeMismatchError(f"{foreign}; pass the model it was calibrated with, `--model PATH`")
+
+
 def evaluate(
     probes_dir: str | os.PathLike,
     data: Sequence[str | os.PathLike] | Sequence[Example],
@@ -85,9 +92,7 @@ def evaluate(
             continue
         cd = probes[domain]
         probe = cd.probe
-        foreign = cd.foreign_layout(gen)
-        if foreign:  # its neurons are another model's: scoring them would measure nothing
-            raise ProbeMismatchError(f"{foreign}; pass the model it was calibrated with, `--model PATH`")
+        refuse_foreign_layout(cd, gen)
         problems = cd.check_fingerprints(gen.fingerprints)
         if problems:
             warnings.warn(f"domain {domain!r} is evaluated under another setup than its calibration: "

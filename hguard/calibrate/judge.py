@@ -371,13 +371,10 @@ def _find(seq: list[str], sub: list[str]) -> list[int]:
     return [i for i in range(n - m + 1) if seq[i : i + m] == sub]
 
 
-def _echoed(ans_tok: list[str], start: int, n: int, question: str | None) -> bool:
+def _echoed(ans_tok: list[str], start: int, n: int, q: list[str]) -> bool:
     """Whether the answer's tokens ``[start, start + n)`` lie inside a longer run of words that the question
-    itself holds: an alias inside the question's own entity ("Czech" in "the official language of the
-    Czech Republic is ...") names nothing the answer added."""
-    if not question:
-        return False
-    q = _tokens(question)
+    (its tokens ``q``) itself holds: an alias inside the question's own entity ("Czech" in "the official
+    language of the Czech Republic is ...") names nothing the answer added."""
     grams = {tuple(q[i:j]) for i in range(len(q)) for j in range(i + n + 1, len(q) + 1)}
     return any(tuple(ans_tok[a:b]) in grams
                for a in range(max(0, start - len(q)), start + 1)
@@ -388,11 +385,12 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
     """(alias with a clean match, alias seen only hedged or negated) over all aliases; with ``question``, an
     alias seen only inside a longer run of the question's own words does not match."""
     ans_tok = _tokens(answer)
+    q = _tokens(question) if question else []
     spoiled: str | None = None
     for alias in aliases:
         al = _tokens(alias)
         for start in _find(ans_tok, al):
-            if _echoed(ans_tok, start, len(al), question):
+            if q and _echoed(ans_tok, start, len(al), q):
                 continue
             before = ans_tok[start - 1] if start > 0 else ""
             after = ans_tok[start + len(al)] if start + len(al) < len(ans_tok) else ""

@@ -38,9 +38,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import DataError, InputError, ProbeMismatchError
+from ..errors import DataError, InputError
 from .collect import collect
 from .data import Example, data_hash, rows_for_mode, warn_rag_meta
+from ._pipeline_evaluate import refuse_foreign_layout
 from .pipeline import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_SYSTEM_PROMPT,
@@ -251,10 +252,8 @@ def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, 
     if collected_only:
         examples = _collected(examples, Path(work_dir))
     lm, gen = _setup(model, lm, settings)  # after the rows are read and checked
-    for cd in probes.values():  # before any answer: another model's neurons would measure nothing
-        foreign = cd.foreign_layout(gen)
-        if foreign:
-            raise ProbeMismatchError(f"{foreign}; pass the model it was calibrated with, `--model PATH`")
+    for cd in probes.values():
+        refuse_foreign_layout(cd, gen)
     col = collect(gen, examples, work_dir, batch_size=batch_size, progress=progress)
     rows = add_rag_signals(gen, col, examples, work_dir, progress=progress)
     test = np.ones(len(rows), dtype=bool) if given else split_groups(rows, test_fraction, seed)
