@@ -168,3 +168,16 @@ def test_the_cli_refuses_an_unreachable_address_before_loading_the_model(tmp_pat
     rc = main(["calibrate", "--data", str(data), "--out", str(tmp_path / "o"), "--actors", "4", "--cpus-per-actor", "2"])
     assert rc == 2
     assert "--actors, --cpus-per-actor are for --engine ray; add --engine ray or drop them" in capsys.readouterr().err
+    rc = main(["calibrate", "--data", str(data), "--out", str(tmp_path / "o"), "--gpus-per-actor", "0"])  # its default value, given
+    assert rc == 2
+    assert "--gpus-per-actor is for --engine ray" in capsys.readouterr().err
+
+
+def test_the_cli_gives_ray_the_options_set_and_ray_options_defaults_for_the_rest():
+    from hguard.calibrate.ray_engine import RayOptions
+    from hguard.cli import _ray_options, build_parser
+
+    args = build_parser().parse_args(["calibrate", "--data", "d.jsonl", "--out", "o", "--engine", "ray", "--actors", "3"])
+    assert _ray_options(args) == RayOptions(actors=3, device="auto")
+    args = build_parser().parse_args(["calibrate", "--data", "d.jsonl", "--out", "o"])
+    assert _ray_options(args) is None

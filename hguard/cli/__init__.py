@@ -200,21 +200,25 @@ def _fit_options(args) -> dict:
     return {"screen_top": args.screen_top, "fit_memory_gb": args.fit_memory_gb}
 
 
+RAY_ONLY = (("--address", "address", "address"), ("--actors", "actors", "actors"),  # flag, argparse dest, RayOptions field
+            ("--gpus-per-actor", "gpus_per_actor", "num_gpus"), ("--cpus-per-actor", "cpus_per_actor", "num_cpus"))
+
+
 def _ray_options(args):
+    """RayOptions from the Ray-only options given (unset ones keep RayOptions' defaults); None without
+    --engine ray, where any of them given is refused."""
+    given = {(flag, field): getattr(args, dest) for flag, dest, field in RAY_ONLY if getattr(args, dest) is not None}
     if args.engine != "ray":
-        given = [flag for flag, value, default in (("--address", args.address, None), ("--actors", args.actors, 1),
-                                                   ("--gpus-per-actor", args.gpus_per_actor, 0.0),
-                                                   ("--cpus-per-actor", args.cpus_per_actor, 1.0)) if value != default]
         if given:
-            raise InputError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for --engine ray; add --engine ray "
-                             f"or drop {'it' if len(given) == 1 else 'them'}")
+            flags = [flag for flag, _ in given]
+            raise InputError(f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} for --engine ray; add --engine ray "
+                             f"or drop {'it' if len(flags) == 1 else 'them'}")
         return None
     from ..calibrate.ray_engine import RayOptions, check_address
 
     if args.address:
         check_address(args.address)  # before the model is loaded: a wrong address fails in seconds
-    return RayOptions(address=args.address, actors=args.actors, num_gpus=args.gpus_per_actor, num_cpus=args.cpus_per_actor,
-                      device=args.device)
+    return RayOptions(**{field: value for (_, field), value in given.items()}, device=args.device)
 
 
 def _rag_line(m: dict) -> str:
@@ -381,9 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--previous", metavar="DIR", help="an earlier calibration's folder: report what changed (DIR/report.json)")
     c.add_argument("--engine", choices=("local", "ray"), default="local", help="where answers are collected: this process, or a Ray cluster (same shards, same probes)")
     c.add_argument("--address", help="--engine ray: the cluster's address (host:6379 or auto, on a node of the cluster; Ray Client's ray:// is not supported); default: a local Ray for this run")
-    c.add_argument("--actors", type=int, default=1, help="--engine ray: actors, each loading the model once (one per GPU)")
-    c.add_argument("--gpus-per-actor", type=float, default=0.0, help="--engine ray: GPUs each actor reserves (1 on a GPU cluster)")
-    c.add_argument("--cpus-per-actor", type=float, default=1.0, help="--engine ray: CPUs each actor reserves (its torch threads)")
+    c.add_argument("--actors", type=int, help="--engine ray: actors, each loading the model once (one per GPU; default 1)")
+    c.add_argument("--gpus-per-actor", type=float, help="--engine ray: GPUs each actor reserves (default 0; 1 on a GPU cluster)")
+    c.add_argument("--cpus-per-actor", type=float, help="--engine ray: CPUs each actor reserves (its torch threads; default 1)")
     c.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model answers: auto = the GPU when one is visible (on Ray: the actor's assigned GPU), else the CPU")
     c.add_argument("--screen-top", type=int, metavar="K",
