@@ -22,6 +22,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -77,14 +78,58 @@ def span_mask(tok, question: str, answer: str) -> tuple[list[int], list[int]]:
     return ids, (keep if any(keep) else [1] * len(ids))
 
 
+class TeacherForced(NamedTuple):
+    """One left-padded batch of prompt + answer: ids, attention, positions, and (B, S) float masks of the
+    answer tokens, the answer's span (``span_mask``) and, when asked for, the question's tokens."""
+
+    ids: Any
+    attention: Any
+    positions: Any
+    mask: Any
+    span: Any
+    ask: Any
+
+
+def teacher_forced(gen, rows, batch_size: int, with_question: bool = False):
+    """``(start, TeacherForced)`` per batch of ``rows`` (question and answer text), each answer after the
+    collection's prompt for its question, as generated (an empty answer is the end-of-sequence token);
+    progress is printed every 50 batches."""
+    import torch
+
+    from hguard.generation import left_pad
+
+    tok = gen.lm.tokenizer
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start:start + batch_size]
+        seqs, masks, spans, asks = [], [], [], []
+        for r in batch:
+            prompt = gen.prompt_ids(r["question"])
+            if with_question:
+                asks.append(question_mask(gen, r["question"], prompt))
+            answer, keep = span_mask(tok, r["question"], r["answer"])
+            if not answer:
+                answer, keep = [tok.eos_token_id], [1]
+            seqs.append(prompt + answer)
+            masks.append([0] * len(prompt) + [1] * len(answer))
+            spans.append([0] * len(prompt) + keep)
+            if asks:
+                asks[-1] = asks[-1] + [0] * len(answer)
+        ids, att = left_pad(seqs, tok.pad_token_id)
+        pos = (att.long().cumsum(-1) - 1).clamp_min(0)
+        yield start, TeacherForced(ids, att, pos, left_pad(masks, 0, dtype=torch.float32)[0],
+                                   left_pad(spans, 0, dtype=torch.float32)[0],
+                                   left_pad(asks, 0, dtype=torch.float32)[0] if asks else None)
+        if start % (batch_size * 50) == 0:
+            print(f"  {start + len(batch)} of {len(rows)} answers", flush=True)
+
+
 def token_cett(gen, rows, batch_size: int = 8, reductions=REDUCTIONS) -> dict[str, np.ndarray]:
     """{reduction: (n, n_features) float32} for ``rows`` (question and answer text)."""
     import torch
 
-    from hguard.generation import left_pad
     from hguard.neurons import _weight_and_bias, column_norms, find_ffn_sites
 
-    model, tok = gen.lm.model, gen.lm.tokenizer
+    model = gen.lm.model
     sites = find_ffn_sites(model)
     width = sum(s.d_ff for s in sites)
     out = {k: np.zeros((len(rows), width), np.float32) for k in reductions}
@@ -99,29 +144,11 @@ def token_cett(gen, rows, batch_size: int = 8, reductions=REDUCTIONS) -> dict[st
 
     handles = [s.module.register_forward_hook(hook_for(k)) for k, s in enumerate(sites)]
     try:
-        for start in range(0, len(rows), batch_size):
-            batch = rows[start:start + batch_size]
-            seqs, masks, spans, asks = [], [], [], []
-            for r in batch:
-                prompt = gen.prompt_ids(r["question"])
-                if "centred" in out:
-                    asks.append(question_mask(gen, r["question"], prompt))
-                answer, keep = span_mask(tok, r["question"], r["answer"])
-                if not answer:
-                    answer, keep = [tok.eos_token_id], [1]
-                seqs.append(prompt + answer)
-                masks.append([0] * len(prompt) + [1] * len(answer))
-                spans.append([0] * len(prompt) + keep)
-                if asks:
-                    asks[-1] = asks[-1] + [0] * len(answer)
-            ids, att = left_pad(seqs, tok.pad_token_id)
-            mask = left_pad(masks, 0, dtype=torch.float32)[0]  # (B, S)
-            span = left_pad(spans, 0, dtype=torch.float32)[0]
+        for start, tf in teacher_forced(gen, rows, batch_size, with_question="centred" in out):
+            batch, mask, span, ask = rows[start:start + batch_size], tf.mask, tf.span, tf.ask
             n_span = span.sum(1).clamp_min(1)
-            ask = left_pad(asks, 0, dtype=torch.float32)[0] if asks else None
-            pos = (att.long().cumsum(-1) - 1).clamp_min(0)
             with torch.no_grad():
-                model(input_ids=ids, attention_mask=att, position_ids=pos)
+                model(input_ids=tf.ids, attention_mask=tf.attention, position_ids=tf.positions)
             first = mask.argmax(1)  # left padding: the answer is at the end
             last = torch.full_like(first, mask.shape[1] - 1)
             n = mask.sum(1).clamp_min(1)
@@ -149,8 +176,6 @@ def token_cett(gen, rows, batch_size: int = 8, reductions=REDUCTIONS) -> dict[st
                 if "span_max" in out:
                     out["span_max"][rs, sl] = c.masked_fill(span[..., None] == 0, float("-inf")).amax(1).numpy()
             captured.clear()
-            if start % (batch_size * 50) == 0:
-                print(f"  {start + len(batch)} of {len(rows)} answers", flush=True)
     finally:
         for h in handles:
             h.remove()
