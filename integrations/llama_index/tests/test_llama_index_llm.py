@@ -9,7 +9,7 @@ import pytest
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from hguard.audit import AuditLog
-from hguard.errors import InputError
+from hguard.errors import InputError, NeedsReviewError
 from hguard.guard import REVIEW_MARK
 from llama_index.llms.hguard import HGuardLLM
 
@@ -104,6 +104,28 @@ def test_stream_chat_and_async_forms(make_guard):
     assert len(c) == 1 and c[0].additional_kwargs["route"] == "accept"
     assert len(d) > 1 and d[-1].message.additional_kwargs["route"] == "accept"
 
+
+
+@pytest.mark.parametrize("mode", ["hold", "passthrough"])
+def test_raise_on_raises_from_a_stream_when_the_decision_comes(make_guard, mode):
+    guard = make_guard("review")
+    llm = HGuardLLM(guard, domain="alpha", stream_mode=mode, raise_on={"review"})
+    seen = []
+    with pytest.raises(NeedsReviewError) as err:
+        for r in llm.stream_complete(Q):
+            seen.append(r)
+    assert err.value.result.route == "review" and _record(guard, {"audit_id": err.value.result.audit_id})
+    assert seen == [] if mode == "hold" else all(not r.additional_kwargs for r in seen)  # no decided text escapes
+    with pytest.raises(NeedsReviewError):
+        list(llm.stream_chat([ChatMessage(role=MessageRole.USER, content=Q)]))
+
+    async def consume():
+        return [r async for r in await llm.astream_complete(Q)]
+
+    with pytest.raises(NeedsReviewError):
+        asyncio.run(consume())
+    assert list(HGuardLLM(guard, domain="alpha", stream_mode=mode, raise_on={"abstain"}).stream_complete(Q))[-1] \
+        .additional_kwargs["route"] == "review"  # a route not in raise_on streams as before
 
 @pytest.mark.timeout(300)
 def test_from_policy_builds_the_guard(tiny_probes, policy_for, tmp_path):

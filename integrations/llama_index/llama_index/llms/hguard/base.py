@@ -81,7 +81,9 @@ class HGuardLLM(CustomLLM):
     messages (and messages named ``"context"``) as context.
 
     Streaming follows ``stream_mode``: ``"hold"`` yields the routed text once decided; ``"passthrough"``
-    yields tokens as generated and the decision in the last response's ``additional_kwargs``.
+    yields tokens as generated and the decision in the last response's ``additional_kwargs``. With
+    ``raise_on``, a stream whose route is in it raises when the decision comes: in ``"hold"`` before any
+    text, in ``"passthrough"`` after the tokens already streamed.
 
     Inside LlamaIndex's stock engines (``index.as_query_engine(llm=...)``, ``as_chat_engine`` in its
     default ``condense_plus_context`` mode and in ``context`` mode) the response synthesizer calls
@@ -264,9 +266,12 @@ class HGuardLLM(CustomLLM):
         return CompletionResponse(text=result.display_text, additional_kwargs=self.decision(result))
 
     def _response(self, text: str, piece: Any, mode: str) -> tuple[str, CompletionResponse]:
+        """The text so far and the response for one streamed piece; the decided piece raises when its route
+        is in ``raise_on`` (in passthrough the tokens before it were already streamed; in hold none were)."""
         if piece.result is None:
             text += piece.text
             return text, CompletionResponse(text=text, delta=piece.text)
+        raise_if_routed(piece.result, self.raise_on)
         if mode == "hold":  # the only chunk: the routed text
             text = piece.text
         return text, CompletionResponse(text=text, delta=piece.text, additional_kwargs=self.decision(piece.result))
