@@ -26,6 +26,7 @@ class GuardResult:
     audit_id: str
     request_id: str
     abstain_message: str
+    review_message: str | None = None  # shown instead of an answer routed to review; None shows it marked
     domain_choice: dict = field(default_factory=dict)
     thresholds: dict | None = None
     probe_id: str | None = None
@@ -36,12 +37,13 @@ class GuardResult:
 
     @property
     def display_text(self) -> str:
-        """What an end user should see: the answer, the abstain message, or the answer marked for review."""
+        """What an end user should see: the answer, the abstain message, or for review the policy's review
+        message (the answer held for the reviewer) or, without one, the answer marked for review."""
         if self.route == ACCEPT:
             return self.answer
         if self.route == ABSTAIN:
             return self.abstain_message
-        return REVIEW_MARK + self.answer
+        return self.review_message if self.review_message is not None else REVIEW_MARK + self.answer
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

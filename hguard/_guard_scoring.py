@@ -237,6 +237,7 @@ class _Scoring:
         if not choice.get("given") and choice.get("reason"):
             reasons.insert(0, choice["reason"])
         abstain_message = (dp.abstain_message if dp is not None and dp.abstain_message else None) or self.policy.abstain_message
+        review_message = (dp.review_message if dp is not None else None) or self.policy.review_message
         request_id = request_id or uuid.uuid4().hex
         probe_id = route.domain.probe_id if route is not None and route.domain is not None else None
         result = GuardResult(
@@ -250,6 +251,7 @@ class _Scoring:
             audit_id="",
             request_id=request_id,
             abstain_message=abstain_message,
+            review_message=review_message,
             domain_choice=choice,
             thresholds=decision.thresholds,
             probe_id=probe_id,

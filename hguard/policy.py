@@ -215,6 +215,10 @@ class DomainPolicy(_Section):
     abstain_message: str = Field(
         DEFAULT_ABSTAIN_MESSAGE, strict=True, description="a string shown instead of an abstained answer"
     )
+    review_message: str | None = Field(
+        None, strict=True, min_length=1, description="a string shown instead of an answer held for review, or leave the key "
+        "out to use the policy's review_message"
+    )
     grounding_weight: float | None = _unit(
         None,
         "a number in [0, 1], or leave the key out: a manual override that raises the calibrated risk by "
@@ -349,6 +353,13 @@ class Policy(_Section):
         DEFAULT_ABSTAIN_MESSAGE,
         strict=True,
         description="a string shown when abstaining outside any domain",
+    )
+    review_message: str | None = Field(
+        None,
+        strict=True,
+        min_length=1,
+        description='a string shown instead of an answer routed to review (the answer is held for the reviewer); '
+        'leave the key out to show the answer itself marked "[needs review] " (for staff-facing tools)',
     )
     model: str = Field(
         "default",

@@ -34,9 +34,16 @@ from hguard.guard import Guard, GuardResult
 StreamMode = Literal["hold", "passthrough"]
 STREAM_MODES: tuple[str, ...] = ("hold", "passthrough")
 
-def check_stream_mode(mode: str) -> StreamMode:
+def check_stream_mode(mode: str, raise_on=frozenset()) -> StreamMode:
+    """``mode`` checked, and refused as ``"passthrough"`` beside a ``raise_on``: a passthrough stream gives
+    its tokens before the decision, so an exception (and any fallback) would come after the user saw them."""
     if mode not in STREAM_MODES:
         raise ValueError(f"stream_mode must be one of {STREAM_MODES}, got {mode!r}")
+    if mode == "passthrough" and raise_on:
+        raise ValueError(
+            f"stream_mode='passthrough' streams the answer before it is decided, so raise_on={set(raise_on)} (and a "
+            "fallback) could not hold it back; use stream_mode='hold' (the default) with raise_on, or drop raise_on"
+        )
     return cast(StreamMode, mode)
 
 

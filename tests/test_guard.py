@@ -69,7 +69,7 @@ def test_routes_follow_the_thresholds(calibrated, tmp_path):
     accept = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm).invoke(q, domain="alpha")
     assert accept.route == "accept" and accept.display_text == accept.answer
     abstain = Guard.from_policy(_policy(root, tmp_path, accept_below=0.0, abstain_above=0.0), lm=lm).invoke(q, domain="alpha")
-    assert abstain.route == "abstain" and abstain.display_text == "I can't answer that reliably." or abstain.display_text
+    assert abstain.route == "abstain" and abstain.display_text == "I can't answer that reliably."
     assert abstain.answer == accept.answer  # same generation, only the route differs
 
 
@@ -118,6 +118,31 @@ def test_unknown_domain_goes_to_review_never_accept(guard):
     r = guard.invoke("who is the author ?", domain="gamma")
     assert r.route == "review" and any("gamma" in x for x in r.reasons)
     assert r.display_text.startswith(REVIEW_MARK)
+
+
+def test_an_answer_routed_to_review_is_held_behind_the_review_message_when_the_policy_has_one(calibrated, tmp_path):
+    lm, root = calibrated
+    pol = _policy(root, tmp_path)
+    pol = pol.model_copy(update={"review_message": "held for a reviewer"})
+    g = Guard.from_policy(pol, lm=lm)
+    r = g.invoke("who is the author ?", domain="gamma")  # an unknown domain: review
+    assert r.route == "review" and r.display_text == "held for a reviewer" and r.answer
+    assert r.to_dict()["display_text"] == "held for a reviewer"
+    assert AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)["answer"] == r.answer  # the answer is kept, not shown
+    doms = {**pol.model_dump()["domains"], "alpha": {**pol.model_dump()["domains"]["alpha"], "review_message": "alpha holds it",
+                                                      "accept_below": 0.0, "abstain_above": 1.0}}
+    g = Guard.from_policy(Policy.model_validate({**pol.model_dump(mode="json"), "domains": doms}), lm=lm)
+    assert g.invoke("who is the author ?", domain="alpha").display_text == "alpha holds it"  # the domain's own
+    with pytest.raises(ValueError, match="review_message"):
+        Policy.model_validate({**pol.model_dump(mode="json"), "review_message": ""})
+
+
+def test_the_default_policy_holds_answers_routed_to_review():
+    from hguard.policy import load_policy
+
+    from hguard.guard import DEFAULT_POLICY
+
+    assert load_policy(DEFAULT_POLICY).review_message
 
 
 def test_a_hand_set_accept_threshold_is_said_at_start_and_in_each_accepted_answer(calibrated, tmp_path):

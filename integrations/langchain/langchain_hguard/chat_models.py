@@ -16,7 +16,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Usag
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config, get_config_list
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from hguard.errors import InputError
 from hguard.guard import Guard, GuardResult
@@ -259,6 +259,11 @@ class ChatHGuard(BaseChatModel):
     def _raise_on(cls, v: Any) -> frozenset[str]:
         return check_raise_on(v)
 
+    @model_validator(mode="after")
+    def _holdable(self) -> "ChatHGuard":
+        check_stream_mode(self.stream_mode, self.raise_on)
+        return self
+
     _precomputed: dict[str, GuardResult] = PrivateAttr(default_factory=dict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
@@ -337,7 +342,7 @@ class ChatHGuard(BaseChatModel):
         kw = dict(kwargs)
         context = kw.pop("context", None)
         domain = kw.pop("domain", None) or self.domain
-        mode = check_stream_mode(kw.pop("stream_mode", self.stream_mode))
+        mode = check_stream_mode(kw.pop("stream_mode", self.stream_mode), self.raise_on)
         early_stop = bool(kw.pop("early_stop", self.early_stop))
         key = kw.pop(_PRECOMPUTED, None)
         handed = kw.pop(_PARENT_RUN, None)  # a streamed call's chain run

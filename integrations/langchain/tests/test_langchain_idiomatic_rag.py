@@ -237,6 +237,10 @@ def test_raise_on_makes_fallbacks_fire(make_guard):
         ChatHGuard(guard=make_guard("abstain"), domain="alpha", raise_on="abstain").invoke(AUSTRALIA)
     with pytest.raises(ValueError, match="raise_on"):
         ChatHGuard(guard=guard, raise_on={"accept"})
+    with pytest.raises(ValueError, match="stream_mode='hold'"):  # its tokens would reach the user before the fallback
+        ChatHGuard(guard=guard, raise_on={"abstain"}, stream_mode="passthrough")
+    with pytest.raises(ValueError, match="passthrough"):
+        list(strict.stream(AUSTRALIA, stream_mode="passthrough"))
 
 
 def test_guarded_rag_composes_with_str_output_parser_and_streams(make_guard, retriever):

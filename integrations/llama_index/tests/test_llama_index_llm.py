@@ -106,16 +106,15 @@ def test_stream_chat_and_async_forms(make_guard):
 
 
 
-@pytest.mark.parametrize("mode", ["hold", "passthrough"])
-def test_raise_on_raises_from_a_stream_when_the_decision_comes(make_guard, mode):
+def test_raise_on_raises_from_a_stream_when_the_decision_comes_before_any_text(make_guard):
     guard = make_guard("review")
-    llm = HGuardLLM(guard, domain="alpha", stream_mode=mode, raise_on={"review"})
+    llm = HGuardLLM(guard, domain="alpha", raise_on={"review"})
     seen = []
     with pytest.raises(NeedsReviewError) as err:
         for r in llm.stream_complete(Q):
             seen.append(r)
     assert err.value.result.route == "review" and _record(guard, {"audit_id": err.value.result.audit_id})
-    assert seen == [] if mode == "hold" else all(not r.additional_kwargs for r in seen)  # no decided text escapes
+    assert seen == []  # no text escapes
     with pytest.raises(NeedsReviewError):
         list(llm.stream_chat([ChatMessage(role=MessageRole.USER, content=Q)]))
 
@@ -124,8 +123,16 @@ def test_raise_on_raises_from_a_stream_when_the_decision_comes(make_guard, mode)
 
     with pytest.raises(NeedsReviewError):
         asyncio.run(consume())
-    assert list(HGuardLLM(guard, domain="alpha", stream_mode=mode, raise_on={"abstain"}).stream_complete(Q))[-1] \
+    assert list(HGuardLLM(guard, domain="alpha", raise_on={"abstain"}).stream_complete(Q))[-1] \
         .additional_kwargs["route"] == "review"  # a route not in raise_on streams as before
+
+
+def test_passthrough_streaming_beside_raise_on_is_refused(make_guard):
+    guard = make_guard("review")
+    with pytest.raises(ValueError, match="stream_mode='hold'"):
+        HGuardLLM(guard, stream_mode="passthrough", raise_on={"review"})
+    with pytest.raises(ValueError, match="passthrough"):
+        HGuardLLM(guard, raise_on={"abstain"}).stream_complete(Q, stream_mode="passthrough")
 
 @pytest.mark.timeout(300)
 def test_from_policy_builds_the_guard(tiny_probes, policy_for, tmp_path):

@@ -172,9 +172,7 @@ def test_streaming_stock_query_engine_fills_the_metadata_when_consumed(tiny_prob
 
 
 def test_raise_on_raises_from_a_streaming_stock_query_engine(make_guard, index):
-    guard = make_guard("review")
-    for mode in ("hold", "passthrough"):
-        llm = HGuardLLM(guard, domain="alpha", stream_mode=mode, raise_on={"review"})
-        response = index.as_query_engine(llm=llm, similarity_top_k=2, streaming=True).query(AUSTRALIA)
-        with pytest.raises(NeedsReviewError):
-            "".join(response.response_gen)
+    llm = HGuardLLM(make_guard("review"), domain="alpha", raise_on={"review"})
+    response = index.as_query_engine(llm=llm, similarity_top_k=2, streaming=True).query(AUSTRALIA)
+    with pytest.raises(NeedsReviewError):
+        "".join(response.response_gen)

@@ -83,7 +83,7 @@ class HGuardLLM(CustomLLM):
     Streaming follows ``stream_mode``: ``"hold"`` yields the routed text once decided; ``"passthrough"``
     yields tokens as generated and the decision in the last response's ``additional_kwargs``. With
     ``raise_on``, a stream whose route is in it raises when the decision comes: in ``"hold"`` before any
-    text, in ``"passthrough"`` after the tokens already streamed.
+    text; ``"passthrough"`` beside ``raise_on`` is refused (its tokens would reach the user first).
 
     Inside LlamaIndex's stock engines (``index.as_query_engine(llm=...)``, ``as_chat_engine`` in its
     default ``condense_plus_context`` mode and in ``context`` mode) the response synthesizer calls
@@ -106,6 +106,7 @@ class HGuardLLM(CustomLLM):
     def __init__(self, guard: Guard, **kwargs: Any) -> None:
         if "raise_on" in kwargs:
             kwargs["raise_on"] = check_raise_on(kwargs["raise_on"])
+        check_stream_mode(kwargs.get("stream_mode", "hold"), kwargs.get("raise_on", frozenset()))
         super().__init__(**kwargs)
         self._guard = guard
         install_decision_metadata()
@@ -147,7 +148,7 @@ class HGuardLLM(CustomLLM):
         kw = dict(kwargs)
         context = kw.pop("context", None)
         domain = kw.pop("domain", None) or self.domain
-        mode = check_stream_mode(kw.pop("stream_mode", self.stream_mode))
+        mode = check_stream_mode(kw.pop("stream_mode", self.stream_mode), self.raise_on)
         early_stop = bool(kw.pop("early_stop", self.early_stop))
         call: dict[str, Any] = {k: kw.pop(k) for k in ("history", "system", "problems", "stop") if k in kw}
         if kw:
