@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["fold_accents", "join_digit_groups"]
+__all__ = ["asks_yes_no", "fold_accents", "join_digit_groups"]
 
 # A comma between digit groups: "1,000" and "12,345.6", not "1,2" or "1,0000".
 _DIGIT_GROUP_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
@@ -31,3 +31,13 @@ def fold_accents(text: str) -> str:
 def join_digit_groups(text: str) -> str:
     """``text`` without the commas that group digits: "1,000,000" -> "1000000" ("1,2" is kept)."""
     return _DIGIT_GROUP_COMMA.sub("", text)
+
+
+_AUX = frozenset("is are was were am do does did can could will would should shall may might must has have had "
+                 "isn aren wasn weren don doesn didn can't cannot couldn won wouldn shouldn hasn haven".split())
+
+
+def asks_yes_no(question: str) -> bool:
+    """Whether ``question`` asks for yes or no: it opens with an auxiliary verb ("Is", "Does", "Can")."""
+    words = re.findall(r"[a-z']+", question.lower())
+    return bool(words) and words[0] in _AUX

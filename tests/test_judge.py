@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hguard.calibrate.judge import Judgement, is_refusal, judge, normalize, refusal_phrase
+from hguard.calibrate.judge import Judgement, declines, is_refusal, judge, normalize, refusal_phrase
 from hguard.errors import InputError
 
 
@@ -379,11 +379,26 @@ def test_a_reply_that_writes_a_new_question_answers_nothing():
         ("What is the capital of Mexico?", "The capital of Mexico is Mexico City.", ["Mexico City"], "correct"),
         ("What is the capital of Luxembourg?", "The capital of Luxembourg is Luxembourg.", ["Luxembourg"], "correct"),
         ("Who is older Glenn Hughes or Ross Lynch?", "Glenn Hughes is older than Ross Lynch.", ["Glenn Hughes"], "correct"),
+        # a question offering choices: repeating its words around the chosen one picks it
+        ("Is rabies caused by a virus, a bacterium, a fungus or a parasite?", "Rabies is caused by a virus.", ["virus"], "correct"),
+        ("Is rabies caused by a virus or a bacterium?", "Rabies is caused by a bacterium, not by a virus.", ["virus"], "hallucinated"),
     ],
 )
 def test_an_alias_seen_only_inside_the_questions_own_words_is_not_an_answer(question, answer, aliases, label) -> None:
     assert judge(answer, aliases, question=question).label == label
     assert judge(answer, aliases).label == "correct"  # without the question the judge cannot tell
+
+
+def test_an_alias_seen_only_in_the_questions_words_is_named_in_the_reason() -> None:
+    j = judge("Ross Lynch is older Glenn Hughes.", ["Glenn Hughes"], question="Who is older Glenn Hughes or Ross Lynch?")
+    assert "'Glenn Hughes' appears only inside words the answer repeats from the question" in j.reason
+
+
+def test_a_document_wording_declines_a_question_that_does_not_ask_yes_or_no() -> None:
+    reply = "The context does not provide the information needed to answer the question."
+    assert judge(reply, ["consent"], question="What is needed before either party can assign the agreement?").label == "refusal"
+    # to a yes/no question about the document, naming what it asks about is a plain no
+    assert declines("The clause does not discuss dispute resolution.", "Does the clause discuss dispute resolution?") is None
 
 
 def test_a_reply_saying_the_answer_to_the_question_is_not_provided_declines() -> None:

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 
-from hguard._text import fold_accents, join_digit_groups
+from hguard._text import asks_yes_no, fold_accents, join_digit_groups
 from hguard.errors import InputError
 
 __all__ = [
@@ -298,7 +298,8 @@ def declines(answer: str, question: str | None = None) -> str | None:
     Denying a premise ("there is no such country") is a claim, not declining. With ``question``: to a
     question about a document ("Does the clause discuss dispute resolution?"), a wording about the
     document ("The clause does not discuss dispute resolution.") is a plain no, not a refusal, when the
-    words after it name what the question asks about ("I don't know ..." still declines). A reply that
+    words after it name what the question asks about ("I don't know ..." still declines; to a question
+    that does not ask for yes or no, such as "What is needed to assign the agreement?", the wording declines). A reply that
     opens with yes or no and says there is no evidence of something ("No, there is no evidence that
     statins cause it.") takes a side, unless it speaks of the document ("No, there is no evidence in the
     passage."). The guard
@@ -316,8 +317,7 @@ def _declines(answer: str, question: str | None, found: tuple[str, str] | None) 
         return ""
     norm = normalize(answer)
     rest = set(norm[norm.find(found[1]) + len(found[1]) :].split())
-    if question is not None and found[1].split()[0] in _DOCUMENT_NOUNS:
-        _check_str(question, "question")
+    if question is not None and found[1].split()[0] in _DOCUMENT_NOUNS and asks_yes_no(_check_str(question, "question")):
         asked = normalize(question).split()
         if _DOCUMENT_NOUNS & set(asked) and rest & {w for w in asked if len(w) > 3 and w not in _DOCUMENT_NOUNS}:
             return None
@@ -381,24 +381,31 @@ def _echoed(ans_tok: list[str], start: int, n: int, q: list[str]) -> bool:
                for b in range(start + n, min(len(ans_tok), a + len(q)) + 1) if b - a > n)
 
 
-def _match(answer: str, aliases: list[str], question: str | None = None) -> tuple[str | None, str | None]:
-    """(alias with a clean match, alias seen only hedged or negated) over all aliases; with ``question``, an
-    alias seen only inside a longer run of the question's own words does not match."""
+def _match(answer: str, aliases: list[str], question: str | None = None) -> tuple[str | None, str | None, str | None]:
+    """(alias with a clean match, alias seen only hedged or negated, alias seen only echoing the question)
+    over all aliases; with ``question``, an alias seen only inside a longer run of the question's own words
+    does not match, unless the question offers choices ("caused by a virus, a bacterium or a fungus?") and
+    the answer names no other choice before it: "Rabies is caused by a virus." picks the virus by
+    repeating the question's words, "Ross Lynch is older Glenn Hughes." picks Ross Lynch. The choices are
+    the words on either side of each "or"."""
     ans_tok = _tokens(answer)
     q = _tokens(question) if question else []
+    choices = {q[j] for i, w in enumerate(q) if w == "or" for j in (i - 1, i + 1) if 0 <= j < len(q)}
     spoiled: str | None = None
+    echoed: str | None = None
     for alias in aliases:
         al = _tokens(alias)
         for start in _find(ans_tok, al):
-            if q and _echoed(ans_tok, start, len(al), q):
+            if q and _echoed(ans_tok, start, len(al), q) and (not choices or (choices - set(al)) & set(ans_tok[:start])):
+                echoed = echoed or alias
                 continue
             before = ans_tok[start - 1] if start > 0 else ""
             after = ans_tok[start + len(al)] if start + len(al) < len(ans_tok) else ""
             if before in _NEGATIONS or before in _HEDGE_BEFORE or after in _HEDGE_AFTER:
                 spoiled = spoiled or alias
                 continue
-            return alias, None
-    return None, spoiled
+            return alias, None, None
+    return None, spoiled, echoed
 
 
 def judgeable(alias: str) -> bool:
@@ -442,7 +449,7 @@ def judge(answer: str, aliases: list[str], kind: str = "qa", question: str | Non
 
     if _NEW_QUESTION.match(answer):
         return Judgement("hallucinated", None, "writes a new question instead of answering")
-    alias, spoiled = _match(answer, usable, question)
+    alias, spoiled, echoed = _match(answer, usable, question)
     if alias is not None:
         note = f" despite denial wording {found[1]!r}" if found else ""
         return Judgement("correct", alias, f"answer contains accepted alias {alias!r}{note}")
@@ -455,6 +462,9 @@ def judge(answer: str, aliases: list[str], kind: str = "qa", question: str | Non
         return Judgement(
             "hallucinated", None, f"alias {spoiled!r} appears only negated or hedged among alternatives ('or'/'either')"
         )
+    if echoed is not None:
+        return Judgement("hallucinated", None, f"alias {echoed!r} appears only inside words the answer repeats from the "
+                                               "question, not as an answer")
     return Judgement("hallucinated", None, "no accepted alias in the answer and no refusal wording")
 
 

@@ -35,6 +35,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from hguard._text import asks_yes_no
 from hguard.errors import InputError
 
 __all__ = ["RELEVANCE_FEATURES", "relevance_scores"]
@@ -49,15 +50,12 @@ RELEVANCE_FEATURES = (
     "grounding_if_open",
 )
 
-_AUX = frozenset("is are was were am do does did can could will would should shall may might must has have had "
-                 "isn aren wasn weren don doesn didn can't cannot couldn won wouldn shouldn hasn haven".split())
 _YES_NO_WORDS = frozenset({"yes", "no", "true", "false"})
 
 
 def _opens_yes_no(question: str, answer: str) -> bool:
-    q = re.findall(r"[a-z']+", question.lower())
     a = re.findall(r"[a-z']+", answer.lower())
-    return bool((q and q[0] in _AUX) or (a and a[0] in _YES_NO_WORDS))
+    return asks_yes_no(question) or bool(a and a[0] in _YES_NO_WORDS)
 
 _KEY_RE = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][\w'-]+|\d[\d.,]*)")
 
