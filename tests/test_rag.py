@@ -492,3 +492,12 @@ def test_calibrate_rag_reads_your_rows_and_names_a_bad_file_before_loading_the_m
     r = subprocess.run([sys.executable, "-m", "hguard", "calibrate-rag", "--data", str(tmp_path / "none.jsonl"),
                         "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "none.jsonl" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_rag_domain_with_no_training_answers_is_refused_with_the_fix():
+    import numpy as np
+
+    from hguard.calibrate._rag_fit import fit_rag_domain
+
+    with pytest.raises(DataError, match="no training answers .* held-out side"):
+        fit_rag_domain("contracts", [], np.zeros((0, 8)), seed=0, n_layers=2, d_ff=4, target=0.1, confidence=0.9)

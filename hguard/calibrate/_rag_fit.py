@@ -137,7 +137,10 @@ def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, s
     from .screen import fit_probe, probe_logit, refit_at_C
 
     merger_features = tuple(merger_features)
-    keep = np.array([r["label"] != "refusal" for r in rows]) & _finite(rows, [f for f in merger_features if f != "neuron_logit"])
+    if not len(rows):
+        raise DataError(f"RAG domain {domain!r}: no training answers (every passage of the domain fell on the "
+                        "held-out side of the split); add questions with other passages (meta.group) to the domain")
+    keep = np.array([r["label"] != "refusal" for r in rows], dtype=bool) & _finite(rows, [f for f in merger_features if f != "neuron_logit"])
     tr = [r for r, k in zip(rows, keep) if k]
     X = features[keep]
     y = _y(tr)

@@ -145,6 +145,7 @@ class Example(BaseModel):
 
     @model_validator(mode="after")
     def _check_answers_for_kind(self) -> Example:
+        meta = self.meta or {}
         if self.kind == "qa":
             from .judge import judgeable
 
@@ -152,7 +153,21 @@ class Example(BaseModel):
                 raise PydanticCustomError("hguard_answers_required", _ANSWERS_REQUIRED)
             if not any(judgeable(a) for a in self.answers):
                 raise PydanticCustomError("hguard_answers_unjudgeable", _ANSWERS_UNJUDGEABLE)
+        elif self.answers:
+            raise _row_rule("answers", 'must be [] on an "unanswerable" row (its right reply declines, so no alias is '
+                            'read); give the answers a "qa" row, or empty the list')
+        if meta.get("judge") == "yesno" and self.answers not in (["yes"], ["no"]):
+            raise _row_rule("answers", 'must be ["yes"] or ["no"] on a meta.judge "yesno" row (the reply is read by its '
+                            'polarity); write True/False upstream labels as "yes"/"no"')
+        if "family" in meta and not isinstance(meta["family"], str):
+            raise _row_rule("meta.family", "must be a string naming the row's kind of question (e.g. \"capital\"), or "
+                            "leave the key out (the row then falls back to its fact group)")
         return self
+
+
+def _row_rule(field: str, rule: str) -> PydanticCustomError:
+    """A row-level rule broken by ``field`` ("answers", "meta.family"), for :func:`_describe`."""
+    return PydanticCustomError("hguard_row_rule", "{field}: {rule}", {"field": field, "rule": rule})
 
 
 def canonical_line(example: Example) -> str:
@@ -191,6 +206,11 @@ def _describe(err: ErrorDetails, row: dict[str, Any]) -> str:
         return f"field 'answers': {_ANSWERS_REQUIRED} (got {_show(row.get('answers'))})"
     if kind == "hguard_answers_unjudgeable":
         return f"field 'answers': {_ANSWERS_UNJUDGEABLE} (got {_show(row.get('answers'))})"
+    if kind == "hguard_row_rule":
+        ctx = err.get("ctx") or {}
+        name = str(ctx.get("field"))
+        got = (row.get("meta") or {}).get(name[5:]) if name.startswith("meta.") else row.get(name)
+        return f"field '{name}': {ctx.get('rule')} (got {_show(got)})"
     field = str(loc[0]) if loc else "?"
     if kind == "missing":
         return (
