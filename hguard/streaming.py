@@ -78,11 +78,21 @@ ROUTES = ("accept", "abstain", "review")
 
 #: the reason an answer goes to review when its prompt refers to context hguard could not read
 CONTEXT_NOT_IDENTIFIED = "context not identified"
-_CONTEXT_WORDS = re.compile(r"\b(context|retrieved|passages?)\b", re.IGNORECASE)
+_SOURCE = r"(?:context|passages?|documents?|excerpts?|snippets?|sources?)"
+_CONTEXT_WORDS = re.compile(
+    r"\bcontext\s*(?::|information\b|below\b|above\b|is below\b|is above\b)"  # "Context:", "Context information is below."
+    r"|\b(?:following|given|provided|retrieved|supplied|attached|relevant|extracted|above|below)\s+" + _SOURCE + r"\b"
+    r"|\b" + _SOURCE + r"\s+(?:below|above)\b"
+    r"|\b(?:the|this|these)\s+(?:context|passages?|excerpts?)\b"  # "use the context", "from this passage"
+    r"|\b(?:using|from|in|on|according to|based on)\s+the\s+" + _SOURCE + r"\b",
+    re.IGNORECASE,
+)
 
 
 def mentions_context(*texts: str | None) -> bool:
-    """Whether a prompt refers to context (words such as "context", "retrieved", "passage")."""
+    """Whether a prompt refers to context it was given: "Context:", "the following pieces of retrieved
+    context", "using the documents", "the passage below"; a word alone is not enough ("What is the nasal
+    passage?", "In what context is aspirin prescribed?", "Which organ is retrieved in a transplant?")."""
     return any(t and _CONTEXT_WORDS.search(t) for t in texts)
 
 

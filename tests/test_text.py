@@ -20,3 +20,11 @@ def test_the_judge_and_the_grounding_tokens_share_the_folding_and_keep_their_own
     # their own: the judge drops periods and apostrophes into one word, the tokens split and drop "'s"
     assert normalize("The U.S.A.'s O'Brien") == "usas obrien"
     assert tokens("The U.S.A.'s O'Brien") == ["the", "u", "s", "a", "o", "brien"]
+
+
+
+def test_a_question_asks_yes_or_no_when_it_opens_with_an_auxiliary_verb():
+    from hguard._text import asks_yes_no
+
+    assert asks_yes_no("Does the clause allow assignment?") and asks_yes_no("is it legal?")
+    assert not asks_yes_no("What is needed before either party can assign the agreement?") and not asks_yes_no("")
