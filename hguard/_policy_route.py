@@ -180,6 +180,11 @@ def decide(
         else:
             reasons.append(f"risk {_fmt(usable_risk)} < abstain_above {_fmt(thresholds.abstain_above)} for {label}: "
                            "review for the reason above (never accepted)")
+    elif closed_routes and ABSTAIN not in closed_routes and usable_risk is not None and thresholds is not None \
+            and usable_risk >= thresholds.abstain_above:
+        # the risk would abstain, but the reason above means no certificate holds for it: said, not hidden
+        reasons.append(f"risk {_fmt(usable_risk)} >= abstain_above {_fmt(thresholds.abstain_above)} for {label}, but the "
+                       "thresholds are not certified for this answer (reason above): review, not abstain")
     if closed_routes:
         route: Route = ABSTAIN if ABSTAIN in closed_routes else REVIEW
         return Decision(route, shown_risk, tuple(reasons), thresholds_dict)

@@ -1035,3 +1035,13 @@ def test_a_threshold_certified_per_family_must_hold_in_every_family():
                          families=["a"] * 10 + ["b"])
     assert few.accept_below == 0.0 and "family 'b' cannot: 0/1 of its answers below it" in few.method
     assert fit_thresholds([0.01 * i for i in range(1, 12)], [0] * 11, target=0.2, confidence=0.9).accept_below > 0
+
+
+def test_a_risk_past_the_abstain_threshold_under_a_fingerprint_mismatch_reviews_and_says_so():
+    high = (manual().abstain_above + 1.0) / 2
+    d = route(high, fingerprint_problems=["history_fingerprint: the probe records none"])
+    assert d.route == "review" and d.risk == high
+    assert any(">= abstain_above" in r and "not certified for this answer" in r and "review, not abstain" in r
+               for r in d.reasons), d.reasons
+    d = route(manual().accept_below / 2, fingerprint_problems=["history_fingerprint: the probe records none"])
+    assert d.route == "review" and not any("abstain_above" in r for r in d.reasons)
