@@ -50,7 +50,8 @@ def json_safe(
 
     ``lenient=True`` never raises, for framework data recorded as it is: keys become ``str(key)``, a UUID
     its string, any other value and any container nested deeper than ``max_depth`` or containing itself
-    its repr cut to 200 characters; strings are kept as they are.
+    its repr cut to 200 characters; strings are kept as they are, a lone surrogate written as its escape
+    (``\\udcff``).
     """
     if nonfinite not in ("null", "raise", "keep"):
         raise InputError(f"nonfinite must be 'null', 'raise' or 'keep', got {nonfinite!r}")
@@ -63,8 +64,8 @@ def json_safe(
         if v is None or isinstance(v, bool):
             return v
         if isinstance(v, str):
-            if lenient:
-                return v
+            if lenient:  # a lone surrogate (undecodable input) kept visible as an escape, so the record can be written
+                return v.encode("utf-8", "backslashreplace").decode("utf-8")
             try:
                 v.encode("utf-8")
             except UnicodeEncodeError as e:

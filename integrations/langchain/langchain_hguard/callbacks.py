@@ -78,7 +78,7 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
         with self._lock:
             self._runs[run_id] = record
         if self.record_starts:
-            self.audit.append({**record, "event": "start"}, kind=KIND)
+            self.audit.append(jsonable({**record, "event": "start"}), kind=KIND)
 
     def _base(self, serialized: dict[str, Any] | None, run_id: UUID, parent_run_id: UUID | None, tags, metadata, kwargs) -> dict[str, Any]:
         params = {k: v for k, v in (kwargs.get("invocation_params") or {}).items() if not str(k).startswith("_hguard")}
@@ -149,7 +149,7 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
         started = record.pop("started_at", None)
         record["seconds"] = time.time() - started if started is not None else None
         record.update(fields)
-        self.audit.append(record, kind=KIND)
+        self.audit.append(jsonable(record), kind=KIND)  # framework text as it came (a bad character escaped)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         generations: Sequence[Any] = [g for gens in response.generations for g in gens]

@@ -51,6 +51,16 @@ def test_handler_records_failed_calls_and_optional_starts(make_guard, tmp_path):
     assert "another-model" in end["error"] and end["run_id"] == start["run_id"] and end["question"] == Q
 
 
+def test_handler_records_a_question_that_is_not_valid_unicode_and_the_caller_gets_the_guards_error(make_guard, tmp_path):
+    guard = make_guard("accept")
+    handler = HGuardAuditCallbackHandler(tmp_path / "calls.jsonl")
+    bad = "what is the capital \udcff ?"  # a lone surrogate: an undecodable byte from a bad decode
+    with pytest.raises(InputError, match="question is not valid text"):
+        ChatHGuard(guard=guard, domain="alpha").invoke(bad, config={"callbacks": [handler]})
+    (end,) = AuditLog(tmp_path / "calls.jsonl")
+    assert end["status"] == "error" and end["question"] == "what is the capital \\udcff ?" and "InputError" in end["error"]
+
+
 def test_handler_redacts_question_context_and_answer_when_asked(make_guard, tmp_path):
     guard = make_guard("accept")
     handler = HGuardAuditCallbackHandler(tmp_path / "calls.jsonl", redact=True)

@@ -118,7 +118,7 @@ class HGuardAuditEventHandler(BaseEventHandler):
             self._open.setdefault((family, event.span_id), []).append(record)
         if self.record_starts:
             start = {k: v for k, v in record.items() if k != "started_at"}
-            self.audit.append({**start, "event": "start"}, kind=LLM_KIND if family == "llm" else QUERY_KIND)
+            self.audit.append(jsonable({**start, "event": "start"}), kind=LLM_KIND if family == "llm" else QUERY_KIND)
 
     def _pop(self, family: str, span_id: Optional[str]) -> Dict[str, Any]:
         with self._lock:
@@ -132,7 +132,7 @@ class HGuardAuditEventHandler(BaseEventHandler):
         started = record.pop("started_at", None)
         record["seconds"] = time.time() - started if started is not None else None
         record.update(fields)
-        self.audit.append(record, kind=LLM_KIND if family == "llm" else QUERY_KIND)
+        self.audit.append(jsonable(record), kind=LLM_KIND if family == "llm" else QUERY_KIND)
 
     def _handle(self, event: BaseEvent) -> None:
         if isinstance(event, LLMCompletionStartEvent):
