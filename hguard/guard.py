@@ -396,7 +396,10 @@ class Guard(_Scoring, _Recording):
                                      "or leave it out to choose one by similarity")
                 self.generator.prompt_ids(q, c, history=h, system=s)
             except InputError as exc:
-                raise (InputError(f"question {i} of {n} (counting from 0): {exc}") if n > 1 else exc) from None
+                err = InputError(f"question {i} of {n} (counting from 0): {exc}") if n > 1 else exc
+                # the refused request is in the audit log too (an error record; its id on the error)
+                err.audit_id = self.record_failure(q, err, context=c, domain=d if isinstance(d, str) else None)  # type: ignore[attr-defined]
+                raise err from None
             ctxs.append(c)
         started = time.perf_counter()
         plans = []

@@ -83,8 +83,13 @@ def test_lone_surrogate_is_an_input_error_not_a_type_error(tiny_calibrated, tmp_
     g = Guard.from_policy(pol, lm=lm)
     with pytest.raises(InputError, match="not valid text: character 4"):
         g.invoke("who \udcff ?", domain="alpha")
-    with pytest.raises(InputError, match="context is not valid text"):
+    with pytest.raises(InputError, match="context is not valid text") as err:
         g.invoke("who ?", context="ab\ud800", domain="alpha")
+    with pytest.raises(InputError, match="question 1 of 2 .*question is empty|question 1 of 2"):
+        g.batch(["who ?", "   "])
+    refused = [r for r in g.audit if r["kind"] == "error"]  # every refused request, with its error
+    assert len(refused) == 3 and refused[1]["id"] == err.value.audit_id and "\\ud800" in refused[1]["context"]
+    assert all(r["source"] == "api" and "InputError" in r["error"] for r in refused) and refused[2]["question"] == "   "
     rid = g.record_failure("who \udcff ?", InputError("bad"), source="test")
     rec = g.audit.find(rid)
     assert rec["kind"] == "error" and "\\udcff" in rec["question"]

@@ -299,12 +299,13 @@ def test_batch_and_async_match_invoke(guard):
         ("who ?", 42, "context must be a string"),
     ],
 )
-def test_bad_input_gets_a_clear_error_and_nothing_is_recorded(guard, tmp_path, question, context, match):
-    before = len(list(AuditLog(tmp_path / "audit.jsonl"))) if (tmp_path / "audit.jsonl").exists() else 0
-    with pytest.raises(InputError, match=match):
+def test_bad_input_gets_a_clear_error_and_only_an_error_record(guard, tmp_path, question, context, match):
+    before = list(AuditLog(tmp_path / "audit.jsonl")) if (tmp_path / "audit.jsonl").exists() else []
+    with pytest.raises(InputError, match=match) as err:
         guard.invoke(question, context=context, domain="alpha")
-    after = len(list(AuditLog(tmp_path / "audit.jsonl"))) if (tmp_path / "audit.jsonl").exists() else 0
-    assert after == before
+    after = list(AuditLog(tmp_path / "audit.jsonl"))
+    assert len(after) == len(before) + 1 and after[-1]["kind"] == "error" and after[-1]["id"] == err.value.audit_id
+    assert after[-1]["domain"] == "alpha" and match.split()[0] in after[-1]["error"]  # no decision, the refusal kept
 
 
 def test_bad_domain_length_and_batch_entries_are_refused_before_anything_is_generated(guard, tmp_path, monkeypatch):
@@ -320,7 +321,8 @@ def test_bad_domain_length_and_batch_entries_are_refused_before_anything_is_gene
             guard.invoke("who ?", domain="alpha", max_new_tokens=bad)
     with pytest.raises(InputError, match=r"question 1 of 3 \(counting from 0\): .*empty"):
         guard.batch(["who ?", " ", "what ?"], domains=["alpha"] * 3)
-    assert not (tmp_path / "audit.jsonl").exists() or not (tmp_path / "audit.jsonl").read_text().strip()
+    kinds = [r["kind"] for r in AuditLog(tmp_path / "audit.jsonl")]
+    assert kinds == ["error"] * 4  # each refused request is on record; nothing was decided
 
 
 def test_streamer_receives_the_tokens_and_early_stop_abstains(calibrated, tmp_path):

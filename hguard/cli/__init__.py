@@ -330,7 +330,8 @@ def cmd_ask(args) -> int:
     try:
         res = guard.invoke(args.question, context=context, domain=args.domain)
     except Exception as exc:
-        guard.record_failure(args.question, exc, context=context, domain=args.domain, source="hguard ask")
+        if getattr(exc, "audit_id", None) is None:  # a refused input is recorded by the guard itself
+            guard.record_failure(args.question, exc, context=context, domain=args.domain, source="hguard ask")
         raise
     if args.json:
         print(_dump(res.to_dict()))
