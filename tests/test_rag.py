@@ -358,7 +358,8 @@ def test_question_without_context_in_a_rag_only_domain_goes_to_review(tiny_rag, 
     assert r.route == "review" and any("calibrated for requests with context only" in x for x in r.reasons)
 
 
-def test_empty_context_is_refused_before_anything_is_recorded(tiny_rag, tmp_path):
+def test_empty_context_is_refused_before_anything_is_decided(tiny_rag, tmp_path):
+    from hguard.audit import AuditLog
     from hguard.guard import Guard
 
     lm, folder, _ = tiny_rag
@@ -366,7 +367,7 @@ def test_empty_context_is_refused_before_anything_is_recorded(tiny_rag, tmp_path
     for bad in ("", "  ", []):
         with pytest.raises(InputError, match="context is empty"):
             g.invoke("capital city river ?", context=bad, domain="alpha")
-    assert not (tmp_path / "audit.jsonl").exists() or not (tmp_path / "audit.jsonl").read_text().strip()
+    assert [r["kind"] for r in AuditLog(tmp_path / "audit.jsonl")] == ["error"] * 3  # refused, on record, not decided
 
 
 def test_domain_choice_looks_at_the_domains_calibrated_for_the_requests_prompt_mode(tiny_rag, tmp_path):
@@ -501,3 +502,19 @@ def test_a_rag_domain_with_no_training_answers_is_refused_with_the_fix():
 
     with pytest.raises(DataError, match="no training answers .* held-out side"):
         fit_rag_domain("contracts", [], np.zeros((0, 8)), seed=0, n_layers=2, d_ff=4, target=0.1, confidence=0.9)
+
+
+def test_the_rag_report_says_when_a_target_is_met_only_trivially_or_cannot_be_measured():
+    from hguard.calibrate._rag_report import _met
+
+    nothing = {"thresholds": {"accept_below": 0.0, "abstain_above": 1.0}, "train": {"by_condition": {"offtopic": 42}}}
+    some = {"thresholds": {"accept_below": 0.2, "abstain_above": 0.9}, "train": {"by_condition": {}}}
+    assert _met({}, 0.05, False, nothing, "offtopic") == \
+        "not measurable (no held-out rows of this condition: all 42 are on the training side of the passage split)"
+    assert _met({}, 0.05, False, some, "offtopic") == "not measurable (no held-out rows of this condition)"
+    zero = {"k": 0, "n": 13, "rate": 0.0, "ci95": [0.0, 0.25]}
+    assert _met(zero, 0.05, False, nothing, "offtopic").startswith("only trivially: the domain accepts nothing")
+    assert _met(zero, 0.05, False, some, "offtopic") == "yes by the point estimate; its 95% interval reaches 0.25"
+    assert _met({"k": 1, "n": 200, "rate": 0.005, "ci95": [0.0, 0.03]}, 0.05, False, some, "offtopic") == "yes"
+    assert _met({"k": 90, "n": 200, "rate": 0.45, "ci95": [0.38, 0.52]}, 0.40, True, some, "supporting").startswith("yes by")
+    assert _met({"k": 20, "n": 200, "rate": 0.10, "ci95": [0.06, 0.15]}, 0.40, True, some, "supporting") == "no"

@@ -172,6 +172,7 @@ def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, s
         "probe": probe, "merger": merger, "thresholds": thresholds, "oof_merged": merged_oof.tolist(), "oof_y": y.tolist(),
         "ablations": {k: v[0] for k, v in ablations.items()},
         "train": {"n": int(len(rows)), "n_scored": int(len(y)), "refusals": int(sum(r["label"] == "refusal" for r in rows)),
+                  "by_condition": {c: sum(r.get("condition") == c for r in rows) for c in sorted({str(r.get("condition")) for r in rows})},
                   "correct": int(counts[0]), "hallucinated": int(counts[1]),
                   "cv_auroc_oof_probe": auroc(y, oof), "cv_auroc_oof_merged": auroc(y, merged_oof),
                   "merger_C": best_c, "cv_auroc_oof_merged_by_C": {str(c): by_c[c][0] for c in MERGER_CS},

@@ -154,13 +154,15 @@ def rag_markdown(report: dict) -> str:
             f"{m['all']['hallucinated']} hallucinated, {m['all']['refusals']} refusals). "
             f"accept_below {_f(m['thresholds']['accept_below'])}, abstain_above {_f(m['thresholds']['abstain_above'])}"
             + (" (no accept threshold is certified at the policy target: the domain reviews every answer until it is "
-               "calibrated with more or better-separated answers)." if not m["thresholds"]["accept_below"] else "."), "",
+               "calibrated with more or better-separated answers)." if not m["thresholds"]["accept_below"] else ".")
+            + (" An abstain_above of 1 means no abstain threshold is certified: the domain abstains only on answers "
+               "that decline." if m["thresholds"]["abstain_above"] >= 1.0 else ""), "",
             "| target | measured (held out) | met |", "|---|---|---|",
             f"| merged AUROC >= 0.90, above grounding and probe | merged {_f(ma['value'])}{_ci(ma['ci95'])}; grounding {_f(ma['grounding'])}; probe {_f(ma['probe'])} | "
             f"{'yes' if ma['value'] is not None and ma['value'] >= 0.9 and ma['value'] > (ma['grounding'] or 0) and ma['value'] > (ma['probe'] or 0) else 'no'} |",
-            f"| supporting answers accepted >= 40% | {_rate(tg['supporting_accepted'])} | {_met(tg['supporting_accepted'], 0.40, True)} |",
-            f"| off-topic answers accepted <= 5% | {_rate(tg['offtopic_accepted'])} | {_met(tg['offtopic_accepted'], 0.05, False)} |",
-            f"| misleading-passage answers against the truth accepted <= 10% | {_rate(tg['misleading_followed_accepted'])} | {_met(tg['misleading_followed_accepted'], 0.10, False)} |",
+            f"| supporting answers accepted >= 40% | {_rate(tg['supporting_accepted'])} | {_met(tg['supporting_accepted'], 0.40, True, m, 'supporting')} |",
+            f"| off-topic answers accepted <= 5% | {_rate(tg['offtopic_accepted'])} | {_met(tg['offtopic_accepted'], 0.05, False, m, 'offtopic')} |",
+            f"| misleading-passage answers against the truth accepted <= 10% | {_rate(tg['misleading_followed_accepted'])} | {_met(tg['misleading_followed_accepted'], 0.10, False, m, 'misleading')} |",
             "",
             f"Hallucinations among accepted answers (all conditions): {_rate(m['all']['hallucinated_among_accepted'])}. "
             f"Knowledge conflict flagged: {_rate(tg['misleading_followed_flagged'])} of answers that followed a misleading passage, "
@@ -180,10 +182,20 @@ def rag_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _met(s: dict, bound: float, at_least: bool) -> str:
+def _met(s: dict, bound: float, at_least: bool, m: dict | None = None, condition: str | None = None) -> str:
+    """Whether a held-out share meets its bound: "not measurable" with where the condition's rows are, "only
+    trivially" when an upper bound holds because the domain accepts nothing, and the interval's far end
+    when the point estimate meets the bound but the interval does not."""
     if not s or s.get("rate") is None:
-        return "not measurable (no rows)"
+        in_train = ((m or {}).get("train", {}).get("by_condition") or {}).get(condition or "", 0)
+        where = f": all {in_train} are on the training side of the passage split" if in_train else ""
+        return f"not measurable (no held-out rows of this condition{where})"
     ok = s["rate"] >= bound if at_least else s["rate"] <= bound
+    if ok and not at_least and s["k"] == 0 and not ((m or {}).get("thresholds") or {}).get("accept_below"):
+        return "only trivially: the domain accepts nothing (no accept threshold certified)"
+    far = (s.get("ci95") or [None, None])[0 if at_least else 1]
+    if ok and far is not None and (far < bound if at_least else far > bound):
+        return f"yes by the point estimate; its 95% interval reaches {far:.2f}"
     return "yes" if ok else "no"
 
 

@@ -253,6 +253,13 @@ def cmd_calibrate_rag(args) -> int:
         print(f"wrote {len(report['domains'])} RAG probe(s) to {out} and the report to {args.report or out + '/rag-report'}/report.md")
         for d, m in report["domains"].items():
             print(f"  {d:10s} held out {_rag_line(m['all'])}")
+            th = m["thresholds"]
+            print(f"  {'':10s} " + (f"accept_below {th['accept_below']:.3f} certified at target {args.target:g} / confidence "
+                                    f"{args.confidence:g}" if th.get("accept_below") else
+                                    f"no accept threshold certified at target {args.target:g} / confidence {args.confidence:g}: "
+                                    "the domain reviews every answer it does not abstain on")
+                  + (f"; abstain_above {th['abstain_above']:.3f}" if th["abstain_above"] < 1.0 else
+                     "; no abstain threshold certified (abstains only on answers that decline)"))
         for d, why in report["skipped"].items():
             print(f"  {d}: skipped: {why}")
     return 0
