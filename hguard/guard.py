@@ -113,8 +113,10 @@ class Guard(_Scoring, _Recording):
         for warning in guard.uncertified_accept_thresholds().values():  # said once, when the guard starts
             warnings.warn(warning, UserWarning, stacklevel=2)
         for name, problem in sorted(guard.probe_errors.items()):  # a domain that fails closed, said once too
-            warnings.warn(f"domain {name!r} is not scored (its questions go to {pol.unknown_domain}): {problem}",
-                          UserWarning, stacklevel=2)
+            fallback = (f"; a request with context that no listed domain matches is scored by context_fallback_domain "
+                        f"{pol.context_fallback_domain!r}" if pol.context_fallback_domain else "")
+            warnings.warn(f"domain {name!r} is not scored: {problem}; a request naming it goes to {pol.unknown_domain}, "
+                          f"and automatic domain choice skips it{fallback}", UserWarning, stacklevel=2)
         if kw.get("embedder") is None and importlib.util.find_spec("sentence_transformers") is None:
             warnings.warn("sentence-transformers is not installed: no question can be matched to a domain or an answer "
                           f"grounded in its context, so every answer goes to review; {install_extra('embeddings')}",

@@ -175,7 +175,7 @@ def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
     lm, root = calibrated
     pol = _policy(root, tmp_path)
     pol = Policy.model_validate({**pol.model_dump(mode="json"), "domains": {**pol.model_dump(mode="json")["domains"], "delta": {"accept_below": 1.0, "abstain_above": 1.0}}})
-    with pytest.warns(UserWarning, match=r"domain 'delta' is not scored \(its questions go to review\): no probe folder"):
+    with pytest.warns(UserWarning, match=r"domain 'delta' is not scored: no probe folder of the policy calibrates it; a request naming it goes to review, and automatic domain choice skips it"):
         g = Guard.from_policy(pol, lm=lm)
     r = g.invoke("who is the author ?", domain="delta")
     # the fix names the guard's own model, which is not the default one
