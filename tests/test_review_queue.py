@@ -397,6 +397,8 @@ def test_cli_list_marks_a_spot_check_of_an_accepted_answer(queue, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert any(x.endswith("[spot-check of an accepted answer] What is the capital of spot?") for x in lines), lines
     assert any(x.endswith("  What is the capital of held?") for x in lines), lines
+    held = next(i for i, x in enumerate(lines) if x.endswith("  What is the capital of held?"))
+    assert lines[held + 1].strip() == "answer: The capital of held is Foo."  # what the reviewer decides on
 
 
 def test_cli_decide_records_a_verdict_once_and_says_where(tmp_path, capsys):

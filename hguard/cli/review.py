@@ -136,6 +136,7 @@ def main(argv: list[str]) -> int:
                 spot = "[spot-check of an accepted answer] " if it.spot_check else ""
                 print(f"{_fmt_risk(it.risk):>8}  {it.domain or '(none)':<14} {it.id}  "
                       f"{spot}{one_line(it.question, 70)}{verdict}")  # fmt: skip
+                print(f"{'':>8}  answer: {one_line(it.answer, 100)}")  # what the reviewer decides on
             return 0
         if args.command == "decide":
             if (args.verdict == "corrected") != bool(args.corrected_answer):  # said in the flags' own names

@@ -325,7 +325,7 @@ class ReviewQueue:
         reviewer, decided_at, verdict = row
         return AlreadyDecided(
             f"review item {item_id!r} was already decided by {reviewer} at {decided_at} (verdict: {verdict}); "
-            "nothing was changed. Reload the queue to see the items still pending",
+            "nothing was changed; the items still pending are in `hguard review list` or a reload of the review page",
             item_id=item_id,
             reviewer=reviewer,
             decided_at=decided_at,
