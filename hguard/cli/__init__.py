@@ -468,6 +468,10 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     try:
         _torch_threads()
+        if getattr(args, "quiet", False):  # the weight-loading bars too, not only hguard's own progress
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
             return int(args.func(args) or 0)
