@@ -217,7 +217,7 @@ def calibrate(
         ]
         report["domains"][domain] = m
     if not fitted:
-        raise DataError(f"no domain could be calibrated: {report['skipped']}")
+        raise DataError("no domain could be calibrated: " + "; ".join(str(why) for why in report["skipped"].values()))
     report["transfer"] = transfer_matrix(fitted, col, by_domain, test_mask)
     report["ood"] = ood_rates(fitted, col, by_domain, test_mask, report["domains"])
     report["risk_coverage"] = {}
