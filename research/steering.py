@@ -201,7 +201,7 @@ def rejection_reason(answer: str, true_answers: Sequence[str] = ()) -> str | Non
             return f"rejection phrase: {m.group(0)!r}"
     usable = [a for a in true_answers if _tokens(a)]
     if usable:
-        alias, _ = _match(answer, usable)
+        alias = _match(answer, usable)[0]
         if alias is not None:
             return f"names the true attribute {alias!r}"
     return None
