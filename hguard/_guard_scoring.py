@@ -199,6 +199,29 @@ class _Scoring:
         else:
             holds.append(f"{what}; knowledge_conflict = 'review' (untrusted retrieval)")
 
+    def _named_domain_check(self, choice: dict, domain, dp, signals: dict, problems: list[str], notes: list[str]) -> None:
+        """A question sent to a named domain that the router would not choose for it (its similarity to the
+        domain's calibration questions below ``domain_min_similarity``) is out of the domain's distribution:
+        review, or a warning where the domain sets ``out_of_distribution = "warn"``; a similarity that could not
+        be computed fails closed."""
+        if not choice.get("given") or "similarity" not in choice:
+            return
+        near = choice["similarity"]
+        if near is None:
+            if choice.get("similarity_error"):
+                problems.append(f"the question's similarity to domain {domain!r} could not be computed: {choice['similarity_error']}")
+            return  # the domain has no calibration for this prompt mode: said by the route
+        signals["domain_similarity"] = near
+        minimum = self.policy.domain_min_similarity
+        if near >= minimum:
+            return
+        far = (f"question far from domain {domain!r}: similarity {near:.2f} to its calibration questions < "
+               f"domain_min_similarity {minimum:.2f} (automatic choice would not send it there)")
+        if dp is not None and dp.out_of_distribution == "warn":
+            notes.append(f"warning: {far} (out_of_distribution = 'warn')")
+        else:
+            problems.append(far)
+
     def _finish(self, g: Generation, domain, choice: dict, route: Route | None, steer_info, request_id, started, given=()) -> GuardResult:
         problems: list[str] = list(given)
         g.extra["declined"] = declines(g.text, g.question)  # read once: the conflict check and the route use it
@@ -208,6 +231,7 @@ class _Scoring:
             signals, risk, thresholds, fp = dict(g.confidence), None, None, []
             problems.append(f"scoring failed: {type(exc).__name__}: {exc}")
         dp = self.policy.domain(domain) if domain else None
+        self._named_domain_check(choice, domain, dp, signals, problems, g.extra.setdefault("notes", []))
         from .monitor import tightened_thresholds
 
         thresholds, tightened = tightened_thresholds(self.monitor_state.get(domain), thresholds)

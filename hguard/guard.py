@@ -274,17 +274,24 @@ class Guard(_Scoring, _Recording):
             }
         return self._router[key]
 
+    def domain_similarities(self, question: str, rag: bool | None = None, only: str | None = None) -> dict[str, float]:
+        """Per domain (of ``rag``'s prompt mode, see :meth:`_router_vectors`; ``only``: that one, if calibrated for
+        it), the mean cosine similarity of the question to its 5 closest calibration questions."""
+        router = self._router_vectors(rag)
+        if only is not None:
+            router = {only: router[only]} if only in router else {}
+        if not router:
+            return {}
+        q = self.embedder.encode([question])[0]
+        return {name: float(np.sort(M @ q)[::-1][:5].mean()) for name, M in router.items()}
+
     def choose_domain(self, question: str, rag: bool | None = None) -> tuple[str | None, dict]:
         """Nearest calibrated domain by the mean of the 5 closest calibration questions' cosine similarity,
         among the domains calibrated for the request's prompt mode (``rag``: with context or not) when any are.
         A request with context that reaches no domain goes to the policy's ``context_fallback_domain``."""
         router = self._router_vectors(rag)
-        sims: dict[str, float] = {}
+        sims = self.domain_similarities(question, rag)
         if router:
-            q = self.embedder.encode([question])[0]
-            for name, M in router.items():
-                s = np.sort(M @ q)[::-1][:5]
-                sims[name] = float(s.mean())
             chosen, why = choose_domain(sims, self.policy)
         else:
             chosen, why = None, "no calibrated domain is loaded, so none can be chosen for the question"
@@ -416,8 +423,13 @@ class Guard(_Scoring, _Recording):
                         "similarities": {},
                     }
                 plans.append((chosen, {**info, "given": False}))
-            else:
-                plans.append((d, {"method": "given", "given": True, "chosen": d}))
+            else:  # how near the question lies to the named domain: a question the router would not send there is far
+                try:
+                    near = self.domain_similarities(q, rag=c is not None, only=d).get(d)
+                    plans.append((d, {"method": "given", "given": True, "chosen": d, "similarity": near}))
+                except Exception as exc:
+                    plans.append((d, {"method": "given", "given": True, "chosen": d, "similarity": None,
+                                      "similarity_error": f"{type(exc).__name__}: {exc}"}))
         results: list[GuardResult | None] = [None] * n
         groups: dict[tuple[str | None, bool], list[int]] = {}
         for i, (d, _) in enumerate(plans):

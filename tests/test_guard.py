@@ -397,3 +397,31 @@ def test_a_missing_embeddings_extra_is_said_when_the_guard_starts(calibrated, tm
     with warnings.catch_warnings():  # an embedder of one's own needs no extra
         warnings.simplefilter("error")
         Guard.from_policy(_policy(root, tmp_path, accept_below=None, abstain_above=None), lm=lm, embedder=object())
+
+
+def test_a_question_far_from_a_named_domain_goes_to_review_with_its_similarity(calibrated, tmp_path):
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    near = g.invoke("who is the author of the book ?", domain="alpha")
+    assert near.route == "accept" and near.signals["domain_similarity"] >= g.policy.domain_min_similarity
+    far = g.invoke("How do I bake sourdough bread at home?", domain="alpha")
+    assert far.route == "review" and far.signals["domain_similarity"] < g.policy.domain_min_similarity
+    assert any(r.startswith("scoring problem: question far from domain 'alpha': similarity") for r in far.reasons), far.reasons
+    warned = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0, out_of_distribution="warn"), lm=lm)
+    r = warned.invoke("How do I bake sourdough bread at home?", domain="alpha")
+    assert r.route == "accept" and any("(out_of_distribution = 'warn')" in x and "far from domain" in x for x in r.reasons)
+    assert AuditLog(tmp_path / "audit.jsonl").find(far.audit_id)["signals"]["domain_similarity"] == far.signals["domain_similarity"]
+
+
+def test_a_named_domain_whose_similarity_cannot_be_computed_fails_closed(calibrated, tmp_path, monkeypatch):
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    g.invoke("who is the author of the book ?", domain="alpha")  # the domain's calibration questions embedded once
+
+    def broken(texts):
+        raise RuntimeError("embedder down")
+
+    monkeypatch.setattr(g.embedder, "encode", broken)
+    r = g.invoke("who is the author of the book ?", domain="alpha")
+    assert r.route == "review" and any("similarity to domain 'alpha' could not be computed: RuntimeError: embedder down" in x
+                                       for x in r.reasons), r.reasons
