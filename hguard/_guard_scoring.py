@@ -199,11 +199,13 @@ class _Scoring:
         else:
             holds.append(f"{what}; knowledge_conflict = 'review' (untrusted retrieval)")
 
-    def _named_domain_check(self, choice: dict, domain, dp, signals: dict, problems: list[str], notes: list[str]) -> None:
+    def _named_domain_check(self, choice: dict, domain, dp, signals: dict, problems: list[str], notes: list[str],
+                            rag: bool = False) -> None:
         """A question sent to a named domain that the router would not choose for it (its similarity to the
         domain's calibration questions below ``domain_min_similarity``) is out of the domain's distribution:
         review, or a warning where the domain sets ``out_of_distribution = "warn"``; a similarity that could not
-        be computed fails closed."""
+        be computed fails closed. The policy's ``context_fallback_domain``, named for a request with context,
+        is where automatic choice sends what no domain matches: only its probe-feature check applies."""
         if not choice.get("given") or "similarity" not in choice:
             return
         near = choice["similarity"]
@@ -213,7 +215,7 @@ class _Scoring:
             return  # the domain has no calibration for this prompt mode: said by the route
         signals["domain_similarity"] = near
         minimum = self.policy.domain_min_similarity
-        if near >= minimum:
+        if near >= minimum or (rag and domain == self.policy.context_fallback_domain):
             return
         far = (f"question far from domain {domain!r}: similarity {near:.2f} to its calibration questions < "
                f"domain_min_similarity {minimum:.2f} (automatic choice would not send it there)")
@@ -231,7 +233,8 @@ class _Scoring:
             signals, risk, thresholds, fp = dict(g.confidence), None, None, []
             problems.append(f"scoring failed: {type(exc).__name__}: {exc}")
         dp = self.policy.domain(domain) if domain else None
-        self._named_domain_check(choice, domain, dp, signals, problems, g.extra.setdefault("notes", []))
+        self._named_domain_check(choice, domain, dp, signals, problems, g.extra.setdefault("notes", []),
+                                 rag=context_given(g.context))
         from .monitor import tightened_thresholds
 
         thresholds, tightened = tightened_thresholds(self.monitor_state.get(domain), thresholds)

@@ -518,3 +518,16 @@ def test_the_rag_report_says_when_a_target_is_met_only_trivially_or_cannot_be_me
     assert _met({"k": 1, "n": 200, "rate": 0.005, "ci95": [0.0, 0.03]}, 0.05, False, some, "offtopic") == "yes"
     assert _met({"k": 90, "n": 200, "rate": 0.45, "ci95": [0.38, 0.52]}, 0.40, True, some, "supporting").startswith("yes by")
     assert _met({"k": 20, "n": 200, "rate": 0.10, "ci95": [0.06, 0.15]}, 0.40, True, some, "supporting") == "no"
+
+
+def test_naming_the_context_fallback_domain_for_a_request_with_context_skips_the_similarity_rule(tiny_rag, tmp_path):
+    from hguard.guard import Guard
+    from hguard.policy import Policy
+
+    lm, folder, _ = tiny_rag
+    strict = {**_policy(folder, tmp_path).model_dump(mode="json"), "domain_min_similarity": 1.0}
+    g = Guard.from_policy(Policy.model_validate({**strict, "context_fallback_domain": "alpha"}), lm=lm)
+    named = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
+    assert named.signals["domain_similarity"] < 1.0 and not any("far from domain" in x for x in named.reasons)
+    closed = g.invoke("capital city river ?", domain="alpha")  # without context the rule holds for it too
+    assert closed.route == "review" and any("question far from domain 'alpha'" in x for x in closed.reasons), closed.reasons
