@@ -87,3 +87,26 @@ def test_demo_runs_and_verifies_its_audit_log(tmp_path):
     assert f"OK, {len(SCRIPT)} records, hash chain intact" in out
     n_review = sum(l.rstrip().endswith("review") for l in table)
     assert f"{n_review} item(s) enqueued" in out
+
+
+def test_calibrate_and_calibrate_rag_take_the_policys_system_prompt(monkeypatch, tmp_path):
+    import hguard.calibrate.pipeline as pipeline
+    import hguard.calibrate.rag as rag
+    from hguard.cli import main
+
+    seen = {}
+
+    def fake(name):
+        def run(*a, **kw):
+            seen[name] = kw["system_prompt"]
+            raise SystemExit(0)
+        return run
+
+    monkeypatch.setattr(pipeline, "calibrate", fake("calibrate"))
+    monkeypatch.setattr(rag, "calibrate_rag", fake("calibrate_rag"))
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"id": "q1", "question": "capital of france ?", "answers": ["paris"], "domain": "geo", "context": "x"}\n')
+    for cmd in ("calibrate", "calibrate-rag"):
+        with pytest.raises(SystemExit):
+            main([cmd, "--data", str(data), "--out", str(tmp_path / "o"), "--system-prompt", "You are a patient-education assistant."])
+    assert seen == {"calibrate": "You are a patient-education assistant.", "calibrate_rag": "You are a patient-education assistant."}

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import HGuardError, InputError, cut_text, install_extra
-from ..settings import CALIBRATION_MAX_NEW_TOKENS
+from ..settings import CALIBRATION_MAX_NEW_TOKENS, CALIBRATION_SYSTEM_PROMPT
 
 _MODEL_HELP = ('the model: "default" (the embedded SmolLM2-135M-Instruct), a Hugging Face model folder, a .gguf file '
                "or a hub id (owner/name)")
@@ -75,6 +75,7 @@ def cmd_calibrate(args) -> int:
             out,
             model=args.model,
             max_new_tokens=args.max_new_tokens,
+            system_prompt=args.system_prompt,
             test_fraction=args.test_fraction,
             seed=args.seed,
             work_dir=args.work,
@@ -242,7 +243,7 @@ def cmd_calibrate_rag(args) -> int:
 
         examples = load_examples(args.data)
     report = calibrate_rag(
-        examples, out, model=args.model, test_fraction=args.test_fraction, seed=args.seed,
+        examples, out, model=args.model, system_prompt=args.system_prompt, test_fraction=args.test_fraction, seed=args.seed,
         work_dir=args.work, report_dir=args.report, batch_size=args.batch_size,
         target=args.target, confidence=args.confidence, progress=not args.quiet, collected_only=args.collected_only,
         **_fit_options(args),
@@ -356,6 +357,10 @@ def cmd_demo(args) -> int:
     return run_demo(policy=args.policy, model=args.model, out=args.out)
 
 
+_SYSTEM_PROMPT_HELP = ("the system prompt the answers are given with: the same text as the policy's generation.system_prompt "
+                       f"(a probe is checked against it; default {CALIBRATION_SYSTEM_PROMPT!r}, the default policy's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
@@ -384,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--domain", action="append", help="only these domains (repeatable)")
     c.add_argument("--model", default="default", help=_MODEL_HELP + " (default: default)")
     c.add_argument("--max-new-tokens", type=int, default=CALIBRATION_MAX_NEW_TOKENS)
+    c.add_argument("--system-prompt", default=CALIBRATION_SYSTEM_PROMPT, metavar="TEXT", help=_SYSTEM_PROMPT_HELP)
     c.add_argument("--test-fraction", type=float, default=0.3)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--target", type=float, default=0.10, help="hallucination rate allowed among accepted answers (default 0.10)")
@@ -435,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--target", type=float, default=0.10)
     r.add_argument("--confidence", type=float, default=0.90)
     r.add_argument("--batch-size", type=int, default=8)
+    r.add_argument("--system-prompt", default=CALIBRATION_SYSTEM_PROMPT, metavar="TEXT", help=_SYSTEM_PROMPT_HELP)
     r.add_argument("--collected-only", action="store_true",
                    help="fit on the answers already in --work (a subset of the sets) instead of answering the rest")
     r.add_argument("--screen-top", type=int, metavar="K", help="as for calibrate: probes fitted from the shards on the top K features")
