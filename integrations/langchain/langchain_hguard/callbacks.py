@@ -166,7 +166,11 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
         self._finish(run_id, fields)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        self._finish(run_id, {"event": "error", "status": "error", "error": f"{type(error).__name__}: {error}"[:2000]})
+        fields: dict[str, Any] = {"event": "error", "status": "error", "error": f"{type(error).__name__}: {error}"[:2000]}
+        decided = getattr(getattr(error, "result", None), "audit_id", None)  # raise_on's RouteError: decided, recorded
+        if decided:
+            fields["decision_audit_id"] = decided
+        self._finish(run_id, fields)
 
 
 __all__ = ["HGuardAuditCallbackHandler", "KIND"]

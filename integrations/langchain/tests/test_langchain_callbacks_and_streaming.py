@@ -155,3 +155,14 @@ def test_handler_sees_every_input_of_a_batch(make_guard):
     assert [c["decision_audit_id"] for c in calls] == [m.response_metadata["audit_id"] for m in out]
     assert [c["question"] for c in calls] == [Q, "what is gold ?"]
     assert all("_hguard_precomputed" not in c["invocation_params"] for c in calls)
+
+
+def test_handler_links_a_raise_on_error_to_the_decision_it_raised_for(make_guard, tmp_path):
+    from hguard.errors import NeedsReviewError
+
+    guard = make_guard("review")
+    handler = HGuardAuditCallbackHandler(tmp_path / "calls.jsonl")
+    with pytest.raises(NeedsReviewError) as err:
+        ChatHGuard(guard=guard, domain="alpha", raise_on={"review"}).invoke(Q, config={"callbacks": [handler]})
+    (end,) = AuditLog(tmp_path / "calls.jsonl")
+    assert end["status"] == "error" and end["decision_audit_id"] == err.value.result.audit_id

@@ -191,12 +191,16 @@ class HGuardAuditEventHandler(BaseEventHandler):
                 "hguard": decision, "decision_audit_id": decision["audit_id"] if decision else None,
             })
         elif isinstance(event, ExceptionEvent):
-            error = f"{type(event.exception).__name__}: {event.exception}"[:2000]
+            fields: dict[str, Any] = {"event": "error", "status": "error",
+                                      "error": f"{type(event.exception).__name__}: {event.exception}"[:2000]}
+            decided = getattr(getattr(event.exception, "result", None), "audit_id", None)  # raise_on: decided, recorded
+            if decided:
+                fields["decision_audit_id"] = decided
             for family in ("llm", "query"):
                 with self._lock:
                     pending = (family, event.span_id) in self._open
                 if pending:
-                    self._write(family, self._pop(family, event.span_id), {"event": "error", "status": "error", "error": error})
+                    self._write(family, self._pop(family, event.span_id), dict(fields))
 
 
 __all__ = ["HGuardAuditEventHandler", "LLM_KIND", "QUERY_KIND"]
