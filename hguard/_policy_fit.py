@@ -244,14 +244,14 @@ def fit_thresholds(
     order = np.arange(uniq.size)[::-1]  # from the top down
     order = order[n_ab[order] >= need_ab]  # the walk starts where it abstains on min_coverage (risks only)
     if order.size == 0:
-        notes.append(f"no abstain threshold: fewer than {need_ab} answers at the top; abstain practically never")
+        notes.append(f"no abstain threshold: fewer than {need_ab} answers at the top; abstain_above = 1: abstain only on answers that decline")
     else:
         # P(Binom(n, p0) >= k) <= delta  <=>  Clopper-Pearson lower bound >= p0
         pvals = bdtrc(k_ab[order] - 1, n_ab[order], abstain_precision)
         failed = np.flatnonzero(pvals > delta)
         n_pass = int(failed[0]) if failed.size else int(pvals.size)
         if n_pass == 0:
-            notes.append("no abstain threshold passed; abstain practically never")
+            notes.append("no abstain threshold passed; abstain_above = 1: abstain only on answers that decline")
         else:
             abstain_above = float(uniq[int(order[n_pass - 1])])
             notes.append(f"abstain_above passed {n_pass} of {order.size} testable candidates")
