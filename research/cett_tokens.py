@@ -182,48 +182,67 @@ def token_cett(gen, rows, batch_size: int = 8, reductions=REDUCTIONS) -> dict[st
     return out
 
 
-def main(argv=None) -> int:
+def run_reductions(argv, doc: str, out_name: str, names: dict[str, str], compute, *, check=None,
+                   cett_baseline: bool = False) -> int:
+    """The command line of a per-answer feature study: ``--reductions`` (keys of ``names``) are computed by
+    ``compute(gen, rows, batch_size, chosen) -> {key: (n, n_features)}`` on the answers of ``--work`` and each
+    takes the CETT's place in the leave-one-family-out protocol (v0 settings); ``check(col, features, results)``
+    may add to the results first, and ``cett_baseline`` runs the shipped CETT probe on the same answers beside
+    them. Reductions run apart add to the results file (``--out``, default benchmarks/results/OUT_NAME); one
+    run again replaces its entry."""
     import torch
 
     from hguard.calibrate.collect import Collected
 
     from .generalization import VARIANTS, load_study, markdown, run_variant, study_generator
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--work", default=str(ROOT / "runs" / "reference-work"))
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cett_tokens.json"))
-    ap.add_argument("--reductions", default=",".join(REDUCTIONS), help=f"comma-separated, of {', '.join(REDUCTIONS)}")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / out_name))
+    ap.add_argument("--reductions", default=",".join(names), help=f"comma-separated, of {', '.join(names)}")
     args = ap.parse_args(argv)
     chosen = [k for k in args.reductions.split(",") if k]
-    if not chosen or set(chosen) - set(REDUCTIONS):
-        raise SystemExit(f"--reductions {args.reductions!r}: choose from {', '.join(REDUCTIONS)}")
+    if not chosen or set(chosen) - set(names):
+        raise SystemExit(f"--reductions {args.reductions!r}: choose from {', '.join(names)}")
     torch.set_num_threads(1)
     col, _, test = load_study(args.work)
     gen = study_generator(args.work)
     t0 = time.perf_counter()
-    red = token_cett(gen, col.rows, args.batch_size, chosen)
+    red = compute(gen, col.rows, args.batch_size, chosen)
     seconds = time.perf_counter() - t0
+    print(f"teacher-forced pass: {seconds:.0f} s")
     results: dict = {"variants": {}, "final_families": {}}
-    if Path(args.out).is_file():  # reductions run apart add to the file; one run again replaces its entry
+    if Path(args.out).is_file():
         results.update(json.loads(Path(args.out).read_text()))
     results.update(n_answers=len(col.rows), seconds_forward=seconds, reductions_last_run=chosen)
-    print(f"teacher-forced pass: {seconds:.0f} s")
-    if "mean" in red:
-        X = np.asarray(col.features, dtype=np.float32)
-        r = [float(np.corrcoef(X[i], red["mean"][i])[0, 1]) for i in range(0, len(X), max(1, len(X) // 200))]
-        results["mean_vs_stored_correlation"] = {"median": float(np.median(r)), "min": float(np.min(r)), "n": len(r)}
-        print(f"mean CETT vs stored: median r {np.median(r):.4f}, min {np.min(r):.4f}")
-        del X
-    spec = VARIANTS[next(v for v in VARIANTS if v.startswith("v0"))]
-    for k in chosen:
-        name = NAMES[k]
-        results["variants"][name], finals = run_variant(Collected(col.rows, red[k]), test, spec, log=k)
+    if check is not None:
+        check(col, red, results)
+    v0 = next(v for v in VARIANTS if v.startswith("v0"))
+    spec, n_layers = VARIANTS[v0], gen.lm.model.config.num_hidden_layers
+    runs = ([(v0, col, "v0")] if cett_baseline and v0 not in results["variants"] else []) + \
+        [(names[k], Collected(col.rows, red[k]), k) for k in chosen]
+    for name, features, log in runs:
+        results["variants"][name], finals = run_variant(features, test, spec, n_layers=n_layers, log=log)
         results["final_families"].update(finals)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
     print(markdown(results))
     return 0
+
+
+def _check_mean(col, red: dict, results: dict) -> None:
+    """The teacher-forced mean against the CETT stored at generation time (the same reading, so r ~ 1)."""
+    if "mean" not in red:
+        return
+    X = np.asarray(col.features, dtype=np.float32)
+    r = [float(np.corrcoef(X[i], red["mean"][i])[0, 1]) for i in range(0, len(X), max(1, len(X) // 200))]
+    results["mean_vs_stored_correlation"] = {"median": float(np.median(r)), "min": float(np.min(r)), "n": len(r)}
+    print(f"mean CETT vs stored: median r {np.median(r):.4f}, min {np.min(r):.4f}")
+
+
+def main(argv=None) -> int:
+    return run_reductions(argv, __doc__, "cett_tokens.json", NAMES, token_cett, check=_check_mean)
 
 
 if __name__ == "__main__":

@@ -20,15 +20,9 @@ Run: HGUARD_THREADS=1 .venv/bin/python -m research.hidden_states [--work runs/re
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
-from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 NAMES = {
     "mean": "residual stream, mean over the answer tokens",
     "last": "residual stream, last answer token",
@@ -66,44 +60,9 @@ def hidden_states(gen, rows, batch_size: int = 8, reductions=tuple(NAMES)) -> di
 
 
 def main(argv=None) -> int:
-    import torch
+    from .cett_tokens import run_reductions
 
-    from hguard.calibrate.collect import Collected
-
-    from .generalization import VARIANTS, load_study, markdown, run_variant, study_generator
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--work", default=str(ROOT / "runs" / "reference-work"))
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "hidden_states.json"))
-    ap.add_argument("--reductions", default=",".join(NAMES), help=f"comma-separated, of {', '.join(NAMES)}")
-    args = ap.parse_args(argv)
-    chosen = [k for k in args.reductions.split(",") if k]
-    if not chosen or set(chosen) - set(NAMES):
-        raise SystemExit(f"--reductions {args.reductions!r}: choose from {', '.join(NAMES)}")
-    torch.set_num_threads(1)
-    col, _, test = load_study(args.work)
-    gen = study_generator(args.work)
-    t0 = time.perf_counter()
-    red = hidden_states(gen, col.rows, args.batch_size, chosen)
-    seconds = time.perf_counter() - t0
-    print(f"teacher-forced pass: {seconds:.0f} s")
-    results: dict = {"variants": {}, "final_families": {}}
-    if Path(args.out).is_file():  # reductions run apart add to the file; one run again replaces its entry
-        results.update(json.loads(Path(args.out).read_text()))
-    results.update(n_answers=len(col.rows), seconds_forward=seconds, reductions_last_run=chosen)
-    v0 = next(v for v in VARIANTS if v.startswith("v0"))
-    spec, n_layers = VARIANTS[v0], gen.lm.model.config.num_hidden_layers
-    if v0 not in results["variants"]:  # the CETT probe on the same answers, to compare
-        results["variants"][v0], finals = run_variant(col, test, spec, log="v0")
-        results["final_families"].update(finals)
-    for k in chosen:
-        results["variants"][NAMES[k]], finals = run_variant(Collected(col.rows, red[k]), test, spec, n_layers=n_layers, log=k)
-        results["final_families"].update(finals)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
-    print(markdown(results))
-    return 0
+    return run_reductions(argv, __doc__, "hidden_states.json", NAMES, hidden_states, cett_baseline=True)
 
 
 if __name__ == "__main__":
