@@ -77,18 +77,20 @@ class UsageError(HGuardError, RuntimeError):
 
 class RouteError(HGuardError):
     """The guard routed an answer away from accept and the caller asked for an exception. The decision
-    was recorded (audit log, review queue) before this was raised; ``result`` holds it."""
+    was recorded (audit log, review queue) before this was raised; ``result`` holds it, ``audit_id`` its
+    record's id (as on an InputError the guard recorded)."""
 
     route = ""
 
     def __init__(self, result) -> None:
         self.result = result
+        self.audit_id = result.audit_id
         risk = "none" if result.risk is None else f"{result.risk:.3f}"
         reasons = "; ".join(result.reasons[:3]) or "no reason given"
         super().__init__(
             f"the guard routed this answer to {result.route} (risk {risk}, audit id {result.audit_id}): {reasons}; "
-            f"handle it with with_fallbacks(..., exceptions_to_handle=({type(self).__name__},)) or drop "
-            f"{result.route!r} from raise_on"
+            f"catch {type(self).__name__} (in LangChain: with_fallbacks(..., exceptions_to_handle=({type(self).__name__},))) "
+            f"or drop {result.route!r} from raise_on"
         )
 
 

@@ -231,6 +231,7 @@ def test_raise_on_makes_fallbacks_fire(make_guard):
     with pytest.raises(NeedsReviewError) as err:
         strict.invoke(AUSTRALIA)
     assert err.value.result.route == "review" and AuditLog(guard.audit.path).find(err.value.result.audit_id)
+    assert err.value.audit_id == err.value.result.audit_id  # where an InputError the guard recorded has it too
     fallback = RunnableLambda(lambda _: AIMessage("I cannot answer that reliably."))
     assert strict.with_fallbacks([fallback], exceptions_to_handle=(RouteError,)).invoke(AUSTRALIA).content == "I cannot answer that reliably."
     with pytest.raises(AbstainedError):
