@@ -134,7 +134,7 @@ def main(argv: list[str]) -> int:
                     continue
                 verdict = f"  {it.verdict.verdict} by {it.verdict.reviewer}" if it.verdict else ""
                 spot = "[spot-check of an accepted answer] " if it.spot_check else ""
-                print(f"{_fmt_risk(it.risk):>8}  {it.domain or '(none)':<14} {it.id}  "
+                print(f"{_fmt_risk(it.risk):>8}  {it.domain or '(no domain)':<14} {it.id}  "
                       f"{spot}{one_line(it.question, 70)}{verdict}")  # fmt: skip
                 print(f"{'':>8}  answer: {one_line(it.answer, 100)}")  # what the reviewer decides on
             return 0
