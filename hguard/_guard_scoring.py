@@ -119,10 +119,8 @@ class _Scoring:
                     signals["ood_distance"] = _finite_or_none(feature_distance(probe, g.cett[None, :])[0])
                     signals["ood_threshold"] = float(cd.ood["threshold"])
                     far = ood_problem(signals["ood_distance"], cd.ood)
-                    if far and dp is not None and dp.out_of_distribution == "warn":
-                        notes.append(f"warning: {far} (out_of_distribution = 'warn')")
-                    elif far:
-                        problems.append(far)
+                    if far:
+                        _out_of_distribution(far, dp, problems, notes)
                 if probe_mode == RAG:
                     from .signals.conflict import closed_book_scores
 
@@ -217,12 +215,8 @@ class _Scoring:
         minimum = self.policy.domain_min_similarity
         if near >= minimum or (rag and domain == self.policy.context_fallback_domain):
             return
-        far = (f"question far from domain {domain!r}: similarity {near:.2f} to its calibration questions < "
-               f"domain_min_similarity {minimum:.2f} (automatic choice would not send it there)")
-        if dp is not None and dp.out_of_distribution == "warn":
-            notes.append(f"warning: {far} (out_of_distribution = 'warn')")
-        else:
-            problems.append(far)
+        _out_of_distribution(f"question far from domain {domain!r}: similarity {near:.2f} to its calibration questions < "
+                             f"domain_min_similarity {minimum:.2f} (automatic choice would not send it there)", dp, problems, notes)
 
     def _finish(self, g: Generation, domain, choice: dict, route: Route | None, steer_info, request_id, started, given=()) -> GuardResult:
         problems: list[str] = list(given)
@@ -288,6 +282,15 @@ class _Scoring:
         )
         self._record(result, g.extra.get("fingerprints"))
         return result
+
+
+def _out_of_distribution(far: str, dp, problems: list[str], notes: list[str]) -> None:
+    """An out-of-distribution finding (probe-feature distance, named-domain similarity): a problem (review), or
+    a warning in the reasons where the domain sets ``out_of_distribution = "warn"``."""
+    if dp is not None and dp.out_of_distribution == "warn":
+        notes.append(f"warning: {far} (out_of_distribution = 'warn')")
+    else:
+        problems.append(far)
 
 
 def _near(name: str, names) -> str | None:

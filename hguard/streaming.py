@@ -74,13 +74,23 @@ def decision_metadata(result: GuardResult) -> dict[str, Any]:
     }
 
 
+def error_fields(exc: BaseException) -> dict[str, Any]:
+    """What an adapter's audit handler records of a failed call: the error, and for a ``raise_on`` error
+    (a RouteError) the id of the decision it was raised for."""
+    fields: dict[str, Any] = {"event": "error", "status": "error", "error": f"{type(exc).__name__}: {exc}"[:2000]}
+    decided = getattr(getattr(exc, "result", None), "audit_id", None)
+    if decided:
+        fields["decision_audit_id"] = decided
+    return fields
+
+
 ROUTES = ("accept", "abstain", "review")
 
 #: the reason an answer goes to review when its prompt refers to context hguard could not read
 CONTEXT_NOT_IDENTIFIED = "context not identified"
 _SOURCE = r"(?:context|passages?|documents?|excerpts?|snippets?|sources?)"
 _CONTEXT_WORDS = re.compile(
-    r"\bcontext\s*(?::|information\b|below\b|above\b|is below\b|is above\b)"  # "Context:", "Context information is below."
+    r"\bcontext\s*(?::|information\b|is below\b|is above\b)"  # "Context:", "Context information is below."
     r"|\b(?:following|given|provided|retrieved|supplied|attached|relevant|extracted|above|below)\s+" + _SOURCE + r"\b"
     r"|\b" + _SOURCE + r"\s+(?:below|above)\b"
     r"|\b(?:the|this|these)\s+(?:context|passages?|excerpts?)\b"  # "use the context", "from this passage"
@@ -306,6 +316,7 @@ __all__ = [
     "aguard_stream",
     "check_stream_mode",
     "decision_metadata",
+    "error_fields",
     "guard_stream",
     "guarded_invoke",
     "jsonable",

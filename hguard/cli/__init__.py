@@ -208,10 +208,10 @@ RAY_ONLY = (("--address", "address", "address"), ("--actors", "actors", "actors"
 def _ray_options(args):
     """RayOptions from the Ray-only options given (unset ones keep RayOptions' defaults); None without
     --engine ray, where any of them given is refused."""
-    given = {(flag, field): getattr(args, dest) for flag, dest, field in RAY_ONLY if getattr(args, dest) is not None}
+    given = [(flag, field, getattr(args, dest)) for flag, dest, field in RAY_ONLY if getattr(args, dest) is not None]
     if args.engine != "ray":
         if given:
-            flags = [flag for flag, _ in given]
+            flags = [flag for flag, _, _ in given]
             raise InputError(f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} for --engine ray; add --engine ray "
                              f"or drop {'it' if len(flags) == 1 else 'them'}")
         return None
@@ -219,7 +219,7 @@ def _ray_options(args):
 
     if args.address:
         check_address(args.address)  # before the model is loaded: a wrong address fails in seconds
-    return RayOptions(**{field: value for (_, field), value in given.items()}, device=args.device)
+    return RayOptions(**{field: value for _, field, value in given}, device=args.device)
 
 
 def _rag_line(m: dict) -> str:

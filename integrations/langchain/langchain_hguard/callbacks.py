@@ -13,7 +13,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
 from hguard.audit import AuditLog
-from hguard.streaming import jsonable
+from hguard.streaming import error_fields, jsonable
 
 from .chat_models import DECISION_KEYS, message_text, read_chat
 from .retrieval import CAPTURE
@@ -166,11 +166,7 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
         self._finish(run_id, fields)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        fields: dict[str, Any] = {"event": "error", "status": "error", "error": f"{type(error).__name__}: {error}"[:2000]}
-        decided = getattr(getattr(error, "result", None), "audit_id", None)  # raise_on's RouteError: decided, recorded
-        if decided:
-            fields["decision_audit_id"] = decided
-        self._finish(run_id, fields)
+        self._finish(run_id, error_fields(error))
 
 
 __all__ = ["HGuardAuditCallbackHandler", "KIND"]

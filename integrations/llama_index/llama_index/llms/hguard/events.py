@@ -22,7 +22,7 @@ from llama_index.core.instrumentation.events.query import QueryEndEvent, QuerySt
 from pydantic import PrivateAttr
 
 from hguard.audit import AuditLog
-from hguard.streaming import DECISION_KEYS, jsonable
+from hguard.streaming import DECISION_KEYS, error_fields, jsonable
 
 from .base import split_chat
 
@@ -191,11 +191,7 @@ class HGuardAuditEventHandler(BaseEventHandler):
                 "hguard": decision, "decision_audit_id": decision["audit_id"] if decision else None,
             })
         elif isinstance(event, ExceptionEvent):
-            fields: dict[str, Any] = {"event": "error", "status": "error",
-                                      "error": f"{type(event.exception).__name__}: {event.exception}"[:2000]}
-            decided = getattr(getattr(event.exception, "result", None), "audit_id", None)  # raise_on: decided, recorded
-            if decided:
-                fields["decision_audit_id"] = decided
+            fields = error_fields(event.exception)
             for family in ("llm", "query"):
                 with self._lock:
                     pending = (family, event.span_id) in self._open
