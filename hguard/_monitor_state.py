@@ -77,12 +77,22 @@ def tightened_thresholds(entry: DomainState | None, thresholds):
     ), why  # fmt: skip
 
 
+def _stricter(a: DomainState | None, b: DomainState | None) -> DomainState | None:
+    """The stricter of two states: tightened over normal, the lower accept threshold among tightened."""
+    ta, tb = a is not None and a.state == "tightened", b is not None and b.state == "tightened"
+    if ta and tb:
+        return a if float(a.accept_below or 0.0) <= float(b.accept_below or 0.0) else b  # type: ignore[union-attr]
+    return a if ta or not tb else b
+
+
 class MonitorState:
     """The state file the guard consults before routing (a mirror of the audit chain, written by the monitor).
 
     Re-read when the file changes. A file that exists but cannot be read fails closed: every domain is then
-    treated as tightened to accept nothing, with the reason. When the file is missing, the audit chain
-    (``audit_path``) is replayed once instead, so deleting the mirror does not lift a tightening."""
+    treated as tightened to accept nothing, with the reason. The file is not trusted to loosen anything:
+    whenever it changes (and when it is missing) the audit chain (``audit_path``) is replayed too, and each
+    domain gets the stricter of the two, so editing or deleting the mirror does not lift a tightening that
+    the chain holds (only a ``monitor_lift`` record does); a chain that cannot be replayed fails closed."""
 
     def __init__(self, path: str | os.PathLike[str] | None, audit_path: str | os.PathLike[str] | None = None):
         self.path = Path(path) if path is not None else None
@@ -91,44 +101,62 @@ class MonitorState:
         self._states: dict[str, DomainState] = {}
         self._broken: str | None = None
         self._chain: dict[str, DomainState] | None = None
+        self._chain_broken: str | None = None
 
     def get(self, domain: str | None) -> DomainState | None:
         if self.path is None or domain is None:
             return None
         try:
             st = self.path.stat()
+            stamp: tuple = (st.st_mtime_ns, st.st_size, st.st_ino)
         except FileNotFoundError:
-            self._stamp, self._states, self._broken = None, {}, None
-            return self._from_chain(domain)
+            stamp = ("missing",)
         except OSError as exc:
             return self._closed(f"monitor state {self.path} cannot be read ({exc})")
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         if stamp != self._stamp:
-            try:
-                data = json.loads(self.path.read_text(encoding="utf-8"))
-                if data.get("format") != STATE_FORMAT:
-                    raise ValueError(f"format is {data.get('format')!r}, not {STATE_FORMAT!r}")
-                self._states = {d: DomainState(**s) for d, s in data["domains"].items()}
-                self._broken = None
-            except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-                self._broken = f"monitor state {self.path} is unreadable ({type(exc).__name__}: {exc})"
+            self._states, self._broken, self._chain = {}, None, None  # the chain is replayed again with it
+            if stamp != ("missing",):
+                try:
+                    data = json.loads(self.path.read_text(encoding="utf-8"))
+                    if data.get("format") != STATE_FORMAT:
+                        raise ValueError(f"format is {data.get('format')!r}, not {STATE_FORMAT!r}")
+                    self._states = {d: DomainState(**s) for d, s in data["domains"].items()}
+                except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                    self._broken = f"monitor state {self.path} is unreadable ({type(exc).__name__}: {exc})"
             self._stamp = stamp
         if self._broken:
             return self._closed(self._broken)
-        return self._states.get(domain)
+        mirror = self._states.get(domain)
+        if self.audit_path is None:
+            return mirror
+        self._replay()
+        if self._chain_broken:
+            return self._closed(self._chain_broken)
+        chain = (self._chain or {}).get(domain)
+        held = _stricter(mirror, chain)
+        if held is chain and chain is not None and chain != mirror and stamp != ("missing",):
+            from dataclasses import replace
 
-    def _from_chain(self, domain: str) -> DomainState | None:
-        if self.audit_path is None or not self.audit_path.exists():
-            return None
-        if self._chain is None:
-            from .audit import AuditLog
+            said = "normal" if mirror is None or mirror.state != "tightened" else f"accept_below {mirror.accept_below}"
+            return replace(chain, reason=f"{chain.reason}; the state file {self.path} says {said}, which the "
+                                         "audit chain does not: the chain holds (rerun `hguard monitor` to rewrite the file)")
+        return held
 
-            try:
-                self._chain = replay(AuditLog(self.audit_path))
-            except Exception as exc:  # an unreadable chain cannot say the domain is not tightened
-                return self._closed(f"monitor state {self.path} is missing and audit log {self.audit_path} "
-                                    f"cannot be replayed ({type(exc).__name__}: {exc})")  # fmt: skip
-        return self._chain.get(domain)
+    def _replay(self) -> None:
+        if self._chain is not None or self.audit_path is None:
+            return
+        self._chain_broken = None
+        if not self.audit_path.exists():
+            self._chain = {}
+            return
+        from .audit import AuditLog
+
+        try:
+            self._chain = replay(AuditLog(self.audit_path))
+        except Exception as exc:  # an unreadable chain cannot say the domain is not tightened
+            self._chain = {}
+            self._chain_broken = (f"audit log {self.audit_path} cannot be replayed to check the monitor state "
+                                  f"({type(exc).__name__}: {exc})")
 
     @staticmethod
     def _closed(why: str) -> DomainState:

@@ -179,6 +179,12 @@ def test_unreadable_state_file_fails_closed(tmp_path):
     assert st.state == "tightened" and st.accept_below == 0.0 and "unreadable" in st.reason
     why = tightened_thresholds(st, Thresholds(0.4, 0.9, 0.2, 0.9, 100, 0.3, 0.1, 0.18, "fitted"))[1]
     assert why.startswith("domain tightened by the monitor (monitor state") and "None" not in why
+    # a chain that cannot be replayed cannot say a domain is not tightened
+    p.write_text('{"format": "hguard-monitor-state", "domains": {}}')
+    (tmp_path / "audit-as-folder").mkdir()
+    st = MonitorState(p, tmp_path / "audit-as-folder").get("geo")
+    assert st.state == "tightened" and st.accept_below == 0.0 and "cannot be replayed" in st.reason
+    assert MonitorState(p, tmp_path / "no-log-yet.jsonl").get("geo") is None  # nothing written: nothing tightened
 
 
 # ------------------------------------------------------------------------------------------ policy keys
@@ -257,6 +263,19 @@ def test_monitor_run_estimates_tightens_on_a_breach_and_a_person_lifts(tmp_path,
     assert verify(policy.audit.path).ok
     # the guard's view: the state file says tightened
     assert MonitorState(policy.monitor.state).get("geo").state == "tightened"
+    # the mirror is not trusted to loosen: a state file edited to say normal (or deleted) leaves it
+    # tightened while the chain holds the tightening, and says so
+    state_path = Path(policy.monitor.state)
+    kept = state_path.read_text()
+    edited = json.loads(kept)
+    edited["domains"]["geo"].update(state="normal", accept_below=None, action=None)
+    state_path.write_text(json.dumps(edited))
+    assert MonitorState(state_path).get("geo").state == "normal"  # the file alone would have lifted it
+    held = MonitorState(state_path, policy.audit.path).get("geo")
+    assert held.state == "tightened" and held.accept_below == 0.0 and "the chain holds" in held.reason
+    state_path.unlink()
+    assert MonitorState(state_path, policy.audit.path).get("geo").state == "tightened"
+    state_path.write_text(kept)
     # a second run keeps it tightened without a second tightening
     run_monitor(policy)
     assert [r["kind"] for r in log].count("monitor_tighten") == 1
@@ -270,6 +289,7 @@ def test_monitor_run_estimates_tightens_on_a_breach_and_a_person_lifts(tmp_path,
     assert "action=review" in shown[0] and "accept_below=0.0" in shown[0] and 'reason="lower bound' in shown[0]
     assert "by=ops" in shown[1] and 'reason="checked the new traffic"' in shown[1]
     assert st.state == "normal" and MonitorState(policy.monitor.state).get("geo").state == "normal"
+    assert MonitorState(policy.monitor.state, policy.audit.path).get("geo").state == "normal"  # the lift is in the chain
     rep = run_monitor(policy)
     assert rep["domains"]["geo"]["spot_checks"]["reviewed"] == 0 and rep["domains"]["geo"]["state"]["state"] == "normal"
     assert [r["kind"] for r in log].count("monitor_lift") == 1 and verify(policy.audit.path).ok
