@@ -23,10 +23,12 @@ def show(
     problems: list[Problem] | None = None,
     kind: str | None = None,
     without_domain: bool = False,
+    record_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Records matching domain, route and kind (``decision``, ``error``, ``llm_call``, ``review_verdict``, ...;
     each when given; ``without_domain``: only records with no domain, such as decisions no domain was chosen
-    for), the last ``last`` of them when given, in file order.
+    for; ``record_id``: only the record with that id and the records that name it as their
+    ``decision_audit_id``, such as its spot-check and verdicts), the last ``last`` of them when given, in file order.
 
     A line that is not a record (torn or damaged) raises AuditIntegrityError naming it, unless a ``problems``
     list is given: then each such line is added to it and reading goes on.
@@ -50,6 +52,8 @@ def show(
         if route is not None and rec.get("route") != route:
             continue
         if kind is not None and rec.get("kind") != kind:
+            continue
+        if record_id is not None and record_id not in (rec.get("id"), rec.get("decision_audit_id")):
             continue
         kept.append(rec)
     return list(kept)

@@ -139,3 +139,26 @@ def tiny_examples(lm: LoadedModel, n_per_domain: int = 48, system_prompt: str = 
 
 __all__ = [
     "tiny_examples","TINY_ARCHITECTURES", "tiny_config", "tiny_model", "tiny_model_dying_once", "tiny_tokenizer"]
+
+
+def log_decision(audit, item: dict[str, Any], route: str = "review") -> str:
+    """Write the decision record a review item judges, as the guard does before it enqueues the item (the
+    record's id is the item's ``audit_id``; question, context and answer as the item holds them): a verdict
+    is recorded only beside its decision. For tests that fill a review queue without a guard."""
+    fields = {k: item.get(k) for k in ("question", "context", "answer", "domain", "risk")}
+    return audit.append({"request_id": item["audit_id"], "route": route, **fields}, kind="decision").id
+
+
+def guard_queue(path, audit=None, **kw):
+    """A :class:`~hguard.review.queue.ReviewQueue` fed as the guard feeds one: with an audit log, each
+    enqueued item's decision record (:func:`log_decision`) is written too."""
+    from .review.queue import ReviewQueue
+
+    class _GuardFed(ReviewQueue):
+        def enqueue(self, item):
+            item_id = super().enqueue(item)  # a malformed item is refused before anything is logged
+            if self.audit is not None:
+                log_decision(self.audit, item, "accept" if item.get("spot_check") else "review")
+            return item_id
+
+    return _GuardFed(path, audit=audit, **kw)

@@ -97,10 +97,9 @@ def test_guard_and_both_adapters_from_the_wheel(installed, tmp_path):
 def test_review_page_serves_from_the_wheel(installed, tmp_path):
     venv, work, env = installed
     sh([venv / "bin" / "python", "-c", f"from hguard import policy_copy; policy_copy({str(tmp_path)!r})"], work, env)
-    (tmp_path / "review.sqlite3").touch()
     port = _free_port()
     proc = subprocess.Popen(
-        [venv / "bin" / "hguard", "review", "serve", "--queue", tmp_path / "review.sqlite3", "--port", str(port)],
+        [venv / "bin" / "hguard", "review", "serve", "--policy", tmp_path / "policy.toml", "--port", str(port)],
         cwd=work, env={**env, "HGUARD_REVIEW_TOKEN": "t" * 32}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:

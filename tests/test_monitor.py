@@ -236,7 +236,7 @@ def _deploy(tmp_path, policy, n, halluc_rate, seed=0, queue=None, log=None):
     pid = policy_id(policy)
     for i in range(n):
         rec = log.append({"request_id": f"r{seed}-{i}", "policy_id": pid, "domain": "geo", "route": "accept",
-                          "risk": rng.random() * 0.3, "signals": {}}, kind="decision")  # fmt: skip
+                          "risk": rng.random() * 0.3, "signals": {}, "question": "q", "answer": "a"}, kind="decision")  # fmt: skip
         spot = spot_check_decision(policy, "geo", rec.id, 10**9)
         if spot:
             log.append(spot, kind=SPOT)
@@ -325,7 +325,7 @@ def test_only_verdicts_recorded_in_the_chain_count_and_the_anchor_is_checked(tmp
     unaudited = ReviewQueue(policy.review.queue)  # a queue opened without the audit log: verdicts kept there only
     for i in range(12):
         rec = log.append({"request_id": f"d{i}", "policy_id": pid, "domain": "geo", "route": "accept", "risk": 0.1,
-                          "signals": {}}, kind="decision")  # fmt: skip
+                          "signals": {}, "question": "q", "answer": "a"}, kind="decision")  # fmt: skip
         log.append(spot_check_decision(policy, "geo", rec.id, 10**9), kind=SPOT)
         unaudited.enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": "geo", "spot_check": True})
         unaudited.decide(rec.id, verdict="hallucinated", reviewer="ghost")
@@ -357,7 +357,8 @@ def test_clean_spot_checks_do_not_tighten(tmp_path):
     policy = _pol(tmp_path, spot_check_rate=0.5)
     log, queue = _deploy(tmp_path, policy, 120, halluc_rate=0.0)
     for i, verdict in enumerate(["hallucinated", "hallucinated", "correct"]):  # answers routed to review
-        rec = log.append({"domain": "geo", "route": "review", "risk": 0.6, "policy_id": policy_id(policy)}, kind="decision")
+        rec = log.append({"domain": "geo", "route": "review", "risk": 0.6, "policy_id": policy_id(policy),
+                          "question": f"q{i}", "answer": "a"}, kind="decision")
         queue.enqueue({"audit_id": rec.id, "question": f"q{i}", "answer": "a", "domain": "geo"})
         queue.decide(rec.id, verdict=verdict, reviewer="r")
     e = run_monitor(policy)["domains"]["geo"]
@@ -583,7 +584,7 @@ def test_a_recalibration_lifts_a_tightening_only_when_it_changes_how_answers_are
     rng = random.Random(1)
     for i in range(80):  # accepted answers, 60% of the spot-checked ones wrong: a breach
         rec = log.append({"request_id": f"r{i}", "policy_id": pid, "domain": "alpha", "route": "accept",
-                          "risk": 0.1, "signals": {}}, kind="decision")  # fmt: skip
+                          "risk": 0.1, "signals": {}, "question": "q", "answer": "a"}, kind="decision")  # fmt: skip
         spot = spot_check_decision(policy, "alpha", rec.id, 10**9)
         if spot:
             log.append(spot, kind=SPOT)

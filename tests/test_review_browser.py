@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from hguard.audit import AuditLog, verify
-from hguard.review import ReviewQueue, make_server
+from hguard.review import make_server
+from hguard.testing import guard_queue
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The flags Chromium needs on a sandboxed root machine with no network beyond loopback.
@@ -73,7 +74,7 @@ def browser():
 @pytest.fixture
 def server(tmp_path):
     audit = AuditLog(tmp_path / "audit.jsonl")
-    queue = ReviewQueue(tmp_path / "review.sqlite3", audit=audit)
+    queue = guard_queue(tmp_path / "review.sqlite3", audit=audit)  # each item's decision logged, as the guard does
     queue.enqueue(_item("approve-me", 0.35, "What is the capital of France?", "The capital of France is Paris."))
     queue.enqueue(_item("reject-me", 0.88, "Who was the first person on Mars?",
                         "Neil Armstrong walked on Mars in 1969. <script>document.title='pwned'</script>"))  # fmt: skip

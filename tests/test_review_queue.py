@@ -16,6 +16,8 @@ from hguard.audit import AuditLog, verify
 from hguard.calibrate.data import load_examples
 from hguard.cli.review import main as cli_main
 from hguard.errors import InputError, ReviewQueueError
+from hguard._privacy import redacted
+from hguard.testing import guard_queue
 from hguard.review import (
     NO_DOMAIN,
     AlreadyDecided,
@@ -50,7 +52,7 @@ def audit(tmp_path):
 
 @pytest.fixture
 def queue(tmp_path, audit):
-    return ReviewQueue(tmp_path / "review.sqlite3", audit=audit)
+    return guard_queue(tmp_path / "review.sqlite3", audit=audit)  # each item's decision logged first, as the guard does
 
 
 def verdict_records(audit):
@@ -208,7 +210,25 @@ def test_decide_records_verdict_and_its_audit_record(queue, audit):
         "corrected", "hallucinated", "alice", "Bar", "checked atlas",
     )  # fmt: skip
     assert rec["decided_at"] == v.decided_at and rec["risk"] == 0.8 and rec["domain"] == "geography"
+    item_fields = make_item("a")
+    assert rec["reviewed_sha256"] == {k: (redacted(item_fields[k]) or {}).get("sha256") for k in ("question", "context", "answer")}
     assert verify(audit.path).ok
+
+
+def test_a_verdict_is_refused_when_the_queue_no_longer_holds_what_the_model_answered(queue, audit):
+    """The queue is what the reviewer reads, the log what an auditor checks: an item edited in the queue file
+    after the guard wrote its decision, or one whose decision is not in the log, gets no verdict."""
+    queue.enqueue(make_item("a"))
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute("UPDATE review_items SET answer = 'about 27 mg of iron per day' WHERE id = 'a'")
+    with pytest.raises(ReviewQueueError, match="'a''s answer differs from its decision record 'a'"):
+        queue.decide("a", verdict="correct", reviewer="alice")
+    assert queue.get("a").status == "pending" and verdict_records(audit) == []
+    ReviewQueue(queue.path).enqueue(make_item("b"))  # no decision record for it in this log
+    with pytest.raises(ReviewQueueError, match="'b' judges decision 'b', which is not a decision record of the audit log"):
+        queue.decide("b", verdict="correct", reviewer="alice")
+    assert queue.get("b").status == "pending" and verdict_records(audit) == []
+    ReviewQueue(queue.path).decide("b", verdict="correct", reviewer="alice")  # a queue without a log: its own record only
 
 
 def test_second_decision_raises_already_decided_and_changes_nothing(queue, audit):
@@ -226,10 +246,10 @@ def test_second_decision_raises_already_decided_and_changes_nothing(queue, audit
 
 def test_two_threads_deciding_the_same_item_exactly_one_wins(tmp_path, audit):
     path = tmp_path / "race.sqlite3"
-    ReviewQueue(path, audit=audit)
+    feeder = guard_queue(path, audit=audit)
     ids = [f"item{i}" for i in range(8)]
     for i in ids:
-        ReviewQueue(path).enqueue(make_item(i))
+        feeder.enqueue(make_item(i))
     outcomes: dict[str, list] = {i: [] for i in ids}
     lock = threading.Lock()
 
@@ -287,7 +307,7 @@ def test_verdict_is_rolled_back_when_the_audit_log_cannot_be_written(queue, audi
 
 def test_redacting_audit_log_gets_hashes_of_corrected_answer_and_note(tmp_path):
     audit = AuditLog(tmp_path / "a.jsonl", redact=True)
-    q = ReviewQueue(tmp_path / "q.sqlite3", audit=audit)
+    q = guard_queue(tmp_path / "q.sqlite3", audit=audit)
     q.enqueue(make_item("a"))
     q.decide("a", verdict="corrected", reviewer="alice", corrected_answer="Secret", note="private")
     (rec,) = verdict_records(audit)
@@ -404,7 +424,7 @@ def test_cli_list_marks_a_spot_check_of_an_accepted_answer(queue, capsys):
 def test_cli_decide_records_a_verdict_once_and_says_where(tmp_path, capsys):
     from hguard.audit import AuditLog
 
-    q = ReviewQueue(tmp_path / "q.sqlite3", audit=AuditLog(tmp_path / "audit.jsonl"))
+    q = guard_queue(tmp_path / "q.sqlite3", audit=AuditLog(tmp_path / "audit.jsonl"))
     q.enqueue(make_item("a1"))
     src = ["--queue", str(q.path), "--audit", str(tmp_path / "audit.jsonl")]
     assert cli_main(["decide", "a1", "--verdict", "hallucinated", "--reviewer", "ann", *src]) == 0
@@ -421,6 +441,16 @@ def test_cli_decide_records_a_verdict_once_and_says_where(tmp_path, capsys):
     assert "needs --corrected-answer TEXT" in capsys.readouterr().err and q.get("a2").verdict is None
     assert cli_main(["decide", "nope", "--verdict", "correct", "--reviewer", "ann", *src]) == 2
     assert "nope" in capsys.readouterr().err
+    # a bare queue file names no log: the verdict is not kept out of the audit chain by accident
+    q.enqueue(make_item("a3"))
+    bare = ["--queue", str(q.path)]
+    assert cli_main(["decide", "a3", "--verdict", "correct", "--reviewer", "ann", *bare]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "names no audit log" in err and "--no-audit" in err and q.get("a3").verdict is None
+    assert cli_main(["decide", "a3", "--verdict", "correct", "--reviewer", "ann", *bare, "--no-audit"]) == 0
+    assert "--no-audit: kept in the queue only" in capsys.readouterr().out and q.get("a3").verdict.audit_record_id is None
+    assert cli_main(["decide", "a2", "--verdict", "correct", "--reviewer", "ann", "--no-audit"]) == 2  # not with a policy
+    assert "--no-audit goes with --queue" in capsys.readouterr().err
 
 
 def test_cli_list_and_export(queue, tmp_path, capsys):

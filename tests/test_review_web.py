@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from hguard.audit import AuditLog, verify
 from hguard.cli.review import main as review_cli
 from hguard.errors import InputError, PolicyError
+from hguard.testing import guard_queue, log_decision
 from hguard.review import ReviewQueue, _auth, create_app, make_server, serve, web
 
 TOKEN = "test-token-0123456789abcdef"
@@ -50,7 +51,7 @@ def audit(tmp_path):
 
 @pytest.fixture
 def queue(tmp_path, audit):
-    q = ReviewQueue(tmp_path / "review.sqlite3", audit=audit)
+    q = guard_queue(tmp_path / "review.sqlite3", audit=audit)  # each item's decision logged, as the guard does
     q.enqueue(make_item("low", risk=0.21))
     q.enqueue(make_item("high", risk=0.93, answer=XSS, question="Is <b>bold</b> & safe?",
                         context="Retrieved: <img src=x onerror=alert(1)>",
@@ -358,6 +359,7 @@ def test_app_audit_argument_logs_verdicts_of_a_queue_without_one(tmp_path):
     q = ReviewQueue(tmp_path / "q.sqlite3")
     q.enqueue(make_item("a"))
     audit = AuditLog(tmp_path / "web-audit.jsonl")
+    log_decision(audit, make_item("a"))  # the guard's decision record, in the log the page is given
     c = client_for(q, audit=audit)
     login(c)
     assert c.post("/items/a", data=decide_form(c, "a", verdict="correct"), headers=SAME_ORIGIN).status_code == 303
@@ -463,7 +465,7 @@ def no_run(monkeypatch):
 
 def test_cli_serve_without_token_refuses_to_start_with_one_line(queue, monkeypatch, capsys, no_run):
     monkeypatch.delenv(web.TOKEN_ENV, raising=False)
-    assert review_cli(["serve", "--queue", str(queue.path)]) == 2
+    assert review_cli(["serve", "--queue", str(queue.path), "--no-audit"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("hguard review: error: no review token is configured")
     assert MAKE_TOKEN in err and "--read-only-open" in err
@@ -472,17 +474,17 @@ def test_cli_serve_without_token_refuses_to_start_with_one_line(queue, monkeypat
 
 def test_cli_serve_read_only_open_says_what_it_exposes(queue, monkeypatch, capsys, no_run):
     monkeypatch.delenv(web.TOKEN_ENV, raising=False)
-    assert review_cli(["serve", "--queue", str(queue.path), "--read-only-open", "--port", "0"]) == 0
+    assert review_cli(["serve", "--queue", str(queue.path), "--no-audit", "--read-only-open", "--port", "0"]) == 0
     (server,) = no_run
     assert server.config.app.state.read_only_open is True and server.config.app.state.writable is False
     assert "ANY local process can read the queue; read-only" in capsys.readouterr().err
     monkeypatch.setenv(web.TOKEN_ENV, TOKEN)
-    assert review_cli(["serve", "--queue", str(queue.path), "--port", "0"]) == 0
+    assert review_cli(["serve", "--queue", str(queue.path), "--audit", str(queue.audit.path), "--port", "0"]) == 0
     assert no_run[1].config.app.state.read_only_open is False
     assert "reading and verdicts need the review token" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [["serve"], ["list"], ["export", "--out", "x.jsonl"]])
+@pytest.mark.parametrize("command", [["serve", "--no-audit"], ["list"], ["export", "--out", "x.jsonl"]])
 def test_cli_queue_in_a_missing_folder_is_an_error(tmp_path, monkeypatch, capsys, no_run, command):
     monkeypatch.setenv(web.TOKEN_ENV, TOKEN)
     target = tmp_path / "typo" / "review.sqlite3"
@@ -496,7 +498,7 @@ def test_hguard_review_serve_without_token_exits_non_zero_without_traceback(queu
     env = {k: v for k, v in os.environ.items() if k != web.TOKEN_ENV}
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.run(
-        [sys.executable, "-m", "hguard", "review", "serve", "--queue", str(queue.path)],
+        [sys.executable, "-m", "hguard", "review", "serve", "--queue", str(queue.path), "--no-audit"],
         capture_output=True, text=True, env={**env, "HGUARD_THREADS": "1"}, cwd=root, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2

@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--route", metavar="R", choices=("accept", "review", "abstain"),
                    help="only records routed this way (accept, review or abstain)")
     p.add_argument("--kind", metavar="K", help="only records of this kind (decision, error, llm_call, review_verdict, ...)")
+    p.add_argument("--id", metavar="ID", dest="record_id",
+                   help="only the record with this id and those that name it (its spot-check and review verdicts)")
     p.add_argument("--json", action="store_true", help="one JSON record per line instead of a summary line")
     p = sub.add_parser("export", help="write the log as CSV (signals.* and thresholds.* become columns)")
     p.add_argument("path", help="the audit log (.jsonl)")
@@ -125,11 +127,12 @@ def main(argv: list[str]) -> int:
             problems: list[Problem] = []
             n_shown = 0
             for rec in show(args.path, last=args.last, domain=args.domain, route=args.route, kind=args.kind,
-                            problems=problems, without_domain=args.no_domain):
+                            problems=problems, without_domain=args.no_domain, record_id=args.record_id):
                 print(canonical_json(rec) if args.json else _format_record(rec))
                 n_shown += 1
             if not n_shown:  # said on stderr, so stdout stays records only
-                filters = [f"--{k} {v}" for k, v in (("domain", args.domain), ("route", args.route), ("kind", args.kind)) if v]
+                filters = [f"--{k} {v}" for k, v in (("domain", args.domain), ("route", args.route), ("kind", args.kind),
+                                                     ("id", args.record_id)) if v]
                 filters += ["--no-domain"] if args.no_domain else []
                 every = show(args.path, problems=[]) if args.kind or args.domain else []
                 said = [f"kinds in it: {', '.join(sorted({str(r.get('kind')) for r in every}))}"] if args.kind else []

@@ -31,6 +31,25 @@ def _add_source(p: argparse.ArgumentParser) -> None:
     group.add_argument("--queue", metavar="DB", help="an existing review queue (SQLite file)")
 
 
+def _add_audit(p: argparse.ArgumentParser, what: str) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--audit", metavar="LOG", help=f"audit log for {what}: the one holding the guard's decisions "
+                       "(default with --policy: the policy's; with --queue, give it or --no-audit)")
+    group.add_argument("--no-audit", action="store_true",
+                       help=f"with --queue: keep {what} in the queue only (no audit record; the monitor does not count it)")
+
+
+def _check_audit_choice(args) -> None:
+    """A verdict given on a bare queue file goes to an audit log only when one is named: refuse to guess."""
+    if args.queue is not None and args.audit is None and not args.no_audit:
+        raise InputError(f"--queue {args.queue} names no audit log, so verdicts would be recorded in the queue only "
+                         "(no audit record, not counted by the monitor, and an item once decided cannot be decided "
+                         "again); pass --audit LOG (the log the guard writes its decisions to), --policy FILE "
+                         "instead of --queue, or --no-audit to keep verdicts in the queue only")
+    if args.no_audit and args.queue is None:
+        raise InputError("--no-audit goes with --queue DB; with --policy, verdicts go to the policy's audit log")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hguard review", description="Human review of answers the guard routed to review."
@@ -38,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("serve", help=f"serve the review web page (reading and verdicts need {TOKEN_ENV})")
     _add_source(p)
-    p.add_argument("--audit", metavar="LOG", help="audit log for verdicts (default with --policy: the policy's)")
+    _add_audit(p, "verdicts")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host (shows private text)")
@@ -59,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per item")
     p = sub.add_parser("decide", help="record a verdict on one pending item (as the review page does; audited)")
     _add_source(p)
-    p.add_argument("--audit", metavar="LOG", help="audit log for the verdict (default with --policy: the policy's)")
+    _add_audit(p, "the verdict")
     p.add_argument("item", metavar="ITEM_ID", help="the item's id (`hguard review list` prints it)")
     p.add_argument("--verdict", required=True, choices=VERDICTS,
                    help="correct, hallucinated (right answer unknown) or corrected (give --corrected-answer)")
@@ -92,6 +111,8 @@ def main(argv: list[str]) -> int:
         args.policy = str(DEFAULT_POLICY)
     source = args.policy if args.policy is not None else args.queue
     try:
+        if args.command in ("serve", "decide"):
+            _check_audit_choice(args)
         if args.command == "serve":
             token = os.environ.get(TOKEN_ENV) or None
             with warnings.catch_warnings():
@@ -146,8 +167,7 @@ def main(argv: list[str]) -> int:
             v = queue.decide(args.item, verdict=args.verdict, reviewer=args.reviewer,
                              corrected_answer=args.corrected_answer, note=args.note)
             where = (f"audit record {v.audit_record_id} in {queue.audit.path}" if queue.audit and v.audit_record_id
-                     else "no audit log: kept in the queue only, and the monitor does not count it; pass "
-                          "--audit LOG (the policy's audit log) to record verdicts where it does")
+                     else "--no-audit: kept in the queue only, and the monitor does not count it")
             print(f"hguard review: {args.item}: {v.verdict} by {v.reviewer} ({where})")
             return 0
         from ..review.export import export_reviewed

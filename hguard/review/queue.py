@@ -25,7 +25,10 @@ record that no item points to is one whose verdict was never committed.
 
 A ``review_verdict`` record holds ``item_id``, ``decision_audit_id`` (the guard's decision record),
 ``domain``, ``risk``, ``verdict``, ``label`` (``correct`` or ``hallucinated``), ``reviewer``,
-``corrected_answer``, ``note`` and ``decided_at``. With a redacting log (``AuditLog(..., redact=True)``)
+``corrected_answer``, ``note``, ``decided_at`` and ``reviewed_sha256`` (the SHA-256 of the question, context
+and answer the reviewer was shown). A verdict is logged only beside its decision: with a log, ``decide`` first
+finds the item's decision record there and refuses when it is missing or its question, context or answer
+differ from the item's (the queue file was changed after the guard wrote it). With a redacting log (``AuditLog(..., redact=True)``)
 the corrected answer and the note are stored as ``{"sha256": ...}`` like the log's own redacted fields,
 because either can repeat the private answer.
 
@@ -232,6 +235,8 @@ class ReviewQueue:
         item_id, verdict, reviewer, corrected_answer, note = self._check_verdict(
             item_id, verdict, reviewer, corrected_answer, note
         )
+        if self.audit is not None:  # a verdict is logged only beside the decision it judges, as it was made
+            self._check_decision(item_id)
         decided_at = _now()
         # The audit record's id is chosen before the append so the row can point at it in the same transaction.
         record_id = uuid.uuid4().hex if self.audit is not None else None
@@ -246,7 +251,7 @@ class ReviewQueue:
                 if cur.rowcount != 1:
                     raise self._not_pending(conn, item_id)
                 row = conn.execute(
-                    "SELECT audit_id, domain, risk FROM review_items WHERE id = ?", (item_id,)
+                    "SELECT audit_id, domain, risk, question, context, answer FROM review_items WHERE id = ?", (item_id,)
                 ).fetchone()
                 audit_hash = None
                 if self.audit is not None:
@@ -314,6 +319,33 @@ class ReviewQueue:
                 raise InputError(f"{name} is not valid Unicode (lone surrogate): {_show(text)}") from None
         return item_id, verdict, reviewer, corrected_answer, note
 
+    def _check_decision(self, item_id: str) -> None:
+        """Refuse a verdict whose decision is not in the queue's audit log, or whose item (the question,
+        context and answer the reviewer is shown) differs from that decision record: the queue is a copy the
+        reviewer reads, and the log is what an auditor checks. An item that is missing or already decided is
+        left to the compare-and-set, which says so."""
+        assert self.audit is not None
+        item = self.get(item_id)
+        if item is None or item.status != "pending":
+            return
+        record = self.audit.find(item.audit_id)
+        if record is None or record.get("kind") != "decision":
+            raise ReviewQueueError(
+                f"review queue {self.path}: item {item_id!r} judges decision {item.audit_id!r}, which is not a "
+                f"decision record of the audit log {self.audit.path}; nothing was recorded. Record the verdict with "
+                "the log the guard wrote that decision to (the policy's audit.path: `--policy FILE`, or `--audit LOG`)"
+            )
+        for name in ("question", "context", "answer"):
+            shown, logged = getattr(item, name), record.get(name)
+            same = (redacted(shown) == logged) if isinstance(logged, Mapping) and "sha256" in logged else shown == logged
+            if not same:
+                raise ReviewQueueError(
+                    f"review queue {self.path}: item {item_id!r}'s {name} differs from its decision record "
+                    f"{item.audit_id!r} in {self.audit.path}: the queue was changed after the guard wrote it, so a "
+                    f"verdict on it would not be a verdict on the model's answer; nothing was recorded. The record "
+                    f"holds what the model answered (`hguard audit show {self.audit.path} --id {item.audit_id}`)"
+                )
+
     def _not_pending(self, conn: sqlite3.Connection, item_id: str) -> ReviewQueueError:
         row = conn.execute("SELECT reviewer, decided_at, verdict FROM review_items WHERE id = ?", (item_id,)).fetchone()
         if row is None:
@@ -357,6 +389,8 @@ class ReviewQueue:
             "corrected_answer": redacted(corrected_answer) if redact else corrected_answer,
             "note": redacted(note) if redact else note,
             "decided_at": decided_at,
+            # what the reviewer was shown, hashed as the decision record's redacted fields are
+            "reviewed_sha256": {k: (redacted(v) or {}).get("sha256") for k, v in zip(("question", "context", "answer"), row[3:6])},
         }
         try:
             return self.audit.append(record, kind="review_verdict").hash
