@@ -78,6 +78,15 @@ def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
         out[prefix] = "" if value is None else value
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula ("=HYPERLINK(...)", "+SUM(...)", "@cmd", a question or
+    answer anyone can type) written with a leading apostrophe, as spreadsheets mark text; numbers unchanged."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
 def _column_order(name: str, first_seen: int) -> tuple[int, int, int]:
     root = name.split(".")[0]
     if root in _LEADING_COLUMNS:
@@ -92,7 +101,8 @@ def export_csv(
 ) -> int:
     """Write the log as CSV, one row per record; nested dicts (signals, thresholds) become dotted columns.
 
-    Lists become their JSON text. ``columns`` picks and orders columns (e.g. ``["id", "signals.entropy"]``);
+    Lists become their JSON text. A text cell that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+    return gets a leading apostrophe, so that a spreadsheet shows it instead of running it. ``columns`` picks and orders columns (e.g. ``["id", "signals.entropy"]``);
     by default every column that occurs is written. Returns the number of rows written.
     """
     p = _existing(path)
@@ -138,7 +148,7 @@ def export_csv(
         for rec in _iter_records(p):
             flat: dict[str, Any] = {}
             _flatten(rec, "", flat)
-            writer.writerow(flat)
+            writer.writerow({k: _inert(v) for k, v in flat.items()})
             rows += 1
         return rows
 

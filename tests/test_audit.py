@@ -613,6 +613,16 @@ def test_export_csv_flattens_signals_and_thresholds(tmp_path):
     with open(picked, newline="", encoding="utf-8") as f:
         assert list(csv.reader(f))[0] == ["id", "signals.h_neuron"]
 
+    # text anyone can type (a question, an answer) never reaches a spreadsheet as a formula
+    typed = tmp_path / "typed.jsonl"
+    AuditLog(typed).append({"question": '=HYPERLINK("http://x.invalid","ROI?")', "answer": "+SUM(1,2)", "note": "@cmd",
+                            "risk": -0.5, "reasons": ["- fine"]}, kind="decision")  # fmt: skip
+    export_csv(typed, tmp_path / "typed.csv")
+    with open(tmp_path / "typed.csv", newline="", encoding="utf-8") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["question"] == '\'=HYPERLINK("http://x.invalid","ROI?")' and row["answer"] == "'+SUM(1,2)"
+    assert row["note"] == "'@cmd" and row["risk"] == "-0.5" and json.loads(row["reasons"]) == ["- fine"]
+
     with pytest.raises(InputError, match="signals.nope"):
         export_csv(path, tmp_path / "x.csv", columns=["signals.nope"])
     with pytest.raises(InputError, match="is the audit log; writing there would destroy it"):
@@ -707,3 +717,22 @@ def test_cli_show_export_and_repair(tmp_path, capsys):
     assert [r["kind"] for r in nodomain] == ["recovery", "review_verdict", "error", "decision"]
     assert all(r.get("domain") is None for r in nodomain)
 
+
+
+def test_cli_show_and_export_of_a_log_that_does_not_verify_say_so_and_exit_1(tmp_path, capsys):
+    """Records read from an edited log are shown and exported as they are, never as checked ones."""
+    path = tmp_path / "audit.jsonl"
+    _make_log(path, 4)
+    decision = json.loads(_lines(path)[1])["id"]
+    AuditLog(path).append({"decision_audit_id": decision, "verdict": "correct", "reviewer": "ann"}, kind="review_verdict")
+    assert cli_main(["show", str(path), "--id", decision, "--json"]) == 0  # the decision and the verdict naming it
+    assert [json.loads(x)["kind"] for x in capsys.readouterr().out.splitlines()] == ["decision", "review_verdict"]
+    lines = _lines(path)
+    _edit_keep_hash(lines, 1)
+    _write_lines(path, lines)
+    assert cli_main(["show", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path} does not verify" in err and "line 2" in err and "hguard audit verify" in err
+    assert cli_main(["export", str(path), "--csv", str(tmp_path / "o.csv")]) == 1
+    captured = capsys.readouterr()
+    assert "wrote 5 rows" in captured.out and "does not verify" in captured.err and (tmp_path / "o.csv").exists()

@@ -57,6 +57,18 @@ def _cli_key(args: argparse.Namespace) -> bytes | None:
     return load_key_file(args.key_file) if args.key_file else load_key()
 
 
+def _chain_holds(path: str, what: str) -> bool:
+    """Whether the log's hash chain verifies (without a key); when it does not, one line on stderr says so,
+    so that records read from a tampered or damaged log are not taken as checked."""
+    report = verify(path)
+    if not report.ok:
+        first = report.problems[0] if report.problems else None
+        where = f" (first: line {first.line}: {first.message})" if first is not None and first.line else ""
+        print(f"hguard audit: warning: {path} does not verify: {len(report.problems)} problem(s){where}; {what}; "
+              f"`hguard audit verify {path}` says where", file=sys.stderr)
+    return report.ok
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hguard audit", description="Read, check and repair a tamper-evident hguard audit log."
@@ -142,12 +154,12 @@ def main(argv: list[str]) -> int:
                       + (f" ({'; '.join(said)})" if said else ""), file=sys.stderr)
             for problem in problems:
                 print(f"hguard audit: {args.path} line {problem.line}: {problem.message}", file=sys.stderr)
-            return 1 if problems else 0
+            return 1 if problems or not _chain_holds(args.path, "the records above are as the file holds them") else 0
         if args.command == "export":
             columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
             n = export_csv(args.path, args.csv, columns=columns)
             print(f"wrote {n} rows to {args.csv}")
-            return 0
+            return 0 if _chain_holds(args.path, f"{args.csv} holds the records as the file holds them") else 1
         key = _cli_key(args)
         try:
             saved = repair(args.path, key=key)
