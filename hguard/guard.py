@@ -276,14 +276,17 @@ class Guard(_Scoring, _Recording):
 
     def domain_similarities(self, question: str, rag: bool | None = None, only: str | None = None) -> dict[str, float]:
         """Per domain (of ``rag``'s prompt mode, see :meth:`_router_vectors`; ``only``: that one, if calibrated for
-        it), the mean cosine similarity of the question to its 5 closest calibration questions."""
+        it), the mean cosine similarity of the question to its 5 closest calibration questions. A question
+        longer than the embedding model reads (256 tokens) is read in pieces and each domain gets its lowest
+        piece's similarity: a domain fits the question only if it fits every part of it."""
         router = self._router_vectors(rag)
         if only is not None:
             router = {only: router[only]} if only in router else {}
         if not router:
             return {}
-        q = self.embedder.encode([question])[0]
-        return {name: float(np.sort(M @ q)[::-1][:5].mean()) for name, M in router.items()}
+        windows = getattr(self.embedder, "windows", None)  # an embedder of one's own may only encode
+        Q = self.embedder.encode(windows(question) if windows is not None else [question])
+        return {name: float(min(np.sort(M @ q)[::-1][:5].mean() for q in Q)) for name, M in router.items()}
 
     def choose_domain(self, question: str, rag: bool | None = None) -> tuple[str | None, dict]:
         """Nearest calibrated domain by the mean of the 5 closest calibration questions' cosine similarity,

@@ -171,6 +171,24 @@ class Embedder:
         return vecs / np.maximum(norms, 1e-12)
 
 
+    def windows(self, text: str) -> list[str]:
+        """``text`` in consecutive pieces the model reads whole: the model truncates what is longer than its
+        ``max_seq_length`` tokens (256 here) without a word, so a long text's tail would not count. One piece
+        for a text that fits."""
+        model = self._load()
+        limit = int(getattr(model, "max_seq_length", 0) or 0) - 2  # [CLS] and [SEP]
+        tok = getattr(model, "tokenizer", None)
+        if limit <= 0 or tok is None:
+            return [text]
+        with self._lock:
+            enc = tok(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
+        spans = enc["offset_mapping"]
+        if len(spans) <= limit:
+            return [text]
+        pieces = [text[spans[i][0]:spans[min(i + limit, len(spans)) - 1][1]] for i in range(0, len(spans), limit)]
+        return [w for w in pieces if w.strip()] or [text]
+
+
 _default: Embedder | None = None
 _default_lock = threading.Lock()
 
