@@ -6,7 +6,7 @@ Row format (written with :func:`~hguard.calibrate.data.write_examples`, so the f
 
     {"id": "review-<item id>", "question": ..., "answers": [...], "domain": ..., "kind": "qa"|"unanswerable",
      "context": ... (only when the item had retrieved context),
-     "meta": {"source": "review", "verdict": "correct"|"hallucinated"|"corrected", "label": "correct"|"hallucinated",
+     "meta": {"source": "review", "family": "reviewed", "verdict": "correct"|"hallucinated"|"corrected", "label": "correct"|"hallucinated",
               "model_answer": <the answer the reviewer judged>, "risk": <the guard's risk, or null>,
               "probe_route": "review" | "accept" (a spot-check), "spot_check": ..., "reviewer": ..., "decided_at": ..., "decision_audit_id": ...,
               "verdict_audit_id": <the review_verdict audit record, or null>,
@@ -131,6 +131,9 @@ def example_for(item: ReviewItem) -> Example:
         answers, kind = [], "unanswerable"
     meta: dict[str, Any] = {
         "source": "review",
+        # one kind of question: the live traffic reviewers saw, held out as a whole in leave-one-family-out
+        # (its own rows would otherwise each be a family of one, their fact groups)
+        "family": "reviewed",
         "verdict": v.verdict,
         "label": v.label,
         "model_answer": item.answer,
