@@ -75,6 +75,9 @@ class _Recording:
             "answer": result.answer,
             "context": result.context,
         }
+        dp = self.policy.domain(result.domain) if result.route == ACCEPT and result.domain else None
+        if dp is not None:  # the rate the spot-check selection was made at, for the monitor to check it against
+            record["spot_check_rate"] = dp.spot_check_rate
         if self.audit is not None:
             receipt = self.audit.append(record, kind="decision")
             result.audit_id = receipt.id

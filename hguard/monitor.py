@@ -145,9 +145,12 @@ def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:
             d = out[r["domain"]]
             d["accepted"] += 1
             u = selection_u(policy.monitor.seed, r["id"])
-            below = u < policy.domains[r["domain"]].spot_check_rate
-            if below and r["id"] not in spots:
-                d["mismatches"].append(f"decision {r['id']} has u {u:.6f} < rate but no spot-check")
+            # the rate in force when the answer was accepted (recorded since it could change); else today's
+            logged = isinstance(r.get("spot_check_rate"), (int, float))
+            rate = float(r["spot_check_rate"]) if logged else policy.domains[r["domain"]].spot_check_rate
+            if u < rate and r["id"] not in spots:
+                said = "recorded with it" if logged else "the policy's rate now"
+                d["mismatches"].append(f"decision {r['id']} has u {u:.6f} < rate {rate:g} ({said}) but no spot-check")
     for rid, s in spots.items():
         dec = accepted.get(rid)
         d = out[s.get("domain") or "(none)"]

@@ -433,6 +433,25 @@ def test_cherry_picked_or_forged_selection_is_reported(tmp_path):
                 "selected_because": "chosen"}, kind=SPOT)  # fmt: skip
     sel = check_selection(policy, list(log))["geo"]
     assert len(sel["mismatches"]) == len(skipped) + 1
+    assert any("< rate 0.3 (the policy's rate now) but no spot-check" in m for m in sel["mismatches"])
+
+
+def test_a_changed_spot_check_rate_is_checked_against_the_rate_each_answer_was_accepted_at(tmp_path):
+    """Raising spot_check_rate is no cherry-picking: each decision records the rate its selection used."""
+    from hguard.monitor import SPOT
+
+    policy = _pol(tmp_path, spot_check_rate=0.3)
+    log = AuditLog(policy.audit.path)
+    recs = [log.append({"domain": "geo", "route": "accept", "policy_id": policy_id(policy), "spot_check_rate": 0.3},
+                       kind="decision") for _ in range(40)]  # fmt: skip
+    for r in recs:
+        if (u := selection_u("s", r.id)) < 0.3:
+            log.append({"decision_audit_id": r.id, "domain": "geo", "u": u, "rate": 0.3, "selected_because": "u"}, kind=SPOT)
+    raised = _pol(tmp_path, spot_check_rate=1.0)
+    assert check_selection(raised, list(log))["geo"]["mismatches"] == []
+    log.append({"domain": "geo", "route": "accept", "policy_id": policy_id(raised), "spot_check_rate": 1.0}, kind="decision")
+    (m,) = check_selection(raised, list(log))["geo"]["mismatches"]  # one accepted at 1.0 and not checked
+    assert "< rate 1 (recorded with it) but no spot-check" in m
 
 
 def test_monitor_refuses_a_log_or_queue_from_another_policy(tmp_path):
