@@ -27,6 +27,13 @@ def cut_at_stop(text: str, stop: Sequence[str] | None) -> tuple[str, str | None]
     return text[:at], s
 
 
+def without_cut_character(text: str, finished: bool) -> str:
+    """An answer cut off by the token limit can end inside a character whose bytes span several tokens
+    (a Japanese or emoji character in a byte-level vocabulary); its decoded remains are U+FFFD replacement
+    characters, which are dropped: they are no part of what the model said. A finished answer is kept whole."""
+    return text if finished else text.rstrip("\ufffd")
+
+
 def _check_stop(stop) -> list[str] | None:
     if stop is None:
         return None

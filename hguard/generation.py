@@ -22,6 +22,7 @@ from ._decoding import (
     _check_stop,
     confidence_from,
     cut_at_stop,
+    without_cut_character,
 )
 from .errors import InputError
 from .models import PLAIN_ANSWER, PLAIN_QUESTION, PLAIN_STOP, LoadedModel, _text_fingerprint, system_prompt_fingerprint
@@ -406,6 +407,7 @@ class Generator:
                 ended = int(stopper.ended_at[i]) if stopper is not None and stopper.ended_at is not None else -1
                 ids = ids[:ended] if ended >= 0 else ids
                 n, finished = len(ids), True
+            text = without_cut_character(text, finished)
             conf = confidence_from(logprobs[i, :n].tolist(), entropies[i, :n].tolist())
             results.append(
                 Generation(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from hguard.errors import InputError
+from hguard._decoding import without_cut_character
 from hguard.generation import Generator, _plain_frame, check_history, cut_at_stop, history_fingerprint
 from hguard.models import _text_fingerprint
 from hguard.guard import Guard
@@ -53,6 +54,18 @@ def test_stop_sequences_end_the_answer_before_them(lm):
     assert cut.extra["stop"] == words[2] and cut.finished and words[2] not in cut.text.split()
     assert free.text.startswith(cut.text) and len(cut.token_ids) < len(free.token_ids)
     assert cut_at_stop("a b c", ["b", "c"]) == ("a ", "b") and cut_at_stop("a", None) == ("a", None)
+
+
+@pytest.mark.default_model
+def test_an_answer_cut_by_the_token_limit_inside_a_character_drops_its_remains(default_lm):
+    """Byte-level vocabularies spell one Japanese character in several tokens: cut between them, the
+    decoded answer ended in U+FFFD, which went into the answer and the audit record."""
+    tok = default_lm.tokenizer
+    ids = tok.encode("ROIは投資利益率", add_special_tokens=False)
+    cut = [tok.decode(ids[:k]) for k in range(1, len(ids))]
+    broken = next(t for t in cut if t.endswith("\ufffd"))  # this vocabulary splits at least one character
+    assert "\ufffd" not in without_cut_character(broken, finished=False)
+    assert without_cut_character(broken, finished=True) == broken and without_cut_character("ROI", False) == "ROI"
 
 
 class _Force:
