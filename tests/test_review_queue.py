@@ -476,7 +476,9 @@ def test_cli_without_policy_or_queue_reads_the_default_policys_queue(tmp_path, m
     monkeypatch.setenv("HOME", str(tmp_path))  # the default policy keeps its queue under ~/.local/state/hguard
     state = tmp_path / ".local" / "state" / "hguard"
     assert cli_main(["list"]) == 2  # its folder does not exist yet: named, nothing created
-    assert str(state) in capsys.readouterr().err and not state.exists()
+    err = capsys.readouterr().err
+    assert str(state) in err and not state.exists()
+    assert "under the default policy yet" in err and "_data" not in err  # no advice to edit the installed package
     state.mkdir(parents=True)
     _decided_queue(ReviewQueue(state / "review.sqlite3"))
     assert cli_main(["list"]) == 0

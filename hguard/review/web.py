@@ -128,8 +128,14 @@ def _open_source(
         queue_path = Path(policy.review.queue)
         # Checked before the audit log is opened: opening it creates its folder, which may be this one.
         if not queue_path.is_file():
+            from .._resources import DEFAULT_POLICY
+
+            packaged = path.resolve() == Path(DEFAULT_POLICY).resolve()  # not a file a user should edit
             _existing_folder(
-                queue_path, f"the review queue (review.queue in {path})",
+                queue_path, f"the review queue (review.queue in {'the default policy' if packaged else path})",
+                "nothing has been routed to review under the default policy yet (the guard creates its queue "
+                "there on the first answer it holds: `hguard ask` or `hguard demo`); pass --policy FILE or "
+                "--queue DB for your own" if packaged else
                 f"correct review.queue in {path}, or create the folder (mkdir -p {queue_path.parent})",
             )  # fmt: skip
         if audit is None:
