@@ -204,14 +204,16 @@ class Guard(_Scoring, _Recording):
                 raised = [r for r in (plan.without_context, plan.with_context) if r.fitted is not None
                           and dp.abstain_above is None and r.fitted.abstain_above < dp.accept_below]
                 st = self.monitor_state.get(name)
+                tightened = st if st is not None and st.state == "tightened" else None  # answers are reviewed again
                 out[name] = (f"domain {name!r}: accept_below {dp.accept_below} is set by hand in the policy and no "
                              f"calibration certified it ({' and '.join(dict.fromkeys(kinds))} requests): the answers "
                              f"it accepts carry no guarantee of the target {dp.target_hallucination_rate}"
                              + ("; it is above the calibrated abstain_above, which is raised to it, so this domain "
-                                "reviews no answer: each is accepted or abstained on" if raised else "")
-                             + (f" (the monitor has tightened it since {st.since}: "
-                                + ("it accepts nothing" if not st.accept_below else f"it accepts below {st.accept_below:.4g}")
-                                + " until a person lifts it)" if st is not None and st.state == "tightened" else ""))
+                                "reviews no answer: each is accepted or abstained on" if raised and not tightened else "")
+                             + (f" (the monitor has tightened it since {tightened.since}: "
+                                + ("it accepts nothing: every answer that is not abstained on goes to review"
+                                   if not tightened.accept_below else f"it accepts below {tightened.accept_below:.4g}")
+                                + " until a person lifts it)" if tightened else ""))
         return out
 
     def plan(self, domain: str) -> DomainPlan | None:

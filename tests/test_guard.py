@@ -167,8 +167,10 @@ def test_a_hand_set_accept_threshold_is_said_at_start_and_in_each_accepted_answe
     from hguard.monitor import DomainState
 
     g.monitor_state.get = lambda name: DomainState(state="tightened", action="stricter", accept_below=0.0, since="T1")
-    assert g.uncertified_accept_thresholds()["alpha"].endswith(
-        "(the monitor has tightened it since T1: it accepts nothing until a person lifts it)")
+    said = g.uncertified_accept_thresholds()["alpha"]
+    assert said.endswith("(the monitor has tightened it since T1: it accepts nothing: every answer that is not "
+                         "abstained on goes to review until a person lifts it)")
+    assert "reviews no answer" not in said  # it does review them while tightened
 
 
 def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
