@@ -34,6 +34,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import json
 import os
 import time
 import uuid
@@ -255,6 +256,7 @@ class AuditLog:
         """(hash, seq + 1) of the last record, first moving a torn tail aside or noting a damaged one."""
         size = os.fstat(fd).st_size
         if size == 0:
+            self._check_anchor(GENESIS_HASH, 0)
             return GENESIS_HASH, 0
         start, raw, terminated = _last_line(fd, size)
         if not terminated:
@@ -267,7 +269,42 @@ class AuditLog:
             return self._note_damage(fd, start, raw, str(e))
         if self._key is None and "mac" in rec:
             raise self._unkeyed_error()
+        self._check_anchor(*tail)
         return tail
+
+    def _check_anchor(self, tail_hash: str, next_seq: int) -> None:
+        """Refuse to write when the anchor holds a head the log's end does not: records acknowledged (their
+        heads anchored) were cut off, or the log was deleted or replaced. Writing on would start a chain that
+        hides it (a new chain at seq 0, or a recovery record calling an acknowledged record a write cut short)."""
+        if self.anchor is None:
+            return
+        try:
+            with open(self.anchor, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 4096))
+                lines = [x for x in f.read().split(b"\n") if x.strip()]
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise AuditError(f"cannot read the anchor {self.anchor} to check {self.path} against it: {e}; "
+                             "check that file's permissions") from e
+        try:
+            head = json.loads(lines[-1]) if lines else None
+            seq, digest = (int(head["seq"]), str(head["hash"])) if head is not None else (None, None)
+        except (ValueError, KeyError, TypeError):
+            return  # a torn or edited last head: verify --anchor reports it; the writer repairs a torn one
+        if seq is None:
+            return
+        fix = (f"nothing was written; `hguard audit verify {self.path} --anchor {self.anchor}` says what is missing: "
+               "restore the log from a copy, or, to start a new log on purpose, move the anchor aside with it")
+        if seq >= next_seq:
+            raise AuditIntegrityError(
+                f"audit log {self.path} ends at seq {next_seq - 1} (a new log when -1), but its anchor {self.anchor} "
+                f"holds the head of seq {seq}: acknowledged records were cut off or the log was replaced; {fix}")
+        if seq == next_seq - 1 and digest != tail_hash:
+            raise AuditIntegrityError(
+                f"the last record of audit log {self.path} (seq {seq}) does not have the hash its anchor "
+                f"{self.anchor} holds for it: the record was replaced; {fix}")
 
     def _unkeyed_error(self) -> AuditIntegrityError:
         return AuditIntegrityError(
@@ -305,6 +342,8 @@ class AuditLog:
             )
         except ValueError:
             complete = False
+        if not complete and prev is not None:  # an anchored record is no write cut short: refuse, change nothing
+            self._check_anchor(*prev)
         if complete:
             # A whole, correctly chained record that only lost its newline (an acknowledged write never does):
             # restoring the newline keeps it in the chain rather than moving a possibly acknowledged record out.

@@ -168,6 +168,37 @@ def test_truncation_is_caught_by_expect_head_and_anchor(tmp_path, capsys):
     assert "64 lowercase hex" in capsys.readouterr().err
 
 
+def test_a_writer_with_an_anchor_refuses_to_write_over_cut_or_replaced_records(tmp_path):
+    """The anchor holds what was acknowledged: a writer does not start a new chain over a deleted log, nor
+    move an anchored record aside as a write cut short, nor chain onto a replaced last record."""
+    anchor = tmp_path / "audit.anchor"
+    path, receipts = _log(tmp_path, 3, anchor=anchor)
+    whole = path.read_bytes()
+    path.unlink()  # deleted
+    with pytest.raises(AuditIntegrityError, match=r"ends at seq -1 \(a new log when -1\), but its anchor .* holds the head of seq 2"):
+        AuditLog(path, key=KEY, anchor=anchor).append({"i": 9})
+    assert not path.exists() or path.read_bytes() == b""
+    path.write_bytes(whole[:-20])  # the last record cut short: acknowledged, so not a write cut short
+    with pytest.raises(AuditIntegrityError, match="acknowledged records were cut off"):
+        AuditLog(path, key=KEY, anchor=anchor).append({"i": 9})
+    assert path.read_bytes() == whole[:-20] and not list(tmp_path.glob("*.torn-*"))  # nothing moved aside
+    lines = whole.splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:-1]))  # the last record removed whole
+    with pytest.raises(AuditIntegrityError, match="holds the head of seq 2"):
+        AuditLog(path, key=KEY, anchor=anchor).append({"i": 9})
+    edited = json.loads(lines[-1])
+    edited["hash"] = "0" * 64
+    path.write_bytes(b"".join(lines[:-1]) + (json.dumps(edited) + "\n").encode())
+    with pytest.raises(AuditIntegrityError, match="does not have the hash its anchor"):
+        AuditLog(path, key=KEY, anchor=anchor).append({"i": 9})
+    path.write_bytes(whole)  # restored: the writer goes on, and a write cut short is still repaired
+    AuditLog(path, key=KEY, anchor=anchor).append({"i": 9})
+    with open(path, "ab") as f:
+        f.write(b'{"seq": 4, "ha')
+    AuditLog(path, key=KEY, anchor=anchor).append({"i": 10})
+    assert verify(path, key=KEY, anchor=anchor).ok
+
+
 def test_cli_verify_reads_the_key_from_the_environment(tmp_path, monkeypatch, capsys):
     path, _ = _log(tmp_path)
     monkeypatch.setenv(KEY_FILE_ENV, str(_key_file(tmp_path)))
