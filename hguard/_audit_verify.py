@@ -174,6 +174,10 @@ def verify(
                 "its hash matches but the line is not in canonical form (spacing, key order or duplicate keys "
                 "changed): it was edited by hand"
             )
+        if key is None and "mac" not in rec and n_macs:
+            # hguard's writer refuses to append without the key to a log whose records carry MACs
+            msgs.append("it carries no MAC although a record before it does: it was written by someone without "
+                        "the key, or forged (verify with the key to check the MACs)")
         if key is not None:
             if "mac" not in rec:
                 msgs.append("it carries no MAC: it was written without the key, or forged")

@@ -199,6 +199,24 @@ def test_a_writer_with_an_anchor_refuses_to_write_over_cut_or_replaced_records(t
     assert verify(path, key=KEY, anchor=anchor).ok
 
 
+def test_a_record_without_a_mac_after_keyed_ones_fails_even_without_the_key(tmp_path):
+    from hguard._audit_records import record_hash
+    from hguard.audit import canonical_json
+
+    path, receipts = _log(tmp_path, 3)
+    forged = {"i": 99, "route": "accept", "id": "f", "kind": "decision", "seq": 3, "time": "2026-01-01T00:00:00+00:00",
+              "prev_hash": receipts[-1].hash}  # fmt: skip
+    forged["hash"] = record_hash(forged)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(canonical_json(forged) + "\n")
+    report = verify(path)  # no key: the chain is intact, the missing MAC after keyed records is not
+    assert not report.ok and report.problems[0].line == 4
+    assert "carries no MAC although a record before it does" in report.problems[0].message
+    (tmp_path / "plain").mkdir()
+    plain, _ = _log(tmp_path / "plain", 3, key=None)
+    assert verify(plain).ok  # an unkeyed log is not flagged
+
+
 def test_cli_verify_reads_the_key_from_the_environment(tmp_path, monkeypatch, capsys):
     path, _ = _log(tmp_path)
     monkeypatch.setenv(KEY_FILE_ENV, str(_key_file(tmp_path)))
