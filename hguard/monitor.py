@@ -105,8 +105,31 @@ def policy_id(policy) -> str:
 def policy_hash(policy) -> str:
     """Which policy was in force, exactly (sha256, 16 hex): of its settings as loaded (a file's, or one built
     or changed in code). Unlike :func:`policy_id` (the guarantee: targets and confidences), it changes with
-    any setting, a hand-set threshold or a spot-check rate included."""
-    body = json.dumps(policy.model_dump(mode="json"), sort_keys=True, default=str)
+    any setting, a hand-set threshold or a spot-check rate included. Paths count as the file names them, not
+    where it lies: one in the policy's folder relative to it, one in hguard's own data as ``package:``, one in
+    the home folder from ``~``, so a policy folder moved or copied elsewhere keeps its hash.
+    ``hguard audit verify --policy FILE`` says which of a log's decisions were made under FILE."""
+    import os
+
+    from ._resources import DATA_DIR
+
+    bases = [(Path(policy.source).resolve().parent, "./")] if getattr(policy, "source", None) else []
+    bases += [(DATA_DIR, "package:"), (Path.home().resolve(), "~/")]
+
+    def portable(v):
+        if isinstance(v, dict):
+            return {k: portable(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [portable(x) for x in v]
+        if isinstance(v, str) and os.path.isabs(v):
+            for base, name in bases:
+                try:
+                    return name + Path(v).resolve().relative_to(base).as_posix()
+                except ValueError:
+                    continue
+        return v
+
+    body = json.dumps(portable(policy.model_dump(mode="json")), sort_keys=True, default=str)
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 

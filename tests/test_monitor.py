@@ -313,6 +313,16 @@ def test_policy_hash_tells_apart_policies_of_one_guarantee(tmp_path):
     assert policy_hash(pa) == policy_hash(load_policy(a)) and len(policy_hash(pa)) == 16
     built = _pol(tmp_path)  # a policy built in code hashes its settings
     assert policy_hash(built) == policy_hash(_pol(tmp_path)) != policy_hash(_pol(tmp_path, spot_check_rate=0.5))
+    # a policy folder moved or copied elsewhere keeps its hash: paths count as the file names them
+    from hguard import policy_copy
+
+    first, second = policy_copy(tmp_path / "one"), policy_copy(tmp_path / "two")
+    assert first.read_bytes().replace(b"one", b"") != b"" and policy_hash(load_policy(first)) != ""
+    seeded = second.read_text().splitlines()  # each copy gets its own spot-check seed: make them equal
+    second.write_text("\n".join(x if not x.startswith("seed =") else next(
+        y for y in first.read_text().splitlines() if y.startswith("seed =")) for x in seeded) + "\n")
+    assert first.read_text() == second.read_text()
+    assert policy_hash(load_policy(first)) == policy_hash(load_policy(second))
 
 
 def test_only_verdicts_recorded_in_the_chain_count_and_the_anchor_is_checked(tmp_path):

@@ -57,6 +57,20 @@ def _cli_key(args: argparse.Namespace) -> bytes | None:
     return load_key_file(args.key_file) if args.key_file else load_key()
 
 
+def _under_policy(path, policy) -> str:
+    """Which of the log's decisions name this policy file (its policy_hash) and which name others: the policy
+    in force, as an auditor holding the file can check it."""
+    from collections import Counter
+
+    from ..monitor import policy_hash
+
+    mine = policy_hash(policy)
+    seen = Counter(r.get("policy_hash") or "none recorded" for r in show(path, kind="decision", problems=[]))
+    others = ", ".join(f"{h} ({n})" for h, n in seen.most_common() if h != mine)
+    return (f"decisions made under this policy file (policy_hash {mine}): {seen.get(mine, 0)} of {sum(seen.values())}"
+            + (f"; under other settings: {others}" if others else ""))
+
+
 def _chain_holds(path: str, what: str) -> bool:
     """Whether the log's hash chain verifies (without a key); when it does not, one line on stderr says so,
     so that records read from a tampered or damaged log are not taken as checked."""
@@ -132,6 +146,8 @@ def main(argv: list[str]) -> int:
                                  "the log that policy writes")
             report = verify(path, key=key, expect_head=args.expect_head, anchor=anchor)
             print(report.summary())
+            if args.policy:
+                print(_under_policy(path, pol))
             return 0 if report.ok else 1
         if args.command == "show":
             if args.domain is not None and not args.domain.strip():
