@@ -362,6 +362,12 @@ class Guard(_Scoring, _Recording):
             histories=[history], systems=[system], stop=stop, problems=[list(problems)], max_new_tokens=max_new_tokens,
         )[0]
 
+    def _refused(self, question, err: InputError, *, context=None, domain=None) -> InputError:
+        """``err``, after recording the refused request as an ``error`` record (its id as ``err.audit_id``)."""
+        err.audit_id = self.record_failure(question, err, context=context,  # type: ignore[attr-defined]
+                                           domain=domain if isinstance(domain, str) else None)
+        return err
+
     async def ainvoke(self, question: str, context=None, domain: str | None = None, **kw) -> GuardResult:
         return await asyncio.to_thread(self.invoke, question, context, domain, **kw)
 
@@ -386,7 +392,7 @@ class Guard(_Scoring, _Recording):
         """Guard several questions; answers that share a domain share one batched generation.
         ``histories``, ``systems`` and ``problems`` hold one entry per question (see :meth:`invoke`)."""
         if isinstance(questions, str):
-            raise InputError("questions must be a list of strings; use invoke() for a single question")
+            raise self._refused(questions, InputError("questions must be a list of strings; use invoke() for a single question"))
         n = len(questions)
         contexts = [None] * n if contexts is None else list(contexts)
         domains = [None] * n if domains is None else list(domains)
@@ -395,10 +401,11 @@ class Guard(_Scoring, _Recording):
         systems = [None] * n if systems is None else list(systems)
         extra_problems = [[] for _ in range(n)] if problems is None else [list(p or ()) for p in problems]
         if not (len(contexts) == len(domains) == len(request_ids) == len(histories) == len(systems) == len(extra_problems) == n):
-            raise InputError(f"got {n} questions, {len(contexts)} contexts and {len(domains)} domains; pass one of each per question")
+            raise self._refused(list(questions), InputError(
+                f"got {n} questions, {len(contexts)} contexts and {len(domains)} domains; pass one of each per question"))
         if max_new_tokens is not None:  # checked as the policy's own value is, before anything is generated
             replace(self.settings, max_new_tokens=max_new_tokens)
-        ctxs = []
+        ctxs, refused = [], []
         for i, (q, c, h, s, d) in enumerate(zip(questions, contexts, histories, systems, domains)):
             try:  # every input is checked before any generation or record
                 _check_text("question", q)
@@ -411,10 +418,17 @@ class Guard(_Scoring, _Recording):
                 self.generator.prompt_ids(q, c, history=h, system=s)
             except InputError as exc:
                 err = InputError(f"question {i} of {n} (counting from 0): {exc}") if n > 1 else exc
-                # the refused request is in the audit log too (an error record; its id on the error)
-                err.audit_id = self.record_failure(q, err, context=c, domain=d if isinstance(d, str) else None)  # type: ignore[attr-defined]
-                raise err from None
+                # each refused request is in the audit log too (an error record; the ids on the error)
+                refused.append((i, self._refused(q, err, context=c, domain=d)))
             ctxs.append(c)
+        if refused:  # a batch is answered whole or not at all: nothing was generated
+            first = refused[0][1]
+            if len(refused) > 1:
+                first = InputError(f"{first}; {len(refused)} of the {n} inputs are refused (questions "
+                                   f"{', '.join(str(i) for i, _ in refused)}); nothing was generated")
+            first.audit_id = refused[0][1].audit_id  # type: ignore[attr-defined]
+            first.audit_ids = [e.audit_id for _, e in refused]  # type: ignore[attr-defined]
+            raise first from None
         started = time.perf_counter()
         plans = []
         for q, d, c in zip(questions, domains, ctxs):

@@ -325,6 +325,19 @@ def test_bad_domain_length_and_batch_entries_are_refused_before_anything_is_gene
         guard.batch(["who ?", " ", "what ?"], domains=["alpha"] * 3)
     kinds = [r["kind"] for r in AuditLog(tmp_path / "audit.jsonl")]
     assert kinds == ["error"] * 4  # each refused request is on record; nothing was decided
+    # every bad input of a batch is on record, not only the first, and the error says how many
+    with pytest.raises(InputError, match=r"2 of the 3 inputs are refused \(questions 1, 2\); nothing was generated") as err:
+        guard.batch(["who ?", "", 5], domains=["alpha"] * 3)
+    log = list(AuditLog(tmp_path / "audit.jsonl"))
+    assert [r["id"] for r in log[-2:]] == err.value.audit_ids and err.value.audit_id == log[-2]["id"]
+    assert log[-1]["question"] == "5" and "must be a string" in log[-1]["error"]
+    # a call of the wrong shape is on record too
+    for call, words in ((lambda: guard.batch("who ?"), "use invoke()"),
+                        (lambda: guard.batch(["who ?", "what ?"], domains=["alpha"]), "pass one of each per question")):
+        with pytest.raises(InputError, match=words) as err:
+            call()
+        last = list(AuditLog(tmp_path / "audit.jsonl"))[-1]
+        assert last["kind"] == "error" and last["id"] == err.value.audit_id and words in last["error"]
 
 
 def test_streamer_receives_the_tokens_and_early_stop_abstains(calibrated, tmp_path):
