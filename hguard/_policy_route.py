@@ -106,7 +106,7 @@ def decide(
     label = f"domain {name!r}" if name else "this answer"
 
     if declined is not None:
-        shown_wording = f"declined to answer ({declined!r})" if declined else "gave an empty answer"
+        shown_wording = f"declined to answer ({declined!r})" if declined else "gave an answer without a word in it"
         close(ABSTAIN, f"the model {shown_wording}: it asserts nothing the risk could certify; abstain")
     for problem in problems:
         close(REVIEW, f"scoring problem: {problem}")
@@ -187,6 +187,8 @@ def decide(
                        "thresholds are not certified for this answer (reason above): review, not abstain")
     if closed_routes:
         route: Route = ABSTAIN if ABSTAIN in closed_routes else REVIEW
+        if route == ABSTAIN and REVIEW in closed_routes:  # the reasons name both: say which one holds
+            reasons.append("abstain: of the routes the reasons above give, abstaining is the stricter and holds")
         return Decision(route, shown_risk, tuple(reasons), thresholds_dict)
 
     assert domain_policy is not None and thresholds is not None and usable_risk is not None  # all checked above

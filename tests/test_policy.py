@@ -907,10 +907,12 @@ def test_an_answer_that_declines_abstains_whatever_its_risk():
     d = route(0.01, declined="i dont know")
     assert d.route == "abstain" and any("declined to answer ('i dont know')" in r for r in d.reasons)
     empty = route(0.01, declined="")
-    assert empty.route == "abstain" and any("empty answer" in r for r in empty.reasons)
-    # a failed score does not turn it into review: abstain is the stricter outcome, every reason kept
+    assert empty.route == "abstain" and any("an answer without a word in it" in r for r in empty.reasons)
+    # a failed score does not turn it into review: abstain is the stricter outcome, every reason kept,
+    # and the last one says which holds (the review reason above it does not)
     broken = route(None, declined="context does not say")
     assert broken.route == "abstain" and any("no risk score" in r for r in broken.reasons)
+    assert broken.reasons[-1] == "abstain: of the routes the reasons above give, abstaining is the stricter and holds"
 
 
 def test_a_request_no_calibration_can_score_routes_to_review_with_that_one_reason():
