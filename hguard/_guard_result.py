@@ -56,8 +56,14 @@ def _join_context(context) -> str | None:
         return None
     if isinstance(context, str):
         return context
-    if isinstance(context, (list, tuple)) and all(isinstance(c, str) for c in context):
-        return "\n\n".join(context)
+    if isinstance(context, (list, tuple)):
+        bad = next((i for i, c in enumerate(context) if not isinstance(c, str)), None)
+        if bad is None:
+            return "\n\n".join(context)
+        raise InputError(
+            f"context item {bad} (counting from 0) is {type(context[bad]).__name__} {context[bad]!r:.60}, not a string; "
+            "pass each retrieved passage's text (e.g. [doc.page_content for doc in docs])"
+        )
     raise InputError(
         f"context must be a string or a list of strings (retrieved passages), got {type(context).__name__}; "
         f"pass the passages' text"

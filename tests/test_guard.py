@@ -299,6 +299,7 @@ def test_batch_and_async_match_invoke(guard):
         ("the " * 300, None, "context of 256"),
         ("who ?", {"text": "x"}, "context must be a string"),
         ("who ?", 42, "context must be a string"),
+        ("who ?", ["a passage", None], r"context item 1 \(counting from 0\) is NoneType None, not a string"),
     ],
 )
 def test_bad_input_gets_a_clear_error_and_only_an_error_record(guard, tmp_path, question, context, match):
