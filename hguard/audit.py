@@ -69,7 +69,7 @@ from ._audit_records import (
 )
 from ._audit_verify import VerifyReport, verify
 from ._privacy import FILE_MODE
-from .errors import AuditError, AuditIntegrityError, InputError
+from .errors import AuditError, AuditIntegrityError, AuditKeyRequired, InputError
 
 __all__ = [
     "GENESIS_HASH",
@@ -306,8 +306,8 @@ class AuditLog:
                 f"the last record of audit log {self.path} (seq {seq}) does not have the hash its anchor "
                 f"{self.anchor} holds for it: the record was replaced; {fix}")
 
-    def _unkeyed_error(self) -> AuditIntegrityError:
-        return AuditIntegrityError(
+    def _unkeyed_error(self) -> AuditKeyRequired:
+        return AuditKeyRequired(
             f"the records of {self.path} carry a keyed MAC but no key is configured in this process; set "
             "HGUARD_KEY_FILE (or the policy's [integrity] key_file) to the log's key: an unkeyed record would "
             "break the keyed chain (nothing was changed)"
@@ -471,16 +471,18 @@ class AuditLog:
 # repair
 
 
-def repair(path: str | os.PathLike[str], *, key: bytes | None | str = _KEY_FROM_ENVIRONMENT) -> str | None:
+def repair(path: str | os.PathLike[str], *, key: bytes | None | str = _KEY_FROM_ENVIRONMENT,
+           anchor: str | os.PathLike[str] | None = None) -> str | None:
     """Do now what the next append would: move a torn last line aside (recorded in the chain).
 
     Returns the saved file's path, or None when there was no torn line. A damaged complete line is kept
     where it is (it is evidence) and a record naming it is chained after it; edited or missing records are
-    for a human to look at with ``hguard audit verify``.
+    for a human to look at with ``hguard audit verify``. With ``anchor`` (the writer's), a torn line whose
+    head the anchor holds was acknowledged, not a write cut short: it is refused, as the writer refuses it.
     """
     p = _existing(path)
     try:
-        return AuditLog(p, key=key).recover()
+        return AuditLog(p, key=key, anchor=anchor).recover()
     except OSError as e:
         raise AuditError(f"cannot repair audit log {p}: {e}; check permissions of the file and its directory") from e
 

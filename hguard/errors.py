@@ -67,6 +67,10 @@ class AuditIntegrityError(AuditError):
     pass
 
 
+class AuditKeyRequired(AuditIntegrityError):
+    """The log's records carry keyed MACs and this process has no key: nothing was written."""
+
+
 class ReviewQueueError(HGuardError):
     pass
 

@@ -182,6 +182,8 @@ def test_a_writer_with_an_anchor_refuses_to_write_over_cut_or_replaced_records(t
     with pytest.raises(AuditIntegrityError, match="acknowledged records were cut off"):
         AuditLog(path, key=KEY, anchor=anchor).append({"i": 9})
     assert path.read_bytes() == whole[:-20] and not list(tmp_path.glob("*.torn-*"))  # nothing moved aside
+    assert cli_main(["repair", str(path), "--anchor", str(anchor), "--key-file", str(_key_file(tmp_path))]) == 1
+    assert path.read_bytes() == whole[:-20] and not list(tmp_path.glob("*.torn-*"))  # repair reads the anchor too
     lines = whole.splitlines(keepends=True)
     path.write_bytes(b"".join(lines[:-1]))  # the last record removed whole
     with pytest.raises(AuditIntegrityError, match="holds the head of seq 2"):

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from ..audit import Problem, canonical_json, export_csv, repair, show, verify
-from ..errors import AuditIntegrityError, HGuardError, InputError, one_line
+from ..errors import AuditKeyRequired, HGuardError, InputError, one_line
 
 __all__ = ["build_parser", "main"]
 
@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("path", help="the audit log (.jsonl)")
     _add_key_options(p)
+    p.add_argument("--anchor", metavar="FILE", help="the anchor the writer appends heads to ([audit] anchor): a torn "
+                   "line it holds was acknowledged, so it is not moved aside")
     return parser
 
 
@@ -178,10 +180,8 @@ def main(argv: list[str]) -> int:
             return 0 if _chain_holds(args.path, f"{args.csv} holds the records as the file holds them") else 1
         key = _cli_key(args)
         try:
-            saved = repair(args.path, key=key)
-        except AuditIntegrityError as e:
-            if key is not None:
-                raise
+            saved = repair(args.path, key=key, anchor=args.anchor)
+        except AuditKeyRequired as e:
             raise InputError(f"the records of {args.path} carry a keyed MAC and no key was given: pass --key-file FILE "
                              "(or set HGUARD_KEY_FILE) to the log's key; nothing was changed") from e
         if saved is None:
