@@ -27,6 +27,15 @@ if TYPE_CHECKING:
     from .settings import GenerationSettings
 
 
+
+def no_conflict_detector(domain: str) -> str:
+    """Why an answer with context is held when its domain asks for the knowledge-conflict check
+    (``knowledge_conflict = "review"``) but the domain's RAG calibration fitted no detector."""
+    return (f"knowledge_conflict = 'review' for domain {domain!r}, but its RAG calibration fitted no knowledge-conflict "
+            "detector (too few training answers followed a misleading passage), so the check cannot run and the answer "
+            "is held; recalibrate with more misleading-passage rows, or set knowledge_conflict = 'trust_context' for "
+            "approved sources")
+
 class _Scoring:
     """The guard's scoring steps (mixed into :class:`hguard.guard.Guard`)."""
 
@@ -151,8 +160,11 @@ class _Scoring:
                     risk = base
                 signals["merged_risk_before_grounding"] = base
                 # a reply that declines follows nothing: it abstains by rule, and no conflict is read into it
-                if probe_mode == RAG and cd.knowledge_conflict and g.extra.get("declined") is None:
-                    self._knowledge_conflict(signals, cd.knowledge_conflict, dp, g.extra.setdefault("holds", []), notes)
+                if probe_mode == RAG and g.extra.get("declined") is None:
+                    if cd.knowledge_conflict:
+                        self._knowledge_conflict(signals, cd.knowledge_conflict, dp, g.extra.setdefault("holds", []), notes)
+                    elif dp is None or dp.knowledge_conflict == "review":  # the check asked for cannot run: held
+                        g.extra.setdefault("holds", []).append(no_conflict_detector(cd.name or str(domain)))
                 thresholds = route.thresholds  # fitted when the guard loaded the domain
             except Exception as exc:
                 problems.append(f"scoring failed: {type(exc).__name__}: {exc}")

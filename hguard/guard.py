@@ -25,7 +25,7 @@ from ._guard_plan import DomainPlan, Route, build_plan, read_probe_folders
 from ._policy_thresholds import accepts_uncertified
 from ._guard_records import _open_queue, _Recording
 from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context, context_given  # noqa: F401
-from ._guard_scoring import _EarlyAbstain, _near, _Scoring
+from ._guard_scoring import _EarlyAbstain, _near, _Scoring, no_conflict_detector
 from ._resources import DEFAULT_POLICY
 from .domain import CalibratedDomain
 from .errors import InputError, ModelNotFoundError, PolicyError, cut_text, install_extra
@@ -112,6 +112,12 @@ class Guard(_Scoring, _Recording):
             guard.probe_errors[name] = "no probe folder of the policy calibrates it"
         for warning in guard.uncertified_accept_thresholds().values():  # said once, when the guard starts
             warnings.warn(warning, UserWarning, stacklevel=2)
+        for name, plan in sorted(guard._plans.items()):  # a knowledge-conflict check asked for that cannot run
+            dp = pol.domain(name)
+            if plan.rag is not None and not plan.rag.knowledge_conflict and (dp is None or dp.knowledge_conflict == "review"):
+                warnings.warn(no_conflict_detector(name).replace("so the check cannot run and the answer is held",
+                                                                 "so every answer with context in it is held for review"),
+                              UserWarning, stacklevel=2)
         for name, problem in sorted(guard.probe_errors.items()):  # a domain that fails closed, said once too
             fallback = (f"; a request with context that no listed domain matches is scored by context_fallback_domain "
                         f"{pol.context_fallback_domain!r}" if pol.context_fallback_domain else "")

@@ -230,7 +230,8 @@ def test_guard_uses_the_probe_of_the_requests_prompt_mode(tiny_rag, tmp_path):
     from hguard.guard import Guard
 
     lm, folder, _ = tiny_rag
-    g = Guard.from_policy(_policy(folder, tmp_path), lm=lm)
+    # the tiny calibration fits no knowledge-conflict detector: trust_context, so the answers route as scored
+    g = Guard.from_policy(_policy(folder, tmp_path, knowledge_conflict="trust_context"), lm=lm)
     assert "alpha" in g.rag_probes and "alpha" in g.probes and "beta" not in g.rag_probes
     with_ctx = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
     without = g.invoke("capital city river ?", domain="alpha")
@@ -307,6 +308,26 @@ def test_missing_grounding_with_context_routes_to_review(tiny_rag, tmp_path):
         g = Guard.from_policy(_policy(folder, tmp_path), lm=lm, grounding=scorer)
         r = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
         assert r.route == "review" and r.reasons, r.reasons
+
+
+def test_a_knowledge_conflict_check_asked_for_without_a_detector_holds_the_answer_and_says_so(tiny_rag, tmp_path):
+    """knowledge_conflict = 'review' (the default) on a RAG calibration that fitted no detector: the check the
+    policy asks for cannot run, so the answer is held (it was silently skipped, and answers that copied a
+    planted false passage were accepted), and the guard says so when it starts."""
+    import warnings
+
+    from hguard.guard import Guard
+
+    lm, folder, _ = tiny_rag
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        g = Guard.from_policy(_policy(folder, tmp_path), lm=lm)
+    assert not g.rag_probes["alpha"].knowledge_conflict
+    assert any("fitted no knowledge-conflict detector" in str(w.message) and "every answer with context in it is held"
+               in str(w.message) for w in said), [str(w.message) for w in said]
+    r = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
+    assert r.route in ("review", "abstain") and any("fitted no knowledge-conflict detector" in x for x in r.reasons), r.reasons
+    assert g.invoke("capital city river ?", domain="alpha").route in ("accept", "abstain")  # closed-book: no such check
 
 
 @pytest.mark.parametrize("how, route", [("review", "review"), ("trust_context", "accept")])
