@@ -263,6 +263,10 @@ def cmd_calibrate_rag(args) -> int:
                      "; no abstain threshold certified (abstains only on answers that decline)"))
         for d, why in report["skipped"].items():
             print(f"  {d}: skipped: {why}")
+        kc = report.get("knowledge_conflict") or {}
+        if kc.get("why"):  # no detector: what that means for a policy that asks for the check
+            print(f"  no knowledge-conflict detector: {kc['why']}; with knowledge_conflict = 'review' (the default) "
+                  "every answer with context in these domains is held for review, 'trust_context' routes them as scored")
     return 0
 
 
