@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from typing import Any, AsyncIterator, Iterator, Optional, Union
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
@@ -116,6 +118,18 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
     # -------------------------------------------------------------------------------- parsing
 
     def _parse(self, value: RAGInput) -> tuple[str, Optional[list[str]], list[str], Optional[str], list[str]]:
+        """The request read from the chain's input; a refused input is written to the guard's audit log (an
+        ``error`` record, its id on the InputError as ``audit_id``), as the guard records its own refusals."""
+        try:
+            return self._read(value)
+        except InputError as exc:
+            question = value.get("question") if isinstance(value, dict) else value
+            domain = value.get("domain") if isinstance(value, dict) else None
+            exc.audit_id = self.llm.guard.record_failure(  # type: ignore[attr-defined]
+                question, exc, domain=domain or self.domain, source="GuardedRAG")
+            raise
+
+    def _read(self, value: RAGInput) -> tuple[str, Optional[list[str]], list[str], Optional[str], list[str]]:
         if isinstance(value, str):
             return value, None, [], self.domain, []
         if not isinstance(value, dict):
@@ -139,6 +153,9 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
             )
         for i, doc in enumerate(documents or []):
             if isinstance(doc, Document):
+                if not isinstance(doc.page_content, str):  # a retriever may build Documents without validation
+                    raise InputError(f"GuardedRAG 'documents' item {i} has page_content of type "
+                                     f"{type(doc.page_content).__name__}, not text; fix the retriever that built it")
                 passages.append(doc.page_content)
                 src = doc.metadata.get(self.source_key) or doc.id or f"document {i}"
             elif isinstance(doc, str):
@@ -271,20 +288,25 @@ def create_guarded_rag_chain(
     :class:`GuardedAnswer` out. A retriever that returns nothing sends the answer to review (nothing to
     ground it in)."""
     return (
-        RunnableLambda(_question_string, name="question")
+        RunnableLambda(partial(_question_string, llm=llm, domain=domain), name="question")
         | RunnableParallel(question=RunnablePassthrough(), documents=retriever)
         | GuardedRAG(llm=llm, domain=domain, source_key=source_key)
     )
 
 
-def _question_string(value: Any) -> str:
-    """The chain's input, checked before it reaches the retriever (whose own error would not say why)."""
-    if not isinstance(value, str):
-        raise InputError(
-            f"create_guarded_rag_chain takes the question as a string, got {type(value).__name__}: {value!r:.80}; "
-            "e.g. chain.invoke('What is the notice period?') (GuardedRAG itself takes {'question', 'documents'})"
-        )
-    return check_question(value)
+def _question_string(value: Any, *, llm: ChatHGuard, domain: Optional[str] = None) -> str:
+    """The chain's input, checked before it reaches the retriever (whose own error would not say why); a
+    refused one is written to the guard's audit log as an ``error`` record (its id on the error)."""
+    try:
+        if not isinstance(value, str):
+            raise InputError(
+                f"create_guarded_rag_chain takes the question as a string, got {type(value).__name__}: {value!r:.80}; "
+                "e.g. chain.invoke('What is the notice period?') (GuardedRAG itself takes {'question', 'documents'})"
+            )
+        return check_question(value)
+    except InputError as exc:
+        exc.audit_id = llm.guard.record_failure(value, exc, domain=domain, source="create_guarded_rag_chain")  # type: ignore[attr-defined]
+        raise
 
 
 __all__ = ["GuardedAnswer", "GuardedOutputParser", "GuardedRAG", "create_guarded_rag_chain"]

@@ -284,10 +284,16 @@ def test_guarded_rag_bad_input_is_named_and_an_empty_retrieval_goes_to_review(ma
         rag.invoke({"question": 42, "documents": []})
     with pytest.raises(InputError, match="item 0 is Document; pass Documents under 'documents'"):
         rag.invoke({"question": AUSTRALIA, "context": [Document(page_content="Canberra.")]})
+    with pytest.raises(InputError, match="'documents' item 0 has page_content of type int, not text"):
+        rag.invoke({"question": AUSTRALIA, "documents": [Document.model_construct(page_content=12345)]})
     chain = create_guarded_rag_chain(retriever, ChatHGuard(guard=guard), domain="alpha")
-    with pytest.raises(InputError, match="takes the question as a string, got dict"):
+    with pytest.raises(InputError, match="takes the question as a string, got dict") as last:
         chain.invoke({"question": AUSTRALIA})
-    assert (len(list(AuditLog(guard.audit.path))) if guard.audit.path.exists() else 0) == n_records  # nothing answered
+    # nothing answered, every refusal on record: an error record each, its id on the error
+    new = list(AuditLog(guard.audit.path))[n_records:]
+    assert [r["kind"] for r in new] == ["error"] * 5 and new[-1]["id"] == last.value.audit_id
+    assert [r["source"] for r in new] == ["GuardedRAG"] * 4 + ["create_guarded_rag_chain"]
+    assert new[1]["question"] == "42" and "page_content of type int" in new[3]["error"]
 
     class Nothing(BaseRetriever):
         def _get_relevant_documents(self, query, *, run_manager):
