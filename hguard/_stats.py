@@ -111,15 +111,38 @@ def auroc_ci(y: ArrayLike, scores: Mapping[str, ArrayLike], *, n_boot: int = 100
              level: float = 0.95, seed: int = 0) -> dict[str, list[float] | None]:
     """Percentile bootstrap interval ``[low, high]`` of each score's AUROC at ``level``, from
     :func:`bootstrap_aurocs` (within-class resamples, the same for every score); None per score
-    when a class is missing."""
+    when a class is missing.
+
+    When the smaller class holds fewer than ``SMALL_CLASS`` answers the bootstrap collapses (one wrong
+    answer ranked above five right ones resamples to AUROC 1 every time: "1.00 [1.00, 1.00]"), so the
+    interval is widened to hold the exact binomial (Clopper-Pearson) interval of the AUROC read as the
+    mean of that many bounded [0, 1] terms, one per answer of the smaller class: what so few answers can
+    show."""
     import numpy as np
+    from scipy.special import betaincinv
 
     if not 0.0 < level < 1.0:
         raise InputError(f"level must be strictly between 0 and 1, got {level!r}")
     boot = bootstrap_aurocs(y, scores, n_boot=n_boot, seed=seed)
     lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
-    return {k: [float(np.percentile(v, lo)), float(np.percentile(v, hi))] if v.size else None
-            for k, v in boot.items()}
+    labels = _labels(y)
+    m = int(min((labels == 1).sum(), (labels == 0).sum()))
+    out: dict[str, list[float] | None] = {}
+    for k, v in boot.items():
+        if not v.size:
+            out[k] = None
+            continue
+        low, high = float(np.percentile(v, lo)), float(np.percentile(v, hi))
+        if m < SMALL_CLASS:
+            a = float(auroc(labels, scores[k]) or 0.0) * m  # "successes" out of m, not always a whole number
+            tail = (1 - level) / 2
+            low = min(low, float(betaincinv(a, m - a + 1, tail)) if a > 0 else 0.0)
+            high = max(high, float(betaincinv(a + 1, m - a, 1 - tail)) if a < m else 1.0)
+        out[k] = [low, high]
+    return out
+
+
+SMALL_CLASS = 10  # below this many answers in the smaller class, auroc_ci widens to the exact binomial interval
 
 
 def _check_unit_open(name: str, value: Any) -> float:

@@ -89,6 +89,21 @@ def test_interval_holds_the_estimate_and_is_none_for_one_class():
     assert auroc_ci([], {"signal": []}) == {"signal": None}
 
 
+def test_a_tiny_class_gets_the_wide_interval_so_few_answers_allow_not_a_point():
+    """One wrong answer above five right ones: the within-class bootstrap gives [1, 1] every time."""
+    y, s = [1, 0, 0, 0, 0, 0], [0.9, 0.1, 0.2, 0.3, 0.4, 0.5]
+    assert bootstrap_aurocs(y, {"s": s}, n_boot=200)["s"].min() == 1.0  # the collapse being mended
+    lo, hi = auroc_ci(y, {"s": s})["s"]
+    assert hi == 1.0 and lo == pytest.approx(0.025)  # the exact interval of 1 success in 1 trial
+    lo, hi = auroc_ci([1, 1, 0, 0, 0], {"s": [0.9, 0.8, 0.1, 0.2, 0.3]})["s"]
+    assert lo < 0.5 and hi == 1.0
+    rng = np.random.default_rng(1)  # with enough of each class the bootstrap stands as it was
+    y = rng.integers(0, 2, 200)
+    s = y + rng.normal(0, 1, 200)
+    boot = bootstrap_aurocs(y, {"s": s})["s"]
+    assert auroc_ci(y, {"s": s})["s"] == [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]
+
+
 def test_clopper_pearson_bounds_invert_the_binomial_tails():
     from scipy.stats import binom
 
