@@ -86,6 +86,15 @@ class _Recording:
             result.audit_id = result.request_id
         spot = self._spot_check(result) if result.route == ACCEPT else None
         if (result.route == REVIEW or spot) and self.review_queue is not None:
+            self._enqueue(result, spot)
+
+    def _enqueue(self, result: GuardResult, spot: dict | None) -> None:
+        """Queue the answer for a reviewer. A failure after the decision was recorded is raised with the
+        decision's ``audit_id`` and says that the item is put back when a guard next starts."""
+        from .errors import ReviewQueueError
+
+        assert self.review_queue is not None
+        try:
             self.review_queue.enqueue(
                 {
                     "spot_check": bool(spot),
@@ -103,6 +112,13 @@ class _Recording:
                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 }
             )
+        except ReviewQueueError as exc:
+            if self.audit is None:
+                raise
+            err = ReviewQueueError(f"{exc}; the decision is in the audit log (audit id {result.audit_id}), and a guard "
+                                   "started on this policy puts the item back in the queue from it")
+            err.audit_id = result.audit_id  # type: ignore[attr-defined]
+            raise err from exc
 
     def _spot_check(self, result: GuardResult) -> dict | None:
         """The seeded spot-check selection of one accepted answer (see hguard.monitor); recorded when selected."""

@@ -28,7 +28,7 @@ from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context,
 from ._guard_scoring import _EarlyAbstain, _near, _Scoring, no_conflict_detector
 from ._resources import DEFAULT_POLICY
 from .domain import CalibratedDomain
-from .errors import InputError, ModelNotFoundError, PolicyError, cut_text, install_extra
+from .errors import HGuardError, InputError, ModelNotFoundError, PolicyError, cut_text, install_extra
 from .generation import Generator
 from .models import LoadedModel, load_model
 from .policy import Policy, Thresholds, choose_domain, load_policy
@@ -131,7 +131,33 @@ class Guard(_Scoring, _Recording):
             guard.audit = AuditLog.from_policy(pol)
         if guard.review_queue is None and pol.review.queue is not None:
             guard.review_queue = _open_queue(pol.review.queue, guard.audit)
+        guard._requeue_missing()
         return guard
+
+    def _requeue_missing(self) -> None:
+        """Put back in the review queue the answers the audit log holds as routed to review (or spot-checked)
+        that a crash or a locked queue kept out of it, and say so (in the log and as a warning)."""
+        if self.review_queue is None or self.audit is None or not Path(self.audit.path).exists():
+            return
+        try:
+            put_back, lost = self.review_queue.recover()
+        except HGuardError as exc:  # the guard still starts; the next start tries again
+            warnings.warn(f"could not check the review queue against the audit log: {exc}", UserWarning, stacklevel=3)
+            return
+        if put_back:
+            self.audit.append({"item_ids": put_back, "queue": str(self.review_queue.path),
+                               "reason": "decisions held for review (or spot-checked) were in the audit log but not in "
+                                         "the review queue (a process stopped, or the queue was locked, between the "
+                                         "two); put back from their decision records"}, kind="review_requeued")
+            warnings.warn(f"{len(put_back)} answer(s) held for review were missing from the review queue "
+                          f"{self.review_queue.path} (a process stopped, or the queue was locked, between the audit "
+                          f"record and the queue): put back from their decision records ({', '.join(put_back[:3])}"
+                          f"{', ...' if len(put_back) > 3 else ''})", UserWarning, stacklevel=3)
+        if lost:
+            warnings.warn(f"{len(lost)} answer(s) held for review are missing from the review queue "
+                          f"{self.review_queue.path} and cannot be put back (their records hold hashes, not text: a "
+                          f"redacting log): {', '.join(lost[:5])}; review them from the application's own copy",
+                          UserWarning, stacklevel=3)
 
     def load_probes(self, folders: str | Path | Sequence[str | Path]) -> None:
         """Read every probe file in ``folders`` (one folder or several, e.g. the reference probes and your

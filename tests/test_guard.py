@@ -455,3 +455,37 @@ def test_a_named_domain_whose_similarity_cannot_be_computed_fails_closed(calibra
     r = g.invoke("who is the author of the book ?", domain="alpha")
     assert r.route == "review" and any("similarity to domain 'alpha' could not be computed: RuntimeError: embedder down" in x
                                        for x in r.reasons), r.reasons
+
+
+def test_an_answer_the_queue_could_not_take_is_put_back_when_a_guard_next_starts(calibrated, tmp_path, monkeypatch):
+    """The decision is recorded before the item is queued: a locked queue (or a process killed between the two)
+    left an answer held for review in the log and out of every reviewer's sight."""
+    import warnings
+
+    from hguard.review.queue import ReviewQueue
+
+    lm, root = calibrated
+    pol = _policy(root, tmp_path, accept_below=0.0, abstain_above=1.0)  # everything to review
+    g = Guard.from_policy(pol, lm=lm)
+
+    def locked(self, item):
+        raise ReviewQueueError(f"review queue {self.path}: another process held the queue for more than 10 s")
+
+    monkeypatch.setattr(ReviewQueue, "enqueue", locked)
+    with pytest.raises(ReviewQueueError, match="the decision is in the audit log .* puts the item back") as err:
+        g.invoke("who is the author of the book ?", domain="alpha")
+    monkeypatch.undo()
+    decision = AuditLog(tmp_path / "audit.jsonl").find(err.value.audit_id)
+    assert decision["route"] == "review" and ReviewQueue(tmp_path / "queue.sqlite3").get(err.value.audit_id) is None
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        Guard.from_policy(pol, lm=lm)
+    assert any("1 answer(s) held for review were missing from the review queue" in str(w.message) for w in said)
+    item = ReviewQueue(tmp_path / "queue.sqlite3").get(err.value.audit_id)
+    assert item is not None and item.answer == decision["answer"] and item.status == "pending"
+    requeued = [r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] == "review_requeued"]
+    assert len(requeued) == 1 and requeued[0]["item_ids"] == [err.value.audit_id]
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        Guard.from_policy(pol, lm=lm)
+    assert not any("missing from the review queue" in str(w.message) for w in said)  # once

@@ -490,3 +490,25 @@ def test_cli_refuses_a_queue_file_that_does_not_exist(tmp_path, capsys):
     assert cli_main(["list", "--queue", str(missing)]) == 2
     assert f"no review queue at {missing}" in capsys.readouterr().err
     assert not missing.exists()
+
+
+def test_recover_puts_back_what_the_log_holds_for_review_and_the_queue_lacks(tmp_path):
+    """A process stopped between the decision's audit record and the queue: the answer is put back."""
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    q = ReviewQueue(tmp_path / "q.sqlite3", audit=audit)
+    held = audit.append({"question": "Q1?", "answer": "A1.", "context": "C.", "domain": "geography", "route": "review",
+                         "risk": 0.5, "signals": {"h": 0.5}, "reasons": ["risk between"], "probe_id": "p"})  # fmt: skip
+    accepted = audit.append({"question": "Q2?", "answer": "A2.", "domain": "geography", "route": "accept", "risk": 0.1})
+    audit.append({"decision_audit_id": accepted.id, "domain": "geography", "selected_because": "u 0.01 < rate 0.02"},
+                 kind="spot_check")
+    audit.append({"question": "Q3?", "answer": "A3.", "route": "abstain"})  # not for review
+    guard_queue(q.path, audit=audit).enqueue(make_item("already"))  # queued as usual: left alone
+    assert q.recover() == ([held.id, accepted.id], [])
+    back, spot = q.get(held.id), q.get(accepted.id)
+    assert (back.question, back.answer, back.context, back.risk, back.spot_check) == ("Q1?", "A1.", "C.", 0.5, False)
+    assert spot.spot_check and spot.reasons[0] == "spot-check of an accepted answer: u 0.01 < rate 0.02"
+    assert q.recover() == ([], [])  # once
+    q.decide(held.id, verdict="correct", reviewer="ann")  # what is put back is what the model answered
+    redacting = AuditLog(tmp_path / "r.jsonl", redact=True)
+    hidden = redacting.append({"question": "Q?", "answer": "A.", "route": "review"})
+    assert ReviewQueue(tmp_path / "r.sqlite3", audit=redacting).recover() == ([], [hidden.id])

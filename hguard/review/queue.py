@@ -218,6 +218,48 @@ class ReviewQueue:
                 raise
         return row["id"]
 
+    def recover(self, records=None) -> tuple[list[str], list[str]]:
+        """Put back the items a decision's record promises but the queue lacks: the guard appends a decision
+        routed to review (or a spot-check of an accepted one) to the audit log first, then enqueues it, and a
+        process killed between the two (or a queue locked past ``busy_timeout``) leaves the answer in the log
+        and out of every reviewer's sight. ``records``: the audit log's records (default: this queue's log).
+
+        Returns (ids put back, ids that cannot be: their record holds hashes, not text, in a redacting log).
+        Each put-back item is rebuilt from its decision record, so it is what the model answered."""
+        if records is None:
+            if self.audit is None:
+                return [], []
+            records = self.audit  # read once, record by record
+        with self._connection("list the queued items") as conn:
+            queued = {row[0] for row in conn.execute("SELECT id FROM review_items")}
+        decisions: dict[str, Mapping[str, Any]] = {}
+        wanted: dict[str, str | None] = {}  # decision id -> spot-check reason (None: routed to review)
+        for rec in records:
+            if rec.get("kind") == "decision" and isinstance(rec.get("id"), str):
+                decisions[rec["id"]] = rec
+                if rec.get("route") == "review":
+                    wanted.setdefault(rec["id"], None)
+            elif rec.get("kind") == "spot_check" and isinstance(rec.get("decision_audit_id"), str):
+                wanted[rec["decision_audit_id"]] = str(rec.get("selected_because") or "selected")
+        put_back, lost = [], []
+        for rid, spot in wanted.items():
+            rec = decisions.get(rid)
+            if rid in queued or rec is None:
+                continue
+            if not all(isinstance(rec.get(k), str) for k in ("question", "answer")):
+                lost.append(rid)  # redacted (or not a guard's decision): its text cannot be rebuilt
+                continue
+            reasons = list(rec.get("reasons") or [])
+            self.enqueue({
+                "audit_id": rid, "question": rec["question"], "context": rec.get("context"), "answer": rec["answer"],
+                "domain": rec.get("domain"), "risk": rec.get("risk"), "signals": rec.get("signals") or {},
+                "reasons": ([f"spot-check of an accepted answer: {spot}"] if spot is not None else []) + reasons,
+                "model_fingerprint": rec.get("model_fingerprint"), "probe_id": rec.get("probe_id"),
+                "time": rec.get("time"), "spot_check": spot is not None,
+            })  # fmt: skip
+            put_back.append(rid)
+        return put_back, lost
+
     def decide(
         self,
         item_id: str,
