@@ -28,6 +28,11 @@ def summary(report: Mapping[str, Any]) -> str:
         lines.append(f"  {nv['n']} verdict(s) in the review queue have no review_verdict record in the audit chain "
                      f"(decided without the audit log, or their records were cut; e.g. {', '.join(nv['items'])}): "
                      "not counted, their items count as not reviewed")
+    nc = report.get("verdict_records_never_committed") or {}
+    if nc.get("n"):
+        lines.append(f"  {nc['n']} review_verdict record(s) in the audit chain were never committed to the queue (the "
+                     f"deciding process stopped between the two; e.g. {', '.join(nc['records'])}): not counted; the "
+                     "item's committed verdict (or, while it is pending, none) counts, and a later decide names them")
     out = report.get("outside_domains") or {}
     if out.get("n_decisions"):
         where = ", ".join(f"{n} {'with no domain' if d == 'None' else f'in {d!r}'}" for d, n in sorted(out["by_domain"].items()))

@@ -309,6 +309,12 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     unrecorded = [it for it in items if it.verdict is not None and not _in_chain(it, recorded)]
     unrecorded_ids = {it.id for it in unrecorded}
     items = [replace(it, verdict=None) if it.id in unrecorded_ids else it for it in items]
+    # the reverse: verdict records no committed verdict points to (a decide that stopped between the log and the
+    # queue) and that no later verdict names as superseded: what a reviewer said that nothing counts
+    committed = {it.verdict.audit_record_id for it in items if it.verdict is not None}
+    superseded = {x for r in recorded.values() for x in (r.get("supersedes") or [])}
+    never_committed = [rid for rid, r in recorded.items() if rid not in committed and rid not in superseded
+                       and r.get("item_id") in {it.id for it in items}]
     meta = _probe_meta(policy)
     states = replay(records)
     selection = check_selection(policy, [r for r in records if r.get("kind") == SPOT or r.get("id") in by_id])
@@ -319,6 +325,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         "review_queue": str(queue_path), "time": now, "chain": {"ok": ver.ok, "n_records": ver.n_records},
         "foreign_decisions_left_out": len(foreign), "dry_run": not act, "domains": {},
         "verdicts_not_in_chain": {"n": len(unrecorded), "items": [it.id for it in unrecorded[:5]]},
+        "verdict_records_never_committed": {"n": len(never_committed), "records": never_committed[:5]},
         "outside_domains": _outside(decisions, items, policy),
     }  # fmt: skip
     for name, dp in policy.domains.items():

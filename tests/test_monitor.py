@@ -816,3 +816,19 @@ def test_monitor_report_and_review_export_never_replace_the_log_queue_or_state(t
     out = capsys.readouterr()
     assert out.out.strip() and all(json.loads(line) for line in out.out.splitlines()) and "decided" in out.err
     assert main(["review", "list", "--policy", str(tmp_path / "missing.toml")]) == 2
+
+
+def test_a_verdict_record_never_committed_to_the_queue_is_reported_not_counted(tmp_path):
+    policy = _pol(tmp_path, spot_check_rate=0.5)
+    log, queue = _deploy(tmp_path, policy, 10, halluc_rate=0.0)
+    rec = log.append({"domain": "geo", "route": "review", "risk": 0.6, "policy_id": policy_id(policy),
+                      "question": "q", "answer": "a"}, kind="decision")  # fmt: skip
+    queue.enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": "geo"})
+    orphan = log.append({"item_id": rec.id, "decision_audit_id": rec.id, "verdict": "hallucinated", "label": "hallucinated",
+                         "reviewer": "sre", "decided_at": "T"}, kind="review_verdict")  # its decide stopped here
+    rep = run_monitor(policy, act=False)
+    assert rep["verdict_records_never_committed"] == {"n": 1, "records": [orphan.id]}
+    assert rep["domains"]["geo"]["review_routed"]["reviewed"] == 0  # not counted
+    assert "1 review_verdict record(s) in the audit chain were never committed to the queue" in summary(rep)
+    queue.decide(rec.id, verdict="correct", reviewer="sre2", supersede=True)
+    assert run_monitor(policy, act=False)["verdict_records_never_committed"]["n"] == 0  # named by the later verdict

@@ -512,3 +512,33 @@ def test_recover_puts_back_what_the_log_holds_for_review_and_the_queue_lacks(tmp
     redacting = AuditLog(tmp_path / "r.jsonl", redact=True)
     hidden = redacting.append({"question": "Q?", "answer": "A.", "route": "review"})
     assert ReviewQueue(tmp_path / "r.sqlite3", audit=redacting).recover() == ([], [hidden.id])
+
+
+def test_a_verdict_logged_but_never_committed_is_not_silently_outvoted(queue, audit, capsys):
+    """A decide that died after its audit record and before its commit leaves the item pending: a second
+    verdict must name the first, not quietly count instead of it."""
+    queue.enqueue(make_item("a"))
+    real = ReviewQueue._append_verdict
+
+    def dies_after_logging(self, *a, **k):
+        real(self, *a, **k)
+        raise KeyboardInterrupt("killed before the commit")
+
+    ReviewQueue._append_verdict = dies_after_logging
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            queue.decide("a", verdict="hallucinated", reviewer="sre")
+    finally:
+        ReviewQueue._append_verdict = real
+    (orphan,) = verdict_records(audit)
+    assert queue.get("a").status == "pending"
+    with pytest.raises(ReviewQueueError, match=r"already holds a verdict on item 'a' that the queue never committed "
+                                               r"\(hallucinated by sre at .*--supersede"):
+        queue.decide("a", verdict="correct", reviewer="sre2")
+    src = ["--queue", str(queue.path), "--audit", str(audit.path)]
+    assert cli_main(["decide", "a", "--verdict", "correct", "--reviewer", "sre2", *src]) == 2
+    assert "never committed" in capsys.readouterr().err
+    assert cli_main(["decide", "a", "--verdict", "correct", "--reviewer", "sre2", "--supersede", *src]) == 0
+    first, second = verdict_records(audit)
+    assert first["id"] == orphan["id"] and second["supersedes"] == [orphan["id"]]
+    assert queue.get("a").verdict.audit_record_id == second["id"]  # the committed one is the one that counts

@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reviewer", required=True, metavar="NAME", help="who decided (recorded in the audit log)")
     p.add_argument("--corrected-answer", metavar="TEXT", help="the right answer, with --verdict corrected")
     p.add_argument("--note", metavar="TEXT", help="a note kept with the verdict")
+    p.add_argument("--supersede", action="store_true",
+                   help="record the verdict although the audit log holds an earlier one on the item that the queue "
+                   "never committed (its process stopped); the new record names it and is the one that counts")
     p = sub.add_parser("export", help="write reviewed items as calibration JSONL")
     _add_source(p)
     p.add_argument("--out", required=True, metavar="FILE.jsonl", help="the calibration file to write (replaced)")
@@ -165,7 +168,7 @@ def main(argv: list[str]) -> int:
                                  if args.verdict == "corrected" else
                                  f"--corrected-answer goes with --verdict corrected, not {args.verdict}")
             v = queue.decide(args.item, verdict=args.verdict, reviewer=args.reviewer,
-                             corrected_answer=args.corrected_answer, note=args.note)
+                             corrected_answer=args.corrected_answer, note=args.note, supersede=args.supersede)
             where = (f"audit record {v.audit_record_id} in {queue.audit.path}" if queue.audit and v.audit_record_id
                      else "--no-audit: kept in the queue only, and the monitor does not count it")
             print(f"hguard review: {args.item}: {v.verdict} by {v.reviewer} ({where})")

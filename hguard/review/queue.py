@@ -268,17 +268,22 @@ class ReviewQueue:
         reviewer: str,
         corrected_answer: str | None = None,
         note: str | None = None,
+        supersede: bool = False,
     ) -> Verdict:
         """Record a reviewer's verdict, once: a second verdict on the same item raises AlreadyDecided.
 
         ``verdict``: "correct" (the answer is right), "hallucinated" (wrong, right answer unknown) or
         "corrected" (wrong, and ``corrected_answer`` is the right one, required then and only then).
+        A verdict the audit log holds for this item but the queue never committed (the deciding process
+        stopped between the two) is refused too, naming it, unless ``supersede``: then this verdict is
+        recorded with ``supersedes`` naming the earlier record(s), and it is the one that counts.
         """
         item_id, verdict, reviewer, corrected_answer, note = self._check_verdict(
             item_id, verdict, reviewer, corrected_answer, note
         )
+        uncommitted: list[Mapping[str, Any]] = []
         if self.audit is not None:  # a verdict is logged only beside the decision it judges, as it was made
-            self._check_decision(item_id)
+            uncommitted = self._check_decision(item_id)
         decided_at = _now()
         # The audit record's id is chosen before the append so the row can point at it in the same transaction.
         record_id = uuid.uuid4().hex if self.audit is not None else None
@@ -292,13 +297,16 @@ class ReviewQueue:
                 )
                 if cur.rowcount != 1:
                     raise self._not_pending(conn, item_id)
+                if uncommitted and not supersede:  # still pending under our lock: those verdicts were never committed
+                    raise self._uncommitted_error(item_id, uncommitted)
+                earlier = [str(r.get("id")) for r in uncommitted]
                 row = conn.execute(
                     "SELECT audit_id, domain, risk, question, context, answer FROM review_items WHERE id = ?", (item_id,)
                 ).fetchone()
                 audit_hash = None
                 if self.audit is not None:
                     audit_hash = self._append_verdict(
-                        record_id, item_id, row, verdict, reviewer, corrected_answer, note, decided_at
+                        record_id, item_id, row, verdict, reviewer, corrected_answer, note, decided_at, earlier
                     )
                     conn.execute(
                         "UPDATE review_items SET verdict_audit_hash = ? WHERE id = ?", (audit_hash, item_id)
@@ -361,16 +369,24 @@ class ReviewQueue:
                 raise InputError(f"{name} is not valid Unicode (lone surrogate): {_show(text)}") from None
         return item_id, verdict, reviewer, corrected_answer, note
 
-    def _check_decision(self, item_id: str) -> None:
+    def _check_decision(self, item_id: str) -> list[Mapping[str, Any]]:
         """Refuse a verdict whose decision is not in the queue's audit log, or whose item (the question,
         context and answer the reviewer is shown) differs from that decision record: the queue is a copy the
-        reviewer reads, and the log is what an auditor checks. An item that is missing or already decided is
-        left to the compare-and-set, which says so."""
+        reviewer reads, and the log is what an auditor checks. Returns the verdict records the log holds for the
+        item while it is pending: if the compare-and-set then finds it still pending, no process is deciding it
+        (a concurrent one commits or fails before the lock is ours) and those were never committed. An item
+        that is missing or already decided is left to the compare-and-set, which says so."""
         assert self.audit is not None
         item = self.get(item_id)
         if item is None or item.status != "pending":
-            return
-        record = self.audit.find(item.audit_id)
+            return []
+        record = None
+        uncommitted: list[Mapping[str, Any]] = []  # the item is pending: no verdict of it was committed
+        for rec in self.audit:
+            if rec.get("id") == item.audit_id and record is None:
+                record = rec
+            elif rec.get("kind") == "review_verdict" and rec.get("item_id") == item_id:
+                uncommitted.append(rec)
         if record is None or record.get("kind") != "decision":
             raise ReviewQueueError(
                 f"review queue {self.path}: item {item_id!r} judges decision {item.audit_id!r}, which is not a "
@@ -387,6 +403,18 @@ class ReviewQueue:
                     f"verdict on it would not be a verdict on the model's answer; nothing was recorded. The record "
                     f"holds what the model answered (`hguard audit show {self.audit.path} --id {item.audit_id}`)"
                 )
+        return uncommitted
+
+    def _uncommitted_error(self, item_id: str, uncommitted: list[Mapping[str, Any]]) -> ReviewQueueError:
+        assert self.audit is not None
+        last = uncommitted[-1]
+        return ReviewQueueError(
+            f"review queue {self.path}: the audit log {self.audit.path} already holds a verdict on item {item_id!r} "
+            f"that the queue never committed ({last.get('verdict')} by {last.get('reviewer')} at "
+            f"{last.get('decided_at')}, record {last.get('id')}: its process stopped between the log and the "
+            "queue); nothing was recorded. Decide again with supersede (`hguard review decide ... --supersede`) "
+            "to record this verdict as the one that counts, naming the earlier one"
+        )
 
     def _not_pending(self, conn: sqlite3.Connection, item_id: str) -> ReviewQueueError:
         row = conn.execute("SELECT reviewer, decided_at, verdict FROM review_items WHERE id = ?", (item_id,)).fetchone()
@@ -416,6 +444,7 @@ class ReviewQueue:
         corrected_answer: str | None,
         note: str | None,
         decided_at: str,
+        supersedes: list[str] | None = None,
     ) -> str:
         assert self.audit is not None and record_id is not None
         redact = self.audit.redact
@@ -434,6 +463,8 @@ class ReviewQueue:
             # what the reviewer was shown, hashed as the decision record's redacted fields are
             "reviewed_sha256": {k: (redacted(v) or {}).get("sha256") for k, v in zip(("question", "context", "answer"), row[3:6])},
         }
+        if supersedes:  # verdicts on this item the log holds but the queue never committed
+            record["supersedes"] = supersedes
         try:
             return self.audit.append(record, kind="review_verdict").hash
         except HGuardError as e:
