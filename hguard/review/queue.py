@@ -137,7 +137,8 @@ class ReviewQueue:
         if isinstance(cause, sqlite3.OperationalError) and "locked" in str(cause):
             hint = (
                 f"another process held the queue for more than {self.busy_timeout:g} s; look for a hung writer "
-                "or pass a larger busy_timeout"
+                "(a process holding a transaction on the file: `fuser` names it), or open the queue with a larger "
+                "ReviewQueue(..., busy_timeout=S)"
             )
         return ReviewQueueError(f"review queue {self.path}: could not {doing}: {what}; {hint}")
 
