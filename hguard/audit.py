@@ -197,10 +197,40 @@ class AuditLog:
             if created:
                 _fsync_dir(self.path.parent)
             self._saved = None
-            prev_hash, seq = self._recover(fd)
+            try:
+                prev_hash, seq = self._recover(fd)
+            except AuditIntegrityError:
+                if created:  # refused before anything was written: leave no empty log behind
+                    self.path.unlink(missing_ok=True)
+                raise
             receipt = self._write_record(fd, record_id, kind, body, nonfinite, prev_hash, seq)
             self.last_receipt = receipt
         return receipt
+
+    def check_anchor(self) -> None:
+        """Raise AuditIntegrityError, writing nothing, when the log's end does not hold the anchor's last head
+        (the check every append makes; a guard makes it when it starts). Without an anchor, nothing to check."""
+        if self.anchor is None:
+            return
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            self._check_anchor(GENESIS_HASH, 0)
+            return
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            size = os.fstat(fd).st_size
+            start, raw, terminated = _last_line(fd, size)
+            if not terminated:  # a torn tail: the record before it is the log's end
+                prev = self._previous_tail(fd, start)
+                if prev is not None:
+                    self._check_anchor(*prev)
+                return
+            try:
+                tail = _chain_fields(_parse_line(raw)[0])
+            except ValueError:
+                return  # a damaged last line: verify reports it, the next append records it
+            self._check_anchor(*tail)
+        finally:
+            os.close(fd)
 
     def recover(self) -> str | None:
         """Bring a torn or damaged end of the log back to a state records can chain onto (as ``append`` does).
@@ -298,9 +328,10 @@ class AuditLog:
         fix = (f"nothing was written; `hguard audit verify {self.path} --anchor {self.anchor}` says what is missing: "
                "restore the log from a copy, or, to start a new log on purpose, move the anchor aside with it")
         if seq >= next_seq:
+            ends = "holds no record" if next_seq == 0 else f"ends at seq {next_seq - 1}"
             raise AuditIntegrityError(
-                f"audit log {self.path} ends at seq {next_seq - 1} (a new log when -1), but its anchor {self.anchor} "
-                f"holds the head of seq {seq}: acknowledged records were cut off or the log was replaced; {fix}")
+                f"audit log {self.path} {ends}, but its anchor {self.anchor} holds the head of seq {seq}: "
+                f"acknowledged records were cut off, or the log was deleted or replaced; {fix}")
         if seq == next_seq - 1 and digest != tail_hash:
             raise AuditIntegrityError(
                 f"the last record of audit log {self.path} (seq {seq}) does not have the hash its anchor "

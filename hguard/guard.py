@@ -129,6 +129,8 @@ class Guard(_Scoring, _Recording):
                           UserWarning, stacklevel=2)
         if guard.audit is None and pol.audit.path is not None:
             guard.audit = AuditLog.from_policy(pol)
+        if guard.audit is not None:  # a log its anchor does not match is refused now, not at the first answer
+            guard.audit.check_anchor()
         if guard.review_queue is None and pol.review.queue is not None:
             guard.review_queue = _open_queue(pol.review.queue, guard.audit)
         guard._requeue_missing()

@@ -489,3 +489,16 @@ def test_an_answer_the_queue_could_not_take_is_put_back_when_a_guard_next_starts
         warnings.simplefilter("always")
         Guard.from_policy(pol, lm=lm)
     assert not any("missing from the review queue" in str(w.message) for w in said)  # once
+
+
+def test_a_guard_whose_log_lost_anchored_records_refuses_to_start(calibrated, tmp_path):
+    from hguard.errors import AuditIntegrityError
+
+    lm, root = calibrated
+    pol = _policy(root, tmp_path)
+    pol = pol.model_copy(update={"audit": pol.audit.model_copy(update={"anchor": tmp_path / "audit.anchor"})})
+    g = Guard.from_policy(pol, lm=lm)
+    g.invoke("who is the author of the book ?", domain="alpha")
+    (tmp_path / "audit.jsonl").unlink()  # the log deleted; the anchor, kept elsewhere, remembers it
+    with pytest.raises(AuditIntegrityError, match="holds no record, but its anchor .* holds the head of seq"):
+        Guard.from_policy(pol, lm=lm)  # at start, before any answer is generated

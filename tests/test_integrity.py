@@ -175,10 +175,14 @@ def test_a_writer_with_an_anchor_refuses_to_write_over_cut_or_replaced_records(t
     path, receipts = _log(tmp_path, 3, anchor=anchor)
     whole = path.read_bytes()
     path.unlink()  # deleted
-    with pytest.raises(AuditIntegrityError, match=r"ends at seq -1 \(a new log when -1\), but its anchor .* holds the head of seq 2"):
+    with pytest.raises(AuditIntegrityError, match=r"holds no record, but its anchor .* holds the head of seq 2"):
+        AuditLog(path, key=KEY, anchor=anchor).check_anchor()  # what a guard checks when it starts
+    with pytest.raises(AuditIntegrityError, match=r"holds no record, but its anchor .* holds the head of seq 2"):
         AuditLog(path, key=KEY, anchor=anchor).append({"i": 9})
-    assert not path.exists() or path.read_bytes() == b""
+    assert not path.exists()  # refused: no empty log left behind
     path.write_bytes(whole[:-20])  # the last record cut short: acknowledged, so not a write cut short
+    with pytest.raises(AuditIntegrityError, match="acknowledged records were cut off"):
+        AuditLog(path, key=KEY, anchor=anchor).check_anchor()
     with pytest.raises(AuditIntegrityError, match="acknowledged records were cut off"):
         AuditLog(path, key=KEY, anchor=anchor).append({"i": 9})
     assert path.read_bytes() == whole[:-20] and not list(tmp_path.glob("*.torn-*"))  # nothing moved aside
@@ -194,6 +198,7 @@ def test_a_writer_with_an_anchor_refuses_to_write_over_cut_or_replaced_records(t
     with pytest.raises(AuditIntegrityError, match="does not have the hash its anchor"):
         AuditLog(path, key=KEY, anchor=anchor).append({"i": 9})
     path.write_bytes(whole)  # restored: the writer goes on, and a write cut short is still repaired
+    AuditLog(path, key=KEY, anchor=anchor).check_anchor()
     AuditLog(path, key=KEY, anchor=anchor).append({"i": 9})
     with open(path, "ab") as f:
         f.write(b'{"seq": 4, "ha')
