@@ -188,7 +188,11 @@ def _open_for_append(path: Path, create: bool) -> tuple[int, bool]:
                 pass
         return os.open(path, flags), False
     except OSError as e:
-        raise AuditError(f"cannot open audit log {path} for appending: {e}; check its permissions") from e
+        fix = {errno.EROFS: "its file system is mounted read-only: put the log on writable storage",
+               errno.ENOSPC: "the disk is full: free space",
+               errno.ENOTDIR: "a part of its path is a file, not a folder: correct [audit] path"}.get(
+            e.errno or 0, "check its permissions and its folder's")
+        raise AuditError(f"cannot open audit log {path} for appending: {e}; {fix}") from e
 
 
 def _existing(path: Any) -> Path:

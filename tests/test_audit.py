@@ -736,3 +736,16 @@ def test_cli_show_and_export_of_a_log_that_does_not_verify_say_so_and_exit_1(tmp
     assert cli_main(["export", str(path), "--csv", str(tmp_path / "o.csv")]) == 1
     captured = capsys.readouterr()
     assert "wrote 5 rows" in captured.out and "does not verify" in captured.err and (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.parametrize("code, words", [(errno.EROFS, "mounted read-only: put the log on writable storage"),
+                                         (errno.ENOSPC, "the disk is full"), (errno.EACCES, "check its permissions")])
+def test_a_log_that_cannot_be_opened_says_why_in_the_words_of_its_cause(tmp_path, monkeypatch, code, words):
+    import hguard._audit_files as files
+
+    def refused(*a, **k):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(files.os, "open", refused)
+    with pytest.raises(AuditError, match=words):
+        AuditLog(tmp_path / "audit.jsonl").append({"i": 1})
