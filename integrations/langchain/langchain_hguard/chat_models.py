@@ -143,8 +143,7 @@ def read_chat(
                 if queries:
                     question = queries[0]
             systems = [i for i in systems if not templated(texts[i])]
-        elif sum(len(r.documents) for r in retrievals):
-            n = sum(len(r.documents) for r in retrievals)
+        elif n := sum(1 for r in retrievals for d in r.documents if d.page_content.strip()):  # whitespace: nothing
             problems.append(context_not_identified(
                 f"the chain's retrievers returned {n} document(s) but none of their text is in the prompt"
             ))

@@ -299,10 +299,16 @@ def test_guarded_rag_bad_input_is_named_and_an_empty_retrieval_goes_to_review(ma
         def _get_relevant_documents(self, query, *, run_manager):
             return []
 
+    class Blank(BaseRetriever):
+        def _get_relevant_documents(self, query, *, run_manager):
+            return [Document(page_content="  \n ")]
+
     for out in (rag.invoke({"question": AUSTRALIA, "documents": []}),
-                create_guarded_rag_chain(Nothing(), ChatHGuard(guard=guard), domain="alpha").invoke(AUSTRALIA)):
+                create_guarded_rag_chain(Nothing(), ChatHGuard(guard=guard), domain="alpha").invoke(AUSTRALIA),
+                create_guarded_rag_chain(Blank(), ChatHGuard(guard=guard), domain="alpha").invoke(AUSTRALIA)):
         assert out.route == "review"  # the domain accepts everything, but nothing was retrieved to ground it in
         assert any("nothing retrieved: the retriever returned no passage" in r for r in out.reasons), out.reasons
+        assert not any("document(s) but none of their text" in r for r in out.reasons), out.reasons  # one reason
     assert rag.invoke({"question": AUSTRALIA, "context": "Canberra is the capital of Australia."}).route == "accept"
 
 
