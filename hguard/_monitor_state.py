@@ -94,9 +94,11 @@ class MonitorState:
     domain gets the stricter of the two, so editing or deleting the mirror does not lift a tightening that
     the chain holds (only a ``monitor_lift`` record does); a chain that cannot be replayed fails closed."""
 
-    def __init__(self, path: str | os.PathLike[str] | None, audit_path: str | os.PathLike[str] | None = None):
+    def __init__(self, path: str | os.PathLike[str] | None, audit_path: str | os.PathLike[str] | None = None, *,
+                 key: bytes | None = None, anchor: str | os.PathLike[str] | None = None):
         self.path = Path(path) if path is not None else None
         self.audit_path = Path(audit_path) if audit_path is not None else None
+        self.key, self.anchor = key, anchor  # the chain is replayed only once it verifies with them
         self._stamp: tuple | None = None
         self._states: dict[str, DomainState] = {}
         self._broken: str | None = None
@@ -142,21 +144,32 @@ class MonitorState:
                                          "audit chain does not: the chain holds (rerun `hguard monitor` to rewrite the file)")
         return held
 
+    def use_log(self, audit) -> None:
+        """Replay the chain of this :class:`~hguard.audit.AuditLog` (its path, key and anchor) from now on."""
+        self.audit_path, self.key, self.anchor = Path(audit.path), audit._key, audit.anchor  # noqa: SLF001
+        self._stamp, self._chain = None, None
+
     def _replay(self) -> None:
         if self._chain is not None or self.audit_path is None:
             return
         self._chain_broken = None
-        if not self.audit_path.exists():
+        if not self.audit_path.exists():  # nothing written yet (a log its anchor remembers is refused at start)
             self._chain = {}
             return
-        from .audit import AuditLog
+        from .audit import AuditLog, verify
 
         try:
+            # a forged or edited record must not lift anything: only a chain that verifies (hashes, the key's
+            # MACs, the anchor's heads) is replayed; a torn last line, never acknowledged, is no break
+            report = verify(self.audit_path, key=self.key, anchor=self.anchor)
+            breaks = [p for p in report.problems if not p.torn]
+            if breaks:
+                raise ValueError(f"it does not verify (line {breaks[0].line}: {breaks[0].message})")
             self._chain = replay(AuditLog(self.audit_path))
-        except Exception as exc:  # an unreadable chain cannot say the domain is not tightened
+        except Exception as exc:  # an unreadable or broken chain cannot say the domain is not tightened
             self._chain = {}
             self._chain_broken = (f"audit log {self.audit_path} cannot be replayed to check the monitor state "
-                                  f"({type(exc).__name__}: {exc})")
+                                  f"({type(exc).__name__}: {exc}); `hguard audit verify` says where")
 
     @staticmethod
     def _closed(why: str) -> DomainState:

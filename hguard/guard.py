@@ -75,6 +75,8 @@ class Guard(_Scoring, _Recording):
 
         # the monitor's tightenings, read before routing (the chain is replayed if the state file is missing)
         self.monitor_state = MonitorState(policy.monitor.state, audit.path if audit is not None else policy.audit.path)
+        if audit is not None:
+            self.monitor_state.use_log(audit)
         self._policy_id = policy_id(policy)
         self._policy_hash = policy_hash(policy)
         self._spot_days: dict[tuple[str, str], int] = {}  # (domain, UTC day) -> spot-checks taken (daily minimum)
@@ -131,6 +133,7 @@ class Guard(_Scoring, _Recording):
             guard.audit = AuditLog.from_policy(pol)
         if guard.audit is not None:  # a log its anchor does not match is refused now, not at the first answer
             guard.audit.check_anchor()
+            guard.monitor_state.use_log(guard.audit)  # its key and anchor check the chain the state is replayed from
         if guard.review_queue is None and pol.review.queue is not None:
             guard.review_queue = _open_queue(pol.review.queue, guard.audit)
         guard._requeue_missing()

@@ -275,6 +275,12 @@ def test_monitor_run_estimates_tightens_on_a_breach_and_a_person_lifts(tmp_path,
     assert held.state == "tightened" and held.accept_below == 0.0 and "the chain holds" in held.reason
     state_path.unlink()
     assert MonitorState(state_path, policy.audit.path).get("geo").state == "tightened"
+    # nor does a record edited or forged in the chain: only a chain that verifies is replayed
+    whole = Path(policy.audit.path).read_text()
+    Path(policy.audit.path).write_text(whole.replace('"kind":"monitor_tighten"', '"kind":"note"'))
+    held = MonitorState(state_path, policy.audit.path).get("geo")
+    assert held.state == "tightened" and held.accept_below == 0.0 and "does not verify" in held.reason
+    Path(policy.audit.path).write_text(whole)
     state_path.write_text(kept)
     # a second run keeps it tightened without a second tightening
     run_monitor(policy)
