@@ -469,3 +469,18 @@ def test_reliability_benchmark_smoke(tmp_path):
     for c in result["concurrency"].values():
         assert c["records"] == c["expected_records"] and c["verify_ok_with_key"] and c["seqs_contiguous"]
     assert all(r["key: refused"] and not r["no key: refused"] for r in result["tamper_probe"])
+
+
+def test_show_and_export_check_the_macs_with_the_key_and_say_when_they_could_not(tmp_path, capsys, monkeypatch):
+    path, _ = _log(tmp_path, 4)
+    kf = _key_file(tmp_path)
+    monkeypatch.delenv(KEY_FILE_ENV, raising=False)
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(reliability.edit_and_rechain(lines)))  # hashes recomputed: only the key sees it
+    assert cli_main(["show", str(path)]) == 0
+    assert "carry a MAC that was NOT checked" in capsys.readouterr().err
+    assert cli_main(["show", str(path), "--key-file", str(kf)]) == 1
+    assert "does not verify" in capsys.readouterr().err
+    assert cli_main(["export", str(path), "--csv", str(tmp_path / "o.csv"), "--key-file", str(kf)]) == 1
+    assert "does not verify" in capsys.readouterr().err

@@ -71,10 +71,14 @@ def _under_policy(path, policy) -> str:
             + (f"; under other settings: {others}" if others else ""))
 
 
-def _chain_holds(path: str, what: str) -> bool:
-    """Whether the log's hash chain verifies (without a key); when it does not, one line on stderr says so,
-    so that records read from a tampered or damaged log are not taken as checked."""
-    report = verify(path)
+def _chain_holds(path: str, what: str, args: argparse.Namespace) -> bool:
+    """Whether the log verifies (hash chain; with the key from --key-file or the environment, its MACs; with
+    --anchor, the anchor's heads); when it does not, one line on stderr says so, so that records read from a
+    tampered or damaged log are not taken as checked. Without a key on a keyed log it says the MACs were not."""
+    report = verify(path, key=_cli_key(args), anchor=getattr(args, "anchor", None))
+    if report.ok and report.n_macs and not report.key_id:
+        print(f"hguard audit: note: {report.n_macs} record(s) of {path} carry a MAC that was NOT checked (no key: a "
+              "re-chained forgery reads as intact); pass --key-file FILE or set HGUARD_KEY_FILE", file=sys.stderr)
     if not report.ok:
         first = report.problems[0] if report.problems else None
         where = f" (first: line {first.line}: {first.message})" if first is not None and first.line else ""
@@ -110,10 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", metavar="ID", dest="record_id",
                    help="only the record with this id and those that name it (its spot-check and review verdicts)")
     p.add_argument("--json", action="store_true", help="one JSON record per line instead of a summary line")
+    _add_key_options(p)
+    p.add_argument("--anchor", metavar="FILE", help="the anchor the writer appended heads to, checked too")
     p = sub.add_parser("export", help="write the log as CSV (signals.* and thresholds.* become columns)")
     p.add_argument("path", help="the audit log (.jsonl)")
     p.add_argument("--csv", required=True, metavar="OUT", help="the CSV file to write")
     p.add_argument("--columns", metavar="C1,C2", help="comma-separated columns to write, in order")
+    _add_key_options(p)
+    p.add_argument("--anchor", metavar="FILE", help="the anchor the writer appended heads to, checked too")
     p = sub.add_parser(
         "repair", help="move a torn last line aside into PATH.torn-<time> now, as the next append would"
     )
@@ -172,12 +180,12 @@ def main(argv: list[str]) -> int:
                       + (f" ({'; '.join(said)})" if said else ""), file=sys.stderr)
             for problem in problems:
                 print(f"hguard audit: {args.path} line {problem.line}: {problem.message}", file=sys.stderr)
-            return 1 if problems or not _chain_holds(args.path, "the records above are as the file holds them") else 0
+            return 1 if problems or not _chain_holds(args.path, "the records above are as the file holds them", args) else 0
         if args.command == "export":
             columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
             n = export_csv(args.path, args.csv, columns=columns)
             print(f"wrote {n} rows to {args.csv}")
-            return 0 if _chain_holds(args.path, f"{args.csv} holds the records as the file holds them") else 1
+            return 0 if _chain_holds(args.path, f"{args.csv} holds the records as the file holds them", args) else 1
         key = _cli_key(args)
         try:
             saved = repair(args.path, key=key, anchor=args.anchor)
