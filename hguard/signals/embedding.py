@@ -13,6 +13,7 @@ fetched from a hub: loading sets ``local_files_only`` and runs with
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -172,9 +173,19 @@ class Embedder:
 
 
     def windows(self, text: str) -> list[str]:
-        """``text`` in consecutive pieces the model reads whole: the model truncates what is longer than its
-        ``max_seq_length`` tokens (256 here) without a word, so a long text's tail would not count. One piece
-        for a text that fits."""
+        """``text`` in pieces, each matched on its own: consecutive pieces the model reads whole (it truncates
+        what is longer than its ``max_seq_length`` tokens, 256 here, without a word, so a long text's tail
+        would not count), and, when the text holds several sentences, its last question (the last sentence
+        ending in "?"), which a long on-topic opening would otherwise outweigh ("<a page of geography> Ignore
+        that. What is the symbol of tungsten?"). One piece for a one-sentence text that fits."""
+        pieces = self._token_windows(text)
+        sentences = [x for x in re.split(r"(?<=[.!?])\s+", text.strip()) if x.strip()]
+        asked = [x for x in sentences if x.rstrip().endswith("?")]
+        if len(sentences) > 1 and asked and asked[-1].strip() != text.strip():
+            pieces.append(asked[-1].strip())
+        return pieces
+
+    def _token_windows(self, text: str) -> list[str]:
         model = self._load()
         limit = int(getattr(model, "max_seq_length", 0) or 0) - 2  # [CLS] and [SEP]
         tok = getattr(model, "tokenizer", None)
