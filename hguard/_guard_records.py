@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from ._guard_result import GuardResult
@@ -89,8 +90,10 @@ class _Recording:
             self._enqueue(result, spot)
 
     def _enqueue(self, result: GuardResult, spot: dict | None) -> None:
-        """Queue the answer for a reviewer. A failure after the decision was recorded is raised with the
-        decision's ``audit_id`` and says that the item is put back when a guard next starts."""
+        """Queue the answer for a reviewer. When the queue cannot take it (locked, broken) after the decision
+        was recorded, the result is still returned (a held answer stays held), with a reason and a warning, and
+        a ``review_queue_error`` record names the decision: a guard started on the policy puts it back. Without
+        an audit log nothing could put it back, so the error is raised."""
         from .errors import ReviewQueueError
 
         assert self.review_queue is not None
@@ -115,10 +118,14 @@ class _Recording:
         except ReviewQueueError as exc:
             if self.audit is None:
                 raise
-            err = ReviewQueueError(f"{exc}; the decision is in the audit log (audit id {result.audit_id}), and a guard "
-                                   "started on this policy puts the item back in the queue from it")
-            err.audit_id = result.audit_id  # type: ignore[attr-defined]
-            raise err from exc
+            why = (f"the review queue could not take this answer now ({exc}); the decision is in the audit log (audit id "
+                   f"{result.audit_id}) and a guard started on this policy puts it back in the queue from it")
+            try:
+                self.audit.append({"decision_audit_id": result.audit_id, "error": str(exc)}, kind="review_queue_error")
+            except Exception:  # the decision itself is on record; the put-back reads it
+                pass
+            result.reasons.append(why)
+            warnings.warn(why, UserWarning, stacklevel=4)
 
     def _spot_check(self, result: GuardResult) -> dict | None:
         """The seeded spot-check selection of one accepted answer (see hguard.monitor); recorded when selected."""

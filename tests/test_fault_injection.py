@@ -252,18 +252,25 @@ def test_audit_fault_reaches_the_caller_not_an_unrecorded_answer(make_guard, tmp
         g.invoke(Q, domain="alpha")
 
 
-def test_queue_fault_reaches_the_caller_after_the_decision_is_audited(make_guard, tmp_path):
+def test_queue_fault_after_the_decision_is_audited_keeps_the_answer_held_and_on_record(make_guard, tmp_path):
     g = make_guard()
 
     class Broken:
+        path = tmp_path / "queue.sqlite3"
+
         def enqueue(self, item):
             raise ReviewQueueError("queue locked")
 
     g.review_queue = Broken()
-    with pytest.raises(ReviewQueueError):
-        g.invoke(Q, domain="gamma")  # unknown domain: review, so it is enqueued
+    with pytest.warns(UserWarning, match="could not take this answer now"):
+        r = g.invoke(Q, domain="gamma")  # unknown domain: review, so it is enqueued
+    assert r.route == "review" and "queue locked" in r.reasons[-1]  # held, never accepted
     recs = list(AuditLog(tmp_path / "audit.jsonl"))
-    assert recs and recs[-1]["route"] == "review"
+    assert recs[-2]["route"] == "review" and recs[-1]["kind"] == "review_queue_error"
+    assert recs[-1]["decision_audit_id"] == r.audit_id
+    g.audit = None  # without a log nothing could put it back: the caller gets the error
+    with pytest.raises(ReviewQueueError):
+        g.invoke(Q, domain="gamma")
 
 
 def test_no_fault_combination_accepts(make_guard, monkeypatch):

@@ -248,7 +248,7 @@ def test_a_probe_of_another_model_layout_fails_its_domain_closed_and_the_rest_st
         assert r.route == "review" and any("calibrated for another model" in x for x in r.reasons), r.reasons
 
 
-def test_review_routes_are_enqueued_and_a_failing_queue_raises(guard, calibrated, tmp_path):
+def test_review_routes_are_enqueued_and_a_failing_queue_is_said(guard, calibrated, tmp_path):
     r = guard.invoke("who is the author ?", domain="gamma")
     item = guard.review_queue.get(r.audit_id)
     assert item is not None and item.answer == r.answer and item.domain == "gamma"
@@ -258,8 +258,9 @@ def test_review_routes_are_enqueued_and_a_failing_queue_raises(guard, calibrated
             raise ReviewQueueError("disk full")
 
     guard.review_queue = Full()
-    with pytest.raises(ReviewQueueError):
-        guard.invoke("who is the author ?", domain="gamma")
+    with pytest.warns(UserWarning, match=r"could not take this answer now \(disk full\)"):
+        held = guard.invoke("who is the author ?", domain="gamma")
+    assert held.route == "review" and "disk full" in held.reasons[-1]
 
 
 def test_eight_threads_get_their_own_signals(guard):
@@ -463,7 +464,7 @@ def test_a_named_domain_whose_similarity_cannot_be_computed_fails_closed(calibra
 
 def test_an_answer_the_queue_could_not_take_is_put_back_when_a_guard_next_starts(calibrated, tmp_path, monkeypatch):
     """The decision is recorded before the item is queued: a locked queue (or a process killed between the two)
-    left an answer held for review in the log and out of every reviewer's sight."""
+    left an answer held for review in the log and out of every reviewer's sight, and stopped a batch midway."""
     import warnings
 
     from hguard.review.queue import ReviewQueue
@@ -476,19 +477,25 @@ def test_an_answer_the_queue_could_not_take_is_put_back_when_a_guard_next_starts
         raise ReviewQueueError(f"review queue {self.path}: another process held the queue for more than 10 s")
 
     monkeypatch.setattr(ReviewQueue, "enqueue", locked)
-    with pytest.raises(ReviewQueueError, match="the decision is in the audit log .* puts the item back") as err:
-        g.invoke("who is the author of the book ?", domain="alpha")
+    with pytest.warns(UserWarning, match="the review queue could not take this answer now"):
+        results = g.batch(["who is the author of the book ?", "what is the capital city ?"], domains=["alpha"] * 2)
     monkeypatch.undo()
-    decision = AuditLog(tmp_path / "audit.jsonl").find(err.value.audit_id)
-    assert decision["route"] == "review" and ReviewQueue(tmp_path / "queue.sqlite3").get(err.value.audit_id) is None
+    # the batch is answered whole: each answer held, each decision on record, the queue failure named
+    assert [r.route for r in results] == ["review", "review"]
+    assert all("puts it back in the queue from it" in r.reasons[-1] for r in results)
+    first = results[0].audit_id
+    log = list(AuditLog(tmp_path / "audit.jsonl"))
+    assert sorted(r["decision_audit_id"] for r in log if r["kind"] == "review_queue_error") == sorted(x.audit_id for x in results)
+    decision = AuditLog(tmp_path / "audit.jsonl").find(first)
+    assert decision["route"] == "review" and ReviewQueue(tmp_path / "queue.sqlite3").get(first) is None
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         Guard.from_policy(pol, lm=lm)
-    assert any("1 answer(s) held for review were missing from the review queue" in str(w.message) for w in said)
-    item = ReviewQueue(tmp_path / "queue.sqlite3").get(err.value.audit_id)
+    assert any("2 answer(s) held for review were missing from the review queue" in str(w.message) for w in said)
+    item = ReviewQueue(tmp_path / "queue.sqlite3").get(first)
     assert item is not None and item.answer == decision["answer"] and item.status == "pending"
     requeued = [r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] == "review_requeued"]
-    assert len(requeued) == 1 and requeued[0]["item_ids"] == [err.value.audit_id]
+    assert len(requeued) == 1 and sorted(requeued[0]["item_ids"]) == sorted(x.audit_id for x in results)
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         Guard.from_policy(pol, lm=lm)
