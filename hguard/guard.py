@@ -430,6 +430,9 @@ class Guard(_Scoring, _Recording):
         ``histories``, ``systems`` and ``problems`` hold one entry per question (see :meth:`invoke`)."""
         if isinstance(questions, str):
             raise self._refused(questions, InputError("questions must be a list of strings; use invoke() for a single question"))
+        if not isinstance(questions, (list, tuple)):
+            raise self._refused(questions, InputError(
+                f"questions must be a list of strings, got {type(questions).__name__}: {questions!r:.80}"))
         n = len(questions)
         contexts = [None] * n if contexts is None else list(contexts)
         domains = [None] * n if domains is None else list(domains)

@@ -335,6 +335,8 @@ def test_bad_domain_length_and_batch_entries_are_refused_before_anything_is_gene
     assert log[-1]["question"] == "5" and "must be a string" in log[-1]["error"]
     # a call of the wrong shape is on record too
     for call, words in ((lambda: guard.batch("who ?"), "use invoke()"),
+                        (lambda: guard.batch(None), "questions must be a list of strings, got NoneType"),
+                        (lambda: guard.batch({"q": "who ?"}), "questions must be a list of strings, got dict"),
                         (lambda: guard.batch(["who ?", "what ?"], domains=["alpha"]), "pass one of each per question")):
         with pytest.raises(InputError, match=words) as err:
             call()
