@@ -467,9 +467,23 @@ def test_cli_list_and_export(queue, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "unscored" in out and "nodomain" in out and "fixed" not in out
     out_file = tmp_path / "cli.jsonl"
-    assert cli_main(["export", "--queue", str(queue.path), "--out", str(out_file), "--domain", "geography"]) == 0
+    assert cli_main(["export", "--queue", str(queue.path), "--out", str(out_file), "--domain", "geography"]) == 2
+    assert "names no audit log" in capsys.readouterr().err  # the verdicts are checked against the log, or not on purpose
+    audit = ["--audit", str(queue.audit.path)]
+    assert cli_main(["export", "--queue", str(queue.path), *audit, "--out", str(out_file), "--domain", "geography"]) == 0
     assert "wrote 3 reviewed rows" in capsys.readouterr().out
     assert len(load_examples(out_file)) == 3
+    # a verdict the chain does not hold, or an item edited after its verdict, is no calibration data
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute("UPDATE review_items SET answer = 'Au.' WHERE id = 'ok'")
+        conn.execute("UPDATE review_items SET status = 'decided', verdict = 'correct', reviewer = 'forger', "
+                     "decided_at = '2026-01-01', verdict_audit_id = NULL WHERE id = 'waiting'")
+    assert cli_main(["export", "--queue", str(queue.path), *audit, "--out", str(out_file), "--domain", "geography"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 2 reviewed rows" in out and "skipped ok: its question, context or answer differ" in out
+    assert "skipped waiting: its verdict has no review_verdict record in the audit log" in out
+    assert cli_main(["export", "--queue", str(queue.path), "--no-audit", "--out", str(out_file), "--domain", "geography"]) == 0
+    assert "wrote 4 reviewed rows" in capsys.readouterr().out  # unchecked, on purpose
 
 
 def test_cli_without_policy_or_queue_reads_the_default_policys_queue(tmp_path, monkeypatch, capsys):

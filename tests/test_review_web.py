@@ -484,7 +484,7 @@ def test_cli_serve_read_only_open_says_what_it_exposes(queue, monkeypatch, capsy
     assert "reading and verdicts need the review token" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [["serve", "--no-audit"], ["list"], ["export", "--out", "x.jsonl"]])
+@pytest.mark.parametrize("command", [["serve", "--no-audit"], ["list"], ["export", "--no-audit", "--out", "x.jsonl"]])
 def test_cli_queue_in_a_missing_folder_is_an_error(tmp_path, monkeypatch, capsys, no_run, command):
     monkeypatch.setenv(web.TOKEN_ENV, TOKEN)
     target = tmp_path / "typo" / "review.sqlite3"

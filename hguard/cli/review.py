@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "never committed (its process stopped); the new record names it and is the one that counts")
     p = sub.add_parser("export", help="write reviewed items as calibration JSONL")
     _add_source(p)
+    _add_audit(p, "checking the verdicts (only those in its chain, on unedited items, are exported)")
     p.add_argument("--out", required=True, metavar="FILE.jsonl", help="the calibration file to write (replaced)")
     p.add_argument("--domain", metavar="D", help="only this domain")
     return parser
@@ -114,7 +115,7 @@ def main(argv: list[str]) -> int:
         args.policy = str(DEFAULT_POLICY)
     source = args.policy if args.policy is not None else args.queue
     try:
-        if args.command in ("serve", "decide"):
+        if args.command in ("serve", "decide", "export"):
             _check_audit_choice(args)
         if args.command == "serve":
             token = os.environ.get(TOKEN_ENV) or None

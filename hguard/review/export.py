@@ -163,10 +163,30 @@ def example_for(item: ReviewItem) -> Example:
         raise DataError(f"it does not make a valid calibration row: {e.errors()[0].get('msg')}") from None
 
 
+def _check_in_chain(item: ReviewItem, recorded: dict[str, Any], log: str) -> None:
+    """DataError when the item's verdict has no review_verdict record in the chain, or the item's question,
+    context or answer are no longer what that record says the reviewer was shown."""
+    from .._privacy import redacted
+
+    assert item.verdict is not None
+    rec = recorded.get(item.verdict.audit_record_id or "")
+    if rec is None:
+        raise DataError(f"its verdict has no review_verdict record in the audit log {log} (decided without the log, "
+                        "or the queue file was edited): a verdict nobody can check is not calibration data")
+    shown = rec.get("reviewed_sha256")
+    if isinstance(shown, dict):
+        now = {k: (redacted(getattr(item, k)) or {}).get("sha256") for k in ("question", "context", "answer")}
+        if now != shown:
+            raise DataError(f"its question, context or answer differ from what the reviewer was shown (record "
+                            f"{rec['id']} in {log}): the queue file was edited after the verdict")
+
+
 def export_reviewed(
     queue: ReviewQueue, out_path: str | os.PathLike[str], domain: str | None = None
 ) -> ExportSummary:
-    """Write every decided item (of ``domain`` when given) as calibration JSONL to ``out_path``, replacing it."""
+    """Write every decided item (of ``domain`` when given) as calibration JSONL to ``out_path``, replacing it.
+    With the queue's audit log, an item whose verdict is not in the log's chain, or that was edited since, is
+    skipped with the reason (see :attr:`ExportSummary.skipped`)."""
     if not isinstance(queue, ReviewQueue):
         raise InputError(f"queue must be a ReviewQueue, got {type(queue).__name__}; pass ReviewQueue('review.sqlite3')")
     if not isinstance(out_path, (str, os.PathLike)) or str(out_path) == "":
@@ -177,6 +197,10 @@ def export_reviewed(
     by_verdict: Counter[str] = Counter()
     n_disagree = n_scored = 0
     skipped: list[tuple[str, str]] = []
+    # With the audit log, a verdict becomes a calibration row only when its review_verdict record is in the chain
+    # and the item still holds what that record says the reviewer was shown: the queue file alone can be edited.
+    recorded = ({r["id"]: r for r in queue.audit if r.get("kind") == "review_verdict" and isinstance(r.get("id"), str)}
+                if queue.audit is not None else None)
     for item in queue.decided(domain=domain):
         # Counted before the row is built: an item that cannot become a row still says how the probe did.
         d = _disagrees(item)
@@ -184,6 +208,8 @@ def export_reviewed(
             n_scored += 1
             n_disagree += int(d)
         try:
+            if recorded is not None:
+                _check_in_chain(item, recorded, str(queue.audit.path))  # type: ignore[union-attr]
             ex = example_for(item)
         except DataError as e:
             skipped.append((item.id, str(e)))
