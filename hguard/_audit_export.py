@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from typing import IO, Any
 
+from ._privacy import FILE_MODE
 from ._audit_files import Problem, _existing, _iter_records, _scan
 from ._audit_records import canonical_json
 from ._resources import refuse_own_file
@@ -153,8 +154,10 @@ def export_csv(
         return rows
 
     if isinstance(out, (str, os.PathLike)):
-        try:
-            with open(out, "w", newline="", encoding="utf-8") as f:
+        try:  # the log's private text, readable as the log is (owner and group), not by everyone
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+            os.fchmod(fd, FILE_MODE)
+            with open(fd, "w", newline="", encoding="utf-8") as f:
                 return write(f)
         except OSError as e:
             raise InputError(f"cannot write CSV to {out}: {e}; choose a writable path") from e

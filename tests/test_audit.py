@@ -613,6 +613,7 @@ def test_export_csv_flattens_signals_and_thresholds(tmp_path):
     with open(picked, newline="", encoding="utf-8") as f:
         assert list(csv.reader(f))[0] == ["id", "signals.h_neuron"]
 
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640  # private text: not world-readable
     # text anyone can type (a question, an answer) never reaches a spreadsheet as a formula
     typed = tmp_path / "typed.jsonl"
     AuditLog(typed).append({"question": '=HYPERLINK("http://x.invalid","ROI?")', "answer": "+SUM(1,2)", "note": "@cmd",

@@ -378,6 +378,7 @@ def test_export_writes_valid_calibration_rows_with_reviewer_labels(queue, tmp_pa
     assert bad.answers == [] and bad.kind == "unanswerable" and bad.meta["label"] == "hallucinated"
     assert bad.meta["answers_unknown"] is True
     assert {ex.meta["family"] for ex in rows.values()} == {"reviewed"}  # one family, not one per row
+    assert os.stat(out).st_mode & 0o777 == 0o640  # reviewed questions and answers: not world-readable
     for ex in rows.values():
         assert ex.meta["source"] == "review" and ex.meta["probe_route"] == "review"
         assert ex.meta["verdict_audit_id"] == queue.get(ex.id[len("review-"):]).verdict.audit_record_id

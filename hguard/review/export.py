@@ -51,6 +51,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from ..calibrate.data import Example, write_examples
+from .._privacy import FILE_MODE
 from .._resources import refuse_own_file
 from ..errors import DataError, InputError
 from .queue import VERDICTS, ReviewItem, ReviewQueue
@@ -221,6 +222,7 @@ def export_reviewed(
     if rows:
         try:
             write_examples(out, rows)
+            os.chmod(out, FILE_MODE)  # reviewed questions and answers: readable as the queue is, not by everyone
         except OSError as e:
             raise InputError(f"cannot write {out}: {e}; choose a writable path") from e
     return ExportSummary(
