@@ -139,13 +139,37 @@ class Guard(_Scoring, _Recording):
         guard._requeue_missing()
         return guard
 
+    def _late_spot_checks(self, records: list[dict]) -> list[dict]:
+        """Spot-check records for accepted decisions the seed selected (``u`` below the rate recorded with the
+        decision) whose own spot-check record is missing: the process stopped between the two. Each is written
+        now, saying so, so that the monitor's selection check and the review queue hold it."""
+        from .monitor import SPOT, selection_u
+
+        checked = {r.get("decision_audit_id") for r in records if r.get("kind") == SPOT}
+        late = []
+        for r in records:
+            rate = r.get("spot_check_rate")
+            if r.get("kind") != "decision" or r.get("route") != "accept" or r.get("id") in checked \
+                    or not isinstance(rate, (int, float)) or self.policy.domain(r.get("domain")) is None:
+                continue
+            u = selection_u(self.policy.monitor.seed, r["id"])
+            if u < rate:
+                spot = {"decision_audit_id": r["id"], "domain": r["domain"], "u": u, "rate": rate,
+                        "min_per_day": self.policy.domain(r["domain"]).spot_check_min_per_day,  # type: ignore[union-attr]
+                        "selected_because": f"u {u:.6f} < spot_check_rate {rate} (recorded when a guard next started: "
+                                            "the process stopped before the spot-check record)"}  # fmt: skip
+                late.append({**spot, "kind": SPOT, "id": self.audit.append(spot, kind=SPOT).id})
+        return late
+
     def _requeue_missing(self) -> None:
         """Put back in the review queue the answers the audit log holds as routed to review (or spot-checked)
         that a crash or a locked queue kept out of it, and say so (in the log and as a warning)."""
         if self.review_queue is None or self.audit is None or not Path(self.audit.path).exists():
             return
         try:
-            put_back, lost = self.review_queue.recover()
+            records = list(self.audit)
+            records += self._late_spot_checks(records)
+            put_back, lost = self.review_queue.recover(records)
         except HGuardError as exc:  # the guard still starts; the next start tries again
             warnings.warn(f"could not check the review queue against the audit log: {exc}", UserWarning, stacklevel=3)
             return
@@ -154,7 +178,7 @@ class Guard(_Scoring, _Recording):
                                "reason": "decisions held for review (or spot-checked) were in the audit log but not in "
                                          "the review queue (a process stopped, or the queue was locked, between the "
                                          "two); put back from their decision records"}, kind="review_requeued")
-            warnings.warn(f"{len(put_back)} answer(s) held for review were missing from the review queue "
+            warnings.warn(f"{len(put_back)} answer(s) held for review (or picked for a spot-check) were missing from the review queue "
                           f"{self.review_queue.path} (a process stopped, or the queue was locked, between the audit "
                           f"record and the queue): put back from their decision records ({', '.join(put_back[:3])}"
                           f"{', ...' if len(put_back) > 3 else ''})", UserWarning, stacklevel=3)

@@ -493,7 +493,8 @@ def test_an_answer_the_queue_could_not_take_is_put_back_when_a_guard_next_starts
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         Guard.from_policy(pol, lm=lm)
-    assert any("2 answer(s) held for review were missing from the review queue" in str(w.message) for w in said)
+    assert any("2 answer(s) held for review (or picked for a spot-check) were missing from the review queue" in str(w.message)
+               for w in said)
     item = ReviewQueue(tmp_path / "queue.sqlite3").get(first)
     assert item is not None and item.answer == decision["answer"] and item.status == "pending"
     requeued = [r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] == "review_requeued"]
@@ -515,3 +516,27 @@ def test_a_guard_whose_log_lost_anchored_records_refuses_to_start(calibrated, tm
     (tmp_path / "audit.jsonl").unlink()  # the log deleted; the anchor, kept elsewhere, remembers it
     with pytest.raises(AuditIntegrityError, match="holds no record, but its anchor .* holds the head of seq"):
         Guard.from_policy(pol, lm=lm)  # at start, before any answer is generated
+
+
+def test_a_spot_check_the_process_stopped_before_recording_is_recorded_and_queued_at_the_next_start(calibrated, tmp_path):
+    import warnings
+
+    from hguard.monitor import check_selection
+    from hguard.review.queue import ReviewQueue
+
+    lm, root = calibrated
+    pol = _policy(root, tmp_path, accept_below=1.0, abstain_above=1.0, spot_check_rate=1.0)  # every accept checked
+    Guard.from_policy(pol, lm=lm)
+    log = AuditLog(tmp_path / "audit.jsonl")
+    lost = log.append({"request_id": "d1", "route": "accept", "domain": "alpha", "spot_check_rate": 1.0,
+                       "question": "who ?", "answer": "paris"}, kind="decision")  # its spot-check never written
+    assert check_selection(pol, list(log))["alpha"]["mismatches"]  # what the monitor would call cherry-picking
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        Guard.from_policy(pol, lm=lm)
+    assert any("picked for a spot-check" in str(w.message) for w in said)
+    spot = [r for r in log if r["kind"] == "spot_check" and r["decision_audit_id"] == lost.id]
+    assert len(spot) == 1 and "the process stopped before the spot-check record" in spot[0]["selected_because"]
+    item = ReviewQueue(tmp_path / "queue.sqlite3").get(lost.id)
+    assert item is not None and item.spot_check and item.answer == "paris"
+    assert check_selection(pol, list(log))["alpha"]["mismatches"] == []
