@@ -504,3 +504,15 @@ def test_hguard_review_serve_without_token_exits_non_zero_without_traceback(queu
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # exactly one line
     assert "Traceback" not in proc.stderr and MAKE_TOKEN in proc.stderr
+
+
+def test_a_verdict_on_an_item_edited_in_the_queue_file_is_refused_as_a_conflict(queue, audit):
+    import sqlite3
+
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute("UPDATE review_items SET answer = 'about 27 mg' WHERE id = 'low'")
+    c = client_for(queue, audit=audit)
+    login(c)
+    r = c.post("/items/low", data=decide_form(c, "low", verdict="correct"), headers=SAME_ORIGIN)
+    assert r.status_code == 409 and "differs from its decision record" in r.text
+    assert queue.get("low").status == "pending" and not [x for x in audit if x["kind"] == "review_verdict"]

@@ -13,7 +13,7 @@ from ..audit import AuditLog
 from ..errors import HGuardError, InputError, ReviewQueueError
 from ._auth import _MAKE_TOKEN, SESSION_MAX_AGE_S, TOKEN_ENV, _Auth, _b64, _check_token, _GuardMiddleware
 from ._pages import _INSTALL_HINT, _jinja_env
-from .queue import NO_DOMAIN, AlreadyDecided, ItemNotFound, ReviewItem, ReviewQueue
+from .queue import NO_DOMAIN, AlreadyDecided, ItemNotFound, ReviewItem, ReviewQueue, VerdictRefused
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -264,6 +264,8 @@ def create_app(
             return error(request, 404, str(e))
         except InputError as e:
             return item_page(request, found, 400, f"Not recorded: {e}", "error", values)
+        except VerdictRefused as e:  # the queue no longer matches the log, or an earlier verdict is pending
+            return item_page(request, found, 409, f"Not recorded: {e}", "error", values)
         except ReviewQueueError as e:
             return item_page(request, found, 500, f"Not recorded: {e}", "error", values)
         response = RedirectResponse(f"/?done={quote(verdict.item_id, safe='')}", status_code=303)

@@ -55,6 +55,11 @@ class AlreadyDecided(ReviewQueueError):
         self.verdict = verdict
 
 
+class VerdictRefused(ReviewQueueError):
+    """The verdict cannot be recorded beside its decision: the decision is not in the audit log, the item
+    differs from it, or the log holds an uncommitted verdict on it (see ``ReviewQueue.decide``)."""
+
+
 class ItemNotFound(ReviewQueueError):
     """No item with that id is in the queue."""
 

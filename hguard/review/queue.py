@@ -63,6 +63,7 @@ from ._items import (
     ItemNotFound,
     ReviewItem,
     Verdict,
+    VerdictRefused,
     VerdictName,
     _NoDomain,
     _normalise_item,
@@ -79,6 +80,7 @@ __all__ = [
     "ReviewItem",
     "ReviewQueue",
     "Verdict",
+    "VerdictRefused",
 ]
 DEFAULT_BUSY_TIMEOUT_S = 10.0
 DEFAULT_LIMIT = 500
@@ -389,7 +391,7 @@ class ReviewQueue:
             elif rec.get("kind") == "review_verdict" and rec.get("item_id") == item_id:
                 uncommitted.append(rec)
         if record is None or record.get("kind") != "decision":
-            raise ReviewQueueError(
+            raise VerdictRefused(
                 f"review queue {self.path}: item {item_id!r} judges decision {item.audit_id!r}, which is not a "
                 f"decision record of the audit log {self.audit.path}; nothing was recorded. Record the verdict with "
                 "the log the guard wrote that decision to (the policy's audit.path: `--policy FILE`, or `--audit LOG`)"
@@ -398,7 +400,7 @@ class ReviewQueue:
             shown, logged = getattr(item, name), record.get(name)
             same = (redacted(shown) == logged) if isinstance(logged, Mapping) and "sha256" in logged else shown == logged
             if not same:
-                raise ReviewQueueError(
+                raise VerdictRefused(
                     f"review queue {self.path}: item {item_id!r}'s {name} differs from its decision record "
                     f"{item.audit_id!r} in {self.audit.path}: the queue was changed after the guard wrote it, so a "
                     f"verdict on it would not be a verdict on the model's answer; nothing was recorded. The record "
@@ -409,7 +411,7 @@ class ReviewQueue:
     def _uncommitted_error(self, item_id: str, uncommitted: list[Mapping[str, Any]]) -> ReviewQueueError:
         assert self.audit is not None
         last = uncommitted[-1]
-        return ReviewQueueError(
+        return VerdictRefused(
             f"review queue {self.path}: the audit log {self.audit.path} already holds a verdict on item {item_id!r} "
             f"that the queue never committed ({last.get('verdict')} by {last.get('reviewer')} at "
             f"{last.get('decided_at')}, record {last.get('id')}: its process stopped between the log and the "
