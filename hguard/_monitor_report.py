@@ -33,6 +33,11 @@ def summary(report: Mapping[str, Any]) -> str:
         lines.append(f"  {nc['n']} review_verdict record(s) in the audit chain were never committed to the queue (the "
                      f"deciding process stopped between the two; e.g. {', '.join(nc['records'])}): not counted; the "
                      "item's committed verdict (or, while it is pending, none) counts, and a later decide names them")
+    nq = report.get("review_decisions_not_in_queue") or {}
+    if nq.get("n"):
+        lines.append(f"  {nq['n']} decision(s) held for review or picked for a spot-check are not in the review queue "
+                     f"(a process stopped, or the queue was locked, between the two; e.g. {', '.join(nq['items'])}): "
+                     "nobody reviews them until a guard started on this policy puts them back")
     out = report.get("outside_domains") or {}
     if out.get("n_decisions"):
         where = ", ".join(f"{n} {'with no domain' if d == 'None' else f'in {d!r}'}" for d, n in sorted(out["by_domain"].items()))

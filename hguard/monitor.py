@@ -241,6 +241,16 @@ def _in_chain(item, recorded: Mapping[str, Mapping[str, Any]]) -> bool:
     return rec is not None and rec.get("decision_audit_id") == item.audit_id and rec.get("label") == v.label
 
 
+def _not_queued(decisions: list[dict], records: list[dict], items, have_queue: bool) -> dict[str, Any]:
+    """Decisions held for review, or picked for a spot-check, that the review queue lacks (a process stopped,
+    or the queue was locked, between the decision and the queue): nobody reviews them until a guard starts."""
+    queued = {it.audit_id for it in items}
+    wanted = [r["id"] for r in decisions if r.get("route") == "review"]
+    wanted += [r.get("decision_audit_id") for r in records if r.get("kind") == SPOT]
+    missing = [i for i in dict.fromkeys(wanted) if i not in queued] if have_queue else []
+    return {"n": len(missing), "items": missing[:5]}
+
+
 def _outside(decisions: list[dict], items, policy) -> dict[str, Any]:
     """Decisions under this policy whose domain it does not list (no domain chosen, or a name the caller
     gave), by route, with the verdicts on them: the per-domain estimates leave them out."""
@@ -326,6 +336,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         "foreign_decisions_left_out": len(foreign), "dry_run": not act, "domains": {},
         "verdicts_not_in_chain": {"n": len(unrecorded), "items": [it.id for it in unrecorded[:5]]},
         "verdict_records_never_committed": {"n": len(never_committed), "records": never_committed[:5]},
+        "review_decisions_not_in_queue": _not_queued(decisions, records, items, queue is not None),
         "outside_domains": _outside(decisions, items, policy),
     }  # fmt: skip
     for name, dp in policy.domains.items():

@@ -838,3 +838,9 @@ def test_a_verdict_record_never_committed_to_the_queue_is_reported_not_counted(t
     assert "1 review_verdict record(s) in the audit chain were never committed to the queue" in summary(rep)
     queue.decide(rec.id, verdict="correct", reviewer="sre2", supersede=True)
     assert run_monitor(policy, act=False)["verdict_records_never_committed"]["n"] == 0  # named by the later verdict
+    assert rep["review_decisions_not_in_queue"]["n"] == 0
+    held = log.append({"domain": "geo", "route": "review", "risk": 0.6, "policy_id": policy_id(policy),
+                       "question": "q2", "answer": "a"}, kind="decision")  # the process stopped before the queue
+    rep = run_monitor(policy, act=False)
+    assert rep["review_decisions_not_in_queue"] == {"n": 1, "items": [held.id]}
+    assert "1 decision(s) held for review or picked for a spot-check are not in the review queue" in summary(rep)
