@@ -166,10 +166,20 @@ class Guard(_Scoring, _Recording):
         that a crash or a locked queue kept out of it, and say so (in the log and as a warning)."""
         if self.review_queue is None or self.audit is None or not Path(self.audit.path).exists():
             return
+        from .monitor import SPOT
+
         try:
-            records = list(self.audit)
-            records += self._late_spot_checks(records)
-            put_back, lost = self.review_queue.recover(records)
+            # two passes over the log, holding only what routing kept: a long log is not read into memory
+            keep = ("id", "kind", "route", "domain", "spot_check_rate", "decision_audit_id", "selected_because")
+            slim = [{k: r.get(k) for k in keep} for r in self.audit
+                    if (r.get("kind") == "decision" and r.get("route") in ("review", "accept")) or r.get("kind") == SPOT]
+            slim += self._late_spot_checks(slim)
+            wanted = {r["id"] for r in slim if r["kind"] == "decision" and r["route"] == "review"}
+            wanted |= {r["decision_audit_id"] for r in slim if r["kind"] == SPOT}
+            missing = wanted - self.review_queue.queued_ids()
+            records = [r for r in self.audit if r.get("kind") == "decision" and r.get("id") in missing] if missing else []
+            records += [r for r in slim if r["kind"] == SPOT and r["decision_audit_id"] in missing]
+            put_back, lost = self.review_queue.recover(records) if missing else ([], [])
         except HGuardError as exc:  # the guard still starts; the next start tries again
             warnings.warn(f"could not check the review queue against the audit log: {exc}", UserWarning, stacklevel=3)
             return

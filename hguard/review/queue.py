@@ -221,6 +221,11 @@ class ReviewQueue:
                 raise
         return row["id"]
 
+    def queued_ids(self) -> set[str]:
+        """The id of every item in the queue, pending or decided."""
+        with self._connection("list the queued items") as conn:
+            return {row[0] for row in conn.execute("SELECT id FROM review_items")}
+
     def recover(self, records=None) -> tuple[list[str], list[str]]:
         """Put back the items a decision's record promises but the queue lacks: the guard appends a decision
         routed to review (or a spot-check of an accepted one) to the audit log first, then enqueues it, and a
@@ -233,8 +238,7 @@ class ReviewQueue:
             if self.audit is None:
                 return [], []
             records = self.audit  # read once, record by record
-        with self._connection("list the queued items") as conn:
-            queued = {row[0] for row in conn.execute("SELECT id FROM review_items")}
+        queued = self.queued_ids()
         decisions: dict[str, Mapping[str, Any]] = {}
         wanted: dict[str, str | None] = {}  # decision id -> spot-check reason (None: routed to review)
         for rec in records:
