@@ -293,7 +293,7 @@ def test_same_origin_referer_is_accepted_when_origin_is_absent(queue):
     assert r.status_code == 303
 
 
-def test_wrong_token_is_refused_and_repeated_failures_lock_login(queue):
+def test_wrong_token_is_refused_and_repeated_failures_lock_login(queue, audit):
     c = client_for(queue)
     csrf = csrf_of(c.get("/login").text)
     for _ in range(10):
@@ -302,6 +302,11 @@ def test_wrong_token_is_refused_and_repeated_failures_lock_login(queue):
     r = c.post("/login", data={"token": TOKEN, "csrf_token": csrf}, headers=SAME_ORIGIN)
     assert r.status_code == 429
     assert web.SESSION_COOKIE not in c.cookies
+    # each failure is on record for an auditor, the last one saying the address is now locked
+    failed = [x for x in audit if x["kind"] == "review_login_failed"]
+    assert len(failed) == 10 and not failed[0]["locked"] and failed[-1]["locked"] and failed[-1]["client"]
+    login(client_for(queue))
+    assert [x["kind"] for x in audit][-1] == "review_login"
 
 
 def test_login_lockout_is_per_client_address(queue):

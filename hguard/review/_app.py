@@ -278,6 +278,14 @@ def create_app(
             return value
         return "/"
 
+    def log_event(kind: str, fields: dict) -> None:
+        """A login or a failed one, in the queue's audit log when it has one (the page serves on regardless)."""
+        if queue.audit is not None:
+            try:
+                queue.audit.append(fields, kind=kind)
+            except Exception:  # noqa: BLE001 - a verdict cannot be recorded then either, and says so itself
+                pass
+
     async def login(request: Request) -> Response:
         if request.method == "GET":
             return render(request, "login.html", next=safe_next(request.query_params.get("next")))
@@ -293,10 +301,13 @@ def create_app(
         given = form.get("token")
         if not isinstance(given, str) or not auth.check_token(given):
             auth.note_failure(client)
+            # on record for an auditor (at most the lockout's count per address and minute), the last one saying so
+            await run_in_threadpool(log_event, "review_login_failed", {"client": client, "locked": auth.login_locked(client)})
             return render(
                 request, "login.html", 403, next=nxt, message_kind="error",
                 message=f"wrong review token; use the value of {TOKEN_ENV} set where the server runs",
             )  # fmt: skip
+        await run_in_threadpool(log_event, "review_login", {"client": client})
         response = RedirectResponse(nxt, status_code=303)
         cookie(response, request, SESSION_COOKIE, auth.new_session(), SESSION_MAX_AGE_S)
         return response
