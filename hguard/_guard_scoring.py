@@ -27,14 +27,14 @@ if TYPE_CHECKING:
     from .settings import GenerationSettings
 
 
-
-def no_conflict_detector(domain: str) -> str:
+def no_conflict_detector(domain: str, held: str = "the answer is held") -> str:
     """Why an answer with context is held when its domain asks for the knowledge-conflict check
     (``knowledge_conflict = "review"``) but the domain's RAG calibration fitted no detector."""
     return (f"knowledge_conflict = 'review' for domain {domain!r}, but its RAG calibration fitted no knowledge-conflict "
-            "detector (too few training answers followed a misleading passage), so the check cannot run and the answer "
-            "is held; recalibrate with more misleading-passage rows, or set knowledge_conflict = 'trust_context' for "
-            "approved sources")
+            f"detector (too few training answers followed a misleading passage), so the check cannot run and {held}; "
+            "recalibrate with more misleading-passage rows, or set knowledge_conflict = 'trust_context' for approved "
+            "sources")
+
 
 class _Scoring:
     """The guard's scoring steps (mixed into :class:`hguard.guard.Guard`)."""

@@ -117,8 +117,7 @@ class Guard(_Scoring, _Recording):
         for name, plan in sorted(guard._plans.items()):  # a knowledge-conflict check asked for that cannot run
             dp = pol.domain(name)
             if plan.rag is not None and not plan.rag.knowledge_conflict and (dp is None or dp.knowledge_conflict == "review"):
-                warnings.warn(no_conflict_detector(name).replace("so the check cannot run and the answer is held",
-                                                                 "so every answer with context in it is held for review"),
+                warnings.warn(no_conflict_detector(name, held="every answer with context in it is held for review"),
                               UserWarning, stacklevel=2)
         for name, problem in sorted(guard.probe_errors.items()):  # a domain that fails closed, said once too
             fallback = (f"; a request with context that no listed domain matches is scored by context_fallback_domain "
@@ -167,6 +166,7 @@ class Guard(_Scoring, _Recording):
         if self.review_queue is None or self.audit is None or not Path(self.audit.path).exists():
             return
         from .monitor import SPOT
+        from .review.queue import item_wanted
 
         try:
             # two passes over the log, holding only what routing kept: a long log is not read into memory
@@ -174,8 +174,7 @@ class Guard(_Scoring, _Recording):
             slim = [{k: r.get(k) for k in keep} for r in self.audit
                     if (r.get("kind") == "decision" and r.get("route") in ("review", "accept")) or r.get("kind") == SPOT]
             slim += self._late_spot_checks(slim)
-            wanted = {r["id"] for r in slim if r["kind"] == "decision" and r["route"] == "review"}
-            wanted |= {r["decision_audit_id"] for r in slim if r["kind"] == SPOT}
+            wanted = {w[0] for r in slim if (w := item_wanted(r)) is not None}
             missing = wanted - self.review_queue.queued_ids()
             records = [r for r in self.audit if r.get("kind") == "decision" and r.get("id") in missing] if missing else []
             records += [r for r in slim if r["kind"] == SPOT and r["decision_audit_id"] in missing]

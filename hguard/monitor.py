@@ -234,20 +234,14 @@ def _stricter(dp, cds: list[Any], current: float | None) -> tuple[str, float, st
     return "stricter", float(accept), how
 
 
-def _in_chain(item, recorded: Mapping[str, Mapping[str, Any]]) -> bool:
-    """Whether ``item``'s verdict has its ``review_verdict`` record in the chain, for this decision and label."""
-    v = item.verdict
-    rec = recorded.get(v.audit_record_id) if v.audit_record_id else None
-    return rec is not None and rec.get("decision_audit_id") == item.audit_id and rec.get("label") == v.label
-
-
-def _not_queued(decisions: list[dict], records: list[dict], items, have_queue: bool) -> dict[str, Any]:
+def _not_queued(records: list[dict], items, have_queue: bool) -> dict[str, Any]:
     """Decisions held for review, or picked for a spot-check, that the review queue lacks (a process stopped,
     or the queue was locked, between the decision and the queue): nobody reviews them until a guard starts."""
+    from .review.queue import item_wanted
+
     queued = {it.audit_id for it in items}
-    wanted = [r["id"] for r in decisions if r.get("route") == "review"]
-    wanted += [r.get("decision_audit_id") for r in records if r.get("kind") == SPOT]
-    missing = [i for i in dict.fromkeys(wanted) if i not in queued] if have_queue else []
+    wanted = dict.fromkeys(w[0] for r in records if (w := item_wanted(r)) is not None)
+    missing = [i for i in wanted if i not in queued] if have_queue else []
     return {"n": len(missing), "items": missing[:5]}
 
 
@@ -269,7 +263,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     """Estimate, drift and state for every policy domain; appends ``monitor_check`` (and any
     ``monitor_tighten`` / ``monitor_lift``) records and rewrites the state file when ``act``."""
     from .audit import AuditLog, verify
-    from .review.queue import ReviewQueue
+    from .review.queue import ReviewQueue, verdict_in_chain
 
     audit_path = Path(audit_path or policy.audit.path)
     queue_path = Path(queue_path or policy.review.queue)
@@ -316,7 +310,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     # only verdicts recorded in the verified chain count: one decided without the audit log (or whose record
     # was cut) is evidence nobody can check, so its item counts as not reviewed
     recorded = {r["id"]: r for r in records if r.get("kind") == "review_verdict"}
-    unrecorded = [it for it in items if it.verdict is not None and not _in_chain(it, recorded)]
+    unrecorded = [it for it in items if it.verdict is not None and not verdict_in_chain(it, recorded)]
     unrecorded_ids = {it.id for it in unrecorded}
     items = [replace(it, verdict=None) if it.id in unrecorded_ids else it for it in items]
     # the reverse: verdict records no committed verdict points to (a decide that stopped between the log and the
@@ -336,7 +330,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         "foreign_decisions_left_out": len(foreign), "dry_run": not act, "domains": {},
         "verdicts_not_in_chain": {"n": len(unrecorded), "items": [it.id for it in unrecorded[:5]]},
         "verdict_records_never_committed": {"n": len(never_committed), "records": never_committed[:5]},
-        "review_decisions_not_in_queue": _not_queued(decisions, records, items, queue is not None),
+        "review_decisions_not_in_queue": _not_queued(records, items, queue is not None),
         "outside_domains": _outside(decisions, items, policy),
     }  # fmt: skip
     for name, dp in policy.domains.items():

@@ -54,7 +54,7 @@ from ..calibrate.data import Example, write_examples
 from .._privacy import FILE_MODE
 from .._resources import refuse_own_file
 from ..errors import DataError, InputError
-from .queue import VERDICTS, ReviewItem, ReviewQueue
+from .queue import VERDICTS, ReviewItem, ReviewQueue, shown_sha256, verdict_in_chain
 
 __all__ = ["DISAGREEMENT_RISK", "ExportSummary", "example_for", "export_reviewed"]
 
@@ -167,17 +167,14 @@ def example_for(item: ReviewItem) -> Example:
 def _check_in_chain(item: ReviewItem, recorded: dict[str, Any], log: str) -> None:
     """DataError when the item's verdict has no review_verdict record in the chain, or the item's question,
     context or answer are no longer what that record says the reviewer was shown."""
-    from .._privacy import redacted
-
     assert item.verdict is not None
-    rec = recorded.get(item.verdict.audit_record_id or "")
-    if rec is None:
+    if not verdict_in_chain(item, recorded):
         raise DataError(f"its verdict has no review_verdict record in the audit log {log} (decided without the log, "
                         "or the queue file was edited): a verdict nobody can check is not calibration data")
+    rec = recorded[item.verdict.audit_record_id or ""]
     shown = rec.get("reviewed_sha256")
     if isinstance(shown, dict):
-        now = {k: (redacted(getattr(item, k)) or {}).get("sha256") for k in ("question", "context", "answer")}
-        if now != shown:
+        if shown_sha256(item.question, item.context, item.answer) != shown:
             raise DataError(f"its question, context or answer differ from what the reviewer was shown (record "
                             f"{rec['id']} in {log}): the queue file was edited after the verdict")
 

@@ -84,6 +84,30 @@ __all__ = [
 ]
 DEFAULT_BUSY_TIMEOUT_S = 10.0
 DEFAULT_LIMIT = 500
+SHOWN = ("question", "context", "answer")  # what a reviewer judges, as the decision record holds it
+
+
+def shown_sha256(question: Any, context: Any, answer: Any) -> dict[str, str | None]:
+    """The SHA-256 of what a reviewer is shown, as a redacting log writes each of these fields."""
+    return {k: (redacted(v) or {}).get("sha256") for k, v in zip(SHOWN, (question, context, answer))}
+
+
+def item_wanted(record: Mapping[str, Any]) -> tuple[str, str | None] | None:
+    """``(decision id, spot-check reason)`` when this audit record promises a review item: a decision routed to
+    review (reason None) or a spot-check record of an accepted one; None for any other record."""
+    if record.get("kind") == "decision" and record.get("route") == "review" and isinstance(record.get("id"), str):
+        return record["id"], None
+    if record.get("kind") == "spot_check" and isinstance(record.get("decision_audit_id"), str):
+        return record["decision_audit_id"], str(record.get("selected_because") or "selected")
+    return None
+
+
+def verdict_in_chain(item: ReviewItem, recorded: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether ``item``'s verdict has its ``review_verdict`` record in ``recorded`` (the chain's, by id), for
+    this decision and label."""
+    v = item.verdict
+    rec = recorded.get(v.audit_record_id) if v is not None and v.audit_record_id else None
+    return rec is not None and rec.get("decision_audit_id") == item.audit_id and rec.get("label") == v.label  # type: ignore[union-attr]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -244,10 +268,9 @@ class ReviewQueue:
         for rec in records:
             if rec.get("kind") == "decision" and isinstance(rec.get("id"), str):
                 decisions[rec["id"]] = rec
-                if rec.get("route") == "review":
-                    wanted.setdefault(rec["id"], None)
-            elif rec.get("kind") == "spot_check" and isinstance(rec.get("decision_audit_id"), str):
-                wanted[rec["decision_audit_id"]] = str(rec.get("selected_because") or "selected")
+            if (want := item_wanted(rec)) is not None:
+                rid, spot = want
+                wanted[rid] = spot if spot is not None else wanted.get(rid)
         put_back, lost = [], []
         for rid, spot in wanted.items():
             rec = decisions.get(rid)
@@ -400,7 +423,7 @@ class ReviewQueue:
                 f"decision record of the audit log {self.audit.path}; nothing was recorded. Record the verdict with "
                 "the log the guard wrote that decision to (the policy's audit.path: `--policy FILE`, or `--audit LOG`)"
             )
-        for name in ("question", "context", "answer"):
+        for name in SHOWN:
             shown, logged = getattr(item, name), record.get(name)
             same = (redacted(shown) == logged) if isinstance(logged, Mapping) and "sha256" in logged else shown == logged
             if not same:
@@ -468,7 +491,7 @@ class ReviewQueue:
             "note": redacted(note) if redact else note,
             "decided_at": decided_at,
             # what the reviewer was shown, hashed as the decision record's redacted fields are
-            "reviewed_sha256": {k: (redacted(v) or {}).get("sha256") for k, v in zip(("question", "context", "answer"), row[3:6])},
+            "reviewed_sha256": shown_sha256(*row[3:6]),
         }
         if supersedes:  # verdicts on this item the log holds but the queue never committed
             record["supersedes"] = supersedes
