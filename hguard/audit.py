@@ -309,20 +309,23 @@ class AuditLog:
         if self.anchor is None:
             return
         try:
-            with open(self.anchor, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 4096))
-                lines = [x for x in f.read().split(b"\n") if x.strip()]
+            fd = os.open(self.anchor, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             return
         except OSError as e:
             raise AuditError(f"cannot read the anchor {self.anchor} to check {self.path} against it: {e}; "
                              "check that file's permissions") from e
         try:
-            head = json.loads(lines[-1]) if lines else None
+            start, raw, terminated = _last_line(fd, os.fstat(fd).st_size)
+            if not terminated and start > 0:  # a torn head was never acknowledged: the one before it counts
+                start, raw, terminated = _last_line(fd, start)
+        finally:
+            os.close(fd)
+        try:
+            head = json.loads(raw) if raw.strip() and terminated else None
             seq, digest = (int(head["seq"]), str(head["hash"])) if head is not None else (None, None)
         except (ValueError, KeyError, TypeError):
-            return  # a torn or edited last head: verify --anchor reports it; the writer repairs a torn one
+            return  # an edited last head: verify --anchor reports it
         if seq is None:
             return
         fix = (f"nothing was written; `hguard audit verify {self.path} --anchor {self.anchor}` says what is missing: "

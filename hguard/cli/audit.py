@@ -49,6 +49,12 @@ def _add_key_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-key", action="store_true", help="ignore a key set in the environment")
 
 
+def _add_check_options(p: argparse.ArgumentParser) -> None:
+    """The key and anchor a command that reads records checks the log with, as verify does."""
+    _add_key_options(p)
+    p.add_argument("--anchor", metavar="FILE", help="the anchor the writer appended heads to, checked too")
+
+
 def _cli_key(args: argparse.Namespace) -> bytes | None:
     from ..integrity import load_key, load_key_file
 
@@ -114,14 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", metavar="ID", dest="record_id",
                    help="only the record with this id and those that name it (its spot-check and review verdicts)")
     p.add_argument("--json", action="store_true", help="one JSON record per line instead of a summary line")
-    _add_key_options(p)
-    p.add_argument("--anchor", metavar="FILE", help="the anchor the writer appended heads to, checked too")
+    _add_check_options(p)
     p = sub.add_parser("export", help="write the log as CSV (signals.* and thresholds.* become columns)")
     p.add_argument("path", help="the audit log (.jsonl)")
     p.add_argument("--csv", required=True, metavar="OUT", help="the CSV file to write")
     p.add_argument("--columns", metavar="C1,C2", help="comma-separated columns to write, in order")
-    _add_key_options(p)
-    p.add_argument("--anchor", metavar="FILE", help="the anchor the writer appended heads to, checked too")
+    _add_check_options(p)
     p = sub.add_parser(
         "repair", help="move a torn last line aside into PATH.torn-<time> now, as the next append would"
     )
