@@ -33,8 +33,16 @@ class _Recording:
 
     def record_failure(self, question, exc: BaseException, *, context=None, domain=None, source: str = "api") -> str | None:
         """Write a request that failed before a decision (bad input, a generation or audit error) to the
-        audit log as an ``error`` record; returns its id, or None without a log or when writing fails too
-        (the caller is already handling the original error)."""
+        audit log as an ``error`` record; returns its id, also set on ``exc`` as ``audit_id``: None without a
+        log or when writing fails too (the caller is already handling the original error)."""
+        rid = self._write_failure(question, exc, context=context, domain=domain, source=source)
+        try:
+            exc.audit_id = rid  # type: ignore[attr-defined]
+        except AttributeError:  # an exception type that takes no attributes: the id is returned only
+            pass
+        return rid
+
+    def _write_failure(self, question, exc: BaseException, *, context, domain, source: str) -> str | None:
         if self.audit is None:
             return None
 

@@ -434,8 +434,7 @@ class Guard(_Scoring, _Recording):
 
     def _refused(self, question, err: InputError, *, context=None, domain=None) -> InputError:
         """``err``, after recording the refused request as an ``error`` record (its id as ``err.audit_id``)."""
-        err.audit_id = self.record_failure(question, err, context=context,  # type: ignore[attr-defined]
-                                           domain=domain if isinstance(domain, str) else None)
+        self.record_failure(question, err, context=context, domain=domain if isinstance(domain, str) else None)
         return err
 
     async def ainvoke(self, question: str, context=None, domain: str | None = None, **kw) -> GuardResult:

@@ -125,8 +125,7 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
         except InputError as exc:
             question = value.get("question") if isinstance(value, dict) else value
             domain = value.get("domain") if isinstance(value, dict) else None
-            exc.audit_id = self.llm.guard.record_failure(  # type: ignore[attr-defined]
-                question, exc, domain=domain or self.domain, source="GuardedRAG")
+            self.llm.guard.record_failure(question, exc, domain=domain or self.domain, source="GuardedRAG")
             raise
 
     def _read(self, value: RAGInput) -> tuple[str, Optional[list[str]], list[str], Optional[str], list[str]]:
@@ -305,7 +304,7 @@ def _question_string(value: Any, *, llm: ChatHGuard, domain: Optional[str] = Non
             )
         return check_question(value)
     except InputError as exc:
-        exc.audit_id = llm.guard.record_failure(value, exc, domain=domain, source="create_guarded_rag_chain")  # type: ignore[attr-defined]
+        llm.guard.record_failure(value, exc, domain=domain, source="create_guarded_rag_chain")
         raise
 
 
