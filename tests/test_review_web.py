@@ -521,3 +521,16 @@ def test_a_verdict_on_an_item_edited_in_the_queue_file_is_refused_as_a_conflict(
     r = c.post("/items/low", data=decide_form(c, "low", verdict="correct"), headers=SAME_ORIGIN)
     assert r.status_code == 409 and "differs from its decision record" in r.text
     assert queue.get("low").status == "pending" and not [x for x in audit if x["kind"] == "review_verdict"]
+
+
+def test_an_item_edited_in_the_queue_file_is_flagged_when_the_page_is_opened(queue, audit):
+    import sqlite3
+
+    c = client_for(queue, audit=audit)
+    login(c)
+    assert "differs from its decision record" not in c.get("/items/low").text  # unedited: no warning
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute("UPDATE review_items SET answer = 'about 27 mg' WHERE id = 'low'")
+    r = c.get("/items/low")
+    assert r.status_code == 200
+    assert "A verdict cannot be recorded here" in r.text and "differs from its decision record" in r.text

@@ -246,8 +246,10 @@ def create_app(
         found = await run_in_threadpool(queue.get, item_id)
         if found is None:
             return error(request, 404, f"no review item {item_id!r} in this queue; it may have been typed wrong")
-        if request.method == "GET":
-            return item_page(request, found)
+        if request.method == "GET":  # say before the reviewer reads it when a verdict on it would be refused
+            refused = await run_in_threadpool(queue.verdict_refusal, item_id) if found.status == "pending" else None
+            return item_page(request, found, message=refused and f"A verdict cannot be recorded here: {refused}",
+                             kind="error")  # fmt: skip
         assert form is not None  # checked_form returns the form whenever it refuses nothing
         values = {k: str(form.get(k) or "") for k in ("verdict", "reviewer", "note", "corrected_answer")}
         try:

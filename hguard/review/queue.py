@@ -358,6 +358,18 @@ class ReviewQueue:
             audit_hash=audit_hash,
         )
 
+    def verdict_refusal(self, item_id: str) -> str | None:
+        """Why a verdict on this pending item would be refused now, before a reviewer spends time on it: its
+        decision record is missing from the audit log or differs from what the queue shows, or the log holds a
+        verdict on it the queue never committed. None when nothing stands in the way (or without a log)."""
+        if self.audit is None:
+            return None
+        try:
+            uncommitted = self._check_decision(item_id)
+        except VerdictRefused as e:
+            return str(e)
+        return str(self._uncommitted_error(item_id, uncommitted)) if uncommitted else None
+
     def _check_verdict(
         self, item_id: Any, verdict: Any, reviewer: Any, corrected_answer: Any, note: Any
     ) -> tuple[str, VerdictName, str, str | None, str | None]:
