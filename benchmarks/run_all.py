@@ -51,6 +51,11 @@ class Benchmark:
 
 # One entry per script in benchmarks/. `full` is what benchmarks/README.md runs.
 BENCHMARKS: dict[str, Benchmark] = {
+    "audit_scale": Benchmark(
+        full=((),),
+        smoke=(("--records", "1", "200", "--out", f"{OUT}/audit_scale.json"),),
+        writes=("audit_scale.json",),
+    ),
     "bad_input": Benchmark(
         full=(("--markdown",),),
         smoke=(("--out", f"{OUT}/bad_input.json"),),

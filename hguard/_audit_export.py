@@ -39,7 +39,7 @@ def show(
         raise InputError(f"last must be a non-negative integer, got {last!r}; pass e.g. last=20")
     kept: collections.deque[dict[str, Any]] | list[dict[str, Any]]
     kept = collections.deque(maxlen=last) if last is not None else []
-    for _, rec, _, problem in _scan(p):
+    for _, rec, _, problem, _ in _scan(p, canonical=False):
         if problem is not None:
             if problems is None:
                 raise AuditIntegrityError(f"{p} line {problem.line}: {problem.message}")

@@ -71,12 +71,16 @@ def _line_number_at(fd: int, offset: int) -> int:
     return count + 1
 
 
-def _iter_lines(path: Path, size: int | None = None) -> Iterator[tuple[int, bytes, bool, bool]]:
-    """(line number, bytes without newline, ends with newline, is last) for each line of path[:size]."""
+def _iter_lines(
+    path: Path, size: int | None = None, start: tuple[int, int] = (0, 0)
+) -> Iterator[tuple[int, bytes, bool, int]]:
+    """(line number, bytes without newline, ends with newline, byte offset after it) for each line of
+    path[:size], from ``start`` = (byte offset of a line's start, the number of the line before it)."""
     with open(path, "rb") as f:
         if size is None:
             size = os.fstat(f.fileno()).st_size
-        offset, lineno = 0, 0
+        offset, lineno = start
+        f.seek(offset)
         while offset < size:
             raw = f.readline(size - offset)
             if not raw:
@@ -84,7 +88,7 @@ def _iter_lines(path: Path, size: int | None = None) -> Iterator[tuple[int, byte
             lineno += 1
             offset += len(raw)
             terminated = raw.endswith(b"\n")
-            yield lineno, (raw[:-1] if terminated else raw), terminated, offset >= size
+            yield lineno, (raw[:-1] if terminated else raw), terminated, offset
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -260,22 +264,26 @@ class Problem:
     damaged: bool = False
 
 
-def _scan(path: Path, size: int | None = None) -> Iterator[tuple[int, dict[str, Any] | None, bool, Problem | None]]:
-    """(line number, record or None, line is canonical, problem or None) for every line of path[:size]."""
-    for lineno, raw, terminated, _ in _iter_lines(path, size):
+def _scan(
+    path: Path, size: int | None = None, start: tuple[int, int] = (0, 0), canonical: bool = True
+) -> Iterator[tuple[int, dict[str, Any] | None, bool, Problem | None, int]]:
+    """(line number, record or None, line is canonical, problem or None, byte offset after the line) for every
+    line of path[:size] (from ``start``, as :func:`_iter_lines`); "is canonical" is False unless ``canonical``
+    (checking it serialises every record again: a reader that only needs the records passes False)."""
+    for lineno, raw, terminated, end in _iter_lines(path, size, start):
         if not terminated:
-            yield lineno, None, False, Problem(lineno, None, _torn_message(path, lineno, raw), torn=True)
+            yield lineno, None, False, Problem(lineno, None, _torn_message(path, lineno, raw), torn=True), end
             continue
         try:
-            rec, canon = _parse_line(raw)
+            rec, canon = _parse_line(raw, canonical)
         except ValueError as e:
-            yield lineno, None, False, Problem(lineno, None, _damaged_message(lineno, raw, str(e)), damaged=True)
+            yield lineno, None, False, Problem(lineno, None, _damaged_message(lineno, raw, str(e)), damaged=True), end
             continue
-        yield lineno, rec, canon == raw, None
+        yield lineno, rec, canon == raw, None, end
 
 
 def _iter_records(path: Path) -> Iterator[dict[str, Any]]:
-    for _, rec, _, problem in _scan(path):
+    for _, rec, _, problem, _ in _scan(path, canonical=False):
         if problem is not None:
             if problem.torn:
                 return  # a torn tail, never acknowledged

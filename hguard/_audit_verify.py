@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ._audit_files import Problem, _existing, _flock, _iter_lines, _scan
 from ._audit_records import _CHAIN_FIELDS, GENESIS_HASH, _mac_body, _parse_line, record_hash
@@ -17,6 +17,20 @@ from .errors import AuditError, InputError
 SHOWN_PROBLEMS = 10
 # verify only needs the lock for a consistent file size; a hung writer must not stall an auditor for long.
 _VERIFY_LOCK_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class ChainPoint:
+    """Where a verified stretch of a log ends, to verify only what was appended since
+    (``verify(..., start=point)``): the byte offset after its last record, that record's line, seq and hash,
+    the count of MACed records so far, and the file's inode (a replaced file is verified from its start)."""
+
+    offset: int
+    line: int
+    seq: int
+    hash: str
+    n_macs: int
+    inode: int
 
 
 @dataclass
@@ -32,6 +46,8 @@ class VerifyReport:
     key_id: str | None = None
     n_macs: int = 0  # records that carry a MAC (checked only with the key)
     checked_against: list[str] = field(default_factory=list)  # "each of the n heads in the anchor F is in it", ...
+    resume: ChainPoint | None = None  # the end of the last record (a torn tail left out), when nothing else failed
+    resumed: bool = False  # only the records after the ``start`` point were read
 
     @property
     def torn(self) -> bool:
@@ -68,18 +84,18 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def _snapshot_size(path: Path) -> int:
+def _snapshot(path: Path) -> os.stat_result:
     # Under the writers' lock every line before the size we read is complete; a torn line found then is real.
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError:
-        return path.stat().st_size
+        return path.stat()
     try:
         # A shared flock waits for a writer in progress; a hung writer must not stall an auditor for long.
         _flock(fd, path, fcntl.LOCK_SH, time.monotonic() + _VERIFY_LOCK_TIMEOUT_S)
-        return os.fstat(fd).st_size
+        return os.fstat(fd)
     except AuditError:
-        return os.fstat(fd).st_size
+        return os.fstat(fd)
     finally:
         os.close(fd)
 
@@ -127,12 +143,18 @@ def verify(
     key: bytes | None = None,
     expect_head: str | None = None,
     anchor: str | os.PathLike[str] | None = None,
+    start: ChainPoint | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> VerifyReport:
     """Check every line: its own hash, its link to the line before, its seq; report where each break is.
 
     ``key``: every record must carry a matching keyed MAC (see :mod:`hguard.integrity`). ``expect_head``: a
     record hash kept from a receipt; the log must still hold that record (else records were cut off the end).
     ``anchor``: a file the writer appended heads to; every head in it must be in the log.
+    ``start``: the ``resume`` point of an earlier report on this file: only the records appended since are
+    checked, chained to that point (the file replaced, or shorter than the point: checked from its start;
+    anchor heads up to the point were checked then). ``on_record`` is called with each readable record in
+    order (a caller replaying the log in the same pass discards what it built unless the report is ok).
     """
     p = _existing(path)
     if key is not None and not isinstance(key, bytes):
@@ -140,25 +162,35 @@ def verify(
     if expect_head is not None:
         expect_head = _check_head(expect_head, "expect_head")
     heads, problems = _read_anchor(Path(anchor)) if anchor is not None else ({}, [])
-    size = _snapshot_size(p)
-    n_records = n_macs = 0
-    prev_hash: str | None = GENESIS_HASH
-    prev_seq: int | None = -1
-    prev_line = 0
-    head_seq: int | None = None
-    head_hash: str | None = None
+    st = _snapshot(p)
+    size = st.st_size
+    if start is not None and (start.inode != st.st_ino or start.offset > size):
+        start = None
+    if start is not None:
+        heads = {seq: head for seq, head in heads.items() if seq > start.seq}
+    n_records = start.seq + 1 if start is not None else 0  # a verified stretch holds seqs 0..start.seq
+    n_macs = start.n_macs if start is not None else 0
+    prev_hash: str | None = start.hash if start is not None else GENESIS_HASH
+    prev_seq: int | None = start.seq if start is not None else -1
+    prev_line = start.line if start is not None else 0
+    resume = start
+    head_seq: int | None = start.seq if start is not None else None
+    head_hash: str | None = start.hash if start is not None else None
     found_expected = False
     anchored_seen: set[int] = set()
     last_head = max(heads) if heads else None
     beyond_anchor = 0  # records after the anchor's last head: it does not cover them
     if key is not None:
         from .integrity import key_id, mac_matches
-    for lineno, rec, canonical, problem in _scan(p, size):
+    scanned = _scan(p, size, (start.offset, start.line) if start is not None else (0, 0))
+    for lineno, rec, canonical, problem, end in scanned:
         if problem is not None:
             problems.append(problem)
             prev_hash, prev_seq, prev_line = None, None, lineno
             continue
         assert rec is not None
+        if on_record is not None:
+            on_record(rec)
         n_records += 1
         n_macs += "mac" in rec
         seq = rec.get("seq")
@@ -213,6 +245,8 @@ def verify(
             found_expected = True
         if msgs:
             problems.append(Problem(lineno, seq if seq_ok else None, "; ".join(msgs)))
+        elif digest is not None and type(seq) is int:
+            resume = ChainPoint(end, lineno, seq, digest, n_macs, st.st_ino)
         prev_hash = digest
         prev_seq = seq if seq_ok else None
         prev_line = lineno
@@ -244,4 +278,5 @@ def verify(
     return VerifyReport(
         ok=not problems, n_records=n_records, problems=problems, path=str(p), head_seq=head_seq, head_hash=head_hash,
         key_id=key_id(key) if key is not None else None, n_macs=n_macs, checked_against=checked,
+        resume=resume if not any(not p.torn for p in problems) else None, resumed=start is not None,
     )

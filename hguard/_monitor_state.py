@@ -48,9 +48,9 @@ def transition(state: DomainState, event: Mapping[str, Any]) -> DomainState:
     return state
 
 
-def replay(records: Iterable[Mapping[str, Any]]) -> dict[str, DomainState]:
-    """Every domain's state after the monitor events in ``records`` (audit log order)."""
-    states: dict[str, DomainState] = {}
+def replay(records: Iterable[Mapping[str, Any]], states: Mapping[str, DomainState] | None = None) -> dict[str, DomainState]:
+    """Every domain's state after the monitor events in ``records`` (audit log order), from ``states``."""
+    states = dict(states or {})
     for rec in records:
         if rec.get("kind") in (TIGHTEN, LIFT) and rec.get("domain"):
             states[rec["domain"]] = transition(states.get(rec["domain"], DomainState()), rec)
@@ -104,6 +104,9 @@ class MonitorState:
         self._broken: str | None = None
         self._chain: dict[str, DomainState] | None = None
         self._chain_broken: str | None = None
+        # how far the chain was verified and replayed: a later replay reads only what was appended since
+        self._point: Any = None
+        self._point_states: dict[str, DomainState] = {}
 
     def get(self, domain: str | None) -> DomainState | None:
         if self.path is None or domain is None:
@@ -146,28 +149,35 @@ class MonitorState:
 
     def use_log(self, audit) -> None:
         """Replay the chain of this :class:`~hguard.audit.AuditLog` (its path, key and anchor) from now on."""
+        same = (self.audit_path, self.key, self.anchor) == (Path(audit.path), audit._key, audit.anchor)  # noqa: SLF001
         self.audit_path, self.key, self.anchor = Path(audit.path), audit._key, audit.anchor  # noqa: SLF001
         self._stamp, self._chain = None, None
+        if not same:
+            self._point, self._point_states = None, {}
 
     def _replay(self) -> None:
         if self._chain is not None or self.audit_path is None:
             return
         self._chain_broken = None
         if not self.audit_path.exists():  # nothing written yet (a log its anchor remembers is refused at start)
-            self._chain = {}
+            self._chain, self._point, self._point_states = {}, None, {}
             return
-        from .audit import AuditLog, verify
+        from .audit import verify
 
+        events: list[Mapping[str, Any]] = []  # monitor events are few: kept while the chain is checked
         try:
             # a forged or edited record must not lift anything: only a chain that verifies (hashes, the key's
-            # MACs, the anchor's heads) is replayed; a torn last line, never acknowledged, is no break
-            report = verify(self.audit_path, key=self.key, anchor=self.anchor)
+            # MACs, the anchor's heads) is replayed; a torn last line, never acknowledged, is no break. Verified
+            # once, a stretch is not read again: what an edit of it could change was replayed when it verified.
+            report = verify(self.audit_path, key=self.key, anchor=self.anchor, start=self._point,
+                            on_record=lambda rec: events.append(rec) if rec.get("kind") in (TIGHTEN, LIFT) else None)
             breaks = [p for p in report.problems if not p.torn]
             if breaks:
                 raise ValueError(f"it does not verify (line {breaks[0].line}: {breaks[0].message})")
-            self._chain = replay(AuditLog(self.audit_path))
+            self._chain = replay(events, self._point_states if report.resumed else None)
+            self._point, self._point_states = report.resume, self._chain
         except Exception as exc:  # an unreadable or broken chain cannot say the domain is not tightened
-            self._chain = {}
+            self._chain, self._point, self._point_states = {}, None, {}
             self._chain_broken = (f"audit log {self.audit_path} cannot be replayed to check the monitor state "
                                   f"({type(exc).__name__}: {exc}); `hguard audit verify` says where")
 

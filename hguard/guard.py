@@ -138,47 +138,67 @@ class Guard(_Scoring, _Recording):
         guard._requeue_missing()
         return guard
 
-    def _late_spot_checks(self, records: list[dict]) -> list[dict]:
-        """Spot-check records for accepted decisions the seed selected (``u`` below the rate recorded with the
-        decision) whose own spot-check record is missing: the process stopped between the two. Each is written
-        now, saying so, so that the monitor's selection check and the review queue hold it."""
-        from .monitor import SPOT, selection_u
+    def _late_spot_check(self, decision: Mapping[str, Any], u: float) -> dict:
+        """Write the spot-check record of an accepted decision the seed selected (``u`` below the rate recorded
+        with it) whose own record is missing (the process stopped between the two), saying so, so that the
+        monitor's selection check and the review queue hold it; returns it as the log holds it (slim)."""
+        from .monitor import SPOT
 
-        checked = {r.get("decision_audit_id") for r in records if r.get("kind") == SPOT}
-        late = []
-        for r in records:
-            rate = r.get("spot_check_rate")
-            if r.get("kind") != "decision" or r.get("route") != "accept" or r.get("id") in checked \
-                    or not isinstance(rate, (int, float)) or self.policy.domain(r.get("domain")) is None:
-                continue
-            u = selection_u(self.policy.monitor.seed, r["id"])
-            if u < rate:
-                spot = {"decision_audit_id": r["id"], "domain": r["domain"], "u": u, "rate": rate,
-                        "min_per_day": self.policy.domain(r["domain"]).spot_check_min_per_day,  # type: ignore[union-attr]
-                        "selected_because": f"u {u:.6f} < spot_check_rate {rate} (recorded when a guard next started: "
-                                            "the process stopped before the spot-check record)"}  # fmt: skip
-                late.append({**spot, "kind": SPOT, "id": self.audit.append(spot, kind=SPOT).id})
-        return late
+        rate, domain = decision["spot_check_rate"], decision["domain"]
+        spot = {"decision_audit_id": decision["id"], "domain": domain, "u": u, "rate": rate,
+                "min_per_day": self.policy.domain(domain).spot_check_min_per_day,  # type: ignore[union-attr]
+                "selected_because": f"u {u:.6f} < spot_check_rate {rate} (recorded when a guard next started: "
+                                    "the process stopped before the spot-check record)"}  # fmt: skip
+        return {**spot, "kind": SPOT, "id": self.audit.append(spot, kind=SPOT).id}
 
     def _requeue_missing(self) -> None:
         """Put back in the review queue the answers the audit log holds as routed to review (or spot-checked)
         that a crash or a locked queue kept out of it, and say so (in the log and as a warning)."""
         if self.review_queue is None or self.audit is None or not Path(self.audit.path).exists():
             return
-        from .monitor import SPOT
+        from .monitor import SPOT, selection_u
         from .review.queue import item_wanted
 
+        queue = self.review_queue
         try:
-            # two passes over the log, holding only what routing kept: a long log is not read into memory
+            # One pass holding only what is missing: each stretch of promised items is looked up in the queue
+            # as it is read, so neither a long log nor a long queue is held in memory.
+            missing: set[str] = set()
+            spots: dict[str, dict] = {}  # spot-check records of decisions the queue lacks
+            spotted: set[str] = set()  # decisions with a spot-check record (a few per cent of the accepted)
+            selected: dict[str, tuple[dict, float]] = {}  # accepted decisions the seed picked: (slim, u)
+            pending: list[str] = []
             keep = ("id", "kind", "route", "domain", "spot_check_rate", "decision_audit_id", "selected_because")
-            slim = [{k: r.get(k) for k in keep} for r in self.audit
-                    if (r.get("kind") == "decision" and r.get("route") in ("review", "accept")) or r.get("kind") == SPOT]
-            slim += self._late_spot_checks(slim)
-            wanted = {w[0] for r in slim if (w := item_wanted(r)) is not None}
-            missing = wanted - self.review_queue.queued_ids()
+            for r in self.audit:
+                kind = r.get("kind")
+                if kind == "decision" and r.get("route") == "accept":
+                    rate = r.get("spot_check_rate")
+                    if isinstance(rate, (int, float)) and isinstance(r.get("id"), str) \
+                            and self.policy.domain(r.get("domain")) is not None:
+                        u = selection_u(self.policy.monitor.seed, r["id"])
+                        if u < rate:
+                            selected[r["id"]] = ({k: r.get(k) for k in keep}, u)
+                    continue
+                if kind == SPOT:
+                    spotted.add(str(r.get("decision_audit_id")))
+                if (want := item_wanted(r)) is None:
+                    continue
+                pending.append(want[0])
+                if kind == SPOT:
+                    spots[want[0]] = {k: r.get(k) for k in keep}
+                if len(pending) >= 5000:
+                    missing |= queue.absent(pending)
+                    pending = []
+            for did, (decision, u) in selected.items():
+                if did not in spotted:
+                    late = self._late_spot_check(decision, u)
+                    spots[did] = late
+                    pending.append(did)
+            missing |= queue.absent(pending)
+            spots = {d: r for d, r in spots.items() if d in missing}
             records = [r for r in self.audit if r.get("kind") == "decision" and r.get("id") in missing] if missing else []
-            records += [r for r in slim if r["kind"] == SPOT and r["decision_audit_id"] in missing]
-            put_back, lost = self.review_queue.recover(records) if missing else ([], [])
+            records += list(spots.values())
+            put_back, lost = queue.recover(records) if missing else ([], [])
         except HGuardError as exc:  # the guard still starts; the next start tries again
             warnings.warn(f"could not check the review queue against the audit log: {exc}", UserWarning, stacklevel=3)
             return

@@ -750,3 +750,34 @@ def test_a_log_that_cannot_be_opened_says_why_in_the_words_of_its_cause(tmp_path
     monkeypatch.setattr(files.os, "open", refused)
     with pytest.raises(AuditError, match=words):
         AuditLog(tmp_path / "audit.jsonl").append({"i": 1})
+
+
+def test_verify_resumes_from_a_verified_point_and_checks_only_what_was_appended(tmp_path):
+    key = b"k" * 32
+    log = AuditLog(tmp_path / "a.jsonl", key=key)
+    for i in range(5):
+        log.append({"i": i})
+    first = verify(log.path, key=key)
+    assert first.ok and first.resume is not None and first.resume.seq == 4 and not first.resumed
+    seen: list[int] = []
+    for i in range(5, 8):
+        log.append({"i": i})
+    again = verify(log.path, key=key, start=first.resume, on_record=lambda r: seen.append(r["i"]))
+    full = verify(log.path, key=key)
+    assert again.ok and again.resumed and seen == [5, 6, 7]  # only the appended records were read
+    assert (again.n_records, again.head_seq, again.head_hash) == (full.n_records, full.head_seq, full.head_hash)
+    assert again.resume == full.resume
+    # a record appended without the key after the point is caught, and no resume point is given past a break
+    with open(log.path, "a", encoding="utf-8") as f:
+        rec = {"i": 8, "id": "x" * 32, "kind": "decision", "seq": 8, "time": "t", "prev_hash": full.head_hash}
+        rec["hash"] = record_hash(rec)
+        f.write(canonical_json(rec) + "\n")
+    forged = verify(log.path, key=key, start=full.resume)
+    assert not forged.ok and forged.resume is None and "no MAC" in forged.problems[0].message
+    # a replaced file (another inode) is verified from its start, not from the old point
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(log.path.read_bytes())
+    os.replace(copy, log.path)
+    seen.clear()
+    whole = verify(log.path, key=key, start=full.resume, on_record=lambda r: seen.append(r["i"]))
+    assert not whole.resumed and seen == list(range(9)) and not whole.ok

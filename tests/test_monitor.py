@@ -844,3 +844,33 @@ def test_a_verdict_record_never_committed_to_the_queue_is_reported_not_counted(t
     rep = run_monitor(policy, act=False)
     assert rep["review_decisions_not_in_queue"] == {"n": 1, "items": [held.id]}
     assert "1 decision(s) held for review or picked for a spot-check are not in the review queue" in summary(rep)
+
+
+def test_the_monitor_state_replays_only_what_the_chain_gained_since_it_last_verified(tmp_path, monkeypatch):
+    import hguard.audit as audit_module
+
+    key = b"k" * 32
+    log = AuditLog(tmp_path / "audit.jsonl", key=key)
+    for _ in range(3):
+        log.append({"domain": "geo", "route": "review"})
+    state = tmp_path / "state.json"
+    ms = MonitorState(state, log.path, key=key)
+    starts = []
+    real = audit_module.verify
+    monkeypatch.setattr(audit_module, "verify", lambda *a, **k: starts.append(k.get("start")) or real(*a, **k))
+    assert ms.get("geo") is None and starts == [None]  # the first replay reads the whole chain
+    log.append({"domain": "geo", "accept_below": 0.1, "action": "stricter", "reason": "breach"}, kind="monitor_tighten")
+    state.write_text('{"format": "hguard-monitor-state", "domains": {}}')  # the monitor rewrote its file
+    st = ms.get("geo")
+    assert st.state == "tightened" and st.accept_below == 0.1  # the tightening appended since is replayed
+    assert starts[-1] is not None and starts[-1].seq == 2  # from where the last replay ended, not from line 1
+    # a lift appended by someone without the key is not replayed: the domain is held
+    with open(log.path, "a", encoding="utf-8") as f:
+        head = real(log.path, key=key)
+        rec = {"domain": "geo", "id": "f" * 32, "kind": "monitor_lift", "seq": head.head_seq + 1, "time": "t",
+               "prev_hash": head.head_hash, "reason": "forged"}
+        rec["hash"] = audit_module.record_hash(rec)
+        f.write(audit_module.canonical_json(rec) + "\n")
+    state.write_text('{"format": "hguard-monitor-state", "domains": {"geo": {"state": "normal"}}}')
+    held = ms.get("geo")
+    assert held.state == "tightened" and held.accept_below == 0.0 and "cannot be replayed" in held.reason

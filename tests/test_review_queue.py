@@ -557,3 +557,10 @@ def test_a_verdict_logged_but_never_committed_is_not_silently_outvoted(queue, au
     first, second = verdict_records(audit)
     assert first["id"] == orphan["id"] and second["supersedes"] == [orphan["id"]]
     assert queue.get("a").verdict.audit_record_id == second["id"]  # the committed one is the one that counts
+
+
+def test_absent_names_the_ids_the_queue_lacks_in_chunks(queue):
+    queue.enqueue(make_item("kept"))
+    ids = ["kept"] + [f"gone-{i}" for i in range(1200)] + ["kept"]  # more than one chunk, a repeat
+    assert queue.absent(ids) == {f"gone-{i}" for i in range(1200)}
+    assert queue.absent([]) == set()

@@ -44,7 +44,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -249,6 +249,18 @@ class ReviewQueue:
         """The id of every item in the queue, pending or decided."""
         with self._connection("list the queued items") as conn:
             return {row[0] for row in conn.execute("SELECT id FROM review_items")}
+
+    def absent(self, ids: Iterable[str]) -> set[str]:
+        """Which of ``ids`` no item of the queue has (pending or decided); asked in chunks, so a long audit log
+        can be checked against a long queue without holding either in memory."""
+        ids = list(dict.fromkeys(ids))
+        found: set[str] = set()
+        with self._connection("look up queued items") as conn:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(row[0] for row in conn.execute(f"SELECT id FROM review_items WHERE id IN ({marks})", chunk))
+        return set(ids) - found
 
     def recover(self, records=None) -> tuple[list[str], list[str]]:
         """Put back the items a decision's record promises but the queue lacks: the guard appends a decision

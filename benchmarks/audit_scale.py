@@ -1,0 +1,110 @@
+"""What a long audit log costs a guard: start-up time, first and later answers, and memory, by log length.
+
+    .venv/bin/python benchmarks/audit_scale.py                          # the figures in benchmarks/README.md
+    .venv/bin/python benchmarks/audit_scale.py --records 0 200 --out /tmp/a.json   # seconds (the smoke run)
+
+A guard reads its audit log when it starts (answers held for review that a crash kept out of the review
+queue are put back; the monitor state is checked against the chain, which must verify first) and again
+whenever the monitor rewrites its state file (only the records appended since the last check). This
+measures it on a tiny random model (the log, not the model, is what is timed): for each length, a fresh
+process fills a log with that many accepted decision records copied from one real one (written without
+fsync to save time; a guard writes each with fsync), then times ``Guard.from_policy``, a first answer, a
+state file rewritten by the monitor followed by an answer, and a later answer, and reports its peak RSS.
+
+Writes ``benchmarks/results/audit_scale.json`` (``--out``). Needs no model download.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+Q = "who is the author of the book ?"
+
+
+def _child(n: int, folder: Path) -> dict:
+    from hguard.audit import AuditLog
+    from hguard.calibrate.data import write_examples
+    from hguard.calibrate.pipeline import calibrate
+    from hguard.guard import Guard
+    from hguard.policy import Policy
+    from hguard.testing import tiny_examples, tiny_model
+
+    warnings.simplefilter("ignore")
+    lm = tiny_model("llama", seed=3)
+    write_examples(folder / "data.jsonl", tiny_examples(lm))
+    calibrate([folder / "data.jsonl"], folder / "probes", lm=lm, system_prompt="answer", max_new_tokens=4,
+              progress=False, plots=False)  # fmt: skip
+    policy = Policy.model_validate({
+        "version": 1, "probes": str(folder / "probes"), "audit": {"path": str(folder / "audit.jsonl")},
+        "review": {"queue": str(folder / "queue.sqlite3")}, "monitor": {"state": str(folder / "state.json")},
+        "generation": {"max_new_tokens": 4, "system_prompt": "answer"},
+        "domains": {"alpha": {"accept_below": 1.0, "abstain_above": 1.0, "spot_check_rate": 0.0}, "beta": {}},
+    })  # fmt: skip
+    Guard.from_policy(policy, lm=lm).invoke(Q, domain="alpha")  # one real decision record to copy
+    proto = [r for r in AuditLog(policy.audit.path) if r.get("kind") == "decision"][-1]
+    body = {k: v for k, v in proto.items() if k not in ("id", "seq", "time", "kind", "prev_hash", "hash", "mac", "nonfinite")}
+    fsync, os.fsync = os.fsync, (lambda fd: None)  # filling only: the guard's own appends below fsync
+    try:
+        log = AuditLog(policy.audit.path)
+        for _ in range(max(0, n - 1)):
+            log.append(dict(body))
+    finally:
+        os.fsync = fsync
+    size = policy.audit.path.stat().st_size
+    t0 = time.perf_counter()
+    guard = Guard.from_policy(policy, lm=lm)
+    t1 = time.perf_counter()
+    guard.invoke(Q, domain="alpha")
+    t2 = time.perf_counter()
+    policy.monitor.state.write_text('{"format": "hguard-monitor-state", "domains": {}}')  # the monitor ran
+    guard.invoke(Q, domain="alpha")
+    t3 = time.perf_counter()
+    guard.invoke(Q, domain="alpha")
+    t4 = time.perf_counter()
+    return {
+        "records": max(n, 1), "log_mb": round(size / 1e6, 1), "start_s": round(t1 - t0, 2),
+        "first_answer_s": round(t2 - t1, 2), "answer_after_state_rewrite_s": round(t3 - t2, 3),
+        "later_answer_s": round(t4 - t3, 3), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--records", type=int, nargs="+", default=[1, 20_000, 100_000, 200_000])
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "audit_scale.json")
+    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child is not None:
+        print(json.dumps(_child(args.child, args.folder)))
+        return 0
+    rows = []
+    for n in args.records:
+        with tempfile.TemporaryDirectory(prefix="hguard-audit-scale-") as tmp:
+            proc = subprocess.run([sys.executable, __file__, "--child", str(n), "--folder", tmp],
+                                  capture_output=True, text=True, check=False)  # fmt: skip
+            if proc.returncode != 0:
+                print(proc.stderr[-2000:], file=sys.stderr)
+                return 1
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            print(json.dumps(rows[-1]), flush=True)
+    result = {"threads": os.environ.get("HGUARD_THREADS", "default"), "load_average": os.getloadavg(), "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
