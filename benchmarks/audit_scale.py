@@ -80,13 +80,17 @@ def _child(n: int, folder: Path) -> dict:
     }  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--records", type=int, nargs="+", default=[1, 20_000, 100_000, 200_000])
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "audit_scale.json")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.child is not None:
         print(json.dumps(_child(args.child, args.folder)))
         return 0

@@ -144,6 +144,8 @@ def test_evaluate_prints_the_documented_json_shape(setup):
         assert {"n", "hallucination_rate", "refusal_rate", "auroc"} <= set(m)
         assert set(m["auroc"]) >= {"probe", "merged", "mean_logprob", "min_logprob", "entropy", "length", "random_neurons"}
         assert m["n"] == sum(e.domain == d for e in exs)
+        th = m["thresholds"]  # what the routing figures rest on, with the guarantee's terms
+        assert {"accept_below", "target", "confidence", "n_calibration"} <= set(th) and "out-of-fold" in th["fitted_on"]
     fam = res["domains"]["alpha"]["families"]["families"]
     assert set(fam) == {"t0", "t1", "t2"}
     for f, e in fam.items():
@@ -246,3 +248,33 @@ def test_a_family_that_cannot_be_held_out_keeps_its_answers_in_the_threshold_fit
     assert "answers of rare" in m["thresholds_fitted_on"] and "which saw their family" in m["thresholds_fitted_on"]
     scores = load_probe_dir(tmp_path / "p")["alpha"].metadata()["calibration_scores"]
     assert len(scores["risk"]) == m["train"]["n"] - m["train"]["refusals"]  # no training answer left out
+
+
+def test_a_family_only_in_the_held_out_split_is_reported_and_rows_without_one_are_said(tmp_path):
+    from hguard.calibrate.collect import _group_key
+    from hguard.calibrate.data import split_ids
+
+    lm = tiny_model("llama", seed=3)
+    exs = [e for e in _examples(lm) if e.domain == "alpha"]
+    _, test_groups = split_ids(sorted({_group_key(e) for e in exs}), test_fraction=0.3, seed=0)
+    test_groups = set(test_groups)
+    # rows of held-out facts get a family of their own; every other row a template family, but 5 rows none
+    late = [e.id for e in exs if _group_key(e) in test_groups][:6]
+    bare = [e.id for e in exs if _group_key(e) not in test_groups][:5]
+    rows = []
+    for k, e in enumerate(exs):
+        meta = {**e.meta, "family": "late" if e.id in late else f"t{k % 2}"}
+        if e.id in bare:
+            meta.pop("family")
+        rows.append(e.model_copy(update={"meta": meta}))
+    write_examples(tmp_path / "data.jsonl", rows)
+    with pytest.warns(UserWarning, match=r"5 of \d+ rows have no meta.family \(first: .*falls back to its fact group"):
+        report = calibrate([tmp_path / "data.jsonl"], tmp_path / "probes", lm=lm, system_prompt="answer", max_new_tokens=4,
+                           progress=False, plots=False, batch_size=16)  # fmt: skip
+    fam = report["domains"]["alpha"]["families"]
+    entry = fam["families"]["late"]
+    assert entry["n"] == len(late) and "held-out split" in entry["held_out_only"]
+    assert entry["correct"] + entry["hallucinated"] + entry["refusals"] == entry["n"]
+    assert entry.get("auroc") is not None or entry.get("no_figure") or entry.get("one_class")  # a figure or why not
+    assert "late has no training answer (all in the held-out split)" in report["domains"]["alpha"]["thresholds_fitted_on"]
+    assert "late (held-out split only)" in (tmp_path / "probes" / "report.md").read_text()

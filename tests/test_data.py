@@ -127,6 +127,7 @@ def test_load_tolerates_utf8_bom(tmp_path: Path) -> None:
         (row(kind="unanswerable", answers=["Paris"]), 'field \'answers\': must be [] on an "unanswerable" row (its right reply declines'),
         (row(answers=["True"], meta={"judge": "yesno"}), 'field \'answers\': must be ["yes"] or ["no"] on a meta.judge "yesno" row'),
         (row(meta={"family": ["capital"]}), "field 'meta.family': must be a string naming the row's kind of question (e.g. \"capital\"), or leave the key out (the row then falls back to its fact group) (got [\"capital\"])"),
+        (row(meta={"label": "Hallucinated"}), "field 'meta.label': must be \"correct\" or \"hallucinated\" (a reviewer's verdict, which replaces the judge's), or leave the key out to let the judge label the answer (got \"Hallucinated\")"),
         (row(anwsers=["Paris"]), "field 'anwsers': not a known field (allowed: id, question, answers, domain, context, kind, meta;"),
         ('{"id": "geo-9", "question": ', "not valid JSON (Expecting value at column 29)"),
         ('["geo-9", "What?"]', 'expected a JSON object with fields id, question, answers, domain (got ["geo-9", "What?"])'),

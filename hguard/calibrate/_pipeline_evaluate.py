@@ -161,6 +161,9 @@ def evaluate(
                             "judge_reason": r.get("judge_reason"), "merged_risk": risk, "ood_distance": d,
                             "out_of_distribution": far if k else None, "route_at_probe_thresholds": route})
         result["domains"][domain]["answers"] = answers
+        # what the routing figures rest on: the probe file's thresholds, their guarantee and its scores
+        result["domains"][domain]["thresholds"] = (
+            {**th.to_dict(), "fitted_on": cd.thresholds_fitted_on} if th is not None else None)
         result["domains"][domain]["families"] = figures_by_family(
             [family_of(e) for e in exs], [r["label"] for r in rows], scores,
             accept_below=th.accept_below if th else None, target=th.target if th else None,

@@ -159,6 +159,9 @@ class Example(BaseModel):
         if meta.get("judge") == "yesno" and self.answers not in (["yes"], ["no"]):
             raise _row_rule("answers", 'must be ["yes"] or ["no"] on a meta.judge "yesno" row (the reply is read by its '
                             'polarity); write True/False upstream labels as "yes"/"no"')
+        if "label" in meta and meta["label"] not in ("correct", "hallucinated"):
+            raise _row_rule("meta.label", 'must be "correct" or "hallucinated" (a reviewer\'s verdict, which replaces '
+                            "the judge's), or leave the key out to let the judge label the answer")
         if "family" in meta and not isinstance(meta["family"], str):
             raise _row_rule("meta.family", "must be a string naming the row's kind of question (e.g. \"capital\"), or "
                             "leave the key out (the row then falls back to its fact group)")

@@ -63,10 +63,23 @@ def family_of(example) -> str:
 
 
 def attach_families(rows: Sequence[dict], examples: Sequence) -> None:
-    """Set ``row["family"]`` from the example of the same id (rows come back from the collection)."""
+    """Set ``row["family"]`` from the example of the same id (rows come back from the collection), and say
+    once how many rows had no ``meta.family``: each of those is a family of its own fact (or row), so for
+    them leave-one-family-out holds out a fact, not a kind of question."""
+    import warnings
+
     by_id = {e.id: family_of(e) for e in examples}
     for r in rows:
         r["family"] = by_id.get(r["id"], f"id:{r['id']}")
+    bare = [e for e in examples if not isinstance((e.meta or {}).get("family"), str) or not e.meta["family"].strip()]
+    if bare:
+        no_group = sum(1 for e in bare if by_id[e.id].startswith("id:"))
+        warnings.warn(
+            f"{len(bare)} of {len(examples)} rows have no meta.family (first: {bare[0].id!r}): each falls back to its "
+            f"fact group (meta.group or meta.fact{f'; {no_group} have neither and are a family of one row' if no_group else ''}), "
+            "so the leave-one-family-out figures and the cross-family scores the thresholds are fitted on hold out "
+            "those facts, not a kind of question; set meta.family to the row's question template or sub-topic",
+            UserWarning, stacklevel=2)
 
 
 def _stable(key: str) -> int:
@@ -191,6 +204,9 @@ def evaluate_families(
                 if sub.rows else None,
                 "held_out_with": [g for g in fold["families"] if g != f],
             }
+            if fold.get("unseen_in_training"):
+                entry["held_out_only"] = ("no training answer: all of its rows are in the held-out split, so the "
+                                          "probe, merger and thresholds fitted on the whole training split never saw it")
             if "skipped" in fold:
                 entry["no_figure"] = fold["skipped"]
                 per_family[f] = entry
@@ -259,6 +275,12 @@ def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collec
                "at least two (set meta.family on the rows: the question template or sub-topic)")
         return {"no_figure": why}
     cf = cross_family_fit(tr, seed=seed, n_layers=n_layers, d_ff=d_ff, cv=FOLD_CV, probe_params=FOLD_PROBE, fit=fit)
+    # A family with no scored training answer (all of its rows fell in the held-out split) was never seen by the
+    # probe, merger and thresholds fitted on the whole training split: those are its leave-one-family-out fit.
+    unseen = sorted({r["family"] for r in domain_rows.rows} - set(names))
+    for f in unseen:
+        cf["folds"].append({"families": [f], "n_fit": len(tr.rows), "probe": fitted["probe"],
+                            "random_baseline": fitted["random_baseline"], "unseen_in_training": True})
     ok = np.isfinite(cf["oof_logit"])
     y = cf["y"]
     if ok.sum() and np.bincount(y[ok], minlength=2).min() >= 2:
@@ -277,7 +299,9 @@ def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collec
         fitted["thresholds_fitted_on"] = CROSS_FAMILY_SCORES + (
             f"; the {int((usable & ~ok).sum())} answers of {', '.join(left)} (no probe could be fitted without their "
             "family) are scored by the probes of the folds of answers instead, which saw their family"
-            if left else "")
+            if left else "") + (
+            f"; {', '.join(unseen)} ha{'s' if len(unseen) == 1 else 've'} no training answer (all in the held-out "
+            "split) and so no part in these scores (nor in a per-family certificate)" if unseen else "")
         fitted["ood"] = fit_ood(cf["oof_distance"], fitted_on=(
             "cross-family out-of-fold distances of the training split (each answer under a probe fitted without "
             "its family)"))

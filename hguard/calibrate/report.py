@@ -224,7 +224,7 @@ def families_markdown(report: dict) -> list[str]:
     for d, fam in doms.items():
         items = list((fam.get("families") or {}).items())
         for f, e in items[:MAX_FAMILY_ROWS]:
-            head = f"| {d} | {f} | {e['n']} | {e['correct']} | {e['hallucinated']} | {e['refusals']} | {_f(e.get('model_accuracy'), 2)} | "
+            head = f"| {d} | {f}{' (held-out split only)' if e.get('held_out_only') else ''} | {e['n']} | {e['correct']} | {e['hallucinated']} | {e['refusals']} | {_f(e.get('model_accuracy'), 2)} | "
             if e.get("no_figure"):
                 lines.append(head + f"no figure: {e['no_figure']} |" + " |" * (len(sig) + 1))
                 continue
