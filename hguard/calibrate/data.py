@@ -56,8 +56,8 @@ _DOMAIN_RE = re.compile(r"[a-z0-9_-]+\Z")
 # One wording per field, shared by direct construction and file loading, so a message found in a
 # traceback can be grepped for here.
 _RULES = {
-    "id": "must be a non-empty string",
-    "question": "must be a non-empty string",
+    "id": "must be a string with something other than whitespace in it",
+    "question": "must be a string with something other than whitespace in it",
     "answers": "must be a list of non-empty strings",
     "domain": "must be a slug of lowercase letters, digits, '_' or '-' (e.g. \"geography\")",
     "context": "must be a string when present",
