@@ -108,3 +108,22 @@ def test_feature_distance_threshold_and_review_reason():
     assert ood_problem(5.0, None) is None
     with pytest.raises(ValueError, match="reads 2 neurons"):
         feature_distance(_Probe(), [[1.0, 2.0, 3.0]])
+
+
+def test_a_repeated_question_is_kept_with_its_first_row_on_one_side_of_the_split_and_in_its_family():
+    from hguard.calibrate.families import attach_families
+
+    exs = [
+        Example(id="cal-1", question="Which port does HTTPS use?", answers=["443"], domain="it", meta={"family": "port", "fact": "https"}),
+        Example(id="cal-2", question="What does DNS stand for?", answers=["Domain Name System"], domain="it", meta={"family": "acronym"}),
+        # exported from review: same question, its own id as group, family "reviewed"
+        Example(id="rev-1", question="which port does  HTTPS use?", answers=["443"], domain="it", meta={"family": "reviewed", "label": "correct"}),
+        Example(id="other", question="Which port does HTTPS use?", answers=["443"], domain="net", meta={"family": "x"}),
+    ]
+    rows = [{"id": e.id, "question": e.question, "domain": e.domain, "group": f"g-{e.id}"} for e in exs]
+    with pytest.warns(UserWarning, match=r"1 row\(s\) repeat the question of another row of their domain \(first: 'rev-1' asks what 'cal-1' asks\)"):
+        attach_families(rows, exs)
+    by = {r["id"]: r for r in rows}
+    assert (by["rev-1"]["group"], by["rev-1"]["family"]) == ("g-cal-1", "port")
+    assert (by["other"]["group"], by["other"]["family"]) == ("g-other", "x")  # another domain: its own row
+    assert (by["cal-2"]["group"], by["cal-2"]["family"]) == ("g-cal-2", "acronym")

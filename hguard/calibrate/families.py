@@ -71,6 +71,7 @@ def attach_families(rows: Sequence[dict], examples: Sequence) -> None:
     by_id = {e.id: family_of(e) for e in examples}
     for r in rows:
         r["family"] = by_id.get(r["id"], f"id:{r['id']}")
+    _join_repeated_questions(rows)
     bare = [e for e in examples if not isinstance((e.meta or {}).get("family"), str) or not e.meta["family"].strip()]
     if bare:
         no_group = sum(1 for e in bare if by_id[e.id].startswith("id:"))
@@ -80,6 +81,29 @@ def attach_families(rows: Sequence[dict], examples: Sequence) -> None:
             "so the leave-one-family-out figures and the cross-family scores the thresholds are fitted on hold out "
             "those facts, not a kind of question; set meta.family to the row's question template or sub-topic",
             UserWarning, stacklevel=2)
+
+
+def _join_repeated_questions(rows: Sequence[dict]) -> None:
+    """Rows of one domain asking the same question (a reviewed answer exported back next to its calibration
+    row, a question pasted twice) are one data point for the split: each repeat takes the group and family
+    of the first row asking it (one not exported from review, when there is one), so no question is on both
+    sides of the held-out split or of a leave-one-family-out fold; said once in a warning."""
+    import warnings
+
+    first: dict[tuple[str, str], dict] = {}
+    for r in sorted(rows, key=lambda r: r["family"] == "reviewed"):  # a calibration row before its reviewed repeat
+        first.setdefault((r["domain"], " ".join(str(r.get("question", "")).lower().split())), r)
+    moved = []
+    for r in rows:
+        head = first[(r["domain"], " ".join(str(r.get("question", "")).lower().split()))]
+        if head is not r and (r["group"], r["family"]) != (head["group"], head["family"]):
+            r["group"], r["family"] = head["group"], head["family"]
+            moved.append((r["id"], head["id"]))
+    if moved:
+        warnings.warn(
+            f"{len(moved)} row(s) repeat the question of another row of their domain (first: {moved[0][0]!r} asks what "
+            f"{moved[0][1]!r} asks): each is kept with that row, on the same side of the held-out split and in its "
+            "family, so a repeated question is never tested against itself", UserWarning, stacklevel=3)
 
 
 def _stable(key: str) -> int:

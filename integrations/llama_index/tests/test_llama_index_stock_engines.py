@@ -176,3 +176,26 @@ def test_raise_on_raises_from_a_streaming_stock_query_engine(make_guard, index):
     response = index.as_query_engine(llm=llm, similarity_top_k=2, streaming=True).query(AUSTRALIA)
     with pytest.raises(NeedsReviewError):
         "".join(response.response_gen)
+
+
+@pytest.mark.parametrize("mode", ["tree_summarize", "accumulate"])
+def test_combining_response_modes_neither_accept_a_summary_of_answers_nor_lose_the_decision(tiny_probes, embedder, tmp_path, mode):
+    """tree_summarize asks the model to summarise its own answers to each chunk (the context is generated
+    text): that call goes to review, saying why. accumulate joins the answers: the response carries the
+    strictest of their decisions, with every audit id."""
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    docs = [Document(text=f"Canberra is the capital city of Australia. Note {i}: " + "the city was planned. " * 160)
+            for i in range(4)]
+    many = VectorStoreIndex.from_documents(docs, embed_model=HGuardEmbedding())
+    engine = many.as_query_engine(llm=HGuardLLM(guard, domain="alpha"), similarity_top_k=4, response_mode=mode)
+    response = engine.query(AUSTRALIA)
+    decisions = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
+    assert len(decisions) >= 2  # one guarded call per chunk (and, for tree_summarize, the summary)
+    if mode == "tree_summarize":
+        summary = decisions[-1]
+        assert summary["route"] == "review" and any("earlier answers" in r for r in summary["reasons"])
+        assert response.metadata["route"] == "review" and response.metadata["audit_id"] == summary["id"]
+    else:
+        assert response.metadata["route"] in ("accept", "review", "abstain")
+        assert set(response.metadata["audit_ids"]) <= {d["id"] for d in decisions} and len(response.metadata["audit_ids"]) >= 2
+        assert "joins" in response.metadata["reasons"][0]

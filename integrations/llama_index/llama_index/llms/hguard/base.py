@@ -41,7 +41,8 @@ from hguard.streaming import (
     raise_if_routed,
 )
 
-from .templates import DecidedStream, RAGPrompt, install_decision_metadata, is_condense_prompt, note_decision, read_rag_prompt
+from .templates import (DecidedStream, RAGPrompt, built_from_answers, earlier_answers, install_decision_metadata,
+                        is_condense_prompt, note_decision, read_rag_prompt)
 
 dispatcher = get_dispatcher(__name__)
 CONTEXT_NAME = "context"
@@ -196,7 +197,15 @@ class HGuardLLM(CustomLLM):
     # ---------------------------------------------------------------------------- stock engines
 
     def _rag_call(self, prompt: Any, prompt_args: dict[str, Any]) -> RAGPrompt | None:
-        return read_rag_prompt(prompt, prompt_args, llm=self)
+        rag = read_rag_prompt(prompt, prompt_args, llm=self)
+        if rag is not None and built_from_answers(rag.context, earlier_answers()):
+            # a summary of what the model answered before (tree_summarize): no retrieved passage grounds it, and a
+            # held earlier answer must not come back accepted inside it
+            rag.problems.append(context_not_identified(
+                "the context is this request's own earlier answers (a combining response mode such as "
+                "tree_summarize summarising them), not retrieved passages: nothing grounds the summary; use "
+                "response_mode 'compact' or 'refine', or HGuardQueryEngine"))
+        return rag
 
     def predict(self, prompt: Any, output_cls: Any = None, **prompt_args: Any) -> str:
         """A stock engine's call: a RAG prompt template is answered as question + retrieved context

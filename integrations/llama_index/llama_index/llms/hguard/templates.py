@@ -41,6 +41,7 @@ class RAGPrompt:
     context: str
     history: list[dict] = field(default_factory=list)
     system: Optional[str] = None
+    problems: list[str] = field(default_factory=list)  # why the answer must go to review whatever its risk
 
     def kwargs(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -48,6 +49,8 @@ class RAGPrompt:
             out["history"] = self.history
         if self.system:
             out["system"] = self.system
+        if self.problems:
+            out["problems"] = self.problems
         return out
 
 
@@ -123,6 +126,48 @@ def note_decision(text: GuardedText) -> None:
         _NOTED.setdefault(span, []).append((text.text, text.decision))
 
 
+def earlier_answers() -> list[str]:
+    """The texts of the answers this request's guarded calls gave so far: noted on the active span and on
+    the spans above it (a synthesizer's finished chunk calls hand theirs to it)."""
+    span = active_span_id.get()
+    out: list[str] = []
+    with _LOCK:
+        while span is not None:
+            out.extend(t for t, _ in _NOTED.get(span, []))
+            span = _PARENTS.get(span)
+    return out
+
+
+def built_from_answers(context: str, answers: list[str]) -> bool:
+    """Whether ``context`` is made of nothing but earlier answers of the same request: a combining
+    synthesizer (``tree_summarize``, and ``compact``/``refine`` repacking them) asking the model to summarise
+    what it answered before, not retrieved passages."""
+    rest = " ".join(context.split())
+    found = False
+    for text in sorted({" ".join(a.split()) for a in answers if a.strip()}, key=len, reverse=True):
+        if text in rest:
+            rest, found = rest.replace(text, " "), True
+    return found and not rest.strip()
+
+
+_SEVERITY = {"accept": 0, "review": 1, "abstain": 2}
+
+
+def combined_decision(text: str, noted: list[tuple[str, dict]]) -> dict | None:
+    """The decision of a response that joins several guarded answers (``accumulate``,
+    ``compact_accumulate``): the strictest of theirs (an unknown route counts as review), with every
+    decision's audit id; None unless at least two of the noted answers are in ``text``."""
+    parts = [d for t, d in noted if t.strip() and t in text]
+    if len(parts) < 2:
+        return None
+    worst = max(parts, key=lambda d: _SEVERITY.get(d.get("route"), 1))
+    route = worst.get("route") if worst.get("route") in _SEVERITY else "review"
+    return {**worst, "route": route, "audit_id": None, "audit_ids": [d.get("audit_id") for d in parts],
+            "risk": max((d["risk"] for d in parts if isinstance(d.get("risk"), (int, float))), default=None),
+            "reasons": [f"the response joins {len(parts)} guarded answers (a combining response mode): the strictest "
+                        f"route of theirs holds ({route})", *list(worst.get("reasons") or [])]}
+
+
 def _close(span: str, to_parent: bool) -> list[tuple[str, dict]]:
     """The decisions made inside ``span`` (now closing), handed on to its parent when ``to_parent``."""
     with _LOCK:
@@ -156,7 +201,7 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
         if isinstance(text, str) and text and hasattr(result, "metadata") and type(result).__name__ in _RESPONSES:
             if "audit_id" in (result.metadata or {}):
                 return None  # the response already carries its own decision (HGuardQueryEngine)
-            decision = next((d for t, d in reversed(noted) if t == text), None)
+            decision = next((d for t, d in reversed(noted) if t == text), None) or combined_decision(text, noted)
             if decision is not None:
                 result.metadata = {**(result.metadata or {}), **decision}
         return None
