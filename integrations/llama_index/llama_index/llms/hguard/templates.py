@@ -160,7 +160,7 @@ def combined_decision(text: str, noted: list[tuple[str, dict]]) -> dict | None:
     parts = [d for t, d in noted if t.strip() and t in text]
     if len(parts) < 2:
         return None
-    worst = max(parts, key=lambda d: _SEVERITY.get(d.get("route"), 1))
+    worst = max(parts, key=lambda d: _SEVERITY.get(str(d.get("route")), 1))
     route = worst.get("route") if worst.get("route") in _SEVERITY else "review"
     return {**worst, "route": route, "audit_id": None, "audit_ids": [d.get("audit_id") for d in parts],
             "risk": max((d["risk"] for d in parts if isinstance(d.get("risk"), (int, float))), default=None),
