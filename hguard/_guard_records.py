@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._guard_result import GuardResult
 from .policy import ACCEPT, REVIEW
+from .monitor import guarantee_of
 
 if TYPE_CHECKING:
     from .generation import Generator
@@ -75,6 +76,7 @@ class _Recording:
             "fingerprints": fingerprints or self.generator.fingerprints,  # the call's own when it had history or a system prompt
             "probe_id": result.probe_id,
             "thresholds": result.thresholds,
+            "guarantee": guarantee_of(self.policy, result.domain),
             "signals": result.signals,
             "risk": result.risk,
             "route": result.route,

@@ -102,6 +102,14 @@ def policy_id(policy) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def guarantee_of(policy, domain: str | None) -> dict[str, float] | None:
+    """The guarantee a decision of ``domain`` was made under (its target and confidence), recorded with it, so
+    that the monitor counts it as long as that domain's guarantee stands, whatever else of the policy changed
+    (a domain added, a rate tuned); None for a domain the policy does not list."""
+    dp = policy.domains.get(domain) if isinstance(domain, str) else None
+    return {"target": dp.target_hallucination_rate, "confidence": dp.confidence} if dp is not None else None
+
+
 def policy_hash(policy) -> str:
     """Which policy was in force, exactly (sha256, 16 hex): of its settings as loaded (a file's, or one built
     or changed in code). Unlike :func:`policy_id` (the guarantee: targets and confidences), it changes with
@@ -287,14 +295,25 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     records = list(AuditLog(audit_path))
     pid = policy_id(policy)
     decisions = [r for r in records if r.get("kind") == "decision"]
+
+    def foreign_to(r: Mapping[str, Any]) -> bool:
+        # made under another guarantee for its domain: evidence of another claim. A decision records its domain's
+        # guarantee (one written before that was recorded is judged by the whole policy's id)
+        if isinstance(r.get("guarantee"), Mapping):
+            return r.get("domain") in policy.domains and r["guarantee"] != guarantee_of(policy, r.get("domain"))
+        return bool(r.get("policy_id")) and r["policy_id"] != pid
+
     with_pid = [r for r in decisions if r.get("policy_id")]
-    if with_pid and with_pid[-1]["policy_id"] != pid:
+    if with_pid and foreign_to(with_pid[-1]):
         raise PolicyError(
-            f"audit log {audit_path} was last written under policy {with_pid[-1]['policy_id']}, not this policy "
-            f"({pid}, {policy.source}); monitor a log with the policy it was written under"
+            f"audit log {audit_path} was last written under policy {with_pid[-1]['policy_id']}, whose guarantee for "
+            f"domain {with_pid[-1].get('domain')!r} is not this policy's ({pid}, {policy.source}); monitor a log with "
+            "the policy it was written under"
         )
-    foreign = {r["id"] for r in with_pid if r["policy_id"] != pid}
+    foreign = {r["id"] for r in decisions if foreign_to(r)}
     decisions = [r for r in decisions if r["id"] not in foreign]
+    # what the foreign decisions promised (review items, spot-checks) is not this policy's to report either
+    records = [r for r in records if r.get("id") not in foreign and r.get("decision_audit_id") not in foreign]
     by_id = {r["id"]: r for r in decisions}
     queue = ReviewQueue(queue_path) if queue_path.exists() else None
     items = (queue.decided() + queue.pending(limit=None)) if queue is not None else []

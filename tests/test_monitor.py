@@ -226,9 +226,10 @@ def test_bad_monitor_keys_are_refused_naming_the_key(tmp_path, key, value, words
 # ------------------------------------------------------------------------------------------ a monitor run
 
 
-def _deploy(tmp_path, policy, n, halluc_rate, seed=0, queue=None, log=None):
-    """Write n accepted decisions (spot-checks selected as the guard does) and review every spot-check."""
-    from hguard.monitor import SPOT, spot_check_decision
+def _deploy(tmp_path, policy, n, halluc_rate, seed=0, queue=None, log=None, guarantee=False):
+    """Write n accepted decisions (spot-checks selected as the guard does) and review every spot-check;
+    ``guarantee``: each records its domain's guarantee, as the guard's decisions do."""
+    from hguard.monitor import SPOT, guarantee_of, spot_check_decision
 
     rng = random.Random(seed)
     log = log or AuditLog(policy.audit.path)
@@ -236,7 +237,8 @@ def _deploy(tmp_path, policy, n, halluc_rate, seed=0, queue=None, log=None):
     pid = policy_id(policy)
     for i in range(n):
         rec = log.append({"request_id": f"r{seed}-{i}", "policy_id": pid, "domain": "geo", "route": "accept",
-                          "risk": rng.random() * 0.3, "signals": {}, "question": "q", "answer": "a"}, kind="decision")  # fmt: skip
+                          "risk": rng.random() * 0.3, "signals": {}, "question": "q", "answer": "a",
+                          **({"guarantee": guarantee_of(policy, "geo")} if guarantee else {})}, kind="decision")  # fmt: skip
         spot = spot_check_decision(policy, "geo", rec.id, 10**9)
         if spot:
             log.append(spot, kind=SPOT)
@@ -874,3 +876,34 @@ def test_the_monitor_state_replays_only_what_the_chain_gained_since_it_last_veri
     state.write_text('{"format": "hguard-monitor-state", "domains": {"geo": {"state": "normal"}}}')
     held = ms.get("geo")
     assert held.state == "tightened" and held.accept_below == 0.0 and "cannot be replayed" in held.reason
+
+
+def test_a_policy_edit_keeps_the_evidence_of_domains_whose_guarantee_stands(tmp_path):
+    """Adding a domain changes the policy's id, not geo's guarantee: geo's decisions, spot-checks and verdicts
+    still count. Changing geo's target makes them evidence of another claim: left out, and neither reported
+    as missing from the queue nor as spot-check selection mismatches."""
+    from hguard.monitor import guarantee_of
+
+    policy = _pol(tmp_path, spot_check_rate=0.5)
+    _deploy(tmp_path, policy, 40, halluc_rate=0.1, guarantee=True)
+    before = run_monitor(policy, act=False)
+    grown = policy.model_copy(update={"domains": {**policy.domains, "hr": policy.domains["geo"]}})
+    assert policy_id(grown) != policy_id(policy) and guarantee_of(grown, "geo") == guarantee_of(policy, "geo")
+    after = run_monitor(grown, act=False)
+    assert after["foreign_decisions_left_out"] == 0
+    assert after["domains"]["geo"]["spot_checks"] == before["domains"]["geo"]["spot_checks"]
+    assert after["domains"]["geo"]["spot_checks"]["reviewed"] > 5
+    stricter = policy.model_copy(update={"domains": {
+        **policy.domains, "geo": policy.domains["geo"].model_copy(update={"target_hallucination_rate": 0.1})}})
+    with pytest.raises(PolicyError, match="guarantee for domain 'geo'"):
+        run_monitor(stricter, act=False)  # the log was last written under geo's other guarantee
+    log = AuditLog(policy.audit.path)
+    log.append({"request_id": "new", "policy_id": policy_id(stricter), "domain": "geo", "route": "review", "risk": 0.5,
+                "signals": {}, "question": "q", "answer": "a", "guarantee": guarantee_of(stricter, "geo")}, kind="decision")
+    ReviewQueue(policy.review.queue, audit=log).recover()
+    moved = run_monitor(stricter, act=False)
+    assert moved["foreign_decisions_left_out"] == 40
+    assert moved["review_decisions_not_in_queue"]["n"] == 0
+    assert moved["domains"]["geo"]["spot_checks"]["reviewed"] == 0
+    assert moved["domains"]["geo"]["selection_audit"]["mismatches"] == []  # its spot-checks are not "cherry-picked"
+    assert before["domains"]["geo"]["selection_audit"]["selected"] > 5
