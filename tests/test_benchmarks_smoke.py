@@ -1,7 +1,7 @@
 """The benchmarks run: run_all.py's registry lists every script in benchmarks/, the commands that
 benchmarks/README.md names parse with their script's options, and each benchmark's smoke run (tiny
 settings, the real default model, as a subprocess) exits 0 and writes its files outside
-benchmarks/results/. The twelve smoke runs took 262 s of CPU in all (one thread each; of the engines run's local Ray,
+benchmarks/results/. The twelve smoke runs took 262 s of CPU in all before audit_scale was added (its smoke run: about 10 s) (one thread each; of the engines run's local Ray,
 only the processes the driver reaps are counted)."""
 
 from __future__ import annotations
