@@ -115,13 +115,15 @@ def policy_hash(policy) -> str:
     or changed in code). Unlike :func:`policy_id` (the guarantee: targets and confidences), it changes with
     any setting, a hand-set threshold or a spot-check rate included. Paths count as the file names them, not
     where it lies: one in the policy's folder relative to it, one in hguard's own data as ``package:``, one in
-    the home folder from ``~``, so a policy folder moved or copied elsewhere keeps its hash.
+    the home folder from ``~``, one beside the policy folder (at most two levels up: ``../models``) relative to
+    it, so a policy folder moved or copied elsewhere (with its sibling folders) keeps its hash.
     ``hguard audit verify --policy FILE`` says which of a log's decisions were made under FILE."""
     import os
 
     from ._resources import DATA_DIR
 
-    bases = [(Path(policy.source).resolve().parent, "./")] if getattr(policy, "source", None) else []
+    folder = Path(policy.source).resolve().parent if getattr(policy, "source", None) else None
+    bases = [(folder, "./")] if folder is not None else []
     bases += [(DATA_DIR, "package:"), (Path.home().resolve(), "~/")]
 
     def portable(v):
@@ -135,6 +137,10 @@ def policy_hash(policy) -> str:
                     return name + Path(v).resolve().relative_to(base).as_posix()
                 except ValueError:
                     continue
+            if folder is not None:  # a sibling of the policy folder ("../models/x.gguf", "../my-probes")
+                rel = Path(os.path.relpath(Path(v).resolve(), folder)).as_posix()
+                if rel.split("/")[:3].count("..") <= 2 and not rel.startswith("../../../"):
+                    return "./" + rel
         return v
 
     body = json.dumps(portable(policy.model_dump(mode="json")), sort_keys=True, default=str)

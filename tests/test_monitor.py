@@ -331,6 +331,14 @@ def test_policy_hash_tells_apart_policies_of_one_guarantee(tmp_path):
         y for y in first.read_text().splitlines() if y.startswith("seed =")) for x in seeded) + "\n")
     assert first.read_text() == second.read_text()
     assert policy_hash(load_policy(first)) == policy_hash(load_policy(second))
+    # the README's layout for another model: the policy folder beside its models and probes folders
+    for top in ("site-a", "site-b"):
+        (tmp_path / top / "my-policy").mkdir(parents=True)
+        (tmp_path / top / "my-probes").mkdir()
+        (tmp_path / top / "my-policy" / "policy.toml").write_text(
+            'version = 1\nprobes = "../my-probes"\n[domains.geo]\ntarget_hallucination_rate = 0.2\nconfidence = 0.9\n')
+    moved = [policy_hash(load_policy(tmp_path / top / "my-policy" / "policy.toml")) for top in ("site-a", "site-b")]
+    assert moved[0] == moved[1]
 
 
 def test_only_verdicts_recorded_in_the_chain_count_and_the_anchor_is_checked(tmp_path):
