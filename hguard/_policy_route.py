@@ -228,7 +228,8 @@ def decide(
         f"risk {_fmt(r)} is between accept_below {_fmt(accept_below)} and abstain_above "
         f"{_fmt(abstain_above)} for {label}: review"
     )
-    if accept_below <= 0.0 and domain_policy.accept_below is None:  # a fitted 0 reads like a number that could be met
+    # a fitted 0 reads like a number that could be met (a monitor's tightening to 0 says so in its own reason)
+    if accept_below <= 0.0 and domain_policy.accept_below is None and "tightened by the monitor" not in thresholds.method:
         reasons.append(
             f"no accept threshold is certified for {label} at target {_fmt(thresholds.target)} with confidence "
             f"{_fmt(thresholds.confidence)}: no answer of it is accepted until the domain is recalibrated "

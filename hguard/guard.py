@@ -94,10 +94,12 @@ class Guard(_Scoring, _Recording):
         for folder in pol.probe_folders:
             if not Path(folder).is_dir():
                 # a wrong folder would send every answer to review with no word about why: refuse to start
-                where = f" (probes in {pol.source})" if pol.source is not None else ""
+                where = f" (probes in {pol.source}, whose relative paths start at its folder)" if pol.source is not None else ""
+                default = (model or pol.model) == "default"
                 raise PolicyError(
                     f"the probe folder {str(folder)!r}{where} does not exist; point probes at the folder "
-                    "`hguard calibrate --out` wrote, or use probes = \"package:smollm2-135m\" for the reference probes"
+                    "`hguard calibrate --out` wrote" + (", or use probes = \"package:smollm2-135m\" for the reference "
+                    "probes" if default else " for this model (the reference probes are the default model's)")
                 )
         if lm is None:
             try:

@@ -110,3 +110,17 @@ def test_calibrate_and_calibrate_rag_take_the_policys_system_prompt(monkeypatch,
         with pytest.raises(SystemExit):
             main([cmd, "--data", str(data), "--out", str(tmp_path / "o"), "--system-prompt", "You are a patient-education assistant."])
     assert seen == {"calibrate": "You are a patient-education assistant.", "calibrate_rag": "You are a patient-education assistant."}
+
+
+def test_calibrate_exits_1_when_a_domain_gets_no_probe(monkeypatch, tmp_path, capsys):
+    import hguard.calibrate.pipeline as pipeline
+    from hguard.cli import main
+
+    why = "the training split has 5 correct and 4 hallucinated answers; at least 8 of each are needed"
+    monkeypatch.setattr(pipeline, "calibrate", lambda *a, **kw: {
+        "domains": {}, "skipped": {"it_tiny": why}, "probe_fit": {"method": "memory", "reason": "small"}})
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"id": "q1", "question": "capital of france ?", "answers": ["paris"], "domain": "geo"}\n')
+    assert main(["calibrate", "--data", str(data), "--out", str(tmp_path / "o")]) == 1
+    out, err = capsys.readouterr()
+    assert f"it_tiny: skipped: {why}" in out and "1 domain(s) got no probe (it_tiny)" in err

@@ -107,6 +107,10 @@ def cmd_calibrate(args) -> int:
               + f": {pf['reason']}")
     for line in calibration_warnings(report, caught):
         print(f"hguard calibrate: warning: {line}", file=sys.stderr)
+    if report["skipped"]:  # a job checking the exit code must see that a domain got no probe
+        print(f"hguard calibrate: {len(report['skipped'])} domain(s) got no probe ({', '.join(report['skipped'])}): "
+              "see the reasons above; the others were written (exit 1)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -267,6 +271,10 @@ def cmd_calibrate_rag(args) -> int:
         if kc.get("why"):  # no detector: what that means for a policy that asks for the check
             print(f"  no knowledge-conflict detector: {kc['why']}; with knowledge_conflict = 'review' (the default) "
                   "every answer with context in these domains is held for review, 'trust_context' routes them as scored")
+    if report["skipped"]:
+        print(f"hguard calibrate-rag: {len(report['skipped'])} domain(s) got no RAG probe ({', '.join(report['skipped'])}): "
+              "see the reasons above; the others were written (exit 1)", file=sys.stderr)
+        return 1
     return 0
 
 
