@@ -228,10 +228,16 @@ def _ray_options(args):
 
 def _rag_line(m: dict) -> str:
     """One line of RAG figures: n with its classes, then the AUROCs (n/a where one class leaves none)."""
-    a = m["auroc"]
-    f = lambda k: "n/a" if a.get(k) is None else f"{a[k]:.3f}"  # noqa: E731
+    a, ci = m["auroc"], m.get("auroc_ci95") or {}
+
+    def f(k: str) -> str:
+        if a.get(k) is None:
+            return "n/a"
+        lo, hi = (ci.get(k) or (None, None))[:2]
+        return f"{a[k]:.3f}" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else "")
+
     return (f"n={m['n']} ({m['correct']} right, {m['hallucinated']} hallucinated, {m['refusals']} declined) "
-            f"AUROC merged={f('merged')} probe={f('probe')} grounding={f('grounding')}")
+            f"AUROC (95% interval) merged={f('merged')} probe={f('probe')} grounding={f('grounding')}")
 
 
 def cmd_calibrate_rag(args) -> int:

@@ -198,6 +198,10 @@ class HGuardLLM(CustomLLM):
 
     def _rag_call(self, prompt: Any, prompt_args: dict[str, Any]) -> RAGPrompt | None:
         rag = read_rag_prompt(prompt, prompt_args, llm=self)
+        if rag is not None and self.system_prompt and self.system_prompt.strip():
+            # the LLM's own system prompt (HGuardLLM(system_prompt=...)) is an instruction the answer is given under:
+            # it reaches the chat template and the fingerprints, as the template's system messages do
+            rag.system = "\n\n".join(x for x in (self.system_prompt, rag.system) if x)
         if rag is not None and built_from_answers(rag.context, earlier_answers()):
             # a summary of what the model answered before (tree_summarize): no retrieved passage grounds it, and a
             # held earlier answer must not come back accepted inside it
