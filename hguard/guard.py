@@ -112,8 +112,11 @@ class Guard(_Scoring, _Recording):
         if pol.probe_folders:
             guard.load_probes(pol.probe_folders)
         calibrated = {name for name, _ in guard._domains} | set(guard.probe_errors)
-        for name in sorted(set(pol.domains) - calibrated):  # routed to, but never calibrated
-            guard.probe_errors[name] = "no probe folder of the policy calibrates it"
+        for name in sorted(set(pol.domains) - calibrated):  # routed to, but never calibrated (or its file refused)
+            # a refused file is named by its file name ("hr.rag" for the RAG probe): said under its domain
+            refused = [f"{k}: {guard.probe_errors.pop(k)}" for k in sorted(guard.probe_errors) if k.startswith(f"{name}.")]
+            guard.probe_errors[name] = ("its probe file was refused (" + "; ".join(refused) + ")" if refused
+                                        else "no probe folder of the policy calibrates it")
         for warning in guard.uncertified_accept_thresholds().values():  # said once, when the guard starts
             warnings.warn(warning, UserWarning, stacklevel=2)
         for name, plan in sorted(guard._plans.items()):  # a knowledge-conflict check asked for that cannot run

@@ -135,3 +135,15 @@ def test_a_policy_may_name_several_probe_folders_and_a_domain_two_of_them_calibr
     assert r.route == "review" and any("all calibrate domain 'alpha'" in x for x in r.reasons), r.reasons
     with pytest.raises(Exception, match="empty list"):
         _guard(lm, [], tmp_path)
+
+
+def test_a_refused_rag_probe_file_is_said_under_its_domain_once(folder, tmp_path):
+    lm, probes = folder
+    (probes / "alpha.json").unlink()
+    (probes / "alpha.rag.json").write_text("{not a probe")  # the only file of alpha, unreadable
+    with pytest.warns(UserWarning) as caught:
+        g = _guard(lm, probes, tmp_path)
+    said = [str(w.message) for w in caught if "is not scored" in str(w.message)]
+    assert any(m.startswith("domain 'alpha' is not scored: its probe file was refused (alpha.rag: ") for m in said)
+    assert not any("'alpha.rag'" in m for m in said) and "no probe folder" not in " ".join(said)
+    assert g.invoke(Q, domain="alpha").route == "review"
