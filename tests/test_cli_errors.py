@@ -198,3 +198,15 @@ def test_version_and_a_probe_folder_that_does_not_exist(tmp_path):
     data.write_text('{"id": "a", "question": "q?", "answers": ["x"], "domain": "d"}\n')
     _one_clear_line(run("evaluate", "--probes", str(tmp_path / "nope"), "--data", str(data), "--json"),
                     "the probe folder", "does not exist")
+
+
+def test_calibration_warns_when_the_certified_threshold_accepts_every_answer():
+    from hguard.cli import calibration_warnings
+
+    report = {"domains": {"finance": {"auroc": {"merged": 0.7}, "auroc_ci95": {"merged": [0.6, 0.8]}, "n_scored": 57,
+                                      "hallucination_rate": 0.74, "at_target": {"target": 0.8, "accept_below": 1.0}},
+                          "geo": {"auroc": {"merged": 0.7}, "auroc_ci95": {"merged": [0.6, 0.8]}, "n_scored": 57,
+                                  "hallucination_rate": 0.5, "at_target": {"target": 0.2, "accept_below": 0.3}}}}
+    (line,) = calibration_warnings(report, [])
+    assert line.startswith("domain 'finance': the certified accept threshold is 1.0, which accepts every answer")
+    assert "(74% of 57 held-out answers) is within the target 0.8" in line

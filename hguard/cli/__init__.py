@@ -164,6 +164,16 @@ def calibration_warnings(report: dict, caught) -> list[str]:
                 f"{halluc} hallucinated); do not rely on its scores: add labelled answers (more questions, more kinds) "
                 "and calibrate again"
             )
+        t = m.get("at_target") or {}
+        if t.get("accept_below") is not None and t["accept_below"] >= 1.0:
+            rate = m.get("hallucination_rate")
+            lines.append(
+                f"domain {d!r}: the certified accept threshold is 1.0, which accepts every answer: the hallucination "
+                f"rate itself ({rate:.0%} of {m['n_scored']} held-out answers) is within the target {t['target']:g}, so "
+                "the guarantee asks nothing of the risk; set the target you mean to hold (`--target`), well below "
+                "the model's error rate" if rate is not None else
+                f"domain {d!r}: the certified accept threshold is 1.0, which accepts every answer (target {t['target']:g})"
+            )
         summary = (m.get("families") or {}).get("summary") or {}
         for scope, au in (("held-out facts", m.get("auroc") or {}), ("held-out families (mean)", summary.get("mean_auroc") or {})):
             p, mg, rnd = au.get("probe"), au.get("merged"), au.get("random_neurons")
