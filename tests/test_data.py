@@ -493,3 +493,16 @@ def test_a_mistyped_misleading_answer_key_is_said(tmp_path: Path) -> None:
     path.write_text(json.dumps(row) + "\n")
     with pytest.warns(UserWarning, match=r"meta key 'misleading_answr' .* did you mean 'meta.misleading_answer'"):
         load_examples(path)
+
+
+def test_every_bad_row_is_counted_in_the_one_line_that_names_the_first(tmp_path: Path) -> None:
+    p = tmp_path / "d.jsonl"
+    good = [row(id=f"ok-{i}") for i in range(3)]
+    lines = [good[0], row(id="b1", question=" "), good[1], "{not json", row(id="b2", answers=[])] + \
+        [row(id=f"b{i}", domain="Bad Domain") for i in range(3, 10)] + [good[2]]
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as e:
+        load_examples(p)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{p} line 2: field 'question'")
+    assert "(and 9 more bad rows: " in msg and f"{p} line 4, {p} line 5," in msg and msg.endswith(", ...)")

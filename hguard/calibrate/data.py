@@ -261,12 +261,14 @@ def _expand(path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathLike[s
 def load_examples(path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Example]:
     """Read and validate every row of one or more JSONL files (a directory means its *.jsonl files).
 
-    Blank lines are allowed. The first problem raises DataError naming the file, line and field;
-    nothing is skipped. Ids must be unique across everything loaded in one call, because splits and
-    stored results are keyed by id.
+    Blank lines are allowed. A bad row raises DataError naming the file, line and field of the first one,
+    after every row was checked: the same line counts the other bad rows and names the first few, so a
+    file is mended in one pass; nothing is skipped. Ids must be unique across everything loaded in one
+    call, because splits and stored results are keyed by id.
     """
     examples: list[Example] = []
     seen: dict[str, tuple[Path, int]] = {}
+    bad: list[tuple[str, str]] = []  # (where, what) of each bad row
     for path in _expand(path_or_paths):
         if not path.is_file():
             raise DataError(f"{path}: calibration file not found; check the path (cwd is {Path.cwd()})")
@@ -274,45 +276,66 @@ def load_examples(path_or_paths: str | os.PathLike[str] | Iterable[str | os.Path
         with path.open("rb") as fh:
             for lineno, raw in enumerate(fh, start=1):
                 try:
-                    text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-                except UnicodeDecodeError as e:
-                    raise DataError(
-                        f"{path} line {lineno}: not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 4]!r});"
-                        " re-save the file as UTF-8"
-                    ) from None
-                text = text.rstrip("\r\n")
-                if not text.strip():
+                    ex = _read_row(path, lineno, raw, seen)
+                except DataError as e:
+                    bad.append((f"{path} line {lineno}", str(e)))
+                    n_rows += 1
                     continue
-                try:
-                    row = json.loads(text)
-                except json.JSONDecodeError as e:
-                    raise DataError(
-                        f"{path} line {lineno}: not valid JSON ({e.msg} at column {e.colno}) (got {_show(text.strip())});"
-                        " fix the row or remove it"
-                    ) from None
-                if not isinstance(row, dict):
-                    raise DataError(
-                        f"{path} line {lineno}: expected a JSON object with fields {', '.join(_REQUIRED)}"
-                        f" (got {_show(row)}); fix the row or remove it"
-                    )
-                try:
-                    ex = Example.model_validate(row)
-                except ValidationError as e:
-                    raise DataError(f"{path} line {lineno}: {_describe(e.errors()[0], row)}; fix the row or remove it") from None
-                if ex.id in seen:
-                    other_path, other_line = seen[ex.id]
-                    where = f"line {other_line}" if other_path == path else f"{other_path} line {other_line}"
-                    raise DataError(
-                        f"{path} line {lineno}: field 'id': duplicate id {_show(ex.id)} (first at {where});"
-                        " ids must be unique, rename one row or remove it"
-                    )
-                seen[ex.id] = (path, lineno)
-                examples.append(ex)
-                n_rows += 1
+                if ex is not None:
+                    seen[ex.id] = (path, lineno)
+                    examples.append(ex)
+                    n_rows += 1
         if n_rows == 0:
             raise DataError(f"{path}: file has no rows; add examples or leave the file out")
+    if bad:
+        rest = bad[1:]
+        more = (f" (and {len(rest)} more bad row{'s' if len(rest) > 1 else ''}: "
+                + ", ".join(w for w, _ in rest[:_MORE_SHOWN]) + (", ..." if len(rest) > _MORE_SHOWN else "") + ")"
+                if rest else "")
+        raise DataError(bad[0][1] + more)
     _warn_mistyped_meta(examples, seen)
     return examples
+
+
+_MORE_SHOWN = 5  # other bad rows named by line after the first one's full message
+
+
+def _read_row(path: Path, lineno: int, raw: bytes, seen: dict[str, tuple[Path, int]]) -> Example | None:
+    """One line of a calibration file as an Example (None for a blank line); DataError names what is wrong."""
+    try:
+        text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{path} line {lineno}: not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 4]!r});"
+            " re-save the file as UTF-8"
+        ) from None
+    text = text.rstrip("\r\n")
+    if not text.strip():
+        return None
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(
+            f"{path} line {lineno}: not valid JSON ({e.msg} at column {e.colno}) (got {_show(text.strip())});"
+            " fix the row or remove it"
+        ) from None
+    if not isinstance(row, dict):
+        raise DataError(
+            f"{path} line {lineno}: expected a JSON object with fields {', '.join(_REQUIRED)}"
+            f" (got {_show(row)}); fix the row or remove it"
+        )
+    try:
+        ex = Example.model_validate(row)
+    except ValidationError as e:
+        raise DataError(f"{path} line {lineno}: {_describe(e.errors()[0], row)}; fix the row or remove it") from None
+    if ex.id in seen:
+        other_path, other_line = seen[ex.id]
+        where = f"line {other_line}" if other_path == path else f"{other_path} line {other_line}"
+        raise DataError(
+            f"{path} line {lineno}: field 'id': duplicate id {_show(ex.id)} (first at {where});"
+            " ids must be unique, rename one row or remove it"
+        )
+    return ex
 
 
 # The meta keys calibration reads (README "Calibration data"); any other key travels unread.
