@@ -210,3 +210,7 @@ def test_calibration_warns_when_the_certified_threshold_accepts_every_answer():
     (line,) = calibration_warnings(report, [])
     assert line.startswith("domain 'finance': the certified accept threshold is 1.0, which accepts every answer")
     assert "(74% of 57 held-out answers) is within the target 0.8" in line
+
+
+def test_ask_refuses_a_mistyped_domain_before_loading_the_model():
+    _one_clear_line(run("ask", "q?", "--domain", "geograhpy"), "--domain 'geograhpy'", "did you mean 'geography'?")

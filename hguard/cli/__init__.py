@@ -357,6 +357,17 @@ def cmd_ask(args) -> int:
     if context is not None and not context.strip():  # refused before the model loads; nothing is generated
         raise InputError(f"--context file {args.context!r} is empty or only whitespace; pass a file with the "
                          "retrieved passages' text, or leave --context out for a question without one")
+    if args.domain is not None:  # a mistyped name is refused before the model loads and answers
+        from .._guard_scoring import _near
+        from .._resources import DEFAULT_POLICY
+        from ..policy import load_policy
+
+        domains = load_policy(args.policy or DEFAULT_POLICY).domains
+        if args.domain not in domains:
+            near = _near(args.domain, set(domains))
+            raise InputError(f"--domain {args.domain!r} is not a domain of the policy"
+                             + (f"; did you mean {near!r}?" if near else f" (its domains: {', '.join(sorted(domains))})")
+                             + " Leave --domain out to let the guard choose")
     with warnings.catch_warnings(record=True) as said:  # hguard's own start-up warnings, as one line each
         warnings.simplefilter("always", UserWarning)
         guard = Guard.from_policy(args.policy, model=args.model)
