@@ -209,3 +209,22 @@ def test_the_llms_own_system_prompt_reaches_the_answer_and_its_fingerprint(tiny_
     a, b = (AuditLog(guard.audit.path).find(r.metadata["audit_id"]) for r in (plain, told))
     assert a["fingerprints"] != b["fingerprints"]  # the instruction is part of what was asked
     assert b["route"] == "review" and any("fingerprint" in r for r in b["reasons"])  # not what the probe was fitted on
+
+
+@pytest.mark.parametrize("how", ["aquery-streaming", "astream_chat-context"])
+def test_async_streaming_stock_engines_score_the_retrieved_nodes(tiny_probes, embedder, tmp_path, index, how):
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    llm = HGuardLLM(guard, domain="alpha")
+
+    async def run():
+        if how == "aquery-streaming":
+            r = await index.as_query_engine(llm=llm, similarity_top_k=2, streaming=True).aquery(AUSTRALIA)
+            return "".join([t async for t in r.async_response_gen()])
+        r = await index.as_chat_engine(chat_mode="context", llm=llm, similarity_top_k=2).astream_chat(AUSTRALIA)
+        return "".join([t async for t in r.async_response_gen()])
+
+    text = asyncio.run(run())
+    (rec,) = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
+    assert "Canberra is the capital city of Australia." in rec["context"]  # the passages were read, not "not identified"
+    assert not any("context not identified" in r for r in rec["reasons"])
+    assert rec["route"] == "accept" and text == rec["answer"] and rec["question"] == AUSTRALIA

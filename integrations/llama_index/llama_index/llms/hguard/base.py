@@ -238,6 +238,23 @@ class HGuardLLM(CustomLLM):
             return super().stream(prompt, **prompt_args)
         return DecidedStream(self.stream_complete(rag.question, formatted=True, context=rag.context, **rag.kwargs()))
 
+    async def astream(self, prompt: Any, **prompt_args: Any) -> Any:
+        """The async streaming synthesizer's call (``aquery`` with ``streaming=True``, a chat engine's
+        ``astream_chat``): a RAG template is answered and scored as :meth:`stream` does."""
+        rag = self._rag_call(prompt, prompt_args)
+        if rag is None:
+            return await super().astream(prompt, **prompt_args)
+        pieces = await self.astream_complete(rag.question, formatted=True, context=rag.context, **rag.kwargs())
+
+        async def tokens() -> Any:
+            async for r in pieces:
+                if r.additional_kwargs.get("route") is not None:
+                    note_decision(GuardedText(r.text, r.additional_kwargs))
+                if r.delta:
+                    yield r.delta
+
+        return tokens()
+
     def _condense(self, prompt: str) -> CompletionResponse:
         """The chat engines' question rewrite: generated plainly (no decision, no review mark)."""
         (g,) = self._guard.generator.generate([prompt], neurons=None)
