@@ -228,3 +228,11 @@ def test_async_streaming_stock_engines_score_the_retrieved_nodes(tiny_probes, em
     assert "Canberra is the capital city of Australia." in rec["context"]  # the passages were read, not "not identified"
     assert not any("context not identified" in r for r in rec["reasons"])
     assert rec["route"] == "accept" and text == rec["answer"] and rec["question"] == AUSTRALIA
+
+
+def test_simple_summarize_passes_its_chunks_as_a_list_and_they_are_read_as_the_context(tiny_probes, embedder, tmp_path, index):
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    r = index.as_query_engine(llm=HGuardLLM(guard, domain="alpha"), similarity_top_k=2, response_mode="simple_summarize").query(AUSTRALIA)
+    rec = _scored(guard, r.metadata)
+    assert "Canberra is the capital city of Australia." in rec["context"]
+    assert not any("context not identified" in x for x in rec["reasons"])

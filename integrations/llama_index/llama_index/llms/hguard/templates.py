@@ -60,7 +60,10 @@ def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None) -> RAGPr
     ``query_str`` that way)."""
     args = {**(getattr(prompt, "kwargs", None) or {}), **args}
     question = args.get("query_str")
-    context = args.get("context_str", args.get("context_msg"))
+    context = args.get("context_str", args.get("context_msg", args.get("context_messages")))
+    if isinstance(context, (list, tuple)) and context:  # simple_summarize passes its truncated chunks as a list
+        parts = [c if isinstance(c, str) else getattr(c, "content", None) for c in context]
+        context = "\n".join(parts) if all(isinstance(p, str) for p in parts) else None
     if not isinstance(question, str) or not isinstance(context, str) or not context.strip():
         return None
     history: list[dict] = []
