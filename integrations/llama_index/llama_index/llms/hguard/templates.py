@@ -63,7 +63,8 @@ def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None) -> RAGPr
     context = args.get("context_str", args.get("context_msg", args.get("context_messages")))
     if isinstance(context, (list, tuple)) and context:  # simple_summarize passes its truncated chunks as a list
         parts = [c if isinstance(c, str) else getattr(c, "content", None) for c in context]
-        context = "\n".join(parts) if all(isinstance(p, str) for p in parts) else None
+        texts = [p for p in parts if isinstance(p, str)]
+        context = "\n".join(texts) if len(texts) == len(parts) else None
     if not isinstance(question, str) or not isinstance(context, str) or not context.strip():
         return None
     history: list[dict] = []
