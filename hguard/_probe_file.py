@@ -50,11 +50,24 @@ def check_fingerprints(metadata: Mapping[str, Any], expected: Mapping[str, Any])
     for key, want in expected.items():
         if want is None:
             continue
+        fix = f" ({FINGERPRINT_FIXES[key]})" if key in FINGERPRINT_FIXES else ""
         if key not in metadata:
-            problems.append(f"{key}: the probe records none, this setup has {want!r}")
+            problems.append(f"{key}: the probe records none, this setup has {want!r}{fix}")
         elif metadata[key] != want:
-            problems.append(f"{key}: the probe was calibrated with {metadata[key]!r}, this setup has {want!r}")
+            problems.append(f"{key}: the probe was calibrated with {metadata[key]!r}, this setup has {want!r}{fix}")
     return problems
+
+
+# What to do about each kind of fingerprint difference (a hash alone says only that something differs).
+FINGERPRINT_FIXES = {
+    "system_prompt_fingerprint": "the answer was asked under another system prompt than the calibration's: use the "
+    "calibration's ([generation] system_prompt, or none in the call) or recalibrate with `--system-prompt`",
+    "chat_template_fingerprint": "the model's chat template differs from the calibration's: serve the model the probe "
+    "was calibrated on, or recalibrate",
+    "model_fingerprint": "another model file than the calibration's: serve that model, or recalibrate for this one",
+    "history_fingerprint": "a conversation history, which a single-turn calibration does not cover",
+    "context_prompt_fingerprint": "another prompt for requests with context than the calibration's: recalibrate",
+}
 
 
 # ------------------------------------------------------------------------------------------- JSON

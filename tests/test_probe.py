@@ -498,8 +498,10 @@ def test_check_fingerprints_lists_every_difference():
     assert len(problems) == 2
     assert "model_fingerprint" in problems[0] and "'model-aaaa'" in problems[0] and "'m2'" in problems[0]
     assert "system_prompt_fingerprint" in problems[1] and "'s2'" in problems[1]
+    assert "recalibrate with `--system-prompt`" in problems[1]  # a hash difference comes with what to do
     missing = check_fingerprints({"domain": "capitals"}, {"model_fingerprint": "m"})
-    assert missing == ["model_fingerprint: the probe records none, this setup has 'm'"]
+    assert missing == ["model_fingerprint: the probe records none, this setup has 'm' (another model file than the "
+                       "calibration's: serve that model, or recalibrate for this one)"]
 
 
 def test_metadata_must_be_json(probe, tmp_path):
