@@ -38,6 +38,11 @@ def summary(report: Mapping[str, Any]) -> str:
         lines.append(f"  {nq['n']} decision(s) held for review or picked for a spot-check are not in the review queue "
                      f"(a process stopped, or the queue was locked, between the two; e.g. {', '.join(nq['items'])}): "
                      "nobody reviews them until a guard started on this policy puts them back")
+    qd = report.get("queue_items_differing_from_log") or {}
+    if qd.get("n"):
+        lines.append(f"  {qd['n']} review queue item(s) say otherwise than their decision records (domain or spot-check "
+                     f"flag; e.g. {', '.join(qd['items'])}): the queue file was edited or written by something else; the "
+                     "figures above read the audit chain")
     out = report.get("outside_domains") or {}
     if out.get("n_decisions"):
         where = ", ".join(f"{n} {'with no domain' if d == 'None' else f'in {d!r}'}" for d, n in sorted(out["by_domain"].items()))

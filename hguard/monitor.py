@@ -344,6 +344,11 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     superseded = {x for r in recorded.values() for x in (r.get("supersedes") or [])}
     never_committed = [rid for rid, r in recorded.items() if rid not in committed and rid not in superseded
                        and r.get("item_id") in {it.id for it in items}]
+    spotted = {r.get("decision_audit_id") for r in records if r.get("kind") == SPOT}
+    # queue rows whose own columns say otherwise than the chain (edited, or written by something else): the
+    # figures read the chain; the rows are named so that someone looks at the queue file
+    differing = [it.id for it in items if bool(it.spot_check) != (it.audit_id in spotted)
+                 or it.domain != by_id[it.audit_id].get("domain")]
     meta = _probe_meta(policy)
     states = replay(records)
     selection = check_selection(policy, [r for r in records if r.get("kind") == SPOT or r.get("id") in by_id])
@@ -356,6 +361,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         "verdicts_not_in_chain": {"n": len(unrecorded), "items": [it.id for it in unrecorded[:5]]},
         "verdict_records_never_committed": {"n": len(never_committed), "records": never_committed[:5]},
         "review_decisions_not_in_queue": _not_queued(records, items, queue is not None),
+        "queue_items_differing_from_log": {"n": len(differing), "items": differing[:5]},
         "outside_domains": _outside(decisions, items, policy),
     }  # fmt: skip
     for name, dp in policy.domains.items():
@@ -378,13 +384,16 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         dom = [r for r in decisions if r.get("domain") == name]
         fresh = [r for r in dom if since is None or (r.get("time") or "") > since]
         fresh_ids = {r["id"] for r in fresh}
-        spot_items = [it for it in items if it.spot_check and it.audit_id in fresh_ids]
+        # what the chain says, not the queue's columns: a spot-check is an accepted decision with its spot_check record
+        spot_items = [it for it in items if it.audit_id in fresh_ids and it.audit_id in spotted
+                      and by_id[it.audit_id].get("route") == "accept"]
         reviewed = [(it, it.verdict.label) for it in spot_items if it.verdict is not None]
         k = sum(label == "hallucinated" for _, label in reviewed)
         n = len(reviewed)
         lcb, ucb = live_bounds(k, n, dp.confidence, dp.live_bounds)
         n_min = min_checks(dp.target_hallucination_rate, dp.confidence, dp.live_bounds)
-        routed = [it.verdict.label for it in items if not it.spot_check and it.domain == name and it.verdict is not None]
+        routed = [it.verdict.label for it in items if it.verdict is not None and by_id[it.audit_id].get("route") == "review"
+                  and by_id[it.audit_id].get("domain") == name]
         routes = Counter(r.get("route") for r in dom)
         w = dp.drift_window
         sims = [((r.get("domain_choice") or {}).get("similarities") or {}).get(name) for r in dom]

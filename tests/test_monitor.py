@@ -915,3 +915,24 @@ def test_a_policy_edit_keeps_the_evidence_of_domains_whose_guarantee_stands(tmp_
     assert moved["domains"]["geo"]["spot_checks"]["reviewed"] == 0
     assert moved["domains"]["geo"]["selection_audit"]["mismatches"] == []  # its spot-checks are not "cherry-picked"
     assert before["domains"]["geo"]["selection_audit"]["selected"] > 5
+
+
+def test_the_monitor_reads_spot_checks_and_domains_from_the_chain_not_the_queue_columns(tmp_path):
+    import sqlite3
+
+    policy = _pol(tmp_path, spot_check_rate=0.5)
+    log, queue = _deploy(tmp_path, policy, 30, halluc_rate=0.0)
+    before = run_monitor(policy, act=False)["domains"]["geo"]["spot_checks"]
+    held = []
+    for i in range(3):  # answers routed to review, queued and judged hallucinated
+        rec = log.append({"request_id": f"h{i}", "policy_id": policy_id(policy), "domain": "geo", "route": "review",
+                          "risk": 0.5, "signals": {}, "question": "q", "answer": "a"}, kind="decision")
+        queue.enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": "geo"})
+        held.append(rec.id)
+    with sqlite3.connect(queue.path) as conn:  # someone makes them look like spot-checks of accepted answers
+        conn.executemany("UPDATE review_items SET spot_check = 1 WHERE audit_id = ?", [(h,) for h in held])
+    for h in held:
+        queue.decide(h, verdict="hallucinated", reviewer="tester")
+    rep = run_monitor(policy, act=False)
+    assert rep["domains"]["geo"]["spot_checks"] == before  # the forged flags add no spot-check evidence
+    assert rep["queue_items_differing_from_log"]["n"] == 3

@@ -483,8 +483,12 @@ def test_cli_list_and_export(queue, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "wrote 2 reviewed rows" in out and "skipped ok: its question, context or answer differ" in out
     assert "skipped waiting: its verdict has no review_verdict record in the audit log" in out
+    with sqlite3.connect(queue.path) as conn:  # a decided item moved to another domain would calibrate that one
+        conn.execute("UPDATE review_items SET domain = 'chemistry' WHERE id = 'bad'")
+    assert cli_main(["export", "--queue", str(queue.path), *audit, "--out", str(out_file)]) == 0
+    assert "skipped bad: its domain 'chemistry' is not the 'geography' its verdict record" in capsys.readouterr().out
     assert cli_main(["export", "--queue", str(queue.path), "--no-audit", "--out", str(out_file), "--domain", "geography"]) == 0
-    assert "wrote 4 reviewed rows" in capsys.readouterr().out  # unchecked, on purpose
+    assert "wrote 3 reviewed rows" in capsys.readouterr().out  # unchecked, on purpose ('bad' is chemistry's now)
 
 
 def test_cli_without_policy_or_queue_reads_the_default_policys_queue(tmp_path, monkeypatch, capsys):

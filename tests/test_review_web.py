@@ -534,3 +534,17 @@ def test_an_item_edited_in_the_queue_file_is_flagged_when_the_page_is_opened(que
     r = c.get("/items/low")
     assert r.status_code == 200
     assert "A verdict cannot be recorded here" in r.text and "differs from its decision record" in r.text
+
+
+@pytest.mark.parametrize("edit", ["domain = 'chemistry'", "risk = 0.01"])
+def test_an_item_whose_domain_or_risk_was_edited_in_the_queue_file_is_refused(queue, audit, edit):
+    import sqlite3
+
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute(f"UPDATE review_items SET {edit} WHERE id = 'low'")
+    c = client_for(queue, audit=audit)
+    login(c)
+    field = edit.split()[0]
+    assert f"{field} differs from its decision record" in c.get("/items/low").text
+    r = c.post("/items/low", data=decide_form(c, "low", verdict="correct"), headers=SAME_ORIGIN)
+    assert r.status_code == 409 and queue.get("low").status == "pending"

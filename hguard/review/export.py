@@ -172,6 +172,9 @@ def _check_in_chain(item: ReviewItem, recorded: dict[str, Any], log: str) -> Non
         raise DataError(f"its verdict has no review_verdict record in the audit log {log} (decided without the log, "
                         "or the queue file was edited): a verdict nobody can check is not calibration data")
     rec = recorded[item.verdict.audit_record_id or ""]
+    if "domain" in rec and rec.get("domain") != item.domain:  # the row would calibrate another domain
+        raise DataError(f"its domain {item.domain!r} is not the {rec.get('domain')!r} its verdict record {rec['id']} in "
+                        f"{log} names: the queue file was edited after the verdict")
     shown = rec.get("reviewed_sha256")
     if isinstance(shown, dict):
         if shown_sha256(item.question, item.context, item.answer) != shown:

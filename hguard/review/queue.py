@@ -379,8 +379,8 @@ class ReviewQueue:
         try:
             uncommitted = self._check_decision(item_id)
         except VerdictRefused as e:
-            return str(e)
-        return str(self._uncommitted_error(item_id, uncommitted)) if uncommitted else None
+            return str(e).replace("; nothing was recorded", "")  # said before any verdict was submitted
+        return str(self._uncommitted_error(item_id, uncommitted)).replace("; nothing was recorded", "") if uncommitted else None
 
     def _check_verdict(
         self, item_id: Any, verdict: Any, reviewer: Any, corrected_answer: Any, note: Any
@@ -447,9 +447,12 @@ class ReviewQueue:
                 f"decision record of the audit log {self.audit.path}; nothing was recorded. Record the verdict with "
                 "the log the guard wrote that decision to (the policy's audit.path: `--policy FILE`, or `--audit LOG`)"
             )
-        for name in SHOWN:
+        for name in (*SHOWN, "domain", "risk"):  # what the reviewer reads, and where the verdict will count
             shown, logged = getattr(item, name), record.get(name)
-            same = (redacted(shown) == logged) if isinstance(logged, Mapping) and "sha256" in logged else shown == logged
+            if name == "risk":  # shown to the reviewer when the queue holds one: it must be the decision's
+                same = shown is None or (isinstance(logged, (int, float)) and abs(float(shown) - float(logged)) < 1e-9)
+            else:
+                same = (redacted(shown) == logged) if isinstance(logged, Mapping) and "sha256" in logged else shown == logged
             if not same:
                 raise VerdictRefused(
                     f"review queue {self.path}: item {item_id!r}'s {name} differs from its decision record "
