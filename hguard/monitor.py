@@ -114,17 +114,18 @@ def policy_hash(policy) -> str:
     """Which policy was in force, exactly (sha256, 16 hex): of its settings as loaded (a file's, or one built
     or changed in code). Unlike :func:`policy_id` (the guarantee: targets and confidences), it changes with
     any setting, a hand-set threshold or a spot-check rate included. Paths count as the file names them, not
-    where it lies: one in the policy's folder relative to it, one in hguard's own data as ``package:``, one in
-    the home folder from ``~``, one beside the policy folder (at most two levels up: ``../models``) relative to
-    it, so a policy folder moved or copied elsewhere (with its sibling folders) keeps its hash.
+    where it lies: one in the policy's folder or beside it (at most two levels up: ``../models``) relative to
+    it, else one in hguard's own data as ``package:`` and one in the home folder from ``~``; as named, symlinks
+    not followed. So a policy folder moved or copied elsewhere (with its sibling folders) keeps its hash.
     ``hguard audit verify --policy FILE`` says which of a log's decisions were made under FILE."""
     import os
 
     from ._resources import DATA_DIR
 
-    folder = Path(policy.source).resolve().parent if getattr(policy, "source", None) else None
-    bases = [(folder, "./")] if folder is not None else []
-    bases += [(DATA_DIR, "package:"), (Path.home().resolve(), "~/")]
+    # paths as named (normalised, symlinks not followed: a folder linked in names the same path wherever it points)
+    folder = os.path.normpath(os.path.abspath(policy.source)) if getattr(policy, "source", None) else None
+    folder = os.path.dirname(folder) if folder is not None else None
+    others = [(os.path.normpath(str(DATA_DIR)), "package:"), (os.path.normpath(str(Path.home())), "~/")]
 
     def portable(v):
         if isinstance(v, dict):
@@ -132,15 +133,14 @@ def policy_hash(policy) -> str:
         if isinstance(v, list):
             return [portable(x) for x in v]
         if isinstance(v, str) and os.path.isabs(v):
-            for base, name in bases:
-                try:
-                    return name + Path(v).resolve().relative_to(base).as_posix()
-                except ValueError:
-                    continue
-            if folder is not None:  # a sibling of the policy folder ("../models/x.gguf", "../my-probes")
-                rel = Path(os.path.relpath(Path(v).resolve(), folder)).as_posix()
-                if rel.split("/")[:3].count("..") <= 2 and not rel.startswith("../../../"):
+            path = os.path.normpath(v)
+            if folder is not None:  # in the policy folder ("./x"), or beside it ("./../models/x.gguf", "./../my-probes")
+                rel = Path(os.path.relpath(path, folder)).as_posix()
+                if not rel.startswith("../../../") and rel != "../../..":
                     return "./" + rel
+            for base, name in others:
+                if path == base or path.startswith(base.rstrip("/") + "/"):
+                    return name + Path(os.path.relpath(path, base)).as_posix()
         return v
 
     body = json.dumps(portable(policy.model_dump(mode="json")), sort_keys=True, default=str)

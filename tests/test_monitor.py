@@ -341,6 +341,26 @@ def test_policy_hash_tells_apart_policies_of_one_guarantee(tmp_path):
     assert moved[0] == moved[1]
 
 
+def test_policy_hash_of_a_sibling_layout_holds_under_home_and_through_a_linked_folder(tmp_path, monkeypatch):
+    from hguard.monitor import policy_hash
+    from hguard.policy import load_policy
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # the project lies under the home folder
+    shared = tmp_path / "shared-models"
+    shared.mkdir()
+    hashes = []
+    for top in ("projA", "deeper/projB"):
+        root = tmp_path / top
+        (root / "my-policy").mkdir(parents=True)
+        (root / "my-probes").mkdir()
+        (root / "models").symlink_to(shared)  # each copy links the same shared folder in
+        (root / "my-policy" / "policy.toml").write_text(
+            'version = 1\nprobes = "../my-probes"\n[review]\nqueue = "../models/q.sqlite3"\n'
+            '[domains.geo]\ntarget_hallucination_rate = 0.2\nconfidence = 0.9\n')
+        hashes.append(policy_hash(load_policy(root / "my-policy" / "policy.toml")))
+    assert hashes[0] == hashes[1]
+
+
 def test_only_verdicts_recorded_in_the_chain_count_and_the_anchor_is_checked(tmp_path):
     from hguard.monitor import SPOT, spot_check_decision
 
