@@ -117,7 +117,7 @@ def test_a_repeated_question_is_kept_with_its_first_row_on_one_side_of_the_split
         Example(id="cal-1", question="Which port does HTTPS use?", answers=["443"], domain="it", meta={"family": "port", "fact": "https"}),
         Example(id="cal-2", question="What does DNS stand for?", answers=["Domain Name System"], domain="it", meta={"family": "acronym"}),
         # exported from review: same question, its own id as group, family "reviewed"
-        Example(id="rev-1", question="which port does  HTTPS use?", answers=["443"], domain="it", meta={"family": "reviewed", "label": "correct"}),
+        Example(id="rev-1", question="which port does  HTTPS use", answers=["443"], domain="it", meta={"family": "reviewed", "label": "correct"}),
         Example(id="other", question="Which port does HTTPS use?", answers=["443"], domain="net", meta={"family": "x"}),
     ]
     rows = [{"id": e.id, "question": e.question, "domain": e.domain, "group": f"g-{e.id}"} for e in exs]

@@ -84,18 +84,23 @@ def attach_families(rows: Sequence[dict], examples: Sequence) -> None:
 
 
 def _join_repeated_questions(rows: Sequence[dict]) -> None:
-    """Rows of one domain asking the same question (a reviewed answer exported back next to its calibration
-    row, a question pasted twice) are one data point for the split: each repeat takes the group and family
+    """Rows of one domain asking the same question (case, spacing and punctuation aside: a reviewed answer
+    exported back next to its calibration row, a question pasted twice) are one data point for the split: each repeat takes the group and family
     of the first row asking it (one not exported from review, when there is one), so no question is on both
     sides of the held-out split or of a leave-one-family-out fold; said once in a warning."""
     import warnings
 
+    import re
+
+    def key(r: dict) -> tuple[str, str]:  # case, spacing and punctuation aside
+        return r["domain"], " ".join(re.sub(r"[^\w\s]", " ", str(r.get("question", "")).lower()).split())
+
     first: dict[tuple[str, str], dict] = {}
     for r in sorted(rows, key=lambda r: r["family"] == "reviewed"):  # a calibration row before its reviewed repeat
-        first.setdefault((r["domain"], " ".join(str(r.get("question", "")).lower().split())), r)
+        first.setdefault(key(r), r)
     moved = []
     for r in rows:
-        head = first[(r["domain"], " ".join(str(r.get("question", "")).lower().split()))]
+        head = first[key(r)]
         if head is not r and (r["group"], r["family"]) != (head["group"], head["family"]):
             r["group"], r["family"] = head["group"], head["family"]
             moved.append((r["id"], head["id"]))
