@@ -159,8 +159,8 @@ class MonitorState:
         if self._chain is not None or self.audit_path is None:
             return
         self._chain_broken = None
-        if not self.audit_path.exists():  # nothing written yet (a log its anchor remembers is refused at start)
-            self._chain, self._point, self._point_states = {}, None, {}
+        if not self.audit_path.exists() and self._point is None:  # nothing written yet (a log its anchor
+            self._chain = {}  # remembers is refused at start)
             return
         from .audit import verify
 
@@ -169,15 +169,22 @@ class MonitorState:
             # a forged or edited record must not lift anything: only a chain that verifies (hashes, the key's
             # MACs, the anchor's heads) is replayed; a torn last line, never acknowledged, is no break. Verified
             # once, a stretch is not read again: what an edit of it could change was replayed when it verified.
+            # And once verified, the log must go on from there: one cut back, replaced by an older copy or
+            # deleted (which a key alone cannot tell from a log that never held the tightening) fails closed.
+            if not self.audit_path.exists():
+                raise FileNotFoundError(f"it is gone since this guard verified it up to seq {self._point.seq}")
             report = verify(self.audit_path, key=self.key, anchor=self.anchor, start=self._point,
                             on_record=lambda rec: events.append(rec) if rec.get("kind") in (TIGHTEN, LIFT) else None)
+            if self._point is not None and not report.resumed:
+                raise ValueError(f"it no longer continues the chain this guard verified up to seq {self._point.seq} "
+                                 "(the file was cut back or replaced since); restart the guard once the log is restored")
             breaks = [p for p in report.problems if not p.torn]
             if breaks:
                 raise ValueError(f"it does not verify (line {breaks[0].line}: {breaks[0].message})")
             self._chain = replay(events, self._point_states if report.resumed else None)
             self._point, self._point_states = report.resume, self._chain
         except Exception as exc:  # an unreadable or broken chain cannot say the domain is not tightened
-            self._chain, self._point, self._point_states = {}, None, {}
+            self._chain = {}  # the verified point stays: a later replay must still continue it
             self._chain_broken = (f"audit log {self.audit_path} cannot be replayed to check the monitor state "
                                   f"({type(exc).__name__}: {exc}); `hguard audit verify` says where")
 

@@ -4,6 +4,7 @@ machine, the monitor run over an audit log and a queue, bad input, and the guard
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -956,3 +957,27 @@ def test_the_monitor_reads_spot_checks_and_domains_from_the_chain_not_the_queue_
     rep = run_monitor(policy, act=False)
     assert rep["domains"]["geo"]["spot_checks"] == before  # the forged flags add no spot-check evidence
     assert rep["queue_items_differing_from_log"]["n"] == 3
+
+
+@pytest.mark.parametrize("attack", ["cut back", "older copy", "deleted"])
+def test_a_running_guards_monitor_state_fails_closed_when_the_log_no_longer_continues_what_it_verified(tmp_path, attack):
+    """With a key and no anchor a log cut back before a tightening still verifies; the state that verified the
+    tightening must not take the shorter chain's word for it."""
+    key = b"k" * 32
+    log = AuditLog(tmp_path / "audit.jsonl", key=key)
+    log.append({"domain": "geo", "route": "review"})
+    before = log.path.read_bytes()
+    log.append({"domain": "geo", "accept_below": 0.1, "action": "stricter", "reason": "breach"}, kind="monitor_tighten")
+    state = tmp_path / "state.json"
+    ms = MonitorState(state, log.path, key=key)
+    assert ms.get("geo").state == "tightened"
+    if attack == "cut back":
+        log.path.write_bytes(before)
+    elif attack == "older copy":
+        (tmp_path / "old.jsonl").write_bytes(before)
+        os.replace(tmp_path / "old.jsonl", log.path)
+    else:
+        log.path.unlink()
+    state.write_text('{"format": "hguard-monitor-state", "domains": {}}')  # and the mirror says normal
+    held = ms.get("geo")
+    assert held.state == "tightened" and held.accept_below == 0.0 and "this guard verified" in held.reason and "up to seq 1" in held.reason
