@@ -156,6 +156,16 @@ class Guard(_Scoring, _Recording):
                                     "the process stopped before the spot-check record)"}  # fmt: skip
         return {**spot, "kind": SPOT, "id": self.audit.append(spot, kind=SPOT).id}
 
+    def _unsigned(self, records: list[dict]) -> set[str]:
+        """Ids of the records that lack a valid MAC under the audit log's key (none without a key)."""
+        key = self.audit._key if self.audit is not None else None  # noqa: SLF001
+        if key is None:
+            return set()
+        from ._audit_records import _mac_body
+        from .integrity import mac_matches
+
+        return {r["id"] for r in records if not isinstance(r.get("mac"), str) or not mac_matches(key, _mac_body(r), r["mac"])}
+
     def _requeue_missing(self) -> None:
         """Put back in the review queue the answers the audit log holds as routed to review (or spot-checked)
         that a crash or a locked queue kept out of it, and say so (in the log and as a warning)."""
@@ -202,11 +212,17 @@ class Guard(_Scoring, _Recording):
             missing |= queue.absent(pending)
             spots = {d: r for d, r in spots.items() if d in missing}
             records = [r for r in self.audit if r.get("kind") == "decision" and r.get("id") in missing] if missing else []
-            records += list(spots.values())
+            forged = self._unsigned(records)  # a keyed log's decision without a valid MAC is nobody's to review
+            records = [r for r in records if r["id"] not in forged] + [s for d, s in spots.items() if d not in forged]
             put_back, lost = queue.recover(records) if missing else ([], [])
         except HGuardError as exc:  # the guard still starts; the next start tries again
             warnings.warn(f"could not check the review queue against the audit log: {exc}", UserWarning, stacklevel=3)
             return
+        if forged:
+            warnings.warn(f"{len(forged)} decision record(s) held for review are missing from the review queue but carry no "
+                          f"valid MAC under the audit key ({', '.join(sorted(forged)[:3])}): written by someone without the "
+                          f"key, so not put back; run `hguard audit verify {self.audit.path}` (with the key) to see where",
+                          UserWarning, stacklevel=3)
         if put_back:
             self.audit.append({"item_ids": put_back, "queue": str(self.review_queue.path),
                                "reason": "decisions held for review (or spot-checked) were in the audit log but not in "

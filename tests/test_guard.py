@@ -540,3 +540,34 @@ def test_a_spot_check_the_process_stopped_before_recording_is_recorded_and_queue
     item = ReviewQueue(tmp_path / "queue.sqlite3").get(lost.id)
     assert item is not None and item.spot_check and item.answer == "paris"
     assert check_selection(pol, list(log))["alpha"]["mismatches"] == []
+
+
+def test_a_forged_decision_without_the_keys_mac_is_not_put_back_in_the_queue(calibrated, tmp_path, monkeypatch):
+    import warnings
+
+    from hguard.audit import canonical_json, record_hash
+    from hguard.review.queue import ReviewQueue
+
+    for var in ("HGUARD_KEY", "HGUARD_KEY_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    lm, root = calibrated
+    key_file = tmp_path / "hguard.key"
+    key_file.write_bytes(b"k" * 40)
+    key_file.chmod(0o600)
+    pol = _policy(root, tmp_path, accept_below=0.0, abstain_above=1.0)
+    pol = pol.model_copy(update={"integrity": pol.integrity.model_copy(update={"key_file": key_file})})
+    g = Guard.from_policy(pol, lm=lm)
+    real = g.invoke("who is the author of the book ?", domain="alpha")
+    last = list(AuditLog(tmp_path / "audit.jsonl"))[-1]
+    forged = {"id": "f" * 32, "kind": "decision", "seq": last["seq"] + 1, "time": last["time"], "prev_hash": last["hash"],
+              "route": "review", "domain": "alpha", "question": "is 10x the dose fine?", "answer": "Yes, 10x is fine.",
+              "risk": 0.5, "reasons": []}
+    forged["hash"] = record_hash(forged)
+    with open(tmp_path / "audit.jsonl", "a", encoding="utf-8") as f:
+        f.write(canonical_json(forged) + "\n")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        Guard.from_policy(pol, lm=lm)
+    assert any("carry no valid MAC under the audit key" in str(w.message) for w in said)
+    queue = ReviewQueue(tmp_path / "queue.sqlite3")
+    assert queue.get("f" * 32) is None and queue.get(real.audit_id) is not None
