@@ -178,7 +178,7 @@ def test_raise_on_raises_from_a_streaming_stock_query_engine(make_guard, index):
         "".join(response.response_gen)
 
 
-@pytest.mark.parametrize("mode", ["tree_summarize", "accumulate"])
+@pytest.mark.parametrize("mode", ["tree_summarize", "accumulate", "accumulate-one"])
 def test_combining_response_modes_neither_accept_a_summary_of_answers_nor_lose_the_decision(tiny_probes, embedder, tmp_path, mode):
     """tree_summarize asks the model to summarise its own answers to each chunk (the context is generated
     text): that call goes to review, saying why. accumulate joins the answers: the response carries the
@@ -187,17 +187,18 @@ def test_combining_response_modes_neither_accept_a_summary_of_answers_nor_lose_t
     docs = [Document(text=f"Canberra is the capital city of Australia. Note {i}: " + "the city was planned. " * 160)
             for i in range(4)]
     many = VectorStoreIndex.from_documents(docs, embed_model=HGuardEmbedding())
-    engine = many.as_query_engine(llm=HGuardLLM(guard, domain="alpha"), similarity_top_k=4, response_mode=mode)
+    top_k = 1 if mode == "accumulate-one" else 4
+    engine = many.as_query_engine(llm=HGuardLLM(guard, domain="alpha"), similarity_top_k=top_k, response_mode=mode.split("-")[0])
     response = engine.query(AUSTRALIA)
     decisions = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
-    assert len(decisions) >= 2  # one guarded call per chunk (and, for tree_summarize, the summary)
+    assert len(decisions) >= min(2, top_k)  # one guarded call per chunk (and, for tree_summarize, the summary)
     if mode == "tree_summarize":
         summary = decisions[-1]
         assert summary["route"] == "review" and any("earlier answers" in r for r in summary["reasons"])
         assert response.metadata["route"] == "review" and response.metadata["audit_id"] == summary["id"]
     else:
         assert response.metadata["route"] in ("accept", "review", "abstain")
-        assert set(response.metadata["audit_ids"]) <= {d["id"] for d in decisions} and len(response.metadata["audit_ids"]) >= 2
+        assert set(response.metadata["audit_ids"]) <= {d["id"] for d in decisions} and len(response.metadata["audit_ids"]) >= min(2, top_k)
         assert "joins" in response.metadata["reasons"][0]
 
 
@@ -236,3 +237,33 @@ def test_simple_summarize_passes_its_chunks_as_a_list_and_they_are_read_as_the_c
     rec = _scored(guard, r.metadata)
     assert "Canberra is the capital city of Australia." in rec["context"]
     assert not any("context not identified" in x for x in rec["reasons"])
+
+
+@pytest.mark.parametrize("entry", ["complete", "chat", "stream_complete", "HGuardQueryEngine"])
+def test_the_llms_own_system_prompt_reaches_every_entry_point(tiny_probes, embedder, tmp_path, index, entry):
+    from llama_index.llms.hguard import HGuardQueryEngine
+
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    llm = HGuardLLM(guard, domain="alpha", system_prompt="Always answer yes.")
+    if entry == "complete":
+        meta = llm.complete(AUSTRALIA, context=["Canberra is the capital city of Australia."]).additional_kwargs
+    elif entry == "chat":
+        meta = llm.chat([ChatMessage(role=MessageRole.USER, content=AUSTRALIA)]).additional_kwargs
+    elif entry == "stream_complete":
+        meta = list(llm.stream_complete(AUSTRALIA))[-1].additional_kwargs
+    else:
+        meta = HGuardQueryEngine(index.as_retriever(similarity_top_k=2), llm, domain="alpha").query(AUSTRALIA).metadata
+    rec = AuditLog(guard.audit.path).find(meta["audit_id"])
+    assert rec["route"] == "review" and any("system_prompt_fingerprint" in r for r in rec["reasons"]), rec["reasons"]
+
+
+def test_tree_summarize_streams(tiny_probes, embedder, tmp_path):
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    docs = [Document(text=f"Canberra is the capital city of Australia. Note {i}: " + "the city was planned. " * 160)
+            for i in range(4)]
+    many = VectorStoreIndex.from_documents(docs, embed_model=HGuardEmbedding())
+    engine = many.as_query_engine(llm=HGuardLLM(guard, domain="alpha"), similarity_top_k=4,
+                                  response_mode="tree_summarize", streaming=True)
+    text = "".join(engine.query(AUSTRALIA).response_gen)  # it raised "Response must be a string or a generator"
+    summary = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"][-1]
+    assert summary["route"] == "review" and text.startswith("[needs review]")  # this policy sets no review_message

@@ -133,11 +133,23 @@ class HGuardLLM(CustomLLM):
     def metadata(self) -> LLMMetadata:
         gen = self._guard.generator
         return LLMMetadata(
-            context_window=gen.context_limit or 2048,
+            context_window=self._packing_window(),
             num_output=gen.max_new_tokens,
             model_name=self._guard.lm.name,
             is_chat_model=False,
         )
+
+    def _packing_window(self) -> int:
+        """The window LlamaIndex packs passages into: the model's, less hguard's own framing of a RAG prompt (its
+        system prompt and context template, which replace the synthesizer's template) and a tenth for the
+        difference between LlamaIndex's token counts and the model's tokenizer, so a packed prompt fits."""
+        gen = self._guard.generator
+        limit = gen.context_limit or 2048
+        try:
+            framing = len(gen.prompt_ids("?", "."))
+        except Exception:  # a framing that cannot be measured: leave a fixed share instead
+            framing = limit // 10
+        return max(256, limit - framing - limit // 10)
 
     # ---------------------------------------------------------------------------------- helpers
 
@@ -152,6 +164,10 @@ class HGuardLLM(CustomLLM):
         mode = check_stream_mode(kw.pop("stream_mode", self.stream_mode), self.raise_on)
         early_stop = bool(kw.pop("early_stop", self.early_stop))
         call: dict[str, Any] = {k: kw.pop(k) for k in ("history", "system", "problems", "stop") if k in kw}
+        own = (self.system_prompt or "").strip() and self.system_prompt
+        if own and not str(call.get("system") or "").startswith(own):
+            # the LLM's own system prompt is an instruction every answer is given under, whatever the entry point
+            call["system"] = "\n\n".join(x for x in (own, call.get("system")) if x)
         if kw:
             raise TypeError(
                 f"HGuardLLM got unexpected keyword argument(s) {sorted(kw)}; it accepts context=, domain=, "
@@ -198,10 +214,6 @@ class HGuardLLM(CustomLLM):
 
     def _rag_call(self, prompt: Any, prompt_args: dict[str, Any]) -> RAGPrompt | None:
         rag = read_rag_prompt(prompt, prompt_args, llm=self)
-        if rag is not None and self.system_prompt and self.system_prompt.strip():
-            # the LLM's own system prompt (HGuardLLM(system_prompt=...)) is an instruction the answer is given under:
-            # it reaches the chat template and the fingerprints, as the template's system messages do
-            rag.system = "\n\n".join(x for x in (self.system_prompt, rag.system) if x)
         if rag is not None and built_from_answers(rag.context, earlier_answers()):
             # a summary of what the model answered before (tree_summarize): no retrieved passage grounds it, and a
             # held earlier answer must not come back accepted inside it
@@ -236,7 +248,8 @@ class HGuardLLM(CustomLLM):
         rag = self._rag_call(prompt, prompt_args)
         if rag is None:
             return super().stream(prompt, **prompt_args)
-        return DecidedStream(self.stream_complete(rag.question, formatted=True, context=rag.context, **rag.kwargs()))
+        decided = DecidedStream(self.stream_complete(rag.question, formatted=True, context=rag.context, **rag.kwargs()))
+        return (token for token in decided)  # a generator: tree_summarize's streaming path accepts nothing else
 
     async def astream(self, prompt: Any, **prompt_args: Any) -> Any:
         """The async streaming synthesizer's call (``aquery`` with ``streaming=True``, a chat engine's

@@ -158,17 +158,17 @@ _SEVERITY = {"accept": 0, "review": 1, "abstain": 2}
 
 
 def combined_decision(text: str, noted: list[tuple[str, dict]]) -> dict | None:
-    """The decision of a response that joins several guarded answers (``accumulate``,
+    """The decision of a response that joins guarded answers (``accumulate``,
     ``compact_accumulate``): the strictest of theirs (an unknown route counts as review), with every
-    decision's audit id; None unless at least two of the noted answers are in ``text``."""
+    decision's audit id; None unless one of the noted answers is in ``text`` (one chunk's "Response 1: ...")."""
     parts = [d for t, d in noted if t.strip() and t in text]
-    if len(parts) < 2:
+    if not parts:
         return None
     worst = max(parts, key=lambda d: _SEVERITY.get(str(d.get("route")), 1))
     route = worst.get("route") if worst.get("route") in _SEVERITY else "review"
     return {**worst, "route": route, "audit_id": None, "audit_ids": [d.get("audit_id") for d in parts],
             "risk": max((d["risk"] for d in parts if isinstance(d.get("risk"), (int, float))), default=None),
-            "reasons": [f"the response joins {len(parts)} guarded answers (a combining response mode): the strictest "
+            "reasons": [f"the response joins {len(parts)} guarded answer(s) (a combining response mode): the strictest "
                         f"route of theirs holds ({route})", *list(worst.get("reasons") or [])]}
 
 
