@@ -321,10 +321,11 @@ class Guard(_Scoring, _Recording):
                              f"it accepts carry no guarantee of the target {dp.target_hallucination_rate}"
                              + ("; it is above the calibrated abstain_above, which is raised to it, so this domain "
                                 "reviews no answer: each is accepted or abstained on" if raised and not tightened else "")
-                             + (f" (the monitor has tightened it since {tightened.since}: "
+                             + ((f" (the monitor has tightened it since {tightened.since}: " if tightened.since else
+                                 f" (held: {tightened.reason}: ")
                                 + ("it accepts nothing: every answer that is not abstained on goes to review"
                                    if not tightened.accept_below else f"it accepts below {tightened.accept_below:.4g}")
-                                + " until a person lifts it)" if tightened else ""))
+                                + (" until a person lifts it)" if tightened.since else ")") if tightened else ""))
         return out
 
     def plan(self, domain: str) -> DomainPlan | None:
