@@ -374,7 +374,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         # calibrated again (a new probe_id, made at another time) leave it (tightenings recorded before
         # calibration_id existed compare probe ids)
         recalibrated = (st.calibration_id != calibration_id) if st.calibration_id else (st.probe_id != probe_id)
-        if st.state == "tightened" and st.probe_id and probe_id and recalibrated and act:
+        would_lift = st.state == "tightened" and bool(st.probe_id and probe_id and recalibrated)
+        if would_lift and act:
             events.append(_append(audit, LIFT, {"domain": name, "by": "recalibration", "probe_id": probe_id,
                                                 "calibration_id": calibration_id,
                                                 "reason": f"recalibrated: probe {st.probe_id} replaced by {probe_id}"}))  # fmt: skip
@@ -423,6 +424,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
             per_day[_day(r.get("time"))][r.get("route")] += 1
         est = {
             "state": st.to_dict(),
+            # a dry run says what the run would do about a recalibration (a real one has lifted it above)
+            "lift_on_run": (f"recalibrated: probe {st.probe_id} replaced by {probe_id}" if would_lift and not act else None),
             "target": dp.target_hallucination_rate, "confidence": dp.confidence,
             "hand_set_accept_below": dp.accept_below,  # the policy's own number, certified by no calibration
             "decisions": dict(routes), "n_decisions": len(dom),

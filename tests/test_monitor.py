@@ -669,6 +669,8 @@ def test_a_recalibration_lifts_a_tightening_only_when_it_changes_how_answers_are
     # a calibration that routes differently (another merger): lifted by the recalibration, recorded
     merger = {**cd.merger, "intercept": cd.merger["intercept"] + 1.0}
     dataclasses.replace(cd, merger=merger).save(probes / "alpha.json")
+    dry = run_monitor(policy, act=False)["domains"]["alpha"]  # a dry run says what the run will do
+    assert dry["state"]["state"] == "tightened" and dry["lift_on_run"].startswith("recalibrated: probe")
     assert run_monitor(policy)["domains"]["alpha"]["state"]["state"] == "normal"
     (lifted,) = [r for r in log if r["kind"] == "monitor_lift"]
     assert lifted["by"] == "recalibration" and lifted["calibration_id"] != cd.calibration_id
