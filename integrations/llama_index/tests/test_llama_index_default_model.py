@@ -33,7 +33,8 @@ def test_query_engine_end_to_end_on_the_default_model(real_guard):
     shown = {"accept": decision["answer"], "abstain": (real_guard.policy.domain(decision["domain"]) or real_guard.policy).abstain_message,
              "review": real_guard.policy.review_message}[meta["route"]]  # the default policy holds answers for review
     assert r.response == shown
-    assert HGuardLLM(real_guard).metadata.context_window == real_guard.generator.context_limit
+    gen = real_guard.generator  # LlamaIndex packs passages into the window less hguard's framing and a tenth
+    assert HGuardLLM(real_guard).metadata.context_window == gen.context_limit - len(gen.prompt_ids("?", ".")) - gen.context_limit // 10
 
 
 @pytest.mark.slow
