@@ -156,15 +156,15 @@ class Guard(_Scoring, _Recording):
                                     "the process stopped before the spot-check record)"}  # fmt: skip
         return {**spot, "kind": SPOT, "id": self.audit.append(spot, kind=SPOT).id}
 
-    def _unsigned(self, records: list[dict]) -> set[str]:
-        """Ids of the records that lack a valid MAC under the audit log's key (none without a key)."""
+    def _signed(self, record: Mapping[str, Any]) -> bool:
+        """Whether ``record`` holds a valid MAC under the audit log's key (every record, without a key)."""
         key = self.audit._key if self.audit is not None else None  # noqa: SLF001
         if key is None:
-            return set()
+            return True
         from ._audit_records import _mac_body
         from .integrity import mac_matches
 
-        return {r["id"] for r in records if not isinstance(r.get("mac"), str) or not mac_matches(key, _mac_body(r), r["mac"])}
+        return isinstance(record.get("mac"), str) and mac_matches(key, _mac_body(record), record["mac"])
 
     def _requeue_missing(self) -> None:
         """Put back in the review queue the answers the audit log holds as routed to review (or spot-checked)
@@ -184,6 +184,7 @@ class Guard(_Scoring, _Recording):
             selected: dict[str, tuple[dict, float]] = {}  # accepted decisions the seed picked: (slim, u)
             pending: list[str] = []
             keep = ("id", "kind", "route", "domain", "spot_check_rate", "decision_audit_id", "selected_because")
+            forged: set[str] = set()  # records of a keyed log without a valid MAC: nobody's to review
             for r in self.audit:
                 kind = r.get("kind")
                 if kind == "decision" and r.get("route") == "accept":
@@ -191,16 +192,19 @@ class Guard(_Scoring, _Recording):
                     if isinstance(rate, (int, float)) and isinstance(r.get("id"), str) \
                             and self.policy.domain(r.get("domain")) is not None:
                         u = selection_u(self.policy.monitor.seed, r["id"])
-                        if u < rate:
+                        if u < rate and self._signed(r):
                             selected[r["id"]] = ({k: r.get(k) for k in keep}, u)
                     continue
                 if kind == SPOT:
                     spotted.add(str(r.get("decision_audit_id")))
                 if (want := item_wanted(r)) is None:
                     continue
-                pending.append(want[0])
                 if kind == SPOT:
+                    if not self._signed(r):
+                        forged.add(str(r.get("id")))
+                        continue
                     spots[want[0]] = {k: r.get(k) for k in keep}
+                pending.append(want[0])
                 if len(pending) >= 5000:
                     missing |= queue.absent(pending)
                     pending = []
@@ -211,17 +215,19 @@ class Guard(_Scoring, _Recording):
                     pending.append(did)
             missing |= queue.absent(pending)
             spots = {d: r for d, r in spots.items() if d in missing}
-            records = [r for r in self.audit if r.get("kind") == "decision" and r.get("id") in missing] if missing else []
-            forged = self._unsigned(records)  # a keyed log's decision without a valid MAC is nobody's to review
-            records = [r for r in records if r["id"] not in forged] + [s for d, s in spots.items() if d not in forged]
+            found = [r for r in self.audit if r.get("kind") == "decision" and r.get("id") in missing] if missing else []
+            records = [r for r in found if self._signed(r)]  # judged record by record: a forged twin blocks nothing
+            signed = {r["id"] for r in records}
+            forged |= {r["id"] for r in found if not any(r is x for x in records)}  # a forged twin is named too
+            records += [sp for d, sp in spots.items() if d in signed]
             put_back, lost = queue.recover(records) if missing else ([], [])
         except HGuardError as exc:  # the guard still starts; the next start tries again
             warnings.warn(f"could not check the review queue against the audit log: {exc}", UserWarning, stacklevel=3)
             return
         if forged:
-            warnings.warn(f"{len(forged)} decision record(s) held for review are missing from the review queue but carry no "
-                          f"valid MAC under the audit key ({', '.join(sorted(forged)[:3])}): written by someone without the "
-                          f"key, so not put back; run `hguard audit verify {self.audit.path}` (with the key) to see where",
+            warnings.warn(f"{len(forged)} audit record(s) promising a review item carry no valid MAC under the audit key "
+                          f"({', '.join(sorted(forged)[:3])}): written by someone without the key, so nothing was put back "
+                          f"from them; run `hguard audit verify {self.audit.path}` (with the key) to see where",
                           UserWarning, stacklevel=3)
         if put_back:
             self.audit.append({"item_ids": put_back, "queue": str(self.review_queue.path),

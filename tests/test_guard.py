@@ -571,3 +571,42 @@ def test_a_forged_decision_without_the_keys_mac_is_not_put_back_in_the_queue(cal
     assert any("carry no valid MAC under the audit key" in str(w.message) for w in said)
     queue = ReviewQueue(tmp_path / "queue.sqlite3")
     assert queue.get("f" * 32) is None and queue.get(real.audit_id) is not None
+
+
+def test_a_forged_twin_or_spot_check_does_not_block_or_fake_a_review_item(calibrated, tmp_path, monkeypatch):
+    import sqlite3
+    import warnings
+
+    from hguard.audit import canonical_json, record_hash
+    from hguard.review.queue import ReviewQueue
+
+    for var in ("HGUARD_KEY", "HGUARD_KEY_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    lm, root = calibrated
+    key_file = tmp_path / "hguard.key"
+    key_file.write_bytes(b"k" * 40)
+    key_file.chmod(0o600)
+    pol = _policy(root, tmp_path, accept_below=0.0, abstain_above=1.0)
+    pol = pol.model_copy(update={"integrity": pol.integrity.model_copy(update={"key_file": key_file})})
+    g = Guard.from_policy(pol, lm=lm)
+    real = g.invoke("who is the author of the book ?", domain="alpha")
+    with sqlite3.connect(tmp_path / "queue.sqlite3") as conn:  # a crash kept it out of the queue
+        conn.execute("DELETE FROM review_items WHERE audit_id = ?", (real.audit_id,))
+
+    def forge(**fields):
+        last = list(AuditLog(tmp_path / "audit.jsonl"))[-1]
+        rec = {"seq": last["seq"] + 1, "time": last["time"], "prev_hash": last["hash"], **fields}
+        rec["hash"] = record_hash(rec)
+        with open(tmp_path / "audit.jsonl", "a", encoding="utf-8") as f:
+            f.write(canonical_json(rec) + "\n")
+
+    forge(id=real.audit_id, kind="decision", route="review", domain="alpha", question="q", answer="forged twin", risk=0.5)
+    forge(id="s" * 32, kind="spot_check", decision_audit_id="d" * 32, domain="alpha", selected_because="forged spot")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        Guard.from_policy(pol, lm=lm)
+    queue = ReviewQueue(tmp_path / "queue.sqlite3")
+    item = queue.get(real.audit_id)
+    assert item is not None and item.answer == real.answer  # the genuine decision is put back, not its twin
+    assert queue.get("d" * 32) is None
+    assert any("carry no valid MAC under the audit key" in str(w.message) and "s" * 32 in str(w.message) for w in said)

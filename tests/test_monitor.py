@@ -32,7 +32,7 @@ from hguard.monitor import (
     write_html,
 )
 from hguard.policy import Policy, Thresholds
-from hguard.review.queue import ReviewQueue
+from hguard.review.queue import ReviewQueue, VerdictRefused
 
 
 # ------------------------------------------------------------------------------------------ statistics
@@ -952,10 +952,12 @@ def test_the_monitor_reads_spot_checks_and_domains_from_the_chain_not_the_queue_
                           "risk": 0.5, "signals": {}, "question": "q", "answer": "a"}, kind="decision")
         queue.enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": "geo"})
         held.append(rec.id)
+    for h in held[1:]:
+        queue.decide(h, verdict="hallucinated", reviewer="tester")
     with sqlite3.connect(queue.path) as conn:  # someone makes them look like spot-checks of accepted answers
         conn.executemany("UPDATE review_items SET spot_check = 1 WHERE audit_id = ?", [(h,) for h in held])
-    for h in held:
-        queue.decide(h, verdict="hallucinated", reviewer="tester")
+    with pytest.raises(VerdictRefused, match="marked a spot-check, but its decision record .* was routed to 'review'"):
+        queue.decide(held[0], verdict="hallucinated", reviewer="tester")  # before the verdict: refused
     rep = run_monitor(policy, act=False)
     assert rep["domains"]["geo"]["spot_checks"] == before  # the forged flags add no spot-check evidence
     assert rep["queue_items_differing_from_log"]["n"] == 3

@@ -487,6 +487,13 @@ def test_cli_list_and_export(queue, tmp_path, capsys):
         conn.execute("UPDATE review_items SET domain = 'chemistry' WHERE id = 'bad'")
     assert cli_main(["export", "--queue", str(queue.path), *audit, "--out", str(out_file)]) == 0
     assert "skipped bad: its domain 'chemistry' is not the 'geography' its verdict record" in capsys.readouterr().out
+    with sqlite3.connect(queue.path) as conn:  # a lower risk or a spot-check flag would mislabel the row
+        conn.execute("UPDATE review_items SET risk = 0.05 WHERE id = 'fixed'")
+        conn.execute("UPDATE review_items SET spot_check = 1 WHERE id = 'unscored'")
+    assert cli_main(["export", "--queue", str(queue.path), *audit, "--out", str(out_file)]) == 0
+    out = capsys.readouterr().out
+    assert "skipped fixed: its risk 0.05 is not the 0.9 its verdict record" in out
+    assert "skipped unscored: its spot-check flag is not the one its verdict record" in out
     assert cli_main(["export", "--queue", str(queue.path), "--no-audit", "--out", str(out_file), "--domain", "geography"]) == 0
     assert "wrote 3 reviewed rows" in capsys.readouterr().out  # unchecked, on purpose ('bad' is chemistry's now)
 

@@ -175,6 +175,14 @@ def _check_in_chain(item: ReviewItem, recorded: dict[str, Any], log: str) -> Non
     if "domain" in rec and rec.get("domain") != item.domain:  # the row would calibrate another domain
         raise DataError(f"its domain {item.domain!r} is not the {rec.get('domain')!r} its verdict record {rec['id']} in "
                         f"{log} names: the queue file was edited after the verdict")
+    if "spot_check" in rec and bool(rec["spot_check"]) != bool(item.spot_check):  # accepted vs held answer
+        raise DataError(f"its spot-check flag is not the one its verdict record {rec['id']} in {log} holds: the queue "
+                        "file was edited after the verdict")
+    risk = rec.get("risk")
+    if "risk" in rec and (risk is None) != (item.risk is None) or (
+            isinstance(risk, (int, float)) and item.risk is not None and abs(float(risk) - float(item.risk)) > 1e-9):
+        raise DataError(f"its risk {item.risk!r} is not the {risk!r} its verdict record {rec['id']} in {log} holds: the "
+                        "queue file was edited after the verdict")
     shown = rec.get("reviewed_sha256")
     if isinstance(shown, dict):
         if shown_sha256(item.question, item.context, item.answer) != shown:

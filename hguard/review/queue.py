@@ -343,7 +343,8 @@ class ReviewQueue:
                     raise self._uncommitted_error(item_id, uncommitted)
                 earlier = [str(r.get("id")) for r in uncommitted]
                 row = conn.execute(
-                    "SELECT audit_id, domain, risk, question, context, answer FROM review_items WHERE id = ?", (item_id,)
+                    "SELECT audit_id, domain, risk, question, context, answer, spot_check FROM review_items WHERE id = ?",
+                    (item_id,),
                 ).fetchone()
                 audit_hash = None
                 if self.audit is not None:
@@ -447,6 +448,12 @@ class ReviewQueue:
                 f"decision record of the audit log {self.audit.path}; nothing was recorded. Record the verdict with "
                 "the log the guard wrote that decision to (the policy's audit.path: `--policy FILE`, or `--audit LOG`)"
             )
+        if bool(item.spot_check) != (record.get("route") == "accept"):  # a held answer is no spot-check, nor the reverse
+            raise VerdictRefused(
+                f"review queue {self.path}: item {item_id!r} is marked {'a' if item.spot_check else 'no'} spot-check, but "
+                f"its decision record {item.audit_id!r} in {self.audit.path} was routed to {record.get('route')!r}: the "
+                "queue was changed after the guard wrote it; nothing was recorded"
+            )
         for name in (*SHOWN, "domain", "risk"):  # what the reviewer reads, and where the verdict will count
             shown, logged = getattr(item, name), record.get(name)
             if name == "risk":  # shown to the reviewer when the queue holds one: it must be the decision's
@@ -519,6 +526,7 @@ class ReviewQueue:
             "decided_at": decided_at,
             # what the reviewer was shown, hashed as the decision record's redacted fields are
             "reviewed_sha256": shown_sha256(*row[3:6]),
+            "spot_check": bool(row[6]),  # judged as a spot-check of an accepted answer, or as a held one
         }
         if supersedes:  # verdicts on this item the log holds but the queue never committed
             record["supersedes"] = supersedes
