@@ -110,6 +110,13 @@ def _mac_body(record: Mapping[str, Any]) -> bytes:
     return canonical_json({k: v for k, v in record.items() if k not in ("hash", "mac")}).encode("utf-8")
 
 
+def _mac_holds(key: bytes, record: Mapping[str, Any]) -> bool:
+    """Whether the record's ``mac`` is the HMAC of its body under ``key`` (False when it has none)."""
+    from .integrity import mac_matches
+
+    return mac_matches(key, _mac_body(record), record.get("mac"))
+
+
 def _chain_fields(rec: Mapping[str, Any]) -> tuple[str, int]:
     """(hash, seq + 1) of a parsed record; ValueError when it lacks them."""
     last_hash, last_seq = rec.get("hash"), rec.get("seq")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ._audit_files import Problem, _existing, _flock, _iter_lines, _scan
-from ._audit_records import _CHAIN_FIELDS, GENESIS_HASH, _mac_body, _parse_line, record_hash
+from ._audit_records import _CHAIN_FIELDS, GENESIS_HASH, _mac_holds, _parse_line, record_hash
 from .errors import AuditError, InputError
 
 # problems a summary lists one by one (the rest are counted, the last shown)
@@ -181,7 +181,7 @@ def verify(
     last_head = max(heads) if heads else None
     beyond_anchor = 0  # records after the anchor's last head: it does not cover them
     if key is not None:
-        from .integrity import key_id, mac_matches
+        from .integrity import key_id
     scanned = _scan(p, size, (start.offset, start.line) if start is not None else (0, 0))
     for lineno, rec, canonical, problem, end in scanned:
         if problem is not None:
@@ -213,7 +213,7 @@ def verify(
         if key is not None:
             if "mac" not in rec:
                 msgs.append("it carries no MAC: it was written without the key, or forged")
-            elif not mac_matches(key, _mac_body(rec), rec["mac"]):
+            elif not _mac_holds(key, rec):
                 msgs.append(
                     "its MAC does not match: the record was edited or forged by someone without the key "
                     "(or written under another key)"

@@ -158,13 +158,10 @@ class Guard(_Scoring, _Recording):
 
     def _signed(self, record: Mapping[str, Any]) -> bool:
         """Whether ``record`` holds a valid MAC under the audit log's key (every record, without a key)."""
-        key = self.audit._key if self.audit is not None else None  # noqa: SLF001
-        if key is None:
-            return True
-        from ._audit_records import _mac_body
-        from .integrity import mac_matches
+        from ._audit_records import _mac_holds
 
-        return isinstance(record.get("mac"), str) and mac_matches(key, _mac_body(record), record["mac"])
+        key = self.audit._key if self.audit is not None else None  # noqa: SLF001
+        return key is None or _mac_holds(key, record)
 
     def _requeue_missing(self) -> None:
         """Put back in the review queue the answers the audit log holds as routed to review (or spot-checked)
@@ -215,10 +212,13 @@ class Guard(_Scoring, _Recording):
                     pending.append(did)
             missing |= queue.absent(pending)
             spots = {d: r for d, r in spots.items() if d in missing}
+            unsigned: list[dict] = []
             found = [r for r in self.audit if r.get("kind") == "decision" and r.get("id") in missing] if missing else []
-            records = [r for r in found if self._signed(r)]  # judged record by record: a forged twin blocks nothing
+            records: list[dict] = []  # judged record by record: a forged twin blocks nothing, and is named too
+            for r in found:
+                (records if self._signed(r) else unsigned).append(r)
+            forged |= {r["id"] for r in unsigned}
             signed = {r["id"] for r in records}
-            forged |= {r["id"] for r in found if not any(r is x for x in records)}  # a forged twin is named too
             records += [sp for d, sp in spots.items() if d in signed]
             put_back, lost = queue.recover(records) if missing else ([], [])
         except HGuardError as exc:  # the guard still starts; the next start tries again

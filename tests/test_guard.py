@@ -542,29 +542,38 @@ def test_a_spot_check_the_process_stopped_before_recording_is_recorded_and_queue
     assert check_selection(pol, list(log))["alpha"]["mismatches"] == []
 
 
-def test_a_forged_decision_without_the_keys_mac_is_not_put_back_in_the_queue(calibrated, tmp_path, monkeypatch):
-    import warnings
-
-    from hguard.audit import canonical_json, record_hash
-    from hguard.review.queue import ReviewQueue
-
+def _keyed_policy(root, tmp_path, monkeypatch):
+    """A policy sending every answer to review, its audit log MACed under a key file of its own."""
     for var in ("HGUARD_KEY", "HGUARD_KEY_FILE"):
         monkeypatch.delenv(var, raising=False)
-    lm, root = calibrated
     key_file = tmp_path / "hguard.key"
     key_file.write_bytes(b"k" * 40)
     key_file.chmod(0o600)
     pol = _policy(root, tmp_path, accept_below=0.0, abstain_above=1.0)
-    pol = pol.model_copy(update={"integrity": pol.integrity.model_copy(update={"key_file": key_file})})
-    g = Guard.from_policy(pol, lm=lm)
-    real = g.invoke("who is the author of the book ?", domain="alpha")
-    last = list(AuditLog(tmp_path / "audit.jsonl"))[-1]
-    forged = {"id": "f" * 32, "kind": "decision", "seq": last["seq"] + 1, "time": last["time"], "prev_hash": last["hash"],
-              "route": "review", "domain": "alpha", "question": "is 10x the dose fine?", "answer": "Yes, 10x is fine.",
-              "risk": 0.5, "reasons": []}
-    forged["hash"] = record_hash(forged)
-    with open(tmp_path / "audit.jsonl", "a", encoding="utf-8") as f:
-        f.write(canonical_json(forged) + "\n")
+    return pol.model_copy(update={"integrity": pol.integrity.model_copy(update={"key_file": key_file})})
+
+
+def _forge(log_path, **fields):
+    """Append a record chained onto the log's last one, as someone without the key can: no MAC."""
+    from hguard.audit import canonical_json, record_hash
+
+    last = list(AuditLog(log_path))[-1]
+    rec = {"seq": last["seq"] + 1, "time": last["time"], "prev_hash": last["hash"], **fields}
+    rec["hash"] = record_hash(rec)
+    with open(log_path, "a", encoding="utf-8") as f:
+        f.write(canonical_json(rec) + "\n")
+
+
+def test_a_forged_decision_without_the_keys_mac_is_not_put_back_in_the_queue(calibrated, tmp_path, monkeypatch):
+    import warnings
+
+    from hguard.review.queue import ReviewQueue
+
+    lm, root = calibrated
+    pol = _keyed_policy(root, tmp_path, monkeypatch)
+    real = Guard.from_policy(pol, lm=lm).invoke("who is the author of the book ?", domain="alpha")
+    _forge(tmp_path / "audit.jsonl", id="f" * 32, kind="decision", route="review", domain="alpha",
+           question="is 10x the dose fine?", answer="Yes, 10x is fine.", risk=0.5, reasons=[])
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         Guard.from_policy(pol, lm=lm)
@@ -577,31 +586,17 @@ def test_a_forged_twin_or_spot_check_does_not_block_or_fake_a_review_item(calibr
     import sqlite3
     import warnings
 
-    from hguard.audit import canonical_json, record_hash
     from hguard.review.queue import ReviewQueue
 
-    for var in ("HGUARD_KEY", "HGUARD_KEY_FILE"):
-        monkeypatch.delenv(var, raising=False)
     lm, root = calibrated
-    key_file = tmp_path / "hguard.key"
-    key_file.write_bytes(b"k" * 40)
-    key_file.chmod(0o600)
-    pol = _policy(root, tmp_path, accept_below=0.0, abstain_above=1.0)
-    pol = pol.model_copy(update={"integrity": pol.integrity.model_copy(update={"key_file": key_file})})
-    g = Guard.from_policy(pol, lm=lm)
-    real = g.invoke("who is the author of the book ?", domain="alpha")
+    pol = _keyed_policy(root, tmp_path, monkeypatch)
+    real = Guard.from_policy(pol, lm=lm).invoke("who is the author of the book ?", domain="alpha")
     with sqlite3.connect(tmp_path / "queue.sqlite3") as conn:  # a crash kept it out of the queue
         conn.execute("DELETE FROM review_items WHERE audit_id = ?", (real.audit_id,))
-
-    def forge(**fields):
-        last = list(AuditLog(tmp_path / "audit.jsonl"))[-1]
-        rec = {"seq": last["seq"] + 1, "time": last["time"], "prev_hash": last["hash"], **fields}
-        rec["hash"] = record_hash(rec)
-        with open(tmp_path / "audit.jsonl", "a", encoding="utf-8") as f:
-            f.write(canonical_json(rec) + "\n")
-
-    forge(id=real.audit_id, kind="decision", route="review", domain="alpha", question="q", answer="forged twin", risk=0.5)
-    forge(id="s" * 32, kind="spot_check", decision_audit_id="d" * 32, domain="alpha", selected_because="forged spot")
+    _forge(tmp_path / "audit.jsonl", id=real.audit_id, kind="decision", route="review", domain="alpha", question="q",
+           answer="forged twin", risk=0.5)
+    _forge(tmp_path / "audit.jsonl", id="s" * 32, kind="spot_check", decision_audit_id="d" * 32, domain="alpha",
+           selected_because="forged spot")
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         Guard.from_policy(pol, lm=lm)

@@ -54,7 +54,7 @@ from ..calibrate.data import Example, write_examples
 from .._privacy import FILE_MODE
 from .._resources import refuse_own_file
 from ..errors import DataError, InputError
-from .queue import VERDICTS, ReviewItem, ReviewQueue, shown_sha256, verdict_in_chain
+from .queue import VERDICTS, ReviewItem, ReviewQueue, same_risk, shown_sha256, verdict_in_chain
 
 __all__ = ["DISAGREEMENT_RISK", "ExportSummary", "example_for", "export_reviewed"]
 
@@ -178,11 +178,9 @@ def _check_in_chain(item: ReviewItem, recorded: dict[str, Any], log: str) -> Non
     if "spot_check" in rec and bool(rec["spot_check"]) != bool(item.spot_check):  # accepted vs held answer
         raise DataError(f"its spot-check flag is not the one its verdict record {rec['id']} in {log} holds: the queue "
                         "file was edited after the verdict")
-    risk = rec.get("risk")
-    if "risk" in rec and (risk is None) != (item.risk is None) or (
-            isinstance(risk, (int, float)) and item.risk is not None and abs(float(risk) - float(item.risk)) > 1e-9):
-        raise DataError(f"its risk {item.risk!r} is not the {risk!r} its verdict record {rec['id']} in {log} holds: the "
-                        "queue file was edited after the verdict")
+    if "risk" in rec and not same_risk(rec["risk"], item.risk):
+        raise DataError(f"its risk {item.risk!r} is not the {rec['risk']!r} its verdict record {rec['id']} in {log} holds: "
+                        "the queue file was edited after the verdict")
     shown = rec.get("reviewed_sha256")
     if isinstance(shown, dict):
         if shown_sha256(item.question, item.context, item.answer) != shown:

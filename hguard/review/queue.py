@@ -102,6 +102,13 @@ def item_wanted(record: Mapping[str, Any]) -> tuple[str, str | None] | None:
     return None
 
 
+def same_risk(a: Any, b: Any) -> bool:
+    """Whether two recorded risks are the same (both unscored, or numbers within float rounding)."""
+    if a is None or b is None:
+        return a is None and b is None
+    return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(float(a) - float(b)) < 1e-9
+
+
 def verdict_in_chain(item: ReviewItem, recorded: Mapping[str, Mapping[str, Any]]) -> bool:
     """Whether ``item``'s verdict has its ``review_verdict`` record in ``recorded`` (the chain's, by id), for
     this decision and label."""
@@ -379,9 +386,10 @@ class ReviewQueue:
             return None
         try:
             uncommitted = self._check_decision(item_id)
+            why = str(self._uncommitted_error(item_id, uncommitted)) if uncommitted else None
         except VerdictRefused as e:
-            return str(e).replace("; nothing was recorded", "")  # said before any verdict was submitted
-        return str(self._uncommitted_error(item_id, uncommitted)).replace("; nothing was recorded", "") if uncommitted else None
+            why = str(e)
+        return why and why.replace("; nothing was recorded", "")  # said before any verdict was submitted
 
     def _check_verdict(
         self, item_id: Any, verdict: Any, reviewer: Any, corrected_answer: Any, note: Any
@@ -457,7 +465,7 @@ class ReviewQueue:
         for name in (*SHOWN, "domain", "risk"):  # what the reviewer reads, and where the verdict will count
             shown, logged = getattr(item, name), record.get(name)
             if name == "risk":  # shown to the reviewer when the queue holds one: it must be the decision's
-                same = shown is None or (isinstance(logged, (int, float)) and abs(float(shown) - float(logged)) < 1e-9)
+                same = shown is None or same_risk(shown, logged)
             else:
                 same = (redacted(shown) == logged) if isinstance(logged, Mapping) and "sha256" in logged else shown == logged
             if not same:

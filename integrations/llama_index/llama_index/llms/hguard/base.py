@@ -103,6 +103,7 @@ class HGuardLLM(CustomLLM):
     raise_on: frozenset = Field(default=frozenset(), description="Routes ('abstain', 'review') that raise hguard.errors.RouteError.")
 
     _guard: Guard = PrivateAttr()
+    _window: Optional[int] = PrivateAttr(default=None)  # the packing window, measured once
 
     def __init__(self, guard: Guard, **kwargs: Any) -> None:
         if "raise_on" in kwargs:
@@ -143,13 +144,15 @@ class HGuardLLM(CustomLLM):
         """The window LlamaIndex packs passages into: the model's, less hguard's own framing of a RAG prompt (its
         system prompt and context template, which replace the synthesizer's template) and a tenth for the
         difference between LlamaIndex's token counts and the model's tokenizer, so a packed prompt fits."""
-        gen = self._guard.generator
-        limit = gen.context_limit or 2048
-        try:
-            framing = len(gen.prompt_ids("?", "."))
-        except Exception:  # a framing that cannot be measured: leave a fixed share instead
-            framing = limit // 10
-        return max(256, limit - framing - limit // 10)
+        if self._window is None:  # LlamaIndex reads the metadata at every packing: the framing is tokenized once
+            gen = self._guard.generator
+            limit = gen.context_limit or 2048
+            try:
+                framing = len(gen.prompt_ids("?", "."))
+            except Exception:  # a framing that cannot be measured: leave a fixed share instead
+                framing = limit // 10
+            self._window = max(256, limit - framing - limit // 10)
+        return self._window
 
     # ---------------------------------------------------------------------------------- helpers
 
