@@ -162,6 +162,7 @@ class AuditLog:
             raise InputError(f"anchor {self.anchor} is the audit log itself; name another file, on other storage")
         self.last_receipt: AuditReceipt | None = None
         self._saved: str | None = None  # where the latest recovery put a torn tail
+        self._last_line: tuple[int, bytes, int] | None = None  # (offset, bytes, seq) of the newest line written here
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -198,6 +199,7 @@ class AuditLog:
                 _fsync_dir(self.path.parent)
             self._saved = None
             try:
+                self._check_own_last_line(fd)
                 prev_hash, seq = self._recover(fd)
             except AuditIntegrityError:
                 if created:  # refused before anything was written: leave no empty log behind
@@ -277,10 +279,29 @@ class AuditLog:
             full["mac"] = mac_hex(self._key, _mac_body(full))
         digest = record_hash(full)
         full["hash"] = digest
-        self._write(fd, (canonical_json(full) + "\n").encode("utf-8"), os.fstat(fd).st_size)
+        line, offset = (canonical_json(full) + "\n").encode("utf-8"), os.fstat(fd).st_size
+        self._write(fd, line, offset)
+        self._last_line = (offset, line, seq)
         if self.anchor is not None:
             self._write_anchor(seq, digest)
         return AuditReceipt(id=record_id, seq=seq, hash=digest, path=str(self.path))
+
+    def _check_own_last_line(self, fd: int) -> None:
+        """Refuse to write when the newest record this object wrote is no longer where it wrote it: the log was
+        cut back, replaced by an older copy or deleted while this writer ran. Writing on would chain new records
+        onto the shorter log as if nothing had been lost (with a key and no anchor, it would still verify)."""
+        if self._last_line is None:
+            return
+        offset, line, seq = self._last_line
+        size = os.fstat(fd).st_size
+        if size >= offset + len(line) and _pread_exact(fd, len(line), offset) == line:
+            return
+        what = "holds no record" if size == 0 else f"is {size} bytes long"
+        raise AuditIntegrityError(
+            f"audit log {self.path} {what} and no longer holds record seq {seq}, which this writer wrote at byte "
+            f"{offset}: it was cut back, replaced or deleted while the writer ran; nothing was written. "
+            f"`hguard audit verify {self.path}` says what it holds: restore the log from a copy, or, to start "
+            "a new log on purpose, start a new writer (restart the guard)")
 
     def _recover(self, fd: int) -> tuple[str, int]:
         """(hash, seq + 1) of the last record, first moving a torn tail aside or noting a damaged one."""

@@ -118,6 +118,38 @@ def test_writers_reread_the_tail_instead_of_trusting_memory(tmp_path):
     assert verify(path).ok
 
 
+@pytest.mark.parametrize("attack", ["cut back", "older copy", "deleted", "record replaced"])
+def test_a_writer_refuses_a_log_that_no_longer_holds_its_last_record(tmp_path, attack):
+    """A log cut back, swapped for an older copy or deleted under a running writer still verifies (no key, no
+    anchor): chaining on would hide the loss. The writer remembers where its newest record lies and refuses."""
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    log.append({"i": 0})
+    before = path.read_bytes()
+    other = AuditLog(path)
+    other.append({"i": 1})  # another writer appending is no loss
+    log.append({"i": 2})
+    if attack == "cut back":
+        path.write_bytes(before)
+    elif attack == "older copy":
+        (tmp_path / "old.jsonl").write_bytes(before + _lines(path)[1])
+        os.replace(tmp_path / "old.jsonl", path)
+    elif attack == "deleted":
+        path.unlink()
+    else:  # the same length, another record in its place
+        lines = _lines(path)
+        forged = json.loads(lines[2])
+        forged["i"] = 3
+        forged["hash"] = record_hash(forged)
+        path.write_bytes(b"".join(lines[:2]) + canonical_json(forged).encode() + b"\n")
+    kept = path.read_bytes() if path.exists() else None
+    with pytest.raises(AuditIntegrityError, match=r"no longer holds record seq 2, which this writer wrote .*restart the guard"):
+        log.append({"i": 4})
+    assert (path.read_bytes() if path.exists() else None) == kept  # nothing written, no empty log left behind
+    expected = {"cut back": 1, "older copy": 2, "deleted": 0, "record replaced": 3}[attack]
+    assert AuditLog(path).append({"i": 5}).seq == expected  # a new writer (a restarted guard) goes on on purpose
+
+
 def test_last_record_longer_than_one_tail_chunk(tmp_path):
     log = AuditLog(tmp_path / "a.jsonl")
     log.append({"answer": "é" * 200_000})  # multi-byte chars, far past the 64 KiB backwards-read chunk
