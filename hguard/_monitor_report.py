@@ -40,7 +40,7 @@ def summary(report: Mapping[str, Any]) -> str:
                      "nobody reviews them until a guard started on this policy puts them back")
     qd = report.get("queue_items_differing_from_log") or {}
     if qd.get("n"):
-        lines.append(f"  {qd['n']} review queue item(s) say otherwise than their decision records (domain or spot-check "
+        lines.append(f"  {qd['n']} review queue item(s) say otherwise than their decision records (domain, risk or spot-check "
                      f"flag; e.g. {', '.join(qd['items'])}): the queue file was edited or written by something else; the "
                      "figures above read the audit chain")
     out = report.get("outside_domains") or {}

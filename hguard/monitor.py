@@ -277,7 +277,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     """Estimate, drift and state for every policy domain; appends ``monitor_check`` (and any
     ``monitor_tighten`` / ``monitor_lift``) records and rewrites the state file when ``act``."""
     from .audit import AuditLog, verify
-    from .review.queue import ReviewQueue, verdict_in_chain
+    from .review.queue import ReviewQueue, same_risk, verdict_in_chain
 
     audit_path = Path(audit_path or policy.audit.path)
     queue_path = Path(queue_path or policy.review.queue)
@@ -345,10 +345,11 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     never_committed = [rid for rid, r in recorded.items() if rid not in committed and rid not in superseded
                        and r.get("item_id") in {it.id for it in items}]
     spotted = {r.get("decision_audit_id") for r in records if r.get("kind") == SPOT}
-    # queue rows whose own columns say otherwise than the chain (edited, or written by something else): the
+    # queue rows whose own columns (spot-check flag, domain, risk) say otherwise than the chain (edited, or written by something else): the
     # figures read the chain; the rows are named so that someone looks at the queue file
     differing = [it.id for it in items if bool(it.spot_check) != (it.audit_id in spotted)
-                 or it.domain != by_id[it.audit_id].get("domain")]
+                 or it.domain != by_id[it.audit_id].get("domain")
+                 or (it.risk is not None and not same_risk(it.risk, by_id[it.audit_id].get("risk")))]
     meta = _probe_meta(policy)
     states = replay(records)
     selection = check_selection(policy, [r for r in records if r.get("kind") == SPOT or r.get("id") in by_id])

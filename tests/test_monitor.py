@@ -961,6 +961,11 @@ def test_the_monitor_reads_spot_checks_and_domains_from_the_chain_not_the_queue_
     rep = run_monitor(policy, act=False)
     assert rep["domains"]["geo"]["spot_checks"] == before  # the forged flags add no spot-check evidence
     assert rep["queue_items_differing_from_log"]["n"] == 3
+    other = next(it for it in queue.decided() + queue.pending(limit=None) if it.audit_id not in held)
+    with sqlite3.connect(queue.path) as conn:  # a risk edited in the queue alone is named too
+        conn.execute("UPDATE review_items SET risk = 0.01 WHERE id = ?", (other.id,))
+    rep = run_monitor(policy, act=False)
+    assert rep["queue_items_differing_from_log"]["n"] == 4 and other.id in rep["queue_items_differing_from_log"]["items"]
 
 
 @pytest.mark.parametrize("attack", ["cut back", "older copy", "deleted"])
