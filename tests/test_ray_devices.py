@@ -22,7 +22,7 @@ from hguard.testing import tiny_examples, tiny_model  # noqa: E402
 
 @pytest.fixture(scope="module")
 def gpu_cluster():
-    ray.init(num_cpus=1, num_gpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=1, num_gpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield
     ray.shutdown()
 

@@ -33,6 +33,7 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     guard_stream,
     guarded_invoke,
     mentions_context,
+    nothing_retrieved,
     raise_if_routed,
 )
 
@@ -138,15 +139,18 @@ def read_chat(
                     seen.append(d.page_content)
             context, context_from = seen, "retriever"
             templated = lambda t: any(appears_in(d.page_content, [t]) for _, d in pasted)  # noqa: E731
-            if templated(question):
-                queries = [r.query for r, d in pasted if r.query.strip()]
-                if queries:
-                    question = queries[0]
+            if templated(question):  # the question is the retriever's query; an empty one is refused as empty,
+                queries = [r.query for r, d in pasted]  # not replaced by the whole rendered prompt
+                question = next((q for q in queries if q.strip()), queries[0])
             systems = [i for i in systems if not templated(texts[i])]
         elif n := sum(1 for r in retrievals for d in r.documents if d.page_content.strip()):  # whitespace: nothing
             problems.append(context_not_identified(
                 f"the chain's retrievers returned {n} document(s) but none of their text is in the prompt"
             ))
+    if not context and not problems and (named or (system_as_context and any(m.type == "system" for m in messages))):
+        # messages that stand for passages hold no text (a retrieval that found nothing, formatted): the request
+        # asked for an answer from passages, so it is never read as a closed-book one, which a domain may accept
+        problems.append(nothing_retrieved("the messages named 'context'" if named else "the system messages (context)"))
     if not context and not problems and mentions_context(texts[q_at], *[texts[i] for i in systems]):
         problems.append(context_not_identified(
             "the prompt refers to context but no retrieved documents were found in this run; pass the "

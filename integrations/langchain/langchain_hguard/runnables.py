@@ -179,7 +179,11 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
             else:
                 raise InputError(f"GuardedRAG 'context' must be a string or a list of strings, got {type(context).__name__}")
         passages = [p for p in passages if p.strip()]
-        problems = [nothing_retrieved()] if documents is not None and context is None and not passages else []
+        # a dict that carries 'documents' or 'context' asks for an answer from passages, even when retrieval
+        # found none (None, [], ""): never read as a closed-book request, which a domain may accept
+        wanted = "documents" in value or "context" in value
+        what = "the retriever" if "documents" in value else "the 'context' given"
+        problems = [nothing_retrieved(what)] if wanted and not passages else []
         return question, (passages or None), sources, domain, problems
 
     # ----------------------------------------------------------------------------- invocation

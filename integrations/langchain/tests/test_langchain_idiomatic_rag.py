@@ -112,6 +112,11 @@ def test_tutorial_chain_scores_the_retrieved_passages(tiny_probes, embedder, tmp
     assert call["decision_audit_id"] == msg.response_metadata["audit_id"] and call["question"] == AUSTRALIA
     assert any("Canberra is the capital city of Australia." in c for c in call["context"])
     assert CAPTURE.open_runs() == 0  # the captured retrievals are forgotten when the chain ends
+    # an empty question is refused as empty (and recorded), not replaced by the whole rendered template
+    with pytest.raises(InputError, match="the question is empty"):
+        chain.invoke("")
+    last = list(AuditLog(guard.audit.path))[-1]
+    assert last["kind"] == "error" and last["question"] == ""
 
 
 @pytest.mark.parametrize("mode", ["hold", "passthrough"])
@@ -310,6 +315,17 @@ def test_guarded_rag_bad_input_is_named_and_an_empty_retrieval_goes_to_review(ma
         assert any("nothing retrieved: the retriever returned no passage" in r for r in out.reasons), out.reasons
         assert not any("document(s) but none of their text" in r for r in out.reasons), out.reasons  # one reason
     assert rag.invoke({"question": AUSTRALIA, "context": "Canberra is the capital of Australia."}).route == "accept"
+    # a service that formats an empty retrieval ("", [], None) asks for an answer from passages all the same
+    for context in ("", " \n", [], [""], None):
+        out = rag.invoke({"question": AUSTRALIA, "context": context})
+        assert out.route == "review" and any("nothing retrieved: the 'context' given returned no passage" in r
+                                             for r in out.reasons), (context, out.reasons)
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    for messages in ([SystemMessage(content="", name="context"), HumanMessage(content=AUSTRALIA)],
+                     [HumanMessage(content=" ", name="context"), HumanMessage(content=AUSTRALIA)]):
+        meta = chat.invoke(messages).response_metadata
+        assert meta["route"] == "review" and any("nothing retrieved: the messages named 'context'" in r
+                                                 for r in meta["reasons"]), meta["reasons"]
 
 
 def test_framework_conventions(make_guard):
