@@ -13,6 +13,13 @@ from hguard.errors import InputError, ProbeError
 from hguard.errors import shown as _short
 
 
+# How far (in calibration standard deviations) a signal may lie from its calibration mean before the merger's
+# word on it is not taken where it would lower the risk: a logistic model extrapolates without limit, so one
+# input far outside what calibration saw (a length every calibration answer shared, a confidence never seen)
+# could drive the risk to 0. Beyond it the answer goes to review; where the input raises the risk, it stands.
+EXTRAPOLATION_LIMIT = 10.0
+
+
 def _merger_vector(merger: Mapping[str, Any], key: str, n: int) -> list[float]:
     values = merger.get(key)
     if not isinstance(values, Sequence) or isinstance(values, (str, bytes)) or len(values) != n:
@@ -79,7 +86,14 @@ def merge_risk(signals: Mapping[str, float | None], merger: Mapping[str, Any]) -
                 f"cannot merge risk: signal {name!r} is {_short(x)}, not a finite number; "
                 "route the answer to review"
             )
-        z += c * (float(x) - m) / s
+        zi = (float(x) - m) / s
+        if abs(zi) > EXTRAPOLATION_LIMIT and c * zi < 0:
+            raise InputError(
+                f"cannot merge risk: signal {name!r} is {float(x):.6g}, {abs(zi):.3g} standard deviations from its "
+                f"calibration mean {m:.6g} (scale {s:.3g}), beyond what the merger was calibrated on, and it would "
+                "lower the risk; route the answer to review (or recalibrate on answers like it)"
+            )
+        z += c * zi
     return sigmoid(z)
 
 

@@ -102,8 +102,9 @@ class _LengthScaler:
     def __init__(self, loglen: np.ndarray):
         self.center = float(loglen.mean())
         sd = float(loglen.std())
-        # Equal lengths give a zero column; any positive scale keeps it zero and harmless.
-        self.scale = sd if sd > 0 else 1.0
+        # Equal lengths give a zero column (a std of float rounding, ~1e-15, not always 0); a unit scale keeps it
+        # zero and harmless where rounding noise as the scale would blow any other length up at request time.
+        self.scale = sd if sd > 1e-9 * max(1.0, abs(self.center)) else 1.0
 
     def boosted(self, loglen: np.ndarray) -> np.ndarray:
         """The column the solver sees; its weight times _LENGTH_BOOST is the weight per std."""

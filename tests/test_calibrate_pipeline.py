@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import math
 import numpy as np
 import pytest
 
@@ -278,3 +279,20 @@ def test_a_family_only_in_the_held_out_split_is_reported_and_rows_without_one_ar
     assert entry.get("auroc") is not None or entry.get("no_figure") or entry.get("one_class")  # a figure or why not
     assert "late has no training answer (all in the held-out split)" in report["domains"]["alpha"]["thresholds_fitted_on"]
     assert "late (held-out split only)" in (tmp_path / "probes" / "report.md").read_text()
+
+
+def test_a_merger_input_that_did_not_vary_gets_no_weight_and_a_unit_scale():
+    """Every calibration answer of 32 tokens: numpy's std of the equal log-lengths is float rounding (4e-16 at
+    n = 105), not 0; as the scale it made a 31-token answer's risk 0 at request time."""
+    from hguard.calibrate.pipeline import fit_merger
+    from hguard.policy import merge_risk
+
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1] * 52 + [1])
+    Z = np.column_stack([y + rng.normal(0, 1.0, 105), [math.log1p(32)] * 105])
+    assert 0 < Z[:, 1].std() < 1e-12
+    merger = fit_merger(Z, y, ["neuron_logit", "log_length"])
+    assert merger["scale"][1] == 1.0 and merger["coef"][1] == 0.0 and merger["coef"][0] > 0
+    at = {"neuron_logit": 0.5}
+    risks = [merge_risk({**at, "log_length": math.log1p(n)}, merger) for n in (31, 32, 33)]
+    assert risks[0] == risks[1] == risks[2] and 0.05 < risks[0] < 0.95

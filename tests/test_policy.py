@@ -355,9 +355,17 @@ def test_merge_risk_is_the_standardised_logistic_model():
     assert merge_risk(signals, MERGER) == pytest.approx(1 / (1 + math.exp(-z)))
 
 
-def test_merge_risk_is_stable_at_extremes():
-    assert merge_risk({"neuron_risk": 1e6, "mean_logprob": 0.0}, MERGER) == 1.0
-    assert merge_risk({"neuron_risk": -1e6, "mean_logprob": 0.0}, MERGER) == 0.0
+def test_merge_risk_is_stable_at_extremes_and_never_lowered_by_extrapolation():
+    assert merge_risk({"neuron_risk": 1e6, "mean_logprob": 0.0}, MERGER) == 1.0  # raises the risk: it stands
+    assert merge_risk({"neuron_risk": -1.4, "mean_logprob": -1.0}, MERGER) < 1e-7  # 9.5 sd: within the limit
+    # beyond the limit where it would lower the risk: not the merger's to say (a length every calibration answer
+    # shared, scale ~1e-15, made a 31-token answer's risk exactly 0)
+    with pytest.raises(InputError, match=r"signal 'neuron_risk' is -1e\+06, 5e\+06 standard deviations .* lower the risk"):
+        merge_risk({"neuron_risk": -1e6, "mean_logprob": 0.0}, MERGER)
+    constant = {"features": ["log_length"], "mean": [math.log1p(32)], "scale": [1.78e-15], "coef": [0.6], "intercept": 0.0}
+    with pytest.raises(InputError, match="'log_length'"):
+        merge_risk({"log_length": math.log1p(31)}, constant)
+    assert merge_risk({"log_length": math.log1p(33)}, constant) == 1.0
 
 
 @pytest.mark.parametrize(

@@ -77,13 +77,19 @@ def fit_merger(Z: np.ndarray, y: np.ndarray, features: Sequence[str] = MERGER_FE
 
     mean = Z.mean(0)
     scale = Z.std(0)
-    scale[scale == 0] = 1.0
+    # A column that did not vary (up to float rounding: equal lengths give a std of ~1e-15, not 0) says nothing;
+    # scaled by its rounding noise it would turn any other value at request time into a huge score. It keeps a
+    # unit scale and no weight.
+    constant = scale <= 1e-9 * np.maximum(1.0, np.abs(mean))
+    scale[constant] = 1.0
     lr = LogisticRegression(C=C, class_weight="balanced", max_iter=2000).fit((Z - mean) / scale, y)
+    coef = lr.coef_[0].copy()
+    coef[constant] = 0.0
     return {
         "features": list(features),
         "mean": mean.tolist(),
         "scale": scale.tolist(),
-        "coef": lr.coef_[0].tolist(),
+        "coef": coef.tolist(),
         "intercept": float(lr.intercept_[0]),
     }
 
