@@ -267,11 +267,22 @@ def _load_gguf(path: Path, *, name: str, use_cache: bool = True) -> LoadedModel:
     return _finish(model, tokenizer, name=name, source=str(path), fingerprint=fingerprint, load_info=info)
 
 
+# What a folder's fingerprint reads besides the weights: the config, and what turns text into token ids and
+# decides where an answer stops (a tokenizer with two ids swapped, or another end-of-sequence id in
+# generation_config.json, changes the answers and the neurons read while the weights stay the same).
+_FINGERPRINTED_FILES = frozenset({
+    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+    "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt", "tokenizer.model", "spiece.model",
+    "chat_template.jinja", "chat_template.json",
+})
+
+
 def _folder_fingerprint(folder: Path) -> str:
-    """sha256 over the config and weight files (names, sizes, contents)."""
+    """sha256 over the weight, config, generation-config and tokenizer files (names, sizes, contents)."""
     h = hashlib.sha256()
     names = sorted(
-        p for p in folder.iterdir() if p.is_file() and (p.suffix in {".safetensors", ".bin"} or p.name == "config.json")
+        p for p in folder.iterdir()
+        if p.is_file() and (p.suffix in {".safetensors", ".bin"} or p.name in _FINGERPRINTED_FILES)
     )
     for p in names:
         h.update(p.name.encode())

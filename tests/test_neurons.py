@@ -227,6 +227,18 @@ def test_load_model_reads_a_local_hugging_face_folder(tmp_path):
     lm.tokenizer.save_pretrained(tmp_path)
     again = load_model(tmp_path)
     assert again.fingerprint.startswith("folder-sha256:")
+    # what turns text into ids and where answers stop is part of the model: another tokenizer file or
+    # end-of-sequence id is another fingerprint (a probe of the old one then routes per fingerprint_mismatch)
+    for name, edit in (("tokenizer_config.json", lambda t: t.replace("{", '{"x_edit": 1, ', 1)),
+                       ("generation_config.json", lambda t: t.replace("{", '{"eos_token_id": [0, 1], ', 1))):
+        path = tmp_path / name
+        kept = path.read_text() if path.exists() else None
+        path.write_text(edit(kept or "{}"))
+        assert load_model(tmp_path).fingerprint != again.fingerprint, name
+        path.unlink() if kept is None else path.write_text(kept)
+    assert load_model(tmp_path).fingerprint == again.fingerprint
+    (tmp_path / "README.md").write_text("notes")  # a file that does not change answers does not count
+    assert load_model(tmp_path).fingerprint == again.fingerprint
     assert again.tokenizer.padding_side == "left"
     from hguard.neurons import teacher_forced_cett
 
