@@ -407,6 +407,12 @@ def test_exported_label_overrides_the_judge_in_calibration(queue, tmp_path):
     rows = {ex.id: ex for ex in load_examples(tmp_path / "r.jsonl")}
     for ex in rows.values():
         assert label_row(ex, ex.meta["model_answer"])["label"] == ex.meta["label"]
+        assert label_row(ex, "  " + ex.meta["model_answer"].upper())["label"] == ex.meta["label"]  # case, spacing aside
+    # another model (or prompt) answering otherwise: the reviewer's label is not this answer's; judged afresh
+    right = next(ex for ex in rows.values() if ex.meta["verdict"] == "correct")
+    other = label_row(right, "solvers cathode straps")
+    assert other["label"] == "hallucinated" and "the reviewer's label 'correct' was of another answer" in other["judge_reason"]
+    assert label_row(right, right.answers[0])["label"] == "correct"
 
 
 # ------------------------------------------------------------------------------------------------- CLI

@@ -42,10 +42,16 @@ class Collected:
 def label_row(example: Example, answer: str) -> dict:
     """The judge's verdict as calibration fields; ``meta.label`` (from human review) overrides it, except
     on an answer that declines (always "refusal": the guard abstains on it, see :func:`declines`)."""
-    forced = (example.meta or {}).get("label") if example.meta else None
-    if forced in ("correct", "hallucinated") and declines(answer, example.question) is None:
+    meta = example.meta or {}
+    forced = meta.get("label")
+    judged = meta.get("model_answer")  # the answer the reviewer labelled, when the row came from review
+    same = not isinstance(judged, str) or " ".join(judged.split()).casefold() == " ".join(answer.split()).casefold()
+    if forced in ("correct", "hallucinated") and same and declines(answer, example.question) is None:
         return {"label": forced, "judge_reason": "label set by a human reviewer", "matched": None}
     j = judge_row(answer, list(example.answers), example.kind, example.meta, example.question)
+    if forced in ("correct", "hallucinated") and not same:  # another model or prompt answered otherwise
+        return {"label": j.label, "judge_reason": f"{j.reason} (the reviewer's label {forced!r} was of another "
+                f"answer, {judged[:80]!r}: judged afresh)", "matched": j.matched}
     return {"label": j.label, "judge_reason": j.reason, "matched": j.matched}
 
 

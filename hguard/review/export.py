@@ -25,9 +25,10 @@ By verdict:
   is not right: :func:`hguard.calibrate.judge.asked_kind`).
 
 ``meta.label`` is the reviewer's label of ``meta.model_answer`` and overrides the judge
-(``hguard.calibrate.collect.label_row`` honours it). It is exact for the model, chat template and system
-prompt that produced the answer (``meta.model_fingerprint``); for another model, drop ``meta.label`` and let
-the judge compare the new answers with ``answers``.
+(``hguard.calibrate.collect.label_row`` honours it) when the calibrated model answers the question with that
+same answer (case and spacing aside); where another model, chat template or system prompt answers otherwise,
+the label is not this answer's and the judge compares the new answer with ``answers`` (said in the row's
+``judge_reason``).
 
 Items are skipped (and listed in :attr:`ExportSummary.skipped`, with the reason) when they cannot make a valid
 row: no domain, a domain name that is not a calibration slug (lowercase letters, digits, ``_``, ``-``), or a
