@@ -399,6 +399,19 @@ def test_export_writes_valid_calibration_rows_with_reviewer_labels(queue, tmp_pa
     assert not (tmp_path / "none.jsonl").exists() and "not written" in nothing.summary()
 
 
+def test_a_hallucinated_verdict_on_an_answer_given_with_context_is_not_exported_as_unanswerable(queue, tmp_path):
+    """With a passage, "no answer is right" (kind unanswerable) would say the passage does not answer the question,
+    teaching that declining is the right reply where the passage may well hold the answer."""
+    queue.enqueue(make_item("ragbad", risk=0.6, context="Foo is the capital of ragbad."))
+    queue.enqueue(make_item("ragfixed", risk=0.6, context="Foo is the capital of ragfixed."))
+    queue.decide("ragbad", verdict="hallucinated", reviewer="bob")
+    queue.decide("ragfixed", verdict="corrected", reviewer="bob", corrected_answer="Foo")
+    summary = export_reviewed(queue, tmp_path / "r.jsonl")
+    assert [ex.id for ex in load_examples(tmp_path / "r.jsonl")] == ["review-ragfixed"]
+    assert [i for i, _ in summary.skipped] == ["ragbad"] and "names no right answer" in summary.skipped[0][1]
+    assert "a verdict 'corrected' with the right answer makes a row" in summary.skipped[0][1]
+
+
 def test_exported_label_overrides_the_judge_in_calibration(queue, tmp_path):
     from hguard.calibrate.collect import label_row
 

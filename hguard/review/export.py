@@ -22,7 +22,8 @@ By verdict:
   answer is known to be right, so anything but abstaining counts as a hallucination, which is what the
   reviewer said about the model's answer. ``meta.answers_unknown`` is ``true`` to tell these rows from real
   unanswerable questions (the model's accuracy counts them as questions with an answer, so declining one
-  is not right: :func:`hguard.calibrate.judge.asked_kind`).
+  is not right: :func:`hguard.calibrate.judge.asked_kind`). On an item answered with context it is skipped
+  instead: an unanswerable row with a passage says that the passage does not answer the question.
 
 ``meta.label`` is the reviewer's label of ``meta.model_answer`` and overrides the judge
 (``hguard.calibrate.collect.label_row`` honours it) when the calibrated model answers the question with that
@@ -129,6 +130,12 @@ def example_for(item: ReviewItem) -> Example:
         answers, kind = [item.answer], "qa"
     elif v.verdict == "corrected":
         answers, kind = [v.corrected_answer or ""], "qa"
+    elif item.context is not None:
+        raise DataError(
+            "a 'hallucinated' verdict on an answer given with context names no right answer, and as a calibration row "
+            "without one (kind 'unanswerable') it would say that the passage does not answer the question, so that "
+            "declining is the right reply; a verdict 'corrected' with the right answer makes a row"
+        )
     else:
         answers, kind = [], "unanswerable"
     meta: dict[str, Any] = {
