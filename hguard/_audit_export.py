@@ -1,4 +1,5 @@
-"""Reading an audit log out: filtered records (``show``) and CSV export. See :mod:`hguard.audit`."""
+"""Reading an audit log out: filtered records (``show``) and CSV export, each row marked with what
+verification found on its line. See :mod:`hguard.audit`."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import collections
 import csv
 import os
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, Any, Callable
+
+from pathlib import Path
 
 from ._privacy import FILE_MODE
-from ._audit_files import Problem, _existing, _iter_records, _scan
+from ._audit_files import Problem, _existing, _iter_numbered, _iter_records, _scan
 from ._audit_records import canonical_json
+from ._audit_verify import VerifyReport, verify
 from ._resources import refuse_own_file
 from .errors import AuditIntegrityError, InputError
 
@@ -64,6 +68,33 @@ _LEADING_COLUMNS = (
     "seq", "time", "id", "kind", "domain", "route", "reasons", "model_fingerprint", "probe_id", "question", "answer",
 )  # fmt: skip
 _TRAILING_COLUMNS = ("nonfinite", "prev_hash", "hash")
+# the column that says, in the file itself, whether a row's line verified: an auditor handed only the CSV
+# cannot run the check
+CHAIN_CHECK = "chain_check"
+
+
+def _chain_check(check: VerifyReport) -> Callable[[int, dict[str, Any]], str]:
+    """The ``chain_check`` cell of the record on a line: "ok", or what verification found wrong on that line,
+    then what it found wrong with the log as a whole (records cut off the end, an anchor head missing)."""
+    on_line: dict[int, list[str]] = {}
+    whole = []
+    for problem in check.problems:
+        if problem.line:
+            on_line.setdefault(problem.line, []).append(problem.message)
+        else:
+            whole.append(f"the log: {problem.message}")
+
+    def cell(line: int, rec: dict[str, Any]) -> str:
+        if line > check.n_lines:
+            return "not checked: appended after the log was verified"
+        said = on_line.get(line, []) + whole
+        if said:
+            return "; ".join(said)
+        if "mac" in rec and not check.key_id:
+            return "ok (hash chain; its MAC was not checked: no key)"
+        return "ok"
+
+    return cell
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
@@ -98,15 +129,33 @@ def _column_order(name: str, first_seen: int) -> tuple[int, int, int]:
 
 
 def export_csv(
-    path: str | os.PathLike[str], out: str | os.PathLike[str] | IO[str], *, columns: Sequence[str] | None = None
+    path: str | os.PathLike[str],
+    out: str | os.PathLike[str] | IO[str],
+    *,
+    columns: Sequence[str] | None = None,
+    check: VerifyReport | None = None,
 ) -> int:
     """Write the log as CSV, one row per record; nested dicts (signals, thresholds) become dotted columns.
 
     Lists become their JSON text. A text cell that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
     return gets a leading apostrophe, so that a spreadsheet shows it instead of running it. ``columns`` picks and orders columns (e.g. ``["id", "signals.entropy"]``);
     by default every column that occurs is written. Returns the number of rows written.
+
+    Every row ends with a ``chain_check`` column (where ``columns`` does not place it): "ok", or the problem
+    :func:`verify` found on the record's line (an edit, a removed or inserted record), followed by any problem
+    with the log as a whole; a record whose MAC could not be checked says so, and one appended after the check
+    says it was not checked. ``check`` is the report of verifying this log (with its key and anchor); without
+    it the log is verified here, hash chain only. A record's own ``chain_check`` field is not exported.
     """
     p = _existing(path)
+    if check is None:
+        check = verify(p)
+    elif not isinstance(check, VerifyReport) or Path(check.path).resolve() != p.resolve():
+        raise InputError(
+            f"check must be the VerifyReport of {p}, got {getattr(check, 'path', check)!r:.120}; pass "
+            f"check=verify({str(p)!r}, key=...) or leave it out to verify the log here"
+        )
+    chain_check = _chain_check(check)
     if columns is not None:
         if isinstance(columns, str) or not all(isinstance(c, str) and c for c in columns) or not columns:
             raise InputError(
@@ -132,23 +181,25 @@ def export_csv(
         # a field that is a table in some records and null in others ("thresholds" of a decision without a
         # domain) has its dotted columns; its own, always empty, column would only look like missing data
         stray = {c for c in seen if c not in filled and any(o.startswith(c + ".") for o in seen)}
-        header = sorted((c for c in seen if c not in stray), key=lambda c: _column_order(c, seen[c]))
+        header = sorted((c for c in seen if c not in stray and c != CHAIN_CHECK), key=lambda c: _column_order(c, seen[c]))
+        header.append(CHAIN_CHECK)
     else:
-        unknown = [c for c in columns if c not in seen]
+        unknown = [c for c in columns if c not in seen and c != CHAIN_CHECK]
         if unknown and n_records:
             raise InputError(
                 f"column{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} occur in no record of "
-                f"{p}; available: {', '.join(sorted(seen))}"
+                f"{p}; available: {', '.join(sorted({*seen, CHAIN_CHECK}))}"
             )
-        header = list(columns)
+        header = list(columns) + ([CHAIN_CHECK] if CHAIN_CHECK not in columns else [])
 
     def write(f: IO[str]) -> int:
         writer = csv.DictWriter(f, fieldnames=header, restval="", extrasaction="ignore")
         writer.writeheader()
         rows = 0
-        for rec in _iter_records(p):
+        for line, rec in _iter_numbered(p):
             flat: dict[str, Any] = {}
             _flatten(rec, "", flat)
+            flat[CHAIN_CHECK] = chain_check(line, rec)  # never a value the record itself carries
             writer.writerow({k: _inert(v) for k, v in flat.items()})
             rows += 1
         return rows

@@ -48,6 +48,7 @@ class VerifyReport:
     checked_against: list[str] = field(default_factory=list)  # "each of the n heads in the anchor F is in it", ...
     resume: ChainPoint | None = None  # the end of the last record (a torn tail left out), when nothing else failed
     resumed: bool = False  # only the records after the ``start`` point were read
+    n_lines: int = 0  # the lines the check covered (1..n_lines): a line appended after it was not checked
 
     @property
     def torn(self) -> bool:
@@ -183,7 +184,9 @@ def verify(
     if key is not None:
         from .integrity import key_id
     scanned = _scan(p, size, (start.offset, start.line) if start is not None else (0, 0))
+    n_lines = start.line if start is not None else 0
     for lineno, rec, canonical, problem, end in scanned:
+        n_lines = lineno
         if problem is not None:
             problems.append(problem)
             prev_hash, prev_seq, prev_line = None, None, lineno
@@ -278,5 +281,5 @@ def verify(
     return VerifyReport(
         ok=not problems, n_records=n_records, problems=problems, path=str(p), head_seq=head_seq, head_hash=head_hash,
         key_id=key_id(key) if key is not None else None, n_macs=n_macs, checked_against=checked,
-        resume=resume if not any(not p.torn for p in problems) else None, resumed=start is not None,
+        resume=resume if not any(not p.torn for p in problems) else None, resumed=start is not None, n_lines=n_lines,
     )

@@ -632,7 +632,8 @@ def test_export_csv_flattens_signals_and_thresholds(tmp_path):
         header = reader.fieldnames
         rows = list(reader)
     assert header[:6] == ["seq", "time", "id", "kind", "domain", "route"]
-    assert header[-2:] == ["prev_hash", "hash"]
+    assert header[-3:] == ["prev_hash", "hash", "chain_check"]
+    assert [r["chain_check"] for r in rows] == ["ok"] * 3
     assert {"signals.h_neuron", "signals.entropy", "signals.grounding", "thresholds.entropy"} <= set(header)
     assert "signals" not in header and "thresholds" not in header  # no always-empty column for the null table
     assert rows[0]["signals.entropy"] == "2.0" and rows[1]["signals.entropy"] == ""
@@ -643,7 +644,7 @@ def test_export_csv_flattens_signals_and_thresholds(tmp_path):
     picked = tmp_path / "picked.csv"
     assert export_csv(path, picked, columns=["id", "signals.h_neuron"]) == 3
     with open(picked, newline="", encoding="utf-8") as f:
-        assert list(csv.reader(f))[0] == ["id", "signals.h_neuron"]
+        assert list(csv.reader(f))[0] == ["id", "signals.h_neuron", "chain_check"]  # the mark is never left out
 
     assert stat.S_IMODE(out.stat().st_mode) == 0o640  # private text: not world-readable
     # text anyone can type (a question, an answer) never reaches a spreadsheet as a formula
@@ -716,7 +717,7 @@ def test_cli_show_export_and_repair(tmp_path, capsys):
 
     out_csv = tmp_path / "out.csv"
     assert cli_main(["export", str(path), "--csv", str(out_csv), "--columns", "seq,route"]) == 0
-    assert out_csv.read_text().splitlines()[0] == "seq,route"
+    assert out_csv.read_text().splitlines()[0] == "seq,route,chain_check"
     assert cli_main(["export", str(path)]) == 2  # --csv is required
 
     with open(path, "ab") as f:
@@ -769,6 +770,70 @@ def test_cli_show_and_export_of_a_log_that_does_not_verify_say_so_and_exit_1(tmp
     assert cli_main(["export", str(path), "--csv", str(tmp_path / "o.csv")]) == 1
     captured = capsys.readouterr()
     assert "wrote 5 rows" in captured.out and "does not verify" in captured.err and (tmp_path / "o.csv").exists()
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_export_marks_each_row_with_what_verification_found_on_its_line(tmp_path, capsys):
+    """An auditor handed only the CSV sees which row was edited: its chain_check names the problem."""
+    path = tmp_path / "audit.jsonl"
+    _make_log(path, 5)
+    lines = _lines(path)
+    assert b'"route":"allow"' in lines[2]
+    lines[2] = lines[2].replace(b'"route":"allow"', b'"route":"accept"')  # as sed -i '3s/.../.../' would
+    _write_lines(path, lines)
+    out = tmp_path / "o.csv"
+    edited = "its hash does not match its content: the record was edited after it was written"
+
+    assert cli_main(["export", str(path), "--csv", str(out)]) == 1  # still exit 1, with the warning
+    captured = capsys.readouterr()
+    assert "wrote 5 rows" in captured.out and "does not verify" in captured.err and f"line 3: {edited}" in captured.err
+    assert "chain_check column" in captured.err
+    rows = _csv_rows(out)
+    assert [(r["seq"], r["route"]) for r in rows][2] == ("2", "accept")
+    assert rows[2]["chain_check"] == edited
+    assert [r["chain_check"] for i, r in enumerate(rows) if i != 2] == ["ok"] * 4
+    assert cli_main(["export", str(path), "--csv", str(out), "--columns", "route,seq"]) == 1
+    assert [list(r) for r in _csv_rows(out)][0] == ["route", "seq", "chain_check"]
+    assert [r["chain_check"] == "ok" for r in _csv_rows(out)] == [True, True, False, True, True]
+
+    # the Python API verifies the log itself when it is given no report, and marks the same row
+    assert export_csv(path, out) == 5
+    assert [r["chain_check"] for r in _csv_rows(out)] == [r["chain_check"] for r in rows]
+    # a problem with the log as a whole is on every row, after the row's own
+    export_csv(path, out, check=verify(path, expect_head="0" * 64))
+    marks = [r["chain_check"] for r in _csv_rows(out)]
+    assert all("the log: no record has the expected head hash" in m for m in marks)
+    assert marks[2].startswith("its hash does not match") and marks[0].startswith("the log: ")
+    # a record appended after the check was not checked, and its row says so
+    report = verify(path)
+    AuditLog(path).append(_decision(5))
+    assert export_csv(path, out, check=report) == 6
+    assert _csv_rows(out)[-1]["chain_check"] == "not checked: appended after the log was verified"
+    other = tmp_path / "other.jsonl"
+    _make_log(other, 1)
+    with pytest.raises(InputError, match="check must be the VerifyReport of"):
+        export_csv(path, out, check=verify(other))
+
+    # a record's own chain_check field never stands in for the check
+    forged = tmp_path / "forged.jsonl"
+    AuditLog(forged).append(_decision(0, chain_check="ok"))
+    lines = _lines(forged)
+    lines[0] = lines[0].replace(b'"route":"review"', b'"route":"accept"')
+    _write_lines(forged, lines)
+    (row,) = (export_csv(forged, out), _csv_rows(out))[1]
+    assert row["route"] == "accept" and row["chain_check"].startswith("its hash does not match")
+
+    # a keyed log read without its key: the chain holds, the MAC was not checked, and the row says so
+    keyed = tmp_path / "keyed.jsonl"
+    AuditLog(keyed, key=b"k" * 32).append(_decision(0))
+    export_csv(keyed, out)
+    assert [r["chain_check"] for r in _csv_rows(out)] == ["ok (hash chain; its MAC was not checked: no key)"]
+    export_csv(keyed, out, check=verify(keyed, key=b"k" * 32))
+    assert [r["chain_check"] for r in _csv_rows(out)] == ["ok"]
 
 
 @pytest.mark.parametrize("code, words", [(errno.EROFS, "mounted read-only: put the log on writable storage"),

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ..audit import Problem, canonical_json, export_csv, repair, show, verify
+from ..audit import Problem, VerifyReport, canonical_json, export_csv, repair, show, verify
 from ..errors import AuditKeyRequired, HGuardError, InputError, one_line
 
 __all__ = ["build_parser", "main"]
@@ -77,11 +77,17 @@ def _under_policy(path, policy) -> str:
             + (f"; under other settings: {others}" if others else ""))
 
 
-def _chain_holds(path: str, what: str, args: argparse.Namespace) -> bool:
-    """Whether the log verifies (hash chain; with the key from --key-file or the environment, its MACs; with
-    --anchor, the anchor's heads); when it does not, one line on stderr says so, so that records read from a
-    tampered or damaged log are not taken as checked. Without a key on a keyed log it says the MACs were not."""
-    report = verify(path, key=_cli_key(args), anchor=getattr(args, "anchor", None))
+def _check(path: str, args: argparse.Namespace) -> VerifyReport:
+    """The log verified as the command's options say: hash chain; with the key from --key-file or the
+    environment, its MACs; with --anchor, the anchor's heads."""
+    return verify(path, key=_cli_key(args), anchor=getattr(args, "anchor", None))
+
+
+def _chain_holds(path: str, what: str, args: argparse.Namespace, report: VerifyReport | None = None) -> bool:
+    """Whether the log verifies (``report``, else :func:`_check`); when it does not, one line on stderr says so,
+    so that records read from a tampered or damaged log are not taken as checked. Without a key on a keyed log
+    it says the MACs were not."""
+    report = report if report is not None else _check(path, args)
     if report.ok and report.n_macs and not report.key_id:
         print(f"hguard audit: note: {report.n_macs} record(s) of {path} carry a MAC that was NOT checked (no key: a "
               "re-chained forgery reads as intact); pass --key-file FILE or set HGUARD_KEY_FILE", file=sys.stderr)
@@ -121,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the record with this id and those that name it (its spot-check and review verdicts)")
     p.add_argument("--json", action="store_true", help="one JSON record per line instead of a summary line")
     _add_check_options(p)
-    p = sub.add_parser("export", help="write the log as CSV (signals.* and thresholds.* become columns)")
+    p = sub.add_parser("export", help="write the log as CSV (signals.* and thresholds.* become columns; a "
+                       "chain_check column says ok, or what verification found wrong on the row's line)")
     p.add_argument("path", help="the audit log (.jsonl)")
     p.add_argument("--csv", required=True, metavar="OUT", help="the CSV file to write")
     p.add_argument("--columns", metavar="C1,C2", help="comma-separated columns to write, in order")
@@ -187,9 +194,12 @@ def main(argv: list[str]) -> int:
             return 1 if problems or not _chain_holds(args.path, "the records above are as the file holds them", args) else 0
         if args.command == "export":
             columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
-            n = export_csv(args.path, args.csv, columns=columns)
+            report = _check(args.path, args)  # before writing: each row is marked with what it found on its line
+            n = export_csv(args.path, args.csv, columns=columns, check=report)
             print(f"wrote {n} rows to {args.csv}")
-            return 0 if _chain_holds(args.path, f"{args.csv} holds the records as the file holds them", args) else 1
+            what = (f"{args.csv} holds the records as the file holds them, each marked in its chain_check column "
+                    "with the problem found on its line, or ok")
+            return 0 if _chain_holds(args.path, what, args, report) else 1
         key = _cli_key(args)
         try:
             saved = repair(args.path, key=key, anchor=args.anchor)
