@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from hguard.calibrate.data import (
     Example,
@@ -123,6 +124,7 @@ def test_load_tolerates_utf8_bom(tmp_path: Path) -> None:
         (row(domain=None), "field 'domain': must be a slug"),
         (row(kind="maybe"), "field 'kind': must be \"qa\" or \"unanswerable\" (got \"maybe\")"),
         (row(context=5), "field 'context': must be a string when present (got 5)"),
+        (row(context=" \n"), "field 'context': the context is empty or only whitespace; remove the field for a closed-book row"),
         (row(meta=["fact"]), "field 'meta': must be a JSON object with string keys when present (got [\"fact\"])"),
         (row(kind="unanswerable", answers=["Paris"]), 'field \'answers\': must be [] on an "unanswerable" row (its right reply declines'),
         (row(answers=["True"], meta={"judge": "yesno"}), 'field \'answers\': must be ["yes"] or ["no"] on a meta.judge "yesno" row'),
@@ -506,3 +508,16 @@ def test_every_bad_row_is_counted_in_the_one_line_that_names_the_first(tmp_path:
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith(f"{p} line 2: field 'question'")
     assert "(and 9 more bad rows: " in msg and f"{p} line 4, {p} line 5," in msg and msg.endswith(", ...)")
+
+
+@pytest.mark.parametrize("context", ["", "  \n\t"])
+def test_an_empty_context_is_refused_at_load_not_after_the_model_loads(tmp_path: Path, context: str) -> None:
+    p = write_lines(tmp_path / "x.jsonl", [row(id="ok"), row(id="rag", context=context)])
+    with pytest.raises(DataError) as e:
+        load_examples(p)
+    assert str(e.value) == (f"{p} line 2: field 'context': the context is empty or only whitespace; remove the field for a "
+                            "closed-book row, or give the passage the question is answered from (got "
+                            f"{json.dumps(context)}); fix the row or remove it")
+    with pytest.raises(ValidationError, match="the context is empty"):
+        Example(id="x", question="q?", answers=["a b"], domain="d", context=" ")
+    assert Example(id="x", question="q?", answers=["a b"], domain="d", context=" a passage ").context == " a passage "

@@ -65,6 +65,10 @@ _RULES = {
     "meta": "must be a JSON object with string keys when present",
 }
 _ANSWERS_REQUIRED = 'must be a non-empty list of strings unless kind is "unanswerable"'
+_CONTEXT_EMPTY = (
+    "the context is empty or only whitespace; remove the field for a closed-book row, or give the passage the "
+    "question is answered from"
+)
 _ANSWERS_UNJUDGEABLE = (
     "needs at least one alias with a word other than a/an/the for a 'qa' row, or the judge could never "
     "match a reply; write the alias with context (e.g. 'vitamin A'), or mark the row kind 'unanswerable'"
@@ -120,6 +124,8 @@ class Example(BaseModel):
     def _check_context(cls, v: Any) -> Any:
         if v is not None and not isinstance(v, str):
             raise _bad("context")
+        if isinstance(v, str) and not v.strip():  # refused here, not after the model loads and every prompt fails
+            raise _row_rule("context", _CONTEXT_EMPTY)
         return v
 
     @field_validator("kind", mode="before")
