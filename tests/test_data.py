@@ -146,9 +146,9 @@ def test_bad_rows_name_file_line_field_and_value(tmp_path: Path, bad: str, expec
     assert msg.endswith("fix the row or remove it")
 
 
-def test_first_bad_row_is_the_one_reported(tmp_path: Path) -> None:
+def test_bad_rows_are_given_in_file_order(tmp_path: Path) -> None:
     p = write_lines(tmp_path / "x.jsonl", [row(id="a"), row(id="b", answers="x"), row(id="c", domain="BAD")])
-    with pytest.raises(DataError, match=r"line 2: field 'answers'"):
+    with pytest.raises(DataError, match=r"(?s)line 2: field 'answers'.*\n  \S+ line 3: field 'domain'"):
         load_examples(p)
 
 
@@ -497,17 +497,29 @@ def test_a_mistyped_misleading_answer_key_is_said(tmp_path: Path) -> None:
         load_examples(path)
 
 
-def test_every_bad_row_is_counted_in_the_one_line_that_names_the_first(tmp_path: Path) -> None:
+def test_every_bad_row_is_given_with_its_reason_so_the_file_is_mended_in_one_pass(tmp_path: Path) -> None:
     p = tmp_path / "d.jsonl"
     good = [row(id=f"ok-{i}") for i in range(3)]
-    lines = [good[0], row(id="b1", question=" "), good[1], "{not json", row(id="b2", answers=[])] + \
-        [row(id=f"b{i}", domain="Bad Domain") for i in range(3, 10)] + [good[2]]
+    lines = [good[0], row(id="b1", question=" "), good[1], "{not json", row(id="b2", answers=[]), row(id="b3", context="")] + \
+        [row(id=f"b{i}", domain="Bad Domain") for i in range(4, 30)] + [good[2]]
     p.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError) as e:
         load_examples(p)
-    msg = str(e.value)
-    assert "\n" not in msg and msg.startswith(f"{p} line 2: field 'question'")
-    assert "(and 9 more bad rows: " in msg and f"{p} line 4, {p} line 5," in msg and msg.endswith(", ...)")
+    head, *each = str(e.value).splitlines()
+    assert head == "30 bad rows, nothing loaded; fix or remove each:"
+    assert len(each) == 21  # the first 20 with their reasons, then the count of the rest
+    assert each[0] == f"  {p} line 2: field 'question': must be a string with something other than whitespace in it " \
+        "(got \" \"); fix the row or remove it"
+    assert each[1].startswith(f"  {p} line 4: not valid JSON")
+    assert each[2].startswith(f"  {p} line 5: field 'answers': must be a non-empty list")
+    assert each[3].startswith(f"  {p} line 6: field 'context': the context is empty")
+    assert all(x.startswith(f"  {p} line {n}: field 'domain': must be a slug") for n, x in zip(range(7, 23), each[4:20]))
+    assert each[20] == f"  and 10 more bad rows, the last at {p} line 32"
+
+    # one bad row: its message alone, as before
+    write_lines(p, [good[0], row(id="b1", question=" ")])
+    with pytest.raises(DataError, match=r"^\S+ line 2: field 'question': .*fix the row or remove it$"):
+        load_examples(p)
 
 
 @pytest.mark.parametrize("context", ["", "  \n\t"])
@@ -521,3 +533,14 @@ def test_an_empty_context_is_refused_at_load_not_after_the_model_loads(tmp_path:
     with pytest.raises(ValidationError, match="the context is empty"):
         Example(id="x", question="q?", answers=["a b"], domain="d", context=" ")
     assert Example(id="x", question="q?", answers=["a b"], domain="d", context=" a passage ").context == " a passage "
+
+
+def test_the_command_line_gives_each_bad_row_on_its_own_line(tmp_path: Path, capsys) -> None:
+    from hguard.cli import main
+
+    p = write_lines(tmp_path / "bad.jsonl", [row(id="a", context=""), row(id="b", domain="X"), row(id="c")])
+    assert main(["calibrate", "--data", str(p), "--out", str(tmp_path / "probes")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "hguard calibrate: error: 2 bad rows, nothing loaded; fix or remove each:"
+    assert err[1].startswith(f"  {p} line 1: field 'context': the context is empty")
+    assert err[2].startswith(f"  {p} line 2: field 'domain': must be a slug") and len(err) == 3

@@ -11,7 +11,8 @@ is to abstain, e.g. questions about fabricated entities; such rows may have no a
 `meta` (free-form JSON object; builders keep the underlying fact there so splits can be made by fact).
 
 Loading is strict on purpose: a calibration set with one malformed row would silently shift a
-threshold, so the first bad row stops the load with its file, line and field.
+threshold, so a bad row stops the load; every row is checked first, and the error names each bad one
+(up to 20) with its file, line, field and reason, so the file is mended in one pass.
 """
 
 from __future__ import annotations
@@ -267,9 +268,9 @@ def _expand(path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathLike[s
 def load_examples(path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Example]:
     """Read and validate every row of one or more JSONL files (a directory means its *.jsonl files).
 
-    Blank lines are allowed. A bad row raises DataError naming the file, line and field of the first one,
-    after every row was checked: the same line counts the other bad rows and names the first few, so a
-    file is mended in one pass; nothing is skipped. Ids must be unique across everything loaded in one
+    Blank lines are allowed. Bad rows raise one DataError after every row was checked: it names the
+    file, line, field and reason of each (one line per row, the first 20, then how many more), so a file
+    is mended in one pass; nothing is skipped. Ids must be unique across everything loaded in one
     call, because splits and stored results are keyed by id.
     """
     examples: list[Example] = []
@@ -293,17 +294,18 @@ def load_examples(path_or_paths: str | os.PathLike[str] | Iterable[str | os.Path
                     n_rows += 1
         if n_rows == 0:
             raise DataError(f"{path}: file has no rows; add examples or leave the file out")
+    if len(bad) == 1:
+        raise DataError(bad[0][1])
     if bad:
-        rest = bad[1:]
-        more = (f" (and {len(rest)} more bad row{'s' if len(rest) > 1 else ''}: "
-                + ", ".join(w for w, _ in rest[:_MORE_SHOWN]) + (", ..." if len(rest) > _MORE_SHOWN else "") + ")"
-                if rest else "")
-        raise DataError(bad[0][1] + more)
+        rest = bad[_BAD_SHOWN:]
+        more = [f"  and {len(rest)} more bad row{'s' if len(rest) > 1 else ''}, the last at {rest[-1][0]}"] if rest else []
+        raise DataError("\n".join([f"{len(bad)} bad rows, nothing loaded; fix or remove each:"]
+                                  + [f"  {what}" for _, what in bad[:_BAD_SHOWN]] + more))
     _warn_mistyped_meta(examples, seen)
     return examples
 
 
-_MORE_SHOWN = 5  # other bad rows named by line after the first one's full message
+_BAD_SHOWN = 20  # bad rows given with their reason, one line each; the rest are counted
 
 
 def _read_row(path: Path, lineno: int, raw: bytes, seen: dict[str, tuple[Path, int]]) -> Example | None:

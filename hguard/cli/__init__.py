@@ -567,10 +567,11 @@ _EXTRAS = (
 
 def error_line(exc: BaseException) -> str:
     """One line for a user: the message of an hguard error, else its type and message with the way to
-    see more."""
+    see more. An hguard error written on several lines (one per bad row of a data file, or per bad key of a
+    policy) keeps them, each indented under the first, so a list of problems reads as one."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, HGuardError):
-        return f"error: {text}"
+        return "error: " + ("\n  ".join(" ".join(line.split()) for line in str(exc).splitlines() if line.strip()) or text)
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         extra = next((e for mods, e in _EXTRAS if exc.name.split(".")[0] in mods), None)
         how = install_extra(extra) if extra else f"pip install {exc.name.split('.')[0]}"
