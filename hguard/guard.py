@@ -124,6 +124,13 @@ class Guard(_Scoring, _Recording):
             if plan.rag is not None and not plan.rag.knowledge_conflict and (dp is None or dp.knowledge_conflict == "review"):
                 warnings.warn(no_conflict_detector(name, held="every answer with context in it is held for review"),
                               UserWarning, stacklevel=2)
+        for name, plan in sorted(guard._plans.items()):  # a probe whose scores carry no signal, said once
+            for cd in (plan.closed_book, plan.rag):
+                why = cd.probe.chance_warning() if cd is not None else None
+                if why:
+                    warnings.warn(f"domain {name!r}{' (RAG)' if cd is plan.rag else ''}: {why}; its risk rests on the "
+                                  "other signals and noise, so no hand-set accept_below should be trusted on it: collect "
+                                  "more labelled answers and recalibrate", UserWarning, stacklevel=2)
         for name, problem in sorted(guard.probe_errors.items()):  # a domain that fails closed, said once too
             fallback = (f"; a request with context that no listed domain matches is scored by context_fallback_domain "
                         f"{pol.context_fallback_domain!r}" if pol.context_fallback_domain else "")

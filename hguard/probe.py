@@ -246,6 +246,20 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
             for i in order
         ]
 
+    def chance_warning(self) -> str | None:
+        """Why this probe's scores carry no signal (its best cross-validated mean AUROC lies within two standard
+        errors of 0.5), or None: when it beats chance, or when its C was given rather than cross-validated."""
+        check_is_fitted(self)
+        cv = self.cv_results_ or {}
+        Cs, mean, se = cv.get("C") or [], cv.get("mean_auroc") or [], cv.get("se_auroc") or []
+        at = next((i for i, c in enumerate(Cs) if c == self.best_C_), None)
+        if at is None or at >= min(len(mean), len(se)) or mean[at] is None or se[at] is None:
+            return None
+        if mean[at] - 2.0 * se[at] > 0.5:
+            return None
+        return (f"the probe does not beat chance in cross-validation: best mean AUROC {mean[at]:.3f} (standard error "
+                f"{se[at]:.3f}) at C={self.best_C_:.4g}; its scores carry no signal")
+
     @property
     def h_neurons_(self) -> list[tuple[int, int, float]]:
         """The neurons whose activity raises the risk (positive weight): the domain's H-Neurons."""

@@ -605,3 +605,25 @@ def test_a_forged_twin_or_spot_check_does_not_block_or_fake_a_review_item(calibr
     assert item is not None and item.answer == real.answer  # the genuine decision is put back, not its twin
     assert queue.get("d" * 32) is None
     assert any("carry no valid MAC under the audit key" in str(w.message) and "s" * 32 in str(w.message) for w in said)
+
+
+def test_a_probe_that_does_not_beat_chance_is_said_at_start(calibrated, tmp_path, monkeypatch):
+    """Calibration warns and still writes the probe (its other signals may carry the domain); the guard that loads it
+    says so once, since a hand-set accept_below on such a domain rests on noise."""
+    import copy
+
+    from hguard.probe import HNeuronProbe
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path), lm=lm)
+    probe = copy.deepcopy(g.plan("alpha").closed_book.probe)
+    at = probe.cv_results_["C"].index(probe.best_C_)
+    probe.cv_results_["mean_auroc"][at], probe.cv_results_["se_auroc"][at] = 0.62, 0.07
+    assert "does not beat chance in cross-validation: best mean AUROC 0.620 (standard error 0.070)" in probe.chance_warning()
+    probe.cv_results_["mean_auroc"][at], probe.cv_results_["se_auroc"][at] = 0.62, 0.05
+    assert probe.chance_warning() is None
+    probe.cv_results_["mean_auroc"][at] = None  # C given, not cross-validated: nothing to say
+    assert probe.chance_warning() is None
+    monkeypatch.setattr(HNeuronProbe, "chance_warning", lambda self: "the probe does not beat chance (test)")
+    with pytest.warns(UserWarning, match=r"domain 'alpha': the probe does not beat chance \(test\); its risk rests on the other signals"):
+        Guard.from_policy(_policy(root, tmp_path), lm=lm)
