@@ -51,7 +51,7 @@ def label_row(example: Example, answer: str) -> dict:
     j = judge_row(answer, list(example.answers), example.kind, example.meta, example.question)
     if forced in ("correct", "hallucinated") and not same:  # another model or prompt answered otherwise
         return {"label": j.label, "judge_reason": f"{j.reason} (the reviewer's label {forced!r} was of another "
-                f"answer, {judged[:80]!r}: judged afresh)", "matched": j.matched}
+                f"answer, {str(judged)[:80]!r}: judged afresh)", "matched": j.matched}
     return {"label": j.label, "judge_reason": j.reason, "matched": j.matched}
 
 
