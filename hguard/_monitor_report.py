@@ -38,6 +38,11 @@ def summary(report: Mapping[str, Any]) -> str:
         lines.append(f"  {nq['n']} decision(s) held for review or picked for a spot-check are not in the review queue "
                      f"(a process stopped, or the queue was locked, between the two; e.g. {', '.join(nq['items'])}): "
                      "nobody reviews them until a guard started on this policy puts them back")
+    om = report.get("other_model_decisions_left_out") or {}
+    if om.get("n"):
+        lines.append(f"  {om['n']} decision(s) made by another model than their domain's calibration were left out "
+                     f"(e.g. {', '.join(om['models'])}): a model given with --model or model= is not the one the "
+                     "guarantee is about; monitor each model under its own policy")
     qd = report.get("queue_items_differing_from_log") or {}
     if qd.get("n"):
         lines.append(f"  {qd['n']} review queue item(s) say otherwise than their decision records (domain, risk or spot-check "

@@ -317,6 +317,17 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
             "the policy it was written under"
         )
     foreign = {r["id"] for r in decisions if foreign_to(r)}
+    # made by another model than the domain's calibrations were (`--model` overrides the policy's model and is
+    # not part of its guarantee): their spot-checks and verdicts say nothing of the calibrated model's answers
+    meta = _probe_meta(policy)
+    calibrated_models = {name: {cd.fingerprints.get("model_fingerprint") for cd in cds} for name, cds in meta.items()}
+    other_models: Counter[str] = Counter()
+    for r in decisions:
+        models = calibrated_models.get(r.get("domain"))
+        made_by = r.get("model_fingerprint")  # a record without one (hand-written, older) is not judged by it
+        if r["id"] not in foreign and models and None not in models and made_by is not None and made_by not in models:
+            foreign.add(r["id"])
+            other_models[str(r.get("model_fingerprint"))] += 1
     decisions = [r for r in decisions if r["id"] not in foreign]
     # what the foreign decisions promised (review items, spot-checks) is not this policy's to report either
     records = [r for r in records if r.get("id") not in foreign and r.get("decision_audit_id") not in foreign]
@@ -350,7 +361,6 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     differing = [it.id for it in items if bool(it.spot_check) != (it.audit_id in spotted)
                  or it.domain != by_id[it.audit_id].get("domain")
                  or (it.risk is not None and not same_risk(it.risk, by_id[it.audit_id].get("risk")))]
-    meta = _probe_meta(policy)
     states = replay(records)
     selection = check_selection(policy, [r for r in records if r.get("kind") == SPOT or r.get("id") in by_id])
     now = now or datetime.now(timezone.utc).isoformat(timespec="microseconds")
@@ -359,6 +369,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         "policy": str(policy.source) if policy.source else None, "policy_id": pid, "audit_log": str(audit_path),
         "review_queue": str(queue_path), "time": now, "chain": {"ok": ver.ok, "n_records": ver.n_records},
         "foreign_decisions_left_out": len(foreign), "dry_run": not act, "domains": {},
+        "other_model_decisions_left_out": {"n": sum(other_models.values()), "models": dict(other_models.most_common(5))},
         "verdicts_not_in_chain": {"n": len(unrecorded), "items": [it.id for it in unrecorded[:5]]},
         "verdict_records_never_committed": {"n": len(never_committed), "records": never_committed[:5]},
         "review_decisions_not_in_queue": _not_queued(records, items, queue is not None),

@@ -593,6 +593,42 @@ def test_guard_spot_checks_accepted_answers_and_honours_a_tightening(tiny_calibr
     assert verify(tmp_path / "audit.jsonl").ok
 
 
+def test_decisions_of_another_model_are_left_out_of_the_domains_evidence(tiny_calibrated, tmp_path):
+    """`--model` overrides the policy's model without changing its guarantee: what another model answered (and
+    reviewers said of it) is not evidence about the calibrated model's accepted answers."""
+    from hguard.guard import Guard
+    from hguard.monitor import SPOT, guarantee_of, spot_check_decision
+
+    lm, root = tiny_calibrated
+    policy = Policy.model_validate(
+        {
+            "version": 1, "probes": str(root / "probes"),
+            "audit": {"path": str(tmp_path / "audit.jsonl")}, "review": {"queue": str(tmp_path / "q.sqlite3")},
+            "monitor": {"seed": "s", "state": str(tmp_path / "state.json")},
+            "generation": {"max_new_tokens": 4, "system_prompt": "answer"},
+            "domains": {"alpha": {"accept_below": 1.0, "abstain_above": 1.0, "spot_check_rate": 1.0}},
+        }
+    )  # fmt: skip
+    g = Guard.from_policy(policy, lm=lm)
+    assert [r.route for r in g.batch(["who is the author ?", "which element ?"], domains=["alpha"] * 2)] == ["accept"] * 2
+    queue = ReviewQueue(tmp_path / "q.sqlite3", audit=g.audit)
+    for item in queue.pending(limit=None):
+        queue.decide(item.id, verdict="correct", reviewer="tester")
+    before = run_monitor(policy, act=False)
+    assert before["domains"]["alpha"]["spot_checks"]["reviewed"] == 2
+    assert before["other_model_decisions_left_out"]["n"] == 0
+    for i in range(4):  # the same policy run with another model: accepted, spot-checked, all wrong
+        rec = g.audit.append({"request_id": f"o{i}", "policy_id": policy_id(policy), "domain": "alpha", "route": "accept",
+                              "risk": 0.1, "signals": {}, "question": "q", "answer": "a", "guarantee": guarantee_of(policy, "alpha"),
+                              "model_fingerprint": "folder-sha256:another"}, kind="decision")  # fmt: skip
+        g.audit.append(spot_check_decision(policy, "alpha", rec.id, 10**9) or {"decision_audit_id": rec.id}, kind=SPOT)
+        queue.enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": "alpha", "spot_check": True})
+        queue.decide(rec.id, verdict="hallucinated", reviewer="tester")
+    after = run_monitor(policy, act=False)
+    assert after["other_model_decisions_left_out"] == {"n": 4, "models": {"folder-sha256:another": 4}}
+    assert after["domains"]["alpha"]["spot_checks"] == before["domains"]["alpha"]["spot_checks"]
+
+
 def test_a_policy_with_sequential_bounds_reads_them_in_the_monitor_run(tmp_path):
     policy = _pol(tmp_path, spot_check_rate=0.5, live_bounds="sequential", breach_rule="lower_bound")
     _deploy(tmp_path, policy, 80, halluc_rate=0.6)
