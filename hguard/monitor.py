@@ -323,7 +323,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     calibrated_models = {name: {cd.fingerprints.get("model_fingerprint") for cd in cds} for name, cds in meta.items()}
     other_models: Counter[str] = Counter()
     for r in decisions:
-        models = calibrated_models.get(r.get("domain"))
+        models = calibrated_models.get(str(r.get("domain")))
         made_by = r.get("model_fingerprint")  # a record without one (hand-written, older) is not judged by it
         if r["id"] not in foreign and models and None not in models and made_by is not None and made_by not in models:
             foreign.add(r["id"])
