@@ -137,9 +137,13 @@ class _Scoring:
                     from .signals.relevance import add_relevance
 
                     signals.update(add_relevance(signals, g.question, g.text, g.context, grounding_scorer=self.grounding))
-                    if signals.get("context_relevance") == 0.0:  # said in words; the merger weighs it
-                        notes.append("the passage holds none of the question's content words (context_relevance 0): "
-                                     "it may not address the question")
+                    if signals.get("context_relevance") == 0.0 and g.extra.get("declined") is None:
+                        # an answer that asserts something from a passage sharing no word with the question (off the
+                        # question, or in another language) is grounded in nothing the question asked: held, whatever
+                        # the merged risk (a hand-set accept_below accepted one)
+                        g.extra.setdefault("holds", []).append(
+                            "the passage holds none of the question's content words (context_relevance 0): it may not "
+                            "address the question (or is in another language), so an answer from it is held for review")
                 merger = cd.merger
                 base = merge_risk(signals, merger) if merger else neuron_risk
                 support = signals.get("grounding")

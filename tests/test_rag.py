@@ -254,10 +254,15 @@ def test_a_passage_without_the_questions_words_is_named_in_the_reasons(tiny_rag,
     from hguard.guard import Guard
 
     lm, folder, _ = tiny_rag
-    g = Guard.from_policy(_policy(folder, tmp_path), lm=lm)
+    g = Guard.from_policy(_policy(folder, tmp_path, knowledge_conflict="trust_context"), lm=lm)
+    on = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
+    assert on.route in ("accept", "abstain"), on.reasons  # the domain accepts any risk below 1.0
     off = g.invoke("capital city river ?", context="banana orchard grows slowly", domain="alpha")
     assert off.signals["context_relevance"] == 0.0
-    assert any("none of the question's content words" in r for r in off.reasons), off.reasons
+    # held whatever the risk: an answer from a passage that shares no word with the question (off it, or in
+    # another language) asserts what the question did not ask
+    assert off.route == "review", off.reasons
+    assert any("none of the question's content words" in r and "held for review" in r for r in off.reasons), off.reasons
     on = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
     assert not any("none of the question's content words" in r for r in on.reasons)
 
