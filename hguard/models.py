@@ -291,6 +291,24 @@ def _folder_fingerprint(folder: Path) -> str:
     return f"folder-sha256:{h.hexdigest()}"
 
 
+# Files that hold a tokenizer's vocabulary (fast, SentencePiece, BPE/WordPiece, tiktoken): a folder with
+# none of them still "loads" a tokenizer (transformers builds one of 1-5 special tokens from the config
+# alone, or fails to), and generation then crashes far from the cause.
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model",
+                    "sentencepiece.bpe.model")
+
+
+def _check_tokenizer_files(folder: Path) -> None:
+    """ModelNotFoundError when ``folder`` holds no tokenizer vocabulary."""
+    if any((folder / name).is_file() for name in _TOKENIZER_FILES) or any(folder.glob("*.tiktoken")):
+        return
+    raise ModelNotFoundError(
+        f"model folder {str(folder)!r} has no tokenizer files ({' / '.join(_TOKENIZER_FILES)} / *.tiktoken); "
+        "copy the tokenizer the model was trained with into it (its files from where the model came from, or "
+        "`tokenizer.save_pretrained(folder)`)"
+    )
+
+
 def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True, dtype=None) -> LoadedModel:
     """Load a chat model for guarding.
 
@@ -310,8 +328,9 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(
                 f"{str(path)!r} is a folder without config.json; pass a Hugging Face model folder "
-                f"(config.json + weights), a .gguf file, or \"default\""
+                f"(config.json + weights + tokenizer files), a .gguf file, or \"default\""
             )
+        _check_tokenizer_files(path)
         t0 = time.perf_counter()
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(path)

@@ -214,3 +214,11 @@ def test_calibration_warns_when_the_certified_threshold_accepts_every_answer():
 
 def test_ask_refuses_a_mistyped_domain_before_loading_the_model():
     _one_clear_line(run("ask", "q?", "--domain", "geograhpy"), "--domain 'geograhpy'", "did you mean 'geography'?")
+
+
+def test_a_model_folder_without_a_tokenizer_is_one_line_naming_it(tmp_path):
+    from hguard.testing import tiny_model
+
+    tiny_model("gpt2").model.save_pretrained(tmp_path)
+    _one_clear_line(run("ask", "what is it ?", "--model", str(tmp_path)), repr(str(tmp_path)), "has no tokenizer files",
+                    "copy the tokenizer")

@@ -257,6 +257,17 @@ def test_load_model_reads_a_local_hugging_face_folder(tmp_path):
     assert load_model(tmp_path).fingerprint != again.fingerprint
 
 
+def test_a_model_folder_without_tokenizer_files_is_refused_before_loading(tmp_path):
+    from hguard.errors import ModelNotFoundError
+    from hguard.models import load_model
+
+    # a qwen2 config alone makes transformers build a tokenizer of one token, and generation crash later
+    tiny_model("qwen2").model.save_pretrained(tmp_path)
+    with pytest.raises(ModelNotFoundError, match="has no tokenizer files") as info:
+        load_model(tmp_path)
+    assert repr(str(tmp_path)) in str(info.value) and "copy the tokenizer the model was trained with" in str(info.value)
+
+
 def test_column_norms_follow_the_weights_when_they_change():
     from hguard.neurons import column_norms
 
