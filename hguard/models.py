@@ -309,6 +309,20 @@ def _check_tokenizer_files(folder: Path) -> None:
     )
 
 
+def _damaged_weights(folder: Path) -> tuple[Path, str] | None:
+    """The first ``.safetensors`` file of ``folder`` whose header does not read or does not cover the file
+    (a truncated or overwritten copy), with safetensors' reason; None when every one reads."""
+    from safetensors import safe_open
+
+    for p in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(p), framework="pt") as fh:
+                fh.keys()
+        except Exception as exc:  # SafetensorError, or OSError for an unreadable file
+            return p, " ".join(str(exc).split()) or type(exc).__name__
+    return None
+
+
 def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True, dtype=None) -> LoadedModel:
     """Load a chat model for guarding.
 
@@ -332,7 +346,16 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
             )
         _check_tokenizer_files(path)
         t0 = time.perf_counter()
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        except Exception as exc:
+            damaged = _damaged_weights(path)
+            if damaged is None:
+                raise
+            raise ModelNotFoundError(
+                f"the weight file {str(damaged[0])!r} is damaged or incomplete: {damaged[1]}; copy it again "
+                "from where the model came from"
+            ) from exc
         tokenizer = AutoTokenizer.from_pretrained(path)
         return _finish(
             model, tokenizer, name=path.name, source=str(path), fingerprint=_folder_fingerprint(path),

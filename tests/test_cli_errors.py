@@ -222,3 +222,15 @@ def test_a_model_folder_without_a_tokenizer_is_one_line_naming_it(tmp_path):
     tiny_model("gpt2").model.save_pretrained(tmp_path)
     _one_clear_line(run("ask", "what is it ?", "--model", str(tmp_path)), repr(str(tmp_path)), "has no tokenizer files",
                     "copy the tokenizer")
+
+
+def test_a_truncated_weight_file_is_one_line_naming_it(tmp_path):
+    from hguard.testing import tiny_model
+
+    lm = tiny_model("llama")
+    lm.model.save_pretrained(tmp_path)
+    lm.tokenizer.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    _one_clear_line(run("ask", "what is it ?", "--model", str(tmp_path)), repr(str(weights)), "damaged or incomplete",
+                    "copy it again")

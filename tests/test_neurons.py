@@ -268,6 +268,22 @@ def test_a_model_folder_without_tokenizer_files_is_refused_before_loading(tmp_pa
     assert repr(str(tmp_path)) in str(info.value) and "copy the tokenizer the model was trained with" in str(info.value)
 
 
+@pytest.mark.parametrize("keep", [0.5, 0.0001], ids=["tensors-cut", "header-cut"])
+def test_a_truncated_weight_file_is_named_with_the_fix(tmp_path, keep):
+    from hguard.errors import ModelNotFoundError
+    from hguard.models import load_model
+
+    lm = tiny_model("llama")
+    lm.model.save_pretrained(tmp_path)
+    lm.tokenizer.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(ModelNotFoundError, match="is damaged or incomplete") as info:
+        load_model(tmp_path)
+    assert repr(str(weights)) in str(info.value) and str(info.value).endswith("copy it again from where the model came from")
+
+
 def test_column_norms_follow_the_weights_when_they_change():
     from hguard.neurons import column_norms
 
