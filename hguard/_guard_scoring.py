@@ -104,6 +104,9 @@ class _Scoring:
                 )
         if cd is not None and route is not None:  # a calibrated domain comes with its route
             probe, probe_mode = cd.probe, cd.prompt_mode
+            # fitted when the guard loaded the domain; a scoring failure below keeps them, so the reasons
+            # do not claim the domain has none
+            thresholds = route.thresholds
             expected = g.extra.get("fingerprints") or self.generator.fingerprints  # the call's own (history, system)
             if probe_mode == RAG:
                 from .generation import prompt_fingerprints
@@ -169,7 +172,6 @@ class _Scoring:
                         self._knowledge_conflict(signals, cd.knowledge_conflict, dp, g.extra.setdefault("holds", []), notes)
                     elif dp is None or dp.knowledge_conflict == "review":  # the check asked for cannot run: held
                         g.extra.setdefault("holds", []).append(no_conflict_detector(cd.name or str(domain)))
-                thresholds = route.thresholds  # fitted when the guard loaded the domain
             except Exception as exc:
                 problems.append(f"scoring failed: {type(exc).__name__}: {exc}")
                 risk = None
@@ -240,7 +242,8 @@ class _Scoring:
         try:
             signals, risk, thresholds, fp = self._score(g, domain, route, problems)
         except Exception as exc:  # anything unforeseen still ends in review
-            signals, risk, thresholds, fp = dict(g.confidence), None, None, []
+            signals, risk, fp = dict(g.confidence), None, []
+            thresholds = route.thresholds if route is not None and route.domain is not None else None
             problems.append(f"scoring failed: {type(exc).__name__}: {exc}")
         dp = self.policy.domain(domain) if domain else None
         self._named_domain_check(choice, domain, dp, signals, problems, g.extra.setdefault("notes", []),

@@ -139,11 +139,16 @@ def decide(
             )
     elif thresholds is None:
         if unscored is None:  # else the reason why nothing scores this request is already given
-            close(
-                policy.unknown_domain,
-                f"{label} has no calibrated probe thresholds and no manual accept_below/abstain_above; "
-                f"routing by unknown_domain = {policy.unknown_domain!r}",
-            )
+            manual = " and ".join(f"{k} = {_fmt(v)}" for k, v in (("accept_below", domain_policy.accept_below),
+                                  ("abstain_above", domain_policy.abstain_above)) if v is not None)
+            if not manual:
+                why = f"{label} has no calibrated probe thresholds and no manual accept_below/abstain_above"
+            elif not risk_ok:  # the guard's case: the domain's probe is unusable (refused, contested, another model's)
+                why = (f"{label}: the policy's manual {manual} can only be set against a probe's risk score, and no usable probe "
+                       "scored this answer (reason above)")
+            else:
+                why = f"{label} was routed without thresholds, so nothing set the policy's manual {manual} against its risk"
+            close(policy.unknown_domain, f"{why}; routing by unknown_domain = {policy.unknown_domain!r}")
     elif domain_policy.accept_below is None and (
         thresholds.target > domain_policy.target_hallucination_rate + 1e-12
         or thresholds.confidence < domain_policy.confidence - 1e-12

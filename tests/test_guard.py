@@ -202,6 +202,9 @@ def test_scoring_errors_and_nan_fail_closed(calibrated, tmp_path, monkeypatch):
     monkeypatch.setattr(probe, "decision_function_subset", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
     r = g.invoke("who is the author ?", domain="alpha")
     assert r.route == "review" and any("scoring failed" in x and "boom" in x for x in r.reasons)
+    # the domain's thresholds stand (and are recorded): the reasons do not claim it has none
+    assert not any("no calibrated probe thresholds" in x for x in r.reasons), r.reasons
+    assert r.thresholds is not None and r.thresholds["accept_below"] == 1.0
     monkeypatch.setattr(probe, "decision_function_subset", lambda *a, **k: np.array([np.nan]))
     r = g.invoke("who is the author ?", domain="alpha")
     assert r.route == "review", r.reasons

@@ -644,6 +644,24 @@ def test_an_answer_without_a_domain_says_why_it_has_no_risk():
     assert d.route == "review" and d.reasons[0] == "no risk score: the answer could not be scored"
 
 
+def test_the_reason_for_routing_without_thresholds_says_whether_the_policy_sets_them_by_hand():
+    policy = Policy.model_validate({"version": 1, "unknown_domain": "abstain", "domains": {
+        "hr": {"accept_below": 0.2}, "both": {"accept_below": 0.2, "abstain_above": 0.7}, "fitted": {}}})
+    # no usable probe (refused, contested, another model's): the manual thresholds have no risk to apply to
+    d = decide(None, domain_policy=policy.domain("hr"), thresholds=None, policy=policy, domain="hr")
+    assert d.route == "abstain" and "no manual" not in " ".join(d.reasons), d.reasons
+    assert d.reasons[1] == ("domain 'hr': the policy's manual accept_below = 0.2 can only be set against a probe's risk score, and no "
+                             "usable probe scored this answer (reason above); routing by unknown_domain = 'abstain'")
+    d = decide(None, domain_policy=policy.domain("both"), thresholds=None, policy=policy, domain="both")
+    assert "manual accept_below = 0.2 and abstain_above = 0.7 can only be set against" in d.reasons[1]
+    # a risk routed without thresholds (a caller of decide that passed none): the manual ones were not used
+    d = decide(0.1, domain_policy=policy.domain("hr"), thresholds=None, policy=policy, domain="hr")
+    assert d.route == "abstain" and d.reasons[0].startswith(
+        "domain 'hr' was routed without thresholds, so nothing set the policy's manual accept_below = 0.2 against its risk")
+    d = decide(None, domain_policy=policy.domain("fitted"), thresholds=None, policy=policy, domain="fitted")
+    assert d.reasons[1].startswith("domain 'fitted' has no calibrated probe thresholds and no manual accept_below")
+
+
 def test_manual_override_in_the_policy_wins_over_fitted():
     fitted = fit_thresholds([0.1] * 60 + [0.9] * 60, [0] * 60 + [1] * 60)
     both = DomainPolicy(accept_below=0.2, abstain_above=0.7)

@@ -86,6 +86,10 @@ def test_two_files_claiming_one_domain_disable_it_naming_both(folder, tmp_path):
     assert "alpha.json" in msg and "alpha-copy.json" in msg and "remove all but one" in msg
     r = g.invoke(Q, domain="alpha")
     assert r.route == "review" and any("alpha-copy.json" in x for x in r.reasons)
+    # the policy sets alpha's thresholds by hand: the reasons say why they do not apply, not that there are none
+    assert not any("no manual accept_below" in x for x in r.reasons), r.reasons
+    assert any("manual accept_below = 1 and abstain_above = 1 can only be set against a probe's risk score, and no usable probe" in x
+               for x in r.reasons), r.reasons
     assert g.invoke(Q, domain="beta").route == "accept"
 
 
@@ -133,6 +137,7 @@ def test_a_policy_may_name_several_probe_folders_and_a_domain_two_of_them_calibr
     assert str(probes) in g.probe_errors["alpha"] and str(mine) in g.probe_errors["alpha"]
     r = g.invoke(Q, domain="alpha")
     assert r.route == "review" and any("all calibrate domain 'alpha'" in x for x in r.reasons), r.reasons
+    assert not any("no manual accept_below" in x for x in r.reasons), r.reasons
     with pytest.raises(Exception, match="empty list"):
         _guard(lm, [], tmp_path)
 
