@@ -306,14 +306,14 @@ class CalibratedDomain:
         who = f"domain {self.name!r}" if self.name else "this domain"
         if self.generation is None:
             return (
-                f"generation settings unknown: {who}'s calibration records no max_new_tokens, this guard generates "
+                f"generation settings unknown: the calibration of {who} records no max_new_tokens, this guard generates "
                 f"with max_new_tokens {running.max_new_tokens!r}; recalibrate the domain"
             )
         diffs = running.differences(self.generation)
         if not diffs:
             return None
         return (
-            f"generation settings differ from {who}'s calibration: {'; '.join(diffs)}; set the policy's "
+            f"generation settings differ from the calibration of {who}: {'; '.join(diffs)}; set the policy's "
             "[generation] to the calibration's settings or recalibrate the domain"
         )
 

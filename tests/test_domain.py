@@ -130,7 +130,10 @@ def test_an_old_file_without_generation_settings_has_unknown_settings(small_prob
     cd = CalibratedDomain.load(tmp_path / "old.json")
     assert cd.generation is None and not cd.generation_recorded
     why = cd.generation_problem(GenerationSettings(max_new_tokens=32))
-    assert "generation settings unknown" in why and "max_new_tokens 32" in why
+    assert why.startswith("generation settings unknown: the calibration of domain 'capitals' records no max_new_tokens")
+    assert "max_new_tokens 32" in why
+    why = _domain(small_probe).generation_problem(GenerationSettings(max_new_tokens=32, system_prompt="answer"))
+    assert why.startswith("generation settings differ from the calibration of domain 'capitals': "), why
 
 
 # ----------------------------------------------------------------------------------- the guard

@@ -221,7 +221,7 @@ def test_a_verdict_is_refused_when_the_queue_no_longer_holds_what_the_model_answ
     queue.enqueue(make_item("a"))
     with sqlite3.connect(queue.path) as conn:
         conn.execute("UPDATE review_items SET answer = 'about 27 mg of iron per day' WHERE id = 'a'")
-    with pytest.raises(ReviewQueueError, match="'a''s answer differs from its decision record 'a'"):
+    with pytest.raises(ReviewQueueError, match="the answer of item 'a' differs from its decision record 'a'"):
         queue.decide("a", verdict="correct", reviewer="alice")
     assert queue.get("a").status == "pending" and verdict_records(audit) == []
     ReviewQueue(queue.path).enqueue(make_item("b"))  # no decision record for it in this log

@@ -545,6 +545,6 @@ def test_an_item_whose_domain_or_risk_was_edited_in_the_queue_file_is_refused(qu
     c = client_for(queue, audit=audit)
     login(c)
     field = edit.split()[0]
-    assert f"{field} differs from its decision record" in c.get("/items/low").text
+    assert f"the {field} of item &#39;low&#39; differs from its decision record" in c.get("/items/low").text
     r = c.post("/items/low", data=decide_form(c, "low", verdict="correct"), headers=SAME_ORIGIN)
     assert r.status_code == 409 and queue.get("low").status == "pending"

@@ -470,7 +470,7 @@ class ReviewQueue:
                 same = (redacted(shown) == logged) if isinstance(logged, Mapping) and "sha256" in logged else shown == logged
             if not same:
                 raise VerdictRefused(
-                    f"review queue {self.path}: item {item_id!r}'s {name} differs from its decision record "
+                    f"review queue {self.path}: the {name} of item {item_id!r} differs from its decision record "
                     f"{item.audit_id!r} in {self.audit.path}: the queue was changed after the guard wrote it, so a "
                     f"verdict on it would not be a verdict on the model's answer; nothing was recorded. The record "
                     f"holds what the model answered (`hguard audit show {self.audit.path} --id {item.audit_id}`)"
