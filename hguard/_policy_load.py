@@ -127,11 +127,13 @@ def _explain(error: Mapping[str, Any]) -> str:
 
 
 def _policy_error(error: ValidationError, source: str) -> PolicyError:
-    lines = [_explain(e) for e in error.errors(include_url=False)]
+    # each item ends in its own separator: the CLI folds the message onto one line, where bare line
+    # breaks would run one item into the next and the last into "Fix these keys"
+    lines = [_explain(e).rstrip().rstrip(".;") for e in error.errors(include_url=False)]
     return PolicyError(
         f"invalid policy {source}:\n  - "
-        + "\n  - ".join(lines)
-        + "\nFix these keys and load the policy again."
+        + ";\n  - ".join(lines)
+        + ".\nFix these keys and load the policy again."
     )
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -255,6 +256,17 @@ def test_unknown_key_error_lists_the_allowed_keys(tmp_path):
     message = str(info.value)
     assert "unknown key" in message and "0.2" in message
     assert "allowed keys here:" in message and "accept_below" in message and "min_grounding" in message
+
+
+def test_a_policy_error_folded_onto_one_line_keeps_its_items_apart(tmp_path):
+    from hguard.cli import error_line
+
+    path = write(tmp_path, "p.toml", "version = 1\n[domains.finance]\ntarget_hallucination_rate = 2\naccept_bellow = 0.2\n")
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    line = error_line(info.value)  # as the CLI says it: line breaks folded to spaces
+    assert "among accepted answers; - domains.finance.accept_bellow: unknown key" in line, line
+    assert re.search(r"\w\. Fix these keys and load the policy again\.$", line), line
 
 
 def test_range_error_echoes_the_value_and_says_what_is_allowed(tmp_path):
