@@ -231,6 +231,22 @@ def test_auroc_intervals_hold_the_estimate_and_shrink_with_more_answers():
     assert auroc_ci(np.ones(5, int), {"signal": np.arange(5.0)}) == {"signal": None}
 
 
+def test_the_probe_fit_warnings_name_their_domain(setup, tmp_path):
+    import re
+    import warnings
+
+    lm, _, data, *_ = setup
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        calibrate([data], tmp_path / "p", lm=lm, system_prompt="answer", max_new_tokens=4, progress=False, plots=False,
+                  batch_size=16)
+    fits = [str(w.message) for w in caught if "the probe does not beat chance" in str(w.message)
+            or "the probe selected no neuron" in str(w.message)]
+    # the tiny model's labels carry little signal: both domains' fits (main, folds, families) warn
+    assert fits and all(re.match(r"domain '(alpha|beta)': the probe (does not beat|selected no)", m) for m in fits), fits
+    assert {m.split("'")[1] for m in fits} == {"alpha", "beta"}
+
+
 def test_a_family_that_cannot_be_held_out_keeps_its_answers_in_the_threshold_fit(setup, tmp_path):
     """Without family "rare" (which holds nearly every right answer) no probe can be fitted, so its answers
     have no cross-family score; they keep their score from the folds of answers, so the thresholds' base

@@ -156,6 +156,22 @@ def test_calibration_warnings_name_a_domain_at_chance_and_each_kind_of_fit_warni
     assert lines[1].endswith("AUROC 0.54 (and 2 more fit(s) like it)") and lines[2] == "the probe selected no neuron at C=1"
 
 
+def test_calibration_warnings_say_each_kind_of_fit_warning_once_per_domain():
+    import warnings
+
+    from hguard.cli import calibration_warnings
+
+    chance = "the probe does not beat chance in cross-validation: best mean AUROC"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for domain, a in (("alpha", 0.54), ("alpha", 0.51), ("beta", 0.44)):
+            warnings.warn(f"domain {domain!r}: {chance} {a}", UserWarning, stacklevel=1)
+        warnings.warn("domain 'alpha': the probe selected no neuron at C=1", UserWarning, stacklevel=1)
+    assert calibration_warnings({"domains": {}}, caught) == [
+        f"domain 'alpha': {chance} 0.54 (and 1 more fit(s) like it)", f"domain 'beta': {chance} 0.44",
+        "domain 'alpha': the probe selected no neuron at C=1"]
+
+
 def test_calibrate_summary_names_the_split_the_families_and_the_certificate_and_warns_on_a_losing_merger():
     import copy
     import json

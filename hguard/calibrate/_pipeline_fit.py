@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any, Mapping, Sequence, cast
+import warnings
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Sequence, cast
 
 import numpy as np
 
@@ -31,6 +33,24 @@ MIN_PER_CLASS = 8
 
 
 # ------------------------------------------------------------------------------------- helpers
+
+
+@contextmanager
+def warnings_of_domain(domain: str) -> Iterator[None]:
+    """Say the UserWarnings raised inside (the probe's "does not beat chance", "selected no neuron", ...)
+    again with ``domain 'NAME': `` in front: the probe fits rows and cannot know which domain they are,
+    and a calibration fits several. Other warnings, and ones that already name a domain, pass unchanged."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # every one reaches the caller's filters, which decide
+            yield
+    finally:
+        for w in caught:
+            message = str(w.message)
+            if issubclass(w.category, UserWarning) and not message.startswith("domain "):
+                message = f"domain {domain!r}: {message}"
+            warnings.warn_explicit(message, w.category, w.filename, w.lineno, source=w.source)
 
 
 def best_threshold(y, score) -> float:

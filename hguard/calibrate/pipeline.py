@@ -43,6 +43,7 @@ from ._pipeline_fit import (  # noqa: F401 (importable from here)
     random_baseline_score,
     score_rows,
     split_groups,
+    warnings_of_domain,
 )
 from ._pipeline_report import (  # noqa: F401 (importable from here)
     REPORT_TARGETS,
@@ -182,12 +183,14 @@ def calibrate(
         train = col.subset(dmask & ~test_mask)
         test = col.subset(dmask & test_mask)
         try:
-            f = fit_domain(domain, train, seed=seed, n_layers=n_layers, d_ff=d_ff, fit=probe_fit)
+            with warnings_of_domain(domain):
+                f = fit_domain(domain, train, seed=seed, n_layers=n_layers, d_ff=d_ff, fit=probe_fit)
         except DataError as exc:
             report["skipped"][domain] = str(exc)
             continue
-        families = cross_family_calibration(f, train, col.subset(dmask), seed=seed, n_layers=n_layers, d_ff=d_ff,
-                                            target=target, confidence=confidence, fit=probe_fit)
+        with warnings_of_domain(domain):
+            families = cross_family_calibration(f, train, col.subset(dmask), seed=seed, n_layers=n_layers, d_ff=d_ff,
+                                                target=target, confidence=confidence, fit=probe_fit)
         thresholds = f["fit_thresholds"](f["oof_merged"], f["oof_y"], target=target, confidence=confidence)
         f["thresholds"] = thresholds
         fitted[domain] = f

@@ -46,6 +46,7 @@ from .pipeline import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_SYSTEM_PROMPT,
     split_groups,
+    warnings_of_domain,
 )
 from ._rag_fit import conflict_scores, fit_conflict_detector, fit_rag_domain, score_rag_rows
 from ._rag_report import rag_markdown, rag_report, write_rag_report
@@ -171,8 +172,9 @@ def calibrate_rag(
         dm = np.array([r["domain"] == domain for r in rows])
         tr_idx, te_idx = np.flatnonzero(dm & ~test), np.flatnonzero(dm & test)
         try:
-            f = fit_rag_domain(domain, [rows[i] for i in tr_idx], col.features[tr_idx], seed=seed,
-                               n_layers=len(sites), d_ff=sites[0].d_ff, target=target, confidence=confidence, fit=probe_fit)
+            with warnings_of_domain(domain):
+                f = fit_rag_domain(domain, [rows[i] for i in tr_idx], col.features[tr_idx], seed=seed, n_layers=len(sites),
+                                   d_ff=sites[0].d_ff, target=target, confidence=confidence, fit=probe_fit)
         except DataError as exc:
             report["skipped"][domain] = str(exc)
             continue

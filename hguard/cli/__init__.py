@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -150,7 +151,7 @@ def _calibration_summary(m: dict) -> list[str]:
 def calibration_warnings(report: dict, caught) -> list[str]:
     """What a calibration's user must not miss, one line each: a domain whose merged risk does not
     separate its held-out answers (the 95% interval reaches chance), a held-out family it ranks backwards
-    (the interval lies below chance), and each kind of fit warning once,
+    (the interval lies below chance), and each kind of fit warning once per domain it names,
     with how many fits raised it."""
     lines = []
     for d, m in report["domains"].items():
@@ -193,13 +194,16 @@ def calibration_warnings(report: dict, caught) -> list[str]:
                 f"{e['correct']} correct, {e['hallucinated']} hallucinated); questions of this kind are scored backwards: "
                 "check the family's labels, or add more families like it so the probe learns them"
             )
-    kinds: dict[str, list[str]] = {}
+    kinds: dict[tuple[str, str], list[str]] = {}
     for w in caught:
         if not issubclass(w.category, UserWarning):  # a library's own warning is shown as it came
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
             continue
         msg = str(w.message)
-        kinds.setdefault(msg.split(":")[0], []).append(msg)
+        # a fit's warning names its domain in front ("domain 'x': the probe ..."): its kind is what follows
+        named = re.match(r"domain '[^']*': ", msg)
+        head = named.group(0) if named else ""
+        kinds.setdefault((head, msg[len(head):].split(":")[0]), []).append(msg)
     for msgs in kinds.values():
         lines.append(msgs[0] + (f" (and {len(msgs) - 1} more fit(s) like it)" if len(msgs) > 1 else ""))
     return lines
