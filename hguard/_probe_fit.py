@@ -354,16 +354,12 @@ def fit_probe(self, X, y, lengths, groups=None):
         self.length_weight_ = float(p.length_weight) * _LENGTH_BOOST
     else:
         self.length_center_ = self.length_scale_ = self.length_weight_ = None
-    if mean[best] - 2.0 * se[best] <= 0.5:
+    why = self.chance_warning()
+    if why:
         # The selection rules always return some probe; on labels the neurons cannot predict
         # it would be noise with confident-looking weights.
-        warnings.warn(
-            f"the probe does not beat chance in cross-validation: best mean AUROC {mean[best]:.3f} "
-            f"(standard error {se[best]:.3f}) at C={self.best_C_:.4g}; its scores carry no signal: check "
-            "the labels, collect more labelled answers, or do not use a neuron probe for this domain",
-            UserWarning,
-            stacklevel=3,
-        )
+        warnings.warn(f"{why}: check the labels, collect more labelled answers, or do not use a neuron probe for "
+                      "this domain", UserWarning, stacklevel=3)
     if self.feature_indices_.size == 0:
         warnings.warn(
             f"the probe selected no neuron at C={self.C_:.4g} (its score rests on length and the intercept "
