@@ -367,6 +367,12 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
             f"model source {text!r} is not \"default\", a .gguf file, a model folder or a hub id "
             f"(owner/name); check the path"
         )
+    if Path(text.split("/")[0]).is_dir():  # "models/hr-qwn": a typo in a local path, not a hub id to fetch
+        raise ModelNotFoundError(
+            f"no model folder {text!r}: the folder {text.split('/')[0]!r} exists here, so this reads as a local path "
+            f"(in it: {', '.join(sorted(p.name for p in Path(text.split('/')[0]).iterdir() if p.is_dir())[:8]) or 'no folders'}); "
+            "check the path (a hub id owner/name is fetched only when no local folder of the owner's name exists)"
+        )
     try:
         t0 = time.perf_counter()
         model = AutoModelForCausalLM.from_pretrained(text, dtype=dtype)

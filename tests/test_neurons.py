@@ -361,3 +361,15 @@ def test_load_model_resolves_a_hub_id_through_the_hugging_face_cache(tmp_path):
     assert got["fingerprint"] == f"hub:hguard-test/tiny-qwen2@{commit}"
     assert got["n_layers"] == lm.model.config.num_hidden_layers
     assert got["missing"] and "hguard-test/absent" in got["missing"] and "local folder" in got["missing"]
+
+
+def test_a_typo_in_a_local_model_path_is_not_fetched_from_the_hub(tmp_path, monkeypatch):
+    """'models/hr-qwn' has the shape of a hub id; with a local folder 'models' it is a path with a typo, refused
+    at once (it was tried on the hub, with retries, and failed with a hub error)."""
+    from hguard.errors import ModelNotFoundError
+    from hguard.models import load_model
+
+    (tmp_path / "models" / "hr-qwen").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelNotFoundError, match=r"no model folder 'models/hr-qwn': the folder 'models' exists .* \(in it: hr-qwen\)"):
+        load_model("models/hr-qwn")
