@@ -555,20 +555,24 @@ def test_a_version_1_queue_gains_the_spot_check_column(tmp_path):
 # ------------------------------------------------------------------------------------------ the guard
 
 
-def test_guard_spot_checks_accepted_answers_and_honours_a_tightening(tiny_calibrated, tmp_path):
-    from hguard.guard import Guard
-
-    lm, root = tiny_calibrated
-    policy = Policy.model_validate(
+def _guard_policy(root, tmp_path, **alpha):
+    """A policy over the tiny calibration whose domain alpha accepts every answer (``alpha``: its other keys)."""
+    return Policy.model_validate(
         {
             "version": 1, "probes": str(root / "probes"),
             "audit": {"path": str(tmp_path / "audit.jsonl")}, "review": {"queue": str(tmp_path / "q.sqlite3")},
             "monitor": {"seed": "s", "state": str(tmp_path / "state.json")},
             "generation": {"max_new_tokens": 4, "system_prompt": "answer"},
-            "domains": {"alpha": {"accept_below": 1.0, "abstain_above": 1.0, "spot_check_rate": 0.0,
-                                  "spot_check_min_per_day": 2}},
+            "domains": {"alpha": {"accept_below": 1.0, "abstain_above": 1.0, **alpha}},
         }
     )  # fmt: skip
+
+
+def test_guard_spot_checks_accepted_answers_and_honours_a_tightening(tiny_calibrated, tmp_path):
+    from hguard.guard import Guard
+
+    lm, root = tiny_calibrated
+    policy = _guard_policy(root, tmp_path, spot_check_rate=0.0, spot_check_min_per_day=2)
     g = Guard.from_policy(policy, lm=lm)
     rs = g.batch(["who is the author ?", "what is the capital ?", "which element ?"], domains=["alpha"] * 3)
     assert [r.route for r in rs] == ["accept"] * 3
@@ -600,15 +604,7 @@ def test_decisions_of_another_model_are_left_out_of_the_domains_evidence(tiny_ca
     from hguard.monitor import SPOT, guarantee_of, spot_check_decision
 
     lm, root = tiny_calibrated
-    policy = Policy.model_validate(
-        {
-            "version": 1, "probes": str(root / "probes"),
-            "audit": {"path": str(tmp_path / "audit.jsonl")}, "review": {"queue": str(tmp_path / "q.sqlite3")},
-            "monitor": {"seed": "s", "state": str(tmp_path / "state.json")},
-            "generation": {"max_new_tokens": 4, "system_prompt": "answer"},
-            "domains": {"alpha": {"accept_below": 1.0, "abstain_above": 1.0, "spot_check_rate": 1.0}},
-        }
-    )  # fmt: skip
+    policy = _guard_policy(root, tmp_path, spot_check_rate=1.0)
     g = Guard.from_policy(policy, lm=lm)
     assert [r.route for r in g.batch(["who is the author ?", "which element ?"], domains=["alpha"] * 2)] == ["accept"] * 2
     queue = ReviewQueue(tmp_path / "q.sqlite3", audit=g.audit)
