@@ -147,6 +147,8 @@ def read_chat(
             problems.append(context_not_identified(
                 f"the chain's retrievers returned {n} document(s) but none of their text is in the prompt"
             ))
+        else:  # the chain's retrievers ran and found nothing: a RAG call with no passage, not a closed-book one
+            problems.append(nothing_retrieved("the chain's retrievers"))
     if not context and not problems and (named or (system_as_context and any(m.type == "system" for m in messages))):
         # messages that stand for passages hold no text (a retrieval that found nothing, formatted): the request
         # asked for an answer from passages, so it is never read as a closed-book one, which a domain may accept

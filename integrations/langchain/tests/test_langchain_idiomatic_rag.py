@@ -308,6 +308,12 @@ def test_guarded_rag_bad_input_is_named_and_an_empty_retrieval_goes_to_review(ma
         def _get_relevant_documents(self, query, *, run_manager):
             return [Document(page_content="  \n ")]
 
+    for template in ("Background:\n{context}\n\nQ: {question}", "{context}\n\n{question}"):  # no word about context
+        tutorial = ({"context": Nothing() | format_docs, "question": RunnablePassthrough()}
+                    | ChatPromptTemplate.from_messages([("human", template)]) | ChatHGuard(guard=guard, domain="alpha"))
+        meta = tutorial.invoke(AUSTRALIA).response_metadata
+        assert meta["route"] == "review", meta["reasons"]  # the domain accepts everything, but nothing was retrieved
+        assert any("nothing retrieved: the chain's retrievers returned no passage" in r for r in meta["reasons"]), meta["reasons"]
     for out in (rag.invoke({"question": AUSTRALIA, "documents": []}),
                 create_guarded_rag_chain(Nothing(), ChatHGuard(guard=guard), domain="alpha").invoke(AUSTRALIA),
                 create_guarded_rag_chain(Blank(), ChatHGuard(guard=guard), domain="alpha").invoke(AUSTRALIA)):
