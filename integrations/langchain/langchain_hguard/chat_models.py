@@ -73,6 +73,11 @@ def message_text(message: BaseMessage) -> str:
     return "".join(parts)
 
 
+def _is_context(message: BaseMessage) -> bool:
+    """Whether a message is named as context ("context", any case: "Context" is how people write it)."""
+    return str(getattr(message, "name", None) or "").strip().lower() == CONTEXT_NAME
+
+
 def split_messages(messages: Sequence[BaseMessage], *, system_as_context: bool = True) -> tuple[str, list[str]]:
     """(question, context passages) from a chat: the last human message is the question; messages
     named ``"context"`` (any role) and, with ``system_as_context``, system messages are context."""
@@ -111,7 +116,7 @@ def read_chat(
     q_at = None
     for i in range(len(messages) - 1, -1, -1):
         m = messages[i]
-        if m.type == "human" and getattr(m, "name", None) != CONTEXT_NAME:
+        if m.type == "human" and not _is_context(m):
             q_at = i
             break
     if q_at is None:
@@ -120,8 +125,8 @@ def read_chat(
         )
     texts = [message_text(m) for m in messages]
     question = texts[q_at]
-    named = [texts[i] for i, m in enumerate(messages) if getattr(m, "name", None) == CONTEXT_NAME]
-    systems = [i for i, m in enumerate(messages) if m.type == "system" and getattr(m, "name", None) != CONTEXT_NAME]
+    named = [texts[i] for i, m in enumerate(messages) if _is_context(m)]
+    systems = [i for i, m in enumerate(messages) if m.type == "system" and not _is_context(m)]
     context: list[str] = [t for t in named if t.strip()]
     context_from = "named" if context else None
     if system_as_context:
@@ -160,7 +165,7 @@ def read_chat(
         ))
     history = []
     for i, m in enumerate(messages[:q_at]):
-        if i in systems or getattr(m, "name", None) == CONTEXT_NAME or m.type == "system":
+        if i in systems or _is_context(m) or m.type == "system":
             continue
         if m.type not in ("human", "ai"):
             raise InputError(

@@ -328,7 +328,8 @@ def test_guarded_rag_bad_input_is_named_and_an_empty_retrieval_goes_to_review(ma
                                              for r in out.reasons), (context, out.reasons)
     chat = ChatHGuard(guard=guard, domain="alpha")
     for messages in ([SystemMessage(content="", name="context"), HumanMessage(content=AUSTRALIA)],
-                     [HumanMessage(content=" ", name="context"), HumanMessage(content=AUSTRALIA)]):
+                     [HumanMessage(content=" ", name="context"), HumanMessage(content=AUSTRALIA)],
+                     [SystemMessage(content="", name="Context"), HumanMessage(content=AUSTRALIA)]):  # any case
         meta = chat.invoke(messages).response_metadata
         assert meta["route"] == "review" and any("nothing retrieved: the messages named 'context'" in r
                                                  for r in meta["reasons"]), meta["reasons"]
