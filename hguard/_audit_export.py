@@ -12,7 +12,7 @@ from typing import IO, Any, Callable
 from pathlib import Path
 
 from ._privacy import FILE_MODE
-from ._audit_files import Problem, _existing, _iter_numbered, _iter_records, _scan
+from ._audit_files import Problem, _existing, _scan
 from ._audit_records import canonical_json
 from ._audit_verify import VerifyReport, verify
 from ._resources import refuse_own_file
@@ -169,7 +169,9 @@ def export_csv(
     seen: dict[str, int] = {}
     filled: set[str] = set()
     n_records = 0
-    for rec in _iter_records(p):
+    for _, rec, _, _, _ in _scan(p, canonical=False):
+        if rec is None:  # a line that is not a record: its row says so (below)
+            continue
         n_records += 1
         flat: dict[str, Any] = {}
         _flatten(rec, "", flat)
@@ -196,8 +198,14 @@ def export_csv(
         writer = csv.DictWriter(f, fieldnames=header, restval="", extrasaction="ignore")
         writer.writeheader()
         rows = 0
-        for line, rec in _iter_numbered(p):
+        for line, rec, _, problem, _ in _scan(p, canonical=False):
             flat: dict[str, Any] = {}
+            if rec is None:  # damaged or torn: not a record, but the CSV must not hide that the line is there
+                assert problem is not None
+                flat[CHAIN_CHECK] = f"line {line} is not a record: {problem.message}"
+                writer.writerow({k: _inert(v) for k, v in flat.items()})
+                rows += 1
+                continue
             _flatten(rec, "", flat)
             flat[CHAIN_CHECK] = chain_check(line, rec)  # never a value the record itself carries
             writer.writerow({k: _inert(v) for k, v in flat.items()})

@@ -777,6 +777,23 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def test_export_keeps_a_row_for_a_line_that_is_not_a_record(tmp_path, capsys):
+    """A line damaged into invalid JSON (and a torn last line) made export refuse and write no CSV at all: the
+    auditor got nothing. Each such line now has its row, saying what it is, among the records' rows."""
+    path = tmp_path / "audit.jsonl"
+    _make_log(path, 4)
+    lines = _lines(path)
+    lines[1] = b'{"seq": 1, this is not json\n'
+    _write_lines(path, lines + [b'{"torn":'])
+    out = tmp_path / "o.csv"
+    assert cli_main(["export", str(path), "--csv", str(out)]) == 1
+    assert "wrote 5 rows" in capsys.readouterr().out
+    rows = _csv_rows(out)
+    assert [r["seq"] for r in rows] == ["0", "", "2", "3", ""]
+    assert rows[1]["chain_check"].startswith("line 2 is not a record: ")
+    assert rows[4]["chain_check"].startswith("line 5 is not a record: ") and "never acknowledged" in rows[4]["chain_check"]
+
+
 def test_export_marks_each_row_with_what_verification_found_on_its_line(tmp_path, capsys):
     """An auditor handed only the CSV sees which row was edited: its chain_check names the problem."""
     path = tmp_path / "audit.jsonl"
