@@ -1,4 +1,5 @@
-"""Small numeric pieces shared by the runtime: the one logistic function everything uses."""
+"""Small numeric pieces shared by the runtime: the one logistic function everything uses, and the one rule
+for a column that did not vary."""
 
 from __future__ import annotations
 
@@ -21,4 +22,13 @@ def sigmoid_array(x):
     return expit(x)
 
 
-__all__ = ["sigmoid", "sigmoid_array"]
+def constant_columns(scale, center):
+    """Where a standard deviation is float rounding, not spread (equal values give ~1e-15, not always 0):
+    element-wise ``scale <= 1e-9 * max(1, |center|)``. Scaled by it, any other value at request time would
+    become a huge score, so such a column keeps a unit scale (and, in the merger, no weight)."""
+    import numpy as np
+
+    return np.asarray(scale) <= 1e-9 * np.maximum(1.0, np.abs(np.asarray(center)))
+
+
+__all__ = ["constant_columns", "sigmoid", "sigmoid_array"]

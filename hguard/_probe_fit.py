@@ -16,6 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+from ._numerics import constant_columns
 from ._probe_inputs import _check_lengths, _check_X, _check_y, _sample_weights
 from ._stats import auroc
 from .errors import InputError
@@ -102,9 +103,8 @@ class _LengthScaler:
     def __init__(self, loglen: np.ndarray):
         self.center = float(loglen.mean())
         sd = float(loglen.std())
-        # Equal lengths give a zero column (a std of float rounding, ~1e-15, not always 0); a unit scale keeps it
-        # zero and harmless where rounding noise as the scale would blow any other length up at request time.
-        self.scale = sd if sd > 1e-9 * max(1.0, abs(self.center)) else 1.0
+        # Equal lengths give a zero column; a unit scale keeps it zero and harmless (see constant_columns).
+        self.scale = 1.0 if constant_columns(sd, self.center) else sd
 
     def boosted(self, loglen: np.ndarray) -> np.ndarray:
         """The column the solver sees; its weight times _LENGTH_BOOST is the weight per std."""

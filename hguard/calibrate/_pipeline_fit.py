@@ -12,7 +12,7 @@ from typing import Any, Iterator, Mapping, Sequence, cast
 
 import numpy as np
 
-from .._numerics import sigmoid_array
+from .._numerics import constant_columns, sigmoid_array
 from .._stats import auroc, auroc_ci
 from ..errors import DataError
 from ..settings import CALIBRATION_MAX_NEW_TOKENS, CALIBRATION_SYSTEM_PROMPT
@@ -97,10 +97,7 @@ def fit_merger(Z: np.ndarray, y: np.ndarray, features: Sequence[str] = MERGER_FE
 
     mean = Z.mean(0)
     scale = Z.std(0)
-    # A column that did not vary (up to float rounding: equal lengths give a std of ~1e-15, not 0) says nothing;
-    # scaled by its rounding noise it would turn any other value at request time into a huge score. It keeps a
-    # unit scale and no weight.
-    constant = scale <= 1e-9 * np.maximum(1.0, np.abs(mean))
+    constant = constant_columns(scale, mean)  # it says nothing: a unit scale and no weight
     scale[constant] = 1.0
     lr = LogisticRegression(C=C, class_weight="balanced", max_iter=2000).fit((Z - mean) / scale, y)
     coef = lr.coef_[0].copy()
