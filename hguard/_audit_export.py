@@ -7,9 +7,8 @@ import collections
 import csv
 import os
 from collections.abc import Sequence
-from typing import IO, Any, Callable
-
 from pathlib import Path
+from typing import IO, Any, Callable
 
 from ._privacy import FILE_MODE
 from ._audit_files import Problem, _existing, _scan
@@ -203,11 +202,9 @@ def export_csv(
             if rec is None:  # damaged or torn: not a record, but the CSV must not hide that the line is there
                 assert problem is not None
                 flat[CHAIN_CHECK] = f"line {line} is not a record: {problem.message}"
-                writer.writerow({k: _inert(v) for k, v in flat.items()})
-                rows += 1
-                continue
-            _flatten(rec, "", flat)
-            flat[CHAIN_CHECK] = chain_check(line, rec)  # never a value the record itself carries
+            else:
+                _flatten(rec, "", flat)
+                flat[CHAIN_CHECK] = chain_check(line, rec)  # never a value the record itself carries
             writer.writerow({k: _inert(v) for k, v in flat.items()})
             rows += 1
         return rows

@@ -282,18 +282,12 @@ def _scan(
         yield lineno, rec, canon == raw, None, end
 
 
-def _iter_numbered(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) of every record in file order; a torn tail ends it, a damaged line raises."""
-    for lineno, rec, _, problem, _ in _scan(path, canonical=False):
+def _iter_records(path: Path) -> Iterator[dict[str, Any]]:
+    for _, rec, _, problem, _ in _scan(path, canonical=False):
         if problem is not None:
             if problem.torn:
                 return  # a torn tail, never acknowledged
             raise AuditIntegrityError(
                 f"{path} line {problem.line}: {problem.message}; run `hguard audit verify {path}` to see what else is damaged"
             )
-        yield lineno, rec  # type: ignore[misc]
-
-
-def _iter_records(path: Path) -> Iterator[dict[str, Any]]:
-    for _, rec in _iter_numbered(path):
-        yield rec
+        yield rec  # type: ignore[misc]

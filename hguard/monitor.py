@@ -327,7 +327,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         made_by = r.get("model_fingerprint")  # a record without one (hand-written, older) is not judged by it
         if r["id"] not in foreign and models and None not in models and made_by is not None and made_by not in models:
             foreign.add(r["id"])
-            other_models[str(r.get("model_fingerprint"))] += 1
+            other_models[str(made_by)] += 1
     decisions = [r for r in decisions if r["id"] not in foreign]
     # what the foreign decisions promised (review items, spot-checks) is not this policy's to report either
     records = [r for r in records if r.get("id") not in foreign and r.get("decision_audit_id") not in foreign]
