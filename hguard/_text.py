@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["asks_yes_no", "fold_accents", "join_digit_groups"]
+__all__ = ["asks_yes_no", "fold_accents", "join_digit_groups", "same_words"]
 
 # A comma between digit groups: "1,000" and "12,345.6", not "1,2" or "1,0000".
 _DIGIT_GROUP_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
@@ -26,6 +26,12 @@ def fold_accents(text: str) -> str:
     """``text`` decomposed (NFKD) without its combining marks: "São Paulo" -> "Sao Paulo", "ﬁ" -> "fi"."""
     text = unicodedata.normalize("NFKD", text)
     return "".join(c for c in text if not unicodedata.combining(c))
+
+
+def same_words(a: str, b: str) -> bool:
+    """Whether two texts say the same words, case and spacing aside ("Paris." vs " paris." is the same; "Paris" vs
+    "Paris." is not): how a reviewer's text is matched with the model's answer it was written about."""
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
 
 
 def join_digit_groups(text: str) -> str:

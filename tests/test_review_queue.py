@@ -330,6 +330,8 @@ def test_queue_without_audit_log_still_records_verdicts(tmp_path):
         ({"verdict": "corrected", "reviewer": "a"}, "needs the right answer"),
         ({"verdict": "corrected", "reviewer": "a", "corrected_answer": "  "}, "needs the right answer"),
         ({"verdict": "correct", "reviewer": "a", "corrected_answer": "Bar"}, "takes no corrected_answer"),
+        # the model's own answer (case and spacing aside) given as the correction: it would export as wrong
+        ({"verdict": "corrected", "reviewer": "a", "corrected_answer": " the capital of a is  foo."}, "model's own answer"),
     ],
 )
 def test_bad_verdicts_are_refused_and_leave_the_item_pending(queue, kwargs, expected):

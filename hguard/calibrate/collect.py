@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from .._text import same_words
 from ..errors import DataError
 from .data import Example
 from .judge import asked_kind, declines, judge_row
@@ -45,7 +46,7 @@ def label_row(example: Example, answer: str) -> dict:
     meta = example.meta or {}
     forced = meta.get("label")
     judged = meta.get("model_answer")  # the answer the reviewer labelled, when the row came from review
-    same = not isinstance(judged, str) or " ".join(judged.split()).casefold() == " ".join(answer.split()).casefold()
+    same = not isinstance(judged, str) or same_words(judged, answer)
     if forced in ("correct", "hallucinated") and same and declines(answer, example.question) is None:
         return {"label": forced, "judge_reason": "label set by a human reviewer", "matched": None}
     j = judge_row(answer, list(example.answers), example.kind, example.meta, example.question)

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._privacy import FILE_MODE, redacted
+from .._text import same_words
 from ..audit import AuditLog
 from ..errors import HGuardError, InputError, ReviewQueueError
 from ._store import _COLUMNS, _item, migrate
@@ -353,6 +354,11 @@ class ReviewQueue:
                     "SELECT audit_id, domain, risk, question, context, answer, spot_check FROM review_items WHERE id = ?",
                     (item_id,),
                 ).fetchone()
+                if verdict == "corrected" and corrected_answer is not None and same_words(corrected_answer, row[5]):
+                    raise InputError(  # it would say the answer was wrong and that the same answer is right
+                        f"verdict 'corrected' gives the model's own answer {_show(corrected_answer)} as the right one; "
+                        "choose 'correct' if the answer is right, or type a different answer"
+                    )
                 audit_hash = None
                 if self.audit is not None:
                     audit_hash = self._append_verdict(
