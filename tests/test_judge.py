@@ -399,6 +399,11 @@ def test_a_document_wording_declines_a_question_that_does_not_ask_yes_or_no() ->
     assert judge(reply, ["consent"], question="What is needed before either party can assign the agreement?").label == "refusal"
     # to a yes/no question about the document, naming what it asks about is a plain no
     assert declines("The clause does not discuss dispute resolution.", "Does the clause discuss dispute resolution?") is None
+    # "does not say whether ..." takes no side, however many of the question's words follow it
+    reply = "The policy text does not say whether the app collects your location."
+    assert declines(reply, "Does the policy allow collecting location data?") == "text does not say"
+    # unless the question asked just that
+    assert declines(reply, "Does the policy say whether the app collects my location?") is None
 
 
 def test_a_reply_saying_the_answer_to_the_question_is_not_provided_declines() -> None:

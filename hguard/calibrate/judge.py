@@ -298,7 +298,8 @@ def declines(answer: str, question: str | None = None) -> str | None:
     Denying a premise ("there is no such country") is a claim, not declining. With ``question``: to a
     question about a document ("Does the clause discuss dispute resolution?"), a wording about the
     document ("The clause does not discuss dispute resolution.") is a plain no, not a refusal, when the
-    words after it name what the question asks about ("I don't know ..." still declines; to a question
+    words after it name what the question asks about and do not open with "whether" or "if" ("The policy does not
+    say whether it collects location" takes no side; "I don't know ..." still declines; to a question
     that does not ask for yes or no, such as "What is needed to assign the agreement?", the wording declines). A reply that
     opens with yes or no and says there is no evidence of something ("No, there is no evidence that
     statins cause it.") takes a side, unless it speaks of the document ("No, there is no evidence in the
@@ -316,10 +317,13 @@ def _declines(answer: str, question: str | None, found: tuple[str, str] | None) 
     if found[0] == "empty":
         return ""
     norm = normalize(answer)
-    rest = set(norm[norm.find(found[1]) + len(found[1]) :].split())
+    after = norm[norm.find(found[1]) + len(found[1]) :].split()
+    rest = set(after)
     if question is not None and found[1].split()[0] in _DOCUMENT_NOUNS and asks_yes_no(_check_str(question, "question")):
         asked = normalize(question).split()
-        if _DOCUMENT_NOUNS & set(asked) and rest & {w for w in asked if len(w) > 3 and w not in _DOCUMENT_NOUNS}:
+        # "The policy does not say whether it collects X" takes no side, unless the question asked whether it says so
+        undecided = after[:1] in (["whether"], ["if"]) and not {"whether", "if"} & set(asked)
+        if not undecided and _DOCUMENT_NOUNS & set(asked) and rest & {w for w in asked if len(w) > 3 and w not in _DOCUMENT_NOUNS}:
             return None
     if "evidence" in found[1].split() and norm.split()[0] in _YES_WORDS | _NO_WORDS and not rest & _DOCUMENT_NOUNS:
         return None  # "No, there is no evidence that X causes Y." takes a side; "... no evidence in the passage" does not
