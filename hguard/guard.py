@@ -14,7 +14,7 @@ import importlib.util
 import threading
 import time
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
@@ -33,6 +33,19 @@ from .generation import Generator
 from .models import LoadedModel, load_model
 from .policy import Policy, Thresholds, choose_domain, load_policy
 from .settings import CLOSED_BOOK, RAG, GenerationSettings
+
+
+#: the audit record kind of :meth:`Guard.rewrite_query`
+RETRIEVAL_QUERY = "retrieval_query"
+
+
+@dataclass(frozen=True)
+class QueryRewrite:
+    """What :meth:`Guard.rewrite_query` generated, and the id of its ``retrieval_query`` audit record."""
+
+    text: str
+    audit_id: str | None
+    step: str
 
 
 class Guard(_Scoring, _Recording):
@@ -492,6 +505,41 @@ class Guard(_Scoring, _Recording):
         self.record_failure(question, err, context=context, domain=domain if isinstance(domain, str) else None)
         return err
 
+    def rewrite_query(
+        self,
+        question: str,
+        *,
+        step: str,
+        history=None,
+        system: str | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> QueryRewrite:
+        """Text a chain asks for to search with, not to show: a follow-up rewritten into a standalone
+        question, or search queries generated from a question (LlamaIndex's condense step, LangChain's
+        ``create_history_aware_retriever`` and ``MultiQueryRetriever``). It is generated plainly, with no
+        decision and nothing queued for review, since it is no answer (the answer the chain then gives
+        from what was found is guarded); it is written to the audit log as a ``retrieval_query`` record
+        naming ``step``, so the log shows what was searched for. Bad input is refused as for ``invoke``."""
+        try:
+            _check_text("question", question)
+            if not isinstance(step, str) or not step.strip():
+                raise InputError(f"step must name the chain step that asks for the query, got {step!r}")
+            self.generator.prompt_ids(question, None, history=history, system=system)
+        except InputError as exc:
+            raise self._refused(question, exc) from None
+        (g,) = self.generator.generate([question], neurons=None, histories=[history], systems=[system], stop=stop)
+        record = {
+            "step": step,
+            "question": question,
+            "answer": g.text,
+            "history_turns": len(history) if isinstance(history, Sequence) else 0,
+            "model": self.lm.name,
+            "model_fingerprint": self.lm.fingerprint,
+            "note": "generated for a retriever to search with, not shown as an answer: no decision was made",
+        }
+        audit_id = self.audit.append(record, kind=RETRIEVAL_QUERY).id if self.audit is not None else None
+        return QueryRewrite(text=g.text, audit_id=audit_id, step=step)
+
     async def ainvoke(self, question: str, context=None, domain: str | None = None, **kw) -> GuardResult:
         return await asyncio.to_thread(self.invoke, question, context, domain, **kw)
 
@@ -604,4 +652,4 @@ class Guard(_Scoring, _Recording):
         return results  # type: ignore[return-value]
 
 
-__all__ = ["DEFAULT_POLICY", "Guard", "GuardResult", "REVIEW_MARK"]
+__all__ = ["DEFAULT_POLICY", "RETRIEVAL_QUERY", "Guard", "GuardResult", "QueryRewrite", "REVIEW_MARK"]

@@ -120,6 +120,19 @@ def test_unknown_domain_goes_to_review_never_accept(guard):
     assert r.display_text.startswith(REVIEW_MARK)
 
 
+def test_text_to_search_with_is_recorded_without_a_decision_and_bad_input_is_refused(guard):
+    q = guard.rewrite_query("capital of australia", step="test: write a search query")
+    recs = list(AuditLog(guard.audit.path))
+    assert [r["kind"] for r in recs] == ["retrieval_query"] and recs[0]["id"] == q.audit_id
+    assert recs[0]["answer"] == q.text and recs[0]["step"] == "test: write a search query"
+    assert guard.review_queue.pending() == []  # no answer, nothing for a reviewer
+    with pytest.raises(InputError, match="step must name"):
+        guard.rewrite_query("capital of australia", step=" ")
+    with pytest.raises(InputError, match="empty"):
+        guard.rewrite_query("  ", step="test")
+    assert [r["kind"] for r in AuditLog(guard.audit.path)][1:] == ["error", "error"]  # refused, and recorded
+
+
 def test_an_answer_routed_to_review_is_held_behind_the_review_message_when_the_policy_has_one(calibrated, tmp_path):
     lm, root = calibrated
     pol = _policy(root, tmp_path)

@@ -190,6 +190,7 @@ class _Call:
     problems: list[str]
     stop: list[str] | None
     max_new_tokens: int | None = None
+    query_step: str | None = None  # the chain step asking for text to search with (no decision: Guard.rewrite_query)
 
     def guard_kwargs(self) -> dict[str, Any]:
         return {"history": self.history, "system": self.system, "stop": self.stop, "problems": self.problems,
@@ -206,6 +207,11 @@ class ChatHGuard(BaseChatModel):
     messages when ``system_as_context=True``, or else the documents a LangChain retriever returned
     earlier in the same chain run and pasted into the prompt (the RAG tutorial's chains). A prompt
     that refers to context nobody could identify goes to review ("context not identified").
+
+    A call made for a retriever, not for a user (inside a running retriever, as ``MultiQueryRetriever``
+    generates its queries, or in ``create_history_aware_retriever``'s rewrite of a follow-up) is text
+    to search with: generated plainly, without a decision, and recorded as a ``retrieval_query``
+    (``response_metadata["hguard_step"]``); the chain's answer from what was found is guarded.
 
     The returned message's content is what a user should see (the answer on accept, the abstain
     message on abstain, ``"[needs review] "`` + answer on review) and its ``response_metadata`` holds
@@ -371,13 +377,24 @@ class ChatHGuard(BaseChatModel):
                 f"stream_mode= ({', '.join(STREAM_MODES)}), early_stop= and stop="
             )
         retrievals = CAPTURE.retrievals_for(parent_run_id) if context is None else []
+        query_step = CAPTURE.query_step(parent_run_id) if context is None else None
         read = read_chat(messages, system_as_context=self.system_as_context, retrievals=retrievals)
         if context is None and read.context:
             context = read.context
         problems = read.problems if context is None or read.context_from == "retriever" else []
         stop = stop if stop else self.stop
         return _Call(read.question, context, domain, mode, early_stop, key, read.history, read.system, given + problems,
-                     list(stop) if stop else None, self.max_tokens)
+                     list(stop) if stop else None, self.max_tokens, query_step)
+
+    def _search_text(self, call: _Call) -> AIMessage:
+        """A retriever's or a question rewrite's call: text to search with, generated plainly and recorded
+        as a ``retrieval_query`` (``Guard.rewrite_query``), not an answer held for review (its hold
+        message would have been searched for)."""
+        q = self.guard.rewrite_query(
+            call.question, step=f"LangChain {call.query_step}", history=call.history, system=call.system, stop=call.stop
+        )
+        meta = {"model_name": self.model_name, "hguard_step": "retrieval_query", "retrieval_query_audit_id": q.audit_id}
+        return AIMessage(content=q.text, response_metadata=meta)
 
     def _take(self, key: str | None) -> GuardResult | None:
         if key is None:
@@ -429,6 +446,8 @@ class ChatHGuard(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         call = self._parse(messages, stop, kwargs, parent_run_of(run_manager))
+        if call.query_step is not None:
+            return ChatResult(generations=[ChatGeneration(message=self._search_text(call))], llm_output={"model_name": self.model_name})
         result = self._take(call.precomputed) or guarded_invoke(
             self.guard, call.question, call.context, call.domain, early_stop=call.early_stop, **call.guard_kwargs()
         )
@@ -447,6 +466,10 @@ class ChatHGuard(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         call = self._parse(messages, stop, kwargs, parent_run_of(run_manager))
+        if call.query_step is not None:
+            m = self._search_text(call)
+            yield ChatGenerationChunk(message=AIMessageChunk(content=m.content, response_metadata=m.response_metadata))
+            return
         result = self._take(call.precomputed)
         if result is not None:  # already generated in a batch: nothing left to stream but the decision
             raise_if_routed(result, self.raise_on)
@@ -471,8 +494,8 @@ class ChatHGuard(BaseChatModel):
             ]
         except (InputError, ValueError, TypeError):
             return None  # let the per-input path raise (or return) each input's own error
-        if any(c.stop for c in calls):
-            return None  # stop sequences: one generation per input
+        if any(c.stop or c.query_step for c in calls):
+            return None  # stop sequences, text to search with: one generation per input
         return calls
 
     def _guard_batch(self, calls: list[_Call]) -> list[GuardResult]:

@@ -22,6 +22,10 @@ from langchain_core.documents import Document
 from langchain_core.tracers.context import register_configure_hook
 
 
+#: the run name ``create_history_aware_retriever`` gives its chain (langchain / langchain-classic)
+HISTORY_AWARE_RETRIEVER = "chat_retriever_chain"
+
+
 @dataclass(frozen=True)
 class Retrieval:
     """One finished retriever run: its query and the documents it returned."""
@@ -43,6 +47,7 @@ class RetrievalCapture(BaseCallbackHandler):
         self._root: dict[UUID, UUID] = {}
         self._runs_of_root: dict[UUID, set[UUID]] = {}
         self._queries: dict[UUID, str] = {}
+        self._names: dict[UUID, str] = {}  # retriever runs and chain runs with a name: what asks for a query
         self._found: dict[UUID, list[Retrieval]] = {}  # root -> retrievals, in the order they finished
 
     # ----------------------------------------------------------------------------- bookkeeping
@@ -62,10 +67,14 @@ class RetrievalCapture(BaseCallbackHandler):
                 self._parent.pop(r, None)
                 self._root.pop(r, None)
                 self._queries.pop(r, None)
+                self._names.pop(r, None)
             self._found.pop(run_id, None)
 
     def on_chain_start(self, serialized, inputs, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         self._start(run_id, parent_run_id)
+        if kwargs.get("name") == HISTORY_AWARE_RETRIEVER:
+            with self._lock:
+                self._names[run_id] = f"chain {HISTORY_AWARE_RETRIEVER!r} (create_history_aware_retriever)"
 
     def on_chain_end(self, outputs, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         self._end(run_id, parent_run_id)
@@ -86,6 +95,7 @@ class RetrievalCapture(BaseCallbackHandler):
         self._start(run_id, parent_run_id)
         with self._lock:
             self._queries[run_id] = query
+            self._names[run_id] = f"retriever {kwargs.get('name') or _class_name(serialized)!r}"
 
     def on_retriever_end(self, documents: Sequence[Document], *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         with self._lock:
@@ -126,10 +136,27 @@ class RetrievalCapture(BaseCallbackHandler):
                     return inside
         return []
 
+    def query_step(self, parent_run_id: UUID | None) -> str | None:
+        """The step that asks a chat model called from ``parent_run_id`` for text to search with, not an
+        answer: a retriever still running (a ``MultiQueryRetriever`` generating queries) or
+        ``create_history_aware_retriever``'s rewrite of a follow-up; None for anything else."""
+        if parent_run_id is None:
+            return None
+        with self._lock:
+            for ancestor in self._ancestors(parent_run_id):
+                if ancestor in self._names:
+                    return self._names[ancestor]
+        return None
+
     def open_runs(self) -> int:
         """How many runs are remembered (zero once every root run has ended)."""
         with self._lock:
             return len(self._parent)
+
+
+def _class_name(serialized: Any) -> str:
+    ids = serialized.get("id") if isinstance(serialized, dict) else None
+    return str(ids[-1]) if isinstance(ids, list) and ids else "retriever"
 
 
 CAPTURE = RetrievalCapture()

@@ -357,3 +357,58 @@ def test_framework_conventions(make_guard):
     # what is shown ends before what was scored: the reasons say so
     assert any(f"stop sequence {stop_word!r}" in x for x in rec["reasons"]), rec["reasons"]
     assert not any("stop sequence" in x for x in _decision(guard, free.response_metadata)["reasons"])
+
+
+def test_text_asked_for_to_search_with_is_not_held_as_an_answer(make_guard, store):
+    """A retriever that asks the model for its queries (MultiQueryRetriever's way) and
+    create_history_aware_retriever's rewrite of a follow-up: the model's text is what gets searched for,
+    recorded as a retrieval_query; a hold message in its place would have been searched for."""
+    from langchain_core.callbacks import CallbackManagerForRetrieverRun
+    from langchain_core.prompts import MessagesPlaceholder, PromptTemplate
+    from langchain_core.retrievers import BaseRetriever
+    from langchain_core.runnables import RunnableBranch
+
+    guard = make_guard("review")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    searched: list[str] = []
+
+    def search(q: str):
+        searched.append(q)
+        return store.similarity_search(q, k=1)
+
+    class QueryWriting(BaseRetriever):  # as MultiQueryRetriever: the model's call is a child of the retriever run
+        def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun):
+            asked = (PromptTemplate.from_template("Write a search query for: {q}") | chat | StrOutputParser())
+            return search(asked.invoke({"q": query}, config={"callbacks": run_manager.get_child()}))
+
+    docs = QueryWriting().invoke(AUSTRALIA)
+    assert docs and searched[-1] and "held" not in searched[-1] and "[needs review]" not in searched[-1]
+    log = list(AuditLog(guard.audit.path))
+    assert [r["kind"] for r in log] == ["retrieval_query"]  # no decision, nothing queued for a reviewer
+    assert log[0]["answer"] == searched[-1] and "QueryWriting" in log[0]["step"] and AUSTRALIA in log[0]["question"]
+    assert guard.review_queue.pending() == []
+
+    # create_history_aware_retriever (langchain-classic), as it builds its chain, then the answer
+    rephrase = ChatPromptTemplate.from_messages([
+        ("system", "Given a chat history and the latest user question, formulate a standalone question."),
+        MessagesPlaceholder("chat_history"), ("human", "{input}"),
+    ])
+    history_aware = RunnableBranch(
+        (lambda x: not x.get("chat_history", False), (lambda x: x["input"]) | RunnableLambda(search)),
+        rephrase | chat | StrOutputParser() | RunnableLambda(search),
+    ).with_config(run_name="chat_retriever_chain")
+    answer = ChatPromptTemplate.from_messages([("system", "Context: {context}"), ("human", "{input}")]) | chat
+    chain = RunnablePassthrough.assign(context=history_aware | RunnableLambda(format_docs)) | answer
+    out = chain.invoke({"input": "and of kenya ?", "chat_history": [HumanMessage(AUSTRALIA), AIMessage("canberra")]})
+    rewrite = [r for r in AuditLog(guard.audit.path) if r["kind"] == "retrieval_query"][-1]
+    assert rewrite["answer"] == searched[-1] and "chat_retriever_chain" in rewrite["step"]
+    assert rewrite["question"] == "and of kenya ?" and rewrite["history_turns"] == 2
+    # the answer given from what was found is still guarded, and held
+    assert out.response_metadata["route"] == "review"
+    assert _decision(guard, out.response_metadata)["question"] == "and of kenya ?"
+    # streamed, the rewrite is a step of the stream too
+    before = len(searched)
+    chunks = list(chain.stream({"input": "and of kenya ?", "chat_history": [HumanMessage(AUSTRALIA), AIMessage("canberra")]}))
+    assert chunks and len(searched) == before + 1 and "[needs review]" not in searched[-1] and "held" not in searched[-1]
+    assert [r for r in AuditLog(guard.audit.path) if r["kind"] == "retrieval_query"][-1]["answer"] == searched[-1]
+    assert CAPTURE.open_runs() == 0

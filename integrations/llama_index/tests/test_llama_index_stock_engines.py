@@ -127,6 +127,13 @@ def test_chat_engines_score_the_retrieved_nodes_and_do_not_route_the_condense_st
     decisions = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
     # the condense step (condense_plus_context, the default) produced no decision and no review mark
     assert len(decisions) == 2 and not any("[needs review]" in d["question"] for d in decisions)
+    # ... and is in the log as what was searched for
+    rewrites = [r for r in AuditLog(guard.audit.path) if r["kind"] == "retrieval_query"]
+    if mode == "context":
+        assert rewrites == []
+    else:
+        assert rewrites and all("condense" in r["step"] and r["answer"] for r in rewrites)
+        assert "what is the capital of japan ?" in rewrites[-1]["question"]
 
 
 def test_plain_complete_with_context_words_goes_to_review(tiny_probes, embedder, tmp_path):

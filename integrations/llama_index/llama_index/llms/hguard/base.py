@@ -272,9 +272,12 @@ class HGuardLLM(CustomLLM):
         return tokens()
 
     def _condense(self, prompt: str) -> CompletionResponse:
-        """The chat engines' question rewrite: generated plainly (no decision, no review mark)."""
-        (g,) = self._guard.generator.generate([prompt], neurons=None)
-        return CompletionResponse(text=g.text, additional_kwargs={"hguard_step": "condense", "route": None})
+        """The chat engines' question rewrite: generated plainly (no decision, no review mark), recorded as a
+        ``retrieval_query`` audit record."""
+        q = self._guard.rewrite_query(prompt, step="llama_index chat engine: condense the follow-up into a question")
+        return CompletionResponse(
+            text=q.text, additional_kwargs={"hguard_step": "condense", "route": None, "audit_id": q.audit_id}
+        )
 
     @staticmethod
     def _failed(exc: BaseException) -> None:
