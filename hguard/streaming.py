@@ -89,20 +89,32 @@ ROUTES = ("accept", "abstain", "review")
 #: the reason an answer goes to review when its prompt refers to context hguard could not read
 CONTEXT_NOT_IDENTIFIED = "context not identified"
 _SOURCE = r"(?:context|passages?|documents?|excerpts?|snippets?|sources?)"
+# what a block of pasted material is called, in a label ("Sources:", "Relevant policy sections:") or a tag
+_MATERIAL = (r"(?:context|contexts|passages?|documents?|excerpts?|snippets?|sources?|information|material|sections?|"
+             r"knowledge(?:[ \t]+base)?|background|references?|facts|search[ \t_-]?results?|retrieved[\w-]*|"
+             r"kontext|contexte|contexto|contesto|quellen|fuentes|fonti|informationen|informations)")
 _CONTEXT_WORDS = re.compile(
     r"\bcontext\s*(?::|information\b|is below\b|is above\b)"  # "Context:", "Context information is below."
     r"|\b(?:following|given|provided|retrieved|supplied|attached|relevant|extracted|above|below)\s+" + _SOURCE + r"\b"
     r"|\b" + _SOURCE + r"\s+(?:below|above)\b"
     r"|\b(?:the|this|these)\s+(?:context|passages?|excerpts?)\b"  # "use the context", "from this passage"
-    r"|\b(?:using|from|in|on|according to|based on)\s+the\s+" + _SOURCE + r"\b",
-    re.IGNORECASE,
+    r"|\b(?:using|from|in|on|according to|based on)\s+the\s+" + _SOURCE + r"\b"
+    # a tag around pasted material: "<context>", "</documents>", "<search_results>"
+    r"|<\s*/?\s*" + _MATERIAL + r"\b[^<>\n]{0,80}>"
+    # a line that labels what follows: "Sources:", "Relevant policy sections:", "Kontext:", "## Background:"
+    r"|^[ \t#*>_-]*(?:[\w'’-]+[ \t]+){0,5}" + _MATERIAL + r"[ \t*_]*:"
+    # "Here is some information:", "Here are the relevant documents"
+    r"|\bhere\s+(?:is|are)\s+(?:some\s+|the\s+)?(?:relevant\s+|additional\s+|background\s+)?" + _MATERIAL + r"\b",
+    re.IGNORECASE | re.MULTILINE,
 )
 
 
 def mentions_context(*texts: str | None) -> bool:
     """Whether a prompt refers to context it was given: "Context:", "the following pieces of retrieved
-    context", "using the documents", "the passage below"; a word alone is not enough ("What is the nasal
-    passage?", "In what context is aspirin prescribed?", "Which organ is retrieved in a transplant?")."""
+    context", "using the documents", "the passage below", a tag around material ("<context>"), a line that
+    labels it ("Sources:", "Relevant policy sections:", "Kontext:"), "Here is some information"; a word
+    alone is not enough ("What is the nasal passage?", "In what context is aspirin prescribed?", "Which
+    organ is retrieved in a transplant?", "In welchem Kontext ...?")."""
     return any(t and _CONTEXT_WORDS.search(t) for t in texts)
 
 
