@@ -119,6 +119,7 @@ def test_example_policy_loads_with_its_domains_and_resolved_paths():
     assert (lit.target_hallucination_rate, lit.confidence) == (0.20, 0.90)
     assert policy.domain("geography").steering is None
     assert policy.domain("chemistry").min_grounding == 0.2
+    assert policy.domain("policy").min_grounding == policy.domain("general").min_grounding == 0.2  # the RAG domains' floor
     assert policy.domain("finance") is None
     assert policy.domain(None) is None
 
