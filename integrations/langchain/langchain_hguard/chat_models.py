@@ -33,6 +33,7 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     guard_stream,
     guarded_invoke,
     mentions_context,
+    NOTHING_RETRIEVED,
     nothing_retrieved,
     raise_if_routed,
 )
@@ -382,6 +383,8 @@ class ChatHGuard(BaseChatModel):
         if context is None and read.context:
             context = read.context
         problems = read.problems if context is None or read.context_from == "retriever" else []
+        if any(p.startswith(NOTHING_RETRIEVED) for p in given):  # the calling runnable said it already
+            problems = [p for p in problems if not p.startswith(NOTHING_RETRIEVED)]
         stop = stop if stop else self.stop
         return _Call(read.question, context, domain, mode, early_stop, key, read.history, read.system, given + problems,
                      list(stop) if stop else None, self.max_tokens, query_step)

@@ -320,6 +320,7 @@ def test_guarded_rag_bad_input_is_named_and_an_empty_retrieval_goes_to_review(ma
         assert out.route == "review"  # the domain accepts everything, but nothing was retrieved to ground it in
         assert any("nothing retrieved: the retriever returned no passage" in r for r in out.reasons), out.reasons
         assert not any("document(s) but none of their text" in r for r in out.reasons), out.reasons  # one reason
+        assert sum("nothing retrieved" in r for r in out.reasons) == 1, out.reasons  # said once, not per layer
     assert rag.invoke({"question": AUSTRALIA, "context": "Canberra is the capital of Australia."}).route == "accept"
     # a service that formats an empty retrieval ("", [], None) asks for an answer from passages all the same
     for context in ("", " \n", [], [""], None):
