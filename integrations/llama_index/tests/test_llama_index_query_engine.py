@@ -105,6 +105,11 @@ def test_audit_handler_records_queries_and_llm_calls(make_guard, retriever, root
     assert query["question"] == AUSTRALIA and query["answer"] == r.response
     assert [s["file_name"] for s in query["sources"]][0] == "australia.txt"
     assert audit_mod.verify(guard.audit.path).ok and handler.errors == []
+    # no domain asked for: the records name the one the guard chose, as its decision does
+    HGuardQueryEngine(retriever, HGuardLLM(guard), audit_handler=handler).query(AUSTRALIA)
+    decision, call, query = list(AuditLog(guard.audit.path))[-3:]
+    assert decision["domain"] is not None, decision["reasons"]
+    assert call["domain"] == query["domain"] == decision["domain"]
 
 
 def test_audit_handler_records_a_failed_call(make_guard, root_handler, tmp_path):

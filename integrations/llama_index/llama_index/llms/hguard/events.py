@@ -132,6 +132,9 @@ class HGuardAuditEventHandler(BaseEventHandler):
         started = record.pop("started_at", None)
         record["seconds"] = time.time() - started if started is not None else None
         record.update(fields)
+        decided = (fields.get("hguard") or {}).get("domain")
+        if decided:  # the domain the guard answered in (the start knew only the one asked for, often none)
+            record["domain"] = decided
         self.audit.append(jsonable(record), kind=LLM_KIND if family == "llm" else QUERY_KIND)
 
     def _handle(self, event: BaseEvent) -> None:
