@@ -38,7 +38,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -69,7 +69,7 @@ from ._audit_records import (
 )
 from ._audit_verify import VerifyReport, verify
 from ._privacy import FILE_MODE
-from .errors import AuditError, AuditIntegrityError, AuditKeyRequired, InputError
+from .errors import AuditError, AuditIntegrityError, AuditKeyMismatch, AuditKeyRequired, InputError
 
 __all__ = [
     "GENESIS_HASH",
@@ -201,7 +201,7 @@ class AuditLog:
             try:
                 self._check_own_last_line(fd)
                 prev_hash, seq = self._recover(fd)
-            except AuditIntegrityError:
+            except AuditError:  # AuditIntegrityError, or an anchor that could not be written
                 if created:  # refused before anything was written: leave no empty log behind
                     self.path.unlink(missing_ok=True)
                 raise
@@ -209,9 +209,24 @@ class AuditLog:
             self.last_receipt = receipt
         return receipt
 
-    def check_anchor(self) -> None:
-        """Raise AuditIntegrityError, writing nothing, when the log's end does not hold the anchor's last head
-        (the check every append makes; a guard makes it when it starts). Without an anchor, nothing to check."""
+    def check_writable(self) -> None:
+        """Raise AuditIntegrityError (or AuditError), writing nothing, when this writer would be refused: the
+        log's newest record carries a MAC this process's key does not reproduce (or no key is configured), the
+        log's end does not hold the anchor's last head, or the anchor's folder does not exist (the checks every
+        append makes; a guard makes them when it starts, before it answers anything)."""
+        if self.path.exists() and self.path.stat().st_size > 0:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            try:
+                start, raw, terminated = _last_line(fd, os.fstat(fd).st_size)
+                if terminated:
+                    try:
+                        self._check_key(_parse_line(raw)[0])
+                    except ValueError:
+                        pass  # a damaged last line: verify reports it, the next append records it
+                else:
+                    self._refuse_unkeyed(fd, start)
+            finally:
+                os.close(fd)
         if self.anchor is None:
             return
         if not self.path.exists() or self.path.stat().st_size == 0:
@@ -318,8 +333,7 @@ class AuditLog:
             tail = _chain_fields(rec)
         except ValueError as e:
             return self._note_damage(fd, start, raw, str(e))
-        if self._key is None and "mac" in rec:
-            raise self._unkeyed_error()
+        self._check_key(rec)
         self._check_anchor(*tail)
         return tail
 
@@ -332,6 +346,11 @@ class AuditLog:
         try:
             fd = os.open(self.anchor, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
+            if not self.anchor.parent.is_dir():  # the head could not be written after the record: refuse now
+                raise AuditError(
+                    f"the folder of the audit anchor {self.anchor} does not exist, so no record's head could be "
+                    f"anchored; create {self.anchor.parent} or fix the policy's [audit] anchor; nothing was written"
+                ) from None
             return
         except OSError as e:
             raise AuditError(f"cannot read the anchor {self.anchor} to check {self.path} against it: {e}; "
@@ -368,10 +387,27 @@ class AuditLog:
             "break the keyed chain (nothing was changed)"
         )
 
-    def _refuse_unkeyed(self, fd: int, end: int) -> None:
-        """Raise when no key is configured and the last readable record before ``end`` carries a keyed MAC."""
-        if self._key is not None:
+    def _check_key(self, rec: Mapping[str, Any]) -> None:
+        """Refuse to chain onto ``rec`` (the log's newest record) when it carries a keyed MAC that this writer
+        cannot reproduce: without a key, an unkeyed record would break the keyed chain; with another key (a
+        stale ``key_file`` on a second server), every record it wrote would fail verification for good."""
+        if "mac" not in rec:
             return
+        if self._key is None:
+            raise self._unkeyed_error()
+        from .integrity import key_id, mac_matches
+
+        if not mac_matches(self._key, _mac_body(rec), rec.get("mac")):
+            raise AuditKeyMismatch(
+                f"the newest record of {self.path} (seq {rec.get('seq')}) carries a MAC this process's key "
+                f"(key id {key_id(self._key)}) does not reproduce: the log is written with another key (a second "
+                "server with another key_file or HGUARD_KEY_FILE?), or that record was forged; nothing was "
+                "written. Point the policy's [integrity] key_file at the log's key; `hguard audit verify` with "
+                "the log's key says whether the record is genuine"
+            )
+
+    def _refuse_unkeyed(self, fd: int, end: int) -> None:
+        """Raise when the last readable record before ``end`` carries a keyed MAC this writer cannot reproduce."""
         pos = end
         while pos > 0:
             prev_start, prev_raw, _ = _last_line(fd, pos)
@@ -380,8 +416,7 @@ class AuditLog:
             except ValueError:
                 pos = prev_start
                 continue
-            if "mac" in rec:
-                raise self._unkeyed_error()
+            self._check_key(rec)
             return
 
     def _recover_torn(self, fd: int, start: int, raw: bytes, size: int) -> tuple[str, int]:

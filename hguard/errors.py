@@ -71,6 +71,10 @@ class AuditKeyRequired(AuditIntegrityError):
     """The log's records carry keyed MACs and this process has no key: nothing was written."""
 
 
+class AuditKeyMismatch(AuditIntegrityError):
+    """The log's newest record carries a keyed MAC this process's key does not reproduce: nothing was written."""
+
+
 class ReviewQueueError(HGuardError):
     pass
 

@@ -155,8 +155,8 @@ class Guard(_Scoring, _Recording):
                           UserWarning, stacklevel=2)
         if guard.audit is None and pol.audit.path is not None:
             guard.audit = AuditLog.from_policy(pol)
-        if guard.audit is not None:  # a log its anchor does not match is refused now, not at the first answer
-            guard.audit.check_anchor()
+        if guard.audit is not None:  # a log this writer would be refused (key, anchor) is refused now, not at the first answer
+            guard.audit.check_writable()
             guard.monitor_state.use_log(guard.audit)  # its key and anchor check the chain the state is replayed from
         if guard.review_queue is None and pol.review.queue is not None:
             guard.review_queue = _open_queue(pol.review.queue, guard.audit)

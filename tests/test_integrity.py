@@ -14,7 +14,7 @@ import pytest
 
 from hguard.audit import AuditLog, verify
 from hguard.cli.audit import main as cli_main
-from hguard.errors import AuditIntegrityError, InputError, ProbeError
+from hguard.errors import AuditError, AuditIntegrityError, InputError, ProbeError
 from hguard.guard import Guard
 from hguard.integrity import KEY_ENV, KEY_FILE_ENV, MIN_KEY_BYTES, load_key, probe_load_options
 from hguard.policy import IntegrityConfig, Policy
@@ -176,13 +176,13 @@ def test_a_writer_with_an_anchor_refuses_to_write_over_cut_or_replaced_records(t
     whole = path.read_bytes()
     path.unlink()  # deleted
     with pytest.raises(AuditIntegrityError, match=r"holds no record, but its anchor .* holds the head of seq 2"):
-        AuditLog(path, key=KEY, anchor=anchor).check_anchor()  # what a guard checks when it starts
+        AuditLog(path, key=KEY, anchor=anchor).check_writable()  # what a guard checks when it starts
     with pytest.raises(AuditIntegrityError, match=r"holds no record, but its anchor .* holds the head of seq 2"):
         AuditLog(path, key=KEY, anchor=anchor).append({"i": 9})
     assert not path.exists()  # refused: no empty log left behind
     path.write_bytes(whole[:-20])  # the last record cut short: acknowledged, so not a write cut short
     with pytest.raises(AuditIntegrityError, match="acknowledged records were cut off"):
-        AuditLog(path, key=KEY, anchor=anchor).check_anchor()
+        AuditLog(path, key=KEY, anchor=anchor).check_writable()
     with pytest.raises(AuditIntegrityError, match="acknowledged records were cut off"):
         AuditLog(path, key=KEY, anchor=anchor).append({"i": 9})
     assert path.read_bytes() == whole[:-20] and not list(tmp_path.glob("*.torn-*"))  # nothing moved aside
@@ -198,7 +198,7 @@ def test_a_writer_with_an_anchor_refuses_to_write_over_cut_or_replaced_records(t
     with pytest.raises(AuditIntegrityError, match="does not have the hash its anchor"):
         AuditLog(path, key=KEY, anchor=anchor).append({"i": 9})
     path.write_bytes(whole)  # restored: the writer goes on, and a write cut short is still repaired
-    AuditLog(path, key=KEY, anchor=anchor).check_anchor()
+    AuditLog(path, key=KEY, anchor=anchor).check_writable()
     AuditLog(path, key=KEY, anchor=anchor).append({"i": 9})
     with open(path, "ab") as f:
         f.write(b'{"seq": 4, "ha')
@@ -289,6 +289,34 @@ def test_unkeyed_writer_refuses_to_break_a_keyed_chain(tmp_path):
     with pytest.raises(AuditIntegrityError, match="no key is configured"):
         AuditLog(path, key=None).append({"i": 5})
     assert verify(path, key=KEY).ok
+
+
+def test_a_writer_with_another_key_refuses_to_break_a_keyed_chain(tmp_path):
+    """A second server with a stale key_file: its records would fail verification for good (trial)."""
+    from hguard.errors import AuditKeyMismatch
+
+    path, _ = _log(tmp_path)
+    before = path.read_bytes()
+    other = b"another key of a second server, 32+ bytes long....."
+    for check in (lambda log: log.check_writable(), lambda log: log.append({"i": 5})):
+        with pytest.raises(AuditKeyMismatch, match=r"seq 4\) carries a MAC this process's key .* does not reproduce"):
+            check(AuditLog(path, key=other))
+    with open(path, "ab") as f:  # behind a torn end too
+        f.write(b'{"seq":5,"ha')
+    with pytest.raises(AuditKeyMismatch):
+        AuditLog(path, key=other).append({"i": 5})
+    assert path.read_bytes() == before + b'{"seq":5,"ha'  # nothing written, nothing moved aside
+    AuditLog(path, key=KEY).append({"i": 6})  # the log's own key goes on (and repairs the torn end)
+    assert verify(path, key=KEY).ok
+
+
+def test_an_anchor_in_a_missing_folder_is_refused_before_anything_is_written(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, key=KEY, anchor=tmp_path / "anchr" / "audit.anchor")
+    for check in (log.check_writable, lambda: log.append({"i": 1})):
+        with pytest.raises(AuditError, match="folder of the audit anchor .* does not exist"):
+            check()
+    assert not path.exists()
 
 
 def test_an_unkeyed_writer_or_repair_changes_nothing_on_a_keyed_log_with_a_torn_end(tmp_path, capsys):
