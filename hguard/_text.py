@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["asks_yes_no", "fold_accents", "join_digit_groups", "same_words"]
+__all__ = ["asks_yes_no", "fold_accents", "hidden_character", "join_digit_groups", "same_words", "shown_plainly"]
 
 # A comma between digit groups: "1,000" and "12,345.6", not "1,2" or "1,0000".
 _DIGIT_GROUP_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
@@ -26,6 +26,20 @@ def fold_accents(text: str) -> str:
     """``text`` decomposed (NFKD) without its combining marks: "São Paulo" -> "Sao Paulo", "ﬁ" -> "fi"."""
     text = unicodedata.normalize("NFKD", text)
     return "".join(c for c in text if not unicodedata.combining(c))
+
+
+def hidden_character(c: str) -> bool:
+    """A character that changes how the text around it shows (control, line separator, direction override)
+    rather than being seen itself; the joiners some scripts spell names with (U+200C, U+200D) are not."""
+    return unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") and c not in "\u200c\u200d"
+
+
+def shown_plainly(text: str) -> str:
+    """``text`` with every :func:`hidden_character` written as its escape ("\\n", "\\u202e"), for one-line
+    listings where a line break or a direction override would make one value read as another."""
+    if not any(hidden_character(c) for c in text):
+        return text
+    return "".join(c.encode("unicode_escape").decode("ascii") if hidden_character(c) else c for c in text)
 
 
 def same_words(a: str, b: str) -> bool:

@@ -327,6 +327,9 @@ def test_queue_without_audit_log_still_records_verdicts(tmp_path):
     [
         ({"verdict": "maybe", "reviewer": "a"}, "verdict must be one of"),
         ({"verdict": "correct", "reviewer": "  "}, "reviewer must be a non-empty name"),
+        # a second name on its own line, or shown right to left, in one-line listings (audit show)
+        ({"verdict": "correct", "reviewer": "mallory\nreviewer=alice"}, "control or formatting character.*U\\+000A"),
+        ({"verdict": "correct", "reviewer": "bob\u202eecila"}, "U\\+202E"),
         ({"verdict": "corrected", "reviewer": "a"}, "needs the right answer"),
         ({"verdict": "corrected", "reviewer": "a", "corrected_answer": "  "}, "needs the right answer"),
         ({"verdict": "correct", "reviewer": "a", "corrected_answer": "Bar"}, "takes no corrected_answer"),

@@ -201,6 +201,16 @@ def test_logged_in_reviewer_records_a_verdict_with_audit_record(queue, audit):
     assert 'href="/items/low"' in decided and "<td>alice</td>" in decided
 
 
+def test_a_reviewer_name_outside_latin_1_is_recorded_answered_and_remembered(queue, audit):
+    c = client_for(queue)
+    login(c)
+    form = {**decide_form(c, "low", verdict="correct"), "reviewer": "Łukasz Nowak"}
+    r = c.post("/items/low", data=form, headers=SAME_ORIGIN)
+    assert r.status_code == 303, r.text  # the verdict was recorded: so says the answer (it was a 500)
+    assert queue.get("low").verdict.reviewer == "Łukasz Nowak"
+    assert 'value="Łukasz Nowak"' in c.get("/items/mid").text  # remembered for the next item, as typed
+
+
 def test_corrected_answer_is_stored_and_missing_one_is_400(queue):
     c = client_for(queue)
     login(c)

@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from ..audit import AuditLog
 from ..errors import HGuardError, InputError, ReviewQueueError
@@ -228,7 +228,7 @@ def create_app(
     def item_page(request: Request, item: ReviewItem, status: int = 200, message: str | None = None,
                   kind: str = "ok", form: dict[str, str] | None = None) -> Response:  # fmt: skip
         form = dict(form or {})
-        form.setdefault("reviewer", request.cookies.get(REVIEWER_COOKIE, ""))
+        form.setdefault("reviewer", unquote(request.cookies.get(REVIEWER_COOKIE, "")))
         form.setdefault("note", "")
         form.setdefault("corrected_answer", "")
         return render(request, "item.html", status, item=item, message=message, message_kind=kind, form=form)
@@ -271,7 +271,8 @@ def create_app(
         except ReviewQueueError as e:
             return item_page(request, found, 500, f"Not recorded: {e}", "error", values)
         response = RedirectResponse(f"/?done={quote(verdict.item_id, safe='')}", status_code=303)
-        cookie(response, request, REVIEWER_COOKIE, verdict.reviewer, 30 * 24 * 3600)
+        # percent-encoded: a header is Latin-1, and a name such as "Łukasz" made the recorded verdict answer 500
+        cookie(response, request, REVIEWER_COOKIE, quote(verdict.reviewer, safe=""), 30 * 24 * 3600)
         return response
 
     def safe_next(value: Any) -> str:
