@@ -187,9 +187,10 @@ def export_csv(
     else:
         unknown = [c for c in columns if c not in seen and c != CHAIN_CHECK]
         if unknown and n_records:
+            many = len(unknown) > 1
             raise InputError(
-                f"column{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} occur in no record of "
-                f"{p}; available: {', '.join(sorted({*seen, CHAIN_CHECK}))}"
+                f"column{'s' if many else ''} {', '.join(map(repr, unknown))} occur{'' if many else 's'} in no record "
+                f"of {p}; available: {', '.join(sorted({*seen, CHAIN_CHECK}))}"
             )
         header = list(columns) + ([CHAIN_CHECK] if CHAIN_CHECK not in columns else [])
 

@@ -174,7 +174,7 @@ def load_policy(path: str | Path) -> Policy:
     except OSError as exc:
         raise PolicyError(f"policy file {str(path)!r} cannot be read ({exc}); check the path and its permissions") from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Windows Notepad saves one) is not TOML
     except UnicodeDecodeError as exc:
         raise PolicyError(
             f"policy file {str(path)!r} is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8"

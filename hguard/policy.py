@@ -119,11 +119,17 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: where a policy without an [audit] table logs, and without a [review] table queues (beside the policy file)
+DEFAULT_AUDIT_LOG = "hguard-audit.jsonl"
+DEFAULT_REVIEW_QUEUE = "hguard-review.sqlite3"
+
+
 class AuditConfig(_Section):
+    # No default inside the table: an [audit] table whose path line was lost in an edit would otherwise write a
+    # new log beside the policy without a word. A policy with no [audit] table gets DEFAULT_AUDIT_LOG.
     path: Path = Field(
-        Path("hguard-audit.jsonl"),
-        validate_default=True,
-        description="a file path for the JSONL audit log, relative to the policy file",
+        description="a file path for the JSONL audit log, relative to the policy file (required in an [audit] "
+        f"table; a policy without the table logs to {DEFAULT_AUDIT_LOG!r} beside it)",
     )
     redact: bool = Field(
         False, strict=True, description="true or false: store hashes instead of prompt and answer text"
@@ -155,9 +161,8 @@ class IntegrityConfig(_Section):
 
 class ReviewConfig(_Section):
     queue: Path = Field(
-        Path("hguard-review.sqlite3"),
-        validate_default=True,
-        description="a file path for the SQLite review queue, relative to the policy file",
+        description="a file path for the SQLite review queue, relative to the policy file (required in a [review] "
+        f"table; a policy without the table queues to {DEFAULT_REVIEW_QUEUE!r} beside it)",
     )
 
     _resolve = field_validator("queue", mode="after")(_resolve_path)
@@ -375,9 +380,13 @@ class Policy(_Section):
         'and your own: ["package:smollm2-135m", "my-probes"])',
     )
     audit: AuditConfig = Field(
-        default_factory=dict, validate_default=True, description="a table with `path`, `redact` and `anchor`"
+        default_factory=lambda: {"path": DEFAULT_AUDIT_LOG}, validate_default=True,
+        description="a table with `path`, `redact` and `anchor`",
     )
-    review: ReviewConfig = Field(default_factory=dict, validate_default=True, description="a table with `queue`")
+    review: ReviewConfig = Field(
+        default_factory=lambda: {"queue": DEFAULT_REVIEW_QUEUE}, validate_default=True,
+        description="a table with `queue`",
+    )
     integrity: IntegrityConfig = Field(
         default_factory=dict, validate_default=True, description="a table with `key_file` and `require_signed_probes`"
     )

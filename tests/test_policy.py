@@ -143,6 +143,9 @@ def test_yaml_and_toml_equivalents_load_identically(tmp_path):
     from_yaml = load_policy(write(tmp_path, "p.yaml", MINIMAL_YAML))
     from_yml = load_policy(write(tmp_path, "p.yml", MINIMAL_YAML))
     assert from_toml.model_dump() == from_yaml.model_dump() == from_yml.model_dump()
+    # saved by Windows Notepad: a byte-order mark and CRLF line ends
+    (tmp_path / "bom.toml").write_bytes(b"\xef\xbb\xbf" + MINIMAL_TOML.replace("\n", "\r\n").encode("utf-8"))
+    assert load_policy(tmp_path / "bom.toml").model_dump() == from_toml.model_dump()
 
 
 def test_example_policy_round_trips_through_yaml(tmp_path):
@@ -216,6 +219,16 @@ BAD_FILES = [
         "audit.redact",
         "version = 1\n[audit]\nredact = 1\n",
         "version: 1\naudit:\n  redact: 1\n",
+    ),
+    (  # an edit that lost the line: an error, not a new log beside the policy
+        "audit.path",
+        'version = 1\n[audit]\nanchor = "audit.anchor"\n',
+        "version: 1\naudit:\n  anchor: audit.anchor\n",
+    ),
+    (
+        "review.queue",
+        "version = 1\n[review]\n",
+        "version: 1\nreview: {}\n",
     ),
     (
         "generation.max_new_tokens",
