@@ -28,7 +28,7 @@ from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context,
 from ._guard_scoring import _EarlyAbstain, _near, _Scoring, no_conflict_detector
 from ._resources import DEFAULT_POLICY
 from .domain import CalibratedDomain
-from .errors import HGuardError, InputError, ModelNotFoundError, PolicyError, cut_text, install_extra
+from .errors import AuditError, HGuardError, InputError, ModelNotFoundError, PolicyError, cut_text, install_extra
 from .generation import Generator
 from .models import LoadedModel, load_model
 from .policy import Policy, Thresholds, choose_domain, load_policy
@@ -628,6 +628,26 @@ class Guard(_Scoring, _Recording):
         groups: dict[tuple[str | None, bool], list[int]] = {}
         for i, (d, _) in enumerate(plans):
             groups.setdefault((d, ctxs[i] is not None), []).append(i)
+        try:
+            self._answer_groups(groups, questions, ctxs, plans, histories, systems, request_ids, extra_problems,
+                                streamer, early_stop, stop, max_new_tokens, started, results)
+        except AuditError as exc:  # a log that stopped taking records part-way: say which decisions it holds
+            done = [r for r in results if r is not None]
+            if not done:
+                raise
+            partial = type(exc)(
+                f"{exc}; {len(done)} of the batch's {n} answers had been recorded before it (audit ids "
+                f"{', '.join(str(r.audit_id) for r in done)}): they are on this error's .results, to deliver or "
+                "drop; the other answers were not recorded"
+            )
+            partial.results = done  # type: ignore[attr-defined]
+            raise partial from exc
+        return results  # type: ignore[return-value]
+
+    def _answer_groups(self, groups, questions, ctxs, plans, histories, systems, request_ids, extra_problems,
+                       streamer, early_stop, stop, max_new_tokens, started, results) -> None:
+        """:meth:`batch`'s generation and recording, one batched generation per (domain, with context) group,
+        each answer's result put in ``results`` once its decision is recorded."""
         for (d, rag), idx in groups.items():
             route = self.route_for(d, rag)
             cd = route.domain if route is not None else None
@@ -649,7 +669,6 @@ class Guard(_Scoring, _Recording):
                 results[i] = self._finish(
                     g, plans[i][0], plans[i][1], route, steer_info, request_ids[i], started, extra_problems[i]
                 )
-        return results  # type: ignore[return-value]
 
 
 __all__ = ["DEFAULT_POLICY", "RETRIEVAL_QUERY", "Guard", "GuardResult", "QueryRewrite", "REVIEW_MARK"]

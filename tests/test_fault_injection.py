@@ -251,6 +251,22 @@ def test_audit_fault_reaches_the_caller_not_an_unrecorded_answer(make_guard, tmp
     with pytest.raises(AuditError, match="no space"):
         g.invoke(Q, domain="alpha")
 
+    # a batch whose log fills part-way: the answers already recorded are handed over on the error, not lost
+    real = AuditLog(tmp_path / "batch.jsonl")
+
+    class FillsUp:
+        def append(self, record, kind="decision"):
+            if sum(1 for _ in real) >= 2:
+                raise AuditError("[Errno 27] File too large")
+            return real.append(record, kind=kind)
+
+    g.audit = FillsUp()
+    g.review_queue = None
+    with pytest.raises(AuditError, match=r"File too large; 2 of the batch's 4 answers had been recorded") as info:
+        g.batch([Q] * 4, domains=["alpha"] * 4)
+    held = info.value.results
+    assert [r.audit_id for r in held] == [rec["id"] for rec in real] and all(r.answer for r in held)
+
 
 def test_queue_fault_after_the_decision_is_audited_keeps_the_answer_held_and_on_record(make_guard, tmp_path):
     g = make_guard()
