@@ -338,7 +338,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     if unknown:
         raise PolicyError(
             f"review queue {queue_path} holds {len(unknown)} item(s) whose decisions are not in audit log "
-            f"{audit_path} (e.g. {unknown[0]!r}): the queue belongs to another deployment or policy, or records "
+            f"{audit_path} (e.g. {unknown[0]!r}): the queue belongs to another deployment or policy, the log was "
+            "rotated or the policy's [audit] path changed while the queue stayed, or records "
             "were cut off the end of the log (check it: hguard audit verify LOG --anchor FILE or --expect-head HASH); "
             "pass the queue and the log written under this policy"
         )
