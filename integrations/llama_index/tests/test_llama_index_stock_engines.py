@@ -274,3 +274,21 @@ def test_tree_summarize_streams(tiny_probes, embedder, tmp_path):
     text = "".join(engine.query(AUSTRALIA).response_gen)  # it raised "Response must be a string or a generator"
     summary = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"][-1]
     assert summary["route"] == "review" and text.startswith("[needs review]")  # this policy sets no review_message
+
+
+def test_stock_prompts_asking_for_text_to_search_with_are_not_held_as_answers(tiny_probes, embedder, tmp_path, index):
+    """QueryFusionRetriever's generated queries and HyDE's hypothetical passage are what gets searched
+    for: held as answers, the hold message (or "[needs review] ...") would have been searched for."""
+    from llama_index.core.indices.query.query_transform import HyDEQueryTransform
+    from llama_index.core.retrievers import QueryFusionRetriever
+
+    guard = _guard(tiny_probes, embedder, tmp_path, abstain_above=0.0)  # every answer would be held
+    llm = HGuardLLM(guard, domain="alpha")
+    fusion = QueryFusionRetriever([index.as_retriever(similarity_top_k=1)], llm=llm, num_queries=2, use_async=False)
+    assert fusion.retrieve(AUSTRALIA)
+    bundle = HyDEQueryTransform(llm=llm, include_original=True).run(AUSTRALIA)
+    log = list(AuditLog(guard.audit.path))
+    assert [r["kind"] for r in log] == ["retrieval_query", "retrieval_query"]  # no decision, nothing queued
+    assert "QueryFusionRetriever" in log[0]["step"] and "HyDE" in log[1]["step"]
+    assert all(AUSTRALIA in r["question"] for r in log) and guard.review_queue.pending() == []
+    assert log[1]["answer"] in bundle.custom_embedding_strs  # the passage searched with is the model's own text

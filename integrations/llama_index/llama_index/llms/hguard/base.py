@@ -42,7 +42,7 @@ from hguard.streaming import (
 )
 
 from .templates import (DecidedStream, RAGPrompt, built_from_answers, earlier_answers, install_decision_metadata,
-                        is_condense_prompt, note_decision, read_rag_prompt)
+                        note_decision, query_step, read_rag_prompt)
 
 dispatcher = get_dispatcher(__name__)
 CONTEXT_NAME = "context"
@@ -271,13 +271,13 @@ class HGuardLLM(CustomLLM):
 
         return tokens()
 
-    def _condense(self, prompt: str) -> CompletionResponse:
-        """The chat engines' question rewrite: generated plainly (no decision, no review mark), recorded as a
+    def _search_text(self, prompt: str, step: str) -> CompletionResponse:
+        """A stock prompt asking for text to search with (a chat engine's condense step, QueryFusionRetriever's
+        queries, HyDE's passage): generated plainly (no decision, no review mark), recorded as a
         ``retrieval_query`` audit record."""
-        q = self._guard.rewrite_query(prompt, step="llama_index chat engine: condense the follow-up into a question")
-        return CompletionResponse(
-            text=q.text, additional_kwargs={"hguard_step": "condense", "route": None, "audit_id": q.audit_id}
-        )
+        q = self._guard.rewrite_query(prompt, step=f"LlamaIndex {step}")
+        meta = {"hguard_step": "retrieval_query", "route": None, "retrieval_query_audit_id": q.audit_id}
+        return CompletionResponse(text=q.text, additional_kwargs=meta)
 
     @staticmethod
     def _failed(exc: BaseException) -> None:
@@ -290,8 +290,9 @@ class HGuardLLM(CustomLLM):
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         context, domain, _, early_stop, call = self._options(prompt, kwargs)
-        if context is None and is_condense_prompt(prompt):
-            return self._condense(prompt)
+        step = query_step(prompt) if context is None else None
+        if step is not None:
+            return self._search_text(prompt, step)
         call.setdefault("problems", self._unread_context(prompt, context))
         try:
             result = guarded_invoke(self._guard, prompt, context, domain, early_stop=early_stop, **call)
@@ -304,8 +305,9 @@ class HGuardLLM(CustomLLM):
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         context, domain, _, early_stop, call = self._options(prompt, kwargs)
-        if context is None and is_condense_prompt(prompt):
-            return await asyncio.to_thread(self._condense, prompt)
+        step = query_step(prompt) if context is None else None
+        if step is not None:
+            return await asyncio.to_thread(self._search_text, prompt, step)
         call.setdefault("problems", self._unread_context(prompt, context))
         try:
             result = await asyncio.to_thread(guarded_invoke, self._guard, prompt, context, domain, early_stop=early_stop, **call)

@@ -6,8 +6,9 @@ LlamaIndex's response synthesizers (behind ``index.as_query_engine`` and the ``c
 question and which the retrieved passages, so the guard answers the question with the passages as
 context and scores the answer against them, through its own calibrated prompt framing. A chat
 template's other messages are the conversation history (or a system instruction when they hold no
-passages). The chat engines' condense prompt (rewrite a follow-up into a standalone question) is
-recognised by the stock templates' fixed text.
+passages). The stock prompts that ask for text to search with, not an answer (the chat engines' condense
+prompt, QueryFusionRetriever's query generation, HyDE's hypothetical passage), are recognised by their
+fixed text (:func:`query_step`).
 
 The decision reaches ``response.metadata``: the synthesizer keeps only the answer's text (its pydantic
 models turn a :class:`hguard.streaming.GuardedText` back into a plain ``str``), so ``HGuardLLM`` notes
@@ -19,6 +20,8 @@ abstentions) keep their own.
 """
 
 from __future__ import annotations
+
+import importlib
 
 import threading
 from dataclasses import dataclass, field
@@ -89,30 +92,37 @@ def _fixed_prefix(template: str) -> str:
     return template.split("{", 1)[0].strip()
 
 
-def _condense_prefixes() -> tuple[str, ...]:
-    prefixes = []
-    try:
-        from llama_index.core.chat_engine.condense_plus_context import DEFAULT_CONDENSE_PROMPT_TEMPLATE
+def _query_prompts() -> tuple[tuple[str, str], ...]:
+    """(fixed head, step) of the stock prompts that ask the model for text to search with, not an answer."""
+    found = []
+    for module, name, step in (
+        ("llama_index.core.chat_engine.condense_plus_context", "DEFAULT_CONDENSE_PROMPT_TEMPLATE",
+         "chat engine: condense the follow-up into a question"),
+        ("llama_index.core.chat_engine.condense_question", "DEFAULT_TEMPLATE",
+         "chat engine: condense the follow-up into a question"),
+        ("llama_index.core.retrievers.fusion_retriever", "QUERY_GEN_PROMPT",
+         "QueryFusionRetriever: generate search queries"),
+        ("llama_index.core.prompts.default_prompts", "HYDE_TMPL",
+         "HyDEQueryTransform: write a hypothetical passage to search with"),
+    ):
+        try:
+            template = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):  # pragma: no cover - another LlamaIndex without this prompt
+            continue
+        head = _fixed_prefix(template)
+        if head:
+            found.append((head, step))
+    return tuple(found)
 
-        prefixes.append(_fixed_prefix(DEFAULT_CONDENSE_PROMPT_TEMPLATE))
-    except ImportError:  # pragma: no cover - older or newer LlamaIndex without this engine
-        pass
-    try:
-        from llama_index.core.chat_engine.condense_question import DEFAULT_TEMPLATE
 
-        prefixes.append(_fixed_prefix(DEFAULT_TEMPLATE))
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(p for p in prefixes if p)
+QUERY_PROMPTS = _query_prompts()
 
 
-CONDENSE_PREFIXES = _condense_prefixes()
-
-
-def is_condense_prompt(prompt: str) -> bool:
-    """Whether ``prompt`` is a stock chat engine's condense prompt (a question rewrite, not an answer)."""
+def query_step(prompt: str) -> str | None:
+    """The step, when ``prompt`` is a stock prompt asking for text to search with (a chat engine's condense
+    step, QueryFusionRetriever's query generation, HyDE's hypothetical passage): no answer to route."""
     head = prompt.lstrip()
-    return any(head.startswith(p) for p in CONDENSE_PREFIXES)
+    return next((step for prefix, step in QUERY_PROMPTS if head.startswith(prefix)), None)
 
 
 _NOTED: dict[str, list[tuple[str, dict]]] = {}  # span id -> (answer text, decision) made inside it
@@ -266,4 +276,4 @@ def install_decision_metadata() -> None:
             _installed = True
 
 
-__all__ = ["DecidedStream", "note_decision", "CONDENSE_PREFIXES", "DecisionToMetadata", "RAGPrompt", "install_decision_metadata", "is_condense_prompt", "read_rag_prompt"]
+__all__ = ["DecidedStream", "note_decision", "QUERY_PROMPTS", "DecisionToMetadata", "RAGPrompt", "install_decision_metadata", "query_step", "read_rag_prompt"]
