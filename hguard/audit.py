@@ -218,12 +218,11 @@ class AuditLog:
             fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             try:
                 start, raw, terminated = _last_line(fd, os.fstat(fd).st_size)
-                if terminated:
-                    try:
-                        self._check_key(_parse_line(raw)[0])
-                    except ValueError:
-                        pass  # a damaged last line: verify reports it, the next append records it
-                else:
+                try:
+                    if not terminated:
+                        raise ValueError("a torn last line")
+                    self._check_key(_parse_line(raw)[0])
+                except ValueError:  # a torn or damaged last line: the newest readable record before it decides
                     self._refuse_unkeyed(fd, start)
             finally:
                 os.close(fd)
@@ -332,6 +331,7 @@ class AuditLog:
             rec, _ = _parse_line(raw)
             tail = _chain_fields(rec)
         except ValueError as e:
+            self._refuse_unkeyed(fd, start)  # the newest readable record decides whether this writer may chain on
             return self._note_damage(fd, start, raw, str(e))
         self._check_key(rec)
         self._check_anchor(*tail)
@@ -343,6 +343,9 @@ class AuditLog:
         hides it (a new chain at seq 0, or a recovery record calling an acknowledged record a write cut short)."""
         if self.anchor is None:
             return
+        if self.anchor.is_dir():
+            raise AuditError(f"the audit anchor {self.anchor} is a folder; name a file in it (e.g. "
+                             f"{self.anchor / 'audit.anchor'}) in the policy's [audit] anchor; nothing was written")
         try:
             fd = os.open(self.anchor, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:

@@ -709,10 +709,11 @@ def test_cli_show_export_and_repair(tmp_path, capsys):
     assert line.count("\n") == 1 and "risk=0.2500" in line and 'question="Is the sky very' in line and len(line) < 400
     # a value holding a line break or a direction override shows escaped: one record, one line, read as written
     AuditLog(tmp_path / "odd.jsonl").append({"reviewer": "mallory\nreviewer=alice", "verdict": "correct",
-                                             "answer": "bob\u202eecila"}, kind="review_verdict")
+                                             "answer": "bob\u202eecila"}, kind="review_verdict\nFORGED")
     assert cli_main(["show", str(tmp_path / "odd.jsonl")]) == 0
     line = capsys.readouterr().out
     assert line.count("\n") == 1 and "reviewer=mallory\\nreviewer=alice" in line and "bob\\u202eecila" in line
+    assert "review_verdict\\nFORGED" in line
     assert cli_main(["show", str(path), "--domain", "nowhere", "--route", "accept"]) == 0
     shown = capsys.readouterr()
     assert shown.out == "" and f"no records in {path} match --domain nowhere --route accept" in shown.err

@@ -306,6 +306,12 @@ def test_a_writer_with_another_key_refuses_to_break_a_keyed_chain(tmp_path):
     with pytest.raises(AuditKeyMismatch):
         AuditLog(path, key=other).append({"i": 5})
     assert path.read_bytes() == before + b'{"seq":5,"ha'  # nothing written, nothing moved aside
+    path.write_bytes(before + b'{"not a record"}\n')  # behind a damaged (complete) last line too
+    for check in (lambda log: log.check_writable(), lambda log: log.append({"i": 5})):
+        with pytest.raises(AuditKeyMismatch):
+            check(AuditLog(path, key=other))
+    assert path.read_bytes() == before + b'{"not a record"}\n'
+    path.write_bytes(before + b'{"seq":5,"ha')
     AuditLog(path, key=KEY).append({"i": 6})  # the log's own key goes on (and repairs the torn end)
     assert verify(path, key=KEY).ok
 
@@ -315,6 +321,11 @@ def test_an_anchor_in_a_missing_folder_is_refused_before_anything_is_written(tmp
     log = AuditLog(path, key=KEY, anchor=tmp_path / "anchr" / "audit.anchor")
     for check in (log.check_writable, lambda: log.append({"i": 1})):
         with pytest.raises(AuditError, match="folder of the audit anchor .* does not exist"):
+            check()
+    assert not path.exists()
+    log = AuditLog(path, key=KEY, anchor=tmp_path)  # a folder named where a file belongs
+    for check in (log.check_writable, lambda: log.append({"i": 1})):
+        with pytest.raises(AuditError, match="is a folder; name a file in it"):
             check()
     assert not path.exists()
 

@@ -27,19 +27,21 @@ def _format_record(rec: dict[str, Any]) -> str:
     # verdict, reviewer, decision_audit_id: review verdicts; action, accept_below, by: the monitor's records
     for key in ("domain", "route", "verdict", "reviewer", "decision_audit_id", "action", "accept_below", "by"):
         if rec.get(key) is not None:
-            parts.append(f"{key}={shown_plainly(str(rec[key]))}")
+            parts.append(f"{key}={rec[key]}")
     if isinstance(rec.get("risk"), (int, float)):
         parts.append(f"risk={rec['risk']:.4f}")
     for key in ("question", "answer"):  # what was asked and said, on one line each way (--json has them whole)
         if isinstance(rec.get(key), str):
-            parts.append(f"{key}={shown_plainly(json.dumps(one_line(rec[key], 80), ensure_ascii=False))}")
+            parts.append(f"{key}={json.dumps(one_line(rec[key], 80), ensure_ascii=False)}")
     if reasons:
-        parts.append(f"reasons={shown_plainly(str(reasons))}")
+        parts.append(f"reasons={reasons}")
     if isinstance(rec.get("reason"), str):  # why the monitor tightened or lifted, or a spot-check was taken
-        parts.append(f"reason={shown_plainly(json.dumps(one_line(rec['reason'], 200), ensure_ascii=False))}")
+        parts.append(f"reason={json.dumps(one_line(rec['reason'], 200), ensure_ascii=False)}")
     if isinstance(rec.get("error"), str):  # an error record's message, or a failed framework call's
-        parts.append(f"error={shown_plainly(json.dumps(one_line(rec['error'], 200), ensure_ascii=False))}")
-    return "  ".join(parts)
+        parts.append(f"error={json.dumps(one_line(rec['error'], 200), ensure_ascii=False)}")
+    # every field escaped where it would break the line or turn it around: one record, one line, read as written
+    # (a caller's request_id is the record's id)
+    return shown_plainly("  ".join(parts))
 
 
 def _add_key_options(p: argparse.ArgumentParser) -> None:
