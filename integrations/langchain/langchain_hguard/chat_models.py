@@ -209,10 +209,11 @@ class ChatHGuard(BaseChatModel):
     earlier in the same chain run and pasted into the prompt (the RAG tutorial's chains). A prompt
     that refers to context nobody could identify goes to review ("context not identified").
 
-    A call made for a retriever, not for a user (inside a running retriever, as ``MultiQueryRetriever``
-    generates its queries, or in ``create_history_aware_retriever``'s rewrite of a follow-up) is text
-    to search with: generated plainly, without a decision, and recorded as a ``retrieval_query``
-    (``response_metadata["hguard_step"]``); the chain's answer from what was found is guarded.
+    A call made for a retriever, not for a user (inside a running retriever before it has retrieved, as
+    ``MultiQueryRetriever`` generates its queries, or in ``create_history_aware_retriever``'s rewrite of a
+    follow-up) is text to search with: generated plainly, without a decision, and recorded as a
+    ``retrieval_query`` (``response_metadata["hguard_step"]``); the chain's answer from what was found is
+    guarded, and so is a retriever's call on documents it already found (they become the passages).
 
     The returned message's content is what a user should see (the answer on accept, the abstain
     message on abstain, ``"[needs review] "`` + answer on review) and its ``response_metadata`` holds

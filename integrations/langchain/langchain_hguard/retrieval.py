@@ -22,8 +22,13 @@ from langchain_core.documents import Document
 from langchain_core.tracers.context import register_configure_hook
 
 
-#: the run name ``create_history_aware_retriever`` gives its chain (langchain / langchain-classic)
-HISTORY_AWARE_RETRIEVER = "chat_retriever_chain"
+#: run names of chains whose every model call makes text to search with (langchain / langchain-classic):
+#: ``create_history_aware_retriever``'s chain, and ``create_retrieval_chain``'s retrieval step, which renames the
+#: retriever it is given (a history-aware one included) and whose output is the documents, never the answer
+QUERY_CHAINS = {
+    "chat_retriever_chain": "create_history_aware_retriever",
+    "retrieve_documents": "create_retrieval_chain's retrieval step",
+}
 
 
 @dataclass(frozen=True)
@@ -72,9 +77,10 @@ class RetrievalCapture(BaseCallbackHandler):
 
     def on_chain_start(self, serialized, inputs, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         self._start(run_id, parent_run_id)
-        if kwargs.get("name") == HISTORY_AWARE_RETRIEVER:
+        name = kwargs.get("name")
+        if name in QUERY_CHAINS:
             with self._lock:
-                self._names[run_id] = f"chain {HISTORY_AWARE_RETRIEVER!r} (create_history_aware_retriever)"
+                self._names[run_id] = f"chain {name!r} ({QUERY_CHAINS[name]})"
 
     def on_chain_end(self, outputs, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         self._end(run_id, parent_run_id)
@@ -138,14 +144,22 @@ class RetrievalCapture(BaseCallbackHandler):
 
     def query_step(self, parent_run_id: UUID | None) -> str | None:
         """The step that asks a chat model called from ``parent_run_id`` for text to search with, not an
-        answer: a retriever still running (a ``MultiQueryRetriever`` generating queries) or
-        ``create_history_aware_retriever``'s rewrite of a follow-up; None for anything else."""
+        answer: a retriever still running that has not retrieved yet (a ``MultiQueryRetriever`` generating
+        its queries), or a chain named in ``QUERY_CHAINS`` (``create_history_aware_retriever``'s rewrite of a
+        follow-up); None for anything else. A retriever whose own retrieval has finished and that then calls
+        the model transforms the documents it found (``ContextualCompressionRetriever`` with an
+        ``LLMChainExtractor``): that text becomes the passages an answer is scored against, so it is not
+        text to search with and is guarded as an answer."""
         if parent_run_id is None:
             return None
         with self._lock:
+            lines = [self._ancestors(r.run_id)[1:] for r in self._found.get(self._root.get(parent_run_id), [])]
             for ancestor in self._ancestors(parent_run_id):
-                if ancestor in self._names:
-                    return self._names[ancestor]
+                if ancestor not in self._names:
+                    continue
+                if ancestor in self._queries and any(ancestor in line for line in lines):
+                    return None  # inside a retriever that already retrieved: the model works on what was found
+                return self._names[ancestor]
         return None
 
     def open_runs(self) -> int:

@@ -407,9 +407,32 @@ def test_text_asked_for_to_search_with_is_not_held_as_an_answer(make_guard, stor
     # the answer given from what was found is still guarded, and held
     assert out.response_metadata["route"] == "review"
     assert _decision(guard, out.response_metadata)["question"] == "and of kenya ?"
+    # create_retrieval_chain renames the retriever it is given ("retrieve_documents"), the history-aware one too
+    chain = RunnablePassthrough.assign(
+        context=history_aware.with_config(run_name="retrieve_documents") | RunnableLambda(format_docs)) | answer
+    before = len(searched)
+    out = chain.invoke({"input": "and of kenya ?", "chat_history": [HumanMessage(AUSTRALIA), AIMessage("canberra")]})
+    assert len(searched) == before + 1 and "[needs review]" not in searched[-1] and "held" not in searched[-1]
+    assert [r for r in AuditLog(guard.audit.path) if r["kind"] == "retrieval_query"][-1]["answer"] == searched[-1]
+    assert out.response_metadata["route"] == "review"
     # streamed, the rewrite is a step of the stream too
     before = len(searched)
     chunks = list(chain.stream({"input": "and of kenya ?", "chat_history": [HumanMessage(AUSTRALIA), AIMessage("canberra")]}))
     assert chunks and len(searched) == before + 1 and "[needs review]" not in searched[-1] and "held" not in searched[-1]
     assert [r for r in AuditLog(guard.audit.path) if r["kind"] == "retrieval_query"][-1]["answer"] == searched[-1]
     assert CAPTURE.open_runs() == 0
+
+    # a retriever that has retrieved and then asks the model to rewrite what it found (LLMChainExtractor's way):
+    # that text becomes the passages an answer is scored against, so each call is guarded as an answer
+    class Compressing(BaseRetriever):
+        def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun):
+            found = store.as_retriever(search_kwargs={"k": 1}).invoke(query, config={"callbacks": run_manager.get_child()})
+            extract = PromptTemplate.from_template("Extract what answers {q} from: {d}") | chat | StrOutputParser()
+            return [Document(page_content=extract.invoke({"q": query, "d": d.page_content},
+                                                         config={"callbacks": run_manager.get_child()})) for d in found]
+
+    n_queries = sum(r["kind"] == "retrieval_query" for r in AuditLog(guard.audit.path))
+    (doc,) = Compressing().invoke(AUSTRALIA)
+    last = list(AuditLog(guard.audit.path))[-1]
+    assert last["kind"] == "decision" and last["route"] == "review" and doc.page_content != last["answer"]
+    assert sum(r["kind"] == "retrieval_query" for r in AuditLog(guard.audit.path)) == n_queries
