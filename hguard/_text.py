@@ -43,9 +43,19 @@ def shown_plainly(text: str) -> str:
 
 
 def same_words(a: str, b: str) -> bool:
-    """Whether two texts say the same words, case and spacing aside ("Paris." vs " paris." is the same; "Paris" vs
-    "Paris." is not): how a reviewer's text is matched with the model's answer it was written about."""
-    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+    """Whether two texts say the same words, as a reader would see them: case, spacing, compatibility forms
+    (fullwidth letters, a non-breaking space), invisible characters (a zero-width space) and punctuation at
+    either end aside ("Paris." vs " paris" is the same; "Paris" vs "Paris, Texas" is not): how a reviewer's text
+    is matched with the model's answer it was written about."""
+
+    def seen(text: str) -> str:
+        text = "".join(c for c in unicodedata.normalize("NFKC", text) if not hidden_character(c) or c.isspace())
+        return " ".join(text.split()).casefold().strip(_END_PUNCTUATION)
+
+    return seen(a) == seen(b)
+
+
+_END_PUNCTUATION = " .,;:!?\"'()[]«»“”‘’…-"
 
 
 def join_digit_groups(text: str) -> str:

@@ -105,6 +105,13 @@ def _open_unit(default: float, description: str) -> Any:
     return Field(default, gt=0.0, lt=1.0, strict=True, allow_inf_nan=False, description=description)
 
 
+def _no_empty_path(value: Any) -> Any:
+    # Path("") is the current folder: an empty value would make the policy's folder the log (or queue, ...)
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("is empty; name a file (an empty path is the policy's own folder)")
+    return value
+
+
 def _resolve_path(value: Path | None, info: ValidationInfo) -> Path | None:
     if value is None:
         return None
@@ -141,6 +148,7 @@ class AuditConfig(_Section):
         "detects records cut off the end",
     )
 
+    _nonempty = field_validator("path", "anchor", mode="before")(_no_empty_path)
     _resolve = field_validator("path", "anchor", mode="after")(_resolve_path)
 
 
@@ -156,6 +164,7 @@ class IntegrityConfig(_Section):
         description="true or false: refuse unsigned probe files (unset: true exactly when a key is configured)",
     )
 
+    _nonempty = field_validator("key_file", mode="before")(_no_empty_path)
     _resolve = field_validator("key_file", mode="after")(_resolve_path)
 
 
@@ -165,6 +174,7 @@ class ReviewConfig(_Section):
         f"table; a policy without the table queues to {DEFAULT_REVIEW_QUEUE!r} beside it)",
     )
 
+    _nonempty = field_validator("queue", mode="before")(_no_empty_path)
     _resolve = field_validator("queue", mode="after")(_resolve_path)
 
 
@@ -317,6 +327,7 @@ class MonitorConfig(_Section):
         description="a file path for the monitor's domain states (read by the guard), relative to the policy file",
     )
 
+    _nonempty = field_validator("state", mode="before")(_no_empty_path)
     _resolve = field_validator("state", mode="after")(_resolve_path)
 
 

@@ -404,6 +404,10 @@ def test_a_document_wording_declines_a_question_that_does_not_ask_yes_or_no() ->
     assert declines(reply, "Does the policy allow collecting location data?") == "text does not say"
     # unless the question asked just that
     assert declines(reply, "Does the policy say whether the app collects my location?") is None
+    for hedged in ("The policy does not explicitly say whether it shares data with advertisers.",
+                   "The policy does not clearly say whether data is shared.",
+                   "The policy is silent on whether it shares data with advertisers."):
+        assert declines(hedged, "Does the policy allow sharing my data with advertisers?") is not None, hedged
 
 
 def test_a_reply_saying_the_answer_to_the_question_is_not_provided_declines() -> None:

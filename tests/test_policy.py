@@ -230,6 +230,11 @@ BAD_FILES = [
         "version = 1\n[review]\n",
         "version: 1\nreview: {}\n",
     ),
+    (  # an empty path is the policy's own folder
+        "audit.path",
+        'version = 1\n[audit]\npath = ""\n',
+        'version: 1\naudit:\n  path: ""\n',
+    ),
     (
         "generation.max_new_tokens",
         "version = 1\n[generation]\nmax_new_tokens = 0\n",

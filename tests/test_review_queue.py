@@ -335,6 +335,9 @@ def test_queue_without_audit_log_still_records_verdicts(tmp_path):
         ({"verdict": "correct", "reviewer": "a", "corrected_answer": "Bar"}, "takes no corrected_answer"),
         # the model's own answer (case and spacing aside) given as the correction: it would export as wrong
         ({"verdict": "corrected", "reviewer": "a", "corrected_answer": " the capital of a is  foo."}, "model's own answer"),
+        # ... however it is typed: a zero-width space, a fullwidth letter, the final period left off
+        ({"verdict": "corrected", "reviewer": "a", "corrected_answer": "The capital of a is F\u200boo."}, "model's own answer"),
+        ({"verdict": "corrected", "reviewer": "a", "corrected_answer": "The capital of a is \uff26oo"}, "model's own answer"),
     ],
 )
 def test_bad_verdicts_are_refused_and_leave_the_item_pending(queue, kwargs, expected):

@@ -216,7 +216,10 @@ ABSTAIN_PATTERNS: tuple[str, ...] = (
     r"\bno one knows\b",
     # Answers with context: saying that the passage does not answer the question is abstaining.
     r"\b(?:context|passage|text|document|policy|clause|information provided) (?:does not|doesnt|did not|didnt|do not|dont) "
+    r"(?:explicitly |clearly |specifically |directly |expressly )?"
     r"(?:say|state|mention|answer|specify|provide|contain|include|address|tell|indicate|cover|discuss)\b",
+    r"\b(?:context|passage|text|document|policy|clause|agreement|contract|section) (?:is|are|remains) silent "
+    r"(?:on|about|regarding|as to)\b",
     r"\bnot (?:mentioned|stated|specified|provided|given|answered|addressed|covered|found) in (?:context|passage|text|document)\b",
     r"\b(?:context|passage|text|document) (?:has|contains|gives|provides) no (?:information|answer|mention)\b",
 )

@@ -153,7 +153,8 @@ class RetrievalCapture(BaseCallbackHandler):
         if parent_run_id is None:
             return None
         with self._lock:
-            lines = [self._ancestors(r.run_id)[1:] for r in self._found.get(self._root.get(parent_run_id), [])]
+            root = self._root.get(parent_run_id)
+            lines = [self._ancestors(r.run_id)[1:] for r in (self._found.get(root, []) if root is not None else [])]
             for ancestor in self._ancestors(parent_run_id):
                 if ancestor not in self._names:
                     continue
