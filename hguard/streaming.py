@@ -90,32 +90,71 @@ ROUTES = ("accept", "abstain", "review")
 CONTEXT_NOT_IDENTIFIED = "context not identified"
 _SOURCE = r"(?:context|passages?|documents?|excerpts?|snippets?|sources?)"
 # what a block of pasted material is called, in a label ("Sources:", "Relevant policy sections:") or a tag
-_MATERIAL = (r"(?:context|contexts|passages?|documents?|excerpts?|snippets?|sources?|information|material|sections?|"
-             r"knowledge(?:[ \t]+base)?|background|references?|facts|search[ \t_-]?results?|retrieved[\w-]*|"
-             r"kontext|contexte|contexto|contesto|quellen|fuentes|fonti|informationen|informations)")
+_MATERIAL = (r"(?:context|contexts|passages?|documents?|docs?|excerpts?|snippets?|sources?|information|material|"
+             r"sections?|articles?|text|knowledge(?:[ \t]+base)?|background|references?|search[ \t_-]?results?|"
+             r"retrieved[\w-]*|kontext|contexte|contexto|contesto|quellen|fuentes|fonti|informationen|informations)")
+_NUMBERED = r"(?:[ \t]*(?:\[?\d+\]?|#\d+|\([^()\n]{0,40}\)))?"  # "Document 1", "Passage [1]", "Kontext (Auszug)"
 _CONTEXT_WORDS = re.compile(
     r"\bcontext\s*(?::|information\b|is below\b|is above\b)"  # "Context:", "Context information is below."
-    r"|\b(?:following|given|provided|retrieved|supplied|attached|relevant|extracted|above|below)\s+" + _SOURCE + r"\b"
-    r"|\b" + _SOURCE + r"\s+(?:below|above)\b"
-    r"|\b(?:the|this|these)\s+(?:context|passages?|excerpts?)\b"  # "use the context", "from this passage"
-    r"|\b(?:using|from|in|on|according to|based on)\s+the\s+" + _SOURCE + r"\b"
-    # a tag around pasted material: "<context>", "</documents>", "<search_results>"
+    r"|\b(?:following|provided|retrieved|supplied|attached|relevant|extracted|above|below)\s+" + _SOURCE + r"\b"
+    r"|\b(?:" + _SOURCE + r"|text|information)\s+(?:below|above)\b"
+    # "use the context", "from this passage", "based on the text"; not "in this context, ..." (an idiom), "the
+    # Passage of the Stamp Act", "the source of the Nile", "the source code", "sail through the passage"
+    r"|\b(?!in\s+this\s+context\b)(?:use|using|read|answer|given|consult|check|see|with|per|from|in|on|according\s+to|based\s+on|by)"
+    r"\s+(?:the|this|these)\s+(?:" + _SOURCE + r"|text)\b(?!\s+(?:of|code)\b)"
+    r"|\b(?:the|this|these)\s+(?:context|passages?|excerpts?|text)\s+(?:says?|states?|mentions?|provided|given)\b"
+    # a tag around pasted material: "<context>", "</documents>", "<doc>", "<search_results>"
     r"|<\s*/?\s*" + _MATERIAL + r"\b[^<>\n]{0,80}>"
-    # a line that labels what follows: "Sources:", "Relevant policy sections:", "Kontext:", "## Background:"
-    r"|^[ \t#*>_-]*(?:[\w'’-]+[ \t]+){0,5}" + _MATERIAL + r"[ \t*_]*:"
-    # "Here is some information:", "Here are the relevant documents"
-    r"|\bhere\s+(?:is|are)\s+(?:some\s+|the\s+)?(?:relevant\s+|additional\s+|background\s+)?" + _MATERIAL + r"\b",
+    # a label before material: "Sources:", "Relevant policy sections:", "Document 1:", "Source 1 -", "[CONTEXT]"
+    r"|^[ \t#*>_-]*(?:[\w'’-]+[ \t]+){0,5}" + _MATERIAL + _NUMBERED
+    + r"(?:[ \t]+(?:from|of|in|on|about|for|to)\b(?:[ \t]+[\w'’-]+){0,3})?[ \t*_]*(?::|[-–—][ \t])"
+    r"|^[ \t]*(?:#{1,6}[ \t]*(?:[\w'’-]+[ \t]+){0,3}" + _MATERIAL + r"|\[[ \t]*/?" + _MATERIAL + r"[ \t]*\]|"
+    + _MATERIAL + r")[ \t]*$"  # a heading ("### Context"), a bracket, or the word alone on its line
+    # "Here is some information:", "Below is the context", "The following is from our policy", "Read this:"
+    r"|\b(?:here|below|above)(?:'s|\s+(?:is|are))\s+(?:some\s+|the\s+)?(?:relevant\s+|additional\s+|background\s+)?"
+    + _MATERIAL + r"\b"
+    r"|\bthe\s+following\s+(?:is|are|was|comes|text|information)\b"
+    r"|\b(?:read|given|consider)\s+(?:this|these|the\s+following)\b[^?\n]{0,40}:"
+    r"|\bsays?:?\s*[\"“]",  # 'Our handbook says: "..."'
     re.IGNORECASE | re.MULTILINE,
 )
+# a question sentence: the part of a prompt a closed-book question consists of
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+#: words of material besides its question from which a prompt holds pasted material (see :func:`holds_material`)
+MATERIAL_WORDS = 20
 
 
 def mentions_context(*texts: str | None) -> bool:
     """Whether a prompt refers to context it was given: "Context:", "the following pieces of retrieved
-    context", "using the documents", "the passage below", a tag around material ("<context>"), a line that
-    labels it ("Sources:", "Relevant policy sections:", "Kontext:"), "Here is some information"; a word
-    alone is not enough ("What is the nasal passage?", "In what context is aspirin prescribed?", "Which
-    organ is retrieved in a transplant?", "In welchem Kontext ...?")."""
+    context", "using the documents", "the passage below", a tag around material ("<context>", "<doc>"), a
+    line that labels it ("Sources:", "Relevant policy sections:", "Document 1:", "Kontext:", "### Context"),
+    "Here is some information", "Our handbook says: ..."; a word alone is not enough ("What is the nasal
+    passage?", "In what context is aspirin prescribed?", "Which organ is retrieved in a transplant?", "How
+    far is the lake from the source of the Nile?", "In welchem Kontext ...?")."""
     return any(t and _CONTEXT_WORDS.search(t) for t in texts)
+
+
+def holds_material(text: str | None) -> bool:
+    """Whether a prompt carries material of its own beside its question: at least ``MATERIAL_WORDS`` words
+    outside its last question sentence (passages pasted in without a label, a user's own account). A
+    closed-book question is asked alone; such a prompt is no question the closed-book calibration saw, and
+    what it says is context nobody identified."""
+    if not text:
+        return False
+    parts = [p for p in _SENTENCE_END.split(text.strip()) if p.strip()]
+    asked = max((i for i, p in enumerate(parts) if "?" in p), default=len(parts) - 1)
+    return sum(len(p.split()) for i, p in enumerate(parts) if i != asked) >= MATERIAL_WORDS
+
+
+def unread_context(question: str | None, *instructions: str | None) -> str | None:
+    """What shows that a prompt carries context nobody identified, or None: it refers to context
+    (:func:`mentions_context`, in the question or the instructions), or its question comes with material of
+    its own (:func:`holds_material`). The adapters send such an answer to review (:func:`context_not_identified`)."""
+    if mentions_context(question, *instructions):
+        return "the prompt refers to context"
+    if holds_material(question):
+        return f"the prompt holds {MATERIAL_WORDS} or more words beside its question (pasted material?)"
+    return None
 
 
 def context_not_identified(detail: str) -> str:

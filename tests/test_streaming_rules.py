@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hguard.streaming import mentions_context
+from hguard.streaming import holds_material, mentions_context, unread_context
 
 
 @pytest.mark.parametrize("prompt", [
@@ -21,6 +21,17 @@ from hguard.streaming import mentions_context
     "Relevant policy sections:\n3.1 Leave is 25 days.\n\nHow much leave?", "Reference material: x\nQ: y",
     "Knowledge base: x\nQ: y", "## Background:\nx\n\nQ: y", "Kontext: Urlaub sind 25 Tage.\nFrage: Wie viel Urlaub?",
     "Contexte : x\nQuestion : y", "Here are the relevant documents.\nx\ny?",
+    # shapes a verification trial pasted passages in
+    "### Context\nLeave is 25 days.\n\n### Question\nHow many days?", "Document 1: Leave is 25 days.\n\nHow many days?",
+    "Passage [1]: Leave is 25 days.\nHow many days?", "Here's some information: Leave is 25 days. How many days?",
+    "Text: Leave is 25 days.\nQuestion: How many days?", "Article:\nLeave is 25 days.\n\nHow many days?",
+    "Excerpt from the handbook:\nLeave is 25 days.\n\nHow many days?", "<doc>Leave is 25 days.</doc>\nHow many days?",
+    "[CONTEXT]\nLeave is 25 days.\n[/CONTEXT]\nHow many days?",
+    '"""Leave is 25 days."""\nBased on the text above, how many days?', "Read this: Leave is 25 days.\nHow many days?",
+    "Given this policy: Leave is 25 days. How many days?", 'Our HR handbook says: "Leave is 25 days." How many days?',
+    "Kontext (Auszug): Urlaub sind 25 Tage.\nWie viele Tage?", "Source 1 - Leave is 25 days.\nHow many days?",
+    "CONTEXT\nLeave is 25 days.\nQUESTION\nHow many days?", "Below is some information. Leave is 25 days. How many days?",
+    "The following is from our policy. Leave is 25 days. How many days?",
 ])
 def test_a_prompt_that_refers_to_context_it_was_given_is_noticed(prompt):
     assert mentions_context(prompt)
@@ -32,6 +43,24 @@ def test_a_prompt_that_refers_to_context_it_was_given_is_noticed(prompt):
     "In welchem Kontext wird Aspirin verschrieben?", "Which sections of the GDPR cover consent?",
     "What information does the app collect: location or contacts?", "Here is my question: what is the capital of Chile?",
     "Is 3 < 5 > 2 true?", "What does <b> mean in HTML?",
+    "In this context, what does the word 'bank' mean?", "When was the Passage of the Stamp Act?",
+    "How far is Lake Victoria from the source of the Nile?", "What language is used in the source code of Linux?",
+    "Who discovered the passage between South America and Antarctica, and when did ships first sail through the passage?",
+    "Who signed the documents in the Treaty of Versailles, and where are the documents kept?",
+    "Which composer wrote the excerpts known as the Pictures at an Exhibition?", "Which given documents are needed for a passport?",
 ])
 def test_a_question_that_only_uses_a_context_word_is_not_a_reference_to_context(question):
     assert not mentions_context(question)
+
+
+def test_a_question_with_material_of_its_own_is_context_nobody_identified():
+    passage = ("Employees receive 25 days of paid annual leave per year, rising to 28 days after five years of "
+               "service, and unused days may be carried over until the end of March.")
+    assert holds_material(f"{passage}\nHow many days of leave do I get after six years?")  # pasted, no label at all
+    assert holds_material(f"How many days of leave do I get? {passage}")  # after the question too
+    assert unread_context(f"{passage} How many days?").startswith("the prompt holds 20 or more words")
+    # a question asked alone, or with a short lead-in, is a question
+    for q in ("What is the capital of Peru?", "I am a student. What is the capital of Peru?",
+              "Who discovered the passage between South America and Antarctica, and when did ships first sail through it?"):
+        assert not holds_material(q) and unread_context(q) is None, q
+    assert unread_context("What is the capital?", "Use the following context.") == "the prompt refers to context"

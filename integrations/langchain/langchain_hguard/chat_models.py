@@ -32,7 +32,7 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     decision_metadata,
     guard_stream,
     guarded_invoke,
-    mentions_context,
+    unread_context,
     NOTHING_RETRIEVED,
     nothing_retrieved,
     raise_if_routed,
@@ -159,10 +159,12 @@ def read_chat(
         # messages that stand for passages hold no text (a retrieval that found nothing, formatted): the request
         # asked for an answer from passages, so it is never read as a closed-book one, which a domain may accept
         problems.append(nothing_retrieved("the messages named 'context'" if named else "the system messages (context)"))
-    if not context and not problems and mentions_context(texts[q_at], *[texts[i] for i in systems]):
+    seen = unread_context(texts[q_at], *[texts[i] for i in systems]) if not context and not problems else None
+    if seen is not None:
         problems.append(context_not_identified(
-            "the prompt refers to context but no retrieved documents were found in this run; pass the "
-            "passages with context=, as messages named 'context', or from a LangChain retriever in the same chain"
+            f"{seen} but no retrieved documents were found in this run; pass the passages with context=, as "
+            "messages named 'context', or from a LangChain retriever in the same chain (a closed-book question "
+            "is asked alone)"
         ))
     history = []
     for i, m in enumerate(messages[:q_at]):

@@ -37,7 +37,7 @@ from hguard.streaming import (
     decision_metadata,
     guard_stream,
     guarded_invoke,
-    mentions_context,
+    unread_context,
     raise_if_routed,
 )
 
@@ -206,10 +206,11 @@ class HGuardLLM(CustomLLM):
         return question, kw
 
     def _unread_context(self, prompt: str, context: Any) -> list[str]:
-        if context is None and mentions_context(prompt):
+        seen = unread_context(prompt) if context is None else None
+        if seen is not None:
             return [context_not_identified(
-                "the prompt refers to context but none was passed; pass context=, or use a stock LlamaIndex "
-                "engine or HGuardQueryEngine, whose retrieved passages are read from the prompt template"
+                f"{seen} but none was passed; pass context=, or use a stock LlamaIndex engine or "
+                "HGuardQueryEngine, whose retrieved passages are read from the prompt template"
             )]
         return []
 
