@@ -179,6 +179,33 @@ def appears_in(passage: str, texts: Sequence[str], probe_chars: int = 200) -> bo
     return bool(key) and any(key in " ".join(t.split()) for t in texts)
 
 
+def pasted_part(passage: str, texts: Sequence[str], probe_chars: int = 200) -> str | None:
+    """How much of ``passage`` was pasted into one of ``texts`` (when :func:`appears_in` says it was): its
+    longest opening found there, in the passage's own characters. A chain that cuts a document (to a length,
+    or before an internal section) puts only that part before the model: the answer is generated from, scored
+    against and recorded with that part, never the text the chain left out."""
+    if not appears_in(passage, texts, probe_chars):
+        return None
+    norm = " ".join(passage.split())
+    joined = [" ".join(t.split()) for t in texts]
+    lo, hi = min(len(norm), probe_chars), len(norm)  # norm[:lo] is in a text; find the longest such opening
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if any(norm[:mid] in t for t in joined):
+            lo = mid
+        else:
+            hi = mid - 1
+    if lo == len(norm):
+        return passage
+    seen = 0  # the passage's own characters up to the lo-th character of its whitespace-normalised form
+    for m in re.finditer(r"\S+", passage):
+        start = seen + (1 if seen else 0)
+        if start + len(m.group()) >= lo:
+            return passage[: m.start() + (lo - start)].rstrip()
+        seen = start + len(m.group())
+    return passage
+
+
 def check_raise_on(raise_on) -> frozenset[str]:
     """``raise_on`` as a set of routes; only ``"abstain"`` and ``"review"`` may raise."""
     values = {raise_on} if isinstance(raise_on, str) else set(raise_on or ())

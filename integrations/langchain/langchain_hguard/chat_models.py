@@ -26,6 +26,7 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     STREAM_MODES,
     StreamMode,
     appears_in,
+    pasted_part,
     check_raise_on,
     check_stream_mode,
     context_not_identified,
@@ -137,12 +138,18 @@ def read_chat(
     problems: list[str] = []
     if not context and retrievals:
         prompt_texts = [texts[i] for i in [q_at, *systems]]
-        pasted = [(r, d) for r in retrievals for d in r.documents if d.page_content.strip() and appears_in(d.page_content, prompt_texts)]
+        found = [(r, d, pasted_part(d.page_content, prompt_texts)) for r in retrievals for d in r.documents
+                 if d.page_content.strip()]
+        parts = [part for _, _, part in found if part]
+        # what of each document the prompt holds (a chain may cut it); a part that lies inside another document's
+        # is that one's text (two files opening with the same header, one of them pasted), not a passage of its own
+        kept = [(r, d, part) for r, d, part in found if part and not any(part != o and part in o for o in parts)]
+        pasted = [(r, d) for r, d, _ in kept]
         if pasted:
             seen: list[str] = []
-            for _, d in pasted:
-                if d.page_content not in seen:
-                    seen.append(d.page_content)
+            for _, _, part in kept:
+                if part not in seen:
+                    seen.append(part)
             context, context_from = seen, "retriever"
             templated = lambda t: any(appears_in(d.page_content, [t]) for _, d in pasted)  # noqa: E731
             if templated(question):  # the question is the retriever's query; an empty one is refused as empty,

@@ -436,3 +436,32 @@ def test_text_asked_for_to_search_with_is_not_held_as_an_answer(make_guard, stor
     last = list(AuditLog(guard.audit.path))[-1]
     assert last["kind"] == "decision" and last["route"] == "review" and doc.page_content != last["answer"]
     assert sum(r["kind"] == "retrieval_query" for r in AuditLog(guard.audit.path)) == n_queries
+
+
+def test_the_context_is_what_the_chain_pasted_not_the_whole_document(tiny_probes, embedder, tmp_path):
+    """A formatter that cuts each document (before its internal notes, or to a length), and two files that
+    open alike of which one was pasted: the answer is generated from, scored against and recorded with the
+    text the prompt holds, never what the chain left out."""
+    from langchain_core.retrievers import BaseRetriever
+
+    guard = _grounded_guard(tiny_probes, embedder, tmp_path)
+    head = ("Claim file. Policyholder details follow. Water damage claims must be reported within 30 days of "
+            "discovery, with photos and receipts for every repair, and are assessed by an adjuster within ten "
+            "working days of the report. ")
+    mine = Document(page_content=head + "Policyholder: Jane Roe.\nINTERNAL NOTES: recommend denying; reserve 12,000.")
+    other = Document(page_content=head + "Policyholder: John Doe, 4 Elm Street.")
+
+    class Both(BaseRetriever):
+        def _get_relevant_documents(self, query, *, run_manager):
+            return [mine, other]
+
+    def public_part(docs):  # the app pastes the first file, without its internal notes
+        return docs[0].page_content.split("INTERNAL NOTES")[0]
+
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    chain = {"context": Both() | public_part, "question": RunnablePassthrough()} | RAG_HUMAN | chat
+    rec = _decision(guard, chain.invoke(AUSTRALIA).response_metadata)
+    assert "Jane Roe" in rec["context"] and "INTERNAL NOTES" not in rec["context"] and "John Doe" not in rec["context"]
+    cut = {"context": Both() | (lambda docs: docs[0].page_content[:250]), "question": RunnablePassthrough()} | RAG_HUMAN | chat
+    rec = _decision(guard, cut.invoke(AUSTRALIA).response_metadata)
+    assert rec["context"] == mine.page_content[:250].rstrip()
