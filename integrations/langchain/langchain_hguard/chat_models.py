@@ -166,10 +166,10 @@ def read_chat(
         # messages that stand for passages hold no text (a retrieval that found nothing, formatted): the request
         # asked for an answer from passages, so it is never read as a closed-book one, which a domain may accept
         problems.append(nothing_retrieved("the messages named 'context'" if named else "the system messages (context)"))
-    seen = unread_context(texts[q_at], *[texts[i] for i in systems]) if not context and not problems else None
-    if seen is not None:
+    unread = unread_context(texts[q_at], *[texts[i] for i in systems]) if not context and not problems else None
+    if unread is not None:
         problems.append(context_not_identified(
-            f"{seen} but no retrieved documents were found in this run; pass the passages with context=, as "
+            f"{unread} but no retrieved documents were found in this run; pass the passages with context=, as "
             "messages named 'context', or from a LangChain retriever in the same chain (a closed-book question "
             "is asked alone)"
         ))
