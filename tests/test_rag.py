@@ -557,3 +557,33 @@ def test_naming_the_context_fallback_domain_for_a_request_with_context_skips_the
     assert named.signals["domain_similarity"] < 1.0 and not any("far from domain" in x for x in named.reasons)
     closed = g.invoke("capital city river ?", domain="alpha")  # without context the rule holds for it too
     assert closed.route == "review" and any("question far from domain 'alpha'" in x for x in closed.reasons), closed.reasons
+
+
+def test_the_split_keeps_a_passage_on_one_side_and_follows_groups_corrected_since_collection():
+    """A trial's own RAG set: off-topic rows show another group's passage, which landed on both sides (10 of
+    52 held-out rows had a passage training had read); a meta.group fixed after collection was ignored."""
+    import numpy as np
+
+    from hguard.calibrate.collect import Collected, relabel
+    from hguard.calibrate.data import Example
+    from hguard.calibrate.pipeline import split_groups
+
+    passages = [f"passage number {i} about claims" for i in range(60)]
+    rows, shown = [], []
+    for i, p in enumerate(passages):
+        rows += [{"group": f"g{i:02d}", "condition": "supporting"}, {"group": f"g{i:02d}", "condition": "offtopic"}]
+        shown += [p, passages[(i + 7) % 60]]  # its own passage, then another's (off-topic)
+    rows += [{"group": "g00b", "condition": "supporting"}, {"group": "g31b", "condition": "unanswerable"}]
+    shown += [passages[0], passages[31]]  # a paragraph serving the questions of two groups
+    plain = split_groups(rows, 0.3, 0)
+    leaks = lambda test: {p for p, t in zip(shown, test) if t} & {p for p, t in zip(shown, test) if not t}  # noqa: E731
+    assert leaks(plain)  # by group alone, passages are read on both sides
+    kept = split_groups(rows, 0.3, 0, passages=shown)
+    assert not leaks(kept) and 0.15 < kept.mean() < 0.45  # ... and the split is still a split
+    # rows that share no passage keep the side they had
+    alone = [{"group": f"h{i}", "condition": "supporting"} for i in range(30)]
+    assert (split_groups(alone, 0.3, 0, passages=[f"text {i}" for i in range(30)]) == split_groups(alone, 0.3, 0)).all()
+
+    ex = Example(id="r1", domain="alpha", question="q?", answers=["yes"], kind="qa", context="c", meta={"group": "new"})
+    col = Collected([{"id": "r1", "domain": "alpha", "answer": "yes", "group": "alpha:old", "kind": "qa"}], np.zeros((1, 2)))
+    assert relabel(col, [ex]).rows[0]["group"] == "alpha:new"

@@ -138,14 +138,43 @@ def _lengths(rows: Sequence[dict]) -> np.ndarray:
     return np.array([r["length"] for r in rows], dtype=float)
 
 
-def split_groups(rows: Sequence[dict], test_fraction: float, seed: int) -> np.ndarray:
-    """Boolean test mask, by group, deterministic (hash of the group key and seed)."""
+def split_groups(
+    rows: Sequence[dict], test_fraction: float, seed: int, passages: Sequence[str | None] | None = None
+) -> np.ndarray:
+    """Boolean test mask, by group, deterministic (hash of the group key and seed).
+
+    ``passages`` (one per row, RAG calibration): no passage text is read on both sides. Groups whose rows show
+    the same passage as their own (a SQuAD paragraph serving several questions) are kept on one side, the side
+    of the smallest group key among them; an off-topic row (``condition`` "offtopic": another row's passage)
+    goes to the side of the group that owns its passage. Groups that share no passage keep their own side."""
     from .data import split_ids
 
     groups = sorted({r["group"] for r in rows})
     _, test_ids = split_ids(groups, test_fraction=test_fraction, seed=seed)
     test = set(test_ids)
-    return np.array([r["group"] in test for r in rows], dtype=bool)
+    if passages is None:
+        return np.array([r["group"] in test for r in rows], dtype=bool)
+    parent = {g: g for g in groups}
+
+    def root(g: str) -> str:
+        while parent[g] != g:
+            parent[g] = parent[parent[g]]
+            g = parent[g]
+        return g
+
+    keys = [" ".join(p.split()) if p and p.strip() else None for p in passages]
+    owner: dict[str, str] = {}  # passage text -> a group that shows it as its own
+    for r, key in zip(rows, keys):
+        if key is None or r.get("condition") == "offtopic":
+            continue
+        a, b = root(owner.setdefault(key, r["group"])), root(r["group"])
+        if a != b:  # the smaller key stays the root, so a component's root is its smallest group key
+            parent[max(a, b)] = min(a, b)
+    side = {g: root(g) in test for g in groups}
+    return np.array([
+        side[owner[key]] if r.get("condition") == "offtopic" and key in owner else side[r["group"]]
+        for r, key in zip(rows, keys)
+    ], dtype=bool)
 
 
 # ------------------------------------------------------------------------------------ fitting

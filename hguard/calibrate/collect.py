@@ -58,12 +58,15 @@ def label_row(example: Example, answer: str) -> dict:
 
 def relabel(col: Collected, examples: Sequence[Example]) -> Collected:
     """``col`` with every row given the judge's label afresh from its stored answer, so a judge fixed
-    after the answers were collected applies without answering again (the rows are changed in place)."""
+    after the answers were collected applies without answering again, and its split group from the row as the
+    data gives it now (a ``meta.group`` corrected since collection moves the row; answers are kept by row id)
+    (the rows are changed in place)."""
     by_id = {e.id: e for e in examples}
     for r in col.rows:
         e = by_id.get(r["id"])
         if e is not None:
             r.update(label_row(e, r["answer"]))
+            r["group"] = _group_key(e)
     return col
 
 

@@ -80,6 +80,12 @@ __all__ = [
 ]
 
 
+
+def _passages(rows: Sequence[dict], examples: Sequence[Example]) -> list[str | None]:
+    """Each row's passage, as its example gives it (what :func:`split_groups` keeps on one side)."""
+    by_id = {e.id: e.context for e in examples}
+    return [by_id.get(r["id"]) for r in rows]
+
 def _reference_rag_sets() -> dict:
     """The bundled RAG calibration sets, built from the public data by the research harness (a source
     checkout with ``../shared/data``); an installed package calibrates from the rows it is given."""
@@ -156,12 +162,13 @@ def calibrate_rag(
     probe_fit = choose_fit(len(examples), gen.n_features, screen_top=screen_top, fit_memory_gb=fit_memory_gb)
     col = collect(gen, examples, work, batch_size=batch_size, progress=progress, lazy=probe_fit.screened)
     rows = add_rag_signals(gen, col, examples, work, progress=progress)
-    test = split_groups(rows, test_fraction, seed)
+    test = split_groups(rows, test_fraction, seed, passages=_passages(rows, examples))
     conflict = fit_conflict_detector([r for r, t in zip(rows, test) if not t], seed=seed)
     fingerprints = gen.mode_fingerprints(RAG)
     report: dict[str, Any] = {
         "model": lm.name, "fingerprints": fingerprints, "system_prompt": system_prompt, "max_new_tokens": max_new_tokens,
-        "split": {"by": "passage (meta.group: the question's own passage), hashed with the seed",
+        "split": {"by": "passage (meta.group: the question's own passage), hashed with the seed; groups whose rows "
+                        "show the same passage text (an off-topic row shows another's) kept on one side",
                   "test_fraction": test_fraction, "seed": seed, "n_train": int((~test).sum()), "n_test": int(test.sum())},
         "policy_target": {"target": target, "confidence": confidence},
         "knowledge_conflict": {k: v for k, v in conflict.items() if k != "detector"},
@@ -258,7 +265,8 @@ def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, 
         refuse_foreign_layout(cd, gen)
     col = collect(gen, examples, work_dir, batch_size=batch_size, progress=progress)
     rows = add_rag_signals(gen, col, examples, work_dir, progress=progress)
-    test = np.ones(len(rows), dtype=bool) if given else split_groups(rows, test_fraction, seed)
+    test = np.ones(len(rows), dtype=bool) if given else split_groups(rows, test_fraction, seed,
+                                                                      passages=_passages(rows, examples))
     held_out = ("every row given (scores of rows the calibration trained on are optimistic)" if given
                 else "passages on the test side of the split")
     result: dict[str, Any] = {"model": lm.name, "prompt_mode": RAG, "held_out": held_out, "domains": {}, "skipped": skipped}
