@@ -156,6 +156,22 @@ def test_calibration_warnings_name_a_domain_at_chance_and_each_kind_of_fit_warni
     assert lines[1].endswith("AUROC 0.54 (and 2 more fit(s) like it)") and lines[2] == "the probe selected no neuron at C=1"
 
 
+def test_rag_calibration_warnings_name_a_domain_at_chance_and_held_out_accepts_above_the_target():
+    from hguard.cli import rag_calibration_warnings
+
+    # a trial's own RAG domain: merged 0.743 [0.31, 0.97] held out; certified at 0.3, and 3 of 6 accepted wrong
+    claims = {"all": {"auroc": {"merged": 0.743}, "auroc_ci95": {"merged": [0.31, 0.97]}, "correct": 7, "hallucinated": 35,
+                      "hallucinated_among_accepted": {"n": 6, "k": 3, "rate": 0.5, "ci95": [0.12, 0.88]}},
+              "thresholds": {"accept_below": 0.254}}
+    fine = {"all": {"auroc": {"merged": 0.9}, "auroc_ci95": {"merged": [0.85, 0.95]}, "correct": 50, "hallucinated": 50,
+                    "hallucinated_among_accepted": {"n": 40, "k": 4, "rate": 0.1, "ci95": [0.03, 0.24]}},
+            "thresholds": {"accept_below": 0.3}}
+    lines = rag_calibration_warnings({"domains": {"claims": claims, "policy": fine}}, target=0.3)
+    assert len(lines) == 2 and all("'claims'" in x for x in lines), lines
+    assert "0.31-0.97" in lines[0] and "7 correct, 35 hallucinated" in lines[0]
+    assert "3 of the 6 accepted answers were hallucinated (50%, 95% interval 12%-88%), above the target 0.3" in lines[1]
+
+
 def test_calibration_warnings_say_each_kind_of_fit_warning_once_per_domain():
     import warnings
 

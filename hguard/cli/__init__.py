@@ -254,6 +254,34 @@ def _rag_line(m: dict) -> str:
             f"AUROC (95% interval) merged={f('merged')} probe={f('probe')} grounding={f('grounding')}")
 
 
+def rag_calibration_warnings(report: dict, target: float) -> list[str]:
+    """What a RAG calibration's user must not miss, one line each: a domain whose merged risk does not separate
+    its held-out answers (the 95% interval reaches chance), and one whose certified accept threshold lets
+    through more hallucinations on the held-out passages than the target (the guarantee is over the draw of
+    the calibration set: a held-out rate above it, with n, says how far that draw may be from your data)."""
+    lines = []
+    for d, m in report["domains"].items():
+        a = m.get("all") or {}
+        merged, lo_hi = (a.get("auroc") or {}).get("merged"), (a.get("auroc_ci95") or {}).get("merged")
+        if merged is not None and lo_hi is not None and lo_hi[0] <= 0.5:
+            lines.append(
+                f"domain {d!r}: the merged risk does not separate held-out answers better than chance (AUROC "
+                f"{merged:.3f}, 95% interval {lo_hi[0]:.2f}-{lo_hi[1]:.2f}, n={a.get('correct', 0) + a.get('hallucinated', 0)}: "
+                f"{a.get('correct')} correct, {a.get('hallucinated')} hallucinated); do not rely on its scores: add labelled "
+                "answers (more passages, more kinds of question) and calibrate again")
+        among = a.get("hallucinated_among_accepted") or {}
+        if (m.get("thresholds") or {}).get("accept_below") and among.get("n") and among.get("rate") is not None \
+                and among["rate"] > target:
+            lo, hi = among.get("ci95") or (None, None)
+            ci = f", 95% interval {lo:.0%}-{hi:.0%}" if lo is not None else ""
+            lines.append(
+                f"domain {d!r}: on the held-out passages {among['k']} of the {among['n']} accepted answers were "
+                f"hallucinated ({among['rate']:.0%}{ci}), above the target {target:g} the accept threshold is certified "
+                "for: the certificate rests on the calibration draw and few answers; add labelled answers, or set the "
+                "threshold by hand only with that in view")
+    return lines
+
+
 def cmd_calibrate_rag(args) -> int:
     from ..calibrate.rag import calibrate_rag
 
@@ -291,6 +319,8 @@ def cmd_calibrate_rag(args) -> int:
         if kc.get("why"):  # no detector: what that means for a policy that asks for the check
             print(f"  no knowledge-conflict detector: {kc['why']}; with knowledge_conflict = 'review' (the default) "
                   "every answer with context in these domains is held for review, 'trust_context' routes them as scored")
+    for line in rag_calibration_warnings(report, args.target):
+        print(f"hguard calibrate-rag: warning: {line}", file=sys.stderr)
     if report["skipped"]:
         print(f"hguard calibrate-rag: {len(report['skipped'])} domain(s) got no RAG probe ({', '.join(report['skipped'])}): "
               "see the reasons above; the others were written (exit 1)", file=sys.stderr)
