@@ -128,6 +128,9 @@ def test_load_tolerates_utf8_bom(tmp_path: Path) -> None:
         (row(meta=["fact"]), "field 'meta': must be a JSON object with string keys when present (got [\"fact\"])"),
         (row(kind="unanswerable", answers=["Paris"]), 'field \'answers\': must be [] on an "unanswerable" row (its right reply declines'),
         (row(answers=["True"], meta={"judge": "yesno"}), 'field \'answers\': must be ["yes"] or ["no"] on a meta.judge "yesno" row'),
+        # an off-topic row written as a question its passage answers: it would teach that answering is right
+        (row(answers=["yes"], context="A clause.", meta={"condition": "offtopic"}),
+         'field \'kind\': must be "unanswerable" (with answers []) on a meta.condition \'offtopic\' row'),
         (row(meta={"family": ["capital"]}), "field 'meta.family': must be a string naming the row's kind of question (e.g. \"capital\"), or leave the key out (the row then falls back to its fact group) (got [\"capital\"])"),
         (row(meta={"label": "Hallucinated"}), "field 'meta.label': must be \"correct\" or \"hallucinated\" (a reviewer's verdict, which replaces the judge's), or leave the key out to let the judge label the answer (got \"Hallucinated\")"),
         (row(anwsers=["Paris"]), "field 'anwsers': not a known field (allowed: id, question, answers, domain, context, kind, meta;"),
