@@ -9,8 +9,10 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from ._guard_result import GuardResult
+from .generation import prompt_fingerprints
 from .policy import ACCEPT, REVIEW
 from .monitor import guarantee_of
+from .settings import CLOSED_BOOK, RAG
 
 if TYPE_CHECKING:
     from .generation import Generator
@@ -73,7 +75,10 @@ class _Recording:
             "domain_choice": result.domain_choice,
             "model": self.lm.name,
             "model_fingerprint": self.lm.fingerprint,
-            "fingerprints": fingerprints or self.generator.fingerprints,  # the call's own when it had history or a system prompt
+            # the call's own when it had history or a system prompt, and the prompt mode it was asked in (with the
+            # context template's fingerprint for a request with context): what the probe's were checked against
+            "fingerprints": {**(fingerprints or self.generator.fingerprints),
+                             **prompt_fingerprints(RAG if result.context is not None else CLOSED_BOOK)},
             "probe_id": result.probe_id,
             "thresholds": result.thresholds,
             "guarantee": guarantee_of(self.policy, result.domain),

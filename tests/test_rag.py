@@ -237,6 +237,13 @@ def test_guard_uses_the_probe_of_the_requests_prompt_mode(tiny_rag, tmp_path):
     without = g.invoke("capital city river ?", domain="alpha")
     assert with_ctx.probe_id == g.rag_probes["alpha"].probe.probe_id_ and without.probe_id == g.probes["alpha"].probe.probe_id_
     assert with_ctx.probe_id != without.probe_id
+    # the records say in which prompt mode each was asked, as the probe files do
+    from hguard.audit import AuditLog
+
+    log = AuditLog(tmp_path / "audit.jsonl")
+    rag_fp, cb_fp = log.find(with_ctx.audit_id)["fingerprints"], log.find(without.audit_id)["fingerprints"]
+    assert rag_fp["prompt_mode"] == RAG and rag_fp["context_prompt_fingerprint"] == prompt_fingerprints(RAG)["context_prompt_fingerprint"]
+    assert cb_fp["prompt_mode"] == CLOSED_BOOK and "context_prompt_fingerprint" not in cb_fp
     assert "closed_book_logprob" in with_ctx.signals and "closed_book_logprob" not in without.signals
     # the relevance signals the merger was fitted with are computed at request time, from the request alone
     from hguard.signals.relevance import RELEVANCE_FEATURES

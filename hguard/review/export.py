@@ -27,7 +27,7 @@ By verdict:
 
 ``meta.label`` is the reviewer's label of ``meta.model_answer`` and overrides the judge
 (``hguard.calibrate.collect.label_row`` honours it) when the calibrated model answers the question with that
-same answer (case and spacing aside); where another model, chat template or system prompt answers otherwise,
+same answer (as a reader sees it: case, spacing, invisible characters and end punctuation aside); where another model, chat template or system prompt answers otherwise,
 the label is not this answer's and the judge compares the new answer with ``answers`` (said in the row's
 ``judge_reason``).
 
