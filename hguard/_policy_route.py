@@ -272,4 +272,6 @@ def choose_domain(similarities: Mapping[str, float], policy: Policy) -> tuple[st
         )
     if len(top) > 1:
         return None, f"domains {', '.join(map(repr, top))} tie at similarity {_fmt(best)}"
-    return top[0], f"domain {top[0]!r} {CHOSEN_WITH_SIMILARITY} {_fmt(best)}"
+    runner_up = max(((s, name) for name, s in scored.items() if name != top[0]), default=None)
+    nearest = f" (next: {runner_up[1]!r} {_fmt(runner_up[0])})" if runner_up is not None else ""  # a near tie shows
+    return top[0], f"domain {top[0]!r} {CHOSEN_WITH_SIMILARITY} {_fmt(best)}{nearest}"

@@ -922,6 +922,8 @@ def test_choose_domain():
     name, why = choose_domain({"geo": 0.2}, policy)
     assert name is None and "0.2" in why and "0.35" in why
     assert choose_domain({"geo": 0.6, "rag": 0.6}, policy)[0] is None  # a tie is ambiguous
+    # the reason names the runner-up, so a near tie shows in the record
+    assert choose_domain({"geo": 0.4234, "rag": 0.4099}, policy)[1] == "domain 'geo' chosen with similarity 0.4234 (next: 'rag' 0.4099)"
     assert choose_domain({"geo": float("nan")}, policy)[0] is None
     assert choose_domain({}, policy)[0] is None
 
