@@ -315,6 +315,15 @@ def test_redacting_audit_log_gets_hashes_of_corrected_answer_and_note(tmp_path):
     assert "Secret" not in audit.path.read_text()
 
 
+def test_why_an_item_was_held_names_the_reason_that_held_it():
+    from hguard.review.queue import ReviewItem
+
+    item = ReviewItem(**{**{f: None for f in ReviewItem.__dataclass_fields__}, "reasons": [
+        "domain 'claims' chosen with similarity 0.61 (next: 'policy' 0.55)",
+        "risk 0.858 < accept_below 0.9 for domain 'claims', but:", "grounding support 0.0335 < min_grounding 0.2"]})
+    assert item.why == "risk 0.858 < accept_below 0.9 for domain 'claims', but: grounding support 0.0335 < min_grounding 0.2"
+
+
 def test_queue_without_audit_log_still_records_verdicts(tmp_path):
     q = ReviewQueue(tmp_path / "q.sqlite3")
     q.enqueue(make_item("a"))

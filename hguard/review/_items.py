@@ -111,11 +111,13 @@ class ReviewItem:
 
     @property
     def why(self) -> str:
-        """The first reason that says why the answer was held (the domain-choice line says only where it went)."""
+        """The first reason that says why the answer was held (the domain-choice line says only where it went);
+        a line that introduces others ("risk 0.858 < accept_below 0.9 for domain 'claims', but:") comes with the
+        one that held it."""
         from .._policy_route import CHOSEN_WITH_SIMILARITY
 
-        held = [r for r in self.reasons if CHOSEN_WITH_SIMILARITY not in r]
-        return (held or self.reasons or [""])[0]
+        held = [r for r in self.reasons if CHOSEN_WITH_SIMILARITY not in r] or list(self.reasons) or [""]
+        return f"{held[0]} {held[1]}" if held[0].rstrip().endswith(":") and len(held) > 1 else held[0]
 
 
 def _now() -> str:
