@@ -512,6 +512,15 @@ def test_evaluate_rag_scores_every_row_you_give_and_skips_domains_without_a_rag_
         assert x["route_at_thresholds"] in ("accept", "review", "abstain")
         if x["label"] == "refusal":
             assert x["route_at_thresholds"] == "abstain"
+    # the calibration's own rows: their training side, by the split the probe file records, is counted, and
+    # --held-out-only scores the calibration's held-out rows, as its report did
+    own = [e for e in rows if e.domain == "alpha"]
+    res = evaluate_rag(folder / "probes", folder / "work", lm=lm, examples=own)
+    n_train = tiny_rag[2]["split"]["n_train"]
+    assert res["domains"]["alpha"]["n_training_side"] == n_train
+    held = evaluate_rag(folder / "probes", folder / "work", lm=lm, examples=own, held_out_only=True)
+    assert held["domains"]["alpha"]["all"]["n"] == tiny_rag[2]["split"]["n_test"] == len(own) - n_train
+    assert held["domains"]["alpha"]["all"]["auroc"]["merged"] == tiny_rag[2]["domains"]["alpha"]["all"]["auroc"]["merged"]
     closed = Example(id="closed", question="q?", answers=["x"], domain="alpha")
     with pytest.raises(DataError, match="1 rows have no context .*'closed'"):
         evaluate_rag(folder / "probes", tmp_path / "w2", lm=lm, examples=[closed])

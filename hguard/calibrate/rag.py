@@ -226,13 +226,17 @@ def _collected(examples: Sequence[Example], work: Path) -> list[Example]:
 
 def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, model: str = "default", lm=None,
                  test_fraction: float = 0.3, seed: int = 0, batch_size: int = 8, progress: bool = False,
-                 collected_only: bool = False, examples: Sequence[Example] | None = None) -> dict:
+                 collected_only: bool = False, examples: Sequence[Example] | None = None,
+                 held_out_only: bool = False) -> dict:
     """Score rows with context with the RAG probes in ``probes_dir`` (answers collected in ``work_dir``, reused
     when already there); JSON-able, per domain and condition.
 
     ``examples``: every one of them is scored (rows the calibration did not see: its own held-out figures are
-    in its report); rows of a domain without a RAG probe are listed under ``skipped``. Default: the held-out
-    passages of the bundled RAG sets (a source checkout), split as their calibration split them."""
+    in its report); rows of a domain without a RAG probe are listed under ``skipped``. Each domain says how many
+    of them lie on its calibration's training side by the split the probe file records (``n_training_side``:
+    if they are the calibration's own rows, those were trained on and score optimistically);
+    ``held_out_only`` scores only the others. Default: the held-out passages of the bundled RAG sets (a source
+    checkout), split as their calibration split them."""
     from ..domain import CalibratedDomain
     from ..generation import RAG
     from ..settings import GenerationSettings
@@ -265,19 +269,31 @@ def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, 
         refuse_foreign_layout(cd, gen)
     col = collect(gen, examples, work_dir, batch_size=batch_size, progress=progress)
     rows = add_rag_signals(gen, col, examples, work_dir, progress=progress)
-    test = np.ones(len(rows), dtype=bool) if given else split_groups(rows, test_fraction, seed,
-                                                                      passages=_passages(rows, examples))
-    held_out = ("every row given (scores of rows the calibration trained on are optimistic)" if given
+    passages = _passages(rows, examples)
+    test = np.ones(len(rows), dtype=bool) if given else split_groups(rows, test_fraction, seed, passages=passages)
+    held_out = (("the rows given on their calibration's test side (its recorded split)" if held_out_only else
+                 "every row given (scores of rows the calibration trained on are optimistic)") if given
                 else "passages on the test side of the split")
     result: dict[str, Any] = {"model": lm.name, "prompt_mode": RAG, "held_out": held_out, "domains": {}, "skipped": skipped}
     for domain, cd in probes.items():
         if given and not any(r["domain"] == domain for r in rows):
             continue
-        idx = np.flatnonzero(np.array([r["domain"] == domain for r in rows]) & test)
+        mine = np.array([r["domain"] == domain for r in rows])
+        on_training_side = np.zeros(len(rows), dtype=bool)
+        if given:  # where the calibration's own split puts these rows (as calibrate_rag splits, all rows at once)
+            sp = cd.split or {}
+            on_training_side = mine & ~split_groups(rows, float(sp.get("test_fraction", test_fraction)),
+                                                    int(sp.get("seed", seed)), passages=passages)
+        keep = mine & test
+        if held_out_only:
+            keep &= ~on_training_side
+        idx = np.flatnonzero(keep)
         fitted = {"probe": cd.probe, "merger": cd.merger, "thresholds": cd.thresholds}
         det = cd.knowledge_conflict or {}
         m = rag_report(fitted, [rows[i] for i in idx], col.features[idx], det, answers=True)
         m["fingerprint_problems"] = cd.check_fingerprints(gen.mode_fingerprints(RAG))
         m["probe_id"] = cd.probe_id
+        if given:
+            m["n_training_side"] = int(on_training_side.sum())
         result["domains"][domain] = m
     return result

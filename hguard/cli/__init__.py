@@ -345,13 +345,17 @@ def cmd_evaluate(args) -> int:
 
             examples = load_examples(args.data)
         res = evaluate_rag(args.probes, args.work, model=args.model, examples=examples,
-                           batch_size=args.batch_size, collected_only=args.collected_only)
+                           batch_size=args.batch_size, collected_only=args.collected_only, held_out_only=args.held_out_only)
         if args.json:
             print(_dump(res))
             return 0
         print(f"scored: {res['held_out']}")
         for d, m in res["domains"].items():
             print(f"  {d:10s} {_rag_line(m['all'])}")
+            if m.get("n_training_side") and not args.held_out_only:
+                print(f"  {'':10s} {m['n_training_side']} of these rows lie on the calibration's training side by its "
+                      "recorded split: if they are its own rows, it trained on them and they score optimistically; "
+                      "--held-out-only scores the others")
         for d, why in res["skipped"].items():
             print(f"  {d}: skipped: {why}")
         return 0
@@ -495,6 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--work", help="with --rag (required): folder of collected RAG answers, reused when there "
                    "(the calibration's own, e.g. runs/rag-work, reuses its answers)")
     e.add_argument("--collected-only", action="store_true", help="with --rag: only the answers already in --work")
+    e.add_argument("--held-out-only", action="store_true", help="with --rag and --data: score only the rows on the "
+                   "calibration's test side of its recorded split (the calibration's own file: its held-out figures)")
     e.add_argument("--model", default="default", help=_MODEL_HELP + " (default: default)")
     e.add_argument("--batch-size", type=int, default=16)
     e.add_argument("--limit", type=int)
