@@ -127,3 +127,9 @@ def test_a_repeated_question_is_kept_with_its_first_row_on_one_side_of_the_split
     assert (by["rev-1"]["group"], by["rev-1"]["family"]) == ("g-cal-1", "port")
     assert (by["other"]["group"], by["other"]["family"]) == ("g-other", "x")  # another domain: its own row
     assert (by["cal-2"]["group"], by["cal-2"]["family"]) == ("g-cal-2", "acronym")
+    # the same answer labelled both ways (a reviewer's "hallucinated" beside the judge's "correct") is said
+    for r, label in zip(rows, ("correct", "correct", "hallucinated", "correct")):
+        r["answer"], r["label"] = "Port 443.", label
+    with pytest.warns(UserWarning, match=r"1 pair\(s\) of rows give the same answer to the same question with opposite "
+                      r"labels \(first: 'cal-1' 'correct', 'rev-1' 'hallucinated'"):
+        attach_families(rows, exs)

@@ -109,6 +109,26 @@ def _join_repeated_questions(rows: Sequence[dict]) -> None:
             f"{len(moved)} row(s) repeat the question of another row of their domain (first: {moved[0][0]!r} asks what "
             f"{moved[0][1]!r} asks): each is kept with that row, on the same side of the held-out split and in its "
             "family, so a repeated question is never tested against itself", UserWarning, stacklevel=3)
+    # the same answer to the same question labelled both ways (a reviewer's verdict against the judge's reading of
+    # the calibration row's answers): one of the two is wrong, and both are fitted on
+    from .._text import same_words
+
+    seen: dict[tuple[str, str], list[dict]] = {}
+    conflicts = []
+    for r in rows:
+        if r.get("label") not in ("correct", "hallucinated") or not isinstance(r.get("answer"), str):
+            continue
+        for other in seen.setdefault(key(r), []):
+            if other["label"] != r["label"] and same_words(other["answer"], r["answer"]):
+                conflicts.append((other, r))
+        seen[key(r)].append(r)
+    if conflicts:
+        a, b = conflicts[0]
+        warnings.warn(
+            f"{len(conflicts)} pair(s) of rows give the same answer to the same question with opposite labels (first: "
+            f"{a['id']!r} {a['label']!r}, {b['id']!r} {b['label']!r}, answer {a['answer'][:80]!r}): a reviewer's verdict "
+            "and the judge's reading of the answers disagree; fix the row's answers or the verdict, as both are fitted on",
+            UserWarning, stacklevel=3)
 
 
 def _stable(key: str) -> int:
