@@ -113,9 +113,10 @@ _CONTEXT_WORDS = re.compile(
     # "Here is some information:", "Below is the context", "The following is from our policy", "Read this:"
     r"|\b(?:here|below|above)(?:'s|\s+(?:is|are))\s+(?:some\s+|the\s+)?(?:relevant\s+|additional\s+|background\s+)?"
     + _MATERIAL + r"\b"
-    r"|\bthe\s+following\s+(?:is|are|was|comes|text|information)\b"
+    # "The following is from our policy" (not "The following is a conversation with an AI assistant")
+    r"|\bthe\s+following\s+(?:(?:is|are|was)\s+(?:from|taken|quoted|an?\s+(?:excerpt|extract|passage))|text|information)\b"
     r"|\b(?:read|given|consider)\s+(?:this|these|the\s+following)\b[^?\n]{0,40}:"
-    r"|\bsays?:?\s*[\"“]",  # 'Our handbook says: "..."'
+    r"|\bsays?:\s*[\"“]",  # 'Our handbook says: "..."'
     re.IGNORECASE | re.MULTILINE,
 )
 # a question sentence: the part of a prompt a closed-book question consists of

@@ -43,6 +43,9 @@ def test_a_prompt_that_refers_to_context_it_was_given_is_noticed(prompt):
     "In welchem Kontext wird Aspirin verschrieben?", "Which sections of the GDPR cover consent?",
     "What information does the app collect: location or contacts?", "Here is my question: what is the capital of Chile?",
     "Is 3 < 5 > 2 true?", "What does <b> mean in HTML?",
+    # instructions people write as system prompts
+    "The following is a conversation with an AI assistant. The assistant is helpful.",
+    'If the user says "hi", greet them and ask how you can help.',
     "In this context, what does the word 'bank' mean?", "When was the Passage of the Stamp Act?",
     "How far is Lake Victoria from the source of the Nile?", "What language is used in the source code of Linux?",
     "Who discovered the passage between South America and Antarctica, and when did ships first sail through the passage?",
