@@ -119,6 +119,10 @@ class AuditReceipt:
     path: str
 
 
+# records without a MAC a keyed writer looks past for the newest one with a MAC before it chains on
+_KEY_LOOKBACK = 64
+
+
 class AuditLog:
     """An append-only, hash-chained JSONL audit log shared safely by threads and processes.
 
@@ -217,13 +221,7 @@ class AuditLog:
         if self.path.exists() and self.path.stat().st_size > 0:
             fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             try:
-                start, raw, terminated = _last_line(fd, os.fstat(fd).st_size)
-                try:
-                    if not terminated:
-                        raise ValueError("a torn last line")
-                    self._check_key(_parse_line(raw)[0])
-                except ValueError:  # a torn or damaged last line: the newest readable record before it decides
-                    self._refuse_unkeyed(fd, start)
+                self._refuse_unkeyed(fd, os.fstat(fd).st_size)  # past a torn or damaged last line, as append reads it
             finally:
                 os.close(fd)
         if self.anchor is None:
@@ -333,7 +331,7 @@ class AuditLog:
         except ValueError as e:
             self._refuse_unkeyed(fd, start)  # the newest readable record decides whether this writer may chain on
             return self._note_damage(fd, start, raw, str(e))
-        self._check_key(rec)
+        self._refuse_unkeyed(fd, size)
         self._check_anchor(*tail)
         return tail
 
@@ -410,17 +408,21 @@ class AuditLog:
             )
 
     def _refuse_unkeyed(self, fd: int, end: int) -> None:
-        """Raise when the last readable record before ``end`` carries a keyed MAC this writer cannot reproduce."""
-        pos = end
-        while pos > 0:
+        """Raise when the newest record before ``end`` that carries a MAC (skipping lines that are no records,
+        and, for a keyed writer, up to ``_KEY_LOOKBACK`` records without one: a MAC removed from the last record
+        does not make a stale key welcome) has one this writer cannot reproduce."""
+        pos, looked = end, 0
+        while pos > 0 and looked < _KEY_LOOKBACK:
             prev_start, prev_raw, _ = _last_line(fd, pos)
+            pos = prev_start
             try:
                 rec, _ = _parse_line(prev_raw)
             except ValueError:
-                pos = prev_start
                 continue
-            self._check_key(rec)
-            return
+            if "mac" in rec or self._key is None:
+                self._check_key(rec)
+                return
+            looked += 1
 
     def _recover_torn(self, fd: int, start: int, raw: bytes, size: int) -> tuple[str, int]:
         lineno = _line_number_at(fd, start)

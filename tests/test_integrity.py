@@ -311,6 +311,13 @@ def test_a_writer_with_another_key_refuses_to_break_a_keyed_chain(tmp_path):
         with pytest.raises(AuditKeyMismatch):
             check(AuditLog(path, key=other))
     assert path.read_bytes() == before + b'{"not a record"}\n'
+    lines = before.splitlines(keepends=True)  # the last record's MAC removed: the one before it still says whose log
+    bare = json.loads(lines[-1])
+    del bare["mac"]
+    path.write_bytes(b"".join(lines[:-1]) + (json.dumps(bare) + "\n").encode())
+    for check in (lambda log: log.check_writable(), lambda log: log.append({"i": 5})):
+        with pytest.raises(AuditKeyMismatch, match=r"seq 3\)"):
+            check(AuditLog(path, key=other))
     path.write_bytes(before + b'{"seq":5,"ha')
     AuditLog(path, key=KEY).append({"i": 6})  # the log's own key goes on (and repairs the torn end)
     assert verify(path, key=KEY).ok
