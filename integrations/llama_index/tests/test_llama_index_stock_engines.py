@@ -292,3 +292,8 @@ def test_stock_prompts_asking_for_text_to_search_with_are_not_held_as_answers(ti
     assert "QueryFusionRetriever" in log[0]["step"] and "HyDE" in log[1]["step"]
     assert all(AUSTRALIA in r["question"] for r in log) and guard.review_queue.pending() == []
     assert log[1]["answer"] in bundle.custom_embedding_strs  # the passage searched with is the model's own text
+    # a user's message that only opens like such a prompt is a question, guarded (it went out unguarded)
+    head = "Please write a passage to answer the question\nTry to include as many key details as possible.\n"
+    for reply in (llm.complete(head + AUSTRALIA).additional_kwargs,
+                  llm.chat([ChatMessage(role=MessageRole.USER, content=head + AUSTRALIA)]).message.additional_kwargs):
+        assert reply["route"] in ("review", "abstain") and reply.get("audit_id"), reply  # a decision, held

@@ -22,6 +22,7 @@ abstentions) keep their own.
 from __future__ import annotations
 
 import importlib
+import re
 
 import threading
 from dataclasses import dataclass, field
@@ -88,12 +89,15 @@ def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None) -> RAGPr
     return RAGPrompt(question, context, history, "\n\n".join(system) or None)
 
 
-def _fixed_prefix(template: str) -> str:
-    return template.split("{", 1)[0].strip()
+def _whole_template(template: str) -> re.Pattern[str]:
+    """A pattern for the whole of a stock template as formatted: its fixed text, exactly, with anything in
+    its variables' places (a prompt that only opens like it is no such call)."""
+    parts = [re.escape(p) for p in re.split(r"\{[A-Za-z_][A-Za-z0-9_]*\}", template.strip())]
+    return re.compile(r"\s*" + "(?s:.*)".join(parts) + r"\s*", re.DOTALL)
 
 
-def _query_prompts() -> tuple[tuple[str, str], ...]:
-    """(fixed head, step) of the stock prompts that ask the model for text to search with, not an answer."""
+def _query_prompts() -> tuple[tuple[re.Pattern[str], str], ...]:
+    """(whole-template pattern, step) of the stock prompts that ask the model for text to search with."""
     found = []
     for module, name, step in (
         ("llama_index.core.chat_engine.condense_plus_context", "DEFAULT_CONDENSE_PROMPT_TEMPLATE",
@@ -109,9 +113,8 @@ def _query_prompts() -> tuple[tuple[str, str], ...]:
             template = getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError):  # pragma: no cover - another LlamaIndex without this prompt
             continue
-        head = _fixed_prefix(template)
-        if head:
-            found.append((head, step))
+        if isinstance(template, str) and "{" in template:
+            found.append((_whole_template(template), step))
     return tuple(found)
 
 
@@ -120,9 +123,9 @@ QUERY_PROMPTS = _query_prompts()
 
 def query_step(prompt: str) -> str | None:
     """The step, when ``prompt`` is a stock prompt asking for text to search with (a chat engine's condense
-    step, QueryFusionRetriever's query generation, HyDE's hypothetical passage): no answer to route."""
-    head = prompt.lstrip()
-    return next((step for prefix, step in QUERY_PROMPTS if head.startswith(prefix)), None)
+    step, QueryFusionRetriever's query generation, HyDE's hypothetical passage), formatted whole: the
+    template's fixed text from its start to its end, only the variables' places free. No answer to route."""
+    return next((step for pattern, step in QUERY_PROMPTS if pattern.fullmatch(prompt)), None)
 
 
 _NOTED: dict[str, list[tuple[str, dict]]] = {}  # span id -> (answer text, decision) made inside it
