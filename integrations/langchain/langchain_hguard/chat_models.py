@@ -145,6 +145,11 @@ def read_chat(
         # is that one's text (two files opening with the same header, one of them pasted), not a passage of its own
         kept = [(r, d, part) for r, d, part in found if part and not any(part != o and part in o for o in parts)]
         pasted = [(r, d) for r, d, _ in kept]
+        if any(r.rewritten for r, _ in pasted):
+            problems.append(context_not_identified(
+                "the passages are the model's own rewrite of what a retriever found (a document compressor such as "
+                "LLMChainExtractor): text the model wrote cannot ground its answer; retrieve without the compressor, "
+                "or paste the documents it found"))
         if pasted:
             seen: list[str] = []
             for _, _, part in kept:

@@ -38,6 +38,7 @@ class Retrieval:
     run_id: UUID
     query: str
     documents: tuple[Document, ...]
+    rewritten: bool = False  # the model was called inside the retriever after it retrieved: its documents are model-written
 
 
 class RetrievalCapture(BaseCallbackHandler):
@@ -53,6 +54,7 @@ class RetrievalCapture(BaseCallbackHandler):
         self._runs_of_root: dict[UUID, set[UUID]] = {}
         self._queries: dict[UUID, str] = {}
         self._names: dict[UUID, str] = {}  # retriever runs and chain runs with a name: what asks for a query
+        self._rewritten: set[UUID] = set()  # retriever runs that called the model after they had retrieved
         self._found: dict[UUID, list[Retrieval]] = {}  # root -> retrievals, in the order they finished
 
     # ----------------------------------------------------------------------------- bookkeeping
@@ -73,6 +75,7 @@ class RetrievalCapture(BaseCallbackHandler):
                 self._root.pop(r, None)
                 self._queries.pop(r, None)
                 self._names.pop(r, None)
+                self._rewritten.discard(r)
             self._found.pop(run_id, None)
 
     def on_chain_start(self, serialized, inputs, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
@@ -108,7 +111,8 @@ class RetrievalCapture(BaseCallbackHandler):
             root = self._root.get(run_id)
             if root is not None:
                 docs = tuple(d for d in documents if isinstance(d, Document))
-                self._found.setdefault(root, []).append(Retrieval(run_id, self._queries.get(run_id, ""), docs))
+                self._found.setdefault(root, []).append(
+                    Retrieval(run_id, self._queries.get(run_id, ""), docs, rewritten=run_id in self._rewritten))
         self._end(run_id, parent_run_id)
 
     def on_retriever_error(self, error, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
@@ -159,6 +163,7 @@ class RetrievalCapture(BaseCallbackHandler):
                 if ancestor not in self._names:
                     continue
                 if ancestor in self._queries and any(ancestor in line for line in lines):
+                    self._rewritten.add(ancestor)  # its documents will be the model's rewrite of what it found
                     return None  # inside a retriever that already retrieved: the model works on what was found
                 return self._names[ancestor]
         return None

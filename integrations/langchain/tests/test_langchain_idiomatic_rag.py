@@ -360,7 +360,7 @@ def test_framework_conventions(make_guard):
     assert not any("stop sequence" in x for x in _decision(guard, free.response_metadata)["reasons"])
 
 
-def test_text_asked_for_to_search_with_is_not_held_as_an_answer(make_guard, store):
+def test_text_asked_for_to_search_with_is_not_held_as_an_answer(make_guard, store, tiny_probes, embedder, tmp_path):
     """A retriever that asks the model for its queries (MultiQueryRetriever's way) and
     create_history_aware_retriever's rewrite of a follow-up: the model's text is what gets searched for,
     recorded as a retrieval_query; a hold message in its place would have been searched for."""
@@ -436,6 +436,13 @@ def test_text_asked_for_to_search_with_is_not_held_as_an_answer(make_guard, stor
     last = list(AuditLog(guard.audit.path))[-1]
     assert last["kind"] == "decision" and last["route"] == "review" and doc.page_content != last["answer"]
     assert sum(r["kind"] == "retrieval_query" for r in AuditLog(guard.audit.path)) == n_queries
+    # ... and an answer grounded on what it wrote is not scored as grounded: held, whatever its risk
+    accepting = ChatHGuard(guard=_grounded_guard(tiny_probes, embedder, tmp_path / "acc"), domain="alpha")
+    compressing = Compressing()
+    rag = {"context": compressing | format_docs, "question": RunnablePassthrough()} | RAG_HUMAN | accepting
+    meta = rag.invoke(AUSTRALIA).response_metadata
+    assert meta["route"] == "review" and any("the model's own rewrite of what a retriever found" in r
+                                             for r in meta["reasons"]), meta["reasons"]
 
 
 def test_the_context_is_what_the_chain_pasted_not_the_whole_document(tiny_probes, embedder, tmp_path):
