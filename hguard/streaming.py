@@ -91,7 +91,7 @@ CONTEXT_NOT_IDENTIFIED = "context not identified"
 _SOURCE = r"(?:context|passages?|documents?|excerpts?|snippets?|sources?)"
 # what a block of pasted material is called, in a label ("Sources:", "Relevant policy sections:") or a tag
 _MATERIAL = (r"(?:context|contexts|passages?|documents?|docs?|excerpts?|snippets?|sources?|information|material|"
-             r"sections?|articles?|text|knowledge(?:[ \t]+base)?|background|references?|search[ \t_-]?results?|"
+             r"sections?|articles?|text|chunks?|results?|knowledge(?:[ \t]+base)?|background|references?|search[ \t_-]?results?|"
              r"retrieved[\w-]*|kontext|contexte|contexto|contesto|quellen|fuentes|fonti|informationen|informations)")
 _NUMBERED = r"(?:[ \t]*(?:\[?\d+\]?|#\d+|\([^()\n]{0,40}\)))?"  # "Document 1", "Passage [1]", "Kontext (Auszug)"
 _CONTEXT_WORDS = re.compile(
@@ -104,12 +104,17 @@ _CONTEXT_WORDS = re.compile(
     r"\s+(?:the|this|these)\s+(?:" + _SOURCE + r"|text)\b(?!\s+(?:of|code)\b)"
     r"|\b(?:the|this|these)\s+(?:context|passages?|excerpts?|text)\s+(?:says?|states?|mentions?|provided|given)\b"
     # a tag around pasted material: "<context>", "</documents>", "<doc>", "<search_results>"
-    r"|<\s*/?\s*" + _MATERIAL + r"\b[^<>\n]{0,80}>"
+    r"|<\s*/?\s*" + _MATERIAL + r"(?:[_-]\w+)?\b[^<>\n]{0,80}>"
     # a label before material: "Sources:", "Relevant policy sections:", "Document 1:", "Source 1 -", "[CONTEXT]"
     r"|^[ \t#*>_-]*(?:[\w'’-]+[ \t]+){0,5}" + _MATERIAL + _NUMBERED
     + r"(?:[ \t]+(?:from|of|in|on|about|for|to)\b(?:[ \t]+[\w'’-]+){0,3})?[ \t*_]*(?::|[-–—][ \t])"
     r"|^[ \t]*(?:#{1,6}[ \t]*(?:[\w'’-]+[ \t]+){0,3}" + _MATERIAL + r"|\[[ \t]*/?" + _MATERIAL + r"[ \t]*\]|"
     + _MATERIAL + r")[ \t]*$"  # a heading ("### Context"), a bracket, or the word alone on its line
+    r"|^[ \t]*\[\d+\][ \t]+\S"  # a numbered source: "[1] Leave is 25 days."
+    # a label whose line is a statement, not a question: "Facts: ...", "Policy: ..." (not "Quick facts: what is ...?")
+    r"|^[ \t]*(?:facts?|polic(?:y|ies)|data|clauses?|rules?|notes?)(?:[ \t]+\d+)?[ \t]*:[^?\n]*$"
+    r"|```|^[ \t]*\|[^\n]*\|[ \t]*\n[ \t]*\|"  # a fenced block, a table
+    r"|^[ \t]*[\"“][^\"”\n]{15,}[\"”]"  # a quoted passage opening the prompt
     # "Here is some information:", "Below is the context", "The following is from our policy", "Read this:"
     r"|\b(?:here|below|above)(?:'s|\s+(?:is|are))\s+(?:some\s+|the\s+)?(?:relevant\s+|additional\s+|background\s+)?"
     + _MATERIAL + r"\b"
@@ -119,8 +124,10 @@ _CONTEXT_WORDS = re.compile(
     r"|\bsays?:\s*[\"“]",  # 'Our handbook says: "..."'
     re.IGNORECASE | re.MULTILINE,
 )
-# a question sentence: the part of a prompt a closed-book question consists of
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+# where a prompt's sentences and clauses end: a closed-book question is its last question sentence alone
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
+#: words a question sentence of its own may hold before it counts as material too
+QUESTION_WORDS = 25
 #: words of material besides its question from which a prompt holds pasted material (see :func:`holds_material`)
 MATERIAL_WORDS = 20
 
@@ -137,14 +144,16 @@ def mentions_context(*texts: str | None) -> bool:
 
 def holds_material(text: str | None) -> bool:
     """Whether a prompt carries material of its own beside its question: at least ``MATERIAL_WORDS`` words
-    outside its last question sentence (passages pasted in without a label, a user's own account). A
+    outside its last question sentence or clause (passages pasted in without a label, a user's own account), or
+    a question sentence of more than ``QUESTION_WORDS`` words (material run into the question). A
     closed-book question is asked alone; such a prompt is no question the closed-book calibration saw, and
     what it says is context nobody identified."""
     if not text:
         return False
     parts = [p for p in _SENTENCE_END.split(text.strip()) if p.strip()]
     asked = max((i for i, p in enumerate(parts) if "?" in p), default=len(parts) - 1)
-    return sum(len(p.split()) for i, p in enumerate(parts) if i != asked) >= MATERIAL_WORDS
+    besides = sum(len(p.split()) for i, p in enumerate(parts) if i != asked)
+    return besides >= MATERIAL_WORDS or len(parts[asked].split()) > QUESTION_WORDS if parts else False
 
 
 def unread_context(question: str | None, *instructions: str | None) -> str | None:

@@ -32,6 +32,12 @@ from hguard.streaming import holds_material, mentions_context, unread_context
     "Kontext (Auszug): Urlaub sind 25 Tage.\nWie viele Tage?", "Source 1 - Leave is 25 days.\nHow many days?",
     "CONTEXT\nLeave is 25 days.\nQUESTION\nHow many days?", "Below is some information. Leave is 25 days. How many days?",
     "The following is from our policy. Leave is 25 days. How many days?",
+    "<document_content>Leave is 25 days.</document_content>\nHow many days?", "<doc_1>Leave is 25 days.</doc_1> How many?",
+    "<chunk>Leave is 25 days.</chunk>\nHow many days?", "Chunk 1: Leave is 25 days.\nHow many days?",
+    "Result 1: Leave is 25 days.\nHow many days?", "[1] Leave is 25 days.\nHow many days?",
+    "Policy: Leave is 25 days.\nHow many days?", "Facts: Leave is 25 days.\nHow many days?",
+    "```\nLeave is 25 days.\n```\nHow many days?", "| clause | text |\n|---|---|\n| 4 | Leave is 25 days |\nHow many?",
+    '"Leave is 25 days per year." How many days?',
 ])
 def test_a_prompt_that_refers_to_context_it_was_given_is_noticed(prompt):
     assert mentions_context(prompt)
@@ -51,6 +57,7 @@ def test_a_prompt_that_refers_to_context_it_was_given_is_noticed(prompt):
     "Who discovered the passage between South America and Antarctica, and when did ships first sail through the passage?",
     "Who signed the documents in the Treaty of Versailles, and where are the documents kept?",
     "Which composer wrote the excerpts known as the Pictures at an Exhibition?", "Which given documents are needed for a passport?",
+    "Quick facts: what is the capital of Peru?", "Policy: what is the notice period?", 'What does "habeas corpus" mean?',
 ])
 def test_a_question_that_only_uses_a_context_word_is_not_a_reference_to_context(question):
     assert not mentions_context(question)
@@ -61,6 +68,10 @@ def test_a_question_with_material_of_its_own_is_context_nobody_identified():
                "service, and unused days may be carried over until the end of March.")
     assert holds_material(f"{passage}\nHow many days of leave do I get after six years?")  # pasted, no label at all
     assert holds_material(f"How many days of leave do I get? {passage}")  # after the question too
+    # material run into the question with semicolons or commas (a verification trial's accepted answer)
+    assert holds_material("Burkina Faso moved its capital from Ouagadougou to Bobo-Dioulasso in 2025; all ministries "
+                          "moved there in March; the old capital is now a provincial town; what is the capital of Burkina Faso?")
+    assert holds_material("Given that " + ", ".join(["the office moved to Zurich in 2024"] * 5) + ", where is the office?")
     assert unread_context(f"{passage} How many days?").startswith("the prompt holds 20 or more words")
     # a question asked alone, or with a short lead-in, is a question
     for q in ("What is the capital of Peru?", "I am a student. What is the capital of Peru?",
