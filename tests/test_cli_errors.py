@@ -162,12 +162,15 @@ def test_rag_calibration_warnings_name_a_domain_at_chance_and_held_out_accepts_a
     # a trial's own RAG domain: merged 0.743 [0.31, 0.97] held out; certified at 0.3, and 3 of 6 accepted wrong
     claims = {"all": {"auroc": {"merged": 0.743}, "auroc_ci95": {"merged": [0.31, 0.97]}, "correct": 7, "hallucinated": 35,
                       "hallucinated_among_accepted": {"n": 6, "k": 3, "rate": 0.5, "ci95": [0.12, 0.88]}},
-              "thresholds": {"accept_below": 0.254}}
+              "thresholds": {"accept_below": 0.254},
+              "targets": {"offtopic_accepted": {"n": 13, "k": 5, "rate": 5 / 13, "ci95": [0.14, 0.68]},
+                          "misleading_followed_accepted": {"n": 0, "k": 0, "rate": None, "ci95": None}}}
     fine = {"all": {"auroc": {"merged": 0.9}, "auroc_ci95": {"merged": [0.85, 0.95]}, "correct": 50, "hallucinated": 50,
                     "hallucinated_among_accepted": {"n": 40, "k": 4, "rate": 0.1, "ci95": [0.03, 0.24]}},
             "thresholds": {"accept_below": 0.3}}
     lines = rag_calibration_warnings({"domains": {"claims": claims, "policy": fine}}, target=0.3)
-    assert len(lines) == 2 and all("'claims'" in x for x in lines), lines
+    assert len(lines) == 3 and all("'claims'" in x for x in lines), lines
+    assert "5 of 13 answers from an off-topic passage were accepted (38%, 95% interval 14%-68%)" in lines[2]
     assert "0.31-0.97" in lines[0] and "7 correct, 35 hallucinated" in lines[0]
     assert "3 of the 6 accepted answers were hallucinated (50%, 95% interval 12%-88%), above the target 0.3" in lines[1]
 

@@ -131,6 +131,8 @@ def test_load_tolerates_utf8_bom(tmp_path: Path) -> None:
         # an off-topic row written as a question its passage answers: it would teach that answering is right
         (row(answers=["yes"], context="A clause.", meta={"condition": "offtopic"}),
          'field \'kind\': must be "unanswerable" (with answers []) on a meta.condition \'offtopic\' row'),
+        (row(kind="unanswerable", answers=[], context="A clause.", meta={"condition": "off-topic"}),
+         "field 'meta.condition': is spelled 'off-topic'; write 'offtopic'"),
         (row(meta={"family": ["capital"]}), "field 'meta.family': must be a string naming the row's kind of question (e.g. \"capital\"), or leave the key out (the row then falls back to its fact group) (got [\"capital\"])"),
         (row(meta={"label": "Hallucinated"}), "field 'meta.label': must be \"correct\" or \"hallucinated\" (a reviewer's verdict, which replaces the judge's), or leave the key out to let the judge label the answer (got \"Hallucinated\")"),
         (row(anwsers=["Paris"]), "field 'anwsers': not a known field (allowed: id, question, answers, domain, context, kind, meta;"),

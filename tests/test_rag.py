@@ -596,6 +596,10 @@ def test_the_split_keeps_a_passage_on_one_side_and_follows_groups_corrected_sinc
     assert leaks(plain)  # by group alone, passages are read on both sides
     kept = split_groups(rows, 0.3, 0, passages=shown)
     assert not leaks(kept) and 0.15 < kept.mean() < 0.45  # ... and the split is still a split
+    # distractor passages of one's own that only off-topic rows show, each shown to several groups
+    rows += [{"group": f"g{i:02d}", "condition": "offtopic"} for i in range(60)]
+    shown += [f"distractor {i % 4}" for i in range(60)]
+    assert not leaks(split_groups(rows, 0.3, 0, passages=shown))
     # rows that share no passage keep the side they had
     alone = [{"group": f"h{i}", "condition": "supporting"} for i in range(30)]
     assert (split_groups(alone, 0.3, 0, passages=[f"text {i}" for i in range(30)]) == split_groups(alone, 0.3, 0)).all()

@@ -146,7 +146,8 @@ def split_groups(
     ``passages`` (one per row, RAG calibration): no passage text is read on both sides. Groups whose rows show
     the same passage as their own (a SQuAD paragraph serving several questions) are kept on one side, the side
     of the smallest group key among them; an off-topic row (``condition`` "offtopic": another row's passage)
-    goes to the side of the group that owns its passage. Groups that share no passage keep their own side."""
+    goes to the side of the group that owns its passage, or, for a passage only off-topic rows show, the side
+    of the smallest group key among them. Groups that share no passage keep their own side."""
     from .data import split_ids
 
     groups = sorted({r["group"] for r in rows})
@@ -171,8 +172,14 @@ def split_groups(
         if a != b:  # the smaller key stays the root, so a component's root is its smallest group key
             parent[max(a, b)] = min(a, b)
     side = {g: root(g) in test for g in groups}
+    # a passage only off-topic rows show (a distractor of the user's own) has no owner: the smallest group key
+    # among the rows showing it decides, for all of them
+    for r, k in sorted(zip(rows, keys), key=lambda rk: rk[0]["group"]):
+        if k is not None and k not in owner:
+            owner[k] = r["group"]
+    passage_side = {k: side[g] for k, g in owner.items()}
     return np.array([
-        side[owner[key]] if r.get("condition") == "offtopic" and key in owner else side[r["group"]]
+        passage_side[key] if r.get("condition") == "offtopic" and key is not None else side[r["group"]]
         for r, key in zip(rows, keys)
     ], dtype=bool)
 

@@ -166,9 +166,14 @@ class Example(BaseModel):
         if meta.get("judge") == "yesno" and self.answers not in (["yes"], ["no"]):
             raise _row_rule("answers", 'must be ["yes"] or ["no"] on a meta.judge "yesno" row (the reply is read by its '
                             'polarity); write True/False upstream labels as "yes"/"no"')
-        if meta.get("condition") in ("offtopic", "unanswerable") and self.kind != "unanswerable":
+        cond = meta.get("condition")
+        spelled = "".join(ch for ch in cond.casefold() if ch.isalnum()) if isinstance(cond, str) else None
+        known = next((c for c in CONDITIONS if c == spelled), None)
+        if known is not None and cond != known:  # "off-topic", "Offtopic": read as no condition, and judged as an answer
+            raise _row_rule("meta.condition", f"is spelled {cond!r}; write {known!r} (one of {', '.join(CONDITIONS)})")
+        if cond in ("offtopic", "unanswerable") and self.kind != "unanswerable":
             raise _row_rule("kind", f'must be "unanswerable" (with answers []) on a meta.condition '
-                            f'{meta["condition"]!r} row: its passage does not answer the question, so the right reply '
+                            f'{cond!r} row: its passage does not answer the question, so the right reply '
                             "says so; as a \"qa\" row it would teach that answering from it is right")
         if "label" in meta and meta["label"] not in ("correct", "hallucinated"):
             raise _row_rule("meta.label", 'must be "correct" or "hallucinated" (a reviewer\'s verdict, which replaces '

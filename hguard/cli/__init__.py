@@ -279,6 +279,15 @@ def rag_calibration_warnings(report: dict, target: float) -> list[str]:
                 f"hallucinated ({among['rate']:.0%}{ci}), above the target {target:g} the accept threshold is certified "
                 "for: the certificate rests on the calibration draw and few answers; add labelled answers, or set the "
                 "threshold by hand only with that in view")
+        targets = m.get("targets") or {}
+        for key, limit, what in (("offtopic_accepted", 0.05, "answers from an off-topic passage"),
+                                 ("misleading_followed_accepted", 0.10, "answers that followed a misleading passage")):
+            t = targets.get(key) or {}
+            if t.get("rate") is not None and t["rate"] > limit:
+                lo, hi = t.get("ci95") or (0.0, 1.0)
+                lines.append(f"domain {d!r}: on the held-out passages {t['k']} of {t['n']} {what} were accepted "
+                             f"({t['rate']:.0%}, 95% interval {lo:.0%}-{hi:.0%}), above the report's bound {limit:.0%}: "
+                             "add contrast rows of that kind, or hold such answers for review")
     return lines
 
 
