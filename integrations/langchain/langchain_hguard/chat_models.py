@@ -392,12 +392,21 @@ class ChatHGuard(BaseChatModel):
                 f"ChatHGuard got unexpected keyword argument(s) {sorted(kw)}; it accepts context=, domain=, "
                 f"stream_mode= ({', '.join(STREAM_MODES)}), early_stop= and stop="
             )
-        retrievals = CAPTURE.retrievals_for(parent_run_id) if context is None else []
-        query_step = CAPTURE.query_step(parent_run_id) if context is None else None
+        # context= given without a passage with text ("", [], [""]: a retrieval that found nothing, formatted):
+        # an answer from passages was asked for, so it goes to review as nothing retrieved, as GuardedRAG's does
+        # (it was refused with an InputError, breaking the chain), and is never read as a closed-book request
+        emptied = context is not None and (
+            (isinstance(context, str) and not context.strip())
+            or (isinstance(context, (list, tuple)) and all(isinstance(c, str) and not c.strip() for c in context)))
+        if emptied:
+            context = None
+            given.append(nothing_retrieved("the context= given"))
+        retrievals = CAPTURE.retrievals_for(parent_run_id) if context is None and not emptied else []
+        query_step = CAPTURE.query_step(parent_run_id) if context is None and not emptied else None
         read = read_chat(messages, system_as_context=self.system_as_context, retrievals=retrievals)
-        if context is None and read.context:
+        if context is None and read.context and not emptied:
             context = read.context
-        problems = read.problems if context is None or read.context_from == "retriever" else []
+        problems = read.problems if (context is None or read.context_from == "retriever") and not emptied else []
         if any(p.startswith(NOTHING_RETRIEVED) for p in given):  # the calling runnable said it already
             problems = [p for p in problems if not p.startswith(NOTHING_RETRIEVED)]
         stop = stop if stop else self.stop

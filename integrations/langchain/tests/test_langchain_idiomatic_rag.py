@@ -472,3 +472,15 @@ def test_the_context_is_what_the_chain_pasted_not_the_whole_document(tiny_probes
     cut = {"context": Both() | (lambda docs: docs[0].page_content[:250]), "question": RunnablePassthrough()} | RAG_HUMAN | chat
     rec = _decision(guard, cut.invoke(AUSTRALIA).response_metadata)
     assert rec["context"] == mine.page_content[:250].rstrip()
+
+
+def test_an_empty_context_given_to_the_chat_model_is_nothing_retrieved_not_an_error(make_guard):
+    """chat.invoke(q, context=formatted_retrieval) where the retrieval found nothing: held for review as
+    GuardedRAG holds it (it raised InputError and broke the chain), never answered as a closed-book question."""
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    for empty in ("", "  \n", [], ["", " "]):
+        meta = chat.invoke(AUSTRALIA, context=empty).response_metadata
+        assert meta["route"] == "review", (empty, meta["reasons"])
+        assert any("nothing retrieved: the context= given returned no passage" in r for r in meta["reasons"]), meta["reasons"]
+        assert _decision(guard, meta)["context"] is None
