@@ -221,7 +221,7 @@ class AuditLog:
         if self.path.exists() and self.path.stat().st_size > 0:
             fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             try:
-                self._refuse_unkeyed(fd, os.fstat(fd).st_size)  # past a torn or damaged last line, as append reads it
+                self._check_key_before(fd, os.fstat(fd).st_size)  # past a torn or damaged last line, as append reads it
             finally:
                 os.close(fd)
         if self.anchor is None:
@@ -323,15 +323,18 @@ class AuditLog:
             return GENESIS_HASH, 0
         start, raw, terminated = _last_line(fd, size)
         if not terminated:
-            self._refuse_unkeyed(fd, start)  # before the torn tail is moved: a refused writer changes nothing
+            self._check_key_before(fd, start)  # before the torn tail is moved: a refused writer changes nothing
             return self._recover_torn(fd, start, raw, size)
         try:
             rec, _ = _parse_line(raw)
             tail = _chain_fields(rec)
         except ValueError as e:
-            self._refuse_unkeyed(fd, start)  # the newest readable record decides whether this writer may chain on
+            self._check_key_before(fd, start)  # the newest readable record decides whether this writer may chain on
             return self._note_damage(fd, start, raw, str(e))
-        self._refuse_unkeyed(fd, size)
+        if "mac" in rec or self._key is None:  # the record just read says whose log this is
+            self._check_key(rec)
+        else:  # a keyed writer looks past records without a MAC for the newest one with one
+            self._check_key_before(fd, start)
         self._check_anchor(*tail)
         return tail
 
@@ -407,7 +410,7 @@ class AuditLog:
                 "the log's key says whether the record is genuine"
             )
 
-    def _refuse_unkeyed(self, fd: int, end: int) -> None:
+    def _check_key_before(self, fd: int, end: int) -> None:
         """Raise when the newest record before ``end`` that carries a MAC (skipping lines that are no records,
         and, for a keyed writer, up to ``_KEY_LOOKBACK`` records without one: a MAC removed from the last record
         does not make a stale key welcome) has one this writer cannot reproduce."""

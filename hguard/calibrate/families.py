@@ -118,10 +118,10 @@ def _join_repeated_questions(rows: Sequence[dict]) -> None:
     for r in rows:
         if r.get("label") not in ("correct", "hallucinated") or not isinstance(r.get("answer"), str):
             continue
-        for other in seen.setdefault(key(r), []):
-            if other["label"] != r["label"] and same_words(other["answer"], r["answer"]):
-                conflicts.append((other, r))
-        seen[key(r)].append(r)
+        asked_before = seen.setdefault(key(r), [])
+        conflicts += [(other, r) for other in asked_before
+                      if other["label"] != r["label"] and same_words(other["answer"], r["answer"])]
+        asked_before.append(r)
     if conflicts:
         a, b = conflicts[0]
         warnings.warn(

@@ -80,11 +80,11 @@ __all__ = [
 ]
 
 
-
 def _passages(rows: Sequence[dict], examples: Sequence[Example]) -> list[str | None]:
     """Each row's passage, as its example gives it (what :func:`split_groups` keeps on one side)."""
     by_id = {e.id: e.context for e in examples}
     return [by_id.get(r["id"]) for r in rows]
+
 
 def _reference_rag_sets() -> dict:
     """The bundled RAG calibration sets, built from the public data by the research harness (a source

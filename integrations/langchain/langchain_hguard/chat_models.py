@@ -401,12 +401,13 @@ class ChatHGuard(BaseChatModel):
         if emptied:
             context = None
             given.append(nothing_retrieved("the context= given"))
-        retrievals = CAPTURE.retrievals_for(parent_run_id) if context is None and not emptied else []
-        query_step = CAPTURE.query_step(parent_run_id) if context is None and not emptied else None
+        from_prompt = context is None and not emptied  # the passages, if any, are read from the prompt and the run
+        retrievals = CAPTURE.retrievals_for(parent_run_id) if from_prompt else []
+        query_step = CAPTURE.query_step(parent_run_id) if from_prompt else None
         read = read_chat(messages, system_as_context=self.system_as_context, retrievals=retrievals)
-        if context is None and read.context and not emptied:
+        if from_prompt and read.context:
             context = read.context
-        problems = read.problems if (context is None or read.context_from == "retriever") and not emptied else []
+        problems = read.problems if from_prompt and (context is None or read.context_from == "retriever") else []
         if any(p.startswith(NOTHING_RETRIEVED) for p in given):  # the calling runnable said it already
             problems = [p for p in problems if not p.startswith(NOTHING_RETRIEVED)]
         stop = stop if stop else self.stop

@@ -158,11 +158,11 @@ class RetrievalCapture(BaseCallbackHandler):
             return None
         with self._lock:
             root = self._root.get(parent_run_id)
-            lines = [self._ancestors(r.run_id)[1:] for r in (self._found.get(root, []) if root is not None else [])]
+            found = self._found.get(root, []) if root is not None else []
             for ancestor in self._ancestors(parent_run_id):
                 if ancestor not in self._names:
                     continue
-                if ancestor in self._queries and any(ancestor in line for line in lines):
+                if ancestor in self._queries and any(ancestor in self._ancestors(r.run_id)[1:] for r in found):
                     self._rewritten.add(ancestor)  # its documents will be the model's rewrite of what it found
                     return None  # inside a retriever that already retrieved: the model works on what was found
                 return self._names[ancestor]
