@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -122,6 +124,10 @@ def _resolve_path(value: Path | None, info: ValidationInfo) -> Path | None:
     return value
 
 
+#: a file path in a policy: never empty, relative to the policy file's folder (``~`` expanded)
+PolicyPath = Annotated[Path, BeforeValidator(_no_empty_path), AfterValidator(_resolve_path)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -134,26 +140,23 @@ DEFAULT_REVIEW_QUEUE = "hguard-review.sqlite3"
 class AuditConfig(_Section):
     # No default inside the table: an [audit] table whose path line was lost in an edit would otherwise write a
     # new log beside the policy without a word. A policy with no [audit] table gets DEFAULT_AUDIT_LOG.
-    path: Path = Field(
+    path: PolicyPath = Field(
         description="a file path for the JSONL audit log, relative to the policy file (required in an [audit] "
         f"table; a policy without the table logs to {DEFAULT_AUDIT_LOG!r} beside it)",
     )
     redact: bool = Field(
         False, strict=True, description="true or false: store hashes instead of prompt and answer text"
     )
-    anchor: Path | None = Field(
+    anchor: PolicyPath | None = Field(
         None,
         description="a file path, relative to the policy file, to which every record's seq and hash are appended "
         "(keep it where whoever can write the log cannot); `hguard audit verify LOG --anchor FILE` then "
         "detects records cut off the end",
     )
 
-    _nonempty = field_validator("path", "anchor", mode="before")(_no_empty_path)
-    _resolve = field_validator("path", "anchor", mode="after")(_resolve_path)
-
 
 class IntegrityConfig(_Section):
-    key_file: Path | None = Field(
+    key_file: PolicyPath | None = Field(
         None,
         description="a file holding the secret key (32+ bytes) that signs probes and MACs audit records, "
         "relative to the policy file; when unset, $HGUARD_KEY_FILE or $HGUARD_KEY",
@@ -164,18 +167,12 @@ class IntegrityConfig(_Section):
         description="true or false: refuse unsigned probe files (unset: true exactly when a key is configured)",
     )
 
-    _nonempty = field_validator("key_file", mode="before")(_no_empty_path)
-    _resolve = field_validator("key_file", mode="after")(_resolve_path)
-
 
 class ReviewConfig(_Section):
-    queue: Path = Field(
+    queue: PolicyPath = Field(
         description="a file path for the SQLite review queue, relative to the policy file (required in a [review] "
         f"table; a policy without the table queues to {DEFAULT_REVIEW_QUEUE!r} beside it)",
     )
-
-    _nonempty = field_validator("queue", mode="before")(_no_empty_path)
-    _resolve = field_validator("queue", mode="after")(_resolve_path)
 
 
 class GenerationConfig(_Section):
@@ -321,14 +318,11 @@ class MonitorConfig(_Section):
         "hguard-spot-check", strict=True, min_length=1,
         description="a non-empty string: the key of the seeded spot-check selection (give it to auditors)",
     )
-    state: Path = Field(
+    state: PolicyPath = Field(
         Path("hguard-monitor-state.json"),
         validate_default=True,
         description="a file path for the monitor's domain states (read by the guard), relative to the policy file",
     )
-
-    _nonempty = field_validator("state", mode="before")(_no_empty_path)
-    _resolve = field_validator("state", mode="after")(_resolve_path)
 
 
 class Policy(_Section):
