@@ -275,6 +275,7 @@ def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, 
                  "every row given (scores of rows the calibration trained on are optimistic)") if given
                 else "passages on the test side of the split")
     result: dict[str, Any] = {"model": lm.name, "prompt_mode": RAG, "held_out": held_out, "domains": {}, "skipped": skipped}
+    test_sides: dict[tuple[float, int], np.ndarray] = {}  # one split per (test_fraction, seed) the probe files record
     for domain, cd in probes.items():
         if given and not any(r["domain"] == domain for r in rows):
             continue
@@ -282,8 +283,10 @@ def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, 
         on_training_side = np.zeros(len(rows), dtype=bool)
         if given:  # where the calibration's own split puts these rows (as calibrate_rag splits, all rows at once)
             sp = cd.split or {}
-            on_training_side = mine & ~split_groups(rows, float(sp.get("test_fraction", test_fraction)),
-                                                    int(sp.get("seed", seed)), passages=passages)
+            recorded = (float(sp.get("test_fraction", test_fraction)), int(sp.get("seed", seed)))
+            if recorded not in test_sides:
+                test_sides[recorded] = split_groups(rows, *recorded, passages=passages)
+            on_training_side = mine & ~test_sides[recorded]
         keep = mine & test
         if held_out_only:
             keep &= ~on_training_side
