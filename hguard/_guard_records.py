@@ -9,6 +9,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from ._guard_result import GuardResult
+from .errors import AuditError
 from .generation import prompt_fingerprints
 from .policy import ACCEPT, REVIEW
 from .monitor import guarantee_of
@@ -156,7 +157,15 @@ class _Recording:
                 return None
             self._spot_days[(result.domain, day)] = taken + 1
         if self.audit is not None:
-            self.audit.append(spot, kind=SPOT)  # its own id; decision_audit_id names the decision
+            try:
+                self.audit.append(spot, kind=SPOT)  # its own id; decision_audit_id names the decision
+            except AuditError as exc:  # the accept is on record: the caller must learn that it was decided
+                err = type(exc)(
+                    f"the decision {result.audit_id} ({result.route}, domain {result.domain!r}) is recorded, but its "
+                    f"spot-check selection could not be ({exc}): the monitor's selection check names it as selected "
+                    "and not recorded; the answer is on this error's .results, to deliver or drop")
+                err.results = [result]  # type: ignore[attr-defined]
+                raise err from exc
         return spot
 
 

@@ -636,7 +636,7 @@ class Guard(_Scoring, _Recording):
             if not done:
                 raise
             partial = type(exc)(
-                f"{exc}; {len(done)} of the batch's {n} answers had been recorded before it (audit ids "
+                f"{exc}; {len(done)} of the batch's {n} answers had been recorded (audit ids "
                 f"{', '.join(str(r.audit_id) for r in done)}): they are on this error's .results, to deliver or "
                 "drop; the other answers were not recorded"
             )
@@ -666,9 +666,13 @@ class Guard(_Scoring, _Recording):
             for i, g in zip(idx, gens):
                 if max_new_tokens is not None:
                     g.extra["max_new_tokens"] = max_new_tokens  # checked against the calibration's
-                results[i] = self._finish(
-                    g, plans[i][0], plans[i][1], route, steer_info, request_ids[i], started, extra_problems[i]
-                )
+                try:
+                    results[i] = self._finish(
+                        g, plans[i][0], plans[i][1], route, steer_info, request_ids[i], started, extra_problems[i]
+                    )
+                except AuditError as exc:  # recorded, then a later write failed (its spot-check): the error carries it
+                    results[i] = next(iter(getattr(exc, "results", None) or []), None)
+                    raise
 
 
 __all__ = ["DEFAULT_POLICY", "RETRIEVAL_QUERY", "Guard", "GuardResult", "QueryRewrite", "REVIEW_MARK"]

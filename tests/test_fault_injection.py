@@ -268,6 +268,32 @@ def test_audit_fault_reaches_the_caller_not_an_unrecorded_answer(make_guard, tmp
     assert [r.audit_id for r in held] == [rec["id"] for rec in real] and all(r.answer for r in held)
 
 
+def test_spot_check_write_fault_after_an_accept_is_recorded_hands_the_answer_over(make_guard, tmp_path):
+    # the accept is on record, its spot-check selection could not be written: the caller is told, with the answer
+    g = make_guard(spot_check_rate=1.0)
+    real = g.audit
+
+    class SpotFails:
+        keyed = False
+
+        def append(self, record, kind="decision"):
+            if kind == "spot_check":
+                raise AuditError("[Errno 28] No space left on device")
+            return real.append(record, kind=kind)
+
+    g.audit = SpotFails()
+    with pytest.raises(AuditError, match=r"is recorded, but its spot-check selection could not be .*No space") as info:
+        g.invoke(Q, domain="alpha")
+    (r,) = info.value.results
+    assert r.route == "accept" and r.answer and r.audit_id == list(real)[-1]["id"]
+    # in a batch the recorded answers, this one included, are on the batch's error
+    with pytest.raises(AuditError, match=r"1 of the batch's 3 answers had been recorded") as info:
+        g.batch([Q] * 3, domains=["alpha"] * 3)
+    recorded = {rec["id"] for rec in real if rec.get("kind") == "decision"}
+    assert [x.route for x in info.value.results] == ["accept"]
+    assert all(x.audit_id in recorded for x in info.value.results)
+
+
 def test_queue_fault_after_the_decision_is_audited_keeps_the_answer_held_and_on_record(make_guard, tmp_path):
     g = make_guard()
 
