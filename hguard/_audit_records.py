@@ -14,6 +14,9 @@ from ._privacy import redacted
 from .errors import InputError
 
 GENESIS_HASH = "0" * 64
+# The first record of a log that continues an archived one (hguard.audit.AuditLog.rotate): it chains onto the
+# archive's last record (its prev_hash and seq follow on) and names the archive; only the log writes it.
+CONTINUATION = "log_continued"
 REDACTED_FIELDS = frozenset({"question", "answer", "context"})
 # The log owns these; letting callers set them would let a caller forge chain positions.
 _RESERVED_FIELDS = ("id", "seq", "time", "kind", "prev_hash", "hash", "mac", "nonfinite")
@@ -78,6 +81,10 @@ def _prepare(record: Any, kind: Any, redact: bool) -> tuple[str, dict[str, Any],
             raise InputError(
                 f"audit record key {key!r} is a {type(key).__name__}; JSON keys must be strings, so convert it"
             )
+    if kind == CONTINUATION:
+        raise InputError(
+            f"audit record kind {kind!r} is the log's own (the first record after a rotation); pass another kind"
+        )
     clash = [k for k in _RESERVED_FIELDS if k in record]
     if clash:
         k = clash[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ._audit_files import Problem, _existing, _flock, _iter_lines, _scan
-from ._audit_records import _CHAIN_FIELDS, GENESIS_HASH, _mac_holds, _parse_line, record_hash
+from ._audit_records import _CHAIN_FIELDS, CONTINUATION, GENESIS_HASH, _mac_holds, _parse_line, record_hash
 from .errors import AuditError, InputError
 
 # problems a summary lists one by one (the rest are counted, the last shown)
@@ -49,6 +50,8 @@ class VerifyReport:
     resume: ChainPoint | None = None  # the end of the last record (a torn tail left out), when nothing else failed
     resumed: bool = False  # only the records after the ``start`` point were read
     n_lines: int = 0  # the lines the check covered (1..n_lines): a line appended after it was not checked
+    continues: dict[str, Any] | None = None  # the log_continued record opening a rotated log (it names the archive)
+    archives: list[str] = field(default_factory=list)  # the archives checked with it (archives=True), oldest first
 
     @property
     def torn(self) -> bool:
@@ -146,6 +149,8 @@ def verify(
     anchor: str | os.PathLike[str] | None = None,
     start: ChainPoint | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    archives: bool = False,
+    _below: int | None = None,
 ) -> VerifyReport:
     """Check every line: its own hash, its link to the line before, its seq; report where each break is.
 
@@ -156,6 +161,10 @@ def verify(
     checked, chained to that point (the file replaced, or shorter than the point: checked from its start;
     anchor heads up to the point were checked then). ``on_record`` is called with each readable record in
     order (a caller replaying the log in the same pass discards what it built unless the report is ok).
+    A rotated log opens with a ``log_continued`` record chained onto its archive's last record: without
+    ``archives`` the chain is checked from it (anchor heads of earlier seqs are the archives', named, not
+    checked); with ``archives`` the archives it names (beside it) are checked first, oldest first, each link
+    (the archive's last hash and seq, its size and sha256) too, and ``on_record`` sees their records first.
     """
     p = _existing(path)
     if key is not None and not isinstance(key, bytes):
@@ -163,6 +172,16 @@ def verify(
     if expect_head is not None:
         expect_head = _check_head(expect_head, "expect_head")
     heads, problems = _read_anchor(Path(anchor)) if anchor is not None else ({}, [])
+    if _below is not None:  # an archive: heads of later seqs are the files after it
+        heads = {seq: head for seq, head in heads.items() if seq < _below}
+    opening = _opening(p) if start is None else None
+    continued = opening is not None and opening.get("kind") == CONTINUATION and type(opening.get("seq")) is int
+    first_seq = opening["seq"] if continued and opening is not None else 0
+    earlier = {seq: head for seq, head in heads.items() if seq < first_seq}  # the archives' heads
+    heads = {seq: head for seq, head in heads.items() if seq >= first_seq}
+    archived = VerifyReport(ok=True, n_records=0)
+    if continued and archives and opening is not None:
+        archived = _verify_archive(p, opening, key, anchor, on_record, problems)
     st = _snapshot(p)
     size = st.st_size
     if start is not None and (start.inode != st.st_ino or start.offset > size):
@@ -221,6 +240,10 @@ def verify(
                     "its MAC does not match: the record was edited or forged by someone without the key "
                     "(or written under another key)"
                 )
+        if lineno == 1 and rec.get("kind") == CONTINUATION and type(seq) is int:
+            prev_hash, prev_seq = rec.get("prev_hash"), seq - 1  # it chains onto its archive (checked there)
+        elif rec.get("kind") == CONTINUATION:
+            msgs.append("a log_continued record stands anywhere but on a log's first line: it was inserted")
         if prev_hash is not None and rec.get("prev_hash") != prev_hash:
             if prev_line == 0:
                 msgs.append("prev_hash is not the genesis value: the record(s) before it were removed")
@@ -276,10 +299,67 @@ def verify(
                  else f"the anchor {anchor} holds no head: it covers none of the log's records")
         if beyond_anchor:
             cover += f" (its last head is seq {last_head}: the {beyond_anchor} record(s) after it are not covered by it)"
+        if earlier and not archives:
+            cover += (f"; {len(earlier)} head(s) of seq below {first_seq} are its archives' (not checked here: "
+                      "verify with the archives)")
     checked = ([cover] if anchor is not None else []) + (
         [f"the expected head {expect_head[:16]}... is in it"] if expect_head else [])
+    if continued and opening is not None:
+        checked.insert(0, f"it continues the archive {opening.get('archive')} (seq {opening.get('archive_first_seq')}.."
+                          f"{opening.get('archive_last_seq')})" + (", checked with it" if archives else
+                                                                   ", not checked here (verify with the archives)"))
+    if archived.archives:
+        checked.insert(1, f"{len(archived.archives)} archive(s): {', '.join(Path(a).name for a in archived.archives)}")
     return VerifyReport(
-        ok=not problems, n_records=n_records, problems=problems, path=str(p), head_seq=head_seq, head_hash=head_hash,
-        key_id=key_id(key) if key is not None else None, n_macs=n_macs, checked_against=checked,
-        resume=resume if not any(not p.torn for p in problems) else None, resumed=start is not None, n_lines=n_lines,
+        ok=not problems, n_records=n_records + archived.n_records, problems=problems, path=str(p), head_seq=head_seq,
+        head_hash=head_hash, key_id=key_id(key) if key is not None else None, n_macs=n_macs + archived.n_macs,
+        checked_against=checked, resume=resume if not any(not p.torn for p in problems) else None,
+        resumed=start is not None, n_lines=n_lines, continues=dict(opening) if continued and opening else None,
+        archives=archived.archives,
     )
+
+
+def _opening(path: Path) -> dict[str, Any] | None:
+    """The record on the log's first line, None when there is none or it is no record."""
+    for _, raw, terminated, _ in _iter_lines(path):
+        try:
+            return _parse_line(raw, canonical=False)[0] if terminated else None
+        except ValueError:
+            return None
+    return None
+
+
+def _verify_archive(p: Path, opening: dict[str, Any], key: bytes | None, anchor: Any,
+                    on_record: Callable[[dict[str, Any]], None] | None, problems: list[Problem]) -> VerifyReport:
+    """Verify the archive a rotated log's first record names (and the archives before it) and its link to that
+    record; its problems are added to ``problems``, named by the archive. Returns its report with ``archives``."""
+    name = opening.get("archive")
+    arch = p.parent / Path(str(name)).name
+    span = f"seq {opening.get('archive_first_seq')}..{opening.get('archive_last_seq')}"
+    if not isinstance(name, str) or not arch.is_file():
+        problems.append(Problem(0, None, f"the archive {arch} ({span}) this log continues is not beside it: put it "
+                                         "back beside the log to check the whole chain, or verify this file alone"))
+        return VerifyReport(ok=False, n_records=0)
+    sub = verify(arch, key=key, anchor=anchor, on_record=on_record, archives=True, _below=opening["seq"])
+    for q in sub.problems:
+        where = f"line {q.line}: " if q.line else ""
+        said = q.message if q.message.startswith("archive ") else f"archive {arch.name}: {where}{q.message}"
+        problems.append(Problem(0, q.seq, said))  # an earlier archive's problem names that archive
+    digest = hashlib.sha256()
+    size = 0
+    with open(arch, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    link = []
+    if sub.head_hash != opening.get("prev_hash") or sub.head_seq != opening["seq"] - 1:
+        link.append(f"its last record (seq {sub.head_seq}) is not the one the log's first record chains onto "
+                    f"(seq {opening['seq'] - 1}): records were cut off its end or the archive was replaced")
+    if (size, digest.hexdigest()) != (opening.get("archive_bytes"), opening.get("archive_sha256")):
+        link.append(f"it is {size} bytes with sha256 {digest.hexdigest()[:16]}..., not the "
+                    f"{opening.get('archive_bytes')} bytes and sha256 {str(opening.get('archive_sha256'))[:16]}... "
+                    "recorded when it was archived: it was changed since")
+    if link:
+        problems.append(Problem(0, None, f"archive {arch.name}: " + "; ".join(link)))
+    sub.archives = [*sub.archives, str(arch)]
+    return sub

@@ -48,13 +48,30 @@ def transition(state: DomainState, event: Mapping[str, Any]) -> DomainState:
     return state
 
 
+# the first record of a rotated audit log (hguard.audit.CONTINUATION): it carries the states its archives end in
+CONTINUED = "log_continued"
+REPLAYED = (TIGHTEN, LIFT, CONTINUED)  # the records a replay reads
+
+
 def replay(records: Iterable[Mapping[str, Any]], states: Mapping[str, DomainState] | None = None) -> dict[str, DomainState]:
-    """Every domain's state after the monitor events in ``records`` (audit log order), from ``states``."""
+    """Every domain's state after the monitor events in ``records`` (audit log order), from ``states``. A rotated
+    log's first record carries the states its archives ended in: each domain takes the stricter of those and
+    what was replayed before it (the same, when the archives were replayed too)."""
     states = dict(states or {})
     for rec in records:
         if rec.get("kind") in (TIGHTEN, LIFT) and rec.get("domain"):
             states[rec["domain"]] = transition(states.get(rec["domain"], DomainState()), rec)
+        elif rec.get("kind") == CONTINUED and isinstance(rec.get("monitor_states"), Mapping):
+            for domain, carried in rec["monitor_states"].items():
+                held = _stricter(states.get(domain), DomainState(**carried))
+                if held is not None:
+                    states[domain] = held
     return states
+
+
+def carried_states(states: Mapping[str, DomainState]) -> dict[str, dict]:
+    """``states`` as a rotation carries them into the fresh log's first record."""
+    return {d: s.to_dict() for d, s in sorted(states.items())}
 
 
 def tightened_thresholds(entry: DomainState | None, thresholds):
@@ -173,20 +190,49 @@ class MonitorState:
             # deleted (which a key alone cannot tell from a log that never held the tightening) fails closed.
             if not self.audit_path.exists():
                 raise FileNotFoundError(f"it is gone since this guard verified it up to seq {self._point.seq}")
+            self._follow_rotation()
             report = verify(self.audit_path, key=self.key, anchor=self.anchor, start=self._point,
-                            on_record=lambda rec: events.append(rec) if rec.get("kind") in (TIGHTEN, LIFT) else None)
+                            on_record=lambda rec: events.append(rec) if rec.get("kind") in REPLAYED else None)
             if self._point is not None and not report.resumed:
                 raise ValueError(f"it no longer continues the chain this guard verified up to seq {self._point.seq} "
                                  "(the file was cut back or replaced since); restart the guard once the log is restored")
             breaks = [p for p in report.problems if not p.torn]
             if breaks:
                 raise ValueError(f"it does not verify (line {breaks[0].line}: {breaks[0].message})")
-            self._chain = replay(events, self._point_states if report.resumed else None)
+            self._chain = replay(events, self._point_states if report.resumed or self._point is None else None)
             self._point, self._point_states = report.resume, self._chain
         except Exception as exc:  # an unreadable or broken chain cannot say the domain is not tightened
             self._chain = {}  # the verified point stays: a later replay must still continue it
             self._chain_broken = (f"audit log {self.audit_path} cannot be replayed to check the monitor state "
                                   f"({type(exc).__name__}: {exc}); `hguard audit verify` says where")
+
+    def _follow_rotation(self) -> None:
+        """When the log was rotated since this guard's last replay (its name now holds a fresh file that continues
+        the archive this guard had verified up to its point), verify and replay the rest of that archive and its
+        link to the fresh file, and go on from the fresh file's start. Anything else is left to the caller's
+        check (which fails closed on a log that does not continue the verified chain)."""
+        from ._audit_verify import _opening
+        from .audit import CONTINUATION, verify
+
+        point = self._point
+        if point is None or self.audit_path is None or os.stat(self.audit_path).st_ino == point.inode:
+            return
+        opening = _opening(self.audit_path)
+        if opening is None or opening.get("kind") != CONTINUATION or not isinstance(opening.get("archive"), str):
+            return
+        archive = self.audit_path.parent / Path(opening["archive"]).name
+        try:
+            if os.stat(archive).st_ino != point.inode:
+                return  # rotated more than once since: the caller fails closed until the guard restarts
+        except OSError:
+            return
+        events: list[Mapping[str, Any]] = []
+        report = verify(archive, key=self.key, start=point,
+                        on_record=lambda rec: events.append(rec) if rec.get("kind") in REPLAYED else None)
+        if not report.resumed or report.problems or report.head_hash != opening.get("prev_hash"):
+            return
+        self._point_states = replay(events, self._point_states)
+        self._point = None  # the fresh file is verified from its start, from these states
 
     @staticmethod
     def _closed(why: str) -> DomainState:

@@ -38,7 +38,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -58,6 +58,7 @@ from ._audit_files import (
     _save_aside,
 )
 from ._audit_records import (
+    CONTINUATION,
     GENESIS_HASH,
     REDACTED_FIELDS,
     _chain_fields,
@@ -72,17 +73,20 @@ from ._privacy import FILE_MODE
 from .errors import AuditError, AuditIntegrityError, AuditKeyMismatch, AuditKeyRequired, InputError
 
 __all__ = [
+    "CONTINUATION",
     "GENESIS_HASH",
     "REDACTED_FIELDS",
     "AuditLog",
     "AuditReceipt",
     "Problem",
+    "Rotation",
     "VerifyReport",
     "canonical_json",
     "cli_main",
     "export_csv",
     "record_hash",
     "repair",
+    "rotate",
     "show",
     "verify",
 ]
@@ -121,6 +125,37 @@ class AuditReceipt:
 
 # records without a MAC a keyed writer looks past for the newest one with a MAC before it chains on
 _KEY_LOOKBACK = 64
+
+
+# an archived segment is read, never written: hguard leaves it read-only
+ARCHIVE_MODE = 0o440
+# how many rotations back a writer looks for the record it wrote last (it was away that long)
+_ROTATION_HOPS = 16
+_MAX_ARCHIVES = 100_000
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What :meth:`AuditLog.rotate` did: the archived file (records ``first_seq``..``last_seq``) and the receipt of
+    the ``log_continued`` record that now opens the log, chained onto the archive's last record."""
+
+    archive: str
+    first_seq: int
+    last_seq: int
+    receipt: AuditReceipt
+
+
+def _first_record(fd: int) -> dict[str, Any] | None:
+    """The record on the first line of fd (None when the file is empty or that line is no record)."""
+    head = _pread_exact(fd, _FIRST_LINE_MAX, 0)
+    end = head.find(b"\n")
+    try:
+        return _parse_line(head[:end] if end >= 0 else head, canonical=False)[0]
+    except ValueError:
+        return None
+
+
+_FIRST_LINE_MAX = 1 << 20
 
 
 class AuditLog:
@@ -246,6 +281,72 @@ class AuditLog:
         finally:
             os.close(fd)
 
+    def rotate(self, *, carry: Callable[[int], Mapping[str, Any]] | None = None) -> Rotation:
+        """Archive the records written so far and go on in a fresh file, one chain across both.
+
+        Under the log's lock (writers wait, then write to the fresh file): the log's end is checked as an append
+        checks it (key, anchor; a torn tail is moved aside first), its bytes are kept under the name
+        ``<stem>.<first seq>-<last seq><suffix>`` beside it (read-only; a hard link, so the log's name never
+        goes missing), and the log's name then holds one ``log_continued`` record whose ``prev_hash`` and
+        ``seq`` follow the archive's last record and which names the archive, its size and its sha256.
+        ``carry(size)`` is called under the lock with the archived length and returns fields to add to that
+        record (the monitor's states, which a guard replays from the newest file alone). ``verify(...,
+        archives=True)`` checks the archives and their links; a writer of another process that wrote to the
+        archive finds its last record there and goes on. Raises InputError on a log holding nothing to archive.
+        """
+        if not self.path.exists():
+            raise InputError(f"no audit log at {self.path} to rotate; check the path")
+        with _exclusive_fd(self.path, self.lock_timeout, create=False) as (fd, _):
+            self._saved = None
+            self._check_own_last_line(fd)
+            prev_hash, seq = self._recover(fd)
+            size = os.fstat(fd).st_size
+            first = _first_record(fd) or {}
+            first_seq: int = first["seq"] if type(first.get("seq")) is int else 0
+            if seq == 0 or (first.get("kind") == CONTINUATION and seq == first_seq + 1):
+                raise InputError(f"audit log {self.path} holds no record since it was started or last rotated: "
+                                 "nothing to archive")
+            archive = self.path.with_name(f"{self.path.stem}.{first_seq}-{seq - 1}{self.path.suffix}")
+            if archive.exists():
+                raise AuditError(f"cannot archive {self.path} as {archive}: that file exists; move it away first")
+            digest_bytes = hashlib.sha256()
+            for pos in range(0, size, 1 << 20):
+                digest_bytes.update(_pread_exact(fd, min(1 << 20, size - pos), pos))
+            body = {"archive": archive.name, "archive_first_seq": first_seq, "archive_last_seq": seq - 1,
+                    "archive_bytes": size, "archive_sha256": digest_bytes.hexdigest(),
+                    **(dict(carry(size)) if carry is not None else {})}
+            record_id, body, nonfinite = _prepare(body, "rotation", self.redact)
+            line, digest = self._line(record_id, CONTINUATION, body, nonfinite, prev_hash, seq)
+            tmp = self.path.with_name(f".{self.path.name}.rotating-{uuid.uuid4().hex}")
+            try:
+                tfd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+                try:
+                    self._write(tfd, line, 0)
+                finally:
+                    os.close(tfd)
+                os.link(self.path, archive)  # the archive first: the log's own name always holds a log
+            except OSError as e:
+                tmp.unlink(missing_ok=True)
+                raise AuditError(f"cannot archive audit log {self.path} as {archive}: {e}; nothing was changed "
+                                 "(the folder must allow hard links and new files)") from e
+            try:
+                os.replace(tmp, self.path)
+                _fsync_dir(self.path.parent)
+            except OSError as e:
+                raise AuditError(f"audit log {self.path} was archived as {archive} but the fresh log could not be "
+                                 f"put in its place ({e}); the log is still whole under both names: rerun the rotation "
+                                 f"after removing {archive}") from e
+            try:
+                os.chmod(archive, ARCHIVE_MODE)
+            except OSError:
+                pass  # read-only is a courtesy: the archive's sha256 in the chain is what holds it
+            self._last_line = (0, line, seq)
+            if self.anchor is not None:
+                self._write_anchor(seq, digest)
+            receipt = AuditReceipt(id=record_id, seq=seq, hash=digest, path=str(self.path))
+            self.last_receipt = receipt
+            return Rotation(str(archive), first_seq, seq - 1, receipt)
+
     def recover(self) -> str | None:
         """Bring a torn or damaged end of the log back to a state records can chain onto (as ``append`` does).
 
@@ -263,6 +364,28 @@ class AuditLog:
         if self.path.exists():
             yield from _iter_records(self.path)
 
+    def history(self) -> Iterator[dict[str, Any]]:
+        """The records of the archives this log continues (beside it, oldest first; see :meth:`rotate`), then its
+        own, as ``iter`` reads them. Raises AuditIntegrityError when an archive it names is not there."""
+        from ._audit_verify import _opening
+
+        archives: list[Path] = []
+        p = self.path
+        while p.exists() and len(archives) < _MAX_ARCHIVES:
+            first = _opening(p)
+            if first is None or first.get("kind") != CONTINUATION:
+                break
+            p = self.path.parent / Path(str(first.get("archive"))).name
+            if not p.is_file():
+                raise AuditIntegrityError(
+                    f"audit log {self.path} continues the archive {p} (seq {first.get('archive_first_seq')}.."
+                    f"{first.get('archive_last_seq')}), which is not beside it: put the archive back to read the "
+                    "records before the rotation")
+            archives.append(p)
+        for archive in reversed(archives):
+            yield from _iter_records(archive)
+        yield from self
+
     def find(self, record_id: str) -> dict[str, Any] | None:
         """The first record whose ``id`` is record_id, or None."""
         for rec in self:
@@ -275,6 +398,17 @@ class AuditLog:
     def _write_record(
         self, fd: int, record_id: str, kind: str, body: dict[str, Any], nonfinite: list[str], prev_hash: str, seq: int
     ) -> AuditReceipt:
+        line, digest = self._line(record_id, kind, body, nonfinite, prev_hash, seq)
+        offset = os.fstat(fd).st_size
+        self._write(fd, line, offset)
+        self._last_line = (offset, line, seq)
+        if self.anchor is not None:
+            self._write_anchor(seq, digest)
+        return AuditReceipt(id=record_id, seq=seq, hash=digest, path=str(self.path))
+
+    def _line(self, record_id: str, kind: str, body: dict[str, Any], nonfinite: list[str], prev_hash: str,
+              seq: int) -> tuple[bytes, str]:
+        """The record's line (canonical JSON, MAC and hash added) and its hash."""
         full = dict(body)
         full.update(
             id=record_id,
@@ -291,12 +425,7 @@ class AuditLog:
             full["mac"] = mac_hex(self._key, _mac_body(full))
         digest = record_hash(full)
         full["hash"] = digest
-        line, offset = (canonical_json(full) + "\n").encode("utf-8"), os.fstat(fd).st_size
-        self._write(fd, line, offset)
-        self._last_line = (offset, line, seq)
-        if self.anchor is not None:
-            self._write_anchor(seq, digest)
-        return AuditReceipt(id=record_id, seq=seq, hash=digest, path=str(self.path))
+        return (canonical_json(full) + "\n").encode("utf-8"), digest
 
     def _check_own_last_line(self, fd: int) -> None:
         """Refuse to write when the newest record this object wrote is no longer where it wrote it: the log was
@@ -308,12 +437,37 @@ class AuditLog:
         size = os.fstat(fd).st_size
         if size >= offset + len(line) and _pread_exact(fd, len(line), offset) == line:
             return
+        if self._in_archive(fd, offset, line, seq):  # the log was rotated since: the chain goes on in this file
+            self._last_line = None
+            return
         what = "holds no record" if size == 0 else f"is {size} bytes long"
         raise AuditIntegrityError(
             f"audit log {self.path} {what} and no longer holds record seq {seq}, which this writer wrote at byte "
             f"{offset}: it was cut back, replaced or deleted while the writer ran; nothing was written. "
             f"`hguard audit verify {self.path}` says what it holds: restore the log from a copy, or, to start "
             "a new log on purpose, start a new writer (restart the guard)")
+
+    def _in_archive(self, fd: int, offset: int, line: bytes, seq: int) -> bool:
+        """Whether the line this writer wrote last stands where it wrote it in an archive the log (opened as
+        ``fd``) continues, following ``log_continued`` records back through up to ``_ROTATION_HOPS`` rotations."""
+        first = _first_record(fd)
+        for _ in range(_ROTATION_HOPS):
+            if first is None or first.get("kind") != CONTINUATION or not isinstance(first.get("archive"), str):
+                return False
+            if type(first.get("seq")) is not int or seq >= first["seq"]:
+                return False
+            archive = self.path.parent / Path(first["archive"]).name
+            try:
+                afd = os.open(archive, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                return False
+            try:
+                if _pread_exact(afd, len(line), offset) == line:
+                    return True
+                first = _first_record(afd)
+            finally:
+                os.close(afd)
+        return False
 
     def _recover(self, fd: int) -> tuple[str, int]:
         """(hash, seq + 1) of the last record, first moving a torn tail aside or noting a damaged one."""
@@ -583,6 +737,15 @@ def repair(path: str | os.PathLike[str], *, key: bytes | None | str = _KEY_FROM_
         return AuditLog(p, key=key, anchor=anchor).recover()
     except OSError as e:
         raise AuditError(f"cannot repair audit log {p}: {e}; check permissions of the file and its directory") from e
+
+
+def rotate(path: str | os.PathLike[str], *, key: bytes | None | str = _KEY_FROM_ENVIRONMENT,
+           anchor: str | os.PathLike[str] | None = None, queue: str | os.PathLike[str] | None = None) -> Rotation:
+    """Archive the log beside it and go on in a fresh file, carrying the monitor's states (see
+    :func:`hguard._audit_rotate.rotate`; ``hguard audit rotate``)."""
+    from ._audit_rotate import rotate as rotate_log
+
+    return rotate_log(path, key=key, anchor=anchor, queue=queue)
 
 
 def cli_main(argv: list[str]) -> int:

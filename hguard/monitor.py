@@ -276,7 +276,7 @@ def _day(ts: str | None) -> str:
 def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, now: str | None = None) -> dict:
     """Estimate, drift and state for every policy domain; appends ``monitor_check`` (and any
     ``monitor_tighten`` / ``monitor_lift``) records and rewrites the state file when ``act``."""
-    from .audit import AuditLog, verify
+    from .audit import verify
     from .review.queue import ReviewQueue, same_risk, verdict_in_chain
 
     audit_path = Path(audit_path or policy.audit.path)
@@ -289,7 +289,10 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     # the policy's anchor holds its own log's heads: records cut off the end of that log fail here too
     anchor = policy.audit.anchor
     own_anchor = anchor is not None and audit_path == Path(policy.audit.path) and Path(anchor).is_file()
-    ver = verify(audit_path, key=key, anchor=anchor if own_anchor else None)
+    # the whole record, a rotated log's archives (beside it) included: their decisions, spot-checks and verdicts
+    # are the live evidence, and the review queue's items name them
+    records: list[dict] = []
+    ver = verify(audit_path, key=key, anchor=anchor if own_anchor else None, archives=True, on_record=records.append)
     if not ver.ok:  # the estimate, the drift test and any tightening would rest on evidence that does not verify
         first = ver.problems[0]
         where = f"line {first.line}: " if first.line else ""
@@ -298,7 +301,6 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
             f"the monitor takes no decision on it: see `hguard audit verify {audit_path}` (a torn last line: "
             "`hguard audit repair`), and restore the log from its backup if records were edited or removed"
         )
-    records = list(AuditLog(audit_path))
     pid = policy_id(policy)
     decisions = [r for r in records if r.get("kind") == "decision"]
 
@@ -339,7 +341,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         raise PolicyError(
             f"review queue {queue_path} holds {len(unknown)} item(s) whose decisions are not in audit log "
             f"{audit_path} (e.g. {unknown[0]!r}): the queue belongs to another deployment or policy, the log was "
-            "rotated or the policy's [audit] path changed while the queue stayed, or records "
+            "moved aside by hand (rotate it with `hguard audit rotate`, which keeps its archives readable beside it; "
+            "an archive missing fails verification first) or the policy's [audit] path changed while the queue stayed, or records "
             "were cut off the end of the log (check it: hguard audit verify LOG --anchor FILE or --expect-head HASH); "
             "pass the queue and the log written under this policy"
         )

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ..audit import Problem, VerifyReport, canonical_json, export_csv, repair, show, verify
+from ..audit import Problem, VerifyReport, canonical_json, export_csv, repair, rotate, show, verify
 from .._text import shown_plainly
 from ..errors import AuditKeyRequired, HGuardError, InputError, one_line
 
@@ -116,6 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--expect-head", metavar="HASH", help="a record hash kept from a receipt: fail when the log no longer holds it"
     )
     p.add_argument("--anchor", metavar="FILE", help="the anchor file the writer appended heads to ([audit] anchor)")
+    p.add_argument("--this-file-only", action="store_true", help="a rotated log: check this file from its first "
+                   "record, not the archives it continues (by default they are checked too, beside it)")
+    p = sub.add_parser("rotate", help="archive the log's records beside it (LOG.<first>-<last seq>.jsonl, read-only) "
+                       "and go on in a fresh file that continues the chain (the guards writing it need no restart)")
+    p.add_argument("path", nargs="?", help="the audit log (.jsonl); with --policy, default the policy's")
+    p.add_argument("--policy", metavar="FILE", help="the log, its key, anchor and review queue from this policy "
+                   "file: every answer the log holds for review must be in the queue first")
+    _add_key_options(p)
+    p.add_argument("--anchor", metavar="FILE", help="the anchor the writer appends heads to ([audit] anchor)")
     p = sub.add_parser("show", help="print records (and, on stderr, every line that is not a record)")
     p.add_argument("path", help="the audit log (.jsonl)")
     p.add_argument("--last", type=int, metavar="N", help="only the last N matching records")
@@ -154,7 +163,7 @@ def main(argv: list[str]) -> int:
     except SystemExit as e:  # argparse exits on --help and on bad usage; the caller decides about exiting
         return e.code if isinstance(e.code, int) else 2
     try:
-        if args.command == "verify":
+        if args.command in ("verify", "rotate"):
             path, key, anchor = args.path, _cli_key(args), args.anchor
             if args.policy:  # the deployment's own files, unless given here
                 from ..integrity import load_key
@@ -166,9 +175,16 @@ def main(argv: list[str]) -> int:
                 if not args.no_key and not args.key_file:  # as the guard: the policy's key file, else the environment's
                     key = load_key(pol.integrity.key_file)
             if not path:
-                raise InputError("pass the audit log to verify (hguard audit verify LOG), or --policy FILE to verify "
-                                 "the log that policy writes")
-            report = verify(path, key=key, expect_head=args.expect_head, anchor=anchor)
+                raise InputError(f"pass the audit log to {args.command} (hguard audit {args.command} LOG), or --policy "
+                                 f"FILE to {args.command} the log that policy writes")
+            if args.command == "rotate":
+                done = rotate(path, key=key, anchor=anchor, queue=pol.review.queue if args.policy else None)
+                print(f"archived seq {done.first_seq}..{done.last_seq} of {path} as {done.archive} (read-only); {path} "
+                      f"now continues the chain at seq {done.receipt.seq} (hash {done.receipt.hash}); `hguard audit "
+                      f"verify {path}` checks it with its archives, kept beside it")
+                return 0
+            report = verify(path, key=key, expect_head=args.expect_head, anchor=anchor,
+                            archives=not args.this_file_only)
             print(report.summary())
             if args.policy:
                 print(_under_policy(path, pol))

@@ -214,7 +214,7 @@ def export_reviewed(
     skipped: list[tuple[str, str]] = []
     # With the audit log, a verdict becomes a calibration row only when its review_verdict record is in the chain
     # and the item still holds what that record says the reviewer was shown: the queue file alone can be edited.
-    recorded = ({r["id"]: r for r in queue.audit if r.get("kind") == "review_verdict" and isinstance(r.get("id"), str)}
+    recorded = ({r["id"]: r for r in queue.audit.history() if r.get("kind") == "review_verdict" and isinstance(r.get("id"), str)}
                 if queue.audit is not None else None)
     for item in queue.decided(domain=domain):
         # Counted before the row is built: an item that cannot become a row still says how the probe did.

@@ -457,7 +457,7 @@ class ReviewQueue:
             return []
         record = None
         uncommitted: list[Mapping[str, Any]] = []  # the item is pending: no verdict of it was committed
-        for rec in self.audit:
+        for rec in self.audit.history():  # a decision made before the log was rotated is in its archives
             if rec.get("id") == item.audit_id and record is None:
                 record = rec
             elif rec.get("kind") == "review_verdict" and rec.get("item_id") == item_id:

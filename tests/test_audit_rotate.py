@@ -1,0 +1,181 @@
+"""Rotating the audit log: one chain across the archive and the fresh file, writers that go on without a
+restart, the monitor's tightenings carried over, the review queue checked first, and tampering still caught."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from hguard.audit import CONTINUATION, AuditLog, rotate, verify
+from hguard.errors import AuditError, AuditIntegrityError, InputError
+from hguard.monitor import MonitorState, policy_id, run_monitor, write_state
+from hguard.review.queue import ReviewQueue
+
+from test_monitor import _deploy, _pol
+
+KEY = b"k" * 32
+
+
+def _append_from_another_process(path: str, n: int) -> None:
+    log = AuditLog(path, key=KEY)
+    for i in range(n):
+        log.append({"x": i, "pid": os.getpid()})
+
+
+def test_rotation_archives_beside_the_log_and_one_chain_verifies_across(tmp_path):
+    (tmp_path / "anc").mkdir()
+    path, anchor = tmp_path / "audit.jsonl", tmp_path / "anc" / "a.anchor"
+    a, b = AuditLog(path, key=KEY, anchor=anchor), AuditLog(path, key=KEY, anchor=anchor)
+    for i in range(3):
+        a.append({"x": i})
+    b.append({"y": 0})
+    done = rotate(path, key=KEY, anchor=anchor)
+    arch = Path(done.archive)
+    assert arch.name == "audit.0-3.jsonl" and (done.first_seq, done.last_seq, done.receipt.seq) == (0, 3, 4)
+    assert stat.S_IMODE(arch.stat().st_mode) == 0o440  # read-only
+    first = next(iter(AuditLog(path)))
+    assert first["kind"] == CONTINUATION and first["archive"] == arch.name and first["monitor_states"] == {}
+    # writers of the archived file go on in the fresh one, no restart: their last record is found in the archive
+    b.append({"y": 1})
+    a.append({"x": 3})
+    rotate(path, key=KEY, anchor=anchor)
+    a.append({"x": 4})
+    assert sorted(p.name for p in tmp_path.glob("audit*")) == ["audit.0-3.jsonl", "audit.4-6.jsonl", "audit.jsonl"]
+    whole = verify(path, key=KEY, anchor=anchor, archives=True)
+    assert whole.ok and whole.n_records == 9 and whole.head_seq == 8, whole.summary()
+    assert [Path(x).name for x in whole.archives] == ["audit.0-3.jsonl", "audit.4-6.jsonl"]
+    alone = verify(path, key=KEY, anchor=anchor)
+    assert alone.ok and alone.n_records == 2 and "not checked here" in alone.summary()
+    # a record seen through the history comes in chain order
+    seen: list[int] = []
+    verify(path, key=KEY, archives=True, on_record=lambda r: seen.append(r["seq"]))
+    assert seen == list(range(9))
+    # an archive edited (even rewritten with the key's MAC) or taken away fails the whole chain, naming it
+    os.chmod(arch, 0o640)
+    arch.write_text(arch.read_text().replace('"x":1', '"x":7'))
+    rep = verify(path, key=KEY, archives=True)
+    assert not rep.ok and any("archive audit.0-3.jsonl" in p.message and "edited" in p.message for p in rep.problems)
+    assert any("changed since" in p.message for p in rep.problems)
+    arch.unlink()
+    rep = verify(path, key=KEY, archives=True)
+    assert not rep.ok and "audit.0-3.jsonl" in rep.summary() and "not beside it" in rep.summary()
+    # nothing to archive, a kind only the log writes, a stale key: refused, nothing changed
+    AuditLog(tmp_path / "new.jsonl", key=KEY).append({"x": 0})
+    rotate(tmp_path / "new.jsonl", key=KEY)
+    with pytest.raises(InputError, match="nothing to archive"):  # only the record that opens the fresh file
+        rotate(tmp_path / "new.jsonl", key=KEY)
+    with pytest.raises(InputError, match="the log's own"):
+        a.append({"x": 0}, kind=CONTINUATION)
+    with pytest.raises(AuditError):
+        rotate(path, key=b"z" * 32)
+    assert verify(path, key=KEY).ok
+
+
+def test_processes_writing_through_a_rotation_keep_one_chain(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    AuditLog(path, key=KEY).append({"start": 1})
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_from_another_process, args=(str(path), 60)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    rotated = 0
+    while any(p.is_alive() for p in procs) and rotated < 3:
+        try:
+            rotate(path, key=KEY)
+            rotated += 1
+        except InputError:  # nothing new since the last rotation yet
+            pass
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    rep = verify(path, key=KEY, archives=True)
+    assert rep.ok and rep.n_records == 1 + 120 + rotated, rep.summary()
+    assert len(rep.archives) == rotated >= 1
+
+
+def test_a_tightening_survives_the_rotation_and_the_monitor_counts_the_archives(tmp_path):
+    policy = _pol(tmp_path, spot_check_rate=0.5, on_breach="review")
+    log, queue = _deploy(tmp_path, policy, 80, halluc_rate=0.6)
+    before = run_monitor(policy)["domains"]["geo"]
+    assert before["state"]["state"] == "tightened"
+    state = MonitorState(policy.monitor.state, policy.audit.path)
+    assert state.get("geo").state == "tightened"  # a running guard's view, replayed up to here
+    done = rotate(policy.audit.path, key=None, queue=policy.review.queue)
+    assert next(iter(AuditLog(policy.audit.path)))["monitor_states"]["geo"]["state"] == "tightened"
+    # the running guard follows the rotation (the state file rewritten makes it replay): still tightened, and
+    # a guard started now reads the fresh file alone, the state file gone: still tightened
+    write_state(Path(policy.monitor.state), {}, policy_id(policy))
+    held = state.get("geo")
+    assert held.state == "tightened" and "cannot be replayed" not in (held.reason or ""), held.reason
+    Path(policy.monitor.state).unlink()
+    assert MonitorState(policy.monitor.state, policy.audit.path).get("geo").state == "tightened"
+    # the monitor reads the archive too: the same evidence as before the rotation, queue items found there
+    after = run_monitor(policy)["domains"]["geo"]
+    assert after["spot_checks"]["reviewed"] == before["spot_checks"]["reviewed"] > 20
+    assert after["state"]["state"] == "tightened" and verify(policy.audit.path, archives=True).ok
+    assert Path(done.archive).exists()
+
+
+def test_rotation_waits_for_the_review_queue_to_hold_what_the_log_promised(tmp_path):
+    policy = _pol(tmp_path)
+    log = AuditLog(policy.audit.path)
+    rec = log.append({"domain": "geo", "route": "review", "question": "q", "answer": "a"}, kind="decision")
+    with pytest.raises(AuditError, match=f"not in the review queue .*{rec.id}.*start a guard on this policy"):
+        rotate(policy.audit.path, key=None, queue=policy.review.queue)
+    assert not list(tmp_path.glob("audit.*-*.jsonl"))  # nothing rotated
+    ReviewQueue(policy.review.queue).enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": "geo"})
+    assert rotate(policy.audit.path, key=None, queue=policy.review.queue).last_seq == 0
+
+
+def test_a_log_that_does_not_verify_is_not_rotated(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, key=None)
+    for i in range(3):
+        log.append({"x": i})
+    path.write_text(path.read_text().replace('"x":1', '"x":5'))
+    with pytest.raises(AuditIntegrityError, match="does not verify"):
+        rotate(path, key=None)
+    assert not list(tmp_path.glob("audit.*-*.jsonl"))
+
+
+def test_cli_rotates_and_verifies_with_the_archives(tmp_path, capsys):
+    from hguard.cli.audit import main
+
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text('version = 1\n[audit]\npath = "audit.jsonl"\n[review]\nqueue = "q.sqlite3"\n')
+    log = AuditLog(tmp_path / "audit.jsonl", key=None)
+    log.append({"x": 1})
+    assert main(["rotate", "--policy", str(policy_file), "--no-key"]) == 0
+    out = capsys.readouterr().out
+    assert "archived seq 0..0" in out and "audit.0-0.jsonl" in out
+    log.append({"x": 2})
+    assert main(["verify", str(tmp_path / "audit.jsonl"), "--no-key"]) == 0
+    assert "1 archive(s): audit.0-0.jsonl" in capsys.readouterr().out
+    (tmp_path / "audit.0-0.jsonl").unlink()
+    assert main(["verify", str(tmp_path / "audit.jsonl"), "--no-key"]) == 1
+    assert main(["verify", str(tmp_path / "audit.jsonl"), "--no-key", "--this-file-only"]) == 0
+
+
+def test_an_answer_held_before_the_rotation_is_reviewed_and_exported_after_it(tmp_path):
+    from hguard.review import export_reviewed
+
+    log = AuditLog(tmp_path / "audit.jsonl", key=None)
+    queue = ReviewQueue(tmp_path / "q.sqlite3", audit=log)
+    rec = log.append({"domain": "geo", "route": "review", "question": "Capital of Peru?", "answer": "Lima"},
+                     kind="decision")
+    item = queue.enqueue({"audit_id": rec.id, "question": "Capital of Peru?", "answer": "Lima", "domain": "geo"})
+    rotate(log.path, key=None, queue=queue.path)
+    log.append({"x": 1})
+    queue.decide(item, verdict="correct", reviewer="ana")  # its decision is in the archive
+    assert [r["kind"] for r in log][-1] == "review_verdict"
+    summary = export_reviewed(queue, tmp_path / "rows.jsonl")
+    assert summary.n_items == 1 and not summary.skipped, summary
+    # an archive taken away: the verdict cannot be checked against its decision, and says where to look
+    item2 = queue.enqueue({"audit_id": rec.id + "x", "question": "q", "answer": "a", "domain": "geo"})
+    Path(tmp_path / "audit.0-0.jsonl").unlink()
+    with pytest.raises(AuditIntegrityError, match="audit.0-0.jsonl.*not beside it"):
+        queue.decide(item2, verdict="correct", reviewer="ana")
