@@ -1,7 +1,7 @@
 """What a long audit log costs a guard: start-up time, first and later answers, and memory, by log length.
 
     .venv/bin/python benchmarks/audit_scale.py                          # the figures in benchmarks/README.md
-    .venv/bin/python benchmarks/audit_scale.py --records 0 200 --out /tmp/a.json   # seconds (the smoke run)
+    .venv/bin/python benchmarks/audit_scale.py --records 1 200 --rotated 200 --out /tmp/a.json   # seconds (the smoke run)
 
 A guard reads its audit log when it starts (answers held for review that a crash kept out of the review
 queue are put back; the monitor state is checked against the chain, which must verify first) and again
@@ -10,6 +10,8 @@ measures it on a tiny random model (the log, not the model, is what is timed): f
 process fills a log with that many accepted decision records copied from one real one (written without
 fsync to save time; a guard writes each with fsync), then times ``Guard.from_policy``, a first answer, a
 state file rewritten by the monitor followed by an answer, and a later answer, and reports its peak RSS.
+``--rotated N``: the same for a log of N records rotated (``hguard audit rotate``) before the guard starts,
+with the rotation's own time: a guard then reads the fresh file only.
 
 Writes ``benchmarks/results/audit_scale.json`` (``--out``). Needs no model download.
 """
@@ -33,8 +35,8 @@ sys.path.insert(0, str(REPO))
 Q = "who is the author of the book ?"
 
 
-def _child(n: int, folder: Path) -> dict:
-    from hguard.audit import AuditLog
+def _child(n: int, folder: Path, rotated: bool = False) -> dict:
+    from hguard.audit import AuditLog, rotate
     from hguard.calibrate.data import write_examples
     from hguard.calibrate.pipeline import calibrate
     from hguard.guard import Guard
@@ -63,6 +65,11 @@ def _child(n: int, folder: Path) -> dict:
     finally:
         os.fsync = fsync
     size = policy.audit.path.stat().st_size
+    rotate_s = None
+    if rotated:
+        t = time.perf_counter()
+        rotate(policy.audit.path, key=None, queue=policy.review.queue)
+        rotate_s = round(time.perf_counter() - t, 2)
     t0 = time.perf_counter()
     guard = Guard.from_policy(policy, lm=lm)
     t1 = time.perf_counter()
@@ -74,7 +81,8 @@ def _child(n: int, folder: Path) -> dict:
     guard.invoke(Q, domain="alpha")
     t4 = time.perf_counter()
     return {
-        "records": max(n, 1), "log_mb": round(size / 1e6, 1), "start_s": round(t1 - t0, 2),
+        "records": max(n, 1), "log_mb": round(size / 1e6, 1), "rotated": rotated, "rotate_s": rotate_s,
+        "start_s": round(t1 - t0, 2),
         "first_answer_s": round(t2 - t1, 2), "answer_after_state_rewrite_s": round(t3 - t2, 3),
         "later_answer_s": round(t4 - t3, 3), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }  # fmt: skip
@@ -83,6 +91,9 @@ def _child(n: int, folder: Path) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--records", type=int, nargs="+", default=[1, 20_000, 100_000, 200_000])
+    ap.add_argument("--rotated", type=int, nargs="*", default=[200_000],
+                    help="log lengths to measure again rotated before the guard starts")
+    ap.add_argument("--rotate", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "audit_scale.json")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -92,12 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.child is not None:
-        print(json.dumps(_child(args.child, args.folder)))
+        print(json.dumps(_child(args.child, args.folder, args.rotate)))
         return 0
     rows = []
-    for n in args.records:
+    for n, rotated in [(n, False) for n in args.records] + [(n, True) for n in args.rotated]:
         with tempfile.TemporaryDirectory(prefix="hguard-audit-scale-") as tmp:
-            proc = subprocess.run([sys.executable, __file__, "--child", str(n), "--folder", tmp],
+            proc = subprocess.run([sys.executable, __file__, "--child", str(n), "--folder", tmp]
+                                  + (["--rotate"] if rotated else []),
                                   capture_output=True, text=True, check=False)  # fmt: skip
             if proc.returncode != 0:
                 print(proc.stderr[-2000:], file=sys.stderr)

@@ -53,7 +53,7 @@ class Benchmark:
 BENCHMARKS: dict[str, Benchmark] = {
     "audit_scale": Benchmark(
         full=((),),
-        smoke=(("--records", "1", "200", "--out", f"{OUT}/audit_scale.json"),),
+        smoke=(("--records", "1", "200", "--rotated", "200", "--out", f"{OUT}/audit_scale.json"),),
         writes=("audit_scale.json",),
     ),
     "bad_input": Benchmark(

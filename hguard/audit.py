@@ -18,13 +18,18 @@ This module keeps that evidence from being lost or quietly altered:
 * With a key (:mod:`hguard.integrity`) every record carries ``mac``, HMAC-SHA256 over the record without
   ``hash`` and ``mac``; :func:`verify` given the key then catches edited, re-chained and forged records.
 
+* :meth:`AuditLog.rotate` (``hguard audit rotate``, :func:`rotate` with the monitor's states and the review
+  queue's check) archives the records so far beside the log and continues the chain in a fresh file whose
+  first record (``log_continued``) links to the archive; :func:`verify` with ``archives=True`` checks them all.
+
 Limits: without a key, someone who can write the file can recompute every hash after an edit; with or
 without one, cutting records off the end leaves a valid chain. Keep the latest receipt's ``hash`` elsewhere
 (``verify(..., expect_head=...)``) or let the log append heads to an anchor file kept out of that person's
 reach (``AuditLog(..., anchor=...)``, ``verify(..., anchor=...)``).
 
 Imports only the standard library, so auditors' machines need no torch to read a log. This module holds
-the writer (:class:`AuditLog`) and :func:`repair`; the record format lives in ``_audit_records``, file
+the writer (:class:`AuditLog`), :func:`repair` and :func:`rotate` (its policy-aware part in ``_audit_rotate``);
+the record format lives in ``_audit_records``, file
 access and locking in ``_audit_files``, :func:`verify` in ``_audit_verify`` and :func:`show` /
 :func:`export_csv` in ``_audit_export``, all importable from here.
 """

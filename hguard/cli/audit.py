@@ -1,4 +1,4 @@
-"""``hguard audit``: verify, show, export or repair an audit log from the command line (see :mod:`hguard.audit`)."""
+"""``hguard audit``: verify, show, export, repair or rotate an audit log from the command line (see :mod:`hguard.audit`)."""
 
 from __future__ import annotations
 
