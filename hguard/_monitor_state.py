@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -124,10 +125,18 @@ class MonitorState:
         # how far the chain was verified and replayed: a later replay reads only what was appended since
         self._point: Any = None
         self._point_states: dict[str, DomainState] = {}
+        # one reader at a time: a guard's threads share this object, and a replay moves the verified point
+        # that another thread's replay would otherwise resume from half-way (read as a log cut back)
+        self._lock = threading.Lock()
 
     def get(self, domain: str | None) -> DomainState | None:
         if self.path is None or domain is None:
             return None
+        with self._lock:
+            return self._get(domain)
+
+    def _get(self, domain: str) -> DomainState | None:
+        assert self.path is not None
         try:
             st = self.path.stat()
             stamp: tuple = (st.st_mtime_ns, st.st_size, st.st_ino)
@@ -166,6 +175,10 @@ class MonitorState:
 
     def use_log(self, audit) -> None:
         """Replay the chain of this :class:`~hguard.audit.AuditLog` (its path, key and anchor) from now on."""
+        with self._lock:
+            self._use_log(audit)
+
+    def _use_log(self, audit) -> None:
         same = (self.audit_path, self.key, self.anchor) == (Path(audit.path), audit._key, audit.anchor)  # noqa: SLF001
         self.audit_path, self.key, self.anchor = Path(audit.path), audit._key, audit.anchor  # noqa: SLF001
         self._stamp, self._chain = None, None

@@ -1022,3 +1022,48 @@ def test_a_running_guards_monitor_state_fails_closed_when_the_log_no_longer_cont
     state.write_text('{"format": "hguard-monitor-state", "domains": {}}')  # and the mirror says normal
     held = ms.get("geo")
     assert held.state == "tightened" and held.accept_below == 0.0 and "this guard verified" in held.reason and "up to seq 1" in held.reason
+
+
+def test_threads_sharing_a_guards_monitor_state_never_read_a_growing_log_as_cut_back(tmp_path):
+    # a replay moved the verified point while another thread resumed from it: every domain was held as
+    # "cut back or replaced" for the rest of the process (found serving from a thread pool: the first
+    # answers of a fresh guard, and each after the monitor rewrote its state file, replay at once)
+    import threading
+    import time
+
+    from hguard.monitor import write_state
+
+    log = AuditLog(tmp_path / "audit.jsonl", key=None)
+    for i in range(100):
+        log.append({"x": i, "pad": "y" * 500})
+    state_path = tmp_path / "state.json"
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def answer(state, start):
+        start.wait()
+        for _ in range(5 if not stop.is_set() else 0):
+            log.append({"x": 1, "pad": "z" * 500})
+            s = state.get("geo")
+            if s is not None:
+                seen.append(s.reason or s.state)
+
+    def monitor():
+        while not stop.is_set():  # the monitor rewrites the state file (atomically): each guard thread replays
+            write_state(state_path, {}, "p")
+            time.sleep(0.005)
+
+    rewriter = threading.Thread(target=monitor)
+    for round_ in range(40):
+        if round_ == 20:
+            rewriter.start()
+        state, start = MonitorState(state_path, tmp_path / "audit.jsonl"), threading.Barrier(4)
+        threads = [threading.Thread(target=answer, args=(state, start)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    stop.set()
+    rewriter.join()
+    assert seen == [], seen[:1]
+    assert verify(tmp_path / "audit.jsonl").ok
