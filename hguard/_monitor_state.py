@@ -148,10 +148,7 @@ class MonitorState:
             self._states, self._broken, self._chain = {}, None, None  # the chain is replayed again with it
             if stamp != ("missing",):
                 try:
-                    data = json.loads(self.path.read_text(encoding="utf-8"))
-                    if data.get("format") != STATE_FORMAT:
-                        raise ValueError(f"format is {data.get('format')!r}, not {STATE_FORMAT!r}")
-                    self._states = {d: DomainState(**s) for d, s in data["domains"].items()}
+                    self._states = read_state_file(self.path)
                 except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
                     self._broken = f"monitor state {self.path} is unreadable ({type(exc).__name__}: {exc})"
             self._stamp = stamp
@@ -250,6 +247,15 @@ class MonitorState:
     @staticmethod
     def _closed(why: str) -> DomainState:
         return DomainState("tightened", "review", 0.0, None, None, None, f"{why}; fix or rerun `hguard monitor`")
+
+
+def read_state_file(path: Path) -> dict[str, DomainState]:
+    """The domain states a state file holds; OSError, ValueError, TypeError, KeyError or AttributeError when it
+    cannot be read as one."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("format") != STATE_FORMAT:
+        raise ValueError(f"format is {data.get('format')!r}, not {STATE_FORMAT!r}")
+    return {d: DomainState(**s) for d, s in data["domains"].items()}
 
 
 def write_state(path: Path, states: Mapping[str, DomainState], pid: str) -> None:

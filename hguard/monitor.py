@@ -57,6 +57,7 @@ from ._monitor_state import (
     TIGHTEN,
     DomainState,
     MonitorState,
+    read_state_file,
     replay,
     tightened_thresholds,
     transition,
@@ -369,6 +370,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     selection = check_selection(policy, [r for r in records if r.get("kind") == SPOT or r.get("id") in by_id])
     now = now or datetime.now(timezone.utc).isoformat(timespec="microseconds")
     audit = _writer(policy, audit_path, key) if act else None
+    carried = _carry_file_only_tightenings(policy, states, audit, pid)
     report: dict[str, Any] = {
         "policy": str(policy.source) if policy.source else None, "policy_id": pid, "audit_log": str(audit_path),
         "review_queue": str(queue_path), "time": now, "chain": {"ok": ver.ok, "n_records": ver.n_records},
@@ -379,6 +381,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         "review_decisions_not_in_queue": _not_queued(records, items, queue is not None),
         "queue_items_differing_from_log": {"n": len(differing), "items": differing[:5]},
         "outside_domains": _outside(decisions, items, policy),
+        "tightenings_carried_from_state_file": carried,
     }  # fmt: skip
     for name, dp in policy.domains.items():
         m = meta.get(name, [])
@@ -490,6 +493,35 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     if act:
         write_state(Path(policy.monitor.state), {d: s for d, s in states.items() if d in policy.domains}, pid)
     return report
+
+
+def _carry_file_only_tightenings(policy, states: dict[str, DomainState], audit, pid: str) -> list[str]:
+    """Domains the state file holds tightened of which the audit chain holds no monitor record at all (the log
+    it was recorded in was moved aside or replaced by hand): kept tightened, and, when acting, recorded in this
+    chain (``monitor_tighten``), so that only a person's lift or a recalibration ends them; the file alone
+    would otherwise be rewritten as normal by this run. Updates ``states``; returns the domains."""
+    path = Path(policy.monitor.state)
+    try:
+        mirror = read_state_file(path) if path.exists() else {}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return []  # an unreadable file fails the guard closed until this run rewrites it from the chain
+    carried = []
+    for name, held in sorted(mirror.items()):
+        if name not in policy.domains or held.state != "tightened" or name in states:
+            continue
+        reason = (f"carried over from the monitor state file {path}: the audit log holds no record of this "
+                  f"tightening (since {held.since}, record {held.record_id}: {held.reason}); the log it was recorded "
+                  "in was moved aside or replaced. A person lifts it with `hguard monitor --lift`")
+        if audit is not None:
+            accept = held.accept_below if held.accept_below is not None else 0.0
+            ev = _append(audit, TIGHTEN, {"domain": name, "action": held.action, "accept_below": accept,
+                                          "probe_id": held.probe_id, "calibration_id": held.calibration_id,
+                                          "reason": reason, "carried_record": held.record_id, "policy_id": pid})
+            states[name] = transition(DomainState(), ev)
+        else:
+            states[name] = held
+        carried.append(name)
+    return carried
 
 
 def _writer(policy, audit_path: Path, key: bytes | None):

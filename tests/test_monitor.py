@@ -1067,3 +1067,30 @@ def test_threads_sharing_a_guards_monitor_state_never_read_a_growing_log_as_cut_
     rewriter.join()
     assert seen == [], seen[:1]
     assert verify(tmp_path / "audit.jsonl").ok
+
+
+def test_a_log_moved_aside_by_hand_does_not_lift_a_tightening_the_state_file_holds(tmp_path):
+    # ops trial: log and queue moved aside, the next monitor run rewrote the state file as normal from the
+    # fresh log, and the guard accepted again, with no lift on record
+    import shutil
+
+    policy = _pol(tmp_path, spot_check_rate=0.5, on_breach="review")
+    _deploy(tmp_path, policy, 80, halluc_rate=0.6)
+    assert run_monitor(policy)["domains"]["geo"]["state"]["state"] == "tightened"
+    (tmp_path / "old").mkdir()
+    for name in ("audit.jsonl", "queue.sqlite3"):
+        shutil.move(tmp_path / name, tmp_path / "old" / name)
+    AuditLog(policy.audit.path).append({"domain": "geo", "route": "abstain"}, kind="decision")  # a guard started afresh
+    dry = run_monitor(policy, act=False)
+    assert dry["tightenings_carried_from_state_file"] == ["geo"] and dry["domains"]["geo"]["state"]["state"] == "tightened"
+    rep = run_monitor(policy)
+    assert rep["tightenings_carried_from_state_file"] == ["geo"]
+    assert rep["domains"]["geo"]["state"]["state"] == "tightened"
+    carried = [r for r in AuditLog(policy.audit.path) if r["kind"] == "monitor_tighten"]
+    assert len(carried) == 1 and "carried over from the monitor state file" in carried[0]["reason"]
+    # now in the chain: a guard holds it without the file, a second run carries nothing more, a person lifts it
+    Path(policy.monitor.state).unlink()
+    assert MonitorState(policy.monitor.state, policy.audit.path).get("geo").state == "tightened"
+    assert run_monitor(policy)["tightenings_carried_from_state_file"] == []
+    assert lift(policy, "geo", by="ops", reason="log archived by hand, checked").state == "normal"
+    assert run_monitor(policy)["domains"]["geo"]["state"]["state"] == "normal"
