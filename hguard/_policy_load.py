@@ -203,4 +203,5 @@ def load_policy(path: str | Path) -> Policy:
     # referenced, even when that is a symlink into another directory.
     policy = _validate(data, source=source, base_dir=path.absolute().parent)
     policy._source = path.absolute()
+    policy._named = data
     return policy

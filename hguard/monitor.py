@@ -117,7 +117,8 @@ def policy_hash(policy) -> str:
     any setting, a hand-set threshold or a spot-check rate included. Paths count as the file names them, not
     where it lies: one in the policy's folder or beside it (at most two levels up: ``../models``) relative to
     it, else one in hguard's own data as ``package:`` and one in the home folder from ``~``; as named, symlinks
-    not followed. So a policy folder moved or copied elsewhere (with its sibling folders) keeps its hash.
+    not followed; one the file names absolutely, as it names it. So a policy folder moved or copied elsewhere
+    (with its sibling folders) keeps its hash, and a policy file copied anywhere keeps it.
     ``hguard audit verify --policy FILE`` says which of a log's decisions were made under FILE."""
     import os
 
@@ -128,13 +129,17 @@ def policy_hash(policy) -> str:
     folder = os.path.dirname(folder) if folder is not None else None
     others = [(os.path.normpath(str(DATA_DIR)), "package:"), (os.path.normpath(str(Path.home())), "~/")]
 
-    def portable(v):
+    def portable(v, named=None):
+        # ``named``: the file's own value at this place, when it has one
         if isinstance(v, dict):
-            return {k: portable(x) for k, x in v.items()}
+            return {k: portable(x, named.get(k) if isinstance(named, dict) else None) for k, x in v.items()}
         if isinstance(v, list):
-            return [portable(x) for x in v]
+            same = isinstance(named, list) and len(named) == len(v)
+            return [portable(x, named[i] if same else None) for i, x in enumerate(v)]
         if isinstance(v, str) and os.path.isabs(v):
             path = os.path.normpath(v)
+            if isinstance(named, str) and os.path.isabs(named) and os.path.normpath(named) == path:
+                return path  # the file names it absolutely: the same wherever the file is copied
             if folder is not None:  # in the policy folder ("./x"), or beside it ("./../models/x.gguf", "./../my-probes")
                 rel = Path(os.path.relpath(path, folder)).as_posix()
                 if not rel.startswith("../../../") and rel != "../../..":
@@ -144,7 +149,8 @@ def policy_hash(policy) -> str:
                     return name + Path(os.path.relpath(path, base)).as_posix()
         return v
 
-    body = json.dumps(portable(policy.model_dump(mode="json")), sort_keys=True, default=str)
+    body = json.dumps(portable(policy.model_dump(mode="json"), getattr(policy, "_named", None)), sort_keys=True,
+                      default=str)
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 

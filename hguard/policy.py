@@ -407,6 +407,7 @@ class Policy(_Section):
     )
 
     _source: Path | None = PrivateAttr(default=None)
+    _named: Any = PrivateAttr(default=None)  # the file's values as written (its paths as it names them)
 
     @field_validator("model", mode="after")
     @classmethod

@@ -340,6 +340,20 @@ def test_policy_hash_tells_apart_policies_of_one_guarantee(tmp_path):
             'version = 1\nprobes = "../my-probes"\n[domains.geo]\ntarget_hallucination_rate = 0.2\nconfidence = 0.9\n')
     moved = [policy_hash(load_policy(tmp_path / top / "my-policy" / "policy.toml")) for top in ("site-a", "site-b")]
     assert moved[0] == moved[1]
+    # a file naming its anchor and key absolutely, copied byte for byte into a folder at another depth (a backup)
+    # keeps its hash (ops trial: the copy's relative form of the same absolute path differed)
+    text = (f'version = 1\n[audit]\npath = "audit.jsonl"\nanchor = "{tmp_path}/anchor/a.anchor"\n'
+            f'[integrity]\nkey_file = "{tmp_path}/keys/k.key"\n')
+    hashes = []
+    for where in ("svc/pol", "backup/deeper/pol"):
+        (tmp_path / where).mkdir(parents=True)
+        (tmp_path / where / "policy.toml").write_text(text)
+        hashes.append(policy_hash(load_policy(tmp_path / where / "policy.toml")))
+    assert hashes[0] == hashes[1]
+    # a path changed in code after loading is hashed as it is now, not as the file named it
+    changed = load_policy(tmp_path / "svc/pol/policy.toml")
+    changed = changed.model_copy(update={"audit": changed.audit.model_copy(update={"anchor": tmp_path / "elsewhere"})})
+    assert policy_hash(changed) != hashes[0]
 
 
 def test_policy_hash_of_a_sibling_layout_holds_under_home_and_through_a_linked_folder(tmp_path, monkeypatch):
