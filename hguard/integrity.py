@@ -75,7 +75,9 @@ def load_key_file(path: str | os.PathLike[str]) -> bytes:
             )
         data = p.read_bytes()
     except FileNotFoundError:
-        raise InputError(f"integrity key file {str(p)!r} does not exist; check the path, or {_HOW}") from None
+        raise InputError(f"integrity key file {str(p)!r} does not exist; check the path (restore the key from its "
+                         "backup: a new key cannot write a log or load probes made with a lost one; a new key starts a "
+                         f"new audit log and needs the probes signed again), or for a new deployment {_HOW}") from None
     except OSError as e:
         raise InputError(f"cannot read integrity key file {str(p)!r} ({e.strerror}); check its permissions") from None
     return _checked(data, f"file {str(p)!r}")
