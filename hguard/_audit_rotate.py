@@ -79,7 +79,19 @@ def rotate(path: str | os.PathLike[str], *, key: Any = "environment", anchor: st
                     tail.append(rec)
         return {"monitor_states": carried_states(replay(tail, states))}
 
-    return log.rotate(carry=carry)
+    hashed = None
+    if point is not None:  # the bulk of the archive's sha256, before the lock (writers wait only for the rest)
+        import hashlib
+
+        digest = hashlib.sha256()
+        with open(log.path, "rb") as f:
+            if os.fstat(f.fileno()).st_ino == point.inode:
+                left = point.offset
+                while left > 0 and (chunk := f.read(min(1 << 20, left))):
+                    digest.update(chunk)
+                    left -= len(chunk)
+                hashed = (point.inode, point.offset - left, digest)
+    return log.rotate(carry=carry, hashed=hashed)
 
 
 def _check_queued(queue: Path, wanted: list[str], log: Path) -> None:

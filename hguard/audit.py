@@ -286,7 +286,8 @@ class AuditLog:
         finally:
             os.close(fd)
 
-    def rotate(self, *, carry: Callable[[int], Mapping[str, Any]] | None = None) -> Rotation:
+    def rotate(self, *, carry: Callable[[int], Mapping[str, Any]] | None = None,
+               hashed: tuple[int, int, Any] | None = None) -> Rotation:
         """Archive the records written so far and go on in a fresh file, one chain across both.
 
         Under the log's lock (writers wait, then write to the fresh file): the log's end is checked as an append
@@ -295,7 +296,8 @@ class AuditLog:
         goes missing), and the log's name then holds one ``log_continued`` record whose ``prev_hash`` and
         ``seq`` follow the archive's last record and which names the archive, its size and its sha256.
         ``carry(size)`` is called under the lock with the archived length and returns fields to add to that
-        record (the monitor's states, which a guard replays from the newest file alone). ``verify(...,
+        record (the monitor's states, which a guard replays from the newest file alone). ``hashed`` = (inode,
+        n, a ``hashlib.sha256`` of the file's first n bytes) lets a caller hash the bulk before the lock. ``verify(...,
         archives=True)`` checks the archives and their links; a writer of another process that wrote to the
         archive finds its last record there and goes on. Raises InputError on a log holding nothing to archive.
         """
@@ -314,8 +316,10 @@ class AuditLog:
             archive = self.path.with_name(f"{self.path.stem}.{first_seq}-{seq - 1}{self.path.suffix}")
             if archive.exists():
                 raise AuditError(f"cannot archive {self.path} as {archive}: that file exists; move it away first")
-            digest_bytes = hashlib.sha256()
-            for pos in range(0, size, 1 << 20):
+            digest_bytes, done = hashlib.sha256(), 0
+            if hashed is not None and hashed[0] == os.fstat(fd).st_ino and 0 <= hashed[1] <= size:
+                done, digest_bytes = hashed[1], hashed[2].copy()  # only what was appended since is read here
+            for pos in range(done, size, 1 << 20):
                 digest_bytes.update(_pread_exact(fd, min(1 << 20, size - pos), pos))
             body = {"archive": archive.name, "archive_first_seq": first_seq, "archive_last_seq": seq - 1,
                     "archive_bytes": size, "archive_sha256": digest_bytes.hexdigest(),
