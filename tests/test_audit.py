@@ -902,3 +902,28 @@ def test_verify_resumes_from_a_verified_point_and_checks_only_what_was_appended(
     seen.clear()
     whole = verify(log.path, key=key, start=full.resume, on_record=lambda r: seen.append(r["i"]))
     assert not whole.resumed and seen == list(range(9)) and not whole.ok
+
+
+def test_show_and_export_check_with_the_policys_key_and_anchor(tmp_path, capsys):
+    from hguard.cli.audit import main
+
+    key = tmp_path / "k.key"
+    key.write_text("k" * 64)
+    key.chmod(0o600)
+    (tmp_path / "policy.toml").write_text(f'version = 1\n[audit]\npath = "audit.jsonl"\nanchor = "a.anchor"\n'
+                                          f'[integrity]\nkey_file = "{key}"\n')
+    log = AuditLog(tmp_path / "audit.jsonl", key=b"k" * 64, anchor=tmp_path / "a.anchor")
+    log.append({"x": 1})
+    assert main(["show", str(tmp_path / "audit.jsonl"), "--no-key"]) == 0
+    assert "NOT checked" in capsys.readouterr().err
+    assert main(["show", str(tmp_path / "audit.jsonl"), "--policy", str(tmp_path / "policy.toml")]) == 0
+    assert "NOT checked" not in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "audit.jsonl"), "--csv", str(tmp_path / "o.csv"),
+                 "--policy", str(tmp_path / "policy.toml")]) == 0
+    assert "MAC was not checked" not in (tmp_path / "o.csv").read_text()
+    # the policy's anchor is checked: a record cut off the end fails
+    lines = (tmp_path / "audit.jsonl").read_text().splitlines(keepends=True)
+    log.append({"x": 2})
+    (tmp_path / "audit.jsonl").write_text("".join(lines))
+    assert main(["show", str(tmp_path / "audit.jsonl"), "--policy", str(tmp_path / "policy.toml")]) == 1
+    assert "not in the log" in capsys.readouterr().err

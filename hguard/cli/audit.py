@@ -56,6 +56,8 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
     """The key and anchor a command that reads records checks the log with, as verify does."""
     _add_key_options(p)
     p.add_argument("--anchor", metavar="FILE", help="the anchor the writer appended heads to, checked too")
+    p.add_argument("--policy", metavar="FILE", help="check with the key ([integrity] key_file) and anchor ([audit] "
+                   "anchor) of this policy file, as the guard that wrote the log does (--key-file, --anchor win)")
 
 
 def _cli_key(args: argparse.Namespace) -> bytes | None:
@@ -63,7 +65,22 @@ def _cli_key(args: argparse.Namespace) -> bytes | None:
 
     if args.no_key:
         return None
-    return load_key_file(args.key_file) if args.key_file else load_key()
+    if args.key_file:
+        return load_key_file(args.key_file)
+    return load_key(_policy_of(args).integrity.key_file) if getattr(args, "policy", None) else load_key()
+
+
+def _policy_of(args: argparse.Namespace):
+    from ..policy import load_policy
+
+    return load_policy(args.policy)
+
+
+def _cli_anchor(args: argparse.Namespace):
+    anchor = getattr(args, "anchor", None)
+    if anchor is None and getattr(args, "policy", None):
+        anchor = _policy_of(args).audit.anchor
+    return anchor
 
 
 def _under_policy(path, policy) -> str:
@@ -83,7 +100,7 @@ def _under_policy(path, policy) -> str:
 def _check(path: str, args: argparse.Namespace) -> VerifyReport:
     """The log verified as the command's options say: hash chain; with the key from --key-file or the
     environment, its MACs; with --anchor, the anchor's heads."""
-    return verify(path, key=_cli_key(args), anchor=getattr(args, "anchor", None))
+    return verify(path, key=_cli_key(args), anchor=_cli_anchor(args))
 
 
 def _chain_holds(path: str, what: str, args: argparse.Namespace, report: VerifyReport | None = None) -> bool:
@@ -96,7 +113,7 @@ def _chain_holds(path: str, what: str, args: argparse.Namespace, report: VerifyR
               "re-chained forgery reads as intact); pass --key-file FILE or set HGUARD_KEY_FILE", file=sys.stderr)
     if not report.ok:
         first = report.problems[0] if report.problems else None
-        where = f" (first: line {first.line}: {first.message})" if first is not None and first.line else ""
+        where = "" if first is None else f" (first: {f'line {first.line}: ' if first.line else ''}{first.message})"
         print(f"hguard audit: warning: {path} does not verify: {len(report.problems)} problem(s){where}; {what}; "
               f"`hguard audit verify {path}` says where", file=sys.stderr)
     return report.ok
