@@ -415,3 +415,34 @@ def test_a_reply_saying_the_answer_to_the_question_is_not_provided_declines() ->
         assert judge(reply, ["Paris"]).label == "refusal"
     # naming what the question asks goes on to say something: not a decline by this rule
     assert judge("The answer to the question whether the policy covers X is not provided.", ["yes"]).label != "refusal"
+
+
+@pytest.mark.parametrize("answer", [
+    "Maybe.", "It depends on the patient.", "This is a controversial topic in the medical community.",
+    "It is a topic of debate among medical professionals.", "Perhaps not.", "It is unclear whether aspirin helps.",
+    "The evidence is mixed, with some studies suggesting a benefit but others have found no correlation.",
+])
+def test_a_hedge_to_a_yes_no_question_declines_whatever_yes_no_word_follows(answer):
+    # a clinical team's PubMedQA calibration counted these as "yes" (or, by a later "no", as "no")
+    from hguard.calibrate.judge import declines, judge_yesno
+
+    q = "Does aspirin reduce the risk of stroke?"
+    for truth in ("yes", "no"):
+        assert judge_yesno(answer, truth, question=q).label == "refusal"
+    assert declines(answer, q) is not None
+    assert declines(answer, "What does aspirin reduce?") is None or answer.startswith("It is unclear")
+
+
+def test_a_side_taken_before_the_hedge_and_document_wordings_are_read_as_before():
+    from hguard.calibrate.judge import declines, judge_yesno
+
+    q = "Does aspirin reduce the risk of stroke?"
+    assert judge_yesno("Yes, although the evidence is mixed.", "yes", question=q).label == "correct"
+    assert judge_yesno("Aspirin reduces the risk of stroke.", "yes", question=q).label == "correct"
+    assert judge_yesno("No.", "yes", question=q).label == "hallucinated"
+    # a document that does not say, in a guideline's or a study's words, and a prefix said twice
+    assert declines("The guideline does not specify a dose.", "What is the dose of enoxaparin?")
+    assert declines("The study does not mention the dose.", "What dose was used?")
+    assert declines("The answer is: The answer is not provided.", "What is the dose?")
+    # to a yes/no question about the study, its wording is a plain no
+    assert declines("The study does not show a reduced risk of stroke.", "Does the study show a reduced risk of stroke?") is None

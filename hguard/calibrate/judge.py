@@ -210,12 +210,13 @@ ABSTAIN_PATTERNS: tuple[str, ...] = (
     r"\b(?:is|are|was|were) not (?:specified|stated)\b",  # "The capital of Veltrai is not specified."
     # the whole reply opening so: "The answer is not provided." ("The answer to the question whether the policy
     # covers X is not provided" may be a plain no to a question about a document)
-    r"^(?:answer|information) (?:is|was) not (?:provided|given|available)\b",
-    r"^(?:answer|information) to (?:(?:this|that|your|my) )?question (?:is|was) not (?:provided|given|available)\b",
+    r"^(?:answer is:? )*(?:answer|information) (?:is|was) not (?:provided|given|available)\b",  # (said twice)
+    r"^(?:answer is:? )*(?:answer|information) to (?:(?:this|that|your|my) )?question (?:is|was) not (?:provided|given|available)\b",
     r"\bas (?:an )?ai\b",
     r"\bno one knows\b",
     # Answers with context: saying that the passage does not answer the question is abstaining.
-    r"\b(?:context|passage|text|document|policy|clause|information provided) (?:does not|doesnt|did not|didnt|do not|dont) "
+    r"\b(?:context|passage|text|document|policy|clause|information provided|guidelines?|study|article|abstract|sources?) "
+    r"(?:does not|doesnt|did not|didnt|do not|dont) "
     r"(?:explicitly |clearly |specifically |directly |expressly )?"
     r"(?:say|state|mention|answer|specify|provide|contain|include|address|tell|indicate|cover|discuss)\b",
     r"\b(?:context|passage|text|document|policy|clause|agreement|contract|section) (?:is|are|remains) silent "
@@ -291,7 +292,16 @@ def refusal_phrase(answer: str) -> str | None:
 # A question about a document ("Does the clause discuss dispute resolution?") is answered, not declined,
 # by "The clause does not discuss dispute resolution.": see `declines`.
 _DOCUMENT_NOUNS = frozenset({"agreement", "clause", "context", "contract", "document", "passage", "policy", "section",
-                             "segment", "terms", "text"})
+                             "segment", "terms", "text", "guideline", "guidelines", "study", "article", "abstract",
+                             "source", "sources"})
+# A reply to a yes/no question that opens by hedging ("Maybe.", "It depends on the patient.", "The evidence is
+# mixed, ...", "This is a controversial topic") takes no side: it declines, whatever yes/no word follows later.
+_HEDGE = re.compile(
+    r"^(?:well )?(?:maybe|perhaps|possibly|it depends|depends on|that depends|this depends)\b"
+    r"|\b(?:controversial|debated|topic of debate|matter of debate|subject of debate|topic of ongoing debate|"
+    r"inconclusive|evidence is (?:mixed|conflicting|unclear|limited|insufficient)|mixed (?:evidence|results|findings)|"
+    r"conflicting (?:evidence|results|findings)|(?:is|are|remains?) (?:unclear|uncertain|not clear|not (?:yet )?known|"
+    r"not (?:yet )?established))\b")
 
 
 def declines(answer: str, question: str | None = None) -> str | None:
@@ -306,16 +316,31 @@ def declines(answer: str, question: str | None = None) -> str | None:
     that does not ask for yes or no, such as "What is needed to assign the agreement?", the wording declines). A reply that
     opens with yes or no and says there is no evidence of something ("No, there is no evidence that
     statins cause it.") takes a side, unless it speaks of the document ("No, there is no evidence in the
-    passage."). The guard
+    passage."). To a yes/no question, a reply whose first sentence hedges before any yes or no ("Maybe.", "It
+    depends on the patient.", "The evidence is mixed, ...", "This is a controversial topic") declines. The guard
     abstains on a reply that declines, and calibration labels it "refusal" (see the module doc), so both
     read a reply through this one function.
     """
     return _declines(answer, question, _refusal(answer))
 
 
+def _hedges(answer: str, question: str | None) -> str | None:
+    """The hedge with which a reply to a yes/no question opens (its first sentence, before any yes or no), or None."""
+    if question is None or not asks_yes_no(_check_str(question, "question")):
+        return None
+    first = re.split(r"(?<=[.!?;])\s", answer.strip(), maxsplit=1)[0]
+    norm = normalize(first)
+    if not norm or norm.split()[0] in _YES_WORDS | _NO_WORDS:
+        return None
+    m = _HEDGE.search(norm)
+    return m.group(0) if m else None
+
+
 def _declines(answer: str, question: str | None, found: tuple[str, str] | None) -> str | None:
     """:func:`declines` given the reply's refusal wording (``_refusal(answer)``, read once by the caller)."""
-    if found is None or found[0] == "denial":
+    if found is None:
+        return _hedges(answer, question)
+    if found[0] == "denial":
         return None
     if found[0] == "empty":
         return ""
