@@ -173,6 +173,13 @@ def test_rag_calibration_warnings_name_a_domain_at_chance_and_held_out_accepts_a
     assert "5 of 13 answers from an off-topic passage were accepted (38%, 95% interval 14%-68%)" in lines[2]
     assert "0.31-0.97" in lines[0] and "7 correct, 35 hallucinated" in lines[0]
     assert "3 of the 6 accepted answers were hallucinated (50%, 95% interval 12%-88%), above the target 0.3" in lines[1]
+    # a clinical team's domain: 0.670 [0.53, 0.81] overall, chance on the answers given with their own passage
+    clinical = {"all": {"auroc": {"merged": 0.670}, "auroc_ci95": {"merged": [0.53, 0.81]}, "correct": 20, "hallucinated": 40},
+                "conditions": {"supporting": {"auroc": {"merged": 0.50}, "auroc_ci95": {"merged": [0.31, 0.66]},
+                                              "correct": 20, "hallucinated": 21}},
+                "thresholds": {"accept_below": 0.0}}
+    (line,) = rag_calibration_warnings({"domains": {"clinical": clinical, "policy": fine}}, target=0.2)
+    assert "'clinical'" in line and "supporting condition" in line and "0.31-0.66" in line and "overall 0.670" in line
 
 
 def test_calibration_warnings_say_each_kind_of_fit_warning_once_per_domain():

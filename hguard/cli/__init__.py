@@ -269,6 +269,17 @@ def rag_calibration_warnings(report: dict, target: float) -> list[str]:
                 f"{merged:.3f}, 95% interval {lo_hi[0]:.2f}-{lo_hi[1]:.2f}, n={a.get('correct', 0) + a.get('hallucinated', 0)}: "
                 f"{a.get('correct')} correct, {a.get('hallucinated')} hallucinated); do not rely on its scores: add labelled "
                 "answers (more passages, more kinds of question) and calibrate again")
+        else:  # the overall figure can come from the contrast conditions alone (off-topic answers are easy to tell)
+            sup = (m.get("conditions") or {}).get("supporting") or {}
+            s_merged, s_ci = (sup.get("auroc") or {}).get("merged"), (sup.get("auroc_ci95") or {}).get("merged")
+            if s_merged is not None and s_ci is not None and s_ci[0] <= 0.5:
+                lines.append(
+                    f"domain {d!r}: on answers given with their own passage (the supporting condition) the merged risk "
+                    f"does not separate right from wrong better than chance (AUROC {s_merged:.3f}, 95% interval "
+                    f"{s_ci[0]:.2f}-{s_ci[1]:.2f}, {sup.get('correct')} correct, {sup.get('hallucinated')} hallucinated); "
+                    f"the overall {merged:.3f} comes from the contrast conditions (off-topic, misleading passages): "
+                    "the risk tells a wrong passage from a right one, not a wrong answer from a right one, on the "
+                    "questions users ask with the passage that answers them")
         among = a.get("hallucinated_among_accepted") or {}
         if (m.get("thresholds") or {}).get("accept_below") and among.get("n") and among.get("rate") is not None \
                 and among["rate"] > target:
