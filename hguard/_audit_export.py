@@ -112,10 +112,21 @@ def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+# Spreadsheets hold at most 32,767 characters in a cell (Excel; LibreOffice likewise), and Python's csv reader
+# refuses fields over 131,072 by default: a longer text (a whole retrieved document) is cut, and says so.
+MAX_CELL_CHARS = 32_000
+
+
 def _inert(value: Any) -> Any:
     """A text cell a spreadsheet would run as a formula ("=HYPERLINK(...)", "+SUM(...)", "@cmd", a question or
-    answer anyone can type) written with a leading apostrophe, as spreadsheets mark text; numbers unchanged."""
-    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+    answer anyone can type) written with a leading apostrophe, as spreadsheets mark text; numbers unchanged.
+    A text longer than :data:`MAX_CELL_CHARS` is cut there, with a note of its length (the log keeps it whole)."""
+    if not isinstance(value, str):
+        return value
+    if len(value) > MAX_CELL_CHARS:
+        value = (value[:MAX_CELL_CHARS] + f" [... cut here: {len(value)} characters in all; `hguard audit show LOG --id "
+                 "ID --json` prints the record whole]")
+    return "'" + value if value.startswith(_FORMULA_START) else value
 
 
 def _column_order(name: str, first_seen: int) -> tuple[int, int, int]:

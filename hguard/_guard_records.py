@@ -67,8 +67,11 @@ class _Recording:
         except Exception:
             return None
 
-    def _record(self, result: GuardResult, fingerprints: dict | None = None) -> None:
+    def _record(self, result: GuardResult, fingerprints: dict | None = None, generation: dict | None = None) -> None:
+        from . import __version__
+
         record = {
+            "hguard_version": __version__,
             "request_id": result.request_id,
             "policy_id": self._policy_id,
             "policy_hash": self._policy_hash,
@@ -80,6 +83,9 @@ class _Recording:
             # context template's fingerprint for a request with context): what the probe's were checked against
             "fingerprints": {**(fingerprints or self.generator.fingerprints),
                              **prompt_fingerprints(RAG if result.context is not None else CLOSED_BOOK)},
+            # what the model was asked with, beside the fingerprints: an auditor rebuilds the prompt from it (the
+            # context template is the package's, named by its fingerprint and hguard_version)
+            "generation": generation,
             "probe_id": result.probe_id,
             "thresholds": result.thresholds,
             "guarantee": guarantee_of(self.policy, result.domain),

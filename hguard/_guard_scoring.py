@@ -18,6 +18,7 @@ from .calibrate.judge import declines
 from .errors import shown
 from .generation import CLOSED_BOOK, RAG, Generation
 from .models import DEFAULT_MODEL_NAME
+from ._policy_route import OUT_OF_DISTRIBUTION
 from .policy import CLOSED_BOOK_GROUNDING_WEIGHT, Decision, Thresholds, apply_grounding, decide, merge_risk
 
 if TYPE_CHECKING:
@@ -51,7 +52,8 @@ class _Scoring:
         @property
         def grounding(self) -> Any: ...  # the guard's grounding scorer, loaded on first use
 
-        def _record(self, result: GuardResult, fingerprints: dict | None = None) -> None: ...
+        def _record(self, result: GuardResult, fingerprints: dict | None = None,
+                    generation: dict | None = None) -> None: ...
 
     def _score(self, g: Generation, domain: str | None, route: Route | None, problems: list[str]) -> tuple[dict, float | None, Thresholds | None, list[str]]:
         signals: dict[str, float | None] = {}
@@ -299,7 +301,10 @@ class _Scoring:
             context=g.context,
             seconds=time.perf_counter() - started,
         )
-        self._record(result, g.extra.get("fingerprints"))
+        self._record(result, g.extra.get("fingerprints"), {
+            "max_new_tokens": g.extra.get("max_new_tokens", self.generator.max_new_tokens),
+            "system_prompt": g.extra.get("system_prompt", self.generator.system_prompt),
+            "history_turns": g.extra.get("history_turns", 0)})
         return result
 
 
@@ -309,7 +314,8 @@ def _out_of_distribution(far: str, dp, problems: list[str], notes: list[str]) ->
     if dp is not None and dp.out_of_distribution == "warn":
         notes.append(f"warning: {far} (out_of_distribution = 'warn')")
     else:
-        problems.append(far)
+        problems.append(f"{OUT_OF_DISTRIBUTION}{far}: review (the thresholds were certified on questions nearer "
+                        "the calibration; out_of_distribution = 'warn' lets the risk route it)")
 
 
 def _near(name: str, names) -> str | None:

@@ -108,8 +108,8 @@ def decide(
     if declined is not None:
         shown_wording = f"declined to answer ({declined!r})" if declined else "gave an answer without a word in it"
         close(ABSTAIN, f"the model {shown_wording}: it asserts nothing the risk could certify; abstain")
-    for problem in problems:
-        close(REVIEW, f"scoring problem: {problem}")
+    for problem in problems:  # a finding that the question lies outside the calibration is no fault: said as it is
+        close(REVIEW, problem if problem.startswith(OUT_OF_DISTRIBUTION) else f"scoring problem: {problem}")
     for hold in holds:
         close(REVIEW, hold)
 
@@ -242,6 +242,9 @@ def decide(
         )
     return Decision(REVIEW, r, tuple(reasons), thresholds_dict)
 
+
+# How a problem passed to decide() says the question lies outside the domain's calibration (not a fault in scoring)
+OUT_OF_DISTRIBUTION = "out of distribution: "
 
 # How a reason says where an answer was routed (not why it was held): the review page skips it.
 CHOSEN_WITH_SIMILARITY = "chosen with similarity"

@@ -305,6 +305,8 @@ class Generator:
             if h or sp is not None:
                 g.extra["fingerprints"] = self.call_fingerprints(sp, h)
                 g.extra["history_turns"] = len(h)
+            if sp is not None:
+                g.extra["system_prompt"] = sp  # the call's own, recorded with the decision
         return out
 
     def generate_ids(

@@ -927,3 +927,16 @@ def test_show_and_export_check_with_the_policys_key_and_anchor(tmp_path, capsys)
     (tmp_path / "audit.jsonl").write_text("".join(lines))
     assert main(["show", str(tmp_path / "audit.jsonl"), "--policy", str(tmp_path / "policy.toml")]) == 1
     assert "not in the log" in capsys.readouterr().err
+
+
+def test_export_cuts_a_cell_too_long_for_a_spreadsheet_and_says_so(tmp_path):
+    from hguard.audit import export_csv
+
+    log = AuditLog(tmp_path / "audit.jsonl", key=None)
+    log.append({"question": "q", "context": "=" + "x" * 150_000}, kind="error")
+    export_csv(tmp_path / "audit.jsonl", tmp_path / "o.csv")
+    with open(tmp_path / "o.csv", newline="", encoding="utf-8") as f:
+        (row,) = list(csv.DictReader(f))  # the reader's default field limit (131,072) holds
+    cell = row["context"]
+    assert cell.startswith("'=") and len(cell) < 32_767 and "cut here: 150001 characters in all" in cell
+    assert next(iter(log))["context"] == "=" + "x" * 150_000  # the log keeps it whole

@@ -241,7 +241,7 @@ def test_generation_fault_reaches_the_caller_and_nothing_is_accepted(make_guard,
 
 
 def test_audit_fault_reaches_the_caller_not_an_unrecorded_answer(make_guard, tmp_path):
-    g = make_guard()
+    g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)  # decisions only (a spot-check's own fault: below)
 
     class FullDisk:
         def append(self, record, kind="decision"):

@@ -60,6 +60,14 @@ def test_result_carries_answer_route_risk_signals_reasons_and_its_audit_record(g
 
     assert rec["policy_id"] == policy_id(guard.policy) and rec["policy_hash"] == policy_hash(guard.policy)
     assert rec["thresholds"]["accept_below"] == 0.999 and rec["question"] == r.question
+    # what the model was asked with, in words beside the fingerprints, and which hguard decided
+    import hguard
+
+    assert rec["hguard_version"] == hguard.__version__
+    assert rec["generation"] == {"max_new_tokens": guard.generator.max_new_tokens,
+                                 "system_prompt": guard.generator.system_prompt, "history_turns": 0}
+    own = guard.invoke("what is the capital of france ?", domain="alpha", system="Answer in French.")
+    assert AuditLog(tmp_path / "audit.jsonl").find(own.audit_id)["generation"]["system_prompt"] == "Answer in French."
     assert audit_mod.verify(tmp_path / "audit.jsonl").ok
 
 
@@ -442,7 +450,7 @@ def test_a_question_far_from_a_named_domain_goes_to_review_with_its_similarity(c
     assert near.route == "accept" and near.signals["domain_similarity"] >= g.policy.domain_min_similarity
     far = g.invoke("How do I bake sourdough bread at home?", domain="alpha")
     assert far.route == "review" and far.signals["domain_similarity"] < g.policy.domain_min_similarity
-    assert any(r.startswith("scoring problem: question far from domain 'alpha': similarity") for r in far.reasons), far.reasons
+    assert any(r.startswith("out of distribution: question far from domain 'alpha': similarity") for r in far.reasons), far.reasons
     warned = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0, out_of_distribution="warn"), lm=lm)
     r = warned.invoke("How do I bake sourdough bread at home?", domain="alpha")
     assert r.route == "accept" and any("(out_of_distribution = 'warn')" in x and "far from domain" in x for x in r.reasons)
