@@ -276,3 +276,18 @@ def test_a_truncated_weight_file_is_one_line_naming_it(tmp_path):
     weights.write_bytes(weights.read_bytes()[:1000])
     _one_clear_line(run("ask", "what is it ?", "--model", str(tmp_path)), repr(str(weights)), "damaged or incomplete",
                     "copy it again")
+
+
+def test_a_recalibration_into_the_previous_folder_keeps_the_previous_calibration(tmp_path):
+    # a clinical team's `--out my-probes --previous my-probes` replaced the old report with no copy left
+    from hguard.cli import _keep_previous
+
+    out = tmp_path / "my-probes"
+    out.mkdir()
+    for name, text in (("report.json", '{"domains": {}}'), ("report.md", "# old"), ("medical.json", "{}"),
+                       ("clinical.rag.json", "{}"), ("notes.txt", "mine")):
+        (out / name).write_text(text)
+    kept = _keep_previous(out)
+    assert kept.parent == out and kept.name.startswith("previous-")
+    assert sorted(p.name for p in kept.iterdir()) == ["clinical.rag.json", "medical.json", "report.json", "report.md"]
+    assert (kept / "report.md").read_text() == "# old"

@@ -57,6 +57,21 @@ def read_text_file(path: str, what: str) -> str:
 # ------------------------------------------------------------------------------------- commands
 
 
+def _keep_previous(out: Path) -> Path:
+    """Copy the calibration in ``out`` (report, changes and probe files) into ``out/previous-<its time>`` before a
+    recalibration into the same folder replaces them: a step back stays possible."""
+    import shutil
+    from datetime import datetime, timezone
+
+    stamp = datetime.fromtimestamp((out / "report.json").stat().st_mtime, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    kept = out / f"previous-{stamp}"
+    kept.mkdir(exist_ok=True)
+    for f in sorted(out.iterdir()):
+        if f.is_file() and (f.suffix == ".json" or f.name in ("report.md", "changes.md")):
+            shutil.copy2(f, kept / f.name)
+    return kept
+
+
 def cmd_calibrate(args) -> int:
     from ..calibrate.pipeline import calibrate
 
@@ -69,6 +84,8 @@ def cmd_calibrate(args) -> int:
         from ..calibrate.changes import changes_markdown, load_report, report_changes
 
         previous = load_report(args.previous)
+        kept = _keep_previous(Path(out)) if Path(args.previous).resolve() in (
+            Path(out).resolve(), (Path(out) / "report.json").resolve()) else None
     with warnings.catch_warnings(record=True) as caught:  # one line per kind, said after the summary
         warnings.simplefilter("always", UserWarning)
         report = calibrate(
@@ -95,6 +112,8 @@ def cmd_calibrate(args) -> int:
         Path(out, "changes.md").write_text(changes_markdown(report["changes"]), encoding="utf-8")
         if not args.json:
             print(changes_markdown(report["changes"]))
+            if kept is not None:
+                print(f"the previous calibration (its report and probe files) is kept in {kept}")
     if args.json:
         print(_dump(report))
     else:
