@@ -296,6 +296,10 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     # the policy's anchor holds its own log's heads: records cut off the end of that log fail here too
     anchor = policy.audit.anchor
     own_anchor = anchor is not None and audit_path == Path(policy.audit.path) and Path(anchor).is_file()
+    # the queue first: the guard records each decision before it queues the answer, so every item listed now has
+    # its decision in the log read next (read the other way round, an answer held meanwhile read as a foreign item)
+    queue = ReviewQueue(queue_path) if queue_path.exists() else None
+    listed = {it.id: it.audit_id for it in (queue.decided() + queue.pending(limit=None))} if queue is not None else {}
     # the whole record, a rotated log's archives (beside it) included: their decisions, spot-checks and verdicts
     # are the live evidence, and the review queue's items name them
     records: list[dict] = []
@@ -325,6 +329,10 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
             f"domain {with_pid[-1].get('domain')!r} is not this policy's ({pid}, {policy.source}); monitor a log with "
             "the policy it was written under"
         )
+    # a tightening only the state file holds is recorded in this chain before anything below may refuse the run
+    states = replay(records)
+    audit = _writer(policy, audit_path, key) if act else None
+    carried = _carry_file_only_tightenings(policy, states, audit, pid)
     foreign = {r["id"] for r in decisions if foreign_to(r)}
     # made by another model than the domain's calibrations were (`--model` overrides the policy's model and is
     # not part of its guarantee): their spot-checks and verdicts say nothing of the calibrated model's answers
@@ -341,9 +349,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     # what the foreign decisions promised (review items, spot-checks) is not this policy's to report either
     records = [r for r in records if r.get("id") not in foreign and r.get("decision_audit_id") not in foreign]
     by_id = {r["id"]: r for r in decisions}
-    queue = ReviewQueue(queue_path) if queue_path.exists() else None
-    items = (queue.decided() + queue.pending(limit=None)) if queue is not None else []
-    unknown = [it.id for it in items if it.audit_id not in by_id and it.audit_id not in foreign]
+    items = (queue.decided() + queue.pending(limit=None)) if queue is not None else []  # with the verdicts given since
+    unknown = [iid for iid, aid in listed.items() if aid not in by_id and aid not in foreign]
     if unknown:
         raise PolicyError(
             f"review queue {queue_path} holds {len(unknown)} item(s) whose decisions are not in audit log "
@@ -353,7 +360,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
             "were cut off the end of the log (check it: hguard audit verify LOG --anchor FILE or --expect-head HASH); "
             "pass the queue and the log written under this policy"
         )
-    items = [it for it in items if it.audit_id in by_id]
+    items = [it for it in items if it.audit_id in by_id]  # one queued after the log was read waits for the next run
     # only verdicts recorded in the verified chain count: one decided without the audit log (or whose record
     # was cut) is evidence nobody can check, so its item counts as not reviewed
     recorded = {r["id"]: r for r in records if r.get("kind") == "review_verdict"}
@@ -372,11 +379,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     differing = [it.id for it in items if bool(it.spot_check) != (it.audit_id in spotted)
                  or it.domain != by_id[it.audit_id].get("domain")
                  or (it.risk is not None and not same_risk(it.risk, by_id[it.audit_id].get("risk")))]
-    states = replay(records)
     selection = check_selection(policy, [r for r in records if r.get("kind") == SPOT or r.get("id") in by_id])
     now = now or datetime.now(timezone.utc).isoformat(timespec="microseconds")
-    audit = _writer(policy, audit_path, key) if act else None
-    carried = _carry_file_only_tightenings(policy, states, audit, pid)
     report: dict[str, Any] = {
         "policy": str(policy.source) if policy.source else None, "policy_id": pid, "audit_log": str(audit_path),
         "review_queue": str(queue_path), "time": now, "chain": {"ok": ver.ok, "n_records": ver.n_records},

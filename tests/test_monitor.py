@@ -1092,9 +1092,15 @@ def test_a_log_moved_aside_by_hand_does_not_lift_a_tightening_the_state_file_hol
     _deploy(tmp_path, policy, 80, halluc_rate=0.6)
     assert run_monitor(policy)["domains"]["geo"]["state"]["state"] == "tightened"
     (tmp_path / "old").mkdir()
-    for name in ("audit.jsonl", "queue.sqlite3"):
-        shutil.move(tmp_path / name, tmp_path / "old" / name)
+    shutil.move(tmp_path / "audit.jsonl", tmp_path / "old" / "audit.jsonl")
     AuditLog(policy.audit.path).append({"domain": "geo", "route": "abstain"}, kind="decision")  # a guard started afresh
+    # the queue kept: the run refuses it (its items' decisions left with the log), but records the tightening first
+    with pytest.raises(PolicyError, match="whose decisions are not in audit log"):
+        run_monitor(policy)
+    assert [r["kind"] for r in AuditLog(policy.audit.path)].count("monitor_tighten") == 1
+    Path(policy.audit.path).unlink()
+    AuditLog(policy.audit.path).append({"domain": "geo", "route": "abstain"}, kind="decision")
+    shutil.move(tmp_path / "queue.sqlite3", tmp_path / "old" / "queue.sqlite3")
     dry = run_monitor(policy, act=False)
     assert dry["tightenings_carried_from_state_file"] == ["geo"] and dry["domains"]["geo"]["state"]["state"] == "tightened"
     rep = run_monitor(policy)
@@ -1108,3 +1114,23 @@ def test_a_log_moved_aside_by_hand_does_not_lift_a_tightening_the_state_file_hol
     assert run_monitor(policy)["tightenings_carried_from_state_file"] == []
     assert lift(policy, "geo", by="ops", reason="log archived by hand, checked").state == "normal"
     assert run_monitor(policy)["domains"]["geo"]["state"]["state"] == "normal"
+
+
+def test_an_answer_held_while_the_monitor_reads_the_log_is_no_foreign_item(tmp_path, monkeypatch):
+    # verification trial: under live traffic the monitor read the log, then the queue, and refused the item of a
+    # decision recorded in between as "not in the audit log" (3 runs of 4)
+    import hguard.audit as audit_mod
+
+    policy = _pol(tmp_path, spot_check_rate=0.5)
+    log, queue = _deploy(tmp_path, policy, 20, halluc_rate=0.0)
+    real = audit_mod.verify
+
+    def live_traffic(*a, **k):  # a guard holds an answer for review while the monitor reads
+        report = real(*a, **k)
+        rec = log.append({"domain": "geo", "route": "review", "question": "q", "answer": "a", "risk": 0.5}, kind="decision")
+        queue.enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": "geo", "risk": 0.5})
+        return report
+
+    monkeypatch.setattr(audit_mod, "verify", live_traffic)
+    rep = run_monitor(policy)
+    assert rep["domains"]["geo"]["spot_checks"]["reviewed"] > 0
