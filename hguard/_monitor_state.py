@@ -13,6 +13,8 @@ from typing import Any, Iterable, Mapping
 
 TIGHTEN, LIFT, CHECK, SPOT = "monitor_tighten", "monitor_lift", "monitor_check", "spot_check"
 STATE_FORMAT = "hguard-monitor-state"
+# how many rotations a running guard follows between two replays of the chain
+_ROTATION_HOPS = 64
 
 
 @dataclass(frozen=True)
@@ -217,31 +219,45 @@ class MonitorState:
                                   f"({type(exc).__name__}: {exc}); `hguard audit verify` says where")
 
     def _follow_rotation(self) -> None:
-        """When the log was rotated since this guard's last replay (its name now holds a fresh file that continues
-        the archive this guard had verified up to its point), verify and replay the rest of that archive and its
-        link to the fresh file, and go on from the fresh file's start. Anything else is left to the caller's
-        check (which fails closed on a log that does not continue the verified chain)."""
+        """When the log was rotated since this guard's last replay (its name now holds a fresh file that continues,
+        through one or more archives, the file this guard had verified up to its point), verify and replay the rest
+        of that file, each archive after it and each link, and go on from the fresh file's start. Anything else is
+        left to the caller's check (which fails closed on a log that does not continue the verified chain)."""
         from ._audit_verify import _opening
         from .audit import CONTINUATION, verify
 
         point = self._point
         if point is None or self.audit_path is None or os.stat(self.audit_path).st_ino == point.inode:
             return
+        links: list[tuple[Path, Mapping[str, Any]]] = []  # (archive, the opening record of the file after it)
         opening = _opening(self.audit_path)
-        if opening is None or opening.get("kind") != CONTINUATION or not isinstance(opening.get("archive"), str):
+        for _ in range(_ROTATION_HOPS):
+            if opening is None or opening.get("kind") != CONTINUATION or not isinstance(opening.get("archive"), str):
+                return
+            archive = self.audit_path.parent / Path(opening["archive"]).name
+            try:
+                inode = os.stat(archive).st_ino
+            except OSError:
+                return
+            links.append((archive, opening))
+            if inode == point.inode:
+                break
+            opening = _opening(archive)
+        else:
             return
-        archive = self.audit_path.parent / Path(opening["archive"]).name
-        try:
-            if os.stat(archive).st_ino != point.inode:
-                return  # rotated more than once since: the caller fails closed until the guard restarts
-        except OSError:
-            return
-        events: list[Mapping[str, Any]] = []
-        report = verify(archive, key=self.key, start=point,
-                        on_record=lambda rec: events.append(rec) if rec.get("kind") in REPLAYED else None)
-        if not report.resumed or report.problems or report.head_hash != opening.get("prev_hash"):
-            return
-        self._point_states = replay(events, self._point_states)
+        states, start = self._point_states, point
+        for archive, after in reversed(links):  # the oldest first: the one holding the point, from the point on
+            events: list[Mapping[str, Any]] = []
+
+            def keep(rec: Mapping[str, Any], sink: list = events) -> None:
+                if rec.get("kind") in REPLAYED:
+                    sink.append(rec)
+
+            report = verify(archive, key=self.key, start=start, on_record=keep)
+            if (start is not None and not report.resumed) or report.problems or report.head_hash != after.get("prev_hash"):
+                return
+            states, start = replay(events, states), None
+        self._point_states = states
         self._point = None  # the fresh file is verified from its start, from these states
 
     @staticmethod

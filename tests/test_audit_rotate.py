@@ -111,6 +111,13 @@ def test_a_tightening_survives_the_rotation_and_the_monitor_counts_the_archives(
     write_state(Path(policy.monitor.state), {}, policy_id(policy))
     held = state.get("geo")
     assert held.state == "tightened" and "cannot be replayed" not in (held.reason or ""), held.reason
+    # two rotations between two replays of a running guard: it follows both (it held everything for review)
+    for i in range(2):
+        AuditLog(policy.audit.path).append({"x": i})
+        rotate(policy.audit.path, key=None)
+    write_state(Path(policy.monitor.state), {}, policy_id(policy))
+    held = state.get("geo")
+    assert held.state == "tightened" and "cannot be replayed" not in (held.reason or ""), held.reason
     Path(policy.monitor.state).unlink()
     assert MonitorState(policy.monitor.state, policy.audit.path).get("geo").state == "tightened"
     # the monitor reads the archive too: the same evidence as before the rotation, queue items found there
@@ -174,6 +181,15 @@ def test_an_answer_held_before_the_rotation_is_reviewed_and_exported_after_it(tm
     assert [r["kind"] for r in log][-1] == "review_verdict"
     summary = export_reviewed(queue, tmp_path / "rows.jsonl")
     assert summary.n_items == 1 and not summary.skipped, summary
+    # a verdict edited in the log (or an archive) is not exported: the log must verify
+    text = log.path.read_text()
+    log.path.write_text(text.replace('"verdict":"correct"', '"verdict":"hallucinated"'))
+    assert log.path.read_text() != text
+    from hguard.errors import DataError
+
+    with pytest.raises(DataError, match="does not verify.*nothing was exported"):
+        export_reviewed(queue, tmp_path / "rows2.jsonl")
+    log.path.write_text(text)
     # an archive taken away: the verdict cannot be checked against its decision, and says where to look
     item2 = queue.enqueue({"audit_id": rec.id + "x", "question": "q", "answer": "a", "domain": "geo"})
     Path(tmp_path / "audit.0-0.jsonl").unlink()

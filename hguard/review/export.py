@@ -172,6 +172,29 @@ def example_for(item: ReviewItem) -> Example:
         raise DataError(f"it does not make a valid calibration row: {e.errors()[0].get('msg')}") from None
 
 
+def _verified_verdicts(audit) -> dict[str, Any]:
+    """The review_verdict records of the log and its archives, read in the pass that verifies them (hashes, the
+    log's key's MACs): a log that does not verify is refused, since an edited verdict would become calibration
+    data (a verification trial turned a 'hallucinated' into 'correct' in an archive, and it was exported)."""
+    from ..audit import verify
+
+    found: dict[str, Any] = {}
+    if not audit.path.exists():
+        return found
+
+    def keep(rec: dict[str, Any]) -> None:
+        if rec.get("kind") == "review_verdict" and isinstance(rec.get("id"), str):
+            found[rec["id"]] = rec
+
+    report = verify(audit.path, key=audit._key, archives=True, on_record=keep)  # noqa: SLF001
+    breaks = [p for p in report.problems if not p.torn]
+    if breaks:
+        where = f"line {breaks[0].line}: " if breaks[0].line else ""
+        raise DataError(f"audit log {audit.path} does not verify ({where}{breaks[0].message}): its verdicts cannot be "
+                        f"trusted as calibration data, nothing was exported; see `hguard audit verify {audit.path}`")
+    return found
+
+
 def _check_in_chain(item: ReviewItem, recorded: dict[str, Any], log: str) -> None:
     """DataError when the item's verdict has no review_verdict record in the chain, or the item's question,
     context or answer are no longer what that record says the reviewer was shown."""
@@ -214,8 +237,7 @@ def export_reviewed(
     skipped: list[tuple[str, str]] = []
     # With the audit log, a verdict becomes a calibration row only when its review_verdict record is in the chain
     # and the item still holds what that record says the reviewer was shown: the queue file alone can be edited.
-    recorded = ({r["id"]: r for r in queue.audit.history() if r.get("kind") == "review_verdict" and isinstance(r.get("id"), str)}
-                if queue.audit is not None else None)
+    recorded = _verified_verdicts(queue.audit) if queue.audit is not None else None
     for item in queue.decided(domain=domain):
         # Counted before the row is built: an item that cannot become a row still says how the probe did.
         d = _disagrees(item)
