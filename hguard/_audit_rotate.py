@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._audit_files import _scan
+from ._audit_files import Problem, _scan
 from ._audit_records import _mac_holds, record_hash
-from ._audit_verify import verify
+from ._audit_verify import archive_problems, verify
 from ._monitor_state import REPLAYED, carried_states, replay
 from .errors import AuditError, AuditIntegrityError
 
@@ -52,6 +52,7 @@ def rotate(path: str | os.PathLike[str], *, key: Any = "environment", anchor: st
 
     report = verify(log.path, key=log_key, anchor=anchor, on_record=read)
     breaks = [p for p in report.problems if not p.torn]
+    breaks += [Problem(0, None, msg) for msg in archive_problems(log.path)]  # the archives before it, by their hashes
     if breaks:
         where = f"line {breaks[0].line}: " if breaks[0].line else ""
         raise AuditIntegrityError(f"audit log {log.path} does not verify ({where}{breaks[0].message}); an archive "

@@ -345,21 +345,47 @@ def _verify_archive(p: Path, opening: dict[str, Any], key: bytes | None, anchor:
         where = f"line {q.line}: " if q.line else ""
         said = q.message if q.message.startswith("archive ") else f"archive {arch.name}: {where}{q.message}"
         problems.append(Problem(0, q.seq, said))  # an earlier archive's problem names that archive
+    link = []
+    if sub.head_hash != opening.get("prev_hash") or sub.head_seq != opening["seq"] - 1:
+        link.append(f"its last record (seq {sub.head_seq}) is not the one the log's first record chains onto "
+                    f"(seq {opening['seq'] - 1}): records were cut off its end or the archive was replaced")
+    changed = _changed_since_archived(arch, opening)
+    if changed:
+        link.append(changed)
+    if link:
+        problems.append(Problem(0, None, f"archive {arch.name}: " + "; ".join(link)))
+    sub.archives = [*sub.archives, str(arch)]
+    return sub
+
+
+def _changed_since_archived(arch: Path, opening: dict[str, Any]) -> str | None:
+    """How the archive differs from the size and sha256 the record after it holds, or None."""
     digest = hashlib.sha256()
     size = 0
     with open(arch, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
             size += len(chunk)
-    link = []
-    if sub.head_hash != opening.get("prev_hash") or sub.head_seq != opening["seq"] - 1:
-        link.append(f"its last record (seq {sub.head_seq}) is not the one the log's first record chains onto "
-                    f"(seq {opening['seq'] - 1}): records were cut off its end or the archive was replaced")
-    if (size, digest.hexdigest()) != (opening.get("archive_bytes"), opening.get("archive_sha256")):
-        link.append(f"it is {size} bytes with sha256 {digest.hexdigest()[:16]}..., not the "
-                    f"{opening.get('archive_bytes')} bytes and sha256 {str(opening.get('archive_sha256'))[:16]}... "
-                    "recorded when it was archived: it was changed since")
-    if link:
-        problems.append(Problem(0, None, f"archive {arch.name}: " + "; ".join(link)))
-    sub.archives = [*sub.archives, str(arch)]
-    return sub
+    if (size, digest.hexdigest()) == (opening.get("archive_bytes"), opening.get("archive_sha256")):
+        return None
+    return (f"it is {size} bytes with sha256 {digest.hexdigest()[:16]}..., not the {opening.get('archive_bytes')} bytes "
+            f"and sha256 {str(opening.get('archive_sha256'))[:16]}... recorded when it was archived: it was changed since")
+
+
+def archive_problems(path: str | os.PathLike[str]) -> list[str]:
+    """What is missing or changed among the archives a rotated log continues (walking back from ``path``), read by
+    their size and sha256 against the record after each (hashes only: quicker than ``verify(archives=True)``)."""
+    out: list[str] = []
+    p = Path(path)
+    while True:
+        opening = _opening(p)
+        if opening is None or opening.get("kind") != CONTINUATION or not isinstance(opening.get("archive"), str):
+            return out
+        arch = p.parent / Path(opening["archive"]).name
+        if not arch.is_file():
+            return [*out, f"the archive {arch} (seq {opening.get('archive_first_seq')}..{opening.get('archive_last_seq')}) "
+                          f"that {p.name} continues is not beside it"]
+        changed = _changed_since_archived(arch, opening)
+        if changed:
+            out.append(f"archive {arch.name}: {changed}")
+        p = arch

@@ -57,6 +57,8 @@ def test_rotation_archives_beside_the_log_and_one_chain_verifies_across(tmp_path
     # an archive edited (even rewritten with the key's MAC) or taken away fails the whole chain, naming it
     os.chmod(arch, 0o640)
     arch.write_text(arch.read_text().replace('"x":1', '"x":7'))
+    with pytest.raises(AuditIntegrityError, match="audit.0-3.jsonl.*changed since"):  # nor rotated on
+        rotate(path, key=KEY, anchor=anchor)
     rep = verify(path, key=KEY, archives=True)
     assert not rep.ok and any("archive audit.0-3.jsonl" in p.message and "edited" in p.message for p in rep.problems)
     assert any("changed since" in p.message for p in rep.problems)
