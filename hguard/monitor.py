@@ -140,6 +140,9 @@ def policy_hash(policy) -> str:
             path = os.path.normpath(v)
             if isinstance(named, str) and os.path.isabs(named) and os.path.normpath(named) == path:
                 return path  # the file names it absolutely: the same wherever the file is copied
+            base, name = others[0]  # hguard's own data first: a policy folder near the install names it "package:" too
+            if path == base or path.startswith(base.rstrip("/") + "/"):
+                return name + Path(os.path.relpath(path, base)).as_posix()
             if folder is not None:  # in the policy folder ("./x"), or beside it ("./../models/x.gguf", "./../my-probes")
                 rel = Path(os.path.relpath(path, folder)).as_posix()
                 if not rel.startswith("../../../") and rel != "../../..":

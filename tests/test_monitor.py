@@ -350,6 +350,21 @@ def test_policy_hash_tells_apart_policies_of_one_guarantee(tmp_path):
         (tmp_path / where / "policy.toml").write_text(text)
         hashes.append(policy_hash(load_policy(tmp_path / where / "policy.toml")))
     assert hashes[0] == hashes[1]
+    # the reference probes named "package:" hash so wherever the policy lies, near hguard's own data or not
+    from hguard import REFERENCE_PROBES
+
+    near = Path(REFERENCE_PROBES).parents[3] / f".tmp-policy-near-hguard-{os.getpid()}"  # beside hguard/, as a checkout's
+    hashes = []
+    try:
+        for folder in (near, tmp_path / "far" / "away"):
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "policy.toml").write_text('version = 1\nprobes = "package:smollm2-135m"\n')
+            hashes.append(policy_hash(load_policy(folder / "policy.toml")))
+    finally:
+        import shutil
+
+        shutil.rmtree(near, ignore_errors=True)
+    assert hashes[0] == hashes[1]
     # a path changed in code after loading is hashed as it is now, not as the file named it
     changed = load_policy(tmp_path / "svc/pol/policy.toml")
     changed = changed.model_copy(update={"audit": changed.audit.model_copy(update={"anchor": tmp_path / "elsewhere"})})
