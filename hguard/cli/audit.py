@@ -83,15 +83,13 @@ def _cli_anchor(args: argparse.Namespace):
     return anchor
 
 
-def _under_policy(path, policy) -> str:
-    """Which of the log's decisions name this policy file (its policy_hash) and which name others: the policy
-    in force, as an auditor holding the file can check it."""
-    from collections import Counter
-
+def _under_policy(seen, policy) -> str:
+    """Which of the log's decisions (``seen``: a Counter of their policy_hash, the archives' included) name this
+    policy file (its policy_hash) and which name others: the policy in force, as an auditor holding the file can
+    check it."""
     from ..monitor import policy_hash
 
     mine = policy_hash(policy)
-    seen = Counter(r.get("policy_hash") or "none recorded" for r in show(path, kind="decision", problems=[]))
     others = ", ".join(f"{h} ({n})" for h, n in seen.most_common() if h != mine)
     return (f"decisions made under this policy file (policy_hash {mine}): {seen.get(mine, 0)} of {sum(seen.values())}"
             + (f"; under other settings: {others}" if others else ""))
@@ -200,11 +198,19 @@ def main(argv: list[str]) -> int:
                       f"now continues the chain at seq {done.receipt.seq} (hash {done.receipt.hash}); `hguard audit "
                       f"verify {path}` checks it with its archives, kept beside it")
                 return 0
+            from collections import Counter
+
+            seen: Counter[str] = Counter()  # the decisions' policy_hash, counted in the verifying pass
+
+            def count(rec: dict[str, Any]) -> None:
+                if rec.get("kind") == "decision":
+                    seen[rec.get("policy_hash") or "none recorded"] += 1
+
             report = verify(path, key=key, expect_head=args.expect_head, anchor=anchor,
-                            archives=not args.this_file_only)
+                            archives=not args.this_file_only, on_record=count)
             print(report.summary())
             if args.policy:
-                print(_under_policy(path, pol))
+                print(_under_policy(seen, pol))
             return 0 if report.ok else 1
         if args.command == "show":
             if args.domain is not None and not args.domain.strip():
