@@ -12,6 +12,7 @@ from ._audit_files import Problem, _scan
 from ._audit_records import _mac_holds, record_hash
 from ._audit_verify import archive_problems, verify
 from ._monitor_state import REPLAYED, carried_states, replay
+from .audit import _KEY_FROM_ENVIRONMENT
 from .errors import AuditError, AuditIntegrityError
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 _QUEUE_RECHECK_S = 2.0
 
 
-def rotate(path: str | os.PathLike[str], *, key: Any = "environment", anchor: str | os.PathLike[str] | None = None,
+def rotate(path: str | os.PathLike[str], *, key: Any = _KEY_FROM_ENVIRONMENT, anchor: str | os.PathLike[str] | None = None,
            queue: str | os.PathLike[str] | None = None) -> Rotation:
     """Archive the audit log at ``path`` beside it and continue its chain in a fresh file
     (:meth:`hguard.audit.AuditLog.rotate`), carrying the monitor's domain states into the fresh file's first

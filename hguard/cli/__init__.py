@@ -278,11 +278,17 @@ def rag_calibration_warnings(report: dict, target: float) -> list[str]:
     its held-out answers (the 95% interval reaches chance), and one whose certified accept threshold lets
     through more hallucinations on the held-out passages than the target (the guarantee is over the draw of
     the calibration set: a held-out rate above it, with n, says how far that draw may be from your data)."""
+    def at_chance(entry: dict) -> tuple[float | None, list | None, bool]:
+        """(merged AUROC, its 95% interval, whether the interval reaches chance) of a report entry."""
+        merged, ci = (entry.get("auroc") or {}).get("merged"), (entry.get("auroc_ci95") or {}).get("merged")
+        return merged, ci, merged is not None and ci is not None and ci[0] <= 0.5
+
     lines = []
     for d, m in report["domains"].items():
         a = m.get("all") or {}
-        merged, lo_hi = (a.get("auroc") or {}).get("merged"), (a.get("auroc_ci95") or {}).get("merged")
-        if merged is not None and lo_hi is not None and lo_hi[0] <= 0.5:
+        merged, lo_hi, chance = at_chance(a)
+        if chance:
+            assert merged is not None and lo_hi is not None
             lines.append(
                 f"domain {d!r}: the merged risk does not separate held-out answers better than chance (AUROC "
                 f"{merged:.3f}, 95% interval {lo_hi[0]:.2f}-{lo_hi[1]:.2f}, n={a.get('correct', 0) + a.get('hallucinated', 0)}: "
@@ -290,8 +296,9 @@ def rag_calibration_warnings(report: dict, target: float) -> list[str]:
                 "answers (more passages, more kinds of question) and calibrate again")
         else:  # the overall figure can come from the contrast conditions alone (off-topic answers are easy to tell)
             sup = (m.get("conditions") or {}).get("supporting") or {}
-            s_merged, s_ci = (sup.get("auroc") or {}).get("merged"), (sup.get("auroc_ci95") or {}).get("merged")
-            if s_merged is not None and s_ci is not None and s_ci[0] <= 0.5:
+            s_merged, s_ci, s_chance = at_chance(sup)
+            if s_chance and merged is not None:
+                assert s_merged is not None and s_ci is not None
                 lines.append(
                     f"domain {d!r}: on answers given with their own passage (the supporting condition) the merged risk "
                     f"does not separate right from wrong better than chance (AUROC {s_merged:.3f}, 95% interval "
