@@ -8,14 +8,14 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._audit_records import _parse_line
+from ._audit_records import CONTINUATION, _parse_line
 from ._privacy import FILE_MODE
 from .errors import AuditError, AuditIntegrityError, InputError
 
@@ -38,6 +38,59 @@ def _pread_exact(fd: int, n: int, offset: int) -> bytes:
         n -= len(chunk)
         offset += len(chunk)
     return b"".join(parts)
+
+
+_FIRST_LINE_MAX = 1 << 20
+
+
+def _first_record(fd: int) -> dict[str, Any] | None:
+    """The record on fd's first line; None when the file is empty, when that line does not end within its first
+    MiB (a rotation's ``log_continued`` record is far shorter) or is no record."""
+    head = _pread_exact(fd, _FIRST_LINE_MAX, 0)
+    end = head.find(b"\n")
+    if end < 0:
+        return None
+    try:
+        return _parse_line(head[:end], canonical=False)[0]
+    except ValueError:
+        return None
+
+
+def _opening(path: Path) -> dict[str, Any] | None:
+    """The record on the first line of the file at path (see :func:`_first_record`)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        return _first_record(fd)
+    finally:
+        os.close(fd)
+
+
+def _continued_archives(path: Path, first: Mapping[str, Any] | None = None,
+                        limit: int | None = None) -> Iterator[tuple[Path, Mapping[str, Any]]]:
+    """Walk back the rotations the log at path continues: for each archive, newest first, (its path beside the
+    log, the ``log_continued`` record that names it, on the first line of the file after it). ``first``: that
+    record of the log itself when the caller read it already (from a descriptor). Ends at a file that does not
+    open with such a record, after an archive that is not there (the caller sees ``is_file()`` false), or after
+    ``limit`` archives. Each archive must open below the seq of the record naming it (so no walk goes round):
+    raises AuditIntegrityError when one does not."""
+    opening = _opening(path) if first is None else first
+    n = 0
+    while limit is None or n < limit:
+        if opening is None or opening.get("kind") != CONTINUATION or not isinstance(opening.get("archive"), str) \
+                or type(opening.get("seq")) is not int:
+            return
+        archive = path.parent / Path(opening["archive"]).name
+        yield archive, opening
+        n += 1
+        if not archive.is_file():
+            return
+        after, opening = opening, _opening(archive)
+        if opening is not None and opening.get("kind") == CONTINUATION and \
+                not (type(opening.get("seq")) is int and opening["seq"] < after["seq"]):
+            raise AuditIntegrityError(
+                f"the archive {archive} opens with a log_continued record at seq {opening.get('seq')!r}, not below "
+                f"the seq {after['seq']} of the record naming it: the archives' first records were edited or an "
+                "archive was replaced; `hguard audit verify` says where")
 
 
 def _last_line(fd: int, end: int) -> tuple[int, bytes, bool]:

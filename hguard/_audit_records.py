@@ -64,8 +64,9 @@ def _redact(value: Any) -> Any:
     return value
 
 
-def _prepare(record: Any, kind: Any, redact: bool) -> tuple[str, dict[str, Any], list[str]]:
-    """(id, body, nonfinite) for a caller's record, validated; chain fields are added under the lock."""
+def _prepare(record: Any, kind: Any, redact: bool, *, own: bool = False) -> tuple[str, dict[str, Any], list[str]]:
+    """(id, body, nonfinite) for a caller's record, validated; chain fields are added under the lock. ``own``: the
+    log's own record (a rotation's ``log_continued``), whose kind callers may not write."""
     if not isinstance(record, Mapping):
         raise InputError(
             f"an audit record must be a dict, got a {type(record).__name__}: {record!r:.100}; "
@@ -81,7 +82,7 @@ def _prepare(record: Any, kind: Any, redact: bool) -> tuple[str, dict[str, Any],
             raise InputError(
                 f"audit record key {key!r} is a {type(key).__name__}; JSON keys must be strings, so convert it"
             )
-    if kind == CONTINUATION:
+    if kind == CONTINUATION and not own:
         raise InputError(
             f"audit record kind {kind!r} is the log's own (the first record after a rotation); pass another kind"
         )

@@ -8,11 +8,11 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-from ._audit_files import Problem, _existing, _flock, _iter_lines, _scan
+from ._audit_files import Problem, _continued_archives, _existing, _flock, _iter_lines, _opening, _scan
 from ._audit_records import _CHAIN_FIELDS, CONTINUATION, GENESIS_HASH, _mac_holds, _parse_line, record_hash
-from .errors import AuditError, InputError
+from .errors import AuditError, AuditIntegrityError, InputError
 
 # problems a summary lists one by one (the rest are counted, the last shown)
 SHOWN_PROBLEMS = 10
@@ -180,7 +180,11 @@ def verify(
     earlier = {seq: head for seq, head in heads.items() if seq < first_seq}  # the archives' heads
     heads = {seq: head for seq, head in heads.items() if seq >= first_seq}
     archived = VerifyReport(ok=True, n_records=0)
-    if continued and archives and opening is not None:
+    if continued and _below is not None and first_seq >= _below:  # each archive opens below the file after it
+        problems.append(Problem(0, None, f"it opens with a log_continued record at seq {first_seq}, not below the seq "
+                                         f"{_below} of the record naming it: the archives' first records were edited "
+                                         "or an archive was replaced"))
+    elif continued and archives and opening is not None:
         archived = _verify_archive(p, opening, key, anchor, on_record, problems)
     st = _snapshot(p)
     size = st.st_size
@@ -319,16 +323,6 @@ def verify(
     )
 
 
-def _opening(path: Path) -> dict[str, Any] | None:
-    """The record on the log's first line, None when there is none or it is no record."""
-    for _, raw, terminated, _ in _iter_lines(path):
-        try:
-            return _parse_line(raw, canonical=False)[0] if terminated else None
-        except ValueError:
-            return None
-    return None
-
-
 def _verify_archive(p: Path, opening: dict[str, Any], key: bytes | None, anchor: Any,
                     on_record: Callable[[dict[str, Any]], None] | None, problems: list[Problem]) -> VerifyReport:
     """Verify the archive a rotated log's first record names (and the archives before it) and its link to that
@@ -358,7 +352,7 @@ def _verify_archive(p: Path, opening: dict[str, Any], key: bytes | None, anchor:
     return sub
 
 
-def _changed_since_archived(arch: Path, opening: dict[str, Any]) -> str | None:
+def _changed_since_archived(arch: Path, opening: Mapping[str, Any]) -> str | None:
     """How the archive differs from the size and sha256 the record after it holds, or None."""
     digest = hashlib.sha256()
     size = 0
@@ -376,16 +370,16 @@ def archive_problems(path: str | os.PathLike[str]) -> list[str]:
     """What is missing or changed among the archives a rotated log continues (walking back from ``path``), read by
     their size and sha256 against the record after each (hashes only: quicker than ``verify(archives=True)``)."""
     out: list[str] = []
-    p = Path(path)
-    while True:
-        opening = _opening(p)
-        if opening is None or opening.get("kind") != CONTINUATION or not isinstance(opening.get("archive"), str):
-            return out
-        arch = p.parent / Path(opening["archive"]).name
-        if not arch.is_file():
-            return [*out, f"the archive {arch} (seq {opening.get('archive_first_seq')}..{opening.get('archive_last_seq')}) "
-                          f"that {p.name} continues is not beside it"]
-        changed = _changed_since_archived(arch, opening)
-        if changed:
-            out.append(f"archive {arch.name}: {changed}")
-        p = arch
+    try:
+        holder = Path(path)  # the file whose first record names the archive
+        for archive, after in _continued_archives(holder):
+            if not archive.is_file():
+                return [*out, f"the archive {archive} (seq {after.get('archive_first_seq')}.."
+                              f"{after.get('archive_last_seq')}) that {holder.name} continues is not beside it"]
+            changed = _changed_since_archived(archive, after)
+            if changed:
+                out.append(f"archive {archive.name}: {changed}")
+            holder = archive
+    except AuditIntegrityError as e:
+        out.append(str(e))
+    return out

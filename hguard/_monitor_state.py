@@ -223,18 +223,14 @@ class MonitorState:
         through one or more archives, the file this guard had verified up to its point), verify and replay the rest
         of that file, each archive after it and each link, and go on from the fresh file's start. Anything else is
         left to the caller's check (which fails closed on a log that does not continue the verified chain)."""
-        from ._audit_verify import _opening
-        from .audit import CONTINUATION, verify
+        from ._audit_files import _continued_archives
+        from .audit import verify
 
         point = self._point
         if point is None or self.audit_path is None or os.stat(self.audit_path).st_ino == point.inode:
             return
         links: list[tuple[Path, Mapping[str, Any]]] = []  # (archive, the opening record of the file after it)
-        opening = _opening(self.audit_path)
-        for _ in range(_ROTATION_HOPS):
-            if opening is None or opening.get("kind") != CONTINUATION or not isinstance(opening.get("archive"), str):
-                return
-            archive = self.audit_path.parent / Path(opening["archive"]).name
+        for archive, opening in _continued_archives(self.audit_path, limit=_ROTATION_HOPS):
             try:
                 inode = os.stat(archive).st_ino
             except OSError:
@@ -242,7 +238,6 @@ class MonitorState:
             links.append((archive, opening))
             if inode == point.inode:
                 break
-            opening = _opening(archive)
         else:
             return
         states, start = self._point_states, point

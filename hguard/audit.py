@@ -56,6 +56,8 @@ from ._audit_files import (
     _existing,
     _flock,
     _fsync_dir,
+    _continued_archives,
+    _first_record,
     _iter_records,
     _last_line,
     _line_number_at,
@@ -148,19 +150,6 @@ class Rotation:
     first_seq: int
     last_seq: int
     receipt: AuditReceipt
-
-
-def _first_record(fd: int) -> dict[str, Any] | None:
-    """The record on the first line of fd (None when the file is empty or that line is no record)."""
-    head = _pread_exact(fd, _FIRST_LINE_MAX, 0)
-    end = head.find(b"\n")
-    try:
-        return _parse_line(head[:end] if end >= 0 else head, canonical=False)[0]
-    except ValueError:
-        return None
-
-
-_FIRST_LINE_MAX = 1 << 20
 
 
 class AuditLog:
@@ -324,7 +313,7 @@ class AuditLog:
             body = {"archive": archive.name, "archive_first_seq": first_seq, "archive_last_seq": seq - 1,
                     "archive_bytes": size, "archive_sha256": digest_bytes.hexdigest(),
                     **(dict(carry(size)) if carry is not None else {})}
-            record_id, body, nonfinite = _prepare(body, "rotation", self.redact)
+            record_id, body, nonfinite = _prepare(body, CONTINUATION, self.redact, own=True)
             line, digest = self._line(record_id, CONTINUATION, body, nonfinite, prev_hash, seq)
             tmp = self.path.with_name(f".{self.path.name}.rotating-{uuid.uuid4().hex}")
             try:
@@ -376,21 +365,15 @@ class AuditLog:
     def history(self) -> Iterator[dict[str, Any]]:
         """The records of the archives this log continues (beside it, oldest first; see :meth:`rotate`), then its
         own, as ``iter`` reads them. Raises AuditIntegrityError when an archive it names is not there."""
-        from ._audit_verify import _opening
-
         archives: list[Path] = []
-        p = self.path
-        while p.exists() and len(archives) < _MAX_ARCHIVES:
-            first = _opening(p)
-            if first is None or first.get("kind") != CONTINUATION:
-                break
-            p = self.path.parent / Path(str(first.get("archive"))).name
-            if not p.is_file():
-                raise AuditIntegrityError(
-                    f"audit log {self.path} continues the archive {p} (seq {first.get('archive_first_seq')}.."
-                    f"{first.get('archive_last_seq')}), which is not beside it: put the archive back to read the "
-                    "records before the rotation")
-            archives.append(p)
+        if self.path.exists():
+            for archive, after in _continued_archives(self.path, limit=_MAX_ARCHIVES):
+                if not archive.is_file():
+                    raise AuditIntegrityError(
+                        f"audit log {self.path} continues the archive {archive} (seq {after.get('archive_first_seq')}.."
+                        f"{after.get('archive_last_seq')}), which is not beside it: put the archive back to read the "
+                        "records before the rotation")
+                archives.append(archive)
         for archive in reversed(archives):
             yield from _iter_records(archive)
         yield from self
@@ -460,22 +443,23 @@ class AuditLog:
         """Whether the line this writer wrote last stands where it wrote it in an archive the log (opened as
         ``fd``) continues, following ``log_continued`` records back through up to ``_ROTATION_HOPS`` rotations."""
         first = _first_record(fd)
-        for _ in range(_ROTATION_HOPS):
-            if first is None or first.get("kind") != CONTINUATION or not isinstance(first.get("archive"), str):
-                return False
-            if type(first.get("seq")) is not int or seq >= first["seq"]:
-                return False
-            archive = self.path.parent / Path(first["archive"]).name
-            try:
-                afd = os.open(archive, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            except OSError:
-                return False
-            try:
-                if _pread_exact(afd, len(line), offset) == line:
-                    return True
-                first = _first_record(afd)
-            finally:
-                os.close(afd)
+        if first is None:
+            return False
+        try:
+            for archive, after in _continued_archives(self.path, first, limit=_ROTATION_HOPS):
+                if seq >= after["seq"]:
+                    return False
+                try:
+                    afd = os.open(archive, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                except OSError:
+                    return False
+                try:
+                    if _pread_exact(afd, len(line), offset) == line:
+                        return True
+                finally:
+                    os.close(afd)
+        except (AuditIntegrityError, OSError):
+            return False
         return False
 
     def _recover(self, fd: int) -> tuple[str, int]:

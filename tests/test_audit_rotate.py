@@ -77,6 +77,35 @@ def test_rotation_archives_beside_the_log_and_one_chain_verifies_across(tmp_path
     assert verify(path, key=KEY).ok
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("edited", ["audit.jsonl", "audit.4-6.jsonl"])
+def test_archives_naming_each_other_in_a_loop_are_a_broken_chain_not_a_hang(tmp_path, edited):
+    """Each walker of the archives (verify, the archives' hash check, the history, a writer, rotation) stops at a
+    first record that names a file at or above its own seq: edited first records cannot make them go round."""
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, key=KEY)
+    for i in range(4):
+        log.append({"x": i})
+    rotate(path, key=KEY)
+    log.append({"x": 4})
+    log.append({"x": 5})
+    rotate(path, key=KEY)
+    victim = tmp_path / edited  # the log's first record names itself, or the older archive's names the log
+    os.chmod(victim, 0o640)
+    lines = victim.read_text().splitlines(keepends=True)
+    named = "audit.4-6.jsonl" if edited == "audit.jsonl" else "audit.0-3.jsonl"
+    victim.write_text(lines[0].replace(f'"archive":"{named}"', '"archive":"audit.jsonl"') + "".join(lines[1:]))
+    rep = verify(path, key=KEY, archives=True)
+    assert not rep.ok and ("not below" in rep.summary() or "edited" in rep.summary()), rep.summary()
+    from hguard._audit_verify import archive_problems
+
+    assert archive_problems(path)
+    with pytest.raises(AuditIntegrityError):
+        list(AuditLog(path).history())
+    with pytest.raises(AuditError):
+        rotate(path, key=KEY)
+
+
 def test_processes_writing_through_a_rotation_keep_one_chain(tmp_path):
     path = tmp_path / "audit.jsonl"
     AuditLog(path, key=KEY).append({"start": 1})
