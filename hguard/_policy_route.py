@@ -4,7 +4,7 @@ per fact used) and :func:`choose_domain` (the policy domain most similar to a pr
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -259,19 +259,26 @@ def choose_domain(similarities: Mapping[str, float], policy: Policy) -> tuple[st
     score is ambiguous and returns None, so :func:`decide` uses
     ``default_route`` rather than guessing.
     """
+    return pick_domain(similarities, policy.domains, policy.domain_min_similarity)
+
+
+def pick_domain(similarities: Mapping[str, float], domains: Collection[str],
+                min_similarity: float) -> tuple[str | None, str]:
+    """:func:`choose_domain` among ``domains`` at ``min_similarity`` (a calibration report's router, before any
+    policy exists, picks as the guard does)."""
     scored = {
         name: float(s)
         for name, s in similarities.items()
-        if name in policy.domains and _real(s) and math.isfinite(s)
+        if name in domains and _real(s) and math.isfinite(s)
     }
     if not scored:
         return None, "no policy domain has a similarity score for this prompt"
     best = max(scored.values())
     top = sorted(name for name, s in scored.items() if s == best)
-    if best < policy.domain_min_similarity:
+    if best < min_similarity:
         return None, (
             f"best domain {top[0]!r} has similarity {_fmt(best)} < domain_min_similarity "
-            f"{_fmt(policy.domain_min_similarity)}"
+            f"{_fmt(min_similarity)}"
         )
     if len(top) > 1:
         return None, f"domains {', '.join(map(repr, top))} tie at similarity {_fmt(best)}"

@@ -33,6 +33,7 @@ from .generation import Generator
 from .models import LoadedModel, load_model
 from .policy import Policy, Thresholds, choose_domain, load_policy
 from .settings import CLOSED_BOOK, RAG, GenerationSettings
+from .signals.embedding import router_similarity
 
 
 #: the audit record kind of :meth:`Guard.rewrite_query`
@@ -426,7 +427,7 @@ class Guard(_Scoring, _Recording):
             return {}
         windows = getattr(self.embedder, "windows", None)  # an embedder of one's own may only encode
         Q = self.embedder.encode(windows(question) if windows is not None else [question])
-        return {name: float(min(np.sort(M @ q)[::-1][:5].mean() for q in Q)) for name, M in router.items()}
+        return {name: router_similarity(M, Q) for name, M in router.items()}
 
     def choose_domain(self, question: str, rag: bool | None = None) -> tuple[str | None, dict]:
         """Nearest calibrated domain by the mean of the 5 closest calibration questions' cosine similarity,

@@ -47,6 +47,11 @@ def test_calibrate_writes_probes_report_and_plots(setup):
     s = report["split"]
     assert s["n_train"] + s["n_test"] == len(exs)
     assert set(report["transfer"]["auroc"]) == {"alpha", "beta"}
+    # where the automatic domain choice sends each domain's held-out questions, every one counted once
+    for d, r in report["router"]["domains"].items():
+        assert r["n"] == report["domains"][d]["n"], (r, report["domains"][d]["n"])
+        assert r["to_domain"] + r["to_none"] + sum(r["to_other"].values()) == r["n"]
+    assert set(report["router"]["domains"]) == {"alpha", "beta"} and "Automatic domain choice" in md
 
 
 def test_without_matplotlib_the_report_is_written_and_says_the_plots_were_left_out(setup, tmp_path, monkeypatch):
@@ -312,3 +317,21 @@ def test_a_merger_input_that_did_not_vary_gets_no_weight_and_a_unit_scale():
     at = {"neuron_logit": 0.5}
     risks = [merge_risk({**at, "log_length": math.log1p(n)}, merger) for n in (31, 32, 33)]
     assert risks[0] == risks[1] == risks[2] and 0.05 < risks[0] < 0.95
+
+
+def test_the_router_figure_sends_held_out_questions_where_the_guard_would():
+    """The report's automatic-choice figure routes as the guard does (5 nearest, the default minimum): new
+    questions of a domain's kind reach it, a question of no calibrated kind reaches none."""
+    from hguard.calibrate._pipeline_report import router_coverage
+
+    countries = ["France", "Peru", "Kenya", "Japan", "Norway", "Chile", "Egypt", "India", "Spain", "Ghana", "Nepal", "Cuba"]
+    elements = ["iron", "gold", "sodium", "neon", "zinc", "argon", "copper", "silver", "lead", "tin", "helium", "carbon"]
+    geo = [f"What is the capital of {c}?" for c in countries]
+    chem = [f"What is the chemical symbol of {e}?" for e in elements]
+    rep = router_coverage({"geo": geo[:8], "chem": chem[:8]},
+                          {"geo": [*geo[8:], "How long should sourdough bread proof before baking?"], "chem": chem[8:]})
+    assert rep["min_similarity"] == 0.35
+    g, c = rep["domains"]["geo"], rep["domains"]["chem"]
+    assert (g["n"], g["to_domain"], g["to_none"], g["to_other"]) == (5, 4, 1, {}), g
+    assert (c["n"], c["to_domain"], c["to_none"]) == (4, 4, 0) and c["interval"][0] < 1.0 == c["interval"][1]
+    assert g["similarity"]["p10"] < 0.35 < g["similarity"]["median"]

@@ -204,6 +204,10 @@ def test_rag_calibration_fits_one_merger_over_probe_confidence_grounding_and_clo
     kc = report["knowledge_conflict"]  # said in words: fitted with its counts, or why there is no detector
     said = md.split("## Knowledge-conflict detector\n\n")[1].split("\n")[0]
     assert said.startswith("Fitted on") if kc.get("train") else said == f"No detector: {kc['why']}"
+    # the automatic domain choice on held-out passages' own questions, each question once
+    rt = report["router"]["domains"]["alpha"]
+    assert rt["n"] > 0 and rt["to_domain"] + rt["to_none"] + sum(rt["to_other"].values()) == rt["n"]
+    assert "## Automatic domain choice on held-out questions" in md and "| alpha |" in md
     # the split is by passage: no group on both sides
     from hguard.calibrate.collect import load_collected
     from hguard.calibrate.pipeline import split_groups

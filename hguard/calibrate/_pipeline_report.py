@@ -3,7 +3,8 @@ and out-of-distribution rates (see :mod:`hguard.calibrate.pipeline`)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections import Counter
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -98,4 +99,47 @@ def ood_rates(fitted: dict, col: Collected, by_domain: dict, test_mask: np.ndarr
             entry["domains"][b] = {"n": len(te.rows), "triggered": int((d > ood["threshold"]).sum()),
                                    "rate": float((d > ood["threshold"]).mean())}
         out[a] = entry
+    return out
+
+
+def router_coverage(train: Mapping[str, Sequence[str]], test: Mapping[str, Sequence[str]]) -> dict:
+    """Where the guard's automatic domain choice would send each domain's held-out questions, asked without naming
+    a domain: a router built as the shipped one is (``router_sample`` of each domain's questions) from the training
+    split alone, choosing as the guard does at the policy's default ``domain_min_similarity``. Per domain: how many
+    reach it (with a 95% interval), go to another domain or to none, and the spread of their similarity to it."""
+    from .._policy_route import pick_domain
+    from .._stats import clopper_pearson_interval
+    from ..errors import ModelNotFoundError
+    from ..policy import Policy
+    from ..signals.embedding import get_embedder, router_sample, router_similarity
+
+    minimum = float(Policy.model_fields["domain_min_similarity"].default)
+    try:
+        embedder = get_embedder()
+        router = {d: embedder.encode(list(router_sample(qs))) for d, qs in train.items() if qs}
+    except ModelNotFoundError as exc:
+        return {"no_figure": f"the sentence-embedding model the router uses is not available: {exc}"}
+    out: dict = {"min_similarity": minimum, "router": "each domain's training-split questions (as many as a probe "
+                 "file keeps); the shipped router holds both splits'", "domains": {}}
+    for domain, questions in sorted(test.items()):
+        if domain not in router or not questions:
+            continue
+        own, other, none, sims = 0, Counter[str](), 0, []
+        for q in questions:
+            pieces = embedder.encode(embedder.windows(q))
+            scores = {d: router_similarity(M, pieces) for d, M in router.items()}
+            chosen, _ = pick_domain(scores, router, minimum)
+            sims.append(scores[domain])
+            if chosen == domain:
+                own += 1
+            elif chosen is None:
+                none += 1
+            else:
+                other[chosen] += 1
+        n = len(questions)
+        out["domains"][domain] = {
+            "n": n, "to_domain": own, "rate": own / n, "interval": clopper_pearson_interval(own, n),
+            "to_other": dict(other.most_common()), "to_none": none,
+            "similarity": {"p10": float(np.quantile(sims, 0.1)), "median": float(np.median(sims))},
+        }
     return out

@@ -142,6 +142,9 @@ def rag_markdown(report: dict) -> str:
         if tr else f"No detector: {kc.get('why')}"
     )
     lines += ["## Knowledge-conflict detector", "", said, ""]
+    from .report import router_markdown
+
+    lines += [*router_markdown(report)[1:], ""] if report.get("router") else []
     for d, why in report.get("skipped", {}).items():
         lines += [f"## {d}: skipped", "", f"{why}", ""]
     for d, m in report["domains"].items():

@@ -20,6 +20,7 @@ import numpy as np
 from .._stats import auroc, auroc_ci  # noqa: F401 (importable from here)
 from ..errors import DataError, InputError
 from ..settings import GenerationSettings
+from ..signals.embedding import router_sample
 from ._pipeline_evaluate import evaluate, load_probe_dir  # noqa: F401 (importable from here)
 from ._pipeline_fit import (  # noqa: F401 (importable from here)
     BASELINES,
@@ -50,6 +51,7 @@ from ._pipeline_report import (  # noqa: F401 (importable from here)
     _disagreements,
     coverage_at_targets,
     ood_rates,
+    router_coverage,
     transfer_matrix,
 )
 from .collect import Collected, collect, label_row  # noqa: F401 (importable from here)
@@ -223,6 +225,9 @@ def calibrate(
         raise DataError("no domain could be calibrated: " + "; ".join(str(why) for why in report["skipped"].values()))
     report["transfer"] = transfer_matrix(fitted, col, by_domain, test_mask)
     report["ood"] = ood_rates(fitted, col, by_domain, test_mask, report["domains"])
+    report["router"] = router_coverage(
+        {d: [r["question"] for r, t in zip(col.rows, test_mask) if r["domain"] == d and not t] for d in fitted},
+        {d: [r["question"] for r, t in zip(col.rows, test_mask) if r["domain"] == d and t] for d in fitted})
     report["risk_coverage"] = {}
     for domain, f in fitted.items():
         test = col.subset(by_domain[domain] & test_mask)
@@ -253,7 +258,7 @@ def calibrate(
             calibration_scores={"risk": f["oof_merged"], "hallucinated": f["oof_y"], "family": f["oof_family"]},
             random_baseline=f["random_baseline"],
             # For choosing a domain when none is given: nearest calibration questions.
-            router_questions=tuple(questions[:: max(1, len(questions) // 120)][:120]),
+            router_questions=router_sample(questions),
             extra={
                 "model": lm.name,
                 "data_hash": data_hash(dom_examples),

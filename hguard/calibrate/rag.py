@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import DataError, InputError
+from ..signals.embedding import router_sample
 from .collect import collect
 from .data import Example, data_hash, rows_for_mode, warn_rag_meta
 from ._pipeline_evaluate import refuse_foreign_layout
@@ -197,11 +198,21 @@ def calibrate_rag(
             merger=f["merger"], thresholds=f["thresholds"],
             calibration_scores={"risk": f["oof_merged"], "hallucinated": f["oof_y"]},
             knowledge_conflict={"detector": conflict["detector"], "threshold": conflict["threshold"]} if conflict.get("detector") else None,
-            router_questions=tuple(questions[:: max(1, len(questions) // 120)][:120]),
+            router_questions=router_sample(questions),
             extra={"model": lm.name, "data_hash": data_hash(dom_ex), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    "metrics": {k: v for k, v in m.items() if k not in ("datasets",)}, "split": report["split"],
                    "probe_fit": probe_fit.describe()},
         ).save(out / f"{domain}.rag.json")
+    from ._pipeline_report import router_coverage
+
+    def asked(held_out: bool) -> dict[str, list[str]]:  # each passage's own question, once (the router's kind)
+        by: dict[str, dict[str, None]] = {}
+        for r, t in zip(rows, test):
+            if bool(t) == held_out and r["domain"] in report["domains"] and r.get("condition") == "supporting":
+                by.setdefault(r["domain"], {})[r["question"]] = None
+        return {d: list(qs) for d, qs in by.items()}
+
+    report["router"] = router_coverage(asked(False), asked(True))
     report["timing"] = {"total_seconds": time.perf_counter() - t_start, "n_answers": len(rows)}
     rdir = Path(report_dir) if report_dir else out / "rag-report"
     write_rag_report(report, rdir)

@@ -95,6 +95,7 @@ def markdown(report: dict) -> str:
         lines.append(f"| {d} | " + " | ".join(f"{_f(t['coverage'], 2)} / {_f(t['accepted_hallucination_rate'], 2)}" for t in m.get("at_targets", [])) + " |")
     lines += families_markdown(report)
     lines += ood_markdown(report)
+    lines += router_markdown(report)
     lines += ["", "## Training split (cross-validation)", ""]
     lines += ["| domain | n | correct | hallucinated | refusals | C | OOF AUROC probe | OOF AUROC merged | probe fit (s) |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -167,6 +168,28 @@ def ood_markdown(report: dict) -> list[str]:
         lines.append(f"| {a} | {e['threshold']:.2f} | {hf} | "
                      + " | ".join(f"{e['domains'][b]['rate']:.3f} ({e['domains'][b]['triggered']}/{e['domains'][b]['n']})"
                                   if b in e["domains"] else "n/a" for b in cols) + " |")
+    return lines
+
+
+def router_markdown(report: dict) -> list[str]:
+    """Where the automatic domain choice sends each domain's held-out questions (see ``router_coverage``)."""
+    r = report.get("router") or {}
+    if not r:
+        return []
+    lines = ["", "## Automatic domain choice on held-out questions", ""]
+    if "no_figure" in r:
+        return [*lines, f"No figure: {r['no_figure']}.", ""]
+    lines += [f"Each held-out question asked without naming a domain, routed as the guard routes it (the mean cosine "
+              f"of its 5 nearest calibration questions, domain_min_similarity {r['min_similarity']:.2f}) by a router "
+              f"built from {r['router']}. A question reaching no domain goes to the policy's default route (review), "
+              "or, with context, to its context_fallback_domain; name the domain in the request to skip the choice.",
+              "", "| domain | n | to this domain (95% CI) | to another | to none | similarity to it: p10 / median |",
+              "|---|---|---|---|---|---|"]
+    for d, e in r["domains"].items():
+        lo, hi = e["interval"] or (None, None)
+        other = ", ".join(f"{k} {v}" for k, v in e["to_other"].items()) or "0"
+        lines.append(f"| {d} | {e['n']} | {e['to_domain']} ({_f(e['rate'], 2)} [{_f(lo, 2)}, {_f(hi, 2)}]) | {other} | "
+                     f"{e['to_none']} | {_f(e['similarity']['p10'], 2)} / {_f(e['similarity']['median'], 2)} |")
     return lines
 
 

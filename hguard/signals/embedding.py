@@ -200,6 +200,24 @@ class Embedder:
         return [w for w in pieces if w.strip()] or [text]
 
 
+# A question's similarity to a domain is the mean cosine of its closest calibration questions, this many
+ROUTER_NEAREST = 5
+# and a domain's router holds at most this many of its calibration questions (spread over them)
+ROUTER_QUESTIONS = 120
+
+
+def router_sample(questions: Sequence[str]) -> tuple[str, ...]:
+    """The calibration questions a domain's router keeps: at most ``ROUTER_QUESTIONS``, evenly spread."""
+    return tuple(questions[:: max(1, len(questions) // ROUTER_QUESTIONS)][:ROUTER_QUESTIONS])
+
+
+def router_similarity(domain_vectors: np.ndarray, pieces: np.ndarray) -> float:
+    """A question's similarity to a domain: for each piece of it (rows of ``pieces``, see :meth:`Embedder.windows`),
+    the mean cosine of its ``ROUTER_NEAREST`` closest calibration questions (rows of ``domain_vectors``); the
+    lowest piece's, so that a domain fits the question only if it fits every part of it."""
+    return float(min(np.sort(domain_vectors @ q)[::-1][:ROUTER_NEAREST].mean() for q in pieces))
+
+
 _default: Embedder | None = None
 _default_lock = threading.Lock()
 
