@@ -120,6 +120,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         smoke=(("--smoke", "--out", f"{OUT}/reliability.json"),),
         writes=("reliability.json",),
     ),
+    "router": Benchmark(
+        full=((),),
+        smoke=(("--limit", "3", "--out", f"{OUT}/router.json"),),
+        writes=("router.json",),
+        shared_data=True,
+    ),
     "screening": Benchmark(
         full=(("collect-wide", "--n", "256", "--work", "runs/screening-wide256"),
               ("fit", "--work", "runs/screening-wide256", "--mode", "memory"),

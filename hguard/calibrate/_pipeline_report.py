@@ -4,7 +4,7 @@ and out-of-distribution rates (see :mod:`hguard.calibrate.pipeline`)."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -102,11 +102,12 @@ def ood_rates(fitted: dict, col: Collected, by_domain: dict, test_mask: np.ndarr
     return out
 
 
-def router_coverage(train: Mapping[str, Sequence[str]], test: Mapping[str, Sequence[str]]) -> dict:
+def router_coverage(train: Mapping[str, Sequence[str]], test: Mapping[str, Sequence[str]], embedder: Any = None) -> dict:
     """Where the guard's automatic domain choice would send each domain's held-out questions, asked without naming
     a domain: a router built as the shipped one is (``router_sample`` of each domain's questions) from the training
     split alone, choosing as the guard does at the policy's default ``domain_min_similarity``. Per domain: how many
-    reach it (with a 95% interval), go to another domain or to none, and the spread of their similarity to it."""
+    reach it (with a 95% interval), go to another domain or to none, and the spread of their similarity to it.
+    ``embedder``: one with ``encode`` and ``windows`` as :class:`hguard.signals.embedding.Embedder` (the default)."""
     from .._policy_route import pick_domain
     from .._stats import clopper_pearson_interval
     from ..errors import ModelNotFoundError
@@ -115,7 +116,7 @@ def router_coverage(train: Mapping[str, Sequence[str]], test: Mapping[str, Seque
 
     minimum = float(Policy.model_fields["domain_min_similarity"].default)
     try:
-        embedder = get_embedder()
+        embedder = embedder if embedder is not None else get_embedder()
         router = {d: embedder.encode(list(router_sample(qs))) for d, qs in train.items() if qs}
     except ModelNotFoundError as exc:
         return {"no_figure": f"the sentence-embedding model the router uses is not available: {exc}"}
