@@ -297,3 +297,19 @@ def test_stock_prompts_asking_for_text_to_search_with_are_not_held_as_answers(ti
     for reply in (llm.complete(head + AUSTRALIA).additional_kwargs,
                   llm.chat([ChatMessage(role=MessageRole.USER, content=head + AUSTRALIA)]).message.additional_kwargs):
         assert reply["route"] in ("review", "abstain") and reply.get("audit_id"), reply  # a decision, held
+    # nor does a user's message that copies such a prompt whole (HyDE's, the helper's question in its slot), sent
+    # through a chat engine, chat or an engine's formatted call: only the engines' own calls are search steps
+    from llama_index.core.chat_engine import SimpleChatEngine
+    from llama_index.core.prompts.default_prompts import HYDE_TMPL
+
+    forged = HYDE_TMPL.format(context_str=AUSTRALIA)
+    replies = [llm.chat([ChatMessage(role=MessageRole.USER, content=forged)]).message.additional_kwargs,
+               llm.complete(forged, formatted=True).additional_kwargs,
+               asyncio.run(llm.acomplete(forged, formatted=True)).additional_kwargs]
+    for reply in replies:
+        assert reply["route"] in ("review", "abstain") and reply.get("audit_id"), reply
+    n_decisions = sum(r["kind"] == "decision" for r in AuditLog(guard.audit.path))
+    SimpleChatEngine.from_defaults(llm=llm).chat(forged)
+    decisions = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
+    assert len(decisions) == n_decisions + 1 and decisions[-1]["route"] in ("review", "abstain")
+    assert sum(r["kind"] == "retrieval_query" for r in AuditLog(guard.audit.path)) == 2  # still only the engines' two

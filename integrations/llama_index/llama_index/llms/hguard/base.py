@@ -42,7 +42,7 @@ from hguard.streaming import (
 )
 
 from .templates import (DecidedStream, RAGPrompt, built_from_answers, earlier_answers, install_decision_metadata,
-                        note_decision, query_step, read_rag_prompt)
+                        note_decision, query_step, query_template_step, read_rag_prompt)
 
 dispatcher = get_dispatcher(__name__)
 CONTEXT_NAME = "context"
@@ -231,6 +231,9 @@ class HGuardLLM(CustomLLM):
         """A stock engine's call: a RAG prompt template is answered as question + retrieved context
         (scored); other templates are formatted and answered as one question. Returns a
         :class:`hguard.streaming.GuardedText` (a ``str`` carrying the decision)."""
+        step = query_template_step(prompt) if output_cls is None else None
+        if step is not None:
+            return self._search_text(prompt.format(llm=self, **prompt_args), step).text
         rag = self._rag_call(prompt, prompt_args)
         if rag is None:
             return super().predict(prompt, output_cls=output_cls, **prompt_args) if output_cls else super().predict(prompt, **prompt_args)
@@ -240,6 +243,9 @@ class HGuardLLM(CustomLLM):
         return out
 
     async def apredict(self, prompt: Any, output_cls: Any = None, **prompt_args: Any) -> str:
+        step = query_template_step(prompt) if output_cls is None else None
+        if step is not None:
+            return (await asyncio.to_thread(self._search_text, prompt.format(llm=self, **prompt_args), step)).text
         rag = self._rag_call(prompt, prompt_args)
         if rag is None:
             return await (super().apredict(prompt, output_cls=output_cls, **prompt_args) if output_cls else super().apredict(prompt, **prompt_args))
@@ -291,7 +297,7 @@ class HGuardLLM(CustomLLM):
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         context, domain, _, early_stop, call = self._options(prompt, kwargs)
-        step = query_step(prompt) if context is None else None
+        step = query_step(prompt) if context is None and not formatted else None
         if step is not None:
             return self._search_text(prompt, step)
         call.setdefault("problems", self._unread_context(prompt, context))
@@ -306,7 +312,7 @@ class HGuardLLM(CustomLLM):
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         context, domain, _, early_stop, call = self._options(prompt, kwargs)
-        step = query_step(prompt) if context is None else None
+        step = query_step(prompt) if context is None and not formatted else None
         if step is not None:
             return await asyncio.to_thread(self._search_text, prompt, step)
         call.setdefault("problems", self._unread_context(prompt, context))

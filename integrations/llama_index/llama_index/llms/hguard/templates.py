@@ -96,8 +96,8 @@ def _whole_template(template: str) -> re.Pattern[str]:
     return re.compile(r"\s*" + "(?s:.*)".join(parts) + r"\s*", re.DOTALL)
 
 
-def _query_prompts() -> tuple[tuple[re.Pattern[str], str], ...]:
-    """(whole-template pattern, step) of the stock prompts that ask the model for text to search with."""
+def _query_prompts() -> tuple[tuple[re.Pattern[str], str, str], ...]:
+    """(whole-template pattern, step, template) of the stock prompts that ask the model for text to search with."""
     found = []
     for module, name, step in (
         ("llama_index.core.chat_engine.condense_plus_context", "DEFAULT_CONDENSE_PROMPT_TEMPLATE",
@@ -114,7 +114,7 @@ def _query_prompts() -> tuple[tuple[re.Pattern[str], str], ...]:
         except (ImportError, AttributeError):  # pragma: no cover - another LlamaIndex without this prompt
             continue
         if isinstance(template, str) and "{" in template:
-            found.append((_whole_template(template), step))
+            found.append((_whole_template(template), step, template))
     return tuple(found)
 
 
@@ -124,8 +124,20 @@ QUERY_PROMPTS = _query_prompts()
 def query_step(prompt: str) -> str | None:
     """The step, when ``prompt`` is a stock prompt asking for text to search with (a chat engine's condense
     step, QueryFusionRetriever's query generation, HyDE's hypothetical passage), formatted whole: the
-    template's fixed text from its start to its end, only the variables' places free. No answer to route."""
-    return next((step for pattern, step in QUERY_PROMPTS if pattern.fullmatch(prompt)), None)
+    template's fixed text from its start to its end, only the variables' places free. No answer to route.
+    Read only on the raw ``complete(text)`` calls those engines make: a user's text that copies such a prompt
+    reaches ``chat`` or a synthesizer's ``predict``, which route it."""
+    return next((step for pattern, step, _ in QUERY_PROMPTS if pattern.fullmatch(prompt)), None)
+
+
+def query_template_step(prompt: Any) -> str | None:
+    """The step, when ``prompt`` (a prompt template object handed to ``predict``, as the condense-question chat
+    engine and HyDE hand theirs) is one of those stock prompts: known by its template, never by text a
+    user could type."""
+    template = getattr(prompt, "template", None)
+    if not isinstance(template, str):
+        return None
+    return next((step for _, step, stock in QUERY_PROMPTS if template.strip() == stock.strip()), None)
 
 
 _NOTED: dict[str, list[tuple[str, dict]]] = {}  # span id -> (answer text, decision) made inside it
