@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator, Literal, Sequence
 
+from langchain_core.caches import BaseCache
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.base import LangSmithParams
@@ -268,6 +269,19 @@ class ChatHGuard(BaseChatModel):
     """Only greedy decoding (``0`` or ``None``): the probes were calibrated on greedy answers."""
     raise_on: frozenset[str] = frozenset()
     """Routes (``"abstain"``, ``"review"``) that raise a typed ``hguard.errors.RouteError`` instead of returning."""
+    cache: BaseCache | bool | None = Field(default=False, exclude=True)
+    """Always ``False``: no LangChain cache (``set_llm_cache`` included) answers for the guard."""
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _uncached(cls, v: Any) -> bool:
+        if v is not False:
+            raise ValueError(
+                f"ChatHGuard cannot use a LangChain cache (cache={v!r}): a cached answer would reach the user without "
+                "a decision of its own under the policy, audit log and monitor state of the moment (an answer accepted "
+                "before a domain was tightened would come back accepted); leave cache out"
+            )
+        return False
 
     @field_validator("temperature")
     @classmethod

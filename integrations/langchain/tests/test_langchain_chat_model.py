@@ -148,3 +148,23 @@ def test_prompt_template_pipeline_puts_the_system_message_in_context(make_guard)
     text = chain.invoke({"context": "gold is a metal", "question": Q})
     rec = list(AuditLog(guard.audit.path))[-1]
     assert text == REVIEW_MARK + rec["answer"] and rec["context"] == "gold is a metal" and rec["question"] == Q
+
+
+def test_every_call_is_decided_anew_even_with_a_global_cache(make_guard):
+    """A LangChain cache (set_llm_cache) must not hand back an earlier accept: each answer is decided under the
+    policy, log and monitor state of its own call; a cache passed to ChatHGuard is refused."""
+    from langchain_core.caches import InMemoryCache
+    from langchain_core.globals import set_llm_cache
+
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    set_llm_cache(InMemoryCache())
+    try:
+        first, second = chat.invoke(Q), chat.invoke(Q)
+    finally:
+        set_llm_cache(None)
+    assert first.response_metadata["audit_id"] != second.response_metadata["audit_id"]
+    assert sum(r["kind"] == "decision" for r in AuditLog(guard.audit.path)) == 2
+    for cache in (True, None, InMemoryCache()):
+        with pytest.raises(ValueError, match="cannot use a LangChain cache"):
+            ChatHGuard(guard=guard, cache=cache)
