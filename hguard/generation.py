@@ -156,6 +156,7 @@ class Generator:
         self.n_features = sum(s.d_ff for s in self.sites)
         self.eos_token_ids = _eos_ids(lm)
         self._running = threading.local()
+        self._control: tuple[str, ...] | None = None
 
     @property
     def running(self) -> "RunningState | None":
@@ -180,6 +181,32 @@ class Generator:
         return system_prompt_fingerprint(self.system_prompt)
 
     # ---------------------------------------------------------------------------------- prompts
+
+    def control_tokens(self) -> tuple[str, ...]:
+        """The tokenizer's special tokens as text ("<|im_start|>", "<|im_end|>", "<|endoftext|>", ...): typed into a
+        question, context, history or per-call system instruction they are read as markers (a new turn, a new
+        system instruction), not as text, so the prompt's turns would not be the ones fingerprinted."""
+        if self._control is None:
+            tok = self.lm.tokenizer
+            found = {str(t) for t in (getattr(tok, "all_special_tokens", None) or [])}
+            for added in (getattr(tok, "added_tokens_decoder", None) or {}).values():
+                if getattr(added, "special", False):
+                    found.add(str(getattr(added, "content", "")))
+            self._control = tuple(sorted(t for t in found if len(t.strip()) > 1))
+        return self._control
+
+    def control_in(self, question: str, context: str | None = None, history: Sequence[Mapping] | None = None,
+                   system: str | None = None) -> list[str]:
+        """Where the caller's texts hold a control token (see :meth:`control_tokens`): "the question holds
+        '<|im_end|>'", one line per text."""
+        texts = [("question", question), ("context", context), ("system instruction", system),
+                 *((f"history turn {i + 1}", m.get("content")) for i, m in enumerate(history or []))]
+        out = []
+        for where, text in texts:
+            held = [t for t in self.control_tokens() if isinstance(text, str) and t in text]
+            if held:
+                out.append(f"the {where} holds {', '.join(map(repr, held[:3]))}")
+        return out
 
     def call_fingerprints(self, system: str | None = None, history: Sequence[Mapping] | None = None) -> dict[str, str]:
         """The fingerprints of one call's prompt: the per-call system instruction (when it replaces the
@@ -300,6 +327,9 @@ class Generator:
             processors=list(logits_processors), streamer=streamer, stopping=list(stopping_criteria), stop=stop,
         )
         for g, h, sp in zip(out, hists, syss):
+            control = self.control_in(g.question, g.context, h, sp)
+            if control:
+                g.extra["control_tokens"] = control
             if g.extra.get("stop") is not None and g.extra["stop"] not in (caller_stop or ()):
                 g.extra["frame_stop"] = g.extra.pop("stop")  # the plain frame's end of answer, not the caller's
             if h or sp is not None:
