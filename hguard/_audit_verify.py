@@ -366,9 +366,18 @@ def _changed_since_archived(arch: Path, opening: Mapping[str, Any]) -> str | Non
             f"and sha256 {str(opening.get('archive_sha256'))[:16]}... recorded when it was archived: it was changed since")
 
 
-def archive_problems(path: str | os.PathLike[str]) -> list[str]:
+def _resized_since_archived(arch: Path, opening: Mapping[str, Any]) -> str | None:
+    """How the archive's size differs from the one the record after it holds, or None."""
+    size = arch.stat().st_size
+    if size == opening.get("archive_bytes"):
+        return None
+    return f"it is {size} bytes, not the {opening.get('archive_bytes')} bytes recorded when it was archived: it was changed since"
+
+
+def archive_problems(path: str | os.PathLike[str], *, hashes: bool = True) -> list[str]:
     """What is missing or changed among the archives a rotated log continues (walking back from ``path``), read by
-    their size and sha256 against the record after each (hashes only: quicker than ``verify(archives=True)``)."""
+    their size and sha256 against the record after each (hashes only: quicker than ``verify(archives=True)``;
+    ``hashes=False``: by their size alone, a stat each)."""
     out: list[str] = []
     try:
         holder = Path(path)  # the file whose first record names the archive
@@ -376,7 +385,7 @@ def archive_problems(path: str | os.PathLike[str]) -> list[str]:
             if not archive.is_file():
                 return [*out, f"the archive {archive} (seq {after.get('archive_first_seq')}.."
                               f"{after.get('archive_last_seq')}) that {holder.name} continues is not beside it"]
-            changed = _changed_since_archived(archive, after)
+            changed = _changed_since_archived(archive, after) if hashes else _resized_since_archived(archive, after)
             if changed:
                 out.append(f"archive {archive.name}: {changed}")
             holder = archive

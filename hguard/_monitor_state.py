@@ -191,6 +191,7 @@ class MonitorState:
         if not self.audit_path.exists() and self._point is None:  # nothing written yet (a log its anchor
             self._chain = {}  # remembers is refused at start)
             return
+        from ._audit_verify import archive_problems
         from .audit import verify
 
         events: list[Mapping[str, Any]] = []  # monitor events are few: kept while the chain is checked
@@ -211,6 +212,11 @@ class MonitorState:
             breaks = [p for p in report.problems if not p.torn]
             if breaks:
                 raise ValueError(f"it does not verify (line {breaks[0].line}: {breaks[0].message})")
+            # the archives it continues are not replayed (their states are carried), but must be there, as
+            # archived: records taken away or cut are as a chain cut back (edits within are verify's to find)
+            gone = archive_problems(self.audit_path, hashes=False)
+            if gone:
+                raise ValueError(f"{gone[0]}; put the archive back beside the log as it was archived")
             self._chain = replay(events, self._point_states if report.resumed or self._point is None else None)
             self._point, self._point_states = report.resume, self._chain
         except Exception as exc:  # an unreadable or broken chain cannot say the domain is not tightened

@@ -226,3 +226,24 @@ def test_an_answer_held_before_the_rotation_is_reviewed_and_exported_after_it(tm
     Path(tmp_path / "audit.0-0.jsonl").unlink()
     with pytest.raises(AuditIntegrityError, match="audit.0-0.jsonl.*not beside it"):
         queue.decide(item2, verdict="correct", reviewer="ana")
+
+
+def test_a_guard_fails_closed_on_an_archive_taken_away_or_cut(tmp_path):
+    """A guard reads a rotated log's fresh file alone (the states are carried), but the archives it continues
+    must be beside it as archived: one taken away (or cut) fails closed, as a log cut back does."""
+    path, state = tmp_path / "audit.jsonl", tmp_path / "monitor-state.json"
+    log = AuditLog(path, key=KEY)
+    for i in range(3):
+        log.append({"x": i})
+    arch = Path(rotate(path, key=KEY).archive)
+    assert MonitorState(state, path, key=KEY).get("geo") is None  # nothing held
+    moved = arch.rename(tmp_path / "elsewhere.jsonl")
+    held = MonitorState(state, path, key=KEY).get("geo")
+    assert held.state == "tightened" and held.accept_below == 0.0 and "not beside it" in held.reason, held.reason
+    moved.rename(arch)
+    assert MonitorState(state, path, key=KEY).get("geo") is None
+    os.chmod(arch, 0o640)
+    with open(arch, "r+b") as f:
+        f.truncate(arch.stat().st_size - 10)
+    held = MonitorState(state, path, key=KEY).get("geo")
+    assert held.state == "tightened" and "changed since" in held.reason, held.reason
