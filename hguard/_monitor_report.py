@@ -63,6 +63,7 @@ def summary(report: Mapping[str, Any]) -> str:
             f"  {d:12s} state={e['state']['state']}"
             + (f" ({e['state']['action']}, accept_below {e['state']['accept_below']:.4g})" if e["state"]["state"] == "tightened" else "")
             + (f" [a run without --dry-run lifts it: {e['lift_on_run']}]" if e.get("lift_on_run") else "")
+            + (f" [{e['kept_despite_recalibration']}]" if e.get("kept_despite_recalibration") else "")
             + f" decisions={e['n_decisions']}"
             + (f" ({', '.join(f'{n} {route}' for route, n in sorted(e['decisions'].items(), key=lambda t: str(t[0])))})"
                if e["decisions"] else "")

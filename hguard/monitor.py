@@ -27,8 +27,9 @@ traffic, from the audit log and the review queue alone:
   threshold certified for ``tightened_target`` on its calibration scores (``on_breach = "stricter"``), or
   accepting nothing (``"review"``). The change and its evidence are appended to the audit chain
   (``monitor_tighten``); the guard reads the state file that mirrors the chain before routing. It stays until
-  a person lifts it (``hguard monitor --lift``, audited as ``monitor_lift``) or the domain is recalibrated (a
-  new probe id lifts it, also audited).
+  a person lifts it (``hguard monitor --lift``, audited as ``monitor_lift``) or the domain is recalibrated in a
+  way that routes its answers otherwise (a new ``calibration_id``; also audited), unless the policy hand-sets
+  the domain's ``accept_below``, which no calibration certifies: then only a person lifts it.
 
 A monitor run appends one ``monitor_check`` record per domain (estimate, counts, drift tests), so the chain
 holds every step. The pure parts (bounds, selection, drift test, state transitions) take plain data.
@@ -406,7 +407,10 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         # calibrated again (a new probe_id, made at another time) leave it (tightenings recorded before
         # calibration_id existed compare probe ids)
         recalibrated = (st.calibration_id != calibration_id) if st.calibration_id else (st.probe_id != probe_id)
-        would_lift = st.state == "tightened" and bool(st.probe_id and probe_id and recalibrated)
+        recalibrated = st.state == "tightened" and bool(st.probe_id and probe_id and recalibrated)
+        # a hand-set accept_below is certified by no calibration: a new one says nothing of the answers it accepts
+        # (a package upgrade's refitted probes, the same answers calibrated by a newer version): a person lifts it
+        would_lift = recalibrated and dp.accept_below is None
         if would_lift and act:
             events.append(_append(audit, LIFT, {"domain": name, "by": "recalibration", "probe_id": probe_id,
                                                 "calibration_id": calibration_id,
@@ -458,6 +462,10 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
             "state": st.to_dict(),
             # a dry run says what the run would do about a recalibration (a real one has lifted it above)
             "lift_on_run": (f"recalibrated: probe {st.probe_id} replaced by {probe_id}" if would_lift and not act else None),
+            "kept_despite_recalibration": (
+                f"recalibrated (probe {st.probe_id} replaced by {probe_id}), but the policy's accept_below "
+                f"{dp.accept_below} for it is hand-set, which no calibration certifies: the tightening stays until a "
+                "person lifts it (hguard monitor --lift)" if recalibrated and not would_lift else None),
             "target": dp.target_hallucination_rate, "confidence": dp.confidence,
             "hand_set_accept_below": dp.accept_below,  # the policy's own number, certified by no calibration
             "decisions": dict(routes), "n_decisions": len(dom),

@@ -732,6 +732,11 @@ def test_a_recalibration_lifts_a_tightening_only_when_it_changes_how_answers_are
     dataclasses.replace(cd, merger=merger).save(probes / "alpha.json")
     dry = run_monitor(policy, act=False)["domains"]["alpha"]  # a dry run says what the run will do
     assert dry["state"]["state"] == "tightened" and dry["lift_on_run"].startswith("recalibrated: probe")
+    # ... unless the policy hand-sets the domain's accept_below, which no calibration certifies: a person lifts it
+    hand = policy.model_copy(update={"domains": {"alpha": policy.domains["alpha"].model_copy(update={"accept_below": 0.5})}})
+    kept = run_monitor(hand)["domains"]["alpha"]
+    assert kept["state"]["state"] == "tightened" and "hand-set" in kept["kept_despite_recalibration"]
+    assert not [r for r in log if r["kind"] == "monitor_lift"]
     assert run_monitor(policy)["domains"]["alpha"]["state"]["state"] == "normal"
     (lifted,) = [r for r in log if r["kind"] == "monitor_lift"]
     assert lifted["by"] == "recalibration" and lifted["calibration_id"] != cd.calibration_id
