@@ -172,6 +172,12 @@ def verify(
     if expect_head is not None:
         expect_head = _check_head(expect_head, "expect_head")
     heads, problems = _read_anchor(Path(anchor)) if anchor is not None else ({}, [])
+    later: tuple[str, int, int] | None = None
+    if _below is None and heads:  # an archive verified on its own: heads of later seqs are the file's after it
+        after = _continued_by(p)
+        if after is not None:
+            later = (after[0], after[1], sum(seq >= after[1] for seq in heads))
+            _below = after[1]
     if _below is not None:  # an archive: heads of later seqs are the files after it
         heads = {seq: head for seq, head in heads.items() if seq < _below}
     opening = _opening(p) if start is None else None
@@ -306,6 +312,9 @@ def verify(
         if earlier and not archives:
             cover += (f"; {len(earlier)} head(s) of seq below {first_seq} are its archives' (not checked here: "
                       "verify with the archives)")
+        if later is not None and later[2]:
+            cover += (f"; {later[2]} head(s) from seq {later[1]} on are those of {later[0]}, which continues it (not "
+                      f"checked here: verify {later[0]})")
     checked = ([cover] if anchor is not None else []) + (
         [f"the expected head {expect_head[:16]}... is in it"] if expect_head else [])
     if continued and opening is not None:
@@ -321,6 +330,22 @@ def verify(
         resumed=start is not None, n_lines=n_lines, continues=dict(opening) if continued and opening else None,
         archives=archived.archives,
     )
+
+
+def _continued_by(p: Path) -> tuple[str, int] | None:
+    """(name, seq of its first record) of the file beside ``p`` whose first record says it continues ``p`` (the
+    log or a later archive, when ``p`` is an archive), or None."""
+    for q in sorted(p.parent.glob(f"*{p.suffix}")):
+        if q.name == p.name or not q.is_file():
+            continue
+        try:
+            opening = _opening(q)
+        except OSError:
+            continue
+        if opening is not None and opening.get("kind") == CONTINUATION and type(opening.get("seq")) is int \
+                and Path(str(opening.get("archive"))).name == p.name:
+            return q.name, opening["seq"]
+    return None
 
 
 def _verify_archive(p: Path, opening: dict[str, Any], key: bytes | None, anchor: Any,

@@ -48,6 +48,11 @@ def test_rotation_archives_beside_the_log_and_one_chain_verifies_across(tmp_path
     whole = verify(path, key=KEY, anchor=anchor, archives=True)
     assert whole.ok and whole.n_records == 9 and whole.head_seq == 8, whole.summary()
     assert [Path(x).name for x in whole.archives] == ["audit.0-3.jsonl", "audit.4-6.jsonl"]
+    # an archive read on its own with the anchor (as `audit show/export --policy` do): the later heads are the
+    # files' that continue it, not records cut off its end
+    for name, later in (("audit.0-3.jsonl", "audit.4-6.jsonl"), ("audit.4-6.jsonl", "audit.jsonl")):
+        own = verify(tmp_path / name, key=KEY, anchor=anchor)
+        assert own.ok and f"are those of {later}, which continues it" in own.summary(), own.summary()
     alone = verify(path, key=KEY, anchor=anchor)
     assert alone.ok and alone.n_records == 2 and "not checked here" in alone.summary()
     # a record seen through the history comes in chain order
