@@ -142,7 +142,8 @@ class AuditConfig(_Section):
     # new log beside the policy without a word. A policy with no [audit] table gets DEFAULT_AUDIT_LOG.
     path: PolicyPath = Field(
         description="a file path for the JSONL audit log, relative to the policy file (required in an [audit] "
-        f"table; a policy without the table logs to {DEFAULT_AUDIT_LOG!r} beside it)",
+        f"table; a policy without the table logs to {DEFAULT_AUDIT_LOG!r} beside it; a table without it, which "
+        f"hguard 0.1 read as that file: add path = {DEFAULT_AUDIT_LOG!r} to go on with the same log)",
     )
     redact: bool = Field(
         False, strict=True, description="true or false: store hashes instead of prompt and answer text"
@@ -171,7 +172,8 @@ class IntegrityConfig(_Section):
 class ReviewConfig(_Section):
     queue: PolicyPath = Field(
         description="a file path for the SQLite review queue, relative to the policy file (required in a [review] "
-        f"table; a policy without the table queues to {DEFAULT_REVIEW_QUEUE!r} beside it)",
+        f"table; a policy without the table queues to {DEFAULT_REVIEW_QUEUE!r} beside it; a table without it, "
+        f"which hguard 0.1 read as that file: add queue = {DEFAULT_REVIEW_QUEUE!r} to go on with the same queue)",
     )
 
 

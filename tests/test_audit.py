@@ -921,6 +921,12 @@ def test_show_and_export_check_with_the_policys_key_and_anchor(tmp_path, capsys)
     assert main(["export", str(tmp_path / "audit.jsonl"), "--csv", str(tmp_path / "o.csv"),
                  "--policy", str(tmp_path / "policy.toml")]) == 0
     assert "MAC was not checked" not in (tmp_path / "o.csv").read_text()
+    # without LOG, the policy's own log
+    assert main(["show", "--policy", str(tmp_path / "policy.toml"), "--json"]) == 0
+    assert '"x":1' in capsys.readouterr().out
+    assert main(["export", "--csv", str(tmp_path / "p.csv"), "--policy", str(tmp_path / "policy.toml")]) == 0
+    assert (tmp_path / "p.csv").read_text() == (tmp_path / "o.csv").read_text()
+    assert main(["show"]) == 2 and "pass the audit log to show" in capsys.readouterr().err
     # the policy's anchor is checked: a record cut off the end fails
     lines = (tmp_path / "audit.jsonl").read_text().splitlines(keepends=True)
     log.append({"x": 2})

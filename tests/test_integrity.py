@@ -249,14 +249,14 @@ def test_cli_verify_reads_log_key_and_anchor_from_the_policy(tmp_path, capsys):
     assert cli_main(["verify", "--policy", str(pol)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"{path}: OK, 4 records") and "MACs checked with key" in out and f"anchor {anchor}" in out
-    assert "decisions made under this policy file (policy_hash " in out and "): 0 of 4; under other settings: none recorded (4)" in out
+    assert "decisions made under this policy file (policy_hash " in out and "): 0 of 4; under other settings: none recorded (written by an hguard that did not record policy_hash yet) (4)" in out
     from hguard.monitor import policy_hash
     from hguard.policy import load_policy
 
     mine = policy_hash(load_policy(pol))
     AuditLog(path, key=KEY, anchor=anchor).append({"policy_hash": mine, "route": "accept"})
     assert cli_main(["verify", "--policy", str(pol)]) == 0
-    assert f"decisions made under this policy file (policy_hash {mine}): 1 of 5; under other settings: none recorded (4)" in capsys.readouterr().out
+    assert f"decisions made under this policy file (policy_hash {mine}): 1 of 5; under other settings: none recorded (written by an hguard that did not record policy_hash yet) (4)" in capsys.readouterr().out
     path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:4]))  # back to the four records
     anchor.write_bytes(b"".join(anchor.read_bytes().splitlines(keepends=True)[:4]))
     assert cli_main(["verify", str(path)]) == 0  # without the policy (or a key) the MACs are not checked, and it says so

@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_key_options(p)
     p.add_argument("--anchor", metavar="FILE", help="the anchor the writer appends heads to ([audit] anchor)")
     p = sub.add_parser("show", help="print records (and, on stderr, every line that is not a record)")
-    p.add_argument("path", help="the audit log (.jsonl)")
+    p.add_argument("path", nargs="?", help="the audit log (.jsonl); with --policy, default the policy's")
     p.add_argument("--last", type=int, metavar="N", help="only the last N matching records")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--domain", metavar="D", help="only records of this domain")
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check_options(p)
     p = sub.add_parser("export", help="write the log as CSV (signals.* and thresholds.* become columns; a "
                        "chain_check column says ok, or what verification found wrong on the row's line)")
-    p.add_argument("path", help="the audit log (.jsonl)")
+    p.add_argument("path", nargs="?", help="the audit log (.jsonl); with --policy, default the policy's")
     p.add_argument("--csv", required=True, metavar="OUT", help="the CSV file to write")
     p.add_argument("--columns", metavar="C1,C2", help="comma-separated columns to write, in order")
     _add_check_options(p)
@@ -204,7 +204,7 @@ def main(argv: list[str]) -> int:
 
             def count(rec: dict[str, Any]) -> None:
                 if rec.get("kind") == "decision":
-                    seen[rec.get("policy_hash") or "none recorded"] += 1
+                    seen[rec.get("policy_hash") or "none recorded (written by an hguard that did not record policy_hash yet)"] += 1
 
             report = verify(path, key=key, expect_head=args.expect_head, anchor=anchor,
                             archives=not args.this_file_only, on_record=count)
@@ -212,6 +212,11 @@ def main(argv: list[str]) -> int:
             if args.policy:
                 print(_under_policy(seen, pol))
             return 0 if report.ok else 1
+        if args.command in ("show", "export") and not args.path:
+            if not args.policy:
+                raise InputError(f"pass the audit log to {args.command} (hguard audit {args.command} LOG), or --policy "
+                                 f"FILE to {args.command} the log that policy writes")
+            args.path = str(_policy_of(args).audit.path)
         if args.command == "show":
             if args.domain is not None and not args.domain.strip():
                 raise InputError(f"--domain {args.domain!r}: pass a domain name, or --no-domain for records without one")
