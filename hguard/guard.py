@@ -352,7 +352,10 @@ class Guard(_Scoring, _Recording):
                                  f" (held: {tightened.reason}: ")
                                 + ("it accepts nothing: every answer that is not abstained on goes to review"
                                    if not tightened.accept_below else f"it accepts below {tightened.accept_below:.4g}")
-                                + (" until a person lifts it)" if tightened.since else ")") if tightened else ""))
+                                + (" until a person lifts it)" if tightened.since else ")") if tightened else "")
+                             + ("; with context it has no min_grounding floor, so an answer its passage does not support "
+                                "is accepted when its risk is below that number (the default policy's RAG domains set "
+                                "min_grounding = 0.2)" if "with context" in kinds and dp.min_grounding is None else ""))
         return out
 
     def plan(self, domain: str) -> DomainPlan | None:

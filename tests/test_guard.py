@@ -192,6 +192,12 @@ def test_a_hand_set_accept_threshold_is_said_at_start_and_in_each_accepted_answe
     assert said.endswith("(the monitor has tightened it since T1: it accepts nothing: every answer that is not "
                          "abstained on goes to review until a person lifts it)")
     assert "reviews no answer" not in said  # it does review them while tightened
+    # answers with context accepted under it with no grounding floor: said at start
+    g = Guard.from_policy(_policy(root, tmp_path, context_with_closed_book_probe="allow"), lm=lm)
+    assert "with context it has no min_grounding floor" in g.uncertified_accept_thresholds()["alpha"]
+    g = Guard.from_policy(_policy(root, tmp_path, context_with_closed_book_probe="allow", min_grounding=0.2), lm=lm)
+    assert "min_grounding" not in g.uncertified_accept_thresholds()["alpha"]
+    assert "min_grounding" not in Guard.from_policy(_policy(root, tmp_path), lm=lm).uncertified_accept_thresholds()["alpha"]
 
 
 def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
