@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import tomllib
 import types
 from collections.abc import Mapping, Sequence
@@ -118,6 +120,10 @@ def _explain(error: Mapping[str, Any]) -> str:
         # Our own checks already echo the values and say what to do.
         return f"{where}: {msg}"
     text = f"{where}: {msg} (got {_short(error.get('input'))})"
+    got = error.get("input")
+    if isinstance(got, str) and re.fullmatch(r"\s*[-+]?\d+(?:\.\d*)?[eE][-+]?\d+\s*", got):
+        text += ("; YAML 1.1 reads a number such as 1e-1 (no point before the e) as text: write 0.1 or 1.0e-1, "
+                 "without quotes")
     found = _model_at(loc)
     if found and found[1] in found[0].model_fields:
         desc = found[0].model_fields[found[1]].description
@@ -160,6 +166,9 @@ def load_policy(path: str | Path) -> Policy:
     """
     path = Path(path).expanduser()
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise PolicyError(f"policy file {str(path)!r} is a folder; pass the policy file in it (e.g. "
+                          f"{str(path / 'policy.toml')!r})")
     if suffix not in (".toml", ".yaml", ".yml"):
         raise PolicyError(
             f"policy file {str(path)!r} has suffix {suffix or '(none)'!r}; "

@@ -325,6 +325,16 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path):
     assert str(path) in str(info.value) and "line " in str(info.value) and "YAML" in str(info.value)
 
 
+def test_yaml_exponent_without_a_point_and_a_folder_are_explained(tmp_path):
+    path = write(tmp_path, "p.yaml", "version: 1\ndomains:\n  f:\n    accept_below: 1e-1\n")
+    with pytest.raises(PolicyError, match=r"accept_below.*'1e-1'.*YAML 1.1 reads a number such as 1e-1"):
+        load_policy(path)
+    assert load_policy(write(tmp_path, "q.yaml", "version: 1\ndomains:\n  f:\n    accept_below: 1.0e-1\n")
+                       ).domains["f"].accept_below == 0.1
+    with pytest.raises(PolicyError, match="is a folder; pass the policy file in it"):
+        load_policy(tmp_path)
+
+
 def test_yaml_duplicate_keys_are_an_error_not_a_silent_overwrite(tmp_path):
     path = write(tmp_path, "p.yaml", "version: 1\ndomains:\n  f:\n    accept_below: 0.2\n    accept_below: 0.9\n")
     with pytest.raises(PolicyError) as info:
