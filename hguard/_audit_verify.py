@@ -312,6 +312,8 @@ def verify(
         if earlier and not archives:
             cover += (f"; {len(earlier)} head(s) of seq below {first_seq} are its archives' (not checked here: "
                       "verify with the archives)")
+        elif earlier and archived.archives:
+            cover += f"; the {len(earlier)} head(s) of seq below {first_seq} were checked in its archives"
         if later is not None and later[2]:
             cover += (f"; {later[2]} head(s) from seq {later[1]} on are those of {later[0]}, which continues it (not "
                       f"checked here: verify {later[0]})")

@@ -47,6 +47,7 @@ def test_rotation_archives_beside_the_log_and_one_chain_verifies_across(tmp_path
     assert sorted(p.name for p in tmp_path.glob("audit*")) == ["audit.0-3.jsonl", "audit.4-6.jsonl", "audit.jsonl"]
     whole = verify(path, key=KEY, anchor=anchor, archives=True)
     assert whole.ok and whole.n_records == 9 and whole.head_seq == 8, whole.summary()
+    assert "head(s) of seq below 7 were checked in its archives" in whole.summary(), whole.summary()
     assert [Path(x).name for x in whole.archives] == ["audit.0-3.jsonl", "audit.4-6.jsonl"]
     # an archive read on its own with the anchor (as `audit show/export --policy` do): the later heads are the
     # files' that continue it, not records cut off its end
