@@ -48,18 +48,6 @@ def test_an_empty_context_file_is_refused_before_the_model_loads(tmp_path):
     assert b"Loading weights" not in r.stderr and not (pol.parent / "audit.jsonl").exists()  # nothing loaded or recorded
 
 
-def test_a_question_that_is_not_utf8_or_empty_is_refused_before_the_model_loads(tmp_path):
-    pol = tmp_path / "p" / "policy.toml"
-    from hguard import policy_copy
-
-    policy_copy(pol.parent)
-    r = subprocess.run([sys.executable.encode(), b"-m", b"hguard", b"ask", b"caf\xe9 ?", b"--policy", str(pol).encode()],
-                       capture_output=True, timeout=300, cwd=ROOT, env={**os.environ, "HGUARD_THREADS": "1"})
-    _one_clear_line(r, "the question is not valid text: character 3", "UTF-8")
-    _one_clear_line(run("ask", "   ", "--policy", str(pol)), "the question is empty")
-    assert b"Loading weights" not in r.stderr and not (pol.parent / "audit.jsonl").exists()
-
-
 def test_context_file_is_a_folder(tmp_path):
     _one_clear_line(run("ask", "q?", "--context", str(tmp_path)), str(tmp_path), "is a folder")
 

@@ -435,12 +435,8 @@ def cmd_monitor(args) -> int:
 
 
 def cmd_ask(args) -> int:
-    from .._guard_result import _check_text
-    from ..generation import check_question
     from ..guard import Guard
 
-    _check_text("the question", args.question)  # refused before the model loads, as a bad --context is
-    check_question(args.question)
     context = read_text_file(args.context, "--context") if args.context else None
     if context is not None and not context.strip():  # refused before the model loads; nothing is generated
         raise InputError(f"--context file {args.context!r} is empty or only whitespace; pass a file with the "
