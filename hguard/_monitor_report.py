@@ -28,11 +28,15 @@ def summary(report: Mapping[str, Any]) -> str:
         lines.append(f"  {nv['n']} verdict(s) in the review queue have no review_verdict record in the audit chain "
                      f"(decided without the audit log, or their records were cut; e.g. {', '.join(nv['items'])}): "
                      "not counted, their items count as not reviewed")
-    nc = report.get("verdict_records_never_committed") or {}
+    nc = report.get("verdict_records_not_committed_in_queue") or {}
     if nc.get("n"):
-        lines.append(f"  {nc['n']} review_verdict record(s) in the audit chain were never committed to the queue (the "
-                     f"deciding process stopped between the two; e.g. {', '.join(nc['records'])}): not counted; the "
-                     "item's committed verdict (or, while it is pending, none) counts, and a later decide names them")
+        lines.append(f"  {nc['n']} verdict(s) in the audit chain are not the queue's committed verdict of their item (a "
+                     f"decide stopped between the log and the queue, or the queue file was edited; e.g. "
+                     f"{', '.join(nc['records'])}): counted, as the chain holds them; check the queue file")
+    sh = report.get("queue_items_sharing_a_decision") or {}
+    if sh.get("n"):
+        lines.append(f"  {sh['n']} review queue item(s) judge a decision another item judges too (e.g. "
+                     f"{', '.join(sh['items'])}): each decision counts once, by the chain's verdict; check the queue file")
     nq = report.get("review_decisions_not_in_queue") or {}
     if nq.get("n"):
         lines.append(f"  {nq['n']} decision(s) held for review or picked for a spot-check are not in the review queue "

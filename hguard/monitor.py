@@ -270,12 +270,11 @@ def _not_queued(records: list[dict], items, have_queue: bool) -> dict[str, Any]:
     return {"n": len(missing), "items": missing[:5]}
 
 
-def _outside(decisions: list[dict], items, policy) -> dict[str, Any]:
+def _outside(decisions: list[dict], verdict_of: Mapping[str, Mapping[str, Any]], policy) -> dict[str, Any]:
     """Decisions under this policy whose domain it does not list (no domain chosen, or a name the caller
-    gave), by route, with the verdicts on them: the per-domain estimates leave them out."""
+    gave), by route, with the chain's verdicts on them: the per-domain estimates leave them out."""
     out = [r for r in decisions if r.get("domain") not in policy.domains]
-    ids = {r["id"] for r in out}
-    verdicts = Counter(it.verdict.label for it in items if it.audit_id in ids and it.verdict is not None)
+    verdicts = Counter(str(verdict_of[r["id"]]["label"]) for r in out if r["id"] in verdict_of)
     return {"n_decisions": len(out), "by_domain": dict(Counter(str(r.get("domain")) for r in out)),
             "routes": dict(Counter(str(r.get("route")) for r in out)), "verdicts": dict(verdicts)}
 
@@ -371,12 +370,18 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     unrecorded = [it for it in items if it.verdict is not None and not verdict_in_chain(it, recorded)]
     unrecorded_ids = {it.id for it in unrecorded}
     items = [replace(it, verdict=None) if it.id in unrecorded_ids else it for it in items]
-    # the reverse: verdict records no committed verdict points to (a decide that stopped between the log and the
-    # queue) and that no later verdict names as superseded: what a reviewer said that nothing counts
+    # what counts is the chain's verdict on each decision: its last review_verdict record (a later one supersedes
+    # one whose decide stopped before the queue). The queue's rows are the reviewers' copy: rows copied, set back to
+    # pending or edited change no figure here; they are named below so that someone looks at the queue file
+    verdict_of: dict[str, dict] = {}
+    for r in records:
+        if r.get("kind") == "review_verdict" and r.get("decision_audit_id") in by_id \
+                and r.get("label") in ("correct", "hallucinated"):
+            verdict_of[r["decision_audit_id"]] = r
     committed = {it.verdict.audit_record_id for it in items if it.verdict is not None}
-    superseded = {x for r in recorded.values() for x in (r.get("supersedes") or [])}
-    never_committed = [rid for rid, r in recorded.items() if rid not in committed and rid not in superseded
-                       and r.get("item_id") in {it.id for it in items}]
+    not_committed = [r["id"] for r in verdict_of.values() if r["id"] not in committed]
+    shared = Counter(it.audit_id for it in items)
+    sharing = sorted(it.id for it in items if shared[it.audit_id] > 1)
     spotted = {r.get("decision_audit_id") for r in records if r.get("kind") == SPOT}
     # queue rows whose own columns (spot-check flag, domain, risk) say otherwise than the chain (edited, or written by something else): the
     # figures read the chain; the rows are named so that someone looks at the queue file
@@ -391,10 +396,11 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         "foreign_decisions_left_out": len(foreign), "dry_run": not act, "domains": {},
         "other_model_decisions_left_out": {"n": sum(other_models.values()), "models": dict(other_models.most_common(5))},
         "verdicts_not_in_chain": {"n": len(unrecorded), "items": [it.id for it in unrecorded[:5]]},
-        "verdict_records_never_committed": {"n": len(never_committed), "records": never_committed[:5]},
+        "verdict_records_not_committed_in_queue": {"n": len(not_committed), "records": not_committed[:5]},
+        "queue_items_sharing_a_decision": {"n": len(sharing), "items": sharing[:5]},
         "review_decisions_not_in_queue": _not_queued(records, items, queue is not None),
         "queue_items_differing_from_log": {"n": len(differing), "items": differing[:5]},
-        "outside_domains": _outside(decisions, items, policy),
+        "outside_domains": _outside(decisions, verdict_of, policy),
         "tightenings_carried_from_state_file": carried,
     }  # fmt: skip
     for name, dp in policy.domains.items():
@@ -420,17 +426,14 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         since = st.since if st.state == "normal" and st.since else None
         dom = [r for r in decisions if r.get("domain") == name]
         fresh = [r for r in dom if since is None or (r.get("time") or "") > since]
-        fresh_ids = {r["id"] for r in fresh}
         # what the chain says, not the queue's columns: a spot-check is an accepted decision with its spot_check record
-        spot_items = [it for it in items if it.audit_id in fresh_ids and it.audit_id in spotted
-                      and by_id[it.audit_id].get("route") == "accept"]
-        reviewed = [(it, it.verdict.label) for it in spot_items if it.verdict is not None]
+        spot_ids = [r["id"] for r in fresh if r["id"] in spotted and r.get("route") == "accept"]
+        reviewed = [(str(by_id[i].get("time") or ""), verdict_of[i]["label"]) for i in spot_ids if i in verdict_of]
         k = sum(label == "hallucinated" for _, label in reviewed)
         n = len(reviewed)
         lcb, ucb = live_bounds(k, n, dp.confidence, dp.live_bounds)
         n_min = min_checks(dp.target_hallucination_rate, dp.confidence, dp.live_bounds)
-        routed = [it.verdict.label for it in items if it.verdict is not None and by_id[it.audit_id].get("route") == "review"
-                  and by_id[it.audit_id].get("domain") == name]
+        routed = [v["label"] for i, v in verdict_of.items() if by_id[i].get("route") == "review" and by_id[i].get("domain") == name]
         routes = Counter(r.get("route") for r in dom)
         w = dp.drift_window
         sims = [((r.get("domain_choice") or {}).get("similarities") or {}).get(name) for r in dom]
@@ -469,8 +472,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
             "target": dp.target_hallucination_rate, "confidence": dp.confidence,
             "hand_set_accept_below": dp.accept_below,  # the policy's own number, certified by no calibration
             "decisions": dict(routes), "n_decisions": len(dom),
-            "spot_checks": {"selected": len(spot_items), "reviewed": n, "hallucinated": k,
-                            "pending": len(spot_items) - n, "rate": k / n if n else None,
+            "spot_checks": {"selected": len(spot_ids), "reviewed": n, "hallucinated": k,
+                            "pending": len(spot_ids) - n, "rate": k / n if n else None,
                             "upper_bound": ucb, "lower_bound": lcb, "breach_rule": dp.breach_rule,
                             "bounds": dp.live_bounds,
                             "min_reviewed_to_judge": n_min if dp.breach_rule == "upper_bound" else 0,
@@ -508,7 +511,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         est["events"] = [{"kind": e["kind"], "id": e["id"], "reason": e.get("reason")} for e in events if e["kind"] != CHECK]
         states[name] = st
         est["_risk_panels"] = panels
-        est["_spot_results"] = [(it.time, label == "hallucinated") for it, label in sorted(reviewed, key=lambda p: p[0].time)]
+        est["_spot_results"] = [(t, label == "hallucinated") for t, label in sorted(reviewed, key=lambda p: p[0])]
         est["_accept_series"] = [r.get("route") == "accept" for r in dom]
         report["domains"][name] = est
     if act:

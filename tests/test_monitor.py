@@ -923,7 +923,7 @@ def test_monitor_report_and_review_export_never_replace_the_log_queue_or_state(t
     assert main(["review", "list", "--policy", str(tmp_path / "missing.toml")]) == 2
 
 
-def test_a_verdict_record_never_committed_to_the_queue_is_reported_not_counted(tmp_path):
+def test_a_verdict_record_never_committed_to_the_queue_counts_as_the_chain_holds_it(tmp_path):
     policy = _pol(tmp_path, spot_check_rate=0.5)
     log, queue = _deploy(tmp_path, policy, 10, halluc_rate=0.0)
     rec = log.append({"domain": "geo", "route": "review", "risk": 0.6, "policy_id": policy_id(policy),
@@ -932,11 +932,13 @@ def test_a_verdict_record_never_committed_to_the_queue_is_reported_not_counted(t
     orphan = log.append({"item_id": rec.id, "decision_audit_id": rec.id, "verdict": "hallucinated", "label": "hallucinated",
                          "reviewer": "sre", "decided_at": "T"}, kind="review_verdict")  # its decide stopped here
     rep = run_monitor(policy, act=False)
-    assert rep["verdict_records_never_committed"] == {"n": 1, "records": [orphan.id]}
-    assert rep["domains"]["geo"]["review_routed"]["reviewed"] == 0  # not counted
-    assert "1 review_verdict record(s) in the audit chain were never committed to the queue" in summary(rep)
+    assert rep["verdict_records_not_committed_in_queue"] == {"n": 1, "records": [orphan.id]}
+    assert rep["domains"]["geo"]["review_routed"] == {"reviewed": 1, "hallucinated": 1, "correct": 0}  # the chain's
+    assert "1 verdict(s) in the audit chain are not the queue's committed verdict of their item" in summary(rep)
     queue.decide(rec.id, verdict="correct", reviewer="sre2", supersede=True)
-    assert run_monitor(policy, act=False)["verdict_records_never_committed"]["n"] == 0  # named by the later verdict
+    again = run_monitor(policy, act=False)  # the later verdict is the decision's
+    assert again["verdict_records_not_committed_in_queue"]["n"] == 0
+    assert again["domains"]["geo"]["review_routed"] == {"reviewed": 1, "hallucinated": 0, "correct": 1}
     assert rep["review_decisions_not_in_queue"]["n"] == 0
     held = log.append({"domain": "geo", "route": "review", "risk": 0.6, "policy_id": policy_id(policy),
                        "question": "q2", "answer": "a"}, kind="decision")  # the process stopped before the queue
@@ -1154,3 +1156,31 @@ def test_an_answer_held_while_the_monitor_reads_the_log_is_no_foreign_item(tmp_p
     monkeypatch.setattr(audit_mod, "verify", live_traffic)
     rep = run_monitor(policy)
     assert rep["domains"]["geo"]["spot_checks"]["reviewed"] > 0
+
+
+def test_queue_rows_copied_reset_or_edited_change_no_figure(tmp_path):
+    """The monitor counts the chain's verdict on each decision: rows copied into the queue (more reviewed
+    spot-checks), verdicts set back to pending (fewer hallucinated) or relabelled in the file change nothing,
+    and the report names the rows."""
+    import sqlite3
+
+    policy = _pol(tmp_path, spot_check_rate=0.5, on_breach="review")
+    log, queue = _deploy(tmp_path, policy, 80, halluc_rate=0.6)
+    before = run_monitor(policy, act=False)["domains"]["geo"]["spot_checks"]
+    assert before["reviewed"] > 10 and before["hallucinated"] > 3
+    db = sqlite3.connect(policy.review.queue)
+    cols = [r[1] for r in db.execute("PRAGMA table_info(review_items)")]
+    good = dict(zip(cols, db.execute("SELECT * FROM review_items WHERE verdict = 'correct' LIMIT 1").fetchone()))
+    for i in range(20):  # one correct verdict copied under new item ids
+        row = {**good, "id": f"{good['id']}-copy{i}"}
+        db.execute(f"INSERT INTO review_items ({','.join(row)}) VALUES ({','.join('?' * len(row))})", tuple(row.values()))
+    bad = [r[0] for r in db.execute("SELECT id FROM review_items WHERE verdict = 'hallucinated' LIMIT 2")]
+    db.execute("UPDATE review_items SET status='pending', verdict=NULL, reviewer=NULL, decided_at=NULL, "
+               f"verdict_audit_id=NULL, verdict_audit_hash=NULL WHERE id IN ('{bad[0]}', '{bad[1]}')")
+    db.commit()
+    db.close()
+    rep = run_monitor(policy, act=False)
+    assert rep["domains"]["geo"]["spot_checks"] == before
+    assert rep["queue_items_sharing_a_decision"]["n"] == 21 and rep["verdict_records_not_committed_in_queue"]["n"] == 2
+    text = summary(rep)
+    assert "judge a decision another item judges too" in text and "check the queue file" in text
