@@ -415,6 +415,18 @@ def test_export_writes_valid_calibration_rows_with_reviewer_labels(queue, tmp_pa
     assert (nothing.n_items, nothing.written) == (0, False)
     assert not (tmp_path / "none.jsonl").exists() and "not written" in nothing.summary()
 
+    # a verdict, corrected answer, reviewer or note edited in the queue file is not exported as said
+    for column, value in (("verdict", "hallucinated"), ("corrected_answer", "Qux"), ("reviewer", "chief"), ("note", "sure")):
+        with sqlite3.connect(queue.path) as conn:
+            saved = conn.execute(f"SELECT {column} FROM review_items WHERE id = 'fixed'").fetchone()[0]
+            conn.execute(f"UPDATE review_items SET {column} = ? WHERE id = 'fixed'", (value,))
+        edited = export_reviewed(queue, tmp_path / "edited.jsonl")
+        assert "fixed" in dict(edited.skipped), (column, edited.skipped)
+        assert "is not what its verdict record" in dict(edited.skipped)["fixed"]  # "hallucinated": the same label
+        with sqlite3.connect(queue.path) as conn:
+            conn.execute(f"UPDATE review_items SET {column} = ? WHERE id = 'fixed'", (saved,))
+    assert "fixed" not in dict(export_reviewed(queue, tmp_path / "again.jsonl").skipped)
+
 
 def test_a_hallucinated_verdict_on_an_answer_given_with_context_is_not_exported_as_unanswerable(queue, tmp_path):
     """With a passage, "no answer is right" (kind unanswerable) would say the passage does not answer the question,

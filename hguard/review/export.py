@@ -53,7 +53,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from ..calibrate.data import Example, write_examples
-from .._privacy import FILE_MODE
+from .._privacy import FILE_MODE, redacted
 from .._resources import refuse_own_file
 from ..errors import DataError, InputError
 from .queue import VERDICTS, ReviewItem, ReviewQueue, same_risk, shown_sha256, verdict_in_chain
@@ -212,6 +212,13 @@ def _check_in_chain(item: ReviewItem, recorded: dict[str, Any], log: str) -> Non
     if "risk" in rec and not same_risk(rec["risk"], item.risk):
         raise DataError(f"its risk {item.risk!r} is not the {rec['risk']!r} its verdict record {rec['id']} in {log} holds: "
                         "the queue file was edited after the verdict")
+    v = item.verdict
+    for key, said in (("verdict", v.verdict), ("reviewer", v.reviewer), ("corrected_answer", v.corrected_answer),
+                        ("note", v.note)):  # what the row exports is what the reviewer said, as the chain holds it
+        held = rec.get(key)
+        if key in rec and held != said and not (isinstance(held, dict) and held == redacted(said)):
+            raise DataError(f"its {key.replace('_', ' ')} {said!r:.80} is not what its verdict record {rec['id']} in "
+                            f"{log} holds: the queue file was edited after the verdict")
     shown = rec.get("reviewed_sha256")
     if isinstance(shown, dict):
         if shown_sha256(item.question, item.context, item.answer) != shown:
