@@ -32,7 +32,8 @@ def show(
     """Records matching domain, route and kind (``decision``, ``error``, ``llm_call``, ``review_verdict``, ...;
     each when given; ``without_domain``: only records with no domain, such as decisions no domain was chosen
     for; ``record_id``: only the record with that id and the records that name it as their
-    ``decision_audit_id``, such as its spot-check and verdicts), the last ``last`` of them when given, in file order.
+    ``decision_audit_id``, such as its spot-check and verdicts, or as their ``caller_request_id``, the id a caller
+    gave a guarded request), the last ``last`` of them when given, in file order.
 
     A line that is not a record (torn or damaged) raises AuditIntegrityError naming it, unless a ``problems``
     list is given: then each such line is added to it and reading goes on.
@@ -57,7 +58,7 @@ def show(
             continue
         if kind is not None and rec.get("kind") != kind:
             continue
-        if record_id is not None and record_id not in (rec.get("id"), rec.get("decision_audit_id")):
+        if record_id is not None and record_id not in (rec.get("id"), rec.get("decision_audit_id"), rec.get("caller_request_id")):
             continue
         kept.append(rec)
     return list(kept)

@@ -3,6 +3,8 @@ spot-check of accepted answers, and the record of a request that failed before a
 
 from __future__ import annotations
 
+import uuid
+
 import threading
 import time
 import warnings
@@ -72,7 +74,10 @@ class _Recording:
 
         record = {
             "hguard_version": __version__,
-            "request_id": result.request_id,
+            # the record's id is the log's own, never the caller's: spot-check selection is keyed on it (a caller
+            # choosing it would choose which accepted answers are checked) and the queue holds one item per id
+            "request_id": uuid.uuid4().hex,
+            "caller_request_id": result.request_id,
             "policy_id": self._policy_id,
             "policy_hash": self._policy_hash,
             "domain": result.domain,
@@ -106,7 +111,7 @@ class _Recording:
             result.audit_id = receipt.id
             result.audit_hash = receipt.hash
         else:
-            result.audit_id = result.request_id
+            result.audit_id = record["request_id"]
         spot = self._spot_check(result) if result.route == ACCEPT else None
         if (result.route == REVIEW or spot) and self.review_queue is not None:
             self._enqueue(result, spot)

@@ -682,3 +682,22 @@ def test_turn_markers_typed_into_the_texts_hold_the_answer_for_review(calibrated
     assert r.route == "review" and any("the system instruction holds '<|im_end|>'" in x for x in r.reasons)
     # a lone "<" or "|" is text: nothing said
     assert g.invoke(q + " <|", domain="alpha").route == "accept"
+
+
+def test_a_caller_request_id_is_kept_beside_the_record_id_the_guard_assigns(calibrated, tmp_path, capsys):
+    """A caller's request_id became the decision record's id: spot-check selection is keyed on that id (a caller
+    could pick which accepted answers escape checks), and a reused id made a second held answer's queue item
+    collide with the first. The guard assigns a random id; the caller's is kept and found."""
+    from hguard.cli.audit import main as audit_main
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=0.0, abstain_above=1.0), lm=lm)  # every answer held
+    a = g.invoke("who is the author of the book ?", domain="alpha", request_id="REQ-1")
+    b = g.invoke("what is the capital of france ?", domain="alpha", request_id="REQ-1")
+    assert a.request_id == b.request_id == "REQ-1" and len({a.audit_id, b.audit_id, "REQ-1"}) == 3
+    recs = [r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] == "decision"]
+    assert [r["caller_request_id"] for r in recs] == ["REQ-1", "REQ-1"] and [r["id"] for r in recs] == [a.audit_id, b.audit_id]
+    assert {it.audit_id for it in g.review_queue.pending()} == {a.audit_id, b.audit_id}  # both held answers queued
+    capsys.readouterr()
+    assert audit_main(["show", str(tmp_path / "audit.jsonl"), "--id", "REQ-1", "--kind", "decision", "--json"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2  # both requests found by the caller's id
