@@ -72,11 +72,12 @@ class _Recording:
     def _record(self, result: GuardResult, fingerprints: dict | None = None, generation: dict | None = None) -> None:
         from . import __version__
 
+        # the record's id is the guard's own, never the caller's: spot-check selection is keyed on it (a caller
+        # choosing it would choose which accepted answers are checked) and the queue holds one item per id
+        record_id = uuid.uuid4().hex
         record = {
             "hguard_version": __version__,
-            # the record's id is the log's own, never the caller's: spot-check selection is keyed on it (a caller
-            # choosing it would choose which accepted answers are checked) and the queue holds one item per id
-            "request_id": uuid.uuid4().hex,
+            "request_id": record_id,
             "caller_request_id": result.request_id,
             "policy_id": self._policy_id,
             "policy_hash": self._policy_hash,
@@ -111,7 +112,7 @@ class _Recording:
             result.audit_id = receipt.id
             result.audit_hash = receipt.hash
         else:
-            result.audit_id = record["request_id"]
+            result.audit_id = record_id
         spot = self._spot_check(result) if result.route == ACCEPT else None
         if (result.route == REVIEW or spot) and self.review_queue is not None:
             self._enqueue(result, spot)
