@@ -351,13 +351,20 @@ def guard_stream(
 
     worker = threading.Thread(target=run, name="hguard-stream", daemon=True)
     worker.start()
+    n_text, finished = 0, False
     try:
         for piece in streamer:
             if piece:
+                n_text += 1
                 yield GuardStreamChunk(piece)
+        finished = True
     finally:
-        # Also on an abandoned stream: the guard still finishes and records its decision.
+        # Also on an abandoned stream: the guard still finishes and records its decision, and then that the
+        # caller, who read some of its text, never got the decision
         worker.join()
+        if not finished and "result" in box:
+            guard.record_undelivered(box["result"], f"the stream ended after {n_text} chunk(s) of passthrough text, "
+                                                    "before its decision reached the caller (abandoned, cancelled or timed out)")
     if "error" in box:
         raise box["error"]
     yield GuardStreamChunk("", box["result"])
@@ -376,14 +383,33 @@ async def aguard_stream(
 ) -> AsyncIterator[GuardStreamChunk]:
     """:func:`guard_stream` for asyncio: the generation runs in a worker thread, the loop stays free."""
     it = guard_stream(guard, question, context, domain, mode, early_stop=early_stop, timeout=timeout, **call)
+    lock = threading.Lock()  # one step of the stream at a time: a cancelled step's thread runs on
+    taken: list[GuardStreamChunk] = []  # a chunk taken from the stream that has not reached the caller yet
+
+    def step() -> GuardStreamChunk | None:
+        with lock:
+            chunk = next(it, None)
+            if chunk is not None:
+                taken.append(chunk)
+            return chunk
+
+    def close() -> None:
+        with lock:  # after the step in flight: closing a running generator raises "already executing"
+            lost = [c.result for c in taken if c.result is not None]
+            it.close()  # an abandoned stream still waits for the guard's record
+        for result in lost:
+            guard.record_undelivered(result, "the caller cancelled the stream (a timeout, or its task was cancelled) "
+                                             "before its decided chunk reached it")
+
     try:
         while True:
-            chunk = await asyncio.to_thread(next, it, None)
+            chunk = await asyncio.to_thread(step)
+            taken.clear()
             if chunk is None:
                 return
             yield chunk
     finally:
-        await asyncio.to_thread(it.close)  # an abandoned stream still waits for the guard's record
+        await asyncio.to_thread(close)
 
 
 __all__ = [

@@ -701,3 +701,53 @@ def test_a_caller_request_id_is_kept_beside_the_record_id_the_guard_assigns(cali
     capsys.readouterr()
     assert audit_main(["show", str(tmp_path / "audit.jsonl"), "--id", "REQ-1", "--kind", "decision", "--json"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2  # both requests found by the caller's id
+
+
+def test_an_answer_the_caller_never_received_is_said_in_the_log(calibrated, tmp_path):
+    """Decided and recorded, but never delivered: a request cancelled by a timeout (ainvoke, an async stream)
+    or a passthrough stream abandoned before its decision; the log names the decision in an
+    answer_not_delivered record, and a cancelled async stream raises the caller's timeout, not an error of its own."""
+    import asyncio
+    import time
+
+    from hguard.streaming import aguard_stream, guard_stream
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    q = "who is the author of the book ?"
+    real = g.invoke
+
+    def slow(*a, **kw):
+        time.sleep(0.6)
+        return real(*a, **kw)
+
+    def undelivered():
+        return [r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] == "answer_not_delivered"]
+
+    g.invoke = slow
+    with pytest.raises(asyncio.TimeoutError):
+        asyncio.run(asyncio.wait_for(g.ainvoke(q, domain="alpha"), 0.1))
+
+    async def read_held():
+        return [c async for c in aguard_stream(g, q, domain="alpha", mode="hold")]
+
+    with pytest.raises(asyncio.TimeoutError):  # it raised "generator already executing"
+        asyncio.run(asyncio.wait_for(read_held(), 0.1))
+    for _ in range(100):  # the workers finish their answers after the callers left
+        if len(undelivered()) == 2:
+            break
+        time.sleep(0.1)
+    g.invoke = real
+    decisions = {r["id"]: r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] == "decision"}
+    first, second = undelivered()
+    assert first["decision_audit_id"] in decisions and second["decision_audit_id"] in decisions
+    assert "cancelled the request" in first["why"] and "cancelled the stream" in second["why"]
+    # a passthrough stream read for one chunk, then dropped
+    stream = guard_stream(g, q, domain="alpha", mode="passthrough")
+    assert next(stream).result is None
+    stream.close()
+    last = undelivered()[-1]
+    assert "after 1 chunk(s) of passthrough text" in last["why"] and last["route"] == "accept"
+    # read to its end, nothing more is said
+    assert list(guard_stream(g, q, domain="alpha", mode="passthrough"))[-1].result.route == "accept"
+    assert asyncio.run(g.ainvoke(q, domain="alpha")).route == "accept" and len(undelivered()) == 3
