@@ -363,11 +363,17 @@ def test_login_redirect_stays_on_this_server(queue):
 def test_logout_ends_the_session(queue):
     c = client_for(queue)
     login(c)
+    kept = c.cookies.get(web.SESSION_COOKIE)  # a copy of the session cookie, taken before logging out
     csrf = csrf_of(c.get("/").text)
     assert c.post("/logout", data={"csrf_token": csrf}, headers=SAME_ORIGIN).status_code == 303
     r = c.get("/items/low")
     assert r.status_code == 303 and r.headers["location"] == "/login?next=%2Fitems%2Flow"
     assert "Answer low" not in r.text
+    c.cookies.set(web.SESSION_COOKIE, kept)  # it read the queue for 12 more hours
+    r = c.get("/items/low")
+    assert r.status_code == 303 and "Answer low" not in r.text
+    login(c)  # a new session works
+    assert "Answer low" in c.get("/items/low").text
 
 
 def test_app_audit_argument_logs_verdicts_of_a_queue_without_one(tmp_path):

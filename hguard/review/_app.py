@@ -319,6 +319,7 @@ def create_app(
         form, refusal = await checked_form(request, need_session=False)
         if refusal is not None:
             return refusal
+        auth.end_session(request.cookies.get(SESSION_COOKIE))  # a copy of the cookie no longer reads the queue
         response = RedirectResponse("/", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response

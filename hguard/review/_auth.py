@@ -53,6 +53,8 @@ class _Auth:
         self._csrf_key = hmac.new(secret, b"hguard-review-csrf-v1", hashlib.sha256).digest()
         # client address -> times of its latest wrong tokens (only the last few matter for the lockout)
         self._failures: dict[str, collections.deque[float]] = {}
+        # sessions logged out (their random part -> when they would have expired): refused until then
+        self._ended: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def check_token(self, given: str) -> bool:
@@ -106,7 +108,23 @@ class _Auth:
         if not hmac.compare_digest(mac, parts[2]):
             return False
         age = time.time() - int(parts[0])
+        with self._lock:
+            if parts[1] in self._ended:
+                return False
         return -60 <= age <= SESSION_MAX_AGE_S
+
+    def end_session(self, value: str | None) -> None:
+        """Log a session out on this server: its cookie is refused from now on (a copy of it too) until it would
+        have expired. Changing the token ends every session, on every server."""
+        if not self.session_ok(value):
+            return
+        assert value is not None
+        started, nonce, _ = value.split(".")
+        now = time.time()
+        with self._lock:
+            for old in [k for k, until in self._ended.items() if until < now]:
+                del self._ended[old]
+            self._ended[nonce] = int(started) + SESSION_MAX_AGE_S
 
     def csrf_for(self, seed: str) -> str:
         return _b64(hmac.new(self._csrf_key, seed.encode("utf-8"), hashlib.sha256).digest())
