@@ -46,8 +46,11 @@ _FIRST_LINE_MAX = 1 << 20
 def _first_record(fd: int) -> dict[str, Any] | None:
     """The record on fd's first line; None when the file is empty, when that line does not end within its first
     MiB (a rotation's ``log_continued`` record is far shorter) or is no record."""
-    head = _pread_exact(fd, _FIRST_LINE_MAX, 0)
+    head = _pread_exact(fd, 1 << 12, 0)  # a first record fits in a page, a rotation's nearly always
     end = head.find(b"\n")
+    if end < 0 and len(head) == 1 << 12:
+        head = _pread_exact(fd, _FIRST_LINE_MAX, 0)
+        end = head.find(b"\n")
     if end < 0:
         return None
     try:

@@ -315,8 +315,8 @@ def verify(
         elif earlier and archived.archives:
             cover += f"; the {len(earlier)} head(s) of seq below {first_seq} were checked in its archives"
         if later is not None and later[2]:
-            cover += (f"; {later[2]} head(s) from seq {later[1]} on are those of {later[0]}, which continues it (not "
-                      f"checked here: verify {later[0]})")
+            cover += (f"; {later[2]} head(s) from seq {later[1]} on are those of {later[0]}, which continues it, and of "
+                      f"any file after that (not checked here: verify the log with its archives)")
     checked = ([cover] if anchor is not None else []) + (
         [f"the expected head {expect_head[:16]}... is in it"] if expect_head else [])
     if continued and opening is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -84,11 +85,14 @@ def tightened_thresholds(entry: DomainState | None, thresholds):
     from dataclasses import replace
 
     accept = min(float(entry.accept_below or 0.0), thresholds.accept_below)
-    why = (
-        f"domain tightened by the monitor{f' since {entry.since}' if entry.since else ''} ({entry.reason}); "
-        f"accept_below lowered to {accept:.4g}"
-        f" ({'accept nothing: everything to review' if accept == 0 else entry.action}) until a person lifts it"
-    )
+    if entry.record_id is None and entry.since is None:  # no tightening of the monitor's: a state that cannot be read
+        why = f"domain held for review, accepting nothing, while its monitor state cannot be checked: {entry.reason}"
+    else:
+        why = (
+            f"domain tightened by the monitor{f' since {entry.since}' if entry.since else ''} ({entry.reason}); "
+            f"accept_below lowered to {accept:.4g}"
+            f" ({'accept nothing: everything to review' if accept == 0 else entry.action}) until a person lifts it"
+        )
     if accept == thresholds.accept_below:
         return thresholds, why
     return replace(
@@ -130,6 +134,11 @@ class MonitorState:
         # one reader at a time: a guard's threads share this object, and a replay moves the verified point
         # that another thread's replay would otherwise resume from half-way (read as a log cut back)
         self._lock = threading.Lock()
+        # the archives a rotated log continues are not replayed (their states are carried) but must be there as
+        # archived: looked at (a stat each) at most once a second, one taken away or cut fails closed, in a running
+        # guard too (the monitor then refuses to run, so no replay would see it; edits within are verify's to find)
+        self._archives_seen = float("-inf")
+        self._archives_gone: str | None = None
 
     def get(self, domain: str | None) -> DomainState | None:
         if self.path is None or domain is None:
@@ -162,6 +171,9 @@ class MonitorState:
         self._replay()
         if self._chain_broken:
             return self._closed(self._chain_broken)
+        self._check_archives()
+        if self._archives_gone:
+            return self._closed(self._archives_gone)
         chain = (self._chain or {}).get(domain)
         held = _stricter(mirror, chain)
         if held is chain and chain is not None and chain != mirror and stamp != ("missing",):
@@ -191,7 +203,6 @@ class MonitorState:
         if not self.audit_path.exists() and self._point is None:  # nothing written yet (a log its anchor
             self._chain = {}  # remembers is refused at start)
             return
-        from ._audit_verify import archive_problems
         from .audit import verify
 
         events: list[Mapping[str, Any]] = []  # monitor events are few: kept while the chain is checked
@@ -212,17 +223,26 @@ class MonitorState:
             breaks = [p for p in report.problems if not p.torn]
             if breaks:
                 raise ValueError(f"it does not verify (line {breaks[0].line}: {breaks[0].message})")
-            # the archives it continues are not replayed (their states are carried), but must be there, as
-            # archived: records taken away or cut are as a chain cut back (edits within are verify's to find)
-            gone = archive_problems(self.audit_path, hashes=False)
-            if gone:
-                raise ValueError(f"{gone[0]}; put the archive back beside the log as it was archived")
             self._chain = replay(events, self._point_states if report.resumed or self._point is None else None)
             self._point, self._point_states = report.resume, self._chain
         except Exception as exc:  # an unreadable or broken chain cannot say the domain is not tightened
             self._chain = {}  # the verified point stays: a later replay must still continue it
             self._chain_broken = (f"audit log {self.audit_path} cannot be replayed to check the monitor state "
                                   f"({type(exc).__name__}: {exc}); `hguard audit verify` says where")
+
+    def _check_archives(self) -> None:
+        from ._audit_verify import archive_problems
+
+        now = time.monotonic()
+        if self.audit_path is None or now - self._archives_seen < 1.0:
+            return
+        self._archives_seen = now
+        try:
+            gone = archive_problems(self.audit_path, hashes=False) if self.audit_path.exists() else []
+        except OSError as exc:
+            gone = [f"its archives cannot be read ({exc})"]
+        self._archives_gone = (f"audit log {self.audit_path}: {gone[0]}; put the archive back beside the log as it was "
+                               "archived" if gone else None)
 
     def _follow_rotation(self) -> None:
         """When the log was rotated since this guard's last replay (its name now holds a fresh file that continues,

@@ -253,3 +253,17 @@ def test_a_guard_fails_closed_on_an_archive_taken_away_or_cut(tmp_path):
         f.truncate(arch.stat().st_size - 10)
     held = MonitorState(state, path, key=KEY).get("geo")
     assert held.state == "tightened" and "changed since" in held.reason, held.reason
+    # a guard already running when an archive is taken away holds too, within a second (no replay is needed)
+    import time
+
+    os.chmod(arch, 0o640)
+    arch.unlink()
+    log2 = AuditLog(tmp_path / "b.jsonl", key=KEY)
+    log2.append({"x": 0})
+    arch2 = Path(rotate(tmp_path / "b.jsonl", key=KEY).archive)
+    running = MonitorState(tmp_path / "b-state.json", tmp_path / "b.jsonl", key=KEY)
+    assert running.get("geo") is None
+    arch2.rename(tmp_path / "away.jsonl")
+    time.sleep(1.1)
+    held = running.get("geo")
+    assert held is not None and held.state == "tightened" and "not beside it" in held.reason, held

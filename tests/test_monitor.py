@@ -179,7 +179,7 @@ def test_unreadable_state_file_fails_closed(tmp_path):
     st = ms.get("geo")
     assert st.state == "tightened" and st.accept_below == 0.0 and "unreadable" in st.reason
     why = tightened_thresholds(st, Thresholds(0.4, 0.9, 0.2, 0.9, 100, 0.3, 0.1, 0.18, "fitted"))[1]
-    assert why.startswith("domain tightened by the monitor (monitor state") and "None" not in why
+    assert why.startswith("domain held for review, accepting nothing, while its monitor state cannot be checked: monitor state") and "None" not in why
     # a chain that cannot be replayed cannot say a domain is not tightened
     p.write_text('{"format": "hguard-monitor-state", "domains": {}}')
     (tmp_path / "audit-as-folder").mkdir()

@@ -182,7 +182,9 @@ def router_markdown(report: dict) -> list[str]:
     lines += [f"Each held-out question asked without naming a domain, routed as the guard routes it (the mean cosine "
               f"of its 5 nearest calibration questions, domain_min_similarity {r['min_similarity']:.2f}) by a router "
               f"built from {r['router']}. A question reaching no domain goes to the policy's default route (review), "
-              "or, with context, to its context_fallback_domain; name the domain in the request to skip the choice.",
+              "or, with context, to its context_fallback_domain; name the domain in the request to skip the choice. "
+              "Only this calibration's domains compete here: a policy that lists others, or sets another "
+              "domain_min_similarity, can route otherwise.",
               "", "| domain | n | to this domain (95% CI) | to another | to none | similarity to it: p10 / median |",
               "|---|---|---|---|---|---|"]
     for d, e in r["domains"].items():

@@ -272,6 +272,14 @@ class ChatHGuard(BaseChatModel):
     cache: BaseCache | bool | None = Field(default=False, exclude=True)
     """Always ``False``: no LangChain cache (``set_llm_cache`` included) answers for the guard."""
 
+    def _generate_with_cache(self, *args: Any, **kwargs: Any) -> ChatResult:
+        self._uncached(self.cache)  # set after construction (an assignment, model_copy) it is refused here
+        return super()._generate_with_cache(*args, **kwargs)
+
+    async def _agenerate_with_cache(self, *args: Any, **kwargs: Any) -> ChatResult:
+        self._uncached(self.cache)
+        return await super()._agenerate_with_cache(*args, **kwargs)
+
     @field_validator("cache", mode="before")
     @classmethod
     def _uncached(cls, v: Any) -> bool:

@@ -168,3 +168,15 @@ def test_every_call_is_decided_anew_even_with_a_global_cache(make_guard):
     for cache in (True, None, InMemoryCache()):
         with pytest.raises(ValueError, match="cannot use a LangChain cache"):
             ChatHGuard(guard=guard, cache=cache)
+    # set afterwards (an assignment, model_copy skip validation): refused when called, nothing answered
+    set_llm_cache(InMemoryCache())
+    try:
+        for late in (chat.model_copy(update={"cache": True}), chat.model_copy()):
+            late.cache = True
+            with pytest.raises(ValueError, match="cannot use a LangChain cache"):
+                late.invoke(Q)
+            with pytest.raises(ValueError, match="cannot use a LangChain cache"):
+                asyncio.run(late.ainvoke(Q))
+    finally:
+        set_llm_cache(None)
+    assert sum(r["kind"] == "decision" for r in AuditLog(guard.audit.path)) == 2
