@@ -25,14 +25,19 @@ def summary(report: Mapping[str, Any]) -> str:
              + ("; DRY RUN: nothing appended, no state changed" if report.get("dry_run") else "")]  # fmt: skip
     nv = report.get("verdicts_not_in_chain") or {}
     if nv.get("n"):
-        lines.append(f"  {nv['n']} verdict(s) in the review queue have no review_verdict record in the audit chain "
-                     f"(decided without the audit log, or their records were cut; e.g. {', '.join(nv['items'])}): "
-                     "not counted, their items count as not reviewed")
+        lines.append(f"  {nv['n']} verdict(s) in the review queue are not the audit chain's (decided without the audit "
+                     f"log, records cut, or rows copied or relabelled; e.g. {', '.join(nv['items'])}): not counted; each "
+                     "decision counts by the chain's verdict on it, if any")
     nc = report.get("verdict_records_not_committed_in_queue") or {}
     if nc.get("n"):
         lines.append(f"  {nc['n']} verdict(s) in the audit chain are not the queue's committed verdict of their item (a "
                      f"decide stopped between the log and the queue, or the queue file was edited; e.g. "
                      f"{', '.join(nc['records'])}): counted, as the chain holds them; check the queue file")
+    hc = report.get("hallucinated_verdicts_contradicted") or {}
+    if hc.get("n"):
+        lines.append(f"  {hc['n']} later verdict(s) say correct of a decision a reviewer had said hallucinated (e.g. "
+                     f"{', '.join(hc['records'])}): the decision counts as hallucinated; a person who checked it lifts "
+                     "a tightening with `hguard monitor --lift`")
     sh = report.get("queue_items_sharing_a_decision") or {}
     if sh.get("n"):
         lines.append(f"  {sh['n']} review queue item(s) judge a decision another item judges too (e.g. "

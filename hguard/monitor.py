@@ -373,10 +373,17 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     # what counts is the chain's verdict on each decision: its last review_verdict record (a later one supersedes
     # one whose decide stopped before the queue). The queue's rows are the reviewers' copy: rows copied, set back to
     # pending or edited change no figure here; they are named below so that someone looks at the queue file
+    # A later "correct" does not erase a reviewer's "hallucinated" (a verdict superseded, or a queue row copied or
+    # reset and decided again): reviewers disagreeing, the decision counts as hallucinated, and the report names it
     verdict_of: dict[str, dict] = {}
+    overturned: list[str] = []
     for r in records:
         if r.get("kind") == "review_verdict" and r.get("decision_audit_id") in by_id \
                 and r.get("label") in ("correct", "hallucinated"):
+            prev = verdict_of.get(r["decision_audit_id"])
+            if prev is not None and prev["label"] == "hallucinated" and r["label"] != "hallucinated":
+                overturned.append(r["id"])
+                continue
             verdict_of[r["decision_audit_id"]] = r
     committed = {it.verdict.audit_record_id for it in items if it.verdict is not None}
     not_committed = [r["id"] for r in verdict_of.values() if r["id"] not in committed]
@@ -398,6 +405,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         "verdicts_not_in_chain": {"n": len(unrecorded), "items": [it.id for it in unrecorded[:5]]},
         "verdict_records_not_committed_in_queue": {"n": len(not_committed), "records": not_committed[:5]},
         "queue_items_sharing_a_decision": {"n": len(sharing), "items": sharing[:5]},
+        "hallucinated_verdicts_contradicted": {"n": len(overturned), "records": overturned[:5]},
         "review_decisions_not_in_queue": _not_queued(records, items, queue is not None),
         "queue_items_differing_from_log": {"n": len(differing), "items": differing[:5]},
         "outside_domains": _outside(decisions, verdict_of, policy),

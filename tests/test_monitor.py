@@ -413,7 +413,7 @@ def test_only_verdicts_recorded_in_the_chain_count_and_the_anchor_is_checked(tmp
     assert rep["verdicts_not_in_chain"]["n"] == 12
     text = summary(rep)
     assert "hand-set" not in text  # this policy sets no accept_below of its own
-    assert "12 verdict(s) in the review queue have no review_verdict record in the audit chain" in text
+    assert "12 verdict(s) in the review queue are not the audit chain's" in text
     assert "outside the policy's domains: 2 decision(s) (1 with no domain, 1 in 'finance'; 2 review)" in text
     # the same verdicts given through the audited queue count (the breach is seen)
     audited = ReviewQueue(tmp_path / "q2.sqlite3", audit=log)
@@ -936,9 +936,9 @@ def test_a_verdict_record_never_committed_to_the_queue_counts_as_the_chain_holds
     assert rep["domains"]["geo"]["review_routed"] == {"reviewed": 1, "hallucinated": 1, "correct": 0}  # the chain's
     assert "1 verdict(s) in the audit chain are not the queue's committed verdict of their item" in summary(rep)
     queue.decide(rec.id, verdict="correct", reviewer="sre2", supersede=True)
-    again = run_monitor(policy, act=False)  # the later verdict is the decision's
-    assert again["verdict_records_not_committed_in_queue"]["n"] == 0
-    assert again["domains"]["geo"]["review_routed"] == {"reviewed": 1, "hallucinated": 0, "correct": 1}
+    again = run_monitor(policy, act=False)  # a later "correct" does not erase the reviewer's "hallucinated"
+    assert again["hallucinated_verdicts_contradicted"]["n"] == 1
+    assert again["domains"]["geo"]["review_routed"] == {"reviewed": 1, "hallucinated": 1, "correct": 0}
     assert rep["review_decisions_not_in_queue"]["n"] == 0
     held = log.append({"domain": "geo", "route": "review", "risk": 0.6, "policy_id": policy_id(policy),
                        "question": "q2", "answer": "a"}, kind="decision")  # the process stopped before the queue
@@ -1184,3 +1184,31 @@ def test_queue_rows_copied_reset_or_edited_change_no_figure(tmp_path):
     assert rep["queue_items_sharing_a_decision"]["n"] == 21 and rep["verdict_records_not_committed_in_queue"]["n"] == 2
     text = summary(rep)
     assert "judge a decision another item judges too" in text and "check the queue file" in text
+
+
+def test_a_verdict_cannot_be_overturned_through_the_queue_file(tmp_path):
+    """A decided row copied (or set back to pending) and decided again: the copy's verdict is refused without
+    supersede, and with it a later "correct" does not erase a reviewer's "hallucinated" in the monitor's count;
+    the copy's verdict is not exported or counted as another item's."""
+    import sqlite3
+
+    from hguard.review.queue import VerdictRefused
+
+    policy = _pol(tmp_path, spot_check_rate=0.5, on_breach="review")
+    log, queue = _deploy(tmp_path, policy, 80, halluc_rate=0.6)
+    before = run_monitor(policy, act=False)["domains"]["geo"]["spot_checks"]
+    db = sqlite3.connect(policy.review.queue)
+    cols = [r[1] for r in db.execute("PRAGMA table_info(review_items)")]
+    bad = dict(zip(cols, db.execute("SELECT * FROM review_items WHERE verdict = 'hallucinated' LIMIT 1").fetchone()))
+    reset = {**bad, "id": bad["id"] + "-copy", "status": "pending", "verdict": None, "reviewer": None, "decided_at": None,
+             "verdict_audit_id": None, "verdict_audit_hash": None, "corrected_answer": None, "note": None}
+    db.execute(f"INSERT INTO review_items ({','.join(reset)}) VALUES ({','.join('?' * len(reset))})", tuple(reset.values()))
+    db.commit()
+    db.close()
+    q = ReviewQueue(policy.review.queue, audit=AuditLog(policy.audit.path))
+    with pytest.raises(VerdictRefused, match="already holds a verdict on the decision"):
+        q.decide(reset["id"], verdict="correct", reviewer="mallory")
+    q.decide(reset["id"], verdict="correct", reviewer="mallory", supersede=True)  # recorded, naming the earlier one
+    rep = run_monitor(policy, act=False)
+    assert rep["domains"]["geo"]["spot_checks"] == before  # still hallucinated
+    assert rep["hallucinated_verdicts_contradicted"]["n"] == 1 and "counts as hallucinated" in summary(rep)

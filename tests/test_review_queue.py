@@ -426,6 +426,14 @@ def test_export_writes_valid_calibration_rows_with_reviewer_labels(queue, tmp_pa
         with sqlite3.connect(queue.path) as conn:
             conn.execute(f"UPDATE review_items SET {column} = ? WHERE id = 'fixed'", (saved,))
     assert "fixed" not in dict(export_reviewed(queue, tmp_path / "again.jsonl").skipped)
+    # a decided row copied under another id is not a second verdict: skipped, not written twice
+    with sqlite3.connect(queue.path) as conn:
+        cols = [r[1] for r in conn.execute("PRAGMA table_info(review_items)")]
+        row = dict(zip(cols, conn.execute("SELECT * FROM review_items WHERE id = 'ok'").fetchone()))
+        row["id"] = "okcp"
+        conn.execute(f"INSERT INTO review_items ({','.join(row)}) VALUES ({','.join('?' * len(row))})", tuple(row.values()))
+    copied = export_reviewed(queue, tmp_path / "copied.jsonl")
+    assert "okcp" in dict(copied.skipped) and copied.n_items == summary.n_items
 
 
 def test_a_hallucinated_verdict_on_an_answer_given_with_context_is_not_exported_as_unanswerable(queue, tmp_path):
@@ -606,12 +614,12 @@ def test_a_verdict_logged_but_never_committed_is_not_silently_outvoted(queue, au
         ReviewQueue._append_verdict = real
     (orphan,) = verdict_records(audit)
     assert queue.get("a").status == "pending"
-    with pytest.raises(ReviewQueueError, match=r"already holds a verdict on item 'a' that the queue never committed "
+    with pytest.raises(ReviewQueueError, match=r"already holds a verdict on the decision item 'a' judges "
                                                r"\(hallucinated by sre at .*--supersede"):
         queue.decide("a", verdict="correct", reviewer="sre2")
     src = ["--queue", str(queue.path), "--audit", str(audit.path)]
     assert cli_main(["decide", "a", "--verdict", "correct", "--reviewer", "sre2", *src]) == 2
-    assert "never committed" in capsys.readouterr().err
+    assert "does not show as this item's" in capsys.readouterr().err
     assert cli_main(["decide", "a", "--verdict", "correct", "--reviewer", "sre2", "--supersede", *src]) == 0
     first, second = verdict_records(audit)
     assert first["id"] == orphan["id"] and second["supersedes"] == [orphan["id"]]

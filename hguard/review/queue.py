@@ -115,7 +115,8 @@ def verdict_in_chain(item: ReviewItem, recorded: Mapping[str, Mapping[str, Any]]
     this decision and label."""
     v = item.verdict
     rec = recorded.get(v.audit_record_id) if v is not None and v.audit_record_id else None
-    return rec is not None and rec.get("decision_audit_id") == item.audit_id and rec.get("label") == v.label  # type: ignore[union-attr]
+    return (rec is not None and rec.get("decision_audit_id") == item.audit_id and rec.get("label") == v.label  # type: ignore[union-attr]
+            and rec.get("item_id", item.id) == item.id)  # a row copied under another id holds another item's verdict
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -460,8 +461,8 @@ class ReviewQueue:
         for rec in self.audit.history():  # a decision made before the log was rotated is in its archives
             if rec.get("id") == item.audit_id and record is None:
                 record = rec
-            elif rec.get("kind") == "review_verdict" and rec.get("item_id") == item_id:
-                uncommitted.append(rec)
+            elif rec.get("kind") == "review_verdict" and rec.get("decision_audit_id") == item.audit_id:
+                uncommitted.append(rec)  # on this item, or on a copy of it: the decision has a verdict already
         if record is None or record.get("kind") != "decision":
             raise VerdictRefused(
                 f"review queue {self.path}: item {item_id!r} judges decision {item.audit_id!r}, which is not a "
@@ -493,11 +494,13 @@ class ReviewQueue:
         assert self.audit is not None
         last = uncommitted[-1]
         return VerdictRefused(
-            f"review queue {self.path}: the audit log {self.audit.path} already holds a verdict on item {item_id!r} "
-            f"that the queue never committed ({last.get('verdict')} by {last.get('reviewer')} at "
-            f"{last.get('decided_at')}, record {last.get('id')}: its process stopped between the log and the "
-            "queue); nothing was recorded. Decide again with supersede (`hguard review decide ... --supersede`) "
-            "to record this verdict as the one that counts, naming the earlier one"
+            f"review queue {self.path}: the audit log {self.audit.path} already holds a verdict on the decision item "
+            f"{item_id!r} judges ({last.get('verdict')} by {last.get('reviewer')} at {last.get('decided_at')}, record "
+            f"{last.get('id')}, item {last.get('item_id')!r}) that the queue does not show as this item's: its deciding "
+            "process stopped between the log and the queue, or the queue file was edited (a row copied, or set back to "
+            "pending); nothing was recorded. To record this verdict too, naming the earlier one, decide again with "
+            "supersede (`hguard review decide ... --supersede`); the monitor counts a decision as hallucinated once "
+            "any reviewer said so"
         )
 
     def _not_pending(self, conn: sqlite3.Connection, item_id: str) -> ReviewQueueError:
