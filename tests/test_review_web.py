@@ -374,6 +374,10 @@ def test_logout_ends_the_session(queue):
     assert r.status_code == 303 and "Answer low" not in r.text
     login(c)  # a new session works
     assert "Answer low" in c.get("/items/low").text
+    # nor after a restart of the server (the logout was held in memory): a restart ends every session
+    fresh = client_for(queue)
+    fresh.cookies.set(web.SESSION_COOKIE, kept)
+    assert fresh.get("/items/low").status_code == 303
 
 
 def test_app_audit_argument_logs_verdicts_of_a_queue_without_one(tmp_path):

@@ -49,7 +49,9 @@ class _Auth:
         self.read_only_open = bool(read_only_open)
         secret = token.encode("utf-8") if token is not None else secrets.token_bytes(32)
         self._token = secret if token is not None else None
-        self._session_key = hmac.new(secret, b"hguard-review-session-v1", hashlib.sha256).digest()
+        # a fresh salt per server process: a restart ends every session, so a session logged out here (held in
+        # memory only) cannot come back with a copy of its cookie after a restart
+        self._session_key = hmac.new(secret, b"hguard-review-session-v1" + secrets.token_bytes(16), hashlib.sha256).digest()
         self._csrf_key = hmac.new(secret, b"hguard-review-csrf-v1", hashlib.sha256).digest()
         # client address -> times of its latest wrong tokens (only the last few matter for the lockout)
         self._failures: dict[str, collections.deque[float]] = {}

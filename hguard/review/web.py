@@ -19,7 +19,7 @@ Security model, all of it deliberate:
   characters); without one the server refuses to start, saying how to make one. A reviewer enters the token
   once at ``/login``; the server then sets an HttpOnly, SameSite=Strict session cookie (valid 12 h) holding an
   issue time, a nonce and an HMAC keyed by the token, so no server-side session store is needed and changing
-  the token logs everyone out (``/logout`` ends this browser's session: its cookie, or a copy of it, is refused by this server until it would have expired). Every page showing queued items
+  the token logs everyone out (``/logout`` ends this browser's session: its cookie, or a copy of it, is refused from then on; a restart of the server ends every session). Every page showing queued items
   redirects to ``/login`` without that cookie. ``read_only_open=True`` (``--read-only-open``) is the one
   exception: reading is then open to **every local process** (every user of the machine can see each queued
   question and answer); verdicts still need the token, and without a token nothing can be recorded. It is
