@@ -401,15 +401,21 @@ async def aguard_stream(
             guard.record_undelivered(result, "the caller cancelled the stream (a timeout, or its task was cancelled) "
                                              "before its decided chunk reached it")
 
+    ended = False
     try:
         while True:
             chunk = await asyncio.to_thread(step)
             taken.clear()
             if chunk is None:
+                ended = True
                 return
             yield chunk
     finally:
-        await asyncio.to_thread(close)
+        if ended:  # read to its end: its decision is recorded, nothing is in flight
+            it.close()
+        else:  # left early (a timeout, a cancel, a break): the caller goes on at once; a thread waits for the
+            # step in flight, closes the stream (the guard still records its decision) and says what was not delivered
+            threading.Thread(target=close, name="hguard-stream-close").start()
 
 
 __all__ = [
