@@ -41,18 +41,19 @@ class _Recording:
     _spot_days: dict[tuple[str, str], int]
     _spot_lock: threading.Lock
 
-    def record_undelivered(self, result: GuardResult, why: str) -> str | None:
+    def record_undelivered(self, result: Any, why: str) -> str | None:
         """Say in the audit log that a decided answer never reached the caller (a request cancelled or timed out
         while it was answered, a stream abandoned before its decision): an ``answer_not_delivered`` record naming
         the decision (which stands: the answer was generated and decided). Its id, or None without a log or a
         decision record, or when writing fails (said as a warning)."""
-        if self.audit is None or not result.audit_id:
+        audit_id = getattr(result, "audit_id", None)  # a GuardResult, or anything naming its decision so
+        if self.audit is None or not audit_id:
             return None
         try:
-            return self.audit.append({"decision_audit_id": result.audit_id, "route": result.route, "why": why},
+            return self.audit.append({"decision_audit_id": audit_id, "route": getattr(result, "route", None), "why": why},
                                      kind=UNDELIVERED).id
         except Exception as exc:  # the caller is gone: a warning is all that can be said
-            warnings.warn(f"could not record that the answer of decision {result.audit_id} never reached the caller "
+            warnings.warn(f"could not record that the answer of decision {audit_id} never reached the caller "
                           f"({why}): {type(exc).__name__}: {exc}", UserWarning, stacklevel=2)
             return None
 

@@ -9,7 +9,6 @@ review are enqueued; if either write fails the caller gets the error, not an unr
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import threading
 import time
@@ -548,30 +547,15 @@ class Guard(_Scoring, _Recording):
         """:meth:`invoke` in a worker thread. Cancelled (``asyncio.wait_for``'s timeout, a cancelled task), the
         answer is still generated and decided, and the log then says it never reached the caller
         (:meth:`record_undelivered`)."""
-        lock = threading.Lock()
-        state: dict[str, Any] = {"caller_gone": False}
-        why = "the caller cancelled the request (a timeout, or its task was cancelled) before the answer reached it"
+        from .streaming import in_thread
 
-        def work() -> GuardResult:
-            result = self.invoke(question, context, domain, **kw)
-            with lock:  # delivered, or said undelivered: exactly one of the two
-                state["result"], gone = result, state["caller_gone"]
-            if gone:
-                self.record_undelivered(result, why)
-            return result
-
-        try:
-            return await asyncio.to_thread(work)
-        except asyncio.CancelledError:
-            with lock:
-                state["caller_gone"] = True
-                done = state.get("result")
-            if done is not None:  # decided, but the caller was gone before it resumed
-                self.record_undelivered(done, why)
-            raise
+        return await in_thread(self, self.invoke, question, context, domain, **kw)
 
     async def abatch(self, questions, contexts=None, domains=None) -> list[GuardResult]:
-        return await asyncio.to_thread(self.batch, questions, contexts, domains)
+        """:meth:`batch` in a worker thread; cancelled, as :meth:`ainvoke`."""
+        from .streaming import in_thread
+
+        return await in_thread(self, self.batch, questions, contexts, domains, decided=list)
 
     def batch(
         self,

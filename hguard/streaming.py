@@ -25,7 +25,7 @@ import asyncio
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Generator, Literal, Sequence, cast
+from typing import Any, AsyncIterator, Callable, Generator, Literal, Sequence, cast
 
 from hguard._json import json_safe
 from hguard.errors import route_error
@@ -370,6 +370,40 @@ def guard_stream(
     yield GuardStreamChunk("", box["result"])
 
 
+#: why an answer decided for an async caller that was cancelled meanwhile never reached it
+CANCELLED = "the caller cancelled the request (a timeout, or its task was cancelled) before the answer reached it"
+
+
+async def in_thread(guard: Guard, fn: Callable[..., Any], *args: Any, decided: Callable[[Any], Any] = lambda out: [out],
+                    **kw: Any) -> Any:
+    """``fn(*args, **kw)`` in a worker thread for an async caller. Cancelled meanwhile (``asyncio.wait_for``'s
+    timeout, a cancelled task), the work still ends and is recorded, and each decision ``decided(out)`` names (the
+    :class:`GuardResult` itself by default; anything with ``audit_id`` and ``route``) is said never delivered
+    (:meth:`Guard.record_undelivered`): exactly one of delivered and said undelivered."""
+    lock = threading.Lock()
+    state: dict[str, Any] = {"caller_gone": False}
+
+    def work() -> Any:
+        out = fn(*args, **kw)
+        with lock:
+            state["out"], gone = out, state["caller_gone"]
+        if gone:
+            for d in decided(out):
+                guard.record_undelivered(d, CANCELLED)
+        return out
+
+    try:
+        return await asyncio.to_thread(work)
+    except asyncio.CancelledError:
+        with lock:
+            state["caller_gone"] = True
+            done = "out" in state
+        if done:  # the work ended, but the caller was gone before it resumed
+            for d in decided(state["out"]):
+                guard.record_undelivered(d, CANCELLED)
+        raise
+
+
 async def aguard_stream(
     guard: Guard,
     question: str,
@@ -398,8 +432,7 @@ async def aguard_stream(
             lost = [c.result for c in taken if c.result is not None]
             it.close()  # an abandoned stream still waits for the guard's record
         for result in lost:
-            guard.record_undelivered(result, "the caller cancelled the stream (a timeout, or its task was cancelled) "
-                                             "before its decided chunk reached it")
+            guard.record_undelivered(result, CANCELLED)
 
     ended = False
     try:

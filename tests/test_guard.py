@@ -741,7 +741,7 @@ def test_an_answer_the_caller_never_received_is_said_in_the_log(calibrated, tmp_
     decisions = {r["id"]: r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] == "decision"}
     first, second = undelivered()
     assert first["decision_audit_id"] in decisions and second["decision_audit_id"] in decisions
-    assert "cancelled the request" in first["why"] and "cancelled the stream" in second["why"]
+    assert "cancelled the request" in first["why"] and "cancelled the request" in second["why"]
     # a passthrough stream read for one chunk, then dropped
     stream = guard_stream(g, q, domain="alpha", mode="passthrough")
     assert next(stream).result is None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import uuid
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     decision_metadata,
     guard_stream,
     guarded_invoke,
+    in_thread,
     unread_context,
     NOTHING_RETRIEVED,
     nothing_retrieved,
@@ -213,6 +213,14 @@ class _Call:
                 "max_new_tokens": self.max_new_tokens}
 
 
+def _decisions_in(result: ChatResult) -> list[Any]:
+    """The decisions a chat result's messages carry (their audit id and route), for saying them undelivered."""
+    from types import SimpleNamespace
+
+    metas = [g.message.response_metadata for g in result.generations]
+    return [SimpleNamespace(audit_id=m.get("audit_id"), route=m.get("route")) for m in metas]
+
+
 class ChatHGuard(BaseChatModel):
     """A local Hugging Face chat model guarded by hguard, as a LangChain chat model.
 
@@ -271,6 +279,13 @@ class ChatHGuard(BaseChatModel):
     """Routes (``"abstain"``, ``"review"``) that raise a typed ``hguard.errors.RouteError`` instead of returning."""
     cache: BaseCache | bool | None = Field(default=False, exclude=True)
     """Always ``False``: no LangChain cache (``set_llm_cache`` included) answers for the guard."""
+
+    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                         run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        """:meth:`_generate` in a worker thread; cancelled meanwhile (a timeout), the answer is still decided and
+        the log says it never reached the caller."""
+        return await in_thread(self.guard, self._generate, messages, stop, run_manager.get_sync() if run_manager else None,
+                               decided=_decisions_in, **kwargs)
 
     def _generate_with_cache(self, *args: Any, **kwargs: Any) -> ChatResult:
         self._uncached(self.cache)  # set after construction (an assignment, model_copy) it is refused here
@@ -616,7 +631,7 @@ class ChatHGuard(BaseChatModel):
         if calls is None:
             return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
         try:
-            results = await asyncio.to_thread(self._guard_batch, calls)
+            results = await in_thread(self.guard, self._guard_batch, calls, decided=list)
         except InputError:
             return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
         keys = self._stash(results)

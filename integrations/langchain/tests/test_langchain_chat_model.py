@@ -180,3 +180,29 @@ def test_every_call_is_decided_anew_even_with_a_global_cache(make_guard):
     finally:
         set_llm_cache(None)
     assert sum(r["kind"] == "decision" for r in AuditLog(guard.audit.path)) == 2
+
+
+def test_an_async_call_cancelled_by_a_timeout_is_said_undelivered(make_guard):
+    import time
+
+    guard = make_guard("accept")
+    real = guard.invoke
+
+    def slow(*a, **kw):
+        time.sleep(0.6)
+        return real(*a, **kw)
+
+    guard.invoke = slow
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    with pytest.raises(asyncio.TimeoutError):
+        asyncio.run(asyncio.wait_for(chat.ainvoke(Q), 0.1))
+    for _ in range(100):
+        said = [r for r in AuditLog(guard.audit.path) if r["kind"] == "answer_not_delivered"]
+        if said:
+            break
+        time.sleep(0.1)
+    (decision,) = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
+    assert [r["decision_audit_id"] for r in said] == [decision["id"]] and said[0]["route"] == "accept"
+    guard.invoke = real
+    assert asyncio.run(chat.ainvoke(Q)).response_metadata["route"] == "accept"  # delivered: nothing more said
+    assert sum(r["kind"] == "answer_not_delivered" for r in AuditLog(guard.audit.path)) == 1

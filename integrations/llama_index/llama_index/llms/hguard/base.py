@@ -29,6 +29,7 @@ from hguard.guard import Guard, GuardResult
 from hguard.streaming import (
     STREAM_MODES,
     GuardedText,
+    in_thread,
     StreamMode,
     aguard_stream,
     check_raise_on,
@@ -317,7 +318,7 @@ class HGuardLLM(CustomLLM):
             return await asyncio.to_thread(self._search_text, prompt, step)
         call.setdefault("problems", self._unread_context(prompt, context))
         try:
-            result = await asyncio.to_thread(guarded_invoke, self._guard, prompt, context, domain, early_stop=early_stop, **call)
+            result = await in_thread(self._guard, guarded_invoke, self._guard, prompt, context, domain, early_stop=early_stop, **call)
         except Exception as exc:
             self._failed(exc)
             raise
