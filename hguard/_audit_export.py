@@ -43,6 +43,7 @@ def show(
         raise InputError(f"last must be a non-negative integer, got {last!r}; pass e.g. last=20")
     kept: collections.deque[dict[str, Any]] | list[dict[str, Any]]
     kept = collections.deque(maxlen=last) if last is not None else []
+    named = {record_id}  # the id asked for, and the records a caller's id found (records naming them come later)
     for _, rec, _, problem, _ in _scan(p, canonical=False):
         if problem is not None:
             if problems is None:
@@ -50,6 +51,8 @@ def show(
             problems.append(problem)
             continue
         assert rec is not None
+        if record_id is not None and rec.get("caller_request_id") == record_id:
+            named.add(rec.get("id"))
         if domain is not None and rec.get("domain") != domain:
             continue
         if without_domain and rec.get("domain") is not None:
@@ -58,7 +61,7 @@ def show(
             continue
         if kind is not None and rec.get("kind") != kind:
             continue
-        if record_id is not None and record_id not in (rec.get("id"), rec.get("decision_audit_id"), rec.get("caller_request_id")):
+        if record_id is not None and rec.get("id") not in named and rec.get("decision_audit_id") not in named:
             continue
         kept.append(rec)
     return list(kept)

@@ -3,6 +3,8 @@ answer, fail-closed routing, audit records, review queue, threads, bad input."""
 
 from __future__ import annotations
 
+import json
+
 import asyncio
 import threading
 from dataclasses import replace
@@ -701,6 +703,10 @@ def test_a_caller_request_id_is_kept_beside_the_record_id_the_guard_assigns(cali
     capsys.readouterr()
     assert audit_main(["show", str(tmp_path / "audit.jsonl"), "--id", "REQ-1", "--kind", "decision", "--json"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2  # both requests found by the caller's id
+    g.review_queue.decide(a.audit_id, verdict="correct", reviewer="r")  # a record naming the decision
+    assert audit_main(["show", str(tmp_path / "audit.jsonl"), "--id", "REQ-1", "--json"]) == 0
+    found = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r["kind"] for r in found] == ["decision", "decision", "review_verdict"]
 
 
 def test_an_answer_the_caller_never_received_is_said_in_the_log(calibrated, tmp_path):
