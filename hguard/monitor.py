@@ -370,11 +370,11 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     unrecorded = [it for it in items if it.verdict is not None and not verdict_in_chain(it, recorded)]
     unrecorded_ids = {it.id for it in unrecorded}
     items = [replace(it, verdict=None) if it.id in unrecorded_ids else it for it in items]
-    # what counts is the chain's verdict on each decision: its last review_verdict record (a later one supersedes
-    # one whose decide stopped before the queue). The queue's rows are the reviewers' copy: rows copied, set back to
-    # pending or edited change no figure here; they are named below so that someone looks at the queue file
-    # A later "correct" does not erase a reviewer's "hallucinated" (a verdict superseded, or a queue row copied or
-    # reset and decided again): reviewers disagreeing, the decision counts as hallucinated, and the report names it
+    # what counts is the chain's verdict on each decision: its review_verdict records, the last one, except that a
+    # later "correct" does not erase a reviewer's "hallucinated" (a verdict superseded, or a queue row copied or reset
+    # and decided again): reviewers disagreeing, the decision counts as hallucinated, and the report names it. The
+    # queue's rows are the reviewers' copy: rows copied, set back to pending or edited change no figure here; they
+    # are named below so that someone looks at the queue file
     verdict_of: dict[str, dict] = {}
     overturned: list[str] = []
     for r in records:
