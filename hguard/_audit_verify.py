@@ -172,12 +172,6 @@ def verify(
     if expect_head is not None:
         expect_head = _check_head(expect_head, "expect_head")
     heads, problems = _read_anchor(Path(anchor)) if anchor is not None else ({}, [])
-    later: tuple[str, int, int] | None = None
-    if _below is None and heads:  # an archive verified on its own: heads of later seqs are the file's after it
-        after = _continued_by(p)
-        if after is not None:
-            later = (after[0], after[1], sum(seq >= after[1] for seq in heads))
-            _below = after[1]
     if _below is not None:  # an archive: heads of later seqs are the files after it
         heads = {seq: head for seq, head in heads.items() if seq < _below}
     opening = _opening(p) if start is None else None
@@ -297,6 +291,13 @@ def verify(
             )
         )
     missing_heads = sorted(set(heads) - anchored_seen)
+    later: tuple[str, int, int] | None = None
+    if missing_heads and _below is None:  # an archive verified on its own: heads of later seqs are the files' after it
+        after = _continued_by(p)  # looked for only then: a directory read, not on every verify
+        if after is not None:
+            later = (after[0], after[1], sum(seq >= after[1] for seq in missing_heads))
+            missing_heads = [seq for seq in missing_heads if seq < after[1]]
+            heads = {seq: head for seq, head in heads.items() if seq < after[1]}
     if missing_heads:
         problems.append(
             Problem(
@@ -379,8 +380,15 @@ def _verify_archive(p: Path, opening: dict[str, Any], key: bytes | None, anchor:
     return sub
 
 
-def _changed_since_archived(arch: Path, opening: Mapping[str, Any]) -> str | None:
-    """How the archive differs from the size and sha256 the record after it holds, or None."""
+def _changed_since_archived(arch: Path, opening: Mapping[str, Any], hashes: bool = True) -> str | None:
+    """How the archive differs from the size and sha256 (``hashes=False``: the size alone, a stat) the record after
+    it holds, or None."""
+    if not hashes:
+        size = arch.stat().st_size
+        if size == opening.get("archive_bytes"):
+            return None
+        return (f"it is {size} bytes, not the {opening.get('archive_bytes')} bytes recorded when it was archived: it "
+                "was changed since")
     digest = hashlib.sha256()
     size = 0
     with open(arch, "rb") as f:
@@ -391,14 +399,6 @@ def _changed_since_archived(arch: Path, opening: Mapping[str, Any]) -> str | Non
         return None
     return (f"it is {size} bytes with sha256 {digest.hexdigest()[:16]}..., not the {opening.get('archive_bytes')} bytes "
             f"and sha256 {str(opening.get('archive_sha256'))[:16]}... recorded when it was archived: it was changed since")
-
-
-def _resized_since_archived(arch: Path, opening: Mapping[str, Any]) -> str | None:
-    """How the archive's size differs from the one the record after it holds, or None."""
-    size = arch.stat().st_size
-    if size == opening.get("archive_bytes"):
-        return None
-    return f"it is {size} bytes, not the {opening.get('archive_bytes')} bytes recorded when it was archived: it was changed since"
 
 
 def archive_problems(path: str | os.PathLike[str], *, hashes: bool = True) -> list[str]:
@@ -412,7 +412,7 @@ def archive_problems(path: str | os.PathLike[str], *, hashes: bool = True) -> li
             if not archive.is_file():
                 return [*out, f"the archive {archive} (seq {after.get('archive_first_seq')}.."
                               f"{after.get('archive_last_seq')}) that {holder.name} continues is not beside it"]
-            changed = _changed_since_archived(archive, after) if hashes else _resized_since_archived(archive, after)
+            changed = _changed_since_archived(archive, after, hashes)
             if changed:
                 out.append(f"archive {archive.name}: {changed}")
             holder = archive
