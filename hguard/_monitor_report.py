@@ -19,44 +19,42 @@ def public_report(report: Mapping[str, Any]) -> dict:
     return out
 
 
+# (report key, its list of examples, the line said when its count is not 0): what the run found beside the figures
+_NOTICES = (
+    ("verdicts_not_in_chain", "items",
+     "{n} verdict(s) in the review queue are not the audit chain's (decided without the audit log, records cut, or "
+     "rows copied or relabelled; e.g. {eg}): not counted; each decision counts by the chain's verdict on it, if any"),
+    ("verdict_records_not_committed_in_queue", "records",
+     "{n} verdict(s) in the audit chain are not the queue's committed verdict of their item (a decide stopped between "
+     "the log and the queue, or the queue file was edited; e.g. {eg}): counted, as the chain holds them; check the "
+     "queue file"),
+    ("hallucinated_verdicts_contradicted", "records",
+     "{n} later verdict(s) say correct of a decision a reviewer had said hallucinated (e.g. {eg}): the decision counts "
+     "as hallucinated; a person who checked it lifts a tightening with `hguard monitor --lift`"),
+    ("queue_items_sharing_a_decision", "items",
+     "{n} review queue item(s) judge a decision another item judges too (e.g. {eg}): each decision counts once, by "
+     "the chain's verdict; check the queue file"),
+    ("review_decisions_not_in_queue", "items",
+     "{n} decision(s) held for review or picked for a spot-check are not in the review queue (a process stopped, or "
+     "the queue was locked, between the two; e.g. {eg}): nobody reviews them until a guard started on this policy puts "
+     "them back"),
+    ("other_model_decisions_left_out", "models",
+     "{n} decision(s) made by another model than their domain's calibration were left out (e.g. {eg}): a model given "
+     "with --model or model= is not the one the guarantee is about; monitor each model under its own policy"),
+    ("queue_items_differing_from_log", "items",
+     "{n} review queue item(s) say otherwise than their decision records (domain, risk or spot-check flag; e.g. {eg}): "
+     "the queue file was edited or written by something else; the figures above read the audit chain"),
+)
+
+
 def summary(report: Mapping[str, Any]) -> str:
     lines = [f"monitor: {report['audit_log']} ({report['chain']['n_records']} records, chain "
              f"{'verified' if report['chain']['ok'] else 'BROKEN'}), policy {report['policy_id']}"
              + ("; DRY RUN: nothing appended, no state changed" if report.get("dry_run") else "")]  # fmt: skip
-    nv = report.get("verdicts_not_in_chain") or {}
-    if nv.get("n"):
-        lines.append(f"  {nv['n']} verdict(s) in the review queue are not the audit chain's (decided without the audit "
-                     f"log, records cut, or rows copied or relabelled; e.g. {', '.join(nv['items'])}): not counted; each "
-                     "decision counts by the chain's verdict on it, if any")
-    nc = report.get("verdict_records_not_committed_in_queue") or {}
-    if nc.get("n"):
-        lines.append(f"  {nc['n']} verdict(s) in the audit chain are not the queue's committed verdict of their item (a "
-                     f"decide stopped between the log and the queue, or the queue file was edited; e.g. "
-                     f"{', '.join(nc['records'])}): counted, as the chain holds them; check the queue file")
-    hc = report.get("hallucinated_verdicts_contradicted") or {}
-    if hc.get("n"):
-        lines.append(f"  {hc['n']} later verdict(s) say correct of a decision a reviewer had said hallucinated (e.g. "
-                     f"{', '.join(hc['records'])}): the decision counts as hallucinated; a person who checked it lifts "
-                     "a tightening with `hguard monitor --lift`")
-    sh = report.get("queue_items_sharing_a_decision") or {}
-    if sh.get("n"):
-        lines.append(f"  {sh['n']} review queue item(s) judge a decision another item judges too (e.g. "
-                     f"{', '.join(sh['items'])}): each decision counts once, by the chain's verdict; check the queue file")
-    nq = report.get("review_decisions_not_in_queue") or {}
-    if nq.get("n"):
-        lines.append(f"  {nq['n']} decision(s) held for review or picked for a spot-check are not in the review queue "
-                     f"(a process stopped, or the queue was locked, between the two; e.g. {', '.join(nq['items'])}): "
-                     "nobody reviews them until a guard started on this policy puts them back")
-    om = report.get("other_model_decisions_left_out") or {}
-    if om.get("n"):
-        lines.append(f"  {om['n']} decision(s) made by another model than their domain's calibration were left out "
-                     f"(e.g. {', '.join(om['models'])}): a model given with --model or model= is not the one the "
-                     "guarantee is about; monitor each model under its own policy")
-    qd = report.get("queue_items_differing_from_log") or {}
-    if qd.get("n"):
-        lines.append(f"  {qd['n']} review queue item(s) say otherwise than their decision records (domain, risk or spot-check "
-                     f"flag; e.g. {', '.join(qd['items'])}): the queue file was edited or written by something else; the "
-                     "figures above read the audit chain")
+    for key, listed, said in _NOTICES:  # each a count, a few ids, and what it means
+        entry = report.get(key) or {}
+        if entry.get("n"):
+            lines.append("  " + said.format(n=entry["n"], eg=", ".join(entry[listed])))
     out = report.get("outside_domains") or {}
     if out.get("n_decisions"):
         where = ", ".join(f"{n} {'with no domain' if d == 'None' else f'in {d!r}'}" for d, n in sorted(out["by_domain"].items()))
