@@ -3,10 +3,9 @@ spot-check of accepted answers, and the record of a request that failed before a
 
 from __future__ import annotations
 
-import uuid
-
 import threading
 import time
+import uuid
 import warnings
 from typing import TYPE_CHECKING, Any
 
