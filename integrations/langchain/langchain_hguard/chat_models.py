@@ -31,6 +31,7 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     check_stream_mode,
     context_not_identified,
     decision_metadata,
+    aguard_stream,
     guard_stream,
     guarded_invoke,
     in_thread,
@@ -531,22 +532,52 @@ class ChatHGuard(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         call = self._parse(messages, stop, kwargs, parent_run_of(run_manager))
-        if call.query_step is not None:
-            m = self._search_text(call)
-            yield ChatGenerationChunk(message=AIMessageChunk(content=m.content, response_metadata=m.response_metadata))
-            return
-        result = self._take(call.precomputed)
-        if result is not None:  # already generated in a batch: nothing left to stream but the decision
-            raise_if_routed(result, self.raise_on)
-            yield self._chunk(result.display_text, result, call)
+        settled = self._settled(call)
+        if settled is not None:
+            yield settled
             return
         for piece in guard_stream(
             self.guard, call.question, call.context, call.domain, call.stream_mode, early_stop=call.early_stop,
             **call.guard_kwargs(),
         ):
-            if piece.result is not None:
-                raise_if_routed(piece.result, self.raise_on)
-            yield self._chunk(piece.text, piece.result, call)
+            yield self._streamed(piece, call)
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        """:meth:`_stream` with the answer generated in a worker thread; left early (a timeout, a cancelled task),
+        the answer is still decided, and the log says when its decision never reached the caller."""
+        call = self._parse(messages, stop, kwargs, parent_run_of(run_manager.get_sync() if run_manager else None))
+        settled = self._settled(call)
+        if settled is not None:
+            yield settled
+            return
+        async for piece in aguard_stream(
+            self.guard, call.question, call.context, call.domain, call.stream_mode, early_stop=call.early_stop,
+            **call.guard_kwargs(),
+        ):
+            yield self._streamed(piece, call)
+
+    def _settled(self, call: _Call) -> ChatGenerationChunk | None:
+        """The one chunk of a call with nothing to generate (a search step's text, an answer a batch already
+        decided), or None."""
+        if call.query_step is not None:
+            m = self._search_text(call)
+            return ChatGenerationChunk(message=AIMessageChunk(content=m.content, response_metadata=m.response_metadata))
+        result = self._take(call.precomputed)
+        if result is None:
+            return None
+        raise_if_routed(result, self.raise_on)
+        return self._chunk(result.display_text, result, call)
+
+    def _streamed(self, piece: Any, call: _Call) -> ChatGenerationChunk:
+        if piece.result is not None:
+            raise_if_routed(piece.result, self.raise_on)
+        return self._chunk(piece.text, piece.result, call)
 
     # ----------------------------------------------------------------------------------- batches
 
