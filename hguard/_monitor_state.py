@@ -29,7 +29,8 @@ class DomainState:
     record_id: str | None = None  # the monitor_tighten / monitor_lift record
     probe_id: str | None = None  # probe the tightening was decided under
     reason: str | None = None
-    calibration_id: str | None = None  # what that probe routed with (a recalibration changing it lifts)
+    calibration_id: str | None = None  # what that probe routed with
+    data_hash: str | None = None  # the calibration's answers then (a recalibration lifts only on other answers)
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -44,7 +45,8 @@ def transition(state: DomainState, event: Mapping[str, Any]) -> DomainState:
         if state.state == "tightened" and state.accept_below is not None and state.accept_below <= new:
             return state
         return DomainState("tightened", event.get("action"), new, event.get("time"), event.get("id"),
-                           event.get("probe_id"), event.get("reason"), event.get("calibration_id"))  # fmt: skip
+                           event.get("probe_id"), event.get("reason"), event.get("calibration_id"),
+                           event.get("data_hash"))  # fmt: skip
     if kind == LIFT:
         if state.state != "tightened":
             return state

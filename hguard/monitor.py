@@ -28,8 +28,10 @@ traffic, from the audit log and the review queue alone:
   accepting nothing (``"review"``). The change and its evidence are appended to the audit chain
   (``monitor_tighten``); the guard reads the state file that mirrors the chain before routing. It stays until
   a person lifts it (``hguard monitor --lift``, audited as ``monitor_lift``) or the domain is recalibrated in a
-  way that routes its answers otherwise (a new ``calibration_id``; also audited), unless the policy hand-sets
-  the domain's ``accept_below``, which no calibration certifies: then only a person lifts it.
+  way that routes its answers otherwise (a new ``calibration_id``; also audited) on other answers than it was
+  calibrated on when tightened (a new ``data_hash``: the same answers refitted, with other settings or by
+  another version, are no answer to the live evidence), unless the policy hand-sets the domain's
+  ``accept_below``, which no calibration certifies: then only a person lifts it.
 
 A monitor run appends one ``monitor_check`` record per domain (estimate, counts, drift tests), so the chain
 holds every step. The pure parts (bounds, selection, drift test, state transitions) take plain data.
@@ -416,18 +418,24 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         st = states.get(name, DomainState())
         probe_id = "+".join(cd.probe_id for cd in m) if m else None
         calibration_id = "+".join(cd.calibration_id for cd in m) if m else None
+        data_hash = "+".join(str(cd.data_hash) for cd in m) if m and all(cd.data_hash for cd in m) else None
         events = []
         # a recalibration lifts a tightening when it changed how answers are routed: the same answers
         # calibrated again (a new probe_id, made at another time) leave it (tightenings recorded before
         # calibration_id existed compare probe ids)
         recalibrated = (st.calibration_id != calibration_id) if st.calibration_id else (st.probe_id != probe_id)
         recalibrated = st.state == "tightened" and bool(st.probe_id and probe_id and recalibrated)
+        # ... and it was fitted on other answers: the live hallucinations that tightened the domain are no
+        # evidence about a calibration of the same answers with other settings or another version (tightenings
+        # recorded before data_hash was kept compare calibration ids only)
+        same_answers = recalibrated and bool(st.data_hash) and st.data_hash == data_hash
+        recalibrated = recalibrated and not same_answers
         # a hand-set accept_below is certified by no calibration: a new one says nothing of the answers it accepts
         # (a package upgrade's refitted probes, the same answers calibrated by a newer version): a person lifts it
         would_lift = recalibrated and dp.accept_below is None
         if would_lift and act:
             events.append(_append(audit, LIFT, {"domain": name, "by": "recalibration", "probe_id": probe_id,
-                                                "calibration_id": calibration_id,
+                                                "calibration_id": calibration_id, "data_hash": data_hash,
                                                 "reason": f"recalibrated: probe {st.probe_id} replaced by {probe_id}"}))  # fmt: skip
             st = transition(st, events[-1])
         # evidence counts from the latest lift on (a person's lift starts a fresh record)
@@ -476,7 +484,11 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
             "kept_despite_recalibration": (
                 f"recalibrated (probe {st.probe_id} replaced by {probe_id}), but the policy's accept_below "
                 f"{dp.accept_below} for it is hand-set, which no calibration certifies: the tightening stays until a "
-                "person lifts it (hguard monitor --lift)" if recalibrated and not would_lift else None),
+                "person lifts it (hguard monitor --lift)" if recalibrated and not would_lift else
+                f"recalibrated (probe {st.probe_id} replaced by {probe_id}) on the same answers (data_hash "
+                f"{data_hash}) as when the domain was tightened: the live hallucinations are no evidence about those; "
+                "the tightening stays until a calibration with newly labelled answers (the reviewed spot-checks: "
+                "hguard review export) or a person lifts it (hguard monitor --lift)" if same_answers else None),
             "target": dp.target_hallucination_rate, "confidence": dp.confidence,
             "hand_set_accept_below": dp.accept_below,  # the policy's own number, certified by no calibration
             "decisions": dict(routes), "n_decisions": len(dom),
@@ -511,7 +523,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                 action, accept, how = _stricter(dp, m, current)
                 ev = _append(audit, TIGHTEN, {"domain": name, "action": action, "accept_below": accept,
                                               "probe_id": probe_id, "calibration_id": calibration_id,
-                                              "reason": "; ".join(why), "how": how,
+                                              "data_hash": data_hash, "reason": "; ".join(why), "how": how,
                                               "evidence_record": check["id"], "policy_id": pid})  # fmt: skip
                 events.append(ev)
                 st = transition(st, ev)
@@ -548,6 +560,7 @@ def _carry_file_only_tightenings(policy, states: dict[str, DomainState], audit, 
             accept = held.accept_below if held.accept_below is not None else 0.0
             ev = _append(audit, TIGHTEN, {"domain": name, "action": held.action, "accept_below": accept,
                                           "probe_id": held.probe_id, "calibration_id": held.calibration_id,
+                                          "data_hash": held.data_hash,
                                           "reason": reason, "carried_record": held.record_id, "policy_id": pid})
             states[name] = transition(DomainState(), ev)
         else:

@@ -727,9 +727,17 @@ def test_a_recalibration_lifts_a_tightening_only_when_it_changes_how_answers_are
     assert again.probe_id != cd.probe_id and again.calibration_id == cd.calibration_id
     assert run_monitor(policy)["domains"]["alpha"]["state"]["state"] == "tightened"
     assert not [r for r in log if r["kind"] == "monitor_lift"]
-    # a calibration that routes differently (another merger): lifted by the recalibration, recorded
+    assert tight["data_hash"] == cd.data_hash and cd.data_hash
+    # a calibration that routes differently (another merger) fitted on the same answers: kept, and said
     merger = {**cd.merger, "intercept": cd.merger["intercept"] + 1.0}
-    dataclasses.replace(cd, merger=merger).save(probes / "alpha.json")
+    refit = dataclasses.replace(cd, merger=merger).save(probes / "alpha.json")
+    assert refit.calibration_id != cd.calibration_id and refit.data_hash == cd.data_hash
+    same = run_monitor(policy)["domains"]["alpha"]
+    assert same["state"]["state"] == "tightened" and same["lift_on_run"] is None
+    assert "on the same answers" in same["kept_despite_recalibration"] and "hguard review export" in same["kept_despite_recalibration"]
+    assert not [r for r in log if r["kind"] == "monitor_lift"]
+    # ... and on other answers (the reviewed spot-checks added): lifted by the recalibration, recorded
+    dataclasses.replace(cd, merger=merger, extra={**cd.extra, "data_hash": "f" * 16}).save(probes / "alpha.json")
     dry = run_monitor(policy, act=False)["domains"]["alpha"]  # a dry run says what the run will do
     assert dry["state"]["state"] == "tightened" and dry["lift_on_run"].startswith("recalibrated: probe")
     # ... unless the policy hand-sets the domain's accept_below, which no calibration certifies: a person lifts it
@@ -739,7 +747,7 @@ def test_a_recalibration_lifts_a_tightening_only_when_it_changes_how_answers_are
     assert not [r for r in log if r["kind"] == "monitor_lift"]
     assert run_monitor(policy)["domains"]["alpha"]["state"]["state"] == "normal"
     (lifted,) = [r for r in log if r["kind"] == "monitor_lift"]
-    assert lifted["by"] == "recalibration" and lifted["calibration_id"] != cd.calibration_id
+    assert lifted["by"] == "recalibration" and lifted["calibration_id"] != cd.calibration_id and lifted["data_hash"] == "f" * 16
 
 
 def test_recalibration_on_old_and_reviewed_rows_reports_what_changed(tiny_calibrated, tmp_path):
