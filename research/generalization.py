@@ -52,7 +52,6 @@ VARIANTS = {
     # an open-domain pool (TriviaQA, NQ-Open, PopQA answered closed-book; research.open_pool collects it) in every
     # fold's training answers, as the H-Neurons paper finds its neurons on broad trivia; never scored
     "v14 probe fitted with an open-domain pool (TriviaQA, NQ-Open, PopQA) beside the domain": ({**_FOLD, "pooled": "open"}, False),
-    "v15 probe fitted with the open-domain pool and all three domains": ({**_FOLD, "pooled": "all+open"}, False),
     # family-invariant probes: what tells the training families apart is taken out of the features before
     # the probe is fitted (C by CV over answers, as v0; the families only shape the features)
     "v12 family means projected out (the standardised CETT loses the directions of its training families' means)":
@@ -261,7 +260,7 @@ def run_variant(col, test, spec: tuple[dict, bool], n_layers: int = 30, log: str
         families.fit_probe = invariant_fit_probe(invariant)
         if invariant == "project":  # the random control draws as many neurons as the projected probe selected
             families.random_baseline = lambda X, y, n, **kw: shipped_random(X, y, min(n, _INVARIANT["n_selected"]), **kw)
-    if pooled in ("open", "all+open") and not any(r["domain"] == "open" for r in col.rows):
+    if pooled == "open" and not any(r["domain"] == "open" for r in col.rows):
         return {d: {"failed": "no open-domain pool in these answers: run it with research.open_pool study"} for d in DOMAINS}, {}
     if pooled:  # one fold per family of the domain, however many families the pool holds
         families.family_folds = lambda names, max_folds=0: shipped_folds(names, max_folds=len(set(names)))
@@ -286,7 +285,7 @@ def _domains(col, test, params, by_family, fit, cv, cols, lo, hi, d_ff, out, fin
         tr = train.subset([r["label"] != "refusal" for r in train.rows])
         only = None
         if pooled:  # the pool's training answers, this domain's families held out one at a time
-            pool = {True: set(DOMAINS), "open": {d, "open"}, "all+open": {*DOMAINS, "open"}}[pooled]
+            pool = set(DOMAINS) if pooled is True else {d, "open"}
             scope = np.array([r["domain"] in pool and r["label"] != "refusal" for r in col.rows]) & ~test
             tr = col.subset(scope)
             tr = Collected(tr.rows, np.ascontiguousarray(tr.features[:, cols]))
