@@ -88,22 +88,18 @@ def load_with_pool(work: str, pool_work: str, per_source: int):
 V15 = "v15 probe fitted on the open-domain pool alone (never sees the domain; merger and thresholds per domain)"
 
 
-def pool_only(col, test, log: str = "v15", n_layers: int = 30) -> tuple[dict, dict]:
-    """v15: one probe fitted on the pool's answers (the shipped settings, C by 3-fold CV); every family of a
-    domain is scored by it, with the merger and thresholds fitted on the domain's other families (training
-    split), through the calibration's own per-family evaluation."""
+def fit_pool_probe(col, log: str, n_layers: int = 30):
+    """One probe (the shipped settings, C by 3-fold CV) and its random-neuron control on the pool's answers."""
     import time
 
     from hguard.calibrate import families
-    from hguard.calibrate.collect import Collected
     from hguard.calibrate.pipeline import _lengths, _y
-    from research.generalization import _FOLD, final_families
+    from research.generalization import _FOLD
 
     params = dict(_FOLD)
     cv = params.pop("cv")
     d_ff = col.features.shape[1] // n_layers
-    pmask = np.array([r["domain"] == POOL_DOMAIN and r["label"] != "refusal" for r in col.rows])
-    pool = col.subset(pmask)
+    pool = col.subset(np.array([r["domain"] == POOL_DOMAIN and r["label"] != "refusal" for r in col.rows]))
     t0 = time.perf_counter()
     yp, lp = _y(pool.rows), _lengths(pool.rows)
     probe = families.fit_probe(pool.features, yp, fit=None, lengths=lp, cv=cv, n_layers=n_layers, d_ff=d_ff, random_state=0,
@@ -111,6 +107,40 @@ def pool_only(col, test, log: str = "v15", n_layers: int = 30) -> tuple[dict, di
     rnd = families.random_baseline(pool.features, yp, max(1, len(probe.feature_indices_)), seed=0, lengths=lp, fit=None)
     print(f"{log} pool probe: {len(probe.feature_indices_)} neurons, C {probe.C_:.4g}, {time.perf_counter() - t0:.0f} s",
           flush=True)
+    return probe, rnd
+
+
+V16 = ("v16 the shipped probe (v0) with the pool probe's logit (v15's probe) added to the merger's inputs and "
+       "reported as a signal of its own")
+
+
+def merged_with_pool_probe(col, test) -> tuple[dict, dict]:
+    """v16: v0, its merger given one more input, the logit of the probe fitted on the pool alone (which never saw
+    the domain, so its score of any domain answer is out of sample)."""
+    from hguard.calibrate import families
+    from hguard.calibrate.pipeline import _lengths
+    from research.generalization import signal_study
+
+    probe, _ = fit_pool_probe(col, "v16")
+    dom = np.array([r["domain"] != POOL_DOMAIN for r in col.rows])
+    rows = [r for r, d in zip(col.rows, dom) if d]
+    logit = families.probe_logit(probe, np.asarray(col.features)[dom], lengths=_lengths(rows))
+    for r, v in zip(rows, logit):
+        r["pool_probe_logit"] = float(v)
+    res = signal_study(col, test, {"pool_probe_logit": lambda r: r["pool_probe_logit"]}, ("v0 (run beside v16)", V16))
+    return res["variants"][V16], res["final_families"]
+
+
+def pool_only(col, test, log: str = "v15", n_layers: int = 30) -> tuple[dict, dict]:
+    """v15: one probe fitted on the pool's answers (the shipped settings, C by 3-fold CV); every family of a
+    domain is scored by it, with the merger and thresholds fitted on the domain's other families (training
+    split), through the calibration's own per-family evaluation."""
+    from hguard.calibrate import families
+    from hguard.calibrate.collect import Collected
+    from hguard.calibrate.pipeline import _lengths, _y
+    from research.generalization import final_families
+
+    probe, rnd = fit_pool_probe(col, log, n_layers)
     out, finals = {}, {}
     for d in generalization.DOMAINS:
         dmask = np.array([r["domain"] == d for r in col.rows])
@@ -156,11 +186,12 @@ def study_cmd(args) -> int:
         if kept.get("n_answers") == len(col.rows):
             for k in ("variants", "final_families", "seconds"):
                 results[k] = kept.get(k, {})
-    if "v15" in args.variants.split(","):
-        chosen.append(V15)
+    extra = {"v15": (V15, pool_only), "v16": (V16, merged_with_pool_probe)}
+    chosen += [extra[k][0] for k in args.variants.split(",") if k in extra]
+    run = {name: fn for name, fn in extra.values()}
     for v in chosen:
         t0 = time.perf_counter()
-        results["variants"][v], finals = pool_only(col, test) if v == V15 else run_variant(col, test, VARIANTS[v], log=v[:3])
+        results["variants"][v], finals = run[v](col, test) if v in run else run_variant(col, test, VARIANTS[v], log=v[:3])
         results["final_families"].update(finals)
         results["seconds"][v] = round(time.perf_counter() - t0)
         out.parent.mkdir(parents=True, exist_ok=True)
