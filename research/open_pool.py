@@ -10,12 +10,13 @@ research.generalization's.
 
     HGUARD_THREADS=1 .venv/bin/python -m research.open_pool collect --which domains   # runs/reference-work
     HGUARD_THREADS=1 .venv/bin/python -m research.open_pool collect --which pool      # runs/open-pool-work
-    HGUARD_THREADS=1 .venv/bin/python -m research.open_pool study [--pool-n 3000]
+    HGUARD_THREADS=1 .venv/bin/python -m research.open_pool study [--variants v0,v14,v15,v16] [--domains chemistry]
 
 Writes benchmarks/results/open_pool.json: v0 (the shipped settings) and v14 (pool + domain: each fold's probe is
 fitted on the pool and the domain's other families) from research.generalization, and v15 (the pool alone: one
 probe fitted on the pool answers only, which never saw a question of the domain; each family's merger and
-thresholds fitted on the other families' scores, as in every fold), on the same answers.
+thresholds fitted on the other families' scores, as in every fold) and v16 (v0, with v15's pool-probe logit added to
+the merger's inputs), on the same answers. Results and what followed: benchmarks/README.md ("open-domain trivia").
 """
 
 from __future__ import annotations
