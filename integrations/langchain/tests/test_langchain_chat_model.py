@@ -182,7 +182,11 @@ def test_every_call_is_decided_anew_even_with_a_global_cache(make_guard):
     assert sum(r["kind"] == "decision" for r in AuditLog(guard.audit.path)) == 2
 
 
-def test_an_async_call_cancelled_by_a_timeout_is_said_undelivered(make_guard):
+@pytest.mark.parametrize("how", ["ainvoke", "astream"])
+def test_an_async_call_left_by_its_caller_is_said_undelivered(make_guard, how):
+    """ainvoke, or astream in hold mode: a caller that times out before the answer arrives never gets the
+    decision, and the log says so (the answer is generated in a worker thread, the event loop stays free); a
+    call read to its end says nothing more, and a passthrough astream streams the text before its decision."""
     import time
 
     guard = make_guard("accept")
@@ -192,10 +196,13 @@ def test_an_async_call_cancelled_by_a_timeout_is_said_undelivered(make_guard):
         time.sleep(0.6)
         return real(*a, **kw)
 
+    async def call(chat):
+        return [await chat.ainvoke(Q)] if how == "ainvoke" else [c async for c in chat.astream(Q)]
+
     guard.invoke = slow
     chat = ChatHGuard(guard=guard, domain="alpha")
     with pytest.raises(asyncio.TimeoutError):
-        asyncio.run(asyncio.wait_for(chat.ainvoke(Q), 0.1))
+        asyncio.run(asyncio.wait_for(call(chat), 0.1))
     for _ in range(100):
         said = [r for r in AuditLog(guard.audit.path) if r["kind"] == "answer_not_delivered"]
         if said:
@@ -203,42 +210,11 @@ def test_an_async_call_cancelled_by_a_timeout_is_said_undelivered(make_guard):
         time.sleep(0.1)
     (decision,) = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
     assert [r["decision_audit_id"] for r in said] == [decision["id"]] and said[0]["route"] == "accept"
+    assert "cancelled the request" in said[0]["why"]
     guard.invoke = real
-    assert asyncio.run(chat.ainvoke(Q)).response_metadata["route"] == "accept"  # delivered: nothing more said
-    assert sum(r["kind"] == "answer_not_delivered" for r in AuditLog(guard.audit.path)) == 1
-
-
-def test_an_async_stream_left_by_its_caller_is_said_undelivered(make_guard):
-    """astream in hold mode: a caller that times out before the held answer arrives never gets the decision, and
-    the log says so (the answer is generated in a worker thread, the event loop stays free); read to its end,
-    nothing more is said, and a passthrough astream streams the answer's text before its decision."""
-    import time
-
-    guard = make_guard("accept")
-    real = guard.invoke
-
-    def slow(*a, **kw):
-        time.sleep(0.6)
-        return real(*a, **kw)
-
-    async def read(chat):
-        return [c async for c in chat.astream(Q)]
-
-    guard.invoke = slow
-    chat = ChatHGuard(guard=guard, domain="alpha")
-    with pytest.raises(asyncio.TimeoutError):
-        asyncio.run(asyncio.wait_for(read(chat), 0.1))
-    for _ in range(100):
-        said = [r for r in AuditLog(guard.audit.path) if r["kind"] == "answer_not_delivered"]
-        if said:
-            break
-        time.sleep(0.1)
-    (decision,) = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
-    assert [r["decision_audit_id"] for r in said] == [decision["id"]] and "cancelled the request" in said[0]["why"]
-    guard.invoke = real
-    held = asyncio.run(read(chat))
-    assert held[-1].response_metadata["route"] == "accept"
-    passthrough = asyncio.run(read(ChatHGuard(guard=guard, domain="alpha", stream_mode="passthrough")))
-    assert len(passthrough) >= 2 and passthrough[-1].response_metadata["route"] == "accept"
-    assert "".join(c.content for c in passthrough[:-1]).strip()
+    assert asyncio.run(call(chat))[-1].response_metadata["route"] == "accept"  # delivered: nothing more said
+    if how == "astream":
+        passthrough = asyncio.run(call(ChatHGuard(guard=guard, domain="alpha", stream_mode="passthrough")))
+        assert len(passthrough) >= 2 and passthrough[-1].response_metadata["route"] == "accept"
+        assert "".join(c.content for c in passthrough[:-1]).strip()
     assert sum(r["kind"] == "answer_not_delivered" for r in AuditLog(guard.audit.path)) == 1
