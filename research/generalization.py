@@ -299,12 +299,17 @@ def _domains(col, test, params, by_family, fit, cv, cols, lo, hi, d_ff, out, fin
             out[d] = {"failed": f"{type(exc).__name__}: {exc}"}
             continue
         finals[d] = final_families(res["families"])
-        per = {f: dict(e["auroc"]) if e.get("auroc") and e["auroc"].get("probe") is not None else None
-               for f, e in res["families"].items()}
-        acc = {f: e.get("at_target") for f, e in res["families"].items()}
-        counts = {f: [e["correct"], e["hallucinated"]] for f, e in res["families"].items()}
-        out[d] = {"auroc": per, "at_target": acc, "counts": counts, "seconds": time.perf_counter() - t0}
+        out[d] = {**family_figures(res), "seconds": time.perf_counter() - t0}
         print(f"{log} {d}: done in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def family_figures(res: dict) -> dict:
+    """A domain's per-family AUROCs, routing at the target and class counts, from ``evaluate_families``."""
+    fams = res["families"].items()
+    return {"auroc": {f: dict(e["auroc"]) if e.get("auroc") and e["auroc"].get("probe") is not None else None
+                      for f, e in fams},
+            "at_target": {f: e.get("at_target") for f, e in fams},
+            "counts": {f: [e["correct"], e["hallucinated"]] for f, e in fams}}
 
 
 def main(argv=None) -> int:

@@ -137,16 +137,14 @@ def pool_only(col, test, log: str = "v15", n_layers: int = 30) -> tuple[dict, di
     domain is scored by it, with the merger and thresholds fitted on the domain's other families (training
     split), through the calibration's own per-family evaluation."""
     from hguard.calibrate import families
-    from hguard.calibrate.collect import Collected
     from hguard.calibrate.pipeline import _lengths, _y
-    from research.generalization import final_families
+    from research.generalization import family_figures, final_families
 
     probe, rnd = fit_pool_probe(col, log, n_layers)
     out, finals = {}, {}
     for d in generalization.DOMAINS:
         dmask = np.array([r["domain"] == d for r in col.rows])
         dom = col.subset(dmask)
-        dom = Collected(dom.rows, np.asarray(dom.features))
         tr = dom.subset((~test[dmask]) & np.array([r["label"] != "refusal" for r in dom.rows]))
         fam = np.array([r["family"] for r in tr.rows])
         cf = {"folds": [{"families": [f], "probe": probe, "random_baseline": rnd.to_dict()} for f in sorted(set(fam))],
@@ -154,10 +152,7 @@ def pool_only(col, test, log: str = "v15", n_layers: int = 30) -> tuple[dict, di
               "oof_distance": families.full_distance(probe, tr.features), "families": fam, "y": _y(tr.rows)}
         res = families.evaluate_families(cf, tr, dom, target=0.2, confidence=0.9)
         finals[d] = final_families(res["families"])
-        out[d] = {"auroc": {f: dict(e["auroc"]) if e.get("auroc") and e["auroc"].get("probe") is not None else None
-                            for f, e in res["families"].items()},
-                  "at_target": {f: e.get("at_target") for f, e in res["families"].items()},
-                  "counts": {f: [e["correct"], e["hallucinated"]] for f, e in res["families"].items()}}
+        out[d] = family_figures(res)
     return out, finals
 
 
