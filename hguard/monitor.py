@@ -477,18 +477,21 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         per_day: dict[str, Counter] = defaultdict(Counter)
         for r in dom:
             per_day[_day(r.get("time"))][r.get("route")] += 1
+        kept = None  # why a recalibration did not lift the tightening
+        if recalibrated and not would_lift:
+            kept = (f"recalibrated (probe {st.probe_id} replaced by {probe_id}), but the policy's accept_below "
+                    f"{dp.accept_below} for it is hand-set, which no calibration certifies: the tightening stays until a "
+                    "person lifts it (hguard monitor --lift)")
+        elif same_answers:
+            kept = (f"recalibrated (probe {st.probe_id} replaced by {probe_id}) on the same answers (data_hash "
+                    f"{data_hash}) as when the domain was tightened: the live hallucinations are no evidence about those; "
+                    "the tightening stays until a calibration with newly labelled answers (the reviewed spot-checks: "
+                    "hguard review export) or a person lifts it (hguard monitor --lift)")
         est = {
             "state": st.to_dict(),
             # a dry run says what the run would do about a recalibration (a real one has lifted it above)
             "lift_on_run": (f"recalibrated: probe {st.probe_id} replaced by {probe_id}" if would_lift and not act else None),
-            "kept_despite_recalibration": (
-                f"recalibrated (probe {st.probe_id} replaced by {probe_id}), but the policy's accept_below "
-                f"{dp.accept_below} for it is hand-set, which no calibration certifies: the tightening stays until a "
-                "person lifts it (hguard monitor --lift)" if recalibrated and not would_lift else
-                f"recalibrated (probe {st.probe_id} replaced by {probe_id}) on the same answers (data_hash "
-                f"{data_hash}) as when the domain was tightened: the live hallucinations are no evidence about those; "
-                "the tightening stays until a calibration with newly labelled answers (the reviewed spot-checks: "
-                "hguard review export) or a person lifts it (hguard monitor --lift)" if same_answers else None),
+            "kept_despite_recalibration": kept,
             "target": dp.target_hallucination_rate, "confidence": dp.confidence,
             "hand_set_accept_below": dp.accept_below,  # the policy's own number, certified by no calibration
             "decisions": dict(routes), "n_decisions": len(dom),
