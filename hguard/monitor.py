@@ -452,15 +452,16 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         routed = [v["label"] for i, v in verdict_of.items() if by_id[i].get("route") == "review" and by_id[i].get("domain") == name]
         routes = Counter(r.get("route") for r in dom)
         w = dp.drift_window
-        sims = [((r.get("domain_choice") or {}).get("similarities") or {}).get(name) for r in dom]
+        # drift too is read on the answers after the latest lift: the person lifted it having seen those before
+        sims = [((r.get("domain_choice") or {}).get("similarities") or {}).get(name) for r in fresh]
         sims = [s for s in sims if s is not None]
-        oods = [(r.get("signals") or {}).get("ood_distance") for r in dom]
+        oods = [(r.get("signals") or {}).get("ood_distance") for r in fresh]
         oods = [x for x in oods if x is not None]
         drift: dict[str, dict[str, Any]] = {}
         panels = []
         for probe in m:  # each calibration against the live risks its probe gave (a domain may have two)
             cal = list(probe.calibration_scores.risk) if probe.calibration_scores is not None else []
-            live = [r["risk"] for r in dom if r.get("risk") is not None and r.get("probe_id") == probe.probe_id]
+            live = [r["risk"] for r in fresh if r.get("risk") is not None and r.get("probe_id") == probe.probe_id]
             mode = str(probe.prompt_mode).replace("_", "-")
             signal = "risk" if len(m) == 1 else f"risk ({mode})"
             drift[signal] = drift_test(cal, live[-w:], dp.drift_p_value)

@@ -488,6 +488,18 @@ def test_a_domain_calibrated_closed_book_and_with_context_is_watched_per_calibra
     assert (action, accept) == ("stricter", each[1]) and "400 closed-book, 400 rag calibration answers" in how
     assert monitor._stricter(dp, [closed, SimpleNamespace(calibration_scores=None)], None)[:2] == ("review", 0.0)
 
+    # the drift tightens; a person who lifts it has seen those answers: the next run counts drift afresh, and
+    # tightens again only on answers given after the lift
+    assert run_monitor(policy)["domains"]["geo"]["state"]["state"] == "tightened"
+    lift(policy, "geo", by="ops", reason="the passages changed on purpose")
+    e = run_monitor(policy)["domains"]["geo"]
+    assert e["state"]["state"] == "normal" and e["drift"]["risk (rag)"]["n_live"] == 0 and e["drifted"] == []
+    for _ in range(60):
+        log.append({"policy_id": policy_id(policy), "domain": "geo", "route": "review", "probe_id": "p-rag",
+                    "risk": 0.9 + 0.1 * rng.random()}, kind="decision")  # fmt: skip
+    e = run_monitor(policy)["domains"]["geo"]
+    assert e["drift"]["risk (rag)"]["n_live"] == 60 and e["state"]["state"] == "tightened"
+
 
 def test_too_few_checks_are_not_judged(tmp_path):
     policy = _pol(tmp_path, spot_check_rate=0.5, breach_rule="upper_bound")
