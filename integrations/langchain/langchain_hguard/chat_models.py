@@ -18,7 +18,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config, get_config_list
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from hguard.errors import InputError
+from hguard.errors import InputError, shown
 from hguard.guard import Guard, GuardResult
 
 from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_metadata with the guard's decision
@@ -159,9 +159,20 @@ def read_chat(
                     seen.append(part)
             context, context_from = seen, "retriever"
             templated = lambda t: any(appears_in(d.page_content, [t]) for _, d in pasted)  # noqa: E731
-            if templated(question):  # the question is the retriever's query; an empty one is refused as empty,
-                queries = [r.query for r, d in pasted]  # not replaced by the whole rendered prompt
-                question = next((q for q in queries if q.strip()), queries[0])
+            if templated(question):  # the question is the retriever's query when the prompt holds it; an empty
+                queries = [r.query for r, d in pasted]  # one is refused as empty, not replaced by the whole prompt
+                asked = [q for q in queries if q.strip() and appears_in(q, [question])]
+                if asked or not any(q.strip() for q in queries):
+                    question = (asked or queries)[0]
+                else:  # searched with other text (keywords, a rewrite): the question asked is the prompt's own
+                    searched = next(q for q in queries if q.strip())
+                    for part in seen:
+                        question = question.replace(part, " ")
+                    problems.append(
+                        f"question not identified: the retriever searched with {shown(searched, 80)}, which is not in "
+                        "the prompt, so the question asked cannot be told from the template around the passages; the "
+                        "answer is to the prompt's text without its passages. Search with the question itself, or pass "
+                        "the question as its own message and the passages with context= or as messages named 'context'")
             systems = [i for i in systems if not templated(texts[i])]
         elif n := sum(1 for r in retrievals for d in r.documents if d.page_content.strip()):  # whitespace: nothing
             problems.append(context_not_identified(

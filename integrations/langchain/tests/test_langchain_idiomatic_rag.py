@@ -119,6 +119,27 @@ def test_tutorial_chain_scores_the_retrieved_passages(tiny_probes, embedder, tmp
     assert last["kind"] == "error" and last["question"] == ""
 
 
+def test_a_retriever_searching_with_other_text_than_the_question_goes_to_review(tiny_probes, embedder, tmp_path, retriever):
+    """Keyword search or a rewritten query: the retriever's text is not the question the prompt asks, so it is
+    neither answered nor recorded in the question's place (new-user trial: an answer to the search text was
+    accepted)."""
+    guard = _grounded_guard(tiny_probes, embedder, tmp_path)
+    chain = {"context": (lambda x: x["search"]) | retriever | format_docs, "question": lambda x: x["question"]} \
+        | RAG_HUMAN | ChatHGuard(guard=guard, domain="alpha")
+    asked = "is the kenyan capital its largest city ?"
+    msg = chain.invoke({"search": AUSTRALIA, "question": asked})
+    rec = _decision(guard, msg.response_metadata)
+    assert msg.response_metadata["route"] == "review"
+    assert any("question not identified" in r and AUSTRALIA in r for r in rec["reasons"])
+    assert asked in rec["question"] and AUSTRALIA not in rec["question"]
+    assert "Canberra is the capital city of Australia." in rec["context"]  # still scored against what was found
+    assert "Canberra is the capital city of Australia." not in rec["question"]
+    # searching with the question itself keeps the question (the tutorial's shape)
+    msg = chain.invoke({"search": asked, "question": asked})
+    rec = _decision(guard, msg.response_metadata)
+    assert rec["question"] == asked and not any("question not identified" in r for r in rec["reasons"])
+
+
 @pytest.mark.parametrize("mode", ["hold", "passthrough"])
 def test_tutorial_chain_streamed_scores_the_retrieved_passages(tiny_probes, embedder, tmp_path, retriever, mode):
     import asyncio
