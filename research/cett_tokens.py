@@ -50,19 +50,25 @@ def _words(text: str) -> set[str]:
     return set(re.findall(r"[a-z0-9]+", text.lower()))
 
 
-def question_mask(gen, question: str, prompt: list[int]) -> list[int]:
-    """1 for the prompt tokens that spell the question (not the system prompt or the chat template)."""
+def text_mask(gen, prompt: list[int], part: str, what: str, question: str, context: str | None = None) -> list[int]:
+    """1 for the tokens of ``prompt`` (the generator's prompt for ``question`` and ``context``) that spell
+    ``part`` (its last occurrence), not the system prompt, the chat template or the rest of the turn."""
     tok = gen.lm.tokenizer
-    text = tok.apply_chat_template(gen.messages(question), add_generation_prompt=True, tokenize=False)
+    text = tok.apply_chat_template(gen.messages(question, context), add_generation_prompt=True, tokenize=False)
     enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
     if list(enc["input_ids"]) != list(prompt):
-        raise SystemExit("the chat template's text does not re-tokenise to the prompt; cannot place the question")
-    start = text.rfind(question.strip())
-    end = start + len(question.strip())
+        raise SystemExit(f"the chat template's text does not re-tokenise to the prompt; cannot place the {what}")
+    start = text.rfind(part.strip())
+    end = start + len(part.strip())
     keep = [1 if a < end and b > start else 0 for a, b in enc["offset_mapping"]]
     if start < 0 or not any(keep):
-        raise SystemExit(f"question {question!r:.60} not found in its prompt")
+        raise SystemExit(f"{what} {part!r:.60} not found in its prompt")
     return keep
+
+
+def question_mask(gen, question: str, prompt: list[int]) -> list[int]:
+    """1 for the prompt tokens that spell the question (not the system prompt or the chat template)."""
+    return text_mask(gen, prompt, question, "question", question)
 
 
 def span_mask(tok, question: str, answer: str) -> tuple[list[int], list[int]]:
