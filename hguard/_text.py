@@ -34,6 +34,12 @@ def hidden_character(c: str) -> bool:
     return unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") and c not in "\u200c\u200d"
 
 
+def blank(text: str) -> bool:
+    """Whether ``text`` shows nothing: empty, whitespace, or invisible format characters alone (a zero-width
+    space, a byte-order mark), which ``str.strip`` keeps."""
+    return all(c.isspace() or unicodedata.category(c) == "Cf" for c in text)
+
+
 def shown_plainly(text: str) -> str:
     """``text`` with every :func:`hidden_character` written as its escape ("\\n", "\\u202e"), for one-line
     listings where a line break or a direction override would make one value read as another."""

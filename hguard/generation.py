@@ -25,6 +25,7 @@ from ._decoding import (
     without_cut_character,
 )
 from .errors import InputError
+from ._text import blank
 from .models import PLAIN_ANSWER, PLAIN_QUESTION, PLAIN_STOP, LoadedModel, _text_fingerprint, system_prompt_fingerprint
 from .neurons import NeuronRecorder, find_ffn_sites
 from .settings import CLOSED_BOOK, GENERATOR_MAX_NEW_TOKENS, RAG, GenerationSettings
@@ -231,9 +232,9 @@ class Generator:
             )
         user = question.strip()
         if context is not None:
-            if not context.strip():
+            if blank(context):
                 raise InputError(
-                    "the context is empty or only whitespace; pass the retrieved passages' text, "
+                    "the context is empty or only whitespace (or invisible characters); pass the retrieved passages' text, "
                     "or no context for a question without one"
                 )
             user = CONTEXT_PROMPT.format(context=context.strip(), question=user)
@@ -482,8 +483,8 @@ class Generator:
 def check_question(question: str) -> str:
     """``question``, refused when empty or only whitespace: by the generator, and by the adapters before
     anything is retrieved for it."""
-    if not question.strip():
-        raise InputError("the question is empty; pass the text of a question")
+    if blank(question):
+        raise InputError("the question is empty (or only whitespace or invisible characters); pass the text of a question")
     return question
 
 

@@ -125,6 +125,7 @@ def test_load_tolerates_utf8_bom(tmp_path: Path) -> None:
         (row(kind="maybe"), "field 'kind': must be \"qa\" or \"unanswerable\" (got \"maybe\")"),
         (row(context=5), "field 'context': must be a string when present (got 5)"),
         (row(context=" \n"), "field 'context': the context is empty or only whitespace; remove the field for a closed-book row"),
+        (row(context="\u200b"), "field 'context': the context is empty or only whitespace; remove the field for a closed-book row"),
         (row(meta=["fact"]), "field 'meta': must be a JSON object with string keys when present (got [\"fact\"])"),
         (row(kind="unanswerable", answers=["Paris"]), 'field \'answers\': must be [] on an "unanswerable" row (its right reply declines'),
         (row(answers=["True"], meta={"judge": "yesno"}), 'field \'answers\': must be ["yes"] or ["no"] on a meta.judge "yesno" row'),

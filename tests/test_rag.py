@@ -136,9 +136,11 @@ def test_context_prompt_is_fingerprinted_and_empty_context_refused():
     assert rag["prompt_mode"] == RAG and rag["context_prompt_fingerprint"] and rag["model_fingerprint"] == gen.fingerprints["model_fingerprint"]
     msg = gen.messages("who ?", "paris")[-1]["content"]
     assert msg == CONTEXT_PROMPT.format(context="paris", question="who ?")
-    for bad in ("", "   \n "):
+    for bad in ("", "   \n ", "\u200b\u200b\ufeff"):  # invisible characters alone show nothing either
         with pytest.raises(InputError, match="context is empty or only whitespace"):
             gen.messages("who ?", bad)
+    with pytest.raises(InputError, match="the question is empty"):
+        gen.messages("\u200b \u200b", "paris")
     with pytest.raises(InputError, match="over the model's context"):
         gen.prompt_ids("who ?", "word " * 400)
 

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from hguard._text import blank
 from hguard.errors import DataError, InputError, cut_text
 
 __all__ = [
@@ -125,7 +126,7 @@ class Example(BaseModel):
     def _check_context(cls, v: Any) -> Any:
         if v is not None and not isinstance(v, str):
             raise _bad("context")
-        if isinstance(v, str) and not v.strip():  # refused here, not after the model loads and every prompt fails
+        if isinstance(v, str) and blank(v):  # refused here, not after the model loads and every prompt fails
             raise _row_rule("context", _CONTEXT_EMPTY)
         return v
 

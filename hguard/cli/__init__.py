@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import HGuardError, InputError, cut_text, install_extra
+from .._text import blank
 from ..settings import CALIBRATION_MAX_NEW_TOKENS, CALIBRATION_SYSTEM_PROMPT
 
 _MODEL_HELP = ('the model: "default" (the embedded SmolLM2-135M-Instruct), a Hugging Face model folder, a .gguf file '
@@ -438,7 +439,7 @@ def cmd_ask(args) -> int:
     from ..guard import Guard
 
     context = read_text_file(args.context, "--context") if args.context else None
-    if context is not None and not context.strip():  # refused before the model loads; nothing is generated
+    if context is not None and blank(context):  # refused before the model loads; nothing is generated
         raise InputError(f"--context file {args.context!r} is empty or only whitespace; pass a file with the "
                          "retrieved passages' text, or leave --context out for a question without one")
     if args.domain is not None:  # a mistyped name is refused before the model loads and answers
