@@ -36,6 +36,17 @@ def test_missing_context_file(tmp_path):
     _one_clear_line(run("ask", "q?", "--context", str(tmp_path / "nope.txt")), "nope.txt", "does not exist")
 
 
+def test_an_unknown_domain_is_refused_before_the_model_loads(tmp_path):
+    pol = tmp_path / "p" / "policy.toml"
+    from hguard import policy_copy
+
+    policy_copy(pol.parent)
+    r = run("ask", "q?", "--domain", "hr", "--policy", str(pol))
+    err = _one_clear_line(r, "--domain 'hr' is not a domain of the policy (its domains: ",
+                          "); leave --domain out to let the guard choose")
+    assert b"Loading weights" not in r.stderr and not (pol.parent / "audit.jsonl").exists(), err
+
+
 def test_an_empty_context_file_is_refused_before_the_model_loads(tmp_path):
     ctx = tmp_path / "ws.txt"
     ctx.write_text("  \n\t\n")

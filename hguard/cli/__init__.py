@@ -452,7 +452,7 @@ def cmd_ask(args) -> int:
             near = _near(args.domain, set(domains))
             raise InputError(f"--domain {args.domain!r} is not a domain of the policy"
                              + (f"; did you mean {near!r}?" if near else f" (its domains: {', '.join(sorted(domains))})")
-                             + " Leave --domain out to let the guard choose")
+                             + "; leave --domain out to let the guard choose")
     with warnings.catch_warnings(record=True) as said:  # hguard's own start-up warnings, as one line each
         warnings.simplefilter("always", UserWarning)
         guard = Guard.from_policy(args.policy, model=args.model)

@@ -430,6 +430,9 @@ class ChatHGuard(BaseChatModel):
         parent_run_id = parent_run_id or handed
         given = list(kw.pop(_PROBLEMS, None) or [])
         kw.pop("stream", None)
+        max_tokens = kw.pop("max_tokens", None)  # per call, as a hosted chat model takes it; else the field's
+        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+            raise ValueError(f"max_tokens must be a whole number of at least 1, got {max_tokens!r}")
         model = kw.pop("model", None)
         if model is not None and model != self.model_name:
             raise ValueError(
@@ -439,7 +442,7 @@ class ChatHGuard(BaseChatModel):
         if kw:
             raise TypeError(
                 f"ChatHGuard got unexpected keyword argument(s) {sorted(kw)}; it accepts context=, domain=, "
-                f"stream_mode= ({', '.join(STREAM_MODES)}), early_stop= and stop="
+                f"stream_mode= ({', '.join(STREAM_MODES)}), early_stop=, max_tokens= and stop="
             )
         # context= given without a passage with text ("", [], [""]: a retrieval that found nothing, formatted):
         # an answer from passages was asked for, so it goes to review as nothing retrieved, as GuardedRAG's does
@@ -461,7 +464,7 @@ class ChatHGuard(BaseChatModel):
             problems = [p for p in problems if not p.startswith(NOTHING_RETRIEVED)]
         stop = stop if stop else self.stop
         return _Call(read.question, context, domain, mode, early_stop, key, read.history, read.system, given + problems,
-                     list(stop) if stop else None, self.max_tokens, query_step)
+                     list(stop) if stop else None, max_tokens or self.max_tokens, query_step)
 
     def _search_text(self, call: _Call) -> AIMessage:
         """A retriever's or a question rewrite's call: text to search with, generated plainly and recorded

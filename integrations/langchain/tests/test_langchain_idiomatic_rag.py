@@ -379,6 +379,13 @@ def test_framework_conventions(make_guard):
     # what is shown ends before what was scored: the reasons say so
     assert any(f"stop sequence {stop_word!r}" in x for x in rec["reasons"]), rec["reasons"]
     assert not any("stop sequence" in x for x in _decision(guard, free.response_metadata)["reasons"])
+    # max_tokens per call, as a hosted chat model takes it (invoke or bind), caps this answer only
+    for short in (chat.invoke(AUSTRALIA, max_tokens=1), chat.bind(max_tokens=1).invoke(AUSTRALIA)):
+        assert short.response_metadata["signals"]["length"] == 1 < free.response_metadata["signals"]["length"]
+        assert _decision(guard, short.response_metadata)["generation"]["max_new_tokens"] == 1
+    assert chat.invoke(AUSTRALIA).response_metadata["signals"]["length"] == free.response_metadata["signals"]["length"]
+    with pytest.raises(ValueError, match="max_tokens must be a whole number of at least 1, got 0"):
+        chat.invoke(AUSTRALIA, max_tokens=0)
 
 
 def test_text_asked_for_to_search_with_is_not_held_as_an_answer(make_guard, store, tiny_probes, embedder, tmp_path):
