@@ -112,6 +112,23 @@ def test_audit_handler_records_queries_and_llm_calls(make_guard, retriever, root
     assert call["domain"] == query["domain"] == decision["domain"]
 
 
+def test_a_chat_call_is_one_llm_call_record(make_guard, root_handler):
+    """HGuardLLM's chat answers through its completion code without a completion call of its own: one decision,
+    one llm_call record (api chat), sync, async and streamed (new-user trial: a chat wrote two)."""
+    from llama_index.core.llms import ChatMessage
+
+    guard = make_guard("accept")
+    root_handler(HGuardAuditEventHandler.from_guard(guard))
+    llm = HGuardLLM(guard, domain="alpha")
+    passage = ChatMessage(role="user", content="Canberra is the capital city of Australia.", additional_kwargs={"name": "context"})
+    calls = (lambda m: llm.chat(m), lambda m: asyncio.run(llm.achat(m)), lambda m: list(llm.stream_chat(m))[-1])
+    for i, call in enumerate(calls):
+        call([passage, ChatMessage(role="user", content=AUSTRALIA)])
+        new = [r for r in AuditLog(guard.audit.path) if r["kind"] in ("decision", "llm_call")][2 * i:]
+        assert [r["kind"] for r in new] == ["decision", "llm_call"], [r["kind"] for r in new]
+        assert new[1]["api"] == "chat" and new[1]["decision_audit_id"] == new[0]["id"]
+
+
 def test_audit_handler_records_a_failed_call(make_guard, root_handler, tmp_path):
     guard = make_guard("accept")
     root_handler(HGuardAuditEventHandler(tmp_path / "calls.jsonl", record_starts=True))

@@ -297,6 +297,9 @@ class HGuardLLM(CustomLLM):
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return self._complete(prompt, formatted, **kwargs)
+
+    def _complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         context, domain, _, early_stop, call = self._options(prompt, kwargs)
         step = query_step(prompt) if context is None and not formatted else None
         if step is not None:
@@ -312,6 +315,9 @@ class HGuardLLM(CustomLLM):
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return await self._acomplete(prompt, formatted, **kwargs)
+
+    async def _acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         context, domain, _, early_stop, call = self._options(prompt, kwargs)
         step = query_step(prompt) if context is None and not formatted else None
         if step is not None:
@@ -338,6 +344,9 @@ class HGuardLLM(CustomLLM):
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        return self._stream_complete(prompt, formatted, **kwargs)
+
+    def _stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         context, domain, mode, early_stop, call = self._options(prompt, kwargs)
         call.setdefault("problems", self._unread_context(prompt, context))
 
@@ -351,6 +360,9 @@ class HGuardLLM(CustomLLM):
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
+        return await self._astream_complete(prompt, formatted, **kwargs)
+
+    async def _astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
         context, domain, mode, early_stop, call = self._options(prompt, kwargs)
         call.setdefault("problems", self._unread_context(prompt, context))
 
@@ -376,17 +388,17 @@ class HGuardLLM(CustomLLM):
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         question, kw = self._chat_kwargs(messages, kwargs)
-        return self._chat_response(self.complete(question, formatted=True, **kw))
+        return self._chat_response(self._complete(question, formatted=True, **kw))  # one call: the chat's events only
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         question, kw = self._chat_kwargs(messages, kwargs)
-        return self._chat_response(await self.acomplete(question, formatted=True, **kw))
+        return self._chat_response(await self._acomplete(question, formatted=True, **kw))
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         question, kw = self._chat_kwargs(messages, kwargs)
-        responses = self.stream_complete(question, formatted=True, **kw)
+        responses = self._stream_complete(question, formatted=True, **kw)
 
         def gen() -> ChatResponseGen:
             for r in responses:
@@ -397,7 +409,7 @@ class HGuardLLM(CustomLLM):
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
         question, kw = self._chat_kwargs(messages, kwargs)
-        responses = await self.astream_complete(question, formatted=True, **kw)
+        responses = await self._astream_complete(question, formatted=True, **kw)
 
         async def gen() -> ChatResponseAsyncGen:
             async for r in responses:
