@@ -40,17 +40,20 @@ class _Recording:
     _spot_days: dict[tuple[str, str], int]
     _spot_lock: threading.Lock
 
-    def record_undelivered(self, result: Any, why: str) -> str | None:
+    def record_undelivered(self, result: Any, why: str, *, run_id: str | None = None) -> str | None:
         """Say in the audit log that a decided answer never reached the caller (a request cancelled or timed out
         while it was answered, a stream abandoned before its decision): an ``answer_not_delivered`` record naming
-        the decision (which stands: the answer was generated and decided). Its id, or None without a log or a
-        decision record, or when writing fails (said as a warning)."""
+        the decision (which stands: the answer was generated and decided) and, when given, the caller's ``run_id``
+        (a framework's record of the call, e.g. a LangChain ``llm_call`` written as failed before the decision
+        existed). Its id, or None without a log or a decision record, or when writing fails (said as a warning)."""
         audit_id = getattr(result, "audit_id", None)  # a GuardResult, or anything naming its decision so
         if self.audit is None or not audit_id:
             return None
+        record = {"decision_audit_id": audit_id, "route": getattr(result, "route", None), "why": why}
+        if run_id is not None:
+            record["run_id"] = run_id
         try:
-            return self.audit.append({"decision_audit_id": audit_id, "route": getattr(result, "route", None), "why": why},
-                                     kind=UNDELIVERED).id
+            return self.audit.append(record, kind=UNDELIVERED).id
         except Exception as exc:  # the caller is gone: a warning is all that can be said
             warnings.warn(f"could not record that the answer of decision {audit_id} never reached the caller "
                           f"({why}): {type(exc).__name__}: {exc}", UserWarning, stacklevel=2)

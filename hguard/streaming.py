@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Generator, Literal, Sequence, cast
 
 from hguard._json import json_safe
+from hguard._text import blank
 from hguard.errors import route_error
 from hguard.guard import Guard, GuardResult
 
@@ -182,6 +183,13 @@ def nothing_retrieved(what: str = "the retriever") -> str:
             "memory and has nothing to be grounded in")
 
 
+def with_text(passages: Sequence[str]) -> list[str]:
+    """The passages that show any text. A passage of whitespace or invisible characters alone (a zero-width
+    space, a byte-order mark: :func:`hguard._text.blank`) is none: the generator refuses such a context, and an
+    adapter reports a retrieval of only those as :func:`nothing_retrieved`."""
+    return [p for p in passages if not blank(p)]
+
+
 def appears_in(passage: str, texts: Sequence[str], probe_chars: int = 200) -> bool:
     """Whether the passage's text (its first ``probe_chars`` characters, whitespace-normalised) was
     pasted into one of ``texts``."""
@@ -316,6 +324,7 @@ def guard_stream(
     *,
     early_stop: bool = False,
     timeout: float | None = None,
+    run_id: str | None = None,
     **call: Any,
 ) -> Generator[GuardStreamChunk, None, None]:
     """Stream one guarded answer; the last chunk carries the :class:`GuardResult`.
@@ -323,7 +332,8 @@ def guard_stream(
     ``hold``: one chunk, the routed display text, after the decision. ``passthrough``: the tokens
     as generated, then an empty chunk with the decision. ``early_stop`` (hold mode only) ends
     generation once the running risk passes the abstain threshold. ``timeout`` (passthrough) is the
-    longest wait in seconds for the next token before ``queue.Empty`` is raised.
+    longest wait in seconds for the next token before ``queue.Empty`` is raised. ``run_id``: the caller's
+    own id of the call (a LangChain run), named by the ``answer_not_delivered`` record of an abandoned stream.
     Errors from the guard (bad input, a failed audit write) are raised from the iterator. ``call``:
     ``history``, ``system``, ``stop``, ``problems`` as for ``Guard.invoke``.
     """
@@ -364,7 +374,8 @@ def guard_stream(
         worker.join()
         if not finished and "result" in box:
             guard.record_undelivered(box["result"], f"the stream ended after {n_text} chunk(s) of passthrough text, "
-                                                    "before its decision reached the caller (abandoned, cancelled or timed out)")
+                                                    "before its decision reached the caller (abandoned, cancelled or timed out)",
+                                     run_id=run_id)
     if "error" in box:
         raise box["error"]
     yield GuardStreamChunk("", box["result"])
@@ -375,11 +386,12 @@ CANCELLED = "the caller cancelled the request (a timeout, or its task was cancel
 
 
 async def in_thread(guard: Guard, fn: Callable[..., Any], *args: Any, decided: Callable[[Any], Any] = lambda out: [out],
-                    **kw: Any) -> Any:
+                    run_id: str | None = None, **kw: Any) -> Any:
     """``fn(*args, **kw)`` in a worker thread for an async caller. Cancelled meanwhile (``asyncio.wait_for``'s
     timeout, a cancelled task), the work still ends and is recorded, and each decision ``decided(out)`` names (the
     :class:`GuardResult` itself by default; anything with ``audit_id`` and ``route``) is said never delivered
-    (:meth:`Guard.record_undelivered`): exactly one of delivered and said undelivered."""
+    (:meth:`Guard.record_undelivered`, naming ``run_id``, the caller's id of the call, when given): exactly one of
+    delivered and said undelivered."""
     lock = threading.Lock()
     state: dict[str, Any] = {"caller_gone": False}
 
@@ -389,7 +401,7 @@ async def in_thread(guard: Guard, fn: Callable[..., Any], *args: Any, decided: C
             state["out"], gone = out, state["caller_gone"]
         if gone:
             for d in decided(out):
-                guard.record_undelivered(d, CANCELLED)
+                guard.record_undelivered(d, CANCELLED, run_id=run_id)
         return out
 
     try:
@@ -400,7 +412,7 @@ async def in_thread(guard: Guard, fn: Callable[..., Any], *args: Any, decided: C
             done = "out" in state
         if done:  # the work ended, but the caller was gone before it resumed
             for d in decided(state["out"]):
-                guard.record_undelivered(d, CANCELLED)
+                guard.record_undelivered(d, CANCELLED, run_id=run_id)
         raise
 
 
@@ -413,10 +425,12 @@ async def aguard_stream(
     *,
     early_stop: bool = False,
     timeout: float | None = None,
+    run_id: str | None = None,
     **call: Any,
 ) -> AsyncIterator[GuardStreamChunk]:
     """:func:`guard_stream` for asyncio: the generation runs in a worker thread, the loop stays free."""
-    it = guard_stream(guard, question, context, domain, mode, early_stop=early_stop, timeout=timeout, **call)
+    it = guard_stream(guard, question, context, domain, mode, early_stop=early_stop, timeout=timeout, run_id=run_id,
+                      **call)
     lock = threading.Lock()  # one step of the stream at a time: a cancelled step's thread runs on
     taken: list[GuardStreamChunk] = []  # a chunk taken from the stream that has not reached the caller yet
 
@@ -432,7 +446,7 @@ async def aguard_stream(
             lost = [c.result for c in taken if c.result is not None]
             it.close()  # an abandoned stream still waits for the guard's record
         for result in lost:
-            guard.record_undelivered(result, CANCELLED)
+            guard.record_undelivered(result, CANCELLED, run_id=run_id)
 
     ended = False
     try:
@@ -456,6 +470,7 @@ __all__ = [
     "CONTEXT_NOT_IDENTIFIED",
     "GuardedText",
     "appears_in",
+    "blank",
     "context_not_identified",
     "NOTHING_RETRIEVED",
     "nothing_retrieved",
@@ -473,4 +488,5 @@ __all__ = [
     "guard_stream",
     "guarded_invoke",
     "jsonable",
+    "with_text",
 ]

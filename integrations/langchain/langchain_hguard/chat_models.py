@@ -26,6 +26,7 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     STREAM_MODES,
     StreamMode,
     appears_in,
+    blank,
     pasted_part,
     check_raise_on,
     check_stream_mode,
@@ -39,6 +40,7 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     NOTHING_RETRIEVED,
     nothing_retrieved,
     raise_if_routed,
+    with_text,
 )
 
 from .retrieval import CAPTURE, parent_run_of
@@ -52,6 +54,7 @@ _NO_TOOLS = (
 _PRECOMPUTED = "_hguard_precomputed"
 # kwarg that hands the chain's run to a streamed call (langchain-core calls _stream without its run manager)
 _PARENT_RUN = "_hguard_parent_run"
+_RUN_ID = "_hguard_run_id"  # a streamed call's own run id (langchain-core runs _stream without its run manager)
 # kwarg that hands a calling runnable's problems (e.g. nothing retrieved) to the guard (internal)
 _PROBLEMS = "_hguard_problems"
 _CHUNK_HAS_POSITION = "chunk_position" in AIMessageChunk.model_fields
@@ -131,17 +134,17 @@ def read_chat(
     question = texts[q_at]
     named = [texts[i] for i, m in enumerate(messages) if _is_context(m)]
     systems = [i for i, m in enumerate(messages) if m.type == "system" and not _is_context(m)]
-    context: list[str] = [t for t in named if t.strip()]
+    context: list[str] = with_text(named)
     context_from = "named" if context else None
     if system_as_context:
-        context += [texts[i] for i in systems if texts[i].strip()]
+        context += with_text([texts[i] for i in systems])
         context_from = context_from or ("system" if context else None)
         systems = []
     problems: list[str] = []
     if not context and retrievals:
         prompt_texts = [texts[i] for i in [q_at, *systems]]
         found = [(r, d, pasted_part(d.page_content, prompt_texts)) for r in retrievals for d in r.documents
-                 if d.page_content.strip()]
+                 if not blank(d.page_content)]
         parts = [part for _, _, part in found if part]
         # what of each document the prompt holds (a chain may cut it); a part that lies inside another document's
         # is that one's text (two files opening with the same header, one of them pasted), not a passage of its own
@@ -161,20 +164,20 @@ def read_chat(
             templated = lambda t: any(appears_in(d.page_content, [t]) for _, d in pasted)  # noqa: E731
             if templated(question):  # the question is the retriever's query when the prompt holds it; an empty
                 queries = [r.query for r, d in pasted]  # one is refused as empty, not replaced by the whole prompt
-                asked = [q for q in queries if q.strip() and appears_in(q, [question])]
-                if asked or not any(q.strip() for q in queries):
+                searched = with_text(queries)
+                asked = [q for q in searched if appears_in(q, [question])]
+                if asked or not searched:
                     question = (asked or queries)[0]
                 else:  # searched with other text (keywords, a rewrite): the question asked is the prompt's own
-                    searched = next(q for q in queries if q.strip())
                     for part in seen:
                         question = question.replace(part, " ")
                     problems.append(
-                        f"question not identified: the retriever searched with {shown(searched, 80)}, which is not in "
+                        f"question not identified: the retriever searched with {shown(searched[0], 80)}, which is not in "
                         "the prompt, so the question asked cannot be told from the template around the passages; the "
                         "answer is to the prompt's text without its passages. Search with the question itself, or pass "
                         "the question as its own message and the passages with context= or as messages named 'context'")
             systems = [i for i in systems if not templated(texts[i])]
-        elif n := sum(1 for r in retrievals for d in r.documents if d.page_content.strip()):  # whitespace: nothing
+        elif n := sum(1 for r in retrievals for d in r.documents if not blank(d.page_content)):  # whitespace: nothing
             problems.append(context_not_identified(
                 f"the chain's retrievers returned {n} document(s) but none of their text is in the prompt"
             ))
@@ -201,8 +204,16 @@ def read_chat(
                 f"{m.type!r} (tool calls are not supported: the guard scores text answers)"
             )
         history.append({"role": "user" if m.type == "human" else "assistant", "content": texts[i]})
-    system = "\n\n".join(texts[i] for i in systems if texts[i].strip()) or None
+    system = "\n\n".join(with_text([texts[i] for i in systems])) or None
     return ChatRead(question, context or None, history, system, problems, context_from)
+
+
+def _run_id(run_manager: Any) -> str | None:
+    """The LangChain run id of this call: an ``answer_not_delivered`` record names it, so the call's
+    ``llm_call`` record (written as failed when a stream is closed or a call cancelled, before the guard has
+    decided) can be joined to the decision it never delivered."""
+    run_id = getattr(run_manager, "run_id", None)
+    return str(run_id) if run_id is not None else None
 
 
 @dataclass
@@ -219,6 +230,7 @@ class _Call:
     stop: list[str] | None
     max_new_tokens: int | None = None
     query_step: str | None = None  # the chain step asking for text to search with (no decision: Guard.rewrite_query)
+    run_id: str | None = None  # a streamed call's LangChain run id, named if its decision is never delivered
 
     def guard_kwargs(self) -> dict[str, Any]:
         return {"history": self.history, "system": self.system, "stop": self.stop, "problems": self.problems,
@@ -297,7 +309,7 @@ class ChatHGuard(BaseChatModel):
         """:meth:`_generate` in a worker thread; cancelled meanwhile (a timeout), the answer is still decided and
         the log says it never reached the caller."""
         return await in_thread(self.guard, self._generate, messages, stop, run_manager.get_sync() if run_manager else None,
-                               decided=_decisions_in, **kwargs)
+                               decided=_decisions_in, run_id=_run_id(run_manager), **kwargs)
 
     def _generate_with_cache(self, *args: Any, **kwargs: Any) -> ChatResult:
         self._uncached(self.cache)  # set after construction (an assignment, model_copy) it is refused here
@@ -328,11 +340,12 @@ class ChatHGuard(BaseChatModel):
             )
         return v
 
-    @field_validator("max_tokens")
+    @field_validator("max_tokens", mode="before")
     @classmethod
-    def _positive(cls, v: int | None) -> int | None:
-        if v is not None and v < 1:
-            raise ValueError(f"max_tokens must be at least 1, got {v}")
+    def _positive(cls, v: Any) -> int | None:
+        """A whole number of at least 1, or None; the same check serves a call's own ``max_tokens=``."""
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"max_tokens must be a whole number of at least 1, got {v!r}")
         return v
 
     @field_validator("raise_on", mode="before")
@@ -427,12 +440,11 @@ class ChatHGuard(BaseChatModel):
         early_stop = bool(kw.pop("early_stop", self.early_stop))
         key = kw.pop(_PRECOMPUTED, None)
         handed = kw.pop(_PARENT_RUN, None)  # a streamed call's chain run
+        run_id = kw.pop(_RUN_ID, None)
         parent_run_id = parent_run_id or handed
         given = list(kw.pop(_PROBLEMS, None) or [])
         kw.pop("stream", None)
-        max_tokens = kw.pop("max_tokens", None)  # per call, as a hosted chat model takes it; else the field's
-        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
-            raise ValueError(f"max_tokens must be a whole number of at least 1, got {max_tokens!r}")
+        max_tokens = self._positive(kw.pop("max_tokens", None))  # per call, as a hosted chat model takes it; else the field's
         model = kw.pop("model", None)
         if model is not None and model != self.model_name:
             raise ValueError(
@@ -448,8 +460,8 @@ class ChatHGuard(BaseChatModel):
         # an answer from passages was asked for, so it goes to review as nothing retrieved, as GuardedRAG's does
         # (it was refused with an InputError, breaking the chain), and is never read as a closed-book request
         emptied = context is not None and (
-            (isinstance(context, str) and not context.strip())
-            or (isinstance(context, (list, tuple)) and all(isinstance(c, str) and not c.strip() for c in context)))
+            (isinstance(context, str) and blank(context))
+            or (isinstance(context, (list, tuple)) and all(isinstance(c, str) and blank(c) for c in context)))
         if emptied:
             context = None
             given.append(nothing_retrieved("the context= given"))
@@ -464,7 +476,7 @@ class ChatHGuard(BaseChatModel):
             problems = [p for p in problems if not p.startswith(NOTHING_RETRIEVED)]
         stop = stop if stop else self.stop
         return _Call(read.question, context, domain, mode, early_stop, key, read.history, read.system, given + problems,
-                     list(stop) if stop else None, max_tokens or self.max_tokens, query_step)
+                     list(stop) if stop else None, max_tokens or self.max_tokens, query_step, run_id)
 
     def _search_text(self, call: _Call) -> AIMessage:
         """A retriever's or a question rewrite's call: text to search with, generated plainly and recorded
@@ -508,15 +520,25 @@ class ChatHGuard(BaseChatModel):
     # ------------------------------------------------------------------------------ generation
 
     # Streamed calls: langchain-core runs ``_stream`` without the run manager, so the chain run the
-    # retrieved passages belong to is taken from the config here and handed on.
+    # retrieved passages belong to is taken from the config here and handed on, and so is the call's own
+    # run id (set here when the caller set none: LangChain takes a config's ``run_id`` as the call's).
 
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
-        kwargs.setdefault(_PARENT_RUN, parent_run_of(ensure_config(config)))
+        config = self._run_of_stream(config, kwargs)
         return super().stream(input, config, **kwargs)
 
     def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:
-        kwargs.setdefault(_PARENT_RUN, parent_run_of(ensure_config(config)))
+        config = self._run_of_stream(config, kwargs)
         return super().astream(input, config, **kwargs)
+
+    @staticmethod
+    def _run_of_stream(config: RunnableConfig | None, kwargs: dict[str, Any]) -> RunnableConfig:
+        """The call's config, with a run id; ``kwargs`` get the chain run and the call's run for ``_stream``."""
+        config = ensure_config(config)  # a copy: the caller's config is left as it was
+        kwargs.setdefault(_PARENT_RUN, parent_run_of(config))
+        config["run_id"] = config.get("run_id") or uuid.uuid4()
+        kwargs.setdefault(_RUN_ID, str(config["run_id"]))
+        return config
 
     def _generate(
         self,
@@ -552,7 +574,7 @@ class ChatHGuard(BaseChatModel):
             return
         for piece in guard_stream(
             self.guard, call.question, call.context, call.domain, call.stream_mode, early_stop=call.early_stop,
-            **call.guard_kwargs(),
+            run_id=call.run_id or _run_id(run_manager), **call.guard_kwargs(),
         ):
             yield self._streamed(piece, call)
 
@@ -572,7 +594,7 @@ class ChatHGuard(BaseChatModel):
             return
         async for piece in aguard_stream(
             self.guard, call.question, call.context, call.domain, call.stream_mode, early_stop=call.early_stop,
-            **call.guard_kwargs(),
+            run_id=call.run_id or _run_id(run_manager), **call.guard_kwargs(),
         ):
             yield self._streamed(piece, call)
 

@@ -21,7 +21,7 @@ from langchain_core.runnables import (
 from langchain_core.runnables.config import patch_config
 from hguard.errors import InputError
 from hguard.generation import check_question
-from hguard.streaming import GuardedText, nothing_retrieved
+from hguard.streaming import GuardedText, nothing_retrieved, with_text
 
 from .chat_models import _PROBLEMS, ChatHGuard
 
@@ -178,7 +178,7 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
                 passages.extend(context)
             else:
                 raise InputError(f"GuardedRAG 'context' must be a string or a list of strings, got {type(context).__name__}")
-        passages = [p for p in passages if p.strip()]
+        passages = with_text(passages)
         # a dict that carries 'documents' or 'context' asks for an answer from passages, even when retrieval
         # found none (None, [], ""): never read as a closed-book request, which a domain may accept
         wanted = "documents" in value or "context" in value

@@ -4,6 +4,7 @@ batch (one batched generation), async, and the guard's audit records behind ever
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
@@ -11,7 +12,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from hguard.audit import AuditLog
 from hguard.errors import InputError
 from hguard.guard import REVIEW_MARK
-from langchain_hguard import ChatHGuard
+from langchain_hguard import ChatHGuard, HGuardAuditCallbackHandler
 
 Q = "who is the author of the book ?"
 DECISION = ("route", "risk", "signals", "reasons", "audit_id", "domain")
@@ -196,21 +197,30 @@ def test_an_async_call_left_by_its_caller_is_said_undelivered(make_guard, how):
         time.sleep(0.6)
         return real(*a, **kw)
 
-    async def call(chat):
-        return [await chat.ainvoke(Q)] if how == "ainvoke" else [c async for c in chat.astream(Q)]
+    rid = uuid.uuid4()
+
+    async def call(chat, config=None):
+        return [await chat.ainvoke(Q, config)] if how == "ainvoke" else [c async for c in chat.astream(Q, config)]
 
     guard.invoke = slow
-    chat = ChatHGuard(guard=guard, domain="alpha")
+    chat = ChatHGuard(guard=guard, domain="alpha").with_config(callbacks=[HGuardAuditCallbackHandler.from_guard(guard)])
     with pytest.raises(asyncio.TimeoutError):
-        asyncio.run(asyncio.wait_for(call(chat), 0.1))
+        asyncio.run(asyncio.wait_for(call(chat, {"run_id": rid}), 0.1))
     for _ in range(100):
         said = [r for r in AuditLog(guard.audit.path) if r["kind"] == "answer_not_delivered"]
-        if said:
+        if said and (how == "ainvoke" or any(r["kind"] == "llm_call" for r in AuditLog(guard.audit.path))):
             break
         time.sleep(0.1)
     (decision,) = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
     assert [r["decision_audit_id"] for r in said] == [decision["id"]] and said[0]["route"] == "accept"
     assert "cancelled the request" in said[0]["why"]
+    # the call's llm_call record, written as failed before the guard decided, is joined to it by the run id
+    # (a cancelled ainvoke gets none: langchain-core's agenerate does not report a cancel to the callbacks)
+    calls = [r for r in AuditLog(guard.audit.path) if r["kind"] == "llm_call"]
+    assert len(calls) == (1 if how == "astream" else 0) and said[0]["run_id"] == str(rid)
+    for failed in calls:
+        assert failed["status"] == "error" and failed.get("decision_audit_id") is None and said[0]["run_id"] == failed["run_id"]
+    chat = ChatHGuard(guard=guard, domain="alpha")
     guard.invoke = real
     assert asyncio.run(call(chat))[-1].response_metadata["route"] == "accept"  # delivered: nothing more said
     if how == "astream":
@@ -218,3 +228,22 @@ def test_an_async_call_left_by_its_caller_is_said_undelivered(make_guard, how):
         assert len(passthrough) >= 2 and passthrough[-1].response_metadata["route"] == "accept"
         assert "".join(c.content for c in passthrough[:-1]).strip()
     assert sum(r["kind"] == "answer_not_delivered" for r in AuditLog(guard.audit.path)) == 1
+
+
+def test_a_passthrough_stream_closed_early_names_its_run_beside_the_decision_it_never_delivered(make_guard):
+    """A reader that stops a passthrough stream after its first tokens: LangChain writes the call's llm_call
+    record as failed (GeneratorExit) at once, before the guard has decided; the decision follows, then the
+    answer_not_delivered record, which names the call's run id so an auditor can join the three."""
+    guard = make_guard("accept")
+    handler = HGuardAuditCallbackHandler.from_guard(guard)
+    chat = ChatHGuard(guard=guard, domain="alpha", stream_mode="passthrough", max_tokens=6)
+    stream = chat.stream(Q, config={"callbacks": [handler]})
+    assert next(stream).content
+    stream.close()
+    records = list(AuditLog(guard.audit.path))
+    (call,) = [r for r in records if r["kind"] == "llm_call"]
+    (decision,) = [r for r in records if r["kind"] == "decision"]
+    (said,) = [r for r in records if r["kind"] == "answer_not_delivered"]
+    assert call["status"] == "error" and call["error"].startswith("GeneratorExit")
+    assert said["decision_audit_id"] == decision["id"] and said["run_id"] == call["run_id"]
+    assert "chunk(s) of passthrough text" in said["why"]

@@ -327,7 +327,7 @@ def test_guarded_rag_bad_input_is_named_and_an_empty_retrieval_goes_to_review(ma
 
     class Blank(BaseRetriever):
         def _get_relevant_documents(self, query, *, run_manager):
-            return [Document(page_content="  \n ")]
+            return [Document(page_content="  \n "), Document(page_content="\u200b\ufeff")]
 
     for template in ("Background:\n{context}\n\nQ: {question}", "{context}\n\n{question}"):  # no word about context
         tutorial = ({"context": Nothing() | format_docs, "question": RunnablePassthrough()}
@@ -344,13 +344,14 @@ def test_guarded_rag_bad_input_is_named_and_an_empty_retrieval_goes_to_review(ma
         assert sum("nothing retrieved" in r for r in out.reasons) == 1, out.reasons  # said once, not per layer
     assert rag.invoke({"question": AUSTRALIA, "context": "Canberra is the capital of Australia."}).route == "accept"
     # a service that formats an empty retrieval ("", [], None) asks for an answer from passages all the same
-    for context in ("", " \n", [], [""], None):
+    for context in ("", " \n", [], [""], None, "\u200b", ["\ufeff"]):
         out = rag.invoke({"question": AUSTRALIA, "context": context})
         assert out.route == "review" and any("nothing retrieved: the 'context' given returned no passage" in r
                                              for r in out.reasons), (context, out.reasons)
     chat = ChatHGuard(guard=guard, domain="alpha")
     for messages in ([SystemMessage(content="", name="context"), HumanMessage(content=AUSTRALIA)],
                      [HumanMessage(content=" ", name="context"), HumanMessage(content=AUSTRALIA)],
+                     [HumanMessage(content="\u200b", name="context"), HumanMessage(content=AUSTRALIA)],
                      [SystemMessage(content="", name="Context"), HumanMessage(content=AUSTRALIA)]):  # any case
         meta = chat.invoke(messages).response_metadata
         assert meta["route"] == "review" and any("nothing retrieved: the messages named 'context'" in r
@@ -386,6 +387,9 @@ def test_framework_conventions(make_guard):
     assert chat.invoke(AUSTRALIA).response_metadata["signals"]["length"] == free.response_metadata["signals"]["length"]
     with pytest.raises(ValueError, match="max_tokens must be a whole number of at least 1, got 0"):
         chat.invoke(AUSTRALIA, max_tokens=0)
+    for bad in (0, True, 2.5):  # the field and a call's own max_tokens= are checked alike
+        with pytest.raises(ValueError, match=f"max_tokens must be a whole number of at least 1, got {bad!r}"):
+            ChatHGuard(guard=guard, max_tokens=bad)
 
 
 def test_text_asked_for_to_search_with_is_not_held_as_an_answer(make_guard, store, tiny_probes, embedder, tmp_path):
@@ -507,7 +511,7 @@ def test_an_empty_context_given_to_the_chat_model_is_nothing_retrieved_not_an_er
     GuardedRAG holds it (it raised InputError and broke the chain), never answered as a closed-book question."""
     guard = make_guard("accept")
     chat = ChatHGuard(guard=guard, domain="alpha")
-    for empty in ("", "  \n", [], ["", " "]):
+    for empty in ("", "  \n", [], ["", " "], "\u200b", ["\ufeff", " "]):  # invisible characters alone: no text either
         meta = chat.invoke(AUSTRALIA, context=empty).response_metadata
         assert meta["route"] == "review", (empty, meta["reasons"])
         assert any("nothing retrieved: the context= given returned no passage" in r for r in meta["reasons"]), meta["reasons"]

@@ -15,6 +15,7 @@ from llama_index.core.instrumentation import get_dispatcher
 from hguard import audit as audit_mod
 from hguard.audit import AuditLog
 from hguard.errors import HGuardError, InputError
+from hguard.streaming import blank
 from llama_index.llms.hguard import HGuardAuditEventHandler, HGuardEmbedding, HGuardLLM, HGuardQueryEngine
 
 DOCS = Path(__file__).resolve().parents[3] / "examples" / "docs"
@@ -158,6 +159,7 @@ def test_a_failing_audit_write_is_raised_by_the_engine_not_lost(make_guard, retr
 
 def test_bad_queries_are_named_and_an_empty_retrieval_goes_to_review(make_guard, retriever):
     from llama_index.core.retrievers import BaseRetriever
+    from llama_index.core.schema import NodeWithScore, TextNode
 
     guard = make_guard("accept")
     llm = HGuardLLM(guard, domain="alpha")
@@ -174,9 +176,15 @@ def test_bad_queries_are_named_and_an_empty_retrieval_goes_to_review(make_guard,
         def _retrieve(self, query_bundle):
             return []
 
+    class Invisible(BaseRetriever):  # nodes of whitespace and invisible characters alone hold no passage either
+        def _retrieve(self, query_bundle):
+            return [NodeWithScore(node=TextNode(text=t), score=1.0) for t in (" \n", "\u200b\ufeff")]
+
     nothing = HGuardQueryEngine(Nothing(), llm)
-    for r in (nothing.query(AUSTRALIA), asyncio.run(nothing.aquery(AUSTRALIA))):
-        assert r.metadata["route"] == "review" and not r.source_nodes  # the domain accepts; nothing to ground in
+    invisible = HGuardQueryEngine(Invisible(), llm)
+    for r in (nothing.query(AUSTRALIA), asyncio.run(nothing.aquery(AUSTRALIA)), invisible.query(AUSTRALIA)):
+        assert r.metadata["route"] == "review"  # the domain accepts; nothing to ground in
+        assert all(blank(n.node.get_content()) for n in r.source_nodes), r.source_nodes  # the nodes, as found
         assert any("nothing retrieved: the retriever" in x for x in r.metadata["reasons"]), r.metadata["reasons"]
     streamed = HGuardQueryEngine(Nothing(), llm, streaming=True).query(AUSTRALIA)
     assert "".join(streamed.response_gen) and streamed.metadata["route"] == "review"

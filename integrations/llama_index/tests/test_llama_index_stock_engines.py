@@ -313,3 +313,24 @@ def test_stock_prompts_asking_for_text_to_search_with_are_not_held_as_answers(ti
     decisions = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
     assert len(decisions) == n_decisions + 1 and decisions[-1]["route"] in ("review", "abstain")
     assert sum(r["kind"] == "retrieval_query" for r in AuditLog(guard.audit.path)) == 2  # still only the engines' two
+
+
+def test_a_stock_engine_whose_nodes_hold_no_text_goes_to_review_as_nothing_retrieved(make_guard):
+    """Retrieved nodes of whitespace or invisible characters alone (a zero-width space, a byte-order mark): the
+    stock synthesizer still calls the LLM with them as its context. The call is held as nothing retrieved (it
+    raised the generator's empty-context InputError, breaking the query), never answered as closed-book."""
+    from llama_index.core.query_engine import RetrieverQueryEngine
+    from llama_index.core.retrievers import BaseRetriever
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    class Invisible(BaseRetriever):
+        def _retrieve(self, query_bundle):
+            return [NodeWithScore(node=TextNode(text=t), score=1.0) for t in ("\u200b", "\ufeff ")]
+
+    guard = make_guard("accept")
+    engine = RetrieverQueryEngine.from_args(Invisible(), llm=HGuardLLM(guard, domain="alpha"))
+    for r in (engine.query(AUSTRALIA), asyncio.run(engine.aquery(AUSTRALIA))):
+        assert r.metadata["route"] == "review", r.metadata  # the domain accepts everything
+        assert any("nothing retrieved: the retriever returned no passage" in x for x in r.metadata["reasons"]), r.metadata
+        rec = AuditLog(guard.audit.path).find(r.metadata["audit_id"])
+        assert rec["context"] is None and rec["question"] == AUSTRALIA

@@ -40,6 +40,8 @@ from hguard.streaming import (
     guarded_invoke,
     unread_context,
     raise_if_routed,
+    blank,
+    with_text,
 )
 
 from .templates import (DecidedStream, RAGPrompt, built_from_answers, earlier_answers, install_decision_metadata,
@@ -69,7 +71,7 @@ def split_chat(messages: Sequence[ChatMessage], *, system_as_context: bool = Tru
         for m in messages
         if named_context(m) or (system_as_context and m.role == MessageRole.SYSTEM)
     ]
-    return question, [c for c in context if c.strip()]
+    return question, with_text(context)
 
 
 class HGuardLLM(CustomLLM):
@@ -168,7 +170,7 @@ class HGuardLLM(CustomLLM):
         mode = check_stream_mode(kw.pop("stream_mode", self.stream_mode), self.raise_on)
         early_stop = bool(kw.pop("early_stop", self.early_stop))
         call: dict[str, Any] = {k: kw.pop(k) for k in ("history", "system", "problems", "stop") if k in kw}
-        own = (self.system_prompt or "").strip() and self.system_prompt
+        own = self.system_prompt if not blank(self.system_prompt or "") else None
         if own and not str(call.get("system") or "").startswith(own):
             # the LLM's own system prompt is an instruction every answer is given under, whatever the entry point
             call["system"] = "\n\n".join(x for x in (own, call.get("system")) if x)
@@ -194,7 +196,7 @@ class HGuardLLM(CustomLLM):
             if (m.additional_kwargs or {}).get("name") == CONTEXT_NAME:
                 continue
             if m.role == MessageRole.SYSTEM:
-                if not self.system_as_context and (m.content or "").strip():
+                if not self.system_as_context and not blank(m.content or ""):
                     system.append(m.content or "")
             elif m.role in (MessageRole.USER, MessageRole.ASSISTANT):
                 history.append({"role": "user" if m.role == MessageRole.USER else "assistant", "content": m.content or ""})
@@ -219,7 +221,7 @@ class HGuardLLM(CustomLLM):
 
     def _rag_call(self, prompt: Any, prompt_args: dict[str, Any]) -> RAGPrompt | None:
         rag = read_rag_prompt(prompt, prompt_args, llm=self)
-        if rag is not None and built_from_answers(rag.context, earlier_answers()):
+        if rag is not None and rag.context is not None and built_from_answers(rag.context, earlier_answers()):
             # a summary of what the model answered before (tree_summarize): no retrieved passage grounds it, and a
             # held earlier answer must not come back accepted inside it
             rag.problems.append(context_not_identified(

@@ -19,7 +19,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, QueryType
 from hguard.errors import InputError
 from hguard.generation import check_question
 from hguard.guard import Guard
-from hguard.streaming import nothing_retrieved
+from hguard.streaming import nothing_retrieved, with_text
 
 from .base import HGuardLLM
 
@@ -111,7 +111,7 @@ class HGuardQueryEngine(BaseQueryEngine):
     @staticmethod
     def _context(nodes: List[NodeWithScore]) -> Optional[List[str]]:
         passages = [n.node.get_content() for n in nodes]
-        passages = [p for p in passages if p.strip()]
+        passages = with_text(passages)
         return passages or None
 
     # ---------------------------------------------------------------------------------- answers

@@ -34,7 +34,7 @@ from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from llama_index.core.instrumentation.span.simple import SimpleSpan
 
-from hguard.streaming import GuardedText, appears_in
+from hguard.streaming import GuardedText, appears_in, blank, nothing_retrieved
 
 
 @dataclass
@@ -42,7 +42,7 @@ class RAGPrompt:
     """A stock RAG call read from its template: question, passages, history, instruction."""
 
     question: str
-    context: str
+    context: Optional[str]  # None: the retrieval gave no passage with text (the call goes to review, nothing retrieved)
     history: list[dict] = field(default_factory=list)
     system: Optional[str] = None
     problems: list[str] = field(default_factory=list)  # why the answer must go to review whatever its risk
@@ -69,8 +69,10 @@ def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None) -> RAGPr
         parts = [c if isinstance(c, str) else getattr(c, "content", None) for c in context]
         texts = [p for p in parts if isinstance(p, str)]
         context = "\n".join(texts) if len(texts) == len(parts) else None
-    if not isinstance(question, str) or not isinstance(context, str) or not context.strip():
+    if not isinstance(question, str) or not isinstance(context, str):
         return None
+    if blank(context):  # nodes of whitespace or invisible characters alone: asked from passages, none has text
+        return RAGPrompt(question, None, problems=[nothing_retrieved("the retriever")])
     history: list[dict] = []
     system: list[str] = []
     format_messages = getattr(prompt, "format_messages", None)
@@ -82,7 +84,7 @@ def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None) -> RAGPr
             if i == last_user or appears_in(context, [text]):
                 continue  # the question, and the template that holds the passages
             if m.role == MessageRole.SYSTEM:
-                if text.strip():
+                if not blank(text):
                     system.append(text)
             elif m.role in (MessageRole.USER, MessageRole.ASSISTANT):
                 history.append({"role": "user" if m.role == MessageRole.USER else "assistant", "content": text})
