@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Callable
 
@@ -148,6 +148,7 @@ def export_csv(
     *,
     columns: Sequence[str] | None = None,
     check: VerifyReport | None = None,
+    protect: Mapping[str, Path | None] | None = None,
 ) -> int:
     """Write the log as CSV, one row per record; nested dicts (signals, thresholds) become dotted columns.
 
@@ -160,6 +161,10 @@ def export_csv(
     with the log as a whole; a record whose MAC could not be checked says so, and one appended after the check
     says it was not checked. ``check`` is the report of verifying this log (with its key and anchor); without
     it the log is verified here, hash chain only. A record's own ``chain_check`` field is not exported.
+
+    ``out`` as a path may not be the log, a file of ``protect`` (e.g. :meth:`hguard.policy.Policy.own_files`:
+    the queue, the policy file, the key), nor an existing file whose name does not end in ``.csv`` (a queue, a
+    calibration file): an earlier export is replaced, nothing else is.
     """
     p = _existing(path)
     if check is None:
@@ -177,7 +182,13 @@ def export_csv(
                 "pass e.g. ['id', 'route', 'signals.entropy']"
             )
     if isinstance(out, (str, os.PathLike)):
-        refuse_own_file(out, {"audit log": p}, "export target")
+        refuse_own_file(out, {"audit log": p, **(protect or {})}, "export target")
+        target = Path(out).expanduser()
+        if target.exists() and target.suffix.lower() != ".csv":
+            raise InputError(
+                f"export target {out} already exists and is not a .csv file; writing there would replace it (a review "
+                "queue, a policy, a calibration file?): pass a new file name, e.g. audit.csv; nothing was written"
+            )
 
     # Two passes rather than holding every record: logs grow without bound.
     seen: dict[str, int] = {}

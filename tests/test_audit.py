@@ -946,3 +946,29 @@ def test_export_cuts_a_cell_too_long_for_a_spreadsheet_and_says_so(tmp_path):
     cell = row["context"]
     assert cell.startswith("'=") and len(cell) < 32_767 and "cut here: 150001 characters in all" in cell
     assert next(iter(log))["context"] == "=" + "x" * 150_000  # the log keeps it whole
+
+
+def test_export_never_replaces_a_deployment_file_or_a_file_that_is_not_csv(tmp_path, capsys):
+    """`hguard audit export --csv` onto the review queue, the policy file or a calibration file replaced it with CSV
+    (the queue's pending items and verdicts lost): the policy's own files and any existing file not named .csv are
+    refused, untouched; an earlier export (.csv) is replaced as before."""
+    from hguard.cli.audit import main
+
+    (tmp_path / "policy.toml").write_text('version = 1\n[audit]\npath = "audit.jsonl"\n[review]\nqueue = "review.data"\n')
+    AuditLog(tmp_path / "audit.jsonl").append({"x": 1})
+    queue, policy, data = tmp_path / "review.data", tmp_path / "policy.toml", tmp_path / "rows.jsonl"
+    queue.write_bytes(b"SQLite format 3\x00 pending items")
+    data.write_text('{"question": "q"}\n')
+    kept = {f: f.read_bytes() for f in (queue, policy, data)}
+    for target, said in ((queue, "is the review queue"), (policy, "is the policy file"),
+                         (data, "already exists and is not a .csv file")):
+        assert main(["export", "--policy", str(policy), "--csv", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert said in err and "wrote" not in err, err
+    assert main(["export", str(tmp_path / "audit.jsonl"), "--csv", str(data)]) == 2  # without --policy too
+    assert "not a .csv file" in capsys.readouterr().err
+    assert {f: f.read_bytes() for f in kept} == kept
+    out = tmp_path / "audit.CSV"
+    out.write_text("an earlier export")
+    assert main(["export", "--policy", str(policy), "--csv", str(out)]) == 0
+    assert "chain_check" in out.read_text() and "an earlier export" not in out.read_text()

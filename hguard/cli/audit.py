@@ -242,7 +242,8 @@ def main(argv: list[str]) -> int:
         if args.command == "export":
             columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
             report = _check(args.path, args)  # before writing: each row is marked with what it found on its line
-            n = export_csv(args.path, args.csv, columns=columns, check=report)
+            own = _policy_of(args).own_files() if args.policy else None  # the queue, the policy file, the key...
+            n = export_csv(args.path, args.csv, columns=columns, check=report, protect=own)
             print(f"wrote {n} rows to {args.csv}")
             what = (f"{args.csv} holds the records as the file holds them, each marked in its chain_check column "
                     "with the problem found on its line, or ok")
