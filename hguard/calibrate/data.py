@@ -164,6 +164,10 @@ class Example(BaseModel):
         elif self.answers:
             raise _row_rule("answers", 'must be [] on an "unanswerable" row (its right reply declines, so no alias is '
                             'read); give the answers a "qa" row, or empty the list')
+        if "judge" in meta and meta["judge"] != "yesno":  # "yes_no", "YesNo": read by the alias judge, mislabelled
+            raise _row_rule("meta.judge", f'is {meta["judge"]!r}; the one judge a row can ask for is "yesno" (the reply '
+                            "read by its polarity, answers [\"yes\"] or [\"no\"]); write that, or leave the key out to "
+                            "judge the answer by its aliases")
         if meta.get("judge") == "yesno" and self.answers not in (["yes"], ["no"]):
             raise _row_rule("answers", 'must be ["yes"] or ["no"] on a meta.judge "yesno" row (the reply is read by its '
                             'polarity); write True/False upstream labels as "yes"/"no"')
