@@ -49,7 +49,7 @@ _NOTICES = (
 
 def summary(report: Mapping[str, Any]) -> str:
     lines = [f"monitor: {report['audit_log']} ({report['chain']['n_records']} records, chain "
-             f"{'verified' if report['chain']['ok'] else 'BROKEN'}), policy {report['policy_id']}"
+             f"{'verified' if report['chain']['ok'] else 'BROKEN'}), policy_id {report['policy_id']}"
              + ("; DRY RUN: nothing appended, no state changed" if report.get("dry_run") else "")]  # fmt: skip
     for key, listed, said in _NOTICES:  # each a count, a few ids, and what it means
         entry = report.get(key) or {}

@@ -116,6 +116,14 @@ def _min_n(rate: float, delta: float) -> int:
     return int(math.ceil(math.log(delta) / math.log(rate) - 1e-12))
 
 
+def check_levels(where: str = "", **levels: Any) -> None:
+    """InputError unless each of ``levels`` (a target rate, a confidence) is a number strictly between 0 and 1;
+    ``where`` opens the message (the function or command it was given to)."""
+    for name, value in levels.items():
+        if not _real(value) or not (0.0 < value < 1.0):
+            raise InputError(f"{where}{name} must be a number strictly between 0 and 1, got {_short(value)}")
+
+
 def fit_thresholds(
     risks: Sequence[float] | np.ndarray,
     hallucinated: Sequence[Any] | np.ndarray,
@@ -176,9 +184,7 @@ def fit_thresholds(
     two of 1,165 calibration labels changed). It is then raised to ``accept_below`` if needed:
     the accept guarantee takes precedence, and abstaining less is safe.
     """
-    for name, value in (("target", target), ("confidence", confidence), ("abstain_precision", abstain_precision)):
-        if not _real(value) or not (0.0 < value < 1.0):
-            raise InputError(f"fit_thresholds: {name} must be a number strictly between 0 and 1, got {_short(value)}")
+    check_levels("fit_thresholds: ", target=target, confidence=confidence, abstain_precision=abstain_precision)
     if not _real(min_coverage) or not (0.0 <= min_coverage < 1.0):
         raise InputError(f"fit_thresholds: min_coverage must be a number in [0, 1), got {_short(min_coverage)}")
     import numpy as np

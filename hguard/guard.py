@@ -135,8 +135,11 @@ class Guard(_Scoring, _Recording):
         for name, plan in sorted(guard._plans.items()):  # a knowledge-conflict check asked for that cannot run
             dp = pol.domain(name)
             if plan.rag is not None and not plan.rag.knowledge_conflict and (dp is None or dp.knowledge_conflict == "review"):
-                warnings.warn(no_conflict_detector(name, held="every answer with context in it is held for review"),
-                              UserWarning, stacklevel=2)
+                held = "every answer with context in it is held for review"
+                if dp is None:  # a probe file the policy has no table for (a misspelt [domains.X]?): the default applies
+                    held += (f" (the policy has no [domains.{name}] table, so the default knowledge_conflict = 'review' "
+                             "applies)")
+                warnings.warn(no_conflict_detector(name, held=held), UserWarning, stacklevel=2)
         for name, plan in sorted(guard._plans.items()):  # a probe whose scores carry no signal, said once
             for cd in (plan.closed_book, plan.rag):
                 why = cd.probe.chance_warning() if cd is not None else None

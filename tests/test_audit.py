@@ -972,3 +972,18 @@ def test_export_never_replaces_a_deployment_file_or_a_file_that_is_not_csv(tmp_p
     out.write_text("an earlier export")
     assert main(["export", "--policy", str(policy), "--csv", str(out)]) == 0
     assert "chain_check" in out.read_text() and "an earlier export" not in out.read_text()
+
+
+def test_audit_commands_exit_2_on_a_missing_or_invalid_policy_as_the_other_commands_do(tmp_path, capsys):
+    """Exit 1 from `hguard audit` says the log does not verify; a policy file that is missing or not valid TOML is
+    bad usage (2), as `ask`, `monitor` and `review` say it."""
+    from hguard.cli.audit import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("version = 1\n[audit\n")
+    for policy, said in ((tmp_path / "none.toml", "none.toml"), (bad, "bad.toml")):
+        for command in ("verify", "show", "export"):
+            argv = [command, "--policy", str(policy)] + (["--csv", str(tmp_path / "o.csv")] if command == "export" else [])
+            assert main(argv) == 2, command
+            err = capsys.readouterr().err
+            assert said in err and err.count("\n") == 1, err

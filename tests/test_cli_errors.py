@@ -302,3 +302,40 @@ def test_a_recalibration_into_the_previous_folder_keeps_the_previous_calibration
     assert kept.parent == out and kept.name.startswith("previous-")
     assert sorted(p.name for p in kept.iterdir()) == ["clinical.rag.json", "medical.json", "report.json", "report.md"]
     assert (kept / "report.md").read_text() == "# old"
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["calibrate-rag", "--out", "o", "--batch-size", "0"], "argument --batch-size: must be a whole number of at least 1, got '0'"),
+    (["calibrate-rag", "--out", "o", "--target", "10"], "argument --target: must be a number strictly between 0 and 1 (e.g. 0.1), got '10'"),
+    (["calibrate", "--out", "o", "--confidence", "1"], "argument --confidence: must be a number strictly between 0 and 1"),
+    (["calibrate", "--out", "o", "--test-fraction", "x"], "argument --test-fraction: must be a number strictly between 0 and 1"),
+    (["evaluate", "--probes", "p", "--limit", "-3"], "argument --limit: must be a whole number of at least 1, got '-3'"),
+])
+def test_calibration_flags_out_of_range_are_named_before_anything_runs(tmp_path, capsys, argv, said):
+    """--batch-size 0 failed as `unexpected error: ValueError: range() arg 3 must not be zero`, and --target 10 only
+    after every answer was collected, naming an internal function."""
+    from hguard.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err, err
+
+
+def test_the_calibration_functions_check_their_options_before_the_model_loads(tmp_path):
+    from hguard.calibrate.pipeline import calibrate
+    from hguard.calibrate.rag import calibrate_rag
+    from hguard.errors import InputError
+
+    for kwargs, said in (({"target": 10}, "target must be a number strictly between 0 and 1, got 10"),
+                         ({"confidence": 1.0}, "confidence must be a number strictly between 0 and 1"),
+                         ({"batch_size": 0}, "batch_size must be a whole number of at least 1, got 0")):
+        with pytest.raises(InputError, match=said):  # model="nope" would fail to load: the options fail first
+            calibrate_rag([], tmp_path / "r", model="nope", **kwargs)
+        with pytest.raises(InputError, match=said):
+            calibrate([tmp_path / "none.jsonl"], tmp_path / "c", model="nope", **kwargs)
+    probe_file = tmp_path / "contracts.rag.json"  # the probe file's path given as the folder ("File exists" before)
+    probe_file.write_text("{}")
+    with pytest.raises(InputError, match="is a file; pass the folder the probe files go to"):
+        calibrate_rag([], probe_file, model="nope")

@@ -346,6 +346,19 @@ def test_a_knowledge_conflict_check_asked_for_without_a_detector_holds_the_answe
     r = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
     assert r.route in ("review", "abstain") and any("fitted no knowledge-conflict detector" in x for x in r.reasons), r.reasons
     assert g.invoke("capital city river ?", domain="alpha").route in ("accept", "abstain")  # closed-book: no such check
+    # the domain's table misspelt ([domains.alpah] set trust_context): the warning says the policy has no table for it
+    from hguard.policy import Policy
+
+    data = _policy(folder, tmp_path).model_dump(mode="json", exclude={"source"}, exclude_none=True)
+    data["domains"]["alpah"] = {**{k: v for k, v in data["domains"].pop("alpha").items() if k != "name"},
+                                "knowledge_conflict": "trust_context"}
+    for table in data["domains"].values():
+        table.pop("name", None)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        Guard.from_policy(Policy.model_validate(data), lm=lm)
+    assert any("domain 'alpha'" in str(w.message) and "the policy has no [domains.alpha] table, so the default "
+               "knowledge_conflict = 'review' applies" in str(w.message) for w in said), [str(w.message) for w in said]
 
 
 @pytest.mark.parametrize("how, route", [("review", "review"), ("trust_context", "accept")])
@@ -471,10 +484,14 @@ def test_the_conflict_detector_contrasts_answers_to_the_same_questions_only():
     assert _conflict_target(rows).tolist() == [1, 0, -1, -1, -1]
 
 
-def test_your_own_rows_calibrate_without_condition_or_dataset(tiny_calibrated, tmp_path):
+def test_your_own_rows_calibrate_without_condition_or_dataset(tiny_calibrated, tmp_path, monkeypatch):
     from hguard.calibrate.data import Example
     from hguard.calibrate.rag import calibrate_rag
+    from hguard.integrity import KEY_ENV
+    from hguard.probe import HNeuronProbe
 
+    key = b"k" * 32
+    monkeypatch.setenv(KEY_ENV, key.decode())  # signed as `hguard calibrate` signs: with the environment's key
     lm, _ = tiny_calibrated
     mine = [Example(id=e.id, question=e.question, answers=e.answers, domain="hr", context=e.context,
                     meta={"group": e.meta["group"]})  # what a user's file holds: no condition, no dataset
@@ -484,16 +501,19 @@ def test_your_own_rows_calibrate_without_condition_or_dataset(tiny_calibrated, t
         report = calibrate_rag([*mine, closed], tmp_path / "probes", lm=lm, system_prompt=SYSTEM, max_new_tokens=4,
                                work_dir=tmp_path / "work", progress=False)
     assert report["split"]["n_train"] + report["split"]["n_test"] == len(mine)  # the closed-book row is not answered
-    assert (tmp_path / "probes" / "hr.rag.json").is_file()
+    HNeuronProbe.load(tmp_path / "probes" / "hr.rag.json", key=key, require_signature=True)
     hr = report["domains"]["hr"]
     assert set(hr["conditions"]) == {"supporting"} and set(hr["datasets"]) == {"hr"}
     assert "no training answer followed a misleading passage" in report["knowledge_conflict"]["why"]
-    # every answer wrong: nothing can be fitted, the command fails and the report says why
-    wrong = [e.model_copy(update={"id": e.id + "-w", "answers": ["zzzz"], "domain": "payroll"}) for e in mine]
-    with pytest.raises(DataError, match=r"no RAG domain could be calibrated .*'payroll': 0 right .*declined"):
-        calibrate_rag(wrong, tmp_path / "p2", lm=lm, system_prompt=SYSTEM, max_new_tokens=4, work_dir=tmp_path / "w2",
-                      progress=False)
-    assert "## payroll: skipped" in (tmp_path / "p2" / "rag-report" / "report.md").read_text()
+    # every answer wrong: nothing can be fitted, the command fails and says why, and a rerun into the same folder
+    # leaves the probe the guard uses and its report as they were (the report was replaced by "skipped")
+    kept = {f: f.read_bytes() for f in (tmp_path / "probes").rglob("*") if f.is_file()}
+    wrong = [e.model_copy(update={"id": e.id + "-w", "answers": ["zzzz"]}) for e in mine]
+    with pytest.raises(DataError, match=r"no RAG domain could be calibrated, so nothing was written .*'hr': 0 right "
+                                        r".*declined.*the earlier hr.rag.json in .* was kept"):
+        calibrate_rag(wrong, tmp_path / "probes", lm=lm, system_prompt=SYSTEM, max_new_tokens=4,
+                      work_dir=tmp_path / "w2", progress=False)
+    assert {f: f.read_bytes() for f in (tmp_path / "probes").rglob("*") if f.is_file()} == kept
 
 
 def test_evaluate_rag_scores_every_row_you_give_and_skips_domains_without_a_rag_probe(tiny_rag, tmp_path):

@@ -62,6 +62,39 @@ _log = logging.getLogger("hguard.calibrate")
 # ------------------------------------------------------------------------------------ pipeline
 
 
+def kept_earlier(probe_file: Path) -> str:
+    """What a skipped domain's reason adds when an earlier calibration's probe file for it is in the output
+    folder: the file stays, and the guard goes on using it."""
+    if not probe_file.is_file():
+        return ""
+    return (f"; the earlier {probe_file.name} in {probe_file.parent} was kept (the guard goes on using it; its "
+            "held-out figures are in its metadata, `metrics`)")
+
+
+def check_run_options(out_dir: str | os.PathLike[str], *, target: float, confidence: float, batch_size: int) -> None:
+    """A calibration's options checked before the model loads and answers (they were found wrong only after)."""
+    from .._policy_fit import check_levels
+
+    if Path(out_dir).expanduser().is_file():  # a probe file's path given for the folder: "File exists" said nothing
+        raise InputError(f"the output folder {str(out_dir)!r} is a file; pass the folder the probe files go to (e.g. "
+                         f"{str(Path(out_dir).parent / 'probes')!r}), not a probe file")
+    check_levels(target=target, confidence=confidence)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
+
+
+def probe_signing_key(signing_key: bytes | None | str = "environment") -> bytes | None:
+    """The key a calibration signs its probe files with: ``"environment"`` (``HGUARD_KEY_FILE`` or ``HGUARD_KEY``,
+    :mod:`hguard.integrity`; None when neither is set), the key's bytes, or None (unsigned). Read before the slow
+    part, so a bad key fails in a second rather than after the answers are collected."""
+    from ..integrity import load_key
+
+    key = load_key() if isinstance(signing_key, str) and signing_key == "environment" else signing_key
+    if key is not None and not isinstance(key, bytes):
+        raise InputError(f"signing_key must be bytes, None or 'environment', got {type(key).__name__}; pass the key's bytes")
+    return key
+
+
 def calibrate(
     data: Sequence[str | os.PathLike] | Sequence[Example],
     out_dir: str | os.PathLike,
@@ -105,13 +138,10 @@ def calibrate(
     (``HGUARD_KEY_FILE`` or ``HGUARD_KEY``, see :mod:`hguard.integrity`), and unsigned when there is none.
     """
     from ..generation import Generator
-    from ..integrity import load_key
     from ..neurons import find_ffn_sites
 
-    # Read before the slow part, so a bad key fails in a second rather than after the answers are collected.
-    key = load_key() if isinstance(signing_key, str) and signing_key == "environment" else signing_key
-    if key is not None and not isinstance(key, bytes):
-        raise InputError(f"signing_key must be bytes, None or 'environment', got {type(key).__name__}; pass the key's bytes")
+    key = probe_signing_key(signing_key)
+    check_run_options(out_dir, target=target, confidence=confidence, batch_size=batch_size)
 
     examples = _examples(data)
     if domains:
@@ -188,7 +218,7 @@ def calibrate(
             with warnings_of_domain(domain):
                 f = fit_domain(domain, train, seed=seed, n_layers=n_layers, d_ff=d_ff, fit=probe_fit)
         except DataError as exc:
-            report["skipped"][domain] = str(exc)
+            report["skipped"][domain] = str(exc) + kept_earlier(out / f"{domain}.json")
             continue
         with warnings_of_domain(domain):
             families = cross_family_calibration(f, train, col.subset(dmask), seed=seed, n_layers=n_layers, d_ff=d_ff,
@@ -279,4 +309,6 @@ def calibrate(
     return report
 
 
-__all__ = ["DEFAULT_SYSTEM_PROMPT", "auroc", "auroc_ci", "calibrate", "evaluate", "load_probe_dir", "transfer_matrix"]
+__all__ = ["DEFAULT_SYSTEM_PROMPT", "auroc", "auroc_ci", "calibrate", "check_run_options", "evaluate", "load_probe_dir",
+           "probe_signing_key",
+           "transfer_matrix"]

@@ -46,6 +46,9 @@ from ._pipeline_evaluate import refuse_foreign_layout
 from .pipeline import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_SYSTEM_PROMPT,
+    check_run_options,
+    kept_earlier,
+    probe_signing_key,
     split_groups,
     warnings_of_domain,
 )
@@ -132,15 +135,24 @@ def calibrate_rag(
     collected_only: bool = False,
     screen_top: int | None = None,
     fit_memory_gb: float | None = None,
+    signing_key: bytes | None | str = "environment",
 ) -> dict:
     """Fit one RAG probe per domain of ``examples`` (default: the bundled RAG sets) into
     ``out_dir/<domain>.rag.json`` and write the report to ``report_dir`` (default ``out_dir/rag-report``).
 
     ``screen_top`` / ``fit_memory_gb``: as for :func:`hguard.calibrate.pipeline.calibrate`, the probes
-    fitted from the shards on the top K features (recorded as ``probe_fit``)."""
+    fitted from the shards on the top K features (recorded as ``probe_fit``). ``signing_key``: as for
+    :func:`~hguard.calibrate.pipeline.calibrate`, the key configured in the environment by default.
+
+    When no domain can be calibrated, nothing is written (DataError): the probe files and the report of an
+    earlier calibration in ``out_dir`` stay as they were. A skipped domain's earlier probe file is kept, and
+    the report says so."""
     from ..domain import CalibratedDomain
     from ..generation import RAG
     from ..neurons import find_ffn_sites
+
+    key = probe_signing_key(signing_key)
+    check_run_options(out_dir, target=target, confidence=confidence, batch_size=batch_size)
 
     if examples is None:
         examples = [e for rows in _reference_rag_sets().values() for e in rows]
@@ -184,7 +196,7 @@ def calibrate_rag(
                 f = fit_rag_domain(domain, [rows[i] for i in tr_idx], col.features[tr_idx], seed=seed, n_layers=len(sites),
                                    d_ff=sites[0].d_ff, target=target, confidence=confidence, fit=probe_fit)
         except DataError as exc:
-            report["skipped"][domain] = str(exc)
+            report["skipped"][domain] = str(exc) + kept_earlier(out / f"{domain}.rag.json")
             continue
         m = rag_report(f, [rows[i] for i in te_idx], col.features[te_idx], conflict)
         m["train"] = f["train"]
@@ -202,7 +214,7 @@ def calibrate_rag(
             extra={"model": lm.name, "data_hash": data_hash(dom_ex), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    "metrics": {k: v for k, v in m.items() if k not in ("datasets",)}, "split": report["split"],
                    "probe_fit": probe_fit.describe()},
-        ).save(out / f"{domain}.rag.json")
+        ).save(out / f"{domain}.rag.json", key=key)
     from ._pipeline_report import router_coverage
 
     def asked(held_out: bool) -> dict[str, list[str]]:  # each passage's own question, once (the router's kind)
@@ -212,13 +224,14 @@ def calibrate_rag(
                 by.setdefault(r["domain"], {})[r["question"]] = None
         return {d: list(qs) for d, qs in by.items()}
 
+    rdir = Path(report_dir) if report_dir else out / "rag-report"
+    if not report["domains"]:  # a script must not carry on with an empty probe folder; an earlier report stays
+        raise DataError("no RAG domain could be calibrated, so nothing was written (the probe files and report of an "
+                        f"earlier calibration in {out} stay as they were): "
+                        + "; ".join(f"{d}: {why}" for d, why in report["skipped"].items()))
     report["router"] = router_coverage(asked(False), asked(True))
     report["timing"] = {"total_seconds": time.perf_counter() - t_start, "n_answers": len(rows)}
-    rdir = Path(report_dir) if report_dir else out / "rag-report"
     write_rag_report(report, rdir)
-    if not report["domains"]:  # the report says why; a script must not carry on with an empty probe folder
-        raise DataError(f"no RAG domain could be calibrated (report in {rdir}): "
-                        + "; ".join(f"{d}: {why}" for d, why in report["skipped"].items()))
     return report
 
 

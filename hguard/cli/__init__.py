@@ -260,6 +260,28 @@ def _ray_options(args):
     return RayOptions(**{field: value for _, field, value in given}, device=args.device)
 
 
+def _fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1 (a target rate, a confidence, a test share)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number strictly between 0 and 1 (e.g. 0.1), got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (a batch size, a number of tokens, actors, rows)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
 def _rag_line(m: dict) -> str:
     """One line of RAG figures: n with its classes, then the AUROCs (n/a where one class leaves none)."""
     a, ci = m["auroc"], m.get("auroc_ci95") or {}
@@ -512,18 +534,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="folder for the probes and the report")
     c.add_argument("--domain", action="append", help="only these domains (repeatable)")
     c.add_argument("--model", default="default", help=_MODEL_HELP + " (default: default)")
-    c.add_argument("--max-new-tokens", type=int, default=CALIBRATION_MAX_NEW_TOKENS)
+    c.add_argument("--max-new-tokens", type=_count, default=CALIBRATION_MAX_NEW_TOKENS)
     c.add_argument("--system-prompt", default=CALIBRATION_SYSTEM_PROMPT, metavar="TEXT", help=_SYSTEM_PROMPT_HELP)
-    c.add_argument("--test-fraction", type=float, default=0.3)
+    c.add_argument("--test-fraction", type=_fraction, default=0.3)
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--target", type=float, default=0.10, help="hallucination rate allowed among accepted answers (default 0.10)")
-    c.add_argument("--confidence", type=float, default=0.95, help="confidence of that bound (default 0.95)")
+    c.add_argument("--target", type=_fraction, default=0.10, help="hallucination rate allowed among accepted answers (default 0.10)")
+    c.add_argument("--confidence", type=_fraction, default=0.95, help="confidence of that bound (default 0.95)")
     c.add_argument("--work", help="folder for collected features (resumable; default OUT/.work)")
-    c.add_argument("--batch-size", type=int, default=16)
+    c.add_argument("--batch-size", type=_count, default=16)
     c.add_argument("--previous", metavar="DIR", help="an earlier calibration's folder: report what changed (DIR/report.json)")
     c.add_argument("--engine", choices=("local", "ray"), default="local", help="where answers are collected: this process, or a Ray cluster (same shards, same probes)")
     c.add_argument("--address", help="--engine ray: the cluster's address (host:6379 or auto, on a node of the cluster; Ray Client's ray:// is not supported); default: a local Ray for this run")
-    c.add_argument("--actors", type=int, help="--engine ray: actors, each loading the model once (one per GPU; default 1)")
+    c.add_argument("--actors", type=_count, help="--engine ray: actors, each loading the model once (one per GPU; default 1)")
     c.add_argument("--gpus-per-actor", type=float, help="--engine ray: GPUs each actor reserves (default 0; 1 on a GPU cluster)")
     c.add_argument("--cpus-per-actor", type=float, help="--engine ray: CPUs each actor reserves (its torch threads; default 1)")
     c.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -549,8 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--held-out-only", action="store_true", help="with --rag and --data: score only the rows on the "
                    "calibration's test side of its recorded split (the calibration's own file: its held-out figures)")
     e.add_argument("--model", default="default", help=_MODEL_HELP + " (default: default)")
-    e.add_argument("--batch-size", type=int, default=16)
-    e.add_argument("--limit", type=int)
+    e.add_argument("--batch-size", type=_count, default=16)
+    e.add_argument("--limit", type=_count)
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 
@@ -562,11 +584,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--report", help="folder for the report (default OUT/rag-report)")
     r.add_argument("--work", help="folder for collected answers and signals (resumable; default OUT/.work-rag)")
     r.add_argument("--model", default="default", help=_MODEL_HELP + " (default: default)")
-    r.add_argument("--test-fraction", type=float, default=0.3)
+    r.add_argument("--test-fraction", type=_fraction, default=0.3)
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--target", type=float, default=0.10)
-    r.add_argument("--confidence", type=float, default=0.90)
-    r.add_argument("--batch-size", type=int, default=8)
+    r.add_argument("--target", type=_fraction, default=0.10)
+    r.add_argument("--confidence", type=_fraction, default=0.90)
+    r.add_argument("--batch-size", type=_count, default=8)
     r.add_argument("--system-prompt", default=CALIBRATION_SYSTEM_PROMPT, metavar="TEXT", help=_SYSTEM_PROMPT_HELP)
     r.add_argument("--collected-only", action="store_true",
                    help="fit on the answers already in --work (a subset of the sets) instead of answering the rest")

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..audit import Problem, VerifyReport, canonical_json, export_csv, repair, rotate, show, verify
 from .._text import shown_plainly
-from ..errors import AuditKeyRequired, HGuardError, InputError, one_line
+from ..errors import AuditKeyRequired, HGuardError, InputError, PolicyError, one_line
 
 __all__ = ["build_parser", "main"]
 
@@ -262,8 +262,8 @@ def main(argv: list[str]) -> int:
                 f"run `hguard audit verify {args.path}` to check the rest of the chain"
             )
         return 0
-    except InputError as e:
-        print(f"hguard audit: error: {e}", file=sys.stderr)
+    except (InputError, PolicyError) as e:  # bad usage (a missing or invalid policy file too): 2, as the other commands;
+        print(f"hguard audit: error: {e}", file=sys.stderr)  # 1 says the log does not verify
         return 2
     except HGuardError as e:
         print(f"hguard audit: error: {e}", file=sys.stderr)
