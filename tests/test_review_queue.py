@@ -357,7 +357,7 @@ def test_bad_verdicts_are_refused_and_leave_the_item_pending(queue, kwargs, expe
 
 
 def test_deciding_an_unknown_item_raises_item_not_found(queue):
-    with pytest.raises(ItemNotFound, match="no item 'ghost'"):
+    with pytest.raises(ItemNotFound, match=r"no item 'ghost'; list the pending items with `hguard review list` \(with the same --policy, or --queue "):
         queue.decide("ghost", verdict="correct", reviewer="alice")
 
 

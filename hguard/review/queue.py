@@ -507,8 +507,8 @@ class ReviewQueue:
         row = conn.execute("SELECT reviewer, decided_at, verdict FROM review_items WHERE id = ?", (item_id,)).fetchone()
         if row is None:
             return ItemNotFound(
-                f"review queue {self.path} has no item {item_id!r}; list the pending items with "
-                f"`hguard review list --queue {self.path}`",
+                f"review queue {self.path} has no item {item_id!r}; list the pending items with `hguard review list` "
+                f"(with the same --policy, or --queue {self.path})",
                 item_id=item_id,
             )
         reviewer, decided_at, verdict = row
