@@ -434,6 +434,15 @@ def test_export_writes_valid_calibration_rows_with_reviewer_labels(queue, tmp_pa
         conn.execute(f"INSERT INTO review_items ({','.join(row)}) VALUES ({','.join('?' * len(row))})", tuple(row.values()))
     copied = export_reviewed(queue, tmp_path / "copied.jsonl")
     assert "okcp" in dict(copied.skipped) and copied.n_items == summary.n_items
+    # an earlier export is replaced; any other file (the team's own calibration rows) is refused, untouched
+    again = export_reviewed(queue, out)
+    assert again.n_items == summary.n_items and len(load_examples(out)) == summary.n_items
+    mine = tmp_path / "pharma.jsonl"
+    mine.write_text('{"id": "p1", "question": "q?", "answers": ["a"], "domain": "pharma"}\n')
+    kept = mine.read_bytes()
+    with pytest.raises(InputError, match=r"pharma.jsonl already exists and is not an earlier review export .*nothing was written"):
+        export_reviewed(queue, mine)
+    assert mine.read_bytes() == kept
 
 
 def test_a_hallucinated_verdict_on_an_answer_given_with_context_is_not_exported_as_unanswerable(queue, tmp_path):

@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write reviewed items as calibration JSONL")
     _add_source(p)
     _add_audit(p, "checking the verdicts (only those in its chain, on unedited items, are exported)")
-    p.add_argument("--out", required=True, metavar="FILE.jsonl", help="the calibration file to write (replaced)")
+    p.add_argument("--out", required=True, metavar="FILE.jsonl", help="the calibration file to write (an earlier review export is replaced; any other existing file is refused)")
     p.add_argument("--domain", metavar="D", help="only this domain")
     return parser
 

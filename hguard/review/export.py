@@ -43,6 +43,7 @@ decided item of the domain (skipped ones too; items without a risk are not count
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections import Counter
@@ -226,6 +227,22 @@ def _check_in_chain(item: ReviewItem, recorded: dict[str, Any], log: str) -> Non
                             f"{rec['id']} in {log}): the queue file was edited after the verdict")
 
 
+def _earlier_export(path: Path) -> bool:
+    """Whether ``path`` holds only rows this export writes (every line a JSON row with ``meta.source`` "review"),
+    so that replacing it loses nothing a reviewer's verdict does not give again."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                if not isinstance(row, dict) or not isinstance(row.get("meta"), dict) or row["meta"].get("source") != "review":
+                    return False
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return True
+
+
 def export_reviewed(
     queue: ReviewQueue, out_path: str | os.PathLike[str], domain: str | None = None
 ) -> ExportSummary:
@@ -238,6 +255,12 @@ def export_reviewed(
         raise InputError(f"out_path must be a file path, got {out_path!r}; e.g. calibration/data/reviewed.jsonl")
     out = Path(out_path)
     refuse_own_file(out, {"review queue": queue.path, "audit log": queue.audit.path if queue.audit else None}, "out_path")
+    if out.exists() and not _earlier_export(out):  # a calibration file of one's own, replaced by the reviewed rows
+        raise InputError(
+            f"out_path {out} already exists and is not an earlier review export (not every row is a reviewed answer, "
+            "meta.source 'review'): writing there would replace its rows; pass a new file, e.g. reviewed.jsonl, and "
+            "give both files to calibration (--data twice); nothing was written"
+        )
     rows: list[Example] = []
     by_verdict: Counter[str] = Counter()
     n_disagree = n_scored = 0

@@ -89,12 +89,17 @@ class GuardedOutputParser(BaseTransformOutputParser[GuardedText]):
         return GuardedText(text)
 
 
+#: the keys a GuardedRAG input dict may hold
+_INPUT_KEYS = ("question", "documents", "context", "domain")
+
+
 class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
     """Answer a question from retrieved documents through the guard, and return the routed answer.
 
     Input: ``{"question": str, "documents": list[Document]}`` (the output of any retriever),
-    ``{"question": str, "context": str | list[str]}``, or a bare question string (no context). An
-    optional ``"domain"`` key overrides :attr:`domain`. The documents' text is the grounding context
+    ``{"question": str, "context": str | list[str]}``, or a bare question string (no context: a closed-book
+    answer, as is a dict with ``"question"`` alone). An optional ``"domain"`` key overrides :attr:`domain`;
+    any other key is refused (InputError), so misnamed passages ("docs") are never dropped unread. The documents' text is the grounding context
     the guard scores the answer against. Output: a :class:`GuardedAnswer`.
 
     The model call goes through :attr:`llm` (a :class:`ChatHGuard`) as a child run, so callbacks
@@ -137,7 +142,14 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
                 f"got {type(value).__name__}"
             )
         if "question" not in value:
-            raise InputError(f"GuardedRAG input needs a 'question' key; got keys {sorted(value)}")
+            raise InputError(f"GuardedRAG input needs a 'question' key; got keys {sorted(map(str, value))}")
+        unknown = sorted(str(k) for k in value if k not in _INPUT_KEYS)
+        if unknown:  # "docs", "Documents", "contexts": the passages would be dropped and the answer read as closed-book
+            raise InputError(
+                f"GuardedRAG does not read the input key(s) {unknown}; it reads {', '.join(map(repr, _INPUT_KEYS))}: name "
+                "the retrieved passages 'documents' (a retriever's output) or 'context', and leave other keys out "
+                "(e.g. with operator.itemgetter)"
+            )
         question = value["question"]
         if not isinstance(question, str):
             raise InputError(f"GuardedRAG 'question' must be a string, got {type(question).__name__}: {question!r:.80}")

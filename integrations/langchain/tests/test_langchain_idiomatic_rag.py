@@ -312,13 +312,16 @@ def test_guarded_rag_bad_input_is_named_and_an_empty_retrieval_goes_to_review(ma
         rag.invoke({"question": AUSTRALIA, "context": [Document(page_content="Canberra.")]})
     with pytest.raises(InputError, match="'documents' item 0 has page_content of type int, not text"):
         rag.invoke({"question": AUSTRALIA, "documents": [Document.model_construct(page_content=12345)]})
+    # misnamed passages were dropped unread and the answer accepted as a closed-book one
+    with pytest.raises(InputError, match=r"does not read the input key\(s\) \['docs'\]; it reads 'question', 'documents'"):
+        rag.invoke({"question": AUSTRALIA, "docs": [Document(page_content="Canberra is the capital.")]})
     chain = create_guarded_rag_chain(retriever, ChatHGuard(guard=guard), domain="alpha")
     with pytest.raises(InputError, match="takes the question as a string, got dict") as last:
         chain.invoke({"question": AUSTRALIA})
     # nothing answered, every refusal on record: an error record each, its id on the error
     new = list(AuditLog(guard.audit.path))[n_records:]
-    assert [r["kind"] for r in new] == ["error"] * 5 and new[-1]["id"] == last.value.audit_id
-    assert [r["source"] for r in new] == ["GuardedRAG"] * 4 + ["create_guarded_rag_chain"]
+    assert [r["kind"] for r in new] == ["error"] * 6 and new[-1]["id"] == last.value.audit_id
+    assert [r["source"] for r in new] == ["GuardedRAG"] * 5 + ["create_guarded_rag_chain"]
     assert new[1]["question"] == "42" and "page_content of type int" in new[3]["error"]
 
     class Nothing(BaseRetriever):
