@@ -668,8 +668,10 @@ class ChatHGuard(BaseChatModel):
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
         try:
             results = self._guard_batch(calls)
-        except InputError:  # raised before anything was generated or recorded
-            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        except InputError:  # raised before anything was generated; each bad input is on record, named by its index
+            if not return_exceptions:  # answered whole or not at all: answering the others would record decisions
+                raise  # that nobody receives
+            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)  # each its own outcome
         keys = self._stash(results)
         out: list[Any] = []
         try:
@@ -699,7 +701,9 @@ class ChatHGuard(BaseChatModel):
             return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
         try:
             results = await in_thread(self.guard, self._guard_batch, calls, decided=list)
-        except InputError:
+        except InputError:  # as in batch: raised whole, or each input's own outcome with return_exceptions
+            if not return_exceptions:
+                raise
             return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
         keys = self._stash(results)
         out: list[Any] = []

@@ -115,6 +115,22 @@ def test_batch_with_a_bad_input_returns_its_error_when_asked(make_guard):
     assert isinstance(out[1], InputError)
 
 
+@pytest.mark.parametrize("how", ["batch", "abatch"])
+def test_batch_with_a_bad_input_answers_nothing_without_return_exceptions(make_guard, how):
+    """A batch is answered whole or not at all: the other questions were answered one by one after the refusal, so
+    the log held decisions nobody received (and the bad input twice); the error names the bad input's index."""
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    before = len(list(AuditLog(guard.audit.path))) if guard.audit.path.exists() else 0
+    with pytest.raises(InputError, match=r"question 1 of 3 \(counting from 0\): the question is empty"):
+        if how == "batch":
+            chat.batch([Q, "", "what is gold ?"])
+        else:
+            asyncio.run(chat.abatch([Q, "", "what is gold ?"]))
+    new = list(AuditLog(guard.audit.path))[before:]
+    assert [r["kind"] for r in new] == ["error"], [(r["kind"], r.get("question")) for r in new]
+
+
 def test_async_invoke_and_batch(make_guard):
     guard = make_guard("accept")
     chat = ChatHGuard(guard=guard, domain="alpha")
