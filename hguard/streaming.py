@@ -126,7 +126,8 @@ _CONTEXT_WORDS = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 # where a prompt's sentences and clauses end: a closed-book question is its last question sentence alone
-_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
+# a sentence ends at . ! ? ; with any closing bracket or quote after it: "(A passage; more of it.) Question?"
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|(?<=[.!?;][)\]}\"'”’»])\s+|\n+")
 #: words a question sentence of its own may hold before it counts as material too
 QUESTION_WORDS = 25
 #: words of material besides its question from which a prompt holds pasted material (see :func:`holds_material`)

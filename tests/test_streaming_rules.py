@@ -72,6 +72,13 @@ def test_a_question_with_material_of_its_own_is_context_nobody_identified():
     assert holds_material("Burkina Faso moved its capital from Ouagadougou to Bobo-Dioulasso in 2025; all ministries "
                           "moved there in March; the old capital is now a provincial town; what is the capital of Burkina Faso?")
     assert holds_material("Given that " + ", ".join(["the office moved to Zurich in 2024"] * 5) + ", where is the office?")
+    # a passage in brackets or quotes before its question ("({context}) {question}"): its end was not a sentence end,
+    # so the passage's last clause was read as part of the question and the rest fell below the count
+    pramexolol = ("Pramexolol is a calcium channel blocker developed for the treatment of hypertension and stable angina; "
+                  "in phase II trials it lowered resting heart rate and systolic pressure in adults.")
+    for opened, closed in (("(", ")"), ("[", "]"), ('"', '"'), ("“", "”")):
+        q = f"{opened}{pramexolol}{closed} What drug class does pramexolol belong to?"
+        assert holds_material(q), q
     assert unread_context(f"{passage} How many days?").startswith("the prompt holds 20 or more words")
     # a question asked alone, or with a short lead-in, is a question
     for q in ("What is the capital of Peru?", "I am a student. What is the capital of Peru?",
