@@ -208,6 +208,28 @@ def read_chat(
     return ChatRead(question, context or None, history, system, problems, context_from)
 
 
+#: settings hosted chat models take that mean nothing here: accepted (LangChain's standard suites pass them) and unused
+#: (a local model has no timeout, retries or key; ``stream_mode`` says how a stream is given, ``streaming`` does not)
+UNUSED_SETTINGS = ("timeout", "max_retries", "api_key", "streaming")
+
+
+def refuse_unknown_settings(cls: Any, data: Any, unused: Sequence[str] = ()) -> Any:
+    """``data`` (a constructor's keyword arguments) with ``unused`` ones dropped; a name that is not a field of
+    ``cls`` raises (``ChatHGuard(domian=...)`` was ignored, and the domain chosen by similarity instead)."""
+    if not isinstance(data, dict):
+        return data
+    fields = {n for n, f in cls.model_fields.items()} | {f.alias for f in cls.model_fields.values() if f.alias}
+    unknown = sorted(str(k) for k in data if k not in fields and k not in unused)
+    if unknown:
+        from hguard._guard_scoring import _near
+
+        near = {k: _near(k, fields) for k in unknown}
+        hints = "; ".join(f"did you mean {near[k]!r} for {k!r}?" for k in unknown if near[k])
+        raise ValueError(f"{cls.__name__} has no setting(s) {unknown}" + (f"; {hints}" if hints else "")
+                         + f" (its settings: {', '.join(sorted(n for n in cls.model_fields if not n.startswith('_')))})")
+    return {k: v for k, v in data.items() if k not in unused}
+
+
 def _run_id(run_manager: Any) -> str | None:
     """The LangChain run id of this call: an ``answer_not_delivered`` record names it, so the call's
     ``llm_call`` record (written as failed when a stream is closed or a call cancelled, before the guard has
@@ -352,6 +374,17 @@ class ChatHGuard(BaseChatModel):
     @classmethod
     def _raise_on(cls, v: Any) -> frozenset[str]:
         return check_raise_on(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_settings(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("model") is not None:  # checked as a call's model= is
+            data = dict(data)
+            model, name = data.pop("model"), getattr(getattr(data.get("guard"), "lm", None), "name", None)
+            if model != name:
+                raise ValueError(f"ChatHGuard answers with {name!r} (the guard's model), got model={model!r}; leave "
+                                 "model out, or build the guard for that model")
+        return refuse_unknown_settings(cls, data, (*UNUSED_SETTINGS, "model"))
 
     @model_validator(mode="after")
     def _holdable(self) -> "ChatHGuard":

@@ -19,11 +19,12 @@ from langchain_core.runnables import (
     RunnableSerializable,
 )
 from langchain_core.runnables.config import patch_config
+from pydantic import model_validator
 from hguard.errors import InputError
 from hguard.generation import check_question
 from hguard.streaming import GuardedText, nothing_retrieved, with_text
 
-from .chat_models import _PROBLEMS, ChatHGuard
+from .chat_models import _PROBLEMS, ChatHGuard, refuse_unknown_settings
 
 RAGInput = Union[str, dict[str, Any]]
 
@@ -115,6 +116,11 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
     domain: Optional[str] = None
     source_key: str = "source"
     """Document metadata key naming a document's source (the document id is used when missing)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_settings(cls, data: Any) -> Any:
+        return refuse_unknown_settings(cls, data)  # GuardedRAG(domian=...) was ignored, the domain chosen by similarity
 
     @classmethod
     def from_guard(cls, guard: Any, **kwargs: Any) -> "GuardedRAG":

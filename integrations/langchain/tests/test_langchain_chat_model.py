@@ -4,6 +4,7 @@ batch (one batched generation), async, and the guard's audit records behind ever
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 
 import pytest
@@ -263,3 +264,22 @@ def test_a_passthrough_stream_closed_early_names_its_run_beside_the_decision_it_
     assert call["status"] == "error" and call["error"].startswith("GeneratorExit")
     assert said["decision_audit_id"] == decision["id"] and said["run_id"] == call["run_id"]
     assert "chunk(s) of passthrough text" in said["why"]
+
+
+def test_a_misspelt_setting_is_refused_not_ignored(make_guard):
+    """ChatHGuard(domian=...) was ignored (the domain then chosen by similarity), raise_ons= left raise_on empty, and
+    model="gpt-4o" was taken; the settings hosted models take and a local one does not use are still accepted."""
+    from pydantic import ValidationError
+
+    from langchain_hguard import GuardedRAG
+
+    guard = make_guard("accept")
+    for kwargs, said in (({"domian": "alpha"}, "ChatHGuard has no setting(s) ['domian']; did you mean 'domain' for 'domian'?"),
+                         ({"raise_ons": {"review"}}, "did you mean 'raise_on' for 'raise_ons'?"),
+                         ({"model": "gpt-4o"}, "got model='gpt-4o'; leave model out")):
+        with pytest.raises(ValidationError, match=re.escape(said)):
+            ChatHGuard(guard=guard, **kwargs)
+    with pytest.raises(ValidationError, match=re.escape("GuardedRAG has no setting(s) ['domian']; did you mean 'domain'")):
+        GuardedRAG(llm=ChatHGuard(guard=guard), domian="alpha")
+    chat = ChatHGuard(guard=guard, domain="alpha", timeout=60, max_retries=2, api_key="unused", model=guard.lm.name)
+    assert chat.invoke(Q).response_metadata["route"] == "accept"
