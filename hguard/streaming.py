@@ -29,6 +29,7 @@ from typing import Any, AsyncIterator, Callable, Generator, Literal, Sequence, c
 
 from hguard._json import json_safe
 from hguard._text import blank
+from hguard._guard_scoring import _near
 from hguard.errors import route_error
 from hguard.guard import Guard, GuardResult
 
@@ -182,6 +183,22 @@ def nothing_retrieved(what: str = "the retriever") -> str:
     from the model's own memory is not what a RAG chain promises, and has nothing to be grounded in)."""
     return (f"{NOTHING_RETRIEVED}: {what} returned no passage with text, so the answer comes from the model's "
             "memory and has nothing to be grounded in")
+
+
+def refuse_unknown_settings(cls: Any, data: Any, unused: Sequence[str] = ()) -> Any:
+    """``data`` (an adapter's constructor keyword arguments, ``cls`` a pydantic model) with ``unused`` ones dropped;
+    a name that is not a field of ``cls`` raises ValueError naming the near one (``ChatHGuard(domian=...)`` was
+    ignored, and the domain chosen by similarity instead)."""
+    if not isinstance(data, dict):
+        return data
+    fields = {n for n, f in cls.model_fields.items()} | {f.alias for f in cls.model_fields.values() if f.alias}
+    unknown = sorted(str(k) for k in data if k not in fields and k not in unused)
+    if unknown:
+        near = {k: _near(k, fields) for k in unknown}
+        hints = "; ".join(f"did you mean {near[k]!r} for {k!r}?" for k in unknown if near[k])
+        raise ValueError(f"{cls.__name__} has no setting(s) {unknown}" + (f"; {hints}" if hints else "")
+                         + f" (its settings: {', '.join(sorted(n for n in cls.model_fields if not n.startswith('_')))})")
+    return {k: v for k, v in data.items() if k not in unused}
 
 
 def with_text(passages: Sequence[str]) -> list[str]:
@@ -479,6 +496,7 @@ __all__ = [
     "ROUTES",
     "check_raise_on",
     "raise_if_routed",
+    "refuse_unknown_settings",
     "GuardStreamChunk",
     "STREAM_MODES",
     "StreamMode",

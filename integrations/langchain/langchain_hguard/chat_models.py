@@ -40,6 +40,7 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     NOTHING_RETRIEVED,
     nothing_retrieved,
     raise_if_routed,
+    refuse_unknown_settings,
     with_text,
 )
 
@@ -211,23 +212,6 @@ def read_chat(
 #: settings hosted chat models take that mean nothing here: accepted (LangChain's standard suites pass them) and unused
 #: (a local model has no timeout, retries or key; ``stream_mode`` says how a stream is given, ``streaming`` does not)
 UNUSED_SETTINGS = ("timeout", "max_retries", "api_key", "streaming")
-
-
-def refuse_unknown_settings(cls: Any, data: Any, unused: Sequence[str] = ()) -> Any:
-    """``data`` (a constructor's keyword arguments) with ``unused`` ones dropped; a name that is not a field of
-    ``cls`` raises (``ChatHGuard(domian=...)`` was ignored, and the domain chosen by similarity instead)."""
-    if not isinstance(data, dict):
-        return data
-    fields = {n for n, f in cls.model_fields.items()} | {f.alias for f in cls.model_fields.values() if f.alias}
-    unknown = sorted(str(k) for k in data if k not in fields and k not in unused)
-    if unknown:
-        from hguard._guard_scoring import _near
-
-        near = {k: _near(k, fields) for k in unknown}
-        hints = "; ".join(f"did you mean {near[k]!r} for {k!r}?" for k in unknown if near[k])
-        raise ValueError(f"{cls.__name__} has no setting(s) {unknown}" + (f"; {hints}" if hints else "")
-                         + f" (its settings: {', '.join(sorted(n for n in cls.model_fields if not n.startswith('_')))})")
-    return {k: v for k, v in data.items() if k not in unused}
 
 
 def _run_id(run_manager: Any) -> str | None:

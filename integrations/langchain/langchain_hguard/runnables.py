@@ -22,9 +22,9 @@ from langchain_core.runnables.config import patch_config
 from pydantic import model_validator
 from hguard.errors import InputError
 from hguard.generation import check_question
-from hguard.streaming import GuardedText, nothing_retrieved, with_text
+from hguard.streaming import GuardedText, nothing_retrieved, refuse_unknown_settings, with_text
 
-from .chat_models import _PROBLEMS, ChatHGuard, refuse_unknown_settings
+from .chat_models import _PROBLEMS, ChatHGuard
 
 RAGInput = Union[str, dict[str, Any]]
 

@@ -141,3 +141,11 @@ def test_from_policy_builds_the_guard(tiny_probes, policy_for, tmp_path):
     assert set(llm.guard.probes) == {"alpha", "beta"} and llm.metadata.model_name == "tiny-llama"
     r = llm.complete(Q, context="gold is a metal")
     assert r.additional_kwargs["route"] == "accept" and r.additional_kwargs["signals"]["grounding"] is not None
+
+
+def test_a_misspelt_setting_is_refused_not_ignored(make_guard):
+    """HGuardLLM(guard, domian=...) was ignored, so the domain was chosen by similarity."""
+    guard = make_guard("accept")
+    with pytest.raises(ValueError, match=r"HGuardLLM has no setting\(s\) \['domian'\]; did you mean 'domain' for 'domian'\?"):
+        HGuardLLM(guard, domian="alpha")
+    assert HGuardLLM(guard, domain="alpha").domain == "alpha"

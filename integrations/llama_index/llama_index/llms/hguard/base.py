@@ -41,6 +41,7 @@ from hguard.streaming import (
     unread_context,
     raise_if_routed,
     blank,
+    refuse_unknown_settings,
     with_text,
 )
 
@@ -109,6 +110,7 @@ class HGuardLLM(CustomLLM):
     _window: Optional[int] = PrivateAttr(default=None)  # the packing window, measured once
 
     def __init__(self, guard: Guard, **kwargs: Any) -> None:
+        kwargs = refuse_unknown_settings(type(self), kwargs)  # HGuardLLM(g, domian=...) was ignored
         if "raise_on" in kwargs:
             kwargs["raise_on"] = check_raise_on(kwargs["raise_on"])
         check_stream_mode(kwargs.get("stream_mode", "hold"), kwargs.get("raise_on", frozenset()))
