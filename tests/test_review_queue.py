@@ -532,6 +532,11 @@ def test_cli_list_and_export(queue, tmp_path, capsys):
     assert cli_main(["list", "--queue", str(queue.path), "--decided", "--limit", "2"]) == 0
     out = capsys.readouterr().out
     assert "unscored" in out and "nodomain" in out and "fixed" not in out
+    # a mistyped --domain listed nothing with exit 0, as if the domain had no items
+    assert cli_main(["list", "--queue", str(queue.path), "--domain", "Geography"]) == 2
+    assert "--domain 'Geography': the queue has no items of that domain; did you mean 'geography'?" in capsys.readouterr().err
+    assert cli_main(["list", "--queue", str(queue.path), "--domain", "finance"]) == 0
+    assert "no items of domain 'finance' in this queue (its domains: geography, medicine)" in capsys.readouterr().err
     out_file = tmp_path / "cli.jsonl"
     assert cli_main(["export", "--queue", str(queue.path), "--out", str(out_file), "--domain", "geography"]) == 2
     assert "names no audit log" in capsys.readouterr().err  # the verdicts are checked against the log, or not on purpose

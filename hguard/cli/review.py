@@ -102,6 +102,21 @@ def _item_json(item: ReviewItem) -> str:
     return json.dumps(asdict(item), ensure_ascii=False, sort_keys=True)
 
 
+def _known_domain(domain: str | None, counts: dict) -> None:
+    """--domain checked against the queue's domains: a near miss ("Pharma", "pharmacy") is refused naming the one
+    meant (it listed nothing, exit 0, as if the domain had no items); a name with no items is said on stderr."""
+    if domain is None or domain in counts:
+        return
+    from .._guard_scoring import _near
+
+    names = [d for d in counts if d is not None]
+    near = _near(domain, names)
+    if near is not None:
+        raise InputError(f"--domain {domain!r}: the queue has no items of that domain; did you mean {near!r}?")
+    print(f"hguard review: no items of domain {domain!r} in this queue (its domains: {', '.join(sorted(names)) or 'none'})",
+          file=sys.stderr)
+
+
 def main(argv: list[str]) -> int:
     """``hguard review`` entry point: 0 on success, 2 on a usage, input or hguard error, 1 on any other failure."""
     parser = build_parser()
@@ -146,7 +161,9 @@ def main(argv: list[str]) -> int:
         if args.command == "list":
             if args.limit < 0:
                 raise InputError(f"--limit must be >= 0, got {args.limit}")
-            for domain, c in queue.counts().items():  # with --json, stdout holds only the JSON lines
+            counts = queue.counts()
+            _known_domain(args.domain, counts)
+            for domain, c in counts.items():  # with --json, stdout holds only the JSON lines
                 name = domain if domain is not None else "(no domain)"
                 print(f"{name}: {c['pending']} pending, {c['decided']} decided", file=sys.stderr if args.json else sys.stdout)
             if args.decided:
@@ -176,6 +193,7 @@ def main(argv: list[str]) -> int:
             return 0
         from ..review.export import export_reviewed
 
+        _known_domain(args.domain, queue.counts())
         summary = export_reviewed(queue, args.out, domain=args.domain)
         print(summary.summary())
         return 0
