@@ -309,6 +309,5 @@ def calibrate(
     return report
 
 
-__all__ = ["DEFAULT_SYSTEM_PROMPT", "auroc", "auroc_ci", "calibrate", "check_run_options", "evaluate", "load_probe_dir",
-           "probe_signing_key",
-           "transfer_matrix"]
+__all__ = ["DEFAULT_SYSTEM_PROMPT", "auroc", "auroc_ci", "calibrate", "check_run_options", "evaluate", "kept_earlier",
+           "load_probe_dir", "probe_signing_key", "transfer_matrix"]
