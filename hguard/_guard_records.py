@@ -44,8 +44,8 @@ class _Recording:
         """Say in the audit log that a decided answer never reached the caller (a request cancelled or timed out
         while it was answered, a stream abandoned before its decision): an ``answer_not_delivered`` record naming
         the decision (which stands: the answer was generated and decided) and, when given, the caller's ``run_id``
-        (a framework's record of the call, e.g. a LangChain ``llm_call`` written as failed before the decision
-        existed). Its id, or None without a log or a decision record, or when writing fails (said as a warning)."""
+        (the framework's id of the call: a LangChain run id, a LlamaIndex span id, which the adapters' ``llm_call``
+        record of the call carries; that record is written as failed before the decision exists). Its id, or None without a log or a decision record, or when writing fails (said as a warning)."""
         audit_id = getattr(result, "audit_id", None)  # a GuardResult, or anything naming its decision so
         if self.audit is None or not audit_id:
             return None

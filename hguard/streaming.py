@@ -351,7 +351,8 @@ def guard_stream(
     as generated, then an empty chunk with the decision. ``early_stop`` (hold mode only) ends
     generation once the running risk passes the abstain threshold. ``timeout`` (passthrough) is the
     longest wait in seconds for the next token before ``queue.Empty`` is raised. ``run_id``: the caller's
-    own id of the call (a LangChain run), named by the ``answer_not_delivered`` record of an abandoned stream.
+    own id of the call (a LangChain run id, a LlamaIndex span id), named by the ``answer_not_delivered`` record of
+    an abandoned stream.
     Errors from the guard (bad input, a failed audit write) are raised from the iterator. ``call``:
     ``history``, ``system``, ``stop``, ``problems`` as for ``Guard.invoke``.
     """

@@ -149,3 +149,55 @@ def test_a_misspelt_setting_is_refused_not_ignored(make_guard):
     with pytest.raises(ValueError, match=r"HGuardLLM has no setting\(s\) \['domian'\]; did you mean 'domain' for 'domian'\?"):
         HGuardLLM(guard, domian="alpha")
     assert HGuardLLM(guard, domain="alpha").domain == "alpha"
+
+
+def test_a_stream_left_early_names_its_span_beside_the_decision_it_never_delivered(make_guard):
+    """A passthrough stream closed after its first tokens: the audit handler writes the call's llm_call record as
+    failed (GeneratorExit) before the guard has decided, so it cannot name the decision; the answer_not_delivered
+    record names the call's span id, which that record carries, and joins the two (it named neither)."""
+    from llama_index.core.instrumentation import get_dispatcher
+
+    from llama_index.llms.hguard import HGuardAuditEventHandler
+
+    guard = make_guard("accept")
+    dispatcher = get_dispatcher()
+    handler = HGuardAuditEventHandler.from_guard(guard)
+    dispatcher.add_event_handler(handler)
+    try:
+        llm = HGuardLLM(guard, domain="alpha", stream_mode="passthrough")
+        for start in (lambda: llm.stream_complete(Q), lambda: llm.stream_chat([ChatMessage(role=MessageRole.USER, content=Q)])):
+            stream = start()
+            next(stream)
+            stream.close()
+    finally:
+        dispatcher.event_handlers.remove(handler)
+    records = list(AuditLog(guard.audit.path))
+    calls = [r for r in records if r["kind"] == "llm_call"]
+    decisions = [r for r in records if r["kind"] == "decision"]
+    said = [r for r in records if r["kind"] == "answer_not_delivered"]
+    assert [c["status"] for c in calls] == ["error", "error"] and all(c["error"].startswith("GeneratorExit") for c in calls)
+    assert [s["decision_audit_id"] for s in said] == [d["id"] for d in decisions]
+    assert [s["run_id"] for s in said] == [c["span_id"] for c in calls]
+    assert calls[0]["span_id"].startswith("HGuardLLM.stream_complete") and calls[1]["span_id"].startswith("HGuardLLM.stream_chat")
+
+
+def test_an_acomplete_left_by_its_caller_names_its_span(make_guard):
+    import time
+
+    guard = make_guard("accept")
+    real = guard.invoke
+
+    def slow(*a, **kw):
+        time.sleep(0.6)
+        return real(*a, **kw)
+
+    guard.invoke = slow
+    with pytest.raises(asyncio.TimeoutError):
+        asyncio.run(asyncio.wait_for(HGuardLLM(guard, domain="alpha").acomplete(Q), 0.1))
+    for _ in range(100):
+        said = [r for r in AuditLog(guard.audit.path) if r["kind"] == "answer_not_delivered"]
+        if said:
+            break
+        time.sleep(0.1)
+    (decision,) = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
+    assert [s["decision_audit_id"] for s in said] == [decision["id"]] and said[0]["run_id"].startswith("HGuardLLM.acomplete")

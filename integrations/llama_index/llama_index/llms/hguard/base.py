@@ -26,6 +26,7 @@ from pydantic import Field, PrivateAttr
 from hguard.errors import InputError
 from hguard.guard import Guard, GuardResult
 
+from llama_index.core.instrumentation.span import active_span_id
 from hguard.streaming import (
     STREAM_MODES,
     GuardedText,
@@ -328,7 +329,8 @@ class HGuardLLM(CustomLLM):
             return await asyncio.to_thread(self._search_text, prompt, step)
         call.setdefault("problems", self._unread_context(prompt, context))
         try:
-            result = await in_thread(self._guard, guarded_invoke, self._guard, prompt, context, domain, early_stop=early_stop, **call)
+            result = await in_thread(self._guard, guarded_invoke, self._guard, prompt, context, domain, early_stop=early_stop,
+                                     run_id=active_span_id.get(), **call)
         except Exception as exc:
             self._failed(exc)
             raise
@@ -353,10 +355,12 @@ class HGuardLLM(CustomLLM):
     def _stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         context, domain, mode, early_stop, call = self._options(prompt, kwargs)
         call.setdefault("problems", self._unread_context(prompt, context))
+        span = active_span_id.get()  # the call's span: its llm_call record, if the stream is left, is joined by it
 
         def gen() -> CompletionResponseGen:
             text = ""
-            for piece in guard_stream(self._guard, prompt, context, domain, mode, early_stop=early_stop, **call):
+            for piece in guard_stream(self._guard, prompt, context, domain, mode, early_stop=early_stop, run_id=span,
+                                      **call):
                 text, response = self._response(text, piece, mode)
                 yield response
 
@@ -369,10 +373,12 @@ class HGuardLLM(CustomLLM):
     async def _astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
         context, domain, mode, early_stop, call = self._options(prompt, kwargs)
         call.setdefault("problems", self._unread_context(prompt, context))
+        span = active_span_id.get()
 
         async def gen() -> CompletionResponseAsyncGen:
             text = ""
-            async for piece in aguard_stream(self._guard, prompt, context, domain, mode, early_stop=early_stop, **call):
+            async for piece in aguard_stream(self._guard, prompt, context, domain, mode, early_stop=early_stop,
+                                             run_id=span, **call):
                 text, response = self._response(text, piece, mode)
                 yield response
 
