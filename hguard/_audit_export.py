@@ -182,13 +182,7 @@ def export_csv(
                 "pass e.g. ['id', 'route', 'signals.entropy']"
             )
     if isinstance(out, (str, os.PathLike)):
-        refuse_own_file(out, {"audit log": p, **(protect or {})}, "export target")
-        target = Path(out).expanduser()
-        if target.exists() and target.suffix.lower() != ".csv":
-            raise InputError(
-                f"export target {out} already exists and is not a .csv file; writing there would replace it (a review "
-                "queue, a policy, a calibration file?): pass a new file name, e.g. audit.csv; nothing was written"
-            )
+        refuse_own_file(out, {"audit log": p, **(protect or {})}, "export target", replaces=(".csv",))
 
     # Two passes rather than holding every record: logs grow without bound.
     seen: dict[str, int] = {}

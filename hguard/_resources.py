@@ -8,7 +8,7 @@ source checkout. Logs, queues and demo output go to a per-user state folder.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 DATA_DIR = Path(__file__).resolve().parent / "_data"
@@ -40,10 +40,13 @@ def probe_folder(value: str | os.PathLike[str]) -> Path:
     return Path(text)
 
 
-def refuse_own_file(out: str | os.PathLike[str], files: Mapping[str, Path | None], option: str) -> None:
+def refuse_own_file(out: str | os.PathLike[str], files: Mapping[str, Path | None], option: str, *,
+                    replaces: Sequence[str] = ()) -> None:
     """InputError unless ``out`` (the output file of ``option``) is a file hguard may write: not a folder,
     in a folder that exists (a mistyped folder is an error, not a new tree), and none of ``files`` (e.g.
-    :meth:`Policy.own_files`), since writing there would destroy the log, the queue or the state."""
+    :meth:`Policy.own_files`), since writing there would destroy the log, the queue or the state. With
+    ``replaces`` (file name endings such as ``(".csv",)``), an existing file is replaced only when its name ends
+    so (an earlier output): any other (an audit archive, another policy's log, a calibration file) is refused."""
     from .errors import InputError
 
     path = Path(out).expanduser()
@@ -55,6 +58,12 @@ def refuse_own_file(out: str | os.PathLike[str], files: Mapping[str, Path | None
     for what, f in files.items():
         if f is not None and Path(f).expanduser().resolve() == target:
             raise InputError(f"{option} {out} is the {what}; writing there would destroy it, pick another file")
+    if replaces and path.exists() and not path.name.lower().endswith(tuple(e.lower() for e in replaces)):
+        raise InputError(
+            f"{option} {out} already exists and is not a {' or '.join(replaces)} file; writing there would replace it (an "
+            f"audit archive, a review queue, a calibration file?): pass a new file name, e.g. {'report' + replaces[0]}; "
+            "nothing was written"
+        )
 
 
 def state_dir() -> Path:

@@ -926,6 +926,14 @@ def test_monitor_report_and_review_export_never_replace_the_log_queue_or_state(t
     assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--report", str(tmp_path / "nodir" / "r.html")]) == 2
     assert main(["review", "export", "--policy", str(tmp_path / "policy.toml"), "--out", str(tmp_path / "nodir" / "x.jsonl")]) == 2
     assert "does not exist" in capsys.readouterr().err and not (tmp_path / "nodir").exists()
+    # an audit archive, another policy's log, a data file: --report replaced any of them (an archive's records lost)
+    (tmp_path / "audit.0-89.jsonl").write_text('{"archived": 1}\n')
+    (tmp_path / "ctx.txt").write_text("a passage")
+    kept.update({n: (tmp_path / n).read_bytes() for n in ("audit.0-89.jsonl", "ctx.txt")})
+    for name in ("audit.0-89.jsonl", "ctx.txt"):
+        for dry in ([], ["--dry-run"]):
+            assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--report", str(tmp_path / name), *dry]) == 2
+            assert "already exists and is not a .html or .htm file" in capsys.readouterr().err
     assert {n: (tmp_path / n).read_bytes() for n in kept} == kept and not (tmp_path / "state.json").exists()
     assert len(ReviewQueue(tmp_path / "queue.sqlite3").decided()) == n_decided > 0
     # a dry run says what a real run would do, with the bound the breach rule reads

@@ -45,7 +45,8 @@ def main(argv: list[str]) -> int:
             raise InputError(f"--report needs matplotlib for its figures; {install_extra('plots')}, or leave --report "
                              "out (the estimate is printed without the HTML report)")
         refuse_own_file(args.report, {**policy.own_files(), "audit log read": Path(args.audit) if args.audit else None,
-                                      "review queue read": Path(args.queue) if args.queue else None}, "--report")
+                                      "review queue read": Path(args.queue) if args.queue else None}, "--report",
+                        replaces=(".html", ".htm"))  # an earlier report; never an archive, a log, a data file
     report = run_monitor(policy, audit_path=args.audit, queue_path=args.queue, act=not args.dry_run)
     # without matplotlib the estimate is still printed (and acted on); only the HTML report is left out
     out = write_html(report, args.report or Path(report["audit_log"]).with_name("monitor-report.html")) if plots else None
