@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 DATA_DIR = Path(__file__).resolve().parent / "_data"
 DEFAULT_POLICY = DATA_DIR / "policy.toml"
@@ -74,6 +75,18 @@ def state_dir() -> Path:
 
 # the default policy's spot-check seed (public): a copy gets its own
 EXAMPLE_SEED = "hguard-example-spot-checks"
+
+
+def public_seed_warning(policy: Any) -> str | None:
+    """What to say of a policy of one's own (not the bundled default) that kept the default's public spot-check
+    seed (a copy made by hand, not by :func:`policy_copy`), or None."""
+    seed = getattr(getattr(policy, "monitor", None), "seed", None)
+    source = getattr(policy, "source", None)
+    if seed != EXAMPLE_SEED or source is None or Path(source).resolve() == DEFAULT_POLICY.resolve():
+        return None
+    return (f"the policy {str(source)!r} keeps the default policy's public spot-check seed ({EXAMPLE_SEED!r}): whoever "
+            "knows it knows which accepted answers will be spot-checked and which never will; set [monitor] seed to a "
+            "secret of your own (python -c 'import secrets; print(secrets.token_hex(16))') and give it to your auditors")
 
 
 def policy_copy(folder: str | os.PathLike[str], *, source: str | os.PathLike[str] = DEFAULT_POLICY,

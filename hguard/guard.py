@@ -25,7 +25,7 @@ from ._policy_thresholds import accepts_uncertified
 from ._guard_records import _open_queue, _Recording
 from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context, context_given  # noqa: F401
 from ._guard_scoring import _EarlyAbstain, _near, _Scoring, no_conflict_detector
-from ._resources import DEFAULT_POLICY
+from ._resources import DEFAULT_POLICY, public_seed_warning
 from .domain import CalibratedDomain
 from .errors import AuditError, HGuardError, InputError, ModelNotFoundError, PolicyError, cut_text, install_extra
 from .generation import Generator
@@ -132,6 +132,9 @@ class Guard(_Scoring, _Recording):
                                         else "no probe folder of the policy calibrates it")
         for warning in guard.uncertified_accept_thresholds().values():  # said once, when the guard starts
             warnings.warn(warning, UserWarning, stacklevel=2)
+        seed_warning = public_seed_warning(pol)
+        if seed_warning:
+            warnings.warn(seed_warning, UserWarning, stacklevel=2)
         for name, plan in sorted(guard._plans.items()):  # a knowledge-conflict check asked for that cannot run
             dp = pol.domain(name)
             if plan.rag is not None and not plan.rag.knowledge_conflict and (dp is None or dp.knowledge_conflict == "review"):

@@ -64,3 +64,23 @@ def test_a_missing_probe_folder_stops_the_guard_with_the_reason(tiny_calibrated,
     p.write_text('version = 1\nprobes = "no-such-folder"\n[domains.alpha]\n')
     with pytest.raises(PolicyError, match="no-such-folder.*does not exist.*package:smollm2-135m"):
         Guard.from_policy(p, lm=lm)
+
+
+def test_a_hand_copied_policy_that_keeps_the_public_seed_is_warned_about(tmp_path, capsys):
+    """The README says to copy the default policy to start your own; a copy made by hand keeps the public spot-check
+    seed (policy_copy draws a new one), and neither the guard nor the monitor said so."""
+    from hguard._resources import EXAMPLE_SEED, public_seed_warning
+    from hguard.cli import main
+
+    assert public_seed_warning(load_policy(DEFAULT_POLICY)) is None  # the demo's own policy: public by design
+    own = policy_copy(tmp_path / "mine")
+    assert public_seed_warning(load_policy(own)) is None
+    by_hand = tmp_path / "hand" / "policy.toml"
+    by_hand.parent.mkdir()
+    shutil.copy(DEFAULT_POLICY, by_hand)
+    said = public_seed_warning(load_policy(by_hand))
+    assert said is not None and EXAMPLE_SEED in said and "set [monitor] seed to a secret of your own" in said
+    by_hand.write_text(by_hand.read_text().replace("~/.local/state/hguard/", ""))  # its files beside it, not the user's
+    main(["monitor", "--policy", str(by_hand), "--dry-run"])
+    assert "hguard monitor: warning: the policy" in capsys.readouterr().err
+    assert not (tmp_path / "hand" / "monitor-state.json").exists()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
+from .._resources import public_seed_warning
 from ..errors import InputError, install_extra
 from ..monitor import lift, public_report, run_monitor, summary, write_html
 
@@ -47,6 +49,9 @@ def main(argv: list[str]) -> int:
         refuse_own_file(args.report, {**policy.own_files(), "audit log read": Path(args.audit) if args.audit else None,
                                       "review queue read": Path(args.queue) if args.queue else None}, "--report",
                         replaces=(".html", ".htm"))  # an earlier report; never an archive, a log, a data file
+    seed_warning = public_seed_warning(policy)
+    if seed_warning:
+        print(f"hguard monitor: warning: {seed_warning}", file=sys.stderr)
     report = run_monitor(policy, audit_path=args.audit, queue_path=args.queue, act=not args.dry_run)
     # without matplotlib the estimate is still printed (and acted on); only the HTML report is left out
     out = write_html(report, args.report or Path(report["audit_log"]).with_name("monitor-report.html")) if plots else None
