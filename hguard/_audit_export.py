@@ -40,7 +40,7 @@ def show(
     """
     p = _existing(path)
     if last is not None and (type(last) is not int or last < 0):
-        raise InputError(f"last must be a non-negative integer, got {last!r}; pass e.g. last=20")
+        raise InputError(f"last (--last) must be a non-negative integer, got {last!r}; pass e.g. 20")
     kept: collections.deque[dict[str, Any]] | list[dict[str, Any]]
     kept = collections.deque(maxlen=last) if last is not None else []
     named = {record_id}  # the id asked for, and the records a caller's id found (records naming them come later)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .errors import HGuardError
+
 TIGHTEN, LIFT, CHECK, SPOT = "monitor_tighten", "monitor_lift", "monitor_check", "spot_check"
 STATE_FORMAT = "hguard-monitor-state"
 # how many rotations a running guard follows between two replays of the chain
@@ -302,5 +304,12 @@ def write_state(path: Path, states: Mapping[str, DomainState], pid: str) -> None
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     data = {"format": STATE_FORMAT, "policy_id": pid, "domains": {d: s.to_dict() for d, s in sorted(states.items())}}
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:  # it named the .tmp file only, after this run's records were appended
+        raise HGuardError(
+            f"could not write the monitor state {path} ({exc.strerror or exc}, writing {exc.filename or tmp}): the "
+            "records this run appended to the audit log stand, and a tightening or lift among them is in force (the "
+            "guard reads them from the log); make the state file and its folder writable, then run the monitor again"
+        ) from exc

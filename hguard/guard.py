@@ -352,7 +352,8 @@ class Guard(_Scoring, _Recording):
                              f"calibration certified it ({' and '.join(dict.fromkeys(kinds))} requests): the answers "
                              f"it accepts carry no guarantee of the target {dp.target_hallucination_rate}"
                              + ("; it is above the calibrated abstain_above, which is raised to it, so this domain "
-                                "reviews no answer: each is accepted or abstained on" if raised and not tightened else "")
+                                "routes no answer to review by its risk: each is accepted or abstained on, unless a check holds it "
+                                "(out of distribution, a fingerprint, missing signals)" if raised and not tightened else "")
                              + ((f" (the monitor has tightened it since {tightened.since}: " if tightened.since else
                                  f" (held: {tightened.reason}: ")
                                 + ("it accepts nothing: every answer that is not abstained on goes to review"
@@ -586,6 +587,9 @@ class Guard(_Scoring, _Recording):
             raise self._refused(questions, InputError(
                 f"questions must be a list of strings, got {type(questions).__name__}: {questions!r:.80}"))
         n = len(questions)
+        given = [name for name, v in (("contexts", contexts), ("domains", domains), ("request_ids", request_ids),
+                                      ("histories", histories), ("systems", systems), ("problems", problems))
+                 if v is not None]  # for the message below: what the caller passed, not the defaults
         contexts = [None] * n if contexts is None else list(contexts)
         domains = [None] * n if domains is None else list(domains)
         request_ids = [None] * n if request_ids is None else list(request_ids)
@@ -594,7 +598,10 @@ class Guard(_Scoring, _Recording):
         extra_problems = [[] for _ in range(n)] if problems is None else [list(p or ()) for p in problems]
         if not (len(contexts) == len(domains) == len(request_ids) == len(histories) == len(systems) == len(extra_problems) == n):
             raise self._refused(list(questions), InputError(
-                f"got {n} questions, {len(contexts)} contexts and {len(domains)} domains; pass one of each per question"))
+                f"got {n} questions and " + ", ".join(f"{len(v)} {name}" for name, v in (
+                    ("contexts", contexts), ("domains", domains), ("request_ids", request_ids), ("histories", histories),
+                    ("systems", systems), ("problems", extra_problems)) if name in given)
+                + "; pass one of each per question"))
         if max_new_tokens is not None:  # checked as the policy's own value is, before anything is generated
             replace(self.settings, max_new_tokens=max_new_tokens)
         ctxs, refused = [], []

@@ -175,7 +175,7 @@ def test_a_hand_set_accept_threshold_is_said_at_start_and_in_each_accepted_answe
     assert set(g.uncertified_accept_thresholds()) == {"alpha"}  # beta sets none
     r = g.invoke("who is the author ?", domain="alpha")
     assert r.route == "accept" and "a manual accept_below from the policy file: no calibration guarantee" in r.reasons[-1]
-    assert "reviews no answer" not in g.uncertified_accept_thresholds()["alpha"]  # alpha sets abstain_above itself
+    assert "routes no answer to review" not in g.uncertified_accept_thresholds()["alpha"]  # alpha sets abstain_above itself
     # a hand-set accept_below alone, above the calibrated abstain_above, leaves no review band: said at start
     from dataclasses import replace
 
@@ -184,8 +184,9 @@ def test_a_hand_set_accept_threshold_is_said_at_start_and_in_each_accepted_answe
     low = replace(plan.without_context.fitted, abstain_above=0.5)  # as if calibration certified abstaining above 0.5
     g._plans["alpha"] = replace(plan, without_context=replace(plan.without_context, fitted=low))
     assert g.uncertified_accept_thresholds()["alpha"].endswith(
-        "it is above the calibrated abstain_above, which is raised to it, so this domain reviews no answer: each is "
-        "accepted or abstained on")
+        "it is above the calibrated abstain_above, which is raised to it, so this domain routes no answer to review by "
+        "its risk: each is accepted or abstained on, unless a check holds it (out of distribution, a fingerprint, "
+        "missing signals)")
     # a domain the monitor has tightened says what holds now, beside the policy's number
     from hguard.monitor import DomainState
 
@@ -193,7 +194,7 @@ def test_a_hand_set_accept_threshold_is_said_at_start_and_in_each_accepted_answe
     said = g.uncertified_accept_thresholds()["alpha"]
     assert said.endswith("(the monitor has tightened it since T1: it accepts nothing: every answer that is not "
                          "abstained on goes to review until a person lifts it)")
-    assert "reviews no answer" not in said  # it does review them while tightened
+    assert "routes no answer to review" not in said  # it does review them while tightened
     # answers with context accepted under it with no grounding floor: said at start
     g = Guard.from_policy(_policy(root, tmp_path, context_with_closed_book_probe="allow"), lm=lm)
     assert "with context it has no min_grounding floor" in g.uncertified_accept_thresholds()["alpha"]
@@ -369,7 +370,7 @@ def test_bad_domain_length_and_batch_entries_are_refused_before_anything_is_gene
     for call, words in ((lambda: guard.batch("who ?"), "use invoke()"),
                         (lambda: guard.batch(None), "questions must be a list of strings, got NoneType"),
                         (lambda: guard.batch({"q": "who ?"}), "questions must be a list of strings, got dict"),
-                        (lambda: guard.batch(["who ?", "what ?"], domains=["alpha"]), "pass one of each per question")):
+                        (lambda: guard.batch(["who ?", "what ?"], domains=["alpha"]), "got 2 questions and 1 domains; pass one of each per question")):
         with pytest.raises(InputError, match=words) as err:
             call()
         last = list(AuditLog(tmp_path / "audit.jsonl"))[-1]

@@ -1240,3 +1240,22 @@ def test_a_verdict_cannot_be_overturned_through_the_queue_file(tmp_path):
     rep = run_monitor(policy, act=False)
     assert rep["domains"]["geo"]["spot_checks"] == before  # still hallucinated
     assert rep["hallucinated_verdicts_contradicted"]["n"] == 1 and "counts as hallucinated" in summary(rep)
+
+
+def test_a_state_file_that_cannot_be_written_is_named_with_what_stands(tmp_path, monkeypatch):
+    """A read-only state file failed as "Operation not permitted ('.../monitor-state.json.tmp')" after the run's
+    records were appended: the state file is named, and so is what was already recorded."""
+    import errno
+
+    from hguard._monitor_state import DomainState, write_state
+    from hguard.errors import HGuardError
+
+    def refused(src, dst):
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(dst))
+
+    monkeypatch.setattr("hguard._monitor_state.os.replace", refused)
+    state = tmp_path / "monitor-state.json"
+    with pytest.raises(HGuardError, match=r"could not write the monitor state .*monitor-state.json \(Operation not "
+                                          r"permitted.*the records this run appended to the audit log stand"):
+        write_state(state, {"alpha": DomainState()}, "pid")
+    assert not state.exists()

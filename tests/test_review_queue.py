@@ -532,6 +532,10 @@ def test_cli_list_and_export(queue, tmp_path, capsys):
     assert cli_main(["list", "--queue", str(queue.path), "--decided", "--limit", "2"]) == 0
     out = capsys.readouterr().out
     assert "unscored" in out and "nodomain" in out and "fixed" not in out
+    # a mistyped policy path was taken for a queue file ("no review queue at policy.tom")
+    (tmp_path / "policy.tom").write_text("version = 1\n")
+    assert cli_main(["list", "--policy", str(tmp_path / "policy.tom")]) == 2
+    assert "policy file" in capsys.readouterr().err
     # a mistyped --domain listed nothing with exit 0, as if the domain had no items
     assert cli_main(["list", "--queue", str(queue.path), "--domain", "Geography"]) == 2
     assert "--domain 'Geography': the queue has no items of that domain; did you mean 'geography'?" in capsys.readouterr().err
@@ -645,3 +649,21 @@ def test_absent_names_the_ids_the_queue_lacks_in_chunks(queue):
     ids = ["kept"] + [f"gone-{i}" for i in range(1200)] + ["kept"]  # more than one chunk, a repeat
     assert queue.absent(ids) == {f"gone-{i}" for i in range(1200)}
     assert queue.absent([]) == set()
+
+
+def test_an_existing_queue_that_cannot_be_written_is_named_as_such(tmp_path, monkeypatch):
+    """A read-only queue file was reported as "could not create the queue file" (the file exists)."""
+    path = tmp_path / "q.sqlite3"
+    ReviewQueue(path)  # created
+    real_open = os.open
+
+    def refused(p, flags, *a, **k):
+        if str(p).endswith(".sqlite3"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(p))
+        return real_open(p, flags, *a, **k)
+
+    monkeypatch.setattr("hguard.review.queue.os.open", refused)
+    with pytest.raises(ReviewQueueError, match=r"could not open the queue file for writing \(check its permissions\)"):
+        ReviewQueue(path)
+    with pytest.raises(ReviewQueueError, match="could not create the queue file"):  # a new one: created, as before
+        ReviewQueue(tmp_path / "new.sqlite3")

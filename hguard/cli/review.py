@@ -130,6 +130,11 @@ def main(argv: list[str]) -> int:
         args.policy = str(DEFAULT_POLICY)
     source = args.policy if args.policy is not None else args.queue
     try:
+        policy = None
+        if args.policy is not None:  # read as a policy whatever its name ("policy.tom" was taken for a queue file)
+            from ..policy import load_policy
+
+            policy = load_policy(args.policy)
         if args.command in ("serve", "decide", "export"):
             _check_audit_choice(args)
         if args.command == "serve":
@@ -157,7 +162,7 @@ def main(argv: list[str]) -> int:
                   file=sys.stderr)  # fmt: skip
             server.run()
             return 0
-        queue = _open_source(source, getattr(args, "audit", None))
+        queue = _open_source(source, getattr(args, "audit", None), policy)
         if args.command == "list":
             if args.limit < 0:
                 raise InputError(f"--limit must be >= 0, got {args.limit}")

@@ -216,8 +216,9 @@ class ReviewQueue:
             # Created here rather than by sqlite so the mode is ours (sqlite copies it to -wal and -shm).
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
             os.close(fd)
-        except OSError as e:
-            raise self._fail("create the queue file", e) from e
+        except OSError as e:  # an existing file that cannot be opened for writing is not one that could not be created
+            raise self._fail("open the queue file for writing (check its permissions)" if self.path.is_file()
+                             else "create the queue file", e) from e
         with self._init_lock, self._connection("open the queue") as conn:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
             if mode is None or str(mode[0]).lower() != "wal":

@@ -121,7 +121,7 @@ def _open_source(
             f"pass a policy file, a review queue file or a ReviewQueue, got {type(source).__name__}: {source!r:.80}"
         )
     path = Path(source)
-    if path.suffix.lower() in (".toml", ".yaml", ".yml"):
+    if policy is not None or path.suffix.lower() in (".toml", ".yaml", ".yml"):
         from ..policy import load_policy
 
         policy = policy if policy is not None else load_policy(path)
