@@ -139,10 +139,11 @@ class _Scoring:
                     from .signals.conflict import closed_book_scores
 
                     signals.update(closed_book_scores(self.generator, [g.question], [g.text], [g.confidence["mean_logprob"]])[0])
-                    from .signals.relevance import add_relevance
+                    from .signals.relevance import add_relevance, shares_content_word
 
                     signals.update(add_relevance(signals, g.question, g.text, g.context, grounding_scorer=self.grounding))
-                    if signals.get("context_relevance") == 0.0 and g.extra.get("declined") is None:
+                    if (signals.get("context_relevance") == 0.0 and g.extra.get("declined") is None
+                            and not shares_content_word(g.question, g.context)):
                         # an answer that asserts something from a passage sharing no word with the question (off the
                         # question, or in another language) is grounded in nothing the question asked: held, whatever
                         # the merged risk (a hand-set accept_below accepted one)

@@ -278,6 +278,11 @@ def test_a_passage_without_the_questions_words_is_named_in_the_reasons(tiny_rag,
     assert any("none of the question's content words" in r and "held for review" in r for r in off.reasons), off.reasons
     on = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
     assert not any("none of the question's content words" in r for r in on.reasons)
+    # a passage with the question's words in other forms (compete / competes) does hold them: the reason was false
+    forms = g.invoke("does the clause discuss a non-compete obligation ?",
+                     context="The employee shall not engage in any business that competes with the company.", domain="alpha")
+    assert forms.signals["context_relevance"] == 0.0  # the calibrated feature reads stems, unchanged
+    assert not any("none of the question's content words" in r for r in forms.reasons), forms.reasons
 
 
 def test_rag_request_in_a_closed_book_only_domain_goes_to_review_unless_the_policy_allows_it(tiny_rag, tmp_path):

@@ -70,12 +70,23 @@ def _key_words(question: str) -> set[str]:
     return out
 
 
-def _matched(words: Sequence[str], text: str) -> list[bool]:
+def _matched(words: Sequence[str], text: str, fuzzy: bool = False) -> list[bool]:
     from hguard.signals._grounding_lexical import _stem, _word_matches, content_tokens
 
     vocab = set(content_tokens(text))
     stems = {_stem(w) for w in vocab}
-    return [_word_matches(w, vocab, stems, False) for w in words]
+    return [_word_matches(w, vocab, stems, fuzzy) for w in words]
+
+
+def shares_content_word(question: str, context: str | Sequence[str]) -> bool:
+    """Whether the passage holds any of the question's content words in some form: the stems
+    ``context_relevance`` reads (a calibrated feature, so unchanged) miss forms such as compete/competes or
+    confidentiality/confidential, which the grounding's fuzzy match (a shared opening, a close spelling) finds.
+    The guard holds an answer whose passage shares none (:mod:`hguard._guard_scoring`)."""
+    from hguard.signals.grounding import _context_text, content_tokens
+
+    words = list(dict.fromkeys(content_tokens(question)))
+    return not words or any(_matched(words, _context_text(context), fuzzy=True))
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
