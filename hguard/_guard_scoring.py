@@ -143,7 +143,7 @@ class _Scoring:
 
                     signals.update(add_relevance(signals, g.question, g.text, g.context, grounding_scorer=self.grounding))
                     if (signals.get("context_relevance") == 0.0 and g.extra.get("declined") is None
-                            and not shares_content_word(g.question, g.context)):
+                            and (g.context is None or not shares_content_word(g.question, g.context))):
                         # an answer that asserts something from a passage sharing no word with the question (off the
                         # question, or in another language) is grounded in nothing the question asked: held, whatever
                         # the merged risk (a hand-set accept_below accepted one)
