@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -941,6 +942,7 @@ def test_monitor_report_and_review_export_never_replace_the_log_queue_or_state(t
     text = capsys.readouterr().out
     assert "lower bound" in text and "the breach rule's bound)" in text and "WOULD TIGHTEN (breach)" in text
     assert "DRY RUN: nothing appended, no state changed" in text.splitlines()[0]
+    assert re.search(r"\), policy_id [0-9a-f]+;", text.splitlines()[0])  # labelled as audit verify labels its policy_hash
     assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--dry-run", "--json"]) == 0
     dry = json.loads(capsys.readouterr().out)
     assert dry["dry_run"] is True and "(dry run)" in Path(dry["html_report"]).read_text()
