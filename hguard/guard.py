@@ -627,7 +627,8 @@ class Guard(_Scoring, _Recording):
                                    f"{', '.join(str(i) for i, _ in refused)}); nothing was generated")
             first.audit_id = refused[0][1].audit_id  # type: ignore[attr-defined]
             first.audit_ids = [e.audit_id for _, e in refused]  # type: ignore[attr-defined]
-            raise first from None
+            first.refused = dict(refused)  # type: ignore[attr-defined]  # index -> its recorded error, for a caller
+            raise first from None  # that answers the others alone (LangChain's batch with return_exceptions)
         started = time.perf_counter()
         plans = []
         for q, d, c in zip(questions, domains, ctxs):

@@ -191,7 +191,7 @@ def refuse_unknown_settings(cls: Any, data: Any, unused: Sequence[str] = ()) -> 
     ignored, and the domain chosen by similarity instead)."""
     if not isinstance(data, dict):
         return data
-    fields = {n for n, f in cls.model_fields.items()} | {f.alias for f in cls.model_fields.values() if f.alias}
+    fields = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
     unknown = sorted(str(k) for k in data if k not in fields and k not in unused)
     if unknown:
         near = {k: _near(k, fields) for k in unknown}

@@ -14,6 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from .._policy_fit import check_levels
 from ..errors import HGuardError, InputError, cut_text, install_extra
 from .._text import blank
 from ..settings import CALIBRATION_MAX_NEW_TOKENS, CALIBRATION_SYSTEM_PROMPT
@@ -264,10 +265,9 @@ def _fraction(text: str) -> float:
     """An argparse type: a number strictly between 0 and 1 (a target rate, a confidence, a test share)."""
     try:
         value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number strictly between 0 and 1 (e.g. 0.1), got {text!r}")
+        check_levels(value=value)
+    except (ValueError, InputError):
+        raise argparse.ArgumentTypeError(f"must be a number strictly between 0 and 1 (e.g. 0.1), got {text!r}") from None
     return value
 
 

@@ -214,6 +214,14 @@ def read_chat(
 UNUSED_SETTINGS = ("timeout", "max_retries", "api_key", "streaming")
 
 
+def _same_model(model: Any, name: str | None) -> None:
+    """A ``model=`` setting or call argument (as hosted chat models take one) must name the guard's own model:
+    ChatHGuard cannot switch models, and answering with another than the one asked for would go unnoticed."""
+    if model is not None and model != name:
+        raise ValueError(f"ChatHGuard answers with {name!r} (the guard's model), got model={model!r}; leave model "
+                         "out, or build a ChatHGuard whose guard loads that model")
+
+
 def _run_id(run_manager: Any) -> str | None:
     """The LangChain run id of this call: an ``answer_not_delivered`` record names it, so the call's
     ``llm_call`` record (written as failed when a stream is closed or a call cancelled, before the guard has
@@ -241,6 +249,11 @@ class _Call:
     def guard_kwargs(self) -> dict[str, Any]:
         return {"history": self.history, "system": self.system, "stop": self.stop, "problems": self.problems,
                 "max_new_tokens": self.max_new_tokens}
+
+
+def _decisions(results: list[Any] | None) -> list[GuardResult]:
+    """The decisions among a batch's outcomes (a refused input's error is none)."""
+    return [r for r in results or [] if isinstance(r, GuardResult)]
 
 
 def _decisions_in(result: ChatResult) -> list[Any]:
@@ -362,12 +375,8 @@ class ChatHGuard(BaseChatModel):
     @model_validator(mode="before")
     @classmethod
     def _known_settings(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("model") is not None:  # checked as a call's model= is
-            data = dict(data)
-            model, name = data.pop("model"), getattr(getattr(data.get("guard"), "lm", None), "name", None)
-            if model != name:
-                raise ValueError(f"ChatHGuard answers with {name!r} (the guard's model), got model={model!r}; leave "
-                                 "model out, or build the guard for that model")
+        if isinstance(data, dict):
+            _same_model(data.get("model"), getattr(getattr(data.get("guard"), "lm", None), "name", None))
         return refuse_unknown_settings(cls, data, (*UNUSED_SETTINGS, "model"))
 
     @model_validator(mode="after")
@@ -375,7 +384,7 @@ class ChatHGuard(BaseChatModel):
         check_stream_mode(self.stream_mode, self.raise_on)
         return self
 
-    _precomputed: dict[str, GuardResult] = PrivateAttr(default_factory=dict)
+    _precomputed: dict[str, GuardResult | InputError] = PrivateAttr(default_factory=dict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @classmethod
@@ -462,12 +471,7 @@ class ChatHGuard(BaseChatModel):
         given = list(kw.pop(_PROBLEMS, None) or [])
         kw.pop("stream", None)
         max_tokens = self._positive(kw.pop("max_tokens", None))  # per call, as a hosted chat model takes it; else the field's
-        model = kw.pop("model", None)
-        if model is not None and model != self.model_name:
-            raise ValueError(
-                f"ChatHGuard answers with {self.model_name!r} (the guard's model), got model={model!r}; "
-                f"build another ChatHGuard for another model"
-            )
+        _same_model(kw.pop("model", None), self.model_name)
         if kw:
             raise TypeError(
                 f"ChatHGuard got unexpected keyword argument(s) {sorted(kw)}; it accepts context=, domain=, "
@@ -506,10 +510,14 @@ class ChatHGuard(BaseChatModel):
         return AIMessage(content=q.text, response_metadata=meta)
 
     def _take(self, key: str | None) -> GuardResult | None:
+        """The decision a batch made for this call; a refused input's error (already on record) is raised."""
         if key is None:
             return None
         with self._lock:
-            return self._precomputed.pop(key, None)
+            taken = self._precomputed.pop(key, None)
+        if isinstance(taken, InputError):
+            raise taken
+        return taken
 
     def response_metadata(self, result: GuardResult) -> dict[str, Any]:
         """What goes into ``AIMessage.response_metadata``: the decision and the model's name."""
@@ -658,7 +666,25 @@ class ChatHGuard(BaseChatModel):
             max_new_tokens=calls[0].max_new_tokens or None,
         )
 
-    def _stash(self, results: list[GuardResult]) -> list[str]:
+    def _decide(self, calls: list[_Call], return_exceptions: bool) -> list[GuardResult | InputError] | None:
+        """Each call's decision, from one guard batch. A refused input (refused before anything was generated, each
+        on record, named by its index) raises unless ``return_exceptions``: a batch is answered whole or not at all,
+        since answering the others would record decisions that nobody receives. With it, the refused input's recorded
+        error stands in its place (raised by its own run, not recorded twice) and the others are batched without it;
+        None: answer each input alone."""
+        try:
+            return list(self._guard_batch(calls))
+        except InputError as exc:
+            if not return_exceptions:
+                raise
+            refused: dict[int, InputError] | None = getattr(exc, "refused", None)
+            if not refused:
+                return None
+            rest = [c for i, c in enumerate(calls) if i not in refused]
+            answered = iter(self._guard_batch(rest) if rest else [])
+            return [refused[i] if i in refused else next(answered) for i in range(len(calls))]
+
+    def _stash(self, results: list[GuardResult | InputError]) -> list[str]:
         keys = [uuid.uuid4().hex for _ in results]
         with self._lock:
             self._precomputed.update(zip(keys, results))
@@ -683,11 +709,8 @@ class ChatHGuard(BaseChatModel):
         calls = self._batch_calls(list(inputs), configs, kwargs) if len(inputs) > 1 else None
         if calls is None:
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        try:
-            results = self._guard_batch(calls)
-        except InputError:  # raised before anything was generated; each bad input is on record, named by its index
-            if not return_exceptions:  # answered whole or not at all: answering the others would record decisions
-                raise  # that nobody receives
+        results = self._decide(calls, return_exceptions)
+        if results is None:
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)  # each its own outcome
         keys = self._stash(results)
         out: list[Any] = []
@@ -716,11 +739,8 @@ class ChatHGuard(BaseChatModel):
         calls = self._batch_calls(list(inputs), configs, kwargs) if len(inputs) > 1 else None
         if calls is None:
             return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        try:
-            results = await in_thread(self.guard, self._guard_batch, calls, decided=list)
-        except InputError:  # as in batch: raised whole, or each input's own outcome with return_exceptions
-            if not return_exceptions:
-                raise
+        results = await in_thread(self.guard, self._decide, calls, return_exceptions, decided=_decisions)
+        if results is None:
             return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
         keys = self._stash(results)
         out: list[Any] = []

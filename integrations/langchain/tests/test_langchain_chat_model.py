@@ -117,6 +117,27 @@ def test_batch_with_a_bad_input_returns_its_error_when_asked(make_guard):
 
 
 @pytest.mark.parametrize("how", ["batch", "abatch"])
+def test_batch_with_return_exceptions_records_a_bad_input_once_and_batches_the_others(make_guard, monkeypatch, how):
+    """The refused input was recorded by the batch's check and again by its own run, so the log held two errors
+    for one request; the others are still generated together."""
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    sizes = []
+    real = guard.lm.model.generate
+    monkeypatch.setattr(guard.lm.model, "generate", lambda *a, **k: sizes.append(k["input_ids"].shape[0]) or real(*a, **k))
+    before = len(list(AuditLog(guard.audit.path))) if guard.audit.path.exists() else 0
+    questions = [Q, "", "what is gold ?"]
+    out = chat.batch(questions, return_exceptions=True) if how == "batch" else asyncio.run(
+        chat.abatch(questions, return_exceptions=True))
+    assert isinstance(out[1], InputError) and "question 1 of 3 (counting from 0): the question is empty" in str(out[1])
+    assert [m.response_metadata["route"] for m in (out[0], out[2])] == ["accept", "accept"]
+    new = list(AuditLog(guard.audit.path))[before:]
+    assert sorted(r["kind"] for r in new) == ["decision", "decision", "error"], [(r["kind"], r.get("question")) for r in new]
+    assert sizes == [2]
+    assert not chat._precomputed
+
+
+@pytest.mark.parametrize("how", ["batch", "abatch"])
 def test_batch_with_a_bad_input_answers_nothing_without_return_exceptions(make_guard, how):
     """A batch is answered whole or not at all: the other questions were answered one by one after the refusal, so
     the log held decisions nobody received (and the bad input twice); the error names the bad input's index."""
