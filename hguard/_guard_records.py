@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ._guard_result import GuardResult
 from .errors import AuditError
 from .generation import prompt_fingerprints
+from ._policy_route import SPOT_CHECK_REASON
 from .policy import ACCEPT, REVIEW
 from .monitor import guarantee_of
 from .settings import CLOSED_BOOK, RAG
@@ -158,7 +159,7 @@ class _Recording:
                     "domain": result.domain,
                     "risk": result.risk,
                     "signals": result.signals,
-                    "reasons": ([f"spot-check of an accepted answer: {spot['selected_because']}"] if spot else [])
+                    "reasons": ([f"{SPOT_CHECK_REASON}{spot['selected_because']}"] if spot else [])
                     + result.reasons,
                     "model_fingerprint": self.lm.fingerprint,
                     "probe_id": result.probe_id,

@@ -248,6 +248,8 @@ OUT_OF_DISTRIBUTION = "out of distribution: "
 
 # How a reason says where an answer was routed (not why it was held): the review page skips it.
 CHOSEN_WITH_SIMILARITY = "chosen with similarity"
+#: opens the reasons of a review item that is a spot-check of an accepted answer (the queue's line, not the guard's)
+SPOT_CHECK_REASON = "spot-check of an accepted answer: "
 
 
 def choose_domain(similarities: Mapping[str, float], policy: Policy) -> tuple[str | None, str]:

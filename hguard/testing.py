@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from ._policy_route import SPOT_CHECK_REASON
 from .errors import InputError
 from .models import LoadedModel, _finish
 
@@ -145,7 +146,10 @@ def log_decision(audit, item: dict[str, Any], route: str = "review") -> str:
     """Write the decision record a review item judges, as the guard does before it enqueues the item (the
     record's id is the item's ``audit_id``; question, context and answer as the item holds them): a verdict
     is recorded only beside its decision. For tests that fill a review queue without a guard."""
-    fields = {k: item.get(k) for k in ("question", "context", "answer", "domain", "risk")}
+    fields = {k: item.get(k) for k in ("question", "context", "answer", "domain", "risk", "signals", "reasons")}
+    reasons = list(item.get("reasons") or [])
+    if item.get("spot_check") and reasons and str(reasons[0]).startswith(SPOT_CHECK_REASON):
+        fields["reasons"] = reasons[1:]  # the queue's line: the guard's record holds its own reasons only
     return audit.append({"request_id": item["audit_id"], "route": route, **fields}, kind="decision").id
 
 

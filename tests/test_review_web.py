@@ -556,8 +556,11 @@ def test_an_item_edited_in_the_queue_file_is_flagged_when_the_page_is_opened(que
     assert "A verdict cannot be recorded here" in r.text and "differs from its decision record" in r.text
 
 
-@pytest.mark.parametrize("edit", ["domain = 'chemistry'", "risk = 0.01"])
-def test_an_item_whose_domain_or_risk_was_edited_in_the_queue_file_is_refused(queue, audit, edit):
+@pytest.mark.parametrize("edit", ["domain = 'chemistry'", "risk = 0.01", """reasons = '["grounded in an approved source"]'""",
+                                  """signals = '{"h_neuron": 0.01, "entropy": 2.5, "grounding": null}'"""])
+def test_an_item_whose_domain_risk_or_reasons_were_edited_in_the_queue_file_is_refused(queue, audit, edit):
+    """What the page shows beside the answer sways the verdict: why the guard held it (reasons, signals) must be
+    the decision record's too."""
     import sqlite3
 
     with sqlite3.connect(queue.path) as conn:

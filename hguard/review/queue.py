@@ -49,6 +49,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+from .._policy_route import SPOT_CHECK_REASON
 from .._privacy import FILE_MODE, redacted
 from .._text import hidden_character, same_words
 from ..audit import AuditLog
@@ -108,6 +109,18 @@ def same_risk(a: Any, b: Any) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(float(a) - float(b)) < 1e-9
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two recorded values (signals, reasons) are the same: numbers within float rounding, containers
+    item by item, the rest equal."""
+    if isinstance(a, bool) or isinstance(b, bool) or not all(isinstance(v, (int, float)) for v in (a, b)):
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+        if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+            return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+        return a == b
+    return same_risk(a, b)
 
 
 def verdict_in_chain(item: ReviewItem, recorded: Mapping[str, Mapping[str, Any]]) -> bool:
@@ -305,7 +318,7 @@ class ReviewQueue:
             self.enqueue({
                 "audit_id": rid, "question": rec["question"], "context": rec.get("context"), "answer": rec["answer"],
                 "domain": rec.get("domain"), "risk": rec.get("risk"), "signals": rec.get("signals") or {},
-                "reasons": ([f"spot-check of an accepted answer: {spot}"] if spot is not None else []) + reasons,
+                "reasons": ([f"{SPOT_CHECK_REASON}{spot}"] if spot is not None else []) + reasons,
                 "model_fingerprint": rec.get("model_fingerprint"), "probe_id": rec.get("probe_id"),
                 "time": rec.get("time"), "spot_check": spot is not None,
             })  # fmt: skip
@@ -476,10 +489,16 @@ class ReviewQueue:
                 f"its decision record {item.audit_id!r} in {self.audit.path} was routed to {record.get('route')!r}: the "
                 "queue was changed after the guard wrote it; nothing was recorded"
             )
-        for name in (*SHOWN, "domain", "risk"):  # what the reviewer reads, and where the verdict will count
+        for name in (*SHOWN, "domain", "risk", "reasons", "signals"):  # what the reviewer reads, where the verdict counts
             shown, logged = getattr(item, name), record.get(name)
             if name == "risk":  # shown to the reviewer when the queue holds one: it must be the decision's
                 same = shown is None or same_risk(shown, logged)
+            elif name in ("reasons", "signals"):  # why it was held, as the page shows it (a record of an older
+                if name not in record:  # hguard may lack them); the queue's own spot-check line is not the guard's
+                    continue
+                if name == "reasons" and item.spot_check and shown and str(shown[0]).startswith(SPOT_CHECK_REASON):
+                    shown = shown[1:]
+                same = same_value(shown, logged if logged is not None else type(shown)())
             else:
                 same = (redacted(shown) == logged) if isinstance(logged, Mapping) and "sha256" in logged else shown == logged
             if not same:
