@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 #: the audit record kind of :meth:`_Recording.record_undelivered`
 UNDELIVERED = "answer_not_delivered"
+#: most answers a guard keeps in memory to put back in a review queue that could not take them (a start puts back more)
+UNQUEUED_HELD = 10_000
 
 
 class _Recording:
@@ -40,6 +42,8 @@ class _Recording:
     _policy_hash: str
     _spot_days: dict[tuple[str, str], int]
     _spot_lock: threading.Lock
+    _unqueued: list[dict]  # review items the queue could not take, to put back (see _enqueue)
+    _unqueued_lock: threading.Lock
 
     def record_undelivered(self, result: Any, why: str, *, run_id: str | None = None) -> str | None:
         """Say in the audit log that a decided answer never reached the caller (a request cancelled or timed out
@@ -137,46 +141,91 @@ class _Recording:
         else:
             result.audit_id = record_id
         spot = self._spot_check(result) if result.route == ACCEPT else None
+        queued = True
         if (result.route == REVIEW or spot) and self.review_queue is not None:
-            self._enqueue(result, spot)
+            queued = self._enqueue(result, spot)
+        if self._unqueued and queued:  # the queue takes answers (again): those it could not take go back now
+            self._put_back_unqueued()
 
-    def _enqueue(self, result: GuardResult, spot: dict | None) -> None:
-        """Queue the answer for a reviewer. When the queue cannot take it (locked, broken) after the decision
-        was recorded, the result is still returned (a held answer stays held), with a reason and a warning, and
-        a ``review_queue_error`` record names the decision: a guard started on the policy puts it back. Without
-        an audit log nothing could put it back, so the error is raised."""
+    def _enqueue(self, result: GuardResult, spot: dict | None) -> bool:
+        """Queue the answer for a reviewer; whether the queue took it. When the queue cannot take it (locked,
+        broken) after the decision was recorded, the result is still returned (a held answer stays held), with a
+        reason and a warning, and a ``review_queue_error`` record names the decision: this guard puts the answer
+        back once the queue takes answers again (:meth:`_put_back_unqueued`), a guard started on the policy puts
+        back any left. Without an audit log nothing could put it back, so the error is raised."""
         from .errors import ReviewQueueError
 
         assert self.review_queue is not None
+        item = {
+            "spot_check": bool(spot),
+            "audit_id": result.audit_id,
+            "question": result.question,
+            "context": result.context,
+            "answer": result.answer,
+            "domain": result.domain,
+            "risk": result.risk,
+            "signals": result.signals,
+            "reasons": ([f"{SPOT_CHECK_REASON}{spot['selected_because']}"] if spot else []) + result.reasons,
+            "model_fingerprint": self.lm.fingerprint,
+            "probe_id": result.probe_id,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         try:
-            self.review_queue.enqueue(
-                {
-                    "spot_check": bool(spot),
-                    "audit_id": result.audit_id,
-                    "question": result.question,
-                    "context": result.context,
-                    "answer": result.answer,
-                    "domain": result.domain,
-                    "risk": result.risk,
-                    "signals": result.signals,
-                    "reasons": ([f"{SPOT_CHECK_REASON}{spot['selected_because']}"] if spot else [])
-                    + result.reasons,
-                    "model_fingerprint": self.lm.fingerprint,
-                    "probe_id": result.probe_id,
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                }
-            )
+            self.review_queue.enqueue(item)
         except ReviewQueueError as exc:
             if self.audit is None:
                 raise
             why = (f"the review queue could not take this answer now ({exc}); the decision is in the audit log (audit id "
-                   f"{result.audit_id}) and a guard started on this policy puts it back in the queue from it")
+                   f"{result.audit_id}): this guard puts it back in the queue once the queue takes answers again, and a "
+                   "guard started on this policy puts it back in the queue from it")
             try:
                 self.audit.append({"decision_audit_id": result.audit_id, "error": str(exc)}, kind="review_queue_error")
             except Exception:  # the decision itself is on record; the put-back reads it
                 pass
+            with self._unqueued_lock:
+                if len(self._unqueued) < UNQUEUED_HELD:  # beyond: the next guard start puts the rest back
+                    self._unqueued.append(item)
             result.reasons.append(why)
             warnings.warn(why, UserWarning, stacklevel=4)
+            return False
+        return True
+
+    def _put_back_unqueued(self) -> None:
+        """Put back in the review queue the answers it could not take when they were decided (see :meth:`_enqueue`),
+        now that it takes answers again, oldest first, and say so in the audit log (a ``review_requeued`` record,
+        as a guard start writes): a long-running guard no longer leaves them out of reviewers' sight until its
+        next start. Those another process put back meanwhile are skipped; those still refused wait for the next."""
+        from .errors import HGuardError
+
+        with self._unqueued_lock:
+            waiting, self._unqueued = self._unqueued, []
+        if not waiting or self.review_queue is None:
+            return
+        put_back: list[str] = []
+        done = 0
+        try:
+            absent = self.review_queue.absent([item["audit_id"] for item in waiting])
+            for item in waiting:
+                if item["audit_id"] in absent:
+                    try:
+                        self.review_queue.enqueue(item)
+                        put_back.append(item["audit_id"])
+                    except HGuardError:
+                        if self.review_queue.absent([item["audit_id"]]):
+                            raise
+                        # else another process's guard start put it back meanwhile
+                done += 1
+        except HGuardError:  # refused again: kept for the next decision (and the next start)
+            with self._unqueued_lock:
+                self._unqueued[:0] = waiting[done:]
+        if put_back and self.audit is not None:
+            try:
+                self.audit.append({"item_ids": put_back, "queue": str(self.review_queue.path),
+                                   "reason": "the review queue could not take these answers when they were decided "
+                                             "(each has its review_queue_error record); put back by the guard that "
+                                             "decided them, from the answers it held"}, kind="review_requeued")
+            except Exception:  # the items are back in the queue; the records of their failure stand
+                pass
 
     def _spot_check(self, result: GuardResult) -> dict | None:
         """The seeded spot-check selection of one accepted answer (see hguard.monitor); recorded when selected."""

@@ -94,6 +94,8 @@ class Guard(_Scoring, _Recording):
         self._policy_hash = policy_hash(policy)
         self._spot_days: dict[tuple[str, str], int] = {}  # (domain, UTC day) -> spot-checks taken (daily minimum)
         self._spot_lock = threading.Lock()
+        self._unqueued: list[dict] = []  # review items the queue could not take, put back once it takes answers again
+        self._unqueued_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------ construction
 

@@ -498,6 +498,46 @@ def test_a_named_domain_whose_similarity_cannot_be_computed_fails_closed(calibra
                                        for x in r.reasons), r.reasons
 
 
+def test_an_answer_the_queue_could_not_take_is_put_back_by_the_same_guard_once_the_queue_takes_answers(
+        calibrated, tmp_path, monkeypatch):
+    """A long-running guard left such answers out of every reviewer's sight until its next start."""
+    import warnings
+
+    from hguard.review.queue import ReviewQueue
+
+    lm, root = calibrated
+    pol = _policy(root, tmp_path, accept_below=0.0, abstain_above=1.0)  # everything to review
+    g = Guard.from_policy(pol, lm=lm)
+    real = ReviewQueue.enqueue
+
+    def locked(self, item):
+        raise ReviewQueueError(f"review queue {self.path}: another process held the queue for more than 10 s")
+
+    monkeypatch.setattr(ReviewQueue, "enqueue", locked)
+    with pytest.warns(UserWarning, match="this guard puts it back in the queue once the queue takes answers again"):
+        held = g.batch(["who is the author of the book ?", "what is the capital city ?"], domains=["alpha"] * 2)
+    queue = ReviewQueue(tmp_path / "queue.sqlite3")
+    assert [queue.get(r.audit_id) for r in held] == [None, None]
+    taken = []
+    monkeypatch.setattr(ReviewQueue, "enqueue", lambda self, item: taken.append(item["audit_id"]) or real(self, item))
+    later = g.invoke("what is the symbol of gold ?", domain="alpha")
+    assert taken == [later.audit_id, *(r.audit_id for r in held)]  # its own first, then the two left out
+    for r in held:
+        item = queue.get(r.audit_id)
+        assert item is not None and item.answer == r.answer and item.status == "pending"
+    requeued = [r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] == "review_requeued"]
+    assert len(requeued) == 1 and requeued[0]["item_ids"] == [r.audit_id for r in held]
+    taken.clear()
+    g.invoke("what is the symbol of iron ?", domain="alpha")
+    assert len(taken) == 1  # nothing is put back twice
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        Guard.from_policy(pol, lm=lm)
+    assert not [w for w in said if "missing from the review queue" in str(w.message)]
+    beside_log = ReviewQueue(tmp_path / "queue.sqlite3", audit=AuditLog(tmp_path / "audit.jsonl"))
+    assert beside_log.decide(held[0].audit_id, verdict="correct", reviewer="alice").label == "correct"  # as decided
+
+
 def test_an_answer_the_queue_could_not_take_is_put_back_when_a_guard_next_starts(calibrated, tmp_path, monkeypatch):
     """The decision is recorded before the item is queued: a locked queue (or a process killed between the two)
     left an answer held for review in the log and out of every reviewer's sight, and stopped a batch midway."""
