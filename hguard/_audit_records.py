@@ -54,10 +54,13 @@ def _parse_line(raw: bytes, canonical: bool = True) -> tuple[dict[str, Any], byt
 
 
 def _redact(value: Any) -> Any:
-    # Any depth: a question nested under e.g. an llm_call payload is as private as a top-level one.
+    # Any depth: a question nested under e.g. an llm_call payload is as private as a top-level one. A field of
+    # hashes (a verdict's ``reviewed_sha256``: the hash of the question, context and answer shown) is what
+    # redaction writes already: hashed again, it no longer matched what was shown, so no verdict could be exported.
     if isinstance(value, dict):
         return {
-            k: (redacted(v) if k in REDACTED_FIELDS and v is not None else _redact(v)) for k, v in value.items()
+            k: (v if k.endswith("_sha256") else redacted(v) if k in REDACTED_FIELDS and v is not None else _redact(v))
+            for k, v in value.items()
         }
     if isinstance(value, list):
         return [_redact(v) for v in value]

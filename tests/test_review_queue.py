@@ -315,6 +315,46 @@ def test_redacting_audit_log_gets_hashes_of_corrected_answer_and_note(tmp_path):
     assert "Secret" not in audit.path.read_text()
 
 
+def test_a_verdict_in_a_redacting_audit_log_is_exported(tmp_path):
+    """The hashes of what the reviewer was shown were hashed again by the redacting log, so the export took every
+    verdict for one on an edited queue and exported nothing."""
+    audit = AuditLog(tmp_path / "a.jsonl", redact=True)
+    q = guard_queue(tmp_path / "q.sqlite3", audit=audit)
+    q.enqueue(make_item("a"))
+    q.decide("a", verdict="corrected", reviewer="alice", corrected_answer="Bar")
+    (rec,) = verdict_records(audit)
+    assert rec["reviewed_sha256"] == {k: (redacted(make_item("a")[k]) or {}).get("sha256") for k in ("question", "context", "answer")}
+    summary = export_reviewed(q, tmp_path / "reviewed.jsonl")
+    assert [ex.answers for ex in load_examples(tmp_path / "reviewed.jsonl")] == [["Bar"]], summary
+
+
+def test_a_verdict_whose_shown_hashes_an_earlier_redacting_log_hashed_again_is_exported(tmp_path, monkeypatch):
+    """Logs written before the fix hold the hashes hashed again: they still identify what the reviewer was shown."""
+    import hguard._audit_records as records
+
+    def hashed_again(value):  # hguard 0.2.0's walk: every question, context and answer field, hashes included
+        if isinstance(value, dict):
+            return {k: redacted(v) if k in records.REDACTED_FIELDS and v is not None else hashed_again(v)
+                    for k, v in value.items()}
+        return [hashed_again(v) for v in value] if isinstance(value, list) else value
+
+    monkeypatch.setattr(records, "_redact", hashed_again)
+    audit = AuditLog(tmp_path / "a.jsonl", redact=True)
+    q = guard_queue(tmp_path / "q.sqlite3", audit=audit)
+    q.enqueue(make_item("a"))
+    q.enqueue(make_item("b"))
+    q.decide("a", verdict="correct", reviewer="alice")
+    q.decide("b", verdict="correct", reviewer="alice")
+    (rec, _) = verdict_records(audit)
+    assert rec["reviewed_sha256"]["question"] == redacted(redacted(make_item("a")["question"])["sha256"])
+    monkeypatch.undo()
+    with sqlite3.connect(q.path) as conn:  # an item edited after its verdict is still told apart
+        conn.execute("UPDATE review_items SET answer = 'edited' WHERE id = 'b'")
+    summary = export_reviewed(q, tmp_path / "reviewed.jsonl")
+    assert [ex.answers for ex in load_examples(tmp_path / "reviewed.jsonl")] == [[make_item("a")["answer"]]]
+    assert [i for i, _ in summary.skipped] == ["b"]
+
+
 def test_why_an_item_was_held_names_the_reason_that_held_it():
     from hguard.review.queue import ReviewItem
 
