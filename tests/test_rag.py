@@ -552,6 +552,16 @@ def test_evaluate_rag_scores_every_row_you_give_and_skips_domains_without_a_rag_
     held = evaluate_rag(folder / "probes", folder / "work", lm=lm, examples=own, held_out_only=True)
     assert held["domains"]["alpha"]["all"]["n"] == tiny_rag[2]["split"]["n_test"] == len(own) - n_train
     assert held["domains"]["alpha"]["all"]["auroc"]["merged"] == tiny_rag[2]["domains"]["alpha"]["all"]["auroc"]["merged"]
+    # in a fresh work folder only those are answered (all were, and the training side's answers thrown away)
+    fresh = evaluate_rag(folder / "probes", tmp_path / "w4", lm=lm, examples=own, held_out_only=True)
+    assert fresh["domains"]["alpha"]["all"] == held["domains"]["alpha"]["all"]
+    assert fresh["domains"]["alpha"]["n_training_side"] == n_train
+    from hguard.calibrate.collect import load_collected
+
+    assert len(load_collected(tmp_path / "w4").rows) == len(own) - n_train
+    trained_on = [e for e in own if e.id not in {x["id"] for x in held["domains"]["alpha"]["answers"]}]
+    with pytest.raises(DataError, match=f"all {n_train} rows given lie on the training side .* leave out --held-out-only"):
+        evaluate_rag(folder / "probes", tmp_path / "w5", lm=lm, examples=trained_on, held_out_only=True)
     closed = Example(id="closed", question="q?", answers=["x"], domain="alpha")
     with pytest.raises(DataError, match="1 rows have no context .*'closed'"):
         evaluate_rag(folder / "probes", tmp_path / "w2", lm=lm, examples=[closed])

@@ -65,6 +65,12 @@ RAG_MERGER_FEATURES = _rag_merger_features()
 # ------------------------------------------------------------------------------------ signals
 
 
+def row_condition(e: Example) -> str:
+    """A RAG row's condition: ``meta.condition``; your own rows need not say it (a row is its own passage's, or,
+    unanswerable, no passage's)."""
+    return (e.meta or {}).get("condition") or ("unanswerable" if e.kind == "unanswerable" else "supporting")
+
+
 def add_rag_signals(generator, col: Collected, examples: Sequence[Example], work_dir: str | os.PathLike, *,
                     scorer=None, progress: bool = True) -> list[dict]:
     """Per row of ``col``: the grounding and closed-book signals (and ``log_length``), computed once
@@ -98,9 +104,7 @@ def add_rag_signals(generator, col: Collected, examples: Sequence[Example], work
         row = {**r, **{k: v for k, v in done[r["id"]].items() if k != "id"},
                **{k: v for k, v in rel[r["id"]].items() if k != "id"}, **label_row(e, r["answer"])}
         row["log_length"] = math.log1p(r["length"])
-        # your own rows need not say these: a row is its own passage's (or, unanswerable, no passage's) and
-        # its domain's dataset
-        row["condition"] = (e.meta or {}).get("condition") or ("unanswerable" if e.kind == "unanswerable" else "supporting")
+        row["condition"] = row_condition(e)  # your own rows need not say these: a row is its domain's dataset
         row["dataset"] = (e.meta or {}).get("dataset") or e.domain
         out.append(row)
     return out

@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import DataError, InputError
 from ..signals.embedding import router_sample
-from .collect import collect
+from .collect import _group_key, collect
 from .data import Example, data_hash, rows_for_mode, warn_rag_meta
 from ._pipeline_evaluate import refuse_foreign_layout
 from .pipeline import (
@@ -62,6 +62,7 @@ from ._rag_signals import (
     REPORT_TARGET,
     SIGNALS_FILE,
     add_rag_signals,
+    row_condition,
 )
 
 __all__ = [
@@ -248,6 +249,22 @@ def _collected(examples: Sequence[Example], work: Path) -> list[Example]:
 
 
 
+def _on_training_side(examples: Sequence[Example], probes: dict, test_fraction: float, seed: int) -> set[str]:
+    """The ids of the rows their domain's calibration trained on: where the split its probe file records puts
+    them (as calibrate_rag splits, all rows at once: by group, a passage on one side)."""
+    rows = [{"id": e.id, "domain": e.domain, "group": _group_key(e), "condition": row_condition(e)} for e in examples]
+    passages = [e.context for e in examples]
+    sides: dict[tuple[float, int], np.ndarray] = {}  # one split per (test_fraction, seed) the probe files record
+    trained: set[str] = set()
+    for domain, cd in probes.items():
+        sp = cd.split or {}
+        recorded = (float(sp.get("test_fraction", test_fraction)), int(sp.get("seed", seed)))
+        if recorded not in sides:
+            sides[recorded] = split_groups(rows, *recorded, passages=passages)
+        trained |= {r["id"] for r, test in zip(rows, sides[recorded]) if r["domain"] == domain and not test}
+    return trained
+
+
 def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, model: str = "default", lm=None,
                  test_fraction: float = 0.3, seed: int = 0, batch_size: int = 8, progress: bool = False,
                  collected_only: bool = False, examples: Sequence[Example] | None = None,
@@ -276,11 +293,12 @@ def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, 
     settings = first.generation or GenerationSettings(max_new_tokens=DEFAULT_MAX_NEW_TOKENS, prompt_mode=RAG)
     given = examples is not None
     skipped: dict[str, str] = {}
+    given_rows: list[Example] = []
     if examples is not None:
         examples = rows_for_mode(examples, rag=True)
         skipped = {d: f"no RAG probe for domain {d!r} in {str(probes_dir)!r}"
                    for d in sorted({e.domain for e in examples} - set(probes))}
-        examples = [e for e in examples if e.domain in probes]
+        examples = given_rows = [e for e in examples if e.domain in probes]
         if not examples:
             raise DataError(f"none of the rows is of a domain with a RAG probe in {str(probes_dir)!r} "
                             f"(probes: {', '.join(sorted(map(str, probes)))}; rows: {', '.join(skipped)})")
@@ -288,6 +306,15 @@ def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, 
         examples = [e for rows in _reference_rag_sets().values() for e in rows if e.domain in probes]
     if collected_only:
         examples = _collected(examples, Path(work_dir))
+    trained: set[str] = set()  # given rows on their calibration's training side
+    if given:
+        trained = _on_training_side(examples, probes, test_fraction, seed)
+        if held_out_only:  # only the others are answered: answering these too would only be thrown away
+            examples = [e for e in examples if e.id not in trained]
+            if not examples:
+                raise DataError(f"all {len(trained)} rows given lie on the training side of their domain's calibration "
+                                "(the split its probe file records), so --held-out-only leaves none to score; give rows "
+                                "the calibration did not see, or leave out --held-out-only to score these (optimistically)")
     lm, gen = _setup(model, lm, settings)  # after the rows are read and checked
     for cd in probes.values():
         refuse_foreign_layout(cd, gen)
@@ -299,28 +326,17 @@ def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, 
                  "every row given (scores of rows the calibration trained on are optimistic)") if given
                 else "passages on the test side of the split")
     result: dict[str, Any] = {"model": lm.name, "prompt_mode": RAG, "held_out": held_out, "domains": {}, "skipped": skipped}
-    test_sides: dict[tuple[float, int], np.ndarray] = {}  # one split per (test_fraction, seed) the probe files record
     for domain, cd in probes.items():
-        if given and not any(r["domain"] == domain for r in rows):
+        if given and not any(e.domain == domain for e in given_rows):
             continue
         mine = np.array([r["domain"] == domain for r in rows])
-        on_training_side = np.zeros(len(rows), dtype=bool)
-        if given:  # where the calibration's own split puts these rows (as calibrate_rag splits, all rows at once)
-            sp = cd.split or {}
-            recorded = (float(sp.get("test_fraction", test_fraction)), int(sp.get("seed", seed)))
-            if recorded not in test_sides:
-                test_sides[recorded] = split_groups(rows, *recorded, passages=passages)
-            on_training_side = mine & ~test_sides[recorded]
-        keep = mine & test
-        if held_out_only:
-            keep &= ~on_training_side
-        idx = np.flatnonzero(keep)
+        idx = np.flatnonzero(mine & test)
         fitted = {"probe": cd.probe, "merger": cd.merger, "thresholds": cd.thresholds}
         det = cd.knowledge_conflict or {}
         m = rag_report(fitted, [rows[i] for i in idx], col.features[idx], det, answers=True)
         m["fingerprint_problems"] = cd.check_fingerprints(gen.mode_fingerprints(RAG))
         m["probe_id"] = cd.probe_id
         if given:
-            m["n_training_side"] = int(on_training_side.sum())
+            m["n_training_side"] = sum(1 for e in given_rows if e.domain == domain and e.id in trained)
         result["domains"][domain] = m
     return result
