@@ -183,6 +183,9 @@ def test_rag_calibration_warnings_name_a_domain_at_chance_and_held_out_accepts_a
     assert len(lines) == 3 and all("'claims'" in x for x in lines), lines
     assert "5 of 13 answers from an off-topic passage were accepted (38%, 95% interval 14%-68%)" in lines[2]
     assert "0.31-0.97" in lines[0] and "7 correct, 35 hallucinated" in lines[0]
+    # a high AUROC on few answers is not said to fail to separate them: it is not shown to (a trial read 1.000 as chance)
+    assert "is not shown to separate held-out answers better than chance: the 95% interval of its AUROC 0.743 is " \
+           "0.31-0.97, which reaches 0.5 (n=42" in lines[0]
     assert "3 of the 6 accepted answers were hallucinated (50%, 95% interval 12%-88%), above the target 0.3" in lines[1]
     # a clinical team's domain: 0.670 [0.53, 0.81] overall, chance on the answers given with their own passage
     clinical = {"all": {"auroc": {"merged": 0.670}, "auroc_ci95": {"merged": [0.53, 0.81]}, "correct": 20, "hallucinated": 40},

@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 from .._policy_fit import check_levels
@@ -169,6 +170,14 @@ def _calibration_summary(m: dict) -> list[str]:
     return lines
 
 
+def _not_shown(auroc: float, ci: Sequence[float], correct: int, hallucinated: int) -> str:
+    """How a calibration warning says that a risk's AUROC interval reaches chance: the AUROC itself may be high
+    (1.000 on 8 answers), so the words say it is not shown to separate them, not that it does not."""
+    return (f"is not shown to separate held-out answers better than chance: the 95% interval of its AUROC {auroc:.3f} "
+            f"is {ci[0]:.2f}-{ci[1]:.2f}, which reaches 0.5 (n={correct + hallucinated}: {correct} correct, "
+            f"{hallucinated} hallucinated)")
+
+
 def calibration_warnings(report: dict, caught) -> list[str]:
     """What a calibration's user must not miss, one line each: a domain whose merged risk does not
     separate its held-out answers (the 95% interval reaches chance), a held-out family it ranks backwards
@@ -181,10 +190,8 @@ def calibration_warnings(report: dict, caught) -> list[str]:
         if a is not None and lo_hi is not None and lo_hi[0] <= 0.5:
             halluc = round((m.get("hallucination_rate") or 0) * m["n_scored"])
             lines.append(
-                f"domain {d!r}: the merged risk does not separate held-out answers better than chance (AUROC {a:.3f}, "
-                f"95% interval {lo_hi[0]:.2f}-{lo_hi[1]:.2f}, n={m['n_scored']}: {m['n_scored'] - halluc} correct, "
-                f"{halluc} hallucinated); do not rely on its scores: add labelled answers (more questions, more kinds) "
-                "and calibrate again"
+                f"domain {d!r}: the merged risk {_not_shown(a, lo_hi, m['n_scored'] - halluc, halluc)}; do not rely on "
+                "its scores: add labelled answers (more questions, more kinds) and calibrate again"
             )
         t = m.get("at_target") or {}
         if t.get("accept_below") is not None and t["accept_below"] >= 1.0:
@@ -313,10 +320,8 @@ def rag_calibration_warnings(report: dict, target: float) -> list[str]:
         if chance:
             assert merged is not None and lo_hi is not None
             lines.append(
-                f"domain {d!r}: the merged risk does not separate held-out answers better than chance (AUROC "
-                f"{merged:.3f}, 95% interval {lo_hi[0]:.2f}-{lo_hi[1]:.2f}, n={a.get('correct', 0) + a.get('hallucinated', 0)}: "
-                f"{a.get('correct')} correct, {a.get('hallucinated')} hallucinated); do not rely on its scores: add labelled "
-                "answers (more passages, more kinds of question) and calibrate again")
+                f"domain {d!r}: the merged risk {_not_shown(merged, lo_hi, a.get('correct', 0), a.get('hallucinated', 0))}; "
+                "do not rely on its scores: add labelled answers (more passages, more kinds of question) and calibrate again")
         else:  # the overall figure can come from the contrast conditions alone (off-topic answers are easy to tell)
             sup = (m.get("conditions") or {}).get("supporting") or {}
             s_merged, s_ci, s_chance = at_chance(sup)
@@ -324,8 +329,7 @@ def rag_calibration_warnings(report: dict, target: float) -> list[str]:
                 assert s_merged is not None and s_ci is not None
                 lines.append(
                     f"domain {d!r}: on answers given with their own passage (the supporting condition) the merged risk "
-                    f"does not separate right from wrong better than chance (AUROC {s_merged:.3f}, 95% interval "
-                    f"{s_ci[0]:.2f}-{s_ci[1]:.2f}, {sup.get('correct')} correct, {sup.get('hallucinated')} hallucinated); "
+                    f"{_not_shown(s_merged, s_ci, sup.get('correct', 0), sup.get('hallucinated', 0))}; "
                     f"the overall {merged:.3f} comes from the contrast conditions (off-topic, misleading passages): "
                     "the risk tells a wrong passage from a right one, not a wrong answer from a right one, on the "
                     "questions users ask with the passage that answers them")
