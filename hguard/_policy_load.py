@@ -210,6 +210,12 @@ def load_policy(path: str | Path) -> Policy:
     # absolute(), not resolve(): paths are relative to where the file was
     # referenced, even when that is a symlink into another directory.
     policy = _validate(data, source=source, base_dir=path.absolute().parent)
+    from hguard.policy import refuse_shared_files
+
+    try:
+        refuse_shared_files({"the policy file": path, **policy.files()})
+    except ValueError as exc:
+        raise PolicyError(f"invalid policy file {str(path)!r}: {exc}") from None
     policy._source = path.absolute()
     policy._named = data
     return policy

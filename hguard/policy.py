@@ -28,6 +28,7 @@ path stays importable and fast without them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -327,6 +328,25 @@ class MonitorConfig(_Section):
     )
 
 
+def refuse_shared_files(files: Mapping[str, Path]) -> None:
+    """ValueError when two of ``files`` (key path -> file) are one file (the same path, or a link to it): the
+    monitor's state written over the audit log, or the review queue's database into it, lost every record."""
+    seen: list[tuple[str, Path]] = []
+    for key, path in files.items():
+        p = Path(os.path.normpath(Path(path).expanduser().absolute()))
+        for other, q in seen:
+            same = p == q
+            if not same:
+                try:
+                    same = p.exists() and q.exists() and os.path.samefile(p, q)
+                except OSError:
+                    same = False
+            if same:
+                raise ValueError(f"{other} and {key} name the same file ({str(p)!r}): hguard would write one over the "
+                                 f"other; give each its own file")
+        seen.append((key, p))
+
+
 class Policy(_Section):
     """A whole policy file. Build it with :func:`load_policy` or ``Policy.model_validate``.
 
@@ -497,6 +517,18 @@ class Policy(_Section):
                 f"name one of {sorted(self.domains)} or remove the key"
             )
         return self
+
+    @model_validator(mode="after")
+    def _files_apart(self) -> Policy:
+        refuse_shared_files(self.files())
+        return self
+
+    def files(self) -> dict[str, Path]:
+        """The files this policy names for hguard to write or read (key path -> file), each its own."""
+        named = {"audit.path": self.audit.path, "audit.anchor": self.audit.anchor,
+                 "integrity.key_file": self.integrity.key_file, "review.queue": self.review.queue,
+                 "monitor.state": self.monitor.state}
+        return {k: v for k, v in named.items() if v is not None}
 
     @property
     def source(self) -> Path | None:

@@ -364,6 +364,26 @@ def test_file_level_errors(tmp_path, name, content, expected):
     assert expected in str(info.value) and str(path) in str(info.value)
 
 
+@pytest.mark.parametrize("table, key, value, first, second", [
+    ("monitor", "state", "audit.jsonl", "audit.path", "monitor.state"),
+    ("review", "queue", "./logs/../audit.jsonl", "audit.path", "review.queue"),
+    ("monitor", "state", "p.toml", "the policy file", "monitor.state"),
+    ("audit", "anchor", "review.sqlite3", "audit.anchor", "review.queue"),
+    ("monitor", "state", "link-to-log", "audit.path", "monitor.state"),
+])
+def test_two_settings_naming_one_file_are_refused(tmp_path, table, key, value, first, second):
+    """The monitor wrote its state over the audit log (every record lost), the review queue its database into it."""
+    (tmp_path / "audit.jsonl").write_text("")
+    (tmp_path / "link-to-log").symlink_to(tmp_path / "audit.jsonl")
+    tables = {"audit": {"path": "audit.jsonl"}, "review": {"queue": "review.sqlite3"}, "monitor": {"state": "state.json"}}
+    tables[table][key] = value
+    text = "version = 1\n" + "".join(f"[{t}]\n" + "".join(f"{k} = {v!r}\n" for k, v in kv.items()) for t, kv in tables.items())
+    path = write(tmp_path, "p.toml", text.replace("'", '"'))
+    with pytest.raises(PolicyError, match=rf"{first} and {second} name the same file .*give each its own file"):
+        load_policy(path)
+    assert (tmp_path / "audit.jsonl").read_text() == "" and (tmp_path / "p.toml").read_text().startswith("version")
+
+
 def test_missing_and_non_utf8_files(tmp_path):
     with pytest.raises(PolicyError, match="does not exist"):
         load_policy(tmp_path / "nope.toml")
