@@ -216,6 +216,25 @@ def test_collection_refuses_answers_given_to_an_edited_row(tmp_path, setup):
     assert len(collect_mod.collect(gen, renamed, tmp_path, progress=False).rows) == 5
 
 
+def test_a_domain_renamed_since_collection_is_calibrated_under_its_new_name(tmp_path, setup):
+    """A trial reused its --work folder for the same rows under another domain name: the probe was written as the
+    old domain's (a second file claiming a bundled domain), with the data hash of no rows."""
+    lm, exs, data, out, report = setup
+    places = [e.model_copy(update={"domain": "places"}) if e.domain == "alpha" else e for e in exs]
+    write_examples(tmp_path / "places.jsonl", places)
+    calibrate([data], tmp_path / "before", lm=lm, system_prompt="answer", max_new_tokens=4, progress=False,
+              plots=False, work_dir=tmp_path / "work")
+    again = calibrate([tmp_path / "places.jsonl"], tmp_path / "after", lm=lm, system_prompt="answer", max_new_tokens=4,
+                      progress=False, plots=False, work_dir=tmp_path / "work")
+    assert sorted(p.name for p in (tmp_path / "after").glob("*.json") if p.name != "report.json") == ["beta.json", "places.json"]
+    assert set(again["domains"]) == {"places", "beta"}
+    written = json.loads((tmp_path / "after" / "places.json").read_text())
+    fresh = calibrate([tmp_path / "places.jsonl"], tmp_path / "fresh", lm=lm, system_prompt="answer", max_new_tokens=4,
+                      progress=False, plots=False)
+    assert written["metadata"]["data_hash"] == json.loads((tmp_path / "fresh" / "places.json").read_text())["metadata"]["data_hash"]
+    assert again["domains"]["places"]["n_scored"] == fresh["domains"]["places"]["n_scored"]
+
+
 def test_auroc_intervals_hold_the_estimate_and_shrink_with_more_answers():
     from hguard.calibrate.pipeline import auroc, auroc_ci
 

@@ -65,26 +65,34 @@ def relabel(col: Collected, examples: Sequence[Example]) -> Collected:
     for r in col.rows:
         e = by_id.get(r["id"])
         if e is not None:
-            r.update(label_row(e, r["answer"]))
-            r["group"] = _group_key(e)
+            r.update(_given(e, r["answer"]))
     return col
+
+
+def _given(e: Example, answer: str) -> dict:
+    """What a collected row takes from its example rather than from the model's answer: read afresh whenever
+    answers are reused by row id (a row moved to another domain since was fitted, and its probe written, under
+    the old one)."""
+    return {
+        "domain": e.domain,
+        "kind": asked_kind(e.kind, e.meta),  # for the model's accuracy; the judge reads the example's own kind
+        **label_row(e, answer),
+        "source": (e.meta or {}).get("source", "dataset") if e.meta else "dataset",
+        "review_risk": (e.meta or {}).get("risk") if e.meta else None,
+        "group": _group_key(e),
+    }
 
 
 def _row(e: Example, g) -> dict:
     return {
         "id": e.id,
-        "domain": e.domain,
-        "kind": asked_kind(e.kind, e.meta),  # for the model's accuracy; the judge reads the example's own kind
         "question": e.question,
         "input_hash": input_hash(e),
         "answer": g.text,
         "finished": g.finished,
         "n_cett_tokens": g.n_cett_tokens,
         **g.confidence,
-        **label_row(e, g.text),
-        "source": (e.meta or {}).get("source", "dataset") if e.meta else "dataset",
-        "review_risk": (e.meta or {}).get("risk") if e.meta else None,
-        "group": _group_key(e),
+        **_given(e, g.text),
     }
 
 
