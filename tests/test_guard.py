@@ -296,6 +296,25 @@ def test_review_routes_are_enqueued_and_a_failing_queue_is_said(guard, calibrate
     assert held.route == "review" and "disk full" in held.reasons[-1]
 
 
+def test_an_answer_cut_by_the_callers_stop_sequence_is_held_unless_the_domain_warns(calibrated, tmp_path):
+    """A stop sequence can cut "400 mg" to "4", and the cut answer was accepted on a risk calibrated on whole
+    answers; a shorter max_new_tokens was already held."""
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=None), lm=lm)
+    whole = g.invoke("who is the author ?", domain="alpha")
+    assert whole.route == "accept"
+    word = whole.answer.split()[-1]
+    cut = g.invoke("who is the author ?", domain="alpha", stop=[word])
+    assert cut.answer != whole.answer and cut.route == "review", (cut.answer, cut.reasons)
+    assert any("the answer was cut by a stop sequence" in x and "(generation_mismatch = 'review')" in x for x in cut.reasons)
+    unused = g.invoke("who is the author ?", domain="alpha", stop=["never in any answer"])
+    assert unused.route == "accept" and unused.answer == whole.answer  # a stop that cut nothing changes nothing
+    warned = Guard.from_policy(_policy(root, tmp_path / "w", accept_below=1.0, abstain_above=None,
+                                       generation_mismatch="warn"), lm=lm)
+    kept = warned.invoke("who is the author ?", domain="alpha", stop=[word])
+    assert kept.route == "accept" and any(x.startswith("warning: the answer was cut by a stop sequence") for x in kept.reasons)
+
+
 def test_eight_threads_get_their_own_signals(guard):
     qs = [f"what is the {w} of the country ?" for w in "capital city river element symbol author book year".split()]
     sequential = [guard.invoke(q, domain="alpha") for q in qs]
