@@ -99,6 +99,18 @@ __all__ = [
 # ------------------------------------------------------------------------------------------ policy identity
 
 
+
+def _similarity_to(choice: Mapping[str, Any], name: str) -> float | None:
+    """A decision's question similarity to domain ``name``, as the router measures it: among the similarities of
+    an automatic choice, or the named domain's own when the request named it (``domain=``, as the adapters'
+    README advises: such traffic left the similarity drift untested for ever)."""
+    sims = choice.get("similarities")
+    if isinstance(sims, Mapping) and sims.get(name) is not None:
+        return sims[name]
+    if choice.get("given") and choice.get("chosen") == name and isinstance(choice.get("similarity"), (int, float)):
+        return float(choice["similarity"])
+    return None
+
 def policy_id(policy) -> str:
     """What the guarantee is: every domain's target and confidence (sha256, 16 hex). Logs and queues written
     under another guarantee are evidence of another claim, so the monitor refuses them."""
@@ -453,7 +465,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         routes = Counter(r.get("route") for r in dom)
         w = dp.drift_window
         # drift too is read on the answers after the latest lift: the person lifted it having seen those before
-        sims = [((r.get("domain_choice") or {}).get("similarities") or {}).get(name) for r in fresh]
+        sims = [_similarity_to(r.get("domain_choice") or {}, name) for r in fresh]
         sims = [s for s in sims if s is not None]
         oods = [(r.get("signals") or {}).get("ood_distance") for r in fresh]
         oods = [x for x in oods if x is not None]

@@ -444,6 +444,21 @@ def test_clean_spot_checks_do_not_tighten(tmp_path):
     assert not e["breach"] and e["state"]["state"] == "normal"
 
 
+def test_similarity_drift_is_tested_on_requests_that_named_their_domain(tmp_path):
+    """Requests with domain= (as the adapters' README advises) record their similarity to the named domain, not the
+    router's similarities: the monitor read only the latter, so such traffic left the drift untested for ever."""
+    policy = _pol(tmp_path, drift_window=20)
+    log = AuditLog(policy.audit.path)
+    for i in range(40):  # the second window's questions lie much further from the domain
+        log.append({"policy_id": policy_id(policy), "domain": "geo", "route": "review", "risk": 0.5,
+                    "domain_choice": {"method": "given", "given": True, "chosen": "geo",
+                                      "similarity": 0.6 + 0.001 * i if i < 20 else 0.2 + 0.001 * i}}, kind="decision")
+    log.append({"policy_id": policy_id(policy), "domain": "geo", "route": "review", "risk": 0.5,  # another's: not geo's
+                "domain_choice": {"method": "given", "given": True, "chosen": "other", "similarity": 0.9}}, kind="decision")
+    d = run_monitor(policy, act=False)["domains"]["geo"]["drift"]["similarity"]
+    assert d["drift"] is True and d["n_live"] == 20, d
+
+
 def test_a_domain_calibrated_closed_book_and_with_context_is_watched_per_calibration(tmp_path, monkeypatch):
     """Two probes for one domain: each calibration's risks against the live risks of its own probe, and
     one tightened threshold that holds for both (the stricter of the two certified ones)."""
