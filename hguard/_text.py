@@ -34,6 +34,13 @@ def hidden_character(c: str) -> bool:
     return unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") and c not in "\u200c\u200d"
 
 
+def hidden_characters_in(name: str) -> str | None:
+    """What a person's name (a reviewer, who lifted a tightening) holds that would let it show as another name in
+    a one-line listing (a line break, a direction override), as ``U+XXXX`` codes; None when nothing."""
+    hidden = [c for c in name if hidden_character(c)]
+    return ", ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(hidden)) if hidden else None
+
+
 def blank(text: str) -> bool:
     """Whether ``text`` shows nothing: empty, whitespace, or invisible format characters alone (a zero-width
     space, a byte-order mark), which ``str.strip`` keeps."""

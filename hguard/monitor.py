@@ -68,7 +68,9 @@ from ._monitor_state import (
 )
 from ._monitor_stats import breached, drift_test, live_bounds, min_checks, selection_u
 from ._stats import clopper_pearson_lower, clopper_pearson_upper
+from ._text import hidden_characters_in
 from .errors import DataError, InputError, PolicyError
+from .errors import shown as _short
 
 __all__ = [
     "SPOT",
@@ -607,6 +609,9 @@ def lift(policy, domain: str, *, by: str, reason: str, audit_path=None) -> Domai
         raise InputError(f"domain {domain!r} is not in the policy (known: {', '.join(sorted(policy.domains))})")
     if not isinstance(by, str) or not by.strip():
         raise InputError("say who lifts the tightening: pass --by NAME")
+    hidden = hidden_characters_in(by)
+    if hidden:  # as a reviewer's name: a line break or direction override would show as another person's lift
+        raise InputError(f"--by {_short(by)} holds control or formatting character(s) {hidden}; type the name as plain text")
     if not isinstance(reason, str) or not reason.strip():
         raise InputError("say why the tightening is lifted: pass --reason TEXT")
     audit_path = Path(audit_path or policy.audit.path)

@@ -289,6 +289,11 @@ def test_monitor_run_estimates_tightens_on_a_breach_and_a_person_lifts(tmp_path,
     # a second run keeps it tightened without a second tightening
     run_monitor(policy)
     assert [r["kind"] for r in log].count("monitor_tighten") == 1
+    # a name that would show as another person's in one-line listings is refused, as a reviewer's is
+    for spoof in ("bob\u202eecila", "alice\n    32  2026-12-04  monitor_lift  by=security-officer"):
+        with pytest.raises(InputError, match=r"--by .* holds control or formatting character\(s\) U\+(202E|000A); type"):
+            lift(policy, "geo", by=spoof, reason="ok")
+    assert [r["kind"] for r in log].count("monitor_lift") == 0
     # a person lifts it: audited, state normal, evidence counted afresh from then on
     st = lift(policy, "geo", by="ops", reason="checked the new traffic")
     from hguard.cli.audit import main as audit_main

@@ -51,7 +51,7 @@ from typing import Any, Literal
 
 from .._policy_route import SPOT_CHECK_REASON
 from .._privacy import FILE_MODE, redacted
-from .._text import hidden_character, same_words
+from .._text import hidden_characters_in, same_words
 from ..audit import AuditLog
 from ..errors import HGuardError, InputError, ReviewQueueError
 from ._store import _COLUMNS, _item, migrate
@@ -425,11 +425,10 @@ class ReviewQueue:
                 "say who made the decision"
             )
         reviewer = reviewer.strip()
-        hidden = [c for c in reviewer if hidden_character(c)]
+        hidden = hidden_characters_in(reviewer)
         if hidden:  # a line break or a direction override lets a name show as another in one-line listings
             raise InputError(
-                f"reviewer {_show(reviewer)} holds control or formatting character(s) "
-                f"{', '.join(f'U+{ord(c):04X}' for c in dict.fromkeys(hidden))}; type the name as plain text"
+                f"reviewer {_show(reviewer)} holds control or formatting character(s) {hidden}; type the name as plain text"
             )
         if corrected_answer is not None and not isinstance(corrected_answer, str):
             raise InputError(f"corrected_answer must be a str or None, got {type(corrected_answer).__name__}")
