@@ -509,7 +509,7 @@ class Guard(_Scoring, _Recording):
         routes it to review); ``max_new_tokens`` replaces the policy's for this call."""
         return self.batch(
             [question], [context], [domain], request_ids=[request_id], streamer=streamer, early_stop=early_stop,
-            histories=[history], systems=[system], stop=stop, problems=[list(problems)], max_new_tokens=max_new_tokens,
+            histories=[history], systems=[system], stop=stop, problems=[problems], max_new_tokens=max_new_tokens,
         )[0]
 
     def _refused(self, question, err: InputError, *, context=None, domain=None) -> InputError:
@@ -597,6 +597,11 @@ class Guard(_Scoring, _Recording):
         request_ids = [None] * n if request_ids is None else list(request_ids)
         histories = [None] * n if histories is None else list(histories)
         systems = [None] * n if systems is None else list(systems)
+        plain = next((p for p in problems or () if isinstance(p, str)), None) if not isinstance(problems, str) else problems
+        if plain is not None:  # read as a list, a string's characters became 28 "scoring problem: c" reasons
+            raise self._refused(list(questions), InputError(
+                f"problems must be a list of reasons (one list per question in batch), got the string {plain!r:.60}; "
+                f"pass [{plain!r:.40}]"))
         extra_problems = [[] for _ in range(n)] if problems is None else [list(p or ()) for p in problems]
         if not (len(contexts) == len(domains) == len(request_ids) == len(histories) == len(systems) == len(extra_problems) == n):
             raise self._refused(list(questions), InputError(

@@ -315,6 +315,17 @@ def test_an_answer_cut_by_the_callers_stop_sequence_is_held_unless_the_domain_wa
     assert kept.route == "accept" and any(x.startswith("warning: the answer was cut by a stop sequence") for x in kept.reasons)
 
 
+def test_problems_given_as_a_plain_string_are_refused(guard):
+    """A string was read as its characters: 28 reasons "scoring problem: c", "scoring problem: a", ..."""
+    with pytest.raises(InputError, match=r"problems must be a list of reasons .* got the string 'cache was stale'; "
+                                         r"pass \['cache was stale'\]"):
+        guard.invoke("who is the author ?", domain="alpha", problems="cache was stale")
+    with pytest.raises(InputError, match="problems must be a list of reasons"):
+        guard.batch(["who is the author ?", "what is gold ?"], domains=["alpha"] * 2, problems=[["x"], "stale"])
+    held = guard.invoke("who is the author ?", domain="alpha", problems=["cache was stale"])
+    assert held.route == "review" and sum("cache was stale" in x for x in held.reasons) == 1
+
+
 def test_eight_threads_get_their_own_signals(guard):
     qs = [f"what is the {w} of the country ?" for w in "capital city river element symbol author book year".split()]
     sequential = [guard.invoke(q, domain="alpha") for q in qs]
