@@ -196,6 +196,25 @@ def test_rag_calibration_warnings_name_a_domain_at_chance_and_held_out_accepts_a
     assert "'clinical'" in line and "supporting condition" in line and "0.31-0.66" in line and "overall 0.670" in line
 
 
+def test_evaluate_rag_warns_as_calibrate_rag_does(tmp_path, monkeypatch, capsys):
+    """A trial's own HR rows scored 0.52 [0.13, 0.89] merged against 0.875 for grounding alone, and evaluate said
+    nothing: calibrate-rag would have warned."""
+    import hguard.calibrate.rag as rag
+    from hguard.cli import main
+
+    policy = {"all": {"n": 22, "refusals": 4, "correct": 9, "hallucinated": 9, "auroc": {"merged": 0.52, "grounding": 0.875},
+                      "auroc_ci95": {"merged": [0.13, 0.89]}, "accepted": {"n": 22, "k": 0, "rate": 0.0},
+                      "hallucinated_among_accepted": {"n": 0, "k": 0, "rate": None}},
+              "thresholds": {"accept_below": 0.0, "target": 0.1}, "conditions": {}}
+    monkeypatch.setattr(rag, "evaluate_rag", lambda *a, **k: {"held_out": "every row given", "domains": {"policy": policy},
+                                                              "skipped": {}})
+    for json_out in ([], ["--json"]):
+        assert main(["evaluate", "--rag", "--probes", str(tmp_path), "--work", str(tmp_path / "w"), *json_out]) == 0
+        err = capsys.readouterr().err
+        assert "hguard evaluate: warning: domain 'policy': the merged risk is not shown to separate held-out answers " \
+               "better than chance: the 95% interval of its AUROC 0.520 is 0.13-0.89" in err, err
+
+
 def test_calibration_warnings_say_each_kind_of_fit_warning_once_per_domain():
     import warnings
 

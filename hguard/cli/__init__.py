@@ -419,8 +419,13 @@ def cmd_evaluate(args) -> int:
             examples = load_examples(args.data)
         res = evaluate_rag(args.probes, args.work, model=args.model, examples=examples,
                            batch_size=args.batch_size, collected_only=args.collected_only, held_out_only=args.held_out_only)
+        warned = [line for d, m in res["domains"].items()  # as calibrate-rag warns: the overall figure can flatter
+                  for line in rag_calibration_warnings({"domains": {d: m}}, float(m["thresholds"]["target"]))]
         if args.json:
             print(_dump(res))
+        for line in warned:
+            print(f"hguard evaluate: warning: {line}", file=sys.stderr)
+        if args.json:
             return 0
         print(f"scored: {res['held_out']}")
         for d, m in res["domains"].items():
