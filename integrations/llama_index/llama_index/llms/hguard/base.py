@@ -80,8 +80,8 @@ class HGuardLLM(CustomLLM):
     """A local Hugging Face chat model guarded by hguard, as a LlamaIndex LLM.
 
     ``complete(question, context=..., domain=...)`` returns a ``CompletionResponse`` whose ``text``
-    is what the user should see (answer on accept, abstain message on abstain, ``"[needs review] "``
-    + answer on review) and whose ``additional_kwargs`` hold the decision (``route``, ``risk``,
+    is what the user should see (answer on accept, abstain message on abstain, the policy's ``review_message`` on
+    review, or ``"[needs review] "`` + answer in a policy without one) and whose ``additional_kwargs`` hold the decision (``route``, ``risk``,
     ``signals``, ``reasons``, ``audit_id``, ``domain``, ``request_id``, ``probe_id``,
     ``thresholds``, ``model_name``). ``chat`` takes the last user message as the question and system
     messages (and messages named ``"context"``) as context.
