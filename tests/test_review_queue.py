@@ -446,6 +446,8 @@ def test_export_writes_valid_calibration_rows_with_reviewer_labels(queue, tmp_pa
     # correct at 0.7 and hallucinated at 0.3 disagree; corrected at 0.9 and the skipped correct at 0.2 agree.
     assert (summary.n_disagreements, summary.n_scored) == (2, 4)
     assert summary.skipped == [("nodomain", "it has no domain; calibration rows need one")]
+    assert "disagreed with the risk read at 0.5 (hallucinated at or above it; not the policy's thresholds) on 2 of 4" \
+        in summary.summary() and (summary.n_spot_checks, summary.n_spot_hallucinated) == (0, 0)
 
     only_med = export_reviewed(queue, tmp_path / "med.jsonl", domain="medicine")
     assert [ex.id for ex in load_examples(tmp_path / "med.jsonl")] == ["review-unscored"]
@@ -483,6 +485,18 @@ def test_export_writes_valid_calibration_rows_with_reviewer_labels(queue, tmp_pa
     with pytest.raises(InputError, match=r"pharma.jsonl already exists and is not an earlier review export .*nothing was written"):
         export_reviewed(queue, mine)
     assert mine.read_bytes() == kept
+
+
+def test_export_counts_the_spot_checked_accepted_answers_reviewers_said_were_hallucinated(queue, tmp_path):
+    """A trial's one spot-checked accepted answer (risk 0.53) judged hallucinated read as "disagreed on 0 of 1": the
+    fixed 0.5 said nothing of the guard's own mistake."""
+    queue.enqueue(make_item("acc", risk=0.53, spot_check=True))
+    queue.enqueue(make_item("acc2", risk=0.1, spot_check=True))
+    queue.decide("acc", verdict="hallucinated", reviewer="alice")
+    queue.decide("acc2", verdict="correct", reviewer="alice")
+    summary = export_reviewed(queue, tmp_path / "r.jsonl")
+    assert (summary.n_spot_checks, summary.n_spot_hallucinated) == (2, 1)
+    assert "; 1 of the 2 spot-checked accepted answers were hallucinated" in summary.summary()
 
 
 def test_a_hallucinated_verdict_on_an_answer_given_with_context_is_not_exported_as_unanswerable(queue, tmp_path):

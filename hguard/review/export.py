@@ -36,9 +36,11 @@ row: no domain, a domain name that is not a calibration slug (lowercase letters,
 "correct" verdict on an empty answer. When no row is left, the output file is not written (an empty
 calibration file would make ``load_examples`` refuse its whole directory); ``ExportSummary.written`` says so.
 
-:class:`ExportSummary` also reports how often reviewers disagreed with the probe: a "correct" verdict on an
-item whose risk was >= 0.5, or a "hallucinated"/"corrected" verdict on one whose risk was < 0.5, over every
-decided item of the domain (skipped ones too; items without a risk are not counted).
+:class:`ExportSummary` also reports how often reviewers' labels disagreed with the risk read at 0.5 (not the
+policy's thresholds): a "correct" verdict on an item whose risk was >= 0.5, or a "hallucinated"/"corrected" verdict
+on one whose risk was < 0.5, over every decided item of the domain (skipped ones too; items without a risk are not
+counted), and how many spot-checked accepted answers (the guard's own decisions to accept) reviewers said were
+hallucinated.
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ class ExportSummary:
     n_scored: int  # decided items that had a risk, skipped ones included (the base of the disagreement rate)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (item id, why)
     written: bool = True  # False when there was nothing to write (the file is then left as it was)
+    n_spot_checks: int = 0  # decided spot-checks: answers the guard accepted (and the user got)
+    n_spot_hallucinated: int = 0  # of which a reviewer said hallucinated: where the guard was wrong
 
     @property
     def n_skipped(self) -> int:
@@ -90,11 +94,14 @@ class ExportSummary:
         verdicts = ", ".join(f"{v} {self.by_verdict.get(v, 0)}" for v in VERDICTS)
         rate = self.disagreement_rate
         agree = (
-            f"reviewers disagreed with the probe on {self.n_disagreements} of {self.n_scored} scored items "
-            f"({rate:.0%})"
+            f"reviewers' labels disagreed with the risk read at {DISAGREEMENT_RISK:g} (hallucinated at or above it; not "
+            f"the policy's thresholds) on {self.n_disagreements} of {self.n_scored} scored items ({rate:.0%})"
             if rate is not None
-            else "no scored items to compare with the probe"
+            else "no scored items to compare with the risk"
         )
+        if self.n_spot_checks:  # the guard's own mistakes: accepted answers a reviewer said were hallucinated
+            agree += (f"; {self.n_spot_hallucinated} of the {self.n_spot_checks} spot-checked accepted answers were "
+                      "hallucinated")
         head = (
             f"wrote {self.n_items} reviewed rows to {self.path} ({verdicts})" if self.written
             else f"no reviewed rows to export; {self.path} was not written"
@@ -265,7 +272,7 @@ def export_reviewed(
         )
     rows: list[Example] = []
     by_verdict: Counter[str] = Counter()
-    n_disagree = n_scored = 0
+    n_disagree = n_scored = n_spot = n_spot_bad = 0
     skipped: list[tuple[str, str]] = []
     # With the audit log, a verdict becomes a calibration row only when its review_verdict record is in the chain
     # and the item still holds what that record says the reviewer was shown: the queue file alone can be edited.
@@ -276,6 +283,9 @@ def export_reviewed(
         if d is not None:
             n_scored += 1
             n_disagree += int(d)
+        if item.spot_check and item.verdict is not None:
+            n_spot += 1
+            n_spot_bad += int(item.verdict.label == "hallucinated")
         try:
             if recorded is not None:
                 _check_in_chain(item, recorded, str(queue.audit.path))  # type: ignore[union-attr]
@@ -301,4 +311,6 @@ def export_reviewed(
         n_disagreements=n_disagree,
         n_scored=n_scored,
         skipped=skipped,
+        n_spot_checks=n_spot,
+        n_spot_hallucinated=n_spot_bad,
     )
