@@ -706,7 +706,14 @@ def test_cli_show_export_and_repair(tmp_path, capsys):
     AuditLog(tmp_path / "long.jsonl").append(_decision(0, question="Is the\nsky " + "very " * 40 + "blue?", risk=0.25))
     assert cli_main(["show", str(tmp_path / "long.jsonl")]) == 0
     line = capsys.readouterr().out
-    assert line.count("\n") == 1 and "risk=0.2500" in line and 'question="Is the sky very' in line and len(line) < 400
+    assert line.count("\n") == 1 and "risk=0.2500" in line and 'question="Is the\\nsky very' in line and len(line) < 400
+    # questions that differ by a tab, a carriage return or a leading space show differently (they were folded alike)
+    spaced = tmp_path / "spaced.jsonl"
+    for q in ("=1+1", "\t=1+1", "\r=1+1", " =1+1", "a  b"):
+        AuditLog(spaced).append(_decision(0, question=q))
+    assert cli_main(["show", str(spaced)]) == 0
+    shown = [x.split("question=")[1].split("  answer=")[0] for x in capsys.readouterr().out.splitlines()]
+    assert shown == ['"=1+1"', '"\\t=1+1"', '"\\r=1+1"', '" =1+1"', '"a  b"'], shown
     # a value holding a line break or a direction override shows escaped: one record, one line, read as written
     AuditLog(tmp_path / "odd.jsonl").append({"reviewer": "mallory\nreviewer=alice", "verdict": "correct",
                                              "answer": "bob\u202eecila"}, kind="review_verdict\nFORGED")

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..audit import Problem, VerifyReport, canonical_json, export_csv, repair, rotate, show, verify
 from .._text import shown_plainly
-from ..errors import AuditKeyRequired, HGuardError, InputError, PolicyError, one_line
+from ..errors import AuditKeyRequired, HGuardError, InputError, PolicyError, cut_text
 
 __all__ = ["build_parser", "main"]
 
@@ -30,15 +30,17 @@ def _format_record(rec: dict[str, Any]) -> str:
             parts.append(f"{key}={rec[key]}")
     if isinstance(rec.get("risk"), (int, float)):
         parts.append(f"risk={rec['risk']:.4f}")
-    for key in ("question", "answer"):  # what was asked and said, on one line each way (--json has them whole)
+    # what was asked and said, on one line each way (--json has them whole): quoted as JSON, so a line break, tab or
+    # leading space shows as written ("\t=1+1" and "=1+1" are two questions), never folded into another text
+    for key in ("question", "answer"):
         if isinstance(rec.get(key), str):
-            parts.append(f"{key}={json.dumps(one_line(rec[key], 80), ensure_ascii=False)}")
+            parts.append(f"{key}={json.dumps(cut_text(rec[key], 80), ensure_ascii=False)}")
     if reasons:
         parts.append(f"reasons={reasons}")
     if isinstance(rec.get("reason"), str):  # why the monitor tightened or lifted, or a spot-check was taken
-        parts.append(f"reason={json.dumps(one_line(rec['reason'], 200), ensure_ascii=False)}")
+        parts.append(f"reason={json.dumps(cut_text(rec['reason'], 200), ensure_ascii=False)}")
     if isinstance(rec.get("error"), str):  # an error record's message, or a failed framework call's
-        parts.append(f"error={json.dumps(one_line(rec['error'], 200), ensure_ascii=False)}")
+        parts.append(f"error={json.dumps(cut_text(rec['error'], 200), ensure_ascii=False)}")
     # every field escaped where it would break the line or turn it around: one record, one line, read as written
     # (a caller's request_id is the record's id)
     return shown_plainly("  ".join(parts))
