@@ -104,6 +104,9 @@ def policy_copy(folder: str | os.PathLike[str], *, source: str | os.PathLike[str
     from .policy import load_policy
 
     folder = Path(folder).expanduser().absolute()
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder} is a file, not a folder; pass the folder the policy and its log, queue and monitor "
+                         "state should go in (a new or existing folder)")
     out = folder / "policy.toml"
     if out.exists() and not overwrite:
         raise InputError(f"{out} already exists; pass overwrite=True or another folder")

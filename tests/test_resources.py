@@ -28,6 +28,10 @@ def test_unknown_packaged_probes_are_a_policy_error(tmp_path):
 
 
 def test_policy_copy_keeps_the_toml_moves_log_queue_and_monitor_state_and_never_overwrites(tmp_path, monkeypatch):
+    (tmp_path / "log.jsonl").write_text("kept")
+    with pytest.raises(InputError, match="log.jsonl is a file, not a folder; pass the folder"):
+        policy_copy(tmp_path / "log.jsonl")
+    assert (tmp_path / "log.jsonl").read_text() == "kept"
     monkeypatch.chdir(tmp_path)
     out = policy_copy("mine")  # a relative folder is taken from the current directory
     assert out == tmp_path / "mine" / "policy.toml"
