@@ -432,8 +432,9 @@ def cmd_evaluate(args) -> int:
             print(f"  {d:10s} {_rag_line(m['all'])}")
             if m.get("n_training_side") and not args.held_out_only:
                 print(f"  {'':10s} {m['n_training_side']} of these rows lie on the calibration's training side by its "
-                      "recorded split: if they are its own rows, it trained on them and they score optimistically; "
-                      "--held-out-only scores the others")
+                      "recorded split (by each row's group, whether or not the calibration saw the row): if they are "
+                      "its own rows, it trained on them and they score optimistically, and --held-out-only scores the "
+                      "others; rows it never saw need no such care")
         for d, why in res["skipped"].items():
             print(f"  {d}: skipped: {why}")
         return 0
@@ -577,8 +578,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--work", help="with --rag (required): folder of collected RAG answers, reused when there "
                    "(the calibration's own, e.g. runs/rag-work, reuses its answers)")
     e.add_argument("--collected-only", action="store_true", help="with --rag: only the answers already in --work")
-    e.add_argument("--held-out-only", action="store_true", help="with --rag and --data: score only the rows on the "
-                   "calibration's test side of its recorded split (the calibration's own file: its held-out figures)")
+    e.add_argument("--held-out-only", action="store_true", help="with --rag and --data: answer and score only the rows "
+                   "on the calibration's test side of its recorded split (for the calibration's own file: its held-out "
+                   "figures; the split goes by each row's group, so rows it never saw are dropped too when their group "
+                   "falls on the training side: leave it out for new rows)")
     e.add_argument("--model", default="default", help=_MODEL_HELP + " (default: default)")
     e.add_argument("--batch-size", type=_count, default=16)
     e.add_argument("--limit", type=_count)
