@@ -184,6 +184,9 @@ def read_chat(
             ))
         else:  # the chain's retrievers ran and found nothing: a RAG call with no passage, not a closed-book one
             problems.append(nothing_retrieved("the chain's retrievers"))
+            asked = [q for q in with_text([r.query for r in retrievals]) if appears_in(q, [question])]
+            if asked:  # the template around an empty context is not the question: the query it holds is (as above)
+                question = asked[0]
     if not context and not problems and (named or (system_as_context and any(m.type == "system" for m in messages))):
         # messages that stand for passages hold no text (a retrieval that found nothing, formatted): the request
         # asked for an answer from passages, so it is never read as a closed-book one, which a domain may accept

@@ -338,6 +338,8 @@ def test_guarded_rag_bad_input_is_named_and_an_empty_retrieval_goes_to_review(ma
         meta = tutorial.invoke(AUSTRALIA).response_metadata
         assert meta["route"] == "review", meta["reasons"]  # the domain accepts everything, but nothing was retrieved
         assert any("nothing retrieved: the chain's retrievers returned no passage" in r for r in meta["reasons"]), meta["reasons"]
+        # the question on record (and routed) is the user's, not the template around an empty context
+        assert _decision(guard, meta)["question"] == AUSTRALIA
     for out in (rag.invoke({"question": AUSTRALIA, "documents": []}),
                 create_guarded_rag_chain(Nothing(), ChatHGuard(guard=guard), domain="alpha").invoke(AUSTRALIA),
                 create_guarded_rag_chain(Blank(), ChatHGuard(guard=guard), domain="alpha").invoke(AUSTRALIA)):
