@@ -586,6 +586,19 @@ def test_cli_list_and_export(queue, tmp_path, capsys):
     assert cli_main(["list", "--queue", str(queue.path), "--decided", "--limit", "2"]) == 0
     out = capsys.readouterr().out
     assert "unscored" in out and "nodomain" in out and "fixed" not in out
+    # a pending item edited in the queue file is marked, as the page marks it (it listed the edited answer plainly)
+    audit = ["--audit", str(queue.audit.path)]
+    assert cli_main(["list", "--queue", str(queue.path), *audit]) == 0
+    assert "NO VERDICT CAN BE RECORDED" not in capsys.readouterr().out
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute("UPDATE review_items SET answer = 'Accra' WHERE id = 'waiting'")
+    assert cli_main(["list", "--queue", str(queue.path), *audit]) == 0
+    out = capsys.readouterr().out
+    assert "answer: Accra\n" in out and "NO VERDICT CAN BE RECORDED: review queue" in out
+    assert "the answer of item 'waiting' differs from its decision record" in out
+    assert cli_main(["list", "--queue", str(queue.path), *audit, "--json"]) == 0
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert "the answer of item 'waiting' differs" in line["unlike_its_decision"]
     # a mistyped policy path was taken for a queue file ("no review queue at policy.tom")
     (tmp_path / "policy.tom").write_text("version = 1\n")
     assert cli_main(["list", "--policy", str(tmp_path / "policy.tom")]) == 2
@@ -598,7 +611,6 @@ def test_cli_list_and_export(queue, tmp_path, capsys):
     out_file = tmp_path / "cli.jsonl"
     assert cli_main(["export", "--queue", str(queue.path), "--out", str(out_file), "--domain", "geography"]) == 2
     assert "names no audit log" in capsys.readouterr().err  # the verdicts are checked against the log, or not on purpose
-    audit = ["--audit", str(queue.audit.path)]
     assert cli_main(["export", "--queue", str(queue.path), *audit, "--out", str(out_file), "--domain", "geography"]) == 0
     assert "wrote 3 reviewed rows" in capsys.readouterr().out
     assert len(load_examples(out_file)) == 3

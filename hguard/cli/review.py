@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p = sub.add_parser("list", help="print the counts and the pending items")
     _add_source(p)
+    p.add_argument("--audit", metavar="LOG", help="with --queue: the audit log holding the guard's decisions, to mark "
+                   "pending items the queue file changed since the guard wrote them (default with --policy: the policy's)")
     p.add_argument("--domain", metavar="D", help="only this domain")
     p.add_argument(
         "--order", choices=("risk", "time"), default="risk", help="risk (highest first) or time (oldest first)"
@@ -96,10 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _item_json(item: ReviewItem) -> str:
+def _item_json(item: ReviewItem, unlike_its_decision: str | None = None) -> str:
+    """One item as a JSON line; ``unlike_its_decision``: why no verdict can be recorded on it (the queue file was
+    changed after the guard wrote it), null when none is known."""
     from dataclasses import asdict
 
-    return json.dumps(asdict(item), ensure_ascii=False, sort_keys=True)
+    return json.dumps({**asdict(item), "unlike_its_decision": unlike_its_decision}, ensure_ascii=False, sort_keys=True)
 
 
 def _known_domain(domain: str | None, counts: dict) -> None:
@@ -175,15 +179,19 @@ def main(argv: list[str]) -> int:
                 items = queue.decided(domain=args.domain, limit=args.limit, newest_first=True)[::-1]
             else:
                 items = queue.pending(domain=args.domain, order=args.order, limit=args.limit)
+            # a pending item the queue file changed after the guard wrote it is marked, as the page marks it
+            edited = queue.unlike_their_decisions([it for it in items if it.status == "pending"]) if queue.audit else {}
             for it in items:
                 if args.json:
-                    print(_item_json(it))
+                    print(_item_json(it, edited.get(it.id)))
                     continue
                 verdict = f"  {it.verdict.verdict} by {it.verdict.reviewer}" if it.verdict else ""
                 spot = "[spot-check of an accepted answer] " if it.spot_check else ""
                 print(f"{_fmt_risk(it.risk):>8}  {it.domain or '(no domain)':<14} {it.id}  "
                       f"{spot}{one_line(it.question, 70)}{verdict}")  # fmt: skip
                 print(f"{'':>8}  answer: {one_line(it.answer, 100)}")  # what the reviewer decides on
+                if it.id in edited:
+                    print(f"{'':>8}  NO VERDICT CAN BE RECORDED: {edited[it.id]}")
             return 0
         if args.command == "decide":
             if (args.verdict == "corrected") != bool(args.corrected_answer):  # said in the flags' own names

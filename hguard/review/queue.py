@@ -44,7 +44,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -458,6 +458,49 @@ class ReviewQueue:
                 raise InputError(f"{name} is not valid Unicode (lone surrogate): {_show(text)}") from None
         return item_id, verdict, reviewer, corrected_answer, note
 
+    def unlike_its_decision(self, item: ReviewItem, record: Mapping[str, Any] | None) -> str | None:
+        """Why a verdict on ``item`` would not be a verdict on the model's answer, its decision ``record`` in the
+        queue's audit log (None: not found) given: not a decision record of that log, or the queue no longer holds
+        what the record does (the question, context and answer the reviewer reads, the domain and risk where the
+        verdict counts, why it was held, whether it is a spot-check). None when it matches."""
+        assert self.audit is not None
+        if record is None or record.get("kind") != "decision":
+            return (f"review queue {self.path}: item {item.id!r} judges decision {item.audit_id!r}, which is not a "
+                    f"decision record of the audit log {self.audit.path}. Record the verdict with the log the guard "
+                    "wrote that decision to (the policy's audit.path: `--policy FILE`, or `--audit LOG`)")
+        if bool(item.spot_check) != (record.get("route") == "accept"):  # a held answer is no spot-check, nor the reverse
+            return (f"review queue {self.path}: item {item.id!r} is marked {'a' if item.spot_check else 'no'} spot-check, "
+                    f"but its decision record {item.audit_id!r} in {self.audit.path} was routed to {record.get('route')!r}: "
+                    "the queue was changed after the guard wrote it")
+        for name in (*SHOWN, "domain", "risk", "reasons", "signals"):  # what the reviewer reads, where the verdict counts
+            shown, logged = getattr(item, name), record.get(name)
+            if name == "risk":  # shown to the reviewer when the queue holds one: it must be the decision's
+                same = shown is None or same_risk(shown, logged)
+            elif name in ("reasons", "signals"):  # why it was held, as the page shows it (a record of an older
+                if name not in record:  # hguard may lack them); the queue's own spot-check line is not the guard's
+                    continue
+                if name == "reasons" and item.spot_check and shown and str(shown[0]).startswith(SPOT_CHECK_REASON):
+                    shown = shown[1:]
+                same = same_value(shown, logged if logged is not None else type(shown)())
+            else:
+                same = (redacted(shown) == logged) if isinstance(logged, Mapping) and "sha256" in logged else shown == logged
+            if not same:
+                return (f"review queue {self.path}: the {name} of item {item.id!r} differs from its decision record "
+                        f"{item.audit_id!r} in {self.audit.path}: the queue was changed after the guard wrote it, so a "
+                        "verdict on it would not be a verdict on the model's answer")
+        return None
+
+    def unlike_their_decisions(self, items: Sequence[ReviewItem]) -> dict[str, str]:
+        """:meth:`unlike_its_decision` for many items (item id -> why), reading the audit log once: what a listing
+        marks, as the page does when an item is opened."""
+        assert self.audit is not None
+        wanted = {it.audit_id for it in items}
+        found: dict[str, Mapping[str, Any]] = {}
+        for rec in self.audit.history():
+            if rec.get("id") in wanted and rec["id"] not in found:
+                found[rec["id"]] = rec
+        return {it.id: why for it in items if (why := self.unlike_its_decision(it, found.get(it.audit_id))) is not None}
+
     def _check_decision(self, item_id: str) -> list[Mapping[str, Any]]:
         """Refuse a verdict whose decision is not in the queue's audit log, or whose item (the question,
         context and answer the reviewer is shown) differs from that decision record: the queue is a copy the
@@ -476,37 +519,11 @@ class ReviewQueue:
                 record = rec
             elif rec.get("kind") == "review_verdict" and rec.get("decision_audit_id") == item.audit_id:
                 uncommitted.append(rec)  # on this item, or on a copy of it: the decision has a verdict already
-        if record is None or record.get("kind") != "decision":
-            raise VerdictRefused(
-                f"review queue {self.path}: item {item_id!r} judges decision {item.audit_id!r}, which is not a "
-                f"decision record of the audit log {self.audit.path}; nothing was recorded. Record the verdict with "
-                "the log the guard wrote that decision to (the policy's audit.path: `--policy FILE`, or `--audit LOG`)"
-            )
-        if bool(item.spot_check) != (record.get("route") == "accept"):  # a held answer is no spot-check, nor the reverse
-            raise VerdictRefused(
-                f"review queue {self.path}: item {item_id!r} is marked {'a' if item.spot_check else 'no'} spot-check, but "
-                f"its decision record {item.audit_id!r} in {self.audit.path} was routed to {record.get('route')!r}: the "
-                "queue was changed after the guard wrote it; nothing was recorded"
-            )
-        for name in (*SHOWN, "domain", "risk", "reasons", "signals"):  # what the reviewer reads, where the verdict counts
-            shown, logged = getattr(item, name), record.get(name)
-            if name == "risk":  # shown to the reviewer when the queue holds one: it must be the decision's
-                same = shown is None or same_risk(shown, logged)
-            elif name in ("reasons", "signals"):  # why it was held, as the page shows it (a record of an older
-                if name not in record:  # hguard may lack them); the queue's own spot-check line is not the guard's
-                    continue
-                if name == "reasons" and item.spot_check and shown and str(shown[0]).startswith(SPOT_CHECK_REASON):
-                    shown = shown[1:]
-                same = same_value(shown, logged if logged is not None else type(shown)())
-            else:
-                same = (redacted(shown) == logged) if isinstance(logged, Mapping) and "sha256" in logged else shown == logged
-            if not same:
-                raise VerdictRefused(
-                    f"review queue {self.path}: the {name} of item {item_id!r} differs from its decision record "
-                    f"{item.audit_id!r} in {self.audit.path}: the queue was changed after the guard wrote it, so a "
-                    f"verdict on it would not be a verdict on the model's answer; nothing was recorded. The record "
-                    f"holds what the model answered (`hguard audit show {self.audit.path} --id {item.audit_id}`)"
-                )
+        edited = self.unlike_its_decision(item, record)
+        if edited is not None:
+            raise VerdictRefused(f"{edited}; nothing was recorded" + (
+                "" if record is None or record.get("kind") != "decision" else
+                f". The record holds what the model answered (`hguard audit show {self.audit.path} --id {item.audit_id}`)"))
         return uncommitted
 
     def _uncommitted_error(self, item_id: str, uncommitted: list[Mapping[str, Any]]) -> ReviewQueueError:
