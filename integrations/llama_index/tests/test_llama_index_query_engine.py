@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from llama_index.core import SimpleDirectoryReader, VectorStoreIndex
-from llama_index.core.base.response.schema import Response, StreamingResponse
+from llama_index.core.base.response.schema import AsyncStreamingResponse, Response, StreamingResponse
 from llama_index.core.instrumentation import get_dispatcher
 
 from hguard import audit as audit_mod
@@ -90,6 +90,28 @@ def test_async_query_and_streaming_query(make_guard, retriever):
 
     hold = HGuardQueryEngine.from_guard(retriever, guard, domain="alpha", streaming=True)
     assert list(hold.query(AUSTRALIA).response_gen) == [guard.policy.abstain_message]
+
+    # aquery streams as the stock engines' aquery does, and the event loop runs while the answer is generated (a
+    # synchronous stream held it for the whole answer: a ticker beside it stopped)
+    async def streamed():
+        ticks = []
+
+        async def ticker():
+            while True:
+                ticks.append(1)
+                await asyncio.sleep(0.001)
+
+        t = asyncio.create_task(ticker())
+        r = await passthrough.aquery(AUSTRALIA)
+        before = len(ticks)
+        tokens = [x async for x in r.async_response_gen()]
+        t.cancel()
+        return r, tokens, len(ticks) - before
+
+    r, tokens, ticked = asyncio.run(streamed())
+    assert isinstance(r, AsyncStreamingResponse) and r.metadata["route"] == "abstain" and len(tokens) >= 2
+    assert "".join(tokens).strip() == AuditLog(guard.audit.path).find(r.metadata["audit_id"])["answer"]
+    assert ticked >= 2
 
 
 def test_audit_handler_records_queries_and_llm_calls(make_guard, retriever, root_handler):

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
 from llama_index.core.base.base_retriever import BaseRetriever
-from llama_index.core.base.response.schema import RESPONSE_TYPE, Response, StreamingResponse
+from llama_index.core.base.response.schema import RESPONSE_TYPE, AsyncStreamingResponse, Response, StreamingResponse
 from llama_index.core.callbacks.base import CallbackManager
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.exception import ExceptionEvent
@@ -44,8 +44,9 @@ class HGuardQueryEngine(BaseQueryEngine):
     display text, whose ``metadata`` holds the decision (``route``, ``risk``, ``signals``,
     ``reasons``, ``audit_id``, ``domain``, ...) and whose ``source_nodes`` are the retrieved nodes.
 
-    With ``streaming=True`` it returns a ``StreamingResponse`` (tokens per the LLM's ``stream_mode``);
-    its ``metadata`` dict is filled with the decision when the stream has been consumed.
+    With ``streaming=True`` it returns a ``StreamingResponse`` (tokens per the LLM's ``stream_mode``; ``aquery``: an
+    ``AsyncStreamingResponse``, read with ``async_response_gen()``); its ``metadata`` dict is filled with the decision
+    when the stream has been consumed.
 
     ``audit_handler`` (an :class:`HGuardAuditEventHandler`): after each query, raise the audit error
     the handler met, if any. LlamaIndex's dispatcher swallows every handler exception, so this is
@@ -134,6 +135,21 @@ class HGuardQueryEngine(BaseQueryEngine):
 
         return StreamingResponse(response_gen=gen(), source_nodes=nodes, metadata=metadata)
 
+    async def _astream(self, query: str, context, nodes: List[NodeWithScore]) -> AsyncStreamingResponse:
+        """:meth:`_stream` for ``aquery``: an ``AsyncStreamingResponse``, as the stock engines' ``aquery`` returns, whose
+        tokens are generated in a worker thread (a synchronous stream held the event loop for the whole answer)."""
+        metadata: Dict[str, Any] = {}
+        responses = await self._llm.astream_complete(query, context=context, domain=self._domain, **self._problems(context))
+
+        async def gen():
+            async for r in responses:
+                if r.additional_kwargs.get("route") is not None:
+                    metadata.update(r.additional_kwargs)
+                if r.delta:
+                    yield r.delta
+
+        return AsyncStreamingResponse(response_gen=gen(), source_nodes=nodes, metadata=metadata)
+
     def _query(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
         nodes = self.retrieve(query_bundle)
         context = self._context(nodes)
@@ -146,7 +162,7 @@ class HGuardQueryEngine(BaseQueryEngine):
         nodes = await self.aretrieve(query_bundle)
         context = self._context(nodes)
         if self._streaming:
-            return self._stream(query_bundle.query_str, context, nodes)
+            return await self._astream(query_bundle.query_str, context, nodes)
         r = await self._llm.acomplete(query_bundle.query_str, context=context, domain=self._domain, **self._problems(context))
         return Response(response=r.text, source_nodes=nodes, metadata=dict(r.additional_kwargs))
 
