@@ -201,3 +201,44 @@ def test_an_acomplete_left_by_its_caller_names_its_span(make_guard):
         time.sleep(0.1)
     (decision,) = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
     assert [s["decision_audit_id"] for s in said] == [decision["id"]] and said[0]["run_id"].startswith("HGuardLLM.acomplete")
+
+
+def test_a_query_left_by_its_caller_has_its_llm_call_and_query_records_written_as_failed(make_guard, tmp_path):
+    """A trial's timed-out aquery: the answer_not_delivered record named the call's span, but no llm_call record (nor a
+    query record) carried it, so the join the README promises found nothing."""
+    import time
+
+    from llama_index.core import Document, VectorStoreIndex
+    from llama_index.core.instrumentation import get_dispatcher
+
+    from llama_index.llms.hguard import HGuardAuditEventHandler, HGuardEmbedding, HGuardQueryEngine
+
+    guard = make_guard("accept")
+    real = guard.invoke
+
+    def slow(*a, **kw):
+        time.sleep(0.6)
+        return real(*a, **kw)
+
+    guard.invoke = slow
+    handler = HGuardAuditEventHandler.from_guard(guard)
+    dispatcher = get_dispatcher()
+    dispatcher.add_event_handler(handler)
+    try:
+        index = VectorStoreIndex.from_documents([Document(text="Canberra is the capital of Australia.")],
+                                                embed_model=HGuardEmbedding())
+        engine = HGuardQueryEngine(index.as_retriever(), HGuardLLM(guard, domain="alpha"), audit_handler=handler)
+        with pytest.raises(asyncio.TimeoutError):
+            asyncio.run(asyncio.wait_for(engine.aquery(Q), 0.3))
+        for _ in range(100):
+            said = [r for r in AuditLog(guard.audit.path) if r["kind"] == "answer_not_delivered"]
+            if said:
+                break
+            time.sleep(0.1)
+    finally:
+        dispatcher.event_handlers.remove(handler)
+    records = list(AuditLog(guard.audit.path))
+    (call,) = [r for r in records if r["kind"] == "llm_call"]
+    (query,) = [r for r in records if r["kind"] == "query"]
+    assert call["status"] == query["status"] == "error" and call["error"].startswith("CancelledError")
+    assert said[0]["run_id"] == call["span_id"]

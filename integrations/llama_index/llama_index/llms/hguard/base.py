@@ -312,7 +312,7 @@ class HGuardLLM(CustomLLM):
         call.setdefault("problems", self._unread_context(prompt, context))
         try:
             result = guarded_invoke(self._guard, prompt, context, domain, early_stop=early_stop, **call)
-        except Exception as exc:
+        except BaseException as exc:  # a KeyboardInterrupt too: the call's record is closed as failed
             self._failed(exc)
             raise
         raise_if_routed(result, self.raise_on)
@@ -331,8 +331,8 @@ class HGuardLLM(CustomLLM):
         try:
             result = await in_thread(self._guard, guarded_invoke, self._guard, prompt, context, domain, early_stop=early_stop,
                                      run_id=active_span_id.get(), **call)
-        except Exception as exc:
-            self._failed(exc)
+        except BaseException as exc:  # cancelled (a timeout) too: the llm_call record the answer_not_delivered
+            self._failed(exc)  # record's run_id names is then written, as failed
             raise
         raise_if_routed(result, self.raise_on)
         return CompletionResponse(text=result.display_text, additional_kwargs=self.decision(result))

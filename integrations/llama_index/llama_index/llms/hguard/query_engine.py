@@ -175,7 +175,7 @@ class HGuardQueryEngine(BaseQueryEngine):
         try:
             with self.callback_manager.as_trace("query"):
                 response = self._query(bundle)
-        except Exception as exc:
+        except BaseException as exc:  # cancelled (a timeout) too: the query's record is closed as failed
             dispatcher.event(ExceptionEvent(exception=exc))
             raise
         dispatcher.event(QueryEndEvent(query=bundle, response=response))
@@ -189,7 +189,7 @@ class HGuardQueryEngine(BaseQueryEngine):
         try:
             with self.callback_manager.as_trace("query"):
                 response = await self._aquery(bundle)
-        except Exception as exc:
+        except BaseException as exc:  # cancelled (a timeout) too: the query's record is closed as failed
             dispatcher.event(ExceptionEvent(exception=exc))
             raise
         dispatcher.event(QueryEndEvent(query=bundle, response=response))
