@@ -197,8 +197,10 @@ def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:
     """Recompute every accepted decision's selection from the seed: counts and the mismatches, per domain.
 
     A mismatch is an accepted decision with ``u < rate`` and no spot_check record, or a spot_check record
-    whose decision is not an accepted one, or whose ``u`` is not the recomputed one, or that is neither below
-    the rate nor taken for the daily minimum."""
+    whose decision is not an accepted one, or whose ``u`` is not the recomputed one, or whose rate is not the one
+    its decision records, or that is neither below the rate nor taken for a daily minimum above 0 (a record
+    written to pick an answer by hand fails one of these; how many each process took for its minimum cannot be
+    checked: the count is per guard process, which decision records do not name)."""
     # keyed by whatever the record names; only ids of accepted decisions reach selection_u
     spots: dict[Any, Mapping[str, Any]] = {r.get("decision_audit_id"): r for r in records if r.get("kind") == SPOT}
     out: dict[str, dict] = defaultdict(lambda: {"accepted": 0, "selected": 0, "by_rate": 0, "by_minimum": 0, "mismatches": []})
@@ -223,14 +225,21 @@ def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:
             continue
         d["selected"] += 1
         u = selection_u(policy.monitor.seed, rid)
+        accepted_at = dec.get("spot_check_rate")  # the rate its decision was accepted under, when recorded
+        minimum = s.get("min_per_day")
         if abs(float(s.get("u", -1)) - u) > 1e-12:
             d["mismatches"].append(f"spot-check {s.get('id')} records u {s.get('u')} but the seed gives {u:.6f}")
+        elif isinstance(accepted_at, (int, float)) and s.get("rate") != accepted_at:  # a rate of its own choosing
+            d["mismatches"].append(f"spot-check {s.get('id')} records rate {s.get('rate')!r}, but its decision {rid} "
+                                   f"was accepted under spot_check_rate {accepted_at:g}")
         elif u < float(s.get("rate", 0)):
             d["by_rate"] += 1
-        elif str(s.get("selected_because", "")).startswith("minimum per day"):
-            d["by_minimum"] += 1
+        elif str(s.get("selected_because", "")).startswith("minimum per day") and isinstance(minimum, int) \
+                and not isinstance(minimum, bool) and minimum > 0:
+            d["by_minimum"] += 1  # counted per guard process and day: several processes may each take their minimum
         else:
-            d["mismatches"].append(f"spot-check {s.get('id')} has u {u:.6f} >= rate and no daily-minimum reason")
+            d["mismatches"].append(f"spot-check {s.get('id')} has u {u:.6f} >= rate {s.get('rate')!r} and no daily "
+                                   f"minimum to take it for (min_per_day {minimum!r})")
     return dict(out)
 
 

@@ -545,6 +545,34 @@ def test_cherry_picked_or_forged_selection_is_reported(tmp_path):
     assert any("< rate 0.3 (the policy's rate now) but no spot-check" in m for m in sel["mismatches"])
 
 
+def test_a_spot_check_written_with_a_rate_or_daily_minimum_of_its_own_is_a_mismatch(tmp_path):
+    """An auditor appended spot_check records to pick answers by hand: one with rate 1.0 for a decision accepted
+    under 0.4, one claiming the daily minimum in a domain without one; "0 mismatches" was reported."""
+    from hguard.monitor import SPOT
+
+    policy = _pol(tmp_path, spot_check_rate=0.3, spot_check_min_per_day=2)
+    log = AuditLog(policy.audit.path)
+    recs = [log.append({"domain": "geo", "route": "accept", "policy_id": policy_id(policy), "spot_check_rate": 0.3},
+                       kind="decision") for _ in range(40)]  # fmt: skip
+    for r in recs:
+        if (u := selection_u("s", r.id)) < 0.3:
+            log.append({"decision_audit_id": r.id, "domain": "geo", "u": u, "rate": 0.3, "min_per_day": 2,
+                        "selected_because": "u"}, kind=SPOT)
+    high = [r for r in recs if selection_u("s", r.id) >= 0.3]
+    taken = {"decision_audit_id": high[0].id, "domain": "geo", "u": selection_u("s", high[0].id), "min_per_day": 2,
+             "selected_because": "minimum per day: 0 of spot_check_min_per_day 2 selected so far today"}
+    log.append({**taken, "rate": 0.3}, kind=SPOT)  # a daily minimum of 2: a selection it allows
+    assert check_selection(policy, list(log))["geo"]["mismatches"] == []
+    log.append({**taken, "decision_audit_id": high[1].id, "u": selection_u("s", high[1].id), "rate": 1.0,
+                "selected_because": "u < spot_check_rate 1.0"}, kind=SPOT)
+    log.append({**taken, "decision_audit_id": high[2].id, "u": selection_u("s", high[2].id), "rate": 0.3,
+                "min_per_day": 0}, kind=SPOT)
+    sel = check_selection(policy, list(log))["geo"]
+    assert len(sel["mismatches"]) == 2, sel["mismatches"]
+    assert f"records rate 1.0, but its decision {high[1].id} was accepted under spot_check_rate 0.3" in sel["mismatches"][0]
+    assert "no daily minimum to take it for (min_per_day 0)" in sel["mismatches"][1]
+
+
 def test_a_changed_spot_check_rate_is_checked_against_the_rate_each_answer_was_accepted_at(tmp_path):
     """Raising spot_check_rate is no cherry-picking: each decision records the rate its selection used."""
     from hguard.monitor import SPOT
