@@ -93,6 +93,10 @@ def summary(report: Mapping[str, Any]) -> str:
             lines.append(f"    WOULD TIGHTEN ({', '.join(why)}): a run without --dry-run tightens this domain")
         elif e.get("breach"):
             lines.append("    breach: the live bound passes the target")
+        elif s.get("reviewed") and not s.get("within_target_shown", True):
+            lines.append(f"    not shown within target: the upper bound {s['upper_bound']:.3f} passes the target "
+                         f"{e['target']} (no breach by the {rule.replace('_', ' ')} rule); the spot-checks do not yet "
+                         "show that accepted answers hold the target")
         rr = e["review_routed"]
         lines.append(f"    review-routed: {rr['reviewed']} reviewed, {rr['hallucinated']} hallucinated, {rr['correct']} correct")
         for sig, t in e["drift"].items():

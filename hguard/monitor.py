@@ -524,7 +524,10 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                             "upper_bound": ucb, "lower_bound": lcb, "breach_rule": dp.breach_rule,
                             "bounds": dp.live_bounds,
                             "min_reviewed_to_judge": n_min if dp.breach_rule == "upper_bound" else 0,
-                            "counted_since": since},
+                            "counted_since": since,
+                            # whether the live evidence shows the target held (the upper bound within it), which
+                            # "no breach" under the lower_bound rule, or with few checks, does not say
+                            "within_target_shown": ucb is not None and ucb <= dp.target_hallucination_rate},
             "review_routed": {"reviewed": len(routed),
                               "hallucinated": sum(label == "hallucinated" for label in routed),
                               "correct": sum(label == "correct" for label in routed)},
@@ -534,6 +537,9 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         }  # fmt: skip
         if act:
             check = _append(audit, CHECK, {"domain": name, "policy_id": pid, "probe_id": probe_id,
+                                           # what it was judged against, for an auditor reading the record alone
+                                           "target": dp.target_hallucination_rate, "confidence": dp.confidence,
+                                           "selection_mismatches": len(est["selection_audit"].get("mismatches") or []),
                                            "estimate": {k2: est[k2] for k2 in ("spot_checks", "review_routed", "decisions", "breach", "drifted")},
                                            "drift": drift, "state": st.state})  # fmt: skip
             events.append(check)

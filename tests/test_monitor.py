@@ -250,6 +250,20 @@ def _deploy(tmp_path, policy, n, halluc_rate, seed=0, queue=None, log=None, guar
     return log, queue
 
 
+def test_a_domain_not_in_breach_whose_upper_bound_passes_the_target_says_so(tmp_path):
+    """An auditor's geography: 3 of 10 spot-checks hallucinated, bounds 0.116-0.552 at 0.9, target 0.2, reported
+    "state=normal", "breach": false and nothing else, read as "within target"."""
+    policy = _pol(tmp_path, spot_check_rate=0.5, breach_rule="lower_bound")
+    _deploy(tmp_path, policy, 40, halluc_rate=0.3, seed=2)
+    rep = run_monitor(policy)
+    e = rep["domains"]["geo"]
+    sc = e["spot_checks"]
+    assert not e["breach"] and sc["upper_bound"] > 0.2 and sc["within_target_shown"] is False
+    assert f"not shown within target: the upper bound {sc['upper_bound']:.3f} passes the target 0.2" in summary(rep)
+    (check,) = [r for r in AuditLog(policy.audit.path) if r["kind"] == "monitor_check"]
+    assert (check["target"], check["confidence"], check["selection_mismatches"]) == (0.2, 0.9, 0)
+
+
 def test_monitor_run_estimates_tightens_on_a_breach_and_a_person_lifts(tmp_path, capsys):
     policy = _pol(tmp_path, spot_check_rate=0.5, on_breach="review")
     log, queue = _deploy(tmp_path, policy, 80, halluc_rate=0.6)
