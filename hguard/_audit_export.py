@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from ._privacy import FILE_MODE
-from ._audit_files import Problem, _existing, _scan
+from ._audit_files import Problem, _continued_archives, _existing, _scan
 from ._audit_records import canonical_json
 from ._audit_verify import VerifyReport, verify
 from ._resources import refuse_own_file
@@ -44,10 +44,15 @@ def show(
     kept: collections.deque[dict[str, Any]] | list[dict[str, Any]]
     kept = collections.deque(maxlen=last) if last is not None else []
     named = {record_id}  # the id asked for, and the records a caller's id found (records naming them come later)
-    for _, rec, _, problem, _ in _scan(p, canonical=False):
+    # one record and those naming it: a decision made before the log was rotated is in an archive beside it, its
+    # verdict perhaps in the log (only the log's own part of the story was shown)
+    files = [p] if record_id is None else [
+        *reversed([a for a, _ in _continued_archives(p) if a.is_file()]), p]  # each opens below the next: no loop
+    scanned = ((f, item) for f in files for item in _scan(f, canonical=False))
+    for f, (_, rec, _, problem, _) in scanned:
         if problem is not None:
             if problems is None:
-                raise AuditIntegrityError(f"{p} line {problem.line}: {problem.message}")
+                raise AuditIntegrityError(f"{f} line {problem.line}: {problem.message}")
             problems.append(problem)
             continue
         assert rec is not None

@@ -112,6 +112,23 @@ def test_archives_naming_each_other_in_a_loop_are_a_broken_chain_not_a_hang(tmp_
         rotate(path, key=KEY)
 
 
+def test_show_by_id_reads_the_archives_a_rotated_log_continues(tmp_path):
+    """A decision made before the rotation, its verdict after: `show --id` printed only the verdict, and nothing
+    said that the decision was in an archive."""
+    from hguard.audit import show
+
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    decision = log.append({"route": "review", "question": "q"}, kind="decision").id
+    log.append({"x": 1})
+    rotate(path)
+    log.append({"x": 2})
+    rotate(path)
+    AuditLog(path).append({"decision_audit_id": decision, "verdict": "correct"}, kind="review_verdict")
+    assert [r["kind"] for r in show(path, record_id=decision)] == ["decision", "review_verdict"]
+    assert [r.get("x") for r in show(path)] == [None, None]  # the rest reads the log alone, as before
+
+
 def test_processes_writing_through_a_rotation_keep_one_chain(tmp_path):
     path = tmp_path / "audit.jsonl"
     AuditLog(path, key=KEY).append({"start": 1})
