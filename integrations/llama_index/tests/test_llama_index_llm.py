@@ -181,7 +181,8 @@ def test_a_stream_left_early_names_its_span_beside_the_decision_it_never_deliver
     assert calls[0]["span_id"].startswith("HGuardLLM.stream_complete") and calls[1]["span_id"].startswith("HGuardLLM.stream_chat")
 
 
-def test_an_acomplete_left_by_its_caller_names_its_span(make_guard):
+def _slow_guard(make_guard):
+    """A guard whose every answer takes 0.6 s more: long enough for a caller's timeout to leave it."""
     import time
 
     guard = make_guard("accept")
@@ -192,13 +193,26 @@ def test_an_acomplete_left_by_its_caller_names_its_span(make_guard):
         return real(*a, **kw)
 
     guard.invoke = slow
-    with pytest.raises(asyncio.TimeoutError):
-        asyncio.run(asyncio.wait_for(HGuardLLM(guard, domain="alpha").acomplete(Q), 0.1))
+    return guard
+
+
+def _undelivered(guard) -> list:
+    """The answer_not_delivered records, once the left call's work has ended and written one (up to 10 s)."""
+    import time
+
     for _ in range(100):
         said = [r for r in AuditLog(guard.audit.path) if r["kind"] == "answer_not_delivered"]
         if said:
-            break
+            return said
         time.sleep(0.1)
+    return []
+
+
+def test_an_acomplete_left_by_its_caller_names_its_span(make_guard):
+    guard = _slow_guard(make_guard)
+    with pytest.raises(asyncio.TimeoutError):
+        asyncio.run(asyncio.wait_for(HGuardLLM(guard, domain="alpha").acomplete(Q), 0.1))
+    said = _undelivered(guard)
     (decision,) = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
     assert [s["decision_audit_id"] for s in said] == [decision["id"]] and said[0]["run_id"].startswith("HGuardLLM.acomplete")
 
@@ -206,21 +220,12 @@ def test_an_acomplete_left_by_its_caller_names_its_span(make_guard):
 def test_a_query_left_by_its_caller_has_its_llm_call_and_query_records_written_as_failed(make_guard, tmp_path):
     """A trial's timed-out aquery: the answer_not_delivered record named the call's span, but no llm_call record (nor a
     query record) carried it, so the join the README promises found nothing."""
-    import time
-
     from llama_index.core import Document, VectorStoreIndex
     from llama_index.core.instrumentation import get_dispatcher
 
     from llama_index.llms.hguard import HGuardAuditEventHandler, HGuardEmbedding, HGuardQueryEngine
 
-    guard = make_guard("accept")
-    real = guard.invoke
-
-    def slow(*a, **kw):
-        time.sleep(0.6)
-        return real(*a, **kw)
-
-    guard.invoke = slow
+    guard = _slow_guard(make_guard)
     handler = HGuardAuditEventHandler.from_guard(guard)
     dispatcher = get_dispatcher()
     dispatcher.add_event_handler(handler)
@@ -230,11 +235,7 @@ def test_a_query_left_by_its_caller_has_its_llm_call_and_query_records_written_a
         engine = HGuardQueryEngine(index.as_retriever(), HGuardLLM(guard, domain="alpha"), audit_handler=handler)
         with pytest.raises(asyncio.TimeoutError):
             asyncio.run(asyncio.wait_for(engine.aquery(Q), 0.3))
-        for _ in range(100):
-            said = [r for r in AuditLog(guard.audit.path) if r["kind"] == "answer_not_delivered"]
-            if said:
-                break
-            time.sleep(0.1)
+        said = _undelivered(guard)
     finally:
         dispatcher.event_handlers.remove(handler)
     records = list(AuditLog(guard.audit.path))
