@@ -96,13 +96,14 @@ class _Recording:
         except Exception:
             return None
 
-    def _record(self, result: GuardResult, fingerprints: dict | None = None, generation: dict | None = None) -> None:
+    def _record(self, result: GuardResult, fingerprints: dict | None = None, generation: dict | None = None,
+                history: list[dict] | None = None) -> None:
         from . import __version__
 
         # the record's id is the guard's own, never the caller's: spot-check selection is keyed on it (a caller
         # choosing it would choose which accepted answers are checked) and the queue holds one item per id
         record_id = uuid.uuid4().hex
-        record = {
+        record: dict[str, Any] = {
             "hguard_version": __version__,
             "request_id": record_id,
             "caller_request_id": result.request_id,
@@ -131,6 +132,8 @@ class _Recording:
             "answer": result.answer,
             "context": result.context,
         }
+        if history:  # the earlier turns a follow-up ("And for children?") refers to; hashed in a redacting log
+            record["history"] = history
         dp = self.policy.domain(result.domain) if result.route == ACCEPT and result.domain else None
         if dp is not None:  # the rate the spot-check selection was made at, for the monitor to check it against
             record["spot_check_rate"] = dp.spot_check_rate

@@ -53,7 +53,7 @@ class _Scoring:
         def grounding(self) -> Any: ...  # the guard's grounding scorer, loaded on first use
 
         def _record(self, result: GuardResult, fingerprints: dict | None = None,
-                    generation: dict | None = None) -> None: ...
+                    generation: dict | None = None, history: list[dict] | None = None) -> None: ...
 
     def _score(self, g: Generation, domain: str | None, route: Route | None, problems: list[str]) -> tuple[dict, float | None, Thresholds | None, list[str]]:
         signals: dict[str, float | None] = {}
@@ -311,7 +311,7 @@ class _Scoring:
         self._record(result, g.extra.get("fingerprints"), {
             "max_new_tokens": g.extra.get("max_new_tokens", self.generator.max_new_tokens),
             "system_prompt": g.extra.get("system_prompt", self.generator.system_prompt),
-            "history_turns": g.extra.get("history_turns", 0)})
+            "history_turns": g.extra.get("history_turns", 0)}, history=g.extra.get("history"))
         return result
 
 

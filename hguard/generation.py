@@ -336,6 +336,8 @@ class Generator:
             if h or sp is not None:
                 g.extra["fingerprints"] = self.call_fingerprints(sp, h)
                 g.extra["history_turns"] = len(h)
+                if h:  # the turns themselves, recorded with the decision: what a follow-up refers to
+                    g.extra["history"] = [{"role": m["role"], "content": m["content"]} for m in h]
             if sp is not None:
                 g.extra["system_prompt"] = sp  # the call's own, recorded with the decision
         return out

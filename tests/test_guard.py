@@ -757,6 +757,27 @@ def test_turn_markers_typed_into_the_texts_hold_the_answer_for_review(calibrated
     assert g.invoke(q + " <|", domain="alpha").route == "accept"
 
 
+def test_a_follow_up_records_the_turns_it_refers_to_and_a_redacting_log_hashes_them(calibrated, tmp_path):
+    """A follow-up ("And for children?") was recorded with its history's fingerprint alone: neither an auditor nor
+    a reviewer could see what it referred to."""
+    from hguard.policy import Policy
+
+    lm, root = calibrated
+    hist = [{"role": "user", "content": "what is the adult dose ?"}, {"role": "assistant", "content": "two tablets"}]
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=0.0, abstain_above=1.0), lm=lm)
+    r = g.invoke("and for children ?", domain="alpha", history=hist)
+    rec = AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)
+    assert rec["history"] == hist and rec["generation"]["history_turns"] == 2
+    assert "history" not in AuditLog(tmp_path / "audit.jsonl").find(g.invoke("what is gold ?", domain="alpha").audit_id)
+    red = _policy(root, tmp_path / "r", accept_below=0.0, abstain_above=1.0).model_dump(mode="json")
+    red["audit"]["redact"] = True
+    rg = Guard.from_policy(Policy.model_validate(red), lm=lm)
+    kept = AuditLog(red["audit"]["path"]).find(rg.invoke("and for children ?", domain="alpha", history=hist).audit_id)
+    assert set(kept["history"]) == {"sha256"} and "two tablets" not in open(red["audit"]["path"], encoding="utf-8").read()
+    item = rg.review_queue.get(kept["id"])
+    assert item is not None and item.question == "and for children ?"
+
+
 def test_a_caller_request_id_is_kept_beside_the_record_id_the_guard_assigns(calibrated, tmp_path, capsys):
     """A caller's request_id became the decision record's id: spot-check selection is keyed on that id (a caller
     could pick which accepted answers escape checks), and a reused id made a second held answer's queue item

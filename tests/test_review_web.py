@@ -543,6 +543,24 @@ def test_a_verdict_on_an_item_edited_in_the_queue_file_is_refused_as_a_conflict(
     assert queue.get("low").status == "pending" and not [x for x in audit if x["kind"] == "review_verdict"]
 
 
+def test_the_page_shows_the_turns_a_follow_up_refers_to_from_its_decision_record(tmp_path):
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    q = ReviewQueue(tmp_path / "review.sqlite3", audit=audit)
+    item = make_item("x", question="And for children?")
+    audit.append({"request_id": "x", "route": "review", **{k: item[k] for k in ("question", "context", "answer", "domain",
+                 "risk", "signals", "reasons")}, "history": [{"role": "user", "content": "What is the <b>adult</b> dose?"},
+                 {"role": "assistant", "content": "Two tablets."}]}, kind="decision")  # fmt: skip
+    q.enqueue(item)
+    c = client_for(q, audit=audit)
+    login(c)
+    page = c.get("/items/x").text
+    assert 'id="history"' in page and "What is the &lt;b&gt;adult&lt;/b&gt; dose?" in page and "Two tablets." in page
+    assert "A verdict cannot be recorded here" not in page
+    q.enqueue(make_item("y"))  # no decision record: no turns, and the refusal as before
+    page = c.get("/items/y").text
+    assert 'id="history"' not in page and "A verdict cannot be recorded here" in page
+
+
 def test_an_item_edited_in_the_queue_file_is_flagged_when_the_page_is_opened(queue, audit):
     import sqlite3
 

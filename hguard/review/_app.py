@@ -226,12 +226,13 @@ def create_app(
         return render(request, "decided.html", items=items)
 
     def item_page(request: Request, item: ReviewItem, status: int = 200, message: str | None = None,
-                  kind: str = "ok", form: dict[str, str] | None = None) -> Response:  # fmt: skip
+                  kind: str = "ok", form: dict[str, str] | None = None, history: list[dict] | None = None) -> Response:  # fmt: skip
         form = dict(form or {})
         form.setdefault("reviewer", unquote(request.cookies.get(REVIEWER_COOKIE, "")))
         form.setdefault("note", "")
         form.setdefault("corrected_answer", "")
-        return render(request, "item.html", status, item=item, message=message, message_kind=kind, form=form)
+        return render(request, "item.html", status, item=item, message=message, message_kind=kind, form=form,
+                      history=history)
 
     async def item(request: Request) -> Response:
         # Access first, then the lookup: a 404 must not tell a stranger which ids exist.
@@ -247,9 +248,9 @@ def create_app(
         if found is None:
             return error(request, 404, f"no review item {item_id!r} in this queue; it may have been typed wrong")
         if request.method == "GET":  # say before the reviewer reads it when a verdict on it would be refused
-            refused = await run_in_threadpool(queue.verdict_refusal, item_id) if found.status == "pending" else None
+            refused, history = await run_in_threadpool(queue.opened, item_id)
             return item_page(request, found, message=refused and f"A verdict cannot be recorded here: {refused}",
-                             kind="error")  # fmt: skip
+                             kind="error", history=history)  # fmt: skip
         assert form is not None  # checked_form returns the form whenever it refuses nothing
         values = {k: str(form.get(k) or "") for k in ("verdict", "reviewer", "note", "corrected_answer")}
         try:

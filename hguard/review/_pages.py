@@ -146,7 +146,9 @@ _ITEM = """{% extends "base.html" %}
 <dt>Probe</dt><dd>{{ item.probe_id or "(none)" }}</dd>
 <dt>Audit record</dt><dd>{{ item.audit_id }}</dd>
 </dl>
-<h2>Question</h2>
+{% if history %}<h2>Earlier turns of the conversation (from the decision record)</h2>
+<div id="history">{% for turn in history %}<p class="muted">{{ turn.role }}</p><pre class="text">{{ turn.content }}</pre>{% endfor %}</div>
+{% endif %}<h2>Question</h2>
 <pre class="text" id="question">{{ item.question }}</pre>
 <h2>Answer</h2>
 <pre class="text" id="answer">{{ item.answer }}</pre>

@@ -403,14 +403,7 @@ class ReviewQueue:
         """Why a verdict on this pending item would be refused now, before a reviewer spends time on it: its
         decision record is missing from the audit log or differs from what the queue shows, or the log holds a
         verdict on it the queue never committed. None when nothing stands in the way (or without a log)."""
-        if self.audit is None:
-            return None
-        try:
-            uncommitted = self._check_decision(item_id)
-            why = str(self._uncommitted_error(item_id, uncommitted)) if uncommitted else None
-        except VerdictRefused as e:
-            why = str(e)
-        return why and why.replace("; nothing was recorded", "")  # said before any verdict was submitted
+        return self.opened(item_id)[0]
 
     def _check_verdict(
         self, item_id: Any, verdict: Any, reviewer: Any, corrected_answer: Any, note: Any
@@ -512,19 +505,51 @@ class ReviewQueue:
         item = self.get(item_id)
         if item is None or item.status != "pending":
             return []
+        record, uncommitted = self._decision_and_verdicts(item)  # pending: none of those verdicts was committed
+        edited = self._edited_refusal(item, record)
+        if edited is not None:
+            raise VerdictRefused(edited)
+        return uncommitted
+
+    def _edited_refusal(self, item: ReviewItem, record: Mapping[str, Any] | None) -> str | None:
+        """The refusal of a verdict on ``item`` when it is :meth:`unlike_its_decision` ``record``, else None."""
+        assert self.audit is not None
+        edited = self.unlike_its_decision(item, record)
+        if edited is None:
+            return None
+        return f"{edited}; nothing was recorded" + (
+            "" if record is None or record.get("kind") != "decision" else
+            f". The record holds what the model answered (`hguard audit show {self.audit.path} --id {item.audit_id}`)")
+
+    def _decision_and_verdicts(self, item: ReviewItem) -> tuple[Mapping[str, Any] | None, list[Mapping[str, Any]]]:
+        """(the item's decision record, or None; the verdict records on that decision), read in one pass over the
+        audit log and its archives (a decision made before the log was rotated is in one)."""
+        assert self.audit is not None
         record = None
-        uncommitted: list[Mapping[str, Any]] = []  # the item is pending: no verdict of it was committed
-        for rec in self.audit.history():  # a decision made before the log was rotated is in its archives
+        verdicts: list[Mapping[str, Any]] = []
+        for rec in self.audit.history():
             if rec.get("id") == item.audit_id and record is None:
                 record = rec
             elif rec.get("kind") == "review_verdict" and rec.get("decision_audit_id") == item.audit_id:
-                uncommitted.append(rec)  # on this item, or on a copy of it: the decision has a verdict already
-        edited = self.unlike_its_decision(item, record)
-        if edited is not None:
-            raise VerdictRefused(f"{edited}; nothing was recorded" + (
-                "" if record is None or record.get("kind") != "decision" else
-                f". The record holds what the model answered (`hguard audit show {self.audit.path} --id {item.audit_id}`)"))
-        return uncommitted
+                verdicts.append(rec)  # on this item, or on a copy of it
+        return record, verdicts
+
+    def opened(self, item_id: str) -> tuple[str | None, list[dict] | None]:
+        """What the page shows beside an item, from one read of the audit log: why a verdict on it would be refused
+        (pending items; see :meth:`verdict_refusal`), and the conversation's earlier turns its decision record holds
+        (a follow-up such as "And for children?" is judged on what it refers to; None: none, or hashed in a
+        redacting log, or no log)."""
+        item = self.get(item_id)
+        if self.audit is None or item is None:
+            return None, None
+        record, verdicts = self._decision_and_verdicts(item)
+        turns = (record or {}).get("history") if (record or {}).get("kind") == "decision" else None
+        history = [dict(t) for t in turns if isinstance(t, Mapping)] if isinstance(turns, list) else None
+        if item.status != "pending":
+            return None, history
+        edited = self._edited_refusal(item, record)
+        why = edited if edited is not None else str(self._uncommitted_error(item_id, verdicts)) if verdicts else None
+        return why and why.replace("; nothing was recorded", ""), history  # said before any verdict was submitted
 
     def _uncommitted_error(self, item_id: str, uncommitted: list[Mapping[str, Any]]) -> ReviewQueueError:
         assert self.audit is not None
