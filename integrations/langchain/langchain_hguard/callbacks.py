@@ -147,6 +147,7 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
         if record is None:  # the start was not seen (handler attached mid-run)
             record = {"run_id": str(run_id)}
         started = record.pop("started_at", None)
+        record.pop("_streamed", None)  # the handler's own note (see on_llm_new_token)
         record["seconds"] = time.time() - started if started is not None else None
         record.update(fields)
         self.audit.append(jsonable(record), kind=KIND)  # framework text as it came (a bad character escaped)
@@ -165,8 +166,23 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
         fields["decision_audit_id"] = linked[0] if len(linked) == 1 else (linked or None)
         self._finish(run_id, fields)
 
+    def on_llm_new_token(self, token: str | list[str | dict[str, Any]], *, chunk: Any = None, run_id: UUID,
+                         parent_run_id: UUID | None = None, tags: list[str] | None = None, **kwargs: Any) -> None:
+        """Note the decision a streamed chunk carries (the last chunk of ChatHGuard's stream): a caller that leaves
+        once it has it closes the stream (GeneratorExit) with the decision delivered."""
+        decision = _decision(chunk)
+        if decision is not None:
+            with self._lock:
+                if run_id in self._runs:
+                    self._runs[run_id]["_streamed"] = decision
+
     def on_llm_error(self, error: BaseException, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        self._finish(run_id, error_fields(error))
+        fields = error_fields(error)
+        with self._lock:
+            streamed = (self._runs.get(run_id) or {}).pop("_streamed", None)
+        if streamed is not None:  # closed after its decision reached the caller: joined to it, and said so
+            fields.update({"hguard": streamed, "decision_audit_id": streamed["audit_id"], "decision_delivered": True})
+        self._finish(run_id, fields)
 
 
 __all__ = ["HGuardAuditCallbackHandler", "KIND"]

@@ -287,6 +287,28 @@ def test_a_passthrough_stream_closed_early_names_its_run_beside_the_decision_it_
     assert "chunk(s) of passthrough text" in said["why"]
 
 
+def test_a_hold_stream_left_once_its_decision_arrived_is_joined_to_that_decision(make_guard):
+    """A client that leaves right after the routed answer closes the stream: its llm_call record read as a failed
+    call (GeneratorExit) that named no decision, although the decision had been delivered."""
+    guard = make_guard("accept")
+    handler = HGuardAuditCallbackHandler.from_guard(guard)
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    stream = chat.stream(Q, config={"callbacks": [handler]})
+    got = next(stream)
+    stream.close()
+    records = list(AuditLog(guard.audit.path))
+    (call,) = [r for r in records if r["kind"] == "llm_call"]
+    (decision,) = [r for r in records if r["kind"] == "decision"]
+    assert got.response_metadata["audit_id"] == decision["id"]
+    assert call["error"].startswith("GeneratorExit") and call["decision_audit_id"] == decision["id"]
+    assert call["decision_delivered"] is True and call["hguard"]["route"] == "accept"
+    assert not [r for r in records if r["kind"] == "answer_not_delivered"]
+    whole = chat.invoke(Q, config={"callbacks": [handler]})  # a call that ends as usual carries no note of the handler's
+    (last,) = [r for r in AuditLog(guard.audit.path) if r["kind"] == "llm_call" and r["decision_audit_id"] ==
+               whole.response_metadata["audit_id"]]
+    assert last["status"] == "ok" and "_streamed" not in last and "decision_delivered" not in last
+
+
 def test_a_misspelt_setting_is_refused_not_ignored(make_guard):
     """ChatHGuard(domian=...) was ignored (the domain then chosen by similarity), raise_ons= left raise_on empty, and
     model="gpt-4o" was taken; the settings hosted models take and a local one does not use are still accepted."""
