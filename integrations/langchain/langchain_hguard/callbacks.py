@@ -180,8 +180,9 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
         fields = error_fields(error)
         with self._lock:
             streamed = (self._runs.get(run_id) or {}).pop("_streamed", None)
-        if streamed is not None:  # closed after its decision reached the caller: joined to it, and said so
-            fields.update({"hguard": streamed, "decision_audit_id": streamed["audit_id"], "decision_delivered": True})
+        if streamed is not None:  # closed after its decided chunk was handed to the caller (the chain's next step,
+            # not necessarily the end user): joined to that decision, and said so
+            fields.update({"hguard": streamed, "decision_audit_id": streamed["audit_id"], "decision_streamed": True})
         self._finish(run_id, fields)
 
 

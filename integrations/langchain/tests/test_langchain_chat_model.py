@@ -301,12 +301,12 @@ def test_a_hold_stream_left_once_its_decision_arrived_is_joined_to_that_decision
     (decision,) = [r for r in records if r["kind"] == "decision"]
     assert got.response_metadata["audit_id"] == decision["id"]
     assert call["error"].startswith("GeneratorExit") and call["decision_audit_id"] == decision["id"]
-    assert call["decision_delivered"] is True and call["hguard"]["route"] == "accept"
+    assert call["decision_streamed"] is True and call["hguard"]["route"] == "accept"
     assert not [r for r in records if r["kind"] == "answer_not_delivered"]
     whole = chat.invoke(Q, config={"callbacks": [handler]})  # a call that ends as usual carries no note of the handler's
     (last,) = [r for r in AuditLog(guard.audit.path) if r["kind"] == "llm_call" and r["decision_audit_id"] ==
                whole.response_metadata["audit_id"]]
-    assert last["status"] == "ok" and "_streamed" not in last and "decision_delivered" not in last
+    assert last["status"] == "ok" and "_streamed" not in last and "decision_streamed" not in last
 
 
 def test_a_misspelt_setting_is_refused_not_ignored(make_guard):
