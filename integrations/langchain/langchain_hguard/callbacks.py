@@ -168,8 +168,8 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
 
     def on_llm_new_token(self, token: str | list[str | dict[str, Any]], *, chunk: Any = None, run_id: UUID,
                          parent_run_id: UUID | None = None, tags: list[str] | None = None, **kwargs: Any) -> None:
-        """Note the decision a streamed chunk carries (the last chunk of ChatHGuard's stream): a caller that leaves
-        once it has it closes the stream (GeneratorExit) with the decision delivered."""
+        """Note the decision a streamed chunk carries (the last chunk of ChatHGuard's stream): a stream closed once
+        it was handed over (the client left, a timeout cancelled the chain) is joined to that decision."""
         decision = _decision(chunk)
         if decision is not None:
             with self._lock:
