@@ -188,9 +188,10 @@ class _Scoring:
             problem = cd.generation_problem(self.settings.replace(max_new_tokens=n))
         else:
             problem = route.generation_problem  # the policy's settings, checked when the guard loaded
-        cut = g.extra.get("stop") is not None  # the caller's stop sequence ended this answer ("400 mg" -> "4")
-        found = [p for p in (problem, "the answer was cut by a stop sequence: the calibration scored answers generated "
-                             "to their end, so its risk and thresholds do not hold for a cut one" if cut else None) if p]
+        found = [problem] if problem is not None else []
+        if g.extra.get("stop") is not None:  # the caller's stop sequence ended this answer ("400 mg" -> "4")
+            found.append("the answer was cut by a stop sequence: the calibration scored answers generated to their "
+                         "end, so its risk and thresholds do not hold for a cut one")
         for p in found:
             if dp is not None and dp.generation_mismatch == "warn":
                 notes.append(f"warning: {p} (generation_mismatch = 'warn')")
