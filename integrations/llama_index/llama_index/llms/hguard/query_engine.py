@@ -122,16 +122,21 @@ class HGuardQueryEngine(BaseQueryEngine):
         # nothing retrieved: the answer would come from the model's memory, with nothing to ground it in
         return {} if context is not None else {"problems": [nothing_retrieved("the retriever (after the node postprocessors)")]}
 
+    @staticmethod
+    def _delta(r: Any, metadata: Dict[str, Any]) -> str:
+        """A streamed response's new text; the decision it carries (the last one does) goes into ``metadata``."""
+        if r.additional_kwargs.get("route") is not None:
+            metadata.update(r.additional_kwargs)
+        return r.delta or ""
+
     def _stream(self, query: str, context, nodes: List[NodeWithScore]) -> StreamingResponse:
         metadata: Dict[str, Any] = {}
         responses = self._llm.stream_complete(query, context=context, domain=self._domain, **self._problems(context))
 
         def gen():
             for r in responses:
-                if r.additional_kwargs.get("route") is not None:
-                    metadata.update(r.additional_kwargs)
-                if r.delta:
-                    yield r.delta
+                if delta := self._delta(r, metadata):
+                    yield delta
 
         return StreamingResponse(response_gen=gen(), source_nodes=nodes, metadata=metadata)
 
@@ -143,10 +148,8 @@ class HGuardQueryEngine(BaseQueryEngine):
 
         async def gen():
             async for r in responses:
-                if r.additional_kwargs.get("route") is not None:
-                    metadata.update(r.additional_kwargs)
-                if r.delta:
-                    yield r.delta
+                if delta := self._delta(r, metadata):
+                    yield delta
 
         return AsyncStreamingResponse(response_gen=gen(), source_nodes=nodes, metadata=metadata)
 
