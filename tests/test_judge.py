@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hguard.calibrate.judge import Judgement, declines, is_refusal, judge, normalize, refusal_phrase
+from hguard.calibrate.judge import Judgement, declines, is_refusal, judge, judge_yesno, normalize, refusal_phrase
 from hguard.errors import InputError
 
 
@@ -159,6 +159,82 @@ def test_negated_mention_does_not_count() -> None:
     j = judge("The capital of Australia is not Canberra but Sydney.", ["Canberra"])
     assert j.label == "hallucinated"
     assert "negated" in j.reason
+
+
+@pytest.mark.parametrize(
+    "answer, aliases, question",
+    [
+        # a negation earlier in the alias's clause, not only right before it
+        ("Budgets are never approved by the CFO.", ["CFO"], "Who approves budgets?"),
+        ("Neither Deloitte nor KPMG audits the firm.", ["KPMG"], "Who audits the firm?"),
+        ("Rabies is caused by a bacterium, not by a virus.", ["virus"], None),
+        ("The capital of Australia isn't Canberra.", ["Canberra"], None),
+        # the alias's clause goes on to deny what the question asks
+        ("The CFO does not approve budgets; the board does.", ["CFO"], "Who approves budgets?"),
+        ("The CFO never approves budgets.", ["CFO"], "Who approves budgets?"),
+        ("Shakespeare did not write Hamlet.", ["Shakespeare"], "Who wrote Hamlet?"),
+    ],
+)
+def test_an_alias_denied_in_its_clause_does_not_count(answer: str, aliases: list[str], question: str | None) -> None:
+    j = judge(answer, aliases, question=question)
+    assert (j.label, j.matched) == ("hallucinated", None)
+    assert "negated" in j.reason
+
+
+@pytest.mark.parametrize(
+    "answer, aliases, question",
+    [
+        ("The board does; the CFO does not approve budgets.", ["board"], "Who approves budgets?"),
+        ("It is not Sydney but Canberra.", ["Canberra"], "What is the capital of Australia?"),
+        ("Canberra, not Sydney.", ["Canberra"], None),
+        # a denial about something else than what was asked
+        ("Canberra is not the largest city, but it is the capital.", ["Canberra"], "What is the capital of Australia?"),
+        ("Canberra is not in New South Wales.", ["Canberra"], "What is the capital of Australia?"),
+        ("It was Shakespeare and not Marlowe.", ["Shakespeare"], "Who wrote Hamlet?"),
+        # a question that asks for what is not so
+        ("Mars is not a gas giant.", ["Mars"], "Which planet is not a gas giant?"),
+        # a negation in another sentence, even after an abbreviation's full stop
+        ("Mr. Smith does not run it. Jones does.", ["Jones"], "Who runs the company?"),
+        ("J. R. R. Tolkien wrote it; Lewis did not.", ["J.R.R. Tolkien"], "Who wrote The Hobbit?"),
+    ],
+)
+def test_a_negation_outside_the_alias_and_what_was_asked_leaves_it_correct(answer: str, aliases: list[str],
+                                                                            question: str | None) -> None:
+    assert judge(answer, aliases, question=question).label == "correct"
+
+
+@pytest.mark.parametrize(
+    "answer, aliases, expected",
+    [
+        ("The deadline is 20 days.", ["20%"], "hallucinated"),
+        ("The rate is 20%.", ["20%"], "correct"),
+        ("The rate is 20 percent.", ["20%"], "correct"),
+        ("The rate is 20%.", ["20 per cent", "20 percent"], "correct"),
+        ("The fee is $5,000.", ["5,000 dollars"], "correct"),
+        ("The fee is 5,000 USD.", ["$5,000"], "correct"),
+        ("The fee is 5,000 EUR.", ["$5,000"], "hallucinated"),
+        ("The fee is \u20ac5,000.", ["5000 euros"], "correct"),
+        ("The fee is $5,000.", ["5000"], "correct"),  # an alias without a unit takes the number with any
+        ("The fee is 5,000.", ["$5,000"], "hallucinated"),  # list "5000" too if a bare number counts
+    ],
+)
+def test_percent_and_currency_are_part_of_a_number(answer: str, aliases: list[str], expected: str) -> None:
+    assert label(answer, aliases) == expected
+
+
+def test_unknown_is_declining() -> None:
+    for reply in ("The author is unknown.", "Its population is not known.", "The cause remains largely unknown."):
+        assert judge(reply, ["Tolkien"]).label == "refusal", reply
+        assert declines(reply)
+    for reply in ("Paris is not known for its beaches.", "Tolkien is known for The Hobbit.", "He was unknown to most."):
+        assert declines(reply) is None, reply
+
+
+def test_no_in_an_idiom_is_not_a_no() -> None:
+    j = judge_yesno("No problem, you can approve it.", "no")
+    assert j.label == "hallucinated" and "affirmative" in j.reason
+    assert judge_yesno("No problem: you cannot approve it.", "no").label == "correct"
+    assert judge_yesno("No, you cannot.", "no").label == "correct"
 
 
 def test_known_blind_spot_two_candidates_without_or() -> None:
@@ -381,7 +457,6 @@ def test_a_reply_that_writes_a_new_question_answers_nothing():
         ("Who is older Glenn Hughes or Ross Lynch?", "Glenn Hughes is older than Ross Lynch.", ["Glenn Hughes"], "correct"),
         # a question offering choices: repeating its words around the chosen one picks it
         ("Is rabies caused by a virus, a bacterium, a fungus or a parasite?", "Rabies is caused by a virus.", ["virus"], "correct"),
-        ("Is rabies caused by a virus or a bacterium?", "Rabies is caused by a bacterium, not by a virus.", ["virus"], "hallucinated"),
     ],
 )
 def test_an_alias_seen_only_inside_the_questions_own_words_is_not_an_answer(question, answer, aliases, label) -> None:

@@ -14,12 +14,20 @@ containing "t" as right) poisons everything downstream. The rules, all deliberat
 - Numbers compare by value: "1,000" = "1000", "3.0" = "3", and number words up to the hundreds
   ("seventy-nine", "one hundred eighteen") equal their digits. A side effect: the word "one"
   reads as 1, so alias "1" matches "the one in Europe"; numeric aliases should be specific.
-- A match preceded by a negation ("is not Canberra") does not count.
+- Percent and currency signs stay with their number as words ("20%" reads "20 percent", "$5,000" and "5,000
+  USD" read "5000 dollar"): alias "20%" does not match "20 days", "$5,000" does not match "5,000 EUR"; an
+  alias without a unit ("5000") matches the number with any.
+- A match denied in its clause does not count (a clause ends at , ; : ! ?, a sentence's full stop, a dash, or
+  before "but", "however", "rather"...): a negation earlier in the clause ("is not Canberra", "Budgets are never
+  approved by the CFO", "Neither Deloitte nor KPMG"), or, to a question that does not itself ask for what is
+  not so, a negated verb after the alias whose clause repeats a word of the question ("The CFO does not approve
+  budgets" to "Who approves budgets?"; "Canberra is not in New South Wales" still answers "What is the capital
+  of Australia?").
 - A match offered as one of several alternatives ("either Paris or Lyon", "Lyon or Paris") does
   not count: a hedge that names several candidates is not a right answer, and the reply is labelled
   hallucinated unless the alias also appears elsewhere unhedged (or the reply also abstains, "I'm
   not sure, either Paris or Lyon", which makes it a refusal).
-- A reply that declines ("I don't know", "I'm not sure", "the context does not say", or nothing at
+- A reply that declines ("I don't know", "I'm not sure", "the context does not say", "the author is unknown", or nothing at
   all: :func:`declines`) is a "refusal" whatever the row's kind and whatever else it names. The guard
   abstains on such a reply by rule (it asserts nothing to check), so the risk model is neither fitted
   nor certified on it, and the calibration keeps it out of both classes. On an unanswerable row a
@@ -159,9 +167,28 @@ def _canonical_number(word: str) -> str | None:
     return format(d.normalize(), "f")
 
 
+# Units that `normalize` would drop with the other symbols, kept as words (so that "20%" is not "20 days", and
+# "$5,000" is not "5,000 EUR"): the symbol and its spelt-out names read as one word.
+_UNIT_SYMBOLS = {"%": "percent", "$": "dollar", "\u20ac": "euro", "\u00a3": "pound", "\u00a5": "yen", "\u20b9": "rupee"}
+_UNIT_SYMBOL = re.compile("|".join(re.escape(k) for k in _UNIT_SYMBOLS))
+_UNIT_WORDS = {"percent": "percent", "percentage": "percent", "pct": "percent",
+               "dollar": "dollar", "dollars": "dollar", "usd": "dollar", "euro": "euro", "euros": "euro",
+               "eur": "euro", "pound": "pound", "pounds": "pound", "gbp": "pound", "yen": "yen", "jpy": "yen",
+               "rupee": "rupee", "rupees": "rupee", "inr": "rupee"}
+_CURRENCIES = frozenset(_UNIT_WORDS.values()) - {"percent"}
+
+
 def _tokens(text: str) -> list[str]:
-    """Normalised words with numbers (digits or words) rewritten to one canonical digit form."""
-    words = normalize(text).split()
+    """Normalised words with numbers (digits or words) rewritten to one canonical digit form, and units
+    (`_UNIT_WORDS`) to one word after their number ("$5,000" and "5,000 dollars" both read "5000 dollar")."""
+    words = normalize(_UNIT_SYMBOL.sub(lambda m: f" {_UNIT_SYMBOLS[m.group(0)]} ", text)).split()
+    words = [_UNIT_WORDS.get(w, w) for w in words]
+    i = 0
+    while i < len(words) - 1:  # a currency before its number goes after it
+        if words[i] in _CURRENCIES and any(c.isdigit() for c in words[i + 1]):
+            words[i], words[i + 1] = words[i + 1], words[i]
+            i += 1
+        i += 1
     out: list[str] = []
     i = 0
     while i < len(words):
@@ -207,6 +234,8 @@ ABSTAIN_PATTERNS: tuple[str, ...] = (
     r"\bthere (?:is|are|was|were|seems to be|appears to be) no (?:record|records|information|evidence|data|mention|reference)\b",
     r"\bno (?:information|record|records|data|evidence|mention|reference|details) (?:of|about|on|for|regarding)\b",
     r"\b(?:answer|it|this) (?:is|remains) unknown\b",
+    # "The author is unknown.", "Its population is not known." (not "a little-known author", "is known for")
+    r"\b(?:is|are|was|were|remains?) (?:still |currently |largely |as yet )?(?:unknown|not known)\b(?! (?:for|as|to|by)\b)",
     r"\b(?:is|are|was|were) not (?:specified|stated)\b",  # "The capital of Veltrai is not specified."
     # the whole reply opening so: "The answer is not provided." ("The answer to the question whether the policy
     # covers X is not provided" may be a plain no to a question about a document)
@@ -393,9 +422,54 @@ class Judgement:
     reason: str
 
 
-_NEGATIONS = frozenset({"not", "isnt", "arent", "wasnt", "werent", "never", "nor"})
+_NEGATIONS = frozenset({"not", "isnt", "arent", "wasnt", "werent", "never", "nor", "neither", "doesnt", "dont", "didnt",
+                        "cannot", "cant", "wont", "hasnt", "havent", "hadnt", "wouldnt", "couldnt", "shouldnt"})
+_AUXILIARIES = frozenset({"is", "are", "was", "were", "do", "does", "did", "can", "could", "will", "would", "should",
+                          "has", "have", "had", "may", "might", "must"})
 _HEDGE_BEFORE = frozenset({"or", "either"})
 _HEDGE_AFTER = frozenset({"or"})
+# Where a negation stops reaching: a clause ends at , ; : ! ? (not a digit group's comma or a time's colon), at a
+# sentence's full stop (not an initial's: "J. R. R. Tolkien"), at a dash, and before a contrasting word ("... not
+# Sydney but Canberra").
+_CLAUSE_END = re.compile(r"[,;:!?](?=\s|$)|(?<=[a-z0-9)\]\"'])\.(?=\s|$)|\s[-\u2013\u2014]+\s|\u2014"
+                         r"|\b(?=(?i:but|however|whereas|while|although|though|instead|rather)\b)")
+_QUESTION_WORDS = frozenset({"what", "which", "where", "when", "whom", "whose", "does", "that", "this", "with", "from",
+                             "have", "there", "their", "they", "into", "about"})
+
+
+def _clauses(answer: str) -> tuple[list[str], list[int]]:
+    """The answer's tokens (`_tokens`, read clause by clause) and the clause each one is in."""
+    tokens: list[str] = []
+    clause: list[int] = []
+    for k, part in enumerate(_CLAUSE_END.split(answer)):
+        words = _tokens(part)
+        tokens += words
+        clause += [k] * len(words)
+    return tokens, clause
+
+
+def _stems(words: list[str]) -> set[str]:
+    return {w[:5] for w in words if len(w) > 3 and w not in _QUESTION_WORDS and not w.isdigit()}
+
+
+def _negated(ans_tok: list[str], clause: list[int], start: int, end: int, q: list[str]) -> bool:
+    """Whether the alias at ``ans_tok[start:end]`` is denied: a negation before it in its clause ("Budgets are never
+    approved by the CFO", "Neither Deloitte nor KPMG"), or, to a question that is not itself negative, its clause
+    going on to deny what the question asks ("The CFO does not approve budgets" to "Who approves budgets?";
+    "Canberra is not the largest city" still answers "What is the capital of Australia?")."""
+    here = clause[start]
+    if any(ans_tok[i] in _NEGATIONS for i in range(start) if clause[i] == here):
+        return True
+    if not q or _NEGATIONS & set(q):
+        return False
+    rest = [ans_tok[i] for i in range(end, len(ans_tok)) if clause[i] == clause[end - 1]]
+    if rest[:1] and rest[0] in _NEGATIONS:
+        tail = rest[1:]
+    elif len(rest) > 1 and rest[0] in _AUXILIARIES and rest[1] in _NEGATIONS:
+        tail = rest[2:]
+    else:
+        return False
+    return bool(_stems(tail) & _stems(q))
 
 
 def _find(seq: list[str], sub: list[str]) -> list[int]:
@@ -420,7 +494,7 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
     the answer names no other choice before it: "Rabies is caused by a virus." picks the virus by
     repeating the question's words, "Ross Lynch is older Glenn Hughes." picks Ross Lynch. The choices are
     the words on either side of each "or"."""
-    ans_tok = _tokens(answer)
+    ans_tok, clause = _clauses(answer)
     q = _tokens(question) if question else []
     choices = {q[j] for i, w in enumerate(q) if w == "or" for j in (i - 1, i + 1) if 0 <= j < len(q)}
     spoiled: str | None = None
@@ -433,7 +507,7 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
                 continue
             before = ans_tok[start - 1] if start > 0 else ""
             after = ans_tok[start + len(al)] if start + len(al) < len(ans_tok) else ""
-            if before in _NEGATIONS or before in _HEDGE_BEFORE or after in _HEDGE_AFTER:
+            if before in _HEDGE_BEFORE or after in _HEDGE_AFTER or _negated(ans_tok, clause, start, start + len(al), q):
                 spoiled = spoiled or alias
                 continue
             return alias, None, None
@@ -506,6 +580,7 @@ def judge(answer: str, aliases: list[str], kind: str = "qa", question: str | Non
 YES_NO = ("yes", "no")
 _YES_WORDS = frozenset({"yes", "true", "correct", "indeed", "yeah", "yep"})
 _NO_WORDS = frozenset({"no", "false", "incorrect", "nope"})
+_NO_IDIOMS = frozenset({"problem", "problems", "worries", "worry", "doubt", "question"})
 _NEGATED_VERB = re.compile(r"\b(?:does not|doesnt|do not|dont|is not|isnt|are not|arent|did not|didnt|will not|wont|"
                            r"cannot|cant|can not|was not|wasnt|has not|hasnt|have not|havent|never|not)\b")
 
@@ -513,7 +588,8 @@ _NEGATED_VERB = re.compile(r"\b(?:does not|doesnt|do not|dont|is not|isnt|are no
 def judge_yesno(answer: str, truth: str, question: str | None = None) -> Judgement:
     """Label a reply to a yes/no question whose right answer is ``truth`` ("yes" or "no").
 
-    The reply's polarity is its first yes/no word ("Yes, ...", "No.", "True", "False"); without one,
+    The reply's polarity is its first yes/no word ("Yes, ...", "No.", "True", "False"; not the "no" of "no
+    problem" or "no doubt"); without one,
     a negated verb ("it does not", "is not") reads as no and a plain statement as yes. Abstaining
     ("the context does not say", "No, the context does not provide information about ...") is a
     refusal, and so is an empty reply; to a question about a document, a reply whose abstain-like
@@ -528,7 +604,9 @@ def judge_yesno(answer: str, truth: str, question: str | None = None) -> Judgeme
         return Judgement("refusal", None, f"declines ({wording!r})" if wording else "empty answer")
     words = normalize(answer).split()
     said = None
-    for w in words:
+    for i, w in enumerate(words):
+        if w == "no" and words[i + 1 : i + 2] and words[i + 1] in _NO_IDIOMS:
+            continue  # "No problem, you can approve it." says neither yes nor no with its "no"
         if w in _YES_WORDS:
             said, how = "yes", f"first yes/no word {w!r}"
             break
