@@ -442,7 +442,7 @@ def test_export_writes_valid_calibration_rows_with_reviewer_labels(queue, tmp_pa
     assert rows["review-unscored"].meta["risk"] is None and ok.meta["risk"] == 0.7
 
     assert summary.n_items == 4
-    assert summary.by_verdict == {"correct": 2, "hallucinated": 1, "corrected": 1}
+    assert summary.by_verdict == {"correct": 2, "hallucinated": 1, "corrected": 1, "not_in_context": 0}
     # correct at 0.7 and hallucinated at 0.3 disagree; corrected at 0.9 and the skipped correct at 0.2 agree.
     assert (summary.n_disagreements, summary.n_scored) == (2, 4)
     assert summary.skipped == [("nodomain", "it has no domain; calibration rows need one")]
@@ -510,6 +510,63 @@ def test_a_hallucinated_verdict_on_an_answer_given_with_context_is_not_exported_
     assert [ex.id for ex in load_examples(tmp_path / "r.jsonl")] == ["review-ragfixed"]
     assert [i for i, _ in summary.skipped] == ["ragbad"] and "names no right answer" in summary.skipped[0][1]
     assert "a verdict 'corrected' with the right answer makes a row" in summary.skipped[0][1]
+
+
+def test_a_passage_that_does_not_answer_makes_the_off_topic_row(queue, audit, tmp_path):
+    """The main RAG failure flows back into calibration: the row says the passage does not answer the question, so
+    the right reply declines and the model's answer was a hallucination."""
+    from hguard.calibrate.collect import label_row
+
+    passage = "Our offices are in Lyon and Berlin."
+    queue.enqueue(make_item("offtopic", risk=0.3, context=passage, question="How long is my data kept?",
+                            answer="Your data is kept for 30 days."))
+    queue.decide("offtopic", verdict="not_in_context", reviewer="bob")
+    (rec,) = verdict_records(audit)
+    assert (rec["verdict"], rec["label"]) == ("not_in_context", "hallucinated")
+    summary = export_reviewed(queue, tmp_path / "r.jsonl")
+    assert summary.skipped == [] and summary.by_verdict["not_in_context"] == 1
+    (row,) = load_examples(tmp_path / "r.jsonl")
+    assert (row.kind, list(row.answers), row.context) == ("unanswerable", [], passage)
+    assert row.meta["label"] == "hallucinated" and "answers_unknown" not in row.meta
+    assert label_row(row, "Your data is kept for 30 days.")["label"] == "hallucinated"
+    assert label_row(row, "The passage does not say how long data is kept.")["label"] == "refusal"
+
+
+def test_a_passage_verdict_on_an_answer_given_without_one_is_refused(queue, audit):
+    queue.enqueue(make_item("closed"))
+    with pytest.raises(InputError, match="answered without context; choose 'hallucinated' or 'corrected'"):
+        queue.decide("closed", verdict="not_in_context", reviewer="bob")
+    assert queue.get("closed").status == "pending" and verdict_records(audit) == []
+
+
+def test_a_version_2_queue_takes_the_new_verdict_and_keeps_its_items(tmp_path, audit):
+    from hguard.review._store import _COLUMNS, _SCHEMA
+
+    path = tmp_path / "v2.sqlite3"
+    q = guard_queue(path, audit=audit)
+    q.enqueue(make_item("rag", context="Our offices are in Lyon."))
+    q.enqueue(make_item("done"))
+    q.decide("done", verdict="corrected", reviewer="ann", corrected_answer="Bar", note="n")
+    before = {i.id: i for i in q.pending(limit=None) + q.decided(limit=None)}
+    conn = sqlite3.connect(path)  # the table as version 2 wrote it: its CHECK lists three verdicts
+    conn.execute("ALTER TABLE review_items RENAME TO t")
+    conn.executescript(_SCHEMA.replace(", 'not_in_context'", ""))
+    conn.execute(f"INSERT INTO review_items SELECT {_COLUMNS} FROM t")
+    conn.execute("DROP TABLE t")
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    with pytest.raises(sqlite3.IntegrityError):  # what version 2 refuses
+        conn.execute("UPDATE review_items SET verdict = 'not_in_context', status = 'decided' WHERE id = 'rag'")
+    conn.close()
+
+    q = guard_queue(path, audit=audit)
+    assert {i.id: i for i in q.pending(limit=None) + q.decided(limit=None)} == before
+    q.decide("rag", verdict="not_in_context", reviewer="bob")
+    assert q.get("rag").verdict.verdict == "not_in_context"
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert {"review_items", "review_items_pending", "review_items_decided"} <= names and "review_items_old" not in names
 
 
 def test_exported_label_overrides_the_judge_in_calibration(queue, tmp_path):

@@ -180,6 +180,22 @@ def test_item_page_offers_form_only_after_login(queue):
     login(c)
     page = c.get("/items/low").text
     assert 'value="correct"' in page and 'value="hallucinated"' in page and 'value="corrected"' in page
+    assert 'value="not_in_context"' not in page  # answered without a passage
+    page = c.get("/items/high").text  # answered with one
+    assert 'value="not_in_context"' in page and "The passage does not answer this" in page
+
+
+def test_a_passage_that_does_not_answer_is_a_verdict_of_its_own(queue, audit):
+    c = client_for(queue)
+    login(c)
+    r = c.post("/items/high", data=decide_form(c, "high", verdict="not_in_context"), headers=SAME_ORIGIN)
+    assert r.status_code == 303, r.text
+    assert queue.get("high").verdict.verdict == "not_in_context"
+    (rec,) = [x for x in audit if x["kind"] == "review_verdict"]
+    assert (rec["verdict"], rec["label"]) == ("not_in_context", "hallucinated")
+    r = c.post("/items/low", data=decide_form(c, "low", verdict="not_in_context"), headers=SAME_ORIGIN)
+    assert r.status_code == 400 and "answered without context" in r.text
+    assert queue.get("low").status == "pending"
 
 
 # ----------------------------------------------------------------------------------------------- writing

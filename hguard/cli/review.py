@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_audit(p, "the verdict")
     p.add_argument("item", metavar="ITEM_ID", help="the item's id (`hguard review list` prints it)")
     p.add_argument("--verdict", required=True, choices=VERDICTS,
-                   help="correct, hallucinated (right answer unknown) or corrected (give --corrected-answer)")
+                   help="correct, hallucinated (right answer unknown), corrected (give --corrected-answer) or "
+                        "not_in_context (answered with a passage that does not answer the question)")
     p.add_argument("--reviewer", required=True, metavar="NAME", help="who decided (recorded in the audit log)")
     p.add_argument("--corrected-answer", metavar="TEXT", help="the right answer, with --verdict corrected")
     p.add_argument("--note", metavar="TEXT", help="a note kept with the verdict")

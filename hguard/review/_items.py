@@ -15,8 +15,15 @@ from .._json import json_safe
 from ..errors import ReviewQueueError
 from ..errors import shown as _show
 
-VERDICTS = ("correct", "hallucinated", "corrected")
-VerdictName = Literal["correct", "hallucinated", "corrected"]
+#: "not_in_context": the answer was given with a passage that does not answer the question (the right reply says so)
+VERDICTS = ("correct", "hallucinated", "corrected", "not_in_context")
+VerdictName = Literal["correct", "hallucinated", "corrected", "not_in_context"]
+
+
+def verdict_label(verdict: str) -> Literal["correct", "hallucinated"]:
+    """The reviewer's label of the model's answer: every verdict but "correct" says the answer was wrong (a
+    corrected answer, or an answer the passage it was given does not support)."""
+    return "correct" if verdict == "correct" else "hallucinated"
 ITEM_FIELDS = (
     "audit_id", "question", "context", "answer", "domain", "risk", "signals", "reasons",
     "model_fingerprint", "probe_id", "time", "spot_check",
@@ -84,8 +91,8 @@ class Verdict:
 
     @property
     def label(self) -> Literal["correct", "hallucinated"]:
-        """The reviewer's label of the model's answer: a corrected answer means the original was wrong."""
-        return "correct" if self.verdict == "correct" else "hallucinated"
+        """The reviewer's label of the model's answer (:func:`verdict_label`)."""
+        return verdict_label(self.verdict)
 
 
 @dataclass(frozen=True)

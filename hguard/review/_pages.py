@@ -187,6 +187,7 @@ _ITEM = """{% extends "base.html" %}
 <div class="buttons">
 <button class="act correct" type="submit" name="verdict" value="correct">Correct</button>
 <button class="act hallucinated" type="submit" name="verdict" value="hallucinated">Hallucinated</button>
+{% if item.context is not none %}<button class="act hallucinated" type="submit" name="verdict" value="not_in_context">The passage does not answer this</button>{% endif %}
 </div>
 <label>Better answer (when you know it) <textarea name="corrected_answer">{{ form.corrected_answer }}</textarea></label>
 <div class="buttons">

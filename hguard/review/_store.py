@@ -11,7 +11,7 @@ from typing import Any
 from ..errors import ReviewQueueError
 from ._items import ReviewItem, Verdict
 
-_SCHEMA_VERSION = 2  # 2 added spot_check
+_SCHEMA_VERSION = 3  # 2 added spot_check; 3 the verdict not_in_context
 
 
 _SCHEMA = """
@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS review_items (
     time TEXT NOT NULL,
     enqueued_at TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'decided')),
-    verdict TEXT CHECK (verdict IN ('correct', 'hallucinated', 'corrected')),
+    verdict TEXT CHECK (verdict IN ('correct', 'hallucinated', 'corrected', 'not_in_context')),
     reviewer TEXT,
     corrected_answer TEXT,
     note TEXT,
@@ -70,6 +70,11 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
             )
         if version == 1:  # a queue from before spot-checks: add the column (existing items are not ones)
             conn.execute("ALTER TABLE review_items ADD COLUMN spot_check INTEGER NOT NULL DEFAULT 0")
+        if version in (1, 2):  # a CHECK cannot be altered: the table is rebuilt with the new verdict, rows copied
+            conn.execute("ALTER TABLE review_items RENAME TO review_items_old")
+            conn.execute(_SCHEMA.split(";")[0])
+            conn.execute(f"INSERT INTO review_items ({_COLUMNS}) SELECT {_COLUMNS} FROM review_items_old")
+            conn.execute("DROP TABLE review_items_old")  # and its indexes, made again below
         # Statement by statement: executescript() would commit the open transaction first.
         for statement in filter(str.strip, _SCHEMA.split(";")):
             conn.execute(statement)

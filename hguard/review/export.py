@@ -6,7 +6,7 @@ Row format (written with :func:`~hguard.calibrate.data.write_examples`, so the f
 
     {"id": "review-<item id>", "question": ..., "answers": [...], "domain": ..., "kind": "qa"|"unanswerable",
      "context": ... (only when the item had retrieved context),
-     "meta": {"source": "review", "family": "reviewed", "verdict": "correct"|"hallucinated"|"corrected", "label": "correct"|"hallucinated",
+     "meta": {"source": "review", "family": "reviewed", "verdict": "correct"|"hallucinated"|"corrected"|"not_in_context", "label": "correct"|"hallucinated",
               "model_answer": <the answer the reviewer judged>, "risk": <the guard's risk, or null>,
               "probe_route": "review" | "accept" (a spot-check), "spot_check": ..., "reviewer": ..., "decided_at": ..., "decision_audit_id": ...,
               "verdict_audit_id": <the review_verdict audit record, or null>,
@@ -24,6 +24,9 @@ By verdict:
   unanswerable questions (the model's accuracy counts them as questions with an answer, so declining one
   is not right: :func:`hguard.calibrate.judge.asked_kind`). On an item answered with context it is skipped
   instead: an unanswerable row with a passage says that the passage does not answer the question.
+* ``not_in_context`` (an answer given with context): ``kind "unanswerable"``, ``answers []``, the context kept,
+  ``meta.label "hallucinated"``: the passage does not answer the question, so the right reply says so, as on the
+  RAG calibration sets' off-topic rows.
 
 ``meta.label`` is the reviewer's label of ``meta.model_answer`` and overrides the judge
 (``hguard.calibrate.collect.label_row`` honours it) when the calibrated model answers the question with that
@@ -37,7 +40,7 @@ row: no domain, a domain name that is not a calibration slug (lowercase letters,
 calibration file would make ``load_examples`` refuse its whole directory); ``ExportSummary.written`` says so.
 
 :class:`ExportSummary` also reports how often reviewers' labels disagreed with the risk read at 0.5 (not the
-policy's thresholds): a "correct" verdict on an item whose risk was >= 0.5, or a "hallucinated"/"corrected" verdict
+policy's thresholds): a "correct" verdict on an item whose risk was >= 0.5, or any other verdict
 on one whose risk was < 0.5, over every decided item of the domain (skipped ones too; items without a risk are not
 counted), and how many spot-checked accepted answers (the guard's own decisions to accept) reviewers said were
 hallucinated.
@@ -138,11 +141,14 @@ def example_for(item: ReviewItem) -> Example:
         answers, kind = [item.answer], "qa"
     elif v.verdict == "corrected":
         answers, kind = [v.corrected_answer or ""], "qa"
+    elif v.verdict == "not_in_context":  # the right reply to the passage says that it does not answer the question
+        answers, kind = [], "unanswerable"
     elif item.context is not None:
         raise DataError(
             "a 'hallucinated' verdict on an answer given with context names no right answer, and as a calibration row "
             "without one (kind 'unanswerable') it would say that the passage does not answer the question, so that "
-            "declining is the right reply; a verdict 'corrected' with the right answer makes a row"
+            "declining is the right reply; a verdict 'corrected' with the right answer makes a row (or "
+            "'not_in_context', where the passage does not answer the question)"
         )
     else:
         answers, kind = [], "unanswerable"

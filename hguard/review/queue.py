@@ -71,6 +71,7 @@ from ._items import (
     _normalise_item,
     _now,
     _show,
+    verdict_label,
 )
 
 __all__ = [
@@ -337,8 +338,10 @@ class ReviewQueue:
     ) -> Verdict:
         """Record a reviewer's verdict, once: a second verdict on the same item raises AlreadyDecided.
 
-        ``verdict``: "correct" (the answer is right), "hallucinated" (wrong, right answer unknown) or
-        "corrected" (wrong, and ``corrected_answer`` is the right one, required then and only then).
+        ``verdict``: "correct" (the answer is right), "hallucinated" (wrong, right answer unknown),
+        "corrected" (wrong, and ``corrected_answer`` is the right one, required then and only then) or
+        "not_in_context" (for an answer given with context: the passage does not answer the question, so the
+        right reply was to say so; refused on an item without context).
         A verdict the audit log holds for this item but the queue never committed (the deciding process
         stopped between the two) is refused too, naming it, unless ``supersede``: then this verdict is
         recorded with ``supersedes`` naming the earlier record(s), and it is the one that counts.
@@ -369,6 +372,12 @@ class ReviewQueue:
                     "SELECT audit_id, domain, risk, question, context, answer, spot_check FROM review_items WHERE id = ?",
                     (item_id,),
                 ).fetchone()
+                if verdict == "not_in_context" and row[4] is None:
+                    raise InputError(
+                        f"verdict 'not_in_context' says the passage the answer was given with does not answer the "
+                        f"question, and item {item_id!r} was answered without context; choose 'hallucinated' or "
+                        "'corrected'"
+                    )
                 if verdict == "corrected" and corrected_answer is not None and same_words(corrected_answer, row[5]):
                     raise InputError(  # it would say the answer was wrong and that the same answer is right
                         f"verdict 'corrected' gives the model's own answer {_show(corrected_answer)} as the right one; "
@@ -603,7 +612,7 @@ class ReviewQueue:
             "domain": row[1],
             "risk": row[2],
             "verdict": verdict,
-            "label": "correct" if verdict == "correct" else "hallucinated",
+            "label": verdict_label(verdict),
             "reviewer": reviewer,
             "corrected_answer": redacted(corrected_answer) if redact else corrected_answer,
             "note": redacted(note) if redact else note,
