@@ -60,6 +60,9 @@ class _Recording:
         try:
             return self.audit.append(record, kind=UNDELIVERED).id
         except Exception as exc:  # the caller is gone: a warning is all that can be said
+            written = getattr(exc, "receipt", None)
+            if written is not None:  # in the log; only its anchoring failed, which the caller's error says
+                return written.id
             warnings.warn(f"could not record that the answer of decision {audit_id} never reached the caller "
                           f"({why}): {type(exc).__name__}: {exc}", UserWarning, stacklevel=2)
             return None
@@ -138,7 +141,17 @@ class _Recording:
         if dp is not None:  # the rate the spot-check selection was made at, for the monitor to check it against
             record["spot_check_rate"] = dp.spot_check_rate
         if self.audit is not None:
-            receipt = self.audit.append(record, kind="decision")
+            try:
+                receipt = self.audit.append(record, kind="decision")
+            except Exception as exc:
+                written = getattr(exc, "receipt", None)  # in the log, but the append failed after (its anchor)
+                if written is None:
+                    raise
+                # the caller gets the error, not the answer: an accept in the log must not read as delivered
+                result.audit_id, result.audit_hash = written.id, written.hash
+                exc.audit_id = written.id  # type: ignore[attr-defined]
+                self.record_undelivered(result, f"the decision was written to the audit log, but the call failed: {exc}")
+                raise
             result.audit_id = receipt.id
             result.audit_hash = receipt.hash
         else:

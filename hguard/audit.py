@@ -394,9 +394,14 @@ class AuditLog:
         offset = os.fstat(fd).st_size
         self._write(fd, line, offset)
         self._last_line = (offset, line, seq)
+        receipt = AuditReceipt(id=record_id, seq=seq, hash=digest, path=str(self.path))
         if self.anchor is not None:
-            self._write_anchor(seq, digest)
-        return AuditReceipt(id=record_id, seq=seq, hash=digest, path=str(self.path))
+            try:
+                self._write_anchor(seq, digest)
+            except AuditError as exc:  # the record is in the log, only its head is not anchored: say which it is
+                exc.receipt = receipt  # type: ignore[attr-defined]
+                raise
+        return receipt
 
     def _line(self, record_id: str, kind: str, body: dict[str, Any], nonfinite: list[str], prev_hash: str,
               seq: int) -> tuple[bytes, str]:

@@ -268,6 +268,26 @@ def test_audit_fault_reaches_the_caller_not_an_unrecorded_answer(make_guard, tmp
     assert [r.audit_id for r in held] == [rec["id"] for rec in real] and all(r.answer for r in held)
 
 
+def test_an_accept_written_but_not_anchored_is_on_record_as_never_delivered(make_guard, tmp_path, monkeypatch):
+    """The decision reached the log and its head could not reach the anchor (a full disk there): the caller gets
+    the error, with the decision's id, and the log says the answer was never delivered."""
+    g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)
+    g.audit = AuditLog(tmp_path / "anchored.jsonl", anchor=tmp_path / "anchor.jsonl")
+    real_write = AuditLog._write_anchor
+    monkeypatch.setattr(AuditLog, "_write_anchor", lambda self, seq, digest: (_ for _ in ()).throw(
+        AuditError(f"record seq {seq} is in {self.path}, but its head cannot be appended to the anchor: [Errno 28]")))
+    with pytest.raises(AuditError, match="Errno 28") as info:
+        g.invoke(Q, domain="alpha")
+    records = list(AuditLog(tmp_path / "anchored.jsonl"))
+    decision, undelivered = records[-2:]
+    assert decision["kind"] == "decision" and decision["route"] == "accept"
+    assert info.value.audit_id == decision["id"]
+    assert undelivered["kind"] == "answer_not_delivered" and undelivered["decision_audit_id"] == decision["id"]
+    assert "the decision was written to the audit log, but the call failed" in undelivered["why"]
+    monkeypatch.setattr(AuditLog, "_write_anchor", real_write)  # space again: the guard answers on
+    assert g.invoke(Q, domain="alpha").route == "accept"
+
+
 def test_spot_check_write_fault_after_an_accept_is_recorded_hands_the_answer_over(make_guard, tmp_path):
     # the accept is on record, its spot-check selection could not be written: the caller is told, with the answer
     g = make_guard(spot_check_rate=1.0)
