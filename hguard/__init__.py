@@ -26,7 +26,7 @@ from .errors import (
     UsageError,
 )
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _LAZY = {
     "Guard": "hguard.guard",

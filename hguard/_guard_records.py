@@ -10,11 +10,12 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from ._guard_result import GuardResult
+from ._resources import source_digest
 from .errors import AuditError
 from .generation import prompt_fingerprints
 from ._policy_route import SPOT_CHECK_REASON
 from .policy import ACCEPT, REVIEW
-from .monitor import guarantee_of
+from .monitor import guarantee_of, seed_id
 from .settings import CLOSED_BOOK, RAG
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ class _Recording:
         record_id = uuid.uuid4().hex
         record: dict[str, Any] = {
             "hguard_version": __version__,
+            "hguard_source": source_digest(),  # which code decided, also between releases
             "request_id": record_id,
             "caller_request_id": result.request_id,
             "policy_id": self._policy_id,
@@ -138,8 +140,9 @@ class _Recording:
         if history:  # the earlier turns a follow-up ("And for children?") refers to; hashed in a redacting log
             record["history"] = history
         dp = self.policy.domain(result.domain) if result.route == ACCEPT and result.domain else None
-        if dp is not None:  # the rate the spot-check selection was made at, for the monitor to check it against
+        if dp is not None:  # the rate and seed the spot-check selection was made with, for the monitor to check it
             record["spot_check_rate"] = dp.spot_check_rate
+            record["spot_check_seed_id"] = seed_id(self.policy.monitor.seed)
         if self.audit is not None:
             try:
                 receipt = self.audit.append(record, kind="decision")

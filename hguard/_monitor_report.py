@@ -107,7 +107,9 @@ def summary(report: Mapping[str, Any]) -> str:
                 lines.append(f"    drift {sig}: {t.get('note') or 'untested'} (n {t['n_reference']} vs {t['n_live']})")
         sel = e["selection_audit"]
         lines.append(f"    selection: {sel.get('selected', 0)} of {sel.get('accepted', 0)} accepted spot-checked, "
-                     f"{len(sel.get('mismatches', []))} mismatches")  # fmt: skip
+                     f"{len(sel.get('mismatches', []))} mismatches"
+                     + (f"; {sel['other_seed']} accepted under another spot-check seed, not checked with this one"
+                        if sel.get("other_seed") else ""))  # fmt: skip
         for ev in e.get("events", []):
             lines.append(f"    {ev['kind']} ({ev['id']}): {ev['reason']}")
     return "\n".join(lines)

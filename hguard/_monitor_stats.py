@@ -5,6 +5,7 @@ spot-checks that can certify a target, the seeded spot-check selection and the d
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import math
@@ -70,6 +71,17 @@ def selection_u(seed: str, record_id: str) -> float:
         raise InputError(f"record_id must be a non-empty string, got {record_id!r}")
     digest = hmac.new(seed.encode("utf-8"), record_id.encode("utf-8"), hashlib.sha256).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+@functools.cache
+def seed_id(seed: str) -> str:
+    """Which spot-check seed selected a decision, without the seed: 16 hex digits of scrypt over it (slow on
+    purpose, so that a short seed is not found from its id by trying words; a random seed, as ``policy_copy``
+    writes, cannot be). Accepted decisions record it, so the monitor checks each against the seed it was
+    selected under, and one selected under a seed the policy has since replaced is not read as cherry-picking."""
+    if not isinstance(seed, str) or not seed:
+        raise InputError(f"the spot-check seed must be a non-empty string, got {seed!r}; set [monitor] seed")
+    return hashlib.scrypt(seed.encode("utf-8"), salt=b"hguard spot-check seed id", n=2**14, r=8, p=1, dklen=8).hex()
 
 
 def drift_test(reference: Sequence[float | None], live: Sequence[float | None], p_value: float, *, min_n: int = 20) -> dict:

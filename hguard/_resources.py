@@ -7,6 +7,8 @@ source checkout. Logs, queues and demo output go to a per-user state folder.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,6 +32,20 @@ def packaged_probes(name: str) -> Path:
 
 
 PACKAGED_PREFIX = "package:"
+
+
+@functools.cache
+def source_digest() -> str:
+    """A digest of the running hguard's code (every ``.py`` file of the package, by its path inside it and its
+    bytes): two builds that say the same ``__version__`` but decide differently (a checkout between releases, a
+    patched install) are told apart in the audit records (``hguard_source``) and ``hguard --version``."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        name = path.relative_to(root).as_posix().encode()
+        data = path.read_bytes()
+        h.update(len(name).to_bytes(4, "big") + name + len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()[:16]
 
 
 def probe_folder(value: str | os.PathLike[str]) -> Path:

@@ -66,7 +66,7 @@ from ._monitor_state import (
     transition,
     write_state,
 )
-from ._monitor_stats import breached, drift_test, live_bounds, min_checks, selection_u
+from ._monitor_stats import breached, drift_test, live_bounds, min_checks, seed_id, selection_u
 from ._stats import clopper_pearson_lower, clopper_pearson_upper
 from ._text import hidden_characters_in
 from .errors import DataError, InputError, PolicyError
@@ -88,6 +88,7 @@ __all__ = [
     "public_report",
     "replay",
     "run_monitor",
+    "seed_id",
     "selection_u",
     "spot_check_decision",
     "summary",
@@ -200,16 +201,25 @@ def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:
     whose decision is not an accepted one, or whose ``u`` is not the recomputed one, or whose rate is not the one
     its decision records, or that is neither below the rate nor taken for a daily minimum above 0 (a record
     written to pick an answer by hand fails one of these; how many each process took for its minimum cannot be
-    checked: the count is per guard process, which decision records do not name)."""
+    checked: the count is per guard process, which decision records do not name). A decision that records the id
+    of another seed than the policy's (``spot_check_seed_id``: the seed was replaced since) is counted in
+    ``other_seed`` and not checked: this seed cannot recompute its selection."""
     # keyed by whatever the record names; only ids of accepted decisions reach selection_u
     spots: dict[Any, Mapping[str, Any]] = {r.get("decision_audit_id"): r for r in records if r.get("kind") == SPOT}
-    out: dict[str, dict] = defaultdict(lambda: {"accepted": 0, "selected": 0, "by_rate": 0, "by_minimum": 0, "mismatches": []})
+    out: dict[str, dict] = defaultdict(lambda: {"accepted": 0, "selected": 0, "by_rate": 0, "by_minimum": 0,
+                                                "other_seed": 0, "mismatches": []})
+    ours = seed_id(policy.monitor.seed)
     accepted = {}
+    other = set()
     for r in records:
         if r.get("kind") == "decision" and r.get("route") == "accept" and r.get("domain") in policy.domains:
             accepted[r["id"]] = r
             d = out[r["domain"]]
             d["accepted"] += 1
+            if r.get("spot_check_seed_id", ours) != ours:
+                d["other_seed"] += 1
+                other.add(r["id"])
+                continue
             u = selection_u(policy.monitor.seed, r["id"])
             # the rate in force when the answer was accepted (recorded since it could change); else today's
             logged = isinstance(r.get("spot_check_rate"), (int, float))
@@ -224,6 +234,8 @@ def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:
             d["mismatches"].append(f"spot-check {s.get('id')} names {rid!r}, not an accepted decision")
             continue
         d["selected"] += 1
+        if rid in other:
+            continue
         u = selection_u(policy.monitor.seed, rid)
         accepted_at = dec.get("spot_check_rate")  # the rate its decision was accepted under, when recorded
         minimum = s.get("min_per_day")

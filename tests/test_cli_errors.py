@@ -268,7 +268,9 @@ def test_version_and_a_probe_folder_that_does_not_exist(tmp_path):
     from hguard import __version__
 
     r = run("--version")
-    assert r.returncode == 0 and r.stdout.decode().strip() == f"hguard {__version__}"
+    from hguard._resources import source_digest
+
+    assert r.returncode == 0 and r.stdout.decode().strip() == f"hguard {__version__} (source {source_digest()})"
     data = tmp_path / "q.jsonl"
     data.write_text('{"id": "a", "question": "q?", "answers": ["x"], "domain": "d"}\n')
     _one_clear_line(run("evaluate", "--probes", str(tmp_path / "nope"), "--data", str(data), "--json"),

@@ -66,6 +66,9 @@ def test_result_carries_answer_route_risk_signals_reasons_and_its_audit_record(g
     import hguard
 
     assert rec["hguard_version"] == hguard.__version__
+    from hguard._resources import source_digest
+
+    assert rec["hguard_source"] == source_digest() and len(source_digest()) == 16
     assert rec["generation"] == {"max_new_tokens": guard.generator.max_new_tokens,
                                  "system_prompt": guard.generator.system_prompt, "history_turns": 0}
     own = guard.invoke("what is the capital of france ?", domain="alpha", system="Answer in French.")

@@ -672,6 +672,33 @@ def _guard_policy(root, tmp_path, **alpha):
     )  # fmt: skip
 
 
+def test_a_replaced_seed_does_not_turn_earlier_selections_into_mismatches(tiny_calibrated, tmp_path):
+    """The README tells operators to keep the seed secret (so to replace a known one): the decisions selected under
+    the old seed are counted apart, not reported as cherry-picked; the new seed's decisions are checked as before."""
+    from hguard.guard import Guard
+
+    lm, root = tiny_calibrated
+    policy = _guard_policy(root, tmp_path, spot_check_rate=0.5, spot_check_min_per_day=0)
+    questions = ["who is the author ?", "what is the capital ?", "which element ?", "what is the symbol ?"] * 3
+    Guard.from_policy(policy, lm=lm).batch(questions, domains=["alpha"] * len(questions))
+    records = list(AuditLog(tmp_path / "audit.jsonl"))
+    sel = check_selection(policy, records)["alpha"]
+    assert sel["accepted"] == 12 and sel["other_seed"] == 0 and sel["mismatches"] == [] and 0 < sel["selected"] < 12
+
+    replaced = policy.model_copy(update={"monitor": policy.monitor.model_copy(update={"seed": "a new secret"})})
+    old = check_selection(replaced, records)["alpha"]
+    assert old["mismatches"] == [] and old["other_seed"] == 12 and old["selected"] == sel["selected"]
+    Guard.from_policy(replaced, lm=lm).batch(questions, domains=["alpha"] * len(questions))
+    both = check_selection(replaced, list(AuditLog(tmp_path / "audit.jsonl")))["alpha"]
+    assert both["accepted"] == 24 and both["other_seed"] == 12 and both["mismatches"] == []
+    # a decision from before seeds were recorded is checked against the policy's seed, as it was
+    unrecorded = [{k: v for k, v in r.items() if k != "spot_check_seed_id"} for r in records]
+    assert len(check_selection(replaced, unrecorded)["alpha"]["mismatches"]) > 0
+    rep = run_monitor(replaced, act=False)
+    assert rep["domains"]["alpha"]["selection_audit"]["other_seed"] == 12
+    assert "12 accepted under another spot-check seed, not checked with this one" in summary(rep)
+
+
 def test_guard_spot_checks_accepted_answers_and_honours_a_tightening(tiny_calibrated, tmp_path):
     from hguard.guard import Guard
 

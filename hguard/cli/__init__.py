@@ -519,9 +519,10 @@ _SYSTEM_PROMPT_HELP = ("the system prompt the answers are given with: the same t
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
+    from .._resources import source_digest
 
     p = argparse.ArgumentParser(prog="hguard", description="Hallucination guardrail for local Hugging Face chat models.")
-    p.add_argument("--version", action="version", version=f"hguard {__version__}")
+    p.add_argument("--version", action="version", version=f"hguard {__version__} (source {source_digest()})")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="answer a scripted mix of questions under the guard, audit and verify")
