@@ -216,9 +216,17 @@ def test_cli_rotates_and_verifies_with_the_archives(tmp_path, capsys):
     log.append({"x": 2})
     assert main(["verify", str(tmp_path / "audit.jsonl"), "--no-key"]) == 0
     assert "1 archive(s): audit.0-0.jsonl" in capsys.readouterr().out
+    assert main(["export", str(tmp_path / "audit.jsonl"), "--csv", str(tmp_path / "a.csv"), "--no-key"]) == 0
+    capsys.readouterr()
     (tmp_path / "audit.0-0.jsonl").unlink()
     assert main(["verify", str(tmp_path / "audit.jsonl"), "--no-key"]) == 1
     assert main(["verify", str(tmp_path / "audit.jsonl"), "--no-key", "--this-file-only"]) == 0
+    # show and export check the chain with its archives too: the rows are written, each saying what is missing
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "audit.jsonl"), "--csv", str(tmp_path / "b.csv"), "--no-key"]) == 1
+    assert "audit.0-0.jsonl" in capsys.readouterr().err and "not beside it" in (tmp_path / "b.csv").read_text()
+    assert main(["show", str(tmp_path / "audit.jsonl"), "--no-key"]) == 1
+    assert "not beside it" in capsys.readouterr().err
 
 
 def test_an_answer_held_before_the_rotation_is_reviewed_and_exported_after_it(tmp_path):

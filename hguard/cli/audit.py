@@ -98,9 +98,10 @@ def _under_policy(seen, policy) -> str:
 
 
 def _check(path: str, args: argparse.Namespace) -> VerifyReport:
-    """The log verified as the command's options say: hash chain; with the key from --key-file or the
+    """The log verified as the command's options say: hash chain (with the archives it continues, which must be
+    beside it, as every other reader of a rotated log checks them); with the key from --key-file or the
     environment, its MACs; with --anchor, the anchor's heads."""
-    return verify(path, key=_cli_key(args), anchor=_cli_anchor(args))
+    return verify(path, key=_cli_key(args), anchor=_cli_anchor(args), archives=True)
 
 
 def _chain_holds(path: str, what: str, args: argparse.Namespace, report: VerifyReport | None = None) -> bool:
