@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,9 @@ class _Memo:
         if todo:
             self.seen.update(zip(todo, self.inner.encode(todo)))
         return np.stack([self.seen[t] for t in texts])
+
+
+_TEMPLATED = re.compile(r'^Does the policy text answer the question "(.+)"\?$', re.S)
 
 
 def _split(examples, report_json: Path, passages: bool):
@@ -106,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
             held = {d: qs[: args.limit] for d, qs in held.items()}
         out[name] = {"split": split, **router_coverage(train, held, embedder=embedder)}
         print(f"\n### {name}\n" + "\n".join(router_markdown({"router": out[name]})[3:]))
+        if rag and "policy" in held:  # the calibration asks "Does the policy text answer the question "..."?"; a user
+            # asks the question itself: the same held-out questions in the users' own wording
+            own = {"policy": list(dict.fromkeys(m.group(1) for q in held["policy"] if (m := _TEMPLATED.match(q))))}
+            out["rag_users_wording"] = router_coverage(train, own, embedder=embedder)
+            print("\n### rag, policy's held-out questions in the users' own wording\n"
+                  + "\n".join(router_markdown({"router": out["rag_users_wording"]})[3:]))
     out["seconds"] = round(time.perf_counter() - t0, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")

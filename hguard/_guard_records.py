@@ -86,7 +86,13 @@ class _Recording:
         def text(v):
             return v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else repr(v)
 
+        from . import __version__
+
         record = {
+            "hguard_version": __version__,
+            "hguard_source": source_digest(),
+            "policy_id": self._policy_id,  # which policy refused it, as a decision names the one that decided
+            "policy_hash": self._policy_hash,
             "source": source,
             "error": f"{type(exc).__name__}: {exc}",
             "question": text(question),

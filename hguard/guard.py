@@ -592,6 +592,12 @@ class Guard(_Scoring, _Recording):
         given = [name for name, v in (("contexts", contexts), ("domains", domains), ("request_ids", request_ids),
                                       ("histories", histories), ("systems", systems), ("problems", problems))
                  if v is not None]  # for the message below: what the caller passed, not the defaults
+        for name, v in (("contexts", contexts), ("domains", domains), ("request_ids", request_ids),
+                        ("systems", systems)):
+            if isinstance(v, str):  # read as a list, a string's characters would be one entry each
+                raise self._refused(list(questions), InputError(
+                    f"{name} must be a list with one entry per question, got the string {v!r:.60}; pass [{v!r:.40}]"
+                    + (" (one list of passages per question, or one string each)" if name == "contexts" else "")))
         contexts = [None] * n if contexts is None else list(contexts)
         domains = [None] * n if domains is None else list(domains)
         request_ids = [None] * n if request_ids is None else list(request_ids)

@@ -329,6 +329,13 @@ def test_problems_given_as_a_plain_string_are_refused(guard):
     assert held.route == "review" and sum("cache was stale" in x for x in held.reasons) == 1
 
 
+@pytest.mark.parametrize("name", ["contexts", "domains", "request_ids", "systems"])
+def test_a_batch_argument_given_as_a_plain_string_is_refused_saying_so(guard, name):
+    """``contexts="We do not sell..."`` was read as its characters: "got 1 questions and 44 contexts"."""
+    with pytest.raises(InputError, match=rf"{name} must be a list with one entry per question, got the string 'alpha'"):
+        guard.batch(["who is the author ?"], **{name: "alpha"})
+
+
 def test_eight_threads_get_their_own_signals(guard):
     qs = [f"what is the {w} of the country ?" for w in "capital city river element symbol author book year".split()]
     sequential = [guard.invoke(q, domain="alpha") for q in qs]
@@ -376,6 +383,11 @@ def test_bad_input_gets_a_clear_error_and_only_an_error_record(guard, tmp_path, 
     after = list(AuditLog(tmp_path / "audit.jsonl"))
     assert len(after) == len(before) + 1 and after[-1]["kind"] == "error" and after[-1]["id"] == err.value.audit_id
     assert after[-1]["domain"] == "alpha" and match.split()[0] in after[-1]["error"]  # no decision, the refusal kept
+    from hguard.monitor import policy_hash, policy_id
+
+    # which policy and code refused it, as a decision names what decided it
+    assert (after[-1]["policy_hash"], after[-1]["policy_id"]) == (policy_hash(guard.policy), policy_id(guard.policy))
+    assert after[-1]["hguard_version"] and after[-1]["hguard_source"]
 
 
 def test_bad_domain_length_and_batch_entries_are_refused_before_anything_is_generated(guard, tmp_path, monkeypatch):
