@@ -455,6 +455,10 @@ def test_a_reply_that_writes_a_new_question_answers_nothing():
         ("What is the capital of Mexico?", "The capital of Mexico is Mexico City.", ["Mexico City"], "correct"),
         ("What is the capital of Luxembourg?", "The capital of Luxembourg is Luxembourg.", ["Luxembourg"], "correct"),
         ("Who is older Glenn Hughes or Ross Lynch?", "Glenn Hughes is older than Ross Lynch.", ["Glenn Hughes"], "correct"),
+        # the alias at the end of a run the question holds in other words: "bank of Japan" is not "Bank of Japan"
+        ("Which country is the Bank of Japan the central bank of?", "It is the central bank of Japan.", ["Japan"], "correct"),
+        ("Which country is the Bank of Japan the central bank of?", "The Bank of Japan is the central bank of Japan.", ["Japan"], "correct"),
+        ("Which country is the Bank of Japan the central bank of?", "It is the Bank of Japan.", ["Japan"], "hallucinated"),
         # a question offering choices: repeating its words around the chosen one picks it
         ("Is rabies caused by a virus, a bacterium, a fungus or a parasite?", "Rabies is caused by a virus.", ["virus"], "correct"),
     ],

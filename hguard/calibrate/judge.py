@@ -477,14 +477,43 @@ def _find(seq: list[str], sub: list[str]) -> list[int]:
     return [i for i in range(n - m + 1) if seq[i : i + m] == sub]
 
 
-def _echoed(ans_tok: list[str], start: int, n: int, q: list[str]) -> bool:
+_RUN_STOPWORDS = frozenset({"of", "in", "on", "at", "to", "by", "for", "and", "is", "are", "was", "were", "it", "its"})
+
+
+def _cased(text: str, tokens: list[str]) -> list[str] | None:
+    """The words of ``text`` as written (case kept, punctuation around them dropped), one per token of ``tokens``
+    (its `_tokens`), or None where the two do not align word for word (numbers, initials)."""
+    out: list[str] = []
+    folded: list[str] = []
+    for raw in text.split():
+        for t in normalize(raw).split():
+            folded.append(t)
+            out.append(raw.strip(".,;:!?\"'()[]{}"))
+    return out if folded == tokens else None
+
+
+def _echoed(ans_tok: list[str], start: int, n: int, q: list[str], ans_cased: list[str] | None = None,
+            q_cased: list[str] | None = None) -> bool:
     """Whether the answer's tokens ``[start, start + n)`` lie inside a longer run of words that the question
     (its tokens ``q``) itself holds: an alias inside the question's own entity ("Czech" in "the official
-    language of the Czech Republic is ...") names nothing the answer added."""
+    language of the Czech Republic is ...") names nothing the answer added. The run must add a word other than
+    "of", "in", "is" and the like, and, where both texts' words are known as written, be written as in the
+    question: "It is the central bank of Japan." answers "Which country is the Bank of Japan the central bank
+    of?" (its "bank of Japan" is not the question's "Bank of Japan")."""
+    cased = ans_cased is not None and q_cased is not None
     grams = {tuple(q[i:j]) for i in range(len(q)) for j in range(i + n + 1, len(q) + 1)}
-    return any(tuple(ans_tok[a:b]) in grams
-               for a in range(max(0, start - len(q)), start + 1)
-               for b in range(start + n, min(len(ans_tok), a + len(q)) + 1) if b - a > n)
+    cased_grams = ({tuple(q_cased[i:j]) for i in range(len(q)) for j in range(i + n + 1, len(q) + 1)}
+                   if cased else set())
+    for a in range(max(0, start - len(q)), start + 1):
+        for b in range(start + n, min(len(ans_tok), a + len(q)) + 1):
+            if b - a <= n or tuple(ans_tok[a:b]) not in grams:
+                continue
+            if not set(ans_tok[a:start] + ans_tok[start + n:b]) - _RUN_STOPWORDS:
+                continue
+            if cased and tuple(ans_cased[a:b]) not in cased_grams:  # type: ignore[index]
+                continue
+            return True
+    return False
 
 
 def _match(answer: str, aliases: list[str], question: str | None = None) -> tuple[str | None, str | None, str | None]:
@@ -496,13 +525,15 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
     the words on either side of each "or"."""
     ans_tok, clause = _clauses(answer)
     q = _tokens(question) if question else []
+    ans_cased = _cased(answer, ans_tok) if q else None
+    q_cased = _cased(question, q) if question else None
     choices = {q[j] for i, w in enumerate(q) if w == "or" for j in (i - 1, i + 1) if 0 <= j < len(q)}
     spoiled: str | None = None
     echoed: str | None = None
     for alias in aliases:
         al = _tokens(alias)
         for start in _find(ans_tok, al):
-            if q and _echoed(ans_tok, start, len(al), q) and (not choices or (choices - set(al)) & set(ans_tok[:start])):
+            if q and _echoed(ans_tok, start, len(al), q, ans_cased, q_cased) and (not choices or (choices - set(al)) & set(ans_tok[:start])):
                 echoed = echoed or alias
                 continue
             before = ans_tok[start - 1] if start > 0 else ""
