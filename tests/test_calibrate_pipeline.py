@@ -43,6 +43,13 @@ def test_calibrate_writes_probes_report_and_plots(setup):
         assert (out / name).stat().st_size > 0
     md = (out / "report.md").read_text()
     assert "held-out" in md and "Cross-domain transfer" in md
+    for d, m in report["domains"].items():  # every figure with its n and class counts
+        assert m["correct"] + m["hallucinated"] == m["n_scored"] and f"| {d} | {m['n']} | {m['correct']} / {m['hallucinated']} |" in md
+        t = m["at_target"]
+        accepted = t["n_accepted"]
+        assert 0 <= t["accepted_hallucinated"] <= accepted and (accepted == 0) == (t["accepted_hallucination_ci95"] is None)
+        if accepted:
+            assert f"({t['accepted_hallucinated']} of {accepted}; " in md
     # the split is by group: no fact on both sides
     s = report["split"]
     assert s["n_train"] + s["n_test"] == len(exs)

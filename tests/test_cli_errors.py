@@ -262,6 +262,24 @@ def test_calibrate_summary_names_the_split_the_families_and_the_certificate_and_
     line = _calibration_summary(none)[1]
     assert line.startswith("held-out families: no figure: capital: without capital the training split has 21 correct")
     assert "currency: all 12 scored answers are hallucinated" in line and line.endswith("(report.md: each family)")
+    # a certificate its own held-out families break: said beside it, not only in report.md
+    broken = copy.deepcopy(geo)
+    broken["at_target"].update(accept_below=0.244, coverage=0.37)
+    broken["families"]["summary"]["at_target"] = {
+        "target": 0.2, "n_scored": 288, "n_accepted": 59, "coverage": 0.205, "accepted_hallucination_rate": 25 / 59,
+        "within_target": False, "accepted_hallucination_ci95": [0.30, 0.56], "families_over_target": ["fabricated_company"]}
+    lines = _calibration_summary(broken)
+    assert lines[2].startswith("accept below 0.244 certified at target 0.2")
+    assert lines[3] == ("  but on held-out families (each fitted without it) 25 of 59 accepted answers were hallucinated "
+                        "(0.424, 95% CI 0.30-0.56), over the target 0.2; families over it: fabricated_company: a new kind "
+                        "of question may get that (report.md: each family)")
+    from hguard.calibrate.report import _certified
+
+    said = _certified("finance", {**broken, "thresholds_method": "LTT"})
+    assert "**On held-out families (each fitted without it) it is not met**: 0.42 hallucinated among accepted" in said
+    assert "(over it: fabricated_company)" in said
+    broken["families"]["summary"]["at_target"].update(within_target=True)
+    assert len(_calibration_summary(broken)) == 3 and "not met" not in _certified("finance", {**broken, "thresholds_method": "LTT"})
 
 
 def test_version_and_a_probe_folder_that_does_not_exist(tmp_path):

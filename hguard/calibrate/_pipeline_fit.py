@@ -13,7 +13,7 @@ from typing import Any, Iterator, Mapping, Sequence, cast
 import numpy as np
 
 from .._numerics import constant_columns, sigmoid_array
-from .._stats import auroc, auroc_ci
+from .._stats import auroc, auroc_ci, clopper_pearson_interval
 from ..errors import DataError
 from ..settings import CALIBRATION_MAX_NEW_TOKENS, CALIBRATION_SYSTEM_PROMPT
 from .collect import Collected
@@ -287,6 +287,8 @@ def domain_metrics(fitted: dict, test: Collected, *, target: float, confidence: 
         "n": n_all,
         "n_scored": int(len(y)),
         "hallucination_rate": float(y.mean()) if len(y) else None,
+        "correct": int(len(y) - y.sum()),
+        "hallucinated": int(y.sum()),
         "refusal_rate": float((~keep).mean()) if n_all else None,
         "refusals": int((~keep).sum()),
         "auroc": au,
@@ -302,7 +304,10 @@ def domain_metrics(fitted: dict, test: Collected, *, target: float, confidence: 
             "accept_below": thresholds.accept_below,
             "abstain_above": thresholds.abstain_above,
             "coverage": float(accepted.mean()) if len(accepted) else None,
+            "n_accepted": int(accepted.sum()),
+            "accepted_hallucinated": int(y[accepted].sum()),
             "accepted_hallucination_rate": float(y[accepted].mean()) if accepted.any() else None,
+            "accepted_hallucination_ci95": clopper_pearson_interval(int(y[accepted].sum()), int(accepted.sum())),
             "abstain_share": float(abstained.mean()) if len(abstained) else None,
         },
     }

@@ -464,6 +464,7 @@ def summarize(per_family: dict, baselines: Sequence[str], target: float) -> dict
             "target": target,
             "n_scored": n,
             "n_accepted": n_acc,
+            "accepted_hallucinated": k,
             "coverage": n_acc / n if n else None,
             **_against_target(k, n_acc, target),
             "accepted_hallucination_ci95": clopper_pearson_interval(k, n_acc),

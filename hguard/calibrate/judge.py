@@ -500,17 +500,16 @@ def _echoed(ans_tok: list[str], start: int, n: int, q: list[str], ans_cased: lis
     "of", "in", "is" and the like, and, where both texts' words are known as written, be written as in the
     question: "It is the central bank of Japan." answers "Which country is the Bank of Japan the central bank
     of?" (its "bank of Japan" is not the question's "Bank of Japan")."""
-    cased = ans_cased is not None and q_cased is not None
     grams = {tuple(q[i:j]) for i in range(len(q)) for j in range(i + n + 1, len(q) + 1)}
-    cased_grams = ({tuple(q_cased[i:j]) for i in range(len(q)) for j in range(i + n + 1, len(q) + 1)}
-                   if cased else set())
+    cased_grams = (None if ans_cased is None or q_cased is None else
+                   {tuple(q_cased[i:j]) for i in range(len(q)) for j in range(i + n + 1, len(q) + 1)})
     for a in range(max(0, start - len(q)), start + 1):
         for b in range(start + n, min(len(ans_tok), a + len(q)) + 1):
             if b - a <= n or tuple(ans_tok[a:b]) not in grams:
                 continue
             if not set(ans_tok[a:start] + ans_tok[start + n:b]) - _RUN_STOPWORDS:
                 continue
-            if cased and tuple(ans_cased[a:b]) not in cased_grams:  # type: ignore[index]
+            if cased_grams is not None and ans_cased is not None and tuple(ans_cased[a:b]) not in cased_grams:
                 continue
             return True
     return False

@@ -16,6 +16,15 @@ def _f(x, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
+def _among_accepted(t: dict) -> str:
+    """The hallucination rate among accepted answers with its count and 95% interval, where the report holds them."""
+    rate = _f(t.get("accepted_hallucination_rate"), 2)
+    if t.get("n_accepted") is None or t.get("accepted_hallucinated") is None:
+        return rate
+    ci = t.get("accepted_hallucination_ci95")
+    return f"{rate} ({t['accepted_hallucinated']} of {t['n_accepted']}" + (f"; {ci[0]:.2f}-{ci[1]:.2f}" if ci else "") + ")"
+
+
 def _certified(domain: str, m: dict) -> str:
     """Whether the domain's accept threshold is certified at its target, and how (the thresholds' method);
     then what ``certify = "per_family"`` would certify from the same scores."""
@@ -25,6 +34,12 @@ def _certified(domain: str, m: dict) -> str:
                 f"{t['confidence']}, so nothing is accepted: {m['thresholds_method']}.")
     else:
         line = f"- {domain}: accept threshold {_f(t['accept_below'])} certified: {m['thresholds_method']}."
+        lofo = ((m.get("families") or {}).get("summary") or {}).get("at_target") or {}
+        if lofo.get("within_target") is False:
+            over = lofo.get("families_over_target") or []
+            line += (f" **On held-out families (each fitted without it) it is not met**: "
+                     f"{_among_accepted(lofo)} hallucinated among accepted against the target {t['target']}"
+                     + (f" (over it: {', '.join(over)})" if over else "") + ".")
     pf = m.get("thresholds_per_family")
     if pf:
         got = (f"accept below {_f(pf['accept_below'])} ({pf['coverage']:.1%} of the calibration answers)"
@@ -46,12 +61,14 @@ def markdown(report: dict) -> str:
         "",
         "## Per domain (held-out split)",
         "",
-        "| domain | n | halluc. rate | refusals | " + " | ".join(f"AUROC {k}" for k in SIGNALS) + " | H-neurons (per mille) |",
-        "|---|---|---|---|" + "---|" * len(SIGNALS) + "---|",
+        "| domain | n | right / hallucinated | halluc. rate | refusals | " + " | ".join(f"AUROC {k}" for k in SIGNALS)
+        + " | H-neurons (per mille) |",
+        "|---|---|---|---|---|" + "---|" * len(SIGNALS) + "---|",
     ]
     for d, m in report["domains"].items():
+        counts = f"{m['correct']} / {m['hallucinated']}" if "correct" in m else "n/a"  # reports from before the counts
         lines.append(
-            f"| {d} | {m['n']} | {_f(m['hallucination_rate'], 2)} | {m['refusals']} | "
+            f"| {d} | {m['n']} | {counts} | {_f(m['hallucination_rate'], 2)} | {m['refusals']} | "
             + " | ".join(_f(m["auroc"].get(k)) for k in SIGNALS)
             + f" | {m['n_h_neurons']} ({m['h_neuron_share_per_mille']:.2f}) |"
         )
@@ -86,7 +103,7 @@ def markdown(report: dict) -> str:
         t = m["at_target"]
         lines.append(
             f"| {d} | {t['target']} | {t['confidence']} | {_f(t['accept_below'])} | {_f(t['abstain_above'])} | "
-            f"{_f(t['coverage'], 2)} | {_f(t['accepted_hallucination_rate'], 2)} | {_f(t['abstain_share'], 2)} |"
+            f"{_f(t['coverage'], 2)} | {_among_accepted(t)} | {_f(t['abstain_share'], 2)} |"
         )
     lines += ["", f"Coverage on the held-out split at other targets (confidence {report['domains'][next(iter(report['domains']))]['at_target']['confidence']}):", ""]
     lines += ["| domain | " + " | ".join(f"target {t['target']:.2f}: coverage / halluc. among accepted" for t in next(iter(report["domains"].values())).get("at_targets", [])) + " |"]

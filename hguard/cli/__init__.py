@@ -164,6 +164,15 @@ def _calibration_summary(m: dict) -> list[str]:
     if t.get("accept_below"):
         lines.append(f"accept below {t['accept_below']:.3f} certified at target {t['target']} with confidence {t['confidence']} "
                      f"(coverage {t['coverage']:.0%} of held-out answers)")
+        lofo = (fam.get("summary") or {}).get("at_target") or {}
+        if lofo.get("within_target") is False:  # the certificate's own test: families it was not fitted on
+            k, n_acc = round(lofo["accepted_hallucination_rate"] * lofo["n_accepted"]), lofo["n_accepted"]
+            lo, hi = lofo["accepted_hallucination_ci95"]
+            over = lofo.get("families_over_target") or []
+            lines.append(f"  but on held-out families (each fitted without it) {k} of {n_acc} accepted answers were "
+                         f"hallucinated ({lofo['accepted_hallucination_rate']:.3f}, 95% CI {lo:.2f}-{hi:.2f}), over the "
+                         f"target {t['target']}" + (f"; families over it: {', '.join(over)}" if over else "")
+                         + ": a new kind of question may get that (report.md: each family)")
     elif t:
         lines.append(f"no accept threshold certified at target {t['target']} with confidence {t['confidence']}: "
                      "the domain accepts nothing (report.md says why)")
