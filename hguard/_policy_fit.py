@@ -225,8 +225,10 @@ def fit_thresholds(
             why = ""
             if families is not None and pooled[0] <= delta:  # the pooled answers pass; a family does not
                 w = int(np.argmax(fam_p[:, 0]))
-                why = (f"; pooled it would pass, but family {names[w]!r} cannot: {int(fam_k[w, 0])}/{int(fam_n[w, 0])} "
-                       "of its answers below it are hallucinations")
+                k_w, n_w = int(fam_k[w, 0]), int(fam_n[w, 0])
+                why = (f"; pooled it would pass, but family {names[w]!r} cannot be certified: {k_w} of its {n_w} "
+                       "answers below it are hallucinations" + (", over the target" if n_w and k_w / n_w > target else
+                                                                 ", too few answers to show the target at this confidence"))
             notes.append(
                 f"no accept threshold passed (the strictest testable one, {_fmt(float(t[start]))}, has "
                 f"{int(k_acc[start])}/{int(n_acc[start])} hallucinations{why}); accept nothing"

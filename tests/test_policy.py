@@ -1126,7 +1126,7 @@ def test_a_threshold_certified_per_family_must_hold_in_every_family():
     # where the pool passes and a family cannot, the method names the family and its count
     few = fit_thresholds([0.01 * i for i in range(1, 12)], [0] * 11, target=0.2, confidence=0.9,
                          families=["a"] * 10 + ["b"])
-    assert few.accept_below == 0.0 and "family 'b' cannot: 0/1 of its answers below it" in few.method
+    assert few.accept_below == 0.0 and "family 'b' cannot be certified: 0 of its 1 answers below it are hallucinations, too few answers to show the target" in few.method
     assert fit_thresholds([0.01 * i for i in range(1, 12)], [0] * 11, target=0.2, confidence=0.9).accept_below > 0
 
 
