@@ -755,6 +755,9 @@ def test_a_verdict_logged_but_never_committed_is_not_silently_outvoted(queue, au
         ReviewQueue._append_verdict = real
     (orphan,) = verdict_records(audit)
     assert queue.get("a").status == "pending"
+    summary = export_reviewed(queue, audit.path.parent / "rows.jsonl")  # not silently left out of the export
+    assert summary.skipped == [("a", f"the audit log holds a verdict on it ({orphan['id']}) that the queue never committed: "
+                                     "`hguard review decide a --supersede` records it again, then export")]
     with pytest.raises(ReviewQueueError, match=r"already holds a verdict on the decision item 'a' judges "
                                                r"\(hallucinated by sre at .*--supersede"):
         queue.decide("a", verdict="correct", reviewer="sre2")

@@ -302,6 +302,18 @@ def export_reviewed(
         rows.append(ex)
         assert item.verdict is not None
         by_verdict[item.verdict.verdict] += 1
+    if recorded:  # a verdict the log holds on an item the queue still shows pending (the deciding process stopped
+        # between the two): not exported, and said, as `review decide` and the monitor say it
+        logged: dict[str, list[str]] = {}
+        for rid, rec in recorded.items():
+            if isinstance(rec.get("item_id"), str):
+                logged.setdefault(rec["item_id"], []).append(rid)
+        for item_id, rids in logged.items():
+            item = queue.get(item_id)
+            if item is not None and item.verdict is None and (domain is None or item.domain == domain):
+                skipped.append((item_id, f"the audit log holds a verdict on it ({', '.join(rids)}) that the queue never "
+                                         f"committed: `hguard review decide {item_id} --supersede` records it again, then "
+                                         "export"))
     # An empty calibration file would make load_examples refuse the whole data directory, so none is written.
     if rows:
         try:
