@@ -323,10 +323,11 @@ class AuditLog:
                 finally:
                     os.close(tfd)
                 os.link(self.path, archive)  # the archive first: the log's own name always holds a log
-            except OSError as e:
+            except (OSError, AuditError) as e:  # AuditError: the fresh log's first record could not be written (disk full)
                 tmp.unlink(missing_ok=True)
-                raise AuditError(f"cannot archive audit log {self.path} as {archive}: {e}; nothing was changed "
-                                 "(the folder must allow hard links and new files)") from e
+                raise AuditError(f"cannot archive audit log {self.path} as {archive}: {e}; nothing was rotated and "
+                                 "nothing was changed (the folder must allow hard links and new files, with room for "
+                                 "the fresh log's first record)") from e
             try:
                 os.replace(tmp, self.path)
                 _fsync_dir(self.path.parent)

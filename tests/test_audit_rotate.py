@@ -292,3 +292,24 @@ def test_a_guard_fails_closed_on_an_archive_taken_away_or_cut(tmp_path):
     time.sleep(1.1)
     held = running.get("geo")
     assert held is not None and held.state == "tightened" and "not beside it" in held.reason, held
+
+
+def test_a_rotation_on_a_full_disk_says_nothing_was_rotated_and_leaves_no_file(tmp_path, monkeypatch):
+    import errno
+
+    log = AuditLog(tmp_path / "audit.jsonl", key=None)
+    log.append({"x": 1})
+    before = sorted(p.name for p in tmp_path.iterdir())
+    real_write = os.write
+
+    def full(fd, data):  # the fresh log's first record finds no room
+        if ".rotating-" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(AuditError, match=r"cannot archive audit log .*No space left on device.*nothing was rotated"):
+        log.rotate()
+    monkeypatch.setattr(os, "write", real_write)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no .rotating- file left behind
+    assert verify(log.path).ok and log.rotate().first_seq == 0
