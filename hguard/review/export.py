@@ -309,8 +309,8 @@ def export_reviewed(
             if isinstance(rec.get("item_id"), str):
                 logged.setdefault(rec["item_id"], []).append(rid)
         for item_id, rids in logged.items():
-            item = queue.get(item_id)
-            if item is not None and item.verdict is None and (domain is None or item.domain == domain):
+            pending = queue.get(item_id)
+            if pending is not None and pending.verdict is None and (domain is None or pending.domain == domain):
                 skipped.append((item_id, f"the audit log holds a verdict on it ({', '.join(rids)}) that the queue never "
                                          f"committed: `hguard review decide {item_id} --supersede` records it again, then "
                                          "export"))
