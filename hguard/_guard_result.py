@@ -52,6 +52,8 @@ class GuardResult:
 
 
 def _join_context(context) -> str | None:
+    """The passages as one context; empty or blank passages among others are left out (:func:`blank_passages` says
+    how many), and passages that are all blank join to a blank context, which is refused as one."""
     if context is None:
         return None
     if isinstance(context, str):
@@ -59,7 +61,8 @@ def _join_context(context) -> str | None:
     if isinstance(context, (list, tuple)):
         bad = next((i for i, c in enumerate(context) if not isinstance(c, str)), None)
         if bad is None:
-            return "\n\n".join(context)
+            kept = [c for c in context if c.strip()]
+            return "\n\n".join(kept or context)
         raise InputError(
             f"context item {bad} (counting from 0) is {type(context[bad]).__name__} {context[bad]!r:.60}, not a string; "
             "pass each retrieved passage's text (e.g. [doc.page_content for doc in docs])"
@@ -68,6 +71,18 @@ def _join_context(context) -> str | None:
         f"context must be a string or a list of strings (retrieved passages), got {type(context).__name__}; "
         f"pass the passages' text"
     )
+
+
+def blank_passages(context) -> str | None:
+    """A note naming the empty or blank passages :func:`_join_context` leaves out of a list of passages that has
+    others, or None."""
+    if not isinstance(context, (list, tuple)) or not all(isinstance(c, str) for c in context):
+        return None
+    blank = [i for i, c in enumerate(context) if not c.strip()]
+    if not blank or len(blank) == len(context):
+        return None
+    return (f"{len(blank)} of the {len(context)} retrieved passages (number {', '.join(map(str, blank))}, counting from "
+            "0) were empty and left out of the context")
 
 
 def _check_text(name: str, value) -> None:

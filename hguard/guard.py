@@ -23,7 +23,7 @@ import numpy as np
 from ._guard_plan import DomainPlan, Route, build_plan, read_probe_folders
 from ._policy_thresholds import accepts_uncertified
 from ._guard_records import _open_queue, _Recording
-from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context, context_given  # noqa: F401
+from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context, blank_passages, context_given  # noqa: F401
 from ._guard_scoring import _EarlyAbstain, _near, _Scoring, no_conflict_detector
 from ._resources import DEFAULT_POLICY, public_seed_warning
 from .domain import CalibratedDomain
@@ -617,10 +617,11 @@ class Guard(_Scoring, _Recording):
                 + "; pass one of each per question"))
         if max_new_tokens is not None:  # checked as the policy's own value is, before anything is generated
             replace(self.settings, max_new_tokens=max_new_tokens)
-        ctxs, refused = [], []
+        ctxs, refused, notes = [], [], [[] for _ in range(n)]
         for i, (q, c, h, s, d) in enumerate(zip(questions, contexts, histories, systems, domains)):
             try:  # every input is checked before any generation or record
                 _check_text("question", q)
+                notes[i] += [blank] if (blank := blank_passages(c)) else []
                 c = _join_context(c)
                 if c is not None:
                     _check_text("context", c)
@@ -668,7 +669,7 @@ class Guard(_Scoring, _Recording):
             groups.setdefault((d, ctxs[i] is not None), []).append(i)
         try:
             self._answer_groups(groups, questions, ctxs, plans, histories, systems, request_ids, extra_problems,
-                                streamer, early_stop, stop, max_new_tokens, started, results)
+                                notes, streamer, early_stop, stop, max_new_tokens, started, results)
         except AuditError as exc:  # a log that stopped taking records part-way: say which decisions it holds
             done = [r for r in results if r is not None]
             if not done:
@@ -682,7 +683,7 @@ class Guard(_Scoring, _Recording):
             raise partial from exc
         return results  # type: ignore[return-value]
 
-    def _answer_groups(self, groups, questions, ctxs, plans, histories, systems, request_ids, extra_problems,
+    def _answer_groups(self, groups, questions, ctxs, plans, histories, systems, request_ids, extra_problems, notes,
                        streamer, early_stop, stop, max_new_tokens, started, results) -> None:
         """:meth:`batch`'s generation and recording, one batched generation per (domain, with context) group,
         each answer's result put in ``results`` once its decision is recorded."""
@@ -702,6 +703,7 @@ class Guard(_Scoring, _Recording):
                 for row, g in enumerate(gens):
                     g.extra["stopped_early"] = bool(stopper.stopped[row]) if row < len(stopper.stopped) else False
             for i, g in zip(idx, gens):
+                g.extra.setdefault("notes", []).extend(notes[i])  # said in the reasons, not a problem
                 if max_new_tokens is not None:
                     g.extra["max_new_tokens"] = max_new_tokens  # checked against the calibration's
                 try:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from hguard.audit import AuditLog
-from hguard.errors import AuditError, ReviewQueueError
+from hguard.errors import AuditError, InputError, ReviewQueueError
 from hguard.guard import Guard
 from hguard.policy import Policy, decide
 
@@ -345,3 +345,16 @@ def test_no_fault_combination_accepts(make_guard, monkeypatch):
         _patch_generations(gg, monkeypatch, lambda x, n=name: replace(x, confidence={**x.confidence, n: math.nan}))
         r = gg.invoke(Q, context=CTX, domain="alpha")
         assert r.route == "review", (name, r.reasons)
+
+
+def test_an_empty_passage_among_others_is_left_out_and_said(make_guard, tmp_path):
+    """A retriever's empty chunk: answered from the others, as before, but the reasons and the record say so."""
+    g = make_guard()
+    r = g.invoke(Q, context=[CTX, "   ", ""], domain="alpha")
+    assert r.context == CTX
+    note = "2 of the 3 retrieved passages (number 1, 2, counting from 0) were empty and left out of the context"
+    assert note in r.reasons
+    assert AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)["reasons"] == r.reasons
+    assert note not in g.invoke(Q, context=[CTX], domain="alpha").reasons
+    with pytest.raises(InputError):  # nothing but blank passages: refused, as an empty context is
+        g.invoke(Q, context=["", " "], domain="alpha")
