@@ -617,7 +617,8 @@ class Guard(_Scoring, _Recording):
                 + "; pass one of each per question"))
         if max_new_tokens is not None:  # checked as the policy's own value is, before anything is generated
             replace(self.settings, max_new_tokens=max_new_tokens)
-        ctxs, refused, notes = [], [], [[] for _ in range(n)]
+        ctxs, refused = [], []
+        notes: list[list[str]] = [[] for _ in range(n)]
         for i, (q, c, h, s, d) in enumerate(zip(questions, contexts, histories, systems, domains)):
             try:  # every input is checked before any generation or record
                 _check_text("question", q)
