@@ -82,7 +82,7 @@ def blank_passages(context) -> str | None:
     if not blank or len(blank) == len(context):
         return None
     return (f"{len(blank)} of the {len(context)} retrieved passages (number {', '.join(map(str, blank))}, counting from "
-            "0) were empty and left out of the context")
+            f"0) {'was' if len(blank) == 1 else 'were'} empty and left out of the context")
 
 
 def _check_text(name: str, value) -> None:
