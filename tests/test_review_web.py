@@ -605,3 +605,20 @@ def test_an_item_whose_domain_risk_or_reasons_were_edited_in_the_queue_file_is_r
     assert f"the {field} of item &#39;low&#39; differs from its decision record" in c.get("/items/low").text
     r = c.post("/items/low", data=decide_form(c, "low", verdict="correct"), headers=SAME_ORIGIN)
     assert r.status_code == 409 and queue.get("low").status == "pending"
+
+
+def test_a_domain_name_with_spaces_around_it_does_not_look_like_another(tmp_path, audit, capsys):
+    """"policy " (a caller's typo, routed to review) showed as a second "policy" row on the page and in the list."""
+    q = guard_queue(tmp_path / "spaces.sqlite3", audit=audit)
+    q.enqueue(make_item("plain", domain="policy"))
+    q.enqueue(make_item("spaced", domain="policy "))
+    c = client_for(q)
+    login(c)
+    page = c.get("/").text
+    assert "&#34;policy &#34;" in page and ">policy</a>" in page
+    assert "&#34;policy &#34;" in c.get("/items/spaced").text
+    from hguard.cli.review import main as review_cli
+
+    assert review_cli(["list", "--queue", str(q.path)]) == 0
+    out = capsys.readouterr().out
+    assert '"policy ": 1 pending, 0 decided' in out and "policy: 1 pending, 0 decided" in out

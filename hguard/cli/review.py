@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, cast
 
 from ..errors import HGuardError, InputError, one_line
 from ..review.queue import VERDICTS, ReviewItem, ReviewQueue
+from ..review._items import shown_domain
 from ..review._pages import _fmt_risk
 from ..review.web import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV, _open_source, make_server
 
@@ -174,8 +175,7 @@ def main(argv: list[str]) -> int:
             counts = queue.counts()
             _known_domain(args.domain, counts)
             for domain, c in counts.items():  # with --json, stdout holds only the JSON lines
-                name = domain if domain is not None else "(no domain)"
-                print(f"{name}: {c['pending']} pending, {c['decided']} decided", file=sys.stderr if args.json else sys.stdout)
+                print(f"{shown_domain(domain)}: {c['pending']} pending, {c['decided']} decided", file=sys.stderr if args.json else sys.stdout)
             if args.decided:
                 items = queue.decided(domain=args.domain, limit=args.limit, newest_first=True)[::-1]
             else:
@@ -188,7 +188,7 @@ def main(argv: list[str]) -> int:
                     continue
                 verdict = f"  {it.verdict.verdict} by {it.verdict.reviewer}" if it.verdict else ""
                 spot = "[spot-check of an accepted answer] " if it.spot_check else ""
-                print(f"{_fmt_risk(it.risk):>8}  {it.domain or '(no domain)':<14} {it.id}  "
+                print(f"{_fmt_risk(it.risk):>8}  {shown_domain(it.domain):<14} {it.id}  "
                       f"{spot}{one_line(it.question, 70)}{verdict}")  # fmt: skip
                 print(f"{'':>8}  answer: {one_line(it.answer, 100)}")  # what the reviewer decides on
                 if it.id in edited:

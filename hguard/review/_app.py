@@ -12,6 +12,7 @@ from urllib.parse import quote, unquote, urlsplit
 from ..audit import AuditLog
 from ..errors import HGuardError, InputError, ReviewQueueError
 from ._auth import _MAKE_TOKEN, SESSION_MAX_AGE_S, TOKEN_ENV, _Auth, _b64, _check_token, _GuardMiddleware
+from ._items import shown_domain
 from ._pages import _INSTALL_HINT, _jinja_env
 from .queue import NO_DOMAIN, AlreadyDecided, ItemNotFound, ReviewItem, ReviewQueue, VerdictRefused
 
@@ -203,7 +204,7 @@ def create_app(
         items = await run_in_threadpool(queue.pending, domain_filter(domain_param), checked_order, limit + 1)
         counts = await run_in_threadpool(queue.counts)
         rows = [
-            {"label": d if d is not None else "(no domain)", "param": d if d is not None else _NO_DOMAIN_PARAM,
+            {"label": shown_domain(d), "param": d if d is not None else _NO_DOMAIN_PARAM,
              "pending": c["pending"], "decided": c["decided"], "state": state_of(d)}
             for d, c in counts.items()
         ]  # fmt: skip

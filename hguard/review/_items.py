@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from .._json import json_safe
+from .._text import hidden_character
 from ..errors import ReviewQueueError
 from ..errors import shown as _show
 
@@ -32,6 +33,16 @@ _REQUIRED_FIELDS = ("audit_id", "question", "answer")
 _MAX_ID = 200
 _MAX_REVIEWER = 200
 _MAX_TEXT = 1_000_000  # a corrected answer or note longer than this is a paste accident, not a review
+
+
+def shown_domain(domain: str | None, none: str = "(no domain)") -> str:
+    """A domain name as a reviewer reads it: quoted, with escapes, where spaces around it or hidden characters would
+    make it look like another ("policy " beside "policy"); ``none`` for an item without one."""
+    if domain is None:
+        return none
+    if not domain or domain != domain.strip() or any(hidden_character(c) for c in domain):
+        return json.dumps(domain)
+    return domain
 
 
 class _NoDomain:

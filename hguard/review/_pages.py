@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 from ..errors import HGuardError, install_extra
+from ._items import shown_domain
 
 _INSTALL_HINT = f"install the review extra (starlette, uvicorn, jinja2, python-multipart): {install_extra('review')}"
 
@@ -117,7 +118,7 @@ Domain:
 {% for item in items %}
 <tr data-item-id="{{ item.id }}">
 <td class="risk {{ item.risk|risk_class }}">{{ item.risk|fmt_risk }}</td>
-<td>{{ item.domain or "(none)" }}</td>
+<td>{{ item.domain|domain_name }}</td>
 <td><a href="/items/{{ item.id|urlencode }}">{{ item.question|truncate(140) }}</a></td>
 <td>{{ item.answer|truncate(140) }}</td>
 <td>{% if item.spot_check %}<strong class="spot-check">spot-check</strong> {% endif %}{{ item.why|truncate(120) }}</td>
@@ -138,7 +139,7 @@ _ITEM = """{% extends "base.html" %}
 <h1>Review item <span class="muted">{{ item.id }}</span></h1>
 <dl class="meta">
 <dt>Risk</dt><dd class="risk {{ item.risk|risk_class }}" id="risk">{{ item.risk|fmt_risk }}</dd>
-<dt>Domain</dt><dd>{{ item.domain or "(none)" }}</dd>
+<dt>Domain</dt><dd>{{ item.domain|domain_name }}</dd>
 <dt>Kind</dt><dd id="kind">{{ "spot-check of an accepted answer (the user got it)" if item.spot_check else "routed to review" }}</dd>
 <dt>Decided by the guard</dt><dd>{{ item.time }}</dd>
 <dt>Status</dt><dd id="status">{{ item.status }}</dd>
@@ -208,7 +209,7 @@ _DECIDED = """{% extends "base.html" %}
 {% for item in items %}
 <tr><td class="muted">{{ item.verdict.decided_at[:19]|replace("T", " ") }}</td><td>{{ item.verdict.verdict }}</td>
 <td>{{ item.verdict.reviewer }}</td><td class="risk {{ item.risk|risk_class }}">{{ item.risk|fmt_risk }}</td>
-<td>{{ item.domain or "(none)" }}</td>
+<td>{{ item.domain|domain_name }}</td>
 <td><a href="/items/{{ item.id|urlencode }}">{{ item.question|truncate(140) }}</a></td></tr>
 {% else %}
 <tr><td colspan="6" class="muted">No verdicts yet.</td></tr>
@@ -281,4 +282,5 @@ def _jinja_env() -> Any:
     env.filters["fmt_risk"] = _fmt_risk
     env.filters["risk_class"] = _risk_class
     env.filters["fmt_value"] = _fmt_value
+    env.filters["domain_name"] = lambda d: shown_domain(d, "(none)")
     return env
