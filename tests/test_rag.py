@@ -648,3 +648,20 @@ def test_the_split_keeps_a_passage_on_one_side_and_follows_groups_corrected_sinc
     ex = Example(id="r1", domain="alpha", question="q?", answers=["yes"], kind="qa", context="c", meta={"group": "new"})
     col = Collected([{"id": "r1", "domain": "alpha", "answer": "yes", "group": "alpha:old", "kind": "qa"}], np.zeros((1, 2)))
     assert relabel(col, [ex]).rows[0]["group"] == "alpha:new"
+
+
+def test_a_rag_domain_without_held_out_passages_is_reported_not_a_crash(tiny_calibrated, tmp_path):
+    """A review export's few rows can all fall on the training side: the report had no held-out row to count and
+    calibrate-rag died in it (numpy refused ``&`` on the empty mask)."""
+    from hguard.calibrate.rag import calibrate_rag
+
+    lm, _ = tiny_calibrated
+    ex = [e for e in _tiny_rag_examples(lm) if e.domain == "alpha"]
+    # at a test fraction this small no passage is held out
+    report = calibrate_rag(ex, tmp_path / "probes", lm=lm, system_prompt=SYSTEM, max_new_tokens=4,
+                           work_dir=tmp_path / "work", progress=False, test_fraction=0.01)
+    assert report["split"]["n_test"] == 0
+    m = report["domains"]["alpha"]
+    assert m["all"]["n"] == 0 and m["all"]["auroc"]["merged"] is None
+    assert m["targets"]["supporting_accepted"] == {"n": 0, "k": 0, "rate": None, "ci95": None, "target": ">= 0.40"}
+    assert (tmp_path / "probes" / "alpha.rag.json").is_file()

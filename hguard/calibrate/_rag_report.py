@@ -21,6 +21,8 @@ from ._rag_fit import _REPORTED, _finite, _y, conflict_scores, score_rag_rows
 
 
 def _share(mask: np.ndarray, among: np.ndarray) -> dict:
+    # as booleans: a mask built from no held-out rows (np.array([])) is a float array, which ``&`` refuses
+    mask, among = np.asarray(mask, dtype=bool), np.asarray(among, dtype=bool)
     n, k = int(among.sum()), int((mask & among).sum())
     return {"n": n, "k": k, "rate": (k / n) if n else None, "ci95": clopper_pearson_interval(k, n)}
 
@@ -66,8 +68,8 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
         "n_unscorable": int((~ok).sum()),
         "thresholds": th.to_dict(),
         "all": block(np.ones(len(rs), bool)),
-        "conditions": {c: block(np.array([r["condition"] == c for r in rs])) for c in conds},
-        "datasets": {d: block(np.array([r["dataset"] == d for r in rs])) for d in sorted({r["dataset"] for r in rs})},
+        "conditions": {c: block(np.array([r["condition"] == c for r in rs], dtype=bool)) for c in conds},
+        "datasets": {d: block(np.array([r["dataset"] == d for r in rs], dtype=bool)) for d in sorted({r["dataset"] for r in rs})},
     }
     if answers:
         risk_of = {r["id"]: float(v) for r, v in zip(rs, risk)}
@@ -85,13 +87,13 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
         "merged_auroc": {"value": out["all"]["auroc"].get("merged"), "ci95": out["all"]["auroc_ci95"].get("merged"),
                          "target": ">= 0.90 and above grounding alone and probe alone",
                          "grounding": out["all"]["auroc"].get("grounding"), "probe": out["all"]["auroc"].get("probe")},
-        "supporting_accepted": {**_share(accepted, np.array([r["condition"] == "supporting" for r in rs])), "target": ">= 0.40"},
-        "offtopic_accepted": {**_share(accepted, np.array([r["condition"] == "offtopic" for r in rs])), "target": "<= 0.05"},
-        "offtopic_wrong_accepted": {**_share(accepted, np.array([r["condition"] == "offtopic" and r["label"] == "hallucinated" for r in rs])),
+        "supporting_accepted": {**_share(accepted, np.array([r["condition"] == "supporting" for r in rs], dtype=bool)), "target": ">= 0.40"},
+        "offtopic_accepted": {**_share(accepted, np.array([r["condition"] == "offtopic" for r in rs], dtype=bool)), "target": "<= 0.05"},
+        "offtopic_wrong_accepted": {**_share(accepted, np.array([r["condition"] == "offtopic" and r["label"] == "hallucinated" for r in rs], dtype=bool)),
                                     "target": "(off-topic answers that did not abstain)"},
         "misleading_followed_accepted": {**_share(accepted, follows), "target": "<= 0.10"},
         "misleading_followed_flagged": _share(cflag, follows),
-        "supporting_right_flagged": _share(cflag, np.array([r["condition"] == "supporting" and r["label"] == "correct" for r in rs])),
+        "supporting_right_flagged": _share(cflag, np.array([r["condition"] == "supporting" and r["label"] == "correct" for r in rs], dtype=bool)),
     }
     return out
 
