@@ -77,10 +77,12 @@ def join_digit_groups(text: str) -> str:
 
 
 _AUX = frozenset("is are was were am do does did can could will would should shall may might must has have had "
-                 "isn aren wasn weren don doesn didn can't cannot couldn won wouldn shouldn hasn haven".split())
+                 "isn't aren't wasn't weren't don't doesn't didn't can't cannot couldn't won't wouldn't shouldn't hasn't "
+                 "haven't".split())
 
 
 def asks_yes_no(question: str) -> bool:
-    """Whether ``question`` asks for yes or no: it opens with an auxiliary verb ("Is", "Does", "Can")."""
-    words = re.findall(r"[a-z']+", question.lower())
+    """Whether ``question`` asks for yes or no: it opens with an auxiliary verb ("Is", "Does", "Can", "Don't"; not
+    the name "Don" or "Won")."""
+    words = re.findall(r"[a-z']+", re.sub(r"[\u2019\u2018\u02bc`]", "'", question.lower()))
     return bool(words) and words[0] in _AUX

@@ -525,3 +525,53 @@ def test_a_side_taken_before_the_hedge_and_document_wordings_are_read_as_before(
     assert declines("The answer is: The answer is not provided.", "What is the dose?")
     # to a yes/no question about the study, its wording is a plain no
     assert declines("The study does not show a reduced risk of stroke.", "Does the study show a reduced risk of stroke?") is None
+
+
+_SOMATOSTATIN = "Does somatostatin confer insulinostatic effects of neuromedin u in the rat pancreas?"
+
+
+@pytest.mark.parametrize(
+    "reply, wording",
+    [
+        (_SOMATOSTATIN, "asks a question instead of answering"),  # the question itself
+        ("Identification of racial disparities in breast cancer mortality: does scale matter?",
+         "asks a question instead of answering"),  # a paper's title
+        ("The question is asking whether somatostatin confers these effects.", "restates the question without answering it"),
+        ("The study aimed to investigate whether somatostatin confers insulinostatic effects.",
+         "restates the question without answering it"),
+        ("The answer to this question is:", "a lead-in with no answer after it"),
+        ("The answer is not possible to determine.", "not possible to determine"),
+        ("It is not possible to determine from the study.", "not possible to determine"),
+    ],
+)
+def test_a_reply_to_a_yes_no_question_that_says_neither_declines(reply: str, wording: str) -> None:
+    """A trial's PubMed answers: each of these read as a plain "yes" (or "no"), so was labelled right and scored,
+    and the one that only repeated a paper's title got the run's lowest risk and was accepted."""
+    assert declines(reply, _SOMATOSTATIN) == wording
+    for truth in ("yes", "no"):
+        assert judge_yesno(reply, truth, _SOMATOSTATIN).label == "refusal"
+
+
+@pytest.mark.parametrize(
+    "reply, said",
+    [
+        ("Somatostatin confers insulinostatic effects of neuromedin U in the rat pancreas.", "yes"),  # a plain statement
+        ("The study aimed to investigate this and found that somatostatin does confer them.", "yes"),  # with its result
+        ("Does it? Yes, it does.", "yes"),
+        ("It does not.", "no"),
+    ],
+)
+def test_a_reply_that_answers_after_restating_or_asking_still_takes_its_side(reply: str, said: str) -> None:
+    assert declines(reply, _SOMATOSTATIN) is None
+    assert judge_yesno(reply, said, _SOMATOSTATIN).label == "correct"
+
+
+def test_a_name_that_spells_a_contraction_does_not_make_a_yes_no_question() -> None:
+    from hguard._text import asks_yes_no
+
+    # "Don" read as "don('t)": the question was taken for a yes/no one, and its answer for a question
+    assert not asks_yes_no("Don Barry Mason was the founder of the PSI, which other member died in 2016?")
+    assert not asks_yes_no("Won Bin starred in which film?")
+    assert asks_yes_no("Don't you pay?") and asks_yes_no("Don\u2019t you pay?") and asks_yes_no("Isn't it free?")
+    assert judge("Don Barry Mason founded it with Dennis Howard Marks.", ["Dennis Howard Marks"],
+                 question="Don Barry Mason was the founder of the PSI, which other member died in 2016?").label == "correct"

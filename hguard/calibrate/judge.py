@@ -234,6 +234,9 @@ ABSTAIN_PATTERNS: tuple[str, ...] = (
     r"\bthere (?:is|are|was|were|seems to be|appears to be) no (?:record|records|information|evidence|data|mention|reference)\b",
     r"\bno (?:information|record|records|data|evidence|mention|reference|details) (?:of|about|on|for|regarding)\b",
     r"\b(?:answer|it|this) (?:is|remains) unknown\b",
+    # "The answer is not possible to determine.", "It cannot be determined from the study."
+    r"\b(?:not possible|impossible) to (?:determine|say|tell|know|conclude|answer)\b",
+    r"\bcannot be (?:determined|answered|concluded)\b",
     # "The author is unknown.", "Its population is not known." (not "a little-known author", "is known for")
     r"\b(?:is|are|was|were|remains?) (?:still |currently |largely |as yet )?(?:unknown|not known)\b(?! (?:for|as|to|by)\b)",
     r"\b(?:is|are|was|were) not (?:specified|stated)\b",  # "The capital of Veltrai is not specified."
@@ -353,8 +356,23 @@ def declines(answer: str, question: str | None = None) -> str | None:
     return _declines(answer, question, _refusal(answer))
 
 
+# Replies to a yes/no question that say neither: a lead-in with nothing after it ("The answer to this question is:"),
+# the question restated as a topic ("The question is asking whether ...", "The study aimed to investigate whether
+# ..."), or a question instead of an answer (the question itself, a paper's title ending in "?").
+_LEAD_IN = re.compile(r"^(?:(?:answer|response)(?: to (?:this|that|your|my) question)? (?:is|would be)\s*)+")
+_RESTATES = re.compile(
+    r"^(?:question (?:is|asks|was|being asked)|this question (?:is|asks)|you are asking|you asked"
+    r"|(?:study|paper|article|research|trial|authors?|researchers|investigators|abstract) (?:aimed|aims|sought|seeks|"
+    r"set out|wanted|wants|tried|was designed|were designed|is designed) to"
+    r"|(?:this|present|current) (?:study|paper|article|research|trial) (?:aimed|aims|sought|investigated|investigates|"
+    r"examined|examines|evaluated|evaluates|assessed|assesses|explored|explores|asks|asked|addresses|addressed))\b")
+_RESULT_WORDS = re.compile(r"\b(?:found|finds|find|show|shows|showed|shown|suggest|suggests|suggested|concluded|concludes|"
+                           r"demonstrat\w*|indicat\w*|reveal\w*|confirm\w*|support\w*|result\w*|conclusion\w*)\b")
+
+
 def _hedges(answer: str, question: str | None) -> str | None:
-    """The hedge with which a reply to a yes/no question opens (its first sentence, before any yes or no), or None."""
+    """The hedge with which a reply to a yes/no question opens (its first sentence, before any yes or no), or the
+    way it says neither (a bare lead-in, the question restated, a question instead of an answer), or None."""
     if question is None or not asks_yes_no(_check_str(question, "question")):
         return None
     first = re.split(r"(?<=[.!?;])\s", answer.strip(), maxsplit=1)[0]
@@ -362,7 +380,19 @@ def _hedges(answer: str, question: str | None) -> str | None:
     if not norm or norm.split()[0] in _YES_WORDS | _NO_WORDS:
         return None
     m = _HEDGE.search(norm)
-    return m.group(0) if m else None
+    if m:
+        return m.group(0)
+    whole = normalize(answer)
+    if set(whole.split()) & (_YES_WORDS | _NO_WORDS):
+        return None
+    rest = _LEAD_IN.sub("", whole).strip()
+    if not rest:
+        return "a lead-in with no answer after it"
+    if _RESTATES.match(rest) and not _RESULT_WORDS.search(rest):
+        return "restates the question without answering it"
+    if first.rstrip().endswith("?"):  # not by its first word: "Will Smith starred in ..." answers
+        return "asks a question instead of answering"
+    return None
 
 
 def _declines(answer: str, question: str | None, found: tuple[str, str] | None) -> str | None:
