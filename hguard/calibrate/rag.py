@@ -323,7 +323,9 @@ def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, 
     passages = _passages(rows, examples)
     test = np.ones(len(rows), dtype=bool) if given else split_groups(rows, test_fraction, seed, passages=passages)
     held_out = (("the rows given on their calibration's test side (its recorded split)" if held_out_only else
-                 "every row given (scores of rows the calibration trained on are optimistic)") if given
+                 "every row given (each domain's n_training_side counts the rows whose group falls on its calibration's "
+                 "training side by the split its probe file records, whether or not the calibration saw them: only rows "
+                 "it trained on score optimistically, and rows it never saw need no such care)") if given
                 else "passages on the test side of the split")
     result: dict[str, Any] = {"model": lm.name, "prompt_mode": RAG, "held_out": held_out, "domains": {}, "skipped": skipped}
     for domain, cd in probes.items():
