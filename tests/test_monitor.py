@@ -697,6 +697,13 @@ def test_a_replaced_seed_does_not_turn_earlier_selections_into_mismatches(tiny_c
     rep = run_monitor(replaced, act=False)
     assert rep["domains"]["alpha"]["selection_audit"]["other_seed"] == 12
     assert "12 accepted under another spot-check seed, not checked with this one" in summary(rep)
+    import hashlib
+
+    from hguard.monitor import seed_id
+
+    # an auditor recomputes the id as the README says
+    assert records[-1].get("spot_check_seed_id", seed_id("s")) == seed_id("s") == hashlib.scrypt(
+        b"s", salt=b"hguard spot-check seed id", n=2**14, r=8, p=1, dklen=8).hex()
 
 
 def test_guard_spot_checks_accepted_answers_and_honours_a_tightening(tiny_calibrated, tmp_path):

@@ -448,6 +448,9 @@ def test_export_writes_valid_calibration_rows_with_reviewer_labels(queue, tmp_pa
     assert summary.skipped == [("nodomain", "it has no domain; calibration rows need one")]
     assert "disagreed with the risk read at 0.5 (hallucinated at or above it; not the policy's thresholds) on 2 of 4" \
         in summary.summary() and (summary.n_spot_checks, summary.n_spot_hallucinated) == (0, 0)
+    # the counts read against the file: the verdicts are those of the rows written, the skipped item said apart
+    assert ("(rows by verdict: correct 2, hallucinated 1, corrected 1, not_in_context 0, 1 decided item(s) skipped "
+            "(below))") in summary.summary() and "decided items with a risk, skipped ones included" in summary.summary()
 
     only_med = export_reviewed(queue, tmp_path / "med.jsonl", domain="medicine")
     assert [ex.id for ex in load_examples(tmp_path / "med.jsonl")] == ["review-unscored"]

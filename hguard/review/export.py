@@ -98,15 +98,17 @@ class ExportSummary:
         rate = self.disagreement_rate
         agree = (
             f"reviewers' labels disagreed with the risk read at {DISAGREEMENT_RISK:g} (hallucinated at or above it; not "
-            f"the policy's thresholds) on {self.n_disagreements} of {self.n_scored} scored items ({rate:.0%})"
+            f"the policy's thresholds) on {self.n_disagreements} of {self.n_scored} decided items with a risk, skipped "
+            f"ones included ({rate:.0%})"
             if rate is not None
             else "no scored items to compare with the risk"
         )
         if self.n_spot_checks:  # the guard's own mistakes: accepted answers a reviewer said were hallucinated
             agree += (f"; {self.n_spot_hallucinated} of the {self.n_spot_checks} spot-checked accepted answers were "
                       "hallucinated")
+        skipped = f", {self.n_skipped} decided item(s) skipped (below)" if self.skipped else ""
         head = (
-            f"wrote {self.n_items} reviewed rows to {self.path} ({verdicts})" if self.written
+            f"wrote {self.n_items} reviewed rows to {self.path} (rows by verdict: {verdicts}{skipped})" if self.written
             else f"no reviewed rows to export; {self.path} was not written"
         )  # fmt: skip
         lines = [f"{head}; {agree}"]

@@ -439,7 +439,8 @@ class ReviewQueue:
         if verdict == "corrected" and corrected_answer is None:
             raise InputError(
                 "verdict 'corrected' needs the right answer in corrected_answer (got nothing); "
-                "type the right answer, or choose 'hallucinated' if it is not known"
+                "type the right answer, or choose 'hallucinated' if it is not known (for an answer given with a passage "
+                "that does not answer the question, 'not_in_context', which, unlike 'hallucinated', becomes a calibration row)"
             )
         if verdict != "corrected" and corrected_answer is not None:
             raise InputError(
