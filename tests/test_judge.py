@@ -558,6 +558,7 @@ def test_a_reply_to_a_yes_no_question_that_says_neither_declines(reply: str, wor
         ("Somatostatin confers insulinostatic effects of neuromedin U in the rat pancreas.", "yes"),  # a plain statement
         ("The study aimed to investigate this and found that somatostatin does confer them.", "yes"),  # with its result
         ("Does it? Yes, it does.", "yes"),
+        ("Does it confer them? The study found that it does.", "yes"),
         ("It does not.", "no"),
     ],
 )

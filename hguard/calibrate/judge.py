@@ -390,7 +390,9 @@ def _hedges(answer: str, question: str | None) -> str | None:
         return "a lead-in with no answer after it"
     if _RESTATES.match(rest) and not _RESULT_WORDS.search(rest):
         return "restates the question without answering it"
-    if first.rstrip().endswith("?"):  # not by its first word: "Will Smith starred in ..." answers
+    # every sentence a question (not by its first word: "Will Smith starred in ..." answers; nor "Is it safe? The
+    # study found it safe.", which answers after asking)
+    if all(s.rstrip().endswith("?") for s in re.split(r"(?<=[.!?;])\s+", answer.strip()) if s.strip()):
         return "asks a question instead of answering"
     return None
 
