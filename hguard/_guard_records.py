@@ -86,13 +86,8 @@ class _Recording:
         def text(v):
             return v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else repr(v)
 
-        from . import __version__
-
         record = {
-            "hguard_version": __version__,
-            "hguard_source": source_digest(),
-            "policy_id": self._policy_id,  # which policy refused it, as a decision names the one that decided
-            "policy_hash": self._policy_hash,
+            **self._provenance(),  # which code and policy refused it, as a decision names what decided it
             "source": source,
             "error": f"{type(exc).__name__}: {exc}",
             "question": text(question),
@@ -106,20 +101,22 @@ class _Recording:
         except Exception:
             return None
 
-    def _record(self, result: GuardResult, fingerprints: dict | None = None, generation: dict | None = None,
-                history: list[dict] | None = None) -> None:
+    def _provenance(self) -> dict[str, str]:
+        """What every decision and error record names of the code and the policy that wrote it."""
         from . import __version__
 
+        return {"hguard_version": __version__, "hguard_source": source_digest(),  # the code, also between releases
+                "policy_id": self._policy_id, "policy_hash": self._policy_hash}
+
+    def _record(self, result: GuardResult, fingerprints: dict | None = None, generation: dict | None = None,
+                history: list[dict] | None = None) -> None:
         # the record's id is the guard's own, never the caller's: spot-check selection is keyed on it (a caller
         # choosing it would choose which accepted answers are checked) and the queue holds one item per id
         record_id = uuid.uuid4().hex
         record: dict[str, Any] = {
-            "hguard_version": __version__,
-            "hguard_source": source_digest(),  # which code decided, also between releases
+            **self._provenance(),
             "request_id": record_id,
             "caller_request_id": result.request_id,
-            "policy_id": self._policy_id,
-            "policy_hash": self._policy_hash,
             "domain": result.domain,
             "domain_choice": result.domain_choice,
             "model": self.lm.name,

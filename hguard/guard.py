@@ -589,12 +589,12 @@ class Guard(_Scoring, _Recording):
             raise self._refused(questions, InputError(
                 f"questions must be a list of strings, got {type(questions).__name__}: {questions!r:.80}"))
         n = len(questions)
-        given = [name for name, v in (("contexts", contexts), ("domains", domains), ("request_ids", request_ids),
-                                      ("histories", histories), ("systems", systems), ("problems", problems))
-                 if v is not None]  # for the message below: what the caller passed, not the defaults
-        for name, v in (("contexts", contexts), ("domains", domains), ("request_ids", request_ids),
-                        ("systems", systems)):
-            if isinstance(v, str):  # read as a list, a string's characters would be one entry each
+        passed = (("contexts", contexts), ("domains", domains), ("request_ids", request_ids), ("histories", histories),
+                  ("systems", systems), ("problems", problems))
+        given = [name for name, v in passed if v is not None]  # for the message below: what the caller passed
+        for name, v in passed:
+            if name in ("contexts", "domains", "request_ids", "systems") and isinstance(v, str):
+                # read as a list, a string's characters would be one entry each
                 raise self._refused(list(questions), InputError(
                     f"{name} must be a list with one entry per question, got the string {v!r:.60}; pass [{v!r:.40}]"
                     + (" (one list of passages per question, or one string each)" if name == "contexts" else "")))

@@ -266,7 +266,8 @@ def test_calibrate_summary_names_the_split_the_families_and_the_certificate_and_
     broken = copy.deepcopy(geo)
     broken["at_target"].update(accept_below=0.244, coverage=0.37)
     broken["families"]["summary"]["at_target"] = {
-        "target": 0.2, "n_scored": 288, "n_accepted": 59, "coverage": 0.205, "accepted_hallucination_rate": 25 / 59,
+        "target": 0.2, "n_scored": 288, "n_accepted": 59, "accepted_hallucinated": 25, "coverage": 0.205,
+        "accepted_hallucination_rate": 25 / 59,
         "within_target": False, "accepted_hallucination_ci95": [0.30, 0.56], "families_over_target": ["fabricated_company"]}
     lines = _calibration_summary(broken)
     assert lines[2].startswith("accept below 0.244 certified at target 0.2")
@@ -276,7 +277,7 @@ def test_calibrate_summary_names_the_split_the_families_and_the_certificate_and_
     from hguard.calibrate.report import _certified
 
     said = _certified("finance", {**broken, "thresholds_method": "LTT"})
-    assert "**On held-out families (each fitted without it) it is not met**: 0.42 hallucinated among accepted" in said
+    assert "**On held-out families (each fitted without it) it is not met**: 0.42 (25 of 59; 0.30-0.56) hallucinated among accepted" in said
     assert "(over it: fabricated_company)" in said
     broken["families"]["summary"]["at_target"].update(within_target=True)
     assert len(_calibration_summary(broken)) == 3 and "not met" not in _certified("finance", {**broken, "thresholds_method": "LTT"})

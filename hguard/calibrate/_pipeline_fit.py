@@ -283,6 +283,7 @@ def domain_metrics(fitted: dict, test: Collected, *, target: float, confidence: 
     merged = scores.get("merged", np.zeros(0))
     accepted = merged < thresholds.accept_below if len(merged) else np.zeros(0, bool)
     abstained = merged >= thresholds.abstain_above if len(merged) else np.zeros(0, bool)
+    n_accepted, k_accepted = int(accepted.sum()), int(y[accepted].sum())
     return {
         "n": n_all,
         "n_scored": int(len(y)),
@@ -304,10 +305,10 @@ def domain_metrics(fitted: dict, test: Collected, *, target: float, confidence: 
             "accept_below": thresholds.accept_below,
             "abstain_above": thresholds.abstain_above,
             "coverage": float(accepted.mean()) if len(accepted) else None,
-            "n_accepted": int(accepted.sum()),
-            "accepted_hallucinated": int(y[accepted].sum()),
-            "accepted_hallucination_rate": float(y[accepted].mean()) if accepted.any() else None,
-            "accepted_hallucination_ci95": clopper_pearson_interval(int(y[accepted].sum()), int(accepted.sum())),
+            "n_accepted": n_accepted,
+            "accepted_hallucinated": k_accepted,
+            "accepted_hallucination_rate": k_accepted / n_accepted if n_accepted else None,
+            "accepted_hallucination_ci95": clopper_pearson_interval(k_accepted, n_accepted),
             "abstain_share": float(abstained.mean()) if len(abstained) else None,
         },
     }

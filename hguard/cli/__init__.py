@@ -166,7 +166,7 @@ def _calibration_summary(m: dict) -> list[str]:
                      f"(coverage {t['coverage']:.0%} of held-out answers)")
         lofo = (fam.get("summary") or {}).get("at_target") or {}
         if lofo.get("within_target") is False:  # the certificate's own test: families it was not fitted on
-            k, n_acc = round(lofo["accepted_hallucination_rate"] * lofo["n_accepted"]), lofo["n_accepted"]
+            k, n_acc = lofo["accepted_hallucinated"], lofo["n_accepted"]
             lo, hi = lofo["accepted_hallucination_ci95"]
             over = lofo.get("families_over_target") or []
             lines.append(f"  but on held-out families (each fitted without it) {k} of {n_acc} accepted answers were "
