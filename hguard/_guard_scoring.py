@@ -15,6 +15,7 @@ from ._guard_plan import Route
 from ._guard_result import GuardResult, _finite_or_none, context_given
 from ._numerics import sigmoid
 from .calibrate.judge import declines
+from .signals.relevance import repeats_question
 from .errors import shown
 from .generation import CLOSED_BOOK, RAG, Generation
 from .models import DEFAULT_MODEL_NAME
@@ -249,6 +250,10 @@ class _Scoring:
                             "as a marker, not as text: the prompt's turns (system, history, question) may not be the "
                             "ones fingerprinted; remove it from the text")
         g.extra["declined"] = declines(g.text, g.question)  # read once: the conflict check and the route use it
+        if g.extra["declined"] is None and repeats_question(g.question, g.text):
+            g.extra.setdefault("holds", []).append(
+                "the answer adds no word to the question's own (it repeats the question, or fills what is asked with "
+                "a word of it), so nothing in it answers the question: held for review")
         try:
             signals, risk, thresholds, fp = self._score(g, domain, route, problems)
         except Exception as exc:  # anything unforeseen still ends in review

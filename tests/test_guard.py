@@ -127,6 +127,26 @@ def test_an_answer_that_declines_abstains_and_the_audit_record_says_so(calibrate
     assert rec["route"] == "abstain" and any("declined to answer ('i dont know')" in x for x in rec["reasons"])
 
 
+def test_an_answer_that_only_repeats_the_question_is_held_for_review_whatever_its_risk(calibrated, tmp_path, monkeypatch):
+    import hguard._guard_scoring as scoring
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    assert g.invoke("who is the author ?", domain="alpha").route == "accept"
+    seen = []
+
+    def repeats(question, answer):  # the tiny model's text is noise: read it as a restatement
+        seen.append((question, answer))
+        return True
+
+    monkeypatch.setattr(scoring, "repeats_question", repeats)
+    r = g.invoke("who is the author ?", domain="alpha")
+    assert seen == [("who is the author ?", r.answer)]
+    assert r.route == "review" and r.risk is not None, r.reasons  # scored as usual, never accepted
+    rec = AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)
+    assert rec["route"] == "review" and any("adds no word to the question's own" in x for x in rec["reasons"]), rec["reasons"]
+
+
 def test_unknown_domain_goes_to_review_never_accept(guard):
     r = guard.invoke("who is the author ?", domain="gamma")
     assert r.route == "review" and any("gamma" in x for x in r.reasons)

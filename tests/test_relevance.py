@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hguard.errors import InputError
-from hguard.signals.relevance import RELEVANCE_FEATURES, add_relevance, relevance_scores
+from hguard.signals.relevance import RELEVANCE_FEATURES, add_relevance, relevance_scores, repeats_question
 
 
 class BagEmbedder:
@@ -99,3 +99,24 @@ def test_denying_a_premise_is_a_claim_not_an_abstention():
     denial = "The answer is no, there is no such thing as a floating island."
     assert is_refusal(denial) and not abstains(denial) and declines(denial) is None
     assert abstains("The context does not say.") and abstains("  ")
+
+
+@pytest.mark.parametrize("question, answer, held", [
+    # the slot filled with the question's own words (answers the model gave in the RAG benchmark)
+    ("Mackenzie Davis appeared in the 2013 Canadian romantic comedy film directed by whom?",
+     "Mackenzie Davis appeared in the 2013 Canadian romantic comedy film directed by Mackenzie Davis.", True),
+    ("Who was the director of the 2001 film written by Marc Klein in which Lucy Gordon starred?",
+     "The director of the 2001 film written by Marc Klein was Lucy Gordon.", True),
+    ("How many moons does Mars have?", "Mars has moons.", True),
+    ("What is the capital of Luxembourg?", "Luxembourg.", True),  # right, and still held: the words cannot tell
+    # a word the question lacks answers it
+    ("What is the capital of France?", "Paris is the capital of France.", False),
+    ("How many moons does Mars have?", "Mars has two moons.", False),
+    ("What does the policy say about retention?", "It says nothing about it.", False),
+    # picking one of the question's alternatives, or repeating a yes/no question, answers it
+    ("What is the capital of France, Paris or Lyon?", "Paris.", False),
+    ("Is the information encrypted?", "The information is encrypted.", False),
+    ("Who wrote it?", "It.", False),  # no content word at all: not this rule's to read
+])
+def test_an_answer_that_adds_no_word_to_an_open_question_repeats_it(question, answer, held):
+    assert repeats_question(question, answer) is held

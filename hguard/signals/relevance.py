@@ -38,7 +38,7 @@ import numpy as np
 from hguard._text import asks_yes_no
 from hguard.errors import InputError
 
-__all__ = ["RELEVANCE_FEATURES", "relevance_scores"]
+__all__ = ["RELEVANCE_FEATURES", "relevance_scores", "repeats_question"]
 
 RELEVANCE_FEATURES = (
     "yes_no",
@@ -87,6 +87,24 @@ def shares_content_word(question: str, context: str | Sequence[str]) -> bool:
 
     words = list(dict.fromkeys(content_tokens(question)))
     return not words or any(_matched(words, _context_text(context), fuzzy=True))
+
+
+_ALTERNATIVES = re.compile(r"\bor\b", re.IGNORECASE)
+
+
+def repeats_question(question: str, answer: str) -> bool:
+    """Whether ``answer`` adds no content word to an open ``question``: every word of it that carries content
+    (stems matched) is one of the question's, as in "The film was directed by Mackenzie Davis." to "Mackenzie
+    Davis appeared in the film directed by whom?". Such a reply fills the asked slot with the question's own
+    words, or says nothing past it; the guard holds it for review whatever its risk. A question that offers
+    alternatives ("Paris or Lyon?") is answered by picking one of its words, and a yes/no question by
+    repeating it, so neither counts; nor does a reply with no content word at all."""
+    from hguard.signals._grounding_lexical import _stem, content_tokens
+
+    if asks_yes_no(question) or _ALTERNATIVES.search(question):
+        return False
+    said = {_stem(w) for w in content_tokens(answer)}
+    return bool(said) and said <= {_stem(w) for w in content_tokens(question)}
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
