@@ -113,6 +113,9 @@ def test_denying_a_premise_is_a_claim_not_an_abstention():
     ("What is the capital of France?", "Paris is the capital of France.", False),
     ("How many moons does Mars have?", "Mars has two moons.", False),
     ("What does the policy say about retention?", "It says nothing about it.", False),
+    ("Which symbol stands for oxygen in the periodic table?", "The symbol for oxygen is O.", False),
+    ("What is the chemical symbol of the element sulfur?", "Sulfur is a chemical element with the chemical symbol S.", False),
+    ("Which chemical element has the symbol Cd?", "Cd is a chemical element with the symbol Cd.", True),
     # picking one of the question's alternatives, or repeating a yes/no question, answers it
     ("What is the capital of France, Paris or Lyon?", "Paris.", False),
     ("Is the information encrypted?", "The information is encrypted.", False),

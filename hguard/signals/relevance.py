@@ -90,6 +90,7 @@ def shares_content_word(question: str, context: str | Sequence[str]) -> bool:
 
 
 _ALTERNATIVES = re.compile(r"\bor\b", re.IGNORECASE)
+_LETTER = re.compile(r"(?<![\w'.-])([B-HJ-Z])(?![\w'-])")  # not "A" or "I", nor a letter of a word ("U.S.", "x-ray")
 
 
 def repeats_question(question: str, answer: str) -> bool:
@@ -98,13 +99,18 @@ def repeats_question(question: str, answer: str) -> bool:
     Davis appeared in the film directed by whom?". Such a reply fills the asked slot with the question's own
     words, or says nothing past it; the guard holds it for review whatever its risk. A question that offers
     alternatives ("Paris or Lyon?") is answered by picking one of its words, and a yes/no question by
-    repeating it, so neither counts; nor does a reply with no content word at all."""
+    repeating it, so neither counts; nor does a reply with no content word at all. A capital letter standing alone
+    counts as a word ("The symbol for oxygen is O." answers "Which symbol stands for oxygen?")."""
     from hguard.signals._grounding_lexical import _stem, content_tokens
 
     if asks_yes_no(question) or _ALTERNATIVES.search(question):
         return False
-    said = {_stem(w) for w in content_tokens(answer)}
-    return bool(said) and said <= {_stem(w) for w in content_tokens(question)}
+
+    def words(text: str) -> set[str]:  # a capital letter alone is a symbol ("O", "S"), though content words skip it
+        return {_stem(w) for w in content_tokens(text)} | {c.lower() for c in _LETTER.findall(text)}
+
+    said = words(answer)
+    return bool(said) and said <= words(question)
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
