@@ -77,12 +77,16 @@ def decision_metadata(result: GuardResult) -> dict[str, Any]:
 
 
 def error_fields(exc: BaseException) -> dict[str, Any]:
-    """What an adapter's audit handler records of a failed call: the error, and for a ``raise_on`` error
-    (a RouteError) the id of the decision it was raised for."""
+    """What an adapter's audit handler records of a failed call: the error, for a ``raise_on`` error
+    (a RouteError) the id of the decision it was raised for, and for a request the guard refused (an
+    ``InputError`` carrying ``audit_id``) the id of the ``error`` record that says so."""
     fields: dict[str, Any] = {"event": "error", "status": "error", "error": f"{type(exc).__name__}: {exc}"[:2000]}
     decided = getattr(getattr(exc, "result", None), "audit_id", None)
     if decided:
         fields["decision_audit_id"] = decided
+    refused = getattr(exc, "audit_id", None)  # a refused request's own ``error`` record (Guard.record_failure)
+    if isinstance(refused, str) and refused and refused != decided:  # a RouteError's audit_id is its decision's
+        fields["error_audit_id"] = refused
     return fields
 
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from llama_index.core import SimpleDirectoryReader, VectorStoreIndex
 from llama_index.core.base.response.schema import AsyncStreamingResponse, Response, StreamingResponse
-from llama_index.core.instrumentation import get_dispatcher
 
 from hguard import audit as audit_mod
 from hguard.audit import AuditLog
@@ -31,22 +30,6 @@ def index():
 @pytest.fixture
 def retriever(index):
     return index.as_retriever(similarity_top_k=2)
-
-
-@pytest.fixture
-def root_handler():
-    """Register handlers on the root dispatcher for one test only."""
-    root = get_dispatcher()
-    added = []
-
-    def add(handler):
-        root.add_event_handler(handler)
-        added.append(handler)
-        return handler
-
-    yield add
-    for h in added:
-        root.event_handlers.remove(h)
 
 
 def _file(node) -> str:
@@ -211,3 +194,15 @@ def test_bad_queries_are_named_and_an_empty_retrieval_goes_to_review(make_guard,
     streamed = HGuardQueryEngine(Nothing(), llm, streaming=True).query(AUSTRALIA)
     assert "".join(streamed.response_gen) and streamed.metadata["route"] == "review"
     assert engine.query(AUSTRALIA).metadata["route"] == "accept"
+
+
+def test_a_refused_query_writes_an_error_record_whose_id_the_error_carries(make_guard, retriever):
+    """As Guard.invoke refuses a bad question (new-user trial: the engine refused it with no record, audit_id None)."""
+    guard = make_guard("accept")
+    engine = HGuardQueryEngine(retriever, HGuardLLM(guard, domain="alpha"))
+    for query in ("   ", lambda: asyncio.run(engine.aquery(""))):
+        with pytest.raises(InputError, match="the question is empty") as err:
+            query() if callable(query) else engine.query(query)
+        rec = AuditLog(guard.audit.path).find(err.value.audit_id)
+        assert rec["kind"] == "error" and "the question is empty" in rec["error"] and rec["domain"] == "alpha"
+

@@ -13,11 +13,12 @@ import pytest
 from llama_index.core import Document, SimpleDirectoryReader, VectorStoreIndex
 from llama_index.core.llms import ChatMessage, MessageRole
 
+from hguard import audit as audit_mod
 from hguard.audit import AuditLog
 from hguard.errors import NeedsReviewError
 from hguard.guard import Guard
 from hguard.policy import Policy
-from llama_index.llms.hguard import HGuardEmbedding, HGuardLLM
+from llama_index.llms.hguard import HGuardAuditEventHandler, HGuardEmbedding, HGuardLLM, HGuardQueryEngine
 
 DOCS = Path(__file__).resolve().parents[3] / "examples" / "docs"
 AUSTRALIA = "what is the capital of australia ?"
@@ -334,3 +335,45 @@ def test_a_stock_engine_whose_nodes_hold_no_text_goes_to_review_as_nothing_retri
         assert any("nothing retrieved: the retriever returned no passage" in x for x in r.metadata["reasons"]), r.metadata
         rec = AuditLog(guard.audit.path).find(r.metadata["audit_id"])
         assert rec["context"] is None and rec["question"] == AUSTRALIA
+
+
+def test_a_stock_engine_that_swallows_a_refused_request_says_so_in_its_query_record(make_guard, index, root_handler):
+    """LlamaIndex's compact/refine synthesizers catch ValueError from the LLM (hguard's InputError is one) and answer
+    "Empty Response" (new-user trial: the query record said "ok", with no link to the refusal)."""
+    guard = make_guard("accept")
+    root_handler(HGuardAuditEventHandler.from_guard(guard))
+    r = index.as_query_engine(llm=HGuardLLM(guard, domain="alpha")).query("   ")
+    assert str(r.response) == "Empty Response"  # LlamaIndex's, not hguard's: nothing was answered
+    records = list(AuditLog(guard.audit.path))
+    error, = [x for x in records if x["kind"] == "error"]
+    call, = [x for x in records if x["kind"] == "llm_call"]
+    query, = [x for x in records if x["kind"] == "query"]
+    assert call["status"] == "error" and call["error_audit_id"] == error["id"] and "InputError" in call["error"]
+    assert query["status"] == "llm_error" and query["answer"] == "Empty Response"
+    assert query["llm_errors"] == [{"span_id": call["span_id"], "error": call["error"], "error_audit_id": error["id"]}]
+    # a query whose calls went well is still "ok", with no llm_errors
+    index.as_query_engine(llm=HGuardLLM(guard, domain="alpha")).query(AUSTRALIA)
+    last = list(AuditLog(guard.audit.path))[-1]
+    assert last["kind"] == "query" and last["status"] == "ok" and "llm_errors" not in last
+
+
+@pytest.mark.parametrize("engine", ["HGuardQueryEngine", "stock"])
+def test_a_raise_on_route_closes_the_llm_call_and_query_records_as_failed(make_guard, index, root_handler, engine):
+    """raise_on raised after the call's record could be closed (new-user trial: no llm_call record, and through a stock
+    engine no query record either)."""
+    from hguard.errors import NeedsReviewError
+
+    guard = make_guard("review")
+    handler = root_handler(HGuardAuditEventHandler.from_guard(guard))
+    llm = HGuardLLM(guard, domain="alpha", raise_on={"review"})
+    run = (HGuardQueryEngine(index.as_retriever(similarity_top_k=2), llm, audit_handler=handler) if engine == "HGuardQueryEngine"
+           else index.as_query_engine(llm=llm, similarity_top_k=2))
+    with pytest.raises(NeedsReviewError) as err:
+        run.query(AUSTRALIA)
+    records = list(AuditLog(guard.audit.path))
+    assert [x["kind"] for x in records] == ["decision", "llm_call", "query"], [x["kind"] for x in records]
+    decision, call, query = records
+    assert decision["id"] == err.value.audit_id and decision["route"] == "review"
+    assert call["status"] == "error" and call["decision_audit_id"] == decision["id"] and "NeedsReviewError" in call["error"]
+    assert query["status"] == "error" and query["llm_errors"][0]["decision_audit_id"] == decision["id"]
+    assert audit_mod.verify(guard.audit.path).ok and handler.errors == []

@@ -311,11 +311,11 @@ class HGuardLLM(CustomLLM):
             return self._search_text(prompt, step)
         call.setdefault("problems", self._unread_context(prompt, context))
         try:
-            result = guarded_invoke(self._guard, prompt, context, domain, early_stop=early_stop, **call)
-        except BaseException as exc:  # a KeyboardInterrupt too: the call's record is closed as failed
+            result = raise_if_routed(guarded_invoke(self._guard, prompt, context, domain, early_stop=early_stop, **call),
+                                     self.raise_on)
+        except BaseException as exc:  # a KeyboardInterrupt, a raise_on route too: the call's record is closed as failed
             self._failed(exc)
             raise
-        raise_if_routed(result, self.raise_on)
         return CompletionResponse(text=result.display_text, additional_kwargs=self.decision(result))
 
     @llm_completion_callback()
@@ -329,12 +329,12 @@ class HGuardLLM(CustomLLM):
             return await asyncio.to_thread(self._search_text, prompt, step)
         call.setdefault("problems", self._unread_context(prompt, context))
         try:
-            result = await in_thread(self._guard, guarded_invoke, self._guard, prompt, context, domain, early_stop=early_stop,
-                                     run_id=active_span_id.get(), **call)
-        except BaseException as exc:  # cancelled (a timeout) too: the llm_call record the answer_not_delivered
-            self._failed(exc)  # record's run_id names is then written, as failed
+            result = raise_if_routed(await in_thread(self._guard, guarded_invoke, self._guard, prompt, context, domain,
+                                                     early_stop=early_stop, run_id=active_span_id.get(), **call),
+                                     self.raise_on)
+        except BaseException as exc:  # cancelled (a timeout), a raise_on route too: the llm_call record the
+            self._failed(exc)  # answer_not_delivered record's run_id names is then written, as failed
             raise
-        raise_if_routed(result, self.raise_on)
         return CompletionResponse(text=result.display_text, additional_kwargs=self.decision(result))
 
     def _response(self, text: str, piece: Any, mode: str) -> tuple[str, CompletionResponse]:

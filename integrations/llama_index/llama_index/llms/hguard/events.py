@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+from contextvars import ContextVar
 from typing import Any, Dict, List, Optional, Tuple
 
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
@@ -19,6 +20,7 @@ from llama_index.core.instrumentation.events.llm import (
     LLMCompletionStartEvent,
 )
 from llama_index.core.instrumentation.events.query import QueryEndEvent, QueryStartEvent
+from llama_index.core.instrumentation.events.span import SpanDropEvent
 from pydantic import PrivateAttr
 
 from hguard.audit import AuditLog
@@ -30,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 LLM_KIND = "llm_call"
 QUERY_KIND = "query"
+#: the status of a query record whose engine answered after one of its LLM calls failed (see the class doc)
+LLM_ERROR = "llm_error"
 
 
 def _decision(meta: Optional[dict]) -> Optional[Dict[str, Any]]:
@@ -46,11 +50,19 @@ def _query_text(query: Any) -> str:
 class HGuardAuditEventHandler(BaseEventHandler):
     """Writes one audit record per LLM call (kind ``"llm_call"``) and per query (kind ``"query"``).
 
-    Records are written when a call ends or fails (an ``ExceptionEvent`` in its span) and hold the
+    Records are written when a call ends or fails (an ``ExceptionEvent`` in its span, or the span dropped by
+    the exception that ended it) and hold the
     span id, the model, the question and context (``question`` / ``context`` / ``answer`` fields, so
     a redacting ``AuditLog`` hashes them), the answer, the duration, the status and, for
     :class:`HGuardLLM` answers, the guard's decision under ``"hguard"`` with ``decision_audit_id``
-    pointing at the guard's own ``decision`` record. Query records also list the source nodes.
+    pointing at the guard's own ``decision`` record; a failed call's record holds the error, with
+    ``decision_audit_id`` for a ``raise_on`` route and ``error_audit_id`` for a request the guard refused (its
+    ``error`` record). Query records also list the source nodes.
+
+    LlamaIndex's refine and compact synthesizers (a stock ``as_query_engine()``'s) catch ``ValueError`` and
+    ``TypeError`` from the LLM, hguard's ``InputError`` among them, and answer "Empty Response" as if nothing
+    failed. A query record whose LLM calls failed therefore has status ``"llm_error"`` and lists them under
+    ``llm_errors`` (each with its error and ids), whatever the engine answered.
 
     LlamaIndex's dispatcher catches and drops every exception an event handler raises. A failed
     write is therefore logged at ERROR, kept in :attr:`errors`, and raised by
@@ -69,6 +81,8 @@ class HGuardAuditEventHandler(BaseEventHandler):
 
     _open: Dict[Tuple[str, Optional[str]], List[Dict[str, Any]]] = PrivateAttr(default_factory=dict)
     _errors: List[BaseException] = PrivateAttr(default_factory=list)
+    _queries: Any = PrivateAttr(default_factory=lambda: ContextVar("hguard_open_queries", default=()))
+    _llm_failures: Dict[Optional[str], List[Dict[str, Any]]] = PrivateAttr(default_factory=dict)
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     def __init__(self, audit: AuditLog | str | os.PathLike[str], *, redact: bool = False, record_starts: bool = False) -> None:
@@ -129,6 +143,19 @@ class HGuardAuditEventHandler(BaseEventHandler):
         return record
 
     def _write(self, family: str, record: Dict[str, Any], fields: Dict[str, Any]) -> None:
+        if family == "query":  # closed: its LLM calls' failures, if any, are said in it
+            span = record.get("span_id")
+            self._queries.set(tuple(q for q in self._queries.get() if q != span))
+            with self._lock:
+                failed = self._llm_failures.pop(span, None)
+            if failed:
+                fields = {**fields, "llm_errors": failed}
+                if fields.get("status") == "ok":
+                    fields["status"] = LLM_ERROR
+        elif fields.get("status") == "error" and self._queries.get():  # an LLM call of the open query failed
+            failure = {k: fields[k] for k in ("error", "decision_audit_id", "error_audit_id") if k in fields}
+            with self._lock:
+                self._llm_failures.setdefault(self._queries.get()[-1], []).append({"span_id": record.get("span_id"), **failure})
         started = record.pop("started_at", None)
         record["seconds"] = time.time() - started if started is not None else None
         record.update(fields)
@@ -179,6 +206,7 @@ class HGuardAuditEventHandler(BaseEventHandler):
             })
         elif isinstance(event, QueryStartEvent):
             self._push("query", event, {"question": _query_text(event.query)})
+            self._queries.set(self._queries.get() + (event.span_id,))
         elif isinstance(event, QueryEndEvent):
             r = event.response
             decision = _decision(getattr(r, "metadata", None))
@@ -200,6 +228,13 @@ class HGuardAuditEventHandler(BaseEventHandler):
                     pending = (family, event.span_id) in self._open
                 if pending:
                     self._write(family, self._pop(family, event.span_id), dict(fields))
+        elif isinstance(event, SpanDropEvent):  # an exception ended a call or query that no ExceptionEvent closed
+            for family in ("llm", "query"):  # (a stock engine's failed query, a stream left by its error)
+                with self._lock:
+                    pending = (family, event.span_id) in self._open
+                if pending:
+                    self._write(family, self._pop(family, event.span_id),
+                                {"event": "error", "status": "error", "error": event.err_str[:2000]})
 
 
-__all__ = ["HGuardAuditEventHandler", "LLM_KIND", "QUERY_KIND"]
+__all__ = ["HGuardAuditEventHandler", "LLM_ERROR", "LLM_KIND", "QUERY_KIND"]

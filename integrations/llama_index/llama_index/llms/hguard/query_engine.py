@@ -172,8 +172,18 @@ class HGuardQueryEngine(BaseQueryEngine):
     # BaseQueryEngine.query, plus an ExceptionEvent in the same span when the query fails (so audit
     # handlers can record the failure) and the audit handler's check afterwards.
 
+    def _checked(self, query: QueryType) -> QueryBundle:
+        """The query as a bundle; a bad one is refused before anything runs, with an ``error`` record in the
+        guard's audit log whose id the ``InputError`` carries (as ``Guard.invoke`` refuses a bad question)."""
+        try:
+            return _bundle(query)
+        except InputError as exc:
+            text = getattr(query, "query_str", query)
+            self._llm.guard.record_failure(text, exc, domain=self._domain or self._llm.domain, source="HGuardQueryEngine")
+            raise
+
     def query(self, str_or_query_bundle: QueryType) -> RESPONSE_TYPE:
-        bundle = _bundle(str_or_query_bundle)  # a bad query is refused before anything runs
+        bundle = self._checked(str_or_query_bundle)
         dispatcher.event(QueryStartEvent(query=str_or_query_bundle))
         try:
             with self.callback_manager.as_trace("query"):
@@ -187,7 +197,7 @@ class HGuardQueryEngine(BaseQueryEngine):
         return response
 
     async def aquery(self, str_or_query_bundle: QueryType) -> RESPONSE_TYPE:
-        bundle = _bundle(str_or_query_bundle)  # a bad query is refused before anything runs
+        bundle = self._checked(str_or_query_bundle)
         dispatcher.event(QueryStartEvent(query=str_or_query_bundle))
         try:
             with self.callback_manager.as_trace("query"):
