@@ -17,7 +17,9 @@ GENESIS_HASH = "0" * 64
 # The first record of a log that continues an archived one (hguard.audit.AuditLog.rotate): it chains onto the
 # archive's last record (its prev_hash and seq follow on) and names the archive; only the log writes it.
 CONTINUATION = "log_continued"
-REDACTED_FIELDS = frozenset({"question", "answer", "context", "history"})  # history: a conversation's earlier turns
+# history: a conversation's earlier turns; error: a failure's message, which names the bad value it was given (a
+# history turn, a context) so that the caller can fix it; its ``error_type`` stays readable
+REDACTED_FIELDS = frozenset({"question", "answer", "context", "history", "error"})
 # The log owns these; letting callers set them would let a caller forge chain positions.
 _RESERVED_FIELDS = ("id", "seq", "time", "kind", "prev_hash", "hash", "mac", "nonfinite")
 _CHAIN_FIELDS = ("id", "seq", "time", "kind", "prev_hash", "hash")

@@ -89,6 +89,7 @@ class _Recording:
         record = {
             **self._provenance(),  # which code and policy refused it, as a decision names what decided it
             "source": source,
+            "error_type": type(exc).__name__,  # readable in a redacting log, which hashes the message
             "error": f"{type(exc).__name__}: {exc}",
             "question": text(question),
             "context": None if context is None else text(context if isinstance(context, str) else repr(context)),

@@ -80,7 +80,8 @@ def error_fields(exc: BaseException) -> dict[str, Any]:
     """What an adapter's audit handler records of a failed call: the error, for a ``raise_on`` error
     (a RouteError) the id of the decision it was raised for, and for a request the guard refused (an
     ``InputError`` carrying ``audit_id``) the id of the ``error`` record that says so."""
-    fields: dict[str, Any] = {"event": "error", "status": "error", "error": f"{type(exc).__name__}: {exc}"[:2000]}
+    fields: dict[str, Any] = {"event": "error", "status": "error", "error_type": type(exc).__name__,
+                              "error": f"{type(exc).__name__}: {exc}"[:2000]}
     decided = getattr(getattr(exc, "result", None), "audit_id", None)
     if decided:
         fields["decision_audit_id"] = decided

@@ -811,6 +811,13 @@ def test_a_follow_up_records_the_turns_it_refers_to_and_a_redacting_log_hashes_t
     assert set(kept["history"]) == {"sha256"} and "two tablets" not in open(red["audit"]["path"], encoding="utf-8").read()
     item = rg.review_queue.get(kept["id"])
     assert item is not None and item.question == "and for children ?"
+    # a refused request's error message names the bad value: hashed too (new-user trial: a malformed history turn
+    # was copied into the error record of a redacting log, in the clear)
+    with pytest.raises(InputError) as err:
+        rg.invoke("and her account number ?", domain="alpha", history=[("SECRET-4711 balance ?", "SECRET-0815")])
+    refused = AuditLog(red["audit"]["path"]).find(err.value.audit_id)
+    assert refused["kind"] == "error" and refused["error_type"] == "InputError" and set(refused["error"]) == {"sha256"}
+    assert "SECRET" not in open(red["audit"]["path"], encoding="utf-8").read() and "SECRET-4711" in str(err.value)
 
 
 def test_a_caller_request_id_is_kept_beside_the_record_id_the_guard_assigns(calibrated, tmp_path, capsys):
