@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from dataclasses import dataclass
@@ -687,6 +688,18 @@ class ChatHGuard(BaseChatModel):
             answered = iter(self._guard_batch(rest) if rest else [])
             return [refused[i] if i in refused else next(answered) for i in range(len(calls))]
 
+    def _undelivered(self, results: list[GuardResult | InputError], configs: list[RunnableConfig], failed: int,
+                     exc: BaseException) -> None:
+        """A batch that raises on input ``failed`` (a ``raise_on`` route, without ``return_exceptions``) returns none
+        of its other answers, all decided and on record: each gets an ``answer_not_delivered`` record, so that an
+        accept in the log is not read as an answer someone received (the raised error carries its own)."""
+        why = (f"input {failed} of the same batch raised {type(exc).__name__} (no return_exceptions), so the batch "
+               "returned none of its answers")
+        for i, (result, cfg) in enumerate(zip(results, configs)):
+            if i != failed and isinstance(result, GuardResult):
+                run_id = cfg.get("run_id")
+                self.guard.record_undelivered(result, why, run_id=str(run_id) if run_id is not None else None)
+
     def _stash(self, results: list[GuardResult | InputError]) -> list[str]:
         keys = [uuid.uuid4().hex for _ in results]
         with self._lock:
@@ -718,12 +731,13 @@ class ChatHGuard(BaseChatModel):
         keys = self._stash(results)
         out: list[Any] = []
         try:
-            for x, cfg, key in zip(inputs, configs, keys):
+            for i, (x, cfg, key) in enumerate(zip(inputs, configs, keys)):
                 try:
                     run_kwargs: dict[str, Any] = {**kwargs, _PRECOMPUTED: key}
                     out.append(self.invoke(x, cfg, **run_kwargs))
                 except Exception as exc:
                     if not return_exceptions:
+                        self._undelivered(results, configs, i, exc)
                         raise
                     out.append(exc)
         finally:
@@ -748,12 +762,13 @@ class ChatHGuard(BaseChatModel):
         keys = self._stash(results)
         out: list[Any] = []
         try:
-            for x, cfg, key in zip(inputs, configs, keys):
+            for i, (x, cfg, key) in enumerate(zip(inputs, configs, keys)):
                 try:
                     run_kwargs: dict[str, Any] = {**kwargs, _PRECOMPUTED: key}
                     out.append(await self.ainvoke(x, cfg, **run_kwargs))
                 except Exception as exc:
                     if not return_exceptions:
+                        await asyncio.to_thread(self._undelivered, results, configs, i, exc)
                         raise
                     out.append(exc)
         finally:

@@ -153,6 +153,33 @@ def test_batch_with_a_bad_input_answers_nothing_without_return_exceptions(make_g
     assert [r["kind"] for r in new] == ["error"], [(r["kind"], r.get("question")) for r in new]
 
 
+@pytest.mark.parametrize("how", ["batch", "abatch"])
+def test_a_batch_that_raises_on_one_answer_says_its_other_decided_answers_were_never_delivered(make_guard, how):
+    """raise_on in a batch: every answer is decided in one generation, then the first held one raises and the caller
+    gets none of the others (new-user trial: an accept nobody received stood in the log as an ordinary decision)."""
+    from hguard.errors import NeedsReviewError
+
+    guard = make_guard("review")
+    chat = ChatHGuard(guard=guard, domain="alpha", raise_on={"review"})
+    rid = uuid.uuid4()
+    with pytest.raises(NeedsReviewError) as err:
+        if how == "batch":
+            chat.batch([Q, "what is gold ?", "what is iron ?"], [{}, {"run_id": rid}, {}])
+        else:
+            asyncio.run(chat.abatch([Q, "what is gold ?", "what is iron ?"], [{}, {"run_id": rid}, {}]))
+    records = list(AuditLog(guard.audit.path))
+    decisions = [r for r in records if r["kind"] == "decision"]
+    said = [r for r in records if r["kind"] == "answer_not_delivered"]
+    assert len(decisions) == 3 and decisions[0]["id"] == err.value.audit_id  # the raised one carries its decision
+    assert [r["decision_audit_id"] for r in said] == [d["id"] for d in decisions[1:]]
+    assert all("input 0 of the same batch raised NeedsReviewError" in r["why"] for r in said)
+    assert said[0]["run_id"] == str(rid) and "run_id" not in said[1]
+    # with return_exceptions every answer reaches the caller (as its error): nothing is said undelivered
+    out = chat.batch([Q, "what is gold ?"], return_exceptions=True)
+    assert all(isinstance(x, NeedsReviewError) for x in out)
+    assert sum(r["kind"] == "answer_not_delivered" for r in AuditLog(guard.audit.path)) == 2
+
+
 def test_async_invoke_and_batch(make_guard):
     guard = make_guard("accept")
     chat = ChatHGuard(guard=guard, domain="alpha")
