@@ -88,6 +88,48 @@ class VerifyReport:
         return "\n".join(lines)
 
 
+def _torn_tail(path: Path, problem: Problem, begin: int, end: int, before: tuple[str | None, int | None, int],
+               heads: Mapping[int, tuple[int, str]], key: bytes | None,
+               anchor: str | os.PathLike[str] | None) -> tuple[Problem, dict[str, Any] | None]:
+    """The problem of a last line without its newline, said with what is known of it: a complete, correctly chained
+    record that lost only its newline (returned too: it is counted, nothing is missing), a record the anchor holds
+    the head of (acknowledged, then cut: evidence, which a repair without the anchor would move aside), or a write
+    cut short as far as the file and the anchor tell."""
+    prev_hash, prev_seq, prev_line = before
+    with open(path, "rb") as f:
+        f.seek(begin)
+        raw = f.read(end - begin)
+    hint = f"`hguard audit repair {path}" + (f" --anchor {anchor}" if anchor is not None else "") + (
+        " --key-file FILE`" if key is not None else "`")
+    try:
+        rec, canon = _parse_line(raw)
+    except ValueError:
+        rec, canon = None, b""
+    if (rec is not None and canon == raw and rec.get("hash") == record_hash(rec) and prev_seq is not None
+            and rec.get("prev_hash") == prev_hash and rec.get("seq") == prev_seq + 1
+            and (key is None or ("mac" in rec and _mac_holds(key, rec)))
+            and (rec["seq"] not in heads or heads[rec["seq"]][1] == rec["hash"])):
+        checks = "its hash" + (" and MAC" if key is not None else "") + f" and its link to line {prev_line} hold" + (
+            ", and the anchor holds its head" if rec["seq"] in heads else "")
+        return Problem(problem.line, rec["seq"], (
+            f"it lost only its trailing newline: its {len(raw)} bytes are a complete record ({checks}), so nothing is "
+            f"missing; a write that returned never leaves a record so, the file was cut after it (or a disk fault). "
+            f"{hint} restores the newline and records that in the chain"), torn=True), rec
+    acknowledged = prev_seq + 1 if prev_seq is not None and prev_seq + 1 in heads else None
+    if acknowledged is not None:
+        return Problem(problem.line, None, (
+            f"cut: its {len(raw)} bytes have no trailing newline where the anchor holds the head of seq {acknowledged} "
+            f"(anchor line {heads[acknowledged][0]}), the record this line was: it was written and acknowledged, then "
+            "cut short (the file truncated, or a disk fault). Keep the file as evidence and restore the log from a "
+            "copy; `hguard audit repair` with the anchor refuses it (without the anchor it would move it aside as a "
+            "write that never returned)"), torn=True), None
+    if anchor is None:  # the file alone cannot tell a write cut short from an acknowledged record cut afterwards
+        return Problem(problem.line, None, problem.message.replace(f"`hguard audit repair {path}`", hint) + (
+            "; verify with the writer's anchor (--anchor, or --policy) first: a head it holds for this line means "
+            "the record was acknowledged and cut afterwards, which repair must not move aside"), torn=True), None
+    return Problem(problem.line, None, problem.message.replace(f"`hguard audit repair {path}`", hint), torn=True), None
+
+
 def _snapshot(path: Path) -> os.stat_result:
     # Under the writers' lock every line before the size we read is complete; a torn line found then is real.
     try:
@@ -208,8 +250,18 @@ def verify(
         from .integrity import key_id
     scanned = _scan(p, size, (start.offset, start.line) if start is not None else (0, 0))
     n_lines = start.line if start is not None else 0
+    line_start = start.offset if start is not None else 0
     for lineno, rec, canonical, problem, end in scanned:
         n_lines = lineno
+        begin, line_start = line_start, end
+        if problem is not None and problem.torn:  # the last line: read with what the chain and the anchor say of it
+            problem, whole = _torn_tail(p, problem, begin, end, (prev_hash, prev_seq, prev_line), heads, key, anchor)
+            if whole is not None:  # a complete record that lost only its newline: nothing is missing
+                n_records += 1
+                n_macs += "mac" in whole
+                head_seq, head_hash = whole["seq"], whole["hash"]
+                if whole["seq"] in heads:
+                    anchored_seen.add(whole["seq"])
         if problem is not None:
             problems.append(problem)
             prev_hash, prev_seq, prev_line = None, None, lineno

@@ -195,6 +195,7 @@ class AuditLog:
             raise InputError(f"anchor {self.anchor} is the audit log itself; name another file, on other storage")
         self.last_receipt: AuditReceipt | None = None
         self._saved: str | None = None  # where the latest recovery put a torn tail
+        self.last_recovery: dict[str, Any] | None = None  # the note of the latest recovery record this object wrote
         self._last_line: tuple[int, bytes, int] | None = None  # (offset, bytes, seq) of the newest line written here
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -626,6 +627,7 @@ class AuditLog:
             ),
         }
         receipt = self._write_record(fd, uuid.uuid4().hex, "recovery", note, [], prev_hash, seq)
+        self.last_recovery = note
         self.last_receipt = receipt
         return receipt.hash, receipt.seq + 1
 
@@ -660,6 +662,7 @@ class AuditLog:
             "reason": f"complete line(s) that are not valid records ({damaged[0][2]}); kept in place as evidence",
         }
         receipt = self._write_record(fd, uuid.uuid4().hex, "recovery", note, [], prev_hash, seq + len(damaged))
+        self.last_recovery = note
         self.last_receipt = receipt
         return receipt.hash, receipt.seq + 1
 
@@ -731,9 +734,17 @@ def repair(path: str | os.PathLike[str], *, key: bytes | None | str = _KEY_FROM_
     for a human to look at with ``hguard audit verify``. With ``anchor`` (the writer's), a torn line whose
     head the anchor holds was acknowledged, not a write cut short: it is refused, as the writer refuses it.
     """
+    return _repair(path, key=key, anchor=anchor)[0]
+
+
+def _repair(path: str | os.PathLike[str], *, key: bytes | None | str = _KEY_FROM_ENVIRONMENT,
+            anchor: str | os.PathLike[str] | None = None) -> tuple[str | None, dict[str, Any] | None]:
+    """:func:`repair`, with the note of the recovery record it wrote (None when it wrote none): a restored
+    newline moves nothing aside and still writes one."""
     p = _existing(path)
+    log = AuditLog(p, key=key, anchor=anchor)
     try:
-        return AuditLog(p, key=key, anchor=anchor).recover()
+        return log.recover(), log.last_recovery
     except OSError as e:
         raise AuditError(f"cannot repair audit log {p}: {e}; check permissions of the file and its directory") from e
 

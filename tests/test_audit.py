@@ -744,7 +744,7 @@ def test_cli_show_export_and_repair(tmp_path, capsys):
     assert cli_main(["verify", str(path)]) == 0
     assert "OK, 6 records" in capsys.readouterr().out  # the five and the recovery record
     assert cli_main(["repair", str(path)]) == 0
-    assert "nothing moved aside" in capsys.readouterr().out
+    assert "nothing changed" in capsys.readouterr().out
     capsys.readouterr()
     AuditLog(path).append({"item_id": "i1", "decision_audit_id": "d1", "verdict": "hallucinated", "reviewer": "ann"},
                           kind="review_verdict")
@@ -995,3 +995,52 @@ def test_audit_commands_exit_2_on_a_missing_or_invalid_policy_as_the_other_comma
             assert main(argv) == 2, command
             err = capsys.readouterr().err
             assert said in err and err.count("\n") == 1, err
+
+
+def _anchored(tmp_path):
+    key = tmp_path / "k.key"
+    key.write_text("k" * 64)
+    key.chmod(0o600)
+    (tmp_path / "policy.toml").write_text(f'version = 1\n[audit]\npath = "audit.jsonl"\nanchor = "a.anchor"\n'
+                                          f'[integrity]\nkey_file = "{key}"\n')
+    log = AuditLog(tmp_path / "audit.jsonl", key=b"k" * 64, anchor=tmp_path / "a.anchor")
+    for i in range(3):
+        log.append({"x": i})
+    return tmp_path / "audit.jsonl", tmp_path / "a.anchor", str(tmp_path / "policy.toml")
+
+
+def test_an_acknowledged_record_cut_short_is_called_evidence_when_the_anchor_holds_it(tmp_path, capsys):
+    """New-user trial: verify called a record the anchor held "never acknowledged" and advised `repair` without the
+    anchor, which moved the record aside and blamed the recovery record for the cut."""
+    path, anchor, policy = _anchored(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 40])  # the last record cut in half
+    report = verify(path, key=b"k" * 64, anchor=anchor)
+    torn = [p for p in report.problems if p.torn]
+    assert len(torn) == 1 and torn[0].message.startswith("cut:") and "acknowledged, then cut short" in torn[0].message
+    assert "never acknowledged" not in torn[0].message and "Keep the file as evidence" in torn[0].message
+    assert any("are not in the log (seq 2..2)" in p.message for p in report.problems)
+    # without the anchor the file alone cannot tell: verify says to check with it before repairing
+    alone = [p for p in verify(path, key=b"k" * 64).problems if p.torn][0].message
+    assert "verify with the writer's anchor" in alone and "--key-file FILE" in alone
+    # repair with the policy's anchor refuses it and changes nothing
+    assert cli_main(["repair", "--policy", policy]) == 1
+    assert path.read_bytes() == data[: len(data) - 40]
+    capsys.readouterr()
+
+
+def test_a_record_that_lost_only_its_newline_is_not_called_missing_and_repair_says_what_it_wrote(tmp_path, capsys):
+    """New-user trial: `truncate -s -1` made verify report a present record as torn and missing from the anchor; repair
+    restored the newline, appended a recovery record and printed 'nothing moved aside ... no torn last line'."""
+    path, anchor, policy = _anchored(tmp_path)
+    path.write_bytes(path.read_bytes()[:-1])
+    report = verify(path, key=b"k" * 64, anchor=anchor)
+    assert not report.ok and report.n_records == 3 and report.head_seq == 2
+    (problem,) = report.problems
+    assert problem.torn and problem.seq == 2 and "lost only its trailing newline" in problem.message
+    assert "nothing is missing" in problem.message and "the anchor holds its head" in problem.message
+    assert cli_main(["repair", "--policy", policy]) == 0
+    out = capsys.readouterr().out
+    assert "wrote a recovery record" in out and "newline_restored" in out and "no torn last line" not in out
+    assert verify(path, key=b"k" * 64, anchor=anchor).ok
+    assert cli_main(["repair", "--policy", policy]) == 0 and "nothing changed" in capsys.readouterr().out

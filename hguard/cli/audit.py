@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ..audit import Problem, VerifyReport, canonical_json, export_csv, repair, rotate, show, verify
+from ..audit import Problem, VerifyReport, _repair, canonical_json, export_csv, rotate, show, verify
 from .._text import shown_plainly
 from ..errors import AuditKeyRequired, HGuardError, InputError, PolicyError, cut_text
 
@@ -164,12 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--columns", metavar="C1,C2", help="comma-separated columns to write, in order")
     _add_check_options(p)
     p = sub.add_parser(
-        "repair", help="move a torn last line aside into PATH.torn-<time> now, as the next append would"
+        "repair", help="move a torn last line aside into PATH.torn-<time> now, as the next append would (or restore "
+                       "the newline of a complete record that lost only that); with the anchor, a line it holds the "
+                       "head of was acknowledged and is refused"
     )
-    p.add_argument("path", help="the audit log (.jsonl)")
-    _add_key_options(p)
-    p.add_argument("--anchor", metavar="FILE", help="the anchor the writer appends heads to ([audit] anchor): a torn "
-                   "line it holds was acknowledged, so it is not moved aside")
+    p.add_argument("path", nargs="?", help="the audit log (.jsonl); with --policy, default the policy's")
+    _add_check_options(p)
     return parser
 
 
@@ -215,7 +215,7 @@ def main(argv: list[str]) -> int:
             if args.policy:
                 print(_under_policy(seen, pol))
             return 0 if report.ok else 1
-        if args.command in ("show", "export") and not args.path:
+        if args.command in ("show", "export", "repair") and not args.path:
             if not args.policy:
                 raise InputError(f"pass the audit log to {args.command} (hguard audit {args.command} LOG), or --policy "
                                  f"FILE to {args.command} the log that policy writes")
@@ -253,12 +253,14 @@ def main(argv: list[str]) -> int:
             return 0 if _chain_holds(args.path, what, args, report) else 1
         key = _cli_key(args)
         try:
-            saved = repair(args.path, key=key, anchor=args.anchor)
+            saved, note = _repair(args.path, key=key, anchor=_cli_anchor(args))
         except AuditKeyRequired as e:
             raise InputError(f"the records of {args.path} carry a keyed MAC and no key was given: pass --key-file FILE "
                              "(or set HGUARD_KEY_FILE) to the log's key; nothing was changed") from e
-        if saved is None:
-            print(f"nothing moved aside: {args.path} had no torn last line (damaged complete lines stay as evidence)")
+        if note is not None and saved is None:  # a newline restored, or damaged lines named: a record says which
+            print(f"nothing moved aside; wrote a recovery record to {args.path} ({note['action']}): {note['reason']}")
+        elif saved is None:
+            print(f"nothing changed: {args.path} had no torn last line")
         else:
             print(
                 f"moved the torn last line of {args.path} to {saved} and recorded that in the chain; "
