@@ -153,7 +153,7 @@ class HGuardAuditEventHandler(BaseEventHandler):
                 if fields.get("status") == "ok":
                     fields["status"] = LLM_ERROR
         elif fields.get("status") == "error" and self._queries.get():  # an LLM call of the open query failed
-            failure = {k: fields[k] for k in ("error", "decision_audit_id", "error_audit_id") if k in fields}
+            failure: Dict[str, Any] = {k: fields[k] for k in ("error", "decision_audit_id", "error_audit_id") if k in fields}
             with self._lock:
                 self._llm_failures.setdefault(self._queries.get()[-1], []).append({"span_id": record.get("span_id"), **failure})
         started = record.pop("started_at", None)
