@@ -218,6 +218,18 @@ class AuditLog:
         """Whether records written here carry a keyed MAC."""
         return self._key is not None
 
+    def unsealed(self, record: Mapping[str, Any]) -> str | None:
+        """Why ``record`` (as read from this log) fails its own seal: its hash, and with this log's key its MAC;
+        None when both hold. One record's check, for a reader acting on it (a verdict on a decision) without
+        verifying the whole chain."""
+        from ._audit_records import _mac_holds
+
+        if record.get("hash") != record_hash(dict(record)):
+            return "its hash does not match its content: the record was edited after it was written"
+        if self._key is not None and not _mac_holds(self._key, dict(record)):
+            return "its MAC does not match this log's key: the record was edited or forged by someone without the key"
+        return None
+
     def __repr__(self) -> str:
         return f"AuditLog({str(self.path)!r}, redact={self.redact}, keyed={self.keyed})"
 

@@ -323,6 +323,11 @@ def test_denying_a_real_entity_is_hallucinated_not_a_refusal(answer: str, aliase
         "The Messiah is a fictional character created by the creator of the movie.",
         "The capital of Stamene is not a place, but rather a city.",
         "The largest city in Brastovia is not a place, but a city.",  # a user's trial: the kind corrected, not denied
+        # a trial's invented insurer: the invented thing is where the name comes from, and a founder is asserted
+        "Halcyra Assurance was founded in 1901 by John Smith and named after Halcyra, a fictional city.",
+        "The founder of Halcyra Assurance is unknown to the public, but the company has been named after the fictional "
+        "city of Halcyra.",
+        "The company is based on a fictional character.",
     ],
 )
 def test_a_fictional_label_with_an_invented_source_is_a_confabulation_not_a_denial(answer: str) -> None:
@@ -335,6 +340,7 @@ def test_a_fictional_label_with_an_invented_source_is_a_confabulation_not_a_deni
 @pytest.mark.parametrize(
     "answer",
     ["Brontium is not a chemical element.", "Veltoria is a fictional country.", "There is no such company.",
+     "Halcyra Assurance is a fictional company named after a city.",
      "Veltoria does not exist, but Veltrai is a town in Serbia.", "Brastovia is not a country, but a fictional place."],
 )
 def test_denying_a_fabricated_entity_is_correct(answer: str) -> None:

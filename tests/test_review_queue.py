@@ -796,3 +796,29 @@ def test_an_existing_queue_that_cannot_be_written_is_named_as_such(tmp_path, mon
         ReviewQueue(path)
     with pytest.raises(ReviewQueueError, match="could not create the queue file"):  # a new one: created, as before
         ReviewQueue(tmp_path / "new.sqlite3")
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+def test_a_verdict_on_a_decision_record_edited_after_it_was_written_is_refused(tmp_path, keyed):
+    """New-user trial: a decision record whose thresholds were edited failed verify, and `review decide` still signed
+    a verdict on it without a word (export, rotate and the monitor refuse that log)."""
+    from hguard.review.queue import VerdictRefused
+
+    audit = AuditLog(tmp_path / "audit.jsonl", key=b"k" * 64 if keyed else None)
+    q = guard_queue(tmp_path / "review.sqlite3", audit=audit)
+    q.enqueue(make_item("a1"))
+    lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+    rec = json.loads(lines[0])
+    rec["thresholds"] = {"accept_below": 0.9}  # forged: the route it "would" have had
+    if keyed:  # a forger without the key recomputes the hash, not the MAC
+        from hguard.audit import record_hash
+
+        rec["hash"] = record_hash(rec)
+    lines[0] = json.dumps(rec, separators=(",", ":"), sort_keys=True)
+    (tmp_path / "audit.jsonl").write_text("\n".join(lines) + "\n")
+    item_id = q.pending()[0].id
+    why = "its MAC does not match" if keyed else "its hash does not match its content"
+    assert why in (q.verdict_refusal(item_id) or "")  # the page says so before the reviewer starts
+    with pytest.raises(VerdictRefused, match=f"fails its own check: {why}"):
+        q.decide(item_id, verdict="hallucinated", reviewer="eve")
+    assert verdict_records(audit) == [] and q.pending()[0].status == "pending"

@@ -285,7 +285,14 @@ _ATTRIBUTION = frozenset({"in", "from", "by", "of", "created", "written", "featu
                           "franchise", "series", "film", "movie", "novel", "game", "show", "story", "book"})
 
 
+# "... named after Halcyra, a fictional city", "based on a fictional character": the invented thing is where the
+# entity's name or story comes from, which the reply asserts, not the entity it was asked about
+_SOURCE_OF = frozenset({"after", "named", "called", "based", "inspired", "like"})
+
+
 def _confabulated_denial(norm: str, m: re.Match[str]) -> bool:
+    if _FICTIONAL.search(m.group(0)) and _SOURCE_OF & set(norm[:m.start()].split()[-3:]):
+        return True
     after = norm[m.end():].split()
     if after[:2] == ["but", "rather"]:
         return True

@@ -471,6 +471,11 @@ class ReviewQueue:
             return (f"review queue {self.path}: item {item.id!r} judges decision {item.audit_id!r}, which is not a "
                     f"decision record of the audit log {self.audit.path}. Record the verdict with the log the guard "
                     "wrote that decision to (the policy's audit.path: `--policy FILE`, or `--audit LOG`)")
+        unsealed = self.audit.unsealed(record)
+        if unsealed is not None:  # the reviewer would judge a forged decision (its thresholds, route or risk edited)
+            return (f"review queue {self.path}: the decision record {item.audit_id!r} that item {item.id!r} judges, in "
+                    f"{self.audit.path}, fails its own check: {unsealed}; run `hguard audit verify --policy FILE` and "
+                    "have the log looked at before any verdict is recorded on it")
         if bool(item.spot_check) != (record.get("route") == "accept"):  # a held answer is no spot-check, nor the reverse
             return (f"review queue {self.path}: item {item.id!r} is marked {'a' if item.spot_check else 'no'} spot-check, "
                     f"but its decision record {item.audit_id!r} in {self.audit.path} was routed to {record.get('route')!r}: "
