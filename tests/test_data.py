@@ -182,6 +182,28 @@ def test_duplicate_ids_across_files_name_both_files(tmp_path: Path) -> None:
     assert f"{b} line 2" in str(err.value) and f"{a} line 1" in str(err.value)
 
 
+def test_the_same_file_given_twice_is_one_line_not_every_row_a_duplicate(tmp_path: Path) -> None:
+    """New-user trial: --data f --data f gave 82 lines, each telling to rename a row."""
+    a = write_lines(tmp_path / "a.jsonl", [row(id="x"), row(id="y")])
+    for twice in ([a, a], [a, tmp_path / "." / "a.jsonl"], [tmp_path, a]):
+        with pytest.raises(InputError, match=r"is given twice .*pass each calibration file once") as err:
+            load_examples(twice)
+        assert "\n" not in str(err.value) and "duplicate id" not in str(err.value)
+
+
+def test_families_that_differ_only_by_case_or_spaces_are_refused(tmp_path: Path) -> None:
+    """New-user trial: "definitions " and "Definitions" became two one-row families beside "definitions", silently."""
+    fam = [row(id="a", meta={"family": "definitions"}), row(id="b", meta={"family": "Definitions"})]
+    with pytest.raises(DataError, match=r"families 'definitions' \(first at .*line 1\), 'Definitions' \(first at .*line 2\) "
+                                        r"differ only by case or spaces"):
+        load_examples(write_lines(tmp_path / "a.jsonl", fam))
+    with pytest.raises(DataError, match=r"meta.family.*'definitions ' starts or ends with a space"):
+        load_examples(write_lines(tmp_path / "b.jsonl", [row(id="c", meta={"family": "definitions "})]))
+    # the same spelling in two domains is two families anyway; one spelling throughout loads
+    ok = [row(id="d", meta={"family": "definitions"}), row(id="e", domain="other", meta={"family": "Definitions"})]
+    assert len(load_examples(write_lines(tmp_path / "c.jsonl", ok))) == 2
+
+
 def test_invalid_utf8_is_reported_with_line(tmp_path: Path) -> None:
     p = tmp_path / "x.jsonl"
     p.write_bytes(row().encode() + b"\n" + b'{"id": "\xff"}\n')

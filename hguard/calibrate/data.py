@@ -22,7 +22,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -186,6 +186,9 @@ class Example(BaseModel):
         if "family" in meta and not isinstance(meta["family"], str):
             raise _row_rule("meta.family", "must be a string naming the row's kind of question (e.g. \"capital\"), or "
                             "leave the key out (the row then falls back to its fact group)")
+        if isinstance(meta.get("family"), str) and meta["family"] != meta["family"].strip():
+            raise _row_rule("meta.family", f"{meta['family']!r} starts or ends with a space, which the report does not "
+                            f"show, so it would read as family {meta['family'].strip()!r}; write it without")
         return self
 
 
@@ -276,6 +279,13 @@ def _expand(path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathLike[s
             paths.extend(found)
         else:
             paths.append(p)
+    first: dict[Path, Path] = {}
+    for p in paths:  # the same file twice would read as every row a duplicate id of itself
+        real = p.resolve()
+        if real in first:
+            raise InputError(f"{p} is given twice (also as {first[real]}, or inside a directory given); pass each "
+                             "calibration file once")
+        first[real] = p
     return paths
 
 
@@ -315,8 +325,28 @@ def load_examples(path_or_paths: str | os.PathLike[str] | Iterable[str | os.Path
         more = [f"  and {len(rest)} more bad row{'s' if len(rest) > 1 else ''}, the last at {rest[-1][0]}"] if rest else []
         raise DataError("\n".join([f"{len(bad)} bad rows, nothing loaded; fix or remove each:"]
                                   + [f"  {what}" for _, what in bad[:_BAD_SHOWN]] + more))
+    _check_family_spellings(examples, seen)
     _warn_mistyped_meta(examples, seen)
     return examples
+
+
+def _check_family_spellings(examples: list[Example], seen: Mapping[str, tuple[Path, int]]) -> None:
+    """Refuse families of one domain that differ only by case or inner spaces ("Definitions", "definitions"): each
+    would be its own family in the leave-one-family-out figures and certificate, split by a typo."""
+    spellings: dict[tuple[str, str], dict[str, str]] = {}
+    for ex in examples:
+        family = (ex.meta or {}).get("family")
+        if isinstance(family, str) and family:
+            where = seen[ex.id]
+            spellings.setdefault((ex.domain, " ".join(family.split()).casefold()), {}).setdefault(
+                family, f"{where[0]} line {where[1]}")
+    clashes = [(domain, found) for (domain, _), found in spellings.items() if len(found) > 1]
+    if clashes:
+        domain, found = clashes[0]
+        named = ", ".join(f"{f!r} (first at {w})" for f, w in found.items())
+        more = f"; and {len(clashes) - 1} more such group(s)" if len(clashes) > 1 else ""
+        raise DataError(f"domain {domain!r}: families {named} differ only by case or spaces, so each would be its own "
+                        f"family in the figures; write each family one way{more}")
 
 
 _BAD_SHOWN = 20  # bad rows given with their reason, one line each; the rest are counted
