@@ -54,6 +54,20 @@ def test_calibrate_writes_probes_report_and_plots(setup):
     s = report["split"]
     assert s["n_train"] + s["n_test"] == len(exs)
     assert set(report["transfer"]["auroc"]) == {"alpha", "beta"}
+    # the transfer table's columns and the other targets' accepted answers carry their counts (a new user's trial:
+    # a column of one right answer read as a figure)
+    for d, c in report["transfer"]["counts"].items():
+        m = report["domains"][d]
+        assert (c["n"], c["correct"], c["hallucinated"]) == (m["n"], m["correct"], m["hallucinated"])
+        assert f"{d} (n {c['n']}: {c['correct']} right / {c['hallucinated']} halluc.)" in md
+    assert "mean_across_enough" in report["transfer"]
+    for m in report["domains"].values():
+        assert m["train"]["n"] == m["train"]["n_scored"] + m["train"]["refusals"]
+        assert m["train"]["n_scored"] == m["train"]["correct"] + m["train"]["hallucinated"]
+        for t in m["at_targets"]:
+            assert 0 <= t["accepted_hallucinated"] <= t["n_accepted"]
+            if t["n_accepted"]:
+                assert f"({t['accepted_hallucinated']} of {t['n_accepted']}; " in md
     # where the automatic domain choice sends each domain's held-out questions, every one counted once
     for d, r in report["router"]["domains"].items():
         assert r["n"] == report["domains"][d]["n"], (r, report["domains"][d]["n"])

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .._stats import auroc
+from .._stats import auroc, clopper_pearson_interval
 from .collect import Collected
 from ._pipeline_fit import _lengths, _y, score_rows
 
@@ -29,6 +29,7 @@ def coverage_at_targets(fitted: dict, test: Collected, *, confidence: float) -> 
     for t in REPORT_TARGETS:
         th = fitted["fit_thresholds"](fitted["oof_merged"], fitted["oof_y"], target=t, confidence=confidence)
         acc = merged < th.accept_below
+        k = int(y[acc].sum())
         out.append(
             {
                 "target": t,
@@ -36,6 +37,8 @@ def coverage_at_targets(fitted: dict, test: Collected, *, confidence: float) -> 
                 "coverage": float(acc.mean()),
                 "accepted_hallucination_rate": float(y[acc].mean()) if acc.any() else None,
                 "n_accepted": int(acc.sum()),
+                "accepted_hallucinated": k,
+                "accepted_hallucination_ci95": clopper_pearson_interval(k, int(acc.sum())),
             }
         )
     return out
@@ -53,11 +56,20 @@ def _disagreements(rows: Sequence[dict]) -> int:
 
 
 def transfer_matrix(fitted: dict, col: Collected, by_domain: dict, test_mask: np.ndarray) -> dict:
-    """AUROC of each domain's probe (rows) on each domain's held-out answers (columns)."""
+    """AUROC of each domain's probe (rows) on each domain's held-out answers (columns), with each column's class
+    counts; ``mean_across_enough`` leaves out the columns with fewer than ``MIN_CLASS_FOR_MEAN`` answers of a class
+    (an AUROC on one right answer is a rank, not a figure), as the family means do."""
+    from .families import MIN_CLASS_FOR_MEAN
     from .screen import probe_logit
 
     names = sorted(fitted)
     matrix: dict[str, dict[str, float | None]] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for b in sorted(by_domain):
+        te = col.subset(by_domain[b] & test_mask)
+        y = _y([r for r in te.rows if r["label"] != "refusal"])
+        counts[b] = {"n": len(te.rows), "correct": int(len(y) - y.sum()), "hallucinated": int(y.sum()),
+                     "refusals": int(sum(r["label"] == "refusal" for r in te.rows))}
     for a in names:
         matrix[a] = {}
         for b in sorted(by_domain):
@@ -70,10 +82,15 @@ def transfer_matrix(fitted: dict, col: Collected, by_domain: dict, test_mask: np
             matrix[a][b] = auroc(_y(te.rows), p)
     diag = [v for a in names if (v := matrix[a].get(a)) is not None]
     off = [v for a in names for b, v in matrix[a].items() if b != a and v is not None]
+    enough = [v for a in names for b, v in matrix[a].items() if b != a and v is not None
+              and min(counts[b]["correct"], counts[b]["hallucinated"]) >= MIN_CLASS_FOR_MEAN]
     return {
         "auroc": matrix,
+        "counts": counts,
         "mean_within": float(np.mean(diag)) if diag else None,
         "mean_across": float(np.mean(off)) if off else None,
+        "mean_across_enough": float(np.mean(enough)) if enough else None,
+        "min_class_for_mean": MIN_CLASS_FOR_MEAN,
     }
 
 

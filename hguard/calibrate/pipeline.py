@@ -237,7 +237,8 @@ def calibrate(
                                       "method": per_family.method}
         m["families"] = families
         m["train"] = {
-            "n": f["n_train"],
+            "n": f["n_train"] + f["n_train_refusals"],  # the questions, as the held-out split's n counts them
+            "n_scored": f["n_train"],
             "refusals": f["n_train_refusals"],
             **f["train_counts"],
             "cv_auroc_oof_probe": f["oof_neuron_auroc"],

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import warnings
 from pathlib import Path
+from typing import Any, Mapping
 
 from ..errors import install_extra
 
@@ -23,6 +24,35 @@ def _among_accepted(t: dict) -> str:
         return rate
     ci = t.get("accepted_hallucination_ci95")
     return f"{rate} ({t['accepted_hallucinated']} of {t['n_accepted']}" + (f"; {ci[0]:.2f}-{ci[1]:.2f}" if ci else "") + ")"
+
+
+def transfer_markdown(tr: Mapping[str, Any]) -> list[str]:
+    """The cross-domain transfer table: each column (tested on) with its held-out class counts, a column with fewer
+    than ``min_class_for_mean`` answers of a class marked and left out of the second mean."""
+    names = list(tr["auroc"])
+    cols = sorted({c for r in tr["auroc"].values() for c in r})
+    counts = tr.get("counts") or {}
+    least = tr.get("min_class_for_mean", 5)
+
+    def head(b: str) -> str:
+        c = counts.get(b)
+        return f"{b} (n {c['n']}: {c['correct']} right / {c['hallucinated']} halluc.)" if c else b
+
+    def few(b: str) -> bool:
+        c = counts.get(b)
+        return c is not None and min(c["correct"], c["hallucinated"]) < least
+
+    lines = ["", "## Cross-domain transfer (probe AUROC; rows: trained on, columns: tested on)", ""]
+    if not counts:
+        lines += ["(This report predates the class counts of each column: see the held-out split of each domain.)", ""]
+    lines += ["| trained on \\ tested on | " + " | ".join(head(b) for b in cols) + " |", "|---|" + "---|" * len(cols)]
+    for a in names:
+        lines.append(f"| {a} | " + " | ".join(_f(tr["auroc"][a].get(b)) + (" (few)" if few(b) else "") for b in cols) + " |")
+    line = f"Mean within domain: {_f(tr['mean_within'])}; mean across domains: {_f(tr['mean_across'])}"
+    if "mean_across_enough" in tr:
+        line += (f"; across domains without the columns marked (few), with fewer than {least} answers of a class: "
+                 f"{_f(tr['mean_across_enough'])}")
+    return lines + ["", line + "."]
 
 
 def _certified(domain: str, m: dict) -> str:
@@ -109,7 +139,7 @@ def markdown(report: dict) -> str:
     lines += ["| domain | " + " | ".join(f"target {t['target']:.2f}: coverage / halluc. among accepted" for t in next(iter(report["domains"].values())).get("at_targets", [])) + " |"]
     lines += ["|---|" + "---|" * len(next(iter(report["domains"].values())).get("at_targets", []))]
     for d, m in report["domains"].items():
-        lines.append(f"| {d} | " + " | ".join(f"{_f(t['coverage'], 2)} / {_f(t['accepted_hallucination_rate'], 2)}" for t in m.get("at_targets", [])) + " |")
+        lines.append(f"| {d} | " + " | ".join(f"{_f(t['coverage'], 2)} / {_among_accepted(t)}" for t in m.get("at_targets", [])) + " |")
     lines += families_markdown(report)
     lines += ood_markdown(report)
     lines += router_markdown(report)
@@ -118,18 +148,12 @@ def markdown(report: dict) -> str:
               "|---|---|---|---|---|---|---|---|---|"]
     for d, m in report["domains"].items():
         t = m["train"]
+        n = t["n"] if "n_scored" in t else t["n"] + t["refusals"]  # a report of 0.3.0 counted the scored ones as n
         lines.append(
-            f"| {d} | {t['n']} | {t['correct']} | {t['hallucinated']} | {t['refusals']} | {m['C']:.3g} | "
+            f"| {d} | {n} | {t['correct']} | {t['hallucinated']} | {t['refusals']} | {m['C']:.3g} | "
             f"{_f(t['cv_auroc_oof_probe'])} | {_f(t['cv_auroc_oof_merged'])} | {t['probe_fit_seconds']:.1f} |"
         )
-    tr = report["transfer"]
-    names = list(tr["auroc"])
-    cols = sorted({c for r in tr["auroc"].values() for c in r})
-    lines += ["", "## Cross-domain transfer (probe AUROC; rows: trained on, columns: tested on)", ""]
-    lines += ["| trained on \\ tested on | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-    for a in names:
-        lines.append(f"| {a} | " + " | ".join(_f(tr["auroc"][a].get(b)) for b in cols) + " |")
-    lines += ["", f"Mean within domain: {_f(tr['mean_within'])}; mean across domains: {_f(tr['mean_across'])}."]
+    lines += transfer_markdown(report["transfer"])
     if any(m.get("reviewed_items_used") for m in report["domains"].values()):
         lines += ["", "## Human review feedback", "", "| domain | reviewed items used | reviewer disagreed with probe |", "|---|---|---|"]
         for d, m in report["domains"].items():
