@@ -287,7 +287,7 @@ class MonitorState:
 
     @staticmethod
     def _closed(why: str) -> DomainState:
-        return DomainState("tightened", "review", 0.0, None, None, None, f"{why}; fix or rerun `hguard monitor`")
+        return DomainState("tightened", "review", 0.0, None, None, None, f"{why}; fix the cause (the monitor runs again once the audit log verifies)")
 
 
 def read_state_file(path: Path) -> dict[str, DomainState]:

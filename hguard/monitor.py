@@ -69,7 +69,7 @@ from ._monitor_state import (
 from ._monitor_stats import breached, drift_test, live_bounds, min_checks, seed_id, selection_u
 from ._stats import clopper_pearson_lower, clopper_pearson_upper
 from ._text import hidden_characters_in
-from .errors import DataError, InputError, PolicyError
+from .errors import AuditIntegrityError, InputError, PolicyError
 from .errors import shown as _short
 
 __all__ = [
@@ -347,9 +347,11 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     if not ver.ok:  # the estimate, the drift test and any tightening would rest on evidence that does not verify
         first = ver.problems[0]
         where = f"line {first.line}: " if first.line else ""
-        raise DataError(
+        verify_cmd = (f"hguard audit verify --policy {policy.source}" if policy.source is not None
+                 else f"hguard audit verify {audit_path}")  # with the policy's key and anchor, as read here
+        raise AuditIntegrityError(
             f"audit log {audit_path} fails verification ({len(ver.problems)} problem(s); {where}{first.message}); "
-            f"the monitor takes no decision on it: see `hguard audit verify {audit_path}` (a torn last line: "
+            f"the monitor takes no decision on it: see `{verify_cmd}` (a torn last line that verify does not call cut: "
             "`hguard audit repair`), and restore the log from its backup if records were edited or removed"
         )
     pid = policy_id(policy)

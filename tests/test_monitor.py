@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hguard.audit import AuditLog, verify
-from hguard.errors import DataError, InputError, PolicyError
+from hguard.errors import AuditIntegrityError, InputError, PolicyError
 from hguard._stats import clopper_pearson_lower, sequential_bounds
 from hguard.monitor import (
     breached,
@@ -445,7 +445,7 @@ def test_only_verdicts_recorded_in_the_chain_count_and_the_anchor_is_checked(tmp
     # records cut off the end: the chain alone verifies, the policy's anchor does not, and the monitor refuses
     lines = Path(policy.audit.path).read_bytes().splitlines(keepends=True)
     Path(policy.audit.path).write_bytes(b"".join(lines[:-3]))
-    with pytest.raises(DataError, match="fails verification .*in the anchor"):
+    with pytest.raises(AuditIntegrityError, match="fails verification .*in the anchor"):
         run_monitor(policy, act=False)
 
 
@@ -994,7 +994,6 @@ def test_review_page_marks_spot_checks_and_shows_the_domain_state(tmp_path):
 
 
 def test_monitor_takes_no_decision_on_a_log_that_fails_verification(tmp_path):
-    from hguard.errors import DataError
 
     policy = _pol(tmp_path, spot_check_rate=0.5, on_breach="review")
     _deploy(tmp_path, policy, 60, halluc_rate=0.7)
@@ -1003,7 +1002,7 @@ def test_monitor_takes_no_decision_on_a_log_that_fails_verification(tmp_path):
     Path(policy.audit.path).write_text("\n".join(lines) + "\n")
     before = Path(policy.audit.path).read_text()
     for act in (True, False):
-        with pytest.raises(DataError, match=r"fails verification .*line 4: .*hguard audit verify"):
+        with pytest.raises(AuditIntegrityError, match=r"fails verification .*line 4: .*hguard audit verify"):
             run_monitor(policy, act=act)
     assert Path(policy.audit.path).read_text() == before and not Path(policy.monitor.state).exists()
 
@@ -1358,3 +1357,17 @@ def test_a_state_file_that_cannot_be_written_is_named_with_what_stands(tmp_path,
                                           r"permitted.*the records this run appended to the audit log stand"):
         write_state(state, {"alpha": DomainState()}, "pid")
     assert not state.exists()
+
+
+def test_the_monitor_command_exits_1_on_a_log_that_fails_verification_and_names_the_check_with_the_policy(tmp_path, capsys):
+    """New-user trial: exit 2 (the code of a mistyped command) where `hguard audit verify` exits 1, and a verify command
+    without the policy, which skips its key and anchor."""
+    from hguard.cli.monitor import main as monitor_main
+
+    policy = _policy_file(tmp_path, 20)
+    lines = Path(policy.audit.path).read_text().splitlines()
+    lines[3] = lines[3].replace('"route":"accept"', '"route":"review"')  # an edited decision
+    Path(policy.audit.path).write_text("\n".join(lines) + "\n")
+    assert monitor_main(["--policy", str(tmp_path / "policy.toml"), "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert "fails verification" in err and f"hguard audit verify --policy {policy.source}" in err

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .._resources import public_seed_warning
-from ..errors import InputError, install_extra
+from ..errors import AuditIntegrityError, InputError, install_extra
 from ..monitor import lift, public_report, run_monitor, summary, write_html
 
 __all__ = ["build_parser", "main"]
@@ -52,7 +52,11 @@ def main(argv: list[str]) -> int:
     seed_warning = public_seed_warning(policy)
     if seed_warning:
         print(f"hguard monitor: warning: {seed_warning}", file=sys.stderr)
-    report = run_monitor(policy, audit_path=args.audit, queue_path=args.queue, act=not args.dry_run)
+    try:
+        report = run_monitor(policy, audit_path=args.audit, queue_path=args.queue, act=not args.dry_run)
+    except AuditIntegrityError as exc:  # the log does not verify: 1, as `hguard audit verify` says it (2 is misuse)
+        print(f"hguard monitor: {exc}", file=sys.stderr)
+        return 1
     # without matplotlib the estimate is still printed (and acted on); only the HTML report is left out
     out = write_html(report, args.report or Path(report["audit_log"]).with_name("monitor-report.html")) if plots else None
     if args.json:
