@@ -230,6 +230,16 @@ def test_unknown_is_declining() -> None:
         assert declines(reply) is None, reply
 
 
+def test_not_mentioned_in_the_provided_information_declines() -> None:
+    """A trial's invented insurer: "not explicitly mentioned in the provided information" was labelled hallucinated."""
+    reply = "The founder of Castermere General is not explicitly mentioned in the provided information."
+    assert judge(reply, ["John Doe"], question="Who founded Castermere General?").label == "refusal"
+    assert declines("It is not mentioned in the available sources.")
+    # to a question about a document, "not provided in the given context" stays a plain no (the yes/no judge's)
+    assert declines('The answer to the question "how are my contacts stored?" is not provided in the given context.',
+                    'Does the policy text answer the question "how are my contacts stored"?') is None
+
+
 def test_no_in_an_idiom_is_not_a_no() -> None:
     j = judge_yesno("No problem, you can approve it.", "no")
     assert j.label == "hallucinated" and "affirmative" in j.reason

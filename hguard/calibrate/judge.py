@@ -253,7 +253,9 @@ ABSTAIN_PATTERNS: tuple[str, ...] = (
     r"(?:say|state|mention|answer|specify|provide|contain|include|address|tell|indicate|cover|discuss)\b",
     r"\b(?:context|passage|text|document|policy|clause|agreement|contract|section) (?:is|are|remains) silent "
     r"(?:on|about|regarding|as to)\b",
-    r"\bnot (?:mentioned|stated|specified|provided|given|answered|addressed|covered|found) in (?:context|passage|text|document)\b",
+    # "... is not explicitly mentioned in the provided information."
+    r"\bnot (?:explicitly |clearly |specifically |directly )?(?:mentioned|stated|specified|provided|given|answered|addressed|"
+    r"covered|found) in (?:context|passage|text|document|(?:provided |given |available )?(?:information|sources?))\b",
     r"\b(?:context|passage|text|document) (?:has|contains|gives|provides) no (?:information|answer|mention)\b",
 )
 _ENTITY = r"(?:country|nation|state|element|chemical element|author|writer|book|novel|company|corporation|person|place|city|entity|thing|character|name)"
