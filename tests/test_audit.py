@@ -915,13 +915,7 @@ def test_verify_resumes_from_a_verified_point_and_checks_only_what_was_appended(
 def test_show_and_export_check_with_the_policys_key_and_anchor(tmp_path, capsys):
     from hguard.cli.audit import main
 
-    key = tmp_path / "k.key"
-    key.write_text("k" * 64)
-    key.chmod(0o600)
-    (tmp_path / "policy.toml").write_text(f'version = 1\n[audit]\npath = "audit.jsonl"\nanchor = "a.anchor"\n'
-                                          f'[integrity]\nkey_file = "{key}"\n')
-    log = AuditLog(tmp_path / "audit.jsonl", key=b"k" * 64, anchor=tmp_path / "a.anchor")
-    log.append({"x": 1})
+    log = _anchored(tmp_path, 1)[3]
     assert main(["show", str(tmp_path / "audit.jsonl"), "--no-key"]) == 0
     assert "NOT checked" in capsys.readouterr().err
     assert main(["show", str(tmp_path / "audit.jsonl"), "--policy", str(tmp_path / "policy.toml")]) == 0
@@ -997,22 +991,24 @@ def test_audit_commands_exit_2_on_a_missing_or_invalid_policy_as_the_other_comma
             assert said in err and err.count("\n") == 1, err
 
 
-def _anchored(tmp_path):
+def _anchored(tmp_path, n=3):
+    """A keyed, anchored log of ``n`` records and the policy file naming its key and anchor: (log path, anchor path,
+    policy path, the AuditLog)."""
     key = tmp_path / "k.key"
     key.write_text("k" * 64)
     key.chmod(0o600)
     (tmp_path / "policy.toml").write_text(f'version = 1\n[audit]\npath = "audit.jsonl"\nanchor = "a.anchor"\n'
                                           f'[integrity]\nkey_file = "{key}"\n')
     log = AuditLog(tmp_path / "audit.jsonl", key=b"k" * 64, anchor=tmp_path / "a.anchor")
-    for i in range(3):
-        log.append({"x": i})
-    return tmp_path / "audit.jsonl", tmp_path / "a.anchor", str(tmp_path / "policy.toml")
+    for i in range(n):
+        log.append({"x": i + 1})
+    return tmp_path / "audit.jsonl", tmp_path / "a.anchor", str(tmp_path / "policy.toml"), log
 
 
 def test_an_acknowledged_record_cut_short_is_called_evidence_when_the_anchor_holds_it(tmp_path, capsys):
     """New-user trial: verify called a record the anchor held "never acknowledged" and advised `repair` without the
     anchor, which moved the record aside and blamed the recovery record for the cut."""
-    path, anchor, policy = _anchored(tmp_path)
+    path, anchor, policy, _ = _anchored(tmp_path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 40])  # the last record cut in half
     report = verify(path, key=b"k" * 64, anchor=anchor)
@@ -1032,7 +1028,7 @@ def test_an_acknowledged_record_cut_short_is_called_evidence_when_the_anchor_hol
 def test_a_record_that_lost_only_its_newline_is_not_called_missing_and_repair_says_what_it_wrote(tmp_path, capsys):
     """New-user trial: `truncate -s -1` made verify report a present record as torn and missing from the anchor; repair
     restored the newline, appended a recovery record and printed 'nothing moved aside ... no torn last line'."""
-    path, anchor, policy = _anchored(tmp_path)
+    path, anchor, policy, _ = _anchored(tmp_path)
     path.write_bytes(path.read_bytes()[:-1])
     report = verify(path, key=b"k" * 64, anchor=anchor)
     assert not report.ok and report.n_records == 3 and report.head_seq == 2
