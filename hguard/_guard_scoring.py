@@ -176,6 +176,10 @@ class _Scoring:
                         self._knowledge_conflict(signals, cd.knowledge_conflict, dp, g.extra.setdefault("holds", []), notes)
                     elif dp is None or dp.knowledge_conflict == "review":  # the check asked for cannot run: held
                         g.extra.setdefault("holds", []).append(no_conflict_detector(cd.name or str(domain)))
+                    else:  # trusted, and unchecked: the record says so (an accept must not read as "checked, no conflict")
+                        notes.append(f"knowledge_conflict = 'trust_context' for domain {cd.name or domain!r}, whose RAG "
+                                     "calibration fitted no knowledge-conflict detector: no knowledge-conflict check ran "
+                                     "(the passage is trusted as an approved source)")
             except Exception as exc:
                 problems.append(f"scoring failed: {type(exc).__name__}: {exc}")
                 risk = None

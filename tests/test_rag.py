@@ -203,6 +203,8 @@ def test_rag_calibration_fits_one_merger_over_probe_confidence_grounding_and_clo
     assert m["all"]["n"] == report["split"]["n_test"]
     md = (folder / "probes" / "rag-report" / "report.md").read_text()
     assert md.startswith("# RAG calibration report")
+    # what the thresholds were fitted on, in the JSON and in words (a trial found it only in the code)
+    assert "out of fold" in m["thresholds"]["fitted_on"] and f"Thresholds fitted on {m['thresholds']['fitted_on']}." in md
     kc = report["knowledge_conflict"]  # said in words: fitted with its counts, or why there is no detector
     said = md.split("## Knowledge-conflict detector\n\n")[1].split("\n")[0]
     assert said.startswith("Fitted on") if kc.get("train") else said == f"No detector: {kc['why']}"
@@ -243,6 +245,10 @@ def test_guard_uses_the_probe_of_the_requests_prompt_mode(tiny_rag, tmp_path):
     without = g.invoke("capital city river ?", domain="alpha")
     assert with_ctx.probe_id == g.rag_probes["alpha"].probe.probe_id_ and without.probe_id == g.probes["alpha"].probe.probe_id_
     assert with_ctx.probe_id != without.probe_id
+    # trusted and unchecked: its record says no knowledge-conflict check ran (a trial's accepted answer that followed
+    # a false passage read like one checked and found clean), closed-book requests need no such word
+    assert any("no knowledge-conflict check ran" in x for x in with_ctx.reasons), with_ctx.reasons
+    assert not any("knowledge-conflict" in x for x in without.reasons), without.reasons
     # the records say in which prompt mode each was asked, as the probe files do
     from hguard.audit import AuditLog
 

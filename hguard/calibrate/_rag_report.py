@@ -19,6 +19,10 @@ from .._stats import clopper_pearson_interval
 from .judge import followed_misleading
 from ._rag_fit import _REPORTED, _finite, _y, conflict_scores, score_rag_rows
 
+#: What a RAG domain's thresholds are fitted on (the report says it, as the closed-book one says its own)
+RAG_THRESHOLDS_FITTED_ON = ("the merged risks of the training answers out of fold (folds grouped by passage: the probe "
+                            "refitted and the merger fitted without each fold), never the held-out passages")
+
 
 def _share(mask: np.ndarray, among: np.ndarray) -> dict:
     # as booleans: a mask built from no held-out rows (np.array([])) is a float array, which ``&`` refuses
@@ -66,7 +70,7 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
     conds = sorted({r["condition"] for r in rs})
     out = {
         "n_unscorable": int((~ok).sum()),
-        "thresholds": th.to_dict(),
+        "thresholds": {**th.to_dict(), "fitted_on": RAG_THRESHOLDS_FITTED_ON},
         "all": block(np.ones(len(rs), bool)),
         "conditions": {c: block(np.array([r["condition"] == c for r in rs], dtype=bool)) for c in conds},
         "datasets": {d: block(np.array([r["dataset"] == d for r in rs], dtype=bool)) for d in sorted({r["dataset"] for r in rs})},
@@ -161,7 +165,8 @@ def rag_markdown(report: dict) -> str:
             + (" (no accept threshold is certified at the policy target: the domain reviews every answer until it is "
                "calibrated with more or better-separated answers)." if not m["thresholds"]["accept_below"] else ".")
             + (" An abstain_above of 1 means no abstain threshold is certified: the domain abstains only on answers "
-               "that decline." if m["thresholds"]["abstain_above"] >= 1.0 else ""), "",
+               "that decline." if m["thresholds"]["abstain_above"] >= 1.0 else "")
+            + (f" Thresholds fitted on {m['thresholds']['fitted_on']}." if m["thresholds"].get("fitted_on") else ""), "",
             "| target | measured (held out) | met |", "|---|---|---|",
             f"| merged AUROC >= 0.90, above grounding and probe | merged {_f(ma['value'])}{_ci(ma['ci95'])}; grounding {_f(ma['grounding'])}; probe {_f(ma['probe'])} | "
             f"{'yes' if ma['value'] is not None and ma['value'] >= 0.9 and ma['value'] > (ma['grounding'] or 0) and ma['value'] > (ma['probe'] or 0) else 'no'} |",
