@@ -194,6 +194,17 @@ def spot_check_decision(policy, domain: str, record_id: str, day_count: int) -> 
             "min_per_day": dp.spot_check_min_per_day, "selected_because": why}  # fmt: skip
 
 
+def _seed_replaced_before_ids(policy, records: Sequence[Mapping[str, Any]], spots: Mapping[Any, Mapping[str, Any]]) -> bool:
+    """Whether the seed was replaced since the accepted decisions that record no seed id (hguard before 0.3.0) were
+    selected: their spot-check records hold the ``u`` the seed of the time gave, and not one of them is what the
+    policy's seed gives (an altered selection under an unchanged seed leaves the others matching, and is a
+    mismatch)."""
+    idless = {r["id"] for r in records if r.get("kind") == "decision" and r.get("route") == "accept"
+              and "spot_check_seed_id" not in r and r.get("domain") in policy.domains}
+    stored = [(rid, s.get("u")) for rid, s in spots.items() if rid in idless and isinstance(s.get("u"), (int, float))]
+    return bool(stored) and all(abs(float(u) - selection_u(policy.monitor.seed, rid)) > 1e-12 for rid, u in stored)
+
+
 def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:
     """Recompute every accepted decision's selection from the seed: counts and the mismatches, per domain.
 
@@ -203,7 +214,9 @@ def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:
     written to pick an answer by hand fails one of these; how many each process took for its minimum cannot be
     checked: the count is per guard process, which decision records do not name). A decision that records the id
     of another seed than the policy's (``spot_check_seed_id``: the seed was replaced since) is counted in
-    ``other_seed`` and not checked: this seed cannot recompute its selection."""
+    ``other_seed`` and not checked: this seed cannot recompute its selection. So are the decisions that record no
+    seed id (written before 0.3.0) when not one of their spot-checks' ``u`` is what this seed gives: the seed was
+    replaced after them (with some matching, the others are mismatches as before)."""
     # keyed by whatever the record names; only ids of accepted decisions reach selection_u
     spots: dict[Any, Mapping[str, Any]] = {r.get("decision_audit_id"): r for r in records if r.get("kind") == SPOT}
     out: dict[str, dict] = defaultdict(lambda: {"accepted": 0, "selected": 0, "by_rate": 0, "by_minimum": 0,
@@ -211,12 +224,13 @@ def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:
     ours = seed_id(policy.monitor.seed)
     accepted = {}
     other = set()
+    replaced_before_ids = _seed_replaced_before_ids(policy, records, spots)
     for r in records:
         if r.get("kind") == "decision" and r.get("route") == "accept" and r.get("domain") in policy.domains:
             accepted[r["id"]] = r
             d = out[r["domain"]]
             d["accepted"] += 1
-            if r.get("spot_check_seed_id", ours) != ours:
+            if r.get("spot_check_seed_id", None if replaced_before_ids else ours) != ours:
                 d["other_seed"] += 1
                 other.add(r["id"])
                 continue

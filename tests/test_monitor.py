@@ -691,9 +691,18 @@ def test_a_replaced_seed_does_not_turn_earlier_selections_into_mismatches(tiny_c
     Guard.from_policy(replaced, lm=lm).batch(questions, domains=["alpha"] * len(questions))
     both = check_selection(replaced, list(AuditLog(tmp_path / "audit.jsonl")))["alpha"]
     assert both["accepted"] == 24 and both["other_seed"] == 12 and both["mismatches"] == []
-    # a decision from before seeds were recorded is checked against the policy's seed, as it was
+    # decisions from before seeds were recorded (hguard 0.2.0): checked against the policy's seed, which still gives
+    # the u their spot-checks hold; once it is replaced none of those u's is its own, so they count apart too (an
+    # upgrade trial: following the advice to replace a known seed made every old selection a mismatch)
     unrecorded = [{k: v for k, v in r.items() if k != "spot_check_seed_id"} for r in records]
-    assert len(check_selection(replaced, unrecorded)["alpha"]["mismatches"]) > 0
+    same = check_selection(policy, unrecorded)["alpha"]
+    assert same["mismatches"] == [] and same["other_seed"] == 0 and same["selected"] == sel["selected"]
+    after = check_selection(replaced, unrecorded)["alpha"]
+    assert after["mismatches"] == [] and after["other_seed"] == 12
+    # an altered selection under the unchanged seed is still a mismatch: one spot-check's u forged, the others match
+    forged = [dict(r, u=0.001) if r.get("kind") == "spot_check" and i == 0 else r
+              for i, r in enumerate(sorted(unrecorded, key=lambda r: r.get("kind") != "spot_check"))]
+    assert len(check_selection(policy, forged)["alpha"]["mismatches"]) == 1
     rep = run_monitor(replaced, act=False)
     assert rep["domains"]["alpha"]["selection_audit"]["other_seed"] == 12
     assert "12 accepted under another spot-check seed, not checked with this one" in summary(rep)
