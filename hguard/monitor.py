@@ -201,8 +201,8 @@ def _seed_replaced_before_ids(policy, records: Sequence[Mapping[str, Any]], spot
     mismatch)."""
     idless = {r["id"] for r in records if r.get("kind") == "decision" and r.get("route") == "accept"
               and "spot_check_seed_id" not in r and r.get("domain") in policy.domains}
-    stored = [(rid, s.get("u")) for rid, s in spots.items() if rid in idless and isinstance(s.get("u"), (int, float))]
-    return bool(stored) and all(abs(float(u) - selection_u(policy.monitor.seed, rid)) > 1e-12 for rid, u in stored)
+    stored = [(rid, float(s["u"])) for rid, s in spots.items() if rid in idless and isinstance(s.get("u"), (int, float))]
+    return bool(stored) and all(abs(u - selection_u(policy.monitor.seed, rid)) > 1e-12 for rid, u in stored)
 
 
 def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:

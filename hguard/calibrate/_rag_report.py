@@ -68,7 +68,7 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
         }
 
     conds = sorted({r["condition"] for r in rs})
-    out = {
+    out: dict[str, Any] = {
         "n_unscorable": int((~ok).sum()),
         "thresholds": {**th.to_dict(), "fitted_on": RAG_THRESHOLDS_FITTED_ON},
         "all": block(np.ones(len(rs), bool)),
