@@ -186,7 +186,7 @@ class Example(BaseModel):
         if "family" in meta and not isinstance(meta["family"], str):
             raise _row_rule("meta.family", "must be a string naming the row's kind of question (e.g. \"capital\"), or "
                             "leave the key out (the row then falls back to its fact group)")
-        if isinstance(meta.get("family"), str) and meta["family"] != meta["family"].strip():
+        if isinstance(meta.get("family"), str) and meta["family"].strip() and meta["family"] != meta["family"].strip():
             raise _row_rule("meta.family", f"{meta['family']!r} starts or ends with a space, which the report does not "
                             f"show, so it would read as family {meta['family'].strip()!r}; write it without")
         return self
