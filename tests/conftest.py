@@ -7,6 +7,9 @@ import os
 import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The tests' local Ray runs on loopback for one process; with token authentication (Ray 2.59 on, for a local Ray) it
+# writes ~/.ray/auth_token into the developer's home, which a later driver sends to a cluster without authentication
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 def pytest_configure(config):

@@ -153,6 +153,34 @@ def test_an_unreachable_address_is_refused_with_the_address(lm, data, tmp_path):
         collect_ray(gen, exs[:4], tmp_path, options=RayOptions(address="ray://127.0.0.1:10001"), progress=False)
 
 
+def test_localhost_is_an_address_like_any_other_and_refused_at_once_when_nothing_listens(lm, data, tmp_path):
+    """A trial: `--address localhost:6999` skipped the check (it starts with "local", Ray's own word) and Ray retried
+    for ever."""
+    exs, _ = data
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
+    with pytest.raises(InputError, match=r"Ray address 'localhost:9' cannot be reached"):
+        collect_ray(gen, exs[:4], tmp_path, options=RayOptions(address="localhost:9"), progress=False)
+
+
+def test_a_job_that_stops_on_a_cluster_names_the_token_file_a_local_ray_left(tmp_path, monkeypatch):
+    """Ray 2.59 on writes ~/.ray/auth_token for a local Ray (a run without --address starts one); a later driver sends
+    it to a cluster without authentication, whose workers refuse it, and the error said only "run again" (a trial:
+    three times, never helping)."""
+    from hguard.calibrate import ray_engine
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    assert ray_engine._token_hint("auto") == ""  # no token file: nothing to say
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("t")
+    hint = ray_engine._token_hint("auto")
+    assert "InvalidAuthToken" in hint and str(tmp_path / ".ray" / "auth_token") in hint and "move the file away" in hint
+    assert ray_engine._token_hint(None) == ""  # a local Ray of the run's own uses that token itself
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    assert ray_engine._token_hint("auto") == ""
+
+
 def test_the_cli_refuses_an_unreachable_address_before_loading_the_model(tmp_path, capsys):
     from hguard.cli import main
 

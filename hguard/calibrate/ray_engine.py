@@ -24,6 +24,7 @@ import os
 import socket
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import DataError, InputError, install_extra
@@ -65,7 +66,7 @@ def _import_ray():
 
 def check_address(address: str) -> None:
     """Fail fast, with the address in the message, where ray.init would retry for a minute."""
-    if address == "auto" or address.startswith("local"):
+    if address in ("auto", "local"):  # Ray's own words ("localhost:6379" is an address like any other)
         return
     if address.startswith("ray://"):  # Ray Data's driver needs a worker of the cluster; Ray Client has none
         raise InputError(
@@ -89,6 +90,13 @@ def check_address(address: str) -> None:
         ) from e
 
 
+def _token_file() -> Path | None:
+    """Where Ray keeps its authentication token when no environment variable names one (``~/.ray/auth_token``)."""
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return None
+    return Path("~/.ray/auth_token").expanduser()
+
+
 def _connect(ray, address: str | None) -> bool:
     """Connect to (or start) Ray; True when this call started it and must shut it down."""
     if address:
@@ -103,6 +111,20 @@ def _connect(ray, address: str | None) -> bool:
         return True
     ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     return True
+
+
+def _token_hint(address: str | None) -> str:
+    """What to check when a job on a cluster stops: a token file in the default place, which a driver sends to a
+    cluster that may run without authentication, whose workers then refuse it (rerunning does not help). Ray 2.59 on
+    writes one for every local Ray (a run without ``--address`` starts one), and it cannot be removed behind a
+    process that may start another: that Ray would wait for a token it no longer finds."""
+    token = _token_file()
+    if not address or token is None or not token.exists() or os.environ.get("RAY_AUTH_MODE"):
+        return ""
+    return (f"; if the cluster runs without Ray's token authentication, the token in {token} (a local Ray writes it) "
+            "makes its workers refuse this driver (InvalidAuthToken in the raylet's log under the cluster's session "
+            "folder), and running again does not help: move the file away, or start the cluster with RAY_AUTH_MODE=token "
+            "and that token")
 
 
 def _check_resources(ray, options: RayOptions) -> None:
@@ -251,7 +273,7 @@ def collect_ray(
             raise DataError(
                 f"the Ray job stopped ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
                 f"{len(left)} row(s) have no committed shard (first: {left[0] if left else None!r}), the rest are kept "
-                f"in {store.work}: run again to answer only these rows"
+                f"in {store.work}: run again to answer only these rows{_token_hint(options.address)}"
             ) from exc
         finally:
             bar.close()
