@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import csv
 import os
+from datetime import datetime, timezone
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Callable
@@ -28,12 +29,15 @@ def show(
     kind: str | None = None,
     without_domain: bool = False,
     record_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Records matching domain, route and kind (``decision``, ``error``, ``llm_call``, ``review_verdict``, ...;
     each when given; ``without_domain``: only records with no domain, such as decisions no domain was chosen
     for; ``record_id``: only the record with that id and the records that name it as their
     ``decision_audit_id``, such as its spot-check and verdicts, or as their ``caller_request_id``, the id a caller
-    gave a guarded request), the last ``last`` of them when given, in file order.
+    gave a guarded request), written in ``[since, until)`` when given (:func:`period`), the last ``last`` of them
+    when given, in file order.
 
     A line that is not a record (torn or damaged) raises AuditIntegrityError naming it, unless a ``problems``
     list is given: then each such line is added to it and reading goes on.
@@ -66,10 +70,37 @@ def show(
             continue
         if kind is not None and rec.get("kind") != kind:
             continue
+        if not _in_period(rec, since, until):
+            continue
         if record_id is not None and rec.get("id") not in named and rec.get("decision_audit_id") not in named:
             continue
         kept.append(rec)
     return list(kept)
+
+
+def period(value: str | None, flag: str) -> datetime | None:
+    """A ``--since`` / ``--until`` value as a time: an ISO date (midnight UTC) or date and time (UTC when it names
+    no zone); None for None. A bad value is one line naming it."""
+    if value is None:
+        return None
+    try:
+        t = datetime.fromisoformat(value.strip())
+    except (ValueError, AttributeError):
+        raise InputError(f"{flag} {value!r} is not a date; pass an ISO date or time, e.g. 2026-12-01 or "
+                         "2026-12-01T09:30 (UTC unless it names a zone)") from None
+    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
+
+
+def _in_period(rec: Mapping[str, Any], since: datetime | None, until: datetime | None) -> bool:
+    """Whether a record was written in ``[since, until)`` (always, with neither; never, with a time it lacks)."""
+    if since is None and until is None:
+        return True
+    try:
+        t = datetime.fromisoformat(str(rec.get("time")))
+    except ValueError:
+        return False
+    t = t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
+    return (since is None or t >= since) and (until is None or t < until)
 
 
 _LEADING_COLUMNS = (
@@ -154,6 +185,9 @@ def export_csv(
     columns: Sequence[str] | None = None,
     check: VerifyReport | None = None,
     protect: Mapping[str, Path | None] | None = None,
+    domain: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> int:
     """Write the log as CSV, one row per record; nested dicts (signals, thresholds) become dotted columns.
 
@@ -170,6 +204,9 @@ def export_csv(
     ``out`` as a path may not be the log, a file of ``protect`` (e.g. :meth:`hguard.policy.Policy.own_files`:
     the queue, the policy file, the key), nor an existing file whose name does not end in ``.csv`` (a queue, a
     calibration file): an earlier export is replaced, nothing else is.
+
+    ``domain``, ``since``, ``until``: only the records of that domain, written in ``[since, until)`` (an audit of a
+    period); the chain is still checked whole, and a line that is not a record is always written (evidence).
     """
     p = _existing(path)
     if check is None:
@@ -193,8 +230,11 @@ def export_csv(
     seen: dict[str, int] = {}
     filled: set[str] = set()
     n_records = 0
+    def wanted(rec: Mapping[str, Any]) -> bool:
+        return (domain is None or rec.get("domain") == domain) and _in_period(rec, since, until)
+
     for _, rec, _, _, _ in _scan(p, canonical=False):
-        if rec is None:  # a line that is not a record: its row says so (below)
+        if rec is None or not wanted(rec):  # a line that is not a record: its row says so (below)
             continue
         n_records += 1
         flat: dict[str, Any] = {}
@@ -228,6 +268,8 @@ def export_csv(
             if rec is None:  # damaged or torn: not a record, but the CSV must not hide that the line is there
                 assert problem is not None
                 flat[CHAIN_CHECK] = f"line {line} is not a record: {problem.message}"
+            elif not wanted(rec):
+                continue
             else:
                 _flatten(rec, "", flat)
                 flat[CHAIN_CHECK] = chain_check(line, rec)  # never a value the record itself carries

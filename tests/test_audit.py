@@ -1040,3 +1040,27 @@ def test_a_record_that_lost_only_its_newline_is_not_called_missing_and_repair_sa
     assert "wrote a recovery record" in out and "newline_restored" in out and "no torn last line" not in out
     assert verify(path, key=b"k" * 64, anchor=anchor).ok
     assert cli_main(["repair", "--policy", policy]) == 0 and "nothing changed" in capsys.readouterr().out
+
+
+def test_show_and_export_take_a_period_and_export_a_domain(tmp_path, capsys):
+    """An auditor's trial: the records of one period and domain had to be filtered by hand."""
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, key=None)
+    for i, domain in enumerate(["geo", "chem", "geo", "geo"]):
+        log.append({"domain": domain, "n": i}, kind="decision")
+        time.sleep(0.002)
+    times = [r["time"] for r in AuditLog(path)]
+    since, until = times[1], times[3]
+    assert cli_main(["show", str(path), "--since", since, "--until", until, "--json"]) == 0
+    assert [json.loads(x)["n"] for x in capsys.readouterr().out.splitlines()] == [1, 2]
+    out = tmp_path / "o.csv"
+    assert cli_main(["export", str(path), "--csv", str(out), "--domain", "geo", "--since", since]) == 0
+    with open(out, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["n"] for r in rows] == ["2", "3"] and all(r["chain_check"] == "ok" for r in rows)
+    assert cli_main(["export", str(path), "--csv", str(out), "--since", "2999-01-01"]) == 0
+    assert out.read_text().count("\n") == 1  # the header only
+    capsys.readouterr()
+    assert cli_main(["show", str(path), "--since", "last week"]) == 2
+    err = capsys.readouterr().err
+    assert "--since 'last week' is not a date; pass an ISO date or time, e.g. 2026-12-01" in err and err.count("\n") == 1

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from .._audit_export import period
 from ..audit import Problem, VerifyReport, _repair, canonical_json, export_csv, rotate, show, verify
 from .._text import shown_plainly
 from ..errors import AuditKeyRequired, HGuardError, InputError, PolicyError, cut_text
@@ -52,6 +53,12 @@ def _add_key_options(p: argparse.ArgumentParser) -> None:
         "--key-file", metavar="FILE", help="the integrity key (default: $HGUARD_KEY_FILE or $HGUARD_KEY when set)"
     )
     g.add_argument("--no-key", action="store_true", help="ignore a key set in the environment")
+
+
+def _add_period_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since", metavar="DATE", help="only records written at or after DATE (ISO date or time; UTC "
+                   "unless it names a zone), e.g. 2026-12-01")
+    p.add_argument("--until", metavar="DATE", help="only records written before DATE, e.g. 2027-01-01")
 
 
 def _add_check_options(p: argparse.ArgumentParser) -> None:
@@ -156,12 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", metavar="ID", dest="record_id",
                    help="only the record with this id and those that name it (its spot-check and review verdicts)")
     p.add_argument("--json", action="store_true", help="one JSON record per line instead of a summary line")
+    _add_period_options(p)
     _add_check_options(p)
     p = sub.add_parser("export", help="write the log as CSV (signals.* and thresholds.* become columns; a "
                        "chain_check column says ok, or what verification found wrong on the row's line)")
     p.add_argument("path", nargs="?", help="the audit log (.jsonl); with --policy, default the policy's")
     p.add_argument("--csv", required=True, metavar="OUT", help="the CSV file to write")
     p.add_argument("--columns", metavar="C1,C2", help="comma-separated columns to write, in order")
+    p.add_argument("--domain", metavar="D", help="only records of this domain (lines that are not records are always "
+                   "written; the chain is checked whole)")
+    _add_period_options(p)
     _add_check_options(p)
     p = sub.add_parser(
         "repair", help="move a torn last line aside into PATH.torn-<time> now, as the next append would (or restore "
@@ -226,7 +237,8 @@ def main(argv: list[str]) -> int:
             problems: list[Problem] = []
             n_shown = 0
             for rec in show(args.path, last=args.last, domain=args.domain, route=args.route, kind=args.kind,
-                            problems=problems, without_domain=args.no_domain, record_id=args.record_id):
+                            problems=problems, without_domain=args.no_domain, record_id=args.record_id,
+                            since=period(args.since, "--since"), until=period(args.until, "--until")):
                 print(canonical_json(rec) if args.json else _format_record(rec))
                 n_shown += 1
             if not n_shown:  # said on stderr, so stdout stays records only
@@ -246,7 +258,8 @@ def main(argv: list[str]) -> int:
             columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
             report = _check(args.path, args)  # before writing: each row is marked with what it found on its line
             own = _policy_of(args).own_files() if args.policy else None  # the queue, the policy file, the key...
-            n = export_csv(args.path, args.csv, columns=columns, check=report, protect=own)
+            n = export_csv(args.path, args.csv, columns=columns, check=report, protect=own, domain=args.domain,
+                           since=period(args.since, "--since"), until=period(args.until, "--until"))
             print(f"wrote {n} rows to {args.csv}")
             what = (f"{args.csv} holds the records as the file holds them, each marked in its chain_check column "
                     "with the problem found on its line, or ok")
