@@ -6,8 +6,8 @@ from __future__ import annotations
 import collections
 import csv
 import os
-from datetime import datetime, timezone
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Callable
 
@@ -226,13 +226,13 @@ def export_csv(
     if isinstance(out, (str, os.PathLike)):
         refuse_own_file(out, {"audit log": p, **(protect or {})}, "export target", replaces=(".csv",))
 
+    def wanted(rec: Mapping[str, Any]) -> bool:
+        return (domain is None or rec.get("domain") == domain) and _in_period(rec, since, until)
+
     # Two passes rather than holding every record: logs grow without bound.
     seen: dict[str, int] = {}
     filled: set[str] = set()
     n_records = 0
-    def wanted(rec: Mapping[str, Any]) -> bool:
-        return (domain is None or rec.get("domain") == domain) and _in_period(rec, since, until)
-
     for _, rec, _, _, _ in _scan(p, canonical=False):
         if rec is None or not wanted(rec):  # a line that is not a record: its row says so (below)
             continue

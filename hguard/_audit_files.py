@@ -266,11 +266,12 @@ def _existing(path: Any) -> Path:
     return p
 
 
-def _torn_message(path: Path, lineno: int, raw: bytes) -> str:
+def _torn_message(path: Path, lineno: int, raw: bytes, repair: str | None = None) -> str:
+    """``repair``: the command that repairs it, with the options the reader checked the log with."""
     return (
         f"torn: its {len(raw)} bytes have no trailing newline, a write cut short (a "
         "writer killed mid-write, or a full disk) and never acknowledged; the next append moves it aside into "
-        f"{path.name}.torn-<time> and records that in the chain (or run `hguard audit repair {path}`)"
+        f"{path.name}.torn-<time> and records that in the chain (or run `{repair or f'hguard audit repair {path}'}`)"
     )
 
 

@@ -130,6 +130,29 @@ def _mac_holds(key: bytes, record: Mapping[str, Any]) -> bool:
     return mac_matches(key, _mac_body(record), record.get("mac"))
 
 
+def _unsealed(record: Mapping[str, Any], key: bytes | None) -> str | None:
+    """Why one record fails its own seal: its hash, and with ``key`` its MAC; None when both hold."""
+    if record.get("hash") != record_hash(dict(record)):
+        return "its hash does not match its content: the record was edited after it was written"
+    if key is not None and not _mac_holds(key, record):
+        return "its MAC does not match this log's key: the record was edited or forged by someone without the key"
+    return None
+
+
+def _whole_record(raw: bytes, prev: tuple[str, int] | None) -> dict[str, Any] | None:
+    """The record a line's bytes hold when they are one whole record, in canonical form, whose hash matches and
+    which chains onto ``prev`` (the hash and seq the next record must name, as :func:`_chain_fields` gives them);
+    else None (a last line without its newline that is such a record only lost the newline)."""
+    if prev is None:
+        return None
+    try:
+        rec, canon = _parse_line(raw)
+    except ValueError:
+        return None
+    whole = canon == raw and rec.get("hash") == record_hash(rec) and (rec.get("prev_hash"), rec.get("seq")) == prev
+    return rec if whole else None
+
+
 def _chain_fields(rec: Mapping[str, Any]) -> tuple[str, int]:
     """(hash, seq + 1) of a parsed record; ValueError when it lacks them."""
     last_hash, last_seq = rec.get("hash"), rec.get("seq")

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ._audit_files import Problem, _continued_archives, _existing, _flock, _iter_lines, _opening, _scan
-from ._audit_records import _CHAIN_FIELDS, CONTINUATION, GENESIS_HASH, _mac_holds, _parse_line, record_hash
+from ._audit_files import Problem, _continued_archives, _existing, _flock, _iter_lines, _opening, _scan, _torn_message
+from ._audit_records import (
+    _CHAIN_FIELDS, CONTINUATION, GENESIS_HASH, _mac_holds, _parse_line, _unsealed, _whole_record, record_hash,
+)
 from .errors import AuditError, AuditIntegrityError, InputError
 
 # problems a summary lists one by one (the rest are counted, the last shown)
@@ -99,22 +101,16 @@ def _torn_tail(path: Path, problem: Problem, begin: int, end: int, before: tuple
     with open(path, "rb") as f:
         f.seek(begin)
         raw = f.read(end - begin)
-    hint = f"`hguard audit repair {path}" + (f" --anchor {anchor}" if anchor is not None else "") + (
-        " --key-file FILE`" if key is not None else "`")
-    try:
-        rec, canon = _parse_line(raw)
-    except ValueError:
-        rec, canon = None, b""
-    if (rec is not None and canon == raw and rec.get("hash") == record_hash(rec) and prev_seq is not None
-            and rec.get("prev_hash") == prev_hash and rec.get("seq") == prev_seq + 1
-            and (key is None or ("mac" in rec and _mac_holds(key, rec)))
-            and (rec["seq"] not in heads or heads[rec["seq"]][1] == rec["hash"])):
+    repair = f"hguard audit repair {path}" + (f" --anchor {anchor}" if anchor is not None else "") + (
+        " --key-file FILE" if key is not None else "")
+    rec = _whole_record(raw, (prev_hash, prev_seq + 1) if prev_hash is not None and prev_seq is not None else None)
+    if rec is not None and _unsealed(rec, key) is None and (rec["seq"] not in heads or heads[rec["seq"]][1] == rec["hash"]):
         checks = "its hash" + (" and MAC" if key is not None else "") + f" and its link to line {prev_line} hold" + (
             ", and the anchor holds its head" if rec["seq"] in heads else "")
         return Problem(problem.line, rec["seq"], (
             f"it lost only its trailing newline: its {len(raw)} bytes are a complete record ({checks}), so nothing is "
             f"missing; a write that returned never leaves a record so, the file was cut after it (or a disk fault). "
-            f"{hint} restores the newline and records that in the chain"), torn=True), rec
+            f"`{repair}` restores the newline and records that in the chain"), torn=True), rec
     acknowledged = prev_seq + 1 if prev_seq is not None and prev_seq + 1 in heads else None
     if acknowledged is not None:
         return Problem(problem.line, None, (
@@ -123,11 +119,11 @@ def _torn_tail(path: Path, problem: Problem, begin: int, end: int, before: tuple
             "cut short (the file truncated, or a disk fault). Keep the file as evidence and restore the log from a "
             "copy; `hguard audit repair` with the anchor refuses it (without the anchor it would move it aside as a "
             "write that never returned)"), torn=True), None
+    message = _torn_message(path, problem.line, raw, repair)
     if anchor is None:  # the file alone cannot tell a write cut short from an acknowledged record cut afterwards
-        return Problem(problem.line, None, problem.message.replace(f"`hguard audit repair {path}`", hint) + (
-            "; verify with the writer's anchor (--anchor, or --policy) first: a head it holds for this line means "
-            "the record was acknowledged and cut afterwards, which repair must not move aside"), torn=True), None
-    return Problem(problem.line, None, problem.message.replace(f"`hguard audit repair {path}`", hint), torn=True), None
+        message += ("; verify with the writer's anchor (--anchor, or --policy) first: a head it holds for this line "
+                    "means the record was acknowledged and cut afterwards, which repair must not move aside")
+    return Problem(problem.line, None, message, torn=True), None
 
 
 def _snapshot(path: Path) -> os.stat_result:

@@ -72,6 +72,8 @@ from ._audit_records import (
     _mac_body,
     _parse_line,
     _prepare,
+    _unsealed,
+    _whole_record,
     canonical_json,
     record_hash,
 )
@@ -222,13 +224,7 @@ class AuditLog:
         """Why ``record`` (as read from this log) fails its own seal: its hash, and with this log's key its MAC;
         None when both hold. One record's check, for a reader acting on it (a verdict on a decision) without
         verifying the whole chain."""
-        from ._audit_records import _mac_holds
-
-        if record.get("hash") != record_hash(dict(record)):
-            return "its hash does not match its content: the record was edited after it was written"
-        if self._key is not None and not _mac_holds(self._key, dict(record)):
-            return "its MAC does not match this log's key: the record was edited or forged by someone without the key"
-        return None
+        return _unsealed(record, self._key)
 
     def __repr__(self) -> str:
         return f"AuditLog({str(self.path)!r}, redact={self.redact}, keyed={self.keyed})"
@@ -596,16 +592,7 @@ class AuditLog:
     def _recover_torn(self, fd: int, start: int, raw: bytes, size: int) -> tuple[str, int]:
         lineno = _line_number_at(fd, start)
         prev = self._previous_tail(fd, start)
-        try:
-            rec, canon = _parse_line(raw)
-            complete = (
-                canon == raw
-                and rec.get("hash") == record_hash(rec)
-                and prev is not None
-                and (rec.get("prev_hash"), rec.get("seq")) == prev
-            )
-        except ValueError:
-            complete = False
+        complete = _whole_record(raw, prev) is not None
         if not complete and prev is not None:  # an anchored record is no write cut short: refuse, change nothing
             self._check_anchor(*prev)
         if complete:

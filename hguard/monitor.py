@@ -362,7 +362,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         first = ver.problems[0]
         where = f"line {first.line}: " if first.line else ""
         verify_cmd = (f"hguard audit verify --policy {policy.source}" if policy.source is not None
-                 else f"hguard audit verify {audit_path}")  # with the policy's key and anchor, as read here
+                      else f"hguard audit verify {audit_path}")  # with the policy's key and anchor, as read here
         raise AuditIntegrityError(
             f"audit log {audit_path} fails verification ({len(ver.problems)} problem(s); {where}{first.message}); "
             f"the monitor takes no decision on it: see `{verify_cmd}` (a torn last line that verify does not call cut: "

@@ -65,16 +65,16 @@ def transfer_matrix(fitted: dict, col: Collected, by_domain: dict, test_mask: np
     names = sorted(fitted)
     matrix: dict[str, dict[str, float | None]] = {}
     counts: dict[str, dict[str, int]] = {}
+    scored: dict[str, Collected] = {}  # each column's held-out answers that assert something, taken once
     for b in sorted(by_domain):
         te = col.subset(by_domain[b] & test_mask)
-        y = _y([r for r in te.rows if r["label"] != "refusal"])
+        scored[b] = te.subset([r["label"] != "refusal" for r in te.rows])
+        y = _y(scored[b].rows)
         counts[b] = {"n": len(te.rows), "correct": int(len(y) - y.sum()), "hallucinated": int(y.sum()),
-                     "refusals": int(sum(r["label"] == "refusal" for r in te.rows))}
+                     "refusals": len(te.rows) - len(scored[b].rows)}
     for a in names:
         matrix[a] = {}
-        for b in sorted(by_domain):
-            te = col.subset(by_domain[b] & test_mask)
-            te = te.subset([r["label"] != "refusal" for r in te.rows])
+        for b, te in scored.items():
             if not te.rows:
                 matrix[a][b] = None
                 continue

@@ -222,19 +222,18 @@ class HGuardAuditEventHandler(BaseEventHandler):
                 "hguard": decision, "decision_audit_id": decision["audit_id"] if decision else None,
             })
         elif isinstance(event, ExceptionEvent):
-            fields = error_fields(event.exception)
-            for family in ("llm", "query"):
-                with self._lock:
-                    pending = (family, event.span_id) in self._open
-                if pending:
-                    self._write(family, self._pop(family, event.span_id), dict(fields))
+            self._close_failed(event.span_id, error_fields(event.exception))
         elif isinstance(event, SpanDropEvent):  # an exception ended a call or query that no ExceptionEvent closed
-            for family in ("llm", "query"):  # (a stock engine's failed query, a stream left by its error)
-                with self._lock:
-                    pending = (family, event.span_id) in self._open
-                if pending:
-                    self._write(family, self._pop(family, event.span_id),
-                                {"event": "error", "status": "error", "error": event.err_str[:2000]})
+            # (a stock engine's failed query, a stream left by its error)
+            self._close_failed(event.span_id, {"event": "error", "status": "error", "error": event.err_str[:2000]})
+
+    def _close_failed(self, span_id: Optional[str], fields: Dict[str, Any]) -> None:
+        """Write the call or query still open in this span as failed, with ``fields``."""
+        for family in ("llm", "query"):
+            with self._lock:
+                pending = (family, span_id) in self._open
+            if pending:
+                self._write(family, self._pop(family, span_id), dict(fields))
 
 
 __all__ = ["HGuardAuditEventHandler", "LLM_ERROR", "LLM_KIND", "QUERY_KIND"]
