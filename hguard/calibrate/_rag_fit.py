@@ -67,15 +67,17 @@ def _conflict_target(rows: Sequence[dict]) -> np.ndarray:
     return np.array(out, dtype=int)
 
 
-def fit_conflict_detector(rows: Sequence[dict], *, seed: int, cv: int = 5) -> dict:
-    """Logistic detector over the closed-book signals, and the threshold of best balanced accuracy
+def fit_conflict_detector(rows: Sequence[dict], *, seed: int, cv: int = 5, features: Sequence[str] | None = None) -> dict:
+    """Logistic detector over the closed-book signals (``features``, default
+    :data:`~hguard.signals.conflict.CONFLICT_FEATURES`), and the threshold of best balanced accuracy
     on its out-of-fold scores. ``{"detector": None, "why": ...}`` when there are too few rows."""
     from sklearn.linear_model import LogisticRegression
 
     from ..signals.conflict import CONFLICT_FEATURES
 
+    features = tuple(features or CONFLICT_FEATURES)
     t = _conflict_target(rows)
-    ok = (t >= 0) & _finite(rows, CONFLICT_FEATURES)
+    ok = (t >= 0) & _finite(rows, features)
     rs = [r for r, k in zip(rows, ok) if k]
     y = t[ok]
     counts = np.bincount(y, minlength=2)
@@ -86,7 +88,7 @@ def fit_conflict_detector(rows: Sequence[dict], *, seed: int, cv: int = 5) -> di
         return {"detector": None, "why": f"{counts[1]} answers followed a misleading passage and {counts[0]} answers to "
                                           f"the same questions were right from their true passage; at least "
                                           f"{MIN_PER_CLASS} of each are needed"}
-    X = _matrix(rs, CONFLICT_FEATURES)
+    X = _matrix(rs, features)
     mean, scale = X.mean(0), X.std(0)
     scale[scale == 0] = 1.0
 
@@ -104,7 +106,7 @@ def fit_conflict_detector(rows: Sequence[dict], *, seed: int, cv: int = 5) -> di
             best, best_bacc = float(th), float(bacc)
     lr = fit(np.arange(len(y)))
     return {
-        "detector": {"features": list(CONFLICT_FEATURES), "mean": mean.tolist(), "scale": scale.tolist(),
+        "detector": {"features": list(features), "mean": mean.tolist(), "scale": scale.tolist(),
                      "coef": lr.coef_[0].tolist(), "intercept": float(lr.intercept_[0])},
         "threshold": best,
         "train": {"followed_misleading": int(counts[1]), "right_supporting": int(counts[0]),
