@@ -249,8 +249,11 @@ class Generator:
         return msgs
 
     def prompt_ids(
-        self, question: str, context: str | None = None, *, history: Sequence[Mapping] | None = None, system: str | None = None
+        self, question: str, context: str | None = None, *, history: Sequence[Mapping] | None = None, system: str | None = None,
+        max_new_tokens: int | None = None,
     ) -> list[int]:
+        """The prompt's token ids; InputError when they and up to ``max_new_tokens`` more (default: the settings')
+        exceed the model's context."""
         tok = self.lm.tokenizer
         msgs = self.messages(question, context, history=history, system=system)
         if self.lm.has_chat_template:
@@ -258,10 +261,13 @@ class Generator:
         else:
             ids = tok(_plain_frame(msgs, labelled=context is None))["input_ids"]
         limit = self.context_limit
-        if limit is not None and len(ids) + self.max_new_tokens > limit:
+        n_new = max_new_tokens or self.max_new_tokens
+        if limit is not None and len(ids) + n_new > limit:
+            what = (f"shorten the chat history ({len(history)} turns), the question or the context" if history
+                    else "shorten the question or the context")
             raise InputError(
-                f"the prompt has {len(ids)} tokens and up to {self.max_new_tokens} more are generated, "
-                f"over the model's context of {limit} tokens; shorten the question or the context"
+                f"the prompt has {len(ids)} tokens and up to {n_new} more are generated, "
+                f"over the model's context of {limit} tokens; {what}"
             )
         return list(ids)
 
@@ -321,7 +327,8 @@ class Generator:
         stop = caller_stop = _check_stop(stop)
         if not self.lm.has_chat_template:  # the plain frame's answer ends at its line break
             stop = [*(stop or []), *PLAIN_STOP]
-        prompts = [self.prompt_ids(q, c, history=h, system=s) for q, c, h, s in zip(questions, ctxs, hists, syss)]
+        prompts = [self.prompt_ids(q, c, history=h, system=s, max_new_tokens=max_new_tokens)
+                   for q, c, h, s in zip(questions, ctxs, hists, syss)]
         out = self._generate_batches(
             list(questions), ctxs, prompts, batch_size=batch_size, neurons=neurons, steering=steering,
             do_sample=do_sample, temperature=temperature, max_new_tokens=max_new_tokens or self.max_new_tokens, seed=seed,

@@ -629,7 +629,7 @@ class Guard(_Scoring, _Recording):
                 if d is not None and (not isinstance(d, str) or not d.strip()):
                     raise InputError(f"domain must be a domain name or None, got {d!r}; name a domain of the policy, "
                                      "or leave it out to choose one by similarity")
-                self.generator.prompt_ids(q, c, history=h, system=s)
+                self.generator.prompt_ids(q, c, history=h, system=s, max_new_tokens=max_new_tokens)
             except InputError as exc:
                 err = InputError(f"question {i} of {n} (counting from 0): {exc}") if n > 1 else exc
                 # each refused request is in the audit log too (an error record; the ids on the error)

@@ -219,6 +219,20 @@ def test_bad_inputs_are_refused_before_any_work():
         gen.generate(["what"], neurons=[gen.n_features])
 
 
+def test_a_calls_own_max_new_tokens_is_checked_against_the_window_and_a_long_history_is_named():
+    """The window check added the settings' max_new_tokens, not the call's: a prompt that fits with 8 new tokens
+    generated 100 past the model's window of 256 (a trial: 8,144 + 200 tokens against 8,192)."""
+    gen = Generator(tiny_model("llama"), max_new_tokens=8)
+    question = "the " * 200
+    n = len(gen.prompt_ids(question))
+    assert n + 8 <= 256 < n + 100
+    with pytest.raises(InputError, match="up to 100 more are generated, over the model's context of 256"):
+        gen.generate([question], max_new_tokens=100)
+    history = [{"role": "user", "content": "the " * 100}, {"role": "assistant", "content": "yes"}] * 2
+    with pytest.raises(InputError, match=r"shorten the chat history \(4 turns\), the question or the context"):
+        gen.generate(["what is it?"], histories=[history], max_new_tokens=100)
+
+
 def test_load_model_reads_a_local_hugging_face_folder(tmp_path):
     from hguard.models import load_model
 
