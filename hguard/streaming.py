@@ -310,6 +310,23 @@ class GuardedText(str):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.text!r}, route={self.route!r}, risk={self.risk!r})"
 
+    def __add__(self, other: object) -> "GuardedText":
+        """Chunks add up with their decision (LangChain joins a stream's chunks so, e.g. a chain's output under
+        ``astream_events``): the texts joined, and the decision of the part that carries one (a passthrough
+        stream's last chunk); a plain ``str`` would drop the route."""
+        if not isinstance(other, str):
+            return NotImplemented
+        return self._joined(self.text + str.__str__(other), other)
+
+    def __radd__(self, other: object) -> "GuardedText":
+        if not isinstance(other, str):
+            return NotImplemented
+        return self._joined(str.__str__(other) + self.text, other)
+
+    def _joined(self, text: str, other: str) -> "GuardedText":
+        theirs = getattr(other, "decision", None) or {}
+        return GuardedText(text, theirs if "route" in theirs else self.decision)
+
 
 @dataclass(frozen=True)
 class GuardStreamChunk:

@@ -334,6 +334,23 @@ class ChatHGuard(BaseChatModel):
         return await in_thread(self.guard, self._generate, messages, stop, run_manager.get_sync() if run_manager else None,
                                decided=_decisions_in, run_id=_run_id(run_manager), **kwargs)
 
+    def _invoked_in_passthrough(self, run_manager: Any, kwargs: dict[str, Any]) -> bool:
+        """An invoke (LangChain passes it a run manager; ``stream()`` does not) in passthrough mode. LangChain streams
+        an invoke when a streaming handler listens (``astream_events``) or ``stream=True`` is passed, and returns
+        the chunks joined: in passthrough that is the model's own answer, whatever the route, where an invoke
+        returns what the user should see. Such an invoke is answered whole."""
+        return run_manager is not None and kwargs.get("stream_mode", self.stream_mode) == "passthrough"
+
+    def _should_stream(self, *, async_api: bool, run_manager: Any = None, **kwargs: Any) -> bool:
+        if self._invoked_in_passthrough(run_manager, kwargs):
+            return False
+        return super()._should_stream(async_api=async_api, run_manager=run_manager, **kwargs)
+
+    def _should_use_protocol_streaming(self, *, async_api: bool, run_manager: Any = None, **kwargs: Any) -> bool:
+        if self._invoked_in_passthrough(run_manager, kwargs):
+            return False
+        return super()._should_use_protocol_streaming(async_api=async_api, run_manager=run_manager, **kwargs)
+
     def _generate_with_cache(self, *args: Any, **kwargs: Any) -> ChatResult:
         self._uncached(self.cache)  # set after construction (an assignment, model_copy) it is refused here
         return super()._generate_with_cache(*args, **kwargs)

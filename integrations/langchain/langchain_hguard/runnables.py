@@ -58,6 +58,11 @@ class GuardedAnswer(GuardedText):
     def __reduce__(self):
         return (_rebuild_answer, (self.text, self.decision, self.sources))
 
+    def _joined(self, text: str, other: str) -> "GuardedAnswer":
+        theirs = getattr(other, "decision", None) or {}
+        sources = list(dict.fromkeys(self.sources + list(getattr(other, "sources", None) or [])))
+        return GuardedAnswer(text, sources=sources, decision=theirs if "route" in theirs else self.decision)
+
     @classmethod
     def from_message(cls, message: AIMessage, sources: list[str]) -> "GuardedAnswer":
         content = message.content if isinstance(message.content, str) else str(message.content)

@@ -117,6 +117,64 @@ def test_passthrough_streams_tokens_then_the_decision(make_guard):
     assert merged.response_metadata["route"] == "abstain" and merged.response_metadata["audit_id"] == rec["id"]
 
 
+def test_a_passthrough_invoke_that_langchain_streams_still_returns_what_the_user_should_see(make_guard):
+    """LangChain streams an invoke under astream_events (a web UI's event stream) or with stream=True, and returns
+    the chunks joined: in passthrough mode that was the model's own abstained answer, handed on as if accepted."""
+    guard = make_guard("abstain")
+    chat = ChatHGuard(guard=guard, domain="alpha", stream_mode="passthrough")
+    plain = chat.invoke(Q)
+    assert plain.content == guard.policy.abstain_message and plain.response_metadata["route"] == "abstain"
+    assert chat.invoke(Q, stream=True).content == guard.policy.abstain_message
+
+    async def inside_events():
+        from langchain_core.runnables import RunnableLambda
+
+        got = {}
+
+        async def step(q):
+            got["message"] = await chat.ainvoke(q)
+            return got["message"].content
+
+        ends = [e async for e in RunnableLambda(step).astream_events(Q, version="v2") if e["event"] == "on_chat_model_end"]
+        return got["message"], ends
+
+    message, ends = asyncio.run(inside_events())
+    assert message.content == guard.policy.abstain_message and message.response_metadata["route"] == "abstain"
+    assert ends and ends[-1]["data"]["output"].content == guard.policy.abstain_message
+    # stream() itself still passes the tokens through, then the decision
+    chunks = list(chat.stream(Q))
+    assert len(chunks) > 2 and chunks[-1].response_metadata["route"] == "abstain"
+
+
+def test_a_passthrough_rag_streamed_under_astream_events_ends_with_its_decision(make_guard):
+    """astream_events joins a chain's streamed chunks into on_chain_end's output: GuardedAnswer chunks added up to a
+    plain string, which dropped the route an app saves with the chat history."""
+    guard = make_guard("review")
+    rag = GuardedRAG(llm=ChatHGuard(guard=guard, stream_mode="passthrough"), domain="alpha")
+
+    async def events():
+        return [e async for e in rag.astream_events({"question": Q, "context": ["paris is the capital of france"]},
+                                                    version="v2")]
+
+    ends = [e for e in asyncio.run(events()) if e["event"] == "on_chain_end" and e["name"] == rag.get_name()]
+    out = ends[-1]["data"]["output"]
+    assert out.route == "review" and out.audit_id and AuditLog(guard.audit.path).find(out.audit_id)["route"] == "review"
+    via_invoke = rag.invoke({"question": Q, "context": ["paris is the capital of france"]})
+    assert via_invoke.startswith("[needs review] ") and via_invoke.route == "review"
+
+
+def test_guarded_text_adds_up_with_its_decision():
+    from hguard.streaming import GuardedText
+    from langchain_hguard.runnables import GuardedAnswer
+
+    joined = GuardedText("The ") + GuardedText("answer") + GuardedText("", {"route": "review", "audit_id": "a1"})
+    assert joined == "The answer" and joined.route == "review" and joined.audit_id == "a1"
+    assert ("x" + GuardedText("y", {"route": "accept"})).route == "accept"
+    assert (GuardedText("y", {"route": "accept"}) + "z").route == "accept"
+    a = GuardedAnswer("Yes", sources=["doc 1"]) + GuardedAnswer("", sources=["doc 1"], decision={"route": "abstain"})
+    assert isinstance(a, GuardedAnswer) and a.route == "abstain" and a.sources == ["doc 1"] and a == "Yes"
+
+
 def test_async_stream_both_modes(make_guard):
     guard = make_guard("review")
     chat = ChatHGuard(guard=guard, domain="alpha")
