@@ -22,6 +22,7 @@ decision through string-typed steps), ``raise_on`` (:func:`raise_if_routed`) and
 from __future__ import annotations
 
 import asyncio
+import atexit
 import re
 import threading
 from dataclasses import dataclass
@@ -355,6 +356,18 @@ def guarded_invoke(guard: Guard, question: str, context=None, domain: str | None
     return guard.invoke(question, context, domain, **_invoke_kwargs(early_stop), **_call_kwargs(call))
 
 
+#: the passthrough streams still open: each one's ``settle``, run at exit for a stream nobody closed (the process
+#: would otherwise end inside its generation thread: an abort, and neither the decision nor the
+#: ``answer_not_delivered`` record of text the user saw)
+_OPEN_STREAMS: set[Callable[[str], None]] = set()
+
+
+@atexit.register
+def _settle_open_streams() -> None:
+    for settle in list(_OPEN_STREAMS):
+        settle("the process exited with the stream open")
+
+
 def guard_stream(
     guard: Guard,
     question: str,
@@ -401,8 +414,23 @@ def guard_stream(
             streamer.end()  # unblock the consumer when generation never started or failed midway
 
     worker = threading.Thread(target=run, name="hguard-stream", daemon=True)
-    worker.start()
     n_text, finished = 0, False
+    once = threading.Lock()
+
+    def settle(how: str) -> None:
+        """Also on an abandoned stream: the guard still finishes and records its decision, and then that the
+        caller, who read some of its text, never got the decision. Once, whichever comes first: the stream's end
+        or close, or the process exiting with the stream still open (a web worker restarting mid-answer)."""
+        if not once.acquire(blocking=False):
+            return
+        _OPEN_STREAMS.discard(settle)
+        worker.join()
+        if not finished and "result" in box:
+            guard.record_undelivered(box["result"], f"the stream ended after {n_text} chunk(s) of passthrough text, "
+                                                    f"before its decision reached the caller ({how})", run_id=run_id)
+
+    _OPEN_STREAMS.add(settle)
+    worker.start()
     try:
         for piece in streamer:
             if piece:
@@ -410,13 +438,7 @@ def guard_stream(
                 yield GuardStreamChunk(piece)
         finished = True
     finally:
-        # Also on an abandoned stream: the guard still finishes and records its decision, and then that the
-        # caller, who read some of its text, never got the decision
-        worker.join()
-        if not finished and "result" in box:
-            guard.record_undelivered(box["result"], f"the stream ended after {n_text} chunk(s) of passthrough text, "
-                                                    "before its decision reached the caller (abandoned, cancelled or timed out)",
-                                     run_id=run_id)
+        settle("abandoned, cancelled or timed out")
     if "error" in box:
         raise box["error"]
     yield GuardStreamChunk("", box["result"])

@@ -163,6 +163,26 @@ def test_a_passthrough_rag_streamed_under_astream_events_ends_with_its_decision(
     assert via_invoke.startswith("[needs review] ") and via_invoke.route == "review"
 
 
+def test_a_passthrough_stream_left_open_at_exit_is_settled_with_its_decision_and_what_the_user_saw(make_guard):
+    """A script (a web worker restarting) that read two chunks and exited with the stream open aborted inside the
+    generation thread ("terminate called without an active exception", exit 134): no decision, no record that the
+    user saw unchecked text. The exit hook waits for the decision and records it as not delivered, once."""
+    from hguard import streaming
+
+    guard = make_guard("review", max_new_tokens=12)
+    it = guard_stream(guard, Q, domain="alpha", mode="passthrough")
+    seen = [next(it), next(it)]
+    assert all(c.result is None for c in seen)
+    streaming._settle_open_streams()  # what the interpreter runs at exit
+    kinds = _kinds(guard.audit.path)
+    assert kinds == ["decision", "answer_not_delivered"], kinds
+    said = list(AuditLog(guard.audit.path))[-1]
+    assert "after 2 chunk(s) of passthrough text" in said["why"] and "the process exited with the stream open" in said["why"]
+    it.close()  # closed later (or collected): nothing is recorded twice
+    streaming._settle_open_streams()
+    assert _kinds(guard.audit.path) == ["decision", "answer_not_delivered"] and not streaming._OPEN_STREAMS
+
+
 def test_guarded_text_adds_up_with_its_decision():
     from hguard.streaming import GuardedText
     from langchain_hguard.runnables import GuardedAnswer
