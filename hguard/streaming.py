@@ -28,7 +28,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Generator, Literal, Sequence, cast
 
+from hguard._decoding import _check_stop, cut_at_stop
 from hguard._json import json_safe
+from hguard.models import PLAIN_STOP
 from hguard._text import blank
 from hguard._guard_scoring import _near
 from hguard.errors import route_error
@@ -431,11 +433,27 @@ def guard_stream(
 
     _OPEN_STREAMS.add(settle)
     worker.start()
+    # the answer ends before a stop sequence (the caller's, and a plain-frame model's line break): the text that
+    # could begin one is held back until it does not, and nothing from one on is shown (the decision's answer,
+    # and the adapters' records, end there; the stream showed the stop sequence and what followed)
+    stops = [*(_check_stop(call.get("stop")) or []), *(() if guard.lm.has_chat_template else PLAIN_STOP)]
+    hold = max((len(x) for x in stops), default=1) - 1
+    said, shown, cut = "", 0, False
     try:
         for piece in streamer:
-            if piece:
+            if cut or not piece:
+                continue  # generation ends at the stop on its own; its last tokens are read, not shown
+            said += piece
+            head, hit = cut_at_stop(said, stops)
+            cut = hit is not None
+            upto = len(head) if cut else len(said) - hold
+            if upto > shown:
                 n_text += 1
-                yield GuardStreamChunk(piece)
+                yield GuardStreamChunk(said[shown:upto])
+                shown = upto
+        if not cut and len(said) > shown:
+            n_text += 1
+            yield GuardStreamChunk(said[shown:])
         finished = True
     finally:
         settle("abandoned, cancelled or timed out")

@@ -183,6 +183,23 @@ def test_a_passthrough_stream_left_open_at_exit_is_settled_with_its_decision_and
     assert _kinds(guard.audit.path) == ["decision", "answer_not_delivered"] and not streaming._OPEN_STREAMS
 
 
+def test_a_passthrough_stream_shows_nothing_from_a_stop_sequence_on(make_guard):
+    """With stop=, the stream showed the stop sequence and what followed while the decision recorded the answer cut
+    before it: the user saw text the audit record does not hold."""
+    guard = make_guard("review", max_new_tokens=12)
+    whole = "".join(c.text for c in guard_stream(guard, Q, domain="alpha", mode="passthrough"))
+    words = whole.split()
+    assert len(words) >= 4, whole
+    stop = " " + words[2][:3]  # a stop sequence inside the answer, perhaps across two tokens
+    chunks = list(guard_stream(guard, Q, domain="alpha", mode="passthrough", stop=[stop]))
+    shown = "".join(c.text for c in chunks)
+    result = chunks[-1].result
+    assert stop not in shown and whole.startswith(shown) and len(shown) < len(whole)
+    assert shown.strip() == result.answer.strip() == AuditLog(guard.audit.path).find(result.audit_id)["answer"].strip()
+    streamed = "".join(c.content for c in ChatHGuard(guard=guard, domain="alpha", stream_mode="passthrough").stream(Q, stop=[stop]))
+    assert streamed == shown
+
+
 def test_guarded_text_adds_up_with_its_decision():
     from hguard.streaming import GuardedText
     from langchain_hguard.runnables import GuardedAnswer
