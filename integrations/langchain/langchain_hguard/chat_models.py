@@ -132,6 +132,12 @@ def read_chat(
         raise InputError(
             f"ChatHGuard needs a human message holding the question; got roles {[m.type for m in messages]}"
         )
+    after = [f"{i} ({m.type})" for i, m in enumerate(messages) if i > q_at and m.type != "system" and not _is_context(m)]
+    if after:  # answered as if the chat ended with the question, the later turns were dropped without a word
+        raise InputError(
+            f"ChatHGuard answers the last human message, but message(s) {', '.join(after)} come after it; end the "
+            "chat with the question (earlier turns are the conversation history)"
+        )
     texts = [message_text(m) for m in messages]
     question = texts[q_at]
     named = [texts[i] for i, m in enumerate(messages) if _is_context(m)]
@@ -510,7 +516,12 @@ class ChatHGuard(BaseChatModel):
         from_prompt = context is None and not emptied  # the passages, if any, are read from the prompt and the run
         retrievals = CAPTURE.retrievals_for(parent_run_id) if from_prompt else []
         query_step = CAPTURE.query_step(parent_run_id) if from_prompt else None
-        read = read_chat(messages, system_as_context=self.system_as_context, retrievals=retrievals)
+        try:
+            read = read_chat(messages, system_as_context=self.system_as_context, retrievals=retrievals)
+        except InputError as exc:  # on record, as the guard records the requests it refuses (the id on the error)
+            chat = "\n".join(f"{m.type}: {m.content if isinstance(m.content, str) else repr(m.content)}" for m in messages)
+            self.guard.record_failure(chat, exc, context=context, domain=domain, source="ChatHGuard")
+            raise
         if from_prompt and read.context:
             context = read.context
         problems = read.problems if from_prompt and (context is None or read.context_from == "retriever") else []

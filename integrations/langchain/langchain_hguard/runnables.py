@@ -20,6 +20,7 @@ from langchain_core.runnables import (
 )
 from langchain_core.runnables.config import patch_config
 from pydantic import model_validator
+from hguard._text import blank
 from hguard.errors import InputError
 from hguard.generation import check_question
 from hguard.streaming import GuardedText, nothing_retrieved, refuse_unknown_settings, with_text
@@ -201,7 +202,9 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
                 passages.extend(context)
             else:
                 raise InputError(f"GuardedRAG 'context' must be a string or a list of strings, got {type(context).__name__}")
-        passages = with_text(passages)
+        # blank passages among others go on as empty ones, which the guard leaves out and names in a reason (as
+        # for ChatHGuard and Guard.invoke); dropped here, the record did not say that a passage was empty
+        passages = [("" if blank(p) else p) for p in passages] if with_text(passages) else []
         # a dict that carries 'documents' or 'context' asks for an answer from passages, even when retrieval
         # found none (None, [], ""): never read as a closed-book request, which a domain may accept
         wanted = "documents" in value or "context" in value

@@ -90,7 +90,8 @@ def test_bad_calls_raise_before_anything_is_generated(make_guard):
     for content in ([image], [{"type": "text", "text": Q}, image]):  # the image was dropped without a word
         with pytest.raises(InputError, match="reads text only: a human message holds a 'image' content block"):
             chat.invoke([HumanMessage(content=content)])
-    assert not guard.audit.path.exists()  # nothing was answered, nothing recorded
+    # nothing was answered; the refused chats are on record (error records), the refused call settings are not
+    assert [(r["kind"], r["source"]) for r in AuditLog(guard.audit.path)] == [("error", "ChatHGuard")] * 3
     assert chat.invoke([HumanMessage(content=[{"type": "text", "text": Q}])]).response_metadata["route"] == "accept"
 
 
@@ -353,3 +354,27 @@ def test_a_misspelt_setting_is_refused_not_ignored(make_guard):
         GuardedRAG(llm=ChatHGuard(guard=guard), domian="alpha")
     chat = ChatHGuard(guard=guard, domain="alpha", timeout=60, max_retries=2, api_key="unused", model=guard.lm.name)
     assert chat.invoke(Q).response_metadata["route"] == "accept"
+
+
+@pytest.mark.parametrize("chat, says", [
+    ([AIMessage(content="Canberra.")], "needs a human message holding the question"),
+    ([], "needs a human message holding the question"),
+    ([HumanMessage(content="hi"), {"role": "tool", "content": "42", "tool_call_id": "t1"}, HumanMessage(content="and?")],
+     "message 1 has role 'tool'"),
+    # a trailing AI turn was left out of the prompt and the record without a word
+    ([HumanMessage(content="Where is it?"), AIMessage(content="Sydney")], r"message\(s\) 1 \(ai\) come after it"),
+])
+@pytest.mark.parametrize("how", ["invoke", "stream"])
+def test_a_chat_chathguard_refuses_is_on_record_with_its_id_on_the_error(make_guard, chat, says, how):
+    """A chat refused before the guard was asked (no question, a tool turn, a turn after the question) left nothing
+    in the guard's audit log, while an empty question gets an error record; now each has one."""
+    from langchain_core.messages import ToolMessage
+
+    guard = make_guard("review")
+    messages = [ToolMessage(content=m["content"], tool_call_id=m["tool_call_id"]) if isinstance(m, dict) else m for m in chat]
+    model = ChatHGuard(guard=guard, domain="alpha")
+    with pytest.raises(InputError, match=says) as err:
+        model.invoke(messages) if how == "invoke" else list(model.stream(messages))
+    (rec,) = list(AuditLog(guard.audit.path))
+    assert rec["kind"] == "error" and rec["id"] == err.value.audit_id and rec["source"] == "ChatHGuard"
+    assert rec["error_type"] == "InputError" and re.search(says, rec["error"])

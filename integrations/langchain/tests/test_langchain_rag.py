@@ -106,3 +106,14 @@ def test_batch_and_async(make_guard, retriever):
     assert [a.route for a in out] == ["accept", "accept"] and out[1].sources[0] == "gold.txt"
     ans = asyncio.run(chain.ainvoke("what is the capital of japan ?"))
     assert ans.sources[0] == "japan.txt" and ans.route == "accept"
+
+
+@pytest.mark.parametrize("key", ["documents", "context"])
+def test_a_blank_passage_among_others_is_named_in_the_reasons(make_guard, key):
+    """GuardedRAG dropped a blank passage without a word, where ChatHGuard and Guard.invoke name it."""
+    guard = make_guard("review")
+    rag = GuardedRAG.from_guard(guard, domain="alpha")
+    ans = rag.invoke({"question": "who is the author of the book ?", key: ["  \u200b", "paris is the capital of france"]})
+    said = [r for r in ans.reasons if "empty and left out" in r]
+    assert said and "1 of the 2 retrieved passages (number 0" in said[0], ans.reasons
+    assert "paris is the capital of france" in str(AuditLog(guard.audit.path).find(ans.audit_id)["context"])
