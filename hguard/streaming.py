@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import queue
 import re
 import threading
 from dataclasses import dataclass
@@ -438,7 +439,7 @@ def guard_stream(
     # and the adapters' records, end there; the stream showed the stop sequence and what followed)
     stops = [*(_check_stop(call.get("stop")) or []), *(() if guard.lm.has_chat_template else PLAIN_STOP)]
     hold = max((len(x) for x in stops), default=1) - 1
-    said, shown, cut = "", 0, False
+    said, shown, cut, timed_out = "", 0, False, False
     try:
         for piece in streamer:
             if cut or not piece:
@@ -455,8 +456,15 @@ def guard_stream(
             n_text += 1
             yield GuardStreamChunk(said[shown:])
         finished = True
+    except queue.Empty:  # no token within ``timeout``: raised at once, and a thread waits for the guard's decision
+        # and records it as not delivered (the process waits for that thread at exit); it waited for the whole answer
+        threading.Thread(target=settle, args=(f"no token came within the stream's timeout of {timeout} s",),
+                         name="hguard-stream-settle").start()
+        timed_out = True
+        raise
     finally:
-        settle("abandoned, cancelled or timed out")
+        if not timed_out:
+            settle("abandoned or cancelled")
     if "error" in box:
         raise box["error"]
     yield GuardStreamChunk("", box["result"])

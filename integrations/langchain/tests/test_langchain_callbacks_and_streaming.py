@@ -261,3 +261,33 @@ def test_handler_links_a_raise_on_error_to_the_decision_it_raised_for(make_guard
         ChatHGuard(guard=guard, domain="alpha", raise_on={"review"}).invoke(Q, config={"callbacks": [handler]})
     (end,) = AuditLog(tmp_path / "calls.jsonl")
     assert end["status"] == "error" and end["decision_audit_id"] == err.value.result.audit_id
+
+
+def test_a_passthrough_timeout_is_raised_at_once_and_the_decision_still_recorded(make_guard, monkeypatch):
+    """timeout= is the longest wait for the next token: queue.Empty came only after the whole answer (the stream
+    waited for the guard before raising). Now it is raised at once; the decision and its answer_not_delivered
+    record follow from a thread."""
+    import queue
+    import threading
+    import time
+
+    guard = make_guard("review", max_new_tokens=6)
+    slow = guard.invoke
+    started = threading.Event()
+
+    def late_invoke(*a, **kw):  # a first token that takes its time (a long prompt, a busy machine)
+        started.set()
+        time.sleep(1.0)
+        return slow(*a, **kw)
+
+    monkeypatch.setattr(guard, "invoke", late_invoke)
+    it = guard_stream(guard, Q, domain="alpha", mode="passthrough", timeout=0.05)
+    t0 = time.monotonic()
+    with pytest.raises(queue.Empty):
+        next(it)
+    assert started.is_set() and time.monotonic() - t0 < 0.9  # before the answer was even begun
+    for t in [t for t in threading.enumerate() if t.name == "hguard-stream-settle"]:
+        t.join(timeout=60)
+    assert _kinds(guard.audit.path) == ["decision", "answer_not_delivered"]
+    said = list(AuditLog(guard.audit.path))[-1]
+    assert "no token came within the stream's timeout of 0.05 s" in said["why"] and "after 0 chunk(s)" in said["why"]
