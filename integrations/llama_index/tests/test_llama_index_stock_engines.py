@@ -179,6 +179,19 @@ def test_streaming_stock_query_engine_fills_the_metadata_when_consumed(tiny_prob
     assert AuditLog(guard.audit.path).find(second.metadata["audit_id"])["question"] == "what is the capital of kenya ?"
 
 
+def test_two_held_streams_read_in_turn_each_keep_their_own_decision(tiny_probes, embedder, tmp_path, index):
+    """Hold mode: each stream's decision comes with its first (only) token. Reading A's token, then B's, then the
+    ends of both gave A B's decision and audit id (a held answer shown with another answer's "accept")."""
+    guard = _guard(tiny_probes, embedder, tmp_path, max_new_tokens=6)
+    engine = index.as_query_engine(llm=HGuardLLM(guard, domain="alpha", stream_mode="hold"), similarity_top_k=2,
+                                   streaming=True)
+    a, b = engine.query(AUSTRALIA), engine.query("what is the capital of kenya ?")
+    next(a.response_gen), next(b.response_gen)
+    list(a.response_gen), list(b.response_gen)
+    assert AuditLog(guard.audit.path).find(a.metadata["audit_id"])["question"] == AUSTRALIA
+    assert AuditLog(guard.audit.path).find(b.metadata["audit_id"])["question"] == "what is the capital of kenya ?"
+
+
 def test_raise_on_raises_from_a_streaming_stock_query_engine(make_guard, index):
     llm = HGuardLLM(make_guard("review"), domain="alpha", raise_on={"review"})
     response = index.as_query_engine(llm=llm, similarity_top_k=2, streaming=True).query(AUSTRALIA)

@@ -273,9 +273,20 @@ class DecidedStream:
 
 
 def _fill_when_consumed(tokens, response):
-    _stream_decision.value = None
-    yield from tokens
-    decision = getattr(_stream_decision, "value", None)
+    """``tokens``, then the decision into ``response.metadata``. The decision is read around each step of this
+    stream only: two streams read in turn in one thread (a hold stream's decision comes with its first token)
+    each keep their own; read once at the end, the first took the second's decision and audit id."""
+    it = iter(tokens)
+    decision = None
+    while True:
+        _stream_decision.value = None
+        try:
+            token = next(it)
+        except StopIteration:
+            decision = getattr(_stream_decision, "value", None) or decision
+            break
+        decision = getattr(_stream_decision, "value", None) or decision
+        yield token
     if decision is not None:
         response.metadata = {**(response.metadata or {}), **decision}
 
