@@ -243,3 +243,18 @@ def test_a_query_left_by_its_caller_has_its_llm_call_and_query_records_written_a
     (query,) = [r for r in records if r["kind"] == "query"]
     assert call["status"] == query["status"] == "error" and call["error"].startswith("CancelledError")
     assert said[0]["run_id"] == call["span_id"]
+
+
+def test_a_passthrough_stream_complete_ends_before_its_stop_sequence(make_guard):
+    """stream_complete(..., stop=) in passthrough: the deltas and the last chunk's text held the stop sequence and
+    what followed, while the decision record's answer ended before it."""
+    guard = make_guard("review", max_new_tokens=12)
+    llm = HGuardLLM(guard, domain="alpha", stream_mode="passthrough")
+    whole = list(llm.stream_complete(Q))[-1].text
+    words = whole.split()
+    assert len(words) >= 4, whole
+    stop = " " + words[2][:3]
+    out = list(llm.stream_complete(Q, stop=[stop]))
+    shown = "".join(r.delta or "" for r in out)
+    rec = AuditLog(guard.audit.path).find(out[-1].additional_kwargs["audit_id"])
+    assert stop not in shown and stop not in out[-1].text and shown.strip() == rec["answer"].strip()
