@@ -192,6 +192,29 @@ def test_two_held_streams_read_in_turn_each_keep_their_own_decision(tiny_probes,
     assert AuditLog(guard.audit.path).find(b.metadata["audit_id"])["question"] == "what is the capital of kenya ?"
 
 
+@pytest.mark.parametrize("mode", ["hold", "passthrough"])
+def test_a_stock_async_streaming_response_gets_its_decision_when_consumed(tiny_probes, embedder, tmp_path, index, mode):
+    """aquery with streaming=True returns an AsyncStreamingResponse whose metadata stayed empty (route None), where
+    the sync StreamingResponse gets its decision; two read at once by two tasks each get their own."""
+    guard = _guard(tiny_probes, embedder, tmp_path, max_new_tokens=6)
+    engine = index.as_query_engine(llm=HGuardLLM(guard, domain="alpha", stream_mode=mode), similarity_top_k=2,
+                                   streaming=True)
+    kenya = "what is the capital of kenya ?"
+
+    async def read(question):
+        response = await engine.aquery(question)
+        text = "".join([t async for t in response.async_response_gen()])
+        return response, text
+
+    async def both():
+        return await asyncio.gather(read(AUSTRALIA), read(kenya))
+
+    for (response, text), question in zip(asyncio.run(both()), (AUSTRALIA, kenya)):
+        rec = _scored(guard, response.metadata, question)
+        assert rec["question"] == question
+        assert rec["route"] == "accept" and text.strip() == rec["answer"]  # this domain accepts every answer
+
+
 def test_raise_on_raises_from_a_streaming_stock_query_engine(make_guard, index):
     llm = HGuardLLM(make_guard("review"), domain="alpha", raise_on={"review"})
     response = index.as_query_engine(llm=llm, similarity_top_k=2, streaming=True).query(AUSTRALIA)

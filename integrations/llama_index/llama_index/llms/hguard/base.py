@@ -46,8 +46,8 @@ from hguard.streaming import (
     with_text,
 )
 
-from .templates import (DecidedStream, RAGPrompt, built_from_answers, earlier_answers, install_decision_metadata,
-                        note_decision, query_step, query_template_step, read_rag_prompt)
+from .templates import (DecidedStream, RAGPrompt, async_stream_decision, built_from_answers, earlier_answers,
+                        install_decision_metadata, note_decision, query_step, query_template_step, read_rag_prompt)
 
 dispatcher = get_dispatcher(__name__)
 CONTEXT_NAME = "context"
@@ -279,6 +279,7 @@ class HGuardLLM(CustomLLM):
             async for r in pieces:
                 if r.additional_kwargs.get("route") is not None:
                     note_decision(GuardedText(r.text, r.additional_kwargs))
+                    async_stream_decision.set(dict(r.additional_kwargs))  # for the response's metadata
                 if r.delta:
                     yield r.delta
 

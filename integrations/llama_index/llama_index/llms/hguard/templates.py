@@ -21,6 +21,7 @@ abstentions) keep their own.
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import re
 
@@ -227,6 +228,8 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
     def prepare_to_exit_span(self, id_: str, bound_args: Any, instance: Any = None, result: Any = None, **kwargs: Any) -> Optional[SimpleSpan]:
         if type(result).__name__ == "StreamingResponse" and getattr(result, "response_gen", None) is not None:
             result.response_gen = _fill_when_consumed(result.response_gen, result)
+        elif type(result).__name__ == "AsyncStreamingResponse" and getattr(result, "response_gen", None) is not None:
+            result.response_gen = _afill_when_consumed(result.response_gen, result)  # its metadata stayed empty
         noted = _close(id_, to_parent=True)  # a chat engine wraps its query's response in its own
         text = getattr(result, "response", None)
         if isinstance(text, str) and text and hasattr(result, "metadata") and type(result).__name__ in _RESPONSES:
@@ -286,6 +289,28 @@ def _fill_when_consumed(tokens, response):
             decision = getattr(_stream_decision, "value", None) or decision
             break
         decision = getattr(_stream_decision, "value", None) or decision
+        yield token
+    if decision is not None:
+        response.metadata = {**(response.metadata or {}), **decision}
+
+
+#: an async stream's decision, set by :meth:`HGuardLLM.astream`'s tokens as they pass: an async generator runs in the
+#: context of the task that reads it, so streams read by other tasks (each its own context) do not see it
+async_stream_decision: contextvars.ContextVar[Optional[dict]] = contextvars.ContextVar("hguard_stream_decision", default=None)
+
+
+async def _afill_when_consumed(tokens, response):
+    """:func:`_fill_when_consumed` for a stock engine's ``AsyncStreamingResponse``."""
+    it = tokens.__aiter__()
+    decision = None
+    while True:
+        async_stream_decision.set(None)
+        try:
+            token = await it.__anext__()
+        except StopAsyncIteration:
+            decision = async_stream_decision.get() or decision
+            break
+        decision = async_stream_decision.get() or decision
         yield token
     if decision is not None:
         response.metadata = {**(response.metadata or {}), **decision}
