@@ -213,6 +213,7 @@ def test_a_stock_async_streaming_response_gets_its_decision_when_consumed(tiny_p
         rec = _scored(guard, response.metadata, question)
         assert rec["question"] == question
         assert rec["route"] == "accept" and text.strip() == rec["answer"]  # this domain accepts every answer
+        assert rec["context"] and not any("context not identified" in x for x in rec["reasons"])  # from its passages
 
 
 def test_raise_on_raises_from_a_streaming_stock_query_engine(make_guard, index):
