@@ -258,3 +258,29 @@ def test_a_passthrough_stream_complete_ends_before_its_stop_sequence(make_guard)
     shown = "".join(r.delta or "" for r in out)
     rec = AuditLog(guard.audit.path).find(out[-1].additional_kwargs["audit_id"])
     assert stop not in shown and stop not in out[-1].text and shown.strip() == rec["answer"].strip()
+
+
+def test_a_hold_stream_left_once_its_decision_arrived_is_joined_to_that_decision(make_guard):
+    """A client that reads a hold stream's only chunk (the routed answer) and breaks: the llm_call record read as a
+    failed call (GeneratorExit) that named no decision, although the decision was delivered (LangChain's joins it)."""
+    from llama_index.core.instrumentation import get_dispatcher
+
+    from llama_index.llms.hguard import HGuardAuditEventHandler
+
+    guard = make_guard("accept")
+    dispatcher = get_dispatcher()
+    handler = HGuardAuditEventHandler.from_guard(guard)
+    dispatcher.add_event_handler(handler)
+    try:
+        llm = HGuardLLM(guard, domain="alpha")
+        for start in (lambda: llm.stream_complete(Q), lambda: llm.stream_chat([ChatMessage(role=MessageRole.USER, content=Q)])):
+            for _chunk in start():
+                break
+    finally:
+        dispatcher.event_handlers.remove(handler)
+    records = list(AuditLog(guard.audit.path))
+    calls = [r for r in records if r["kind"] == "llm_call"]
+    decisions = [r for r in records if r["kind"] == "decision"]
+    assert len(calls) == 2 and [c["decision_audit_id"] for c in calls] == [d["id"] for d in decisions]
+    assert all(c["decision_streamed"] is True and c["hguard"]["route"] == "accept" for c in calls)
+    assert not any(r["kind"] == "answer_not_delivered" for r in records) and all("_streamed" not in r for r in records)

@@ -15,8 +15,10 @@ from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.exception import ExceptionEvent
 from llama_index.core.instrumentation.events.llm import (
     LLMChatEndEvent,
+    LLMChatInProgressEvent,
     LLMChatStartEvent,
     LLMCompletionEndEvent,
+    LLMCompletionInProgressEvent,
     LLMCompletionStartEvent,
 )
 from llama_index.core.instrumentation.events.query import QueryEndEvent, QueryStartEvent
@@ -143,6 +145,7 @@ class HGuardAuditEventHandler(BaseEventHandler):
         return record
 
     def _write(self, family: str, record: Dict[str, Any], fields: Dict[str, Any]) -> None:
+        record.pop("_streamed", None)  # noted for a stream closed early, not a field of the record
         if family == "query":  # closed: its LLM calls' failures, if any, are said in it
             span = record.get("span_id")
             self._queries.set(tuple(q for q in self._queries.get() if q != span))
@@ -221,6 +224,16 @@ class HGuardAuditEventHandler(BaseEventHandler):
                 "event": "end", "status": "ok", "answer": answer, "sources": jsonable(sources),
                 "hguard": decision, "decision_audit_id": decision["audit_id"] if decision else None,
             })
+        elif isinstance(event, (LLMCompletionInProgressEvent, LLMChatInProgressEvent)):
+            # a streamed chunk carrying the decision (a hold stream's only one, a passthrough stream's last): a
+            # stream closed once it was handed over (the client left) is joined to that decision, as LangChain's is
+            r = event.response
+            decision = _decision(r.additional_kwargs if r is not None else None)
+            if decision is not None:
+                with self._lock:
+                    stack = self._open.get(("llm", event.span_id))
+                    if stack:
+                        stack[-1]["_streamed"] = decision
         elif isinstance(event, ExceptionEvent):
             self._close_failed(event.span_id, error_fields(event.exception))
         elif isinstance(event, SpanDropEvent):  # an exception ended a call or query that no ExceptionEvent closed
@@ -233,7 +246,11 @@ class HGuardAuditEventHandler(BaseEventHandler):
             with self._lock:
                 pending = (family, span_id) in self._open
             if pending:
-                self._write(family, self._pop(family, span_id), dict(fields))
+                record = self._pop(family, span_id)
+                streamed = record.pop("_streamed", None)
+                if streamed is not None:  # closed after its decided chunk was handed to the caller: said so
+                    fields = {**fields, "hguard": streamed, "decision_audit_id": streamed["audit_id"], "decision_streamed": True}
+                self._write(family, record, dict(fields))
 
 
 __all__ = ["HGuardAuditEventHandler", "LLM_ERROR", "LLM_KIND", "QUERY_KIND"]
