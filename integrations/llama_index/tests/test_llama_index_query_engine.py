@@ -206,3 +206,19 @@ def test_a_refused_query_writes_an_error_record_whose_id_the_error_carries(make_
         rec = AuditLog(guard.audit.path).find(err.value.audit_id)
         assert rec["kind"] == "error" and "the question is empty" in rec["error"] and rec["domain"] == "alpha"
 
+
+
+def test_a_blank_node_among_others_is_named_in_the_reasons(make_guard):
+    """HGuardQueryEngine dropped a blank retrieved node without a word, where Guard.invoke names a blank passage."""
+    from llama_index.core.retrievers import BaseRetriever
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    class Mixed(BaseRetriever):
+        def _retrieve(self, query_bundle):
+            return [NodeWithScore(node=TextNode(text=t), score=1.0) for t in ("\u200b ", "Canberra is the capital of Australia.")]
+
+    guard = make_guard("review")
+    r = HGuardQueryEngine(Mixed(), HGuardLLM(guard, domain="alpha")).query(AUSTRALIA)
+    said = [x for x in r.metadata["reasons"] if "empty and left out" in x]
+    assert said and "1 of the 2 retrieved passages (number 0" in said[0], r.metadata["reasons"]
+    assert "Canberra is the capital of Australia." in str(AuditLog(guard.audit.path).find(r.metadata["audit_id"])["context"])
