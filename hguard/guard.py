@@ -705,6 +705,8 @@ class Guard(_Scoring, _Recording):
                     g.extra["stopped_early"] = bool(stopper.stopped[row]) if row < len(stopper.stopped) else False
             for i, g in zip(idx, gens):
                 g.extra.setdefault("notes", []).extend(notes[i])  # said in the reasons, not a problem
+                if streamer is not None:  # a reviewer must know that the caller may have shown it already
+                    g.extra["notes"].append(STREAMED_NOTE)
                 if max_new_tokens is not None:
                     g.extra["max_new_tokens"] = max_new_tokens  # checked against the calibration's
                 try:
@@ -716,4 +718,8 @@ class Guard(_Scoring, _Recording):
                     raise
 
 
-__all__ = ["DEFAULT_POLICY", "RETRIEVAL_QUERY", "Guard", "GuardResult", "QueryRewrite", "REVIEW_MARK"]
+#: the reason of an answer whose tokens went to a streamer as generated (``guard_stream``'s passthrough mode)
+STREAMED_NOTE = ("the tokens were handed to the caller's streamer as they were generated (passthrough streaming): the "
+                 "caller may have shown this answer before its decision")
+
+__all__ = ["DEFAULT_POLICY", "RETRIEVAL_QUERY", "STREAMED_NOTE", "Guard", "GuardResult", "QueryRewrite", "REVIEW_MARK"]

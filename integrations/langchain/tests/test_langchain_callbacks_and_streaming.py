@@ -291,3 +291,16 @@ def test_a_passthrough_timeout_is_raised_at_once_and_the_decision_still_recorded
     assert _kinds(guard.audit.path) == ["decision", "answer_not_delivered"]
     said = list(AuditLog(guard.audit.path))[-1]
     assert "no token came within the stream's timeout of 0.05 s" in said["why"] and "after 0 chunk(s)" in said["why"]
+
+
+def test_the_decision_record_says_whether_its_tokens_were_streamed_as_generated(make_guard):
+    """A passthrough review and a hold review wrote the same record: a reviewer could not tell that the held answer
+    had already been shown."""
+    from hguard.guard import STREAMED_NOTE
+
+    guard = make_guard("review")
+    passthrough = list(guard_stream(guard, Q, domain="alpha", mode="passthrough"))[-1].result
+    hold = list(guard_stream(guard, Q, domain="alpha", mode="hold"))[-1].result
+    log = AuditLog(guard.audit.path)
+    assert STREAMED_NOTE in log.find(passthrough.audit_id)["reasons"]
+    assert STREAMED_NOTE not in log.find(hold.audit_id)["reasons"]
