@@ -118,6 +118,20 @@ def test_a_model_without_chat_template_is_asked_in_the_plain_frame_and_stops_at_
     assert cut_at_stop("\n paris\nwhat", ["\n"]) == ("\n paris", "\n")
 
 
+def test_a_base_model_that_starts_the_next_turn_of_the_frame_answers_nothing():
+    """Gemma-3-270M wrote nothing on the answer line and went on with "Question: ..." (10 of 167 answers in a
+    trial): the line break it starts with does not end an answer, so that invented question was the answer,
+    streamed and scored (accepted under a hand-set threshold). It is no answer: empty, it abstains by rule."""
+    from hguard.models import PLAIN_FRAME, PLAIN_STOP
+
+    assert {"\n", "Question:", "Answer:"} <= set(PLAIN_STOP) and repr(PLAIN_STOP) in PLAIN_FRAME
+    for run_on in ("\nQuestion: What is the most common side effect of omeprazole?", "\nAnswer:", " Question: why?"):
+        head, hit = cut_at_stop(run_on, PLAIN_STOP)
+        assert head.strip() == "" and hit in ("Question:", "Answer:"), (run_on, head, hit)
+    assert cut_at_stop(" diarrhoea\nQuestion: what", PLAIN_STOP) == (" diarrhoea", "\n")
+    assert cut_at_stop(" diarrhoea. Question: what", PLAIN_STOP) == (" diarrhoea. ", "Question:")
+
+
 def test_an_answer_ended_at_a_stop_is_recorded_and_scored_alike_alone_and_in_a_batch():
     """A row that ends at a stop sequence while the rest of its batch goes on is fed padding afterwards:
     none of it, nor the token that completed the stop, is recorded or scored, so the answer's CETT and
