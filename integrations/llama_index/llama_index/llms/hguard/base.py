@@ -120,8 +120,9 @@ class HGuardLLM(CustomLLM):
         install_decision_metadata()
 
     @classmethod
-    def from_policy(cls, policy: str | Path | Any = None, *, model: str = "default", lm: Any = None, **kwargs: Any) -> "HGuardLLM":
-        """Build the guard from a policy file (or ``Policy``) and wrap it; ``kwargs`` set the fields."""
+    def from_policy(cls, policy: str | Path | Any = None, *, model: str | None = None, lm: Any = None, **kwargs: Any) -> "HGuardLLM":
+        """Build the guard from a policy file (or ``Policy``) and wrap it; ``kwargs`` set the fields. The model is the
+        policy's own unless ``model`` (or ``lm``) names another."""
         from hguard.signals.embedding import get_embedder
 
         # the shared embedder passed up front (it loads lazily): a Guard that creates it itself while
