@@ -272,6 +272,20 @@ def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:
 # ------------------------------------------------------------------------------------------ the monitor run
 
 
+def calibrated_models(meta: Mapping[str, Sequence[Any]]) -> dict[str, set]:
+    """Each domain's calibrated model fingerprints (``meta``: :func:`_probe_meta`)."""
+    return {name: {cd.fingerprints.get("model_fingerprint") for cd in cds} for name, cds in meta.items()}
+
+
+def made_by_another_model(record: Mapping[str, Any], calibrated: Mapping[str, set]) -> bool:
+    """Whether a decision was made by another model than its domain's calibrations were (``--model`` overrides the
+    policy's model and is not part of its guarantee). A record without a model fingerprint (hand-written, older),
+    or a domain with none recorded, is not judged by it."""
+    models = calibrated.get(str(record.get("domain"))) or set()
+    made_by = record.get("model_fingerprint")
+    return bool(models) and None not in models and made_by is not None and made_by not in models
+
+
 def _probe_meta(policy) -> dict[str, list[Any]]:
     """Each domain's calibrations (closed-book, RAG or both: probe_id, calibration scores) in the policy's
     probe folders, read as the guard reads them; files that cannot be read are left out (the guard
@@ -393,14 +407,12 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     # made by another model than the domain's calibrations were (`--model` overrides the policy's model and is
     # not part of its guarantee): their spot-checks and verdicts say nothing of the calibrated model's answers
     meta = _probe_meta(policy)
-    calibrated_models = {name: {cd.fingerprints.get("model_fingerprint") for cd in cds} for name, cds in meta.items()}
+    calibrated = calibrated_models(meta)
     other_models: Counter[str] = Counter()
     for r in decisions:
-        models = calibrated_models.get(str(r.get("domain")))
-        made_by = r.get("model_fingerprint")  # a record without one (hand-written, older) is not judged by it
-        if r["id"] not in foreign and models and None not in models and made_by is not None and made_by not in models:
+        if r["id"] not in foreign and made_by_another_model(r, calibrated):
             foreign.add(r["id"])
-            other_models[str(made_by)] += 1
+            other_models[str(r.get("model_fingerprint"))] += 1
     decisions = [r for r in decisions if r["id"] not in foreign]
     # what the foreign decisions promised (review items, spot-checks) is not this policy's to report either
     records = [r for r in records if r.get("id") not in foreign and r.get("decision_audit_id") not in foreign]

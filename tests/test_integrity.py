@@ -530,3 +530,26 @@ def test_show_and_export_check_the_macs_with_the_key_and_say_when_they_could_not
     assert "does not verify" in capsys.readouterr().err
     assert cli_main(["export", str(path), "--csv", str(tmp_path / "o.csv"), "--key-file", str(kf)]) == 1
     assert "does not verify" in capsys.readouterr().err
+
+
+def test_cli_verify_counts_decisions_made_by_another_model_apart(tmp_path, capsys):
+    """`--model` overrides the policy's model without changing its policy_hash: verify counted such decisions as made
+    under the policy file (20 of 20, four by other models), where the monitor leaves them out."""
+    from hguard.monitor import _probe_meta, calibrated_models, policy_hash
+    from hguard.policy import load_policy
+
+    path = tmp_path / "audit.jsonl"
+    pol = tmp_path / "policy.toml"
+    import hguard
+
+    shipped = Path(hguard.__file__).parent / "_data" / "probes" / "smollm2-135m"
+    pol.write_text(f'version = 1\nprobes = "{shipped}"\n[audit]\npath = "{path.name}"\n')
+    mine = policy_hash(load_policy(pol))
+    (calibrated,) = calibrated_models(_probe_meta(load_policy(pol)))["geography"]
+    log = AuditLog(path)
+    for made_by in (calibrated, "another model", None):  # a record without a fingerprint is not judged by it
+        log.append({"policy_hash": mine, "route": "review", "domain": "geography", "model_fingerprint": made_by})
+    assert cli_main(["verify", "--policy", str(pol)]) == 0
+    out = capsys.readouterr().out
+    assert (f"decisions made under this policy file (policy_hash {mine}): 3 of 3, of which 1 by another model than "
+            "their domain's calibration") in out

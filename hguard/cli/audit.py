@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, Mapping
 
 from .._audit_export import period
 from ..audit import Problem, VerifyReport, _repair, canonical_json, export_csv, rotate, show, verify
@@ -92,15 +92,22 @@ def _cli_anchor(args: argparse.Namespace):
     return anchor
 
 
-def _under_policy(seen, policy) -> str:
+def _under_policy(seen, policy, models: Mapping[tuple[Any, Any, Any], int] | None = None) -> str:
     """Which of the log's decisions (``seen``: a Counter of their policy_hash, the archives' included) name this
     policy file (its policy_hash) and which name others: the policy in force, as an auditor holding the file can
-    check it."""
-    from ..monitor import policy_hash
+    check it. ``models``: the decisions counted by (policy_hash, domain, model_fingerprint); those under this file made by
+    another model than their domain's calibration (a ``--model`` override, which the policy_hash does not show)
+    are counted apart, as the monitor leaves them out."""
+    from ..monitor import _probe_meta, calibrated_models, made_by_another_model, policy_hash
 
     mine = policy_hash(policy)
     others = ", ".join(f"{h} ({n})" for h, n in seen.most_common() if h != mine)
+    calibrated = calibrated_models(_probe_meta(policy)) if models else {}
+    other_model = sum(n for (h, d, m), n in (models or {}).items()
+                      if h == mine and made_by_another_model({"domain": d, "model_fingerprint": m}, calibrated))
     return (f"decisions made under this policy file (policy_hash {mine}): {seen.get(mine, 0)} of {sum(seen.values())}"
+            + (f", of which {other_model} by another model than their domain's calibration (a model override: not "
+               "covered by the policy's guarantee; the monitor leaves them out)" if other_model else "")
             + (f"; under other settings: {others}" if others else ""))
 
 
@@ -215,16 +222,18 @@ def main(argv: list[str]) -> int:
             from collections import Counter
 
             seen: Counter[str] = Counter()  # the decisions' policy_hash, counted in the verifying pass
+            made: Counter[tuple[Any, Any, Any]] = Counter()  # and who made them
 
             def count(rec: dict[str, Any]) -> None:
                 if rec.get("kind") == "decision":
                     seen[rec.get("policy_hash") or "none recorded (written by an hguard that did not record policy_hash yet)"] += 1
+                    made[(rec.get("policy_hash"), rec.get("domain"), rec.get("model_fingerprint"))] += 1
 
             report = verify(path, key=key, expect_head=args.expect_head, anchor=anchor,
                             archives=not args.this_file_only, on_record=count)
             print(report.summary())
             if args.policy:
-                print(_under_policy(seen, pol))
+                print(_under_policy(seen, pol, made))
             return 0 if report.ok else 1
         if args.command in ("show", "export", "repair") and not args.path:
             if not args.policy:
