@@ -301,3 +301,17 @@ def test_from_policy_answers_with_the_policys_model_unless_another_is_named(monk
         with pytest.raises(RuntimeError, match="stop here"):
             HGuardLLM.from_policy("policy.toml", **kw)
     assert asked == [None, "other.gguf"]
+
+
+@pytest.mark.parametrize("chat, says", [
+    ([ChatMessage(role=MessageRole.ASSISTANT, content="Canberra.")], "needs a user message holding the question"),
+    # a trailing assistant turn was left out of the prompt and the record without a word
+    ([ChatMessage(role=MessageRole.USER, content="Where is it?"), ChatMessage(role=MessageRole.ASSISTANT, content="Sydney")],
+     r"message\(s\) 1 \(assistant\) come after it"),
+])
+def test_a_chat_hguardllm_refuses_is_on_record_with_its_id_on_the_error(make_guard, chat, says):
+    guard = make_guard("review")
+    with pytest.raises(InputError, match=says) as err:
+        HGuardLLM(guard, domain="alpha").chat(chat)
+    (rec,) = list(AuditLog(guard.audit.path))
+    assert rec["kind"] == "error" and rec["id"] == err.value.audit_id and rec["source"] == "HGuardLLM"

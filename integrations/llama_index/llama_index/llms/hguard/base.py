@@ -190,12 +190,25 @@ class HGuardLLM(CustomLLM):
         return {"model_name": self._guard.lm.name, **decision_metadata(result)}
 
     def _chat_kwargs(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        try:
+            return self._read_chat(messages, kwargs)
+        except InputError as exc:  # on record, as the guard records the requests it refuses (the id on the error)
+            chat = "\n".join(f"{getattr(m.role, 'value', m.role)}: {m.content}" for m in messages)
+            self._guard.record_failure(chat, exc, domain=kwargs.get("domain") or self.domain, source="HGuardLLM")
+            raise
+
+    def _read_chat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         question, passages = split_chat(messages, system_as_context=self.system_as_context)
         kw = dict(kwargs)
         if kw.get("context") is None and passages:
             kw["context"] = passages
         history, system = [], []
         q_at = max(i for i, m in enumerate(messages) if m.role == MessageRole.USER and (m.additional_kwargs or {}).get("name") != CONTEXT_NAME)
+        after = [f"{i} ({m.role.value})" for i, m in enumerate(messages) if i > q_at and m.role != MessageRole.SYSTEM
+                 and (m.additional_kwargs or {}).get("name") != CONTEXT_NAME]
+        if after:  # answered as if the chat ended with the question, the later turns were dropped without a word
+            raise InputError(f"HGuardLLM answers the last user message, but message(s) {', '.join(after)} come after it; "
+                             "end the chat with the question (earlier turns are the conversation history)")
         for m in messages[:q_at]:
             if (m.additional_kwargs or {}).get("name") == CONTEXT_NAME:
                 continue
