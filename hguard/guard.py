@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ._guard_plan import DomainPlan, Route, build_plan, read_probe_folders
+from ._decoding import _check_stop
 from ._policy_thresholds import accepts_uncertified
 from ._guard_records import _open_queue, _Recording
 from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context, blank_passages, context_given  # noqa: F401
@@ -608,6 +609,10 @@ class Guard(_Scoring, _Recording):
             raise self._refused(list(questions), InputError(
                 f"problems must be a list of reasons (one list per question in batch), got the string {plain!r:.60}; "
                 f"pass [{plain!r:.40}]"))
+        if problems is not None and (not isinstance(problems, (list, tuple))
+                                     or not all(p is None or isinstance(p, (list, tuple)) for p in problems)):
+            raise self._refused(questions[0] if n == 1 else list(questions), InputError(
+                f"problems must be a list with one list of reasons per question, got {problems!r:.60}"))
         extra_problems = [[] for _ in range(n)] if problems is None else [list(p or ()) for p in problems]
         if not (len(contexts) == len(domains) == len(request_ids) == len(histories) == len(systems) == len(extra_problems) == n):
             raise self._refused(list(questions), InputError(
@@ -615,8 +620,20 @@ class Guard(_Scoring, _Recording):
                     ("contexts", contexts), ("domains", domains), ("request_ids", request_ids), ("histories", histories),
                     ("systems", systems), ("problems", extra_problems)) if name in given)
                 + "; pass one of each per question"))
-        if max_new_tokens is not None:  # checked as the policy's own value is, before anything is generated
-            replace(self.settings, max_new_tokens=max_new_tokens)
+        try:  # call settings, checked before anything is generated, and refused on record like bad input
+            if max_new_tokens is not None:  # checked as the policy's own value is
+                replace(self.settings, max_new_tokens=max_new_tokens)
+            _check_stop(stop)
+            bad = next(((i, p) for i, ps in enumerate(extra_problems) for p in ps if not isinstance(p, str) or not p.strip()), None)
+            if bad is not None:  # read as reasons to hold the answer, a non-string one crashed after generation
+                raise InputError(f"problems of question {bad[0]} must be reasons (non-empty strings), got {bad[1]!r:.60}")
+            bad = next(((i, r) for i, r in enumerate(request_ids) if r is not None and not isinstance(r, str)), None)
+            if bad is not None:  # an id the log cannot store was found only when the decision was written
+                raise InputError(f"request_id must be a string or None, got {type(bad[1]).__name__} {bad[1]!r:.60} "
+                                 f"(question {bad[0]}); pass str(...) of it")
+        except (InputError, ValueError) as exc:
+            err = exc if isinstance(exc, InputError) else InputError(str(exc))
+            raise self._refused(questions[0] if n == 1 else list(questions), err) from None
         ctxs, refused = [], []
         notes: list[list[str]] = [[] for _ in range(n)]
         for i, (q, c, h, s, d) in enumerate(zip(questions, contexts, histories, systems, domains)):

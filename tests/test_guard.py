@@ -410,6 +410,30 @@ def test_bad_input_gets_a_clear_error_and_only_an_error_record(guard, tmp_path, 
     assert after[-1]["hguard_version"] and after[-1]["hguard_source"]
 
 
+@pytest.mark.parametrize("call, words", [
+    ({"request_id": object()}, "request_id must be a string or None, got object"),
+    ({"request_id": float("nan")}, "request_id must be a string or None, got float"),
+    ({"problems": [123]}, r"problems of question 0 must be reasons \(non-empty strings\), got 123"),
+    ({"problems": [None]}, "problems of question 0 must be reasons"),
+    ({"problems": b"xy"}, "problems must be a list with one list of reasons per question"),
+    ({"max_new_tokens": float("nan")}, "max_new_tokens must be an integer of at least 1, got nan"),
+    ({"stop": 123}, "stop must be a list of non-empty strings, got 123"),
+    ({"stop": [None]}, "stop must be a list of non-empty strings"),
+])
+def test_bad_call_settings_are_refused_on_record_before_anything_is_generated(guard, tmp_path, monkeypatch, call, words):
+    """A red-team trial: request_id=object() was found only when the decision was written (the answer generated and
+    decided, nothing recorded); problems=[123] crashed after generation (AttributeError); a bad max_new_tokens or
+    stop was refused with no record. Each is now an error record, its id on the error, before any generation."""
+    def no_generation(*a, **k):
+        raise AssertionError("generated before the input was checked")
+
+    monkeypatch.setattr(guard.generator, "generate", no_generation)
+    with pytest.raises(InputError, match=words) as err:
+        guard.invoke("who ?", domain="alpha", **call)
+    (rec,) = list(AuditLog(tmp_path / "audit.jsonl"))
+    assert rec["kind"] == "error" and rec["id"] == err.value.audit_id and rec["question"] == "who ?"
+
+
 def test_bad_domain_length_and_batch_entries_are_refused_before_anything_is_generated(guard, tmp_path, monkeypatch):
     def no_generation(*a, **k):
         raise AssertionError("generated before the input was checked")
@@ -424,7 +448,7 @@ def test_bad_domain_length_and_batch_entries_are_refused_before_anything_is_gene
     with pytest.raises(InputError, match=r"question 1 of 3 \(counting from 0\): .*empty"):
         guard.batch(["who ?", " ", "what ?"], domains=["alpha"] * 3)
     kinds = [r["kind"] for r in AuditLog(tmp_path / "audit.jsonl")]
-    assert kinds == ["error"] * 4  # each refused request is on record; nothing was decided
+    assert kinds == ["error"] * 8  # each refused request is on record; nothing was decided
     # every bad input of a batch is on record, not only the first, and the error says how many
     with pytest.raises(InputError, match=r"2 of the 3 inputs are refused \(questions 1, 2\); nothing was generated") as err:
         guard.batch(["who ?", "", 5], domains=["alpha"] * 3)

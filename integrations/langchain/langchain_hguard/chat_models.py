@@ -498,7 +498,13 @@ class ChatHGuard(BaseChatModel):
         parent_run_id = parent_run_id or handed
         given = list(kw.pop(_PROBLEMS, None) or [])
         kw.pop("stream", None)
-        max_tokens = self._positive(kw.pop("max_tokens", None))  # per call, as a hosted chat model takes it; else the field's
+        try:  # per call, as a hosted chat model takes it; else the field's
+            max_tokens = self._positive(kw.pop("max_tokens", None))
+        except ValueError as exc:  # refused on record, as the guard refuses its own max_new_tokens
+            err = InputError(str(exc))
+            self.guard.record_failure(message_text(messages[-1]) if messages else "", err, domain=domain,
+                                      source="ChatHGuard")
+            raise err from None
         _same_model(kw.pop("model", None), self.model_name)
         if kw:
             raise TypeError(

@@ -90,8 +90,11 @@ def test_bad_calls_raise_before_anything_is_generated(make_guard):
     for content in ([image], [{"type": "text", "text": Q}, image]):  # the image was dropped without a word
         with pytest.raises(InputError, match="reads text only: a human message holds a 'image' content block"):
             chat.invoke([HumanMessage(content=content)])
-    # nothing was answered; the refused chats are on record (error records), the refused call settings are not
-    assert [(r["kind"], r["source"]) for r in AuditLog(guard.audit.path)] == [("error", "ChatHGuard")] * 3
+    with pytest.raises(InputError, match="max_tokens must be a whole number of at least 1, got nan"):
+        chat.invoke(Q, max_tokens=float("nan"))
+    # nothing was answered; the refused chats and settings are on record (error records: the stop sequence refused
+    # by the guard), the wrong keyword and stream mode (a programming error, not a request) are not
+    assert [(r["kind"], r["source"]) for r in AuditLog(guard.audit.path)] == [("error", "api")] + [("error", "ChatHGuard")] * 4
     assert chat.invoke([HumanMessage(content=[{"type": "text", "text": Q}])]).response_metadata["route"] == "accept"
 
 
