@@ -109,7 +109,10 @@ def summary(report: Mapping[str, Any]) -> str:
         lines.append(f"    selection: {sel.get('selected', 0)} of {sel.get('accepted', 0)} accepted spot-checked, "
                      f"{len(sel.get('mismatches', []))} mismatches"
                      + (f"; {sel['other_seed']} accepted under another spot-check seed, not checked with this one"
-                        if sel.get("other_seed") else ""))  # fmt: skip
+                        if sel.get("other_seed") else "")
+                     + (f" ({sel['other_seed_inferred']} of them record no seed (before 0.3.0): read as another seed's "
+                        "because none of their spot-checks is what this seed selects; with few spot-checks a forged "
+                        "selection under this seed reads the same)" if sel.get("other_seed_inferred") else ""))  # fmt: skip
         for ev in e.get("events", []):
             lines.append(f"    {ev['kind']} ({ev['id']}): {ev['reason']}")
     return "\n".join(lines)

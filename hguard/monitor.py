@@ -216,7 +216,9 @@ def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:
     of another seed than the policy's (``spot_check_seed_id``: the seed was replaced since) is counted in
     ``other_seed`` and not checked: this seed cannot recompute its selection. So are the decisions that record no
     seed id (written before 0.3.0) when not one of their spot-checks' ``u`` is what this seed gives: the seed was
-    replaced after them (with some matching, the others are mismatches as before)."""
+    replaced after them (with some matching, the others are mismatches as before). Those are counted in
+    ``other_seed_inferred`` too: the inference rests on their spot-checks alone, and with few of them a forged
+    selection under the unchanged seed reads the same (the report says so)."""
     # keyed by whatever the record names; only ids of accepted decisions reach selection_u
     spots: dict[Any, Mapping[str, Any]] = {r.get("decision_audit_id"): r for r in records if r.get("kind") == SPOT}
     out: dict[str, dict] = defaultdict(lambda: {"accepted": 0, "selected": 0, "by_rate": 0, "by_minimum": 0,
@@ -232,6 +234,8 @@ def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:
             d["accepted"] += 1
             if r.get("spot_check_seed_id", None if replaced_before_ids else ours) != ours:
                 d["other_seed"] += 1
+                if "spot_check_seed_id" not in r:  # inferred, not recorded: the report says what it rests on
+                    d["other_seed_inferred"] = d.get("other_seed_inferred", 0) + 1
                 other.add(r["id"])
                 continue
             u = selection_u(policy.monitor.seed, r["id"])

@@ -699,6 +699,9 @@ def test_a_replaced_seed_does_not_turn_earlier_selections_into_mismatches(tiny_c
     assert same["mismatches"] == [] and same["other_seed"] == 0 and same["selected"] == sel["selected"]
     after = check_selection(replaced, unrecorded)["alpha"]
     assert after["mismatches"] == [] and after["other_seed"] == 12
+    # inferred, not recorded: counted so, and the report says what the inference rests on (a forged selection among
+    # few spot-checks would read the same); a recorded seed id infers nothing
+    assert after["other_seed_inferred"] == 12 and "other_seed_inferred" not in old
     # an altered selection under the unchanged seed is still a mismatch: one spot-check's u forged, the others match
     forged = [dict(r, u=0.001) if r.get("kind") == "spot_check" and i == 0 else r
               for i, r in enumerate(sorted(unrecorded, key=lambda r: r.get("kind") != "spot_check"))]
@@ -706,6 +709,10 @@ def test_a_replaced_seed_does_not_turn_earlier_selections_into_mismatches(tiny_c
     rep = run_monitor(replaced, act=False)
     assert rep["domains"]["alpha"]["selection_audit"]["other_seed"] == 12
     assert "12 accepted under another spot-check seed, not checked with this one" in summary(rep)
+    assert "record no seed" not in summary(rep)
+    rep["domains"]["alpha"]["selection_audit"]["other_seed_inferred"] = 12
+    assert ("12 of them record no seed (before 0.3.0): read as another seed's because none of their spot-checks is "
+            "what this seed selects; with few spot-checks a forged selection under this seed reads the same") in summary(rep)
     import hashlib
 
     from hguard.monitor import seed_id
