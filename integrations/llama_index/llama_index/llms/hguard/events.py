@@ -227,8 +227,8 @@ class HGuardAuditEventHandler(BaseEventHandler):
         elif isinstance(event, (LLMCompletionInProgressEvent, LLMChatInProgressEvent)):
             # a streamed chunk carrying the decision (a hold stream's only one, a passthrough stream's last): a
             # stream closed once it was handed over (the client left) is joined to that decision, as LangChain's is
-            r = event.response
-            decision = _decision(r.additional_kwargs if r is not None else None)
+            chunk = event.response
+            decision = _decision(chunk.additional_kwargs if chunk is not None else None)
             if decision is not None:
                 with self._lock:
                     stack = self._open.get(("llm", event.span_id))
