@@ -263,8 +263,12 @@ class Generator:
         limit = self.context_limit
         n_new = max_new_tokens or self.max_new_tokens
         if limit is not None and len(ids) + n_new > limit:
-            what = (f"shorten the chat history ({len(history)} turns), the question or the context" if history
-                    else "shorten the question or the context")
+            if max_new_tokens and len(ids) + self.max_new_tokens <= limit:  # the call's own budget is what overruns
+                what = f"lower max_new_tokens to at most {limit - len(ids)}"
+            elif history:
+                what = f"shorten the chat history ({len(history)} turns), the question or the context"
+            else:
+                what = "shorten the question or the context"
             raise InputError(
                 f"the prompt has {len(ids)} tokens and up to {n_new} more are generated, "
                 f"over the model's context of {limit} tokens; {what}"

@@ -34,7 +34,7 @@ from hguard._json import json_safe
 from hguard.models import PLAIN_STOP
 from hguard._text import blank
 from hguard._guard_scoring import _near
-from hguard.errors import route_error
+from hguard.errors import InputError, route_error
 from hguard.guard import Guard, GuardResult
 
 StreamMode = Literal["hold", "passthrough"]
@@ -437,7 +437,13 @@ def guard_stream(
     # the answer ends before a stop sequence (the caller's, and a plain-frame model's line break): the text that
     # could begin one is held back until it does not, and nothing from one on is shown (the decision's answer,
     # and the adapters' records, end there; the stream showed the stop sequence and what followed)
-    stops = [*(_check_stop(call.get("stop")) or []), *(() if guard.lm.has_chat_template else PLAIN_STOP)]
+    # a malformed stop is the worker's guard.invoke to refuse, on record (raised below with its audit_id)
+    given = call.get("stop")
+    try:
+        caller_stops = _check_stop(given) or []
+    except InputError:
+        caller_stops = []
+    stops = [*caller_stops, *(() if guard.lm.has_chat_template else PLAIN_STOP)]
     hold = max((len(x) for x in stops), default=1) - 1
     said, shown, cut, timed_out = "", 0, False, False
     try:

@@ -226,9 +226,10 @@ def test_a_calls_own_max_new_tokens_is_checked_against_the_window_and_a_long_his
     question = "the " * 200
     n = len(gen.prompt_ids(question))
     assert n + 8 <= 256 < n + 100
-    with pytest.raises(InputError, match="up to 100 more are generated, over the model's context of 256"):
+    with pytest.raises(InputError, match=f"up to 100 more are generated, over the model's context of 256 tokens; "
+                                         f"lower max_new_tokens to at most {256 - n}"):
         gen.generate([question], max_new_tokens=100)
-    history = [{"role": "user", "content": "the " * 100}, {"role": "assistant", "content": "yes"}] * 2
+    history = [{"role": "user", "content": "the " * 125}, {"role": "assistant", "content": "yes"}] * 2
     with pytest.raises(InputError, match=r"shorten the chat history \(4 turns\), the question or the context"):
         gen.generate(["what is it?"], histories=[history], max_new_tokens=100)
 

@@ -455,8 +455,9 @@ class ChatHGuard(BaseChatModel):
         params["ls_model_name"] = kwargs.get("model") or self.model_name
         params["ls_max_tokens"] = self.max_tokens or self.guard.generator.max_new_tokens
         params["ls_temperature"] = 0.0  # greedy decoding
-        if stop or self.stop:
-            params["ls_stop"] = list(stop or self.stop or [])
+        if stop or self.stop:  # a malformed stop (stop=123) is the guard's to refuse, on record: not a TypeError here
+            given: Any = stop or self.stop
+            params["ls_stop"] = list(given) if isinstance(given, (list, tuple)) else [str(given)]
         return params
 
     # ------------------------------------------------------------------------ framework features
@@ -536,7 +537,8 @@ class ChatHGuard(BaseChatModel):
             problems = [p for p in problems if not p.startswith(NOTHING_RETRIEVED)]
         stop = stop if stop else self.stop
         return _Call(read.question, context, domain, mode, early_stop, key, read.history, read.system, given + problems,
-                     list(stop) if stop else None, max_tokens or self.max_tokens, query_step, run_id)
+                     (list(stop) if isinstance(stop, (list, tuple)) else stop) if stop else None,  # a malformed one is
+                     max_tokens or self.max_tokens, query_step, run_id)  # the guard's to refuse, on record
 
     def _search_text(self, call: _Call) -> AIMessage:
         """A retriever's or a question rewrite's call: text to search with, generated plainly and recorded

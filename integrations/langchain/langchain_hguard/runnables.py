@@ -95,6 +95,41 @@ class GuardedOutputParser(BaseTransformOutputParser[GuardedText]):
     def parse(self, text: str) -> GuardedText:
         return GuardedText(text)
 
+    # a GuardedText (a GuardedRAG's answer, or its streamed chunks) passes with its decision: LangChain wraps a
+    # string input in a Generation, whose text is a plain str, and the route was lost (`rag | parser` gave None)
+    def invoke(self, input: Any, config: Optional[RunnableConfig] = None, **kwargs: Any) -> GuardedText:
+        if isinstance(input, GuardedText):
+            return self._call_with_config(_same, input, config, run_type="parser")
+        return super().invoke(input, config, **kwargs)
+
+    async def ainvoke(self, input: Any, config: Optional[RunnableConfig] = None, **kwargs: Any) -> GuardedText:
+        if isinstance(input, GuardedText):
+            return self.invoke(input, config, **kwargs)
+        return await super().ainvoke(input, config, **kwargs)
+
+    def _transform(self, input: Iterator[Any]) -> Iterator[GuardedText]:
+        for chunk in input:
+            if isinstance(chunk, GuardedText):
+                yield chunk
+            else:
+                yield from super()._transform(iter([chunk]))
+
+    async def _atransform(self, input: AsyncIterator[Any]) -> AsyncIterator[GuardedText]:
+        async for chunk in input:
+            if isinstance(chunk, GuardedText):
+                yield chunk
+            else:
+                async for out in super()._atransform(_one(chunk)):
+                    yield out
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+async def _one(value: Any) -> AsyncIterator[Any]:
+    yield value
+
 
 #: the keys a GuardedRAG input dict may hold
 _INPUT_KEYS = ("question", "documents", "context", "domain")

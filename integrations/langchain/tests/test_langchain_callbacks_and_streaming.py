@@ -304,3 +304,37 @@ def test_the_decision_record_says_whether_its_tokens_were_streamed_as_generated(
     log = AuditLog(guard.audit.path)
     assert STREAMED_NOTE in log.find(passthrough.audit_id)["reasons"]
     assert STREAMED_NOTE not in log.find(hold.audit_id)["reasons"]
+
+
+def test_a_passthrough_stream_with_a_malformed_stop_is_refused_on_record_with_its_id(make_guard):
+    """stop=123 in passthrough raised from the consumer before the guard had refused it: no audit_id on the error,
+    and its error record written later, during the next call."""
+    guard = make_guard("review")
+    for stop in (123, [""]):
+        with pytest.raises(InputError, match="stop must be a list of non-empty strings") as err:
+            list(guard_stream(guard, Q, domain="alpha", mode="passthrough", stop=stop))
+        rec = list(AuditLog(guard.audit.path))[-1]
+        assert rec["kind"] == "error" and rec["id"] == err.value.audit_id
+    with pytest.raises(InputError, match="stop must be a list of non-empty strings") as err:  # a bare TypeError
+        ChatHGuard(guard=guard, domain="alpha").invoke(Q, stop=123)
+    assert list(AuditLog(guard.audit.path))[-1]["id"] == err.value.audit_id
+
+
+def test_the_guarded_parser_keeps_a_guarded_rag_answers_decision(make_guard):
+    """`GuardedRAG | GuardedOutputParser()` gave route None: LangChain wraps a string input in a Generation, whose
+    text is a plain str."""
+    from langchain_hguard import GuardedOutputParser
+
+    guard = make_guard("review")
+    chain = GuardedRAG.from_guard(guard, domain="alpha") | GuardedOutputParser()
+    inp = {"question": Q, "context": ["paris is the capital of france"]}
+    out = chain.invoke(inp)
+    assert out.route == "review" and out.audit_id and out.startswith("[needs review] ")
+    assert asyncio.run(chain.ainvoke(inp)).route == "review"
+    streamed = list(chain.stream(inp))
+    assert streamed[-1].route == "review"
+
+    async def astream():
+        return [c async for c in chain.astream(inp)]
+
+    assert asyncio.run(astream())[-1].route == "review"
