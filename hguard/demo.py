@@ -62,6 +62,31 @@ SCRIPT = [
 ]
 
 
+#: the file that marks a folder as the demo's own output, which each run replaces
+DEMO_MARK = ".hguard-demo"
+_DEMO_FILES = ("audit.jsonl", "audit.jsonl.lock", "review.sqlite3", "review.sqlite3-wal", "review.sqlite3-shm")
+
+
+def prepare_out(out_dir: Path, *, own: bool) -> None:
+    """Empty the demo's log and queue in ``out_dir`` so that its verification covers just this run. A folder given
+    with ``--out`` that holds an audit log, archives or a review queue the demo did not write (the default policy's
+    own state folder, a policy copy's) is refused: the demo deleted them there, and verify then called the new
+    log OK. ``own``: the demo's default folder, always its own."""
+    from .errors import InputError
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not own and not (out_dir / DEMO_MARK).exists():
+        held = sorted({p.name for p in out_dir.glob("audit*.jsonl")} | {p.name for p in out_dir.glob("review.sqlite3")})
+        if held:
+            raise InputError(
+                f"{out_dir} holds {', '.join(held)}, which the demo did not write; each demo run starts a fresh "
+                "audit log and review queue in its folder and would delete them: pass a new or empty folder with --out"
+            )
+    for name in _DEMO_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+    (out_dir / DEMO_MARK).write_text("hguard demo output: its audit log and review queue are replaced on each demo run\n")
+
+
 def run_demo(policy: str | None = None, model: str | None = None, out: str | None = None) -> int:
     from . import audit
     from .guard import Guard
@@ -70,10 +95,7 @@ def run_demo(policy: str | None = None, model: str | None = None, out: str | Non
     t0 = time.perf_counter()
     pol = load_policy(policy or DEFAULT_POLICY)
     out_dir = Path(out) if out else state_dir() / "demo"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # Each demo run starts a fresh log and queue so that its verification covers just this run.
-    for name in ("audit.jsonl", "audit.jsonl.lock", "review.sqlite3", "review.sqlite3-wal", "review.sqlite3-shm"):
-        (out_dir / name).unlink(missing_ok=True)
+    prepare_out(out_dir, own=out is None)
     pol = pol.model_copy(
         update={
             # no anchor: this throwaway log's heads must not land in the anchor of the policy's real log

@@ -124,3 +124,31 @@ def test_calibrate_exits_1_when_a_domain_gets_no_probe(monkeypatch, tmp_path, ca
     assert main(["calibrate", "--data", str(data), "--out", str(tmp_path / "o")]) == 1
     out, err = capsys.readouterr()
     assert f"it_tiny: skipped: {why}" in out and "1 domain(s) got no probe (it_tiny)" in err
+
+
+def test_the_demo_never_deletes_a_log_or_queue_it_did_not_write(tmp_path):
+    """`hguard demo --out FOLDER` deleted the audit log and review queue there (the default policy's own state
+    folder: 21 records, verdicts included, replaced by the demo's 11, which verify called OK)."""
+    from hguard.demo import DEMO_MARK, prepare_out
+    from hguard.errors import InputError
+
+    real = tmp_path / "state"
+    real.mkdir()
+    (real / "audit.jsonl").write_text('{"kind": "decision"}\n')
+    (real / "review.sqlite3").write_bytes(b"queue")
+    (real / "audit.0-29.jsonl").write_text("{}\n")
+    with pytest.raises(InputError, match=r"holds audit.0-29.jsonl, audit.jsonl, review.sqlite3, which the demo did not "
+                                         r"write; .* pass a new or empty folder with --out"):
+        prepare_out(real, own=False)
+    assert (real / "audit.jsonl").read_text() == '{"kind": "decision"}\n' and (real / "review.sqlite3").exists()
+    r = hguard("demo", "--out", str(real), check=False)  # refused before the model loads, in one line
+    assert r.returncode == 2 and "which the demo did not write" in r.stderr and (real / "audit.jsonl").exists()
+    # the demo's own folder (marked by an earlier run, or its default one) is emptied for the next run
+    mine = tmp_path / "demo"
+    prepare_out(mine, own=False)
+    (mine / "audit.jsonl").write_text("{}\n")
+    prepare_out(mine, own=False)
+    assert (mine / DEMO_MARK).exists() and not (mine / "audit.jsonl").exists()
+    (real / DEMO_MARK).unlink(missing_ok=True)
+    prepare_out(real, own=True)
+    assert not (real / "audit.jsonl").exists()
