@@ -434,13 +434,12 @@ def guard_stream(
 
     _OPEN_STREAMS.add(settle)
     worker.start()
-    # the answer ends before a stop sequence (the caller's, and a plain-frame model's line break): the text that
-    # could begin one is held back until it does not, and nothing from one on is shown (the decision's answer,
-    # and the adapters' records, end there; the stream showed the stop sequence and what followed)
-    # a malformed stop is the worker's guard.invoke to refuse, on record (raised below with its audit_id)
-    given = call.get("stop")
+    # the answer ends before a stop sequence (the caller's, and a plain-frame model's): the text that could begin
+    # one is held back until it does not, and nothing from one on is shown (the decision's answer, and the
+    # adapters' records, end there; the stream showed the stop sequence and what followed). A malformed stop is
+    # the worker's guard.invoke to refuse, on record (raised below with its audit_id).
     try:
-        caller_stops = _check_stop(given) or []
+        caller_stops = _check_stop(call.get("stop")) or []
     except InputError:
         caller_stops = []
     stops = [*caller_stops, *(() if guard.lm.has_chat_template else PLAIN_STOP)]
