@@ -8,6 +8,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
+	@mkdir -p runs/demo && touch runs/demo/.hguard-demo  # the demo's own folder (made by an older demo too)
 	@$(PY) -m hguard demo --out runs/demo
 
 test: setup
