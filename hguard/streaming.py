@@ -217,6 +217,13 @@ def with_text(passages: Sequence[str]) -> list[str]:
     return [p for p in passages if not blank(p)]
 
 
+def blanks_emptied(passages: Sequence[str]) -> list[str]:
+    """The passages, blank ones (as :func:`with_text` reads them) made empty, or ``[]`` when none shows text: an
+    adapter hands them on so, and the guard leaves the empty ones out and names them in a reason (dropped by the
+    adapter, the record did not say that a retrieved passage was empty)."""
+    return [("" if blank(p) else p) for p in passages] if with_text(passages) else []
+
+
 def appears_in(passage: str, texts: Sequence[str], probe_chars: int = 200) -> bool:
     """Whether the passage's text (its first ``probe_chars`` characters, whitespace-normalised) was
     pasted into one of ``texts``."""
@@ -328,8 +335,12 @@ class GuardedText(str):
         return self._joined(str.__str__(other) + self.text, other)
 
     def _joined(self, text: str, other: str) -> "GuardedText":
+        return GuardedText(text, self._joined_decision(other))
+
+    def _joined_decision(self, other: str) -> dict[str, Any]:
+        """The decision of two joined parts: the other's when it carries one (a later chunk), else this one's."""
         theirs = getattr(other, "decision", None) or {}
-        return GuardedText(text, theirs if "route" in theirs else self.decision)
+        return theirs if "route" in theirs else self.decision
 
 
 @dataclass(frozen=True)
@@ -584,4 +595,5 @@ __all__ = [
     "guarded_invoke",
     "jsonable",
     "with_text",
+    "blanks_emptied",
 ]

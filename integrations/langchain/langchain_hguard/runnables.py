@@ -20,10 +20,9 @@ from langchain_core.runnables import (
 )
 from langchain_core.runnables.config import patch_config
 from pydantic import model_validator
-from hguard._text import blank
 from hguard.errors import InputError
 from hguard.generation import check_question
-from hguard.streaming import GuardedText, nothing_retrieved, refuse_unknown_settings, with_text
+from hguard.streaming import GuardedText, blanks_emptied, nothing_retrieved, refuse_unknown_settings
 
 from .chat_models import _PROBLEMS, ChatHGuard
 
@@ -60,9 +59,8 @@ class GuardedAnswer(GuardedText):
         return (_rebuild_answer, (self.text, self.decision, self.sources))
 
     def _joined(self, text: str, other: str) -> "GuardedAnswer":
-        theirs = getattr(other, "decision", None) or {}
         sources = list(dict.fromkeys(self.sources + list(getattr(other, "sources", None) or [])))
-        return GuardedAnswer(text, sources=sources, decision=theirs if "route" in theirs else self.decision)
+        return GuardedAnswer(text, sources=sources, decision=self._joined_decision(other))
 
     @classmethod
     def from_message(cls, message: AIMessage, sources: list[str]) -> "GuardedAnswer":
@@ -237,9 +235,7 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
                 passages.extend(context)
             else:
                 raise InputError(f"GuardedRAG 'context' must be a string or a list of strings, got {type(context).__name__}")
-        # blank passages among others go on as empty ones, which the guard leaves out and names in a reason (as
-        # for ChatHGuard and Guard.invoke); dropped here, the record did not say that a passage was empty
-        passages = [("" if blank(p) else p) for p in passages] if with_text(passages) else []
+        passages = blanks_emptied(passages)  # a blank one among others is named by the guard, as for ChatHGuard
         # a dict that carries 'documents' or 'context' asks for an answer from passages, even when retrieval
         # found none (None, [], ""): never read as a closed-book request, which a domain may accept
         wanted = "documents" in value or "context" in value

@@ -19,7 +19,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, QueryType
 from hguard.errors import InputError
 from hguard.generation import check_question
 from hguard.guard import Guard
-from hguard.streaming import blank, nothing_retrieved, with_text
+from hguard.streaming import blanks_emptied, nothing_retrieved
 
 from .base import HGuardLLM
 
@@ -111,10 +111,7 @@ class HGuardQueryEngine(BaseQueryEngine):
 
     @staticmethod
     def _context(nodes: List[NodeWithScore]) -> Optional[List[str]]:
-        passages = [n.node.get_content() for n in nodes]
-        # blank nodes among others go on as empty passages, which the guard leaves out and names in a reason;
-        # dropped here, the record did not say a retrieved node was empty
-        return [("" if blank(p) else p) for p in passages] if with_text(passages) else None
+        return blanks_emptied([n.node.get_content() for n in nodes]) or None  # a blank node is named by the guard
 
     # ---------------------------------------------------------------------------------- answers
 

@@ -275,6 +275,9 @@ class DecidedStream:
                 return r.delta
 
 
+_END = object()  # a stream's end, read in the same step as its last decision
+
+
 def _fill_when_consumed(tokens, response):
     """``tokens``, then the decision into ``response.metadata``. The decision is read around each step of this
     stream only: two streams read in turn in one thread (a hold stream's decision comes with its first token)
@@ -283,12 +286,10 @@ def _fill_when_consumed(tokens, response):
     decision = None
     while True:
         _stream_decision.value = None
-        try:
-            token = next(it)
-        except StopIteration:
-            decision = getattr(_stream_decision, "value", None) or decision
-            break
+        token = next(it, _END)
         decision = getattr(_stream_decision, "value", None) or decision
+        if token is _END:
+            break
         yield token
     if decision is not None:
         response.metadata = {**(response.metadata or {}), **decision}
@@ -301,16 +302,14 @@ async_stream_decision: contextvars.ContextVar[Optional[dict]] = contextvars.Cont
 
 async def _afill_when_consumed(tokens, response):
     """:func:`_fill_when_consumed` for a stock engine's ``AsyncStreamingResponse``."""
-    it = tokens.__aiter__()
+    it = aiter(tokens)
     decision = None
     while True:
         async_stream_decision.set(None)
-        try:
-            token = await it.__anext__()
-        except StopAsyncIteration:
-            decision = async_stream_decision.get() or decision
-            break
+        token = await anext(it, _END)
         decision = async_stream_decision.get() or decision
+        if token is _END:
+            break
         yield token
     if decision is not None:
         response.metadata = {**(response.metadata or {}), **decision}
