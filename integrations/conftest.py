@@ -95,6 +95,28 @@ def policy_for():
 
 
 @pytest.fixture
+def models_from_policy(monkeypatch):
+    """models_from_policy(adapter) -> the ``model`` that ``adapter.from_policy`` hands to ``Guard.from_policy``,
+    without and with ``model=`` (the guard is not built: its from_policy is replaced by a recorder)."""
+    from hguard.guard import Guard
+
+    def asked(adapter) -> list:
+        seen = []
+
+        def from_policy(cls, policy=None, *, model=None, lm=None, **kw):
+            seen.append(model)
+            raise RuntimeError("stop here")
+
+        monkeypatch.setattr(Guard, "from_policy", classmethod(from_policy))
+        for kw in ({}, {"model": "other.gguf"}):
+            with pytest.raises(RuntimeError, match="stop here"):
+                adapter.from_policy("policy.toml", **kw)
+        return seen
+
+    return asked
+
+
+@pytest.fixture
 def make_guard(tiny_probes, embedder, tmp_path):
     """make_guard(route) -> a Guard on the tiny model whose domain "alpha" routes every answer to ``route``."""
     from hguard.guard import Guard

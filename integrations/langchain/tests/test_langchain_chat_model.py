@@ -383,19 +383,7 @@ def test_a_chat_chathguard_refuses_is_on_record_with_its_id_on_the_error(make_gu
     assert rec["error_type"] == "InputError" and re.search(says, rec["error"])
 
 
-def test_from_policy_answers_with_the_policys_model_unless_another_is_named(monkeypatch):
+def test_from_policy_answers_with_the_policys_model_unless_another_is_named(models_from_policy):
     """ChatHGuard.from_policy passed model="default" on, which overrides the policy's `model`: a team's Gemma policy
     was answered by the default model (every answer to review as calibrated for another model)."""
-    from hguard.guard import Guard
-
-    asked = []
-
-    def from_policy(cls, policy=None, *, model=None, lm=None, **kw):
-        asked.append(model)
-        raise RuntimeError("stop here")
-
-    monkeypatch.setattr(Guard, "from_policy", classmethod(from_policy))
-    for kw in ({}, {"model": "other.gguf"}):
-        with pytest.raises(RuntimeError, match="stop here"):
-            ChatHGuard.from_policy("policy.toml", **kw)
-    assert asked == [None, "other.gguf"]
+    assert models_from_policy(ChatHGuard) == [None, "other.gguf"]

@@ -286,21 +286,9 @@ def test_a_hold_stream_left_once_its_decision_arrived_is_joined_to_that_decision
     assert not any(r["kind"] == "answer_not_delivered" for r in records) and all("_streamed" not in r for r in records)
 
 
-def test_from_policy_answers_with_the_policys_model_unless_another_is_named(monkeypatch):
+def test_from_policy_answers_with_the_policys_model_unless_another_is_named(models_from_policy):
     """HGuardLLM.from_policy passed model="default" on, which overrides the policy's `model`."""
-    from hguard.guard import Guard
-
-    asked = []
-
-    def from_policy(cls, policy=None, *, model=None, lm=None, **kw):
-        asked.append(model)
-        raise RuntimeError("stop here")
-
-    monkeypatch.setattr(Guard, "from_policy", classmethod(from_policy))
-    for kw in ({}, {"model": "other.gguf"}):
-        with pytest.raises(RuntimeError, match="stop here"):
-            HGuardLLM.from_policy("policy.toml", **kw)
-    assert asked == [None, "other.gguf"]
+    assert models_from_policy(HGuardLLM) == [None, "other.gguf"]
 
 
 @pytest.mark.parametrize("chat, says", [
