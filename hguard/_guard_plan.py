@@ -46,7 +46,7 @@ class DomainPlan:
 
 def _route(cd: CalibratedDomain, dp, settings: GenerationSettings, problem: str | None = None) -> Route:
     fitted = cd.fit_thresholds(dp)
-    thresholds = effective_thresholds(dp, fitted) if dp is not None else fitted
+    thresholds = effective_thresholds(dp, fitted, cd.calibration_scores) if dp is not None else fitted
     return Route(cd, thresholds, fitted, problem, cd.generation_problem(settings))
 
 

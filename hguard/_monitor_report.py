@@ -83,8 +83,9 @@ def summary(report: Mapping[str, Any]) -> str:
             f"(rate {rate}, {rule.replace('_', ' ')} {shown} at {e['confidence']} ({s.get('bounds', 'per_run').replace('_', ' ')}; "
             f"the breach rule's bound), "
             f"upper bound {s['upper_bound']:.3f}, target {e['target']}){judged}"
-            + (f"; accept_below {e['hand_set_accept_below']:g} is hand-set in the policy: no calibration certifies it, "
-               "these spot-checks are its only evidence" if e.get("hand_set_accept_below") is not None else "")
+            + (f"; accept_below {e['hand_set_accept_below']:g} is hand-set in the policy: no calibration certifies it (each "
+               "accepted answer's reason gives what it accepted among the calibration's answers), "
+               "these spot-checks are its live evidence" if e.get("hand_set_accept_below") is not None else "")
             + (f"; counted since the lift at {s['counted_since']}" if s.get("counted_since") else "")
         )
         if (e.get("breach") or e.get("drifted")) and e["state"]["state"] == "normal":  # a dry run: nothing was done

@@ -220,6 +220,9 @@ def decide(
         if not blockers:
             if accepts_uncertified(domain_policy, thresholds):
                 basis = "a manual accept_below from the policy file: no calibration guarantee holds for it"
+                measured = thresholds.hand_set_sentence()
+                if measured:
+                    basis += f"; {measured}"
             else:
                 basis = f"target hallucination rate {_fmt(thresholds.target)} at confidence {_fmt(thresholds.confidence)}"
             reasons.append(f"risk {_fmt(r)} < accept_below {_fmt(accept_below)} for {label} ({basis}): accept")

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import math
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from hguard._policy_values import _real
+from hguard._policy_values import _fmt, _real
+from hguard._stats import clopper_pearson_upper
 from hguard.errors import InputError, ProbeError
 from hguard.errors import shown as _short
 
@@ -43,6 +44,9 @@ class Thresholds:
     abstain_precision: float | None = None  # required share of hallucinations among abstained
     abstained_share: float | None = None
     abstained_precision_lcb: float | None = None
+    # a hand-set accept_below measured on the calibration's out-of-fold answers (see measure_hand_set): what it
+    # accepted there and the upper bound of their hallucination rate; a measurement, not a certificate
+    hand_set_measured: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for name in ("accept_below", "abstain_above"):
@@ -73,6 +77,10 @@ class Thresholds:
                 raise InputError(f"Thresholds.{name} must be None or a number in [0, 1], got {_short(value)}")
         if not isinstance(self.method, str):
             raise InputError(f"Thresholds.method must be a string, got {_short(self.method)}")
+        m = self.hand_set_measured
+        if m is not None and (not isinstance(m, Mapping) or set(m) != set(_MEASURED_KEYS)):
+            raise InputError(f"Thresholds.hand_set_measured must be None or a mapping of {', '.join(_MEASURED_KEYS)}, "
+                             f"got {_short(m)}")
 
     def route_of(self, risk: float) -> str:
         """The route these thresholds alone give ``risk`` ("accept", "review" or "abstain"; a risk that is
@@ -83,7 +91,24 @@ class Thresholds:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data; :meth:`from_dict` reads it back."""
-        return asdict(self)
+        out = asdict(self)
+        if self.hand_set_measured is not None:
+            out["hand_set_measured"] = dict(self.hand_set_measured)
+        return out
+
+    def hand_set_sentence(self) -> str | None:
+        """What the hand-set accept_below did on the calibration's answers, in one clause (None when it was
+        not measured)."""
+        m = self.hand_set_measured
+        if m is None:
+            return None
+        if not m["accepted"]:
+            return (f"on the calibration's {m['n']} out-of-fold answers it accepts none, so they bound nothing")
+        met = "within" if m["upper_bound"] <= m["target"] else "above"
+        return (f"on the calibration's {m['n']} out-of-fold answers it accepts {m['accepted']}, {m['hallucinated']} of "
+                f"them hallucinated ({_fmt(100 * m['rate'])}%; at most {_fmt(100 * m['upper_bound'])}% at confidence "
+                f"{_fmt(m['confidence'])}, {met} the target {_fmt(m['target'])}), a measurement on the scores the "
+                "threshold may have been chosen from, not a certificate")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Thresholds:
@@ -113,6 +138,21 @@ class Thresholds:
             raise ProbeError(f"stored thresholds are invalid: {exc}; recalibrate the domain") from None
 
 
+_MEASURED_KEYS = ("n", "accepted", "hallucinated", "rate", "upper_bound", "confidence", "target")
+
+
+def measure_hand_set(accept_below: float, risk: Sequence[float], hallucinated: Sequence[int], *, target: float,
+                     confidence: float) -> dict[str, Any]:
+    """What a hand-set ``accept_below`` accepts among a calibration's out-of-fold answers (``risk``,
+    ``hallucinated``): how many, how many of them hallucinated, and the exact (Clopper-Pearson) upper bound of
+    that rate at ``confidence``. For one fixed threshold the bound is a binomial test like the fitted one's; a
+    threshold chosen by looking at these scores (the report's risk-coverage curve) is not certified by them."""
+    accepted = [int(y) for r, y in zip(risk, hallucinated) if r < accept_below]
+    n_acc, k = len(accepted), sum(accepted)
+    return {"n": len(risk), "accepted": n_acc, "hallucinated": k, "rate": k / n_acc if n_acc else None,
+            "upper_bound": clopper_pearson_upper(k, n_acc, confidence), "confidence": confidence, "target": target}
+
+
 def accepts_uncertified(domain_policy: DomainPolicy | None, thresholds: Thresholds | None) -> bool:
     """Whether the domain accepts under the policy's own ``accept_below`` with no certified bound behind it
     (:func:`effective_thresholds` keeps the fitted bound only for the fitted threshold)."""
@@ -122,8 +162,13 @@ def accepts_uncertified(domain_policy: DomainPolicy | None, thresholds: Threshol
     )
 
 
-def effective_thresholds(domain_policy: DomainPolicy, fitted: Thresholds | None) -> Thresholds | None:
+def effective_thresholds(domain_policy: DomainPolicy, fitted: Thresholds | None,
+                         scores: Any = None) -> Thresholds | None:
     """The thresholds a domain routes with: manual overrides in the policy win over fitted ones.
+
+    ``scores`` (the calibration's out-of-fold ``risk`` and ``hallucinated``) measure a hand-set accept_below
+    that differs from the fitted one (``hand_set_measured``): no certificate, but the evidence the calibration
+    holds about it.
 
     Returns None when there is nothing to route with (no fitted thresholds and
     no manual ``accept_below`` / ``abstain_above``), so :func:`decide` fails closed.
@@ -168,6 +213,10 @@ def effective_thresholds(domain_policy: DomainPolicy, fitted: Thresholds | None)
     # for any other value they would be claims nobody computed.
     same_accept = accept == fitted.accept_below
     same_abstain = abstain == fitted.abstain_above
+    measured = None
+    if not same_accept and accept > 0 and scores is not None and len(scores.risk):
+        measured = measure_hand_set(accept, scores.risk, scores.hallucinated, target=fitted.target,
+                                    confidence=fitted.confidence)
     return Thresholds(
         accept_below=accept,
         abstain_above=abstain,
@@ -181,4 +230,5 @@ def effective_thresholds(domain_policy: DomainPolicy, fitted: Thresholds | None)
         abstain_precision=fitted.abstain_precision,
         abstained_share=fitted.abstained_share if same_abstain else None,
         abstained_precision_lcb=fitted.abstained_precision_lcb if same_abstain else None,
+        hand_set_measured=measured,
     )

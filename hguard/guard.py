@@ -354,6 +354,9 @@ class Guard(_Scoring, _Recording):
                 out[name] = (f"domain {name!r}: accept_below {dp.accept_below} is set by hand in the policy and no "
                              f"calibration certified it ({' and '.join(dict.fromkeys(kinds))} requests): the answers "
                              f"it accepts carry no guarantee of the target {dp.target_hallucination_rate}"
+                             + "".join(f"; {kind}: {m}" for kind, r in (("closed-book", plan.without_context),
+                                                                       ("with context", plan.with_context))
+                                       if r.thresholds is not None and (m := r.thresholds.hand_set_sentence()))
                              + ("; it is above the calibrated abstain_above, which is raised to it, so this domain "
                                 "routes no answer to review by its risk: each is accepted or abstained on, unless a check holds it "
                                 "(out of distribution, a fingerprint, missing signals)" if raised and not tightened else "")

@@ -198,6 +198,11 @@ def test_a_hand_set_accept_threshold_is_said_at_start_and_in_each_accepted_answe
     assert set(g.uncertified_accept_thresholds()) == {"alpha"}  # beta sets none
     r = g.invoke("who is the author ?", domain="alpha")
     assert r.route == "accept" and "a manual accept_below from the policy file: no calibration guarantee" in r.reasons[-1]
+    # what the hand-set number accepted among the calibration's answers: said at start, in the reason and the record
+    measured = g.plan("alpha").without_context.thresholds.hand_set_sentence()
+    assert measured and measured.startswith("on the calibration's ") and measured in r.reasons[-1]
+    assert f"closed-book: {measured}" in g.uncertified_accept_thresholds()["alpha"]
+    assert r.thresholds["hand_set_measured"]["n"] == len(g.plan("alpha").without_context.domain.calibration_scores.risk)
     assert "routes no answer to review" not in g.uncertified_accept_thresholds()["alpha"]  # alpha sets abstain_above itself
     # a hand-set accept_below alone, above the calibrated abstain_above, leaves no review band: said at start
     from dataclasses import replace

@@ -750,6 +750,47 @@ def test_manual_override_in_the_policy_wins_over_fitted():
     assert d.route == "accept" and "target hallucination rate 0.1 at confidence 0.95" in d.reasons[-1]
 
 
+def test_a_hand_set_accept_threshold_is_measured_on_the_calibration_scores():
+    from types import SimpleNamespace
+
+    from hguard._stats import clopper_pearson_upper
+
+    rng = np.random.default_rng(5)
+    risk = rng.uniform(size=400)
+    y = (rng.uniform(size=400) < risk).astype(int)
+    scores = SimpleNamespace(risk=tuple(risk), hallucinated=tuple(y))
+    fitted = fit_thresholds(risk, y, target=0.1, confidence=0.9)
+    eff = effective_thresholds(DomainPolicy(accept_below=0.3), fitted, scores)
+    m = eff.hand_set_measured
+    accepted = y[risk < 0.3]
+    assert (m["n"], m["accepted"], m["hallucinated"]) == (400, len(accepted), int(accepted.sum()))
+    assert m["rate"] == pytest.approx(accepted.mean())
+    assert m["upper_bound"] == pytest.approx(clopper_pearson_upper(int(accepted.sum()), len(accepted), 0.9))
+    assert (m["confidence"], m["target"]) == (0.9, 0.1)
+    assert eff.accepted_error_ucb is None  # a measurement, not the certificate's field
+    # the record carries it, and a probe file's thresholds read it back
+    assert Thresholds.from_dict(eff.to_dict()) == eff
+    # each accepted answer's reason says what it accepted there, and that it certifies nothing
+    policy = Policy.model_validate({"version": 1, "domains": {"d": {"accept_below": 0.3}}})
+    d = decide(0.1, domain_policy=policy.domain("d"), thresholds=eff, policy=policy)
+    assert d.route == "accept" and "no calibration guarantee holds for it" in d.reasons[-1]
+    assert (f"on the calibration's 400 out-of-fold answers it accepts {len(accepted)}, {int(accepted.sum())} of them "
+            "hallucinated") in d.reasons[-1]
+    assert "above the target 0.1" in d.reasons[-1] and "not a certificate" in d.reasons[-1]
+    # the fitted threshold itself, a threshold that accepts nothing, and no scores: nothing measured
+    assert effective_thresholds(DomainPolicy(accept_below=fitted.accept_below), fitted, scores).hand_set_measured is None
+    assert effective_thresholds(DomainPolicy(accept_below=0.0), fitted, scores).hand_set_measured is None
+    assert effective_thresholds(DomainPolicy(accept_below=0.3), fitted).hand_set_measured is None
+    none_accepted = effective_thresholds(DomainPolicy(accept_below=1e-9), fitted, scores)
+    assert none_accepted.hand_set_measured["accepted"] == 0
+    assert none_accepted.hand_set_sentence() == ("on the calibration's 400 out-of-fold answers it accepts none, so "
+                                                 "they bound nothing")
+    with pytest.raises(InputError, match="hand_set_measured must be None or a mapping"):
+        dataclasses.replace(eff, hand_set_measured={"n": 1})
+    with pytest.raises(ProbeError, match="hand_set_measured must be None or a mapping"):
+        Thresholds.from_dict({**eff.to_dict(), "hand_set_measured": "high"})
+
+
 def test_manual_override_conflicting_with_fitted_moves_the_other_side_safely():
     fitted = manual(accept=0.3, abstain=0.5)
     raised = effective_thresholds(DomainPolicy(accept_below=0.6), fitted)
