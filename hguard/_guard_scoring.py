@@ -346,6 +346,26 @@ def _near(name: str, names) -> str | None:
     return by_lower[close[0]] if close else None
 
 
+#: the hold on an answer whose generation a caller's ``cancel`` event stopped
+CANCELLED_HOLD = ("generation was stopped because the caller cancelled the request (its cancel event was set: a "
+                  "stream left open, a cancelled or timed-out async call): the answer may be cut short, and a cut "
+                  "answer is not accepted")
+
+
+class _Cancelled:
+    """A stopping criterion: ends every row of the generation once ``event`` is set (``fired`` says it did)."""
+
+    def __init__(self, event) -> None:
+        self.event, self.fired = event, False
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        stop = bool(self.event.is_set())
+        self.fired = self.fired or stop
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+
 class _EarlyAbstain:
     """A stopping criterion: ends a row once its running merged risk (probe on the tokens so far and
     the confidence so far) reaches the domain's abstain threshold, after ``min_tokens`` tokens."""

@@ -25,7 +25,7 @@ from ._decoding import _check_stop
 from ._policy_thresholds import accepts_uncertified
 from ._guard_records import _open_queue, _Recording
 from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context, blank_passages, context_given  # noqa: F401
-from ._guard_scoring import _EarlyAbstain, _near, _Scoring, no_conflict_detector
+from ._guard_scoring import CANCELLED_HOLD, _Cancelled, _EarlyAbstain, _near, _Scoring, no_conflict_detector
 from ._resources import DEFAULT_POLICY, public_seed_warning
 from .domain import CalibratedDomain
 from .errors import AuditError, HGuardError, InputError, ModelNotFoundError, PolicyError, cut_text, install_extra
@@ -503,6 +503,7 @@ class Guard(_Scoring, _Recording):
         stop: Sequence[str] | None = None,
         problems: Sequence[str] = (),
         max_new_tokens: int | None = None,
+        cancel: threading.Event | None = None,
     ) -> GuardResult:
         """Guard one question. ``streamer`` receives the tokens as they are generated (the caller decides
         whether to show them before the decision); ``early_stop`` ends generation as soon as the running
@@ -510,10 +511,14 @@ class Guard(_Scoring, _Recording):
         turns) and ``system`` (a system instruction replacing the policy's) go into the chat template
         and into the fingerprints the probe is checked against; ``stop`` ends the answer at the first
         of these strings; ``problems`` are the caller's reasons the answer cannot be trusted (each
-        routes it to review); ``max_new_tokens`` replaces the policy's for this call."""
+        routes it to review); ``max_new_tokens`` replaces the policy's for this call. ``cancel`` (a
+        ``threading.Event``), once set, stops the generation at the next token: the answer, cut short, is still
+        decided and recorded, and held (review, or abstain when its risk already passes the abstain threshold),
+        never accepted (:meth:`ainvoke` sets it when the caller is cancelled; a passthrough stream when it is left)."""
         return self.batch(
             [question], [context], [domain], request_ids=[request_id], streamer=streamer, early_stop=early_stop,
             histories=[history], systems=[system], stop=stop, problems=[problems], max_new_tokens=max_new_tokens,
+            cancel=cancel,
         )[0]
 
     def _refused(self, question, err: InputError, *, context=None, domain=None) -> InputError:
@@ -557,18 +562,22 @@ class Guard(_Scoring, _Recording):
         return QueryRewrite(text=g.text, audit_id=audit_id, step=step)
 
     async def ainvoke(self, question: str, context=None, domain: str | None = None, **kw) -> GuardResult:
-        """:meth:`invoke` in a worker thread. Cancelled (``asyncio.wait_for``'s timeout, a cancelled task), the
-        answer is still generated and decided, and the log then says it never reached the caller
+        """:meth:`invoke` in a worker thread (keywords as for :meth:`invoke`). Cancelled (``asyncio.wait_for``'s
+        timeout, a cancelled task), the generation stops at the next token; the answer, cut short, is still decided
+        (held, never accepted) and recorded, and the log then says it never reached the caller
         (:meth:`record_undelivered`)."""
         from .streaming import in_thread
 
-        return await in_thread(self, self.invoke, question, context, domain, **kw)
+        kw.setdefault("cancel", threading.Event())
+        return await in_thread(self, self.invoke, question, context, domain, cancel_event=kw["cancel"], **kw)
 
-    async def abatch(self, questions, contexts=None, domains=None) -> list[GuardResult]:
-        """:meth:`batch` in a worker thread; cancelled, as :meth:`ainvoke`."""
+    async def abatch(self, questions, contexts=None, domains=None, **kw) -> list[GuardResult]:
+        """:meth:`batch` in a worker thread (keywords as for :meth:`batch`); cancelled, as :meth:`ainvoke`."""
         from .streaming import in_thread
 
-        return await in_thread(self, self.batch, questions, contexts, domains, decided=list)
+        kw.setdefault("cancel", threading.Event())
+        return await in_thread(self, self.batch, questions, contexts, domains, decided=list, cancel_event=kw["cancel"],
+                               **kw)
 
     def batch(
         self,
@@ -584,9 +593,11 @@ class Guard(_Scoring, _Recording):
         stop: Sequence[str] | None = None,
         problems: Sequence[Sequence[str]] | None = None,
         max_new_tokens: int | None = None,
+        cancel: threading.Event | None = None,
     ) -> list[GuardResult]:
         """Guard several questions; answers that share a domain share one batched generation.
-        ``histories``, ``systems`` and ``problems`` hold one entry per question (see :meth:`invoke`)."""
+        ``histories``, ``systems`` and ``problems`` hold one entry per question (see :meth:`invoke`); ``cancel``
+        stops every answer not yet complete, as for :meth:`invoke`."""
         if isinstance(questions, str):
             raise self._refused(questions, InputError("questions must be a list of strings; use invoke() for a single question"))
         if not isinstance(questions, (list, tuple)):
@@ -630,6 +641,9 @@ class Guard(_Scoring, _Recording):
             bad = next(((i, p) for i, ps in enumerate(extra_problems) for p in ps if not isinstance(p, str) or not p.strip()), None)
             if bad is not None:  # read as reasons to hold the answer, a non-string one crashed after generation
                 raise InputError(f"problems of question {bad[0]} must be reasons (non-empty strings), got {bad[1]!r:.60}")
+            if cancel is not None and not callable(getattr(cancel, "is_set", None)):
+                raise InputError(f"cancel must be a threading.Event (anything with is_set()), got "
+                                 f"{type(cancel).__name__} {cancel!r:.60}")
             bad = next(((i, r) for i, r in enumerate(request_ids) if r is not None and not isinstance(r, str)), None)
             if bad is not None:  # an id the log cannot store was found only when the decision was written
                 raise InputError(f"request_id must be a string or None, got {type(bad[1]).__name__} {bad[1]!r:.60} "
@@ -690,7 +704,7 @@ class Guard(_Scoring, _Recording):
             groups.setdefault((d, ctxs[i] is not None), []).append(i)
         try:
             self._answer_groups(groups, questions, ctxs, plans, histories, systems, request_ids, extra_problems,
-                                notes, streamer, early_stop, stop, max_new_tokens, started, results)
+                                notes, streamer, early_stop, stop, max_new_tokens, started, results, cancel)
         except AuditError as exc:  # a log that stopped taking records part-way: say which decisions it holds
             done = [r for r in results if r is not None]
             if not done:
@@ -705,7 +719,7 @@ class Guard(_Scoring, _Recording):
         return results  # type: ignore[return-value]
 
     def _answer_groups(self, groups, questions, ctxs, plans, histories, systems, request_ids, extra_problems, notes,
-                       streamer, early_stop, stop, max_new_tokens, started, results) -> None:
+                       streamer, early_stop, stop, max_new_tokens, started, results, cancel=None) -> None:
         """:meth:`batch`'s generation and recording, one batched generation per (domain, with context) group,
         each answer's result put in ``results`` once its decision is recorded."""
         for (d, rag), idx in groups.items():
@@ -714,9 +728,10 @@ class Guard(_Scoring, _Recording):
             neurons = [int(i) for i in cd.probe.feature_indices_] if cd is not None else None
             steer, steer_info = self._steering(d)
             stopper = _EarlyAbstain(self, d, route) if early_stop and route is not None and cd is not None else None
+            cancelled = _Cancelled(cancel) if cancel is not None else None
             gens = self.generator.generate(
                 [questions[i] for i in idx], [ctxs[i] for i in idx], neurons=neurons, steering=steer,
-                batch_size=len(idx), streamer=streamer, stopping_criteria=[stopper] if stopper else (),
+                batch_size=len(idx), streamer=streamer, stopping_criteria=[c for c in (stopper, cancelled) if c],
                 histories=[histories[i] for i in idx], systems=[systems[i] for i in idx], stop=stop,
                 max_new_tokens=max_new_tokens,
             )
@@ -724,6 +739,8 @@ class Guard(_Scoring, _Recording):
                 for row, g in enumerate(gens):
                     g.extra["stopped_early"] = bool(stopper.stopped[row]) if row < len(stopper.stopped) else False
             for i, g in zip(idx, gens):
+                if cancelled is not None and cancelled.fired:  # which rows it cut is not known: none is accepted
+                    g.extra.setdefault("holds", []).append(CANCELLED_HOLD)
                 g.extra.setdefault("notes", []).extend(notes[i])  # said in the reasons, not a problem
                 if streamer is not None:  # a reviewer must know that the caller may have shown it already
                     g.extra["notes"].append(STREAMED_NOTE)

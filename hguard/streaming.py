@@ -419,10 +419,12 @@ def guard_stream(
 
     streamer = TextIteratorStreamer(guard.lm.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout)
     box: dict[str, Any] = {}
+    cancel = threading.Event()  # set when the stream is left before its end: the generation stops at its next token
 
     def run() -> None:
         try:
-            box["result"] = guard.invoke(question, context, domain, streamer=streamer, **_call_kwargs(call))
+            box["result"] = guard.invoke(question, context, domain, streamer=streamer, cancel=cancel,
+                                         **_call_kwargs(call))
         except BaseException as exc:  # re-raised in the consumer below
             box["error"] = exc
             streamer.end()  # unblock the consumer when generation never started or failed midway
@@ -432,12 +434,14 @@ def guard_stream(
     once = threading.Lock()
 
     def settle(how: str) -> None:
-        """Also on an abandoned stream: the guard still finishes and records its decision, and then that the
-        caller, who read some of its text, never got the decision. Once, whichever comes first: the stream's end
+        """Also on an abandoned stream: the generation stops, the guard records its decision on the answer so far
+        (held: cut short), and then that the caller, who read some of its text, never got the decision. Once, whichever comes first: the stream's end
         or close, or the process exiting with the stream still open (a web worker restarting mid-answer)."""
         if not once.acquire(blocking=False):
             return
         _OPEN_STREAMS.discard(settle)
+        if not finished:
+            cancel.set()  # nobody reads on: the answer is decided on what was generated, held, never accepted
         worker.join()
         if not finished and "result" in box:
             guard.record_undelivered(box["result"], f"the stream ended after {n_text} chunk(s) of passthrough text, "
@@ -491,12 +495,13 @@ CANCELLED = "the caller cancelled the request (a timeout, or its task was cancel
 
 
 async def in_thread(guard: Guard, fn: Callable[..., Any], *args: Any, decided: Callable[[Any], Any] = lambda out: [out],
-                    run_id: str | None = None, **kw: Any) -> Any:
+                    run_id: str | None = None, cancel_event: threading.Event | None = None, **kw: Any) -> Any:
     """``fn(*args, **kw)`` in a worker thread for an async caller. Cancelled meanwhile (``asyncio.wait_for``'s
     timeout, a cancelled task), the work still ends and is recorded, and each decision ``decided(out)`` names (the
     :class:`GuardResult` itself by default; anything with ``audit_id`` and ``route``) is said never delivered
     (:meth:`Guard.record_undelivered`, naming ``run_id``, the caller's id of the call, when given): exactly one of
-    delivered and said undelivered."""
+    delivered and said undelivered. ``cancel_event`` (the one ``fn`` was given as ``cancel``) is set on
+    cancellation, so the generation stops at its next token."""
     lock = threading.Lock()
     state: dict[str, Any] = {"caller_gone": False}
 
@@ -512,6 +517,8 @@ async def in_thread(guard: Guard, fn: Callable[..., Any], *args: Any, decided: C
     try:
         return await asyncio.to_thread(work)
     except asyncio.CancelledError:
+        if cancel_event is not None:
+            cancel_event.set()
         with lock:
             state["caller_gone"] = True
             done = "out" in state

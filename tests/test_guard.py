@@ -15,6 +15,7 @@ import pytest
 from hguard import audit as audit_mod
 from hguard.audit import AuditLog
 from hguard.errors import InputError, ReviewQueueError
+from hguard._guard_scoring import CANCELLED_HOLD
 from hguard.guard import REVIEW_MARK, Guard
 from hguard.policy import Policy
 
@@ -872,6 +873,24 @@ def test_a_caller_request_id_is_kept_beside_the_record_id_the_guard_assigns(cali
     assert [r["kind"] for r in found] == ["decision", "decision", "review_verdict"]
 
 
+def test_a_cancel_event_stops_the_generation_and_the_cut_answer_is_held(calibrated, tmp_path):
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    q = "who is the author of the book ?"
+    assert g.invoke(q, domain="alpha", cancel=threading.Event()).route == "accept"  # never set: nothing changes
+    cancel = threading.Event()
+    cancel.set()
+    r = g.invoke(q, domain="alpha", cancel=cancel)
+    assert r.route == "review" and CANCELLED_HOLD in r.reasons and r.signals["length"] == 1  # stopped after a token
+    assert AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)["route"] == "review"
+    assert [x.route for x in g.batch([q, q], domains=["alpha", "alpha"], cancel=cancel)] == ["review", "review"]
+    with pytest.raises(InputError, match=r"cancel must be a threading.Event \(anything with is_set\(\)\), got bool True"):
+        g.invoke(q, domain="alpha", cancel=True)
+    # abatch takes batch's keywords (it took none: request_ids, histories, ... raised TypeError)
+    out = asyncio.run(g.abatch([q], domains=["alpha"], request_ids=["REQ-A"]))
+    assert out[0].request_id == "REQ-A" and out[0].route == "accept"
+
+
 def test_an_answer_the_caller_never_received_is_said_in_the_log(calibrated, tmp_path):
     """Decided and recorded, but never delivered: a request cancelled by a timeout (ainvoke, an async stream)
     or a passthrough stream abandoned before its decision; the log names the decision in an
@@ -911,12 +930,16 @@ def test_an_answer_the_caller_never_received_is_said_in_the_log(calibrated, tmp_
     first, second = undelivered()
     assert first["decision_audit_id"] in decisions and second["decision_audit_id"] in decisions
     assert "cancelled the request" in first["why"] and "cancelled the request" in second["why"]
-    # a passthrough stream read for one chunk, then dropped
+    # the cancelled ainvoke stopped its generation (its event was set before the answer began): held, never accepted
+    held = decisions[first["decision_audit_id"]]
+    assert held["route"] == "review" and CANCELLED_HOLD in held["reasons"], held["reasons"]
+    # a passthrough stream read for one chunk, then dropped: its generation stops, and the cut answer is held
     stream = guard_stream(g, q, domain="alpha", mode="passthrough")
     assert next(stream).result is None
     stream.close()
     last = undelivered()[-1]
-    assert "after 1 chunk(s) of passthrough text" in last["why"] and last["route"] == "accept"
+    assert "after 1 chunk(s) of passthrough text" in last["why"] and last["route"] == "review"
+    assert CANCELLED_HOLD in AuditLog(tmp_path / "audit.jsonl").find(last["decision_audit_id"])["reasons"]
     # read to its end, nothing more is said
     assert list(guard_stream(g, q, domain="alpha", mode="passthrough"))[-1].result.route == "accept"
     assert asyncio.run(g.ainvoke(q, domain="alpha")).route == "accept" and len(undelivered()) == 3
