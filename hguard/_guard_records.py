@@ -45,6 +45,8 @@ class _Recording:
     _spot_lock: threading.Lock
     _unqueued: list[dict]  # review items the queue could not take, to put back (see _enqueue)
     _unqueued_lock: threading.Lock
+    _undelivered: set[str]
+    _undelivered_lock: threading.Lock
 
     def record_undelivered(self, result: Any, why: str, *, run_id: str | None = None) -> str | None:
         """Say in the audit log that a decided answer never reached the caller (a request cancelled or timed out
@@ -55,6 +57,10 @@ class _Recording:
         audit_id = getattr(result, "audit_id", None)  # a GuardResult, or anything naming its decision so
         if self.audit is None or not audit_id:
             return None
+        with self._undelivered_lock:  # once per decision: a cancel can reach several layers that each saw it
+            if audit_id in self._undelivered:
+                return None
+            self._undelivered.add(audit_id)
         record = {"decision_audit_id": audit_id, "route": getattr(result, "route", None), "why": why}
         if run_id is not None:
             record["run_id"] = run_id
@@ -67,6 +73,15 @@ class _Recording:
             warnings.warn(f"could not record that the answer of decision {audit_id} never reached the caller "
                           f"({why}): {type(exc).__name__}: {exc}", UserWarning, stacklevel=2)
             return None
+
+    def record_cancelled(self, question, *, context=None, domain=None) -> str | None:
+        """Write a request its async caller cancelled before it started (it waited for a worker thread): an
+        ``error`` record, so that every request has one; nothing was generated."""
+        import asyncio
+
+        return self.record_failure(question, asyncio.CancelledError(
+            "the caller cancelled the request (a timeout, or its task was cancelled) while it waited for a worker "
+            "thread: nothing was generated"), context=context, domain=domain)
 
     def record_failure(self, question, exc: BaseException, *, context=None, domain=None, source: str = "api") -> str | None:
         """Write a request that failed before a decision (bad input, a generation or audit error) to the

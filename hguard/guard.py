@@ -97,6 +97,8 @@ class Guard(_Scoring, _Recording):
         self._spot_lock = threading.Lock()
         self._unqueued: list[dict] = []  # review items the queue could not take, put back once it takes answers again
         self._unqueued_lock = threading.Lock()
+        self._undelivered: set[str] = set()  # decisions said never delivered, each said once (several layers may see it)
+        self._undelivered_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------ construction
 
@@ -569,7 +571,8 @@ class Guard(_Scoring, _Recording):
         from .streaming import in_thread
 
         kw.setdefault("cancel", threading.Event())
-        return await in_thread(self, self.invoke, question, context, domain, cancel_event=kw["cancel"], **kw)
+        return await in_thread(self, self.invoke, question, context, domain, cancel_event=kw["cancel"],
+                               unstarted=lambda: self.record_cancelled(question, context=context, domain=domain), **kw)
 
     async def abatch(self, questions, contexts=None, domains=None, **kw) -> list[GuardResult]:
         """:meth:`batch` in a worker thread (keywords as for :meth:`batch`); cancelled, as :meth:`ainvoke`."""
@@ -577,7 +580,7 @@ class Guard(_Scoring, _Recording):
 
         kw.setdefault("cancel", threading.Event())
         return await in_thread(self, self.batch, questions, contexts, domains, decided=list, cancel_event=kw["cancel"],
-                               **kw)
+                               unstarted=lambda: self.record_cancelled(questions, context=contexts, domain=domains), **kw)
 
     def batch(
         self,

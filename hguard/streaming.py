@@ -26,8 +26,9 @@ import atexit
 import queue
 import re
 import threading
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Generator, Literal, Sequence, cast
+from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Literal, Sequence, TypeVar, cast
 
 from hguard._decoding import _check_stop, cut_at_stop
 from hguard._json import json_safe
@@ -495,17 +496,23 @@ CANCELLED = "the caller cancelled the request (a timeout, or its task was cancel
 
 
 async def in_thread(guard: Guard, fn: Callable[..., Any], *args: Any, decided: Callable[[Any], Any] = lambda out: [out],
-                    run_id: str | None = None, cancel_event: threading.Event | None = None, **kw: Any) -> Any:
+                    run_id: str | None = None, cancel_event: threading.Event | None = None,
+                    unstarted: Callable[[], Any] | None = None, **kw: Any) -> Any:
     """``fn(*args, **kw)`` in a worker thread for an async caller. Cancelled meanwhile (``asyncio.wait_for``'s
     timeout, a cancelled task), the work still ends and is recorded, and each decision ``decided(out)`` names (the
     :class:`GuardResult` itself by default; anything with ``audit_id`` and ``route``) is said never delivered
     (:meth:`Guard.record_undelivered`, naming ``run_id``, the caller's id of the call, when given): exactly one of
     delivered and said undelivered. ``cancel_event`` (the one ``fn`` was given as ``cancel``) is set on
-    cancellation, so the generation stops at its next token."""
+    cancellation, so the generation stops at its next token. Cancelled before ``fn`` started (it waited for a
+    worker of the loop's executor), ``fn`` never runs and ``unstarted()`` records that instead."""
     lock = threading.Lock()
-    state: dict[str, Any] = {"caller_gone": False}
+    state: dict[str, Any] = {"caller_gone": False, "started": False}
 
     def work() -> Any:
+        with lock:
+            if state["caller_gone"]:  # the caller left while this waited for a worker: said by ``unstarted``
+                return None
+            state["started"] = True
         out = fn(*args, **kw)
         with lock:
             state["out"], gone = out, state["caller_gone"]
@@ -521,11 +528,45 @@ async def in_thread(guard: Guard, fn: Callable[..., Any], *args: Any, decided: C
             cancel_event.set()
         with lock:
             state["caller_gone"] = True
-            done = "out" in state
+            done, started = "out" in state, state["started"]
         if done:  # the work ended, but the caller was gone before it resumed
             for d in decided(state["out"]):
                 guard.record_undelivered(d, CANCELLED, run_id=run_id)
+        elif not started and unstarted is not None:
+            unstarted()
         raise
+
+
+#: the decisions made inside the outermost :func:`until_delivered` call of this task, with their run ids
+_DECIDED: ContextVar[list[tuple[Any, str | None]] | None] = ContextVar("hguard_decided", default=None)
+_T = TypeVar("_T")
+
+
+def decided_here(results: Sequence[Any], run_id: str | None = None) -> None:
+    """Note decisions an adapter's async call made (each with ``audit_id`` and ``route``), for :func:`until_delivered`
+    to say undelivered if the call is cancelled before it returns them."""
+    box = _DECIDED.get()
+    if box is not None:
+        box.extend((r, run_id) for r in results)
+
+
+async def until_delivered(guard: Guard, make: Callable[[], Awaitable[_T]]) -> _T:
+    """``await make()``, an adapter's async call. Cancelled after the guard decided inside it (while the framework
+    ran its callbacks: a tracer's ``on_llm_end``, a chain's ``on_chain_end``), each decision noted by
+    :func:`decided_here` is said never delivered (:meth:`Guard.record_undelivered`); a cancel while the guard works is
+    said by :func:`in_thread`. Nested calls note into the outermost one, which says it."""
+    if _DECIDED.get() is not None:
+        return await make()
+    box: list[tuple[Any, str | None]] = []
+    token = _DECIDED.set(box)
+    try:
+        return await make()
+    except asyncio.CancelledError:
+        for result, run_id in box:
+            guard.record_undelivered(result, CANCELLED, run_id=run_id)
+        raise
+    finally:
+        _DECIDED.reset(token)
 
 
 async def aguard_stream(
@@ -600,6 +641,8 @@ __all__ = [
     "error_fields",
     "guard_stream",
     "guarded_invoke",
+    "decided_here",
+    "until_delivered",
     "jsonable",
     "with_text",
     "blanks_emptied",

@@ -891,6 +891,42 @@ def test_a_cancel_event_stops_the_generation_and_the_cut_answer_is_held(calibrat
     assert out[0].request_id == "REQ-A" and out[0].route == "accept"
 
 
+def test_a_request_cancelled_while_it_waits_for_a_worker_is_recorded_and_never_generated(calibrated, tmp_path):
+    """ainvoke runs in the loop's executor; a request cancelled before a worker took it had no record at all."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    real, calls = g.invoke, []
+
+    def slow(*a, **kw):
+        calls.append(a[0])
+        time.sleep(0.5)
+        return real(*a, **kw)
+
+    g.invoke = slow
+
+    async def main():
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(1))  # one worker, taken by the first
+        first = asyncio.ensure_future(g.ainvoke("who is the author of the book ?", domain="alpha"))
+        await asyncio.sleep(0.05)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(g.ainvoke("what is the capital of france ?", ["france is a country ."], "alpha"), 0.1)
+        return await first
+
+    assert asyncio.run(main()).route == "accept"
+    assert calls == ["who is the author of the book ?"]  # the cancelled one never generated
+    errors = [r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] == "error"]
+    assert len(errors) == 1 and errors[0]["error_type"] == "CancelledError", errors
+    assert errors[0]["question"] == "what is the capital of france ?" and errors[0]["domain"] == "alpha"
+    assert "while it waited for a worker thread: nothing was generated" in errors[0]["error"]
+    # an undelivered decision is said once, however many layers report it
+    r = real("who is the author of the book ?", domain="alpha")
+    assert g.record_undelivered(r, "gone") is not None and g.record_undelivered(r, "gone again") is None
+    assert sum(x["kind"] == "answer_not_delivered" for x in AuditLog(tmp_path / "audit.jsonl")) == 1
+
+
 def test_an_answer_the_caller_never_received_is_said_in_the_log(calibrated, tmp_path):
     """Decided and recorded, but never delivered: a request cancelled by a timeout (ainvoke, an async stream)
     or a passthrough stream abandoned before its decision; the log names the decision in an

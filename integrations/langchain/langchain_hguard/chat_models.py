@@ -33,6 +33,7 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     check_stream_mode,
     context_not_identified,
     decision_metadata,
+    decided_here,
     aguard_stream,
     guard_stream,
     guarded_invoke,
@@ -42,7 +43,9 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     nothing_retrieved,
     raise_if_routed,
     refuse_unknown_settings,
+    until_delivered,
     with_text,
+    CANCELLED,
 )
 
 from .retrieval import CAPTURE, parent_run_of
@@ -337,8 +340,17 @@ class ChatHGuard(BaseChatModel):
                          run_manager: Any = None, **kwargs: Any) -> ChatResult:
         """:meth:`_generate` in a worker thread; cancelled meanwhile (a timeout), the answer is still decided and
         the log says it never reached the caller."""
-        return await in_thread(self.guard, self._generate, messages, stop, run_manager.get_sync() if run_manager else None,
-                               decided=_decisions_in, run_id=_run_id(run_manager), **kwargs)
+        run_id = _run_id(run_manager)
+        result = await in_thread(self.guard, self._generate, messages, stop,
+                                 run_manager.get_sync() if run_manager else None,
+                                 decided=_decisions_in, run_id=run_id, **kwargs)
+        decided_here(_decisions_in(result), run_id)  # said undelivered if the call is cancelled before it returns
+        return result
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AIMessage:
+        """LangChain's ``ainvoke``; cancelled after the guard decided (while LangChain runs the callbacks, e.g. an
+        async tracer's ``on_llm_end``), the log says the answer never reached the caller."""
+        return await until_delivered(self.guard, lambda: super(ChatHGuard, self).ainvoke(input, config, **kwargs))
 
     def _invoked_in_passthrough(self, run_manager: Any, kwargs: dict[str, Any]) -> bool:
         """An invoke (LangChain passes it a run manager; ``stream()`` does not) in passthrough mode. LangChain streams
@@ -803,6 +815,12 @@ class ChatHGuard(BaseChatModel):
                 try:
                     run_kwargs: dict[str, Any] = {**kwargs, _PRECOMPUTED: key}
                     out.append(await self.ainvoke(x, cfg, **run_kwargs))
+                except asyncio.CancelledError:  # the caller left: none of the answers, all decided, reached it
+                    for result, cfg_i in zip(results, configs):
+                        if isinstance(result, GuardResult):
+                            rid = cfg_i.get("run_id")
+                            self.guard.record_undelivered(result, CANCELLED, run_id=str(rid) if rid is not None else None)
+                    raise
                 except Exception as exc:
                     if not return_exceptions:
                         await asyncio.to_thread(self._undelivered, results, configs, i, exc)

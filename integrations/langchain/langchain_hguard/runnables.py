@@ -22,7 +22,7 @@ from langchain_core.runnables.config import patch_config
 from pydantic import model_validator
 from hguard.errors import InputError
 from hguard.generation import check_question
-from hguard.streaming import GuardedText, blanks_emptied, nothing_retrieved, refuse_unknown_settings
+from hguard.streaming import GuardedText, blanks_emptied, nothing_retrieved, refuse_unknown_settings, until_delivered
 
 from .chat_models import _PROBLEMS, ChatHGuard
 
@@ -338,7 +338,10 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
         return self._call_with_config(self._run, input, config, run_type="chain")
 
     async def ainvoke(self, input: RAGInput, config: Optional[RunnableConfig] = None, **kwargs: Any) -> GuardedAnswer:
-        return await self._acall_with_config(self._arun, input, config, run_type="chain")
+        """Cancelled after the guard decided (in the chain's callbacks), the log says the answer never reached the
+        caller."""
+        return await until_delivered(self.llm.guard, lambda: self._acall_with_config(self._arun, input, config,
+                                                                                      run_type="chain"))
 
 
 def create_guarded_rag_chain(

@@ -252,6 +252,55 @@ def test_every_call_is_decided_anew_even_with_a_global_cache(make_guard):
     assert sum(r["kind"] == "decision" for r in AuditLog(guard.audit.path)) == 2
 
 
+@pytest.mark.parametrize("how", ["chat.ainvoke", "rag.ainvoke", "chat.abatch"])
+def test_a_call_cancelled_after_the_guard_decided_is_said_undelivered(make_guard, how):
+    """Cancelled while LangChain runs its callbacks after the guard returned (a slow async tracer's on_llm_end under a
+    timeout), or an abatch cancelled between its runs: every decided answer, none of which reached the caller, gets
+    one answer_not_delivered record."""
+    from langchain_core.callbacks import AsyncCallbackHandler
+
+    from langchain_hguard import GuardedRAG
+
+    guard = make_guard("accept")
+    decided = asyncio.Event()
+
+    class SlowTracer(AsyncCallbackHandler):
+        async def on_llm_end(self, response, **kwargs):
+            decided.set()
+            await asyncio.sleep(30)
+
+    class CancelAtSecondRun(AsyncCallbackHandler):
+        runs = 0
+
+        async def on_chat_model_start(self, serialized, messages, **kwargs):
+            CancelAtSecondRun.runs += 1
+            if CancelAtSecondRun.runs == 2:
+                asyncio.current_task().cancel()
+
+    chat = ChatHGuard(guard=guard, domain="alpha")
+
+    async def main():
+        if how == "chat.abatch":
+            await chat.abatch([Q, Q + " now", Q + " again"], config={"callbacks": [CancelAtSecondRun()]})
+            return
+        config = {"callbacks": [SlowTracer()]}
+        call = (chat.ainvoke(Q, config) if how == "chat.ainvoke" else
+                GuardedRAG(llm=chat).ainvoke({"question": Q, "context": ["the author is x ."]}, config))
+        task = asyncio.ensure_future(call)
+        await decided.wait()
+        task.cancel()
+        await task
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(main())
+    records = list(AuditLog(guard.audit.path))
+    decisions = [r["id"] for r in records if r["kind"] == "decision"]
+    said = [r for r in records if r["kind"] == "answer_not_delivered"]
+    assert len(decisions) == (3 if how == "chat.abatch" else 1)
+    assert sorted(r["decision_audit_id"] for r in said) == sorted(decisions)  # each once
+    assert all("cancelled the request" in r["why"] for r in said)
+
+
 @pytest.mark.parametrize("how", ["ainvoke", "astream"])
 def test_an_async_call_left_by_its_caller_is_said_undelivered(make_guard, how):
     """ainvoke, or astream in hold mode: a caller that times out before the answer arrives never gets the
