@@ -50,6 +50,10 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
 
 from .retrieval import CAPTURE, parent_run_of
 CONTEXT_NAME = "context"
+_NO_STRUCTURED = (
+    "ChatHGuard has no structured output (JSON mode, a response format): the guard scores free-text answers (its "
+    "probes were calibrated on them) and cannot constrain generation to a schema; parse the text downstream"
+)
 _NO_TOOLS = (
     "ChatHGuard does not call tools: the guard scores a free-text answer to a question, and its probes "
     "were calibrated on such answers, not on tool calls; run tools before the model and pass their "
@@ -269,12 +273,16 @@ def _decisions(results: list[Any] | None) -> list[GuardResult]:
     return [r for r in results or [] if isinstance(r, GuardResult)]
 
 
-def _decisions_in(result: ChatResult) -> list[Any]:
-    """The decisions a chat result's messages carry (their audit id and route), for saying them undelivered."""
+def decided_by(meta: dict[str, Any]) -> Any:
+    """The decision an answer's ``response_metadata`` names (its audit id and route), for saying it undelivered."""
     from types import SimpleNamespace
 
-    metas = [g.message.response_metadata for g in result.generations]
-    return [SimpleNamespace(audit_id=m.get("audit_id"), route=m.get("route")) for m in metas]
+    return SimpleNamespace(audit_id=meta.get("audit_id"), route=meta.get("route"))
+
+
+def _decisions_in(result: ChatResult) -> list[Any]:
+    """The decisions a chat result's messages carry, for saying them undelivered."""
+    return [decided_by(g.message.response_metadata) for g in result.generations]
 
 
 class ChatHGuard(BaseChatModel):
@@ -489,11 +497,20 @@ class ChatHGuard(BaseChatModel):
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
         raise NotImplementedError(_NO_TOOLS)
 
+    def with_retry(self, *, retry_if_exception_type: Any = (Exception,), wait_exponential_jitter: bool = True,
+                   exponential_jitter_params: Any = None, stop_after_attempt: int = 3) -> Any:
+        """LangChain's ``with_retry``, safe for a guarded model (:class:`~langchain_hguard.retry.GuardRetry`): a
+        batch keeps each input's own outcome (langchain-core's can hand a failed input another input's answer), the
+        guard's routes (``raise_on``) are not retried (the same greedy answer would be generated and queued again),
+        and a batch that raises says its other decided answers undelivered."""
+        from .retry import GuardRetry
+
+        return GuardRetry(bound=self, kwargs={}, config={}, retry_exception_types=retry_if_exception_type,
+                          wait_exponential_jitter=wait_exponential_jitter, max_attempt_number=stop_after_attempt,
+                          exponential_jitter_params=exponential_jitter_params)
+
     def with_structured_output(self, schema: Any = None, **kwargs: Any) -> Any:
-        raise NotImplementedError(
-            "ChatHGuard has no structured output: the guard scores free-text answers (its probes were "
-            "calibrated on them) and cannot constrain generation to a schema; parse the text downstream"
-        )
+        raise NotImplementedError(_NO_STRUCTURED)
 
     # ---------------------------------------------------------------------------------- helpers
 
@@ -511,18 +528,30 @@ class ChatHGuard(BaseChatModel):
         parent_run_id = parent_run_id or handed
         given = list(kw.pop(_PROBLEMS, None) or [])
         kw.pop("stream", None)
-        try:  # per call, as a hosted chat model takes it; else the field's
-            max_tokens = self._positive(kw.pop("max_tokens", None))
-        except ValueError as exc:  # refused on record, as the guard refuses its own max_new_tokens
-            err = InputError(str(exc))
+        for unused in ("timeout", "max_retries"):  # LangChain's standard params: no API call to time out or retry
+            kw.pop(unused, None)
+
+        def refused(err: Exception) -> Exception:  # a call refused is on record, as the guard's own refusals are
             self.guard.record_failure(message_text(messages[-1]) if messages else "", err, domain=domain,
                                       source="ChatHGuard")
-            raise err from None
+            return err
+
+        try:  # per call, as a hosted chat model takes them; else the fields'
+            max_tokens = self._positive(kw.pop("max_tokens", None))
+            self._greedy(kw.pop("temperature", None))
+        except ValueError as exc:  # refused on record, as the guard refuses its own max_new_tokens
+            raise refused(InputError(str(exc))) from None
         _same_model(kw.pop("model", None), self.model_name)
+        # a capability it lacks, or a wrong keyword: a programming error, raised as such (not a request to record)
+        if {"tools", "tool_choice", "functions"} & set(kw):
+            raise NotImplementedError(_NO_TOOLS)
+        if {"response_format", "ls_structured_output_format"} & set(kw):
+            raise NotImplementedError(_NO_STRUCTURED)
         if kw:
             raise TypeError(
                 f"ChatHGuard got unexpected keyword argument(s) {sorted(kw)}; it accepts context=, domain=, "
-                f"stream_mode= ({', '.join(STREAM_MODES)}), early_stop=, max_tokens= and stop="
+                f"stream_mode= ({', '.join(STREAM_MODES)}), early_stop=, max_tokens=, temperature=0 and stop= "
+                "(timeout= and max_retries= are accepted and unused)"
             )
         # context= given without a passage with text ("", [], [""]: a retrieval that found nothing, formatted):
         # an answer from passages was asked for, so it goes to review as nothing retrieved, as GuardedRAG's does

@@ -80,8 +80,14 @@ def test_bad_calls_raise_before_anything_is_generated(make_guard):
     chat = ChatHGuard(guard=guard, domain="alpha")
     with pytest.raises(InputError, match="stop must be"):
         chat.invoke(Q, stop=[""])
-    with pytest.raises(TypeError, match="temperature"):
-        chat.invoke(Q, temperature=0.3)
+    with pytest.raises(InputError, match="decodes greedily .* temperature=0.3 is not supported"):
+        chat.invoke(Q, temperature=0.3)  # per call as a field (it was an unexpected keyword, even at 0)
+    with pytest.raises(NotImplementedError, match="does not call tools"):
+        chat.bind(tools=[{"type": "function", "function": {"name": "f"}}]).invoke(Q)
+    with pytest.raises(NotImplementedError, match="no structured output .JSON mode"):
+        chat.bind(response_format={"type": "json_object"}).invoke(Q)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['domian'\]"):
+        chat.invoke(Q, domian="alpha")
     with pytest.raises(InputError, match="human message"):
         chat.invoke([SystemMessage("only a system message")])
     with pytest.raises(ValueError, match="stream_mode"):
@@ -94,8 +100,10 @@ def test_bad_calls_raise_before_anything_is_generated(make_guard):
         chat.invoke(Q, max_tokens=float("nan"))
     # nothing was answered; the refused chats and settings are on record (error records: the stop sequence refused
     # by the guard), the wrong keyword and stream mode (a programming error, not a request) are not
-    assert [(r["kind"], r["source"]) for r in AuditLog(guard.audit.path)] == [("error", "api")] + [("error", "ChatHGuard")] * 4
+    assert [(r["kind"], r["source"]) for r in AuditLog(guard.audit.path)] == [("error", "api")] + [("error", "ChatHGuard")] * 5
     assert chat.invoke([HumanMessage(content=[{"type": "text", "text": Q}])]).response_metadata["route"] == "accept"
+    # LangChain's standard per-call params a local model has no use for, and greedy decoding asked for, are taken
+    assert chat.invoke(Q, temperature=0, timeout=5, max_retries=2).response_metadata["route"] == "accept"
 
 
 def test_batch_is_one_batched_generation_with_one_run_per_input(make_guard, monkeypatch):
@@ -250,6 +258,51 @@ def test_every_call_is_decided_anew_even_with_a_global_cache(make_guard):
     finally:
         set_llm_cache(None)
     assert sum(r["kind"] == "decision" for r in AuditLog(guard.audit.path)) == 2
+
+
+def test_with_retry_keeps_each_inputs_own_outcome_and_does_not_retry_a_route(make_guard):
+    """langchain-core's RunnableRetry.batch handed a held input another input's accepted answer
+    (langchain-ai/langchain#35475); ChatHGuard.with_retry keeps each input's own outcome, does not retry the guard's
+    routes (the same greedy answer, queued again), says a raising batch's other answers undelivered, and still
+    retries other errors."""
+    from hguard.errors import NeedsReviewError
+
+    guard = make_guard("accept")
+    held = [SystemMessage(content="answer in one word"), HumanMessage(content=Q)]  # another system prompt: review
+    raising = ChatHGuard(guard=guard, domain="alpha", raise_on={"review"})
+    retry = raising.with_retry(stop_after_attempt=3, wait_exponential_jitter=False)
+
+    def records(kind):
+        return [r for r in AuditLog(guard.audit.path) if r["kind"] == kind]
+
+    for out in (retry.batch([Q, held], return_exceptions=True),
+                asyncio.run(retry.abatch([Q, held], return_exceptions=True))):
+        assert out[0].response_metadata["route"] == "accept" and isinstance(out[1], NeedsReviewError)
+    assert [r["route"] for r in records("decision")] == ["accept", "review"] * 2  # the route was not retried
+    assert not records("answer_not_delivered")
+    once = raising.with_retry(stop_after_attempt=1).batch([Q, held], return_exceptions=True)
+    assert isinstance(once[1], NeedsReviewError)  # LangChain's returned the accepted answer in both slots
+    with pytest.raises(NeedsReviewError):
+        retry.batch([Q, held])
+    (said,) = records("answer_not_delivered")
+    assert said["decision_audit_id"] == records("decision")[-2]["id"] and said["route"] == "accept"
+    with pytest.raises(NeedsReviewError):
+        asyncio.run(retry.abatch([Q, held]))
+    assert len(records("answer_not_delivered")) == 2
+    # another error is retried, as LangChain's with_retry does
+    real, failures = guard.batch, []
+
+    def flaky(*a, **kw):
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("transient")
+        return real(*a, **kw)
+
+    guard.batch = flaky
+    assert retry.invoke(Q).response_metadata["route"] == "accept" and failures == [1]
+    with pytest.raises(NeedsReviewError):
+        retry.invoke(held)
+    assert [r["route"] for r in records("decision")][-2:] == ["accept", "review"]  # one review, not three
 
 
 @pytest.mark.parametrize("how", ["chat.ainvoke", "rag.ainvoke", "chat.abatch"])

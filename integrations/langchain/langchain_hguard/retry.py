@@ -1,0 +1,121 @@
+"""``ChatHGuard.with_retry()``: LangChain's retry, made safe for a guarded model.
+
+langchain-core's ``RunnableRetry.batch`` fills the slot of an input that still fails after its last attempt
+with whatever comes first in that attempt's outputs, which can be another input's answer
+(langchain-ai/langchain#35475): under ``raise_on``, a held question came back with another question's accepted
+answer. :class:`GuardRetry` keeps each input's own outcome, does not retry the guard's own routes (a
+:class:`~hguard.errors.RouteError`: decoding is greedy, so a retry regenerates the same answer and queues it for
+review again), and, like ``ChatHGuard.batch``, says the other decided answers of a batch that raises undelivered.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from langchain_core.messages import BaseMessage
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.base import RunnableBindingBase
+from langchain_core.runnables.config import get_config_list
+from langchain_core.runnables.retry import RunnableRetry
+from tenacity import RetryError, retry_if_exception
+
+from hguard.errors import RouteError
+
+from .chat_models import decided_by
+
+if TYPE_CHECKING:
+    from .chat_models import ChatHGuard
+
+
+class GuardRetry(RunnableRetry):  # type: ignore[no-redef]
+    """What ``ChatHGuard.with_retry()`` returns (see the module's text for how it differs from LangChain's)."""
+
+    def _retryable(self, exc: BaseException) -> bool:
+        if isinstance(exc, RouteError):  # the same greedy answer again, queued again: never retried
+            return False
+        kinds = self.retry_exception_types
+        if callable(kinds) and not isinstance(kinds, tuple):
+            return bool(kinds(exc))
+        return isinstance(exc, kinds) if kinds else True
+
+    @property
+    def _kwargs_retrying(self) -> dict[str, Any]:
+        return {**super()._kwargs_retrying, "retry": retry_if_exception(self._retryable)}
+
+    def _pending(self, inputs: list[Any], run_manager: list[Any], config: list[RunnableConfig], done: dict[int, Any],
+                 retry_state: Any) -> tuple[list[int], list[Any], list[RunnableConfig]]:
+        pending = [i for i in range(len(inputs)) if i not in done]
+        configs = self._patch_config_list([config[i] for i in pending], [run_manager[i] for i in pending], retry_state)
+        return pending, [inputs[i] for i in pending], configs
+
+    def _settle(self, pending: list[int], out: list[Any], done: dict[int, Any], last: dict[int, Any]) -> None:
+        """Record one attempt's outputs by input; raise the first retryable error, so that tenacity retries."""
+        first = None
+        for i, r in zip(pending, out):
+            if isinstance(r, Exception) and self._retryable(r):
+                last[i] = r
+                first = first or r
+            else:
+                done[i] = r  # an answer, or an error that is final (a route, or a kind not retried)
+        if first is not None:
+            raise first
+
+    def _batch(self, inputs: list[Any], run_manager: list[Any], config: list[RunnableConfig], **kwargs: Any) -> list[Any]:
+        done: dict[int, Any] = {}
+        last: dict[int, Any] = {}
+        try:
+            for attempt in self._sync_retrying():
+                with attempt:
+                    pending, xs, cfgs = self._pending(inputs, run_manager, config, done, attempt.retry_state)
+                    if not pending:
+                        break
+                    out = RunnableBindingBase.batch(self, xs, cfgs, return_exceptions=True, **kwargs)
+                    self._settle(pending, out, done, last)
+        except RetryError:
+            pass  # each input that still fails keeps its own last error
+        return [done[i] if i in done else last[i] for i in range(len(inputs))]
+
+    async def _abatch(self, inputs: list[Any], run_manager: list[Any], config: list[RunnableConfig],
+                      **kwargs: Any) -> list[Any]:
+        done: dict[int, Any] = {}
+        last: dict[int, Any] = {}
+        try:
+            async for attempt in self._async_retrying():
+                with attempt:
+                    pending, xs, cfgs = self._pending(inputs, run_manager, config, done, attempt.retry_state)
+                    if not pending:
+                        break
+                    out = await RunnableBindingBase.abatch(self, xs, cfgs, return_exceptions=True, **kwargs)
+                    self._settle(pending, out, done, last)
+        except RetryError:
+            pass
+        return [done[i] if i in done else last[i] for i in range(len(inputs))]
+
+    def _raise_first(self, out: list[Any], config: Any, return_exceptions: bool) -> list[Any]:
+        """Without ``return_exceptions`` a batch with a failed input raises its error and returns none of the
+        other answers: each decided one is said undelivered, so that an accept in the log is not read as delivered."""
+        failed = next((i for i, r in enumerate(out) if isinstance(r, Exception)), None)
+        if return_exceptions or failed is None:
+            return out
+        configs = get_config_list(config, len(out))
+        why = (f"input {failed} of the same batch raised {type(out[failed]).__name__} (no return_exceptions), so the "
+               "batch returned none of its answers")
+        for r, cfg in zip(out, configs):
+            meta = r.response_metadata if isinstance(r, BaseMessage) else None
+            if meta and meta.get("audit_id"):
+                run_id = cfg.get("run_id")
+                cast("ChatHGuard", self.bound).guard.record_undelivered(decided_by(meta), why, run_id=str(run_id) if run_id is not None else None)
+        raise out[failed]
+
+    def batch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None, *,
+              return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
+        out = super().batch(inputs, config, return_exceptions=True, **kwargs)
+        return self._raise_first(out, config, return_exceptions)
+
+    async def abatch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None, *,
+                     return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
+        out = await super().abatch(inputs, config, return_exceptions=True, **kwargs)
+        return self._raise_first(out, config, return_exceptions)
+
+
+__all__ = ["GuardRetry"]
