@@ -10,6 +10,7 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from hguard.audit import AuditLog
 from hguard.errors import InputError, NeedsReviewError
+from llama_index.core.base.llms.types import AudioBlock, ImageBlock, TextBlock
 from hguard.guard import REVIEW_MARK
 from llama_index.llms.hguard import HGuardLLM
 
@@ -291,11 +292,39 @@ def test_from_policy_answers_with_the_policys_model_unless_another_is_named(mode
     assert models_from_policy(HGuardLLM) == [None, "other.gguf"]
 
 
+def test_structured_output_is_refused_saying_so(make_guard):
+    """structured_predict failed with LlamaIndex's "Could not extract json string" from a hold message, and
+    as_structured_llm wrote three llm_call records for one call."""
+    import asyncio
+
+    from llama_index.core.prompts import PromptTemplate
+    from pydantic import BaseModel
+
+    class Capital(BaseModel):
+        city: str
+
+    llm = HGuardLLM(make_guard("review"), domain="alpha")
+    prompt = PromptTemplate("What is the capital of {country}?")
+    for call in (lambda: llm.structured_predict(Capital, prompt, country="Japan"),
+                 lambda: asyncio.run(llm.astructured_predict(Capital, prompt, country="Japan")),
+                 lambda: llm.stream_structured_predict(Capital, prompt, country="Japan"),
+                 lambda: llm.as_structured_llm(Capital)):
+        with pytest.raises(NotImplementedError, match="HGuardLLM has no structured output"):
+            call()
+
+
 @pytest.mark.parametrize("chat, says", [
     ([ChatMessage(role=MessageRole.ASSISTANT, content="Canberra.")], "needs a user message holding the question"),
     # a trailing assistant turn was left out of the prompt and the record without a word
     ([ChatMessage(role=MessageRole.USER, content="Where is it?"), ChatMessage(role=MessageRole.ASSISTANT, content="Sydney")],
      r"message\(s\) 1 \(assistant\) come after it"),
+    # a picture or a recording was dropped and the text answered (and accepted) as if it were the whole question
+    ([ChatMessage(role=MessageRole.USER, blocks=[TextBlock(text="Is the city in this photo the capital of Japan?"),
+                                                 ImageBlock(url="https://example.com/osaka.png")])],
+     r"reads text only: message 0 \(user\) holds ImageBlock; the guarded model cannot read it"),
+    ([ChatMessage(role=MessageRole.SYSTEM, content="be brief"),
+      ChatMessage(role=MessageRole.USER, blocks=[AudioBlock(audio=b"RIFF0000", format="wav")])],
+     r"message 1 \(user\) holds AudioBlock"),
 ])
 def test_a_chat_hguardllm_refuses_is_on_record_with_its_id_on_the_error(make_guard, chat, says):
     guard = make_guard("review")

@@ -53,6 +53,14 @@ dispatcher = get_dispatcher(__name__)
 CONTEXT_NAME = "context"
 
 
+_NO_STRUCTURED = (
+    "HGuardLLM has no structured output (structured_predict, as_structured_llm): the guard scores free-text answers "
+    "(its probes were calibrated on them) and cannot constrain generation to a schema; parse the text downstream"
+)
+#: content blocks of a chat message the guarded model cannot read (``ChatMessage.content`` leaves them out)
+_UNREAD_BLOCKS = frozenset({"ImageBlock", "AudioBlock", "VideoBlock", "DocumentBlock", "ToolCallBlock"})
+
+
 def split_chat(messages: Sequence[ChatMessage], *, system_as_context: bool = True) -> tuple[str, list[str]]:
     """(question, context passages): the last user message is the question; messages whose
     ``additional_kwargs["name"]`` is ``"context"`` and, with ``system_as_context``, system messages
@@ -198,6 +206,14 @@ class HGuardLLM(CustomLLM):
             raise
 
     def _read_chat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        for i, m in enumerate(messages):  # a message's content is its text blocks: anything else would be dropped
+            unread = [type(b).__name__ for b in getattr(m, "blocks", None) or () if type(b).__name__ in _UNREAD_BLOCKS]
+            if unread:
+                raise InputError(
+                    f"HGuardLLM reads text only: message {i} ({m.role.value}) holds {', '.join(dict.fromkeys(unread))}; "
+                    "the guarded model cannot read it, so an answer would ignore it (a question about a picture "
+                    "answered without the picture); pass its text (a caption, a transcript, the document's text) "
+                    "as a TextBlock or as context")
         question, passages = split_chat(messages, system_as_context=self.system_as_context)
         kw = dict(kwargs)
         if kw.get("context") is None and passages:
@@ -312,6 +328,23 @@ class HGuardLLM(CustomLLM):
         # LlamaIndex emits no event when a non-streaming call raises; this one lets audit handlers
         # close the call's record as failed.
         dispatcher.event(ExceptionEvent(exception=exc))
+
+    # --------------------------------------------------------------------------- not supported
+
+    def structured_predict(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(_NO_STRUCTURED)
+
+    async def astructured_predict(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(_NO_STRUCTURED)
+
+    def stream_structured_predict(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(_NO_STRUCTURED)
+
+    async def astream_structured_predict(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(_NO_STRUCTURED)
+
+    def as_structured_llm(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(_NO_STRUCTURED)
 
     # ------------------------------------------------------------------------------- completion
 
