@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ._text import blank
 from .errors import InputError
 from .policy import ABSTAIN, ACCEPT
 
@@ -61,7 +62,7 @@ def _join_context(context) -> str | None:
     if isinstance(context, (list, tuple)):
         bad = next((i for i, c in enumerate(context) if not isinstance(c, str)), None)
         if bad is None:
-            kept = [c for c in context if c.strip()]
+            kept = [c for c in context if not blank(c)]  # invisible characters alone too (a PDF's zero-width space)
             return "\n\n".join(kept or context)
         raise InputError(
             f"context item {bad} (counting from 0) is {type(context[bad]).__name__} {context[bad]!r:.60}, not a string; "
@@ -78,11 +79,11 @@ def blank_passages(context) -> str | None:
     others, or None."""
     if not isinstance(context, (list, tuple)) or not all(isinstance(c, str) for c in context):
         return None
-    blank = [i for i, c in enumerate(context) if not c.strip()]
-    if not blank or len(blank) == len(context):
+    empty = [i for i, c in enumerate(context) if blank(c)]
+    if not empty or len(empty) == len(context):
         return None
-    return (f"{len(blank)} of the {len(context)} retrieved passages (number {', '.join(map(str, blank))}, counting from "
-            f"0) {'was' if len(blank) == 1 else 'were'} empty and left out of the context")
+    return (f"{len(empty)} of the {len(context)} retrieved passages (number {', '.join(map(str, empty))}, counting from "
+            f"0) {'was' if len(empty) == 1 else 'were'} empty and left out of the context")
 
 
 def _check_text(name: str, value) -> None:

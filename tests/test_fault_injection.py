@@ -358,3 +358,8 @@ def test_an_empty_passage_among_others_is_left_out_and_said(make_guard, tmp_path
     assert note not in g.invoke(Q, context=[CTX], domain="alpha").reasons
     with pytest.raises(InputError):  # nothing but blank passages: refused, as an empty context is
         g.invoke(Q, context=["", " "], domain="alpha")
+    # a passage of invisible characters alone (a PDF's zero-width spaces) went into the prompt without a word
+    r = g.invoke(Q, context=[CTX, "\u200b\u200b", " "], domain="alpha")
+    assert r.context == CTX and note in r.reasons
+    with pytest.raises(InputError):
+        g.invoke(Q, context=["\u200b", "\ufeff"], domain="alpha")
