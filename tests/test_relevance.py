@@ -123,3 +123,27 @@ def test_denying_a_premise_is_a_claim_not_an_abstention():
 ])
 def test_an_answer_that_adds_no_word_to_an_open_question_repeats_it(question, answer, held):
     assert repeats_question(question, answer) is held
+
+
+@pytest.mark.parametrize("question, passage, shares", [
+    # English: as before
+    ("What is the amount of the contractual penalty?", "The canteen is open from Monday to Friday.", False),
+    ("What is the amount of the contractual penalty?", "The contractual penalty is 500 euros.", True),
+    # French and German function words ("le", "est", "die", "ist", "für") matched any passage in the same language
+    ("Quel est le montant de la pénalité contractuelle?",
+     "La cantine est ouverte du lundi au vendredi de 11 à 14 heures et un menu coûte 5 euros.", False),
+    ("Quel est le montant de la pénalité contractuelle?", "La pénalité contractuelle est de 500 euros par jour.", True),
+    ("Wie lang ist die Kündigungsfrist für den Vertrag?", "Die Kantine ist von Montag bis Freitag geöffnet.", False),
+    ("Wie lang ist die Kündigungsfrist für den Vertrag?", "Die Kündigungsfrist für den Vertrag beträgt drei Monate.", True),
+    # another script: a Cyrillic question had no word the check could read, and so passed
+    ("Какова столица Франции?", "Кантина открыта с понедельника.", False),
+    ("Какова столица Франции?", "Столица Франции — Париж.", True),
+    # a question in one language, a passage in another: none shared, held as the README says
+    ("Quel est le montant de la pénalité?", "The penalty is 500 euros.", False),
+    # an English question with a word that is German's article keeps it as a content word
+    ("Who wrote Die Hard?", "Die Hard was written by Roderick Thorp.", True),
+])
+def test_the_off_topic_check_reads_content_words_in_the_questions_own_language(question, passage, shares):
+    from hguard.signals.relevance import shares_content_word
+
+    assert shares_content_word(question, passage) is shares

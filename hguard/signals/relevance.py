@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from hguard._text import asks_yes_no
+from hguard._text import asks_yes_no, fold_accents
+from hguard.signals._grounding_lexical import _stem, _word_matches
 from hguard.errors import InputError
 
 __all__ = ["RELEVANCE_FEATURES", "relevance_scores", "repeats_question"]
@@ -78,15 +80,53 @@ def _matched(words: Sequence[str], text: str, fuzzy: bool = False) -> list[bool]
     return [_word_matches(w, vocab, stems, fuzzy) for w in words]
 
 
+_WORD = re.compile(r"\w+")
+
+
+@lru_cache(maxsize=1)
+def _function_words() -> dict[str, frozenset[str]]:
+    """Each language's function words (the ``stop-words`` package), in the form :func:`_words` reads."""
+    from stop_words import AVAILABLE_LANGUAGES, get_stop_words
+
+    return {lang: frozenset(w for word in get_stop_words(lang) for w in _words(word)) for lang in AVAILABLE_LANGUAGES}
+
+
+def _words(text: str) -> list[str]:
+    """Words of any script, accent-folded and case-folded (the English tokens keep to ASCII letters and digits)."""
+    return _WORD.findall(fold_accents(text).casefold())
+
+
+def _language(words: Sequence[str]) -> str:
+    """The language whose function words ``words`` hold most of; English on a tie or none."""
+    lists = _function_words()
+    hits = {lang: sum(w in fw for w in words) for lang, fw in lists.items()}
+    best = max(hits.values(), default=0)
+    return "english" if best == 0 or hits.get("english", 0) == best else max(hits, key=lambda k: hits[k])
+
+
 def shares_content_word(question: str, context: str | Sequence[str]) -> bool:
     """Whether the passage holds any of the question's content words in some form: the stems
     ``context_relevance`` reads (a calibrated feature, so unchanged) miss forms such as compete/competes or
     confidentiality/confidential, which the grounding's fuzzy match (a shared opening, a close spelling) finds.
-    The guard holds an answer whose passage shares none (:mod:`hguard._guard_scoring`)."""
+    The guard holds an answer whose passage shares none (:mod:`hguard._guard_scoring`).
+
+    A question in another language (its function words are French, German, Russian ...: :func:`_language`) has its
+    content words read without that language's function words ("le", "est", "die", "ist" matched any passage in
+    the same language), and a passage's without its own; words of any script count (a Cyrillic question had none,
+    and so passed)."""
     from hguard.signals.grounding import _context_text, content_tokens
 
-    words = list(dict.fromkeys(content_tokens(question)))
-    return not words or any(_matched(words, _context_text(context), fuzzy=True))
+    text = _context_text(context)
+    q_words = _words(question)
+    lang = _language(q_words)
+    if lang == "english" and all(w.isascii() for w in q_words):
+        words = list(dict.fromkeys(content_tokens(question)))
+        return not words or any(_matched(words, text, fuzzy=True))
+    asked = [w for w in dict.fromkeys(q_words) if w not in _function_words()[lang] and (len(w) > 1 or w.isdigit())]
+    said = _words(text)
+    vocab = {w for w in said if w not in _function_words()[_language(said)]}
+    stems = {_stem(w) for w in vocab}
+    return not asked or any(_word_matches(w, vocab, stems, True) for w in asked)
 
 
 _ALTERNATIVES = re.compile(r"\bor\b", re.IGNORECASE)
