@@ -11,7 +11,7 @@ import pytest
 
 from hguard.calibrate import collect as collect_mod
 from hguard.calibrate.data import write_examples
-from hguard.calibrate.pipeline import calibrate, evaluate, load_probe_dir
+from hguard.calibrate.pipeline import auroc, calibrate, evaluate, load_probe_dir
 from hguard.errors import DataError, ProbeMismatchError
 from hguard.generation import Generator
 from hguard.testing import tiny_examples as _examples
@@ -122,7 +122,14 @@ def test_leave_one_family_out_is_reported_per_family(setup):
     # each calibration score records its answer's family, for a per-family certificate
     cs = meta["calibration_scores"]
     assert len(cs["family"]) == len(cs["risk"]) and set(cs["family"]) == {"t0", "t1", "t2"}
+    # the AUROC of those scores, with n and class counts (the report gave only the fact folds' one, before the
+    # cross-family refit of the merger: not the scores the thresholds rest on)
+    ts = report["domains"]["alpha"]["threshold_scores"]
+    assert (ts["n"], ts["hallucinated"]) == (len(cs["risk"]), sum(cs["hallucinated"])) and ts["correct"] + ts["hallucinated"] == ts["n"]
+    assert ts["auroc"] == pytest.approx(auroc(cs["hallucinated"], cs["risk"]))
+    assert ts["auroc_ci95"] is None or ts["auroc_ci95"][0] <= ts["auroc"] <= ts["auroc_ci95"][1]
     md = (out / "report.md").read_text()
+    assert f"({ts['n']} answers: {ts['correct']} right, {ts['hallucinated']} hallucinated; AUROC " in md
     assert "Leave-one-family-out" in md and "| alpha | t0 |" in md
     assert report["prompt_frame"] == "asked through the model's chat template" and report["prompt_frame"] in md
     # whether each domain's accept threshold is certified, and why not, is said in words

@@ -229,6 +229,10 @@ def calibrate(
         m = domain_metrics(f, test, target=target, confidence=confidence, thresholds=thresholds)
         m["at_targets"] = coverage_at_targets(f, test, confidence=confidence)
         m["thresholds_fitted_on"] = f["thresholds_fitted_on"]
+        ys, rs = [int(v) for v in f["oof_y"]], f["oof_merged"]
+        m["threshold_scores"] = {  # how well the scores the thresholds rest on separate the classes
+            "n": len(ys), "correct": len(ys) - sum(ys), "hallucinated": sum(ys), "auroc": auroc(ys, rs),
+            "auroc_ci95": auroc_ci(ys, {"merged": rs})["merged"]}
         m["thresholds_method"] = thresholds.method  # says why when no accept threshold is certified
         # what a policy with certify = "per_family" would get from the same scores (the report's target)
         per_family = f["fit_thresholds"](f["oof_merged"], f["oof_y"], target=target, confidence=confidence,
@@ -242,7 +246,7 @@ def calibrate(
             "refusals": f["n_train_refusals"],
             **f["train_counts"],
             "cv_auroc_oof_probe": f["oof_neuron_auroc"],
-            "cv_auroc_oof_merged": f["oof_merged_auroc"],
+            "cv_auroc_oof_merged": f["oof_merged_auroc"],  # fact folds, under the merger before the cross-family refit
             "probe_fit_seconds": f["fit_seconds"],
             "probe_fit": probe_fit.describe(),
         }

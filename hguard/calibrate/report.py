@@ -55,6 +55,15 @@ def transfer_markdown(tr: Mapping[str, Any]) -> list[str]:
     return lines + ["", line + "."]
 
 
+def _threshold_scores(t: dict | None) -> str:
+    """The AUROC of the scores the thresholds were fitted on, with n and the class counts."""
+    if not t:
+        return ""
+    ci = t.get("auroc_ci95")
+    return (f" ({t['n']} answers: {t['correct']} right, {t['hallucinated']} hallucinated; AUROC {_f(t['auroc'])}"
+            + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "") + ")")
+
+
 def _certified(domain: str, m: dict) -> str:
     """Whether the domain's accept threshold is certified at its target, and how (the thresholds' method);
     then what ``certify = "per_family"`` would certify from the same scores."""
@@ -96,7 +105,13 @@ def markdown(report: dict) -> str:
         "|---|---|---|---|---|" + "---|" * len(SIGNALS) + "---|",
     ]
     for d, m in report["domains"].items():
-        counts = f"{m['correct']} / {m['hallucinated']}" if "correct" in m else "n/a"  # reports from before the counts
+        counts = "n/a"
+        if "correct" in m:
+            counts = f"{m['correct']} / {m['hallucinated']}"
+        elif m.get("n_scored") is not None and m.get("hallucination_rate") is not None:
+            # a report from before the counts: its rate is hallucinated / n_scored, so the count is exact
+            k = m["hallucination_rate"] * m["n_scored"]
+            counts = f"{m['n_scored'] - round(k)} / {round(k)}" if abs(k - round(k)) < 1e-6 else "n/a"
         lines.append(
             f"| {d} | {m['n']} | {counts} | {_f(m['hallucination_rate'], 2)} | {m['refusals']} | "
             + " | ".join(_f(m["auroc"].get(k)) for k in SIGNALS)
@@ -122,8 +137,8 @@ def markdown(report: dict) -> str:
     for d, m in report["domains"].items():
         lines.append(f"| {d} | " + " | ".join(_f(m["accuracy"].get(k)) for k in SIGNALS) + " |")
     lines += ["", "## Routing at the target (thresholds from training out-of-fold scores)", ""]
-    lines += [f"- {d}: thresholds fitted on {m['thresholds_fitted_on']}." for d, m in report["domains"].items()
-              if m.get("thresholds_fitted_on")]
+    lines += [f"- {d}: thresholds fitted on {m['thresholds_fitted_on']}" + _threshold_scores(m.get("threshold_scores")) + "."
+              for d, m in report["domains"].items() if m.get("thresholds_fitted_on")]
     lines += [_certified(d, m) for d, m in report["domains"].items() if m.get("thresholds_method")] + [""]
     lines += [
         "| domain | target | confidence | accept below | abstain at or above | coverage (held-out) | halluc. among accepted | abstained |",
@@ -144,7 +159,7 @@ def markdown(report: dict) -> str:
     lines += ood_markdown(report)
     lines += router_markdown(report)
     lines += ["", "## Training split (cross-validation)", ""]
-    lines += ["| domain | n | correct | hallucinated | refusals | C | OOF AUROC probe | OOF AUROC merged | probe fit (s) |",
+    lines += ["| domain | n | correct | hallucinated | refusals | C | OOF AUROC probe (fact folds) | OOF AUROC merged (fact folds, before the cross-family refit) | probe fit (s) |",
               "|---|---|---|---|---|---|---|---|---|"]
     for d, m in report["domains"].items():
         t = m["train"]
