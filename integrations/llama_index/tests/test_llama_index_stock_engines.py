@@ -111,6 +111,14 @@ def test_unsupporting_passage_is_not_accepted(tiny_probes, embedder, tmp_path, e
     assert response.metadata["route"] == "review" and any("min_grounding" in r for r in response.metadata["reasons"])
 
 
+def test_a_simple_chat_engine_carries_the_decision_in_its_metadata(tiny_probes, embedder, tmp_path, index):
+    """chat_mode="simple" (no retrieval: llm.chat) returned metadata None, the held answer's decision unsaid."""
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    response = index.as_chat_engine(chat_mode="simple", llm=HGuardLLM(guard, domain="alpha")).chat(AUSTRALIA)
+    (decision,) = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
+    assert response.metadata["audit_id"] == decision["id"] and response.metadata["route"] == decision["route"]
+
+
 @pytest.mark.parametrize("mode", [None, "context", "condense_plus_context"])
 def test_chat_engines_score_the_retrieved_nodes_and_do_not_route_the_condense_step(tiny_probes, embedder, tmp_path, index, mode):
     guard = _guard(tiny_probes, embedder, tmp_path)

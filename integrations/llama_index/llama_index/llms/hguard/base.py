@@ -436,6 +436,8 @@ class HGuardLLM(CustomLLM):
 
     @staticmethod
     def _chat_response(r: CompletionResponse) -> ChatResponse:
+        if r.additional_kwargs.get("route") is not None:  # a chat engine's response carries it (``chat_mode="simple"``)
+            note_decision(GuardedText(r.text, r.additional_kwargs))
         return ChatResponse(
             message=ChatMessage(role=MessageRole.ASSISTANT, content=r.text, additional_kwargs=r.additional_kwargs),
             delta=r.delta,
