@@ -564,10 +564,13 @@ class Guard(_Scoring, _Recording):
         return QueryRewrite(text=g.text, audit_id=audit_id, step=step)
 
     async def ainvoke(self, question: str, context=None, domain: str | None = None, **kw) -> GuardResult:
-        """:meth:`invoke` in a worker thread (keywords as for :meth:`invoke`). Cancelled (``asyncio.wait_for``'s
-        timeout, a cancelled task), the generation stops at the next token; the answer, cut short, is still decided
-        (held, never accepted) and recorded, and the log then says it never reached the caller
-        (:meth:`record_undelivered`)."""
+        """:meth:`invoke` in a worker thread of the event loop's default executor (keywords as for :meth:`invoke`;
+        each call in flight holds a worker for its whole generation, so size the executor, e.g.
+        ``loop.set_default_executor(ThreadPoolExecutor(n))``, for the calls and the app's other ``to_thread`` work).
+        Cancelled (``asyncio.wait_for``'s timeout, a cancelled task), the generation stops at the next token; the
+        answer, cut short, is still decided (held, never accepted) and recorded, and the log then says it never reached
+        the caller (:meth:`record_undelivered`); cancelled while it waited for a worker, it is not generated and an
+        ``error`` record says so."""
         from .streaming import in_thread
 
         kw.setdefault("cancel", threading.Event())
