@@ -92,7 +92,9 @@ class Thresholds:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data; :meth:`from_dict` reads it back."""
         out = asdict(self)
-        if self.hand_set_measured is not None:
+        if self.hand_set_measured is None:
+            del out["hand_set_measured"]  # fitted thresholds (a probe file's) read as before
+        else:
             out["hand_set_measured"] = dict(self.hand_set_measured)
         return out
 
