@@ -140,17 +140,15 @@ class _Scoring:
                     from .signals.conflict import closed_book_scores
 
                     signals.update(closed_book_scores(self.generator, [g.question], [g.text], [g.confidence["mean_logprob"]])[0])
-                    from .signals.relevance import add_relevance, shares_content_word
+                    from .signals.relevance import add_relevance, off_question
 
                     signals.update(add_relevance(signals, g.question, g.text, g.context, grounding_scorer=self.grounding))
-                    if (signals.get("context_relevance") == 0.0 and g.extra.get("declined") is None
-                            and (g.context is None or not shares_content_word(g.question, g.context))):
+                    off = off_question(g.question, g.context, signals.get("context_relevance"))
+                    if off and g.extra.get("declined") is None:
                         # an answer that asserts something from a passage sharing no word with the question (off the
                         # question, or in another language) is grounded in nothing the question asked: held, whatever
                         # the merged risk (a hand-set accept_below accepted one)
-                        g.extra.setdefault("holds", []).append(
-                            "the passage holds none of the question's content words (context_relevance 0): it may not "
-                            "address the question (or is in another language), so an answer from it is held for review")
+                        g.extra.setdefault("holds", []).append(off)
                 merger = cd.merger
                 base = merge_risk(signals, merger) if merger else neuron_risk
                 support = signals.get("grounding")

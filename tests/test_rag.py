@@ -289,6 +289,15 @@ def test_a_passage_without_the_questions_words_is_named_in_the_reasons(tiny_rag,
                      context="The employee shall not engage in any business that competes with the company.", domain="alpha")
     assert forms.signals["context_relevance"] == 0.0  # the calibrated feature reads stems, unchanged
     assert not any("none of the question's content words" in r for r in forms.reasons), forms.reasons
+    # a French question with a French passage on another subject: the calibrated feature counts "le", "est", "de"
+    # as shared words (above 0), and the hold never fired; it is read without French's function words now
+    fr = g.invoke("Quel est le montant de la pénalité contractuelle ?",
+                  context="La cantine est ouverte du lundi au vendredi et un menu coûte 5 euros.", domain="alpha")
+    assert fr.signals["context_relevance"] > 0.0 and fr.route == "review", fr.reasons
+    assert any("read without the function words of French" in r for r in fr.reasons), fr.reasons
+    fr_on = g.invoke("Quel est le montant de la pénalité contractuelle ?",
+                     context="La pénalité contractuelle est de 500 euros par jour.", domain="alpha")
+    assert not any("none of the question's content words" in r for r in fr_on.reasons), fr_on.reasons
 
 
 def test_rag_request_in_a_closed_book_only_domain_goes_to_review_unless_the_policy_allows_it(tiny_rag, tmp_path):

@@ -142,6 +142,10 @@ def test_an_answer_that_adds_no_word_to_an_open_question_repeats_it(question, an
     ("Quel est le montant de la pénalité?", "The penalty is 500 euros.", False),
     # an English question with a word that is German's article keeps it as a content word
     ("Who wrote Die Hard?", "Die Hard was written by Roderick Thorp.", True),
+    # ... but a foreign function word it holds does not match a passage in that language ("de" in "contrat de vente")
+    ("What is the penalty under the contrat de vente?", "La cantine est ouverte du lundi au vendredi de 11 à 14 heures.",
+     False),
+    ("What is the penalty under the Vertrag für Müller?", "Die Kantine ist für alle von Montag bis Freitag geöffnet.", False),
 ])
 def test_the_off_topic_check_reads_content_words_in_the_questions_own_language(question, passage, shares):
     from hguard.signals.relevance import shares_content_word

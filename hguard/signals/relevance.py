@@ -117,16 +117,42 @@ def shares_content_word(question: str, context: str | Sequence[str]) -> bool:
     from hguard.signals.grounding import _context_text, content_tokens
 
     text = _context_text(context)
-    q_words = _words(question)
-    lang = _language(q_words)
-    if lang == "english" and all(w.isascii() for w in q_words):
-        words = list(dict.fromkeys(content_tokens(question)))
-        return not words or any(_matched(words, text, fuzzy=True))
-    asked = [w for w in dict.fromkeys(q_words) if w not in _function_words()[lang] and (len(w) > 1 or w.isdigit())]
     said = _words(text)
-    vocab = {w for w in said if w not in _function_words()[_language(said)]}
+    said_in = _language(said)
+    foreign = _function_words()[said_in] if said_in != "english" else frozenset()  # a passage's own function words
+    if _reads_english(question):
+        asked = list(dict.fromkeys(content_tokens(question)))
+        vocab = set(content_tokens(text)) - foreign  # "de" of "contrat de vente" matched a French passage's "de"
+    else:
+        lang = _language(_words(question))
+        asked = [w for w in dict.fromkeys(_words(question)) if w not in _function_words()[lang] and (len(w) > 1 or w.isdigit())]
+        vocab = set(said) - foreign
     stems = {_stem(w) for w in vocab}
     return not asked or any(_word_matches(w, vocab, stems, True) for w in asked)
+
+
+def _reads_english(question: str) -> bool:
+    """Whether ``question`` is read as English: its function words are English's (or none's) and its words ASCII."""
+    words = _words(question)
+    return _language(words) == "english" and all(w.isascii() for w in words)
+
+
+def off_question(question: str, context: str | Sequence[str] | None, context_relevance: float | None) -> str | None:
+    """Why an answer from ``context`` is off the question (the passage shares none of its content words), or None.
+    An English question is held when ``context_relevance`` (the calibrated stem match) is 0 and no other form of its
+    words is in the passage either; a question in another language by :func:`shares_content_word` alone, since
+    ``context_relevance`` reads English tokens (it counted French and German function words, and found "nothing to
+    miss" in a Cyrillic question)."""
+    if context is None:
+        return None
+    english = _reads_english(question)
+    if english and context_relevance != 0.0:
+        return None
+    if shares_content_word(question, context):
+        return None
+    return ("the passage holds none of the question's content words (" + (
+        "context_relevance 0" if english else f"read without the function words of {_language(_words(question)).title()}")
+        + "): it may not address the question (or is in another language), so an answer from it is held for review")
 
 
 _ALTERNATIVES = re.compile(r"\bor\b", re.IGNORECASE)
