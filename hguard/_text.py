@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import regex  # Unicode properties the standard re lacks
+
 __all__ = ["asks_yes_no", "fold_accents", "hidden_character", "join_digit_groups", "same_words", "shown_plainly"]
 
 # A comma between digit groups: "1,000" and "12,345.6", not "1,2" or "1,0000".
@@ -41,10 +43,15 @@ def hidden_characters_in(name: str) -> str | None:
     return ", ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(hidden)) if hidden else None
 
 
+# what shows nothing: whitespace, format characters (a zero-width space, a byte-order mark), the characters Unicode
+# says to ignore when they cannot be shown (a variation selector, the Hangul filler), and the blank Braille cell
+_BLANK = regex.compile(r"[\s\p{Cf}\p{Default_Ignorable_Code_Point}\u2800]*")
+
+
 def blank(text: str) -> bool:
-    """Whether ``text`` shows nothing: empty, whitespace, or invisible format characters alone (a zero-width
-    space, a byte-order mark), which ``str.strip`` keeps."""
-    return all(c.isspace() or unicodedata.category(c) == "Cf" for c in text)
+    """Whether ``text`` shows nothing: empty, or whitespace and invisible characters alone (a zero-width space, a
+    byte-order mark, a variation selector, the Hangul filler, a blank Braille cell), which ``str.strip`` keeps."""
+    return _BLANK.fullmatch(text) is not None
 
 
 def shown_plainly(text: str) -> str:

@@ -363,3 +363,8 @@ def test_an_empty_passage_among_others_is_left_out_and_said(make_guard, tmp_path
     assert r.context == CTX and note in r.reasons
     with pytest.raises(InputError):
         g.invoke(Q, context=["\u200b", "\ufeff"], domain="alpha")
+    # ... and other characters that show nothing: a blank Braille cell, the Hangul filler, a variation selector
+    r = g.invoke(Q, context=[CTX, "\u2800\u2800", "\u3164\u034f\ufe0f"], domain="alpha")
+    assert r.context == CTX and note in r.reasons
+    with pytest.raises(InputError):
+        g.invoke(Q, context="\u2800\u2800", domain="alpha")
