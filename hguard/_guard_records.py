@@ -74,27 +74,43 @@ class _Recording:
                           f"({why}): {type(exc).__name__}: {exc}", UserWarning, stacklevel=2)
             return None
 
-    def record_cancelled(self, question, *, context=None, domain=None) -> str | None:
+    def record_cancelled(self, question, *, context=None, domain=None, request_id=None, source: str = "api") -> str | None:
         """Write a request its async caller cancelled before it started (it waited for a worker thread): an
         ``error`` record, so that every request has one; nothing was generated."""
         import asyncio
 
         return self.record_failure(question, asyncio.CancelledError(
             "the caller cancelled the request (a timeout, or its task was cancelled) while it waited for a worker "
-            "thread: nothing was generated"), context=context, domain=domain)
+            "thread: nothing was generated"), context=context, domain=domain, request_id=request_id, source=source)
 
-    def record_failure(self, question, exc: BaseException, *, context=None, domain=None, source: str = "api") -> str | None:
+    def record_cancelled_batch(self, questions, contexts=None, domains=None, request_ids=None,
+                               source: str = "api") -> None:
+        """:meth:`record_cancelled` for each request of a batch (one record each, with its own id)."""
+        if not isinstance(questions, (list, tuple)):  # not a batch: refused as one request would have been
+            self.record_cancelled(questions, source=source)
+            return
+        n = len(questions)
+
+        def each(values):
+            return list(values) if isinstance(values, (list, tuple)) and len(values) == n else [None] * n
+
+        for q, c, d, r in zip(questions, each(contexts), each(domains), each(request_ids)):
+            self.record_cancelled(q, context=c, domain=d, request_id=r if isinstance(r, str) else None, source=source)
+
+    def record_failure(self, question, exc: BaseException, *, context=None, domain=None, source: str = "api",
+                       request_id: str | None = None) -> str | None:
         """Write a request that failed before a decision (bad input, a generation or audit error) to the
         audit log as an ``error`` record; returns its id, also set on ``exc`` as ``audit_id``: None without a
         log or when writing fails too (the caller is already handling the original error)."""
-        rid = self._write_failure(question, exc, context=context, domain=domain, source=source)
+        rid = self._write_failure(question, exc, context=context, domain=domain, source=source, request_id=request_id)
         try:
             exc.audit_id = rid  # type: ignore[attr-defined]
         except AttributeError:  # an exception type that takes no attributes: the id is returned only
             pass
         return rid
 
-    def _write_failure(self, question, exc: BaseException, *, context, domain, source: str) -> str | None:
+    def _write_failure(self, question, exc: BaseException, *, context, domain, source: str,
+                       request_id: str | None = None) -> str | None:
         if self.audit is None:
             return None
 
@@ -112,6 +128,8 @@ class _Recording:
             "model": self.lm.name,
             "model_fingerprint": self.lm.fingerprint,
         }
+        if request_id is not None:  # the caller's id of the request, as a decision record names it
+            record["caller_request_id"] = request_id
         try:
             return self.audit.append(record, kind="error").id
         except Exception:

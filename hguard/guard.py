@@ -575,7 +575,8 @@ class Guard(_Scoring, _Recording):
 
         kw.setdefault("cancel", threading.Event())
         return await in_thread(self, self.invoke, question, context, domain, cancel_event=kw["cancel"],
-                               unstarted=lambda: self.record_cancelled(question, context=context, domain=domain), **kw)
+                               unstarted=lambda: self.record_cancelled(question, context=context, domain=domain,
+                                                                       request_id=kw.get("request_id")), **kw)
 
     async def abatch(self, questions, contexts=None, domains=None, **kw) -> list[GuardResult]:
         """:meth:`batch` in a worker thread (keywords as for :meth:`batch`); cancelled, as :meth:`ainvoke`."""
@@ -583,7 +584,8 @@ class Guard(_Scoring, _Recording):
 
         kw.setdefault("cancel", threading.Event())
         return await in_thread(self, self.batch, questions, contexts, domains, decided=list, cancel_event=kw["cancel"],
-                               unstarted=lambda: self.record_cancelled(questions, context=contexts, domain=domains), **kw)
+                               unstarted=lambda: self.record_cancelled_batch(questions, contexts, domains,
+                                                                             kw.get("request_ids")), **kw)
 
     def batch(
         self,

@@ -66,6 +66,7 @@ _PARENT_RUN = "_hguard_parent_run"
 _RUN_ID = "_hguard_run_id"  # a streamed call's own run id (langchain-core runs _stream without its run manager)
 # kwarg that hands a calling runnable's problems (e.g. nothing retrieved) to the guard (internal)
 _PROBLEMS = "_hguard_problems"
+_CANCEL = "_hguard_cancel"  # an async call's cancel event: set when the caller leaves, it stops the generation
 _CHUNK_HAS_POSITION = "chunk_position" in AIMessageChunk.model_fields
 
 
@@ -262,10 +263,11 @@ class _Call:
     max_new_tokens: int | None = None
     query_step: str | None = None  # the chain step asking for text to search with (no decision: Guard.rewrite_query)
     run_id: str | None = None  # a streamed call's LangChain run id, named if its decision is never delivered
+    cancel: Any = None  # an async call's cancel event (threading.Event)
 
     def guard_kwargs(self) -> dict[str, Any]:
         return {"history": self.history, "system": self.system, "stop": self.stop, "problems": self.problems,
-                "max_new_tokens": self.max_new_tokens}
+                "max_new_tokens": self.max_new_tokens, "cancel": self.cancel}
 
 
 def _decisions(results: list[Any] | None) -> list[GuardResult]:
@@ -349,9 +351,17 @@ class ChatHGuard(BaseChatModel):
         """:meth:`_generate` in a worker thread; cancelled meanwhile (a timeout), the answer is still decided and
         the log says it never reached the caller."""
         run_id = _run_id(run_manager)
+        cancel = threading.Event()  # set when the caller leaves: the generation stops at its next token
+
+        def unstarted() -> None:  # cancelled while waiting for a worker: nothing generated, an error record says so
+            if _PRECOMPUTED not in kwargs:  # (a batch's answer, decided already: its batch says it undelivered)
+                self.guard.record_cancelled(message_text(messages[-1]) if messages else "",
+                                            domain=kwargs.get("domain") or self.domain, source="ChatHGuard")
+
         result = await in_thread(self.guard, self._generate, messages, stop,
                                  run_manager.get_sync() if run_manager else None,
-                                 decided=_decisions_in, run_id=run_id, **kwargs)
+                                 decided=_decisions_in, run_id=run_id, cancel_event=cancel, unstarted=unstarted,
+                                 **{**kwargs, _CANCEL: cancel})
         decided_here(_decisions_in(result), run_id)  # said undelivered if the call is cancelled before it returns
         return result
 
@@ -527,6 +537,7 @@ class ChatHGuard(BaseChatModel):
         run_id = kw.pop(_RUN_ID, None)
         parent_run_id = parent_run_id or handed
         given = list(kw.pop(_PROBLEMS, None) or [])
+        cancel = kw.pop(_CANCEL, None)
         kw.pop("stream", None)
         for unused in ("timeout", "max_retries"):  # LangChain's standard params: no API call to time out or retry
             kw.pop(unused, None)
@@ -579,7 +590,7 @@ class ChatHGuard(BaseChatModel):
         stop = stop if stop else self.stop
         return _Call(read.question, context, domain, mode, early_stop, key, read.history, read.system, given + problems,
                      (list(stop) if isinstance(stop, (list, tuple)) else stop) if stop else None,  # a malformed one is
-                     max_tokens or self.max_tokens, query_step, run_id)  # the guard's to refuse, on record
+                     max_tokens or self.max_tokens, query_step, run_id, cancel)  # the guard's to refuse, on record
 
     def _search_text(self, call: _Call) -> AIMessage:
         """A retriever's or a question rewrite's call: text to search with, generated plainly and recorded
@@ -737,7 +748,7 @@ class ChatHGuard(BaseChatModel):
             return None  # stop sequences, text to search with: one generation per input
         return calls
 
-    def _guard_batch(self, calls: list[_Call]) -> list[GuardResult]:
+    def _guard_batch(self, calls: list[_Call], cancel: Any = None) -> list[GuardResult]:
         per_call = any(c.history or c.system is not None or c.problems for c in calls)
         return self.guard.batch(
             [c.question for c in calls], [c.context for c in calls], [c.domain for c in calls],
@@ -745,17 +756,17 @@ class ChatHGuard(BaseChatModel):
             histories=[c.history for c in calls] if per_call else None,
             systems=[c.system for c in calls] if per_call else None,
             problems=[c.problems for c in calls] if per_call else None,
-            max_new_tokens=calls[0].max_new_tokens or None,
+            max_new_tokens=calls[0].max_new_tokens or None, cancel=cancel,
         )
 
-    def _decide(self, calls: list[_Call], return_exceptions: bool) -> list[GuardResult | InputError] | None:
+    def _decide(self, calls: list[_Call], return_exceptions: bool, cancel: Any = None) -> list[GuardResult | InputError] | None:
         """Each call's decision, from one guard batch. A refused input (refused before anything was generated, each
         on record, named by its index) raises unless ``return_exceptions``: a batch is answered whole or not at all,
         since answering the others would record decisions that nobody receives. With it, the refused input's recorded
         error stands in its place (raised by its own run, not recorded twice) and the others are batched without it;
         None: answer each input alone."""
         try:
-            return list(self._guard_batch(calls))
+            return list(self._guard_batch(calls, cancel))
         except InputError as exc:
             if not return_exceptions:
                 raise
@@ -763,7 +774,7 @@ class ChatHGuard(BaseChatModel):
             if not refused:
                 return None
             rest = [c for i, c in enumerate(calls) if i not in refused]
-            answered = iter(self._guard_batch(rest) if rest else [])
+            answered = iter(self._guard_batch(rest, cancel) if rest else [])
             return [refused[i] if i in refused else next(answered) for i in range(len(calls))]
 
     def _undelivered(self, results: list[GuardResult | InputError], configs: list[RunnableConfig], failed: int,
@@ -834,7 +845,11 @@ class ChatHGuard(BaseChatModel):
         calls = self._batch_calls(list(inputs), configs, kwargs) if len(inputs) > 1 else None
         if calls is None:
             return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        results = await in_thread(self.guard, self._decide, calls, return_exceptions, decided=_decisions)
+        cancel = threading.Event()
+        results = await in_thread(
+            self.guard, self._decide, calls, return_exceptions, cancel, decided=_decisions, cancel_event=cancel,
+            unstarted=lambda: self.guard.record_cancelled_batch([c.question for c in calls], [c.context for c in calls],
+                                                                [c.domain for c in calls], source="ChatHGuard"))
         if results is None:
             return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
         keys = self._stash(results)

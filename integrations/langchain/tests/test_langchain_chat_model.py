@@ -305,6 +305,72 @@ def test_with_retry_keeps_each_inputs_own_outcome_and_does_not_retry_a_route(mak
     assert [r["route"] for r in records("decision")][-2:] == ["accept", "review"]  # one review, not three
 
 
+def test_an_async_call_cancelled_stops_its_generation_or_is_recorded_unstarted(make_guard):
+    """ChatHGuard.ainvoke/abatch cancelled while generating generated to the end for nobody; cancelled while waiting
+    for a worker thread, they left no record at all (Guard.ainvoke did)."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hguard._guard_scoring import CANCELLED_HOLD
+
+    guard = make_guard("accept", max_new_tokens=24)
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    real = guard.generator.generate
+
+    def slow(*a, **kw):  # each token takes a while, so that a cancel lands mid-answer
+        crit = list(kw.get("stopping_criteria") or ())
+
+        def wait(input_ids, scores, **k):
+            time.sleep(0.05)
+            import torch
+
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool)
+
+        return real(*a, **{**kw, "stopping_criteria": [wait, *crit]})
+
+    guard.generator.generate = slow
+
+    async def cancelled(call, after):
+        task = asyncio.ensure_future(call)
+        await asyncio.sleep(after)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    def records(kind):
+        return [r for r in AuditLog(guard.audit.path) if r["kind"] == kind]
+
+    asyncio.run(cancelled(chat.ainvoke(Q), 0.3))
+    for _ in range(100):
+        if records("answer_not_delivered"):
+            break
+        time.sleep(0.05)
+    (decision,) = records("decision")
+    assert decision["route"] == "review" and CANCELLED_HOLD in decision["reasons"]
+    assert decision["signals"]["length"] < 24
+    asyncio.run(cancelled(chat.abatch([Q, Q + " now"]), 0.3))
+    for _ in range(100):
+        if len(records("decision")) == 3 and len(records("answer_not_delivered")) == 3:
+            break
+        time.sleep(0.05)
+    assert all(CANCELLED_HOLD in d["reasons"] for d in records("decision")[1:])
+
+    async def queued(call):
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(1))
+        blocker = asyncio.ensure_future(asyncio.to_thread(time.sleep, 1.0))  # the one worker is busy
+        await asyncio.sleep(0.05)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(call, 0.2)
+        await blocker
+
+    before = len(records("decision"))
+    asyncio.run(queued(chat.ainvoke(Q)))
+    asyncio.run(queued(chat.abatch([Q, Q + " again"])))
+    errors = records("error")
+    assert [e["error_type"] for e in errors] == ["CancelledError"] * 3 and {e["source"] for e in errors} == {"ChatHGuard"}
+    assert [e["question"] for e in errors] == [Q, Q, Q + " again"] and len(records("decision")) == before
+
+
 @pytest.mark.parametrize("how", ["chat.ainvoke", "rag.ainvoke", "chat.abatch"])
 def test_a_call_cancelled_after_the_guard_decided_is_said_undelivered(make_guard, how):
     """Cancelled while LangChain runs its callbacks after the guard returned (a slow async tracer's on_llm_end under a

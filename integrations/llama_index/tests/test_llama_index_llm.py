@@ -292,6 +292,58 @@ def test_from_policy_answers_with_the_policys_model_unless_another_is_named(mode
     assert models_from_policy(HGuardLLM) == [None, "other.gguf"]
 
 
+def test_acomplete_cancelled_stops_its_generation_or_is_recorded_unstarted(make_guard):
+    """HGuardLLM.acomplete cancelled while generating generated to the end for nobody; cancelled while waiting for a
+    worker thread, it left no record at all."""
+    import asyncio
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from hguard._guard_scoring import CANCELLED_HOLD
+
+    guard = make_guard("accept", max_new_tokens=24)
+    llm = HGuardLLM(guard, domain="alpha")
+    real = guard.generator.generate
+
+    def wait(input_ids, scores, **k):  # each token takes a while, so that a cancel lands mid-answer
+        time.sleep(0.05)
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool)
+
+    guard.generator.generate = lambda *a, **kw: real(*a, **{**kw, "stopping_criteria": [wait, *(kw.get("stopping_criteria") or ())]})
+
+    def records(kind):
+        return [r for r in AuditLog(guard.audit.path) if r["kind"] == kind]
+
+    async def cancelled():
+        task = asyncio.ensure_future(llm.acomplete("who is the author of the book ?"))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancelled())
+    for _ in range(100):
+        if records("answer_not_delivered"):
+            break
+        time.sleep(0.05)
+    (decision,) = records("decision")
+    assert decision["route"] == "review" and CANCELLED_HOLD in decision["reasons"] and decision["signals"]["length"] < 24
+
+    async def queued():
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(1))
+        blocker = asyncio.ensure_future(asyncio.to_thread(time.sleep, 1.0))
+        await asyncio.sleep(0.05)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(llm.acomplete("who is the author of the book ?"), 0.2)
+        await blocker
+
+    asyncio.run(queued())
+    (error,) = records("error")
+    assert error["error_type"] == "CancelledError" and error["source"] == "HGuardLLM" and len(records("decision")) == 1
+
+
 def test_structured_output_is_refused_saying_so(make_guard):
     """structured_predict failed with LlamaIndex's "Could not extract json string" from a hold message, and
     as_structured_llm wrote three llm_call records for one call."""
