@@ -5,7 +5,7 @@ with whatever comes first in that attempt's outputs, which can be another input'
 (langchain-ai/langchain#35475): under ``raise_on``, a held question came back with another question's accepted
 answer. :class:`GuardRetry` keeps each input's own outcome, does not retry the guard's own routes (a
 :class:`~hguard.errors.RouteError`: decoding is greedy, so a retry regenerates the same answer and queues it for
-review again), and, like ``ChatHGuard.batch``, says the other decided answers of a batch that raises undelivered.
+review again) nor its refusals of bad input (an :class:`~hguard.errors.InputError`, refused and recorded again), and, like ``ChatHGuard.batch``, says the other decided answers of a batch that raises undelivered.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from langchain_core.runnables.config import get_config_list
 from langchain_core.runnables.retry import RunnableRetry
 from tenacity import RetryError, retry_if_exception
 
-from hguard.errors import RouteError
+from hguard.errors import InputError, RouteError
 
 from .chat_models import decided_by
 
@@ -31,8 +31,8 @@ class GuardRetry(RunnableRetry):  # type: ignore[no-redef]
     """What ``ChatHGuard.with_retry()`` returns (see the module's text for how it differs from LangChain's)."""
 
     def _retryable(self, exc: BaseException) -> bool:
-        if isinstance(exc, RouteError):  # the same greedy answer again, queued again: never retried
-            return False
+        if isinstance(exc, (RouteError, InputError)):  # the same greedy answer again, queued again; the same refusal
+            return False  # again, recorded again: never retried
         kinds = self.retry_exception_types
         if callable(kinds) and not isinstance(kinds, tuple):
             return bool(kinds(exc))

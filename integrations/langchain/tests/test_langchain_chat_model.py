@@ -303,6 +303,9 @@ def test_with_retry_keeps_each_inputs_own_outcome_and_does_not_retry_a_route(mak
     with pytest.raises(NeedsReviewError):
         retry.invoke(held)
     assert [r["route"] for r in records("decision")][-2:] == ["accept", "review"]  # one review, not three
+    with pytest.raises(InputError):  # a refusal is not retried either: one error record, not three
+        retry.invoke("")
+    assert len(records("error")) == 1
 
 
 def test_an_async_call_cancelled_stops_its_generation_or_is_recorded_unstarted(make_guard):
