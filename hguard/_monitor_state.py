@@ -95,13 +95,14 @@ def tightened_thresholds(entry: DomainState | None, thresholds):
         why = (
             f"domain tightened by the monitor{f' since {entry.since}' if entry.since else ''} ({entry.reason}); "
             f"accept_below lowered to {accept:.4g}"
-            f" ({'accept nothing: everything to review' if accept == 0 else entry.action}) until a person lifts it"
+            f" ({'accept nothing: every answer not abstained on goes to review' if accept == 0 else entry.action})"
+            " until a person lifts it"
         )
     if accept == thresholds.accept_below:
         return thresholds, why
-    return replace(
+    return replace(  # the measurement of a hand-set accept_below is of that number, no longer in force
         thresholds, accept_below=accept, coverage=None, accepted_error_rate=None, accepted_error_ucb=None,
-        method=f"{thresholds.method}; tightened by the monitor (record {entry.record_id})",
+        hand_set_measured=None, method=f"{thresholds.method}; tightened by the monitor (record {entry.record_id})",
     ), why  # fmt: skip
 
 

@@ -140,7 +140,7 @@ class Thresholds:
             raise ProbeError(f"stored thresholds are invalid: {exc}; recalibrate the domain") from None
 
 
-_MEASURED_KEYS = ("n", "accepted", "hallucinated", "rate", "upper_bound", "confidence", "target")
+_MEASURED_KEYS = ("accept_below", "n", "accepted", "hallucinated", "rate", "upper_bound", "confidence", "target")
 
 
 def measure_hand_set(accept_below: float, risk: Sequence[float], hallucinated: Sequence[int], *, target: float,
@@ -151,7 +151,7 @@ def measure_hand_set(accept_below: float, risk: Sequence[float], hallucinated: S
     threshold chosen by looking at these scores (the report's risk-coverage curve) is not certified by them."""
     accepted = [int(y) for r, y in zip(risk, hallucinated) if r < accept_below]
     n_acc, k = len(accepted), sum(accepted)
-    return {"n": len(risk), "accepted": n_acc, "hallucinated": k, "rate": k / n_acc if n_acc else None,
+    return {"accept_below": accept_below, "n": len(risk), "accepted": n_acc, "hallucinated": k, "rate": k / n_acc if n_acc else None,
             "upper_bound": clopper_pearson_upper(k, n_acc, confidence), "confidence": confidence, "target": target}
 
 

@@ -130,6 +130,7 @@ class AuditReceipt:
     seq: int
     hash: str
     path: str
+    time: str | None = None  # the record's own time (what a later event citing it should name)
 
 
 # records without a MAC a keyed writer looks past for the newest one with a MAC before it chains on
@@ -400,11 +401,12 @@ class AuditLog:
     def _write_record(
         self, fd: int, record_id: str, kind: str, body: dict[str, Any], nonfinite: list[str], prev_hash: str, seq: int
     ) -> AuditReceipt:
-        line, digest = self._line(record_id, kind, body, nonfinite, prev_hash, seq)
+        when = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        line, digest = self._line(record_id, kind, body, nonfinite, prev_hash, seq, when)
         offset = os.fstat(fd).st_size
         self._write(fd, line, offset)
         self._last_line = (offset, line, seq)
-        receipt = AuditReceipt(id=record_id, seq=seq, hash=digest, path=str(self.path))
+        receipt = AuditReceipt(id=record_id, seq=seq, hash=digest, path=str(self.path), time=when)
         if self.anchor is not None:
             try:
                 self._write_anchor(seq, digest)
@@ -414,14 +416,14 @@ class AuditLog:
         return receipt
 
     def _line(self, record_id: str, kind: str, body: dict[str, Any], nonfinite: list[str], prev_hash: str,
-              seq: int) -> tuple[bytes, str]:
+              seq: int, when: str | None = None) -> tuple[bytes, str]:
         """The record's line (canonical JSON, MAC and hash added) and its hash."""
         full = dict(body)
         full.update(
             id=record_id,
             kind=kind,
             seq=seq,
-            time=datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+            time=when or datetime.now(timezone.utc).isoformat(timespec="microseconds"),
             prev_hash=prev_hash,
         )
         if nonfinite:

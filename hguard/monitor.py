@@ -658,8 +658,9 @@ def _writer(policy, audit_path: Path, key: bytes | None):
 
 def _append(audit, kind: str, record: dict) -> dict:
     receipt = audit.append(dict(record), kind=kind)
+    # the record's own time: the state file (and each held answer's reason) names the tightening as the chain does
     return {**record, "kind": kind, "id": receipt.id, "hash": receipt.hash,
-            "time": datetime.now(timezone.utc).isoformat(timespec="microseconds")}  # fmt: skip
+            "time": receipt.time or datetime.now(timezone.utc).isoformat(timespec="microseconds")}  # fmt: skip
 
 
 def lift(policy, domain: str, *, by: str, reason: str, audit_path=None) -> DomainState:

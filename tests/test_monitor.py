@@ -169,7 +169,15 @@ def test_tightened_thresholds_lower_accept_and_say_why():
     new, why = tightened_thresholds(DomainState("tightened", "stricter", 0.1, "T", "r", None, "bound"), t)
     assert new.accept_below == 0.1 and new.abstain_above == 0.9 and new.accepted_error_ucb is None and "bound" in why
     new, why = tightened_thresholds(DomainState("tightened", "review", 0.0, "T", "r", None, "drift"), t)
-    assert new.accept_below == 0.0 and "everything to review" in why
+    assert new.accept_below == 0.0 and "accept nothing: every answer not abstained on goes to review" in why
+    # a hand-set accept_below's measurement is of that number: not carried beside the tightened one in force
+    from dataclasses import replace
+
+    measured = {"accept_below": 0.4, "n": 100, "accepted": 30, "hallucinated": 9, "rate": 0.3, "upper_bound": 0.4,
+                "confidence": 0.9, "target": 0.2}
+    new, _ = tightened_thresholds(DomainState("tightened", "review", 0.0, "T", "r", None, "drift"),
+                                  replace(t, hand_set_measured=measured))
+    assert new.hand_set_measured is None and "hand_set_measured" not in new.to_dict()
 
 
 def test_unreadable_state_file_fails_closed(tmp_path):
@@ -279,8 +287,11 @@ def test_monitor_run_estimates_tightens_on_a_breach_and_a_person_lifts(tmp_path,
     kinds = [r["kind"] for r in log]
     assert kinds.count("monitor_check") == 1 and kinds.count("monitor_tighten") == 1
     assert verify(policy.audit.path).ok
-    # the guard's view: the state file says tightened
+    # the guard's view: the state file says tightened, since the tightening record's own time (it named the
+    # monitor's clock a moment later, so each held answer's reason cited a time no record holds)
+    (tight,) = [r for r in log if r["kind"] == "monitor_tighten"]
     assert MonitorState(policy.monitor.state).get("geo").state == "tightened"
+    assert MonitorState(policy.monitor.state).get("geo").since == tight["time"] == e["state"]["since"]
     # the mirror is not trusted to loosen: a state file edited to say normal (or deleted) leaves it
     # tightened while the chain holds the tightening, and says so
     state_path = Path(policy.monitor.state)

@@ -766,7 +766,7 @@ def test_a_hand_set_accept_threshold_is_measured_on_the_calibration_scores():
     assert (m["n"], m["accepted"], m["hallucinated"]) == (400, len(accepted), int(accepted.sum()))
     assert m["rate"] == pytest.approx(accepted.mean())
     assert m["upper_bound"] == pytest.approx(clopper_pearson_upper(int(accepted.sum()), len(accepted), 0.9))
-    assert (m["confidence"], m["target"]) == (0.9, 0.1)
+    assert (m["confidence"], m["target"], m["accept_below"]) == (0.9, 0.1, 0.3)  # names the number it measured
     assert eff.accepted_error_ucb is None  # a measurement, not the certificate's field
     # the record carries it, and a probe file's thresholds read it back
     assert Thresholds.from_dict(eff.to_dict()) == eff
