@@ -680,3 +680,37 @@ def test_a_rag_domain_without_held_out_passages_is_reported_not_a_crash(tiny_cal
     assert m["all"]["n"] == 0 and m["all"]["auroc"]["merged"] is None
     assert m["targets"]["supporting_accepted"] == {"n": 0, "k": 0, "rate": None, "ci95": None, "target": ">= 0.40"}
     assert (tmp_path / "probes" / "alpha.rag.json").is_file()
+
+
+def test_closed_book_evaluate_reads_the_closed_book_probes_and_skips_a_rag_only_domain(tiny_rag, tmp_path):
+    """evaluate read alpha.rag.json over alpha.json (a later file of the same domain), and a domain with only a RAG
+    probe failed the whole run with "carries no random baseline; recalibrate" after answering the others."""
+    import shutil
+
+    from hguard.calibrate.data import Example
+    from hguard.calibrate.pipeline import evaluate, load_probe_dir
+    from hguard.cli import _closed_book_line
+
+    lm, folder, _ = tiny_rag
+    rows = [Example(id=f"r{i}", question="capital city river ?", answers=["river"], domain="alpha") for i in range(3)]
+    res = evaluate(folder / "probes", rows, lm=lm)
+    assert res["domains"]["alpha"]["probe_id"] == load_probe_dir(folder / "probes")["alpha"].probe_id
+    assert load_probe_dir(folder / "probes")["alpha"].prompt_mode == CLOSED_BOOK
+    only_rag = tmp_path / "only-rag"
+    only_rag.mkdir()
+    shutil.copy(folder / "probes" / "alpha.rag.json", only_rag / "alpha.rag.json")
+    shutil.copy(folder / "probes" / "beta.json", only_rag / "beta.json")
+    beta = Example(id="b1", question="capital city river ?", answers=["river"], domain="beta")
+    res = evaluate(only_rag, [*rows, beta], lm=lm)
+    assert set(res["domains"]) == {"beta"}  # scored; alpha skipped with the way to evaluate it
+    assert res["skipped"]["alpha"].startswith("domain 'alpha' has only a RAG probe") and "--rag" in res["skipped"]["alpha"]
+    # the text output gives n and the classes, and says a one-class set has no AUROC
+    line = _closed_book_line(res["domains"]["beta"])
+    assert line.startswith("n=1 (") and "one class: no AUROC" in line
+    two = {"n": 4, "n_scored": 4, "correct": 2, "hallucinated": 2, "refusals": 0,
+           "auroc": {"probe": 0.75, "merged": 1.0, "random_neurons": 0.5, "mean_logprob": 0.25, "min_logprob": 0.5,
+                     "entropy": None, "length": 0.5},
+           "auroc_ci95": {"probe": [0.2, 1.0], "merged": [0.5, 1.0], "random_neurons": [0.0, 1.0]}}
+    assert _closed_book_line(two) == ("n=4 (2 right, 2 hallucinated, 0 declined) AUROC (95% interval) probe=0.750 "
+                                      "[0.20, 1.00] merged=1.000 [0.50, 1.00] random neurons=0.500 [0.00, 1.00] "
+                                      "best baseline min_logprob=0.500")

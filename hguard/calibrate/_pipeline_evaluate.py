@@ -13,7 +13,7 @@ import numpy as np
 from .._numerics import sigmoid_array
 from .._stats import auroc, auroc_ci
 from ..errors import DataError, ProbeError, ProbeMismatchError
-from ..settings import GenerationSettings
+from ..settings import CLOSED_BOOK, RAG, GenerationSettings
 from ._pipeline_fit import (
     BASELINES,
     DEFAULT_MAX_NEW_TOKENS,
@@ -34,8 +34,10 @@ if TYPE_CHECKING:
     from ..domain import CalibratedDomain
 
 
-def load_probe_dir(probes_dir: str | os.PathLike, expect: dict | None = None) -> dict[str, CalibratedDomain]:
-    """The calibrated domains (:class:`hguard.domain.CalibratedDomain`) in a probe folder, by name."""
+def load_probe_dir(probes_dir: str | os.PathLike, expect: dict | None = None,
+                   mode: str | None = CLOSED_BOOK) -> dict[str, CalibratedDomain]:
+    """The calibrated domains (:class:`hguard.domain.CalibratedDomain`) in a probe folder, by name: those calibrated
+    in prompt ``mode`` (closed-book by default; None: any, a domain's RAG file read after its closed-book one)."""
     from ..domain import CalibratedDomain
 
     d = Path(probes_dir)
@@ -45,8 +47,9 @@ def load_probe_dir(probes_dir: str | os.PathLike, expect: dict | None = None) ->
     out: dict[str, CalibratedDomain] = {}
     for p in files:
         cd = CalibratedDomain.load(p, expect=expect)
-        out[cd.name or p.stem] = cd  # CalibratedDomain.load names a domain without a name after its file
-    if not out:
+        if mode is None or cd.prompt_mode == mode:
+            out[cd.name or p.stem] = cd  # CalibratedDomain.load names a domain without a name after its file
+    if not files:
         raise ProbeError(f"no probe files (*.json) in {str(d)!r}; run `hguard calibrate --data FILE --out {d}` first")
     return out
 
@@ -75,7 +78,11 @@ def evaluate(
     if limit:
         examples = examples[:limit]
     lm = _load_lm(model, lm)
-    probes = load_probe_dir(probes_dir)
+    probes = load_probe_dir(probes_dir)  # closed-book ones: a RAG probe read these answers as another prompt's
+    rag_only = {n for n in load_probe_dir(probes_dir, mode=RAG)} - set(probes)
+    if not probes:
+        raise ProbeError(f"no closed-book probe in {str(probes_dir)!r} (only RAG ones: {', '.join(sorted(rag_only))}); "
+                         "evaluate rows with context with `hguard evaluate --rag`")
     first = next(iter(probes.values()))
     # answer as the probes' calibration did (older files without settings: the calibration defaults)
     settings = first.generation.replace(prompt_mode="closed_book") if first.generation else GenerationSettings(
@@ -88,7 +95,10 @@ def evaluate(
         by_domain.setdefault(e.domain, []).append(e)
     for domain, exs in sorted(by_domain.items()):
         if domain not in probes:
-            result["skipped"][domain] = f"no probe for domain {domain!r} in {str(probes_dir)!r}"
+            result["skipped"][domain] = (
+                f"domain {domain!r} has only a RAG probe in {str(probes_dir)!r} (calibrated on answers given with "
+                "context): evaluate rows with context with `hguard evaluate --rag`" if domain in rag_only
+                else f"no probe for domain {domain!r} in {str(probes_dir)!r}")
             continue
         cd = probes[domain]
         probe = cd.probe

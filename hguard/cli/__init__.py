@@ -452,10 +452,35 @@ def cmd_evaluate(args) -> int:
     res = evaluate(args.probes, args.data, model=args.model, batch_size=args.batch_size, limit=args.limit)
     if args.json:
         print(_dump(res))
-    else:
-        for d, m in res["domains"].items():
-            print(d, json.dumps(m["auroc"]))
+        return 0
+    for d, m in res["domains"].items():
+        print(f"  {d:10s} {_closed_book_line(m)}")
+    for d, why in res["skipped"].items():
+        print(f"  {d}: skipped: {why}")
+    if not res["domains"]:
+        print("  no domain was scored (see the skipped lines)")
     return 0
+
+
+def _closed_book_line(m: dict) -> str:
+    """One line of closed-book figures: n with its classes, then the AUROCs with their 95% intervals, the best
+    confidence baseline and the random-neuron control; a one-class set says so instead of a number."""
+    head = f"n={m['n']} ({m['correct']} right, {m['hallucinated']} hallucinated, {m['refusals']} declined)"
+    if not m["correct"] or not m["hallucinated"]:
+        return head + (" one class: no AUROC (it needs answers of both classes)" if m["n_scored"] else
+                       " nothing scored: every answer declined")
+    a, ci = m["auroc"], m.get("auroc_ci95") or {}
+
+    def f(k: str) -> str:
+        if a.get(k) is None:
+            return "n/a"
+        lo, hi = (ci.get(k) or (None, None))[:2]
+        return f"{a[k]:.3f}" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else "")
+
+    base = max((k for k in ("mean_logprob", "min_logprob", "entropy", "length") if a.get(k) is not None),
+               key=lambda k: a[k], default=None)
+    return (f"{head} AUROC (95% interval) probe={f('probe')} merged={f('merged')} random neurons={f('random_neurons')}"
+            + (f" best baseline {base}={f(base)}" if base else ""))
 
 
 def cmd_audit(args) -> int:
