@@ -473,6 +473,9 @@ def test_a_reply_that_writes_a_new_question_answers_nothing():
         ("Who is older Glenn Hughes or Ross Lynch?", "Glenn Hughes is older than Ross Lynch.", ["Glenn Hughes"], "correct"),
         # the alias at the end of a run the question holds in other words: "bank of Japan" is not "Bank of Japan"
         ("Which country is the Bank of Japan the central bank of?", "It is the central bank of Japan.", ["Japan"], "correct"),
+        # ... but the question's lower-case words capitalised (a sentence's or a title's capitals) still echo it
+        ("What is the capital of canton of Gordes?", "The capital of Canton of Gordes is not a place, but rather a city.",
+         ["Gordes"], "hallucinated"),
         ("Which country is the Bank of Japan the central bank of?", "The Bank of Japan is the central bank of Japan.", ["Japan"], "correct"),
         ("Which country is the Bank of Japan the central bank of?", "It is the Bank of Japan.", ["Japan"], "hallucinated"),
         # a question offering choices: repeating its words around the chosen one picks it

@@ -542,15 +542,24 @@ def _echoed(ans_tok: list[str], start: int, n: int, q: list[str], ans_cased: lis
     question: "It is the central bank of Japan." answers "Which country is the Bank of Japan the central bank
     of?" (its "bank of Japan" is not the question's "Bank of Japan")."""
     grams = {tuple(q[i:j]) for i in range(len(q)) for j in range(i + n + 1, len(q) + 1)}
-    cased_grams = (None if ans_cased is None or q_cased is None else
-                   {tuple(q_cased[i:j]) for i in range(len(q)) for j in range(i + n + 1, len(q) + 1)})
+
+    def written_as_in_question(a: int, b: int) -> bool:
+        # word for word as the question writes it, or capitalised where the question is not ("Canton of Gordes"
+        # for "canton of Gordes": a sentence's or a title's capitals); not lower case where the question
+        # capitalises a name ("bank of Japan" is not "Bank of Japan")
+        if ans_cased is None or q_cased is None:
+            return True
+        run = ans_cased[a:b]
+        return any(all(w == v or (w.lower() == v.lower() and not v[:1].isupper()) for w, v in zip(run, q_cased[i:i + len(run)]))
+                   for i in range(len(q) - len(run) + 1) if q[i:i + len(run)] == ans_tok[a:b])
+
     for a in range(max(0, start - len(q)), start + 1):
         for b in range(start + n, min(len(ans_tok), a + len(q)) + 1):
             if b - a <= n or tuple(ans_tok[a:b]) not in grams:
                 continue
             if not set(ans_tok[a:start] + ans_tok[start + n:b]) - _RUN_STOPWORDS:
                 continue
-            if cased_grams is not None and ans_cased is not None and tuple(ans_cased[a:b]) not in cased_grams:
+            if not written_as_in_question(a, b):
                 continue
             return True
     return False
