@@ -212,9 +212,9 @@ class HGuardLLM(CustomLLM):
             if unread:
                 raise InputError(
                     f"HGuardLLM reads text only: message {i} ({m.role.value}) holds {', '.join(dict.fromkeys(unread))}; "
-                    "the guarded model cannot read it, so an answer would ignore it (a question about a picture "
-                    "answered without the picture); pass its text (a caption, a transcript, the document's text) "
-                    "as a TextBlock or as context")
+                    "the guarded model cannot read it, so an answer would ignore it (a question about it answered "
+                    "without it); pass its text (a caption, a transcript, the document's text) as a TextBlock or as "
+                    "context")
         question, passages = split_chat(messages, system_as_context=self.system_as_context)
         kw = dict(kwargs)
         if kw.get("context") is None and passages:
