@@ -86,6 +86,8 @@ def summary(report: Mapping[str, Any]) -> str:
             + (f"; accept_below {e['hand_set_accept_below']:g} is hand-set in the policy: no calibration certifies it (each "
                "accepted answer's reason gives what it accepted among the calibration's answers), "
                "these spot-checks are its live evidence" if e.get("hand_set_accept_below") is not None else "")
+            + (f"; pooled across accept thresholds: {', '.join(f'{n} accepted under accept_below {t}' for t, n in s['accepted_under'].items())}"
+               if len(s.get("accepted_under") or {}) > 1 else "")
             + (f"; counted since the lift at {s['counted_since']}" if s.get("counted_since") else "")
         )
         if (e.get("breach") or e.get("drifted")) and e["state"]["state"] == "normal":  # a dry run: nothing was done

@@ -514,6 +514,9 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         reviewed = [(str(by_id[i].get("time") or ""), verdict_of[i]["label"]) for i in spot_ids if i in verdict_of]
         k = sum(label == "hallucinated" for _, label in reviewed)
         n = len(reviewed)
+        # the accept thresholds the reviewed spot-checks were accepted under (a hand-set number changed, a
+        # recalibration): pooled into one estimate, said so with the count under each
+        under = Counter(str((by_id[i].get("thresholds") or {}).get("accept_below")) for i in spot_ids if i in verdict_of)
         lcb, ucb = live_bounds(k, n, dp.confidence, dp.live_bounds)
         n_min = min_checks(dp.target_hallucination_rate, dp.confidence, dp.live_bounds)
         routed = [v["label"] for i, v in verdict_of.items() if by_id[i].get("route") == "review" and by_id[i].get("domain") == name]
@@ -568,6 +571,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                             "upper_bound": ucb, "lower_bound": lcb, "breach_rule": dp.breach_rule,
                             "bounds": dp.live_bounds,
                             "min_reviewed_to_judge": n_min if dp.breach_rule == "upper_bound" else 0,
+                            "accepted_under": dict(sorted(under.items())),
                             "counted_since": since,
                             # whether the live evidence shows the target held (the upper bound within it), which
                             # "no breach" under the lower_bound rule, or with few checks, does not say

@@ -236,9 +236,10 @@ def test_bad_monitor_keys_are_refused_naming_the_key(tmp_path, key, value, words
 # ------------------------------------------------------------------------------------------ a monitor run
 
 
-def _deploy(tmp_path, policy, n, halluc_rate, seed=0, queue=None, log=None, guarantee=False):
+def _deploy(tmp_path, policy, n, halluc_rate, seed=0, queue=None, log=None, guarantee=False, accept_below=None):
     """Write n accepted decisions (spot-checks selected as the guard does) and review every spot-check;
-    ``guarantee``: each records its domain's guarantee, as the guard's decisions do."""
+    ``guarantee``: each records its domain's guarantee, as the guard's decisions do; ``accept_below``: the accept
+    threshold each records it was accepted under."""
     from hguard.monitor import SPOT, guarantee_of, spot_check_decision
 
     rng = random.Random(seed)
@@ -248,7 +249,9 @@ def _deploy(tmp_path, policy, n, halluc_rate, seed=0, queue=None, log=None, guar
     for i in range(n):
         rec = log.append({"request_id": f"r{seed}-{i}", "policy_id": pid, "domain": "geo", "route": "accept",
                           "risk": rng.random() * 0.3, "signals": {}, "question": "q", "answer": "a",
-                          **({"guarantee": guarantee_of(policy, "geo")} if guarantee else {})}, kind="decision")  # fmt: skip
+                          **({"guarantee": guarantee_of(policy, "geo")} if guarantee else {}),
+                          **({"thresholds": {"accept_below": accept_below}} if accept_below is not None else {})},
+                         kind="decision")  # fmt: skip
         spot = spot_check_decision(policy, "geo", rec.id, 10**9)
         if spot:
             log.append(spot, kind=SPOT)
@@ -270,6 +273,19 @@ def test_a_domain_not_in_breach_whose_upper_bound_passes_the_target_says_so(tmp_
     assert f"not shown within target: the upper bound {sc['upper_bound']:.3f} passes the target 0.2" in summary(rep)
     (check,) = [r for r in AuditLog(policy.audit.path) if r["kind"] == "monitor_check"]
     assert (check["target"], check["confidence"], check["selection_mismatches"]) == (0.2, 0.9, 0)
+
+
+def test_spot_checks_accepted_under_different_thresholds_are_said_pooled(tmp_path):
+    """A hand-set accept_below changed from 0.4 to 0.7: the report credited all spot-checks to 0.7."""
+    policy = _pol(tmp_path, spot_check_rate=0.5)
+    log, queue = _deploy(tmp_path, policy, 20, halluc_rate=0.1, seed=3, accept_below=0.4)
+    _deploy(tmp_path, policy, 20, halluc_rate=0.1, seed=4, accept_below=0.7, log=log, queue=queue)
+    sc = run_monitor(policy, act=False)["domains"]["geo"]["spot_checks"]
+    under = sc["accepted_under"]
+    assert set(under) == {"0.4", "0.7"} and sum(under.values()) == sc["reviewed"]
+    rep = run_monitor(policy, act=False)
+    assert (f"pooled across accept thresholds: {under['0.4']} accepted under accept_below 0.4, {under['0.7']} accepted "
+            "under accept_below 0.7") in summary(rep)
 
 
 def test_monitor_run_estimates_tightens_on_a_breach_and_a_person_lifts(tmp_path, capsys):
