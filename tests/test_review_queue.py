@@ -239,9 +239,14 @@ def test_second_decision_raises_already_decided_and_changes_nothing(queue, audit
     e = info.value
     assert isinstance(e, ReviewQueueError)
     assert e.reviewer == "alice" and e.decided_at == first.decided_at and e.verdict == "correct"
-    assert "already decided by alice at " + first.decided_at in str(e)
+    assert "already decided by alice at " + first.decided_at in str(e) and "--supersede" not in str(e)
     assert queue.get("a").verdict == first
     assert len(verdict_records(audit)) == 1
+    # --supersede does not replace a committed verdict, and says what it is for (it was silently the same refusal)
+    with pytest.raises(AlreadyDecided, match="--supersede records a verdict over one the audit log holds but the queue "
+                                             "never committed"):
+        queue.decide("a", verdict="hallucinated", reviewer="bob", supersede=True)
+    assert queue.get("a").verdict == first and len(verdict_records(audit)) == 1
 
 
 def test_two_threads_deciding_the_same_item_exactly_one_wins(tmp_path, audit):

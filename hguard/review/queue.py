@@ -364,7 +364,7 @@ class ReviewQueue:
                     (verdict, reviewer, corrected_answer, note, decided_at, record_id, item_id),
                 )
                 if cur.rowcount != 1:
-                    raise self._not_pending(conn, item_id)
+                    raise self._not_pending(conn, item_id, supersede)
                 if uncommitted and not supersede:  # still pending under our lock: those verdicts were never committed
                     raise self._uncommitted_error(item_id, uncommitted)
                 earlier = [str(r.get("id")) for r in uncommitted]
@@ -579,7 +579,7 @@ class ReviewQueue:
             "any reviewer said so"
         )
 
-    def _not_pending(self, conn: sqlite3.Connection, item_id: str) -> ReviewQueueError:
+    def _not_pending(self, conn: sqlite3.Connection, item_id: str, supersede: bool = False) -> ReviewQueueError:
         row = conn.execute("SELECT reviewer, decided_at, verdict FROM review_items WHERE id = ?", (item_id,)).fetchone()
         if row is None:
             return ItemNotFound(
@@ -590,7 +590,10 @@ class ReviewQueue:
         reviewer, decided_at, verdict = row
         return AlreadyDecided(
             f"review item {item_id!r} was already decided by {reviewer} at {decided_at} (verdict: {verdict}); "
-            "nothing was changed; the items still pending are in `hguard review list` or a reload of the review page",
+            "nothing was changed; the items still pending are in `hguard review list` or a reload of the review page"
+            + ("; --supersede records a verdict over one the audit log holds but the queue never committed (its "
+               "process stopped), not over a decided item: an item takes one verdict, so a second reviewer's "
+               "disagreement goes in your own records" if supersede else ""),
             item_id=item_id,
             reviewer=reviewer,
             decided_at=decided_at,
