@@ -116,6 +116,7 @@ def test_load_tolerates_utf8_bom(tmp_path: Path) -> None:
         (row(answers=["Paris", 3]), "field 'answers': must be a list of non-empty strings (got [\"Paris\", 3])"),
         (row(answers=["---", "The"]), "field 'answers': needs at least one alias with a word other than a/an/the for a 'qa' row"),
         (row(answers=...), "field 'answers': missing; every row needs id, question, answers, domain"),
+        (row(answers=..., answer=["Paris"]), "did you mean 'answers' for 'answer'? Rename it"),
         (row(question="   "), "field 'question': must be a string with something other than whitespace in it (got \"   \")"),
         (row(question=...), "field 'question': missing"),
         (row(id=17), "field 'id': must be a string with something other than whitespace in it (got 17)"),

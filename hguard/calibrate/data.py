@@ -240,9 +240,12 @@ def _describe(err: ErrorDetails, row: dict[str, Any]) -> str:
         return f"field '{name}': {ctx.get('rule')} (got {_show(got)})"
     field = str(loc[0]) if loc else "?"
     if kind == "missing":
+        import difflib
+
+        near = difflib.get_close_matches(field, [k for k in row if isinstance(k, str) and k not in FIELDS], n=1, cutoff=0.75)
         return (
             f"field '{field}': missing; every row needs {', '.join(_REQUIRED)}"
-            f" (got fields {_show(sorted(row))})"
+            f" (got fields {_show(sorted(row))})" + (f"; did you mean '{field}' for '{near[0]}'? Rename it" if near else "")
         )
     if kind == "extra_forbidden":
         return (
