@@ -361,7 +361,9 @@ class Guard(_Scoring, _Recording):
                                        if r.thresholds is not None and (m := r.thresholds.hand_set_sentence()))
                              + ("; it is above the calibrated abstain_above, which is raised to it, so this domain "
                                 "routes no answer to review by its risk: each is accepted or abstained on, unless a check holds it "
-                                "(out of distribution, a fingerprint, missing signals)" if raised and not tightened else "")
+                                "(out of distribution, a fingerprint, missing signals)" if raised and not tightened else
+                                "; it is above the calibrated abstain_above, which stays raised to it while the domain is "
+                                "tightened (answers between the two go to review, not abstain)" if raised else "")
                              + ((f" (the monitor has tightened it since {tightened.since}: " if tightened.since else
                                  f" (held: {tightened.reason}: ")
                                 + ("it accepts nothing: every answer that is not abstained on goes to review"

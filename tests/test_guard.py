@@ -224,6 +224,7 @@ def test_a_hand_set_accept_threshold_is_said_at_start_and_in_each_accepted_answe
     assert said.endswith("(the monitor has tightened it since T1: it accepts nothing: every answer that is not "
                          "abstained on goes to review until a person lifts it)")
     assert "routes no answer to review" not in said  # it does review them while tightened
+    assert "which stays raised to it while the domain is tightened" in said  # the raise itself is still in force
     # answers with context accepted under it with no grounding floor: said at start
     g = Guard.from_policy(_policy(root, tmp_path, context_with_closed_book_probe="allow"), lm=lm)
     assert "with context it has no min_grounding floor" in g.uncertified_accept_thresholds()["alpha"]
