@@ -257,6 +257,11 @@ class HNeuronProbe(ClassifierMixin, BaseEstimator):
             return None
         if mean[at] - 2.0 * se[at] > 0.5:
             return None
+        if mean[at] + 2.0 * se[at] < 0.5:  # below chance beyond noise: it ranks them the wrong way round
+            return (f"the probe does not beat chance in cross-validation: best mean AUROC {mean[at]:.3f} (standard error "
+                    f"{se[at]:.3f}) at C={self.best_C_:.4g}, below 0.5 by more than two standard errors: it ranks the "
+                    "held-out folds' answers the wrong way round (what tells right from wrong in training does not hold "
+                    "across folds), so its scores carry no usable signal")
         return (f"the probe does not beat chance in cross-validation: best mean AUROC {mean[at]:.3f} (standard error "
                 f"{se[at]:.3f}) at C={self.best_C_:.4g}; its scores carry no signal")
 

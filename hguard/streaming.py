@@ -407,7 +407,7 @@ def guard_stream(
     ``history``, ``system``, ``stop``, ``problems`` as for ``Guard.invoke``.
     """
     check_stream_mode(mode)
-    if mode == "hold":
+    if mode == "hold":  # (``cancel`` in ``call``: an async stream's, set when its caller leaves)
         result = guarded_invoke(guard, question, context, domain, early_stop=early_stop, **call)
         yield GuardStreamChunk(result.display_text, result)
         return
@@ -581,7 +581,11 @@ async def aguard_stream(
     run_id: str | None = None,
     **call: Any,
 ) -> AsyncIterator[GuardStreamChunk]:
-    """:func:`guard_stream` for asyncio: the generation runs in a worker thread, the loop stays free."""
+    """:func:`guard_stream` for asyncio: the generation runs in a worker thread, the loop stays free. Left before its
+    end (a timeout, a cancel, a break), the generation stops at its next token and the cut answer is held."""
+    cancel = threading.Event()
+    if mode == "hold":  # passthrough makes its own, set when the stream is closed
+        call = {**call, "cancel": cancel}
     it = guard_stream(guard, question, context, domain, mode, early_stop=early_stop, timeout=timeout, run_id=run_id,
                       **call)
     lock = threading.Lock()  # one step of the stream at a time: a cancelled step's thread runs on
@@ -615,6 +619,7 @@ async def aguard_stream(
             it.close()
         else:  # left early (a timeout, a cancel, a break): the caller goes on at once; a thread waits for the
             # step in flight, closes the stream (the guard still records its decision) and says what was not delivered
+            cancel.set()
             threading.Thread(target=close, name="hguard-stream-close").start()
 
 

@@ -575,3 +575,21 @@ def test_the_command_line_gives_each_bad_row_on_its_own_line(tmp_path: Path, cap
     assert err[0] == "hguard calibrate: error: 2 bad rows, nothing loaded; fix or remove each:"
     assert err[1].startswith(f"  {p} line 1: field 'context': the context is empty")
     assert err[2].startswith(f"  {p} line 2: field 'domain': must be a slug") and len(err) == 3
+
+
+def test_rows_in_another_language_are_said_to_be_judged_in_english(tmp_path: Path) -> None:
+    """A German/French calibration's replies were judged by English wording ("Der Text sagt das nicht." labelled
+    hallucinated) without a word; the bundled English sets raise no such warning."""
+    import warnings
+
+    p = write_lines(tmp_path / "de.jsonl", [
+        row(id="de-1", question="Wie hoch ist die Franchise für den Glasbruch?", answers=["300 Franken"]),
+        row(id="de-2", question="Ist der Glasbruch in der Police gedeckt?", answers=["no"], meta={"judge": "yesno"}),
+        row(id="en-1")])
+    with pytest.warns(UserWarning, match=r"2 of 3 row\(s\) ask in another language than English \(2 in German\): the "
+                                         "judge reads a reply's declining"):
+        load_examples(p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in ("geography", "chemistry", "literature", "fabricated"):
+            load_examples(Path(__file__).resolve().parents[1] / "calibration" / "data" / f"{name}.jsonl")

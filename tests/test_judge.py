@@ -240,6 +240,17 @@ def test_not_mentioned_in_the_provided_information_declines() -> None:
                     'Does the policy text answer the question "how are my contacts stored"?') is None
 
 
+def test_a_yes_no_reply_that_names_both_says_neither_and_a_first_word_reads_in_other_languages() -> None:
+    # a calibration's "right" answer was 'The answer is not "yes" or "no."': it says neither
+    for reply in ('The answer is not "yes" or "no."', "The answer is neither yes nor no.", "Yes or no: it depends."):
+        assert judge_yesno(reply, "yes").label == "refusal", reply
+    # "Nein." was read as an affirmative statement: yes; only a whole first word counts ("non-compete" is no "non")
+    assert judge_yesno("Nein.", "no").label == "correct" and judge_yesno("Oui, elle est payable.", "yes").label == "correct"
+    assert judge_yesno("Não.", "no").label == "correct" and judge_yesno("Ja", "no").label == "hallucinated"
+    assert judge_yesno("The non-compete clause applies.", "yes").label == "correct"
+    assert judge_yesno("Non-compete clauses are not included.", "no").reason.startswith("negated statement")
+
+
 def test_no_in_an_idiom_is_not_a_no() -> None:
     j = judge_yesno("No problem, you can approve it.", "no")
     assert j.label == "hallucinated" and "affirmative" in j.reason

@@ -347,6 +347,19 @@ def test_chance_level_probe_warns():
         HNeuronProbe(Cs=4, cv=3, length_control=False).fit(X, y)
 
 
+def test_a_probe_below_chance_beyond_noise_is_said_to_rank_the_wrong_way_round():
+    """A best mean AUROC of 0.287 (standard error 0.074) was said to carry "no signal": it ranks them reversed."""
+    probe = HNeuronProbe(Cs=[1.0], cv=3, length_control=False)
+    rng = np.random.default_rng(4)
+    X = rng.gamma(2.0, 0.5, size=(60, 50)).astype(np.float32)
+    with pytest.warns(UserWarning):
+        probe.fit(X, rng.permutation(np.arange(60) % 2))
+    probe.cv_results_ = {"C": [probe.best_C_], "mean_auroc": [0.287], "se_auroc": [0.074]}
+    assert "below 0.5 by more than two standard errors: it ranks" in probe.chance_warning()
+    probe.cv_results_ = {"C": [probe.best_C_], "mean_auroc": [0.45], "se_auroc": [0.074]}
+    assert probe.chance_warning().endswith("its scores carry no signal")
+
+
 def test_no_signal_warns_when_no_neuron_survives():
     rng = np.random.default_rng(3)
     X = rng.gamma(2.0, 0.5, size=(60, 200)).astype(np.float32)

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -330,7 +331,28 @@ def load_examples(path_or_paths: str | os.PathLike[str] | Iterable[str | os.Path
                                   + [f"  {what}" for _, what in bad[:_BAD_SHOWN]] + more))
     _check_family_spellings(examples, seen)
     _warn_mistyped_meta(examples, seen)
+    _warn_other_languages(examples)
     return examples
+
+
+def _warn_other_languages(examples: list[Example]) -> None:
+    """Say when rows ask in another language than English: the judge reads a reply's declining, negation and
+    hedges in English (and yes/no as a reply's first word in a few others), so such replies may be labelled wrong."""
+    from collections import Counter
+
+    from ..signals.relevance import _language, _reads_english, _words
+
+    # a margin of two function words: an English title of a few short words ("Cat on a Hot Tin Roof") is not read
+    # as another language's (1 of the 5,011 bundled questions was, by one word)
+    other = Counter(_language(_words(e.question), 2) for e in examples if not _reads_english(e.question, 2))
+    if other:
+        langs = ", ".join(f"{n} in {lang.title() if lang != 'english' else 'another script'}"
+                          for lang, n in other.most_common(3))
+        warnings.warn(f"{sum(other.values())} of {len(examples)} row(s) ask in another language than English ({langs}): "
+                      "the judge reads a reply's declining ('the passage does not say'), negation and hedges in English "
+                      "only, so a reply in that language may be labelled wrong; check the per-answer labels "
+                      "(`hguard evaluate --json`, the calibration's answers), or write answers the model gives in English",
+                      UserWarning, stacklevel=2)
 
 
 def _check_family_spellings(examples: list[Example], seen: Mapping[str, tuple[Path, int]]) -> None:
@@ -404,7 +426,6 @@ def warn_rag_meta(examples: Sequence[Example]) -> None:
     reported under it but no target reads them), and a misleading row without ``meta.misleading_answer`` (the
     judge cannot tell an answer that followed the passage from any other wrong one, so the knowledge-conflict
     detector gets no contrast from it)."""
-    import warnings
 
     unknown: dict[str, list[str]] = {}
     bare = []
@@ -428,7 +449,6 @@ def _warn_mistyped_meta(examples: Sequence[Example], where: dict[str, tuple[Path
     """One warning per meta key that looks like a mistyped one calibration reads (``famly``): such a row
     is still loaded, but its value is never read (a row without ``family`` falls back to its fact group)."""
     import difflib
-    import warnings
 
     typos: dict[tuple[str, str], list[str]] = {}
     for ex in examples:
@@ -452,7 +472,6 @@ def rows_for_mode(examples: Sequence[Example], *, rag: bool) -> list[Example]:
     (answered through the context prompt), else rows without one (closed-book). The others are left out with
     one warning naming their count, the first id and the command for them, so one file (e.g. a review export)
     can feed both; when none is left, DataError says so."""
-    import warnings
 
     keep = [e for e in examples if (e.context is not None) == rag]
     other = [e for e in examples if (e.context is not None) != rag]

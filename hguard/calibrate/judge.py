@@ -661,6 +661,13 @@ YES_NO = ("yes", "no")
 _YES_WORDS = frozenset({"yes", "true", "correct", "indeed", "yeah", "yep"})
 _NO_WORDS = frozenset({"no", "false", "incorrect", "nope"})
 _NO_IDIOMS = frozenset({"problem", "problems", "worries", "worry", "doubt", "question"})
+# a reply whose first word is yes or no in another language ("Nein.", "Oui, ..."): only there, since inside an English
+# reply these words are others ("non-compete", "ja" in a name)
+_FIRST_YES = frozenset({"ja", "oui", "sim"})
+_FIRST_NO = frozenset({"nein", "non", "nao", "nee"})
+# a reply that names both and picks neither: "The answer is not 'yes' or 'no'.", "neither yes nor no", "yes or no"
+_FIRST_WORD = re.compile(r"\s*([^\W\d_]+)(?![\w-])")  # a whole first word: not "non" of "non-compete"
+_NEITHER = re.compile(r"\b(?:yes|no)\s+(?:or|nor)\s+(?:yes|no)\b")
 _NEGATED_VERB = re.compile(r"\b(?:does not|doesnt|do not|dont|is not|isnt|are not|arent|did not|didnt|will not|wont|"
                            r"cannot|cant|can not|was not|wasnt|has not|hasnt|have not|havent|never|not)\b")
 
@@ -683,7 +690,13 @@ def judge_yesno(answer: str, truth: str, question: str | None = None) -> Judgeme
     if wording is not None:
         return Judgement("refusal", None, f"declines ({wording!r})" if wording else "empty answer")
     words = normalize(answer).split()
+    if _NEITHER.search(" ".join(words)):
+        return Judgement("refusal", None, "says neither yes nor no")
     said = None
+    first = _FIRST_WORD.match(answer)
+    lead = fold_accents(first.group(1)).lower() if first else ""
+    if lead in _FIRST_YES or lead in _FIRST_NO:
+        said, how, words = ("yes" if lead in _FIRST_YES else "no"), f"first word {lead!r}", []
     for i, w in enumerate(words):
         if w == "no" and words[i + 1 : i + 2] and words[i + 1] in _NO_IDIOMS:
             continue  # "No problem, you can approve it." says neither yes nor no with its "no"

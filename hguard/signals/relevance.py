@@ -96,12 +96,13 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(fold_accents(text).casefold())
 
 
-def _language(words: Sequence[str]) -> str:
-    """The language whose function words ``words`` hold most of; English on a tie or none."""
+def _language(words: Sequence[str], margin: int = 1) -> str:
+    """The language whose function words ``words`` hold most of, by at least ``margin`` more than English's;
+    English otherwise (a tie, none)."""
     lists = _function_words()
     hits = {lang: sum(w in fw for w in words) for lang, fw in lists.items()}
     best = max(hits.values(), default=0)
-    return "english" if best == 0 or hits.get("english", 0) == best else max(hits, key=lambda k: hits[k])
+    return "english" if best == 0 or best - hits.get("english", 0) < margin else max(hits, key=lambda k: hits[k])
 
 
 def shares_content_word(question: str, context: str | Sequence[str]) -> bool:
@@ -131,10 +132,11 @@ def shares_content_word(question: str, context: str | Sequence[str]) -> bool:
     return not asked or any(_word_matches(w, vocab, stems, True) for w in asked)
 
 
-def _reads_english(question: str) -> bool:
-    """Whether ``question`` is read as English: its function words are English's (or none's) and its words ASCII."""
+def _reads_english(question: str, margin: int = 1) -> bool:
+    """Whether ``question`` is read as English: its function words are English's (or none's; see :func:`_language`)
+    and its words ASCII."""
     words = _words(question)
-    return _language(words) == "english" and all(w.isascii() for w in words)
+    return _language(words, margin) == "english" and all(w.isascii() for w in words)
 
 
 def off_question(question: str, context: str | Sequence[str] | None, context_relevance: float | None) -> str | None:
