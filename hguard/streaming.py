@@ -590,8 +590,14 @@ async def aguard_stream(
                       **call)
     lock = threading.Lock()  # one step of the stream at a time: a cancelled step's thread runs on
     taken: list[GuardStreamChunk] = []  # a chunk taken from the stream that has not reached the caller yet
+    flag = threading.Lock()
+    state = {"started": False, "gone": False}  # whether a step ever ran; whether the caller left
 
     def step() -> GuardStreamChunk | None:
+        with flag:
+            if state["gone"] and not state["started"]:  # the caller left while this waited for a worker: said below
+                return None
+            state["started"] = True
         with lock:
             chunk = next(it, None)
             if chunk is not None:
@@ -620,6 +626,10 @@ async def aguard_stream(
         else:  # left early (a timeout, a cancel, a break): the caller goes on at once; a thread waits for the
             # step in flight, closes the stream (the guard still records its decision) and says what was not delivered
             cancel.set()
+            with flag:
+                state["gone"], started = True, state["started"]
+            if not started:  # cancelled while its first step waited for a worker thread: nothing was generated
+                guard.record_cancelled(question, context=context, domain=domain, request_id=call.get("request_id"))
             threading.Thread(target=close, name="hguard-stream-close").start()
 
 

@@ -487,6 +487,10 @@ def test_a_reply_that_writes_a_new_question_answers_nothing():
         # ... but the question's lower-case words capitalised (a sentence's or a title's capitals) still echo it
         ("What is the capital of canton of Gordes?", "The capital of Canton of Gordes is not a place, but rather a city.",
          ["Gordes"], "hallucinated"),
+        # ... and so do an answer in capitals and a question whose case says nothing of its names
+        ("What is the capital of canton of Gordes?", "THE CAPITAL OF CANTON OF GORDES IS APT.", ["Gordes"], "hallucinated"),
+        ("What Is The Capital Of Canton Of Gordes?", "The capital of canton of Gordes is Apt.", ["Gordes"], "hallucinated"),
+        ("WHAT IS THE CAPITAL OF CANTON OF GORDES?", "The capital of Canton of Gordes is Apt.", ["Gordes"], "hallucinated"),
         ("Which country is the Bank of Japan the central bank of?", "The Bank of Japan is the central bank of Japan.", ["Japan"], "correct"),
         ("Which country is the Bank of Japan the central bank of?", "It is the Bank of Japan.", ["Japan"], "hallucinated"),
         # a question offering choices: repeating its words around the chosen one picks it

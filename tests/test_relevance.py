@@ -151,3 +151,19 @@ def test_the_off_topic_check_reads_content_words_in_the_questions_own_language(q
     from hguard.signals.relevance import shares_content_word
 
     assert shares_content_word(question, passage) is shares
+
+
+def test_the_off_topic_hold_of_an_english_question_is_not_gated_by_a_foreign_passages_function_words():
+    """context_relevance counts "de" of "contrat de vente" as a word the French passage shares: the hold never fired
+    and an answer from a canteen menu was accepted for a contract penalty."""
+    from hguard.signals.relevance import off_question
+
+    canteen = "La cantine est ouverte du lundi au vendredi de 11 à 14 heures. Un menu coûte 5 euros."
+    why = off_question("What is the penalty under the contrat de vente?", canteen, 0.25)
+    assert why and "the passage read without the function words of French" in why
+    assert off_question("What is the penalty under the contract?", "The penalty is 5 euros.", 0.5) is None
+    assert off_question("What is the penalty?", "The canteen opens at noon.", 0.0).startswith(
+        "the passage holds none of the question's content words (context_relevance 0)")
+    assert off_question("Quel est le montant de la pénalité ?", canteen, 0.4).startswith(
+        "the passage holds none of the question's content words (read without the function words of French)")
+    assert off_question("What is the penalty?", None, 0.0) is None

@@ -545,12 +545,19 @@ def _echoed(ans_tok: list[str], start: int, n: int, q: list[str], ans_cased: lis
 
     def written_as_in_question(a: int, b: int) -> bool:
         # word for word as the question writes it, or capitalised where the question is not ("Canton of Gordes"
-        # for "canton of Gordes": a sentence's or a title's capitals); not lower case where the question
-        # capitalises a name ("bank of Japan" is not "Bank of Japan")
+        # for "canton of Gordes": a sentence's or a title's capitals), or in capitals throughout; not lower case
+        # where the question capitalises a name ("bank of Japan" is not "Bank of Japan"), unless the question
+        # capitalises every word (a title, or capitals throughout), which says nothing of its names
         if ans_cased is None or q_cased is None:
             return True
+        if all(v[:1].isupper() or not v[:1].isalpha() for v in q_cased):
+            return True
         run = ans_cased[a:b]
-        return any(all(w == v or (w.lower() == v.lower() and not v[:1].isupper()) for w, v in zip(run, q_cased[i:i + len(run)]))
+
+        def same(w: str, v: str) -> bool:
+            return w == v or (w.lower() == v.lower() and (not v[:1].isupper() or (w.isupper() and len(w) > 1)))
+
+        return any(all(same(w, v) for w, v in zip(run, q_cased[i:i + len(run)]))
                    for i in range(len(q) - len(run) + 1) if q[i:i + len(run)] == ans_tok[a:b])
 
     for a in range(max(0, start - len(q)), start + 1):

@@ -147,14 +147,21 @@ def off_question(question: str, context: str | Sequence[str] | None, context_rel
     miss" in a Cyrillic question)."""
     if context is None:
         return None
+    from hguard.signals.grounding import _context_text
+
     english = _reads_english(question)
-    if english and context_relevance != 0.0:
+    passage_in = _language(_words(_context_text(context)))
+    # context_relevance counts a foreign passage's function words ("de", "für") as the question's: it gates only
+    # an English passage
+    if english and context_relevance != 0.0 and passage_in == "english":
         return None
     if shares_content_word(question, context):
         return None
-    return ("the passage holds none of the question's content words (" + (
-        "context_relevance 0" if english else f"read without the function words of {_language(_words(question)).title()}")
-        + "): it may not address the question (or is in another language), so an answer from it is held for review")
+    how = ("context_relevance 0" if english and passage_in == "english" else
+           f"the passage read without the function words of {passage_in.title()}" if english else
+           f"read without the function words of {_language(_words(question)).title()}")
+    return (f"the passage holds none of the question's content words ({how}): it may not address the question (or is "
+            "in another language), so an answer from it is held for review")
 
 
 _ALTERNATIVES = re.compile(r"\bor\b", re.IGNORECASE)

@@ -5,7 +5,8 @@ with whatever comes first in that attempt's outputs, which can be another input'
 (langchain-ai/langchain#35475): under ``raise_on``, a held question came back with another question's accepted
 answer. :class:`GuardRetry` keeps each input's own outcome, does not retry the guard's own routes (a
 :class:`~hguard.errors.RouteError`: decoding is greedy, so a retry regenerates the same answer and queues it for
-review again) nor its refusals of bad input (an :class:`~hguard.errors.InputError`, refused and recorded again), and, like ``ChatHGuard.batch``, says the other decided answers of a batch that raises undelivered.
+review again) nor its refusals (bad input, an :class:`~hguard.errors.InputError`, refused and recorded again; a wrong
+keyword or a feature it lacks), and, like ``ChatHGuard.batch``, says the other decided answers of a batch that raises undelivered.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ class GuardRetry(RunnableRetry):  # type: ignore[no-redef]
     """What ``ChatHGuard.with_retry()`` returns (see the module's text for how it differs from LangChain's)."""
 
     def _retryable(self, exc: BaseException) -> bool:
-        if isinstance(exc, (RouteError, InputError)):  # the same greedy answer again, queued again; the same refusal
-            return False  # again, recorded again: never retried
-        kinds = self.retry_exception_types
+        if isinstance(exc, (RouteError, InputError, TypeError, NotImplementedError)):  # the same greedy answer again,
+            return False  # queued again; the same refusal, recorded again; a wrong keyword or a feature it lacks
+        kinds: Any = self.retry_exception_types
+        if isinstance(kinds, type) and issubclass(kinds, BaseException):  # one class, not a tuple of them
+            return isinstance(exc, kinds)
         if callable(kinds) and not isinstance(kinds, tuple):
             return bool(kinds(exc))
         return isinstance(exc, kinds) if kinds else True

@@ -306,6 +306,11 @@ def test_with_retry_keeps_each_inputs_own_outcome_and_does_not_retry_a_route(mak
     with pytest.raises(InputError):  # a refusal is not retried either: one error record, not three
         retry.invoke("")
     assert len(records("error")) == 1
+    # nor a wrong keyword or a missing feature; and one exception class given alone is read as that class (a class is
+    # callable: it was called as a predicate, so every error was retried)
+    one = raising.with_retry(retry_if_exception_type=ValueError)
+    assert one._retryable(ValueError("x")) and not one._retryable(RuntimeError("x"))
+    assert not retry._retryable(TypeError("domian")) and not retry._retryable(NotImplementedError("tools"))
 
 
 def test_an_async_call_cancelled_stops_its_generation_or_is_recorded_unstarted(make_guard):
@@ -366,12 +371,17 @@ def test_an_async_call_cancelled_stops_its_generation_or_is_recorded_unstarted(m
             await asyncio.wait_for(call, 0.2)
         await blocker
 
+    async def read(stream):
+        return [c async for c in stream]
+
     before = len(records("decision"))
     asyncio.run(queued(chat.ainvoke(Q)))
     asyncio.run(queued(chat.abatch([Q, Q + " again"])))
     errors = records("error")
     assert [e["error_type"] for e in errors] == ["CancelledError"] * 3 and {e["source"] for e in errors} == {"ChatHGuard"}
     assert [e["question"] for e in errors] == [Q, Q, Q + " again"] and len(records("decision")) == before
+    asyncio.run(queued(read(chat.astream(Q + " streamed"))))  # a stream whose first step waited: it left no record
+    assert [e["question"] for e in records("error")][-1] == Q + " streamed" and len(records("decision")) == before
 
 
 @pytest.mark.parametrize("how", ["chat.ainvoke", "rag.ainvoke", "chat.abatch"])
