@@ -35,7 +35,7 @@ from hguard._json import json_safe
 from hguard.models import PLAIN_STOP
 from hguard._text import blank
 from hguard._guard_scoring import _near
-from hguard.errors import InputError, route_error
+from hguard.errors import InputError, RouteError, route_error
 from hguard.guard import Guard, GuardResult
 
 StreamMode = Literal["hold", "passthrough"]
@@ -513,7 +513,14 @@ async def in_thread(guard: Guard, fn: Callable[..., Any], *args: Any, decided: C
             if state["caller_gone"]:  # the caller left while this waited for a worker: said by ``unstarted``
                 return None
             state["started"] = True
-        out = fn(*args, **kw)
+        try:
+            out = fn(*args, **kw)
+        except RouteError as exc:  # a decision handed back as an error (raise_on): undelivered too if the caller left
+            with lock:
+                state["routed"], gone = exc, state["caller_gone"]
+            if gone:
+                guard.record_undelivered(exc, CANCELLED, run_id=run_id)
+            raise
         with lock:
             state["out"], gone = out, state["caller_gone"]
         if gone:
@@ -528,10 +535,12 @@ async def in_thread(guard: Guard, fn: Callable[..., Any], *args: Any, decided: C
             cancel_event.set()
         with lock:
             state["caller_gone"] = True
-            done, started = "out" in state, state["started"]
+            done, started, routed = "out" in state, state["started"], state.get("routed")
         if done:  # the work ended, but the caller was gone before it resumed
             for d in decided(state["out"]):
                 guard.record_undelivered(d, CANCELLED, run_id=run_id)
+        elif routed is not None:  # ... with a raise_on route: its decision did not reach the caller either
+            guard.record_undelivered(routed, CANCELLED, run_id=run_id)
         elif not started and unstarted is not None:
             unstarted()
         raise

@@ -103,11 +103,13 @@ class GuardRetry(RunnableRetry):  # type: ignore[no-redef]
         configs = get_config_list(config, len(out))
         why = (f"input {failed} of the same batch raised {type(out[failed]).__name__} (no return_exceptions), so the "
                "batch returned none of its answers")
-        for r, cfg in zip(out, configs):
+        for i, (r, cfg) in enumerate(zip(out, configs)):
             meta = r.response_metadata if isinstance(r, BaseMessage) else None
-            if meta and meta.get("audit_id"):
+            decision = (decided_by(meta) if meta and meta.get("audit_id") else
+                        r if isinstance(r, RouteError) and i != failed else None)  # a held answer the batch never raised
+            if decision is not None:
                 run_id = cfg.get("run_id")
-                cast("ChatHGuard", self.bound).guard.record_undelivered(decided_by(meta), why, run_id=str(run_id) if run_id is not None else None)
+                cast("ChatHGuard", self.bound).guard.record_undelivered(decision, why, run_id=str(run_id) if run_id is not None else None)
         raise out[failed]
 
     def batch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None, *,

@@ -289,6 +289,13 @@ def test_with_retry_keeps_each_inputs_own_outcome_and_does_not_retry_a_route(mak
     with pytest.raises(NeedsReviewError):
         asyncio.run(retry.abatch([Q, held]))
     assert len(records("answer_not_delivered")) == 2
+    # a held input the raising batch never raised is undelivered too (only answers returned as messages were said)
+    held2 = [SystemMessage(content="answer in one word"), HumanMessage(content=Q + " again")]
+    with pytest.raises(NeedsReviewError):
+        retry.batch([held, held2])
+    said = records("answer_not_delivered")[-1]
+    assert len(records("answer_not_delivered")) == 3 and said["route"] == "review"
+    assert said["decision_audit_id"] == records("decision")[-1]["id"]
     # another error is retried, as LangChain's with_retry does
     real, failures = guard.batch, []
 
@@ -356,12 +363,19 @@ def test_an_async_call_cancelled_stops_its_generation_or_is_recorded_unstarted(m
     (decision,) = records("decision")
     assert decision["route"] == "review" and CANCELLED_HOLD in decision["reasons"]
     assert decision["signals"]["length"] < 24
-    asyncio.run(cancelled(chat.abatch([Q, Q + " now"]), 0.3))
+    # under raise_on the cut answer comes back as a NeedsReviewError inside the worker: it was never said undelivered
+    asyncio.run(cancelled(ChatHGuard(guard=guard, domain="alpha", raise_on={"review"}).ainvoke(Q + " held"), 0.3))
     for _ in range(100):
-        if len(records("decision")) == 3 and len(records("answer_not_delivered")) == 3:
+        if len(records("answer_not_delivered")) == 2:
             break
         time.sleep(0.05)
-    assert all(CANCELLED_HOLD in d["reasons"] for d in records("decision")[1:])
+    assert [r["decision_audit_id"] for r in records("answer_not_delivered")] == [d["id"] for d in records("decision")]
+    asyncio.run(cancelled(chat.abatch([Q, Q + " now"]), 0.3))
+    for _ in range(100):
+        if len(records("decision")) == 4 and len(records("answer_not_delivered")) == 4:
+            break
+        time.sleep(0.05)
+    assert len(records("decision")) == 4 and all(CANCELLED_HOLD in d["reasons"] for d in records("decision"))
 
     async def queued(call):
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(1))
