@@ -18,8 +18,10 @@ GENESIS_HASH = "0" * 64
 # archive's last record (its prev_hash and seq follow on) and names the archive; only the log writes it.
 CONTINUATION = "log_continued"
 # history: a conversation's earlier turns; error: a failure's message, which names the bad value it was given (a
-# history turn, a context) so that the caller can fix it; its ``error_type`` stays readable
-REDACTED_FIELDS = frozenset({"question", "answer", "context", "history", "error"})
+# history turn, a context) so that the caller can fix it; its ``error_type`` stays readable; system_prompt: a call's
+# own instruction, which may name the person asked about (its fingerprint stays readable); file_name: a retrieved
+# document's, often a person's name
+REDACTED_FIELDS = frozenset({"question", "answer", "context", "history", "error", "system_prompt", "file_name"})
 # The log owns these; letting callers set them would let a caller forge chain positions.
 _RESERVED_FIELDS = ("id", "seq", "time", "kind", "prev_hash", "hash", "mac", "nonfinite")
 _CHAIN_FIELDS = ("id", "seq", "time", "kind", "prev_hash", "hash")

@@ -47,6 +47,7 @@ class _Scoring:
     generator: Generator
     probe_errors: dict[str, str]
     monitor_state: MonitorState
+    audit: Any  # an AuditLog, or None for no log
 
     if TYPE_CHECKING:
 
@@ -289,7 +290,10 @@ class _Scoring:
         if g.extra.get("stopped_early"):
             reasons.append("generation stopped early: the running risk passed the abstain threshold")
         if g.extra.get("stop") is not None:  # what is shown ends before what was scored
-            reasons.append(f"the answer was cut at the caller's stop sequence {g.extra['stop']!r}: its risk was read "
+            stop = g.extra["stop"]  # the caller's text: not quoted in a redacting log
+            shown_stop = (f"({len(stop)} characters; a redacting log does not quote it)"
+                          if self.audit is not None and self.audit.redact else repr(stop))
+            reasons.append(f"the answer was cut at the caller's stop sequence {shown_stop}: its risk was read "
                            "on the tokens generated before the one that completed it")
         if not choice.get("given") and choice.get("reason"):
             reasons.insert(0, choice["reason"])

@@ -158,8 +158,8 @@ class Rotation:
 class AuditLog:
     """An append-only, hash-chained JSONL audit log shared safely by threads and processes.
 
-    ``redact=True`` stores ``{"sha256": ...}`` in place of every ``question``, ``answer``, ``context`` and
-    ``history`` value (at any depth), so the log proves what was said without holding it. The hash is of the UTF-8
+    ``redact=True`` stores ``{"sha256": ...}`` in place of every ``question``, ``answer``, ``context``,
+    ``history``, ``error``, ``system_prompt`` and ``file_name`` value (at any depth), so the log proves what was said without holding it. The hash is of the UTF-8
     text (or of the canonical JSON for non-strings) and is unsalted: a short, guessable answer can be
     confirmed by hashing guesses.
 

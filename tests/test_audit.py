@@ -319,6 +319,10 @@ def test_redaction_hides_text_but_keeps_its_hash(tmp_path):
     plain = AuditLog(tmp_path / "plain.jsonl")
     plain.append({"question": "visible?"})
     assert list(plain)[0]["question"] == "visible?"
+    # a LlamaIndex query record's source file names (a patient's name, often) are hashed too
+    log.append({"kind_of": "query", "sources": [{"node_id": "n1", "score": 0.5, "file_name": "Snailsworth_clinic.txt"}]})
+    assert "Snailsworth" not in path.read_text(encoding="utf-8")
+    assert list(log)[-1]["sources"][0]["node_id"] == "n1"
 
 
 # ------------------------------------------------------------------------------------------------ concurrency

@@ -849,6 +849,20 @@ def test_a_follow_up_records_the_turns_it_refers_to_and_a_redacting_log_hashes_t
     refused = AuditLog(red["audit"]["path"]).find(err.value.audit_id)
     assert refused["kind"] == "error" and refused["error_type"] == "InputError" and set(refused["error"]) == {"sha256"}
     assert "SECRET" not in open(red["audit"]["path"], encoding="utf-8").read() and "SECRET-4711" in str(err.value)
+    # a DPO's trial: a call's own system prompt (naming the patient) and a stop sequence were in clear
+    r = rg.invoke("what is gold ?", domain="alpha", system="The user is PATIENT-CRUMPLETON, ward 3.",
+                  stop=["GUMBLETON"])
+    rec = AuditLog(red["audit"]["path"]).find(r.audit_id)
+    assert set(rec["generation"]["system_prompt"]) == {"sha256"} and rec["fingerprints"]["system_prompt_fingerprint"]
+    text = open(red["audit"]["path"], encoding="utf-8").read()
+    assert "CRUMPLETON" not in text and "GUMBLETON" not in text
+    # ... and a refused request's error record dropped the caller's id, which a decision record keeps
+    with pytest.raises(InputError) as err:
+        rg.batch(["what is gold ?", ""], domains=["alpha", "alpha"], request_ids=["rq-1", "rq-2"])
+    assert AuditLog(red["audit"]["path"]).find(err.value.audit_id)["caller_request_id"] == "rq-2"
+    with pytest.raises(InputError) as err:
+        rg.invoke("what is gold ?", domain="alpha", request_id="rq-3", max_new_tokens=0)
+    assert AuditLog(red["audit"]["path"]).find(err.value.audit_id)["caller_request_id"] == "rq-3"
 
 
 def test_a_caller_request_id_is_kept_beside_the_record_id_the_guard_assigns(calibrated, tmp_path, capsys):

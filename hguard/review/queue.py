@@ -29,8 +29,9 @@ A ``review_verdict`` record holds ``item_id``, ``decision_audit_id`` (the guard'
 and answer the reviewer was shown). A verdict is logged only beside its decision: with a log, ``decide`` first
 finds the item's decision record there and refuses when it is missing or its question, context or answer
 differ from the item's (the queue file was changed after the guard wrote it). With a redacting log (``AuditLog(..., redact=True)``)
-the corrected answer and the note are stored as ``{"sha256": ...}`` like the log's own redacted fields,
-because either can repeat the private answer.
+the log's ``review_verdict`` record stores the corrected answer and the note as ``{"sha256": ...}`` like its own
+redacted fields, because either can repeat the private answer; the queue itself keeps them in clear, as it keeps
+the question and the answer the reviewer reads.
 
 Items and verdicts (:class:`ReviewItem`, :class:`Verdict`, the errors) and the validation of an item are in
 ``_items``; their public names are importable from here. The SQLite schema, its migration and the row mapping are
