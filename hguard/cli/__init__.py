@@ -298,18 +298,25 @@ def _count(text: str) -> int:
     return value
 
 
+def _classes(m: dict) -> str:
+    """n with its classes, as an evaluation's per-domain entry counts them."""
+    return f"n={m['n']} ({m['correct']} right, {m['hallucinated']} hallucinated, {m['refusals']} declined)"
+
+
+def _auroc_shown(m: dict, k: str) -> str:
+    """Signal ``k``'s AUROC with its 95% interval, from an evaluation's per-domain entry (n/a where one class leaves
+    none)."""
+    a, ci = m["auroc"], m.get("auroc_ci95") or {}
+    if a.get(k) is None:
+        return "n/a"
+    lo, hi = (ci.get(k) or (None, None))[:2]
+    return f"{a[k]:.3f}" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else "")
+
+
 def _rag_line(m: dict) -> str:
     """One line of RAG figures: n with its classes, then the AUROCs (n/a where one class leaves none)."""
-    a, ci = m["auroc"], m.get("auroc_ci95") or {}
-
-    def f(k: str) -> str:
-        if a.get(k) is None:
-            return "n/a"
-        lo, hi = (ci.get(k) or (None, None))[:2]
-        return f"{a[k]:.3f}" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else "")
-
-    return (f"n={m['n']} ({m['correct']} right, {m['hallucinated']} hallucinated, {m['refusals']} declined) "
-            f"AUROC (95% interval) merged={f('merged')} probe={f('probe')} grounding={f('grounding')}")
+    return (f"{_classes(m)} AUROC (95% interval) merged={_auroc_shown(m, 'merged')} probe={_auroc_shown(m, 'probe')} "
+            f"grounding={_auroc_shown(m, 'grounding')}")
 
 
 def rag_calibration_warnings(report: dict, target: float) -> list[str]:
@@ -465,22 +472,17 @@ def cmd_evaluate(args) -> int:
 def _closed_book_line(m: dict) -> str:
     """One line of closed-book figures: n with its classes, then the AUROCs with their 95% intervals, the best
     confidence baseline and the random-neuron control; a one-class set says so instead of a number."""
-    head = f"n={m['n']} ({m['correct']} right, {m['hallucinated']} hallucinated, {m['refusals']} declined)"
+    from ..calibrate._pipeline_fit import BASELINES
+
+    head = _classes(m)
     if not m["correct"] or not m["hallucinated"]:
         return head + (" one class: no AUROC (it needs answers of both classes)" if m["n_scored"] else
                        " nothing scored: every answer declined")
-    a, ci = m["auroc"], m.get("auroc_ci95") or {}
-
-    def f(k: str) -> str:
-        if a.get(k) is None:
-            return "n/a"
-        lo, hi = (ci.get(k) or (None, None))[:2]
-        return f"{a[k]:.3f}" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else "")
-
-    base = max((k for k in ("mean_logprob", "min_logprob", "entropy", "length") if a.get(k) is not None),
-               key=lambda k: a[k], default=None)
-    return (f"{head} AUROC (95% interval) probe={f('probe')} merged={f('merged')} random neurons={f('random_neurons')}"
-            + (f" best baseline {base}={f(base)}" if base else ""))
+    a = m["auroc"]
+    base = max((k for k in BASELINES if a.get(k) is not None), key=lambda k: a[k], default=None)
+    return (f"{head} AUROC (95% interval) probe={_auroc_shown(m, 'probe')} merged={_auroc_shown(m, 'merged')} "
+            f"random neurons={_auroc_shown(m, 'random_neurons')}"
+            + (f" best baseline {base}={_auroc_shown(m, base)}" if base else ""))
 
 
 def cmd_audit(args) -> int:
