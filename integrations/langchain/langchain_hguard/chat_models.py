@@ -282,6 +282,21 @@ def decided_by(meta: dict[str, Any]) -> Any:
     return SimpleNamespace(audit_id=meta.get("audit_id"), route=meta.get("route"))
 
 
+def batch_failed_why(failed: int, exc: BaseException) -> str:
+    """Why the other answers of a batch that raised on input ``failed`` never reached the caller."""
+    return (f"input {failed} of the same batch raised {type(exc).__name__} (no return_exceptions), so the batch "
+            "returned none of its answers")
+
+
+def say_undelivered(guard: Guard, decisions: Sequence[Any], configs: Sequence[RunnableConfig], why: str) -> None:
+    """Each decision of a batch that did not reach the caller (None: none to say for that input) said undelivered,
+    naming its run's id from its config."""
+    for decision, cfg in zip(decisions, configs):
+        if decision is not None:
+            run_id = cfg.get("run_id")
+            guard.record_undelivered(decision, why, run_id=str(run_id) if run_id is not None else None)
+
+
 def _decisions_in(result: ChatResult) -> list[Any]:
     """The decisions a chat result's messages carry, for saying them undelivered."""
     return [decided_by(g.message.response_metadata) for g in result.generations]
@@ -782,12 +797,8 @@ class ChatHGuard(BaseChatModel):
         """A batch that raises on input ``failed`` (a ``raise_on`` route, without ``return_exceptions``) returns none
         of its other answers, all decided and on record: each gets an ``answer_not_delivered`` record, so that an
         accept in the log is not read as an answer someone received (the raised error carries its own)."""
-        why = (f"input {failed} of the same batch raised {type(exc).__name__} (no return_exceptions), so the batch "
-               "returned none of its answers")
-        for i, (result, cfg) in enumerate(zip(results, configs)):
-            if i != failed and isinstance(result, GuardResult):
-                run_id = cfg.get("run_id")
-                self.guard.record_undelivered(result, why, run_id=str(run_id) if run_id is not None else None)
+        say_undelivered(self.guard, [r if i != failed and isinstance(r, GuardResult) else None
+                                     for i, r in enumerate(results)], configs, batch_failed_why(failed, exc))
 
     def _stash(self, results: list[GuardResult | InputError]) -> list[str]:
         keys = [uuid.uuid4().hex for _ in results]
@@ -860,10 +871,8 @@ class ChatHGuard(BaseChatModel):
                     run_kwargs: dict[str, Any] = {**kwargs, _PRECOMPUTED: key}
                     out.append(await self.ainvoke(x, cfg, **run_kwargs))
                 except asyncio.CancelledError:  # the caller left: none of the answers, all decided, reached it
-                    for result, cfg_i in zip(results, configs):
-                        if isinstance(result, GuardResult):
-                            rid = cfg_i.get("run_id")
-                            self.guard.record_undelivered(result, CANCELLED, run_id=str(rid) if rid is not None else None)
+                    say_undelivered(self.guard, [r if isinstance(r, GuardResult) else None for r in results], configs,
+                                    CANCELLED)
                     raise
                 except Exception as exc:
                     if not return_exceptions:

@@ -22,7 +22,7 @@ from tenacity import RetryError, retry_if_exception
 
 from hguard.errors import InputError, RouteError
 
-from .chat_models import decided_by
+from .chat_models import batch_failed_why, decided_by, say_undelivered
 
 if TYPE_CHECKING:
     from .chat_models import ChatHGuard
@@ -100,16 +100,13 @@ class GuardRetry(RunnableRetry):  # type: ignore[no-redef]
         failed = next((i for i, r in enumerate(out) if isinstance(r, Exception)), None)
         if return_exceptions or failed is None:
             return out
-        configs = get_config_list(config, len(out))
-        why = (f"input {failed} of the same batch raised {type(out[failed]).__name__} (no return_exceptions), so the "
-               "batch returned none of its answers")
-        for i, (r, cfg) in enumerate(zip(out, configs)):
+        def decision(i: int, r: Any) -> Any:
             meta = r.response_metadata if isinstance(r, BaseMessage) else None
-            decision = (decided_by(meta) if meta and meta.get("audit_id") else
-                        r if isinstance(r, RouteError) and i != failed else None)  # a held answer the batch never raised
-            if decision is not None:
-                run_id = cfg.get("run_id")
-                cast("ChatHGuard", self.bound).guard.record_undelivered(decision, why, run_id=str(run_id) if run_id is not None else None)
+            return (decided_by(meta) if meta and meta.get("audit_id") else
+                    r if isinstance(r, RouteError) and i != failed else None)  # a held answer the batch never raised
+
+        say_undelivered(cast("ChatHGuard", self.bound).guard, [decision(i, r) for i, r in enumerate(out)],
+                        get_config_list(config, len(out)), batch_failed_why(failed, out[failed]))
         raise out[failed]
 
     def batch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None, *,
