@@ -115,13 +115,20 @@ def shares_content_word(question: str, context: str | Sequence[str]) -> bool:
     content words read without that language's function words ("le", "est", "die", "ist" matched any passage in
     the same language), and a passage's without its own; words of any script count (a Cyrillic question had none,
     and so passed)."""
-    from hguard.signals.grounding import _context_text, content_tokens
+    from hguard.signals.grounding import _context_text
 
     text = _context_text(context)
     said = _words(text)
-    said_in = _language(said)
+    return _shares(question, text, said, _language(said), _reads_english(question))
+
+
+def _shares(question: str, text: str, said: list[str], said_in: str, english: bool) -> bool:
+    """:func:`shares_content_word` on a passage already read: its ``text``, its words ``said`` and their language
+    ``said_in``; ``english``: whether the question reads as English (:func:`_reads_english`)."""
+    from hguard.signals.grounding import content_tokens
+
     foreign = _function_words()[said_in] if said_in != "english" else frozenset()  # a passage's own function words
-    if _reads_english(question):
+    if english:
         asked = list(dict.fromkeys(content_tokens(question)))
         vocab = set(content_tokens(text)) - foreign  # "de" of "contrat de vente" matched a French passage's "de"
     else:
@@ -150,12 +157,14 @@ def off_question(question: str, context: str | Sequence[str] | None, context_rel
     from hguard.signals.grounding import _context_text
 
     english = _reads_english(question)
-    passage_in = _language(_words(_context_text(context)))
+    text = _context_text(context)
+    said = _words(text)
+    passage_in = _language(said)
     # context_relevance counts a foreign passage's function words ("de", "für") as the question's: it gates only
     # an English passage
     if english and context_relevance != 0.0 and passage_in == "english":
         return None
-    if shares_content_word(question, context):
+    if _shares(question, text, said, passage_in, english):
         return None
     how = ("context_relevance 0" if english and passage_in == "english" else
            f"the passage read without the function words of {passage_in.title()}" if english else
