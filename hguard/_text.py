@@ -9,16 +9,22 @@ Two forms are built on these steps, and they differ on purpose:
   passage: lower-cased, possessive "'s" dropped, decimals kept ("3.5"), stop words dropped later.
 
 Both start with :func:`fold_accents` and :func:`join_digit_groups`.
+
+:func:`words_of`, :func:`language_of` and :func:`reads_english` read which language a text is in (by its function
+words): the off-topic hold and the data loader's warning for rows in another language.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
+from typing import Sequence
 
 import regex  # Unicode properties the standard re lacks
 
-__all__ = ["asks_yes_no", "fold_accents", "hidden_character", "join_digit_groups", "same_words", "shown_plainly"]
+__all__ = ["asks_yes_no", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "language_of",
+           "reads_english", "same_words", "shown_plainly", "words_of"]
 
 # A comma between digit groups: "1,000" and "12,345.6", not "1,2" or "1,0000".
 _DIGIT_GROUP_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
@@ -93,3 +99,35 @@ def asks_yes_no(question: str) -> bool:
     the name "Don" or "Won")."""
     words = re.findall(r"[a-z']+", re.sub(r"[\u2019\u2018\u02bc`]", "'", question.lower()))
     return bool(words) and words[0] in _AUX
+
+
+_WORD = re.compile(r"\w+")
+
+
+@lru_cache(maxsize=1)
+def function_words() -> dict[str, frozenset[str]]:
+    """Each language's function words (the ``stop-words`` package), in the form :func:`words_of` reads."""
+    from stop_words import AVAILABLE_LANGUAGES, get_stop_words
+
+    return {lang: frozenset(w for word in get_stop_words(lang) for w in words_of(word)) for lang in AVAILABLE_LANGUAGES}
+
+
+def words_of(text: str) -> list[str]:
+    """Words of any script, accent-folded and case-folded (the English tokens keep to ASCII letters and digits)."""
+    return _WORD.findall(fold_accents(text).casefold())
+
+
+def language_of(words: Sequence[str], margin: int = 1) -> str:
+    """The language whose function words ``words`` hold most of, by at least ``margin`` more than English's;
+    English otherwise (a tie, none)."""
+    lists = function_words()
+    hits = {lang: sum(w in fw for w in words) for lang, fw in lists.items()}
+    best = max(hits.values(), default=0)
+    return "english" if best == 0 or best - hits.get("english", 0) < margin else max(hits, key=lambda k: hits[k])
+
+
+def reads_english(question: str, margin: int = 1) -> bool:
+    """Whether ``question`` is read as English: its function words are English's (or none's; see :func:`language_of`)
+    and its words ASCII."""
+    words = words_of(question)
+    return language_of(words, margin) == "english" and all(w.isascii() for w in words)

@@ -340,11 +340,11 @@ def _warn_other_languages(examples: list[Example]) -> None:
     hedges in English (and yes/no as a reply's first word in a few others), so such replies may be labelled wrong."""
     from collections import Counter
 
-    from ..signals.relevance import _language, _reads_english, _words
+    from .._text import language_of, reads_english, words_of
 
     # a margin of two function words: an English title of a few short words ("Cat on a Hot Tin Roof") is not read
     # as another language's (1 of the 5,011 bundled questions was, by one word)
-    other = Counter(_language(_words(e.question), 2) for e in examples if not _reads_english(e.question, 2))
+    other = Counter(language_of(words_of(e.question), 2) for e in examples if not reads_english(e.question, 2))
     if other:
         langs = ", ".join(f"{n} in {lang.title() if lang != 'english' else 'another script'}"
                           for lang, n in other.most_common(3))

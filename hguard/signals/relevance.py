@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import math
 import re
-from functools import lru_cache
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from hguard._text import asks_yes_no, fold_accents
+from hguard._text import asks_yes_no, function_words, language_of, reads_english, words_of
 from hguard.signals._grounding_lexical import _stem, _word_matches
 from hguard.errors import InputError
 
@@ -80,70 +79,38 @@ def _matched(words: Sequence[str], text: str, fuzzy: bool = False) -> list[bool]
     return [_word_matches(w, vocab, stems, fuzzy) for w in words]
 
 
-_WORD = re.compile(r"\w+")
-
-
-@lru_cache(maxsize=1)
-def _function_words() -> dict[str, frozenset[str]]:
-    """Each language's function words (the ``stop-words`` package), in the form :func:`_words` reads."""
-    from stop_words import AVAILABLE_LANGUAGES, get_stop_words
-
-    return {lang: frozenset(w for word in get_stop_words(lang) for w in _words(word)) for lang in AVAILABLE_LANGUAGES}
-
-
-def _words(text: str) -> list[str]:
-    """Words of any script, accent-folded and case-folded (the English tokens keep to ASCII letters and digits)."""
-    return _WORD.findall(fold_accents(text).casefold())
-
-
-def _language(words: Sequence[str], margin: int = 1) -> str:
-    """The language whose function words ``words`` hold most of, by at least ``margin`` more than English's;
-    English otherwise (a tie, none)."""
-    lists = _function_words()
-    hits = {lang: sum(w in fw for w in words) for lang, fw in lists.items()}
-    best = max(hits.values(), default=0)
-    return "english" if best == 0 or best - hits.get("english", 0) < margin else max(hits, key=lambda k: hits[k])
-
-
 def shares_content_word(question: str, context: str | Sequence[str]) -> bool:
     """Whether the passage holds any of the question's content words in some form: the stems
     ``context_relevance`` reads (a calibrated feature, so unchanged) miss forms such as compete/competes or
     confidentiality/confidential, which the grounding's fuzzy match (a shared opening, a close spelling) finds.
     The guard holds an answer whose passage shares none (:mod:`hguard._guard_scoring`).
 
-    A question in another language (its function words are French, German, Russian ...: :func:`_language`) has its
+    A question in another language (its function words are French, German, Russian ...: :func:`hguard._text.language_of`) has its
     content words read without that language's function words ("le", "est", "die", "ist" matched any passage in
     the same language), and a passage's without its own; words of any script count (a Cyrillic question had none,
     and so passed)."""
     from hguard.signals.grounding import _context_text
 
     text = _context_text(context)
-    said = _words(text)
-    return _shares(question, text, said, _language(said), _reads_english(question))
+    said = words_of(text)
+    return _shares(question, text, said, language_of(said), reads_english(question))
 
 
 def _shares(question: str, text: str, said: list[str], said_in: str, english: bool) -> bool:
     """:func:`shares_content_word` on a passage already read: its ``text``, its words ``said`` and their language
-    ``said_in``; ``english``: whether the question reads as English (:func:`_reads_english`)."""
+    ``said_in``; ``english``: whether the question reads as English (:func:`hguard._text.reads_english`)."""
     from hguard.signals.grounding import content_tokens
 
-    foreign = _function_words()[said_in] if said_in != "english" else frozenset()  # a passage's own function words
+    foreign = function_words()[said_in] if said_in != "english" else frozenset()  # a passage's own function words
     if english:
         asked = list(dict.fromkeys(content_tokens(question)))
         vocab = set(content_tokens(text)) - foreign  # "de" of "contrat de vente" matched a French passage's "de"
     else:
-        lang = _language(_words(question))
-        asked = [w for w in dict.fromkeys(_words(question)) if w not in _function_words()[lang] and (len(w) > 1 or w.isdigit())]
+        lang = language_of(words_of(question))
+        asked = [w for w in dict.fromkeys(words_of(question)) if w not in function_words()[lang] and (len(w) > 1 or w.isdigit())]
         vocab = set(said) - foreign
     stems = {_stem(w) for w in vocab}
     return not asked or any(_word_matches(w, vocab, stems, True) for w in asked)
-
-
-def _reads_english(question: str, margin: int = 1) -> bool:
-    """Whether ``question`` is read as English: its function words are English's (or none's; see :func:`_language`)
-    and its words ASCII."""
-    words = _words(question)
-    return _language(words, margin) == "english" and all(w.isascii() for w in words)
 
 
 def off_question(question: str, context: str | Sequence[str] | None, context_relevance: float | None) -> str | None:
@@ -156,10 +123,10 @@ def off_question(question: str, context: str | Sequence[str] | None, context_rel
         return None
     from hguard.signals.grounding import _context_text
 
-    english = _reads_english(question)
+    english = reads_english(question)
     text = _context_text(context)
-    said = _words(text)
-    passage_in = _language(said)
+    said = words_of(text)
+    passage_in = language_of(said)
     # context_relevance counts a foreign passage's function words ("de", "für") as the question's: it gates only
     # an English passage
     if english and context_relevance != 0.0 and passage_in == "english":
@@ -168,7 +135,7 @@ def off_question(question: str, context: str | Sequence[str] | None, context_rel
         return None
     how = ("context_relevance 0" if english and passage_in == "english" else
            f"the passage read without the function words of {passage_in.title()}" if english else
-           f"read without the function words of {_language(_words(question)).title()}")
+           f"read without the function words of {language_of(words_of(question)).title()}")
     return (f"the passage holds none of the question's content words ({how}): it may not address the question (or is "
             "in another language), so an answer from it is held for review")
 
