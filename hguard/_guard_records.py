@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 import warnings
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from ._guard_result import GuardResult
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 UNDELIVERED = "answer_not_delivered"
 #: most answers a guard keeps in memory to put back in a review queue that could not take them (a start puts back more)
 UNQUEUED_HELD = 10_000
+#: most decisions a guard remembers having said undelivered (to say each once when several layers of one call see its
+#: cancel, which happens within the call): the oldest are forgotten, so a long-lived guard's memory stays bounded
+UNDELIVERED_REMEMBERED = 4_096
 
 
 class _Recording:
@@ -45,7 +49,7 @@ class _Recording:
     _spot_lock: threading.Lock
     _unqueued: list[dict]  # review items the queue could not take, to put back (see _enqueue)
     _unqueued_lock: threading.Lock
-    _undelivered: set[str]
+    _undelivered: OrderedDict[str, None]
     _undelivered_lock: threading.Lock
 
     def record_undelivered(self, result: Any, why: str, *, run_id: str | None = None) -> str | None:
@@ -60,7 +64,9 @@ class _Recording:
         with self._undelivered_lock:  # once per decision: a cancel can reach several layers that each saw it
             if audit_id in self._undelivered:
                 return None
-            self._undelivered.add(audit_id)
+            self._undelivered[audit_id] = None
+            if len(self._undelivered) > UNDELIVERED_REMEMBERED:
+                self._undelivered.popitem(last=False)
         record = {"decision_audit_id": audit_id, "route": getattr(result, "route", None), "why": why}
         if run_id is not None:
             record["run_id"] = run_id

@@ -13,6 +13,7 @@ import importlib.util
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -97,7 +98,7 @@ class Guard(_Scoring, _Recording):
         self._spot_lock = threading.Lock()
         self._unqueued: list[dict] = []  # review items the queue could not take, put back once it takes answers again
         self._unqueued_lock = threading.Lock()
-        self._undelivered: set[str] = set()  # decisions said never delivered, each said once (several layers may see it)
+        self._undelivered: OrderedDict[str, None] = OrderedDict()  # the latest decisions said never delivered: each once
         self._undelivered_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------ construction

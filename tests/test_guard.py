@@ -906,7 +906,7 @@ def test_a_cancel_event_stops_the_generation_and_the_cut_answer_is_held(calibrat
     assert out[0].request_id == "REQ-A" and out[0].route == "accept"
 
 
-def test_a_request_cancelled_while_it_waits_for_a_worker_is_recorded_and_never_generated(calibrated, tmp_path):
+def test_a_request_cancelled_while_it_waits_for_a_worker_is_recorded_and_never_generated(calibrated, tmp_path, monkeypatch):
     """ainvoke runs in the loop's executor; a request cancelled before a worker took it had no record at all."""
     import time
     from concurrent.futures import ThreadPoolExecutor
@@ -940,6 +940,15 @@ def test_a_request_cancelled_while_it_waits_for_a_worker_is_recorded_and_never_g
     r = real("who is the author of the book ?", domain="alpha")
     assert g.record_undelivered(r, "gone") is not None and g.record_undelivered(r, "gone again") is None
     assert sum(x["kind"] == "answer_not_delivered" for x in AuditLog(tmp_path / "audit.jsonl")) == 1
+    # remembered within a bound: a long-lived guard does not keep every cancelled decision's id
+    from types import SimpleNamespace
+
+    import hguard._guard_records as records
+    monkeypatch.setattr(records, "UNDELIVERED_REMEMBERED", 3)
+    for i in range(5):
+        g.record_undelivered(SimpleNamespace(audit_id=f"id-{i}", route="review"), "gone")
+    assert list(g._undelivered) == ["id-2", "id-3", "id-4"]
+    assert g.record_undelivered(SimpleNamespace(audit_id="id-4", route="review"), "again") is None
 
 
 def test_an_answer_the_caller_never_received_is_said_in_the_log(calibrated, tmp_path):
