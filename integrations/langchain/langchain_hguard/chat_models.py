@@ -530,6 +530,9 @@ class ChatHGuard(BaseChatModel):
         and a batch that raises says its other decided answers undelivered."""
         from .retry import GuardRetry
 
+        if isinstance(stop_after_attempt, bool) or not isinstance(stop_after_attempt, int) or stop_after_attempt < 1:
+            raise ValueError(f"stop_after_attempt={stop_after_attempt!r}: give the number of attempts, 1 or more "
+                             "(1: no retry); below 1 it would retry for ever")
         return GuardRetry(bound=self, kwargs={}, config={}, retry_exception_types=retry_if_exception_type,
                           wait_exponential_jitter=wait_exponential_jitter, max_attempt_number=stop_after_attempt,
                           exponential_jitter_params=exponential_jitter_params)

@@ -318,6 +318,9 @@ def test_with_retry_keeps_each_inputs_own_outcome_and_does_not_retry_a_route(mak
     one = raising.with_retry(retry_if_exception_type=ValueError)
     assert one._retryable(ValueError("x")) and not one._retryable(RuntimeError("x"))
     assert not retry._retryable(TypeError("domian")) and not retry._retryable(NotImplementedError("tools"))
+    for bad in (0, -1, 2.5, True):  # 0 retried for ever (tenacity never stops before attempt 0)
+        with pytest.raises(ValueError, match=f"stop_after_attempt={bad!r}: give the number of attempts, 1 or more"):
+            raising.with_retry(stop_after_attempt=bad)
 
 
 def test_an_async_call_cancelled_stops_its_generation_or_is_recorded_unstarted(make_guard):
