@@ -93,7 +93,9 @@ class _Scoring:
                    if context_given(g.context) else f"hguard calibrate --data FILE.jsonl --out DIR --domain {domain}{model}`")
             listed = domain in self.policy.domains
             near = _near(domain, self.policy.domains) if not listed else None
-            if not listed and not near:  # first what the caller can fix at once: the name, or the policy
+            if why == REMOVED_DOMAIN:
+                problems.append(f"domain {domain!r} was {why}")
+            elif not listed and not near:  # first what the caller can fix at once: the name, or the policy
                 problems.append(
                     f"domain {domain!r} is not one of the policy's domains ({', '.join(sorted(self.policy.domains)) or 'none'})"
                     f" and has no calibrated probe: pass one of them, or add a [domains.{domain}] table to the policy "
@@ -349,6 +351,8 @@ def _near(name: str, names) -> str | None:
 
 
 #: the hold on an answer whose generation a caller's ``cancel`` event stopped
+#: why a domain :meth:`hguard.guard.Guard.remove_domain` stopped serving gives no risk (its requests' reason)
+REMOVED_DOMAIN = "removed from this guard (Guard.remove_domain); Guard.add_domain serves it again"
 CANCELLED_HOLD = ("generation was stopped because the caller cancelled the request (its cancel event was set: a "
                   "stream left open, a cancelled or timed-out async call): the answer may be cut short, and a cut "
                   "answer is not accepted")

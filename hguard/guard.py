@@ -26,7 +26,7 @@ from ._decoding import _check_stop
 from ._policy_thresholds import accepts_uncertified
 from ._guard_records import _open_queue, _Recording
 from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context, blank_passages, context_given  # noqa: F401
-from ._guard_scoring import CANCELLED_HOLD, _Cancelled, _EarlyAbstain, _near, _Scoring, no_conflict_detector
+from ._guard_scoring import CANCELLED_HOLD, REMOVED_DOMAIN, _Cancelled, _EarlyAbstain, _near, _Scoring, no_conflict_detector
 from ._resources import DEFAULT_POLICY, public_seed_warning
 from .domain import CalibratedDomain
 from .errors import AuditError, HGuardError, InputError, ModelNotFoundError, PolicyError, cut_text, install_extra
@@ -314,12 +314,26 @@ class Guard(_Scoring, _Recording):
         return foreign and (f"{foreign}; calibrate the domain for this model (`hguard calibrate --model ...`) or "
                             "take the folder that holds it out of the policy's probes")
 
-    def remove_domain(self, name: str, prompt_mode: str = CLOSED_BOOK) -> None:
-        """Stop serving ``name``'s calibration in ``prompt_mode`` (its requests then go to review)."""
-        self._domains.pop((name, prompt_mode), None)
+    def remove_domain(self, name: str, prompt_mode: str | None = None) -> None:
+        """Stop serving ``name``: its calibration in ``prompt_mode`` (``"closed_book"`` or ``"rag"``), or every one
+        (None). Requests to it then go to review, their reason saying it was removed; :meth:`add_domain` serves it
+        again. A domain with no such calibration here is refused (:class:`~hguard.errors.InputError`)."""
+        if prompt_mode not in (None, CLOSED_BOOK, RAG):
+            raise InputError(f"prompt_mode={prompt_mode!r}: give {CLOSED_BOOK!r}, {RAG!r}, or None (every calibration of the domain)")
+        modes = (CLOSED_BOOK, RAG) if prompt_mode is None else (prompt_mode,)
+        removed = [m for m in modes if self._domains.pop((name, m), None) is not None]
+        if not removed:
+            served = sorted(m for n, m in self._domains if n == name)
+            raise InputError(f"domain {name!r} has no {'' if prompt_mode is None else prompt_mode + ' '}calibration in this "
+                             f"guard to remove (served: {', '.join(served) or 'none'}; domains: "
+                             f"{', '.join(sorted(self._plans)) or 'none'})")
         self._replan(name)
+        if name not in self._plans:
+            self.probe_errors[name] = REMOVED_DOMAIN
 
     def _replan(self, name: str) -> None:
+        if self.probe_errors.get(name) == REMOVED_DOMAIN:
+            self.probe_errors.pop(name)  # served again (add_domain)
         closed, rag = self._domains.get((name, CLOSED_BOOK)), self._domains.get((name, RAG))
         self._plans.pop(name, None)
         self._router = None
@@ -708,6 +722,8 @@ class Guard(_Scoring, _Recording):
             else:  # how near the question lies to the named domain: a question the router would not send there is far
                 try:
                     near = self.domain_similarities(q, rag=c is not None, only=d).get(d)
+                    if near is None and c is not None and d in self.probes:  # a closed-book probe may score it
+                        near = self.domain_similarities(q, rag=False, only=d).get(d)  # (context_with_closed_book_probe)
                     plans.append((d, {"method": "given", "given": True, "chosen": d, "similarity": near}))
                 except Exception as exc:
                     plans.append((d, {"method": "given", "given": True, "chosen": d, "similarity": None,

@@ -317,6 +317,12 @@ def test_rag_request_in_a_closed_book_only_domain_goes_to_review_unless_the_poli
     pol["domains"]["beta"]["context_with_closed_book_probe"] = "allow"
     r = Guard.from_policy(Policy.model_validate(pol), lm=lm).invoke("capital city river ?", context="river city capital is here", domain="beta")
     assert r.route == "accept" and any("closed-book probe scores this request with context" in x for x in r.reasons)
+    # the named domain's out-of-distribution check reads its closed-book calibration questions then (it was skipped:
+    # the domain has no RAG calibration, so no similarity was computed, and an off-domain question was accepted)
+    pol["domain_min_similarity"] = 1.0
+    r = Guard.from_policy(Policy.model_validate(pol), lm=lm).invoke("capital city river ?", context="river city capital is here", domain="beta")
+    assert r.route == "review" and any("question far from domain 'beta'" in x for x in r.reasons), r.reasons
+    assert r.signals["domain_similarity"] < 1.0
 
 
 def test_manual_grounding_weight_is_an_override_and_reported(tiny_rag, tmp_path):
@@ -425,9 +431,36 @@ def test_question_without_context_in_a_rag_only_domain_goes_to_review(tiny_rag, 
 
     lm, folder, _ = tiny_rag
     g = Guard.from_policy(_policy(folder, tmp_path), lm=lm)
-    g.remove_domain("alpha")
+    g.remove_domain("alpha", "closed_book")
     r = g.invoke("capital city river ?", domain="alpha")
     assert r.route == "review" and any("calibrated for requests with context only" in x for x in r.reasons)
+
+
+def test_remove_domain_stops_serving_the_domain_and_says_so(tiny_rag, tmp_path):
+    """remove_domain(name) of a domain calibrated with context only did nothing (it removed the closed-book
+    calibration, which it lacked), silently; and a removed domain's requests were told to calibrate it."""
+    from hguard.errors import InputError
+    from hguard.guard import Guard
+
+    lm, folder, _ = tiny_rag
+    g = Guard.from_policy(_policy(folder, tmp_path), lm=lm)
+    rag_only = next(n for n in g.rag_probes if n not in g.probes) if set(g.rag_probes) - set(g.probes) else None
+    both = next(n for n in g.rag_probes if n in g.probes)
+    cd = g.rag_probes[both]
+    g.remove_domain(both)  # every calibration of it
+    assert both not in g.probes and both not in g.rag_probes
+    r = g.invoke("capital city river ?", context="river city capital is here", domain=both)
+    assert r.route == "review" and any(f"domain {both!r} was removed from this guard (Guard.remove_domain)" in x
+                                       for x in r.reasons), r.reasons
+    with pytest.raises(InputError, match=f"domain {both!r} has no calibration in this guard to remove"):
+        g.remove_domain(both)
+    with pytest.raises(InputError, match="prompt_mode='closed-book': give 'closed_book', 'rag', or None"):
+        g.remove_domain(both, "closed-book")
+    g.add_domain(cd)  # served again, and no longer said removed
+    assert both in g.rag_probes and both not in g.probe_errors
+    with pytest.raises(InputError, match="has no closed_book calibration in this guard to remove .served: rag"):
+        g.remove_domain(both, "closed_book")
+    assert rag_only is None or rag_only in g.rag_probes
 
 
 def test_empty_context_is_refused_before_anything_is_decided(tiny_rag, tmp_path):
