@@ -669,6 +669,22 @@ def test_export_csv_flattens_signals_and_thresholds(tmp_path):
         export_csv(path, tmp_path / "nofolder" / "out.csv")
     with pytest.raises(InputError, match="is a folder; pass a file path"):
         export_csv(path, tmp_path)
+    # another name of the log or the queue: a hard link (same inode; the log was truncated to a CSV header through
+    # it), or a symbolic link ending in .csv to a file that does not (the queue was written through one)
+    before = path.read_bytes()
+    os.link(path, tmp_path / "hard.csv")
+    with pytest.raises(InputError, match="hard.csv is the audit log; writing there would destroy it"):
+        export_csv(path, tmp_path / "hard.csv")
+    queue = tmp_path / "review.sqlite3"
+    queue.write_bytes(b"SQLite format 3\x00")
+    os.link(queue, tmp_path / "q-hard.csv")
+    with pytest.raises(InputError, match="q-hard.csv is a hard link .2 names for one file"):
+        export_csv(path, tmp_path / "q-hard.csv")
+    (tmp_path / "q-hard.csv").unlink()
+    os.symlink(queue, tmp_path / "q.csv")
+    with pytest.raises(InputError, match="q.csv already exists and is not a .csv file"):
+        export_csv(path, tmp_path / "q.csv")
+    assert path.read_bytes() == before and queue.read_bytes() == b"SQLite format 3\x00"
     assert verify(path).ok
 
 

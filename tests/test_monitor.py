@@ -1074,6 +1074,11 @@ def test_monitor_report_and_review_export_never_replace_the_log_queue_or_state(t
         for dry in ([], ["--dry-run"]):
             assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--report", str(tmp_path / name), *dry]) == 2
             assert "already exists and is not a .html or .htm file" in capsys.readouterr().err
+    # a hard link to the log named like a report: a dry run wrote its HTML over the log through it
+    os.link(tmp_path / "audit.jsonl", tmp_path / "hard.html")
+    for dry in ([], ["--dry-run"]):
+        assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--report", str(tmp_path / "hard.html"), *dry]) == 2
+        assert "hard.html is the audit log; writing there would destroy it" in capsys.readouterr().err
     assert {n: (tmp_path / n).read_bytes() for n in kept} == kept and not (tmp_path / "state.json").exists()
     assert len(ReviewQueue(tmp_path / "queue.sqlite3").decided()) == n_decided > 0
     # a dry run says what a real run would do, with the bound the breach rule reads
