@@ -8,6 +8,7 @@ import fcntl
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -164,7 +165,9 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-_THREAD_LOCKS: dict[tuple[int, int], threading.Lock] = {}
+# held weakly: a lock lives while a thread holds or waits for it, so the table does not gain an entry per log file
+# (each rotation makes a new one) for the life of the process
+_THREAD_LOCKS: weakref.WeakValueDictionary[tuple[int, int], threading.Lock] = weakref.WeakValueDictionary()
 _THREAD_LOCKS_GUARD = threading.Lock()
 
 
@@ -212,7 +215,9 @@ def _exclusive_fd(path: Path, timeout: float, *, create: bool) -> Iterator[tuple
         try:
             ident = _identity(os.fstat(fd))
             with _THREAD_LOCKS_GUARD:
-                tlock = _THREAD_LOCKS.setdefault(ident, threading.Lock())
+                tlock = _THREAD_LOCKS.get(ident)
+                if tlock is None:
+                    tlock = _THREAD_LOCKS[ident] = threading.Lock()
             wait = -1 if deadline is None else max(0.0, deadline - time.monotonic())
             if not tlock.acquire(timeout=wait):
                 raise AuditError(

@@ -79,7 +79,7 @@ from ._audit_records import (
 )
 from ._audit_verify import VerifyReport, verify
 from ._privacy import FILE_MODE
-from .errors import AuditError, AuditIntegrityError, AuditKeyMismatch, AuditKeyRequired, InputError
+from .errors import AuditError, AuditIntegrityError, AuditKeyMismatch, AuditKeyRequired, InputError, NothingToArchive
 
 __all__ = [
     "CONTINUATION",
@@ -298,7 +298,8 @@ class AuditLog:
         record (the monitor's states, which a guard replays from the newest file alone). ``hashed`` = (inode,
         n, a ``hashlib.sha256`` of the file's first n bytes) lets a caller hash the bulk before the lock. ``verify(...,
         archives=True)`` checks the archives and their links; a writer of another process that wrote to the
-        archive finds its last record there and goes on. Raises InputError on a log holding nothing to archive.
+        archive finds its last record there and goes on. Raises NothingToArchive (an InputError) on a log holding
+        nothing to archive.
         """
         if not self.path.exists():
             raise InputError(f"no audit log at {self.path} to rotate; check the path")
@@ -310,8 +311,8 @@ class AuditLog:
             first = _first_record(fd) or {}
             first_seq: int = first["seq"] if type(first.get("seq")) is int else 0
             if seq == 0 or (first.get("kind") == CONTINUATION and seq == first_seq + 1):
-                raise InputError(f"audit log {self.path} holds no record since it was started or last rotated: "
-                                 "nothing to archive")
+                raise NothingToArchive(f"audit log {self.path} holds no record since it was started or last rotated: "
+                                       "nothing to archive")
             archive = self.path.with_name(f"{self.path.stem}.{first_seq}-{seq - 1}{self.path.suffix}")
             if archive.exists():
                 raise AuditError(f"cannot archive {self.path} as {archive}: that file exists; move it away first")

@@ -5,6 +5,7 @@
     ├── CacheError              a cached model is corrupt (raised only where it cannot be rebuilt)
     ├── UnsupportedModelError   no FFN down-projection known for this architecture
     ├── InputError              bad input from the caller: empty prompt, too long, wrong type
+    │   └── NothingToArchive    a log rotated with no record since its start or last rotation
     ├── DataError               a calibration file with a bad row (names line and field)
     ├── ProbeError              a probe file that cannot be read
     │   └── ProbeMismatchError  a probe calibrated for another model, template or prompt
@@ -41,6 +42,11 @@ class UnsupportedModelError(HGuardError):
 
 class InputError(HGuardError, ValueError):
     pass
+
+
+class NothingToArchive(InputError):
+    """``rotate`` of a log that holds no record since it was started or last rotated (``hguard audit rotate``
+    says so and exits 0: a quiet period is not a failure)."""
 
 
 class DataError(HGuardError, ValueError):

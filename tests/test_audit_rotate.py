@@ -192,6 +192,21 @@ def test_rotation_waits_for_the_review_queue_to_hold_what_the_log_promised(tmp_p
     assert rotate(policy.audit.path, key=None, queue=policy.review.queue).last_seq == 0
 
 
+def test_rotations_leave_no_lock_behind_per_archived_file(tmp_path):
+    """The per-file thread locks (keyed by device and inode) gained an entry per rotation, each a new file, and
+    kept every one for the life of the process."""
+    from hguard import _audit_files
+
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, key=None)
+    before = len(_audit_files._THREAD_LOCKS)
+    for i in range(5):
+        log.append({"x": i})
+        rotate(path, key=None)
+    assert len(_audit_files._THREAD_LOCKS) <= before
+    assert verify(path, key=None).ok
+
+
 def test_a_log_that_does_not_verify_is_not_rotated(tmp_path):
     path = tmp_path / "audit.jsonl"
     log = AuditLog(path, key=None)
@@ -213,6 +228,10 @@ def test_cli_rotates_and_verifies_with_the_archives(tmp_path, capsys):
     assert main(["rotate", "--policy", str(policy_file), "--no-key"]) == 0
     out = capsys.readouterr().out
     assert "archived seq 0..0" in out and "audit.0-0.jsonl" in out
+    # a quiet period: nothing to archive is said, and is not a failure (exit 0, which a cron job does not alert on)
+    assert main(["rotate", "--policy", str(policy_file), "--no-key"]) == 0
+    assert "nothing to archive; the log is left as it is" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.glob("audit.*-*.jsonl")) == ["audit.0-0.jsonl"]
     log.append({"x": 2})
     assert main(["verify", str(tmp_path / "audit.jsonl"), "--no-key"]) == 0
     assert "1 archive(s): audit.0-0.jsonl" in capsys.readouterr().out

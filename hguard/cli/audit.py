@@ -10,7 +10,7 @@ from typing import Any, Mapping
 from .._audit_export import period
 from ..audit import Problem, VerifyReport, _repair, canonical_json, export_csv, rotate, show, verify
 from .._text import shown_plainly
-from ..errors import AuditKeyRequired, HGuardError, InputError, PolicyError, cut_text
+from ..errors import AuditKeyRequired, HGuardError, InputError, NothingToArchive, PolicyError, cut_text
 
 __all__ = ["build_parser", "main"]
 
@@ -214,7 +214,11 @@ def main(argv: list[str]) -> int:
                 raise InputError(f"pass the audit log to {args.command} (hguard audit {args.command} LOG), or --policy "
                                  f"FILE to {args.command} the log that policy writes")
             if args.command == "rotate":
-                done = rotate(path, key=key, anchor=anchor, queue=pol.review.queue if args.policy else None)
+                try:
+                    done = rotate(path, key=key, anchor=anchor, queue=pol.review.queue if args.policy else None)
+                except NothingToArchive as exc:  # a quiet period: nothing to do, not a failure (a cron job's alert)
+                    print(f"{exc}; the log is left as it is")
+                    return 0
                 print(f"archived seq {done.first_seq}..{done.last_seq} of {path} as {done.archive} (read-only); {path} "
                       f"now continues the chain at seq {done.receipt.seq} (hash {done.receipt.hash}); `hguard audit "
                       f"verify {path}` checks it with its archives, kept beside it")
