@@ -591,6 +591,32 @@ def test_exported_label_overrides_the_judge_in_calibration(queue, tmp_path):
     other = label_row(right, "solvers cathode straps")
     assert other["label"] == "hallucinated" and "the reviewer's label 'correct' was of another answer" in other["judge_reason"]
     assert label_row(right, right.answers[0])["label"] == "correct"
+    # the same said in fewer words: the reviewed answer is a whole sentence, which a reworded right answer lacks
+    said = label_row(right, "Foo.")
+    assert said["label"] == "correct" and "says what the reviewed answer says" in said["judge_reason"], said
+    assert label_row(right, "Foo is the capital of ok.")["label"] == "correct"
+    for wrong in ("Bar.", "Foo or Bar.", "The capital of ok is not Foo.", "ok."):
+        assert label_row(right, wrong)["label"] == "hallucinated", wrong
+    # a 'hallucinated' verdict names no right answer (kind 'unanswerable', answers unknown): the question has one, so
+    # denying its premise is not right (it read as a right denial of an unanswerable question)
+    bad = rows["review-bad"]
+    for denial in ("There is no country called bad.", "bad does not exist."):
+        j = label_row(bad, denial)
+        assert j["label"] == "hallucinated" and "a reviewer said the question has an answer" in j["judge_reason"], j
+
+
+def test_a_correct_verdict_on_a_denied_premise_exports_a_row_where_denying_is_right(queue, tmp_path):
+    """A right refusal ("there is no country called ...") marked correct became a question with that sentence as
+    its answer (kind 'qa'): another wording of the same denial was then labelled hallucinated."""
+    from hguard.calibrate.collect import label_row
+
+    queue.enqueue(make_item("zantoria", answer="I'm not aware of any country called Zantoria."))
+    queue.decide("zantoria", verdict="correct", reviewer="alice")
+    export_reviewed(queue, tmp_path / "r.jsonl")
+    (row,) = load_examples(tmp_path / "r.jsonl")
+    assert row.kind == "unanswerable" and row.answers == [] and row.meta["label"] == "correct"
+    assert label_row(row, "There is no country called Zantoria.")["label"] == "correct"
+    assert label_row(row, "The capital of Zantoria is Foo.")["label"] == "hallucinated"
 
 
 # ------------------------------------------------------------------------------------------------- CLI

@@ -759,15 +759,37 @@ def judge_contrast(answer: str, right: str, misleading: str, question: str | Non
     return Judgement("hallucinated", None, f"names neither the right nor the misleading answer ({hit_r} word(s) each)")
 
 
+def says_what_reviewed(answer: str, reviewed: str, question: str | None = None) -> bool:
+    """Whether ``answer`` says only what ``reviewed`` (an answer a reviewer gave or marked right, a whole sentence)
+    says beyond the question: its words past the question's are some, and all, of the reviewed answer's ("Paris." or
+    "Paris is the capital of France." for a reviewed "The capital of France is Paris."); a word the reviewed answer
+    lacks (another name, a negation, an alternative) is not."""
+    asked = _content(question or "")
+    said = _content(answer) - asked
+    return bool(said) and said <= _content(reviewed) - asked
+
+
 def judge_row(answer: str, aliases: list[str], kind: str = "qa", meta: dict | None = None,
               question: str | None = None) -> Judgement:
     """The judge a calibration row asks for: ``meta.judge = "yesno"`` (answers ["yes"] or ["no"]),
     ``meta.misleading_answer`` (a misleading passage's answer: :func:`judge_contrast` against
-    ``meta.right_answer``), else :func:`judge`."""
+    ``meta.right_answer``), else :func:`judge`. A reviewed row (``meta.source = "review"``, see
+    :mod:`hguard.review.export`) answered otherwise than the reviewer saw: its accepted answer is a whole sentence,
+    so an answer saying the same in fewer or other-ordered words is right (:func:`says_what_reviewed`); and one whose
+    right answer is unknown (``meta.answers_unknown``) asks a question that has an answer, so denying its premise is
+    not right."""
     meta = meta or {}
     if meta.get("judge") == "yesno":
         return judge_yesno(answer, aliases[0] if aliases else "", question)
     if meta.get("misleading_answer"):
         return judge_contrast(answer, str(meta.get("right_answer") or aliases[0]), str(meta["misleading_answer"]),
                               question)
-    return judge(answer, aliases, kind, question)
+    j = judge(answer, aliases, kind, question)
+    if meta.get("answers_unknown") and j.label == "correct":  # "X does not exist" of a question a reviewer saw answered
+        return Judgement("hallucinated", None, f"{j.reason}, but a reviewer said the question has an answer (one the "
+                                               "model got wrong): denying its premise is not right")
+    if (meta.get("source") == "review" and kind == "qa" and j.label == "hallucinated" and j.matched is None
+            and any(says_what_reviewed(answer, a, question) for a in aliases)):
+        return Judgement("correct", aliases[0], "says what the reviewed answer says, in other words (its words beyond "
+                                                "the question's are all the reviewed answer's)")
+    return j

@@ -14,7 +14,10 @@ Row format (written with :func:`~hguard.calibrate.data.write_examples`, so the f
 
 By verdict:
 
-* ``correct``: ``kind "qa"``, ``answers [model_answer]``, ``meta.label "correct"``.
+* ``correct``: ``kind "qa"``, ``answers [model_answer]``, ``meta.label "correct"``; on an answer that declines or
+  denies the question's premise ("there is no country called ..."), ``kind "unanswerable"`` and ``answers []``,
+  since that is the right reply. Judged afresh (another model's answer), a row's whole-sentence answer accepts an answer
+  that says the same in fewer words (:func:`hguard.calibrate.judge.says_what_reviewed`).
 * ``corrected``: ``kind "qa"``, ``answers [corrected_answer]``, ``meta.label "hallucinated"`` (the reviewer
   said the model's answer was wrong and supplied the right one).
 * ``hallucinated``: the answer is known to be wrong but the right one is not, and a ``qa`` row must list an
@@ -59,6 +62,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from ..calibrate.data import Example, write_examples
+from ..calibrate.judge import refusal_phrase
 from .._privacy import FILE_MODE, redacted
 from .._resources import refuse_own_file
 from ..errors import DataError, InputError
@@ -140,7 +144,11 @@ def example_for(item: ReviewItem) -> Example:
     if v.verdict == "correct":
         if not item.answer.strip():
             raise DataError("it is an empty answer marked correct, which gives no accepted answer")
-        answers, kind = [item.answer], "qa"
+        if refusal_phrase(item.answer):  # "there is no such country", "I'm not aware of any country called ...", said
+            # right: the question has no answer to name, and a row of kind "unanswerable" says declining is right
+            answers, kind = [], "unanswerable"
+        else:
+            answers, kind = [item.answer], "qa"
     elif v.verdict == "corrected":
         answers, kind = [v.corrected_answer or ""], "qa"
     elif v.verdict == "not_in_context":  # the right reply to the passage says that it does not answer the question
