@@ -801,7 +801,13 @@ def test_a_verdict_logged_but_never_committed_is_not_silently_outvoted(queue, au
     assert cli_main(["decide", "a", "--verdict", "correct", "--reviewer", "sre2", "--supersede", *src]) == 0
     first, second = verdict_records(audit)
     assert first["id"] == orphan["id"] and second["supersedes"] == [orphan["id"]]
-    assert queue.get("a").verdict.audit_record_id == second["id"]  # the committed one is the one that counts
+    assert queue.get("a").verdict.audit_record_id == second["id"]  # the committed one is the queue's
+    # a 'correct' over a reviewer's 'hallucinated': the monitor counts the decision as hallucinated, and the export
+    # (which wrote it as a 'correct' row) leaves it out, saying why
+    summary = export_reviewed(queue, audit.path.parent / "rows.jsonl")
+    assert summary.skipped and summary.skipped[0][0] == "a", summary.skipped
+    assert summary.skipped[0][1].startswith("reviewers disagree on it: its verdict 'correct' by sre2 came after sre's "
+                                            "'hallucinated'"), summary.skipped
 
 
 def test_absent_names_the_ids_the_queue_lacks_in_chunks(queue):

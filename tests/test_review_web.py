@@ -230,6 +230,8 @@ def test_a_reviewer_name_outside_latin_1_is_recorded_answered_and_remembered(que
 def test_corrected_answer_is_stored_and_missing_one_is_400(queue):
     c = client_for(queue)
     login(c)
+    page = c.get("/items/mid").text  # the box says what saving it means ("Better answer" read as a rewording)
+    assert "Saving it marks the model's answer hallucinated" in page and "Wrong: save the right answer" in page
     r = c.post("/items/mid", data=decide_form(c, "mid", verdict="corrected", corrected_answer=""), headers=SAME_ORIGIN)
     assert r.status_code == 400 and "needs the right answer" in r.text
     assert queue.get("mid").status == "pending"

@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--note", metavar="TEXT", help="a note kept with the verdict")
     p.add_argument("--supersede", action="store_true",
                    help="record the verdict although the audit log holds an earlier one on the item that the queue "
-                   "never committed (its process stopped); the new record names it and is the one that counts")
+                   "never committed (its process stopped); the new record names it and the queue holds it (a decision any "
+                   "reviewer said hallucinated still counts as such, and is left out of the export)")
     p = sub.add_parser("export", help="write reviewed items as calibration JSONL")
     _add_source(p)
     _add_audit(p, "checking the verdicts (only those in its chain, on unedited items, are exported)")

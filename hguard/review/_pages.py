@@ -190,9 +190,11 @@ _ITEM = """{% extends "base.html" %}
 <button class="act hallucinated" type="submit" name="verdict" value="hallucinated">Hallucinated</button>
 {% if item.context is not none %}<button class="act hallucinated" type="submit" name="verdict" value="not_in_context">The passage does not answer this</button>{% endif %}
 </div>
-<label>Better answer (when you know it) <textarea name="corrected_answer">{{ form.corrected_answer }}</textarea></label>
+<label>The right answer, when the model's is wrong <textarea name="corrected_answer">{{ form.corrected_answer }}</textarea></label>
+<p class="muted">Saving it marks the model's answer hallucinated (it counts in the domain's hallucination rate). For a
+right answer you would only word better, choose Correct and put your wording in the note.</p>
 <div class="buttons">
-<button class="act corrected" type="submit" name="verdict" value="corrected">Save the corrected answer</button>
+<button class="act corrected" type="submit" name="verdict" value="corrected">Wrong: save the right answer</button>
 </div>
 </form>
 {% endif %}

@@ -345,7 +345,8 @@ class ReviewQueue:
         right reply was to say so; refused on an item without context).
         A verdict the audit log holds for this item but the queue never committed (the deciding process
         stopped between the two) is refused too, naming it, unless ``supersede``: then this verdict is
-        recorded with ``supersedes`` naming the earlier record(s), and it is the one that counts.
+        recorded with ``supersedes`` naming the earlier record(s), and it is the one the queue holds (the monitor
+        still counts the decision as hallucinated if any reviewer said so, and the export then leaves it out).
         """
         item_id, verdict, reviewer, corrected_answer, note = self._check_verdict(
             item_id, verdict, reviewer, corrected_answer, note
