@@ -7,10 +7,11 @@ parts that do not need a model: the policy, the audit log, the review queue.
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._resources import DEFAULT_POLICY, REFERENCE_PROBES, policy_copy
 from .errors import (
+    AbstainedError,
     AuditError,
     AuditIntegrityError,
     CacheError,
@@ -18,13 +19,28 @@ from .errors import (
     HGuardError,
     InputError,
     ModelNotFoundError,
+    NeedsReviewError,
+    NothingToArchive,
     PolicyError,
     ProbeError,
     ProbeMismatchError,
     ReviewQueueError,
+    RouteError,
     UnsupportedModelError,
     UsageError,
 )
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors (imported on first use at run time)
+    from .audit import AuditLog
+    from .domain import CalibratedDomain
+    from .generation import Generator
+    from .guard import Guard, GuardResult
+    from .models import LoadedModel, load_model
+    from .neurons import NeuronRecorder
+    from .policy import Policy, load_policy
+    from .probe import HNeuronProbe
+    from .review.queue import ReviewQueue
+    from .settings import GenerationSettings
 
 __version__ = "0.3.0"
 
@@ -51,11 +67,28 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'hguard' has no attribute {name!r}")
 
 
-__all__ = [
-    *_LAZY,
+def __dir__() -> list[str]:  # the lazy names too (help(), completion)
+    return sorted(set(globals()) | set(__all__))
+
+
+__all__ = [  # the lazy names written out (a type checker and a linter read a literal list)
+    "Guard",
+    "GuardResult",
+    "load_model",
+    "LoadedModel",
+    "NeuronRecorder",
+    "Generator",
+    "HNeuronProbe",
+    "CalibratedDomain",
+    "GenerationSettings",
+    "load_policy",
+    "Policy",
+    "AuditLog",
+    "ReviewQueue",
     "DEFAULT_POLICY",
     "REFERENCE_PROBES",
     "policy_copy",
+    "AbstainedError",
     "AuditError",
     "AuditIntegrityError",
     "CacheError",
@@ -63,10 +96,13 @@ __all__ = [
     "HGuardError",
     "InputError",
     "ModelNotFoundError",
+    "NeedsReviewError",
+    "NothingToArchive",
     "PolicyError",
     "ProbeError",
     "ProbeMismatchError",
     "ReviewQueueError",
+    "RouteError",
     "UnsupportedModelError",
     "UsageError",
     "__version__",

@@ -228,11 +228,11 @@ def _check_in_chain(item: ReviewItem, recorded: dict[str, Any], log: str) -> Non
                         "or the queue file was edited): a verdict nobody can check is not calibration data")
     rec = recorded[item.verdict.audit_record_id or ""]
     if item.verdict.label != "hallucinated":  # reviewers disagreeing (a verdict superseded): as the monitor counts it
-        said = [r for r in recorded.values() if r.get("decision_audit_id") == item.audit_id
-                and r.get("label") == "hallucinated" and r.get("id") != rec.get("id")]
-        if said:
+        earlier = [r for r in recorded.values() if r.get("decision_audit_id") == item.audit_id
+                   and r.get("label") == "hallucinated" and r.get("id") != rec.get("id")]
+        if earlier:
             raise DataError(f"reviewers disagree on it: its verdict {item.verdict.verdict!r} by {item.verdict.reviewer} "
-                            f"came after {said[0].get('reviewer')}'s 'hallucinated' (record {said[0].get('id')} in {log}); "
+                            f"came after {earlier[0].get('reviewer')}'s 'hallucinated' (record {earlier[0].get('id')} in {log}); "
                             "the monitor counts the decision as hallucinated, and a disputed label is not calibration data")
     if "domain" in rec and rec.get("domain") != item.domain:  # the row would calibrate another domain
         raise DataError(f"its domain {item.domain!r} is not the {rec.get('domain')!r} its verdict record {rec['id']} in "
