@@ -149,14 +149,15 @@ class _Recording:
                 "policy_id": self._policy_id, "policy_hash": self._policy_hash}
 
     def _record(self, result: GuardResult, fingerprints: dict | None = None, generation: dict | None = None,
-                history: list[dict] | None = None) -> None:
+                history: list[dict] | None = None, *, caller_request_id: str | None = None,
+                record_request_id: str | None = None) -> None:
         # the record's id is the guard's own, never the caller's: spot-check selection is keyed on it (a caller
-        # choosing it would choose which accepted answers are checked) and the queue holds one item per id
-        record_id = uuid.uuid4().hex
+        # choosing it would choose which accepted answers are checked) and the queue holds one item per id; the
+        # caller's id of the request is kept beside it only when the caller gave one (an auditor tells the two apart)
+        record_id = record_request_id or uuid.uuid4().hex
         record: dict[str, Any] = {
             **self._provenance(),
             "request_id": record_id,
-            "caller_request_id": result.request_id,
             "domain": result.domain,
             "domain_choice": result.domain_choice,
             "model": self.lm.name,
@@ -180,6 +181,8 @@ class _Recording:
             "answer": result.answer,
             "context": result.context,
         }
+        if caller_request_id is not None:
+            record["caller_request_id"] = caller_request_id
         if history:  # the earlier turns a follow-up ("And for children?") refers to; hashed in a redacting log
             record["history"] = history
         dp = self.policy.domain(result.domain) if result.route == ACCEPT and result.domain else None

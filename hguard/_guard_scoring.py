@@ -55,7 +55,8 @@ class _Scoring:
         def grounding(self) -> Any: ...  # the guard's grounding scorer, loaded on first use
 
         def _record(self, result: GuardResult, fingerprints: dict | None = None,
-                    generation: dict | None = None, history: list[dict] | None = None) -> None: ...
+                    generation: dict | None = None, history: list[dict] | None = None, *,
+                    caller_request_id: str | None = None, record_request_id: str | None = None) -> None: ...
 
     def _score(self, g: Generation, domain: str | None, route: Route | None, problems: list[str]) -> tuple[dict, float | None, Thresholds | None, list[str]]:
         signals: dict[str, float | None] = {}
@@ -301,7 +302,9 @@ class _Scoring:
             reasons.insert(0, choice["reason"])
         abstain_message = (dp.abstain_message if dp is not None and dp.abstain_message else None) or self.policy.abstain_message
         review_message = (dp.review_message if dp is not None else None) or self.policy.review_message
-        request_id = request_id or uuid.uuid4().hex
+        caller_id = request_id or None  # the caller's id of the request, recorded only when given
+        own_id = uuid.uuid4().hex  # the decision record's id (audit_id); the result's request_id when the caller gave none
+        request_id = caller_id or own_id
         probe_id = route.domain.probe_id if route is not None and route.domain is not None else None
         result = GuardResult(
             question=g.question,
@@ -325,7 +328,8 @@ class _Scoring:
         self._record(result, g.extra.get("fingerprints"), {
             "max_new_tokens": g.extra.get("max_new_tokens", self.generator.max_new_tokens),
             "system_prompt": g.extra.get("system_prompt", self.generator.system_prompt),
-            "history_turns": g.extra.get("history_turns", 0)}, history=g.extra.get("history"))
+            "history_turns": g.extra.get("history_turns", 0)}, history=g.extra.get("history"),
+            caller_request_id=caller_id, record_request_id=own_id)
         return result
 
 

@@ -886,6 +886,13 @@ def test_a_caller_request_id_is_kept_beside_the_record_id_the_guard_assigns(cali
     assert audit_main(["show", str(tmp_path / "audit.jsonl"), "--id", "REQ-1", "--json"]) == 0
     found = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [r["kind"] for r in found] == ["decision", "decision", "review_verdict"]
+    # no id given: the record names no caller's id (it showed one the guard made up), and the result's id is the
+    # record's own id (the guard's), which show --id finds
+    c = g.invoke("who is the author of the book ?", domain="alpha")
+    rec = AuditLog(tmp_path / "audit.jsonl").find(c.audit_id)
+    assert "caller_request_id" not in rec and c.request_id == c.audit_id
+    assert audit_main(["show", str(tmp_path / "audit.jsonl"), "--id", c.request_id, "--kind", "decision", "--json"]) == 0
+    assert [json.loads(x)["id"] for x in capsys.readouterr().out.splitlines()] == [c.audit_id]
 
 
 def test_a_cancel_event_stops_the_generation_and_the_cut_answer_is_held(calibrated, tmp_path):
