@@ -125,11 +125,11 @@ def policy_copy(folder: str | os.PathLike[str], *, source: str | os.PathLike[str
     seed, a random one of its own; returns the new file. A start for your own
     policy, and a way to try the default one, run tests and benchmarks without touching the default state folder. An
     existing ``policy.toml`` there is kept (InputError) unless ``overwrite``."""
-    import json
     import secrets
-    import tomllib
 
-    from .errors import InputError
+    import tomlkit
+
+    from .errors import InputError, PolicyError
     from .policy import load_policy
 
     folder = Path(folder).expanduser().absolute()
@@ -139,37 +139,69 @@ def policy_copy(folder: str | os.PathLike[str], *, source: str | os.PathLike[str
     out = folder / "policy.toml"
     if out.exists() and not overwrite:
         raise InputError(f"{out} already exists; pass overwrite=True or another folder")
+    source = Path(source).expanduser()
+    load_policy(source)  # a policy hguard reads (else its PolicyError, naming the file and the key)
+    text = source.read_text(encoding="utf-8-sig")
+    if source.suffix.lower() == ".toml":
+        doc = tomlkit.parse(text)  # comments and layout kept
+    else:  # a YAML policy: the same settings, written as TOML
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+        empty = _null_key(data)
+        if empty:
+            raise PolicyError(f"policy file {str(source)!r}: {empty} is null, which TOML cannot write; remove the key "
+                              "(its default applies) or give it a value, then copy it")
+        doc = tomlkit.document()
+        doc.add(tomlkit.comment(f"copied from {source.name} by hguard.policy_copy"))
+        doc.update(data)
     # relative to the policy file, as the policy reads them: a moved or copied folder keeps its own files
-    moved = {"audit": ("path", "audit.jsonl"), "review": ("queue", "review.sqlite3"), "monitor": ("state", "monitor-state.json")}
-    text = Path(source).read_text(encoding="utf-8")
-    lines, table, done = [], "", set()
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("[") and not stripped.startswith("[["):
-            table = stripped.strip("[] ")
-        key = stripped.split("=", 1)[0].strip() if "=" in stripped and not stripped.startswith("#") else None
-        if table in moved and key == moved[table][0]:
-            line = f"{key} = {json.dumps(moved[table][1])}"  # a JSON string is a TOML basic string
-            done.add(table)
-        elif table == "monitor" and key == "seed" and tomllib.loads(stripped).get("seed") == EXAMPLE_SEED:
-            # the example's seed is public: whoever knows it knows which answers will be spot-checked
-            line = f"seed = {json.dumps(secrets.token_hex(16))}  # drawn by policy_copy; give it to auditors"
-        lines.append(line)
-    for table in sorted(moved.keys() - done):  # the source leaves the key at its default: set it
-        key, value = moved[table]
-        entry = f"{key} = {json.dumps(value)}"
-        header = next((i for i, ln in enumerate(lines) if ln.strip() == f"[{table}]"), None)
-        if header is None:
-            lines += ["", f"[{table}]", entry]
-        else:
-            lines.insert(header + 1, entry)
-    body = "\n".join(lines) + "\n"
-    tomllib.loads(body)  # still TOML
+    for table, key, value in (("audit", "path", "audit.jsonl"), ("review", "queue", "review.sqlite3"),
+                              ("monitor", "state", "monitor-state.json")):
+        if table not in doc:
+            doc.add(tomlkit.nl())
+            doc.add(table, tomlkit.table())
+        doc[table][key] = value
+    # what the policy reads (its probes, its key) stays where it was: a path relative to the source's folder would
+    # name another file beside the copy
+    base = source.absolute().parent
+    if base != folder:
+        probes = doc.get("probes")
+        if isinstance(probes, str):
+            doc["probes"] = _from(base, probes)
+        elif isinstance(probes, list):
+            doc["probes"] = [_from(base, p) for p in probes]
+        key_file = doc.get("integrity", {}).get("key_file")
+        if isinstance(key_file, str):
+            doc["integrity"]["key_file"] = _from(base, key_file)
+    monitor = doc.get("monitor")
+    if monitor is not None and monitor.get("seed") == EXAMPLE_SEED:
+        # the example's seed is public: whoever knows it knows which answers will be spot-checked
+        seed = tomlkit.string(secrets.token_hex(16))
+        seed.comment("drawn by policy_copy; give it to auditors")
+        monitor["seed"] = seed
     folder.mkdir(parents=True, exist_ok=True)
-    out.write_text(body, encoding="utf-8")
+    out.write_text(tomlkit.dumps(doc), encoding="utf-8")
     pol = load_policy(out)
     assert pol.audit.path == folder / "audit.jsonl" and pol.review.queue == folder / "review.sqlite3", out
     return out
+
+
+def _from(base: Path, path: str) -> str:
+    """``path`` as a policy in ``base`` names it, for a policy elsewhere: ``package:`` and absolute paths as they are."""
+    if path.startswith(PACKAGED_PREFIX) or Path(path).expanduser().is_absolute():
+        return path
+    return str(base / path)
+
+
+def _null_key(data: Any, where: str = "") -> str | None:
+    """The first key of ``data`` (a policy read from YAML) whose value is null, as a dotted path; None when none."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            found = f"{where}{k}" if v is None else _null_key(v, f"{where}{k}.")
+            if found:
+                return found
+    return None
 
 
 __all__ = ["DATA_DIR", "DEFAULT_POLICY", "REFERENCE_PROBES", "policy_copy", "state_dir"]

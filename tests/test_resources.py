@@ -60,6 +60,35 @@ def test_policy_copy_keeps_the_toml_moves_log_queue_and_monitor_state_and_never_
         [ln for ln in text.splitlines() if not ln.startswith("seed =")]
 
 
+def test_policy_copy_of_a_policy_of_ones_own(tmp_path):
+    """policy_copy crashed with a raw TOMLDecodeError on a YAML policy load_policy reads, and on a TOML one whose
+    table header carries a comment (it wrote a second [audit] table); a relative probe folder named a folder beside
+    the copy."""
+    from hguard.errors import PolicyError
+
+    mine = tmp_path / "src"
+    (mine / "probes-hr").mkdir(parents=True)
+    (mine / "policy.toml").write_text(
+        'version = 1\nprobes = ["package:smollm2-135m", "probes-hr"]\n\n'
+        '[audit]  # where decisions go\npath = "old.jsonl"\n\n[domains.geography]\naccept_below = 0.1\n')
+    copied = load_policy(policy_copy(tmp_path / "a", source=mine / "policy.toml"))
+    assert copied.audit.path == tmp_path / "a" / "audit.jsonl" and copied.domains["geography"].accept_below == 0.1
+    assert copied.probe_folders[1] == mine / "probes-hr"  # the source's folder, not one beside the copy
+    assert "[audit]  # where decisions go" in (tmp_path / "a" / "policy.toml").read_text()
+    (mine / "policy.yaml").write_text("version: 1\nprobes: package:smollm2-135m\ndomains:\n  geography:\n"
+                                      "    accept_below: 0.1\n")
+    from_yaml = load_policy(policy_copy(tmp_path / "b", source=mine / "policy.yaml"))
+    assert from_yaml.domains["geography"].accept_below == 0.1 and from_yaml.review.queue == tmp_path / "b" / "review.sqlite3"
+    (mine / "null.yaml").write_text("version: 1\naudit:\n  path: a.jsonl\n  anchor: null\n")
+    if load_policy(mine / "null.yaml"):  # a policy hguard reads, which TOML cannot write
+        with pytest.raises(PolicyError, match="audit.anchor is null, which TOML cannot write"):
+            policy_copy(tmp_path / "c", source=mine / "null.yaml")
+    (mine / "bad.toml").write_text("version = 1\nacept = 1\n")
+    with pytest.raises(PolicyError, match="acept"):
+        policy_copy(tmp_path / "d", source=mine / "bad.toml")
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+
+
 def test_a_missing_probe_folder_stops_the_guard_with_the_reason(tiny_calibrated, tmp_path):
     from hguard.guard import Guard
 
