@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 import types
@@ -105,7 +106,9 @@ def _explain(error: Mapping[str, Any]) -> str:
         found = _model_at(loc)
         allowed = sorted(k for k in found[0].model_fields if k != "name") if found else []
         hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
-        return f"{where}: unknown key (value {_short(error.get('input'))}){hint}"
+        near = difflib.get_close_matches(str(loc[-1]), allowed, n=1) if loc and allowed else []
+        guess = f"; did you mean {near[0]!r}?" if near else ""
+        return f"{where}: unknown key (value {_short(error.get('input'))}){guess}{hint}"
     if kind == "missing":
         found = _model_at(loc)
         desc = found[0].model_fields[found[1]].description if found and found[1] in found[0].model_fields else None

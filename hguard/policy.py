@@ -304,6 +304,16 @@ class DomainPolicy(_Section):
         description="a number strictly between 0 and 1, or leave it out for half the target",
     )
 
+    @field_validator("tightened_target", mode="after")
+    @classmethod
+    def _stricter(cls, value: float | None, info: ValidationInfo) -> float | None:
+        target = info.data.get("target_hallucination_rate")
+        if value is not None and target is not None and value >= target:
+            raise ValueError(f"tightened_target ({value}) is not below target_hallucination_rate ({target}): it is the "
+                             "stricter target a breached domain is held to; set it below the target, or leave it out "
+                             "for half the target")
+        return value
+
     @field_validator("abstain_above", mode="after")
     @classmethod
     def _ordered(cls, value: float | None, info: ValidationInfo) -> float | None:
@@ -457,6 +467,13 @@ class Policy(_Section):
                 return probe_folder(v)
             return v
 
+        paths = value if isinstance(value, list) else [value]
+        bad = next((v for v in paths if not isinstance(v, (str, os.PathLike)) or (isinstance(v, str) and not v.strip())), None)
+        if value is not None and (bad is not None or not isinstance(value, (str, os.PathLike, list))):
+            shown = value if bad is None else bad
+            raise ValueError(f"probes takes a folder path or package:NAME, or a list of them; got {shown!r:.80} "
+                             f"({type(shown).__name__}): write e.g. probes = \"package:smollm2-135m\" or "
+                             "probes = [\"package:smollm2-135m\", \"my-probes\"]")
         if isinstance(value, list):
             if not value:
                 raise ValueError("probes is an empty list; name at least one probe folder or remove the key")

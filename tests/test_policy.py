@@ -290,6 +290,25 @@ def test_a_policy_error_as_the_cli_says_it_keeps_its_items_apart(tmp_path):
     assert "among accepted answers; - domains.finance.accept_bellow" in " ".join(str(info.value).split())  # folded too
 
 
+def test_a_misspelt_key_a_wrong_probes_value_and_a_looser_tightened_target_are_named(tmp_path):
+    """A misspelt key got the allowed keys but no guess; a probes value of the wrong type got pydantic's schema text
+    (lax-or-strict[...]); a tightened_target above the target loaded without a word."""
+    path = write(tmp_path, "p.toml", "version = 1\n[domains.finance]\ntarget_hallucinaton_rate = 0.2\n")
+    with pytest.raises(PolicyError, match="did you mean 'target_hallucination_rate'"):
+        load_policy(path)
+    for value in ("5", '["package:smollm2-135m", 5]'):
+        path = write(tmp_path, "p.toml", f"version = 1\nprobes = {value}\n")
+        with pytest.raises(PolicyError) as info:
+            load_policy(path)
+        message = str(info.value)
+        assert "probes takes a folder path or package:NAME, or a list of them; got 5 (int)" in message, message
+        assert "lax-or-strict" not in message and "PosixPath" not in message
+    path = write(tmp_path, "p.toml", "version = 1\n[domains.finance]\ntarget_hallucination_rate = 0.2\n"
+                 "tightened_target = 0.6\n")
+    with pytest.raises(PolicyError, match=r"tightened_target \(0.6\) is not below target_hallucination_rate \(0.2\)"):
+        load_policy(path)
+
+
 def test_range_error_echoes_the_value_and_says_what_is_allowed(tmp_path):
     path = write(tmp_path, "p.yaml", "version: 1\ndomains:\n  finance:\n    accept_below: 1.5\n")
     with pytest.raises(PolicyError) as info:
