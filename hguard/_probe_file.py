@@ -84,10 +84,24 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _probe_id(doc: Mapping[str, Any]) -> str:
+def _probe_id(doc: Mapping[str, Any], *, legacy: bool = False) -> str:
+    """The probe's content hash: what was fitted (params, model, metadata), not when or how fast (``created``, the
+    timings: two calibrations of the same shards with the same seed get one id). ``legacy``: the hash of hguard
+    0.3.0 and before, over the timings too, which a file written then still carries."""
     # Python's float repr round-trips, so the hash of the re-read document equals the saved one.
     body = {k: doc[k] for k in ("format", "version", "params", "model", "metadata")}
+    if not legacy:
+        body["metadata"] = _without_timings({k: v for k, v in body["metadata"].items() if k != "created"})
     return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()[:16]
+
+
+def _without_timings(value: Any) -> Any:
+    """``value`` without its ``*_seconds`` entries, at any depth."""
+    if isinstance(value, Mapping):
+        return {k: _without_timings(v) for k, v in value.items() if not str(k).endswith("_seconds")}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
 
 
 def _signature(doc: Mapping[str, Any], key: bytes) -> dict:
@@ -151,7 +165,7 @@ def _from_document(doc, path: Path, cls):
         if not isinstance(doc.get(key), typ):
             fail(f"{key!r} is missing or not a {typ.__name__}")
     actual = _probe_id(doc)
-    if actual != doc["probe_id"]:
+    if actual != doc["probe_id"] and _probe_id(doc, legacy=True) != doc["probe_id"]:
         raise ProbeError(
             f"{where} was modified after it was saved: it says probe_id {doc['probe_id']!r} but its content hashes "
             f"to {actual!r}; restore the original file or recalibrate (never edit probe files by hand)"

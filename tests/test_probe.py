@@ -426,6 +426,30 @@ def test_probe_id_depends_on_content(probe, tmp_path):
     b = probe.save(tmp_path / "b.json", metadata={**FINGERPRINTS, "domain": "capitals"})
     c = probe.save(tmp_path / "c.json", metadata={**FINGERPRINTS, "domain": "elements"})
     assert a == b != c
+    # not when, nor how fast: two calibrations of the same shards with one seed got two ids (created, the timings)
+    meta = {**FINGERPRINTS, "domain": "capitals", "metrics": {"train": {"n": 40}}}
+    d = probe.save(tmp_path / "d.json", metadata={**meta, "created": "2026-12-01T00:00:00Z",
+                                                  "metrics": {"train": {"n": 40, "probe_fit_seconds": 1.5}}})
+    e = probe.save(tmp_path / "e.json", metadata={**meta, "created": "2026-12-05T00:00:00Z",
+                                                  "metrics": {"train": {"n": 40, "probe_fit_seconds": 9.0}}})
+    assert d == e == probe.save(tmp_path / "f.json", metadata=meta) != a
+    assert HNeuronProbe.load(tmp_path / "e.json")[0].probe_id_ == e
+
+
+def test_a_probe_file_of_the_earlier_hash_still_loads(saved):
+    """Files written by hguard 0.3.0 and before carry an id hashed over the timings too: they load as they are."""
+    from hguard._probe_file import _probe_id
+
+    path, _ = saved
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc["metadata"]["created"] = "2026-11-01T00:00:00Z"
+    doc["probe_id"] = _probe_id(doc, legacy=True)
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    assert HNeuronProbe.load(path)[0].probe_id_ == doc["probe_id"]
+    doc["metadata"]["created"] = "2026-11-02T00:00:00Z"  # an edit after it was saved is still found
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(ProbeError, match="modified after it was saved"):
+        HNeuronProbe.load(path)
 
 
 @pytest.mark.parametrize(
