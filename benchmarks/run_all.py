@@ -137,7 +137,10 @@ BENCHMARKS: dict[str, Benchmark] = {
               ("fit", "--work", "runs/screening-wide512", "--mode", "screen", "--k", "2000"),
               ("collect-default", "--work", "runs/screening-default"),
               ("auroc", "--work", "runs/screening-default", "--k", "500", "2000", "8000"),
-              ("shard-size", "--work", "runs/screening-default")),
+              ("shard-size", "--work", "runs/screening-default"),
+              # `hguard calibrate` itself on the 8B-shaped model, screened then in memory (each its own process)
+              ("calibrate-wide", "--n", "256", "--work", "runs/cal-wide256", "--screen-top", "2000"),
+              ("calibrate-wide", "--n", "256", "--work", "runs/cal-wide256")),
         # the 8B-shaped random model (no default-model collection, 22 min): collection, both fits, the held-out
         # AUROC and the shard sizes on 32 answers
         smoke=(("collect-wide", "--n", "32", "--work", f"{OUT}/screening/work", "--out", f"{OUT}/screening"),

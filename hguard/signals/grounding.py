@@ -18,9 +18,9 @@ context (the hallucination risk a caller wants is ``1 - support``).
   context), mapped to [0, 1] with a logistic.
 - :class:`GroundingScorer` -- all of the above plus ``grounding``, their logistic combination.
 
-:func:`evaluate_grounding`, :func:`read_grounding_jsonl` and :func:`cli_main` evaluate the signals
-on labelled rows (HaluEval QA style: ``question``, ``context``, ``right_answer``,
-``hallucinated_answer``) as ``hguard evaluate-grounding``.
+``research.grounding_eval`` (``python -m research.grounding_eval --data FILE.jsonl --json`` in a checkout) evaluates
+the signals on labelled rows (HaluEval QA style: ``question``, ``context``, ``right_answer``,
+``hallucinated_answer``).
 
 This module holds the merge and :class:`GroundingScorer` and re-exports the signals, which live in
 ``hguard.signals._grounding_lexical`` (tokens, sentences, lexical, phrase and proximity support),
