@@ -749,6 +749,8 @@ def test_cli_show_export_and_repair(tmp_path, capsys):
     assert "pass a domain name, or --no-domain for records without one" in capsys.readouterr().err
     assert cli_main(["show", str(path), "--last", "-3"]) == 2
     assert "last (--last) must be a non-negative integer, got -3; pass e.g. 20" in capsys.readouterr().err
+    assert cli_main(["show", str(path), "--last", "0"]) == 0  # it said "no records in" a log that has them
+    assert "--last 0 shows none of the records of" in capsys.readouterr().err
 
     out_csv = tmp_path / "out.csv"
     assert cli_main(["export", str(path), "--csv", str(out_csv), "--columns", "seq,route"]) == 0

@@ -135,6 +135,16 @@ def test_evaluate_rag_reaches_its_own_checks(tmp_path):
     assert "not installed" not in err
 
 
+def test_evaluate_says_a_missing_probe_folder_before_loading_the_model(tmp_path, monkeypatch, capsys):
+    """evaluate loaded the model (15 s) before saying that --probes names no folder."""
+    from hguard.calibrate import pipeline
+    from hguard.cli import main
+
+    monkeypatch.setattr(pipeline, "evaluate", lambda *a, **k: pytest.fail("the model was loaded"))
+    assert main(["evaluate", "--probes", str(tmp_path / "nodir"), "--data", str(tmp_path / "d.jsonl")]) == 2
+    assert "the probe folder" in capsys.readouterr().err
+
+
 def test_evaluate_rag_reads_and_checks_your_rows_before_loading_the_model(tmp_path):
     data = tmp_path / "mine.jsonl"
     data.write_text('{"id": "r1", "question": "How long is leave?", "answers": ["20 days"], "domain": "policy"}\n')

@@ -213,7 +213,7 @@ def test_invalid_utf8_is_reported_with_line(tmp_path: Path) -> None:
 
 
 def test_missing_and_empty_files(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="calibration file not found"):
+    with pytest.raises(DataError, match="data file not found"):
         load_examples(tmp_path / "nope.jsonl")
     empty = write_lines(tmp_path / "empty.jsonl", ["", "  "])
     with pytest.raises(DataError, match="file has no rows"):

@@ -306,7 +306,7 @@ def load_examples(path_or_paths: str | os.PathLike[str] | Iterable[str | os.Path
     bad: list[tuple[str, str]] = []  # (where, what) of each bad row
     for path in _expand(path_or_paths):
         if not path.is_file():
-            raise DataError(f"{path}: calibration file not found; check the path (cwd is {Path.cwd()})")
+            raise DataError(f"{path}: data file not found; check the path (cwd is {Path.cwd()})")
         n_rows = 0
         with path.open("rb") as fh:
             for lineno, raw in enumerate(fh, start=1):

@@ -419,9 +419,10 @@ def cmd_calibrate_rag(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .._resources import probe_folder
-    from ..calibrate.pipeline import evaluate
+    from ..calibrate.pipeline import evaluate, load_probe_dir
 
     args.probes = str(probe_folder(args.probes))  # a folder, or package:NAME as in a policy
+    load_probe_dir(args.probes, mode=None)  # a missing or unreadable folder is said before the model loads
     if args.rag:
         from ..calibrate.rag import evaluate_rag
 
@@ -655,7 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 PASSTHROUGH = {
     "audit": (cmd_audit, "verify, show, export or repair an audit log"),
-    "review": (cmd_review, "the human review queue: serve, list, export"),
+    "review": (cmd_review, "the human review queue: serve, list, decide, export"),
     "monitor": (cmd_monitor, "spot-check estimate, drift and tightening per domain; --lift DOMAIN"),
 }
 

@@ -254,7 +254,10 @@ def main(argv: list[str]) -> int:
                             since=period(args.since, "--since"), until=period(args.until, "--until")):
                 print(canonical_json(rec) if args.json else _format_record(rec))
                 n_shown += 1
-            if not n_shown:  # said on stderr, so stdout stays records only
+            if not n_shown and args.last == 0:
+                print(f"hguard audit: --last 0 shows none of the records of {args.path}; pass --last N (N >= 1) or "
+                      "leave it out for all", file=sys.stderr)
+            elif not n_shown:  # said on stderr, so stdout stays records only
                 filters = [f"--{k} {v}" for k, v in (("domain", args.domain), ("route", args.route), ("kind", args.kind),
                                                      ("id", args.record_id)) if v]
                 filters += ["--no-domain"] if args.no_domain else []
