@@ -74,6 +74,9 @@ def prepare_out(out_dir: Path, *, own: bool) -> None:
     log OK. ``own``: the demo's default folder, always its own."""
     from .errors import InputError
 
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} is a file; pass a folder for the demo's audit log and review queue (a new or "
+                         "empty one)")
     out_dir.mkdir(parents=True, exist_ok=True)
     if not own and not (out_dir / DEMO_MARK).exists():
         held = sorted({p.name for p in out_dir.glob("audit*.jsonl")} | {p.name for p in out_dir.glob("review.sqlite3")})

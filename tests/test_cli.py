@@ -143,6 +143,8 @@ def test_the_demo_never_deletes_a_log_or_queue_it_did_not_write(tmp_path):
     assert (real / "audit.jsonl").read_text() == '{"kind": "decision"}\n' and (real / "review.sqlite3").exists()
     r = hguard("demo", "--out", str(real), check=False)  # refused before the model loads, in one line
     assert r.returncode == 2 and "which the demo did not write" in r.stderr and (real / "audit.jsonl").exists()
+    with pytest.raises(InputError, match=r"--out .*audit.jsonl is a file; pass a folder"):  # it said "File exists"
+        prepare_out(real / "audit.jsonl", own=False)
     # the demo's own folder (marked by an earlier run, or its default one) is emptied for the next run
     mine = tmp_path / "demo"
     prepare_out(mine, own=False)
