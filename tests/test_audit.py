@@ -694,6 +694,10 @@ def test_export_csv_flattens_signals_and_thresholds(tmp_path):
 def test_cli_verify_exit_codes(tmp_path, capsys):
     path = tmp_path / "audit.jsonl"
     _make_log(path, 4)
+    (tmp_path / "policy.toml").write_text("version = 1\n")
+    for command in ("verify", "rotate", "show"):  # a policy given as the log read as a log that does not verify (1)
+        assert cli_main([command, str(tmp_path / "policy.toml")]) == 2
+        assert "policy.toml is a policy file, not an audit log; pass it as --policy" in capsys.readouterr().err
     assert cli_main(["verify", str(path)]) == 0
     assert "OK, 4 records" in capsys.readouterr().out
 

@@ -199,6 +199,10 @@ def main(argv: list[str]) -> int:
     except SystemExit as e:  # argparse exits on --help and on bad usage; the caller decides about exiting
         return e.code if isinstance(e.code, int) else 2
     try:
+        given = getattr(args, "path", None)
+        if given and str(given).lower().endswith((".toml", ".yaml", ".yml")):  # read as a log, it "did not verify"
+            raise InputError(f"{given} is a policy file, not an audit log; pass it as --policy {given} (hguard audit "
+                             f"{args.command} --policy FILE reads the log that policy writes)")
         if args.command in ("verify", "rotate"):
             path, key, anchor = args.path, _cli_key(args), args.anchor
             if args.policy:  # the deployment's own files, unless given here
