@@ -358,12 +358,20 @@ def refuse_shared_files(files: Mapping[str, Path]) -> None:
 
 
 class Policy(_Section):
-    """A whole policy file. Build it with :func:`load_policy` or ``Policy.model_validate``.
+    """A whole policy file. Build it with :func:`load_policy` (a file) or :meth:`from_mapping` (a dict): each
+    problem is then a :class:`~hguard.errors.PolicyError` naming the key, the value and the fix.
+    ``Policy.model_validate`` works too, but raises pydantic's own ``ValidationError``.
 
     Relative paths resolve against ``context={"base_dir": ...}`` when given
     (``load_policy`` passes the policy file's directory) and are left relative
     otherwise.
     """
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], base_dir: str | os.PathLike[str] | None = None) -> "Policy":
+        """The policy ``data`` holds (as a policy file's TOML would read), relative paths resolved against
+        ``base_dir`` when given; a :class:`~hguard.errors.PolicyError` names each problem as :func:`load_policy` does."""
+        return _validate(data, source="given as a mapping", base_dir=Path(base_dir) if base_dir is not None else None)
 
     version: Literal[1] = Field(description="the integer 1")
     default_route: Literal["review", "abstain"] = Field(

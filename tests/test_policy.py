@@ -309,6 +309,14 @@ def test_a_misspelt_key_a_wrong_probes_value_and_a_looser_tightened_target_are_n
         load_policy(path)
 
 
+def test_a_policy_from_a_mapping_gets_the_file_loaders_messages(tmp_path):
+    """Policy.model_validate, which the docstring offered, raised pydantic's ValidationError without the allowed keys."""
+    with pytest.raises(PolicyError, match=r"invalid policy given as a mapping:\n  - acept: unknown key .*allowed keys here"):
+        Policy.from_mapping({"version": 1, "acept": 1})
+    pol = Policy.from_mapping({"version": 1, "audit": {"path": "a.jsonl"}}, base_dir=tmp_path)
+    assert pol.audit.path == tmp_path / "a.jsonl"
+
+
 def test_range_error_echoes_the_value_and_says_what_is_allowed(tmp_path):
     path = write(tmp_path, "p.yaml", "version: 1\ndomains:\n  finance:\n    accept_below: 1.5\n")
     with pytest.raises(PolicyError) as info:
