@@ -36,10 +36,16 @@ def fold_accents(text: str) -> str:
     return "".join(c for c in text if not unicodedata.combining(c))
 
 
+_IGNORABLE = regex.compile(r"[\p{Default_Ignorable_Code_Point}\u2800]")
+
+
 def hidden_character(c: str) -> bool:
-    """A character that changes how the text around it shows (control, line separator, direction override)
+    """A character that changes how the text around it shows (control, line separator, direction override), or
+    shows nothing (a variation selector, the combining grapheme joiner, the Hangul fillers, a blank Braille cell),
     rather than being seen itself; the joiners some scripts spell names with (U+200C, U+200D) are not."""
-    return unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") and c not in "\u200c\u200d"
+    if c in "\u200c\u200d":
+        return False
+    return unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") or _IGNORABLE.match(c) is not None
 
 
 def hidden_characters_in(name: str) -> str | None:

@@ -384,6 +384,12 @@ def test_queue_without_audit_log_still_records_verdicts(tmp_path):
         # a second name on its own line, or shown right to left, in one-line listings (audit show)
         ({"verdict": "correct", "reviewer": "mallory\nreviewer=alice"}, "control or formatting character.*U\\+000A"),
         ({"verdict": "correct", "reviewer": "bob\u202eecila"}, "U\\+202E"),
+        # a name that shows as blank, or as another's ("alice" with an invisible mark): a Hangul filler, a blank
+        # Braille cell, the combining grapheme joiner, a variation selector
+        ({"verdict": "correct", "reviewer": "\u3164"}, "U\\+3164"),
+        ({"verdict": "correct", "reviewer": "\u2800"}, "U\\+2800"),
+        ({"verdict": "correct", "reviewer": "alice\u034f"}, "U\\+034F"),
+        ({"verdict": "correct", "reviewer": "alice\ufe0f"}, "U\\+FE0F"),
         ({"verdict": "corrected", "reviewer": "a"}, "needs the right answer"),
         ({"verdict": "corrected", "reviewer": "a", "corrected_answer": "  "}, "needs the right answer"),
         ({"verdict": "correct", "reviewer": "a", "corrected_answer": "Bar"}, "takes no corrected_answer"),

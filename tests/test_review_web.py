@@ -337,9 +337,9 @@ def test_wrong_token_is_refused_and_repeated_failures_lock_login(queue, audit):
     assert [x["kind"] for x in audit][-1] == "review_login"
 
 
-def test_login_lockout_is_per_client_address(queue):
+def test_login_lockout_is_per_client_address_and_loopback_is_one(queue):
     app = create_app(queue, token=TOKEN)
-    attacker = TestClient(app, base_url=BASE, follow_redirects=False, client=("127.0.0.2", 40000))
+    attacker = TestClient(app, base_url=BASE, follow_redirects=False, client=("10.0.0.9", 40000))
     reviewer = TestClient(app, base_url=BASE, follow_redirects=False, client=("127.0.0.1", 50000))
     csrf = csrf_of(attacker.get("/login").text)
     for _ in range(10):
@@ -357,6 +357,14 @@ def test_login_lockout_is_per_client_address(queue):
         assert other.post("/login", data={"token": "nope-nope-nope-nope", "csrf_token": csrf},
                           headers=SAME_ORIGIN).status_code == 403  # fmt: skip
     login(other)
+    # every loopback address is one client: a local process guessed 10 tokens a minute from each of 127.0.0.0/8
+    # (380 guesses in a minute), so the tenth wrong token from any of them locks them all
+    local = TestClient(app, base_url=BASE, follow_redirects=False, client=("127.0.0.77", 50002))
+    csrf = csrf_of(local.get("/login").text)
+    assert local.post("/login", data={"token": "nope-nope-nope-nope", "csrf_token": csrf},
+                      headers=SAME_ORIGIN).status_code == 403  # fmt: skip
+    r = local.post("/login", data={"token": TOKEN, "csrf_token": csrf}, headers=SAME_ORIGIN)
+    assert r.status_code == 429
 
 
 def test_lockout_table_stays_bounded(queue, monkeypatch):
@@ -624,3 +632,45 @@ def test_a_domain_name_with_spaces_around_it_does_not_look_like_another(tmp_path
     assert review_cli(["list", "--queue", str(q.path)]) == 0
     out = capsys.readouterr().out
     assert '"policy ": 1 pending, 0 decided' in out and "policy: 1 pending, 0 decided" in out
+
+
+def test_behind_a_tls_proxy_the_public_url_is_the_origin_and_cookies_are_secure(queue):
+    """Behind a TLS proxy the server sees plain HTTP, so a browser's https Origin was refused on every POST (login
+    included) and no cookie was Secure."""
+    app = create_app(queue, token=TOKEN, public_url="https://review.example.org")
+    c = TestClient(app, base_url="http://review.example.org", follow_redirects=False)  # as the proxy forwards it
+    page = c.get("/login")
+    assert page.status_code == 200 and "secure" in page.headers["set-cookie"].lower()
+    from http.cookies import SimpleCookie
+
+    def jar(*responses) -> str:  # the browser sends Secure cookies over https to the proxy; the test client would not
+        cookies = SimpleCookie()
+        for resp in responses:
+            for header in resp.headers.get_list("set-cookie"):
+                cookies.load(header)
+        return "; ".join(f"{k}={m.value}" for k, m in cookies.items())
+
+    public = {"Origin": "https://review.example.org", "Cookie": jar(page)}
+    r = c.post("/login", data={"token": TOKEN, "csrf_token": csrf_of(page.text), "next": "/"}, headers=public)
+    assert r.status_code == 303, r.text
+    assert "secure" in r.headers["set-cookie"].lower()
+    session = jar(page, r)
+    index = c.get("/", headers={"Cookie": session})
+    assert index.status_code == 200 and "data-item-id" in index.text
+    # another origin is still refused, the plain-HTTP one included
+    r = c.post("/logout", data={"csrf_token": csrf_of(index.text)},
+               headers={"Origin": "http://review.example.org", "Cookie": session})
+    assert r.status_code == 403 and "is not this server (https://review.example.org)" in r.text
+    for bad in ("review.example.org", "https://review.example.org/path", "ftp://x", "https://u@x.org"):
+        with pytest.raises(InputError, match="public_url must be the address reviewers open"):
+            create_app(queue, token=TOKEN, public_url=bad)
+
+
+def test_a_server_error_page_carries_the_security_headers(queue):
+    """The 500 page (the server's own, outside the app's middleware) had none of the headers, nor the traceback."""
+    c = TestClient(create_app(queue, token=TOKEN), base_url=BASE, follow_redirects=False, raise_server_exceptions=False)
+    login(c)
+    queue.pending = None  # the queue breaks under the page
+    r = c.get("/")
+    assert r.status_code == 500 and r.headers["content-security-policy"].startswith("default-src 'none'")
+    assert r.headers["x-frame-options"] == "DENY" and "Traceback" not in r.text

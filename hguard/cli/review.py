@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host (shows private text)")
     p.add_argument("--allowed-host", action="append", metavar="NAME", help="Host name the site answers to (repeatable)")
+    p.add_argument("--public-url", metavar="URL", help="the address reviewers open when a TLS proxy sits in front "
+                   "(e.g. https://review.example.org): logins and verdicts must come from it, cookies are Secure")
     p.add_argument(
         "--read-only-open", action="store_true",
         help="let ANY local process read every queued question and answer without the token (verdicts still "
@@ -151,7 +153,7 @@ def main(argv: list[str]) -> int:
                 server = make_server(
                     source, args.host, args.port, token=token, audit=args.audit,
                     allow_remote=args.allow_remote, allowed_hosts=args.allowed_host,
-                    read_only_open=args.read_only_open,
+                    read_only_open=args.read_only_open, public_url=args.public_url,
                 )  # fmt: skip
             app = cast("Starlette", server.config.app)  # make_server serves the app create_app built
             queue: ReviewQueue = app.state.queue

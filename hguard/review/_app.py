@@ -42,6 +42,18 @@ def _with_audit(queue: ReviewQueue, audit: AuditLog | None) -> ReviewQueue:
     return ReviewQueue(queue.path, audit=audit, busy_timeout=queue.busy_timeout)
 
 
+def _public_origin(public_url: str | None) -> str | None:
+    """The origin (``scheme://host[:port]``, lower case) of ``public_url``; InputError for anything else."""
+    if public_url is None:
+        return None
+    parts = urlsplit(public_url) if isinstance(public_url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or parts.username:
+        raise InputError(f"public_url must be the address reviewers open, scheme and host only (e.g. "
+                         f"https://review.example.org or https://review.example.org:8443), got {public_url!r}")
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
 def create_app(
     queue: ReviewQueue,
     *,
@@ -50,12 +62,16 @@ def create_app(
     allowed_hosts: Sequence[str] | None = None,
     read_only_open: bool = False,
     monitor_state: str | os.PathLike[str] | None = None,
+    public_url: str | None = None,
 ) -> Starlette:
     """The review site for ``queue``. Reading and verdicts need ``token`` (None is refused with InputError)
     unless ``read_only_open=True``, which lets anyone who reaches the server read the queue (verdicts still need
     the token; with ``token=None`` none can be recorded). ``audit`` logs verdicts (unless the queue has its own
     log). ``allowed_hosts``: Host names served (default: the loopback names).
-    ``monitor_state``: the monitor's state file, to show each domain's state (normal or tightened)."""
+    ``monitor_state``: the monitor's state file, to show each domain's state (normal or tightened).
+    ``public_url``: the address reviewers open when a TLS proxy sits in front (``https://review.example``): posts
+    must come from it (the server itself sees plain HTTP, so a browser's https Origin was refused), its host is
+    served, and the cookies are ``Secure`` when it is https."""
     try:
         from starlette.applications import Starlette
         from starlette.concurrency import run_in_threadpool
@@ -72,6 +88,9 @@ def create_app(
     token = _check_token(token, read_only_open)
     queue = _with_audit(queue, audit)
     hosts = list(allowed_hosts) if allowed_hosts is not None else list(_LOOPBACK_HOSTS)
+    public = _public_origin(public_url)
+    if public is not None:
+        hosts.append(urlsplit(public).hostname or "")
     if not hosts or not all(isinstance(h, str) and h for h in hosts):
         raise InputError(f"allowed_hosts must be a non-empty list of host names, got {allowed_hosts!r}")
     auth = _Auth(token, read_only_open=read_only_open)
@@ -89,7 +108,7 @@ def create_app(
     def cookie(response: Response, request: Request, key: str, value: str, max_age: int | None) -> None:
         response.set_cookie(
             key, value, max_age=max_age, path="/", httponly=True, samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=request.url.scheme == "https" or (public or "").startswith("https:"),
         )  # fmt: skip
 
     def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -130,7 +149,7 @@ def create_app(
 
     def same_origin(request: Request) -> str | None:
         """Why a POST is refused as cross-site, or None when it comes from our own pages."""
-        own = f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
+        own = public or f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
         origin = request.headers.get("origin")
         if origin is not None:
             if origin.lower() != own:

@@ -8,6 +8,7 @@ import base64
 import collections
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import threading
 import time
@@ -38,6 +39,21 @@ _SECURITY_HEADERS = [
 
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _lockout_key(client: str) -> str:
+    """Whose wrong tokens count together: every loopback address is one client (any local process can connect
+    from any of 127.0.0.0/8, so a lockout per address let one guess 10 tokens a minute from each)."""
+    return "loopback" if _is_loopback(client) else client
 
 
 class _Auth:
@@ -77,11 +93,13 @@ class _Auth:
         return times
 
     def login_locked(self, client: str) -> bool:
+        client = _lockout_key(client)
         with self._lock:
             times = self._recent(client, time.monotonic())
             return times is not None and len(times) >= _LOGIN_FAILURES_PER_MINUTE
 
     def note_failure(self, client: str) -> None:
+        client = _lockout_key(client)
         now = time.monotonic()
         with self._lock:
             times = self._recent(client, now)
@@ -167,12 +185,23 @@ class _GuardMiddleware:
             await send({"type": "http.response.body", "body": body})
             return
 
+        started = False
+
         async def send_with_headers(message: Any) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message = {**message, "headers": [*message.get("headers", []), *_SECURITY_HEADERS]}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:  # the server's own 500 page (outside this middleware) had none of the headers
+            if not started:
+                await send({"type": "http.response.start", "status": 500,
+                            "headers": [(b"content-type", b"text/plain; charset=utf-8"), *_SECURITY_HEADERS]})  # fmt: skip
+                await send({"type": "http.response.body", "body": b"Internal Server Error"})
+            raise  # the traceback goes to the server's console, never to the client
 
 
 _MAKE_TOKEN = f"export {TOKEN_ENV}=$(python -c 'import secrets;print(secrets.token_urlsafe(32))')"

@@ -39,7 +39,6 @@ group, not identity.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import warnings
 from collections.abc import Sequence
@@ -54,7 +53,7 @@ from ._app import SESSION_COOKIE as SESSION_COOKIE
 from ._app import _LOOPBACK_HOSTS, _with_audit, create_app
 from ._auth import MIN_TOKEN_LENGTH as MIN_TOKEN_LENGTH
 from ._auth import SESSION_MAX_AGE_S as SESSION_MAX_AGE_S
-from ._auth import TOKEN_ENV, _check_token
+from ._auth import TOKEN_ENV, _check_token, _is_loopback
 from ._pages import _INSTALL_HINT
 from .queue import ReviewQueue
 
@@ -71,15 +70,6 @@ DEFAULT_PORT = 8765
 
 # --------------------------------------------------------------------------------------------------------------
 # serving
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _existing_folder(path: Path, what: str, fix: str) -> None:
@@ -156,13 +146,15 @@ def make_server(
     allowed_hosts: Sequence[str] | None = None,
     log_level: str = "info",
     read_only_open: bool = False,
+    public_url: str | None = None,
 ) -> uvicorn.Server:
     """A configured, not yet started uvicorn server for the review site (``.run()`` starts it).
 
     ``source``: a ReviewQueue, a policy file or an existing queue file (see :func:`_open_source`). ``token``:
     the review token; None reads ``HGUARD_REVIEW_TOKEN``, and with neither the server is refused unless
     ``read_only_open=True`` (see :func:`create_app`). Only loopback addresses are accepted for ``host`` unless
-    ``allow_remote=True``.
+    ``allow_remote=True``. ``public_url``: the https address a TLS proxy in front serves the site at (see
+    :func:`create_app`).
     """
     try:
         import uvicorn
@@ -208,7 +200,8 @@ def make_server(
         allowed_hosts = ["*"] if remote else sorted({*_LOOPBACK_HOSTS, host.strip("[]")})
     state = policy.monitor.state if policy is not None else None
     app = create_app(
-        queue, token=token, allowed_hosts=allowed_hosts, read_only_open=read_only_open, monitor_state=state
+        queue, token=token, allowed_hosts=allowed_hosts, read_only_open=read_only_open, monitor_state=state,
+        public_url=public_url,
     )
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, proxy_headers=False, server_header=False, lifespan="off"
@@ -226,11 +219,12 @@ def serve(
     allow_remote: bool = False,
     allowed_hosts: Sequence[str] | None = None,
     read_only_open: bool = False,
+    public_url: str | None = None,
 ) -> None:
     """Serve the review site until interrupted (see :func:`make_server` for the arguments)."""
     make_server(
         source, host, port, token=token, audit=audit, allow_remote=allow_remote, allowed_hosts=allowed_hosts,
-        read_only_open=read_only_open,
+        read_only_open=read_only_open, public_url=public_url,
     ).run()  # fmt: skip
 
 
