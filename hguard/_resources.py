@@ -104,16 +104,21 @@ def state_dir() -> Path:
 
 # the default policy's spot-check seed (public): a copy gets its own
 EXAMPLE_SEED = "hguard-example-spot-checks"
+# a policy's seed when its [monitor] table sets none: as public as the example's (it is in hguard's source)
+DEFAULT_SEED = "hguard-spot-check"
+PUBLIC_SEEDS = (EXAMPLE_SEED, DEFAULT_SEED)
 
 
 def public_seed_warning(policy: Any) -> str | None:
-    """What to say of a policy of one's own (not the bundled default) that kept the default's public spot-check
-    seed (a copy made by hand, not by :func:`policy_copy`), or None."""
+    """What to say of a policy of one's own (not the bundled default) whose spot-check seed is public: the default
+    policy's (a copy made by hand, not by :func:`policy_copy`) or hguard's own when ``[monitor] seed`` is unset; or
+    None."""
     seed = getattr(getattr(policy, "monitor", None), "seed", None)
     source = getattr(policy, "source", None)
-    if seed != EXAMPLE_SEED or source is None or Path(source).resolve() == DEFAULT_POLICY.resolve():
+    if seed not in PUBLIC_SEEDS or source is None or Path(source).resolve() == DEFAULT_POLICY.resolve():
         return None
-    return (f"the policy {str(source)!r} keeps the default policy's public spot-check seed ({EXAMPLE_SEED!r}): whoever "
+    whose = "the default policy's" if seed == EXAMPLE_SEED else "hguard's own, used when [monitor] seed is unset,"
+    return (f"the policy {str(source)!r} keeps {whose} public spot-check seed ({seed!r}): whoever "
             "knows it knows which accepted answers will be spot-checked and which never will; set [monitor] seed to a "
             "secret of your own (python -c 'import secrets; print(secrets.token_hex(16))') and give it to your auditors")
 
@@ -174,9 +179,13 @@ def policy_copy(folder: str | os.PathLike[str], *, source: str | os.PathLike[str
         key_file = doc.get("integrity", {}).get("key_file")
         if isinstance(key_file, str):
             doc["integrity"]["key_file"] = _from(base, key_file)
-    monitor = doc.get("monitor")
-    if monitor is not None and monitor.get("seed") == EXAMPLE_SEED:
-        # the example's seed is public: whoever knows it knows which answers will be spot-checked
+        model = doc.get("model")  # a model file or folder beside the source (not "default", nor a hub id)
+        if isinstance(model, str) and (model.startswith((".", "~")) or model.endswith(".gguf") or (base / model).exists()):
+            doc["model"] = _from(base, model)
+    monitor = doc["monitor"]  # set above (its state)
+    if monitor.get("seed", DEFAULT_SEED) in PUBLIC_SEEDS:
+        # a public seed (the example's, or hguard's own when none is set): whoever knows it knows which answers will
+        # be spot-checked
         seed = tomlkit.string(secrets.token_hex(16))
         seed.comment("drawn by policy_copy; give it to auditors")
         monitor["seed"] = seed

@@ -54,6 +54,7 @@ from hguard._policy_route import ABSTAIN, ACCEPT, REVIEW, Decision, choose_domai
 from hguard._policy_route import Route as Route
 from hguard._policy_thresholds import Thresholds, effective_thresholds
 from hguard._resources import PACKAGED_PREFIX as PACKAGED_PREFIX
+from hguard._resources import DEFAULT_SEED
 from hguard._resources import refuse_own_file as refuse_own_file
 
 __all__ = [
@@ -328,7 +329,7 @@ class DomainPolicy(_Section):
 
 class MonitorConfig(_Section):
     seed: str = Field(
-        "hguard-spot-check", strict=True, min_length=1,
+        DEFAULT_SEED, strict=True, min_length=1,
         description="a non-empty string: the key of the seeded spot-check selection (give it to auditors)",
     )
     state: PolicyPath = Field(

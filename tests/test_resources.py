@@ -75,10 +75,18 @@ def test_policy_copy_of_a_policy_of_ones_own(tmp_path):
     assert copied.audit.path == tmp_path / "a" / "audit.jsonl" and copied.domains["geography"].accept_below == 0.1
     assert copied.probe_folders[1] == mine / "probes-hr"  # the source's folder, not one beside the copy
     assert "[audit]  # where decisions go" in (tmp_path / "a" / "policy.toml").read_text()
-    (mine / "policy.yaml").write_text("version: 1\nprobes: package:smollm2-135m\ndomains:\n  geography:\n"
-                                      "    accept_below: 0.1\n")
+    (mine / "policy.yaml").write_text("version: 1\nprobes: package:smollm2-135m\nmodel: models/m.gguf\ndomains:\n"
+                                      "  geography:\n    accept_below: 0.1\n")
+    (mine / "models").mkdir()
+    (mine / "models" / "m.gguf").write_bytes(b"GGUF")
     from_yaml = load_policy(policy_copy(tmp_path / "b", source=mine / "policy.yaml"))
     assert from_yaml.domains["geography"].accept_below == 0.1 and from_yaml.review.queue == tmp_path / "b" / "review.sqlite3"
+    assert from_yaml.model == str(mine / "models" / "m.gguf")  # the source's model file (the copy looked beside itself)
+    # no seed in the source: hguard's own default is as public as the example's, so the copy draws one
+    from hguard._resources import PUBLIC_SEEDS, public_seed_warning
+
+    assert from_yaml.monitor.seed not in PUBLIC_SEEDS and len(from_yaml.monitor.seed) == 32
+    assert "hguard's own, used when [monitor] seed is unset" in public_seed_warning(load_policy(mine / "policy.yaml"))
     (mine / "null.yaml").write_text("version: 1\naudit:\n  path: a.jsonl\n  anchor: null\n")
     if load_policy(mine / "null.yaml"):  # a policy hguard reads, which TOML cannot write
         with pytest.raises(PolicyError, match="audit.anchor is null, which TOML cannot write"):
