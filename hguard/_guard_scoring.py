@@ -14,7 +14,7 @@ import numpy as np
 from ._guard_plan import Route
 from ._guard_result import GuardResult, _finite_or_none, context_given
 from ._numerics import sigmoid
-from .calibrate.judge import declines
+from .calibrate.judge import declines, unstated_numbers
 from .signals.relevance import repeats_question
 from .errors import shown
 from .generation import CLOSED_BOOK, RAG, Generation
@@ -260,6 +260,12 @@ class _Scoring:
             g.extra.setdefault("holds", []).append(
                 "the answer adds no word to the question's own (it repeats the question, or fills what is asked with "
                 "a word of it), so nothing in it answers the question: held for review")
+        unstated = (unstated_numbers(g.text, g.context or "", g.question)
+                    if g.extra["declined"] is None and context_given(g.context) else [])
+        if unstated:  # grounding reads digits alone: "25,000 EUR" was grounded in "$25,000", "2024-03-04" in 2024-03-03
+            g.extra.setdefault("holds", []).append(
+                f"the answer states {', '.join(unstated[:5])}, which neither the passage nor the question states (as "
+                "that number, or in that currency or as a percentage): held for review")
         try:
             signals, risk, thresholds, fp = self._score(g, domain, route, problems)
         except Exception as exc:  # anything unforeseen still ends in review

@@ -610,3 +610,28 @@ def test_a_name_that_spells_a_contraction_does_not_make_a_yes_no_question() -> N
     assert asks_yes_no("Don't you pay?") and asks_yes_no("Don\u2019t you pay?") and asks_yes_no("Isn't it free?")
     assert judge("Don Barry Mason founded it with Dennis Howard Marks.", ["Dennis Howard Marks"],
                  question="Don Barry Mason was the founder of the PSI, which other member died in 2016?").label == "correct"
+
+
+def test_unstated_numbers_names_a_value_currency_or_percentage_the_passage_lacks():
+    """A finance team's trial: grounding matched digits alone, so a wrong currency, a wrong date, a percentage for an
+    amount and an absent number were all well grounded."""
+    from hguard.calibrate.judge import stated_numbers, unstated_numbers
+
+    passage = ("The monthly fee is $12, waived at or above $1,500. The daily wire limit is $25,000. The overdraft fee "
+               "is 5% of the amount, capped at EUR 1.2 million per year. Rate changes take effect on 2024-03-03.")
+    wrong = {
+        "The daily wire limit is €25,000.": ["25000 euro"],
+        "The daily ATM withdrawal limit is 25,000 EUR.": ["25000 euro"],
+        "They take effect on 2024-03-04.": ["4"],
+        "The fee is 12% of the amount.": ["12 percent"],
+        "The cap is $1.2 million.": ["1200000 dollar"],
+        "Two wires cost seventy dollars.": ["2", "70 dollar"],
+    }
+    for answer, missing in wrong.items():
+        assert unstated_numbers(answer, passage, "What is it?") == missing, answer
+    for right in ("The fee is $12.", "It takes effect on March 3, 2024.", "The cap is 1,200,000 euros per year.",
+                  "It is five percent.", "The limit is 25000 dollars.", "It is waived from $1500."):
+        assert unstated_numbers(right, passage, "What is it?") == [], right
+    assert unstated_numbers("Two transfers cost $70.", passage, "What do 2 transfers cost?") == ["70 dollar"]
+    assert stated_numbers("EUR 1.2 million, 5 percent, on 2024-03-03") == [
+        ("1200000", "euro"), ("5", "percent"), ("2024", None), ("3", None), ("3", None)]

@@ -300,6 +300,32 @@ def test_a_passage_without_the_questions_words_is_named_in_the_reasons(tiny_rag,
     assert not any("none of the question's content words" in r for r in fr_on.reasons), fr_on.reasons
 
 
+def test_an_answer_stating_a_number_the_passage_does_not_is_held(tiny_rag, tmp_path, monkeypatch):
+    """Grounding reads digits alone: "25,000 EUR" from a passage of "$25,000", or 2024-03-04 from one of 2024-03-03,
+    was fully grounded, and a hand-set threshold accepted such answers."""
+    import hguard._guard_scoring as scoring
+    from hguard.guard import Guard
+
+    lm, folder, _ = tiny_rag
+    g = Guard.from_policy(_policy(folder, tmp_path, knowledge_conflict="trust_context"), lm=lm)
+    q, passage = "capital city river ?", "river city capital is here"
+    first = g.invoke(q, context=passage, domain="alpha")
+    assert first.route == "accept", (first.answer, first.reasons)  # the tiny model's noise states no number
+    seen = []
+
+    def unstated(answer, context, question):  # read the noise as an answer that names another currency
+        seen.append((answer, context, question))
+        return ["25000 euro"]
+
+    monkeypatch.setattr(scoring, "unstated_numbers", unstated)
+    r = g.invoke(q, context=passage, domain="alpha")
+    assert seen == [(r.answer, passage, q)] and r.route == "review" and r.risk is not None, r.reasons
+    assert any(x.startswith("the answer states 25000 euro, which neither the passage nor the question states")
+               for x in r.reasons), r.reasons
+    closed = g.invoke(q, domain="beta")
+    assert closed.route == "accept" and len(seen) == 1, closed.reasons  # closed-book: no passage to read
+
+
 def test_rag_request_in_a_closed_book_only_domain_goes_to_review_unless_the_policy_allows_it(tiny_rag, tmp_path):
     from hguard.guard import Guard
     from hguard.policy import Policy

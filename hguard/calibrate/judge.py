@@ -176,6 +176,51 @@ _UNIT_WORDS = {"percent": "percent", "percentage": "percent", "pct": "percent",
                "eur": "euro", "pound": "pound", "pounds": "pound", "gbp": "pound", "yen": "yen", "jpy": "yen",
                "rupee": "rupee", "rupees": "rupee", "inr": "rupee"}
 _CURRENCIES = frozenset(_UNIT_WORDS.values()) - {"percent"}
+_SCALES = {"thousand": 10**3, "million": 10**6, "mio": 10**6, "mn": 10**6, "billion": 10**9, "bn": 10**9,
+           "trillion": 10**12}
+_MEASURES = frozenset(_UNIT_WORDS.values())  # currencies and percent
+
+
+def stated_numbers(text: str) -> list[tuple[str, str | None]]:
+    """The numbers ``text`` states, each as (value, unit): the value in one canonical digit form with a scale word
+    applied ("$1.2 million" and "1,200,000 dollars" both read ("1200000", "dollar")), the unit its currency or
+    "percent" when one goes with it ("5%", "five percent"), else None. Dates read as their parts ("2024-03-03" and
+    "March 3, 2024" both hold 2024 and 3)."""
+    toks = _tokens(text)
+    out: list[tuple[str, str | None]] = []
+    i = 0
+    while i < len(toks):
+        value = toks[i]
+        if _canonical_number(value) is None:
+            i += 1
+            continue
+        j, unit = i + 1, None
+        while j < len(toks) and (toks[j] in _MEASURES or toks[j] in _SCALES):
+            if toks[j] in _SCALES:
+                value = format((Decimal(value) * _SCALES[toks[j]]).normalize(), "f")
+            else:
+                unit = unit or toks[j]
+            j += 1
+        out.append((value, unit))
+        i = j
+    return out
+
+
+def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]:
+    """The numbers ``answer`` states that neither ``context`` nor ``question`` does, with their unit: a value the
+    passage lacks ("2024-03-04" from a passage of 2024-03-03), or one it holds in another currency or as a percentage
+    where the answer says otherwise ("25,000 EUR" from "$25,000", "12%" from "$12"). A number the passage states
+    without a unit matches any unit. Shown as read, e.g. "25000 euro"."""
+    held = stated_numbers(context) + stated_numbers(question)
+    units_of: dict[str, set[str | None]] = {}
+    for value, unit in held:
+        units_of.setdefault(value, set()).add(unit)
+    missing = []
+    for value, unit in dict.fromkeys(stated_numbers(answer)):
+        units = units_of.get(value)
+        if units is None or (unit is not None and unit not in units and None not in units):
+            missing.append(f"{value} {unit}" if unit else value)
+    return missing
 
 
 def _tokens(text: str) -> list[str]:

@@ -422,7 +422,8 @@ def cmd_evaluate(args) -> int:
     from ..calibrate.pipeline import evaluate, load_probe_dir
 
     args.probes = str(probe_folder(args.probes))  # a folder, or package:NAME as in a policy
-    load_probe_dir(args.probes, mode=None)  # a missing or unreadable folder is said before the model loads
+    if not Path(args.probes).is_dir():
+        load_probe_dir(args.probes)  # says that the folder does not exist, before the model loads
     if args.rag:
         from ..calibrate.rag import evaluate_rag
 
