@@ -635,3 +635,21 @@ def test_unstated_numbers_names_a_value_currency_or_percentage_the_passage_lacks
     assert unstated_numbers("Two transfers cost $70.", passage, "What do 2 transfers cost?") == ["70 dollar"]
     assert stated_numbers("EUR 1.2 million, 5 percent, on 2024-03-03") == [
         ("1200000", "euro"), ("5", "percent"), ("2024", None), ("3", None), ("3", None)]
+
+
+@pytest.mark.parametrize("answer, alias, label", [
+    # a scale word is part of its number: "$5 million" is not "$5" (it was "correct")
+    ("The transfer limit is $5 million.", "$5", "hallucinated"),
+    ("The fee is $125 million.", "$125", "hallucinated"),
+    ("The limit is 1.2 million euros.", "EUR 1.2 million", "correct"),
+    ("The limit is 1,200,000 euros.", "EUR 1.2 million", "correct"),
+    ("The fee is $5k.", "$5,000", "correct"),
+    # so is a sign: -0.5% is not 0.5%
+    ("The deposit rate is -0.5%.", "0.5%", "hallucinated"),
+    ("The deposit rate is \u22120.5%.", "0.5%", "hallucinated"),
+    ("The balance is -$200.", "$200", "hallucinated"),
+    ("The rate is 0.5%.", "0.5%", "correct"),
+    ("Terms run 2-5 years.", "2-5 years", "correct"),  # a range's dash is no sign
+])
+def test_numbers_keep_their_scale_and_sign(answer, alias, label):
+    assert judge(answer, [alias]).label == label

@@ -194,15 +194,9 @@ def stated_numbers(text: str) -> list[tuple[str, str | None]]:
         if _canonical_number(value) is None:
             i += 1
             continue
-        j, unit = i + 1, None
-        while j < len(toks) and (toks[j] in _MEASURES or toks[j] in _SCALES):
-            if toks[j] in _SCALES:
-                value = format((Decimal(value) * _SCALES[toks[j]]).normalize(), "f")
-            else:
-                unit = unit or toks[j]
-            j += 1
+        unit = toks[i + 1] if i + 1 < len(toks) and toks[i + 1] in _MEASURES else None
         out.append((value, unit))
-        i = j
+        i += 2 if unit else 1
     return out
 
 
@@ -223,9 +217,15 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
     return missing
 
 
+_SIGN = re.compile(r"(?:^|(?<=[\s(]))[-\u2212](?=[$\u20ac\u00a3\u00a5\u20b9]?\d)")  # "-0.5%", "-$200"; not "2-5"
+_THOUSANDS = re.compile(r"(\d+(?:\.\d+)?)(k|bn)")  # "5k", "2bn"
+
+
 def _tokens(text: str) -> list[str]:
-    """Normalised words with numbers (digits or words) rewritten to one canonical digit form, and units
-    (`_UNIT_WORDS`) to one word after their number ("$5,000" and "5,000 dollars" both read "5000 dollar")."""
+    """Normalised words with numbers (digits or words) rewritten to one canonical digit form, with their sign
+    ("-0.5%" is not "0.5%") and their scale word ("$5 million" is 5000000, not 5), and units (`_UNIT_WORDS`) to one
+    word after their number ("$5,000", "5,000 dollars" and "USD 5 thousand" all read "5000 dollar")."""
+    text = _SIGN.sub(" minus ", text)
     words = normalize(_UNIT_SYMBOL.sub(lambda m: f" {_UNIT_SYMBOLS[m.group(0)]} ", text)).split()
     words = [_UNIT_WORDS.get(w, w) for w in words]
     i = 0
@@ -256,6 +256,31 @@ def _tokens(text: str) -> list[str]:
             i = j
             continue
         out.append(words[i])
+        i += 1
+    return _scaled(out)
+
+
+def _scaled(tokens: list[str]) -> list[str]:
+    """``tokens`` with a number's sign ("minus") and scale word (after it, or after its unit) folded into it."""
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        t = tokens[i]
+        m = _THOUSANDS.fullmatch(t)
+        if m:
+            t = format((Decimal(m.group(1)) * (1000 if m.group(2) == "k" else 10**9)).normalize(), "f")
+        if t == "minus" and i + 1 < len(tokens) and _canonical_number(tokens[i + 1]) is not None:
+            i += 1
+            t = format((-Decimal(tokens[i])).normalize(), "f")
+        if _canonical_number(t) is not None:
+            unit = tokens[i + 1] if i + 1 < len(tokens) and tokens[i + 1] in _MEASURES else None
+            at = i + 2 if unit else i + 1
+            if at < len(tokens) and tokens[at] in _SCALES:
+                t = format((Decimal(t) * _SCALES[tokens[at]]).normalize(), "f")
+                out += [t, unit] if unit else [t]
+                i = at + 1
+                continue
+        out.append(t)
         i += 1
     return out
 
