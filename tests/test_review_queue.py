@@ -601,6 +601,7 @@ def test_exported_label_overrides_the_judge_in_calibration(queue, tmp_path):
     said = label_row(right, "Foo.")
     assert said["label"] == "correct" and "says what the reviewed answer says" in said["judge_reason"], said
     assert label_row(right, "Foo is the capital of ok.")["label"] == "correct"
+    assert label_row(right, "The answer is Foo.")["label"] == "correct"
     for wrong in ("Bar.", "Foo or Bar.", "The capital of ok is not Foo.", "ok."):
         assert label_row(right, wrong)["label"] == "hallucinated", wrong
     # a 'hallucinated' verdict names no right answer (kind 'unanswerable', answers unknown): the question has one, so

@@ -834,9 +834,12 @@ def says_what_reviewed(answer: str, reviewed: str, question: str | None = None) 
     says beyond the question: its words past the question's are some, and all, of the reviewed answer's ("Paris." or
     "Paris is the capital of France." for a reviewed "The capital of France is Paris."); a word the reviewed answer
     lacks (another name, a negation, an alternative) is not."""
-    asked = _content(question or "")
+    asked = _content(question or "") | _LEAD_WORDS
     said = _content(answer) - asked
     return bool(said) and said <= _content(reviewed) - asked
+
+
+_LEAD_WORDS = frozenset({"answer", "response", "result"})  # "The answer is 7." says 7
 
 
 def judge_row(answer: str, aliases: list[str], kind: str = "qa", meta: dict | None = None,
