@@ -167,6 +167,10 @@ def policy_copy(folder: str | os.PathLike[str], *, source: str | os.PathLike[str
             doc.add(tomlkit.nl())
             doc.add(table, tomlkit.table())
         doc[table][key] = value
+    if doc["audit"].get("anchor"):  # the source's anchor holds the source log's heads: the copy's log needs its own
+        anchor = tomlkit.string("audit.anchor")
+        anchor.comment("the copy's own (policy_copy); keep it where whoever can write the log cannot")
+        doc["audit"]["anchor"] = anchor
     # what the policy reads (its probes, its key) stays where it was: a path relative to the source's folder would
     # name another file beside the copy
     base = source.absolute().parent

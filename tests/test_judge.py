@@ -625,7 +625,7 @@ def test_unstated_numbers_names_a_value_currency_or_percentage_the_passage_lacks
         "They take effect on 2024-03-04.": ["4"],
         "The fee is 12% of the amount.": ["12 percent"],
         "The cap is $1.2 million.": ["1200000 dollar"],
-        "Two wires cost seventy dollars.": ["2", "70 dollar"],
+        "2 wires cost $70.": ["2", "70 dollar"],
     }
     for answer, missing in wrong.items():
         assert unstated_numbers(answer, passage, "What is it?") == missing, answer
@@ -633,6 +633,21 @@ def test_unstated_numbers_names_a_value_currency_or_percentage_the_passage_lacks
                   "It is five percent.", "The limit is 25000 dollars.", "It is waived from $1500."):
         assert unstated_numbers(right, passage, "What is it?") == [], right
     assert unstated_numbers("Two transfers cost $70.", passage, "What do 2 transfers cost?") == ["70 dollar"]
+    # a check's over-reach and gaps: right answers held (a code on its number, an ordinal, list numbering, a citation,
+    # a stray number word), wrong ones passed (".5%" read as 5%, ordinals unread, "$9.5m", an unlisted currency)
+    for answer, context, missing in [
+        ("The rate is 5%.", "The rate is .5%.", ["5 percent"]),
+        ("Payment is due on the 5th of the month.", "It is due on the 1st of each month.", ["5"]),
+        ("The budget is $9.5m.", "The budget is $2.5 million.", ["9500000 dollar"]),
+        ("The fee is 50 EUR.", "The fee is 50 CHF.", ["50 euro"]),
+        ("It is on 3 March.", "It is on March 3rd.", []),
+        ("It costs $1,500.", "It costs USD1,500.", []),
+        ("1. The fee is $5.\n2. It is due on Monday.", "The fee is $5, due Monday.", []),
+        ("The fee is $5 [1].", "The fee is $5.", []),
+        ("Not six context for one year.", "A year of context.", []),
+        ("The fee is $5.", "The fee is five dollars.", []),
+    ]:
+        assert unstated_numbers(answer, context, "What is it?") == missing, (answer, context)
     assert stated_numbers("EUR 1.2 million, 5 percent, on 2024-03-03") == [
         ("1200000", "euro"), ("5", "percent"), ("2024", None), ("3", None), ("3", None)]
 

@@ -70,9 +70,11 @@ def test_policy_copy_of_a_policy_of_ones_own(tmp_path):
     (mine / "probes-hr").mkdir(parents=True)
     (mine / "policy.toml").write_text(
         'version = 1\nprobes = ["package:smollm2-135m", "probes-hr"]\n\n'
-        '[audit]  # where decisions go\npath = "old.jsonl"\n\n[domains.geography]\naccept_below = 0.1\n')
+        '[audit]  # where decisions go\npath = "old.jsonl"\nanchor = "/elsewhere/old.anchor"\n\n'
+        '[domains.geography]\naccept_below = 0.1\n')
     copied = load_policy(policy_copy(tmp_path / "a", source=mine / "policy.toml"))
     assert copied.audit.path == tmp_path / "a" / "audit.jsonl" and copied.domains["geography"].accept_below == 0.1
+    assert copied.audit.anchor == tmp_path / "a" / "audit.anchor"  # the source log's anchor made the copy's unwritable
     assert copied.probe_folders[1] == mine / "probes-hr"  # the source's folder, not one beside the copy
     assert "[audit]  # where decisions go" in (tmp_path / "a" / "policy.toml").read_text()
     (mine / "policy.yaml").write_text("version: 1\nprobes: package:smollm2-135m\nmodel: models/m.gguf\ndomains:\n"

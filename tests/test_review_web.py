@@ -661,6 +661,16 @@ def test_behind_a_tls_proxy_the_public_url_is_the_origin_and_cookies_are_secure(
     r = c.post("/logout", data={"csrf_token": csrf_of(index.text)},
                headers={"Origin": "http://review.example.org", "Cookie": session})
     assert r.status_code == 403 and "is not this server (https://review.example.org)" in r.text
+    r = c.post("/logout", data={"csrf_token": csrf_of(index.text)},
+               headers={"Origin": "https://review.example.org", "Cookie": session})
+    assert r.status_code == 303 and "secure" in r.headers["set-cookie"].lower()  # the deleting cookie too
+    # the default port named (https://...:443): a browser's Origin leaves it out, and every login was refused
+    on_443 = create_app(queue, token=TOKEN, public_url="https://review.example.org:443")
+    c = TestClient(on_443, base_url="http://review.example.org", follow_redirects=False)
+    page = c.get("/login")
+    r = c.post("/login", data={"token": TOKEN, "csrf_token": csrf_of(page.text), "next": "/"},
+               headers={"Origin": "https://review.example.org", "Cookie": jar(page)})
+    assert r.status_code == 303, r.text
     for bad in ("review.example.org", "https://review.example.org/path", "ftp://x", "https://u@x.org"):
         with pytest.raises(InputError, match="public_url must be the address reviewers open"):
             create_app(queue, token=TOKEN, public_url=bad)

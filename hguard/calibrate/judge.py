@@ -174,19 +174,21 @@ _UNIT_SYMBOL = re.compile("|".join(re.escape(k) for k in _UNIT_SYMBOLS))
 _UNIT_WORDS = {"percent": "percent", "percentage": "percent", "pct": "percent",
                "dollar": "dollar", "dollars": "dollar", "usd": "dollar", "euro": "euro", "euros": "euro",
                "eur": "euro", "pound": "pound", "pounds": "pound", "gbp": "pound", "yen": "yen", "jpy": "yen",
-               "rupee": "rupee", "rupees": "rupee", "inr": "rupee"}
+               "rupee": "rupee", "rupees": "rupee", "inr": "rupee",
+               **{code: code for code in ("chf", "cad", "aud", "nzd", "cny", "rmb", "hkd", "sgd", "sek", "nok", "dkk",
+                                          "pln", "czk", "huf", "krw", "brl", "mxn", "zar", "ils")}}
 _CURRENCIES = frozenset(_UNIT_WORDS.values()) - {"percent"}
-_SCALES = {"thousand": 10**3, "million": 10**6, "mio": 10**6, "mn": 10**6, "billion": 10**9, "bn": 10**9,
+_SCALES = {"thousand": 10**3, "million": 10**6, "mio": 10**6, "mn": 10**6, "mln": 10**6, "billion": 10**9, "bn": 10**9,
            "trillion": 10**12}
 _MEASURES = frozenset(_UNIT_WORDS.values())  # currencies and percent
 
 
-def stated_numbers(text: str) -> list[tuple[str, str | None]]:
+def stated_numbers(text: str, number_words: bool = True) -> list[tuple[str, str | None]]:
     """The numbers ``text`` states, each as (value, unit): the value in one canonical digit form with a scale word
     applied ("$1.2 million" and "1,200,000 dollars" both read ("1200000", "dollar")), the unit its currency or
     "percent" when one goes with it ("5%", "five percent"), else None. Dates read as their parts ("2024-03-03" and
-    "March 3, 2024" both hold 2024 and 3)."""
-    toks = _tokens(text)
+    "March 3, 2024" both hold 2024 and 3). ``number_words``: read "five" as 5 too."""
+    toks = _tokens(text, number_words)
     out: list[tuple[str, str | None]] = []
     i = 0
     while i < len(toks):
@@ -200,17 +202,21 @@ def stated_numbers(text: str) -> list[tuple[str, str | None]]:
     return out
 
 
+_LIST_MARKER = re.compile(r"(?m)^\s*\d+[.)](?=\s)|\[\d+\]")  # "1. ..." at a line's start, a citation "[1]"
+
+
 def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]:
-    """The numbers ``answer`` states that neither ``context`` nor ``question`` does, with their unit: a value the
-    passage lacks ("2024-03-04" from a passage of 2024-03-03), or one it holds in another currency or as a percentage
-    where the answer says otherwise ("25,000 EUR" from "$25,000", "12%" from "$12"). A number the passage states
-    without a unit matches any unit. Shown as read, e.g. "25000 euro"."""
+    """The numbers ``answer`` writes in digits that neither ``context`` nor ``question`` states, with their unit: a
+    value the passage lacks ("2024-03-04" from a passage of 2024-03-03), or one it holds in another currency or as a
+    percentage where the answer says otherwise ("25,000 EUR" from "$25,000", "12%" from "$12"). A number the passage
+    states without a unit matches any unit; the passage's number words count ("five percent" for "5%"), the answer's
+    do not (a stray "one" is no figure), nor its list numbering and citation marks. Shown as read, e.g. "25000 euro"."""
     held = stated_numbers(context) + stated_numbers(question)
     units_of: dict[str, set[str | None]] = {}
     for value, unit in held:
         units_of.setdefault(value, set()).add(unit)
     missing = []
-    for value, unit in dict.fromkeys(stated_numbers(answer)):
+    for value, unit in dict.fromkeys(stated_numbers(_LIST_MARKER.sub(" ", answer), number_words=False)):
         units = units_of.get(value)
         if units is None or (unit is not None and unit not in units and None not in units):
             missing.append(f"{value} {unit}" if unit else value)
@@ -218,14 +224,18 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
 
 
 _SIGN = re.compile(r"(?:^|(?<=[\s(]))[-\u2212](?=[$\u20ac\u00a3\u00a5\u20b9]?\d)")  # "-0.5%", "-$200"; not "2-5"
-_THOUSANDS = re.compile(r"(\d+(?:\.\d+)?)(k|bn)")  # "5k", "2bn"
+_THOUSANDS = re.compile(r"(\d+(?:\.\d+)?)(k|bn|mln|mn|m)")  # "5k", "2bn"; "9.5m" only beside a currency
+_BARE_DECIMAL = re.compile(r"(?<![\w.])\.(?=\d)")  # ".5%" is 0.5%, not 5%
+_ORDINAL = re.compile(r"(\d+)(?:st|nd|rd|th)")  # "3rd" is 3
+_CODE_ON_NUMBER = re.compile(r"(?i)\b(" + "|".join(c for c, u in _UNIT_WORDS.items() if len(c) == 3 and c == u or
+                                                   c in ("usd", "eur", "gbp", "jpy", "inr")) + r")(?=\d)")  # "USD1,500"
 
 
-def _tokens(text: str) -> list[str]:
+def _tokens(text: str, number_words: bool = True) -> list[str]:
     """Normalised words with numbers (digits or words) rewritten to one canonical digit form, with their sign
     ("-0.5%" is not "0.5%") and their scale word ("$5 million" is 5000000, not 5), and units (`_UNIT_WORDS`) to one
     word after their number ("$5,000", "5,000 dollars" and "USD 5 thousand" all read "5000 dollar")."""
-    text = _SIGN.sub(" minus ", text)
+    text = _CODE_ON_NUMBER.sub(r"\1 ", _BARE_DECIMAL.sub("0.", _SIGN.sub(" minus ", text)))
     words = normalize(_UNIT_SYMBOL.sub(lambda m: f" {_UNIT_SYMBOLS[m.group(0)]} ", text)).split()
     words = [_UNIT_WORDS.get(w, w) for w in words]
     i = 0
@@ -237,12 +247,13 @@ def _tokens(text: str) -> list[str]:
     out: list[str] = []
     i = 0
     while i < len(words):
-        parsed = _number_words(words, i)
+        parsed = _number_words(words, i) if number_words else None
         if parsed is not None:
             out.append(str(parsed[0]))
             i = parsed[1]
             continue
-        num = _canonical_number(words[i])
+        ordinal = _ORDINAL.fullmatch(words[i])
+        num = _canonical_number(ordinal.group(1) if ordinal else words[i])
         if num is not None:
             out.append(num)
             i += 1
@@ -267,8 +278,10 @@ def _scaled(tokens: list[str]) -> list[str]:
     while i < len(tokens):
         t = tokens[i]
         m = _THOUSANDS.fullmatch(t)
-        if m:
-            t = format((Decimal(m.group(1)) * (1000 if m.group(2) == "k" else 10**9)).normalize(), "f")
+        money = i + 1 < len(tokens) and tokens[i + 1] in _CURRENCIES
+        if m and (m.group(2) not in ("m", "mn", "mln") or money):  # "5m" alone may be metres
+            scale = {"k": 10**3, "bn": 10**9}.get(m.group(2), 10**6)
+            t = format((Decimal(m.group(1)) * scale).normalize(), "f")
         if t == "minus" and i + 1 < len(tokens) and _canonical_number(tokens[i + 1]) is not None:
             i += 1
             t = format((-Decimal(tokens[i])).normalize(), "f")

@@ -51,7 +51,9 @@ def _public_origin(public_url: str | None) -> str | None:
             or parts.query or parts.fragment or parts.username:
         raise InputError(f"public_url must be the address reviewers open, scheme and host only (e.g. "
                          f"https://review.example.org or https://review.example.org:8443), got {public_url!r}")
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    default = {"https": 443, "http": 80}[parts.scheme]  # a browser's Origin leaves the default port out
+    port = f":{parts.port}" if parts.port not in (None, default) else ""
+    return f"{parts.scheme}://{parts.hostname}{port}".lower()
 
 
 def create_app(
@@ -342,7 +344,8 @@ def create_app(
             return refusal
         auth.end_session(request.cookies.get(SESSION_COOKIE))  # a copy of the cookie no longer reads the queue
         response = RedirectResponse("/", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
+                               secure=request.url.scheme == "https" or (public or "").startswith("https:"))
         return response
 
     app = Starlette(

@@ -103,7 +103,7 @@ def test_batch_and_async(make_guard, retriever):
     guard = make_guard("accept")
     chain = create_guarded_rag_chain(retriever, ChatHGuard(guard=guard, domain="alpha"))
     out = chain.batch([AUSTRALIA, "which element has the symbol au ?"])
-    assert [a.route for a in out] == ["accept", "accept"] and out[1].sources[0] == "gold.txt"
+    assert [a.route for a in out] == ["accept", "accept"] and out[1].sources[0] == "gold.txt", [(a.answer, a.reasons) for a in out]
     ans = asyncio.run(chain.ainvoke("what is the capital of japan ?"))
     assert ans.sources[0] == "japan.txt" and ans.route == "accept"
 
