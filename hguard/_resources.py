@@ -73,10 +73,11 @@ def refuse_own_file(out: str | os.PathLike[str], files: Mapping[str, Path | None
         raise InputError(f"{option} {out}: the folder {path.parent} does not exist; create it first or fix the path")
     target = path.resolve()
     for what, f in files.items():
-        if f is not None and (Path(f).expanduser().resolve() == target or _same_file(path, Path(f).expanduser())):
+        if f is not None and (Path(f).expanduser().resolve() == target or same_file(path, Path(f).expanduser())):
             raise InputError(f"{option} {out} is the {what}; writing there would destroy it, pick another file")
-    if path.exists() and path.stat().st_nlink > 1:  # a hard link: the file has another name, which writing would change
-        raise InputError(f"{option} {out} is a hard link ({path.stat().st_nlink} names for one file: a log, a queue, an "
+    names = path.stat().st_nlink if path.exists() else 1
+    if names > 1:  # a hard link: the file has another name, which writing would change
+        raise InputError(f"{option} {out} is a hard link ({names} names for one file: a log, a queue, an "
                          "archive?); writing there would change the file under its other names too: pass a new file "
                          "name; nothing was written")
     if replaces and path.exists() and not all(n.lower().endswith(tuple(e.lower() for e in replaces))
@@ -88,7 +89,7 @@ def refuse_own_file(out: str | os.PathLike[str], files: Mapping[str, Path | None
         )
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
     """Whether ``a`` and ``b`` both exist and are one file (a hard link has another path: same device and inode)."""
     try:
         return os.path.samefile(a, b)

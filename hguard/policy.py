@@ -54,7 +54,7 @@ from hguard._policy_route import ABSTAIN, ACCEPT, REVIEW, Decision, choose_domai
 from hguard._policy_route import Route as Route
 from hguard._policy_thresholds import Thresholds, effective_thresholds
 from hguard._resources import PACKAGED_PREFIX as PACKAGED_PREFIX
-from hguard._resources import DEFAULT_SEED
+from hguard._resources import DEFAULT_SEED, same_file
 from hguard._resources import refuse_own_file as refuse_own_file
 
 __all__ = [
@@ -346,13 +346,7 @@ def refuse_shared_files(files: Mapping[str, Path]) -> None:
     for key, path in files.items():
         p = Path(os.path.normpath(Path(path).expanduser().absolute()))
         for other, q in seen:
-            same = p == q
-            if not same:
-                try:
-                    same = p.exists() and q.exists() and os.path.samefile(p, q)
-                except OSError:
-                    same = False
-            if same:
+            if p == q or same_file(p, q):
                 raise ValueError(f"{other} and {key} name the same file ({str(p)!r}): hguard would write one over the "
                                  f"other; give each its own file")
         seen.append((key, p))
