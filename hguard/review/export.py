@@ -219,17 +219,27 @@ def _verified_verdicts(audit) -> dict[str, Any]:
     return found
 
 
-def _check_in_chain(item: ReviewItem, recorded: dict[str, Any], log: str) -> None:
+def _said_hallucinated(recorded: dict[str, Any]) -> dict[str, list[dict]]:
+    """The chain's 'hallucinated' verdict records by the decision they judge (read once for a whole export)."""
+    out: dict[str, list[dict]] = {}
+    for r in recorded.values():
+        if r.get("label") == "hallucinated":
+            out.setdefault(r.get("decision_audit_id"), []).append(r)
+    return out
+
+
+def _check_in_chain(item: ReviewItem, recorded: dict[str, Any], log: str,
+                    said_hallucinated: dict[str, list[dict]]) -> None:
     """DataError when the item's verdict has no review_verdict record in the chain, or the item's question,
-    context or answer are no longer what that record says the reviewer was shown."""
+    context or answer are no longer what that record says the reviewer was shown, or another reviewer's record
+    (``said_hallucinated``, by decision) called the decision hallucinated where this verdict does not."""
     assert item.verdict is not None
     if not verdict_in_chain(item, recorded):
         raise DataError(f"its verdict has no review_verdict record in the audit log {log} (decided without the log, "
                         "or the queue file was edited): a verdict nobody can check is not calibration data")
     rec = recorded[item.verdict.audit_record_id or ""]
     if item.verdict.label != "hallucinated":  # reviewers disagreeing (a verdict superseded): as the monitor counts it
-        earlier = [r for r in recorded.values() if r.get("decision_audit_id") == item.audit_id
-                   and r.get("label") == "hallucinated" and r.get("id") != rec.get("id")]
+        earlier = [r for r in said_hallucinated.get(item.audit_id, ()) if r.get("id") != rec.get("id")]
         if earlier:
             raise DataError(f"reviewers disagree on it: its verdict {item.verdict.verdict!r} by {item.verdict.reviewer} "
                             f"came after {earlier[0].get('reviewer')}'s 'hallucinated' (record {earlier[0].get('id')} in {log}); "
@@ -300,6 +310,7 @@ def export_reviewed(
     # With the audit log, a verdict becomes a calibration row only when its review_verdict record is in the chain
     # and the item still holds what that record says the reviewer was shown: the queue file alone can be edited.
     recorded = _verified_verdicts(queue.audit) if queue.audit is not None else None
+    said_hallucinated = _said_hallucinated(recorded) if recorded is not None else {}
     for item in queue.decided(domain=domain):
         # Counted before the row is built: an item that cannot become a row still says how the probe did.
         d = _disagrees(item)
@@ -311,7 +322,7 @@ def export_reviewed(
             n_spot_bad += int(item.verdict.label == "hallucinated")
         try:
             if recorded is not None:
-                _check_in_chain(item, recorded, str(queue.audit.path))  # type: ignore[union-attr]
+                _check_in_chain(item, recorded, str(queue.audit.path), said_hallucinated)  # type: ignore[union-attr]
             ex = example_for(item)
         except DataError as e:
             skipped.append((item.id, str(e)))
