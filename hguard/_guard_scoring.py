@@ -360,9 +360,9 @@ def _near(name: str, names) -> str | None:
     return by_lower[close[0]] if close else None
 
 
-#: the hold on an answer whose generation a caller's ``cancel`` event stopped
 #: why a domain :meth:`hguard.guard.Guard.remove_domain` stopped serving gives no risk (its requests' reason)
 REMOVED_DOMAIN = "removed from this guard (Guard.remove_domain); Guard.add_domain serves it again"
+#: the hold on an answer whose generation a caller's ``cancel`` event stopped
 CANCELLED_HOLD = ("generation was stopped because the caller cancelled the request (its cancel event was set: a "
                   "stream left open, a cancelled or timed-out async call): the answer may be cut short, and a cut "
                   "answer is not accepted")

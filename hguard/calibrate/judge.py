@@ -177,6 +177,8 @@ _UNIT_WORDS = {"percent": "percent", "percentage": "percent", "pct": "percent",
                "rupee": "rupee", "rupees": "rupee", "inr": "rupee",
                **{code: code for code in ("chf", "cad", "aud", "nzd", "cny", "rmb", "hkd", "sgd", "sek", "nok", "dkk",
                                           "pln", "czk", "huf", "krw", "brl", "mxn", "zar", "ils")}}
+# the three-letter codes among them, which a text may write on the number itself ("USD1,500")
+_CURRENCY_CODES = tuple(c for c, unit in _UNIT_WORDS.items() if len(c) == 3 and unit != "percent")
 _CURRENCIES = frozenset(_UNIT_WORDS.values()) - {"percent"}
 _SCALES = {"thousand": 10**3, "million": 10**6, "mio": 10**6, "mn": 10**6, "mln": 10**6, "billion": 10**9, "bn": 10**9,
            "trillion": 10**12}
@@ -224,11 +226,13 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
 
 
 _SIGN = re.compile(r"(?:^|(?<=[\s(]))[-\u2212](?=[$\u20ac\u00a3\u00a5\u20b9]?\d)")  # "-0.5%", "-$200"; not "2-5"
-_THOUSANDS = re.compile(r"(\d+(?:\.\d+)?)(k|bn|mln|mn|m)")  # "5k", "2bn"; "9.5m" only beside a currency
+# a scale written on its number: "5k", "2bn"; "9.5m" (and "mn", "mln") only beside a currency, since "5m" may be metres
+_SUFFIX_SCALES = {"k": 10**3, "m": 10**6, **{w: _SCALES[w] for w in ("mn", "mln", "bn")}}
+_MONEY_ONLY = frozenset({"m", "mn", "mln"})
+_SUFFIXED = re.compile(r"(\d+(?:\.\d+)?)(" + "|".join(sorted(_SUFFIX_SCALES, key=len, reverse=True)) + ")")
 _BARE_DECIMAL = re.compile(r"(?<![\w.])\.(?=\d)")  # ".5%" is 0.5%, not 5%
 _ORDINAL = re.compile(r"(\d+)(?:st|nd|rd|th)")  # "3rd" is 3
-_CODE_ON_NUMBER = re.compile(r"(?i)\b(" + "|".join(c for c, u in _UNIT_WORDS.items() if len(c) == 3 and c == u or
-                                                   c in ("usd", "eur", "gbp", "jpy", "inr")) + r")(?=\d)")  # "USD1,500"
+_CODE_ON_NUMBER = re.compile(r"(?i)\b(" + "|".join(_CURRENCY_CODES) + r")(?=\d)")  # "USD1,500"
 
 
 def _tokens(text: str, number_words: bool = True) -> list[str]:
@@ -277,11 +281,10 @@ def _scaled(tokens: list[str]) -> list[str]:
     i = 0
     while i < len(tokens):
         t = tokens[i]
-        m = _THOUSANDS.fullmatch(t)
+        m = _SUFFIXED.fullmatch(t)
         money = i + 1 < len(tokens) and tokens[i + 1] in _CURRENCIES
-        if m and (m.group(2) not in ("m", "mn", "mln") or money):  # "5m" alone may be metres
-            scale = {"k": 10**3, "bn": 10**9}.get(m.group(2), 10**6)
-            t = format((Decimal(m.group(1)) * scale).normalize(), "f")
+        if m and (m.group(2) not in _MONEY_ONLY or money):
+            t = format((Decimal(m.group(1)) * _SUFFIX_SCALES[m.group(2)]).normalize(), "f")
         if t == "minus" and i + 1 < len(tokens) and _canonical_number(tokens[i + 1]) is not None:
             i += 1
             t = format((-Decimal(tokens[i])).normalize(), "f")

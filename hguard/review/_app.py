@@ -107,10 +107,13 @@ def create_app(
             return "normal" if monitor_state is not None and domain is not None else ""
         return f"tightened since {st.since}: {st.reason}"
 
+    def secure(request: Request) -> bool:
+        """Whether cookies are Secure: served over https here, or behind a TLS proxy at an https ``public_url``."""
+        return request.url.scheme == "https" or (public or "").startswith("https:")
+
     def cookie(response: Response, request: Request, key: str, value: str, max_age: int | None) -> None:
         response.set_cookie(
-            key, value, max_age=max_age, path="/", httponly=True, samesite="strict",
-            secure=request.url.scheme == "https" or (public or "").startswith("https:"),
+            key, value, max_age=max_age, path="/", httponly=True, samesite="strict", secure=secure(request),
         )  # fmt: skip
 
     def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -344,8 +347,7 @@ def create_app(
             return refusal
         auth.end_session(request.cookies.get(SESSION_COOKIE))  # a copy of the cookie no longer reads the queue
         response = RedirectResponse("/", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
-                               secure=request.url.scheme == "https" or (public or "").startswith("https:"))
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=secure(request))
         return response
 
     app = Starlette(
