@@ -356,7 +356,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     """Estimate, drift and state for every policy domain; appends ``monitor_check`` (and any
     ``monitor_tighten`` / ``monitor_lift``) records and rewrites the state file when ``act``."""
     from .audit import verify
-    from .review.queue import ReviewQueue, same_risk, verdict_in_chain
+    from .review.queue import ReviewQueue, chain_verdicts, same_risk, verdict_in_chain
 
     audit_path = Path(audit_path or policy.audit.path)
     queue_path = Path(queue_path or policy.review.queue)
@@ -439,21 +439,11 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     unrecorded = [it for it in items if it.verdict is not None and not verdict_in_chain(it, recorded)]
     unrecorded_ids = {it.id for it in unrecorded}
     items = [replace(it, verdict=None) if it.id in unrecorded_ids else it for it in items]
-    # what counts is the chain's verdict on each decision: its review_verdict records, the last one, except that a
-    # later "correct" does not erase a reviewer's "hallucinated" (a verdict superseded, or a queue row copied or reset
-    # and decided again): reviewers disagreeing, the decision counts as hallucinated, and the report names it. The
-    # queue's rows are the reviewers' copy: rows copied, set back to pending or edited change no figure here; they
-    # are named below so that someone looks at the queue file
-    verdict_of: dict[str, dict] = {}
-    overturned: list[str] = []
-    for r in records:
-        if r.get("kind") == "review_verdict" and r.get("decision_audit_id") in by_id \
-                and r.get("label") in ("correct", "hallucinated"):
-            prev = verdict_of.get(r["decision_audit_id"])
-            if prev is not None and prev["label"] == "hallucinated" and r["label"] != "hallucinated":
-                overturned.append(r["id"])
-                continue
-            verdict_of[r["decision_audit_id"]] = r
+    # what counts is the chain's verdict on each decision (chain_verdicts: reviewers disagreeing, the decision
+    # counts as hallucinated, and the report names the contradicting records). The queue's rows are the
+    # reviewers' copy: rows copied, set back to pending or edited change no figure here; they are named below so
+    # that someone looks at the queue file
+    verdict_of, overturned = chain_verdicts(r for r in records if r.get("decision_audit_id") in by_id)
     committed = {it.verdict.audit_record_id for it in items if it.verdict is not None}
     not_committed = [r["id"] for r in verdict_of.values() if r["id"] not in committed]
     shared = Counter(it.audit_id for it in items)

@@ -813,7 +813,7 @@ def test_a_verdict_logged_but_never_committed_is_not_silently_outvoted(queue, au
     # (which wrote it as a 'correct' row) leaves it out, saying why
     summary = export_reviewed(queue, audit.path.parent / "rows.jsonl")
     assert summary.skipped and summary.skipped[0][0] == "a", summary.skipped
-    assert summary.skipped[0][1].startswith("reviewers disagree on it: its verdict 'correct' by sre2 came after sre's "
+    assert summary.skipped[0][1].startswith("reviewers disagree on it: its verdict 'correct' by sre2 and sre's "
                                             "'hallucinated'"), summary.skipped
 
 

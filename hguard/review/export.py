@@ -55,6 +55,7 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -66,7 +67,7 @@ from ..calibrate.judge import refusal_phrase
 from .._privacy import FILE_MODE, redacted
 from .._resources import refuse_own_file
 from ..errors import DataError, InputError
-from .queue import VERDICTS, ReviewItem, ReviewQueue, same_risk, shown_sha256, verdict_in_chain
+from .queue import VERDICTS, ReviewItem, ReviewQueue, chain_verdicts, same_risk, shown_sha256, verdict_in_chain
 
 __all__ = ["DISAGREEMENT_RISK", "ExportSummary", "example_for", "export_reviewed"]
 
@@ -219,31 +220,22 @@ def _verified_verdicts(audit) -> dict[str, Any]:
     return found
 
 
-def _said_hallucinated(recorded: dict[str, Any]) -> dict[str, list[dict]]:
-    """The chain's 'hallucinated' verdict records by the decision they judge (read once for a whole export)."""
-    out: dict[str, list[dict]] = {}
-    for r in recorded.values():
-        if r.get("label") == "hallucinated":
-            out.setdefault(r.get("decision_audit_id"), []).append(r)
-    return out
-
-
 def _check_in_chain(item: ReviewItem, recorded: dict[str, Any], log: str,
-                    said_hallucinated: dict[str, list[dict]]) -> None:
+                    verdict_of: Mapping[str, Mapping[str, Any]]) -> None:
     """DataError when the item's verdict has no review_verdict record in the chain, or the item's question,
-    context or answer are no longer what that record says the reviewer was shown, or another reviewer's record
-    (``said_hallucinated``, by decision) called the decision hallucinated where this verdict does not."""
+    context or answer are no longer what that record says the reviewer was shown, or the chain's verdict on the
+    decision (``verdict_of``, from ``chain_verdicts``) is "hallucinated" where this verdict is not."""
     assert item.verdict is not None
     if not verdict_in_chain(item, recorded):
         raise DataError(f"its verdict has no review_verdict record in the audit log {log} (decided without the log, "
                         "or the queue file was edited): a verdict nobody can check is not calibration data")
     rec = recorded[item.verdict.audit_record_id or ""]
-    if item.verdict.label != "hallucinated":  # reviewers disagreeing (a verdict superseded): as the monitor counts it
-        earlier = [r for r in said_hallucinated.get(item.audit_id, ()) if r.get("id") != rec.get("id")]
-        if earlier:
-            raise DataError(f"reviewers disagree on it: its verdict {item.verdict.verdict!r} by {item.verdict.reviewer} "
-                            f"came after {earlier[0].get('reviewer')}'s 'hallucinated' (record {earlier[0].get('id')} in {log}); "
-                            "the monitor counts the decision as hallucinated, and a disputed label is not calibration data")
+    chain = verdict_of.get(item.audit_id)
+    if item.verdict.label != "hallucinated" and chain is not None and chain["label"] == "hallucinated":
+        # reviewers disagreeing (a verdict superseded): the monitor counts the decision as hallucinated
+        raise DataError(f"reviewers disagree on it: its verdict {item.verdict.verdict!r} by {item.verdict.reviewer} "
+                        f"and {chain.get('reviewer')}'s 'hallucinated' (record {chain.get('id')} in {log}); "
+                        "the monitor counts the decision as hallucinated, and a disputed label is not calibration data")
     if "domain" in rec and rec.get("domain") != item.domain:  # the row would calibrate another domain
         raise DataError(f"its domain {item.domain!r} is not the {rec.get('domain')!r} its verdict record {rec['id']} in "
                         f"{log} names: the queue file was edited after the verdict")
@@ -310,7 +302,7 @@ def export_reviewed(
     # With the audit log, a verdict becomes a calibration row only when its review_verdict record is in the chain
     # and the item still holds what that record says the reviewer was shown: the queue file alone can be edited.
     recorded = _verified_verdicts(queue.audit) if queue.audit is not None else None
-    said_hallucinated = _said_hallucinated(recorded) if recorded is not None else {}
+    verdict_of = chain_verdicts(recorded.values())[0] if recorded is not None else {}
     for item in queue.decided(domain=domain):
         # Counted before the row is built: an item that cannot become a row still says how the probe did.
         d = _disagrees(item)
@@ -322,7 +314,7 @@ def export_reviewed(
             n_spot_bad += int(item.verdict.label == "hallucinated")
         try:
             if recorded is not None:
-                _check_in_chain(item, recorded, str(queue.audit.path), said_hallucinated)  # type: ignore[union-attr]
+                _check_in_chain(item, recorded, str(queue.audit.path), verdict_of)  # type: ignore[union-attr]
             ex = example_for(item)
         except DataError as e:
             skipped.append((item.id, str(e)))

@@ -134,6 +134,25 @@ def verdict_in_chain(item: ReviewItem, recorded: Mapping[str, Mapping[str, Any]]
             and rec.get("item_id", item.id) == item.id)  # a row copied under another id holds another item's verdict
 
 
+def chain_verdicts(records: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Mapping[str, Any]], list[str]]:
+    """The audit chain's verdict on each decision, from its ``review_verdict`` records in chain order: the last
+    one, except that a later "correct" does not erase a reviewer's "hallucinated" (a verdict superseded, or a
+    queue row copied or reset and decided again): reviewers disagreeing, the decision counts as hallucinated.
+    Returns the verdict record by decision id, and the ids of the "correct" records that did not count. The
+    monitor's figures and the calibration export both read the verdicts this way."""
+    verdict_of: dict[str, Mapping[str, Any]] = {}
+    contradicting: list[str] = []
+    for r in records:
+        if r.get("kind") != "review_verdict" or r.get("label") not in ("correct", "hallucinated"):
+            continue
+        prev = verdict_of.get(r.get("decision_audit_id"))  # type: ignore[arg-type]
+        if prev is not None and prev["label"] == "hallucinated" and r["label"] != "hallucinated":
+            contradicting.append(r["id"])
+            continue
+        verdict_of[r["decision_audit_id"]] = r
+    return verdict_of, contradicting
+
+
 # --------------------------------------------------------------------------------------------------------------
 # the queue
 
