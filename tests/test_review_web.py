@@ -569,6 +569,19 @@ def test_a_verdict_on_an_item_edited_in_the_queue_file_is_refused_as_a_conflict(
     assert queue.get("low").status == "pending" and not [x for x in audit if x["kind"] == "review_verdict"]
 
 
+def test_a_refusal_on_the_page_names_the_files_not_the_servers_folders(queue, audit):
+    """A logged-in reviewer learns which file is wrong (its name), not where the server keeps it."""
+    import sqlite3
+
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute("UPDATE review_items SET answer = 'about 27 mg' WHERE id = 'low'")
+    c = client_for(queue, audit=audit)
+    login(c)
+    for r in (c.get("/items/low"), c.post("/items/low", data=decide_form(c, "low", verdict="correct"), headers=SAME_ORIGIN)):
+        assert f"review queue {queue.path.name}:" in r.text, r.text
+        assert str(queue.path.parent) not in r.text and str(queue.path.resolve().parent) not in r.text
+
+
 def test_the_page_shows_the_turns_a_follow_up_refers_to_from_its_decision_record(tmp_path):
     audit = AuditLog(tmp_path / "audit.jsonl")
     q = ReviewQueue(tmp_path / "review.sqlite3", audit=audit)

@@ -56,6 +56,27 @@ def _public_origin(public_url: str | None) -> str | None:
     return f"{parts.scheme}://{parts.hostname}{port}".lower()
 
 
+def _folders_of(*paths: str | os.PathLike[str] | None) -> list[str]:
+    """The folders of ``paths`` (as given and resolved), each ending in a separator, longest first."""
+    out: set[str] = set()
+    for p in paths:
+        if p is None:
+            continue
+        for q in (Path(p).absolute(), Path(p).resolve()):
+            out.add(str(q.parent).rstrip(os.sep) + os.sep)
+    return sorted(out, key=len, reverse=True)
+
+
+def _without_folders(message: str | None, folders: Sequence[str]) -> str | None:
+    """``message`` with ``folders`` cut from the paths it names: a reviewer's page shows file names only."""
+    if not message:
+        return message
+    for f in folders:
+        if f != os.sep:
+            message = message.replace(f, "")
+    return message
+
+
 def create_app(
     queue: ReviewQueue,
     *,
@@ -101,6 +122,9 @@ def create_app(
 
     states = MonitorState(monitor_state)
 
+    # a refusal shown on the page names the queue's and the log's files, not the server's folders
+    folders = _folders_of(queue.path, queue.audit.path if queue.audit is not None else None, monitor_state)
+
     def state_of(domain: str | None) -> str:
         st = states.get(domain)
         if st is None or st.state == "normal":
@@ -130,7 +154,7 @@ def create_app(
             params.update(changes)
             return "/?" + "&".join(f"{quote(k)}={quote(v)}" for k, v in params.items())
 
-        ctx.setdefault("message", None)
+        ctx["message"] = _without_folders(ctx.get("message"), folders)
         ctx.setdefault("message_kind", "ok")
         html = env.get_template(name).render(
             writable=auth.writable,
