@@ -110,7 +110,7 @@ def _stem(tok: str) -> str:
 def _word_matches(tok: str, vocab: set[str], stems: set[str], fuzzy: bool) -> bool:
     if tok in vocab:
         return True
-    if _is_number(tok):  # numbers must match exactly
+    if _is_number(tok):  # digits match only the same digits
         return False
     if _stem(tok) in stems:
         return True
@@ -180,8 +180,9 @@ def lexical_support(
     """Share of the answer's evidence tokens that the context contains, in [0, 1].
 
     Evidence tokens are the answer's content tokens (normalised; stop words and question words
-    removed) that are *not* already in the question: repeating the question is no evidence. Numbers
-    must match exactly; words match exactly, by a light stem, a shared prefix of 6+ characters or a
+    removed) that are *not* already in the question: repeating the question is no evidence. A token of
+    digits matches only the same digits (units, scales and currencies are not compared here; the guard's
+    number hold does that); words match exactly, by a light stem, a shared prefix of 6+ characters or a
     close spelling (``fuzzy=True``). ``per_sentence=True`` takes the best single context sentence
     instead of the whole context (measured worse on HaluEval, where answers combine sentences).
     An answer with no evidence tokens at all (empty, or only words from the question) scores

@@ -4,8 +4,10 @@ Every signal is a *support* score in [0, 1]; higher means the answer is better s
 context (the hallucination risk a caller wants is ``1 - support``).
 
 - :func:`lexical_support` -- share of the answer's evidence tokens (content words that are not
-  already in the question) found in the context; numbers must match exactly, words may match
-  fuzzily (light stemming, a shared long prefix, or a close spelling).
+  already in the question) found in the context; a token of digits matches only the same digits
+  (never fuzzily), words may match fuzzily (light stemming, a shared long prefix, or a close
+  spelling). A number's unit, scale, currency and sign are not compared here: the guard holds an
+  answer whose numbers its context does not state (``calibrate.judge.unstated_numbers``).
 - :func:`phrase_support` -- share of the answer's word bigrams found verbatim in the context (the
   answer as a phrase: "Lord Black of London" is not "Lord Black of Crossharbour" plus "London").
 - :func:`proximity_support` -- share of the question's content words that stand within a few tokens
