@@ -126,7 +126,8 @@ def public_seed_warning(policy: Any) -> str | None:
 
 def policy_copy(folder: str | os.PathLike[str], *, source: str | os.PathLike[str] = DEFAULT_POLICY,
                 overwrite: bool = False) -> Path:
-    """Copy ``source`` (the default policy, comments and all) to ``folder/policy.toml`` with its audit log,
+    """Copy ``source`` (the default policy; a TOML source keeps its comments and layout, a YAML one is written as
+    TOML without its comments) to ``folder/policy.toml`` with its audit log,
     review queue and monitor state moved into ``folder`` and, in place of the example's public spot-check
     seed, a random one of its own; returns the new file. A start for your own
     policy, and a way to try the default one, run tests and benchmarks without touching the default state folder. An
