@@ -46,11 +46,14 @@ def _reject_constant(name: str) -> Any:
 def _parse_line(raw: bytes, canonical: bool = True) -> tuple[dict[str, Any], bytes | None]:
     """The record on one line and its canonical bytes (None unless ``canonical``: a reader that only needs
     the record skips the serialisation); ValueError when the line is not a JSON object."""
-    rec = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    if not isinstance(rec, dict):
-        raise ValueError(f"a JSON {type(rec).__name__}, not an object")
-    # 1e999 parses as inf, which canonical_json refuses: that too is a line we did not write.
-    return rec, canonical_json(rec).encode("utf-8") if canonical else None
+    try:
+        rec = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        if not isinstance(rec, dict):
+            raise ValueError(f"a JSON {type(rec).__name__}, not an object")
+        # 1e999 parses as inf, which canonical_json refuses: that too is a line we did not write.
+        return rec, canonical_json(rec).encode("utf-8") if canonical else None
+    except RecursionError:  # "[[[[...]]]]" a hundred thousand deep: a damaged line, not a crash of every reader
+        raise ValueError("nested more deeply than Python's JSON reader can follow") from None
 
 
 # --------------------------------------------------------------------------------------------------------------

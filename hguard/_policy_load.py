@@ -198,9 +198,15 @@ def load_policy(path: str | Path) -> Policy:
         except tomllib.TOMLDecodeError as exc:
             # The message carries "(at line N, column M)".
             raise PolicyError(f"policy file {str(path)!r} is not valid TOML: {exc}; fix the syntax there") from None
+        except RecursionError:
+            raise PolicyError(f"policy file {str(path)!r} nests its values more deeply than Python's TOML reader can "
+                              "follow; a policy holds tables of plain values: fix the file") from None
     else:
         try:
             data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        except RecursionError:
+            raise PolicyError(f"policy file {str(path)!r} nests its values more deeply than Python's YAML reader can "
+                              "follow; a policy holds mappings of plain values: fix the file") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

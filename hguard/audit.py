@@ -533,7 +533,7 @@ class AuditLog:
         try:
             head = json.loads(raw) if raw.strip() and terminated else None
             seq, digest = (int(head["seq"]), str(head["hash"])) if head is not None else (None, None)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             return  # an edited last head: verify --anchor reports it
         if seq is None:
             return

@@ -491,6 +491,23 @@ def test_torn_tail_is_reported_then_moved_aside_by_the_next_append(tmp_path, tai
     assert verify(path).ok
 
 
+def test_a_line_nested_too_deeply_to_parse_is_a_damaged_line_not_a_crash(tmp_path):
+    """One appended line of '[' * 100000 made every reader (the guard, verify, show, export, monitor, repair) stop
+    with a RecursionError; it is a damaged line like any other, named and kept."""
+    path = tmp_path / "audit.jsonl"
+    _make_log(path, 2)
+    deep = b"[" * 100_000 + b"]" * 100_000 + b"\n"
+    with path.open("ab") as f:
+        f.write(deep)
+    report = verify(path)
+    assert [(p.line, p.damaged) for p in report.problems] == [(3, True)]
+    assert "nested more deeply" in report.problems[0].message
+    assert repair(path) is None and _lines(path)[2] == deep  # kept as evidence
+    note = json.loads(_lines(path)[3])
+    assert note["action"] == "damaged_lines_kept" and note["lines"] == [3]
+    assert AuditLog(path).append({"after": "damage"}).seq == note["seq"] + 1  # the log goes on after it
+
+
 def test_damaged_complete_last_line_is_kept_and_not_called_torn(tmp_path):
     path = tmp_path / "audit.jsonl"
     _make_log(path, 3)

@@ -352,6 +352,13 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path):
     assert str(path) in str(info.value) and "line " in str(info.value) and "YAML" in str(info.value)
 
 
+@pytest.mark.parametrize("name, text", [("p.toml", "version = 1\nx = " + "[" * 50_000 + "]" * 50_000 + "\n"),
+                                        ("p.yaml", "version: 1\nx: " + "[" * 20_000 + "]" * 20_000 + "\n")])
+def test_a_policy_nested_too_deeply_to_parse_is_a_policy_error(tmp_path, name, text):
+    with pytest.raises(PolicyError, match=r"nests its values more deeply.*fix the file"):
+        load_policy(write(tmp_path, name, text))
+
+
 def test_yaml_exponent_without_a_point_and_a_folder_are_explained(tmp_path):
     path = write(tmp_path, "p.yaml", "version: 1\ndomains:\n  f:\n    accept_below: 1e-1\n")
     with pytest.raises(PolicyError, match=r"accept_below.*'1e-1'.*YAML 1.1 reads a number such as 1e-1"):

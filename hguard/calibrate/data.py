@@ -396,6 +396,9 @@ def _read_row(path: Path, lineno: int, raw: bytes, seen: dict[str, tuple[Path, i
             f"{path} line {lineno}: not valid JSON ({e.msg} at column {e.colno}) (got {_show(text.strip())});"
             " fix the row or remove it"
         ) from None
+    except RecursionError:
+        raise DataError(f"{path} line {lineno}: nested more deeply than Python's JSON reader can follow (got "
+                        f"{_show(text.strip())}); fix the row or remove it") from None
     if not isinstance(row, dict):
         raise DataError(
             f"{path} line {lineno}: expected a JSON object with fields {', '.join(_REQUIRED)}"

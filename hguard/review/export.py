@@ -272,7 +272,7 @@ def _earlier_export(path: Path) -> bool:
                 row = json.loads(line)
                 if not isinstance(row, dict) or not isinstance(row.get("meta"), dict) or row["meta"].get("source") != "review":
                     return False
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return False
     return True
 
