@@ -149,7 +149,9 @@ def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
         out[prefix] = "" if value is None else value
 
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# what a spreadsheet may run as a formula when a cell opens with it, after any blanks or line breaks (some
+# trim them) and in its full-width forms (which some convert)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 
 # Spreadsheets hold at most 32,767 characters in a cell (Excel; LibreOffice likewise), and Python's csv reader
@@ -166,7 +168,7 @@ def _inert(value: Any) -> Any:
     if len(value) > MAX_CELL_CHARS:
         value = (value[:MAX_CELL_CHARS] + f" [... cut here: {len(value)} characters in all; `hguard audit show LOG --id "
                  "ID --json` prints the record whole]")
-    return "'" + value if value.startswith(_FORMULA_START) else value
+    return "'" + value if value.startswith(_FORMULA_START) or value.lstrip().startswith(_FORMULA_START) else value
 
 
 def _column_order(name: str, first_seen: int) -> tuple[int, int, int]:
@@ -191,8 +193,9 @@ def export_csv(
 ) -> int:
     """Write the log as CSV, one row per record; nested dicts (signals, thresholds) become dotted columns.
 
-    Lists become their JSON text. A text cell that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
-    return gets a leading apostrophe, so that a spreadsheet shows it instead of running it. ``columns`` picks and orders columns (e.g. ``["id", "signals.entropy"]``);
+    Lists become their JSON text. A text cell (a column name too) that begins with ``=``, ``+``, ``-``, ``@``
+    (or their full-width forms), a tab or a carriage return, also after blanks or line breaks, gets a leading
+    apostrophe, so that a spreadsheet shows it instead of running it. ``columns`` picks and orders columns (e.g. ``["id", "signals.entropy"]``);
     by default every column that occurs is written. Returns the number of rows written.
 
     Every row ends with a ``chain_check`` column (where ``columns`` does not place it): "ok", or the problem
@@ -261,7 +264,7 @@ def export_csv(
 
     def write(f: IO[str]) -> int:
         writer = csv.DictWriter(f, fieldnames=header, restval="", extrasaction="ignore")
-        writer.writeheader()
+        writer.writerow({h: _inert(h) for h in header})  # a column is a record's key, which anyone may name "=..."
         rows = 0
         for line, rec, _, problem, _ in _scan(p, canonical=False):
             flat: dict[str, Any] = {}

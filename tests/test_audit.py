@@ -677,6 +677,16 @@ def test_export_csv_flattens_signals_and_thresholds(tmp_path):
         (row,) = list(csv.DictReader(f))
     assert row["question"] == '\'=HYPERLINK("http://x.invalid","ROI?")' and row["answer"] == "'+SUM(1,2)"
     assert row["note"] == "'@cmd" and row["risk"] == "-0.5" and json.loads(row["reasons"]) == ["- fine"]
+    # nor through a column's name (a record's key), a formula after blanks or a line break, or a full-width one
+    keyed = tmp_path / "keyed.jsonl"
+    AuditLog(keyed).append({'=HYPERLINK("http://x.invalid","open")': "x", "a": " =1+1", "b": "\n=cmd", "c": "\uff1d1+1",
+                            "d": "fine = ok"}, kind="custom")  # fmt: skip
+    export_csv(keyed, tmp_path / "keyed.csv")
+    with open(tmp_path / "keyed.csv", newline="", encoding="utf-8") as f:
+        header, values = list(csv.reader(f))
+    row = dict(zip(header, values))
+    assert '\'=HYPERLINK("http://x.invalid","open")' in header and not any(h.startswith("=") for h in header)
+    assert (row["a"], row["b"], row["c"], row["d"]) == ("' =1+1", "'\n=cmd", "'\uff1d1+1", "fine = ok")
 
     with pytest.raises(InputError, match="signals.nope"):
         export_csv(path, tmp_path / "x.csv", columns=["signals.nope"])
