@@ -332,6 +332,15 @@ class MonitorConfig(_Section):
         DEFAULT_SEED, strict=True, min_length=1,
         description="a non-empty string: the key of the seeded spot-check selection (give it to auditors)",
     )
+
+    @field_validator("seed")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError(f"the seed {value!r} is only blanks; set a random string (python -c \"import secrets; "
+                             "print(secrets.token_hex(16))\") and give it to your auditors")
+        return value
+
     state: PolicyPath = Field(
         Path("hguard-monitor-state.json"),
         validate_default=True,

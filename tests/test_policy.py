@@ -1213,3 +1213,10 @@ def test_a_risk_past_the_abstain_threshold_under_a_fingerprint_mismatch_reviews_
                for r in d.reasons), d.reasons
     d = route(manual().accept_below / 2, fingerprint_problems=["history_fingerprint: the probe records none"])
     assert d.route == "review" and not any("abstain_above" in r for r in d.reasons)
+
+
+@pytest.mark.parametrize("seed", ['""', '"   "', '"\\t"'])
+def test_a_blank_spot_check_seed_is_refused(tmp_path, seed):
+    """The seed keys which answers are spot-checked: blanks are no secret and look like a value left out."""
+    with pytest.raises(PolicyError, match=r"monitor\.seed"):
+        load_policy(write(tmp_path, "p.toml", f"version = 1\n[monitor]\nseed = {seed}\n"))
