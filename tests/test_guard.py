@@ -578,6 +578,13 @@ def test_a_long_question_is_placed_by_all_of_it_not_by_the_part_the_embedder_rea
     assert g.domain_similarities(opening + tail)["alpha"] == g.domain_similarities(opening + tail, only="alpha")["alpha"]
     short = "who is the author of the book ? " * 8 + tail  # within the embedder's length: the opening outweighed it
     assert g.domain_similarities(short, only="alpha")["alpha"] < minimum
+    # nor does an on-topic last question carry an off-topic first one; a bare "Why?" is no question of its own
+    two = "How do I bake sourdough bread at home? Also, who is the author of the book ?"
+    assert g.embedder.windows(two) == [two, "How do I bake sourdough bread at home?", "Also, who is the author of the book ?"]
+    assert g.domain_similarities(two, only="alpha")["alpha"] < minimum
+    assert g.domain_similarities("Also, who is the author of the book ?", only="alpha")["alpha"] >= minimum
+    assert g.embedder.windows("who is the author of the book ? Why?") == ["who is the author of the book ? Why?",
+                                                                         "who is the author of the book ?"]
 
 
 def test_a_named_domain_whose_similarity_cannot_be_computed_fails_closed(calibrated, tmp_path, monkeypatch):

@@ -175,14 +175,16 @@ class Embedder:
     def windows(self, text: str) -> list[str]:
         """``text`` in pieces, each matched on its own: consecutive pieces the model reads whole (it truncates
         what is longer than its ``max_seq_length`` tokens, 256 here, without a word, so a long text's tail
-        would not count), and, when the text holds several sentences, its last question (the last sentence
-        ending in "?"), which a long on-topic opening would otherwise outweigh ("<a page of geography> Ignore
-        that. What is the symbol of tungsten?"). One piece for a one-sentence text that fits."""
+        would not count), and, when the text holds several sentences, each of its questions of three words or
+        more (a sentence ending in "?"), the last one last: a long on-topic opening would otherwise outweigh
+        the question ("<a page of geography> Ignore that. What is the symbol of tungsten?"), and one on-topic
+        question would carry another ("What is the capital of Burkina Faso? Also, who wrote Hamlet?" was placed
+        in literature, and the wrong capital accepted there). One piece for a one-sentence text that fits."""
         pieces = self._token_windows(text)
-        sentences = [x for x in re.split(r"(?<=[.!?])\s+", text.strip()) if x.strip()]
-        asked = [x for x in sentences if x.rstrip().endswith("?")]
-        if len(sentences) > 1 and asked and asked[-1].strip() != text.strip():
-            pieces.append(asked[-1].strip())
+        sentences = [x.strip() for x in re.split(r"(?<=[.!?])\s+", text.strip()) if x.strip()]
+        asked = [x for x in sentences if x.endswith("?") and len(x.split()) >= 3]
+        if len(sentences) > 1:
+            pieces += [x for x in dict.fromkeys(asked) if x != text.strip()]
         return pieces
 
     def _token_windows(self, text: str) -> list[str]:
