@@ -652,6 +652,38 @@ def test_unstated_numbers_names_a_value_currency_or_percentage_the_passage_lacks
         ("1200000", "euro"), ("5", "percent"), ("2024", None), ("3", None), ("3", None)]
 
 
+@pytest.mark.parametrize("answer, context, missing", [
+    # a pharmacy team's trial: a unit written on its number was never read, so a tenfold dose passed and the
+    # faithful one was held; a decimal comma was read as digit grouping ("0,125" as 125) or split ("2,5" as 2 and 5)
+    ("Adults take 5000mg three times a day.", "Adults: 500mg three times a day.", ["5000 mg"]),
+    ("Adults take 500 mg three times a day.", "Adults: 500mg three times a day.", []),
+    ("Adults take 250mg 4x daily.", "Adults: 250 mg three times a day.", ["4 times"]),
+    ("The dose is 125 mg once daily.", "The maintenance dose is 0,125 mg once daily.", ["125 mg"]),
+    ("The dose is 0.125 mg once daily.", "The maintenance dose is 0,125 mg once daily.", []),
+    ("The dose is 5 mg.", "The starting dose is 2,5 mg once daily.", ["5 mg"]),
+    ("The dose is 2.5 mg.", "The starting dose is 2,5 mg once daily.", []),
+    ("It costs 1000.50 EUR.", "It costs 1.000,50 EUR.", []),
+    ("It costs $1,250.", "It costs 1,250 dollars.", []),  # three digits after the comma: still grouping
+    # another unit of measure is another amount; the same amount in another unit is not
+    ("Take 500 ml.", "Take 500 mg.", ["500 ml"]),
+    ("Take 3 capsules.", "Take 3 tablets.", ["3 capsule"]),
+    ("Take 2.5 g.", "Take 250mg.", ["2.5 g"]),
+    ("Take 4000 mg.", "Take 4 g.", []),
+    ("See a doctor within 1 day.", "See a doctor within 24 hours.", []),
+    ("Give it every 6 h for 14days.", "Give it every 6 hours for 14 days.", []),
+    ("Give 20mg/kg.", "Give 20 mg/kg.", []),
+    # the passage's number words: "twice", "once", "half"
+    ("Adults take 15 ml 2 times a day.", "Adults take 15 ml twice daily.", []),
+    ("Take 0.5 tablet.", "Take half a tablet.", []),
+    # a letter is no unit away from its number
+    ("H. G. Wells wrote it in 1895.", "H. G. Wells wrote it in 1895.", []),
+])
+def test_unstated_numbers_reads_units_of_measure_and_decimal_commas(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context, "What is the dose?") == missing
+
+
 @pytest.mark.parametrize("answer, alias, label", [
     # a scale word is part of its number: "$5 million" is not "$5" (it was "correct")
     ("The transfer limit is $5 million.", "$5", "hallucinated"),

@@ -185,11 +185,64 @@ _SCALES = {"thousand": 10**3, "million": 10**6, "mio": 10**6, "mn": 10**6, "mln"
 _MEASURES = frozenset(_UNIT_WORDS.values())  # currencies and percent
 
 
+def _measure_table() -> dict[str, tuple[str, Decimal, str]]:
+    """Units of measure read after a number: each spelling -> (unit, factor, base), so that "4 g" and "4000 mg",
+    "24 hours" and "1 day" are the same amount. Read only right after a number: "h" or "g" alone is a letter."""
+    groups: list[tuple[str, str, str, Decimal]] = [  # (spellings, unit, base, factor to the base)
+        ("mcg µg μg ug microgram micrograms", "mcg", "mg", Decimal("0.001")),
+        ("mg milligram milligrams milligramme milligrammes", "mg", "mg", Decimal(1)),
+        ("g gm gram grams gramme grammes", "g", "mg", Decimal(1000)),
+        ("kg kilogram kilograms kilo kilos", "kg", "mg", Decimal(10**6)),
+        ("ml millilitre millilitres milliliter milliliters cc", "ml", "ml", Decimal(1)),
+        ("cl centilitre centilitres centiliter centiliters", "cl", "ml", Decimal(10)),
+        ("dl decilitre decilitres deciliter deciliters", "dl", "ml", Decimal(100)),
+        ("l litre litres liter liters", "l", "ml", Decimal(1000)),
+        ("s sec secs second seconds", "second", "second", Decimal(1)),
+        ("min mins minute minutes", "minute", "second", Decimal(60)),
+        ("h hr hrs hour hours", "hour", "second", Decimal(3600)),
+        ("day days", "day", "second", Decimal(86400)),
+        ("wk wks week weeks", "week", "second", Decimal(604800)),
+        ("month months", "month", "month", Decimal(1)),
+        ("year years yr yrs", "year", "year", Decimal(1)),
+        ("mm millimetre millimetres millimeter millimeters", "mm", "mm", Decimal(1)),
+        ("cm centimetre centimetres centimeter centimeters", "cm", "mm", Decimal(10)),
+        ("metre metres meter meters", "metre", "mm", Decimal(1000)),
+        ("km kilometre kilometres kilometer kilometers", "km", "mm", Decimal(10**6)),
+        ("mile miles", "mile", "mile", Decimal(1)),
+        ("iu", "iu", "iu", Decimal(1)),
+        ("mmol", "mmol", "mmol", Decimal(1)),
+        ("x times", "times", "times", Decimal(1)),
+        ("tablet tablets", "tablet", "tablet", Decimal(1)),
+        ("capsule capsules", "capsule", "capsule", Decimal(1)),
+        ("drop drops", "drop", "drop", Decimal(1)),
+        ("puff puffs", "puff", "puff", Decimal(1)),
+    ]
+    return {w: (unit, factor, base) for words, unit, base, factor in groups for w in words.split()}
+
+
+_MEASURE_UNITS = _measure_table()
+# a unit written on its number ("500mg", "6h", "3x", "14days"): read as "500 mg"; not "k", "m", "bn" (scales, below)
+_GLUED_UNIT = re.compile(r"(?i)(?<![\w.,])(\d+(?:[.,]\d+)?)(" + "|".join(sorted(
+    (w for w in _MEASURE_UNITS if w not in ("s", "l", "sec", "secs")), key=len, reverse=True)) + r")(?![^\W\d_])")
+# a decimal comma: "2,5 mg", "0,125 mg" ("1,250" stays one thousand two hundred and fifty) and "1.000,50" (1000.50)
+_DECIMAL_COMMA = re.compile(r"(?<![\d.,])(\d+),(\d{1,2})(?![\d,])|(?<![\d.,])0,(\d+)(?![\d,])")
+_GROUPED_DECIMAL_COMMA = re.compile(r"(?<![\d.,])(\d{1,3}(?:\.\d{3})+),(\d+)(?![\d,.])")
+# a number word that is a count of times ("twice daily") or a half ("half a tablet")
+_TIMES_WORDS = {"once": "1", "twice": "2", "thrice": "3"}
+
+
+def _decimal_commas(text: str) -> str:
+    text = _GROUPED_DECIMAL_COMMA.sub(lambda m: m.group(1).replace(".", "") + "." + m.group(2), text)
+    return _DECIMAL_COMMA.sub(lambda m: f"{m.group(1)}.{m.group(2)}" if m.group(1) else f"0.{m.group(3)}", text)
+
+
 def stated_numbers(text: str, number_words: bool = True) -> list[tuple[str, str | None]]:
     """The numbers ``text`` states, each as (value, unit): the value in one canonical digit form with a scale word
     applied ("$1.2 million" and "1,200,000 dollars" both read ("1200000", "dollar")), the unit its currency or
     "percent" when one goes with it ("5%", "five percent"), else None. Dates read as their parts ("2024-03-03" and
-    "March 3, 2024" both hold 2024 and 3). ``number_words``: read "five" as 5 too."""
+    "March 3, 2024" both hold 2024 and 3). Units of measure read the same way ("500mg", "500 mg" and "500
+    milligrams" read ("500", "mg"); "twice" reads ("2", "times")), and a decimal comma as a decimal point ("2,5 mg",
+    "0,125 mg"; "1,250" is 1250). ``number_words``: read "five", "twice" and "half" as numbers too."""
     toks = _tokens(text, number_words)
     out: list[tuple[str, str | None]] = []
     i = 0
@@ -198,10 +251,22 @@ def stated_numbers(text: str, number_words: bool = True) -> list[tuple[str, str 
         if _canonical_number(value) is None:
             i += 1
             continue
-        unit = toks[i + 1] if i + 1 < len(toks) and toks[i + 1] in _MEASURES else None
+        after = toks[i + 1] if i + 1 < len(toks) else None
+        unit = after if after in _MEASURES else _MEASURE_UNITS[after][0] if after in _MEASURE_UNITS else None
         out.append((value, unit))
         i += 2 if unit else 1
     return out
+
+
+_UNIT_BASE = {unit: (factor, base) for unit, factor, base in _MEASURE_UNITS.values()}
+
+
+def _amount(value: str, unit: str | None) -> tuple[str, str | None]:
+    """(value, unit) in its unit's base, so that "4 g" and "4000 mg" compare equal."""
+    if unit not in _UNIT_BASE:
+        return value, unit
+    factor, base = _UNIT_BASE[unit]
+    return format((Decimal(value) * factor).normalize(), "f"), base
 
 
 _LIST_MARKER = re.compile(r"(?m)^\s*\d+[.)](?=\s)|\[\d+\]")  # "1. ..." at a line's start, a citation "[1]"
@@ -210,16 +275,21 @@ _LIST_MARKER = re.compile(r"(?m)^\s*\d+[.)](?=\s)|\[\d+\]")  # "1. ..." at a lin
 def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]:
     """The numbers ``answer`` writes in digits that neither ``context`` nor ``question`` states, with their unit: a
     value the passage lacks ("2024-03-04" from a passage of 2024-03-03), or one it holds in another currency or as a
-    percentage where the answer says otherwise ("25,000 EUR" from "$25,000", "12%" from "$12"). A number the passage
-    states without a unit matches any unit; the passage's number words count ("five percent" for "5%"), the answer's
-    do not (a stray "one" is no figure), nor its list numbering and citation marks. Shown as read, e.g. "25000 euro"."""
+    percentage where the answer says otherwise ("25,000 EUR" from "$25,000", "12%" from "$12"), or in another unit
+    of measure ("500 ml" from "500 mg"; "4000 mg" from "4 g" is the same amount). A number the passage states
+    without a unit matches any unit; the passage's number words count ("five percent" for "5%", "twice" for "2
+    times"), the answer's do not (a stray "one" is no figure), nor its list numbering and citation marks. Shown as
+    read, e.g. "25000 euro"."""
     held = stated_numbers(context) + stated_numbers(question)
     units_of: dict[str, set[str | None]] = {}
     for value, unit in held:
         units_of.setdefault(value, set()).add(unit)
+    amounts = {_amount(value, unit) for value, unit in held if unit is not None}
     missing = []
     for value, unit in dict.fromkeys(stated_numbers(_LIST_MARKER.sub(" ", answer), number_words=False)):
         units = units_of.get(value)
+        if unit is not None and _amount(value, unit) in amounts:
+            continue
         if units is None or (unit is not None and unit not in units and None not in units):
             missing.append(f"{value} {unit}" if unit else value)
     return missing
@@ -239,7 +309,8 @@ def _tokens(text: str, number_words: bool = True) -> list[str]:
     """Normalised words with numbers (digits or words) rewritten to one canonical digit form, with their sign
     ("-0.5%" is not "0.5%") and their scale word ("$5 million" is 5000000, not 5), and units (`_UNIT_WORDS`) to one
     word after their number ("$5,000", "5,000 dollars" and "USD 5 thousand" all read "5000 dollar")."""
-    text = _CODE_ON_NUMBER.sub(r"\1 ", _BARE_DECIMAL.sub("0.", _SIGN.sub(" minus ", text)))
+    text = _CODE_ON_NUMBER.sub(r"\1 ", _BARE_DECIMAL.sub("0.", _SIGN.sub(" minus ", _decimal_commas(text))))
+    text = _GLUED_UNIT.sub(r"\1 \2", text)
     words = normalize(_UNIT_SYMBOL.sub(lambda m: f" {_UNIT_SYMBOLS[m.group(0)]} ", text)).split()
     words = [_UNIT_WORDS.get(w, w) for w in words]
     i = 0
@@ -255,6 +326,14 @@ def _tokens(text: str, number_words: bool = True) -> list[str]:
         if parsed is not None:
             out.append(str(parsed[0]))
             i = parsed[1]
+            continue
+        if number_words and words[i] in _TIMES_WORDS:  # "twice daily": 2 times
+            out += [_TIMES_WORDS[words[i]], "times"]
+            i += 1
+            continue
+        if number_words and words[i] == "half" and (i + 1 == len(words) or _canonical_number(words[i + 1]) is None):
+            out.append("0.5")  # "half a tablet" (not "half 2", which is no amount)
+            i += 1
             continue
         ordinal = _ORDINAL.fullmatch(words[i])
         num = _canonical_number(ordinal.group(1) if ordinal else words[i])
