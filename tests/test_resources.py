@@ -127,3 +127,12 @@ def test_a_hand_copied_policy_that_keeps_the_public_seed_is_warned_about(tmp_pat
     main(["monitor", "--policy", str(by_hand), "--dry-run"])
     assert "hguard monitor: warning: the policy" in capsys.readouterr().err
     assert not (tmp_path / "hand" / "monitor-state.json").exists()
+
+
+def test_the_default_policys_closed_book_domains_do_not_name_their_domain_when_they_abstain():
+    """The domain is chosen by similarity, and a question of none ("What is 17 times 23?") can land in one: its
+    abstain message called it "that chemistry question"."""
+    policy = load_policy(DEFAULT_POLICY)
+    for name in ("geography", "chemistry", "literature"):
+        message = policy.domains[name].abstain_message or policy.abstain_message
+        assert name not in message and message == policy.abstain_message, (name, message)
