@@ -16,10 +16,13 @@ traffic, from the audit log and the review queue alone:
   the monitor runs, so a healthy domain tightens no more often than ``1 - confidence`` says, at the price of
   more spot-checks before a rise is caught. Verdicts on answers the guard routed to review are reported
   beside it.
-* **Drift.** A two-sample Kolmogorov-Smirnov test of the latest ``drift_window`` live risks against the risks
-  of the domain's calibration answers (stored in the probe file), and of live domain similarity (and an
-  ``ood_distance`` signal, when decisions record one) against the domain's first window of live traffic,
-  since probe files carry no calibration distribution of those.
+* **Drift.** Two-sample Kolmogorov-Smirnov tests of the latest ``drift_window`` live risks (per probe), domain
+  similarities (and an ``ood_distance`` signal, when decisions record one) against the domain's first window
+  of live traffic. Not against the risks stored in the probe file: those are out-of-fold scores, each from a
+  probe fitted without that answer's family or fold, not the shipped probe's, and they differed from its live
+  risks on answers like the calibration's own (a statistician's trial: p = 0.00035 on 493 held-out answers, and
+  one window in eleven flagged at p < 0.001). That comparison is reported (``risk_against_calibration``) and
+  triggers nothing.
 * **Fail-safe.** When the live bound crosses the target (``breach_rule``: the lower bound, i.e. the target is
   shown broken, by default; or the upper bound, i.e. the target is no longer certified, judged once there are
   as many reviewed spot-checks as a clean record needs to certify it) or drift passes ``drift_p_value``, the
@@ -519,13 +522,18 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         oods = [x for x in oods if x is not None]
         drift: dict[str, dict[str, Any]] = {}
         panels = []
-        for probe in m:  # each calibration against the live risks its probe gave (a domain may have two)
+        against_calibration: dict[str, dict[str, Any]] = {}
+        for probe in m:  # each probe's live risks, its first window against its latest (a domain may have two)
             cal = list(probe.calibration_scores.risk) if probe.calibration_scores is not None else []
             live = [r["risk"] for r in fresh if r.get("risk") is not None and r.get("probe_id") == probe.probe_id]
             mode = str(probe.prompt_mode).replace("_", "-")
             signal = "risk" if len(m) == 1 else f"risk ({mode})"
-            drift[signal] = drift_test(cal, live[-w:], dp.drift_p_value)
-            drift[signal]["reference"] = "calibration answers (probe file)"
+            drift[signal] = drift_test(live[:w], live[w:][-w:], dp.drift_p_value)
+            drift[signal]["reference"] = "this probe's first live window"
+            against_calibration[signal] = drift_test(cal, live[-w:], dp.drift_p_value)
+            against_calibration[signal]["reference"] = (
+                "calibration answers (probe file): out-of-fold scores of probes fitted without each answer's family "
+                "or fold, not this probe's; shown, never acted on")
             panels.append(("" if len(m) == 1 else f", {mode}", cal, live))
         if not m:
             drift["risk"] = drift_test([], [], dp.drift_p_value)
@@ -570,7 +578,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                               "hallucinated": sum(label == "hallucinated" for label in routed),
                               "correct": sum(label == "correct" for label in routed)},
             "selection_audit": selection.get(name, {"accepted": 0, "selected": 0, "mismatches": []}),
-            "drift": drift, "breach": breach, "drifted": drifted,
+            "drift": drift, "breach": breach, "drifted": drifted, "risk_against_calibration": against_calibration,
             "accepted_per_day": {d: {"accepted": c.get("accept", 0), "total": sum(c.values())} for d, c in sorted(per_day.items())},
         }  # fmt: skip
         if act:

@@ -524,22 +524,25 @@ def test_a_domain_calibrated_closed_book_and_with_context_is_watched_per_calibra
 
     closed, rag = probe("p-closed", "closed_book", 0.5), probe("p-rag", "rag", 0.2)
     monkeypatch.setattr(monitor, "_probe_meta", lambda policy: {"geo": [closed, rag]})
-    policy = _pol(tmp_path, spot_check_rate=0.5, on_breach="stricter", breach_rule="upper_bound")
+    policy = _pol(tmp_path, spot_check_rate=0.5, on_breach="stricter", breach_rule="upper_bound", drift_window=30)
     log = AuditLog(policy.audit.path)
-    for _ in range(60):  # closed-book answers as calibrated; answers with context far riskier than calibrated
+    for i in range(60):  # closed-book answers as in their first window; answers with context far riskier later on
         log.append({"policy_id": policy_id(policy), "domain": "geo", "route": "review", "probe_id": "p-closed",
-                    "risk": rng.random()}, kind="decision")  # fmt: skip
-        log.append({"policy_id": policy_id(policy), "domain": "geo", "route": "review", "probe_id": "p-rag",
                     "risk": 0.9 + 0.1 * rng.random()}, kind="decision")  # fmt: skip
+        log.append({"policy_id": policy_id(policy), "domain": "geo", "route": "review", "probe_id": "p-rag",
+                    "risk": rng.random() if i < 30 else 0.9 + 0.1 * rng.random()}, kind="decision")  # fmt: skip
     rep = run_monitor(policy, act=False)
     e = rep["domains"]["geo"]
     assert [(mode, len(cal), len(live)) for mode, cal, live in e["_risk_panels"]] == [
         (", closed-book", 400, 60), (", rag", 400, 60)]
     assert "data:image/png;base64" in write_html(rep, tmp_path / "r.html").read_text()
     assert set(e["drift"]) == {"risk (closed-book)", "risk (rag)", "similarity", "ood_distance"}
-    assert e["drift"]["risk (closed-book)"]["n_live"] == e["drift"]["risk (rag)"]["n_live"] == 60
+    assert e["drift"]["risk (closed-book)"]["n_live"] == e["drift"]["risk (rag)"]["n_live"] == 30
     assert e["drift"]["risk (rag)"]["drift"] is True and e["drift"]["risk (closed-book)"]["drift"] is False
     assert e["drifted"] == ["risk (rag)"]
+    # against the probe file's out-of-fold risks, the closed-book answers differ from the start: said, not acted on
+    vs_cal = e["risk_against_calibration"]["risk (closed-book)"]
+    assert vs_cal["drift"] is True and "never acted on" in vs_cal["reference"]
 
     dp = policy.domains["geo"]
     each = [fit_thresholds(list(p.calibration_scores.risk), list(p.calibration_scores.hallucinated), target=0.1,
@@ -556,11 +559,11 @@ def test_a_domain_calibrated_closed_book_and_with_context_is_watched_per_calibra
     lift(policy, "geo", by="ops", reason="the passages changed on purpose")
     e = run_monitor(policy)["domains"]["geo"]
     assert e["state"]["state"] == "normal" and e["drift"]["risk (rag)"]["n_live"] == 0 and e["drifted"] == []
-    for _ in range(60):
+    for i in range(60):  # a new first window after the lift, and a shift after it
         log.append({"policy_id": policy_id(policy), "domain": "geo", "route": "review", "probe_id": "p-rag",
-                    "risk": 0.9 + 0.1 * rng.random()}, kind="decision")  # fmt: skip
+                    "risk": rng.random() if i < 30 else 0.9 + 0.1 * rng.random()}, kind="decision")  # fmt: skip
     e = run_monitor(policy)["domains"]["geo"]
-    assert e["drift"]["risk (rag)"]["n_live"] == 60 and e["state"]["state"] == "tightened"
+    assert e["drift"]["risk (rag)"]["n_live"] == 30 and e["state"]["state"] == "tightened"
 
 
 def test_too_few_checks_are_not_judged(tmp_path):
