@@ -11,6 +11,8 @@ from .errors import InputError
 from .policy import ABSTAIN, ACCEPT
 
 REVIEW_MARK = "[needs review] "
+# what stands in for an answer held for review where no one reads a mark (an agent parses the text and acts on it)
+HELD_FOR_REVIEW = "This answer is held until a reviewer has checked it."
 
 
 @dataclass
@@ -45,6 +47,17 @@ class GuardResult:
         if self.route == ABSTAIN:
             return self.abstain_message
         return self.review_message if self.review_message is not None else REVIEW_MARK + self.answer
+
+    @property
+    def withheld_text(self) -> str:
+        """What stands in for the answer where a marked answer would still be acted on (an agent's step, which a
+        program parses: a mark is dropped, and a held step's tool call would run): the answer when accepted,
+        else the abstain message or the review message (:data:`HELD_FOR_REVIEW` when the policy has none)."""
+        if self.route == ACCEPT:
+            return self.answer
+        if self.route == ABSTAIN:
+            return self.abstain_message
+        return self.review_message if self.review_message is not None else HELD_FOR_REVIEW
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -107,6 +107,39 @@ def test_stream_chat_and_async_forms(make_guard):
 
 
 
+def test_a_react_agents_step_gets_a_held_answer_replaced_never_marked_or_streamed(make_guard):
+    """A ReActAgent parses the reply: it kept the text after "Answer:" of a "[needs review] ..." step (the mark
+    gone, the held answer returned as final) and ran the tool of a held "Action:" step, in hold mode without a
+    review message and in passthrough."""
+    from llama_index.core.agent.react.formatter import ReActChatFormatter
+    from llama_index.core.agent.react.output_parser import ReActOutputParser
+    from llama_index.core.tools import FunctionTool
+
+    from hguard._guard_result import HELD_FOR_REVIEW
+
+    def send_email(to: str) -> str:
+        """Send an email."""
+        return "sent"
+
+    guard = make_guard("accept")  # the agent's own system prompt is not the calibration's: every step is held
+    header = "Tools: {tool_desc}\nReply with Thought:, then Action: ({tool_names}) and Action Input:, or Answer:."
+    messages = ReActChatFormatter(system_header=header).format(  # the stock header is longer than the tiny model reads
+        [FunctionTool.from_defaults(fn=send_email)], [ChatMessage(role=MessageRole.USER, content=Q)])
+    for mode in ("hold", "passthrough"):
+        llm = HGuardLLM(guard, domain="alpha", stream_mode=mode)
+        r = llm.chat(messages)
+        assert r.message.additional_kwargs["route"] == "review" and r.message.content == HELD_FOR_REVIEW
+        assert _record(guard, r.message.additional_kwargs)["answer"] not in HELD_FOR_REVIEW
+        chunks = list(llm.stream_chat(messages))  # held whatever the stream mode: an agent parses what it is streamed
+        assert len(chunks) == 1 and chunks[0].message.content == chunks[0].delta == HELD_FOR_REVIEW
+        step = ReActOutputParser().parse(r.message.content)  # the agent's final answer: no tool runs
+        assert step.is_done and step.response == HELD_FOR_REVIEW
+    # a chat that is no agent's step keeps the policy's way of showing a held answer: marked
+    plain = HGuardLLM(guard, domain="alpha").chat(
+        [ChatMessage(role=MessageRole.SYSTEM, content="Answer briefly."), ChatMessage(role=MessageRole.USER, content=Q)])
+    assert plain.message.additional_kwargs["route"] == "review" and plain.message.content.startswith(REVIEW_MARK)
+
+
 def test_raise_on_raises_from_a_stream_when_the_decision_comes_before_any_text(make_guard):
     guard = make_guard("review")
     llm = HGuardLLM(guard, domain="alpha", raise_on={"review"})

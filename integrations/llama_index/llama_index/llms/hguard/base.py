@@ -62,6 +62,15 @@ _NO_STRUCTURED = (
 _UNREAD_BLOCKS = frozenset({"ImageBlock", "AudioBlock", "VideoBlock", "DocumentBlock", "ToolCallBlock"})
 
 
+def agent_step(messages: Sequence[ChatMessage]) -> bool:
+    """Whether the chat is a ReAct agent's step: a system message that asks for "Action:" and "Action Input:"
+    lines (``ReActAgent``'s header, or one's own in its format). The agent parses the reply and acts on it (a
+    tool call runs, the text after "Answer:" is returned): a "[needs review]" mark is dropped and a held step
+    would still call its tool, so such a step's held answer is replaced, never marked or streamed."""
+    return any(m.role == MessageRole.SYSTEM and "Action Input:" in (m.content or "") and "Action:" in (m.content or "")
+               for m in messages)
+
+
 def split_chat(messages: Sequence[ChatMessage], *, system_as_context: bool = True) -> tuple[str, list[str]]:
     """(question, context passages): the last user message is the question; messages whose
     ``additional_kwargs["name"]`` is ``"context"`` and, with ``system_as_context``, system messages
@@ -172,15 +181,18 @@ class HGuardLLM(CustomLLM):
 
     # ---------------------------------------------------------------------------------- helpers
 
-    def _options(self, prompt: Any, kwargs: dict[str, Any]) -> tuple[Any, Optional[str], StreamMode, bool, dict[str, Any]]:
+    def _options(self, prompt: Any, kwargs: dict[str, Any]) -> tuple[Any, Optional[str], StreamMode, bool, dict[str, Any], bool]:
         if not isinstance(prompt, str):
             err = InputError(f"HGuardLLM takes the question (prompt) as a string, got {type(prompt).__name__}: {prompt!r:.80}")
             self._failed(err)  # closes the call's audit record as failed
             raise err
         kw = dict(kwargs)
+        agent = bool(kw.pop(_AGENT_STEP, False))
         context = kw.pop("context", None)
         domain = kw.pop("domain", None) or self.domain
         mode = check_stream_mode(kw.pop("stream_mode", self.stream_mode), self.raise_on)
+        if agent:  # an agent parses what it is streamed: nothing unchecked may reach it
+            mode = "hold"
         early_stop = bool(kw.pop("early_stop", self.early_stop))
         call: dict[str, Any] = {k: kw.pop(k) for k in ("history", "system", "problems", "stop") if k in kw}
         own = self.system_prompt if not blank(self.system_prompt or "") else None
@@ -192,7 +204,7 @@ class HGuardLLM(CustomLLM):
                 f"HGuardLLM got unexpected keyword argument(s) {sorted(kw)}; it accepts context=, domain=, "
                 f"stream_mode= ({', '.join(STREAM_MODES)}), early_stop=, history=, system= and stop="
             )
-        return context, domain, mode, early_stop, call
+        return context, domain, mode, early_stop, call, agent
 
     def decision(self, result: GuardResult) -> dict[str, Any]:
         """What goes into ``additional_kwargs``: the decision and the model's name."""
@@ -217,6 +229,8 @@ class HGuardLLM(CustomLLM):
                     "context")
         question, passages = split_chat(messages, system_as_context=self.system_as_context)
         kw = dict(kwargs)
+        if agent_step(messages):
+            kw[_AGENT_STEP] = True
         if kw.get("context") is None and passages:
             kw["context"] = passages
         history, system = [], []
@@ -354,7 +368,7 @@ class HGuardLLM(CustomLLM):
         return self._complete(prompt, formatted, **kwargs)
 
     def _complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        context, domain, _, early_stop, call = self._options(prompt, kwargs)
+        context, domain, _, early_stop, call, agent = self._options(prompt, kwargs)
         step = query_step(prompt) if context is None and not formatted else None
         if step is not None:
             return self._search_text(prompt, step)
@@ -365,14 +379,15 @@ class HGuardLLM(CustomLLM):
         except BaseException as exc:  # a KeyboardInterrupt, a raise_on route too: the call's record is closed as failed
             self._failed(exc)
             raise
-        return CompletionResponse(text=result.display_text, additional_kwargs=self.decision(result))
+        return CompletionResponse(text=result.withheld_text if agent else result.display_text,
+                                  additional_kwargs=self.decision(result))
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         return await self._acomplete(prompt, formatted, **kwargs)
 
     async def _acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        context, domain, _, early_stop, call = self._options(prompt, kwargs)
+        context, domain, _, early_stop, call, agent = self._options(prompt, kwargs)
         step = query_step(prompt) if context is None and not formatted else None
         if step is not None:
             return await asyncio.to_thread(self._search_text, prompt, step)
@@ -387,25 +402,28 @@ class HGuardLLM(CustomLLM):
         except BaseException as exc:  # cancelled (a timeout), a raise_on route too: the llm_call record the
             self._failed(exc)  # answer_not_delivered record's run_id names is then written, as failed
             raise
-        return CompletionResponse(text=result.display_text, additional_kwargs=self.decision(result))
+        return CompletionResponse(text=result.withheld_text if agent else result.display_text,
+                                  additional_kwargs=self.decision(result))
 
-    def _response(self, text: str, piece: Any, mode: str) -> tuple[str, CompletionResponse]:
+    def _response(self, text: str, piece: Any, mode: str, agent: bool = False) -> tuple[str, CompletionResponse]:
         """The text so far and the response for one streamed piece; the decided piece raises when its route
-        is in ``raise_on`` (in passthrough the tokens before it were already streamed; in hold none were)."""
+        is in ``raise_on`` (in passthrough the tokens before it were already streamed; in hold none were). An
+        agent's step (held, see :func:`agent_step`) gets the answer only when accepted."""
         if piece.result is None:
             text += piece.text
             return text, CompletionResponse(text=text, delta=piece.text)
         raise_if_routed(piece.result, self.raise_on)
+        delta = piece.result.withheld_text if agent else piece.text
         if mode == "hold":  # the only chunk: the routed text
-            text = piece.text
-        return text, CompletionResponse(text=text, delta=piece.text, additional_kwargs=self.decision(piece.result))
+            text = delta
+        return text, CompletionResponse(text=text, delta=delta, additional_kwargs=self.decision(piece.result))
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         return self._stream_complete(prompt, formatted, **kwargs)
 
     def _stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        context, domain, mode, early_stop, call = self._options(prompt, kwargs)
+        context, domain, mode, early_stop, call, agent = self._options(prompt, kwargs)
         call.setdefault("problems", self._unread_context(prompt, context))
         span = active_span_id.get()  # the call's span: its llm_call record, if the stream is left, is joined by it
 
@@ -413,7 +431,7 @@ class HGuardLLM(CustomLLM):
             text = ""
             for piece in guard_stream(self._guard, prompt, context, domain, mode, early_stop=early_stop, run_id=span,
                                       **call):
-                text, response = self._response(text, piece, mode)
+                text, response = self._response(text, piece, mode, agent)
                 yield response
 
         return gen()
@@ -423,7 +441,7 @@ class HGuardLLM(CustomLLM):
         return await self._astream_complete(prompt, formatted, **kwargs)
 
     async def _astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
-        context, domain, mode, early_stop, call = self._options(prompt, kwargs)
+        context, domain, mode, early_stop, call, agent = self._options(prompt, kwargs)
         call.setdefault("problems", self._unread_context(prompt, context))
         span = active_span_id.get()
 
@@ -431,7 +449,7 @@ class HGuardLLM(CustomLLM):
             text = ""
             async for piece in aguard_stream(self._guard, prompt, context, domain, mode, early_stop=early_stop,
                                              run_id=span, **call):
-                text, response = self._response(text, piece, mode)
+                text, response = self._response(text, piece, mode, agent)
                 yield response
 
         return gen()
@@ -482,4 +500,6 @@ class HGuardLLM(CustomLLM):
         return gen()
 
 
-__all__ = ["HGuardLLM", "split_chat"]
+_AGENT_STEP = "_hguard_agent_step"  # set by the chat methods, never by a caller
+
+__all__ = ["HGuardLLM", "agent_step", "split_chat"]
