@@ -9,7 +9,7 @@ the functions, so importing this module costs nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -119,7 +119,6 @@ def auroc_ci(y: ArrayLike, scores: Mapping[str, ArrayLike], *, n_boot: int = 100
     mean of that many bounded [0, 1] terms, one per answer of the smaller class: what so few answers can
     show."""
     import numpy as np
-    from scipy.special import betaincinv
 
     if not 0.0 < level < 1.0:
         raise InputError(f"level must be strictly between 0 and 1, got {level!r}")
@@ -133,13 +132,23 @@ def auroc_ci(y: ArrayLike, scores: Mapping[str, ArrayLike], *, n_boot: int = 100
             out[k] = None
             continue
         low, high = float(np.percentile(v, lo)), float(np.percentile(v, hi))
-        if m < SMALL_CLASS:
-            a = float(auroc(labels, scores[k]) or 0.0) * m  # "successes" out of m, not always a whole number
-            tail = (1 - level) / 2
-            low = min(low, float(betaincinv(a, m - a + 1, tail)) if a > 0 else 0.0)
-            high = max(high, float(betaincinv(a + 1, m - a, 1 - tail)) if a < m else 1.0)
-        out[k] = [low, high]
+        out[k] = widened_for_small_class([low, high], float(auroc(labels, scores[k]) or 0.0), m, level)
     return out
+
+
+def widened_for_small_class(interval: Sequence[float], auc: float, m: int, level: float = 0.95) -> list[float]:
+    """``interval`` of an AUROC ``auc`` whose smaller class holds ``m`` answers, widened when ``m`` is below
+    :data:`SMALL_CLASS` to hold the exact binomial (Clopper-Pearson) interval of the AUROC read as the mean of
+    ``m`` bounded [0, 1] terms (see :func:`auroc_ci`); unchanged otherwise."""
+    from scipy.special import betaincinv
+
+    low, high = float(interval[0]), float(interval[1])
+    if 0 < m < SMALL_CLASS:
+        a = auc * m  # "successes" out of m, not always a whole number
+        tail = (1 - level) / 2
+        low = min(low, float(betaincinv(a, m - a + 1, tail)) if a > 0 else 0.0)
+        high = max(high, float(betaincinv(a + 1, m - a, 1 - tail)) if a < m else 1.0)
+    return [low, high]
 
 
 SMALL_CLASS = 10  # below this many answers in the smaller class, auroc_ci widens to the exact binomial interval

@@ -140,3 +140,23 @@ def test_two_sided_interval_of_nothing_is_none():
     from hguard._stats import clopper_pearson_interval
 
     assert clopper_pearson_interval(0, 0) is None
+
+
+def test_the_shipped_reports_family_intervals_are_widened_where_a_class_is_small():
+    """A statistician's trial: families with 1, 2 and 6 answers of a class printed bootstrap intervals such as
+    0.08 [0.04, 0.12] from one right answer, from before auroc_ci widened them."""
+    import json
+
+    from hguard import REFERENCE_PROBES
+    from hguard._stats import SMALL_CLASS, widened_for_small_class
+
+    report = json.loads((REFERENCE_PROBES / "report.json").read_text())
+    small = 0
+    for dom in report["domains"].values():
+        for e in ((dom.get("families") or {}).get("families") or {}).values():
+            m = min(e["correct"], e["hallucinated"])
+            for k, ci in (e.get("auroc_ci95") or {}).items():
+                if ci is not None and 0 < m < SMALL_CLASS:
+                    small += 1
+                    assert widened_for_small_class(ci, e["auroc"][k], m) == ci, (e, k)
+    assert small >= 3 * 7  # three such families, seven signals each

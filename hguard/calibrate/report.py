@@ -295,8 +295,9 @@ def families_markdown(report: dict) -> list[str]:
     sig = SIGNALS
     lines += [
         "",
-        "Per family (AUROC with 95% bootstrap interval; counts of the family's answers; routing at the report's target "
-        "with the thresholds fitted without the family):",
+        "Per family (AUROC with 95% bootstrap interval, widened to the exact binomial one where a class has fewer "
+        "than 10 answers; counts of the family's answers; routing at the report's target with the thresholds fitted "
+        "without the family):",
         "",
         "| domain | family | n | correct | halluc. | refusals | model accuracy | " + " | ".join(sig)
         + " | coverage | halluc. among accepted (accepted) |",
