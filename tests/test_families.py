@@ -133,3 +133,24 @@ def test_a_repeated_question_is_kept_with_its_first_row_on_one_side_of_the_split
     with pytest.warns(UserWarning, match=r"1 pair\(s\) of rows give the same answer to the same question with opposite "
                       r"labels \(first: 'cal-1' 'correct', 'rev-1' 'hallucinated'"):
         attach_families(rows, exs)
+
+
+def test_the_cross_family_merged_risks_thresholds_rest_on_come_from_mergers_fitted_without_each_family():
+    """A statistician's trial: the merger was fitted on the very scores the thresholds were then certified on.
+    A family's merged risks must not move when its own labels change."""
+    import numpy as np
+
+    from hguard.calibrate.families import _merged_without_family
+    from hguard.calibrate.pipeline import fit_merger
+
+    rng = np.random.default_rng(0)
+    fam = np.repeat(np.array(["a", "b", "c"]), 60)
+    Z = rng.normal(size=(len(fam), 5))
+    y = (Z[:, 0] + rng.normal(scale=0.5, size=len(fam)) > 0).astype(int)
+    everything = fit_merger(Z, y)
+    before = _merged_without_family(Z, y, fam, Z, fam, everything)
+    flipped = y.copy()
+    flipped[fam == "a"] = 1 - flipped[fam == "a"]  # family a's labels turned over
+    after = _merged_without_family(Z, flipped, fam, Z, fam, fit_merger(Z, flipped))
+    assert np.allclose(before[fam == "a"], after[fam == "a"])  # a's own labels played no part in its scores
+    assert not np.allclose(before[fam == "b"], after[fam == "b"])  # the other families' mergers saw a's labels

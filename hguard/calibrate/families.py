@@ -44,8 +44,8 @@ FOLD_PROBE = {"Cs": 6}
 # How the report names the scores the thresholds were fitted on.
 CROSS_FAMILY_SCORES = (
     "cross-family out-of-fold merged risks of the training split: each answer's probe score comes from a "
-    "probe fitted without its family (leave-one-family-out), merged by the shipped merger, which was "
-    "fitted on those same cross-family scores"
+    "probe fitted without its family (leave-one-family-out), merged by a merger fitted on the other families' "
+    "cross-family scores (the shipped merger is fitted on all of them)"
 )
 FACT_FOLD_SCORES = "out-of-fold merged risks of the training split from 5 folds of answers"
 
@@ -291,8 +291,9 @@ def evaluate_families(
             else:
                 entry["auroc"] = {k: auroc(y, v) for k, v in scores.items()}
                 entry["auroc_ci95"] = auroc_ci(y, scores)
-            th = fit_thresholds(apply_merger(merger, Z_tr[others]).tolist(), y_tr[others].tolist(),
-                                target=target, confidence=confidence)
+            th = fit_thresholds(_merged_without_family(Z_tr[others], y_tr[others], fam_tr[others], Z_tr[others],
+                                                       fam_tr[others], merger).tolist(),
+                                y_tr[others].tolist(), target=target, confidence=confidence)
             entry["at_target"] = {"target": target, "confidence": confidence,
                                   **_at_target(scores["merged"], y, th.accept_below, target)}
             others_d = cf["oof_distance"][~np.isin(fam_tr, fold["families"])]
@@ -308,6 +309,22 @@ def evaluate_families(
             entry["n_selected_neurons"] = int(len(probe.feature_indices_))
             per_family[f] = entry
     return {"families": per_family, "summary": summarize(per_family, list(baselines), target)}
+
+
+def _merged_without_family(Z: np.ndarray, y: np.ndarray, families: np.ndarray, Z_score: np.ndarray,
+                           families_score: np.ndarray, merger: dict) -> np.ndarray:
+    """The merged risk of each row of ``Z_score`` from a merger fitted without its family (on the rows of ``Z``
+    of the other families), so that the thresholds certified on these scores rest on no merger that saw the
+    answers it scores; ``merger`` (fitted on all) for a family whose others hold fewer than 2 of a class."""
+    from .pipeline import apply_merger, fit_merger
+
+    out = np.zeros(len(Z_score))
+    for f in np.unique(families_score):
+        others = families != f
+        at = families_score == f
+        m = fit_merger(Z[others], y[others]) if np.bincount(y[others], minlength=2).min() >= 2 else merger
+        out[at] = apply_merger(m, Z_score[at])
+    return out
 
 
 def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collected, *, seed: int, n_layers: int,
@@ -339,7 +356,9 @@ def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collec
         # from the folds of answers: dropping it would leave its family out of the thresholds' base rate.
         logit = np.where(ok, cf["oof_logit"], fitted["oof_logit"])
         usable = np.isfinite(logit)
-        merged = apply_merger(fitted["merger"], merger_features([r for r, k in zip(tr.rows, usable) if k], logit[usable]))
+        merged = _merged_without_family(
+            Z, y[ok], cf["families"][ok], merger_features([r for r, k in zip(tr.rows, usable) if k], logit[usable]),
+            cf["families"][usable], fitted["merger"])
         fitted["oof_merged"] = merged.tolist()
         fitted["oof_y"] = y[usable].tolist()
         fitted["oof_family"] = cf["families"][usable].tolist()
