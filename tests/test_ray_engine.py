@@ -209,3 +209,59 @@ def test_the_cli_gives_ray_the_options_set_and_ray_options_defaults_for_the_rest
     assert _ray_options(args) == RayOptions(actors=3, device="auto")
     args = build_parser().parse_args(["calibrate", "--data", "d.jsonl", "--out", "o"])
     assert _ray_options(args) is None
+
+
+def test_an_address_that_answers_but_is_no_ray_gcs_is_refused_at_once(tmp_path):
+    """A trial: a dashboard's or any HTTP port passed the connect check, and ray.init retried it for minutes."""
+    import http.server
+    import socket
+    import threading
+
+    from hguard.calibrate.ray_engine import check_address
+
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(InputError, match=r"answers, but not as a Ray cluster's GCS \(it replied b'"):
+            check_address(f"127.0.0.1:{httpd.server_address[1]}")
+    finally:
+        httpd.shutdown()
+    # a gRPC server (what a GCS is) answers HTTP/2's preface with a SETTINGS frame: that passes
+    grpc = socket.create_server(("127.0.0.1", 0))
+
+    def answer():
+        conn, _ = grpc.accept()
+        with conn:
+            conn.recv(64)
+            conn.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+
+    threading.Thread(target=answer, daemon=True).start()
+    check_address(f"127.0.0.1:{grpc.getsockname()[1]}")
+    grpc.close()
+    # a bracketed IPv6 address is read as one, not looked up as a name with its brackets
+    with pytest.raises(InputError, match=r"Ray address '\[::1\]:9' cannot be reached") as info:
+        check_address("[::1]:9")
+    assert "Name or service not known" not in str(info.value)
+
+
+def test_negative_actor_resources_are_refused_by_the_cli(tmp_path, capsys):
+    from hguard.cli import main
+
+    for flag in ("--cpus-per-actor", "--gpus-per-actor"):
+        with pytest.raises(SystemExit):
+            main(["calibrate", "--data", "d.jsonl", "--out", str(tmp_path / "o"), "--engine", "ray", flag, "-1"])
+        assert f"argument {flag}: must be a number of at least 0" in capsys.readouterr().err
+
+
+def test_a_refused_connection_names_the_token_file_and_the_mode_that_sends_it(tmp_path, monkeypatch):
+    """A trial: a cluster started where a local Ray had left ~/.ray/auth_token asked for it, the driver sent none,
+    and the error named neither the file nor RAY_AUTH_MODE=token (the README's RAY_AUTH_MODE=disabled did not help)."""
+    from hguard.calibrate import ray_engine
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("t")
+    hint = ray_engine._token_hint("127.0.0.1:6379", connecting=True)
+    assert str(tmp_path / ".ray" / "auth_token") in hint and "RAY_AUTH_MODE=token" in hint

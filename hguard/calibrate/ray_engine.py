@@ -76,18 +76,42 @@ def check_address(address: str) -> None:
         )
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, _, port = hostport.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # "[::1]:6379", an IPv6 address
     if not host or not port.isdigit():
         raise InputError(
             f"Ray address {address!r} is not host:port; pass the head node's GCS address (e.g. 10.0.0.5:6379) "
             "or auto"
         )
     try:
-        socket.create_connection((host, int(port)), timeout=5).close()
+        with socket.create_connection((host, int(port)), timeout=5) as conn:
+            reply = b"" if os.environ.get("RAY_USE_TLS", "0") not in ("", "0") else _first_reply(conn)
     except OSError as e:
         raise InputError(
             f"Ray address {address!r} cannot be reached ({e}); start the cluster there with `ray start --head` "
             "or pass the address that `ray status` shows"
         ) from e
+    if reply and not (len(reply) >= 4 and reply[3] == _HTTP2_SETTINGS):
+        raise InputError(
+            f"Ray address {address!r} answers, but not as a Ray cluster's GCS (it replied {reply[:24]!r}, not gRPC: a "
+            "dashboard's or another service's port?); pass the head node's GCS port (6379 unless `ray start --head "
+            "--port` chose another; `ray status` shows it)"
+        )
+
+
+# A GCS is a gRPC server: to HTTP/2's connection preface it answers with a SETTINGS frame (type 4); an HTTP/1
+# server (a dashboard's port), an SSH daemon and the like answer otherwise, and ray.init would retry them for ever.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_HTTP2_SETTINGS = 0x04
+
+
+def _first_reply(conn: socket.socket) -> bytes:
+    """The first bytes a server sends back to HTTP/2's preface (b"" when it says nothing within 3 s)."""
+    try:
+        conn.settimeout(3)
+        conn.sendall(_HTTP2_PREFACE)
+        return conn.recv(64)
+    except OSError:
+        return b""
 
 
 def _token_file() -> Path | None:
@@ -107,13 +131,14 @@ def _connect(ray, address: str | None) -> bool:
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         except (ConnectionError, RuntimeError, ValueError) as e:
-            raise InputError(f"cannot connect to the Ray cluster at {address!r} ({e}); check the address with `ray status`") from e
+            raise InputError(f"cannot connect to the Ray cluster at {address!r} ({e}); check the address with `ray status`"
+                             + _token_hint(address, connecting=True)) from e
         return True
     ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     return True
 
 
-def _token_hint(address: str | None) -> str:
+def _token_hint(address: str | None, connecting: bool = False) -> str:
     """What to check when a job on a cluster stops: a token file in the default place, which a driver sends to a
     cluster that may run without authentication, whose workers then refuse it (rerunning does not help). Ray 2.59 on
     writes one for every local Ray (a run without ``--address`` starts one), and it cannot be removed behind a
@@ -121,6 +146,10 @@ def _token_hint(address: str | None) -> str:
     token = _token_file()
     if not address or token is None or not token.exists() or os.environ.get("RAY_AUTH_MODE"):
         return ""
+    if connecting:  # a cluster started where the token file lies asks for it; this driver, not told to, sent none
+        return (f"; a Ray token file lies at {token} (a local Ray writes it): if the cluster was started with it "
+                "(`ray status` then fails with InvalidAuthToken too), run with RAY_AUTH_MODE=token, which sends it; "
+                "if the cluster runs without authentication, move the file away")
     return (f"; if the cluster runs without Ray's token authentication, the token in {token} (a local Ray writes it) "
             "makes its workers refuse this driver (InvalidAuthToken in the raylet's log under the cluster's session "
             "folder), and running again does not help: move the file away, or start the cluster with RAY_AUTH_MODE=token "

@@ -298,6 +298,17 @@ def _count(text: str) -> int:
     return value
 
 
+def _not_negative(text: str) -> float:
+    """An argparse type: a finite number of at least 0 (CPUs or GPUs an actor reserves, e.g. 0.5)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of at least 0 (e.g. 1 or 0.5), got {text!r}")
+    return value
+
+
 def _classes(m: dict) -> str:
     """n with its classes, as an evaluation's per-domain entry counts them."""
     return f"n={m['n']} ({m['correct']} right, {m['hallucinated']} hallucinated, {m['refusals']} declined)"
@@ -595,8 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--engine", choices=("local", "ray"), default="local", help="where answers are collected: this process, or a Ray cluster (same shards, same probes)")
     c.add_argument("--address", help="--engine ray: the cluster's address (host:6379 or auto, on a node of the cluster; Ray Client's ray:// is not supported); default: a local Ray for this run")
     c.add_argument("--actors", type=_count, help="--engine ray: actors, each loading the model once (one per GPU; default 1)")
-    c.add_argument("--gpus-per-actor", type=float, help="--engine ray: GPUs each actor reserves (default 0; 1 on a GPU cluster)")
-    c.add_argument("--cpus-per-actor", type=float, help="--engine ray: CPUs each actor reserves (its torch threads; default 1)")
+    c.add_argument("--gpus-per-actor", type=_not_negative, help="--engine ray: GPUs each actor reserves (default 0; 1 on a GPU cluster)")
+    c.add_argument("--cpus-per-actor", type=_not_negative, help="--engine ray: CPUs each actor reserves (its torch threads; default 1)")
     c.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model answers: auto = the GPU when one is visible (on Ray: the actor's assigned GPU), else the CPU")
     c.add_argument("--screen-top", type=int, metavar="K",
