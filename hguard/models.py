@@ -261,6 +261,11 @@ def _load_gguf(path: Path, *, name: str, use_cache: bool = True) -> LoadedModel:
             model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
             _write_cache(model, tokenizer, folder, source_sha, str(path))
+            # answer from the cache just written, as every later load does: the model read from the GGUF itself
+            # gave log-probabilities 1e-7 apart from it (same weights and fingerprint), so a first calibration on a
+            # fresh cache made other probes than the runs after it
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(folder)
             info.update(cache_hit=False, seconds=time.perf_counter() - t0)
             return _finish(model, tokenizer, name=name, source=str(path), fingerprint=fingerprint, load_info=info)
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
