@@ -151,7 +151,8 @@ def test_cache_the_manifest_does_not_fully_guard_is_rebuilt_on_load(cache, gguf_
         del files["tokenizer.json"]
         rewrite_manifest(folder, files=files)
     lm = models.load_model(gguf)
-    assert lm.load_info["cache_hit"] is False and calls[-1] == "tiny.gguf"  # read from the source again
+    # read from the source again, then answered from the cache it rebuilt
+    assert lm.load_info["cache_hit"] is False and calls[-2:] == ["tiny.gguf", None]
     assert lm.load_info["cache_rebuild_reason"] == {
         "empty manifest": f"{folder / 'hguard-cache.json'} lists no files",
         "unlisted file": f"{folder} holds extra.bin, which hguard-cache.json does not list",
@@ -165,30 +166,16 @@ def test_cache_the_manifest_does_not_fully_guard_is_rebuilt_on_load(cache, gguf_
         assert torch.equal(a, b), name
 
 
-def test_a_first_load_answers_from_the_cache_it_wrote_as_every_later_load_does(tmp_path, monkeypatch):
+def test_a_first_load_answers_from_the_cache_it_wrote_as_every_later_load_does(tmp_path, monkeypatch, gguf_loader):
     """A trial: the first calibration on a fresh cache used the model read from the GGUF itself, whose
     log-probabilities were 1e-7 apart from the cached copy's (same weights, same fingerprint), so its probes
     differed from every later run's."""
-    import transformers
-
     monkeypatch.setenv("HGUARD_CACHE_DIR", str(tmp_path / "cache"))
     gguf = tmp_path / "tiny.gguf"
     gguf.write_bytes(b"GGUF stand-in")
-    lm = tiny_model("llama", seed=1)
-    real_model, real_tok = transformers.AutoModelForCausalLM.from_pretrained, transformers.AutoTokenizer.from_pretrained
-    read = []
-
-    def model_from(src, *a, gguf_file=None, **kw):
-        read.append("gguf" if gguf_file else str(src))
-        return lm.model if gguf_file else real_model(src, *a, **kw)
-
-    def tokenizer_from(src, *a, gguf_file=None, **kw):
-        return lm.tokenizer if gguf_file else real_tok(src, *a, **kw)
-
-    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", model_from)
-    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", tokenizer_from)
-    first = models._load_gguf(gguf, name="tiny")
-    folder = models._cache_folder_for(gguf, models.sha256_file(gguf))
-    assert read == ["gguf", str(folder)] and first.model is not lm.model  # the answering model is the cache's
-    second = models._load_gguf(gguf, name="tiny")
-    assert read[-1] == str(folder) and first.fingerprint == second.fingerprint
+    source, calls = gguf_loader
+    first = models.load_model(gguf)
+    assert first.load_info["cache_hit"] is False and calls == ["tiny.gguf", None]
+    assert first.model is not source.model  # the answering model is the cache's
+    second = models.load_model(gguf)
+    assert second.load_info["cache_hit"] is True and first.fingerprint == second.fingerprint
