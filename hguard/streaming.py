@@ -41,6 +41,15 @@ from hguard.guard import Guard, GuardResult
 StreamMode = Literal["hold", "passthrough"]
 STREAM_MODES: tuple[str, ...] = ("hold", "passthrough")
 
+
+def asks_for_actions(texts: Sequence[Any]) -> bool:
+    """Whether a chat is an agent's step: one of its ``texts`` (its instructions, its turns) asks for or shows
+    "Action:" and "Action Input:" lines (a ReAct agent's format: LlamaIndex's ``ReActAgent``, LangChain's
+    ``create_react_agent``, or one's own). The agent parses the reply and acts on it (a tool call runs, the text
+    after "Answer:" is returned): a "[needs review]" mark is dropped and a held step's tool would still run, so the
+    adapters hold such a step whatever the stream mode and give a held one ``GuardResult.withheld_text``."""
+    return any(isinstance(t, str) and "Action:" in t and "Action Input:" in t for t in texts)
+
 def check_stream_mode(mode: str, raise_on=frozenset()) -> StreamMode:
     """``mode`` checked, and refused as ``"passthrough"`` beside a ``raise_on``: a passthrough stream gives
     its tokens before the decision, so an exception (and any fallback) would come after the user saw them."""
@@ -643,6 +652,7 @@ async def aguard_stream(
 
 
 __all__ = [
+    "asks_for_actions",
     "DECISION_KEYS",
     "CONTEXT_NOT_IDENTIFIED",
     "GuardedText",

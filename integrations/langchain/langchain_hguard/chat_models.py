@@ -24,6 +24,7 @@ from hguard.guard import Guard, GuardResult
 
 from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_metadata with the guard's decision
     DECISION_KEYS,
+    asks_for_actions,
     STREAM_MODES,
     StreamMode,
     appears_in,
@@ -264,6 +265,11 @@ class _Call:
     query_step: str | None = None  # the chain step asking for text to search with (no decision: Guard.rewrite_query)
     run_id: str | None = None  # a streamed call's LangChain run id, named if its decision is never delivered
     cancel: Any = None  # an async call's cancel event (threading.Event)
+    agent: bool = False  # an agent's step (asks_for_actions): held whatever the stream mode, a held one withheld
+
+    def shown(self, result: GuardResult) -> str:
+        """What the program gets for ``result``: an agent acts on a marked held answer, so it gets the hold text."""
+        return result.withheld_text if self.agent else result.display_text
 
     def guard_kwargs(self) -> dict[str, Any]:
         return {"history": self.history, "system": self.system, "stop": self.stop, "problems": self.problems,
@@ -606,9 +612,11 @@ class ChatHGuard(BaseChatModel):
         if any(p.startswith(NOTHING_RETRIEVED) for p in given):  # the calling runnable said it already
             problems = [p for p in problems if not p.startswith(NOTHING_RETRIEVED)]
         stop = stop if stop else self.stop
-        return _Call(read.question, context, domain, mode, early_stop, key, read.history, read.system, given + problems,
+        agent = asks_for_actions([m.content for m in messages])
+        return _Call(read.question, context, domain, "hold" if agent else mode, early_stop, key, read.history, read.system,
+                     given + problems,
                      (list(stop) if isinstance(stop, (list, tuple)) else stop) if stop else None,  # a malformed one is
-                     max_tokens or self.max_tokens, query_step, run_id, cancel)  # the guard's to refuse, on record
+                     max_tokens or self.max_tokens, query_step, run_id, cancel, agent)  # the guard's to refuse, on record
 
     def _search_text(self, call: _Call) -> AIMessage:
         """A retriever's or a question rewrite's call: text to search with, generated plainly and recorded
@@ -691,7 +699,7 @@ class ChatHGuard(BaseChatModel):
         )
         raise_if_routed(result, self.raise_on)
         message = AIMessage(
-            content=result.display_text, response_metadata=self.response_metadata(result),
+            content=call.shown(result), response_metadata=self.response_metadata(result),
             usage_metadata=self.usage_metadata(call, result),
         )
         return ChatResult(generations=[ChatGeneration(message=message)], llm_output={"model_name": self.model_name})
@@ -744,11 +752,12 @@ class ChatHGuard(BaseChatModel):
         if result is None:
             return None
         raise_if_routed(result, self.raise_on)
-        return self._chunk(result.display_text, result, call)
+        return self._chunk(call.shown(result), result, call)
 
     def _streamed(self, piece: Any, call: _Call) -> ChatGenerationChunk:
         if piece.result is not None:
             raise_if_routed(piece.result, self.raise_on)
+            return self._chunk(call.shown(piece.result) if call.agent else piece.text, piece.result, call)
         return self._chunk(piece.text, piece.result, call)
 
     # ----------------------------------------------------------------------------------- batches

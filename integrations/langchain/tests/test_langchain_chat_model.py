@@ -25,6 +25,31 @@ def _record(guard, message: AIMessage) -> dict:
     return rec
 
 
+def test_an_agents_held_step_gets_the_hold_text_never_the_marked_answer_nor_a_stream(make_guard):
+    """An agent's trial: a ReAct loop's parser ran the tool of a held "[needs review] ... Action: lookup" step and
+    returned a held "Final Answer:" as final, without the mark (no review message); in passthrough the chain's final
+    output was the held step unmarked, with a review message set."""
+    from hguard._guard_result import HELD_FOR_REVIEW
+
+    guard = make_guard("accept")  # the agent's few-shot turns are not the calibration's: its steps are held
+    chat = [SystemMessage("Use the tools. Reply with Action: and Action Input: lines, or Final Answer:."),
+            HumanMessage("capital of france ?"), AIMessage("Thought: look it up.\nAction: lookup\nAction Input: france"),
+            HumanMessage(Q)]
+    action = re.compile(r"Action\s*\d*\s*:[\s]*(.*?)[\s]*Action\s*\d*\s*Input\s*\d*\s*:[\s]*(.*)", re.DOTALL)
+    for mode in ("hold", "passthrough"):
+        model = ChatHGuard(guard=guard, domain="alpha", stream_mode=mode)
+        msg = model.invoke(chat)
+        assert msg.response_metadata["route"] == "review" and msg.content == HELD_FOR_REVIEW
+        assert not action.search(msg.content) and "Final Answer" not in msg.content
+        chunks = list(model.stream(chat))  # held whatever the stream mode: the agent parses what it is streamed
+        assert "".join(c.content for c in chunks) == HELD_FOR_REVIEW
+        assert [c.response_metadata.get("route") for c in chunks if c.content] == ["review"]
+    # a chat that is no agent's keeps the policy's way of showing a held answer: marked
+    plain = ChatHGuard(guard=guard, domain="alpha").invoke([HumanMessage("capital of france ?"), AIMessage("paris"),
+                                                             HumanMessage(Q)])
+    assert plain.response_metadata["route"] == "review" and plain.content.startswith(REVIEW_MARK)
+
+
 @pytest.mark.parametrize("route", ["accept", "review", "abstain"])
 def test_content_is_the_display_text_and_metadata_the_decision(make_guard, route):
     guard = make_guard(route)

@@ -29,6 +29,7 @@ from hguard.guard import Guard, GuardResult
 
 from llama_index.core.instrumentation.span import active_span_id
 from hguard.streaming import (
+    asks_for_actions,
     STREAM_MODES,
     GuardedText,
     in_thread,
@@ -63,12 +64,9 @@ _UNREAD_BLOCKS = frozenset({"ImageBlock", "AudioBlock", "VideoBlock", "DocumentB
 
 
 def agent_step(messages: Sequence[ChatMessage]) -> bool:
-    """Whether the chat is a ReAct agent's step: a system message that asks for "Action:" and "Action Input:"
-    lines (``ReActAgent``'s header, or one's own in its format). The agent parses the reply and acts on it (a
-    tool call runs, the text after "Answer:" is returned): a "[needs review]" mark is dropped and a held step
-    would still call its tool, so such a step's held answer is replaced, never marked or streamed."""
-    return any(m.role == MessageRole.SYSTEM and "Action Input:" in (m.content or "") and "Action:" in (m.content or "")
-               for m in messages)
+    """Whether the chat is a ReAct agent's step (:func:`hguard.streaming.asks_for_actions` on its messages): such
+    a step's held answer is replaced, never marked or streamed."""
+    return asks_for_actions([m.content for m in messages])
 
 
 def split_chat(messages: Sequence[ChatMessage], *, system_as_context: bool = True) -> tuple[str, list[str]]:
