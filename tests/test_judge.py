@@ -684,6 +684,53 @@ def test_unstated_numbers_reads_units_of_measure_and_decimal_commas(answer, cont
     assert unstated_numbers(answer, context, "What is the dose?") == missing
 
 
+@pytest.mark.parametrize("answer, context, missing", [
+    # a QA engineer's trial over five fields: wrong numbers it let through ...
+    ("Between 2°F and 8°F.", "Store between 2°C and 8°C.", ["2 fahrenheit", "8 fahrenheit"]),
+    ("10 ml of insulin.", "Give 10 units of insulin.", ["10 ml"]),
+    ("For a 70 lb adult.", "Dose for a 70 kg adult.", ["70 lb"]),
+    ("10 mg every 8 hours.", "The dose is 10 mg/kg, given every 8 hours.", ["10 mg"]),
+    ("Give 2 g IV.", "Give 2 to 4 mg IV.", ["2 g"]),  # a range's first end has its unit too
+    ("Take 5 mg.", "Take 5-10 ml.", ["5 mg"]),
+    ("$2.5B in 2023.", "Revenue rose to $2.5M in 2023.", ["2500000000 dollar"]),
+    ("A 25% cut.", "The rate was cut by 25 basis points.", ["25 percent"]),
+    ("The fee is £2.", "The fee is 2 per cent of the balance.", ["2 pound"]),
+    ("US$5 billion.", "HK$5 billion were raised.", ["5000000000 dollar"]),
+    ("12.5% in Q4 2024.", "Margins were 12.5% in Q3 2024.", ["4"]),
+    ("On 16.03.2025.", "Dividends are paid on 15 March 2025.", ["16"]),
+    ("Paid on 15 April 2025.", "Dividends are paid on 15 March 2025.", ["4"]),
+    ("£30,000 per month.", "The salary is £30,000 per annum.", ["30000 pound/month"]),
+    ("3-5 hours.", "Delivery takes 3-5 business days.", ["3 hour", "5 hour"]),
+    ("Up to 24 kg.", "A trailer carries up to 24 tonnes.", ["24 kg"]),
+    ("It opens at 3pm.", "It opens at 2pm.", ["15"]),
+    # ... and faithful rewordings it held
+    ("On 2025-03-15.", "Dividends are paid on 15 March 2025.", []),
+    ("On the 3rd business day.", "Payments are due on the third business day.", []),
+    ("The 25th of May.", "on the twenty-fifth of May", []),
+    ("Within 1 week.", "Claims must be reported within a week.", []),
+    ("12 sick days.", "Employees receive a dozen sick days a year.", []),
+    ("$100 million.", "Cash reserves of a hundred million dollars.", []),
+    ("1.5 tablets every morning.", "Take one and a half tablets each morning.", []),
+    ("½ tablet at bedtime.", "Take half a tablet at bedtime.", []),
+    ("1½ tablets every morning.", "Take 1.5 tablets each morning.", []),
+    ("$2.5 billion.", "Net income was $2.5B.", []),
+    ("$2.5 million.", "The deal is valued at $2.5MM.", []),
+    ("1.2 million customers.", "The company has 1.2M customers.", []),
+    ("120 cm by 80 cm by 150 cm.", "Pallet size: 120 x 80 x 150 cm.", []),  # "x" between numbers multiplies
+    ("10,000 contracts.", "Trading volume hit 10\u202f000 contracts.", []),
+    ("Clauses 1 and 2 and 3.", "Clauses 1,2 and 3 do not apply.", []),  # a list, not the decimal 1.2
+    ("Version 2.1.", "The engine runs v2.1.", []),
+    ("8:30 a.m. to 5 p.m.", "Open 8.30am to 5pm.", []),
+    ("It opens at 14:00.", "It opens at 2 pm.", []),
+    ("It costs $2.50 per kg.", "It costs $2.50/kg.", []),
+    ("May I help? It is 5 mg.", "Take 5 mg.", []),  # "May" opening a sentence is no month
+])
+def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context, "What is it?") == missing
+
+
 @pytest.mark.parametrize("answer, alias, label", [
     # a scale word is part of its number: "$5 million" is not "$5" (it was "correct")
     ("The transfer limit is $5 million.", "$5", "hallucinated"),

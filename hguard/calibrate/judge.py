@@ -174,13 +174,14 @@ _UNIT_SYMBOL = re.compile("|".join(re.escape(k) for k in _UNIT_SYMBOLS))
 _UNIT_WORDS = {"percent": "percent", "percentage": "percent", "pct": "percent",
                "dollar": "dollar", "dollars": "dollar", "usd": "dollar", "euro": "euro", "euros": "euro",
                "eur": "euro", "pound": "pound", "pounds": "pound", "gbp": "pound", "yen": "yen", "jpy": "yen",
-               "rupee": "rupee", "rupees": "rupee", "inr": "rupee",
+               "rupee": "rupee", "rupees": "rupee", "inr": "rupee", "yuan": "cny", "renminbi": "cny",
                **{code: code for code in ("chf", "cad", "aud", "nzd", "cny", "rmb", "hkd", "sgd", "sek", "nok", "dkk",
                                           "pln", "czk", "huf", "krw", "brl", "mxn", "zar", "ils")}}
 # the three-letter codes among them, which a text may write on the number itself ("USD1,500")
 _CURRENCY_CODES = tuple(c for c, unit in _UNIT_WORDS.items() if len(c) == 3 and unit != "percent")
 _CURRENCIES = frozenset(_UNIT_WORDS.values()) - {"percent"}
-_SCALES = {"thousand": 10**3, "million": 10**6, "mio": 10**6, "mn": 10**6, "mln": 10**6, "billion": 10**9, "bn": 10**9,
+_SCALES = {"thousand": 10**3, "million": 10**6, "mio": 10**6, "mn": 10**6, "mln": 10**6, "mil": 10**6, "billion": 10**9,
+           "bn": 10**9,
            "trillion": 10**12}
 _MEASURES = frozenset(_UNIT_WORDS.values())  # currencies and percent
 
@@ -193,6 +194,8 @@ def _measure_table() -> dict[str, tuple[str, Decimal, str]]:
         ("mg milligram milligrams milligramme milligrammes", "mg", "mg", Decimal(1)),
         ("g gm gram grams gramme grammes", "g", "mg", Decimal(1000)),
         ("kg kilogram kilograms kilo kilos", "kg", "mg", Decimal(10**6)),
+        ("lb lbs", "lb", "mg", Decimal("453592.37")),
+        ("tonne tonnes ton tons", "tonne", "mg", Decimal(10**9)),
         ("ml millilitre millilitres milliliter milliliters cc", "ml", "ml", Decimal(1)),
         ("cl centilitre centilitres centiliter centiliters", "cl", "ml", Decimal(10)),
         ("dl decilitre decilitres deciliter deciliters", "dl", "ml", Decimal(100)),
@@ -203,12 +206,19 @@ def _measure_table() -> dict[str, tuple[str, Decimal, str]]:
         ("day days", "day", "second", Decimal(86400)),
         ("wk wks week weeks", "week", "second", Decimal(604800)),
         ("month months", "month", "month", Decimal(1)),
-        ("year years yr yrs", "year", "year", Decimal(1)),
+        ("year years yr yrs annum", "year", "year", Decimal(1)),
         ("mm millimetre millimetres millimeter millimeters", "mm", "mm", Decimal(1)),
         ("cm centimetre centimetres centimeter centimeters", "cm", "mm", Decimal(10)),
         ("metre metres meter meters", "metre", "mm", Decimal(1000)),
         ("km kilometre kilometres kilometer kilometers", "km", "mm", Decimal(10**6)),
         ("mile miles", "mile", "mile", Decimal(1)),
+        ("ft foot feet", "ft", "mm", Decimal("304.8")),
+        ("inch inches", "inch", "mm", Decimal("25.4")),
+        ("mph", "mph", "mph", Decimal(1)),
+        ("c celsius", "celsius", "celsius", Decimal(1)),
+        ("f fahrenheit", "fahrenheit", "fahrenheit", Decimal(1)),
+        ("bp bps", "bp", "bp", Decimal(1)),
+        ("unit units", "unit", "unit", Decimal(1)),
         ("iu", "iu", "iu", Decimal(1)),
         ("mmol", "mmol", "mmol", Decimal(1)),
         ("x times", "times", "times", Decimal(1)),
@@ -223,9 +233,12 @@ def _measure_table() -> dict[str, tuple[str, Decimal, str]]:
 _MEASURE_UNITS = _measure_table()
 # a unit written on its number ("500mg", "6h", "3x", "14days"): read as "500 mg"; not "k", "m", "bn" (scales, below)
 _GLUED_UNIT = re.compile(r"(?i)(?<![\w.,])(\d+(?:[.,]\d+)?)(" + "|".join(sorted(
-    (w for w in _MEASURE_UNITS if w not in ("s", "l", "sec", "secs")), key=len, reverse=True)) + r")(?![^\W\d_])")
+    (w for w in _MEASURE_UNITS if w not in ("s", "l", "sec", "secs", "c", "f", "ft", "unit", "units")), key=len,
+    reverse=True)) + r")(?![^\W\d_])")
 # a decimal comma: "2,5 mg", "0,125 mg" ("1,250" stays one thousand two hundred and fifty) and "1.000,50" (1000.50)
-_DECIMAL_COMMA = re.compile(r"(?<![\d.,])(\d+),(\d{1,2})(?![\d,])|(?<![\d.,])0,(\d+)(?![\d,])")
+_UNIT_AHEAD = (r"(?=\s*(?:[%$\u20ac\u00a3\u00a5\u20b9]|(?:" + "|".join(sorted(
+    (re.escape(w) for w in (*_MEASURE_UNITS, *_UNIT_WORDS, *_SCALES)), key=len, reverse=True)) + r")(?![^\W\d_])))")
+_DECIMAL_COMMA = re.compile(r"(?i)(?<![\d.,])(\d+),(\d{1,2})(?![\d,])" + _UNIT_AHEAD + r"|(?<![\d.,])0,(\d+)(?![\d,])")
 _GROUPED_DECIMAL_COMMA = re.compile(r"(?<![\d.,])(\d{1,3}(?:\.\d{3})+),(\d+)(?![\d,.])")
 # a number word that is a count of times ("twice daily") or a half ("half a tablet")
 _TIMES_WORDS = {"once": "1", "twice": "2", "thrice": "3"}
@@ -234,6 +247,76 @@ _TIMES_WORDS = {"once": "1", "twice": "2", "thrice": "3"}
 def _decimal_commas(text: str) -> str:
     text = _GROUPED_DECIMAL_COMMA.sub(lambda m: m.group(1).replace(".", "") + "." + m.group(2), text)
     return _DECIMAL_COMMA.sub(lambda m: f"{m.group(1)}.{m.group(2)}" if m.group(1) else f"0.{m.group(3)}", text)
+
+
+# Ways of writing numbers, rewritten before the text is normalised, so that each reads as its value wherever it
+# stands (both sides of a comparison alike): fractions, clock times, dates, currencies and scales written on their
+# number, ranges, units joined by "/".
+_FRACTION_CHARS = {"\u00bd": ".5", "\u00bc": ".25", "\u00be": ".75"}
+_FRACTION = re.compile(r"(\d*)([\u00bd\u00bc\u00be])")
+_CLOCK_12 = re.compile(r"(?i)(?<![\w:.])(\d{1,2})(?:[:.](\d{2}))?\s*([ap])\.?\s?m\b\.?")  # "2 pm", "8.30am", "10 a.m."
+_CLOCK_24 = re.compile(r"(?<![\w:.])(\d{1,2}):(\d{2})(?![\d:])")  # "14:00", "08:30"
+_DOTTED_DATE = re.compile(r"(?<![\d.])(\d{1,2})\.(\d{1,2})\.(\d{4})(?!\d)")  # "16.03.2025"
+_MONTHS = {m: i for i, names in enumerate((
+    "january jan", "february feb", "march mar", "april apr", "may", "june jun", "july jul", "august aug",
+    "september sept sep", "october oct", "november nov", "december dec"), start=1) for m in names.split()}
+_MONTH = r"(" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
+_DAY_MONTH = re.compile(r"(?i)\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH + r"(?![^\W\d_])")  # "15 March"
+_MONTH_NUMBER = re.compile(r"(?i)\b" + _MONTH + r"\s+(\d{1,4})(?!\d)")  # "March 15", "March 2025"
+# a month's whole name anywhere ("the twenty-fifth of March"); "May" only capitalised and not opening a sentence
+_MONTH_NAME = re.compile(r"(?i)\b(january|february|march|april|june|july|august|september|october|november|december)\b"
+                         r"|(?<![.!?]\s)(?<!^)\b(May)\b")
+_QUARTER = re.compile(r"(?i)\bq([1-4])\b")  # "Q3 2024"
+_CURRENCY_PREFIX = re.compile(r"(?i)\b(US|HK|NZ|AU|CA|C|A|S)\$")  # "HK$5" is not "$5"
+_PREFIX_CODES = {"us": "USD", "hk": "HKD", "nz": "NZD", "au": "AUD", "a": "AUD", "ca": "CAD", "c": "CAD", "s": "SGD"}
+_CAPITAL_SCALE = re.compile(r"(?<=\d)(MM|M|BN|Bn|B)\b")  # "$2.5B", "1.2M customers", "$2.5MM"
+_RANGE_DASH = re.compile(r"(?<=\d)\s*[-\u2013\u2014]\s*(?=\d)")  # "2-4 mg" is 2 to 4 mg
+_SPACED_THOUSANDS = re.compile(r"(?<=\d)[\u00a0\u202f\u2009](?=\d{3}(?!\d))")  # "10\u202f000"
+_PER_CENT = re.compile(r"(?i)\bper\s+cent\b")
+_BASIS_POINTS = re.compile(r"(?i)\bbasis\s+points?\b")
+_VERSION = re.compile(r"(?i)\bv(?=\d)")  # "v2.1"
+_SLASH_UNIT = re.compile(r"(?i)(?<=[\w\u00b5\u03bc])\s*/\s*(" + "|".join(sorted(
+    (re.escape(w) for w in _MEASURE_UNITS if len(w) > 1 or w in ("h", "d", "l", "g")), key=len, reverse=True))
+    + r")(?![^\W\d_])")  # "mg/kg", "km/h", "$2.50/kg": per
+# number words the passage may use: "a week", "a dozen", ordinals ("the third business day", "twenty-fifth")
+_A_AMOUNT = re.compile(r"(?i)\b(?:a|an)\s+(dozen|hundred|thousand|million|billion|week|month|hour|day|year|minute|"
+                       r"fortnight|quarter of an hour)\b")
+_A_AMOUNTS = {"dozen": "12", "hundred": "100", "thousand": "1000", "million": "1 million", "billion": "1 billion",
+              "fortnight": "2 weeks", "quarter of an hour": "15 minutes"}
+_ORDINAL_WORDS = {"first": "one", "third": "three", "fourth": "four", "fifth": "five", "sixth": "six",
+                  "seventh": "seven", "eighth": "eight", "ninth": "nine", "tenth": "ten", "eleventh": "eleven",
+                  "twelfth": "twelve", "thirteenth": "thirteen", "fourteenth": "fourteen", "fifteenth": "fifteen",
+                  "sixteenth": "sixteen", "seventeenth": "seventeen", "eighteenth": "eighteen",
+                  "nineteenth": "nineteen", "twentieth": "twenty", "thirtieth": "thirty"}
+_ORDINAL_WORD = re.compile(r"(?i)\b(" + "|".join(_ORDINAL_WORDS) + r"|(?<=\bthe )second)\b")
+
+
+def _written_numbers(text: str, number_words: bool) -> str:
+    """``text`` with the ways of writing numbers above rewritten as plain numbers (and, with ``number_words``,
+    "a week", "a dozen" and ordinal words as numbers too)."""
+    text = _FRACTION.sub(lambda m: (m.group(1) or "0") + _FRACTION_CHARS[m.group(2)], text)
+    text = _SPACED_THOUSANDS.sub("", text)
+    text = _CLOCK_12.sub(lambda m: _clock(int(m.group(1)) % 12 + (12 if m.group(3).lower() == "p" else 0), m.group(2)), text)
+    text = _CLOCK_24.sub(lambda m: _clock(int(m.group(1)), m.group(2)), text)
+    text = _DOTTED_DATE.sub(lambda m: f"{int(m.group(1))} {int(m.group(2))} {m.group(3)}", text)
+    text = _DAY_MONTH.sub(lambda m: m.group(0) if m.group(2) == "may" else f"{m.group(1)} {_MONTHS[m.group(2).lower()]}", text)
+    text = _MONTH_NUMBER.sub(lambda m: m.group(0) if m.group(1) == "may" else f"{_MONTHS[m.group(1).lower()]} {m.group(2)}", text)
+    text = _MONTH_NAME.sub(lambda m: str(_MONTHS[(m.group(1) or m.group(2)).lower()])
+                           if m.group(1) or m.group(2) == "May" else m.group(0), text)
+    text = _QUARTER.sub(r"q \1", text)
+    text = _CURRENCY_PREFIX.sub(lambda m: _PREFIX_CODES[m.group(1).lower()] + " ", text)
+    text = _CAPITAL_SCALE.sub(lambda m: " billion" if m.group(1).upper().startswith("B") else " million", text)
+    text = _PER_CENT.sub("percent", _BASIS_POINTS.sub("bp", _VERSION.sub("v ", text)))
+    text = _SLASH_UNIT.sub(r" per \1", _RANGE_DASH.sub(" to ", text))
+    if number_words:
+        text = _A_AMOUNT.sub(lambda m: _A_AMOUNTS.get(m.group(1).lower(), f"1 {m.group(1)}"), text)
+        text = _ORDINAL_WORD.sub(lambda m: _ORDINAL_WORDS.get(m.group(1).lower(), "two"), text)
+    return text
+
+
+def _clock(hour: int, minutes: str | None) -> str:
+    """A time of day as its hour on the 24-hour clock, and its minutes unless they are 0: "2 pm" and "14:00" both read 14."""
+    return f"{hour}" + (f" {int(minutes)}" if minutes and int(minutes) else "")
 
 
 def stated_numbers(text: str, number_words: bool = True) -> list[tuple[str, str | None]]:
@@ -251,11 +334,36 @@ def stated_numbers(text: str, number_words: bool = True) -> list[tuple[str, str 
         if _canonical_number(value) is None:
             i += 1
             continue
-        after = toks[i + 1] if i + 1 < len(toks) else None
-        unit = after if after in _MEASURES else _MEASURE_UNITS[after][0] if after in _MEASURE_UNITS else None
+        unit, nxt = _unit_at(toks, i + 1)
+        if unit is None and i + 3 < len(toks) and toks[i + 1] == "to" and _canonical_number(toks[i + 2]) is not None:
+            unit = _unit_at(toks, i + 3)[0]  # "2 to 4 mg": the range's unit is both ends'
+            nxt = i + 1
         out.append((value, unit))
-        i += 2 if unit else 1
+        i = nxt if unit else i + 1
     return out
+
+
+# words that may stand between a number and its unit: "10 business days" are days
+_QUALIFIERS = frozenset({"business", "working", "calendar", "school", "banking", "consecutive", "full", "clear"})
+
+
+def _unit_at(toks: list[str], j: int) -> tuple[str | None, int]:
+    """The unit read at ``toks[j]`` (after a number) and where reading goes on: a currency or percent, a unit of
+    measure ("mg"; "business days" are days), with what it is per ("mg per kg" is "mg/kg", "dollar per year"
+    "dollar/year"); None for none, or for an "x" before a number ("3 x 500 mg": a multiplication sign)."""
+    if j < len(toks) and toks[j] in _QUALIFIERS and j + 1 < len(toks) and toks[j + 1] in _MEASURE_UNITS:
+        j += 1
+    t = toks[j] if j < len(toks) else None
+    if t in _MEASURES:
+        unit = t
+    elif t in _MEASURE_UNITS and not (t == "x" and j + 1 < len(toks) and _canonical_number(toks[j + 1]) is not None):
+        unit = _MEASURE_UNITS[t][0]
+    else:
+        return None, j
+    j += 1
+    if j + 1 < len(toks) and toks[j] == "per" and toks[j + 1] in _MEASURE_UNITS:
+        unit, j = f"{unit}/{_MEASURE_UNITS[toks[j + 1]][0]}", j + 2
+    return unit, j
 
 
 _UNIT_BASE = {unit: (factor, base) for unit, factor, base in _MEASURE_UNITS.values()}
@@ -309,7 +417,8 @@ def _tokens(text: str, number_words: bool = True) -> list[str]:
     """Normalised words with numbers (digits or words) rewritten to one canonical digit form, with their sign
     ("-0.5%" is not "0.5%") and their scale word ("$5 million" is 5000000, not 5), and units (`_UNIT_WORDS`) to one
     word after their number ("$5,000", "5,000 dollars" and "USD 5 thousand" all read "5000 dollar")."""
-    text = _CODE_ON_NUMBER.sub(r"\1 ", _BARE_DECIMAL.sub("0.", _SIGN.sub(" minus ", _decimal_commas(text))))
+    text = _written_numbers(_decimal_commas(text), number_words)
+    text = _CODE_ON_NUMBER.sub(r"\1 ", _BARE_DECIMAL.sub("0.", _SIGN.sub(" minus ", text)))
     text = _GLUED_UNIT.sub(r"\1 \2", text)
     words = normalize(_UNIT_SYMBOL.sub(lambda m: f" {_UNIT_SYMBOLS[m.group(0)]} ", text)).split()
     words = [_UNIT_WORDS.get(w, w) for w in words]
@@ -324,8 +433,9 @@ def _tokens(text: str, number_words: bool = True) -> list[str]:
     while i < len(words):
         parsed = _number_words(words, i) if number_words else None
         if parsed is not None:
-            out.append(str(parsed[0]))
-            i = parsed[1]
+            half = words[parsed[1]:parsed[1] + 2] == ["and", "half"]  # "one and a half" ("a" is gone by now)
+            out.append(str(parsed[0] + 0.5) if half else str(parsed[0]))
+            i = parsed[1] + (2 if half else 0)
             continue
         if number_words and words[i] in _TIMES_WORDS:  # "twice daily": 2 times
             out += [_TIMES_WORDS[words[i]], "times"]
