@@ -229,7 +229,8 @@ class DomainPolicy(_Section):
         None, "a number in [0, 1], or leave the key out to use the calibrated threshold"
     )
     abstain_message: str = Field(
-        DEFAULT_ABSTAIN_MESSAGE, strict=True, description="a string shown instead of an abstained answer"
+        DEFAULT_ABSTAIN_MESSAGE, strict=True, description="a string shown instead of an abstained answer, or leave "
+        "the key out to use the policy's abstain_message"
     )
     review_message: str | None = Field(
         None, strict=True, min_length=1, description="a string shown instead of an answer held for review, or leave the key "

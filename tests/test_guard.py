@@ -50,6 +50,19 @@ def guard(calibrated, tmp_path):
     return Guard.from_policy(_policy(root, tmp_path), lm=lm)
 
 
+def test_a_domain_without_its_own_abstain_message_shows_the_policys(calibrated, tmp_path):
+    """A multi-tenant trial: each tenant's top-level abstain_message was never shown, since a domain's message
+    defaulted to the built-in one; a domain that sets its own keeps it."""
+    lm, root = calibrated
+    policy = _policy(root, tmp_path, accept_below=0.0, abstain_above=0.0)
+    policy.domains["beta"] = policy.domains["beta"].model_copy(update={"accept_below": 0.0, "abstain_above": 0.0})
+    g = Guard.from_policy(policy.model_copy(update={"abstain_message": "Tenant B cannot say."}), lm=lm)
+    alpha = g.invoke("who is the author of the book ?", domain="alpha")
+    assert alpha.route == "abstain" and alpha.display_text == "Tenant B cannot say."
+    beta = g.invoke("who is the author of the book ?", domain="beta")
+    assert beta.route == "abstain" and beta.display_text == "beta cannot say"
+
+
 def test_result_carries_answer_route_risk_signals_reasons_and_its_audit_record(guard, tmp_path):
     r = guard.invoke("what is the capital of france ?", domain="alpha")
     assert r.route in ("accept", "review", "abstain") and r.answer
