@@ -128,8 +128,9 @@ def policy_copy(folder: str | os.PathLike[str], *, source: str | os.PathLike[str
                 overwrite: bool = False) -> Path:
     """Copy ``source`` (the default policy; a TOML source keeps its comments and layout, a YAML one is written as
     TOML without its comments) to ``folder/policy.toml`` with its audit log,
-    review queue and monitor state moved into ``folder`` and, in place of the example's public spot-check
-    seed, a random one of its own; returns the new file. A start for your own
+    review queue and monitor state moved into ``folder`` and a random spot-check seed of its own (the example's is
+    public, and a copy of one's own is another deployment: one seed for both let whoever holds either know which
+    answers both would spot-check); returns the new file. A start for your own
     policy, and a way to try the default one, run tests and benchmarks without touching the default state folder. An
     existing ``policy.toml`` there is kept (InputError) unless ``overwrite``."""
     import secrets
@@ -189,12 +190,11 @@ def policy_copy(folder: str | os.PathLike[str], *, source: str | os.PathLike[str
         if isinstance(model, str) and (model.startswith((".", "~")) or model.endswith(".gguf") or (base / model).exists()):
             doc["model"] = _from(base, model)
     monitor = doc["monitor"]  # set above (its state)
-    if monitor.get("seed", DEFAULT_SEED) in PUBLIC_SEEDS:
-        # a public seed (the example's, or hguard's own when none is set): whoever knows it knows which answers will
-        # be spot-checked
-        seed = tomlkit.string(secrets.token_hex(16))
-        seed.comment("drawn by policy_copy; give it to auditors")
-        monitor["seed"] = seed
+    # the copy's own seed, whatever the source's: a public one (the example's, or hguard's own when none is set) is
+    # known to anyone, and a private one shared with the source is known to whoever holds the source's
+    seed = tomlkit.string(secrets.token_hex(16))
+    seed.comment("drawn by policy_copy; give it to auditors")
+    monitor["seed"] = seed
     folder.mkdir(parents=True, exist_ok=True)
     out.write_text(tomlkit.dumps(doc), encoding="utf-8")
     pol = load_policy(out)

@@ -71,8 +71,11 @@ def test_policy_copy_of_a_policy_of_ones_own(tmp_path):
     (mine / "policy.toml").write_text(
         'version = 1\nprobes = ["package:smollm2-135m", "probes-hr"]\n\n'
         '[audit]  # where decisions go\npath = "old.jsonl"\nanchor = "/elsewhere/old.anchor"\n\n'
-        '[domains.geography]\naccept_below = 0.1\n')
+        '[domains.geography]\naccept_below = 0.1\n\n[monitor]\nseed = "tenant-a-secret"\n')
     copied = load_policy(policy_copy(tmp_path / "a", source=mine / "policy.toml"))
+    # a copy is another deployment: its own seed, not the source's (a tenant template gave every tenant one seed)
+    again = load_policy(policy_copy(tmp_path / "a2", source=mine / "policy.toml"))
+    assert len({copied.monitor.seed, again.monitor.seed, "tenant-a-secret"}) == 3
     assert copied.audit.path == tmp_path / "a" / "audit.jsonl" and copied.domains["geography"].accept_below == 0.1
     assert copied.audit.anchor == tmp_path / "a" / "audit.anchor"  # the source log's anchor made the copy's unwritable
     assert copied.probe_folders[1] == mine / "probes-hr"  # the source's folder, not one beside the copy
