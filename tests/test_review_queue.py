@@ -866,3 +866,13 @@ def test_a_verdict_on_a_decision_record_edited_after_it_was_written_is_refused(t
     with pytest.raises(VerdictRefused, match=f"fails its own check: {why}"):
         q.decide(item_id, verdict="hallucinated", reviewer="eve")
     assert verdict_records(audit) == [] and q.pending()[0].status == "pending"
+
+
+def test_a_verdict_record_naming_no_decision_does_not_stop_the_export(queue, audit):
+    """An upgrade trial: one review_verdict line without decision_audit_id, appended by anyone who can write to an
+    unkeyed log, made `hguard review export` stop with a KeyError."""
+    queue.enqueue(make_item("a"))
+    queue.decide("a", verdict="correct", reviewer="sre")
+    audit.append({"label": "correct", "verdict": "correct", "reviewer": "mallory", "item_id": "x"}, kind="review_verdict")
+    summary = export_reviewed(queue, audit.path.parent / "rows.jsonl")
+    assert summary.n_items == 1 and not summary.skipped, summary

@@ -143,9 +143,10 @@ def chain_verdicts(records: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Mapp
     verdict_of: dict[str, Mapping[str, Any]] = {}
     contradicting: list[str] = []
     for r in records:
-        if r.get("kind") != "review_verdict" or r.get("label") not in ("correct", "hallucinated"):
+        if r.get("kind") != "review_verdict" or r.get("label") not in ("correct", "hallucinated") \
+                or not isinstance(r.get("decision_audit_id"), str):  # a record naming no decision judges none
             continue
-        prev = verdict_of.get(r.get("decision_audit_id"))  # type: ignore[arg-type]
+        prev = verdict_of.get(r["decision_audit_id"])
         if prev is not None and prev["label"] == "hallucinated" and r["label"] != "hallucinated":
             contradicting.append(r["id"])
             continue
