@@ -361,6 +361,24 @@ def test_stock_prompts_asking_for_text_to_search_with_are_not_held_as_answers(ti
     assert sum(r["kind"] == "retrieval_query" for r in AuditLog(guard.audit.path)) == 2  # still only the engines' two
 
 
+def test_llm_reranks_choice_of_passages_is_a_retrieval_step_not_an_answer_held(tiny_probes, embedder, tmp_path, index):
+    """A LlamaIndex trial: LLMRerank's choice prompt was routed as an answer; held, the review message could not be
+    parsed as a ranking, every passage was dropped, and the user got "Empty Response" with no reason."""
+    from llama_index.core.postprocessor import LLMRerank
+    from llama_index.core.schema import QueryBundle
+
+    guard = _guard(tiny_probes, embedder, tmp_path, abstain_above=0.0)  # every answer would be held
+    llm = HGuardLLM(guard, domain="alpha")
+    nodes = index.as_retriever(similarity_top_k=2).retrieve(AUSTRALIA)
+    try:
+        LLMRerank(llm=llm, top_n=1).postprocess_nodes(nodes, QueryBundle(AUSTRALIA))
+    except (ValueError, IndexError):  # the tiny model's reply need not parse as a ranking: LlamaIndex's to say
+        pass
+    log = list(AuditLog(guard.audit.path))
+    assert [r["kind"] for r in log] == ["retrieval_query"] and "LLMRerank" in log[0]["step"]
+    assert guard.review_queue.pending() == []
+
+
 def test_a_stock_engine_whose_nodes_hold_no_text_goes_to_review_as_nothing_retrieved(make_guard):
     """Retrieved nodes of whitespace or invisible characters alone (a zero-width space, a byte-order mark): the
     stock synthesizer still calls the LLM with them as its context. The call is held as nothing retrieved (it

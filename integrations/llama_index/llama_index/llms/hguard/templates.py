@@ -100,7 +100,8 @@ def _whole_template(template: str) -> re.Pattern[str]:
 
 
 def _query_prompts() -> tuple[tuple[re.Pattern[str], str, str], ...]:
-    """(whole-template pattern, step, template) of the stock prompts that ask the model for text to search with."""
+    """(whole-template pattern, step, template) of the stock prompts that ask the model for text to search with (or
+    for the retrieved passages to keep)."""
     found = []
     for module, name, step in (
         ("llama_index.core.chat_engine.condense_plus_context", "DEFAULT_CONDENSE_PROMPT_TEMPLATE",
@@ -111,6 +112,11 @@ def _query_prompts() -> tuple[tuple[re.Pattern[str], str, str], ...]:
          "QueryFusionRetriever: generate search queries"),
         ("llama_index.core.prompts.default_prompts", "HYDE_TMPL",
          "HyDEQueryTransform: write a hypothetical passage to search with"),
+        # not text to search with, but the same kind of step: which retrieved passages to keep. Its reply is parsed
+        # ("Doc: 1, Relevance: 8"), never shown; a held one (the review message) dropped every passage, and the
+        # user got "Empty Response" with no reason. The answer from the passages kept is guarded as ever.
+        ("llama_index.core.prompts.default_prompts", "DEFAULT_CHOICE_SELECT_PROMPT_TMPL",
+         "LLMRerank: choose the passages to answer from"),
     ):
         try:
             template = getattr(importlib.import_module(module), name)
@@ -138,6 +144,8 @@ def query_template_step(prompt: Any) -> str | None:
     engine and HyDE hand theirs) is one of those stock prompts: known by its template, never by text a
     user could type."""
     template = getattr(prompt, "template", None)
+    if template is None:  # a SelectorPromptTemplate (LLMRerank's): its default template, the one this LLM is given
+        template = getattr(getattr(prompt, "default_template", None), "template", None)
     if not isinstance(template, str):
         return None
     return next((step for _, step, stock in QUERY_PROMPTS if template.strip() == stock.strip()), None)
