@@ -206,6 +206,7 @@ def _measure_table() -> dict[str, tuple[str, Decimal, str]]:
         ("day days", "day", "second", Decimal(86400)),
         ("wk wks week weeks", "week", "second", Decimal(604800)),
         ("month months", "month", "month", Decimal(1)),
+        ("quarter quarters", "quarter", "quarter", Decimal(1)),
         ("year years yr yrs annum", "year", "year", Decimal(1)),
         ("mm millimetre millimetres millimeter millimeters", "mm", "mm", Decimal(1)),
         ("cm centimetre centimetres centimeter centimeters", "cm", "mm", Decimal(10)),
@@ -257,19 +258,12 @@ _FRACTION = re.compile(r"(\d*)([\u00bd\u00bc\u00be])")
 _CLOCK_12 = re.compile(r"(?i)(?<![\w:.])(\d{1,2})(?:[:.](\d{2}))?\s*([ap])\.?\s?m\b\.?")  # "2 pm", "8.30am", "10 a.m."
 _CLOCK_24 = re.compile(r"(?<![\w:.])(\d{1,2}):(\d{2})(?![\d:])")  # "14:00", "08:30"
 _DOTTED_DATE = re.compile(r"(?<![\d.])(\d{1,2})\.(\d{1,2})\.(\d{4})(?!\d)")  # "16.03.2025"
-_MONTHS = {m: i for i, names in enumerate((
-    "january jan", "february feb", "march mar", "april apr", "may", "june jun", "july jul", "august aug",
-    "september sept sep", "october oct", "november nov", "december dec"), start=1) for m in names.split()}
-_MONTH = r"(" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
-_DAY_MONTH = re.compile(r"(?i)\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH + r"(?![^\W\d_])")  # "15 March"
-_MONTH_NUMBER = re.compile(r"(?i)\b" + _MONTH + r"\s+(\d{1,4})(?!\d)")  # "March 15", "March 2025"
-# a month's whole name anywhere ("the twenty-fifth of March"); "May" only capitalised and not opening a sentence
-_MONTH_NAME = re.compile(r"(?i)\b(january|february|march|april|june|july|august|september|october|november|december)\b"
-                         r"|(?<![.!?]\s)(?<!^)\b(May)\b")
 _QUARTER = re.compile(r"(?i)\bq([1-4])\b")  # "Q3 2024"
 _CURRENCY_PREFIX = re.compile(r"(?i)\b(US|HK|NZ|AU|CA|C|A|S)\$")  # "HK$5" is not "$5"
 _PREFIX_CODES = {"us": "USD", "hk": "HKD", "nz": "NZD", "au": "AUD", "a": "AUD", "ca": "CAD", "c": "CAD", "s": "SGD"}
-_CAPITAL_SCALE = re.compile(r"(?<=\d)(MM|M|BN|Bn|B)\b")  # "$2.5B", "1.2M customers", "$2.5MM"
+# "$2.5B", "$2.5MM", "1.2M customers" (not "35MM film", "apartment 4B": an integer with no currency)
+_CAPITAL_SCALE = re.compile(r"(?:(?<=[$\u20ac\u00a3\u00a5]\d)|(?<=[$\u20ac\u00a3\u00a5]\d\d)|(?<=[$\u20ac\u00a3\u00a5]\d\d\d)"
+                            r"|(?<=\.\d)|(?<=\.\d\d))(MM|M|BN|Bn|B)\b")
 _RANGE_DASH = re.compile(r"(?<=\d)\s*[-\u2013\u2014]\s*(?=\d)")  # "2-4 mg" is 2 to 4 mg
 _SPACED_THOUSANDS = re.compile(r"(?<=\d)[\u00a0\u202f\u2009](?=\d{3}(?!\d))")  # "10\u202f000"
 _PER_CENT = re.compile(r"(?i)\bper\s+cent\b")
@@ -279,8 +273,10 @@ _SLASH_UNIT = re.compile(r"(?i)(?<=[\w\u00b5\u03bc])\s*/\s*(" + "|".join(sorted(
     (re.escape(w) for w in _MEASURE_UNITS if len(w) > 1 or w in ("h", "d", "l", "g")), key=len, reverse=True))
     + r")(?![^\W\d_])")  # "mg/kg", "km/h", "$2.50/kg": per
 # number words the passage may use: "a week", "a dozen", ordinals ("the third business day", "twenty-fifth")
-_A_AMOUNT = re.compile(r"(?i)\b(?:a|an)\s+(dozen|hundred|thousand|million|billion|week|month|hour|day|year|minute|"
-                       r"fortnight|quarter of an hour)\b")
+# "within a week", "the notice period is a month" (not "once a day", "one tablet a day": a rate, no amount)
+_A_AMOUNT = re.compile(r"(?i)(?:(?<=\bwithin )|(?<=\bfor )|(?<=\bafter )|(?<=\bin )|(?<=\bover )|(?<=\bis )|(?<=\bof )"
+                       r"|(?<=\bthan )|(?<=\babout ))(?:a|an)\s+(dozen|hundred|thousand|million|billion|week|month|hour|"
+                       r"day|year|minute|fortnight|quarter of an hour)\b")
 _A_AMOUNTS = {"dozen": "12", "hundred": "100", "thousand": "1000", "million": "1 million", "billion": "1 billion",
               "fortnight": "2 weeks", "quarter of an hour": "15 minutes"}
 _ORDINAL_WORDS = {"first": "one", "third": "three", "fourth": "four", "fifth": "five", "sixth": "six",
@@ -288,7 +284,10 @@ _ORDINAL_WORDS = {"first": "one", "third": "three", "fourth": "four", "fifth": "
                   "twelfth": "twelve", "thirteenth": "thirteen", "fourteenth": "fourteen", "fifteenth": "fifteen",
                   "sixteenth": "sixteen", "seventeenth": "seventeen", "eighteenth": "eighteen",
                   "nineteenth": "nineteen", "twentieth": "twenty", "thirtieth": "thirty"}
-_ORDINAL_WORD = re.compile(r"(?i)\b(" + "|".join(_ORDINAL_WORDS) + r"|(?<=\bthe )second)\b")
+# an ordinal word only before its unit ("the third business day", "the fourth day"): alone ("the third failed
+# login") it is no figure, and read as one it matched any number of the answer
+_ORDINAL_WORD = re.compile(r"(?i)\b(" + "|".join(_ORDINAL_WORDS) + r"|(?<=\bthe )second)\b(?=\s+(?:(?:business|working|"
+                           r"calendar|school|banking)\s+)?(?:day|week|month|year|hour|quarter|dose|time|tablet)s?\b)")
 
 
 def _written_numbers(text: str, number_words: bool) -> str:
@@ -299,10 +298,8 @@ def _written_numbers(text: str, number_words: bool) -> str:
     text = _CLOCK_12.sub(lambda m: _clock(int(m.group(1)) % 12 + (12 if m.group(3).lower() == "p" else 0), m.group(2)), text)
     text = _CLOCK_24.sub(lambda m: _clock(int(m.group(1)), m.group(2)), text)
     text = _DOTTED_DATE.sub(lambda m: f"{int(m.group(1))} {int(m.group(2))} {m.group(3)}", text)
-    text = _DAY_MONTH.sub(lambda m: m.group(0) if m.group(2) == "may" else f"{m.group(1)} {_MONTHS[m.group(2).lower()]}", text)
-    text = _MONTH_NUMBER.sub(lambda m: m.group(0) if m.group(1) == "may" else f"{_MONTHS[m.group(1).lower()]} {m.group(2)}", text)
-    text = _MONTH_NAME.sub(lambda m: str(_MONTHS[(m.group(1) or m.group(2)).lower()])
-                           if m.group(1) or m.group(2) == "May" else m.group(0), text)
+    # a month's name stays a word: read as a number, it matched any figure of the answer ("3 March" for "15 March",
+    # "10 days" beside "October")
     text = _QUARTER.sub(r"q \1", text)
     text = _CURRENCY_PREFIX.sub(lambda m: _PREFIX_CODES[m.group(1).lower()] + " ", text)
     text = _CAPITAL_SCALE.sub(lambda m: " billion" if m.group(1).upper().startswith("B") else " million", text)
