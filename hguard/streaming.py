@@ -42,13 +42,25 @@ StreamMode = Literal["hold", "passthrough"]
 STREAM_MODES: tuple[str, ...] = ("hold", "passthrough")
 
 
+# an agent's format: ReAct's "Action:" and "Action Input:" lines (LlamaIndex's ReActAgent, LangChain's
+# create_react_agent), "Tool:" and "Tool Input:" lines, or a JSON blob's "action" and "action_input" (LangChain's
+# structured-chat and JSON-chat agents), in any case
+_ACTION_FORMATS = (
+    (re.compile(r"(?i)\baction\s*:"), re.compile(r"(?i)\baction[ _]input\s*:")),
+    (re.compile(r"(?i)\btool\s*:"), re.compile(r"(?i)\btool[ _]input\s*:")),
+    (re.compile(r"(?i)[\"']action[\"']\s*:"), re.compile(r"(?i)[\"']action_input[\"']\s*:")),
+)
+
+
 def asks_for_actions(texts: Sequence[Any]) -> bool:
-    """Whether a chat is an agent's step: one of its ``texts`` (its instructions, its turns) asks for or shows
-    "Action:" and "Action Input:" lines (a ReAct agent's format: LlamaIndex's ``ReActAgent``, LangChain's
-    ``create_react_agent``, or one's own). The agent parses the reply and acts on it (a tool call runs, the text
-    after "Answer:" is returned): a "[needs review]" mark is dropped and a held step's tool would still run, so the
-    adapters hold such a step whatever the stream mode and give a held one ``GuardResult.withheld_text``."""
-    return any(isinstance(t, str) and "Action:" in t and "Action Input:" in t for t in texts)
+    """Whether a chat is an agent's step: one of its ``texts`` (its instructions, its turns, a prompt) asks for or
+    shows an agent's action format (``_ACTION_FORMATS``: "Action:" and "Action Input:" lines, "Tool:" and "Tool
+    Input:", a JSON "action" and "action_input"). The agent parses the reply and acts on it (a tool call runs, the
+    text after "Answer:" is returned): a "[needs review]" mark is dropped and a held step's tool would still run, so
+    the adapters hold such a step whatever the stream mode and give a held one ``GuardResult.withheld_text``. A
+    question or passage that merely names the format is held the same way (unstreamed; the hold text in place of
+    a marked answer): the safe side of a text that cannot be told from an agent's."""
+    return any(isinstance(t, str) and any(a.search(t) and b.search(t) for a, b in _ACTION_FORMATS) for t in texts)
 
 def check_stream_mode(mode: str, raise_on=frozenset()) -> StreamMode:
     """``mode`` checked, and refused as ``"passthrough"`` beside a ``raise_on``: a passthrough stream gives

@@ -85,3 +85,19 @@ def test_a_question_with_material_of_its_own_is_context_nobody_identified():
               "Who discovered the passage between South America and Antarctica, and when did ships first sail through it?"):
         assert not holds_material(q) and unread_context(q) is None, q
     assert unread_context("What is the capital?", "Use the following context.") == "the prompt refers to context"
+
+
+@pytest.mark.parametrize("texts, agent", [
+    (["Reply with Thought:, then Action: and Action Input: lines, or Answer:."], True),  # ReAct
+    (["Thought: look it up.\naction: lookup\naction input: france"], True),  # in any case
+    (["Use the tools. Reply with Tool: and Tool Input: lines."], True),  # a loop of one's own
+    (['Respond with a $JSON_BLOB: {"action": "lookup", "action_input": "france"}'], True),  # structured chat
+    (["What is the capital of Australia?", "Canberra."], False),
+    (["Press the Action: button to start."], False),  # one of the two lines is no format
+])
+def test_an_agents_step_is_told_by_its_action_format(texts, agent):
+    """A reviewer's trial: "Tool:" lines, LangChain's structured-chat JSON and lower-case "action:" were not
+    recognised, so a held step was streamed to its agent unmarked."""
+    from hguard.streaming import asks_for_actions
+
+    assert asks_for_actions(texts) is agent

@@ -134,6 +134,12 @@ def test_a_react_agents_step_gets_a_held_answer_replaced_never_marked_or_streame
         assert len(chunks) == 1 and chunks[0].message.content == chunks[0].delta == HELD_FOR_REVIEW
         step = ReActOutputParser().parse(r.message.content)  # the agent's final answer: no tool runs
         assert step.is_done and step.response == HELD_FOR_REVIEW
+    # an agent driving the LLM by completion (its prompt formatted whole) is held the same way
+    prompt = "Reply with Action: and Action Input: lines, or Answer:.\nQuestion: " + Q
+    out = list(HGuardLLM(guard, domain="alpha", stream_mode="passthrough").stream_complete(prompt, formatted=True))
+    assert len(out) == 1  # held, not streamed token by token, though passthrough was asked for
+    route, answer = out[0].additional_kwargs["route"], _record(guard, out[0].additional_kwargs)["answer"]
+    assert out[0].text == {"accept": answer, "review": HELD_FOR_REVIEW}.get(route, guard.policy.abstain_message)
     # a chat that is no agent's step keeps the policy's way of showing a held answer: marked
     plain = HGuardLLM(guard, domain="alpha").chat(
         [ChatMessage(role=MessageRole.SYSTEM, content="Answer briefly."), ChatMessage(role=MessageRole.USER, content=Q)])

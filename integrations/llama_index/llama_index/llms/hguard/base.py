@@ -185,7 +185,7 @@ class HGuardLLM(CustomLLM):
             self._failed(err)  # closes the call's audit record as failed
             raise err
         kw = dict(kwargs)
-        agent = bool(kw.pop(_AGENT_STEP, False))
+        agent = bool(kw.pop(_AGENT_STEP, False)) or asks_for_actions([prompt])  # a chat's, or a completion prompt's
         context = kw.pop("context", None)
         domain = kw.pop("domain", None) or self.domain
         mode = check_stream_mode(kw.pop("stream_mode", self.stream_mode), self.raise_on)
