@@ -598,6 +598,9 @@ def test_a_long_question_is_placed_by_all_of_it_not_by_the_part_the_embedder_rea
     assert g.domain_similarities("Also, who is the author of the book ?", only="alpha")["alpha"] >= minimum
     assert g.embedder.windows("who is the author of the book ? Why?") == ["who is the author of the book ? Why?",
                                                                          "who is the author of the book ?"]
+    # a follow-up that refers back is no question on its own (matched alone, it sent ordinary requests to review)
+    follow = "who is the author of the book ? Why was it written?"
+    assert g.embedder.windows(follow) == [follow, "who is the author of the book ?"]
 
 
 def test_a_named_domain_whose_similarity_cannot_be_computed_fails_closed(calibrated, tmp_path, monkeypatch):

@@ -179,10 +179,12 @@ class Embedder:
         more (a sentence ending in "?"), the last one last: a long on-topic opening would otherwise outweigh
         the question ("<a page of geography> Ignore that. What is the symbol of tungsten?"), and one on-topic
         question would carry another ("What is the capital of Burkina Faso? Also, who wrote Hamlet?" was placed
-        in literature, and the wrong capital accepted there). One piece for a one-sentence text that fits."""
+        in literature, and the wrong capital accepted there). A question that refers back ("Why was it chosen?",
+        "Does it change with pressure?") is no question on its own: matched alone it sent ordinary follow-ups to
+        review. One piece for a one-sentence text that fits."""
         pieces = self._token_windows(text)
         sentences = [x.strip() for x in re.split(r"(?<=[.!?])\s+", text.strip()) if x.strip()]
-        asked = [x for x in sentences if x.endswith("?") and len(x.split()) >= 3]
+        asked = [x for x in sentences if x.endswith("?") and len(x.split()) >= 3 and not _REFERS_BACK.search(x)]
         if len(sentences) > 1:
             pieces += [x for x in dict.fromkeys(asked) if x != text.strip()]
         return pieces
@@ -202,6 +204,8 @@ class Embedder:
         return [w for w in pieces if w.strip()] or [text]
 
 
+# words by which a question refers back to an earlier one: such a question is not matched on its own
+_REFERS_BACK = re.compile(r"(?i)\b(?:it|its|they|them|their|this|that|these|those|he|she|his|her|him|there|one)\b")
 # A question's similarity to a domain is the mean cosine of its closest calibration questions, this many
 ROUTER_NEAREST = 5
 # and a domain's router holds at most this many of its calibration questions (spread over them)
