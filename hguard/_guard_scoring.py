@@ -306,9 +306,7 @@ class _Scoring:
                            "on the tokens generated before the one that completed it")
         if not choice.get("given") and choice.get("reason"):
             reasons.insert(0, choice["reason"])
-        # the domain's own message only where it sets one: the field's default made the policy's top-level one unused
-        own = dp.abstain_message if dp is not None and "abstain_message" in dp.model_fields_set else None
-        abstain_message = own or self.policy.abstain_message
+        abstain_message = (dp.own_abstain_message if dp is not None else None) or self.policy.abstain_message
         review_message = (dp.review_message if dp is not None else None) or self.policy.review_message
         caller_id = request_id or None  # the caller's id of the request, recorded only when given
         own_id = uuid.uuid4().hex  # the decision record's id (audit_id); the result's request_id when the caller gave none

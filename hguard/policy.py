@@ -230,8 +230,14 @@ class DomainPolicy(_Section):
     )
     abstain_message: str = Field(
         DEFAULT_ABSTAIN_MESSAGE, strict=True, description="a string shown instead of an abstained answer, or leave "
-        "the key out to use the policy's abstain_message"
+        "the key out to use the policy's abstain_message (Policy.abstain_message_of(name) says which is shown)"
     )
+    @property
+    def own_abstain_message(self) -> str | None:
+        """The domain's ``abstain_message`` when its table sets one, else None (the field then holds the built-in
+        default, and the policy's own message is shown: :meth:`Policy.abstain_message_of`)."""
+        return self.abstain_message if "abstain_message" in self.model_fields_set else None
+
     review_message: str | None = Field(
         None, strict=True, min_length=1, description="a string shown instead of an answer held for review, or leave the key "
         "out to use the policy's review_message"
@@ -570,3 +576,9 @@ class Policy(_Section):
         if name is None:
             return None
         return self.domains.get(name)
+
+    def abstain_message_of(self, name: str | None) -> str:
+        """What an abstained answer of domain ``name`` shows: the domain's own ``abstain_message`` where it sets
+        one, else the policy's (a domain's field holds the built-in default when it sets none)."""
+        dp = self.domain(name)
+        return (dp.own_abstain_message if dp is not None else None) or self.abstain_message

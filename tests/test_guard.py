@@ -61,6 +61,9 @@ def test_a_domain_without_its_own_abstain_message_shows_the_policys(calibrated, 
     assert alpha.route == "abstain" and alpha.display_text == "Tenant B cannot say."
     beta = g.invoke("who is the author of the book ?", domain="beta")
     assert beta.route == "abstain" and beta.display_text == "beta cannot say"
+    # the policy object says the same (a domain's field alone holds the built-in default)
+    assert (g.policy.abstain_message_of("alpha"), g.policy.abstain_message_of("beta"),
+            g.policy.abstain_message_of(None)) == ("Tenant B cannot say.", "beta cannot say", "Tenant B cannot say.")
 
 
 def test_result_carries_answer_route_risk_signals_reasons_and_its_audit_record(guard, tmp_path):
