@@ -657,7 +657,7 @@ def test_unstated_numbers_names_a_value_currency_or_percentage_the_passage_lacks
     # faithful one was held; a decimal comma was read as digit grouping ("0,125" as 125) or split ("2,5" as 2 and 5)
     ("Adults take 5000mg three times a day.", "Adults: 500mg three times a day.", ["5000 mg"]),
     ("Adults take 500 mg three times a day.", "Adults: 500mg three times a day.", []),
-    ("Adults take 250mg 4x daily.", "Adults: 250 mg three times a day.", ["4 times"]),
+    ("Adults take 250mg 4x daily.", "Adults: 250 mg three times a day.", ["4 times/day"]),
     ("The dose is 125 mg once daily.", "The maintenance dose is 0,125 mg once daily.", ["125 mg"]),
     ("The dose is 0.125 mg once daily.", "The maintenance dose is 0,125 mg once daily.", []),
     ("The dose is 5 mg.", "The starting dose is 2,5 mg once daily.", ["5 mg"]),
@@ -721,6 +721,18 @@ def test_unstated_numbers_reads_units_of_measure_and_decimal_commas(answer, cont
     ("It opens at 14:00.", "It opens at 2 pm.", []),
     ("It costs $2.50 per kg.", "It costs $2.50/kg.", []),
     ("It uses 35MM film.", "It uses 35mm film.", []),  # an integer with no currency: no scale
+    # rates written without "per"; a rate the passage states as its amount alone; fractions; dimensions; "units"
+    ("3 days a week.", "Remote work is allowed 3 days per week.", []),
+    ("£30k a year.", "The starting salary is £30,000 per annum.", []),
+    ("One tablet, 2x daily.", "Take one tablet twice daily.", []),
+    ("56 hrs per week.", "Weekly driving is capped at 56 hours.", []),
+    ("0.25 mg daily.", "The usual dose is 250 micrograms once daily.", []),
+    ("10 mg once daily.", "The dose is 10 mg/kg once daily.", ["10 mg"]),  # the passage's "per kg" dropped
+    ("1/2 a tablet at night.", "Take half a tablet at bedtime.", []),
+    ("120 x 80 cm.", "Pallet size: 120x80 cm.", []),
+    ("10 IU before breakfast.", "Give 10 units of insulin before breakfast.", []),
+    ("40 m long.", "The container is 40 ft long.", ["40 metre"]),
+    ("It is waived from $1500.", "It is waived at $1,500. The daily limit is $25,000.", []),  # not "per day"
     # the first version of these rules read month names, ordinal words and "a day" as numbers wherever they stood:
     # such a number, with no unit, matched any figure of the answer (a reviewer's trial of this stop's changes)
     ("The deadline is 3 March.", "The deadline is 15 March.", ["3"]),

@@ -210,7 +210,7 @@ def _measure_table() -> dict[str, tuple[str, Decimal, str]]:
         ("year years yr yrs annum", "year", "year", Decimal(1)),
         ("mm millimetre millimetres millimeter millimeters", "mm", "mm", Decimal(1)),
         ("cm centimetre centimetres centimeter centimeters", "cm", "mm", Decimal(10)),
-        ("metre metres meter meters", "metre", "mm", Decimal(1000)),
+        ("m metre metres meter meters", "metre", "mm", Decimal(1000)),
         ("km kilometre kilometres kilometer kilometers", "km", "mm", Decimal(10**6)),
         ("mile miles", "mile", "mile", Decimal(1)),
         ("ft foot feet", "ft", "mm", Decimal("304.8")),
@@ -219,8 +219,7 @@ def _measure_table() -> dict[str, tuple[str, Decimal, str]]:
         ("c celsius", "celsius", "celsius", Decimal(1)),
         ("f fahrenheit", "fahrenheit", "fahrenheit", Decimal(1)),
         ("bp bps", "bp", "bp", Decimal(1)),
-        ("unit units", "unit", "unit", Decimal(1)),
-        ("iu", "iu", "iu", Decimal(1)),
+        ("iu unit units", "iu", "iu", Decimal(1)),  # a dose's "units" are international units
         ("mmol", "mmol", "mmol", Decimal(1)),
         ("x times", "times", "times", Decimal(1)),
         ("tablet tablets", "tablet", "tablet", Decimal(1)),
@@ -234,7 +233,7 @@ def _measure_table() -> dict[str, tuple[str, Decimal, str]]:
 _MEASURE_UNITS = _measure_table()
 # a unit written on its number ("500mg", "6h", "3x", "14days"): read as "500 mg"; not "k", "m", "bn" (scales, below)
 _GLUED_UNIT = re.compile(r"(?i)(?<![\w.,])(\d+(?:[.,]\d+)?)(" + "|".join(sorted(
-    (w for w in _MEASURE_UNITS if w not in ("s", "l", "sec", "secs", "c", "f", "ft", "unit", "units")), key=len,
+    (w for w in _MEASURE_UNITS if w not in ("s", "l", "m", "sec", "secs", "c", "f", "ft", "unit", "units")), key=len,
     reverse=True)) + r")(?![^\W\d_])")
 # a decimal comma: "2,5 mg", "0,125 mg" ("1,250" stays one thousand two hundred and fifty) and "1.000,50" (1000.50)
 _UNIT_AHEAD = (r"(?=\s*(?:[%$\u20ac\u00a3\u00a5\u20b9]|(?:" + "|".join(sorted(
@@ -255,6 +254,9 @@ def _decimal_commas(text: str) -> str:
 # number, ranges, units joined by "/".
 _FRACTION_CHARS = {"\u00bd": ".5", "\u00bc": ".25", "\u00be": ".75"}
 _FRACTION = re.compile(r"(\d*)([\u00bd\u00bc\u00be])")
+_SLASH_FRACTION = re.compile(r"(?<![\d/.,])([13])/([24])(?![\d/])")  # "1/2 a tablet" (not "24/7", "1/2/2024")
+_SLASH_FRACTIONS = {("1", "2"): "0.5", ("1", "4"): "0.25", ("3", "4"): "0.75"}
+_DIMENSION = re.compile(r"(?<=\d)\s*[x\u00d7]\s*(?=\d)")  # "120x80 cm": 120 by 80
 _CLOCK_12 = re.compile(r"(?i)(?<![\w:.])(\d{1,2})(?:[:.](\d{2}))?\s*([ap])\.?\s?m\b\.?")  # "2 pm", "8.30am", "10 a.m."
 _CLOCK_24 = re.compile(r"(?<![\w:.])(\d{1,2}):(\d{2})(?![\d:])")  # "14:00", "08:30"
 _DOTTED_DATE = re.compile(r"(?<![\d.])(\d{1,2})\.(\d{1,2})\.(\d{4})(?!\d)")  # "16.03.2025"
@@ -275,7 +277,7 @@ _SLASH_UNIT = re.compile(r"(?i)(?<=[\w\u00b5\u03bc])\s*/\s*(" + "|".join(sorted(
 # number words the passage may use: "a week", "a dozen", ordinals ("the third business day", "twenty-fifth")
 # "within a week", "the notice period is a month" (not "once a day", "one tablet a day": a rate, no amount)
 _A_AMOUNT = re.compile(r"(?i)(?:(?<=\bwithin )|(?<=\bfor )|(?<=\bafter )|(?<=\bin )|(?<=\bover )|(?<=\bis )|(?<=\bof )"
-                       r"|(?<=\bthan )|(?<=\babout ))(?:a|an)\s+(dozen|hundred|thousand|million|billion|week|month|hour|"
+                       r"|(?<=\bthan )|(?<=\babout )|(?<=\bare )|(?<=\bwas )|(?<=\bwere )|(?<=\bbe ))(?:a|an)\s+(dozen|hundred|thousand|million|billion|week|month|hour|"
                        r"day|year|minute|fortnight|quarter of an hour)\b")
 _A_AMOUNTS = {"dozen": "12", "hundred": "100", "thousand": "1000", "million": "1 million", "billion": "1 billion",
               "fortnight": "2 weeks", "quarter of an hour": "15 minutes"}
@@ -287,13 +289,24 @@ _ORDINAL_WORDS = {"first": "one", "third": "three", "fourth": "four", "fifth": "
 # an ordinal word only before its unit ("the third business day", "the fourth day"): alone ("the third failed
 # login") it is no figure, and read as one it matched any number of the answer
 _ORDINAL_WORD = re.compile(r"(?i)\b(" + "|".join(_ORDINAL_WORDS) + r"|(?<=\bthe )second)\b(?=\s+(?:(?:business|working|"
-                           r"calendar|school|banking)\s+)?(?:day|week|month|year|hour|quarter|dose|time|tablet)s?\b)")
+                           r"calendar|school|banking)\s+)?(?:day|week|month|year|hour|quarter|dose|time|tablet)s?\b|\s+of\s+(?:each|every|the)\s+month\b)")
+
+
+# a rate written without "per", within one sentence: "3 days a week", "£30k a year", "twice daily", "1000 IU daily"
+_RATE_AFTER = (r"(?i)((?<![\w.,])\d[\d.,]*[kmx]?|%|\b(?:" + "|".join(sorted(
+    (re.escape(w) for w in (*_MEASURE_UNITS, *_UNIT_WORDS, *_TIMES_WORDS)), key=len, reverse=True)) + r"))\s+")
+_A_PERIOD = re.compile(_RATE_AFTER + r"(?:a|an|each|every)\s+(day|week|month|year|hour)\b")
+_ADVERB_PERIODS = {"daily": "day", "weekly": "week", "monthly": "month", "yearly": "year", "annually": "year",
+                   "hourly": "hour", "nightly": "day"}
+_ADVERB_PERIOD = re.compile(_RATE_AFTER + r"(" + "|".join(_ADVERB_PERIODS) + r")\b")
 
 
 def _written_numbers(text: str, number_words: bool) -> str:
     """``text`` with the ways of writing numbers above rewritten as plain numbers (and, with ``number_words``,
     "a week", "a dozen" and ordinal words as numbers too)."""
     text = _FRACTION.sub(lambda m: (m.group(1) or "0") + _FRACTION_CHARS[m.group(2)], text)
+    text = _SLASH_FRACTION.sub(lambda m: _SLASH_FRACTIONS.get((m.group(1), m.group(2)), m.group(0)), text)
+    text = _DIMENSION.sub(" x ", text)
     text = _SPACED_THOUSANDS.sub("", text)
     text = _CLOCK_12.sub(lambda m: _clock(int(m.group(1)) % 12 + (12 if m.group(3).lower() == "p" else 0), m.group(2)), text)
     text = _CLOCK_24.sub(lambda m: _clock(int(m.group(1)), m.group(2)), text)
@@ -305,6 +318,8 @@ def _written_numbers(text: str, number_words: bool) -> str:
     text = _CAPITAL_SCALE.sub(lambda m: " billion" if m.group(1).upper().startswith("B") else " million", text)
     text = _PER_CENT.sub("percent", _BASIS_POINTS.sub("bp", _VERSION.sub("v ", text)))
     text = _SLASH_UNIT.sub(r" per \1", _RANGE_DASH.sub(" to ", text))
+    text = _ADVERB_PERIOD.sub(lambda m: f"{m.group(1)} per {_ADVERB_PERIODS[m.group(2).lower()]}",
+                              _A_PERIOD.sub(r"\1 per \2", text))
     if number_words:
         text = _A_AMOUNT.sub(lambda m: _A_AMOUNTS.get(m.group(1).lower(), f"1 {m.group(1)}"), text)
         text = _ORDINAL_WORD.sub(lambda m: _ORDINAL_WORDS.get(m.group(1).lower(), "two"), text)
@@ -358,7 +373,7 @@ def _unit_at(toks: list[str], j: int) -> tuple[str | None, int]:
     else:
         return None, j
     j += 1
-    if j + 1 < len(toks) and toks[j] == "per" and toks[j + 1] in _MEASURE_UNITS:
+    if j + 1 < len(toks) and toks[j] in ("per", "every", "each") and toks[j + 1] in _MEASURE_UNITS:
         unit, j = f"{unit}/{_MEASURE_UNITS[toks[j + 1]][0]}", j + 2
     return unit, j
 
@@ -394,6 +409,9 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
     for value, unit in dict.fromkeys(stated_numbers(_LIST_MARKER.sub(" ", answer), number_words=False)):
         units = units_of.get(value)
         if unit is not None and _amount(value, unit) in amounts:
+            continue
+        head = unit.split("/")[0] if unit is not None and "/" in unit else None  # "56 hours per week" from "56 hours"
+        if head is not None and ((units is not None and head in units) or _amount(value, head) in amounts):
             continue
         if units is None or (unit is not None and unit not in units and None not in units):
             missing.append(f"{value} {unit}" if unit else value)
