@@ -109,6 +109,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         smoke=(("--sims", "200", "--out", f"{OUT}/monitor.json"),),
         writes=("monitor.json",),
     ),
+    "number_hold": Benchmark(
+        full=((),),
+        smoke=(("--out", f"{OUT}/number_hold.json"),),
+        writes=("number_hold.json",),
+    ),
     "recording": Benchmark(
         full=(("--rounds", "3"),),
         smoke=(("--rounds", "1", "--skip-load", "--prompts", "2", "--max-new-tokens", "8",
