@@ -733,6 +733,11 @@ def test_unstated_numbers_reads_units_of_measure_and_decimal_commas(answer, cont
     ("10 IU before breakfast.", "Give 10 units of insulin before breakfast.", []),
     ("40 m long.", "The container is 40 ft long.", ["40 metre"]),
     ("It is waived from $1500.", "It is waived at $1,500. The daily limit is $25,000.", []),  # not "per day"
+    # a rate's periods are compared; a period said elsewhere is not missing; "a year earlier" is no rate
+    ("Infuse 18 units/kg/minute.", "Infuse 18 units/kg/hour.", ["18 iu/kg/minute"]),
+    ("The card has a $95 monthly fee.", "The card has a $95 annual fee.", ["95 dollar/month"]),
+    ("An annual fee of $95.", "The fee is $95 per year.", []),
+    ("Up from 12.9% the year before.", "It was 12.9% a year earlier.", []),
     # the first version of these rules read month names, ordinal words and "a day" as numbers wherever they stood:
     # such a number, with no unit, matched any figure of the answer (a reviewer's trial of this stop's changes)
     ("The deadline is 3 March.", "The deadline is 15 March.", ["3"]),

@@ -295,9 +295,11 @@ _ORDINAL_WORD = re.compile(r"(?i)\b(" + "|".join(_ORDINAL_WORDS) + r"|(?<=\bthe 
 # a rate written without "per", within one sentence: "3 days a week", "£30k a year", "twice daily", "1000 IU daily"
 _RATE_AFTER = (r"(?i)((?<![\w.,])\d[\d.,]*[kmx]?|%|\b(?:" + "|".join(sorted(
     (re.escape(w) for w in (*_MEASURE_UNITS, *_UNIT_WORDS, *_TIMES_WORDS)), key=len, reverse=True)) + r"))\s+")
-_A_PERIOD = re.compile(_RATE_AFTER + r"(?:a|an|each|every)\s+(day|week|month|year|hour)\b")
+# (not "12.9% a year earlier", "5 days a week ago": a time, not a rate)
+_A_PERIOD = re.compile(_RATE_AFTER + r"(?:a|an|each|every)\s+(day|week|month|year|hour)\b"
+                       r"(?!\s+(?:earlier|ago|later|before|after|old|from|since|prior)\b)")
 _ADVERB_PERIODS = {"daily": "day", "weekly": "week", "monthly": "month", "yearly": "year", "annually": "year",
-                   "hourly": "hour", "nightly": "day"}
+                   "annual": "year", "hourly": "hour", "nightly": "day"}
 _ADVERB_PERIOD = re.compile(_RATE_AFTER + r"(" + "|".join(_ADVERB_PERIODS) + r")\b")
 
 
@@ -355,6 +357,7 @@ def stated_numbers(text: str, number_words: bool = True) -> list[tuple[str, str 
     return out
 
 
+_PER_TIME = re.compile(r"(?:/(?:second|minute|hour|day|week|month|quarter|year))+$")  # a rate's periods
 # words that may stand between a number and its unit: "10 business days" are days
 _QUALIFIERS = frozenset({"business", "working", "calendar", "school", "banking", "consecutive", "full", "clear"})
 
@@ -373,8 +376,8 @@ def _unit_at(toks: list[str], j: int) -> tuple[str | None, int]:
     else:
         return None, j
     j += 1
-    if j + 1 < len(toks) and toks[j] in ("per", "every", "each") and toks[j + 1] in _MEASURE_UNITS:
-        unit, j = f"{unit}/{_MEASURE_UNITS[toks[j + 1]][0]}", j + 2
+    while j + 1 < len(toks) and toks[j] in ("per", "every", "each") and toks[j + 1] in _MEASURE_UNITS:
+        unit, j = f"{unit}/{_MEASURE_UNITS[toks[j + 1]][0]}", j + 2  # "units/kg/hour": iu/kg/hour
     return unit, j
 
 
@@ -382,11 +385,12 @@ _UNIT_BASE = {unit: (factor, base) for unit, factor, base in _MEASURE_UNITS.valu
 
 
 def _amount(value: str, unit: str | None) -> tuple[str, str | None]:
-    """(value, unit) in its unit's base, so that "4 g" and "4000 mg" compare equal."""
-    if unit not in _UNIT_BASE:
+    """(value, unit) in its unit's base, so that "4 g" and "4000 mg" compare equal ("2 g/day" and "2000 mg/day" too)."""
+    head, per = (unit.split("/", 1) + [""])[:2] if unit else (unit, "")
+    if head not in _UNIT_BASE:
         return value, unit
-    factor, base = _UNIT_BASE[unit]
-    return format((Decimal(value) * factor).normalize(), "f"), base
+    factor, base = _UNIT_BASE[head]
+    return format((Decimal(value) * factor).normalize(), "f"), base + (f"/{per}" if per else "")
 
 
 _LIST_MARKER = re.compile(r"(?m)^\s*\d+[.)](?=\s)|\[\d+\]")  # "1. ..." at a line's start, a citation "[1]"
@@ -413,6 +417,11 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
         head = unit.split("/")[0] if unit is not None and "/" in unit else None  # "56 hours per week" from "56 hours"
         if head is not None and ((units is not None and head in units) or _amount(value, head) in amounts):
             continue
+        if unit is not None and "/" not in unit and units is not None and unit in {_PER_TIME.sub("", u or "") for u in units}:
+            continue  # "an annual fee of $95" from "$95 per year": the period said elsewhere (not "10 mg" from "10 mg/kg")
+        bare = _PER_TIME.sub("", unit) if unit is not None else None
+        if bare != unit and units is not None and (bare in units or _amount(value, bare) in amounts):
+            continue  # "1.6 mcg/kg/day" from "1.6 micrograms per kilogram of body weight per day": a period added
         if units is None or (unit is not None and unit not in units and None not in units):
             missing.append(f"{value} {unit}" if unit else value)
     return missing
