@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         risk = "n/a" if ans.risk is None else f"{ans.risk:.3f}"
         print(f"\nQ ({label}): {question}")
         print(f"  route:   {ans.route}   risk: {risk}   domain: {ans.domain}   ({time.perf_counter() - t:.1f} s)")
-        print(f"  answer:  {ans.answer}")
+        print(f"  shown:   {ans.answer}")
         print(f"  sources: {', '.join(ans.sources)}")
         print(f"  reasons: {'; '.join(ans.reasons)}")
 

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         sources = ", ".join(n.node.metadata.get("file_name", n.node.node_id) for n in response.source_nodes)
         print(f"\nQ ({label}): {question}")
         print(f"  route:   {meta['route']}   risk: {risk}   domain: {meta['domain']}   ({time.perf_counter() - t:.1f} s)")
-        print(f"  answer:  {response.response}")
+        print(f"  shown:   {response.response}")
         print(f"  sources: {sources}")
         print(f"  reasons: {'; '.join(meta['reasons'])}")
 

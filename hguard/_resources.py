@@ -206,7 +206,7 @@ def _from(base: Path, path: str) -> str:
     """``path`` as a policy in ``base`` names it, for a policy elsewhere: ``package:`` and absolute paths as they are."""
     if path.startswith(PACKAGED_PREFIX) or Path(path).expanduser().is_absolute():
         return path
-    return str(base / path)
+    return os.path.normpath(base / path)  # "/p/src/../my-probes" read as "/p/my-probes"
 
 
 def _null_key(data: Any, where: str = "") -> str | None:

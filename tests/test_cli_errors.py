@@ -145,6 +145,18 @@ def test_evaluate_says_a_missing_probe_folder_before_loading_the_model(tmp_path,
     assert "the probe folder" in capsys.readouterr().err
 
 
+def test_evaluate_that_scores_no_domain_exits_1_saying_so(tmp_path, monkeypatch, capsys):
+    """A new user's trial: rows of a domain the probes do not calibrate were all skipped and evaluate exited 0."""
+    from hguard.calibrate import pipeline
+    from hguard.cli import main
+
+    (tmp_path / "probes").mkdir()
+    monkeypatch.setattr(pipeline, "evaluate", lambda *a, **k: {"domains": {}, "skipped": {"astro": "no probe for it"}})
+    assert main(["evaluate", "--probes", str(tmp_path / "probes"), "--data", str(tmp_path / "d.jsonl")]) == 1
+    out, err = capsys.readouterr()
+    assert "astro: skipped: no probe for it" in out and "no domain was scored" in err
+
+
 def test_evaluate_rag_reads_and_checks_your_rows_before_loading_the_model(tmp_path):
     data = tmp_path / "mine.jsonl"
     data.write_text('{"id": "r1", "question": "How long is leave?", "answers": ["20 days"], "domain": "policy"}\n')

@@ -79,6 +79,10 @@ def test_policy_copy_of_a_policy_of_ones_own(tmp_path):
     assert copied.audit.path == tmp_path / "a" / "audit.jsonl" and copied.domains["geography"].accept_below == 0.1
     assert copied.audit.anchor == tmp_path / "a" / "audit.anchor"  # the source log's anchor made the copy's unwritable
     assert copied.probe_folders[1] == mine / "probes-hr"  # the source's folder, not one beside the copy
+    (tmp_path / "sibling").mkdir()
+    (mine / "up.toml").write_text('version = 1\nprobes = ["package:smollm2-135m", "../sibling"]\n')
+    up = policy_copy(tmp_path / "up", source=mine / "up.toml")
+    assert f'"{tmp_path / "sibling"}"' in up.read_text()  # named plainly, not ".../src/../sibling"
     assert "[audit]  # where decisions go" in (tmp_path / "a" / "policy.toml").read_text()
     (mine / "policy.yaml").write_text("version: 1\nprobes: package:smollm2-135m\nmodel: models/m.gguf\ndomains:\n"
                                       "  geography:\n    accept_below: 0.1\n")
