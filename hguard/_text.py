@@ -24,7 +24,7 @@ from typing import Sequence
 import regex  # Unicode properties the standard re lacks
 
 __all__ = ["asks_yes_no", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "language_of",
-           "reads_english", "same_words", "shown_plainly", "words_of"]
+           "reads_english", "same_words", "shown_plainly", "without_ignorables", "words_of"]
 
 # A comma between digit groups: "1,000" and "12,345.6", not "1,2" or "1,0000".
 _DIGIT_GROUP_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
@@ -37,6 +37,13 @@ def fold_accents(text: str) -> str:
 
 
 _IGNORABLE = regex.compile(r"[\p{Default_Ignorable_Code_Point}\u2800]")
+
+
+def without_ignorables(text: str) -> str:
+    """``text`` without the characters Unicode says to ignore where they cannot be shown (a soft hyphen, a zero-width
+    space or joiner, a byte-order mark, a variation selector) and the blank Braille cell: "Gdan\u00adsk" reads
+    "Gdansk" (a PDF's or web page's text holds them inside words and numbers)."""
+    return _IGNORABLE.sub("", text)
 
 
 def hidden_character(c: str) -> bool:

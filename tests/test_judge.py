@@ -622,7 +622,7 @@ def test_unstated_numbers_names_a_value_currency_or_percentage_the_passage_lacks
     wrong = {
         "The daily wire limit is €25,000.": ["25000 euro"],
         "The daily ATM withdrawal limit is 25,000 EUR.": ["25000 euro"],
-        "They take effect on 2024-03-04.": ["4"],
+        "They take effect on 2024-03-04.": ["4", "date 2024-03-04"],
         "The fee is 12% of the amount.": ["12 percent"],
         "The cap is $1.2 million.": ["1200000 dollar"],
         "2 wires cost $70.": ["2", "70 dollar"],
@@ -697,7 +697,7 @@ def test_unstated_numbers_reads_units_of_measure_and_decimal_commas(answer, cont
     ("The fee is £2.", "The fee is 2 per cent of the balance.", ["2 pound"]),
     ("US$5 billion.", "HK$5 billion were raised.", ["5000000000 dollar"]),
     ("12.5% in Q4 2024.", "Margins were 12.5% in Q3 2024.", ["4"]),
-    ("On 16.03.2025.", "Dividends are paid on 15.03.2025.", ["16"]),
+    ("On 16.03.2025.", "Dividends are paid on 15.03.2025.", ["16", "date 16.03.2025"]),
     ("£30,000 per month.", "The salary is £30,000 per annum.", ["30000 pound/month"]),
     ("3-5 hours.", "Delivery takes 3-5 business days.", ["3 hour", "5 hour"]),
     ("Up to 24 kg.", "A trailer carries up to 24 tonnes.", ["24 kg"]),
@@ -753,6 +753,54 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     from hguard.calibrate.judge import unstated_numbers
 
     assert unstated_numbers(answer, context, "What is it?") == missing
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # a multilingual agency's trial: digits beside the letters of another script were no number ("期限是45天")
+    ("期限是45天。", "期限是30天。", ["45"]),
+    ("Срок 45дней.", "Срок 30 дней.", ["45"]),
+    ("٥٠٠دينار", "٣٠٠ دينار", ["500"]),
+    ("料金は４，５００円", "料金は3,500円です", ["4500"]),
+    ("期限是30天。", "期限是30天。", []),
+    # a date in digits is read whole: day and month swapped, in one order or another
+    ("Valid from 04.03.2024.", "Valid from 03.04.2024.", ["date 04.03.2024"]),
+    ("On 2024-04-03.", "On 2024-03-04.", ["date 2024-04-03"]),
+    ("On 04/03/2024.", "On 03/04/2024.", ["date 04/03/2024"]),
+    ("From 04.04.2024.", "From 03.04.2024.", ["date 04.04.2024"]),
+    ("On 2024-03-04.", "On 04.03.2024.", []),
+    ("On 2024-03-04.", "On 03/04/2024.", []),  # may be 4 March: the slash does not say which order it writes
+    # currencies of Europe and beyond, and the Arabic percent sign
+    ("It costs 30 dollars.", "It costs 30 zł.", ["30 dollar"]),
+    ("It costs 30 dollars.", "It costs 30 BGN.", ["30 dollar"]),
+    ("It costs 30 €.", "It costs 30zł.", ["30 euro"]),
+    ("It costs 30 lira.", "It costs 30 TRY.", []),
+    ("٣٠٪", "The fee is 30 EUR.", ["30 percent"]),
+    ("The fee is 500 Kč.", "Poplatek činí 500 Kč.", []),
+    ("Rub it in twice daily.", "Rub it in 2 times a day.", []),  # "rub" is a verb; RUB a currency in capitals
+    # a number written in words and digits, "thirty (30) days": its unit is the digits' (the word was read bare,
+    # and a bare number matched any unit; a law firm's trial)
+    ("30 months.", "Upon thirty (30) days' written notice.", ["30 month"]),
+    ("Within 10 months.", "Within ten (10) business days.", ["10 month"]),
+    ("30 days.", "Upon thirty (30) days' written notice.", []),
+    # how other scripts and documents write numbers: a space or the Arabic signs grouping and marking decimals, an
+    # invisible joiner inside a number
+    ("25 000 €.", "It costs 25 000 euros.", []),
+    ("٣٠٫٥ يورو", "The fee is 30.5 EUR.", []),
+    ("١٬٠٠٠ units", "1,000 units", []),
+    ("1000 units.", "Give 1‍000 units.", []),
+])
+def test_unstated_numbers_reads_other_scripts_dates_and_currencies(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context, "What is it?") == missing
+
+
+def test_a_currency_name_is_read_as_one_only_beside_a_number():
+    """'Kr' alone is krypton and 'Lev Tolstoy' a name: the judge's tokens keep them as words."""
+    from hguard.calibrate.judge import _tokens
+
+    assert _tokens("Which element has the symbol Kr?")[-1] == "kr" and _tokens("Lev Tolstoy") == ["lev", "tolstoy"]
+    assert _tokens("200 kr") == ["200", "krona"]
 
 
 @pytest.mark.parametrize("answer, alias, label", [

@@ -153,6 +153,17 @@ def test_the_off_topic_check_reads_content_words_in_the_questions_own_language(q
     assert shares_content_word(question, passage) is shares
 
 
+def test_a_soft_hyphen_or_zero_width_space_inside_a_passage_word_is_no_break():
+    """A PDF's soft hyphen ("Gdań\u00adsk") split the word in two, so a passage naming the question's city held
+    "none of the question's content words" and a right answer went to review (a multilingual agency's trial)."""
+    from hguard.signals.relevance import off_question, shares_content_word
+
+    for hidden in ("\u00ad", "\u200b"):
+        passage = f"The company has its registered office in Gdań{hidden}sk, Poland."
+        assert shares_content_word("Where is the registered office in Gdańsk?", passage)
+        assert off_question("Where is the office in Gdańsk?", f"Our seat is in Gdań{hidden}sk.", 0.0) is None
+
+
 def test_the_off_topic_hold_of_an_english_question_is_not_gated_by_a_foreign_passages_function_words():
     """context_relevance counts "de" of "contrat de vente" as a word the French passage shares: the hold never fired
     and an answer from a canteen menu was accepted for a contract penalty."""

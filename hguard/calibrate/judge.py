@@ -59,7 +59,9 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 
-from hguard._text import asks_yes_no, fold_accents, join_digit_groups
+import regex
+
+from hguard._text import asks_yes_no, fold_accents, join_digit_groups, without_ignorables
 from hguard.errors import InputError
 
 __all__ = [
@@ -169,21 +171,39 @@ def _canonical_number(word: str) -> str | None:
 
 # Units that `normalize` would drop with the other symbols, kept as words (so that "20%" is not "20 days", and
 # "$5,000" is not "5,000 EUR"): the symbol and its spelt-out names read as one word.
-_UNIT_SYMBOLS = {"%": "percent", "$": "dollar", "\u20ac": "euro", "\u00a3": "pound", "\u00a5": "yen", "\u20b9": "rupee"}
+_UNIT_SYMBOLS = {"%": "percent", "$": "dollar", "\u20ac": "euro", "\u00a3": "pound", "\u00a5": "yen", "\u20b9": "rupee",
+                 "\u20ba": "try", "\u20b4": "uah", "\u20bd": "rub", "\u20a9": "krw", "\u20aa": "ils", "\u20ab": "vnd",
+                 "\u0e3f": "thb", "\u20a6": "ngn", "\u20b1": "php"}
 _UNIT_SYMBOL = re.compile("|".join(re.escape(k) for k in _UNIT_SYMBOLS))
 _UNIT_WORDS = {"percent": "percent", "percentage": "percent", "pct": "percent",
                "dollar": "dollar", "dollars": "dollar", "usd": "dollar", "euro": "euro", "euros": "euro",
                "eur": "euro", "pound": "pound", "pounds": "pound", "gbp": "pound", "yen": "yen", "jpy": "yen",
                "rupee": "rupee", "rupees": "rupee", "inr": "rupee", "yuan": "cny", "renminbi": "cny",
                **{code: code for code in ("chf", "cad", "aud", "nzd", "cny", "rmb", "hkd", "sgd", "sek", "nok", "dkk",
-                                          "pln", "czk", "huf", "krw", "brl", "mxn", "zar", "ils")}}
+                                          "pln", "czk", "huf", "krw", "brl", "mxn", "zar", "ils", "bgn", "uah", "isk",
+                                          "thb", "twd", "idr", "myr", "vnd", "aed", "sar", "egp", "ngn", "kes", "clp")},
+               # names and abbreviations written beside the number, in their languages too: read as a currency only
+               # there ("Kr" alone is krypton, "Lev Tolstoy" a name; `_BY_A_NUMBER`)
+               "zł": "pln", "zl": "pln", "zloty": "pln", "zlotys": "pln", "zlotych": "pln", "złoty": "pln",
+               "złotych": "pln", "kč": "czk", "forint": "huf", "forints": "huf",
+               "kr": "krona", "krona": "krona", "kronor": "krona", "krone": "krona", "kroner": "krona",
+               "lei": "ron", "leu": "ron", "lev": "bgn", "leva": "bgn", "lira": "try", "liras": "try", "lire": "try",
+               "hryvnia": "uah", "hryvnias": "uah", "hryvnya": "uah", "rouble": "rub", "roubles": "rub",
+               "ruble": "rub", "rubles": "rub", "shekel": "ils", "shekels": "ils", "baht": "thb",
+               "ευρω": "euro", "يورو": "euro", "евро": "euro", "рублей": "rub", "рубля": "rub", "рубль": "rub"}
+_BY_A_NUMBER = frozenset(normalize(w) for w in list(_UNIT_WORDS)[list(_UNIT_WORDS).index("zł"):])
+_CURRENCY_SPELLINGS = tuple(w for w, unit in _UNIT_WORDS.items() if unit != "percent" and len(w) > 1)
+_UNIT_WORDS = {normalize(w): unit for w, unit in _UNIT_WORDS.items()}  # as the text reads them: "kč" is "kc"
+# codes that are English words too ("try", "Ron", "rub twice daily"), read as currencies only in capitals
+_CAPITAL_CODES = re.compile(r"\b(TRY|RON|PHP|RUB)\b")
+_CAPITAL_CODE_AS = {"TRY": "\u20ba", "RON": "leu", "PHP": "\u20b1", "RUB": "\u20bd"}
 # the three-letter codes among them, which a text may write on the number itself ("USD1,500")
-_CURRENCY_CODES = tuple(c for c, unit in _UNIT_WORDS.items() if len(c) == 3 and unit != "percent")
-_CURRENCIES = frozenset(_UNIT_WORDS.values()) - {"percent"}
+_CURRENCY_CODES = tuple(c for c, unit in _UNIT_WORDS.items() if len(c) == 3 and c.isascii() and unit != "percent")
+_CURRENCIES = frozenset((*_UNIT_WORDS.values(), *_UNIT_SYMBOLS.values())) - {"percent"}
 _SCALES = {"thousand": 10**3, "million": 10**6, "mio": 10**6, "mn": 10**6, "mln": 10**6, "mil": 10**6, "billion": 10**9,
            "bn": 10**9,
            "trillion": 10**12}
-_MEASURES = frozenset(_UNIT_WORDS.values())  # currencies and percent
+_MEASURES = _CURRENCIES | {"percent"}
 
 
 def _measure_table() -> dict[str, tuple[str, Decimal, str]]:
@@ -236,10 +256,36 @@ _GLUED_UNIT = re.compile(r"(?i)(?<![\w.,])(\d+(?:[.,]\d+)?)(" + "|".join(sorted(
     (w for w in _MEASURE_UNITS if w not in ("s", "l", "m", "sec", "secs", "c", "f", "ft", "unit", "units")), key=len,
     reverse=True)) + r")(?![^\W\d_])")
 # a decimal comma: "2,5 mg", "0,125 mg" ("1,250" stays one thousand two hundred and fifty) and "1.000,50" (1000.50)
-_UNIT_AHEAD = (r"(?=\s*(?:[%$\u20ac\u00a3\u00a5\u20b9]|(?:" + "|".join(sorted(
+_UNIT_AHEAD = (r"(?=\s*(?:[" + re.escape("".join(_UNIT_SYMBOLS)) + r"]|(?:" + "|".join(sorted(
     (re.escape(w) for w in (*_MEASURE_UNITS, *_UNIT_WORDS, *_SCALES)), key=len, reverse=True)) + r")(?![^\W\d_])))")
 _DECIMAL_COMMA = re.compile(r"(?i)(?<![\d.,])(\d+),(\d{1,2})(?![\d,])" + _UNIT_AHEAD + r"|(?<![\d.,])0,(\d+)(?![\d,])")
 _GROUPED_DECIMAL_COMMA = re.compile(r"(?<![\d.,])(\d{1,3}(?:\.\d{3})+),(\d+)(?![\d,.])")
+# a currency's code or name written on its number: "30zł", "1500EUR", "200kr"
+_GLUED_CURRENCY = re.compile(r"(?i)(?<![\w.,])(\d+(?:[.,]\d+)?)(" + "|".join(sorted(
+    map(re.escape, _CURRENCY_SPELLINGS), key=len, reverse=True)) + r")(?![^\W\d_])")
+# a space grouping thousands before a unit: "25 000 euros" (as "25\u00a0000 \u20ac"; not "5 100" alone)
+_SPACE_GROUPED = re.compile(r"(?<![\d.,])(\d{1,3})((?: \d{3})+)(?![\d.,])" + _UNIT_AHEAD)
+# a digit beside a letter of a script written without spaces or with its words on the number ("期限是45天",
+# "45дней", "٥٠٠دينار"): the number is a word of its own; beside a Latin letter it stays ("COVID-19", "Q3", "v2")
+_SCRIPT_DIGIT = regex.compile(r"(?<=\d)(?=[\p{L}--\p{Latin}])|(?<=[\p{L}--\p{Latin}])(?=\d)", regex.V1)
+_ARABIC_MARKS = str.maketrans({"\u066b": ".", "\u066c": ",", "\u066a": "%"})  # decimal, thousands, percent
+_FULL_WIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}  # "４，５００円" is "4,500円"
+
+
+def _plain_digits(text: str) -> str:
+    """``text`` with its numbers written as the rules below read them: every script's digits as 0-9 ("٣٠", "３０"),
+    full-width punctuation and the Arabic decimal, thousands and percent signs as their ASCII forms, invisible
+    characters dropped (a zero-width joiner inside "1\u200d000"), a number set apart from the letters of another
+    script, currency codes that are English words read in capitals ("30 TRY"), and a currency written on its
+    number set apart from it."""
+    text = without_ignorables(text).translate(_FULL_WIDTH).translate(_ARABIC_MARKS)
+    if not text.isascii():
+        text = "".join(str(unicodedata.decimal(c)) if c.isdecimal() and not c.isascii() else c for c in text)
+        text = _SCRIPT_DIGIT.sub(" ", text)
+    text = _CAPITAL_CODES.sub(lambda m: _CAPITAL_CODE_AS[m.group(1)], text)
+    return _SPACE_GROUPED.sub(lambda m: m.group(1) + m.group(2).replace(" ", ""), _GLUED_CURRENCY.sub(r"\1 \2", text))
+
+
 # a number word that is a count of times ("twice daily") or a half ("half a tablet")
 _TIMES_WORDS = {"once": "1", "twice": "2", "thrice": "3"}
 
@@ -348,6 +394,9 @@ def stated_numbers(text: str, number_words: bool = True) -> list[tuple[str, str 
         if _canonical_number(value) is None:
             i += 1
             continue
+        if i + 1 < len(toks) and toks[i + 1] == value:
+            i += 1  # one number written twice, "thirty (30) days": read once, with its unit
+            continue
         unit, nxt = _unit_at(toks, i + 1)
         if unit is None and i + 3 < len(toks) and toks[i + 1] == "to" and _canonical_number(toks[i + 2]) is not None:
             unit = _unit_at(toks, i + 3)[0]  # "2 to 4 mg": the range's unit is both ends'
@@ -393,6 +442,42 @@ def _amount(value: str, unit: str | None) -> tuple[str, str | None]:
     return format((Decimal(value) * factor).normalize(), "f"), base + (f"/{per}" if per else "")
 
 
+# a date written in digits, read whole: year first ("2024-03-04"), day first ("04.03.2024"), or day or month first
+# ("03/04/2024", "03-04-2024")
+_NUMERIC_DATE = re.compile(r"(?<![\d./-])(?:(\d{4})([-/.])(\d{1,2})\2(\d{1,2})|(\d{1,2})([-/.])(\d{1,2})\6(\d{4}))"
+                           r"(?!\d|[./-]\d)")
+
+
+def _numeric_dates(text: str) -> list[tuple[str, str, tuple[int, int, int], frozenset[tuple[int, int, int]]]]:
+    """The dates ``text`` writes in digits: (as written, how it orders its parts, the parts, each (year, month, day) it
+    may mean). "03/04/2024" may be 3 April or 4 March; "04.03.2024" is 4 March."""
+    out = []
+    for m in _NUMERIC_DATE.finditer(_plain_digits(text)):
+        if m.group(1):
+            parts, order = (int(m.group(1)), int(m.group(3)), int(m.group(4))), "ymd"
+            readings = {parts}
+        else:
+            a, b, y = int(m.group(5)), int(m.group(7)), int(m.group(8))
+            parts, order = (a, b, y), ("dmy" if m.group(6) == "." else "dmy or mdy")
+            readings = {(y, b, a)} if order == "dmy" else {(y, b, a), (y, a, b)}
+        readings = {r for r in readings if 1 <= r[1] <= 12 and 1 <= r[2] <= 31}
+        if readings:
+            out.append((m.group(0), order, parts, frozenset(readings)))
+    return out
+
+
+def _unstated_dates(answer: str, said: str) -> list[str]:
+    """The dates ``answer`` writes in digits that the dates ``said`` writes in digits do not hold (none when it writes
+    none: a date in words is read as its parts). A date written in the same order must be the same ("04.03.2024"
+    is not "03.04.2024"; "04/03/2024" is not "03/04/2024": one document writes one order); in another order,
+    one of its meanings must be ("2024-03-04" is "04.03.2024", and may be "03/04/2024")."""
+    dates = _numeric_dates(said)
+    if not dates:
+        return []
+    return [f"date {written}" for written, order, parts, readings in _numeric_dates(answer)
+            if not any(parts == p if order == o else readings & r for _, o, p, r in dates)]
+
+
 _LIST_MARKER = re.compile(r"(?m)^\s*\d+[.)](?=\s)|\[\d+\]")  # "1. ..." at a line's start, a citation "[1]"
 
 
@@ -424,7 +509,7 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
             continue  # "1.6 mcg/kg/day" from "1.6 micrograms per kilogram of body weight per day": a period added
         if units is None or (unit is not None and unit not in units and None not in units):
             missing.append(f"{value} {unit}" if unit else value)
-    return missing
+    return missing + _unstated_dates(answer, f"{context}\n{question}")
 
 
 _SIGN = re.compile(r"(?:^|(?<=[\s(]))[-\u2212](?=[$\u20ac\u00a3\u00a5\u20b9]?\d)")  # "-0.5%", "-$200"; not "2-5"
@@ -441,11 +526,12 @@ def _tokens(text: str, number_words: bool = True) -> list[str]:
     """Normalised words with numbers (digits or words) rewritten to one canonical digit form, with their sign
     ("-0.5%" is not "0.5%") and their scale word ("$5 million" is 5000000, not 5), and units (`_UNIT_WORDS`) to one
     word after their number ("$5,000", "5,000 dollars" and "USD 5 thousand" all read "5000 dollar")."""
-    text = _written_numbers(_decimal_commas(text), number_words)
+    text = _written_numbers(_decimal_commas(_plain_digits(text)), number_words)
     text = _CODE_ON_NUMBER.sub(r"\1 ", _BARE_DECIMAL.sub("0.", _SIGN.sub(" minus ", text)))
     text = _GLUED_UNIT.sub(r"\1 \2", text)
     words = normalize(_UNIT_SYMBOL.sub(lambda m: f" {_UNIT_SYMBOLS[m.group(0)]} ", text)).split()
-    words = [_UNIT_WORDS.get(w, w) for w in words]
+    words = [w if w in _BY_A_NUMBER and not any(c.isdigit() for c in "".join(words[max(i - 1, 0):i + 2:2])) else
+             _UNIT_WORDS.get(w, w) for i, w in enumerate(words)]
     i = 0
     while i < len(words) - 1:  # a currency before its number goes after it
         if words[i] in _CURRENCIES and any(c.isdigit() for c in words[i + 1]):

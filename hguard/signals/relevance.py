@@ -35,7 +35,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from hguard._text import asks_yes_no, function_words, language_of, reads_english, words_of
+from hguard._text import asks_yes_no, function_words, language_of, reads_english, without_ignorables, words_of
 from hguard.signals._grounding_lexical import _stem, _word_matches
 from hguard.errors import InputError
 
@@ -91,7 +91,7 @@ def shares_content_word(question: str, context: str | Sequence[str]) -> bool:
     and so passed)."""
     from hguard.signals.grounding import _context_text
 
-    text = _context_text(context)
+    text, question = without_ignorables(_context_text(context)), without_ignorables(question)  # "Gda\u00adnsk"
     said = words_of(text)
     return _shares(question, text, said, language_of(said), reads_english(question))
 
@@ -123,8 +123,9 @@ def off_question(question: str, context: str | Sequence[str] | None, context_rel
         return None
     from hguard.signals.grounding import _context_text
 
+    # a soft hyphen or zero-width space inside a word (PDF and web text) splits it in two: read without them
+    text, question = without_ignorables(_context_text(context)), without_ignorables(question)
     english = reads_english(question)
-    text = _context_text(context)
     said = words_of(text)
     passage_in = language_of(said)
     # context_relevance counts a foreign passage's function words ("de", "für") as the question's: it gates only
