@@ -277,7 +277,11 @@ class _Scoring:
                                  rag=context_given(g.context))
         from .monitor import tightened_thresholds
 
-        thresholds, tightened = tightened_thresholds(self.monitor_state.get(domain), thresholds)
+        try:
+            thresholds, tightened = tightened_thresholds(self.monitor_state.get(domain), thresholds)
+        except Exception as exc:  # a state it cannot apply holds the answer, on record (it raised past the record)
+            tightened = None
+            problems.append(f"the monitor state could not be applied ({type(exc).__name__}: {exc}): held for review")
         decision: Decision = decide(
             risk,
             domain_policy=dp,

@@ -5,6 +5,7 @@ domain's thresholds. See :mod:`hguard.monitor`."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -38,16 +39,29 @@ class DomainState:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+def _threshold(value: Any) -> float | None:
+    """``value`` as a tightened accept threshold: a finite number in [0, 1], else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
+        return None
+    return float(value)
+
+
 def transition(state: DomainState, event: Mapping[str, Any]) -> DomainState:
     """The next state after one audit event (``kind`` monitor_tighten or monitor_lift); other kinds and a
-    tightening of an already tightened domain by an equal or looser threshold change nothing."""
+    tightening of an already tightened domain by an equal or looser threshold change nothing. A tightening whose
+    threshold is no number in [0, 1] (null, as a NaN is written) tightens to accept nothing, saying so: it stopped
+    every replay of the chain, and so every domain, the monitor, lifts and rotation, for good."""
     kind = event.get("kind")
     if kind == TIGHTEN:
-        new = float(event["accept_below"])
+        new = _threshold(event.get("accept_below"))
+        reason = event.get("reason")
+        if new is None:
+            new, reason = 0.0, (f"{reason}; its accept_below, {event.get('accept_below')!r}, is no threshold: "
+                                "accepting nothing until a person lifts it")
         if state.state == "tightened" and state.accept_below is not None and state.accept_below <= new:
             return state
         return DomainState("tightened", event.get("action"), new, event.get("time"), event.get("id"),
-                           event.get("probe_id"), event.get("reason"), event.get("calibration_id"),
+                           event.get("probe_id"), reason, event.get("calibration_id"),
                            event.get("data_hash"))  # fmt: skip
     if kind == LIFT:
         if state.state != "tightened":
@@ -88,8 +102,9 @@ def tightened_thresholds(entry: DomainState | None, thresholds):
         return thresholds, None
     from dataclasses import replace
 
-    accept = min(float(entry.accept_below or 0.0), thresholds.accept_below)
+    accept = min(_threshold(entry.accept_below) or 0.0, thresholds.accept_below)
     if entry.record_id is None and entry.since is None:  # no tightening of the monitor's: a state that cannot be read
+        accept = 0.0  # as it says (a state file's own threshold, with nothing to check it by, accepted under it)
         why = f"domain held for review, accepting nothing, while its monitor state cannot be checked: {entry.reason}"
     else:
         why = (
@@ -110,7 +125,7 @@ def _stricter(a: DomainState | None, b: DomainState | None) -> DomainState | Non
     """The stricter of two states: tightened over normal, the lower accept threshold among tightened."""
     ta, tb = a is not None and a.state == "tightened", b is not None and b.state == "tightened"
     if ta and tb:
-        return a if float(a.accept_below or 0.0) <= float(b.accept_below or 0.0) else b  # type: ignore[union-attr]
+        return a if (_threshold(a.accept_below) or 0.0) <= (_threshold(b.accept_below) or 0.0) else b  # type: ignore[union-attr]
     return a if ta or not tb else b
 
 
@@ -293,11 +308,20 @@ class MonitorState:
 
 def read_state_file(path: Path) -> dict[str, DomainState]:
     """The domain states a state file holds; OSError, ValueError, TypeError, KeyError or AttributeError when it
-    cannot be read as one."""
+    cannot be read as one: also a state other than normal or tightened, a tightened threshold that is no number in
+    [0, 1] (NaN, which JSON readers take) or a field of the wrong type."""
     data = json.loads(path.read_text(encoding="utf-8"))
     if data.get("format") != STATE_FORMAT:
         raise ValueError(f"format is {data.get('format')!r}, not {STATE_FORMAT!r}")
-    return {d: DomainState(**s) for d, s in data["domains"].items()}
+    states = {d: DomainState(**s) for d, s in data["domains"].items()}
+    for d, st in states.items():
+        if st.state not in ("normal", "tightened") or (st.state == "tightened" and _threshold(st.accept_below) is None):
+            raise ValueError(f"domain {d!r} has state {st.state!r} with accept_below {st.accept_below!r}: a domain is "
+                             "normal, or tightened to an accept_below in [0, 1]")
+        wrong = [k for k, v in st.to_dict().items() if k != "accept_below" and v is not None and not isinstance(v, str)]
+        if wrong:
+            raise ValueError(f"domain {d!r}: {wrong[0]} is {getattr(st, wrong[0])!r}, not text")
+    return states
 
 
 def write_state(path: Path, states: Mapping[str, DomainState], pid: str) -> None:

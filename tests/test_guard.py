@@ -208,6 +208,23 @@ def test_the_default_policy_holds_answers_routed_to_review():
     assert load_policy(DEFAULT_POLICY).review_message
 
 
+def test_a_monitor_state_that_cannot_be_applied_holds_the_answer_on_record(calibrated, tmp_path):
+    """Applying the monitor state raised past the record (a NaN threshold from the state file): the caller got an
+    InputError after the model had answered and the audit log held neither a decision nor an error."""
+    from hguard.audit import AuditLog
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path), lm=lm)
+
+    def broken(name):
+        raise ValueError("no state")
+
+    g.monitor_state.get = broken
+    r = g.invoke("who is the author ?", domain="alpha")
+    assert r.route == "review" and any("the monitor state could not be applied (ValueError: no state)" in x for x in r.reasons)
+    assert AuditLog(g.audit.path).find(r.audit_id)["route"] == "review"
+
+
 def test_a_hand_set_accept_threshold_is_said_at_start_and_in_each_accepted_answer(calibrated, tmp_path):
     lm, root = calibrated
     with pytest.warns(UserWarning, match="domain 'alpha': accept_below 0.999 is set by hand in the policy and no calibration certified it"):

@@ -197,6 +197,44 @@ def test_unreadable_state_file_fails_closed(tmp_path):
     assert MonitorState(p, tmp_path / "no-log-yet.jsonl").get("geo") is None  # nothing written: nothing tightened
 
 
+@pytest.mark.parametrize("entry", [
+    {"state": "tightened", "accept_below": float("nan")},  # json reads NaN: min(nan, 0.99) is nan, which crashed
+    {"state": "tightened", "accept_below": 1.5},
+    {"state": "tightened", "accept_below": None},
+    {"state": "bogus"},
+    {"state": "tightened", "accept_below": 0.1, "reason": ["not", "text"]},
+])
+def test_a_state_file_entry_that_is_no_state_fails_closed_naming_the_file(tmp_path, entry):
+    """A fault-injection trial: a NaN threshold in the state file crashed every request of the domain after the model
+    had answered, with no record (an InputError blaming the caller), and the monitor then carried it into the log."""
+    import json
+
+    p = tmp_path / "state.json"
+    p.write_text(json.dumps({"format": "hguard-monitor-state", "domains": {"geo": entry}}))
+    st = MonitorState(p).get("geo")
+    assert st.state == "tightened" and st.accept_below == 0.0 and f"monitor state {p} is unreadable" in st.reason
+    t = Thresholds(0.4, 0.9, 0.2, 0.9, 100, 0.3, 0.1, 0.18, "fitted")
+    assert tightened_thresholds(st, t)[0].accept_below == 0.0
+
+
+def test_a_state_that_cannot_be_checked_accepts_nothing_as_its_reason_says():
+    """A state file's tightened entry with no record behind it: the reason said "accepting nothing", yet the file's
+    own 0.5 was applied and an answer at risk 0.08 accepted (a fault-injection trial)."""
+    t = Thresholds(0.9, 0.95, 0.2, 0.9, 100, 0.3, 0.1, 0.18, "fitted")
+    new, why = tightened_thresholds(DomainState("tightened", None, 0.5, None, None, None, "forged"), t)
+    assert new.accept_below == 0.0 and why.startswith("domain held for review, accepting nothing")
+
+
+def test_a_tightening_record_without_a_threshold_tightens_to_nothing_instead_of_stopping_every_replay():
+    """A monitor_tighten record whose accept_below was written null (a NaN) stopped every replay with a TypeError: the
+    guard held every domain, and the monitor, its lift and rotation all failed, for good."""
+    states = replay([{"kind": "monitor_tighten", "domain": "g", "accept_below": None, "id": "x", "reason": "carried"},
+                     {"kind": "monitor_tighten", "domain": "h", "accept_below": "0.2", "id": "y"}])
+    assert {d: (s.state, s.accept_below) for d, s in states.items()} == {"g": ("tightened", 0.0), "h": ("tightened", 0.0)}
+    assert "its accept_below, None, is no threshold" in states["g"].reason
+    assert transition(states["g"], {"kind": "monitor_lift", "id": "z"}).state == "normal"
+
+
 # ------------------------------------------------------------------------------------------ policy keys
 
 
