@@ -3,6 +3,7 @@ spot-check of accepted answers, and the record of a request that failed before a
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 import uuid
@@ -32,6 +33,9 @@ UNQUEUED_HELD = 10_000
 #: most decisions a guard remembers having said undelivered (to say each once when several layers of one call see its
 #: cancel, which happens within the call): the oldest are forgotten, so a long-lived guard's memory stays bounded
 UNDELIVERED_REMEMBERED = 4_096
+#: how much of a refused request's question, context or error message its error record keeps (the rest is named by
+#: its length and sha256); a passage the model could read whole is shorter
+ERROR_TEXT_CHARS = 64_000
 
 
 class _Recording:
@@ -120,20 +124,29 @@ class _Recording:
         if self.audit is None:
             return None
 
-        def text(v):
-            return v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else repr(v)
+        cut: dict[str, Any] = {}
+
+        def text(v, name: str) -> str:
+            t = v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else repr(v)
+            if len(t) <= ERROR_TEXT_CHARS:
+                return t
+            # a request refused before generating (a 10 MB passage over the model's window) is named, not copied:
+            # three such calls wrote 32 MB, and a loop of them fills the disk, after which nothing is recorded
+            cut[f"{name}_chars"], cut[f"{name}_sha256"] = len(t), hashlib.sha256(t.encode("utf-8", "surrogatepass")).hexdigest()
+            return t[:ERROR_TEXT_CHARS] + f" [... cut here: {len(t)} characters in all, sha256 in {name}_sha256]"
 
         record = {
             **self._provenance(),  # which code and policy refused it, as a decision names what decided it
             "source": source,
             "error_type": type(exc).__name__,  # readable in a redacting log, which hashes the message
-            "error": f"{type(exc).__name__}: {exc}",
-            "question": text(question),
-            "context": None if context is None else text(context if isinstance(context, str) else repr(context)),
+            "error": text(f"{type(exc).__name__}: {exc}", "error"),
+            "question": text(question, "question"),
+            "context": None if context is None else text(context if isinstance(context, str) else repr(context), "context"),
             "domain": domain if isinstance(domain, str) else None,
             "model": self.lm.name,
             "model_fingerprint": self.lm.fingerprint,
         }
+        record.update(cut)
         if request_id is not None:  # the caller's id of the request, as a decision record names it
             record["caller_request_id"] = request_id
         try:

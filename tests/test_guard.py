@@ -450,6 +450,22 @@ def test_bad_input_gets_a_clear_error_and_only_an_error_record(guard, tmp_path, 
     assert after[-1]["hguard_version"] and after[-1]["hguard_source"]
 
 
+def test_a_refused_oversized_request_is_named_in_its_error_record_not_copied(guard, tmp_path):
+    """A fault-injection trial: each refused request over the model's window wrote its whole input into the log (three
+    calls of 10 MB grew it by 32 MB; a loop of them fills the disk, and then no decision can be recorded)."""
+    import hashlib
+
+    from hguard._guard_records import ERROR_TEXT_CHARS
+
+    passage = "The policy covers water damage. " * 2_500  # 80,000 characters
+    with pytest.raises(InputError, match="context of 256") as err:
+        guard.invoke("who ?", context=passage, domain="alpha")
+    rec = AuditLog(tmp_path / "audit.jsonl").find(err.value.audit_id)
+    assert rec["kind"] == "error" and rec["context"].startswith(passage[:ERROR_TEXT_CHARS])
+    assert len(rec["context"]) < ERROR_TEXT_CHARS + 200 and rec["context_chars"] == len(passage)
+    assert rec["context_sha256"] == hashlib.sha256(passage.encode()).hexdigest() and "question_chars" not in rec
+
+
 @pytest.mark.parametrize("call, words", [
     ({"request_id": object()}, "request_id must be a string or None, got object"),
     ({"request_id": float("nan")}, "request_id must be a string or None, got float"),
