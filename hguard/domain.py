@@ -22,6 +22,10 @@ from typing import Any, Mapping, Sequence
 from .errors import InputError, ProbeError
 from .settings import CLOSED_BOOK, PROMPT_MODES, RAG, GenerationSettings
 
+# how a probe file's thresholds_fitted_on opens when they were fitted on cross-family scores
+# (hguard.calibrate.families.CROSS_FAMILY_SCORES), which also fits the out-of-distribution check
+_CROSS_FAMILY = "cross-family out-of-fold"
+
 FINGERPRINT_KEYS = (
     "model_fingerprint", "chat_template_fingerprint", "system_prompt_fingerprint", "context_prompt_fingerprint",
 )
@@ -179,6 +183,14 @@ class CalibratedDomain:
         kc = mapping("knowledge_conflict")
         if kc and (not isinstance(kc.get("detector"), Mapping) or not isinstance(kc.get("threshold"), (int, float))):
             bad("knowledge_conflict", "an object with a detector and a numeric threshold")
+        # What every calibration that records how its thresholds were fitted (or that answered with context) writes:
+        # taken out, the guard scored by the probe alone, under thresholds fitted on merged risks, or skipped the
+        # out-of-distribution check, with no word (a fault-injection trial's edit flipped a route to accept)
+        fitted_on = m.get("thresholds_fitted_on")
+        if m.get("merger") is None and (fitted_on is not None or mode == RAG):
+            bad("merger", "the merger its thresholds were fitted with (the file says how they were fitted, so it had one)")
+        if ood is None and isinstance(fitted_on, str) and fitted_on.startswith(_CROSS_FAMILY):
+            bad("ood", "the out-of-distribution check its cross-family calibration fitted")
         return cls(
             probe=probe,
             name=domain,

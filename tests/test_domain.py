@@ -225,6 +225,21 @@ def test_a_malformed_record_entry_is_refused_naming_it(small_probe, tmp_path, ke
         CalibratedDomain.load(tmp_path / "p.json")
 
 
+@pytest.mark.parametrize("name, key", [("geography", "merger"), ("general.rag", "merger"), ("geography", "ood")])
+def test_a_probe_file_without_the_merger_or_ood_check_its_calibration_fitted_is_refused(tmp_path, name, key):
+    """A fault-injection trial took `merger` out of geography.json (and recomputed probe_id, as anyone without a key
+    can): it loaded with no word, its risk became the probe's alone (0.0842 -> 0.0345) under thresholds fitted on
+    merged risks, and a route flipped from review to accept; without `ood` the out-of-distribution check was off."""
+    probe, _ = HNeuronProbe.load(REFERENCE_PROBES / f"{name}.json")
+    meta = json.loads((REFERENCE_PROBES / f"{name}.json").read_text())["metadata"]
+    probe.save(tmp_path / "whole.json", metadata=meta)
+    assert CalibratedDomain.load(tmp_path / "whole.json").merger is not None  # as shipped, it loads
+    del meta[key]
+    probe.save(tmp_path / "edited.json", metadata=meta)
+    with pytest.raises(ProbeError, match=rf"\['{key}'\] is not the .*restore the file or recalibrate"):
+        CalibratedDomain.load(tmp_path / "edited.json")
+
+
 def test_a_per_family_certificate_reads_the_families_the_probe_file_records(small_probe, tmp_path):
     from hguard.policy import DomainPolicy
 
