@@ -379,6 +379,32 @@ def test_llm_reranks_choice_of_passages_is_a_retrieval_step_not_an_answer_held(t
     assert guard.review_queue.pending() == []
 
 
+def test_a_router_and_a_sub_question_engines_choices_are_steps_not_answers_held(tiny_probes, embedder, tmp_path, index):
+    """A LlamaIndex trial: RouterQueryEngine's selector prompt and SubQuestionQueryEngine's question generator were
+    routed as answers; held, their replies could not be parsed ("No valid JSON found in output: This answer is held
+    ..."), so every query of both engines failed, each leaving a junk item in the review queue."""
+    from llama_index.core.question_gen import LLMQuestionGenerator
+    from llama_index.core.schema import QueryBundle
+    from llama_index.core.selectors import LLMMultiSelector, LLMSingleSelector
+    from llama_index.core.tools import ToolMetadata
+
+    guard = _guard(tiny_probes, embedder, tmp_path, abstain_above=0.0)  # every answer would be held
+    llm = HGuardLLM(guard, domain="alpha")
+    tools = [ToolMetadata(name="capitals", description="capitals of countries"),
+             ToolMetadata(name="rivers", description="rivers of the world")]
+    for call in (lambda: LLMSingleSelector.from_defaults(llm=llm).select(tools, QueryBundle(AUSTRALIA)),
+                 lambda: LLMMultiSelector.from_defaults(llm=llm).select(tools, QueryBundle(AUSTRALIA)),
+                 lambda: LLMQuestionGenerator.from_defaults(llm=llm).generate(tools, QueryBundle(AUSTRALIA))):
+        try:
+            call()
+        except (ValueError, IndexError, KeyError, AttributeError):  # the tiny model's reply need not parse: LlamaIndex's to say
+            pass
+    log = list(AuditLog(guard.audit.path))
+    assert [r["kind"] for r in log] == ["retrieval_query"] * 3, [r["kind"] for r in log]
+    assert [r["step"].split(":")[0] for r in log] == [f"LlamaIndex {s}" for s in ("LLMSingleSelector", "LLMMultiSelector", "LLMQuestionGenerator")]
+    assert guard.review_queue.pending() == []
+
+
 def test_a_stock_engine_whose_nodes_hold_no_text_goes_to_review_as_nothing_retrieved(make_guard):
     """Retrieved nodes of whitespace or invisible characters alone (a zero-width space, a byte-order mark): the
     stock synthesizer still calls the LLM with them as its context. The call is held as nothing retrieved (it

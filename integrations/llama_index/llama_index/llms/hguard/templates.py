@@ -117,6 +117,16 @@ def _query_prompts() -> tuple[tuple[re.Pattern[str], str, str], ...]:
         # user got "Empty Response" with no reason. The answer from the passages kept is guarded as ever.
         ("llama_index.core.prompts.default_prompts", "DEFAULT_CHOICE_SELECT_PROMPT_TMPL",
          "LLMRerank: choose the passages to answer from"),
+        # likewise the steps that choose where to ask and what: RouterQueryEngine's selector (which engine or tool),
+        # SubQuestionQueryEngine's question generator (the sub-questions, as JSON). Held, their replies could not be
+        # parsed and every query failed ("No valid JSON found"), leaving a junk item for reviewers; the answers of
+        # the engines they pick, and the final one, are guarded as ever.
+        ("llama_index.core.selectors.prompts", "DEFAULT_SINGLE_SELECT_PROMPT_TMPL",
+         "LLMSingleSelector: choose the engine or tool to ask"),
+        ("llama_index.core.selectors.prompts", "DEFAULT_MULTI_SELECT_PROMPT_TMPL",
+         "LLMMultiSelector: choose the engines or tools to ask"),
+        ("llama_index.core.question_gen.prompts", "DEFAULT_SUB_QUESTION_PROMPT_TMPL",
+         "LLMQuestionGenerator: write the sub-questions to ask"),
     ):
         try:
             template = getattr(importlib.import_module(module), name)
@@ -124,6 +134,12 @@ def _query_prompts() -> tuple[tuple[re.Pattern[str], str, str], ...]:
             continue
         if isinstance(template, str) and "{" in template:
             found.append((_whole_template(template), step, template))
+            if module.endswith(".selectors.prompts"):  # as the selectors' from_defaults build it: with the output
+                from llama_index.core.output_parsers.selection import SelectionOutputParser  # parser's instructions
+
+                formatted = SelectionOutputParser().format(template)
+                if formatted != template:
+                    found.append((_whole_template(formatted), step, formatted))
     return tuple(found)
 
 
