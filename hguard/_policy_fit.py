@@ -287,3 +287,29 @@ def fit_thresholds(
         abstained_share=ab_n / n,
         abstained_precision_lcb=lcb,
     )
+
+
+def withdrawn_on_held_out(thresholds, risk: Sequence[float], hallucinated: Sequence[int]):
+    """``thresholds`` with a certified accept threshold withdrawn (accept nothing, ``method`` saying why) when the
+    calibration's held-out answers, which chose none of it, reject it: among those it accepts, the hallucination rate's
+    one-sided lower bound at the thresholds' confidence lies above their target. Certified on 16 easy answers of one
+    family, an accept threshold accepted 4 of 7 held-out answers hallucinated (a new user's own domain), and a guard
+    then accepted invented answers under it. Unchanged otherwise (no accept threshold, or no held-out answer
+    accepted)."""
+    from dataclasses import replace
+
+    if not thresholds.accept_below or thresholds.hand_set_measured is not None:
+        return thresholds
+    accepted = [int(y) for r, y in zip(risk, hallucinated) if r < thresholds.accept_below]
+    n, k = len(accepted), sum(accepted)
+    if not n:
+        return thresholds
+    low = clopper_pearson_lower(k, n, thresholds.confidence)
+    if low <= thresholds.target:
+        return thresholds
+    return replace(thresholds, accept_below=0.0, coverage=0.0, accepted_error_rate=None, accepted_error_ucb=None,
+                   method=(f"{thresholds.method}; withdrawn: accept_below {thresholds.accept_below:.4g} accepts {k} "
+                           f"hallucinated of {n} held-out answers (the calibration's held-out split, which did not choose "
+                           f"it): at confidence {thresholds.confidence} their rate is at least {low:.3f}, above the target "
+                           f"{thresholds.target}, so nothing is accepted; calibrate with more questions, of the kinds "
+                           "your users ask (meta.family)"))

@@ -32,8 +32,8 @@ FINGERPRINT_KEYS = (
 # Keys the typed fields own; every other metadata key travels unchanged in ``extra``.
 _OWN = {
     "domain", "prompt_mode", "generation", "generation_fingerprint", "system_prompt", "max_new_tokens", "merger",
-    "thresholds", "thresholds_fitted_on", "calibration_scores", "router_questions", "ood", "knowledge_conflict",
-    "random_baseline", *FINGERPRINT_KEYS,
+    "thresholds", "thresholds_fitted_on", "calibration_scores", "held_out_scores", "router_questions", "ood",
+    "knowledge_conflict", "random_baseline", *FINGERPRINT_KEYS,
 }
 
 
@@ -108,6 +108,8 @@ class CalibratedDomain:
     thresholds: Any = None  # hguard.policy.Thresholds, or None when the file stores none
     thresholds_fitted_on: Any = None
     calibration_scores: CalibrationScores | None = None
+    # the held-out split's merged risks and labels: an accept threshold they reject is withdrawn (fit_thresholds)
+    held_out_scores: CalibrationScores | None = None
     router_questions: tuple[str, ...] = ()
     ood: Mapping[str, Any] | None = None
     knowledge_conflict: Mapping[str, Any] | None = None
@@ -174,6 +176,13 @@ class CalibratedDomain:
                 scores = CalibrationScores.from_dict(cs)
             except ValueError as exc:
                 bad("calibration_scores", str(exc))
+        held = None
+        hs = mapping("held_out_scores")
+        if hs is not None:
+            try:
+                held = CalibrationScores.from_dict(hs)
+            except ValueError as exc:
+                bad("held_out_scores", str(exc))
         questions = m.get("router_questions") or []
         if not isinstance(questions, Sequence) or not all(isinstance(q, str) for q in questions):
             bad("router_questions", "a list of strings")
@@ -203,6 +212,7 @@ class CalibratedDomain:
             thresholds=thresholds,
             thresholds_fitted_on=m.get("thresholds_fitted_on"),
             calibration_scores=scores,
+            held_out_scores=held,
             router_questions=tuple(questions),
             ood=ood or None,
             knowledge_conflict=kc or None,
@@ -251,6 +261,8 @@ class CalibratedDomain:
             out["thresholds"] = self.thresholds.to_dict()
         if self.calibration_scores is not None:
             out["calibration_scores"] = self.calibration_scores.to_dict()
+        if self.held_out_scores is not None:
+            out["held_out_scores"] = self.held_out_scores.to_dict()
         out["router_questions"] = list(self.router_questions)
         return out
 
@@ -333,11 +345,13 @@ class CalibratedDomain:
         """Thresholds for the policy's own target (or ``target``, e.g. the monitor's stricter one) and
         confidence, fitted on the calibration scores this domain carries, pooled or per family as the
         policy's ``certify`` says; the stored thresholds when it carries none (or without a domain policy).
-        A per-family certificate on scores that record no families accepts nothing, and says why."""
+        A per-family certificate on scores that record no families accepts nothing, and says why; an accept
+        threshold that the file's held-out scores reject is withdrawn (:func:`hguard._policy_fit.withdrawn_on_held_out`)."""
         if domain_policy is None or self.calibration_scores is None:
             return self.thresholds
         from dataclasses import replace
 
+        from ._policy_fit import withdrawn_on_held_out
         from .policy import fit_thresholds
 
         cs = self.calibration_scores
@@ -352,7 +366,8 @@ class CalibratedDomain:
             return replace(fitted, accept_below=0.0, coverage=0.0, accepted_error_rate=None, accepted_error_ucb=None,
                            method=fitted.method + "; certify = 'per_family', but this probe file records no family "
                            "per calibration answer (calibrated before families were recorded): accept nothing; recalibrate")
-        return fitted
+        held = self.held_out_scores
+        return withdrawn_on_held_out(fitted, held.risk, held.hallucinated) if held is not None else fitted
 
     @classmethod
     def create(cls, probe, *, name: str, settings: GenerationSettings, fingerprints: Mapping[str, str],
@@ -364,6 +379,8 @@ class CalibratedDomain:
         scores = fields.pop("calibration_scores", None)
         if scores is not None and not isinstance(scores, CalibrationScores):
             scores = CalibrationScores.from_dict(scores)
+        if isinstance(fields.get("held_out_scores"), Mapping):
+            fields["held_out_scores"] = CalibrationScores.from_dict(fields["held_out_scores"])
         fps = {k: v for k, v in fingerprints.items() if k in FINGERPRINT_KEYS}
         return cls(probe=probe, name=name, prompt_mode=settings.prompt_mode, generation=settings, generation_recorded=True,
                    fingerprints=fps, calibration_scores=scores, **fields)

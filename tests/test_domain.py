@@ -240,6 +240,57 @@ def test_a_probe_file_without_the_merger_or_ood_check_its_calibration_fitted_is_
         CalibratedDomain.load(tmp_path / "edited.json")
 
 
+def test_an_accept_threshold_its_held_out_answers_reject_is_withdrawn_at_any_target(small_probe, tmp_path):
+    """A new user's own domain: an accept threshold was certified on 16 easy answers of one family, its held-out split
+    accepted 4 of 7 answers hallucinated (at confidence 0.9 at least 0.28, over the target 0.2), and nothing said so:
+    the guard then accepted an invented policy's deductible under it."""
+    from types import SimpleNamespace
+
+    held = {"risk": [0.05] * 7 + [0.95] * 10, "hallucinated": [1, 1, 1, 1, 0, 0, 0] + [1] * 10}
+    _domain(small_probe, held_out_scores=held).save(tmp_path / "capitals.json")
+    back = CalibratedDomain.load(tmp_path / "capitals.json")
+    assert back.held_out_scores == CalibrationScores(tuple(held["risk"]), tuple(held["hallucinated"]))
+    for target in (0.1, 0.2):  # at 0.3 the bound, 0.28, is within it
+        dp = SimpleNamespace(target_hallucination_rate=target, confidence=0.9, abstain_precision=0.9, certify="pooled")
+        plain = fit_thresholds(list(back.calibration_scores.risk), list(back.calibration_scores.hallucinated),
+                               target=target, confidence=0.9)
+        assert plain.accept_below > 0.1  # certified on the training scores alone
+        th = back.fit_thresholds(dp)
+        assert th.accept_below == 0.0 and "; withdrawn: accept_below " in th.method
+        assert f"accepts 4 hallucinated of 7 held-out answers" in th.method and f"above the target {target}" in th.method
+    # held-out answers that do not reject it leave it
+    _domain(small_probe, held_out_scores={"risk": [0.05] * 7, "hallucinated": [0] * 7}).save(tmp_path / "ok.json")
+    dp = SimpleNamespace(target_hallucination_rate=0.2, confidence=0.9, abstain_precision=0.9, certify="pooled")
+    assert CalibratedDomain.load(tmp_path / "ok.json").fit_thresholds(dp).accept_below > 0.1
+
+
+def test_a_calibration_records_its_held_out_scores_and_withdraws_what_they_reject(tiny_calibrated):
+    """The pipeline writes the held-out split's merged risks into each probe file (the report's n scored), and the
+    thresholds it stores and reports are the ones those scores leave."""
+    _, root = tiny_calibrated
+    report = json.loads((root / "probes" / "report.json").read_text())
+    for domain in ("alpha", "beta"):
+        cd = CalibratedDomain.load(root / "probes" / f"{domain}.json")
+        m = report["domains"][domain]
+        assert len(cd.held_out_scores.risk) == m["n_scored"] and sum(cd.held_out_scores.hallucinated) == m["hallucinated"]
+        assert "held_out_scores" not in m
+        withdrawn = m["at_target"].get("withdrawn")
+        assert (cd.thresholds.accept_below == 0.0 and withdrawn in cd.thresholds.method) if withdrawn else True
+
+
+def test_the_report_and_the_command_line_say_a_withdrawn_threshold_and_why():
+    from hguard.calibrate.report import _certified
+    from hguard.cli import _calibration_summary
+
+    why = "accept_below 0.328 accepts 4 hallucinated of 7 held-out answers (...)"
+    m = {"at_target": {"target": 0.2, "confidence": 0.9, "accept_below": 0.328, "withdrawn": why, "coverage": 0.29},
+         "thresholds_method": "Learn-then-Test; withdrawn: " + why, "n": 24, "n_scored": 20, "correct": 10,
+         "hallucinated": 10, "refusals": 4, "auroc": {}}
+    assert "**no accept threshold**: 0.328" in _certified("insurance", m) and why in _certified("insurance", m)
+    said = "\n".join(_calibration_summary(m))
+    assert "no accept threshold: accept below 0.328" in said and "is withdrawn: " + why in said and "certified at target 0.2 with confidence 0.9 (coverage" not in said
+
+
 def test_a_per_family_certificate_reads_the_families_the_probe_file_records(small_probe, tmp_path):
     from hguard.policy import DomainPolicy
 

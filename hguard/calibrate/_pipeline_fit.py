@@ -311,6 +311,8 @@ def domain_metrics(fitted: dict, test: Collected, *, target: float, confidence: 
             "accepted_hallucination_ci95": clopper_pearson_interval(k_accepted, n_accepted),
             "abstain_share": float(abstained.mean()) if len(abstained) else None,
         },
+        # the held-out answers' merged risks and labels (moved into the probe file by the pipeline)
+        "held_out_scores": {"risk": [float(r) for r in merged], "hallucinated": [int(v) for v in y]},
     }
 
 

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._policy_fit import withdrawn_on_held_out
 from .._stats import auroc, auroc_ci  # noqa: F401 (importable from here)
 from ..errors import DataError, InputError
 from ..settings import GenerationSettings
@@ -227,6 +228,11 @@ def calibrate(
         f["thresholds"] = thresholds
         fitted[domain] = f
         m = domain_metrics(f, test, target=target, confidence=confidence, thresholds=thresholds)
+        f["held_out_scores"] = m.pop("held_out_scores")
+        kept = withdrawn_on_held_out(thresholds, f["held_out_scores"]["risk"], f["held_out_scores"]["hallucinated"])
+        if kept is not thresholds:  # the held-out split rejects the certificate: the report says so beside its evidence
+            m["at_target"]["withdrawn"] = kept.method.rsplit("; withdrawn: ", 1)[1]
+            thresholds = f["thresholds"] = kept
         m["at_targets"] = coverage_at_targets(f, test, confidence=confidence)
         m["thresholds_fitted_on"] = f["thresholds_fitted_on"]
         ys, rs = [int(v) for v in f["oof_y"]], f["oof_merged"]
@@ -291,6 +297,7 @@ def calibrate(
             # Out-of-fold merged risks and labels of the training split, so that a policy with another
             # target or confidence gets thresholds fitted for it at load time, without recalibrating.
             calibration_scores={"risk": f["oof_merged"], "hallucinated": f["oof_y"], "family": f["oof_family"]},
+            held_out_scores=f["held_out_scores"],  # what withdraws an accept threshold they reject, at any target
             random_baseline=f["random_baseline"],
             # For choosing a domain when none is given: nearest calibration questions.
             router_questions=router_sample(questions),

@@ -68,7 +68,11 @@ def _certified(domain: str, m: dict) -> str:
     """Whether the domain's accept threshold is certified at its target, and how (the thresholds' method);
     then what ``certify = "per_family"`` would certify from the same scores."""
     t = m["at_target"]
-    if not t["accept_below"]:
+    if t.get("withdrawn"):
+        line = (f"- {domain}: **no accept threshold**: {_f(t['accept_below'])}, certified at target {t['target']} with "
+                f"confidence {t['confidence']} on the scores below, **is withdrawn**: {t['withdrawn']}. The table's "
+                "held-out row shows what it would have accepted.")
+    elif not t["accept_below"]:
         line = (f"- {domain}: **no accept threshold is certified** at target {t['target']} with confidence "
                 f"{t['confidence']}, so nothing is accepted: {m['thresholds_method']}.")
     else:
@@ -147,7 +151,7 @@ def markdown(report: dict) -> str:
     for d, m in report["domains"].items():
         t = m["at_target"]
         lines.append(
-            f"| {d} | {t['target']} | {t['confidence']} | {_f(t['accept_below'])} | {_f(t['abstain_above'])} | "
+            f"| {d} | {t['target']} | {t['confidence']} | {_f(t['accept_below'])}{' (withdrawn)' if t.get('withdrawn') else ''} | {_f(t['abstain_above'])} | "
             f"{_f(t['coverage'], 2)} | {_among_accepted(t)} | {_f(t['abstain_share'], 2)} |"
         )
     lines += ["", f"Coverage on the held-out split at other targets (confidence {report['domains'][next(iter(report['domains']))]['at_target']['confidence']}):", ""]

@@ -161,7 +161,10 @@ def _calibration_summary(m: dict) -> list[str]:
             for name, e in (fam.get("families") or {}).items()) or "no family was held out"
         lines.append("held-out families: no figure: " + cut_text(why, 300) + " (report.md: each family)")
     t = m.get("at_target") or {}
-    if t.get("accept_below"):
+    if t.get("withdrawn"):
+        lines.append(f"no accept threshold: accept below {t['accept_below']:.3f}, certified at target {t['target']} with "
+                     f"confidence {t['confidence']} on the training split's scores, is withdrawn: {t['withdrawn']}")
+    elif t.get("accept_below"):
         lines.append(f"accept below {t['accept_below']:.3f} certified at target {t['target']} with confidence {t['confidence']} "
                      f"(coverage {t['coverage']:.0%} of held-out answers)")
         lofo = (fam.get("summary") or {}).get("at_target") or {}
