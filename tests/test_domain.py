@@ -257,7 +257,7 @@ def test_an_accept_threshold_its_held_out_answers_reject_is_withdrawn_at_any_tar
         assert plain.accept_below > 0.1  # certified on the training scores alone
         th = back.fit_thresholds(dp)
         assert th.accept_below == 0.0 and "; withdrawn: accept_below " in th.method
-        assert f"accepts 4 hallucinated of 7 held-out answers" in th.method and f"above the target {target}" in th.method
+        assert "accepts 4 hallucinated of 7 held-out answers" in th.method and f"above the target {target}" in th.method
     # held-out answers that do not reject it leave it
     _domain(small_probe, held_out_scores={"risk": [0.05] * 7, "hallucinated": [0] * 7}).save(tmp_path / "ok.json")
     dp = SimpleNamespace(target_hallucination_rate=0.2, confidence=0.9, abstain_precision=0.9, certify="pooled")
