@@ -519,6 +519,60 @@ def test_rag_rows_calibration_would_misread_are_said_once_per_kind() -> None:
     assert lines[1].startswith("1 misleading row(s) have no meta.misleading_answer (first: 'r5')")
 
 
+def test_rag_rows_answering_yes_or_no_without_the_yes_no_judge_are_said() -> None:
+    """A health insurer's trial: 70 PubMedQA rows answering ["yes"] or ["no"] without meta.judge loaded silently, and
+    the answer judge labelled "Quilting suture prevents seroma in abdominoplasty." hallucinated for "yes"."""
+    import warnings
+
+    from hguard.calibrate.data import Example, warn_rag_meta
+
+    def row(i, answer, **meta):
+        return Example(id=f"y{i}", question="Does quilting prevent seroma?", answers=[answer], domain="clinical",
+                       context="Quilting sutures reduced seroma rates.", meta=meta or None)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_rag_meta([row(0, "yes", judge="yesno"), row(1, "Quilting sutures")])
+    with pytest.warns(UserWarning, match=r'^2 row\(s\) with context answer only "yes" or "no" but set no meta.judge = '
+                                         r'"yesno" \(first: \'y2\'\)'):
+        warn_rag_meta([row(0, "yes", judge="yesno"), row(2, "Yes"), row(3, " no ")])
+
+
+def test_a_yes_no_row_with_a_misleading_passage_reads_the_passages_reply_as_followed() -> None:
+    """The same trial: yes/no rows with meta.misleading_answer were judged by the yes/no judge alone, so no reply ever
+    "followed" the passage (18 of 20 did), the knowledge-conflict detector was silently not fitted, and every message
+    said there were too few misleading rows."""
+    from hguard.calibrate.judge import followed_misleading, judge_row
+
+    meta = {"judge": "yesno", "condition": "misleading", "misleading_answer": "no"}
+    followed = judge_row("No, it does not.", ["yes"], "qa", meta, "Does quilting prevent seroma?")
+    assert followed.label == "hallucinated" and followed_misleading({**meta, "label": followed.label, "judge_reason": followed.reason})
+    right = judge_row("Yes.", ["yes"], "qa", meta, "Does quilting prevent seroma?")
+    assert right.label == "correct" and not followed_misleading({**meta, "label": right.label, "judge_reason": right.reason})
+    # a wrong reply where the passage agrees with the truth is no following
+    same = judge_row("No.", ["yes"], "qa", {**meta, "misleading_answer": "yes"}, "Does quilting prevent seroma?")
+    assert same.label == "hallucinated" and not same.reason.startswith("follows the misleading passage")
+
+
+def test_the_knowledge_conflict_detector_names_the_datasets_it_was_fitted_on() -> None:
+    """Its `fitted_on` said "(ConflictNQ)" whatever the rows were (a PubMedQA calibration's report)."""
+    import numpy as np
+
+    from hguard.calibrate._rag_fit import fit_conflict_detector
+    from hguard.signals.conflict import CONFLICT_FEATURES
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(40):
+        follows = i % 2 == 0
+        rows.append({"condition": "misleading" if follows else "supporting", "dataset": "pubmedqa", "group": f"g{i}",
+                     "label": "hallucinated" if follows else "correct",
+                     "judge_reason": "follows the misleading passage (x)" if follows else "right",
+                     **{f: float(rng.normal() + (1.0 if follows else 0.0)) for f in CONFLICT_FEATURES}})
+    det = fit_conflict_detector(rows, seed=0)
+    assert "(pubmedqa)" in det["fitted_on"] and "ConflictNQ" not in det["fitted_on"]
+
+
 def test_a_mistyped_misleading_answer_key_is_said(tmp_path: Path) -> None:
     row = {"id": "m1", "question": "Capital of Australia?", "answers": ["Canberra"], "domain": "geo",
            "context": "Sydney is the capital.", "meta": {"condition": "misleading", "misleading_answr": "Sydney"}}

@@ -112,7 +112,9 @@ def fit_conflict_detector(rows: Sequence[dict], *, seed: int, cv: int = 5, featu
         "train": {"followed_misleading": int(counts[1]), "right_supporting": int(counts[0]),
                   "oof_auroc": auroc(y, oof), "oof_balanced_accuracy": best_bacc},
         "fitted_on": "training passages: answers that followed a misleading passage against the truth versus right "
-                     "answers from a supporting passage of the same dataset(s) (ConflictNQ), all RAG domains pooled",
+                     "answers from a supporting passage of the same dataset(s) ("
+                     + (", ".join(sorted({str(r.get("dataset")) for r, k in zip(rows, t) if k >= 0 and r.get("dataset")}))
+                        or "rows naming no dataset") + "), all RAG domains pooled",
     }
 
 

@@ -426,9 +426,9 @@ CONDITIONS = ("supporting", "offtopic", "misleading", "unanswerable")
 
 def warn_rag_meta(examples: Sequence[Example]) -> None:
     """One warning per kind of RAG row calibration would misread: an unknown ``meta.condition`` (its rows are
-    reported under it but no target reads them), and a misleading row without ``meta.misleading_answer`` (the
+    reported under it but no target reads them), a misleading row without ``meta.misleading_answer`` (the
     judge cannot tell an answer that followed the passage from any other wrong one, so the knowledge-conflict
-    detector gets no contrast from it)."""
+    detector gets no contrast from it), and a row answering "yes" or "no" alone without ``meta.judge = "yesno"``."""
 
     unknown: dict[str, list[str]] = {}
     bare = []
@@ -446,6 +446,15 @@ def warn_rag_meta(examples: Sequence[Example]) -> None:
                       "tell an answer that follows the passage, so the knowledge-conflict detector learns nothing from "
                       "them; give the passage's false answer in meta.misleading_answer (the true one in meta.right_answer "
                       "or answers)", UserWarning, stacklevel=2)
+    # answers of yes or no alone, judged by the words of the reply (a health insurer's trial: "Quilting suture prevents
+    # seroma." was labelled hallucinated for "yes", with no word)
+    plain = [e.id for e in examples if e.context is not None and (e.meta or {}).get("judge") != "yesno"
+             and [a.strip().casefold() for a in e.answers] in (["yes"], ["no"])]
+    if plain:
+        warnings.warn(f"{len(plain)} row(s) with context answer only \"yes\" or \"no\" but set no meta.judge = \"yesno\" "
+                      f"(first: {plain[0]!r}): the answer judge then looks for the word itself, so a reply that says "
+                      "it in a sentence (\"Quilting suture prevents seroma.\") is labelled wrong; set meta.judge = "
+                      "\"yesno\" on them", UserWarning, stacklevel=2)
 
 
 def _warn_mistyped_meta(examples: Sequence[Example], where: dict[str, tuple[Path, int]]) -> None:

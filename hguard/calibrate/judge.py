@@ -1168,7 +1168,14 @@ def judge_row(answer: str, aliases: list[str], kind: str = "qa", meta: dict | No
     not right."""
     meta = meta or {}
     if meta.get("judge") == "yesno":
-        return judge_yesno(answer, aliases[0] if aliases else "", question)
+        j = judge_yesno(answer, aliases[0] if aliases else "", question)
+        misleading = str(meta.get("misleading_answer") or "").strip().casefold()
+        if j.label == "hallucinated" and misleading in YES_NO and misleading != (aliases[0] if aliases else "").strip().casefold():
+            # a yes/no row with a misleading passage: the wrong reply is the passage's (the reason says so, as the
+            # contrast judge's does; read without it, no reply followed one, and the knowledge-conflict detector
+            # was silently not fitted, "for too few misleading rows")
+            return Judgement("hallucinated", None, f"{FOLLOWS_MISLEADING} (replies {misleading!r} as it does: {j.reason})")
+        return j
     if meta.get("misleading_answer"):
         return judge_contrast(answer, str(meta.get("right_answer") or aliases[0]), str(meta["misleading_answer"]),
                               question)
