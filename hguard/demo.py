@@ -87,7 +87,7 @@ def prepare_out(out_dir: Path, *, own: bool) -> None:
             )
     for name in _DEMO_FILES:
         (out_dir / name).unlink(missing_ok=True)
-    (out_dir / DEMO_MARK).write_text("hguard demo output: its audit log and review queue are replaced on each demo run\n")
+    (out_dir / DEMO_MARK).write_text("hguard demo output: its audit log and review queue are replaced on each demo run\n", encoding="utf-8")
 
 
 def run_demo(policy: str | None = None, model: str | None = None, out: str | None = None) -> int:

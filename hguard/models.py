@@ -161,7 +161,7 @@ def _read_valid_cache(folder: Path, source_sha: str) -> tuple[bool, str]:
     if not manifest.is_file():
         return False, f"{folder} has no {_MANIFEST} (half-written cache)"
     try:
-        info = json.loads(manifest.read_text())
+        info = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         return False, f"{manifest} is unreadable ({exc})"
     if not isinstance(info, dict):
@@ -206,7 +206,7 @@ def _write_cache(model, tokenizer, folder: Path, source_sha: str, source: str) -
         config.pop("quantization_config", None)
         config.pop("_name_or_path", None)
         config["dtype"] = "float32"
-        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        (tmp / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
         model.generation_config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         # save_model handles tied weights (lm_head shares the embedding), which save_file refuses.
@@ -223,7 +223,7 @@ def _write_cache(model, tokenizer, folder: Path, source_sha: str, source: str) -
             "files": files,
         }
         # The manifest is written last: its presence means the rest is complete.
-        with open(tmp / _MANIFEST, "w") as fh:
+        with open(tmp / _MANIFEST, "w", encoding="utf-8") as fh:
             json.dump(manifest, fh, indent=2)
             fh.flush()
             os.fsync(fh.fileno())

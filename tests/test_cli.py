@@ -154,3 +154,41 @@ def test_the_demo_never_deletes_a_log_or_queue_it_did_not_write(tmp_path):
     (real / DEMO_MARK).unlink(missing_ok=True)
     prepare_out(real, own=True)
     assert not (real / "audit.jsonl").exists()
+
+
+def _ascii_locale() -> dict:
+    """An environment whose locale encoding is ASCII, as a server's C locale is when Python's UTF-8 mode and locale
+    coercion are off (an ISO-8859 locale behaves alike for text outside it)."""
+    import os
+
+    return {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
+            "PYTHONIOENCODING": ""}
+
+
+def test_the_command_line_writes_text_its_locale_cannot_encode_as_escapes(tmp_path):
+    """A multilingual agency's trial: under de_DE.ISO-8859-1, `hguard audit show` stopped after 3 of 35 records with
+    a UnicodeEncodeError on an Arabic question, exiting 1 as a log that does not verify does."""
+    from hguard.audit import AuditLog
+
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.append({"question": "\u0645\u0627 \u0647\u064a \u0627\u0644\u0645\u062f\u0629\u061f", "route": "review"}, kind="decision")
+    log.append({"question": "second", "route": "review"}, kind="decision")
+    out = subprocess.run([sys.executable, "-X", "utf8=0", "-m", "hguard", "audit", "show", str(log.path)],
+                         capture_output=True, env=_ascii_locale(), timeout=300)
+    text = out.stdout.decode("ascii")
+    assert out.returncode == 0, out.stderr.decode("ascii", "replace")
+    assert "\\u0645\\u0627" in text and "second" in text
+
+
+def test_a_calibration_report_is_written_as_utf8_whatever_the_locale(tmp_path):
+    """The same trial: report.md was written in the locale's encoding, so a German system prompt's dash failed the
+    end of a long calibration after report.json was written, and report.md was missing."""
+    report = json.loads((PROBES / "report.json").read_text(encoding="utf-8"))
+    report["system_prompt"] = "Antworte kurz \u2013 auf Deutsch"
+    (tmp_path / "in.json").write_text(json.dumps(report), encoding="utf-8")
+    code = ("import json, sys; from hguard.calibrate.report import write_report; "
+            "write_report(json.loads(open(sys.argv[1], encoding='utf-8').read()), sys.argv[2], plots=False)")
+    out = subprocess.run([sys.executable, "-X", "utf8=0", "-c", code, str(tmp_path / "in.json"), str(tmp_path)],
+                         capture_output=True, env=_ascii_locale(), timeout=300)
+    assert out.returncode == 0, out.stderr.decode("ascii", "replace")[-400:]
+    assert "Antworte kurz \u2013 auf Deutsch" in (tmp_path / "report.md").read_text(encoding="utf-8")

@@ -108,8 +108,8 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
 def write_rag_report(report: dict, folder: str | os.PathLike) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False, default=str) + "\n")
-    (folder / "report.md").write_text(rag_markdown(report))
+    (folder / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False, default=str) + "\n", encoding="utf-8")
+    (folder / "report.md").write_text(rag_markdown(report), encoding="utf-8")
 
 
 def _f(x, nd: int = 3) -> str:

@@ -397,7 +397,7 @@ def write_report(report: dict, out: str | Path, *, plots: bool = True) -> None:
         report["plots_left_out"] = f"matplotlib is not installed; {install_extra('plots')} to draw them"
         warnings.warn(f"calibration plots left out: {report['plots_left_out']} (every figure is in report.md)",
                       stacklevel=2)
-    (out / "report.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=float) + "\n", encoding="utf-8")
     if plots:
         plot(report, out)
-    (out / "report.md").write_text(markdown(report))
+    (out / "report.md").write_text(markdown(report), encoding="utf-8")

@@ -168,7 +168,7 @@ class ShardStore:
         if settings is None:
             if not path.exists():
                 raise DataError(f"{self.work} is not a collection folder (no {SETTINGS}); run `hguard calibrate` first")
-            settings = json.loads(path.read_text())
+            settings = json.loads(path.read_text(encoding="utf-8"))
         self.settings = settings
         self._check_settings_file()
 
@@ -178,7 +178,7 @@ class ShardStore:
         if not path.exists():
             _atomic_write(path, json.dumps(self.settings, indent=2).encode("utf-8"))
             return
-        old = json.loads(path.read_text())
+        old = json.loads(path.read_text(encoding="utf-8"))
         if old.get("format") == 1 and {**old, "format": FORMAT} == {**self.settings, "format": FORMAT}:
             old = self._upgrade_format_1(old)
         if old.get("format") != FORMAT:

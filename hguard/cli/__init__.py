@@ -678,10 +678,25 @@ PASSTHROUGH = {
 }
 
 
+def _writable_streams() -> None:
+    """Standard output and error that write what their encoding lacks as escapes ("\\u0645"): under a locale of
+    another encoding (de_DE.ISO-8859-1) a record with Arabic text stopped `hguard audit show` part-way with a
+    UnicodeEncodeError, exiting 1 as a log that does not verify does."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+        if reconfigure is not None and encoding not in ("utf8", "utf8sig"):
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # pragma: no cover - a stream that cannot change
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command. Every failure is one line on stderr naming the value and the fix, with exit
     code 2 (1 for an unexpected error); ``--debug`` anywhere on the line shows the traceback instead."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    _writable_streams()
     debug = "--debug" in argv or os.environ.get("HGUARD_DEBUG") == "1"
     argv = [a for a in argv if a != "--debug"]
     if argv and argv[0] in PASSTHROUGH:
