@@ -38,6 +38,16 @@ def no_conflict_detector(domain: str, held: str = "the answer is held") -> str:
             "sources")
 
 
+
+def scoring_problem(exc: BaseException) -> str:
+    """The reason an answer whose scoring raised ``exc`` is held: a signal the merger cannot score is named as the
+    hold it is; anything else is a failure."""
+    from ._policy_risk import UnscorableSignal
+
+    if isinstance(exc, UnscorableSignal):
+        return f"held for review: {exc}"
+    return f"scoring failed: {type(exc).__name__}: {exc}"
+
 class _Scoring:
     """The guard's scoring steps (mixed into :class:`hguard.guard.Guard`)."""
 
@@ -183,7 +193,7 @@ class _Scoring:
                                      "calibration fitted no knowledge-conflict detector: no knowledge-conflict check ran "
                                      "(the passage is trusted as an approved source)")
             except Exception as exc:
-                problems.append(f"scoring failed: {type(exc).__name__}: {exc}")
+                problems.append(scoring_problem(exc))
                 risk = None
         return signals, risk, thresholds, fingerprint_problems
 
@@ -271,7 +281,7 @@ class _Scoring:
         except Exception as exc:  # anything unforeseen still ends in review
             signals, risk, fp = dict(g.confidence), None, []
             thresholds = route.thresholds if route is not None and route.domain is not None else None
-            problems.append(f"scoring failed: {type(exc).__name__}: {exc}")
+            problems.append(scoring_problem(exc))
         dp = self.policy.domain(domain) if domain else None
         self._named_domain_check(choice, domain, dp, signals, problems, g.extra.setdefault("notes", []),
                                  rag=context_given(g.context))

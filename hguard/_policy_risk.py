@@ -37,6 +37,12 @@ def _merger_vector(merger: Mapping[str, Any], key: str, n: int) -> list[float]:
     return out
 
 
+
+class UnscorableSignal(InputError):
+    """A signal the merger cannot score an answer with: missing, not a finite number, or beyond what it was
+    calibrated on. The guard holds such an answer for review with this message as its reason (a safety hold, not a
+    failure: it read "scoring failed: InputError: ..." beside real faults)."""
+
 def merge_risk(signals: Mapping[str, float | None], merger: Mapping[str, Any]) -> float:
     """Combine an answer's signals into one risk in [0, 1] with the calibrated merger.
 
@@ -74,7 +80,7 @@ def merge_risk(signals: Mapping[str, float | None], merger: Mapping[str, Any]) -
 
     missing = [name for name in features if signals.get(name) is None]
     if missing:
-        raise InputError(
+        raise UnscorableSignal(
             f"cannot merge risk: signal(s) {', '.join(missing)} missing (given: {', '.join(sorted(signals)) or 'none'}); "
             "compute every signal the probe was calibrated with, or route the answer to review"
         )
@@ -82,13 +88,13 @@ def merge_risk(signals: Mapping[str, float | None], merger: Mapping[str, Any]) -
     for name, m, s, c in zip(features, mean, scale, coef):
         x = signals[name]
         if not _real(x) or not math.isfinite(x):
-            raise InputError(
+            raise UnscorableSignal(
                 f"cannot merge risk: signal {name!r} is {_short(x)}, not a finite number; "
                 "route the answer to review"
             )
         zi = (float(x) - m) / s
         if abs(zi) > EXTRAPOLATION_LIMIT and c * zi < 0:
-            raise InputError(
+            raise UnscorableSignal(
                 f"cannot merge risk: signal {name!r} is {float(x):.6g}, {abs(zi):.3g} standard deviations from its "
                 f"calibration mean {m:.6g} (scale {s:.3g}), beyond what the merger was calibrated on, and it would "
                 "lower the risk; route the answer to review (or recalibrate on answers like it)"

@@ -1069,3 +1069,18 @@ def test_an_answer_the_caller_never_received_is_said_in_the_log(calibrated, tmp_
     # read to its end, nothing more is said
     assert list(guard_stream(g, q, domain="alpha", mode="passthrough"))[-1].result.route == "accept"
     assert asyncio.run(g.ainvoke(q, domain="alpha")).route == "accept" and len(undelivered()) == 3
+
+
+def test_a_signal_beyond_the_calibration_is_named_as_a_hold_not_a_failure():
+    """A law firm's trial: a well-grounded answer held because a signal lay 10 standard deviations from the merger's
+    calibration read "scoring failed: InputError: cannot merge risk ...", as a crash would."""
+    from hguard._guard_scoring import scoring_problem
+    from hguard._policy_risk import UnscorableSignal, merge_risk
+
+    merger = {"features": ["grounding_x_relevance"], "mean": [0.03], "scale": [0.08], "coef": [-1.0], "intercept": 0.0}
+    for signals in ({"grounding_x_relevance": 0.876}, {"grounding_x_relevance": float("nan")}, {}):
+        with pytest.raises(UnscorableSignal) as err:
+            merge_risk(signals, merger)
+        assert scoring_problem(err.value) == f"held for review: {err.value}"
+        assert str(err.value).startswith("cannot merge risk: ")
+    assert scoring_problem(KeyError("mean_logprob")) == "scoring failed: KeyError: 'mean_logprob'"
