@@ -190,8 +190,11 @@ def export_csv(
     domain: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    bom: bool = False,
 ) -> int:
-    """Write the log as CSV, one row per record; nested dicts (signals, thresholds) become dotted columns.
+    """Write the log as CSV (UTF-8), one row per record; nested dicts (signals, thresholds) become dotted columns.
+    ``bom``: open a file written to a path with a UTF-8 byte-order mark, by which Excel reads it as UTF-8 when it is
+    opened by a double-click (it reads a file without one in the system's code page: Arabic text as mojibake).
 
     Lists become their JSON text. A text cell (a column name too) that begins with ``=``, ``+``, ``-``, ``@``
     (or their full-width forms), a tab or a carriage return, also after blanks or line breaks, gets a leading
@@ -284,7 +287,7 @@ def export_csv(
         try:  # the log's private text, readable as the log is (owner and group), not by everyone
             fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
             os.fchmod(fd, FILE_MODE)
-            with open(fd, "w", newline="", encoding="utf-8") as f:
+            with open(fd, "w", newline="", encoding="utf-8-sig" if bom else "utf-8") as f:
                 return write(f)
         except OSError as e:
             raise InputError(f"cannot write CSV to {out}: {e}; choose a writable path") from e

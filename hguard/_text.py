@@ -55,10 +55,23 @@ def hidden_character(c: str) -> bool:
     return unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") or _IGNORABLE.match(c) is not None
 
 
+# a letter of a script that joins no letters with U+200C / U+200D (Latin, Greek, Cyrillic), or none
+_UNJOINED = regex.compile(r"[\p{Latin}\p{Greek}\p{Cyrillic}\p{Common}]")
+
+
 def hidden_characters_in(name: str) -> str | None:
     """What a person's name (a reviewer, who lifted a tightening) holds that would let it show as another name in
-    a one-line listing (a line break, a direction override), as ``U+XXXX`` codes; None when nothing."""
-    hidden = [c for c in name if hidden_character(c)]
+    a one-line listing (a line break, a direction override), as ``U+XXXX`` codes; None when nothing. A zero-width
+    joiner or non-joiner counts where it stands beside a letter of a script that joins none with it ("Ann\u200ca"
+    shows as "Anna"), or at either end; in a Persian or Indic name it is spelling."""
+
+    def hidden_at(i: int, c: str) -> bool:
+        if c not in "\u200c\u200d":
+            return hidden_character(c)
+        around = name[i - 1:i] + name[i + 1:i + 2]
+        return len(around) < 2 or any(_UNJOINED.match(x) for x in around)
+
+    hidden = [c for i, c in enumerate(name) if hidden_at(i, c)]
     return ", ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(hidden)) if hidden else None
 
 

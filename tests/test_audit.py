@@ -845,6 +845,21 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def test_export_writes_utf8_and_a_byte_order_mark_for_excel_when_asked(tmp_path, capsys):
+    """A multilingual agency's trial: the CSV, UTF-8 without a byte-order mark, opened in Excel by a double-click as the
+    system's code page, an Arabic question as mojibake; nothing said its encoding."""
+    import csv
+
+    path = tmp_path / "audit.jsonl"
+    AuditLog(path).append({"question": "\u0645\u0627 \u0647\u064a", "route": "review"}, kind="decision")
+    for flag, head in (([], b"seq"), (["--bom"], b"\xef\xbb\xbfseq")):
+        out = tmp_path / f"o{len(flag)}.csv"
+        assert cli_main(["export", str(path), "--csv", str(out), *flag]) == 0
+        assert out.read_bytes().startswith(head)
+        with open(out, newline="", encoding="utf-8-sig") as f:
+            assert next(csv.DictReader(f))["question"] == "\u0645\u0627 \u0647\u064a"
+
+
 def test_export_keeps_a_row_for_a_line_that_is_not_a_record(tmp_path, capsys):
     """A line damaged into invalid JSON (and a torn last line) made export refuse and write no CSV at all: the
     auditor got nothing. Each such line now has its row, saying what it is, among the records' rows."""

@@ -192,3 +192,17 @@ def test_a_calibration_report_is_written_as_utf8_whatever_the_locale(tmp_path):
                          capture_output=True, env=_ascii_locale(), timeout=300)
     assert out.returncode == 0, out.stderr.decode("ascii", "replace")[-400:]
     assert "Antworte kurz \u2013 auf Deutsch" in (tmp_path / "report.md").read_text(encoding="utf-8")
+
+
+def test_a_utf16_context_file_is_told_to_be_converted_from_utf16(tmp_path):
+    """A multilingual agency's trial: a UTF-16 file was told to convert with `iconv -f latin1`, which made a passage of
+    NUL-padded text that was then answered."""
+    from hguard.cli import read_text_file
+    from hguard.errors import InputError
+
+    (tmp_path / "u16.txt").write_text("Die Kündigungsfrist beträgt 30 Tage.", encoding="utf-16")
+    (tmp_path / "l1.txt").write_bytes("Kündigung".encode("latin-1"))
+    with pytest.raises(InputError, match=r"it reads as UTF-16\); convert it, e.g. `iconv -f utf-16 -t utf-8`"):
+        read_text_file(str(tmp_path / "u16.txt"), "context")
+    with pytest.raises(InputError, match=r"convert it, e.g. `iconv -f latin1 -t utf-8`"):
+        read_text_file(str(tmp_path / "l1.txt"), "context")

@@ -390,6 +390,9 @@ def test_queue_without_audit_log_still_records_verdicts(tmp_path):
         ({"verdict": "correct", "reviewer": "\u2800"}, "U\\+2800"),
         ({"verdict": "correct", "reviewer": "alice\u034f"}, "U\\+034F"),
         ({"verdict": "correct", "reviewer": "alice\ufe0f"}, "U\\+FE0F"),
+        # a zero-width non-joiner or joiner inside a Latin name ("Ann\u200ca" shows as "Anna"; a trial's), or at an end
+        ({"verdict": "correct", "reviewer": "Ann\u200ca"}, "U\\+200C"),
+        ({"verdict": "correct", "reviewer": "\u200dbob"}, "U\\+200D"),
         ({"verdict": "corrected", "reviewer": "a"}, "needs the right answer"),
         ({"verdict": "corrected", "reviewer": "a", "corrected_answer": "  "}, "needs the right answer"),
         ({"verdict": "correct", "reviewer": "a", "corrected_answer": "Bar"}, "takes no corrected_answer"),

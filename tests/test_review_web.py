@@ -123,6 +123,11 @@ def test_item_page_shows_everything_and_escapes_untrusted_text(queue):
     for signal in ("h_neuron", "entropy", "grounding"):
         assert f"<td>{signal}</td>" in body
     assert "no grounding" in body
+    # question, answer and passage take their direction from their own text: an Arabic passage ran left to right,
+    # its full stop at the sentence's start (a multilingual agency's trial)
+    for part in ("question", "answer", "context"):
+        assert re.search(rf'<pre class="text[^"]*" id="{part}" dir="auto">', body), part
+    assert body.count('<td dir="auto">') == 0 and '<td dir="auto"><a href="/items/' in c.get("/").text
 
 
 def test_unknown_item_is_404_and_foreign_host_is_400(queue):

@@ -28,3 +28,11 @@ def test_a_question_asks_yes_or_no_when_it_opens_with_an_auxiliary_verb():
 
     assert asks_yes_no("Does the clause allow assignment?") and asks_yes_no("is it legal?")
     assert not asks_yes_no("What is needed before either party can assign the agreement?") and not asks_yes_no("")
+
+
+def test_a_joiner_is_spelling_in_a_persian_or_indic_name_and_hidden_in_a_latin_one():
+    from hguard._text import hidden_characters_in
+
+    assert hidden_characters_in("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645") is None  # Persian, with its ZWNJ
+    assert hidden_characters_in("\u0915\u094d\u200d\u0937") is None  # Devanagari, with its ZWJ
+    assert hidden_characters_in("Ann\u200ca") == "U+200C" and hidden_characters_in("\u0410\u043d\u200d\u043d\u0430") == "U+200D"

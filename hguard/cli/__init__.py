@@ -49,9 +49,12 @@ def read_text_file(path: str, what: str) -> str:
     try:
         return p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
+        head = bytes(exc.object[:4])
+        source = ("utf-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) > 1 and b"\x00" in head[:2])
+                  else "latin1")  # a UTF-16 file (Windows "Unicode") opens with its byte-order mark or NUL bytes
         raise InputError(
-            f"{what} file {path!r} is not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
-            "convert it, e.g. `iconv -f latin1 -t utf-8`"
+            f"{what} file {path!r} is not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}"
+            + ("; it reads as UTF-16" if source == "utf-16" else "") + f"); convert it, e.g. `iconv -f {source} -t utf-8`"
         ) from None
     except OSError as exc:
         raise InputError(f"{what} file {path!r} cannot be read ({exc.strerror}); check its permissions") from None

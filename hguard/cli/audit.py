@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", nargs="?", help="the audit log (.jsonl); with --policy, default the policy's")
     p.add_argument("--csv", required=True, metavar="OUT", help="the CSV file to write")
     p.add_argument("--columns", metavar="C1,C2", help="comma-separated columns to write, in order")
+    p.add_argument("--bom", action="store_true", help="open the file with a UTF-8 byte-order mark, by which Excel "
+                   "reads it as UTF-8 when it is opened by a double-click (without it, Excel reads another script's "
+                   "text as mojibake; other tools read either)")
     p.add_argument("--domain", metavar="D", help="only records of this domain (lines that are not records are always "
                    "written; the chain is checked whole)")
     _add_period_options(p)
@@ -279,7 +282,7 @@ def main(argv: list[str]) -> int:
             report = _check(args.path, args)  # before writing: each row is marked with what it found on its line
             own = _policy_of(args).own_files() if args.policy else None  # the queue, the policy file, the key...
             n = export_csv(args.path, args.csv, columns=columns, check=report, protect=own, domain=args.domain,
-                           since=period(args.since, "--since"), until=period(args.until, "--until"))
+                           since=period(args.since, "--since"), until=period(args.until, "--until"), bom=args.bom)
             print(f"wrote {n} rows to {args.csv}")
             what = (f"{args.csv} holds the records as the file holds them, each marked in its chain_check column "
                     "with the problem found on its line, or ok")

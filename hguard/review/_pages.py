@@ -119,8 +119,8 @@ Domain:
 <tr data-item-id="{{ item.id }}">
 <td class="risk {{ item.risk|risk_class }}">{{ item.risk|fmt_risk }}</td>
 <td>{{ item.domain|domain_name }}</td>
-<td><a href="/items/{{ item.id|urlencode }}">{{ item.question|truncate(140) }}</a></td>
-<td>{{ item.answer|truncate(140) }}</td>
+<td dir="auto"><a href="/items/{{ item.id|urlencode }}">{{ item.question|truncate(140) }}</a></td>
+<td dir="auto">{{ item.answer|truncate(140) }}</td>
 <td>{% if item.spot_check %}<strong class="spot-check">spot-check</strong> {% endif %}{{ item.why|truncate(120) }}</td>
 <td class="muted">{{ item.time[:19]|replace("T", " ") }}</td>
 </tr>
@@ -148,11 +148,11 @@ _ITEM = """{% extends "base.html" %}
 <dt>Audit record</dt><dd>{{ item.audit_id }}</dd>
 </dl>
 {% if history %}<h2>Earlier turns of the conversation (from the decision record)</h2>
-<div id="history">{% for turn in history %}<p class="muted">{{ turn.role }}</p><pre class="text">{{ turn.content }}</pre>{% endfor %}</div>
+<div id="history">{% for turn in history %}<p class="muted">{{ turn.role }}</p><pre class="text" dir="auto">{{ turn.content }}</pre>{% endfor %}</div>
 {% endif %}<h2>Question</h2>
-<pre class="text" id="question">{{ item.question }}</pre>
+<pre class="text" id="question" dir="auto">{{ item.question }}</pre>
 <h2>Answer</h2>
-<pre class="text" id="answer">{{ item.answer }}</pre>
+<pre class="text" id="answer" dir="auto">{{ item.answer }}</pre>
 <h2>Why it was sent to review</h2>
 {% if item.reasons %}<ul class="reasons" id="reasons">{% for r in item.reasons %}<li>{{ r }}</li>{% endfor %}</ul>
 {% else %}<p class="muted">No reasons recorded.</p>{% endif %}
@@ -163,7 +163,7 @@ _ITEM = """{% extends "base.html" %}
 </tbody></table>
 {% else %}<p class="muted">No signals recorded.</p>{% endif %}
 <h2>Retrieved context</h2>
-{% if item.context is not none %}<pre class="text context" id="context">{{ item.context }}</pre>
+{% if item.context is not none %}<pre class="text context" id="context" dir="auto">{{ item.context }}</pre>
 {% else %}<p class="muted">No context was retrieved for this answer.</p>{% endif %}
 
 <h2>Verdict</h2>
@@ -172,7 +172,7 @@ _ITEM = """{% extends "base.html" %}
 <dt>Verdict</dt><dd>{{ item.verdict.verdict }}</dd>
 <dt>By</dt><dd>{{ item.verdict.reviewer }}</dd>
 <dt>At</dt><dd>{{ item.verdict.decided_at }}</dd>
-{% if item.verdict.corrected_answer is not none %}<dt>Corrected answer</dt><dd>{{ item.verdict.corrected_answer }}</dd>{% endif %}
+{% if item.verdict.corrected_answer is not none %}<dt>Corrected answer</dt><dd dir="auto">{{ item.verdict.corrected_answer }}</dd>{% endif %}
 {% if item.verdict.note %}<dt>Note</dt><dd>{{ item.verdict.note }}</dd>{% endif %}
 {% if item.verdict.audit_record_id %}<dt>Audit record</dt><dd>{{ item.verdict.audit_record_id }}</dd>{% endif %}
 </dl>
@@ -184,7 +184,7 @@ _ITEM = """{% extends "base.html" %}
 <form class="verdict" method="post" action="/items/{{ item.id|urlencode }}">
 <input type="hidden" name="csrf_token" value="{{ csrf }}">
 <label>Your name <input type="text" name="reviewer" value="{{ form.reviewer }}" maxlength="200" required></label>
-<label>Note (optional) <textarea name="note">{{ form.note }}</textarea></label>
+<label>Note (optional) <textarea name="note" dir="auto">{{ form.note }}</textarea></label>
 <div class="buttons">
 <button class="act correct" type="submit" name="verdict" value="correct">Correct</button>
 <button class="act hallucinated" type="submit" name="verdict" value="hallucinated">Hallucinated</button>
