@@ -633,9 +633,15 @@ def test_evaluate_rag_scores_every_row_you_give_and_skips_domains_without_a_rag_
     from hguard.calibrate.collect import load_collected
 
     assert len(load_collected(tmp_path / "w4").rows) == len(own) - n_train
+    # a part of the calibration's rows, or others: the recorded split is of its rows, and says nothing of these (a
+    # trial's subset was split afresh, and 6 of its 11 "held-out" rows had been trained on)
     trained_on = [e for e in own if e.id not in {x["id"] for x in held["domains"]["alpha"]["answers"]}]
-    with pytest.raises(DataError, match=f"all {n_train} rows given lie on the training side .* leave out --held-out-only"):
-        evaluate_rag(folder / "probes", tmp_path / "w5", lm=lm, examples=trained_on, held_out_only=True)
+    for part in (trained_on, own[: len(own) // 2], new):
+        with pytest.raises(DataError, match=r"the rows given for 'alpha' are not those rows \(their data hash differs"):
+            evaluate_rag(folder / "probes", tmp_path / "w5", lm=lm, examples=part, held_out_only=True)
+    unknown = evaluate_rag(folder / "probes", folder / "work", lm=lm, examples=own[: len(own) // 2], collected_only=True)
+    assert unknown["domains"]["alpha"]["n_training_side"] is None
+    assert "cannot say which it trained on" in unknown["domains"]["alpha"]["training_side_unknown"]
     closed = Example(id="closed", question="q?", answers=["x"], domain="alpha")
     with pytest.raises(DataError, match="1 rows have no context .*'closed'"):
         evaluate_rag(folder / "probes", tmp_path / "w2", lm=lm, examples=[closed])

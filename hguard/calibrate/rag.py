@@ -307,6 +307,16 @@ def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, 
     if collected_only:
         examples = _collected(examples, Path(work_dir))
     trained: set[str] = set()  # given rows on their calibration's training side
+    # the recorded split is a split of the calibration's rows: of other rows (a part of them, or new questions on its
+    # passages) it says nothing (a trial's subset had 6 of its 11 "held-out" rows on the training side)
+    foreign = sorted(d for d, cd in probes.items() if any(e.domain == d for e in given_rows)
+                     and data_hash([e for e in given_rows if e.domain == d]) != cd.data_hash)
+    if given and held_out_only and foreign:
+        raise DataError(f"--held-out-only reads the split the probe file records, which is a split of the rows it was "
+                        f"calibrated on; the rows given for {', '.join(map(repr, foreign))} are not those rows (their "
+                        "data hash differs: a part of them, or others), so which passages it trained on cannot be told; "
+                        "pass the calibration's own data file whole, or leave out --held-out-only and give only rows "
+                        "whose passages it never saw")
     if given:
         trained = _on_training_side(examples, probes, test_fraction, seed)
         if held_out_only:  # only the others are answered: answering these too would only be thrown away
@@ -325,7 +335,8 @@ def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, 
     held_out = (("the rows given on their calibration's test side (its recorded split)" if held_out_only else
                  "every row given (each domain's n_training_side counts the rows whose group falls on its calibration's "
                  "training side by the split its probe file records, whether or not the calibration saw them: only rows "
-                 "it trained on score optimistically, and rows it never saw need no such care)") if given
+                 "it trained on score optimistically; of rows other than the calibration's it can say nothing, and a "
+                 "new question on a passage the calibration used is not held out either)") if given
                 else "passages on the test side of the split")
     result: dict[str, Any] = {"model": lm.name, "prompt_mode": RAG, "held_out": held_out, "domains": {}, "skipped": skipped}
     for domain, cd in probes.items():
@@ -339,6 +350,12 @@ def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, 
         m["fingerprint_problems"] = cd.check_fingerprints(gen.mode_fingerprints(RAG))
         m["probe_id"] = cd.probe_id
         if given:
-            m["n_training_side"] = sum(1 for e in given_rows if e.domain == domain and e.id in trained)
+            m["n_training_side"] = (None if domain in foreign else
+                                    sum(1 for e in given_rows if e.domain == domain and e.id in trained))
+            if domain in foreign:
+                m["training_side_unknown"] = (
+                    "the rows given are not the rows this domain was calibrated on (their data hash differs), so its "
+                    "recorded split cannot say which it trained on: rows on passages the calibration used score "
+                    "optimistically")
         result["domains"][domain] = m
     return result

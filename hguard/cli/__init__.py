@@ -469,7 +469,9 @@ def cmd_evaluate(args) -> int:
                 print(f"  {'':10s} {m['n_training_side']} of these rows lie on the calibration's training side by its "
                       "recorded split (by each row's group, whether or not the calibration saw the row): if they are "
                       "its own rows, it trained on them and they score optimistically, and --held-out-only scores the "
-                      "others; rows it never saw need no such care")
+                      "others")
+            if m.get("training_side_unknown"):
+                print(f"  {'':10s} {m['training_side_unknown']}")
         for d, why in res["skipped"].items():
             print(f"  {d}: skipped: {why}")
         return 0
