@@ -681,6 +681,17 @@ def test_the_rag_report_says_when_a_target_is_met_only_trivially_or_cannot_be_me
     assert _met({"k": 1, "n": 200, "rate": 0.005, "ci95": [0.0, 0.03]}, 0.05, False, some, "offtopic") == "yes"
     assert _met({"k": 90, "n": 200, "rate": 0.45, "ci95": [0.38, 0.52]}, 0.40, True, some, "supporting").startswith("yes by")
     assert _met({"k": 20, "n": 200, "rate": 0.10, "ci95": [0.06, 0.15]}, 0.40, True, some, "supporting") == "no"
+    # misleading rows held out, none of whose answers followed the passage: not "all on the training side" (a health
+    # insurer's trial, whose yes/no rows were not read as following), and the AUROC target by its interval too
+    held = {**some, "conditions": {"misleading": {"n": 4}}, "train": {"by_condition": {"misleading": 16}}}
+    assert _met({}, 0.10, False, held, "misleading") == ("not measurable (none of the 4 held-out misleading-passage "
+                                                         "answers was judged to follow the passage against the truth)")
+    from hguard.calibrate._rag_report import _auroc_met
+
+    assert _auroc_met({"value": 0.927, "ci95": [0.45, 1.0], "grounding": 0.8, "probe": 0.7}) == \
+        "yes by the point estimate; its 95% interval reaches 0.45"
+    assert _auroc_met({"value": 0.95, "ci95": [0.91, 0.98], "grounding": 0.8, "probe": 0.7}) == "yes"
+    assert _auroc_met({"value": 0.95, "ci95": [0.91, 0.98], "grounding": 0.96, "probe": 0.7}) == "no"
 
 
 def test_naming_the_context_fallback_domain_for_a_request_with_context_skips_the_similarity_rule(tiny_rag, tmp_path):
@@ -779,3 +790,19 @@ def test_closed_book_evaluate_reads_the_closed_book_probes_and_skips_a_rag_only_
     assert _closed_book_line(two) == ("n=4 (2 right, 2 hallucinated, 0 declined) AUROC (95% interval) probe=0.750 "
                                       "[0.20, 1.00] merged=1.000 [0.50, 1.00] random neurons=0.500 [0.00, 1.00] "
                                       "best baseline min_logprob=0.500")
+
+
+def test_the_rag_report_says_knowledge_conflict_was_not_checked_where_no_detector_ran():
+    """With no detector fitted, the report printed "Knowledge conflict flagged: 0/6 ..." and every evaluated answer
+    "knowledge_conflict": false, which reads as checked and clear (a health insurer's trial)."""
+    import json
+
+    from hguard import REFERENCE_PROBES
+    from hguard.calibrate._rag_report import rag_markdown
+
+    report = json.loads((REFERENCE_PROBES / "rag-report" / "report.json").read_text(encoding="utf-8"))
+    assert "Knowledge conflict flagged: " in rag_markdown(report)  # shipped reports: checked
+    for m in report["domains"].values():
+        m["knowledge_conflict_checked"] = False
+    text = rag_markdown(report)
+    assert "Knowledge conflict flagged: " not in text and "Knowledge conflict: not checked (no detector was fitted" in text

@@ -71,6 +71,7 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
     out: dict[str, Any] = {
         "n_unscorable": int((~ok).sum()),
         "thresholds": {**th.to_dict(), "fitted_on": RAG_THRESHOLDS_FITTED_ON},
+        "knowledge_conflict_checked": bool(conflict.get("detector")),
         "all": block(np.ones(len(rs), bool)),
         "conditions": {c: block(np.array([r["condition"] == c for r in rs], dtype=bool)) for c in conds},
         "datasets": {d: block(np.array([r["dataset"] == d for r in rs], dtype=bool)) for d in sorted({r["dataset"] for r in rs})},
@@ -84,7 +85,7 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
              "merged_risk": risk_of.get(r["id"]) if r["label"] != "refusal" else None,
              "route_at_thresholds": ("abstain" if r["label"] == "refusal" else "review" if r["id"] in flagged
                                      else th.route_of(risk_of.get(r["id"], math.nan))),
-             "knowledge_conflict": r["id"] in flagged}
+             "knowledge_conflict": r["id"] in flagged if conflict.get("detector") else None}
             for r in rows
         ]
     out["targets"] = {
@@ -169,14 +170,15 @@ def rag_markdown(report: dict) -> str:
             + (f" Thresholds fitted on {m['thresholds']['fitted_on']}." if m["thresholds"].get("fitted_on") else ""), "",
             "| target | measured (held out) | met |", "|---|---|---|",
             f"| merged AUROC >= 0.90, above grounding and probe | merged {_f(ma['value'])}{_ci(ma['ci95'])}; grounding {_f(ma['grounding'])}; probe {_f(ma['probe'])} | "
-            f"{'yes' if ma['value'] is not None and ma['value'] >= 0.9 and ma['value'] > (ma['grounding'] or 0) and ma['value'] > (ma['probe'] or 0) else 'no'} |",
+            f"{_auroc_met(ma)} |",
             f"| supporting answers accepted >= 40% | {_rate(tg['supporting_accepted'])} | {_met(tg['supporting_accepted'], 0.40, True, m, 'supporting')} |",
             f"| off-topic answers accepted <= 5% | {_rate(tg['offtopic_accepted'])} | {_met(tg['offtopic_accepted'], 0.05, False, m, 'offtopic')} |",
             f"| misleading-passage answers against the truth accepted <= 10% | {_rate(tg['misleading_followed_accepted'])} | {_met(tg['misleading_followed_accepted'], 0.10, False, m, 'misleading')} |",
             "",
             f"Hallucinations among accepted answers (all conditions): {_rate(m['all']['hallucinated_among_accepted'])}. "
-            f"Knowledge conflict flagged: {_rate(tg['misleading_followed_flagged'])} of answers that followed a misleading passage, "
-            f"{_rate(tg['supporting_right_flagged'])} of right supporting answers.", "",
+            + (f"Knowledge conflict flagged: {_rate(tg['misleading_followed_flagged'])} of answers that followed a misleading passage, "
+             f"{_rate(tg['supporting_right_flagged'])} of right supporting answers." if m.get("knowledge_conflict_checked", True)
+             else "Knowledge conflict: not checked (no detector was fitted, see above), so no answer is flagged."), "",
         ]
         sigs = list(m["all"]["auroc"])
         lines += ["| condition | n | right/halluc./refusal | " + " | ".join(sigs) + " | accepted | halluc. among accepted |",
@@ -192,11 +194,25 @@ def rag_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _auroc_met(ma: dict) -> str:
+    """Whether the merged AUROC meets its target (0.90, above grounding and probe alone), and, when it does by the
+    point estimate only, where its interval reaches (0.927 [0.45, 1.00] read "yes")."""
+    v = ma.get("value")
+    if v is None or v < 0.9 or v <= (ma.get("grounding") or 0) or v <= (ma.get("probe") or 0):
+        return "no"
+    lo = (ma.get("ci95") or [None])[0]
+    return f"yes by the point estimate; its 95% interval reaches {lo:.2f}" if lo is not None and lo < 0.9 else "yes"
+
+
 def _met(s: dict, bound: float, at_least: bool, m: dict | None = None, condition: str | None = None) -> str:
     """Whether a held-out share meets its bound: "not measurable" with where the condition's rows are, "only
     trivially" when an upper bound holds because the domain accepts nothing, and the interval's far end
     when the point estimate meets the bound but the interval does not."""
     if not s or s.get("rate") is None:
+        held = (((m or {}).get("conditions") or {}).get(condition or "") or {}).get("n", 0)
+        if held and condition == "misleading":  # the rows are there; none of their answers followed the passage
+            return (f"not measurable (none of the {held} held-out misleading-passage answers was judged to follow the "
+                    "passage against the truth)")
         in_train = ((m or {}).get("train", {}).get("by_condition") or {}).get(condition or "", 0)
         where = f": all {in_train} are on the training side of the passage split" if in_train else ""
         return f"not measurable (no held-out rows of this condition{where})"
