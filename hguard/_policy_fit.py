@@ -238,6 +238,13 @@ def fit_thresholds(
             accept_below = float(t[best])
             acc_n, acc_k = int(n_acc[best]), int(k_acc[best])
             notes.append(f"accept_below passed {n_pass} of {t.size - start} testable candidates")
+            if families is not None:  # a family with no answer below it was not tested, only left out of what is accepted
+                below = [name for name, m in zip(names, fam_n[:, n_pass - 1]) if m > 0]
+                untested = len(names) - len(below)
+                if untested:
+                    notes.append(f"{len(below)} of the {len(names)} families have calibration answers below it "
+                                 f"({', '.join(below)}); the other {untested} have none, so nothing of theirs was accepted "
+                                 "or tested: an answer of such a kind the threshold does accept carries no evidence")
 
     coverage = acc_n / n
     error_rate = acc_k / acc_n if acc_n else None

@@ -1220,3 +1220,19 @@ def test_a_blank_spot_check_seed_is_refused(tmp_path, seed):
     """The seed keys which answers are spot-checked: blanks are no secret and look like a value left out."""
     with pytest.raises(PolicyError, match=r"monitor\.seed"):
         load_policy(write(tmp_path, "p.toml", f"version = 1\n[monitor]\nseed = {seed}\n"))
+
+
+def test_a_per_family_certificate_says_which_families_it_tested():
+    """A new user's domain: "the accept threshold must hold in each of the 4 families at once" passed because three
+    families had no answer below it at all; nothing said only one was tested."""
+    from hguard.policy import fit_thresholds
+
+    r = [0.05] * 12 + [0.5] * 18 + [0.6] * 14 + [0.7] * 10 + [0.9] * 30
+    y = [0] * 12 + [0] * 9 + [1] * 9 + [0] * 7 + [1] * 7 + [1] * 10 + [1] * 30
+    fam = ["capital"] * 30 + ["term"] * 14 + ["general"] * 10 + ["invented"] * 30
+    t = fit_thresholds(r, y, target=0.2, confidence=0.9, families=fam)
+    assert t.accept_below == 0.5
+    assert ("1 of the 4 families have calibration answers below it (capital); the other 3 have none, so nothing of "
+            "theirs was accepted or tested") in t.method
+    pooled = fit_thresholds(r, y, target=0.2, confidence=0.9)
+    assert "families have calibration answers below it" not in pooled.method
