@@ -647,3 +647,18 @@ def test_rows_in_another_language_are_said_to_be_judged_in_english(tmp_path: Pat
         warnings.simplefilter("error")
         for name in ("geography", "chemistry", "literature", "fabricated"):
             load_examples(Path(__file__).resolve().parents[1] / "calibration" / "data" / f"{name}.jsonl")
+
+
+def test_a_csv_given_as_calibration_data_is_told_in_one_line_to_convert(tmp_path: Path) -> None:
+    """A new user's CSV got a "not valid JSON" line per row ("21 bad rows, nothing loaded") and no word of the format."""
+    path = tmp_path / "rows.csv"
+    path.write_text("\ufeffid;question;answer;domain\n1;Capital of France?;Paris;geo\n2;Capital of Peru?;Lima;geo\n",
+                    encoding="utf-8")
+    with pytest.raises(DataError, match=r"rows.csv: no line is a JSON object .*calibration data is JSON Lines") as err:
+        load_examples(path)
+    assert "\n" not in str(err.value)
+    # a JSONL file with one bad row still names that row
+    good = json.dumps({"id": "a", "question": "Capital of France?", "answers": ["Paris"], "domain": "geo"})
+    (tmp_path / "rows.jsonl").write_text(good + "\n{oops\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"line 2: not valid JSON"):
+        load_examples(tmp_path / "rows.jsonl")

@@ -154,3 +154,22 @@ def test_the_cross_family_merged_risks_thresholds_rest_on_come_from_mergers_fitt
     after = _merged_without_family(Z, flipped, fam, Z, fam, fit_merger(Z, flipped))
     assert np.allclose(before[fam == "a"], after[fam == "a"])  # a's own labels played no part in its scores
     assert not np.allclose(before[fam == "b"], after[fam == "b"])  # the other families' mergers saw a's labels
+
+
+def test_two_rows_labelling_one_answer_both_ways_are_blamed_on_their_answers_unless_a_reviewer_is_involved():
+    """A new user's duplicated question with other gold answers was said to be "a reviewer's verdict and the judge's
+    reading ... disagree", though no reviewer was involved."""
+    import warnings
+
+    from hguard.calibrate.families import _join_repeated_questions
+
+    def rows(source=None):
+        base = {"domain": "ins", "question": "Capital of France?", "answer": "Paris.", "group": "g", "family": "f"}
+        return [{**base, "id": "a", "label": "correct"}, {**base, "id": "b", "label": "hallucinated", "source": source}]
+
+    for source, said in ((None, "the two rows accept different answers to one question; fix their answers"),
+                         ("review", "a reviewer's verdict and the judge's reading of the answers disagree")):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _join_repeated_questions(rows(source))
+        assert any(said in str(w.message) for w in caught), [str(w.message) for w in caught]

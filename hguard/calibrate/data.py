@@ -322,6 +322,13 @@ def load_examples(path_or_paths: str | os.PathLike[str] | Iterable[str | os.Path
                     n_rows += 1
         if n_rows == 0:
             raise DataError(f"{path}: file has no rows; add examples or leave the file out")
+        mine = [what for where, what in bad if where.startswith(f"{path} line ")]
+        if mine and len(mine) == n_rows and all(": not valid JSON (" in what for what in mine):
+            # not one line is JSON: a CSV or a spreadsheet's export, not a row's mistake (it got a line per row)
+            raise DataError(f"{path}: no line is a JSON object ({mine[0].split(': ', 1)[1].split(' (got')[0]} on line "
+                            "1): calibration data is JSON Lines, one object per line with id, question, answers and "
+                            "domain (README, 'Calibration data'); convert a CSV, e.g. with pandas: "
+                            "pandas.read_csv(F).to_json(OUT, orient='records', lines=True) (answers as a list)")
     if len(bad) == 1:
         raise DataError(bad[0][1])
     if bad:

@@ -126,9 +126,11 @@ def _join_repeated_questions(rows: Sequence[dict]) -> None:
         a, b = conflicts[0]
         warnings.warn(
             f"{len(conflicts)} pair(s) of rows give the same answer to the same question with opposite labels (first: "
-            f"{a['id']!r} {a['label']!r}, {b['id']!r} {b['label']!r}, answer {a['answer'][:80]!r}): a reviewer's verdict "
-            "and the judge's reading of the answers disagree; fix the row's answers or the verdict, as both are fitted on",
-            UserWarning, stacklevel=3)
+            f"{a['id']!r} {a['label']!r}, {b['id']!r} {b['label']!r}, answer {a['answer'][:80]!r}): "
+            + ("a reviewer's verdict and the judge's reading of the answers disagree; fix the row's answers or the "
+               "verdict" if "review" in (a.get("source"), b.get("source")) else
+               "the two rows accept different answers to one question; fix their answers (or keep one row)")
+            + ", as both are fitted on", UserWarning, stacklevel=3)
 
 
 def _stable(key: str) -> int:
