@@ -246,11 +246,18 @@ def blanks_emptied(passages: Sequence[str]) -> list[str]:
     return [("" if blank(p) else p) for p in passages] if with_text(passages) else []
 
 
+#: how much of a passage's opening must be found in a prompt for the passage to count as pasted there, when less
+#: than ``probe_chars`` of it is (a chain that cuts each document to 120 characters: it went to review as
+#: "context not identified", and its record held the whole prompt as the question and no context)
+MIN_PASTED_CHARS = 60
+
+
 def appears_in(passage: str, texts: Sequence[str], probe_chars: int = 200) -> bool:
-    """Whether the passage's text (its first ``probe_chars`` characters, whitespace-normalised) was
-    pasted into one of ``texts``."""
-    key = " ".join(passage.split())[:probe_chars]
-    return bool(key) and any(key in " ".join(t.split()) for t in texts)
+    """Whether the passage's text (its first ``probe_chars`` characters, whitespace-normalised; or, cut shorter by
+    a chain, its first :data:`MIN_PASTED_CHARS`) was pasted into one of ``texts``."""
+    norm = " ".join(passage.split())
+    joined = [" ".join(t.split()) for t in texts]
+    return any(bool(key) and any(key in t for t in joined) for key in (norm[:probe_chars], norm[:MIN_PASTED_CHARS]))
 
 
 def pasted_part(passage: str, texts: Sequence[str], probe_chars: int = 200) -> str | None:
@@ -262,7 +269,7 @@ def pasted_part(passage: str, texts: Sequence[str], probe_chars: int = 200) -> s
         return None
     norm = " ".join(passage.split())
     joined = [" ".join(t.split()) for t in texts]
-    lo, hi = min(len(norm), probe_chars), len(norm)  # norm[:lo] is in a text; find the longest such opening
+    lo, hi = min(len(norm), MIN_PASTED_CHARS), len(norm)  # norm[:lo] is in a text; find the longest such opening
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if any(norm[:mid] in t for t in joined):
@@ -668,6 +675,7 @@ __all__ = [
     "DECISION_KEYS",
     "CONTEXT_NOT_IDENTIFIED",
     "GuardedText",
+    "MIN_PASTED_CHARS",
     "appears_in",
     "blank",
     "context_not_identified",

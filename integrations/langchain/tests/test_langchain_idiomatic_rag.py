@@ -509,6 +509,13 @@ def test_the_context_is_what_the_chain_pasted_not_the_whole_document(tiny_probes
     cut = {"context": Both() | (lambda docs: docs[0].page_content[:250]), "question": RunnablePassthrough()} | RAG_HUMAN | chat
     rec = _decision(guard, cut.invoke(AUSTRALIA).response_metadata)
     assert rec["context"] == mine.page_content[:250].rstrip()
+    # cut shorter than the 200 characters the match first reads (a law firm's chain cut each clause to 120): it went
+    # to review as "context not identified", the whole prompt recorded as the question and no context
+    for n in (120, 70):
+        short = {"context": Both() | (lambda docs, n=n: docs[0].page_content[:n]), "question": RunnablePassthrough()} | RAG_HUMAN | chat
+        rec = _decision(guard, short.invoke(AUSTRALIA).response_metadata)
+        assert rec["context"] == mine.page_content[:n].rstrip() and rec["question"] == AUSTRALIA, rec
+        assert not any("context not identified" in x for x in rec["reasons"])
 
 
 def test_an_empty_context_given_to_the_chat_model_is_nothing_retrieved_not_an_error(make_guard):
