@@ -309,7 +309,7 @@ def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, 
     trained: set[str] = set()  # given rows on their calibration's training side
     # the recorded split is a split of the calibration's rows: of other rows (a part of them, or new questions on its
     # passages) it says nothing (a trial's subset had 6 of its 11 "held-out" rows on the training side)
-    foreign = sorted(d for d, cd in probes.items() if any(e.domain == d for e in given_rows)
+    foreign = sorted(str(d) for d, cd in probes.items() if any(e.domain == d for e in given_rows)
                      and data_hash([e for e in given_rows if e.domain == d]) != cd.data_hash)
     if given and held_out_only and foreign:
         raise DataError(f"--held-out-only reads the split the probe file records, which is a split of the rows it was "
