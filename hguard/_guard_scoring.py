@@ -41,11 +41,11 @@ def no_conflict_detector(domain: str, held: str = "the answer is held") -> str:
 
 def scoring_problem(exc: BaseException) -> str:
     """The reason an answer whose scoring raised ``exc`` is held: a signal the merger cannot score is named as the
-    hold it is; anything else is a failure."""
+    hold it is (the decision prefixes "scoring problem: "); anything else is a failure."""
     from ._policy_risk import UnscorableSignal
 
     if isinstance(exc, UnscorableSignal):
-        return f"held for review: {exc}"
+        return str(exc)  # "cannot merge risk: signal ... is ..., beyond what the merger was calibrated on ..."
     return f"scoring failed: {type(exc).__name__}: {exc}"
 
 class _Scoring:

@@ -41,9 +41,13 @@ class DomainState:
 
 def _threshold(value: Any) -> float | None:
     """``value`` as a tightened accept threshold: a finite number in [0, 1], else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        value = float(value)  # an integer too large for a float (10**400) is no threshold either
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) and 0 <= value <= 1 else None
 
 
 def transition(state: DomainState, event: Mapping[str, Any]) -> DomainState:

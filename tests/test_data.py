@@ -536,6 +536,9 @@ def test_rag_rows_answering_yes_or_no_without_the_yes_no_judge_are_said() -> Non
     with pytest.warns(UserWarning, match=r'^2 row\(s\) with context answer only "yes" or "no" but set no meta.judge = '
                                          r'"yesno" \(first: \'y2\'\)'):
         warn_rag_meta([row(0, "yes", judge="yesno"), row(2, "Yes"), row(3, " no ")])
+    with pytest.warns(UserWarning, match=r'^2 row\(s\) with context answer only "yes" or "no"'):
+        warn_rag_meta([row(4, "Yes."), Example(id="y5", question="Does it?", answers=["No", "no"], domain="clinical",
+                                               context="It does not.")])
 
 
 def test_a_yes_no_row_with_a_misleading_passage_reads_the_passages_reply_as_followed() -> None:
@@ -547,6 +550,8 @@ def test_a_yes_no_row_with_a_misleading_passage_reads_the_passages_reply_as_foll
     meta = {"judge": "yesno", "condition": "misleading", "misleading_answer": "no"}
     followed = judge_row("No, it does not.", ["yes"], "qa", meta, "Does quilting prevent seroma?")
     assert followed.label == "hallucinated" and followed_misleading({**meta, "label": followed.label, "judge_reason": followed.reason})
+    dotted = judge_row("No, it does not.", ["yes"], "qa", {**meta, "misleading_answer": "No."}, "Does it?")  # as written
+    assert dotted.reason.startswith("follows the misleading passage")
     right = judge_row("Yes.", ["yes"], "qa", meta, "Does quilting prevent seroma?")
     assert right.label == "correct" and not followed_misleading({**meta, "label": right.label, "judge_reason": right.reason})
     # a wrong reply where the passage agrees with the truth is no following

@@ -1081,6 +1081,6 @@ def test_a_signal_beyond_the_calibration_is_named_as_a_hold_not_a_failure():
     for signals in ({"grounding_x_relevance": 0.876}, {"grounding_x_relevance": float("nan")}, {}):
         with pytest.raises(UnscorableSignal) as err:
             merge_risk(signals, merger)
-        assert scoring_problem(err.value) == f"held for review: {err.value}"
+        assert scoring_problem(err.value) == str(err.value)  # decide() says "scoring problem: " before it
         assert str(err.value).startswith("cannot merge risk: ")
     assert scoring_problem(KeyError("mean_logprob")) == "scoring failed: KeyError: 'mean_logprob'"

@@ -760,7 +760,7 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     ("期限是45天。", "期限是30天。", ["45"]),
     ("Срок 45дней.", "Срок 30 дней.", ["45"]),
     ("٥٠٠دينار", "٣٠٠ دينار", ["500"]),
-    ("料金は４，５００円", "料金は3,500円です", ["4500"]),
+    ("料金は４，５００円", "料金は3,500円です", ["4", "500"]),  # a full-width comma separates (below)
     ("期限是30天。", "期限是30天。", []),
     # a date in digits is read whole: day and month swapped, in one order or another
     ("Valid from 04.03.2024.", "Valid from 03.04.2024.", ["date 04.03.2024"]),
@@ -777,6 +777,12 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     ("٣٠٪", "The fee is 30 EUR.", ["30 percent"]),
     ("The fee is 500 Kč.", "Poplatek činí 500 Kč.", []),
     ("Rub it in twice daily.", "Rub it in 2 times a day.", []),  # "rub" is a verb; RUB a currency in capitals
+    ("It costs 200 SEK.", "Det kostar 200 kr.", []),  # "kr" is any krona
+    ("It costs 200 NOK.", "It costs 200 SEK.", ["200 nok"]),  # ... but one krona is not another
+    ("It costs 200 EUR.", "Kr 200 per måned.", ["200 euro"]),  # "Kr" opening the text, before its number
+    ("It costs 500 euros.", "Стоимость 500 руб.", ["500 euro"]),
+    ("It costs 200元.", "价格是100，200，300元。", []),  # a full-width comma lists amounts
+    ("It costs 500元.", "价格是100，200，300元。", ["500"]),
     # a number written in words and digits, "thirty (30) days": its unit is the digits' (the word was read bare,
     # and a bare number matched any unit; a law firm's trial)
     ("30 months.", "Upon thirty (30) days' written notice.", ["30 month"]),
@@ -784,7 +790,10 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     ("30 days.", "Upon thirty (30) days' written notice.", []),
     # how other scripts and documents write numbers: a space or the Arabic signs grouping and marking decimals, an
     # invisible joiner inside a number
-    ("25 000 €.", "It costs 25 000 euros.", []),
+    ("25\u00a0000 €.", "It costs 25\u202f000 euros.", []),
+    # a plain space between digits groups nothing: one 500 mg tablet is not 1500 mg (a reviewer's trial of this rule)
+    ("Adults take 1500 mg every 6 hours.", "Adults: take 1 500 mg tablet every 6 hours.", ["1500 mg"]),
+    ("Take one 500 mg tablet every 6 hours.", "Adults: take 1 500 mg tablet every 6 hours.", []),
     ("٣٠٫٥ يورو", "The fee is 30.5 EUR.", []),
     ("١٬٠٠٠ units", "1,000 units", []),
     ("1000 units.", "Give 1‍000 units.", []),

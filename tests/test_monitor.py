@@ -203,6 +203,7 @@ def test_unreadable_state_file_fails_closed(tmp_path):
     {"state": "tightened", "accept_below": None},
     {"state": "bogus"},
     {"state": "tightened", "accept_below": 0.1, "reason": ["not", "text"]},
+    {"state": "tightened", "accept_below": 10**400},  # too large for a float: it raised OverflowError
 ])
 def test_a_state_file_entry_that_is_no_state_fails_closed_naming_the_file(tmp_path, entry):
     """A fault-injection trial: a NaN threshold in the state file crashed every request of the domain after the model

@@ -456,7 +456,7 @@ def warn_rag_meta(examples: Sequence[Example]) -> None:
     # answers of yes or no alone, judged by the words of the reply (a health insurer's trial: "Quilting suture prevents
     # seroma." was labelled hallucinated for "yes", with no word)
     plain = [e.id for e in examples if e.context is not None and (e.meta or {}).get("judge") != "yesno"
-             and [a.strip().casefold() for a in e.answers] in (["yes"], ["no"])]
+             and {a.strip().strip(".!").casefold() for a in e.answers} in ({"yes"}, {"no"})]  # ["Yes."], ["no", "No"]
     if plain:
         warnings.warn(f"{len(plain)} row(s) with context answer only \"yes\" or \"no\" but set no meta.judge = \"yesno\" "
                       f"(first: {plain[0]!r}): the answer judge then looks for the word itself, so a reply that says "

@@ -190,7 +190,8 @@ _UNIT_WORDS = {"percent": "percent", "percentage": "percent", "pct": "percent",
                "lei": "ron", "leu": "ron", "lev": "bgn", "leva": "bgn", "lira": "try", "liras": "try", "lire": "try",
                "hryvnia": "uah", "hryvnias": "uah", "hryvnya": "uah", "rouble": "rub", "roubles": "rub",
                "ruble": "rub", "rubles": "rub", "shekel": "ils", "shekels": "ils", "baht": "thb",
-               "ευρω": "euro", "يورو": "euro", "евро": "euro", "рублей": "rub", "рубля": "rub", "рубль": "rub"}
+               "ευρω": "euro", "يورو": "euro", "евро": "euro", "рублей": "rub", "рубля": "rub", "рубль": "rub",
+               "руб": "rub"}
 _BY_A_NUMBER = frozenset(normalize(w) for w in list(_UNIT_WORDS)[list(_UNIT_WORDS).index("zł"):])
 _CURRENCY_SPELLINGS = tuple(w for w, unit in _UNIT_WORDS.items() if unit != "percent" and len(w) > 1)
 _UNIT_WORDS = {normalize(w): unit for w, unit in _UNIT_WORDS.items()}  # as the text reads them: "kč" is "kc"
@@ -263,13 +264,13 @@ _GROUPED_DECIMAL_COMMA = re.compile(r"(?<![\d.,])(\d{1,3}(?:\.\d{3})+),(\d+)(?![
 # a currency's code or name written on its number: "30zł", "1500EUR", "200kr"
 _GLUED_CURRENCY = re.compile(r"(?i)(?<![\w.,])(\d+(?:[.,]\d+)?)(" + "|".join(sorted(
     map(re.escape, _CURRENCY_SPELLINGS), key=len, reverse=True)) + r")(?![^\W\d_])")
-# a space grouping thousands before a unit: "25 000 euros" (as "25\u00a0000 \u20ac"; not "5 100" alone)
-_SPACE_GROUPED = re.compile(r"(?<![\d.,])(\d{1,3})((?: \d{3})+)(?![\d.,])" + _UNIT_AHEAD)
 # a digit beside a letter of a script written without spaces or with its words on the number ("期限是45天",
 # "45дней", "٥٠٠دينار"): the number is a word of its own; beside a Latin letter it stays ("COVID-19", "Q3", "v2")
 _SCRIPT_DIGIT = regex.compile(r"(?<=\d)(?=[\p{L}--\p{Latin}])|(?<=[\p{L}--\p{Latin}])(?=\d)", regex.V1)
 _ARABIC_MARKS = str.maketrans({"\u066b": ".", "\u066c": ",", "\u066a": "%"})  # decimal, thousands, percent
-_FULL_WIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}  # "４，５００円" is "4,500円"
+_FULL_WIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}  # "４５００円" is "4500円"
+_FULL_WIDTH[0xFF0C] = ", "  # a full-width comma separates ("100，200，300元" lists three amounts; NFKD made it a
+_FULL_WIDTH[0x3001] = ", "  # digit group), as the ideographic one does
 
 
 def _plain_digits(text: str) -> str:
@@ -277,13 +278,15 @@ def _plain_digits(text: str) -> str:
     full-width punctuation and the Arabic decimal, thousands and percent signs as their ASCII forms, invisible
     characters dropped (a zero-width joiner inside "1\u200d000"), a number set apart from the letters of another
     script, currency codes that are English words read in capitals ("30 TRY"), and a currency written on its
-    number set apart from it."""
+    number set apart from it. A full-width comma stays a separator ("100，200，300元" lists three amounts)."""
     text = without_ignorables(text).translate(_FULL_WIDTH).translate(_ARABIC_MARKS)
     if not text.isascii():
         text = "".join(str(unicodedata.decimal(c)) if c.isdecimal() and not c.isascii() else c for c in text)
         text = _SCRIPT_DIGIT.sub(" ", text)
     text = _CAPITAL_CODES.sub(lambda m: _CAPITAL_CODE_AS[m.group(1)], text)
-    return _SPACE_GROUPED.sub(lambda m: m.group(1) + m.group(2).replace(" ", ""), _GLUED_CURRENCY.sub(r"\1 \2", text))
+    # (a plain space between digits is not read as grouping them, even before a unit: "take 1 500 mg tablet" is one
+    # tablet of 500 mg; a no-break or thin space is: _SPACED_THOUSANDS)
+    return _GLUED_CURRENCY.sub(r"\1 \2", text)
 
 
 # a number word that is a count of times ("twice daily") or a half ("half a tablet")
@@ -478,6 +481,9 @@ def _unstated_dates(answer: str, said: str) -> list[str]:
             if not any(parts == p if order == o else readings & r for _, o, p, r in dates)]
 
 
+# "kr" is the Swedish, Norwegian, Danish or Icelandic krona: the passage's "200 kr" is any of them ("200 SEK" is
+# not another amount), and its "200 SEK" is "200 kr"
+_KRONOR = frozenset({"krona", "sek", "nok", "dkk", "isk"})
 _LIST_MARKER = re.compile(r"(?m)^\s*\d+[.)](?=\s)|\[\d+\]")  # "1. ..." at a line's start, a citation "[1]"
 
 
@@ -490,6 +496,8 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
     times"), the answer's do not (a stray "one" is no figure), nor its list numbering and citation marks. Shown as
     read, e.g. "25000 euro"."""
     held = stated_numbers(context) + stated_numbers(question)
+    held += [(value, other) for value, unit in held if unit in _KRONOR
+             for other in (_KRONOR - {unit} if unit == "krona" else {"krona"})]
     units_of: dict[str, set[str | None]] = {}
     for value, unit in held:
         units_of.setdefault(value, set()).add(unit)
@@ -530,8 +538,8 @@ def _tokens(text: str, number_words: bool = True) -> list[str]:
     text = _CODE_ON_NUMBER.sub(r"\1 ", _BARE_DECIMAL.sub("0.", _SIGN.sub(" minus ", text)))
     text = _GLUED_UNIT.sub(r"\1 \2", text)
     words = normalize(_UNIT_SYMBOL.sub(lambda m: f" {_UNIT_SYMBOLS[m.group(0)]} ", text)).split()
-    words = [w if w in _BY_A_NUMBER and not any(c.isdigit() for c in "".join(words[max(i - 1, 0):i + 2:2])) else
-             _UNIT_WORDS.get(w, w) for i, w in enumerate(words)]
+    words = [w if w in _BY_A_NUMBER and not any(c.isdigit() for c in (words[i - 1] if i else "") + "".join(words[i + 1:i + 2]))
+             else _UNIT_WORDS.get(w, w) for i, w in enumerate(words)]
     i = 0
     while i < len(words) - 1:  # a currency before its number goes after it
         if words[i] in _CURRENCIES and any(c.isdigit() for c in words[i + 1]):
@@ -1169,8 +1177,8 @@ def judge_row(answer: str, aliases: list[str], kind: str = "qa", meta: dict | No
     meta = meta or {}
     if meta.get("judge") == "yesno":
         j = judge_yesno(answer, aliases[0] if aliases else "", question)
-        misleading = str(meta.get("misleading_answer") or "").strip().casefold()
-        if j.label == "hallucinated" and misleading in YES_NO and misleading != (aliases[0] if aliases else "").strip().casefold():
+        misleading = normalize(str(meta.get("misleading_answer") or ""))  # "No." is no
+        if j.label == "hallucinated" and misleading in YES_NO and misleading != normalize(aliases[0] if aliases else ""):
             # a yes/no row with a misleading passage: the wrong reply is the passage's (the reason says so, as the
             # contrast judge's does; read without it, no reply followed one, and the knowledge-conflict detector
             # was silently not fitted, "for too few misleading rows")
