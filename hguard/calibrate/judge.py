@@ -268,7 +268,7 @@ _GLUED_CURRENCY = re.compile(r"(?i)(?<![\w.,])(\d+(?:[.,]\d+)?)(" + "|".join(sor
 # "45дней", "٥٠٠دينار"): the number is a word of its own; beside a Latin letter it stays ("COVID-19", "Q3", "v2")
 _SCRIPT_DIGIT = regex.compile(r"(?<=\d)(?=[\p{L}--\p{Latin}])|(?<=[\p{L}--\p{Latin}])(?=\d)", regex.V1)
 _ARABIC_MARKS = str.maketrans({"\u066b": ".", "\u066c": ",", "\u066a": "%"})  # decimal, thousands, percent
-_FULL_WIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}  # "４５００円" is "4500円"
+_FULL_WIDTH: dict[int, int | str] = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}  # "４５００円" is "4500円"
 _FULL_WIDTH[0xFF0C] = ", "  # a full-width comma separates ("100，200，300元" lists three amounts; NFKD made it a
 _FULL_WIDTH[0x3001] = ", "  # digit group), as the ideographic one does
 
