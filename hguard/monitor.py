@@ -72,7 +72,7 @@ from ._monitor_state import (
 from ._monitor_stats import breached, drift_test, live_bounds, min_checks, seed_id, selection_u
 from ._stats import clopper_pearson_lower, clopper_pearson_upper
 from ._text import hidden_characters_in
-from .errors import AuditIntegrityError, InputError, PolicyError
+from .errors import AuditIntegrityError, HGuardError, InputError, PolicyError
 from .errors import shown as _short
 
 __all__ = [
@@ -626,8 +626,10 @@ def _carry_file_only_tightenings(policy, states: dict[str, DomainState], audit, 
     path = Path(policy.monitor.state)
     try:
         mirror = read_state_file(path) if path.exists() else {}
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return []  # an unreadable file fails the guard closed until this run rewrites it from the chain
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        # unreadable as a whole: the domains it names in any state but normal are kept tightened, to accept nothing
+        # (rewritten from the chain alone, a tightening only the file held was lifted with no record of it)
+        mirror = _held_in_unreadable(path, exc)
     carried = []
     for name, held in sorted(mirror.items()):
         if name not in policy.domains or held.state != "tightened" or name in states:
@@ -646,6 +648,26 @@ def _carry_file_only_tightenings(policy, states: dict[str, DomainState], audit, 
             states[name] = held
         carried.append(name)
     return carried
+
+
+def _held_in_unreadable(path: Path, exc: BaseException) -> dict[str, DomainState]:
+    """The domains a state file that does not read as one (``exc``) names in a state other than normal, each as
+    tightened to accept nothing, with the reason; HGuardError when not even that can be read: its tightenings cannot
+    be told, so the monitor does not rewrite it."""
+    import json
+
+    why = f"{type(exc).__name__}: {exc}"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        entries = data["domains"].items()
+        held = {str(d): e for d, e in entries if not (isinstance(e, dict) and e.get("state") == "normal")}
+    except Exception as err:  # noqa: BLE001 - any shape it may have been left in
+        raise HGuardError(
+            f"the monitor state {path} cannot be read ({why}; {type(err).__name__}), and it may hold tightenings the "
+            "audit log does not (a log moved aside): the monitor does not rewrite it, and the guard holds every domain "
+            "meanwhile; check it, then restore it or move it aside (the next run then writes it from the log)") from None
+    return {d: DomainState("tightened", "review", 0.0, None, None, None,
+                           f"the state file's entry for it is unreadable ({why}): accepting nothing") for d in held}
 
 
 def _writer(policy, audit_path: Path, key: bytes | None):

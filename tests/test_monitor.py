@@ -1355,6 +1355,43 @@ def test_a_log_moved_aside_by_hand_does_not_lift_a_tightening_the_state_file_hol
     assert run_monitor(policy)["domains"]["geo"]["state"]["state"] == "normal"
 
 
+@pytest.mark.parametrize("edit", ["nan", "reason_number", "another_domain_bad", "not_json"])
+def test_a_state_file_only_tightening_survives_the_file_turning_unreadable(tmp_path, edit):
+    """A reviewer's trial: with a tightening only the state file held (its log moved aside), a file the state
+    validation refuses (a NaN, a reason that is a number, another domain's bad entry) was rewritten from the chain
+    alone by the next monitor run, and the guard accepted again with no lift on record."""
+    import shutil
+
+    from hguard.errors import HGuardError
+
+    policy = _pol(tmp_path, spot_check_rate=0.5, on_breach="review")
+    _deploy(tmp_path, policy, 80, halluc_rate=0.6)
+    assert run_monitor(policy)["domains"]["geo"]["state"]["state"] == "tightened"
+    (tmp_path / "old").mkdir()
+    for name in ("audit.jsonl", "queue.sqlite3"):
+        shutil.move(tmp_path / name, tmp_path / "old" / name)
+    AuditLog(policy.audit.path).append({"domain": "geo", "route": "abstain"}, kind="decision")  # a guard started afresh
+    state = Path(policy.monitor.state)
+    data = json.loads(state.read_text())
+    if edit == "nan":
+        data["domains"]["geo"]["accept_below"] = float("nan")
+    elif edit == "reason_number":
+        data["domains"]["geo"]["reason"] = 7
+    elif edit == "another_domain_bad":
+        data["domains"]["hr"] = {"state": "bogus"}
+    state.write_text("{not json" if edit == "not_json" else json.dumps(data))
+    if edit == "not_json":  # nothing can be read of it: it is not rewritten, and the guard holds meanwhile
+        with pytest.raises(HGuardError, match=r"cannot be read .* the monitor does not rewrite it"):
+            run_monitor(policy)
+        assert state.read_text() == "{not json"
+        assert MonitorState(policy.monitor.state, policy.audit.path).get("geo").accept_below == 0.0
+        return
+    rep = run_monitor(policy)
+    assert rep["tightenings_carried_from_state_file"] == ["geo"] and rep["domains"]["geo"]["state"]["state"] == "tightened"
+    st = MonitorState(policy.monitor.state, policy.audit.path).get("geo")
+    assert st.state == "tightened" and st.accept_below == 0.0
+
+
 def test_an_answer_held_while_the_monitor_reads_the_log_is_no_foreign_item(tmp_path, monkeypatch):
     # verification trial: under live traffic the monitor read the log, then the queue, and refused the item of a
     # decision recorded in between as "not in the audit log" (3 runs of 4)
