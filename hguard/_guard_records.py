@@ -142,13 +142,13 @@ class _Recording:
             "error": text(f"{type(exc).__name__}: {exc}", "error"),
             "question": text(question, "question"),
             "context": None if context is None else text(context if isinstance(context, str) else repr(context), "context"),
-            "domain": domain if isinstance(domain, str) else None,
+            "domain": text(domain, "domain") if isinstance(domain, str) else None,
             "model": self.lm.name,
             "model_fingerprint": self.lm.fingerprint,
         }
-        record.update(cut)
         if request_id is not None:  # the caller's id of the request, as a decision record names it
-            record["caller_request_id"] = request_id
+            record["caller_request_id"] = text(request_id, "caller_request_id")
+        record.update(cut)
         try:
             return self.audit.append(record, kind="error").id
         except Exception:

@@ -50,6 +50,10 @@ class QueryRewrite:
     step: str
 
 
+#: the longest request_id or domain name a call may pass: each is copied into every record of the request (a 3 MB
+#: domain name was answered, and written into the decision, its reasons and the review queue, 18 MB a call)
+MAX_NAME_CHARS = 256
+
 class Guard(_Scoring, _Recording):
     """Guards one local chat model under a policy.
 
@@ -675,6 +679,10 @@ class Guard(_Scoring, _Recording):
             if bad is not None:  # an id the log cannot store was found only when the decision was written
                 raise InputError(f"request_id must be a string or None, got {type(bad[1]).__name__} {bad[1]!r:.60} "
                                  f"(question {bad[0]}); pass str(...) of it")
+            bad = next(((i, r) for i, r in enumerate(request_ids) if isinstance(r, str) and len(r) > MAX_NAME_CHARS), None)
+            if bad is not None:  # copied into every record of the request (a 3 MB one grew the log by 3 MB a call)
+                raise InputError(f"request_id of question {bad[0]} is {len(bad[1]):,} characters long ({bad[1]!r:.40}...); "
+                                 f"pass an id of at most {MAX_NAME_CHARS} characters (a hash of a longer one)")
         except (InputError, ValueError) as exc:
             err = exc if isinstance(exc, InputError) else InputError(str(exc))
             raise self._refused(questions[0] if n == 1 else list(questions), err,
@@ -688,9 +696,10 @@ class Guard(_Scoring, _Recording):
                 c = _join_context(c)
                 if c is not None:
                     _check_text("context", c)
-                if d is not None and (not isinstance(d, str) or not d.strip()):
-                    raise InputError(f"domain must be a domain name or None, got {d!r}; name a domain of the policy, "
-                                     "or leave it out to choose one by similarity")
+                if d is not None and (not isinstance(d, str) or not d.strip() or len(d) > MAX_NAME_CHARS):
+                    raise InputError(f"domain must be a domain name or None, got {d!r:.80}"
+                                     + (f" ({len(d):,} characters)" if isinstance(d, str) and len(d) > MAX_NAME_CHARS else "")
+                                     + "; name a domain of the policy, or leave it out to choose one by similarity")
                 self.generator.prompt_ids(q, c, history=h, system=s, max_new_tokens=max_new_tokens)
             except InputError as exc:
                 err = InputError(f"question {i} of {n} (counting from 0): {exc}") if n > 1 else exc

@@ -464,11 +464,17 @@ def test_a_refused_oversized_request_is_named_in_its_error_record_not_copied(gua
     assert rec["kind"] == "error" and rec["context"].startswith(passage[:ERROR_TEXT_CHARS])
     assert len(rec["context"]) < ERROR_TEXT_CHARS + 200 and rec["context_chars"] == len(passage)
     assert rec["context_sha256"] == hashlib.sha256(passage.encode()).hexdigest() and "question_chars" not in rec
+    # a domain name of 100,000 characters was answered and written into the decision, its reasons and the queue
+    with pytest.raises(InputError, match=r"domain must be a domain name or None, .* \(100,000 characters\)") as err:
+        guard.invoke("who ?", domain="d" * 100_000)
+    rec = AuditLog(tmp_path / "audit.jsonl").find(err.value.audit_id)
+    assert rec["kind"] == "error" and rec["domain_chars"] == 100_000 and len(rec["domain"]) < ERROR_TEXT_CHARS + 200
 
 
 @pytest.mark.parametrize("call, words", [
     ({"request_id": object()}, "request_id must be a string or None, got object"),
     ({"request_id": float("nan")}, "request_id must be a string or None, got float"),
+    ({"request_id": "r" * 3000}, "request_id of question 0 is 3,000 characters long"),  # copied into every record
     ({"problems": [123]}, r"problems of question 0 must be reasons \(non-empty strings\), got 123"),
     ({"problems": [None]}, "problems of question 0 must be reasons"),
     ({"problems": b"xy"}, "problems must be a list with one list of reasons per question"),
