@@ -399,9 +399,16 @@ def test_a_router_and_a_sub_question_engines_choices_are_steps_not_answers_held(
             call()
         except (ValueError, IndexError, KeyError, AttributeError):  # the tiny model's reply need not parse: LlamaIndex's to say
             pass
+    # the query rewrites of MultiStepQueryEngine and TransformQueryEngine (a reviewer's trial: held, they searched
+    # with the hold message)
+    from llama_index.core.indices.query.query_transform.base import DecomposeQueryTransform, StepDecomposeQueryTransform
+
+    DecomposeQueryTransform(llm=llm).run(AUSTRALIA, {"index_summary": "capitals of countries"})
+    StepDecomposeQueryTransform(llm=llm).run(AUSTRALIA, {"index_summary": "capitals of countries", "prev_reasoning": ""})
     log = list(AuditLog(guard.audit.path))
-    assert [r["kind"] for r in log] == ["retrieval_query"] * 3, [r["kind"] for r in log]
-    assert [r["step"].split(":")[0] for r in log] == [f"LlamaIndex {s}" for s in ("LLMSingleSelector", "LLMMultiSelector", "LLMQuestionGenerator")]
+    assert [r["kind"] for r in log] == ["retrieval_query"] * 5, [r["kind"] for r in log]
+    assert [r["step"].split(":")[0] for r in log] == [f"LlamaIndex {s}" for s in (
+        "LLMSingleSelector", "LLMMultiSelector", "LLMQuestionGenerator", "DecomposeQueryTransform", "StepDecomposeQueryTransform")]
     assert guard.review_queue.pending() == []
 
 

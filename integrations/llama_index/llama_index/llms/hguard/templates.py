@@ -127,6 +127,11 @@ def _query_prompts() -> tuple[tuple[re.Pattern[str], str, str], ...]:
          "LLMMultiSelector: choose the engines or tools to ask"),
         ("llama_index.core.question_gen.prompts", "DEFAULT_SUB_QUESTION_PROMPT_TMPL",
          "LLMQuestionGenerator: write the sub-questions to ask"),
+        # and the query rewrites of MultiStepQueryEngine and TransformQueryEngine: held, the hold message was searched
+        ("llama_index.core.indices.query.query_transform.prompts", "DEFAULT_DECOMPOSE_QUERY_TRANSFORM_TMPL",
+         "DecomposeQueryTransform: rewrite the question for the index"),
+        ("llama_index.core.indices.query.query_transform.prompts", "DEFAULT_STEP_DECOMPOSE_QUERY_TRANSFORM_TMPL",
+         "StepDecomposeQueryTransform: write the next question to ask"),
     ):
         try:
             template = getattr(importlib.import_module(module), name)
