@@ -8,7 +8,8 @@ measured before four rate rules were changed from the patterns it reported (benc
 script prints now is tuned on it. A faithful answer held is a needless review; a wrong answer not held is a
 changed figure the hold let through (grounding and the probe still score it). Set 2,
 benchmarks/cases/number_hold_blind2.jsonl (249 faithful, 183 wrong, eight other fields), was written after those
-changes and no rule has been changed since it was read: its figure is held out.
+changes; the rules changed since came from other trials' cases, never from its own (which are not read to change
+them): its figure is held out.
 
     python benchmarks/number_hold.py [--out F]
 

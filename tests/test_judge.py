@@ -746,8 +746,12 @@ def test_unstated_numbers_reads_units_of_measure_and_decimal_commas(answer, cont
     ("Mail takes 1 business day.", "First-class mail takes 5 business days.", ["1 day"]),
     ("The account is locked for 3 days.", "On the third failed login the account is locked for 7 days.", ["3 day"]),
     ("Take 1 tablet a day for 1 day.", "Take one tablet a day for 5 days.", ["1 day"]),
-    # a month's name is not read: a date written with it and in digits differs (held, as a reviewer would check)
-    ("On 2025-03-15.", "Dividends are paid on 15 March 2025.", ["3"]),
+    # a whole date is compared whole, in digits or with its month's name and year (a month's name alone is not read)
+    ("On 2025-03-15.", "Dividends are paid on 15 March 2025.", []),
+    ("On 2025-03-16.", "Dividends are paid on 15 March 2025.", ["3", "16", "date 2025-03-16"]),
+    ("Effective April 3, 2024.", "Effective 04.03.2024.", ["date April 3, 2024"]),  # 4 March: a reviewer's trial
+    ("Effective 04.03.2025.", "Signed on 4 March 2024; effective 3 April 2025.", ["date 04.03.2025"]),
+    ("Payment is due on 03.03.2025.", "Invoice issued 15.01.2025. Payment is due on 3 March 2025.", []),
 ])
 def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers

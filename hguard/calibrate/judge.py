@@ -451,11 +451,28 @@ _NUMERIC_DATE = re.compile(r"(?<![\d./-])(?:(\d{4})([-/.])(\d{1,2})\2(\d{1,2})|(
                            r"(?!\d|[./-]\d)")
 
 
+_MONTHS = {m: i for i, names in enumerate((
+    "january jan", "february feb", "march mar", "april apr", "may", "june jun", "july jul", "august aug",
+    "september sep sept", "october oct", "november nov", "december dec"), start=1) for m in names.split()}
+_MONTH = r"(" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
+# a whole date with its month's name and year: "3 April 2024", "3rd of April, 2024", "April 3, 2024" (a month's name
+# alone, or without a year, is not read: it matched any figure)
+_WORD_DATE = re.compile(r"(?i)\b(?:(\d{1,2})(?:st|nd|rd|th)?\.?\s+(?:of\s+)?" + _MONTH + r",?\s+(\d{4})"
+                        r"|" + _MONTH + r"\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4}))(?!\d)")
+
+
 def _numeric_dates(text: str) -> list[tuple[str, str, tuple[int, int, int], frozenset[tuple[int, int, int]]]]:
-    """The dates ``text`` writes in digits: (as written, how it orders its parts, the parts, each (year, month, day) it
-    may mean). "03/04/2024" may be 3 April or 4 March; "04.03.2024" is 4 March."""
+    """The dates ``text`` writes whole: (as written, how it orders its parts, the parts, each (year, month, day) it
+    may mean). "03/04/2024" may be 3 April or 4 March; "04.03.2024" is 4 March; "3 April 2024" and "April 3, 2024"
+    are 3 April."""
     out = []
-    for m in _NUMERIC_DATE.finditer(_plain_digits(text)):
+    plain = _plain_digits(text)
+    for m in _WORD_DATE.finditer(plain):
+        day, month, year = ((m.group(1), m.group(2), m.group(3)) if m.group(1) else (m.group(5), m.group(4), m.group(6)))
+        parts = (int(year), _MONTHS[month.lower()], int(day))
+        if 1 <= parts[2] <= 31:
+            out.append((m.group(0), "words", parts, frozenset({parts})))
+    for m in _NUMERIC_DATE.finditer(plain):
         if m.group(1):
             parts, order = (int(m.group(1)), int(m.group(3)), int(m.group(4))), "ymd"
             readings = {parts}
@@ -469,16 +486,21 @@ def _numeric_dates(text: str) -> list[tuple[str, str, tuple[int, int, int], froz
     return out
 
 
-def _unstated_dates(answer: str, said: str) -> list[str]:
-    """The dates ``answer`` writes in digits that the dates ``said`` writes in digits do not hold (none when it writes
-    none: a date in words is read as its parts). A date written in the same order must be the same ("04.03.2024"
-    is not "03.04.2024"; "04/03/2024" is not "03/04/2024": one document writes one order); in another order,
-    one of its meanings must be ("2024-03-04" is "04.03.2024", and may be "03/04/2024")."""
+def _dates_against(answer: str, said: str) -> tuple[list[str], list[str]]:
+    """The whole dates ``answer`` writes (in digits, or with its month's name and year) that the whole dates ``said``
+    writes do not hold (none when it writes none: then only their numbers are compared), and those it does hold (as
+    :func:`_plain_digits` writes them: their numbers need no comparison of their own, "2025-03-15" for "15 March
+    2025", whose 3 is a month's name). A date written in the same order must be the same ("04.03.2024" is not
+    "03.04.2024"; "04/03/2024" is not "03/04/2024": one document writes one order); in another, one of its meanings
+    must be ("2024-03-04" is "04.03.2024" and "4 March 2024", and may be "03/04/2024")."""
     dates = _numeric_dates(said)
     if not dates:
-        return []
-    return [f"date {written}" for written, order, parts, readings in _numeric_dates(answer)
-            if not any(parts == p if order == o else readings & r for _, o, p, r in dates)]
+        return [], []
+    missing, held = [], []
+    for written, order, parts, readings in _numeric_dates(answer):
+        found = any(parts == p if order == o else readings & r for _, o, p, r in dates)
+        (held if found else missing).append(written if found else f"date {written}")
+    return missing, held
 
 
 # "kr" is the Swedish, Norwegian, Danish or Icelandic krona: the passage's "200 kr" is any of them ("200 SEK" is
@@ -503,7 +525,11 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
         units_of.setdefault(value, set()).add(unit)
     amounts = {_amount(value, unit) for value, unit in held if unit is not None}
     missing = []
-    for value, unit in dict.fromkeys(stated_numbers(_LIST_MARKER.sub(" ", answer), number_words=False)):
+    dates_missing, dates_held = _dates_against(answer, f"{context}\n{question}")
+    rest = _plain_digits(answer)
+    for written in dates_held:
+        rest = rest.replace(written, " ")
+    for value, unit in dict.fromkeys(stated_numbers(_LIST_MARKER.sub(" ", rest), number_words=False)):
         units = units_of.get(value)
         if unit is not None and _amount(value, unit) in amounts:
             continue
@@ -517,7 +543,7 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
             continue  # "1.6 mcg/kg/day" from "1.6 micrograms per kilogram of body weight per day": a period added
         if units is None or (unit is not None and unit not in units and None not in units):
             missing.append(f"{value} {unit}" if unit else value)
-    return missing + _unstated_dates(answer, f"{context}\n{question}")
+    return missing + dates_missing
 
 
 _SIGN = re.compile(r"(?:^|(?<=[\s(]))[-\u2212](?=[$\u20ac\u00a3\u00a5\u20b9]?\d)")  # "-0.5%", "-$200"; not "2-5"
