@@ -496,7 +496,8 @@ def _dates_against(answer: str, said: str) -> tuple[list[str], list[str]]:
     dates = _numeric_dates(said)
     if not dates:
         return [], []
-    missing, held = [], []
+    missing: list[str] = []
+    held: list[str] = []
     for written, order, parts, readings in _numeric_dates(answer):
         found = any(parts == p if order == o else readings & r for _, o, p, r in dates)
         (held if found else missing).append(written if found else f"date {written}")
