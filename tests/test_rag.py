@@ -806,3 +806,18 @@ def test_the_rag_report_says_knowledge_conflict_was_not_checked_where_no_detecto
         m["knowledge_conflict_checked"] = False
     text = rag_markdown(report)
     assert "Knowledge conflict flagged: " not in text and "Knowledge conflict: not checked (no detector was fitted" in text
+
+
+def test_a_rag_calibration_records_its_held_out_scores_and_withdraws_what_they_reject(tiny_rag):
+    """A reviewer's trial: RAG probe files recorded no held-out scores, so an accept threshold the held-out passages
+    rejected stood for every RAG route (closed-book files withdrew it)."""
+    from hguard.domain import CalibratedDomain
+
+    _, folder, report = tiny_rag
+    cd = CalibratedDomain.load(folder / "probes" / "alpha.rag.json")
+    m = report["domains"]["alpha"]
+    assert cd.held_out_scores is not None
+    assert len(cd.held_out_scores.risk) == m["all"]["correct"] + m["all"]["hallucinated"]
+    assert sum(cd.held_out_scores.hallucinated) == m["all"]["hallucinated"]
+    withdrawn = m["thresholds"].get("withdrawn")
+    assert (cd.thresholds.accept_below == 0.0 and withdrawn in cd.thresholds.method) if withdrawn else True

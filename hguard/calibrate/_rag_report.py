@@ -31,6 +31,18 @@ def _share(mask: np.ndarray, among: np.ndarray) -> dict:
     return {"n": n, "k": k, "rate": (k / n) if n else None, "ci95": clopper_pearson_interval(k, n)}
 
 
+def held_out_scores(fitted: dict, rows: Sequence[dict], features: np.ndarray) -> dict[str, list]:
+    """The merged risks and labels (1 = hallucinated) of the held-out answers that assert something, as
+    :func:`rag_report` scores them: what withdraws an accept threshold they reject (a probe file's ``held_out_scores``)."""
+    ok = _finite(rows, list(dict.fromkeys([f for f in fitted["merger"]["features"] if f != "neuron_logit"] + list(_REPORTED))))
+    rs = [r for r, k in zip(rows, ok) if k]
+    if not rs:
+        return {"risk": [], "hallucinated": []}
+    risk = score_rag_rows(fitted, rs, features[ok])["merged"]
+    keep = [r["label"] != "refusal" for r in rs]
+    return {"risk": [float(v) for v, k in zip(risk, keep) if k], "hallucinated": [int(v) for v, k in zip(_y(rs), keep) if k]}
+
+
 def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflict: Mapping[str, Any], *,
                answers: bool = False) -> dict:
     """Held-out figures of one RAG domain, overall and per condition; with ``answers``, also each answer with
@@ -164,7 +176,9 @@ def rag_markdown(report: dict) -> str:
             f"{m['all']['hallucinated']} hallucinated, {m['all']['refusals']} refusals). "
             f"accept_below {_f(m['thresholds']['accept_below'])}, abstain_above {_f(m['thresholds']['abstain_above'])}"
             + (" (no accept threshold is certified at the policy target: the domain reviews every answer until it is "
-               "calibrated with more or better-separated answers)." if not m["thresholds"]["accept_below"] else ".")
+               "calibrated with more or better-separated answers)." if not m["thresholds"]["accept_below"] else
+               f" **withdrawn**: {m['thresholds']['withdrawn']}; the figures below show what it would have accepted."
+               if m["thresholds"].get("withdrawn") else ".")
             + (" An abstain_above of 1 means no abstain threshold is certified: the domain abstains only on answers "
                "that decline." if m["thresholds"]["abstain_above"] >= 1.0 else "")
             + (f" Thresholds fitted on {m['thresholds']['fitted_on']}." if m["thresholds"].get("fitted_on") else ""), "",

@@ -53,7 +53,8 @@ from .pipeline import (
     warnings_of_domain,
 )
 from ._rag_fit import conflict_scores, fit_conflict_detector, fit_rag_domain, score_rag_rows
-from ._rag_report import rag_markdown, rag_report, write_rag_report
+from .._policy_fit import withdrawn_on_held_out
+from ._rag_report import held_out_scores, rag_markdown, rag_report, write_rag_report
 from ._rag_signals import (
     GROUNDING_FEATURES,
     RAG_MERGER_FEATURES,
@@ -200,6 +201,11 @@ def calibrate_rag(
             report["skipped"][domain] = str(exc) + kept_earlier(out / f"{domain}.rag.json")
             continue
         m = rag_report(f, [rows[i] for i in te_idx], col.features[te_idx], conflict)
+        held = held_out_scores(f, [rows[i] for i in te_idx], col.features[te_idx])
+        kept = withdrawn_on_held_out(f["thresholds"], held["risk"], held["hallucinated"])
+        if kept is not f["thresholds"]:  # the held-out passages reject it: the figures show what it would accept
+            m["thresholds"]["withdrawn"] = kept.method.rsplit("; withdrawn: ", 1)[1]
+            f["thresholds"] = kept
         m["train"] = f["train"]
         m["n_h_neurons"] = len(f["probe"].h_neurons_)
         m["grounding_weight_override"] = "none: the merger weighs grounding as fitted; a policy's grounding_weight is a manual override and the guard says so in its reasons"
@@ -210,6 +216,7 @@ def calibrate_rag(
             f["probe"], name=domain, settings=settings, fingerprints=fingerprints,
             merger=f["merger"], thresholds=f["thresholds"],
             calibration_scores={"risk": f["oof_merged"], "hallucinated": f["oof_y"]},
+            held_out_scores=held,  # what withdraws an accept threshold they reject, at any target
             knowledge_conflict={"detector": conflict["detector"], "threshold": conflict["threshold"]} if conflict.get("detector") else None,
             router_questions=router_sample(questions),
             extra={"model": lm.name, "data_hash": data_hash(dom_ex), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
