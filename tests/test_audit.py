@@ -860,6 +860,17 @@ def test_export_writes_utf8_and_a_byte_order_mark_for_excel_when_asked(tmp_path,
             assert next(csv.DictReader(f))["question"] == "\u0645\u0627 \u0647\u064a"
 
 
+def test_export_to_standard_output_with_a_dash(tmp_path, capsys, monkeypatch):
+    """`hguard audit export LOG --csv -` wrote a file named "-" in the working folder."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "audit.jsonl"
+    AuditLog(path).append({"question": "q", "route": "review"}, kind="decision")
+    assert cli_main(["export", str(path), "--csv", "-"]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("seq,") and ",q," in out.out and "wrote 1 rows to standard output" in out.err
+    assert not (tmp_path / "-").exists()
+
+
 def test_export_keeps_a_row_for_a_line_that_is_not_a_record(tmp_path, capsys):
     """A line damaged into invalid JSON (and a torn last line) made export refuse and write no CSV at all: the
     auditor got nothing. Each such line now has its row, saying what it is, among the records' rows."""

@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write the log as CSV (signals.* and thresholds.* become columns; a "
                        "chain_check column says ok, or what verification found wrong on the row's line)")
     p.add_argument("path", nargs="?", help="the audit log (.jsonl); with --policy, default the policy's")
-    p.add_argument("--csv", required=True, metavar="OUT", help="the CSV file to write")
+    p.add_argument("--csv", required=True, metavar="OUT", help="the CSV file to write (- for standard output)")
     p.add_argument("--columns", metavar="C1,C2", help="comma-separated columns to write, in order")
     p.add_argument("--bom", action="store_true", help="open the file with a UTF-8 byte-order mark, by which Excel "
                    "reads it as UTF-8 when it is opened by a double-click (without it, Excel reads another script's "
@@ -281,9 +281,11 @@ def main(argv: list[str]) -> int:
             columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
             report = _check(args.path, args)  # before writing: each row is marked with what it found on its line
             own = _policy_of(args).own_files() if args.policy else None  # the queue, the policy file, the key...
-            n = export_csv(args.path, args.csv, columns=columns, check=report, protect=own, domain=args.domain,
-                           since=period(args.since, "--since"), until=period(args.until, "--until"), bom=args.bom)
-            print(f"wrote {n} rows to {args.csv}")
+            to_stdout = args.csv == "-"  # standard output, as "-" names it for other tools (it wrote a file named "-")
+            n = export_csv(args.path, sys.stdout if to_stdout else args.csv, columns=columns, check=report, protect=own,
+                           domain=args.domain, since=period(args.since, "--since"), until=period(args.until, "--until"),
+                           bom=args.bom)
+            print(f"wrote {n} rows to {'standard output' if to_stdout else args.csv}", file=sys.stderr if to_stdout else sys.stdout)
             what = (f"{args.csv} holds the records as the file holds them, each marked in its chain_check column "
                     "with the problem found on its line, or ok")
             return 0 if _chain_holds(args.path, what, args, report) else 1
