@@ -231,7 +231,7 @@ def test_raise_on_raises_from_a_streaming_stock_query_engine(make_guard, index):
         "".join(response.response_gen)
 
 
-@pytest.mark.parametrize("mode", ["tree_summarize", "accumulate", "accumulate-one"])
+@pytest.mark.parametrize("mode", ["tree_summarize", "accumulate", "accumulate-one", "refine"])
 def test_combining_response_modes_neither_accept_a_summary_of_answers_nor_lose_the_decision(tiny_probes, embedder, tmp_path, mode):
     """tree_summarize asks the model to summarise its own answers to each chunk (the context is generated
     text): that call goes to review, saying why. accumulate joins the answers: the response carries the
@@ -249,10 +249,18 @@ def test_combining_response_modes_neither_accept_a_summary_of_answers_nor_lose_t
         summary = decisions[-1]
         assert summary["route"] == "review" and any("earlier answers" in r for r in summary["reasons"])
         assert response.metadata["route"] == "review" and response.metadata["audit_id"] == summary["id"]
+    elif mode == "refine":  # each step answers afresh from the next passages: the last one is the response's
+        assert response.metadata["audit_id"] == decisions[-1]["id"]
     else:
         assert response.metadata["route"] in ("accept", "review", "abstain")
         assert set(response.metadata["audit_ids"]) <= {d["id"] for d in decisions} and len(response.metadata["audit_ids"]) >= min(2, top_k)
         assert "joins" in response.metadata["reasons"][0]
+    # every decision the response does not deliver is said so (an accepted refine step stood in the log as an answer
+    # a user had received; a LlamaIndex engines trial), once, naming what it did deliver
+    delivered = {response.metadata.get("audit_id"), *(response.metadata.get("audit_ids") or [])} - {None}
+    said = [r for r in AuditLog(guard.audit.path) if r["kind"] == "answer_not_delivered"]
+    assert sorted(r["decision_audit_id"] for r in said) == sorted(d["id"] for d in decisions if d["id"] not in delivered)
+    assert all("a later step of the same response replaced it" in r["why"] for r in said)
 
 
 def test_the_llms_own_system_prompt_reaches_the_answer_and_its_fingerprint(tiny_probes, embedder, tmp_path, index):

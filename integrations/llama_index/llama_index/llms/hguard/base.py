@@ -288,7 +288,7 @@ class HGuardLLM(CustomLLM):
             return super().predict(prompt, output_cls=output_cls, **prompt_args) if output_cls else super().predict(prompt, **prompt_args)
         r = self.complete(rag.question, formatted=True, context=rag.context, **rag.kwargs())
         out = GuardedText(r.text, r.additional_kwargs)
-        note_decision(out)
+        note_decision(out, self.guard)
         return out
 
     async def apredict(self, prompt: Any, output_cls: Any = None, **prompt_args: Any) -> str:
@@ -300,7 +300,7 @@ class HGuardLLM(CustomLLM):
             return await (super().apredict(prompt, output_cls=output_cls, **prompt_args) if output_cls else super().apredict(prompt, **prompt_args))
         r = await self.acomplete(rag.question, formatted=True, context=rag.context, **rag.kwargs())
         out = GuardedText(r.text, r.additional_kwargs)
-        note_decision(out)
+        note_decision(out, self.guard)
         return out
 
     def stream(self, prompt: Any, **prompt_args: Any) -> Any:
@@ -321,7 +321,7 @@ class HGuardLLM(CustomLLM):
         async def tokens() -> Any:
             async for r in pieces:
                 if r.additional_kwargs.get("route") is not None:
-                    note_decision(GuardedText(r.text, r.additional_kwargs))
+                    note_decision(GuardedText(r.text, r.additional_kwargs), self.guard)
                     async_stream_decision.set(dict(r.additional_kwargs))  # for the response's metadata
                 if r.delta:
                     yield r.delta

@@ -178,13 +178,19 @@ _LOCK = threading.Lock()
 _MAX_OPEN = 100_000  # spans that never close (abandoned generators) are forgotten past this many
 
 
-def note_decision(text: GuardedText) -> None:
-    """Note a stock engine answer's decision on the span it was made in, for the response of its request."""
+_OWNERS: dict[str, Any] = {}  # a noted decision's audit id -> the guard that made it (to say it undelivered)
+
+
+def note_decision(text: GuardedText, guard: Any = None) -> None:
+    """Note a stock engine answer's decision on the span it was made in, for the response of its request
+    (and ``guard``, which made it: a step the response does not deliver is said undelivered in its log)."""
     span = active_span_id.get()
     if span is None:  # outside any instrumented call there is no response to carry it to
         return
     with _LOCK:
         _NOTED.setdefault(span, []).append((text.text, text.decision))
+        if guard is not None and text.decision.get("audit_id"):
+            _OWNERS[str(text.decision["audit_id"])] = guard
 
 
 def earlier_answers() -> list[str]:
@@ -229,6 +235,23 @@ def combined_decision(text: str, noted: list[tuple[str, dict]]) -> dict | None:
                         f"route of theirs holds ({route})", *list(worst.get("reasons") or [])]}
 
 
+def _say_superseded(noted: list[tuple[str, dict]], delivered: dict, span: str) -> None:
+    """Say undelivered each decision made for a response that the response does not deliver: a refine step
+    answered afresh from the next passages, a chunk's answer a summary replaced (an accepted first step stood in
+    the log as an answer a user had received). Once per decision (a chat engine's response wraps its query's)."""
+    from types import SimpleNamespace
+
+    given = {delivered.get("audit_id"), *(delivered.get("audit_ids") or [])} - {None}
+    for _, d in noted:
+        aid = d.get("audit_id")
+        with _LOCK:
+            guard = _OWNERS.pop(str(aid), None) if aid and aid not in given else None
+        if guard is not None:
+            guard.record_undelivered(SimpleNamespace(audit_id=aid, route=d.get("route")), (
+                f"a later step of the same response replaced it (a refine or summarising response mode); the response "
+                f"delivered decision {', '.join(map(str, sorted(given)))}"), run_id=span)
+
+
 def _close(span: str, to_parent: bool) -> list[tuple[str, dict]]:
     """The decisions made inside ``span`` (now closing), handed on to its parent when ``to_parent``."""
     with _LOCK:
@@ -251,6 +274,7 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
             if len(_PARENTS) >= _MAX_OPEN:
                 _PARENTS.clear()
                 _NOTED.clear()
+                _OWNERS.clear()
             _PARENTS[id_] = parent_span_id
         return None
 
@@ -267,6 +291,7 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
             decision = next((d for t, d in reversed(noted) if t == text), None) or combined_decision(text, noted)
             if decision is not None:
                 result.metadata = {**(result.metadata or {}), **decision}
+                _say_superseded(noted, decision, id_)
         return None
 
     def prepare_to_drop_span(self, id_: str, bound_args: Any, instance: Any = None, err: Any = None, **kwargs: Any) -> Optional[SimpleSpan]:
