@@ -703,6 +703,9 @@ def lift(policy, domain: str, *, by: str, reason: str, audit_path=None) -> Domai
 
     log = _writer(policy, audit_path, load_key(policy.integrity.key_file))
     states = replay(log)
+    # the state file is rewritten below: tightenings only it holds are carried into the chain first, as a monitor run
+    # carries them (lifting one domain rewrote it from the chain alone, and another's such tightening was gone)
+    _carry_file_only_tightenings(policy, states, log, policy_id(policy))
     st = states.get(domain, DomainState())
     if st.state != "tightened":
         raise InputError(f"domain {domain!r} is not tightened (state {st.state}); nothing to lift")

@@ -1392,6 +1392,26 @@ def test_a_state_file_only_tightening_survives_the_file_turning_unreadable(tmp_p
     assert st.state == "tightened" and st.accept_below == 0.0
 
 
+def test_lifting_one_domain_keeps_another_domains_tightening_only_the_state_file_held(tmp_path):
+    """A reviewer's trial: `hguard monitor --lift hr` rewrote the state file from the chain alone, so geo's tightening,
+    held only in the file (its log moved aside), was gone with no lift on record, and the guard accepted again."""
+    import shutil
+
+    policy = _pol(tmp_path, spot_check_rate=0.5, on_breach="review")
+    policy.domains["hr"] = policy.domains["geo"]
+    _deploy(tmp_path, policy, 80, halluc_rate=0.6)
+    assert run_monitor(policy)["domains"]["geo"]["state"]["state"] == "tightened"
+    (tmp_path / "old").mkdir()
+    for name in ("audit.jsonl", "queue.sqlite3"):
+        shutil.move(tmp_path / name, tmp_path / "old" / name)
+    log = AuditLog(policy.audit.path)
+    log.append({"domain": "hr", "action": "review", "accept_below": 0.0, "reason": "test"}, kind="monitor_tighten")
+    assert lift(policy, "hr", by="ops", reason="checked").state == "normal"
+    assert MonitorState(policy.monitor.state, policy.audit.path).get("geo").state == "tightened"
+    kinds = [(r["kind"], r.get("domain")) for r in AuditLog(policy.audit.path)]
+    assert ("monitor_tighten", "geo") in kinds and ("monitor_lift", "geo") not in kinds
+
+
 def test_an_answer_held_while_the_monitor_reads_the_log_is_no_foreign_item(tmp_path, monkeypatch):
     # verification trial: under live traffic the monitor read the log, then the queue, and refused the item of a
     # decision recorded in between as "not in the audit log" (3 runs of 4)
