@@ -764,7 +764,8 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     ("期限是45天。", "期限是30天。", ["45"]),
     ("Срок 45дней.", "Срок 30 дней.", ["45"]),
     ("٥٠٠دينار", "٣٠٠ دينار", ["500"]),
-    ("料金は４，５００円", "料金は3,500円です", ["4", "500"]),  # a full-width comma separates (below)
+    ("料金は４，５００円", "料金は3,500円です", ["4500"]),
+    ("料金は５００円です。", "料金は４，５００円です。", ["500"]),  # a full-width comma groups digits, as a comma does
     ("期限是30天。", "期限是30天。", []),
     # a date in digits is read whole: day and month swapped, in one order or another
     ("Valid from 04.03.2024.", "Valid from 03.04.2024.", ["date 04.03.2024"]),
@@ -785,8 +786,8 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     ("It costs 200 NOK.", "It costs 200 SEK.", ["200 nok"]),  # ... but one krona is not another
     ("It costs 200 EUR.", "Kr 200 per måned.", ["200 euro"]),  # "Kr" opening the text, before its number
     ("It costs 500 euros.", "Стоимость 500 руб.", ["500 euro"]),
-    ("It costs 200元.", "价格是100，200，300元。", []),  # a full-width comma lists amounts
-    ("It costs 500元.", "价格是100，200，300元。", ["500"]),
+    ("It costs 200元.", "价格是100、200、300元。", []),  # the ideographic comma lists amounts
+    ("It costs 500元.", "价格是100、200、300元。", ["500"]),
     # a number written in words and digits, "thirty (30) days": its unit is the digits' (the word was read bare,
     # and a bare number matched any unit; a law firm's trial)
     ("30 months.", "Upon thirty (30) days' written notice.", ["30 month"]),
@@ -795,9 +796,22 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     # how other scripts and documents write numbers: a space or the Arabic signs grouping and marking decimals, an
     # invisible joiner inside a number
     ("25\u00a0000 €.", "It costs 25\u202f000 euros.", []),
-    # a plain space between digits groups nothing: one 500 mg tablet is not 1500 mg (a reviewer's trial of this rule)
+    # a plain space groups digits before a currency, not before a unit of measure: one 500 mg tablet is not 1500 mg
+    # (two reviewers' trials of these rules)
     ("Adults take 1500 mg every 6 hours.", "Adults: take 1 500 mg tablet every 6 hours.", ["1500 mg"]),
     ("Take one 500 mg tablet every 6 hours.", "Adults: take 1 500 mg tablet every 6 hours.", []),
+    ("The fee is 25 euros.", "The fee is 25 000 euros.", ["25 euro"]),
+    ("The fee is 25,000 euros.", "The fee is 25 000 euros.", []),
+    ("The fine is 500 kr.", "Böter: 1 500 kr.", ["500 krona"]),
+    # the days of a range or list before a month and year are dates; a day and month without a year, with that
+    # year in the passage, are compared by their numbers (whole-date matching held these)
+    ("The fair began on 1 March 2024.", "The fair ran 1-3 March 2024.", []),
+    ("The fair began on 4 March 2024.", "The fair ran 1-3 March 2024.", ["4", "date 4 March 2024"]),
+    ("Visits are possible on 2 May 2024.", "Visits: 2, 9 and 16 May 2024.", []),
+    ("The fair began on March 1, 2024.", "The fair ran March 1-3, 2024.", []),
+    ("It began on 28 February 2024.", "It ran from 28 February to 3 March 2024.", []),
+    ("It opened on 5 April 2024.", "Published 1 March 2024. The office opened on 5 April.", []),
+    ("The deadline is 30 June 2024.", "Form filed 2 January 2024; the deadline is 30 June of the same year.", []),
     ("٣٠٫٥ يورو", "The fee is 30.5 EUR.", []),
     ("١٬٠٠٠ units", "1,000 units", []),
     ("1000 units.", "Give 1‍000 units.", []),

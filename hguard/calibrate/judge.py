@@ -268,9 +268,8 @@ _GLUED_CURRENCY = re.compile(r"(?i)(?<![\w.,])(\d+(?:[.,]\d+)?)(" + "|".join(sor
 # "45дней", "٥٠٠دينار"): the number is a word of its own; beside a Latin letter it stays ("COVID-19", "Q3", "v2")
 _SCRIPT_DIGIT = regex.compile(r"(?<=\d)(?=[\p{L}--\p{Latin}])|(?<=[\p{L}--\p{Latin}])(?=\d)", regex.V1)
 _ARABIC_MARKS = str.maketrans({"\u066b": ".", "\u066c": ",", "\u066a": "%"})  # decimal, thousands, percent
-_FULL_WIDTH: dict[int, int | str] = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}  # "４５００円" is "4500円"
-_FULL_WIDTH[0xFF0C] = ", "  # a full-width comma separates ("100，200，300元" lists three amounts; NFKD made it a
-_FULL_WIDTH[0x3001] = ", "  # digit group), as the ideographic one does
+_FULL_WIDTH: dict[int, int | str] = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}  # "４，５００円" is "4,500円"
+_FULL_WIDTH[0x3001] = ", "  # the ideographic comma lists ("100、200、300元" is three amounts; NFKD made it a digit group)
 
 
 def _plain_digits(text: str) -> str:
@@ -278,15 +277,21 @@ def _plain_digits(text: str) -> str:
     full-width punctuation and the Arabic decimal, thousands and percent signs as their ASCII forms, invisible
     characters dropped (a zero-width joiner inside "1\u200d000"), a number set apart from the letters of another
     script, currency codes that are English words read in capitals ("30 TRY"), and a currency written on its
-    number set apart from it. A full-width comma stays a separator ("100，200，300元" lists three amounts)."""
+    number set apart from it; the ideographic comma separates ("100、200、300元" lists three amounts)."""
     text = without_ignorables(text).translate(_FULL_WIDTH).translate(_ARABIC_MARKS)
     if not text.isascii():
         text = "".join(str(unicodedata.decimal(c)) if c.isdecimal() and not c.isascii() else c for c in text)
         text = _SCRIPT_DIGIT.sub(" ", text)
     text = _CAPITAL_CODES.sub(lambda m: _CAPITAL_CODE_AS[m.group(1)], text)
-    # (a plain space between digits is not read as grouping them, even before a unit: "take 1 500 mg tablet" is one
-    # tablet of 500 mg; a no-break or thin space is: _SPACED_THOUSANDS)
-    return _GLUED_CURRENCY.sub(r"\1 \2", text)
+    text = _GLUED_CURRENCY.sub(r"\1 \2", text)
+    # a plain space groups digits before a currency ("25 000 euros", "1 500 kr"), not before a unit of measure ("take
+    # 1 500 mg tablet" is one tablet of 500 mg); a no-break or thin space groups them anywhere (_SPACED_THOUSANDS)
+    return _SPACE_GROUPED.sub(lambda m: m.group(1) + m.group(2).replace(" ", ""), text)
+
+
+_SPACE_GROUPED = re.compile(r"(?<![\d.,])(\d{1,3})((?: \d{3})+)(?![\d.,])(?=\s*(?:[" + re.escape("".join(
+    k for k, v in _UNIT_SYMBOLS.items() if v != "percent")) + r"]|(?:" + "|".join(sorted(
+    map(re.escape, _CURRENCY_SPELLINGS), key=len, reverse=True)) + r")(?![^\W\d_])))", re.IGNORECASE)
 
 
 # a number word that is a count of times ("twice daily") or a half ("half a tablet")
@@ -455,10 +460,15 @@ _MONTHS = {m: i for i, names in enumerate((
     "january jan", "february feb", "march mar", "april apr", "may", "june jun", "july jul", "august aug",
     "september sep sept", "october oct", "november nov", "december dec"), start=1) for m in names.split()}
 _MONTH = r"(" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
-# a whole date with its month's name and year: "3 April 2024", "3rd of April, 2024", "April 3, 2024" (a month's name
-# alone, or without a year, is not read: it matched any figure)
-_WORD_DATE = re.compile(r"(?i)\b(?:(\d{1,2})(?:st|nd|rd|th)?\.?\s+(?:of\s+)?" + _MONTH + r",?\s+(\d{4})"
-                        r"|" + _MONTH + r"\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4}))(?!\d)")
+# a whole date with its month's name and year: "3 April 2024", "3rd of April, 2024", "April 3, 2024", and the days of a
+# range or list before it, "1-3 March 2024", "2, 9 and 16 May 2024", "March 1-3, 2024" (a month's name alone, or
+# without a year, is not read as a date: it matched any figure)
+_DAYS = r"((?:\d{1,2}(?:st|nd|rd|th)?\s*(?:-|\u2013|\u2014|,|&|and|to)\s*(?:and\s+)?)*)"
+_WORD_DATE = re.compile(r"(?i)\b(?:" + _DAYS + r"(\d{1,2})(?:st|nd|rd|th)?\.?\s+(?:of\s+)?" + _MONTH + r",?\s+(\d{4})"
+                        r"|" + _MONTH + r"\s+" + _DAYS + r"(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4}))(?!\d)")
+# a day and month without a year ("5 April", "April 5th", "28 February to 3 March 2024"'s first)
+_DAY_MONTH = re.compile(r"(?i)\b(?:(\d{1,2})(?:st|nd|rd|th)?\.?\s+(?:of\s+)?" + _MONTH + r"|" + _MONTH
+                        + r"\s+(\d{1,2})(?:st|nd|rd|th)?)(?![\w\d])")
 
 
 def _numeric_dates(text: str) -> list[tuple[str, str, tuple[int, int, int], frozenset[tuple[int, int, int]]]]:
@@ -468,10 +478,11 @@ def _numeric_dates(text: str) -> list[tuple[str, str, tuple[int, int, int], froz
     out = []
     plain = _plain_digits(text)
     for m in _WORD_DATE.finditer(plain):
-        day, month, year = ((m.group(1), m.group(2), m.group(3)) if m.group(1) else (m.group(5), m.group(4), m.group(6)))
-        parts = (int(year), _MONTHS[month.lower()], int(day))
-        if 1 <= parts[2] <= 31:
-            out.append((m.group(0), "words", parts, frozenset({parts})))
+        days, day, month, year = (m.group(1, 2, 3, 4) if m.group(2) else (m.group(6), m.group(7), m.group(5), m.group(8)))
+        for d in [*re.findall(r"\d{1,2}", days or ""), day]:
+            parts = (int(year), _MONTHS[month.lower()], int(d))
+            if 1 <= parts[2] <= 31:
+                out.append((m.group(0), "words", parts, frozenset({parts})))
     for m in _NUMERIC_DATE.finditer(plain):
         if m.group(1):
             parts, order = (int(m.group(1)), int(m.group(3)), int(m.group(4))), "ymd"
@@ -496,11 +507,18 @@ def _dates_against(answer: str, said: str) -> tuple[list[str], list[str]]:
     dates = _numeric_dates(said)
     if not dates:
         return [], []
+    # a day and month the passage writes without their year ("opened on 5 April", "from 28 February to 3 March
+    # 2024"), with that year among its numbers: such a date is compared by its numbers, as before whole dates were read
+    rest = _WORD_DATE.sub(" ", _plain_digits(said))
+    partial = {(_MONTHS[(m.group(2) or m.group(3)).lower()], int(m.group(1) or m.group(4))) for m in _DAY_MONTH.finditer(rest)}
+    years = set(re.findall(r"(?<!\d)\d{4}(?!\d)", _plain_digits(said)))
     missing: list[str] = []
     held: list[str] = []
     for written, order, parts, readings in _numeric_dates(answer):
-        found = any(parts == p if order == o else readings & r for _, o, p, r in dates)
-        (held if found else missing).append(written if found else f"date {written}")
+        if any(parts == p if order == o else readings & r for _, o, p, r in dates):
+            held.append(written)
+        elif not any((mo, d) in partial and str(y) in years for y, mo, d in readings):
+            missing.append(f"date {written}")
     return missing, held
 
 
