@@ -261,9 +261,10 @@ _UNIT_AHEAD = (r"(?=\s*(?:[" + re.escape("".join(_UNIT_SYMBOLS)) + r"]|(?:" + "|
     (re.escape(w) for w in (*_MEASURE_UNITS, *_UNIT_WORDS, *_SCALES)), key=len, reverse=True)) + r")(?![^\W\d_])))")
 _DECIMAL_COMMA = re.compile(r"(?i)(?<![\d.,])(\d+),(\d{1,2})(?![\d,])" + _UNIT_AHEAD + r"|(?<![\d.,])0,(\d+)(?![\d,])")
 _GROUPED_DECIMAL_COMMA = re.compile(r"(?<![\d.,])(\d{1,3}(?:\.\d{3})+),(\d+)(?![\d,.])")
+# a currency's code or name, longest first (as written: "zł", "EUR", "kr")
+_CURRENCY_NAME = "|".join(sorted(map(re.escape, _CURRENCY_SPELLINGS), key=len, reverse=True))
 # a currency's code or name written on its number: "30zł", "1500EUR", "200kr"
-_GLUED_CURRENCY = re.compile(r"(?i)(?<![\w.,])(\d+(?:[.,]\d+)?)(" + "|".join(sorted(
-    map(re.escape, _CURRENCY_SPELLINGS), key=len, reverse=True)) + r")(?![^\W\d_])")
+_GLUED_CURRENCY = re.compile(r"(?i)(?<![\w.,])(\d+(?:[.,]\d+)?)(" + _CURRENCY_NAME + r")(?![^\W\d_])")
 # a digit beside a letter of a script written without spaces or with its words on the number ("期限是45天",
 # "45дней", "٥٠٠دينار"): the number is a word of its own; beside a Latin letter it stays ("COVID-19", "Q3", "v2")
 _SCRIPT_DIGIT = regex.compile(r"(?<=\d)(?=[\p{L}--\p{Latin}])|(?<=[\p{L}--\p{Latin}])(?=\d)", regex.V1)
@@ -290,8 +291,8 @@ def _plain_digits(text: str) -> str:
 
 
 _SPACE_GROUPED = re.compile(r"(?<![\d.,])(\d{1,3})((?: \d{3})+)(?![\d.,])(?=\s*(?:[" + re.escape("".join(
-    k for k, v in _UNIT_SYMBOLS.items() if v != "percent")) + r"]|(?:" + "|".join(sorted(
-    map(re.escape, _CURRENCY_SPELLINGS), key=len, reverse=True)) + r")(?![^\W\d_])))", re.IGNORECASE)
+    k for k, v in _UNIT_SYMBOLS.items() if v != "percent")) + r"]|(?:" + _CURRENCY_NAME + r")(?![^\W\d_])))",
+    re.IGNORECASE)
 
 
 # a number word that is a count of times ("twice daily") or a half ("half a tablet")
@@ -475,8 +476,12 @@ def _numeric_dates(text: str) -> list[tuple[str, str, tuple[int, int, int], froz
     """The dates ``text`` writes whole: (as written, how it orders its parts, the parts, each (year, month, day) it
     may mean). "03/04/2024" may be 3 April or 4 March; "04.03.2024" is 4 March; "3 April 2024" and "April 3, 2024"
     are 3 April."""
+    return _dates_in(_plain_digits(text))
+
+
+def _dates_in(plain: str) -> list[tuple[str, str, tuple[int, int, int], frozenset[tuple[int, int, int]]]]:
+    """:func:`_numeric_dates` of a text :func:`_plain_digits` has already rewritten."""
     out = []
-    plain = _plain_digits(text)
     for m in _WORD_DATE.finditer(plain):
         days, day, month, year = (m.group(1, 2, 3, 4) if m.group(2) else (m.group(6), m.group(7), m.group(5), m.group(8)))
         for d in [*re.findall(r"\d{1,2}", days or ""), day]:
@@ -504,14 +509,15 @@ def _dates_against(answer: str, said: str) -> tuple[list[str], list[str]]:
     2025", whose 3 is a month's name). A date written in the same order must be the same ("04.03.2024" is not
     "03.04.2024"; "04/03/2024" is not "03/04/2024": one document writes one order); in another, one of its meanings
     must be ("2024-03-04" is "04.03.2024" and "4 March 2024", and may be "03/04/2024")."""
-    dates = _numeric_dates(said)
+    plain = _plain_digits(said)  # read once: the dates, the days and months without a year, and the years
+    dates = _dates_in(plain)
     if not dates:
         return [], []
     # a day and month the passage writes without their year ("opened on 5 April", "from 28 February to 3 March
     # 2024"), with that year among its numbers: such a date is compared by its numbers, as before whole dates were read
-    rest = _WORD_DATE.sub(" ", _plain_digits(said))
+    rest = _WORD_DATE.sub(" ", plain)
     partial = {(_MONTHS[(m.group(2) or m.group(3)).lower()], int(m.group(1) or m.group(4))) for m in _DAY_MONTH.finditer(rest)}
-    years = set(re.findall(r"(?<!\d)\d{4}(?!\d)", _plain_digits(said)))
+    years = set(re.findall(r"(?<!\d)\d{4}(?!\d)", plain))
     missing: list[str] = []
     held: list[str] = []
     for written, order, parts, readings in _numeric_dates(answer):
