@@ -460,7 +460,8 @@ _NUMERIC_DATE = re.compile(r"(?<![\d./-])(?:(\d{4})([-/.])(\d{1,2})\2(\d{1,2})|(
 _MONTHS = {m: i for i, names in enumerate((
     "january jan", "february feb", "march mar", "april apr", "may", "june jun", "july jul", "august aug",
     "september sep sept", "october oct", "november nov", "december dec"), start=1) for m in names.split()}
-_MONTH = r"(" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
+_MONTH_NAMES = "|".join(sorted(_MONTHS, key=len, reverse=True))
+_MONTH = r"(" + _MONTH_NAMES + r")\.?"
 # a whole date with its month's name and year: "3 April 2024", "3rd of April, 2024", "April 3, 2024", and the days of a
 # range or list before it, "1-3 March 2024", "2, 9 and 16 May 2024", "March 1-3, 2024" (a month's name alone, or
 # without a year, is not read as a date: it matched any figure)
@@ -470,6 +471,22 @@ _WORD_DATE = re.compile(r"(?i)\b(?:" + _DAYS + r"(\d{1,2})(?:st|nd|rd|th)?\.?\s+
 # a day and month without a year ("5 April", "April 5th", "28 February to 3 March 2024"'s first)
 _DAY_MONTH = re.compile(r"(?i)\b(?:(\d{1,2})(?:st|nd|rd|th)?\.?\s+(?:of\s+)?" + _MONTH + r"|" + _MONTH
                         + r"\s+(\d{1,2})(?:st|nd|rd|th)?)(?![\w\d])")
+
+
+# a month's name and year without a day: "March 2019", and each month of a list or range before it, "March and April
+# 2024" (read where no whole date is: "3 March 2024" is a date, and its month is compared with its day)
+_MONTH_YEAR = re.compile(r"(?i)\b((?:(?:" + _MONTH_NAMES + r")\.?\s*(?:,|&|and|or|to|-|\u2013|\u2014)\s*)*)" + _MONTH
+                         + r",?\s+(\d{4})(?!\d)")
+
+
+def _month_years(plain: str) -> list[tuple[str, frozenset[tuple[int, int]]]]:
+    """The months ``plain`` (a text :func:`_plain_digits` rewrote, its whole dates taken out) names with a year but
+    no day: (as written, each (year, month) it names)."""
+    out = []
+    for m in _MONTH_YEAR.finditer(plain):
+        names = [*re.findall(r"(?i)\b(" + _MONTH_NAMES + r")\b", m.group(1) or ""), m.group(2)]
+        out.append((m.group(0), frozenset((int(m.group(3)), _MONTHS[n.lower()]) for n in names)))
+    return out
 
 
 def _numeric_dates(text: str) -> list[tuple[str, str, tuple[int, int, int], frozenset[tuple[int, int, int]]]]:
@@ -511,8 +528,6 @@ def _dates_against(answer: str, said: str) -> tuple[list[str], list[str]]:
     must be ("2024-03-04" is "04.03.2024" and "4 March 2024", and may be "03/04/2024")."""
     plain = _plain_digits(said)  # read once: the dates, the days and months without a year, and the years
     dates = _dates_in(plain)
-    if not dates:
-        return [], []
     # a day and month the passage writes without their year ("opened on 5 April", "from 28 February to 3 March
     # 2024"), with that year among its numbers: such a date is compared by its numbers, as before whole dates were read
     rest = _WORD_DATE.sub(" ", plain)
@@ -520,10 +535,18 @@ def _dates_against(answer: str, said: str) -> tuple[list[str], list[str]]:
     years = set(re.findall(r"(?<!\d)\d{4}(?!\d)", plain))
     missing: list[str] = []
     held: list[str] = []
-    for written, order, parts, readings in _numeric_dates(answer):
+    plain_answer = _plain_digits(answer)
+    for written, order, parts, readings in (_dates_in(plain_answer) if dates else ()):
         if any(parts == p if order == o else readings & r for _, o, p, r in dates):
             held.append(written)
         elif not any((mo, d) in partial and str(y) in years for y, mo, d in readings):
+            missing.append(f"date {written}")
+    # a month and year the answer names without a day ("took effect in March 2019") is one the passage names, with or
+    # without a day ("April 2019" and "1 April 2019" do not hold "March 2019"; its year alone matched before)
+    months = {(y, mo) for *_, r in dates for y, mo, _ in r} | {(int(y), mo) for mo, _ in partial for y in years}
+    months |= {ym for _, named in _month_years(rest) for ym in named}
+    for written, named in _month_years(_WORD_DATE.sub(" ", plain_answer)):
+        if not named <= months:
             missing.append(f"date {written}")
     return missing, held
 
