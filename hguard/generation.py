@@ -250,16 +250,18 @@ class Generator:
 
     def prompt_ids(
         self, question: str, context: str | None = None, *, history: Sequence[Mapping] | None = None, system: str | None = None,
-        max_new_tokens: int | None = None,
+        max_new_tokens: int | None = None, within_limit: bool = True,
     ) -> list[int]:
         """The prompt's token ids; InputError when they and up to ``max_new_tokens`` more (default: the settings')
-        exceed the model's context."""
+        exceed the model's context, unless ``within_limit`` is False (a count of a prompt too long to answer)."""
         tok = self.lm.tokenizer
         msgs = self.messages(question, context, history=history, system=system)
         if self.lm.has_chat_template:
             ids = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
         else:
             ids = tok(_plain_frame(msgs, labelled=context is None))["input_ids"]
+        if not within_limit:
+            return list(ids)
         limit = self.context_limit
         n_new = max_new_tokens or self.max_new_tokens
         if limit is not None and len(ids) + n_new > limit:
@@ -274,6 +276,19 @@ class Generator:
                 f"over the model's context of {limit} tokens; {what}"
             )
         return list(ids)
+
+    def turns_token_count(self, turns: Sequence[Mapping]) -> int:
+        """Tokens of chat turns (``{"role", "content"}``) that need not make a prompt (a history without its question,
+        as a framework counts one to trim it): through the chat template as they stand, without a generation prompt,
+        or as plain text for a model without a template (or whose template refuses them)."""
+        tok = self.lm.tokenizer
+        if self.lm.has_chat_template:
+            try:
+                ids = tok.apply_chat_template(list(turns), add_generation_prompt=False, tokenize=True, return_dict=True)
+                return len(ids["input_ids"])
+            except Exception:  # a template that refuses such turns (e.g. one that wants them alternating) counts them plainly
+                pass
+        return len(tok("\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in turns))["input_ids"])
 
     @property
     def context_limit(self) -> int | None:

@@ -15,16 +15,9 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 from hguard.audit import AuditLog
 from hguard.streaming import error_fields, jsonable
 
-from .chat_models import DECISION_KEYS, message_text, read_chat
+from .chat_models import DECISION_KEYS, any_text, read_chat
 from .retrieval import CAPTURE
 
-
-def _text(message: BaseMessage) -> str:
-    """A message's text for the record, whatever its content (ChatHGuard itself refuses non-text blocks)."""
-    try:
-        return message_text(message)
-    except Exception:
-        return str(message.content)
 
 KIND = "llm_call"
 
@@ -116,10 +109,10 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
                 read = read_chat(chat, system_as_context=False, retrievals=retrievals)
                 q, passages = read.question, list(read.context or [])
             except Exception:  # not a single-question chat: keep the last message as the question
-                q, passages = (_text(chat[-1]) if chat else ""), []
+                q, passages = (any_text(chat[-1]) if chat else ""), []
             questions.append(q)
             contexts.append(params.get("context") if params.get("context") is not None else (passages or None))
-        record["messages"] = [[{"role": m.type, "chars": len(_text(m))} for m in chat] for chat in messages]
+        record["messages"] = [[{"role": m.type, "chars": len(any_text(m))} for m in chat] for chat in messages]
         record["question"] = questions[0] if len(questions) == 1 else questions
         record["context"] = jsonable(contexts[0] if len(contexts) == 1 else contexts)
         self._start(run_id, record)

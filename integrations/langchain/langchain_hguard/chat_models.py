@@ -91,6 +91,14 @@ def message_text(message: BaseMessage) -> str:
     return "".join(parts)
 
 
+def any_text(message: BaseMessage) -> str:
+    """A message's text for a record or a count, whatever its content (ChatHGuard itself refuses non-text blocks)."""
+    try:
+        return message_text(message)
+    except InputError:
+        return str(message.content)
+
+
 def _is_context(message: BaseMessage) -> bool:
     """Whether a message is named as context ("context", any case: "Context" is how people write it)."""
     return str(getattr(message, "name", None) or "").strip().lower() == CONTEXT_NAME
@@ -518,12 +526,19 @@ class ChatHGuard(BaseChatModel):
         return list(self.guard.lm.tokenizer.encode(text, add_special_tokens=False))
 
     def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence | None = None) -> int:
-        """Tokens of the prompt the guard would build for these messages (chat template included)."""
+        """Tokens of the prompt the guard would build for these messages (chat template included), however long; any
+        other list of messages (a history without its question, as ``trim_messages(token_counter=chat)`` counts one)
+        as the chat template renders it (both were refused: a counter is asked of fragments and of prompts too long)."""
         if tools:
             raise NotImplementedError(_NO_TOOLS)
-        read = read_chat(messages, system_as_context=self.system_as_context)
-        return len(self.guard.generator.prompt_ids(read.question, "\n\n".join(read.context) if read.context else None,
-                                                   history=read.history, system=read.system))
+        try:
+            read = read_chat(messages, system_as_context=self.system_as_context)
+            return len(self.guard.generator.prompt_ids(read.question, "\n\n".join(read.context) if read.context else None,
+                                                       history=read.history, system=read.system, within_limit=False))
+        except InputError:
+            roles = {"human": "user", "ai": "assistant", "system": "system"}
+            return self.guard.generator.turns_token_count(
+                [{"role": roles.get(m.type, m.type), "content": any_text(m)} for m in messages])
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
         raise NotImplementedError(_NO_TOOLS)
@@ -549,12 +564,16 @@ class ChatHGuard(BaseChatModel):
     # ---------------------------------------------------------------------------------- helpers
 
     def _parse(
-        self, messages: Sequence[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any], parent_run_id: Any = None
+        self, messages: Sequence[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any], parent_run_id: Any = None,
+        *, record: bool = True,
     ) -> _Call:
+        """The call these messages and keywords ask for. A call refused here is on record (an ``error`` record), as
+        the guard's own refusals are, unless ``record`` is False (a batch reading its inputs before each is run
+        alone, which records its own refusal: the refusal was recorded twice)."""
         kw = dict(kwargs)
         context = kw.pop("context", None)
         domain = kw.pop("domain", None) or self.domain
-        mode = check_stream_mode(kw.pop("stream_mode", self.stream_mode), self.raise_on)
+        asked_mode = kw.pop("stream_mode", self.stream_mode)
         early_stop = bool(kw.pop("early_stop", self.early_stop))
         key = kw.pop(_PRECOMPUTED, None)
         handed = kw.pop(_PARENT_RUN, None)  # a streamed call's chain run
@@ -567,8 +586,9 @@ class ChatHGuard(BaseChatModel):
             kw.pop(unused, None)
 
         def refused(err: Exception) -> Exception:  # a call refused is on record, as the guard's own refusals are
-            self.guard.record_failure(message_text(messages[-1]) if messages else "", err, domain=domain,
-                                      source="ChatHGuard")
+            if record:
+                self.guard.record_failure(message_text(messages[-1]) if messages else "", err, domain=domain,
+                                          source="ChatHGuard")
             return err
 
         try:  # per call, as a hosted chat model takes them; else the fields'
@@ -576,18 +596,24 @@ class ChatHGuard(BaseChatModel):
             self._greedy(kw.pop("temperature", None))
         except ValueError as exc:  # refused on record, as the guard refuses its own max_new_tokens
             raise refused(InputError(str(exc))) from None
-        _same_model(kw.pop("model", None), self.model_name)
-        # a capability it lacks, or a wrong keyword: a programming error, raised as such (not a request to record)
+        # a capability it lacks, another model, or a wrong keyword: raised as such, and on record too, since a chain's
+        # with_fallbacks catches every error, so that a bound seed= or response_format= sent each question to the
+        # fallback model with no trace in the guard's log
+        try:
+            mode = check_stream_mode(asked_mode, self.raise_on)
+            _same_model(kw.pop("model", None), self.model_name)
+        except ValueError as exc:
+            raise refused(exc) from None
         if {"tools", "tool_choice", "functions"} & set(kw):
-            raise NotImplementedError(_NO_TOOLS)
+            raise refused(NotImplementedError(_NO_TOOLS))
         if {"response_format", "ls_structured_output_format"} & set(kw):
-            raise NotImplementedError(_NO_STRUCTURED)
+            raise refused(NotImplementedError(_NO_STRUCTURED))
         if kw:
-            raise TypeError(
+            raise refused(TypeError(
                 f"ChatHGuard got unexpected keyword argument(s) {sorted(kw)}; it accepts context=, domain=, "
                 f"stream_mode= ({', '.join(STREAM_MODES)}), early_stop=, max_tokens=, temperature=0 and stop= "
                 "(timeout= and max_retries= are accepted and unused)"
-            )
+            ))
         # context= given without a passage with text ("", [], [""]: a retrieval that found nothing, formatted):
         # an answer from passages was asked for, so it goes to review as nothing retrieved, as GuardedRAG's does
         # (it was refused with an InputError, breaking the chain), and is never read as a closed-book request
@@ -603,8 +629,9 @@ class ChatHGuard(BaseChatModel):
         try:
             read = read_chat(messages, system_as_context=self.system_as_context, retrievals=retrievals)
         except InputError as exc:  # on record, as the guard records the requests it refuses (the id on the error)
-            chat = "\n".join(f"{m.type}: {m.content if isinstance(m.content, str) else repr(m.content)}" for m in messages)
-            self.guard.record_failure(chat, exc, context=context, domain=domain, source="ChatHGuard")
+            if record:
+                chat = "\n".join(f"{m.type}: {m.content if isinstance(m.content, str) else repr(m.content)}" for m in messages)
+                self.guard.record_failure(chat, exc, context=context, domain=domain, source="ChatHGuard")
             raise
         if from_prompt and read.context:
             context = read.context
@@ -766,11 +793,11 @@ class ChatHGuard(BaseChatModel):
         rest = {k: v for k, v in kwargs.items() if k != "stop"}
         try:
             calls = [
-                self._parse(self._convert_input(x).to_messages(), kwargs.get("stop"), rest, parent_run_of(c))
+                self._parse(self._convert_input(x).to_messages(), kwargs.get("stop"), rest, parent_run_of(c), record=False)
                 for x, c in zip(inputs, configs)
             ]
-        except (InputError, ValueError, TypeError):
-            return None  # let the per-input path raise (or return) each input's own error
+        except (InputError, ValueError, TypeError, NotImplementedError):
+            return None  # let the per-input path raise (or return) each input's own error, and record it once
         if any(c.stop or c.query_step for c in calls):
             return None  # stop sequences, text to search with: one generation per input
         return calls

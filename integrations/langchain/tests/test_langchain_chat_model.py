@@ -123,9 +123,13 @@ def test_bad_calls_raise_before_anything_is_generated(make_guard):
             chat.invoke([HumanMessage(content=content)])
     with pytest.raises(InputError, match="max_tokens must be a whole number of at least 1, got nan"):
         chat.invoke(Q, max_tokens=float("nan"))
-    # nothing was answered; the refused chats and settings are on record (error records: the stop sequence refused
-    # by the guard), the wrong keyword and stream mode (a programming error, not a request) are not
-    assert [(r["kind"], r["source"]) for r in AuditLog(guard.audit.path)] == [("error", "api")] + [("error", "ChatHGuard")] * 5
+    # nothing was answered; every refused call is on record (error records: the stop sequence refused by the guard),
+    # the wrong keyword, stream mode, tools and JSON mode too: a chain's with_fallbacks catches every error, and such
+    # a call sent each question to the fallback model with no trace in the guard's log (a finance firm's trial)
+    records = list(AuditLog(guard.audit.path))
+    assert [(r["kind"], r["source"]) for r in records] == [("error", "api")] + [("error", "ChatHGuard")] * 9
+    assert [r["error_type"] for r in records[2:5]] == ["NotImplementedError", "NotImplementedError", "TypeError"]
+    assert records[6]["error_type"] == "ValueError" and "stream_mode" in records[6]["error"]
     assert chat.invoke([HumanMessage(content=[{"type": "text", "text": Q}])]).response_metadata["route"] == "accept"
     # LangChain's standard per-call params a local model has no use for, and greedy decoding asked for, are taken
     assert chat.invoke(Q, temperature=0, timeout=5, max_retries=2).response_metadata["route"] == "accept"
@@ -172,6 +176,26 @@ def test_batch_with_return_exceptions_records_a_bad_input_once_and_batches_the_o
     assert sorted(r["kind"] for r in new) == ["decision", "decision", "error"], [(r["kind"], r.get("question")) for r in new]
     assert sizes == [2]
     assert not chat._precomputed
+
+
+@pytest.mark.parametrize("how", ["batch", "abatch"])
+def test_a_batch_refused_by_its_settings_or_a_chat_records_each_refusal_once(make_guard, how):
+    """A refused setting (temperature=0.5) or a chat the guard cannot read was recorded by the batch's reading of its
+    inputs and again by each input's own run: two InputErrors, three error records (a finance firm's trial)."""
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    before = len(list(AuditLog(guard.audit.path))) if guard.audit.path.exists() else 0
+
+    def run(inputs, **kw):
+        return chat.batch(inputs, return_exceptions=True, **kw) if how == "batch" else asyncio.run(
+            chat.abatch(inputs, return_exceptions=True, **kw))
+
+    out = run([Q, "what is gold ?"], temperature=0.5)
+    assert all(isinstance(o, InputError) for o in out)
+    out = run([Q, [SystemMessage("no question")]])
+    assert isinstance(out[1], InputError) and out[0].response_metadata["route"] == "accept"
+    new = list(AuditLog(guard.audit.path))[before:]
+    assert sorted(r["kind"] for r in new) == ["decision", "error", "error", "error"], [(r["kind"], r.get("question")) for r in new]
 
 
 @pytest.mark.parametrize("how", ["batch", "abatch"])

@@ -369,6 +369,17 @@ def test_framework_conventions(make_guard):
     ids = chat.get_token_ids("what is the capital of australia ?")
     assert ids == guard.lm.tokenizer.encode("what is the capital of australia ?", add_special_tokens=False)
     assert chat.get_num_tokens("what is the capital") == 4
+    # a counter is asked of history fragments and of prompts too long to answer (trim_messages): both were refused
+    from langchain_core.messages import trim_messages
+
+    turns = [HumanMessage("what is gold ?"), AIMessage("gold is a metal ."), HumanMessage(AUSTRALIA), AIMessage("canberra .")]
+    assert 0 < chat.get_num_tokens_from_messages(turns[1:2]) < chat.get_num_tokens_from_messages(turns)
+    long = [HumanMessage(" ".join(["gold is a metal ."] * 80))]  # over the tiny model's 256-token window
+    assert chat.get_num_tokens_from_messages(long) > 256
+    trim = lambda n: trim_messages(turns, max_tokens=n, token_counter=chat, strategy="last", start_on="human")  # noqa: E731
+    assert trim(10_000) == turns
+    kept = trim(chat.get_num_tokens_from_messages(turns) - 1)
+    assert kept and kept == turns[-len(kept):] and len(kept) < len(turns), kept
     assert chat._get_ls_params(model="other")["ls_model_name"] == "other"
     assert chat._get_ls_params()["ls_model_name"] == "tiny-llama"
     with pytest.raises(NotImplementedError, match="tool"):
