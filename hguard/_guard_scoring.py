@@ -276,6 +276,13 @@ class _Scoring:
             g.extra.setdefault("holds", []).append(
                 f"the answer states {', '.join(unstated[:5])}, which neither the passage nor the question states (as "
                 "that number, or in that currency or as a percentage): held for review")
+        if steer_info is not None and steer_info.get("alpha") != 1.0 and steer_info.get("n_neurons"):
+            # steering scales the very neurons the probe reads: damped, they lowered a wrong answer's risk from 0.74
+            # (abstain) to 0.09, under thresholds fitted on unsteered answers, and it was accepted (a risk officer's trial)
+            g.extra.setdefault("holds", []).append(
+                f"steering alpha {steer_info['alpha']:g} scaled the {steer_info['n_neurons']} H-Neurons the domain's "
+                "probe reads while this answer was generated, and the calibration scored unsteered answers: its risk "
+                "and thresholds do not hold for it, so it is not accepted (set alpha = 1 to route by the calibration)")
         try:
             signals, risk, thresholds, fp = self._score(g, domain, route, problems)
         except Exception as exc:  # anything unforeseen still ends in review

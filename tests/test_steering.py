@@ -140,6 +140,19 @@ def test_the_audit_record_notes_the_steering_setting(calibrated, tmp_path):
     assert log.find(unsteered.audit_id)["steering"] is None and unsteered.steering is None
 
 
+def test_a_steered_answer_is_never_accepted_under_thresholds_fitted_unsteered(calibrated, tmp_path):
+    """Damping the H-Neurons lowers the risk the probe reads from them: a wrong answer went from abstain (0.74) to
+    accept (0.09) under the same thresholds (a risk officer's trial). A steered answer is held, and says why."""
+    plain, steered = _guard(calibrated, tmp_path, name="a.jsonl"), _guard(calibrated, tmp_path, {"alpha": 0.5}, name="b.jsonl")
+    accepted = [q for q in QUESTIONS if plain.invoke(q, domain="alpha").route == "accept"]
+    assert accepted  # alpha's hand-set accept_below 0.999 accepts unsteered answers
+    for q in accepted:
+        r = steered.invoke(q, domain="alpha")
+        assert r.route != "accept" and any(x.startswith("steering alpha 0.5 scaled the") for x in r.reasons), r.reasons
+    one = _guard(calibrated, tmp_path, {"alpha": 1.0}, name="c.jsonl")  # off: routed as calibrated
+    assert one.invoke(accepted[0], domain="alpha").route == "accept"
+
+
 def test_the_steering_record_names_the_probe_whose_neurons_were_steered(calibrated, tmp_path):
     g = _guard(calibrated, tmp_path, {"alpha": 0.5})
     r = g.invoke(QUESTIONS[0], domain="alpha")
