@@ -36,6 +36,7 @@ from hguard.models import PLAIN_STOP
 from hguard._text import blank
 from hguard._guard_scoring import _near
 from hguard.errors import InputError, RouteError, route_error
+from hguard._guard_result import REVIEW_MARK
 from hguard.guard import Guard, GuardResult
 
 StreamMode = Literal["hold", "passthrough"]
@@ -426,7 +427,8 @@ def guard_stream(
     """Stream one guarded answer; the last chunk carries the :class:`GuardResult`.
 
     ``hold``: one chunk, the routed display text, after the decision. ``passthrough``: the tokens
-    as generated, then an empty chunk with the decision. ``early_stop`` (hold mode only) ends
+    as generated, then a chunk with the decision, empty after an accepted answer and :func:`held_notice` after a
+    held one. ``early_stop`` (hold mode only) ends
     generation once the running risk passes the abstain threshold. ``timeout`` (passthrough) is the
     longest wait in seconds for the next token before ``queue.Empty`` is raised. ``run_id``: the caller's
     own id of the call (a LangChain run id, a LlamaIndex span id), named by the ``answer_not_delivered`` record of
@@ -516,7 +518,18 @@ def guard_stream(
             settle("abandoned or cancelled")
     if "error" in box:
         raise box["error"]
-    yield GuardStreamChunk("", box["result"])
+    yield GuardStreamChunk(held_notice(box["result"]), box["result"])
+
+
+def held_notice(result: Any) -> str:
+    """What a passthrough stream ends with: nothing after an accepted answer; after a held one, the message its
+    route shows in brackets on a line of its own ("[needs review]" without a review message). The text already
+    reached the reader, and a chat engine keeps the streamed text as the assistant's turn and drops the decision:
+    a held answer read, and remembered, as if it had been accepted."""
+    if result.route == "accept":
+        return ""
+    message = result.abstain_message if result.route == "abstain" else result.review_message
+    return "\n\n[" + (" ".join(str(message).split()) if message and message.strip() else REVIEW_MARK.strip(" []")) + "]"
 
 
 #: why an answer decided for an async caller that was cancelled meanwhile never reached it

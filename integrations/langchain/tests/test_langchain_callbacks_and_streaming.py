@@ -14,6 +14,7 @@ from hguard.errors import HGuardError, InputError
 from langchain_hguard import ChatHGuard, GuardedRAG, HGuardAuditCallbackHandler, guard_stream
 
 Q = "who is the author of the book ?"
+NOTICE = "\n\n[needs review]"  # the end of a passthrough stream held for review under a policy without review_message
 
 
 def _kinds(path) -> list[str]:
@@ -106,11 +107,14 @@ def test_passthrough_streams_tokens_then_the_decision(make_guard):
     guard = make_guard("abstain")
     chunks = list(ChatHGuard(guard=guard, domain="alpha", stream_mode="passthrough").stream(Q))
     assert len(chunks) >= 3  # several tokens, then the decision
-    assert all(not c.response_metadata for c in chunks[:-1]) and chunks[-1].content == ""
+    # the tokens, then the decision; a held answer's stream ends saying so, in the text too (a chat history keeps the
+    # streamed text as the assistant's turn: a hospital's trial found a held answer kept as if it had been accepted)
+    assert all(not c.response_metadata for c in chunks[:-1])
+    assert chunks[-1].content == "\n\n[" + guard.policy.abstain_message + "]"
     meta = chunks[-1].response_metadata
     assert meta["route"] == "abstain"
     rec = AuditLog(guard.audit.path).find(meta["audit_id"])
-    assert "".join(c.content for c in chunks).strip() == rec["answer"]  # the raw tokens reached the user
+    assert "".join(c.content for c in chunks[:-1]).strip() == rec["answer"]  # the raw tokens reached the user
     merged = chunks[0]
     for c in chunks[1:]:
         merged = merged + c
@@ -187,17 +191,18 @@ def test_a_passthrough_stream_shows_nothing_from_a_stop_sequence_on(make_guard):
     """With stop=, the stream showed the stop sequence and what followed while the decision recorded the answer cut
     before it: the user saw text the audit record does not hold."""
     guard = make_guard("review", max_new_tokens=12)
-    whole = "".join(c.text for c in guard_stream(guard, Q, domain="alpha", mode="passthrough"))
+    whole = "".join(c.text for c in guard_stream(guard, Q, domain="alpha", mode="passthrough")).removesuffix(NOTICE)
     words = whole.split()
     assert len(words) >= 4, whole
     stop = " " + words[2][:3]  # a stop sequence inside the answer, perhaps across two tokens
     chunks = list(guard_stream(guard, Q, domain="alpha", mode="passthrough", stop=[stop]))
-    shown = "".join(c.text for c in chunks)
+    assert chunks[-1].text == NOTICE  # held for review (a stop cut it), and said so
+    shown = "".join(c.text for c in chunks[:-1])
     result = chunks[-1].result
     assert stop not in shown and whole.startswith(shown) and len(shown) < len(whole)
     assert shown.strip() == result.answer.strip() == AuditLog(guard.audit.path).find(result.audit_id)["answer"].strip()
     streamed = "".join(c.content for c in ChatHGuard(guard=guard, domain="alpha", stream_mode="passthrough").stream(Q, stop=[stop]))
-    assert streamed == shown
+    assert streamed == shown + NOTICE
 
 
 def test_guarded_text_adds_up_with_its_decision():
@@ -223,7 +228,8 @@ def test_async_stream_both_modes(make_guard):
     passthrough = asyncio.run(collect(stream_mode="passthrough"))
     assert len(hold) == 1 and hold[0].content.startswith("[needs review] ")
     assert len(passthrough) > 1 and passthrough[-1].response_metadata["route"] == "review"
-    assert hold[0].content == "[needs review] " + "".join(c.content for c in passthrough).strip()
+    assert passthrough[-1].content == NOTICE
+    assert hold[0].content == "[needs review] " + "".join(c.content for c in passthrough[:-1]).strip()
 
 
 def test_guard_stream_errors_and_early_stop(make_guard):

@@ -80,8 +80,12 @@ def test_stream_passthrough_yields_tokens_then_the_decision(make_guard):
     assert len(out) >= 3 and all(not r.additional_kwargs for r in out[:-1])
     last = out[-1]
     rec = _record(guard, last.additional_kwargs)
-    assert last.additional_kwargs["route"] == "abstain" and last.delta == ""
-    assert last.text.strip() == rec["answer"] == "".join(r.delta for r in out).strip()
+    # a held answer's stream ends saying so, in the text too: a chat engine keeps the streamed text as the
+    # assistant's turn and drops the decision (a hospital's trial: a held dose kept in memory as if accepted)
+    notice = "\n\n[" + guard.policy.abstain_message + "]"
+    assert last.additional_kwargs["route"] == "abstain" and last.delta == notice
+    assert last.text.removesuffix(notice).strip() == rec["answer"] == "".join(r.delta for r in out[:-1]).strip()
+    assert last.text == "".join(r.delta for r in out)
     assert all(b.text.startswith(a.text) for a, b in zip(out, out[1:]))  # text accumulates
 
 
@@ -290,12 +294,14 @@ def test_a_passthrough_stream_complete_ends_before_its_stop_sequence(make_guard)
     what followed, while the decision record's answer ended before it."""
     guard = make_guard("review", max_new_tokens=12)
     llm = HGuardLLM(guard, domain="alpha", stream_mode="passthrough")
-    whole = list(llm.stream_complete(Q))[-1].text
+    notice = "\n\n[needs review]"  # a policy without review_message
+    whole = list(llm.stream_complete(Q))[-1].text.removesuffix(notice)
     words = whole.split()
     assert len(words) >= 4, whole
     stop = " " + words[2][:3]
     out = list(llm.stream_complete(Q, stop=[stop]))
-    shown = "".join(r.delta or "" for r in out)
+    assert out[-1].delta == notice  # held for review (a stop cut it), and said so
+    shown = "".join(r.delta or "" for r in out[:-1])
     rec = AuditLog(guard.audit.path).find(out[-1].additional_kwargs["audit_id"])
     assert stop not in shown and stop not in out[-1].text and shown.strip() == rec["answer"].strip()
 

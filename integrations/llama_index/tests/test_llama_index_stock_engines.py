@@ -292,6 +292,19 @@ def test_async_streaming_stock_engines_score_the_retrieved_nodes(tiny_probes, em
     assert rec["route"] == "accept" and text == rec["answer"] and rec["question"] == AUSTRALIA
 
 
+def test_a_passthrough_chat_engine_stream_of_a_held_answer_ends_saying_so_and_memory_keeps_that(tiny_probes, embedder, tmp_path, index):
+    """A chat engine drops the decision (its streaming response has no metadata) and keeps the streamed text as the
+    assistant's turn: a held dose was shown whole with no word and remembered as said (a hospital's trial)."""
+    guard = _guard(tiny_probes, embedder, tmp_path, abstain_above=0.0)  # every answer abstains
+    engine = index.as_chat_engine(chat_mode="context", llm=HGuardLLM(guard, domain="alpha", stream_mode="passthrough"),
+                                  similarity_top_k=2)
+    shown = "".join(engine.stream_chat(AUSTRALIA).response_gen)
+    (rec,) = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
+    notice = "\n\n[" + guard.policy.abstain_message + "]"
+    assert rec["route"] == "abstain" and shown == rec["answer"] + notice
+    assert engine.chat_history[-1].content == shown
+
+
 def test_simple_summarize_passes_its_chunks_as_a_list_and_they_are_read_as_the_context(tiny_probes, embedder, tmp_path, index):
     guard = _guard(tiny_probes, embedder, tmp_path)
     r = index.as_query_engine(llm=HGuardLLM(guard, domain="alpha"), similarity_top_k=2, response_mode="simple_summarize").query(AUSTRALIA)

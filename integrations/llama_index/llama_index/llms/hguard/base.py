@@ -414,6 +414,8 @@ class HGuardLLM(CustomLLM):
         delta = piece.result.withheld_text if agent else piece.text
         if mode == "hold":  # the only chunk: the routed text
             text = delta
+        else:  # passthrough: the held answer's notice (hguard.streaming.held_notice) ends the text too
+            text += delta
         return text, CompletionResponse(text=text, delta=delta, additional_kwargs=self.decision(piece.result))
 
     @llm_completion_callback()
