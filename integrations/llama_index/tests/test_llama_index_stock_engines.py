@@ -331,6 +331,22 @@ def test_the_llms_own_system_prompt_reaches_every_entry_point(tiny_probes, embed
     assert rec["route"] == "review" and any("system_prompt_fingerprint" in r for r in rec["reasons"]), rec["reasons"]
 
 
+@pytest.mark.parametrize("mode", ["context", "condense_plus_context"])
+def test_a_chat_engines_system_prompt_reaches_the_answer_and_its_fingerprint(tiny_probes, embedder, tmp_path, index, mode):
+    """as_chat_engine(system_prompt=...) appends the instruction to the message holding the passages: it was dropped
+    with the engine's template, unrecorded, and the answer accepted as if none had been given (a hospital's trial)."""
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    said = "Never give doses for children."
+    engine = index.as_chat_engine(chat_mode=mode, llm=HGuardLLM(guard, domain="alpha"), similarity_top_k=2, system_prompt=said)
+    engine.chat(AUSTRALIA)
+    (rec,) = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
+    assert rec["generation"]["system_prompt"] == said and rec["question"] == AUSTRALIA
+    assert rec["route"] == "review" and any("system_prompt_fingerprint" in r for r in rec["reasons"]), rec["reasons"]
+    plain = index.as_chat_engine(chat_mode=mode, llm=HGuardLLM(guard, domain="alpha"), similarity_top_k=2)
+    plain.chat(AUSTRALIA)  # without one: the policy's, as ever
+    assert [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"][-1]["generation"]["system_prompt"] == "answer"
+
+
 def test_tree_summarize_streams(tiny_probes, embedder, tmp_path):
     guard = _guard(tiny_probes, embedder, tmp_path)
     docs = [Document(text=f"Canberra is the capital city of Australia. Note {i}: " + "the city was planned. " * 160)

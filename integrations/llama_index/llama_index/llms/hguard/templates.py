@@ -59,6 +59,39 @@ class RAGPrompt:
         return out
 
 
+def _stock_context_templates() -> tuple[str, ...]:
+    """The chat engines' stock templates of the system message that holds the passages (the ``context`` and
+    ``condense_plus_context`` engines', answer and refine): an engine's ``system_prompt`` is appended to them."""
+    found = []
+    for module, names in (("llama_index.core.chat_engine.context", ("DEFAULT_CONTEXT_TEMPLATE", "DEFAULT_REFINE_TEMPLATE")),
+                          ("llama_index.core.chat_engine.condense_plus_context",
+                           ("DEFAULT_CONTEXT_PROMPT_TEMPLATE", "DEFAULT_CONTEXT_REFINE_PROMPT_TEMPLATE"))):
+        for name in names:
+            try:
+                template = getattr(importlib.import_module(module), name)
+            except (ImportError, AttributeError):  # pragma: no cover - another LlamaIndex without this prompt
+                continue
+            if isinstance(template, str):
+                found.append(template)
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+STOCK_CONTEXT_TEMPLATES = _stock_context_templates()
+
+
+def instruction_beside_passages(template: Any) -> str | None:
+    """The instruction a chat engine appended to the stock template of the message holding the passages (its
+    ``system_prompt``: ``as_chat_engine(system_prompt=...)`` puts it there), or None. The guard answers through its
+    own framing in the template's place, so the instruction was dropped with the template, unsaid and unrecorded,
+    and the answer routed as if none had been given (a hospital's trial: "never give doses for children")."""
+    raw = getattr(template, "content", None)
+    if not isinstance(raw, str):
+        return None
+    stock = next((t for t in STOCK_CONTEXT_TEMPLATES if raw.startswith(t)), None)
+    rest = raw[len(stock):].strip() if stock is not None else ""
+    return rest or None
+
+
 def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None) -> RAGPrompt | None:
     """The question and passages of a stock synthesizer call, or None when the template is not one.
     Variables come from the call and from the template's partial format (the synthesizer binds
@@ -80,8 +113,13 @@ def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None) -> RAGPr
     if getattr(prompt, "message_templates", None) and callable(format_messages):
         messages = format_messages(llm=llm, **{k: v for k, v in args.items() if k not in (getattr(prompt, "kwargs", None) or {})})
         last_user = max((i for i, m in enumerate(messages) if m.role == MessageRole.USER), default=None)
+        templates = list(getattr(prompt, "message_templates", None) or [])
         for i, m in enumerate(messages):
             text = m.content or ""
+            if i != last_user and appears_in(context, [text]) and m.role == MessageRole.SYSTEM and len(templates) == len(messages):
+                own = instruction_beside_passages(templates[i])  # an engine's system_prompt, after its passages
+                if own is not None:
+                    system.append(own)
             if i == last_user or appears_in(context, [text]):
                 continue  # the question, and the template that holds the passages
             if m.role == MessageRole.SYSTEM:
