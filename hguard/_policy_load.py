@@ -135,8 +135,8 @@ def _explain(error: Mapping[str, Any]) -> str:
 
 
 def _policy_error(error: ValidationError, source: str) -> PolicyError:
-    # each item ends in its own separator: the CLI folds the message onto one line, where bare line
-    # breaks would run one item into the next and the last into "Fix these keys"
+    # each item ends in its own separator: the CLI keeps each on an indented line of its own (hguard.cli.error_line),
+    # and a reader that joins the lines still reads one item apart from the next and the last from "Fix these keys"
     lines = [_explain(e).rstrip().rstrip(".;") for e in error.errors(include_url=False)]
     return PolicyError(
         f"invalid policy {source}:\n  - "

@@ -119,7 +119,8 @@ def _similarity_to(choice: Mapping[str, Any], name: str) -> float | None:
 
 def policy_id(policy) -> str:
     """What the guarantee is: every domain's target and confidence (sha256, 16 hex). Logs and queues written
-    under another guarantee are evidence of another claim, so the monitor refuses them."""
+    under another guarantee are evidence of another claim, so the monitor counts them apart (per guarantee), never
+    as evidence of this one."""
     body = {d: [dp.target_hallucination_rate, dp.confidence] for d, dp in sorted(policy.domains.items())}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -56,6 +56,7 @@ from hguard._policy_thresholds import Thresholds, effective_thresholds
 from hguard._resources import PACKAGED_PREFIX as PACKAGED_PREFIX
 from hguard._resources import DEFAULT_SEED, same_file
 from hguard._resources import refuse_own_file as refuse_own_file
+from hguard._text import blank
 
 __all__ = [
     "ABSTAIN",
@@ -128,6 +129,17 @@ def _resolve_path(value: Path | None, info: ValidationInfo) -> Path | None:
 
 #: a file path in a policy: never empty, relative to the policy file's folder (``~`` expanded)
 PolicyPath = Annotated[Path, BeforeValidator(_no_empty_path), AfterValidator(_resolve_path)]
+
+
+def _visible(value: str | None) -> str | None:
+    if value is not None and blank(value):  # an abstained answer shown as nothing at all (review_message refused "")
+        raise ValueError("the message users see instead of the answer is empty or only whitespace; write it, or leave "
+                         "the key out for the default")
+    return value
+
+
+#: a message shown in an answer's place (abstain_message, review_message): text a reader can see
+ShownMessage = Annotated[str, AfterValidator(_visible)]
 
 
 class _Section(BaseModel):
@@ -228,7 +240,7 @@ class DomainPolicy(_Section):
     abstain_above: float | None = _unit(
         None, "a number in [0, 1], or leave the key out to use the calibrated threshold"
     )
-    abstain_message: str = Field(
+    abstain_message: ShownMessage = Field(
         DEFAULT_ABSTAIN_MESSAGE, strict=True, description="a string shown instead of an abstained answer, or leave "
         "the key out to use the policy's abstain_message (Policy.abstain_message_of(name) says which is shown)"
     )
@@ -238,8 +250,8 @@ class DomainPolicy(_Section):
         default, and the policy's own message is shown: :meth:`Policy.abstain_message_of`)."""
         return self.abstain_message if "abstain_message" in self.model_fields_set else None
 
-    review_message: str | None = Field(
-        None, strict=True, min_length=1, description="a string shown instead of an answer held for review, or leave the key "
+    review_message: ShownMessage | None = Field(
+        None, strict=True, description="a string shown instead of an answer held for review, or leave the key "
         "out to use the policy's review_message"
     )
     grounding_weight: float | None = _unit(
@@ -410,15 +422,14 @@ class Policy(_Section):
         description="a domain name of this policy: scores a request with context when no domain reaches "
         "domain_min_similarity (its out-of-distribution check still applies)",
     )
-    abstain_message: str = Field(
+    abstain_message: ShownMessage = Field(
         DEFAULT_ABSTAIN_MESSAGE,
         strict=True,
         description="a string shown when abstaining outside any domain",
     )
-    review_message: str | None = Field(
+    review_message: ShownMessage | None = Field(
         None,
         strict=True,
-        min_length=1,
         description='a string shown instead of an answer routed to review (the answer is held for the reviewer); '
         'leave the key out to show the answer itself marked "[needs review] " (for staff-facing tools)',
     )
@@ -503,7 +514,11 @@ class Policy(_Section):
     @classmethod
     def _resolve_probes(cls, value: Path | list[Path] | None, info: ValidationInfo) -> Path | list[Path] | None:
         if isinstance(value, list):
-            return [p for p in (_resolve_path(v, info) for v in value) if p is not None]
+            folders = [p for p in (_resolve_path(v, info) for v in value) if p is not None]
+            twice = next((p for i, p in enumerate(folders) if any(p == q or same_file(p, q) for q in folders[:i])), None)
+            if twice is not None:  # loaded twice, every domain it holds was calibrated by two folders, and switched off
+                raise ValueError(f"probes names the folder {str(twice)!r} twice; list each probe folder once")
+            return folders
         return _resolve_path(value, info)
 
     def own_files(self) -> dict[str, Path]:

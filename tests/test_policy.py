@@ -165,6 +165,15 @@ def test_model_validate_without_a_file_keeps_relative_paths_and_can_take_a_base_
 
 # Each case: (key path that must be named, TOML text, YAML text).
 BAD_FILES = [
+    # an abstained answer shown as nothing at all (review_message was refused empty, abstain_message was not: a risk
+    # officer's trial); a blank one too
+    ("abstain_message", 'version = 1\nabstain_message = ""\n', 'version: 1\nabstain_message: ""\n'),
+    ("domains.finance.abstain_message", 'version = 1\n[domains.finance]\nabstain_message = "  "\n',
+     'version: 1\ndomains:\n  finance:\n    abstain_message: "  "\n'),
+    ("review_message", 'version = 1\nreview_message = " "\n', 'version: 1\nreview_message: " "\n'),
+    # one probe folder listed twice: every domain it holds was claimed twice and switched off at start-up
+    ("probes", 'version = 1\nprobes = ["package:smollm2-135m", "package:smollm2-135m"]\n',
+     'version: 1\nprobes: ["package:smollm2-135m", "package:smollm2-135m"]\n'),
     (
         "domains.finance.accept_below",
         "version = 1\n[domains.finance]\naccept_below = 1.5\n",
