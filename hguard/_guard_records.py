@@ -84,14 +84,17 @@ class _Recording:
                           f"({why}): {type(exc).__name__}: {exc}", UserWarning, stacklevel=2)
             return None
 
-    def record_cancelled(self, question, *, context=None, domain=None, request_id=None, source: str = "api") -> str | None:
+    def record_cancelled(self, question, *, context=None, domain=None, request_id=None, source: str = "api",
+                         run_id: str | None = None) -> str | None:
         """Write a request its async caller cancelled before it started (it waited for a worker thread): an
-        ``error`` record, so that every request has one; nothing was generated."""
+        ``error`` record, so that every request has one; nothing was generated. ``run_id``: the caller's id of the
+        call (a LangChain run id, a LlamaIndex span id), as an ``answer_not_delivered`` record names it."""
         import asyncio
 
         return self.record_failure(question, asyncio.CancelledError(
             "the caller cancelled the request (a timeout, or its task was cancelled) while it waited for a worker "
-            "thread: nothing was generated"), context=context, domain=domain, request_id=request_id, source=source)
+            "thread: nothing was generated"), context=context, domain=domain, request_id=request_id, source=source,
+            run_id=run_id)
 
     def record_cancelled_batch(self, questions, contexts=None, domains=None, request_ids=None,
                                source: str = "api") -> None:
@@ -108,11 +111,12 @@ class _Recording:
             self.record_cancelled(q, context=c, domain=d, request_id=r if isinstance(r, str) else None, source=source)
 
     def record_failure(self, question, exc: BaseException, *, context=None, domain=None, source: str = "api",
-                       request_id: str | None = None) -> str | None:
+                       request_id: str | None = None, run_id: str | None = None) -> str | None:
         """Write a request that failed before a decision (bad input, a generation or audit error) to the
         audit log as an ``error`` record; returns its id, also set on ``exc`` as ``audit_id``: None without a
         log or when writing fails too (the caller is already handling the original error)."""
-        rid = self._write_failure(question, exc, context=context, domain=domain, source=source, request_id=request_id)
+        rid = self._write_failure(question, exc, context=context, domain=domain, source=source, request_id=request_id,
+                                  run_id=run_id)
         try:
             exc.audit_id = rid  # type: ignore[attr-defined]
         except AttributeError:  # an exception type that takes no attributes: the id is returned only
@@ -120,7 +124,7 @@ class _Recording:
         return rid
 
     def _write_failure(self, question, exc: BaseException, *, context, domain, source: str,
-                       request_id: str | None = None) -> str | None:
+                       request_id: str | None = None, run_id: str | None = None) -> str | None:
         if self.audit is None:
             return None
 
@@ -148,6 +152,8 @@ class _Recording:
         }
         if request_id is not None:  # the caller's id of the request, as a decision record names it
             record["caller_request_id"] = text(request_id, "caller_request_id")
+        if run_id is not None:  # the framework's id of the call, as an answer_not_delivered record names it
+            record["run_id"] = text(str(run_id), "run_id")
         record.update(cut)
         try:
             return self.audit.append(record, kind="error").id

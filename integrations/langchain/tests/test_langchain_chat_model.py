@@ -441,7 +441,10 @@ def test_an_async_call_cancelled_stops_its_generation_or_is_recorded_unstarted(m
         return [c async for c in stream]
 
     before = len(records("decision"))
-    asyncio.run(queued(chat.ainvoke(Q)))
+    run_id = uuid.uuid4()
+    asyncio.run(queued(chat.ainvoke(Q, config={"run_id": run_id}, context="gold is a metal")))
+    (error,) = records("error")  # named by the call's run id, as its answer_not_delivered record would be (a bank's trial)
+    assert error["run_id"] == str(run_id) and error["context"] == "gold is a metal"
     asyncio.run(queued(chat.abatch([Q, Q + " again"])))
     errors = records("error")
     assert [e["error_type"] for e in errors] == ["CancelledError"] * 3 and {e["source"] for e in errors} == {"ChatHGuard"}

@@ -387,6 +387,7 @@ def test_acomplete_cancelled_stops_its_generation_or_is_recorded_unstarted(make_
     asyncio.run(queued())
     (error,) = records("error")
     assert error["error_type"] == "CancelledError" and error["source"] == "HGuardLLM" and len(records("decision")) == 1
+    assert error["run_id"].startswith("HGuardLLM.acomplete")  # the call's span, as an answer_not_delivered names it
 
 
 def test_structured_output_is_refused_saying_so(make_guard):

@@ -391,11 +391,13 @@ class HGuardLLM(CustomLLM):
             return await asyncio.to_thread(self._search_text, prompt, step)
         call.setdefault("problems", self._unread_context(prompt, context))
         cancel = threading.Event()  # set when the caller leaves: the generation stops at its next token
+        span = active_span_id.get()
         try:
             result = raise_if_routed(await in_thread(
                 self._guard, guarded_invoke, self._guard, prompt, context, domain, early_stop=early_stop,
-                run_id=active_span_id.get(), cancel_event=cancel, cancel=cancel,
-                unstarted=lambda: self._guard.record_cancelled(prompt, context=context, domain=domain, source="HGuardLLM"),
+                run_id=span, cancel_event=cancel, cancel=cancel,
+                unstarted=lambda: self._guard.record_cancelled(prompt, context=context, domain=domain, source="HGuardLLM",
+                                                               run_id=span),
                 **call), self.raise_on)
         except BaseException as exc:  # cancelled (a timeout), a raise_on route too: the llm_call record the
             self._failed(exc)  # answer_not_delivered record's run_id names is then written, as failed
