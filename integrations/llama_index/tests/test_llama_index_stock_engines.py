@@ -347,6 +347,23 @@ def test_a_chat_engines_system_prompt_reaches_the_answer_and_its_fingerprint(tin
     assert [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"][-1]["generation"]["system_prompt"] == "answer"
 
 
+def test_a_condense_question_engines_answer_to_the_models_rewrite_goes_to_review_naming_the_rewrite(tiny_probes, embedder, tmp_path, index):
+    """chat_mode="condense_question" asks its query engine the model's rewrite of a follow-up, without the
+    conversation: the record held the rewrite as the question, with no history and no word of the user's message,
+    and the follow-up was scored as a new question (a hospital's trial)."""
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    engine = index.as_chat_engine(chat_mode="condense_question", llm=HGuardLLM(guard, domain="alpha"), similarity_top_k=2)
+    engine.chat(AUSTRALIA)
+    engine.chat("and for japan ?")
+    records = list(AuditLog(guard.audit.path))
+    (rewrite,) = [r for r in records if r["kind"] == "retrieval_query"]
+    first, second = [r for r in records if r["kind"] == "decision"]
+    assert not any("rewrite" in x for x in first["reasons"])  # the first turn is the user's own question
+    assert second["question"].strip() == rewrite["answer"].strip() and second["route"] == "review"
+    said = [x for x in second["reasons"] if "the question answered is the model's rewrite" in x]
+    assert said and f"retrieval_query record {rewrite['id']}" in said[0], second["reasons"]
+
+
 def test_tree_summarize_streams(tiny_probes, embedder, tmp_path):
     guard = _guard(tiny_probes, embedder, tmp_path)
     docs = [Document(text=f"Canberra is the capital city of Australia. Note {i}: " + "the city was planned. " * 160)

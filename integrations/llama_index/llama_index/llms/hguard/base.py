@@ -49,7 +49,8 @@ from hguard.streaming import (
 )
 
 from .templates import (DecidedStream, RAGPrompt, async_stream_decision, built_from_answers, earlier_answers,
-                        install_decision_metadata, note_decision, query_step, query_template_step, read_rag_prompt)
+                        install_decision_metadata, note_decision, note_rewrite, query_step, query_template_step,
+                        read_rag_prompt, rewrite_asked)
 
 dispatcher = get_dispatcher(__name__)
 CONTEXT_NAME = "context"
@@ -267,6 +268,9 @@ class HGuardLLM(CustomLLM):
 
     def _rag_call(self, prompt: Any, prompt_args: dict[str, Any]) -> RAGPrompt | None:
         rag = read_rag_prompt(prompt, prompt_args, llm=self)
+        rewritten = rewrite_asked(rag.question) if rag is not None else None
+        if rag is not None and rewritten is not None:
+            rag.problems.append(rewritten)
         if rag is not None and rag.context is not None and built_from_answers(rag.context, earlier_answers()):
             # a summary of what the model answered before (tree_summarize): no retrieved passage grounds it, and a
             # held earlier answer must not come back accepted inside it
@@ -333,6 +337,7 @@ class HGuardLLM(CustomLLM):
         queries, HyDE's passage): generated plainly (no decision, no review mark), recorded as a
         ``retrieval_query`` audit record."""
         q = self._guard.rewrite_query(prompt, step=f"LlamaIndex {step}")
+        note_rewrite(q.text, step, q.audit_id)
         meta = {"hguard_step": "retrieval_query", "route": None, "retrieval_query_audit_id": q.audit_id}
         return CompletionResponse(text=q.text, additional_kwargs=meta)
 

@@ -231,6 +231,42 @@ def note_decision(text: GuardedText, guard: Any = None) -> None:
             _OWNERS[str(text.decision["audit_id"])] = guard
 
 
+_REWRITES: dict[str, list[tuple[str, str, str | None]]] = {}  # span id -> (text the model wrote to search with, its
+# step, its retrieval_query record id), noted on the span that asked for it (the chat call around a condense step)
+
+
+def note_rewrite(text: str, step: str, audit_id: str | None) -> None:
+    """Note text the model wrote to search with (a chat engine's condensed question) on the span that asked for it,
+    the parent of the call's own span, so that a later answer of the same request to that text is known for one."""
+    span = active_span_id.get()
+    if span is None:
+        return
+    with _LOCK:
+        owner = _PARENTS.get(span) or span
+        _REWRITES.setdefault(owner, []).append((" ".join(text.split()), step, audit_id))
+
+
+def rewrite_asked(question: str) -> str | None:
+    """Why an answer to ``question`` goes to review when ``question`` is text the model wrote earlier in the same
+    request (a condense-question chat engine asks its query engine the model's rewrite of the user's message, without
+    the conversation: the record held the rewrite as the question, and a follow-up was scored as a new question);
+    None otherwise."""
+    q = " ".join(question.split())
+    span = active_span_id.get()
+    with _LOCK:
+        while span is not None:
+            found = next(((step, aid) for t, step, aid in _REWRITES.get(span, []) if t == q), None)
+            if found is not None:
+                step, aid = found
+                where = f"retrieval_query record {aid}" if aid else "the condense step's retrieval_query record"
+                return ("question not identified: the question answered is the model's rewrite of the user's message "
+                        f"({step}; {where} holds the message and the conversation), asked without the conversation, so "
+                        "a follow-up is answered and scored as a new question; use chat_mode='condense_plus_context' or "
+                        "'context', which answer the user's own message with its history")
+            span = _PARENTS.get(span)
+    return None
+
+
 def earlier_answers() -> list[str]:
     """The texts of the answers this request's guarded calls gave so far: noted on the active span and on
     the spans above it (a synthesizer's finished chunk calls hand theirs to it)."""
@@ -294,6 +330,7 @@ def _close(span: str, to_parent: bool) -> list[tuple[str, dict]]:
     """The decisions made inside ``span`` (now closing), handed on to its parent when ``to_parent``."""
     with _LOCK:
         noted = _NOTED.pop(span, [])
+        _REWRITES.pop(span, None)
         parent = _PARENTS.pop(span, None)
         if to_parent and noted and parent is not None and parent in _PARENTS:
             _NOTED.setdefault(parent, []).extend(noted)
@@ -313,6 +350,7 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
                 _PARENTS.clear()
                 _NOTED.clear()
                 _OWNERS.clear()
+                _REWRITES.clear()
             _PARENTS[id_] = parent_span_id
         return None
 
