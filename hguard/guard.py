@@ -175,7 +175,7 @@ class Guard(_Scoring, _Recording):
             guard.audit.check_writable()
             guard.monitor_state.use_log(guard.audit)  # its key and anchor check the chain the state is replayed from
         if guard.review_queue is None and pol.review.queue is not None:
-            guard.review_queue = _open_queue(pol.review.queue, guard.audit)
+            guard.review_queue = _open_queue(pol.review.queue, guard.audit, pol.review.busy_timeout)
         guard._requeue_missing()
         return guard
 

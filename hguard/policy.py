@@ -189,6 +189,13 @@ class ReviewConfig(_Section):
         f"table; a policy without the table queues to {DEFAULT_REVIEW_QUEUE!r} beside it; a table without it, "
         f"which hguard 0.1 read as that file: add queue = {DEFAULT_REVIEW_QUEUE!r} to go on with the same queue)",
     )
+    # how the deployment waits, not what it decides: left out of the policy's hash (a guard started while a backup
+    # held the queue failed after 10 s, and the fix the message named could not be set from a policy)
+    busy_timeout: float = Field(
+        10.0, ge=0.0, le=3600.0, strict=True, allow_inf_nan=False, exclude=True,
+        description="seconds, in [0, 3600], that opening the queue and each write wait for another process holding it "
+        "(a backup, a reviewer's tool) before failing",
+    )
 
 
 class GenerationConfig(_Section):

@@ -1090,3 +1090,16 @@ def test_a_signal_beyond_the_calibration_is_named_as_a_hold_not_a_failure():
         assert scoring_problem(err.value) == str(err.value)  # decide() says "scoring problem: " before it
         assert str(err.value).startswith("cannot merge risk: ")
     assert scoring_problem(KeyError("mean_logprob")) == "scoring failed: KeyError: 'mean_logprob'"
+
+
+def test_the_policys_review_busy_timeout_reaches_the_guards_queue_and_not_its_hash(calibrated, tmp_path):
+    """A guard started while another process held the queue failed after 10 s, and the fix its message named could not
+    be set from a policy (a bank's trial): [review] busy_timeout sets it, and leaves the policy's hash as it was."""
+    from hguard.monitor import policy_hash
+
+    lm, root = calibrated
+    base = _policy(root, tmp_path).model_dump(mode="json")
+    waits = Policy.model_validate({**base, "review": {**base["review"], "busy_timeout": 60}})
+    assert Guard.from_policy(waits, lm=lm).review_queue.busy_timeout == 60.0
+    assert Guard.from_policy(_policy(root, tmp_path), lm=lm).review_queue.busy_timeout == 10.0
+    assert policy_hash(waits) == policy_hash(_policy(root, tmp_path))

@@ -207,8 +207,8 @@ class ReviewQueue:
         if isinstance(cause, sqlite3.OperationalError) and "locked" in str(cause):
             hint = (
                 f"another process held the queue for more than {self.busy_timeout:g} s; look for a hung writer "
-                "(a process holding a transaction on the file: `fuser` names it), or open the queue with a larger "
-                "ReviewQueue(..., busy_timeout=S)"
+                "(a process holding a transaction on the file: `fuser` names it), or wait longer: busy_timeout = S in the "
+                "policy's [review] table (ReviewQueue(..., busy_timeout=S) in code)"
             )
         return ReviewQueueError(f"review queue {self.path}: could not {doing}: {what}; {hint}")
 
