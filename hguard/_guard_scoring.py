@@ -273,8 +273,11 @@ class _Scoring:
         unstated = (unstated_numbers(g.text, g.context or "", g.question)
                     if g.extra["declined"] is None and context_given(g.context) else [])
         if unstated:  # grounding reads digits alone: "25,000 EUR" was grounded in "$25,000", "2024-03-04" in 2024-03-03
+            # a redacting log's reasons name no figure of the answer (a policy number, a date of birth: in clear)
+            said = (f"{len(unstated)} figure(s) (not quoted: a redacting log)" if self.audit is not None and self.audit.redact
+                    else ", ".join(unstated[:5]))
             g.extra.setdefault("holds", []).append(
-                f"the answer states {', '.join(unstated[:5])}, which neither the passage nor the question states (as "
+                f"the answer states {said}, which neither the passage nor the question states (as "
                 "that number, or in that currency or as a percentage): held for review")
         if steer_info is not None and steer_info.get("alpha") != 1.0 and steer_info.get("n_neurons"):
             # steering scales the very neurons the probe reads: damped, they lowered a wrong answer's risk from 0.74

@@ -679,7 +679,8 @@ async def aguard_stream(
             with flag:
                 state["gone"], started = True, state["started"]
             if not started:  # cancelled while its first step waited for a worker thread: nothing was generated
-                guard.record_cancelled(question, context=context, domain=domain, request_id=call.get("request_id"))
+                guard.record_cancelled(question, context=context, domain=domain, request_id=call.get("request_id"),
+                                       run_id=run_id)
             threading.Thread(target=close, name="hguard-stream-close").start()
 
 

@@ -324,6 +324,16 @@ def test_an_answer_stating_a_number_the_passage_does_not_is_held(tiny_rag, tmp_p
                for x in r.reasons), r.reasons
     closed = g.invoke(q, domain="beta")
     assert closed.route == "accept" and len(seen) == 1, closed.reasons  # closed-book: no passage to read
+    # a redacting log's reasons name no figure of the answer: a reason is never redacted, and the figure may be a
+    # policy number (a data-protection officer's trial)
+    pol = _policy(folder, tmp_path, knowledge_conflict="trust_context").model_dump(mode="json")
+    pol["audit"] = {**pol["audit"], "path": str(tmp_path / "redacted.jsonl"), "redact": True}
+    from hguard.policy import Policy
+
+    hidden = Guard.from_policy(Policy.model_validate(pol), lm=lm).invoke(q, context=passage, domain="alpha")
+    assert hidden.route == "review" and not any("25000" in x for x in hidden.reasons), hidden.reasons
+    assert "25000" not in (tmp_path / "redacted.jsonl").read_text()
+    assert any(x.startswith("the answer states 1 figure(s) (not quoted: a redacting log)") for x in hidden.reasons)
 
 
 def test_rag_request_in_a_closed_book_only_domain_goes_to_review_unless_the_policy_allows_it(tiny_rag, tmp_path):

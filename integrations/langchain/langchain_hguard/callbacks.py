@@ -12,6 +12,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
+from hguard._privacy import redacted
 from hguard.audit import AuditLog
 from hguard.streaming import error_fields, jsonable
 
@@ -34,7 +35,8 @@ def _decision(generation: Any) -> dict[str, Any] | None:
 class HGuardAuditCallbackHandler(BaseCallbackHandler):
     """Writes one audit record of kind ``"llm_call"`` for every LLM or chat-model call it sees.
 
-    The record (written when the call ends or fails) holds the run ids, the model, the question and
+    The record (written when the call ends or fails) holds the run ids, the model, the run's tags and metadata
+    (hashed in a redacting log: they often name the user), the question and
     context (``question`` / ``context`` / ``answer`` fields, so a redacting ``AuditLog`` hashes them),
     the answer text, the duration, the status and, when the model is :class:`ChatHGuard`, the guard's
     decision under ``"hguard"`` with ``decision_audit_id`` pointing at the guard's own ``decision``
@@ -83,8 +85,10 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
             "llm_type": params.get("_type"),
             "model_name": params.get("model_name") or params.get("model"),
             "invocation_params": jsonable({k: v for k, v in params.items() if k not in ("context",)}),
-            "tags": list(tags or []),
-            "metadata": jsonable(dict(metadata or {})),
+            # a run's tags and metadata often carry the user or session (a patient's name): hashed in a redacting log
+            "tags": redacted(jsonable(list(tags or []))) if self.audit.redact and tags else list(tags or []),
+            "metadata": (redacted(jsonable(dict(metadata))) if self.audit.redact and metadata
+                         else jsonable(dict(metadata or {}))),
         }
 
     def on_chat_model_start(

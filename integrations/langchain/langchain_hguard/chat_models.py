@@ -19,7 +19,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config, get_config_list
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from hguard.errors import InputError, shown
+from hguard.errors import InputError
 from hguard.guard import Guard, GuardResult
 
 from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_metadata with the guard's decision
@@ -197,7 +197,8 @@ def read_chat(
                     for part in seen:
                         question = question.replace(part, " ")
                     problems.append(
-                        f"question not identified: the retriever searched with {shown(searched[0], 80)}, which is not in "
+                        # the search text is not quoted: a reason is never redacted, and it may be a patient's record
+                        f"question not identified: the retriever searched with text ({len(searched[0])} characters) that is not in "
                         "the prompt, so the question asked cannot be told from the template around the passages; the "
                         "answer is to the prompt's text without its passages. Search with the question itself, or pass "
                         "the question as its own message and the passages with context= or as messages named 'context'")
@@ -586,9 +587,9 @@ class ChatHGuard(BaseChatModel):
             kw.pop(unused, None)
 
         def refused(err: Exception) -> Exception:  # a call refused is on record, as the guard's own refusals are
-            if record:
-                self.guard.record_failure(message_text(messages[-1]) if messages else "", err, domain=domain,
-                                          source="ChatHGuard")
+            if record:  # any_text: a message holding an image is recorded too (message_text raised, losing both)
+                self.guard.record_failure(any_text(messages[-1]) if messages else "", err, context=context,
+                                          domain=domain, source="ChatHGuard")
             return err
 
         try:  # per call, as a hosted chat model takes them; else the fields'

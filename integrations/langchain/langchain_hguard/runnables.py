@@ -313,7 +313,8 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
 
     def transform(self, input: Iterator[RAGInput], config: Optional[RunnableConfig] = None, **kwargs: Any) -> Iterator[GuardedAnswer]:
         """Stream the answer as the :attr:`llm` streams it: in ``"passthrough"`` mode the tokens as
-        generated (chunks with ``route`` None), then a last chunk (text ``""``) carrying the decision;
+        generated (chunks with ``route`` None), then a last chunk carrying the decision (text ``""`` after an
+        accepted answer, the held notice after a held one, :func:`hguard.streaming.held_notice`);
         in ``"hold"`` mode one chunk, the routed answer, after the decision."""
         yield from self._transform_stream_with_config(input, self._stream_run, config, run_type="chain")
 

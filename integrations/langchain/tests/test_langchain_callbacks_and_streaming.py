@@ -65,9 +65,13 @@ def test_handler_records_a_question_that_is_not_valid_unicode_and_the_caller_get
 def test_handler_redacts_question_context_and_answer_when_asked(make_guard, tmp_path):
     guard = make_guard("accept")
     handler = HGuardAuditCallbackHandler(tmp_path / "calls.jsonl", redact=True)
-    ChatHGuard(guard=guard, domain="alpha").invoke([HumanMessage(Q)], context="gold is a metal", config={"callbacks": [handler]})
+    # a run's tags and metadata, which often name the user, too (a data-protection officer's trial: in clear)
+    ChatHGuard(guard=guard, domain="alpha").invoke([HumanMessage(Q)], context="gold is a metal", config={
+        "callbacks": [handler], "metadata": {"patient": "Johanna Pfeiffer"}, "tags": ["patient:Johanna Pfeiffer"]})
     (call,) = AuditLog(tmp_path / "calls.jsonl")
     assert set(call["question"]) == {"sha256"} and set(call["answer"]) == {"sha256"} and set(call["context"]) == {"sha256"}
+    assert set(call["metadata"]) == {"sha256"} and set(call["tags"]) == {"sha256"}
+    assert "Pfeiffer" not in (tmp_path / "calls.jsonl").read_text()
     assert call["hguard"]["route"] == "accept"
 
 

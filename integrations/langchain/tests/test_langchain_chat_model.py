@@ -178,6 +178,22 @@ def test_batch_with_return_exceptions_records_a_bad_input_once_and_batches_the_o
     assert not chat._precomputed
 
 
+def test_a_refused_setting_is_recorded_whatever_the_message_holds_with_the_calls_context(make_guard):
+    """seed= beside a message holding an image: the record's question was read with message_text, which raised on
+    the image, so neither the record nor the TypeError reached anyone; a refusal's record left out context= (a
+    reviewer's trial of the refusals on record)."""
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/x.png"}}
+    with pytest.raises(TypeError, match="seed"):
+        chat.invoke([HumanMessage(content=[{"type": "text", "text": Q}, image])], seed=1)
+    with pytest.raises(TypeError, match="seed"):
+        chat.invoke(Q, seed=1, context="gold is a metal")
+    first, second = list(AuditLog(guard.audit.path))
+    assert first["error_type"] == second["error_type"] == "TypeError" and Q in first["question"]
+    assert second["context"] == "gold is a metal"
+
+
 @pytest.mark.parametrize("how", ["batch", "abatch"])
 def test_a_batch_refused_by_its_settings_or_a_chat_records_each_refusal_once(make_guard, how):
     """A refused setting (temperature=0.5) or a chat the guard cannot read was recorded by the batch's reading of its
@@ -449,8 +465,10 @@ def test_an_async_call_cancelled_stops_its_generation_or_is_recorded_unstarted(m
     errors = records("error")
     assert [e["error_type"] for e in errors] == ["CancelledError"] * 3 and {e["source"] for e in errors} == {"ChatHGuard"}
     assert [e["question"] for e in errors] == [Q, Q, Q + " again"] and len(records("decision")) == before
-    asyncio.run(queued(read(chat.astream(Q + " streamed"))))  # a stream whose first step waited: it left no record
+    streamed_id = uuid.uuid4()  # a stream whose first step waited: it left no record, then none naming its run
+    asyncio.run(queued(read(chat.astream(Q + " streamed", config={"run_id": streamed_id}))))
     assert [e["question"] for e in records("error")][-1] == Q + " streamed" and len(records("decision")) == before
+    assert records("error")[-1]["run_id"] == str(streamed_id)
 
 
 @pytest.mark.parametrize("how", ["chat.ainvoke", "rag.ainvoke", "chat.abatch"])
