@@ -814,7 +814,17 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     ("The deadline is 30 June 2024.", "Form filed 2 January 2024; the deadline is 30 June of the same year.", []),
     # a month and year without a day are compared whole: the year alone held "March 2019" from "April 2019"
     ("It took effect in March 2019.", "The policy took effect in April 2019.", ["date March 2019"]),
-    ("It took effect in January 2019.", "The policy took effect in 2019.", ["date January 2019"]),
+    ("It took effect in March of 2019.", "The policy took effect in April 2019.", ["date March of 2019"]),
+    ("From March to June 2019.", "It runs April through June 2019.", ["date March to June 2019"]),
+    ("It ran in April 2019.", "It ran from March to May 2019.", []),  # a range's months between its ends
+    ("From March to June 2019.", "It runs March through June 2019.", []),
+    # a passage that names no month of that year is compared by the year (a reviewer's trial: these were held)
+    ("It took effect in January 2019.", "The policy took effect in 2019.", []),
+    ("It took effect in March 2019.", "The 2019 policy took effect in March.", []),
+    ("It took effect in March 2019.", "Die Regel gilt seit März 2019.", []),
+    ("It took effect in March 2019.", "Effective: 2019-03.", []),
+    ("In April 2500 patients enrolled.", "2,500 patients enrolled in April.", []),  # 2500 is no year
+    ("They march 2000 strong.", "2000 marched in April 2019.", []),  # "march" the verb
     ("It took effect in April 2019.", "The policy took effect on 1 April 2019.", []),
     ("It took effect in April 2019.", "The policy took effect on 2019-04-01.", []),
     ("Audits run in April 2024.", "Audits run in March and April 2024.", []),

@@ -460,8 +460,7 @@ _NUMERIC_DATE = re.compile(r"(?<![\d./-])(?:(\d{4})([-/.])(\d{1,2})\2(\d{1,2})|(
 _MONTHS = {m: i for i, names in enumerate((
     "january jan", "february feb", "march mar", "april apr", "may", "june jun", "july jul", "august aug",
     "september sep sept", "october oct", "november nov", "december dec"), start=1) for m in names.split()}
-_MONTH_NAMES = "|".join(sorted(_MONTHS, key=len, reverse=True))
-_MONTH = r"(" + _MONTH_NAMES + r")\.?"
+_MONTH = r"(" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
 # a whole date with its month's name and year: "3 April 2024", "3rd of April, 2024", "April 3, 2024", and the days of a
 # range or list before it, "1-3 March 2024", "2, 9 and 16 May 2024", "March 1-3, 2024" (a month's name alone, or
 # without a year, is not read as a date: it matched any figure)
@@ -473,19 +472,38 @@ _DAY_MONTH = re.compile(r"(?i)\b(?:(\d{1,2})(?:st|nd|rd|th)?\.?\s+(?:of\s+)?" + 
                         + r"\s+(\d{1,2})(?:st|nd|rd|th)?)(?![\w\d])")
 
 
-# a month's name and year without a day: "March 2019", and each month of a list or range before it, "March and April
-# 2024" (read where no whole date is: "3 March 2024" is a date, and its month is compared with its day)
-_MONTH_YEAR = re.compile(r"(?i)\b((?:(?:" + _MONTH_NAMES + r")\.?\s*(?:,|&|and|or|to|-|\u2013|\u2014)\s*)*)" + _MONTH
-                         + r",?\s+(\d{4})(?!\d)")
+# a month's name and year without a day: "March 2019", "March of 2019" (a capital first letter: "march 2000 strong" and
+# "may 2019" are verbs; a year from 1800 to 2199: "April 2500 patients" is a count), read where no whole date is ("3
+# March 2024" is a date, and its month is compared with its day). The months of a list or range before it ("March
+# and April 2024", "March through June 2024") are read from a short window before each match, in linear time.
+_MONTH_YEAR = re.compile(r"(?<![\w.])([A-Z][A-Za-z]{2,8})\.?,?\s+(?:of\s+)?((?:18|19|20|21)\d\d)(?![\d,.]\d|\d)")
+_RANGE_WORDS = r"to|through|thru|until|till|-|\u2013|\u2014"
+_MONTH_RUN = re.compile(r"((?:[A-Z][A-Za-z]{2,8}\.?\s*(?:,|&|and|or|/|" + _RANGE_WORDS + r")\s*)+)$")
+_MONTH_STEP = re.compile(r"([A-Z][A-Za-z]{2,8})\.?\s*(,|&|and|or|/|" + _RANGE_WORDS + r")\s*")
 
 
 def _month_years(plain: str) -> list[tuple[str, frozenset[tuple[int, int]]]]:
     """The months ``plain`` (a text :func:`_plain_digits` rewrote, its whole dates taken out) names with a year but
-    no day: (as written, each (year, month) it names)."""
+    no day: (as written, each (year, month) it names; a range's months between its ends too)."""
     out = []
     for m in _MONTH_YEAR.finditer(plain):
-        names = [*re.findall(r"(?i)\b(" + _MONTH_NAMES + r")\b", m.group(1) or ""), m.group(2)]
-        out.append((m.group(0), frozenset((int(m.group(3)), _MONTHS[n.lower()]) for n in names)))
+        if m.group(1).lower() not in _MONTHS:
+            continue
+        year, start = int(m.group(2)), m.start()
+        run = _MONTH_RUN.search(plain[max(0, start - 120):start])
+        steps = [(s.group(1), s.group(2)) for s in _MONTH_STEP.finditer(run.group(1))] if run else []
+        while steps and steps[0][0].lower() not in _MONTHS:  # the run began before the months did
+            steps.pop(0)
+        if any(name.lower() not in _MONTHS for name, _ in steps):
+            steps = []  # a capitalised word among them: not a list of months
+        names = [*(name for name, _ in steps), m.group(1)]
+        months = [_MONTHS[n.lower()] for n in names]
+        named = set(months)
+        for (_, sep), a, b in zip(steps, months, months[1:]):
+            if re.fullmatch(_RANGE_WORDS, sep) and a < b:
+                named.update(range(a, b + 1))
+        written = (run.group(1)[run.group(1).find(steps[0][0]):] if steps else "") + m.group(0)
+        out.append((written, frozenset((year, mo) for mo in named)))
     return out
 
 
@@ -542,11 +560,13 @@ def _dates_against(answer: str, said: str) -> tuple[list[str], list[str]]:
         elif not any((mo, d) in partial and str(y) in years for y, mo, d in readings):
             missing.append(f"date {written}")
     # a month and year the answer names without a day ("took effect in March 2019") is one the passage names, with or
-    # without a day ("April 2019" and "1 April 2019" do not hold "March 2019"; its year alone matched before)
+    # without a day, where the passage names months of that year ("April 2019" and "1 April 2019" do not hold "March
+    # 2019"; its year alone matched before). A passage that names no month of that year is compared by the year
+    # alone ("the 2019 policy took effect in March", "März 2019", "2019-03" are not read as a month and year).
     months = {(y, mo) for *_, r in dates for y, mo, _ in r} | {(int(y), mo) for mo, _ in partial for y in years}
     months |= {ym for _, named in _month_years(rest) for ym in named}
     for written, named in _month_years(_WORD_DATE.sub(" ", plain_answer)):
-        if not named <= months:
+        if any((y, mo) not in months and any(yy == y for yy, _ in months) for y, mo in named):
             missing.append(f"date {written}")
     return missing, held
 
