@@ -502,7 +502,7 @@ def _month_years(plain: str) -> list[tuple[str, frozenset[tuple[int, int]]]]:
         for (_, sep), a, b in zip(steps, months, months[1:]):
             if re.fullmatch(_RANGE_WORDS, sep) and a < b:
                 named.update(range(a, b + 1))
-        written = (run.group(1)[run.group(1).find(steps[0][0]):] if steps else "") + m.group(0)
+        written = (run.group(1)[run.group(1).find(steps[0][0]):] if steps and run is not None else "") + m.group(0)
         out.append((written, frozenset((year, mo) for mo in named)))
     return out
 
