@@ -345,6 +345,14 @@ def test_a_chat_engines_system_prompt_reaches_the_answer_and_its_fingerprint(tin
     plain = index.as_chat_engine(chat_mode=mode, llm=HGuardLLM(guard, domain="alpha"), similarity_top_k=2)
     plain.chat(AUSTRALIA)  # without one: the policy's, as ever
     assert [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"][-1]["generation"]["system_prompt"] == "answer"
+    # a custom template cannot be told from an instruction: its text besides the passages is one (a reviewer's trial:
+    # the system prompt after a custom template was still dropped, and the answer accepted)
+    key = "context_template" if mode == "context" else "context_prompt"
+    custom = index.as_chat_engine(chat_mode=mode, llm=HGuardLLM(guard, domain="alpha"), similarity_top_k=2,
+                                  system_prompt=said, **{key: "Context information is below.\n{context_str}\n"})
+    custom.chat(AUSTRALIA)
+    rec = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"][-1]
+    assert rec["generation"]["system_prompt"] == "Context information is below. " + said and rec["route"] == "review"
 
 
 def test_a_condense_question_engines_answer_to_the_models_rewrite_goes_to_review_naming_the_rewrite(tiny_probes, embedder, tmp_path, index):

@@ -79,16 +79,18 @@ def _stock_context_templates() -> tuple[str, ...]:
 STOCK_CONTEXT_TEMPLATES = _stock_context_templates()
 
 
-def instruction_beside_passages(template: Any) -> str | None:
-    """The instruction a chat engine appended to the stock template of the message holding the passages (its
-    ``system_prompt``: ``as_chat_engine(system_prompt=...)`` puts it there), or None. The guard answers through its
-    own framing in the template's place, so the instruction was dropped with the template, unsaid and unrecorded,
-    and the answer routed as if none had been given (a hospital's trial: "never give doses for children")."""
+def instruction_beside_passages(template: Any, text: str, context: str) -> str | None:
+    """The instruction in the system message holding the passages (``text``, formatted from ``template`` with
+    ``context``), or None. A chat engine appends its ``system_prompt`` to its stock template there
+    (``as_chat_engine(system_prompt=...)``): the instruction is what follows the stock template. A custom template
+    (``context_template=``, ``context_prompt=``) cannot be told from an instruction: its whole text besides the
+    passages is one. The guard answers through its own framing in the template's place, so the instruction was
+    dropped with the template, unsaid and unrecorded, and the answer routed as if none had been given (a hospital's
+    trial: "never give doses for children"; a reviewer's, with a custom template)."""
     raw = getattr(template, "content", None)
-    if not isinstance(raw, str):
-        return None
-    stock = next((t for t in STOCK_CONTEXT_TEMPLATES if raw.startswith(t)), None)
-    rest = raw[len(stock):].strip() if stock is not None else ""
+    stock = next((t for t in STOCK_CONTEXT_TEMPLATES if raw.startswith(t)), None) if isinstance(raw, str) else None
+    rest = raw[len(stock):] if stock is not None and isinstance(raw, str) else text.replace(context, " ")
+    rest = " ".join(rest.split())
     return rest or None
 
 
@@ -116,8 +118,9 @@ def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None) -> RAGPr
         templates = list(getattr(prompt, "message_templates", None) or [])
         for i, m in enumerate(messages):
             text = m.content or ""
-            if i != last_user and appears_in(context, [text]) and m.role == MessageRole.SYSTEM and len(templates) == len(messages):
-                own = instruction_beside_passages(templates[i])  # an engine's system_prompt, after its passages
+            if i != last_user and appears_in(context, [text]) and m.role == MessageRole.SYSTEM:
+                # an engine's system_prompt after its stock template, or a custom template's own text
+                own = instruction_beside_passages(templates[i] if len(templates) == len(messages) else None, text, context)
                 if own is not None:
                     system.append(own)
             if i == last_user or appears_in(context, [text]):
