@@ -111,5 +111,7 @@ def _check_queued(queue: Path, wanted: list[str], log: Path) -> None:
         raise AuditError(
             f"{len(missing)} answer(s) the audit log {log} holds for review (or picked for a spot-check) are not in the "
             f"review queue {queue} (e.g. {sorted(missing)[0]}): a guard started on the policy puts them back from the "
-            "log, which it no longer reads once the log is rotated; start a guard on this policy, then rotate; "
+            "log, which it no longer reads once the log is rotated; start a guard on this policy, then rotate (one a "
+            "redacting log cannot put back, with no copy kept beside the queue, never will be: the guard's start names "
+            "it; review it from the application's own copy, then rotate the log alone: `hguard audit rotate LOG`); "
             "nothing was rotated")

@@ -259,9 +259,18 @@ class _Recording:
         except ReviewQueueError as exc:
             if self.audit is None:
                 raise
+            later = "a guard started on this policy puts it back in the queue from it"
+            if self.audit.redact:  # the log holds hashes: the text must be kept somewhere a later start can read it
+                try:
+                    self.review_queue.keep_pending(item)
+                    later = (f"a guard started on this policy puts it back from the copy kept beside the queue "
+                             f"({self.review_queue.pending_path}; the redacting log holds only hashes)")
+                except OSError as spool:
+                    later = (f"if this process ends first it is lost to reviewers: the redacting log holds only hashes and "
+                             f"no copy could be kept beside the queue ({type(spool).__name__}: {spool})")
             why = (f"the review queue could not take this answer now ({exc}); the decision is in the audit log (audit id "
-                   f"{result.audit_id}): this guard puts it back in the queue once the queue takes answers again, and a "
-                   "guard started on this policy puts it back in the queue from it")
+                   f"{result.audit_id}): this guard puts it back in the queue once the queue takes answers again, and "
+                   + later)
             try:
                 self.audit.append({"decision_audit_id": result.audit_id, "error": str(exc)}, kind="review_queue_error")
             except Exception:  # the decision itself is on record; the put-back reads it
@@ -302,6 +311,11 @@ class _Recording:
         except HGuardError:  # refused again: kept for the next decision (and the next start)
             with self._unqueued_lock:
                 self._unqueued[:0] = waiting[done:]
+        if put_back and self.audit is not None and self.audit.redact:
+            try:  # their copies kept beside the queue (a redacting log's) are not needed any more
+                self.review_queue.forget_pending()
+            except OSError:  # the next start drops them
+                pass
         if put_back and self.audit is not None:
             try:
                 self.audit.append({"item_ids": put_back, "queue": str(self.review_queue.path),

@@ -740,6 +740,41 @@ def test_an_answer_the_queue_could_not_take_is_put_back_when_a_guard_next_starts
     assert not any("missing from the review queue" in str(w.message) for w in said)  # once
 
 
+def test_in_a_redacting_log_an_answer_the_queue_could_not_take_is_put_back_from_the_copy_kept_beside_the_queue(
+        calibrated, tmp_path, monkeypatch):
+    """A redacting log holds hashes: an answer held for review that a locked queue could not take was lost to every
+    reviewer when the process ended, while the warning promised a guard start would put it back, and `rotate --policy`
+    then refused for good (a data-protection officer's trial). Its copy is kept beside the queue, as the queue keeps
+    it, and a guard start puts it back from there."""
+    import warnings
+
+    from hguard.review.queue import ReviewQueue
+
+    lm, root = calibrated
+    pol = _policy(root, tmp_path, accept_below=0.0, abstain_above=1.0)  # everything to review
+    pol = pol.model_copy(update={"audit": pol.audit.model_copy(update={"redact": True})})
+    g = Guard.from_policy(pol, lm=lm)
+    real = ReviewQueue.enqueue
+
+    def locked(self, item):
+        raise ReviewQueueError(f"review queue {self.path}: another process held the queue for more than 10 s")
+
+    monkeypatch.setattr(ReviewQueue, "enqueue", locked)
+    with pytest.warns(UserWarning, match="puts it back from the copy kept beside the queue"):
+        r = g.invoke("who is the author of the book ?", domain="alpha")
+    monkeypatch.setattr(ReviewQueue, "enqueue", real)
+    pending = tmp_path / "queue.sqlite3.pending.jsonl"
+    assert r.route == "review" and pending.exists() and oct(pending.stat().st_mode & 0o777) == "0o640"
+    assert "who is the author" not in (tmp_path / "audit.jsonl").read_text()  # the log still holds no text
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        Guard.from_policy(pol, lm=lm)
+    assert not any("cannot be put back" in str(w.message) for w in said), [str(w.message) for w in said]
+    item = ReviewQueue(tmp_path / "queue.sqlite3").get(r.audit_id)
+    assert item is not None and item.answer == r.answer and item.question == "who is the author of the book ?"
+    assert not pending.exists()  # put back: the copy is dropped
+
+
 def test_a_guard_whose_log_lost_anchored_records_refuses_to_start(calibrated, tmp_path):
     from hguard.errors import AuditIntegrityError
 

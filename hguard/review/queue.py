@@ -307,14 +307,72 @@ class ReviewQueue:
                 found.update(row[0] for row in conn.execute(f"SELECT id FROM review_items WHERE id IN ({marks})", chunk))
         return set(ids) - found
 
+    @property
+    def pending_path(self) -> Path:
+        """Where items the queue could not take are kept (:meth:`keep_pending`): beside the queue, in clear as it is."""
+        return self.path.with_name(self.path.name + ".pending.jsonl")
+
+    def keep_pending(self, item: Mapping[str, Any]) -> None:
+        """Keep ``item``, which the queue could not take (locked past ``busy_timeout``), in :attr:`pending_path`
+        (one JSON line, mode 0640, synced), for :meth:`recover` to put back where the decision's record cannot give
+        its text: in a redacting log it holds hashes, and an answer held for review was lost to every reviewer
+        when the process ended (a data-protection officer's trial). Raises OSError when it cannot be written."""
+        from .._json import canonical_json, json_safe
+
+        line = canonical_json(json_safe(dict(item))) + "\n"
+        fd = os.open(self.pending_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _pending(self) -> dict[str, dict]:
+        """The items kept by :meth:`keep_pending`, by audit id (a line that does not parse is skipped)."""
+        import json
+
+        try:
+            lines = self.pending_path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return {}
+        out: dict[str, dict] = {}
+        for line in lines:
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(item, dict) and isinstance(item.get("audit_id"), str):
+                out[item["audit_id"]] = item
+        return out
+
+    def forget_pending(self, kept: Mapping[str, dict] | None = None) -> None:
+        """Rewrite :attr:`pending_path` without the items now in the queue (removed when none is left); ``kept``:
+        its items, when already read."""
+        from .._json import canonical_json
+
+        kept = self._pending() if kept is None else kept
+        if not kept:
+            return
+        left = [item for aid, item in kept.items() if aid in self.absent(list(kept))]
+        if not left:
+            self.pending_path.unlink(missing_ok=True)
+            return
+        tmp = self.pending_path.with_name(self.pending_path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.writelines(canonical_json(item) + "\n" for item in left)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.pending_path)
+
     def recover(self, records=None) -> tuple[list[str], list[str]]:
         """Put back the items a decision's record promises but the queue lacks: the guard appends a decision
         routed to review (or a spot-check of an accepted one) to the audit log first, then enqueues it, and a
         process killed between the two (or a queue locked past ``busy_timeout``) leaves the answer in the log
         and out of every reviewer's sight. ``records``: the audit log's records (default: this queue's log).
 
-        Returns (ids put back, ids that cannot be: their record holds hashes, not text, in a redacting log).
-        Each put-back item is rebuilt from its decision record, so it is what the model answered."""
+        Returns (ids put back, ids that cannot be: their record holds hashes, not text, in a redacting log, and
+        no copy was kept beside the queue). Each put-back item is rebuilt from its decision record, so it is what the
+        model answered, or, in a redacting log, taken from the copy :meth:`keep_pending` kept when it was decided."""
         if records is None:
             if self.audit is None:
                 return [], []
@@ -329,12 +387,17 @@ class ReviewQueue:
                 rid, spot = want
                 wanted[rid] = spot if spot is not None else wanted.get(rid)
         put_back, lost = [], []
+        kept = self._pending()
         for rid, spot in wanted.items():
             rec = decisions.get(rid)
             if rid in queued or rec is None:
                 continue
             if not all(isinstance(rec.get(k), str) for k in ("question", "answer")):
-                lost.append(rid)  # redacted (or not a guard's decision): its text cannot be rebuilt
+                if rid in kept:  # redacted: the copy kept beside the queue when it was decided
+                    self.enqueue(kept[rid])
+                    put_back.append(rid)
+                else:
+                    lost.append(rid)  # redacted (or not a guard's decision): its text cannot be rebuilt
                 continue
             reasons = list(rec.get("reasons") or [])
             self.enqueue({
@@ -345,6 +408,8 @@ class ReviewQueue:
                 "time": rec.get("time"), "spot_check": spot is not None,
             })  # fmt: skip
             put_back.append(rid)
+        if kept:
+            self.forget_pending(kept)
         return put_back, lost
 
     def decide(
