@@ -605,6 +605,23 @@ def test_the_page_shows_the_turns_a_follow_up_refers_to_from_its_decision_record
     assert 'id="history"' not in page and "A verdict cannot be recorded here" in page
 
 
+def test_in_a_redacting_log_the_page_says_a_follow_up_has_earlier_turns_it_cannot_show(tmp_path):
+    """The record holds the turns' hash: the page showed "And what about physiotherapy for her?" alone, with no word
+    that earlier turns existed (a data-protection officer's trial)."""
+    audit = AuditLog(tmp_path / "audit.jsonl", redact=True)
+    q = ReviewQueue(tmp_path / "review.sqlite3", audit=audit)
+    item = make_item("x", question="And for her?")
+    audit.append({"request_id": "x", "route": "review", **{k: item[k] for k in ("question", "context", "answer", "domain",
+                 "risk", "signals", "reasons")}, "fingerprints": {"history_fingerprint": "2-turns:0123abcd"},
+                 "history": [{"role": "user", "content": "What may Johanna take?"}, {"role": "assistant", "content": "Rest."}]},
+                 kind="decision")  # fmt: skip
+    q.enqueue(item)
+    c = client_for(q, audit=audit)
+    login(c)
+    page = c.get("/items/x").text
+    assert 'id="history"' in page and "follows 2 earlier turn(s)" in page and "Johanna" not in page
+
+
 def test_an_item_edited_in_the_queue_file_is_flagged_when_the_page_is_opened(queue, audit):
     import sqlite3
 

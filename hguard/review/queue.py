@@ -639,14 +639,22 @@ class ReviewQueue:
     def opened(self, item_id: str) -> tuple[str | None, list[dict] | None]:
         """What the page shows beside an item, from one read of the audit log: why a verdict on it would be refused
         (pending items; see :meth:`verdict_refusal`), and the conversation's earlier turns its decision record holds
-        (a follow-up such as "And for children?" is judged on what it refers to; None: none, or hashed in a
-        redacting log, or no log)."""
+        (a follow-up such as "And for children?" is judged on what it refers to; None: none, or no log; in a
+        redacting log, which holds their hash, one entry saying so and how many: a reviewer judged "her" not knowing
+        that earlier turns existed)."""
         item = self.get(item_id)
         if self.audit is None or item is None:
             return None, None
         record, verdicts = self._decision_and_verdicts(item)
         turns = (record or {}).get("history") if (record or {}).get("kind") == "decision" else None
         history = [dict(t) for t in turns if isinstance(t, Mapping)] if isinstance(turns, list) else None
+        if isinstance(turns, Mapping) and "sha256" in turns:  # a redacting log: say the turns exist, and how many
+            fp = str(((record or {}).get("fingerprints") or {}).get("history_fingerprint") or "")
+            n = fp.split("-turns:", 1)[0] if "-turns:" in fp else "some"
+            history = [{"role": "not shown", "content": (
+                f"This question follows {n} earlier turn(s) of the conversation, which the redacting audit log keeps "
+                "only as a hash: read them in the application's own copy before judging a follow-up such as "
+                "\"And for her?\".")}]
         if item.status != "pending":
             return None, history
         edited = self._edited_refusal(item, record)
