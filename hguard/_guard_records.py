@@ -314,7 +314,7 @@ class _Recording:
         if put_back and self.audit is not None and self.audit.redact:
             try:  # their copies kept beside the queue (a redacting log's) are not needed any more
                 self.review_queue.forget_pending()
-            except OSError:  # the next start drops them
+            except Exception:  # the queue refused again: the next start drops them
                 pass
         if put_back and self.audit is not None:
             try:

@@ -879,3 +879,53 @@ def test_a_verdict_record_naming_no_decision_does_not_stop_the_export(queue, aud
     audit.append({"label": "correct", "verdict": "correct", "reviewer": "mallory", "item_id": "x"}, kind="review_verdict")
     summary = export_reviewed(queue, audit.path.parent / "rows.jsonl")
     assert summary.n_items == 1 and not summary.skipped, summary
+
+
+def test_answers_kept_beside_the_queue_survive_a_concurrent_rewrite_a_cut_line_and_an_unreadable_file(tmp_path):
+    """The copies a redacting guard keeps beside a locked queue (hguard.review._pending), as a reviewer's trial broke
+    them: a start's rewrite dropped a copy another process appended meanwhile; a line cut short by a crash swallowed
+    the next copy (appended onto it) and stayed on disk for ever; bytes that do not decode, or a directory in the
+    file's place, stopped every guard start."""
+    import warnings
+
+    from hguard.review import _pending
+
+    q = ReviewQueue(tmp_path / "q.sqlite3")
+    path = q.pending_path
+    a, b, c = (make_item(x) for x in ("a", "b", "c"))
+    q.keep_pending(a)
+    q.enqueue(a)  # put back: its copy is dropped ...
+
+    def queued_then_b_appends(ids):  # ... while another process appends b, between the read and the rewrite
+        q.keep_pending(b)
+        return set(ids) - q.absent(ids)
+
+    _pending.drop(path, queued_then_b_appends)
+    assert list(_pending.read(path)) == ["b"]
+    with open(path, "ab") as f:  # a crash cut the next copy short
+        f.write(b'{"audit_id":"c","quest')
+    q.keep_pending(c)
+    assert sorted(_pending.read(path)) == ["b", "c"]  # c on a line of its own
+    q.enqueue(b)
+    q.enqueue(c)
+    q.forget_pending()
+    assert not path.exists()  # the cut line, unreadable, went with the rest
+    path.write_bytes(b'{"audit_id":"d","question":"caf\xc3')  # cut inside a character
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert _pending.read(path) == {}
+    path.unlink()
+    path.mkdir()  # a directory in its place
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert _pending.read(path) == {}
+    assert any("could not read the answers kept beside the review queue" in str(w.message) for w in said)
+    with pytest.raises(OSError):
+        q.keep_pending(make_item("e"))  # the guard says it could keep no copy
+    path.rmdir()
+    link = tmp_path / "elsewhere.jsonl"
+    link.write_text("")
+    path.symlink_to(link)
+    with pytest.raises(OSError):  # never written through a link
+        q.keep_pending(make_item("f"))
+    assert link.read_text() == ""

@@ -55,6 +55,7 @@ from .._privacy import FILE_MODE, redacted
 from .._text import hidden_characters_in, same_words
 from ..audit import AuditLog
 from ..errors import HGuardError, InputError, ReviewQueueError
+from . import _pending
 from ._store import _COLUMNS, _item, migrate
 from ._items import (
     _MAX_REVIEWER,
@@ -314,55 +315,14 @@ class ReviewQueue:
 
     def keep_pending(self, item: Mapping[str, Any]) -> None:
         """Keep ``item``, which the queue could not take (locked past ``busy_timeout``), in :attr:`pending_path`
-        (one JSON line, mode 0640, synced), for :meth:`recover` to put back where the decision's record cannot give
-        its text: in a redacting log it holds hashes, and an answer held for review was lost to every reviewer
-        when the process ended (a data-protection officer's trial). Raises OSError when it cannot be written."""
-        from .._json import canonical_json, json_safe
+        for :meth:`recover` to put back where the decision's record cannot give its text: in a redacting log it holds
+        hashes, and an answer held for review was lost to every reviewer when the process ended (a data-protection
+        officer's trial). Raises OSError when it cannot be written. See :mod:`hguard.review._pending`."""
+        _pending.append(self.pending_path, item)
 
-        line = canonical_json(json_safe(dict(item))) + "\n"
-        fd = os.open(self.pending_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
-        with os.fdopen(fd, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
-
-    def _pending(self) -> dict[str, dict]:
-        """The items kept by :meth:`keep_pending`, by audit id (a line that does not parse is skipped)."""
-        import json
-
-        try:
-            lines = self.pending_path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return {}
-        out: dict[str, dict] = {}
-        for line in lines:
-            try:
-                item = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(item, dict) and isinstance(item.get("audit_id"), str):
-                out[item["audit_id"]] = item
-        return out
-
-    def forget_pending(self, kept: Mapping[str, dict] | None = None) -> None:
-        """Rewrite :attr:`pending_path` without the items now in the queue (removed when none is left); ``kept``:
-        its items, when already read."""
-        from .._json import canonical_json
-
-        kept = self._pending() if kept is None else kept
-        if not kept:
-            return
-        left = [item for aid, item in kept.items() if aid in self.absent(list(kept))]
-        if not left:
-            self.pending_path.unlink(missing_ok=True)
-            return
-        tmp = self.pending_path.with_name(self.pending_path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(canonical_json(item) + "\n" for item in left)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.pending_path)
+    def forget_pending(self) -> None:
+        """Drop from :attr:`pending_path` the items now in the queue (the file goes when none is left)."""
+        _pending.drop(self.pending_path, lambda ids: set(ids) - self.absent(ids))
 
     def recover(self, records=None) -> tuple[list[str], list[str]]:
         """Put back the items a decision's record promises but the queue lacks: the guard appends a decision
@@ -387,7 +347,7 @@ class ReviewQueue:
                 rid, spot = want
                 wanted[rid] = spot if spot is not None else wanted.get(rid)
         put_back, lost = [], []
-        kept = self._pending()
+        kept = _pending.read(self.pending_path)
         for rid, spot in wanted.items():
             rec = decisions.get(rid)
             if rid in queued or rec is None:
@@ -409,7 +369,7 @@ class ReviewQueue:
             })  # fmt: skip
             put_back.append(rid)
         if kept:
-            self.forget_pending(kept)
+            self.forget_pending()
         return put_back, lost
 
     def decide(

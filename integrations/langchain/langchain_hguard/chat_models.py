@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator, Literal, Sequence
@@ -275,6 +276,7 @@ class _Call:
     run_id: str | None = None  # a streamed call's LangChain run id, named if its decision is never delivered
     cancel: Any = None  # an async call's cancel event (threading.Event)
     agent: bool = False  # an agent's step (asks_for_actions): held whatever the stream mode, a held one withheld
+    root: Any = None  # the root run of the chain run that made the call (None outside a chain)
 
     def shown(self, result: GuardResult) -> str:
         """What the program gets for ``result``: an agent acts on a marked held answer, so it gets the hold text."""
@@ -283,6 +285,19 @@ class _Call:
     def guard_kwargs(self) -> dict[str, Any]:
         return {"history": self.history, "system": self.system, "stop": self.stop, "problems": self.problems,
                 "max_new_tokens": self.max_new_tokens, "cancel": self.cancel}
+
+    def asked(self) -> str | None:
+        """What this call asks within its root run (None outside a chain): two calls that ask the same get the same
+        greedy answer and decision."""
+        if self.root is None:
+            return None
+        from hguard._json import canonical_json, json_safe
+
+        return canonical_json(json_safe([str(self.root), self.question, self.context, self.domain, self.history,
+                                         self.system, self.stop, self.max_new_tokens, self.problems]))
+
+
+_RAISED_KEPT = 256  # raised decisions kept to answer a chain's retry of the same call (the oldest forgotten first)
 
 
 def _decisions(results: list[Any] | None) -> list[GuardResult]:
@@ -472,6 +487,9 @@ class ChatHGuard(BaseChatModel):
         return self
 
     _precomputed: dict[str, GuardResult | InputError] = PrivateAttr(default_factory=dict)
+    # decisions that raised (raise_on) by what their call asked in its root run: a chain's own with_retry() asks again,
+    # and each attempt generated the held answer again, one more decision and review item (a finance firm's trial)
+    _raised: "OrderedDict[str, GuardResult]" = PrivateAttr(default_factory=OrderedDict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @classmethod
@@ -644,7 +662,8 @@ class ChatHGuard(BaseChatModel):
         return _Call(read.question, context, domain, "hold" if agent else mode, early_stop, key, read.history, read.system,
                      given + problems,
                      (list(stop) if isinstance(stop, (list, tuple)) else stop) if stop else None,  # a malformed one is
-                     max_tokens or self.max_tokens, query_step, run_id, cancel, agent)  # the guard's to refuse, on record
+                     max_tokens or self.max_tokens, query_step, run_id, cancel, agent,  # the guard's to refuse, on record
+                     CAPTURE.root_of(parent_run_id))
 
     def _search_text(self, call: _Call) -> AIMessage:
         """A retriever's or a question rewrite's call: text to search with, generated plainly and recorded
@@ -722,9 +741,19 @@ class ChatHGuard(BaseChatModel):
         call = self._parse(messages, stop, kwargs, parent_run_of(run_manager))
         if call.query_step is not None:
             return ChatResult(generations=[ChatGeneration(message=self._search_text(call))], llm_output={"model_name": self.model_name})
+        asked = call.asked() if self.raise_on and call.precomputed is None else None
+        with self._lock:
+            earlier = self._raised.get(asked) if asked is not None else None
+        if earlier is not None:  # asked again in the same root run (a chain's retry): the same decision, raised again
+            raise_if_routed(earlier, self.raise_on)
         result = self._take(call.precomputed) or guarded_invoke(
             self.guard, call.question, call.context, call.domain, early_stop=call.early_stop, **call.guard_kwargs()
         )
+        if asked is not None and result.route in self.raise_on:
+            with self._lock:
+                self._raised[asked] = result
+                while len(self._raised) > _RAISED_KEPT:
+                    self._raised.popitem(last=False)
         raise_if_routed(result, self.raise_on)
         message = AIMessage(
             content=call.shown(result), response_metadata=self.response_metadata(result),

@@ -168,6 +168,13 @@ class RetrievalCapture(BaseCallbackHandler):
                 return self._names[ancestor]
         return None
 
+    def root_of(self, run_id: UUID | None) -> UUID | None:
+        """The root run of ``run_id`` while it is open (None for no run, or one not seen)."""
+        if run_id is None:
+            return None
+        with self._lock:
+            return self._root.get(run_id)
+
     def open_runs(self) -> int:
         """How many runs are remembered (zero once every root run has ended)."""
         with self._lock:

@@ -5,6 +5,7 @@ caller; a shape whose context cannot be read goes to review ("context not identi
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -271,6 +272,24 @@ def test_raise_on_makes_fallbacks_fire(make_guard):
         ChatHGuard(guard=guard, raise_on={"abstain"}, stream_mode="passthrough")
     with pytest.raises(ValueError, match="passthrough"):
         list(strict.stream(AUSTRALIA, stream_mode="passthrough"))
+
+
+@pytest.mark.parametrize("how", ["invoke", "ainvoke"])
+def test_a_chains_own_retry_raises_the_same_held_decision_again_without_a_new_one(make_guard, how):
+    """(prompt | ChatHGuard(raise_on=...) | parser).with_retry(): each attempt generated the held answer again, and the
+    log held three decisions and the queue three review items for one question (a finance firm's trial)."""
+    guard = make_guard("review")
+    chat = ChatHGuard(guard=guard, domain="alpha", raise_on={"review"})
+    chain = (ChatPromptTemplate.from_messages([("human", "{q}")]) | chat | StrOutputParser()).with_retry(
+        stop_after_attempt=3, wait_exponential_jitter=False)
+    with pytest.raises(NeedsReviewError) as err:
+        chain.invoke({"q": AUSTRALIA}) if how == "invoke" else asyncio.run(chain.ainvoke({"q": AUSTRALIA}))
+    decisions = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
+    assert len(decisions) == 1 and err.value.audit_id == decisions[0]["id"]
+    assert len(guard.review_queue.queued_ids()) == 1
+    with pytest.raises(NeedsReviewError):  # a new request (another root run) is decided anew
+        chain.invoke({"q": AUSTRALIA})
+    assert len([r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]) == 2
 
 
 def test_guarded_rag_composes_with_str_output_parser_and_streams(make_guard, retriever):
