@@ -257,6 +257,8 @@ class Guard(_Scoring, _Recording):
             signed = {r["id"] for r in records}
             records += [sp for d, sp in spots.items() if d in signed]
             put_back, lost = queue.recover(records) if missing else ([], [])
+            if not missing and queue.pending_path.exists():  # copies of items queued since (a drop that failed then)
+                queue.forget_pending()
         except HGuardError as exc:  # the guard still starts; the next start tries again
             warnings.warn(f"could not check the review queue against the audit log: {exc}", UserWarning, stacklevel=3)
             return

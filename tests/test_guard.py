@@ -773,6 +773,11 @@ def test_in_a_redacting_log_an_answer_the_queue_could_not_take_is_put_back_from_
     item = ReviewQueue(tmp_path / "queue.sqlite3").get(r.audit_id)
     assert item is not None and item.answer == r.answer and item.question == "who is the author of the book ?"
     assert not pending.exists()  # put back: the copy is dropped
+    ReviewQueue(tmp_path / "queue.sqlite3").keep_pending({
+        "audit_id": r.audit_id, "question": item.question, "answer": item.answer, "context": item.context,
+        "domain": item.domain, "risk": item.risk, "signals": {}, "reasons": [], "time": "2026-01-01T00:00:00Z"})
+    Guard.from_policy(pol, lm=lm)  # a copy of an item the queue holds (its drop failed before): dropped at start
+    assert not pending.exists()
 
 
 def test_a_guard_whose_log_lost_anchored_records_refuses_to_start(calibrated, tmp_path):

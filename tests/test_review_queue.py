@@ -923,6 +923,36 @@ def test_answers_kept_beside_the_queue_survive_a_concurrent_rewrite_a_cut_line_a
     with pytest.raises(OSError):
         q.keep_pending(make_item("e"))  # the guard says it could keep no copy
     path.rmdir()
+    # a crash while the rewrite is written (here: the rename never happens) leaves every copy as it was (truncated in
+    # place, the file lost the copies not yet queued: a reviewer's trial); a queue that refuses to say what it holds
+    # leaves the file as it is, with a warning, instead of raising out of a guard's start
+    q.keep_pending(make_item("g"))
+    q.keep_pending(make_item("h"))
+    q.enqueue(make_item("g"))
+    real_replace = _pending.os.replace
+
+    def crash(*a, **k):
+        raise OSError("killed before the rename")
+
+    _pending.os.replace = crash
+    try:
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            q.forget_pending()
+    finally:
+        _pending.os.replace = real_replace
+    assert sorted(_pending.read(path)) == ["g", "h"] and any("could not drop" in str(w.message) for w in said)
+
+    def refused(ids):
+        raise ReviewQueueError("review queue: another process held the queue for more than 10 s")
+
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        _pending.drop(path, refused)
+    assert sorted(_pending.read(path)) == ["g", "h"] and any("could not drop" in str(w.message) for w in said)
+    q.forget_pending()
+    assert list(_pending.read(path)) == ["h"] and not list(tmp_path.glob("*.tmp"))
+    path.unlink()
     link = tmp_path / "elsewhere.jsonl"
     link.write_text("")
     path.symlink_to(link)

@@ -4,8 +4,9 @@ In a redacting audit log a decision's record holds hashes, so an answer held for
 not take cannot be rebuilt from the log: the guard keeps the item itself in ``<queue>.pending.jsonl`` (one JSON line
 each, mode 0640 when created, in clear as the queue is) and :meth:`ReviewQueue.recover` puts it back from there.
 
-Every access holds ``flock`` on the file itself (appends and the rewrite exclusively, reads shared), and a writer
-that finds the name now leads to another file (emptied and removed by another process) opens it again: a copy one
+Every access holds ``flock`` on the file itself (appends and the rewrite exclusively, reads shared; the rewrite is
+a new file renamed over the old one, so a crash mid-write loses nothing), and a writer that finds the name now
+leads to another file (rewritten, or emptied and removed, by another process) opens it again: a copy one
 process appends while another puts items back is never rewritten away. A line cut short by a crash stays a line of
 its own (the next append starts on a new line) and is dropped, unreadable, at the next rewrite. The name is opened
 without following a symlink. Reading problems (a directory in its place, bytes that do not decode) are said in a
@@ -17,14 +18,17 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, Iterator
 
 from .._json import canonical_json, json_safe
 from .._privacy import FILE_MODE
+from ..errors import HGuardError
 
 
 @contextmanager
@@ -118,16 +122,28 @@ def drop(path: Path, queued: Callable[[Iterable[str]], set[str]]) -> None:
         with _locked(path, os.O_RDWR, fcntl.LOCK_EX) as fd:
             if fd is None:
                 return
+            for stale in path.parent.glob(f"{glob_escape(path.name)}.*.tmp"):  # a rewrite a crash cut short (the lock
+                stale.unlink(missing_ok=True)  # is held: no other rewrite is under way), with its copies in clear
             keep = [raw + b"\n" for aid, raw in _lines(_read_all(fd)) if aid is not None and aid not in done]
             if not keep:
                 os.unlink(path)  # under the lock: a writer waiting on it finds the name gone and opens a new file
                 return
-            data = b"".join(keep)
-            os.ftruncate(fd, 0)
-            view, offset = memoryview(data), 0
-            while offset < len(data):
-                offset += os.pwrite(fd, view[offset:], offset)
-            os.fsync(fd)
-    except OSError as exc:
+            # a new file renamed over the old one, under the old one's lock (a writer waiting on it then finds the name
+            # leads elsewhere and opens the new one): truncated in place, a crash mid-write lost every copy left
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+            try:
+                try:
+                    view = memoryview(b"".join(keep))
+                    while view:
+                        view = view[os.write(out, view):]
+                    os.fsync(out)
+                finally:
+                    os.close(out)
+                os.replace(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+    except (OSError, HGuardError) as exc:  # HGuardError: the queue refused to say which items it holds
         warnings.warn(f"could not drop the answers put back from {path} ({type(exc).__name__}: {exc}); the next guard "
                       "start tries again", UserWarning, stacklevel=3)

@@ -276,7 +276,7 @@ class _Call:
     run_id: str | None = None  # a streamed call's LangChain run id, named if its decision is never delivered
     cancel: Any = None  # an async call's cancel event (threading.Event)
     agent: bool = False  # an agent's step (asks_for_actions): held whatever the stream mode, a held one withheld
-    root: Any = None  # the root run of the chain run that made the call (None outside a chain)
+    parent_run: Any = None  # the chain run that made the call (None outside a chain)
 
     def shown(self, result: GuardResult) -> str:
         """What the program gets for ``result``: an agent acts on a marked held answer, so it gets the hold text."""
@@ -286,18 +286,15 @@ class _Call:
         return {"history": self.history, "system": self.system, "stop": self.stop, "problems": self.problems,
                 "max_new_tokens": self.max_new_tokens, "cancel": self.cancel}
 
-    def asked(self) -> str | None:
-        """What this call asks within its root run (None outside a chain): two calls that ask the same get the same
-        greedy answer and decision."""
-        if self.root is None:
-            return None
+    def asked(self) -> str:
+        """What this call asks: two calls that ask the same get the same greedy answer and decision."""
         from hguard._json import canonical_json, json_safe
 
-        return canonical_json(json_safe([str(self.root), self.question, self.context, self.domain, self.history,
-                                         self.system, self.stop, self.max_new_tokens, self.problems]))
+        return canonical_json(json_safe([self.question, self.context, self.domain, self.history, self.system,
+                                         self.stop, self.max_new_tokens, self.problems]))
 
 
-_RAISED_KEPT = 256  # raised decisions kept to answer a chain's retry of the same call (the oldest forgotten first)
+_RAISED_KEPT = 2048  # (run, call) entries of raised decisions kept for a chain's retry (the oldest forgotten first)
 
 
 def _decisions(results: list[Any] | None) -> list[GuardResult]:
@@ -487,9 +484,10 @@ class ChatHGuard(BaseChatModel):
         return self
 
     _precomputed: dict[str, GuardResult | InputError] = PrivateAttr(default_factory=dict)
-    # decisions that raised (raise_on) by what their call asked in its root run: a chain's own with_retry() asks again,
-    # and each attempt generated the held answer again, one more decision and review item (a finance firm's trial)
-    _raised: "OrderedDict[str, GuardResult]" = PrivateAttr(default_factory=OrderedDict)
+    # decisions that raised (raise_on), by each run enclosing their call and what it asked: a chain's own with_retry()
+    # asks again, and each attempt generated the held answer again, one more decision and review item (a finance
+    # firm's trial); only a retry's later attempt takes one (one outer run may hold many users' requests)
+    _raised: "OrderedDict[tuple[str, str], GuardResult]" = PrivateAttr(default_factory=OrderedDict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @classmethod
@@ -663,7 +661,7 @@ class ChatHGuard(BaseChatModel):
                      given + problems,
                      (list(stop) if isinstance(stop, (list, tuple)) else stop) if stop else None,  # a malformed one is
                      max_tokens or self.max_tokens, query_step, run_id, cancel, agent,  # the guard's to refuse, on record
-                     CAPTURE.root_of(parent_run_id))
+                     parent_run_id)
 
     def _search_text(self, call: _Call) -> AIMessage:
         """A retriever's or a question rewrite's call: text to search with, generated plainly and recorded
@@ -741,17 +739,20 @@ class ChatHGuard(BaseChatModel):
         call = self._parse(messages, stop, kwargs, parent_run_of(run_manager))
         if call.query_step is not None:
             return ChatResult(generations=[ChatGeneration(message=self._search_text(call))], llm_output={"model_name": self.model_name})
-        asked = call.asked() if self.raise_on and call.precomputed is None else None
+        asked = call.asked() if self.raise_on and call.precomputed is None and call.parent_run is not None else None
+        retry = CAPTURE.retried_in(call.parent_run) if asked is not None else None
         with self._lock:
-            earlier = self._raised.get(asked) if asked is not None else None
-        if earlier is not None:  # asked again in the same root run (a chain's retry): the same decision, raised again
+            earlier = self._raised.get((str(retry), asked)) if retry is not None and asked is not None else None
+        if earlier is not None:  # a chain's retry asks again: the same held decision, raised again, nothing generated
             raise_if_routed(earlier, self.raise_on)
         result = self._take(call.precomputed) or guarded_invoke(
             self.guard, call.question, call.context, call.domain, early_stop=call.early_stop, **call.guard_kwargs()
         )
-        if asked is not None and result.route in self.raise_on:
+        if asked is not None and result.route in self.raise_on and result.risk is not None and not any(
+                r.startswith("scoring problem: ") for r in result.reasons):  # a failure's hold is for a retry to lift
             with self._lock:
-                self._raised[asked] = result
+                for run in CAPTURE.ancestors(call.parent_run):
+                    self._raised[(str(run), asked)] = result
                 while len(self._raised) > _RAISED_KEPT:
                     self._raised.popitem(last=False)
         raise_if_routed(result, self.raise_on)

@@ -55,6 +55,7 @@ class RetrievalCapture(BaseCallbackHandler):
         self._queries: dict[UUID, str] = {}
         self._names: dict[UUID, str] = {}  # retriever runs and chain runs with a name: what asks for a query
         self._rewritten: set[UUID] = set()  # retriever runs that called the model after they had retrieved
+        self._retry_attempts: set[UUID] = set()  # runs that are a retry's second or later attempt
         self._found: dict[UUID, list[Retrieval]] = {}  # root -> retrievals, in the order they finished
 
     # ----------------------------------------------------------------------------- bookkeeping
@@ -76,10 +77,14 @@ class RetrievalCapture(BaseCallbackHandler):
                 self._queries.pop(r, None)
                 self._names.pop(r, None)
                 self._rewritten.discard(r)
+                self._retry_attempts.discard(r)
             self._found.pop(run_id, None)
 
     def on_chain_start(self, serialized, inputs, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         self._start(run_id, parent_run_id)
+        if parent_run_id is not None and any(str(t).startswith("retry:attempt:") for t in kwargs.get("tags") or ()):
+            with self._lock:
+                self._retry_attempts.add(run_id)
         name = kwargs.get("name")
         if name in QUERY_CHAINS:
             with self._lock:
@@ -168,12 +173,23 @@ class RetrievalCapture(BaseCallbackHandler):
                 return self._names[ancestor]
         return None
 
-    def root_of(self, run_id: UUID | None) -> UUID | None:
-        """The root run of ``run_id`` while it is open (None for no run, or one not seen)."""
+    def ancestors(self, run_id: UUID | None) -> list[UUID]:
+        """``run_id`` and the runs enclosing it, innermost first (while its root run is open)."""
+        if run_id is None:
+            return []
+        with self._lock:
+            return self._ancestors(run_id)
+
+    def retried_in(self, run_id: UUID | None) -> UUID | None:
+        """The retry run (a chain's ``with_retry()``) whose second or later attempt encloses ``run_id``; None when
+        no attempt after the first does. LangChain tags each such attempt's run ``retry:attempt:N``."""
         if run_id is None:
             return None
         with self._lock:
-            return self._root.get(run_id)
+            for run in self._ancestors(run_id):
+                if run in self._retry_attempts:
+                    return self._parent.get(run)
+        return None
 
     def open_runs(self) -> int:
         """How many runs are remembered (zero once every root run has ended)."""

@@ -287,9 +287,21 @@ def test_a_chains_own_retry_raises_the_same_held_decision_again_without_a_new_on
     decisions = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
     assert len(decisions) == 1 and err.value.audit_id == decisions[0]["id"]
     assert len(guard.review_queue.queued_ids()) == 1
-    with pytest.raises(NeedsReviewError):  # a new request (another root run) is decided anew
+    with pytest.raises(NeedsReviewError):  # a new request is decided anew
         chain.invoke({"q": AUSTRALIA})
     assert len([r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]) == 2
+
+    def serve(requests):  # one outer run holding several users' requests (a server's wrapper chain): each decided
+        out = []
+        for q in requests:
+            try:
+                chain.invoke({"q": q})
+            except NeedsReviewError as exc:
+                out.append(exc.audit_id)
+        return out
+
+    ids = RunnableLambda(serve).invoke([AUSTRALIA, AUSTRALIA])  # (a reviewer's trial: bob got alice's decision)
+    assert len(set(ids)) == 2 and len([r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]) == 4
 
 
 def test_guarded_rag_composes_with_str_output_parser_and_streams(make_guard, retriever):
