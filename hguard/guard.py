@@ -161,8 +161,11 @@ class Guard(_Scoring, _Recording):
                                   "other signals and noise, so no hand-set accept_below should be trusted on it: collect "
                                   "more labelled answers and recalibrate", UserWarning, stacklevel=2)
         for name, problem in sorted(guard.probe_errors.items()):  # a domain that fails closed, said once too
-            fallback = (f"; a request with context that no listed domain matches is scored by context_fallback_domain "
-                        f"{pol.context_fallback_domain!r}" if pol.context_fallback_domain else "")
+            fallback = ("" if not pol.context_fallback_domain else
+                        "; it is the context_fallback_domain, so a request with context that no listed domain matches "
+                        "goes to review too" if pol.context_fallback_domain == name else
+                        f"; a request with context that no listed domain matches is scored by context_fallback_domain "
+                        f"{pol.context_fallback_domain!r}")
             warnings.warn(f"domain {name!r} is not scored: {problem}; a request naming it goes to {pol.unknown_domain}, "
                           f"and automatic domain choice skips it{fallback}", UserWarning, stacklevel=2)
         if kw.get("embedder") is None and importlib.util.find_spec("sentence_transformers") is None:

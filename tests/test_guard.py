@@ -272,6 +272,11 @@ def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
     pol = Policy.model_validate({**pol.model_dump(mode="json"), "domains": {**pol.model_dump(mode="json")["domains"], "delta": {"accept_below": 1.0, "abstain_above": 1.0}}})
     with pytest.warns(UserWarning, match=r"domain 'delta' is not scored: no probe folder of the policy calibrates it; a request naming it goes to review, and automatic domain choice skips it"):
         g = Guard.from_policy(pol, lm=lm)
+    # the domain that scores what no domain matches, unscored itself: said as it is (the warning said it scored them)
+    as_fallback = Policy.model_validate({**pol.model_dump(mode="json"), "context_fallback_domain": "delta"})
+    with pytest.warns(UserWarning, match=r"domain 'delta' is not scored: .*; it is the context_fallback_domain, so a "
+                                         r"request with context that no listed domain matches goes to review too"):
+        Guard.from_policy(as_fallback, lm=lm)
     r = g.invoke("who is the author ?", domain="delta")
     # the fix names the guard's own model, which is not the default one
     assert r.route == "review" and any("no calibrated probe" in x and "hguard calibrate --data" in x
