@@ -38,6 +38,12 @@ def test_ask_json_prints_the_whole_result(tmp_path):
     assert {"neuron_risk", "mean_logprob", "grounding_lexical", "grounding_embedding", "grounding"} <= set(res["signals"])
     v = hguard("audit", "verify", str(tmp_path / "audit.jsonl"))
     assert "OK, 1 records, hash chain intact" in v.stdout
+    # the plain output shows a held answer to the operator, beside the message users see (a README walk-through:
+    # the reasons quoted the answer's figures, and only --json showed the answer they referred to)
+    plain = hguard("ask", "What is the capital of Australia?", "--context", str(ctx), "--domain", "general", "--policy",
+                   str(pol)).stdout.splitlines()
+    assert res["route"] != "accept" and plain[0] == "This answer is held until a reviewer has checked it."
+    assert plain[1].startswith("held answer, not shown to users: ") and plain[2].startswith("[route=")
 
 
 def test_evaluate_json_contract(tmp_path):

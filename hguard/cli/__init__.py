@@ -560,6 +560,9 @@ def cmd_ask(args) -> int:
         print(_dump(res.to_dict()))
     else:
         print(res.display_text)
+        if res.route != "accept" and res.answer.strip() and res.answer not in res.display_text:
+            # the operator reads what was held (the reasons may refer to it: "the answer states 12.3, which ...")
+            print("held answer, not shown to users: " + " ".join(res.answer.split()))
         print(f"[route={res.route} risk={res.risk if res.risk is None else round(res.risk, 3)} domain={res.domain} audit={res.audit_id}]")
         for r in res.reasons:
             print(f"  - {r}")
