@@ -41,6 +41,17 @@ def _pread_exact(fd: int, n: int, offset: int) -> bytes:
     return b"".join(parts)
 
 
+def write_synced(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (a short write, e.g. after a signal, goes on with the rest) and fsync it."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(errno.EIO, "write returned 0 bytes")
+        view = view[n:]
+    os.fsync(fd)
+
+
 _FIRST_LINE_MAX = 1 << 20
 
 
@@ -300,10 +311,7 @@ def _save_aside(path: Path, data: bytes) -> Path:
         except OSError as e:
             raise AuditError(f"cannot save the torn tail of {path} into {target}: {e}; check the directory") from e
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            write_synced(fd, data)
         finally:
             os.close(fd)
         _fsync_dir(path.parent)

@@ -36,7 +36,6 @@ access and locking in ``_audit_files``, :func:`verify` in ``_audit_verify`` and 
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import json
@@ -63,6 +62,7 @@ from ._audit_files import (
     _line_number_at,
     _pread_exact,
     _save_aside,
+    write_synced,
 )
 from ._audit_records import (
     CONTINUATION,
@@ -670,14 +670,7 @@ class AuditLog:
 
     def _write(self, fd: int, line: bytes, size_before: int) -> None:
         try:
-            view = memoryview(line)
-            while view:
-                # One write normally takes the whole line; looping only covers a short write (e.g. a signal).
-                n = os.write(fd, view)
-                if n <= 0:
-                    raise OSError(errno.EIO, "write returned 0 bytes")
-                view = view[n:]
-            os.fsync(fd)
+            write_synced(fd, line)
         except OSError as e:
             # Leave no half record for the next writer to trip over: this one was never acknowledged.
             try:
@@ -710,10 +703,7 @@ class AuditLog:
                 start, _, _ = _last_line(fd, size)
                 os.ftruncate(fd, start)
                 size = start
-            view = memoryview(line)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            write_synced(fd, line)
         except OSError as e:
             raise AuditError(
                 f"record seq {seq} is in {self.path}, but its head could not be written to the anchor {anchor}: "

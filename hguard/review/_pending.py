@@ -26,6 +26,7 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, Iterator
 
+from .._audit_files import write_synced
 from .._json import canonical_json, json_safe
 from .._privacy import FILE_MODE
 from ..errors import HGuardError
@@ -91,10 +92,7 @@ def append(path: Path, item: Mapping[str, Any]) -> None:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
             line = b"\n" + line
-        view = memoryview(line)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
+        write_synced(fd, line)
 
 
 def read(path: Path) -> dict[str, dict]:
@@ -134,10 +132,7 @@ def drop(path: Path, queued: Callable[[Iterable[str]], set[str]]) -> None:
             out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
             try:
                 try:
-                    view = memoryview(b"".join(keep))
-                    while view:
-                        view = view[os.write(out, view):]
-                    os.fsync(out)
+                    write_synced(out, b"".join(keep))
                 finally:
                     os.close(out)
                 os.replace(tmp, path)
