@@ -351,8 +351,8 @@ class _Recording:
         return spot
 
 
-def _open_queue(path, audit, busy_timeout: float | None = None):
-    from .review.queue import DEFAULT_BUSY_TIMEOUT_S, ReviewQueue
+def _open_queue(path, audit, busy_timeout: float):
+    from .review.queue import ReviewQueue
 
     # verdicts given later through this queue land in the same audit chain as the decisions
-    return ReviewQueue(path, audit=audit, busy_timeout=DEFAULT_BUSY_TIMEOUT_S if busy_timeout is None else busy_timeout)
+    return ReviewQueue(path, audit=audit, busy_timeout=busy_timeout)

@@ -565,8 +565,9 @@ def _dates_against(answer: str, said: str) -> tuple[list[str], list[str]]:
     # alone ("the 2019 policy took effect in March", "März 2019", "2019-03" are not read as a month and year).
     months = {(y, mo) for *_, r in dates for y, mo, _ in r} | {(int(y), mo) for mo, _ in partial for y in years}
     months |= {ym for _, named in _month_years(rest) for ym in named}
+    years_with_months = {y for y, _ in months}
     for written, named in _month_years(_WORD_DATE.sub(" ", plain_answer)):
-        if any((y, mo) not in months and any(yy == y for yy, _ in months) for y, mo in named):
+        if any((y, mo) not in months and y in years_with_months for y, mo in named):
             missing.append(f"date {written}")
     return missing, held
 

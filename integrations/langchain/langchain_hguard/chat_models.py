@@ -397,7 +397,7 @@ class ChatHGuard(BaseChatModel):
 
         def unstarted() -> None:  # cancelled while waiting for a worker: nothing generated, an error record says so
             if _PRECOMPUTED not in kwargs:  # (a batch's answer, decided already: its batch says it undelivered)
-                self.guard.record_cancelled(message_text(messages[-1]) if messages else "", context=kwargs.get("context"),
+                self.guard.record_cancelled(any_text(messages[-1]) if messages else "", context=kwargs.get("context"),
                                             domain=kwargs.get("domain") or self.domain, source="ChatHGuard", run_id=run_id)
 
         result = await in_thread(self.guard, self._generate, messages, stop,

@@ -89,9 +89,8 @@ def instruction_beside_passages(template: Any, text: str, context: str) -> str |
     trial: "never give doses for children"; a reviewer's, with a custom template)."""
     raw = getattr(template, "content", None)
     stock = next((t for t in STOCK_CONTEXT_TEMPLATES if raw.startswith(t)), None) if isinstance(raw, str) else None
-    rest = raw[len(stock):] if stock is not None and isinstance(raw, str) else text.replace(context, " ")
-    rest = " ".join(rest.split())
-    return rest or None
+    rest = raw[len(stock):] if isinstance(raw, str) and stock is not None else text.replace(context, " ")
+    return " ".join(rest.split()) or None
 
 
 def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None) -> RAGPrompt | None:
