@@ -664,6 +664,11 @@ def test_a_named_domain_whose_similarity_cannot_be_computed_fails_closed(calibra
                                        for x in r.reasons), r.reasons
 
 
+def _locked_enqueue(queue, item):
+    """ReviewQueue.enqueue of a queue another process holds past its busy_timeout."""
+    raise ReviewQueueError(f"review queue {queue.path}: another process held the queue for more than 10 s")
+
+
 def test_an_answer_the_queue_could_not_take_is_put_back_by_the_same_guard_once_the_queue_takes_answers(
         calibrated, tmp_path, monkeypatch):
     """A long-running guard left such answers out of every reviewer's sight until its next start."""
@@ -676,10 +681,7 @@ def test_an_answer_the_queue_could_not_take_is_put_back_by_the_same_guard_once_t
     g = Guard.from_policy(pol, lm=lm)
     real = ReviewQueue.enqueue
 
-    def locked(self, item):
-        raise ReviewQueueError(f"review queue {self.path}: another process held the queue for more than 10 s")
-
-    monkeypatch.setattr(ReviewQueue, "enqueue", locked)
+    monkeypatch.setattr(ReviewQueue, "enqueue", _locked_enqueue)
     with pytest.warns(UserWarning, match="this guard puts it back in the queue once the queue takes answers again"):
         held = g.batch(["who is the author of the book ?", "what is the capital city ?"], domains=["alpha"] * 2)
     queue = ReviewQueue(tmp_path / "queue.sqlite3")
@@ -715,10 +717,7 @@ def test_an_answer_the_queue_could_not_take_is_put_back_when_a_guard_next_starts
     pol = _policy(root, tmp_path, accept_below=0.0, abstain_above=1.0)  # everything to review
     g = Guard.from_policy(pol, lm=lm)
 
-    def locked(self, item):
-        raise ReviewQueueError(f"review queue {self.path}: another process held the queue for more than 10 s")
-
-    monkeypatch.setattr(ReviewQueue, "enqueue", locked)
+    monkeypatch.setattr(ReviewQueue, "enqueue", _locked_enqueue)
     with pytest.warns(UserWarning, match="the review queue could not take this answer now"):
         results = g.batch(["who is the author of the book ?", "what is the capital city ?"], domains=["alpha"] * 2)
     monkeypatch.undo()
@@ -761,10 +760,7 @@ def test_in_a_redacting_log_an_answer_the_queue_could_not_take_is_put_back_from_
     g = Guard.from_policy(pol, lm=lm)
     real = ReviewQueue.enqueue
 
-    def locked(self, item):
-        raise ReviewQueueError(f"review queue {self.path}: another process held the queue for more than 10 s")
-
-    monkeypatch.setattr(ReviewQueue, "enqueue", locked)
+    monkeypatch.setattr(ReviewQueue, "enqueue", _locked_enqueue)
     with pytest.warns(UserWarning, match="puts it back from the copy kept beside the queue"):
         r = g.invoke("who is the author of the book ?", domain="alpha")
     monkeypatch.setattr(ReviewQueue, "enqueue", real)
