@@ -87,7 +87,7 @@ __all__ = [
     "Verdict",
     "VerdictRefused",
 ]
-DEFAULT_BUSY_TIMEOUT_S = 10.0
+DEFAULT_BUSY_TIMEOUT_S = 10.0  # also the policy's [review] busy_timeout default
 DEFAULT_LIMIT = 500
 SHOWN = ("question", "context", "answer")  # what a reviewer judges, as the decision record holds it
 
