@@ -320,8 +320,6 @@ class _Scoring:
         reasons = list(decision.reasons) + list(g.extra.get("notes") or [])
         if tightened:
             reasons.insert(0, tightened)
-        if g.extra.get("stopped_early"):
-            reasons.append("generation stopped early: the running risk passed the abstain threshold")
         if g.extra.get("stop") is not None:  # what is shown ends before what was scored
             stop = g.extra["stop"]  # the caller's text: not quoted in a redacting log
             shown_stop = (f"({len(stop)} characters; a redacting log does not quote it)"
@@ -420,13 +418,22 @@ class _EarlyAbstain:
         t = route.thresholds
         self.abstain_above = t.abstain_above if t is not None else None
         self.stopped = torch.zeros(0, dtype=torch.bool)
+        self.risk_at_stop: dict[int, float] = {}
+
+    def hold(self, row: int) -> str:
+        """The hold on a row this criterion stopped: its answer is cut short, and the risk read on it at the cut
+        need not stay above the thresholds once the cut answer is scored again, so it is never accepted."""
+        at = self.risk_at_stop.get(row)
+        shown = f"{at:.4f} " if at is not None else ""
+        return (f"generation stopped early: the running risk {shown}passed the abstain threshold "
+                f"{self.abstain_above:g}, so the answer is cut short, and a cut answer is not accepted")
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch
 
         bsz = input_ids.shape[0]
         if self.stopped.numel() != bsz:
-            self.stopped = torch.zeros(bsz, dtype=torch.bool)
+            self.stopped, self.risk_at_stop = torch.zeros(bsz, dtype=torch.bool), {}
         state = self.guard.generator.running
         if state is None or self.abstain_above is None or self.abstain_above >= 1.0:
             return self.stopped.clone()
@@ -444,4 +451,5 @@ class _EarlyAbstain:
                 continue  # no early decision; the full answer is scored (and fails closed) as usual
             if risk >= self.abstain_above:
                 self.stopped[row] = True
+                self.risk_at_stop[row] = risk
         return self.stopped.clone()

@@ -781,7 +781,8 @@ class Guard(_Scoring, _Recording):
             )
             if stopper is not None:
                 for row, g in enumerate(gens):
-                    g.extra["stopped_early"] = bool(stopper.stopped[row]) if row < len(stopper.stopped) else False
+                    if row < len(stopper.stopped) and bool(stopper.stopped[row]):  # cut short: never accepted
+                        g.extra.setdefault("holds", []).append(stopper.hold(row))
             for i, g in zip(idx, gens):
                 if cancelled is not None and cancelled.fired:  # which rows it cut is not known: none is accepted
                     g.extra.setdefault("holds", []).append(CANCELLED_HOLD)

@@ -557,6 +557,35 @@ def test_streamer_receives_the_tokens_and_early_stop_abstains(calibrated, tmp_pa
     assert full.answer.startswith(early.answer)
 
 
+def test_an_answer_stopped_early_is_never_accepted(calibrated, tmp_path, monkeypatch):
+    """A fail-closed review: the running risk passed the abstain threshold, generation stopped, and the cut answer,
+    scored again, fell under accept_below and was accepted and shown cut short (the reasons said both)."""
+    import torch
+
+    from hguard._guard_scoring import _EarlyAbstain
+
+    def stop_after_min_tokens(self, input_ids, scores, **kwargs):  # the running risk "passes" at the first check
+        if self.stopped.numel() != input_ids.shape[0]:
+            self.stopped, self.risk_at_stop = torch.zeros(input_ids.shape[0], dtype=torch.bool), {}
+        for row, n in enumerate(self.guard.generator.running.n_tokens()):
+            if n >= 1 and not self.stopped[row]:
+                self.stopped[row], self.risk_at_stop[row] = True, 0.9996
+        return self.stopped.clone()
+
+    monkeypatch.setattr(_EarlyAbstain, "__call__", stop_after_min_tokens)
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path), lm=lm)  # accepts nearly any risk
+    full = g.invoke("who is the author ?", domain="alpha")
+    early = g.invoke("who is the author ?", domain="alpha", early_stop=True)
+    assert full.route == "accept", full.reasons
+    assert early.signals["length"] < full.signals["length"]
+    assert early.route == "review" and early.display_text != early.answer
+    held = [r for r in early.reasons if "stopped early" in r]
+    assert held and "0.9996" in held[0] and "not accepted" in held[0]
+    record = list(AuditLog(tmp_path / "audit.jsonl"))[-1]
+    assert record["route"] == "review" and any("stopped early" in r for r in record["reasons"])
+
+
 def test_context_is_scored_for_grounding_with_the_lazily_loaded_embedder(guard):
     # the first grounding call builds the scorer, which loads the embedder under the same lock
     r = guard.invoke("who is the author ?", context="paris is the capital of france", domain="alpha")
