@@ -239,7 +239,7 @@ class _Scoring:
             holds.append(f"{what}; knowledge_conflict = 'review' (untrusted retrieval)")
 
     def _named_domain_check(self, choice: dict, domain, dp, signals: dict, problems: list[str], notes: list[str],
-                            rag: bool = False) -> None:
+                            rag: bool = False, route: Route | None = None) -> None:
         """A question sent to a named domain that the router would not choose for it (its similarity to the
         domain's calibration questions below ``domain_min_similarity``) is out of the domain's distribution:
         review, or a warning where the domain sets ``out_of_distribution = "warn"``; a similarity that could not
@@ -251,7 +251,10 @@ class _Scoring:
         if near is None:
             if choice.get("similarity_error"):
                 problems.append(f"the question's similarity to domain {domain!r} could not be computed: {choice['similarity_error']}")
-            return  # the domain has no calibration for this prompt mode: said by the route
+            elif route is not None and route.domain is not None and not route.domain.router_questions:
+                problems.append(f"{NO_ROUTER_QUESTIONS.format(domain=domain)}: how far the question lies from the "
+                                "domain cannot be measured, so it is held for review")
+            return  # else the domain has no calibration for this prompt mode: said by the route
         signals["domain_similarity"] = near
         minimum = self.policy.domain_min_similarity
         if near >= minimum or (rag and domain == self.policy.context_fallback_domain):
@@ -294,7 +297,7 @@ class _Scoring:
             problems.append(scoring_problem(exc))
         dp = self.policy.domain(domain) if domain else None
         self._named_domain_check(choice, domain, dp, signals, problems, g.extra.setdefault("notes", []),
-                                 rag=context_given(g.context))
+                                 rag=context_given(g.context), route=route)
         from .monitor import tightened_thresholds
 
         try:
@@ -384,6 +387,9 @@ def _near(name: str, names) -> str | None:
 
 #: why a domain :meth:`hguard.guard.Guard.remove_domain` stopped serving gives no risk (its requests' reason)
 REMOVED_DOMAIN = "removed from this guard (Guard.remove_domain); Guard.add_domain serves it again"
+#: why a named domain's distance from a question cannot be measured (its probe file keeps no calibration questions)
+NO_ROUTER_QUESTIONS = ("domain {domain!r} keeps no calibration questions (its probe file's metadata.router_questions "
+                       "is empty or missing; recalibrate the domain, which writes them)")
 #: the hold on an answer whose generation a caller's ``cancel`` event stopped
 CANCELLED_HOLD = ("generation was stopped because the caller cancelled the request (its cancel event was set: a "
                   "stream left open, a cancelled or timed-out async call): the answer may be cut short, and a cut "

@@ -26,7 +26,7 @@ from ._decoding import _check_stop
 from ._policy_thresholds import accepts_uncertified
 from ._guard_records import _open_queue, _Recording
 from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context, blank_passages, context_given  # noqa: F401
-from ._guard_scoring import CANCELLED_HOLD, REMOVED_DOMAIN, _Cancelled, _EarlyAbstain, _near, _Scoring, no_conflict_detector
+from ._guard_scoring import CANCELLED_HOLD, NO_ROUTER_QUESTIONS, REMOVED_DOMAIN, _Cancelled, _EarlyAbstain, _near, _Scoring, no_conflict_detector
 from ._resources import DEFAULT_POLICY, public_seed_warning
 from .domain import CalibratedDomain
 from .errors import AuditError, HGuardError, InputError, ModelNotFoundError, PolicyError, cut_text, install_extra
@@ -154,6 +154,9 @@ class Guard(_Scoring, _Recording):
                              "applies)")
                 warnings.warn(no_conflict_detector(name, held=held), UserWarning, stacklevel=2)
         for name, plan in sorted(guard._plans.items()):  # a probe whose scores carry no signal, said once
+            if name in pol.domains and not any(cd.router_questions for cd in (plan.closed_book, plan.rag) if cd is not None):
+                warnings.warn(f"{NO_ROUTER_QUESTIONS.format(domain=name)}: automatic domain choice never picks it, and "
+                              "every request naming it goes to review", UserWarning, stacklevel=2)
             for cd in (plan.closed_book, plan.rag):
                 why = cd.probe.chance_warning() if cd is not None else None
                 if why:

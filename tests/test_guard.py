@@ -586,6 +586,28 @@ def test_an_answer_stopped_early_is_never_accepted(calibrated, tmp_path, monkeyp
     assert record["route"] == "review" and any("stopped early" in r for r in record["reasons"])
 
 
+def test_a_domain_without_calibration_questions_holds_what_is_sent_to_it(calibrated, tmp_path):
+    """A fail-closed review: a probe file whose router_questions were emptied loaded without a word, and a bread
+    recipe question sent to the domain by name was accepted: its distance from the domain went unmeasured."""
+    import shutil
+
+    from hguard.probe import HNeuronProbe
+
+    lm, root = calibrated
+    folder = tmp_path / "edited"
+    shutil.copytree(root / "probes", folder / "probes")
+    probe, meta = HNeuronProbe.load(folder / "probes" / "alpha.json")
+    probe.save(folder / "probes" / "alpha.json", metadata={**meta, "router_questions": []})
+    q = "How do I bake sourdough bread?"
+    assert Guard.from_policy(_policy(root, tmp_path), lm=lm).invoke(q, domain="alpha").route == "review"  # far
+    with pytest.warns(UserWarning, match="domain 'alpha' keeps no calibration questions.*every request naming it goes to review"):
+        g = Guard.from_policy(_policy(folder, tmp_path), lm=lm)
+    r = g.invoke(q, domain="alpha")
+    assert r.route == "review" and not g.probe_errors
+    assert any("'alpha' keeps no calibration questions" in x and "held for review" in x for x in r.reasons)
+    assert "domain_similarity" not in r.signals
+
+
 def test_context_is_scored_for_grounding_with_the_lazily_loaded_embedder(guard):
     # the first grounding call builds the scorer, which loads the embedder under the same lock
     r = guard.invoke("who is the author ?", context="paris is the capital of france", domain="alpha")
