@@ -262,10 +262,12 @@ def appears_in(passage: str, texts: Sequence[str], probe_chars: int = 200) -> bo
 
 
 def pasted_part(passage: str, texts: Sequence[str], probe_chars: int = 200) -> str | None:
-    """How much of ``passage`` was pasted into one of ``texts`` (when :func:`appears_in` says it was): its
-    longest opening found there, in the passage's own characters. A chain that cuts a document (to a length,
-    or before an internal section) puts only that part before the model: the answer is generated from, scored
-    against and recorded with that part, never the text the chain left out."""
+    """What of ``passage`` was pasted into one of ``texts`` (when :func:`appears_in` says it was), as the model
+    read it. A chain that cuts a document (to a length, or before an internal section) puts only that part before
+    the model: its longest opening found there, in the passage's own characters. A chain that cleans the text it
+    pastes (joins words a PDF hyphenated at a line's end, drops a page's header, straightens quotes) puts the
+    cleaned text there: the prompt's own text of it, found by aligning the two word by word. The answer is
+    generated from, scored against and recorded with that, never with text the model did not read."""
     if not appears_in(passage, texts, probe_chars):
         return None
     norm = " ".join(passage.split())
@@ -279,6 +281,9 @@ def pasted_part(passage: str, texts: Sequence[str], probe_chars: int = 200) -> s
             hi = mid - 1
     if lo == len(norm):
         return passage
+    changed = _cleaned_span(norm, lo, texts, joined)
+    if changed is not None:
+        return changed
     seen = 0  # the passage's own characters up to the lo-th character of its whitespace-normalised form
     for m in re.finditer(r"\S+", passage):
         start = seen + (1 if seen else 0)
@@ -286,6 +291,42 @@ def pasted_part(passage: str, texts: Sequence[str], probe_chars: int = 200) -> s
             return passage[: m.start() + (lo - start)].rstrip()
         seen = start + len(m.group())
     return passage
+
+
+#: how far apart two runs of a passage's words may lie in its pasted text and still be one pasted passage: words
+#: a cleaning chain dropped (a page's header and footer) and words it wrote in their place (a hyphenated word joined)
+_DROPPED_WORDS, _WRITTEN_WORDS = 40, 4
+
+
+def _cleaned_span(norm: str, opening: int, texts: Sequence[str], joined: Sequence[str]) -> str | None:
+    """The text of one of ``texts`` that holds the whitespace-normalised passage ``norm`` as a chain cleaned it,
+    when its run of words there goes on past the opening (``opening`` characters) found verbatim; None when it
+    does not (the chain cut the passage there)."""
+    from difflib import SequenceMatcher
+
+    words = norm.split(" ")
+    best: tuple[int, str] | None = None
+    for text, flat in zip(texts, joined):
+        spans = [m.span() for m in re.finditer(r"\S+", text)]
+        at = flat.find(norm[:opening])
+        while at >= 0:
+            first = flat.count(" ", 0, at)  # the word the opening starts in
+            window = [text[a:b] for a, b in spans[first: first + len(words) + max(50, len(words) // 2)]]
+            blocks = [b for b in SequenceMatcher(None, words, window, autojunk=False).get_matching_blocks() if b.size]
+            end_p = end_w = 0  # words of the passage and of the window the aligned run covers
+            for b in blocks:
+                if b.a - end_p > _DROPPED_WORDS or b.b - end_w > _WRITTEN_WORDS or (end_w and b.size < 2):
+                    break
+                end_p, end_w = b.a + b.size, b.b + b.size
+            covered = sum(b.size for b in blocks if b.a + b.size <= end_p)
+            if end_w and covered > len(norm[:opening].split(" ")):  # it goes on past the verbatim opening
+                if end_w < len(window) and end_p < len(words) and words[end_p].startswith(window[end_w]):
+                    end_w += 1  # a word the chain cut in the middle
+                span = text[spans[first][0] + at - flat.rfind(" ", 0, at) - 1: spans[first + end_w - 1][1]]
+                if best is None or covered > best[0]:
+                    best = (covered, span)
+            at = flat.find(norm[:opening], at + 1)
+    return best[1] if best is not None else None
 
 
 def check_raise_on(raise_on) -> frozenset[str]:

@@ -563,6 +563,36 @@ def test_the_context_is_what_the_chain_pasted_not_the_whole_document(tiny_probes
         assert not any("context not identified" in x for x in rec["reasons"])
 
 
+def test_a_chain_that_cleans_the_text_it_pastes_is_scored_on_the_cleaned_text(tiny_probes, embedder, tmp_path):
+    """A legal team's trial: a formatter joining words a PDF hyphenated at a line's end cut each clause at its first
+    joined word (the longest opening found verbatim), so the model answered from "... shall be gov" and never read
+    the governing law the prompt held, and no reason said so."""
+    from langchain_core.retrievers import BaseRetriever
+
+    guard = _grounded_guard(tiny_probes, embedder, tmp_path)
+    law = Document(page_content=(
+        "ACME CORP. MASTER SERVICES AGREEMENT          Page 19 of 23\n18.4 Governing Law. This Agreement and any "
+        "dispute arising out of or relating to it shall be gov-\nerned by and construed in accordance with the laws "
+        "of the State of New York, without giving effect to any choice of law rules.\nCONFIDENTIAL"))
+    term = Document(page_content=(
+        "12.1 Either party may terminate this Agreement at any time upon thirty (30) days\u2019 writ-\nten notice "
+        "to the other party, and 12.2 each party shall return the other\u2019s Confidential Information."))
+
+    class Clauses(BaseRetriever):
+        def _get_relevant_documents(self, query, *, run_manager):
+            return [law, term]
+
+    def cleaned(docs):  # joined words, straight quotes
+        return "\n\n".join(d.page_content.replace("-\n", "").replace("\u2019", "'") for d in docs)
+
+    chain = {"context": Clauses() | cleaned, "question": RunnablePassthrough()} | RAG_HUMAN | ChatHGuard(
+        guard=guard, domain="alpha")
+    rec = _decision(guard, chain.invoke("Which law governs this agreement?").response_metadata)
+    assert rec["context"] == cleaned([law, term]), rec["context"]
+    assert rec["question"] == "Which law governs this agreement?"
+    assert not any("context not identified" in x for x in rec["reasons"])
+
+
 def test_an_empty_context_given_to_the_chat_model_is_nothing_retrieved_not_an_error(make_guard):
     """chat.invoke(q, context=formatted_retrieval) where the retrieval found nothing: held for review as
     GuardedRAG holds it (it raised InputError and broke the chain), never answered as a closed-book question."""
