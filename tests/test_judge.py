@@ -664,6 +664,13 @@ def test_unstated_numbers_names_a_value_currency_or_percentage_the_passage_lacks
     ("The dose is 2.5 mg.", "The starting dose is 2,5 mg once daily.", []),
     ("It costs 1000.50 EUR.", "It costs 1.000,50 EUR.", []),
     ("It costs $1,250.", "It costs 1,250 dollars.", []),  # three digits after the comma: still grouping
+    # an insurer's trial: thousands grouped by two or more dots were no number at all, so a figure 1,000 times the
+    # passage's passed ("2.500.000 euro" from "2.500 euro"); one group stays a decimal
+    ("La franchigia è di 2.500.000 euro.", "La franchigia è di 2.500 euro.", ["2500000 euro"]),
+    ("Sie beträgt 2.000.000 €.", "Die Versicherungssumme beträgt 5.000.000 €.", ["2000000 euro"]),
+    ("It is EUR 5,000,000.", "Die Versicherungssumme beträgt 5.000.000 €.", []),
+    ("It is 5 million euros.", "Die Versicherungssumme beträgt 5.000.000 €.", []),
+    ("It is 1234567.89 EUR.", "Es sind 1.234.567,89 EUR.", []),
     # another unit of measure is another amount; the same amount in another unit is not
     ("Take 500 ml.", "Take 500 mg.", ["500 ml"]),
     ("Take 3 capsules.", "Take 3 tablets.", ["3 capsule"]),

@@ -261,6 +261,9 @@ _UNIT_AHEAD = (r"(?=\s*(?:[" + re.escape("".join(_UNIT_SYMBOLS)) + r"]|(?:" + "|
     (re.escape(w) for w in (*_MEASURE_UNITS, *_UNIT_WORDS, *_SCALES)), key=len, reverse=True)) + r")(?![^\W\d_])))")
 _DECIMAL_COMMA = re.compile(r"(?i)(?<![\d.,])(\d+),(\d{1,2})(?![\d,])" + _UNIT_AHEAD + r"|(?<![\d.,])0,(\d+)(?![\d,])")
 _GROUPED_DECIMAL_COMMA = re.compile(r"(?<![\d.,])(\d{1,3}(?:\.\d{3})+),(\d+)(?![\d,.])")
+# thousands grouped by two or more dots ("2.500.000 \u20ac"): no decimal has two points (one group, "1.500", stays
+# ambiguous: read as a decimal)
+_DOTTED_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:\.\d{3}){2,}(?!\d|[.,]\d)")
 # a currency's code or name, longest first (as written: "zł", "EUR", "kr")
 _CURRENCY_NAME = "|".join(sorted(map(re.escape, _CURRENCY_SPELLINGS), key=len, reverse=True))
 # a currency's code or name written on its number: "30zł", "1500EUR", "200kr"
@@ -301,6 +304,7 @@ _TIMES_WORDS = {"once": "1", "twice": "2", "thrice": "3"}
 
 def _decimal_commas(text: str) -> str:
     text = _GROUPED_DECIMAL_COMMA.sub(lambda m: m.group(1).replace(".", "") + "." + m.group(2), text)
+    text = _DOTTED_THOUSANDS.sub(lambda m: m.group(0).replace(".", ""), text)
     return _DECIMAL_COMMA.sub(lambda m: f"{m.group(1)}.{m.group(2)}" if m.group(1) else f"0.{m.group(3)}", text)
 
 
