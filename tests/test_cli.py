@@ -212,3 +212,5 @@ def test_a_utf16_context_file_is_told_to_be_converted_from_utf16(tmp_path):
         read_text_file(str(tmp_path / "u16.txt"), "context")
     with pytest.raises(InputError, match=r"convert it, e.g. `iconv -f latin1 -t utf-8`"):
         read_text_file(str(tmp_path / "l1.txt"), "context")
+    (tmp_path / "bom.txt").write_text("Le délai de carence est de 6 mois.", encoding="utf-8-sig")  # a Windows editor's
+    assert read_text_file(str(tmp_path / "bom.txt"), "context") == "Le délai de carence est de 6 mois."

@@ -38,7 +38,8 @@ def _torch_threads() -> None:
 
 
 def read_text_file(path: str, what: str) -> str:
-    """A UTF-8 text file given on the command line, or InputError naming the path and the fix."""
+    """A UTF-8 text file given on the command line (without the byte-order mark a Windows editor writes first: it
+    was kept in the context and its record), or InputError naming the path and the fix."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{what} file {path!r} does not exist; pass the path of a UTF-8 text file")
@@ -47,7 +48,7 @@ def read_text_file(path: str, what: str) -> str:
     if not p.is_file():
         raise InputError(f"{what} file {path!r} is not a regular file; pass the path of a UTF-8 text file")
     try:
-        return p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         head = bytes(exc.object[:4])
         source = ("utf-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) > 1 and b"\x00" in head[:2])
