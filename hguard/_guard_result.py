@@ -66,8 +66,9 @@ class GuardResult:
 
 
 def _join_context(context) -> str | None:
-    """The passages as one context; empty or blank passages among others are left out (:func:`blank_passages` says
-    how many), and passages that are all blank join to a blank context, which is refused as one."""
+    """The passages as one context; empty or blank passages among others are left out, and a passage that repeats an
+    earlier one is used once (:func:`left_out_passages` says which), and passages that are all blank join to a blank
+    context, which is refused as one."""
     if context is None:
         return None
     if isinstance(context, str):
@@ -75,8 +76,8 @@ def _join_context(context) -> str | None:
     if isinstance(context, (list, tuple)):
         bad = next((i for i, c in enumerate(context) if not isinstance(c, str)), None)
         if bad is None:
-            kept = [c for c in context if not blank(c)]  # invisible characters alone too (a PDF's zero-width space)
-            return "\n\n".join(kept or context)
+            kept = list(dict.fromkeys(c for c in context if not blank(c)))  # invisible characters alone too (a
+            return "\n\n".join(kept or context)  # PDF's zero-width space); a repeat adds nothing to ground on
         raise InputError(
             f"context item {bad} (counting from 0) is {type(context[bad]).__name__} {context[bad]!r:.60}, not a string; "
             "pass each retrieved passage's text (e.g. [doc.page_content for doc in docs])"
@@ -87,16 +88,21 @@ def _join_context(context) -> str | None:
     )
 
 
-def blank_passages(context) -> str | None:
-    """A note naming the empty or blank passages :func:`_join_context` leaves out of a list of passages that has
-    others, or None."""
+def left_out_passages(context) -> list[str]:
+    """Notes naming the passages :func:`_join_context` leaves out of a list of passages that has one with text: the
+    empty or blank ones, and those that repeat an earlier one (a retriever returning a chunk twice, two searches
+    finding the same document), so that the record says how many were retrieved and how many were used."""
     if not isinstance(context, (list, tuple)) or not all(isinstance(c, str) for c in context):
-        return None
+        return []
     empty = [i for i, c in enumerate(context) if blank(c)]
-    if not empty or len(empty) == len(context):
-        return None
-    return (f"{len(empty)} of the {len(context)} retrieved passages (number {', '.join(map(str, empty))}, counting from "
-            f"0) {'was' if len(empty) == 1 else 'were'} empty and left out of the context")
+    if len(empty) == len(context):
+        return []
+    first: dict[str, int] = {}
+    repeated = [i for i, c in enumerate(context) if not blank(c) and first.setdefault(c, i) != i]
+    return [f"{len(which)} of the {len(context)} retrieved passages (number {', '.join(map(str, which))}, counting "
+            f"from 0) {'was' if len(which) == 1 else 'were'} {what}"
+            for which, what in ((empty, "empty and left out of the context"),
+                                (repeated, "the same text as an earlier one and used once")) if which]
 
 
 def _check_text(name: str, value) -> None:

@@ -25,7 +25,7 @@ from ._guard_plan import DomainPlan, Route, build_plan, read_probe_folders
 from ._decoding import _check_stop
 from ._policy_thresholds import accepts_uncertified
 from ._guard_records import _open_queue, _Recording
-from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context, blank_passages, context_given  # noqa: F401
+from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context, context_given, left_out_passages  # noqa: F401
 from ._guard_scoring import CANCELLED_HOLD, NO_ROUTER_QUESTIONS, REMOVED_DOMAIN, _Cancelled, _EarlyAbstain, _near, _Scoring, no_conflict_detector
 from ._resources import DEFAULT_POLICY, public_seed_warning
 from .domain import CalibratedDomain
@@ -700,7 +700,7 @@ class Guard(_Scoring, _Recording):
         for i, (q, c, h, s, d) in enumerate(zip(questions, contexts, histories, systems, domains)):
             try:  # every input is checked before any generation or record
                 _check_text("question", q)
-                notes[i] += [blank] if (blank := blank_passages(c)) else []
+                notes[i] += left_out_passages(c)
                 c = _join_context(c)
                 if c is not None:
                     _check_text("context", c)

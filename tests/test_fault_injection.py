@@ -368,5 +368,19 @@ def test_an_empty_passage_among_others_is_left_out_and_said(make_guard, tmp_path
     # ... and other characters that show nothing: a blank Braille cell, the Hangul filler, a variation selector
     r = g.invoke(Q, context=[CTX, "\u2800\u2800", "\u3164\u034f\ufe0f"], domain="alpha")
     assert r.context == CTX and note in r.reasons
+
+
+def test_a_repeated_passage_is_used_once_and_said(make_guard, tmp_path):
+    """A retriever returning the same chunk twice (or two searches finding one document): the text is generated from
+    and scored once, and the reasons say how many retrieved passages were used (the record showed the repeat, or with
+    an adapter that dropped it, fewer passages than were retrieved, with no word why)."""
+    g = make_guard()
+    r = g.invoke(Q, context=[CTX, "", CTX, "Another passage.", CTX], domain="alpha")
+    assert r.context == f"{CTX}\n\nAnother passage."
+    note = "2 of the 5 retrieved passages (number 2, 4, counting from 0) were the same text as an earlier one and used once"
+    assert note in r.reasons
+    assert "1 of the 5 retrieved passages (number 1, counting from 0) was empty and left out of the context" in r.reasons
+    assert AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)["reasons"] == r.reasons
+    assert not any("same text" in x for x in g.invoke(Q, context=[CTX, "Another passage."], domain="alpha").reasons)
     with pytest.raises(InputError):
         g.invoke(Q, context="\u2800\u2800", domain="alpha")

@@ -21,7 +21,7 @@ from langchain_core.runnables.config import ensure_config, get_config_list
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from hguard.errors import InputError
-from hguard.guard import Guard, GuardResult
+from hguard.guard import Guard, GuardResult, _join_context
 
 from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_metadata with the guard's decision
     DECISION_KEYS,
@@ -134,9 +134,10 @@ def read_chat(
     - Messages named ``"context"`` are context. System messages are instructions (the call's system
       prompt), or context when ``system_as_context`` is set.
     - ``retrievals`` (documents LangChain retrievers returned in the same run): documents whose text was
-      pasted into the prompt are the context; the message they were pasted into is the RAG prompt
-      template, so the question is the retriever's query and a system message holding them is not
-      kept as an instruction.
+      pasted into the prompt are the context, in the order retrieved, a blank document as ``""`` and a repeated
+      one again (the guard leaves those out and says how many, :func:`hguard.guard.left_out_passages`); the
+      message they were pasted into is the RAG prompt template, so the question is the retriever's query and a
+      system message holding them is not kept as an instruction.
     - A prompt that refers to context (e.g. "Use the following context") when none was identified
       gets the problem ``"context not identified"`` (the guard routes it to review).
     """
@@ -182,11 +183,14 @@ def read_chat(
                 "LLMChainExtractor): text the model wrote cannot ground its answer; retrieve without the compressor, "
                 "or paste the documents it found"))
         if pasted:
-            seen: list[str] = []
-            for _, _, part in kept:
-                if part not in seen:
-                    seen.append(part)
-            context, context_from = seen, "retriever"
+            seen = list(dict.fromkeys(part for _, _, part in kept))
+            # handed on in the order retrieved, a blank document as "" and a repeated one again: the guard uses each
+            # text once and its reasons say how many were blank or repeated (left out unsaid, a record showed 4
+            # passages used where 6 documents were retrieved)
+            by_doc = {id(d): part for _, d, part in kept}
+            context = [("" if blank(d.page_content) else by_doc[id(d)]) for r in retrievals for d in r.documents
+                       if blank(d.page_content) or id(d) in by_doc]
+            context_from = "retriever"
             templated = lambda t: any(appears_in(d.page_content, [t]) for _, d in pasted)  # noqa: E731
             if templated(question):  # the question is the retriever's query when the prompt holds it; an empty
                 queries = [r.query for r, d in pasted]  # one is refused as empty, not replaced by the whole prompt
@@ -689,9 +693,7 @@ class ChatHGuard(BaseChatModel):
 
     def usage_metadata(self, call: _Call, result: GuardResult) -> UsageMetadata:
         """Prompt tokens (as built by the guard, chat template included) and answer tokens."""
-        ctx = call.context
-        if isinstance(ctx, (list, tuple)):
-            ctx = "\n\n".join(ctx)
+        ctx = _join_context(call.context)  # as the guard joined them: blank and repeated passages left out
         n_in = len(self.guard.generator.prompt_ids(call.question, ctx, history=call.history, system=call.system))
         length = result.signals.get("length")
         n_out = int(length) if length is not None else len(self.get_token_ids(result.answer))

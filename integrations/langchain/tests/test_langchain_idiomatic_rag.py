@@ -593,6 +593,31 @@ def test_a_chain_that_cleans_the_text_it_pastes_is_scored_on_the_cleaned_text(ti
     assert not any("context not identified" in x for x in rec["reasons"])
 
 
+def test_blank_and_repeated_documents_of_a_retrieval_are_said_in_the_reasons(tiny_probes, embedder, tmp_path):
+    """A retriever over messy extracted pages returns a blank page and the same clause twice: the answer is
+    generated from and scored against each text once, and the reasons say what was left out (a legal team's audit
+    showed 2 passages used where 4 documents were retrieved, with no word why). Notes, not holds."""
+    from langchain_core.retrievers import BaseRetriever
+
+    guard = _grounded_guard(tiny_probes, embedder, tmp_path)
+    law = "Governing law. This Agreement is governed by the laws of the State of New York."
+    docs = [Document(page_content=law), Document(page_content=law), Document(page_content="   \n\t "),
+            Document(page_content=KENYA)]
+
+    class Messy(BaseRetriever):
+        def _get_relevant_documents(self, query, *, run_manager):
+            return docs
+
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    chain = {"context": Messy() | format_docs, "question": RunnablePassthrough()} | RAG_HUMAN | chat
+    meta = chain.invoke(AUSTRALIA).response_metadata
+    rec = _decision(guard, meta)
+    assert rec["context"] == f"{law}\n\n{KENYA}" and meta["route"] == "accept"
+    assert "1 of the 4 retrieved passages (number 2, counting from 0) was empty and left out of the context" in rec["reasons"]
+    assert "1 of the 4 retrieved passages (number 1, counting from 0) was the same text as an earlier one and used once" \
+        in rec["reasons"]
+
+
 def test_an_empty_context_given_to_the_chat_model_is_nothing_retrieved_not_an_error(make_guard):
     """chat.invoke(q, context=formatted_retrieval) where the retrieval found nothing: held for review as
     GuardedRAG holds it (it raised InputError and broke the chain), never answered as a closed-book question."""
