@@ -495,6 +495,37 @@ def test_a_stock_engine_whose_nodes_hold_no_text_goes_to_review_as_nothing_retri
         assert rec["context"] is None and rec["question"] == AUSTRALIA
 
 
+def test_a_stock_engines_passages_are_its_nodes_own_text_and_a_blank_one_is_said(make_guard):
+    """The stock synthesizer renders each node under its metadata lines ("file_name: ..."): a node whose own text is
+    blank became a passage of its file name, kept and unsaid, and metadata counted as passage text for grounding and
+    the off-topic check (a legal team's blank footer page of "Schedule_7_Arbitration.pdf"). The passages are the
+    nodes' own text; a blank node is left out and said as the API says it; nodes all blank are nothing retrieved."""
+    from llama_index.core.query_engine import RetrieverQueryEngine
+    from llama_index.core.retrievers import BaseRetriever
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    texts = ["Canberra is the capital city of Australia.", " \n\t", KENYA]
+
+    class Pages(BaseRetriever):
+        def _retrieve(self, query_bundle):
+            return [NodeWithScore(node=TextNode(text=t, metadata={"file_name": "Schedule_7_Arbitration.pdf",
+                                                                  "page_label": str(i + 1)}), score=1.0)
+                    for i, t in enumerate(texts)]
+
+    guard = make_guard("accept")
+    engine = RetrieverQueryEngine.from_args(Pages(), llm=HGuardLLM(guard, domain="alpha"))
+    for r in (engine.query(AUSTRALIA), asyncio.run(engine.aquery(AUSTRALIA))):
+        rec = AuditLog(guard.audit.path).find(r.metadata["audit_id"])
+        assert rec["context"] == f"{texts[0]}\n\n{KENYA}", rec["context"]  # no file names: the nodes' own text
+        assert "1 of the 3 retrieved passages (number 1, counting from 0) was empty and left out of the context" \
+            in r.metadata["reasons"], r.metadata["reasons"]
+    texts[:] = [" ", "\u200b"]  # under their metadata lines, nothing but blank pages
+    r = engine.query(AUSTRALIA)
+    assert r.metadata["route"] == "review", r.metadata  # the domain accepts everything
+    assert any("nothing retrieved: the retriever returned no passage" in x for x in r.metadata["reasons"]), r.metadata
+    assert AuditLog(guard.audit.path).find(r.metadata["audit_id"])["context"] is None
+
+
 def test_a_stock_engine_that_swallows_a_refused_request_says_so_in_its_query_record(make_guard, index, root_handler):
     """LlamaIndex's compact/refine synthesizers catch ValueError from the LLM (hguard's InputError is one) and answer
     "Empty Response" (new-user trial: the query record said "ok", with no link to the refusal)."""

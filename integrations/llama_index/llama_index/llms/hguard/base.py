@@ -50,7 +50,7 @@ from hguard.streaming import (
 
 from .templates import (DecidedStream, RAGPrompt, async_stream_decision, built_from_answers, earlier_answers,
                         install_decision_metadata, note_decision, note_rewrite, query_step, query_template_step,
-                        read_rag_prompt, rewrite_asked)
+                        read_rag_prompt, rewrite_asked, synthesized_nodes)
 
 dispatcher = get_dispatcher(__name__)
 CONTEXT_NAME = "context"
@@ -267,11 +267,11 @@ class HGuardLLM(CustomLLM):
     # ---------------------------------------------------------------------------- stock engines
 
     def _rag_call(self, prompt: Any, prompt_args: dict[str, Any]) -> RAGPrompt | None:
-        rag = read_rag_prompt(prompt, prompt_args, llm=self)
+        rag = read_rag_prompt(prompt, prompt_args, llm=self, nodes=synthesized_nodes())
         rewritten = rewrite_asked(rag.question) if rag is not None else None
         if rag is not None and rewritten is not None:
             rag.problems.append(rewritten)
-        if rag is not None and rag.context is not None and built_from_answers(rag.context, earlier_answers()):
+        if rag is not None and isinstance(rag.context, str) and built_from_answers(rag.context, earlier_answers()):
             # a summary of what the model answered before (tree_summarize): no retrieved passage grounds it, and a
             # held earlier answer must not come back accepted inside it
             rag.problems.append(context_not_identified(

@@ -27,15 +27,16 @@ import re
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from llama_index.core.base.llms.types import MessageRole
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
+from llama_index.core.schema import MetadataMode
 from llama_index.core.instrumentation.span.simple import SimpleSpan
 
-from hguard.streaming import GuardedText, appears_in, blank, nothing_retrieved
+from hguard.streaming import GuardedText, appears_in, blank, nothing_retrieved, with_text
 
 
 @dataclass
@@ -43,7 +44,9 @@ class RAGPrompt:
     """A stock RAG call read from its template: question, passages, history, instruction."""
 
     question: str
-    context: Optional[str]  # None: the retrieval gave no passage with text (the call goes to review, nothing retrieved)
+    # None: the retrieval gave no passage with text (the call goes to review, nothing retrieved); a list: the retrieved
+    # nodes' own text, read from the rendered context (:func:`node_passages`)
+    context: Optional[str | list[str]]
     history: list[dict] = field(default_factory=list)
     system: Optional[str] = None
     problems: list[str] = field(default_factory=list)  # why the answer must go to review whatever its risk
@@ -93,10 +96,36 @@ def instruction_beside_passages(template: Any, text: str, context: str) -> str |
     return " ".join(rest.split()) or None
 
 
-def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None) -> RAGPrompt | None:
+def node_passages(context: str, nodes: Sequence[Any]) -> list[str] | None:
+    """The passages of a rendered context (``context_str``: each node's text under its metadata lines, as
+    ``get_content(metadata_mode=LLM)`` renders it) as the nodes' own text, a node whose own text is blank as ``""``
+    (the guard leaves it out and says so, as for any list of passages); None when the context is not made of the
+    nodes' rendered texts alone (a node split between two refine steps, a synthesizer's own text), which is then read
+    whole. Rendered, a blank page of "Schedule_7_Arbitration.pdf" was a passage made of its file name, and its
+    metadata counted as passage text for grounding and for the check that the passages hold the question's words."""
+    rest = " ".join(context.split())
+    passages = []
+    for n in nodes:
+        node = getattr(n, "node", n)  # a NodeWithScore, or a node
+        try:
+            own = node.get_content(metadata_mode=MetadataMode.NONE)
+            rendered = " ".join(node.get_content(metadata_mode=MetadataMode.LLM).split())
+        except Exception:  # not a node LlamaIndex renders: the context is read whole
+            return None
+        if not isinstance(own, str) or not isinstance(rendered, str):
+            return None
+        if rendered and rendered not in rest:
+            continue  # another refine step's passage
+        rest = rest.replace(rendered, " ", 1) if rendered else rest
+        passages.append("" if blank(own) else own)
+    return passages if passages and blank(rest) else None
+
+
+def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None, nodes: Sequence[Any] = ()) -> RAGPrompt | None:
     """The question and passages of a stock synthesizer call, or None when the template is not one.
     Variables come from the call and from the template's partial format (the synthesizer binds
-    ``query_str`` that way)."""
+    ``query_str`` that way). ``nodes``: the nodes the synthesizer was given, when known
+    (:func:`synthesized_nodes`): the passages are then their own text (:func:`node_passages`)."""
     args = {**(getattr(prompt, "kwargs", None) or {}), **args}
     question = args.get("query_str")
     context = args.get("context_str", args.get("context_msg", args.get("context_messages")))
@@ -106,7 +135,10 @@ def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None) -> RAGPr
         context = "\n".join(texts) if len(texts) == len(parts) else None
     if not isinstance(question, str) or not isinstance(context, str):
         return None
-    if blank(context):  # nodes of whitespace or invisible characters alone: asked from passages, none has text
+    passages = node_passages(context, nodes) if nodes else None
+    if blank(context) or (passages is not None and not with_text(passages)):
+        # nodes of whitespace or invisible characters alone (under their metadata lines): asked from passages, none
+        # has text
         return RAGPrompt(question, None, problems=[nothing_retrieved("the retriever")])
     history: list[dict] = []
     system: list[str] = []
@@ -129,7 +161,7 @@ def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None) -> RAGPr
                     system.append(text)
             elif m.role in (MessageRole.USER, MessageRole.ASSISTANT):
                 history.append({"role": "user" if m.role == MessageRole.USER else "assistant", "content": text})
-    return RAGPrompt(question, context, history, "\n\n".join(system) or None)
+    return RAGPrompt(question, passages if passages is not None else context, history, "\n\n".join(system) or None)
 
 
 def _whole_template(template: str) -> re.Pattern[str]:
@@ -213,6 +245,7 @@ def query_template_step(prompt: Any) -> str | None:
 
 
 _NOTED: dict[str, list[tuple[str, dict]]] = {}  # span id -> (answer text, decision) made inside it
+_NODES: dict[str, list[Any]] = {}  # open synthesize span id -> the nodes it was given
 _PARENTS: dict[str, Optional[str]] = {}  # open span id -> its parent span id
 _LOCK = threading.Lock()
 _MAX_OPEN = 100_000  # spans that never close (abandoned generators) are forgotten past this many
@@ -267,6 +300,18 @@ def rewrite_asked(question: str) -> str | None:
                         "'context', which answer the user's own message with its history")
             span = _PARENTS.get(span)
     return None
+
+
+def synthesized_nodes() -> list[Any]:
+    """The nodes the nearest enclosing response synthesizer (``synthesize``, ``asynthesize``: a stock query engine's,
+    a chat engine's) was given, or ``[]``."""
+    span = active_span_id.get()
+    with _LOCK:
+        while span is not None:
+            if span in _NODES:
+                return _NODES[span]
+            span = _PARENTS.get(span)
+    return []
 
 
 def earlier_answers() -> list[str]:
@@ -333,6 +378,7 @@ def _close(span: str, to_parent: bool) -> list[tuple[str, dict]]:
     with _LOCK:
         noted = _NOTED.pop(span, [])
         _REWRITES.pop(span, None)
+        _NODES.pop(span, None)
         parent = _PARENTS.pop(span, None)
         if to_parent and noted and parent is not None and parent in _PARENTS:
             _NOTED.setdefault(parent, []).extend(noted)
@@ -353,7 +399,11 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
                 _NOTED.clear()
                 _OWNERS.clear()
                 _REWRITES.clear()
+                _NODES.clear()
             _PARENTS[id_] = parent_span_id
+            nodes = getattr(bound_args, "arguments", {}).get("nodes") if _SYNTHESIZE.search(id_) else None
+            if isinstance(nodes, (list, tuple)):  # the passages its LLM calls are given, rendered
+                _NODES[id_] = list(nodes)
         return None
 
     def prepare_to_exit_span(self, id_: str, bound_args: Any, instance: Any = None, result: Any = None, **kwargs: Any) -> Optional[SimpleSpan]:
@@ -378,6 +428,7 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
 
 
 _RESPONSES = ("Response", "AgentChatResponse")
+_SYNTHESIZE = re.compile(r"\.a?synthesize-[0-9a-f-]{36}$")  # a synthesizer's span id: "Class.method-<uuid4>"
 
 
 _stream_decision = threading.local()
