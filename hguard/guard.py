@@ -211,7 +211,7 @@ class Guard(_Scoring, _Recording):
         if self.review_queue is None or self.audit is None or not Path(self.audit.path).exists():
             return
         from .monitor import SPOT, selection_u
-        from .review.queue import item_wanted
+        from .review.queue import Recovered, item_wanted
 
         queue = self.review_queue
         try:
@@ -262,7 +262,7 @@ class Guard(_Scoring, _Recording):
             forged |= {r["id"] for r in unsigned}
             signed = {r["id"] for r in records}
             records += [sp for d, sp in spots.items() if d in signed]
-            put_back, lost = queue.recover(records) if missing else ([], [])
+            done = queue.recover(records) if missing else Recovered([], [], [])
             if not missing and queue.pending_path.exists():  # copies of items queued since (a drop that failed then)
                 queue.forget_pending()
         except HGuardError as exc:  # the guard still starts; the next start tries again
@@ -273,19 +273,25 @@ class Guard(_Scoring, _Recording):
                           f"({', '.join(sorted(forged)[:3])}): written by someone without the key, so nothing was put back "
                           f"from them; run `hguard audit verify {self.audit.path}` (with the key) to see where",
                           UserWarning, stacklevel=3)
-        if put_back:
-            self.audit.append({"item_ids": put_back, "queue": str(self.review_queue.path),
+        if done.put_back:
+            # which source each came from: an auditor checks the decision records, or the copies kept beside the queue
+            sources = [f"{len(ids)} from {where}" for ids, where in (
+                (done.from_records, "their decision records"),
+                (done.from_pending, f"the copies kept beside the queue in {queue.pending_path} (a redacting log's "
+                                    "records hold hashes, not text)")) if ids]
+            self.audit.append({"item_ids": done.put_back, "from_decision_records": done.from_records,
+                               "from_pending_copies": done.from_pending, "queue": str(queue.path),
                                "reason": "decisions held for review (or spot-checked) were in the audit log but not in "
                                          "the review queue (a process stopped, or the queue was locked, between the "
-                                         "two); put back from their decision records"}, kind="review_requeued")
-            warnings.warn(f"{len(put_back)} answer(s) held for review (or picked for a spot-check) were missing from the review queue "
-                          f"{self.review_queue.path} (a process stopped, or the queue was locked, between the audit "
-                          f"record and the queue): put back from their decision records ({', '.join(put_back[:3])}"
-                          f"{', ...' if len(put_back) > 3 else ''})", UserWarning, stacklevel=3)
-        if lost:
-            warnings.warn(f"{len(lost)} answer(s) held for review are missing from the review queue "
-                          f"{self.review_queue.path} and cannot be put back (their records hold hashes, not text: a "
-                          f"redacting log): {', '.join(lost[:5])}; review them from the application's own copy",
+                                         f"two); put back {' and '.join(sources)}"}, kind="review_requeued")
+            warnings.warn(f"{len(done.put_back)} answer(s) held for review (or picked for a spot-check) were missing from the "
+                          f"review queue {queue.path} (a process stopped, or the queue was locked, between the audit "
+                          f"record and the queue): put back {' and '.join(sources)} ({', '.join(done.put_back[:3])}"
+                          f"{', ...' if len(done.put_back) > 3 else ''})", UserWarning, stacklevel=3)
+        if done.lost:
+            warnings.warn(f"{len(done.lost)} answer(s) held for review are missing from the review queue "
+                          f"{queue.path} and cannot be put back (their records hold hashes, not text: a "
+                          f"redacting log): {', '.join(done.lost[:5])}; review them from the application's own copy",
                           UserWarning, stacklevel=3)
 
     def load_probes(self, folders: str | Path | Sequence[str | Path]) -> None:

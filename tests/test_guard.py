@@ -789,6 +789,8 @@ def test_an_answer_the_queue_could_not_take_is_put_back_when_a_guard_next_starts
     assert item is not None and item.answer == decision["answer"] and item.status == "pending"
     requeued = [r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] == "review_requeued"]
     assert len(requeued) == 1 and sorted(requeued[0]["item_ids"]) == sorted(x.audit_id for x in results)
+    assert sorted(requeued[0]["from_decision_records"]) == sorted(requeued[0]["item_ids"])
+    assert requeued[0]["from_pending_copies"] == [] and "put back 2 from their decision records" in requeued[0]["reason"]
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         Guard.from_policy(pol, lm=lm)
@@ -822,6 +824,13 @@ def test_in_a_redacting_log_an_answer_the_queue_could_not_take_is_put_back_from_
         warnings.simplefilter("always")
         Guard.from_policy(pol, lm=lm)
     assert not any("cannot be put back" in str(w.message) for w in said), [str(w.message) for w in said]
+    # the record and the warning name the copy it came from, not the decision record (which holds hashes): an
+    # auditor was sent to the wrong place (an operator's upgrade trial)
+    (requeued,) = [x for x in AuditLog(tmp_path / "audit.jsonl") if x["kind"] == "review_requeued"]
+    assert requeued["from_pending_copies"] == [r.audit_id] and requeued["from_decision_records"] == []
+    assert f"put back 1 from the copies kept beside the queue in {pending}" in requeued["reason"]
+    assert "decision records" not in requeued["reason"].split("put back")[-1]
+    assert any(f"put back 1 from the copies kept beside the queue in {pending}" in str(w.message) for w in said)
     item = ReviewQueue(tmp_path / "queue.sqlite3").get(r.audit_id)
     assert item is not None and item.answer == r.answer and item.question == "who is the author of the book ?"
     assert not pending.exists()  # put back: the copy is dropped

@@ -770,15 +770,15 @@ def test_recover_puts_back_what_the_log_holds_for_review_and_the_queue_lacks(tmp
                  kind="spot_check")
     audit.append({"question": "Q3?", "answer": "A3.", "route": "abstain"})  # not for review
     guard_queue(q.path, audit=audit).enqueue(make_item("already"))  # queued as usual: left alone
-    assert q.recover() == ([held.id, accepted.id], [])
+    assert q.recover() == ([held.id, accepted.id], [], [])
     back, spot = q.get(held.id), q.get(accepted.id)
     assert (back.question, back.answer, back.context, back.risk, back.spot_check) == ("Q1?", "A1.", "C.", 0.5, False)
     assert spot.spot_check and spot.reasons[0] == "spot-check of an accepted answer: u 0.01 < rate 0.02"
-    assert q.recover() == ([], [])  # once
+    assert q.recover() == ([], [], [])  # once
     q.decide(held.id, verdict="correct", reviewer="ann")  # what is put back is what the model answered
     redacting = AuditLog(tmp_path / "r.jsonl", redact=True)
     hidden = redacting.append({"question": "Q?", "answer": "A.", "route": "review"})
-    assert ReviewQueue(tmp_path / "r.sqlite3", audit=redacting).recover() == ([], [hidden.id])
+    assert ReviewQueue(tmp_path / "r.sqlite3", audit=redacting).recover() == ([], [], [hidden.id])
 
 
 def test_a_verdict_logged_but_never_committed_is_not_silently_outvoted(queue, audit, capsys):

@@ -48,7 +48,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from .._policy_route import SPOT_CHECK_REASON
 from .._privacy import FILE_MODE, redacted
@@ -82,6 +82,7 @@ __all__ = [
     "VERDICTS",
     "AlreadyDecided",
     "ItemNotFound",
+    "Recovered",
     "ReviewItem",
     "ReviewQueue",
     "Verdict",
@@ -95,6 +96,24 @@ SHOWN = ("question", "context", "answer")  # what a reviewer judges, as the deci
 def shown_sha256(question: Any, context: Any, answer: Any) -> dict[str, str | None]:
     """The SHA-256 of what a reviewer is shown, as a redacting log writes each of these fields."""
     return {k: (redacted(v) or {}).get("sha256") for k, v in zip(SHOWN, (question, context, answer))}
+
+
+class Recovered(NamedTuple):
+    """What :meth:`ReviewQueue.recover` did, by the source each item was put back from."""
+
+    from_records: list[str]  # rebuilt from their decision records (a log that holds the text)
+    from_pending: list[str]  # taken from the copies kept beside the queue (a redacting log's: its records hold hashes)
+    lost: list[str]  # cannot be put back: redacted, and no copy was kept
+
+    @property
+    def put_back(self) -> list[str]:
+        return self.from_records + self.from_pending
+
+
+def holds_text(record: Mapping[str, Any]) -> bool:
+    """Whether a decision's record holds the question and answer a review item is rebuilt from (a redacting log's
+    holds their hashes: only a copy kept beside the queue can put its item back)."""
+    return all(isinstance(record.get(k), str) for k in ("question", "answer"))
 
 
 def item_wanted(record: Mapping[str, Any]) -> tuple[str, str | None] | None:
@@ -324,18 +343,22 @@ class ReviewQueue:
         """Drop from :attr:`pending_path` the items now in the queue (the file goes when none is left)."""
         _pending.drop(self.pending_path, lambda ids: set(ids) - self.absent(ids))
 
-    def recover(self, records=None) -> tuple[list[str], list[str]]:
+    def kept_ids(self) -> set[str]:
+        """The audit ids of the items kept in :attr:`pending_path` (a guard start puts them back)."""
+        return set(_pending.read(self.pending_path))
+
+    def recover(self, records=None) -> Recovered:
         """Put back the items a decision's record promises but the queue lacks: the guard appends a decision
         routed to review (or a spot-check of an accepted one) to the audit log first, then enqueues it, and a
         process killed between the two (or a queue locked past ``busy_timeout``) leaves the answer in the log
         and out of every reviewer's sight. ``records``: the audit log's records (default: this queue's log).
 
-        Returns (ids put back, ids that cannot be: their record holds hashes, not text, in a redacting log, and
-        no copy was kept beside the queue). Each put-back item is rebuilt from its decision record, so it is what the
-        model answered, or, in a redacting log, taken from the copy :meth:`keep_pending` kept when it was decided."""
+        Returns a :class:`Recovered`: the ids put back from their decision records (rebuilt from the record, so each
+        is what the model answered), those put back from the copy :meth:`keep_pending` kept when it was decided (a
+        redacting log's records hold hashes, not text), and those that cannot be put back (redacted, no copy kept)."""
         if records is None:
             if self.audit is None:
-                return [], []
+                return Recovered([], [], [])
             records = self.audit  # read once, record by record
         queued = self.queued_ids()
         decisions: dict[str, Mapping[str, Any]] = {}
@@ -346,18 +369,18 @@ class ReviewQueue:
             if (want := item_wanted(rec)) is not None:
                 rid, spot = want
                 wanted[rid] = spot if spot is not None else wanted.get(rid)
-        put_back, lost = [], []
+        done = Recovered([], [], [])
         kept = _pending.read(self.pending_path)
         for rid, spot in wanted.items():
             rec = decisions.get(rid)
             if rid in queued or rec is None:
                 continue
-            if not all(isinstance(rec.get(k), str) for k in ("question", "answer")):
+            if not holds_text(rec):
                 if rid in kept:  # redacted: the copy kept beside the queue when it was decided
                     self.enqueue(kept[rid])
-                    put_back.append(rid)
+                    done.from_pending.append(rid)
                 else:
-                    lost.append(rid)  # redacted (or not a guard's decision): its text cannot be rebuilt
+                    done.lost.append(rid)  # redacted (or not a guard's decision): its text cannot be rebuilt
                 continue
             reasons = list(rec.get("reasons") or [])
             self.enqueue({
@@ -367,10 +390,10 @@ class ReviewQueue:
                 "model_fingerprint": rec.get("model_fingerprint"), "probe_id": rec.get("probe_id"),
                 "time": rec.get("time"), "spot_check": spot is not None,
             })  # fmt: skip
-            put_back.append(rid)
+            done.from_records.append(rid)
         if kept:
             self.forget_pending()
-        return put_back, lost
+        return done
 
     def decide(
         self,
