@@ -38,6 +38,10 @@ _NOTICES = (
      "{n} decision(s) held for review or picked for a spot-check are not in the review queue (a process stopped, or "
      "the queue was locked, between the two; e.g. {eg}): nobody reviews them until a guard started on this policy puts "
      "them back"),
+    ("review_decisions_not_in_queue_for_good", "items",
+     "{n} decision(s) held for review are not in the review queue and cannot be put back (their records hold hashes, "
+     "not text: a redacting log, and no copy was kept beside the queue; e.g. {eg}): no guard start puts them back; "
+     "review them from the application's own copy"),
     ("other_model_decisions_left_out", "models",
      "{n} decision(s) made by another model than their domain's calibration were left out (e.g. {eg}): a model given "
      "with --model or model= is not the one the guarantee is about; monitor each model under its own policy"),

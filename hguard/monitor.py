@@ -332,15 +332,24 @@ def _stricter(dp, cds: list[Any], current: float | None) -> tuple[str, float, st
     return "stricter", float(accept), how
 
 
-def _not_queued(records: list[dict], items, have_queue: bool) -> dict[str, Any]:
+def _not_queued(records: list[dict], items, queue) -> tuple[dict[str, Any], dict[str, Any]]:
     """Decisions held for review, or picked for a spot-check, that the review queue lacks (a process stopped,
-    or the queue was locked, between the decision and the queue): nobody reviews them until a guard starts."""
-    from .review.queue import item_wanted
+    or the queue was locked, between the decision and the queue): those a guard start puts back (from the decision
+    record, or the copy kept beside the queue), and those it cannot (a redacting log's record holds hashes, and no
+    copy was kept), which nobody reviews from the queue, as :meth:`ReviewQueue.recover` tells them apart."""
+    from .review.queue import holds_text, item_wanted
 
+    if queue is None:
+        return {"n": 0, "items": []}, {"n": 0, "items": []}
     queued = {it.audit_id for it in items}
     wanted = dict.fromkeys(w[0] for r in records if (w := item_wanted(r)) is not None)
-    missing = [i for i in wanted if i not in queued] if have_queue else []
-    return {"n": len(missing), "items": missing[:5]}
+    missing = [i for i in wanted if i not in queued]
+    decisions = {r["id"]: r for r in records if r.get("kind") == "decision" and r.get("id") in wanted}
+    kept = queue.kept_ids() if missing else set()
+    lost = {i for i in missing if i in decisions and not holds_text(decisions[i]) and i not in kept}
+    back = [i for i in missing if i not in lost]
+    gone = [i for i in missing if i in lost]  # in the log's order, as the others
+    return {"n": len(back), "items": back[:5]}, {"n": len(gone), "items": gone[:5]}
 
 
 def _outside(decisions: list[dict], verdict_of: Mapping[str, Mapping[str, Any]], policy) -> dict[str, Any]:
@@ -459,6 +468,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                  or it.domain != by_id[it.audit_id].get("domain")
                  or (it.risk is not None and not same_risk(it.risk, by_id[it.audit_id].get("risk")))]
     selection = check_selection(policy, [r for r in records if r.get("kind") == SPOT or r.get("id") in by_id])
+    not_queued, lost_to_queue = _not_queued(records, items, queue)
     now = now or datetime.now(timezone.utc).isoformat(timespec="microseconds")
     report: dict[str, Any] = {
         "policy": str(policy.source) if policy.source else None, "policy_id": pid, "audit_log": str(audit_path),
@@ -469,7 +479,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         "verdict_records_not_committed_in_queue": {"n": len(not_committed), "records": not_committed[:5]},
         "queue_items_sharing_a_decision": {"n": len(sharing), "items": sharing[:5]},
         "hallucinated_verdicts_contradicted": {"n": len(overturned), "records": overturned[:5]},
-        "review_decisions_not_in_queue": _not_queued(records, items, queue is not None),
+        "review_decisions_not_in_queue": not_queued, "review_decisions_not_in_queue_for_good": lost_to_queue,
         "queue_items_differing_from_log": {"n": len(differing), "items": differing[:5]},
         "outside_domains": _outside(decisions, verdict_of, policy),
         "tightenings_carried_from_state_file": carried,

@@ -1164,6 +1164,26 @@ def test_a_verdict_record_never_committed_to_the_queue_counts_as_the_chain_holds
     assert "1 decision(s) held for review or picked for a spot-check are not in the review queue" in summary(rep)
 
 
+def test_a_redacted_decision_missing_from_the_queue_with_no_copy_kept_is_not_promised_back(tmp_path):
+    """A redacting log's record holds hashes: with no copy kept beside the queue, no guard start can put the answer
+    back (the start says so), while the monitor said nobody reviews it "until a guard started on this policy puts
+    them back" (an operator's upgrade trial). The two are told apart, with the guard's advice for the second."""
+    policy = _pol(tmp_path)
+    log, queue = _deploy(tmp_path, policy, 4, halluc_rate=0.0)
+    redacting = AuditLog(policy.audit.path, redact=True)
+    fields = {"domain": "geo", "route": "review", "risk": 0.6, "policy_id": policy_id(policy), "answer": "a"}
+    kept = redacting.append({**fields, "question": "q1"}, kind="decision")
+    lost = redacting.append({**fields, "question": "q2"}, kind="decision")
+    queue.keep_pending({"audit_id": kept.id, "question": "q1", "answer": "a", "domain": "geo"})
+    rep = run_monitor(policy, act=False)
+    assert rep["review_decisions_not_in_queue"] == {"n": 1, "items": [kept.id]}
+    assert rep["review_decisions_not_in_queue_for_good"] == {"n": 1, "items": [lost.id]}
+    (back,) = [x for x in summary(rep).splitlines() if kept.id in x]
+    (gone,) = [x for x in summary(rep).splitlines() if lost.id in x]
+    assert "until a guard started on this policy puts them back" in back
+    assert "cannot be put back" in gone and "review them from the application's own copy" in gone
+    assert "until a guard started" not in gone
+
 def test_the_monitor_state_replays_only_what_the_chain_gained_since_it_last_verified(tmp_path, monkeypatch):
     import hguard.audit as audit_module
 
