@@ -23,14 +23,16 @@ _QUEUE_RECHECK_S = 2.0
 
 
 def rotate(path: str | os.PathLike[str], *, key: Any = _KEY_FROM_ENVIRONMENT, anchor: str | os.PathLike[str] | None = None,
-           queue: str | os.PathLike[str] | None = None) -> Rotation:
+           queue: str | os.PathLike[str] | None = None, alone: str | None = None) -> Rotation:
     """Archive the audit log at ``path`` beside it and continue its chain in a fresh file
     (:meth:`hguard.audit.AuditLog.rotate`), carrying the monitor's domain states into the fresh file's first
     record, so that a guard reading the fresh file alone keeps every tightening. The log must verify (with
     ``key`` and ``anchor``: the writer's). With ``queue`` (the review queue the log's guard fills), every answer
     the log holds for review, or picked for a spot-check, must be in the queue: a guard puts missing ones back
-    from the log when it starts, and after the rotation it reads only the fresh file. Returns the
-    :class:`~hguard.audit.Rotation`; raises, changing nothing, when any of that fails."""
+    from the log when it starts, and after the rotation it reads only the fresh file. ``alone``: how to rotate this
+    log without the queue's check (the command line passes the command with the key file and anchor it used), named
+    when the queue can never hold what the log promised. Returns the :class:`~hguard.audit.Rotation`; raises,
+    changing nothing, when any of that fails."""
     from .audit import AuditLog
 
     log = AuditLog(path, key=key, anchor=anchor)
@@ -60,7 +62,8 @@ def rotate(path: str | os.PathLike[str], *, key: Any = _KEY_FROM_ENVIRONMENT, an
                                   f"must hold a chain that verifies: see `hguard audit verify {log.path}`; nothing "
                                   "was rotated")
     if queue is not None and wanted:
-        _check_queued(Path(queue), wanted, log.path)
+        _check_queued(Path(queue), wanted, log.path, alone or f"`rotate({str(log.path)!r})` with the same key and "
+                                                               "anchor, without queue")
     states = replay(events)
     point = report.resume
 
@@ -96,7 +99,7 @@ def rotate(path: str | os.PathLike[str], *, key: Any = _KEY_FROM_ENVIRONMENT, an
     return log.rotate(carry=carry, hashed=hashed)
 
 
-def _check_queued(queue: Path, wanted: list[str], log: Path) -> None:
+def _check_queued(queue: Path, wanted: list[str], log: Path, alone: str) -> None:
     from .review.queue import ReviewQueue
 
     if not queue.exists():
@@ -113,5 +116,4 @@ def _check_queued(queue: Path, wanted: list[str], log: Path) -> None:
             f"review queue {queue} (e.g. {sorted(missing)[0]}): a guard started on the policy puts them back from the "
             "log, which it no longer reads once the log is rotated; start a guard on this policy, then rotate (one a "
             "redacting log cannot put back, with no copy kept beside the queue, never will be: the guard's start names "
-            "it; review it from the application's own copy, then rotate the log alone: `hguard audit rotate LOG`); "
-            "nothing was rotated")
+            f"it; review it from the application's own copy, then rotate the log alone: {alone}); nothing was rotated")

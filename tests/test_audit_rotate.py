@@ -332,3 +332,51 @@ def test_a_rotation_on_a_full_disk_says_nothing_was_rotated_and_leaves_no_file(t
     monkeypatch.setattr(os, "write", real_write)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no .rotating- file left behind
     assert verify(log.path).ok and log.rotate().first_seq == 0
+
+
+def test_the_rotate_refusal_names_the_policys_key_and_anchor_and_a_log_alone_is_not_rotated_without_its_anchor(
+        tmp_path, capsys, monkeypatch):
+    """A keyed, anchored, redacting policy whose log holds a held answer no copy kept beside the queue: `rotate
+    --policy` advised `hguard audit rotate LOG`, which, followed with the key it asks for, rotated without the anchor:
+    the fresh file's first record was never anchored and `verify --policy` said OK, the anchor "covering none of the
+    log's records" (an operator's upgrade trial). The advice is the command with the policy's key file and anchor,
+    and a log given alone is rotated only with --anchor FILE or --no-anchor."""
+    import shlex
+
+    from hguard.cli.audit import main
+
+    for var in ("HGUARD_KEY", "HGUARD_KEY_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / "anc").mkdir()
+    path, anchor, key_file = tmp_path / "audit.jsonl", tmp_path / "anc" / "a.anchor", tmp_path / "hguard.key"
+    key_file.write_bytes(KEY)
+    key_file.chmod(0o600)
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(f'version = 1\n[audit]\npath = "audit.jsonl"\nredact = true\nanchor = "{anchor}"\n'
+                           f'[integrity]\nkey_file = "{key_file}"\n[review]\nqueue = "q.sqlite3"\n')
+    log = AuditLog(path, key=KEY, anchor=anchor, redact=True)
+    log.append({"domain": "geo", "route": "review", "question": "q", "answer": "a"}, kind="decision")
+    ReviewQueue(tmp_path / "q.sqlite3").queued_ids()  # the queue lacks it, and no copy was kept beside it
+    assert main(["rotate", "--policy", str(policy_file)]) == 1
+    err = capsys.readouterr().err
+    advised = err.split("rotate the log alone: `")[1].split("`")[0]
+    assert advised == f"hguard audit rotate {path} --key-file {key_file} --anchor {anchor}", err
+    # the log alone, as the old advice said (with the key it asks for): refused, naming the ways on
+    assert main(["rotate", str(path), "--key-file", str(key_file)]) == 2
+    assert "pass --anchor FILE (or --policy FILE, which names it and the key), or --no-anchor" in capsys.readouterr().err
+    assert main(["rotate", "--policy", str(policy_file), "--no-anchor"]) == 2  # the policy names one
+    assert f"names the anchor {anchor}" in capsys.readouterr().err
+    assert not list(tmp_path.glob("audit.*-*.jsonl"))  # nothing rotated
+    # the advice followed as written: the fresh file's first record is anchored
+    assert main(shlex.split(advised)[2:]) == 0
+    capsys.readouterr()
+    assert main(["verify", "--policy", str(policy_file)]) == 0
+    out = capsys.readouterr().out
+    assert "holds no head" not in out and f"each of the 1 heads in the anchor {anchor} is in it" in out, out
+    # a log whose writers keep no anchor is rotated when that is said
+    plain = AuditLog(tmp_path / "plain.jsonl", key=None)
+    plain.append({"x": 1})
+    assert main(["rotate", str(tmp_path / "plain.jsonl"), "--no-key"]) == 2
+    capsys.readouterr()
+    assert main(["rotate", str(tmp_path / "plain.jsonl"), "--no-key", "--no-anchor"]) == 0
+    assert "archived seq 0..0" in capsys.readouterr().out

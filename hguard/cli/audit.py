@@ -8,7 +8,7 @@ import sys
 from typing import Any, Mapping
 
 from .._audit_export import period
-from ..audit import Problem, VerifyReport, _repair, canonical_json, export_csv, rotate, show, verify
+from ..audit import Problem, VerifyReport, _repair, canonical_json, export_csv, show, verify
 from .._text import shown_plainly
 from ..errors import AuditKeyRequired, HGuardError, InputError, NothingToArchive, PolicyError, cut_text
 
@@ -92,6 +92,33 @@ def _cli_anchor(args: argparse.Namespace):
     return anchor
 
 
+def _check_rotate_anchor(path: str, args: argparse.Namespace, policy) -> None:
+    """Refuse a rotation that may leave out the log's anchor: the log does not say whether its writers keep one, and
+    rotated without it, the fresh file's first record is never anchored (verify then reads the anchor as covering
+    none of the log, and says OK). ``policy``: the one given with --policy, which names its anchor or none."""
+    if policy is not None:
+        if args.no_anchor and policy.audit.anchor is not None:
+            raise InputError(f"--no-anchor, but the policy {args.policy} names the anchor {policy.audit.anchor} ([audit] "
+                             "anchor): leave --no-anchor out to rotate with it; nothing was rotated")
+        return
+    if args.anchor is None and not args.no_anchor:
+        raise InputError(f"say whether the writers of {path} append its heads to an anchor ([audit] anchor): pass "
+                         f"--anchor FILE (or --policy FILE, which names it and the key), or --no-anchor when they keep "
+                         "none; rotated without its anchor, the fresh file's first record is never anchored and verify "
+                         "reads the anchor as covering none of the log; nothing was rotated")
+
+
+def _rotate_alone(path: str, args: argparse.Namespace, policy, anchor) -> str:
+    """The command that rotates the log without the review queue's check, with the key and anchor used here (the
+    policy's, unless given): named where the queue can never hold what the log promised."""
+    import shlex
+
+    key_file = args.key_file or (policy.integrity.key_file if policy is not None else None)
+    key = " --no-key" if args.no_key else f" --key-file {shlex.quote(str(key_file))}" if key_file else ""
+    where = f" --anchor {shlex.quote(str(anchor))}" if anchor is not None else " --no-anchor"
+    return f"`hguard audit rotate {shlex.quote(str(path))}{key}{where}`"
+
+
 def _under_policy(seen, policy, models: Mapping[tuple[Any, Any, Any], int] | None = None) -> str:
     """Which of the log's decisions (``seen``: a Counter of their policy_hash, the archives' included) name this
     policy file (its policy_hash) and which name others: the policy in force, as an auditor holding the file can
@@ -156,7 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", metavar="FILE", help="the log, its key, anchor and review queue from this policy "
                    "file: every answer the log holds for review must be in the queue first")
     _add_key_options(p)
-    p.add_argument("--anchor", metavar="FILE", help="the anchor the writer appends heads to ([audit] anchor)")
+    anchored = p.add_mutually_exclusive_group()
+    anchored.add_argument("--anchor", metavar="FILE", help="the anchor the writer appends heads to ([audit] anchor); "
+                          "LOG without --policy needs it, or --no-anchor")
+    anchored.add_argument("--no-anchor", action="store_true", help="the log's writers keep no anchor (LOG without "
+                          "--policy: said, so that an anchored log is never rotated without its anchor)")
     p = sub.add_parser("show", help="print records (and, on stderr, every line that is not a record)")
     p.add_argument("path", nargs="?", help="the audit log (.jsonl); with --policy, default the policy's")
     p.add_argument("--last", type=int, metavar="N", help="only the last N matching records")
@@ -221,8 +252,12 @@ def main(argv: list[str]) -> int:
                 raise InputError(f"pass the audit log to {args.command} (hguard audit {args.command} LOG), or --policy "
                                  f"FILE to {args.command} the log that policy writes")
             if args.command == "rotate":
+                from .._audit_rotate import rotate as rotate_log
+
+                _check_rotate_anchor(path, args, pol if args.policy else None)
                 try:
-                    done = rotate(path, key=key, anchor=anchor, queue=pol.review.queue if args.policy else None)
+                    done = rotate_log(path, key=key, anchor=anchor, queue=pol.review.queue if args.policy else None,
+                                      alone=_rotate_alone(path, args, pol if args.policy else None, anchor))
                 except NothingToArchive as exc:  # a quiet period: nothing to do, not a failure (a cron job's alert)
                     print(f"{exc}; the log is left as it is")
                     return 0
