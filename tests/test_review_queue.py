@@ -629,6 +629,30 @@ def test_a_correct_verdict_on_a_denied_premise_exports_a_row_where_denying_is_ri
     assert label_row(row, "The capital of Zantoria is Foo.")["label"] == "hallucinated"
 
 
+def test_a_correct_verdict_on_a_plain_no_about_the_passage_exports_an_answer_row(queue, tmp_path):
+    """A trial: "The policy does not say that data is shared with advertisers." (given with the passage, scored by the
+    guard as an answer) matched the wording "policy does not say" and became an unanswerable row, under which a right
+    answer was labelled hallucinated. The export reads a decline as the guard does; a real decline stays unanswerable."""
+    from hguard.calibrate.collect import label_row
+    from hguard.calibrate.judge import declines
+
+    question = "Does the policy say whether my data is shared with advertisers?"
+    passage = "We do not sell or share your personal information with advertisers."
+    plain_no = "The policy does not say that data is shared with advertisers."
+    assert declines(plain_no, question) is None  # what the guard reads: an answer, scored
+    queue.enqueue(make_item("ads", question=question, context=passage, answer=plain_no))
+    queue.enqueue(make_item("dunno", question="How long is my data kept?", context=passage,
+                            answer="The passage does not say how long data is kept."))
+    queue.decide("ads", verdict="correct", reviewer="alice")
+    queue.decide("dunno", verdict="correct", reviewer="alice")
+    export_reviewed(queue, tmp_path / "r.jsonl")
+    rows = {ex.id: ex for ex in load_examples(tmp_path / "r.jsonl")}
+    ads, dunno = rows["review-ads"], rows["review-dunno"]
+    assert ads.kind == "qa" and ads.answers and ads.context == passage and ads.meta["label"] == "correct"
+    assert label_row(ads, plain_no)["label"] == "correct"
+    assert (dunno.kind, list(dunno.answers)) == ("unanswerable", [])  # the reply declines: declining is right there
+
+
 # ------------------------------------------------------------------------------------------------- CLI
 
 

@@ -69,6 +69,7 @@ __all__ = [
     "normalize",
     "abstains",
     "declines",
+    "denies_premise",
     "is_refusal",
     "refusal_phrase",
     "right_reply",
@@ -918,6 +919,14 @@ def _declines(answer: str, question: str | None, found: tuple[str, str] | None) 
     if "evidence" in found[1].split() and norm.split()[0] in _YES_WORDS | _NO_WORDS and not rest & _DOCUMENT_NOUNS:
         return None  # "No, there is no evidence that X causes Y." takes a side; "... no evidence in the passage" does not
     return found[1]
+
+
+def denies_premise(answer: str) -> str | None:
+    """The wording with which the reply denies the question's premise ("there is no country called"), or None (also
+    for a reply that declines first: :func:`declines` reads that one). Not declining: the guard scores such a reply
+    as a claim, and on an unanswerable row the judge counts it right."""
+    found = _refusal(answer)
+    return found[1] if found is not None and found[0] == "denial" else None
 
 
 def abstains(answer: str, question: str | None = None) -> bool:

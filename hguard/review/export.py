@@ -14,9 +14,11 @@ Row format (written with :func:`~hguard.calibrate.data.write_examples`, so the f
 
 By verdict:
 
-* ``correct``: ``kind "qa"``, ``answers [model_answer]``, ``meta.label "correct"``; on an answer that declines or
-  denies the question's premise ("there is no country called ..."), ``kind "unanswerable"`` and ``answers []``,
-  since that is the right reply. Judged afresh (another model's answer), a row's whole-sentence answer accepts an answer
+* ``correct``: ``kind "qa"``, ``answers [model_answer]``, ``meta.label "correct"``; on an answer that declines (read
+  as the guard reads it, :func:`hguard.calibrate.judge.declines` with the question: "The policy does not say that
+  data is shared with advertisers." to "Does the policy say whether my data is shared with advertisers?" is a plain
+  no, an answer) or denies the question's premise ("there is no country called ..."), ``kind "unanswerable"`` and
+  ``answers []``, since that is the right reply. Judged afresh (another model's answer), a row's whole-sentence answer accepts an answer
   that says the same in fewer words (:func:`hguard.calibrate.judge.says_what_reviewed`).
 * ``corrected``: ``kind "qa"``, ``answers [corrected_answer]``, ``meta.label "hallucinated"`` (the reviewer
   said the model's answer was wrong and supplied the right one).
@@ -63,7 +65,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from ..calibrate.data import Example, write_examples
-from ..calibrate.judge import refusal_phrase
+from ..calibrate.judge import declines, denies_premise
 from .._privacy import FILE_MODE, redacted
 from .._resources import refuse_own_file
 from ..errors import DataError, InputError
@@ -145,8 +147,11 @@ def example_for(item: ReviewItem) -> Example:
     if v.verdict == "correct":
         if not item.answer.strip():
             raise DataError("it is an empty answer marked correct, which gives no accepted answer")
-        if refusal_phrase(item.answer):  # "there is no such country", "I'm not aware of any country called ...", said
-            # right: the question has no answer to name, and a row of kind "unanswerable" says declining is right
+        if declines(item.answer, item.question) is not None or denies_premise(item.answer):
+            # "I'm not aware of any country called ...", "there is no such country", said right: the question has no
+            # answer to name, and a row of kind "unanswerable" says declining (or denying the premise) is right. A
+            # decline is read as the guard reads it: "The policy does not say that data is shared with advertisers."
+            # to "Does the policy say whether ...?" is a plain no the guard scored, so its row is an answer row
             answers, kind = [], "unanswerable"
         else:
             answers, kind = [item.answer], "qa"
