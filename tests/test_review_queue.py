@@ -653,6 +653,33 @@ def test_a_correct_verdict_on_a_plain_no_about_the_passage_exports_an_answer_row
     assert (dunno.kind, list(dunno.answers)) == ("unanswerable", [])  # the reply declines: declining is right there
 
 
+def test_a_correct_verdict_on_a_yes_or_no_reply_exports_a_yes_no_row(queue, tmp_path):
+    """A trial: "The policy does not allow children under 13 to sign up." marked correct became a row accepting that
+    sentence only, so "No." was labelled hallucinated when the row was collected again. A reply to a yes/no question
+    that reads as yes or no exports as the README's yes/no rows do; one that reads as neither stays as it was."""
+    from hguard.calibrate.collect import label_row
+
+    passage = "Our service is not directed to children under 13."
+    queue.enqueue(make_item("kids", question="Does the policy allow children under 13 to sign up?", context=passage,
+                            answer="The policy does not allow children under 13 to sign up."))
+    queue.enqueue(make_item("ads", question="Does the policy say whether my data is shared with advertisers?",
+                            context=passage, answer="The policy does not say that data is shared with advertisers."))
+    queue.enqueue(make_item("either", question="Is the office open on Monday?",
+                            answer="The answer is not yes or no: it opens on some Mondays."))
+    for item_id in ("kids", "ads", "either"):
+        queue.decide(item_id, verdict="correct", reviewer="alice")
+    export_reviewed(queue, tmp_path / "r.jsonl")
+    rows = {ex.id: ex for ex in load_examples(tmp_path / "r.jsonl")}  # the loader's yes/no rules hold
+    kids, ads, either = rows["review-kids"], rows["review-ads"], rows["review-either"]
+    assert (kids.kind, list(kids.answers), kids.meta.get("judge")) == ("qa", ["no"], "yesno")
+    assert (ads.kind, list(ads.answers), ads.meta.get("judge")) == ("qa", ["no"], "yesno")
+    for right in ("No.", "Children under 13 are not allowed to sign up.", kids.meta["model_answer"]):
+        assert label_row(kids, right)["label"] == "correct", right
+    assert label_row(kids, "Yes, children under 13 can sign up.")["label"] == "hallucinated"
+    assert label_row(ads, "No, the policy says your data is not shared with advertisers.")["label"] == "correct"
+    assert list(either.answers) == [either.meta["model_answer"]] and "judge" not in either.meta
+
+
 # ------------------------------------------------------------------------------------------------- CLI
 
 

@@ -77,6 +77,7 @@ __all__ = [
     "judge_contrast",
     "judge_row",
     "judge_yesno",
+    "yes_no_said",
     "asked_kind",
     "YES_NO",
     "ABSTAIN_PATTERNS",
@@ -1194,12 +1195,28 @@ def judge_yesno(answer: str, truth: str, question: str | None = None) -> Judgeme
     _check_str(answer, "answer")
     if truth not in YES_NO:
         raise InputError(f"truth must be 'yes' or 'no' (got {truth!r}); map True/False to 'yes'/'no'")
+    said, how = _polarity(answer, question)
+    if said is None:
+        return Judgement("refusal", None, how)
+    if said == truth:
+        return Judgement("correct", said, f"{how}: {said}, the right answer")
+    return Judgement("hallucinated", None, f"{how}: {said}, but the right answer is {truth}")
+
+
+def yes_no_said(answer: str, question: str | None = None) -> str | None:
+    """"yes" or "no" as :func:`judge_yesno` reads the reply, or None for a reply that declines or says neither."""
+    _check_str(answer, "answer")
+    return _polarity(answer, question)[0]
+
+
+def _polarity(answer: str, question: str | None) -> tuple[str | None, str]:
+    """The reply's yes or no and how it was read, or None and why it says neither (:func:`judge_yesno`)."""
     wording = declines(answer, question)
     if wording is not None:
-        return Judgement("refusal", None, f"declines ({wording!r})" if wording else "empty answer")
+        return None, f"declines ({wording!r})" if wording else "empty answer"
     words = normalize(answer).split()
     if _NEITHER.search(" ".join(words)):
-        return Judgement("refusal", None, "says neither yes nor no")
+        return None, "says neither yes nor no"
     said = None
     first = _FIRST_WORD.match(answer)
     lead = fold_accents(first.group(1)).lower() if first else ""
@@ -1217,9 +1234,7 @@ def judge_yesno(answer: str, truth: str, question: str | None = None) -> Judgeme
     if said is None:
         m = _NEGATED_VERB.search(normalize(answer))
         said, how = ("no", f"negated statement ({m.group(0)!r})") if m else ("yes", "affirmative statement")
-    if said == truth:
-        return Judgement("correct", said, f"{how}: {said}, the right answer")
-    return Judgement("hallucinated", None, f"{how}: {said}, but the right answer is {truth}")
+    return said, how
 
 
 # --------------------------------------------------------- a right and a misleading reference answer

@@ -10,7 +10,7 @@ Row format (written with :func:`~hguard.calibrate.data.write_examples`, so the f
               "model_answer": <the answer the reviewer judged>, "risk": <the guard's risk, or null>,
               "probe_route": "review" | "accept" (a spot-check), "spot_check": ..., "reviewer": ..., "decided_at": ..., "decision_audit_id": ...,
               "verdict_audit_id": <the review_verdict audit record, or null>,
-              "model_fingerprint": ..., "probe_id": ...}}
+              "model_fingerprint": ..., "probe_id": ..., "judge": "yesno" (only on a yes/no row)}}
 
 By verdict:
 
@@ -18,7 +18,10 @@ By verdict:
   as the guard reads it, :func:`hguard.calibrate.judge.declines` with the question: "The policy does not say that
   data is shared with advertisers." to "Does the policy say whether my data is shared with advertisers?" is a plain
   no, an answer) or denies the question's premise ("there is no country called ..."), ``kind "unanswerable"`` and
-  ``answers []``, since that is the right reply. Judged afresh (another model's answer), a row's whole-sentence answer accepts an answer
+  ``answers []``, since that is the right reply. To a yes/no question, an answer that reads as yes or no
+  (:func:`hguard.calibrate.judge.yes_no_said`) makes a yes/no row: ``answers ["yes"]`` or ``["no"]`` and
+  ``meta.judge "yesno"``, so another reply is read by its polarity ("No." answers as "The policy does not allow
+  children under 13 to sign up." does). Judged afresh (another model's answer), a row's whole-sentence answer accepts an answer
   that says the same in fewer words (:func:`hguard.calibrate.judge.says_what_reviewed`).
 * ``corrected``: ``kind "qa"``, ``answers [corrected_answer]``, ``meta.label "hallucinated"`` (the reviewer
   said the model's answer was wrong and supplied the right one).
@@ -65,9 +68,10 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from ..calibrate.data import Example, write_examples
-from ..calibrate.judge import declines, denies_premise
+from ..calibrate.judge import declines, denies_premise, yes_no_said
 from .._privacy import FILE_MODE, redacted
 from .._resources import refuse_own_file
+from .._text import asks_yes_no
 from ..errors import DataError, InputError
 from .queue import VERDICTS, ReviewItem, ReviewQueue, chain_verdicts, same_risk, shown_sha256, verdict_in_chain
 
@@ -144,6 +148,7 @@ def example_for(item: ReviewItem) -> Example:
         )
     answers: list[str]
     kind: Literal["qa", "unanswerable"]
+    judge: str | None = None
     if v.verdict == "correct":
         if not item.answer.strip():
             raise DataError("it is an empty answer marked correct, which gives no accepted answer")
@@ -153,6 +158,10 @@ def example_for(item: ReviewItem) -> Example:
             # decline is read as the guard reads it: "The policy does not say that data is shared with advertisers."
             # to "Does the policy say whether ...?" is a plain no the guard scored, so its row is an answer row
             answers, kind = [], "unanswerable"
+        elif asks_yes_no(item.question) and (said := yes_no_said(item.answer, item.question)) is not None:
+            # read by its polarity, as calibration's yes/no rows are: "No." and "Children under 13 are not allowed
+            # to sign up." say what "The policy does not allow children under 13 to sign up." says
+            answers, kind, judge = [said], "qa", "yesno"
         else:
             answers, kind = [item.answer], "qa"
     elif v.verdict == "corrected":
@@ -188,6 +197,8 @@ def example_for(item: ReviewItem) -> Example:
     }
     if v.verdict == "hallucinated":
         meta["answers_unknown"] = True
+    if judge is not None:
+        meta["judge"] = judge
     try:
         return Example(
             id=f"review-{item.id}",
