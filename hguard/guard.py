@@ -14,10 +14,11 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -39,6 +40,9 @@ from .signals.embedding import router_similarity
 
 #: the audit record kind of :meth:`Guard.rewrite_query`
 RETRIEVAL_QUERY = "retrieval_query"
+#: the audit record kinds of :meth:`Guard.add_domain` and :meth:`Guard.remove_domain`: the probes serving a domain changed
+DOMAIN_ADDED = "domain_added"
+DOMAIN_REMOVED = "domain_removed"
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,14 @@ class QueryRewrite:
 #: the longest request_id or domain name a call may pass: each is copied into every record of the request (a 3 MB
 #: domain name was answered, and written into the decision, its reasons and the review queue, 18 MB a call)
 MAX_NAME_CHARS = 256
+
+
+def _named(domain: object) -> str:
+    """The name of the calibrated domain a guard is to serve; InputError for anything else."""
+    if not isinstance(domain, CalibratedDomain) or not domain.name:
+        raise InputError(f"add_domain takes a named CalibratedDomain, got {domain!r:.80}; load one with CalibratedDomain.load")
+    return domain.name
+
 
 class Guard(_Scoring, _Recording):
     """Guards one local chat model under a policy.
@@ -83,7 +95,7 @@ class Guard(_Scoring, _Recording):
         for name, entry in (probes or {}).items():
             if not isinstance(entry, CalibratedDomain):
                 entry = CalibratedDomain.from_metadata(entry[0], entry[1], name=name)
-            self.add_domain(replace(entry, name=name))
+            self._serve(replace(entry, name=name))
         self.audit = audit
         self.review_queue = review_queue
         self._embedder = embedder
@@ -132,8 +144,8 @@ class Guard(_Scoring, _Recording):
                     raise
                 raise ModelNotFoundError(f"{exc} (from `model` in the policy file {str(pol.source)!r})") from None
         guard = cls(lm, pol, **kw)
-        if pol.probe_folders:
-            guard.load_probes(pol.probe_folders)
+        if pol.probe_folders:  # what a guard starts with: each decision names its probe_id, so no record of its own
+            guard._load_probes(pol.probe_folders)
         calibrated = {name for name, _ in guard._domains} | set(guard.probe_errors)
         for name in sorted(set(pol.domains) - calibrated):  # routed to, but never calibrated (or its file refused)
             # a refused file is named by its file name ("hr.rag" for the RAG probe): said under its domain
@@ -298,12 +310,19 @@ class Guard(_Scoring, _Recording):
         """Read every probe file in ``folders`` (one folder or several, e.g. the reference probes and your
         own); unreadable ones, and a domain two folders calibrate in the same prompt mode, are
         remembered and fail their domain closed."""
+        self._load_probes(folders, record=True)
+
+    def _load_probes(self, folders: str | Path | Sequence[str | Path], record: bool = False) -> None:
+        """:meth:`load_probes`; ``record``: each domain it serves leaves a ``domain_added`` record (a running guard)."""
         from .integrity import probe_load_options
 
         found, errors = read_probe_folders(folders, probe_load_options(self.policy.integrity))
         self.probe_errors.update(errors)
         for _, cd in found.values():
-            self.add_domain(cd)
+            if record:
+                self.add_domain(cd)
+            else:
+                self._serve(cd)
         where = {key[0]: folder for key, (folder, _) in found.items()}
         listed = set(self.policy.domains)
         for name in sorted(set(where) - listed):  # calibrated, but never routed to
@@ -315,15 +334,22 @@ class Guard(_Scoring, _Recording):
             )
 
     def add_domain(self, domain: CalibratedDomain) -> None:
-        """Serve ``domain`` (replacing the calibration of its name and prompt mode) and build its plan."""
-        if not isinstance(domain, CalibratedDomain) or not domain.name:
-            raise InputError(f"add_domain takes a named CalibratedDomain, got {domain!r:.80}; load one with CalibratedDomain.load")
+        """Serve ``domain`` (replacing the calibration of its name and prompt mode) and build its plan: new probes
+        put into service in a running guard. With an audit log, a ``domain_added`` record names the domain and the
+        probe ids serving it before and after (the change is undone, and the error raised, when it cannot be
+        written)."""
+        with self._recorded_change(DOMAIN_ADDED, _named(domain)):
+            self._serve(domain)
+
+    def _serve(self, domain: CalibratedDomain) -> None:
+        """:meth:`add_domain` without its audit record (a guard's own probes as it starts)."""
+        name = _named(domain)
         foreign = self._other_shape(domain)
         if foreign:  # its neurons are another model's: never recorded, and the domain fails closed
-            self.probe_errors[domain.name] = foreign
+            self.probe_errors[name] = foreign
             return
-        self._domains[(domain.name, domain.prompt_mode)] = domain
-        self._replan(domain.name)
+        self._domains[(name, domain.prompt_mode)] = domain
+        self._replan(name)
 
     def _other_shape(self, domain: CalibratedDomain) -> str | None:
         """Why ``domain``'s probe cannot read this guard's model at all, or None. A probe of the same layout
@@ -335,19 +361,56 @@ class Guard(_Scoring, _Recording):
     def remove_domain(self, name: str, prompt_mode: str | None = None) -> None:
         """Stop serving ``name``: its calibration in ``prompt_mode`` (``"closed_book"`` or ``"rag"``), or every one
         (None). Requests to it then go to review, their reason saying it was removed; :meth:`add_domain` serves it
-        again. A domain with no such calibration here is refused (:class:`~hguard.errors.InputError`)."""
+        again. A domain with no such calibration here is refused (:class:`~hguard.errors.InputError`). With an audit
+        log, a ``domain_removed`` record names the domain and the probe ids serving it before and after."""
         if prompt_mode not in (None, CLOSED_BOOK, RAG):
             raise InputError(f"prompt_mode={prompt_mode!r}: give {CLOSED_BOOK!r}, {RAG!r}, or None (every calibration of the domain)")
         modes = (CLOSED_BOOK, RAG) if prompt_mode is None else (prompt_mode,)
-        removed = [m for m in modes if self._domains.pop((name, m), None) is not None]
-        if not removed:
+        if not any((name, m) in self._domains for m in modes):
             served = sorted(m for n, m in self._domains if n == name)
             raise InputError(f"domain {name!r} has no {'' if prompt_mode is None else prompt_mode + ' '}calibration in this "
                              f"guard to remove (served: {', '.join(served) or 'none'}; domains: "
                              f"{', '.join(sorted(self._plans)) or 'none'})")
-        self._replan(name)
-        if name not in self._plans:
-            self.probe_errors[name] = REMOVED_DOMAIN
+        with self._recorded_change(DOMAIN_REMOVED, name):
+            for m in modes:
+                self._domains.pop((name, m), None)
+            self._replan(name)
+            if name not in self._plans:
+                self.probe_errors[name] = REMOVED_DOMAIN
+
+    def _serving(self, name: str) -> dict[str, str | None]:
+        """The probe ids that score ``name``'s answers now, by prompt mode (none while it is not scored)."""
+        return {mode: cd.probe_id for (n, mode), cd in sorted(self._domains.items()) if n == name and n in self._plans}
+
+    @contextmanager
+    def _recorded_change(self, kind: str, name: str) -> Iterator[None]:
+        """Change what serves ``name`` in the body, then say so in the audit log (``kind``: the domain, the probe ids
+        before and after, why it is not scored when it is not); when the record cannot be written the change is
+        undone and the error raised, so the probes serving a domain never change unrecorded."""
+        saved = ({k: v for k, v in self._domains.items() if k[0] == name}, self._plans.get(name),
+                 self.probe_errors.get(name))
+        before = self._serving(name)
+        yield
+        if self.audit is None:
+            return
+        record: dict[str, Any] = {"domain": name, "probe_ids_before": before, "probe_ids_after": self._serving(name)}
+        if name not in self._plans and name in self.probe_errors:
+            record["not_scored"] = self.probe_errors[name]
+        try:
+            self.audit.append(record, kind=kind)
+        except BaseException:
+            domains, plan, error = saved
+            for key in [k for k in self._domains if k[0] == name]:
+                del self._domains[key]
+            self._domains.update(domains)
+            self._plans.pop(name, None)
+            if plan is not None:
+                self._plans[name] = plan
+            self.probe_errors.pop(name, None)
+            if error is not None:
+                self.probe_errors[name] = error
+            self._router = None
+            raise
 
     def _replan(self, name: str) -> None:
         if self.probe_errors.get(name) == REMOVED_DOMAIN:

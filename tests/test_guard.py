@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from hguard import audit as audit_mod
-from hguard.audit import AuditLog
+from hguard.audit import AuditLog, verify
 from hguard.errors import InputError, ReviewQueueError
 from hguard._guard_scoring import CANCELLED_HOLD
 from hguard.guard import REVIEW_MARK, Guard
@@ -612,6 +612,45 @@ def test_context_is_scored_for_grounding_with_the_lazily_loaded_embedder(guard):
     # the first grounding call builds the scorer, which loads the embedder under the same lock
     r = guard.invoke("who is the author ?", context="paris is the capital of france", domain="alpha")
     assert 0.0 <= r.signals["grounding"] <= 1.0 and "grounding_lexical" in r.signals
+
+
+def test_swapping_a_domains_probes_in_a_running_guard_is_recorded_in_the_audit_log(calibrated, tmp_path, capsys):
+    """A trial put recalibrated probes into service with Guard.add_domain: the audit log held no record of when the
+    probes serving the domain changed (only later decisions' probe_id). Starting records nothing of its own."""
+    from hguard.cli.audit import main as audit_main
+    from hguard.errors import AuditError
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path), lm=lm)
+    log = AuditLog(tmp_path / "audit.jsonl")
+    assert [r for r in log] == []  # the start: each decision names its probe_id
+    old = g.probes["alpha"]
+    new = replace(old, probe_id="sha256:recalibrated")
+    g.add_domain(new)
+    g.remove_domain("beta")
+    added, removed = [r for r in log]
+    assert (added["kind"], added["domain"]) == ("domain_added", "alpha")
+    assert added["probe_ids_before"] == {"closed_book": old.probe_id}
+    assert added["probe_ids_after"] == {"closed_book": "sha256:recalibrated"}
+    assert (removed["kind"], removed["domain"], removed["probe_ids_after"]) == ("domain_removed", "beta", {})
+    assert removed["probe_ids_before"] and "removed from this guard" in removed["not_scored"]
+    assert g.invoke("who is the author ?", domain="alpha").audit_id  # answers go on in the same chain
+    assert verify(tmp_path / "audit.jsonl").ok
+    assert audit_main(["verify", str(tmp_path / "audit.jsonl")]) == 0
+    assert audit_main(["show", str(tmp_path / "audit.jsonl"), "--kind", "domain_added"]) == 0
+    assert "domain_added" in capsys.readouterr().out
+    # a record that cannot be written undoes the swap: the probes serving a domain never change unrecorded
+
+    def refused(*a, **k):
+        raise AuditError("the audit log is locked")
+
+    g.audit.append = refused  # type: ignore[method-assign]
+    with pytest.raises(AuditError):
+        g.add_domain(old)
+    assert g.probes["alpha"].probe_id == "sha256:recalibrated"
+    with pytest.raises(AuditError):
+        g.remove_domain("alpha")
+    assert g.probes["alpha"].probe_id == "sha256:recalibrated" and "alpha" not in g.probe_errors
 
 
 def test_question_far_from_the_calibration_goes_to_review_with_its_distance(calibrated, tmp_path):
