@@ -968,6 +968,20 @@ def test_recalibration_on_old_and_reviewed_rows_reports_what_changed(tiny_calibr
     assert rows["reviewed items used"]["before"] == 0 and rows["reviewed items used"]["after"] == 8
     assert "reviewed items used | 0 | 8" in changes_markdown(ch)
     assert "reviewed items used" not in {r["what"] for r in ch["domains"]["beta"]}
+    # the reviewed rows (live traffic the guard picked) are all in training, and said to be: the held-out set is the
+    # calibration's own, so the two reports' held-out figures compare the same answers (a trial's went 14 -> 16)
+    alpha = new["domains"]["alpha"]
+    assert alpha["reviewed_split"].startswith("8 reviewed rows, all in training")
+    assert (alpha["n"], alpha["held_out_set"]) == (old["domains"]["alpha"]["n"], old["domains"]["alpha"]["held_out_set"])
+    assert "held-out answers" not in {r["what"] for r in ch["domains"]["alpha"]}
+    md = changes_markdown(ch)
+    assert "- The held-out set is the same answers in both" in md and "- 8 reviewed rows, all in training" in md
+    reviewed_family = alpha["families"]["families"]["reviewed"]
+    assert "never what a held-out figure is measured on" in reviewed_family["no_figure"]
+    assert "8 reviewed rows, all in training" in (tmp_path / "new" / "report.md").read_text()
+    differs = report_changes({"domains": {"alpha": {"n": 14, "held_out_set": "a"}}},
+                             {"domains": {"alpha": {"n": 16, "held_out_set": "b"}}})
+    assert "- The held-out set differs (14 -> 16 answers)" in changes_markdown(differs)
     with pytest.raises(InputError, match="no calibration report"):
         load_report(tmp_path / "nowhere")
 

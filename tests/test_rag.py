@@ -751,6 +751,32 @@ def test_the_split_keeps_a_passage_on_one_side_and_follows_groups_corrected_sinc
     assert relabel(col, [ex]).rows[0]["group"] == "alpha:new"
 
 
+def test_reviewed_rows_and_the_rows_kept_with_them_are_always_in_training():
+    """A trial: 2 of 6 reviewed rows (live traffic the guard picked for review) fell in the held-out split, which then
+    mixed them with the calibration set's random draw, unannounced."""
+    from hguard.calibrate.pipeline import reviewed_in_training, split_groups
+
+    rows = [{"id": f"r{i}", "domain": "d", "group": f"g{i:02d}", "condition": "supporting"} for i in range(40)]
+    shown = [f"passage {i}" for i in range(40)]
+    plain = split_groups(rows, 0.3, 0)
+    held = [i for i in range(40) if plain[i]][:3]
+    assert len(held) == 3
+    rows += [{"id": "rev-own", "domain": "d", "group": "rev-own", "condition": "supporting", "source": "review"},
+             {"id": "rev-same", "domain": "d", "group": rows[held[0]]["group"], "condition": "supporting",
+              "source": "review"},  # asks a held-out row's question: kept with it
+             {"id": "rev-passage", "domain": "d", "group": "rev-passage", "condition": "unanswerable",
+              "source": "review"}]  # shows a held-out row's passage
+    shown += ["a passage of its own", shown[held[0]], shown[held[1]]]
+    for passages in (None, shown):
+        test = split_groups(rows, 0.3, 0, passages=passages)
+        assert not any(t for r, t in zip(rows, test) if r.get("source") == "review")
+        assert not test[held[0]] and test[held[2]]  # the row kept with a reviewed one; another held-out row stays
+        assert test[held[1]] == (passages is None)  # a passage is read on one side only
+        note = reviewed_in_training(rows, test, 0.3, 0, passages)["d"]
+        assert note.startswith("3 reviewed rows, all in training") and \
+            f"; {1 if passages is None else 2} other row" in note, note
+
+
 def test_a_rag_domain_without_held_out_passages_is_reported_not_a_crash(tiny_calibrated, tmp_path):
     """A review export's few rows can all fall on the training side: the report had no held-out row to count and
     calibrate-rag died in it (numpy refused ``&`` on the empty mask)."""

@@ -138,11 +138,18 @@ def _lengths(rows: Sequence[dict]) -> np.ndarray:
     return np.array([r["length"] for r in rows], dtype=float)
 
 
+def reviewed(row: Mapping[str, Any]) -> bool:
+    """Whether a collected row was exported from the review queue (``meta.source`` "review"): live traffic the guard
+    picked for review, not a random draw, so it is fitted on and never what a held-out figure is measured on."""
+    return row.get("source") == "review"
+
+
 def split_groups(
     rows: Sequence[dict], test_fraction: float, seed: int, passages: Sequence[str | None] | None = None
 ) -> np.ndarray:
     """Boolean test mask, by group, deterministic (hash of the group key and seed).
 
+    A group that holds a reviewed row (:func:`reviewed`) is on the training side, with the rows kept with it.
     ``passages`` (one per row, RAG calibration): no passage text is read on both sides. Groups whose rows show
     the same passage as their own (a SQuAD paragraph serving several questions) are kept on one side, the side
     of the smallest group key among them; an off-topic row (``condition`` "offtopic": another row's passage)
@@ -154,6 +161,7 @@ def split_groups(
     _, test_ids = split_ids(groups, test_fraction=test_fraction, seed=seed)
     test = set(test_ids)
     if passages is None:
+        test -= {r["group"] for r in rows if reviewed(r)}
         return np.array([r["group"] in test for r in rows], dtype=bool)
     parent = {g: g for g in groups}
 
@@ -171,17 +179,45 @@ def split_groups(
         a, b = root(owner.setdefault(key, r["group"])), root(r["group"])
         if a != b:  # the smaller key stays the root, so a component's root is its smallest group key
             parent[max(a, b)] = min(a, b)
-    side = {g: root(g) in test for g in groups}
     # a passage only off-topic rows show (a distractor of the user's own) has no owner: the smallest group key
     # among the rows showing it decides, for all of them
     for r, k in sorted(zip(rows, keys), key=lambda rk: rk[0]["group"]):
         if k is not None and k not in owner:
             owner[k] = r["group"]
-    passage_side = {k: side[g] for k, g in owner.items()}
-    return np.array([
-        passage_side[key] if r.get("condition") == "offtopic" and key is not None else side[r["group"]]
-        for r, key in zip(rows, keys)
-    ], dtype=bool)
+
+    def decider(r: dict, key: str | None) -> str:  # the group whose side the row takes
+        return owner[key] if r.get("condition") == "offtopic" and key is not None else r["group"]
+
+    trained = {root(decider(r, k)) for r, k in zip(rows, keys) if reviewed(r)}
+    side = {g: root(g) in test and root(g) not in trained for g in groups}
+    return np.array([side[decider(r, key)] for r, key in zip(rows, keys)], dtype=bool)
+
+
+def reviewed_in_training(rows: Sequence[dict], test: np.ndarray, test_fraction: float, seed: int,
+                         passages: Sequence[str | None] | None = None) -> dict[str, str]:
+    """Per domain with reviewed rows, the sentence the report says of them: all in training (``split_groups``), and
+    how many other rows went there with them (rows asking their questions, or showing their passages), which the
+    same data without them would hold out."""
+    assert not any(t and reviewed(r) for r, t in zip(rows, test)), "split_groups keeps reviewed rows in training"
+    alone = split_groups([{**r, "source": None} for r in rows], test_fraction, seed, passages)
+    out: dict[str, str] = {}
+    for d in sorted({r["domain"] for r in rows if reviewed(r)}):
+        n = sum(1 for r in rows if r["domain"] == d and reviewed(r))
+        moved = sum(1 for r, a, t in zip(rows, alone, test) if r["domain"] == d and a and not t and not reviewed(r))
+        out[d] = (f"{n} reviewed rows, all in training (live traffic the guard picked for review, not a random draw, is "
+                  "never what a held-out figure is measured on)" + (
+                      f"; {moved} other row{'s' if moved != 1 else ''} asking their questions (or showing their "
+                      "passages) went to training with them, so the held-out set is not the one the same data without "
+                      "them holds out" if moved else ""))
+    return out
+
+
+def held_out_digest(rows: Sequence[dict]) -> str:
+    """A digest of which rows a held-out figure is measured on (their ids), so two reports tell whether their
+    held-out sets are the same (:mod:`hguard.calibrate.changes`)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(str(r["id"]) for r in rows)).encode("utf-8")).hexdigest()[:16]
 
 
 # ------------------------------------------------------------------------------------ fitting

@@ -151,6 +151,9 @@ def rag_markdown(report: dict) -> str:
         "", "Intervals: AUROC, 95% percentile bootstrap (500 resamples within class), shown on the merged column "
         "(report.json has every signal's); shares, 95% Clopper-Pearson.", "",
     ]
+    reviewed = [f"- {d}: {m['reviewed_split']}." for d, m in report["domains"].items() if m.get("reviewed_split")]
+    if reviewed:
+        lines += ["Reviewed rows (exported from the review queue) are always in training:", "", *reviewed, ""]
     kc = report.get("knowledge_conflict", {})
     tr = kc.get("train")
     said = (

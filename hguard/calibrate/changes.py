@@ -1,7 +1,9 @@
 """What changed between two calibration reports (``report.json``), e.g. before and after adding reviewed
 rows from the field (``hguard review export``): per domain the data, the probe's quality and the routing at
-the report's target. Held-out figures of two runs come from different held-out sets when the data changed,
-so read their differences with the intervals in each report."""
+the report's target. Held-out figures of two runs come from different held-out sets when the data changed:
+each domain's notes say whether the two held-out sets are the same answers (reports record a digest of them,
+``held_out_set``) and where the reviewed rows went (always to training); read differences between different
+held-out sets with the intervals in each report."""
 
 from __future__ import annotations
 
@@ -53,10 +55,12 @@ def _get(entry: Mapping[str, Any], path: tuple[str, ...]) -> Any:
 
 
 def report_changes(previous: Mapping[str, Any], current: Mapping[str, Any]) -> dict:
-    """``{"domains": {name: [{"what", "before", "after"}...]}, "added": [...], "removed": [...]}``; a domain's
-    list holds only the fields whose value changed."""
+    """``{"domains": {name: [{"what", "before", "after"}...]}, "notes": {name: [sentence, ...]}, "added": [...],
+    "removed": [...]}``; a domain's list holds only the fields whose value changed, its notes whether the held-out
+    sets are the same answers and where the reviewed rows went."""
     before, after = previous.get("domains") or {}, current.get("domains") or {}
-    out: dict[str, Any] = {"domains": {}, "added": sorted(set(after) - set(before)), "removed": sorted(set(before) - set(after))}
+    out: dict[str, Any] = {"domains": {}, "notes": {}, "added": sorted(set(after) - set(before)),
+                           "removed": sorted(set(before) - set(after))}
     for name in sorted(set(before) & set(after)):
         rows = []
         for label, path in FIELDS:
@@ -64,7 +68,25 @@ def report_changes(previous: Mapping[str, Any], current: Mapping[str, Any]) -> d
             if a != b:
                 rows.append({"what": label, "before": a, "after": b})
         out["domains"][name] = rows
+        out["notes"][name] = _notes(before[name], after[name])
     return out
+
+
+def _notes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """Whether the two held-out figures are measured on the same answers, and where the reviewed rows went."""
+    a, b = before.get("held_out_set"), after.get("held_out_set")
+    n = f"{_fmt(_get(before, ('n',)))} -> {_fmt(_get(after, ('n',)))} answers"
+    if a is not None and a == b:
+        notes = [f"the held-out set is the same answers in both ({_fmt(_get(after, ('n',)))}): its figures compare "
+                 "like with like"]
+    elif a is not None and b is not None or _get(before, ("n",)) != _get(after, ("n",)):
+        notes = [f"the held-out set differs ({n}): its figures are measured on different answers, so read their "
+                 "differences with the intervals in each report"]
+    else:
+        notes = [f"the previous report records no digest of its held-out answers ({n}): they may differ"]
+    if after.get("reviewed_split"):
+        notes.append(str(after["reviewed_split"]))
+    return notes
 
 
 def _fmt(v: Any) -> str:
@@ -77,12 +99,15 @@ def changes_markdown(changes: Mapping[str, Any]) -> str:
     lines = ["# Changes since the previous calibration", ""]
     for name, rows in changes["domains"].items():
         lines.append(f"## {name}")
+        notes = [f"- {n[:1].upper()}{n[1:]}." for n in changes.get("notes", {}).get(name, [])]
         if not rows:
-            lines += ["", "No reported figure changed.", ""]
+            lines += ["", "No reported figure changed.", "", *notes] + ([""] if notes else [])
             continue
         lines += ["", "| | before | after |", "|---|---|---|"]
         lines += [f"| {r['what']} | {_fmt(r['before'])} | {_fmt(r['after'])} |" for r in rows]
         lines.append("")
+        if notes:
+            lines += [*notes, ""]
     for key, word in (("added", "new domains"), ("removed", "domains no longer calibrated")):
         if changes[key]:
             lines.append(f"{word}: {', '.join(changes[key])}")

@@ -10,7 +10,9 @@ domain's training answers of the other families, with its own C; its scores on F
 * the accept/abstain thresholds (Learn-then-Test) are fitted on cross-family out-of-fold merged risks,
   so the accept threshold is certified on answers to kinds of question its probe never saw;
 * each family is reported with probe, merger and thresholds fitted without it (the thresholds and the
-  merger for F are fitted on the other families' out-of-fold scores alone), tested on all of F's answers.
+  merger for F are fitted on the other families' out-of-fold scores alone), tested on all of F's answers but
+  reviewed ones (rows exported from the review queue, live traffic the guard picked: fitted on, never tested on,
+  so the "reviewed" family has no figure and says why).
 
 With more than :data:`MAX_FOLDS` families (typically: no ``meta.family``, one family per fact), the
 families are dealt into that many folds, each held out as a whole.
@@ -32,7 +34,7 @@ from .._stats import clopper_pearson_interval
 from ..ood import fit_ood, full_distance
 from .collect import Collected
 from .judge import right_reply
-from .pipeline import _lengths, _y
+from .pipeline import _lengths, _y, reviewed
 from .screen import fit_probe, probe_logit, random_baseline
 
 MAX_FOLDS = 10
@@ -239,8 +241,10 @@ def evaluate_families(
     per_family: dict[str, dict] = {}
     for fold in cf["folds"]:
         for f in fold["families"]:
-            sel = np.array([r["family"] == f for r in domain_rows.rows])
-            sub = domain_rows.subset(sel)
+            # reviewed rows (live traffic the guard picked) are fitted on, never what a family's figure is measured on
+            of_f = np.array([r["family"] == f for r in domain_rows.rows], dtype=bool)
+            rev = np.array([reviewed(r) for r in domain_rows.rows], dtype=bool)
+            sub = domain_rows.subset(of_f & ~rev)
             refusals = sum(1 for r in sub.rows if r["label"] == "refusal")
             te = sub.subset([r["label"] != "refusal" for r in sub.rows])
             y = _y(te.rows)
@@ -255,6 +259,15 @@ def evaluate_families(
                 if sub.rows else None,
                 "held_out_with": [g for g in fold["families"] if g != f],
             }
+            n_reviewed = int((of_f & rev).sum())
+            if n_reviewed:
+                entry["reviewed_left_out"] = n_reviewed
+            if not sub.rows:
+                entry["no_figure"] = (f"its {n_reviewed} rows are reviewed answers (exported from the review queue: live "
+                                      "traffic the guard picked for review, not a random draw): fitted on in the other "
+                                      "families' folds, never what a held-out figure is measured on")
+                per_family[f] = entry
+                continue
             if fold.get("unseen_in_training"):
                 entry["held_out_only"] = ("no training answer: all of its rows are in the held-out split, so the "
                                           "probe, merger and thresholds fitted on the whole training split never saw it")

@@ -41,8 +41,11 @@ from ._pipeline_fit import (  # noqa: F401 (importable from here)
     domain_metrics,
     fit_domain,
     fit_merger,
+    held_out_digest,
     merger_features,
     random_baseline_score,
+    reviewed,
+    reviewed_in_training,
     score_rows,
     split_groups,
     warnings_of_domain,
@@ -188,6 +191,7 @@ def calibrate(
 
     attach_families(col.rows, examples)
     test_mask = split_groups(col.rows, test_fraction, seed)
+    reviewed_note = reviewed_in_training(col.rows, test_mask, test_fraction, seed)
     by_domain: dict[str, np.ndarray] = {}
     for i, r in enumerate(col.rows):
         by_domain.setdefault(r["domain"], np.zeros(len(col.rows), bool))[i] = True
@@ -200,7 +204,8 @@ def calibrate(
             "the model has no chat template: asked in the plain frame (the system prompt, then 'Question: ...' and "
             "'Answer:'), its answer ending at its first line break"),
         "split": {
-            "by": "group (meta.group or meta.fact, else id), hashed with the seed",
+            "by": "group (meta.group or meta.fact, else id), hashed with the seed; a group holding a reviewed row "
+                  "(meta.source 'review') in training",
             "test_fraction": test_fraction,
             "seed": seed,
             "n_train": int((~test_mask).sum()),
@@ -256,7 +261,10 @@ def calibrate(
             "probe_fit_seconds": f["fit_seconds"],
             "probe_fit": probe_fit.describe(),
         }
-        m["reviewed_items_used"] = sum(1 for r in train.rows + test.rows if r.get("source") == "review")
+        m["reviewed_items_used"] = sum(1 for r in train.rows + test.rows if reviewed(r))
+        if domain in reviewed_note:
+            m["reviewed_split"] = reviewed_note[domain]
+        m["held_out_set"] = held_out_digest(test.rows)
         m["reviewer_disagreements"] = _disagreements(train.rows + test.rows)
         m["h_neurons"] = [
             {"layer": int(l), "index": int(j), "weight": float(w)} for l, j, w in f["probe"].h_neurons_

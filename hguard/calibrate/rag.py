@@ -48,7 +48,9 @@ from .pipeline import (
     DEFAULT_SYSTEM_PROMPT,
     check_run_options,
     kept_earlier,
+    held_out_digest,
     probe_signing_key,
+    reviewed_in_training,
     split_groups,
     warnings_of_domain,
 )
@@ -178,12 +180,14 @@ def calibrate_rag(
     col = collect(gen, examples, work, batch_size=batch_size, progress=progress, lazy=probe_fit.screened)
     rows = add_rag_signals(gen, col, examples, work, progress=progress)
     test = split_groups(rows, test_fraction, seed, passages=_passages(rows, examples))
+    reviewed_note = reviewed_in_training(rows, test, test_fraction, seed, passages=_passages(rows, examples))
     conflict = fit_conflict_detector([r for r, t in zip(rows, test) if not t], seed=seed)
     fingerprints = gen.mode_fingerprints(RAG)
     report: dict[str, Any] = {
         "model": lm.name, "fingerprints": fingerprints, "system_prompt": system_prompt, "max_new_tokens": max_new_tokens,
         "split": {"by": "passage (meta.group: the question's own passage), hashed with the seed; groups whose rows "
-                        "show the same passage text (an off-topic row shows another's) kept on one side",
+                        "show the same passage text (an off-topic row shows another's) kept on one side; a group "
+                        "holding a reviewed row (meta.source 'review') in training",
                   "test_fraction": test_fraction, "seed": seed, "n_train": int((~test).sum()), "n_test": int(test.sum())},
         "policy_target": {"target": target, "confidence": confidence},
         "knowledge_conflict": {k: v for k, v in conflict.items() if k != "detector"},
@@ -207,6 +211,9 @@ def calibrate_rag(
             m["thresholds"]["withdrawn"] = kept.method.rsplit("; withdrawn: ", 1)[1]
             f["thresholds"] = kept
         m["train"] = f["train"]
+        if domain in reviewed_note:
+            m["reviewed_split"] = reviewed_note[domain]
+        m["held_out_set"] = held_out_digest([rows[i] for i in te_idx])
         m["n_h_neurons"] = len(f["probe"].h_neurons_)
         m["grounding_weight_override"] = "none: the merger weighs grounding as fitted; a policy's grounding_weight is a manual override and the guard says so in its reasons"
         report["domains"][domain] = m
@@ -259,7 +266,8 @@ def _collected(examples: Sequence[Example], work: Path) -> list[Example]:
 def _on_training_side(examples: Sequence[Example], probes: dict, test_fraction: float, seed: int) -> set[str]:
     """The ids of the rows their domain's calibration trained on: where the split its probe file records puts
     them (as calibrate_rag splits, all rows at once: by group, a passage on one side)."""
-    rows = [{"id": e.id, "domain": e.domain, "group": _group_key(e), "condition": row_condition(e)} for e in examples]
+    rows: list[dict[str, Any]] = [{"id": e.id, "domain": e.domain, "group": _group_key(e), "condition": row_condition(e),
+             "source": (e.meta or {}).get("source")} for e in examples]
     passages = [e.context for e in examples]
     sides: dict[tuple[float, int], np.ndarray] = {}  # one split per (test_fraction, seed) the probe files record
     trained: set[str] = set()

@@ -177,6 +177,8 @@ def markdown(report: dict) -> str:
         lines += ["", "## Human review feedback", "", "| domain | reviewed items used | reviewer disagreed with probe |", "|---|---|---|"]
         for d, m in report["domains"].items():
             lines.append(f"| {d} | {m['reviewed_items_used']} | {m['reviewer_disagreements']} |")
+        reviewed = [f"- {d}: {m['reviewed_split']}." for d, m in report["domains"].items() if m.get("reviewed_split")]
+        lines += ["", "Reviewed rows are always in training:", "", *reviewed] if reviewed else []
     if report.get("skipped"):
         lines += ["", "## Skipped domains", ""] + [f"- {d}: {why}" for d, why in report["skipped"].items()]
     t = report["timing"]

@@ -146,13 +146,16 @@ MERGER_LOSS_WARNING = 0.05  # AUROC the merged risk may lose to the probe alone 
 
 def _calibration_summary(m: dict) -> list[str]:
     """A domain's calibration in three lines: held-out facts (n, classes, AUROCs), held-out families (the
-    means over them, or why none), and whether an accept threshold is certified."""
+    means over them, or why none), and whether an accept threshold is certified; with reviewed rows, a line saying
+    that they are all in training."""
     a = m["auroc"]
     f = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
     halluc = round((m.get("hallucination_rate") or 0) * m["n_scored"])
     lines = [f"held-out facts: n={m['n']} ({m['n_scored'] - halluc} right, {halluc} hallucinated, {m['n'] - m['n_scored']} "
              f"declined) AUROC probe={f(a.get('probe'))} merged={f(a.get('merged'))} random neurons="
              f"{f(a.get('random_neurons'))} mean_logprob={f(a.get('mean_logprob'))}"]
+    if m.get("reviewed_split"):
+        lines.append(m["reviewed_split"])
     fam = m.get("families") or {}
     mean = (fam.get("summary") or {}).get("mean_auroc")
     if mean:
