@@ -210,7 +210,8 @@ def _write_cache(model, tokenizer, folder: Path, source_sha: str, source: str) -
         model.generation_config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         # save_model handles tied weights (lm_head shares the embedding), which save_file refuses.
-        save_model(model, str(tmp / "model.safetensors"))
+        # "format": "pt" as transformers' own save writes it (transformers 4 refused a file without it)
+        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         files = {}
         for p in sorted(tmp.iterdir()):
             if p.is_file():
