@@ -93,6 +93,8 @@ def summary(report: Mapping[str, Any]) -> str:
             + (f"; pooled across accept thresholds: {', '.join(f'{n} accepted under accept_below {t}' for t, n in s['accepted_under'].items())}"
                if len(s.get("accepted_under") or {}) > 1 else "")
             + (f"; counted since the lift at {s['counted_since']}" if s.get("counted_since") else "")
+            + (f" ({s['reviewed_before_lift']} reviewed spot-check(s) accepted before it are not counted)"
+               if s.get("reviewed_before_lift") else "")
         )
         if (e.get("breach") or e.get("drifted")) and e["state"]["state"] == "normal":  # a dry run: nothing was done
             why = ["breach"] if e.get("breach") else []

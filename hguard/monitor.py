@@ -516,6 +516,10 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         # what the chain says, not the queue's columns: a spot-check is an accepted decision with its spot_check record
         spot_ids = [r["id"] for r in fresh if r["id"] in spotted and r.get("route") == "accept"]
         reviewed = [(str(by_id[i].get("time") or ""), verdict_of[i]["label"]) for i in spot_ids if i in verdict_of]
+        # verdicts on spot-checks accepted before the lift: not counted, but said (three hallucinated ones vanished)
+        counted = {r["id"] for r in fresh}
+        before_lift = sum(1 for r in dom if r["id"] not in counted and r["id"] in spotted
+                          and r.get("route") == "accept" and r["id"] in verdict_of)
         k = sum(label == "hallucinated" for _, label in reviewed)
         n = len(reviewed)
         # the accept thresholds the reviewed spot-checks were accepted under (a hand-set number changed, a
@@ -581,7 +585,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                             "bounds": dp.live_bounds,
                             "min_reviewed_to_judge": n_min if dp.breach_rule == "upper_bound" else 0,
                             "accepted_under": dict(sorted(under.items())),
-                            "counted_since": since,
+                            "counted_since": since, "reviewed_before_lift": before_lift,
                             # whether the live evidence shows the target held (the upper bound within it), which
                             # "no breach" under the lower_bound rule, or with few checks, does not say
                             "within_target_shown": ucb is not None and ucb <= dp.target_hallucination_rate},

@@ -385,8 +385,12 @@ def test_monitor_run_estimates_tightens_on_a_breach_and_a_person_lifts(tmp_path,
     assert "by=ops" in shown[1] and 'reason="checked the new traffic"' in shown[1]
     assert st.state == "normal" and MonitorState(policy.monitor.state).get("geo").state == "normal"
     assert MonitorState(policy.monitor.state, policy.audit.path).get("geo").state == "normal"  # the lift is in the chain
+    before = s["reviewed"]
     rep = run_monitor(policy)
     assert rep["domains"]["geo"]["spot_checks"]["reviewed"] == 0 and rep["domains"]["geo"]["state"]["state"] == "normal"
+    # the verdicts given before the lift are not counted, and said (an accept-path trial's three vanished)
+    assert rep["domains"]["geo"]["spot_checks"]["reviewed_before_lift"] == before > 20
+    assert f"({before} reviewed spot-check(s) accepted before it are not counted)" in summary(rep)
     assert [r["kind"] for r in log].count("monitor_lift") == 1 and verify(policy.audit.path).ok
     with pytest.raises(InputError, match="not tightened"):
         lift(policy, "geo", by="ops", reason="again")
