@@ -76,8 +76,11 @@ def _join_context(context) -> str | None:
     if isinstance(context, (list, tuple)):
         bad = next((i for i, c in enumerate(context) if not isinstance(c, str)), None)
         if bad is None:
-            kept = list(dict.fromkeys(c for c in context if not blank(c)))  # invisible characters alone too (a
-            return "\n\n".join(kept or context)  # PDF's zero-width space); a repeat adds nothing to ground on
+            kept: dict[str, str] = {}  # blank: invisible characters alone too (a PDF's zero-width space)
+            for c in context:
+                if not blank(c):
+                    kept.setdefault(_same_passage(c), c)  # a repeat adds nothing to ground on
+            return "\n\n".join(kept.values() or context)
         raise InputError(
             f"context item {bad} (counting from 0) is {type(context[bad]).__name__} {context[bad]!r:.60}, not a string; "
             "pass each retrieved passage's text (e.g. [doc.page_content for doc in docs])"
@@ -86,6 +89,12 @@ def _join_context(context) -> str | None:
         f"context must be a string or a list of strings (retrieved passages), got {type(context).__name__}; "
         f"pass the passages' text"
     )
+
+
+def _same_passage(text: str) -> str:
+    """What two passages share when one repeats the other: their words, whatever the whitespace between them (two
+    extractions of one chunk differ in line breaks and trailing spaces)."""
+    return " ".join(text.split())
 
 
 def left_out_passages(context) -> list[str]:
@@ -98,7 +107,7 @@ def left_out_passages(context) -> list[str]:
     if len(empty) == len(context):
         return []
     first: dict[str, int] = {}
-    repeated = [i for i, c in enumerate(context) if not blank(c) and first.setdefault(c, i) != i]
+    repeated = [i for i, c in enumerate(context) if not blank(c) and first.setdefault(_same_passage(c), i) != i]
     return [f"{len(which)} of the {len(context)} retrieved passages (number {', '.join(map(str, which))}, counting "
             f"from 0) {'was' if len(which) == 1 else 'were'} {what}"
             for which, what in ((empty, "empty and left out of the context"),

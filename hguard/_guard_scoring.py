@@ -239,7 +239,7 @@ class _Scoring:
             holds.append(f"{what}; knowledge_conflict = 'review' (untrusted retrieval)")
 
     def _named_domain_check(self, choice: dict, domain, dp, signals: dict, problems: list[str], notes: list[str],
-                            rag: bool = False, route: Route | None = None) -> None:
+                            rag: bool = False, route: Route | None = None, holds: list[str] | None = None) -> None:
         """A question sent to a named domain that the router would not choose for it (its similarity to the
         domain's calibration questions below ``domain_min_similarity``) is out of the domain's distribution:
         review, or a warning where the domain sets ``out_of_distribution = "warn"``; a similarity that could not
@@ -247,13 +247,14 @@ class _Scoring:
         is where automatic choice sends what no domain matches: only its probe-feature check applies."""
         if not choice.get("given") or "similarity" not in choice:
             return
+        holds = [] if holds is None else holds
         near = choice["similarity"]
         if near is None:
             if choice.get("similarity_error"):
                 problems.append(f"the question's similarity to domain {domain!r} could not be computed: {choice['similarity_error']}")
             elif route is not None and route.domain is not None and not route.domain.router_questions:
-                problems.append(f"{NO_ROUTER_QUESTIONS.format(domain=domain)}: how far the question lies from the "
-                                "domain cannot be measured, so it is held for review")
+                holds.append(f"{NO_ROUTER_QUESTIONS.format(domain=domain)}: how far the question lies from the domain "
+                             "cannot be measured, so it is held for review")  # the answer is scored: no scoring problem
             return  # else the domain has no calibration for this prompt mode: said by the route
         signals["domain_similarity"] = near
         minimum = self.policy.domain_min_similarity
@@ -297,7 +298,7 @@ class _Scoring:
             problems.append(scoring_problem(exc))
         dp = self.policy.domain(domain) if domain else None
         self._named_domain_check(choice, domain, dp, signals, problems, g.extra.setdefault("notes", []),
-                                 rag=context_given(g.context), route=route)
+                                 rag=context_given(g.context), route=route, holds=g.extra.setdefault("holds", []))
         from .monitor import tightened_thresholds
 
         try:

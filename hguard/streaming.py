@@ -26,6 +26,7 @@ import atexit
 import queue
 import re
 import threading
+import unicodedata
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Literal, Sequence, TypeVar, cast
@@ -261,13 +262,15 @@ def appears_in(passage: str, texts: Sequence[str], probe_chars: int = 200) -> bo
     return any(bool(key) and any(key in t for t in joined) for key in (norm[:probe_chars], norm[:MIN_PASTED_CHARS]))
 
 
-def pasted_part(passage: str, texts: Sequence[str], probe_chars: int = 200) -> str | None:
+def pasted_part(passage: str, texts: Sequence[str], probe_chars: int = 200, stops: Sequence[str] = ()) -> str | None:
     """What of ``passage`` was pasted into one of ``texts`` (when :func:`appears_in` says it was), as the model
     read it. A chain that cuts a document (to a length, or before an internal section) puts only that part before
     the model: its longest opening found there, in the passage's own characters. A chain that cleans the text it
     pastes (joins words a PDF hyphenated at a line's end, drops a page's header, straightens quotes) puts the
-    cleaned text there: the prompt's own text of it, found by aligning the two word by word. The answer is
-    generated from, scored against and recorded with that, never with text the model did not read."""
+    cleaned text there: the prompt's own text of it, found by aligning the two word by word, up to no further than
+    where one of ``stops`` begins (the other documents' openings, the question) and only when the alignment runs to
+    the passage's end. The answer is generated from, scored against and recorded with that, never with text the
+    model did not read as the passage's."""
     if not appears_in(passage, texts, probe_chars):
         return None
     norm = " ".join(passage.split())
@@ -281,7 +284,8 @@ def pasted_part(passage: str, texts: Sequence[str], probe_chars: int = 200) -> s
             hi = mid - 1
     if lo == len(norm):
         return passage
-    changed = _cleaned_span(norm, lo, texts, joined)
+    # a stop too short to tell (a keyword search, "refund") could lie inside the passage itself
+    changed = _cleaned_span(norm, lo, texts, joined, [k for k in (" ".join(x.split()) for x in stops) if len(k) >= 20])
     if changed is not None:
         return changed
     seen = 0  # the passage's own characters up to the lo-th character of its whitespace-normalised form
@@ -296,32 +300,48 @@ def pasted_part(passage: str, texts: Sequence[str], probe_chars: int = 200) -> s
 #: how far apart two runs of a passage's words may lie in its pasted text and still be one pasted passage: words
 #: a cleaning chain dropped (a page's header and footer) and words it wrote in their place (a hyphenated word joined)
 _DROPPED_WORDS, _WRITTEN_WORDS = 40, 4
+#: the share of a passage's words its cleaned text must keep, in order, to be taken as that passage
+_KEPT_SHARE = 0.75
+#: what a cleaning chain writes for typographic characters, read as them when words are aligned
+_PLAIN_TYPOGRAPHY = str.maketrans({"\u2018": "'", "\u2019": "'", "\u02bc": "'", "\u201c": '"', "\u201d": '"',
+                                   "\u2013": "-", "\u2014": "-", "\u00a0": " "})
 
 
-def _cleaned_span(norm: str, opening: int, texts: Sequence[str], joined: Sequence[str]) -> str | None:
-    """The text of one of ``texts`` that holds the whitespace-normalised passage ``norm`` as a chain cleaned it,
-    when its run of words there goes on past the opening (``opening`` characters) found verbatim; None when it
-    does not (the chain cut the passage there)."""
+def _plain_word(word: str) -> str:
+    return unicodedata.normalize("NFKC", word).translate(_PLAIN_TYPOGRAPHY)
+
+
+def _cleaned_span(norm: str, opening: int, texts: Sequence[str], joined: Sequence[str], stops: Sequence[str]) -> str | None:
+    """The text of one of ``texts`` that holds the whitespace-normalised passage ``norm`` as a chain cleaned it: a
+    run of its words, in order, that starts at the opening (``opening`` characters) found verbatim, ends before
+    any of ``stops``, keeps :data:`_KEPT_SHARE` of the passage's words and reaches to within
+    :data:`_DROPPED_WORDS` of its end. None when there is none (the chain cut the passage at the opening's end:
+    what follows it is other text, such as the question, even where it repeats the passage's words)."""
     from difflib import SequenceMatcher
 
     words = norm.split(" ")
+    keys = [_plain_word(w) for w in words]
     best: tuple[int, str] | None = None
     for text, flat in zip(texts, joined):
         spans = [m.span() for m in re.finditer(r"\S+", text)]
         at = flat.find(norm[:opening])
         while at >= 0:
             first = flat.count(" ", 0, at)  # the word the opening starts in
-            window = [text[a:b] for a, b in spans[first: first + len(words) + max(50, len(words) // 2)]]
-            blocks = [b for b in SequenceMatcher(None, words, window, autojunk=False).get_matching_blocks() if b.size]
+            limit = first + len(words) + max(50, len(words) // 2)
+            for stop in stops:  # the next document's opening, the question: the passage ends before them
+                where = flat.find(stop, at + opening)
+                if where >= 0:
+                    limit = min(limit, flat.count(" ", 0, where))
+            window = [_plain_word(text[a:b]) for a, b in spans[first:limit]]
+            blocks = [b for b in SequenceMatcher(None, keys, window, autojunk=False).get_matching_blocks() if b.size]
             end_p = end_w = 0  # words of the passage and of the window the aligned run covers
             for b in blocks:
                 if b.a - end_p > _DROPPED_WORDS or b.b - end_w > _WRITTEN_WORDS or (end_w and b.size < 2):
                     break
                 end_p, end_w = b.a + b.size, b.b + b.size
             covered = sum(b.size for b in blocks if b.a + b.size <= end_p)
-            if end_w and covered > len(norm[:opening].split(" ")):  # it goes on past the verbatim opening
-                if end_w < len(window) and end_p < len(words) and words[end_p].startswith(window[end_w]):
-                    end_w += 1  # a word the chain cut in the middle
+            beyond = covered > len(norm[:opening].split(" "))  # else the verbatim opening is all: a cut
+            if end_w and beyond and len(words) - end_p <= _DROPPED_WORDS and covered >= _KEPT_SHARE * len(words):
                 span = text[spans[first][0] + at - flat.rfind(" ", 0, at) - 1: spans[first + end_w - 1][1]]
                 if best is None or covered > best[0]:
                     best = (covered, span)

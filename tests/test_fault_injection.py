@@ -382,5 +382,9 @@ def test_a_repeated_passage_is_used_once_and_said(make_guard, tmp_path):
     assert "1 of the 5 retrieved passages (number 1, counting from 0) was empty and left out of the context" in r.reasons
     assert AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)["reasons"] == r.reasons
     assert not any("same text" in x for x in g.invoke(Q, context=[CTX, "Another passage."], domain="alpha").reasons)
+    # two extractions of one chunk differ in whitespace alone (a reviewer's trial: used twice, with no note)
+    ws = g.invoke(Q, context=[CTX, CTX + "\n", "  " + " \n".join(CTX.split(" "))], domain="alpha")
+    assert ws.context == CTX
+    assert "2 of the 3 retrieved passages (number 1, 2, counting from 0) were the same text as an earlier one and used once" in ws.reasons
     with pytest.raises(InputError):
         g.invoke(Q, context="\u2800\u2800", domain="alpha")

@@ -101,3 +101,29 @@ def test_an_agents_step_is_told_by_its_action_format(texts, agent):
     from hguard.streaming import asks_for_actions
 
     assert asks_for_actions(texts) is agent
+
+
+def test_a_cleaned_document_is_the_prompts_text_of_it_and_a_cut_one_stays_cut():
+    """A LangChain chain's pasted documents, read back from its prompt (hguard.streaming.pasted_part): cleaned text
+    is taken whole, as the model read it (quotes straightened twice in three words cut it at the first, and the
+    liability cap was lost), and a document cut short is taken as cut, never extended into the question that
+    follows it, even where the question repeats the document's words (it was, and grounded a wrong answer)."""
+    from hguard.streaming import pasted_part
+
+    doc = ("12.1 Either party may terminate this Agreement at any time upon thirty (30) days of notice. Upon "
+           "termination the Customer\u2019s own Supplier\u2019s records and the Supplier\u2019s own staff\u2019s notes "
+           "are returned within 30 days, and the Licensee\u2019s and Licensor\u2019s total liability is capped at EUR 500,000.")
+    cleaned = doc.replace("\u2019", "'")
+    assert pasted_part(doc, ["Use the following context.\n\n" + cleaned + "\n\nQuestion: What is the cap?"]) == cleaned
+    refund = ("Refund Policy (v3). Standard orders: customers may return unused items within 14 days for store credit "
+              "only. Members of the premium plan may not request a cash refund; they may request a full store credit "
+              "within 90 days of delivery.")
+    q = "Can members of the premium plan request a cash refund within 90 days?"
+    prompt = f"Context:\n{refund[:120]}\n\nQuestion: {q}"
+    assert pasted_part(refund, [prompt]) == refund[:120].rstrip()
+    assert pasted_part(refund, [prompt], stops=[q]) == refund[:120].rstrip()
+    # the next document's opening ends a cleaned one
+    other = "Shipping Policy (v2). Orders ship within 2 business days from our warehouse in Leeds, UK."
+    hyphenated = refund.replace("premium plan", "pre-\nmium plan")
+    both = f"Context:\n{hyphenated.replace('-' + chr(10), '')}\n\n{other}\n\nQuestion: {q}"
+    assert pasted_part(hyphenated, [both], stops=[other[:60], q]) == refund

@@ -30,6 +30,7 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     StreamMode,
     appears_in,
     blank,
+    MIN_PASTED_CHARS,
     pasted_part,
     check_raise_on,
     check_stream_mode,
@@ -170,8 +171,11 @@ def read_chat(
     problems: list[str] = []
     if not context and retrievals:
         prompt_texts = [texts[i] for i in [q_at, *systems]]
-        found = [(r, d, pasted_part(d.page_content, prompt_texts)) for r in retrievals for d in r.documents
-                 if not blank(d.page_content)]
+        docs = [(r, d) for r in retrievals for d in r.documents if not blank(d.page_content)]
+        queries = [r.query for r in retrievals if isinstance(r.query, str)]
+        # a document the chain cleaned ends before another document's opening or the question (the query)
+        found = [(r, d, pasted_part(d.page_content, prompt_texts, stops=queries + [
+            o.page_content[:MIN_PASTED_CHARS] for _, o in docs if o.page_content != d.page_content])) for r, d in docs]
         parts = [part for _, _, part in found if part]
         # what of each document the prompt holds (a chain may cut it); a part that lies inside another document's
         # is that one's text (two files opening with the same header, one of them pasted), not a passage of its own
