@@ -23,7 +23,7 @@ from typing import Sequence
 
 import regex  # Unicode properties the standard re lacks
 
-__all__ = ["asks_yes_no", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "language_of",
+__all__ = ["asks_only_yes_no", "asks_yes_no", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "language_of",
            "reads_english", "same_words", "shown_plainly", "without_ignorables", "words_of"]
 
 # A comma between digit groups: "1,000" and "12,345.6", not "1,2" or "1,0000".
@@ -125,6 +125,32 @@ def asks_yes_no(question: str) -> bool:
     the name "Don" or "Won")."""
     words = re.findall(r"[a-z']+", re.sub(r"[\u2019\u2018\u02bc`]", "'", question.lower()))
     return bool(words) and words[0] in _AUX
+
+
+# "Can you tell me ...", "Do you know ...", "Could you say ...": a request put as a question, answered with its content
+_REQUEST = re.compile(r"(?:can|could|would|will|do|did|don't|won't)(?: you)(?: please)? (?:tell|say|know|explain|name|list"
+                      r"|give|show|let|remember|recall|describe|find|help|confirm|check)\b")
+_ASKS_CONTENT = frozenset("who whom whose what which where when why how".split())
+_ALTERNATIVE = re.compile(r"\bor\b(?!\s+not\b)", re.IGNORECASE)
+
+
+def offers_alternatives(question: str) -> bool:
+    """Whether ``question`` offers alternatives to choose from ("Is the capital Sydney or Canberra?"; "Is it free or
+    not?" still asks for yes or no)."""
+    return bool(_ALTERNATIVE.search(question))
+
+
+def asks_only_yes_no(question: str) -> bool:
+    """Whether ``question`` asks for yes or no and for nothing else: :func:`asks_yes_no`, and not a request put as a
+    question ("Can you tell me who wrote Hamlet?", "Do you know the capital of Australia?"), a choice between
+    alternatives ("Is the capital Sydney or Canberra?") or a question naming what it asks for ("Does the policy say
+    which providers get my data?"). Read where a reply's yes or no is taken for its whole content, so a question
+    that only looks like yes/no is left out."""
+    if not asks_yes_no(question):
+        return False
+    text = re.sub(r"[\u2019\u2018\u02bc`]", "'", question.lower())
+    words = re.findall(r"[a-z']+", text)
+    return not (_REQUEST.match(" ".join(words)) or _ASKS_CONTENT & set(words) or offers_alternatives(text))
 
 
 _WORD = re.compile(r"\w+")

@@ -265,6 +265,28 @@ def test_yes_no_said_is_the_yes_no_judges_reading() -> None:
         yes_no_said(None)  # type: ignore[arg-type]
 
 
+def test_yes_no_taken_is_a_plain_yes_or_no_only() -> None:
+    """What the review export makes a yes/no row of: a reply that opens with yes or no, or says the question's own
+    claim back (negated or not), to a question that asks for yes or no and nothing else."""
+    from hguard.calibrate.judge import yes_no_taken
+
+    kids = "Does the policy allow children under 13 to sign up?"
+    assert yes_no_taken("The policy does not allow children under 13 to sign up.", kids) == "no"
+    assert yes_no_taken("Children under 13 aren't allowed to sign up.", kids) == "no"
+    assert yes_no_taken("No.", kids) == "no" and yes_no_taken("Yes, with a parent's consent.", kids) == "yes"
+    assert yes_no_taken("Paris is the capital of France.", "Is Paris the capital of France?") == "yes"
+    for reply, question in (("William Shakespeare wrote Hamlet.", "Can you tell me who wrote Hamlet?"),
+                            ("Yes.", "Do you know the capital of Australia?"),
+                            ("Canberra.", "Is the capital of Australia Sydney or Canberra?"),
+                            ("Lyon is the capital of France.", "Is Paris the capital of France?"),
+                            ("The fee is 20 dollars.", "Is the fee 10 dollars?"),
+                            ("It has no side effects in children.", "Is the medicine safe for children?"),
+                            ("No problem, they can.", kids), ("I don't know.", kids)):
+        assert yes_no_taken(reply, question) is None, (reply, question)
+    with pytest.raises(InputError):
+        yes_no_taken("No.", None)  # type: ignore[arg-type]
+
+
 def test_no_in_an_idiom_is_not_a_no() -> None:
     j = judge_yesno("No problem, you can approve it.", "no")
     assert j.label == "hallucinated" and "affirmative" in j.reason

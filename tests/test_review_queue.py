@@ -680,6 +680,37 @@ def test_a_correct_verdict_on_a_yes_or_no_reply_exports_a_yes_no_row(queue, tmp_
     assert list(either.answers) == [either.meta["model_answer"]] and "judge" not in either.meta
 
 
+
+def test_a_correct_verdict_exports_a_yes_no_row_only_for_a_plain_yes_or_no(queue, tmp_path):
+    """A review: questions that only look yes/no ("Can you tell me who wrote Hamlet?", "Is it Sydney or Canberra?",
+    "Does the policy say which providers ...?") exported answers ["yes"] for a correct answer, and calibration then
+    labelled "Christopher Marlowe wrote Hamlet." and "Sydney." correct. Such a question, or a reply that takes no side
+    plainly ("It has no side effects in children." read as no), exports the reviewed answer itself."""
+    from hguard.calibrate.collect import label_row
+
+    passage = "We share your data with analytics providers."
+    cases = {
+        "hamlet": ("Can you tell me who wrote Hamlet?", "William Shakespeare wrote Hamlet.", None,
+                   "Christopher Marlowe wrote Hamlet."),
+        "know": ("Do you know the capital of Australia?", "The capital of Australia is Canberra.", None,
+                 "The capital of Australia is Sydney."),
+        "which": ("Does the policy say which providers get my data?", "It shares your data with analytics providers.",
+                  passage, "It shares your data with advertisers."),
+        "choice": ("Is the capital of Australia Sydney or Canberra?", "Canberra.", None, "Sydney."),
+        "safe": ("Is the medicine safe for children?", "It has no side effects in children.", None,
+                 "No, it is not safe for children."),
+    }
+    for item_id, (question, answer, context, _) in cases.items():
+        queue.enqueue(make_item(item_id, question=question, context=context, answer=answer))
+        queue.decide(item_id, verdict="correct", reviewer="alice")
+    export_reviewed(queue, tmp_path / "r.jsonl")
+    rows = {ex.id: ex for ex in load_examples(tmp_path / "r.jsonl")}
+    for item_id, (_, answer, _, wrong) in cases.items():
+        row = rows[f"review-{item_id}"]
+        assert (row.kind, list(row.answers), row.meta.get("judge")) == ("qa", [answer], None), item_id
+        assert label_row(row, wrong)["label"] == "hallucinated", item_id
+
+
 # ------------------------------------------------------------------------------------------------- CLI
 
 

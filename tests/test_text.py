@@ -30,6 +30,18 @@ def test_a_question_asks_yes_or_no_when_it_opens_with_an_auxiliary_verb():
     assert not asks_yes_no("What is needed before either party can assign the agreement?") and not asks_yes_no("")
 
 
+def test_a_question_asks_only_yes_or_no_unless_it_asks_for_content_or_a_choice():
+    from hguard._text import asks_only_yes_no
+
+    for question in ("Does the policy allow children under 13 to sign up?", "Can you cancel at any time?",
+                     "Is it free or not?", "Does the policy say whether my data is shared with advertisers?"):
+        assert asks_only_yes_no(question), question
+    for question in ("Can you tell me who wrote Hamlet?", "Do you know the capital of Australia?",
+                     "Could you say when it opens?", "Does the policy say which providers get my data?",
+                     "Is the capital of Australia Sydney or Canberra?", "What is the capital?", ""):
+        assert not asks_only_yes_no(question), question
+
+
 def test_a_joiner_is_spelling_in_a_persian_or_indic_name_and_hidden_in_a_latin_one():
     from hguard._text import hidden_characters_in
 

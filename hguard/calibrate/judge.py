@@ -61,7 +61,7 @@ from typing import Literal
 
 import regex
 
-from hguard._text import asks_yes_no, fold_accents, join_digit_groups, without_ignorables
+from hguard._text import asks_only_yes_no, asks_yes_no, fold_accents, join_digit_groups, without_ignorables
 from hguard.errors import InputError
 
 __all__ = [
@@ -78,6 +78,7 @@ __all__ = [
     "judge_row",
     "judge_yesno",
     "yes_no_said",
+    "yes_no_taken",
     "asked_kind",
     "YES_NO",
     "ABSTAIN_PATTERNS",
@@ -1207,6 +1208,33 @@ def yes_no_said(answer: str, question: str | None = None) -> str | None:
     """"yes" or "no" as :func:`judge_yesno` reads the reply, or None for a reply that declines or says neither."""
     _check_str(answer, "answer")
     return _polarity(answer, question)[0]
+
+
+def yes_no_taken(answer: str, question: str) -> str | None:
+    """"yes" or "no" where the reply takes that side plainly, else None: ``question`` asks for yes or no and nothing
+    else (:func:`hguard._text.asks_only_yes_no`: not "Can you tell me who wrote Hamlet?", "Is it Sydney or
+    Canberra?" or "Does the policy say which providers get my data?"), and the reply opens with yes or no ("No.",
+    "Yes, it does.") or restates the question's own claim, negated or not: every content word of it is one of the
+    question's ("The policy does not allow children under 13 to sign up." to "Does the policy allow children under
+    13 to sign up?" is no). Stricter than :func:`yes_no_said`, which reads any statement without a negation as yes
+    ("Lyon is the capital of France." to "Is Paris the capital of France?"): where a reply's yes or no stands for the
+    reply (a reviewed answer's calibration row), a wrong reading would label every reply with that polarity."""
+    _check_str(answer, "answer")
+    if not asks_only_yes_no(_check_str(question, "question")):
+        return None
+    said = yes_no_said(answer, question)
+    words = normalize(answer).split()
+    first = _FIRST_WORD.match(answer)
+    lead = fold_accents(first.group(1)).lower() if first else ""
+    opens = lead in _FIRST_YES | _FIRST_NO or (words[:1] and words[0] in _YES_WORDS | _NO_WORDS
+                                               and not (words[0] == "no" and words[1:2] and words[1] in _NO_IDIOMS))
+    if said is None or opens:
+        return said
+    from hguard.signals.relevance import adds_no_word
+
+    # the question's claim said back, its negation aside: "The policy does not allow ..." adds no word to "Does the
+    # policy allow ...?", and "Lyon is the capital of France." adds "Lyon" to "Is Paris the capital of France?"
+    return said if adds_no_word(question, _NEGATED_VERB.sub(" ", normalize(answer))) else None
 
 
 def _polarity(answer: str, question: str | None) -> tuple[str | None, str]:

@@ -18,10 +18,12 @@ By verdict:
   as the guard reads it, :func:`hguard.calibrate.judge.declines` with the question: "The policy does not say that
   data is shared with advertisers." to "Does the policy say whether my data is shared with advertisers?" is a plain
   no, an answer) or denies the question's premise ("there is no country called ..."), ``kind "unanswerable"`` and
-  ``answers []``, since that is the right reply. To a yes/no question, an answer that reads as yes or no
-  (:func:`hguard.calibrate.judge.yes_no_said`) makes a yes/no row: ``answers ["yes"]`` or ``["no"]`` and
+  ``answers []``, since that is the right reply. To a question that asks for yes or no and nothing else, an answer
+  that takes a side plainly (:func:`hguard.calibrate.judge.yes_no_taken`: it opens with yes or no, or says the
+  question's own claim back, negated or not) makes a yes/no row: ``answers ["yes"]`` or ``["no"]`` and
   ``meta.judge "yesno"``, so another reply is read by its polarity ("No." answers as "The policy does not allow
-  children under 13 to sign up." does). Judged afresh (another model's answer), a row's whole-sentence answer accepts an answer
+  children under 13 to sign up." does). "William Shakespeare wrote Hamlet." to "Can you tell me who wrote Hamlet?"
+  keeps its answer: a row read wrongly as yes would label every affirmative reply right. Judged afresh (another model's answer), a row's whole-sentence answer accepts an answer
   that says the same in fewer words (:func:`hguard.calibrate.judge.says_what_reviewed`).
 * ``corrected``: ``kind "qa"``, ``answers [corrected_answer]``, ``meta.label "hallucinated"`` (the reviewer
   said the model's answer was wrong and supplied the right one).
@@ -68,10 +70,9 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from ..calibrate.data import Example, write_examples
-from ..calibrate.judge import declines, denies_premise, yes_no_said
+from ..calibrate.judge import declines, denies_premise, yes_no_taken
 from .._privacy import FILE_MODE, redacted
 from .._resources import refuse_own_file
-from .._text import asks_yes_no
 from ..errors import DataError, InputError
 from .queue import VERDICTS, ReviewItem, ReviewQueue, chain_verdicts, same_risk, shown_sha256, verdict_in_chain
 
@@ -158,9 +159,11 @@ def example_for(item: ReviewItem) -> Example:
             # decline is read as the guard reads it: "The policy does not say that data is shared with advertisers."
             # to "Does the policy say whether ...?" is a plain no the guard scored, so its row is an answer row
             answers, kind = [], "unanswerable"
-        elif asks_yes_no(item.question) and (said := yes_no_said(item.answer, item.question)) is not None:
+        elif (said := yes_no_taken(item.answer, item.question)) is not None:
             # read by its polarity, as calibration's yes/no rows are: "No." and "Children under 13 are not allowed
-            # to sign up." say what "The policy does not allow children under 13 to sign up." says
+            # to sign up." say what "The policy does not allow children under 13 to sign up." says. Only a plain yes
+            # or no: a row read wrongly labels every reply of that polarity right ("Can you tell me who wrote
+            # Hamlet?" is no yes/no question, and "William Shakespeare wrote Hamlet." no yes)
             answers, kind, judge = [said], "qa", "yesno"
         else:
             answers, kind = [item.answer], "qa"

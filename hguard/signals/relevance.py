@@ -35,11 +35,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from hguard._text import asks_yes_no, function_words, language_of, reads_english, without_ignorables, words_of
+from hguard._text import (asks_yes_no, function_words, language_of, offers_alternatives, reads_english,
+                          without_ignorables, words_of)
 from hguard.signals._grounding_lexical import _stem, _word_matches
 from hguard.errors import InputError
 
-__all__ = ["RELEVANCE_FEATURES", "relevance_scores", "repeats_question"]
+__all__ = ["RELEVANCE_FEATURES", "adds_no_word", "relevance_scores", "repeats_question"]
 
 RELEVANCE_FEATURES = (
     "yes_no",
@@ -141,22 +142,25 @@ def off_question(question: str, context: str | Sequence[str] | None, context_rel
             "in another language), so an answer from it is held for review")
 
 
-_ALTERNATIVES = re.compile(r"\bor\b", re.IGNORECASE)
 _LETTER = re.compile(r"(?<![\w'.-])([B-HJ-Z])(?![\w'-])")  # not "A" or "I", nor a letter of a word ("U.S.", "x-ray")
 
 
 def repeats_question(question: str, answer: str) -> bool:
-    """Whether ``answer`` adds no content word to an open ``question``: every word of it that carries content
-    (stems matched) is one of the question's, as in "The film was directed by Mackenzie Davis." to "Mackenzie
-    Davis appeared in the film directed by whom?". Such a reply fills the asked slot with the question's own
-    words, or says nothing past it; the guard holds it for review whatever its risk. A question that offers
-    alternatives ("Paris or Lyon?") is answered by picking one of its words, and a yes/no question by
-    repeating it, so neither counts; nor does a reply with no content word at all. A capital letter standing alone
-    counts as a word ("The symbol for oxygen is O." answers "Which symbol stands for oxygen?")."""
-    from hguard.signals._grounding_lexical import _stem, content_tokens
-
-    if asks_yes_no(question) or _ALTERNATIVES.search(question):
+    """Whether ``answer`` adds no content word to an open ``question`` (:func:`adds_no_word`), as in "The film was
+    directed by Mackenzie Davis." to "Mackenzie Davis appeared in the film directed by whom?". Such a reply fills
+    the asked slot with the question's own words, or says nothing past it; the guard holds it for review whatever
+    its risk. A question that offers alternatives ("Paris or Lyon?") is answered by picking one of its words, and a
+    yes/no question by repeating it, so neither counts."""
+    if asks_yes_no(question) or offers_alternatives(question):
         return False
+    return adds_no_word(question, answer)
+
+
+def adds_no_word(question: str, answer: str) -> bool:
+    """Whether every word of ``answer`` that carries content (stems matched) is one of ``question``'s; a reply with
+    no content word at all does not count. A capital letter standing alone counts as a word ("The symbol for oxygen
+    is O." answers "Which symbol stands for oxygen?")."""
+    from hguard.signals._grounding_lexical import _stem, content_tokens
 
     def words(text: str) -> set[str]:  # a capital letter alone is a symbol ("O", "S"), though content words skip it
         return {_stem(w) for w in content_tokens(text)} | {c.lower() for c in _LETTER.findall(text)}
