@@ -14,11 +14,10 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -30,7 +29,7 @@ from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context,
 from ._guard_scoring import CANCELLED_HOLD, NO_ROUTER_QUESTIONS, REMOVED_DOMAIN, _Cancelled, _EarlyAbstain, _near, _Scoring, no_conflict_detector
 from ._resources import DEFAULT_POLICY, public_seed_warning
 from .domain import CalibratedDomain
-from .errors import AuditError, HGuardError, InputError, ModelNotFoundError, PolicyError, cut_text, install_extra
+from .errors import AuditError, HGuardError, InputError, ModelNotFoundError, PolicyError, ProbeError, cut_text, install_extra
 from .generation import Generator
 from .models import LoadedModel, load_model
 from .policy import Policy, Thresholds, choose_domain, load_policy
@@ -92,6 +91,7 @@ class Guard(_Scoring, _Recording):
         self._domains: dict[tuple[str, str], CalibratedDomain] = {}  # by (name, prompt mode)
         self._plans: dict[str, DomainPlan] = {}  # built when a domain is loaded, read per request
         self.probe_errors: dict[str, str] = {}
+        self._change_lock = threading.Lock()  # add_domain, remove_domain: record, then swap
         for name, entry in (probes or {}).items():
             if not isinstance(entry, CalibratedDomain):
                 entry = CalibratedDomain.from_metadata(entry[0], entry[1], name=name)
@@ -308,16 +308,27 @@ class Guard(_Scoring, _Recording):
 
     def load_probes(self, folders: str | Path | Sequence[str | Path]) -> None:
         """Read every probe file in ``folders`` (one folder or several, e.g. the reference probes and your
-        own); unreadable ones, and a domain two folders calibrate in the same prompt mode, are
-        remembered and fail their domain closed."""
+        own) and serve them. On a running guard each domain it serves leaves a ``domain_added`` record, and a folder
+        with a file that cannot serve (unreadable, cut short, another model's, a domain two folders calibrate) is
+        refused whole (:class:`~hguard.errors.ProbeError`, naming each file and why): no probe of it is put into
+        service and every domain keeps the probes serving it."""
         self._load_probes(folders, record=True)
 
     def _load_probes(self, folders: str | Path | Sequence[str | Path], record: bool = False) -> None:
-        """:meth:`load_probes`; ``record``: each domain it serves leaves a ``domain_added`` record (a running guard)."""
+        """:meth:`load_probes`; without ``record`` (a guard's start), unreadable files and another model's probes
+        are remembered and fail their domain closed, and no record is written (each decision names its probe_id)."""
         from .integrity import probe_load_options
 
         found, errors = read_probe_folders(folders, probe_load_options(self.policy.integrity))
-        self.probe_errors.update(errors)
+        if record:
+            refused = [why for _, why in sorted(errors.items())]  # each names its file or folder
+            refused += [f"the {mode.replace('_', '-')} probe of domain {name!r} in {str(folder)!r}: {foreign}"
+                        for (name, mode), (folder, cd) in sorted(found.items()) if (foreign := self._other_shape(cd))]
+            if refused:  # a running guard: serving part of a folder, or nothing, while the call returns is a silent no
+                raise ProbeError("load_probes put no probe into service, and every domain keeps the probes serving it: "
+                                 + "; ".join(refused))
+        else:
+            self.probe_errors.update(errors)
         for _, cd in found.values():
             if record:
                 self.add_domain(cd)
@@ -336,20 +347,27 @@ class Guard(_Scoring, _Recording):
     def add_domain(self, domain: CalibratedDomain) -> None:
         """Serve ``domain`` (replacing the calibration of its name and prompt mode) and build its plan: new probes
         put into service in a running guard. With an audit log, a ``domain_added`` record names the domain and the
-        probe ids serving it before and after (the change is undone, and the error raised, when it cannot be
-        written)."""
-        with self._recorded_change(DOMAIN_ADDED, _named(domain)):
-            self._serve(domain)
+        probe ids serving it before and after; it is written before the swap, so a record that cannot be written
+        leaves the old probes serving (the error raised) and no answer is scored by probes no record names. A probe
+        of another model's layout is refused (:class:`~hguard.errors.ProbeError`) and the old one keeps serving."""
+        name = _named(domain)
+        foreign = self._other_shape(domain)
+        if foreign:
+            raise ProbeError(f"add_domain did not serve probe {domain.probe_id} ({domain.prompt_mode.replace('_', '-')}): "
+                             f"{foreign}; domain {name!r} keeps the probes serving it "
+                             f"({', '.join(str(i) for i in self._serving(name).values()) or 'none: it is not scored'})")
+        self._change(DOMAIN_ADDED, name, {**self._calibrations(name), (name, domain.prompt_mode): domain})
 
     def _serve(self, domain: CalibratedDomain) -> None:
-        """:meth:`add_domain` without its audit record (a guard's own probes as it starts)."""
+        """A guard's own probes as it starts (no audit record: each decision names its probe_id); one that cannot
+        read this model fails its domain closed."""
         name = _named(domain)
         foreign = self._other_shape(domain)
         if foreign:  # its neurons are another model's: never recorded, and the domain fails closed
             self.probe_errors[name] = foreign
             return
-        self._domains[(name, domain.prompt_mode)] = domain
-        self._replan(name)
+        calibrations = {**self._calibrations(name), (name, domain.prompt_mode): domain}
+        self._apply(name, calibrations, *self._plan_of(name, calibrations))
 
     def _other_shape(self, domain: CalibratedDomain) -> str | None:
         """Why ``domain``'s probe cannot read this guard's model at all, or None. A probe of the same layout
@@ -371,59 +389,58 @@ class Guard(_Scoring, _Recording):
             raise InputError(f"domain {name!r} has no {'' if prompt_mode is None else prompt_mode + ' '}calibration in this "
                              f"guard to remove (served: {', '.join(served) or 'none'}; domains: "
                              f"{', '.join(sorted(self._plans)) or 'none'})")
-        with self._recorded_change(DOMAIN_REMOVED, name):
-            for m in modes:
-                self._domains.pop((name, m), None)
-            self._replan(name)
-            if name not in self._plans:
-                self.probe_errors[name] = REMOVED_DOMAIN
+        self._change(DOMAIN_REMOVED, name, {k: cd for k, cd in self._calibrations(name).items() if k[1] not in modes})
 
     def _serving(self, name: str) -> dict[str, str | None]:
         """The probe ids that score ``name``'s answers now, by prompt mode (none while it is not scored)."""
         return {mode: cd.probe_id for (n, mode), cd in sorted(self._domains.items()) if n == name and n in self._plans}
 
-    @contextmanager
-    def _recorded_change(self, kind: str, name: str) -> Iterator[None]:
-        """Change what serves ``name`` in the body, then say so in the audit log (``kind``: the domain, the probe ids
-        before and after, why it is not scored when it is not); when the record cannot be written the change is
-        undone and the error raised, so the probes serving a domain never change unrecorded."""
-        saved = ({k: v for k, v in self._domains.items() if k[0] == name}, self._plans.get(name),
-                 self.probe_errors.get(name))
-        before = self._serving(name)
-        yield
-        if self.audit is None:
-            return
-        record: dict[str, Any] = {"domain": name, "probe_ids_before": before, "probe_ids_after": self._serving(name)}
-        if name not in self._plans and name in self.probe_errors:
-            record["not_scored"] = self.probe_errors[name]
-        try:
-            self.audit.append(record, kind=kind)
-        except BaseException:
-            domains, plan, error = saved
-            for key in [k for k in self._domains if k[0] == name]:
-                del self._domains[key]
-            self._domains.update(domains)
-            self._plans.pop(name, None)
-            if plan is not None:
-                self._plans[name] = plan
-            self.probe_errors.pop(name, None)
-            if error is not None:
-                self.probe_errors[name] = error
-            self._router = None
-            raise
+    def _calibrations(self, name: str) -> dict[tuple[str, str], CalibratedDomain]:
+        return {k: cd for k, cd in self._domains.items() if k[0] == name}
 
-    def _replan(self, name: str) -> None:
-        if self.probe_errors.get(name) == REMOVED_DOMAIN:
-            self.probe_errors.pop(name)  # served again (add_domain)
-        closed, rag = self._domains.get((name, CLOSED_BOOK)), self._domains.get((name, RAG))
-        self._plans.pop(name, None)
+    def _change(self, kind: str, name: str, calibrations: dict[tuple[str, str], CalibratedDomain]) -> None:
+        """Serve ``calibrations`` (by (name, prompt mode)) for ``name`` in a running guard, said in the audit log
+        first (``kind``: the domain, the probe ids before and after, why it is not scored when it is not): a record
+        that cannot be written raises with nothing changed, so no answer is scored by probes no record names."""
+        with self._change_lock:  # one change at a time: each record's "before" is what the last one left
+            plan, error = self._plan_of(name, calibrations)
+            if plan is None and error is None and kind == DOMAIN_REMOVED:
+                error = REMOVED_DOMAIN
+            if self.audit is not None:
+                record: dict[str, Any] = {"domain": name, "probe_ids_before": self._serving(name), "probe_ids_after": (
+                    {mode: cd.probe_id for (_, mode), cd in sorted(calibrations.items())} if plan is not None else {})}
+                if plan is None and (error or self.probe_errors.get(name)):
+                    record["not_scored"] = error or self.probe_errors[name]
+                self.audit.append(record, kind=kind)
+            self._apply(name, calibrations, plan, error)
+            if plan is not None and (name in self.policy.domains or self.probe_errors.get(name) == REMOVED_DOMAIN):
+                # served now: a reason it was not (a file refused at start, another model's probe, a removal) is stale;
+                # an unlisted domain keeps the reason it is not routed to
+                self.probe_errors.pop(name, None)
+
+    def _apply(self, name: str, calibrations: dict[tuple[str, str], CalibratedDomain], plan: DomainPlan | None,
+               error: str | None) -> None:
+        """Make ``calibrations`` and ``plan`` what serves ``name``, ``error`` (when given) why it is not scored."""
+        for key in [k for k in self._domains if k[0] == name and k not in calibrations]:
+            del self._domains[key]
+        self._domains.update(calibrations)
+        if plan is not None:
+            self._plans[name] = plan
+        else:
+            self._plans.pop(name, None)
+        if error is not None:
+            self.probe_errors[name] = error
         self._router = None
+
+    def _plan_of(self, name: str, calibrations: Mapping[tuple[str, str], CalibratedDomain]) -> tuple[DomainPlan | None, str | None]:
+        """The plan ``calibrations`` make for ``name`` (None when it has none), or why the domain cannot be planned."""
+        closed, rag = calibrations.get((name, CLOSED_BOOK)), calibrations.get((name, RAG))
         if closed is None and rag is None:
-            return
+            return None, None
         try:
-            self._plans[name] = build_plan(name, closed, rag, self.policy, self.settings)
+            return build_plan(name, closed, rag, self.policy, self.settings), None
         except Exception as exc:  # e.g. calibration scores thresholds cannot be fitted on: the domain fails closed
-            self.probe_errors[name] = f"domain {name!r} cannot be planned: {type(exc).__name__}: {exc}"
+            return None, f"domain {name!r} cannot be planned: {type(exc).__name__}: {exc}"
 
     @property
     def probes(self) -> Mapping[str, CalibratedDomain]:

@@ -654,6 +654,61 @@ def test_swapping_a_domains_probes_in_a_running_guard_is_recorded_in_the_audit_l
     assert g.probes["alpha"].probe_id == "sha256:recalibrated" and "alpha" not in g.probe_errors
 
 
+def test_a_swap_is_recorded_before_any_answer_is_scored_by_the_new_probe(calibrated, tmp_path):
+    """A review: the swap came before its record, so a request answered in between was scored by the new probe, and
+    when the record then failed the swap was undone: a decision by a probe no record names. The record comes
+    first; one that cannot be written leaves the old probe serving and no answer scored by the new one."""
+    from hguard.errors import AuditError
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path), lm=lm)
+    old = g.probes["alpha"]
+    real = g.audit.append
+    during: list = []
+
+    def locked(record, kind="decision", **kw):
+        if kind == "domain_added":  # another request arrives while the record is being written, then it fails
+            during.append(g.invoke("who is the author ?", domain="alpha"))
+            raise AuditError("the audit log is locked")
+        return real(record, kind=kind, **kw)
+
+    g.audit.append = locked  # type: ignore[method-assign]
+    with pytest.raises(AuditError):
+        g.add_domain(replace(old, probe_id="sha256:recalibrated"))
+    assert during[0].probe_id == old.probe_id and g.probes["alpha"].probe_id == old.probe_id
+    assert [r["kind"] for r in AuditLog(tmp_path / "audit.jsonl")] == ["decision"]
+
+
+def test_a_probe_that_cannot_serve_a_running_guard_is_refused_and_the_old_one_serves(calibrated, tmp_path):
+    """A review: add_domain with another model's probe, or load_probes over a truncated file, returned without a
+    word while the old probe went on serving; a domain_added record named the same probe before and after (or none
+    was written), and probe_errors said the domain was not scored while it was, even after a later good swap. Each
+    is refused naming the file and why, with no record, and probe_errors says what serves."""
+    import copy
+
+    from hguard.errors import ProbeError
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path), lm=lm)
+    old = g.probes["alpha"]
+    probe = copy.copy(old.probe)
+    probe.n_features_in_ = old.probe.n_features_in_ + 1  # laid out for another model
+    with pytest.raises(ProbeError, match="calibrated for another model.*domain 'alpha' keeps the probes serving it"):
+        g.add_domain(replace(old, probe=probe, probe_id="sha256:other-model"))
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "beta.json").write_text((root / "probes" / "beta.json").read_text())
+    text = (root / "probes" / "alpha.json").read_text()
+    (new / "alpha.json").write_text(text[: len(text) // 2])  # a copy cut short
+    with pytest.raises(ProbeError, match=f"put no probe into service.*{new / 'alpha.json'}.*not valid JSON"):
+        g.load_probes(new)
+    assert g.probes["alpha"] is old and not g.probe_errors
+    assert [r for r in AuditLog(tmp_path / "audit.jsonl")] == []
+    g.probe_errors["alpha"] = "its probe file was refused (alpha: cut short)"  # as a guard that started with it says
+    g.add_domain(replace(old, probe_id="sha256:recalibrated"))
+    assert g.probes["alpha"].probe_id == "sha256:recalibrated" and "alpha" not in g.probe_errors
+
+
 def test_question_far_from_the_calibration_goes_to_review_with_its_distance(calibrated, tmp_path):
     lm, root = calibrated
     g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
