@@ -979,7 +979,8 @@ def test_recalibration_on_old_and_reviewed_rows_reports_what_changed(tiny_calibr
     assert (alpha["n"], alpha["held_out_set"]) == (old["domains"]["alpha"]["n"], old["domains"]["alpha"]["held_out_set"])
     assert "held-out answers" not in {r["what"] for r in ch["domains"]["alpha"]}
     md = changes_markdown(ch)
-    assert "- The held-out set is the same answers in both" in md and "- 8 reviewed rows, all in training" in md
+    assert "- The held-out set is the same rows with the same answers and labels in both" in md
+    assert "- 8 reviewed rows, all in training" in md
     reviewed_family = alpha["families"]["families"]["reviewed"]
     assert "never what a held-out figure is measured on" in reviewed_family["no_figure"]
     assert "8 reviewed rows, all in training" in (tmp_path / "new" / "report.md").read_text()
@@ -988,6 +989,30 @@ def test_recalibration_on_old_and_reviewed_rows_reports_what_changed(tiny_calibr
     assert "- The held-out set differs (14 -> 16 answers)" in changes_markdown(differs)
     with pytest.raises(InputError, match="no calibration report"):
         load_report(tmp_path / "nowhere")
+
+
+def test_changes_say_the_same_rows_with_other_answers_are_not_like_with_like():
+    """A review: recalibrating the same rows with other generation settings changed 90 of 96 answers, and changes.md
+    said "the same answers in both: its figures compare like with like" (the digest was of the row ids alone). The
+    digest of the answers and labels scored tells the same rows answered otherwise apart."""
+    from hguard.calibrate._pipeline_fit import held_out_digests
+    from hguard.calibrate.changes import changes_markdown, report_changes
+
+    rows = [{"id": f"r{i}", "answer": "Paris.", "label": "correct"} for i in range(3)]
+    same, relabelled = held_out_digests(rows), held_out_digests([*rows[:2], {**rows[2], "label": "hallucinated"}])
+    answered = held_out_digests([*rows[:2], {**rows[2], "answer": "Lyon."}])
+    assert same["held_out_set"] == relabelled["held_out_set"] == answered["held_out_set"]
+    assert len({same["held_out_answers"], relabelled["held_out_answers"], answered["held_out_answers"]}) == 3
+    assert held_out_digests(rows[::-1]) == same  # the order of the rows aside
+    before, after = {"n": 3, **same}, {"n": 3, **answered}
+    md = changes_markdown(report_changes({"domains": {"alpha": before}}, {"domains": {"alpha": after}}))
+    assert "- The held-out set is the same rows in both (3), but their answers or labels differ" in md
+    assert "like with like" not in md
+    md = changes_markdown(report_changes({"domains": {"alpha": {**before, "held_out_answers": None}}},
+                                         {"domains": {"alpha": after}}))
+    assert "the previous report records no digest of their answers: they may differ" in md
+    md = changes_markdown(report_changes({"domains": {"alpha": before}}, {"domains": {"alpha": dict(before)}}))
+    assert "- The held-out set is the same rows with the same answers and labels in both (3)" in md
 
 
 def _policy_file(tmp_path, n, extra=""):

@@ -3,6 +3,7 @@ fit on its training answers and its figures on the test split (see :mod:`hguard.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -212,12 +213,18 @@ def reviewed_in_training(rows: Sequence[dict], test: np.ndarray, test_fraction: 
     return out
 
 
-def held_out_digest(rows: Sequence[dict]) -> str:
-    """A digest of which rows a held-out figure is measured on (their ids), so two reports tell whether their
-    held-out sets are the same (:mod:`hguard.calibrate.changes`)."""
+def held_out_digests(rows: Sequence[dict]) -> dict[str, str]:
+    """Digests of the rows a held-out figure is measured on, so two reports tell whether their held-out figures
+    compare like with like (:mod:`hguard.calibrate.changes`): ``held_out_set`` of their ids (the same rows), and
+    ``held_out_answers`` of each one's id, answer and label (the same answers scored: the same rows answered with
+    other generation settings, or by another model, are other answers)."""
     import hashlib
 
-    return hashlib.sha256("\n".join(sorted(str(r["id"]) for r in rows)).encode("utf-8")).hexdigest()[:16]
+    def digest(lines: list[str]) -> str:
+        return hashlib.sha256("\n".join(sorted(lines)).encode("utf-8")).hexdigest()[:16]
+
+    return {"held_out_set": digest([str(r["id"]) for r in rows]),
+            "held_out_answers": digest([json.dumps([str(r["id"]), r.get("answer"), r.get("label")]) for r in rows])}
 
 
 # ------------------------------------------------------------------------------------ fitting

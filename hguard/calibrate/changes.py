@@ -1,9 +1,10 @@
 """What changed between two calibration reports (``report.json``), e.g. before and after adding reviewed
 rows from the field (``hguard review export``): per domain the data, the probe's quality and the routing at
 the report's target. Held-out figures of two runs come from different held-out sets when the data changed:
-each domain's notes say whether the two held-out sets are the same answers (reports record a digest of them,
-``held_out_set``) and where the reviewed rows went (always to training); read differences between different
-held-out sets with the intervals in each report."""
+each domain's notes say whether the two held-out sets are the same rows (reports record a digest of their ids,
+``held_out_set``) with the same answers and labels (``held_out_answers``: the same rows answered with other
+generation settings are other answers) and where the reviewed rows went (always to training); read differences
+between different held-out sets with the intervals in each report."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def _get(entry: Mapping[str, Any], path: tuple[str, ...]) -> Any:
 def report_changes(previous: Mapping[str, Any], current: Mapping[str, Any]) -> dict:
     """``{"domains": {name: [{"what", "before", "after"}...]}, "notes": {name: [sentence, ...]}, "added": [...],
     "removed": [...]}``; a domain's list holds only the fields whose value changed, its notes whether the held-out
-    sets are the same answers and where the reviewed rows went."""
+    sets are the same rows with the same answers and where the reviewed rows went."""
     before, after = previous.get("domains") or {}, current.get("domains") or {}
     out: dict[str, Any] = {"domains": {}, "notes": {}, "added": sorted(set(after) - set(before)),
                            "removed": sorted(set(before) - set(after))}
@@ -73,15 +74,23 @@ def report_changes(previous: Mapping[str, Any], current: Mapping[str, Any]) -> d
 
 
 def _notes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
-    """Whether the two held-out figures are measured on the same answers, and where the reviewed rows went."""
+    """Whether the two held-out figures are measured on the same rows with the same answers and labels, and where
+    the reviewed rows went."""
     a, b = before.get("held_out_set"), after.get("held_out_set")
+    answers_a, answers_b = before.get("held_out_answers"), after.get("held_out_answers")
     n = f"{_fmt(_get(before, ('n',)))} -> {_fmt(_get(after, ('n',)))} answers"
-    if a is not None and a == b:
-        notes = [f"the held-out set is the same answers in both ({_fmt(_get(after, ('n',)))}): its figures compare "
-                 "like with like"]
+    read = "so read their differences with the intervals in each report"
+    if a is not None and a == b and answers_a is not None and answers_a == answers_b:
+        notes = [f"the held-out set is the same rows with the same answers and labels in both "
+                 f"({_fmt(_get(after, ('n',)))}): its figures compare like with like"]
+    elif a is not None and a == b:
+        notes = [f"the held-out set is the same rows in both ({_fmt(_get(after, ('n',)))}), but "
+                 + ("their answers or labels differ (other generation settings, another model or other labels): its "
+                    f"figures are measured on different answers, {read}" if answers_a is not None and answers_b is not None
+                    else f"the {'previous' if answers_a is None else 'new'} report records no digest of their answers: "
+                         f"they may differ, {read}")]
     elif a is not None and b is not None or _get(before, ("n",)) != _get(after, ("n",)):
-        notes = [f"the held-out set differs ({n}): its figures are measured on different answers, so read their "
-                 "differences with the intervals in each report"]
+        notes = [f"the held-out set differs ({n}): its figures are measured on different answers, {read}"]
     else:
         notes = [f"the previous report records no digest of its held-out answers ({n}): they may differ"]
     if after.get("reviewed_split"):

@@ -41,7 +41,7 @@ from ._pipeline_fit import (  # noqa: F401 (importable from here)
     domain_metrics,
     fit_domain,
     fit_merger,
-    held_out_digest,
+    held_out_digests,
     merger_features,
     random_baseline_score,
     reviewed,
@@ -264,7 +264,7 @@ def calibrate(
         m["reviewed_items_used"] = sum(1 for r in train.rows + test.rows if reviewed(r))
         if domain in reviewed_note:
             m["reviewed_split"] = reviewed_note[domain]
-        m["held_out_set"] = held_out_digest(test.rows)
+        m.update(held_out_digests(test.rows))
         m["reviewer_disagreements"] = _disagreements(train.rows + test.rows)
         m["h_neurons"] = [
             {"layer": int(l), "index": int(j), "weight": float(w)} for l, j, w in f["probe"].h_neurons_

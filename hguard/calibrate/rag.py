@@ -48,7 +48,7 @@ from .pipeline import (
     DEFAULT_SYSTEM_PROMPT,
     check_run_options,
     kept_earlier,
-    held_out_digest,
+    held_out_digests,
     probe_signing_key,
     reviewed_in_training,
     split_groups,
@@ -213,7 +213,7 @@ def calibrate_rag(
         m["train"] = f["train"]
         if domain in reviewed_note:
             m["reviewed_split"] = reviewed_note[domain]
-        m["held_out_set"] = held_out_digest([rows[i] for i in te_idx])
+        m.update(held_out_digests([rows[i] for i in te_idx]))
         m["n_h_neurons"] = len(f["probe"].h_neurons_)
         m["grounding_weight_override"] = "none: the merger weighs grounding as fitted; a policy's grounding_weight is a manual override and the guard says so in its reasons"
         report["domains"][domain] = m
