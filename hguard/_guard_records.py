@@ -9,7 +9,7 @@ import time
 import uuid
 import warnings
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ._guard_result import GuardResult
 from ._resources import source_digest
@@ -318,12 +318,21 @@ class _Recording:
                 pass
         if put_back and self.audit is not None:
             try:
-                self.audit.append({"item_ids": put_back, "queue": str(self.review_queue.path),
-                                   "reason": "the review queue could not take these answers when they were decided "
-                                             "(each has its review_queue_error record); put back by the guard that "
-                                             "decided them, from the answers it held"}, kind="review_requeued")
+                self._record_requeued(self.review_queue, from_held=put_back, reason=(
+                    "the review queue could not take these answers when they were decided (each has its "
+                    "review_queue_error record); put back by the guard that decided them, from the answers it held"))
             except Exception:  # the items are back in the queue; the records of their failure stand
                 pass
+
+    def _record_requeued(self, queue: Any, *, from_records: Sequence[str] = (), from_pending: Sequence[str] = (),
+                         from_held: Sequence[str] = (), reason: str) -> None:
+        """The ``review_requeued`` record of the items put back in ``queue``, a guard start's and a running guard's
+        in one shape: each item's source (its decision record, the copy kept beside the queue, or the answer held by
+        the guard that decided it) is in its list, every list there, so an auditor reads where each came from."""
+        self.audit.append({"item_ids": [*from_records, *from_pending, *from_held],
+                           "from_decision_records": list(from_records), "from_pending_copies": list(from_pending),
+                           "from_held_answers": list(from_held), "queue": str(queue.path), "reason": reason},
+                          kind="review_requeued")
 
     def _spot_check(self, result: GuardResult) -> dict | None:
         """The seeded spot-check selection of one accepted answer (see hguard.monitor); recorded when selected."""

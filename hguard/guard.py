@@ -291,11 +291,9 @@ class Guard(_Scoring, _Recording):
                 (done.from_records, "their decision records"),
                 (done.from_pending, f"the copies kept beside the queue in {queue.pending_path} (a redacting log's "
                                     "records hold hashes, not text)")) if ids]
-            self.audit.append({"item_ids": done.put_back, "from_decision_records": done.from_records,
-                               "from_pending_copies": done.from_pending, "queue": str(queue.path),
-                               "reason": "decisions held for review (or spot-checked) were in the audit log but not in "
-                                         "the review queue (a process stopped, or the queue was locked, between the "
-                                         f"two); put back {' and '.join(sources)}"}, kind="review_requeued")
+            self._record_requeued(queue, from_records=done.from_records, from_pending=done.from_pending, reason=(
+                "decisions held for review (or spot-checked) were in the audit log but not in the review queue (a "
+                f"process stopped, or the queue was locked, between the two); put back {' and '.join(sources)}"))
             warnings.warn(f"{len(done.put_back)} answer(s) held for review (or picked for a spot-check) were missing from the "
                           f"review queue {queue.path} (a process stopped, or the queue was locked, between the audit "
                           f"record and the queue): put back {' and '.join(sources)} ({', '.join(done.put_back[:3])}"

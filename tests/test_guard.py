@@ -841,6 +841,9 @@ def test_an_answer_the_queue_could_not_take_is_put_back_by_the_same_guard_once_t
         assert item is not None and item.answer == r.answer and item.status == "pending"
     requeued = [r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] == "review_requeued"]
     assert len(requeued) == 1 and requeued[0]["item_ids"] == [r.audit_id for r in held]
+    # the shape a guard start's record has (it lacked the lists of where each came from): the answers it held
+    assert requeued[0]["from_held_answers"] == requeued[0]["item_ids"]
+    assert requeued[0]["from_decision_records"] == requeued[0]["from_pending_copies"] == []
     taken.clear()
     g.invoke("what is the symbol of iron ?", domain="alpha")
     assert len(taken) == 1  # nothing is put back twice
@@ -886,6 +889,7 @@ def test_an_answer_the_queue_could_not_take_is_put_back_when_a_guard_next_starts
     assert len(requeued) == 1 and sorted(requeued[0]["item_ids"]) == sorted(x.audit_id for x in results)
     assert sorted(requeued[0]["from_decision_records"]) == sorted(requeued[0]["item_ids"])
     assert requeued[0]["from_pending_copies"] == [] and "put back 2 from their decision records" in requeued[0]["reason"]
+    assert requeued[0]["from_held_answers"] == []  # one shape with a running guard's put-back
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         Guard.from_policy(pol, lm=lm)
