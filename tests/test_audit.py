@@ -821,6 +821,27 @@ def test_cli_show_export_and_repair(tmp_path, capsys):
 
 
 
+def test_cli_show_says_a_probe_swap_and_where_items_put_back_came_from(tmp_path, capsys):
+    """A review: `audit show` gave a domain_added or domain_removed record as domain=... alone, and cut a
+    review_requeued reason at 200 characters halfway through naming where the items came from."""
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    log.append({"domain": "alpha", "probe_ids_before": {"closed_book": "old1"},
+                "probe_ids_after": {"closed_book": "new2", "rag": "new3"}}, kind="domain_added")
+    log.append({"domain": "beta", "probe_ids_before": {"closed_book": "b1"}, "probe_ids_after": {},
+                "not_scored": "removed from this guard (Guard.remove_domain)"}, kind="domain_removed")
+    log.append({"item_ids": ["d1", "d2", "d3"], "from_decision_records": ["d1"], "from_pending_copies": ["d2", "d3"],
+                "from_held_answers": [], "queue": "/" + "q" * 300 + ".sqlite3",
+                "reason": "put back 1 from their decision records and 2 from the copies kept beside the queue in /"
+                          + "q" * 300}, kind="review_requeued")
+    assert cli_main(["show", str(path)]) == 0
+    added, removed, requeued = capsys.readouterr().out.splitlines()
+    assert "probe_ids_before=closed_book:old1  probe_ids_after=closed_book:new2,rag:new3" in added
+    assert "probe_ids_after=none  not_scored=\"removed from this guard" in removed
+    assert "from_decision_records=1 (d1)  from_pending_copies=2 (d2, d3)  reason=" in requeued
+    assert "from_held_answers" not in requeued
+
+
 def test_cli_show_and_export_of_a_log_that_does_not_verify_say_so_and_exit_1(tmp_path, capsys):
     """Records read from an edited log are shown and exported as they are, never as checked ones."""
     path = tmp_path / "audit.jsonl"

@@ -36,6 +36,17 @@ def _format_record(rec: dict[str, Any]) -> str:
     for key in ("question", "answer"):
         if isinstance(rec.get(key), str):
             parts.append(f"{key}={json.dumps(cut_text(rec[key], 80), ensure_ascii=False)}")
+    # a probe swap (domain_added, domain_removed): which probes served the domain before and after, by prompt mode
+    for key in ("probe_ids_before", "probe_ids_after"):
+        if isinstance(rec.get(key), dict):
+            parts.append(f"{key}={','.join(f'{m}:{i}' for m, i in rec[key].items()) or 'none'}")
+    if isinstance(rec.get("not_scored"), str):
+        parts.append(f"not_scored={json.dumps(cut_text(rec['not_scored'], 200), ensure_ascii=False)}")
+    # review_requeued: where each item put back came from, before the reason (which a long queue path cuts short)
+    for key in ("from_decision_records", "from_pending_copies", "from_held_answers"):
+        if isinstance(rec.get(key), list) and rec[key]:
+            ids = [str(i) for i in rec[key]]
+            parts.append(f"{key}={len(ids)} ({', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''})")
     if reasons:
         parts.append(f"reasons={reasons}")
     if isinstance(rec.get("reason"), str):  # why the monitor tightened or lifted, or a spot-check was taken
