@@ -707,6 +707,11 @@ def test_unstated_numbers_names_a_value_currency_or_percentage_the_passage_lacks
     ("It is EUR 5,000,000.", "Die Versicherungssumme beträgt 5.000.000 €.", []),
     ("It is 5 million euros.", "Die Versicherungssumme beträgt 5.000.000 €.", []),
     ("It is 1234567.89 EUR.", "Es sind 1.234.567,89 EUR.", []),
+    # a reviewer's trial: a version or an address with one part changed was no number at all, and passed
+    ("Install agent 1.2.4.", "Install version 1.2.3 of the agent.", ["1.2.4"]),
+    ("Install agent 1.2.3.", "Install version 1.2.3 of the agent.", []),
+    ("Set the gateway to 10.0.0.2.", "The gateway is 10.0.0.1.", ["10.0.0.2"]),
+    ("Set the gateway to 10.0.0.1.", "The gateway is 10.0.0.1.", []),
     # another unit of measure is another amount; the same amount in another unit is not
     ("Take 500 ml.", "Take 500 mg.", ["500 ml"]),
     ("Take 3 capsules.", "Take 3 tablets.", ["3 capsule"]),

@@ -395,6 +395,10 @@ def _clock(hour: int, minutes: str | None) -> str:
     return f"{hour}" + (f" {int(minutes)}" if minutes and int(minutes) else "")
 
 
+#: a version or an address, "1.2.3", "10.0.0.1" (what is left dotted once dates and grouped thousands are read)
+_DOTTED_ID = re.compile(r"\d+(?:\.\d+){2,}")
+
+
 def stated_numbers(text: str, number_words: bool = True) -> list[tuple[str, str | None]]:
     """The numbers ``text`` states, each as (value, unit): the value in one canonical digit form with a scale word
     applied ("$1.2 million" and "1,200,000 dollars" both read ("1200000", "dollar")), the unit its currency or
@@ -408,6 +412,8 @@ def stated_numbers(text: str, number_words: bool = True) -> list[tuple[str, str 
     while i < len(toks):
         value = toks[i]
         if _canonical_number(value) is None:
+            if _DOTTED_ID.fullmatch(value):  # compared whole, with no unit (no amount to convert)
+                out.append((value, None))
             i += 1
             continue
         if i + 1 < len(toks) and toks[i + 1] == value:
