@@ -1202,7 +1202,7 @@ def judge_yesno(answer: str, truth: str, question: str | None = None) -> Judgeme
     _check_str(answer, "answer")
     if truth not in YES_NO:
         raise InputError(f"truth must be 'yes' or 'no' (got {truth!r}); map True/False to 'yes'/'no'")
-    said, how = _polarity(answer, question)
+    said, how, _ = _polarity(answer, question)
     if said is None:
         return Judgement("refusal", None, how)
     if said == truth:
@@ -1228,12 +1228,7 @@ def yes_no_taken(answer: str, question: str) -> str | None:
     _check_str(answer, "answer")
     if not asks_only_yes_no(_check_str(question, "question")):
         return None
-    said = yes_no_said(answer, question)
-    words = normalize(answer).split()
-    first = _FIRST_WORD.match(answer)
-    lead = fold_accents(first.group(1)).lower() if first else ""
-    opens = lead in _FIRST_YES | _FIRST_NO or (words[:1] and words[0] in _YES_WORDS | _NO_WORDS
-                                               and not (words[0] == "no" and words[1:2] and words[1] in _NO_IDIOMS))
+    said, _, opens = _polarity(answer, question)
     if said is None or opens:
         return said
     from hguard.signals.relevance import adds_no_word
@@ -1243,32 +1238,26 @@ def yes_no_taken(answer: str, question: str) -> str | None:
     return said if adds_no_word(question, _NEGATED_VERB.sub(" ", normalize(answer))) else None
 
 
-def _polarity(answer: str, question: str | None) -> tuple[str | None, str]:
-    """The reply's yes or no and how it was read, or None and why it says neither (:func:`judge_yesno`)."""
+def _polarity(answer: str, question: str | None) -> tuple[str | None, str, bool]:
+    """The reply's yes or no and how it was read, or None and why it says neither (:func:`judge_yesno`), and
+    whether the reply opens with its yes or no (:func:`yes_no_taken`)."""
     wording = declines(answer, question)
     if wording is not None:
-        return None, f"declines ({wording!r})" if wording else "empty answer"
+        return None, f"declines ({wording!r})" if wording else "empty answer", False
     words = normalize(answer).split()
     if _NEITHER.search(" ".join(words)):
-        return None, "says neither yes nor no"
-    said = None
+        return None, "says neither yes nor no", False
     first = _FIRST_WORD.match(answer)
     lead = fold_accents(first.group(1)).lower() if first else ""
     if lead in _FIRST_YES or lead in _FIRST_NO:
-        said, how, words = ("yes" if lead in _FIRST_YES else "no"), f"first word {lead!r}", []
+        return ("yes" if lead in _FIRST_YES else "no"), f"first word {lead!r}", True
     for i, w in enumerate(words):
         if w == "no" and words[i + 1 : i + 2] and words[i + 1] in _NO_IDIOMS:
             continue  # "No problem, you can approve it." says neither yes nor no with its "no"
-        if w in _YES_WORDS:
-            said, how = "yes", f"first yes/no word {w!r}"
-            break
-        if w in _NO_WORDS:
-            said, how = "no", f"first yes/no word {w!r}"
-            break
-    if said is None:
-        m = _NEGATED_VERB.search(normalize(answer))
-        said, how = ("no", f"negated statement ({m.group(0)!r})") if m else ("yes", "affirmative statement")
-    return said, how
+        if w in _YES_WORDS or w in _NO_WORDS:
+            return ("yes" if w in _YES_WORDS else "no"), f"first yes/no word {w!r}", i == 0
+    m = _NEGATED_VERB.search(normalize(answer))
+    return ("no", f"negated statement ({m.group(0)!r})", False) if m else ("yes", "affirmative statement", False)
 
 
 # --------------------------------------------------------- a right and a misleading reference answer
