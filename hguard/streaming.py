@@ -321,6 +321,7 @@ def _cleaned_span(norm: str, opening: int, texts: Sequence[str], joined: Sequenc
 
     words = norm.split(" ")
     keys = [_plain_word(w) for w in words]
+    verbatim = len(norm[:opening].split(" "))  # the words of the opening found as they are
     best: tuple[int, str] | None = None
     for text, flat in zip(texts, joined):
         spans = [m.span() for m in re.finditer(r"\S+", text)]
@@ -340,8 +341,8 @@ def _cleaned_span(norm: str, opening: int, texts: Sequence[str], joined: Sequenc
                     break
                 end_p, end_w = b.a + b.size, b.b + b.size
             covered = sum(b.size for b in blocks if b.a + b.size <= end_p)
-            beyond = covered > len(norm[:opening].split(" "))  # else the verbatim opening is all: a cut
-            if end_w and beyond and len(words) - end_p <= _DROPPED_WORDS and covered >= _KEPT_SHARE * len(words):
+            # more than the verbatim opening (else that is all the prompt holds: a cut), most words, to near the end
+            if end_w and covered > verbatim and len(words) - end_p <= _DROPPED_WORDS and covered >= _KEPT_SHARE * len(words):
                 span = text[spans[first][0] + at - flat.rfind(" ", 0, at) - 1: spans[first + end_w - 1][1]]
                 if best is None or covered > best[0]:
                     best = (covered, span)

@@ -172,9 +172,9 @@ def read_chat(
     if not context and retrievals:
         prompt_texts = [texts[i] for i in [q_at, *systems]]
         docs = [(r, d) for r in retrievals for d in r.documents if not blank(d.page_content)]
-        queries = [r.query for r in retrievals if isinstance(r.query, str)]
+        searches = [r.query for r in retrievals if isinstance(r.query, str)]
         # a document the chain cleaned ends before another document's opening or the question (the query)
-        found = [(r, d, pasted_part(d.page_content, prompt_texts, stops=queries + [
+        found = [(r, d, pasted_part(d.page_content, prompt_texts, stops=searches + [
             o.page_content[:MIN_PASTED_CHARS] for _, o in docs if o.page_content != d.page_content])) for r, d in docs]
         parts = [part for _, _, part in found if part]
         # what of each document the prompt holds (a chain may cut it); a part that lies inside another document's
