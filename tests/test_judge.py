@@ -251,20 +251,6 @@ def test_a_yes_no_reply_that_names_both_says_neither_and_a_first_word_reads_in_o
     assert judge_yesno("Non-compete clauses are not included.", "no").reason.startswith("negated statement")
 
 
-def test_yes_no_said_is_the_yes_no_judges_reading() -> None:
-    """What the review export reads a reviewed reply to a yes/no question by: the polarity judge_yesno reads."""
-    from hguard.calibrate.judge import yes_no_said
-
-    for reply in ("No.", "Nein.", "The policy does not allow it.", "Yes, within 30 days.", "It is payable monthly.",
-                  "No problem, you can approve it.", "The answer is neither yes nor no.", "", "I don't know."):
-        said = yes_no_said(reply, "Is it allowed?")
-        assert said == judge_yesno(reply, "yes", "Is it allowed?").matched or (
-            said == "no" and judge_yesno(reply, "no", "Is it allowed?").label == "correct"), reply
-        assert (said is None) == (judge_yesno(reply, "yes", "Is it allowed?").label == "refusal"), reply
-    with pytest.raises(InputError):
-        yes_no_said(None)  # type: ignore[arg-type]
-
-
 def test_yes_no_taken_is_a_plain_yes_or_no_only() -> None:
     """What the review export makes a yes/no row of: a reply that opens with yes or no, or says the question's own
     claim back (negated or not), to a question that asks for yes or no and nothing else."""

@@ -77,7 +77,6 @@ __all__ = [
     "judge_contrast",
     "judge_row",
     "judge_yesno",
-    "yes_no_said",
     "yes_no_taken",
     "asked_kind",
     "YES_NO",
@@ -1210,19 +1209,13 @@ def judge_yesno(answer: str, truth: str, question: str | None = None) -> Judgeme
     return Judgement("hallucinated", None, f"{how}: {said}, but the right answer is {truth}")
 
 
-def yes_no_said(answer: str, question: str | None = None) -> str | None:
-    """"yes" or "no" as :func:`judge_yesno` reads the reply, or None for a reply that declines or says neither."""
-    _check_str(answer, "answer")
-    return _polarity(answer, question)[0]
-
-
 def yes_no_taken(answer: str, question: str) -> str | None:
     """"yes" or "no" where the reply takes that side plainly, else None: ``question`` asks for yes or no and nothing
     else (:func:`hguard._text.asks_only_yes_no`: not "Can you tell me who wrote Hamlet?", "Is it Sydney or
     Canberra?" or "Does the policy say which providers get my data?"), and the reply opens with yes or no ("No.",
     "Yes, it does.") or restates the question's own claim, negated or not: every content word of it is one of the
     question's ("The policy does not allow children under 13 to sign up." to "Does the policy allow children under
-    13 to sign up?" is no). Stricter than :func:`yes_no_said`, which reads any statement without a negation as yes
+    13 to sign up?" is no). Stricter than :func:`judge_yesno`, which reads any statement without a negation as yes
     ("Lyon is the capital of France." to "Is Paris the capital of France?"): where a reply's yes or no stands for the
     reply (a reviewed answer's calibration row), a wrong reading would label every reply with that polarity."""
     _check_str(answer, "answer")
