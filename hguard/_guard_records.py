@@ -56,7 +56,8 @@ class _Recording:
     _undelivered: OrderedDict[str, None]
     _undelivered_lock: threading.Lock
 
-    def record_undelivered(self, result: Any, why: str, *, run_id: str | None = None) -> str | None:
+    def record_undelivered(self, result: Any, why: str, *, run_id: str | None = None,
+                           shown_chars: int | None = None) -> str | None:
         """Say in the audit log that a decided answer never reached the caller (a request cancelled or timed out
         while it was answered, a stream abandoned before its decision): an ``answer_not_delivered`` record naming
         the decision (which stands: the answer was generated and decided) and, when given, the caller's ``run_id``
@@ -74,6 +75,8 @@ class _Recording:
         record = {"decision_audit_id": audit_id, "route": getattr(result, "route", None), "why": why}
         if run_id is not None:
             record["run_id"] = run_id
+        if shown_chars is not None:
+            record["shown_chars"] = shown_chars
         try:
             return self.audit.append(record, kind=UNDELIVERED).id
         except Exception as exc:  # the caller is gone: a warning is all that can be said

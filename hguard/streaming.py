@@ -523,7 +523,7 @@ def guard_stream(
             streamer.end()  # unblock the consumer when generation never started or failed midway
 
     worker = threading.Thread(target=run, name="hguard-stream", daemon=True)
-    n_text, finished = 0, False
+    n_text, shown, finished = 0, 0, False  # chunks and characters of text shown to the caller
     once = threading.Lock()
 
     def settle(how: str) -> None:
@@ -537,8 +537,9 @@ def guard_stream(
             cancel.set()  # nobody reads on: the answer is decided on what was generated, held, never accepted
         worker.join()
         if not finished and "result" in box:
-            guard.record_undelivered(box["result"], f"the stream ended after {n_text} chunk(s) of passthrough text, "
-                                                    f"before its decision reached the caller ({how})", run_id=run_id)
+            guard.record_undelivered(box["result"], f"the stream ended after {n_text} chunk(s) of passthrough text "
+                                                    f"({shown} characters), before its decision reached the caller "
+                                                    f"({how})", run_id=run_id, shown_chars=shown)
 
     _OPEN_STREAMS.add(settle)
     worker.start()
@@ -552,7 +553,7 @@ def guard_stream(
         caller_stops = []
     stops = [*caller_stops, *(() if guard.lm.has_chat_template else PLAIN_STOP)]
     hold = max((len(x) for x in stops), default=1) - 1
-    said, shown, cut, timed_out = "", 0, False, False
+    said, cut, timed_out = "", False, False
     try:
         for piece in streamer:
             if cut or not piece:
@@ -561,13 +562,12 @@ def guard_stream(
             head, hit = cut_at_stop(said, stops)
             cut = hit is not None
             upto = len(head) if cut else len(said) - hold
-            if upto > shown:
-                n_text += 1
-                yield GuardStreamChunk(said[shown:upto])
-                shown = upto
+            if upto > shown:  # counted before it is handed over: a caller who leaves now has read it
+                n_text, piece, shown = n_text + 1, said[shown:upto], upto
+                yield GuardStreamChunk(piece)
         if not cut and len(said) > shown:
-            n_text += 1
-            yield GuardStreamChunk(said[shown:])
+            n_text, piece, shown = n_text + 1, said[shown:], len(said)
+            yield GuardStreamChunk(piece)
         finished = True
     except queue.Empty:  # no token within ``timeout``: raised at once, and a thread waits for the guard's decision
         # and records it as not delivered (the process waits for that thread at exit); it waited for the whole answer

@@ -1267,11 +1267,16 @@ def test_an_answer_the_caller_never_received_is_said_in_the_log(calibrated, tmp_
     assert held["route"] == "review" and CANCELLED_HOLD in held["reasons"], held["reasons"]
     # a passthrough stream read for one chunk, then dropped: its generation stops, and the cut answer is held
     stream = guard_stream(g, q, domain="alpha", mode="passthrough")
-    assert next(stream).result is None
+    first_chunk = next(stream)
+    assert first_chunk.result is None
     stream.close()
     last = undelivered()[-1]
     assert "after 1 chunk(s) of passthrough text" in last["why"] and last["route"] == "review"
-    assert CANCELLED_HOLD in AuditLog(tmp_path / "audit.jsonl").find(last["decision_audit_id"])["reasons"]
+    cut = AuditLog(tmp_path / "audit.jsonl").find(last["decision_audit_id"])
+    assert CANCELLED_HOLD in cut["reasons"]
+    # what the caller was shown, which the decision's answer (generated a token or more beyond) does not say
+    assert last["shown_chars"] == len(first_chunk.text) > 0, (last, first_chunk)
+    assert f"({len(first_chunk.text)} characters)" in last["why"]
     # read to its end, nothing more is said
     assert list(guard_stream(g, q, domain="alpha", mode="passthrough"))[-1].result.route == "accept"
     assert asyncio.run(g.ainvoke(q, domain="alpha")).route == "accept" and len(undelivered()) == 3
