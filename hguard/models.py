@@ -37,9 +37,10 @@ _CACHE_REQUIRED = ("config.json", "model.safetensors")  # a cache without these 
 # How a model without a chat template (a base model, e.g. Gemma-3-270M) is prompted: the turns as plain
 # text, a single question labelled, then "Answer:"; its answer ends at its first line break after some
 # text, or where it starts the frame's next turn (a base model otherwise goes on to write the next question
-# and its answer; one that writes nothing on the answer line and goes on with "Question: ..." gave that
-# question as its answer, shown and scored). The frame's fingerprint stands for the chat template's, so a
-# probe calibrated in another frame does not load.
+# and its answer; one that writes nothing on the answer line and goes straight on with "Question: ..." has
+# given an empty answer, which abstains: before frame 3 that question was taken for its answer, shown and
+# scored). The frame's fingerprint stands for the chat template's, so a probe calibrated in another frame does
+# not load.
 PLAIN_QUESTION = "Question: {question}"
 PLAIN_ANSWER = "\nAnswer:"
 PLAIN_STOP = ("\n", PLAIN_QUESTION.split("{")[0].strip(), PLAIN_ANSWER.strip())
