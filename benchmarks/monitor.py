@@ -114,7 +114,8 @@ def main() -> None:
         q = r["spot_checks_to_detect"]
         lo, hi = r["tightened_before_rise_ci95"]
         detect = (f"{q['median']} [{q['median_ci95'][0]}-{q['median_ci95'][1]}] ({q['p05']}-{q['p95']}), n={q['n']} | {q['median'] / RATE:,.0f}"
-                  if q["n"] else "no run detected the rise, n=0 | -")  # fmt: skip
+                  if q["n"] else ("every run had tightened before the rise" if r["tightened_before_rise"] == args.sims
+                                  else "no run detected the rise") + ", n=0 | -")  # fmt: skip
         print(f"| {r['rule']} | {r['bounds']} | {r['history']} | {r['tightened_before_rise'] / args.sims:.1%} ({lo:.1%}-{hi:.1%}) | {detect} |")
     print()
     print("| rule | bounds | true rate | tightened within 100 checks (95% CI) | within 500 |")

@@ -36,22 +36,38 @@ QUESTIONS = [
 ]
 
 
+def runs_policy(policy, runs: Path | None, max_new_tokens: int | None):
+    """``policy`` with its audit log (and anchor, when it keeps one) and review queue in ``runs``, and its answers
+    capped at ``max_new_tokens``; unchanged where both are None."""
+    update = {}
+    if runs is not None:
+        moved = {"path": runs / "hguard-audit.jsonl"}
+        if policy.audit.anchor is not None:  # the policy's anchor holds the heads of its own log, not this one's
+            moved["anchor"] = runs / "hguard-audit.anchor"
+        update["audit"] = policy.audit.model_copy(update=moved)
+        update["review"] = policy.review.model_copy(update={"queue": runs / "hguard-review.sqlite3"})
+    if max_new_tokens is not None:
+        update["generation"] = policy.generation.model_copy(update={"max_new_tokens": max_new_tokens})
+    return policy.model_copy(update=update) if update else policy
+
+
 def load_guard(policy_path: Path, runs: Path | None, max_new_tokens: int | None):
     """The guard of the policy; ``runs`` moves its audit log and review queue, ``max_new_tokens`` caps answers."""
     from hguard.guard import Guard
     from hguard.policy import load_policy
     from hguard.signals.embedding import get_embedder
 
-    policy = load_policy(policy_path)
-    update = {}
-    if runs is not None:
-        update["audit"] = policy.audit.model_copy(update={"path": runs / "hguard-audit.jsonl"})
-        update["review"] = policy.review.model_copy(update={"queue": runs / "hguard-review.sqlite3"})
-    if max_new_tokens is not None:
-        update["generation"] = policy.generation.model_copy(update={"max_new_tokens": max_new_tokens})
-    if update:
-        policy = policy.model_copy(update=update)
-    return Guard.from_policy(policy, embedder=get_embedder())
+    return Guard.from_policy(runs_policy(load_policy(policy_path), runs, max_new_tokens), embedder=get_embedder())
+
+
+def probes_note(guard) -> str | None:
+    """What to say of the guard's probes before its first answer: none at all, or the domains it could not score
+    (it warned of each at its start; its other domains are scored); None when every domain is scored."""
+    if not guard.probes:
+        return "note: no calibrated probes found (run `make calibrate`); every answer goes to review"
+    if guard.probe_errors:
+        return f"note: not scored, so their answers go to review: {', '.join(sorted(guard.probe_errors))}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     chain = create_guarded_rag_chain(retriever, chat)
     callbacks = [HGuardAuditCallbackHandler.from_guard(guard)] if guard.audit is not None else []
     print(f"{len(docs)} documents indexed, model {guard.lm.name} loaded in {time.perf_counter() - t0:.1f} s")
-    if guard.probe_errors or not guard.probes:
-        print("note: no calibrated probes found (run `make calibrate`); every answer goes to review")
+    note = probes_note(guard)
+    if note:
+        print(note)
 
     for label, question in QUESTIONS:
         t = time.perf_counter()

@@ -684,7 +684,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 PASSTHROUGH = {
-    "audit": (cmd_audit, "verify, show, export or repair an audit log"),
+    "audit": (cmd_audit, "verify, show, export, repair or rotate an audit log"),
     "review": (cmd_review, "the human review queue: serve, list, decide, export"),
     "monitor": (cmd_monitor, "spot-check estimate, drift and tightening per domain; --lift DOMAIN"),
 }
