@@ -898,3 +898,14 @@ def test_a_currency_name_is_read_as_one_only_beside_a_number():
 ])
 def test_numbers_keep_their_scale_and_sign(answer, alias, label):
     assert judge(answer, [alias]).label == label
+
+
+def test_second_reads_alike_in_an_alias_and_an_answer() -> None:
+    """A compliance team's calibration: "... in the second quarter of the year." against the alias "second quarter"
+    was labelled hallucinated, since "second" was read as an ordinal after "the" only (the answer's, not the
+    alias's); "second" after a number stays the unit."""
+    answer = "The internal audit review is typically conducted in the second quarter of the year."
+    assert judge(answer, ["second quarter", "Q2"]).label == "correct"
+    assert judge("Take a second dose.", ["the second dose"]).label == "correct"
+    assert judge("The alarm sounds after a 30 second delay.", ["30 second"]).label == "correct"
+    assert judge("It happens in the third quarter.", ["second quarter"]).label == "hallucinated"

@@ -348,8 +348,10 @@ _ORDINAL_WORDS = {"first": "one", "third": "three", "fourth": "four", "fifth": "
                   "sixteenth": "sixteen", "seventeenth": "seventeen", "eighteenth": "eighteen",
                   "nineteenth": "nineteen", "twentieth": "twenty", "thirtieth": "thirty"}
 # an ordinal word only before its unit ("the third business day", "the fourth day"): alone ("the third failed
-# login") it is no figure, and read as one it matched any number of the answer
-_ORDINAL_WORD = re.compile(r"(?i)\b(" + "|".join(_ORDINAL_WORDS) + r"|(?<=\bthe )second)\b(?=\s+(?:(?:business|working|"
+# login") it is no figure, and read as one it matched any number of the answer. "second" after a number is the unit
+# ("a 30 second delay"); else it is read wherever the other ordinals are, so that an alias "second quarter" and an
+# answer's "in the second quarter" read alike
+_ORDINAL_WORD = re.compile(r"(?i)\b(" + "|".join(_ORDINAL_WORDS) + r"|(?<!\d )(?<!\d-)second)\b(?=\s+(?:(?:business|working|"
                            r"calendar|school|banking)\s+)?(?:day|week|month|year|hour|quarter|dose|time|tablet)s?\b|\s+of\s+(?:each|every|the)\s+month\b)")
 
 
