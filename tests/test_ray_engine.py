@@ -265,3 +265,31 @@ def test_a_refused_connection_names_the_token_file_and_the_mode_that_sends_it(tm
     (tmp_path / ".ray" / "auth_token").write_text("t")
     hint = ray_engine._token_hint("127.0.0.1:6379", connecting=True)
     assert str(tmp_path / ".ray" / "auth_token") in hint and "RAY_AUTH_MODE=token" in hint
+
+
+def test_without_address_the_run_starts_its_own_ray_or_checks_ray_address(monkeypatch):
+    """A data team's trial: a run without --address joined a cluster a `ray start` had left on the machine (the
+    README says a local Ray is started for the run), retried an unreachable RAY_ADDRESS for minutes where --address
+    is refused at once, and a ray:// RAY_ADDRESS said to install ray[client]."""
+    import socket
+    from types import SimpleNamespace
+
+    from hguard.calibrate import ray_engine
+
+    calls = []
+    fake = SimpleNamespace(is_initialized=lambda: False, init=lambda **kw: calls.append(kw))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert ray_engine._connect(fake, None) is True
+    assert calls[-1]["address"] == "local"  # a Ray of the run's own, not one found on the machine
+    monkeypatch.setenv("RAY_ADDRESS", "ray://127.0.0.1:10001")
+    with pytest.raises(InputError, match=r"RAY_ADDRESS .*Ray Client's.*unset RAY_ADDRESS"):
+        ray_engine._connect(fake, None)
+    with socket.socket() as free:  # a port nobody listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    with pytest.raises(InputError, match=r"RAY_ADDRESS .*cannot be reached"):
+        ray_engine._connect(fake, None)
+    assert len(calls) == 1  # neither reached ray.init
+    with pytest.raises(InputError, match=r"a port of 1 to 65535"):
+        ray_engine.check_address("127.0.0.1:99999")

@@ -77,10 +77,10 @@ def check_address(address: str) -> None:
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, _, port = hostport.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # "[::1]:6379", an IPv6 address
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise InputError(
-            f"Ray address {address!r} is not host:port; pass the head node's GCS address (e.g. 10.0.0.5:6379) "
-            "or auto"
+            f"Ray address {address!r} is not host:port (a port of 1 to 65535); pass the head node's GCS address (e.g. "
+            "10.0.0.5:6379) or auto"
         )
     try:
         with socket.create_connection((host, int(port)), timeout=5) as conn:
@@ -122,8 +122,17 @@ def _token_file() -> Path | None:
 
 
 def _connect(ray, address: str | None) -> bool:
-    """Connect to (or start) Ray; True when this call started it and must shut it down."""
-    if address:
+    """Connect to (or start) Ray; True when this call started it and must shut it down. Without ``address``, the
+    cluster Ray's own ``RAY_ADDRESS`` names (a Ray job's driver has it), checked as ``--address`` is; without either,
+    a local Ray of this run's own, never a cluster a ``ray start`` left on this machine."""
+    if not address and os.environ.get("RAY_ADDRESS", "").strip():
+        address = os.environ["RAY_ADDRESS"].strip()
+        try:
+            check_address(address)
+        except InputError as e:
+            raise InputError(f"RAY_ADDRESS (the environment's; no --address was given): {e}; or unset RAY_ADDRESS "
+                             "to start a local Ray for the run") from e
+    elif address:
         check_address(address)
     if ray.is_initialized():
         return False
@@ -134,7 +143,7 @@ def _connect(ray, address: str | None) -> bool:
             raise InputError(f"cannot connect to the Ray cluster at {address!r} ({e}); check the address with `ray status`"
                              + _token_hint(address, connecting=True)) from e
         return True
-    ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     return True
 
 

@@ -621,7 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", type=_count, default=16)
     c.add_argument("--previous", metavar="DIR", help="an earlier calibration's folder: report what changed (DIR/report.json)")
     c.add_argument("--engine", choices=("local", "ray"), default="local", help="where answers are collected: this process, or a Ray cluster (same shards, same probes)")
-    c.add_argument("--address", help="--engine ray: the cluster's address (host:6379 or auto, on a node of the cluster; Ray Client's ray:// is not supported); default: a local Ray for this run")
+    c.add_argument("--address", help="--engine ray: the cluster's address (host:6379 or auto, on a node of the cluster; Ray Client's ray:// is not supported); default: the RAY_ADDRESS the environment names, else a local Ray for this run")
     c.add_argument("--actors", type=_count, help="--engine ray: actors, each loading the model once (one per GPU; default 1)")
     c.add_argument("--gpus-per-actor", type=_not_negative, help="--engine ray: GPUs each actor reserves (default 0; 1 on a GPU cluster)")
     c.add_argument("--cpus-per-actor", type=_not_negative, help="--engine ray: CPUs each actor reserves (its torch threads; default 1)")
