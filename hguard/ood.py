@@ -39,14 +39,31 @@ def full_distance(probe, X) -> np.ndarray:
     return feature_distance(probe, X[:, np.asarray(probe.feature_indices_, dtype=np.int64)])
 
 
-def fit_ood(distances, *, quantile: float = OOD_QUANTILE, fitted_on: str) -> dict | None:
-    """The threshold (a quantile of finite ``distances``), as plain data for a probe file; None if none."""
+def fit_ood(distances, *, quantile: float = OOD_QUANTILE, fitted_on: str, own=None) -> dict | None:
+    """The threshold (a quantile of finite ``distances``), as plain data for a probe file; None if none.
+
+    ``own``: the distances of the answers the probe that will apply the threshold was fitted on, under that probe.
+    ``distances`` were measured under other probes (each fitted without the answer's family), whose neurons are
+    other ones and other in number, and the spread of a root mean square over k neurons shrinks as k grows: a
+    threshold from probes of many neurons, applied to a probe of few, sent a fifth of a small domain's ordinary
+    held-out answers to review. The threshold is never below the same quantile of ``own``, which keeps what the
+    probe's own answers look like inside it."""
     d = np.asarray(distances, dtype=float)
     d = d[np.isfinite(d)]
     if d.size == 0:
         return None
-    return {"feature": OOD_FEATURE, "threshold": float(np.quantile(d, quantile)), "quantile": quantile,
-            "n": int(d.size), "fitted_on": fitted_on}
+    threshold, note = float(np.quantile(d, quantile)), fitted_on
+    mine = np.asarray(own if own is not None else [], dtype=float)
+    mine = mine[np.isfinite(mine)]
+    floor = float(np.quantile(mine, quantile)) if mine.size else None
+    if floor is not None and floor > threshold:
+        threshold = floor
+        note += "; raised to the same quantile of the probe's own training answers' distances, which lay further out"
+    out: dict[str, Any] = {"feature": OOD_FEATURE, "threshold": threshold, "quantile": quantile, "n": int(d.size),
+                           "fitted_on": note}
+    if floor is not None:
+        out["own_quantile"], out["n_own"] = floor, int(mine.size)
+    return out
 
 
 def ood_problem(distance: float | None, ood: Mapping[str, Any] | None) -> str | None:
@@ -57,7 +74,9 @@ def ood_problem(distance: float | None, ood: Mapping[str, Any] | None) -> str | 
         return "out-of-distribution check failed: the probe-feature distance is not a number"
     if distance > ood["threshold"]:
         return (f"question out of the calibration distribution: probe-feature distance {distance:.2f} > "
-                f"{ood['threshold']:.2f} (the {ood['quantile']:.0%} quantile of held-out calibration families)")
+                f"{ood['threshold']:.2f} (the {ood['quantile']:.0%} quantile of "
+                + ("the probe's own training answers" if ood.get("own_quantile") == ood["threshold"]
+                   else "held-out calibration families") + ")")
     return None
 
 

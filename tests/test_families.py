@@ -173,3 +173,20 @@ def test_two_rows_labelling_one_answer_both_ways_are_blamed_on_their_answers_unl
             warnings.simplefilter("always")
             _join_repeated_questions(rows(source))
         assert any(said in str(w.message) for w in caught), [str(w.message) for w in caught]
+
+
+def test_the_ood_threshold_is_never_below_the_probes_own_answers_quantile():
+    """An evaluation engineer's trial: on a small domain the shipped probe read 13 neurons while the threshold came
+    from probes fitted without each family (other neurons, other in number), and the check sent 9 of 45 ordinary
+    held-out answers to review (the README says 1-2% of new kinds of question)."""
+    rng = np.random.default_rng(0)
+    cross = rng.uniform(0.9, 1.1, 500)  # many neurons: a tight spread
+    own = np.abs(rng.normal(1.0, 0.4, 300))  # few neurons: a wide one
+    ood = fit_ood(cross, fitted_on="test", own=own)
+    assert ood["threshold"] == pytest.approx(np.quantile(own, 0.99)) == ood["own_quantile"]
+    assert ood["n_own"] == 300 and "raised to the same quantile of the probe's own" in ood["fitted_on"]
+    assert np.mean(own > ood["threshold"]) <= 0.011
+    # the cross-family quantile stands where it lies further out
+    wide = fit_ood(cross * 3, fitted_on="test", own=own)
+    assert wide["threshold"] == pytest.approx(np.quantile(cross * 3, 0.99)) and wide["fitted_on"] == "test"
+    assert fit_ood(cross, fitted_on="test", own=[np.nan])["threshold"] == pytest.approx(np.quantile(cross, 0.99))

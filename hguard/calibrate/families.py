@@ -186,7 +186,9 @@ def cross_family_fit(train: Collected, *, seed: int, n_layers: int, d_ff: int, c
         probe = fit_probe(train.features[keep], y[keep], fit=fit, lengths=lengths[keep], groups=groups, cv=cv,
                           n_layers=n_layers, d_ff=d_ff, random_state=seed, **(probe_params or {}))
         oof[out] = probe_logit(probe, train.features[out], lengths=lengths[out])
-        dist[out] = full_distance(probe, train.features[out])
+        distance = full_distance(probe, train.features)  # the probe's neurons only are read
+        dist[out] = distance[out]
+        fold["own_distance"] = distance[keep]
         rnd = random_baseline(train.features[keep], y[keep], max(1, len(probe.feature_indices_)), seed=seed,
                               lengths=lengths[keep], fit=fit)
         fold.update(probe=probe, random_baseline=rnd.to_dict())
@@ -312,7 +314,8 @@ def evaluate_families(
             entry["at_target"] = {"target": target, "confidence": confidence,
                                   **_at_target(scores["merged"], y, th.accept_below, target)}
             others_d = cf["oof_distance"][~np.isin(fam_tr, fold["families"])]
-            ood = fit_ood(others_d, fitted_on="the other families' cross-family distances")
+            ood = fit_ood(others_d, fitted_on="the other families' cross-family distances",
+                          own=fold.get("own_distance"))
             d = full_distance(probe, te.features)
             entry["ood"] = {
                 "threshold": ood["threshold"] if ood else None,
@@ -387,7 +390,7 @@ def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collec
             "split) and so no part in these scores (nor in a per-family certificate)" if unseen else "")
         fitted["ood"] = fit_ood(cf["oof_distance"], fitted_on=(
             "cross-family out-of-fold distances of the training split (each answer under a probe fitted without "
-            "its family)"))
+            "its family)"), own=full_distance(fitted["probe"], tr.features))
     else:
         fitted["thresholds_fitted_on"] = FACT_FOLD_SCORES + (
             f" (the cross-family scores hold {int(ok.sum())} answers, fewer than 2 of a class, too few to fit a merger on)")
