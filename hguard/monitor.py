@@ -417,7 +417,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
             "the policy it was written under"
         )
     # a tightening only the state file holds is recorded in this chain before anything below may refuse the run
-    states = replay(records)
+    lifts: dict[str, str] = {}  # each domain's latest lift: its evidence counts from then on, whatever its state now
+    states = replay(records, lifts=lifts)
     audit = _writer(policy, audit_path, key) if act else None
     carried = _carry_file_only_tightenings(policy, states, audit, pid)
     foreign = {r["id"] for r in decisions if foreign_to(r)}
@@ -509,8 +510,10 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                                                 "calibration_id": calibration_id, "data_hash": data_hash,
                                                 "reason": f"recalibrated: probe {st.probe_id} replaced by {probe_id}"}))  # fmt: skip
             st = transition(st, events[-1])
-        # evidence counts from the latest lift on (a person's lift starts a fresh record)
-        since = st.since if st.state == "normal" and st.since else None
+            lifts[name] = str(st.since)
+        # evidence counts from the latest lift on (a person's lift starts a fresh record), also once the domain is
+        # tightened again on it: the verdicts the lift set aside do not come back with the new tightening
+        since = lifts.get(name)
         dom = [r for r in decisions if r.get("domain") == name]
         fresh = [r for r in dom if since is None or (r.get("time") or "") > since]
         # what the chain says, not the queue's columns: a spot-check is an accepted decision with its spot_check record
@@ -527,10 +530,11 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         under = Counter(str((by_id[i].get("thresholds") or {}).get("accept_below")) for i in spot_ids if i in verdict_of)
         lcb, ucb = live_bounds(k, n, dp.confidence, dp.live_bounds)
         n_min = min_checks(dp.target_hallucination_rate, dp.confidence, dp.live_bounds)
-        routed = [v["label"] for i, v in verdict_of.items() if by_id[i].get("route") == "review" and by_id[i].get("domain") == name]
-        routes = Counter(r.get("route") for r in dom)
         w = dp.drift_window
-        # drift too is read on the answers after the latest lift: the person lifted it having seen those before
+        # the verdicts on answers routed to review and the drift tests too are read on the answers after the latest
+        # lift: the person lifted it having seen those before
+        routed = [verdict_of[r["id"]]["label"] for r in fresh if r.get("route") == "review" and r["id"] in verdict_of]
+        routes = Counter(r.get("route") for r in dom)
         sims = [_similarity_to(r.get("domain_choice") or {}, name) for r in fresh]
         sims = [s for s in sims if s is not None]
         oods = [(r.get("signals") or {}).get("ood_distance") for r in fresh]

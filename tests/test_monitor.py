@@ -160,6 +160,15 @@ def test_tightening_state_machine():
     assert transition(s3, {"kind": "monitor_lift", "id": "e"}) is s3
     assert transition(s3, {"kind": "decision"}) is s3
     assert replay([{"kind": "monitor_tighten", "domain": "g", "accept_below": 0.1, "id": "x"}])["g"].state == "tightened"
+    # the latest lift that ended a tightening, through a later tightening and a rotated log's carried states
+    lifts: dict[str, str] = {}
+    replay([{"kind": "monitor_tighten", "domain": "g", "accept_below": 0.1, "id": "x", "time": "T1"},
+            {"kind": "monitor_lift", "domain": "g", "id": "y", "time": "T2"},
+            {"kind": "monitor_lift", "domain": "g", "id": "z", "time": "T3"},  # nothing tightened: no lift
+            {"kind": "monitor_tighten", "domain": "g", "accept_below": 0.0, "id": "w", "time": "T4"},
+            {"kind": "log_continued", "monitor_states": {"h": {"state": "normal", "since": "T0", "record_id": "v"}}}],
+           lifts=lifts)
+    assert lifts == {"g": "T2", "h": "T0"}
 
 
 def test_tightened_thresholds_lower_accept_and_say_why():
@@ -398,6 +407,50 @@ def test_monitor_run_estimates_tightens_on_a_breach_and_a_person_lifts(tmp_path,
         lift(policy, "geo", by="", reason="x")
     html = write_html(rep, tmp_path / "r.html").read_text()
     assert "data:image/png;base64" in html and "geo" in html
+
+
+def _review_routed(policy, log, queue, n, verdict):
+    """``n`` decisions of geo routed to review (each with an ``ood_distance`` signal), with a reviewer's ``verdict``."""
+    for _ in range(n):
+        rec = log.append({"policy_id": policy_id(policy), "domain": "geo", "route": "review", "risk": 0.9,
+                          "signals": {"ood_distance": 0.5}, "question": "q", "answer": "a"}, kind="decision")
+        queue.enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": "geo",
+                       "signals": {"ood_distance": 0.5}})
+        queue.decide(rec.id, verdict=verdict, reviewer="tester")
+
+
+def test_evidence_counts_from_the_latest_lift_also_once_the_domain_is_tightened_again(tmp_path):
+    """A trial of the live guarantee: lifted, then tightened again on spot-checks accepted after the lift, the next
+    monitor run counted again the verdicts the lift had set aside ("23 reviewed, 14 hallucinated" where 10 came after
+    the lift, counted_since null), and the review-routed tally and the drift tests read the whole history again."""
+    from hguard.audit import rotate
+
+    policy = _pol(tmp_path, spot_check_rate=0.5, on_breach="review")
+    log, queue = _deploy(tmp_path, policy, 80, halluc_rate=0.6)
+    _review_routed(policy, log, queue, 3, "hallucinated")
+    first = run_monitor(policy)["domains"]["geo"]
+    assert first["state"]["state"] == "tightened" and first["review_routed"]["reviewed"] == 3
+    before = first["spot_checks"]["reviewed"]
+    lifted = lift(policy, "geo", by="ops", reason="the reviewers re-checked")
+    rotate(policy.audit.path, key=None)  # the lift now lies in an archive, and the guard restarts on the fresh file
+    log = AuditLog(policy.audit.path)
+    queue = ReviewQueue(policy.review.queue, audit=log)
+    _deploy(tmp_path, policy, 40, halluc_rate=0.9, seed=5, log=log, queue=queue)
+    _review_routed(policy, log, queue, 2, "correct")
+    again = run_monitor(policy)["domains"]["geo"]
+    assert again["state"]["state"] == "tightened" and again["state"]["since"] > lifted.since
+    after = again["spot_checks"]["reviewed"]
+    assert 0 < after < before
+    rep = run_monitor(policy)  # tightened again: still only the answers given after the lift
+    geo = rep["domains"]["geo"]
+    sc = geo["spot_checks"]
+    assert (sc["reviewed"], sc["counted_since"], sc["reviewed_before_lift"]) == (after, lifted.since, before)
+    assert geo["review_routed"] == {"reviewed": 2, "hallucinated": 0, "correct": 2}
+    assert geo["drift"]["ood_distance"]["n_reference"] + geo["drift"]["ood_distance"]["n_live"] == 2
+    assert f"counted since the lift at {lifted.since} ({before} reviewed spot-check(s) accepted before it" in summary(rep)
+    check = [r for r in AuditLog(policy.audit.path) if r["kind"] == "monitor_check"][-1]
+    assert check["estimate"]["spot_checks"]["reviewed"] == after and check["estimate"]["review_routed"]["reviewed"] == 2
+    assert [r["kind"] for r in AuditLog(policy.audit.path)].count("monitor_tighten") == 1  # the second, in this file
 
 
 def test_policy_hash_tells_apart_policies_of_one_guarantee(tmp_path):
