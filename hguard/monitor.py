@@ -368,7 +368,6 @@ def _day(ts: str | None) -> str:
 def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, now: str | None = None) -> dict:
     """Estimate, drift and state for every policy domain; appends ``monitor_check`` (and any
     ``monitor_tighten`` / ``monitor_lift``) records and rewrites the state file when ``act``."""
-    from .audit import verify
     from .review.queue import ReviewQueue, chain_verdicts, same_risk, verdict_in_chain
 
     audit_path = Path(audit_path or policy.audit.path)
@@ -378,27 +377,12 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     from .integrity import load_key
 
     key = load_key(policy.integrity.key_file)  # the guard's key: the monitor's records join its chain
-    # the policy's anchor holds its own log's heads: records cut off the end of that log fail here too
-    anchor = policy.audit.anchor
-    own_anchor = anchor is not None and audit_path == Path(policy.audit.path) and Path(anchor).is_file()
     # the queue first: the guard records each decision before it queues the answer, so every item listed now has
     # its decision in the log read next (read the other way round, an answer held meanwhile read as a foreign item)
     queue = ReviewQueue(queue_path) if queue_path.exists() else None
     listed = {it.id: it.audit_id for it in (queue.decided() + queue.pending(limit=None))} if queue is not None else {}
-    # the whole record, a rotated log's archives (beside it) included: their decisions, spot-checks and verdicts
-    # are the live evidence, and the review queue's items name them
-    records: list[dict] = []
-    ver = verify(audit_path, key=key, anchor=anchor if own_anchor else None, archives=True, on_record=records.append)
-    if not ver.ok:  # the estimate, the drift test and any tightening would rest on evidence that does not verify
-        first = ver.problems[0]
-        where = f"line {first.line}: " if first.line else ""
-        verify_cmd = (f"hguard audit verify --policy {policy.source}" if policy.source is not None
-                      else f"hguard audit verify {audit_path}")  # with the policy's key and anchor, as read here
-        raise AuditIntegrityError(
-            f"audit log {audit_path} fails verification ({len(ver.problems)} problem(s); {where}{first.message}); "
-            f"the monitor takes no decision on it: see `{verify_cmd}` (a torn last line that verify does not call cut: "
-            "`hguard audit repair`), and restore the log from its backup if records were edited or removed"
-        )
+    # the estimate, the drift test and any tightening would rest on evidence that does not verify
+    records, ver = _verified_records(policy, audit_path, key)
     pid = policy_id(policy)
     decisions = [r for r in records if r.get("kind") == "decision"]
 
@@ -689,6 +673,32 @@ def _held_in_unreadable(path: Path, exc: BaseException) -> dict[str, DomainState
                            f"the state file's entry for it is unreadable ({why}): accepting nothing") for d in held}
 
 
+def _verified_records(policy, audit_path: Path, key: bytes | None) -> tuple[list[dict], Any]:
+    """The whole record of ``audit_path``, a rotated log's archives (beside it) included, and its verification
+    report: their decisions, spot-checks, verdicts and monitor records are what every decision of the monitor's (a
+    run's estimate, drift test and tightening, a person's lift) rests on, and the review queue's items name them.
+    AuditIntegrityError when it does not verify with the policy's key and anchor: the monitor then appends
+    nothing and changes no state."""
+    from .audit import verify
+
+    # the policy's anchor holds its own log's heads: records cut off the end of that log fail here too
+    anchor = policy.audit.anchor
+    own_anchor = anchor is not None and audit_path == Path(policy.audit.path) and Path(anchor).is_file()
+    records: list[dict] = []
+    ver = verify(audit_path, key=key, anchor=anchor if own_anchor else None, archives=True, on_record=records.append)
+    if not ver.ok:
+        first = ver.problems[0]
+        where = f"line {first.line}: " if first.line else ""
+        verify_cmd = (f"hguard audit verify --policy {policy.source}" if policy.source is not None
+                      else f"hguard audit verify {audit_path}")  # with the policy's key and anchor, as read here
+        raise AuditIntegrityError(
+            f"audit log {audit_path} fails verification ({len(ver.problems)} problem(s); {where}{first.message}); "
+            f"the monitor takes no decision on it: see `{verify_cmd}` (a torn last line that verify does not call cut: "
+            "`hguard audit repair`), and restore the log from its backup if records were edited or removed"
+        )
+    return records, ver
+
+
 def _writer(policy, audit_path: Path, key: bytes | None):
     """The log the monitor appends its records to: keyed as the policy says, and, when it is the policy's own
     log, appending each record's seq and hash to the policy's anchor as the guard does (a monitor record cut
@@ -720,8 +730,12 @@ def lift(policy, domain: str, *, by: str, reason: str, audit_path=None) -> Domai
     audit_path = Path(audit_path or policy.audit.path)
     from .integrity import load_key
 
-    log = _writer(policy, audit_path, load_key(policy.integrity.key_file))
-    states = replay(log)
+    key = load_key(policy.integrity.key_file)
+    # a lift is the monitor's decision as a run's is: taken on a chain that verifies, or not at all (it appended its
+    # record to a log `hguard monitor` refuses, and rewrote the state file from records that may be forged)
+    records = _verified_records(policy, audit_path, key)[0] if audit_path.exists() else []
+    log = _writer(policy, audit_path, key)
+    states = replay(records)
     # the state file is rewritten below: tightenings only it holds are carried into the chain first, as a monitor run
     # carries them (lifting one domain rewrote it from the chain alone, and another's such tightening was gone)
     _carry_file_only_tightenings(policy, states, log, policy_id(policy))

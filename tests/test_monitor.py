@@ -1623,6 +1623,26 @@ def test_a_state_file_that_cannot_be_written_is_named_with_what_stands(tmp_path,
     assert not state.exists()
 
 
+def test_a_lift_takes_no_decision_on_a_log_that_fails_verification(tmp_path, capsys):
+    """A trial of the live guarantee: `hguard monitor --lift` appended its record to a log `hguard monitor` refuses,
+    and rewrote the state file, exit 0."""
+    from hguard.cli.monitor import main as monitor_main
+
+    policy = _policy_file(tmp_path, 60, 'on_breach = "review"\n')
+    assert run_monitor(policy)["domains"]["geo"]["state"]["state"] == "tightened"
+    lines = Path(policy.audit.path).read_text().splitlines()
+    lines[3] = lines[3].replace('"route":"accept"', '"route":"review"')  # an edited decision
+    Path(policy.audit.path).write_text("\n".join(lines) + "\n")
+    log, state = Path(policy.audit.path).read_text(), Path(policy.monitor.state).read_text()
+    with pytest.raises(AuditIntegrityError, match=r"fails verification .*line 4: .*the monitor takes no decision on it"):
+        lift(policy, "geo", by="ops", reason="checked")
+    args = ["--policy", str(tmp_path / "policy.toml"), "--lift", "geo", "--by", "ops", "--reason", "checked"]
+    assert monitor_main(args) == 1
+    err = capsys.readouterr().err
+    assert "fails verification" in err and f"hguard audit verify --policy {policy.source}" in err
+    assert Path(policy.audit.path).read_text() == log and Path(policy.monitor.state).read_text() == state
+
+
 def test_the_monitor_command_exits_1_on_a_log_that_fails_verification_and_names_the_check_with_the_policy(tmp_path, capsys):
     """New-user trial: exit 2 (the code of a mistyped command) where `hguard audit verify` exits 1, and a verify command
     without the policy, which skips its key and anchor."""

@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _unverified(exc: AuditIntegrityError) -> int:
+    """The log does not verify: said, and 1, as `hguard audit verify` says it (2 is misuse)."""
+    print(f"hguard monitor: {exc}", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str]) -> int:
     """``hguard monitor`` entry point."""
     from ..policy import load_policy
@@ -36,7 +42,10 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     policy = load_policy(args.policy)
     if args.lift:
-        st = lift(policy, args.lift, by=args.by or "", reason=args.reason or "", audit_path=args.audit)
+        try:
+            st = lift(policy, args.lift, by=args.by or "", reason=args.reason or "", audit_path=args.audit)
+        except AuditIntegrityError as exc:  # refused as a run is: nothing appended, no state changed
+            return _unverified(exc)
         print(f"hguard monitor: domain {args.lift!r} lifted (record {st.record_id}); state {st.state}")
         return 0
     plots = importlib.util.find_spec("matplotlib") is not None
@@ -54,9 +63,8 @@ def main(argv: list[str]) -> int:
         print(f"hguard monitor: warning: {seed_warning}", file=sys.stderr)
     try:
         report = run_monitor(policy, audit_path=args.audit, queue_path=args.queue, act=not args.dry_run)
-    except AuditIntegrityError as exc:  # the log does not verify: 1, as `hguard audit verify` says it (2 is misuse)
-        print(f"hguard monitor: {exc}", file=sys.stderr)
-        return 1
+    except AuditIntegrityError as exc:
+        return _unverified(exc)
     # without matplotlib the estimate is still printed (and acted on); only the HTML report is left out
     out = write_html(report, args.report or Path(report["audit_log"]).with_name("monitor-report.html")) if plots else None
     if args.json:
