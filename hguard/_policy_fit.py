@@ -296,18 +296,21 @@ def fit_thresholds(
     )
 
 
-def withdrawn_on_held_out(thresholds, risk: Sequence[float], hallucinated: Sequence[int]):
+def withdrawn_on_held_out(thresholds, risk: Sequence[float], hallucinated: Sequence[int],
+                          out_of_distribution: Sequence[int] | None = None):
     """``thresholds`` with a certified accept threshold withdrawn (accept nothing, ``method`` saying why) when the
     calibration's held-out answers, which chose none of it, reject it: among those it accepts, the hallucination rate's
     one-sided lower bound at the thresholds' confidence lies above their target. Certified on 16 easy answers of one
     family, an accept threshold accepted 4 of 7 held-out answers hallucinated (a new user's own domain), and a guard
     then accepted invented answers under it. Unchanged otherwise (no accept threshold, or no held-out answer
-    accepted)."""
+    accepted). ``out_of_distribution`` (1 per answer the out-of-distribution check sends to review): those are not
+    accepted, whatever their risk, as a guard routes them."""
     from dataclasses import replace
 
     if not thresholds.accept_below or thresholds.hand_set_measured is not None:
         return thresholds
-    accepted = [int(y) for r, y in zip(risk, hallucinated) if r < thresholds.accept_below]
+    far = out_of_distribution if out_of_distribution is not None else [0] * len(risk)
+    accepted = [int(y) for r, y, o in zip(risk, hallucinated, far) if r < thresholds.accept_below and not o]
     n, k = len(accepted), sum(accepted)
     if not n:
         return thresholds

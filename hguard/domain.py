@@ -58,29 +58,38 @@ def _thawed(value):
 @dataclass(frozen=True)
 class CalibrationScores:
     """Out-of-fold merged risks of the training answers, their labels (1 = hallucinated) and, in files written
-    since families were recorded, each answer's family (for a per-family certificate)."""
+    since families were recorded, each answer's family (for a per-family certificate). Held-out scores written
+    since also say of each answer whether the out-of-distribution check sends it to review (1), so the held-out
+    check counts only the answers a guard accepts."""
 
     risk: tuple[float, ...]
     hallucinated: tuple[int, ...]
     family: tuple[str, ...] | None = None
+    out_of_distribution: tuple[int, ...] | None = None
 
     def to_dict(self) -> dict[str, list]:
         out: dict[str, list] = {"risk": [float(x) for x in self.risk], "hallucinated": [int(v) for v in self.hallucinated]}
         if self.family is not None:
             out["family"] = list(self.family)
+        if self.out_of_distribution is not None:
+            out["out_of_distribution"] = [int(v) for v in self.out_of_distribution]
         return out
 
     @classmethod
     def from_dict(cls, cs: Mapping[str, Any]) -> "CalibrationScores":
         """From a probe file's ``calibration_scores``; raises ValueError naming what is wrong."""
-        risk, y, fam = cs.get("risk"), cs.get("hallucinated"), cs.get("family")
+        risk, y, fam, far = cs.get("risk"), cs.get("hallucinated"), cs.get("family"), cs.get("out_of_distribution")
         if not isinstance(risk, Sequence) or not isinstance(y, Sequence) or len(risk) != len(y):
             raise ValueError("an object of equally long 'risk' and 'hallucinated' lists")
         if fam is not None and (not isinstance(fam, Sequence) or isinstance(fam, str) or len(fam) != len(risk)
                                 or not all(isinstance(f, str) for f in fam)):
             raise ValueError("a 'family' list of strings as long as 'risk', or no 'family'")
+        if far is not None and (not isinstance(far, Sequence) or isinstance(far, str) or len(far) != len(risk)
+                                or not all(v in (0, 1) and not isinstance(v, float) for v in far)):
+            raise ValueError("an 'out_of_distribution' list of 0/1 as long as 'risk', or no 'out_of_distribution'")
         try:
-            return cls(tuple(float(x) for x in risk), tuple(int(v) for v in y), tuple(fam) if fam is not None else None)
+            return cls(tuple(float(x) for x in risk), tuple(int(v) for v in y), tuple(fam) if fam is not None else None,
+                       tuple(int(v) for v in far) if far is not None else None)
         except (TypeError, ValueError):
             raise ValueError("an object of numeric 'risk' and 0/1 'hallucinated' lists") from None
 
@@ -367,7 +376,13 @@ class CalibratedDomain:
                            method=fitted.method + "; certify = 'per_family', but this probe file records no family "
                            "per calibration answer (calibrated before families were recorded): accept nothing; recalibrate")
         held = self.held_out_scores
-        return withdrawn_on_held_out(fitted, held.risk, held.hallucinated) if held is not None else fitted
+        if held is None:
+            return fitted
+        # the answers the out-of-distribution check sends to review are not accepted, unless the policy lets the
+        # risk route them (out_of_distribution = "warn")
+        review_far = getattr(domain_policy, "out_of_distribution", "review") != "warn"
+        return withdrawn_on_held_out(fitted, held.risk, held.hallucinated,
+                                     held.out_of_distribution if review_far else None)
 
     @classmethod
     def create(cls, probe, *, name: str, settings: GenerationSettings, fingerprints: Mapping[str, str],

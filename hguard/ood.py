@@ -66,18 +66,26 @@ def fit_ood(distances, *, quantile: float = OOD_QUANTILE, fitted_on: str, own=No
     return out
 
 
+def beyond(distances, threshold: float | None) -> np.ndarray:
+    """Whether each of ``distances`` sends its answer to review: beyond ``threshold``, or not a number (the check
+    cannot clear it); none without a threshold. The guard's test (:func:`ood_problem`), and what every figure of
+    accepted answers leaves out: an answer under the accept threshold but beyond this one is not accepted."""
+    d = np.atleast_1d(np.asarray(distances, dtype=np.float64))
+    if threshold is None:
+        return np.zeros(d.shape, dtype=bool)
+    return ~(np.isfinite(d) & (d <= float(threshold)))
+
+
 def ood_problem(distance: float | None, ood: Mapping[str, Any] | None) -> str | None:
     """A review reason when ``distance`` is beyond the probe file's threshold (or cannot be measured)."""
-    if not ood:
+    if not ood or not beyond([np.nan if distance is None else distance], ood["threshold"])[0]:
         return None
     if distance is None or not math.isfinite(distance):
         return "out-of-distribution check failed: the probe-feature distance is not a number"
-    if distance > ood["threshold"]:
-        return (f"question out of the calibration distribution: probe-feature distance {distance:.2f} > "
-                f"{ood['threshold']:.2f} (the {ood['quantile']:.0%} quantile of "
-                + ("the probe's own training answers" if ood.get("own_quantile") == ood["threshold"]
-                   else "held-out calibration families") + ")")
-    return None
+    return (f"question out of the calibration distribution: probe-feature distance {distance:.2f} > "
+            f"{ood['threshold']:.2f} (the {ood['quantile']:.0%} quantile of "
+            + ("the probe's own training answers" if ood.get("own_quantile") == ood["threshold"]
+               else "held-out calibration families") + ")")
 
 
-__all__ = ["OOD_FEATURE", "OOD_QUANTILE", "feature_distance", "fit_ood", "full_distance", "ood_problem"]
+__all__ = ["OOD_FEATURE", "OOD_QUANTILE", "beyond", "feature_distance", "fit_ood", "full_distance", "ood_problem"]

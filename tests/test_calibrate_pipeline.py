@@ -382,3 +382,32 @@ def test_the_router_figure_sends_held_out_questions_where_the_guard_would():
     assert (g["n"], g["to_domain"], g["to_none"], g["to_other"]) == (5, 4, 1, {}), g
     assert (c["n"], c["to_domain"], c["to_none"]) == (4, 4, 0) and c["interval"][0] < 1.0 == c["interval"][1]
     assert g["similarity"]["p10"] < 0.35 < g["similarity"]["median"]
+
+
+def test_the_held_out_figures_count_as_accepted_only_what_the_guard_accepts(monkeypatch):
+    """An evaluation engineer's trial: the report's coverage and hallucinations among accepted counted an answer under
+    accept_below that the out-of-distribution check sends to review (the guard accepted 4 where it said 5); the
+    held-out check that withdraws an accept threshold counted it too."""
+    from types import SimpleNamespace
+
+    from hguard.calibrate import _pipeline_fit, _pipeline_report
+    from hguard.calibrate.collect import Collected
+
+    risk = np.array([0.1, 0.1, 0.1, 0.8])
+    monkeypatch.setattr(_pipeline_fit, "score_rows", lambda fitted, col: {"probe": risk, "merged": risk})
+    monkeypatch.setattr(_pipeline_report, "score_rows", lambda fitted, col: {"probe": risk, "merged": risk})
+    probe = SimpleNamespace(feature_indices_=np.array([0]), center_=np.array([0.0]), scale_=np.array([1.0]),
+                            h_neurons_=[], n_features_in_=2, C_=1.0)
+    thresholds = SimpleNamespace(accept_below=0.5, abstain_above=0.95)
+    fitted = {"probe": probe, "ood": {"threshold": 1.0}, "probe_threshold": 0.5, "merged_threshold": 0.5,
+              "baseline_thresholds": {}, "oof_merged": [], "oof_y": [],
+              "fit_thresholds": lambda *a, **k: thresholds}
+    rows = [{"label": lab, "length": 3} for lab in ("correct", "hallucinated", "correct", "hallucinated")]
+    test = Collected(rows, np.array([[0.5, 0.0], [3.0, 0.0], [0.2, 0.0], [0.5, 0.0]]))  # the second lies far out
+    m = _pipeline_fit.domain_metrics(fitted, test, target=0.2, confidence=0.9, thresholds=thresholds)
+    t = m["at_target"]
+    assert (t["n_accepted"], t["accepted_hallucinated"], t["review_out_of_distribution"]) == (2, 0, 1)
+    assert t["coverage"] == 0.5 and t["accepted_hallucination_rate"] == 0.0
+    assert m["held_out_scores"]["out_of_distribution"] == [0, 1, 0, 0]
+    at = _pipeline_report.coverage_at_targets(fitted, test, confidence=0.9)
+    assert all((a["n_accepted"], a["accepted_hallucinated"], a["review_out_of_distribution"]) == (2, 0, 1) for a in at)

@@ -303,6 +303,9 @@ def test_calibrate_summary_names_the_split_the_families_and_the_certificate_and_
     assert "(over it: fabricated_company)" in said
     broken["families"]["summary"]["at_target"].update(within_target=True)
     assert len(_calibration_summary(broken)) == 3 and "not met" not in _certified("finance", {**broken, "thresholds_method": "LTT"})
+    broken["at_target"]["review_out_of_distribution"] = 2  # not accepted, and not hidden either
+    assert _calibration_summary(broken)[2].endswith("(coverage 37% of held-out answers; 2 more below it went to review "
+                                                     "as out of distribution)")
 
 
 def test_version_and_a_probe_folder_that_does_not_exist(tmp_path):

@@ -264,6 +264,27 @@ def test_an_accept_threshold_its_held_out_answers_reject_is_withdrawn_at_any_tar
     assert CalibratedDomain.load(tmp_path / "ok.json").fit_thresholds(dp).accept_below > 0.1
 
 
+def test_the_held_out_check_counts_only_the_answers_the_guard_accepts(small_probe, tmp_path):
+    """An evaluation engineer's trial: the figures of accepted answers counted answers under accept_below that the
+    out-of-distribution check sends to review; the held-out check that withdraws an accept threshold did too. Here
+    the 4 hallucinated answers under it lie out of distribution: the guard accepts only the 3 right ones."""
+    from types import SimpleNamespace
+
+    held = {"risk": [0.05] * 7 + [0.95] * 10, "hallucinated": [1, 1, 1, 1, 0, 0, 0] + [1] * 10,
+            "out_of_distribution": [1, 1, 1, 1, 0, 0, 0] + [0] * 10}
+    _domain(small_probe, held_out_scores=held).save(tmp_path / "far.json")
+    back = CalibratedDomain.load(tmp_path / "far.json")
+    assert back.held_out_scores is not None and back.held_out_scores.to_dict() == held
+    dp = SimpleNamespace(target_hallucination_rate=0.2, confidence=0.9, abstain_precision=0.9, certify="pooled",
+                         out_of_distribution="review")
+    assert back.fit_thresholds(dp).accept_below > 0.1
+    # a policy that lets the risk route them accepts them: they count, and reject it
+    warn = back.fit_thresholds(SimpleNamespace(**{**vars(dp), "out_of_distribution": "warn"}))
+    assert warn.accept_below == 0.0 and "accepts 4 hallucinated of 7 held-out answers" in warn.method
+    with pytest.raises(ValueError, match="'out_of_distribution' list of 0/1 as long as 'risk'"):
+        CalibrationScores.from_dict({**held, "out_of_distribution": [1, 0]})
+
+
 def test_a_calibration_records_its_held_out_scores_and_withdraws_what_they_reject(tiny_calibrated):
     """The pipeline writes the held-out split's merged risks into each probe file (the report's n scored), and the
     thresholds it stores and reports are the ones those scores leave."""

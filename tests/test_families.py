@@ -190,3 +190,22 @@ def test_the_ood_threshold_is_never_below_the_probes_own_answers_quantile():
     wide = fit_ood(cross * 3, fitted_on="test", own=own)
     assert wide["threshold"] == pytest.approx(np.quantile(cross * 3, 0.99)) and wide["fitted_on"] == "test"
     assert fit_ood(cross, fitted_on="test", own=[np.nan])["threshold"] == pytest.approx(np.quantile(cross, 0.99))
+
+
+def test_an_answer_under_the_accept_threshold_but_out_of_distribution_is_not_counted_accepted():
+    """An evaluation engineer's trial: evaluate --json said 5 accepted, 1 hallucinated where the guard (and evaluate's
+    own per-answer routes) accepted 4, 1: an answer under accept_below that the out-of-distribution check sends to
+    review was counted accepted, per family and pooled."""
+    from hguard.calibrate.families import figures_by_family
+
+    risk = np.array([0.1, 0.1, 0.1, 0.1, 0.8, 0.9])
+    scores = {"probe": risk, "merged": risk, "mean_logprob": risk, "min_logprob": risk, "entropy": risk, "length": risk}
+    labels = ["correct", "correct", "hallucinated", "correct", "hallucinated", "hallucinated"]
+    distance = np.array([0.5, 3.0, 0.5, np.nan, 0.5, 0.5])  # beyond 1.0, and not a number: both go to review
+    out = figures_by_family(["a"] * 6, labels, scores, accept_below=0.5, target=0.2, distance=distance, ood_threshold=1.0)
+    t = out["families"]["a"]["at_target"]
+    assert (t["n_accepted"], t["accepted_hallucinated"], t["review_out_of_distribution"]) == (2, 1, 2)
+    assert t["coverage"] == pytest.approx(2 / 6) and t["accepted_hallucination_rate"] == 0.5
+    assert out["families"]["a"]["ood"]["triggered"] == 2  # the guard's test, a distance that is not a number included
+    s = out["summary"]
+    assert (s["at_target"]["n_accepted"], s["at_target"]["review_out_of_distribution"]) == (2, 2)

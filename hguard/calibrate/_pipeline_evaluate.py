@@ -151,7 +151,7 @@ def evaluate(
             "fingerprint_problems": problems,
             "probe_id": cd.probe_id,
         }
-        from ..ood import feature_distance
+        from ..ood import beyond, feature_distance
         from .families import family_of, figures_by_family
 
         th = cd.thresholds
@@ -161,11 +161,10 @@ def evaluate(
         # (refusals are not scored), and where the probe file's thresholds route it (a reply that declines
         # abstains by rule; one beyond the out-of-distribution threshold reviews): so the judge can be
         # checked on the user's own rows, and which of them would be held back
-        scored = iter(zip(scores["merged"].tolist(), dist.tolist()))
+        scored = iter(zip(scores["merged"].tolist(), dist.tolist(), beyond(dist, ood_at).tolist()))
         answers = []
         for r, e, k in zip(rows, exs, keep):
-            risk, d = next(scored) if k else (None, None)
-            far = bool(d is not None and ood_at is not None and d > ood_at)
+            risk, d, far = next(scored) if k else (None, None, False)
             route = ("abstain" if not k else "review" if far or th is None else th.route_of(risk))
             answers.append({"id": r["id"], "question": e.question, "answer": r["answer"], "label": r["label"],
                             "judge_reason": r.get("judge_reason"), "merged_risk": risk, "ood_distance": d,

@@ -16,6 +16,7 @@ import numpy as np
 from .._numerics import constant_columns, sigmoid_array
 from .._stats import auroc, auroc_ci, clopper_pearson_interval
 from ..errors import DataError
+from ..ood import beyond, full_distance
 from ..settings import CALIBRATION_MAX_NEW_TOKENS, CALIBRATION_SYSTEM_PROMPT
 from .collect import Collected
 from .data import Example, load_examples
@@ -129,6 +130,17 @@ def _rank01(x: np.ndarray) -> np.ndarray:
     from scipy.stats import rankdata
 
     return rankdata(x) / max(len(x), 1)
+
+
+def accepted_by_guard(risk, accept_below: float, distance=None,
+                      ood_threshold: float | None = None) -> tuple[np.ndarray, int]:
+    """Which answers a guard accepts (merged risk below ``accept_below`` and not out of distribution, as
+    :func:`hguard.ood.beyond` decides: beyond the threshold goes to review, whatever the risk), and how many under
+    ``accept_below`` the out-of-distribution check sends to review instead. Every figure of accepted answers counts
+    these, so that it says what the guard does (with the policy's default ``out_of_distribution = "review"``)."""
+    below = np.asarray(risk, dtype=float) < accept_below
+    far = beyond(distance, ood_threshold) if distance is not None else np.zeros(below.shape, dtype=bool)
+    return below & ~far, int((below & far).sum())
 
 
 def _y(rows: Sequence[dict]) -> np.ndarray:
@@ -324,7 +336,8 @@ def domain_metrics(fitted: dict, test: Collected, *, target: float, confidence: 
     n_all = len(test.rows)
     probe = fitted["probe"]
     merged = scores.get("merged", np.zeros(0))
-    accepted = merged < thresholds.accept_below if len(merged) else np.zeros(0, bool)
+    distance, ood_at = held_out_distance(fitted, te)
+    accepted, far_below = accepted_by_guard(merged, thresholds.accept_below, distance, ood_at)
     abstained = merged >= thresholds.abstain_above if len(merged) else np.zeros(0, bool)
     n_accepted, k_accepted = int(accepted.sum()), int(y[accepted].sum())
     return {
@@ -353,10 +366,22 @@ def domain_metrics(fitted: dict, test: Collected, *, target: float, confidence: 
             "accepted_hallucination_rate": k_accepted / n_accepted if n_accepted else None,
             "accepted_hallucination_ci95": clopper_pearson_interval(k_accepted, n_accepted),
             "abstain_share": float(abstained.mean()) if len(abstained) else None,
+            "review_out_of_distribution": far_below,  # under accept_below, but sent to review by the distance
         },
-        # the held-out answers' merged risks and labels (moved into the probe file by the pipeline)
-        "held_out_scores": {"risk": [float(r) for r in merged], "hallucinated": [int(v) for v in y]},
+        # the held-out answers' merged risks, labels and whether the out-of-distribution check sends them to review
+        # (moved into the probe file by the pipeline)
+        "held_out_scores": {"risk": [float(r) for r in merged], "hallucinated": [int(v) for v in y],
+                            "out_of_distribution": [int(v) for v in beyond(distance, ood_at)]},
     }
+
+
+def held_out_distance(fitted: dict, te: Collected) -> tuple[np.ndarray, float | None]:
+    """Each of ``te``'s answers' out-of-distribution distance under the domain's probe, and the threshold beyond
+    which the guard sends it to review (None: the domain has none, and the distance sends nothing)."""
+    ood = fitted.get("ood")
+    if not len(te.rows):
+        return np.zeros(0), None
+    return full_distance(fitted["probe"], te.features), (float(ood["threshold"]) if ood else None)
 
 
 def _examples(data: Sequence[str | os.PathLike] | Sequence[Example]) -> list[Example]:

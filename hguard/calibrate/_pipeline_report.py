@@ -10,7 +10,7 @@ import numpy as np
 
 from .._stats import auroc, clopper_pearson_interval
 from .collect import Collected
-from ._pipeline_fit import _lengths, _y, score_rows
+from ._pipeline_fit import _lengths, _y, accepted_by_guard, held_out_distance, score_rows
 
 
 REPORT_TARGETS = (0.05, 0.10, 0.20, 0.30)
@@ -18,17 +18,19 @@ REPORT_TARGETS = (0.05, 0.10, 0.20, 0.30)
 
 def coverage_at_targets(fitted: dict, test: Collected, *, confidence: float) -> list[dict]:
     """For several targets: the accept threshold fitted on training scores, and what it does on the
-    held-out split (coverage and hallucination rate among accepted answers)."""
+    held-out split (coverage and hallucination rate among the answers a guard accepts: under the threshold and not
+    out of distribution)."""
     keep = [r["label"] != "refusal" for r in test.rows]
     te = test.subset(keep)
     if not te.rows:
         return []
     y = _y(te.rows)
     merged = score_rows(fitted, te)["merged"]
+    distance, ood_at = held_out_distance(fitted, te)
     out = []
     for t in REPORT_TARGETS:
         th = fitted["fit_thresholds"](fitted["oof_merged"], fitted["oof_y"], target=t, confidence=confidence)
-        acc = merged < th.accept_below
+        acc, far_below = accepted_by_guard(merged, th.accept_below, distance, ood_at)
         k = int(y[acc].sum())
         out.append(
             {
@@ -39,6 +41,7 @@ def coverage_at_targets(fitted: dict, test: Collected, *, confidence: float) -> 
                 "n_accepted": int(acc.sum()),
                 "accepted_hallucinated": k,
                 "accepted_hallucination_ci95": clopper_pearson_interval(k, int(acc.sum())),
+                "review_out_of_distribution": far_below,
             }
         )
     return out
@@ -97,7 +100,7 @@ def transfer_matrix(fitted: dict, col: Collected, by_domain: dict, test_mask: np
 def ood_rates(fitted: dict, col: Collected, by_domain: dict, test_mask: np.ndarray, domains: dict) -> dict:
     """How often each domain's out-of-distribution check fires: on its held-out families (from the
     leave-one-family-out run), on its own held-out split, and on every other domain's held-out answers."""
-    from ..ood import full_distance
+    from ..ood import beyond, full_distance
 
     out = {}
     for a, f in sorted(fitted.items()):
@@ -112,9 +115,8 @@ def ood_rates(fitted: dict, col: Collected, by_domain: dict, test_mask: np.ndarr
             te = col.subset(by_domain[b] & test_mask)
             if not te.rows:
                 continue
-            d = full_distance(f["probe"], te.features)
-            entry["domains"][b] = {"n": len(te.rows), "triggered": int((d > ood["threshold"]).sum()),
-                                   "rate": float((d > ood["threshold"]).mean())}
+            far = beyond(full_distance(f["probe"], te.features), ood["threshold"])
+            entry["domains"][b] = {"n": len(te.rows), "triggered": int(far.sum()), "rate": float(far.mean())}
         out[a] = entry
     return out
 

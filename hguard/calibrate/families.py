@@ -31,10 +31,10 @@ import numpy as np
 
 from .._numerics import sigmoid_array
 from .._stats import clopper_pearson_interval
-from ..ood import fit_ood, full_distance
+from ..ood import beyond, fit_ood, full_distance
 from .collect import Collected
 from .judge import right_reply
-from .pipeline import _lengths, _y, reviewed
+from .pipeline import _lengths, _y, accepted_by_guard, reviewed
 from .screen import fit_probe, probe_logit, random_baseline
 
 MAX_FOLDS = 10
@@ -197,8 +197,9 @@ def cross_family_fit(train: Collected, *, seed: int, n_layers: int, d_ff: int, c
             "seconds": time.perf_counter() - t0}
 
 
-def _at_target(risk: np.ndarray, y: np.ndarray, accept_below: float, target: float) -> dict:
-    acc = risk < accept_below
+def _at_target(risk: np.ndarray, y: np.ndarray, accept_below: float, target: float, distance=None,
+               ood_threshold: float | None = None) -> dict:
+    acc, far = accepted_by_guard(risk, accept_below, distance, ood_threshold)
     n_acc = int(acc.sum())
     k = int(y[acc].sum()) if n_acc else 0
     return {
@@ -207,6 +208,7 @@ def _at_target(risk: np.ndarray, y: np.ndarray, accept_below: float, target: flo
         "coverage": float(acc.mean()) if len(acc) else None,
         "accepted_hallucinated": k,
         **_against_target(k, n_acc, target),
+        "review_out_of_distribution": far,  # under accept_below, but sent to review by the distance: not accepted
     }
 
 
@@ -311,17 +313,20 @@ def evaluate_families(
             th = fit_thresholds(_merged_without_family(Z_tr[others], y_tr[others], fam_tr[others], Z_tr[others],
                                                        fam_tr[others], merger).tolist(),
                                 y_tr[others].tolist(), target=target, confidence=confidence)
-            entry["at_target"] = {"target": target, "confidence": confidence,
-                                  **_at_target(scores["merged"], y, th.accept_below, target)}
+            # routed as a guard with this fold's probe, thresholds and out-of-distribution threshold would route it
             others_d = cf["oof_distance"][~np.isin(fam_tr, fold["families"])]
             ood = fit_ood(others_d, fitted_on="the other families' cross-family distances",
                           own=fold.get("own_distance"))
             d = full_distance(probe, te.features)
+            far = beyond(d, ood["threshold"] if ood else None)
+            entry["at_target"] = {"target": target, "confidence": confidence,
+                                  **_at_target(scores["merged"], y, th.accept_below, target, d,
+                                               ood["threshold"] if ood else None)}
             entry["ood"] = {
                 "threshold": ood["threshold"] if ood else None,
                 "median_distance": float(np.median(d)) if len(d) else None,
-                "triggered": int((d > ood["threshold"]).sum()) if ood else None,
-                "trigger_rate": float((d > ood["threshold"]).mean()) if ood and len(d) else None,
+                "triggered": int(far.sum()) if ood else None,
+                "trigger_rate": float(far.mean()) if ood and len(d) else None,
             }
             entry["C"] = float(probe.C_)
             entry["n_selected_neurons"] = int(len(probe.feature_indices_))
@@ -437,12 +442,12 @@ def figures_by_family(families: Sequence[str], labels: Sequence[str], scores: di
             e["one_class"] = (f"{len(y)} scored answer{'' if len(y) == 1 else 's'}, {int(counts[0])} correct and {int(counts[1])} hallucinated: "
                               "AUROC needs both classes")
             e["auroc"] = {k: None for k in sc}
+        d = np.asarray(distance, dtype=float)[sel] if distance is not None else None
         if accept_below is not None and target is not None and len(y):
-            e["at_target"] = {"target": target, **_at_target(sc["merged"], y, accept_below, target)}
-        if distance is not None and ood_threshold is not None and len(y):
-            d = np.asarray(distance)[sel]
-            e["ood"] = {"threshold": ood_threshold, "triggered": int((d > ood_threshold).sum()),
-                        "trigger_rate": float((d > ood_threshold).mean())}
+            e["at_target"] = {"target": target, **_at_target(sc["merged"], y, accept_below, target, d, ood_threshold)}
+        if d is not None and ood_threshold is not None and len(y):
+            far = beyond(d, ood_threshold)
+            e["ood"] = {"threshold": ood_threshold, "triggered": int(far.sum()), "trigger_rate": float(far.mean())}
         per[f] = e
     return {"families": per, "summary": summarize(per, list(BASELINES), target if target is not None else float("nan"))}
 
@@ -505,6 +510,7 @@ def summarize(per_family: dict, baselines: Sequence[str], target: float) -> dict
             "coverage": n_acc / n if n else None,
             **_against_target(k, n_acc, target),
             "accepted_hallucination_ci95": clopper_pearson_interval(k, n_acc),
+            "review_out_of_distribution": sum(t.get("review_out_of_distribution", 0) for t in routed),
             "families_over_target": sorted(f for f, e in per_family.items()
                                            if e.get("at_target") and e["at_target"]["within_target"] is False),
         }

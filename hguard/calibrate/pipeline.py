@@ -35,6 +35,7 @@ from ._pipeline_fit import (  # noqa: F401 (importable from here)
     _logit,
     _rank01,
     _y,
+    accepted_by_guard,
     accuracy_at,
     apply_merger,
     best_threshold,
@@ -234,7 +235,7 @@ def calibrate(
         fitted[domain] = f
         m = domain_metrics(f, test, target=target, confidence=confidence, thresholds=thresholds)
         f["held_out_scores"] = m.pop("held_out_scores")
-        kept = withdrawn_on_held_out(thresholds, f["held_out_scores"]["risk"], f["held_out_scores"]["hallucinated"])
+        kept = withdrawn_on_held_out(thresholds, *(f["held_out_scores"][k] for k in ("risk", "hallucinated", "out_of_distribution")))
         if kept is not thresholds:  # the held-out split rejects the certificate: the report says so beside its evidence
             m["at_target"]["withdrawn"] = kept.method.rsplit("; withdrawn: ", 1)[1]
             thresholds = f["thresholds"] = kept

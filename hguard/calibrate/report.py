@@ -154,6 +154,12 @@ def markdown(report: dict) -> str:
             f"| {d} | {t['target']} | {t['confidence']} | {_f(t['accept_below'])}{' (withdrawn)' if t.get('withdrawn') else ''} | {_f(t['abstain_above'])} | "
             f"{_f(t['coverage'], 2)} | {_among_accepted(t)} | {_f(t['abstain_share'], 2)} |"
         )
+    lines += ["", "Accepted answers are those a guard accepts (with the policy's default `out_of_distribution = "
+              "\"review\"`): merged risk below accept below and within the domain's out-of-distribution threshold; an "
+              "answer below accept below but beyond that threshold goes to review and is not counted as accepted, here, "
+              "at other targets and per family."]
+    lines += [f"- {d}: {n} held-out answer{'s' if n != 1 else ''} below accept below went to review as out of distribution."
+              for d, m in report["domains"].items() if (n := m["at_target"].get("review_out_of_distribution"))]
     lines += ["", f"Coverage on the held-out split at other targets (confidence {report['domains'][next(iter(report['domains']))]['at_target']['confidence']}):", ""]
     lines += ["| domain | " + " | ".join(f"target {t['target']:.2f}: coverage / halluc. among accepted" for t in next(iter(report["domains"].values())).get("at_targets", [])) + " |"]
     lines += ["|---|" + "---|" * len(next(iter(report["domains"].values())).get("at_targets", []))]
@@ -270,7 +276,8 @@ def families_markdown(report: dict) -> list[str]:
         "AUROC means are over the families with at least 5 answers of each class; a family with one class has "
         "no AUROC and is listed as such, one with fewer than 5 of a class is listed as (few): its AUROC is in the "
         "table below but rests on too few answers to enter a mean; one whose merged-risk interval lies below 0.5 is listed as (inverted): its right answers score riskier than its hallucinated ones. Hallucination among accepted answers is pooled over the held-out families, each "
-        "routed with the thresholds fitted without it (Clopper-Pearson 95% interval).",
+        "routed with the thresholds and the out-of-distribution threshold fitted without it (an answer beyond that "
+        "goes to review, not accepted) (Clopper-Pearson 95% interval).",
         "",
         "| domain | families (with AUROC) | one-class, few, inverted families | mean AUROC probe | merged | best baseline | random neurons "
         "| worst family probe / merged | halluc. among accepted / target (accepted of n) | probe >= 0.85 | merged >= 0.88 | none < 0.75 | ahead of baseline |",

@@ -172,8 +172,10 @@ def _calibration_summary(m: dict) -> list[str]:
         lines.append(f"no accept threshold: accept below {t['accept_below']:.3f}, certified at target {t['target']} with "
                      f"confidence {t['confidence']} on the training split's scores, is withdrawn: {t['withdrawn']}")
     elif t.get("accept_below"):
+        far = t.get("review_out_of_distribution")
         lines.append(f"accept below {t['accept_below']:.3f} certified at target {t['target']} with confidence {t['confidence']} "
-                     f"(coverage {t['coverage']:.0%} of held-out answers)")
+                     f"(coverage {t['coverage']:.0%} of held-out answers" + (
+                         f"; {far} more below it went to review as out of distribution" if far else "") + ")")
         lofo = (fam.get("summary") or {}).get("at_target") or {}
         if lofo.get("within_target") is False:  # the certificate's own test: families it was not fitted on
             k, n_acc = lofo["accepted_hallucinated"], lofo["n_accepted"]
