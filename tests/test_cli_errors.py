@@ -301,11 +301,26 @@ def test_calibrate_summary_names_the_split_the_families_and_the_certificate_and_
     said = _certified("finance", {**broken, "thresholds_method": "LTT"})
     assert "**On held-out families (each fitted without it) it is not met**: 0.42 (25 of 59; 0.30-0.56) hallucinated among accepted" in said
     assert "(over it: fabricated_company)" in said
-    broken["families"]["summary"]["at_target"].update(within_target=True)
-    assert len(_calibration_summary(broken)) == 3 and "not met" not in _certified("finance", {**broken, "thresholds_method": "LTT"})
+    # pooled within the target, a held-out family over it is still named beside the certificate (an evaluation
+    # engineer's trial: 'capital' had 24 of 36 accepted answers hallucinated against 0.5, and neither said so)
+    broken["families"]["summary"]["at_target"].update(within_target=True, accepted_hallucination_rate=0.2,
+                                                      accepted_hallucinated=12)
+    broken["families"]["families"]["fabricated_company"] = {"at_target": {
+        "n_accepted": 36, "accepted_hallucinated": 24, "accepted_hallucination_rate": 24 / 36}}
+    lines = _calibration_summary(broken)
+    assert len(lines) == 4 and lines[3] == (
+        "  warning: held-out families over the target 0.2 (each fitted without it): fabricated_company (24 of 36 "
+        "accepted hallucinated, 0.67); pooled over the families it is met, but a new kind of question like these may "
+        "get what they got (report.md: each family)")
+    said = _certified("finance", {**broken, "thresholds_method": "LTT"})
+    assert "not met" not in said and ("**Warning: held-out families over the target 0.2** (each fitted without it): "
+                                      "fabricated_company (24 of 36 accepted hallucinated, 0.67); pooled over the "
+                                      "families it is met (0.20 (12 of 59; 0.30-0.56) hallucinated among accepted)") in said
+    broken["families"]["summary"]["at_target"]["families_over_target"] = []
     broken["at_target"]["review_out_of_distribution"] = 2  # not accepted, and not hidden either
     assert _calibration_summary(broken)[2].endswith("(coverage 37% of held-out answers; 2 more below it went to review "
                                                      "as out of distribution)")
+    assert len(_calibration_summary(broken)) == 3 and "Warning" not in _certified("finance", {**broken, "thresholds_method": "LTT"})
 
 
 def test_version_and_a_probe_folder_that_does_not_exist(tmp_path):

@@ -64,6 +64,22 @@ def _threshold_scores(t: dict | None) -> str:
             + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "") + ")")
 
 
+def families_over_target(m: dict) -> str | None:
+    """The held-out families whose accepted answers are hallucinated over the target (each routed with the thresholds
+    fitted without it), each with its count where the report holds it; None when there is none. Said wherever the
+    certified accept threshold is, also when the families pooled are within the target."""
+    fam = m.get("families") or {}
+    over = ((fam.get("summary") or {}).get("at_target") or {}).get("families_over_target") or []
+
+    def one(f: str) -> str:
+        t = ((fam.get("families") or {}).get(f) or {}).get("at_target") or {}
+        if t.get("n_accepted") is None or t.get("accepted_hallucination_rate") is None:
+            return f
+        return f"{f} ({t['accepted_hallucinated']} of {t['n_accepted']} accepted hallucinated, {t['accepted_hallucination_rate']:.2f})"
+
+    return ", ".join(one(f) for f in over) or None
+
+
 def _certified(domain: str, m: dict) -> str:
     """Whether the domain's accept threshold is certified at its target, and how (the thresholds' method);
     then what ``certify = "per_family"`` would certify from the same scores."""
@@ -78,11 +94,15 @@ def _certified(domain: str, m: dict) -> str:
     else:
         line = f"- {domain}: accept threshold {_f(t['accept_below'])} certified: {m['thresholds_method']}."
         lofo = ((m.get("families") or {}).get("summary") or {}).get("at_target") or {}
+        over = families_over_target(m)
         if lofo.get("within_target") is False:
-            over = lofo.get("families_over_target") or []
             line += (f" **On held-out families (each fitted without it) it is not met**: "
                      f"{_among_accepted(lofo)} hallucinated among accepted against the target {t['target']}"
-                     + (f" (over it: {', '.join(over)})" if over else "") + ".")
+                     + (f" (over it: {over})" if over else "") + ".")
+        elif over:
+            line += (f" **Warning: held-out families over the target {t['target']}** (each fitted without it): {over}; "
+                     f"pooled over the families it is met ({_among_accepted(lofo)} hallucinated among accepted), but a "
+                     "new kind of question like these may get what they got.")
     pf = m.get("thresholds_per_family")
     if pf:
         got = (f"accept below {_f(pf['accept_below'])} ({pf['coverage']:.1%} of the calibration answers)"

@@ -172,19 +172,25 @@ def _calibration_summary(m: dict) -> list[str]:
         lines.append(f"no accept threshold: accept below {t['accept_below']:.3f}, certified at target {t['target']} with "
                      f"confidence {t['confidence']} on the training split's scores, is withdrawn: {t['withdrawn']}")
     elif t.get("accept_below"):
+        from ..calibrate.report import families_over_target
+
         far = t.get("review_out_of_distribution")
         lines.append(f"accept below {t['accept_below']:.3f} certified at target {t['target']} with confidence {t['confidence']} "
                      f"(coverage {t['coverage']:.0%} of held-out answers" + (
                          f"; {far} more below it went to review as out of distribution" if far else "") + ")")
         lofo = (fam.get("summary") or {}).get("at_target") or {}
+        over = families_over_target(m)
         if lofo.get("within_target") is False:  # the certificate's own test: families it was not fitted on
             k, n_acc = lofo["accepted_hallucinated"], lofo["n_accepted"]
             lo, hi = lofo["accepted_hallucination_ci95"]
-            over = lofo.get("families_over_target") or []
             lines.append(f"  but on held-out families (each fitted without it) {k} of {n_acc} accepted answers were "
                          f"hallucinated ({lofo['accepted_hallucination_rate']:.3f}, 95% CI {lo:.2f}-{hi:.2f}), over the "
-                         f"target {t['target']}" + (f"; families over it: {', '.join(over)}" if over else "")
+                         f"target {t['target']}" + (f"; families over it: {over}" if over else "")
                          + ": a new kind of question may get that (report.md: each family)")
+        elif over:  # pooled within the target, yet a family the certificate was not fitted on is not
+            lines.append(f"  warning: held-out families over the target {t['target']} (each fitted without it): {over}; "
+                         "pooled over the families it is met, but a new kind of question like these may get what they "
+                         "got (report.md: each family)")
     elif t:
         lines.append(f"no accept threshold certified at target {t['target']} with confidence {t['confidence']}: "
                      "the domain accepts nothing (report.md says why)")
