@@ -209,3 +209,5 @@ def test_an_answer_under_the_accept_threshold_but_out_of_distribution_is_not_cou
     assert out["families"]["a"]["ood"]["triggered"] == 2  # the guard's test, a distance that is not a number included
     s = out["summary"]
     assert (s["at_target"]["n_accepted"], s["at_target"]["review_out_of_distribution"]) == (2, 2)
+    # these answers were never held out of a fit: their out-of-distribution share is named for what it is
+    assert "ood_held_out_families" not in s and s["ood_answers"]["triggered"] == 2
