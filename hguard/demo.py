@@ -118,7 +118,14 @@ def run_demo(policy: str | None = None, model: str | None = None, out: str | Non
     width = shutil.get_terminal_size((120, 20)).columns
     results = []
     for kind, q, ctx, dom in SCRIPT:
-        r = guard.invoke(q, context=ctx, domain=dom)
+        try:
+            r = guard.invoke(q, context=ctx, domain=dom)
+        except Exception as exc:
+            if getattr(exc, "results", None):  # decided and recorded, then a later record failed: not shown
+                from .cli import not_shown_error
+
+                raise not_shown_error(guard, exc, "hguard demo") from exc
+            raise
         results.append((kind, r))
     print()
     header = f"{'case':24s} {'question':38s} {'answer':40s} {'domain':10s} {'risk':>5s}  route"

@@ -316,6 +316,55 @@ def test_spot_check_write_fault_after_an_accept_is_recorded_hands_the_answer_ove
     assert all(x.audit_id in recorded for x in info.value.results)
 
 
+@pytest.mark.parametrize("takes_undelivered", [True, False])
+def test_the_cli_says_an_answer_recorded_but_not_shown_and_the_log_says_it_was_not_delivered(
+        make_guard, tmp_path, monkeypatch, capsys, takes_undelivered):
+    """`hguard ask` and `hguard demo` whose accept was recorded and whose spot-check selection then could not be
+    (a trial: a log at its size limit): the command shows no answer, so the log must not read as if it had (an
+    answer_not_delivered record, or a warning when the log takes none), and the error says so in the command's
+    words, not as the Python API's "on this error's .results, to deliver or drop"."""
+    from hguard import cli
+
+    g = make_guard(spot_check_rate=1.0)
+    real = g.audit
+
+    class SpotFails:
+        keyed = False
+        redact = False
+
+        def append(self, record, kind="decision"):
+            if kind == "spot_check" or (kind != "decision" and not takes_undelivered):
+                raise AuditError(f"could not write to audit log {real.path}: [Errno 27] File too large; the record "
+                                 "was not stored. Check free space and permissions")
+            return real.append(record, kind=kind)
+
+    g.audit = SpotFails()
+    monkeypatch.setattr(Guard, "from_policy", lambda *a, **k: g)
+    policy = tmp_path / "policy.toml"
+    policy.write_text("version = 1\n[domains.alpha]\n")
+    real_invoke = g.invoke
+    monkeypatch.setattr(g, "invoke", lambda q, context=None, domain=None: real_invoke(Q, domain="alpha"))
+    for argv in (["ask", Q, "--domain", "alpha", "--policy", str(policy)], ["demo", "--out", str(tmp_path / "demo")]):
+        capsys.readouterr()
+        assert cli.main(argv) == 2
+        out, err = capsys.readouterr()
+        decision = [r for r in real if r["kind"] == "decision"][-1]
+        assert decision["route"] == "accept" and decision["answer"] not in out
+        error = [line for line in err.splitlines() if line.startswith(f"hguard {argv[0]}: error: ")]
+        assert len(error) == 1 and ".results" not in error[0], err
+        assert (f"the answer was decided (accept, audit id {decision['id']}) and recorded in the audit log, but is not "
+                "shown: a later record of the request could not be written (could not write to audit log ") in error[0]
+        assert "File too large" in error[0] and "run the command again" in error[0]
+        undelivered = [r for r in real if r["kind"] == "answer_not_delivered" and r["decision_audit_id"] == decision["id"]]
+        if takes_undelivered:
+            assert "the log records the answer as not delivered" in error[0] and len(undelivered) == 1
+            assert f"hguard {argv[0]} did not show the answer" in undelivered[0]["why"]
+        else:
+            assert "the log could not record that it was not delivered either" in error[0] and not undelivered
+            assert f"hguard {argv[0]}: warning: could not record that the answer of decision {decision['id']}" in err
+        assert not [r for r in real if r["kind"] == "error"]  # decided: no record of a request failed before a decision
+
+
 def test_queue_fault_after_the_decision_is_audited_keeps_the_answer_held_and_on_record(make_guard, tmp_path):
     g = make_guard()
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .._policy_fit import check_levels
-from ..errors import HGuardError, InputError, cut_text, install_extra
+from ..errors import AuditError, HGuardError, InputError, cut_text, install_extra, one_line
 from .._text import blank
 from ..settings import CALIBRATION_MAX_NEW_TOKENS, CALIBRATION_SYSTEM_PROMPT
 
@@ -565,6 +565,8 @@ def cmd_ask(args) -> int:
     try:
         res = guard.invoke(args.question, context=context, domain=args.domain)
     except Exception as exc:
+        if getattr(exc, "results", None):  # decided and recorded, then a later record of the request failed
+            raise not_shown_error(guard, exc, "hguard ask") from exc
         if getattr(exc, "audit_id", None) is None:  # a refused input is recorded by the guard itself
             guard.record_failure(args.question, exc, context=context, domain=args.domain, source="hguard ask")
         raise
@@ -579,6 +581,27 @@ def cmd_ask(args) -> int:
         for r in res.reasons:
             print(f"  - {r}")
     return 0
+
+
+def not_shown_error(guard, exc: BaseException, source: str) -> HGuardError:
+    """The error a command raises in place of answers the guard decided and recorded but that it does not show: a
+    later record of the request (an accept's spot-check selection, the next answer of a batch) could not be written,
+    and the guard's error carries them (``exc.results``, worded for Python callers, who deliver or drop them). Each
+    gets its ``answer_not_delivered`` record (:meth:`Guard.record_undelivered`; a warning when the log takes none
+    either), so the log no longer reads as if the user saw the answer; the message says so in the command's words."""
+    cause: BaseException = exc
+    while isinstance(cause.__cause__, HGuardError):  # the write that failed, with its fix (free space, permissions)
+        cause = cause.__cause__
+    held = list(exc.results)  # type: ignore[attr-defined]
+    why = f"{source} did not show the answer: a later record of its request could not be written ({one_line(str(cause), 300)})"
+    said = [guard.record_undelivered(r, why) for r in held]
+    decided = ", ".join(f"{r.route}, audit id {r.audit_id}" for r in held)
+    return AuditError(
+        f"the answer was decided ({decided}) and recorded in the audit log, but is not shown: a later record of the "
+        f"request could not be written ({' '.join(str(cause).split())}); "
+        + ("the log records the answer as not delivered (answer_not_delivered)" if all(said) else
+           "the log could not record that it was not delivered either (the warning above says why)")
+        + "; once the audit log takes records again, run the command again (a guard start records what is missing)")
 
 
 def cmd_demo(args) -> int:
