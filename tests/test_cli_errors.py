@@ -237,6 +237,33 @@ def test_evaluate_rag_warns_as_calibrate_rag_does(tmp_path, monkeypatch, capsys)
                "better than chance: the 95% interval of its AUROC 0.520 is 0.13-0.89" in err, err
 
 
+def test_evaluate_rag_prints_each_condition_with_its_classes(tmp_path, monkeypatch, capsys):
+    """A compliance team's own domain: evaluate --rag printed the overall line alone, while report.md and --json had
+    each condition, the off-topic one with hallucinated answers only."""
+    import hguard.calibrate.rag as rag
+    from hguard.cli import main
+
+    def block(n, right, wrong, declined, merged=None):
+        return {"n": n, "refusals": declined, "correct": right, "hallucinated": wrong,
+                "auroc": {"merged": merged, "probe": merged, "grounding": merged},
+                "auroc_ci95": {"merged": [0.27, 1.0] if merged is not None else None}}
+
+    policy = {"all": block(18, 4, 7, 7, 0.857), "thresholds": {"accept_below": 0.0, "target": 0.2},
+              "conditions": {"offtopic": block(6, 0, 4, 2), "supporting": block(12, 4, 3, 5, 0.833),
+                             "misleading": block(2, 0, 0, 2)}}
+    monkeypatch.setattr(rag, "evaluate_rag", lambda *a, **k: {"held_out": "every row given", "domains": {"policy": policy},
+                                                              "skipped": {}})
+    assert main(["evaluate", "--rag", "--probes", str(tmp_path), "--work", str(tmp_path / "w")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("  policy     n=18 (4 right, 7 hallucinated, 7 declined) AUROC (95% interval) merged=0.857")
+    assert out[2:] == [
+        "             offtopic: n=6 (0 right, 4 hallucinated, 2 declined) one class: no AUROC (it needs answers of both "
+        "classes)",
+        "             supporting: n=12 (4 right, 3 hallucinated, 5 declined) AUROC (95% interval) merged=0.833 "
+        "[0.27, 1.00] probe=0.833 grounding=0.833",
+        "             misleading: n=2 (0 right, 0 hallucinated, 2 declined) nothing scored: every answer declined"]
+
+
 def test_calibration_warnings_say_each_kind_of_fit_warning_once_per_domain():
     import warnings
 

@@ -342,10 +342,20 @@ def _auroc_shown(m: dict, k: str) -> str:
     return f"{a[k]:.3f}" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else "")
 
 
+def _no_auroc(m: dict) -> str:
+    """What a set of one class, or of declines alone, shows in place of its AUROCs ('' for a set of both classes)."""
+    if m["correct"] and m["hallucinated"]:
+        return ""
+    return (" one class: no AUROC (it needs answers of both classes)" if m["correct"] + m["hallucinated"] else
+            " nothing scored: every answer declined")
+
+
 def _rag_line(m: dict) -> str:
-    """One line of RAG figures: n with its classes, then the AUROCs (n/a where one class leaves none)."""
-    return (f"{_classes(m)} AUROC (95% interval) merged={_auroc_shown(m, 'merged')} probe={_auroc_shown(m, 'probe')} "
-            f"grounding={_auroc_shown(m, 'grounding')}")
+    """One line of RAG figures (a report entry: a domain's ``all``, one of its ``conditions``): n with its classes,
+    then the AUROCs, or what a set of one class shows instead, as report.md says it."""
+    return _classes(m) + (_no_auroc(m) or (
+        f" AUROC (95% interval) merged={_auroc_shown(m, 'merged')} probe={_auroc_shown(m, 'probe')} "
+        f"grounding={_auroc_shown(m, 'grounding')}"))
 
 
 def rag_calibration_warnings(report: dict, target: float) -> list[str]:
@@ -477,6 +487,8 @@ def cmd_evaluate(args) -> int:
         print(f"scored: {res['held_out']}")
         for d, m in res["domains"].items():
             print(f"  {d:10s} {_rag_line(m['all'])}")
+            for c, b in m.get("conditions", {}).items():  # the overall figure can hide a condition at chance
+                print(f"  {'':10s} {c}: {_rag_line(b)}")
             if m.get("n_training_side") and not args.held_out_only:
                 print(f"  {'':10s} {m['n_training_side']} of these rows lie on the calibration's training side by its "
                       "recorded split (by each row's group, whether or not the calibration saw the row): if they are "
@@ -510,9 +522,8 @@ def _closed_book_line(m: dict) -> str:
     from ..calibrate._pipeline_fit import BASELINES
 
     head = _classes(m)
-    if not m["correct"] or not m["hallucinated"]:
-        return head + (" one class: no AUROC (it needs answers of both classes)" if m["n_scored"] else
-                       " nothing scored: every answer declined")
+    if _no_auroc(m):
+        return head + _no_auroc(m)
     a = m["auroc"]
     base = max((k for k in BASELINES if a.get(k) is not None), key=lambda k: a[k], default=None)
     return (f"{head} AUROC (95% interval) probe={_auroc_shown(m, 'probe')} merged={_auroc_shown(m, 'merged')} "
