@@ -844,6 +844,35 @@ def test_the_rag_report_says_knowledge_conflict_was_not_checked_where_no_detecto
     assert "Knowledge conflict flagged: " not in text and "Knowledge conflict: not checked (no detector was fitted" in text
 
 
+def test_the_rag_report_gives_auroc_intervals_as_every_other_report_does(monkeypatch):
+    """A compliance team's trial: the RAG report drew 500 bootstrap resamples where the closed-book report and
+    evaluate draw 1000, and its header did not say that a small class's interval is widened to the exact binomial
+    one, so the same answers got other intervals in the two reports."""
+    import numpy as np
+
+    import hguard.calibrate._rag_report as rr
+    from hguard import REFERENCE_PROBES
+    from hguard._policy_thresholds import Thresholds
+    from hguard._stats import auroc_ci
+    from hguard.calibrate._rag_fit import _REPORTED
+
+    labels = ["correct"] * 14 + ["hallucinated"] * 16
+    rows = [{"id": f"r{i}", "label": lab, "condition": "supporting", "dataset": "mine", **{k: 0.5 for k in _REPORTED}}
+            for i, lab in enumerate(labels)]
+    y = np.array([lab == "hallucinated" for lab in labels], dtype=int)
+    risk = np.random.default_rng(0).normal(0.4 + 0.2 * y, 0.2)  # overlapping classes: the resamples decide the interval
+    scores = {"merged": risk, "probe": risk[::-1]}
+    monkeypatch.setattr(rr, "score_rag_rows", lambda fitted, rs, F: scores)
+    th = Thresholds(accept_below=0.0, abstain_above=1.0, target=0.2, confidence=0.9, n_calibration=0, coverage=None,
+                    accepted_error_rate=None, accepted_error_ucb=None, method="test")
+    out = rr.rag_report({"merger": {"features": ["neuron_logit"]}, "thresholds": th}, rows, np.zeros((len(rows), 1)), {})
+    assert out["all"]["auroc_ci95"] == auroc_ci(y, scores)
+    assert out["conditions"]["supporting"]["auroc_ci95"] == auroc_ci(y, scores)
+    report = json.loads((REFERENCE_PROBES / "rag-report" / "report.json").read_text(encoding="utf-8"))
+    assert ("95% percentile bootstrap (1000 resamples within each class), widened to the exact binomial interval "
+            "where a class has fewer than 10 answers") in rr.rag_markdown(report)
+
+
 def test_a_rag_calibration_records_its_held_out_scores_and_withdraws_what_they_reject(tiny_rag):
     """A reviewer's trial: RAG probe files recorded no held-out scores, so an accept threshold the held-out passages
     rejected stood for every RAG route (closed-book files withdrew it)."""

@@ -15,7 +15,7 @@ from .pipeline import (
     auroc,
     auroc_ci,
 )
-from .._stats import clopper_pearson_interval
+from .._stats import SMALL_CLASS, clopper_pearson_interval
 from .judge import followed_misleading
 from ._rag_fit import _REPORTED, _finite, _y, conflict_scores, score_rag_rows
 
@@ -72,7 +72,7 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
             "correct": int((yy == 0).sum()),
             "hallucinated": int((yy == 1).sum()),
             "auroc": {k: auroc(yy, v) for k, v in scores.items()},
-            "auroc_ci95": auroc_ci(yy, scores, n_boot=500),
+            "auroc_ci95": auroc_ci(yy, scores),
             "accepted": _share(accepted, mask),
             "accepted_by_risk_alone": _share(accepted_by_risk, mask),
             "hallucinated_among_accepted": _share(halluc, accepted & mask),
@@ -148,7 +148,8 @@ def rag_markdown(report: dict) -> str:
         f"knowledge-conflict detector) saw the training passages only; every figure below is on held-out passages. "
         f"Policy target: at most {t['target']:.0%} hallucinations among accepted answers at {t['confidence']:.0%} confidence. "
         "No hand-set grounding weight is in force: a policy's `grounding_weight` is a manual override the guard reports in its reasons.",
-        "", "Intervals: AUROC, 95% percentile bootstrap (500 resamples within class), shown on the merged column "
+        "", "Intervals: AUROC, 95% percentile bootstrap (1000 resamples within each class), widened to the exact "
+        f"binomial interval where a class has fewer than {SMALL_CLASS} answers, shown on the merged column "
         "(report.json has every signal's); shares, 95% Clopper-Pearson.", "",
     ]
     reviewed = [f"- {d}: {m['reviewed_split']}." for d, m in report["domains"].items() if m.get("reviewed_split")]
