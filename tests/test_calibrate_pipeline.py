@@ -411,3 +411,59 @@ def test_the_held_out_figures_count_as_accepted_only_what_the_guard_accepts(monk
     assert m["held_out_scores"]["out_of_distribution"] == [0, 1, 0, 0]
     at = _pipeline_report.coverage_at_targets(fitted, test, confidence=0.9)
     assert all((a["n_accepted"], a["accepted_hallucinated"], a["review_out_of_distribution"]) == (2, 0, 1) for a in at)
+
+
+def _plotted_report():
+    """A report as the pipeline writes it, of three domains: one of 20 held-out answers, one with 3 of a class, one
+    with one class (no AUROC); the plots draw on these figures alone."""
+    from hguard.calibrate.report import SIGNALS
+
+    def domain(correct, hallucinated, refusals, auroc):
+        return {"n": correct + hallucinated + refusals, "n_scored": correct + hallucinated, "correct": correct,
+                "hallucinated": hallucinated, "refusals": refusals, "at_target": {"target": 0.2},
+                "auroc": {k: auroc for k in SIGNALS},
+                "auroc_ci95": {k: None if auroc is None else [auroc - 0.3, auroc + 0.2] for k in SIGNALS}}
+
+    doms = {"astronomy": domain(11, 9, 0, 0.64), "beta": domain(12, 3, 1, 0.7), "gamma": domain(0, 6, 0, None)}
+    curve = [[0.5, 0.2, 0.3], [1.0, 0.45, 0.6]]
+    return {
+        "split": {"by": "group", "test_fraction": 0.3, "seed": 0, "n_train": 49, "n_test": 42},
+        "domains": doms,
+        "risk_coverage": {d: {"merged": curve} for d in doms},
+        "transfer": {"auroc": {a: {b: doms[b]["auroc"]["probe"] for b in doms} for a in doms},
+                     "counts": {d: {k: m[k] for k in ("n", "correct", "hallucinated", "refusals")} for d, m in doms.items()},
+                     "min_class_for_mean": 5},
+    }
+
+
+def test_every_plot_says_its_split_n_and_classes_and_the_auroc_bars_carry_their_intervals():
+    """A trial pasted auroc.png alone: bare bars (probe 0.64, random neurons 0.70) with nothing of the 20 answers
+    (11 right, 9 hallucinated) or the intervals report.md gives beside them."""
+    import matplotlib.pyplot as plt
+    from matplotlib.container import BarContainer
+    from matplotlib.text import Text
+
+    from hguard.calibrate.report import SIGNALS, figures
+
+    report = _plotted_report()
+    figs = figures(report)
+    try:
+        assert set(figs) == {"risk_coverage.png", "transfer.png", "auroc.png"}
+        for name, fig in figs.items():
+            text = " ".join(t.get_text() for t in fig.findobj(Text)).replace("\n", " ")
+            assert "held-out split: 42 of 91 questions" in text and "seed 0" in text, (name, text)
+            for counts in ("n 20: 11 right / 9 halluc.", "n 16: 12 right / 3 halluc.", "n 6: 0 right / 6 halluc."):
+                assert counts in text, (name, counts, text)
+            assert "(few)" in text, (name, text)  # beta has 3 hallucinated answers
+            if name != "transfer.png":
+                assert "one class only: no AUROC" in text and "1 refusal (not scored)" in text, (name, text)
+        # each bar's whisker spans the interval report.json gives, not one computed again
+        bars = [c for c in figs["auroc.png"].axes[0].containers if isinstance(c, BarContainer)]
+        assert len(bars) == len(SIGNALS)
+        for c in bars:
+            segments = c.errorbar.lines[2][0].get_segments()
+            spans = [(round(seg[0][1], 6), round(seg[1][1], 6)) for seg in segments if len(seg)]
+            assert spans == [(0.34, 0.84), (0.4, 0.9)], spans  # gamma, of one class, has no bar and no whisker
+    finally:
+        for fig in figs.values():
+            plt.close(fig)

@@ -26,6 +26,16 @@ def _among_accepted(t: dict) -> str:
     return f"{rate} ({t['accepted_hallucinated']} of {t['n_accepted']}" + (f"; {ci[0]:.2f}-{ci[1]:.2f}" if ci else "") + ")"
 
 
+def counts_label(c: Mapping[str, Any]) -> str:
+    """A held-out set's size and classes as the report writes them beside its figures (tables and plots)."""
+    return f"n {c['n']}: {c['correct']} right / {c['hallucinated']} halluc."
+
+
+def few_of_a_class(c: Mapping[str, Any] | None, least: int) -> bool:
+    """Whether a set has fewer than ``least`` answers of a class: its AUROC is shown but rests on too few answers."""
+    return c is not None and min(c["correct"], c["hallucinated"]) < least
+
+
 def transfer_markdown(tr: Mapping[str, Any]) -> list[str]:
     """The cross-domain transfer table: each column (tested on) with its held-out class counts, a column with fewer
     than ``min_class_for_mean`` answers of a class marked and left out of the second mean."""
@@ -36,11 +46,10 @@ def transfer_markdown(tr: Mapping[str, Any]) -> list[str]:
 
     def head(b: str) -> str:
         c = counts.get(b)
-        return f"{b} (n {c['n']}: {c['correct']} right / {c['hallucinated']} halluc.)" if c else b
+        return f"{b} ({counts_label(c)})" if c else b
 
     def few(b: str) -> bool:
-        c = counts.get(b)
-        return c is not None and min(c["correct"], c["hallucinated"]) < least
+        return few_of_a_class(counts.get(b), least)
 
     lines = ["", "## Cross-domain transfer (probe AUROC; rows: trained on, columns: tested on)", ""]
     if not counts:
@@ -352,16 +361,44 @@ def families_markdown(report: dict) -> list[str]:
     return lines
 
 
-def plot(report: dict, out: Path) -> list[Path]:
+def _held_out(report: dict, d: str) -> str:
+    """What a plot says of one domain's held-out answers: their count and classes from the report's own figures,
+    and whether they are too few, or of one class, for an AUROC to mean much (a report from before the class counts
+    gives its n alone)."""
+    m = report["domains"][d]
+    if "correct" not in m:
+        return f"n {m['n']}"
+    least = report.get("transfer", {}).get("min_class_for_mean", 5)
+    r = m.get("refusals") or 0
+    text = counts_label(m) + (f", {r} refusal{'s' if r > 1 else ''} (not scored)" if r else "")
+    if min(m["correct"], m["hallucinated"]) == 0:
+        return text + "\none class only: no AUROC"
+    return text + (f"\n(few): under {least} answers of a class" if few_of_a_class(m, least) else "")
+
+
+def _plot_title(what: str, report: dict, width: int) -> str:
+    """A plot's title: what it shows, on the split it is drawn on as report.md states it, wrapped to the plot."""
+    import textwrap
+
+    s = report["split"]
+    return textwrap.fill(f"{what} on the held-out split: {s['n_test']} of {s['n_train'] + s['n_test']} questions "
+                         f"(test fraction {s['test_fraction']}, seed {s['seed']}; the probes saw the other "
+                         f"{s['n_train']} only)", width)
+
+
+def figures(report: dict) -> dict[str, Any]:
+    """The report's plots (file name -> matplotlib Figure), drawn from the report's own figures: each says the split
+    it is drawn on and each domain's held-out n and class counts, and the AUROC bars carry their 95% intervals, so
+    a plot shown on its own does not read as a result on more answers than it has."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    paths = []
+    figs: dict[str, Any] = {}
     doms = list(report["domains"])
-    fig, axes = plt.subplots(1, max(1, len(doms)), figsize=(4 * max(1, len(doms)), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(doms)), figsize=(4.4 * max(1, len(doms)), 4.0), squeeze=False)
     for ax, d in zip(axes[0], doms):
         for k, curve in report["risk_coverage"].get(d, {}).items():
             if curve:
@@ -370,50 +407,70 @@ def plot(report: dict, out: Path) -> list[Path]:
                 ax.plot(cov, err, label=k)
         t = report["domains"][d]["at_target"]["target"]
         ax.axhline(t, color="grey", ls=":", lw=1)
-        ax.set_title(d)
+        ax.set_title(f"{d} ({_held_out(report, d)})", fontsize=8)
         ax.set_xlabel("coverage (share accepted)")
         ax.set_ylabel("hallucination rate among accepted")
         ax.set_xlim(0, 1)
-        ax.legend(fontsize=7)
+        if ax.lines[:-1]:
+            ax.legend(fontsize=7)
+    fig.suptitle(_plot_title("Risk against coverage", report, 70 * max(1, len(doms))), fontsize=8)
     fig.tight_layout()
-    paths.append(out / "risk_coverage.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    figs["risk_coverage.png"] = fig
 
     tr = report["transfer"]["auroc"]
+    counts = report["transfer"].get("counts") or {}
+    least = report["transfer"].get("min_class_for_mean", 5)
     rows = list(tr)
     cols = sorted({c for r in tr.values() for c in r})
     M = np.array([[np.nan if tr[a].get(b) is None else tr[a][b] for b in cols] for a in rows])
-    fig, ax = plt.subplots(figsize=(1.2 * len(cols) + 2, 1.0 * len(rows) + 1.5))
+    fig, ax = plt.subplots(figsize=(1.8 * len(cols) + 3, 1.0 * len(rows) + 2.4))
     im = ax.imshow(M, vmin=0.3, vmax=1.0, cmap="viridis")
-    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
+    heads = [f"{b}\n{counts_label(counts[b])}" + (" (few)" if few_of_a_class(counts[b], least) else "")
+             if b in counts else b for b in cols]
+    ax.set_xticks(range(len(cols)), heads, rotation=30, ha="right", fontsize=7)
     ax.set_yticks(range(len(rows)), rows)
     for i in range(len(rows)):
         for j in range(len(cols)):
             if not np.isnan(M[i, j]):
                 ax.text(j, i, f"{M[i, j]:.2f}", ha="center", va="center", color="white" if M[i, j] < 0.7 else "black")
-    ax.set_xlabel("tested on")
+    ax.set_xlabel("tested on (held-out answers)")
     ax.set_ylabel("trained on")
+    ax.set_title(_plot_title("Probe AUROC across domains", report, 12 * len(cols) + 30) + (
+        f"\n(few): under {least} answers of a class" if any(few_of_a_class(c, least) for c in counts.values()) else ""),
+        fontsize=7)
     fig.colorbar(im, ax=ax, label="AUROC")
     fig.tight_layout()
-    paths.append(out / "transfer.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    figs["transfer.png"] = fig
 
-    fig, ax = plt.subplots(figsize=(1.6 * len(doms) + 3, 3.4))
+    fig, ax = plt.subplots(figsize=(2.2 * len(doms) + 3, 4.2))
     width = 0.8 / len(SIGNALS)
     for k, sig in enumerate(SIGNALS):
-        vals = [report["domains"][d]["auroc"].get(sig) or np.nan for d in doms]
-        ax.bar(np.arange(len(doms)) + k * width, vals, width, label=sig)
-    ax.set_xticks(np.arange(len(doms)) + 0.4 - width / 2, doms)
+        vals = np.array([report["domains"][d]["auroc"].get(sig) or np.nan for d in doms], dtype=float)
+        cis = [(report["domains"][d].get("auroc_ci95") or {}).get(sig) for d in doms]
+        # the intervals report.md gives (95% bootstrap), not recomputed; a bar without one has no whisker
+        whiskers = np.array([[v - ci[0], ci[1] - v] if ci and not np.isnan(v) else [np.nan, np.nan] for v, ci in zip(vals, cis)]).T
+        ax.bar(np.arange(len(doms)) + k * width, vals, width, label=sig, yerr=whiskers, capsize=2,
+               error_kw={"elinewidth": 0.8, "ecolor": "black"})
+    ax.set_xticks(np.arange(len(doms)) + 0.4 - width / 2, [f"{d}\n{_held_out(report, d)}" for d in doms], fontsize=7)
+    ax.set_xlim(-width / 2 - 0.1, len(doms) - 0.2 - width / 2 + 0.1)  # a domain without bars keeps its place
     ax.axhline(0.5, color="grey", lw=1, ls=":")
-    ax.set_ylim(0.3, 1.0)
-    ax.set_ylabel("held-out AUROC")
-    ax.legend(fontsize=7, ncol=2)
+    ax.set_ylim(0.0, 1.05)
+    ax.set_ylabel("held-out AUROC (95% interval)")
+    ax.set_title(_plot_title("AUROC with 95% bootstrap intervals", report, 22 * len(doms) + 40), fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    paths.append(out / "auroc.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    figs["auroc.png"] = fig
+    return figs
+
+
+def plot(report: dict, out: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for name, fig in figures(report).items():
+        paths.append(out / name)
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
     return paths
 
 
