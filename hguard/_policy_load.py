@@ -166,7 +166,9 @@ def load_policy(path: str | Path) -> Policy:
     Every problem raises :class:`PolicyError` naming the file and, for schema
     problems, each offending key path.
     """
-    path = Path(path).expanduser()
+    from hguard._resources import expand_home
+
+    path = expand_home(path, "policy file")
     suffix = path.suffix.lower()
     if path.is_dir():
         raise PolicyError(f"policy file {str(path)!r} is a folder; pass the policy file in it (e.g. "

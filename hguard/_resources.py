@@ -97,10 +97,41 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def home() -> Path | None:
+    """The user's home folder; None where there is none (HOME unset and no passwd entry for the user: a container run
+    with ``--user``), so that only what needs one (a path with ``~``, a default location under it) fails."""
+    try:
+        return Path.home()
+    except RuntimeError:
+        return None
+
+
+def expand_home(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` with a leading ``~`` expanded to the home folder; InputError naming ``what``, the path and the fix
+    where there is no home folder (any other path is returned as it is, whether there is one or not)."""
+    from .errors import InputError
+
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        raise InputError(
+            f"{what} {str(path)!r} starts with '~', but this user has no home folder (HOME is not set and the user has "
+            "no passwd entry: a container run with --user?); set HOME, or name the path without '~'") from None
+
+
 def state_dir() -> Path:
     """Where hguard writes by default (demo runs): ``$HGUARD_STATE_DIR`` or ``~/.local/state/hguard``."""
+    from .errors import InputError
+
     env = os.environ.get("HGUARD_STATE_DIR")
-    return Path(env).expanduser() if env else Path("~/.local/state/hguard").expanduser()
+    if env:
+        return expand_home(env, "HGUARD_STATE_DIR")
+    folder = home()
+    if folder is None:
+        raise InputError("hguard's default state folder is ~/.local/state/hguard, but this user has no home folder "
+                         "(HOME is not set and the user has no passwd entry: a container run with --user?); set "
+                         "HGUARD_STATE_DIR (or HOME) to a writable folder, or pass --out")
+    return folder / ".local" / "state" / "hguard"
 
 
 # the default policy's spot-check seed (public): a copy gets its own

@@ -24,7 +24,6 @@ import hashlib
 import hmac
 import os
 import stat
-from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import InputError
@@ -62,7 +61,9 @@ def _checked(key: bytes, where: str) -> bytes:
 
 def load_key_file(path: str | os.PathLike[str]) -> bytes:
     """The key held in ``path`` (surrounding whitespace removed); InputError when unusable."""
-    p = Path(path).expanduser()
+    from ._resources import expand_home
+
+    p = expand_home(path, "integrity key file")
     try:
         st = p.stat()
         if not stat.S_ISREG(st.st_mode):

@@ -49,11 +49,20 @@ PLAIN_FRAME = f"plain frame 3: {PLAIN_QUESTION!r} {PLAIN_ANSWER!r} stop {PLAIN_S
 
 def cache_dir() -> Path:
     """Where dequantised weights live: ``$HGUARD_CACHE_DIR``, else ``$XDG_CACHE_HOME/hguard``, else ``~/.cache/hguard``."""
+    from ._resources import expand_home, home
+
     env = os.environ.get("HGUARD_CACHE_DIR")
     if env:
-        return Path(env).expanduser()
+        return expand_home(env, "HGUARD_CACHE_DIR")
     xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "hguard"
+    if xdg:
+        return expand_home(xdg, "XDG_CACHE_HOME") / "hguard"
+    folder = home()
+    if folder is None:
+        raise CacheError("the model cache's default folder is ~/.cache/hguard, but this user has no home folder (HOME "
+                         "is not set and the user has no passwd entry: a container run with --user?); set "
+                         "HGUARD_CACHE_DIR (or HOME) to a writable folder")
+    return folder / ".cache" / "hguard"
 
 
 def default_gguf_path() -> Path:
@@ -343,7 +352,9 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
 
     if source == "default":
         return _load_gguf(default_gguf_path(), name=DEFAULT_MODEL_NAME, use_cache=use_cache)
-    path = Path(os.fspath(source)).expanduser()
+    from ._resources import expand_home
+
+    path = expand_home(os.fspath(source), "model")
     if path.suffix == ".gguf":
         return _load_gguf(path, name=path.stem, use_cache=use_cache)
     dtype = dtype or torch.float32

@@ -144,12 +144,15 @@ def policy_hash(policy) -> str:
     ``hguard audit verify --policy FILE`` says which of a log's decisions were made under FILE."""
     import os
 
-    from ._resources import DATA_DIR
+    from ._resources import DATA_DIR, home
 
     # paths as named (normalised, symlinks not followed: a folder linked in names the same path wherever it points)
     folder = os.path.normpath(os.path.abspath(policy.source)) if getattr(policy, "source", None) else None
     folder = os.path.dirname(folder) if folder is not None else None
-    others = [(os.path.normpath(str(DATA_DIR)), "package:"), (os.path.normpath(str(Path.home())), "~/")]
+    others = [(os.path.normpath(str(DATA_DIR)), "package:")]
+    user = home()
+    if user is not None:  # without one (a container run with --user) no path of the policy came from '~'
+        others.append((os.path.normpath(str(user)), "~/"))
 
     def portable(v, named=None):
         # ``named``: the file's own value at this place, when it has one

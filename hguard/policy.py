@@ -55,7 +55,7 @@ from hguard._policy_route import ABSTAIN, ACCEPT, REVIEW, Decision, choose_domai
 from hguard._policy_route import Route as Route
 from hguard._policy_thresholds import Thresholds, effective_thresholds
 from hguard._resources import PACKAGED_PREFIX as PACKAGED_PREFIX
-from hguard._resources import DEFAULT_SEED, same_file
+from hguard._resources import DEFAULT_SEED, expand_home, same_file
 from hguard._resources import refuse_own_file as refuse_own_file
 from hguard._text import blank
 
@@ -121,7 +121,7 @@ def _no_empty_path(value: Any) -> Any:
 def _resolve_path(value: Path | None, info: ValidationInfo) -> Path | None:
     if value is None:
         return None
-    value = value.expanduser()
+    value = expand_home(value, "the path")
     base = (info.context or {}).get("base_dir") if isinstance(info.context, Mapping) else None
     if base is not None and not value.is_absolute():
         value = Path(base) / value
@@ -380,7 +380,7 @@ def refuse_shared_files(files: Mapping[str, Path]) -> None:
     monitor's state written over the audit log, or the review queue's database into it, lost every record."""
     seen: list[tuple[str, Path]] = []
     for key, path in files.items():
-        p = Path(os.path.normpath(Path(path).expanduser().absolute()))
+        p = Path(os.path.normpath(expand_home(path, key).absolute()))
         for other, q in seen:
             if p == q or same_file(p, q):
                 raise ValueError(f"{other} and {key} name the same file ({str(p)!r}): hguard would write one over the "
@@ -486,7 +486,7 @@ class Policy(_Section):
         if value == "default":
             return value
         base = (info.context or {}).get("base_dir") if isinstance(info.context, Mapping) else None
-        path = Path(value).expanduser()
+        path = expand_home(value, "the model path")
         looks_like_path = value.startswith((".", "/", "~")) or value.endswith(".gguf") or (
             base is not None and (Path(base) / path).exists())
         if looks_like_path and base is not None and not path.is_absolute():

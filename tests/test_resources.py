@@ -143,3 +143,35 @@ def test_the_default_policys_closed_book_domains_do_not_name_their_domain_when_t
     for name in ("geography", "chemistry", "literature"):
         message = policy.domains[name].abstain_message or policy.abstain_message
         assert name not in message and message == policy.abstain_message, (name, message)
+
+
+def test_without_a_home_folder_only_what_needs_one_fails_and_it_says_how_to_go_on(tmp_path, monkeypatch):
+    """A trial in a container run with --user: HOME unset and no passwd entry, and `hguard audit verify --policy`
+    died in a traceback (RuntimeError: Could not determine home directory) from a path the policy did not use."""
+    import pwd
+
+    from hguard._resources import state_dir
+    from hguard.errors import CacheError
+    from hguard.models import cache_dir
+    from hguard.monitor import policy_hash
+
+    def no_entry(uid):
+        raise KeyError(uid)
+
+    for var in ("HOME", "HGUARD_STATE_DIR", "HGUARD_CACHE_DIR", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    own = tmp_path / "policy.toml"  # the default policy, its logs placed without '~'
+    own.write_text(DEFAULT_POLICY.read_text().replace("~/.local/state/hguard", str(tmp_path)))
+    assert len(policy_hash(load_policy(own))) >= 16  # no '~' in it: no home folder needed
+    with pytest.raises(PolicyError, match=r"audit.path: the path '~/.local/state/hguard/audit.jsonl' starts with '~'.*set HOME, or name"):
+        load_policy(DEFAULT_POLICY)
+    with pytest.raises(InputError, match=r"no home folder .*set HGUARD_STATE_DIR \(or HOME\)"):
+        state_dir()
+    with pytest.raises(CacheError, match=r"no home folder .*set HGUARD_CACHE_DIR \(or HOME\)"):
+        cache_dir()
+    with pytest.raises(InputError, match=r"policy file '~/p.toml' starts with '~'.*set HOME, or name the path"):
+        load_policy("~/p.toml")
+    monkeypatch.setenv("HGUARD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HGUARD_STATE_DIR", str(tmp_path / "state"))
+    assert cache_dir() == tmp_path / "cache" and state_dir() == tmp_path / "state"

@@ -725,6 +725,20 @@ def test_cli_list_marks_a_spot_check_of_an_accepted_answer(queue, capsys):
     assert lines[held + 1].strip() == "answer: The capital of held is Foo."  # what the reviewer decides on
 
 
+def test_cli_list_says_an_empty_queue_holds_no_items(queue, capsys):
+    """A trial: `hguard review list` on a queue with no items printed nothing at all, exit 0 (read as a failure)."""
+    queue.enqueue(make_item("held"))
+    assert cli_main(["list", "--queue", str(queue.path)]) == 0
+    assert "holds no items" not in capsys.readouterr().out
+    with sqlite3.connect(queue.path) as conn:  # emptied, as an operator's clean-up leaves it
+        conn.execute("DELETE FROM review_items")
+    assert cli_main(["list", "--queue", str(queue.path)]) == 0
+    assert f"the queue {queue.path} holds no items" in capsys.readouterr().out
+    assert cli_main(["list", "--queue", str(queue.path), "--json"]) == 0
+    out = capsys.readouterr()
+    assert out.out == "" and "holds no items" in out.err  # stdout keeps only the JSON lines
+
+
 def test_cli_decide_records_a_verdict_once_and_says_where(tmp_path, capsys):
     from hguard.audit import AuditLog
 

@@ -80,7 +80,9 @@ def check_run_options(out_dir: str | os.PathLike[str], *, target: float, confide
     """A calibration's options checked before the model loads and answers (they were found wrong only after)."""
     from .._policy_fit import check_levels
 
-    if Path(out_dir).expanduser().is_file():  # a probe file's path given for the folder: "File exists" said nothing
+    from .._resources import expand_home
+
+    if expand_home(out_dir, "the output folder").is_file():  # a probe file's path given for the folder: "File exists" said nothing
         raise InputError(f"the output folder {str(out_dir)!r} is a file; pass the folder the probe files go to (e.g. "
                          f"{str(Path(out_dir).parent / 'probes')!r}), not a probe file")
     check_levels(target=target, confidence=confidence)

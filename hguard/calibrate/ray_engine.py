@@ -118,7 +118,10 @@ def _token_file() -> Path | None:
     """Where Ray keeps its authentication token when no environment variable names one (``~/.ray/auth_token``)."""
     if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
         return None
-    return Path("~/.ray/auth_token").expanduser()
+    from .._resources import home
+
+    folder = home()  # none (a container run with --user): no token file there either
+    return folder / ".ray" / "auth_token" if folder is not None else None
 
 
 def _connect(ray, address: str | None) -> bool:

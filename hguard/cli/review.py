@@ -179,6 +179,9 @@ def main(argv: list[str]) -> int:
             _known_domain(args.domain, counts)
             for domain, c in counts.items():  # with --json, stdout holds only the JSON lines
                 print(f"{shown_domain(domain)}: {c['pending']} pending, {c['decided']} decided", file=sys.stderr if args.json else sys.stdout)
+            if not counts:  # said, not an empty output that reads as a failed command
+                print(f"hguard review: the queue {queue.path} holds no items (nothing has been held for review "
+                      "since it was started or emptied)", file=sys.stderr if args.json else sys.stdout)
             if args.decided:
                 items = queue.decided(domain=args.domain, limit=args.limit, newest_first=True)[::-1]
             else:
