@@ -677,6 +677,31 @@ def test_a_rag_domain_with_no_training_answers_is_refused_with_the_fix():
         fit_rag_domain("contracts", [], np.zeros((0, 8)), seed=0, n_layers=2, d_ff=4, target=0.1, confidence=0.9)
 
 
+def test_a_warning_of_the_out_of_fold_refits_is_said_once_with_how_many_raised_it():
+    """A compliance team's calibrate-rag said "the probe selected no neuron at C=0.1441 ..." three times word for word:
+    three of the five out-of-fold refits had no neuron, and the probe written had two, which no line said."""
+    import warnings
+
+    import numpy as np
+
+    from hguard.calibrate._rag_fit import fit_rag_domain
+    from hguard.calibrate._rag_signals import RAG_MERGER_FEATURES
+
+    rng = np.random.default_rng(3)
+    rows = [{"label": "hallucinated" if i % 2 else "correct", "length": 5 + i % 7, "group": f"g{i // 2}",
+             "condition": "supporting", **{f: float(rng.random()) for f in RAG_MERGER_FEATURES if f != "neuron_logit"}}
+            for i in range(60)]
+    X = np.ones((60, 200), dtype=np.float32)  # every neuron constant: no fit keeps one
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit_rag_domain("policy", rows, X, seed=0, n_layers=2, d_ff=100, target=0.2, confidence=0.9)
+    said = [str(w.message) for w in caught if "selected no neuron" in str(w.message)]
+    assert len(said) == 2, said  # the probe written, then its refits once
+    assert said[0].startswith("the probe selected no neuron at C=")
+    assert said[1] == ("in 5 of the 5 out-of-fold refits (each without one fold of the training answers, for the scores "
+                       "the merger and thresholds are fitted on, not the probe written), " + said[0])
+
+
 def test_the_rag_report_says_when_a_target_is_met_only_trivially_or_cannot_be_measured():
     from hguard.calibrate._rag_report import _met
 

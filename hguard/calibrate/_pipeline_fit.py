@@ -250,7 +250,7 @@ def fit_domain(domain: str, train: Collected, *, seed: int, n_layers: int, d_ff:
     from sklearn.model_selection import StratifiedKFold
 
     from ..policy import fit_thresholds
-    from .screen import fit_probe, probe_logit, random_baseline, refit_at_C
+    from .screen import fit_probe, out_of_fold_logits, probe_logit, random_baseline
 
     keep = np.array([r["label"] != "refusal" for r in train.rows])
     tr = train.subset(keep)
@@ -266,11 +266,8 @@ def fit_domain(domain: str, train: Collected, *, seed: int, n_layers: int, d_ff:
     probe = fit_probe(tr.features, y, fit=fit, lengths=lengths, cv=cv, n_layers=n_layers, d_ff=d_ff, random_state=seed)
     fit_seconds = time.perf_counter() - t0
     # Out-of-fold probe scores with C fixed, so the merger and the thresholds see honest scores.
-    oof = np.zeros(len(y))
     folds = list(StratifiedKFold(cv, shuffle=True, random_state=seed).split(np.zeros((len(y), 1)), y))
-    for a, b in folds:
-        p = refit_at_C(probe, tr.features[a], y[a], fit=fit, lengths=lengths[a])
-        oof[b] = probe_logit(p, tr.features[b], lengths=lengths[b])
+    oof = out_of_fold_logits(probe, tr.features, y, folds, fit=fit, lengths=lengths)
     Z = merger_features(tr.rows, oof)
     merger = fit_merger(Z, y)
     merged_oof = np.zeros(len(y))

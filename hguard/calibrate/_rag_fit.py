@@ -138,7 +138,7 @@ def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, s
     ``fit``: a :class:`hguard.calibrate.screen.ProbeFit` (None: in memory); a screened fit screens
     again inside each out-of-fold refit."""
     from ..policy import fit_thresholds
-    from .screen import fit_probe, probe_logit, refit_at_C
+    from .screen import fit_probe, out_of_fold_logits
 
     merger_features = tuple(merger_features)
     if not len(rows):
@@ -159,10 +159,7 @@ def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, s
     probe = fit_probe(X, y, fit=fit, lengths=lengths, cv=cv, n_layers=n_layers, d_ff=d_ff, random_state=seed)
     fit_seconds = time.perf_counter() - t0
     folds = _folds(y, [r["group"] for r in tr], cv, seed)
-    oof = np.zeros(len(y))
-    for a, b in folds:
-        p = refit_at_C(probe, X[a], y[a], fit=fit, lengths=lengths[a])
-        oof[b] = probe_logit(p, X[b], lengths=lengths[b])
+    oof = out_of_fold_logits(probe, X, y, folds, fit=fit, lengths=lengths)
     merger, merged_oof, best_c, by_c = _fit_merger_oof(_matrix(tr, merger_features, oof), y, folds, merger_features)
     # The same merger without the relevance signals, fitted the same way: the report's ablation.
     from ..signals.relevance import RELEVANCE_FEATURES

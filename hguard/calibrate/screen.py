@@ -324,6 +324,32 @@ def refit_at_C(probe, X, y, *, fit: ProbeFit | None, lengths=None):
     return fit_screened_matrix(X, y, k=fit.screen_top, lengths=lengths, **params)
 
 
+def out_of_fold_logits(probe, X, y, folds, *, fit: ProbeFit | None, lengths=None) -> np.ndarray:
+    """The logits of ``probe`` on each of ``folds``' held-out rows, by :func:`refit_at_C` on the others: the
+    scores the merger and the thresholds are fitted on.
+
+    Each warning the refits raise is said once, with in how many of them: every refit is fitted at the same C,
+    so one that leaves the probe without a neuron in three folds said "the probe selected no neuron at C=..."
+    three times word for word, which also read as if the probe written (fitted on every row) had none."""
+    import warnings
+
+    oof = np.zeros(len(y))
+    said: dict[tuple[type[Warning], str], list] = {}
+    for a, b in folds:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # every refit's, counted here; the caller's filters decide on the sum
+            p = refit_at_C(probe, X[a], y[a], fit=fit, lengths=None if lengths is None else lengths[a])
+        for w in caught:
+            said.setdefault((w.category, str(w.message)), []).append(w)
+        oof[b] = probe_logit(p, X[b], lengths=None if lengths is None else lengths[b])
+    for (category, message), ws in said.items():
+        warnings.warn_explicit(
+            f"in {len(ws)} of the {len(folds)} out-of-fold refits (each without one fold of the training answers, for "
+            f"the scores the merger and thresholds are fitted on, not the probe written), {message}",
+            category, ws[0].filename, ws[0].lineno, source=ws[0].source)
+    return oof
+
+
 def probe_logit(probe, X, lengths=None) -> np.ndarray:
     """``probe.decision_function(X)`` reading only the probe's columns of ``X`` (shards or memory)."""
     return probe.decision_function_subset(columns_of(X, probe.feature_indices_), lengths=lengths)
@@ -349,4 +375,5 @@ def random_baseline(X, y, n_neurons: int, *, seed: int, lengths=None, fit: Probe
 
 
 __all__ = ["FeatureStats", "ProbeFit", "ShardFeatures", "choose_fit", "columns_of", "feature_stats", "fit_probe", "fit_screened",
-           "fit_screened_matrix", "load_columns", "probe_logit", "random_baseline", "refit_at_C", "stats_of", "top_k"]
+           "fit_screened_matrix", "load_columns", "out_of_fold_logits", "probe_logit", "random_baseline", "refit_at_C", "stats_of",
+           "top_k"]
