@@ -217,9 +217,32 @@ def test_collection_resumes_without_redoing_finished_rows(tmp_path, setup, monke
     assert col.features.shape == (40, 3 * 48) and col.features.dtype == np.float32
     assert [r["id"] for r in col.rows] == [e.id for e in exs[:40]]
     assert calls == [8, 8, 8]  # only the 24 unfinished rows were answered
+    # and it says so: 24 answered now, 16 read back from the two shards the interrupted run committed
+    assert col.origin == {"answers_collected": 24, "answers_reused": 16, "reused_shards": 2}
     assert {p.name: p.stat().st_mtime_ns for p in entries} == before
     fresh = Generator(lm, system_prompt="answer", max_new_tokens=4).generate([e.question for e in exs[:40]], batch_size=8)
     np.testing.assert_allclose(col.features, np.stack([g.cett for g in fresh]), rtol=1e-4, atol=1e-6)
+
+
+def test_a_resumed_calibration_says_how_many_answers_it_collected_and_how_many_it_reused(tmp_path, setup):
+    """A trial's run killed after 6 Ray shards and resumed: its report said '69 questions; collection 52 s', though 48
+    of the answers came from the killed run, whose time was not counted, and did not say it resumed."""
+    lm, exs, data, out, report = setup
+    assert {k: report["timing"][k] for k in ("answers_collected", "answers_reused", "reused_shards")} == {
+        "answers_collected": len(exs), "answers_reused": 0, "reused_shards": 0}
+    assert f"{len(exs)} questions, all answered in this run; collection " in (out / "report.md").read_text()
+    earlier = collect_mod.collect(Generator(lm, system_prompt="answer", max_new_tokens=4), exs[:24], tmp_path / "work",
+                                  batch_size=8, progress=False)  # an earlier run: three shards of 8
+    assert earlier.origin == {"answers_collected": 24, "answers_reused": 0, "reused_shards": 0}
+    resumed = calibrate([data], tmp_path / "p", lm=lm, system_prompt="answer", max_new_tokens=4, progress=False,
+                        plots=False, batch_size=16, work_dir=tmp_path / "work")
+    t = resumed["timing"]
+    assert (t["n_questions"], t["answers_collected"], t["answers_reused"], t["reused_shards"]) == (len(exs), len(exs) - 24, 24, 3)
+    assert json.loads((tmp_path / "p" / "report.json").read_text())["timing"]["answers_reused"] == 24
+    md = (tmp_path / "p" / "report.md").read_text()
+    assert (f"{len(exs)} questions, **resumed**: {len(exs) - 24} answered in this run and 24 reused from 3 shards of an "
+            "earlier run in the work folder; collection ") in md
+    assert f"the collection time covers this run's {len(exs) - 24} answers only, the earlier run's time is not counted." in md
 
 
 def test_collection_refuses_a_folder_from_other_settings(tmp_path, setup):

@@ -103,6 +103,7 @@ def test_a_resumed_ray_run_answers_only_the_shards_that_were_not_committed(clust
     }
     new = sorted(p.name for p in shards.glob("shard-*.json") if p.name not in kept)
     assert new == ["shard-000005.json", "shard-000006.json"]  # 16 rows in two new shards, numbered after the rest
+    assert col.origin == {"answers_collected": 16, "answers_reused": 24, "reused_shards": 3}  # as the report counts them
     assert [r["id"] for r in col.rows] == [e.id for e in exs]
     np.testing.assert_allclose(col.features, first.features, rtol=1e-5, atol=1e-6)
 

@@ -22,7 +22,7 @@ from .._text import same_words
 from ..errors import DataError
 from .data import Example
 from .judge import asked_kind, declines, judge_row
-from .shards import ShardStore, collection_settings, input_hash, write_shard
+from .shards import ShardPlan, ShardStore, collection_settings, input_hash, write_shard
 
 if TYPE_CHECKING:
     from .screen import ShardFeatures
@@ -34,6 +34,9 @@ class Collected:
 
     rows: list[dict]
     features: np.ndarray | ShardFeatures  # (n, n_features) float32: memory-mapped shards, or read on demand
+    # How many of the rows this run answered and how many it read back from shards an earlier run committed (see
+    # :func:`this_run`): set by the collection engines, so a resumed run's report does not count those as its own.
+    origin: dict | None = None
 
     def subset(self, mask: Sequence[bool] | np.ndarray) -> "Collected":
         mask = np.asarray(mask, dtype=bool)
@@ -131,6 +134,18 @@ def answer_batch(generator, batch: Sequence[Example]) -> tuple[list[dict], np.nd
     return rows, (np.stack(cett).astype(np.float32, copy=False) if cett else np.zeros((0, width), np.float32)), failed
 
 
+def this_run(col: Collected, plans: Sequence[ShardPlan]) -> Collected:
+    """``col`` with its ``origin``: a row in a shard this run planned (``plans``) was answered now; any other was read
+    back from a shard committed before it (a killed or earlier run's, with either engine), which this run's
+    collection time does not cover. Counted from the shard each row is read from, so a resumed run cannot
+    claim another run's answers."""
+    planned = {p.name for p in plans}
+    earlier = [r["shard"] for r in col.rows if r["shard"] not in planned]
+    col.origin = {"answers_collected": len(col.rows) - len(earlier), "answers_reused": len(earlier),
+                  "reused_shards": len(set(earlier))}
+    return col
+
+
 def check_ids(examples: Sequence[Example]) -> list[str]:
     ids = [e.id for e in examples]
     seen: set[str] = set()
@@ -182,7 +197,7 @@ def collect(
         bar.close()
         store.write_manifest()
     raise_failed(store, ids)
-    return relabel(load_collected(work_dir, ids, lazy=lazy), examples)
+    return this_run(relabel(load_collected(work_dir, ids, lazy=lazy), examples), plans)
 
 
 def _group_key(example: Example) -> str:
@@ -218,4 +233,4 @@ def load_collected(work_dir: str | os.PathLike, ids: Sequence[str] | None = None
     return Collected(rows, features)
 
 
-__all__ = ["Collected", "answer_batch", "collect", "label_row", "load_collected", "relabel"]
+__all__ = ["Collected", "answer_batch", "collect", "label_row", "load_collected", "relabel", "this_run"]

@@ -214,7 +214,8 @@ def calibrate(
             "n_train": int((~test_mask).sum()),
             "n_test": int(test_mask.sum()),
         },
-        "timing": {"collect_seconds": collect_seconds, "n_questions": len(col.rows)},
+        # a resumed run's collection time is of the answers it gave, not of those it read back from earlier shards
+        "timing": {"collect_seconds": collect_seconds, "n_questions": len(col.rows), **(col.origin or {})},
         "probe_fit": probe_fit.describe(),
         "domains": {},
         "skipped": {},

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import DataError, InputError, install_extra
-from .collect import Collected, answer_batch, check_ids, load_collected, raise_failed, relabel
+from .collect import Collected, answer_batch, check_ids, load_collected, raise_failed, relabel, this_run
 from .shards import ShardStore, collection_settings, write_shard
 
 
@@ -323,7 +323,7 @@ def collect_ray(
                 ray.shutdown()
     store.write_manifest()
     raise_failed(store, ids)
-    return relabel(load_collected(work_dir, ids, lazy=lazy), examples)
+    return this_run(relabel(load_collected(work_dir, ids, lazy=lazy), examples), plans)
 
 
 __all__ = ["RayOptions", "check_address", "collect_ray"]

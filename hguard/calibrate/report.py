@@ -221,13 +221,27 @@ def markdown(report: dict) -> str:
         "",
         "## Timing",
         "",
-        f"{t['n_questions']} questions; collection {t['collect_seconds']:.0f} s; total {t.get('total_seconds', 0):.0f} s.",
+        _timing_line(t),
         "",
         f"Plots left out: {report['plots_left_out']}." if report.get("plots_left_out")
         else "Plots: `risk_coverage.png`, `transfer.png`, `auroc.png`.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _timing_line(t: dict) -> str:
+    """The run's timing: how many answers it collected and how many it reused from an earlier run's shards, whose
+    time it did not measure (a report from before the counts gives its questions alone)."""
+    times = f"collection {t['collect_seconds']:.0f} s; total {t.get('total_seconds', 0):.0f} s"
+    if "answers_reused" not in t:
+        return f"{t['n_questions']} questions; {times}."
+    if not t["answers_reused"]:
+        return f"{t['n_questions']} questions, all answered in this run; {times}."
+    n, shards = t["answers_collected"], t["reused_shards"]
+    return (f"{t['n_questions']} questions, **resumed**: {n} answered in this run and {t['answers_reused']} reused "
+            f"from {shards} shard{'s' if shards > 1 else ''} of an earlier run in the work folder; {times}: the collection "
+            f"time covers this run's {n} answers only, the earlier run's time is not counted.")
 
 
 def _ci(e: dict, k: str) -> str:
