@@ -242,6 +242,10 @@ def verify(
     anchored_seen: set[int] = set()
     last_head = max(heads) if heads else None
     beyond_anchor = 0  # records after the anchor's last head: it does not cover them
+    # time stamps that run backwards: no break of the chain (the writer's clock was set back: a VM restored, an NTP
+    # step), but said, since a reader who orders records by time misreads them (the monitor reads the chain's order)
+    last_time: tuple[str, int] | None = None
+    backwards: list[tuple[int, str, int, str]] = []
     if key is not None:
         from .integrity import key_id
     scanned = _scan(p, size, (start.offset, start.line) if start is not None else (0, 0))
@@ -331,6 +335,11 @@ def verify(
         head_seq, head_hash = (seq if seq_ok else None), digest
         if last_head is not None and type(seq) is int and seq > last_head:
             beyond_anchor += 1
+        when = rec.get("time")
+        if isinstance(when, str) and when:
+            if last_time is not None and when < last_time[0]:
+                backwards.append((lineno, when, last_time[1], last_time[0]))
+            last_time = (when, lineno)
     if expect_head is not None and not found_expected:
         problems.append(
             Problem(
@@ -368,6 +377,11 @@ def verify(
                       f"any file after that (not checked here: verify the log with its archives)")
     checked = ([cover] if anchor is not None else []) + (
         [f"the expected head {expect_head[:16]}... is in it"] if expect_head else [])
+    if backwards:
+        line, when, before_line, before = backwards[0]
+        checked.append(f"note: time stamps run backwards at {len(backwards)} record(s), first at line {line} ({when}, "
+                       f"after {before} on line {before_line}): the writer's clock was set back; the chain's order, "
+                       "not the time stamps, is the order the records were written in")
     if continued and opening is not None:
         checked.insert(0, f"it continues the archive {opening.get('archive')} (seq {opening.get('archive_first_seq')}.."
                           f"{opening.get('archive_last_seq')})" + (", checked with it" if archives else

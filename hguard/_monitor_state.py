@@ -80,7 +80,7 @@ REPLAYED = (TIGHTEN, LIFT, CONTINUED)  # the records a replay reads
 
 
 def replay(records: Iterable[Mapping[str, Any]], states: Mapping[str, DomainState] | None = None, *,
-           lifts: dict[str, str] | None = None) -> dict[str, DomainState]:
+           lifts: dict[str, str] | None = None, lift_seqs: dict[str, int] | None = None) -> dict[str, DomainState]:
     """Every domain's state after the monitor events in ``records`` (audit log order), from ``states``. A rotated
     log's first record carries the states its archives ended in: each domain takes the stricter of those and
     what was replayed before it (the same, when the archives were replayed too).
@@ -88,22 +88,30 @@ def replay(records: Iterable[Mapping[str, Any]], states: Mapping[str, DomainStat
     ``lifts``, when given, receives each domain's latest lift (the time of the ``monitor_lift`` record that ended a
     tightening): the live evidence counts from it on, also once the domain is tightened again, which the state alone
     no longer says (its ``since`` is then the new tightening's). A carried state that is normal names its lift too,
-    should the archives not be replayed."""
+    should the archives not be replayed. ``lift_seqs`` receives where in the chain each of those lifts stands (the
+    lift record's seq; the opening record's for a carried one): the evidence after a lift is the records after it in
+    the chain, whatever their clocks said (a clock set back after a lift stamped later answers before it)."""
     states = dict(states or {})
     for rec in records:
         if rec.get("kind") in (TIGHTEN, LIFT) and rec.get("domain"):
             before = states.get(rec["domain"], DomainState())
             states[rec["domain"]] = after = transition(before, rec)
-            if lifts is not None and rec.get("kind") == LIFT and after is not before and after.since:
-                lifts[rec["domain"]] = after.since
+            if rec.get("kind") == LIFT and after is not before and after.since:
+                if lifts is not None:
+                    lifts[rec["domain"]] = after.since
+                if lift_seqs is not None and type(rec.get("seq")) is int:
+                    lift_seqs[rec["domain"]] = rec["seq"]
         elif rec.get("kind") == CONTINUED and isinstance(rec.get("monitor_states"), Mapping):
             for domain, carried in rec["monitor_states"].items():
                 was = DomainState(**carried)
                 held = _stricter(states.get(domain), was)
                 if held is not None:
                     states[domain] = held
-                if lifts is not None and was.state == "normal" and was.since and was.since > lifts.get(domain, ""):
-                    lifts[domain] = was.since
+                if was.state == "normal" and was.since and was.since > (lifts or {}).get(domain, ""):
+                    if lifts is not None:
+                        lifts[domain] = was.since
+                    if lift_seqs is not None and type(rec.get("seq")) is int:
+                        lift_seqs[domain] = rec["seq"]
     return states
 
 

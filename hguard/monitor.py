@@ -405,7 +405,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         )
     # a tightening only the state file holds is recorded in this chain before anything below may refuse the run
     lifts: dict[str, str] = {}  # each domain's latest lift: its evidence counts from then on, whatever its state now
-    states = replay(records, lifts=lifts)
+    lift_seqs: dict[str, int] = {}  # ... and where each stands in the chain: the evidence is what comes after it
+    states = replay(records, lifts=lifts, lift_seqs=lift_seqs)
     audit = _writer(policy, audit_path, key) if act else None
     carried = _carry_file_only_tightenings(policy, states, audit, pid)
     foreign = {r["id"] for r in decisions if foreign_to(r)}
@@ -498,11 +499,15 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                                                 "reason": f"recalibrated: probe {st.probe_id} replaced by {probe_id}"}))  # fmt: skip
             st = transition(st, events[-1])
             lifts[name] = str(st.since)
+            lift_seqs[name] = max((r["seq"] for r in records if type(r.get("seq")) is int), default=-1)  # all before it
         # evidence counts from the latest lift on (a person's lift starts a fresh record), also once the domain is
         # tightened again on it: the verdicts the lift set aside do not come back with the new tightening
         since = lifts.get(name)
         dom = [r for r in decisions if r.get("domain") == name]
-        fresh = [r for r in dom if since is None or (r.get("time") or "") > since]
+        # after it in the chain, not by the clock: answers stamped before the lift by a clock set back after it
+        # (a VM restored, an NTP step) were left out, and the hallucinations among them never counted
+        after_seq = lift_seqs.get(name)
+        fresh = [r for r in dom if after_seq is None or (type(r.get("seq")) is int and r["seq"] > after_seq)]
         # what the chain says, not the queue's columns: a spot-check is an accepted decision with its spot_check record
         spot_ids = [r["id"] for r in fresh if r["id"] in spotted and r.get("route") == "accept"]
         reviewed = [(str(by_id[i].get("time") or ""), verdict_of[i]["label"]) for i in spot_ids if i in verdict_of]

@@ -1164,3 +1164,31 @@ def test_show_and_export_take_a_period_and_export_a_domain(tmp_path, capsys):
     assert cli_main(["show", str(path), "--since", "last week"]) == 2
     err = capsys.readouterr().err
     assert "--since 'last week' is not a date; pass an ISO date or time, e.g. 2026-12-01" in err and err.count("\n") == 1
+
+
+def test_verify_says_when_time_stamps_run_backwards(tmp_path, monkeypatch):
+    """An SRE's trial: a clock set back (a VM restored from a snapshot) wrote records stamped before the ones above
+    them, and `hguard audit verify` said only OK; a reader ordering the records by time misreads them."""
+    from datetime import datetime as real_datetime
+    from datetime import timedelta
+
+    import hguard.audit as audit_mod
+    from hguard.audit import AuditLog, verify
+
+    log = AuditLog(tmp_path / "a.jsonl")
+    log.append({"n": 1}, kind="decision")
+    log.append({"n": 2}, kind="decision")
+    assert not any("backwards" in c for c in verify(log.path).checked_against)
+
+    class SetBack(real_datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return real_datetime.now(tz) - timedelta(hours=3)
+
+    monkeypatch.setattr(audit_mod, "datetime", SetBack)
+    log.append({"n": 3}, kind="decision")
+    log.append({"n": 4}, kind="decision")
+    rep = verify(log.path)
+    assert rep.ok  # the chain holds: no record was edited
+    assert "time stamps run backwards at 1 record(s), first at line 3" in rep.summary()
+    assert "after line 2" not in rep.summary() and "on line 2" in rep.summary()

@@ -453,6 +453,36 @@ def test_evidence_counts_from_the_latest_lift_also_once_the_domain_is_tightened_
     assert [r["kind"] for r in AuditLog(policy.audit.path)].count("monitor_tighten") == 1  # the second, in this file
 
 
+def test_evidence_after_a_lift_is_what_follows_it_in_the_chain_whatever_the_clock_says(tmp_path, monkeypatch):
+    """The answers after a lift were picked by their time stamps: after a clock set back (a VM restored from a
+    snapshot, an NTP step) the spot-checks accepted after the lift were stamped before it and never counted, so a
+    domain hallucinating on 90% of them was not tightened again."""
+    from datetime import datetime as real_datetime
+    from datetime import timedelta
+
+    import hguard.audit as audit_mod
+
+    policy = _pol(tmp_path, spot_check_rate=0.5, on_breach="review")
+    log, queue = _deploy(tmp_path, policy, 60, halluc_rate=0.7)
+    assert run_monitor(policy)["domains"]["geo"]["state"]["state"] == "tightened"
+    lifted = lift(policy, "geo", by="ops", reason="checked")
+
+    class SetBack(real_datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return real_datetime.now(tz) - timedelta(days=1)
+
+    monkeypatch.setattr(audit_mod, "datetime", SetBack)
+    _deploy(tmp_path, policy, 60, halluc_rate=0.9, seed=7, log=AuditLog(policy.audit.path),
+            queue=ReviewQueue(policy.review.queue, audit=AuditLog(policy.audit.path)))
+    late = [r for r in AuditLog(policy.audit.path) if r["kind"] == "decision"][-1]
+    assert late["time"] < lifted.since  # stamped before the lift it follows
+    geo = run_monitor(policy)["domains"]["geo"]
+    sc = geo["spot_checks"]
+    assert sc["reviewed"] > 10 and sc["hallucinated"] / sc["reviewed"] > 0.6
+    assert geo["state"]["state"] == "tightened"
+
+
 def test_policy_hash_tells_apart_policies_of_one_guarantee(tmp_path):
     from hguard.monitor import policy_hash
     from hguard.policy import load_policy
