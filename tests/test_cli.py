@@ -72,6 +72,18 @@ def test_evaluate_json_contract(tmp_path):
         else:
             want = "abstain" if a["merged_risk"] >= th.abstain_above else "accept" if a["merged_risk"] < th.accept_below else "review"
             assert a["route_at_probe_thresholds"] == want and a["ood_distance"] > 0
+    # each signal's score per answer: every AUROC above recomputes from the answers alone (a trial could check the
+    # merged risk's only)
+    import numpy as np
+
+    from hguard._stats import auroc
+
+    scored = [a for a in m["answers"] if a["label"] != "refusal"]
+    assert all(a["scores"] is None for a in m["answers"] if a["label"] == "refusal")
+    y = np.array([a["label"] == "hallucinated" for a in scored], dtype=int)
+    for signal, value in m["auroc"].items():
+        assert auroc(y, np.array([a["scores"][signal] for a in scored])) == value, signal
+    assert all(a["scores"]["merged"] == a["merged_risk"] and a["family"] for a in scored)
 
 
 def test_bad_data_file_names_line_and_field(tmp_path):

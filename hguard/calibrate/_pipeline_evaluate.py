@@ -161,14 +161,18 @@ def evaluate(
         # (refusals are not scored), and where the probe file's thresholds route it (a reply that declines
         # abstains by rule; one beyond the out-of-distribution threshold reviews): so the judge can be
         # checked on the user's own rows, and which of them would be held back
-        scored = iter(zip(scores["merged"].tolist(), dist.tolist(), beyond(dist, ood_at).tolist()))
+        # every signal's score of each answer too, so that each AUROC above (per family, per baseline) can be
+        # recomputed from the answers alone (the merged risk alone allowed only its own)
+        each = [dict(zip(scores, map(float, vals))) for vals in zip(*scores.values())]
+        scored = iter(zip(scores["merged"].tolist(), dist.tolist(), beyond(dist, ood_at).tolist(), each))
         answers = []
         for r, e, k in zip(rows, exs, keep):
-            risk, d, far = next(scored) if k else (None, None, False)
+            risk, d, far, signals = next(scored) if k else (None, None, False, None)
             route = ("abstain" if not k else "review" if far or th is None else th.route_of(risk))
             answers.append({"id": r["id"], "question": e.question, "answer": r["answer"], "label": r["label"],
-                            "judge_reason": r.get("judge_reason"), "merged_risk": risk, "ood_distance": d,
-                            "out_of_distribution": far if k else None, "route_at_probe_thresholds": route})
+                            "judge_reason": r.get("judge_reason"), "family": family_of(e), "merged_risk": risk,
+                            "scores": signals, "ood_distance": d, "out_of_distribution": far if k else None,
+                            "route_at_probe_thresholds": route})
         result["domains"][domain]["answers"] = answers
         # what the routing figures rest on: the probe file's thresholds, their guarantee and its scores
         result["domains"][domain]["thresholds"] = (
