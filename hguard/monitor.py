@@ -691,7 +691,7 @@ def _verified_records(policy, audit_path: Path, key: bytes | None) -> tuple[list
 
     # the policy's anchor holds its own log's heads: records cut off the end of that log fail here too
     anchor = policy.audit.anchor
-    own_anchor = anchor is not None and audit_path == Path(policy.audit.path) and Path(anchor).is_file()
+    own_anchor = anchor is not None and _policys_own_log(policy, audit_path) and Path(anchor).is_file()
     records: list[dict] = []
     ver = verify(audit_path, key=key, anchor=anchor if own_anchor else None, archives=True, on_record=records.append)
     if not ver.ok:
@@ -713,8 +713,20 @@ def _writer(policy, audit_path: Path, key: bytes | None):
     off the end is then caught as any other)."""
     from .audit import AuditLog
 
-    own = policy.audit.path is not None and Path(audit_path).resolve() == Path(policy.audit.path).resolve()
+    own = _policys_own_log(policy, audit_path)
     return AuditLog(audit_path, redact=policy.audit.redact, key=key, anchor=policy.audit.anchor if own else None)
+
+
+def _policys_own_log(policy, audit_path) -> bool:
+    """Whether ``audit_path`` is the policy's own log, however it is named (relative, through ``..`` or a link, a
+    hard link): its anchor then holds its heads, for the check of what it reads and the heads of what it appends
+    (compared as written, `--audit audit.jsonl` skipped the anchor and a cut log read as verified)."""
+    from ._resources import same_file
+
+    if policy.audit.path is None:
+        return False
+    mine, given = Path(policy.audit.path), Path(audit_path)
+    return given.resolve() == mine.resolve() or same_file(given, mine)
 
 
 def _append(audit, kind: str, record: dict) -> dict:

@@ -1673,6 +1673,43 @@ def test_a_lift_takes_no_decision_on_a_log_that_fails_verification(tmp_path, cap
     assert Path(policy.audit.path).read_text() == log and Path(policy.monitor.state).read_text() == state
 
 
+def test_the_policys_own_log_named_another_way_is_checked_against_its_anchor(tmp_path, monkeypatch):
+    """A review of the lift fix: `--audit audit.jsonl` (the policy's own log, named relative to the working folder)
+    was compared with the policy's path as written, the anchor was skipped, and a log with records cut off its end
+    read as "chain verified"."""
+    from hguard.policy import load_policy
+
+    (tmp_path / "anchor").mkdir()
+    (tmp_path / "policy.toml").write_text(
+        'version = 1\n[audit]\npath = "audit.jsonl"\nanchor = "anchor/heads.jsonl"\n[review]\nqueue = "queue.sqlite3"\n'
+        '[monitor]\nseed = "s"\nstate = "state.json"\n'
+        '[domains.geo]\ntarget_hallucination_rate = 0.2\nconfidence = 0.9\nspot_check_rate = 0.5\n')
+    policy = load_policy(tmp_path / "policy.toml")
+    _deploy(tmp_path, policy, 30, halluc_rate=0.5, log=AuditLog.from_policy(policy))
+    lines = policy.audit.path.read_bytes().splitlines(keepends=True)
+    policy.audit.path.write_bytes(b"".join(lines[:-3]))  # what the anchor is there to catch
+    monkeypatch.chdir(tmp_path)
+    for named in ("audit.jsonl", str(tmp_path / "anchor" / ".." / "audit.jsonl"), str(policy.audit.path)):
+        with pytest.raises(AuditIntegrityError, match=r"head\(s\) in the anchor .* are not in the log"):
+            run_monitor(policy, audit_path=named, act=False)
+
+
+def test_a_lift_takes_none_of_a_runs_options(tmp_path, capsys):
+    """A review of the lift fix: `hguard monitor --dry-run --lift geo` lifted the tightening for real (exit 0, a
+    monitor_lift record, state normal), though --dry-run "appends nothing and changes no state"."""
+    from hguard.cli.monitor import main as monitor_main
+
+    policy = _policy_file(tmp_path, 60, 'on_breach = "review"\n')
+    assert run_monitor(policy)["domains"]["geo"]["state"]["state"] == "tightened"
+    log, state = Path(policy.audit.path).read_text(), Path(policy.monitor.state).read_text()
+    base = ["--policy", str(tmp_path / "policy.toml"), "--lift", "geo", "--by", "ops", "--reason", "just looking"]
+    for extra, named in ((["--dry-run"], "--dry-run goes"), (["--json", "--report", "r.html"], "--json, --report go")):
+        with pytest.raises(InputError, match=f"--lift records the lift at once; {named} with a monitor run"):
+            monitor_main(base + extra)
+        assert Path(policy.audit.path).read_text() == log and Path(policy.monitor.state).read_text() == state
+    assert monitor_main(base) == 0 and "lifted" in capsys.readouterr().out
+
+
 def test_the_monitor_command_exits_1_on_a_log_that_fails_verification_and_names_the_check_with_the_policy(tmp_path, capsys):
     """New-user trial: exit 2 (the code of a mistyped command) where `hguard audit verify` exits 1, and a verify command
     without the policy, which skips its key and anchor."""

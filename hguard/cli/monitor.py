@@ -42,6 +42,15 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     policy = load_policy(args.policy)
     if args.lift:
+        # a lift is a person's act, recorded at once: none of a run's options previews or reports it (a dry run
+        # that lifted for real relaxed the domain's accept threshold)
+        ignored = [f for f, on in (("--dry-run", args.dry_run), ("--json", args.json), ("--queue", args.queue),
+                                   ("--report", args.report)) if on]
+        if ignored:
+            raise InputError(f"--lift records the lift at once; {', '.join(ignored)} "
+                             f"{'goes' if len(ignored) == 1 else 'go'} with a monitor run, not a lift: leave "
+                             f"{'it' if len(ignored) == 1 else 'them'} out (`hguard monitor --policy FILE --dry-run` "
+                             "shows the domain's state and evidence without changing anything)")
         try:
             st = lift(policy, args.lift, by=args.by or "", reason=args.reason or "", audit_path=args.audit)
         except AuditIntegrityError as exc:  # refused as a run is: nothing appended, no state changed
