@@ -66,14 +66,14 @@ def refuse_own_file(out: str | os.PathLike[str], files: Mapping[str, Path | None
     so (an earlier output): any other (an audit archive, another policy's log, a calibration file) is refused."""
     from .errors import InputError
 
-    path = Path(out).expanduser()
+    path = expand_home(out, option)
     if path.is_dir():
         raise InputError(f"{option} {out} is a folder; pass a file path in it, e.g. {Path(out) / 'report.out'}")
     if not path.parent.is_dir():
         raise InputError(f"{option} {out}: the folder {path.parent} does not exist; create it first or fix the path")
     target = path.resolve()
     for what, f in files.items():
-        if f is not None and (Path(f).expanduser().resolve() == target or same_file(path, Path(f).expanduser())):
+        if f is not None and (expand_home(f, what).resolve() == target or same_file(path, expand_home(f, what))):
             raise InputError(f"{option} {out} is the {what}; writing there would destroy it, pick another file")
     names = path.stat().st_nlink if path.exists() else 1
     if names > 1:  # a hard link: the file has another name, which writing would change
@@ -171,14 +171,14 @@ def policy_copy(folder: str | os.PathLike[str], *, source: str | os.PathLike[str
     from .errors import InputError, PolicyError
     from .policy import load_policy
 
-    folder = Path(folder).expanduser().absolute()
+    folder = expand_home(folder, "the policy copy's folder").absolute()
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder} is a file, not a folder; pass the folder the policy and its log, queue and monitor "
                          "state should go in (a new or existing folder)")
     out = folder / "policy.toml"
     if out.exists() and not overwrite:
         raise InputError(f"{out} already exists; pass overwrite=True or another folder")
-    source = Path(source).expanduser()
+    source = expand_home(source, "policy file")
     load_policy(source)  # a policy hguard reads (else its PolicyError, naming the file and the key)
     text = source.read_text(encoding="utf-8-sig")
     if source.suffix.lower() == ".toml":
@@ -235,7 +235,7 @@ def policy_copy(folder: str | os.PathLike[str], *, source: str | os.PathLike[str
 
 def _from(base: Path, path: str) -> str:
     """``path`` as a policy in ``base`` names it, for a policy elsewhere: ``package:`` and absolute paths as they are."""
-    if path.startswith(PACKAGED_PREFIX) or Path(path).expanduser().is_absolute():
+    if path.startswith(PACKAGED_PREFIX) or expand_home(path, "the path").is_absolute():
         return path
     return os.path.normpath(base / path)  # "/p/src/../my-probes" read as "/p/my-probes"
 

@@ -172,6 +172,13 @@ def test_without_a_home_folder_only_what_needs_one_fails_and_it_says_how_to_go_o
         cache_dir()
     with pytest.raises(InputError, match=r"policy file '~/p.toml' starts with '~'.*set HOME, or name the path"):
         load_policy("~/p.toml")
+    from hguard import policy_copy
+    from hguard._resources import refuse_own_file
+
+    with pytest.raises(InputError, match=r"the policy copy's folder '~/p' starts with '~'.*set HOME"):
+        policy_copy("~/p")
+    with pytest.raises(InputError, match=r"--csv '~/x.csv' starts with '~'.*set HOME"):  # an output file's option
+        refuse_own_file("~/x.csv", {"audit log": tmp_path / "audit.jsonl"}, "--csv")
     monkeypatch.setenv("HGUARD_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("HGUARD_STATE_DIR", str(tmp_path / "state"))
     assert cache_dir() == tmp_path / "cache" and state_dir() == tmp_path / "state"
