@@ -294,3 +294,23 @@ def test_without_address_the_run_starts_its_own_ray_or_checks_ray_address(monkey
     assert len(calls) == 1  # neither reached ray.init
     with pytest.raises(InputError, match=r"a port of 1 to 65535"):
         ray_engine.check_address("127.0.0.1:99999")
+
+
+def test_the_command_checks_ray_address_before_anything_runs(tmp_path, monkeypatch, capsys):
+    """A review: `RAY_ADDRESS=ray://...` was refused only after the model had loaded (minutes on a real model), with
+    the output and work folders made, where the same --address is refused at once."""
+    from hguard.calibrate import pipeline
+    from hguard.cli import main as cli_main
+
+    def reached(*a, **k):
+        raise AssertionError("the calibration started")
+
+    monkeypatch.setattr(pipeline, "calibrate", reached)
+    monkeypatch.setenv("RAY_ADDRESS", "ray://127.0.0.1:10001")
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"id": "a", "question": "q?", "answers": ["x"], "domain": "geo"}\n')
+    args = ["calibrate", "--data", str(data), "--out", str(tmp_path / "out"), "--engine", "ray"]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert "RAY_ADDRESS (the environment's; no --address was given)" in err and "Ray Client's" in err
+    assert not (tmp_path / "out").exists()

@@ -124,19 +124,29 @@ def _token_file() -> Path | None:
     return folder / ".ray" / "auth_token" if folder is not None else None
 
 
+def joined_address(address: str | None) -> str | None:
+    """The cluster a run joins, checked (:func:`check_address`: in seconds, where ray.init retries for minutes):
+    ``address``, else Ray's own ``RAY_ADDRESS`` (a Ray job's driver has it); None: a local Ray of the run's own.
+    The command calls it before the model loads, as :func:`_connect` does before ray.init."""
+    if address:
+        check_address(address)
+        return address
+    env = os.environ.get("RAY_ADDRESS", "").strip()
+    if not env:
+        return None
+    try:
+        check_address(env)
+    except InputError as e:
+        raise InputError(f"RAY_ADDRESS (the environment's; no --address was given): {e}; or unset RAY_ADDRESS "
+                         "to start a local Ray for the run") from e
+    return env
+
+
 def _connect(ray, address: str | None) -> bool:
     """Connect to (or start) Ray; True when this call started it and must shut it down. Without ``address``, the
     cluster Ray's own ``RAY_ADDRESS`` names (a Ray job's driver has it), checked as ``--address`` is; without either,
     a local Ray of this run's own, never a cluster a ``ray start`` left on this machine."""
-    if not address and os.environ.get("RAY_ADDRESS", "").strip():
-        address = os.environ["RAY_ADDRESS"].strip()
-        try:
-            check_address(address)
-        except InputError as e:
-            raise InputError(f"RAY_ADDRESS (the environment's; no --address was given): {e}; or unset RAY_ADDRESS "
-                             "to start a local Ray for the run") from e
-    elif address:
-        check_address(address)
+    address = joined_address(address)
     if ray.is_initialized():
         return False
     if address:
@@ -326,4 +336,4 @@ def collect_ray(
     return this_run(relabel(load_collected(work_dir, ids, lazy=lazy), examples), plans)
 
 
-__all__ = ["RayOptions", "check_address", "collect_ray"]
+__all__ = ["RayOptions", "check_address", "collect_ray", "joined_address"]

@@ -288,10 +288,9 @@ def _ray_options(args):
             raise InputError(f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} for --engine ray; add --engine ray "
                              f"or drop {'it' if len(flags) == 1 else 'them'}")
         return None
-    from ..calibrate.ray_engine import RayOptions, check_address
+    from ..calibrate.ray_engine import RayOptions, joined_address
 
-    if args.address:
-        check_address(args.address)  # before the model is loaded: a wrong address fails in seconds
+    joined_address(args.address)  # --address or RAY_ADDRESS, before the model is loaded: a wrong one fails in seconds
     return RayOptions(**{field: value for _, field, value in given}, device=args.device)
 
 
