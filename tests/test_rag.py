@@ -698,8 +698,8 @@ def test_a_warning_of_the_out_of_fold_refits_is_said_once_with_how_many_raised_i
     said = [str(w.message) for w in caught if "selected no neuron" in str(w.message)]
     assert len(said) == 2, said  # the probe written, then its refits once
     assert said[0].startswith("the probe selected no neuron at C=")
-    assert said[1] == ("in 5 of the 5 out-of-fold refits (each without one fold of the training answers, for the scores "
-                       "the merger and thresholds are fitted on, not the probe written), " + said[0])
+    assert said[1] == ("in 5 of the 5 out-of-fold refits, each without one fold of the training answers, for the scores "
+                       "the merger and thresholds are fitted on (not the probe written): " + said[0])
 
 
 def test_the_rag_report_says_when_a_target_is_met_only_trivially_or_cannot_be_measured():

@@ -35,7 +35,7 @@ from ..ood import beyond, fit_ood, full_distance
 from .collect import Collected
 from .judge import right_reply
 from .pipeline import _lengths, _y, accepted_by_guard, reviewed
-from .screen import fit_probe, probe_logit, random_baseline
+from .screen import FitWarnings, fit_probe, probe_logit, random_baseline
 
 MAX_FOLDS = 10
 # Each held-out family's probe chooses its own C, on a coarser search than the shipped probe's (3 folds,
@@ -167,6 +167,8 @@ def cross_family_fit(train: Collected, *, seed: int, n_layers: int, d_ff: int, c
     dist = np.full(len(rows), np.nan)
     folds = []
     t0 = time.perf_counter()
+    said = FitWarnings("leave-one-family-out fits, each without one family, for the cross-family figures and "
+                       "thresholds")
     for held in family_folds(fam.tolist()):
         if only is not None and not set(held) & set(only):
             continue
@@ -183,8 +185,9 @@ def cross_family_fit(train: Collected, *, seed: int, n_layers: int, d_ff: int, c
         # C chosen by folds of whole families (a variant measured in benchmarks/generalization.py) or of answers
         groups = fam[keep] if c_by_family and len(set(fam[keep].tolist())) >= cv else None
         # a screened fit screens on the fold's rows only: the held-out families choose no feature
-        probe = fit_probe(train.features[keep], y[keep], fit=fit, lengths=lengths[keep], groups=groups, cv=cv,
-                          n_layers=n_layers, d_ff=d_ff, random_state=seed, **(probe_params or {}))
+        with said.fit("family " + ", ".join(held)):  # said as this fold's, not the shipped probe's
+            probe = fit_probe(train.features[keep], y[keep], fit=fit, lengths=lengths[keep], groups=groups, cv=cv,
+                              n_layers=n_layers, d_ff=d_ff, random_state=seed, **(probe_params or {}))
         oof[out] = probe_logit(probe, train.features[out], lengths=lengths[out])
         distance = full_distance(probe, train.features)  # the probe's neurons only are read
         dist[out] = distance[out]
@@ -193,6 +196,7 @@ def cross_family_fit(train: Collected, *, seed: int, n_layers: int, d_ff: int, c
                               lengths=lengths[keep], fit=fit)
         fold.update(probe=probe, random_baseline=rnd.to_dict())
         folds.append(fold)
+    said.say()
     return {"folds": folds, "oof_logit": oof, "oof_distance": dist, "families": fam, "y": y,
             "seconds": time.perf_counter() - t0}
 

@@ -22,8 +22,9 @@ own training rows, so held-out rows never choose features, and scoring reads onl
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -324,29 +325,54 @@ def refit_at_C(probe, X, y, *, fit: ProbeFit | None, lengths=None):
     return fit_screened_matrix(X, y, k=fit.screen_top, lengths=lengths, **params)
 
 
+class FitWarnings:
+    """The warnings of fits that are not the probe written (its out-of-fold refits, the leave-one-family-out fits),
+    each said once when :meth:`say` is called, naming which fits raised it: three refits at one C said "the probe
+    selected no neuron at C=..." three times word for word, and a family fold's "the probe does not beat chance"
+    read as the shipped probe's. ``kind``: what the fits are, for the message ("out-of-fold refits (...)")."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.n = 0
+        self.said: dict[tuple[type[Warning], str], list[tuple[Any, str | None]]] = {}
+
+    @contextmanager
+    def fit(self, name: str | None = None) -> Iterator[None]:
+        """Inside: one fit (``name``: what it left out, e.g. "family capital"), its warnings held back."""
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # every fit's, counted here; the caller's filters decide on the sum
+            yield
+        self.n += 1
+        for w in caught:
+            self.said.setdefault((w.category, str(w.message)), []).append((w, name))
+
+    def say(self) -> None:
+        import warnings
+
+        for (category, message), ws in self.said.items():
+            names = [n for _, n in ws if n]
+            which = (f"in the fit without {names[0]} (one of the {self.n} {self.kind}, not the probe written)"
+                     if len(ws) == 1 and names else
+                     f"in {len(ws)} of the {self.n} {self.kind} (not the probe written)")
+            w = ws[0][0]
+            warnings.warn_explicit(f"{which}: {message}", category, w.filename, w.lineno, source=w.source)
+        self.said.clear()
+
+
 def out_of_fold_logits(probe, X, y, folds, *, fit: ProbeFit | None, lengths=None) -> np.ndarray:
     """The logits of ``probe`` on each of ``folds``' held-out rows, by :func:`refit_at_C` on the others: the
-    scores the merger and the thresholds are fitted on.
-
-    Each warning the refits raise is said once, with in how many of them: every refit is fitted at the same C,
-    so one that leaves the probe without a neuron in three folds said "the probe selected no neuron at C=..."
-    three times word for word, which also read as if the probe written (fitted on every row) had none."""
-    import warnings
-
+    scores the merger and the thresholds are fitted on. The refits' warnings are said once each
+    (:class:`FitWarnings`)."""
     oof = np.zeros(len(y))
-    said: dict[tuple[type[Warning], str], list] = {}
+    said = FitWarnings("out-of-fold refits, each without one fold of the training answers, for the scores the merger "
+                       "and thresholds are fitted on")
     for a, b in folds:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")  # every refit's, counted here; the caller's filters decide on the sum
+        with said.fit():
             p = refit_at_C(probe, X[a], y[a], fit=fit, lengths=None if lengths is None else lengths[a])
-        for w in caught:
-            said.setdefault((w.category, str(w.message)), []).append(w)
         oof[b] = probe_logit(p, X[b], lengths=None if lengths is None else lengths[b])
-    for (category, message), ws in said.items():
-        warnings.warn_explicit(
-            f"in {len(ws)} of the {len(folds)} out-of-fold refits (each without one fold of the training answers, for "
-            f"the scores the merger and thresholds are fitted on, not the probe written), {message}",
-            category, ws[0].filename, ws[0].lineno, source=ws[0].source)
+    said.say()
     return oof
 
 
@@ -374,6 +400,6 @@ def random_baseline(X, y, n_neurons: int, *, seed: int, lengths=None, fit: Probe
     return rnd
 
 
-__all__ = ["FeatureStats", "ProbeFit", "ShardFeatures", "choose_fit", "columns_of", "feature_stats", "fit_probe", "fit_screened",
+__all__ = ["FeatureStats", "FitWarnings", "ProbeFit", "ShardFeatures", "choose_fit", "columns_of", "feature_stats", "fit_probe", "fit_screened",
            "fit_screened_matrix", "load_columns", "out_of_fold_logits", "probe_logit", "random_baseline", "refit_at_C", "stats_of",
            "top_k"]
