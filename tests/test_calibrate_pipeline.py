@@ -346,7 +346,7 @@ def test_a_family_that_cannot_be_held_out_keeps_its_answers_in_the_threshold_fit
     assert len(scores["risk"]) == m["train"]["n"] - m["train"]["refusals"]  # no training answer left out
 
 
-def test_a_family_only_in_the_held_out_split_is_reported_and_rows_without_one_are_said(tmp_path):
+def test_a_family_only_in_the_held_out_split_is_reported_and_rows_without_one_are_said(tmp_path, monkeypatch):
     from hguard.calibrate.collect import _group_key
     from hguard.calibrate.data import split_ids
 
@@ -364,6 +364,11 @@ def test_a_family_only_in_the_held_out_split_is_reported_and_rows_without_one_ar
             meta.pop("family")
         rows.append(e.model_copy(update={"meta": meta}))
     write_examples(tmp_path / "data.jsonl", rows)
+    from hguard.calibrate import families
+    from hguard.ood import fit_ood
+
+    floors = []  # every threshold a family is routed with has the floor of its probe's own answers, as the guard's has
+    monkeypatch.setattr(families, "fit_ood", lambda *a, own=None, **k: floors.append(own is not None) or fit_ood(*a, own=own, **k))
     with pytest.warns(UserWarning, match=r"5 of \d+ rows have no meta.family \(first: .*falls back to its fact group"):
         report = calibrate([tmp_path / "data.jsonl"], tmp_path / "probes", lm=lm, system_prompt="answer", max_new_tokens=4,
                            progress=False, plots=False, batch_size=16)  # fmt: skip
@@ -374,6 +379,11 @@ def test_a_family_only_in_the_held_out_split_is_reported_and_rows_without_one_ar
     assert entry.get("auroc") is not None or entry.get("no_figure") or entry.get("one_class")  # a figure or why not
     assert "late has no training answer (all in the held-out split)" in report["domains"]["alpha"]["thresholds_fitted_on"]
     assert "late (held-out split only)" in (tmp_path / "probes" / "report.md").read_text()
+    # routed with the out-of-distribution threshold the guard applies with the shipped probe (a review found it routed
+    # with a lower one, without the floor of the probe's own answers)
+    shipped = load_probe_dir(tmp_path / "probes")["alpha"].metadata()["ood"]
+    assert entry["ood"]["threshold"] == pytest.approx(shipped["threshold"]) and "own_quantile" in shipped
+    assert len(floors) >= 3 and all(floors), floors
 
 
 def test_a_merger_input_that_did_not_vary_gets_no_weight_and_a_unit_scale():

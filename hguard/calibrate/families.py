@@ -371,9 +371,11 @@ def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collec
     # A family with no scored training answer (all of its rows fell in the held-out split) was never seen by the
     # probe, merger and thresholds fitted on the whole training split: those are its leave-one-family-out fit.
     unseen = sorted({r["family"] for r in domain_rows.rows} - set(names))
-    for f in unseen:
+    own = full_distance(fitted["probe"], tr.features)  # the shipped probe's own answers, its threshold's floor
+    for f in unseen:  # routed with the out-of-distribution threshold the guard applies (a review found a lower one)
         cf["folds"].append({"families": [f], "n_fit": len(tr.rows), "probe": fitted["probe"],
-                            "random_baseline": fitted["random_baseline"], "unseen_in_training": True})
+                            "random_baseline": fitted["random_baseline"], "unseen_in_training": True,
+                            "own_distance": own})
     ok = np.isfinite(cf["oof_logit"])
     y = cf["y"]
     if ok.sum() and np.bincount(y[ok], minlength=2).min() >= 2:
@@ -399,7 +401,7 @@ def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collec
             "split) and so no part in these scores (nor in a per-family certificate)" if unseen else "")
         fitted["ood"] = fit_ood(cf["oof_distance"], fitted_on=(
             "cross-family out-of-fold distances of the training split (each answer under a probe fitted without "
-            "its family)"), own=full_distance(fitted["probe"], tr.features))
+            "its family)"), own=own)
     else:
         fitted["thresholds_fitted_on"] = FACT_FOLD_SCORES + (
             f" (the cross-family scores hold {int(ok.sum())} answers, fewer than 2 of a class, too few to fit a merger on)")
