@@ -367,6 +367,10 @@ def verify(
                  else f"the anchor {anchor} holds no head: it covers none of the log's records")
         if beyond_anchor:
             cover += f" (its last head is seq {last_head}: the {beyond_anchor} record(s) after it are not covered by it)"
+        below = min(heads) - max(first_seq, start.seq + 1 if start is not None else 0) if heads else 0
+        if below > 0:  # an anchor started after the log (new in the policy, or deleted and started afresh)
+            cover += (f"; its first head is seq {min(heads)}: the {below} record(s) of this file before it are not "
+                      "covered by it (the anchor was started after them, or its earlier heads were removed)")
         if earlier and not archives:
             cover += (f"; {len(earlier)} head(s) of seq below {first_seq} are its archives' (not checked here: "
                       "verify with the archives)")

@@ -520,6 +520,14 @@ class AuditLog:
                     f"the folder of the audit anchor {self.anchor} does not exist, so no record's head could be "
                     f"anchored; create {self.anchor.parent} or fix the policy's [audit] anchor; nothing was written"
                 ) from None
+            if next_seq > 0:  # a log with records and no anchor: recreated silently, it hid every cut made meanwhile
+                raise AuditIntegrityError(
+                    f"the audit anchor {self.anchor} does not exist, but audit log {self.path} holds records (up to seq "
+                    f"{next_seq - 1}): the anchor was deleted or moved, its volume is not mounted, or its first head could "
+                    f"never be written (the folder's permissions); restore it "
+                    f"(nothing was written). To anchor this log from its next record on, on purpose (the anchor is "
+                    f"new in the policy), create the anchor empty first (`touch {self.anchor}`): `hguard audit verify` "
+                    "then says which records it does not cover") from None
             return
         except OSError as e:
             raise AuditError(f"cannot read the anchor {self.anchor} to check {self.path} against it: {e}; "

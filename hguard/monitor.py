@@ -691,9 +691,15 @@ def _verified_records(policy, audit_path: Path, key: bytes | None) -> tuple[list
 
     # the policy's anchor holds its own log's heads: records cut off the end of that log fail here too
     anchor = policy.audit.anchor
-    own_anchor = anchor is not None and _policys_own_log(policy, audit_path) and Path(anchor).is_file()
+    own = anchor is not None and _policys_own_log(policy, audit_path)
+    own_anchor = own and Path(anchor).is_file()
     records: list[dict] = []
     ver = verify(audit_path, key=key, anchor=anchor if own_anchor else None, archives=True, on_record=records.append)
+    if own and not own_anchor and ver.n_records:  # the guard's writer refuses this log too: the anchor went missing
+        raise AuditIntegrityError(
+            f"the policy's audit anchor {anchor} does not exist, but audit log {audit_path} holds {ver.n_records} "
+            "records: the anchor was deleted or moved, or its volume is not mounted, and records cut off the log's end "
+            "would go unseen; the monitor takes no decision on it: restore the anchor")
     if not ver.ok:
         first = ver.problems[0]
         where = f"line {first.line}: " if first.line else ""

@@ -1192,3 +1192,28 @@ def test_verify_says_when_time_stamps_run_backwards(tmp_path, monkeypatch):
     assert rep.ok  # the chain holds: no record was edited
     assert "time stamps run backwards at 1 record(s), first at line 3" in rep.summary()
     assert "after line 2" not in rep.summary() and "on line 2" in rep.summary()
+
+
+def test_a_deleted_anchor_is_not_recreated_under_a_log_with_records(tmp_path):
+    """An auditor's trial: records cut off the end and the anchor deleted; the next writer (the monitor, a guard's
+    start) silently started a new anchor at the log's end, and `verify --policy` then said OK on the cut log."""
+    from hguard.audit import AuditLog, verify
+    from hguard.errors import AuditIntegrityError
+
+    anchor = tmp_path / "audit.anchor"
+    log = AuditLog(tmp_path / "a.jsonl", anchor=anchor)
+    for n in range(5):
+        log.append({"n": n}, kind="decision")
+    lines = log.path.read_bytes().splitlines(keepends=True)
+    log.path.write_bytes(b"".join(lines[:-2]))  # the last two records cut ...
+    anchor.unlink()  # ... and the anchor that would show it deleted
+    with pytest.raises(AuditIntegrityError, match=r"anchor .* does not exist, but audit log .* holds records \(up to seq 2\).*touch"):
+        AuditLog(log.path, anchor=anchor).append({"n": 9}, kind="decision")
+    assert len(log.path.read_bytes().splitlines()) == 3 and not anchor.exists()  # nothing written
+    anchor.touch()  # anchored from the next record on, on purpose
+    AuditLog(log.path, anchor=anchor).append({"n": 9}, kind="decision")
+    rep = verify(log.path, anchor=anchor)
+    assert rep.ok and "its first head is seq 3: the 3 record(s) of this file before it are not covered by it" in rep.summary()
+    fresh = AuditLog(tmp_path / "new.jsonl", anchor=tmp_path / "new.anchor")  # a new log starts its anchor as before
+    fresh.append({"n": 0}, kind="decision")
+    assert "not covered" not in verify(fresh.path, anchor=tmp_path / "new.anchor").summary()

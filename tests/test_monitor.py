@@ -1692,6 +1692,13 @@ def test_the_policys_own_log_named_another_way_is_checked_against_its_anchor(tmp
     for named in ("audit.jsonl", str(tmp_path / "anchor" / ".." / "audit.jsonl"), str(policy.audit.path)):
         with pytest.raises(AuditIntegrityError, match=r"head\(s\) in the anchor .* are not in the log"):
             run_monitor(policy, audit_path=named, act=False)
+    # an auditor's trial: the anchor deleted too, the monitor read the cut log as "chain verified" and its writer
+    # started a new anchor at the log's end, after which verify said OK
+    Path(policy.audit.anchor).unlink()
+    for act in (False, True):
+        with pytest.raises(AuditIntegrityError, match=r"anchor .* does not exist, but audit log .* holds \d+ records"):
+            run_monitor(policy, act=act)
+    assert not Path(policy.audit.anchor).exists()
 
 
 def test_a_lift_takes_none_of_a_runs_options(tmp_path, capsys):
