@@ -52,8 +52,12 @@ _NOTICES = (
 
 
 def summary(report: Mapping[str, Any]) -> str:
-    lines = [f"monitor: {report['audit_log']} ({report['chain']['n_records']} records, chain "
-             f"{'verified' if report['chain']['ok'] else 'BROKEN'}), policy_id {report['policy_id']}"
+    chain = report["chain"]
+    unchecked = (f"; {chain['n_macs']} MACs NOT checked: no key (a re-chained or forged record passes without it; set "
+                 "[integrity] key_file in the policy or HGUARD_KEY_FILE)"
+                 if chain.get("n_macs") and not chain.get("macs_checked") else "")
+    lines = [f"monitor: {report['audit_log']} ({chain['n_records']} records, hash chain "
+             f"{'verified' if chain['ok'] else 'BROKEN'}{unchecked}), policy_id {report['policy_id']}"
              + ("; DRY RUN: nothing appended, no state changed" if report.get("dry_run") else "")]  # fmt: skip
     for key, listed, said in _NOTICES:  # each a count, a few ids, and what it means
         entry = report.get(key) or {}

@@ -461,7 +461,9 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     now = now or datetime.now(timezone.utc).isoformat(timespec="microseconds")
     report: dict[str, Any] = {
         "policy": str(policy.source) if policy.source else None, "policy_id": pid, "audit_log": str(audit_path),
-        "review_queue": str(queue_path), "time": now, "chain": {"ok": ver.ok, "n_records": ver.n_records},
+        "review_queue": str(queue_path), "time": now, "chain": {"ok": ver.ok, "n_records": ver.n_records,
+                                                       # a keyed log read without its key: its MACs went unchecked
+                                                       "macs_checked": ver.key_id is not None, "n_macs": ver.n_macs},
         "foreign_decisions_left_out": len(foreign), "dry_run": not act, "domains": {},
         "other_model_decisions_left_out": {"n": sum(other_models.values()), "models": dict(other_models.most_common(5))},
         "verdicts_not_in_chain": {"n": len(unrecorded), "items": [it.id for it in unrecorded[:5]]},

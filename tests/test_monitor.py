@@ -1701,6 +1701,23 @@ def test_the_policys_own_log_named_another_way_is_checked_against_its_anchor(tmp
     assert not Path(policy.audit.anchor).exists()
 
 
+def test_the_monitor_says_a_keyed_logs_macs_went_unchecked_without_the_key(tmp_path, monkeypatch):
+    """An auditor's trial: the key given by HGUARD_KEY_FILE, a cron run without it, and an insider's re-chained
+    forgery counted, under "(61 records, chain verified)": nothing said the MACs were not checked."""
+    monkeypatch.delenv("HGUARD_KEY_FILE", raising=False)
+    policy = _pol(tmp_path, spot_check_rate=0.5)
+    _deploy(tmp_path, policy, 20, halluc_rate=0.1, log=AuditLog(policy.audit.path, key=b"k" * 32))
+    rep = run_monitor(policy, act=False)
+    assert rep["chain"]["macs_checked"] is False and rep["chain"]["n_macs"] == rep["chain"]["n_records"] > 20
+    first = summary(rep).splitlines()[0]
+    assert "hash chain verified; " in first and "MACs NOT checked: no key" in first and "HGUARD_KEY_FILE" in first
+    unkeyed = tmp_path / "plain"
+    unkeyed.mkdir()
+    plain = _pol(unkeyed, spot_check_rate=0.5)
+    _deploy(unkeyed, plain, 20, halluc_rate=0.1)
+    assert "NOT checked" not in summary(run_monitor(plain, act=False)).splitlines()[0]  # no MAC to check
+
+
 def test_a_lift_takes_none_of_a_runs_options(tmp_path, capsys):
     """A review of the lift fix: `hguard monitor --dry-run --lift geo` lifted the tightening for real (exit 0, a
     monitor_lift record, state normal), though --dry-run "appends nothing and changes no state"."""
