@@ -514,6 +514,13 @@ def test_export_counts_the_spot_checked_accepted_answers_reviewers_said_were_hal
     summary = export_reviewed(queue, tmp_path / "r.jsonl")
     assert (summary.n_spot_checks, summary.n_spot_hallucinated) == (2, 1)
     assert "; 1 of the 2 spot-checked accepted answers were hallucinated" in summary.summary()
+    # an auditor's trial: a verdict edited in the queue file (the chain still says hallucinated) changed the figures
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute("UPDATE review_items SET verdict = 'correct' WHERE id = 'acc'")
+    edited = export_reviewed(queue, tmp_path / "r.jsonl")
+    assert "acc" in dict(edited.skipped)  # not exported as said
+    assert (edited.n_spot_checks, edited.n_spot_hallucinated) == (2, 1)  # counted by the chain's verdict
+    assert (edited.n_disagreements, edited.n_scored) == (summary.n_disagreements, summary.n_scored)
 
 
 def test_a_hallucinated_verdict_on_an_answer_given_with_context_is_not_exported_as_unanswerable(queue, tmp_path):

@@ -129,11 +129,11 @@ class ExportSummary:
         return "\n".join(lines)
 
 
-def _disagrees(item: ReviewItem) -> bool | None:
-    if item.risk is None or item.verdict is None:
+def _disagrees(item: ReviewItem, label: str | None) -> bool | None:
+    if item.risk is None or label is None:
         return None
     probe_says_hallucinated = item.risk >= DISAGREEMENT_RISK
-    return probe_says_hallucinated != (item.verdict.label == "hallucinated")
+    return probe_says_hallucinated != (label == "hallucinated")
 
 
 def example_for(item: ReviewItem) -> Example:
@@ -323,14 +323,19 @@ def export_reviewed(
     recorded = _verified_verdicts(queue.audit) if queue.audit is not None else None
     verdict_of = chain_verdicts(recorded.values())[0] if recorded is not None else {}
     for item in queue.decided(domain=domain):
-        # Counted before the row is built: an item that cannot become a row still says how the probe did.
-        d = _disagrees(item)
+        # Counted before the row is built: an item that cannot become a row still says how the probe did. With the
+        # audit log, by the chain's verdict on its decision (a verdict edited in the queue file changed the figures),
+        # and not at all where the chain holds none
+        label: str | None = item.verdict.label if item.verdict is not None else None
+        if recorded is not None:
+            label = str(verdict_of[item.audit_id]["label"]) if item.audit_id in verdict_of else None
+        d = _disagrees(item, label)
         if d is not None:
             n_scored += 1
             n_disagree += int(d)
-        if item.spot_check and item.verdict is not None:
+        if item.spot_check and label is not None:
             n_spot += 1
-            n_spot_bad += int(item.verdict.label == "hallucinated")
+            n_spot_bad += int(label == "hallucinated")
         try:
             if recorded is not None:
                 _check_in_chain(item, recorded, str(queue.audit.path), verdict_of)  # type: ignore[union-attr]
