@@ -434,9 +434,13 @@ def _verify_archive(p: Path, opening: dict[str, Any], key: bytes | None, anchor:
         said = q.message if q.message.startswith("archive ") else f"archive {arch.name}: {where}{q.message}"
         problems.append(Problem(0, q.seq, said))  # an earlier archive's problem names that archive
     link = []
-    if sub.head_hash != opening.get("prev_hash") or sub.head_seq != opening["seq"] - 1:
+    if sub.head_seq != opening["seq"] - 1:
         link.append(f"its last record (seq {sub.head_seq}) is not the one the log's first record chains onto "
                     f"(seq {opening['seq'] - 1}): records were cut off its end or the archive was replaced")
+    elif sub.head_hash != opening.get("prev_hash"):  # the seqs agree: say what does not (it read "seq 56 ... seq 56")
+        link.append(f"its last record (seq {sub.head_seq}) has another hash than the one the log's first record chains "
+                    f"onto ({str(sub.head_hash)[:16]}... against {str(opening.get('prev_hash'))[:16]}...): the record was "
+                    "rewritten or the archive was replaced")
     changed = _changed_since_archived(arch, opening)
     if changed:
         link.append(changed)

@@ -859,6 +859,13 @@ def test_cli_show_and_export_of_a_log_that_does_not_verify_say_so_and_exit_1(tmp
     assert cli_main(["export", str(path), "--csv", str(tmp_path / "o.csv")]) == 1
     captured = capsys.readouterr()
     assert "wrote 5 rows" in captured.out and "does not verify" in captured.err and (tmp_path / "o.csv").exists()
+    assert f"`hguard audit verify {path}` says where" in captured.err
+    # read with a policy: the command it names checks the policy's key and anchor too, as the export did (an
+    # auditor's trial: the hint dropped --policy, and verify run so listed fewer problems)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'version = 1\n[audit]\npath = "{path}"\n[domains.geo]\ntarget_hallucination_rate = 0.2\n')
+    assert cli_main(["show", "--policy", str(policy)]) == 1
+    assert f"`hguard audit verify --policy {policy}` says where" in capsys.readouterr().err
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:

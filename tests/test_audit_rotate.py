@@ -380,3 +380,21 @@ def test_the_rotate_refusal_names_the_policys_key_and_anchor_and_a_log_alone_is_
     capsys.readouterr()
     assert main(["rotate", str(tmp_path / "plain.jsonl"), "--no-key", "--no-anchor"]) == 0
     assert "archived seq 0..0" in capsys.readouterr().out
+
+
+def test_an_archive_replaced_by_another_chain_of_the_same_seqs_is_said_as_such(tmp_path):
+    """An auditor's trial: an archive swapped for another server's (same seqs) read "its last record (seq 56) is not
+    the one the log's first record chains onto (seq 56)", as if the seqs differed."""
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, key=KEY)
+    for i in range(4):
+        log.append({"x": i})
+    arch = Path(rotate(path, key=KEY).archive)
+    other = AuditLog(tmp_path / "other.jsonl", key=KEY)  # another server's log of as many records
+    for i in range(4):
+        other.append({"x": 10 + i})
+    os.chmod(arch, 0o640)
+    arch.write_bytes(other.path.read_bytes())
+    msg = verify(path, key=KEY, archives=True).summary()
+    assert "its last record (seq 3) has another hash than the one the log's first record chains onto" in msg, msg
+    assert "is not the one the log's first record chains onto" not in msg

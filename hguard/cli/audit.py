@@ -156,6 +156,16 @@ def _check(path: str, args: argparse.Namespace) -> VerifyReport:
     return verify(path, key=_cli_key(args), anchor=_cli_anchor(args), archives=True)
 
 
+def _verify_command(path: str, args: argparse.Namespace) -> str:
+    """The verify command that checks what this one checked: with the policy's key and anchor when one was given
+    (without --policy, verify checks neither and lists fewer problems)."""
+    if getattr(args, "policy", None):
+        return f"hguard audit verify --policy {args.policy}"
+    extra = "".join(f" {flag} {value}" for flag, value in (("--key-file", getattr(args, "key_file", None)),
+                                                           ("--anchor", getattr(args, "anchor", None))) if value)
+    return f"hguard audit verify {path}{extra}"
+
+
 def _chain_holds(path: str, what: str, args: argparse.Namespace, report: VerifyReport | None = None) -> bool:
     """Whether the log verifies (``report``, else :func:`_check`); when it does not, one line on stderr says so,
     so that records read from a tampered or damaged log are not taken as checked. Without a key on a keyed log
@@ -168,7 +178,7 @@ def _chain_holds(path: str, what: str, args: argparse.Namespace, report: VerifyR
         first = report.problems[0] if report.problems else None
         where = "" if first is None else f" (first: {f'line {first.line}: ' if first.line else ''}{first.message})"
         print(f"hguard audit: warning: {path} does not verify: {len(report.problems)} problem(s){where}; {what}; "
-              f"`hguard audit verify {path}` says where", file=sys.stderr)
+              f"`{_verify_command(path, args)}` says where", file=sys.stderr)
     return report.ok
 
 
