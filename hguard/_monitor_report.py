@@ -83,6 +83,16 @@ def summary(report: Mapping[str, Any]) -> str:
             + (f" ({', '.join(f'{n} {route}' for route, n in sorted(e['decisions'].items(), key=lambda t: str(t[0])))})"
                if e["decisions"] else "")
         )
+        probes = e.get("probes") or {}
+        if not probes.get("probe_ids", [None]):  # the guard routes every answer of the domain to review
+            lines.append("    probe: none the policy names can be read"
+                         + (f" ({probes['unreadable']})" if probes.get("unreadable") else "")
+                         + ": a guard routes every answer of this domain to review; the risk's drift is not tested")
+        if probes.get("decisions_by_other_probes"):
+            lines.append(f"    probe: {probes['decisions_by_other_probes']} of the {e['n_decisions']} decisions were made by "
+                         f"a probe the policy does not name now ({', '.join(p[:12] for p in probes['other_probe_ids'])}"
+                         f"; now: {', '.join(p[:12] for p in probes['probe_ids']) or 'none'}): replaced since, or "
+                         "another deployment's")
         rule = s.get("breach_rule", "upper_bound")
         bound = s["upper_bound"] if rule == "upper_bound" else s.get("lower_bound")
         shown = "-" if bound is None else f"{bound:.3f}"

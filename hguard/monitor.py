@@ -297,18 +297,29 @@ def made_by_another_model(record: Mapping[str, Any], calibrated: Mapping[str, se
     return bool(models) and None not in models and made_by is not None and made_by not in models
 
 
-def _probe_meta(policy) -> dict[str, list[Any]]:
+def _probe_meta(policy, problems: dict[str, str] | None = None) -> dict[str, list[Any]]:
     """Each domain's calibrations (closed-book, RAG or both: probe_id, calibration scores) in the policy's
     probe folders, read as the guard reads them; files that cannot be read are left out (the guard
-    routes their domains to review)."""
+    routes their domains to review), and why each was is put in ``problems`` when given."""
     from ._guard_plan import read_probe_folders
     from .integrity import probe_load_options
 
-    found, _ = read_probe_folders(policy.probe_folders, probe_load_options(policy.integrity))
+    found, errors = read_probe_folders(policy.probe_folders, probe_load_options(policy.integrity))
+    if problems is not None:
+        problems.update(errors)
     out: dict[str, list[Any]] = {}
     for (name, _mode), (_folder, cd) in sorted(found.items()):
         out.setdefault(name, []).append(cd)
     return out
+
+
+def _probes_now(name: str, cds: list[Any], decisions: list[dict], unreadable: Mapping[str, str]) -> dict[str, Any]:
+    """The probes the policy names for domain ``name`` now, why none could be read (the guard then routes every
+    answer of it to review), and how many of its ``decisions`` were made by a probe it does not name now."""
+    now = sorted(cd.probe_id for cd in cds)
+    made = Counter(str(r.get("probe_id")) for r in decisions if r.get("probe_id") and r.get("probe_id") not in now)
+    return {"probe_ids": now, "unreadable": unreadable.get(name) if not cds else None,
+            "decisions_by_other_probes": sum(made.values()), "other_probe_ids": [p for p, _ in made.most_common(5)]}
 
 
 def _stricter(dp, cds: list[Any], current: float | None) -> tuple[str, float, str]:
@@ -412,7 +423,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     foreign = {r["id"] for r in decisions if foreign_to(r)}
     # made by another model than the domain's calibrations were (`--model` overrides the policy's model and is
     # not part of its guarantee): their spot-checks and verdicts say nothing of the calibrated model's answers
-    meta = _probe_meta(policy)
+    unreadable: dict[str, str] = {}
+    meta = _probe_meta(policy, unreadable)
     calibrated = calibrated_models(meta)
     other_models: Counter[str] = Counter()
     for r in decisions:
@@ -591,6 +603,9 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                               "hallucinated": sum(label == "hallucinated" for label in routed),
                               "correct": sum(label == "correct" for label in routed)},
             "selection_audit": selection.get(name, {"accepted": 0, "selected": 0, "mismatches": []}),
+            # which probe decides the domain's answers now, and how many of its decisions another did (a probe file
+            # replaced or unreadable after the fact was said in --json alone, as a drift test "untested")
+            "probes": _probes_now(name, m, dom, unreadable),
             "drift": drift, "breach": breach, "drifted": drifted, "risk_against_calibration": against_calibration,
             "accepted_per_day": {d: {"accepted": c.get("accept", 0), "total": sum(c.values())} for d, c in sorted(per_day.items())},
         }  # fmt: skip

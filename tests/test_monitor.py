@@ -631,6 +631,37 @@ def test_similarity_drift_is_tested_on_requests_that_named_their_domain(tmp_path
     assert d["drift"] is True and d["n_live"] == 20, d
 
 
+def test_the_monitor_says_which_probe_decides_a_domain_now_and_which_decided_before(tmp_path, monkeypatch):
+    """An auditor's trial: the geography probe file replaced after the fact (the guard refuses it, so every answer
+    goes to review) and the monitor's text said nothing; `drift risk: untested (n 0 vs 0)` for 25 decisions."""
+    import hguard.monitor as monitor
+    from hguard.domain import CalibratedDomain
+
+    policy = _pol(tmp_path, spot_check_rate=0.5)
+    log = AuditLog(policy.audit.path)
+    for pid in ("p-old",) * 3 + ("p-new",) * 2:
+        log.append({"policy_id": policy_id(policy), "domain": "geo", "route": "review", "probe_id": pid, "risk": 0.5},
+                   kind="decision")
+    def refused(policy, problems=None):  # as the guard reads it: the file refused, and why
+        problems.update(geo="geo.json: its signature does not match (signed with another key)")
+        return {}
+
+    monkeypatch.setattr(monitor, "_probe_meta", refused)
+    rep = run_monitor(policy, act=False)
+    assert rep["domains"]["geo"]["probes"] == {
+        "probe_ids": [], "unreadable": "geo.json: its signature does not match (signed with another key)",
+        "decisions_by_other_probes": 5, "other_probe_ids": ["p-old", "p-new"]}
+    text = summary(rep)
+    assert "probe: none the policy names can be read (geo.json: its signature does not match" in text
+    assert "a guard routes every answer of this domain to review" in text
+    assert "probe: 5 of the 5 decisions were made by a probe the policy does not name now (p-old, p-new; now: none)" in text
+    now = CalibratedDomain(probe=None, name="geo", probe_id="p-new", prompt_mode="closed_book")
+    monkeypatch.setattr(monitor, "_probe_meta", lambda policy, problems=None: {"geo": [now]})
+    text = summary(run_monitor(policy, act=False))
+    assert "none the policy names" not in text
+    assert "probe: 3 of the 5 decisions were made by a probe the policy does not name now (p-old; now: p-new)" in text
+
+
 def test_a_domain_calibrated_closed_book_and_with_context_is_watched_per_calibration(tmp_path, monkeypatch):
     """Two probes for one domain: each calibration's risks against the live risks of its own probe, and
     one tightened threshold that holds for both (the stricter of the two certified ones)."""
@@ -649,7 +680,7 @@ def test_a_domain_calibrated_closed_book_and_with_context_is_watched_per_calibra
             tuple(risk), tuple(int(x > cut) for x in risk)))  # fmt: skip
 
     closed, rag = probe("p-closed", "closed_book", 0.5), probe("p-rag", "rag", 0.2)
-    monkeypatch.setattr(monitor, "_probe_meta", lambda policy: {"geo": [closed, rag]})
+    monkeypatch.setattr(monitor, "_probe_meta", lambda policy, problems=None: {"geo": [closed, rag]})
     policy = _pol(tmp_path, spot_check_rate=0.5, on_breach="stricter", breach_rule="upper_bound", drift_window=30)
     log = AuditLog(policy.audit.path)
     for i in range(60):  # closed-book answers as in their first window; answers with context far riskier later on
