@@ -169,6 +169,13 @@ def test_best_accuracy_and_risk_at_coverage():
     s = detector_summary(y, r, boot=np.array([0.9, 1.0, 1.0]))
     assert s["auroc"] == 1.0 and s["hallucination_rate_at_coverage"] == {"0.5": 0.0, "0.8": pytest.approx(2.4 / 6.4)}
     assert s["auroc_ci95"][1] == 1.0
+    # a small class widens the interval as the calibration report's does (a benchmark trial: 2 right and 2 wrong
+    # ranked perfectly printed 1.000 [1.00, 1.00] where hguard's auroc_ci gives [0.16, 1.00])
+    from hguard._stats import auroc_ci
+
+    y4, r4 = [0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]
+    small = detector_summary(y4, r4, boot=np.ones(100))["auroc_ci95"]
+    assert small == pytest.approx(auroc_ci(y4, {"r": r4})["r"]) and small[0] < 0.2
 
 
 # ------------------------------------------------------------------------------- provenance

@@ -909,3 +909,22 @@ def test_second_reads_alike_in_an_alias_and_an_answer() -> None:
     assert judge("Take a second dose.", ["the second dose"]).label == "correct"
     assert judge("The alarm sounds after a 30 second delay.", ["30 second"]).label == "correct"
     assert judge("It happens in the third quarter.", ["second quarter"]).label == "hallucinated"
+
+
+@pytest.mark.parametrize("answer, aliases, label", [
+    ("It is located in Brazil.", ["India", "IN", "in"], "hallucinated"),
+    ("Pal is a fictional character ... and is portrayed by an actor.", ["Andorra", "AND"], "hallucinated"),
+    ("Hudson is a river town; tell us more about it.", ["United States", "US"], "hallucinated"),
+    ("It is in the US.", ["United States", "US"], "correct"),
+    ("It is in the U.S.", ["U.S."], "correct"),
+    ("The symbol is Co.", ["Co"], "correct"),
+    ("The formula is CO.", ["Co"], "hallucinated"),  # carbon monoxide, not cobalt
+    ("It is India.", ["India", "in"], "correct"),
+    ("Its symbol is Fe.", ["Fe"], "correct"),
+])
+def test_a_short_capitalised_alias_matches_only_as_written(answer, aliases, label):
+    """A benchmark trial: PopQA's codes "IN", "AND" and "US" matched "located in Brazil", "... and is portrayed" and
+    "tell us" (the judge compared case aside), and a hallucination was counted right in a published table."""
+    from hguard.calibrate.judge import judge
+
+    assert judge(answer, aliases).label == label

@@ -11,6 +11,10 @@ containing "t" as right) poisons everything downstream. The rules, all deliberat
   "1984", "H" matches "The symbol is H." but not "Helium". Inflected or derived forms do not match;
   list them as aliases if they should count.
 - Runs of single letters are initials and are joined: "J. R. R. Tolkien" = "J.R.R. Tolkien".
+- A short alias written with a capital (one word of at most three letters: a code or symbol such as "US", "AND",
+  "IN", "Co") matches only where the reply writes it so, case included: "tell us", "Pal and Max" and "located in
+  Brazil" do not name the United States, Andorra or India, and "CO" is not cobalt. A lower-case alias that is an
+  English function word ("in", "and", "us") is ignored beside any other alias (PopQA lists such codes).
 - Numbers compare by value: "1,000" = "1000", "3.0" = "3", and number words up to the hundreds
   ("seventy-nine", "one hundred eighteen") equal their digits. A side effect: the word "one"
   reads as 1, so alias "1" matches "the one in Europe"; numeric aliases should be specific.
@@ -1098,6 +1102,8 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
     echoed: str | None = None
     for alias in aliases:
         al = _tokens(alias)
+        if _short_code(alias) and not _written_as(answer, alias):  # "us", "and", "in": words, not codes
+            continue
         for start in _find(ans_tok, al):
             if q and _echoed(ans_tok, start, len(al), q, ans_cased, q_cased) and (not choices or (choices - set(al)) & set(ans_tok[:start])):
                 echoed = echoed or alias
@@ -1109,6 +1115,22 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
                 continue
             return alias, None, None
     return None, spoiled, echoed
+
+
+# English function words a lower-case short alias may be (a code lower-cased): beside another alias, ignored
+_FUNCTION_WORDS = frozenset("a an and are as at be but by do for go he if in is it me my no not of on or our she "
+                            "so the to up us was we who why yes you".split())
+
+
+def _short_code(alias: str) -> bool:
+    """A one-word alias of at most three letters with a capital ("US", "AND", "Co", "U.S."): matched as written."""
+    letters = re.sub(r"[^A-Za-z]", "", alias)
+    return 0 < len(letters) <= 3 and letters != letters.lower() and len(_tokens(alias)) == 1
+
+
+def _written_as(answer: str, alias: str) -> bool:
+    """Whether ``answer`` writes ``alias`` as a whole word, case included."""
+    return re.search(rf"(?<![\w.]){re.escape(alias.strip())}(?!\w)", answer) is not None
 
 
 def judgeable(alias: str) -> bool:
@@ -1130,6 +1152,7 @@ def judge(answer: str, aliases: list[str], kind: str = "qa", question: str | Non
     # An alias that normalises to nothing ("", "?", or only articles such as "A" or "The The")
     # would match every reply containing an article, so it is ignored.
     usable = [a for a in aliases if judgeable(a)]
+    usable = [a for a in usable if a.strip().lower() not in _FUNCTION_WORDS or _short_code(a)] or usable
     if kind == "qa" and not usable:
         raise InputError(
             f"a 'qa' question needs at least one alias with a word other than a/an/the (got {aliases!r});"

@@ -69,13 +69,21 @@ def risk_at_coverage(y, risk, coverage: float) -> float:
 
 
 def detector_summary(y, risk, *, boot: np.ndarray | None = None, coverages=(0.5, 0.8)) -> dict:
-    """AUROC (with a bootstrap 95% interval when ``boot`` holds resampled AUROCs), best-threshold
-    accuracy, and the hallucination rate among accepted answers at each coverage."""
+    """AUROC (with a bootstrap 95% interval when ``boot`` holds resampled AUROCs, widened below ten answers in the
+    smaller class as :func:`hguard._stats.auroc_ci` widens it: 2 right and 2 wrong ranked perfectly resample to
+    [1.00, 1.00]), best-threshold accuracy, and the hallucination rate among accepted answers at each coverage."""
+    from hguard._stats import widened_for_small_class
+
     y, r = _arrays(y, risk)
     acc, thr = best_accuracy(y, r) if len(y) else (None, None)
+    auc = auroc(y, r)
+    ci = None
+    if boot is not None and len(boot):
+        m = int(min((y == 1).sum(), (y == 0).sum()))
+        ci = widened_for_small_class([float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))], auc or 0.0, m)
     out = {
-        "auroc": auroc(y, r),
-        "auroc_ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))] if boot is not None and len(boot) else None,
+        "auroc": auc,
+        "auroc_ci95": ci,
         "accuracy_best_threshold": acc,
         "best_threshold": thr,
         "hallucination_rate_at_coverage": {f"{c:g}": risk_at_coverage(y, r, c) for c in coverages} if len(y) else {},
