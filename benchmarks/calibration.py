@@ -37,9 +37,11 @@ def _f(x):
 def check_targets(report: dict) -> tuple[list[dict], str]:
     rows = []
     lines = [
-        "| domain | n (held-out) | halluc. rate | probe AUROC | merged AUROC | best baseline (AUROC) | random neurons | probe >= 0.85 | merged >= 0.88 | both ahead of baseline |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| domain | n (held-out) | right / halluc. | halluc. rate | probe AUROC (95% CI) | merged AUROC (95% CI) | best baseline (AUROC) | random neurons | probe >= 0.85 | merged >= 0.88 | both ahead of baseline |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    from hguard.calibrate.report import _ci, class_counts
+
     for d, m in report["domains"].items():
         a = m["auroc"]
         base = max(BASELINES, key=lambda k: -1 if a.get(k) is None else a[k])
@@ -57,8 +59,11 @@ def check_targets(report: dict) -> tuple[list[dict], str]:
         }
         rows.append(row)
         yes = lambda b: "yes" if b else "**no**"
+        cc = class_counts(m)
+        refusals = f" ({m['refusals']} refusal{'s' if m['refusals'] != 1 else ''})" if m.get("refusals") else ""
         lines.append(
-            f"| {d} | {m['n']} | {_f(m['hallucination_rate'])} | {_f(a['probe'])} | {_f(a['merged'])} | "
+            f"| {d} | {m['n']}{refusals} | {'n/a' if cc is None else f'{cc[0]} / {cc[1]}'} | {_f(m['hallucination_rate'])} | "
+            f"{_ci(m, 'probe')} | {_ci(m, 'merged')} | "
             f"{base} ({_f(a[base])}) | {_f(a['random_neurons'])} | {yes(row['probe_target_met'])} | "
             f"{yes(row['merged_target_met'])} | {yes(row['ahead_of_baseline'])} |"
         )

@@ -114,3 +114,18 @@ def test_smoke_run(name, tmp_path):
     for f in b.writes:
         assert json.loads((tmp_path / f).read_text(encoding="utf-8")), f"{f} is empty"
     assert _results_state() == before, "a smoke run touched benchmarks/results/"
+
+
+def test_the_calibration_benchmark_tables_carry_class_counts_and_intervals():
+    """A benchmark trial: benchmarks/calibration.py printed the held-out AUROCs with n alone ("| geography | 494 |
+    0.645 | 0.904 | 0.902 |"), and the out-of-distribution shares without intervals, though report.json holds both."""
+    from hguard import REFERENCE_PROBES
+    from hguard.calibrate.report import ood_markdown
+
+    report = json.loads((REFERENCE_PROBES / "report.json").read_text())
+    _, table = _script("calibration").check_targets(report)
+    geo = next(line for line in table.splitlines() if line.startswith("| geography "))
+    ci = report["domains"]["geography"]["auroc_ci95"]["probe"]
+    assert "| 494 (1 refusal) | 175 / 318 |" in geo and f"({ci[0]:.2f}-{ci[1]:.2f})" in geo
+    chem = next(line for line in ood_markdown(report) if line.startswith("| chemistry "))
+    assert "(29/1631; 0.012-0.025)" in chem and "(0/451; 0.000-0.008)" in chem

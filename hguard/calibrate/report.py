@@ -31,6 +31,17 @@ def counts_label(c: Mapping[str, Any]) -> str:
     return f"n {c['n']}: {c['correct']} right / {c['hallucinated']} halluc."
 
 
+def class_counts(m: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(right, hallucinated) among a domain's scored held-out answers; a report from before the counts gives them by
+    its hallucination rate times its scored n, which is exact (None where it is not)."""
+    if "correct" in m:
+        return int(m["correct"]), int(m["hallucinated"])
+    if m.get("n_scored") is None or m.get("hallucination_rate") is None:
+        return None
+    k = m["hallucination_rate"] * m["n_scored"]
+    return (int(m["n_scored"]) - round(k), round(k)) if abs(k - round(k)) < 1e-6 else None
+
+
 def few_of_a_class(c: Mapping[str, Any] | None, least: int) -> bool:
     """Whether a set has fewer than ``least`` answers of a class: its AUROC is shown but rests on too few answers."""
     return c is not None and min(c["correct"], c["hallucinated"]) < least
@@ -138,13 +149,8 @@ def markdown(report: dict) -> str:
         "|---|---|---|---|---|" + "---|" * len(SIGNALS) + "---|",
     ]
     for d, m in report["domains"].items():
-        counts = "n/a"
-        if "correct" in m:
-            counts = f"{m['correct']} / {m['hallucinated']}"
-        elif m.get("n_scored") is not None and m.get("hallucination_rate") is not None:
-            # a report from before the counts: its rate is hallucinated / n_scored, so the count is exact
-            k = m["hallucination_rate"] * m["n_scored"]
-            counts = f"{m['n_scored'] - round(k)} / {round(k)}" if abs(k - round(k)) < 1e-6 else "n/a"
+        cc = class_counts(m)
+        counts = "n/a" if cc is None else f"{cc[0]} / {cc[1]}"
         lines.append(
             f"| {d} | {m['n']} | {counts} | {_f(m['hallucination_rate'], 2)} | {m['refusals']} | "
             + " | ".join(_f(m["auroc"].get(k)) for k in SIGNALS)
@@ -253,6 +259,14 @@ def _ci(e: dict, k: str) -> str:
 MAX_FAMILY_ROWS = 40
 
 
+def _share(c: Mapping[str, Any]) -> str:
+    """A share of questions sent to review, with its count and exact 95% interval (Clopper-Pearson)."""
+    from .._stats import clopper_pearson_interval
+
+    ci = c.get("rate_ci95") or (clopper_pearson_interval(int(c["triggered"]), int(c["n"])) if c.get("n") else None)
+    return f"{c['rate']:.3f} ({c['triggered']}/{c['n']}" + (f"; {ci[0]:.3f}-{ci[1]:.3f}" if ci else "") + ")"
+
+
 def ood_markdown(report: dict) -> list[str]:
     ood = report.get("ood") or {}
     if not ood:
@@ -275,10 +289,9 @@ def ood_markdown(report: dict) -> list[str]:
             lines.append(f"| {a} | no figure: {e['no_figure']} |" + " |" * (len(cols) + 1))
             continue
         h = e.get("held_out_families") or {}
-        hf = f"{_f(h.get('rate'), 3)} ({h.get('triggered')}/{h.get('n')})" if h else "n/a"
+        hf = _share(h) if h else "n/a"
         lines.append(f"| {a} | {e['threshold']:.2f} | {hf} | "
-                     + " | ".join(f"{e['domains'][b]['rate']:.3f} ({e['domains'][b]['triggered']}/{e['domains'][b]['n']})"
-                                  if b in e["domains"] else "n/a" for b in cols) + " |")
+                     + " | ".join(_share(e["domains"][b]) if b in e["domains"] else "n/a" for b in cols) + " |")
     return lines
 
 
