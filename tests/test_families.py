@@ -206,6 +206,11 @@ def test_an_answer_under_the_accept_threshold_but_out_of_distribution_is_not_cou
     t = out["families"]["a"]["at_target"]
     assert (t["n_accepted"], t["accepted_hallucinated"], t["review_out_of_distribution"]) == (2, 1, 2)
     assert t["coverage"] == pytest.approx(2 / 6) and t["accepted_hallucination_rate"] == 0.5
+    # the rate as it stands and what its interval shows (a trial read "within_target": true on 0 of 2 accepted)
+    none_wrong = figures_by_family(["a"] * 4, ["correct"] * 3 + ["hallucinated"], {k: np.array([0.1, 0.1, 0.9, 0.9])
+                                   for k in scores}, accept_below=0.5, target=0.2)["families"]["a"]["at_target"]
+    assert none_wrong["within_target"] is True and none_wrong["within_target_shown"] is False
+    assert none_wrong["accepted_hallucination_ci95"][1] > 0.8  # 0 of 2
     assert out["families"]["a"]["ood"]["triggered"] == 2  # the guard's test, a distance that is not a number included
     s = out["summary"]
     assert (s["at_target"]["n_accepted"], s["at_target"]["review_out_of_distribution"]) == (2, 2)

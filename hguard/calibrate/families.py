@@ -217,10 +217,14 @@ def _at_target(risk: np.ndarray, y: np.ndarray, accept_below: float, target: flo
 
 
 def _against_target(k: int, n_acc: int, target: float) -> dict:
-    """The hallucination rate among ``n_acc`` accepted answers (``k`` hallucinated) and whether it is within
-    ``target``: both None when nothing was accepted (nothing to judge)."""
+    """The hallucination rate among ``n_acc`` accepted answers (``k`` hallucinated), its exact 95% interval, whether
+    the rate is within ``target`` (``within_target``, a point estimate: 0 of 2 is within any target) and whether the
+    interval shows it (``within_target_shown``: its upper end within the target, as the monitor says it); all None
+    when nothing was accepted (nothing to judge)."""
     rate = k / n_acc if n_acc else None
-    return {"accepted_hallucination_rate": rate, "within_target": None if rate is None else rate <= target}
+    ci = clopper_pearson_interval(k, n_acc)
+    return {"accepted_hallucination_rate": rate, "within_target": None if rate is None else rate <= target,
+            "accepted_hallucination_ci95": ci, "within_target_shown": None if ci is None else ci[1] <= target}
 
 
 def evaluate_families(
@@ -519,7 +523,6 @@ def summarize(per_family: dict, baselines: Sequence[str], target: float) -> dict
             "accepted_hallucinated": k,
             "coverage": n_acc / n if n else None,
             **_against_target(k, n_acc, target),
-            "accepted_hallucination_ci95": clopper_pearson_interval(k, n_acc),
             "review_out_of_distribution": sum(t.get("review_out_of_distribution", 0) for t in routed),
             "families_over_target": sorted(f for f, e in per_family.items()
                                            if e.get("at_target") and e["at_target"]["within_target"] is False),
