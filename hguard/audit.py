@@ -503,6 +503,16 @@ class AuditLog:
         self._check_anchor(*tail)
         return tail
 
+    def _create_anchor(self) -> None:
+        """The anchor, empty, made durable in its folder before a new log's first record; AuditError if it cannot."""
+        assert self.anchor is not None
+        try:
+            os.close(os.open(self.anchor, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), FILE_MODE))
+            _fsync_dir(self.anchor.parent)
+        except OSError as e:
+            raise AuditError(f"cannot create the audit anchor {self.anchor} before the log's first record: {e}; check "
+                             "that folder's space and permissions; nothing was written") from e
+
     def _check_anchor(self, tail_hash: str, next_seq: int) -> None:
         """Refuse to write when the anchor holds a head the log's end does not: records acknowledged (their
         heads anchored) were cut off, or the log was deleted or replaced. Writing on would start a chain that
@@ -523,11 +533,13 @@ class AuditLog:
             if next_seq > 0:  # a log with records and no anchor: recreated silently, it hid every cut made meanwhile
                 raise AuditIntegrityError(
                     f"the audit anchor {self.anchor} does not exist, but audit log {self.path} holds records (up to seq "
-                    f"{next_seq - 1}): the anchor was deleted or moved, its volume is not mounted, or its first head could "
-                    f"never be written (the folder's permissions); restore it "
+                    f"{next_seq - 1}): the anchor was deleted or moved, or its volume is not mounted; restore it "
                     f"(nothing was written). To anchor this log from its next record on, on purpose (the anchor is "
                     f"new in the policy), create the anchor empty first (`touch {self.anchor}`): `hguard audit verify` "
                     "then says which records it does not cover") from None
+            # a new log: its anchor is made before its first record, so that a log with records and no anchor always
+            # means the anchor went missing (made with the first head, a head that failed left a log no writer took)
+            self._create_anchor()
             return
         except OSError as e:
             raise AuditError(f"cannot read the anchor {self.anchor} to check {self.path} against it: {e}; "

@@ -1224,3 +1224,15 @@ def test_a_deleted_anchor_is_not_recreated_under_a_log_with_records(tmp_path):
     fresh = AuditLog(tmp_path / "new.jsonl", anchor=tmp_path / "new.anchor")  # a new log starts its anchor as before
     fresh.append({"n": 0}, kind="decision")
     assert "not covered" not in verify(fresh.path, anchor=tmp_path / "new.anchor").summary()
+    # a review: a first head that failed (a full disk, a crash between the two writes) left a log with a record and no
+    # anchor, and every later write, the record saying the answer was not delivered included, was refused for good.
+    # The anchor is now made before a new log's first record, so a failed first head leaves it there, empty
+    started = AuditLog(tmp_path / "s.jsonl", anchor=tmp_path / "s.anchor")
+    started.check_writable()  # a guard's start on a new log makes its anchor
+    assert (tmp_path / "s.anchor").read_bytes() == b"" and not started.path.exists()
+    started._write_anchor = lambda seq, digest: (_ for _ in ()).throw(OSError(28, "No space left on device"))
+    with pytest.raises(OSError):
+        started.append({"n": 0}, kind="decision")
+    del started._write_anchor
+    started.append({"n": 1}, kind="answer_not_delivered")  # space again: the writer goes on
+    assert [r["seq"] for r in AuditLog(started.path)] == [0, 1]

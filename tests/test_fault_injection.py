@@ -276,10 +276,8 @@ def test_an_accept_written_but_not_anchored_is_on_record_as_never_delivered(make
     g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)
     g.audit = AuditLog(tmp_path / "anchored.jsonl", anchor=tmp_path / "anchor.jsonl")
     real_write = AuditLog._write_anchor
-    # a full disk: the anchor file is opened (made), its line cannot be written (a missing anchor under a log with
-    # records is refused as deleted)
-    monkeypatch.setattr(AuditLog, "_write_anchor", lambda self, seq, digest: (self.anchor.touch(), (_ for _ in ()).throw(
-        AuditError(f"record seq {seq} is in {self.path}, but its head cannot be appended to the anchor: [Errno 28]"))))
+    monkeypatch.setattr(AuditLog, "_write_anchor", lambda self, seq, digest: (_ for _ in ()).throw(
+        AuditError(f"record seq {seq} is in {self.path}, but its head cannot be appended to the anchor: [Errno 28]")))
     with pytest.raises(AuditError, match="Errno 28") as info:
         g.invoke(Q, domain="alpha")
     records = list(AuditLog(tmp_path / "anchored.jsonl"))
