@@ -921,6 +921,16 @@ def test_second_reads_alike_in_an_alias_and_an_answer() -> None:
     ("The formula is CO.", ["Co"], "hallucinated"),  # carbon monoxide, not cobalt
     ("It is India.", ["India", "in"], "correct"),
     ("Its symbol is Fe.", ["Fe"], "correct"),
+    # a review of the first version: these right answers had turned hallucinated
+    ("The capital of Togo is Lome.", ["Lomé"], "correct"),
+    ("It is MALÉ.", ["Malé"], "correct"),
+    ("The U.K.", ["UK"], "correct"),
+    ("It is in the U.S.A.", ["USA"], "correct"),
+    ("It is the D.R.C.", ["DRC"], "correct"),
+    ("It is the US.", ["U.S."], "correct"),
+    ("Water is H₂O.", ["H2O"], "correct"),
+    ("It is CO₂.", ["CO2"], "correct"),
+    ("THE SYMBOL IS FE", ["Fe"], "correct"),  # a reply in capitals throughout
 ])
 def test_a_short_capitalised_alias_matches_only_as_written(answer, aliases, label):
     """A benchmark trial: PopQA's codes "IN", "AND" and "US" matched "located in Brazil", "... and is portrayed" and

@@ -12,7 +12,8 @@ containing "t" as right) poisons everything downstream. The rules, all deliberat
   list them as aliases if they should count.
 - Runs of single letters are initials and are joined: "J. R. R. Tolkien" = "J.R.R. Tolkien".
 - A short alias written with a capital (one word of at most three letters: a code or symbol such as "US", "AND",
-  "IN", "Co") matches only where the reply writes it so, case included: "tell us", "Pal and Max" and "located in
+  "IN", "Co") matches only where the reply writes it so, case included, dotted or not ("U.K." for "UK"; a reply in
+  capitals throughout is read case aside): "tell us", "Pal and Max" and "located in
   Brazil" do not name the United States, Andorra or India, and "CO" is not cobalt. A lower-case alias that is an
   English function word ("in", "and", "us") is ignored beside any other alias (PopQA lists such codes).
 - Numbers compare by value: "1,000" = "1000", "3.0" = "3", and number words up to the hundreds
@@ -1123,14 +1124,21 @@ _FUNCTION_WORDS = frozenset("a an and are as at be but by do for go he if in is 
 
 
 def _short_code(alias: str) -> bool:
-    """A one-word alias of at most three letters with a capital ("US", "AND", "Co", "U.S."): matched as written."""
-    letters = re.sub(r"[^A-Za-z]", "", alias)
-    return 0 < len(letters) <= 3 and letters != letters.lower() and len(_tokens(alias)) == 1
+    """A one-word alias of one to three letters, no digit, with a capital ("US", "AND", "Co", "U.S."): matched as
+    written. Not a word of more letters ("Lomé", "Malé") nor a formula ("H2O", "CO2"), which match as before."""
+    text = alias.strip()
+    letters = [c for c in text if c.isalpha()]
+    return (0 < len(letters) <= 3 and not any(c.isdigit() for c in text) and any(c.isupper() for c in letters)
+            and all(c.isalpha() or c == "." for c in text) and len(_tokens(alias)) == 1)
 
 
 def _written_as(answer: str, alias: str) -> bool:
-    """Whether ``answer`` writes ``alias`` as a whole word, case included."""
-    return re.search(rf"(?<![\w.]){re.escape(alias.strip())}(?!\w)", answer) is not None
+    """Whether ``answer`` writes ``alias`` as a whole word, its letters in its case, dotted or not ("UK" as "U.K.",
+    "U.S." as "US")."""
+    letters = [c for c in alias if c.isalpha()]
+    pattern = r"\.?".join(re.escape(c) for c in letters) + r"\.?"
+    shouted = not any(c.islower() for c in answer)  # a reply in capitals throughout says nothing by its case
+    return re.search(rf"(?<![\w.]){pattern}(?!\w)", answer, re.IGNORECASE if shouted else 0) is not None
 
 
 def judgeable(alias: str) -> bool:
