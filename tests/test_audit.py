@@ -865,7 +865,16 @@ def test_cli_show_and_export_of_a_log_that_does_not_verify_say_so_and_exit_1(tmp
     policy = tmp_path / "policy.toml"
     policy.write_text(f'version = 1\n[audit]\npath = "{path}"\n[domains.geo]\ntarget_hallucination_rate = 0.2\n')
     assert cli_main(["show", "--policy", str(policy)]) == 1
-    assert f"`hguard audit verify --policy {policy}` says where" in capsys.readouterr().err
+    assert f"`hguard audit verify {path} --policy {policy}` says where" in capsys.readouterr().err
+    # a log other than the policy's, read with it: the command names the log read (a review: `verify --policy` alone
+    # checked the policy's own log, which said OK)
+    other = tmp_path / "other.jsonl"
+    _make_log(other, 3)
+    lines = _lines(other)
+    _edit_keep_hash(lines, 1)
+    _write_lines(other, lines)
+    assert cli_main(["show", str(other), "--policy", str(policy)]) == 1
+    assert f"`hguard audit verify {other} --policy {policy}` says where" in capsys.readouterr().err
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:
