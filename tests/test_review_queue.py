@@ -521,6 +521,13 @@ def test_export_counts_the_spot_checked_accepted_answers_reviewers_said_were_hal
     assert "acc" in dict(edited.skipped)  # not exported as said
     assert (edited.n_spot_checks, edited.n_spot_hallucinated) == (2, 1)  # counted by the chain's verdict
     assert (edited.n_disagreements, edited.n_scored) == (summary.n_disagreements, summary.n_scored)
+    # ... and an item set back to pending in the file keeps its chain verdict in them (a review of that fix)
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute("UPDATE review_items SET status = 'pending', verdict = NULL, reviewer = NULL, decided_at = NULL "
+                     "WHERE id = 'acc'")
+    reset = export_reviewed(queue, tmp_path / "r.jsonl")
+    assert (reset.n_spot_checks, reset.n_spot_hallucinated) == (2, 1)
+    assert (reset.n_disagreements, reset.n_scored) == (summary.n_disagreements, summary.n_scored)
 
 
 def test_a_hallucinated_verdict_on_an_answer_given_with_context_is_not_exported_as_unanswerable(queue, tmp_path):

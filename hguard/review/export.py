@@ -322,20 +322,25 @@ def export_reviewed(
     # and the item still holds what that record says the reviewer was shown: the queue file alone can be edited.
     recorded = _verified_verdicts(queue.audit) if queue.audit is not None else None
     verdict_of = chain_verdicts(recorded.values())[0] if recorded is not None else {}
-    for item in queue.decided(domain=domain):
-        # Counted before the row is built: an item that cannot become a row still says how the probe did. With the
-        # audit log, by the chain's verdict on its decision (a verdict edited in the queue file changed the figures),
-        # and not at all where the chain holds none
+    # How the probe did, counted before any row is built (an item that cannot become a row still says it). With the
+    # audit log, by the chain's verdict on each decision, whatever the queue's rows say (a verdict edited, or an item
+    # set back to pending, changed the figures), once per decision; without it, by the decided items' verdicts
+    counted: set[str] = set()
+    for item in queue.decided(domain=domain) + (queue.pending(domain=domain, limit=None) if recorded is not None else []):
         label: str | None = item.verdict.label if item.verdict is not None else None
         if recorded is not None:
             label = str(verdict_of[item.audit_id]["label"]) if item.audit_id in verdict_of else None
+        if label is None or item.audit_id in counted:
+            continue
+        counted.add(item.audit_id)
         d = _disagrees(item, label)
         if d is not None:
             n_scored += 1
             n_disagree += int(d)
-        if item.spot_check and label is not None:
+        if item.spot_check:
             n_spot += 1
             n_spot_bad += int(label == "hallucinated")
+    for item in queue.decided(domain=domain):
         try:
             if recorded is not None:
                 _check_in_chain(item, recorded, str(queue.audit.path), verdict_of)  # type: ignore[union-attr]
