@@ -15,7 +15,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from ._resources import DEFAULT_POLICY, state_dir
+from ._resources import DEFAULT_POLICY, expand_home, state_dir
 from .errors import one_line
 
 SCRIPT = [
@@ -97,7 +97,7 @@ def run_demo(policy: str | None = None, model: str | None = None, out: str | Non
 
     t0 = time.perf_counter()
     pol = load_policy(policy or DEFAULT_POLICY)
-    out_dir = Path(out) if out else state_dir() / "demo"
+    out_dir = expand_home(out, "--out") if out else state_dir() / "demo"
     prepare_out(out_dir, own=out is None)
     pol = pol.model_copy(
         update={

@@ -504,3 +504,16 @@ def test_every_plot_says_its_split_n_and_classes_and_the_auroc_bars_carry_their_
     finally:
         for fig in figs.values():
             plt.close(fig)
+
+
+def test_a_home_path_given_for_the_output_is_the_home_folders(setup, tmp_path, monkeypatch):
+    """A review: `calibrate --out '~/probes'` checked ~/probes but wrote into a folder named '~' in the working folder
+    (whose clean-up, `rm -rf ~`, removes the home folder)."""
+    lm, _, data, *_ = setup
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "home").mkdir()
+    calibrate([data], "~/probes", lm=lm, system_prompt="answer", max_new_tokens=4, progress=False, plots=False,
+              batch_size=16, work_dir="~/work")
+    assert (tmp_path / "home" / "probes" / "report.json").is_file() and (tmp_path / "home" / "work").is_dir()
+    assert not (tmp_path / "~").exists()

@@ -171,9 +171,11 @@ def calibrate(
     gen = Generator(lm, settings=settings)
     sites = find_ffn_sites(lm.model)
     n_layers, d_ff = len(sites), sites[0].d_ff
-    out = Path(out_dir)
+    from .._resources import expand_home
+
+    out = expand_home(out_dir, "the output folder")  # '~/probes' is the home folder's, not a folder named '~'
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(work_dir) if work_dir else out / ".work"
+    work = expand_home(work_dir, "the work folder") if work_dir else out / ".work"
     from .screen import choose_fit
 
     probe_fit = choose_fit(len(examples), gen.n_features, screen_top=screen_top, fit_memory_gb=fit_memory_gb)

@@ -161,7 +161,10 @@ def calibrate_rag(
     if examples is None:
         examples = [e for rows in _reference_rag_sets().values() for e in rows]
     examples = list(examples)
-    work = Path(work_dir) if work_dir else Path(out_dir) / ".work-rag"
+    from .._resources import expand_home
+
+    out_dir = expand_home(out_dir, "the output folder")  # '~/probes' is the home folder's, not a folder named '~'
+    work = expand_home(work_dir, "the work folder") if work_dir else out_dir / ".work-rag"
     if collected_only:
         examples = _collected(examples, work)
     examples = rows_for_mode(examples, rag=True)  # rows without context are the closed-book calibration's
@@ -239,7 +242,7 @@ def calibrate_rag(
                 by.setdefault(r["domain"], {})[r["question"]] = None
         return {d: list(qs) for d, qs in by.items()}
 
-    rdir = Path(report_dir) if report_dir else out / "rag-report"
+    rdir = expand_home(report_dir, "the report folder") if report_dir else out / "rag-report"
     if not report["domains"]:  # a script must not carry on with an empty probe folder; an earlier report stays
         raise DataError("no RAG domain could be calibrated, so nothing was written (the probe files and report of an "
                         f"earlier calibration in {out} stay as they were): "
