@@ -517,3 +517,21 @@ def test_a_home_path_given_for_the_output_is_the_home_folders(setup, tmp_path, m
               batch_size=16, work_dir="~/work")
     assert (tmp_path / "home" / "probes" / "report.json").is_file() and (tmp_path / "home" / "work").is_dir()
     assert not (tmp_path / "~").exists()
+
+
+def test_fit_warnings_count_fits_not_warnings():
+    """A review: one fit that warned twice (once per CV fold) and a second fit read "in 3 of the 2 ... fits"."""
+    import warnings
+
+    from hguard.calibrate.screen import FitWarnings
+
+    said = FitWarnings("test fits")
+    for name in ("family a", "family b"):
+        with said.fit(name):
+            warnings.warn("no neuron", UserWarning, stacklevel=1)
+            if name == "family a":
+                warnings.warn("no neuron", UserWarning, stacklevel=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        said.say()
+    assert [str(w.message) for w in caught] == ["in 2 of the 2 test fits (not the probe written): no neuron"]

@@ -167,8 +167,8 @@ def cross_family_fit(train: Collected, *, seed: int, n_layers: int, d_ff: int, c
     dist = np.full(len(rows), np.nan)
     folds = []
     t0 = time.perf_counter()
-    said = FitWarnings("leave-one-family-out fits, each without one family, for the cross-family figures and "
-                       "thresholds")
+    said = FitWarnings("leave-one-family-out fits, each without its family (or families, a fold of small ones), for "
+                       "the cross-family figures and thresholds")
     for held in family_folds(fam.tolist()):
         if only is not None and not set(held) & set(only):
             continue

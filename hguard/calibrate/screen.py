@@ -334,7 +334,7 @@ class FitWarnings:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.n = 0
-        self.said: dict[tuple[type[Warning], str], list[tuple[Any, str | None]]] = {}
+        self.said: dict[tuple[type[Warning], str], list[tuple[Any, tuple[int, str | None]]]] = {}
 
     @contextmanager
     def fit(self, name: str | None = None) -> Iterator[None]:
@@ -346,13 +346,15 @@ class FitWarnings:
             yield
         self.n += 1
         for w in caught:
-            self.said.setdefault((w.category, str(w.message)), []).append((w, name))
+            fits = self.said.setdefault((w.category, str(w.message)), [])
+            if not fits or fits[-1][1] != (self.n, name):  # a fit that says it twice (once per CV fold) is one fit
+                fits.append((w, (self.n, name)))
 
     def say(self) -> None:
         import warnings
 
         for (category, message), ws in self.said.items():
-            names = [n for _, n in ws if n]
+            names = [n for _, (_, n) in ws if n]
             which = (f"in the fit without {names[0]} (one of the {self.n} {self.kind}, not the probe written)"
                      if len(ws) == 1 and names else
                      f"in {len(ws)} of the {self.n} {self.kind} (not the probe written)")
