@@ -130,11 +130,15 @@ def markdown(results: dict) -> str:
         ("HaluEval length-matched", results["halueval"]["length_matched"]),
     ] + [(f"ConflictNQ {k.split('_')[1]}", results[k]) for k in ("conflictnq_val", "conflictnq_test") if k in results]
     names = list(results["halueval"]["auroc"])
-    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-    head = "| signal | " + " | ".join(f"{c} (n={r['n']})" for c, r in cols) + " |"
+
+    def fmt(r: dict, n: str) -> str:  # the AUROC with its 95% interval where the run drew one
+        v, ci = r["auroc"].get(n), (r.get("auroc_ci95") or {}).get(n)
+        return "-" if v is None else f"{v:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+    head = "| signal | " + " | ".join(f"{c} (n={r['n']} rows: {r['n']} right / {r['n']} hallucinated answers)" for c, r in cols) + " |"
     lines = [head, "|" + "---|" * (len(cols) + 1)]
     for n in names:
-        lines.append(f"| {n} | " + " | ".join(fmt(r["auroc"].get(n)) for _, r in cols) + " |")
+        lines.append(f"| {n} | " + " | ".join(fmt(r, n) for _, r in cols) + " |")
     return "\n".join(lines)
 
 
@@ -218,6 +222,8 @@ def main(argv=None) -> int:
             res["length_matched"]["auroc"]["merged_without_model"] = results_nomodel[name]["length_matched"][
                 "auroc"
             ].get("merged")
+            for part, nomodel in ((res, results_nomodel[name]), (res["length_matched"], results_nomodel[name]["length_matched"])):
+                part.setdefault("auroc_ci95", {})["merged_without_model"] = (nomodel.get("auroc_ci95") or {}).get("merged")
     out = {
         "benchmark": "grounding",
         "model": model_name,

@@ -113,15 +113,25 @@ def _signal_name(key: str) -> str:
     return key[len("grounding_") :] if key.startswith("grounding_") else key
 
 
-def _aurocs(scores: list[dict[str, float]], labels: list[int], lengths: list[int]) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for key in scores[0] if scores else []:
-        if key == "grounding":
-            continue
-        out[_signal_name(key)] = auroc(labels, [1.0 - s[key] for s in scores])
-    out["merged"] = auroc(labels, [1.0 - s["grounding"] for s in scores]) if scores else None
-    out["length"] = auroc(labels, lengths)
+def _risks(scores: list[dict[str, float]], lengths: list[int]) -> dict[str, list[float]]:
+    """Each signal's risk per answer (1 - support), the merged one and the answer-length baseline."""
+    out = {_signal_name(key): [1.0 - s[key] for s in scores] for key in (scores[0] if scores else []) if key != "grounding"}
+    if scores:
+        out["merged"] = [1.0 - s["grounding"] for s in scores]
+    out["length"] = [float(n) for n in lengths]
     return out
+
+
+def _aurocs(scores: list[dict[str, float]], labels: list[int], lengths: list[int]) -> dict[str, float | None]:
+    return {k: auroc(labels, v) for k, v in _risks(scores, lengths).items()}
+
+
+def _auroc_cis(scores: list[dict[str, float]], labels: list[int], lengths: list[int]) -> dict[str, list[float] | None]:
+    """The 95% interval of each AUROC of :func:`_aurocs`: the calibration report's bootstrap (within each class,
+    widened below ten answers of a class)."""
+    from hguard._stats import auroc_ci
+
+    return auroc_ci(labels, _risks(scores, lengths)) if len(set(labels)) == 2 else {}
 
 
 def score_grounding_rows(
@@ -158,21 +168,23 @@ def score_grounding_rows(
 def summarise_grounding(records: Sequence[dict[str, Any]], *, length_tolerance: int = 1) -> dict[str, Any]:
     """The AUROC summary of :func:`evaluate_grounding` from :func:`score_grounding_rows` records."""
 
-    def part(recs):
+    def part(recs, how=_aurocs):
         if not recs:
             return {}
-        return _aurocs([r["signals"] for r in recs], [r["label"] for r in recs], [r["words"] for r in recs])
+        return how([r["signals"] for r in recs], [r["label"] for r in recs], [r["words"] for r in recs])
 
     sub = [r for r in records if r["length_matched"]]
     return {
         "n": len({r["row"] for r in records}),
         "n_answers": len(records),
         "auroc": part(list(records)),
+        "auroc_ci95": part(list(records), _auroc_cis),
         "length_matched": {
             "n": len({r["row"] for r in sub}),
             "n_answers": len(sub),
             "max_word_difference": length_tolerance,
             "auroc": part(sub),
+            "auroc_ci95": part(sub, _auroc_cis),
         },
     }
 

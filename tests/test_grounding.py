@@ -341,6 +341,10 @@ def test_evaluate_grounding_shape_and_values(embedder):
     assert lm["n"] == 2 and lm["n_answers"] == 4  # the Peter Jackson row differs by 4 words
     assert lm["auroc"]["length"] == pytest.approx(0.375)
     assert lm["auroc"]["merged"] == 1.0
+    # each AUROC with its interval, widened for so few answers (a benchmark trial: "met, 0.967" on 60 rows bare)
+    assert set(res["auroc_ci95"]) == set(res["auroc"]) and set(lm["auroc_ci95"]) == set(lm["auroc"])
+    low, high = lm["auroc_ci95"]["merged"]
+    assert low < 0.5 and high == 1.0  # 2 right and 2 hallucinated answers show little
     with pytest.raises(DataError, match="row 0: missing field 'right_answer'"):
         evaluate_grounding([{"question": "q", "context": "c"}], scorer=GroundingScorer(embedder=embedder))
     with pytest.raises(InputError, match="GroundingScorer"):
