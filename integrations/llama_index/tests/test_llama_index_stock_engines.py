@@ -519,11 +519,26 @@ def test_a_stock_engines_passages_are_its_nodes_own_text_and_a_blank_one_is_said
         assert rec["context"] == f"{texts[0]}\n\n{KENYA}", rec["context"]  # no file names: the nodes' own text
         assert "1 of the 3 retrieved passages (number 1, counting from 0) was empty and left out of the context" \
             in r.metadata["reasons"], r.metadata["reasons"]
+    # streamed alike (a hospital's trial: a streaming engine's passages were its nodes under their metadata lines)
+    streaming = RetrieverQueryEngine.from_args(Pages(), llm=HGuardLLM(guard, domain="alpha"), streaming=True)
+
+    async def astreamed():
+        r = await streaming.aquery(AUSTRALIA)
+        return r, "".join([t async for t in r.async_response_gen()])
+
+    def streamed():
+        r = streaming.query(AUSTRALIA)
+        return r, "".join(r.response_gen)
+
+    for r, _ in (streamed(), asyncio.run(astreamed())):
+        rec = AuditLog(guard.audit.path).find(r.metadata["audit_id"])
+        assert rec["context"] == f"{texts[0]}\n\n{KENYA}", rec["context"]
+        assert any("was empty and left out of the context" in x for x in r.metadata["reasons"]), r.metadata["reasons"]
     texts[:] = [" ", "\u200b"]  # under their metadata lines, nothing but blank pages
-    r = engine.query(AUSTRALIA)
-    assert r.metadata["route"] == "review", r.metadata  # the domain accepts everything
-    assert any("nothing retrieved: the retriever returned no passage" in x for x in r.metadata["reasons"]), r.metadata
-    assert AuditLog(guard.audit.path).find(r.metadata["audit_id"])["context"] is None
+    for r in (engine.query(AUSTRALIA), streamed()[0], asyncio.run(astreamed())[0]):
+        assert r.metadata["route"] == "review", r.metadata  # the domain accepts everything
+        assert any("nothing retrieved: the retriever returned no passage" in x for x in r.metadata["reasons"]), r.metadata
+        assert AuditLog(guard.audit.path).find(r.metadata["audit_id"])["context"] is None
 
 
 def test_a_stock_engine_that_swallows_a_refused_request_says_so_in_its_query_record(make_guard, index, root_handler):

@@ -302,9 +302,17 @@ def rewrite_asked(question: str) -> str | None:
     return None
 
 
+#: the nodes of the synthesizer whose streaming response is being read: its LLM call runs as the stream is read, after
+#: the synthesizer's span has closed (the streamed passages were the nodes rendered under their metadata lines)
+_streamed_nodes: contextvars.ContextVar[Optional[list]] = contextvars.ContextVar("hguard_streamed_nodes", default=None)
+
+
 def synthesized_nodes() -> list[Any]:
     """The nodes the nearest enclosing response synthesizer (``synthesize``, ``asynthesize``: a stock query engine's,
-    a chat engine's) was given, or ``[]``."""
+    a chat engine's) was given, or those of the streaming response being read, or ``[]``."""
+    streamed = _streamed_nodes.get()
+    if streamed is not None:
+        return streamed
     span = active_span_id.get()
     with _LOCK:
         while span is not None:
@@ -407,10 +415,12 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
         return None
 
     def prepare_to_exit_span(self, id_: str, bound_args: Any, instance: Any = None, result: Any = None, **kwargs: Any) -> Optional[SimpleSpan]:
+        with _LOCK:
+            nodes = _NODES.get(id_)  # a synthesizer's: its stream's LLM call reads them when the stream is read
         if type(result).__name__ == "StreamingResponse" and getattr(result, "response_gen", None) is not None:
-            result.response_gen = _fill_when_consumed(result.response_gen, result)
+            result.response_gen = _fill_when_consumed(result.response_gen, result, nodes)
         elif type(result).__name__ == "AsyncStreamingResponse" and getattr(result, "response_gen", None) is not None:
-            result.response_gen = _afill_when_consumed(result.response_gen, result)  # its metadata stayed empty
+            result.response_gen = _afill_when_consumed(result.response_gen, result, nodes)  # its metadata stayed empty
         noted = _close(id_, to_parent=True)  # a chat engine wraps its query's response in its own
         text = getattr(result, "response", None)
         if isinstance(text, str) and text and hasattr(result, "metadata") and type(result).__name__ in _RESPONSES:
@@ -461,15 +471,21 @@ class DecidedStream:
 _END = object()  # a stream's end, read in the same step as its last decision
 
 
-def _fill_when_consumed(tokens, response):
+def _fill_when_consumed(tokens, response, nodes=None):
     """``tokens``, then the decision into ``response.metadata``. The decision is read around each step of this
     stream only: two streams read in turn in one thread (a hold stream's decision comes with its first token)
-    each keep their own; read once at the end, the first took the second's decision and audit id."""
+    each keep their own; read once at the end, the first took the second's decision and audit id. ``nodes``: the
+    synthesizer's, which its LLM call (run as the stream is read) takes as the passages."""
     it = iter(tokens)
     decision = None
     while True:
         _stream_decision.value = None
-        token = next(it, _END)
+        held = _streamed_nodes.set(list(nodes)) if nodes is not None else None
+        try:
+            token = next(it, _END)
+        finally:
+            if held is not None:
+                _streamed_nodes.reset(held)
         decision = getattr(_stream_decision, "value", None) or decision
         if token is _END:
             break
@@ -483,13 +499,18 @@ def _fill_when_consumed(tokens, response):
 async_stream_decision: contextvars.ContextVar[Optional[dict]] = contextvars.ContextVar("hguard_stream_decision", default=None)
 
 
-async def _afill_when_consumed(tokens, response):
+async def _afill_when_consumed(tokens, response, nodes=None):
     """:func:`_fill_when_consumed` for a stock engine's ``AsyncStreamingResponse``."""
     it = aiter(tokens)
     decision = None
     while True:
         async_stream_decision.set(None)
-        token = await anext(it, _END)
+        held = _streamed_nodes.set(list(nodes)) if nodes is not None else None
+        try:
+            token = await anext(it, _END)
+        finally:
+            if held is not None:
+                _streamed_nodes.reset(held)
         decision = async_stream_decision.get() or decision
         if token is _END:
             break
