@@ -11,11 +11,10 @@ containing "t" as right) poisons everything downstream. The rules, all deliberat
   "1984", "H" matches "The symbol is H." but not "Helium". Inflected or derived forms do not match;
   list them as aliases if they should count.
 - Runs of single letters are initials and are joined: "J. R. R. Tolkien" = "J.R.R. Tolkien".
-- A short alias written with a capital (one word of at most three letters: a code or symbol such as "US", "AND",
-  "IN", "Co") matches only where the reply writes it so, case included, dotted or not ("U.K." for "UK"; a reply in
-  capitals throughout is read case aside): "tell us", "Pal and Max" and "located in
-  Brazil" do not name the United States, Andorra or India, and "CO" is not cobalt. A lower-case alias that is an
-  English function word ("in", "and", "us") is ignored beside any other alias (PopQA lists such codes).
+- An alias that reads as an English function word once normalised (a code such as "US", "the US", "U. S.", "IN",
+  "AND") matches only where the reply writes it in capitals, dotted or not: "tell us", "Pal and Max" and "located
+  in Brazil" do not name the United States, Andorra or India; in a reply in capitals throughout it never matches.
+  Written in lower case ("in"), such an alias is ignored beside any other (PopQA lists such codes).
 - Numbers compare by value: "1,000" = "1000", "3.0" = "3", and number words up to the hundreds
   ("seventy-nine", "one hundred eighteen") equal their digits. A side effect: the word "one"
   reads as 1, so alias "1" matches "the one in Europe"; numeric aliases should be specific.
@@ -1103,9 +1102,10 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
     echoed: str | None = None
     for alias in aliases:
         al = _tokens(alias)
-        if _short_code(alias) and not _written_as(answer, alias):  # "us", "and", "in": words, not codes
-            continue
+        code = _word_code(alias)
         for start in _find(ans_tok, al):
+            if code and not _in_capitals(answer, ans_tok, start, alias):  # "tell us", "and", "in": words, not codes
+                continue
             if q and _echoed(ans_tok, start, len(al), q, ans_cased, q_cased) and (not choices or (choices - set(al)) & set(ans_tok[:start])):
                 echoed = echoed or alias
                 continue
@@ -1118,27 +1118,31 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
     return None, spoiled, echoed
 
 
-# English function words a lower-case short alias may be (a code lower-cased): beside another alias, ignored
-_FUNCTION_WORDS = frozenset("a an and are as at be but by do for go he if in is it me my no not of on or our she "
-                            "so the to up us was we who why yes you".split())
+# English words a code can spell ("US", "IN", "AND", "the US", "U. S."): such an alias names its entity only where the
+# reply writes it in capitals; written in lower case (a code lower-cased), it is ignored beside any other alias
+_FUNCTION_WORDS = frozenset("a am an and any are as at be but by can do for go had has he her his i if in is it its "
+                            "me my not of on one or our she so the to up us was we who why you".split())
 
 
-def _short_code(alias: str) -> bool:
-    """A one-word alias of one to three letters, no digit, with a capital ("US", "AND", "Co", "U.S."): matched as
-    written. Not a word of more letters ("Lomé", "Malé") nor a formula ("H2O", "CO2"), which match as before."""
-    text = alias.strip()
-    letters = [c for c in text if c.isalpha()]
-    return (0 < len(letters) <= 3 and not any(c.isdigit() for c in text) and any(c.isupper() for c in letters)
-            and all(c.isalpha() or c == "." for c in text) and len(_tokens(alias)) == 1)
+def _word_code(alias: str) -> bool:
+    """Whether ``alias`` reads, once normalised, as one English function word ("US", "the US", "U. S.", "IN")."""
+    tokens = _tokens(alias)
+    return len(tokens) == 1 and tokens[0] in _FUNCTION_WORDS
 
 
-def _written_as(answer: str, alias: str) -> bool:
-    """Whether ``answer`` writes ``alias`` as a whole word, its letters in its case, dotted or not ("UK" as "U.K.",
-    "U.S." as "US")."""
-    letters = [c for c in alias if c.isalpha()]
-    pattern = r"\.?".join(re.escape(c) for c in letters) + r"\.?"
-    shouted = not any(c.islower() for c in answer)  # a reply in capitals throughout says nothing by its case
-    return re.search(rf"(?<![\w.]){pattern}(?!\w)", answer, re.IGNORECASE if shouted else 0) is not None
+def _in_capitals(answer: str, ans_tok: list[str], start: int, alias: str) -> bool:
+    """Whether the reply writes the word-code ``alias`` matched at token ``start`` in capitals ("US", "U.S.", "U. S.",
+    not "us"): at that place where the reply's words align with its tokens, else anywhere in it. Never in a reply
+    without a lower-case letter (in capitals throughout, "IN" and "US" are its words as much as codes)."""
+    if not any(c.islower() for c in answer):
+        return False
+    cased = _cased(answer, ans_tok)
+    if cased is not None:
+        word = [c for c in cased[start] if c.isalpha()]
+        return bool(word) and all(c.isupper() for c in word)
+    letters = [c for c in "".join(_tokens(alias)).upper()]
+    pattern = r"[.\s\u2010-\u2015-]*".join(re.escape(c) for c in letters) + r"\.?"  # "U.S.", "U. S.", "U.–S."
+    return re.search(rf"(?<![\w.]){pattern}(?!\w)", answer) is not None
 
 
 def judgeable(alias: str) -> bool:
@@ -1160,7 +1164,7 @@ def judge(answer: str, aliases: list[str], kind: str = "qa", question: str | Non
     # An alias that normalises to nothing ("", "?", or only articles such as "A" or "The The")
     # would match every reply containing an article, so it is ignored.
     usable = [a for a in aliases if judgeable(a)]
-    usable = [a for a in usable if a.strip().lower() not in _FUNCTION_WORDS or _short_code(a)] or usable
+    usable = [a for a in usable if not (_word_code(a) and a == a.lower())] or usable
     if kind == "qa" and not usable:
         raise InputError(
             f"a 'qa' question needs at least one alias with a word other than a/an/the (got {aliases!r});"
