@@ -1245,3 +1245,20 @@ def test_a_deleted_anchor_is_not_recreated_under_a_log_with_records(tmp_path):
     del started._write_anchor
     started.append({"n": 1}, kind="answer_not_delivered")  # space again: the writer goes on
     assert [r["seq"] for r in AuditLog(started.path)] == [0, 1]
+
+
+def test_the_verify_command_named_runs_as_printed_for_a_path_with_a_space(tmp_path, capsys):
+    """A review: a log in "my logs/" was named unquoted, and the command as printed failed ("unrecognized arguments")."""
+    import shlex
+
+    folder = tmp_path / "my logs"
+    folder.mkdir()
+    path = folder / "audit.jsonl"
+    _make_log(path, 3)
+    lines = _lines(path)
+    _edit_keep_hash(lines, 1)
+    _write_lines(path, lines)
+    assert cli_main(["show", str(path)]) == 1
+    err = capsys.readouterr().err
+    command = err.split("`")[1]
+    assert shlex.split(command) == ["hguard", "audit", "verify", str(path)], command

@@ -449,3 +449,33 @@ def test_the_calibration_functions_check_their_options_before_the_model_loads(tm
     probe_file.write_text("{}")
     with pytest.raises(InputError, match="is a file; pass the folder the probe files go to"):
         calibrate_rag([], probe_file, model="nope")
+
+
+def test_a_recalibration_named_with_a_home_path_keeps_the_previous_one_there(tmp_path, monkeypatch):
+    """A review: `--out=~/probes --previous=~/probes` (the shell leaves '~' after '=') calibrated into the home folder
+    but looked for the previous calibration, kept it aside and wrote changes.md under a folder named '~'."""
+    import json
+
+    from hguard import REFERENCE_PROBES
+    from hguard._resources import expand_home
+    from hguard.calibrate import pipeline
+    from hguard.cli import main
+
+    report = json.loads((REFERENCE_PROBES / "report.json").read_text())
+
+    def calibrated(data, out_dir, **kwargs):  # writes its report where the real calibration writes it
+        out = expand_home(out_dir, "the output folder")
+        (out / "report.json").write_text(json.dumps(report))
+        return report
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "home" / "probes").mkdir(parents=True)
+    (tmp_path / "home" / "probes" / "report.json").write_text(json.dumps(report))
+    monkeypatch.setattr(pipeline, "calibrate", calibrated)
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"id": "a", "question": "q?", "answers": ["x"], "domain": "geo"}\n')
+    main(["calibrate", "--data", str(data), "--out=~/probes", "--previous=~/probes"])
+    home = sorted(p.name for p in (tmp_path / "home" / "probes").iterdir())
+    assert "changes.md" in home and any(n.startswith("previous-") for n in home), home
+    assert not (tmp_path / "~").exists()

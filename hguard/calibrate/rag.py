@@ -296,9 +296,12 @@ def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, 
     if they are the calibration's own rows, those were trained on and score optimistically);
     ``held_out_only`` scores only the others. Default: the held-out passages of the bundled RAG sets (a source
     checkout), split as their calibration split them."""
+    from .._resources import expand_home
     from ..domain import CalibratedDomain
     from ..generation import RAG
     from ..settings import GenerationSettings
+
+    work_dir = expand_home(work_dir, "the work folder")  # as calibrate-rag reads it: '~/w' is the home folder's
 
     probes = {}
     for p in sorted(Path(probes_dir).glob("*.rag.json")):

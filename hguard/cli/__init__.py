@@ -82,11 +82,18 @@ def _keep_previous(out: Path) -> Path:
 def cmd_calibrate(args) -> int:
     from ..calibrate.pipeline import calibrate
 
+    from .._resources import expand_home
+
     data = list(args.data or [])
     out = args.out
     if not data or not out:
         raise InputError("pass --data FILE.jsonl (repeatable) and --out DIR; in a source checkout, "
                          "`python calibration/reference.py` rebuilds the reference probes")
+    # as calibrate() reads them ('--out=~/probes' reaches here unexpanded): the previous calibration in the same
+    # folder is kept aside and its changes written beside the new one
+    out = str(expand_home(out, "--out"))
+    if args.previous:
+        args.previous = str(expand_home(args.previous, "--previous"))
     if args.previous:  # read before calibrating: --out may be the same folder
         from ..calibrate.changes import changes_markdown, load_report, report_changes
 

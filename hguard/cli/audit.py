@@ -159,10 +159,13 @@ def _check(path: str, args: argparse.Namespace) -> VerifyReport:
 def _verify_command(path: str, args: argparse.Namespace) -> str:
     """The verify command that checks what this one checked: with the policy's key and anchor when one was given
     (without --policy, verify checks neither and lists fewer problems)."""
-    extra = "".join(f" {flag} {value}" for flag, value in (("--policy", getattr(args, "policy", None)),
-                                                           ("--key-file", getattr(args, "key_file", None)),
-                                                           ("--anchor", getattr(args, "anchor", None))) if value)
-    return f"hguard audit verify {path}{extra}"  # the log read, always: with --policy alone verify reads the policy's
+    import shlex
+
+    extra = "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in (
+        ("--policy", getattr(args, "policy", None)), ("--key-file", getattr(args, "key_file", None)),
+        ("--anchor", getattr(args, "anchor", None))) if value)
+    # the log read, always (with --policy alone verify reads the policy's), quoted to run as printed ("my logs/")
+    return f"hguard audit verify {shlex.quote(str(path))}{extra}"
 
 
 def _chain_holds(path: str, what: str, args: argparse.Namespace, report: VerifyReport | None = None) -> bool:
