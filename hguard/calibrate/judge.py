@@ -14,7 +14,8 @@ containing "t" as right) poisons everything downstream. The rules, all deliberat
 - An alias that reads as an English function word once normalised (a code such as "US", "the US", "U. S.", "IN",
   "AND") matches only where the reply writes it in capitals, dotted or not: "tell us", "Pal and Max" and "located
   in Brazil" do not name the United States, Andorra or India; in a reply in capitals throughout it never matches.
-  Written in lower case ("in"), such an alias is ignored beside any other (PopQA lists such codes).
+  Written in lower case ("in"), such an alias is ignored beside any other (PopQA lists such codes); as a row's
+  only alias it matches as any alias does.
 - Numbers compare by value: "1,000" = "1000", "3.0" = "3", and number words up to the hundreds
   ("seventy-nine", "one hundred eighteen") equal their digits. A side effect: the word "one"
   reads as 1, so alias "1" matches "the one in Europe"; numeric aliases should be specific.
@@ -1102,7 +1103,9 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
     echoed: str | None = None
     for alias in aliases:
         al = _tokens(alias)
-        code = _word_code(alias)
+        # a code spelling a word ("US", "the US"); one written in lower case is here only as a row's sole alias ("in"
+        # for a question whose answer is that word), which matches as any alias does
+        code = _word_code(alias) and alias != alias.lower()
         for start in _find(ans_tok, al):
             if code and not _in_capitals(answer, ans_tok, start, alias):  # "tell us", "and", "in": words, not codes
                 continue
