@@ -22,10 +22,26 @@ def _example(name: str):
 
 
 @pytest.mark.parametrize("name", ["langchain_rag", "llamaindex_rag"])
-def test_runs_moves_the_log_with_its_anchor_and_the_queue(name, tmp_path):
+def test_both_examples_build_their_guard_with_the_shared_set_up(name):
+    import sys
+
+    example = _example(name)
+    shared = sys.modules["_guard_setup"]  # what the example imported, from examples/_guard_setup.py
+    assert Path(shared.__file__) == EXAMPLES / "_guard_setup.py"
+    assert example.load_guard is shared.load_guard and example.probes_note is shared.probes_note
+
+
+def _shared():
+    _example("langchain_rag")  # puts examples/ on the path and imports the shared set-up
+    import _guard_setup
+
+    return _guard_setup
+
+
+def test_runs_moves_the_log_with_its_anchor_and_the_queue(tmp_path):
     """A trial: with a policy that keeps an anchor, --runs moved the log but not the anchor, whose heads are the
     policy's own log's, so the guard would refuse to write to the new log."""
-    example = _example(name)
+    example = _shared()
     path = Path(policy_copy(tmp_path / "pol"))
     path.write_text(path.read_text().replace("[audit]\n", "[audit]\nanchor = \"audit.anchor\"\n", 1))
     policy = load_policy(path)
@@ -40,11 +56,10 @@ def test_runs_moves_the_log_with_its_anchor_and_the_queue(name, tmp_path):
     assert example.runs_policy(unanchored, tmp_path / "runs", None).audit.anchor is None
 
 
-@pytest.mark.parametrize("name", ["langchain_rag", "llamaindex_rag"])
-def test_probes_note_names_the_refused_domains_only(name):
+def test_probes_note_names_the_refused_domains_only():
     """A trial: one bad probe file beside the reference probes printed "no calibrated probes found (run `make
     calibrate`); every answer goes to review", though every other domain was scored."""
-    example = _example(name)
+    example = _shared()
     assert example.probes_note(SimpleNamespace(probes={"geography": 1}, probe_errors={})) is None
     assert "no calibrated probes found" in example.probes_note(SimpleNamespace(probes={}, probe_errors={}))
     note = example.probes_note(SimpleNamespace(probes={"geography": 1}, probe_errors={"hr": "bad json"}))
