@@ -1096,18 +1096,18 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
     the words on either side of each "or"."""
     ans_tok, clause = _clauses(answer)
     q = _tokens(question) if question else []
-    ans_cased = _cased(answer, ans_tok) if q else None
+    # a code spelling a word ("US", "the US"); one written in lower case is here only as a row's sole alias ("in" for a
+    # question whose answer is that word), which matches as any alias does
+    codes = {a for a in aliases if a != a.lower() and _word_code(a)}
+    ans_cased = _cased(answer, ans_tok) if q or codes else None  # the reply's words as written, read once
     q_cased = _cased(question, q) if question else None
     choices = {q[j] for i, w in enumerate(q) if w == "or" for j in (i - 1, i + 1) if 0 <= j < len(q)}
     spoiled: str | None = None
     echoed: str | None = None
     for alias in aliases:
         al = _tokens(alias)
-        # a code spelling a word ("US", "the US"); one written in lower case is here only as a row's sole alias ("in"
-        # for a question whose answer is that word), which matches as any alias does
-        code = _word_code(alias) and alias != alias.lower()
         for start in _find(ans_tok, al):
-            if code and not _in_capitals(answer, ans_tok, start, alias):  # "tell us", "and", "in": words, not codes
+            if alias in codes and not _in_capitals(answer, ans_cased, start, alias):  # "tell us", "and": words
                 continue
             if q and _echoed(ans_tok, start, len(al), q, ans_cased, q_cased) and (not choices or (choices - set(al)) & set(ans_tok[:start])):
                 echoed = echoed or alias
@@ -1133,13 +1133,13 @@ def _word_code(alias: str) -> bool:
     return len(tokens) == 1 and tokens[0] in _FUNCTION_WORDS
 
 
-def _in_capitals(answer: str, ans_tok: list[str], start: int, alias: str) -> bool:
+def _in_capitals(answer: str, cased: list[str] | None, start: int, alias: str) -> bool:
     """Whether the reply writes the word-code ``alias`` matched at token ``start`` in capitals ("US", "U.S.", "U. S.",
-    not "us"): at that place where the reply's words align with its tokens, else anywhere in it. Never in a reply
-    without a lower-case letter (in capitals throughout, "IN" and "US" are its words as much as codes)."""
+    not "us"): at that place where the reply's words as written (``cased``: :func:`_cased`) align with its tokens,
+    else anywhere in it. Never in a reply without a lower-case letter (in capitals throughout, "IN" and "US" are its
+    words as much as codes)."""
     if not any(c.islower() for c in answer):
         return False
-    cased = _cased(answer, ans_tok)
     if cased is not None:
         word = [c for c in cased[start] if c.isalpha()]
         return bool(word) and all(c.isupper() for c in word)
