@@ -401,6 +401,17 @@ def verify(
     )
 
 
+def verify_command(path: str | os.PathLike[str], *, policy=None, key_file=None, anchor=None) -> str:
+    """The ``hguard audit verify`` command that checks ``path`` as it was read: the log, always (with ``--policy``
+    alone verify reads the policy's own log), with the policy, key file or anchor given; each part quoted, so that it
+    runs as printed (a log in "my logs/")."""
+    import shlex
+
+    extra = "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in (
+        ("--policy", policy), ("--key-file", key_file), ("--anchor", anchor)) if value)
+    return f"hguard audit verify {shlex.quote(str(path))}{extra}"
+
+
 def _continued_by(p: Path) -> tuple[str, int] | None:
     """(name, seq of its first record) of the file beside ``p`` whose first record says it continues ``p`` (the
     log or a later archive, when ``p`` is an archive), or None."""

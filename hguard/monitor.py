@@ -704,6 +704,7 @@ def _verified_records(policy, audit_path: Path, key: bytes | None) -> tuple[list
     run's estimate, drift test and tightening, a person's lift) rests on, and the review queue's items name them.
     AuditIntegrityError when it does not verify with the policy's key and anchor: the monitor then appends
     nothing and changes no state."""
+    from ._audit_verify import verify_command
     from .audit import verify
 
     # the policy's anchor holds its own log's heads: records cut off the end of that log fail here too
@@ -720,8 +721,7 @@ def _verified_records(policy, audit_path: Path, key: bytes | None) -> tuple[list
     if not ver.ok:
         first = ver.problems[0]
         where = f"line {first.line}: " if first.line else ""
-        verify_cmd = (f"hguard audit verify --policy {policy.source}" if policy.source is not None
-                      else f"hguard audit verify {audit_path}")  # with the policy's key and anchor, as read here
+        verify_cmd = verify_command(audit_path, policy=policy.source)  # with the policy's key and anchor, as read here
         raise AuditIntegrityError(
             f"audit log {audit_path} fails verification ({len(ver.problems)} problem(s); {where}{first.message}); "
             f"the monitor takes no decision on it: see `{verify_cmd}` (a torn last line that verify does not call cut: "

@@ -1700,7 +1700,7 @@ def test_a_lift_takes_no_decision_on_a_log_that_fails_verification(tmp_path, cap
     args = ["--policy", str(tmp_path / "policy.toml"), "--lift", "geo", "--by", "ops", "--reason", "checked"]
     assert monitor_main(args) == 1
     err = capsys.readouterr().err
-    assert "fails verification" in err and f"hguard audit verify --policy {policy.source}" in err
+    assert "fails verification" in err and f"hguard audit verify {policy.audit.path} --policy {policy.source}" in err
     assert Path(policy.audit.path).read_text() == log and Path(policy.monitor.state).read_text() == state
 
 
@@ -1721,8 +1721,9 @@ def test_the_policys_own_log_named_another_way_is_checked_against_its_anchor(tmp
     policy.audit.path.write_bytes(b"".join(lines[:-3]))  # what the anchor is there to catch
     monkeypatch.chdir(tmp_path)
     for named in ("audit.jsonl", str(tmp_path / "anchor" / ".." / "audit.jsonl"), str(policy.audit.path)):
-        with pytest.raises(AuditIntegrityError, match=r"head\(s\) in the anchor .* are not in the log"):
+        with pytest.raises(AuditIntegrityError, match=r"head\(s\) in the anchor .* are not in the log") as err:
             run_monitor(policy, audit_path=named, act=False)
+        assert f"`hguard audit verify {named} --policy {policy.source}`" in str(err.value)  # the log read, named
     # an auditor's trial: the anchor deleted too, the monitor read the cut log as "chain verified" and its writer
     # started a new anchor at the log's end, after which verify said OK
     Path(policy.audit.anchor).unlink()
@@ -1776,4 +1777,4 @@ def test_the_monitor_command_exits_1_on_a_log_that_fails_verification_and_names_
     Path(policy.audit.path).write_text("\n".join(lines) + "\n")
     assert monitor_main(["--policy", str(tmp_path / "policy.toml"), "--dry-run"]) == 1
     err = capsys.readouterr().err
-    assert "fails verification" in err and f"hguard audit verify --policy {policy.source}" in err
+    assert "fails verification" in err and f"hguard audit verify {policy.audit.path} --policy {policy.source}" in err

@@ -159,13 +159,10 @@ def _check(path: str, args: argparse.Namespace) -> VerifyReport:
 def _verify_command(path: str, args: argparse.Namespace) -> str:
     """The verify command that checks what this one checked: with the policy's key and anchor when one was given
     (without --policy, verify checks neither and lists fewer problems)."""
-    import shlex
+    from .._audit_verify import verify_command
 
-    extra = "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in (
-        ("--policy", getattr(args, "policy", None)), ("--key-file", getattr(args, "key_file", None)),
-        ("--anchor", getattr(args, "anchor", None))) if value)
-    # the log read, always (with --policy alone verify reads the policy's), quoted to run as printed ("my logs/")
-    return f"hguard audit verify {shlex.quote(str(path))}{extra}"
+    return verify_command(path, policy=getattr(args, "policy", None), key_file=getattr(args, "key_file", None),
+                          anchor=getattr(args, "anchor", None))
 
 
 def _chain_holds(path: str, what: str, args: argparse.Namespace, report: VerifyReport | None = None) -> bool:
