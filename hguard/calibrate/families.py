@@ -326,12 +326,12 @@ def evaluate_families(
             ood = fit_ood(others_d, fitted_on="the other families' cross-family distances",
                           own=fold.get("own_distance"))
             d = full_distance(probe, te.features)
-            far = beyond(d, ood["threshold"] if ood else None)
+            ood_at = ood["threshold"] if ood else None
+            far = beyond(d, ood_at)
             entry["at_target"] = {"target": target, "confidence": confidence,
-                                  **_at_target(scores["merged"], y, th.accept_below, target, d,
-                                               ood["threshold"] if ood else None)}
+                                  **_at_target(scores["merged"], y, th.accept_below, target, d, ood_at)}
             entry["ood"] = {
-                "threshold": ood["threshold"] if ood else None,
+                "threshold": ood_at,
                 "median_distance": float(np.median(d)) if len(d) else None,
                 "triggered": int(far.sum()) if ood else None,
                 "trigger_rate": float(far.mean()) if ood and len(d) else None,

@@ -80,9 +80,8 @@ def _keep_previous(out: Path) -> Path:
 
 
 def cmd_calibrate(args) -> int:
-    from ..calibrate.pipeline import calibrate
-
     from .._resources import expand_home
+    from ..calibrate.pipeline import calibrate
 
     data = list(args.data or [])
     out = args.out
@@ -92,9 +91,8 @@ def cmd_calibrate(args) -> int:
     # as calibrate() reads them ('--out=~/probes' reaches here unexpanded): the previous calibration in the same
     # folder is kept aside and its changes written beside the new one
     out = str(expand_home(out, "--out"))
-    if args.previous:
-        args.previous = str(expand_home(args.previous, "--previous"))
     if args.previous:  # read before calibrating: --out may be the same folder
+        args.previous = str(expand_home(args.previous, "--previous"))
         from ..calibrate.changes import changes_markdown, load_report, report_changes
 
         previous = load_report(args.previous)
@@ -527,9 +525,9 @@ def _closed_book_line(m: dict) -> str:
     confidence baseline and the random-neuron control; a one-class set says so instead of a number."""
     from ..calibrate._pipeline_fit import BASELINES
 
-    head = _classes(m)
-    if _no_auroc(m):
-        return head + _no_auroc(m)
+    head, none = _classes(m), _no_auroc(m)
+    if none:
+        return head + none
     a = m["auroc"]
     base = max((k for k in BASELINES if a.get(k) is not None), key=lambda k: a[k], default=None)
     return (f"{head} AUROC (95% interval) probe={_auroc_shown(m, 'probe')} merged={_auroc_shown(m, 'merged')} "
