@@ -26,8 +26,9 @@ import importlib
 import re
 
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from llama_index.core.base.llms.types import MessageRole
 from llama_index.core.instrumentation import get_dispatcher
@@ -471,6 +472,18 @@ class DecidedStream:
 _END = object()  # a stream's end, read in the same step as its last decision
 
 
+@contextmanager
+def _reading_nodes(nodes: Optional[list]) -> Iterator[None]:
+    """Inside: one step of a streaming response being read, its synthesizer's ``nodes`` (when known) what
+    :func:`synthesized_nodes` gives the LLM call the step makes."""
+    held = _streamed_nodes.set(list(nodes)) if nodes is not None else None
+    try:
+        yield
+    finally:
+        if held is not None:
+            _streamed_nodes.reset(held)
+
+
 def _fill_when_consumed(tokens, response, nodes=None):
     """``tokens``, then the decision into ``response.metadata``. The decision is read around each step of this
     stream only: two streams read in turn in one thread (a hold stream's decision comes with its first token)
@@ -480,12 +493,8 @@ def _fill_when_consumed(tokens, response, nodes=None):
     decision = None
     while True:
         _stream_decision.value = None
-        held = _streamed_nodes.set(list(nodes)) if nodes is not None else None
-        try:
+        with _reading_nodes(nodes):
             token = next(it, _END)
-        finally:
-            if held is not None:
-                _streamed_nodes.reset(held)
         decision = getattr(_stream_decision, "value", None) or decision
         if token is _END:
             break
@@ -505,12 +514,8 @@ async def _afill_when_consumed(tokens, response, nodes=None):
     decision = None
     while True:
         async_stream_decision.set(None)
-        held = _streamed_nodes.set(list(nodes)) if nodes is not None else None
-        try:
+        with _reading_nodes(nodes):
             token = await anext(it, _END)
-        finally:
-            if held is not None:
-                _streamed_nodes.reset(held)
         decision = async_stream_decision.get() or decision
         if token is _END:
             break
