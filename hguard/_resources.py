@@ -97,6 +97,10 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
+#: why a path with '~' or a default folder under the home folder cannot be used, as every refusal says it
+NO_HOME = "this user has no home folder (HOME is not set and the user has no passwd entry: a container run with --user?)"
+
+
 def home() -> Path | None:
     """The user's home folder; None where there is none (HOME unset and no passwd entry for the user: a container run
     with ``--user``), so that only what needs one (a path with ``~``, a default location under it) fails."""
@@ -115,8 +119,7 @@ def expand_home(path: str | os.PathLike[str], what: str) -> Path:
         return Path(path).expanduser()
     except RuntimeError:
         raise InputError(
-            f"{what} {str(path)!r} starts with '~', but this user has no home folder (HOME is not set and the user has "
-            "no passwd entry: a container run with --user?); set HOME, or name the path without '~'") from None
+            f"{what} {str(path)!r} starts with '~', but {NO_HOME}; set HOME, or name the path without '~'") from None
 
 
 def state_dir() -> Path:
@@ -128,9 +131,8 @@ def state_dir() -> Path:
         return expand_home(env, "HGUARD_STATE_DIR")
     folder = home()
     if folder is None:
-        raise InputError("hguard's default state folder is ~/.local/state/hguard, but this user has no home folder "
-                         "(HOME is not set and the user has no passwd entry: a container run with --user?); set "
-                         "HGUARD_STATE_DIR (or HOME) to a writable folder, or pass --out")
+        raise InputError(f"hguard's default state folder is ~/.local/state/hguard, but {NO_HOME}; set HGUARD_STATE_DIR "
+                         "(or HOME) to a writable folder, or pass --out")
     return folder / ".local" / "state" / "hguard"
 
 

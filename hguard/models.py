@@ -49,7 +49,7 @@ PLAIN_FRAME = f"plain frame 3: {PLAIN_QUESTION!r} {PLAIN_ANSWER!r} stop {PLAIN_S
 
 def cache_dir() -> Path:
     """Where dequantised weights live: ``$HGUARD_CACHE_DIR``, else ``$XDG_CACHE_HOME/hguard``, else ``~/.cache/hguard``."""
-    from ._resources import expand_home, home
+    from ._resources import NO_HOME, expand_home, home
 
     env = os.environ.get("HGUARD_CACHE_DIR")
     if env:
@@ -59,9 +59,8 @@ def cache_dir() -> Path:
         return expand_home(xdg, "XDG_CACHE_HOME") / "hguard"
     folder = home()
     if folder is None:
-        raise CacheError("the model cache's default folder is ~/.cache/hguard, but this user has no home folder (HOME "
-                         "is not set and the user has no passwd entry: a container run with --user?); set "
-                         "HGUARD_CACHE_DIR (or HOME) to a writable folder")
+        raise CacheError(f"the model cache's default folder is ~/.cache/hguard, but {NO_HOME}; set HGUARD_CACHE_DIR "
+                         "(or HOME) to a writable folder")
     return folder / ".cache" / "hguard"
 
 
