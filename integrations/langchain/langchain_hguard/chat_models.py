@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import uuid
 from collections import OrderedDict
@@ -106,6 +107,27 @@ def _is_context(message: BaseMessage) -> bool:
     return str(getattr(message, "name", None) or "").strip().lower() == CONTEXT_NAME
 
 
+_OPENS = "\n:\"'\u201c\u2018([{<>-\u2014"  # what may stand before a field of a template ("Question: {question}")
+_CLOSES = "\n\"'\u201d\u2019)]}<.,;"  # and after it
+
+
+def asks(query: str, prompt: str) -> bool:
+    """Whether ``prompt`` (a RAG template's text, its passages taken out) asks ``query`` as its question: the query
+    stands there as a field of its own (between a line's start or a label's colon and a line's end), or it is a
+    question (ends with "?") written anywhere in the template. A keyword the retriever searched with that appears in
+    the passages, or inside the user's own question ("Nile" in "Where do the Nile's branches meet?"), is not the
+    question asked (a LangChain power user's trial: the answer to the keyword was scored and accepted)."""
+    words = query.split()
+    if not words:
+        return False
+    for m in re.finditer(r"\s+".join(map(re.escape, words)), prompt):
+        before, after = prompt[: m.start()].rstrip(" \t"), prompt[m.end():].lstrip(" \t")
+        fielded = (not before or before[-1] in _OPENS) and (not after or after[0] in _CLOSES)
+        if fielded or words[-1].endswith("?"):
+            return True
+    return False
+
+
 def split_messages(messages: Sequence[BaseMessage], *, system_as_context: bool = True) -> tuple[str, list[str]]:
     """(question, context passages) from a chat: the last human message is the question; messages
     named ``"context"`` (any role) and, with ``system_as_context``, system messages are context."""
@@ -196,10 +218,13 @@ def read_chat(
                        if blank(d.page_content) or id(d) in by_doc]
             context_from = "retriever"
             templated = lambda t: any(appears_in(d.page_content, [t]) for _, d in pasted)  # noqa: E731
-            if templated(question):  # the question is the retriever's query when the prompt holds it; an empty
-                queries = [r.query for r, d in pasted]  # one is refused as empty, not replaced by the whole prompt
-                searched = with_text(queries)
-                asked = [q for q in searched if appears_in(q, [question])]
+            if templated(question):  # the question is the retriever's query when the prompt asks it outside the
+                queries = [r.query for r, d in pasted]  # passages; an empty one is refused as empty, not replaced
+                searched = with_text(queries)  # by the whole prompt
+                outside = question  # the prompt without its passages (as pasted, whatever its spacing)
+                for part in seen:
+                    outside = re.sub(r"\s+".join(map(re.escape, part.split())), "\n", outside)
+                asked = [q for q in searched if asks(q, outside)]
                 if asked or not searched:
                     question = (asked or queries)[0]
                 else:  # searched with other text (keywords, a rewrite): the question asked is the prompt's own
@@ -207,8 +232,8 @@ def read_chat(
                         question = question.replace(part, " ")
                     problems.append(
                         # the search text is not quoted: a reason is never redacted, and it may be a patient's record
-                        f"question not identified: the retriever searched with text ({len(searched[0])} characters) that is not in "
-                        "the prompt, so the question asked cannot be told from the template around the passages; the "
+                        f"question not identified: the retriever searched with text ({len(searched[0])} characters) that is not the "
+                        "question the prompt asks (not in it, or only inside its passages or a sentence of it), so the question asked cannot be told from the template around the passages; the "
                         "answer is to the prompt's text without its passages. Search with the question itself, or pass "
                         "the question as its own message and the passages with context= or as messages named 'context'")
             systems = [i for i in systems if not templated(texts[i])]
@@ -218,7 +243,7 @@ def read_chat(
             ))
         else:  # the chain's retrievers ran and found nothing: a RAG call with no passage, not a closed-book one
             problems.append(nothing_retrieved("the chain's retrievers"))
-            asked = [q for q in with_text([r.query for r in retrievals]) if appears_in(q, [question])]
+            asked = [q for q in with_text([r.query for r in retrievals]) if asks(q, question)]
             if asked:  # the template around an empty context is not the question: the query it holds is (as above)
                 question = asked[0]
     if not context and not problems and (named or (system_as_context and any(m.type == "system" for m in messages))):

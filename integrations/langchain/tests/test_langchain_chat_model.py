@@ -656,3 +656,19 @@ def test_from_policy_answers_with_the_policys_model_unless_another_is_named(mode
     """ChatHGuard.from_policy passed model="default" on, which overrides the policy's `model`: a team's Gemma policy
     was answered by the default model (every answer to review as calibrated for another model)."""
     assert models_from_policy(ChatHGuard) == [None, "other.gguf"]
+
+
+def test_a_query_is_the_question_only_where_the_template_asks_it():
+    """``asks``: the retriever's query is the question when it stands as a template's field or is a question written
+    into the template; a keyword inside a passage or inside the user's sentence is not."""
+    from langchain_hguard.chat_models import asks
+
+    rag = "Use the context.\nQuestion: {q} \nContext: \n \nAnswer:"
+    assert asks("Which river flows through Khartoum?", rag.format(q="Which river flows through Khartoum?"))
+    assert asks("capital of Kenya", rag.format(q="capital   of\nKenya"))  # spacing as the template wrote it
+    assert asks("What is the capital of Kenya?", "Answer the question What is the capital of Kenya? from the context")
+    assert asks("capital of Kenya", 'Answer "capital of Kenya" from the context')
+    assert not asks("Nile", rag.format(q="Where do the two branches of the Nile meet?"))
+    assert not asks("Kenya", rag.format(q="What is the capital of Kenya?"))
+    assert not asks("capital of Kenya", "Answer the question capital of Kenya using the context")
+    assert not asks("", rag.format(q="")) and not asks("Nile", "")

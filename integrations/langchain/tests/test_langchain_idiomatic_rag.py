@@ -138,6 +138,13 @@ def test_a_retriever_searching_with_other_text_than_the_question_goes_to_review(
     assert asked in rec["question"] and AUSTRALIA not in rec["question"]
     assert "Canberra is the capital city of Australia." in rec["context"]  # still scored against what was found
     assert "Canberra is the capital city of Australia." not in rec["question"]
+    # a keyword found in the passages, or inside the question, is not the question either (a power user's trial:
+    # searching "Nile" answered and accepted "Nile" in the place of the question pasted beside it)
+    for keyword in ("Canberra", "kenyan capital"):
+        msg = chain.invoke({"search": keyword, "question": asked})
+        rec = _decision(guard, msg.response_metadata)
+        assert msg.response_metadata["route"] == "review" and asked in rec["question"], keyword
+        assert any("question not identified" in r for r in rec["reasons"]) and rec["question"] != keyword
     # searching with the question itself keeps the question (the tutorial's shape)
     msg = chain.invoke({"search": asked, "question": asked})
     rec = _decision(guard, msg.response_metadata)
