@@ -581,3 +581,93 @@ def test_a_raise_on_route_closes_the_llm_call_and_query_records_as_failed(make_g
     assert call["status"] == "error" and call["decision_audit_id"] == decision["id"] and "NeedsReviewError" in call["error"]
     assert query["status"] == "error" and query["llm_errors"][0]["decision_audit_id"] == decision["id"]
     assert audit_mod.verify(guard.audit.path).ok and handler.errors == []
+
+
+def _fixed_questions(*questions):
+    from llama_index.core.question_gen.types import BaseQuestionGenerator, SubQuestion
+
+    class Fixed(BaseQuestionGenerator):  # a user's own generator (the stock one needs a function-calling LLM)
+        def generate(self, tools, query):
+            return [SubQuestion(sub_question=q, tool_name="geo") for q in questions]
+
+        async def agenerate(self, tools, query):
+            return self.generate(tools, query)
+
+        def _get_prompts(self):
+            return {}
+
+        def _update_prompts(self, prompts):
+            pass
+
+    return Fixed()
+
+
+@pytest.mark.parametrize("sub", ["stock", "hguard"])
+def test_a_sub_question_engine_does_not_accept_a_summary_of_its_sub_answers(tiny_probes, embedder, tmp_path, index, sub):
+    """SubQuestionQueryEngine hands its synthesizer nodes "Sub question: ...\\nResponse: <answer>": the request's own
+    answers, held ones with their review mark, came back accepted as if retrieved (a LlamaIndex power user's trial)."""
+    from llama_index.core.query_engine import SubQuestionQueryEngine
+    from llama_index.core.response_synthesizers import get_response_synthesizer
+    from llama_index.core.tools import QueryEngineTool, ToolMetadata
+
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    llm = HGuardLLM(guard, domain="alpha")
+    engine = (index.as_query_engine(llm=llm, similarity_top_k=2) if sub == "stock"
+              else HGuardQueryEngine(index.as_retriever(similarity_top_k=2), llm, domain="alpha"))
+    tool = QueryEngineTool(query_engine=engine, metadata=ToolMetadata(name="geo", description="capital cities"))
+    subq = SubQuestionQueryEngine(question_gen=_fixed_questions(AUSTRALIA, "what is the capital of kenya ?"),
+                                  query_engine_tools=[tool], response_synthesizer=get_response_synthesizer(llm=llm))
+    response = subq.query("what are the capitals of australia and kenya ?")
+    decisions = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
+    assert [d["route"] for d in decisions[:2]] == ["accept", "accept"]  # each sub-answer scored on its passages
+    final = decisions[-1]
+    assert final["question"] == "what are the capitals of australia and kenya ?" and final["route"] == "review"
+    assert any("earlier answers" in r for r in final["reasons"])
+    assert response.metadata["route"] == "review" and response.metadata["audit_id"] == final["id"]
+
+
+def test_a_router_summarising_guarded_engines_does_not_accept_their_answers_as_passages(tiny_probes, embedder, tmp_path, index):
+    """A multi-selection RouterQueryEngine summarises its engines' answers: HGuardQueryEngine's answers were not known
+    for the request's own, so held ones came back accepted inside the summary (stock engines' were)."""
+    from llama_index.core.base.base_selector import BaseSelector, SelectorResult, SingleSelection
+    from llama_index.core.query_engine import RouterQueryEngine
+    from llama_index.core.response_synthesizers import TreeSummarize
+    from llama_index.core.tools import QueryEngineTool, ToolMetadata
+
+    class Both(BaseSelector):
+        def _select(self, choices, query):
+            return SelectorResult(selections=[SingleSelection(index=i, reason="both") for i in range(len(choices))])
+
+        async def _aselect(self, choices, query):
+            return self._select(choices, query)
+
+        def _get_prompts(self):
+            return {}
+
+        def _update_prompts(self, prompts):
+            pass
+
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    llm = HGuardLLM(guard, domain="alpha")
+    tools = [QueryEngineTool(query_engine=HGuardQueryEngine(index.as_retriever(similarity_top_k=k), llm, domain="alpha"),
+                             metadata=ToolMetadata(name=f"docs{k}", description=f"documents, top {k}")) for k in (1, 2)]
+    router = RouterQueryEngine(selector=Both(), query_engine_tools=tools, llm=llm, summarizer=TreeSummarize(llm=llm))
+    response = router.query(AUSTRALIA)
+    decisions = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
+    assert len(decisions) == 3 and response.metadata["audit_id"] == decisions[-1]["id"]
+    assert decisions[-1]["route"] == "review" and any("earlier answers" in r for r in decisions[-1]["reasons"])
+    # the engines' answers the summary replaced are said undelivered, as a stock engine's replaced steps are
+    said = {r["decision_audit_id"] for r in AuditLog(guard.audit.path) if r["kind"] == "answer_not_delivered"}
+    assert said == {decisions[0]["id"], decisions[1]["id"]}
+
+
+def test_a_short_earlier_answer_inside_a_passage_is_not_taken_for_a_summary():
+    """An answer of fewer than three words ("Canberra.") may stand in a retrieved passage by chance; a longer one, or
+    a context made of nothing but answers, is the request's own answers."""
+    from llama_index.llms.hguard.templates import built_from_answers
+
+    passage = "Canberra. The city was planned as the capital in 1908."
+    assert not built_from_answers(passage, ["Canberra."])
+    assert built_from_answers("Canberra.\n\nNairobi.", ["Canberra.", "Nairobi."])
+    assert built_from_answers("Sub question: capital?\nResponse: The capital is Canberra.", ["The capital is Canberra."])
+    assert not built_from_answers(passage, ["The capital is Nairobi."]) and not built_from_answers(passage, [])

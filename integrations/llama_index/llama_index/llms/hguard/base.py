@@ -271,13 +271,15 @@ class HGuardLLM(CustomLLM):
         rewritten = rewrite_asked(rag.question) if rag is not None else None
         if rag is not None and rewritten is not None:
             rag.problems.append(rewritten)
-        if rag is not None and isinstance(rag.context, str) and built_from_answers(rag.context, earlier_answers()):
+        passages = [rag.context] if rag is not None and isinstance(rag.context, str) else (rag.context or []) if rag else []
+        if rag is not None and passages and any(built_from_answers(p, earlier_answers()) for p in passages):
             # a summary of what the model answered before (tree_summarize): no retrieved passage grounds it, and a
             # held earlier answer must not come back accepted inside it
             rag.problems.append(context_not_identified(
                 "the context is this request's own earlier answers (a combining response mode such as "
-                "tree_summarize summarising them), not retrieved passages: nothing grounds the summary; use "
-                "response_mode 'compact' or 'refine', or HGuardQueryEngine"))
+                "tree_summarize, a sub-question engine or a router summarising them), not retrieved passages: nothing "
+                "grounds the summary; use response_mode 'compact' or 'refine', or HGuardQueryEngine, and deliver each "
+                "answer with its own decision"))
         return rag
 
     def predict(self, prompt: Any, output_cls: Any = None, **prompt_args: Any) -> str:

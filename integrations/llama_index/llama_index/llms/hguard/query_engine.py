@@ -19,9 +19,10 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, QueryType
 from hguard.errors import InputError
 from hguard.generation import check_question
 from hguard.guard import Guard
-from hguard.streaming import blanks_emptied, nothing_retrieved
+from hguard.streaming import GuardedText, blanks_emptied, nothing_retrieved
 
 from .base import HGuardLLM
+from .templates import note_decision
 
 dispatcher = get_dispatcher(__name__)
 
@@ -157,7 +158,7 @@ class HGuardQueryEngine(BaseQueryEngine):
         if self._streaming:
             return self._stream(query_bundle.query_str, context, nodes)
         r = self._llm.complete(query_bundle.query_str, context=context, domain=self._domain, **self._problems(context))
-        return Response(response=r.text, source_nodes=nodes, metadata=dict(r.additional_kwargs))
+        return self._response(r, nodes)
 
     async def _aquery(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
         nodes = await self.aretrieve(query_bundle)
@@ -165,6 +166,13 @@ class HGuardQueryEngine(BaseQueryEngine):
         if self._streaming:
             return await self._astream(query_bundle.query_str, context, nodes)
         r = await self._llm.acomplete(query_bundle.query_str, context=context, domain=self._domain, **self._problems(context))
+        return self._response(r, nodes)
+
+    def _response(self, r: Any, nodes: List[NodeWithScore]) -> Response:
+        """The answer's response, its decision noted on the enclosing span as a stock engine's is: a router or
+        sub-question engine that summarises this engine's answers then knows its context for the request's own
+        answers (held ones came back accepted inside the summary), and says the answers it replaced undelivered."""
+        note_decision(GuardedText(r.text, r.additional_kwargs), self._llm.guard)
         return Response(response=r.text, source_nodes=nodes, metadata=dict(r.additional_kwargs))
 
     # BaseQueryEngine.query, plus an ExceptionEvent in the same span when the query fails (so audit

@@ -335,14 +335,22 @@ def earlier_answers() -> list[str]:
     return out
 
 
+#: an earlier answer of at least this many words found anywhere in a later call's context makes that context the
+#: request's own answers (a shorter one, "Canberra.", may stand in a retrieved passage by chance)
+ANSWER_WORDS_IN_CONTEXT = 3
+
+
 def built_from_answers(context: str, answers: list[str]) -> bool:
-    """Whether ``context`` is made of nothing but earlier answers of the same request: a combining
-    synthesizer (``tree_summarize``, and ``compact``/``refine`` repacking them) asking the model to summarise
-    what it answered before, not retrieved passages."""
+    """Whether ``context`` is built from earlier answers of the same request, not retrieved passages: made of
+    nothing but them (a combining synthesizer, ``tree_summarize``, and ``compact``/``refine`` repacking them), or
+    holding one of :data:`ANSWER_WORDS_IN_CONTEXT` words or more inside other text (``SubQuestionQueryEngine``'s
+    "Sub question: ...\nResponse: <answer>" nodes: held sub-answers came back accepted inside its summary)."""
     rest = " ".join(context.split())
     found = False
     for text in sorted({" ".join(a.split()) for a in answers if a.strip()}, key=len, reverse=True):
         if text in rest:
+            if len(text.split()) >= ANSWER_WORDS_IN_CONTEXT:
+                return True
             rest, found = rest.replace(text, " "), True
     return found and not rest.strip()
 
