@@ -14,6 +14,7 @@ import numpy as np
 from ._guard_plan import Route
 from ._guard_result import GuardResult, _finite_or_none, context_given
 from ._numerics import sigmoid
+from ._text import direction_controls
 from .calibrate.judge import declines, unstated_numbers
 from .signals.relevance import repeats_question
 from .errors import shown
@@ -283,6 +284,10 @@ class _Scoring:
             g.extra.setdefault("holds", []).append(
                 f"the answer states {said}, which neither the passage nor the question states (as "
                 "that number, or in that currency or as a percentage): held for review")
+        if shifted := direction_controls(g.text):  # the number hold and grounding read it in stored order
+            g.extra.setdefault("holds", []).append(
+                f"the answer holds direction controls ({shifted}), which make it show in another order than it was "
+                "read and scored in (stored '03 days' shows as '30 days'): held for review")
         if steer_info is not None and steer_info.get("alpha") != 1.0 and steer_info.get("n_neurons"):
             # steering scales the very neurons the probe reads: damped, they lowered a wrong answer's risk from 0.74
             # (abstain) to 0.09, under thresholds fitted on unsteered answers, and it was accepted (a risk officer's trial)

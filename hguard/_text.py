@@ -24,7 +24,7 @@ from typing import Sequence
 import regex  # Unicode properties the standard re lacks
 
 __all__ = ["asks_only_yes_no", "asks_yes_no", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "language_of",
-           "reads_english", "same_words", "shown_plainly", "without_ignorables", "words_of"]
+           "direction_controls", "listed", "reads_english", "same_words", "shown_plainly", "without_ignorables", "words_of"]
 
 # A comma between digit groups: "1,000" and "12,345.6", not "1,2" or "1,0000".
 _DIGIT_GROUP_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
@@ -92,6 +92,27 @@ def shown_plainly(text: str) -> str:
     if not any(hidden_character(c) for c in text):
         return text
     return "".join(c.encode("unicode_escape").decode("ascii") if hidden_character(c) else c for c in text)
+
+
+def listed(text: str, limit: int) -> str:
+    """``text`` for one line of a listing a person reads in a terminal: whitespace folded to single spaces, every
+    other :func:`hidden_character` escaped (an escape sequence in a question moved the cursor and wrote a forged
+    risk over the real one in ``hguard review list``), cut to ``limit`` characters."""
+    from .errors import one_line
+
+    return one_line(shown_plainly(" ".join(text.split())), limit)
+
+
+_DIRECTION_CONTROLS = regex.compile(r"[\u202a-\u202e\u2066-\u2069]")
+
+
+def direction_controls(text: str) -> str | None:
+    """The explicit direction controls ``text`` holds (embeddings, overrides, isolates: U+202A-U+202E,
+    U+2066-U+2069), as ``U+XXXX`` codes; None when none. Text holding them shows in another order than it is
+    stored and read ("\u202e03\u202c days" shows as "30 days"); the marks U+200E and U+200F, which right-to-left
+    writing uses, are not counted."""
+    found = _DIRECTION_CONTROLS.findall(text)
+    return ", ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(found)) if found else None
 
 
 def same_words(a: str, b: str) -> bool:

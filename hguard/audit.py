@@ -188,6 +188,10 @@ class AuditLog:
             raise InputError(
                 f"audit log path {str(path)!r} is a directory or empty; pass a file path such as audit.jsonl"
             )
+        if self.path.exists() and not self.path.is_file():  # a FIFO hung the writer, /dev/null failed "Invalid argument"
+            raise InputError(
+                f"audit log path {str(path)!r} is not a regular file (a device, a pipe or a socket); pass a file path "
+                "such as audit.jsonl")
         self.redact = bool(redact)
         self.lock_timeout = float(lock_timeout)
         self._key = _resolve_key(key)
@@ -675,7 +679,12 @@ class AuditLog:
             except ValueError as e:
                 damaged.append((prev_start, prev_raw, str(e)))
             pos = prev_start
-        prev_hash, seq = tail or (GENESIS_HASH, 0)
+        if tail is None:  # not one line of it is a record: another file (a wrong path, a symlink), not a damaged log
+            raise AuditError(
+                f"{self.path} is not an hguard audit log: none of its {len(damaged)} line(s) is an audit record "
+                f"(line 1: {damaged[-1][2]}); nothing was written to it. Name a new file (or the log itself) as the "
+                "audit path; if it was a log whose every record was overwritten, move it aside as evidence")
+        prev_hash, seq = tail
         first_line = _line_number_at(fd, damaged[-1][0])
         note = {
             "action": "damaged_lines_kept",

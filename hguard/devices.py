@@ -21,6 +21,20 @@ DEVICES = ("auto", "cpu", "cuda")
 _CUDA = re.compile(r"^cuda(:\d+)?$")
 
 
+def env_threads() -> int | None:
+    """The torch thread count ``HGUARD_THREADS`` sets (None when unset), or InputError naming the value and the fix:
+    not a whole number >= 1, or more than four per CPU of this machine (at least 64 allowed), past which torch
+    gains nothing (100000 died in a MemoryError and a segmentation fault)."""
+    n = os.environ.get("HGUARD_THREADS")
+    if not n:
+        return None
+    most = max(64, 4 * (os.cpu_count() or 1))
+    if not n.strip().isdigit() or not 1 <= int(n) <= most:
+        raise InputError(f"HGUARD_THREADS must be a whole number from 1 to {most} (this machine has {os.cpu_count()} "
+                         f"CPUs), got {n!r}; set e.g. HGUARD_THREADS=1 or unset it")
+    return int(n)
+
+
 def _cuda_available() -> bool:
     import torch
 

@@ -51,12 +51,13 @@ def cache_dir() -> Path:
     """Where dequantised weights live: ``$HGUARD_CACHE_DIR``, else ``$XDG_CACHE_HOME/hguard``, else ``~/.cache/hguard``."""
     from ._resources import NO_HOME, expand_home, home
 
-    env = os.environ.get("HGUARD_CACHE_DIR")
-    if env:
-        return expand_home(env, "HGUARD_CACHE_DIR")
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return expand_home(xdg, "XDG_CACHE_HOME") / "hguard"
+    for name, below in (("HGUARD_CACHE_DIR", ""), ("XDG_CACHE_HOME", "hguard")):
+        if env := os.environ.get(name):
+            named = expand_home(env, name)
+            if named.exists() and not named.is_dir():  # "Not a directory ('.../models')" named no setting
+                raise CacheError(f"{name}={env!r} names a file, not a folder; set {name} to a writable folder (or "
+                                 "unset it)")
+            return named / below if below else named
     folder = home()
     if folder is None:
         raise CacheError(f"the model cache's default folder is ~/.cache/hguard, but {NO_HOME}; set HGUARD_CACHE_DIR "

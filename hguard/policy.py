@@ -115,6 +115,8 @@ def _no_empty_path(value: Any) -> Any:
     # Path("") is the current folder: an empty value would make the policy's folder the log (or queue, ...)
     if isinstance(value, str) and not value.strip():
         raise ValueError("is empty; name a file (an empty path is the policy's own folder)")
+    if isinstance(value, str) and (Path(value.strip()).name in ("", ".", "..") or value.strip().endswith(("/", "\\"))):
+        raise ValueError(f"{value!r} names a folder; name a file in it (e.g. {value.strip().rstrip('/')}/audit.jsonl)")
     return value
 
 

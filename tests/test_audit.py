@@ -508,6 +508,29 @@ def test_a_line_nested_too_deeply_to_parse_is_a_damaged_line_not_a_crash(tmp_pat
     assert AuditLog(path).append({"after": "damage"}).seq == note["seq"] + 1  # the log goes on after it
 
 
+@pytest.mark.parametrize("content", [b"precious data, not a log\n", b'{"name": "a dataset row"}\n{"name": "b"}\n'])
+def test_a_file_that_holds_no_record_is_not_written_into(tmp_path, content):
+    """An audit path naming another file (a wrong path, a symlink to it) had the guard append its records to that
+    file after a "damaged lines kept" note, which told the admin of tampering (a red team's trial)."""
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(content)
+    (tmp_path / "audit.jsonl").symlink_to(victim)
+    with pytest.raises(AuditError, match="is not an hguard audit log: none of its .* line\\(s\\) is an audit record"):
+        AuditLog(tmp_path / "audit.jsonl").append({"q": "x"})
+    with pytest.raises(AuditError, match="is not an hguard audit log"):
+        repair(tmp_path / "audit.jsonl")
+    assert victim.read_bytes() == content
+
+
+def test_a_device_or_a_pipe_is_no_audit_log(tmp_path):
+    """A FIFO hung the writer without a word; /dev/null failed with "Invalid argument ... check free space"."""
+    fifo = tmp_path / "audit.jsonl"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/null"):
+        with pytest.raises(InputError, match="is not a regular file"):
+            AuditLog(path)
+
+
 def test_damaged_complete_last_line_is_kept_and_not_called_torn(tmp_path):
     path = tmp_path / "audit.jsonl"
     _make_log(path, 3)

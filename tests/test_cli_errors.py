@@ -73,6 +73,11 @@ def test_threads_not_a_number():
     _one_clear_line(run("ask", "q?", env={"HGUARD_THREADS": "abc"}), "HGUARD_THREADS", "'abc'", "HGUARD_THREADS=1")
 
 
+def test_threads_past_what_the_machine_can_use():
+    """HGUARD_THREADS=100000 died in "unexpected error: MemoryError" and a segmentation fault (a red team's trial)."""
+    _one_clear_line(run("ask", "q?", env={"HGUARD_THREADS": "100000"}), "HGUARD_THREADS", "'100000'", "HGUARD_THREADS=1")
+
+
 def test_missing_policy_file(tmp_path):
     _one_clear_line(run("ask", "q?", "--policy", str(tmp_path / "p.toml")), "p.toml")
 

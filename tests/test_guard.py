@@ -164,6 +164,31 @@ def test_an_answer_that_only_repeats_the_question_is_held_for_review_whatever_it
     assert rec["route"] == "review" and any("adds no word to the question's own" in x for x in rec["reasons"]), rec["reasons"]
 
 
+def test_an_answer_holding_direction_controls_is_held_for_review(calibrated, tmp_path, monkeypatch):
+    """A red team's trial: "within \u202e03\u202c days" shows as "30 days" but was read (by the number hold, by
+    grounding) as "03": what a user sees is not what was scored."""
+    import hguard._guard_scoring as scoring
+    from hguard._text import direction_controls
+
+    assert direction_controls("Refunds within \u202e03\u202c days.") == "U+202E, U+202C"
+    assert direction_controls("fee \u2067$21\u2069") == "U+2067, U+2069"
+    assert direction_controls("\u05e9\u05dc\u05d5\u05dd\u200f 30 days") is None  # the marks RTL writing uses
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    assert g.invoke("who is the author ?", domain="alpha").route == "accept"
+    seen = []
+
+    def shown_reversed(text):  # the tiny model writes no control: read its answer as if it held an override
+        seen.append(text)
+        return direction_controls(text + "\u202e03\u202c")
+
+    monkeypatch.setattr(scoring, "direction_controls", shown_reversed)
+    r = g.invoke("who is the author ?", domain="alpha")
+    assert seen == [r.answer] and r.route == "review" and r.risk is not None, r.reasons
+    rec = AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)
+    assert any("holds direction controls (U+202E, U+202C)" in x for x in rec["reasons"]), rec["reasons"]
+
+
 def test_unknown_domain_goes_to_review_never_accept(guard):
     r = guard.invoke("who is the author ?", domain="gamma")
     assert r.route == "review" and any("gamma" in x for x in r.reasons)

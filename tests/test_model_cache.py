@@ -179,3 +179,16 @@ def test_a_first_load_answers_from_the_cache_it_wrote_as_every_later_load_does(t
     assert first.model is not source.model  # the answering model is the cache's
     second = models.load_model(gguf)
     assert second.load_info["cache_hit"] is True and first.fingerprint == second.fingerprint
+
+
+@pytest.mark.parametrize("name", ["HGUARD_CACHE_DIR", "XDG_CACHE_HOME"])
+def test_a_cache_setting_naming_a_file_is_refused_naming_the_setting(tmp_path, monkeypatch, name):
+    """It failed later with "Not a directory ('.../models')", naming no setting (a red team's trial)."""
+    f = tmp_path / "afile"
+    f.write_text("x")
+    monkeypatch.delenv("HGUARD_CACHE_DIR", raising=False)
+    monkeypatch.setenv(name, str(f))
+    with pytest.raises(models.CacheError, match=f"{name}=.*afile.* names a file, not a folder; set {name}"):
+        models.cache_dir()
+    monkeypatch.setenv(name, str(tmp_path / "new"))  # a folder not made yet is fine
+    assert models.cache_dir() in (tmp_path / "new", tmp_path / "new" / "hguard")

@@ -244,6 +244,16 @@ BAD_FILES = [
         'version = 1\n[audit]\npath = ""\n',
         'version: 1\naudit:\n  path: ""\n',
     ),
+    (  # "." is the policy's own folder too (passed validation; a red team's trial)
+        "audit.path",
+        'version = 1\n[audit]\npath = "."\n',
+        'version: 1\naudit:\n  path: "."\n',
+    ),
+    (
+        "review.queue",
+        'version = 1\n[review]\nqueue = "queues/"\n',
+        'version: 1\nreview:\n  queue: "queues/"\n',
+    ),
     (
         "generation.max_new_tokens",
         "version = 1\n[generation]\nmax_new_tokens = 0\n",

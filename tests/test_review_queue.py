@@ -739,6 +739,17 @@ def test_cli_list_marks_a_spot_check_of_an_accepted_answer(queue, capsys):
     assert lines[held + 1].strip() == "answer: The capital of held is Foo."  # what the reviewer decides on
 
 
+def test_cli_list_escapes_what_would_rewrite_the_reviewers_terminal(queue, capsys):
+    """A red team's trial: a question holding "ESC[1G ESC[2K" moved the cursor and erased the item's line, so the
+    reviewer read a forged "0.010 ... checked-ok" over the real risk; ESC[8m hid what followed."""
+    forged = "Capital of Peru?\x1b[1G\x1b[2K 0.010 geography checked-ok\x1b[8m"
+    queue.enqueue(make_item("held", question=forged, answer="Lima\u202e03\u202c\nis it"))
+    assert cli_main(["list", "--queue", str(queue.path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u202e" not in out
+    assert "Capital of Peru?\\x1b[1G\\x1b[2K 0.010" in out and "answer: Lima\\u202e03\\u202c is it" in out
+
+
 def test_cli_list_says_an_empty_queue_holds_no_items(queue, capsys):
     """A trial: `hguard review list` on a queue with no items printed nothing at all, exit 0 (read as a failure)."""
     queue.enqueue(make_item("held"))

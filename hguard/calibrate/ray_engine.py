@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..devices import env_threads
 from ..errors import DataError, InputError, install_extra
 from .collect import Collected, answer_batch, check_ids, load_collected, raise_failed, relabel, this_run
 from .shards import ShardStore, collection_settings, write_shard
@@ -301,7 +302,7 @@ def collect_ray(
                         model=model, factory=options.model_factory, system_prompt=generator.system_prompt,
                         max_new_tokens=generator.max_new_tokens, work_dir=str(os.path.abspath(store.work)),
                         settings=store.settings,
-                        threads=int(os.environ.get("HGUARD_THREADS") or max(1, int(options.num_cpus))),
+                        threads=env_threads() or max(1, int(options.num_cpus)),
                         device=options.device, num_gpus=float(options.num_gpus or 0.0),
                     ),
                     batch_size=1,

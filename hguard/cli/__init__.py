@@ -28,13 +28,12 @@ def _dump(obj) -> str:
 
 
 def _torch_threads() -> None:
-    n = os.environ.get("HGUARD_THREADS")
-    if n:
-        if not n.strip().isdigit() or int(n) < 1:
-            raise InputError(f"HGUARD_THREADS must be a whole number >= 1, got {n!r}; set e.g. HGUARD_THREADS=1 or unset it")
+    from ..devices import env_threads
+
+    if (n := env_threads()) is not None:
         import torch
 
-        torch.set_num_threads(int(n))
+        torch.set_num_threads(n)
 
 
 def read_text_file(path: str, what: str) -> str:

@@ -10,7 +10,8 @@ import sys
 import warnings
 from typing import TYPE_CHECKING, cast
 
-from ..errors import HGuardError, InputError, one_line
+from .._text import listed
+from ..errors import HGuardError, InputError
 from ..review.queue import VERDICTS, ReviewItem, ReviewQueue
 from ..review._items import shown_domain
 from ..review._pages import _fmt_risk
@@ -195,8 +196,8 @@ def main(argv: list[str]) -> int:
                 verdict = f"  {it.verdict.verdict} by {it.verdict.reviewer}" if it.verdict else ""
                 spot = "[spot-check of an accepted answer] " if it.spot_check else ""
                 print(f"{_fmt_risk(it.risk):>8}  {shown_domain(it.domain):<14} {it.id}  "
-                      f"{spot}{one_line(it.question, 70)}{verdict}")  # fmt: skip
-                print(f"{'':>8}  answer: {one_line(it.answer, 100)}")  # what the reviewer decides on
+                      f"{spot}{listed(it.question, 70)}{verdict}")  # fmt: skip
+                print(f"{'':>8}  answer: {listed(it.answer, 100)}")  # what the reviewer decides on
                 if it.id in edited:
                     print(f"{'':>8}  NO VERDICT CAN BE RECORDED: {edited[it.id]}")
             return 0
