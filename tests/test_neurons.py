@@ -272,6 +272,92 @@ def test_load_model_reads_a_local_hugging_face_folder(tmp_path):
     assert load_model(tmp_path).fingerprint != again.fingerprint
 
 
+def _saved(tmp_path, arch="qwen2"):
+    lm = tiny_model(arch)
+    lm.model.save_pretrained(tmp_path)
+    lm.tokenizer.save_pretrained(tmp_path)
+    return lm
+
+
+def test_a_folder_whose_files_lack_weights_its_config_needs_is_refused(tmp_path):
+    """A tensor missing from the files (or a config naming another architecture than the weights') was filled at
+    random on every load under one fingerprint: a probe calibrated on one load accepted another's answers (a trial
+    of other architectures)."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from hguard.errors import ModelNotFoundError
+    from hguard.models import load_model
+
+    _saved(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    tensors = load_file(weights)
+    kept = dict(tensors)
+    del tensors["model.layers.1.mlp.down_proj.weight"]
+    save_file(tensors, weights, metadata={"format": "pt"})
+    with pytest.raises(ModelNotFoundError, match=r"1 weight\(s\) its config's Qwen2ForCausalLM needs are not in its "
+                                                 r"files \(model.layers.1.mlp.down_proj.weight\); transformers would fill"):
+        load_model(tmp_path)
+    save_file(kept, weights, metadata={"format": "pt"})
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "llama", "architectures": ["LlamaForCausalLM"]}))
+    assert load_model(tmp_path).model.config.model_type == "llama"  # the same names: all found (qwen2 adds biases)
+    (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
+    with pytest.raises(ModelNotFoundError, match=r"GPT2LMHeadModel needs are not in its files .* weight\(s\) in the files "
+                                                 r"are of no use to it"):
+        load_model(tmp_path)
+
+
+@pytest.mark.parametrize("model_type, says", [
+    ("t5", "is an encoder-decoder model"), ("mixtral", "is a mixture-of-experts model"),
+    ("my_custom_lm", "hguard does not know where the FFN down-projection")])
+def test_a_folder_of_a_model_hguard_cannot_read_is_refused_before_its_weights_load(tmp_path, monkeypatch, model_type, says):
+    """A T5 folder failed as "unexpected error ... (200 names) ... report it"; a mixture of experts was "unknown", and
+    only after its whole load."""
+    import json
+
+    import transformers
+
+    from hguard.models import load_model
+
+    _saved(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": model_type,
+                                                      "is_encoder_decoder": model_type == "t5"}))
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, **k: pytest.fail("the weights were loaded"))
+    with pytest.raises(UnsupportedModelError, match=says) as info:
+        load_model(tmp_path)
+    assert f"model_type {model_type!r}" in str(info.value) and "supported model types: " in str(info.value)
+
+
+def test_the_fingerprint_covers_a_shard_in_a_subfolder_its_index_and_the_dtype(tmp_path):
+    """A shard the index placed in a subfolder was loaded but not fingerprinted (changed weights, same
+    fingerprint); bfloat16 weights moved the neurons under a float32 probe's fingerprint."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from hguard.models import load_model
+
+    _saved(tmp_path)
+    tensors = load_file(tmp_path / "model.safetensors")
+    moved = "model.layers.1.mlp.down_proj.weight"
+    (tmp_path / "w").mkdir()
+    save_file({moved: tensors.pop(moved)}, tmp_path / "w" / "extra.safetensors", metadata={"format": "pt"})
+    save_file(tensors, tmp_path / "main.safetensors", metadata={"format": "pt"})
+    (tmp_path / "model.safetensors").unlink()
+    index = {"metadata": {}, "weight_map": {**{k: "main.safetensors" for k in tensors}, moved: "w/extra.safetensors"}}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    first = load_model(tmp_path).fingerprint
+    extra = load_file(tmp_path / "w" / "extra.safetensors")
+    save_file({moved: extra[moved] * 2}, tmp_path / "w" / "extra.safetensors", metadata={"format": "pt"})
+    assert load_model(tmp_path).fingerprint != first
+    bf16 = load_model(tmp_path, dtype=torch.bfloat16).fingerprint
+    assert bf16.endswith("+bfloat16") and bf16.removesuffix("+bfloat16") == load_model(tmp_path).fingerprint
+
+
 def test_a_model_folder_without_tokenizer_files_is_refused_before_loading(tmp_path):
     from hguard.errors import ModelNotFoundError
     from hguard.models import load_model
