@@ -260,6 +260,11 @@ class _Recording:
         try:
             self.review_queue.enqueue(item)
         except ReviewQueueError as exc:
+            try:  # a guard starting meanwhile put it back from its decision record while this one waited for the lock
+                if not self.review_queue.absent([str(result.audit_id)]):
+                    return True  # queued once: no error record, no warning that it is not
+            except Exception:
+                pass
             if self.audit is None:
                 raise
             later = "a guard started on this policy puts it back in the queue from it"

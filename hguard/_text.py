@@ -103,14 +103,16 @@ def listed(text: str, limit: int) -> str:
     return one_line(shown_plainly(" ".join(text.split())), limit)
 
 
-_DIRECTION_CONTROLS = regex.compile(r"[\u202a-\u202e\u2066-\u2069]")
+# embeddings, overrides, isolates; and the marks (LRM, RLM, ALM) where they stand beside a digit, which reorder
+# digits as an override does ("0\u200f3" shows as "30")
+_DIRECTION_CONTROLS = regex.compile(r"[\u202a-\u202e\u2066-\u2069]|[\u200e\u200f\u061c](?=\d)|(?<=\d)[\u200e\u200f\u061c]")
 
 
 def direction_controls(text: str) -> str | None:
-    """The explicit direction controls ``text`` holds (embeddings, overrides, isolates: U+202A-U+202E,
-    U+2066-U+2069), as ``U+XXXX`` codes; None when none. Text holding them shows in another order than it is
-    stored and read ("\u202e03\u202c days" shows as "30 days"); the marks U+200E and U+200F, which right-to-left
-    writing uses, are not counted."""
+    """The direction controls ``text`` holds that change the order it shows in (embeddings, overrides, isolates:
+    U+202A-U+202E, U+2066-U+2069; the marks U+200E, U+200F, U+061C beside a digit), as ``U+XXXX`` codes; None
+    when none. Such text shows in another order than it is stored and read ("\u202e03\u202c days" and
+    "\u200f0\u200f3 days" show as "30 days"); a mark elsewhere, as right-to-left writing uses it, is not counted."""
     found = _DIRECTION_CONTROLS.findall(text)
     return ", ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(found)) if found else None
 

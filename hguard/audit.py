@@ -240,6 +240,32 @@ class AuditLog:
         A torn last line (a write that was cut short, so never acknowledged) is first moved aside and a
         ``recovery`` record says so in the chain; answers go on.
         """
+        receipt = self._append(record, kind)
+        assert receipt is not None
+        return receipt
+
+    def append_unless_written(self, record: dict[str, Any], *, kind: str, since: int,
+                              written: Callable[[Mapping[str, Any]], bool]) -> AuditReceipt | None:
+        """:meth:`append`, unless a record for which ``written`` holds was appended at or after byte ``since`` (the
+        log's size when the caller began reading it): checked under the log's lock, so processes that read the log
+        at once and each found a record missing write it once (several workers starting together each wrote the
+        same late spot-check record). None when it was there."""
+
+        def found(fd: int) -> bool:
+            size = os.fstat(fd).st_size
+            tail = _pread_exact(fd, size - since, since) if since < size else b""
+            for raw in tail.split(b"\n"):
+                try:
+                    rec, _ = _parse_line(raw, canonical=False)
+                except ValueError:
+                    continue
+                if written(rec):
+                    return True
+            return False
+
+        return self._append(record, kind, unless=found)
+
+    def _append(self, record: dict[str, Any], kind: str, unless: Callable[[int], bool] | None = None) -> AuditReceipt | None:
         record_id, body, nonfinite = _prepare(record, kind, self.redact)
         with _exclusive_fd(self.path, self.lock_timeout, create=True) as (fd, created):
             if created:
@@ -252,6 +278,8 @@ class AuditLog:
                 if created:  # refused before anything was written: leave no empty log behind
                     self.path.unlink(missing_ok=True)
                 raise
+            if unless is not None and unless(fd):
+                return None
             receipt = self._write_record(fd, record_id, kind, body, nonfinite, prev_hash, seq)
             self.last_receipt = receipt
         return receipt
@@ -264,7 +292,15 @@ class AuditLog:
         if self.path.exists() and self.path.stat().st_size > 0:
             fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             try:
-                self._check_key_before(fd, os.fstat(fd).st_size)  # past a torn or damaged last line, as append reads it
+                size = os.fstat(fd).st_size
+                _, raw, terminated = _last_line(fd, size)
+                try:
+                    if not terminated:
+                        raise ValueError("torn")
+                    _chain_fields(_parse_line(raw, canonical=False)[0])
+                except ValueError:  # recovered at the first append, unless the file is no log at all: refused now
+                    self._check_is_log(fd, size)
+                self._check_key_before(fd, size)  # past a torn or damaged last line, as append reads it
             finally:
                 os.close(fd)
         if self.anchor is None:
@@ -492,12 +528,14 @@ class AuditLog:
             return GENESIS_HASH, 0
         start, raw, terminated = _last_line(fd, size)
         if not terminated:
+            self._check_is_log(fd, size)  # before the torn tail is moved: another file is left as it is
             self._check_key_before(fd, start)  # before the torn tail is moved: a refused writer changes nothing
             return self._recover_torn(fd, start, raw, size)
         try:
             rec, _ = _parse_line(raw)
             tail = _chain_fields(rec)
         except ValueError as e:
+            self._check_is_log(fd, size)
             self._check_key_before(fd, start)  # the newest readable record decides whether this writer may chain on
             return self._note_damage(fd, start, raw, str(e))
         if "mac" in rec or self._key is None:  # the record just read says whose log this is
@@ -506,6 +544,31 @@ class AuditLog:
             self._check_key_before(fd, start)
         self._check_anchor(*tail)
         return tail
+
+    def _check_is_log(self, fd: int, size: int) -> None:
+        """AuditError, before anything is changed, when the file whose last line is torn or damaged holds nothing an
+        audit log would: no line that is or looks like a record (every record holds "prev_hash"), and not merely
+        blank or a first record cut short. The audit path then names another file (a wrong path, a symlink to it):
+        recovering it as a log moved its last line aside and appended records to it (a red team's trial)."""
+        marker, overlap, pos, blank_only = b'"prev_hash"', len(b'"prev_hash"') - 1, 0, True
+        while pos < size:
+            chunk = _pread_exact(fd, min(1 << 20, size - pos), pos)
+            if marker in chunk:
+                return
+            blank_only = blank_only and not chunk.strip()
+            pos += max(len(chunk) - overlap, 1) if pos + len(chunk) < size else len(chunk)
+        if blank_only:
+            return
+        content = _pread_exact(fd, size, 0).strip() if size <= (1 << 20) else b""
+        if content.startswith(b'{"') and b"\n" not in content:  # one line, cut short: a first record, if not whole JSON
+            try:
+                json.loads(content)
+            except ValueError:
+                return
+        raise AuditError(
+            f"{self.path} is not an hguard audit log: no line of it is or looks like an audit record; nothing was "
+            "changed or written. Name a new file (or the log itself) as the audit path; if it was a log whose every "
+            "record was overwritten, move it aside as evidence")
 
     def _create_anchor(self) -> None:
         """The anchor, empty, made durable in its folder before a new log's first record; AuditError if it cannot."""
@@ -679,12 +742,7 @@ class AuditLog:
             except ValueError as e:
                 damaged.append((prev_start, prev_raw, str(e)))
             pos = prev_start
-        if tail is None:  # not one line of it is a record: another file (a wrong path, a symlink), not a damaged log
-            raise AuditError(
-                f"{self.path} is not an hguard audit log: none of its {len(damaged)} line(s) is an audit record "
-                f"(line 1: {damaged[-1][2]}); nothing was written to it. Name a new file (or the log itself) as the "
-                "audit path; if it was a log whose every record was overwritten, move it aside as evidence")
-        prev_hash, seq = tail
+        prev_hash, seq = tail or (GENESIS_HASH, 0)
         first_line = _line_number_at(fd, damaged[-1][0])
         note = {
             "action": "damaged_lines_kept",
@@ -753,7 +811,8 @@ def repair(path: str | os.PathLike[str], *, key: bytes | None | str = _KEY_FROM_
     Returns the saved file's path, or None when there was no torn line. A damaged complete line is kept
     where it is (it is evidence) and a record naming it is chained after it; edited or missing records are
     for a human to look at with ``hguard audit verify``. With ``anchor`` (the writer's), a torn line whose
-    head the anchor holds was acknowledged, not a write cut short: it is refused, as the writer refuses it.
+    head the anchor holds was acknowledged, not a write cut short: it is refused, as the writer refuses it. A file
+    with no line that is or looks like a record is no audit log: refused, left as it is.
     """
     return _repair(path, key=key, anchor=anchor)[0]
 

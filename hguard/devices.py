@@ -29,7 +29,7 @@ def env_threads() -> int | None:
     if not n:
         return None
     most = max(64, 4 * (os.cpu_count() or 1))
-    if not n.strip().isdigit() or not 1 <= int(n) <= most:
+    if not (n.strip().isascii() and n.strip().isdigit()) or not 1 <= int(n) <= most:  # "²" is a digit int() refuses
         raise InputError(f"HGUARD_THREADS must be a whole number from 1 to {most} (this machine has {os.cpu_count()} "
                          f"CPUs), got {n!r}; set e.g. HGUARD_THREADS=1 or unset it")
     return int(n)

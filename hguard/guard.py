@@ -197,10 +197,12 @@ class Guard(_Scoring, _Recording):
         guard._requeue_missing()
         return guard
 
-    def _late_spot_check(self, decision: Mapping[str, Any], u: float) -> dict:
+    def _late_spot_check(self, decision: Mapping[str, Any], u: float, since: int) -> dict:
         """Write the spot-check record of an accepted decision the seed selected (``u`` below the rate recorded
         with it) whose own record is missing (the process stopped between the two), saying so, so that the
-        monitor's selection check and the review queue hold it; returns it as the log holds it (slim)."""
+        monitor's selection check and the review queue hold it; returns it as the log holds it (slim). Unless
+        another guard starting at once wrote it after byte ``since`` (where this start's reading began): then that
+        one is returned (each of three workers starting together wrote one)."""
         from .monitor import SPOT
 
         rate, domain = decision["spot_check_rate"], decision["domain"]
@@ -208,7 +210,18 @@ class Guard(_Scoring, _Recording):
                 "min_per_day": self.policy.domain(domain).spot_check_min_per_day,  # type: ignore[union-attr]
                 "selected_because": f"u {u:.6f} < spot_check_rate {rate} (recorded when a guard next started: "
                                     "the process stopped before the spot-check record)"}  # fmt: skip
-        return {**spot, "kind": SPOT, "id": self.audit.append(spot, kind=SPOT).id}
+        theirs: list[Mapping[str, Any]] = []
+
+        def written(r: Mapping[str, Any]) -> bool:
+            if r.get("kind") == SPOT and r.get("decision_audit_id") == decision["id"]:
+                theirs.append(r)
+            return bool(theirs)
+
+        receipt = self.audit.append_unless_written(spot, kind=SPOT, since=since, written=written)
+        if receipt is None:
+            return {k: theirs[0].get(k) for k in ("id", "kind", "route", "domain", "spot_check_rate",
+                                                  "decision_audit_id", "selected_because")}
+        return {**spot, "kind": SPOT, "id": receipt.id}
 
     def _signed(self, record: Mapping[str, Any]) -> bool:
         """Whether ``record`` holds a valid MAC under the audit log's key (every record, without a key)."""
@@ -236,6 +249,7 @@ class Guard(_Scoring, _Recording):
             pending: list[str] = []
             keep = ("id", "kind", "route", "domain", "spot_check_rate", "decision_audit_id", "selected_because")
             forged: set[str] = set()  # records of a keyed log without a valid MAC: nobody's to review
+            since = Path(self.audit.path).stat().st_size  # what another guard starting at once writes lies after it
             for r in self.audit:
                 kind = r.get("kind")
                 if kind == "decision" and r.get("route") == "accept":
@@ -261,7 +275,7 @@ class Guard(_Scoring, _Recording):
                     pending = []
             for did, (decision, u) in selected.items():
                 if did not in spotted:
-                    late = self._late_spot_check(decision, u)
+                    late = self._late_spot_check(decision, u, since)
                     spots[did] = late
                     pending.append(did)
             missing |= queue.absent(pending)

@@ -256,9 +256,10 @@ def _load_gguf(path: Path, *, name: str, use_cache: bool = True) -> LoadedModel:
     t0 = time.perf_counter()
     source_sha = sha256_file(path)
     fingerprint = f"gguf-sha256:{source_sha}"
-    folder = _cache_folder_for(path, source_sha)
-    info: dict = {"source": str(path), "cache": str(folder) if use_cache else None}
-    if use_cache:
+    info: dict = {"source": str(path), "cache": None}
+    if use_cache:  # the cache's folder is looked up only when used (a cache setting naming a file is refused there)
+        folder = _cache_folder_for(path, source_sha)
+        info["cache"] = str(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         # Two processes loading at once must not both write (or read a half-written) cache.
         with FileLock(str(folder) + ".lock"):
@@ -448,7 +449,7 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
             ) from exc
         tokenizer = AutoTokenizer.from_pretrained(path)
         return _finish(
-            model, tokenizer, name=path.name, source=str(path), fingerprint=_folder_fingerprint(path, dtype),
+            model, tokenizer, name=path.name, source=str(path), fingerprint=_folder_fingerprint(path, model.dtype),
             load_info={"seconds": time.perf_counter() - t0},
         )
     text = os.fspath(source)
@@ -473,7 +474,7 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
             f"elsewhere and pass the local folder, or use \"default\""
         ) from exc
     return _finish(
-        model, tokenizer, name=text, source=f"hub:{text}", fingerprint=_hub_fingerprint(text, model) + _dtype_suffix(dtype),
+        model, tokenizer, name=text, source=f"hub:{text}", fingerprint=_hub_fingerprint(text, model) + _dtype_suffix(model.dtype),
         load_info={"seconds": time.perf_counter() - t0},
     )
 

@@ -29,6 +29,7 @@ path stays importable and fast without them.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -111,12 +112,22 @@ def _open_unit(default: float, description: str) -> Any:
     return Field(default, gt=0.0, lt=1.0, strict=True, allow_inf_nan=False, description=description)
 
 
-def _no_empty_path(value: Any) -> Any:
+# a file name to suggest for each path field that names a folder
+_FILE_FOR = {"path": "hguard-audit.jsonl", "anchor": "audit.anchor", "key_file": "hguard.key",
+             "queue": "hguard-review.sqlite3", "state": "hguard-monitor-state.json"}
+
+
+def _no_empty_path(value: Any, info: ValidationInfo) -> Any:
     # Path("") is the current folder: an empty value would make the policy's folder the log (or queue, ...)
     if isinstance(value, str) and not value.strip():
         raise ValueError("is empty; name a file (an empty path is the policy's own folder)")
-    if isinstance(value, str) and (Path(value.strip()).name in ("", ".", "..") or value.strip().endswith(("/", "\\"))):
-        raise ValueError(f"{value!r} names a folder; name a file in it (e.g. {value.strip().rstrip('/')}/audit.jsonl)")
+    if isinstance(value, (str, os.PathLike)):
+        text = os.fspath(value).strip()
+        last = re.split(r"[/\\]", text)[-1]
+        if last in ("", ".", "..", "~"):  # "logs/", "logs/.", "~": a folder, which pathlib's name does not show
+            folder = re.sub(r"([/\\]+\.?)+$", "", text) or text.rstrip("/\\") or text
+            raise ValueError(f"{text!r} names a folder; name a file in it (e.g. "
+                             f"{os.path.join(folder, _FILE_FOR.get(info.field_name or '', 'hguard-audit.jsonl'))})")
     return value
 
 

@@ -508,18 +508,38 @@ def test_a_line_nested_too_deeply_to_parse_is_a_damaged_line_not_a_crash(tmp_pat
     assert AuditLog(path).append({"after": "damage"}).seq == note["seq"] + 1  # the log goes on after it
 
 
-@pytest.mark.parametrize("content", [b"precious data, not a log\n", b'{"name": "a dataset row"}\n{"name": "b"}\n'])
+@pytest.mark.parametrize("content", [
+    b"precious data, not a log\n", b'{"name": "a dataset row"}\n{"name": "b"}\n',
+    b"precious data, not a log", b'{"db": "prod", "rows": 3}', b'{"name": "a dataset row"}\n{"name": "b"}'])
 def test_a_file_that_holds_no_record_is_not_written_into(tmp_path, content):
     """An audit path naming another file (a wrong path, a symlink to it) had the guard append its records to that
-    file after a "damaged lines kept" note, which told the admin of tampering (a red team's trial)."""
+    file after a "damaged lines kept" note that spoke of tampering, or, without a last newline, move its last line
+    aside as a torn write and write over it (a red team's trial, and a review of the first fix)."""
     victim = tmp_path / "victim.txt"
     victim.write_bytes(content)
     (tmp_path / "audit.jsonl").symlink_to(victim)
-    with pytest.raises(AuditError, match="is not an hguard audit log: none of its .* line\\(s\\) is an audit record"):
-        AuditLog(tmp_path / "audit.jsonl").append({"q": "x"})
-    with pytest.raises(AuditError, match="is not an hguard audit log"):
-        repair(tmp_path / "audit.jsonl")
-    assert victim.read_bytes() == content
+    log = AuditLog(tmp_path / "audit.jsonl")
+    for attempt in (log.check_writable, lambda: log.append({"q": "x"}), lambda: repair(tmp_path / "audit.jsonl")):
+        with pytest.raises(AuditError, match="is not an hguard audit log: no line of it is or looks like an audit record"):
+            attempt()
+    assert victim.read_bytes() == content and not list(tmp_path.glob("*.torn-*"))
+
+
+@pytest.mark.parametrize("content", [b"\n", b"\n\n  \n", b'{"answer":"Paris","context":null,"domain":"geo', None])
+def test_a_log_whose_only_record_is_damaged_or_cut_is_still_recovered(tmp_path, content):
+    """What a log's damage leaves (a blank line, a first record cut short, a record with a byte rotted) is recovered
+    as before, not refused as another file."""
+    path = tmp_path / "audit.jsonl"
+    if content is None:  # a record whose bytes rotted, "prev_hash" still readable
+        _make_log(path, 1)
+        content = path.read_bytes().replace(b'"seq":0', b'"seq":#', 1)
+    path.write_bytes(content)
+    log = AuditLog(path)
+    log.check_writable()
+    assert log.append({"after": "damage"}).seq >= 1
+    assert json.loads(_lines(path)[-2])["kind"] == "recovery"
+    kept = path.read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("audit.jsonl.torn-*"))
+    assert content in kept  # kept in place, or moved aside as a write cut short
 
 
 def test_a_device_or_a_pipe_is_no_audit_log(tmp_path):

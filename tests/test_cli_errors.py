@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from hguard.errors import InputError
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -76,6 +78,13 @@ def test_threads_not_a_number():
 def test_threads_past_what_the_machine_can_use():
     """HGUARD_THREADS=100000 died in "unexpected error: MemoryError" and a segmentation fault (a red team's trial)."""
     _one_clear_line(run("ask", "q?", env={"HGUARD_THREADS": "100000"}), "HGUARD_THREADS", "'100000'", "HGUARD_THREADS=1")
+    from hguard.devices import env_threads
+
+    for odd in ("\u00b2", "\u0664"):  # a superscript two (a "digit" int() refuses), an Arabic-Indic four
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("HGUARD_THREADS", odd)
+            with pytest.raises(InputError, match=f"HGUARD_THREADS must be a whole number from 1 to .*got {odd!r}"):
+                env_threads()
 
 
 def test_missing_policy_file(tmp_path):

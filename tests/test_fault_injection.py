@@ -386,6 +386,32 @@ def test_queue_fault_after_the_decision_is_audited_keeps_the_answer_held_and_on_
         g.invoke(Q, domain="gamma")
 
 
+def test_an_answer_another_guard_put_back_while_this_one_waited_is_queued_not_an_error(make_guard, tmp_path):
+    """A web service's trial: while one worker's enqueue waited for the queue's lock, a worker starting up put the
+    held answer back from its decision record; the first then recorded a review_queue_error and warned that the
+    answer was not queued, for an item queued exactly once."""
+    import warnings
+
+    from hguard.testing import guard_queue
+
+    g = make_guard()
+    queue = guard_queue(tmp_path / "queue.sqlite3", audit=g.audit)
+    real = queue.enqueue
+
+    def put_back_meanwhile(item):
+        real(item)  # what the starting guard did from the decision record
+        raise ReviewQueueError(f"review queue {queue.path}: an item with audit_id {item['audit_id']!r} is already queued")
+
+    queue.enqueue = put_back_meanwhile
+    g.review_queue = queue
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "could not take this answer now"
+        r = g.invoke(Q, domain="gamma")
+    assert r.route == "review" and not any("could not take" in x for x in r.reasons)
+    assert not queue.absent([r.audit_id])
+    assert not [x for x in AuditLog(tmp_path / "audit.jsonl") if x["kind"] == "review_queue_error"]
+
+
 def test_no_fault_combination_accepts(make_guard, monkeypatch):
     """Every single-signal NaN on the finished answer, one at a time, with context: never accept."""
     g = make_guard()

@@ -173,6 +173,7 @@ def test_an_answer_holding_direction_controls_is_held_for_review(calibrated, tmp
     assert direction_controls("Refunds within \u202e03\u202c days.") == "U+202E, U+202C"
     assert direction_controls("fee \u2067$21\u2069") == "U+2067, U+2069"
     assert direction_controls("\u05e9\u05dc\u05d5\u05dd\u200f 30 days") is None  # the marks RTL writing uses
+    assert direction_controls("Refunds within \u200f0\u200f3 days.") == "U+200F"  # a mark between digits reorders them
     lm, root = calibrated
     g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
     assert g.invoke("who is the author ?", domain="alpha").route == "accept"
@@ -1000,6 +1001,32 @@ def test_a_spot_check_the_process_stopped_before_recording_is_recorded_and_queue
     item = ReviewQueue(tmp_path / "queue.sqlite3").get(lost.id)
     assert item is not None and item.spot_check and item.answer == "paris"
     assert check_selection(pol, list(log))["alpha"]["mismatches"] == []
+
+
+def test_guards_starting_at_once_write_a_missing_spot_check_once(calibrated, tmp_path, monkeypatch):
+    """A web service's trial: three workers starting together each read the log, each found the spot-check record
+    missing, and each wrote one (one decision, two spot_check records). One written by another start after this one
+    began reading is taken as it is."""
+    lm, root = calibrated
+    pol = _policy(root, tmp_path, accept_below=1.0, abstain_above=1.0, spot_check_rate=1.0)
+    Guard.from_policy(pol, lm=lm)
+    log = AuditLog(tmp_path / "audit.jsonl")
+    lost = log.append({"request_id": "d1", "route": "accept", "domain": "alpha", "spot_check_rate": 1.0,
+                       "question": "who ?", "answer": "paris"}, kind="decision")
+    real = Guard._late_spot_check
+
+    def another_start_wrote_it_first(self, decision, u, since):
+        other = dict(decision_audit_id=decision["id"], domain="alpha", u=u, rate=1.0, selected_because="another start")
+        AuditLog(tmp_path / "audit.jsonl").append(other, kind="spot_check")  # after this start read the log
+        return real(self, decision, u, since)
+
+    monkeypatch.setattr(Guard, "_late_spot_check", another_start_wrote_it_first)
+    with pytest.warns(UserWarning):
+        Guard.from_policy(pol, lm=lm)
+    spot = [r for r in log if r["kind"] == "spot_check" and r["decision_audit_id"] == lost.id]
+    assert [r["selected_because"] for r in spot] == ["another start"]
+    assert log.append_unless_written({"x": 1}, kind="note", since=0, written=lambda r: r.get("kind") == "spot_check") is None
+    assert log.append_unless_written({"x": 1}, kind="note", since=0, written=lambda r: False) is not None
 
 
 def _keyed_policy(root, tmp_path, monkeypatch):

@@ -192,3 +192,23 @@ def test_a_cache_setting_naming_a_file_is_refused_naming_the_setting(tmp_path, m
         models.cache_dir()
     monkeypatch.setenv(name, str(tmp_path / "new"))  # a folder not made yet is fine
     assert models.cache_dir() in (tmp_path / "new", tmp_path / "new" / "hguard")
+
+
+def test_a_load_without_the_cache_does_not_look_the_cache_folder_up(tmp_path, monkeypatch):
+    """`load_model(gguf, use_cache=False)` loaded while XDG_CACHE_HOME named a file; the check of the cache setting
+    must not refuse a load that uses no cache (a review of that check)."""
+    import transformers
+
+    f = tmp_path / "afile"
+    f.write_text("x")
+    monkeypatch.delenv("HGUARD_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(f))
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF not really")
+    lm = tiny_model("llama")
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: lm.model)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: lm.tokenizer)
+    loaded = models.load_model(gguf, use_cache=False)
+    assert loaded.load_info["cache"] is None and loaded.fingerprint.startswith("gguf-sha256:")
+    with pytest.raises(models.CacheError, match="XDG_CACHE_HOME=.* names a file"):
+        models.load_model(gguf)

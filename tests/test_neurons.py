@@ -356,6 +356,7 @@ def test_the_fingerprint_covers_a_shard_in_a_subfolder_its_index_and_the_dtype(t
     assert load_model(tmp_path).fingerprint != first
     bf16 = load_model(tmp_path, dtype=torch.bfloat16).fingerprint
     assert bf16.endswith("+bfloat16") and bf16.removesuffix("+bfloat16") == load_model(tmp_path).fingerprint
+    assert load_model(tmp_path, dtype="auto").fingerprint == load_model(tmp_path).fingerprint  # loaded as float32
 
 
 def test_a_model_folder_without_tokenizer_files_is_refused_before_loading(tmp_path):

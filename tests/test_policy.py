@@ -254,6 +254,16 @@ BAD_FILES = [
         'version = 1\n[review]\nqueue = "queues/"\n',
         'version: 1\nreview:\n  queue: "queues/"\n',
     ),
+    (  # pathlib reads "logs/." as "logs": a folder too
+        "audit.path",
+        'version = 1\n[audit]\npath = "logs/."\n',
+        'version: 1\naudit:\n  path: "logs/."\n',
+    ),
+    (
+        "monitor.state",
+        'version = 1\n[monitor]\nstate = "~"\n',
+        'version: 1\nmonitor:\n  state: "~"\n',
+    ),
     (
         "generation.max_new_tokens",
         "version = 1\n[generation]\nmax_new_tokens = 0\n",
