@@ -25,6 +25,8 @@ from .settings import CLOSED_BOOK, PROMPT_MODES, RAG, GenerationSettings
 # how a probe file's thresholds_fitted_on opens when they were fitted on cross-family scores
 # (hguard.calibrate.families.CROSS_FAMILY_SCORES), which also fits the out-of-distribution check
 _CROSS_FAMILY = "cross-family out-of-fold"
+# how calibrations that fitted the merger on the very scores they certified thresholds on said so
+_IN_SAMPLE_MERGER = "merged by the shipped merger, which was fitted on those same cross-family scores"
 
 FINGERPRINT_KEYS = (
     "model_fingerprint", "chat_template_fingerprint", "system_prompt_fingerprint", "context_prompt_fingerprint",
@@ -350,7 +352,30 @@ class CalibratedDomain:
             "[generation] to the calibration's settings or recalibrate the domain"
         )
 
+    @property
+    def in_sample_thresholds(self) -> str | None:
+        """Why this file's accept threshold certifies nothing, or None: it was fitted on merged risks of a merger
+        fitted on those same answers (calibrations before the merged risks were made family by family say so in
+        ``thresholds_fitted_on``), so the bound is in-sample; recalibrated, the same answers certified nothing where
+        the old file accepted below 0.24 (an upgrading team's trial)."""
+        fitted_on = self.thresholds_fitted_on
+        if isinstance(fitted_on, str) and _IN_SAMPLE_MERGER in fitted_on:
+            return ("its accept threshold was certified on merged risks from a merger fitted on those same answers "
+                    "(a calibration before the cross-family mergers: in-sample, no guarantee), so it accepts nothing "
+                    "until the domain is recalibrated")
+        return None
+
     def fit_thresholds(self, domain_policy, *, target: float | None = None) -> Any:
+        th = self._fit_thresholds(domain_policy, target=target)
+        why = self.in_sample_thresholds
+        if why is None or th is None or not th.accept_below:
+            return th
+        from dataclasses import replace
+
+        return replace(th, accept_below=0.0, coverage=0.0, accepted_error_rate=None, accepted_error_ucb=None,
+                       method=f"{th.method}; {why}")
+
+    def _fit_thresholds(self, domain_policy, *, target: float | None = None) -> Any:
         """Thresholds for the policy's own target (or ``target``, e.g. the monitor's stricter one) and
         confidence, fitted on the calibration scores this domain carries, pooled or per family as the
         policy's ``certify`` says; the stored thresholds when it carries none (or without a domain policy).

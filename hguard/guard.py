@@ -170,6 +170,13 @@ class Guard(_Scoring, _Recording):
                 warnings.warn(f"{NO_ROUTER_QUESTIONS.format(domain=name)}: automatic domain choice never picks it, and "
                               "every request naming it goes to review", UserWarning, stacklevel=2)
             for cd in (plan.closed_book, plan.rag):
+                stale = [w for w in (cd.in_sample_thresholds, None if cd.held_out_scores is not None or cd.calibration_scores
+                                     is None else "it carries no held-out answers, so an accept threshold they would "
+                                     "reject is not withdrawn") if w] if cd is not None and name in pol.domains else []
+                if stale:  # an older calibration's file: what the current one certifies, and does not, said once
+                    warnings.warn(f"domain {name!r}{' (RAG)' if cd is plan.rag else ''}: calibrated by an older release: "
+                                  f"{'; '.join(stale)}; recalibrate it (hguard calibrate{'-rag' if cd is plan.rag else ''} "
+                                  "with its data) to certify an accept threshold", UserWarning, stacklevel=2)
                 why = cd.probe.chance_warning() if cd is not None else None
                 if why:
                     warnings.warn(f"domain {name!r}{' (RAG)' if cd is plan.rag else ''}: {why}; its risk rests on the "

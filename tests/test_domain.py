@@ -264,6 +264,45 @@ def test_an_accept_threshold_its_held_out_answers_reject_is_withdrawn_at_any_tar
     assert CalibratedDomain.load(tmp_path / "ok.json").fit_thresholds(dp).accept_below > 0.1
 
 
+def test_a_threshold_an_older_calibration_certified_in_sample_accepts_nothing_and_says_so(small_probe, tmp_path):
+    """An upgrading team's trial: a probe file of an older release (its merger fitted on the very merged risks its
+    thresholds were certified on) accepted a hallucinated answer under accept_below 0.24, where recalibrating the
+    same rows certified nothing, and nothing said so."""
+    from types import SimpleNamespace
+
+    old = ("cross-family out-of-fold merged risks of the training split: each answer's probe score comes from a probe "
+           "fitted without its family (leave-one-family-out), merged by the shipped merger, which was fitted on those "
+           "same cross-family scores")
+    dp = SimpleNamespace(target_hallucination_rate=0.2, confidence=0.9, abstain_precision=0.9, certify="pooled")
+    now = _domain(small_probe)
+    assert now.in_sample_thresholds is None and now.fit_thresholds(dp).accept_below > 0.1
+    _domain(small_probe, thresholds_fitted_on=old).save(tmp_path / "old.json")
+    back = CalibratedDomain.load(tmp_path / "old.json")
+    for th in (back.fit_thresholds(dp), back.fit_thresholds(None)):  # the policy's target, or the file's own
+        assert th.accept_below == 0.0 and th.abstain_above == now.fit_thresholds(dp).abstain_above
+        assert "accepts nothing until the domain is recalibrated" in th.method
+    assert "in-sample, no guarantee" in back.in_sample_thresholds
+
+
+def test_the_guard_says_at_start_which_domains_an_older_calibration_leaves_uncertified(tiny_calibrated, tmp_path):
+    import shutil
+
+    lm, root = tiny_calibrated
+    probes = tmp_path / "probes"
+    shutil.copytree(root / "probes", probes)
+    from dataclasses import replace
+
+    beta = CalibratedDomain.load(probes / "beta.json")  # as an older release wrote it (saved again: its own id)
+    replace(beta, thresholds_fitted_on="... merged by the shipped merger, which was fitted on those same cross-family "
+            "scores", held_out_scores=None).save(probes / "beta.json")
+    with pytest.warns(UserWarning) as said:
+        g = Guard.from_policy(_policy(probes, tmp_path), lm=lm)
+    old = [str(w.message) for w in said if "calibrated by an older release" in str(w.message)]
+    assert len(old) == 1 and old[0].startswith("domain 'beta': calibrated by an older release: its accept threshold")
+    assert "it carries no held-out answers" in old[0] and "recalibrate it (hguard calibrate with its data)" in old[0]
+    assert g.fitted_thresholds("beta").accept_below == 0.0
+
+
 def test_the_held_out_check_counts_only_the_answers_the_guard_accepts(small_probe, tmp_path):
     """An evaluation engineer's trial: the figures of accepted answers counted answers under accept_below that the
     out-of-distribution check sends to review; the held-out check that withdraws an accept threshold did too. Here

@@ -110,7 +110,8 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
         retrievals = CAPTURE.retrievals_for(parent_run_id) if params.get("context") is None else []
         for chat in messages:
             try:
-                read = read_chat(chat, system_as_context=False, retrievals=retrievals)
+                read = read_chat(chat, system_as_context=False, retrievals=retrievals,
+                                 prompt_values=CAPTURE.prompt_values_for(parent_run_id) if retrievals else None)
                 q, passages = read.question, list(read.context or [])
             except Exception:  # not a single-question chat: keep the last message as the question
                 q, passages = (any_text(chat[-1]) if chat else ""), []

@@ -107,25 +107,31 @@ def _is_context(message: BaseMessage) -> bool:
     return str(getattr(message, "name", None) or "").strip().lower() == CONTEXT_NAME
 
 
-_OPENS = "\n:\"'\u201c\u2018([{<>-\u2014"  # what may stand before a field of a template ("Question: {question}")
-_CLOSES = "\n\"'\u201d\u2019)]}<.,;"  # and after it
+# before a template's field: a line's start, a label's colon, a sentence's end or a tag ("[QUESTION]", "<q>"), then
+# nothing but marks (quotes, "**", brackets); after it: marks to the line's end, or a closing tag
+_BEFORE_FIELD = re.compile(r"(?:^|[:\uff1a.!?\u3002\uff1f\]>])[^\w\n]*$")
+_AFTER_FIELD = re.compile(r"^[^\w\n]*(?:</\w+>)?[^\w\n]*(?:\n|$)")
 
 
 def asks(query: str, prompt: str) -> bool:
-    """Whether ``prompt`` (a RAG template's text, its passages taken out) asks ``query`` as its question: the query
-    stands there as a field of its own (between a line's start or a label's colon and a line's end), or it is a
-    question (ends with "?") written anywhere in the template. A keyword the retriever searched with that appears in
-    the passages, or inside the user's own question ("Nile" in "Where do the Nile's branches meet?"), is not the
-    question asked (a LangChain power user's trial: the answer to the keyword was scored and accepted)."""
+    """Whether ``prompt`` (a RAG template's text, its passages taken out) asks ``query`` as its question, where the
+    prompt template's own variables are not known (the messages were built by hand): the query stands as a field of
+    its own, the whole rest of a line after a label, a sentence's end or a tag, up to marks and the line's end
+    ("Question: {q}", "**Question:** {q}", "<question>{q}</question>", "« {q} »"). A keyword the retriever searched
+    with that appears in the passages, or inside the user's own sentence ("Nile" in "Where do the Nile's branches
+    meet?", "Canberra" in 'what does "Canberra" mean?'), is not the question asked (a LangChain power user's trial:
+    the answer to the keyword was scored and accepted)."""
     words = query.split()
     if not words:
         return False
     for m in re.finditer(r"\s+".join(map(re.escape, words)), prompt):
-        before, after = prompt[: m.start()].rstrip(" \t"), prompt[m.end():].lstrip(" \t")
-        fielded = (not before or before[-1] in _OPENS) and (not after or after[0] in _CLOSES)
-        if fielded or words[-1].endswith("?"):
+        if _BEFORE_FIELD.search(prompt[: m.start()]) and _AFTER_FIELD.match(prompt[m.end():]):
             return True
     return False
+
+
+def _same_text(a: str, b: str) -> bool:
+    return " ".join(a.split()) == " ".join(b.split())
 
 
 def split_messages(messages: Sequence[BaseMessage], *, system_as_context: bool = True) -> tuple[str, list[str]]:
@@ -148,7 +154,8 @@ class ChatRead:
 
 
 def read_chat(
-    messages: Sequence[BaseMessage], *, system_as_context: bool = False, retrievals: Sequence[Any] = ()
+    messages: Sequence[BaseMessage], *, system_as_context: bool = False, retrievals: Sequence[Any] = (),
+    prompt_values: Sequence[str] | None = None,
 ) -> ChatRead:
     """Read a chat the way ``ChatHGuard`` answers it.
 
@@ -160,7 +167,10 @@ def read_chat(
       pasted into the prompt are the context, in the order retrieved, a blank document as ``""`` and a repeated
       one again (the guard leaves those out and says how many, :func:`hguard.guard.left_out_passages`); the
       message they were pasted into is the RAG prompt template, so the question is the retriever's query and a
-      system message holding them is not kept as an instruction.
+      system message holding them is not kept as an instruction. The query is the question asked when it is one of
+      ``prompt_values`` (the values the chain's prompt template was formatted with: a variable of its own), or,
+      without them (messages built by hand), when it stands in the template as a field of its own (:func:`asks`);
+      a keyword or a rewrite leaves the question unknown ("question not identified").
     - A prompt that refers to context (e.g. "Use the following context") when none was identified
       gets the problem ``"context not identified"`` (the guard routes it to review).
     """
@@ -224,7 +234,8 @@ def read_chat(
                 outside = question  # the prompt without its passages (as pasted, whatever its spacing)
                 for part in seen:
                     outside = re.sub(r"\s+".join(map(re.escape, part.split())), "\n", outside)
-                asked = [q for q in searched if asks(q, outside)]
+                asked = [q for q in searched if (any(_same_text(q, v) for v in prompt_values)
+                                                 if prompt_values is not None else asks(q, outside))]
                 if asked or not searched:
                     question = (asked or queries)[0]
                 else:  # searched with other text (keywords, a rewrite): the question asked is the prompt's own
@@ -243,7 +254,8 @@ def read_chat(
             ))
         else:  # the chain's retrievers ran and found nothing: a RAG call with no passage, not a closed-book one
             problems.append(nothing_retrieved("the chain's retrievers"))
-            asked = [q for q in with_text([r.query for r in retrievals]) if asks(q, question)]
+            asked = [q for q in with_text([r.query for r in retrievals])
+                     if (any(_same_text(q, v) for v in prompt_values) if prompt_values is not None else asks(q, question))]
             if asked:  # the template around an empty context is not the question: the query it holds is (as above)
                 question = asked[0]
     if not context and not problems and (named or (system_as_context and any(m.type == "system" for m in messages))):
@@ -677,7 +689,8 @@ class ChatHGuard(BaseChatModel):
         retrievals = CAPTURE.retrievals_for(parent_run_id) if from_prompt else []
         query_step = CAPTURE.query_step(parent_run_id) if from_prompt else None
         try:
-            read = read_chat(messages, system_as_context=self.system_as_context, retrievals=retrievals)
+            read = read_chat(messages, system_as_context=self.system_as_context, retrievals=retrievals,
+                             prompt_values=CAPTURE.prompt_values_for(parent_run_id) if retrievals else None)
         except InputError as exc:  # on record, as the guard records the requests it refuses (the id on the error)
             if record:
                 chat = "\n".join(f"{m.type}: {m.content if isinstance(m.content, str) else repr(m.content)}" for m in messages)

@@ -57,6 +57,8 @@ class RetrievalCapture(BaseCallbackHandler):
         self._rewritten: set[UUID] = set()  # retriever runs that called the model after they had retrieved
         self._retry_attempts: set[UUID] = set()  # runs that are a retry's second or later attempt
         self._found: dict[UUID, list[Retrieval]] = {}  # root -> retrievals, in the order they finished
+        # root -> (prompt template run, the text values it was formatted with), in the order they ran
+        self._prompts: dict[UUID, list[tuple[UUID, tuple[str, ...]]]] = {}
 
     # ----------------------------------------------------------------------------- bookkeeping
 
@@ -79,12 +81,19 @@ class RetrievalCapture(BaseCallbackHandler):
                 self._rewritten.discard(r)
                 self._retry_attempts.discard(r)
             self._found.pop(run_id, None)
+            self._prompts.pop(run_id, None)
 
     def on_chain_start(self, serialized, inputs, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         self._start(run_id, parent_run_id)
         if parent_run_id is not None and any(str(t).startswith("retry:attempt:") for t in kwargs.get("tags") or ()):
             with self._lock:
                 self._retry_attempts.add(run_id)
+        if kwargs.get("run_type") == "prompt" and isinstance(inputs, dict):  # a prompt template: its variables' values
+            with self._lock:
+                root = self._root.get(run_id)
+                if root is not None:
+                    values = tuple(v for v in inputs.values() if isinstance(v, str))
+                    self._prompts.setdefault(root, []).append((run_id, values))
         name = kwargs.get("name")
         if name in QUERY_CHAINS:
             with self._lock:
@@ -150,6 +159,24 @@ class RetrievalCapture(BaseCallbackHandler):
                 if inside:
                     return inside
         return []
+
+    def prompt_values_for(self, parent_run_id: UUID | None) -> tuple[str, ...] | None:
+        """The text values of the prompt template that formatted a chat model's messages (called from
+        ``parent_run_id``): the latest prompt run inside the nearest enclosing run that holds one; None when no
+        prompt template ran there (the messages were built by hand). A retriever's query equal to one of them is
+        the question the template asks, as a variable of its own."""
+        if parent_run_id is None:
+            return None
+        with self._lock:
+            root = self._root.get(parent_run_id)
+            prompts = list(self._prompts.get(root, [])) if root is not None else []
+            if not prompts:
+                return None
+            for ancestor in self._ancestors(parent_run_id):
+                inside = [values for run, values in prompts if ancestor in self._ancestors(run)]
+                if inside:
+                    return inside[-1]
+        return None
 
     def query_step(self, parent_run_id: UUID | None) -> str | None:
         """The step that asks a chat model called from ``parent_run_id`` for text to search with, not an

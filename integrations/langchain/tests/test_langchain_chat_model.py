@@ -659,16 +659,19 @@ def test_from_policy_answers_with_the_policys_model_unless_another_is_named(mode
 
 
 def test_a_query_is_the_question_only_where_the_template_asks_it():
-    """``asks``: the retriever's query is the question when it stands as a template's field or is a question written
-    into the template; a keyword inside a passage or inside the user's sentence is not."""
+    """``asks`` (messages built by hand, no prompt template's values known): the retriever's query is the question
+    where it stands as a field of its own; a keyword inside a passage or inside the user's sentence is not."""
     from langchain_hguard.chat_models import asks
 
     rag = "Use the context.\nQuestion: {q} \nContext: \n \nAnswer:"
-    assert asks("Which river flows through Khartoum?", rag.format(q="Which river flows through Khartoum?"))
+    for template in (rag, "**Question:** {q}\nAnswer:", "[QUESTION] {q}", "`{q}`", "Question : « {q} »",
+                     "\u8cea\u554f\uff1a{q}", "<question>{q}</question>", 'Q: "{q}"', "Answer the question. {q}"):
+        assert asks("Which river flows through Khartoum?", template.format(q="Which river flows through Khartoum?")), template
     assert asks("capital of Kenya", rag.format(q="capital   of\nKenya"))  # spacing as the template wrote it
-    assert asks("What is the capital of Kenya?", "Answer the question What is the capital of Kenya? from the context")
-    assert asks("capital of Kenya", 'Answer "capital of Kenya" from the context')
-    assert not asks("Nile", rag.format(q="Where do the two branches of the Nile meet?"))
-    assert not asks("Kenya", rag.format(q="What is the capital of Kenya?"))
-    assert not asks("capital of Kenya", "Answer the question capital of Kenya using the context")
+    assert asks("capital of Kenya", 'Answer "capital of Kenya" from the context') is False  # mid-sentence
+    for keyword, sentence in (("Nile", "Where do the two branches of the Nile meet?"), ("Kenya", "What is the capital of Kenya?"),
+                              ("Canberra", 'what does "Canberra" mean ?'), ("Canberra", "Canberra, is it the largest city ?"),
+                              ("Nairobi", "Nairobi's population, how large is it ?"),
+                              ("largest city?", "is the kenyan capital its largest city?"), ("Nile", "(Nile) meet?")):
+        assert not asks(keyword, rag.format(q=sentence)), (keyword, sentence)
     assert not asks("", rag.format(q="")) and not asks("Nile", "")

@@ -140,15 +140,32 @@ def test_a_retriever_searching_with_other_text_than_the_question_goes_to_review(
     assert "Canberra is the capital city of Australia." not in rec["question"]
     # a keyword found in the passages, or inside the question, is not the question either (a power user's trial:
     # searching "Nile" answered and accepted "Nile" in the place of the question pasted beside it)
-    for keyword in ("Canberra", "kenyan capital"):
-        msg = chain.invoke({"search": keyword, "question": asked})
+    for keyword, question in (("Canberra", asked), ("kenyan capital", asked), ("Canberra", 'what does "Canberra" mean ?'),
+                              ("Canberra", "Canberra, is it the largest city ?"), ("largest city ?", asked)):
+        msg = chain.invoke({"search": keyword, "question": question})
         rec = _decision(guard, msg.response_metadata)
-        assert msg.response_metadata["route"] == "review" and asked in rec["question"], keyword
+        assert msg.response_metadata["route"] == "review" and question in rec["question"], keyword
         assert any("question not identified" in r for r in rec["reasons"]) and rec["question"] != keyword
     # searching with the question itself keeps the question (the tutorial's shape)
     msg = chain.invoke({"search": asked, "question": asked})
     rec = _decision(guard, msg.response_metadata)
     assert rec["question"] == asked and not any("question not identified" in r for r in rec["reasons"])
+
+
+@pytest.mark.parametrize("template", ["**Question:** {question}\n\n{context}", "[QUESTION] {question}\n{context}",
+                                      "Contexte : {context}\nQuestion : \u00ab {question} \u00bb",
+                                      "\u8cea\u554f\uff1a{question}\n{context}", "{context}\nAnswer `{question}` briefly."])
+def test_a_retriever_searching_with_the_question_itself_is_read_as_asked_in_any_template(tiny_probes, embedder, tmp_path,
+                                                                                       retriever, template):
+    """The query is the question where the prompt template was formatted with it as a variable: a review of the first
+    fix found templates it no longer read ("**Question:** ...", "[QUESTION] ...", guillemets, a full-width colon)."""
+    from langchain_core.prompts import ChatPromptTemplate
+
+    guard = _grounded_guard(tiny_probes, embedder, tmp_path)
+    chain = {"context": retriever | format_docs, "question": RunnablePassthrough()} \
+        | ChatPromptTemplate.from_messages([("human", template)]) | ChatHGuard(guard=guard, domain="alpha")
+    rec = _decision(guard, chain.invoke(AUSTRALIA).response_metadata)
+    assert rec["question"] == AUSTRALIA and not any("question not identified" in r for r in rec["reasons"])
 
 
 @pytest.mark.parametrize("mode", ["hold", "passthrough"])

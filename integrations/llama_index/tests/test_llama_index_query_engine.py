@@ -109,6 +109,9 @@ def test_audit_handler_records_queries_and_llm_calls(make_guard, retriever, root
     assert call["decision_audit_id"] == decision["id"] == r.metadata["audit_id"] == query["decision_audit_id"]
     assert call["hguard"]["route"] == query["hguard"]["route"] == "accept" and call["status"] == "ok"
     assert call["question"] == AUSTRALIA and "Canberra" in " ".join(call["context"]) and call["model_name"] == "tiny-llama"
+    # llama-index-core before 0.14 sends to_dict() as the events' model_dict: the model's name is in it too (the
+    # records held model_name None at 0.12.25, a floors trial)
+    assert HGuardLLM(guard, domain="alpha").to_dict()["model_name"] == "tiny-llama"
     assert query["question"] == AUSTRALIA and query["answer"] == r.response
     assert [s["file_name"] for s in query["sources"]][0] == "australia.txt"
     assert audit_mod.verify(guard.audit.path).ok and handler.errors == []

@@ -602,7 +602,7 @@ def _fixed_questions(*questions):
     return Fixed()
 
 
-@pytest.mark.parametrize("sub", ["stock", "hguard"])
+@pytest.mark.parametrize("sub", ["stock", "hguard", "hguard-streaming"])
 def test_a_sub_question_engine_does_not_accept_a_summary_of_its_sub_answers(tiny_probes, embedder, tmp_path, index, sub):
     """SubQuestionQueryEngine hands its synthesizer nodes "Sub question: ...\\nResponse: <answer>": the request's own
     answers, held ones with their review mark, came back accepted as if retrieved (a LlamaIndex power user's trial)."""
@@ -613,7 +613,8 @@ def test_a_sub_question_engine_does_not_accept_a_summary_of_its_sub_answers(tiny
     guard = _guard(tiny_probes, embedder, tmp_path)
     llm = HGuardLLM(guard, domain="alpha")
     engine = (index.as_query_engine(llm=llm, similarity_top_k=2) if sub == "stock"
-              else HGuardQueryEngine(index.as_retriever(similarity_top_k=2), llm, domain="alpha"))
+              else HGuardQueryEngine(index.as_retriever(similarity_top_k=2), llm, domain="alpha",
+                                     streaming=sub.endswith("streaming")))
     tool = QueryEngineTool(query_engine=engine, metadata=ToolMetadata(name="geo", description="capital cities"))
     subq = SubQuestionQueryEngine(question_gen=_fixed_questions(AUSTRALIA, "what is the capital of kenya ?"),
                                   query_engine_tools=[tool], response_synthesizer=get_response_synthesizer(llm=llm))
@@ -667,7 +668,64 @@ def test_a_short_earlier_answer_inside_a_passage_is_not_taken_for_a_summary():
     from llama_index.llms.hguard.templates import built_from_answers
 
     passage = "Canberra. The city was planned as the capital in 1908."
-    assert not built_from_answers(passage, ["Canberra."])
-    assert built_from_answers("Canberra.\n\nNairobi.", ["Canberra.", "Nairobi."])
-    assert built_from_answers("Sub question: capital?\nResponse: The capital is Canberra.", ["The capital is Canberra."])
-    assert not built_from_answers(passage, ["The capital is Nairobi."]) and not built_from_answers(passage, [])
+    assert not built_from_answers(passage, [], ["Canberra."])
+    assert built_from_answers("Canberra.\n\nNairobi.", ["Canberra.", "Nairobi."])  # nothing but answers
+    sub = "Sub question: capital?\nResponse: The capital is Canberra."
+    assert built_from_answers(sub, [], ["The capital is Canberra."])  # another engine's answer inside
+    assert not built_from_answers(sub, ["The capital is Canberra."])  # the synthesizer's own step: a passage repeating it
+    assert not built_from_answers(passage, [], ["The capital is Nairobi."]) and not built_from_answers(passage, [])
+
+
+class _Fixed:
+    """A retriever of fixed passages (a chunk that repeats another's words, as overlapping chunks do)."""
+
+    def __new__(cls, texts):
+        from llama_index.core.retrievers import BaseRetriever
+        from llama_index.core.schema import NodeWithScore, TextNode
+
+        class Fixed(BaseRetriever):
+            def _retrieve(self, query_bundle):
+                return [NodeWithScore(node=TextNode(text=t), score=1.0) for t in texts]
+
+        return Fixed()
+
+
+AUS_PASSAGE = "Canberra is the capital city of Australia. It was chosen as a compromise between Sydney and Melbourne."
+
+
+def test_a_chunk_repeating_an_earlier_steps_answer_is_a_passage_not_a_summary(tiny_probes, embedder, tmp_path):
+    """accumulate answers each chunk alone; a later chunk holding the words of the first chunk's answer (overlapping
+    chunks) is retrieved text, not the request's own answers (a review: it went to review, "earlier answers")."""
+    from llama_index.core.query_engine import RetrieverQueryEngine
+
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    llm = HGuardLLM(guard, domain="alpha")
+    RetrieverQueryEngine.from_args(_Fixed([AUS_PASSAGE]), llm=llm, response_mode="accumulate").query(AUSTRALIA)
+    first = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"][-1]["answer"]
+    assert len(first.split()) >= 3
+    chunk = "Parliament House opened in 1988. " + first + " The city lies in the Australian Capital Territory."
+    RetrieverQueryEngine.from_args(_Fixed([AUS_PASSAGE, chunk]), llm=llm, response_mode="accumulate").query(AUSTRALIA)
+    steps = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"][-2:]
+    assert steps[0]["answer"] == first and not any("earlier answers" in x for x in steps[1]["reasons"])
+
+
+def test_another_query_in_the_same_outer_span_is_another_request(tiny_probes, embedder, tmp_path):
+    """Two user questions answered inside one instrumented span (a workflow step, a batch handler): the second's
+    passage holding the first's answer is a passage (a review: it went to review as "earlier answers")."""
+    from llama_index.core.instrumentation import get_dispatcher
+    from llama_index.core.query_engine import RetrieverQueryEngine
+
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    llm = HGuardLLM(guard, domain="alpha")
+    first = HGuardQueryEngine(_Fixed([AUS_PASSAGE]), llm, domain="alpha")
+    answer = str(first.query(AUSTRALIA))
+    second = RetrieverQueryEngine.from_args(_Fixed(["Guide to Australian cities. " + answer + " Sydney is the largest."]), llm=llm)
+    dispatcher = get_dispatcher("hguard_test_batch")
+
+    @dispatcher.span
+    def batch():
+        return [first.query(AUSTRALIA), second.query("what is the largest city of australia ?")]
+
+    _, r2 = batch()
+    rec = AuditLog(guard.audit.path).find(r2.metadata["audit_id"])
+    assert not any("earlier answers" in x for x in rec["reasons"]), rec["reasons"]

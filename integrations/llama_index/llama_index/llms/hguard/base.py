@@ -164,6 +164,13 @@ class HGuardLLM(CustomLLM):
             is_chat_model=False,
         )
 
+    def to_dict(self, **kwargs: Any) -> dict[str, Any]:
+        """What LlamaIndex before 0.14 puts in its LLM events' ``model_dict`` (0.14 sends the metadata): with the
+        model's name, which the audit handler's ``llm_call`` records carry (they held None at llama-index-core 0.12)."""
+        out = super().to_dict(**kwargs)
+        out.setdefault("model_name", self._guard.lm.name)
+        return out
+
     def _packing_window(self) -> int:
         """The window LlamaIndex packs passages into: the model's, less hguard's own framing of a RAG prompt (its
         system prompt and context template, which replace the synthesizer's template) and a tenth for the
@@ -272,7 +279,8 @@ class HGuardLLM(CustomLLM):
         if rag is not None and rewritten is not None:
             rag.problems.append(rewritten)
         passages = [rag.context] if rag is not None and isinstance(rag.context, str) else (rag.context or []) if rag else []
-        if rag is not None and passages and any(built_from_answers(p, earlier_answers()) for p in passages):
+        own, others = earlier_answers() if rag is not None and passages else ([], [])
+        if rag is not None and passages and any(built_from_answers(p, own, others) for p in passages):
             # a summary of what the model answered before (tree_summarize): no retrieved passage grounds it, and a
             # held earlier answer must not come back accepted inside it
             rag.problems.append(context_not_identified(

@@ -133,9 +133,12 @@ class HGuardQueryEngine(BaseQueryEngine):
         responses = self._llm.stream_complete(query, context=context, domain=self._domain, **self._problems(context))
 
         def gen():
+            said = []
             for r in responses:
                 if delta := self._delta(r, metadata):
+                    said.append(delta)
                     yield delta
+            self._note(said, metadata)
 
         return StreamingResponse(response_gen=gen(), source_nodes=nodes, metadata=metadata)
 
@@ -146,9 +149,12 @@ class HGuardQueryEngine(BaseQueryEngine):
         responses = await self._llm.astream_complete(query, context=context, domain=self._domain, **self._problems(context))
 
         async def gen():
+            said = []
             async for r in responses:
                 if delta := self._delta(r, metadata):
+                    said.append(delta)
                     yield delta
+            self._note(said, metadata)
 
         return AsyncStreamingResponse(response_gen=gen(), source_nodes=nodes, metadata=metadata)
 
@@ -167,6 +173,12 @@ class HGuardQueryEngine(BaseQueryEngine):
             return await self._astream(query_bundle.query_str, context, nodes)
         r = await self._llm.acomplete(query_bundle.query_str, context=context, domain=self._domain, **self._problems(context))
         return self._response(r, nodes)
+
+    def _note(self, said: List[str], metadata: Dict[str, Any]) -> None:
+        """A streamed answer's decision, noted where the stream is read to its end (a sub-question engine reads its
+        engines' streams inside its own query), as :meth:`_response` notes an answer's."""
+        if metadata.get("route") is not None:
+            note_decision(GuardedText("".join(said), metadata), self._llm.guard)
 
     def _response(self, r: Any, nodes: List[NodeWithScore]) -> Response:
         """The answer's response, its decision noted on the enclosing span as a stock engine's is: a router or

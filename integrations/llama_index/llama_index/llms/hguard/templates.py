@@ -323,33 +323,45 @@ def synthesized_nodes() -> list[Any]:
     return []
 
 
-def earlier_answers() -> list[str]:
-    """The texts of the answers this request's guarded calls gave so far: noted on the active span and on
-    the spans above it (a synthesizer's finished chunk calls hand theirs to it)."""
+def earlier_answers() -> tuple[list[str], list[str]]:
+    """The texts of the answers this request's guarded calls gave so far, noted on the active span and the spans
+    above it up to the request's query span (a query engine's ``query``: a second query in one outer span, a
+    workflow step, is another request): (those of the enclosing synthesizer's own earlier steps, noted at or below
+    its span: an accumulate or refine chunk, a tree_summarize leaf; those of other engines of the request, noted
+    above it: a sub-question engine's or a router's engines)."""
     span = active_span_id.get()
-    out: list[str] = []
+    own: list[str] = []
+    others: list[str] = []
+    mine = True
     with _LOCK:
         while span is not None:
-            out.extend(t for t, _ in _NOTED.get(span, []))
+            (own if mine else others).extend(t for t, _ in _NOTED.get(span, []))
+            if _SYNTHESIZE.search(span):
+                mine = False
+            if _QUERY.search(span):
+                break
             span = _PARENTS.get(span)
-    return out
+    return own, others
 
 
-#: an earlier answer of at least this many words found anywhere in a later call's context makes that context the
-#: request's own answers (a shorter one, "Canberra.", may stand in a retrieved passage by chance)
+#: an earlier answer of another engine of the request, of at least this many words, found anywhere in a later
+#: call's passages makes them that engine's answers (a shorter one, "Canberra.", may stand in a passage by chance)
 ANSWER_WORDS_IN_CONTEXT = 3
 
 
-def built_from_answers(context: str, answers: list[str]) -> bool:
+def built_from_answers(context: str, own: Sequence[str], others: Sequence[str] = ()) -> bool:
     """Whether ``context`` is built from earlier answers of the same request, not retrieved passages: made of
-    nothing but them (a combining synthesizer, ``tree_summarize``, and ``compact``/``refine`` repacking them), or
-    holding one of :data:`ANSWER_WORDS_IN_CONTEXT` words or more inside other text (``SubQuestionQueryEngine``'s
-    "Sub question: ...\nResponse: <answer>" nodes: held sub-answers came back accepted inside its summary)."""
+    nothing but them (a combining synthesizer, ``tree_summarize``, and ``compact``/``refine`` repacking them,
+    ``own`` and ``others`` alike), or holding one of another engine's answers of :data:`ANSWER_WORDS_IN_CONTEXT`
+    words or more inside other text (``SubQuestionQueryEngine``'s "Sub question: ...\nResponse: <answer>" nodes:
+    held sub-answers came back accepted inside its summary). A synthesizer's own earlier step found inside a later
+    chunk's passage is the passage repeating it (overlapping chunks), not a summary."""
     rest = " ".join(context.split())
     found = False
-    for text in sorted({" ".join(a.split()) for a in answers if a.strip()}, key=len, reverse=True):
+    engines = {" ".join(a.split()) for a in others if a.strip()}
+    for text in sorted({" ".join(a.split()) for a in [*own, *others] if a.strip()}, key=len, reverse=True):
         if text in rest:
-            if len(text.split()) >= ANSWER_WORDS_IN_CONTEXT:
+            if text in engines and len(text.split()) >= ANSWER_WORDS_IN_CONTEXT:
                 return True
             rest, found = rest.replace(text, " "), True
     return found and not rest.strip()
@@ -448,6 +460,7 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
 
 _RESPONSES = ("Response", "AgentChatResponse")
 _SYNTHESIZE = re.compile(r"\.a?synthesize-[0-9a-f-]{36}$")  # a synthesizer's span id: "Class.method-<uuid4>"
+_QUERY = re.compile(r"\.a?query-[0-9a-f-]{36}$")  # a query engine's query: one request
 
 
 _stream_decision = threading.local()
