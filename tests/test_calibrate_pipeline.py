@@ -189,6 +189,26 @@ def test_evaluate_prints_the_documented_json_shape(setup):
         assert 0 <= e["ood"]["trigger_rate"] <= 1
 
 
+def test_evaluate_routes_an_older_in_sample_file_as_the_guard_does(setup, tmp_path):
+    """A review: `hguard evaluate` routed and counted by an older release's in-sample accept threshold, which the
+    guard no longer uses (it accepts nothing under it)."""
+    import shutil
+    from dataclasses import replace
+
+    from hguard.domain import CalibratedDomain
+
+    lm, exs, data, out, report = setup
+    probes = tmp_path / "probes"
+    shutil.copytree(out, probes)
+    cd = CalibratedDomain.load(probes / "alpha.json")
+    th = replace(cd.thresholds, accept_below=0.99)
+    replace(cd, thresholds=th, thresholds_fitted_on="... merged by the shipped merger, which was fitted on those "
+            "same cross-family scores").save(probes / "alpha.json")
+    res = evaluate(probes, [data], lm=lm)["domains"]["alpha"]
+    assert res["thresholds"]["accept_below"] == 0.0 and "accepts nothing until" in res["thresholds"]["method"]
+    assert res["answers"] and not [a for a in res["answers"] if a["route_at_probe_thresholds"] == "accept"]
+
+
 def test_collection_resumes_without_redoing_finished_rows(tmp_path, setup, monkeypatch):
     lm, exs, *_ = setup
     gen = Generator(lm, system_prompt="answer", max_new_tokens=4)

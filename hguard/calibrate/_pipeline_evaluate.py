@@ -154,7 +154,7 @@ def evaluate(
         from ..ood import beyond, feature_distance
         from .families import family_of, figures_by_family
 
-        th = cd.thresholds
+        th = cd.fit_thresholds(None)  # the file's own, as the guard holds them (an in-sample one accepts nothing)
         dist = feature_distance(probe, V[:, [pos[i] for i in idx]]) if len(rows_k) else np.zeros(0)
         ood_at = cd.ood["threshold"] if cd.ood else None
         # each answer with the judge's label and why, its merged risk and out-of-distribution distance

@@ -109,7 +109,7 @@ def _is_context(message: BaseMessage) -> bool:
 
 # before a template's field: a line's start, a label's colon, a sentence's end or a tag ("[QUESTION]", "<q>"), then
 # nothing but marks (quotes, "**", brackets); after it: marks to the line's end, or a closing tag
-_BEFORE_FIELD = re.compile(r"(?:^|[:\uff1a.!?\u3002\uff1f\]>])[^\w\n]*$")
+_BEFORE_FIELD = re.compile(r"(?:\A|[\n:\uff1a.!?\u3002\uff1f\]>])[^\w\n]*\Z")
 _AFTER_FIELD = re.compile(r"^[^\w\n]*(?:</\w+>)?[^\w\n]*(?:\n|$)")
 
 
@@ -167,10 +167,10 @@ def read_chat(
       pasted into the prompt are the context, in the order retrieved, a blank document as ``""`` and a repeated
       one again (the guard leaves those out and says how many, :func:`hguard.guard.left_out_passages`); the
       message they were pasted into is the RAG prompt template, so the question is the retriever's query and a
-      system message holding them is not kept as an instruction. The query is the question asked when it is one of
-      ``prompt_values`` (the values the chain's prompt template was formatted with: a variable of its own), or,
-      without them (messages built by hand), when it stands in the template as a field of its own (:func:`asks`);
-      a keyword or a rewrite leaves the question unknown ("question not identified").
+      system message holding them is not kept as an instruction. The query is the question asked when it stands in
+      the template as a field of its own (:func:`asks`) and, where the chain's prompt templates are known, is one of
+      the values they were formatted with (``prompt_values``: a variable of its own, not a word of a passage or of
+      another variable's sentence); a keyword or a rewrite leaves the question unknown ("question not identified").
     - A prompt that refers to context (e.g. "Use the following context") when none was identified
       gets the problem ``"context not identified"`` (the guard routes it to review).
     """
@@ -234,8 +234,8 @@ def read_chat(
                 outside = question  # the prompt without its passages (as pasted, whatever its spacing)
                 for part in seen:
                     outside = re.sub(r"\s+".join(map(re.escape, part.split())), "\n", outside)
-                asked = [q for q in searched if (any(_same_text(q, v) for v in prompt_values)
-                                                 if prompt_values is not None else asks(q, outside))]
+                asked = [q for q in searched if asks(q, outside) and (
+                    prompt_values is None or any(_same_text(q, v) for v in prompt_values))]
                 if asked or not searched:
                     question = (asked or queries)[0]
                 else:  # searched with other text (keywords, a rewrite): the question asked is the prompt's own
@@ -254,8 +254,8 @@ def read_chat(
             ))
         else:  # the chain's retrievers ran and found nothing: a RAG call with no passage, not a closed-book one
             problems.append(nothing_retrieved("the chain's retrievers"))
-            asked = [q for q in with_text([r.query for r in retrievals])
-                     if (any(_same_text(q, v) for v in prompt_values) if prompt_values is not None else asks(q, question))]
+            asked = [q for q in with_text([r.query for r in retrievals]) if asks(q, question) and (
+                prompt_values is None or any(_same_text(q, v) for v in prompt_values))]
             if asked:  # the template around an empty context is not the question: the query it holds is (as above)
                 question = asked[0]
     if not context and not problems and (named or (system_as_context and any(m.type == "system" for m in messages))):

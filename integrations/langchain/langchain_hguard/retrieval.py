@@ -161,10 +161,10 @@ class RetrievalCapture(BaseCallbackHandler):
         return []
 
     def prompt_values_for(self, parent_run_id: UUID | None) -> tuple[str, ...] | None:
-        """The text values of the prompt template that formatted a chat model's messages (called from
-        ``parent_run_id``): the latest prompt run inside the nearest enclosing run that holds one; None when no
-        prompt template ran there (the messages were built by hand). A retriever's query equal to one of them is
-        the question the template asks, as a variable of its own."""
+        """The text values the prompt templates inside the nearest run enclosing a chat model's call (from
+        ``parent_run_id``) that holds any were formatted with; None when no prompt template ran there (the messages
+        were built by hand). A retriever's query that is one of them, and stands in the prompt as a field of its
+        own, is the question the template asks."""
         if parent_run_id is None:
             return None
         with self._lock:
@@ -173,9 +173,9 @@ class RetrievalCapture(BaseCallbackHandler):
             if not prompts:
                 return None
             for ancestor in self._ancestors(parent_run_id):
-                inside = [values for run, values in prompts if ancestor in self._ancestors(run)]
-                if inside:
-                    return inside[-1]
+                inside = [v for run, values in prompts if ancestor in self._ancestors(run) for v in values]
+                if inside:  # every prompt formatted there (a step may format a batch's prompts, then answer them)
+                    return tuple(inside)
         return None
 
     def query_step(self, parent_run_id: UUID | None) -> str | None:

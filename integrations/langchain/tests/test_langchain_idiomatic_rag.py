@@ -152,9 +152,38 @@ def test_a_retriever_searching_with_other_text_than_the_question_goes_to_review(
     assert rec["question"] == asked and not any("question not identified" in r for r in rec["reasons"])
 
 
+def test_a_variable_used_inside_the_templates_sentence_is_not_the_question(tiny_probes, embedder, tmp_path, retriever):
+    """A review: a retriever searching a template variable used inside a sentence ("... about {topic} using only
+    this context") was taken for the question because it was one of the template's values."""
+    from langchain_core.prompts import ChatPromptTemplate
+
+    guard = _grounded_guard(tiny_probes, embedder, tmp_path)
+    prompt = ChatPromptTemplate.from_messages([("human", "Answer the user's question about {topic} using only this "
+                                                         "context.\nContext: {context}\nQuestion: {question}")])
+    chain = {"context": (lambda x: x["topic"]) | retriever | format_docs, "topic": lambda x: x["topic"],
+             "question": lambda x: x["question"]} | prompt | ChatHGuard(guard=guard, domain="alpha")
+    rec = _decision(guard, chain.invoke({"topic": "australia", "question": AUSTRALIA}).response_metadata)
+    assert rec["question"] != "australia" and any("question not identified" in r for r in rec["reasons"])
+
+
+def test_each_prompt_a_step_formats_for_a_batch_keeps_its_own_question(tiny_probes, embedder, tmp_path, retriever):
+    """A review: a step that formats several prompts and then answers them as a batch gave every call the last
+    prompt's values, so the first went to review ("question not identified")."""
+    from langchain_core.runnables import RunnableLambda
+
+    guard = _grounded_guard(tiny_probes, embedder, tmp_path)
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    rag = {"context": retriever | format_docs, "question": RunnablePassthrough()} | RAG_HUMAN
+    questions = [AUSTRALIA, "is the kenyan capital its largest city ?"]
+    out = RunnableLambda(lambda qs: chat.batch(rag.batch(qs))).invoke(questions)
+    for q, msg in zip(questions, out):
+        rec = _decision(guard, msg.response_metadata)
+        assert rec["question"] == q and not any("question not identified" in r for r in rec["reasons"]), q
+
+
 @pytest.mark.parametrize("template", ["**Question:** {question}\n\n{context}", "[QUESTION] {question}\n{context}",
                                       "Contexte : {context}\nQuestion : \u00ab {question} \u00bb",
-                                      "\u8cea\u554f\uff1a{question}\n{context}", "{context}\nAnswer `{question}` briefly."])
+                                      "\u8cea\u554f\uff1a{question}\n{context}", "{context}\n\n{question}"])
 def test_a_retriever_searching_with_the_question_itself_is_read_as_asked_in_any_template(tiny_probes, embedder, tmp_path,
                                                                                        retriever, template):
     """The query is the question where the prompt template was formatted with it as a variable: a review of the first

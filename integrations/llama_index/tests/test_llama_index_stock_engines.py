@@ -729,3 +729,61 @@ def test_another_query_in_the_same_outer_span_is_another_request(tiny_probes, em
     _, r2 = batch()
     rec = AuditLog(guard.audit.path).find(r2.metadata["audit_id"])
     assert not any("earlier answers" in x for x in rec["reasons"]), rec["reasons"]
+
+
+def test_a_router_summary_holding_a_held_answer_beside_another_engines_text_is_held(tiny_probes, embedder, tmp_path):
+    """A review: a router's summarizer (TreeSummarize.get_response, no synthesize span) over a held HGuardQueryEngine
+    answer and an engine that does not answer through the guard (a table lookup) was accepted."""
+    from llama_index.core.base.base_selector import BaseSelector, SelectorResult, SingleSelection
+    from llama_index.core.query_engine import CustomQueryEngine, RouterQueryEngine
+    from llama_index.core.response_synthesizers import TreeSummarize
+    from llama_index.core.tools import QueryEngineTool, ToolMetadata
+
+    class Both(BaseSelector):
+        def _select(self, choices, query):
+            return SelectorResult(selections=[SingleSelection(index=i, reason="both") for i in range(len(choices))])
+
+        async def _aselect(self, choices, query):
+            return self._select(choices, query)
+
+        def _get_prompts(self):
+            return {}
+
+        def _update_prompts(self, prompts):
+            pass
+
+    class Lookup(CustomQueryEngine):
+        def custom_query(self, query_str: str):
+            return "Population table: Sydney 5.3 million, Melbourne 5.2 million, Canberra 0.47 million."
+
+    guard = _guard(tiny_probes, embedder, tmp_path, abstain_above=1.0)
+    held = HGuardQueryEngine(_Fixed([AUS_PASSAGE]), HGuardLLM(guard, domain="beta"), domain="beta")  # beta reviews all
+    tools = [QueryEngineTool(query_engine=held, metadata=ToolMetadata(name="docs", description="docs")),
+             QueryEngineTool(query_engine=Lookup(), metadata=ToolMetadata(name="table", description="table"))]
+    llm = HGuardLLM(guard, domain="alpha")
+    response = RouterQueryEngine(selector=Both(), query_engine_tools=tools, llm=llm, summarizer=TreeSummarize(llm=llm)).query(AUSTRALIA)
+    decisions = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
+    assert decisions[0]["route"] == "review" and response.metadata["route"] == "review"
+    assert any("earlier answers" in x for x in decisions[-1]["reasons"])
+
+
+def test_a_chat_turn_after_another_question_in_the_same_outer_span_is_another_request(tiny_probes, embedder, tmp_path):
+    """A review: a chat engine's turn answered in the same outer span after a query engine's, its passage quoting the
+    earlier answer, went to review as "earlier answers": a chat turn is a request of its own."""
+    from llama_index.core.chat_engine import ContextChatEngine
+    from llama_index.core.instrumentation import get_dispatcher
+
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    llm = HGuardLLM(guard, domain="alpha")
+    first = HGuardQueryEngine(_Fixed([AUS_PASSAGE]), llm, domain="alpha")
+    answer = str(first.query(AUSTRALIA))
+    chat = ContextChatEngine.from_defaults(retriever=_Fixed(["Guide to Australian cities. " + answer + " Sydney is the largest."]), llm=llm)
+    dispatcher = get_dispatcher("hguard_test_handler")
+
+    @dispatcher.span
+    def handler():
+        return [str(first.query(AUSTRALIA)), chat.chat("what is the largest city of australia ?")]
+
+    _, turn = handler()
+    rec = AuditLog(guard.audit.path).find(turn.metadata["audit_id"])
+    assert not any("earlier answers" in x for x in rec["reasons"]), rec["reasons"]

@@ -178,13 +178,13 @@ class HGuardQueryEngine(BaseQueryEngine):
         """A streamed answer's decision, noted where the stream is read to its end (a sub-question engine reads its
         engines' streams inside its own query), as :meth:`_response` notes an answer's."""
         if metadata.get("route") is not None:
-            note_decision(GuardedText("".join(said), metadata), self._llm.guard)
+            note_decision(GuardedText("".join(said), metadata), self._llm.guard, engine=True)
 
     def _response(self, r: Any, nodes: List[NodeWithScore]) -> Response:
         """The answer's response, its decision noted on the enclosing span as a stock engine's is: a router or
         sub-question engine that summarises this engine's answers then knows its context for the request's own
         answers (held ones came back accepted inside the summary), and says the answers it replaced undelivered."""
-        note_decision(GuardedText(r.text, r.additional_kwargs), self._llm.guard)
+        note_decision(GuardedText(r.text, r.additional_kwargs), self._llm.guard, engine=True)
         return Response(response=r.text, source_nodes=nodes, metadata=dict(r.additional_kwargs))
 
     # BaseQueryEngine.query, plus an ExceptionEvent in the same span when the query fails (so audit

@@ -246,6 +246,9 @@ def query_template_step(prompt: Any) -> str | None:
 
 
 _NOTED: dict[str, list[tuple[str, dict]]] = {}  # span id -> (answer text, decision) made inside it
+# span id -> texts of those noted there that an engine of the request answered (handed up out of a query engine's
+# span, or noted by HGuardQueryEngine): another engine's answers, whatever span they now sit on
+_ENGINES: dict[str, list[str]] = {}
 _NODES: dict[str, list[Any]] = {}  # open synthesize span id -> the nodes it was given
 _PARENTS: dict[str, Optional[str]] = {}  # open span id -> its parent span id
 _LOCK = threading.Lock()
@@ -255,14 +258,17 @@ _MAX_OPEN = 100_000  # spans that never close (abandoned generators) are forgott
 _OWNERS: dict[str, Any] = {}  # a noted decision's audit id -> the guard that made it (to say it undelivered)
 
 
-def note_decision(text: GuardedText, guard: Any = None) -> None:
+def note_decision(text: GuardedText, guard: Any = None, *, engine: bool = False) -> None:
     """Note a stock engine answer's decision on the span it was made in, for the response of its request
-    (and ``guard``, which made it: a step the response does not deliver is said undelivered in its log)."""
+    (and ``guard``, which made it: a step the response does not deliver is said undelivered in its log);
+    ``engine``: the answer of a query engine (HGuardQueryEngine's), which has no span of its own."""
     span = active_span_id.get()
     if span is None:  # outside any instrumented call there is no response to carry it to
         return
     with _LOCK:
         _NOTED.setdefault(span, []).append((text.text, text.decision))
+        if engine:
+            _ENGINES.setdefault(span, []).append(text.text)
         if guard is not None and text.decision.get("audit_id"):
             _OWNERS[str(text.decision["audit_id"])] = guard
 
@@ -325,20 +331,22 @@ def synthesized_nodes() -> list[Any]:
 
 def earlier_answers() -> tuple[list[str], list[str]]:
     """The texts of the answers this request's guarded calls gave so far, noted on the active span and the spans
-    above it up to the request's query span (a query engine's ``query``: a second query in one outer span, a
-    workflow step, is another request): (those of the enclosing synthesizer's own earlier steps, noted at or below
-    its span: an accumulate or refine chunk, a tree_summarize leaf; those of other engines of the request, noted
-    above it: a sub-question engine's or a router's engines)."""
+    above it up to the request's span (a query engine's ``query``, a chat engine's turn: a second question answered
+    in one outer span, a workflow step, is another request): (those of the enclosing synthesizer's own earlier
+    steps, noted at or below its span: an accumulate or refine chunk, a tree_summarize leaf; those of other engines
+    of the request: noted above it, or handed up out of an engine's query: a sub-question engine's or a router's)."""
     span = active_span_id.get()
     own: list[str] = []
     others: list[str] = []
     mine = True
     with _LOCK:
         while span is not None:
-            (own if mine else others).extend(t for t, _ in _NOTED.get(span, []))
+            engines = _ENGINES.get(span, [])
+            for t, _ in _NOTED.get(span, []):  # an engine's answer is another's wherever it sits (a router's
+                (others if not mine or t in engines else own).append(t)  # summary has no synthesize span)
             if _SYNTHESIZE.search(span):
                 mine = False
-            if _QUERY.search(span):
+            if _REQUEST.search(span):
                 break
             span = _PARENTS.get(span)
     return own, others
@@ -406,11 +414,15 @@ def _close(span: str, to_parent: bool) -> list[tuple[str, dict]]:
     """The decisions made inside ``span`` (now closing), handed on to its parent when ``to_parent``."""
     with _LOCK:
         noted = _NOTED.pop(span, [])
+        engines = _ENGINES.pop(span, [])
         _REWRITES.pop(span, None)
         _NODES.pop(span, None)
         parent = _PARENTS.pop(span, None)
         if to_parent and noted and parent is not None and parent in _PARENTS:
             _NOTED.setdefault(parent, []).extend(noted)
+            handed = [t for t, _ in noted] if _QUERY.search(span) else engines  # out of a query: an engine's
+            if handed:
+                _ENGINES.setdefault(parent, []).extend(handed)
     return noted
 
 
@@ -426,6 +438,7 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
             if len(_PARENTS) >= _MAX_OPEN:
                 _PARENTS.clear()
                 _NOTED.clear()
+                _ENGINES.clear()
                 _OWNERS.clear()
                 _REWRITES.clear()
                 _NODES.clear()
@@ -460,7 +473,9 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
 
 _RESPONSES = ("Response", "AgentChatResponse")
 _SYNTHESIZE = re.compile(r"\.a?synthesize-[0-9a-f-]{36}$")  # a synthesizer's span id: "Class.method-<uuid4>"
-_QUERY = re.compile(r"\.a?query-[0-9a-f-]{36}$")  # a query engine's query: one request
+# one request: a query engine's query, a chat engine's turn
+_QUERY = re.compile(r"\.a?query-[0-9a-f-]{36}$")
+_REQUEST = re.compile(r"(?:\.a?query|ChatEngine\.a?(?:stream_)?chat)-[0-9a-f-]{36}$")
 
 
 _stream_decision = threading.local()
