@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 class GuardRetry(RunnableRetry):  # type: ignore[no-redef]
     """What ``ChatHGuard.with_retry()`` returns (see the module's text for how it differs from LangChain's)."""
 
+    # a tuple of classes, one class or a predicate, on every langchain-core the adapter allows: in older ones (1.0.2)
+    # the field takes a tuple only, and one class (or a predicate) failed validation; _retryable reads all three
+    retry_exception_types: Any = (Exception,)
+
     def _retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, (RouteError, InputError, TypeError, NotImplementedError)):  # the same greedy answer again,
             return False  # queued again; the same refusal, recorded again; a wrong keyword or a feature it lacks
