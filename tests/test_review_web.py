@@ -395,12 +395,15 @@ def test_logout_ends_the_session(queue):
     c = client_for(queue)
     login(c)
     kept = c.cookies.get(web.SESSION_COOKIE)  # a copy of the session cookie, taken before logging out
+    # put back under the server's own domain, as a browser holds it, so that the next login's cookie replaces it
+    # (httpx's jar kept a domain-less copy beside the new one and sent both: the stale one won on older test clients)
+    domain = next(k.domain for k in c.cookies.jar if k.name == web.SESSION_COOKIE)
     csrf = csrf_of(c.get("/").text)
     assert c.post("/logout", data={"csrf_token": csrf}, headers=SAME_ORIGIN).status_code == 303
     r = c.get("/items/low")
     assert r.status_code == 303 and r.headers["location"] == "/login?next=%2Fitems%2Flow"
     assert "Answer low" not in r.text
-    c.cookies.set(web.SESSION_COOKIE, kept)  # it read the queue for 12 more hours
+    c.cookies.set(web.SESSION_COOKIE, kept, domain=domain)  # it read the queue for 12 more hours
     r = c.get("/items/low")
     assert r.status_code == 303 and "Answer low" not in r.text
     login(c)  # a new session works
