@@ -462,6 +462,11 @@ def guarded_invoke(guard: Guard, question: str, context=None, domain: str | None
     return guard.invoke(question, context, domain, **_invoke_kwargs(early_stop), **_call_kwargs(call))
 
 
+#: how long closing an abandoned passthrough stream waits for its generation to stop before leaving the decision's
+#: ``answer_not_delivered`` record to a thread of its own (a closer holding a lock the generation needs would wait
+#: for ever)
+SETTLE_WAIT_S = 10.0
+
 #: the passthrough streams still open: each one's ``settle``, run at exit for a stream nobody closed (the process
 #: would otherwise end inside its generation thread: an abort, and neither the decision nor the
 #: ``answer_not_delivered`` record of text the user saw)
@@ -535,11 +540,23 @@ def guard_stream(
         _OPEN_STREAMS.discard(settle)
         if not finished:
             cancel.set()  # nobody reads on: the answer is decided on what was generated, held, never accepted
-        worker.join()
-        if not finished and "result" in box:
-            guard.record_undelivered(box["result"], f"the stream ended after {n_text} chunk(s) of passthrough text "
-                                                    f"({shown} characters), before its decision reached the caller "
-                                                    f"({how})", run_id=run_id, shown_chars=shown)
+
+        def undelivered() -> None:
+            worker.join()
+            if not finished and "result" in box:
+                guard.record_undelivered(box["result"], f"the stream ended after {n_text} chunk(s) of passthrough "
+                                                        f"text ({shown} characters), before its decision reached the "
+                                                        f"caller ({how})", run_id=run_id, shown_chars=shown)
+
+        # a stream dropped without being closed is closed by the garbage collector, in whichever thread it runs:
+        # the guard's own worker (which cannot join itself: the record was lost), or one holding a lock the worker
+        # waits for (the embedder's: a deadlock in a soak). Past a wait, the rest is left to a thread of its own.
+        if threading.current_thread() is not worker:
+            worker.join(SETTLE_WAIT_S)
+        if worker.is_alive():
+            threading.Thread(target=undelivered, name="hguard-stream-settle").start()
+        else:
+            undelivered()
 
     _OPEN_STREAMS.add(settle)
     worker.start()

@@ -1334,6 +1334,44 @@ def test_an_answer_the_caller_never_received_is_said_in_the_log(calibrated, tmp_
     assert asyncio.run(g.ainvoke(q, domain="alpha")).route == "accept" and len(undelivered()) == 3
 
 
+def test_a_stream_closed_where_its_generation_cannot_end_yet_is_settled_by_a_thread_of_its_own(calibrated, tmp_path,
+                                                                                                monkeypatch):
+    """A soak: a dropped stream closed (by the garbage collector) in a thread holding a lock the generation waits for
+    deadlocked, and closed in the generation's own thread lost its answer_not_delivered record. Closing waits a while
+    for the generation to stop, then leaves the record to a thread of its own."""
+    import threading
+    import time
+
+    import hguard.streaming as streaming
+    from hguard.streaming import guard_stream
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    gate = threading.Event()
+    real = g.invoke
+
+    def slow(*a, **k):  # the generation waits on something the closing thread holds
+        out = real(*a, **k)
+        gate.wait(30)
+        return out
+
+    monkeypatch.setattr(g, "invoke", slow)
+    monkeypatch.setattr(streaming, "SETTLE_WAIT_S", 0.2)
+    stream = guard_stream(g, "who is the author ?", domain="alpha", mode="passthrough")
+    next(stream)
+    started = time.perf_counter()
+    stream.close()  # returns after the wait instead of for ever
+    assert time.perf_counter() - started < 10
+    undelivered = lambda: [r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] == "answer_not_delivered"]  # noqa: E731
+    assert not undelivered()
+    gate.set()
+    for _ in range(100):
+        if undelivered():
+            break
+        time.sleep(0.1)
+    assert len(undelivered()) == 1 and "after 1 chunk(s) of passthrough text" in undelivered()[0]["why"]
+
+
 def test_a_signal_beyond_the_calibration_is_named_as_a_hold_not_a_failure():
     """A law firm's trial: a well-grounded answer held because a signal lay 10 standard deviations from the merger's
     calibration read "scoring failed: InputError: cannot merge risk ...", as a crash would."""

@@ -787,3 +787,32 @@ def test_a_chat_turn_after_another_question_in_the_same_outer_span_is_another_re
     _, turn = handler()
     rec = AuditLog(guard.audit.path).find(turn.metadata["audit_id"])
     assert not any("earlier answers" in x for x in rec["reasons"]), rec["reasons"]
+
+
+def test_a_passthrough_stream_dropped_half_read_is_settled_when_dropped_and_forgets_its_guard(tiny_probes, embedder,
+                                                                                             tmp_path, index):
+    """A soak: a stock engine's response held its own stream in a cycle, so a stream dropped after one token was
+    closed by the garbage collector at any point of any thread (in the guard's worker: its answer_not_delivered record
+    lost; in a thread holding the embedder's lock: a deadlock within 11-17 requests); and every answered query left
+    its guard in a map for good (1,000 entries per 1,000 queries, every replaced guard kept alive)."""
+    import gc
+
+    from llama_index.llms.hguard import templates
+
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    engine = index.as_query_engine(llm=HGuardLLM(guard, domain="alpha", stream_mode="passthrough"),
+                                   similarity_top_k=2, streaming=True)
+    gc.disable()  # what the reference count does, not the collector
+    try:
+        for i in range(3):
+            response = engine.query(AUSTRALIA)
+            next(response.response_gen)  # the user read one token and went away
+            del response
+            said = [r for r in AuditLog(guard.audit.path) if r["kind"] == "answer_not_delivered"]
+            assert len(said) == i + 1  # settled as it was dropped, not whenever the collector ran
+    finally:
+        gc.enable()
+    engine = index.as_query_engine(llm=HGuardLLM(guard, domain="alpha"), similarity_top_k=2)
+    for _ in range(3):
+        engine.query(AUSTRALIA)
+    assert not templates._OWNERS  # noqa: SLF001 (nothing kept once each request's spans closed)

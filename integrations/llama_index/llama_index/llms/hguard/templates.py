@@ -26,6 +26,7 @@ import importlib
 import re
 
 import threading
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, Sequence
@@ -410,6 +411,14 @@ def _say_superseded(noted: list[tuple[str, dict]], delivered: dict, span: str) -
                 f"delivered decision {', '.join(map(str, sorted(given)))}"), run_id=span)
 
 
+def _forget_owners(noted: list[tuple[str, dict]]) -> None:
+    """Drop the guards of decisions no span holds any more (the request's outermost span closed): kept, every answered
+    query left an entry, and every guard a service replaced stayed alive (a soak: 1,000 entries per 1,000 queries)."""
+    with _LOCK:
+        for _, d in noted:
+            _OWNERS.pop(str(d.get("audit_id")), None)
+
+
 def _close(span: str, to_parent: bool) -> list[tuple[str, dict]]:
     """The decisions made inside ``span`` (now closing), handed on to its parent when ``to_parent``."""
     with _LOCK:
@@ -455,19 +464,25 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
             result.response_gen = _fill_when_consumed(result.response_gen, result, nodes)
         elif type(result).__name__ == "AsyncStreamingResponse" and getattr(result, "response_gen", None) is not None:
             result.response_gen = _afill_when_consumed(result.response_gen, result, nodes)  # its metadata stayed empty
+        with _LOCK:
+            handed_on = _PARENTS.get(id_) in _PARENTS  # its decisions go on to the span around it
         noted = _close(id_, to_parent=True)  # a chat engine wraps its query's response in its own
-        text = getattr(result, "response", None)
-        if isinstance(text, str) and text and hasattr(result, "metadata") and type(result).__name__ in _RESPONSES:
-            if "audit_id" in (result.metadata or {}):
-                return None  # the response already carries its own decision (HGuardQueryEngine)
-            decision = next((d for t, d in reversed(noted) if t == text), None) or combined_decision(text, noted)
-            if decision is not None:
-                result.metadata = {**(result.metadata or {}), **decision}
-                _say_superseded(noted, decision, id_)
+        try:
+            text = getattr(result, "response", None)
+            if isinstance(text, str) and text and hasattr(result, "metadata") and type(result).__name__ in _RESPONSES:
+                if "audit_id" in (result.metadata or {}):
+                    return None  # the response already carries its own decision (HGuardQueryEngine)
+                decision = next((d for t, d in reversed(noted) if t == text), None) or combined_decision(text, noted)
+                if decision is not None:
+                    result.metadata = {**(result.metadata or {}), **decision}
+                    _say_superseded(noted, decision, id_)
+        finally:
+            if not handed_on:
+                _forget_owners(noted)
         return None
 
     def prepare_to_drop_span(self, id_: str, bound_args: Any, instance: Any = None, err: Any = None, **kwargs: Any) -> Optional[SimpleSpan]:
-        _close(id_, to_parent=False)  # a failed call returns no response to carry a decision
+        _forget_owners(_close(id_, to_parent=False))  # a failed call returns no response to carry a decision
         return None
 
 
@@ -527,7 +542,8 @@ def _fill_when_consumed(tokens, response, nodes=None):
     synthesizer's, which its LLM call (run as the stream is read) takes as the passages."""
     it = iter(tokens)
     decision = None
-    while True:
+    response = weakref.ref(response)  # not the response itself: a cycle through it left a dropped stream to the
+    while True:  # garbage collector, which closed it at any point of any thread (a deadlock in a soak)
         _stream_decision.value = None
         with _reading_nodes(nodes):
             token = next(it, _END)
@@ -535,8 +551,8 @@ def _fill_when_consumed(tokens, response, nodes=None):
         if token is _END:
             break
         yield token
-    if decision is not None:
-        response.metadata = {**(response.metadata or {}), **decision}
+    if decision is not None and (held := response()) is not None:
+        held.metadata = {**(held.metadata or {}), **decision}
 
 
 #: an async stream's decision, set by :meth:`HGuardLLM.astream`'s tokens as they pass: an async generator runs in the
@@ -548,6 +564,7 @@ async def _afill_when_consumed(tokens, response, nodes=None):
     """:func:`_fill_when_consumed` for a stock engine's ``AsyncStreamingResponse``."""
     it = aiter(tokens)
     decision = None
+    response = weakref.ref(response)  # as _fill_when_consumed: no cycle through the response
     while True:
         async_stream_decision.set(None)
         with _reading_nodes(nodes):
@@ -556,8 +573,8 @@ async def _afill_when_consumed(tokens, response, nodes=None):
         if token is _END:
             break
         yield token
-    if decision is not None:
-        response.metadata = {**(response.metadata or {}), **decision}
+    if decision is not None and (held := response()) is not None:
+        held.metadata = {**(held.metadata or {}), **decision}
 
 
 _installed = False
