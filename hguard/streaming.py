@@ -470,13 +470,13 @@ SETTLE_WAIT_S = 10.0
 #: the passthrough streams still open: each one's ``settle``, run at exit for a stream nobody closed (the process
 #: would otherwise end inside its generation thread: an abort, and neither the decision nor the
 #: ``answer_not_delivered`` record of text the user saw)
-_OPEN_STREAMS: set[Callable[[str], None]] = set()
+_OPEN_STREAMS: set[Callable[..., None]] = set()
 
 
 @atexit.register
 def _settle_open_streams() -> None:
     for settle in list(_OPEN_STREAMS):
-        settle("the process exited with the stream open")
+        settle("the process exited with the stream open", bounded=False)
 
 
 def guard_stream(
@@ -531,7 +531,7 @@ def guard_stream(
     n_text, shown, finished = 0, 0, False  # chunks and characters of text shown to the caller
     once = threading.Lock()
 
-    def settle(how: str) -> None:
+    def settle(how: str, bounded: bool = True) -> None:
         """Also on an abandoned stream: the generation stops, the guard records its decision on the answer so far
         (held: cut short), and then that the caller, who read some of its text, never got the decision. Once, whichever comes first: the stream's end
         or close, or the process exiting with the stream still open (a web worker restarting mid-answer)."""
@@ -550,9 +550,13 @@ def guard_stream(
 
         # a stream dropped without being closed is closed by the garbage collector, in whichever thread it runs:
         # the guard's own worker (which cannot join itself: the record was lost), or one holding a lock the worker
-        # waits for (the embedder's: a deadlock in a soak). Past a wait, the rest is left to a thread of its own.
-        if threading.current_thread() is not worker:
-            worker.join(SETTLE_WAIT_S)
+        # waits for (the embedder's: a deadlock in a soak). An abandoned stream's rest is left, past a wait, to a
+        # thread of its own; one read to its end (its decision is read next) and the process's exit (no thread
+        # would be waited for) wait for the worker whatever it takes.
+        if threading.current_thread() is worker:
+            threading.Thread(target=undelivered, name="hguard-stream-settle").start()
+            return
+        worker.join(SETTLE_WAIT_S if bounded and not finished else None)
         if worker.is_alive():
             threading.Thread(target=undelivered, name="hguard-stream-settle").start()
         else:

@@ -14,6 +14,11 @@ import sys
 import tomllib
 from pathlib import Path
 
+try:
+    from packaging.specifiers import SpecifierSet
+except ImportError:  # a bare Python: pip's own copy (check_floors.sh runs this before any venv exists)
+    from pip._vendor.packaging.specifiers import SpecifierSet  # type: ignore[no-redef]
+
 ROOT = Path(__file__).resolve().parents[1]
 EXTRAS = ("embeddings", "review", "langchain", "llama-index")
 SKIP = {"torch", "hguard"}
@@ -42,6 +47,12 @@ def floors(reqs: list[str]) -> dict[str, str]:
         version = low.group(1)
         if name not in out or _key(version) > _key(out[name]):
             out[name] = version
+    for req in reqs:  # a floor another clause excludes ("x>=1.0,!=1.0") would be a pin its own requirement refuses
+        m = re.match(r"\s*([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?\s*(.*)", req)
+        name, spec = m.group(1).lower().replace("_", "-"), m.group(2).split(";")[0].strip()  # type: ignore[union-attr]
+        if name in out and spec and not SpecifierSet(spec).contains(out[name], prereleases=True):
+            raise SystemExit(f"the floor {name}=={out[name]} is one that {req!r} excludes: raise its lower bound to a "
+                             "release it allows")
     return out
 
 

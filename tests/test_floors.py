@@ -30,3 +30,16 @@ def test_every_declared_dependency_has_a_lower_bound_written_as_a_release():
     named = {re.match(r"[A-Za-z0-9_.\-]+", r).group(0).lower().replace("_", "-") for r in reqs} - mod.SKIP
     assert named == set(floors), named - set(floors)  # each has a >= bound
     assert all(re.fullmatch(r"\d+\.\d+\.\d+", v) for v in floors.values()), floors
+
+
+def test_a_floor_another_clause_excludes_is_refused_naming_it():
+    """A review: "x>=0.14.21,!=0.14.21" pinned ==0.14.21, which its own requirement refuses (check_floors.sh would
+    fail to resolve rather than say why)."""
+    import pytest
+
+    floors = _floors_module().floors
+    assert floors(["x>=0.14.21,!=0.14.22,<0.15"]) == {"x": "0.14.21"}
+    with pytest.raises(SystemExit, match=r"the floor x==0.14.21 is one that 'x>=0.14.21,!=0.14.21,<0.15' excludes"):
+        floors(["x>=0.14.21,!=0.14.21,<0.15"])
+    with pytest.raises(SystemExit, match="excludes"):
+        floors(["y>=1.0,!=1.0.*"])

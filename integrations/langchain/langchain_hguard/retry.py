@@ -18,6 +18,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.base import RunnableBindingBase
 from langchain_core.runnables.config import get_config_list
 from langchain_core.runnables.retry import RunnableRetry
+from pydantic import field_validator
 from tenacity import RetryError, retry_if_exception
 
 from hguard.errors import InputError, RouteError
@@ -35,6 +36,21 @@ class GuardRetry(RunnableRetry):  # type: ignore[no-redef]
     # the field takes a tuple only, and one class (or a predicate) failed validation; _retryable reads all three
     retry_exception_types: Any = (Exception,)
 
+    @field_validator("retry_exception_types", mode="before")
+    @classmethod
+    def _kinds(cls, value: Any) -> Any:
+        """One exception class, a tuple or list of them (kept as a tuple), or a predicate; anything else refused
+        here, not at the first error (a list failed there with isinstance's TypeError, and None retried all)."""
+        def a_kind(k: Any) -> bool:
+            return isinstance(k, type) and issubclass(k, BaseException)
+
+        if a_kind(value) or (callable(value) and not isinstance(value, type)):
+            return value
+        if isinstance(value, (tuple, list)) and value and all(a_kind(k) for k in value):
+            return tuple(value)
+        raise ValueError(f"retry_if_exception_type must be an exception class, a tuple or list of them, or a predicate "
+                         f"taking the exception; got {value!r:.80}")
+
     def _retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, (RouteError, InputError, TypeError, NotImplementedError)):  # the same greedy answer again,
             return False  # queued again; the same refusal, recorded again; a wrong keyword or a feature it lacks
@@ -43,7 +59,7 @@ class GuardRetry(RunnableRetry):  # type: ignore[no-redef]
             return isinstance(exc, kinds)
         if callable(kinds) and not isinstance(kinds, tuple):
             return bool(kinds(exc))
-        return isinstance(exc, kinds) if kinds else True
+        return isinstance(exc, kinds)
 
     @property
     def _kwargs_retrying(self) -> dict[str, Any]:

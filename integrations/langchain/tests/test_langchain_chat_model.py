@@ -382,6 +382,12 @@ def test_with_retry_keeps_each_inputs_own_outcome_and_does_not_retry_a_route(mak
     # callable: it was called as a predicate, so every error was retried)
     one = raising.with_retry(retry_if_exception_type=ValueError)
     assert one._retryable(ValueError("x")) and not one._retryable(RuntimeError("x"))
+    listed = raising.with_retry(retry_if_exception_type=[ValueError, KeyError])  # a list, as pydantic read it before
+    assert listed._retryable(KeyError("x")) and not listed._retryable(RuntimeError("x"))
+    assert raising.with_retry(retry_if_exception_type=lambda e: "transient" in str(e))._retryable(RuntimeError("transient"))
+    for bad in (None, "ValueError", [], [ValueError, "x"]):  # refused when the retry is built, not at the first error
+        with pytest.raises(ValueError, match="retry_if_exception_type must be an exception class"):
+            raising.with_retry(retry_if_exception_type=bad)
     assert not retry._retryable(TypeError("domian")) and not retry._retryable(NotImplementedError("tools"))
     for bad in (0, -1, 2.5, True):  # 0 retried for ever (tenacity never stops before attempt 0)
         with pytest.raises(ValueError, match=f"stop_after_attempt={bad!r}: give the number of attempts, 1 or more"):
