@@ -295,8 +295,15 @@ def test_the_guard_says_at_start_which_domains_an_older_calibration_leaves_uncer
     beta = CalibratedDomain.load(probes / "beta.json")  # as an older release wrote it (saved again: its own id)
     replace(beta, thresholds_fitted_on="... merged by the shipped merger, which was fitted on those same cross-family "
             "scores", held_out_scores=None).save(probes / "beta.json")
+    with pytest.warns(UserWarning) as said:  # a target its scores certify nothing at: nothing changes, nothing said
+        Guard.from_policy(_policy(probes, tmp_path), lm=lm)
+    assert not [w for w in said if "calibrated by an older release" in str(w.message)]
+    lenient = _policy(probes, tmp_path)
+    lenient = lenient.model_copy(update={"domains": {**lenient.domains, "beta": lenient.domains["beta"].model_copy(
+        update={"target_hallucination_rate": 0.9, "confidence": 0.5})}})
+    assert CalibratedDomain.load(probes / "beta.json")._fit_thresholds(lenient.domain("beta")).accept_below > 0
     with pytest.warns(UserWarning) as said:
-        g = Guard.from_policy(_policy(probes, tmp_path), lm=lm)
+        g = Guard.from_policy(lenient, lm=lm)
     old = [str(w.message) for w in said if "calibrated by an older release" in str(w.message)]
     assert len(old) == 1 and old[0].startswith("domain 'beta': calibrated by an older release: its accept threshold")
     assert "it carries no held-out answers" in old[0] and "recalibrate it (hguard calibrate with its data)" in old[0]
