@@ -23,6 +23,8 @@ from typing import Sequence
 
 import regex  # Unicode properties the standard re lacks
 
+from .errors import one_line
+
 __all__ = ["asks_only_yes_no", "asks_yes_no", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "language_of",
            "direction_controls", "listed", "reads_english", "same_words", "shown_plainly", "without_ignorables", "words_of"]
 
@@ -98,8 +100,6 @@ def listed(text: str, limit: int) -> str:
     """``text`` for one line of a listing a person reads in a terminal: whitespace folded to single spaces, every
     other :func:`hidden_character` escaped (an escape sequence in a question moved the cursor and wrote a forged
     risk over the real one in ``hguard review list``), cut to ``limit`` characters."""
-    from .errors import one_line
-
     return one_line(shown_plainly(" ".join(text.split())), limit)
 
 

@@ -172,12 +172,10 @@ class Guard(_Scoring, _Recording):
             for cd in (plan.closed_book, plan.rag):
                 # an older calibration's file whose scores would certify an accept threshold under this policy: what
                 # the current code withdraws or cannot check, said once (a file that certifies nothing loses nothing)
-                relied = (cd is not None and name in pol.domains
-                          and getattr(cd._fit_thresholds(pol.domain(name)), "accept_below", 0) > 0)  # noqa: SLF001
                 stale = [w for w in (cd.in_sample_thresholds, None if cd.held_out_scores is not None or cd.calibration_scores
                                      is None else "it carries no held-out answers, so an accept threshold they would "
-                                     "reject is not withdrawn") if w] if relied and cd is not None else []
-                if stale:
+                                     "reject is not withdrawn") if w] if cd is not None and name in pol.domains else []
+                if stale and cd is not None and getattr(cd._fit_thresholds(pol.domain(name)), "accept_below", 0) > 0:  # noqa: SLF001
                     warnings.warn(f"domain {name!r}{' (RAG)' if cd is plan.rag else ''}: calibrated by an older release: "
                                   f"{'; '.join(stale)}; recalibrate it (hguard calibrate{'-rag' if cd is plan.rag else ''} "
                                   "with its data) to certify an accept threshold", UserWarning, stacklevel=2)

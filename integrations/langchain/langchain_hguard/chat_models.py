@@ -113,25 +113,22 @@ _BEFORE_FIELD = re.compile(r"(?:\A|[\n:\uff1a.!?\u3002\uff1f\]>])[^\w\n]*\Z")
 _AFTER_FIELD = re.compile(r"^[^\w\n]*(?:</\w+>)?[^\w\n]*(?:\n|$)")
 
 
-def asks(query: str, prompt: str) -> bool:
+def asks(query: str, prompt: str, values: Sequence[str] | None = None) -> bool:
     """Whether ``prompt`` (a RAG template's text, its passages taken out) asks ``query`` as its question, where the
     prompt template's own variables are not known (the messages were built by hand): the query stands as a field of
     its own, the whole rest of a line after a label, a sentence's end or a tag, up to marks and the line's end
     ("Question: {q}", "**Question:** {q}", "<question>{q}</question>", "« {q} »"). A keyword the retriever searched
     with that appears in the passages, or inside the user's own sentence ("Nile" in "Where do the Nile's branches
     meet?", "Canberra" in 'what does "Canberra" mean?'), is not the question asked (a LangChain power user's trial:
-    the answer to the keyword was scored and accepted)."""
+    the answer to the keyword was scored and accepted). ``values``: the values the chain's prompt templates were
+    formatted with, when known: the query must also be one of them (a variable of its own)."""
     words = query.split()
-    if not words:
+    if not words or (values is not None and not any(v.split() == words for v in values)):
         return False
     for m in re.finditer(r"\s+".join(map(re.escape, words)), prompt):
         if _BEFORE_FIELD.search(prompt[: m.start()]) and _AFTER_FIELD.match(prompt[m.end():]):
             return True
     return False
-
-
-def _same_text(a: str, b: str) -> bool:
-    return " ".join(a.split()) == " ".join(b.split())
 
 
 def split_messages(messages: Sequence[BaseMessage], *, system_as_context: bool = True) -> tuple[str, list[str]]:
@@ -234,8 +231,7 @@ def read_chat(
                 outside = question  # the prompt without its passages (as pasted, whatever its spacing)
                 for part in seen:
                     outside = re.sub(r"\s+".join(map(re.escape, part.split())), "\n", outside)
-                asked = [q for q in searched if asks(q, outside) and (
-                    prompt_values is None or any(_same_text(q, v) for v in prompt_values))]
+                asked = [q for q in searched if asks(q, outside, prompt_values)]
                 if asked or not searched:
                     question = (asked or queries)[0]
                 else:  # searched with other text (keywords, a rewrite): the question asked is the prompt's own
@@ -254,8 +250,7 @@ def read_chat(
             ))
         else:  # the chain's retrievers ran and found nothing: a RAG call with no passage, not a closed-book one
             problems.append(nothing_retrieved("the chain's retrievers"))
-            asked = [q for q in with_text([r.query for r in retrievals]) if asks(q, question) and (
-                prompt_values is None or any(_same_text(q, v) for v in prompt_values))]
+            asked = [q for q in with_text([r.query for r in retrievals]) if asks(q, question, prompt_values)]
             if asked:  # the template around an empty context is not the question: the query it holds is (as above)
                 question = asked[0]
     if not context and not problems and (named or (system_as_context and any(m.type == "system" for m in messages))):

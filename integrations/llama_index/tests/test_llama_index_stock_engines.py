@@ -583,6 +583,38 @@ def test_a_raise_on_route_closes_the_llm_call_and_query_records_as_failed(make_g
     assert audit_mod.verify(guard.audit.path).ok and handler.errors == []
 
 
+def _every_engine():
+    """A selector choosing every engine (a user's own: the stock multi-selector needs a function-calling LLM)."""
+    from llama_index.core.base.base_selector import BaseSelector, SelectorResult, SingleSelection
+
+    class Every(BaseSelector):
+        def _select(self, choices, query):
+            return SelectorResult(selections=[SingleSelection(index=i, reason="every") for i in range(len(choices))])
+
+        async def _aselect(self, choices, query):
+            return self._select(choices, query)
+
+        def _get_prompts(self):
+            return {}
+
+        def _update_prompts(self, prompts):
+            pass
+
+    return Every()
+
+
+def _fixed(texts):
+    """A retriever of fixed passages (a chunk that repeats another's words, as overlapping chunks do)."""
+    from llama_index.core.retrievers import BaseRetriever
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    class Fixed(BaseRetriever):
+        def _retrieve(self, query_bundle):
+            return [NodeWithScore(node=TextNode(text=t), score=1.0) for t in texts]
+
+    return Fixed()
+
+
 def _fixed_questions(*questions):
     from llama_index.core.question_gen.types import BaseQuestionGenerator, SubQuestion
 
@@ -630,29 +662,15 @@ def test_a_sub_question_engine_does_not_accept_a_summary_of_its_sub_answers(tiny
 def test_a_router_summarising_guarded_engines_does_not_accept_their_answers_as_passages(tiny_probes, embedder, tmp_path, index):
     """A multi-selection RouterQueryEngine summarises its engines' answers: HGuardQueryEngine's answers were not known
     for the request's own, so held ones came back accepted inside the summary (stock engines' were)."""
-    from llama_index.core.base.base_selector import BaseSelector, SelectorResult, SingleSelection
     from llama_index.core.query_engine import RouterQueryEngine
     from llama_index.core.response_synthesizers import TreeSummarize
     from llama_index.core.tools import QueryEngineTool, ToolMetadata
-
-    class Both(BaseSelector):
-        def _select(self, choices, query):
-            return SelectorResult(selections=[SingleSelection(index=i, reason="both") for i in range(len(choices))])
-
-        async def _aselect(self, choices, query):
-            return self._select(choices, query)
-
-        def _get_prompts(self):
-            return {}
-
-        def _update_prompts(self, prompts):
-            pass
 
     guard = _guard(tiny_probes, embedder, tmp_path)
     llm = HGuardLLM(guard, domain="alpha")
     tools = [QueryEngineTool(query_engine=HGuardQueryEngine(index.as_retriever(similarity_top_k=k), llm, domain="alpha"),
                              metadata=ToolMetadata(name=f"docs{k}", description=f"documents, top {k}")) for k in (1, 2)]
-    router = RouterQueryEngine(selector=Both(), query_engine_tools=tools, llm=llm, summarizer=TreeSummarize(llm=llm))
+    router = RouterQueryEngine(selector=_every_engine(), query_engine_tools=tools, llm=llm, summarizer=TreeSummarize(llm=llm))
     response = router.query(AUSTRALIA)
     decisions = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
     assert len(decisions) == 3 and response.metadata["audit_id"] == decisions[-1]["id"]
@@ -676,18 +694,6 @@ def test_a_short_earlier_answer_inside_a_passage_is_not_taken_for_a_summary():
     assert not built_from_answers(passage, [], ["The capital is Nairobi."]) and not built_from_answers(passage, [])
 
 
-class _Fixed:
-    """A retriever of fixed passages (a chunk that repeats another's words, as overlapping chunks do)."""
-
-    def __new__(cls, texts):
-        from llama_index.core.retrievers import BaseRetriever
-        from llama_index.core.schema import NodeWithScore, TextNode
-
-        class Fixed(BaseRetriever):
-            def _retrieve(self, query_bundle):
-                return [NodeWithScore(node=TextNode(text=t), score=1.0) for t in texts]
-
-        return Fixed()
 
 
 AUS_PASSAGE = "Canberra is the capital city of Australia. It was chosen as a compromise between Sydney and Melbourne."
@@ -700,11 +706,11 @@ def test_a_chunk_repeating_an_earlier_steps_answer_is_a_passage_not_a_summary(ti
 
     guard = _guard(tiny_probes, embedder, tmp_path)
     llm = HGuardLLM(guard, domain="alpha")
-    RetrieverQueryEngine.from_args(_Fixed([AUS_PASSAGE]), llm=llm, response_mode="accumulate").query(AUSTRALIA)
+    RetrieverQueryEngine.from_args(_fixed([AUS_PASSAGE]), llm=llm, response_mode="accumulate").query(AUSTRALIA)
     first = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"][-1]["answer"]
     assert len(first.split()) >= 3
     chunk = "Parliament House opened in 1988. " + first + " The city lies in the Australian Capital Territory."
-    RetrieverQueryEngine.from_args(_Fixed([AUS_PASSAGE, chunk]), llm=llm, response_mode="accumulate").query(AUSTRALIA)
+    RetrieverQueryEngine.from_args(_fixed([AUS_PASSAGE, chunk]), llm=llm, response_mode="accumulate").query(AUSTRALIA)
     steps = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"][-2:]
     assert steps[0]["answer"] == first and not any("earlier answers" in x for x in steps[1]["reasons"])
 
@@ -717,9 +723,9 @@ def test_another_query_in_the_same_outer_span_is_another_request(tiny_probes, em
 
     guard = _guard(tiny_probes, embedder, tmp_path)
     llm = HGuardLLM(guard, domain="alpha")
-    first = HGuardQueryEngine(_Fixed([AUS_PASSAGE]), llm, domain="alpha")
+    first = HGuardQueryEngine(_fixed([AUS_PASSAGE]), llm, domain="alpha")
     answer = str(first.query(AUSTRALIA))
-    second = RetrieverQueryEngine.from_args(_Fixed(["Guide to Australian cities. " + answer + " Sydney is the largest."]), llm=llm)
+    second = RetrieverQueryEngine.from_args(_fixed(["Guide to Australian cities. " + answer + " Sydney is the largest."]), llm=llm)
     dispatcher = get_dispatcher("hguard_test_batch")
 
     @dispatcher.span
@@ -734,34 +740,20 @@ def test_another_query_in_the_same_outer_span_is_another_request(tiny_probes, em
 def test_a_router_summary_holding_a_held_answer_beside_another_engines_text_is_held(tiny_probes, embedder, tmp_path):
     """A review: a router's summarizer (TreeSummarize.get_response, no synthesize span) over a held HGuardQueryEngine
     answer and an engine that does not answer through the guard (a table lookup) was accepted."""
-    from llama_index.core.base.base_selector import BaseSelector, SelectorResult, SingleSelection
     from llama_index.core.query_engine import CustomQueryEngine, RouterQueryEngine
     from llama_index.core.response_synthesizers import TreeSummarize
     from llama_index.core.tools import QueryEngineTool, ToolMetadata
-
-    class Both(BaseSelector):
-        def _select(self, choices, query):
-            return SelectorResult(selections=[SingleSelection(index=i, reason="both") for i in range(len(choices))])
-
-        async def _aselect(self, choices, query):
-            return self._select(choices, query)
-
-        def _get_prompts(self):
-            return {}
-
-        def _update_prompts(self, prompts):
-            pass
 
     class Lookup(CustomQueryEngine):
         def custom_query(self, query_str: str):
             return "Population table: Sydney 5.3 million, Melbourne 5.2 million, Canberra 0.47 million."
 
     guard = _guard(tiny_probes, embedder, tmp_path, abstain_above=1.0)
-    held = HGuardQueryEngine(_Fixed([AUS_PASSAGE]), HGuardLLM(guard, domain="beta"), domain="beta")  # beta reviews all
+    held = HGuardQueryEngine(_fixed([AUS_PASSAGE]), HGuardLLM(guard, domain="beta"), domain="beta")  # beta reviews all
     tools = [QueryEngineTool(query_engine=held, metadata=ToolMetadata(name="docs", description="docs")),
              QueryEngineTool(query_engine=Lookup(), metadata=ToolMetadata(name="table", description="table"))]
     llm = HGuardLLM(guard, domain="alpha")
-    response = RouterQueryEngine(selector=Both(), query_engine_tools=tools, llm=llm, summarizer=TreeSummarize(llm=llm)).query(AUSTRALIA)
+    response = RouterQueryEngine(selector=_every_engine(), query_engine_tools=tools, llm=llm, summarizer=TreeSummarize(llm=llm)).query(AUSTRALIA)
     decisions = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
     assert decisions[0]["route"] == "review" and response.metadata["route"] == "review"
     assert any("earlier answers" in x for x in decisions[-1]["reasons"])
@@ -775,9 +767,9 @@ def test_a_chat_turn_after_another_question_in_the_same_outer_span_is_another_re
 
     guard = _guard(tiny_probes, embedder, tmp_path)
     llm = HGuardLLM(guard, domain="alpha")
-    first = HGuardQueryEngine(_Fixed([AUS_PASSAGE]), llm, domain="alpha")
+    first = HGuardQueryEngine(_fixed([AUS_PASSAGE]), llm, domain="alpha")
     answer = str(first.query(AUSTRALIA))
-    chat = ContextChatEngine.from_defaults(retriever=_Fixed(["Guide to Australian cities. " + answer + " Sydney is the largest."]), llm=llm)
+    chat = ContextChatEngine.from_defaults(retriever=_fixed(["Guide to Australian cities. " + answer + " Sydney is the largest."]), llm=llm)
     dispatcher = get_dispatcher("hguard_test_handler")
 
     @dispatcher.span
