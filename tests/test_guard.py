@@ -1317,11 +1317,26 @@ def test_an_answer_the_caller_never_received_is_said_in_the_log(calibrated, tmp_
     # the cancelled ainvoke stopped its generation (its event was set before the answer began): held, never accepted
     held = decisions[first["decision_audit_id"]]
     assert held["route"] == "review" and CANCELLED_HOLD in held["reasons"], held["reasons"]
-    # a passthrough stream read for one chunk, then dropped: its generation stops, and the cut answer is held
+    # a passthrough stream read for one chunk, then dropped: its generation stops, and the cut answer is held. The
+    # generation waits after its first text until the stream is closed (a fresh-clone CI under load saw all 4 tokens
+    # generated, and the answer accepted, between the first chunk and the close)
+    def paced(*a, streamer=None, cancel=None, **kw):
+        put = streamer.on_finalized_text
+
+        def put_then_wait(text, stream_end=False):
+            put(text, stream_end)
+            if text and not stream_end:
+                cancel.wait(30)
+
+        streamer.on_finalized_text = put_then_wait
+        return real(*a, streamer=streamer, cancel=cancel, **kw)
+
+    g.invoke = paced
     stream = guard_stream(g, q, domain="alpha", mode="passthrough")
     first_chunk = next(stream)
     assert first_chunk.result is None
     stream.close()
+    g.invoke = real
     last = undelivered()[-1]
     assert "after 1 chunk(s) of passthrough text" in last["why"] and last["route"] == "review"
     cut = AuditLog(tmp_path / "audit.jsonl").find(last["decision_audit_id"])
