@@ -677,7 +677,8 @@ class Guard(_Scoring, _Recording):
     ) -> QueryRewrite:
         """Text a chain asks for to search with, not to show: a follow-up rewritten into a standalone
         question, or search queries generated from a question (LlamaIndex's condense step, LangChain's
-        ``create_history_aware_retriever`` and ``MultiQueryRetriever``). It is generated plainly, with no
+        ``create_history_aware_retriever`` and ``MultiQueryRetriever``), or a retriever's own step on what it found
+        (LangChain's document compressors: a filter's YES/NO, an extract). It is generated plainly, with no
         decision and nothing queued for review, since it is no answer (the answer the chain then gives
         from what was found is guarded); it is written to the audit log as a ``retrieval_query`` record
         naming ``step``, so the log shows what was searched for. Bad input is refused as for ``invoke``."""
@@ -696,7 +697,8 @@ class Guard(_Scoring, _Recording):
             "history_turns": len(history) if isinstance(history, Sequence) else 0,
             "model": self.lm.name,
             "model_fingerprint": self.lm.fingerprint,
-            "note": "generated for a retriever to search with, not shown as an answer: no decision was made",
+            "note": "generated for a retrieval step (text to search with, or a retriever's filter or extract of what it "
+                    "found), not shown as an answer: no decision was made",
         }
         audit_id = self.audit.append(record, kind=RETRIEVAL_QUERY).id if self.audit is not None else None
         return QueryRewrite(text=g.text, audit_id=audit_id, step=step)

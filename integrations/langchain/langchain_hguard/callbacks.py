@@ -32,6 +32,14 @@ def _decision(generation: Any) -> dict[str, Any] | None:
     return {k: meta[k] for k in DECISION_KEYS if k in meta}
 
 
+def _step(generation: Any) -> dict[str, Any] | None:
+    """A retrieval step's call (``response_metadata["hguard_step"]``): the step and its ``retrieval_query`` record."""
+    meta = (generation.message.response_metadata or {}) if isinstance(generation, ChatGeneration) else {}
+    if meta.get("hguard_step") != "retrieval_query":
+        return None
+    return {"hguard_step": meta["hguard_step"], "retrieval_query_audit_id": meta.get("retrieval_query_audit_id")}
+
+
 class HGuardAuditCallbackHandler(BaseCallbackHandler):
     """Writes one audit record of kind ``"llm_call"`` for every LLM or chat-model call it sees.
 
@@ -40,7 +48,8 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
     context (``question`` / ``context`` / ``answer`` fields, so a redacting ``AuditLog`` hashes them),
     the answer text, the duration, the status and, when the model is :class:`ChatHGuard`, the guard's
     decision under ``"hguard"`` with ``decision_audit_id`` pointing at the guard's own ``decision``
-    record. ``record_starts=True`` also writes a record when each call starts (``"event": "start"``).
+    record, or, for a retrieval step's call that made no decision (a question rewrite, a retriever's queries or
+    filter), ``hguard_step`` and ``retrieval_query_audit_id`` pointing at its ``retrieval_query`` record. ``record_starts=True`` also writes a record when each call starts (``"event": "start"``).
 
     ``raise_error`` is True: LangChain logs and swallows handler exceptions otherwise, and a failed
     audit write must reach the caller rather than be lost silently.
@@ -162,6 +171,11 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
         }
         linked = [d["audit_id"] for d in decisions if d]
         fields["decision_audit_id"] = linked[0] if len(linked) == 1 else (linked or None)
+        steps = [_step(g) for g in generations]
+        if any(steps):  # an auditor read a rewrite's false "fact" as an answer given with no decision
+            fields.update(steps[0] if len(steps) == 1 else {  # type: ignore[arg-type]
+                "hguard_step": [s and s["hguard_step"] for s in steps],
+                "retrieval_query_audit_id": [s and s["retrieval_query_audit_id"] for s in steps]})
         self._finish(run_id, fields)
 
     def on_llm_new_token(self, token: str | list[str | dict[str, Any]], *, chunk: Any = None, run_id: UUID,

@@ -312,7 +312,7 @@ class _Call:
     problems: list[str]
     stop: list[str] | None
     max_new_tokens: int | None = None
-    query_step: str | None = None  # the chain step asking for text to search with (no decision: Guard.rewrite_query)
+    query_step: str | None = None  # the retrieval step asking for text no user is shown (no decision: Guard.rewrite_query)
     run_id: str | None = None  # a streamed call's LangChain run id, named if its decision is never delivered
     cancel: Any = None  # an async call's cancel event (threading.Event)
     agent: bool = False  # an agent's step (asks_for_actions): held whatever the stream mode, a held one withheld
@@ -681,8 +681,9 @@ class ChatHGuard(BaseChatModel):
             context = None
             given.append(nothing_retrieved("the context= given"))
         from_prompt = context is None and not emptied  # the passages, if any, are read from the prompt and the run
-        retrievals = CAPTURE.retrievals_for(parent_run_id) if from_prompt else []
         query_step = CAPTURE.query_step(parent_run_id) if from_prompt else None
+        # a retrieval step's prompt is the step's own, read as written (a compressor's holds the document it asks about)
+        retrievals = CAPTURE.retrievals_for(parent_run_id) if from_prompt and query_step is None else []
         try:
             read = read_chat(messages, system_as_context=self.system_as_context, retrievals=retrievals,
                              prompt_values=CAPTURE.prompt_values_for(parent_run_id) if retrievals else None)
@@ -705,7 +706,8 @@ class ChatHGuard(BaseChatModel):
                      parent_run_id)
 
     def _search_text(self, call: _Call) -> AIMessage:
-        """A retriever's or a question rewrite's call: text to search with, generated plainly and recorded
+        """A retrieval step's call (a question rewrite, a retriever's queries, a compressor's filter or extract):
+        text no user is shown, generated plainly from the step's own prompt and recorded
         as a ``retrieval_query`` (``Guard.rewrite_query``), not an answer held for review (its hold
         message would have been searched for)."""
         q = self.guard.rewrite_query(

@@ -38,7 +38,8 @@ class Retrieval:
     run_id: UUID
     query: str
     documents: tuple[Document, ...]
-    rewritten: bool = False  # the model was called inside the retriever after it retrieved: its documents are model-written
+    rewritten: bool = False  # the model was called inside the retriever after it retrieved, and a document it returned
+    # is none that was found there: model-written text (LLMChainExtractor's extract, not LLMChainFilter's choice)
 
 
 class RetrievalCapture(BaseCallbackHandler):
@@ -125,8 +126,10 @@ class RetrievalCapture(BaseCallbackHandler):
             root = self._root.get(run_id)
             if root is not None:
                 docs = tuple(d for d in documents if isinstance(d, Document))
-                self._found.setdefault(root, []).append(
-                    Retrieval(run_id, self._queries.get(run_id, ""), docs, rewritten=run_id in self._rewritten))
+                found = {d.page_content for r in self._found.get(root, []) if run_id in self._ancestors(r.run_id)[1:]
+                         for d in r.documents}
+                rewritten = run_id in self._rewritten and any(d.page_content not in found for d in docs)
+                self._found.setdefault(root, []).append(Retrieval(run_id, self._queries.get(run_id, ""), docs, rewritten))
         self._end(run_id, parent_run_id)
 
     def on_retriever_error(self, error, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
@@ -179,13 +182,15 @@ class RetrievalCapture(BaseCallbackHandler):
         return None
 
     def query_step(self, parent_run_id: UUID | None) -> str | None:
-        """The step that asks a chat model called from ``parent_run_id`` for text to search with, not an
-        answer: a retriever still running that has not retrieved yet (a ``MultiQueryRetriever`` generating
-        its queries), or a chain named in ``QUERY_CHAINS`` (``create_history_aware_retriever``'s rewrite of a
-        follow-up); None for anything else. A retriever whose own retrieval has finished and that then calls
-        the model transforms the documents it found (``ContextualCompressionRetriever`` with an
-        ``LLMChainExtractor``): that text becomes the passages an answer is scored against, so it is not
-        text to search with and is guarded as an answer."""
+        """The retrieval step that asks a chat model called from ``parent_run_id`` for text no user is shown: a
+        retriever still running that has not retrieved yet (a ``MultiQueryRetriever`` generating its queries), a
+        chain named in ``QUERY_CHAINS`` (``create_history_aware_retriever``'s rewrite of a follow-up), or a
+        retriever whose own retrieval has finished and that then asks the model about the documents it found (a
+        ``ContextualCompressionRetriever``'s ``LLMChainFilter`` answering YES or NO, its ``LLMChainExtractor``
+        extracting); None for anything else (an answer). The model's text there is the step's to read, from the
+        prompt as the step wrote it: framed as an answer, the filter's YES/NO instruction was dropped and its
+        parser failed on an answer. What a compressor returns that is no document it found is the model's own
+        text, which an answer cannot be grounded on (``Retrieval.rewritten``)."""
         if parent_run_id is None:
             return None
         with self._lock:
@@ -195,8 +200,8 @@ class RetrievalCapture(BaseCallbackHandler):
                 if ancestor not in self._names:
                     continue
                 if ancestor in self._queries and any(ancestor in self._ancestors(r.run_id)[1:] for r in found):
-                    self._rewritten.add(ancestor)  # its documents will be the model's rewrite of what it found
-                    return None  # inside a retriever that already retrieved: the model works on what was found
+                    self._rewritten.add(ancestor)  # the model works on what was found: its documents may be its own
+                    return f"{self._names[ancestor]} (a document compressor: the model filters or extracts what it found)"
                 return self._names[ancestor]
         return None
 

@@ -20,7 +20,7 @@ from hguard.audit import AuditLog
 from hguard.errors import AbstainedError, InputError, NeedsReviewError, RouteError
 from hguard.guard import Guard
 from hguard.policy import Policy
-from langchain_hguard import ChatHGuard, GuardedOutputParser, GuardedRAG, GuardedText, HGuardEmbeddings
+from langchain_hguard import ChatHGuard, GuardedOutputParser, GuardedRAG, GuardedText, HGuardAuditCallbackHandler, HGuardEmbeddings
 from langchain_hguard.retrieval import CAPTURE
 
 DOCS = Path(__file__).resolve().parents[3] / "examples" / "docs"
@@ -557,27 +557,56 @@ def test_text_asked_for_to_search_with_is_not_held_as_an_answer(make_guard, stor
     assert [r for r in AuditLog(guard.audit.path) if r["kind"] == "retrieval_query"][-1]["answer"] == searched[-1]
     assert CAPTURE.open_runs() == 0
 
-    # a retriever that has retrieved and then asks the model to rewrite what it found (LLMChainExtractor's way):
-    # that text becomes the passages an answer is scored against, so each call is guarded as an answer
-    class Compressing(BaseRetriever):
+    # a retriever that has retrieved and then asks the model about what it found (a ContextualCompressionRetriever):
+    # the step's own prompt, as written, is what the model answers, with no decision; framed as an answer, an
+    # LLMChainFilter's YES/NO instruction was dropped (the model answered the question, its parser failed) and each
+    # call was decided, queued and counted as an answer nobody was shown
+    filter_prompt = PromptTemplate.from_template(
+        "Given the following question and context, return YES if the context is relevant to the question and NO if "
+        "it isn't.\n\n> Question: {q}\n> Context:\n>>>\n{d}\n>>>\n> Relevant (YES / NO):")
+    verdicts: list[str] = []
+
+    class Filtering(BaseRetriever):  # LLMChainFilter's way: the documents found, kept or dropped by the model's reply
+        def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun):
+            found = store.as_retriever(search_kwargs={"k": 1}).invoke(query, config={"callbacks": run_manager.get_child()})
+            judge = filter_prompt | chat | StrOutputParser()
+            verdicts.extend(judge.invoke({"q": query, "d": d.page_content}, config={"callbacks": run_manager.get_child()})
+                            for d in found)
+            return found
+
+    class Compressing(BaseRetriever):  # LLMChainExtractor's way: the documents are what the model wrote
         def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun):
             found = store.as_retriever(search_kwargs={"k": 1}).invoke(query, config={"callbacks": run_manager.get_child()})
             extract = PromptTemplate.from_template("Extract what answers {q} from: {d}") | chat | StrOutputParser()
             return [Document(page_content=extract.invoke({"q": query, "d": d.page_content},
                                                          config={"callbacks": run_manager.get_child()})) for d in found]
 
-    n_queries = sum(r["kind"] == "retrieval_query" for r in AuditLog(guard.audit.path))
+    n_logged, n_queued = len(list(AuditLog(guard.audit.path))), len(guard.review_queue.pending())
+    handler = HGuardAuditCallbackHandler.from_guard(guard)
+    (kept,) = Filtering().invoke(AUSTRALIA, config={"callbacks": [handler]})
+    new = list(AuditLog(guard.audit.path))[n_logged:]
+    assert [r["kind"] for r in new] == ["retrieval_query", "llm_call"], [r["kind"] for r in new]
+    step, call = new
+    assert "Relevant (YES / NO):" in step["question"] and kept.page_content in step["question"]  # the prompt as written
+    assert step["answer"] == verdicts[0] and "document compressor" in step["step"] and "Filtering" in step["step"]
+    # the call's own record names the step it served (an auditor read a rewrite's text as an answer without a decision)
+    assert call["hguard_step"] == "retrieval_query" and call["retrieval_query_audit_id"] == step["id"]
+    assert call["decision_audit_id"] is None and len(guard.review_queue.pending()) == n_queued
     (doc,) = Compressing().invoke(AUSTRALIA)
     last = list(AuditLog(guard.audit.path))[-1]
-    assert last["kind"] == "decision" and last["route"] == "review" and doc.page_content != last["answer"]
-    assert sum(r["kind"] == "retrieval_query" for r in AuditLog(guard.audit.path)) == n_queries
-    # ... and an answer grounded on what it wrote is not scored as grounded: held, whatever its risk
+    assert last["kind"] == "retrieval_query" and doc.page_content == last["answer"] and "Extract what answers" in last["question"]
+    # ... and an answer grounded on what it wrote is not scored as grounded: held, whatever its risk; one grounded on
+    # the documents a filter kept is scored on them
     accepting = ChatHGuard(guard=_grounded_guard(tiny_probes, embedder, tmp_path / "acc"), domain="alpha")
     compressing = Compressing()
     rag = {"context": compressing | format_docs, "question": RunnablePassthrough()} | RAG_HUMAN | accepting
     meta = rag.invoke(AUSTRALIA).response_metadata
     assert meta["route"] == "review" and any("the model's own rewrite of what a retriever found" in r
                                              for r in meta["reasons"]), meta["reasons"]
+    filtering = {"context": Filtering() | format_docs, "question": RunnablePassthrough()} | RAG_HUMAN | accepting
+    meta = filtering.invoke(AUSTRALIA).response_metadata
+    assert not any("the model's own rewrite" in r or "context not identified" in r for r in meta["reasons"]), meta["reasons"]
+    assert kept.page_content in _decision(accepting.guard, meta)["context"]
 
 
 def test_the_context_is_what_the_chain_pasted_not_the_whole_document(tiny_probes, embedder, tmp_path):
