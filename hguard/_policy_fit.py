@@ -323,3 +323,52 @@ def withdrawn_on_held_out(thresholds, risk: Sequence[float], hallucinated: Seque
                            f"it): at confidence {thresholds.confidence} their rate is at least {low:.3f}, above the target "
                            f"{thresholds.target}, so nothing is accepted; calibrate with more questions, of the kinds "
                            "your users ask (meta.family)"))
+
+
+def withdrawn_on_new_families(thresholds, risk: Sequence[float], hallucinated: Sequence[int],
+                              families: Sequence[str] | None, *, per_family: bool = False,
+                              left_out: tuple[Sequence[float], Sequence[int], Sequence[str], Sequence[int] | None] | None = None):
+    """``thresholds`` with a certified accept threshold withdrawn (accept nothing, ``method`` saying why) when the
+    calibration's own kinds of question reject it as a certificate for a kind it lacks: each family routed by the
+    accept threshold fitted the same way without it (same target, confidence and certificate, on the other families'
+    scores), the accepted answers of all families pooled are hallucinated above the target. A finance team's trial:
+    certified at 20% on four families (its held-out families, each fitted without it, accepted 7 of 26 hallucinated),
+    the threshold accepted 37% hallucinated on two kinds of question it had not seen. The rate is read as measured,
+    not bounded: a threshold meant for kinds of question the calibration did not contain is kept only where those it
+    did contain, each left out in turn, do not contradict it.
+
+    ``risk``, ``hallucinated``, ``families``: the cross-family out-of-fold scores the thresholds are fitted on, one
+    family per answer. ``left_out`` (risk, hallucinated, family, out_of_distribution or None): what routes each family,
+    its answers of both splits scored by a probe and merger fitted without it (the calibration's leave-one-family-out
+    evaluation; an answer the out-of-distribution check sends to review is not accepted); without it, each family's
+    own answers among ``risk``. Unchanged without a certified accept threshold, for a hand-set one, or without two
+    families."""
+    from dataclasses import replace
+
+    if not thresholds.accept_below or thresholds.hand_set_measured is not None or families is None:
+        return thresholds
+    names = sorted(set(families))
+    if len(names) < 2:
+        return thresholds
+    if left_out is None:
+        left_out = (risk, hallucinated, families, None)
+    l_risk, l_y, l_family, l_far = left_out
+    far = l_far if l_far is not None else [0] * len(l_risk)
+    n = k = 0
+    for name in sorted(set(l_family) & set(names)):
+        rest = [i for i, f in enumerate(families) if f != name]
+        without = fit_thresholds([risk[i] for i in rest], [hallucinated[i] for i in rest], target=thresholds.target,
+                                 confidence=thresholds.confidence,
+                                 abstain_precision=thresholds.abstain_precision or 0.9,
+                                 families=[families[i] for i in rest] if per_family else None)
+        accepted = [int(l_y[i]) for i, f in enumerate(l_family)
+                    if f == name and without.accept_below and l_risk[i] < without.accept_below and not far[i]]
+        n, k = n + len(accepted), k + sum(accepted)
+    if not n or k / n <= thresholds.target:
+        return thresholds
+    return replace(thresholds, accept_below=0.0, coverage=0.0, accepted_error_rate=None, accepted_error_ucb=None,
+                   method=(f"{thresholds.method}; withdrawn: each of the calibration's {len(names)} families routed "
+                           f"by the accept threshold fitted without it, {k} of the {n} answers accepted are "
+                           f"hallucinated ({k / n:.3f}, above the target {thresholds.target}): it does not hold for a "
+                           "kind of question the calibration lacked, so nothing is accepted; calibrate with more "
+                           "families, of the kinds your users ask (meta.family)"))

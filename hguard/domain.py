@@ -34,7 +34,7 @@ FINGERPRINT_KEYS = (
 # Keys the typed fields own; every other metadata key travels unchanged in ``extra``.
 _OWN = {
     "domain", "prompt_mode", "generation", "generation_fingerprint", "system_prompt", "max_new_tokens", "merger",
-    "thresholds", "thresholds_fitted_on", "calibration_scores", "held_out_scores", "router_questions", "ood",
+    "thresholds", "thresholds_fitted_on", "calibration_scores", "held_out_scores", "family_scores", "router_questions", "ood",
     "knowledge_conflict", "random_baseline", *FINGERPRINT_KEYS,
 }
 
@@ -121,6 +121,9 @@ class CalibratedDomain:
     calibration_scores: CalibrationScores | None = None
     # the held-out split's merged risks and labels: an accept threshold they reject is withdrawn (fit_thresholds)
     held_out_scores: CalibrationScores | None = None
+    # each family's answers scored by a probe and merger fitted without it (the leave-one-family-out evaluation): an
+    # accept threshold that the others' thresholds, routing each family, show failing is withdrawn (fit_thresholds)
+    family_scores: CalibrationScores | None = None
     router_questions: tuple[str, ...] = ()
     ood: Mapping[str, Any] | None = None
     knowledge_conflict: Mapping[str, Any] | None = None
@@ -187,13 +190,20 @@ class CalibratedDomain:
                 scores = CalibrationScores.from_dict(cs)
             except ValueError as exc:
                 bad("calibration_scores", str(exc))
-        held = None
-        hs = mapping("held_out_scores")
+        held, left_out = None, None
+        hs, fs = mapping("held_out_scores"), mapping("family_scores")
         if hs is not None:
             try:
                 held = CalibrationScores.from_dict(hs)
             except ValueError as exc:
                 bad("held_out_scores", str(exc))
+        if fs is not None:
+            try:
+                left_out = CalibrationScores.from_dict(fs)
+            except ValueError as exc:
+                bad("family_scores", str(exc))
+            if left_out is None or left_out.family is None:
+                bad("family_scores", "a 'family' list naming each answer's family")
         questions = m.get("router_questions") or []
         if not isinstance(questions, Sequence) or not all(isinstance(q, str) for q in questions):
             bad("router_questions", "a list of strings")
@@ -224,6 +234,7 @@ class CalibratedDomain:
             thresholds_fitted_on=m.get("thresholds_fitted_on"),
             calibration_scores=scores,
             held_out_scores=held,
+            family_scores=left_out,
             router_questions=tuple(questions),
             ood=ood or None,
             knowledge_conflict=kc or None,
@@ -272,8 +283,9 @@ class CalibratedDomain:
             out["thresholds"] = self.thresholds.to_dict()
         if self.calibration_scores is not None:
             out["calibration_scores"] = self.calibration_scores.to_dict()
-        if self.held_out_scores is not None:
-            out["held_out_scores"] = self.held_out_scores.to_dict()
+        for key in ("held_out_scores", "family_scores"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key).to_dict()
         out["router_questions"] = list(self.router_questions)
         return out
 
@@ -380,16 +392,21 @@ class CalibratedDomain:
         confidence, fitted on the calibration scores this domain carries, pooled or per family as the
         policy's ``certify`` says; the stored thresholds when it carries none (or without a domain policy).
         A per-family certificate on scores that record no families accepts nothing, and says why; an accept
-        threshold that the file's held-out scores reject is withdrawn (:func:`hguard._policy_fit.withdrawn_on_held_out`)."""
+        threshold that the calibration's families, each left out in turn, reject (:func:`hguard._policy_fit.
+        withdrawn_on_new_families`) or that the file's held-out scores reject (:func:`hguard._policy_fit.
+        withdrawn_on_held_out`) is withdrawn."""
         if domain_policy is None or self.calibration_scores is None:
             return self.thresholds
         from dataclasses import replace
 
-        from ._policy_fit import withdrawn_on_held_out
+        from ._policy_fit import withdrawn_on_held_out, withdrawn_on_new_families
         from .policy import fit_thresholds
 
         cs = self.calibration_scores
         per_family = getattr(domain_policy, "certify", "pooled") == "per_family"
+        # the answers the out-of-distribution check sends to review are not accepted, unless the policy lets the
+        # risk route them (out_of_distribution = "warn")
+        review_far = getattr(domain_policy, "out_of_distribution", "review") != "warn"
         fitted = fit_thresholds(
             list(cs.risk), list(cs.hallucinated),
             target=domain_policy.target_hallucination_rate if target is None else target,
@@ -400,12 +417,14 @@ class CalibratedDomain:
             return replace(fitted, accept_below=0.0, coverage=0.0, accepted_error_rate=None, accepted_error_ucb=None,
                            method=fitted.method + "; certify = 'per_family', but this probe file records no family "
                            "per calibration answer (calibrated before families were recorded): accept nothing; recalibrate")
+        left_out = self.family_scores
+        fitted = withdrawn_on_new_families(fitted, cs.risk, cs.hallucinated, cs.family, per_family=per_family,
+                                           left_out=None if left_out is None or left_out.family is None else (
+                                               left_out.risk, left_out.hallucinated, left_out.family,
+                                               left_out.out_of_distribution if review_far else None))
         held = self.held_out_scores
         if held is None:
             return fitted
-        # the answers the out-of-distribution check sends to review are not accepted, unless the policy lets the
-        # risk route them (out_of_distribution = "warn")
-        review_far = getattr(domain_policy, "out_of_distribution", "review") != "warn"
         return withdrawn_on_held_out(fitted, held.risk, held.hallucinated,
                                      held.out_of_distribution if review_far else None)
 
@@ -419,8 +438,9 @@ class CalibratedDomain:
         scores = fields.pop("calibration_scores", None)
         if scores is not None and not isinstance(scores, CalibrationScores):
             scores = CalibrationScores.from_dict(scores)
-        if isinstance(fields.get("held_out_scores"), Mapping):
-            fields["held_out_scores"] = CalibrationScores.from_dict(fields["held_out_scores"])
+        for key in ("held_out_scores", "family_scores"):
+            if isinstance(fields.get(key), Mapping):
+                fields[key] = CalibrationScores.from_dict(fields[key])
         fps = {k: v for k, v in fingerprints.items() if k in FINGERPRINT_KEYS}
         return cls(probe=probe, name=name, prompt_mode=settings.prompt_mode, generation=settings, generation_recorded=True,
                    fingerprints=fps, calibration_scores=scores, **fields)

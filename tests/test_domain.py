@@ -264,6 +264,44 @@ def test_an_accept_threshold_its_held_out_answers_reject_is_withdrawn_at_any_tar
     assert CalibratedDomain.load(tmp_path / "ok.json").fit_thresholds(dp).accept_below > 0.1
 
 
+def test_an_accept_threshold_the_families_left_out_in_turn_reject_is_withdrawn(small_probe, tmp_path):
+    """A finance team's trial: certified at 20% / 90% on the pooled cross-family scores of four families, an accept
+    threshold accepted 37% hallucinated (92 answers) on two kinds of question the calibration lacked; its own held-out
+    families, each fitted without it, had accepted 7 of 26 hallucinated, and the threshold shipped. A kind of
+    question whose low-risk answers are wrong, left out, is accepted by what the others certify: withdrawn."""
+    from types import SimpleNamespace
+
+    from hguard._policy_fit import withdrawn_on_new_families
+
+    # three kinds of question right at low and middling risk; a fourth wrong at middling risk: pooled, the threshold
+    # stops below the middle (20 of its 50 answers there are wrong), and certifies the 70 low-risk answers, all right
+    kind = [0.05] * 20 + [0.3] * 10 + [0.9] * 20
+    risk = kind * 3 + [0.05] * 10 + [0.3] * 20 + [0.9] * 10
+    y = ([0] * 30 + [1] * 20) * 3 + [0] * 10 + [1] * 30
+    fam = [f for f in "abc" for _ in range(50)] + ["d"] * 40
+    pooled = fit_thresholds(risk, y, target=0.2, confidence=0.9)
+    assert 0.05 < pooled.accept_below <= 0.3 and pooled.accepted_error_rate == 0.0
+    th = withdrawn_on_new_families(pooled, risk, y, fam)
+    # d left out, the others certify the middle too and accept 20 of its 30 answers there wrongly; each of a, b, c
+    # left out is routed below the middle (0 of 20 wrong): 20 of 90
+    assert th.accept_below == 0.0 and "20 of the 90 answers accepted are hallucinated (0.222" in th.method, th.method
+    assert "withdrawn: each of the calibration's 4 families" in th.method
+    # per family, d left out is certified the same way by a, b and c
+    per = fit_thresholds(risk, y, target=0.2, confidence=0.9, families=fam)
+    assert withdrawn_on_new_families(per, risk, y, fam, per_family=True).accept_below == 0.0
+    # kinds of question that, left out in turn, stay within the target leave it; so do no or one family
+    same = ["a"] * 50 + ["b"] * 50 + ["c"] * 50 + ["a"] * 40
+    kept = withdrawn_on_new_families(pooled, risk, y, [f if i < 150 else "abc"[i % 3] for i, f in enumerate(same)])
+    assert kept is pooled
+    assert withdrawn_on_new_families(pooled, risk, y, None) is pooled
+    assert withdrawn_on_new_families(pooled, risk, y, ["a"] * 190) is pooled
+    # the guard withdraws it at load, at the policy's target, from the file's scores
+    _domain(small_probe, calibration_scores={"risk": risk, "hallucinated": y, "family": fam}).save(tmp_path / "f.json")
+    dp = SimpleNamespace(target_hallucination_rate=0.2, confidence=0.9, abstain_precision=0.9, certify="pooled")
+    got = CalibratedDomain.load(tmp_path / "f.json").fit_thresholds(dp)
+    assert got.accept_below == 0.0 and "withdrawn: each of the calibration's 4 families" in got.method
+
+
 def test_a_threshold_an_older_calibration_certified_in_sample_accepts_nothing_and_says_so(small_probe, tmp_path):
     """An upgrading team's trial: a probe file of an older release (its merger fitted on the very merged risks its
     thresholds were certified on) accepted a hallucinated answer under accept_below 0.24, where recalibrating the
@@ -370,7 +408,10 @@ def test_a_per_family_certificate_reads_the_families_the_probe_file_records(smal
     assert back.calibration_scores.family == tuple(fam) and saved.calibration_scores.family == tuple(fam)
     pooled = back.fit_thresholds(DomainPolicy(target_hallucination_rate=0.2, confidence=0.9))
     per = back.fit_thresholds(DomainPolicy(target_hallucination_rate=0.2, confidence=0.9, certify="per_family"))
-    assert pooled.accept_below > 0.1 and per.accept_below == 0.0 and "intersection-union" in per.method
+    assert per.accept_below == 0.0 and "intersection-union" in per.method
+    # pooled, the same family left out is accepted by what the others certify (12 of its 20 wrong): withdrawn too
+    assert fit_thresholds(risk, y, target=0.2, confidence=0.9).accept_below > 0.1
+    assert pooled.accept_below == 0.0 and "withdrawn: each of the calibration's 3 families" in pooled.method
     # scores without families (files written before): a per-family certificate accepts nothing, and says why
     old = _domain(small_probe)
     th = old.fit_thresholds(DomainPolicy(target_hallucination_rate=0.2, confidence=0.9, certify="per_family"))

@@ -251,6 +251,7 @@ def evaluate_families(
     oof = cf["oof_logit"]
     Z_tr = merger_features(train.rows, np.nan_to_num(oof))
     per_family: dict[str, dict] = {}
+    left_out: dict[str, list] = {"risk": [], "hallucinated": [], "family": [], "out_of_distribution": []}
     for fold in cf["folds"]:
         for f in fold["families"]:
             # reviewed rows (live traffic the guard picked) are fitted on, never what a family's figure is measured on
@@ -330,6 +331,11 @@ def evaluate_families(
             far = beyond(d, ood_at)
             entry["at_target"] = {"target": target, "confidence": confidence,
                                   **_at_target(scores["merged"], y, th.accept_below, target, d, ood_at)}
+            # what routes this family at any target when a guard loads the probe file (CalibratedDomain.fit_thresholds)
+            left_out["risk"] += [float(v) for v in scores["merged"]]
+            left_out["hallucinated"] += [int(v) for v in y]
+            left_out["family"] += [f] * len(y)
+            left_out["out_of_distribution"] += [int(v) for v in far]
             entry["ood"] = {
                 "threshold": ood_at,
                 "median_distance": float(np.median(d)) if len(d) else None,
@@ -339,7 +345,8 @@ def evaluate_families(
             entry["C"] = float(probe.C_)
             entry["n_selected_neurons"] = int(len(probe.feature_indices_))
             per_family[f] = entry
-    return {"families": per_family, "summary": summarize(per_family, list(baselines), target)}
+    return {"families": per_family, "summary": summarize(per_family, list(baselines), target),
+            LEFT_OUT_SCORES: left_out if left_out["risk"] else None}
 
 
 def _merged_without_family(Z: np.ndarray, y: np.ndarray, families: np.ndarray, Z_score: np.ndarray,
@@ -356,6 +363,11 @@ def _merged_without_family(Z: np.ndarray, y: np.ndarray, families: np.ndarray, Z
         m = fit_merger(Z[others], y[others]) if np.bincount(y[others], minlength=2).min() >= 2 else merger
         out[at] = apply_merger(m, Z_score[at])
     return out
+
+
+#: the key of :func:`evaluate_families`' result holding each family's answers as scored without it (risk, hallucinated,
+#: family, out_of_distribution): the probe file's ``family_scores``, taken out of the report
+LEFT_OUT_SCORES = "left_out_scores"
 
 
 def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collected, *, seed: int, n_layers: int,
@@ -530,5 +542,5 @@ def summarize(per_family: dict, baselines: Sequence[str], target: float) -> dict
     return out
 
 
-__all__ = ["CROSS_FAMILY_SCORES", "MAX_FOLDS", "attach_families", "cross_family_calibration", "cross_family_fit",
+__all__ = ["CROSS_FAMILY_SCORES", "LEFT_OUT_SCORES", "MAX_FOLDS", "attach_families", "cross_family_calibration", "cross_family_fit",
            "evaluate_families", "family_folds", "family_of", "figures_by_family", "summarize"]

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._policy_fit import withdrawn_on_held_out
+from .._policy_fit import withdrawn_on_held_out, withdrawn_on_new_families
 from .._stats import auroc, auroc_ci  # noqa: F401 (importable from here)
 from ..errors import DataError, InputError
 from ..settings import GenerationSettings
@@ -192,7 +192,7 @@ def calibrate(
     else:
         raise DataError(f"engine {engine!r} is not known; use 'local' or 'ray'")
     collect_seconds = time.perf_counter() - t0
-    from .families import attach_families, cross_family_calibration
+    from .families import LEFT_OUT_SCORES, attach_families, cross_family_calibration
 
     attach_families(col.rows, examples)
     test_mask = split_groups(col.rows, test_fraction, seed)
@@ -235,13 +235,19 @@ def calibrate(
         with warnings_of_domain(domain):
             families = cross_family_calibration(f, train, col.subset(dmask), seed=seed, n_layers=n_layers, d_ff=d_ff,
                                                 target=target, confidence=confidence, fit=probe_fit)
+        f["family_scores"] = families.pop(LEFT_OUT_SCORES, None)
+        left_out = None if f["family_scores"] is None else tuple(f["family_scores"][k] for k in (
+            "risk", "hallucinated", "family", "out_of_distribution"))
         thresholds = f["fit_thresholds"](f["oof_merged"], f["oof_y"], target=target, confidence=confidence)
         f["thresholds"] = thresholds
         fitted[domain] = f
         m = domain_metrics(f, test, target=target, confidence=confidence, thresholds=thresholds)
         f["held_out_scores"] = m.pop("held_out_scores")
-        kept = withdrawn_on_held_out(thresholds, *(f["held_out_scores"][k] for k in ("risk", "hallucinated", "out_of_distribution")))
-        if kept is not thresholds:  # the held-out split rejects the certificate: the report says so beside its evidence
+        kept = withdrawn_on_held_out(withdrawn_on_new_families(thresholds, f["oof_merged"], f["oof_y"], f["oof_family"],
+                                                               left_out=left_out),
+                                     *(f["held_out_scores"][k] for k in ("risk", "hallucinated", "out_of_distribution")))
+        if kept is not thresholds:  # the families left out in turn, or the held-out split, reject the certificate:
+            # the report says so beside its evidence, as the guard withdraws it at load (CalibratedDomain.fit_thresholds)
             m["at_target"]["withdrawn"] = kept.method.rsplit("; withdrawn: ", 1)[1]
             thresholds = f["thresholds"] = kept
         m["at_targets"] = coverage_at_targets(f, test, confidence=confidence)
@@ -252,8 +258,9 @@ def calibrate(
             "auroc_ci95": auroc_ci(ys, {"merged": rs})["merged"]}
         m["thresholds_method"] = thresholds.method  # says why when no accept threshold is certified
         # what a policy with certify = "per_family" would get from the same scores (the report's target)
-        per_family = f["fit_thresholds"](f["oof_merged"], f["oof_y"], target=target, confidence=confidence,
-                                         families=f["oof_family"])
+        per_family = withdrawn_on_new_families(
+            f["fit_thresholds"](f["oof_merged"], f["oof_y"], target=target, confidence=confidence, families=f["oof_family"]),
+            f["oof_merged"], f["oof_y"], f["oof_family"], per_family=True, left_out=left_out)
         m["thresholds_per_family"] = {"accept_below": per_family.accept_below, "coverage": per_family.coverage,
                                       "method": per_family.method}
         m["families"] = families
@@ -312,6 +319,7 @@ def calibrate(
             # target or confidence gets thresholds fitted for it at load time, without recalibrating.
             calibration_scores={"risk": f["oof_merged"], "hallucinated": f["oof_y"], "family": f["oof_family"]},
             held_out_scores=f["held_out_scores"],  # what withdraws an accept threshold they reject, at any target
+            family_scores=f.get("family_scores"),  # each family scored without it: so do the families left out in turn
             random_baseline=f["random_baseline"],
             # For choosing a domain when none is given: nearest calibration questions.
             router_questions=router_sample(questions),
