@@ -143,6 +143,16 @@ def test_load_tolerates_utf8_bom(tmp_path: Path) -> None:
         ('{"id": "geo-9", "question": ', "not valid JSON (Expecting value at column 29)"),
         ('["geo-9", "What?"]', 'expected a JSON object with fields id, question, answers, domain (got ["geo-9", "What?"])'),
         ("42", "expected a JSON object"),
+        # a finance team's trial: a repeated key kept its last value silently, and a NaN in meta was refused as no
+        # "JSON object with string keys", which meta was
+        ('{"id": "geo-9", "question": "Capital of France?", "question": "Capital of Peru?", "answers": ["Paris"], '
+         '"domain": "geography"}', "the key 'question' is written twice (\"Capital of France?\" and \"Capital of Peru?\")"),
+        ('{"id": "geo-9", "question": "Q?", "answers": ["Paris"], "domain": "geography", "meta": {"family": "capital", '
+         '"family": "river"}}', "the key 'family' is written twice"),
+        ('{"id": "geo-9", "question": "Q?", "answers": ["Paris"], "domain": "geography", "meta": {"x": NaN}}',
+         "NaN is no JSON value (Python writes it for a float that is not a number): write null or a number"),
+        ('{"id": "geo-9", "question": "Q?", "answers": ["Paris"], "domain": "geography", "meta": {"x": -Infinity}}',
+         "-Infinity is no JSON value"),
     ],
 )
 def test_bad_rows_name_file_line_field_and_value(tmp_path: Path, bad: str, expected: str) -> None:
@@ -153,6 +163,11 @@ def test_bad_rows_name_file_line_field_and_value(tmp_path: Path, bad: str, expec
     assert msg.startswith(f"{p} line 3: ")
     assert expected in msg
     assert msg.endswith("fix the row or remove it")
+
+
+def test_a_meta_value_that_is_no_json_value_is_named_as_such() -> None:
+    with pytest.raises(ValueError, match="meta: must hold only JSON values: no NaN or infinite number"):
+        Example(id="g", question="Q?", answers=["Paris"], domain="geography", meta={"x": float("nan")})
 
 
 def test_bad_rows_are_given_in_file_order(tmp_path: Path) -> None:

@@ -78,6 +78,14 @@ _ANSWERS_UNJUDGEABLE = (
 )
 
 
+def domain_slug(name: str) -> str:
+    """``name`` as a domain name calibration takes (a slug: lowercase letters, digits, '_' or '-'), e.g. "Finance
+    Desk" as "finance_desk"; the name itself when it is one."""
+    if _DOMAIN_RE.match(name):
+        return name
+    return re.sub(r"[^a-z0-9_-]+", "_", name.lower()).strip("_-") or "my_domain"
+
+
 def _bad(field: str) -> PydanticCustomError:
     return PydanticCustomError("hguard_field", _RULES[field])
 
@@ -148,8 +156,10 @@ class Example(BaseModel):
         try:
             json.dumps(v, allow_nan=False)
         except (TypeError, ValueError):
-            # Rows must survive a write/load round trip; NaN and arbitrary objects do not.
-            raise _bad("meta") from None
+            # Rows must survive a write/load round trip; NaN and arbitrary objects do not (a NaN was refused as no
+            # "JSON object with string keys", which it was)
+            raise _row_rule("meta", "must hold only JSON values: no NaN or infinite number, no object other than "
+                            "strings, numbers, true/false/null, lists and objects; write null or a number instead") from None
         return v
 
     @model_validator(mode="after")
@@ -384,6 +394,26 @@ def _check_family_spellings(examples: list[Example], seen: Mapping[str, tuple[Pa
 _BAD_SHOWN = 20  # bad rows given with their reason, one line each; the rest are counted
 
 
+class _RowProblem(ValueError):
+    """What is wrong with a line that parses as JSON but cannot be read as one row."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are each written once: JSON readers keep the last of a repeated key, so an edited or
+    merged export silently calibrated on the second "question" of a row."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _RowProblem(f"the key {key!r} is written twice ({_show(out[key])} and {_show(value)}), and a JSON "
+                              "reader keeps only the last: keep the one you mean")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise _RowProblem(f"{name} is no JSON value (Python writes it for a float that is not a number): write null or a number")
+
+
 def _read_row(path: Path, lineno: int, raw: bytes, seen: dict[str, tuple[Path, int]]) -> Example | None:
     """One line of a calibration file as an Example (None for a blank line); DataError names what is wrong."""
     try:
@@ -397,7 +427,9 @@ def _read_row(path: Path, lineno: int, raw: bytes, seen: dict[str, tuple[Path, i
     if not text.strip():
         return None
     try:
-        row = json.loads(text)
+        row = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except _RowProblem as e:
+        raise DataError(f"{path} line {lineno}: {e}; fix the row or remove it") from None
     except json.JSONDecodeError as e:
         raise DataError(
             f"{path} line {lineno}: not valid JSON ({e.msg} at column {e.colno}) (got {_show(text.strip())});"
