@@ -286,7 +286,9 @@ class _Recording:
             with self._unqueued_lock:
                 if len(self._unqueued) < UNQUEUED_HELD:  # beyond: the next guard start puts the rest back
                     self._unqueued.append(item)
-            result.reasons.append(why)
+            if not spot:  # a spot-checked answer is accepted, as its record says: the caller is not told it was
+                # picked, nor that it is held (an auditor's trial read "puts it back in the queue" on an accept)
+                result.reasons.append(why)
             warnings.warn(why, UserWarning, stacklevel=4)
             return False
         return True

@@ -15,6 +15,7 @@ from ._guard_plan import Route
 from ._guard_result import GuardResult, _finite_or_none, context_given
 from ._numerics import sigmoid
 from ._text import direction_controls
+from .calibrate.data import domain_slug
 from .calibrate.judge import declines, unstated_numbers
 from .signals.relevance import repeats_question
 from .errors import shown
@@ -101,8 +102,11 @@ class _Scoring:
             why = self.probe_errors.get(domain) or self.probe_errors.get("*")
             lm = self.generator.lm
             model = "" if lm.name == DEFAULT_MODEL_NAME else f" --model {lm.source.removeprefix('hub:')}"
-            how = (f"hguard calibrate-rag --data FILE.jsonl --out DIR{model}` (rows with context, domain {domain!r})"
-                   if context_given(g.context) else f"hguard calibrate --data FILE.jsonl --out DIR --domain {domain}{model}`")
+            slug = domain_slug(domain)  # a name calibration refuses was suggested to it ("--domain Finance")
+            renamed = ("" if slug == domain else f" (a calibrated domain's name is a lowercase slug: name the policy's "
+                                                 f"table [domains.{slug}] and ask for {slug!r})")
+            how = (f"hguard calibrate-rag --data FILE.jsonl --out DIR{model}` (rows with context, domain {slug!r}){renamed}"
+                   if context_given(g.context) else f"hguard calibrate --data FILE.jsonl --out DIR --domain {slug}{model}`{renamed}")
             listed = domain in self.policy.domains
             near = _near(domain, self.policy.domains) if not listed else None
             if why == REMOVED_DOMAIN:
@@ -110,7 +114,7 @@ class _Scoring:
             elif not listed and not near:  # first what the caller can fix at once: the name, or the policy
                 problems.append(
                     f"domain {domain!r} is not one of the policy's domains ({', '.join(sorted(self.policy.domains)) or 'none'})"
-                    f" and has no calibrated probe: pass one of them, or add a [domains.{domain}] table to the policy "
+                    f" and has no calibrated probe: pass one of them, or add a [domains.{slug}] table to the policy "
                     f"and calibrate it with `{how} (the policy's probes pointing at DIR)"
                 )
             else:

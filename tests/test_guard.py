@@ -317,6 +317,14 @@ def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
     r = g.invoke("who is the author ?", domain="finance")  # not the policy's: that comes first, then how to add it
     assert r.route == "review" and r.reasons[0].startswith("scoring problem: domain 'finance' is not one of the policy's domains (")
     assert "add a [domains.finance] table to the policy and calibrate it with `hguard calibrate" in r.reasons[0]
+    # a policy's own domain whose name calibration refuses (a finance team's [domains.Finance]): the fix named
+    # `--domain Finance`, which calibration refuses; it names the slug the table must take
+    mixed = Policy.model_validate({**pol.model_dump(mode="json"), "domains": {**pol.model_dump(mode="json")["domains"],
+                                                                             "Finance_Desk": {}}})
+    with pytest.warns(UserWarning):
+        r = Guard.from_policy(mixed, lm=lm).invoke("who is the author ?", domain="Finance_Desk")
+    assert r.route == "review" and any("--domain finance_desk" in x and "[domains.finance_desk]" in x for x in r.reasons), r.reasons
+    assert not any("--domain Finance" in x for x in r.reasons)
 
 
 def test_scoring_errors_and_nan_fail_closed(calibrated, tmp_path, monkeypatch):
@@ -839,6 +847,22 @@ def test_a_named_domain_whose_similarity_cannot_be_computed_fails_closed(calibra
 def _locked_enqueue(queue, item):
     """ReviewQueue.enqueue of a queue another process holds past its busy_timeout."""
     raise ReviewQueueError(f"review queue {queue.path}: another process held the queue for more than 10 s")
+
+
+def test_a_spot_checked_answer_the_queue_could_not_take_is_still_an_accept_to_its_caller(calibrated, tmp_path, monkeypatch):
+    """An auditor's trial: with the queue locked, an accepted answer picked for a spot-check came back with a reason
+    that the queue "puts it back in the queue", which its decision record does not hold (and which told the caller
+    which answers are spot-checked); the operator's warning and the review_queue_error record say it."""
+    from hguard.review.queue import ReviewQueue
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0, spot_check_rate=1.0), lm=lm)
+    monkeypatch.setattr(ReviewQueue, "enqueue", _locked_enqueue)
+    with pytest.warns(UserWarning, match="the review queue could not take this answer now"):
+        r = g.invoke("who is the author of the book ?", domain="alpha")
+    assert r.route == "accept" and not any("queue" in x for x in r.reasons), r.reasons
+    assert r.reasons == AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)["reasons"]
+    assert [x["decision_audit_id"] for x in AuditLog(tmp_path / "audit.jsonl") if x["kind"] == "review_queue_error"] == [r.audit_id]
 
 
 def test_an_answer_the_queue_could_not_take_is_put_back_by_the_same_guard_once_the_queue_takes_answers(
