@@ -210,6 +210,7 @@ def verify(
     if expect_head is not None:
         expect_head = _check_head(expect_head, "expect_head")
     heads, problems = _read_anchor(Path(anchor)) if anchor is not None else ({}, [])
+    n_anchor = len(heads)  # every head the anchor holds: those this pass checks may be fewer (archives, a resume)
     if _below is not None:  # an archive: heads of later seqs are the files after it
         heads = {seq: head for seq, head in heads.items() if seq < _below}
     opening = _opening(p) if start is None else None
@@ -363,8 +364,14 @@ def verify(
             )
         )
     if anchor is not None:  # what the anchor covers: records after its last head could be cut unseen
-        cover = (f"each of the {len(heads)} heads in the anchor {anchor} is in it" if heads
-                 else f"the anchor {anchor} holds no head: it covers none of the log's records")
+        if not heads:
+            cover = f"the anchor {anchor} holds no head: it covers none of the log's records"
+        elif len(heads) == n_anchor:
+            cover = f"each of the {n_anchor} heads in the anchor {anchor} is in it"
+        elif archived.archives and len(heads) + len(earlier) == n_anchor:  # it said "each of the 1 heads" of 65
+            cover = f"each of the {n_anchor} heads in the anchor {anchor} is in it or its archives"
+        else:  # the rest are the archives', a later file's or checked before a resume: said below
+            cover = f"each of the {len(heads)} heads of the anchor {anchor} (of the {n_anchor} it holds) checked here is in it"
         if beyond_anchor:
             cover += f" (its last head is seq {last_head}: the {beyond_anchor} record(s) after it are not covered by it)"
         below = min(heads) - max(first_seq, start.seq + 1 if start is not None else 0) if heads else 0

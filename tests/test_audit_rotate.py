@@ -48,6 +48,8 @@ def test_rotation_archives_beside_the_log_and_one_chain_verifies_across(tmp_path
     whole = verify(path, key=KEY, anchor=anchor, archives=True)
     assert whole.ok and whole.n_records == 9 and whole.head_seq == 8, whole.summary()
     assert "head(s) of seq below 7 were checked in its archives" in whole.summary(), whole.summary()
+    # the anchor's heads counted whole (an auditor's trial: "each of the 1 heads in the anchor" of 65)
+    assert f"each of the 9 heads in the anchor {anchor} is in it or its archives;" in whole.summary(), whole.summary()
     assert [Path(x).name for x in whole.archives] == ["audit.0-3.jsonl", "audit.4-6.jsonl"]
     # an archive read on its own with the anchor (as `audit show/export --policy` do): the later heads are the
     # files' that continue it, not records cut off its end
@@ -56,6 +58,7 @@ def test_rotation_archives_beside_the_log_and_one_chain_verifies_across(tmp_path
         assert own.ok and f"are those of {later}, which continues it" in own.summary(), own.summary()
     alone = verify(path, key=KEY, anchor=anchor)
     assert alone.ok and alone.n_records == 2 and "not checked here" in alone.summary()
+    assert f"each of the 2 heads of the anchor {anchor} (of the 9 it holds) checked here is in it" in alone.summary()
     # a record seen through the history comes in chain order
     seen: list[int] = []
     verify(path, key=KEY, archives=True, on_record=lambda r: seen.append(r["seq"]))
@@ -372,7 +375,7 @@ def test_the_rotate_refusal_names_the_policys_key_and_anchor_and_a_log_alone_is_
     capsys.readouterr()
     assert main(["verify", "--policy", str(policy_file)]) == 0
     out = capsys.readouterr().out
-    assert "holds no head" not in out and f"each of the 1 heads in the anchor {anchor} is in it" in out, out
+    assert "holds no head" not in out and f"each of the 2 heads in the anchor {anchor} is in it or its archives" in out, out
     # a log whose writers keep no anchor is rotated when that is said
     plain = AuditLog(tmp_path / "plain.jsonl", key=None)
     plain.append({"x": 1})
