@@ -7,6 +7,7 @@ import collections
 import csv
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Callable
@@ -31,6 +32,7 @@ def show(
     record_id: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    check: VerifyReport | None = None,
 ) -> list[dict[str, Any]]:
     """Records matching domain, route and kind (``decision``, ``error``, ``llm_call``, ``review_verdict``, ...;
     each when given; ``without_domain``: only records with no domain, such as decisions no domain was chosen
@@ -40,9 +42,12 @@ def show(
     when given, in file order.
 
     A line that is not a record (torn or damaged) raises AuditIntegrityError naming it, unless a ``problems``
-    list is given: then each such line is added to it and reading goes on.
+    list is given: then each such line is added to it and reading goes on. ``check``: the report of verifying this log
+    (with its key and anchor, as :func:`export_csv` takes it): such a line of the log is then said as verification
+    said it (a last line the anchor holds the head of was acknowledged and cut, not a write cut short).
     """
     p = _existing(path)
+    said = _line_problems(_report_of(p, check))[0] if check is not None else {}
     if last is not None and (type(last) is not int or last < 0):
         raise InputError(f"last (--last) must be a non-negative integer, got {last!r}; pass e.g. 20")
     kept: collections.deque[dict[str, Any]] | list[dict[str, Any]]
@@ -55,6 +60,8 @@ def show(
     scanned = ((f, item) for f in files for item in _scan(f, canonical=False))
     for f, (_, rec, _, problem, _) in scanned:
         if problem is not None:
+            if f == p and problem.line in said:  # as verify said it, with the anchor the reader has
+                problem = replace(problem, message="; ".join(said[problem.line]))
             if problems is None:
                 raise AuditIntegrityError(f"{f} line {problem.line}: {problem.message}")
             problems.append(problem)
@@ -112,9 +119,19 @@ _TRAILING_COLUMNS = ("nonfinite", "prev_hash", "hash")
 CHAIN_CHECK = "chain_check"
 
 
-def _chain_check(check: VerifyReport) -> Callable[[int, dict[str, Any]], str]:
-    """The ``chain_check`` cell of the record on a line: "ok", or what verification found wrong on that line,
-    then what it found wrong with the log as a whole (records cut off the end, an anchor head missing)."""
+def _report_of(p: Path, check: Any) -> VerifyReport:
+    """``check``, refused unless it is the report of verifying the log at ``p``."""
+    if not isinstance(check, VerifyReport) or Path(check.path).resolve() != p.resolve():
+        raise InputError(
+            f"check must be the VerifyReport of {p}, got {getattr(check, 'path', check)!r:.120}; pass "
+            f"check=verify({str(p)!r}, key=...) or leave it out to verify the log here"
+        )
+    return check
+
+
+def _line_problems(check: VerifyReport) -> tuple[dict[int, list[str]], list[str]]:
+    """What verification found, by line of the log (the lines it covered), and what it found with the log as a
+    whole (records cut off the end, an anchor head missing; each as "the log: ...")."""
     on_line: dict[int, list[str]] = {}
     whole = []
     for problem in check.problems:
@@ -122,6 +139,13 @@ def _chain_check(check: VerifyReport) -> Callable[[int, dict[str, Any]], str]:
             on_line.setdefault(problem.line, []).append(problem.message)
         else:
             whole.append(f"the log: {problem.message}")
+    return on_line, whole
+
+
+def _chain_check(check: VerifyReport) -> Callable[[int, dict[str, Any]], str]:
+    """The ``chain_check`` cell of the record on a line: "ok", or what verification found wrong on that line,
+    then what it found wrong with the log as a whole (records cut off the end, an anchor head missing)."""
+    on_line, whole = _line_problems(check)
 
     def cell(line: int, rec: dict[str, Any]) -> str:
         if line > check.n_lines:
@@ -215,14 +239,9 @@ def export_csv(
     period); the chain is still checked whole, and a line that is not a record is always written (evidence).
     """
     p = _existing(path)
-    if check is None:
-        check = verify(p)
-    elif not isinstance(check, VerifyReport) or Path(check.path).resolve() != p.resolve():
-        raise InputError(
-            f"check must be the VerifyReport of {p}, got {getattr(check, 'path', check)!r:.120}; pass "
-            f"check=verify({str(p)!r}, key=...) or leave it out to verify the log here"
-        )
+    check = verify(p) if check is None else _report_of(p, check)
     chain_check = _chain_check(check)
+    on_line = _line_problems(check)[0]
     if columns is not None:
         if isinstance(columns, str) or not all(isinstance(c, str) and c for c in columns) or not columns:
             raise InputError(
@@ -272,8 +291,8 @@ def export_csv(
         for line, rec, _, problem, _ in _scan(p, canonical=False):
             flat: dict[str, Any] = {}
             if rec is None:  # damaged or torn: not a record, but the CSV must not hide that the line is there
-                assert problem is not None
-                flat[CHAIN_CHECK] = f"line {line} is not a record: {problem.message}"
+                assert problem is not None  # said as verification said it (a torn line the anchor shows was cut)
+                flat[CHAIN_CHECK] = f"line {line} is not a record: {'; '.join(on_line.get(line, [problem.message]))}"
             elif not wanted(rec):
                 continue
             else:

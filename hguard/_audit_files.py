@@ -282,12 +282,23 @@ def _existing(path: Any) -> Path:
     return p
 
 
+def _repair_advice(path: Path, anchor: Any = None, keyed: bool = False) -> str:
+    """The ``hguard audit repair`` command for ``path``, quoted as code: with the writer's anchor when the reader
+    had it, else asking for it (``--no-anchor`` only where the writers keep none: repaired without the anchor, a
+    record it shows was acknowledged and then cut would be moved aside as a write cut short)."""
+    key = " --key-file FILE" if keyed else ""
+    if anchor is not None:
+        return f"`hguard audit repair {path} --anchor {anchor}{key}`"
+    return f"`hguard audit repair {path} --anchor FILE{key}` (or `--no-anchor` where its writers keep none)"
+
+
 def _torn_message(path: Path, lineno: int, raw: bytes, repair: str | None = None) -> str:
-    """``repair``: the command that repairs it, with the options the reader checked the log with."""
+    """``repair``: the command that repairs it (:func:`_repair_advice`), with the options the reader checked the log
+    with."""
     return (
         f"torn: its {len(raw)} bytes have no trailing newline, a write cut short (a "
         "writer killed mid-write, or a full disk) and never acknowledged; the next append moves it aside into "
-        f"{path.name}.torn-<time> and records that in the chain (or run `{repair or f'hguard audit repair {path}'}`)"
+        f"{path.name}.torn-<time> and records that in the chain; {repair or _repair_advice(path)} does it now"
     )
 
 

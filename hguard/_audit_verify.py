@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ._audit_files import Problem, _continued_archives, _existing, _flock, _iter_lines, _opening, _scan, _torn_message
+from ._audit_files import (
+    Problem, _continued_archives, _existing, _flock, _iter_lines, _opening, _repair_advice, _scan,
+    _torn_message,
+)
 from ._audit_records import (
     _CHAIN_FIELDS, CONTINUATION, GENESIS_HASH, _mac_holds, _parse_line, _unsealed, _whole_record, record_hash,
 )
@@ -101,8 +104,7 @@ def _torn_tail(path: Path, problem: Problem, begin: int, end: int, before: tuple
     with open(path, "rb") as f:
         f.seek(begin)
         raw = f.read(end - begin)
-    repair = f"hguard audit repair {path}" + (f" --anchor {anchor}" if anchor is not None else "") + (
-        " --key-file FILE" if key is not None else "")
+    repair = _repair_advice(path, anchor, key is not None)
     rec = _whole_record(raw, (prev_hash, prev_seq + 1) if prev_hash is not None and prev_seq is not None else None)
     if rec is not None and _unsealed(rec, key) is None and (rec["seq"] not in heads or heads[rec["seq"]][1] == rec["hash"]):
         checks = "its hash" + (" and MAC" if key is not None else "") + f" and its link to line {prev_line} hold" + (
@@ -110,14 +112,14 @@ def _torn_tail(path: Path, problem: Problem, begin: int, end: int, before: tuple
         return Problem(problem.line, rec["seq"], (
             f"it lost only its trailing newline: its {len(raw)} bytes are a complete record ({checks}), so nothing is "
             f"missing; a write that returned never leaves a record so, the file was cut after it (or a disk fault). "
-            f"`{repair}` restores the newline and records that in the chain"), torn=True), rec
+            f"{repair} restores the newline and records that in the chain"), torn=True), rec
     acknowledged = prev_seq + 1 if prev_seq is not None and prev_seq + 1 in heads else None
     if acknowledged is not None:
         return Problem(problem.line, None, (
             f"cut: its {len(raw)} bytes have no trailing newline where the anchor holds the head of seq {acknowledged} "
             f"(anchor line {heads[acknowledged][0]}), the record this line was: it was written and acknowledged, then "
             "cut short (the file truncated, or a disk fault). Keep the file as evidence and restore the log from a "
-            "copy; `hguard audit repair` with the anchor refuses it (without the anchor it would move it aside as a "
+            "copy; `hguard audit repair` with the anchor refuses it (with --no-anchor it would move it aside as a "
             "write that never returned)"), torn=True), None
     message = _torn_message(path, problem.line, raw, repair)
     if anchor is None:  # the file alone cannot tell a write cut short from an acknowledged record cut afterwards

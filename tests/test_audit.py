@@ -835,11 +835,13 @@ def test_cli_show_export_and_repair(tmp_path, capsys):
         f.write(b'{"seq":5,"ha')
     assert cli_main(["verify", str(path)]) == 1
     assert "repair" in capsys.readouterr().out
-    assert cli_main(["repair", str(path)]) == 0
+    assert cli_main(["repair", str(path)]) == 2  # as rotate: say whether the log's writers keep an anchor
+    assert "--no-anchor when they keep none" in capsys.readouterr().err
+    assert cli_main(["repair", str(path), "--no-anchor"]) == 0
     assert ".torn-" in capsys.readouterr().out
     assert cli_main(["verify", str(path)]) == 0
     assert "OK, 6 records" in capsys.readouterr().out  # the five and the recovery record
-    assert cli_main(["repair", str(path)]) == 0
+    assert cli_main(["repair", str(path), "--no-anchor"]) == 0
     assert "nothing changed" in capsys.readouterr().out
     capsys.readouterr()
     AuditLog(path).append({"item_id": "i1", "decision_audit_id": "d1", "verdict": "hallucinated", "reviewer": "ann"},
@@ -1182,6 +1184,36 @@ def test_an_acknowledged_record_cut_short_is_called_evidence_when_the_anchor_hol
     assert cli_main(["repair", "--policy", policy]) == 1
     assert path.read_bytes() == data[: len(data) - 40]
     capsys.readouterr()
+
+
+def test_show_and_export_say_a_cut_record_as_verify_does_and_repair_asks_for_the_anchor(tmp_path, capsys):
+    """An auditor's trial: `audit show --policy` and the CSV of `audit export --policy` called a record the anchor held
+    "torn ... never acknowledged" and advised `hguard audit repair LOG`, which (without the anchor) moved it aside and
+    chained a recovery record saying it was never acknowledged: a false record. They now say what verify says, and
+    repair of a log given alone, as rotate, needs --anchor FILE or --no-anchor."""
+    path, anchor, policy, _ = _anchored(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 40])  # the last record cut in half
+    assert cli_main(["show", "--policy", policy]) == 1
+    err = capsys.readouterr().err
+    assert "line 3: cut:" in err and "acknowledged, then cut short" in err and "never acknowledged" not in err, err
+    assert "are not in the log (seq 2..2)" in err  # the rest of what verify found, not only the line
+    out_csv = tmp_path / "out.csv"
+    assert cli_main(["export", "--policy", policy, "--csv", str(out_csv)]) == 1
+    row = list(csv.DictReader(out_csv.open()))[-1]["chain_check"]
+    assert row.startswith("line 3 is not a record: cut:") and "never acknowledged" not in row, row
+    # without the anchor the file alone cannot tell: show says to verify with it, and repair asks for it
+    assert cli_main(["show", str(path), "--key-file", str(tmp_path / "k.key")]) == 1
+    err = capsys.readouterr().err
+    assert "verify with the writer's anchor" in err and f"hguard audit repair {path} --anchor FILE --key-file FILE" in err
+    for argv, said in ((["repair", str(path), "--key-file", str(tmp_path / "k.key")], "or --no-anchor when they keep"),
+                       (["repair", "--policy", policy, "--no-anchor"], f"names the anchor {tmp_path / 'a.anchor'}")):
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err
+        assert said in err and "nothing was changed" in err and err.count("\n") == 1, err
+    assert cli_main(["repair", str(path), "--anchor", str(anchor), "--key-file", str(tmp_path / "k.key")]) == 1
+    capsys.readouterr()
+    assert path.read_bytes() == data[: len(data) - 40] and not list(tmp_path.glob("*.torn-*"))  # nothing moved aside
 
 
 def test_a_record_that_lost_only_its_newline_is_not_called_missing_and_repair_says_what_it_wrote(tmp_path, capsys):

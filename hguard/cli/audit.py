@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from .._audit_export import period
 from ..audit import Problem, VerifyReport, _repair, canonical_json, export_csv, show, verify
@@ -72,10 +72,16 @@ def _add_period_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--until", metavar="DATE", help="only records written before DATE, e.g. 2027-01-01")
 
 
-def _add_check_options(p: argparse.ArgumentParser) -> None:
-    """The key and anchor a command that reads records checks the log with, as verify does."""
+def _add_check_options(p: argparse.ArgumentParser, no_anchor: bool = False) -> None:
+    """The key and anchor a command that reads records checks the log with, as verify does (``no_anchor``: also
+    ``--no-anchor``, by which LOG without --policy says that its writers keep none)."""
     _add_key_options(p)
-    p.add_argument("--anchor", metavar="FILE", help="the anchor the writer appended heads to, checked too")
+    anchored = p.add_mutually_exclusive_group() if no_anchor else p
+    anchored.add_argument("--anchor", metavar="FILE", help="the anchor the writer appended heads to, checked too" + (
+        " (LOG without --policy needs it, or --no-anchor)" if no_anchor else ""))
+    if no_anchor:
+        anchored.add_argument("--no-anchor", action="store_true", help="the log's writers keep no anchor (LOG without "
+                              "--policy: said, so that an anchored log is never repaired without its anchor)")
     p.add_argument("--policy", metavar="FILE", help="check with the key ([integrity] key_file) and anchor ([audit] "
                    "anchor) of this policy file, as the guard that wrote the log does (--key-file, --anchor win)")
 
@@ -103,20 +109,32 @@ def _cli_anchor(args: argparse.Namespace):
     return anchor
 
 
-def _check_rotate_anchor(path: str, args: argparse.Namespace, policy) -> None:
-    """Refuse a rotation that may leave out the log's anchor: the log does not say whether its writers keep one, and
-    rotated without it, the fresh file's first record is never anchored (verify then reads the anchor as covering
-    none of the log, and says OK). ``policy``: the one given with --policy, which names its anchor or none."""
+# why rotate and repair need to know the log's anchor, and what they left unchanged when refused for want of it
+_WITHOUT_ANCHOR = {
+    "rotate": ("rotated without its anchor, the fresh file's first record is never anchored and verify reads the anchor "
+               "as covering none of the log", "nothing was rotated"),
+    "repair": ("repaired without its anchor, a last record the anchor shows was written and acknowledged, then cut, is "
+               "moved aside and recorded in the chain as a write cut short, never acknowledged (verify with the anchor "
+               "says which it is)", "nothing was changed"),
+}
+
+
+def _check_anchor_said(path: str, args: argparse.Namespace, policy) -> None:
+    """Refuse a rotation or repair (``args.command``) that may leave out the log's anchor: the log does not say
+    whether its writers keep one. Rotated without it, the fresh file's first record is never anchored (verify then
+    reads the anchor as covering none of the log, and says OK); repaired without it, an acknowledged record cut short
+    is moved aside as a write that never returned, and a record saying so joins the chain. ``policy``: the one given
+    with --policy, which names its anchor or none."""
+    why, unchanged = _WITHOUT_ANCHOR[args.command]
     if policy is not None:
         if args.no_anchor and policy.audit.anchor is not None:
             raise InputError(f"--no-anchor, but the policy {args.policy} names the anchor {policy.audit.anchor} ([audit] "
-                             "anchor): leave --no-anchor out to rotate with it; nothing was rotated")
+                             f"anchor): leave --no-anchor out to {args.command} with it; {unchanged}")
         return
     if args.anchor is None and not args.no_anchor:
         raise InputError(f"say whether the writers of {path} append its heads to an anchor ([audit] anchor): pass "
                          f"--anchor FILE (or --policy FILE, which names it and the key), or --no-anchor when they keep "
-                         "none; rotated without its anchor, the fresh file's first record is never anchored and verify "
-                         "reads the anchor as covering none of the log; nothing was rotated")
+                         f"none; {why}; {unchanged}")
 
 
 def _rotate_alone(path: str, args: argparse.Namespace, policy, anchor) -> str:
@@ -165,17 +183,20 @@ def _verify_command(path: str, args: argparse.Namespace) -> str:
                           anchor=getattr(args, "anchor", None))
 
 
-def _chain_holds(path: str, what: str, args: argparse.Namespace, report: VerifyReport | None = None) -> bool:
+def _chain_holds(path: str, what: str, args: argparse.Namespace, report: VerifyReport | None = None,
+                 said: Collection[int] = ()) -> bool:
     """Whether the log verifies (``report``, else :func:`_check`); when it does not, one line on stderr says so,
     so that records read from a tampered or damaged log are not taken as checked. Without a key on a keyed log
-    it says the MACs were not."""
+    it says the MACs were not. ``said``: lines whose problem was printed already (the first other one is named)."""
     report = report if report is not None else _check(path, args)
     if report.ok and report.n_macs and not report.key_id:
         print(f"hguard audit: note: {report.n_macs} record(s) of {path} carry a MAC that was NOT checked (no key: a "
               "re-chained forgery reads as intact); pass --key-file FILE or set HGUARD_KEY_FILE", file=sys.stderr)
     if not report.ok:
-        first = report.problems[0] if report.problems else None
-        where = "" if first is None else f" (first: {f'line {first.line}: ' if first.line else ''}{first.message})"
+        others = [p for p in report.problems if not (p.line and p.line in said)]
+        first = others[0] if others else None
+        where = "" if first is None else (f" ({'first' if len(others) == len(report.problems) else 'besides the above'}:"
+                                          f" {f'line {first.line}: ' if first.line else ''}{first.message})")
         print(f"hguard audit: warning: {path} does not verify: {len(report.problems)} problem(s){where}; {what}; "
               f"`{_verify_command(path, args)}` says where", file=sys.stderr)
     return report.ok
@@ -238,10 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "repair", help="move a torn last line aside into PATH.torn-<time> now, as the next append would (or restore "
                        "the newline of a complete record that lost only that); with the anchor, a line it holds the "
-                       "head of was acknowledged and is refused"
+                       "head of was acknowledged and is refused (LOG without --policy needs --anchor FILE or --no-anchor)"
     )
     p.add_argument("path", nargs="?", help="the audit log (.jsonl); with --policy, default the policy's")
-    _add_check_options(p)
+    _add_check_options(p, no_anchor=True)
     return parser
 
 
@@ -274,7 +295,7 @@ def main(argv: list[str]) -> int:
             if args.command == "rotate":
                 from .._audit_rotate import rotate as rotate_log
 
-                _check_rotate_anchor(path, args, pol if args.policy else None)
+                _check_anchor_said(path, args, pol if args.policy else None)
                 try:
                     done = rotate_log(path, key=key, anchor=anchor, queue=pol.review.queue if args.policy else None,
                                       alone=_rotate_alone(path, args, pol if args.policy else None, anchor))
@@ -311,9 +332,12 @@ def main(argv: list[str]) -> int:
                 raise InputError(f"--domain {args.domain!r}: pass a domain name, or --no-domain for records without one")
             problems: list[Problem] = []
             n_shown = 0
+            # verified first: a line that is not a record is said as verify says it (with the anchor: a torn last
+            # line whose head it holds was acknowledged and cut, which `repair` must not move aside)
+            report = _check(args.path, args)
             for rec in show(args.path, last=args.last, domain=args.domain, route=args.route, kind=args.kind,
                             problems=problems, without_domain=args.no_domain, record_id=args.record_id,
-                            since=period(args.since, "--since"), until=period(args.until, "--until")):
+                            since=period(args.since, "--since"), until=period(args.until, "--until"), check=report):
                 print(canonical_json(rec) if args.json else _format_record(rec))
                 n_shown += 1
             if not n_shown and args.last == 0:
@@ -331,7 +355,9 @@ def main(argv: list[str]) -> int:
                       + (f" ({'; '.join(said)})" if said else ""), file=sys.stderr)
             for problem in problems:
                 print(f"hguard audit: {args.path} line {problem.line}: {problem.message}", file=sys.stderr)
-            return 1 if problems or not _chain_holds(args.path, "the records above are as the file holds them", args) else 0
+            holds = _chain_holds(args.path, "the records above are as the file holds them", args, report,
+                                 said={p.line for p in problems})  # said always:
+            return 1 if problems or not holds else 0  # a torn line printed above is not all that may be wrong with it
         if args.command == "export":
             columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
             report = _check(args.path, args)  # before writing: each row is marked with what it found on its line
@@ -344,6 +370,7 @@ def main(argv: list[str]) -> int:
             what = (f"{args.csv} holds the records as the file holds them, each marked in its chain_check column "
                     "with the problem found on its line, or ok")
             return 0 if _chain_holds(args.path, what, args, report) else 1
+        _check_anchor_said(args.path, args, _policy_of(args) if args.policy else None)
         key = _cli_key(args)
         try:
             saved, note = _repair(args.path, key=key, anchor=_cli_anchor(args))
@@ -357,7 +384,7 @@ def main(argv: list[str]) -> int:
         else:
             print(
                 f"moved the torn last line of {args.path} to {saved} and recorded that in the chain; "
-                f"run `hguard audit verify {args.path}` to check the rest of the chain"
+                f"run `{_verify_command(args.path, args)}` to check the rest of the chain"
             )
         return 0
     except (InputError, PolicyError) as e:  # bad usage (a missing or invalid policy file too): 2, as the other commands;
