@@ -519,6 +519,10 @@ def test_export_counts_the_spot_checked_accepted_answers_reviewers_said_were_hal
         conn.execute("UPDATE review_items SET verdict = 'correct' WHERE id = 'acc'")
     edited = export_reviewed(queue, tmp_path / "r.jsonl")
     assert "acc" in dict(edited.skipped)  # not exported as said
+    # ... naming the record that says otherwise (it said "no review_verdict record in the audit log": an auditor's trial)
+    (rid,) = [r["id"] for r in verdict_records(queue.audit) if r["item_id"] == "acc"]
+    assert dict(edited.skipped)["acc"].startswith(f"its verdict 'correct' is not the 'hallucinated' by alice that its "
+                                                  f"verdict record {rid} in {queue.audit.path} holds"), edited.skipped
     assert (edited.n_spot_checks, edited.n_spot_hallucinated) == (2, 1)  # counted by the chain's verdict
     assert (edited.n_disagreements, edited.n_scored) == (summary.n_disagreements, summary.n_scored)
     # ... and an item set back to pending in the file keeps its chain verdict in them (a review of that fix)

@@ -74,7 +74,7 @@ from ..calibrate.judge import declines, denies_premise, yes_no_taken
 from .._privacy import FILE_MODE, redacted
 from .._resources import refuse_own_file
 from ..errors import DataError, InputError
-from .queue import VERDICTS, ReviewItem, ReviewQueue, chain_verdicts, same_risk, shown_sha256, verdict_in_chain
+from .queue import VERDICTS, ReviewItem, ReviewQueue, chain_verdicts, not_in_chain, same_risk, shown_sha256
 
 __all__ = ["DISAGREEMENT_RISK", "ExportSummary", "example_for", "export_reviewed"]
 
@@ -245,9 +245,10 @@ def _check_in_chain(item: ReviewItem, recorded: dict[str, Any], log: str,
     context or answer are no longer what that record says the reviewer was shown, or the chain's verdict on the
     decision (``verdict_of``, from ``chain_verdicts``) is "hallucinated" where this verdict is not."""
     assert item.verdict is not None
-    if not verdict_in_chain(item, recorded):
-        raise DataError(f"its verdict has no review_verdict record in the audit log {log} (decided without the log, "
-                        "or the queue file was edited): a verdict nobody can check is not calibration data")
+    why = not_in_chain(item, recorded, log)
+    if why is not None:  # a record that says otherwise is named by it; without one, nobody can check the verdict
+        raise DataError(why if item.verdict.audit_record_id in recorded
+                        else f"{why}: a verdict nobody can check is not calibration data")
     rec = recorded[item.verdict.audit_record_id or ""]
     chain = verdict_of.get(item.audit_id)
     if item.verdict.label != "hallucinated" and chain is not None and chain["label"] == "hallucinated":

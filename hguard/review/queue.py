@@ -148,10 +148,31 @@ def same_value(a: Any, b: Any) -> bool:
 def verdict_in_chain(item: ReviewItem, recorded: Mapping[str, Mapping[str, Any]]) -> bool:
     """Whether ``item``'s verdict has its ``review_verdict`` record in ``recorded`` (the chain's, by id), for
     this decision and label."""
+    return not_in_chain(item, recorded, "the audit log") is None
+
+
+def not_in_chain(item: ReviewItem, recorded: Mapping[str, Mapping[str, Any]], log: str) -> str | None:
+    """Why ``item``'s verdict is not its ``review_verdict`` record in ``recorded`` (the chain's, by id; ``log``
+    names the log in the reason), or None when it is: for this decision, label and item."""
     v = item.verdict
     rec = recorded.get(v.audit_record_id) if v is not None and v.audit_record_id else None
-    return (rec is not None and rec.get("decision_audit_id") == item.audit_id and rec.get("label") == v.label  # type: ignore[union-attr]
-            and rec.get("item_id", item.id) == item.id)  # a row copied under another id holds another item's verdict
+    if v is None or rec is None:
+        return (f"its verdict has no review_verdict record in the audit log {log} (decided without the log, or the "
+                "queue file was edited)")
+    if rec.get("decision_audit_id") != item.audit_id:
+        return (f"its verdict record {rec.get('id')} in {log} judges the decision {rec.get('decision_audit_id')}, not "
+                f"this item's {item.audit_id}: the queue file was edited")
+    if rec.get("label") != v.label:  # relabelled in the queue: the record and its label named, not "no record"
+        def said(verdict: Any, label: Any) -> str:
+            return f"{verdict!r}" + (f" (label {label!r})" if verdict != label else "")
+
+        return (f"its verdict {said(v.verdict, v.label)} is not the {said(rec.get('verdict'), rec.get('label'))} by "
+                f"{rec.get('reviewer')} that its verdict record {rec.get('id')} in {log} holds: the queue file was "
+                "edited after the verdict")
+    if rec.get("item_id", item.id) != item.id:  # a row copied under another id holds another item's verdict
+        return (f"its verdict record {rec.get('id')} in {log} is the verdict on item {rec.get('item_id')}: the queue "
+                "row was copied under another id")
+    return None
 
 
 def chain_verdicts(records: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Mapping[str, Any]], list[str]]:
