@@ -532,6 +532,18 @@ def test_export_counts_the_spot_checked_accepted_answers_reviewers_said_were_hal
     reset = export_reviewed(queue, tmp_path / "r.jsonl")
     assert (reset.n_spot_checks, reset.n_spot_hallucinated) == (2, 1)
     assert (reset.n_disagreements, reset.n_scored) == (summary.n_disagreements, summary.n_scored)
+    # an auditor's trial: the decided row deleted from the queue file, the export dropped its verdict silently and
+    # said "0 of the 1 spot-checked accepted answers were hallucinated"; the chain's verdict is named and counted
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute("DELETE FROM review_items WHERE id = 'acc'")
+    gone = export_reviewed(queue, tmp_path / "r.jsonl")
+    assert (gone.n_spot_checks, gone.n_spot_hallucinated, gone.n_not_in_queue) == (2, 1, 1)
+    assert (gone.n_disagreements, gone.n_scored) == (summary.n_disagreements, summary.n_scored)
+    why = dict(gone.skipped)["acc"]
+    assert f"holds the verdict 'hallucinated' by alice (record {rid})" in why and "holds no item of that decision" in why
+    assert "; 1 of the 2 spot-checked accepted answers were hallucinated (these figures count 1 verdict(s) of the " \
+           "audit chain on decisions the queue holds no item of" in gone.summary(), gone.summary()
+    assert export_reviewed(queue, tmp_path / "r.jsonl", domain="medicine").skipped == []  # another domain's export
 
 
 def test_a_hallucinated_verdict_on_an_answer_given_with_context_is_not_exported_as_unanswerable(queue, tmp_path):

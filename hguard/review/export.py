@@ -53,7 +53,9 @@ calibration file would make ``load_examples`` refuse its whole directory); ``Exp
 policy's thresholds): a "correct" verdict on an item whose risk was >= 0.5, or any other verdict
 on one whose risk was < 0.5, over every decided item of the domain (skipped ones too; items without a risk are not
 counted), and how many spot-checked accepted answers (the guard's own decisions to accept) reviewers said were
-hallucinated.
+hallucinated. With the audit log both count the chain's verdict on each decision, also on a decision the queue holds
+no item of (its row deleted), by its record's risk and spot-check flag: such a verdict is not exported and is named
+in :attr:`ExportSummary.skipped`.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class ExportSummary:
     written: bool = True  # False when there was nothing to write (the file is then left as it was)
     n_spot_checks: int = 0  # decided spot-checks: answers the guard accepted (and the user got)
     n_spot_hallucinated: int = 0  # of which a reviewer said hallucinated: where the guard was wrong
+    n_not_in_queue: int = 0  # the audit chain's verdicts on decisions the queue holds no item of: counted, named in skipped
 
     @property
     def n_skipped(self) -> int:
@@ -118,6 +121,9 @@ class ExportSummary:
         if self.n_spot_checks:  # the guard's own mistakes: accepted answers a reviewer said were hallucinated
             agree += (f"; {self.n_spot_hallucinated} of the {self.n_spot_checks} spot-checked accepted answers were "
                       "hallucinated")
+        if self.n_not_in_queue:  # counted by their records, which the queue's rows no longer say (a row deleted)
+            agree += (f" (these figures count {self.n_not_in_queue} verdict(s) of the audit chain on decisions the queue "
+                      "holds no item of, by their records: not exported, named below)")
         skipped = f", {self.n_skipped} decided item(s) skipped (below)" if self.skipped else ""
         head = (
             f"wrote {self.n_items} reviewed rows to {self.path} (rows by verdict: {verdicts}{skipped})" if self.written
@@ -129,10 +135,10 @@ class ExportSummary:
         return "\n".join(lines)
 
 
-def _disagrees(item: ReviewItem, label: str | None) -> bool | None:
-    if item.risk is None or label is None:
+def _disagrees(risk: Any, label: str | None) -> bool | None:
+    if not isinstance(risk, (int, float)) or isinstance(risk, bool) or label is None:
         return None
-    probe_says_hallucinated = item.risk >= DISAGREEMENT_RISK
+    probe_says_hallucinated = risk >= DISAGREEMENT_RISK
     return probe_says_hallucinated != (label == "hallucinated")
 
 
@@ -317,7 +323,6 @@ def export_reviewed(
         )
     rows: list[Example] = []
     by_verdict: Counter[str] = Counter()
-    n_disagree = n_scored = n_spot = n_spot_bad = 0
     skipped: list[tuple[str, str]] = []
     # With the audit log, a verdict becomes a calibration row only when its review_verdict record is in the chain
     # and the item still holds what that record says the reviewer was shown: the queue file alone can be edited.
@@ -326,21 +331,27 @@ def export_reviewed(
     # How the probe did, counted before any row is built (an item that cannot become a row still says it). With the
     # audit log, by the chain's verdict on each decision, whatever the queue's rows say (a verdict edited, or an item
     # set back to pending, changed the figures), once per decision; without it, by the decided items' verdicts
-    counted: set[str] = set()
+    judged: dict[str, tuple[Any, bool, str]] = {}  # decision id: (risk, spot-checked, label), once per decision
     for item in queue.decided(domain=domain) + (queue.pending(domain=domain, limit=None) if recorded is not None else []):
         label: str | None = item.verdict.label if item.verdict is not None else None
         if recorded is not None:
             label = str(verdict_of[item.audit_id]["label"]) if item.audit_id in verdict_of else None
-        if label is None or item.audit_id in counted:
-            continue
-        counted.add(item.audit_id)
-        d = _disagrees(item, label)
-        if d is not None:
-            n_scored += 1
-            n_disagree += int(d)
-        if item.spot_check:
-            n_spot += 1
-            n_spot_bad += int(label == "hallucinated")
+        if label is not None and item.audit_id not in judged:
+            judged[item.audit_id] = (item.risk, bool(item.spot_check), label)
+    # ... and the chain's verdict on a decision the queue holds no item of (its row deleted, or the queue replaced):
+    # counted by its record's risk and spot-check flag, which its decide checked against the decision, and named
+    # below (a trial deleted a decided spot-check's row: one row fewer, and "0 of the 1 spot-checked accepted answers
+    # were hallucinated" where the chain holds 1 of 2)
+    in_queue = {it.audit_id for it in queue.decided() + queue.pending(limit=None)} if recorded is not None else set()
+    not_in_queue = [rec for did, rec in verdict_of.items() if did not in in_queue
+                    and (domain is None or rec.get("domain") == domain)]
+    for rec in not_in_queue:
+        if "spot_check" in rec:  # a record written before it carried its flag is named, not counted
+            judged[rec["decision_audit_id"]] = (rec.get("risk"), bool(rec["spot_check"]), str(rec["label"]))
+    said = [_disagrees(risk, label) for risk, _, label in judged.values()]
+    n_scored, n_disagree = sum(d is not None for d in said), sum(bool(d) for d in said)
+    n_spot = sum(spot for _, spot, _ in judged.values())
+    n_spot_bad = sum(spot and label == "hallucinated" for _, spot, label in judged.values())
     for item in queue.decided(domain=domain):
         try:
             if recorded is not None:
@@ -364,6 +375,15 @@ def export_reviewed(
                 skipped.append((item_id, f"the audit log holds a verdict on it ({', '.join(rids)}) that the queue never "
                                          f"committed: `hguard review decide {item_id} --supersede` records it again, then "
                                          "export"))
+    for rec in not_in_queue:
+        counted = ("counted in the figures above by that record's risk and spot-check flag" if "spot_check" in rec
+                   else "not counted in the figures above (the record is older than the spot-check flag it would be "
+                        "counted by)")
+        skipped.append((str(rec.get("item_id") or rec["decision_audit_id"]), (
+            f"the audit log holds the verdict {rec.get('verdict')!r} by {rec.get('reviewer')} (record {rec.get('id')}) "
+            f"on its decision {rec['decision_audit_id']}, and the queue holds no item of that decision (its row was "
+            f"deleted, or the queue replaced): not exported, {counted}; a guard start on the policy puts the item back "
+            "pending, and `hguard review decide ITEM --supersede` records the verdict again, then export")))
     # An empty calibration file would make load_examples refuse the whole data directory, so none is written.
     if rows:
         try:
@@ -381,4 +401,5 @@ def export_reviewed(
         skipped=skipped,
         n_spot_checks=n_spot,
         n_spot_hallucinated=n_spot_bad,
+        n_not_in_queue=sum("spot_check" in rec for rec in not_in_queue),
     )
