@@ -325,6 +325,10 @@ def withdrawn_on_held_out(thresholds, risk: Sequence[float], hallucinated: Seque
                            "your users ask (meta.family)"))
 
 
+#: how a row without ``meta.family`` is given a family of its own fact group or row (calibrate.families.family_of)
+FALLBACK_FAMILY_PREFIXES = ("group:", "fact:", "id:")
+
+
 def withdrawn_on_new_families(thresholds, risk: Sequence[float], hallucinated: Sequence[int],
                               families: Sequence[str] | None, *, per_family: bool = False,
                               left_out: tuple[Sequence[float], Sequence[int], Sequence[str], Sequence[int] | None] | None = None):
@@ -341,28 +345,34 @@ def withdrawn_on_new_families(thresholds, risk: Sequence[float], hallucinated: S
     family per answer. ``left_out`` (risk, hallucinated, family, out_of_distribution or None): what routes each family,
     its answers of both splits scored by a probe and merger fitted without it (the calibration's leave-one-family-out
     evaluation; an answer the out-of-distribution check sends to review is not accepted); without it, each family's
-    own answers among ``risk``. Unchanged without a certified accept threshold, for a hand-set one, or without two
-    families."""
+    own answers among ``risk``. A family only there (no training answer) is routed by ``thresholds`` themselves. Only
+    kinds of question count (``meta.family``; not the fact groups rows without one fall back to). Unchanged without a
+    certified accept threshold, for a hand-set one, or without two kinds of question."""
     from dataclasses import replace
 
     if not thresholds.accept_below or thresholds.hand_set_measured is not None or families is None:
         return thresholds
-    names = sorted(set(families))
-    if len(names) < 2:
-        return thresholds
     if left_out is None:
         left_out = (risk, hallucinated, families, None)
     l_risk, l_y, l_family, l_far = left_out
+    # kinds of question only: a row without meta.family is a family of its own fact, which the held-out split holds
+    # out already (and hundreds of them made this a refit per fact at every load)
+    names = sorted(f for f in set(families) | set(l_family) if not f.startswith(FALLBACK_FAMILY_PREFIXES))
+    if len(names) < 2:
+        return thresholds
     far = l_far if l_far is not None else [0] * len(l_risk)
     n = k = 0
-    for name in sorted(set(l_family) & set(names)):
-        rest = [i for i, f in enumerate(families) if f != name]
-        without = fit_thresholds([risk[i] for i in rest], [hallucinated[i] for i in rest], target=thresholds.target,
-                                 confidence=thresholds.confidence,
-                                 abstain_precision=thresholds.abstain_precision or 0.9,
-                                 families=[families[i] for i in rest] if per_family else None)
+    for name in names:
+        if name in families:
+            rest = [i for i, f in enumerate(families) if f != name]
+            without = fit_thresholds([risk[i] for i in rest], [hallucinated[i] for i in rest], target=thresholds.target,
+                                     confidence=thresholds.confidence,
+                                     abstain_precision=thresholds.abstain_precision or 0.9,
+                                     families=[families[i] for i in rest] if per_family else None).accept_below
+        else:  # a family with no training answer (all in the held-out split): the threshold was fitted without it
+            without = thresholds.accept_below
         accepted = [int(l_y[i]) for i, f in enumerate(l_family)
-                    if f == name and without.accept_below and l_risk[i] < without.accept_below and not far[i]]
+                    if f == name and without and l_risk[i] < without and not far[i]]
         n, k = n + len(accepted), k + sum(accepted)
     if not n or k / n <= thresholds.target:
         return thresholds

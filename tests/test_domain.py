@@ -295,6 +295,14 @@ def test_an_accept_threshold_the_families_left_out_in_turn_reject_is_withdrawn(s
     assert kept is pooled
     assert withdrawn_on_new_families(pooled, risk, y, None) is pooled
     assert withdrawn_on_new_families(pooled, risk, y, ["a"] * 190) is pooled
+    # the families rows without meta.family fall back to (their fact groups) are no kinds of question: not left out
+    assert withdrawn_on_new_families(pooled, risk, y, [f"fact:{i}" for i in range(190)]) is pooled
+    # a review: a family with no training answer (all in the held-out split) is routed by the threshold itself, which
+    # was fitted without it; it was skipped, and its evidence with it
+    mixed = [f if i < 150 else "abc"[i % 3] for i, f in enumerate(same)]
+    unseen = ([0.05] * 40, [1] * 30 + [0] * 10, ["e"] * 40, None)
+    assert withdrawn_on_new_families(pooled, risk, y, mixed, left_out=(risk + unseen[0], y + unseen[1], mixed + unseen[2],
+                                                                        None)).accept_below == 0.0
     # the guard withdraws it at load, at the policy's target, from the file's scores
     _domain(small_probe, calibration_scores={"risk": risk, "hallucinated": y, "family": fam}).save(tmp_path / "f.json")
     dp = SimpleNamespace(target_hallucination_rate=0.2, confidence=0.9, abstain_precision=0.9, certify="pooled")

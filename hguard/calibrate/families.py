@@ -58,7 +58,7 @@ def family_of(example) -> str:
     fam = meta.get("family")
     if isinstance(fam, str) and fam.strip():
         return fam
-    for key in ("group", "fact"):
+    for key in ("group", "fact"):  # FALLBACK_FAMILY_PREFIXES
         if meta.get(key) is not None:
             return f"{key}:{meta[key]}"
     return f"id:{example.id}"

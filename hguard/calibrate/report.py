@@ -105,9 +105,10 @@ def _certified(domain: str, m: dict) -> str:
     then what ``certify = "per_family"`` would certify from the same scores."""
     t = m["at_target"]
     if t.get("withdrawn"):
+        evidence = ("The leave-one-family-out table shows each family's figures." if t["withdrawn"].startswith(
+            "each of the calibration's") else "The table's held-out row shows what it would have accepted.")
         line = (f"- {domain}: **no accept threshold**: {_f(t['accept_below'])}, certified at target {t['target']} with "
-                f"confidence {t['confidence']} on the scores below, **is withdrawn**: {t['withdrawn']}. The table's "
-                "held-out row shows what it would have accepted.")
+                f"confidence {t['confidence']} on the scores below, **is withdrawn**: {t['withdrawn']}. {evidence}")
     elif not t["accept_below"]:
         line = (f"- {domain}: **no accept threshold is certified** at target {t['target']} with confidence "
                 f"{t['confidence']}, so nothing is accepted: {m['thresholds_method']}.")

@@ -29,6 +29,9 @@ QUERY_CHAINS = {
     "chat_retriever_chain": "create_history_aware_retriever",
     "retrieve_documents": "create_retrieval_chain's retrieval step",
 }
+#: retrievers (class or run name) whose model calls after they retrieved work on the documents found (a filter's
+#: YES/NO, an extract, a rerank), not answers: langchain-classic's, or one of yours given this run name
+COMPRESSING_RETRIEVERS = frozenset({"ContextualCompressionRetriever"})
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class RetrievalCapture(BaseCallbackHandler):
         self._queries: dict[UUID, str] = {}
         self._names: dict[UUID, str] = {}  # retriever runs and chain runs with a name: what asks for a query
         self._rewritten: set[UUID] = set()  # retriever runs that called the model after they had retrieved
+        self._compressing: set[UUID] = set()  # retriever runs of a COMPRESSING_RETRIEVERS class or run name
         self._retry_attempts: set[UUID] = set()  # runs that are a retry's second or later attempt
         self._found: dict[UUID, list[Retrieval]] = {}  # root -> retrievals, in the order they finished
         # root -> (prompt template run, the text values it was formatted with), in the order they ran
@@ -80,6 +84,7 @@ class RetrievalCapture(BaseCallbackHandler):
                 self._queries.pop(r, None)
                 self._names.pop(r, None)
                 self._rewritten.discard(r)
+                self._compressing.discard(r)
                 self._retry_attempts.discard(r)
             self._found.pop(run_id, None)
             self._prompts.pop(run_id, None)
@@ -120,6 +125,8 @@ class RetrievalCapture(BaseCallbackHandler):
         with self._lock:
             self._queries[run_id] = query
             self._names[run_id] = f"retriever {kwargs.get('name') or _class_name(serialized)!r}"
+            if {kwargs.get("name"), _class_name(serialized)} & COMPRESSING_RETRIEVERS:
+                self._compressing.add(run_id)
 
     def on_retriever_end(self, documents: Sequence[Document], *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         with self._lock:
@@ -185,12 +192,13 @@ class RetrievalCapture(BaseCallbackHandler):
         """The retrieval step that asks a chat model called from ``parent_run_id`` for text no user is shown: a
         retriever still running that has not retrieved yet (a ``MultiQueryRetriever`` generating its queries), a
         chain named in ``QUERY_CHAINS`` (``create_history_aware_retriever``'s rewrite of a follow-up), or a
-        retriever whose own retrieval has finished and that then asks the model about the documents it found (a
-        ``ContextualCompressionRetriever``'s ``LLMChainFilter`` answering YES or NO, its ``LLMChainExtractor``
-        extracting); None for anything else (an answer). The model's text there is the step's to read, from the
-        prompt as the step wrote it: framed as an answer, the filter's YES/NO instruction was dropped and its
-        parser failed on an answer. What a compressor returns that is no document it found is the model's own
-        text, which an answer cannot be grounded on (``Retrieval.rewritten``)."""
+        compressing retriever (``COMPRESSING_RETRIEVERS``) whose own retrieval has finished and that then asks the
+        model about the documents it found (a ``ContextualCompressionRetriever``'s ``LLMChainFilter`` answering YES
+        or NO, its ``LLMChainExtractor`` extracting); None for anything else (an answer, also from another retriever
+        that has retrieved: one that answers inside its run is guarded). The model's text there is the step's to
+        read, from the prompt as the step wrote it: framed as an answer, the filter's YES/NO instruction was dropped
+        and its parser failed on an answer. What such a retriever returns that is no document it found is the
+        model's own text, which an answer cannot be grounded on (``Retrieval.rewritten``)."""
         if parent_run_id is None:
             return None
         with self._lock:
@@ -201,6 +209,8 @@ class RetrievalCapture(BaseCallbackHandler):
                     continue
                 if ancestor in self._queries and any(ancestor in self._ancestors(r.run_id)[1:] for r in found):
                     self._rewritten.add(ancestor)  # the model works on what was found: its documents may be its own
+                    if ancestor not in self._compressing:
+                        return None  # a retriever answering inside its run (a review's): guarded as an answer
                     return f"{self._names[ancestor]} (a document compressor: the model filters or extracts what it found)"
                 return self._names[ancestor]
         return None

@@ -581,29 +581,36 @@ def test_text_asked_for_to_search_with_is_not_held_as_an_answer(make_guard, stor
             return [Document(page_content=extract.invoke({"q": query, "d": d.page_content},
                                                          config={"callbacks": run_manager.get_child()})) for d in found]
 
+    # a retriever of another kind that answers inside its run (a review's): its answer is decided, as before
+    answering = Compressing().invoke(AUSTRALIA)[0].page_content
+    last = list(AuditLog(guard.audit.path))[-1]
+    assert last["kind"] == "decision" and last["route"] == "review" and answering != last["answer"]
+    # langchain-classic's ContextualCompressionRetriever, or one of yours under its run name
+    Filtering = Filtering().with_config(run_name="ContextualCompressionRetriever")  # noqa: N806
+    Compressing = Compressing().with_config(run_name="ContextualCompressionRetriever")  # noqa: N806
     n_logged, n_queued = len(list(AuditLog(guard.audit.path))), len(guard.review_queue.pending())
     handler = HGuardAuditCallbackHandler.from_guard(guard)
-    (kept,) = Filtering().invoke(AUSTRALIA, config={"callbacks": [handler]})
+    (kept,) = Filtering.invoke(AUSTRALIA, config={"callbacks": [handler]})
     new = list(AuditLog(guard.audit.path))[n_logged:]
     assert [r["kind"] for r in new] == ["retrieval_query", "llm_call"], [r["kind"] for r in new]
     step, call = new
     assert "Relevant (YES / NO):" in step["question"] and kept.page_content in step["question"]  # the prompt as written
-    assert step["answer"] == verdicts[0] and "document compressor" in step["step"] and "Filtering" in step["step"]
+    assert step["answer"] == verdicts[0] and "document compressor" in step["step"] and "ContextualCompressionRetriever" in step["step"]
     # the call's own record names the step it served (an auditor read a rewrite's text as an answer without a decision)
     assert call["hguard_step"] == "retrieval_query" and call["retrieval_query_audit_id"] == step["id"]
     assert call["decision_audit_id"] is None and len(guard.review_queue.pending()) == n_queued
-    (doc,) = Compressing().invoke(AUSTRALIA)
+    (doc,) = Compressing.invoke(AUSTRALIA)
     last = list(AuditLog(guard.audit.path))[-1]
     assert last["kind"] == "retrieval_query" and doc.page_content == last["answer"] and "Extract what answers" in last["question"]
     # ... and an answer grounded on what it wrote is not scored as grounded: held, whatever its risk; one grounded on
     # the documents a filter kept is scored on them
     accepting = ChatHGuard(guard=_grounded_guard(tiny_probes, embedder, tmp_path / "acc"), domain="alpha")
-    compressing = Compressing()
+    compressing = Compressing
     rag = {"context": compressing | format_docs, "question": RunnablePassthrough()} | RAG_HUMAN | accepting
     meta = rag.invoke(AUSTRALIA).response_metadata
     assert meta["route"] == "review" and any("the model's own rewrite of what a retriever found" in r
                                              for r in meta["reasons"]), meta["reasons"]
-    filtering = {"context": Filtering() | format_docs, "question": RunnablePassthrough()} | RAG_HUMAN | accepting
+    filtering = {"context": Filtering | format_docs, "question": RunnablePassthrough()} | RAG_HUMAN | accepting
     meta = filtering.invoke(AUSTRALIA).response_metadata
     assert not any("the model's own rewrite" in r or "context not identified" in r for r in meta["reasons"]), meta["reasons"]
     assert kept.page_content in _decision(accepting.guard, meta)["context"]
