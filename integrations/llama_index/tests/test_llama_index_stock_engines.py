@@ -15,7 +15,7 @@ from llama_index.core.llms import ChatMessage, MessageRole
 
 from hguard import audit as audit_mod
 from hguard.audit import AuditLog
-from hguard.errors import NeedsReviewError
+from hguard.errors import InputError, NeedsReviewError
 from hguard.guard import Guard
 from hguard.policy import Policy
 from llama_index.llms.hguard import HGuardAuditEventHandler, HGuardEmbedding, HGuardLLM, HGuardQueryEngine
@@ -808,3 +808,103 @@ def test_a_passthrough_stream_dropped_half_read_is_settled_when_dropped_and_forg
     for _ in range(3):
         engine.query(AUSTRALIA)
     assert not templates._OWNERS  # noqa: SLF001 (nothing kept once each request's spans closed)
+
+
+OTHER_PASSAGE = "Canberra lies in the Australian Capital Territory. Parliament House opened there in 1988."
+
+
+def _refusing(guard, monkeypatch, marker):
+    """The guard refuses (as over the model's window) every call whose passages hold ``marker``, as it refused the
+    refine step holding the part of a long clause that did not fit (a legal team's trial), with its ``error`` record."""
+    from hguard.errors import InputError
+
+    real = guard.batch
+
+    def batch(questions, contexts=None, *args, **kwargs):
+        if any(marker in str(c) for c in contexts or ()):
+            raise guard._refused(questions[0], InputError(
+                "the prompt has 8163 tokens and up to 32 more are generated, over the model's context of 8192 tokens; "
+                "shorten the question or the context"), context=contexts[0])
+        return real(questions, contexts, *args, **kwargs)
+
+    monkeypatch.setattr(guard, "batch", batch)
+
+
+@pytest.mark.parametrize("how", ["query", "aquery"])
+@pytest.mark.parametrize("failing", ["first", "last"])
+def test_a_refine_step_the_engine_swallowed_does_not_leave_the_response_accepted(make_guard, monkeypatch, root_handler,
+                                                                                  failing, how):
+    """LlamaIndex's refine synthesizer catches the LLM's ValueError (hguard's InputError) and goes on: the response
+    carried another step's answer and its `accept` while part of the passages never reached the model, said only in
+    the query record (a legal team's trial). A step failing before the last answered one: that answer's own call names
+    it and the guard holds it. The last step failing after an earlier answer: the response (the earlier answer) is
+    held, naming it, and the log says that accept was not delivered as one."""
+    from llama_index.core.query_engine import RetrieverQueryEngine
+
+    guard = make_guard("accept")
+    root_handler(HGuardAuditEventHandler.from_guard(guard))
+    _refusing(guard, monkeypatch, "Canberra is the capital" if failing == "first" else "Parliament House")
+    engine = RetrieverQueryEngine.from_args(_fixed([AUS_PASSAGE, OTHER_PASSAGE]), llm=HGuardLLM(guard, domain="alpha"),
+                                            response_mode="refine")
+    r = engine.query(AUSTRALIA) if how == "query" else asyncio.run(engine.aquery(AUSTRALIA))
+    records = list(AuditLog(guard.audit.path))
+    error, = [x for x in records if x["kind"] == "error"]
+    call = next(x for x in records if x["kind"] == "llm_call" and x["status"] == "error")
+    decision, = [x for x in records if x["kind"] == "decision"]
+    query, = [x for x in records if x["kind"] == "query"]
+    assert r.metadata["route"] == "review" and r.metadata["audit_id"] == decision["id"]
+    named = [x for x in r.metadata["reasons"] if "a model step of this request failed" in x]
+    assert named and call["span_id"] in named[0] and error["id"] in named[0] and "over the model's context" in named[0]
+    assert query["status"] == "llm_error" and query["hguard"]["route"] == "review"  # the log agrees with the caller
+    if failing == "first":  # the guard held the answer itself: its decision record says why
+        assert decision["route"] == "review" and any(named[0] in x for x in decision["reasons"])
+        assert str(r) == "[needs review] " + decision["answer"]
+        assert not [x for x in records if x["kind"] == "answer_not_delivered"]
+    else:  # decided (accepted) before the failure: the response is the earlier answer, held
+        assert decision["route"] == "accept" and str(r) == "[needs review] " + decision["answer"]
+        undelivered, = [x for x in records if x["kind"] == "answer_not_delivered"]
+        assert undelivered["decision_audit_id"] == decision["id"] and call["span_id"] in undelivered["why"]
+        assert query["answer"] == str(r)
+
+
+# the failing step's marker opens the first passage or ends the second: one of the compact packer's prompts holds it
+LONG_AUS = AUS_PASSAGE + " " + " ".join(["It was chosen as a compromise between Sydney and Melbourne."] * 40)
+LONG_OTHER = " ".join(["Canberra lies in the Australian Capital Territory."] * 40) + " Parliament House opened in 1988."
+
+
+@pytest.mark.parametrize("engine", ["context", "condense_plus_context", "streaming", "astreaming"])
+@pytest.mark.parametrize("failing", ["first", "last"])
+def test_a_swallowed_step_holds_the_chat_and_streamed_responses_too(make_guard, monkeypatch, root_handler, engine,
+                                                                    failing):
+    """The chat engines (compact: passages over one prompt are refined) and a streaming query engine: no response
+    comes back accepted after a model step of its request failed, and its metadata names the step (a stream raises)."""
+    from llama_index.core.chat_engine import CondensePlusContextChatEngine, ContextChatEngine
+    from llama_index.core.query_engine import RetrieverQueryEngine
+
+    guard = make_guard("accept")
+    root_handler(HGuardAuditEventHandler.from_guard(guard))
+    _refusing(guard, monkeypatch, "Canberra is the capital" if failing == "first" else "Parliament House")
+    llm = HGuardLLM(guard, domain="alpha")
+    # one passage per prompt: the compact synthesizer refines over the two
+    monkeypatch.setattr(HGuardLLM, "_packing_window", lambda self: 1000)
+    retriever = _fixed([LONG_AUS, LONG_OTHER])
+    if engine in ("context", "condense_plus_context"):
+        cls = ContextChatEngine if engine == "context" else CondensePlusContextChatEngine
+        r = cls.from_defaults(retriever=retriever, llm=llm).chat(AUSTRALIA)
+        text = str(r)
+    else:  # LlamaIndex's streaming refine reads each step's stream outside its try: the refusal reaches the caller
+        q = RetrieverQueryEngine.from_args(retriever, llm=llm, response_mode="refine", streaming=True)
+
+        async def read():
+            resp = await q.aquery(AUSTRALIA)
+            return "".join([t async for t in resp.async_response_gen()])
+
+        with pytest.raises(InputError, match="over the model's context"):
+            "".join(q.query(AUSTRALIA).response_gen) if engine == "streaming" else asyncio.run(read())
+        return
+    records = list(AuditLog(guard.audit.path))
+    decisions = [x for x in records if x["kind"] == "decision"]
+    assert [x for x in records if x["kind"] == "error"] and r.metadata["audit_id"] in [x["id"] for x in decisions]
+    assert r.metadata["route"] == "review", (r.metadata, text)
+    assert any("a model step of this request failed" in x for x in r.metadata["reasons"])
+    assert text.startswith("[needs review] ")

@@ -49,8 +49,8 @@ from hguard.streaming import (
 )
 
 from .templates import (DecidedStream, RAGPrompt, async_stream_decision, built_from_answers, earlier_answers,
-                        install_decision_metadata, note_decision, note_rewrite, query_step, query_template_step,
-                        read_rag_prompt, rewrite_asked, synthesized_nodes)
+                        failed_steps, install_decision_metadata, note_decision, note_failure, note_rewrite, query_step,
+                        query_template_step, read_rag_prompt, rewrite_asked, synthesized_nodes)
 
 dispatcher = get_dispatcher(__name__)
 CONTEXT_NAME = "context"
@@ -222,6 +222,7 @@ class HGuardLLM(CustomLLM):
         except InputError as exc:  # on record, as the guard records the requests it refuses (the id on the error)
             chat = "\n".join(f"{getattr(m.role, 'value', m.role)}: {m.content}" for m in messages)
             self._guard.record_failure(chat, exc, domain=kwargs.get("domain") or self.domain, source="HGuardLLM")
+            note_failure(exc)
             raise
 
     def _read_chat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -261,6 +262,16 @@ class HGuardLLM(CustomLLM):
         if system:
             kw["system"] = "\n\n".join(system)
         return question, kw
+
+    def _problems(self, call: dict[str, Any], prompt: str, context: Any) -> None:
+        """Set the call's ``problems``: the caller's (a stock engine's, read from its template), else a context its
+        prompt refers to but none was passed, and the model calls of the same request that failed before this one (a
+        refine step refused as over the model's window, which the synthesizer swallowed): the guard holds the answer
+        itself, naming them."""
+        call.setdefault("problems", self._unread_context(prompt, context))
+        failed = failed_steps()
+        if failed:
+            call["problems"] = [*call["problems"], *failed]
 
     def _unread_context(self, prompt: str, context: Any) -> list[str]:
         seen = unread_context(prompt) if context is None else None
@@ -354,7 +365,9 @@ class HGuardLLM(CustomLLM):
     @staticmethod
     def _failed(exc: BaseException) -> None:
         # LlamaIndex emits no event when a non-streaming call raises; this one lets audit handlers
-        # close the call's record as failed.
+        # close the call's record as failed. Noted for the request: an engine that swallows it must not deliver
+        # another step's answer as if nothing had failed.
+        note_failure(exc)
         dispatcher.event(ExceptionEvent(exception=exc))
 
     # --------------------------------------------------------------------------- not supported
@@ -385,7 +398,7 @@ class HGuardLLM(CustomLLM):
         step = query_step(prompt) if context is None and not formatted else None
         if step is not None:
             return self._search_text(prompt, step)
-        call.setdefault("problems", self._unread_context(prompt, context))
+        self._problems(call, prompt, context)
         try:
             result = raise_if_routed(guarded_invoke(self._guard, prompt, context, domain, early_stop=early_stop, **call),
                                      self.raise_on)
@@ -404,7 +417,7 @@ class HGuardLLM(CustomLLM):
         step = query_step(prompt) if context is None and not formatted else None
         if step is not None:
             return await asyncio.to_thread(self._search_text, prompt, step)
-        call.setdefault("problems", self._unread_context(prompt, context))
+        self._problems(call, prompt, context)
         cancel = threading.Event()  # set when the caller leaves: the generation stops at its next token
         span = active_span_id.get()
         try:
@@ -441,15 +454,19 @@ class HGuardLLM(CustomLLM):
 
     def _stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         context, domain, mode, early_stop, call, agent = self._options(prompt, kwargs)
-        call.setdefault("problems", self._unread_context(prompt, context))
+        self._problems(call, prompt, context)
         span = active_span_id.get()  # the call's span: its llm_call record, if the stream is left, is joined by it
 
         def gen() -> CompletionResponseGen:
             text = ""
-            for piece in guard_stream(self._guard, prompt, context, domain, mode, early_stop=early_stop, run_id=span,
-                                      **call):
-                text, response = self._response(text, piece, mode, agent)
-                yield response
+            try:
+                for piece in guard_stream(self._guard, prompt, context, domain, mode, early_stop=early_stop, run_id=span,
+                                          **call):
+                    text, response = self._response(text, piece, mode, agent)
+                    yield response
+            except Exception as exc:  # refused or failed while read: the request's later steps and response say it
+                note_failure(exc)
+                raise
 
         return gen()
 
@@ -459,15 +476,19 @@ class HGuardLLM(CustomLLM):
 
     async def _astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
         context, domain, mode, early_stop, call, agent = self._options(prompt, kwargs)
-        call.setdefault("problems", self._unread_context(prompt, context))
+        self._problems(call, prompt, context)
         span = active_span_id.get()
 
         async def gen() -> CompletionResponseAsyncGen:
             text = ""
-            async for piece in aguard_stream(self._guard, prompt, context, domain, mode, early_stop=early_stop,
-                                             run_id=span, **call):
-                text, response = self._response(text, piece, mode, agent)
-                yield response
+            try:
+                async for piece in aguard_stream(self._guard, prompt, context, domain, mode, early_stop=early_stop,
+                                                 run_id=span, **call):
+                    text, response = self._response(text, piece, mode, agent)
+                    yield response
+            except Exception as exc:
+                note_failure(exc)
+                raise
 
         return gen()
 

@@ -38,6 +38,7 @@ from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from llama_index.core.schema import MetadataMode
 from llama_index.core.instrumentation.span.simple import SimpleSpan
 
+from hguard.errors import one_line
 from hguard.streaming import GuardedText, appears_in, blank, nothing_retrieved, with_text
 
 
@@ -274,6 +275,52 @@ def note_decision(text: GuardedText, guard: Any = None, *, engine: bool = False)
             _OWNERS[str(text.decision["audit_id"])] = guard
 
 
+_FAILED: dict[str, list[dict]] = {}  # span id -> the guarded model calls that failed inside it (handed up as spans close)
+
+
+def note_failure(exc: BaseException) -> None:
+    """Note a guarded model call of this request that failed (the guard refused it, or it raised) on the span it
+    failed in, from where it is handed up as the spans close. LlamaIndex's compact and refine synthesizers catch a
+    ``ValueError`` or ``TypeError`` from the LLM (hguard's ``InputError`` is one) and go on with the other steps: the
+    response then carried another step's answer and its decision, an ``accept`` among them, while part of the
+    retrieved passages never reached the model (a legal team's trial: a clause over the model's window). A later
+    step's answer goes to review naming the failure (:func:`failed_steps`), and a response whose answer was decided
+    before the failure is held when its request ends (:class:`DecisionToMetadata`)."""
+    span = active_span_id.get()
+    if span is None:  # outside any instrumented call the error reaches the caller
+        return
+    failure = {"span_id": span, "error": one_line(f"{type(exc).__name__}: {exc}", 300)}
+    refused = getattr(exc, "audit_id", None)  # the guard's own error record of a request it refused
+    if isinstance(refused, str) and refused:
+        failure["error_audit_id"] = refused
+    with _LOCK:
+        _FAILED.setdefault(span, []).append(failure)
+
+
+def failed_step(failure: dict) -> str:
+    """The reason naming one failed model call of the request (its span id, as its ``llm_call`` record holds it, the
+    error and the guard's ``error`` record of it)."""
+    record = f", error record {failure['error_audit_id']}" if failure.get("error_audit_id") else ""
+    return (f"a model step of this request failed: {failure['span_id']} ({failure['error']}{record}); the engine went "
+            "on without it, so part of the retrieved passages never reached the model and the response cannot stand "
+            "as accepted")
+
+
+def failed_steps() -> list[str]:
+    """The reasons naming the model calls of this request that failed so far (noted at the active span and the spans
+    above it, up to the request's span: a query engine's ``query``, a chat engine's turn), for a later step's call to
+    carry as ``problems`` (the guard then holds its answer itself)."""
+    span = active_span_id.get()
+    found: list[str] = []
+    with _LOCK:
+        while span is not None:
+            found += [failed_step(f) for f in _FAILED.get(span, [])]
+            if _REQUEST.search(span):
+                break
+            span = _PARENTS.get(span)
+    return list(dict.fromkeys(found))
+
+
 _REWRITES: dict[str, list[tuple[str, str, str | None]]] = {}  # span id -> (text the model wrote to search with, its
 # step, its retrieval_query record id), noted on the span that asked for it (the chat call around a condense step)
 
@@ -419,9 +466,13 @@ def _forget_owners(noted: list[tuple[str, dict]]) -> None:
             _OWNERS.pop(str(d.get("audit_id")), None)
 
 
-def _close(span: str, to_parent: bool) -> list[tuple[str, dict]]:
-    """The decisions made inside ``span`` (now closing), handed on to its parent when ``to_parent``."""
+def _close(span: str, to_parent: bool) -> tuple[list[tuple[str, dict]], list[dict]]:
+    """The decisions made inside ``span`` (now closing), handed on to its parent when ``to_parent``, and the model
+    calls that failed inside it, always handed on (a failed call's span is dropped; its request goes on)."""
     with _LOCK:
+        failed = _FAILED.pop(span, [])
+        if failed and _PARENTS.get(span) in _PARENTS:
+            _FAILED.setdefault(str(_PARENTS[span]), []).extend(failed)
         noted = _NOTED.pop(span, [])
         engines = _ENGINES.pop(span, [])
         _REWRITES.pop(span, None)
@@ -432,7 +483,50 @@ def _close(span: str, to_parent: bool) -> list[tuple[str, dict]]:
             handed = [t for t, _ in noted] if _QUERY.search(span) else engines  # out of a query: an engine's
             if handed:
                 _ENGINES.setdefault(parent, []).extend(handed)
-    return noted
+    return noted, failed
+
+
+def _held_after_failure(text: str, decision: dict, failed: list[dict], span: str) -> tuple[dict, str]:
+    """The decision of a response whose request had a model call fail that its answer's own call did not name (the
+    call failed after the answer was decided: the refine step after it), and the text the caller is shown: an
+    accepted answer is held for review (the policy's review message, or the answer marked) with a reason naming the
+    failed call, and an ``answer_not_delivered`` record says that the accept was not delivered as one."""
+    from types import SimpleNamespace
+
+    from hguard._guard_result import REVIEW_MARK
+
+    given = list(decision.get("reasons") or [])
+    # named by the answer's own call (the guard held it itself: "scoring problem: ...") or by an earlier pass
+    reasons = [r for r in dict.fromkeys(failed_step(f) for f in failed) if not any(r in g for g in given)]
+    if not reasons:
+        return decision, text
+    route = decision.get("route")
+    aid = decision.get("audit_id")
+    if route != "accept":  # held already (review, abstain): the failure is said beside the guard's reasons
+        return {**decision, "reasons": [*reasons, *given]}, text
+    with _LOCK:
+        guard = _OWNERS.get(str(aid)) if aid else None
+    said = (f"held for review after the guard's decision {aid} accepted it, since a model step of the same request "
+            "failed after it (below); the audit log's answer_not_delivered record of that decision says so (the review "
+            "queue holds no item for it: check the answer from the request's records)")
+    if guard is not None:
+        guard.record_undelivered(SimpleNamespace(audit_id=aid, route=route), (
+            f"the response delivered this answer held for review, not accepted: a later model step of the same "
+            f"request failed ({'; '.join(f['span_id'] + ': ' + f['error'] for f in failed)})"), run_id=span)
+    domain = guard.policy.domain(decision.get("domain")) if guard is not None and decision.get("domain") else None
+    message = ((domain.review_message if domain is not None else None) or guard.policy.review_message) if guard else None
+    held = message if message is not None else REVIEW_MARK + text
+    return {**decision, "route": "review", "reasons": [said, *reasons, *given]}, held
+
+
+def _renote(parent: Optional[str], old: tuple[str, dict], new: tuple[str, dict]) -> None:
+    """Replace a noted answer handed on to ``parent`` by what its response now delivers (held), so that a response
+    wrapping it (a chat engine's around its synthesizer's) carries the held decision."""
+    with _LOCK:
+        noted = _NOTED.get(parent, []) if parent is not None else []
+        for i, entry in enumerate(noted):
+            if entry is old:
+                noted[i] = new
 
 
 class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
@@ -451,6 +545,7 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
                 _OWNERS.clear()
                 _REWRITES.clear()
                 _NODES.clear()
+                _FAILED.clear()
             _PARENTS[id_] = parent_span_id
             nodes = getattr(bound_args, "arguments", {}).get("nodes") if _SYNTHESIZE.search(id_) else None
             if isinstance(nodes, (list, tuple)):  # the passages its LLM calls are given, rendered
@@ -465,15 +560,22 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
         elif type(result).__name__ == "AsyncStreamingResponse" and getattr(result, "response_gen", None) is not None:
             result.response_gen = _afill_when_consumed(result.response_gen, result, nodes)  # its metadata stayed empty
         with _LOCK:
-            handed_on = _PARENTS.get(id_) in _PARENTS  # its decisions go on to the span around it
-        noted = _close(id_, to_parent=True)  # a chat engine wraps its query's response in its own
+            parent = _PARENTS.get(id_)
+            handed_on = parent in _PARENTS  # its decisions go on to the span around it
+        noted, failed = _close(id_, to_parent=True)  # a chat engine wraps its query's response in its own
         try:
             text = getattr(result, "response", None)
             if isinstance(text, str) and text and hasattr(result, "metadata") and type(result).__name__ in _RESPONSES:
                 if "audit_id" in (result.metadata or {}):
                     return None  # the response already carries its own decision (HGuardQueryEngine)
-                decision = next((d for t, d in reversed(noted) if t == text), None) or combined_decision(text, noted)
+                found = next((entry for entry in reversed(noted) if entry[0] == text), None)
+                decision = found[1] if found is not None else combined_decision(text, noted)
                 if decision is not None:
+                    if failed:  # a model call failed after this answer was decided: held, said, and in the log
+                        decision, held = _held_after_failure(text, decision, failed, id_)
+                        if found is not None and held != text:
+                            result.response = held
+                            _renote(parent, found, (held, decision))
                     result.metadata = {**(result.metadata or {}), **decision}
                     _say_superseded(noted, decision, id_)
         finally:
@@ -482,7 +584,7 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
         return None
 
     def prepare_to_drop_span(self, id_: str, bound_args: Any, instance: Any = None, err: Any = None, **kwargs: Any) -> Optional[SimpleSpan]:
-        _forget_owners(_close(id_, to_parent=False))  # a failed call returns no response to carry a decision
+        _forget_owners(_close(id_, to_parent=False)[0])  # a failed call returns no response to carry a decision
         return None
 
 
