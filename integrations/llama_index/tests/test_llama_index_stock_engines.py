@@ -908,3 +908,35 @@ def test_a_swallowed_step_holds_the_chat_and_streamed_responses_too(make_guard, 
     assert r.metadata["route"] == "review", (r.metadata, text)
     assert any("a model step of this request failed" in x for x in r.metadata["reasons"])
     assert text.startswith("[needs review] ")
+
+
+def test_the_packing_window_fits_the_model_whatever_tokenizer_llamaindex_counts_with(make_guard, monkeypatch):
+    """LlamaIndex packs passages by its own tokenizer's count (Settings.tokenizer, tiktoken by default), in the window
+    HGuardLLM tells it; a model counting digit-heavy text in more tokens got prompts over its context, whose steps
+    were refused (a legal team's clause: 8,165 + 32 tokens of 8,192 in a window of 7,312, "less a tenth"). The window
+    is now bounded by the tokenizers' measured ratio; counted with the model's own tokenizer it is nearly the whole."""
+    import llama_index.core
+    from llama_index.core.indices.prompt_helper import PromptHelper
+    from llama_index.core.prompts.default_prompts import DEFAULT_TEXT_QA_PROMPT
+
+    guard = make_guard("accept")
+    gen = guard.generator
+    clause = " ".join(f"section {i} , schedule {i + 3} ; damages {i * 7} % ." for i in range(600))
+
+    def steps(llm, helper=None):
+        helper = helper or PromptHelper.from_llm_metadata(llm.metadata)  # what a stock synthesizer builds
+        chunks = helper.repack(DEFAULT_TEXT_QA_PROMPT.partial_format(query_str=AUSTRALIA), [clause], llm=llm)
+        return [len(gen.prompt_ids(AUSTRALIA, c, within_limit=False)) + gen.max_new_tokens for c in chunks]
+
+    def coarse(text):  # no token for the punctuation the model counts (tiktoken counts 3 digits as 1, many models as 3)
+        return [w for w in text.split() if any(c.isalnum() for c in w)]
+
+    monkeypatch.setattr(llama_index.core, "global_tokenizer", coarse)
+    counted = steps(HGuardLLM(guard, domain="alpha"))
+    assert len(counted) > 1 and max(counted) <= gen.context_limit, (counted, gen.context_limit)
+    llm = HGuardLLM(guard, domain="alpha")
+    counted = steps(llm, llm.prompt_helper())  # a synthesizer's own helper, counting as the model does
+    assert max(counted) <= gen.context_limit and max(counted) > 0.8 * gen.context_limit, (counted, gen.context_limit)
+    monkeypatch.setattr(llama_index.core, "global_tokenizer", llm.tokenizer)  # the model's own count: the whole window
+    counted = steps(llm)
+    assert max(counted) <= gen.context_limit and max(counted) > 0.8 * gen.context_limit, (counted, gen.context_limit)

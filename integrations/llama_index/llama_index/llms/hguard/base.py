@@ -64,6 +64,59 @@ _NO_STRUCTURED = (
 _UNREAD_BLOCKS = frozenset({"ImageBlock", "AudioBlock", "VideoBlock", "DocumentBlock", "ToolCallBlock"})
 
 
+#: model tokens kept for the question in a packed prompt (LlamaIndex counts a first step's template without it)
+QUESTION_TOKENS = 256
+
+
+def _ratio_texts() -> tuple[str, ...]:
+    """Texts of the kinds a model's tokenizer may count in many more tokens than LlamaIndex's (tiktoken splits digits
+    in threes, many models one by one): a clause full of figures (the legal team's), numbers with and without
+    separators (account numbers, references), a table of amounts and dates, runs of blank lines and spaces, and
+    non-Latin scripts; and plain prose."""
+    n = range(1, 120)
+    return (
+        " ".join(f"Section {i}. The Supplier shall deliver the goods described in Schedule {i} within {i + 3} business "
+                 f"days of the purchase order, and any delay shall entitle the Buyer to liquidated damages of {i} "
+                 "percent of the order value per week." for i in range(1, 40)),
+        " ".join(str(i * 7919 % 1000003) for i in n),
+        "".join(str(i * 7919 % 1000003) for i in n),
+        "\n".join(f"| {i} | {i * 3.14159:.4f} | 2024-{i % 12 + 1:02d}-{i % 28 + 1:02d} | ${i * 1234.5:,.2f} |" for i in n),
+        "\n\n\n\n".join(f"Clause {i}.    Notices   shall   be given\tin writing   to the address above." for i in n),
+        "The parties agree that this agreement is governed by the laws of the state where the goods are delivered. " * 20,
+        "Поставщик обязан поставить товары, описанные в приложении, в течение рабочих дней. " * 20,
+        "供应商应在收到采购订单后的营业日内交付附表中所述的货物。" * 20,
+        "공급자는 구매 주문을 받은 후 영업일 이내에 부속서에 기재된 상품을 인도해야 한다. " * 20,
+        "يجب على المورد تسليم البضائع الموصوفة في الجدول خلال أيام العمل. " * 20,
+    )
+
+
+RATIO_TEXTS = _ratio_texts()
+
+
+def token_ratio(model_tokens: Any, counted: Any, texts: Sequence[str] = RATIO_TEXTS) -> float:
+    """The most tokens the model's tokenizer (``model_tokens``: text -> ids) counts per token of ``counted`` (the
+    tokenizer LlamaIndex packs with) over ``texts``, and at least 1: a bound for the text LlamaIndex packs as long as
+    that text is no harder for the model's tokenizer than the hardest of them (a harder one can still overrun the
+    model's context: the guard refuses that step, and the response is held, naming it)."""
+    worst = 1.0
+    for text in texts:
+        n = len(counted(text))
+        if n:
+            worst = max(worst, len(model_tokens(text)) / n)
+    return worst
+
+
+def _llamaindex_tokenizer() -> Any:
+    """The tokenizer LlamaIndex's prompt helper counts with (``Settings.tokenizer``), or None when it cannot be had
+    (tiktoken missing: LlamaIndex cannot pack either)."""
+    try:
+        from llama_index.core import Settings
+
+        return Settings.tokenizer
+    except Exception:
+        return None
+
+
 def agent_step(messages: Sequence[ChatMessage]) -> bool:
     """Whether the chat is a ReAct agent's step (:func:`hguard.streaming.asks_for_actions` on its messages): such
     a step's held answer is replaced, never marked or streamed."""
@@ -125,7 +178,8 @@ class HGuardLLM(CustomLLM):
     raise_on: frozenset = Field(default=frozenset(), description="Routes ('abstain', 'review') that raise hguard.errors.RouteError.")
 
     _guard: Guard = PrivateAttr()
-    _window: Optional[int] = PrivateAttr(default=None)  # the packing window, measured once
+    # the packing window, measured once per tokenizer LlamaIndex counts with: (that tokenizer, the window)
+    _window: Optional[tuple[Any, int]] = PrivateAttr(default=None)
 
     def __init__(self, guard: Guard, **kwargs: Any) -> None:
         kwargs = refuse_unknown_settings(type(self), kwargs)  # HGuardLLM(g, domian=...) was ignored
@@ -171,19 +225,56 @@ class HGuardLLM(CustomLLM):
         out.setdefault("model_name", self._guard.lm.name)
         return out
 
+    @property
+    def tokenizer(self) -> Any:
+        """The model's own tokenizer as LlamaIndex takes one (text -> token ids, no special tokens): pass it to a
+        ``PromptHelper(tokenizer=...)`` of your synthesizer, or set ``Settings.tokenizer`` to it (a global choice),
+        and LlamaIndex counts passages as the model does, so the packing window is the model's whole (see
+        :meth:`_packing_window`)."""
+        tok = self._guard.lm.tokenizer
+
+        def encode(text: str) -> list[int]:
+            return list(tok(text, add_special_tokens=False)["input_ids"])
+
+        encode.hguard_model_tokenizer = self._guard.lm.name  # type: ignore[attr-defined]
+        return encode
+
     def _packing_window(self) -> int:
-        """The window LlamaIndex packs passages into: the model's, less hguard's own framing of a RAG prompt (its
-        system prompt and context template, which replace the synthesizer's template) and a tenth for the
-        difference between LlamaIndex's token counts and the model's tokenizer, so a packed prompt fits."""
-        if self._window is None:  # LlamaIndex reads the metadata at every packing: the framing is tokenized once
-            gen = self._guard.generator
-            limit = gen.context_limit or 2048
-            try:
-                framing = len(gen.prompt_ids("?", "."))
-            except Exception:  # a framing that cannot be measured: leave a fixed share instead
-                framing = limit // 10
-            self._window = max(256, limit - framing - limit // 10)
-        return self._window
+        """The window LlamaIndex packs passages into, so a packed prompt fits the model's context. LlamaIndex counts
+        with its own tokenizer (``Settings.tokenizer``: tiktoken unless set), and digit-heavy text is up to three
+        times as many tokens in a model's (a legal team's clause: 8,165 tokens packed into a window of 7,312 told
+        as 8,192 less the framing and a tenth, and the step was refused). The window is the model's, less hguard's own
+        framing of a RAG prompt (its system prompt and context template, which replace the synthesizer's template),
+        the new tokens and :data:`QUESTION_TOKENS` for the question (which LlamaIndex does not count in a first
+        step), divided by the most model tokens per LlamaIndex token over :data:`RATIO_TEXTS` (:func:`token_ratio`),
+        plus the new tokens LlamaIndex reserves itself. Measured once per tokenizer LlamaIndex counts with: with
+        :attr:`tokenizer` as ``Settings.tokenizer`` the ratio is 1 and the window the model's whole."""
+        counted_with = _llamaindex_tokenizer()
+        if self._window is None or self._window[0] is not counted_with:
+            self._window = (counted_with, self._window_for(token_ratio(self.tokenizer, counted_with)
+                                                           if counted_with is not None else 1.0))
+        return self._window[1]
+
+    def _window_for(self, ratio: float) -> int:
+        """The packing window for a tokenizer counting ``ratio`` times fewer tokens than the model's, at most."""
+        gen = self._guard.generator
+        limit = gen.context_limit or 2048
+        try:
+            framing = len(gen.prompt_ids("?", "."))
+        except Exception:  # a framing that cannot be measured: leave a fixed share instead
+            framing = limit // 10
+        new = gen.max_new_tokens
+        room = limit - framing - new - min(QUESTION_TOKENS, limit // 8)
+        return max(256, new + int(room / ratio))
+
+    def prompt_helper(self, **kwargs: Any) -> Any:
+        """A ``PromptHelper`` counting with the model's own tokenizer, in the window that then fits (nearly the model's
+        whole): ``get_response_synthesizer(llm=llm, prompt_helper=llm.prompt_helper())``, without setting LlamaIndex's
+        process-wide ``Settings.tokenizer``. ``kwargs`` go to the ``PromptHelper`` (``chunk_overlap_ratio``, ...)."""
+        from llama_index.core.indices.prompt_helper import PromptHelper
+
+        return PromptHelper(context_window=self._window_for(1.0), num_output=self._guard.generator.max_new_tokens,
+                            tokenizer=self.tokenizer, **kwargs)
 
     # ---------------------------------------------------------------------------------- helpers
 
@@ -540,4 +631,4 @@ class HGuardLLM(CustomLLM):
 
 _AGENT_STEP = "_hguard_agent_step"  # set by the chat methods, never by a caller
 
-__all__ = ["HGuardLLM", "agent_step", "split_chat"]
+__all__ = ["HGuardLLM", "QUESTION_TOKENS", "RATIO_TEXTS", "agent_step", "split_chat", "token_ratio"]
