@@ -546,6 +546,43 @@ def test_export_counts_the_spot_checked_accepted_answers_reviewers_said_were_hal
     assert export_reviewed(queue, tmp_path / "r.jsonl", domain="medicine").skipped == []  # another domain's export
 
 
+def test_export_figures_read_the_verdict_records_domain_risk_and_flag_not_the_queue_columns(queue, tmp_path):
+    """A review: with the row present, the figures read its editable columns; clearing a row's spot_check said "0 of
+    the 1 spot-checked accepted answers were hallucinated" where the chain holds 1 of 2, and moving its domain hid the
+    verdict from its domain's export without a word."""
+    queue.enqueue(make_item("acc", risk=0.53, spot_check=True))
+    queue.enqueue(make_item("acc2", risk=0.1, spot_check=True))
+    queue.decide("acc", verdict="hallucinated", reviewer="alice")
+    queue.decide("acc2", verdict="correct", reviewer="alice")
+    base = export_reviewed(queue, tmp_path / "r.jsonl")
+    assert (base.n_spot_checks, base.n_spot_hallucinated, base.n_disagreements, base.n_scored) == (2, 1, 0, 2)
+
+    def edited(sql: str, **kw):
+        with sqlite3.connect(queue.path) as conn:
+            conn.execute(sql)
+        s = export_reviewed(queue, tmp_path / "r.jsonl", **kw)
+        with sqlite3.connect(queue.path) as conn:  # back as decided
+            conn.execute("UPDATE review_items SET spot_check = 1, domain = 'geography'")
+            conn.execute("UPDATE review_items SET risk = 0.53 WHERE id = 'acc'")
+            conn.execute("UPDATE review_items SET risk = 0.1 WHERE id = 'acc2'")
+        return s, (s.n_spot_checks, s.n_spot_hallucinated, s.n_disagreements, s.n_scored)
+
+    flag, figures = edited("UPDATE review_items SET spot_check = 0 WHERE id = 'acc'")
+    assert figures == (2, 1, 0, 2), flag.summary()
+    assert dict(flag.skipped)["acc"].startswith("its spot-check flag is off, not on as its verdict record ")
+    assert "the figures above count the audit chain's verdict on it by the record's" in dict(flag.skipped)["acc"]
+    risk, figures = edited("UPDATE review_items SET risk = 0.9 WHERE id = 'acc2'")
+    assert figures == (2, 1, 0, 2), risk.summary()  # the record's 0.1 read at 0.5 agrees with 'correct'
+    assert dict(risk.skipped)["acc2"].startswith("its risk 0.9 is not the 0.1 its verdict record ")
+    # a row's domain moved: its verdict counts in the record's domain, and that domain's export names the row
+    moved, figures = edited("UPDATE review_items SET domain = 'medicine' WHERE id = 'acc'", domain="geography")
+    assert figures == (2, 1, 0, 2), moved.summary()
+    assert dict(moved.skipped)["acc"].startswith("its domain 'medicine' is not the 'geography' its verdict record ")
+    there, figures = edited("UPDATE review_items SET domain = 'medicine' WHERE id = 'acc'", domain="medicine")
+    assert figures == (0, 0, 0, 0) and "acc" in dict(there.skipped), there.summary()
+    assert export_reviewed(queue, tmp_path / "r.jsonl").skipped == []  # as decided again: nothing to name
+
+
 def test_a_hallucinated_verdict_on_an_answer_given_with_context_is_not_exported_as_unanswerable(queue, tmp_path):
     """With a passage, "no answer is right" (kind unanswerable) would say the passage does not answer the question,
     teaching that declining is the right reply where the passage may well hold the answer."""
@@ -871,7 +908,7 @@ def test_cli_list_and_export(queue, tmp_path, capsys):
     assert cli_main(["export", "--queue", str(queue.path), *audit, "--out", str(out_file)]) == 0
     out = capsys.readouterr().out
     assert "skipped fixed: its risk 0.05 is not the 0.9 its verdict record" in out
-    assert "skipped unscored: its spot-check flag is not the one its verdict record" in out
+    assert "skipped unscored: its spot-check flag is on, not off as its verdict record" in out
     assert cli_main(["export", "--queue", str(queue.path), "--no-audit", "--out", str(out_file), "--domain", "geography"]) == 0
     assert "wrote 3 reviewed rows" in capsys.readouterr().out  # unchecked, on purpose ('bad' is chemistry's now)
 

@@ -53,9 +53,11 @@ calibration file would make ``load_examples`` refuse its whole directory); ``Exp
 policy's thresholds): a "correct" verdict on an item whose risk was >= 0.5, or any other verdict
 on one whose risk was < 0.5, over every decided item of the domain (skipped ones too; items without a risk are not
 counted), and how many spot-checked accepted answers (the guard's own decisions to accept) reviewers said were
-hallucinated. With the audit log both count the chain's verdict on each decision, also on a decision the queue holds
-no item of (its row deleted), by its record's risk and spot-check flag: such a verdict is not exported and is named
-in :attr:`ExportSummary.skipped`.
+hallucinated. With the audit log both count the chain's verdict on each decision by what its record says (the domain
+``domain`` selects, the risk, the spot-check flag; the queue's columns only for a record older than a field), whatever
+the queue's rows say: an item whose columns differ is skipped and named (also by the export of its record's domain),
+and a verdict on a decision the queue holds no item of (its row deleted) is not exported and is named in
+:attr:`ExportSummary.skipped`.
 """
 
 from __future__ import annotations
@@ -245,6 +247,27 @@ def _verified_verdicts(audit) -> dict[str, Any]:
     return found
 
 
+def _as_recorded(rec: Mapping[str, Any], items: list[ReviewItem]) -> tuple[Any, Any, bool | None]:
+    """The domain, risk and spot-check flag the verdict record ``rec`` says its decision had (what its decide
+    checked against the decision record); for a record older than one of these fields, the column of the queue's
+    item that holds this verdict (or of its first item, ``items``, of that decision); None where neither says."""
+    item = next((it for it in items if it.verdict is not None and it.verdict.audit_record_id == rec.get("id")),
+                items[0] if items else None)
+    said_domain = rec["domain"] if "domain" in rec else (item.domain if item is not None else None)
+    risk = rec["risk"] if "risk" in rec else (item.risk if item is not None else None)
+    spot = (bool(rec["spot_check"]) if "spot_check" in rec
+            else bool(item.spot_check) if item is not None else None)
+    return said_domain, risk, spot
+
+
+# said where a queue row's domain, risk or spot-check flag is not its verdict record's: the figures read the record
+_BY_RECORD = " (the figures above count the audit chain's verdict on it by the record's domain, risk and flag)"
+
+
+def _on(flag: Any) -> str:
+    return "on" if flag else "off"
+
+
 def _check_in_chain(item: ReviewItem, recorded: dict[str, Any], log: str,
                     verdict_of: Mapping[str, Mapping[str, Any]]) -> None:
     """DataError when the item's verdict has no review_verdict record in the chain, or the item's question,
@@ -264,13 +287,13 @@ def _check_in_chain(item: ReviewItem, recorded: dict[str, Any], log: str,
                         "the monitor counts the decision as hallucinated, and a disputed label is not calibration data")
     if "domain" in rec and rec.get("domain") != item.domain:  # the row would calibrate another domain
         raise DataError(f"its domain {item.domain!r} is not the {rec.get('domain')!r} its verdict record {rec['id']} in "
-                        f"{log} names: the queue file was edited after the verdict")
+                        f"{log} names: the queue file was edited after the verdict{_BY_RECORD}")
     if "spot_check" in rec and bool(rec["spot_check"]) != bool(item.spot_check):  # accepted vs held answer
-        raise DataError(f"its spot-check flag is not the one its verdict record {rec['id']} in {log} holds: the queue "
-                        "file was edited after the verdict")
+        raise DataError(f"its spot-check flag is {_on(item.spot_check)}, not {_on(rec['spot_check'])} as its verdict "
+                        f"record {rec['id']} in {log} holds: the queue file was edited after the verdict{_BY_RECORD}")
     if "risk" in rec and not same_risk(rec["risk"], item.risk):
         raise DataError(f"its risk {item.risk!r} is not the {rec['risk']!r} its verdict record {rec['id']} in {log} holds: "
-                        "the queue file was edited after the verdict")
+                        f"the queue file was edited after the verdict{_BY_RECORD}")
     v = item.verdict
     for key, said in (("verdict", v.verdict), ("reviewer", v.reviewer), ("corrected_answer", v.corrected_answer),
                         ("note", v.note)):  # what the row exports is what the reviewer said, as the chain holds it
@@ -329,30 +352,45 @@ def export_reviewed(
     recorded = _verified_verdicts(queue.audit) if queue.audit is not None else None
     verdict_of = chain_verdicts(recorded.values())[0] if recorded is not None else {}
     # How the probe did, counted before any row is built (an item that cannot become a row still says it). With the
-    # audit log, by the chain's verdict on each decision, whatever the queue's rows say (a verdict edited, or an item
-    # set back to pending, changed the figures), once per decision; without it, by the decided items' verdicts
+    # audit log, by the chain's verdict on each decision, once per decision, and by what its record says of the
+    # decision (domain, risk, spot-check flag), whatever the queue's rows say: a verdict edited, an item set back to
+    # pending, a row deleted, its spot-check flag cleared or its domain moved changed the figures or hid the verdict
+    # from them (a review cleared a row's flag: "0 of the 1 spot-checked accepted answers" where the chain holds 1 of
+    # 2). The queue's columns stand in only for a record older than the field. Without the log, by the decided items
     judged: dict[str, tuple[Any, bool, str]] = {}  # decision id: (risk, spot-checked, label), once per decision
-    for item in queue.decided(domain=domain) + (queue.pending(domain=domain, limit=None) if recorded is not None else []):
-        label: str | None = item.verdict.label if item.verdict is not None else None
-        if recorded is not None:
-            label = str(verdict_of[item.audit_id]["label"]) if item.audit_id in verdict_of else None
-        if label is not None and item.audit_id not in judged:
-            judged[item.audit_id] = (item.risk, bool(item.spot_check), label)
-    # ... and the chain's verdict on a decision the queue holds no item of (its row deleted, or the queue replaced):
-    # counted by its record's risk and spot-check flag, which its decide checked against the decision, and named
-    # below (a trial deleted a decided spot-check's row: one row fewer, and "0 of the 1 spot-checked accepted answers
-    # were hallucinated" where the chain holds 1 of 2)
-    in_queue = {it.audit_id for it in queue.decided() + queue.pending(limit=None)} if recorded is not None else set()
-    not_in_queue = [rec for did, rec in verdict_of.items() if did not in in_queue
-                    and (domain is None or rec.get("domain") == domain)]
-    for rec in not_in_queue:
-        if "spot_check" in rec:  # a record written before it carried its flag is named, not counted
-            judged[rec["decision_audit_id"]] = (rec.get("risk"), bool(rec["spot_check"]), str(rec["label"]))
+    not_in_queue: list[Mapping[str, Any]] = []  # chain verdicts on decisions the queue holds no item of
+    if recorded is not None:
+        items_of: dict[str, list[ReviewItem]] = {}
+        for it in queue.decided() + queue.pending(limit=None):
+            items_of.setdefault(it.audit_id, []).append(it)
+        for did, rec in verdict_of.items():
+            items = items_of.get(did, [])
+            said_domain, risk, spot = _as_recorded(rec, items)
+            if domain is not None and said_domain != domain:
+                continue
+            if not items:  # its row deleted, or the queue replaced: named below
+                not_in_queue.append(rec)
+            if spot is not None:  # a record older than its flag, with no row to say it, is named, not counted
+                judged[did] = (risk, spot, str(rec["label"]))
+    else:
+        for item in queue.decided(domain=domain):
+            if item.verdict is not None and item.audit_id not in judged:
+                judged[item.audit_id] = (item.risk, bool(item.spot_check), item.verdict.label)
     said = [_disagrees(risk, label) for risk, _, label in judged.values()]
     n_scored, n_disagree = sum(d is not None for d in said), sum(bool(d) for d in said)
     n_spot = sum(spot for _, spot, _ in judged.values())
     n_spot_bad = sum(spot and label == "hallucinated" for _, spot, label in judged.values())
-    for item in queue.decided(domain=domain):
+
+    def in_domain(item: ReviewItem) -> bool:  # by its row, or by the verdict records the chain holds on it
+        if domain is None or item.domain == domain:
+            return True
+        recs = [verdict_of.get(item.audit_id), (recorded or {}).get(item.verdict.audit_record_id or "")
+                if item.verdict is not None else None]
+        return any(r is not None and r.get("domain") == domain for r in recs)
+
+    # an item the export's domain holds by its row or by its verdict record (a row whose domain was moved is named,
+    # not passed over: its verdict counts in the figures by the record)
+    for item in [it for it in queue.decided() if in_domain(it)]:
         try:
             if recorded is not None:
                 _check_in_chain(item, recorded, str(queue.audit.path), verdict_of)  # type: ignore[union-attr]
@@ -371,7 +409,8 @@ def export_reviewed(
                 logged.setdefault(rec["item_id"], []).append(rid)
         for item_id, rids in logged.items():
             pending = queue.get(item_id)
-            if pending is not None and pending.verdict is None and (domain is None or pending.domain == domain):
+            if pending is not None and pending.verdict is None and (
+                    in_domain(pending) or any(recorded[rid].get("domain") == domain for rid in rids)):
                 skipped.append((item_id, f"the audit log holds a verdict on it ({', '.join(rids)}) that the queue never "
                                          f"committed: `hguard review decide {item_id} --supersede` records it again, then "
                                          "export"))
