@@ -583,6 +583,25 @@ def test_export_figures_read_the_verdict_records_domain_risk_and_flag_not_the_qu
     assert export_reviewed(queue, tmp_path / "r.jsonl").skipped == []  # as decided again: nothing to name
 
 
+def test_export_names_every_verdict_the_chain_holds_on_a_decision_reviewed_twice_whose_row_is_deleted(queue, tmp_path):
+    """A review: a decision reviewed twice (--supersede) whose queue row was deleted was named with its last verdict
+    record only."""
+    queue.enqueue(make_item("acc2", risk=0.1, spot_check=True))
+    first = queue.decide("acc2", verdict="correct", reviewer="alice")
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute("UPDATE review_items SET status = 'pending', verdict = NULL, reviewer = NULL, decided_at = NULL, "
+                     "verdict_audit_id = NULL WHERE id = 'acc2'")
+    second = queue.decide("acc2", verdict="hallucinated", reviewer="bob", supersede=True)
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute("DELETE FROM review_items WHERE id = 'acc2'")
+    s = export_reviewed(queue, tmp_path / "r.jsonl")
+    assert (s.n_spot_checks, s.n_spot_hallucinated, s.n_not_in_queue) == (1, 1, 1)
+    (why,) = [w for i, w in s.skipped if i == "acc2"]
+    assert why.startswith(f"the audit log holds the verdict 'hallucinated' by bob (record {second.audit_record_id}) "
+                          f"on its decision acc2 (the verdict the figures count; it also holds 'correct' by alice "
+                          f"(record {first.audit_record_id}) on it), and the queue holds no item"), why
+
+
 def test_a_hallucinated_verdict_on_an_answer_given_with_context_is_not_exported_as_unanswerable(queue, tmp_path):
     """With a passage, "no answer is right" (kind unanswerable) would say the passage does not answer the question,
     teaching that declining is the right reply where the passage may well hold the answer."""

@@ -415,12 +415,18 @@ def export_reviewed(
                                          f"committed: `hguard review decide {item_id} --supersede` records it again, then "
                                          "export"))
     for rec in not_in_queue:
+        # every verdict the chain holds on the decision, not the one it counts alone (a decision reviewed twice)
+        others = [r for r in recorded.values() if r.get("decision_audit_id") == rec["decision_audit_id"]  # type: ignore[union-attr]
+                  and r.get("id") != rec.get("id")]
+        also = (" (the verdict the figures count; it also holds " + ", ".join(
+            f"{r.get('verdict')!r} by {r.get('reviewer')} (record {r.get('id')})" for r in others) + " on it)"
+            if others else "")
         counted = ("counted in the figures above by that record's risk and spot-check flag" if "spot_check" in rec
                    else "not counted in the figures above (the record is older than the spot-check flag it would be "
                         "counted by)")
         skipped.append((str(rec.get("item_id") or rec["decision_audit_id"]), (
             f"the audit log holds the verdict {rec.get('verdict')!r} by {rec.get('reviewer')} (record {rec.get('id')}) "
-            f"on its decision {rec['decision_audit_id']}, and the queue holds no item of that decision (its row was "
+            f"on its decision {rec['decision_audit_id']}{also}, and the queue holds no item of that decision (its row was "
             f"deleted, or the queue replaced): not exported, {counted}; a guard start on the policy puts the item back "
             "pending, and `hguard review decide ITEM --supersede` records the verdict again, then export")))
     # An empty calibration file would make load_examples refuse the whole data directory, so none is written.
