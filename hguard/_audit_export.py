@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections
 import csv
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,10 +14,31 @@ from typing import IO, Any, Callable
 
 from ._privacy import FILE_MODE
 from ._audit_files import Problem, _continued_archives, _existing, _scan
-from ._audit_records import canonical_json
+from ._audit_records import GENESIS_HASH, _chain_fields, _whole_record, canonical_json
 from ._audit_verify import VerifyReport, verify
 from ._resources import refuse_own_file
 from .errors import AuditIntegrityError, InputError
+
+
+def _lines(p: Path, check: VerifyReport | None) -> Iterator[tuple[int, dict[str, Any] | None, Problem | None]]:
+    """(line number, record or None, problem or None) of each line of the log ``p`` as :func:`_scan` reads it, but a
+    last line that lost only its trailing newline comes with its record as well as its problem: a complete record
+    chained onto the line before, which ``check`` (the log's verify report, with its key and anchor) read so and
+    counted. Left out, show hid a record verify counts, and export wrote a row of empty fields for it."""
+    whole = {q.line for q in check.problems if q.whole} if check is not None else set()
+    begin = 0
+    prev: tuple[str, int] | None = (GENESIS_HASH, 0)  # the hash and seq the next record names
+    for line, rec, _, problem, end in _scan(p, canonical=False):
+        if problem is not None and problem.torn and line in whole:  # as verify read it, and still so
+            with open(p, "rb") as f:
+                f.seek(begin)
+                rec = _whole_record(f.read(end - begin), prev)
+        begin = end
+        try:
+            prev = _chain_fields(rec) if rec is not None else None
+        except ValueError:
+            prev = None
+        yield line, rec, problem
 
 
 def show(
@@ -42,7 +63,8 @@ def show(
     when given, in file order.
 
     A line that is not a record (torn or damaged) raises AuditIntegrityError naming it, unless a ``problems``
-    list is given: then each such line is added to it and reading goes on. ``check``: the report of verifying this log
+    list is given: then each such line is added to it and reading goes on (with ``check``, a last line that lost
+    only its trailing newline, a complete record verify counts, is added and its record kept). ``check``: the report of verifying this log
     (with its key and anchor, as :func:`export_csv` takes it): such a line of the log is then said as verification
     said it (a last line the anchor holds the head of was acknowledged and cut, not a write cut short).
     """
@@ -57,15 +79,16 @@ def show(
     # verdict perhaps in the log (only the log's own part of the story was shown)
     files = [p] if record_id is None else [
         *reversed([a for a, _ in _continued_archives(p) if a.is_file()]), p]  # each opens below the next: no loop
-    scanned = ((f, item) for f in files for item in _scan(f, canonical=False))
-    for f, (_, rec, _, problem, _) in scanned:
+    scanned = ((f, item) for f in files for item in _lines(f, check if f == p else None))
+    for f, (_, rec, problem) in scanned:
         if problem is not None:
             if f == p and problem.line in said:  # as verify said it, with the anchor the reader has
                 problem = replace(problem, message="; ".join(said[problem.line]))
             if problems is None:
                 raise AuditIntegrityError(f"{f} line {problem.line}: {problem.message}")
             problems.append(problem)
-            continue
+            if rec is None:  # a record that lost only its newline is shown, its problem said
+                continue
         assert rec is not None
         if record_id is not None and rec.get("caller_request_id") == record_id:
             named.add(rec.get("id"))
@@ -258,7 +281,7 @@ def export_csv(
     seen: dict[str, int] = {}
     filled: set[str] = set()
     n_records = 0
-    for _, rec, _, _, _ in _scan(p, canonical=False):
+    for _, rec, _ in _lines(p, check):
         if rec is None or not wanted(rec):  # a line that is not a record: its row says so (below)
             continue
         n_records += 1
@@ -288,14 +311,14 @@ def export_csv(
         writer = csv.DictWriter(f, fieldnames=header, restval="", extrasaction="ignore")
         writer.writerow({h: _inert(h) for h in header})  # a column is a record's key, which anyone may name "=..."
         rows = 0
-        for line, rec, _, problem, _ in _scan(p, canonical=False):
+        for line, rec, problem in _lines(p, check):
             flat: dict[str, Any] = {}
             if rec is None:  # damaged or torn: not a record, but the CSV must not hide that the line is there
                 assert problem is not None  # said as verification said it (a torn line the anchor shows was cut)
                 flat[CHAIN_CHECK] = f"line {line} is not a record: {'; '.join(on_line.get(line, [problem.message]))}"
             elif not wanted(rec):
                 continue
-            else:
+            else:  # a record that lost only its newline too: its problem is its line's, in its chain_check cell
                 _flatten(rec, "", flat)
                 flat[CHAIN_CHECK] = chain_check(line, rec)  # never a value the record itself carries
             writer.writerow({k: _inert(v) for k, v in flat.items()})

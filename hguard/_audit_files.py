@@ -335,7 +335,9 @@ class Problem:
     """One place where the chain is broken: ``line`` is 1-based, ``seq`` the record's own seq when readable.
 
     ``torn``: a last line without its newline (a write cut short, never acknowledged); ``damaged``: a complete
-    line that is not a record (overwritten or edited: evidence, never moved).
+    line that is not a record (overwritten or edited: evidence, never moved); ``whole``: a torn last line that
+    verification read as a complete, correctly chained record that lost only its newline (counted: nothing is
+    missing; ``show`` and ``export`` give its record, with this problem).
     """
 
     line: int
@@ -343,6 +345,7 @@ class Problem:
     message: str
     torn: bool = False
     damaged: bool = False
+    whole: bool = False
 
 
 def _scan(

@@ -112,7 +112,7 @@ def _torn_tail(path: Path, problem: Problem, begin: int, end: int, before: tuple
         return Problem(problem.line, rec["seq"], (
             f"it lost only its trailing newline: its {len(raw)} bytes are a complete record ({checks}), so nothing is "
             f"missing; a write that returned never leaves a record so, the file was cut after it (or a disk fault). "
-            f"{repair} restores the newline and records that in the chain"), torn=True), rec
+            f"{repair} restores the newline and records that in the chain"), torn=True, whole=True), rec
     acknowledged = prev_seq + 1 if prev_seq is not None and prev_seq + 1 in heads else None
     if acknowledged is not None:
         return Problem(problem.line, None, (

@@ -1226,6 +1226,19 @@ def test_a_record_that_lost_only_its_newline_is_not_called_missing_and_repair_sa
     (problem,) = report.problems
     assert problem.torn and problem.seq == 2 and "lost only its trailing newline" in problem.message
     assert "nothing is missing" in problem.message and "the anchor holds its head" in problem.message
+    # a review: show left the record verify counts out, and export wrote it as "line 3 is not a record: ... a
+    # complete record" with empty fields; both give it, with its problem
+    assert cli_main(["show", "--policy", policy, "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert [json.loads(x)["seq"] for x in out.splitlines()] == [0, 1, 2], out
+    assert "line 3: it lost only its trailing newline" in err
+    out_csv = tmp_path / "o.csv"
+    assert cli_main(["export", "--policy", policy, "--csv", str(out_csv)]) == 1
+    capsys.readouterr()
+    with open(out_csv, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["seq"], r["hash"]) for r in rows] == [(str(r["seq"]), r["hash"]) for r in show(path, problems=[], check=report)]
+    assert len(rows) == 3 and rows[-1]["chain_check"].startswith("it lost only its trailing newline"), rows[-1]
     assert cli_main(["repair", "--policy", policy]) == 0
     out = capsys.readouterr().out
     assert "wrote a recovery record" in out and "newline_restored" in out and "no torn last line" not in out
