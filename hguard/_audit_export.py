@@ -70,8 +70,7 @@ def show(
     """
     p = _existing(path)
     said = _line_problems(_report_of(p, check))[0] if check is not None else {}
-    if last is not None and (type(last) is not int or last < 0):
-        raise InputError(f"last (--last) must be a non-negative integer, got {last!r}; pass e.g. 20")
+    last_checked(last)
     kept: collections.deque[dict[str, Any]] | list[dict[str, Any]]
     kept = collections.deque(maxlen=last) if last is not None else []
     named = {record_id}  # the id asked for, and the records a caller's id found (records naming them come later)
@@ -106,6 +105,13 @@ def show(
             continue
         kept.append(rec)
     return list(kept)
+
+
+def last_checked(last: Any) -> None:
+    """InputError unless ``last`` (``--last``) is None or a non-negative integer; a command checks it before it
+    verifies the log (a usage error waited for 50,000 records to verify)."""
+    if last is not None and (type(last) is not int or last < 0):
+        raise InputError(f"last (--last) must be a non-negative integer, got {last!r}; pass e.g. 20")
 
 
 def period(value: str | None, flag: str) -> datetime | None:

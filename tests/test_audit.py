@@ -1270,6 +1270,33 @@ def test_show_and_export_take_a_period_and_export_a_domain(tmp_path, capsys):
     assert "--since 'last week' is not a date; pass an ISO date or time, e.g. 2026-12-01" in err and err.count("\n") == 1
 
 
+def test_show_and_export_check_their_options_before_verifying_the_log(tmp_path, capsys, monkeypatch):
+    """A review: `audit show --last -1` or a bad --since waited for the whole chain to verify (5.8 s on 50,000
+    records) before saying the option was wrong."""
+    path = tmp_path / "audit.jsonl"
+    AuditLog(path, key=None).append({"n": 1}, kind="decision")
+    from hguard.cli import audit as audit_cli
+
+    verified: list[str] = []
+    real = audit_cli.verify
+
+    def counted(*a, **kw):
+        verified.append(str(a[0]))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(audit_cli, "verify", counted)
+    out = str(tmp_path / "o.csv")
+    for argv, said in ((["show", str(path), "--last", "-1"], "last (--last) must be a non-negative integer, got -1"),
+                       (["show", str(path), "--since", "yesterday-ish"], "--since 'yesterday-ish' is not a date"),
+                       (["show", str(path), "--until", "soon"], "--until 'soon' is not a date"),
+                       (["export", str(path), "--csv", out, "--since", "2026-13-01"], "--since '2026-13-01' is not a date")):
+        assert cli_main([*argv, "--no-key"]) == 2
+        err = capsys.readouterr().err
+        assert said in err and err.count("\n") == 1, err
+    assert verified == []  # refused before the chain was read
+    assert cli_main(["show", str(path), "--last", "1", "--no-key"]) == 0 and verified == [str(path)]
+
+
 def test_verify_says_when_time_stamps_run_backwards(tmp_path, monkeypatch):
     """An SRE's trial: a clock set back (a VM restored from a snapshot) wrote records stamped before the ones above
     them, and `hguard audit verify` said only OK; a reader ordering the records by time misreads them."""

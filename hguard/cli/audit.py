@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any, Collection, Mapping
 
-from .._audit_export import period
+from .._audit_export import last_checked, period
 from ..audit import Problem, VerifyReport, _repair, canonical_json, export_csv, show, verify
 from .._text import shown_plainly
 from ..errors import AuditKeyRequired, HGuardError, InputError, NothingToArchive, PolicyError, cut_text
@@ -332,12 +332,15 @@ def main(argv: list[str]) -> int:
                 raise InputError(f"--domain {args.domain!r}: pass a domain name, or --no-domain for records without one")
             problems: list[Problem] = []
             n_shown = 0
+            # the options first (a usage error waited for the whole chain to verify: 5.8 s on 50,000 records)
+            since, until = period(args.since, "--since"), period(args.until, "--until")
+            last_checked(args.last)
             # verified first: a line that is not a record is said as verify says it (with the anchor: a torn last
             # line whose head it holds was acknowledged and cut, which `repair` must not move aside)
             report = _check(args.path, args)
             for rec in show(args.path, last=args.last, domain=args.domain, route=args.route, kind=args.kind,
                             problems=problems, without_domain=args.no_domain, record_id=args.record_id,
-                            since=period(args.since, "--since"), until=period(args.until, "--until"), check=report):
+                            since=since, until=until, check=report):
                 print(canonical_json(rec) if args.json else _format_record(rec))
                 n_shown += 1
             if not n_shown and args.last == 0:
@@ -360,12 +363,12 @@ def main(argv: list[str]) -> int:
             return 1 if problems or not holds else 0  # a torn line printed above is not all that may be wrong with it
         if args.command == "export":
             columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+            since, until = period(args.since, "--since"), period(args.until, "--until")  # before the chain is verified
             report = _check(args.path, args)  # before writing: each row is marked with what it found on its line
             own = _policy_of(args).own_files() if args.policy else None  # the queue, the policy file, the key...
             to_stdout = args.csv == "-"  # standard output, as "-" names it for other tools (it wrote a file named "-")
             n = export_csv(args.path, sys.stdout if to_stdout else args.csv, columns=columns, check=report, protect=own,
-                           domain=args.domain, since=period(args.since, "--since"), until=period(args.until, "--until"),
-                           bom=args.bom)
+                           domain=args.domain, since=since, until=until, bom=args.bom)
             print(f"wrote {n} rows to {'standard output' if to_stdout else args.csv}", file=sys.stderr if to_stdout else sys.stdout)
             what = (f"{args.csv} holds the records as the file holds them, each marked in its chain_check column "
                     "with the problem found on its line, or ok")
