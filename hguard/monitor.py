@@ -725,9 +725,24 @@ def _verified_records(policy, audit_path: Path, key: bytes | None) -> tuple[list
         raise AuditIntegrityError(
             f"audit log {audit_path} fails verification ({len(ver.problems)} problem(s); {where}{first.message}); "
             f"the monitor takes no decision on it: see `{verify_cmd}` (a torn last line that verify does not call cut: "
-            "`hguard audit repair`), and restore the log from its backup if records were edited or removed"
+            f"{_repair_command(policy, audit_path, key)}), and restore the log from its backup if records were edited "
+            "or removed"
         )
     return records, ver
+
+
+def _repair_command(policy, audit_path: Path, key: bytes | None) -> str:
+    """The ``hguard audit repair`` command for the monitor's log, quoted as code: with the policy's file when it is
+    the policy's own log (repair reads its key and anchor there); a bare `hguard audit repair` is refused, since
+    repair needs the anchor, or --no-anchor, to tell a write cut short from an acknowledged record cut afterwards."""
+    import shlex
+
+    from ._audit_files import _repair_advice
+
+    if policy.source is not None and _policys_own_log(policy, audit_path):
+        return f"`hguard audit repair --policy {shlex.quote(str(policy.source))}`"
+    own = _policys_own_log(policy, audit_path)
+    return _repair_advice(audit_path, policy.audit.anchor if own else None, key is not None)
 
 
 def _writer(policy, audit_path: Path, key: bytes | None):

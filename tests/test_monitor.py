@@ -1704,6 +1704,23 @@ def test_a_lift_takes_no_decision_on_a_log_that_fails_verification(tmp_path, cap
     assert Path(policy.audit.path).read_text() == log and Path(policy.monitor.state).read_text() == state
 
 
+def test_the_monitor_advises_a_repair_that_runs_on_a_torn_last_line(tmp_path, capsys):
+    """A review: the monitor advised a bare `hguard audit repair` for a torn last line, which repair refuses (it needs
+    the log and the anchor choice); it advises `hguard audit repair --policy FILE`, which repairs it."""
+    from hguard.cli.audit import main as audit_main
+
+    policy = _policy_file(tmp_path, 10)
+    with open(policy.audit.path, "ab") as f:
+        f.write(b'{"seq":10,"ha')  # a write cut short
+    with pytest.raises(AuditIntegrityError) as raised:
+        run_monitor(policy)
+    said = str(raised.value)
+    assert f"a torn last line that verify does not call cut: `hguard audit repair --policy {policy.source}`)" in said, said
+    assert "`hguard audit repair`" not in said
+    assert audit_main(["repair", "--policy", str(policy.source)]) == 0, capsys.readouterr().err
+    assert verify(policy.audit.path).ok
+
+
 def test_the_policys_own_log_named_another_way_is_checked_against_its_anchor(tmp_path, monkeypatch):
     """A review of the lift fix: `--audit audit.jsonl` (the policy's own log, named relative to the working folder)
     was compared with the policy's path as written, the anchor was skipped, and a log with records cut off its end
