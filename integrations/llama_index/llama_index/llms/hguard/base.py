@@ -97,13 +97,20 @@ def token_ratio(model_tokens: Any, counted: Any, texts: Sequence[str] = RATIO_TE
     """The most tokens the model's tokenizer (``model_tokens``: text -> ids) counts per token of ``counted`` (the
     tokenizer LlamaIndex packs with) over ``texts``, and at least 1: a bound for the text LlamaIndex packs as long as
     that text is no harder for the model's tokenizer than the hardest of them (a harder one can still overrun the
-    model's context: the guard refuses that step, and the response is held, naming it)."""
+    model's context: the guard refuses that step, and the response is held, naming it). Only a text ``counted`` reads
+    as at least :data:`MIN_COUNTED` tokens bounds it: a tokenizer splitting on spaces counted a text without any (run-
+    together digits, Chinese) as one token, its ratio of 980 set the window to its floor, and prose went through
+    refine 289 tokens at a time (a review)."""
     worst = 1.0
     for text in texts:
         n = len(counted(text))
-        if n:
+        if n >= MIN_COUNTED:
             worst = max(worst, len(model_tokens(text)) / n)
     return worst
+
+
+#: the fewest tokens LlamaIndex's tokenizer must count in a sample text for its ratio to bound the window
+MIN_COUNTED = 32
 
 
 def _llamaindex_tokenizer() -> Any:
