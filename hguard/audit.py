@@ -712,8 +712,13 @@ class AuditLog:
             "reason": (
                 "the last line, a complete and correctly chained record, had lost its newline; it was restored"
                 if saved is None
-                else "the last line had no trailing newline: a write cut short, never acknowledged"
+                else "the last line had no trailing newline: a write cut short, never acknowledged" + (
+                    "" if self.anchor is not None else
+                    " (no anchor was checked: had the file been cut after the write was acknowledged, only the "
+                    "writers' anchor would show it)")
             ),
+            # whether the writers' anchor was read before the line was moved aside (repair --no-anchor: the operator's word)
+            "anchor_checked": self.anchor is not None,
         }
         receipt = self._write_record(fd, uuid.uuid4().hex, "recovery", note, [], prev_hash, seq)
         self.last_recovery = note

@@ -1214,6 +1214,12 @@ def test_show_and_export_say_a_cut_record_as_verify_does_and_repair_asks_for_the
     assert cli_main(["repair", str(path), "--anchor", str(anchor), "--key-file", str(tmp_path / "k.key")]) == 1
     capsys.readouterr()
     assert path.read_bytes() == data[: len(data) - 40] and not list(tmp_path.glob("*.torn-*"))  # nothing moved aside
+    # the operator's --no-anchor moves it aside, and the recovery record says that no anchor was checked (a fix
+    # clone's note: it still read "never acknowledged", as if the log showed it)
+    assert cli_main(["repair", str(path), "--no-anchor", "--key-file", str(tmp_path / "k.key")]) == 0
+    capsys.readouterr()
+    note = [r for r in AuditLog(path, key=(tmp_path / "k.key").read_bytes().strip()) if r["kind"] == "recovery"][-1]
+    assert note["anchor_checked"] is False and "no anchor was checked" in note["reason"], note
 
 
 def test_a_record_that_lost_only_its_newline_is_not_called_missing_and_repair_says_what_it_wrote(tmp_path, capsys):
