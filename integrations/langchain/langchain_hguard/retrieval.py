@@ -60,6 +60,7 @@ class RetrievalCapture(BaseCallbackHandler):
         self._names: dict[UUID, str] = {}  # retriever runs and chain runs with a name: what asks for a query
         self._rewritten: set[UUID] = set()  # retriever runs that called the model after they had retrieved
         self._compressing: set[UUID] = set()  # retriever runs of a COMPRESSING_RETRIEVERS class or run name
+        self._generated: dict[UUID, list[str]] = {}  # retriever run -> the text the model generated inside it
         self._retry_attempts: set[UUID] = set()  # runs that are a retry's second or later attempt
         self._found: dict[UUID, list[Retrieval]] = {}  # root -> retrievals, in the order they finished
         # root -> (prompt template run, the text values it was formatted with), in the order they ran
@@ -85,6 +86,7 @@ class RetrievalCapture(BaseCallbackHandler):
                 self._names.pop(r, None)
                 self._rewritten.discard(r)
                 self._compressing.discard(r)
+                self._generated.pop(r, None)
                 self._retry_attempts.discard(r)
             self._found.pop(run_id, None)
             self._prompts.pop(run_id, None)
@@ -135,9 +137,24 @@ class RetrievalCapture(BaseCallbackHandler):
                 docs = tuple(d for d in documents if isinstance(d, Document))
                 found = {d.page_content for r in self._found.get(root, []) if run_id in self._ancestors(r.run_id)[1:]
                          for d in r.documents}
-                rewritten = run_id in self._rewritten and any(d.page_content not in found for d in docs)
+                # a document the model wrote inside this run: after a retrieval under it, any document it did not
+                # find; without one (a store searched directly, then the model asked to extract: a review's), one
+                # whose text the model's output holds
+                wrote = [t.strip() for t in self._generated.get(run_id, []) if t.strip()]
+                rewritten = (run_id in self._rewritten and any(d.page_content not in found for d in docs)) or any(
+                    d.page_content.strip() and any(d.page_content.strip() in t for t in wrote) for d in docs)
                 self._found.setdefault(root, []).append(Retrieval(run_id, self._queries.get(run_id, ""), docs, rewritten))
         self._end(run_id, parent_run_id)
+
+    def on_llm_end(self, response: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        """The text a model generated inside a retriever run, which the retriever may hand on as its documents."""
+        if parent_run_id is None:
+            return
+        texts = [g.text for gens in getattr(response, "generations", None) or [] for g in gens if isinstance(g.text, str)]
+        with self._lock:
+            for ancestor in self._ancestors(parent_run_id):
+                if ancestor in self._queries:  # a retriever run, and every one enclosing it
+                    self._generated.setdefault(ancestor, []).extend(texts)
 
     def on_retriever_error(self, error, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         self._end(run_id, parent_run_id)

@@ -614,6 +614,19 @@ def test_text_asked_for_to_search_with_is_not_held_as_an_answer(make_guard, stor
     meta = filtering.invoke(AUSTRALIA).response_metadata
     assert not any("the model's own rewrite" in r or "context not identified" in r for r in meta["reasons"]), meta["reasons"]
     assert kept.page_content in _decision(accepting.guard, meta)["context"]
+    # a review: a retriever that searches the store itself (no retriever run under it), then has the model extract,
+    # handed on the model's text as found documents, and the answer was grounded on it
+    class Extracting(BaseRetriever):
+        def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun):
+            extract = PromptTemplate.from_template("Extract what answers {q} from: {d}") | chat | StrOutputParser()
+            return [Document(page_content=extract.invoke({"q": query, "d": d.page_content},
+                                                         config={"callbacks": run_manager.get_child()}))
+                    for d in store.similarity_search(query, k=1)]
+
+    extracting = {"context": Extracting() | format_docs, "question": RunnablePassthrough()} | RAG_HUMAN | accepting
+    meta = extracting.invoke(AUSTRALIA).response_metadata
+    assert meta["route"] == "review" and any("the model's own rewrite of what a retriever found" in r
+                                             for r in meta["reasons"]), meta["reasons"]
 
 
 def test_the_context_is_what_the_chain_pasted_not_the_whole_document(tiny_probes, embedder, tmp_path):
