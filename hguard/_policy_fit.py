@@ -305,8 +305,6 @@ def withdrawn_on_held_out(thresholds, risk: Sequence[float], hallucinated: Seque
     then accepted invented answers under it. Unchanged otherwise (no accept threshold, or no held-out answer
     accepted). ``out_of_distribution`` (1 per answer the out-of-distribution check sends to review): those are not
     accepted, whatever their risk, as a guard routes them."""
-    from dataclasses import replace
-
     if not thresholds.accept_below or thresholds.hand_set_measured is not None:
         return thresholds
     far = out_of_distribution if out_of_distribution is not None else [0] * len(risk)
@@ -317,12 +315,11 @@ def withdrawn_on_held_out(thresholds, risk: Sequence[float], hallucinated: Seque
     low = clopper_pearson_lower(k, n, thresholds.confidence)
     if low <= thresholds.target:
         return thresholds
-    return replace(thresholds, accept_below=0.0, coverage=0.0, accepted_error_rate=None, accepted_error_ucb=None,
-                   method=(f"{thresholds.method}; withdrawn: accept_below {thresholds.accept_below:.4g} accepts {k} "
-                           f"hallucinated of {n} held-out answers (the calibration's held-out split, which did not choose "
-                           f"it): at confidence {thresholds.confidence} their rate is at least {low:.3f}, above the target "
-                           f"{thresholds.target}, so nothing is accepted; calibrate with more questions, of the kinds "
-                           "your users ask (meta.family)"))
+    return thresholds.accepting_nothing(
+        f"withdrawn: accept_below {thresholds.accept_below:.4g} accepts {k} hallucinated of {n} held-out answers (the "
+        f"calibration's held-out split, which did not choose it): at confidence {thresholds.confidence} their rate is at "
+        f"least {low:.3f}, above the target {thresholds.target}, so nothing is accepted; calibrate with more questions, "
+        "of the kinds your users ask (meta.family)")
 
 
 #: how a row without ``meta.family`` is given a family of its own fact group or row (calibrate.families.family_of)
@@ -348,8 +345,6 @@ def withdrawn_on_new_families(thresholds, risk: Sequence[float], hallucinated: S
     own answers among ``risk``. A family only there (no training answer) is routed by ``thresholds`` themselves. Only
     kinds of question count (``meta.family``; not the fact groups rows without one fall back to). Unchanged without a
     certified accept threshold, for a hand-set one, or without two kinds of question."""
-    from dataclasses import replace
-
     if not thresholds.accept_below or thresholds.hand_set_measured is not None or families is None:
         return thresholds
     if left_out is None:
@@ -376,9 +371,8 @@ def withdrawn_on_new_families(thresholds, risk: Sequence[float], hallucinated: S
         n, k = n + len(accepted), k + sum(accepted)
     if not n or k / n <= thresholds.target:
         return thresholds
-    return replace(thresholds, accept_below=0.0, coverage=0.0, accepted_error_rate=None, accepted_error_ucb=None,
-                   method=(f"{thresholds.method}; withdrawn: each of the calibration's {len(names)} families routed "
-                           f"by the accept threshold fitted without it, {k} of the {n} answers accepted are "
-                           f"hallucinated ({k / n:.3f}, above the target {thresholds.target}): it does not hold for a "
-                           "kind of question the calibration lacked, so nothing is accepted; calibrate with more "
-                           "families, of the kinds your users ask (meta.family)"))
+    return thresholds.accepting_nothing(
+        f"withdrawn: each of the calibration's {len(names)} families routed by the accept threshold fitted without it, "
+        f"{k} of the {n} answers accepted are hallucinated ({k / n:.3f}, above the target {thresholds.target}): it does "
+        "not hold for a kind of question the calibration lacked, so nothing is accepted; calibrate with more families, "
+        "of the kinds your users ask (meta.family)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from hguard._policy_values import _fmt, _real
@@ -81,6 +81,12 @@ class Thresholds:
         if m is not None and (not isinstance(m, Mapping) or set(m) != set(_MEASURED_KEYS)):
             raise InputError(f"Thresholds.hand_set_measured must be None or a mapping of {', '.join(_MEASURED_KEYS)}, "
                              f"got {_short(m)}")
+
+    def accepting_nothing(self, why: str) -> Thresholds:
+        """These thresholds with the accept threshold withdrawn (accept nothing; the abstain threshold stands), ``why``
+        said after the method."""
+        return replace(self, accept_below=0.0, coverage=0.0, accepted_error_rate=None, accepted_error_ucb=None,
+                       method=f"{self.method}; {why}")
 
     def route_of(self, risk: float) -> str:
         """The route these thresholds alone give ``risk`` ("accept", "review" or "abstain"; a risk that is

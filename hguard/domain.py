@@ -382,10 +382,7 @@ class CalibratedDomain:
         why = self.in_sample_thresholds
         if why is None or th is None or not th.accept_below:
             return th
-        from dataclasses import replace
-
-        return replace(th, accept_below=0.0, coverage=0.0, accepted_error_rate=None, accepted_error_ucb=None,
-                       method=f"{th.method}; {why}")
+        return th.accepting_nothing(why)
 
     def _fit_thresholds(self, domain_policy, *, target: float | None = None) -> Any:
         """Thresholds for the policy's own target (or ``target``, e.g. the monitor's stricter one) and
@@ -397,8 +394,6 @@ class CalibratedDomain:
         withdrawn_on_held_out`) is withdrawn."""
         if domain_policy is None or self.calibration_scores is None:
             return self.thresholds
-        from dataclasses import replace
-
         from ._policy_fit import withdrawn_on_held_out, withdrawn_on_new_families
         from .policy import fit_thresholds
 
@@ -414,9 +409,9 @@ class CalibratedDomain:
             families=list(cs.family) if per_family and cs.family is not None else None,
         )
         if per_family and cs.family is None:
-            return replace(fitted, accept_below=0.0, coverage=0.0, accepted_error_rate=None, accepted_error_ucb=None,
-                           method=fitted.method + "; certify = 'per_family', but this probe file records no family "
-                           "per calibration answer (calibrated before families were recorded): accept nothing; recalibrate")
+            return fitted.accepting_nothing("certify = 'per_family', but this probe file records no family per "
+                                            "calibration answer (calibrated before families were recorded): accept "
+                                            "nothing; recalibrate")
         left_out = self.family_scores
         fitted = withdrawn_on_new_families(fitted, cs.risk, cs.hallucinated, cs.family, per_family=per_family,
                                            left_out=None if left_out is None or left_out.family is None else (
