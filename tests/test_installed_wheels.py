@@ -6,6 +6,7 @@ review page answering over HTTP."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,9 +33,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# A fresh environment with torch takes about 3 GB; pip needs room to unpack beside it.
+NEEDED_BYTES = 5 * 2**30
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("installed")
+    free = shutil.disk_usage(tmp).free
+    assert free >= NEEDED_BYTES, (
+        f"{tmp} has {free / 2**30:.1f} GiB free; installing hguard with torch into a fresh environment needs about "
+        f"{NEEDED_BYTES / 2**30:.0f} GiB: free space there or point pytest's --basetemp at a larger disk")
     wheels = tmp / "wheels"
     sh([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", wheels,
         ".", "integrations/langchain", "integrations/llama_index"], cwd=ROOT)
@@ -52,7 +61,9 @@ def installed(tmp_path_factory):
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(HGUARD_THREADS="1", HGUARD_STATE_DIR=str(tmp / "state"), PATH=f"{venv / 'bin'}:{env.get('PATH', '')}")
-    return venv, work, env
+    yield venv, work, env
+    # pytest keeps the last three runs' temporary folders: three 3 GB environments filled a CI disk
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_the_installed_package_is_not_the_checkout(installed):
