@@ -104,8 +104,17 @@ def listed(text: str, limit: int) -> str:
 
 
 # embeddings, overrides, isolates; and the marks (LRM, RLM, ALM) where they stand beside a digit, which reorder
-# digits as an override does ("0\u200f3" shows as "30")
-_DIRECTION_CONTROLS = regex.compile(r"[\u202a-\u202e\u2066-\u2069]|[\u200e\u200f\u061c](?=\d)|(?<=\d)[\u200e\u200f\u061c]")
+# digits as an override does ("0\u200f3" shows as "30"), with only invisible characters between them (bidi skips a
+# zero-width space, a word joiner, a soft hyphen: "0\u200b\u200f\u200b3" shows as "30" too), or between two numbers
+# with only spaces between ("1 \u200f 2" shows as "2 1"). A mark before a number after right-to-left words
+# ("\u05e9\u05dc\u05d5\u05dd\u200f 30") is how such writing uses it, and shows the number as it is.
+_UNSEEN = r"[\p{Cf}\p{Default_Ignorable_Code_Point}]*"
+_SPACED = r"[\s\p{Cf}\p{Default_Ignorable_Code_Point}]*"
+_MARK = r"[\u200e\u200f\u061c]"
+_DIRECTION_CONTROLS = regex.compile(
+    r"[\u202a-\u202e\u2066-\u2069]"
+    rf"|{_MARK}(?={_UNSEEN}\d)|(?<=\d{_UNSEEN}){_MARK}"
+    rf"|(?<=\d{_SPACED}){_MARK}(?={_SPACED}\d)")
 
 
 def direction_controls(text: str) -> str | None:

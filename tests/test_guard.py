@@ -174,6 +174,10 @@ def test_an_answer_holding_direction_controls_is_held_for_review(calibrated, tmp
     assert direction_controls("fee \u2067$21\u2069") == "U+2067, U+2069"
     assert direction_controls("\u05e9\u05dc\u05d5\u05dd\u200f 30 days") is None  # the marks RTL writing uses
     assert direction_controls("Refunds within \u200f0\u200f3 days.") == "U+200F"  # a mark between digits reorders them
+    # a red team's trial: an invisible character between the mark and the digit, which bidi skips ("30 days" shown)
+    for fence in ("\u200b", "\u2060", "\u00ad", "\ufeff"):
+        assert direction_controls(f"Refunds within \u200f{fence}0{fence}\u200f{fence}3 days.") == "U+200F", fence
+    assert direction_controls("Take \u200f 1 \u200f 2 tablets.") == "U+200F"  # between numbers: "Take 2 1 tablets"
     lm, root = calibrated
     g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
     assert g.invoke("who is the author ?", domain="alpha").route == "accept"

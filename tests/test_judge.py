@@ -867,6 +867,13 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     ("٣٠٫٥ يورو", "The fee is 30.5 EUR.", []),
     ("١٬٠٠٠ units", "1,000 units", []),
     ("1000 units.", "Give 1‍000 units.", []),
+    # a red team's trial: keycap digits show as "30" ("3\ufe0f\u20e30\ufe0f\u20e3"), a dingbat ten as 10; they read
+    # as 3 and 0 apart, or not at all
+    ("Refunds within 3\ufe0f\u20e30\ufe0f\u20e3 days.", "Refunds within 3 days.", ["30 day"]),
+    ("Refunds within 1\u20e32\u20e30\u20e3 days.", "Refunds within 3 days.", ["120 day"]),
+    ("Refunds within 3\u20e3 days.", "Refunds within 3 days.", []),
+    ("Refunds within \u2789 days.", "Refunds within 3 days.", ["10 day"]),
+    ("Refunds within \u2789 days.", "Refunds within 10 days.", []),
 ])
 def test_unstated_numbers_reads_other_scripts_dates_and_currencies(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers

@@ -277,6 +277,22 @@ _CURRENCY_NAME = "|".join(sorted(map(re.escape, _CURRENCY_SPELLINGS), key=len, r
 _GLUED_CURRENCY = re.compile(r"(?i)(?<![\w.,])(\d+(?:[.,]\d+)?)(" + _CURRENCY_NAME + r")(?![^\W\d_])")
 # a digit beside a letter of a script written without spaces or with its words on the number ("期限是45天",
 # "45дней", "٥٠٠دينار"): the number is a word of its own; beside a Latin letter it stays ("COVID-19", "Q3", "v2")
+_ENCLOSING_MARK = regex.compile(r"\p{Me}")  # a keycap, a circle drawn around the character before it
+
+
+def _digits_of(c: str) -> str:
+    """One character as the rules read its number: every script's digits as 0-9 ("\u0663" is 3), a number drawn as
+    one sign that compatibility forms do not spell ("\u2789", a circled ten) as its digits set apart; else itself."""
+    if c.isascii():
+        return c
+    if c.isdecimal():
+        return str(unicodedata.decimal(c))
+    value = unicodedata.numeric(c, None)
+    if value is not None and value == int(value) and unicodedata.category(c) == "No" and unicodedata.normalize("NFKC", c) == c:
+        return f" {int(value)} "
+    return c
+
+
 _SCRIPT_DIGIT = regex.compile(r"(?<=\d)(?=[\p{L}--\p{Latin}])|(?<=[\p{L}--\p{Latin}])(?=\d)", regex.V1)
 _ARABIC_MARKS = str.maketrans({"\u066b": ".", "\u066c": ",", "\u066a": "%"})  # decimal, thousands, percent
 _FULL_WIDTH: dict[int, int | str] = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}  # "４，５００円" is "4,500円"
@@ -291,7 +307,8 @@ def _plain_digits(text: str) -> str:
     number set apart from it; the ideographic comma separates ("100、200、300元" lists three amounts)."""
     text = without_ignorables(text).translate(_FULL_WIDTH).translate(_ARABIC_MARKS)
     if not text.isascii():
-        text = "".join(str(unicodedata.decimal(c)) if c.isdecimal() and not c.isascii() else c for c in text)
+        text = _ENCLOSING_MARK.sub("", text)  # a keycap "3\u20e30\u20e3" shows as 3 and 0 side by side: "30"
+        text = "".join(_digits_of(c) for c in text)
         text = _SCRIPT_DIGIT.sub(" ", text)
     text = _CAPITAL_CODES.sub(lambda m: _CAPITAL_CODE_AS[m.group(1)], text)
     text = _GLUED_CURRENCY.sub(r"\1 \2", text)
