@@ -154,9 +154,17 @@ _AUX = frozenset("is are was were am do does did can could will would should sha
 
 def asks_yes_no(question: str) -> bool:
     """Whether ``question`` asks for yes or no: it opens with an auxiliary verb ("Is", "Does", "Can", "Don't"; not
-    the name "Don" or "Won")."""
-    words = re.findall(r"[a-z']+", re.sub(r"[\u2019\u2018\u02bc`]", "'", question.lower()))
-    return bool(words) and words[0] in _AUX
+    the name "Don" or "Won"), or a title does before a question that does, as an article's title asks ("Processing
+    fluency effects: can the content of information sheets influence recruitment?"; not "Who said: is it over?")."""
+    text = re.sub(r"[\u2019\u2018\u02bc`]", "'", question.lower())
+    words = re.findall(r"[a-z']+", text)
+    if not words or words[0] in _ASKS_CONTENT:
+        return False
+    if words[0] in _AUX:
+        return True
+    title, colon, asked = text.partition(": ")
+    after = re.findall(r"[a-z']+", asked)
+    return bool(colon and after) and after[0] in _AUX and asked.rstrip().endswith("?")
 
 
 # "Can you tell me ...", "Do you know ...", "Could you say ...": a request put as a question, answered with its content

@@ -623,6 +623,18 @@ def test_a_reply_that_answers_after_restating_or_asking_still_takes_its_side(rep
     assert judge_yesno(reply, said, _SOMATOSTATIN).label == "correct"
 
 
+def test_a_question_said_back_to_a_titled_question_is_no_yes() -> None:
+    """A medical team's trial: PubMedQA writes 299 of its 1,000 questions after the article's title ("Title: can
+    ...?"); the reply that only says the question back ("Question: Can ...?") was labelled a right "yes"."""
+    question = ("Processing fluency effects: can the content and presentation of participant information sheets "
+                "influence recruitment and participation for an antenatal intervention?")
+    reply = ("Question: Can the content and presentation of participant information sheets influence recruitment "
+             "and participation for an antenatal intervention?")
+    for said in ("yes", "no"):
+        judged = judge_yesno(reply, said, question)
+        assert judged.label == "refusal" and "asks a question instead of answering" in judged.reason, judged
+
+
 def test_a_name_that_spells_a_contraction_does_not_make_a_yes_no_question() -> None:
     from hguard._text import asks_yes_no
 
