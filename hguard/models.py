@@ -109,8 +109,25 @@ class LoadedModel:
     tokenizer: Any
     name: str
     source: str
-    fingerprint: str
+    loaded_fingerprint: str  # the weights' as loaded; :attr:`fingerprint` is the one probes are checked against
     load_info: dict = field(default_factory=dict)
+    loaded_dtype: Any = None  # the weights' dtype as loaded (default: the model's when this is made)
+
+    def __post_init__(self) -> None:
+        if self.loaded_dtype is None:
+            self.loaded_dtype = getattr(self.model, "dtype", None)
+
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint of the weights as the model holds them now: the loaded one, with the dtype they were cast
+        to since (``lm.model.to(torch.bfloat16)`` on a shared model) added, since a cast model writes other neuron
+        values than the probe's calibration read: a float32 load cast to bfloat16 reads as a bfloat16 load."""
+        now = getattr(self.model, "dtype", None)
+        if now is None or now == self.loaded_dtype:
+            return self.loaded_fingerprint
+        if _dtype_suffix(self.loaded_dtype) == "":  # float32 as loaded: the cast is what loading in ``now`` does
+            return self.loaded_fingerprint + _dtype_suffix(now)
+        return f"{self.loaded_fingerprint}+{str(now).removeprefix('torch.')}"  # cast from a cast: its own weights
 
     @property
     def has_chat_template(self) -> bool:
@@ -268,7 +285,7 @@ def _load_gguf(path: Path, *, name: str, use_cache: bool = True) -> LoadedModel:
                 model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
                 tokenizer = AutoTokenizer.from_pretrained(folder)
                 info.update(cache_hit=True, seconds=time.perf_counter() - t0)
-                return _finish(model, tokenizer, name=name, source=str(path), fingerprint=fingerprint, load_info=info)
+                return _finish(model, tokenizer, name=name, source=str(path), loaded_fingerprint=fingerprint, load_info=info)
             info["cache_rebuild_reason"] = why
             model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
@@ -279,11 +296,11 @@ def _load_gguf(path: Path, *, name: str, use_cache: bool = True) -> LoadedModel:
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(folder)
             info.update(cache_hit=False, seconds=time.perf_counter() - t0)
-            return _finish(model, tokenizer, name=name, source=str(path), fingerprint=fingerprint, load_info=info)
+            return _finish(model, tokenizer, name=name, source=str(path), loaded_fingerprint=fingerprint, load_info=info)
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     info.update(cache_hit=False, seconds=time.perf_counter() - t0)
-    return _finish(model, tokenizer, name=name, source=str(path), fingerprint=fingerprint, load_info=info)
+    return _finish(model, tokenizer, name=name, source=str(path), loaded_fingerprint=fingerprint, load_info=info)
 
 
 # What a folder's fingerprint reads besides the weights: the config, and what turns text into token ids and
@@ -418,13 +435,17 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
     import torch
     from transformers import AutoTokenizer
 
-    if source == "default":
-        return _load_gguf(default_gguf_path(), name=DEFAULT_MODEL_NAME, use_cache=use_cache)
+    if source == "default" or Path(os.fspath(source)).suffix == ".gguf":
+        from ._resources import expand_home
+
+        gguf = default_gguf_path() if source == "default" else expand_home(os.fspath(source), "model")
+        lm = _load_gguf(gguf, name=DEFAULT_MODEL_NAME if source == "default" else gguf.stem, use_cache=use_cache)
+        if dtype is not None:  # a GGUF dequantises to float32; cast as asked (its fingerprint says so)
+            lm.model.to(dtype)
+        return lm
     from ._resources import expand_home
 
     path = expand_home(os.fspath(source), "model")
-    if path.suffix == ".gguf":
-        return _load_gguf(path, name=path.stem, use_cache=use_cache)
     dtype = dtype or torch.float32
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -449,7 +470,7 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
             ) from exc
         tokenizer = AutoTokenizer.from_pretrained(path)
         return _finish(
-            model, tokenizer, name=path.name, source=str(path), fingerprint=_folder_fingerprint(path, model.dtype),
+            model, tokenizer, name=path.name, source=str(path), loaded_fingerprint=_folder_fingerprint(path, model.dtype),
             load_info={"seconds": time.perf_counter() - t0},
         )
     text = os.fspath(source)
@@ -474,7 +495,7 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
             f"elsewhere and pass the local folder, or use \"default\""
         ) from exc
     return _finish(
-        model, tokenizer, name=text, source=f"hub:{text}", fingerprint=_hub_fingerprint(text, model) + _dtype_suffix(model.dtype),
+        model, tokenizer, name=text, source=f"hub:{text}", loaded_fingerprint=_hub_fingerprint(text, model) + _dtype_suffix(model.dtype),
         load_info={"seconds": time.perf_counter() - t0},
     )
 

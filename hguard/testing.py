@@ -89,7 +89,7 @@ def tiny_model(arch: str = "llama", seed: int = 0) -> LoadedModel:
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     fp = hashlib.sha256(f"tiny:{arch}:{seed}".encode()).hexdigest()[:16]
-    return _finish(model, tok, name=f"tiny-{arch}", source=f"tiny:{arch}", fingerprint=f"tiny:{fp}")
+    return _finish(model, tok, name=f"tiny-{arch}", source=f"tiny:{arch}", loaded_fingerprint=f"tiny:{fp}")
 
 
 def tiny_model_dying_once(marker: str, arch: str = "llama", seed: int = 0, times: int = 1) -> LoadedModel:

@@ -194,6 +194,26 @@ def test_an_answer_holding_direction_controls_is_held_for_review(calibrated, tmp
     assert any("holds direction controls (U+202E, U+202C)" in x for x in rec["reasons"]), rec["reasons"]
 
 
+def test_a_model_cast_to_another_dtype_after_loading_is_not_scored_by_its_float32_probe(calibrated, tmp_path):
+    """Another model's team: casting the shared model to bfloat16 after loading it (to save memory) kept its float32
+    fingerprint, so the float32 probe scored bfloat16 neurons and answers were accepted as before."""
+    import torch
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    assert g.invoke("who is the author ?", domain="alpha").route == "accept"
+    loaded = lm.fingerprint
+    lm.model.to(torch.bfloat16)
+    try:
+        assert lm.fingerprint == loaded + "+bfloat16" and lm.loaded_fingerprint == loaded
+        r = g.invoke("who is the author ?", domain="alpha")
+        assert r.route == "review" and any("fingerprint" in x and "+bfloat16" in x for x in r.reasons), r.reasons
+        assert AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)["model_fingerprint"] == loaded + "+bfloat16"
+    finally:
+        lm.model.to(torch.float32)
+    assert lm.fingerprint == loaded and g.invoke("who is the author ?", domain="alpha").route == "accept"
+
+
 def test_unknown_domain_goes_to_review_never_accept(guard):
     r = guard.invoke("who is the author ?", domain="gamma")
     assert r.route == "review" and any("gamma" in x for x in r.reasons)

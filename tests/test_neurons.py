@@ -357,6 +357,12 @@ def test_the_fingerprint_covers_a_shard_in_a_subfolder_its_index_and_the_dtype(t
     bf16 = load_model(tmp_path, dtype=torch.bfloat16).fingerprint
     assert bf16.endswith("+bfloat16") and bf16.removesuffix("+bfloat16") == load_model(tmp_path).fingerprint
     assert load_model(tmp_path, dtype="auto").fingerprint == load_model(tmp_path).fingerprint  # loaded as float32
+    cast = load_model(tmp_path)
+    cast.model.to(torch.bfloat16)  # a float32 load cast afterwards is a bfloat16 load
+    assert cast.fingerprint == bf16 and cast.loaded_fingerprint == first.replace(first, load_model(tmp_path).fingerprint)
+    back = load_model(tmp_path, dtype=torch.bfloat16)
+    back.model.to(torch.float32)  # rounded to bfloat16 and back: neither load's weights
+    assert back.fingerprint == bf16 + "+float32"
 
 
 def test_a_model_folder_without_tokenizer_files_is_refused_before_loading(tmp_path):
