@@ -1383,3 +1383,23 @@ def test_the_verify_command_named_runs_as_printed_for_a_path_with_a_space(tmp_pa
     err = capsys.readouterr().err
     command = err.split("`")[1]
     assert shlex.split(command) == ["hguard", "audit", "verify", str(path)], command
+
+
+def test_verify_names_a_record_written_and_never_anchored_between_anchored_ones(tmp_path):
+    """A platform team's trial: a guard killed after its accept was written and before its head reached the anchor;
+    after a restart and more requests, verify said OK and "each of the 3 heads ... is in it", and the accept nobody
+    received read as any other. Each head is anchored under the log's lock, so a record between anchored ones
+    without a head was never acknowledged."""
+    from hguard.audit import AuditLog, verify
+
+    anchor = tmp_path / "audit.anchor"
+    log = AuditLog(tmp_path / "a.jsonl", anchor=anchor)
+    log.append({"route": "accept"}, kind="decision")
+    assert "have no head" not in verify(log.path, anchor=anchor).summary()
+    AuditLog(log.path).append({"route": "accept"}, kind="decision")  # written; its writer stopped before anchoring it
+    for route in ("accept", "review"):
+        log.append({"route": route}, kind="decision")
+    rep = verify(log.path, anchor=anchor)
+    said = rep.summary()
+    assert rep.ok and "1 record(s) between its heads have no head in it (seq 1 (decision, accept))" in said, said
+    assert "never acknowledged" in said
