@@ -523,7 +523,7 @@ class ChatHGuard(BaseChatModel):
         check_stream_mode(self.stream_mode, self.raise_on)
         return self
 
-    _precomputed: dict[str, GuardResult | InputError] = PrivateAttr(default_factory=dict)
+    _precomputed: dict[str, GuardResult | Exception] = PrivateAttr(default_factory=dict)
     # decisions that raised (raise_on), by each run enclosing their call and what it asked: a chain's own with_retry()
     # asks again, and each attempt generated the held answer again, one more decision and review item (a finance
     # firm's trial); only a retry's later attempt takes one (one outer run may hold many users' requests)
@@ -717,12 +717,13 @@ class ChatHGuard(BaseChatModel):
         return AIMessage(content=q.text, response_metadata=meta)
 
     def _take(self, key: str | None) -> GuardResult | None:
-        """The decision a batch made for this call; a refused input's error (already on record) is raised."""
+        """The decision a batch made for this call; a refused input's error (already on record), or the error the
+        whole batch failed with, is raised."""
         if key is None:
             return None
         with self._lock:
             taken = self._precomputed.pop(key, None)
-        if isinstance(taken, InputError):
+        if isinstance(taken, Exception):
             raise taken
         return taken
 
@@ -885,7 +886,7 @@ class ChatHGuard(BaseChatModel):
             max_new_tokens=calls[0].max_new_tokens or None, cancel=cancel,
         )
 
-    def _decide(self, calls: list[_Call], return_exceptions: bool, cancel: Any = None) -> list[GuardResult | InputError] | None:
+    def _decide(self, calls: list[_Call], return_exceptions: bool, cancel: Any = None) -> list[GuardResult | Exception] | None:
         """Each call's decision, from one guard batch. A refused input (refused before anything was generated, each
         on record, named by its index) raises unless ``return_exceptions``: a batch is answered whole or not at all,
         since answering the others would record decisions that nobody receives. With it, the refused input's recorded
@@ -900,10 +901,17 @@ class ChatHGuard(BaseChatModel):
             if not refused:
                 return None
             rest = [c for i, c in enumerate(calls) if i not in refused]
-            answered = iter(self._guard_batch(rest, cancel) if rest else [])
+            try:
+                answered = iter(self._guard_batch(rest, cancel) if rest else [])
+            except Exception as failed:
+                return [refused.get(i, failed) for i in range(len(calls))]
             return [refused[i] if i in refused else next(answered) for i in range(len(calls))]
+        except Exception as exc:  # the batch failed as a whole (its audit log refused the records, ...)
+            if not return_exceptions:
+                raise
+            return [exc] * len(calls)  # each input's run raises it, in its slot, as LangChain's batch contract says
 
-    def _undelivered(self, results: list[GuardResult | InputError], configs: list[RunnableConfig], failed: int,
+    def _undelivered(self, results: list[GuardResult | Exception], configs: list[RunnableConfig], failed: int,
                      exc: BaseException) -> None:
         """A batch that raises on input ``failed`` (a ``raise_on`` route, without ``return_exceptions``) returns none
         of its other answers, all decided and on record: each gets an ``answer_not_delivered`` record, so that an
@@ -911,7 +919,7 @@ class ChatHGuard(BaseChatModel):
         say_undelivered(self.guard, [r if i != failed and isinstance(r, GuardResult) else None
                                      for i, r in enumerate(results)], configs, batch_failed_why(failed, exc))
 
-    def _stash(self, results: list[GuardResult | InputError]) -> list[str]:
+    def _stash(self, results: list[GuardResult | Exception]) -> list[str]:
         keys = [uuid.uuid4().hex for _ in results]
         with self._lock:
             self._precomputed.update(zip(keys, results))

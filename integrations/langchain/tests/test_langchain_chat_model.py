@@ -681,3 +681,25 @@ def test_a_query_is_the_question_only_where_the_template_asks_it():
                               ("largest city?", "is the kenyan capital its largest city?"), ("Nile", "(Nile) meet?")):
         assert not asks(keyword, rag.format(q=sentence)), (keyword, sentence)
     assert not asks("", rag.format(q="")) and not asks("Nile", "")
+
+
+@pytest.mark.parametrize("how", ["batch", "abatch"])
+def test_a_batch_failing_as_a_whole_returns_its_error_in_each_slot_when_asked(make_guard, monkeypatch, how):
+    """A platform team's trial: with the audit log's folder read-only, batch(..., return_exceptions=True) raised the
+    AuditError instead of returning a list (LangChain's contract; the adapter's README recommends the flag)."""
+    from hguard.errors import AuditError
+
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+
+    def refused(*a, **k):
+        raise AuditError("cannot open audit log: Read-only file system")
+
+    monkeypatch.setattr(guard, "batch", refused)
+    questions = [Q, "what is gold ?"]
+    out = chat.batch(questions, return_exceptions=True) if how == "batch" else asyncio.run(
+        chat.abatch(questions, return_exceptions=True))
+    assert len(out) == 2 and all(isinstance(o, AuditError) for o in out), out
+    with pytest.raises(AuditError):
+        chat.batch(questions) if how == "batch" else asyncio.run(chat.abatch(questions))
+    assert not chat._precomputed
