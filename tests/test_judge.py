@@ -967,3 +967,19 @@ def test_an_alias_that_spells_an_english_word_matches_only_in_capitals(answer, a
     from hguard.calibrate.judge import judge
 
     assert judge(answer, aliases).label == label
+
+
+def test_a_wrong_reply_from_its_own_true_passage_does_not_follow_a_misleading_one() -> None:
+    """A medical team's trial: a supporting row naming its pair's misleading answer (as the README's pairing advice
+    has it) answered wrongly was said to follow "the misleading passage"; a reviewer read its passage as falsified."""
+    from hguard.calibrate.judge import FOLLOWS_MISLEADING, judge_row
+
+    q = "Is halofantrine ototoxic?"
+    for condition, follows in (("supporting", False), ("misleading", True), (None, True)):
+        meta = {"judge": "yesno", "misleading_answer": "no", **({"condition": condition} if condition else {})}
+        j = judge_row("No, it is not.", ["yes"], "qa", meta, q)
+        assert j.label == "hallucinated" and j.reason.startswith(FOLLOWS_MISLEADING) is follows, (condition, j)
+        meta = {"misleading_answer": "Lyon", "right_answer": "Paris", **({"condition": condition} if condition else {})}
+        j = judge_row("Lyon.", ["Paris"], "qa", meta, "What is the capital of France?")
+        assert j.label == "hallucinated" and j.reason.startswith(FOLLOWS_MISLEADING) is follows, (condition, j)
+        assert follows or j.reason.startswith("gives the misleading answer, which its own passage does not say"), j

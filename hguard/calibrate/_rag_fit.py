@@ -85,8 +85,9 @@ def fit_conflict_detector(rows: Sequence[dict], *, seed: int, cv: int = 5, featu
         return {"detector": None, "why": "no training answer followed a misleading passage (rows with meta.condition "
                                           "\"misleading\" give the detector its contrast); no knowledge-conflict check"}
     if counts.min() < MIN_PER_CLASS:
-        return {"detector": None, "why": f"{counts[1]} answers followed a misleading passage and {counts[0]} answers to "
-                                          f"the same questions were right from their true passage; at least "
+        return {"detector": None, "why": f"{counts[1]} answers followed a misleading passage and {counts[0]} answers "
+                                          f"were right from a supporting passage of the same meta.dataset (any of its "
+                                          f"questions, not only those asked with a misleading passage); at least "
                                           f"{MIN_PER_CLASS} of each are needed"}
     X = _matrix(rs, features)
     mean, scale = X.mean(0), X.std(0)

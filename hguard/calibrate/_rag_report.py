@@ -159,7 +159,7 @@ def rag_markdown(report: dict) -> str:
     tr = kc.get("train")
     said = (
         f"Fitted on {tr['followed_misleading']} training answers that followed a misleading passage against the truth "
-        f"and {tr['right_supporting']} right answers to the same questions from their true passage (all RAG domains "
+        f"and {tr['right_supporting']} right answers from a supporting passage of the same meta.dataset (all RAG domains "
         f"pooled); out-of-fold AUROC {_f(tr['oof_auroc'])}, "
         f"balanced accuracy {_f(tr['oof_balanced_accuracy'])} at the threshold {_f(kc.get('threshold'))} it flags from."
         if tr else f"No detector: {kc.get('why')}"

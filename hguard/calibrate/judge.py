@@ -1371,18 +1371,25 @@ def judge_row(answer: str, aliases: list[str], kind: str = "qa", meta: dict | No
     right answer is unknown (``meta.answers_unknown``) asks a question that has an answer, so denying its premise is
     not right."""
     meta = meta or {}
+    # a row answered from its own passage may name the misleading answer (to pair it with its misleading row): a wrong
+    # reply there gives that answer, it does not follow a passage that said it (a medical team's trial)
+    misled = meta.get("condition", "misleading") == "misleading"
     if meta.get("judge") == "yesno":
         j = judge_yesno(answer, aliases[0] if aliases else "", question)
         misleading = normalize(str(meta.get("misleading_answer") or ""))  # "No." is no
-        if j.label == "hallucinated" and misleading in YES_NO and misleading != normalize(aliases[0] if aliases else ""):
+        if (misled and j.label == "hallucinated" and misleading in YES_NO
+                and misleading != normalize(aliases[0] if aliases else "")):
             # a yes/no row with a misleading passage: the wrong reply is the passage's (the reason says so, as the
             # contrast judge's does; read without it, no reply followed one, and the knowledge-conflict detector
             # was silently not fitted, "for too few misleading rows")
             return Judgement("hallucinated", None, f"{FOLLOWS_MISLEADING} (replies {misleading!r} as it does: {j.reason})")
         return j
     if meta.get("misleading_answer"):
-        return judge_contrast(answer, str(meta.get("right_answer") or aliases[0]), str(meta["misleading_answer"]),
-                              question)
+        j = judge_contrast(answer, str(meta.get("right_answer") or aliases[0]), str(meta["misleading_answer"]), question)
+        if not misled and j.reason.startswith(FOLLOWS_MISLEADING):
+            return Judgement(j.label, j.matched, "gives the misleading answer, which its own passage does not say"
+                                                 + j.reason[len(FOLLOWS_MISLEADING):])
+        return j
     j = judge(answer, aliases, kind, question)
     if meta.get("answers_unknown") and j.label == "correct":  # "X does not exist" of a question a reviewer saw answered
         return Judgement("hallucinated", None, f"{j.reason}, but a reviewer said the question has an answer (one the "
