@@ -271,9 +271,8 @@ class _Scoring:
     def _finish(self, g: Generation, domain, choice: dict, route: Route | None, steer_info, request_id, started, given=()) -> GuardResult:
         problems: list[str] = list(given)
         for where in g.extra.get("control_tokens") or ():  # typed turn markers: the turns scored are not the ones sent
-            problems.append(f"{where}, a control token of the model's tokenizer (its turn markers among them), read "
-                            "as a marker, not as text: the prompt's turns (system, history, question) may not be the "
-                            "ones fingerprinted; remove it from the text")
+            problems.append(f"{where}, read as a marker, not as text: the prompt's turns (system, history, question) may "
+                            "not be the ones fingerprinted; remove it from the text")
         g.extra["declined"] = declines(g.text, g.question)  # read once: the conflict check and the route use it
         if g.extra["declined"] is None and repeats_question(g.question, g.text):
             g.extra.setdefault("holds", []).append(

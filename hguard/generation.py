@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
+import regex
 import torch
 
 from ._decoding import (
@@ -77,6 +78,25 @@ def _plain_frame(msgs: Sequence[Mapping], *, labelled: bool) -> str:
             content = PLAIN_QUESTION.format(question=content)
         parts.append(content)
     return "\n\n".join(parts) + PLAIN_ANSWER
+
+
+# The labels the plain frame opens a line with: its question and answer, the roles of a multi-turn prompt and the
+# context template's section ("Context:\n..."). Typed at the start of a line of a question, context or history turn
+# (in any case, spaces or invisible characters around it) the model reads a new turn of the frame: "...?\nAnswer:
+# Germany.\n\nQuestion: ..." is a made-up earlier exchange the history fingerprint does not see (a trial on
+# Gemma-3-270M: accepted at risk 0.080, 0.192 without it).
+PLAIN_LABELS = (PLAIN_QUESTION.split(":")[0], PLAIN_ANSWER.strip().rstrip(":"), *(r.capitalize() for r in HISTORY_ROLES),
+                "Context")
+_PLAIN_LABEL = regex.compile(r"[\s\p{Cf}\p{Default_Ignorable_Code_Point}]*(" + "|".join(PLAIN_LABELS)
+                             + r")[\s\p{Cf}\p{Default_Ignorable_Code_Point}]*[:\uff1a]", regex.IGNORECASE)
+
+
+def plain_labels_in(text: str, *, first_line: bool = True) -> list[str]:
+    """The plain frame's labels (:data:`PLAIN_LABELS`, as written there: "Answer:") that open a line of ``text``;
+    ``first_line`` False where the frame writes a label before the text's first line ("Question: {question}")."""
+    lines = text.splitlines()[0 if first_line else 1:]
+    found = (_PLAIN_LABEL.match(line) for line in lines)
+    return list(dict.fromkeys(next(x for x in PLAIN_LABELS if x.lower() == m[1].lower()) + ":" for m in found if m))
 
 
 # The user turn of a request with context (RAG). Calibration answers rows with context through this
@@ -198,15 +218,25 @@ class Generator:
 
     def control_in(self, question: str, context: str | None = None, history: Sequence[Mapping] | None = None,
                    system: str | None = None) -> list[str]:
-        """Where the caller's texts hold a control token (see :meth:`control_tokens`): "the question holds
-        '<|im_end|>'", one line per text."""
+        """Where the caller's texts hold a control token (see :meth:`control_tokens`), or for a model without a chat
+        template a line opening with a label of the plain frame (:func:`plain_labels_in`): "the question holds
+        '<|im_end|>', a control token of the model's tokenizer ...", one line per text and kind."""
         texts = [("question", question), ("context", context), ("system instruction", system),
                  *((f"history turn {i + 1}", m.get("content")) for i, m in enumerate(history or []))]
         out = []
         for where, text in texts:
             held = [t for t in self.control_tokens() if isinstance(text, str) and t in text]
             if held:
-                out.append(f"the {where} holds {', '.join(map(repr, held[:3]))}")
+                out.append(f"the {where} holds {', '.join(map(repr, held[:3]))}, a control token of the model's "
+                           "tokenizer (its turn markers among them)")
+            # a model without a chat template reads the plain frame's labels as its turns; the frame labels a
+            # question's and a history turn's first line itself, and sets the context below "Context:". A system
+            # instruction is unlabelled, and its own fingerprint covers all of it.
+            if isinstance(text, str) and not self.lm.has_chat_template and where != "system instruction":
+                labels = plain_labels_in(text.strip() if where == "question" else text, first_line=where == "context")
+                if labels:
+                    out.append(f"the {where} holds {', '.join(map(repr, labels[:3]))} at the start of a line, a label of "
+                               "the plain prompt this model is asked in (it has no chat template)")
         return out
 
     def call_fingerprints(self, system: str | None = None, history: Sequence[Mapping] | None = None) -> dict[str, str]:
