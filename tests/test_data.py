@@ -660,8 +660,9 @@ def test_rows_in_another_language_are_said_to_be_judged_in_english(tmp_path: Pat
         row(id="de-1", question="Wie hoch ist die Franchise für den Glasbruch?", answers=["300 Franken"]),
         row(id="de-2", question="Ist der Glasbruch in der Police gedeckt?", answers=["no"], meta={"judge": "yesno"}),
         row(id="en-1")])
-    with pytest.warns(UserWarning, match=r"2 of 3 row\(s\) ask in another language than English \(2 in German\): the "
-                                         "judge reads a reply's declining"):
+    # each named by its id (a medical team's trial: "1 of 56" and no way to find it)
+    with pytest.warns(UserWarning, match=r"2 of 3 row\(s\) ask in another language than English \(2 in German; id "
+                                         r"'de-1', 'de-2'\): the judge reads a reply's declining"):
         load_examples(p)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

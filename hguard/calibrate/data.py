@@ -361,11 +361,14 @@ def _warn_other_languages(examples: list[Example]) -> None:
 
     # a margin of two function words: an English title of a few short words ("Cat on a Hot Tin Roof") is not read
     # as another language's (1 of the 5,011 bundled questions was, by one word)
-    other = Counter(language_of(words_of(e.question), 2) for e in examples if not reads_english(e.question, 2))
+    foreign = [e for e in examples if not reads_english(e.question, 2)]
+    other = Counter(language_of(words_of(e.question), 2) for e in foreign)
     if other:
         langs = ", ".join(f"{n} in {lang.title() if lang != 'english' else 'another script'}"
                           for lang, n in other.most_common(3))
-        warnings.warn(f"{sum(other.values())} of {len(examples)} row(s) ask in another language than English ({langs}): "
+        ids = ", ".join(repr(e.id) for e in foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        warnings.warn(f"{sum(other.values())} of {len(examples)} row(s) ask in another language than English ({langs}; "
+                      f"id {ids}): "
                       "the judge reads a reply's declining ('the passage does not say'), negation and hedges in English "
                       "only, so a reply in that language may be labelled wrong; check the per-answer labels "
                       "(`hguard evaluate --json`, the calibration's answers), or write answers the model gives in English",
