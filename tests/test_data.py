@@ -130,6 +130,7 @@ def test_load_tolerates_utf8_bom(tmp_path: Path) -> None:
         (row(meta=["fact"]), "field 'meta': must be a JSON object with string keys when present (got [\"fact\"])"),
         (row(kind="unanswerable", answers=["Paris"]), 'field \'answers\': must be [] on an "unanswerable" row (its right reply declines'),
         (row(answers=["True"], meta={"judge": "yesno"}), 'field \'answers\': must be ["yes"] or ["no"] on a meta.judge "yesno" row'),
+        (row(answers=["maybe"], meta={"judge": "yesno"}), "'maybe' has no side a reply could take: leave such rows out"),
         # a misspelt judge was read by the alias judge: "The clause does not say..." against ["no"] labelled hallucinated
         (row(answers=["no"], meta={"judge": "yes_no"}), 'field \'meta.judge\': is \'yes_no\'; the one judge a row can ask for is "yesno"'),
         # an off-topic row written as a question its passage answers: it would teach that answering is right

@@ -180,8 +180,11 @@ class Example(BaseModel):
                             "read by its polarity, answers [\"yes\"] or [\"no\"]); write that, or leave the key out to "
                             "judge the answer by its aliases")
         if meta.get("judge") == "yesno" and self.answers not in (["yes"], ["no"]):
+            maybe = [str(a).strip().lower() for a in self.answers] in (["maybe"], ["unknown"], ["uncertain"])
             raise _row_rule("answers", 'must be ["yes"] or ["no"] on a meta.judge "yesno" row (the reply is read by its '
-                            'polarity); write True/False upstream labels as "yes"/"no"')
+                            'polarity); write True/False upstream labels as "yes"/"no"' + (
+                                f'; {self.answers[0]!r} has no side a reply could take: leave such rows out of the '
+                                'set (PubMedQA labels 110 of its 1,000 questions "maybe")' if maybe else ""))
         cond = meta.get("condition")
         spelled = "".join(ch for ch in cond.casefold() if ch.isalnum()) if isinstance(cond, str) else None
         known = next((c for c in CONDITIONS if c == spelled), None)
