@@ -103,26 +103,45 @@ def listed(text: str, limit: int) -> str:
     return one_line(shown_plainly(" ".join(text.split())), limit)
 
 
-# embeddings, overrides, isolates; and the marks (LRM, RLM, ALM) where they stand beside a digit, which reorder
-# digits as an override does ("0\u200f3" shows as "30"), with only invisible characters between them (bidi skips a
-# zero-width space, a word joiner, a soft hyphen: "0\u200b\u200f\u200b3" shows as "30" too), or between two numbers
-# with only spaces between ("1 \u200f 2" shows as "2 1"). A mark before a number after right-to-left words
-# ("\u05e9\u05dc\u05d5\u05dd\u200f 30") is how such writing uses it, and shows the number as it is.
-_UNSEEN = r"[\p{Cf}\p{Default_Ignorable_Code_Point}]*"
-_SPACED = r"[\s\p{Cf}\p{Default_Ignorable_Code_Point}]*"
-_MARK = r"[\u200e\u200f\u061c]"
-_DIRECTION_CONTROLS = regex.compile(
-    r"[\u202a-\u202e\u2066-\u2069]"
-    rf"|{_MARK}(?={_UNSEEN}\d)|(?<=\d{_UNSEEN}){_MARK}"
-    rf"|(?<=\d{_SPACED}){_MARK}(?={_SPACED}\d)")
+# embeddings, overrides, isolates (always counted); and the marks (LRM, RLM, ALM) where they stand beside a digit,
+# which reorder digits as an override does ("0\u200f3" shows as "30"), with only invisible characters between them
+# (bidi skips a zero-width space, a word joiner, a soft hyphen: "0\u200b\u200f\u200b3" shows as "30" too), or
+# between two numbers with only spaces between ("1 \u200f 2" shows as "2 1"). A mark before a number after
+# right-to-left words ("\u05e9\u05dc\u05d5\u05dd\u200f 30") is how such writing uses it, and shows the number as it is.
+_EMBEDDING = regex.compile(r"[\u202a-\u202e\u2066-\u2069]")
+_MARKS = frozenset("\u200e\u200f\u061c")
+_UNSEEN = regex.compile(r"[\p{Cf}\p{Default_Ignorable_Code_Point}]")
+
+
+def _nearest_seen(text: str, *, spaces: bool) -> tuple[list[str], list[str]]:
+    """For each position of ``text``, the nearest character before it and after it that is not invisible (and not
+    whitespace, with ``spaces``), "" at either end: one pass each way, so a long run of marks costs no more."""
+    skip = [bool(_UNSEEN.match(c)) or (spaces and c.isspace()) for c in text]
+    before, after = [""] * len(text), [""] * len(text)
+    last = ""
+    for i, c in enumerate(text):
+        before[i] = last
+        last = last if skip[i] else c
+    last = ""
+    for i in range(len(text) - 1, -1, -1):
+        after[i] = last
+        last = last if skip[i] else text[i]
+    return before, after
 
 
 def direction_controls(text: str) -> str | None:
     """The direction controls ``text`` holds that change the order it shows in (embeddings, overrides, isolates:
-    U+202A-U+202E, U+2066-U+2069; the marks U+200E, U+200F, U+061C beside a digit), as ``U+XXXX`` codes; None
-    when none. Such text shows in another order than it is stored and read ("\u202e03\u202c days" and
-    "\u200f0\u200f3 days" show as "30 days"); a mark elsewhere, as right-to-left writing uses it, is not counted."""
-    found = _DIRECTION_CONTROLS.findall(text)
+    U+202A-U+202E, U+2066-U+2069; the marks U+200E, U+200F, U+061C beside a digit, invisible characters aside, or
+    between two numbers), as ``U+XXXX`` codes; None when none. Such text shows in another order than it is stored and
+    read ("\u202e03\u202c days" and "\u200f0\u200f3 days" show as "30 days"); a mark elsewhere, as right-to-left
+    writing uses it, is not counted."""
+    found = _EMBEDDING.findall(text)
+    if any(c in _MARKS for c in text):
+        near, spaced = _nearest_seen(text, spaces=False), _nearest_seen(text, spaces=True)
+        for i, c in enumerate(text):
+            if c in _MARKS and (near[0][i].isdigit() or near[1][i].isdigit()
+                                or (spaced[0][i].isdigit() and spaced[1][i].isdigit())):
+                found.append(c)
     return ", ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(found)) if found else None
 
 
@@ -154,17 +173,9 @@ _AUX = frozenset("is are was were am do does did can could will would should sha
 
 def asks_yes_no(question: str) -> bool:
     """Whether ``question`` asks for yes or no: it opens with an auxiliary verb ("Is", "Does", "Can", "Don't"; not
-    the name "Don" or "Won"), or a title does before a question that does, as an article's title asks ("Processing
-    fluency effects: can the content of information sheets influence recruitment?"; not "Who said: is it over?")."""
-    text = re.sub(r"[\u2019\u2018\u02bc`]", "'", question.lower())
-    words = re.findall(r"[a-z']+", text)
-    if not words or words[0] in _ASKS_CONTENT:
-        return False
-    if words[0] in _AUX:
-        return True
-    title, colon, asked = text.partition(": ")
-    after = re.findall(r"[a-z']+", asked)
-    return bool(colon and after) and after[0] in _AUX and asked.rstrip().endswith("?")
+    the name "Don" or "Won")."""
+    words = re.findall(r"[a-z']+", re.sub(r"[\u2019\u2018\u02bc`]", "'", question.lower()))
+    return bool(words) and words[0] in _AUX
 
 
 # "Can you tell me ...", "Do you know ...", "Could you say ...": a request put as a question, answered with its content

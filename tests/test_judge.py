@@ -633,6 +633,14 @@ def test_a_question_said_back_to_a_titled_question_is_no_yes() -> None:
     for said in ("yes", "no"):
         judged = judge_yesno(reply, said, question)
         assert judged.label == "refusal" and "asks a question instead of answering" in judged.reason, judged
+    # a review: 62 of PubMedQA's titled questions are a noun phrase ("Title: a new risk factor?"); and the question's
+    # shape is left as it was for what reads it outside the yes/no judge (relevance features the mergers were fitted on)
+    noun = "Aripiprazole: a new risk factor for pathological gambling?"
+    assert judge_yesno("Question: Aripiprazole: a new risk factor for pathological gambling?", "yes", noun).label == "refusal"
+    assert judge_yesno("Yes, it is a new risk factor.", "yes", noun).label == "correct"
+    from hguard._text import asks_yes_no
+
+    assert not asks_yes_no(question) and not asks_yes_no(noun)
 
 
 def test_a_name_that_spells_a_contraction_does_not_make_a_yes_no_question() -> None:
@@ -886,6 +894,7 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     ("Refunds within 3\u20e3 days.", "Refunds within 3 days.", []),
     ("Refunds within \u2789 days.", "Refunds within 3 days.", ["10 day"]),
     ("Refunds within \u2789 days.", "Refunds within 10 days.", []),
+    ("Refunds within \U0001f51f days.", "Refunds within 3 days.", ["10 day"]),  # the keycap ten emoji
 ])
 def test_unstated_numbers_reads_other_scripts_dates_and_currencies(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers
@@ -975,7 +984,7 @@ def test_a_wrong_reply_from_its_own_true_passage_does_not_follow_a_misleading_on
     from hguard.calibrate.judge import FOLLOWS_MISLEADING, judge_row
 
     q = "Is halofantrine ototoxic?"
-    for condition, follows in (("supporting", False), ("misleading", True), (None, True)):
+    for condition, follows in (("supporting", False), ("misleading", True), (None, False)):
         meta = {"judge": "yesno", "misleading_answer": "no", **({"condition": condition} if condition else {})}
         j = judge_row("No, it is not.", ["yes"], "qa", meta, q)
         assert j.label == "hallucinated" and j.reason.startswith(FOLLOWS_MISLEADING) is follows, (condition, j)

@@ -28,9 +28,6 @@ def test_a_question_asks_yes_or_no_when_it_opens_with_an_auxiliary_verb():
 
     assert asks_yes_no("Does the clause allow assignment?") and asks_yes_no("is it legal?")
     assert not asks_yes_no("What is needed before either party can assign the agreement?") and not asks_yes_no("")
-    # an article's title before its question (a medical team's trial: 299 of PubMedQA's 1,000 questions)
-    assert asks_yes_no("Processing fluency effects: can the content of participant information sheets influence it?")
-    assert not asks_yes_no("Who said: is it over?") and not asks_yes_no("Processing fluency effects: a review.")
 
 
 def test_a_question_asks_only_yes_or_no_unless_it_asks_for_content_or_a_choice():

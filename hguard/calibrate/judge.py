@@ -287,6 +287,8 @@ def _digits_of(c: str) -> str:
         return c
     if c.isdecimal():
         return str(unicodedata.decimal(c))
+    if c == "\U0001f51f":  # the keycap ten emoji, a symbol Unicode gives no value
+        return " 10 "
     value = unicodedata.numeric(c, None)
     if value is not None and value == int(value) and unicodedata.category(c) == "No" and unicodedata.normalize("NFKC", c) == c:
         return f" {int(value)} "
@@ -903,10 +905,12 @@ _RESULT_WORDS = re.compile(r"\b(?:found|finds|find|show|shows|showed|shown|sugge
                            r"demonstrat\w*|indicat\w*|reveal\w*|confirm\w*|support\w*|result\w*|conclusion\w*)\b")
 
 
-def _hedges(answer: str, question: str | None) -> str | None:
+def _hedges(answer: str, question: str | None, yes_no: bool = False) -> str | None:
     """The hedge with which a reply to a yes/no question opens (its first sentence, before any yes or no), or the
-    way it says neither (a bare lead-in, the question restated, a question instead of an answer), or None."""
-    if question is None or not asks_yes_no(_check_str(question, "question")):
+    way it says neither (a bare lead-in, the question restated, a question instead of an answer), or None.
+    ``yes_no``: the row is judged yes/no whatever its question's shape (a question after an article's title, "Title:
+    can ...?", or a noun phrase, "Title: a new risk factor?"); else the question must open with an auxiliary verb."""
+    if question is None or not (yes_no or asks_yes_no(_check_str(question, "question"))):
         return None
     first = re.split(r"(?<=[.!?;])\s", answer.strip(), maxsplit=1)[0]
     norm = normalize(first)
@@ -1292,6 +1296,10 @@ def _polarity(answer: str, question: str | None) -> tuple[str | None, str, bool]
     """The reply's yes or no and how it was read, or None and why it says neither (:func:`judge_yesno`), and
     whether the reply opens with its yes or no (:func:`yes_no_taken`)."""
     wording = declines(answer, question)
+    if wording is None and question is not None and not asks_yes_no(question):
+        # a yes/no row whose question does not open with an auxiliary (PubMedQA writes 298 of its 1,000 after the
+        # article's title): a reply that says it back or asks instead was read as an affirmative "yes"
+        wording = _hedges(answer, question, yes_no=True)
     if wording is not None:
         return None, f"declines ({wording!r})" if wording else "empty answer", False
     words = normalize(answer).split()
@@ -1373,7 +1381,7 @@ def judge_row(answer: str, aliases: list[str], kind: str = "qa", meta: dict | No
     meta = meta or {}
     # a row answered from its own passage may name the misleading answer (to pair it with its misleading row): a wrong
     # reply there gives that answer, it does not follow a passage that said it (a medical team's trial)
-    misled = meta.get("condition", "misleading") == "misleading"
+    misled = meta.get("condition") == "misleading"  # a row that says no condition is its own passage's, as calibration reads it
     if meta.get("judge") == "yesno":
         j = judge_yesno(answer, aliases[0] if aliases else "", question)
         misleading = normalize(str(meta.get("misleading_answer") or ""))  # "No." is no
