@@ -1129,6 +1129,30 @@ def test_changes_say_the_same_rows_with_other_answers_are_not_like_with_like():
     assert "- The held-out set is the same rows with the same answers and labels in both (3)" in md
 
 
+def test_changes_say_the_previous_calibration_was_of_another_model():
+    """A trial: recalibrating on Gemma with --previous naming the SmolLM2 reference calibration wrote "Changes since the
+    previous calibration" (AUROC 0.904 -> 0.885, 1166 -> 60 answers), with no word that the model changed. Two
+    calibrations of different models are not comparable: changes.md says so first, naming both, and never says their
+    figures compare like with like (even where the held-out digests happen to agree)."""
+    from hguard.calibrate.changes import changes_markdown, report_changes
+
+    alpha = {"n": 3, "held_out_set": "s", "held_out_answers": "a", "auroc": {"probe": 0.9}}
+    smol = {"model": "SmolLM2-135M-Instruct", "fingerprints": {"model_fingerprint": "hf-sha256:aaa"}}
+    gemma = {"model": "gemma-3-270m", "fingerprints": {"model_fingerprint": "gguf-sha256:bbb"}}
+    ch = report_changes({**smol, "domains": {"alpha": alpha}},
+                        {**gemma, "domains": {"alpha": {**alpha, "auroc": {"probe": 0.8}}}})
+    assert "SmolLM2-135M-Instruct, model fingerprint hf-sha256:aaa" in ch["other_model"]
+    assert "gemma-3-270m, model fingerprint gguf-sha256:bbb" in ch["other_model"]
+    md = changes_markdown(ch)
+    assert "Changes since" not in md and md.startswith("# This calibration beside a previous one of another model")
+    assert "not comparable" in md and "like with like" not in md
+    assert "| AUROC probe | 0.900 | 0.800 |" in md and "| | previous (another model) | this calibration |" in md
+    same = report_changes({**gemma, "domains": {"alpha": alpha}}, {**gemma, "domains": {"alpha": alpha}})
+    assert same["other_model"] is None and "like with like" in changes_markdown(same)
+    # a report recording no model fingerprint (an older one) is not judged by it
+    assert report_changes({"domains": {"alpha": alpha}}, {**gemma, "domains": {"alpha": alpha}})["other_model"] is None
+
+
 def _policy_file(tmp_path, n, extra=""):
     """A policy file beside its log, queue and state, and ``n`` accepted decisions (70% hallucinated) in them."""
     from hguard.policy import load_policy

@@ -4,7 +4,9 @@ the report's target. Held-out figures of two runs come from different held-out s
 each domain's notes say whether the two held-out sets are the same rows (reports record a digest of their ids,
 ``held_out_set``) with the same answers and labels (``held_out_answers``: the same rows answered with other
 generation settings are other answers) and where the reviewed rows went (always to training); read differences
-between different held-out sets with the intervals in each report."""
+between different held-out sets with the intervals in each report. Two calibrations of different models (another
+model fingerprint) are not comparable at all: the changes say so first (``other_model``), and their figures are shown
+side by side under each model's name, not as what changed."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Any, Mapping
 
 from ..errors import InputError
 
-__all__ = ["FIELDS", "changes_markdown", "load_report", "report_changes"]
+__all__ = ["FIELDS", "changes_markdown", "load_report", "other_model", "report_changes"]
 
 # (label, path into a domain's entry in report.json)
 FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -57,11 +59,13 @@ def _get(entry: Mapping[str, Any], path: tuple[str, ...]) -> Any:
 
 def report_changes(previous: Mapping[str, Any], current: Mapping[str, Any]) -> dict:
     """``{"domains": {name: [{"what", "before", "after"}...]}, "notes": {name: [sentence, ...]}, "added": [...],
-    "removed": [...]}``; a domain's list holds only the fields whose value changed, its notes whether the held-out
-    sets are the same rows with the same answers and where the reviewed rows went."""
+    "removed": [...], "other_model": sentence or None}``; a domain's list holds only the fields whose value changed,
+    its notes whether the held-out sets are the same rows with the same answers and where the reviewed rows went;
+    ``other_model`` says when the previous calibration was of another model (its figures are not comparable)."""
     before, after = previous.get("domains") or {}, current.get("domains") or {}
+    other = other_model(previous, current)
     out: dict[str, Any] = {"domains": {}, "notes": {}, "added": sorted(set(after) - set(before)),
-                           "removed": sorted(set(before) - set(after))}
+                           "removed": sorted(set(before) - set(after)), "other_model": other}
     for name in sorted(set(before) & set(after)):
         rows = []
         for label, path in FIELDS:
@@ -69,8 +73,29 @@ def report_changes(previous: Mapping[str, Any], current: Mapping[str, Any]) -> d
             if a != b:
                 rows.append({"what": label, "before": a, "after": b})
         out["domains"][name] = rows
-        out["notes"][name] = _notes(before[name], after[name])
+        out["notes"][name] = _notes(before[name], after[name]) if other is None else [
+            "the previous calibration was of another model: its figures are measured on another model's answers and "
+            "neurons, not comparable with these"] + ([str(after[name]["reviewed_split"])]
+                                                     if after[name].get("reviewed_split") else [])
     return out
+
+
+def _model(report: Mapping[str, Any]) -> tuple[str, str | None]:
+    """A report's model name and model fingerprint (None where it records none: an older or hand-written one)."""
+    fp = (report.get("fingerprints") or {}).get("model_fingerprint") if isinstance(report.get("fingerprints"), Mapping) else None
+    return str(report.get("model") or "an unnamed model"), fp if isinstance(fp, str) else None
+
+
+def other_model(previous: Mapping[str, Any], current: Mapping[str, Any]) -> str | None:
+    """A sentence saying the two calibrations are of different models (each named, with its fingerprint), or None
+    when they are of the same one (or a report records no model fingerprint: nothing to tell them apart by)."""
+    (name_a, fp_a), (name_b, fp_b) = _model(previous), _model(current)
+    if fp_a is None or fp_b is None or fp_a == fp_b:
+        return None
+    return (f"the previous calibration was of another model ({name_a}, model fingerprint {fp_a}) than this one "
+            f"({name_b}, model fingerprint {fp_b}): its figures are measured on another model's answers and neurons, so "
+            "they are not comparable with these and say nothing of what changed; pass --previous the folder of an "
+            "earlier calibration of this model")
 
 
 def _notes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
@@ -105,19 +130,24 @@ def _fmt(v: Any) -> str:
 
 
 def changes_markdown(changes: Mapping[str, Any]) -> str:
-    lines = ["# Changes since the previous calibration", ""]
+    other = changes.get("other_model")
+    lines = ["# Changes since the previous calibration", ""] if not other else [
+        "# This calibration beside a previous one of another model", "", f"{other[:1].upper()}{other[1:]}.", ""]
+    before, after = ("before", "after") if not other else ("previous (another model)", "this calibration")
     for name, rows in changes["domains"].items():
         lines.append(f"## {name}")
         notes = [f"- {n[:1].upper()}{n[1:]}." for n in changes.get("notes", {}).get(name, [])]
         if not rows:
-            lines += ["", "No reported figure changed.", "", *notes] + ([""] if notes else [])
+            lines += ["", "No reported figure differs." if other else "No reported figure changed.", "", *notes] + (
+                [""] if notes else [])
             continue
-        lines += ["", "| | before | after |", "|---|---|---|"]
+        lines += ["", f"| | {before} | {after} |", "|---|---|---|"]
         lines += [f"| {r['what']} | {_fmt(r['before'])} | {_fmt(r['after'])} |" for r in rows]
         lines.append("")
         if notes:
             lines += [*notes, ""]
-    for key, word in (("added", "new domains"), ("removed", "domains no longer calibrated")):
+    for key, word in ((("added", "new domains"), ("removed", "domains no longer calibrated")) if not other else
+                      (("added", "domains only this calibration has"), ("removed", "domains only the previous one has"))):
         if changes[key]:
             lines.append(f"{word}: {', '.join(changes[key])}")
     return "\n".join(lines) + "\n"

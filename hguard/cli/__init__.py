@@ -138,6 +138,8 @@ def cmd_calibrate(args) -> int:
               + f": {pf['reason']}")
     for line in calibration_warnings(report, caught):
         print(f"hguard calibrate: warning: {line}", file=sys.stderr)
+    if (report.get("changes") or {}).get("other_model"):  # --previous named another model's calibration
+        print(f"hguard calibrate: warning: {report['changes']['other_model']}", file=sys.stderr)
     if report["skipped"]:  # a job checking the exit code must see that a domain got no probe
         print(f"hguard calibrate: {len(report['skipped'])} domain(s) got no probe ({', '.join(report['skipped'])}): "
               "see the reasons above; the others were written (exit 1)", file=sys.stderr)
