@@ -152,6 +152,8 @@ class Guard(_Scoring, _Recording):
             refused = [f"{k}: {guard.probe_errors.pop(k)}" for k in sorted(guard.probe_errors) if k.startswith(f"{name}.")]
             guard.probe_errors[name] = ("its probe file was refused (" + "; ".join(refused) + ")" if refused
                                         else "no probe folder of the policy calibrates it")
+        for warning in guard.fingerprint_mismatches().values():  # served, but calibrated under another setup
+            warnings.warn(warning, UserWarning, stacklevel=2)
         for warning in guard.uncertified_accept_thresholds().values():  # said once, when the guard starts
             warnings.warn(warning, UserWarning, stacklevel=2)
         seed_warning = public_seed_warning(pol)
@@ -506,6 +508,37 @@ class Guard(_Scoring, _Recording):
                              + ("; with context it has no min_grounding floor, so an answer its passage does not support "
                                 "is accepted when its risk is below that number (the default policy's RAG domains set "
                                 "min_grounding = 0.2)" if "with context" in kinds and dp.min_grounding is None else ""))
+        return out
+
+    def fingerprint_mismatches(self) -> dict[str, str]:
+        """Domains served by a probe calibrated under another setup than this guard's: another model of the same
+        layout (another model fingerprint: a re-quantised or fine-tuned file), chat template or system prompt. Each
+        sentence names the probe, the fingerprints it was calibrated with and this guard's, what happens to the
+        domain's answers under the policy's ``fingerprint_mismatch`` and the fix. Said once at start-up (each answer's
+        reasons say it too); a probe of another layout cannot serve at all (:attr:`probe_errors`), and a call's own
+        system prompt or history is only known when it is made."""
+        out: dict[str, str] = {}
+        warn = self.policy.fingerprint_mismatch == "warn"
+        for (name, mode), cd in sorted(self._domains.items()):
+            # a domain the policy does not list is not routed to: its probe_errors entry says so
+            served = name in self._plans and name in self.policy.domains
+            problems = cd.check_fingerprints(self.generator.mode_fingerprints(mode)) if served else []
+            if not problems:
+                continue
+            other_model = any(p.startswith("model_fingerprint:") for p in problems)
+            what = ("its answers are scored by this probe all the same and may be accepted (fingerprint_mismatch = "
+                    "'warn'): " + ("a probe of another model reads other neurons than it was fitted on"
+                                   if other_model else "the probe was fitted on answers asked otherwise")
+                    + ", so no guarantee holds for what it accepts"
+                    if warn else "every answer of the domain goes to review (fingerprint_mismatch = 'review')")
+            fix = ("; recalibrate the domain on this model (`hguard calibrate --model ...`) or point the policy's probes "
+                   "at probes calibrated for it" if other_model else "")
+            calibrated_on = cd.extra.get("model")
+            out[name] = "; ".join(filter(None, [out.get(name), (
+                f"domain {name!r}{' (RAG)' if mode == RAG else ''}: probe {cd.probe_id}"
+                + (f" (calibrated on {calibrated_on})" if calibrated_on else "")
+                + f" was calibrated under another setup than this guard's ({self.lm.name}): {'; '.join(problems)}; "
+                f"{what}{fix}")]))
         return out
 
     def plan(self, domain: str) -> DomainPlan | None:

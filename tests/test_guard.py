@@ -389,6 +389,40 @@ def test_probe_from_another_system_prompt_goes_to_review_unless_policy_warns(cal
     assert r.route == "accept" and any("warning" in x for x in r.reasons)
 
 
+def test_a_probe_of_another_model_of_the_same_layout_or_system_prompt_is_said_at_start_up(calibrated, tmp_path):
+    """A trial (Gemma-3-270M served with probes of another GGUF of its layout, or under another system prompt than the
+    calibration's): the guard started with no word, probe_errors empty, and under fingerprint_mismatch = 'warn'
+    accepted answers scored by the other model's probe. Said once at start-up now, per domain the policy lists: the
+    probe, both fingerprints, what happens to the domain's answers and the fix; the probe still serves under 'warn'."""
+    import warnings
+
+    from hguard.testing import tiny_model
+
+    lm, root = calibrated
+    other = tiny_model("llama", seed=4)  # same layers and widths, other weights: another model fingerprint
+    for mode, happens in (("review", "every answer of the domain goes to review"),
+                          ("warn", "may be accepted (fingerprint_mismatch = 'warn')")):
+        pol = _policy(root, tmp_path, accept_below=1.0, abstain_above=1.0).model_copy(update={"fingerprint_mismatch": mode})
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            g = Guard.from_policy(pol, lm=other)
+        mismatches = g.fingerprint_mismatches()
+        assert set(mismatches) == {"alpha", "beta"} and not g.probe_errors
+        alpha = mismatches["alpha"]
+        assert alpha.startswith(f"domain 'alpha': probe {g.probes['alpha'].probe_id}") and happens in alpha
+        assert lm.fingerprint in alpha and other.fingerprint in alpha and "point the policy's probes at probes" in alpha
+        assert [str(w.message) for w in said if "another setup" in str(w.message)] == [mismatches["alpha"], mismatches["beta"]]
+        r = g.invoke("who is the author ?", domain="alpha")
+        assert r.route == "review" if mode == "review" else any(x.startswith("warning: probe fingerprint") for x in r.reasons)
+    pol = _policy(root, tmp_path).model_dump(mode="json")
+    pol["generation"]["system_prompt"] = "a different prompt"
+    with pytest.warns(UserWarning, match="domain 'alpha': probe .* system_prompt_fingerprint: the probe was calibrated "
+                                         "with '[0-9a-f]+', this setup has '[0-9a-f]+'.*goes to review"):
+        g = Guard.from_policy(Policy.model_validate(pol), lm=lm)
+    assert "recalibrate with `--system-prompt`" in g.fingerprint_mismatches()["alpha"]
+    assert not Guard.from_policy(_policy(root, tmp_path), lm=lm).fingerprint_mismatches()  # the calibrated setup
+
+
 def test_a_probe_of_another_model_layout_fails_its_domain_closed_and_the_rest_still_answers(calibrated, tmp_path):
     """Probes calibrated on a model of another layout (here: llama's 3 layers of 48 neurons, guarding mistral's
     2 of 40) cannot read the model: their domains go to review with the fix, they are said at start-up, and
