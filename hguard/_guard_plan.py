@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .domain import CalibratedDomain
 from .errors import ProbeError
@@ -118,22 +118,33 @@ def read_probe_folder(folder: Path, signing: Mapping[str, Any]) -> tuple[dict[tu
 
 
 def read_probe_folders(
-    folders: str | Path | Sequence[str | Path], signing: Mapping[str, Any]
+    folders: str | Path | Sequence[str | Path], signing: Mapping[str, Any], *,
+    another_model: Callable[[CalibratedDomain], str | None] | None = None,
+    set_aside: list[tuple[Path, CalibratedDomain]] | None = None,
 ) -> tuple[dict[tuple[str, str], tuple[Path, CalibratedDomain]], dict[str, str]]:
     """Every calibrated domain in ``folders`` (one or several) by (name, prompt mode), with its folder,
     and why each unreadable file or contested domain is left out. A domain two folders calibrate in the
-    same prompt mode is left out: which one was meant is not for hguard to guess."""
+    same prompt mode is left out: which one was meant is not for hguard to guess. Unless ``another_model``
+    (why a probe was calibrated for another model than the one served, or None) leaves exactly one of them
+    calibrated for the model served: that one is kept, and the others are put in ``set_aside`` (when given)."""
     found: dict[tuple[str, str], tuple[Path, CalibratedDomain]] = {}
-    clashes: dict[tuple[str, str], list[Path]] = {}
+    clashes: dict[tuple[str, str], list[tuple[Path, CalibratedDomain]]] = {}
     errors: dict[str, str] = {}
     for folder in [folders] if isinstance(folders, (str, Path)) else list(folders):
         loaded, errs = read_probe_folder(Path(folder), signing)
         errors.update(errs)
         for key, cd in loaded.items():
             if key in found:
-                clashes.setdefault(key, [found[key][0]]).append(Path(folder))
+                clashes.setdefault(key, [found[key]]).append((Path(folder), cd))
             found[key] = (Path(folder), cd)
-    for (name, mode), folders_of in clashes.items():
+    for (name, mode), candidates in clashes.items():
+        fitting = [c for c in candidates if another_model is not None and another_model(c[1]) is None]
+        if len(fitting) == 1:  # another model's probe is no rival to the one of the model served
+            found[(name, mode)] = fitting[0]
+            if set_aside is not None:
+                set_aside.extend(c for c in candidates if c is not fitting[0])
+            continue
+        folders_of = [f for f, _ in candidates]
         found.pop((name, mode))
         errors[name] = (
             f"probe folders {', '.join(repr(str(f)) for f in folders_of)} all calibrate domain {name!r} "

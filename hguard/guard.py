@@ -342,7 +342,11 @@ class Guard(_Scoring, _Recording):
         are remembered and fail their domain closed, and no record is written (each decision names its probe_id)."""
         from .integrity import probe_load_options
 
-        found, errors = read_probe_folders(folders, probe_load_options(self.policy.integrity))
+        aside: list[tuple[Path, CalibratedDomain]] = []  # another model's probes of a domain a folder of this one calibrates
+        found, errors = read_probe_folders(folders, probe_load_options(self.policy.integrity),
+                                           another_model=None if record else self._another_model, set_aside=aside)
+        if not record:
+            self._say_other_models_folders([*found.values(), *aside])
         if record:
             refused = [why for _, why in sorted(errors.items())]  # each names its file or folder
             refused += [f"the {mode.replace('_', '-')} probe of domain {name!r} in {str(folder)!r}: {foreign}"
@@ -360,6 +364,14 @@ class Guard(_Scoring, _Recording):
         where = {key[0]: folder for key, (folder, _) in found.items()}
         listed = set(self.policy.domains)
         for name in sorted(set(where) - listed):  # calibrated, but never routed to
+            other = next((why for (n, _), (_, cd) in sorted(found.items()) if n == name and (why := self._another_model(cd))),
+                         None)
+            if other:  # a table for it would only lead to "calibrated for another model": the folder is the mistake
+                self.probe_errors[name] = (
+                    f"{other}; it is in the probe folder {str(where[name])!r}, and the policy does not list the domain: "
+                    "remove the folder from the policy's probes (or, to serve the domain, recalibrate it for this model, "
+                    f"`hguard calibrate --model ...`, and add a [domains.{name}] table)")
+                continue
             near = _near(name, listed - set(where))
             self.probe_errors[name] = (
                 f"the probe folder {str(where[name])!r} calibrates domain {name!r}, which the policy does not "
@@ -391,6 +403,35 @@ class Guard(_Scoring, _Recording):
             return
         calibrations = {**self._calibrations(name), (name, domain.prompt_mode): domain}
         self._apply(name, calibrations, *self._plan_of(name, calibrations))
+
+    def _another_model(self, domain: CalibratedDomain) -> str | None:
+        """Why ``domain``'s probe was calibrated for another model than this guard's (another layout, or the same
+        layout and another model fingerprint), or None (a probe recording no model fingerprint is not judged)."""
+        foreign = domain.foreign_layout(self.generator)
+        fp = domain.fingerprints.get("model_fingerprint")
+        if foreign or fp is None or fp == self.lm.fingerprint:
+            return foreign
+        return (f"domain {domain.name!r} was calibrated for another model ({domain.extra.get('model') or 'unnamed'}, model "
+                f"fingerprint {fp}), not {self.lm.name} ({self.lm.fingerprint})")
+
+    def _say_other_models_folders(self, loaded: Sequence[tuple[Path, CalibratedDomain]]) -> None:
+        """At start-up, before each domain's own problems: each probe folder holding probes of another model than
+        this guard's while another folder of the policy holds probes of this one (the reference probes of the default
+        model listed beside a team's own): the folder, not its domains, is the mistake, and the fix is to drop it."""
+        other: dict[Path, list[tuple[str, str]]] = {}
+        for folder, cd in loaded:
+            why = self._another_model(cd)
+            if why:
+                other.setdefault(folder, []).append((str(cd.name), why))
+        fitting = sorted({str(f) for f, cd in loaded if f not in other})
+        for folder, whys in sorted(other.items()):
+            if fitting:
+                names = sorted({n for n, _ in whys[1:]} - {whys[0][0]})
+                more = f" (so were its probes of {', '.join(map(repr, names))})" if names else ""
+                warnings.warn(f"the probe folder {str(folder)!r} holds probes calibrated for another model than this "
+                              f"guard's, not for {self.lm.name}: {whys[0][1]}{more}; the policy's probe folder "
+                              f"{', '.join(repr(f) for f in fitting)} holds probes of this one; remove {str(folder)!r} from "
+                              "the policy's probes: none of its probes scores this model's answers", UserWarning, stacklevel=4)
 
     def _other_shape(self, domain: CalibratedDomain) -> str | None:
         """Why ``domain``'s probe cannot read this guard's model at all, or None. A probe of the same layout

@@ -423,6 +423,46 @@ def test_a_probe_of_another_model_of_the_same_layout_or_system_prompt_is_said_at
     assert not Guard.from_policy(_policy(root, tmp_path), lm=lm).fingerprint_mismatches()  # the calibrated setup
 
 
+def test_a_probe_folder_of_another_model_is_named_as_such_and_is_no_rival_to_the_folder_of_this_one(calibrated, tmp_path):
+    """A trial (Gemma-3-270M, the policy listing the SmolLM2 reference probes beside the team's own): the reference
+    folder's domains the policy drops got "add a [domains.chemistry] table" (which only leads to "calibrated for
+    another model"), and geography, in both folders, "all calibrate domain 'geography'; remove it from all but one of
+    them", though one of them cannot read the model. The other model's folder is named first, with the fix (remove it
+    from probes); it is no rival to the folder of the model served, which serves the domain."""
+    import warnings
+
+    from hguard.domain import CalibratedDomain
+    from hguard.testing import tiny_model
+
+    _, root = calibrated
+    served = tiny_model("llama", seed=4)  # the team's model: the fixture's probes are another model's (seed 3)
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    cd = CalibratedDomain.load(root / "probes" / "alpha.json")
+    replace(cd, fingerprints={**cd.fingerprints, "model_fingerprint": served.fingerprint}).save(ours / "alpha.json")
+    pol = _policy(root, tmp_path).model_dump(mode="json")
+    pol["probes"] = [str(root / "probes"), str(ours)]
+    del pol["domains"]["beta"]  # the other model's folder calibrates a domain the policy drops
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        g = Guard.from_policy(Policy.model_validate(pol), lm=served)
+    said = [str(w.message) for w in said]
+    assert said[0].startswith(f"the probe folder {str(root / 'probes')!r} holds probes calibrated for another model")
+    assert f"remove {str(root / 'probes')!r} from the policy's probes" in said[0] and str(ours) in said[0]
+    assert not any("all calibrate domain" in w for w in said), said
+    assert g.probes["alpha"].fingerprints["model_fingerprint"] == served.fingerprint and "alpha" not in g.probe_errors
+    beta = g.probe_errors["beta"]
+    assert "calibrated for another model" in beta and "remove the folder from the policy's probes" in beta
+    assert "add a [domains.beta] table (with a description) to route" not in beta
+    # with no folder of the model served, a domain two folders calibrate is still refused (which one was meant?)
+    import shutil
+
+    shutil.copytree(root / "probes", tmp_path / "copy")
+    pol["probes"] = [str(root / "probes"), str(tmp_path / "copy")]
+    with pytest.warns(UserWarning, match="all calibrate domain 'alpha'"):
+        Guard.from_policy(Policy.model_validate(pol), lm=served)
+
+
 def test_a_probe_of_another_model_layout_fails_its_domain_closed_and_the_rest_still_answers(calibrated, tmp_path):
     """Probes calibrated on a model of another layout (here: llama's 3 layers of 48 neurons, guarding mistral's
     2 of 40) cannot read the model: their domains go to review with the fix, they are said at start-up, and
