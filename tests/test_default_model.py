@@ -89,3 +89,19 @@ def test_generation_vectors_equal_a_teacher_forced_pass_on_the_default_model(def
 def test_a_gguf_file_path_loads_through_the_same_verified_cache(default_lm):
     lm = models.load_model(models.default_gguf_path())
     assert lm.fingerprint == default_lm.fingerprint and lm.load_info["cache_hit"] is True
+
+
+def test_a_gguf_loads_in_the_dtype_asked_by_name_or_refuses_another_value():
+    """A Gemma team's trial: load_model(gguf, dtype=torch.bfloat16) silently gave float32; a review of the fix: the
+    strings a folder takes ("auto", "bfloat16") crashed after the whole load."""
+    import torch
+
+    from hguard.errors import InputError
+    from hguard.models import load_model
+
+    plain = load_model("default", dtype="auto")
+    assert plain.model.dtype == torch.float32 and "+" not in plain.fingerprint
+    bf16 = load_model("default", dtype="bfloat16")
+    assert bf16.model.dtype == torch.bfloat16 and bf16.fingerprint == plain.fingerprint + "+bfloat16"
+    with pytest.raises(InputError, match=r"dtype 'int8' is not a floating-point torch dtype"):
+        load_model("default", dtype="int8")

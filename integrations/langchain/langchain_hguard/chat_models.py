@@ -906,10 +906,15 @@ class ChatHGuard(BaseChatModel):
             except Exception as failed:
                 return [refused.get(i, failed) for i in range(len(calls))]
             return [refused[i] if i in refused else next(answered) for i in range(len(calls))]
-        except Exception as exc:  # the batch failed as a whole (its audit log refused the records, ...)
-            if not return_exceptions:
+        except Exception as exc:  # the batch failed as a whole (its audit log refused the records part-way, ...)
+            recorded: dict[int, GuardResult] = getattr(exc, "by_index", None) or {}
+            if not return_exceptions:  # decided and on record, and nobody receives them: said so in the log
+                for r in recorded.values():
+                    self.guard.record_undelivered(r, f"the batch failed after this answer was recorded and raised "
+                                                     f"{type(exc).__name__} (no return_exceptions), so it was not delivered")
                 raise
-            return [exc] * len(calls)  # each input's run raises it, in its slot, as LangChain's batch contract says
+            # each input's run gets its recorded decision, or raises the error in its slot (LangChain's batch contract)
+            return [recorded.get(i, exc) for i in range(len(calls))]
 
     def _undelivered(self, results: list[GuardResult | Exception], configs: list[RunnableConfig], failed: int,
                      exc: BaseException) -> None:

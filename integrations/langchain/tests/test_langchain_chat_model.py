@@ -703,3 +703,34 @@ def test_a_batch_failing_as_a_whole_returns_its_error_in_each_slot_when_asked(ma
     with pytest.raises(AuditError):
         chat.batch(questions) if how == "batch" else asyncio.run(chat.abatch(questions))
     assert not chat._precomputed
+
+
+@pytest.mark.parametrize("raise_it", [False, True])
+def test_a_batch_recorded_part_way_delivers_or_says_undelivered_each_recorded_answer(make_guard, monkeypatch, raise_it):
+    """A review: the audit log refused the second decision of two; the first, recorded as accept, was put in no slot
+    and never said undelivered (the log showed an accept nobody received)."""
+    from hguard.errors import AuditError
+
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    real, seen = guard.audit.append, []
+
+    def second_fails(record, *, kind="decision"):
+        if kind == "decision":
+            seen.append(1)
+            if len(seen) == 2:
+                raise AuditError("audit log locked past its timeout")
+        return real(record, kind=kind)
+
+    monkeypatch.setattr(guard.audit, "append", second_fails)
+    if raise_it:
+        with pytest.raises(AuditError, match="1 of the batch's 2 answers had been recorded"):
+            chat.batch([Q, "what is gold ?"])
+    else:
+        out = chat.batch([Q, "what is gold ?"], return_exceptions=True)
+        assert out[0].response_metadata["route"] == "accept" and isinstance(out[1], AuditError), out
+    records = list(AuditLog(guard.audit.path))
+    decisions = [r for r in records if r["kind"] == "decision"]
+    undelivered = [r for r in records if r["kind"] == "answer_not_delivered"]
+    assert len(decisions) == 1
+    assert [u["decision_audit_id"] for u in undelivered] == ([decisions[0]["id"]] if raise_it else [])
