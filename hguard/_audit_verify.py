@@ -231,6 +231,7 @@ def verify(
     size = st.st_size
     if start is not None and (start.inode != st.st_ino or start.offset > size):
         start = None
+    file_first_head = min(heads) if heads else None  # this file's, a resume's verified stretch included
     if start is not None:
         heads = {seq: head for seq, head in heads.items() if seq > start.seq}
     n_records = start.seq + 1 if start is not None else 0  # a verified stretch holds seqs 0..start.seq
@@ -245,9 +246,10 @@ def verify(
     anchored_seen: set[int] = set()
     last_head = max(heads) if heads else None
     beyond_anchor = 0  # records after the anchor's last head: it does not cover them
-    first_head = min(heads) if heads else None
-    # records between the anchor's first and last heads without a head of their own: each record's head is anchored
-    # under the log's lock once it is written, so these were written and never acknowledged to their writer
+    # decisions between the anchor's first and last heads without a head of their own: the guard anchors each of its
+    # records under the log's lock once it is written, so these were written and never acknowledged to it (records of
+    # writers that do not hold the anchor, a review verdict given with --audit, a framework callback's llm_call, are
+    # not counted)
     unacknowledged: list[tuple[int, str]] = []
     # time stamps that run backwards: no break of the chain (the writer's clock was set back: a VM restored, an NTP
     # step), but said, since a reader who orders records by time misreads them (the monitor reads the chain's order)
@@ -342,9 +344,9 @@ def verify(
         head_seq, head_hash = (seq if seq_ok else None), digest
         if last_head is not None and type(seq) is int and seq > last_head:
             beyond_anchor += 1
-        elif first_head is not None and type(seq) is int and seq > first_head and seq not in heads:
-            kind = str(rec.get("kind"))
-            unacknowledged.append((seq, f"{kind}, {rec.get('route')}" if kind == "decision" else kind))
+        elif (file_first_head is not None and type(seq) is int and seq > file_first_head and seq not in heads
+              and rec.get("kind") == "decision"):
+            unacknowledged.append((seq, str(rec.get("route"))))
         when = rec.get("time")
         if isinstance(when, str) and when:
             if last_time is not None and when < last_time[0]:
@@ -384,13 +386,14 @@ def verify(
         if beyond_anchor:
             cover += f" (its last head is seq {last_head}: the {beyond_anchor} record(s) after it are not covered by it)"
         if unacknowledged:  # a process killed between writing a record and anchoring it: the record reads as any other
-            shown = ", ".join(f"seq {seq} ({what})" for seq, what in unacknowledged[:10])
-            cover += (f"; {len(unacknowledged)} record(s) between its heads have no head in it ({shown}"
-                      f"{', ...' if len(unacknowledged) > 10 else ''}): written, never acknowledged to their writer (its "
-                      "process stopped between writing and anchoring them, or the anchor write failed: an "
-                      "answer_not_delivered record then names the decision), so no caller received such a decision "
-                      "as decided")
-        below = min(heads) - max(first_seq, start.seq + 1 if start is not None else 0) if heads else 0
+            shown = ", ".join(f"seq {seq} ({route})" for seq, route in unacknowledged[:10])
+            cover += (f"; {len(unacknowledged)} decision record(s) between its heads have no head in it ({shown}"
+                      f"{', ...' if len(unacknowledged) > 10 else ''}): written, never acknowledged to the guard that "
+                      "wrote them (its process stopped between writing and anchoring them, or the anchor write failed: "
+                      "an answer_not_delivered record then names the decision; or a guard without the policy's anchor "
+                      "wrote them), so no caller received such a decision as decided")
+        below = (file_first_head - max(first_seq, start.seq + 1 if start is not None else 0)
+                 if file_first_head is not None else 0)
         if below > 0:  # an anchor started after the log (new in the policy, or deleted and started afresh)
             cover += (f"; its first head is seq {min(heads)}: the {below} record(s) of this file before it are not "
                       "covered by it (the anchor was started after them, or its earlier heads were removed)")

@@ -1401,5 +1401,18 @@ def test_verify_names_a_record_written_and_never_anchored_between_anchored_ones(
         log.append({"route": route}, kind="decision")
     rep = verify(log.path, anchor=anchor)
     said = rep.summary()
-    assert rep.ok and "1 record(s) between its heads have no head in it (seq 1 (decision, accept))" in said, said
+    assert rep.ok and "1 decision record(s) between its heads have no head in it (seq 1 (accept))" in said, said
     assert "never acknowledged" in said
+    # a review: a resumed verify (the monitor's) names it too, and says nothing of records before the first head
+    first = verify(log.path, anchor=anchor, start=verify(log.path, anchor=anchor).resume)
+    assert "before it are not covered" not in first.summary()
+    AuditLog(log.path).append({"route": "accept"}, kind="decision")
+    log.append({"route": "accept"}, kind="decision")
+    resumed = verify(log.path, anchor=anchor, start=rep.resume).summary()
+    assert "(seq 4 (accept))" in resumed and "before it are not covered" not in resumed, resumed
+    # a review: records of writers that do not hold the anchor (a verdict given with --audit, a framework
+    # callback's llm_call) are no unacknowledged decisions
+    AuditLog(log.path).append({"run_id": "r1"}, kind="llm_call")
+    log.append({"route": "review"}, kind="decision")
+    assert "2 decision record(s) between its heads have no head in it (seq 1 (accept), seq 4 (accept))" in verify(
+        log.path, anchor=anchor).summary()
