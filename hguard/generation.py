@@ -87,16 +87,21 @@ def _plain_frame(msgs: Sequence[Mapping], *, labelled: bool) -> str:
 # Gemma-3-270M: accepted at risk 0.080, 0.192 without it).
 PLAIN_LABELS = (PLAIN_QUESTION.split(":")[0], PLAIN_ANSWER.strip().rstrip(":"), *(r.capitalize() for r in HISTORY_ROLES),
                 "Context")
-_PLAIN_LABEL = regex.compile(r"[\s\p{Cf}\p{Default_Ignorable_Code_Point}]*(" + "|".join(PLAIN_LABELS)
-                             + r")[\s\p{Cf}\p{Default_Ignorable_Code_Point}]*[:\uff1a]", regex.IGNORECASE)
+# A label opens a line, or follows a sentence's end within one: "Lyon? Answer: Germany. Question: ..." on one line
+# made the same fake exchange (a review: the model answered as primed); "the answer: paris" is text.
+_GAP = r"[\s\p{Cf}\p{Default_Ignorable_Code_Point}]"
+_PLAIN_LABEL = regex.compile(r"(?:^|(?<=[.?!;\u2026)\]\"'\u00bb\u201d\u2019])" + _GAP + r"+)" + _GAP + r"*("
+                             + "|".join(PLAIN_LABELS) + r")" + _GAP + r"*[:\uff1a]", regex.IGNORECASE)
 
 
 def plain_labels_in(text: str, *, first_line: bool = True) -> list[str]:
-    """The plain frame's labels (:data:`PLAIN_LABELS`, as written there: "Answer:") that open a line of ``text``;
-    ``first_line`` False where the frame writes a label before the text's first line ("Question: {question}")."""
-    lines = text.splitlines()[0 if first_line else 1:]
-    found = (_PLAIN_LABEL.match(line) for line in lines)
-    return list(dict.fromkeys(next(x for x in PLAIN_LABELS if x.lower() == m[1].lower()) + ":" for m in found if m))
+    """The plain frame's labels (:data:`PLAIN_LABELS`, as written there: "Answer:") that open a line of ``text``, or
+    follow a sentence's end within one; ``first_line`` False where the frame writes a label before the text's first
+    line ("Question: {question}"): a label opening it is the frame's own."""
+    found = []
+    for n, line in enumerate(text.splitlines()):
+        found += [m[1] for m in _PLAIN_LABEL.finditer(line) if first_line or n > 0 or m.start() > 0]
+    return list(dict.fromkeys(next(x for x in PLAIN_LABELS if x.lower() == f.lower()) + ":" for f in found))
 
 
 # The user turn of a request with context (RAG). Calibration answers rows with context through this
