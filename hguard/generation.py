@@ -27,7 +27,7 @@ from ._decoding import (
 )
 from .errors import InputError
 from ._text import blank
-from .models import PLAIN_ANSWER, PLAIN_QUESTION, PLAIN_STOP, LoadedModel, _text_fingerprint, system_prompt_fingerprint
+from .models import PLAIN_ANSWER, PLAIN_QUESTION, PLAIN_STOP, LoadedModel, _text_fingerprint, as_loaded, system_prompt_fingerprint
 from .neurons import NeuronRecorder, find_ffn_sites
 from .settings import CLOSED_BOOK, GENERATOR_MAX_NEW_TOKENS, RAG, GenerationSettings
 
@@ -468,7 +468,7 @@ class Generator:
             # the model's generation_config may carry sampling settings; greedy ignores them but warns
             kwargs.update(temperature=None, top_k=None, top_p=None)
         record = neurons is not None or steering
-        with torch.no_grad():
+        with torch.no_grad(), as_loaded(self.lm.model):
             if record:
                 with NeuronRecorder(self.lm.model, neurons=neurons, scale=steering, sites=self.sites) as rec:
                     rec.arm_generation(len(prompts), self.eos_token_ids)

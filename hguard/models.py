@@ -150,6 +150,21 @@ class LoadedModel:
         }
 
 
+def as_loaded(model: Any) -> Any:
+    """A context in which ``model`` computes in the dtype of its weights, as its fingerprint says: a caller's
+    ``torch.autocast`` (thread-local) is turned off for the model's device, since under it the neurons a float32
+    probe reads are computed in bfloat16 while the weights, and so the fingerprint, stay float32 (a review)."""
+    import contextlib
+
+    import torch
+
+    try:
+        kind = next(model.parameters()).device.type
+        return torch.autocast(device_type=kind, enabled=False)
+    except (StopIteration, RuntimeError, ValueError, AttributeError):  # a device autocast does not know: none to turn off
+        return contextlib.nullcontext()
+
+
 def system_prompt_fingerprint(system_prompt: str | None) -> str:
     # None means "whatever the chat template inserts", which the template fingerprint already covers.
     return "template-default" if system_prompt is None else _text_fingerprint(system_prompt)

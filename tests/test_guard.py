@@ -214,6 +214,19 @@ def test_a_model_cast_to_another_dtype_after_loading_is_not_scored_by_its_float3
     assert lm.fingerprint == loaded and g.invoke("who is the author ?", domain="alpha").route == "accept"
 
 
+def test_a_callers_autocast_does_not_change_what_the_guard_computes(calibrated, tmp_path):
+    """A review: under torch.autocast(bfloat16) the float32 weights (and fingerprint) stayed, but the neurons the
+    float32 probe read were computed in bfloat16, and the answer was accepted at another risk with no reason."""
+    import torch
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    plain = g.invoke("who is the author ?", domain="alpha")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cast = g.invoke("who is the author ?", domain="alpha")
+    assert cast.answer == plain.answer and cast.risk == plain.risk and cast.signals == plain.signals, (plain, cast)
+
+
 def test_unknown_domain_goes_to_review_never_accept(guard):
     r = guard.invoke("who is the author ?", domain="gamma")
     assert r.route == "review" and any("gamma" in x for x in r.reasons)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from hguard._numerics import sigmoid
 from hguard.errors import InputError
+from hguard.models import as_loaded
 from hguard.signals._grounding_lexical import _check_text, _context_text
 
 _CTX_PROMPT = "Answer the question using the context.\n\nContext:\n{context}\n\nQuestion: {question}"
@@ -82,7 +83,7 @@ def answer_logliks(
     device = next(model.parameters()).device
     cache_kw = _cache_kwarg(model)
     out: list[float] = []
-    with torch.no_grad():
+    with torch.no_grad(), as_loaded(model):
         pre = model(input_ids=torch.tensor([prompt], device=device), use_cache=True)
         first = torch.log_softmax(pre.logits[0, -1].float(), dim=-1)
         cache = getattr(pre, "cache", None)

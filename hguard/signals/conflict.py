@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from hguard.errors import InputError, ProbeError
+from hguard.models import as_loaded
 
 __all__ = ["CONFLICT_FEATURES", "closed_book_scores", "conflict_score"]
 
@@ -51,7 +52,7 @@ def closed_book_scores(generator, questions: Sequence[str], answers: Sequence[st
             continue
         prompt = generator.prompt_ids(q, None)
         x = torch.tensor([prompt + ids], device=device)
-        with torch.no_grad():
+        with torch.no_grad(), as_loaded(model):
             logits = model(input_ids=x).logits[0, len(prompt) - 1 : len(prompt) - 1 + len(ids)].float()
         logp = torch.log_softmax(logits, dim=-1)
         chosen = logp.gather(1, torch.tensor(ids, device=logp.device).unsqueeze(1)).squeeze(1)

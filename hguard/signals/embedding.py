@@ -161,7 +161,9 @@ class Embedder:
         if len(texts) == 0:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
         model = self._load()
-        with self._lock:  # the torch module is not safe to call from several threads at once
+        from hguard.models import as_loaded
+
+        with self._lock, as_loaded(model):  # not safe from several threads at once; in its own dtype, as calibrated
             vecs = model.encode(
                 list(texts), batch_size=self.batch_size, convert_to_numpy=True,
                 normalize_embeddings=True, show_progress_bar=False,
