@@ -240,7 +240,7 @@ class Generator:
             if isinstance(text, str) and not self.lm.has_chat_template and where != "system instruction":
                 labels = plain_labels_in(text.strip() if where == "question" else text, first_line=where == "context")
                 if labels:
-                    out.append(f"the {where} holds {', '.join(map(repr, labels[:3]))} at the start of a line, a label of "
+                    out.append(f"the {where} holds {', '.join(map(repr, labels[:3]))} at a line's or sentence's start, a label of "
                                "the plain prompt this model is asked in (it has no chat template)")
         return out
 

@@ -12,6 +12,7 @@ the local engine; :mod:`hguard.calibrate.ray_engine` writes the same folder from
 
 from __future__ import annotations
 
+import warnings
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
@@ -146,6 +147,20 @@ def this_run(col: Collected, plans: Sequence[ShardPlan]) -> Collected:
     return col
 
 
+def warn_held_rows(generator, examples: Sequence[Example]) -> None:
+    """Say which rows hold what the guard reads as a marker, not as text (a control token; for a model without a chat
+    template, a label of its plain prompt): the guard holds every such request for review whatever its risk, so
+    their answers are calibrated on a prompt it never scores (a review). Named, not dropped."""
+    control_in = getattr(generator, "control_in", None)
+    held = [e.id for e in examples if control_in is not None and control_in(e.question, e.context)]
+    if held:
+        shown = ", ".join(repr(i) for i in held[:5]) + (", ..." if len(held) > 5 else "")
+        warnings.warn(f"{len(held)} of {len(examples)} row(s) hold a control token or a plain-prompt label the guard "
+                      f"reads as a marker (id {shown}): it holds such requests for review, whatever their risk, so "
+                      "their answers calibrate on turns it never scores; rewrite or leave them out", UserWarning,
+                      stacklevel=3)
+
+
 def check_ids(examples: Sequence[Example]) -> list[str]:
     ids = [e.id for e in examples]
     seen: set[str] = set()
@@ -184,6 +199,7 @@ def collect(
     from tqdm.auto import tqdm
 
     ids = check_ids(examples)
+    warn_held_rows(generator, examples)
     store = ShardStore(work_dir, collection_settings(generator))
     plans = store.plan(examples, batch_size)
     todo = sum(len(p.examples) for p in plans)

@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 from ..devices import env_threads
 from ..errors import DataError, InputError, install_extra
-from .collect import Collected, answer_batch, check_ids, load_collected, raise_failed, relabel, this_run
+from .collect import Collected, answer_batch, check_ids, load_collected, raise_failed, relabel, this_run, warn_held_rows
 from .shards import ShardStore, collection_settings, write_shard
 
 
@@ -274,6 +274,7 @@ def collect_ray(
     if options.actors < 1:
         raise InputError(f"--actors {options.actors}: pass at least 1")
     ids = check_ids(examples)
+    warn_held_rows(generator, examples)
     store = ShardStore(work_dir, collection_settings(generator))
     plans = store.plan(examples, batch_size)
     if plans:
