@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from .domain import CalibratedDomain
 from .errors import ProbeError
@@ -119,14 +119,14 @@ def read_probe_folder(folder: Path, signing: Mapping[str, Any]) -> tuple[dict[tu
 
 def read_probe_folders(
     folders: str | Path | Sequence[str | Path], signing: Mapping[str, Any], *,
-    another_model: Callable[[CalibratedDomain], str | None] | None = None,
-    set_aside: list[tuple[Path, CalibratedDomain]] | None = None,
+    clashed: dict[str, list[tuple[Path, CalibratedDomain]]] | None = None,
 ) -> tuple[dict[tuple[str, str], tuple[Path, CalibratedDomain]], dict[str, str]]:
     """Every calibrated domain in ``folders`` (one or several) by (name, prompt mode), with its folder,
     and why each unreadable file or contested domain is left out. A domain two folders calibrate in the
-    same prompt mode is left out: which one was meant is not for hguard to guess. Unless ``another_model``
-    (why a probe was calibrated for another model than the one served, or None) leaves exactly one of them
-    calibrated for the model served: that one is kept, and the others are put in ``set_aside`` (when given)."""
+    same prompt mode is left out: which one was meant is not for hguard to guess (not even when one of them is
+    another model's: a probe that records no model fingerprint cannot be told apart, and every reader of the
+    folders, the monitor included, must leave out the same domains); ``clashed`` (when given) gets each such
+    domain's probes, for a message that names the folders of another model."""
     found: dict[tuple[str, str], tuple[Path, CalibratedDomain]] = {}
     clashes: dict[tuple[str, str], list[tuple[Path, CalibratedDomain]]] = {}
     errors: dict[str, str] = {}
@@ -138,12 +138,8 @@ def read_probe_folders(
                 clashes.setdefault(key, [found[key]]).append((Path(folder), cd))
             found[key] = (Path(folder), cd)
     for (name, mode), candidates in clashes.items():
-        fitting = [c for c in candidates if another_model is not None and another_model(c[1]) is None]
-        if len(fitting) == 1:  # another model's probe is no rival to the one of the model served
-            found[(name, mode)] = fitting[0]
-            if set_aside is not None:
-                set_aside.extend(c for c in candidates if c is not fitting[0])
-            continue
+        if clashed is not None:
+            clashed.setdefault(name, []).extend(candidates)
         folders_of = [f for f, _ in candidates]
         found.pop((name, mode))
         errors[name] = (

@@ -332,21 +332,32 @@ class Guard(_Scoring, _Recording):
     def load_probes(self, folders: str | Path | Sequence[str | Path]) -> None:
         """Read every probe file in ``folders`` (one folder or several, e.g. the reference probes and your
         own) and serve them. On a running guard each domain it serves leaves a ``domain_added`` record, and a folder
-        with a file that cannot serve (unreadable, cut short, another model's, a domain two folders calibrate) is
+        with a file that cannot serve (unreadable, cut short, another layout's, a domain two folders calibrate) is
         refused whole (:class:`~hguard.errors.ProbeError`, naming each file and why): no probe of it is put into
-        service and every domain keeps the probes serving it."""
+        service and every domain keeps the probes serving it. A probe put into service that was calibrated under
+        another setup (another model file of the same layout, chat template or system prompt) is said as a warning, as
+        at start-up (:meth:`fingerprint_mismatches`)."""
+        before = {key: cd.probe_id for key, cd in self._domains.items()}
         self._load_probes(folders, record=True)
+        mismatched = self.fingerprint_mismatches()
+        for name in sorted({name for key, cd in self._domains.items() if before.get(key) != cd.probe_id
+                            for name in [key[0]]} & set(mismatched)):
+            warnings.warn(mismatched[name], UserWarning, stacklevel=2)
 
     def _load_probes(self, folders: str | Path | Sequence[str | Path], record: bool = False) -> None:
         """:meth:`load_probes`; without ``record`` (a guard's start), unreadable files and another model's probes
         are remembered and fail their domain closed, and no record is written (each decision names its probe_id)."""
         from .integrity import probe_load_options
 
-        aside: list[tuple[Path, CalibratedDomain]] = []  # another model's probes of a domain a folder of this one calibrates
-        found, errors = read_probe_folders(folders, probe_load_options(self.policy.integrity),
-                                           another_model=None if record else self._another_model, set_aside=aside)
+        clashed: dict[str, list[tuple[Path, CalibratedDomain]]] = {}  # a domain two folders calibrate: left out
+        found, errors = read_probe_folders(folders, probe_load_options(self.policy.integrity), clashed=clashed)
+        for name, candidates in clashed.items():  # the folder of another model is named, with its fix
+            of_others = sorted({str(f) for f, cd in candidates if self._another_model(cd)})
+            if of_others and name in errors:
+                errors[name] += (f"; {', '.join(map(repr, of_others))} holds probes calibrated for another model than "
+                                 f"{self.lm.name}: remove it from the policy's probes")
         if not record:
-            self._say_other_models_folders([*found.values(), *aside])
+            self._say_other_models_folders([*found.values(), *(c for cs in clashed.values() for c in cs)])
         if record:
             refused = [why for _, why in sorted(errors.items())]  # each names its file or folder
             refused += [f"the {mode.replace('_', '-')} probe of domain {name!r} in {str(folder)!r}: {foreign}"
@@ -422,8 +433,10 @@ class Guard(_Scoring, _Recording):
         for folder, cd in loaded:
             why = self._another_model(cd)
             if why:
-                other.setdefault(folder, []).append((str(cd.name), why))
-        fitting = sorted({str(f) for f, cd in loaded if f not in other})
+                other.setdefault(folder, []).append((f"{cd.name} ({cd.prompt_mode.replace('_', '-')})", why))
+        # a folder holding a probe calibrated for this very model (a probe recording no fingerprint is not judged)
+        fitting = sorted({str(f) for f, cd in loaded if f not in other and not cd.foreign_layout(self.generator)
+                          and cd.fingerprints.get("model_fingerprint") == self.lm.fingerprint})
         for folder, whys in sorted(other.items()):
             if fitting:
                 names = sorted({n for n, _ in whys[1:]} - {whys[0][0]})
@@ -431,7 +444,7 @@ class Guard(_Scoring, _Recording):
                 warnings.warn(f"the probe folder {str(folder)!r} holds probes calibrated for another model than this "
                               f"guard's, not for {self.lm.name}: {whys[0][1]}{more}; the policy's probe folder "
                               f"{', '.join(repr(f) for f in fitting)} holds probes of this one; remove {str(folder)!r} from "
-                              "the policy's probes: none of its probes scores this model's answers", UserWarning, stacklevel=4)
+                              "the policy's probes, or recalibrate those domains for this model", UserWarning, stacklevel=4)
 
     def _other_shape(self, domain: CalibratedDomain) -> str | None:
         """Why ``domain``'s probe cannot read this guard's model at all, or None. A probe of the same layout
@@ -571,7 +584,8 @@ class Guard(_Scoring, _Recording):
                     "'warn'): " + ("a probe of another model reads other neurons than it was fitted on"
                                    if other_model else "the probe was fitted on answers asked otherwise")
                     + ", so no guarantee holds for what it accepts"
-                    if warn else "every answer of the domain goes to review (fingerprint_mismatch = 'review')")
+                    if warn else f"every answer{' with context' if mode == RAG else ''} of the domain goes to review "
+                                 "(fingerprint_mismatch = 'review')")
             fix = ("; recalibrate the domain on this model (`hguard calibrate --model ...`) or point the policy's probes "
                    "at probes calibrated for it" if other_model else "")
             calibrated_on = cd.extra.get("model")

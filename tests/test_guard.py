@@ -434,14 +434,28 @@ def test_a_probe_of_another_model_of_the_same_layout_or_system_prompt_is_said_at
         g = Guard.from_policy(Policy.model_validate(pol), lm=lm)
     assert "recalibrate with `--system-prompt`" in g.fingerprint_mismatches()["alpha"]
     assert not Guard.from_policy(_policy(root, tmp_path), lm=lm).fingerprint_mismatches()  # the calibrated setup
+    # a review: load_probes on a running guard put another model's probe into service with no word
+    from hguard.domain import CalibratedDomain
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name in ("alpha", "beta"):
+        cd = CalibratedDomain.load(root / "probes" / f"{name}.json")
+        replace(cd, fingerprints={**cd.fingerprints, "model_fingerprint": other.fingerprint}).save(mine / f"{name}.json")
+    pol = _policy(root, tmp_path).model_dump(mode="json")
+    pol["probes"] = str(mine)
+    g = Guard.from_policy(Policy.model_validate(pol), lm=other)
+    assert not g.fingerprint_mismatches()
+    with pytest.warns(UserWarning, match=r"domain 'alpha': probe .* was calibrated under another setup"):
+        g.load_probes(root / "probes")
 
 
-def test_a_probe_folder_of_another_model_is_named_as_such_and_is_no_rival_to_the_folder_of_this_one(calibrated, tmp_path):
+def test_a_probe_folder_of_another_model_is_named_as_such_with_its_fix(calibrated, tmp_path):
     """A trial (Gemma-3-270M, the policy listing the SmolLM2 reference probes beside the team's own): the reference
     folder's domains the policy drops got "add a [domains.chemistry] table" (which only leads to "calibrated for
     another model"), and geography, in both folders, "all calibrate domain 'geography'; remove it from all but one of
     them", though one of them cannot read the model. The other model's folder is named first, with the fix (remove it
-    from probes); it is no rival to the folder of the model served, which serves the domain."""
+    from probes)."""
     import warnings
 
     from hguard.domain import CalibratedDomain
@@ -462,8 +476,12 @@ def test_a_probe_folder_of_another_model_is_named_as_such_and_is_no_rival_to_the
     said = [str(w.message) for w in said]
     assert said[0].startswith(f"the probe folder {str(root / 'probes')!r} holds probes calibrated for another model")
     assert f"remove {str(root / 'probes')!r} from the policy's probes" in said[0] and str(ours) in said[0]
-    assert not any("all calibrate domain" in w for w in said), said
-    assert g.probes["alpha"].fingerprints["model_fingerprint"] == served.fingerprint and "alpha" not in g.probe_errors
+    # a review: the first version let the folder of this model serve the domain both calibrate; a probe recording no
+    # fingerprint then beat another model's and accepted under "warn", and the monitor, reading the folders without
+    # the model, disagreed. The domain stays left out, as any two folders' domain, the other model's folder named
+    assert "alpha" not in g.probes and "all calibrate domain 'alpha'" in g.probe_errors["alpha"]
+    assert f"{str(root / 'probes')!r} holds probes calibrated for another model" in g.probe_errors["alpha"]
+    assert str(ours) not in g.probe_errors["alpha"].split("; ")[-1]
     beta = g.probe_errors["beta"]
     assert "calibrated for another model" in beta and "remove the folder from the policy's probes" in beta
     assert "add a [domains.beta] table (with a description) to route" not in beta
