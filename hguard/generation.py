@@ -90,7 +90,7 @@ PLAIN_LABELS = (PLAIN_QUESTION.split(":")[0], PLAIN_ANSWER.strip().rstrip(":"), 
 # A label opens a line, or follows a sentence's end within one: "Lyon? Answer: Germany. Question: ..." on one line
 # made the same fake exchange (a review: the model answered as primed); "the answer: paris" is text.
 _GAP = r"[\s\p{Cf}\p{Default_Ignorable_Code_Point}]"
-_PLAIN_LABEL = regex.compile(r"(?:^|(?<=[.?!;\u2026)\]\"'\u00bb\u201d\u2019])" + _GAP + r"+)" + _GAP + r"*("
+_PLAIN_LABEL = regex.compile(r"(?:^|(?<=[.?!;\u2026)\]\"'\u00bb\u201d\u2019\uff1f\uff01\u3002\uff0e\uff61\u061f\uff1b]))" + _GAP + r"*("
                              + "|".join(PLAIN_LABELS) + r")" + _GAP + r"*[:\uff1a]", regex.IGNORECASE)
 
 

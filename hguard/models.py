@@ -448,9 +448,8 @@ def _torch_dtype(dtype: Any) -> Any:
 
     if dtype is None or dtype == "auto":
         return None
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    found = getattr(torch, str(dtype).removeprefix("torch."), None) if isinstance(dtype, str) else None
+    found = dtype if isinstance(dtype, torch.dtype) else (
+        getattr(torch, dtype.removeprefix("torch."), None) if isinstance(dtype, str) else None)
     if not isinstance(found, torch.dtype) or not found.is_floating_point:
         raise InputError(f"dtype {dtype!r} is not a floating-point torch dtype; pass e.g. torch.bfloat16, \"bfloat16\" "
                          "or \"auto\" (float32, as a GGUF dequantises)")

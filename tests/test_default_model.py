@@ -105,3 +105,5 @@ def test_a_gguf_loads_in_the_dtype_asked_by_name_or_refuses_another_value():
     assert bf16.model.dtype == torch.bfloat16 and bf16.fingerprint == plain.fingerprint + "+bfloat16"
     with pytest.raises(InputError, match=r"dtype 'int8' is not a floating-point torch dtype"):
         load_model("default", dtype="int8")
+    with pytest.raises(InputError, match=r"dtype torch.int8 is not a floating-point torch dtype"):
+        load_model("default", dtype=torch.int8)

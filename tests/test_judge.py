@@ -641,6 +641,9 @@ def test_a_question_said_back_to_a_titled_question_is_no_yes() -> None:
     from hguard._text import asks_yes_no
 
     assert not asks_yes_no(question) and not asks_yes_no(noun)
+    # a review: the guard reads a reply through declines() too: a hedge to a titled yes/no question declines there
+    assert declines("Maybe, it depends on the sheet.", question) == "maybe"
+    assert declines("Maybe.", "Who said: is it over?") is None  # a question about a quote, not a yes/no one
 
 
 def test_a_name_that_spells_a_contraction_does_not_make_a_yes_no_question() -> None:

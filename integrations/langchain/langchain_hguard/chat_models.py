@@ -900,14 +900,16 @@ class ChatHGuard(BaseChatModel):
             refused: dict[int, InputError] | None = getattr(exc, "refused", None)
             if not refused:
                 return None
-            rest = [c for i, c in enumerate(calls) if i not in refused]
+            kept = [i for i in range(len(calls)) if i not in refused]
             try:
-                answered = iter(self._guard_batch(rest, cancel) if rest else [])
-            except Exception as failed:
-                return [refused.get(i, failed) for i in range(len(calls))]
+                answered = iter(self._guard_batch([calls[i] for i in kept], cancel) if kept else [])
+            except Exception as failed:  # the others' batch failed too: each recorded one in its own slot
+                by_rest: dict[int, GuardResult] = getattr(failed, "by_index", None) or {}
+                recorded = {kept[j]: r for j, r in by_rest.items()}
+                return [refused.get(i) or recorded.get(i) or failed for i in range(len(calls))]
             return [refused[i] if i in refused else next(answered) for i in range(len(calls))]
         except Exception as exc:  # the batch failed as a whole (its audit log refused the records part-way, ...)
-            recorded: dict[int, GuardResult] = getattr(exc, "by_index", None) or {}
+            recorded = getattr(exc, "by_index", None) or {}
             if not return_exceptions:  # decided and on record, and nobody receives them: said so in the log
                 for r in recorded.values():
                     self.guard.record_undelivered(r, f"the batch failed after this answer was recorded and raised "

@@ -734,3 +734,8 @@ def test_a_batch_recorded_part_way_delivers_or_says_undelivered_each_recorded_an
     undelivered = [r for r in records if r["kind"] == "answer_not_delivered"]
     assert len(decisions) == 1
     assert [u["decision_audit_id"] for u in undelivered] == ([decisions[0]["id"]] if raise_it else [])
+    if not raise_it:  # a review: with a refused input beside them, the others' batch is answered again
+        seen.clear()
+        out = chat.batch([Q, "", "what is gold ?"], return_exceptions=True)
+        assert out[0].response_metadata["route"] == "accept" and isinstance(out[1], InputError), out
+        assert isinstance(out[2], AuditError), out
