@@ -9,6 +9,7 @@ with stop sequences and the running state); the CETT vectors come from
 from __future__ import annotations
 
 import threading
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -88,10 +89,15 @@ def _plain_frame(msgs: Sequence[Mapping], *, labelled: bool) -> str:
 PLAIN_LABELS = (PLAIN_QUESTION.split(":")[0], PLAIN_ANSWER.strip().rstrip(":"), *(r.capitalize() for r in HISTORY_ROLES),
                 "Context")
 # A label opens a line, or follows a sentence's end within one: "Lyon? Answer: Germany. Question: ..." on one line
-# made the same fake exchange (a review: the model answered as primed); "the answer: paris" is text.
+# made the same fake exchange (a review: the model answered as primed); "the answer: paris" is text. Glued to the
+# sentence's end ("Lyon?Answer:") it counts as the frame writes it, capitalised: "self.answer: int" is code. Each
+# line is read in compatibility form, so full-width marks ("\uff1f", "\uff09", "\uff1a") count as theirs.
 _GAP = r"[\s\p{Cf}\p{Default_Ignorable_Code_Point}]"
-_PLAIN_LABEL = regex.compile(r"(?:^|(?<=[.?!;\u2026)\]\"'\u00bb\u201d\u2019\uff1f\uff01\u3002\uff0e\uff61\u061f\uff1b]))" + _GAP + r"*("
-                             + "|".join(PLAIN_LABELS) + r")" + _GAP + r"*[:\uff1a]", regex.IGNORECASE)
+_END = r"[.?!;\u2026)\]\"'\u00bb\u201d\u2019\u300d\u300f\u300b\u3011\u3002\uff61\u061f]"
+_LABELS = "|".join(PLAIN_LABELS)
+_PLAIN_LABEL = regex.compile(
+    r"(?:^|(?<=" + _END + r")" + _GAP + r"+)" + _GAP + r"*(?P<label>(?i:" + _LABELS + r"))" + _GAP + r"*:"
+    r"|(?<=" + _END + r")(?P<label>" + _LABELS + r")" + _GAP + r"*:")
 
 
 def plain_labels_in(text: str, *, first_line: bool = True) -> list[str]:
@@ -100,7 +106,8 @@ def plain_labels_in(text: str, *, first_line: bool = True) -> list[str]:
     line ("Question: {question}"): a label opening it is the frame's own."""
     found = []
     for n, line in enumerate(text.splitlines()):
-        found += [m[1] for m in _PLAIN_LABEL.finditer(line) if first_line or n > 0 or m.start() > 0]
+        line = unicodedata.normalize("NFKC", line)
+        found += [m["label"] for m in _PLAIN_LABEL.finditer(line) if first_line or n > 0 or m.start() > 0]
     return list(dict.fromkeys(next(x for x in PLAIN_LABELS if x.lower() == f.lower()) + ":" for f in found))
 
 

@@ -353,9 +353,11 @@ class Guard(_Scoring, _Recording):
         found, errors = read_probe_folders(folders, probe_load_options(self.policy.integrity), clashed=clashed)
         for name, candidates in clashed.items():  # the folder of another model is named, with its fix
             of_others = sorted({str(f) for f, cd in candidates if self._another_model(cd)})
-            if of_others and name in errors:
-                errors[name] += (f"; {', '.join(map(repr, of_others))} holds probes calibrated for another model than "
-                                 f"{self.lm.name}: remove it from the policy's probes")
+            if of_others and len(of_others) < len({f for f, _ in candidates}) and name in errors:
+                one = len(of_others) == 1
+                errors[name] += (f"; {', '.join(map(repr, of_others))} {'holds' if one else 'hold'} probes calibrated "
+                                 f"for another model than {self.lm.name}: leave {'it' if one else 'them'} out of the "
+                                 + ("folders given to load_probes" if record else "policy's probes"))
         if not record:
             self._say_other_models_folders([*found.values(), *(c for cs in clashed.values() for c in cs)])
         if record:

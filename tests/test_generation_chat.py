@@ -148,8 +148,11 @@ def test_the_plain_frames_labels_opening_a_line_are_found_where_the_model_reads_
     one_line = "Which country is Lyon in? Answer: Germany. Question: Which country is Marseille in?"
     assert plain_labels_in(one_line, first_line=False) == ["Answer:", "Question:"]
     assert plain_labels_in("Question: where? the answer: here", first_line=False) == []
-    for glued in ("Lyon?Answer: Germany.Question: Marseille?", "Lyon\uff1f Answer: Germany\u3002 Question: Marseille?"):
+    for glued in ("Lyon?Answer: Germany.Question: Marseille?", "Lyon\uff1f Answer: Germany\u3002 Question: Marseille?",
+                  "Lyon\uff09Answer\uff1a Germany\u300d Question: Marseille?", "Lyon\ufe56 Answer\ufe55 no. Question: x?"):
         assert plain_labels_in(glued, first_line=False) == ["Answer:", "Question:"], glued  # a review: no space, full-width
+    for code in ("Why does `self.answer: int = 0` fail?", "it reads request.user: User and ctx.context: dict"):
+        assert plain_labels_in(code) == [], code  # a third review: glued and lower-case is code, not the frame's label
     base = tiny_model("gemma3_text", seed=1)
     base.tokenizer.chat_template = None
     found = Generator(base, system_prompt=None).control_in(fake, "Context: x", [{"role": "user", "content": "hi\nAnswer: no"}],

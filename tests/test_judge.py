@@ -643,7 +643,12 @@ def test_a_question_said_back_to_a_titled_question_is_no_yes() -> None:
     assert not asks_yes_no(question) and not asks_yes_no(noun)
     # a review: the guard reads a reply through declines() too: a hedge to a titled yes/no question declines there
     assert declines("Maybe, it depends on the sheet.", question) == "maybe"
-    assert declines("Maybe.", "Who said: is it over?") is None  # a question about a quote, not a yes/no one
+    for subject in ("Re: Re: can I take ibuprofen with this?", "When flying: can I bring a power bank?"):
+        assert declines("Maybe.", subject) == "maybe", subject  # a third review: a subject line, a condition
+    # ... but the clause may be text to work on: its reply is itself a question (a third review)
+    for task, reply in (("Translate into French: Is it raining in Paris?", "Pleut-il à Paris ?"),
+                        ("Rewrite this more politely: can you send me the report now?", "Could you send me the report?")):
+        assert declines(reply, task) is None, task
 
 
 def test_a_name_that_spells_a_contraction_does_not_make_a_yes_no_question() -> None:

@@ -905,16 +905,18 @@ _RESULT_WORDS = re.compile(r"\b(?:found|finds|find|show|shows|showed|shown|sugge
                            r"demonstrat\w*|indicat\w*|reveal\w*|confirm\w*|support\w*|result\w*|conclusion\w*)\b")
 
 
-def _asks_for_yes_no(question: str) -> bool:
-    """Whether a reply to ``question`` is read for a yes or no when it declines: :func:`asks_yes_no`, or a question
-    written after an article's title whose clause after the first ": " does ("Processing fluency effects: can the
-    content of information sheets influence recruitment?"). Read here only: the relevance features the mergers were
-    fitted on read the question's shape as :func:`asks_yes_no` does."""
-    if asks_yes_no(question):
-        return True
-    title, colon, asked = question.partition(": ")
-    return (bool(colon) and asks_yes_no(asked) and asked.rstrip().endswith("?")
-            and not re.match(r"\s*(?:who|whom|whose|what|which|where|when|why|how)\b", title, re.IGNORECASE))
+_TITLE_SPLIT = re.compile(r"[:\uff1a]\s+")
+
+
+def _titled_yes_no(question: str) -> bool:
+    """Whether ``question`` puts a yes/no question after a title or a subject line: its clause after the last ": "
+    opens with an auxiliary verb and asks ("Processing fluency effects: can the content of information sheets
+    influence recruitment?", "Re: Re: can I take ibuprofen with this?"). A reply to it is read for a hedge only
+    (:func:`_hedges`): such a clause may also be text to work on ("Translate into French: Is it raining in Paris?"),
+    whose reply is itself a question. The relevance features the mergers were fitted on read the question's shape
+    as :func:`asks_yes_no` does."""
+    parts = _TITLE_SPLIT.split(question)
+    return len(parts) > 1 and asks_yes_no(parts[-1]) and parts[-1].rstrip().endswith(("?", "\uff1f"))
 
 
 def _hedges(answer: str, question: str | None, yes_no: bool = False) -> str | None:
@@ -922,7 +924,10 @@ def _hedges(answer: str, question: str | None, yes_no: bool = False) -> str | No
     way it says neither (a bare lead-in, the question restated, a question instead of an answer), or None.
     ``yes_no``: the row is judged yes/no whatever its question's shape (a question after an article's title, "Title:
     can ...?", or a noun phrase, "Title: a new risk factor?"); else the question must open with an auxiliary verb."""
-    if question is None or not (yes_no or _asks_for_yes_no(_check_str(question, "question"))):
+    if question is None:
+        return None
+    asked = yes_no or asks_yes_no(_check_str(question, "question"))
+    if not (asked or _titled_yes_no(question)):
         return None
     first = re.split(r"(?<=[.!?;])\s", answer.strip(), maxsplit=1)[0]
     norm = normalize(first)
@@ -931,6 +936,8 @@ def _hedges(answer: str, question: str | None, yes_no: bool = False) -> str | No
     m = _HEDGE.search(norm)
     if m:
         return m.group(0)
+    if not asked:  # a titled clause: a hedge is read, the reply's shape is not ("Pleut-il à Paris ?" translates it)
+        return None
     whole = normalize(answer)
     if set(whole.split()) & (_YES_WORDS | _NO_WORDS):
         return None
@@ -957,7 +964,7 @@ def _declines(answer: str, question: str | None, found: tuple[str, str] | None) 
     norm = normalize(answer)
     after = norm[norm.find(found[1]) + len(found[1]) :].split()
     rest = set(after)
-    if question is not None and found[1].split()[0] in _DOCUMENT_NOUNS and _asks_for_yes_no(_check_str(question, "question")):
+    if question is not None and found[1].split()[0] in _DOCUMENT_NOUNS and asks_yes_no(_check_str(question, "question")):
         asked = normalize(question).split()
         # "The policy does not say whether it collects X" takes no side, unless the question asked whether it says so
         undecided = after[:1] in (["whether"], ["if"]) and not {"whether", "if"} & set(asked)
@@ -1308,7 +1315,7 @@ def _polarity(answer: str, question: str | None) -> tuple[str | None, str, bool]
     """The reply's yes or no and how it was read, or None and why it says neither (:func:`judge_yesno`), and
     whether the reply opens with its yes or no (:func:`yes_no_taken`)."""
     wording = declines(answer, question)
-    if wording is None and question is not None and not _asks_for_yes_no(question):
+    if wording is None and question is not None and not asks_yes_no(question):
         # a yes/no row whose question does not open with an auxiliary (PubMedQA writes 298 of its 1,000 after the
         # article's title): a reply that says it back or asks instead was read as an affirmative "yes"
         wording = _hedges(answer, question, yes_no=True)

@@ -736,6 +736,6 @@ def test_a_batch_recorded_part_way_delivers_or_says_undelivered_each_recorded_an
     assert [u["decision_audit_id"] for u in undelivered] == ([decisions[0]["id"]] if raise_it else [])
     if not raise_it:  # a review: with a refused input beside them, the others' batch is answered again
         seen.clear()
-        out = chat.batch([Q, "", "what is gold ?"], return_exceptions=True)
-        assert out[0].response_metadata["route"] == "accept" and isinstance(out[1], InputError), out
+        out = chat.batch(["", Q, "what is gold ?"], return_exceptions=True)  # refused first: the others' indices move
+        assert isinstance(out[0], InputError) and out[1].response_metadata["route"] == "accept", out
         assert isinstance(out[2], AuditError), out
