@@ -95,9 +95,9 @@ PLAIN_LABELS = (PLAIN_QUESTION.split(":")[0], PLAIN_ANSWER.strip().rstrip(":"), 
 _GAP = r"[\s\p{Cf}\p{Default_Ignorable_Code_Point}]"
 _END = r"[.?!;\u2026)\]\"'\u00bb\u201d\u2019\u300d\u300f\u300b\u3011\u3002\uff61\u061f]"
 _LABELS = "|".join(PLAIN_LABELS)
-_PLAIN_LABEL = regex.compile(
-    r"(?:^|(?<=" + _END + r")" + _GAP + r"+)" + _GAP + r"*(?P<label>(?i:" + _LABELS + r"))" + _GAP + r"*:"
-    r"|(?<=" + _END + r")(?P<label>" + _LABELS + r")" + _GAP + r"*:")
+_PLAIN_LABEL = regex.compile(  # one run of blanks each way: two adjacent runs took quadratic time on a long one
+    r"(?:^" + _GAP + r"*+|(?<=" + _END + r")" + _GAP + r"++)(?P<label>(?i:" + _LABELS + r"))" + _GAP + r"*+:"
+    r"|(?<=" + _END + r")(?P<label>" + _LABELS + r")" + _GAP + r"*+:")
 
 
 def plain_labels_in(text: str, *, first_line: bool = True) -> list[str]:

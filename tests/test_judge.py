@@ -643,12 +643,21 @@ def test_a_question_said_back_to_a_titled_question_is_no_yes() -> None:
     assert not asks_yes_no(question) and not asks_yes_no(noun)
     # a review: the guard reads a reply through declines() too: a hedge to a titled yes/no question declines there
     assert declines("Maybe, it depends on the sheet.", question) == "maybe"
-    for subject in ("Re: Re: can I take ibuprofen with this?", "When flying: can I bring a power bank?"):
-        assert declines("Maybe.", subject) == "maybe", subject  # a third review: a subject line, a condition
+    for subject in ("Re: Re: can I take ibuprofen with this?", "When flying: can I bring a power bank?",
+                    "Quick check: is a ratio of 3: 1 safe for this mix?", "Dosage: is 5 mg/kg (note: for adults) safe?"):
+        assert declines("Maybe.", subject) == "maybe", subject  # a subject line, a condition, a colon in the clause
     # ... but the clause may be text to work on: its reply is itself a question (a third review)
     for task, reply in (("Translate into French: Is it raining in Paris?", "Pleut-il à Paris ?"),
-                        ("Rewrite this more politely: can you send me the report now?", "Could you send me the report?")):
-        assert declines(reply, task) is None, task
+                        ("Rewrite this more politely: can you send me the report now?", "Could you send me the report?"),
+                        ("Rewrite this more politely: can you send me the report now?",
+                         "Perhaps you could send me the report when you have a moment?")):
+        assert declines(reply, task) is None, (task, reply)
+    # a title that asks who or what is no yes/no question (a fourth review)
+    assert declines("Maybe.", "Who said: is it over?") is None
+    assert declines("Possibly Freddie Mercury.", "Who wrote the line: is this the real life?") is None
+    # a document's plain no to a titled question takes a side (a fourth review: it abstained)
+    assert declines("The clause does not discuss dispute resolution.",
+                    "Contract review: does the clause discuss dispute resolution?") is None
 
 
 def test_a_name_that_spells_a_contraction_does_not_make_a_yes_no_question() -> None:

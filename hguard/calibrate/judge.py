@@ -906,17 +906,24 @@ _RESULT_WORDS = re.compile(r"\b(?:found|finds|find|show|shows|showed|shown|sugge
 
 
 _TITLE_SPLIT = re.compile(r"[:\uff1a]\s+")
+_ASKS_WHICH = re.compile(r"\s*(?:who|whom|whose|what|which)\b", re.IGNORECASE)
 
 
 def _titled_yes_no(question: str) -> bool:
-    """Whether ``question`` puts a yes/no question after a title or a subject line: its clause after the last ": "
+    """Whether ``question`` puts a yes/no question after a title or a subject line: a clause after one of its ": "
     opens with an auxiliary verb and asks ("Processing fluency effects: can the content of information sheets
-    influence recruitment?", "Re: Re: can I take ibuprofen with this?"). A reply to it is read for a hedge only
-    (:func:`_hedges`): such a clause may also be text to work on ("Translate into French: Is it raining in Paris?"),
-    whose reply is itself a question. The relevance features the mergers were fitted on read the question's shape
-    as :func:`asks_yes_no` does."""
-    parts = _TITLE_SPLIT.split(question)
-    return len(parts) > 1 and asks_yes_no(parts[-1]) and parts[-1].rstrip().endswith(("?", "\uff1f"))
+    influence recruitment?", "Re: Re: can I take ibuprofen with this?", "Quick check: is a ratio of 3: 1 safe?"),
+    and the title does not itself ask who or what ("Who said: is it over?" asks who). A reply to it is read for a
+    hedge only (:func:`_hedges`): such a clause may also be text to work on ("Translate into French: Is it raining in
+    Paris?"), whose reply is itself a question. The relevance features the mergers were fitted on read the
+    question's shape as :func:`asks_yes_no` does."""
+    if _ASKS_WHICH.match(question):
+        return False
+    for m in _TITLE_SPLIT.finditer(question):  # the longest clause first: a colon inside it is its own
+        clause = question[m.end():]
+        if asks_yes_no(clause) and clause.rstrip().endswith(("?", "\uff1f")):
+            return True
+    return False
 
 
 def _hedges(answer: str, question: str | None, yes_no: bool = False) -> str | None:
@@ -934,8 +941,8 @@ def _hedges(answer: str, question: str | None, yes_no: bool = False) -> str | No
     if not norm or norm.split()[0] in _YES_WORDS | _NO_WORDS:
         return None
     m = _HEDGE.search(norm)
-    if m:
-        return m.group(0)
+    if m and (asked or not first.rstrip().endswith(("?", "\uff1f"))):  # a titled clause's reply that asks is its
+        return m.group(0)  # rewrite ("Perhaps you could send me the report?" for "Rewrite politely: can you ...?")
     if not asked:  # a titled clause: a hedge is read, the reply's shape is not ("Pleut-il à Paris ?" translates it)
         return None
     whole = normalize(answer)
@@ -964,7 +971,8 @@ def _declines(answer: str, question: str | None, found: tuple[str, str] | None) 
     norm = normalize(answer)
     after = norm[norm.find(found[1]) + len(found[1]) :].split()
     rest = set(after)
-    if question is not None and found[1].split()[0] in _DOCUMENT_NOUNS and asks_yes_no(_check_str(question, "question")):
+    if (question is not None and found[1].split()[0] in _DOCUMENT_NOUNS
+            and (asks_yes_no(_check_str(question, "question")) or _titled_yes_no(question))):
         asked = normalize(question).split()
         # "The policy does not say whether it collects X" takes no side, unless the question asked whether it says so
         undecided = after[:1] in (["whether"], ["if"]) and not {"whether", "if"} & set(asked)
