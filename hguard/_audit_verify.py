@@ -395,7 +395,7 @@ def verify(
         below = (file_first_head - max(first_seq, start.seq + 1 if start is not None else 0)
                  if file_first_head is not None else 0)
         if below > 0:  # an anchor started after the log (new in the policy, or deleted and started afresh)
-            cover += (f"; its first head is seq {min(heads)}: the {below} record(s) of this file before it are not "
+            cover += (f"; its first head is seq {file_first_head}: the {below} record(s) of this file before it are not "
                       "covered by it (the anchor was started after them, or its earlier heads were removed)")
         if earlier and not archives:
             cover += (f"; {len(earlier)} head(s) of seq below {first_seq} are its archives' (not checked here: "

@@ -340,8 +340,7 @@ class Guard(_Scoring, _Recording):
         before = {key: cd.probe_id for key, cd in self._domains.items()}
         self._load_probes(folders, record=True)
         mismatched = self.fingerprint_mismatches()
-        for name in sorted({name for key, cd in self._domains.items() if before.get(key) != cd.probe_id
-                            for name in [key[0]]} & set(mismatched)):
+        for name in sorted({key[0] for key, cd in self._domains.items() if before.get(key) != cd.probe_id} & set(mismatched)):
             warnings.warn(mismatched[name], UserWarning, stacklevel=2)
 
     def _load_probes(self, folders: str | Path | Sequence[str | Path], record: bool = False) -> None:

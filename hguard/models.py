@@ -465,18 +465,15 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
     import torch
     from transformers import AutoTokenizer
 
-    if source == "default" or Path(os.fspath(source)).suffix == ".gguf":
-        from ._resources import expand_home
+    from ._resources import expand_home
 
-        gguf = default_gguf_path() if source == "default" else expand_home(os.fspath(source), "model")
+    path = default_gguf_path() if source == "default" else expand_home(os.fspath(source), "model")
+    if path.suffix == ".gguf":
         cast = _torch_dtype(dtype)  # read before loading: a wrong dtype is refused at once
-        lm = _load_gguf(gguf, name=DEFAULT_MODEL_NAME if source == "default" else gguf.stem, use_cache=use_cache)
+        lm = _load_gguf(path, name=DEFAULT_MODEL_NAME if source == "default" else path.stem, use_cache=use_cache)
         if cast is not None:  # a GGUF dequantises to float32; cast as asked (its fingerprint says so)
             lm.model.to(cast)
         return lm
-    from ._resources import expand_home
-
-    path = expand_home(os.fspath(source), "model")
     dtype = dtype or torch.float32
     if path.is_dir():
         if not (path / "config.json").is_file():

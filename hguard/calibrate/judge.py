@@ -275,8 +275,6 @@ _DOTTED_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:\.\d{3}){2,}(?!\d|[.,]\d)"
 _CURRENCY_NAME = "|".join(sorted(map(re.escape, _CURRENCY_SPELLINGS), key=len, reverse=True))
 # a currency's code or name written on its number: "30zł", "1500EUR", "200kr"
 _GLUED_CURRENCY = re.compile(r"(?i)(?<![\w.,])(\d+(?:[.,]\d+)?)(" + _CURRENCY_NAME + r")(?![^\W\d_])")
-# a digit beside a letter of a script written without spaces or with its words on the number ("期限是45天",
-# "45дней", "٥٠٠دينار"): the number is a word of its own; beside a Latin letter it stays ("COVID-19", "Q3", "v2")
 _ENCLOSING_MARK = regex.compile(r"\p{Me}")  # a keycap, a circle drawn around the character before it
 
 
@@ -295,6 +293,8 @@ def _digits_of(c: str) -> str:
     return c
 
 
+# a digit beside a letter of a script written without spaces or with its words on the number ("期限是45天",
+# "45дней", "٥٠٠دينار"): the number is a word of its own; beside a Latin letter it stays ("COVID-19", "Q3", "v2")
 _SCRIPT_DIGIT = regex.compile(r"(?<=\d)(?=[\p{L}--\p{Latin}])|(?<=[\p{L}--\p{Latin}])(?=\d)", regex.V1)
 _ARABIC_MARKS = str.maketrans({"\u066b": ".", "\u066c": ",", "\u066a": "%"})  # decimal, thousands, percent
 _FULL_WIDTH: dict[int, int | str] = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}  # "４，５００円" is "4,500円"

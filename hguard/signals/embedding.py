@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hguard.errors import InputError, ModelNotFoundError, install_extra
+from hguard.models import as_loaded
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -161,8 +162,6 @@ class Embedder:
         if len(texts) == 0:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
         model = self._load()
-        from hguard.models import as_loaded
-
         with self._lock, as_loaded(model):  # not safe from several threads at once; in its own dtype, as calibrated
             vecs = model.encode(
                 list(texts), batch_size=self.batch_size, convert_to_numpy=True,
