@@ -4,6 +4,7 @@ declared through the suites' own switches; integrations/langchain/README.md list
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +23,19 @@ REPO = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.default_model
 
 
+_RUNS: list[Path] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _delete_runs():
+    """The module's guard writes its audit log and queue in a temp folder: deleted after the module."""
+    yield
+    _guard.cache_clear()
+    for runs in _RUNS:
+        shutil.rmtree(runs, ignore_errors=True)
+    _RUNS.clear()
+
+
 @lru_cache(maxsize=1)
 def _guard():
     """One guard on the default model for the whole module, its audit log and queue in a temp folder."""
@@ -31,6 +45,7 @@ def _guard():
     from hguard.signals.embedding import get_embedder
 
     runs = Path(tempfile.mkdtemp(prefix="hguard-standard-"))
+    _RUNS.append(runs)
     pol = load_policy(DEFAULT_POLICY)
     pol = pol.model_copy(update={
         "audit": pol.audit.model_copy(update={"path": runs / "audit.jsonl"}),
