@@ -51,12 +51,23 @@ def _route(cd: CalibratedDomain, dp, settings: GenerationSettings, problem: str 
 
 
 def build_plan(name: str, closed_book: CalibratedDomain | None, rag: CalibratedDomain | None, policy,
-               settings: GenerationSettings) -> DomainPlan:
-    """The plan of domain ``name`` under ``policy`` for a guard generating with ``settings``."""
+               settings: GenerationSettings, refused: Mapping[str, str] | None = None) -> DomainPlan:
+    """The plan of domain ``name`` under ``policy`` for a guard generating with ``settings``; ``refused`` says, by
+    prompt mode, why the domain's probe of that mode cannot serve this guard (another model's layout): its requests
+    go to review with that reason while the other mode's probe serves."""
     dp = policy.domain(name)
+    refused = refused or {}
+
+    def refused_route(mode: str) -> Route:
+        served = "without context are scored by its closed-book probe" if mode == RAG else "with context by its RAG probe"
+        return Route(None, problem=f"the {'RAG' if mode == RAG else 'closed-book'} probe of domain {name!r} cannot serve: {refused[mode]} "
+                                   f"(requests {served})")
+
     without = Route(None)
     if closed_book is not None:
         without = _route(closed_book, dp, settings)
+    elif CLOSED_BOOK in refused:
+        without = refused_route(CLOSED_BOOK)
     elif rag is not None:
         without = Route(None, problem=(
             f"domain {name!r} is calibrated for requests with context only, and this request has none (no context "
@@ -66,6 +77,8 @@ def build_plan(name: str, closed_book: CalibratedDomain | None, rag: CalibratedD
     with_ctx = Route(None)
     if rag is not None:
         with_ctx = _route(rag, dp, settings)
+    elif RAG in refused:  # its RAG calibration is refused, not absent: context_with_closed_book_probe does not apply
+        with_ctx = refused_route(RAG)
     elif closed_book is not None:
         if dp is not None and dp.context_with_closed_book_probe == "allow":
             with_ctx = without

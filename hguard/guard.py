@@ -91,6 +91,9 @@ class Guard(_Scoring, _Recording):
         self._domains: dict[tuple[str, str], CalibratedDomain] = {}  # by (name, prompt mode)
         self._plans: dict[str, DomainPlan] = {}  # built when a domain is loaded, read per request
         self.probe_errors: dict[str, str] = {}
+        # by (name, prompt mode): why a probe the guard was given cannot read its model (another layout); a domain
+        # whose other mode serves keeps serving it, and its requests in this mode go to review with this reason
+        self._refused_modes: dict[tuple[str, str], str] = {}
         self._change_lock = threading.Lock()  # add_domain, remove_domain: record, then swap
         for name, entry in (probes or {}).items():
             if not isinstance(entry, CalibratedDomain):
@@ -194,6 +197,11 @@ class Guard(_Scoring, _Recording):
                         f"{pol.context_fallback_domain!r}")
             warnings.warn(f"domain {name!r} is not scored: {problem}; a request naming it goes to {pol.unknown_domain}, "
                           f"and automatic domain choice skips it{fallback}", UserWarning, stacklevel=2)
+        for (name, mode), why in sorted(guard._refused_modes.items()):  # one mode fails closed, the other serves
+            if name in guard._plans and name in pol.domains:
+                held, other, served = ("RAG", "with", "closed-book") if mode == RAG else ("closed-book", "without", "RAG")
+                warnings.warn(f"domain {name!r} ({held}) is not scored: {why}; requests {other} context naming it go to "
+                              f"review (its {served} probe scores the others)", UserWarning, stacklevel=2)
         if kw.get("embedder") is None and importlib.util.find_spec("sentence_transformers") is None:
             warnings.warn("sentence-transformers is not installed: no question can be matched to a domain or an answer "
                           f"grounded in its context, so every answer goes to review; {install_extra('embeddings')}",
@@ -410,11 +418,16 @@ class Guard(_Scoring, _Recording):
         read this model fails its domain closed."""
         name = _named(domain)
         foreign = self._other_shape(domain)
-        if foreign:  # its neurons are another model's: never recorded, and the domain fails closed
-            self.probe_errors[name] = foreign
-            return
-        calibrations = {**self._calibrations(name), (name, domain.prompt_mode): domain}
-        self._apply(name, calibrations, *self._plan_of(name, calibrations))
+        if foreign:  # its neurons are another model's: never recorded, and its mode fails closed
+            self._refused_modes[(name, domain.prompt_mode)] = foreign
+            if name not in self._plans:  # nothing else serves the domain (yet)
+                self.probe_errors[name] = foreign
+                return
+        calibrations = {**self._calibrations(name), **({} if foreign else {(name, domain.prompt_mode): domain})}
+        plan, error = self._plan_of(name, calibrations)
+        self._apply(name, calibrations, plan, error)
+        if plan is not None and self.probe_errors.get(name) in self._refused_modes.values():  # the other mode serves it
+            del self.probe_errors[name]
 
     def _another_model(self, domain: CalibratedDomain) -> str | None:
         """Why ``domain``'s probe was calibrated for another model than this guard's (another layout, or the same
@@ -451,7 +464,8 @@ class Guard(_Scoring, _Recording):
         """Why ``domain``'s probe cannot read this guard's model at all, or None. A probe of the same layout
         but another fingerprint is read and its answers route per ``fingerprint_mismatch``."""
         foreign = domain.foreign_layout(self.generator)
-        return foreign and (f"{foreign}; calibrate the domain for this model (`hguard calibrate --model ...`) or "
+        command = "hguard calibrate-rag" if domain.prompt_mode == RAG else "hguard calibrate"
+        return foreign and (f"{foreign}; calibrate the domain for this model (`{command} --model ...`) or "
                             "take the folder that holds it out of the policy's probes")
 
     def remove_domain(self, name: str, prompt_mode: str | None = None) -> None:
@@ -491,6 +505,8 @@ class Guard(_Scoring, _Recording):
                     record["not_scored"] = error or self.probe_errors[name]
                 self.audit.append(record, kind=kind)
             self._apply(name, calibrations, plan, error)
+            for key in calibrations:  # a probe of a refused mode put into service ends that refusal
+                self._refused_modes.pop(key, None)
             if plan is not None and (name in self.policy.domains or self.probe_errors.get(name) == REMOVED_DOMAIN):
                 # served now: a reason it was not (a file refused at start, another model's probe, a removal) is stale;
                 # an unlisted domain keeps the reason it is not routed to
@@ -515,8 +531,9 @@ class Guard(_Scoring, _Recording):
         closed, rag = calibrations.get((name, CLOSED_BOOK)), calibrations.get((name, RAG))
         if closed is None and rag is None:
             return None, None
+        refused = {mode: why for (n, mode), why in self._refused_modes.items() if n == name and (n, mode) not in calibrations}
         try:
-            return build_plan(name, closed, rag, self.policy, self.settings), None
+            return build_plan(name, closed, rag, self.policy, self.settings, refused), None
         except Exception as exc:  # e.g. calibration scores thresholds cannot be fitted on: the domain fails closed
             return None, f"domain {name!r} cannot be planned: {type(exc).__name__}: {exc}"
 

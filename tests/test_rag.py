@@ -361,6 +361,52 @@ def test_rag_request_in_a_closed_book_only_domain_goes_to_review_unless_the_poli
     assert r.signals["domain_similarity"] < 1.0
 
 
+def test_a_rag_probe_of_another_layout_beside_a_fitting_closed_book_one_is_said_for_its_mode(tiny_rag, tmp_path):
+    """A RAG probe calibrated on another model's layout, in a folder whose closed-book probe fits the served model:
+    the start-up said the whole domain "is not scored ... a request naming it goes to review" while its closed-book
+    requests were scored, and a request with context was told the domain "is calibrated closed-book only". Now the
+    RAG mode alone is said not scored, and a request with context is held with the probe's own reason (even where
+    the policy lets the closed-book probe score requests with context: the domain's RAG calibration is refused, not
+    absent)."""
+    import shutil
+    import warnings
+
+    from hguard.calibrate.rag import calibrate_rag
+    from hguard.domain import CalibratedDomain
+    from hguard.guard import Guard
+    from hguard.policy import Policy
+    from hguard.testing import tiny_model
+
+    lm, folder, _ = tiny_rag
+    other = tiny_model("mistral", seed=1)
+    ex = [e for e in _tiny_rag_examples(other) if e.domain == "alpha"]
+    calibrate_rag(ex, tmp_path / "other", lm=other, system_prompt=SYSTEM, max_new_tokens=4, work_dir=tmp_path / "work",
+                  progress=False)
+    shutil.copytree(folder / "probes", tmp_path / "probes")
+    shutil.copy(tmp_path / "other" / "alpha.rag.json", tmp_path / "probes" / "alpha.rag.json")
+    for allow in ("review", "allow"):
+        pol = _policy(tmp_path, tmp_path / allow, knowledge_conflict="trust_context").model_dump(mode="json")
+        pol["domains"]["alpha"]["context_with_closed_book_probe"] = allow
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            g = Guard.from_policy(Policy.model_validate(pol), lm=lm)
+        said = [str(w.message) for w in caught if "'alpha'" in str(w.message) and "another model" in str(w.message)]
+        assert len(said) == 1 and said[0].startswith("domain 'alpha' (RAG) is not scored"), said
+        assert "requests with context naming it go to review" in said[0] and "its closed-book probe scores the others" in said[0]
+        assert "alpha" not in g.probe_errors and "alpha" in g.probes and "alpha" not in g.rag_probes
+        closed = g.invoke("capital city river ?", domain="alpha")
+        assert closed.route == "accept", closed.reasons
+        rag = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
+        assert rag.route == "review", rag.reasons
+        assert any("RAG probe" in x and "calibrated for another model" in x for x in rag.reasons), rag.reasons
+        assert not any("calibrated closed-book only" in x for x in rag.reasons), rag.reasons
+    # a fitting RAG probe put into service later serves requests with context (the refusal is not kept)
+    g.add_domain(CalibratedDomain.load(folder / "probes" / "alpha.rag.json"))
+    assert "alpha" in g.rag_probes
+    rag = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
+    assert not any("another model" in x for x in rag.reasons), rag.reasons
+
+
 def test_manual_grounding_weight_is_an_override_and_reported(tiny_rag, tmp_path):
     from hguard.guard import Guard
 
