@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hguard.calibrate.judge import Judgement, declines, is_refusal, judge, judge_yesno, normalize, refusal_phrase
+from hguard.calibrate.judge import Judgement, declines, is_refusal, judge, judge_yesno, normalize, refusal_phrase, yes_no_taken
 from hguard.errors import InputError
 
 
@@ -247,6 +247,12 @@ def test_a_yes_no_reply_that_names_both_says_neither_and_a_first_word_reads_in_o
     # "Nein." was read as an affirmative statement: yes; only a whole first word counts ("non-compete" is no "non")
     assert judge_yesno("Nein.", "no").label == "correct" and judge_yesno("Oui, elle est payable.", "yes").label == "correct"
     assert judge_yesno("Não.", "no").label == "correct" and judge_yesno("Ja", "no").label == "hallucinated"
+    # decomposed (NFD, as macOS and some editors write it): the combining tilde cut the word to "Na", read as yes
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "Não, a cláusula não é válida.")
+    assert judge_yesno(nfd, "no").label == "correct", judge_yesno(nfd, "no").reason
+    assert yes_no_taken(nfd, "Is the clause valid?") == "no"
     assert judge_yesno("The non-compete clause applies.", "yes").label == "correct"
     assert judge_yesno("Non-compete clauses are not included.", "no").reason.startswith("negated statement")
 
@@ -254,8 +260,6 @@ def test_a_yes_no_reply_that_names_both_says_neither_and_a_first_word_reads_in_o
 def test_yes_no_taken_is_a_plain_yes_or_no_only() -> None:
     """What the review export makes a yes/no row of: a reply that opens with yes or no, or says the question's own
     claim back (negated or not), to a question that asks for yes or no and nothing else."""
-    from hguard.calibrate.judge import yes_no_taken
-
     kids = "Does the policy allow children under 13 to sign up?"
     assert yes_no_taken("The policy does not allow children under 13 to sign up.", kids) == "no"
     assert yes_no_taken("Children under 13 aren't allowed to sign up.", kids) == "no"

@@ -1332,8 +1332,8 @@ def _polarity(answer: str, question: str | None) -> tuple[str | None, str, bool]
     words = normalize(answer).split()
     if _NEITHER.search(" ".join(words)):
         return None, "says neither yes nor no", False
-    first = _FIRST_WORD.match(answer)
-    lead = fold_accents(first.group(1)).lower() if first else ""
+    first = _FIRST_WORD.match(fold_accents(answer))  # folded first: a decomposed "Não" is one word, not "Na"
+    lead = first.group(1).lower() if first else ""
     if lead in _FIRST_YES or lead in _FIRST_NO:
         return ("yes" if lead in _FIRST_YES else "no"), f"first word {lead!r}", True
     for i, w in enumerate(words):
