@@ -117,9 +117,16 @@ def summary(report: Mapping[str, Any]) -> str:
         elif e.get("breach"):
             lines.append("    breach: the live bound passes the target")
         elif s.get("reviewed") and not s.get("within_target_shown", True):
-            lines.append(f"    not shown within target: the upper bound {s['upper_bound']:.3f} passes the target "
-                         f"{e['target']} (no breach by the {rule.replace('_', ' ')} rule); the spot-checks do not yet "
-                         "show that accepted answers hold the target")
+            worst = s.get("upper_bound_pending_hallucinated")
+            if s.get("pending") and worst is not None and s["upper_bound"] <= e["target"] < worst:
+                lines.append(f"    not shown within target: {s['pending']} selected spot-check(s) not reviewed yet; counted "
+                             f"hallucinated, the upper bound is {worst:.3f}, above the target {e['target']} (the "
+                             f"{s['reviewed']} reviewed alone give {s['upper_bound']:.3f}): review every selected "
+                             "spot-check, not a chosen few, before claiming the target holds")
+            else:
+                lines.append(f"    not shown within target: the upper bound {s['upper_bound']:.3f} passes the target "
+                             f"{e['target']} (no breach by the {rule.replace('_', ' ')} rule); the spot-checks do not yet "
+                             "show that accepted answers hold the target")
         rr = e["review_routed"]
         lines.append(f"    review-routed: {rr['reviewed']} reviewed, {rr['hallucinated']} hallucinated, {rr['correct']} correct")
         for sig, t in e["drift"].items():

@@ -535,6 +535,10 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         # recalibration): pooled into one estimate, said so with the count under each
         under = Counter(str((by_id[i].get("thresholds") or {}).get("accept_below")) for i in spot_ids if i in verdict_of)
         lcb, ucb = live_bounds(k, n, dp.confidence, dp.live_bounds)
+        # "within target" is shown on every selected spot-check, the unreviewed ones counted hallucinated: a reviewer
+        # who labels only the easy ones (13 of 22, the 9 wrong-looking left pending) showed the target held
+        pending = len(spot_ids) - n
+        worst_ucb = live_bounds(k + pending, n + pending, dp.confidence, dp.live_bounds)[1] if pending else ucb
         n_min = min_checks(dp.target_hallucination_rate, dp.confidence, dp.live_bounds)
         w = dp.drift_window
         # the verdicts on answers routed to review and the drift tests too are read on the answers after the latest
@@ -590,15 +594,17 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
             "hand_set_accept_below": dp.accept_below,  # the policy's own number, certified by no calibration
             "decisions": dict(routes), "n_decisions": len(dom),
             "spot_checks": {"selected": len(spot_ids), "reviewed": n, "hallucinated": k,
-                            "pending": len(spot_ids) - n, "rate": k / n if n else None,
+                            "pending": pending, "rate": k / n if n else None,
                             "upper_bound": ucb, "lower_bound": lcb, "breach_rule": dp.breach_rule,
+                            "upper_bound_pending_hallucinated": worst_ucb,
                             "bounds": dp.live_bounds,
                             "min_reviewed_to_judge": n_min if dp.breach_rule == "upper_bound" else 0,
                             "accepted_under": dict(sorted(under.items())),
                             "counted_since": since, "reviewed_before_lift": before_lift,
-                            # whether the live evidence shows the target held (the upper bound within it), which
-                            # "no breach" under the lower_bound rule, or with few checks, does not say
-                            "within_target_shown": ucb is not None and ucb <= dp.target_hallucination_rate},
+                            # whether the live evidence shows the target held (the upper bound within it, the pending
+                            # spot-checks counted hallucinated), which "no breach" under the lower_bound rule, or with
+                            # few checks, does not say
+                            "within_target_shown": worst_ucb is not None and worst_ucb <= dp.target_hallucination_rate},
             "review_routed": {"reviewed": len(routed),
                               "hallucinated": sum(label == "hallucinated" for label in routed),
                               "correct": sum(label == "correct" for label in routed)},

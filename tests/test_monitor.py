@@ -323,6 +323,30 @@ def test_a_domain_not_in_breach_whose_upper_bound_passes_the_target_says_so(tmp_
     assert (check["target"], check["confidence"], check["selection_mismatches"]) == (0.2, 0.9, 0)
 
 
+def test_within_target_counts_the_spot_checks_not_yet_reviewed_as_hallucinated(tmp_path):
+    """A compliance team's trial: 22 spot-checks selected, the 13 easy ones labelled correct, the 9 wrong-looking ones
+    left pending: the monitor said the target was shown to hold (upper bound 0.162 < 0.2) on the 13 alone. Whoever
+    picks which spot-checks to review chose the claim. Now the pending ones count as hallucinated for that claim."""
+    from hguard.monitor import SPOT, spot_check_decision
+
+    policy = _pol(tmp_path, spot_check_rate=1.0)
+    log, queue = _deploy(tmp_path, policy, 30, halluc_rate=0.0, seed=5)
+    assert run_monitor(policy, act=False)["domains"]["geo"]["spot_checks"]["within_target_shown"] is True
+    pid = policy_id(policy)
+    for i in range(10):  # selected, never reviewed
+        rec = log.append({"request_id": f"p{i}", "policy_id": pid, "domain": "geo", "route": "accept", "risk": 0.1,
+                          "signals": {}, "question": "q", "answer": "a"}, kind="decision")
+        log.append(spot_check_decision(policy, "geo", rec.id, 10**9), kind=SPOT)
+        queue.enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": "geo", "spot_check": True})
+    rep = run_monitor(policy, act=False)
+    sc = rep["domains"]["geo"]["spot_checks"]
+    assert (sc["selected"], sc["reviewed"], sc["hallucinated"], sc["pending"]) == (40, 30, 0, 10)
+    assert sc["upper_bound"] < 0.2 < sc["upper_bound_pending_hallucinated"] and sc["within_target_shown"] is False
+    assert not rep["domains"]["geo"]["breach"]  # the alarm still reads what was reviewed
+    assert (f"not shown within target: 10 selected spot-check(s) not reviewed yet; counted hallucinated, the upper "
+            f"bound is {sc['upper_bound_pending_hallucinated']:.3f}") in summary(rep)
+
+
 def test_spot_checks_accepted_under_different_thresholds_are_said_pooled(tmp_path):
     """A hand-set accept_below changed from 0.4 to 0.7: the report credited all spot-checks to 0.7."""
     policy = _pol(tmp_path, spot_check_rate=0.5)
