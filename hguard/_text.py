@@ -221,12 +221,13 @@ def words_of(text: str) -> list[str]:
 
 
 def language_of(words: Sequence[str], margin: int = 1) -> str:
-    """The language whose function words ``words`` hold most of, by at least ``margin`` more than English's;
-    English otherwise (a tie, none)."""
+    """The language whose function words ``words`` hold most of, by at least ``margin`` more than English's, or by
+    any where ``words`` hold none of English's ("Gilt die Klausel?": one German word, no English one); English
+    otherwise (a tie, none)."""
     lists = function_words()
     hits = {lang: sum(w in fw for w in words) for lang, fw in lists.items()}
-    best = max(hits.values(), default=0)
-    return "english" if best == 0 or best - hits.get("english", 0) < margin else max(hits, key=lambda k: hits[k])
+    best, english = max(hits.values(), default=0), hits.get("english", 0)
+    return "english" if best == 0 or (english and best - english < margin) else max(hits, key=lambda k: hits[k])
 
 
 def reads_english(question: str, margin: int = 1) -> bool:

@@ -665,6 +665,17 @@ def test_rows_in_another_language_are_said_to_be_judged_in_english(tmp_path: Pat
     with pytest.warns(UserWarning, match=r"2 of 3 row\(s\) ask in another language than English \(2 in German; id "
                                          r"'de-1', 'de-2'\): the judge reads a reply's declining"):
         load_examples(p)
+    # short questions hold one function word of their language and none of English's (a multilingual team's trial:
+    # these four loaded without a word, and a right German "no" was labelled hallucinated)
+    short = write_lines(tmp_path / "short.jsonl", [
+        row(id="s1", question="Darf der Arbeitgeber kündigen?", answers=["no"]),
+        row(id="s2", question="Gilt die Klausel?", answers=["no"]),
+        row(id="s3", question="¿Puede la empresa vender mis datos?", answers=["no"]),
+        row(id="s4", question="La clause est-elle valide ?", answers=["no"]),
+        row(id="en-2", question="Who wrote the play Cat on a Hot Tin Roof?", answers=["Tennessee Williams"])])
+    with pytest.warns(UserWarning, match=r"4 of 5 row\(s\) ask in another language than English .*id 's1', 's2', 's3', "
+                                         r"'s4'\)"):
+        load_examples(short)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for name in ("geography", "chemistry", "literature", "fabricated"):
