@@ -159,6 +159,30 @@ def _validate(data: Any, *, source: str, base_dir: Path | None) -> Policy:
         raise _policy_error(exc, source) from None
 
 
+def checked_policy(policy: Any) -> Policy:
+    """``policy`` checked as a file is, for a guard: a Policy changed after loading with ``model_copy(update=...)``
+    (which pydantic does not validate) may hold a NaN floor, a quoted threshold or a plain dict of domains, which
+    routing would misread (a NaN ``min_grounding`` compares false: no floor). Returns the validated policy (the
+    same values, its file and the file's own values kept); anything else, or a value the schema refuses, raises
+    :class:`PolicyError` naming it and the fix."""
+    import os
+
+    from hguard.policy import Policy
+
+    if not isinstance(policy, Policy):
+        how = ("build one from it with hguard.Policy.from_mapping(...)" if isinstance(policy, Mapping) else
+               "pass the file's path to Guard.from_policy, or load it with hguard.load_policy(path)"
+               if isinstance(policy, (str, os.PathLike)) else "load one with hguard.load_policy(path)")
+        raise PolicyError(f"policy must be a hguard Policy, got {type(policy).__name__} {_short(policy)}; {how}")
+    try:
+        checked = Policy.model_validate(policy)  # every section again (revalidate_instances), its fields as set
+    except ValidationError as exc:
+        raise _policy_error(exc, "given to the guard (a value set after loading, e.g. with model_copy(update=...), "
+                                 "which does not validate; set it in the file or with Policy.model_validate)") from None
+    checked.__pydantic_private__ = dict(policy.__pydantic_private__ or {})  # its file, and the file's values as written
+    return checked
+
+
 def load_policy(path: str | Path) -> Policy:
     """Read and validate a policy file (``.toml``, ``.yaml`` or ``.yml``).
 
@@ -168,6 +192,8 @@ def load_policy(path: str | Path) -> Policy:
     """
     from hguard._resources import expand_home
 
+    if isinstance(path, str) and not path.strip():  # an unset setting read as "": not the current folder
+        raise PolicyError(f"policy file path is empty ({path!r}); pass the path of a .toml or .yaml policy file")
     path = expand_home(path, "policy file")
     suffix = path.suffix.lower()
     if path.is_dir():

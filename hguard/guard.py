@@ -10,6 +10,7 @@ review are enqueued; if either write fails the caller gets the error, not an unr
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 import time
 import warnings
@@ -32,6 +33,7 @@ from .domain import CalibratedDomain
 from .errors import AuditError, HGuardError, InputError, ModelNotFoundError, PolicyError, ProbeError, cut_text, install_extra
 from .generation import Generator
 from .models import LoadedModel, load_model
+from ._policy_load import checked_policy
 from .policy import Policy, Thresholds, choose_domain, load_policy
 from .settings import CLOSED_BOOK, RAG, GenerationSettings
 from .signals.embedding import router_similarity
@@ -84,6 +86,14 @@ class Guard(_Scoring, _Recording):
         embedder=None,
         grounding=None,
     ):
+        if not isinstance(lm, LoadedModel):
+            raise InputError(f"lm must be a loaded model, got {type(lm).__name__} {lm!r:.60}; load one with "
+                             "hguard.models.load_model(...), or pass model=... to Guard.from_policy")
+        for name, given, what in (("audit", audit, "an AuditLog (hguard.audit.AuditLog(path))"),
+                                  ("review_queue", review_queue, "a ReviewQueue (hguard.review.ReviewQueue(path))")):
+            if isinstance(given, (str, Path)):  # a path here was only refused at the first answer, after its record
+                raise InputError(f"{name} takes {what}, got the path {str(given)!r}; or set its path in the policy")
+        policy = checked_policy(policy)
         self.lm = lm
         self.policy = policy
         self.settings = GenerationSettings.from_policy(policy.generation)  # how this guard generates
@@ -128,7 +138,9 @@ class Guard(_Scoring, _Recording):
         already loaded model, both), probes, audit log, review queue and monitor state."""
         from .audit import AuditLog
 
-        pol = policy if isinstance(policy, Policy) else load_policy(policy or DEFAULT_POLICY)
+        # only None is the default policy: an unset setting read as "" is refused, not served the bundled one
+        pol = load_policy(DEFAULT_POLICY if policy is None else policy) if policy is None or isinstance(
+            policy, (str, os.PathLike)) else checked_policy(policy)
         for folder in pol.probe_folders:
             if not Path(folder).is_dir():
                 # a wrong folder would send every answer to review with no word about why: refuse to start
@@ -395,7 +407,7 @@ class Guard(_Scoring, _Recording):
             near = _near(name, listed - set(where))
             self.probe_errors[name] = (
                 f"the probe folder {str(where[name])!r} calibrates domain {name!r}, which the policy does not "
-                f"list; add a [domains.{name}] table (with a description) to route questions to it"
+                f"list; add a [domains.{name}] table to route questions to it"
                 + (f" (the policy's [domains.{near}] may be it, misspelt)" if near else "")
             )
 

@@ -157,7 +157,9 @@ ShownMessage = Annotated[str, AfterValidator(_visible)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # revalidate_instances: a section changed with model_copy(update=...) (which does not validate) is checked again
+    # when validated (hguard._policy_load.checked_policy: a NaN min_grounding compared false, and accepted)
+    model_config = ConfigDict(extra="forbid", frozen=True, revalidate_instances="always")
 
 
 #: where a policy without an [audit] table logs, and without a [review] table queues (beside the policy file)
@@ -225,9 +227,11 @@ class SteeringConfig(_Section):
     alpha: float = Field(
         1.0,
         ge=0.0,
+        le=3.4e38,  # a larger factor is infinite in the model's float32: every request to the domain failed unrecorded
         strict=True,
         allow_inf_nan=False,
-        description="a finite number >= 0: factor on the H-Neurons' input (1 = off, < 1 damps, 0 silences, > 1 amplifies)",
+        description="a number from 0 to 3.4e38 (float32's largest): factor on the H-Neurons' input (1 = off, < 1 damps, "
+                    "0 silences, > 1 amplifies)",
     )
 
 
@@ -236,7 +240,8 @@ class DomainPolicy(_Section):
 
     name: str | None = Field(None, description="the domain's key; leave it out")
     description: str | None = Field(
-        None, strict=True, description="a string describing the domain (for people and domain choice)"
+        None, strict=True, description="a string describing the domain, for people (domain choice reads the questions the domain was "
+        "calibrated on, not this)"
     )
     target_hallucination_rate: float = _open_unit(
         0.10, "a number strictly between 0 and 1: allowed hallucination rate among accepted answers"

@@ -222,7 +222,14 @@ def test_a_utf16_context_file_is_told_to_be_converted_from_utf16(tmp_path):
     (tmp_path / "l1.txt").write_bytes("Kündigung".encode("latin-1"))
     with pytest.raises(InputError, match=r"it reads as UTF-16\); convert it, e.g. `iconv -f utf-16 -t utf-8`"):
         read_text_file(str(tmp_path / "u16.txt"), "context")
+    # a Windows "ANSI" file is Windows-1252: `-f latin1` (told before) made its "€" the control character U+0080, the
+    # guard answered from that passage and the number hold no longer saw a currency (a French team's trial)
+    (tmp_path / "cp.txt").write_bytes("La franchise s’élève à 1.200,50 € par sinistre.".encode("cp1252"))
+    for name in ("l1.txt", "cp.txt"):
+        with pytest.raises(InputError, match=r"convert it, e.g. `iconv -f cp1252 -t utf-8`"):
+            read_text_file(str(tmp_path / name), "context")
+    (tmp_path / "l1only.txt").write_bytes(b"K\xfcndigung \x81")  # 0x81: no Windows-1252 character, so Latin-1
     with pytest.raises(InputError, match=r"convert it, e.g. `iconv -f latin1 -t utf-8`"):
-        read_text_file(str(tmp_path / "l1.txt"), "context")
+        read_text_file(str(tmp_path / "l1only.txt"), "context")
     (tmp_path / "bom.txt").write_text("Le délai de carence est de 6 mois.", encoding="utf-8-sig")  # a Windows editor's
     assert read_text_file(str(tmp_path / "bom.txt"), "context") == "Le délai de carence est de 6 mois."

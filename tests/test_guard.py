@@ -484,7 +484,7 @@ def test_a_probe_folder_of_another_model_is_named_as_such_with_its_fix(calibrate
     assert str(ours) not in g.probe_errors["alpha"].split("; ")[-1]
     beta = g.probe_errors["beta"]
     assert "calibrated for another model" in beta and "remove the folder from the policy's probes" in beta
-    assert "add a [domains.beta] table (with a description) to route" not in beta
+    assert "add a [domains.beta] table to route" not in beta
     # with no folder of the model served, a domain two folders calibrate is still refused (which one was meant?)
     import shutil
 
@@ -510,6 +510,68 @@ def test_a_probe_of_another_model_layout_fails_its_domain_closed_and_the_rest_st
     results = g.batch(["who is the author ?", "what is the capital of france ?"], domains=["alpha", "beta"])
     for r in results:
         assert r.route == "review" and any("calibrated for another model" in x for x in r.reasons), r.reasons
+
+
+def test_a_policy_changed_after_loading_is_checked_as_a_file_is(calibrated, tmp_path):
+    """A Python API user's trial: a Policy changed with model_copy(update=...) (which pydantic does not validate)
+    reached routing unchecked, and a NaN min_grounding compared false: an answer its passage does not support
+    (grounding 0.03 under a 0.9 floor) was accepted, no reason naming the floor. Such a policy, a plain dict, a
+    path given as the audit log or queue, a string as the model and an empty policy path (an unset setting) are
+    refused at construction with one line naming the value and the fix."""
+    from hguard.errors import PolicyError
+
+    lm, root = calibrated
+    pol = _policy(root, tmp_path, min_grounding=0.9)
+    nan = pol.model_copy(update={"domains": {**pol.domains, "alpha": pol.domains["alpha"].model_copy(
+        update={"min_grounding": float("nan")})}})
+    with pytest.raises(PolicyError, match=r"(?s)given to the guard .*model_copy.*domains\.alpha\.min_grounding"):
+        Guard.from_policy(nan, lm=lm)
+    with pytest.raises(PolicyError, match=r"domains\.alpha\.min_grounding"):
+        Guard(lm, nan)
+    quoted = pol.model_copy(update={"domains": {**pol.domains, "alpha": pol.domains["alpha"].model_copy(
+        update={"accept_below": "0.9"})}})
+    with pytest.raises(PolicyError, match=r"domains\.alpha\.accept_below"):
+        Guard.from_policy(quoted, lm=lm)
+    # a plain dict of domains is read as the file's tables would be (it raised AttributeError at start-up)
+    plain = pol.model_copy(update={"domains": {n: d.model_dump() for n, d in pol.domains.items()}})
+    g = Guard.from_policy(plain, lm=lm)
+    assert g.policy.domains["alpha"].min_grounding == 0.9 and g.policy.source == pol.source
+    with pytest.raises(PolicyError, match=r"policy must be a hguard Policy, got dict .*Policy\.from_mapping"):
+        Guard.from_policy(pol.model_dump(mode="json"), lm=lm)
+    with pytest.raises(PolicyError, match=r"policy file path is empty \(''\)"):
+        Guard.from_policy("", lm=lm)
+    with pytest.raises(InputError, match=r"lm must be a loaded model, got str 'default'"):
+        Guard(lm="default", policy=pol)  # type: ignore[arg-type]
+    for name in ("audit", "review_queue"):
+        with pytest.raises(InputError, match=rf"{name} takes an? \w+ .*got the path 'x\.jsonl'"):
+            Guard.from_policy(pol, lm=lm, **{name: "x.jsonl"})
+    # the same values, valid, still serve (the file's own path kept)
+    assert Guard.from_policy(pol, lm=lm).policy.domains["alpha"].min_grounding == 0.9
+
+
+def test_text_with_windows_1252_read_as_latin_1_is_refused(guard):
+    """A cp1252 passage decoded as Latin-1 turns "€" into U+0080: the guard answered from it, and an answer in dollars
+    passed the number hold against a passage that no longer named its currency."""
+    bad = "La franchise s’élève à 1.200,50 € par sinistre.".encode("cp1252").decode("latin-1")
+    with pytest.raises(InputError, match=r"context holds the control character U\+0092 at character 14: Windows-1252 "
+                                         r"text \(where that byte is '’'\) read as Latin-1; decode its bytes as cp1252"):
+        guard.invoke("Quelle est la franchise ?", context=bad, domain="alpha")
+    with pytest.raises(InputError, match=r"question holds the control character U\+0081 at character 1: Windows-1252 "
+                                         r"text read as Latin-1"):
+        guard.invoke("a\x81b ?", domain="alpha")
+    assert guard.invoke("La franchise s’élève à 1.200,50 € ?", domain="alpha").route  # the same text decoded right
+
+
+def test_a_steering_factor_beyond_float32_is_refused_by_the_policy():
+    """alpha = 1e300 passed the schema ("a finite number >= 0") and every request to the domain then raised
+    'factors must be finite numbers, got [inf]' with no audit record."""
+    from hguard.errors import PolicyError
+    from hguard.policy import Policy
+
+    base = {"version": 1, "domains": {"alpha": {}}}
+    assert Policy.from_mapping({**base, "domains": {"alpha": {"steering": {"alpha": 1e30}}}}).domains["alpha"].steering
+    with pytest.raises(PolicyError, match=r"domains\.alpha\.steering\.alpha.*3\.4e\+?38"):
+        Policy.from_mapping({**base, "domains": {"alpha": {"steering": {"alpha": 1e300}}}})
 
 
 def test_review_routes_are_enqueued_and_a_failing_queue_is_said(guard, calibrated, tmp_path):

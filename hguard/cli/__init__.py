@@ -36,6 +36,14 @@ def _torch_threads() -> None:
         torch.set_num_threads(n)
 
 
+def _decodes(data: bytes, encoding: str) -> bool:
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def read_text_file(path: str, what: str) -> str:
     """A UTF-8 text file given on the command line (without the byte-order mark a Windows editor writes first: it
     was kept in the context and its record), or InputError naming the path and the fix."""
@@ -50,8 +58,10 @@ def read_text_file(path: str, what: str) -> str:
         return p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         head = bytes(exc.object[:4])
+        # a UTF-16 file (Windows "Unicode") opens with its byte-order mark or NUL bytes; a Windows "ANSI" file is
+        # Windows-1252 (Latin-1 would read its "€" and "’" as control characters), unless a byte it lacks says Latin-1
         source = ("utf-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) > 1 and b"\x00" in head[:2])
-                  else "latin1")  # a UTF-16 file (Windows "Unicode") opens with its byte-order mark or NUL bytes
+                  else "cp1252" if _decodes(exc.object, "cp1252") else "latin1")
         raise InputError(
             f"{what} file {path!r} is not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}"
             + ("; it reads as UTF-16" if source == "utf-16" else "") + f"); convert it, e.g. `iconv -f {source} -t utf-8`"
