@@ -916,6 +916,13 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     ("Refunds within \u2789 days.", "Refunds within 3 days.", ["10 day"]),
     ("Refunds within \u2789 days.", "Refunds within 10 days.", []),
     ("Refunds within \U0001f51f days.", "Refunds within 3 days.", ["10 day"]),  # the keycap ten emoji
+    # two user trials: a grouped amount with a decimal comma before a sentence's period or a comma was read as
+    # 1.2 and 50 ("€ 1.200,50."), so "€50" and "€1.20" passed
+    ("The exit fee is €50.", "The exit fee is € 1.200,50.", ["50 euro"]),
+    ("The exit fee is €1.20.", "The exit fee is € 1.200,50.", ["1.2 euro"]),
+    ("The exit fee is €1,200.50.", "The exit fee is € 1.200,50.", []),
+    ("The exit fee is €1,200.50.", "The exit fee is € 1.200,50, payable on exit.", []),
+    ("The dose is 125 mg.", "The dose is 0,125, twice daily, in mg.", ["125 mg"]),
 ])
 def test_unstated_numbers_reads_other_scripts_dates_and_currencies(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers

@@ -266,8 +266,9 @@ _GLUED_UNIT = re.compile(r"(?i)(?<![\w.,])(\d+(?:[.,]\d+)?)(" + "|".join(sorted(
 # a decimal comma: "2,5 mg", "0,125 mg" ("1,250" stays one thousand two hundred and fifty) and "1.000,50" (1000.50)
 _UNIT_AHEAD = (r"(?=\s*(?:[" + re.escape("".join(_UNIT_SYMBOLS)) + r"]|(?:" + "|".join(sorted(
     (re.escape(w) for w in (*_MEASURE_UNITS, *_UNIT_WORDS, *_SCALES)), key=len, reverse=True)) + r")(?![^\W\d_])))")
-_DECIMAL_COMMA = re.compile(r"(?i)(?<![\d.,])(\d+),(\d{1,2})(?![\d,])" + _UNIT_AHEAD + r"|(?<![\d.,])0,(\d+)(?![\d,])")
-_GROUPED_DECIMAL_COMMA = re.compile(r"(?<![\d.,])(\d{1,3}(?:\.\d{3})+),(\d+)(?![\d,.])")
+# (a sentence's period or a comma may follow: "€ 1.200,50." is 1200.50, not 1.2 and 50)
+_DECIMAL_COMMA = re.compile(r"(?i)(?<![\d.,])(\d+),(\d{1,2})(?![\d,])" + _UNIT_AHEAD + r"|(?<![\d.,])0,(\d+)(?!\d|,\d)")
+_GROUPED_DECIMAL_COMMA = re.compile(r"(?<![\d.,])(\d{1,3}(?:\.\d{3})+),(\d+)(?!\d|[,.]\d)")
 # thousands grouped by two or more dots ("2.500.000 \u20ac"): no decimal has two points (one group, "1.500", stays
 # ambiguous: read as a decimal)
 _DOTTED_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:\.\d{3}){2,}(?!\d|[.,]\d)")
