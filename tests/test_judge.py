@@ -923,6 +923,34 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     ("The exit fee is €1,200.50.", "The exit fee is € 1.200,50.", []),
     ("The exit fee is €1,200.50.", "The exit fee is € 1.200,50, payable on exit.", []),
     ("The dose is 125 mg.", "The dose is 0,125, twice daily, in mg.", ["125 mg"]),
+    # ... and a currency or unit it did not know matched the passage's number in any unit: "35 cents" and "35 pesos"
+    # from "$35" were accepted end to end in a RAG chain
+    ("The fee is 35 cents.", "The late payment fee is $35.", ["35 cent"]),
+    ("The fee is 35¢.", "The late payment fee is $35.", ["35 cent"]),
+    ("The fee is 50 pence.", "The late payment fee is £50.", ["50 pence"]),
+    ("The fee is 35 pesos.", "The late payment fee is $35.", ["35 peso"]),
+    ("The fee is R$35.", "The late payment fee is $35.", ["35 brl"]),
+    ("The fee is MX$35.", "The late payment fee is $35.", ["35 mxn"]),
+    ("The fee is 35 francs.", "The late payment fee is $35.", ["35 franc"]),
+    ("The fee is Rs 35.", "The late payment fee is $35.", ["35 rupee"]),
+    ("The fee is 35 BTC.", "The late payment fee is $35.", ["35 btc"]),
+    ("The APR is 19.9‰.", "The APR is 19.9%.", ["19.9 permille"]),
+    ("The notice period is 3 decades.", "The notice period is 3 months.", ["3 decade"]),
+    ("The notice period is 90 mo.", "The notice period is 90 days.", ["90 month"]),
+    ("The fee is 35 pesos.", "The fee is MX$35.", []),  # a peso is any peso, as "kr" is any krona
+    ("The fee is MXN 35.", "The fee is 35 pesos.", []),
+    ("The fee is 35 CHF.", "The fee is 35 francs.", []),
+    ("The fee is 35 cents.", "The fee is 35¢.", []),
+    ("The fee is Rs. 35.", "The fee is ₹35.", []),
+    ("It lasts 30 years.", "It lasts 3 decades.", []),
+    ("It lasts 90 months.", "It lasts 90 mos.", []),
+    ("The fee is 2‰.", "The fee is 2 per mille.", []),
+    ("It is $0.67 per mile.", "Mileage is reimbursed at 67 cents per mile.", []),  # the same amount
+    ("It is 67 pence.", "The shares closed at £0.67.", []),
+    ("It is 67¢/mile.", "Mileage is reimbursed at 67 cents per mile.", []),
+    ("It is $67 per mile.", "Mileage is reimbursed at 67 cents per mile.", ["67 dollar/mile"]),
+    ("It is 67 cents per mile.", "Mileage is reimbursed at $0.67 per mile.", []),
+    ("It matches 50 cents on the dollar.", "The company matches 50% of contributions.", []),
 ])
 def test_unstated_numbers_reads_other_scripts_dates_and_currencies(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers

@@ -180,7 +180,8 @@ def _canonical_number(word: str) -> str | None:
 # "$5,000" is not "5,000 EUR"): the symbol and its spelt-out names read as one word.
 _UNIT_SYMBOLS = {"%": "percent", "$": "dollar", "\u20ac": "euro", "\u00a3": "pound", "\u00a5": "yen", "\u20b9": "rupee",
                  "\u20ba": "try", "\u20b4": "uah", "\u20bd": "rub", "\u20a9": "krw", "\u20aa": "ils", "\u20ab": "vnd",
-                 "\u0e3f": "thb", "\u20a6": "ngn", "\u20b1": "php"}
+                 "\u0e3f": "thb", "\u20a6": "ngn", "\u20b1": "php", "\u00a2": "cent", "\u20bf": "btc",
+                 "\u2030": "permille"}
 _UNIT_SYMBOL = re.compile("|".join(re.escape(k) for k in _UNIT_SYMBOLS))
 _UNIT_WORDS = {"percent": "percent", "percentage": "percent", "pct": "percent",
                "dollar": "dollar", "dollars": "dollar", "usd": "dollar", "euro": "euro", "euros": "euro",
@@ -198,20 +199,26 @@ _UNIT_WORDS = {"percent": "percent", "percentage": "percent", "pct": "percent",
                "hryvnia": "uah", "hryvnias": "uah", "hryvnya": "uah", "rouble": "rub", "roubles": "rub",
                "ruble": "rub", "rubles": "rub", "shekel": "ils", "shekels": "ils", "baht": "thb",
                "ευρω": "euro", "يورو": "euro", "евро": "euro", "рублей": "rub", "рубля": "rub", "рубль": "rub",
-               "руб": "rub"}
+               "руб": "rub",
+               # a sub-unit is its own unit ("35 cents" is not $35); "peso" and "franc" are any peso or franc
+               "cent": "cent", "cents": "cent", "penny": "pence", "pence": "pence", "pennies": "pence",
+               "peso": "peso", "pesos": "peso", "franc": "franc", "francs": "franc", "rs": "rupee",
+               "reais": "brl", "bitcoin": "btc", "bitcoins": "btc", "btc": "btc", "ars": "ars", "cop": "cop",
+               "xof": "xof", "xaf": "xaf", "permille": "permille"}
 _BY_A_NUMBER = frozenset(normalize(w) for w in list(_UNIT_WORDS)[list(_UNIT_WORDS).index("zł"):])
-_CURRENCY_SPELLINGS = tuple(w for w, unit in _UNIT_WORDS.items() if unit != "percent" and len(w) > 1)
+_RATIOS = frozenset({"percent", "permille"})  # the units that are no currency
+_CURRENCY_SPELLINGS = tuple(w for w, unit in _UNIT_WORDS.items() if unit not in _RATIOS and len(w) > 1)
 _UNIT_WORDS = {normalize(w): unit for w, unit in _UNIT_WORDS.items()}  # as the text reads them: "kč" is "kc"
 # codes that are English words too ("try", "Ron", "rub twice daily"), read as currencies only in capitals
 _CAPITAL_CODES = re.compile(r"\b(TRY|RON|PHP|RUB)\b")
 _CAPITAL_CODE_AS = {"TRY": "\u20ba", "RON": "leu", "PHP": "\u20b1", "RUB": "\u20bd"}
 # the three-letter codes among them, which a text may write on the number itself ("USD1,500")
-_CURRENCY_CODES = tuple(c for c, unit in _UNIT_WORDS.items() if len(c) == 3 and c.isascii() and unit != "percent")
-_CURRENCIES = frozenset((*_UNIT_WORDS.values(), *_UNIT_SYMBOLS.values())) - {"percent"}
+_CURRENCY_CODES = tuple(c for c, unit in _UNIT_WORDS.items() if len(c) == 3 and c.isascii() and unit not in _RATIOS)
+_CURRENCIES = frozenset((*_UNIT_WORDS.values(), *_UNIT_SYMBOLS.values())) - _RATIOS
 _SCALES = {"thousand": 10**3, "million": 10**6, "mio": 10**6, "mn": 10**6, "mln": 10**6, "mil": 10**6, "billion": 10**9,
            "bn": 10**9,
            "trillion": 10**12}
-_MEASURES = _CURRENCIES | {"percent"}
+_MEASURES = _CURRENCIES | _RATIOS
 
 
 def _measure_table() -> dict[str, tuple[str, Decimal, str]]:
@@ -233,9 +240,10 @@ def _measure_table() -> dict[str, tuple[str, Decimal, str]]:
         ("h hr hrs hour hours", "hour", "second", Decimal(3600)),
         ("day days", "day", "second", Decimal(86400)),
         ("wk wks week weeks", "week", "second", Decimal(604800)),
-        ("month months", "month", "month", Decimal(1)),
+        ("month months mo mos", "month", "month", Decimal(1)),
         ("quarter quarters", "quarter", "quarter", Decimal(1)),
         ("year years yr yrs annum", "year", "year", Decimal(1)),
+        ("decade decades", "decade", "year", Decimal(10)),
         ("mm millimetre millimetres millimeter millimeters", "mm", "mm", Decimal(1)),
         ("cm centimetre centimetres centimeter centimeters", "cm", "mm", Decimal(10)),
         ("m metre metres meter meters", "metre", "mm", Decimal(1000)),
@@ -321,7 +329,7 @@ def _plain_digits(text: str) -> str:
 
 
 _SPACE_GROUPED = re.compile(r"(?<![\d.,])(\d{1,3})((?: \d{3})+)(?![\d.,])(?=\s*(?:[" + re.escape("".join(
-    k for k, v in _UNIT_SYMBOLS.items() if v != "percent")) + r"]|(?:" + _CURRENCY_NAME + r")(?![^\W\d_])))",
+    k for k, v in _UNIT_SYMBOLS.items() if v not in _RATIOS)) + r"]|(?:" + _CURRENCY_NAME + r")(?![^\W\d_])))",
     re.IGNORECASE)
 
 
@@ -347,19 +355,23 @@ _CLOCK_12 = re.compile(r"(?i)(?<![\w:.])(\d{1,2})(?:[:.](\d{2}))?\s*([ap])\.?\s?
 _CLOCK_24 = re.compile(r"(?<![\w:.])(\d{1,2}):(\d{2})(?![\d:])")  # "14:00", "08:30"
 _DOTTED_DATE = re.compile(r"(?<![\d.])(\d{1,2})\.(\d{1,2})\.(\d{4})(?!\d)")  # "16.03.2025"
 _QUARTER = re.compile(r"(?i)\bq([1-4])\b")  # "Q3 2024"
-_CURRENCY_PREFIX = re.compile(r"(?i)\b(US|HK|NZ|AU|CA|C|A|S)\$")  # "HK$5" is not "$5"
-_PREFIX_CODES = {"us": "USD", "hk": "HKD", "nz": "NZD", "au": "AUD", "a": "AUD", "ca": "CAD", "c": "CAD", "s": "SGD"}
+_CURRENCY_PREFIX = re.compile(r"(?i)\b(US|HK|NZ|AU|CA|MX|NT|C|A|S|R)\$")  # "HK$5" is not "$5"
+_PREFIX_CODES = {"us": "USD", "hk": "HKD", "nz": "NZD", "au": "AUD", "a": "AUD", "ca": "CAD", "c": "CAD", "s": "SGD",
+                 "mx": "MXN", "nt": "TWD", "r": "BRL"}
 # "$2.5B", "$2.5MM", "1.2M customers" (not "35MM film", "apartment 4B": an integer with no currency)
 _CAPITAL_SCALE = re.compile(r"(?:(?<=[$\u20ac\u00a3\u00a5]\d)|(?<=[$\u20ac\u00a3\u00a5]\d\d)|(?<=[$\u20ac\u00a3\u00a5]\d\d\d)"
                             r"|(?<=\.\d)|(?<=\.\d\d))(MM|M|BN|Bn|B)\b")
 _RANGE_DASH = re.compile(r"(?<=\d)\s*[-\u2013\u2014]\s*(?=\d)")  # "2-4 mg" is 2 to 4 mg
 _SPACED_THOUSANDS = re.compile(r"(?<=\d)[\u00a0\u202f\u2009](?=\d{3}(?!\d))")  # "10\u202f000"
 _PER_CENT = re.compile(r"(?i)\bper\s+cent\b")
+_PER_MILLE = re.compile(r"(?i)\bper\s+mille\b")  # not "per mile"
+_CENTS_ON_THE_DOLLAR = re.compile(r"(?i)\bcents?\s+on\s+the\s+dollar\b")  # "50 cents on the dollar" is 50%
 _BASIS_POINTS = re.compile(r"(?i)\bbasis\s+points?\b")
 _VERSION = re.compile(r"(?i)\bv(?=\d)")  # "v2.1"
-_SLASH_UNIT = re.compile(r"(?i)(?<=[\w\u00b5\u03bc])\s*/\s*(" + "|".join(sorted(
+_SLASH_UNIT = re.compile(r"(?i)(?<=[\w\u00b5\u03bc" + re.escape("".join(k for k, v in _UNIT_SYMBOLS.items() if v not in _RATIOS))
+                        + r"])\s*/\s*(" + "|".join(sorted(
     (re.escape(w) for w in _MEASURE_UNITS if len(w) > 1 or w in ("h", "d", "l", "g")), key=len, reverse=True))
-    + r")(?![^\W\d_])")  # "mg/kg", "km/h", "$2.50/kg": per
+    + r")(?![^\W\d_])")  # "mg/kg", "km/h", "$2.50/kg", "67\u00a2/mile": per
 # number words the passage may use: "a week", "a dozen", ordinals ("the third business day", "twenty-fifth")
 # "within a week", "the notice period is a month" (not "once a day", "one tablet a day": a rate, no amount)
 _A_AMOUNT = re.compile(r"(?i)(?:(?<=\bwithin )|(?<=\bfor )|(?<=\bafter )|(?<=\bin )|(?<=\bover )|(?<=\bis )|(?<=\bof )"
@@ -407,6 +419,7 @@ def _written_numbers(text: str, number_words: bool) -> str:
     text = _CURRENCY_PREFIX.sub(lambda m: _PREFIX_CODES[m.group(1).lower()] + " ", text)
     text = _CAPITAL_SCALE.sub(lambda m: " billion" if m.group(1).upper().startswith("B") else " million", text)
     text = _PER_CENT.sub("percent", _BASIS_POINTS.sub("bp", _VERSION.sub("v ", text)))
+    text = _CENTS_ON_THE_DOLLAR.sub("percent", _PER_MILLE.sub("permille", text))
     text = _SLASH_UNIT.sub(r" per \1", _RANGE_DASH.sub(" to ", text))
     text = _ADVERB_PERIOD.sub(lambda m: f"{m.group(1)} per {_ADVERB_PERIODS[m.group(2).lower()]}",
                               _A_PERIOD.sub(r"\1 per \2", text))
@@ -479,6 +492,7 @@ def _unit_at(toks: list[str], j: int) -> tuple[str | None, int]:
 
 
 _UNIT_BASE = {unit: (factor, base) for unit, factor, base in _MEASURE_UNITS.values()}
+_UNIT_BASE.update({"cent": (Decimal("0.01"), "dollar"), "pence": (Decimal("0.01"), "pound")})  # "67 cents" is $0.67
 
 
 def _amount(value: str, unit: str | None) -> tuple[str, str | None]:
@@ -612,8 +626,10 @@ def _dates_against(answer: str, said: str) -> tuple[list[str], list[str]]:
 
 
 # "kr" is the Swedish, Norwegian, Danish or Icelandic krona: the passage's "200 kr" is any of them ("200 SEK" is
-# not another amount), and its "200 SEK" is "200 kr"
-_KRONOR = frozenset({"krona", "sek", "nok", "dkk", "isk"})
+# not another amount), and its "200 SEK" is "200 kr"; a "peso" or "franc" likewise
+_CURRENCY_FAMILIES = {"krona": frozenset({"sek", "nok", "dkk", "isk"}),
+                      "peso": frozenset({"mxn", "clp", "php", "ars", "cop"}), "franc": frozenset({"chf", "xof", "xaf"})}
+_FAMILY_OF = {code: name for name, codes in _CURRENCY_FAMILIES.items() for code in codes}
 _LIST_MARKER = re.compile(r"(?m)^\s*\d+[.)](?=\s)|\[\d+\]")  # "1. ..." at a line's start, a citation "[1]"
 
 
@@ -626,8 +642,8 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
     times"), the answer's do not (a stray "one" is no figure), nor its list numbering and citation marks. Shown as
     read, e.g. "25000 euro"."""
     held = stated_numbers(context) + stated_numbers(question)
-    held += [(value, other) for value, unit in held if unit in _KRONOR
-             for other in (_KRONOR - {unit} if unit == "krona" else {"krona"})]
+    held += [(value, other) for value, unit in held if unit is not None
+             for other in _CURRENCY_FAMILIES.get(unit, {_FAMILY_OF[unit]} if unit in _FAMILY_OF else ())]
     units_of: dict[str, set[str | None]] = {}
     for value, unit in held:
         units_of.setdefault(value, set()).add(unit)
