@@ -951,6 +951,18 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     ("It is $67 per mile.", "Mileage is reimbursed at 67 cents per mile.", ["67 dollar/mile"]),
     ("It is 67 cents per mile.", "Mileage is reimbursed at $0.67 per mile.", []),
     ("It matches 50 cents on the dollar.", "The company matches 50% of contributions.", []),
+    # a minus written as an en dash (a word processor's autocorrect) or in accounting parentheses was lost, so the
+    # positive figure passed
+    ("Fund F returned 3.2% in 2024.", "Fund F returned \u20133.2% in 2024.", ["3.2 percent"]),
+    ("Fund F returned -3.2% in 2024.", "Fund F returned \u20133.2% in 2024.", []),
+    ("Fund F returned 3.2% in 2024.", "Fund F returned (3.2%) in 2024.", ["3.2 percent"]),
+    ("Net income was $1,250.", "Net income was $(1,250) in 2024.", ["1250 dollar"]),
+    ("Net income was $1,250.", "Net income was ($1,250) in 2024.", ["1250 dollar"]),
+    ("Net income was -$1,250.", "Net income was ($1,250) in 2024.", []),
+    ("It takes 2 to 4 days.", "It takes 2\u20134 days.", []),  # a range, not minus 4
+    ("Refunds take 30 days.", "Refunds are sent by mail (30 days).", []),  # parentheses without an amount
+    ("The deposit is $2,150.", "The deposit is one month's rent ($2,150).", []),  # an amount restated
+    ("8% of patients had nausea.", "Nausea occurred in 12 patients (8%).", []),
 ])
 def test_unstated_numbers_reads_other_scripts_dates_and_currencies(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers

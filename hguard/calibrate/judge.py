@@ -670,7 +670,16 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
     return missing + dates_missing
 
 
-_SIGN = re.compile(r"(?:^|(?<=[\s(]))[-\u2212](?=[$\u20ac\u00a3\u00a5\u20b9]?\d)")  # "-0.5%", "-$200"; not "2-5"
+# "-0.5%", "-$200", "\u20133.2%" (an en dash a word processor made of a minus); not "2-5" or "2\u20134" (ranges, read before)
+_SIGN = re.compile(r"(?:^|(?<=[\s(]))[-\u2212\u2013](?=[$\u20ac\u00a3\u00a5\u20b9]?\d)")
+# accounting notation: an amount in parentheses is negative, "$(1,250)" always; "($1,250)" and "(3.2%)" only where
+# they stand as the figure itself (after a line's start, a colon or a verb such as "was" or "returned"), not where
+# they restate one ("one month's rent ($2,150)", "12 patients (8%)")
+_ACCOUNTING_AFTER = ("was", "were", "is", "are", "be", "been", "of", "at", "to", "by", "returned", "reported",
+                     "posted", "recorded", "showed", "yielded", "totalled", "totaled", "changed", "grew", "fell")
+_ACCOUNTING = re.compile(r"(?im)([$\u20ac\u00a3\u00a5\u20b9])\s?\((\d[\d.,]*)\)|(?:^|(?<=[:|=\t])|"
+                         + "|".join(rf"(?<=\b{w}\s)" for w in _ACCOUNTING_AFTER)
+                         + r")\s*\(\s*([$\u20ac\u00a3\u00a5\u20b9]\s?\d[\d.,]*|\d[\d.,]*\s?%)\s*\)")
 # a scale written on its number: "5k", "2bn"; "9.5m" (and "mn", "mln") only beside a currency, since "5m" may be metres
 _SUFFIX_SCALES = {"k": 10**3, "m": 10**6, **{w: _SCALES[w] for w in ("mn", "mln", "bn")}}
 _MONEY_ONLY = frozenset({"m", "mn", "mln"})
@@ -685,6 +694,7 @@ def _tokens(text: str, number_words: bool = True) -> list[str]:
     ("-0.5%" is not "0.5%") and their scale word ("$5 million" is 5000000, not 5), and units (`_UNIT_WORDS`) to one
     word after their number ("$5,000", "5,000 dollars" and "USD 5 thousand" all read "5000 dollar")."""
     text = _written_numbers(_decimal_commas(_plain_digits(text)), number_words)
+    text = _ACCOUNTING.sub(lambda m: f" -{m.group(1)}{m.group(2)} " if m.group(1) else f" -{m.group(3)} ", text)
     text = _CODE_ON_NUMBER.sub(r"\1 ", _BARE_DECIMAL.sub("0.", _SIGN.sub(" minus ", text)))
     text = _GLUED_UNIT.sub(r"\1 \2", text)
     words = normalize(_UNIT_SYMBOL.sub(lambda m: f" {_UNIT_SYMBOLS[m.group(0)]} ", text)).split()
