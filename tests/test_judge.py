@@ -963,6 +963,19 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     ("Refunds take 30 days.", "Refunds are sent by mail (30 days).", []),  # parentheses without an amount
     ("The deposit is $2,150.", "The deposit is one month's rent ($2,150).", []),  # an amount restated
     ("8% of patients had nausea.", "Nausea occurred in 12 patients (8%).", []),
+    # a rate's period written "p.a.", "APR" or "%/year" was no period, so a monthly or weekly rate passed
+    ("Interest is 4% per month.", "The loan carries interest of 4% p.a.", ["4 percent/month"]),
+    ("Interest is 4% a month.", "The loan carries interest of 4% p.a.", ["4 percent/month"]),
+    ("Interest is 4% monthly.", "The loan carries interest of 4% p.a.", ["4 percent/month"]),
+    ("Interest is 4% per week.", "The loan carries interest of 4% p.a.", ["4 percent/week"]),
+    ("Interest is 4%/month.", "The loan carries interest of 4% a year.", ["4 percent/month"]),
+    ("Interest is 4% per month.", "The loan carries interest of 4%/year.", ["4 percent/month"]),
+    ("Interest is 4% per month.", "The loan carries interest of 4% APR.", ["4 percent/month"]),
+    ("Interest is 4% p.m.", "The loan carries interest of 4% a year.", ["4 percent/month"]),
+    ("Interest is 4% a year.", "The loan carries interest of 4% p.a.", []),
+    ("Interest is 4% per annum.", "The loan carries interest of 4%/year.", []),
+    ("Interest is 4%.", "The loan carries interest of 4% APR.", []),
+    ("The salary is $50,000 p.a.", "The salary is $50,000 a year.", []),
 ])
 def test_unstated_numbers_reads_other_scripts_dates_and_currencies(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers

@@ -368,10 +368,13 @@ _PER_MILLE = re.compile(r"(?i)\bper\s+mille\b")  # not "per mile"
 _CENTS_ON_THE_DOLLAR = re.compile(r"(?i)\bcents?\s+on\s+the\s+dollar\b")  # "50 cents on the dollar" is 50%
 _BASIS_POINTS = re.compile(r"(?i)\bbasis\s+points?\b")
 _VERSION = re.compile(r"(?i)\bv(?=\d)")  # "v2.1"
-_SLASH_UNIT = re.compile(r"(?i)(?<=[\w\u00b5\u03bc" + re.escape("".join(k for k, v in _UNIT_SYMBOLS.items() if v not in _RATIOS))
-                        + r"])\s*/\s*(" + "|".join(sorted(
+_SLASH_UNIT = re.compile(r"(?i)(?<=[\w\u00b5\u03bc" + re.escape("".join(_UNIT_SYMBOLS)) + r"])\s*/\s*(" + "|".join(sorted(
     (re.escape(w) for w in _MEASURE_UNITS if len(w) > 1 or w in ("h", "d", "l", "g")), key=len, reverse=True))
-    + r")(?![^\W\d_])")  # "mg/kg", "km/h", "$2.50/kg", "67\u00a2/mile": per
+    + r")(?![^\W\d_])")  # "mg/kg", "km/h", "$2.50/kg", "67\u00a2/mile", "4%/year": per
+# a rate's period as finance writes it: "4% p.a." and "$50,000 p.a." (per annum), "4% p.m." (per month; after a
+# digit, "5 p.m." is a time), "4% APR" (an annual rate; capitals only, "Apr" is April)
+_PER_ANNUM = re.compile(r"(?i)(?<=[\d%])\s*p\.\s?a\b\.?|(?<=%)\s*(?-i:APR|APY|AER|EAR)\b")
+_PER_MONTH = re.compile(r"(?i)(?<=%)\s*p\.\s?m\b\.?")
 # number words the passage may use: "a week", "a dozen", ordinals ("the third business day", "twenty-fifth")
 # "within a week", "the notice period is a month" (not "once a day", "one tablet a day": a rate, no amount)
 _A_AMOUNT = re.compile(r"(?i)(?:(?<=\bwithin )|(?<=\bfor )|(?<=\bafter )|(?<=\bin )|(?<=\bover )|(?<=\bis )|(?<=\bof )"
@@ -420,6 +423,7 @@ def _written_numbers(text: str, number_words: bool) -> str:
     text = _CAPITAL_SCALE.sub(lambda m: " billion" if m.group(1).upper().startswith("B") else " million", text)
     text = _PER_CENT.sub("percent", _BASIS_POINTS.sub("bp", _VERSION.sub("v ", text)))
     text = _CENTS_ON_THE_DOLLAR.sub("percent", _PER_MILLE.sub("permille", text))
+    text = _PER_MONTH.sub(" per month", _PER_ANNUM.sub(" per annum", text))
     text = _SLASH_UNIT.sub(r" per \1", _RANGE_DASH.sub(" to ", text))
     text = _ADVERB_PERIOD.sub(lambda m: f"{m.group(1)} per {_ADVERB_PERIODS[m.group(2).lower()]}",
                               _A_PERIOD.sub(r"\1 per \2", text))
