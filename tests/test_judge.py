@@ -976,6 +976,18 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     ("Interest is 4% per annum.", "The loan carries interest of 4%/year.", []),
     ("Interest is 4%.", "The loan carries interest of 4% APR.", []),
     ("The salary is $50,000 p.a.", "The salary is $50,000 a year.", []),
+    # a decimal comma read as one only before an English unit: "3,5 Prozent" was 3 and 5, held by a passage's 3 and 5
+    ("Die Frist beträgt 2,5 Monate.", "Die Frist beträgt 2 Monate, die Probezeit 5 Monate.", ["2.5"]),
+    ("Der Zinssatz beträgt 3,5 Prozent.", "Der Zinssatz beträgt 3 Prozent. Die Gebühr beträgt 5 Euro.", ["3.5 percent"]),
+    ("Le taux est de 2,5 pour cent.", "Le taux est de 2 %. Les frais sont de 5 euros.", ["2.5 percent"]),
+    ("La tasa es del 2,5 por ciento.", "La tasa es del 2 %. La comisión es de 5 euros.", ["2.5 percent"]),
+    ("Il tasso è del 2,5 per cento.", "Il tasso è del 2 %. La commissione è di 5 euro.", ["2.5 percent"]),
+    ("La dosis máxima es 1,5 gramos.", "La dosis máxima es 1 gramo; el envase contiene 5 sobres.", ["1.5"]),
+    ("Der Zinssatz beträgt 3,5 Prozent.", "The rate is 3.5%.", []),
+    ("It costs 2.50.", "Es kostet 2,50.", []),
+    ("Clauses 1 or 2.", "Clauses 1,2 or 3 apply.", []),  # a list goes on after it: not a decimal
+    ("Items 4 and 5.", "Items 4,5, 6 apply.", []),
+    ("Artikel 1 und 2.", "Artikel 1,2 und 3 gelten.", []),
 ])
 def test_unstated_numbers_reads_other_scripts_dates_and_currencies(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers
