@@ -988,6 +988,13 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     ("Clauses 1 or 2.", "Clauses 1,2 or 3 apply.", []),  # a list goes on after it: not a decimal
     ("Items 4 and 5.", "Items 4,5, 6 apply.", []),
     ("Artikel 1 und 2.", "Artikel 1,2 und 3 gelten.", []),
+    # Indian grouping by lakh was read as two numbers: "\u20b912" and "\u20b934,567" passed, "\u20b91,234,567" was held
+    ("The loan is \u20b912.", "The loan amount is \u20b912,34,567.", ["12 rupee"]),
+    ("The loan is \u20b934,567.", "The loan amount is \u20b912,34,567.", ["34567 rupee"]),
+    ("The loan is \u20b91,234,567.", "The loan amount is \u20b912,34,567.", []),
+    ("The loan is \u20b912.34567 lakh.", "The loan amount is \u20b912,34,567.", []),
+    ("The loan is Rs 2 crore.", "The loan amount is \u20b92,00,00,000.", []),
+    ("The loan is Rs 3 crore.", "The loan amount is \u20b92,00,00,000.", ["30000000 rupee"]),
 ])
 def test_unstated_numbers_reads_other_scripts_dates_and_currencies(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers

@@ -217,7 +217,7 @@ _CURRENCY_CODES = tuple(c for c, unit in _UNIT_WORDS.items() if len(c) == 3 and 
 _CURRENCIES = frozenset((*_UNIT_WORDS.values(), *_UNIT_SYMBOLS.values())) - _RATIOS
 _SCALES = {"thousand": 10**3, "million": 10**6, "mio": 10**6, "mn": 10**6, "mln": 10**6, "mil": 10**6, "billion": 10**9,
            "bn": 10**9,
-           "trillion": 10**12}
+           "trillion": 10**12, "lakh": 10**5, "lakhs": 10**5, "crore": 10**7, "crores": 10**7}
 _MEASURES = _CURRENCIES | _RATIOS
 
 
@@ -282,6 +282,8 @@ _GROUPED_DECIMAL_COMMA = re.compile(r"(?<![\d.,])(\d{1,3}(?:\.\d{3})+),(\d+)(?!\
 # thousands grouped by two or more dots ("2.500.000 \u20ac"): no decimal has two points (one group, "1.500", stays
 # ambiguous: read as a decimal)
 _DOTTED_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:\.\d{3}){2,}(?!\d|[.,]\d)")
+# Indian grouping by lakh and crore: "12,34,567" is 1234567 (read as 12 and 34,567 before)
+_LAKH_GROUPED = re.compile(r"(?<![\d.,])\d{1,2}(?:,\d\d)+,\d{3}(?!\d|,\d)")
 # a currency's code or name, longest first (as written: "zł", "EUR", "kr")
 _CURRENCY_NAME = "|".join(sorted(map(re.escape, _CURRENCY_SPELLINGS), key=len, reverse=True))
 # a currency's code or name written on its number: "30zł", "1500EUR", "200kr"
@@ -340,6 +342,7 @@ _TIMES_WORDS = {"once": "1", "twice": "2", "thrice": "3"}
 
 
 def _decimal_commas(text: str) -> str:
+    text = _LAKH_GROUPED.sub(lambda m: m.group(0).replace(",", ""), text)
     text = _GROUPED_DECIMAL_COMMA.sub(lambda m: m.group(1).replace(".", "") + "." + m.group(2), text)
     text = _DOTTED_THOUSANDS.sub(lambda m: m.group(0).replace(".", ""), text)
     return _DECIMAL_COMMA.sub(lambda m: f"{m.group(1)}.{m.group(2)}" if m.group(1) else f"0.{m.group(3)}", text)
