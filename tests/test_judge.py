@@ -995,6 +995,9 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     ("The loan is \u20b912.34567 lakh.", "The loan amount is \u20b912,34,567.", []),
     ("The loan is Rs 2 crore.", "The loan amount is \u20b92,00,00,000.", []),
     ("The loan is Rs 3 crore.", "The loan amount is \u20b92,00,00,000.", ["30000000 rupee"]),
+    # a space-grouped amount with a decimal comma ("1 200,50 \u20ac") was held against the same amount
+    ("Es de 1.200,50 \u20ac.", "El reembolso es de 1 200,50 \u20ac.", []),
+    ("Es de 1.250,50 \u20ac.", "El reembolso es de 1 200,50 \u20ac.", ["1250.5 euro"]),
 ])
 def test_unstated_numbers_reads_other_scripts_dates_and_currencies(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers

@@ -327,12 +327,12 @@ def _plain_digits(text: str) -> str:
         text = _SCRIPT_DIGIT.sub(" ", text)
     text = _CAPITAL_CODES.sub(lambda m: _CAPITAL_CODE_AS[m.group(1)], text)
     text = _GLUED_CURRENCY.sub(r"\1 \2", text)
-    # a plain space groups digits before a currency ("25 000 euros", "1 500 kr"), not before a unit of measure ("take
+    # a plain space groups digits before a currency ("25 000 euros", "1 500 kr", "1 200,50 \u20ac"), not before a unit of measure ("take
     # 1 500 mg tablet" is one tablet of 500 mg); a no-break or thin space groups them anywhere (_SPACED_THOUSANDS)
     return _SPACE_GROUPED.sub(lambda m: m.group(1) + m.group(2).replace(" ", ""), text)
 
 
-_SPACE_GROUPED = re.compile(r"(?<![\d.,])(\d{1,3})((?: \d{3})+)(?![\d.,])(?=\s*(?:[" + re.escape("".join(
+_SPACE_GROUPED = re.compile(r"(?<![\d.,])(\d{1,3})((?: \d{3})+)(?=(?:[.,]\d{1,2})?(?![\d.,]\d)\s*(?:[" + re.escape("".join(
     k for k, v in _UNIT_SYMBOLS.items() if v not in _RATIOS)) + r"]|(?:" + _CURRENCY_NAME + r")(?![^\W\d_])))",
     re.IGNORECASE)
 
