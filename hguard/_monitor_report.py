@@ -23,7 +23,9 @@ def public_report(report: Mapping[str, Any]) -> dict:
 _NOTICES = (
     ("verdicts_not_in_chain", "items",
      "{n} verdict(s) in the review queue are not the audit chain's (decided without the audit log, records cut, or "
-     "rows copied or relabelled; e.g. {eg}): not counted; each decision counts by the chain's verdict on it, if any"),
+     "rows copied or relabelled; e.g. {eg}): not counted; each decision counts by the chain's verdict on it, if any. "
+     "One decided without the log is put on record by deciding it again with the log: `hguard review decide {first} "
+     "--verdict V --reviewer NAME --policy {policy}` (the same verdict is recorded; another needs --supersede)"),
     ("verdict_records_not_committed_in_queue", "records",
      "{n} verdict(s) in the audit chain are not the queue's committed verdict of their item (a decide stopped between "
      "the log and the queue, or the queue file was edited; e.g. {eg}): counted, as the chain holds them; check the "
@@ -62,7 +64,8 @@ def summary(report: Mapping[str, Any]) -> str:
     for key, listed, said in _NOTICES:  # each a count, a few ids, and what it means
         entry = report.get(key) or {}
         if entry.get("n"):
-            lines.append("  " + said.format(n=entry["n"], eg=", ".join(entry[listed])))
+            lines.append("  " + said.format(n=entry["n"], eg=", ".join(entry[listed]), first=next(iter(entry[listed]), "ID"),
+                                            policy=report.get("policy") or "FILE"))
     out = report.get("outside_domains") or {}
     if out.get("n_decisions"):
         where = ", ".join(f"{n} {'with no domain' if d == 'None' else f'in {d!r}'}" for d, n in sorted(out["by_domain"].items()))

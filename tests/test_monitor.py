@@ -33,7 +33,7 @@ from hguard.monitor import (
     write_html,
 )
 from hguard.policy import Policy, Thresholds
-from hguard.review.queue import ReviewQueue, VerdictRefused
+from hguard.review.queue import AlreadyDecided, ReviewQueue, VerdictRefused
 
 
 # ------------------------------------------------------------------------------------------ statistics
@@ -624,6 +624,55 @@ def test_only_verdicts_recorded_in_the_chain_count_and_the_anchor_is_checked(tmp
     Path(policy.audit.path).write_bytes(b"".join(lines[:-3]))
     with pytest.raises(AuditIntegrityError, match="fails verification .*in the anchor"):
         run_monitor(policy, act=False)
+
+
+def test_a_verdict_decided_without_the_audit_log_is_put_on_record_by_deciding_it_again_with_the_log(tmp_path):
+    """A compliance team's trial: a spot-check decided 'hallucinated' with --no-audit was refused when decided again
+    with the log ("already decided"), and with --supersede too; the monitor left it out for good."""
+    from hguard.cli.review import main as review_cli
+    from hguard.monitor import SPOT, spot_check_decision
+
+    policy = _pol(tmp_path, spot_check_rate=1.0)
+    log = AuditLog(policy.audit.path)
+    pid = policy_id(policy)
+    unaudited = ReviewQueue(policy.review.queue)
+    ids = []
+    for i in range(3):
+        rec = log.append({"request_id": f"d{i}", "policy_id": pid, "domain": "geo", "route": "accept", "risk": 0.1,
+                          "signals": {}, "question": f"q{i}", "answer": "a"}, kind="decision")  # fmt: skip
+        log.append(spot_check_decision(policy, "geo", rec.id, 10**9), kind=SPOT)
+        unaudited.enqueue({"audit_id": rec.id, "question": f"q{i}", "answer": "a", "domain": "geo", "spot_check": True})
+        unaudited.decide(rec.id, verdict="hallucinated", reviewer="alice", note="Istanbul is not the capital")
+        ids.append(rec.id)
+    rep = run_monitor(policy, act=False)
+    assert rep["verdicts_not_in_chain"]["n"] == 3 and rep["domains"]["geo"]["spot_checks"]["reviewed"] == 0
+    assert (f"`hguard review decide {ids[0]} --verdict V --reviewer NAME --policy {policy.source or 'FILE'}`"
+            in summary(rep))  # the way to put it on record is named
+    first = unaudited.get(ids[0]).verdict
+    audited = ReviewQueue(policy.review.queue, audit=log)
+    v = audited.decide(ids[0], verdict="hallucinated", reviewer="bob")  # the same verdict: put on record
+    (rec,) = [r for r in log if r["kind"] == "review_verdict"]
+    assert rec["id"] == v.audit_record_id and rec["reviewer"] == "bob" and rec["label"] == "hallucinated"
+    assert rec["queue_verdict"] == {"verdict": "hallucinated", "reviewer": "alice", "decided_at": first.decided_at,
+                                    "corrected_answer": None, "note": "Istanbul is not the capital"}  # not lost
+    assert audited.get(ids[0]).verdict == v
+    # another verdict is refused, naming the queue's and the way to record it; --supersede records it as the later one
+    with pytest.raises(VerdictRefused, match=f"holds the verdict hallucinated by alice at .* in the queue only.*"
+                                             f"`hguard review decide {ids[1]} --verdict hallucinated --reviewer NAME`"):
+        audited.decide(ids[1], verdict="correct", reviewer="bob")
+    assert audited.get(ids[1]).verdict.audit_record_id is None
+    src = ["--queue", str(policy.review.queue), "--audit", str(policy.audit.path)]
+    assert review_cli(["decide", ids[1], "--verdict", "correct", "--reviewer", "bob", "--supersede", *src]) == 0
+    later = [r for r in log if r["kind"] == "review_verdict"][-1]
+    assert later["verdict"] == "correct" and later["queue_verdict"]["verdict"] == "hallucinated"
+    # on record now, an item takes no other verdict, with or without --supersede
+    for sup in (False, True):
+        with pytest.raises(AlreadyDecided):
+            audited.decide(ids[0], verdict="correct", reviewer="carol", supersede=sup)
+    assert len([r for r in log if r["kind"] == "review_verdict"]) == 2
+    rep = run_monitor(policy, act=False)
+    s = rep["domains"]["geo"]["spot_checks"]
+    assert rep["verdicts_not_in_chain"]["n"] == 1 and (s["reviewed"], s["hallucinated"]) == (2, 1)
 
 
 def test_clean_spot_checks_do_not_tighten(tmp_path):

@@ -94,8 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--note", metavar="TEXT", help="a note kept with the verdict")
     p.add_argument("--supersede", action="store_true",
                    help="record the verdict although the audit log holds an earlier one on the item that the queue "
-                   "never committed (its process stopped); the new record names it and the queue holds it (a decision any "
-                   "reviewer said hallucinated still counts as such, and is left out of the export)")
+                   "never committed (its process stopped), or the item holds another verdict decided without the log "
+                   "(--no-audit); the new record names the earlier one and the queue holds the new (a decision any "
+                   "reviewer said hallucinated in the log still counts as such, and is left out of the export). Deciding "
+                   "a --no-audit item again with its own verdict records it without this")
     p = sub.add_parser("export", help="write reviewed items as calibration JSONL")
     _add_source(p)
     _add_audit(p, "checking the verdicts (only those in its chain, on unedited items, are exported)")
@@ -209,7 +211,8 @@ def main(argv: list[str]) -> int:
             v = queue.decide(args.item, verdict=args.verdict, reviewer=args.reviewer,
                              corrected_answer=args.corrected_answer, note=args.note, supersede=args.supersede)
             where = (f"audit record {v.audit_record_id} in {queue.audit.path}" if queue.audit and v.audit_record_id
-                     else "--no-audit: kept in the queue only, and the monitor does not count it")
+                     else "--no-audit: kept in the queue only, and the monitor does not count it; deciding it again "
+                     "with the audit log (--policy FILE, or --audit LOG) puts it on record")
             print(f"hguard review: {args.item}: {v.verdict} by {v.reviewer} ({where})")
             return 0
         from ..review.export import export_reviewed

@@ -195,6 +195,22 @@ def chain_verdicts(records: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Mapp
     return verdict_of, contradicting
 
 
+def _fits_item(item_id: str, verdict: str, corrected_answer: str | None, row: Sequence[Any]) -> None:
+    """Refuse a verdict that cannot be said of the item (``row``: audit_id, domain, risk, question, context, answer,
+    spot_check, as :meth:`ReviewQueue.decide` reads it under its lock)."""
+    if verdict == "not_in_context" and row[4] is None:
+        raise InputError(
+            f"verdict 'not_in_context' says the passage the answer was given with does not answer the "
+            f"question, and item {item_id!r} was answered without context; choose 'hallucinated' or "
+            "'corrected'"
+        )
+    if verdict == "corrected" and corrected_answer is not None and same_words(corrected_answer, row[5]):
+        raise InputError(  # it would say the answer was wrong and that the same answer is right
+            f"verdict 'corrected' gives the model's own answer {_show(corrected_answer)} as the right one; "
+            "choose 'correct' if the answer is right, or type a different answer"
+        )
+
+
 # --------------------------------------------------------------------------------------------------------------
 # the queue
 
@@ -436,12 +452,19 @@ class ReviewQueue:
         stopped between the two) is refused too, naming it, unless ``supersede``: then this verdict is
         recorded with ``supersedes`` naming the earlier record(s), and it is the one the queue holds (the monitor
         still counts the decision as hallucinated if any reviewer said so, and the export then leaves it out).
+        An item decided without the audit log (``--no-audit``: its verdict is the queue's only, which the monitor does
+        not count) is decided again with the log to put it on record: the same verdict is recorded, by ``reviewer``
+        now; another is refused naming the queue's, unless ``supersede``, which records it as the later one. Either
+        record holds the queue's verdict (``queue_verdict``), so none is lost.
         """
         item_id, verdict, reviewer, corrected_answer, note = self._check_verdict(
             item_id, verdict, reviewer, corrected_answer, note
         )
         uncommitted: list[Mapping[str, Any]] = []
         if self.audit is not None:  # a verdict is logged only beside the decision it judges, as it was made
+            unrecorded = self._unrecorded(item_id)
+            if unrecorded is not None:  # decided without the log: this verdict puts it on record (or is refused)
+                return self._put_on_record(*unrecorded, verdict, reviewer, corrected_answer, note, supersede)
             uncommitted = self._check_decision(item_id)
         decided_at = _now()
         # The audit record's id is chosen before the append so the row can point at it in the same transaction.
@@ -463,17 +486,7 @@ class ReviewQueue:
                     "SELECT audit_id, domain, risk, question, context, answer, spot_check FROM review_items WHERE id = ?",
                     (item_id,),
                 ).fetchone()
-                if verdict == "not_in_context" and row[4] is None:
-                    raise InputError(
-                        f"verdict 'not_in_context' says the passage the answer was given with does not answer the "
-                        f"question, and item {item_id!r} was answered without context; choose 'hallucinated' or "
-                        "'corrected'"
-                    )
-                if verdict == "corrected" and corrected_answer is not None and same_words(corrected_answer, row[5]):
-                    raise InputError(  # it would say the answer was wrong and that the same answer is right
-                        f"verdict 'corrected' gives the model's own answer {_show(corrected_answer)} as the right one; "
-                        "choose 'correct' if the answer is right, or type a different answer"
-                    )
+                _fits_item(item_id, verdict, corrected_answer, row)
                 audit_hash = None
                 if self.audit is not None:
                     audit_hash = self._append_verdict(
@@ -498,6 +511,85 @@ class ReviewQueue:
             audit_record_id=record_id,
             audit_hash=audit_hash,
         )
+
+    def _unrecorded(self, item_id: str) -> tuple[ReviewItem, list[Mapping[str, Any]]] | None:
+        """``(item, the log's verdict records on its decision)`` when ``item_id`` is decided and the audit log holds no
+        record of its verdict (decided with ``--no-audit``, or by a queue without this log): the item's decision
+        checked as for a pending one. None for any other item (pending, missing, or its verdict on record)."""
+        assert self.audit is not None
+        item = self.get(item_id)
+        if item is None or item.verdict is None:
+            return None
+        record, verdicts = self._decision_and_verdicts(item)
+        if any(r.get("id") == item.verdict.audit_record_id for r in verdicts):
+            return None
+        edited = self._edited_refusal(item, record)
+        if edited is not None:
+            raise VerdictRefused(edited)
+        return item, verdicts
+
+    def _put_on_record(
+        self,
+        item: ReviewItem,
+        verdicts: list[Mapping[str, Any]],
+        verdict: VerdictName,
+        reviewer: str,
+        corrected_answer: str | None,
+        note: str | None,
+        supersede: bool,
+    ) -> Verdict:
+        """Record in the audit log a verdict on ``item``, decided without the log (its verdict is the queue's only,
+        which the monitor and the export do not count): the same verdict puts it on record, by ``reviewer`` now; another
+        is refused unless ``supersede``, which records it as the later one. Either record names the queue's verdict
+        (``queue_verdict``: verdict, reviewer, time, note), which the row then no longer holds."""
+        assert self.audit is not None and item.verdict is not None
+        old = item.verdict
+        same = old.verdict == verdict and old.corrected_answer == corrected_answer
+        said = (f"{old.verdict}" + (f" ({old.corrected_answer!r})" if old.corrected_answer else "")
+                + f" by {old.reviewer} at {old.decided_at}")
+        if not same and not supersede:
+            raise VerdictRefused(
+                f"review item {item.id!r} holds the verdict {said} in the queue only (decided without the audit log "
+                f"{self.audit.path}; the monitor does not count it); nothing was recorded. To put that verdict on record, "
+                f"decide again with it (`hguard review decide {item.id} --verdict {old.verdict}"
+                + (" --corrected-answer TEXT" if old.verdict == "corrected" else "") + " --reviewer NAME` with the "
+                "policy or --audit LOG); to record yours as the later verdict, naming that one, add --supersede")
+        if verdicts and not supersede:  # the log holds verdicts on this decision that are not the queue's
+            raise self._uncommitted_error(item.id, verdicts)
+        decided_at = _now()
+        record_id = uuid.uuid4().hex
+        queue_verdict = {"verdict": old.verdict, "reviewer": old.reviewer, "decided_at": old.decided_at,
+                         "corrected_answer": old.corrected_answer, "note": old.note}
+        with self._connection(f"record the verdict on item {item.id!r}") as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.execute(  # compare-and-set on the verdict read: another decide meanwhile wins
+                    "UPDATE review_items SET verdict = ?, reviewer = ?, corrected_answer = ?, note = ?, decided_at = ?, "
+                    "verdict_audit_id = ? WHERE id = ? AND status = 'decided' AND verdict = ? AND reviewer = ? AND "
+                    "decided_at = ? AND verdict_audit_id IS ?",
+                    (verdict, reviewer, corrected_answer, note, decided_at, record_id, item.id, old.verdict,
+                     old.reviewer, old.decided_at, old.audit_record_id),
+                )
+                if cur.rowcount != 1:
+                    raise self._not_pending(conn, item.id, supersede)
+                row = conn.execute(
+                    "SELECT audit_id, domain, risk, question, context, answer, spot_check FROM review_items WHERE id = ?",
+                    (item.id,),
+                ).fetchone()
+                _fits_item(item.id, verdict, corrected_answer, row)
+                audit_hash = self._append_verdict(
+                    record_id, item.id, row, verdict, reviewer, corrected_answer, note, decided_at,
+                    [str(r.get("id")) for r in verdicts], queue_verdict=queue_verdict,
+                )
+                conn.execute("UPDATE review_items SET verdict_audit_hash = ? WHERE id = ?", (audit_hash, item.id))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        return Verdict(item_id=item.id, audit_id=row[0], verdict=verdict, reviewer=reviewer,
+                       corrected_answer=corrected_answer, note=note, decided_at=decided_at, audit_record_id=record_id,
+                       audit_hash=audit_hash)
 
     def verdict_refusal(self, item_id: str) -> str | None:
         """Why a verdict on this pending item would be refused now, before a reviewer spends time on it: its
@@ -691,8 +783,8 @@ class ReviewQueue:
             f"review item {item_id!r} was already decided by {reviewer} at {decided_at} (verdict: {verdict}); "
             "nothing was changed; the items still pending are in `hguard review list` or a reload of the review page"
             + ("; --supersede records a verdict over one the audit log holds but the queue never committed (its "
-               "process stopped), not over a decided item: an item takes one verdict, so a second reviewer's "
-               "disagreement goes in your own records" if supersede else ""),
+               "process stopped), or over one decided without the log, not over a verdict on record: an item takes one "
+               "recorded verdict, so a second reviewer's disagreement goes in your own records" if supersede else ""),
             item_id=item_id,
             reviewer=reviewer,
             decided_at=decided_at,
@@ -710,6 +802,7 @@ class ReviewQueue:
         note: str | None,
         decided_at: str,
         supersedes: list[str] | None = None,
+        queue_verdict: Mapping[str, Any] | None = None,
     ) -> str:
         assert self.audit is not None and record_id is not None
         redact = self.audit.redact
@@ -731,13 +824,17 @@ class ReviewQueue:
         }
         if supersedes:  # verdicts on this item the log holds but the queue never committed
             record["supersedes"] = supersedes
+        if queue_verdict is not None:  # the verdict the queue held without a record, which this one puts on record
+            record["queue_verdict"] = {k: (redacted(v) if redact and k in ("corrected_answer", "note") else v)
+                                       for k, v in queue_verdict.items()}
         try:
             return self.audit.append(record, kind="review_verdict").hash
         except HGuardError as e:
             raise ReviewQueueError(
                 f"review queue {self.path}: the verdict on item {item_id!r} was not recorded because the audit "
-                f"log {self.audit.path} could not be written ({e}); the item is still pending, fix the audit log "
-                "and decide again"
+                f"log {self.audit.path} could not be written ({e}); the item is "
+                + ("still pending" if queue_verdict is None else "as it was (its verdict in the queue only)")
+                + ", fix the audit log and decide again"
             ) from e
 
     # ---------------------------------------------------------------------------------------------------------
