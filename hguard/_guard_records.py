@@ -335,13 +335,15 @@ class _Recording:
                 pass
 
     def _record_requeued(self, queue: Any, *, from_records: Sequence[str] = (), from_pending: Sequence[str] = (),
-                         from_held: Sequence[str] = (), reason: str) -> None:
+                         from_held: Sequence[str] = (), decided: Sequence[str] = (), reason: str) -> None:
         """The ``review_requeued`` record of the items put back in ``queue``, a guard start's and a running guard's
         in one shape: each item's source (its decision record, the copy kept beside the queue, or the answer held by
-        the guard that decided it) is in its list, every list there, so an auditor reads where each came from."""
+        the guard that decided it) is in its list, every list there, so an auditor reads where each came from; those
+        put back decided with the verdict the chain holds on them are in ``decided_from_verdict_records``."""
         self.audit.append({"item_ids": [*from_records, *from_pending, *from_held],
                            "from_decision_records": list(from_records), "from_pending_copies": list(from_pending),
-                           "from_held_answers": list(from_held), "queue": str(queue.path), "reason": reason},
+                           "from_held_answers": list(from_held), "decided_from_verdict_records": list(decided),
+                           "queue": str(queue.path), "reason": reason},
                           kind="review_requeued")
 
     def _spot_check(self, result: GuardResult) -> dict | None:

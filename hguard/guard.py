@@ -312,14 +312,16 @@ class Guard(_Scoring, _Recording):
             missing |= queue.absent(pending)
             spots = {d: r for d, r in spots.items() if d in missing}
             unsigned: list[dict] = []
-            found = [r for r in self.audit if r.get("kind") == "decision" and r.get("id") in missing] if missing else []
+            # the decisions, and the verdicts the chain holds on them (an item is put back decided with its verdict)
+            found = [r for r in self.audit if (r.get("id") if r.get("kind") == "decision" else r.get("decision_audit_id")
+                                               if r.get("kind") == "review_verdict" else None) in missing] if missing else []
             records: list[dict] = []  # judged record by record: a forged twin blocks nothing, and is named too
             for r in found:
                 (records if self._signed(r) else unsigned).append(r)
             forged |= {r["id"] for r in unsigned}
-            signed = {r["id"] for r in records}
+            signed = {r["id"] for r in records if r.get("kind") == "decision"}
             records += [sp for d, sp in spots.items() if d in signed]
-            done = queue.recover(records) if missing else Recovered([], [], [])
+            done = queue.recover(records) if missing else Recovered([], [], [], {})
             if not missing and queue.pending_path.exists():  # copies of items queued since (a drop that failed then)
                 queue.forget_pending()
         except HGuardError as exc:  # the guard still starts; the next start tries again
@@ -328,7 +330,7 @@ class Guard(_Scoring, _Recording):
         if forged:
             warnings.warn(f"{len(forged)} audit record(s) promising a review item carry no valid MAC under the audit key "
                           f"({', '.join(sorted(forged)[:3])}): written by someone without the key, so nothing was put back "
-                          f"from them; run `hguard audit verify {self.audit.path}` (with the key) to see where",
+                          f"from them (nor decided by them); run `hguard audit verify {self.audit.path}` (with the key) to see where",
                           UserWarning, stacklevel=3)
         if done.put_back:
             # which source each came from: an auditor checks the decision records, or the copies kept beside the queue
@@ -336,13 +338,21 @@ class Guard(_Scoring, _Recording):
                 (done.from_records, "their decision records"),
                 (done.from_pending, f"the copies kept beside the queue in {queue.pending_path} (a redacting log's "
                                     "records hold hashes, not text)")) if ids]
-            self._record_requeued(queue, from_records=done.from_records, from_pending=done.from_pending, reason=(
+            decided = [f"{rid} {v.get('verdict')} by {v.get('reviewer')} at {v.get('decided_at')} (record {v.get('id')})"
+                       for rid, v in done.decided.items()]
+            with_verdict = (f"; {len(decided)} of them decided, with the verdict the audit chain holds on each: "
+                            f"{'; '.join(decided[:3])}{'; ...' if len(decided) > 3 else ''}" if decided else
+                            "; all pending (the audit chain holds no verdict on them)")
+            self._record_requeued(queue, from_records=done.from_records, from_pending=done.from_pending,
+                                  decided=list(done.decided), reason=(
                 "decisions held for review (or spot-checked) were in the audit log but not in the review queue (a "
-                f"process stopped, or the queue was locked, between the two); put back {' and '.join(sources)}"))
+                f"process stopped, or the queue was locked, between the two, or its rows were deleted); put back "
+                f"{' and '.join(sources)}{with_verdict}"))
             warnings.warn(f"{len(done.put_back)} answer(s) held for review (or picked for a spot-check) were missing from the "
                           f"review queue {queue.path} (a process stopped, or the queue was locked, between the audit "
-                          f"record and the queue): put back {' and '.join(sources)} ({', '.join(done.put_back[:3])}"
-                          f"{', ...' if len(done.put_back) > 3 else ''})", UserWarning, stacklevel=3)
+                          f"record and the queue, or its rows were deleted): put back {' and '.join(sources)} "
+                          f"({', '.join(done.put_back[:3])}{', ...' if len(done.put_back) > 3 else ''}){with_verdict}",
+                          UserWarning, stacklevel=3)
         if done.lost:
             warnings.warn(f"{len(done.lost)} answer(s) held for review are missing from the review queue "
                           f"{queue.path} and cannot be put back (their records hold hashes, not text: a "

@@ -1137,6 +1137,35 @@ def test_an_answer_the_queue_could_not_take_is_put_back_when_a_guard_next_starts
     assert not any("missing from the review queue" in str(w.message) for w in said)  # once
 
 
+def test_a_lost_queue_row_whose_decision_has_a_verdict_on_record_is_put_back_decided_and_said(calibrated, tmp_path):
+    """A compliance team's trial: rows deleted from the queue were put back pending although the audit chain held
+    the verdict of one ("put back 2 from their decision records"); deciding it again was refused, and --supersede
+    wrote a second verdict record."""
+    import sqlite3
+    import warnings
+
+    lm, root = calibrated
+    pol = _policy(root, tmp_path, accept_below=0.0, abstain_above=1.0)  # everything to review
+    g = Guard.from_policy(pol, lm=lm)
+    first, second = (r.audit_id for r in g.batch(["who is the author of the book ?", "what is the capital city ?"],
+                                                 domains=["alpha"] * 2))
+    v = g.review_queue.decide(first, verdict="hallucinated", reviewer="alice")
+    with sqlite3.connect(tmp_path / "queue.sqlite3") as conn:
+        conn.execute("DELETE FROM review_items")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        g2 = Guard.from_policy(pol, lm=lm)
+    (msg,) = [str(w.message) for w in said if "missing from the review queue" in str(w.message)]
+    assert "put back 2 from their decision records" in msg
+    assert (f"1 of them decided, with the verdict the audit chain holds on each: {first} hallucinated by alice at "
+            f"{v.decided_at} (record {v.audit_record_id})") in msg
+    assert g2.review_queue.get(first).verdict == v and g2.review_queue.get(second).status == "pending"
+    (requeued,) = [r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] == "review_requeued"]
+    assert requeued["decided_from_verdict_records"] == [first]
+    with pytest.raises(ReviewQueueError, match="already decided by alice"):  # no second verdict record
+        g2.review_queue.decide(first, verdict="hallucinated", reviewer="alice", supersede=True)
+
+
 def test_in_a_redacting_log_an_answer_the_queue_could_not_take_is_put_back_from_the_copy_kept_beside_the_queue(
         calibrated, tmp_path, monkeypatch):
     """A redacting log holds hashes: an answer held for review that a locked queue could not take was lost to every

@@ -963,15 +963,41 @@ def test_recover_puts_back_what_the_log_holds_for_review_and_the_queue_lacks(tmp
                  kind="spot_check")
     audit.append({"question": "Q3?", "answer": "A3.", "route": "abstain"})  # not for review
     guard_queue(q.path, audit=audit).enqueue(make_item("already"))  # queued as usual: left alone
-    assert q.recover() == ([held.id, accepted.id], [], [])
+    assert q.recover() == ([held.id, accepted.id], [], [], {})
     back, spot = q.get(held.id), q.get(accepted.id)
     assert (back.question, back.answer, back.context, back.risk, back.spot_check) == ("Q1?", "A1.", "C.", 0.5, False)
     assert spot.spot_check and spot.reasons[0] == "spot-check of an accepted answer: u 0.01 < rate 0.02"
-    assert q.recover() == ([], [], [])  # once
+    assert q.recover() == ([], [], [], {})  # once
     q.decide(held.id, verdict="correct", reviewer="ann")  # what is put back is what the model answered
     redacting = AuditLog(tmp_path / "r.jsonl", redact=True)
     hidden = redacting.append({"question": "Q?", "answer": "A.", "route": "review"})
-    assert ReviewQueue(tmp_path / "r.sqlite3", audit=redacting).recover() == ([], [], [hidden.id])
+    assert ReviewQueue(tmp_path / "r.sqlite3", audit=redacting).recover() == ([], [], [hidden.id], {})
+
+
+def test_an_item_whose_decision_the_chain_holds_a_verdict_on_is_put_back_decided_with_it(queue, audit):
+    """A compliance team's trial: queue rows lost, a guard start put the items back pending although the chain held
+    their verdicts; deciding again was refused ("already holds a verdict") and --supersede wrote a second record."""
+    for i in ("a", "b", "c"):
+        queue.enqueue(make_item(i, spot_check=False))
+    va = queue.decide("a", verdict="corrected", reviewer="alice", corrected_answer="Bar", note="atlas")
+    queue.decide("b", verdict="hallucinated", reviewer="alice")
+    # b's verdict contradicted later (a copied row decided again): it stays hallucinated, as the monitor counts it
+    audit.append({**{k: v for k, v in verdict_records(audit)[-1].items() if k not in ("id", "hash", "prev_hash", "seq",
+                  "kind", "time", "mac", "key_id")}, "verdict": "correct", "label": "correct", "reviewer": "bob"},
+                 kind="review_verdict")
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute("DELETE FROM review_items")
+    done = queue.recover()
+    assert sorted(done.from_records) == ["a", "b", "c"] and sorted(done.decided) == ["a", "b"]
+    a, b, c = (queue.get(i) for i in ("a", "b", "c"))
+    assert a.verdict == va  # as decide() stored it: verdict, reviewer, time, corrected answer, note, its record
+    assert (b.verdict.verdict, b.verdict.reviewer) == ("hallucinated", "alice")  # the chain's verdict, as it counts
+    assert c.status == "pending"
+    with pytest.raises(AlreadyDecided):  # on record: no second verdict record
+        queue.decide("a", verdict="correct", reviewer="carol", supersede=True)
+    assert len(verdict_records(audit)) == 3
+    summary = export_reviewed(queue, audit.path.parent / "rows.jsonl")  # the export reads it as the queue's verdict
+    assert "a" not in dict(summary.skipped), summary.skipped
 
 
 def test_a_verdict_logged_but_never_committed_is_not_silently_outvoted(queue, audit, capsys):

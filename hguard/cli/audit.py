@@ -43,7 +43,7 @@ def _format_record(rec: dict[str, Any]) -> str:
     if isinstance(rec.get("not_scored"), str):
         parts.append(f"not_scored={json.dumps(cut_text(rec['not_scored'], 200), ensure_ascii=False)}")
     # review_requeued: where each item put back came from, before the reason (which a long queue path cuts short)
-    for key in ("from_decision_records", "from_pending_copies", "from_held_answers"):
+    for key in ("from_decision_records", "from_pending_copies", "from_held_answers", "decided_from_verdict_records"):
         if isinstance(rec.get(key), list) and rec[key]:
             ids = [str(i) for i in rec[key]]
             parts.append(f"{key}={len(ids)} ({', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''})")

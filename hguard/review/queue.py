@@ -104,6 +104,7 @@ class Recovered(NamedTuple):
     from_records: list[str]  # rebuilt from their decision records (a log that holds the text)
     from_pending: list[str]  # taken from the copies kept beside the queue (a redacting log's: its records hold hashes)
     lost: list[str]  # cannot be put back: redacted, and no copy was kept
+    decided: dict[str, Mapping[str, Any]]  # of those put back, the ones put back decided: their chain's verdict record
 
     @property
     def put_back(self) -> list[str]:
@@ -326,6 +327,11 @@ class ReviewQueue:
         Raises ReviewQueueError on any failure, a malformed item included: the caller's decision must not
         pretend the answer is waiting for a human when it is not.
         """
+        return self._enqueue(item)
+
+    def _enqueue(self, item: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> str:
+        """:meth:`enqueue`; with ``verdict`` (the audit chain's ``review_verdict`` record on the item's decision, with
+        its ``id`` and ``hash``), the item is stored decided with that verdict, in the same statement."""
         try:
             row = _normalise_item(item)
         except ValueError as e:
@@ -333,6 +339,16 @@ class ReviewQueue:
                 f"review queue {self.path}: could not enqueue the item: {e}; fix the item passed to enqueue()"
             ) from None
         row["enqueued_at"] = _now()
+        if verdict is not None:  # as decide() would have stored it, pointing at its record
+            said = verdict.get("verdict") if verdict.get("verdict") in VERDICTS else verdict_label(str(verdict.get("label")))
+
+            def text(v: Any) -> str | None:  # a redacting log's record holds a hash of the corrected answer and note
+                return v if isinstance(v, str) else None
+
+            row.update(status="decided", verdict=said, reviewer=str(verdict.get("reviewer")),
+                       corrected_answer=text(verdict.get("corrected_answer")), note=text(verdict.get("note")),
+                       decided_at=str(verdict.get("decided_at")), verdict_audit_id=verdict.get("id"),
+                       verdict_audit_hash=verdict.get("hash"))
         columns = ", ".join(row)
         marks = ", ".join("?" for _ in row)
         with self._connection(f"enqueue item {row['id']!r}") as conn:
@@ -392,41 +408,54 @@ class ReviewQueue:
 
         Returns a :class:`Recovered`: the ids put back from their decision records (rebuilt from the record, so each
         is what the model answered), those put back from the copy :meth:`keep_pending` kept when it was decided (a
-        redacting log's records hold hashes, not text), and those that cannot be put back (redacted, no copy kept)."""
+        redacting log's records hold hashes, not text), and those that cannot be put back (redacted, no copy kept).
+        An item whose decision has a verdict in the chain (its ``review_verdict`` records among ``records``; which one
+        counts as :func:`chain_verdicts` says) is put back decided with it (verdict, reviewer, time, pointing at that
+        record), as the queue held it: put back pending, a verdict on it was refused (the log holds one) and
+        ``--supersede`` wrote a second. ``decided`` names those, with their record."""
         if records is None:
             if self.audit is None:
-                return Recovered([], [], [])
+                return Recovered([], [], [], {})
             records = self.audit  # read once, record by record
         queued = self.queued_ids()
         decisions: dict[str, Mapping[str, Any]] = {}
         wanted: dict[str, str | None] = {}  # decision id -> spot-check reason (None: routed to review)
+        verdicts: list[Mapping[str, Any]] = []  # in chain order, for chain_verdicts
         for rec in records:
             if rec.get("kind") == "decision" and isinstance(rec.get("id"), str):
                 decisions[rec["id"]] = rec
+            elif rec.get("kind") == "review_verdict" and rec.get("decision_audit_id") not in queued:
+                verdicts.append(rec)
             if (want := item_wanted(rec)) is not None:
                 rid, spot = want
                 wanted[rid] = spot if spot is not None else wanted.get(rid)
-        done = Recovered([], [], [])
+        verdict_of, _ = chain_verdicts(verdicts)
+        done = Recovered([], [], [], {})
         kept = _pending.read(self.pending_path)
         for rid, spot in wanted.items():
             rec = decisions.get(rid)
             if rid in queued or rec is None:
                 continue
+            # the chain's verdict on the item itself (one on a copied row under another id is left to the reviewers)
+            verdict = verdict_of.get(rid) if verdict_of.get(rid, {}).get("item_id", rid) == rid else None
+            if verdict is not None:
+                done.decided[rid] = verdict
             if not holds_text(rec):
                 if rid in kept:  # redacted: the copy kept beside the queue when it was decided
-                    self.enqueue(kept[rid])
+                    self._enqueue(kept[rid], verdict)
                     done.from_pending.append(rid)
                 else:
+                    done.decided.pop(rid, None)
                     done.lost.append(rid)  # redacted (or not a guard's decision): its text cannot be rebuilt
                 continue
             reasons = list(rec.get("reasons") or [])
-            self.enqueue({
+            self._enqueue({
                 "audit_id": rid, "question": rec["question"], "context": rec.get("context"), "answer": rec["answer"],
                 "domain": rec.get("domain"), "risk": rec.get("risk"), "signals": rec.get("signals") or {},
                 "reasons": ([f"{SPOT_CHECK_REASON}{spot}"] if spot is not None else []) + reasons,
                 "model_fingerprint": rec.get("model_fingerprint"), "probe_id": rec.get("probe_id"),
                 "time": rec.get("time"), "spot_check": spot is not None,
-            })  # fmt: skip
+            }, verdict)  # fmt: skip
             done.from_records.append(rid)
         if kept:
             self.forget_pending()
