@@ -836,6 +836,46 @@ def test_cli_list_says_an_empty_queue_holds_no_items(queue, capsys):
     assert out.out == "" and "holds no items" in out.err  # stdout keeps only the JSON lines
 
 
+def test_cli_show_prints_an_item_in_full_and_list_names_why_and_the_passage(queue, capsys):
+    """A compliance team's trial: `review list` showed only risk, domain, id, question and answer, so a CLI reviewer
+    decided a RAG item never seeing its passage or why it was held; `--domain X` printed every domain's counts."""
+    passage = "Refund policy: customers may request a refund within 30 days.\nRefunds take 10 business days.\x1b[2K"
+    rag = make_item("rag", context=passage, domain="policy", risk=0.99,
+                    reasons=["risk 0.990 >= abstain_above 0.9 for policy: review", "grounding 0.1 < 0.5"])
+    ReviewQueue(queue.path).enqueue(rag)  # its decision record with the thresholds the guard decided with
+    queue.audit.append({"request_id": "rag", "route": "review", "thresholds": {"accept_below": 0.2, "abstain_above": 0.9},
+                        **{k: rag[k] for k in ("question", "context", "answer", "domain", "risk", "signals", "reasons")}},
+                       kind="decision")
+    queue.enqueue(make_item("closed", risk=0.5))
+    src = ["--queue", str(queue.path), "--audit", str(queue.audit.path)]
+    assert cli_main(["list", *src, "--domain", "policy"]) == 0
+    out = capsys.readouterr().out
+    assert "policy: 1 pending, 0 decided" in out and "geography" not in out  # the counts follow the filter
+    assert "why: risk 0.990 >= abstain_above 0.9 for policy: review (+1 more)" in out
+    assert f"passage: {len(passage)} chars, see `hguard review show rag`" in out
+    assert cli_main(["list", *src]) == 0
+    assert "passage: none (answered without context)" in capsys.readouterr().out
+    assert cli_main(["show", "rag", *src]) == 0
+    out = capsys.readouterr().out
+    assert "item rag (pending)" in out and "domain: policy" in out and "risk: 0.990" in out
+    assert "risk: 0.990 (accept_below 0.2, abstain_above 0.9, from its decision record)" in out
+    assert "  - risk 0.990 >= abstain_above 0.9 for policy: review\n  - grounding 0.1 < 0.5\n" in out  # every reason
+    assert "passage (" in out and "    Refund policy: customers may request a refund within 30 days.\n" in out
+    assert "    Refunds take 10 business days.\\x1b[2K" in out and "\x1b" not in out  # in full, escapes written out
+    assert "verdict: none yet (`hguard review decide rag --verdict" in out and "not_in_context" in out
+    queue.decide("rag", verdict="not_in_context", reviewer="ann", note="the passage says 30")
+    assert cli_main(["show", "rag", *src]) == 0
+    out = capsys.readouterr().out
+    assert "verdict: not_in_context by ann at " in out and "(audit record " in out and "    the passage says 30" in out
+    with sqlite3.connect(queue.path) as conn:  # an edited item says that no verdict can be recorded
+        conn.execute("UPDATE review_items SET answer = 'Lyon' WHERE id = 'closed'")
+    assert cli_main(["show", "closed", *src]) == 0
+    assert "NO VERDICT CAN BE RECORDED: review queue" in capsys.readouterr().out
+    assert cli_main(["show", "nope", *src]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no item 'nope'" in err and "hguard review list" in err
+
+
 def test_cli_decide_records_a_verdict_once_and_says_where(tmp_path, capsys):
     from hguard.audit import AuditLog
 

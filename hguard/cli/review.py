@@ -10,11 +10,11 @@ import sys
 import warnings
 from typing import TYPE_CHECKING, cast
 
-from .._text import listed
+from .._text import listed, shown_plainly
 from ..errors import HGuardError, InputError
 from ..review.queue import VERDICTS, ReviewItem, ReviewQueue
 from ..review._items import shown_domain
-from ..review._pages import _fmt_risk
+from ..review._pages import _fmt_risk, _fmt_value
 from ..review.web import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV, _open_source, make_server
 
 if TYPE_CHECKING:
@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N items (default 50)")
     p.add_argument("--decided", action="store_true", help="list decided items instead of pending ones")
     p.add_argument("--json", action="store_true", help="one JSON object per item")
+    p = sub.add_parser("show", help="print one item in full, as the review page shows it: question, answer, domain, "
+                       "risk and thresholds, every reason, the passage, the verdict if any")
+    _add_source(p)
+    p.add_argument("--audit", metavar="LOG", help="with --queue: the audit log holding the guard's decisions, for the "
+                   "thresholds and to say whether a verdict can be recorded (default with --policy: the policy's)")
+    p.add_argument("item", metavar="ITEM_ID", help="the item's id (`hguard review list` prints it)")
     p = sub.add_parser("decide", help="record a verdict on one pending item (as the review page does; audited)")
     _add_source(p)
     _add_audit(p, "the verdict")
@@ -112,6 +118,61 @@ def _item_json(item: ReviewItem, unlike_its_decision: str | None = None) -> str:
     from dataclasses import asdict
 
     return json.dumps({**asdict(item), "unlike_its_decision": unlike_its_decision}, ensure_ascii=False, sort_keys=True)
+
+
+def _block(text: str) -> str:
+    """Multi-line text for a terminal, indented, its line breaks kept and every other hidden character escaped (a
+    question holding terminal escape sequences cannot rewrite what the reviewer reads)."""
+    return "\n".join("    " + shown_plainly(line) for line in text.splitlines() or [""])
+
+
+def _shown_item(queue: ReviewQueue, item_id: str) -> str:
+    """``hguard review show``: one item in full, as the review page shows it, in plain text."""
+    item = queue.get(item_id)
+    if item is None:
+        raise queue.no_item(item_id)
+    record = queue._decision_and_verdicts(item)[0] if queue.audit is not None else None
+    th = (record or {}).get("thresholds") if (record or {}).get("kind") == "decision" else None
+    if isinstance(th, dict):
+        thresholds = ", ".join(f"{k} {_fmt_value(th[k])}" for k in ("accept_below", "abstain_above") if k in th)
+        thresholds = f" ({thresholds}, from its decision record)"
+    else:
+        thresholds = " (thresholds: not in its decision record)" if queue.audit is not None else \
+            " (thresholds: in its decision record; give the audit log, --policy FILE or --audit LOG, to show them)"
+    refusal, history = queue.opened(item.id)
+    lines = [
+        f"item {item.id} ({item.status})",
+        f"decision record: {item.audit_id}" + (f" in {queue.audit.path}" if queue.audit is not None else ""),
+        f"domain: {shown_domain(item.domain)}",
+        f"risk: {_fmt_risk(item.risk)}{thresholds}",
+        "kind: " + ("spot-check of an accepted answer (the user got it)" if item.spot_check else "routed to review"),
+        f"decided by the guard: {item.time}; model {item.model_fingerprint or '(not recorded)'}; probe "
+        f"{item.probe_id or '(none)'}",
+    ]
+    for turn in history or []:
+        lines += [f"earlier turn ({shown_plainly(str(turn.get('role')))}):", _block(str(turn.get("content")))]
+    lines += ["question:", _block(item.question), "answer:", _block(item.answer),
+              f"why it was sent to review ({len(item.reasons)} reason(s)):"]
+    lines += [f"  - {shown_plainly(r)}" for r in item.reasons] or ["  (no reasons recorded)"]
+    lines += ["signals: " + (", ".join(f"{shown_plainly(str(k))} {_fmt_value(v)}" for k, v in sorted(item.signals.items()))
+                             or "(none recorded)")]
+    lines += ([f"passage ({len(item.context)} chars):", _block(item.context)] if item.context is not None
+              else ["passage: none (answered without context)"])
+    v = item.verdict
+    if v is not None:
+        lines.append(f"verdict: {v.verdict} by {shown_plainly(v.reviewer)} at {v.decided_at} ("
+                     + (f"audit record {v.audit_record_id}" if v.audit_record_id else "in the queue only, no audit record")
+                     + ")")
+        if v.corrected_answer is not None:
+            lines += ["corrected answer:", _block(v.corrected_answer)]
+        if v.note:
+            lines += ["note:", _block(v.note)]
+    elif refusal:
+        lines.append(f"verdict: none, and NO VERDICT CAN BE RECORDED: {refusal}")
+    else:
+        lines.append(f"verdict: none yet (`hguard review decide {item.id} --verdict correct|hallucinated|corrected"
+                     + ("|not_in_context" if item.context is not None else "") + " --reviewer NAME`)")
+    return "\n".join(lines)
 
 
 def _known_domain(domain: str | None, counts: dict) -> None:
@@ -180,7 +241,8 @@ def main(argv: list[str]) -> int:
                 raise InputError(f"--limit must be >= 0, got {args.limit}")
             counts = queue.counts()
             _known_domain(args.domain, counts)
-            for domain, c in counts.items():  # with --json, stdout holds only the JSON lines
+            shown = counts if args.domain is None else {d: c for d, c in counts.items() if d == args.domain}
+            for domain, c in shown.items():  # with --json, stdout holds only the JSON lines; --domain: its counts
                 print(f"{shown_domain(domain)}: {c['pending']} pending, {c['decided']} decided", file=sys.stderr if args.json else sys.stdout)
             if not counts:  # said, not an empty output that reads as a failed command
                 print(f"hguard review: the queue {queue.path} holds no items (nothing has been held for review "
@@ -200,8 +262,15 @@ def main(argv: list[str]) -> int:
                 print(f"{_fmt_risk(it.risk):>8}  {shown_domain(it.domain):<14} {it.id}  "
                       f"{spot}{listed(it.question, 70)}{verdict}")  # fmt: skip
                 print(f"{'':>8}  answer: {listed(it.answer, 100)}")  # what the reviewer decides on
+                print(f"{'':>8}  why: {listed(it.why, 100) or '(no reason recorded)'}"
+                      + (f" (+{len(it.reasons) - 1} more)" if len(it.reasons) > 1 else ""))
+                print(f"{'':>8}  passage: " + (f"{len(it.context)} chars, see `hguard review show {it.id}`"
+                                              if it.context is not None else "none (answered without context)"))
                 if it.id in edited:
                     print(f"{'':>8}  NO VERDICT CAN BE RECORDED: {edited[it.id]}")
+            return 0
+        if args.command == "show":
+            print(_shown_item(queue, args.item))
             return 0
         if args.command == "decide":
             if (args.verdict == "corrected") != bool(args.corrected_answer):  # said in the flags' own names

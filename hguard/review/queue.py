@@ -799,14 +799,18 @@ class ReviewQueue:
             "any reviewer said so"
         )
 
+    def no_item(self, item_id: str) -> ItemNotFound:
+        """The error for an id no item of the queue has."""
+        return ItemNotFound(
+            f"review queue {self.path} has no item {item_id!r}; list the pending items with `hguard review list` "
+            f"(with the same --policy, or --queue {self.path})",
+            item_id=item_id,
+        )
+
     def _not_pending(self, conn: sqlite3.Connection, item_id: str, supersede: bool = False) -> ReviewQueueError:
         row = conn.execute("SELECT reviewer, decided_at, verdict FROM review_items WHERE id = ?", (item_id,)).fetchone()
         if row is None:
-            return ItemNotFound(
-                f"review queue {self.path} has no item {item_id!r}; list the pending items with `hguard review list` "
-                f"(with the same --policy, or --queue {self.path})",
-                item_id=item_id,
-            )
+            return self.no_item(item_id)
         reviewer, decided_at, verdict = row
         return AlreadyDecided(
             f"review item {item_id!r} was already decided by {reviewer} at {decided_at} (verdict: {verdict}); "
