@@ -48,8 +48,12 @@ _NOTICES = (
      "{n} decision(s) made by another model than their domain's calibration were left out (e.g. {eg}): a model given "
      "with --model or model= is not the one the guarantee is about; monitor each model under its own policy"),
     ("queue_items_differing_from_log", "items",
-     "{n} review queue item(s) say otherwise than their decision records (domain, risk or spot-check flag; e.g. {eg}): "
-     "the queue file was edited or written by something else; the figures above read the audit chain"),
+     "{n} review queue item(s) say otherwise than their decision records (question, context, answer, domain, risk or "
+     "spot-check flag; e.g. {eg}): the queue file was edited or written by something else; the figures above read the "
+     "audit chain, and no verdict can be recorded on an item whose text differs. Restore each from its decision record: "
+     "delete its row (sqlite3 {queue} \"DELETE FROM review_items WHERE id = '{first}'\") and start a guard on this policy, "
+     "which puts it back from the record (decided, with the chain's verdict, if it has one; a redacting log's records "
+     "hold hashes, so there only a copy kept beside the queue can put it back)"),
 )
 
 
@@ -65,7 +69,7 @@ def summary(report: Mapping[str, Any]) -> str:
         entry = report.get(key) or {}
         if entry.get("n"):
             lines.append("  " + said.format(n=entry["n"], eg=", ".join(entry[listed]), first=next(iter(entry[listed]), "ID"),
-                                            policy=report.get("policy") or "FILE"))
+                                            policy=report.get("policy") or "FILE", queue=report.get("review_queue")))
     out = report.get("outside_domains") or {}
     if out.get("n_decisions"):
         where = ", ".join(f"{n} {'with no domain' if d == 'None' else f'in {d!r}'}" for d, n in sorted(out["by_domain"].items()))

@@ -382,7 +382,7 @@ def _day(ts: str | None) -> str:
 def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, now: str | None = None) -> dict:
     """Estimate, drift and state for every policy domain; appends ``monitor_check`` (and any
     ``monitor_tighten`` / ``monitor_lift``) records and rewrites the state file when ``act``."""
-    from .review.queue import ReviewQueue, chain_verdicts, same_risk, verdict_in_chain
+    from .review.queue import SHOWN, ReviewQueue, chain_verdicts, same_risk, same_text, verdict_in_chain
 
     audit_path = Path(audit_path or policy.audit.path)
     queue_path = Path(queue_path or policy.review.queue)
@@ -463,11 +463,13 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     shared = Counter(it.audit_id for it in items)
     sharing = sorted(it.id for it in items if shared[it.audit_id] > 1)
     spotted = {r.get("decision_audit_id") for r in records if r.get("kind") == SPOT}
-    # queue rows whose own columns (spot-check flag, domain, risk) say otherwise than the chain (edited, or written by something else): the
-    # figures read the chain; the rows are named so that someone looks at the queue file
+    # queue rows whose own columns (what the reviewer reads: question, context, answer; spot-check flag, domain, risk) say
+    # otherwise than the chain (edited, or written by something else): the figures read the chain; the rows are named so
+    # that someone looks at the queue file (no verdict can be recorded on one whose text differs)
     differing = [it.id for it in items if bool(it.spot_check) != (it.audit_id in spotted)
                  or it.domain != by_id[it.audit_id].get("domain")
-                 or (it.risk is not None and not same_risk(it.risk, by_id[it.audit_id].get("risk")))]
+                 or (it.risk is not None and not same_risk(it.risk, by_id[it.audit_id].get("risk")))
+                 or not all(same_text(getattr(it, k), by_id[it.audit_id].get(k)) for k in SHOWN)]
     selection = check_selection(policy, [r for r in records if r.get("kind") == SPOT or r.get("id") in by_id])
     not_queued, lost_to_queue = _not_queued(records, items, queue)
     now = now or datetime.now(timezone.utc).isoformat(timespec="microseconds")

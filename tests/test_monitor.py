@@ -1525,6 +1525,17 @@ def test_the_monitor_reads_spot_checks_and_domains_from_the_chain_not_the_queue_
         conn.execute("UPDATE review_items SET risk = 0.01 WHERE id = ?", (other.id,))
     rep = run_monitor(policy, act=False)
     assert rep["queue_items_differing_from_log"]["n"] == 4 and other.id in rep["queue_items_differing_from_log"]["items"]
+    # an answer edited in the queue (a compliance team's trial: `review list` said NO VERDICT CAN BE RECORDED, the
+    # monitor named nothing), with the way to restore the item from its decision record
+    edited = next(it for it in queue.decided() + queue.pending(limit=None) if it.audit_id not in held and it.id != other.id)
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute("UPDATE review_items SET answer = 'The capital of France is Lyon.' WHERE id = ?", (edited.id,))
+    rep = run_monitor(policy, act=False)
+    assert rep["queue_items_differing_from_log"]["n"] == 5
+    text = summary({**rep, "queue_items_differing_from_log": {"n": 1, "items": [edited.id]}})
+    assert "(question, context, answer, domain, risk or spot-check flag" in text
+    assert (f"delete its row (sqlite3 {policy.review.queue} \"DELETE FROM review_items WHERE id = '{edited.id}'\") and "
+            "start a guard on this policy, which puts it back from the record") in text
 
 
 @pytest.mark.parametrize("attack", ["cut back", "older copy", "deleted"])

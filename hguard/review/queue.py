@@ -146,6 +146,12 @@ def same_value(a: Any, b: Any) -> bool:
     return same_risk(a, b)
 
 
+def same_text(shown: Any, logged: Any) -> bool:
+    """Whether a queue item's text field (question, context, answer, domain) is what its decision record holds: the
+    same value, or in a redacting log the hash of it."""
+    return (redacted(shown) == logged) if isinstance(logged, Mapping) and "sha256" in logged else shown == logged
+
+
 def verdict_in_chain(item: ReviewItem, recorded: Mapping[str, Mapping[str, Any]]) -> bool:
     """Whether ``item``'s verdict has its ``review_verdict`` record in ``recorded`` (the chain's, by id), for
     this decision and label."""
@@ -703,7 +709,7 @@ class ReviewQueue:
                     shown = shown[1:]
                 same = same_value(shown, logged if logged is not None else type(shown)())
             else:
-                same = (redacted(shown) == logged) if isinstance(logged, Mapping) and "sha256" in logged else shown == logged
+                same = same_text(shown, logged)
             if not same:
                 return (f"review queue {self.path}: the {name} of item {item.id!r} differs from its decision record "
                         f"{item.audit_id!r} in {self.audit.path}: the queue was changed after the guard wrote it, so a "
