@@ -876,6 +876,16 @@ def test_cli_show_prints_an_item_in_full_and_list_names_why_and_the_passage(queu
     assert err.count("\n") == 1 and "has no item 'nope'" in err and "hguard review list" in err
 
 
+def test_cli_export_help_says_what_no_audit_does(capsys):
+    """A compliance team's trial: export's --no-audit read "keep checking the verdicts (...) in the queue only"."""
+    assert cli_main(["export", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--no-audit with --queue: export every verdict the queue holds, unchecked" in text
+    assert "keep checking" not in text
+    assert cli_main(["decide", "--help"]) == 0
+    assert "keep the verdict in the queue only" in " ".join(capsys.readouterr().out.split())
+
+
 def test_cli_decide_records_a_verdict_once_and_says_where(tmp_path, capsys):
     from hguard.audit import AuditLog
 

@@ -33,12 +33,13 @@ def _add_source(p: argparse.ArgumentParser) -> None:
     group.add_argument("--queue", metavar="DB", help="an existing review queue (SQLite file)")
 
 
-def _add_audit(p: argparse.ArgumentParser, what: str) -> None:
+def _add_audit(p: argparse.ArgumentParser, what: str, no_audit: str | None = None) -> None:
+    """--audit LOG or --no-audit; ``no_audit``: what --no-audit does, where it is not keeping ``what`` in the queue."""
     group = p.add_mutually_exclusive_group()
     group.add_argument("--audit", metavar="LOG", help=f"audit log for {what}: the one holding the guard's decisions "
                        "(default with --policy: the policy's; with --queue, give it or --no-audit)")
-    group.add_argument("--no-audit", action="store_true",
-                       help=f"with --queue: keep {what} in the queue only (no audit record; the monitor does not count it)")
+    group.add_argument("--no-audit", action="store_true", help="with --queue: " + (
+        no_audit or f"keep {what} in the queue only (no audit record; the monitor does not count it)"))
 
 
 def _check_audit_choice(args) -> None:
@@ -106,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "a --no-audit item again with its own verdict records it without this")
     p = sub.add_parser("export", help="write reviewed items as calibration JSONL")
     _add_source(p)
-    _add_audit(p, "checking the verdicts (only those in its chain, on unedited items, are exported)")
+    _add_audit(p, "checking the verdicts (only those in its chain, on unedited items, are exported)",
+               no_audit="export every verdict the queue holds, unchecked: none is matched against an audit log, so one "
+               "decided without the log, or on an item edited after its verdict, is exported too")
     p.add_argument("--out", required=True, metavar="FILE.jsonl", help="the calibration file to write (an earlier review export is replaced; any other existing file is refused)")
     p.add_argument("--domain", metavar="D", help="only this domain")
     return parser
