@@ -91,9 +91,11 @@ def build_plan(name: str, closed_book: CalibratedDomain | None, rag: CalibratedD
     return DomainPlan(name, closed_book, rag, without, with_ctx)
 
 
-def read_probe_folder(folder: Path, signing: Mapping[str, Any]) -> tuple[dict[tuple[str, str], CalibratedDomain], dict[str, str]]:
+def read_probe_folder(folder: Path, signing: Mapping[str, Any], error_modes: dict[str, str] | None = None,
+                      ) -> tuple[dict[tuple[str, str], CalibratedDomain], dict[str, str]]:
     """Every calibrated domain in ``folder`` by (name, prompt mode), and why each unreadable file or
-    contested domain is left out (by domain, or by file stem when the file names none)."""
+    contested domain is left out (by domain, or by file stem when the file names none); ``error_modes`` (when
+    given) gets the prompt mode of each contested domain's error."""
     errors: dict[str, str] = {}
     if not folder.is_dir():
         errors["*"] = f"probe folder {str(folder)!r} does not exist; point the policy's probes at the folder `hguard calibrate --out` wrote"
@@ -126,25 +128,28 @@ def read_probe_folder(folder: Path, signing: Mapping[str, Any]) -> tuple[dict[tu
                 f"probe files {', '.join(repr(str(f)) for f in files)} all claim domain {name!r} "
                 f"({mode.replace('_', '-')}); remove all but one of them from the probe folder"
             )
+            if error_modes is not None:
+                error_modes[name] = mode
             loaded.pop((name, mode))
     return loaded, errors
 
 
 def read_probe_folders(
     folders: str | Path | Sequence[str | Path], signing: Mapping[str, Any], *,
-    clashed: dict[str, list[tuple[Path, CalibratedDomain]]] | None = None,
+    clashed: dict[str, list[tuple[Path, CalibratedDomain]]] | None = None, error_modes: dict[str, str] | None = None,
 ) -> tuple[dict[tuple[str, str], tuple[Path, CalibratedDomain]], dict[str, str]]:
     """Every calibrated domain in ``folders`` (one or several) by (name, prompt mode), with its folder,
     and why each unreadable file or contested domain is left out. A domain two folders calibrate in the
     same prompt mode is left out: which one was meant is not for hguard to guess (not even when one of them is
     another model's: a probe that records no model fingerprint cannot be told apart, and every reader of the
     folders, the monitor included, must leave out the same domains); ``clashed`` (when given) gets each such
-    domain's probes, for a message that names the folders of another model."""
+    domain's probes, for a message that names the folders of another model; ``error_modes`` the prompt mode of each
+    contested domain's error (an unreadable file's error is keyed by its stem: "x.rag" for a RAG probe)."""
     found: dict[tuple[str, str], tuple[Path, CalibratedDomain]] = {}
     clashes: dict[tuple[str, str], list[tuple[Path, CalibratedDomain]]] = {}
     errors: dict[str, str] = {}
     for folder in [folders] if isinstance(folders, (str, Path)) else list(folders):
-        loaded, errs = read_probe_folder(Path(folder), signing)
+        loaded, errs = read_probe_folder(Path(folder), signing, error_modes)
         errors.update(errs)
         for key, cd in loaded.items():
             if key in found:
@@ -155,6 +160,8 @@ def read_probe_folders(
             clashed.setdefault(name, []).extend(candidates)
         folders_of = [f for f, _ in candidates]
         found.pop((name, mode))
+        if error_modes is not None:
+            error_modes[name] = mode
         errors[name] = (
             f"probe folders {', '.join(repr(str(f)) for f in folders_of)} all calibrate domain {name!r} "
             f"({mode.replace('_', '-')}); remove it from all but one of them"

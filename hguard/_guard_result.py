@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ._text import blank
+from ._text import blank, misdecoded
 from .errors import InputError
 from .policy import ABSTAIN, ACCEPT
 
@@ -115,9 +114,6 @@ def left_out_passages(context) -> list[str]:
                                 (repeated, "the same text as an earlier one and used once")) if which]
 
 
-_C1_CONTROL = re.compile("[\u0080-\u009f]")  # no text uses them; a wrong decoding of Windows-1252 makes them
-
-
 def _check_text(name: str, value) -> None:
     if not isinstance(value, str):
         raise InputError(f"{name} must be a string, got {type(value).__name__}; pass text")
@@ -128,15 +124,9 @@ def _check_text(name: str, value) -> None:
             f"{name} is not valid text: character {exc.start} is {value[exc.start]!r}, a byte that was not UTF-8; "
             f"pass UTF-8 text (re-encode the input)"
         ) from None
-    c1 = _C1_CONTROL.search(value)
-    if c1:  # Windows-1252 read as Latin-1: "€" became U+0080, and the number hold no longer saw a currency
-        char = c1.group(0)
-        shown_as = bytes([ord(char)]).decode("cp1252", "replace")
-        raise InputError(
-            f"{name} holds the control character U+{ord(char):04X} at character {c1.start()}: Windows-1252 text "
-            + (f"(where that byte is {shown_as!r}) " if shown_as != "\ufffd" else "")
-            + "read as Latin-1; decode its bytes as cp1252 (bytes.decode('cp1252'), `iconv -f cp1252 -t utf-8`)"
-        )
+    wrong = misdecoded(name, value)
+    if wrong:
+        raise InputError(wrong)
 
 
 def context_given(context: str | None) -> bool:

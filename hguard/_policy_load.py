@@ -175,7 +175,10 @@ def checked_policy(policy: Any) -> Policy:
                if isinstance(policy, (str, os.PathLike)) else "load one with hguard.load_policy(path)")
         raise PolicyError(f"policy must be a hguard Policy, got {type(policy).__name__} {_short(policy)}; {how}")
     try:
-        checked = Policy.model_validate(policy)  # every section again (revalidate_instances), its fields as set
+        # every section again (revalidate_instances), its fields as set; a relative path set after loading starts at
+        # the policy file's folder, as the file's own do
+        base = {"base_dir": policy.source.parent} if policy.source is not None else None
+        checked = Policy.model_validate(policy, context=base)
     except ValidationError as exc:
         raise _policy_error(exc, "given to the guard (a value set after loading, e.g. with model_copy(update=...), "
                                  "which does not validate; set it in the file or with Policy.model_validate)") from None

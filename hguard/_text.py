@@ -25,8 +25,37 @@ import regex  # Unicode properties the standard re lacks
 
 from .errors import one_line
 
-__all__ = ["asks_only_yes_no", "asks_yes_no", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "language_of",
+__all__ = ["misdecoded", "asks_only_yes_no", "asks_yes_no", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "language_of",
            "direction_controls", "listed", "reads_english", "same_words", "shown_plainly", "without_ignorables", "words_of"]
+
+_C1_CONTROL = re.compile("[\u0080-\u009f]")  # no text uses them: bytes decoded with the wrong codec make them
+_LATIN1_RUN = re.compile("[\u0000-\u00ff]+")
+
+
+def misdecoded(name: str, value: str) -> str | None:
+    """Why ``value`` (a request's ``name``) reads as bytes decoded with the wrong codec, with the fix, or None: a C1
+    control character (U+0080-U+009F), which UTF-8 text read as Latin-1 (a web page served without its charset) and
+    Windows-1252 text read as Latin-1 make ("€" became "â\x82¬" or U+0080): the guard answered from such a passage,
+    and the number hold no longer saw its currency."""
+    found = _C1_CONTROL.search(value)
+    if found is None:
+        return None
+    char = found.group(0)
+    where = f"{name} holds the control character U+{ord(char):04X} at character {found.start()}"
+    run = next(m.group(0) for m in _LATIN1_RUN.finditer(value) if m.start() <= found.start() < m.end())
+    try:
+        run.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        return f"{where}: UTF-8 text read as Latin-1; decode its bytes as UTF-8 (bytes.decode('utf-8'))"
+    shown = bytes([ord(char)]).decode("cp1252", "replace")
+    if shown != "\ufffd":
+        return (f"{where}: Windows-1252 text (where that byte is {shown!r}) read as Latin-1; decode its bytes as cp1252 "
+                "(bytes.decode('cp1252'), `iconv -f cp1252 -t utf-8`)")
+    return (f"{where}, which neither UTF-8, Windows-1252 nor any text uses: the text was decoded with the wrong codec; "
+            "find the encoding of its source (`file -i FILE`) and decode it with that")
+
 
 # A comma between digit groups: "1,000" and "12,345.6", not "1,2" or "1,0000".
 _DIGIT_GROUP_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
@@ -220,18 +249,37 @@ def words_of(text: str) -> list[str]:
     return _WORD.findall(fold_accents(text).casefold())
 
 
+# which language a tie between other languages names (the stop-words lists share many words: "die" is German and
+# Dutch, "der" German and Danish): the more widely written first
+_PREFERRED = ("german", "french", "spanish", "portuguese", "italian", "dutch")
+
+
 def language_of(words: Sequence[str], margin: int = 1) -> str:
-    """The language whose function words ``words`` hold most of, by at least ``margin`` more than English's, or by
-    any where ``words`` hold none of English's ("Gilt die Klausel?": one German word, no English one); English
-    otherwise (a tie, none)."""
+    """The language whose function words ``words`` hold most of, by at least ``margin`` more than English's;
+    English otherwise (a tie, none)."""
     lists = function_words()
     hits = {lang: sum(w in fw for w in words) for lang, fw in lists.items()}
-    best, english = max(hits.values(), default=0), hits.get("english", 0)
-    return "english" if best == 0 or (english and best - english < margin) else max(hits, key=lambda k: hits[k])
+    best = max(hits.values(), default=0)
+    if best == 0 or best - hits.get("english", 0) < margin:
+        return "english"
+    tied = [lang for lang, n in hits.items() if n == best]
+    return min(tied, key=lambda lang: (_PREFERRED.index(lang) if lang in _PREFERRED else len(_PREFERRED), lang))
 
 
 def reads_english(question: str, margin: int = 1) -> bool:
     """Whether ``question`` is read as English: its function words are English's (or none's; see :func:`language_of`)
-    and its words ASCII."""
+    and its words ASCII. A short question holding none of English's function words is another language's when it
+    holds one of that language's in running text (lower case: "Gilt die Klausel?", "¿Puede la empresa ...?"), two, or
+    letters with accents; a capitalised one alone leads a name ("Die Hard director?", "Los Angeles mayor?")."""
     words = words_of(question)
-    return language_of(words, margin) == "english" and all(w.isascii() for w in words)
+    if language_of(words, margin) != "english" or not all(w.isascii() for w in words):
+        return False
+    lists = function_words()
+    if any(w in lists["english"] for w in words):
+        return True
+    foreign = {w for w in words if any(w in fw for lang, fw in lists.items() if lang != "english")}
+    if not foreign:
+        return True
+    running = any(w.islower() and w in foreign for w in _WORD.findall(fold_accents(question)))
+    accented = fold_accents(question) != unicodedata.normalize("NFKC", question) or bool(set("\u00bf\u00a1") & set(question))
+    return not (running or len(foreign) >= 2 or accented)

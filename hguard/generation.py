@@ -27,7 +27,7 @@ from ._decoding import (
     without_cut_character,
 )
 from .errors import InputError
-from ._text import blank
+from ._text import blank, misdecoded
 from .models import PLAIN_ANSWER, PLAIN_QUESTION, PLAIN_STOP, LoadedModel, _text_fingerprint, as_loaded, system_prompt_fingerprint
 from .neurons import NeuronRecorder, find_ffn_sites
 from .settings import CLOSED_BOOK, GENERATOR_MAX_NEW_TOKENS, RAG, GenerationSettings
@@ -53,6 +53,9 @@ def check_history(history) -> list[dict]:
             raise InputError(
                 f"history[{i}] = {m!r} is not a turn; each turn is {{'role': one of {HISTORY_ROLES}, 'content': str}}"
             )
+        wrong = misdecoded(f"history[{i}]['content']", content)
+        if wrong:
+            raise InputError(wrong)
         turns.append({"role": role, "content": content})
     return turns
 
@@ -282,6 +285,9 @@ class Generator:
             user = CONTEXT_PROMPT.format(context=context.strip(), question=user)
         if system is not None and not isinstance(system, str):
             raise InputError(f"system must be a string (the system instruction), got {type(system).__name__}")
+        wrong = misdecoded("system", system) if system is not None else None
+        if wrong:
+            raise InputError(wrong)
         msgs = []
         sp = self.system_prompt if system is None else system
         if sp is not None:

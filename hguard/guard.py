@@ -379,7 +379,9 @@ class Guard(_Scoring, _Recording):
         from .integrity import probe_load_options
 
         clashed: dict[str, list[tuple[Path, CalibratedDomain]]] = {}  # a domain two folders calibrate: left out
-        found, errors = read_probe_folders(folders, probe_load_options(self.policy.integrity), clashed=clashed)
+        error_modes: dict[str, str] = {}
+        found, errors = read_probe_folders(folders, probe_load_options(self.policy.integrity), clashed=clashed,
+                                           error_modes=error_modes)
         for name, candidates in clashed.items():  # the folder of another model is named, with its fix
             of_others = sorted({str(f) for f, cd in candidates if self._another_model(cd)})
             if of_others and len(of_others) < len({f for f, _ in candidates}) and name in errors:
@@ -403,6 +405,17 @@ class Guard(_Scoring, _Recording):
                 self.add_domain(cd)
             else:
                 self._serve(cd)
+        for key, reason in ([] if record else sorted(errors.items())):
+            # a file refused in one prompt mode (unreadable, or a domain two files claim) while the other mode's probe
+            # serves the domain: that mode fails closed with this reason, as a probe of another layout does (with
+            # context_with_closed_book_probe = "allow", the closed-book probe scored requests with context)
+            name, mode = ((key, error_modes[key]) if key in error_modes else (key.removesuffix(".rag"), RAG)
+                          if key.endswith(".rag") else (key, CLOSED_BOOK))
+            if name in self._plans and (name, mode) not in self._domains:
+                self._refused_modes[(name, mode)] = reason
+                self.probe_errors.pop(key, None)
+                calibrations = self._calibrations(name)
+                self._apply(name, calibrations, *self._plan_of(name, calibrations))
         where = {key[0]: folder for key, (folder, _) in found.items()}
         listed = set(self.policy.domains)
         for name in sorted(set(where) - listed):  # calibrated, but never routed to
@@ -442,8 +455,10 @@ class Guard(_Scoring, _Recording):
         foreign = self._other_shape(domain)
         if foreign:  # its neurons are another model's: never recorded, and its mode fails closed
             self._refused_modes[(name, domain.prompt_mode)] = foreign
-            if name not in self._plans:  # nothing else serves the domain (yet)
-                self.probe_errors[name] = foreign
+            if name not in self._plans:  # nothing else serves the domain (yet): each refused mode's reason
+                refused = [(mode, why) for (n, mode), why in sorted(self._refused_modes.items()) if n == name]
+                self.probe_errors[name] = foreign if len(refused) == 1 else "; ".join(
+                    f"its {'RAG' if mode == RAG else 'closed-book'} probe: {why}" for mode, why in refused)
                 return
         calibrations = {**self._calibrations(name), **({} if foreign else {(name, domain.prompt_mode): domain})}
         plan, error = self._plan_of(name, calibrations)

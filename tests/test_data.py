@@ -672,9 +672,14 @@ def test_rows_in_another_language_are_said_to_be_judged_in_english(tmp_path: Pat
         row(id="s2", question="Gilt die Klausel?", answers=["no"]),
         row(id="s3", question="¿Puede la empresa vender mis datos?", answers=["no"]),
         row(id="s4", question="La clause est-elle valide ?", answers=["no"]),
-        row(id="en-2", question="Who wrote the play Cat on a Hot Tin Roof?", answers=["Tennessee Williams"])])
-    with pytest.warns(UserWarning, match=r"4 of 5 row\(s\) ask in another language than English .*id 's1', 's2', 's3', "
-                                         r"'s4'\)"):
+        row(id="en-2", question="Who wrote the play Cat on a Hot Tin Roof?", answers=["Tennessee Williams"]),
+        # short English questions led by a name whose first word is another language's function word (a review: ten
+        # were warned, and "Darf der ..." was named Danish, "Gilt die ..." Dutch)
+        *(row(id=f"name-{i}", question=q, answers=["x"]) for i, q in enumerate([
+            "Die Hard director?", "Des Moines population?", "El Paso county?", "Le Mans winner 2019?",
+            "Van Gogh birthplace?", "Notre Dame architect?", "Da Vinci Code author?", "Mein Kampf author?"]))])
+    with pytest.warns(UserWarning, match=r"4 of 13 row\(s\) ask in another language than English \(2 in German, 1 in "
+                                         r"Spanish, 1 in French; id 's1', 's2', 's3', 's4'\)"):
         load_examples(short)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -556,10 +556,39 @@ def test_text_with_windows_1252_read_as_latin_1_is_refused(guard):
     with pytest.raises(InputError, match=r"context holds the control character U\+0092 at character 14: Windows-1252 "
                                          r"text \(where that byte is '’'\) read as Latin-1; decode its bytes as cp1252"):
         guard.invoke("Quelle est la franchise ?", context=bad, domain="alpha")
-    with pytest.raises(InputError, match=r"question holds the control character U\+0081 at character 1: Windows-1252 "
-                                         r"text read as Latin-1"):
+    with pytest.raises(InputError, match=r"question holds the control character U\+0081 at character 1, which neither"):
         guard.invoke("a\x81b ?", domain="alpha")
     assert guard.invoke("La franchise s’élève à 1.200,50 € ?", domain="alpha").route  # the same text decoded right
+    # UTF-8 read as Latin-1 (a web page served without its charset) makes C1 characters too: told cp1252, a user got
+    # "â‚¬35", which holds none and was answered (a review); and the history and system prompt are read the same way
+    web = "The fee is €35 and it’s due monthly.".encode("utf-8").decode("latin-1")
+    with pytest.raises(InputError, match=r"context holds the control character U\+0082 at character 12: UTF-8 text "
+                                         r"read as Latin-1; decode its bytes as UTF-8"):
+        guard.invoke("What is the fee?", context=web, domain="alpha")
+    with pytest.raises(InputError, match=r"history\[1\]\['content'\] holds the control character U\+0080"):
+        guard.invoke("And the fee?", domain="alpha", history=[{"role": "user", "content": "hi"},
+                                                              {"role": "assistant", "content": "It is \x80 5."}])
+    with pytest.raises(InputError, match=r"system holds the control character U\+009D at character 2, which neither "
+                                         r"UTF-8, Windows-1252 nor any text uses"):
+        guard.invoke("What is the fee?", domain="alpha", system="Be\x9d brief.")
+
+
+def test_a_relative_path_set_after_loading_starts_at_the_policy_files_folder(tmp_path, monkeypatch):
+    """A review: a policy file's relative paths start at its folder, but one set with model_copy after loading was
+    left relative to the working folder by the guard's check (the file's own paths were absolute)."""
+    from pathlib import Path
+
+    from hguard._policy_load import checked_policy
+    from hguard.policy import load_policy
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "policy.toml").write_text('version = 1\n[audit]\npath = "logs/audit.jsonl"\n', encoding="utf-8")
+    pol = load_policy(tmp_path / "conf" / "policy.toml")
+    assert pol.audit.path == tmp_path / "conf" / "logs" / "audit.jsonl"
+    monkeypatch.chdir(tmp_path)
+    moved = pol.model_copy(update={"audit": pol.audit.model_copy(update={"path": Path("other.jsonl")})})
+    assert checked_policy(moved).audit.path == tmp_path / "conf" / "other.jsonl"
+    assert checked_policy(pol).audit.path == pol.audit.path and checked_policy(pol).source == pol.source
 
 
 def test_a_steering_factor_beyond_float32_is_refused_by_the_policy():

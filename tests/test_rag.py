@@ -400,11 +400,53 @@ def test_a_rag_probe_of_another_layout_beside_a_fitting_closed_book_one_is_said_
         assert rag.route == "review", rag.reasons
         assert any("RAG probe" in x and "calibrated for another model" in x for x in rag.reasons), rag.reasons
         assert not any("calibrated closed-book only" in x for x in rag.reasons), rag.reasons
+    # both probes of another layout: each mode's reason and fix is said (the last one served was said for both)
+    with pytest.warns(UserWarning, match="is not scored"):
+        both = Guard.from_policy(_policy(folder, tmp_path / "both"), lm=other)
+    why = both.probe_errors["alpha"]
+    assert why.startswith("its closed-book probe: ") and "; its RAG probe: " in why, why
+    assert "`hguard calibrate --model ...`" in why and "`hguard calibrate-rag --model ...`" in why
     # a fitting RAG probe put into service later serves requests with context (the refusal is not kept)
     g.add_domain(CalibratedDomain.load(folder / "probes" / "alpha.rag.json"))
     assert "alpha" in g.rag_probes
     rag = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
     assert not any("another model" in x for x in rag.reasons), rag.reasons
+
+
+@pytest.mark.parametrize("how", ["clash", "unreadable"])
+def test_a_rag_probe_refused_beside_a_serving_closed_book_one_is_never_replaced_by_it(tiny_rag, tmp_path, how):
+    """A review: a RAG probe two folders hold, or one that cannot be read, was treated as absent, so with
+    context_with_closed_book_probe = "allow" the closed-book probe scored and accepted requests with context, while the
+    start-up said the whole domain was not scored. The RAG mode is refused with its reason; closed-book serves."""
+    import shutil
+    import warnings
+
+    from hguard.guard import Guard
+    from hguard.policy import Policy
+
+    lm, folder, _ = tiny_rag
+    shutil.copytree(folder / "probes", tmp_path / "probes")
+    pol = _policy(tmp_path, tmp_path / "run", knowledge_conflict="trust_context").model_dump(mode="json")
+    pol["domains"]["alpha"]["context_with_closed_book_probe"] = "allow"
+    if how == "clash":
+        (tmp_path / "more").mkdir()
+        shutil.copy(folder / "probes" / "alpha.rag.json", tmp_path / "more" / "alpha.rag.json")
+        pol["probes"] = [str(tmp_path / "probes"), str(tmp_path / "more")]
+        said_why = "all calibrate domain 'alpha' (rag)"
+    else:
+        (tmp_path / "probes" / "alpha.rag.json").write_text("{not json", encoding="utf-8")
+        said_why = "is not valid JSON"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        g = Guard.from_policy(Policy.model_validate(pol), lm=lm)
+    said = [str(w.message) for w in caught if "not scored" in str(w.message)]
+    assert len(said) == 1 and said[0].startswith("domain 'alpha' (RAG) is not scored") and said_why in said[0], said
+    assert not any(k.startswith("alpha") for k in g.probe_errors), g.probe_errors
+    assert g.invoke("capital city river ?", domain="alpha").route == "accept"
+    rag = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
+    assert rag.route == "review" and rag.probe_id is None, (rag.route, rag.probe_id, rag.reasons)
+    assert any(x.startswith("the RAG probe of domain 'alpha' cannot serve") and said_why in x
+               for x in rag.reasons), rag.reasons
 
 
 def test_manual_grounding_weight_is_an_override_and_reported(tiny_rag, tmp_path):

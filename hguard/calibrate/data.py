@@ -365,10 +365,11 @@ def _warn_other_languages(examples: list[Example]) -> None:
     # a margin of two function words: an English title of a few short words ("Cat on a Hot Tin Roof") is not read
     # as another language's (1 of the 5,011 bundled questions was, by one word)
     foreign = [e for e in examples if not reads_english(e.question, 2)]
-    other = Counter(language_of(words_of(e.question), 2) for e in foreign)
+    # named by the language most of its function words are (one word is enough to name a row already read as foreign)
+    other = Counter(language_of(words_of(e.question)) for e in foreign)
     if other:
         langs = ", ".join(f"{n} in {lang.title() if lang != 'english' else 'another script'}"
-                          for lang, n in other.most_common(3))
+                          for lang, n in other.most_common())
         ids = ", ".join(repr(e.id) for e in foreign[:5]) + (", ..." if len(foreign) > 5 else "")
         warnings.warn(f"{sum(other.values())} of {len(examples)} row(s) ask in another language than English ({langs}; "
                       f"id {ids}): "

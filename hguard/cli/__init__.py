@@ -59,11 +59,15 @@ def read_text_file(path: str, what: str) -> str:
     except UnicodeDecodeError as exc:
         head = bytes(exc.object[:4])
         # a UTF-16 file (Windows "Unicode") opens with its byte-order mark or NUL bytes; a Windows "ANSI" file is
-        # Windows-1252 (Latin-1 would read its "€" and "’" as control characters), unless a byte it lacks says Latin-1
+        # Windows-1252 (Latin-1 would read its "€" and "’" as control characters, which the guard refuses)
         source = ("utf-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) > 1 and b"\x00" in head[:2])
-                  else "cp1252" if _decodes(exc.object, "cp1252") else "latin1")
+                  else "cp1252" if _decodes(exc.object, "cp1252") else None)
+        byte = f"byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}"
+        if source is None:  # a byte Windows-1252 has no character for: another encoding
+            raise InputError(f"{what} file {path!r} is neither UTF-8 nor Windows-1252 text ({byte}); find its encoding "
+                             "(`file -i FILE`) and convert it, e.g. `iconv -f ENCODING -t utf-8`") from None
         raise InputError(
-            f"{what} file {path!r} is not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}"
+            f"{what} file {path!r} is not UTF-8 text ({byte}"
             + ("; it reads as UTF-16" if source == "utf-16" else "") + f"); convert it, e.g. `iconv -f {source} -t utf-8`"
         ) from None
     except OSError as exc:
