@@ -1005,6 +1005,44 @@ def test_unstated_numbers_reads_other_scripts_dates_and_currencies(answer, conte
     assert unstated_numbers(answer, context, "What is it?") == missing
 
 
+@pytest.mark.parametrize("answer, context, missing", [
+    # a review: accounting parentheses on a prefixed or coded currency, or with the unit after them, were not read
+    # (the positive figure passed)
+    ("Net income was US$1,250.", "Net income was US$(1,250).", ["1250 dollar"]),
+    ("Net income was HK$1,250.", "Net income was HK$(1,250).", ["1250 hkd"]),
+    ("Net income was 1,250 EUR.", "Net income was EUR (1,250).", ["1250 euro"]),
+    ("Net income was Rs 1,250.", "Net income was Rs (1,250).", ["1250 rupee"]),
+    ("Net income was $1,250.", "Net income was $ (1,250).", ["1250 dollar"]),
+    ("Net income was 1,250 dollars.", "Net income: (1,250) dollars.", ["1250 dollar"]),
+    ("Net income was $1.2 million.", "Net income was $(1.2 million).", ["1200000 dollar"]),
+    ("The change was 3.2%.", "The change was (3.2)%.", ["3.2 percent"]),
+    ("Net income was -$1,250.", "Net income was US$(1,250).", []),
+    ("The fee is $50.", "The fee is fifty (50) dollars.", []),  # one amount written twice, not a negative one
+    # ... and made a share or an amount restated in parentheses negative: the right figure was held
+    ("8% of patients had nausea.", "| Nausea | 12 | (8%) |", []),
+    ("8% of patients had nausea.", "Nausea\t12\t(8%)", []),
+    ("8% of patients had nausea.", "Nausea: (8%) of patients", []),
+    ("8% of patients had nausea.", "Nausea was reported by (8%) of patients.", []),
+    ("The rent is $2,150.", "The deposit is equal to ($2,150).", []),
+    ("Net loss was $1,250.", "Net loss was ($1,250).", []),  # the sign is said by "loss"
+    ("The company posted a loss of $1,250.", "The company posted a loss of ($1,250).", []),
+    ("Fund F returned 3.2% in 2024.", "The fund's return was (3.2%) in 2024.", ["3.2 percent"]),
+])
+def test_accounting_parentheses_are_negative_where_they_write_the_figure(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
+def test_accounting_parentheses_read_a_long_run_of_blank_lines_in_linear_time():
+    """A review: the accounting rule was quadratic in a run of blank lines or tabs (a passage with 100,000 newlines took
+    25 s per answer); at this size a quadratic reading takes minutes, a linear one well under a second."""
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers("Net income was -$1,250.", "Net income was $(1,250).\n" + "\n" * 200_000) == []
+    assert unstated_numbers("Net income was $1,250.", "\t" * 200_000 + "($1,250)") == ["1250 dollar"]
+
+
 def test_a_currency_name_is_read_as_one_only_beside_a_number():
     """'Kr' alone is krypton and 'Lev Tolstoy' a name: the judge's tokens keep them as words."""
     from hguard.calibrate.judge import _tokens

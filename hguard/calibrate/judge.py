@@ -681,14 +681,75 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
 
 # "-0.5%", "-$200", "\u20133.2%" (an en dash a word processor made of a minus); not "2-5" or "2\u20134" (ranges, read before)
 _SIGN = re.compile(r"(?:^|(?<=[\s(]))[-\u2212\u2013](?=[$\u20ac\u00a3\u00a5\u20b9]?\d)")
-# accounting notation: an amount in parentheses is negative, "$(1,250)" always; "($1,250)" and "(3.2%)" only where
-# they stand as the figure itself (after a line's start, a colon or a verb such as "was" or "returned"), not where
-# they restate one ("one month's rent ($2,150)", "12 patients (8%)")
-_ACCOUNTING_AFTER = ("was", "were", "is", "are", "be", "been", "of", "at", "to", "by", "returned", "reported",
-                     "posted", "recorded", "showed", "yielded", "totalled", "totaled", "changed", "grew", "fell")
-_ACCOUNTING = re.compile(r"(?im)([$\u20ac\u00a3\u00a5\u20b9])\s?\((\d[\d.,]*)\)|(?:^|(?<=[:|=\t])|"
-                         + "|".join(rf"(?<=\b{w}\s)" for w in _ACCOUNTING_AFTER)
-                         + r")\s*\(\s*([$\u20ac\u00a3\u00a5\u20b9]\s?\d[\d.,]*|\d[\d.,]*\s?%)\s*\)")
+# accounting notation: an amount in parentheses is negative. On its currency ("$(1,250)", "US$(1,250)", "EUR
+# (1,250)", "Rs (1,250)", "$(1.2 million)"), always; with its unit after the parentheses ("(1,250) dollars",
+# "(3.2)%"), unless a number comes before them ("fifty (50) dollars" writes one amount twice); "($1,250)" where it
+# stands as the figure itself (at a line's start, after a colon, "=", a table's "|" or a tab, or after a verb such as
+# "was" or "returned"), not where it restates one ("one month's rent ($2,150)", "equal to ($2,150)"); "(3.2%)" only
+# after a verb of finance ("returned", "fell") or a verb after a finance noun ("the return was (3.2%)"), never in a
+# table or after a colon ("| 12 | (8%) |", "Nausea: (8%) of patients": a share restated). After "loss" or "deficit"
+# the sign is said already: "a net loss of ($1,250)" is a loss of $1,250. Each "(" is decided from a bounded window of
+# the text before it, so reading is linear in the text's length (a run of blank lines or tabs was quadratic).
+_ACCOUNTING_AFTER = frozenset({"was", "were", "is", "are", "be", "been", "of", "at", "to", "by", "returned", "reported",
+                               "posted", "recorded", "showed", "yielded", "totalled", "totaled", "changed", "grew",
+                               "fell"})
+_RESTATED_TO = frozenset({"equal", "equals", "equivalent", "amounting", "up", "close", "compared", "relative", "similar"})
+_RATE_VERBS = frozenset({"returned", "yielded", "grew", "fell", "changed", "declined", "rose", "dropped", "gained",
+                         "posted", "recorded", "totalled", "totaled"})
+_FINANCE_NOUN = re.compile(r"(?i)\b(?:returns?|yields?|growth|change|margins?|income|revenues?|profits?|earnings|ebitda"
+                           r"|performance|sales|eps|results?)\b")
+_SIGN_SAID = re.compile(r"(?i)\b(?:loss|losses|deficits?|shortfalls?)\b")
+_ACCOUNTING_PAREN = re.compile(r"(?i)\(\s?(?P<cur>[$\u20ac\u00a3\u00a5\u20b9]\s?)?(?P<num>\d[\d.,]*(?:\s?(?:thousand|million"
+                               r"|billion|bn|mn|mln)\b)?)(?P<pct>\s?%)?\s?\)(?P<unit>\s?%|[ \t](?:" + _CURRENCY_NAME
+                               + r")(?![^\W\d_]))?")
+_ACCOUNTING_CURRENCY = re.compile(r"(?:[$\u20ac\u00a3\u00a5\u20b9]|\b(?i:US|HK|NZ|AU|CA|MX|NT|C|A|S|R)\$|\b(?:"
+                                  + "|".join(c.upper() for c in _CURRENCY_CODES) + r"|Rs\.?))[ \t]?$")
+_NUMBER_WORDS = frozenset((*_UNITS, *_TENS, "hundred", *_SCALES))
+
+
+def _accounting(text: str) -> str:
+    """``text`` with the amounts accounting notation writes in parentheses as negative ("$(1,250)" is "minus $1,250"):
+    see `_ACCOUNTING_PAREN` above for where parentheses are read so."""
+    out: list[str] = []
+    done = 0
+    for m in _ACCOUNTING_PAREN.finditer(text):
+        window = text[max(0, m.start() - 80):m.start()]
+        clause = re.split(r"[.;!?\n](?:\s|$)|\|", window)[-1]
+        if _SIGN_SAID.search(clause):
+            continue  # "net loss was ($1,250)": a loss of $1,250
+        before = window.rstrip(" \u00a0")
+        words = re.findall(r"\w+", before[-40:])
+        last = words[-1].lower() if words and re.search(r"\w$", before) else ""
+        after_number = bool(last) and (last[-1].isdigit() or last in _NUMBER_WORDS)
+        currency = _ACCOUNTING_CURRENCY.search(window) if m.group("cur") is None else None
+        start = m.start()
+        if currency is not None and m.group("pct") is None and m.group("unit") is None:
+            start -= len(currency.group(0))  # "US$(1,250)": its currency, then the amount
+            if start < done:
+                continue
+            prefix = currency.group(0)
+        elif m.group("cur") is None and m.group("pct") is None and m.group("unit") is not None:
+            if after_number:  # "fifty (50) dollars"
+                continue
+            prefix = ""
+        elif m.group("cur") is not None and m.group("pct") is None:
+            anchored = not before or before[-1] in ":|=\t\n"
+            verb = last in _ACCOUNTING_AFTER and not (last == "to" and len(words) > 1 and words[-2].lower() in _RESTATED_TO)
+            if not (anchored or verb):
+                continue
+            prefix = ""
+        elif m.group("cur") is None and m.group("pct") is not None and m.group("unit") is None:
+            if not (last in _RATE_VERBS or (last in _ACCOUNTING_AFTER and _FINANCE_NOUN.search(clause))):
+                continue
+            prefix = ""
+        else:
+            continue
+        out += [text[done:start], " minus ", prefix, m.group("cur") or "", m.group("num"), m.group("pct") or "",
+                m.group("unit") or "", " "]
+        done = m.end()
+    return "".join(out) + text[done:] if out else text
+
+
 # a scale written on its number: "5k", "2bn"; "9.5m" (and "mn", "mln") only beside a currency, since "5m" may be metres
 _SUFFIX_SCALES = {"k": 10**3, "m": 10**6, **{w: _SCALES[w] for w in ("mn", "mln", "bn")}}
 _MONEY_ONLY = frozenset({"m", "mn", "mln"})
@@ -702,8 +763,7 @@ def _tokens(text: str, number_words: bool = True) -> list[str]:
     """Normalised words with numbers (digits or words) rewritten to one canonical digit form, with their sign
     ("-0.5%" is not "0.5%") and their scale word ("$5 million" is 5000000, not 5), and units (`_UNIT_WORDS`) to one
     word after their number ("$5,000", "5,000 dollars" and "USD 5 thousand" all read "5000 dollar")."""
-    text = _written_numbers(_decimal_commas(_plain_digits(text)), number_words)
-    text = _ACCOUNTING.sub(lambda m: f" -{m.group(1)}{m.group(2)} " if m.group(1) else f" -{m.group(3)} ", text)
+    text = _written_numbers(_accounting(_decimal_commas(_plain_digits(text))), number_words)
     text = _CODE_ON_NUMBER.sub(r"\1 ", _BARE_DECIMAL.sub("0.", _SIGN.sub(" minus ", text)))
     text = _GLUED_UNIT.sub(r"\1 \2", text)
     words = normalize(_UNIT_SYMBOL.sub(lambda m: f" {_UNIT_SYMBOLS[m.group(0)]} ", text)).split()
