@@ -1034,6 +1034,26 @@ def test_accounting_parentheses_are_negative_where_they_write_the_figure(answer,
     assert unstated_numbers(answer, context) == missing
 
 
+@pytest.mark.parametrize("answer, context, missing", [
+    # a review: a currency written after its number was moved onto the next number, as one written before it is
+    # ("50 cents 10 years ago" read 50 and 10 cents), so "$50" passed
+    ("Ten years ago a stamp cost $50.", "A stamp cost 50 cents 10 years ago.", ["50 dollar"]),
+    ("Ten years ago a stamp cost 50 euros.", "A stamp cost 50 dollars 10 years ago.", ["50 euro"]),
+    ("Ten years ago a stamp cost $50.", "A stamp cost 50 pence 10 years ago.", ["50 dollar"]),
+    ("Ten years ago a stamp cost 50 euros.", "A stamp cost 50 pesos 10 years ago.", ["50 euro"]),
+    ("It costs 99 cents 2 times a day.", "It costs 99 cents twice a day.", []),
+    ("Stamps rose by 2 cents.", "Stamps rose by 5 cents 2 times in 2024, to 73 cents.", ["2 cent"]),
+    # one written before its number still goes with it
+    ("It cost $5 million.", "In 2023, $5 million was spent.", []),
+    ("It cost 500 dollars.", "It cost USD 500.", []),
+    ("It cost 500 euros.", "It cost USD 500.", ["500 euro"]),
+])
+def test_a_currency_written_after_its_number_stays_with_it(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
 def test_accounting_parentheses_read_a_long_run_of_blank_lines_in_linear_time():
     """A review: the accounting rule was quadratic in a run of blank lines or tabs (a passage with 100,000 newlines took
     25 s per answer); at this size a quadratic reading takes minutes, a linear one well under a second."""

@@ -759,6 +759,19 @@ _ORDINAL = re.compile(r"(\d+)(?:st|nd|rd|th)")  # "3rd" is 3
 _CODE_ON_NUMBER = re.compile(r"(?i)\b(" + "|".join(_CURRENCY_CODES) + r")(?=\d)")  # "USD1,500"
 
 
+# A currency word is moved after its number only where it is written before it ("USD 500", "Rs 500"): not after a
+# number ("50 dollars 10 years ago" is $50, not $10), nor a word never written before its number ("50 cents 10 years
+# ago"); a sign ("$") is moved wherever (a comma lost before it: "In 2023, $5 million").
+_AFTER_ITS_NUMBER = frozenset({"cent", "cents", "penny", "pence", "pennies", "peso", "pesos", "franc", "francs",
+                               "bitcoin", "bitcoins", "centavo", "centavos"})
+_SIGN_WORD = "currencysignword"
+
+
+def _is_number_word(word: str) -> bool:
+    """Whether ``word`` (a normalised word) is a number: in digits, or a number or scale word ("fifty", "million")."""
+    return any(c.isdigit() for c in word) or word in _NUMBER_WORDS
+
+
 def _tokens(text: str, number_words: bool = True) -> list[str]:
     """Normalised words with numbers (digits or words) rewritten to one canonical digit form, with their sign
     ("-0.5%" is not "0.5%") and their scale word ("$5 million" is 5000000, not 5), and units (`_UNIT_WORDS`) to one
@@ -766,12 +779,16 @@ def _tokens(text: str, number_words: bool = True) -> list[str]:
     text = _written_numbers(_accounting(_decimal_commas(_plain_digits(text))), number_words)
     text = _CODE_ON_NUMBER.sub(r"\1 ", _BARE_DECIMAL.sub("0.", _SIGN.sub(" minus ", text)))
     text = _GLUED_UNIT.sub(r"\1 \2", text)
-    words = normalize(_UNIT_SYMBOL.sub(lambda m: f" {_UNIT_SYMBOLS[m.group(0)]} ", text)).split()
-    words = [w if w in _BY_A_NUMBER and not any(c.isdigit() for c in (words[i - 1] if i else "") + "".join(words[i + 1:i + 2]))
-             else _UNIT_WORDS.get(w, w) for i, w in enumerate(words)]
+    written = normalize(_UNIT_SYMBOL.sub(lambda m: f" {_UNIT_SYMBOLS[m.group(0)]} ", text)).split()
+    # which words were currency signs ("$", not "dollars"), in the same words (a sign is one word either way)
+    signs = normalize(_UNIT_SYMBOL.sub(" " + _SIGN_WORD + " ", text)).split()
+    words = [w if w in _BY_A_NUMBER and not any(c.isdigit() for c in (written[i - 1] if i else "") + "".join(written[i + 1:i + 2]))
+             else _UNIT_WORDS.get(w, w) for i, w in enumerate(written)]
     i = 0
     while i < len(words) - 1:  # a currency before its number goes after it
-        if words[i] in _CURRENCIES and any(c.isdigit() for c in words[i + 1]):
+        if words[i] in _CURRENCIES and any(c.isdigit() for c in words[i + 1]) and (
+                (len(signs) == len(words) and signs[i] == _SIGN_WORD)
+                or (written[i] not in _AFTER_ITS_NUMBER and not (i and _is_number_word(words[i - 1])))):
             words[i], words[i + 1] = words[i + 1], words[i]
             i += 1
         i += 1
