@@ -1054,6 +1054,27 @@ def test_a_currency_written_after_its_number_stays_with_it(answer, context, miss
     assert unstated_numbers(answer, context) == missing
 
 
+@pytest.mark.parametrize("context", [
+    # a review: these ways of writing an annual rate were read as a bare 4%, so a monthly rate passed
+    "Interest is 4 per cent p.a.", "Interest is 4 percent p.a.", "Interest is 4% pa.", "Interest is 4% apr.",
+    "Interest: 4% (APR).", "The APR is 4%.", "APR: 4%",
+])
+def test_an_annual_rate_written_as_finance_writes_it_holds_a_monthly_one(context):
+    from hguard.calibrate.judge import stated_numbers, unstated_numbers
+
+    assert unstated_numbers("Interest is 4% per month.", context) == ["4 percent/month"]
+    assert unstated_numbers("Interest is 4% a year.", context) == []
+    assert stated_numbers(context) == [("4", "percent/year")]
+
+
+def test_april_and_a_period_after_the_named_rate_are_not_read_as_per_annum():
+    from hguard.calibrate.judge import stated_numbers
+
+    assert stated_numbers("The rate is 4% Apr 2024.") == [("4", "percent"), ("2024", None)]
+    assert stated_numbers("The APR is 4% per month.") == [("4", "percent/month")]
+    assert stated_numbers("Rates: 4 percent p.m.") == [("4", "percent/month")]
+
+
 def test_accounting_parentheses_read_a_long_run_of_blank_lines_in_linear_time():
     """A review: the accounting rule was quadratic in a run of blank lines or tabs (a passage with 100,000 newlines took
     25 s per answer); at this size a quadratic reading takes minutes, a linear one well under a second."""

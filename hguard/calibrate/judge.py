@@ -376,10 +376,16 @@ _VERSION = re.compile(r"(?i)\bv(?=\d)")  # "v2.1"
 _SLASH_UNIT = re.compile(r"(?i)(?<=[\w\u00b5\u03bc" + re.escape("".join(_UNIT_SYMBOLS)) + r"])\s*/\s*(" + "|".join(sorted(
     (re.escape(w) for w in _MEASURE_UNITS if len(w) > 1 or w in ("h", "d", "l", "g")), key=len, reverse=True))
     + r")(?![^\W\d_])")  # "mg/kg", "km/h", "$2.50/kg", "67\u00a2/mile", "4%/year": per
-# a rate's period as finance writes it: "4% p.a." and "$50,000 p.a." (per annum), "4% p.m." (per month; after a
-# digit, "5 p.m." is a time), "4% APR" (an annual rate; capitals only, "Apr" is April)
-_PER_ANNUM = re.compile(r"(?i)(?<=[\d%])\s*p\.\s?a\b\.?|(?<=%)\s*(?-i:APR|APY|AER|EAR)\b")
-_PER_MONTH = re.compile(r"(?i)(?<=%)\s*p\.\s?m\b\.?")
+# a rate's period as finance writes it: "4% p.a.", "4 per cent p.a." and "$50,000 p.a." (per annum), "4% p.m." (per
+# month; after a digit, "5 p.m." is a time), "4% APR", "4% (APR)" (an annual rate; in capitals, or "apr" and "pa" in
+# lower case right after a percent: "4% Apr 2024" is April), "The APR is 4%"
+_ANNUAL_RATE = r"(?-i:APR|APY|AER|EAR)"
+_PER_ANNUM = re.compile(r"(?i)(?:(?<=[\d%])|(?<=percent))\s*p\.\s?a\b\.?|(?<=%)\s*(?:" + _ANNUAL_RATE + r"|\(\s*"
+                        + _ANNUAL_RATE + r"\s*\)|(?-i:pa|apr)\b\.?)")
+_PER_MONTH = re.compile(r"(?i)(?:(?<=%)|(?<=percent))\s*p\.\s?m\b\.?")
+# "The APR is 4%", "APR: 19.9%" (unless a period is written after the rate)
+_RATE_NAMED = re.compile(r"\b" + _ANNUAL_RATE + r"(?:\s*[:=]\s*|\s+(?:is|was|of|stands at|will be)\s+)(\d[\d.]*\s?%)"
+                         r"(?!\s*(?:/|per\b|an?\s|each\b|every\b|monthly|weekly|daily|annually|yearly))")
 # number words the passage may use: "a week", "a dozen", ordinals ("the third business day", "twenty-fifth")
 # "within a week", "the notice period is a month" (not "once a day", "one tablet a day": a rate, no amount)
 _A_AMOUNT = re.compile(r"(?i)(?:(?<=\bwithin )|(?<=\bfor )|(?<=\bafter )|(?<=\bin )|(?<=\bover )|(?<=\bis )|(?<=\bof )"
@@ -429,6 +435,7 @@ def _written_numbers(text: str, number_words: bool) -> str:
     text = _PER_CENT.sub("percent", _BASIS_POINTS.sub("bp", _VERSION.sub("v ", text)))
     text = _CENTS_ON_THE_DOLLAR.sub("percent", _PER_MILLE.sub("permille", text))
     text = _PER_MONTH.sub(" per month", _PER_ANNUM.sub(" per annum", text))
+    text = _RATE_NAMED.sub(lambda m: f"{m.group(0)} per annum", text)
     text = _SLASH_UNIT.sub(r" per \1", _RANGE_DASH.sub(" to ", text))
     text = _ADVERB_PERIOD.sub(lambda m: f"{m.group(1)} per {_ADVERB_PERIODS[m.group(2).lower()]}",
                               _A_PERIOD.sub(r"\1 per \2", text))
