@@ -984,7 +984,9 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     ("Il tasso è del 2,5 per cento.", "Il tasso è del 2 %. La commissione è di 5 euro.", ["2.5 percent"]),
     ("La dosis máxima es 1,5 gramos.", "La dosis máxima es 1 gramo; el envase contiene 5 sobres.", ["1.5"]),
     ("Der Zinssatz beträgt 3,5 Prozent.", "The rate is 3.5%.", []),
-    ("It costs 2.50.", "Es kostet 2,50.", []),
+    ("It costs 2.50.", "Es kostet 2,50 Euro.", []),
+    # (a review: at a sentence's end "2,50." may be a list, "pages 3,5.": read as 2 and 50, the right figure is held)
+    ("It costs 2.50.", "Es kostet 2,50.", ["2.5"]),
     ("Clauses 1 or 2.", "Clauses 1,2 or 3 apply.", []),  # a list goes on after it: not a decimal
     ("Items 4 and 5.", "Items 4,5, 6 apply.", []),
     ("Artikel 1 und 2.", "Artikel 1,2 und 3 gelten.", []),
@@ -1073,6 +1075,32 @@ def test_april_and_a_period_after_the_named_rate_are_not_read_as_per_annum():
     assert stated_numbers("The rate is 4% Apr 2024.") == [("4", "percent"), ("2024", None)]
     assert stated_numbers("The APR is 4% per month.") == [("4", "percent/month")]
     assert stated_numbers("Rates: 4 percent p.m.") == [("4", "percent/month")]
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # a review: one or two digits after a comma were read as a decimal before any word, which misreads English
+    # lists and clauses: the right figure was held, and "2020.15" passed
+    ("In 2019, 20 people attended.", "In 2019,20 people attended.", []),
+    ("In 2020 there were 15 cases.", "In 2020,15 cases were seen.", []),
+    ("There were 2020.15 cases.", "In 2020,15 cases were seen.", ["2020.15"]),
+    ("See pages 3 and 5.", "See pages 3,5.", []),
+    ("Items 1 and 2 apply.", "The rule covers items 1,2.", []),
+    ("Chapters 3 and 4 apply.", "Chapters 3,4 apply to new staff.", []),
+    ("Sections 12 and 15 apply.", "Sections 12,15 apply.", []),
+    ("The score was 2 to 1.", "The score was 2,1.", []),
+    ("Items 1, 2 and 3 apply.", "Items 1,2, and 3 apply.", []),
+    ("Levels 0, 1 and 2 exist.", "Levels 0,1, 2 and 3 exist.", []),
+    # before a unit, a currency, a scale or a percent, in English or another language, it is a decimal
+    ("The fee was 1.2 dollars.", "The fee was 1,2 dollars.", []),
+    ("Die Frist beträgt 6.5 Monate.", "Die Frist beträgt 6,5 Monate.", []),
+    ("Le délai est de 1.5 mois.", "Le délai est de 1,5 mois.", []),
+    ("Le taux est de 2.5 %.", "Le taux est de 2,5 pour cent.", []),
+    ("It weighs 1.5 kg.", "Es wiegt 1,5 kg.", []),
+])
+def test_a_decimal_comma_is_read_only_before_a_unit_and_never_after_a_year(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
 
 
 def test_accounting_parentheses_read_a_long_run_of_blank_lines_in_linear_time():

@@ -271,13 +271,25 @@ _MEASURE_UNITS = _measure_table()
 _GLUED_UNIT = re.compile(r"(?i)(?<![\w.,])(\d+(?:[.,]\d+)?)(" + "|".join(sorted(
     (w for w in _MEASURE_UNITS if w not in ("s", "l", "m", "sec", "secs", "c", "f", "ft", "unit", "units")), key=len,
     reverse=True)) + r")(?![^\W\d_])")
+# "per cent" in English and other languages
+_PER_CENT = re.compile(r"(?i)\b(?:per\s+cent|pour\s+cent|por\s+cien(?:to)?|por\s+cento|per\s+cento|prozent|procent|procento)\b")
+# units as other languages write them, read only to tell a decimal comma ("6,5 Monate", "1,5 gramos") from a list
+_OTHER_LANGUAGE_UNITS = ("monat monate monaten tag tage tagen woche wochen jahr jahre jahren stunde stunden minuten gramm "
+                         "mois jour jours semaine semaines ans année années annee annees heure heures grammes "
+                         "mes meses día días dia dias semana semanas año años hora horas gramo gramos litro litros "
+                         "mese mesi giorno giorni settimana settimane anno anni ore grammi").split()
 # a decimal comma: "2,5 mg", "3,5 Prozent", "0,125 mg" ("1,250" stays one thousand two hundred and fifty) and
 # "1.000,50" (1000.50); a sentence's period or a comma may follow ("€ 1.200,50." is 1200.50, not 1.2 and 50).
-# One or two digits after the comma are a list where the list goes on ("Clauses 1,2 and 3", "1,2, 3", "Artikel 1,2
-# und 3"), in any language's "and" or "or"; else a decimal (once only before an English unit: "3,5 Prozent" was 3
-# and 5)
-_LIST_GOES_ON = r"(?!\s*(?:,\s*\d|(?:and|or|und|oder|et|ou|y|o|e|i|en|og|och|&)\s+\d+(?![.,]\d)))"
-_DECIMAL_COMMA = re.compile(r"(?i)(?<![\d.,])(\d+),(\d{1,2})(?!\d|,\d)" + _LIST_GOES_ON + r"|(?<![\d.,])0,(\d+)(?!\d|,\d)")
+# One or two digits after the comma are a decimal only before a unit, a scale, a currency or a percent, in English or
+# another language ("6,5 Monate", "2,5 pour cent"): in English a comma lists ("pages 3,5.", "Chapters 3,4 apply",
+# "The score was 2,1.") or ends a clause ("In 2019,20 people": never after a year); nor where a list goes on after it
+# ("Clauses 1,2 and 3", "1,2, 3", "Levels 0,1, 2 and 3", "Items 1,2, and 3", "Artikel 1,2 und 3")
+_LIST_GOES_ON = r"(?!\s*(?:,\s*\d|,?\s*(?:and|or|und|oder|et|ou|y|o|e|i|en|og|och|&)\s+\d+(?![.,]\d)))"
+_UNIT_AHEAD = (r"(?=\s*(?:[" + re.escape("".join(_UNIT_SYMBOLS)) + r"]|(?:" + "|".join(sorted({re.escape(w) for w in (
+    *_MEASURE_UNITS, *_UNIT_WORDS, *_CURRENCY_SPELLINGS, *_SCALES, *_OTHER_LANGUAGE_UNITS)}, key=len, reverse=True))
+    + r"|" + _PER_CENT.pattern.removeprefix("(?i)") + r")(?![^\W\d_])))")
+_DECIMAL_COMMA = re.compile(r"(?i)(?<![\d.,])(?!(?:1[5-9]\d\d|20\d\d),)(\d+),(\d{1,2})(?!\d|,\d)" + _LIST_GOES_ON
+                            + _UNIT_AHEAD + r"|(?<![\d.,])0,(\d+)(?!\d|,\d)" + _LIST_GOES_ON)
 _GROUPED_DECIMAL_COMMA = re.compile(r"(?<![\d.,])(\d{1,3}(?:\.\d{3})+),(\d+)(?!\d|[,.]\d)")
 # thousands grouped by two or more dots ("2.500.000 \u20ac"): no decimal has two points (one group, "1.500", stays
 # ambiguous: read as a decimal)
@@ -368,7 +380,6 @@ _CAPITAL_SCALE = re.compile(r"(?:(?<=[$\u20ac\u00a3\u00a5]\d)|(?<=[$\u20ac\u00a3
                             r"|(?<=\.\d)|(?<=\.\d\d))(MM|M|BN|Bn|B)\b")
 _RANGE_DASH = re.compile(r"(?<=\d)\s*[-\u2013\u2014]\s*(?=\d)")  # "2-4 mg" is 2 to 4 mg
 _SPACED_THOUSANDS = re.compile(r"(?<=\d)[\u00a0\u202f\u2009](?=\d{3}(?!\d))")  # "10\u202f000"
-_PER_CENT = re.compile(r"(?i)\b(?:per\s+cent|pour\s+cent|por\s+cien(?:to)?|por\s+cento|per\s+cento|prozent|procent|procento)\b")
 _PER_MILLE = re.compile(r"(?i)\bper\s+mille\b")  # not "per mile"
 _CENTS_ON_THE_DOLLAR = re.compile(r"(?i)\bcents?\s+on\s+the\s+dollar\b")  # "50 cents on the dollar" is 50%
 _BASIS_POINTS = re.compile(r"(?i)\bbasis\s+points?\b")
