@@ -1103,6 +1103,22 @@ def test_a_decimal_comma_is_read_only_before_a_unit_and_never_after_a_year(answe
     assert unstated_numbers(answer, context) == missing
 
 
+@pytest.mark.parametrize("answer, context, missing", [
+    # a review: Indian grouping by lakh was read without a rupee, so "5,10,250 mg" read 510250 mg and a wrong
+    # "510250 mg" passed
+    ("Doses of 510250 mg are sold.", "Doses of 5,10,250 mg are sold.", ["510250 mg"]),
+    ("Sizes 102030 are sold.", "Sizes 1,02,030 are sold.", ["102030"]),
+    # next to a rupee, a lakh or a crore it is one amount
+    ("The loan is 1,234,567 rupees.", "The loan amount is 12,34,567 rupees.", []),
+    ("The loan is Rs 1,234,567.", "The loan amount is Rs. 12,34,567.", []),
+    ("The loan is 1 crore.", "The loan is INR 1,00,00,000.", []),
+])
+def test_lakh_grouping_is_read_next_to_a_rupee_lakh_or_crore_only(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
 def test_accounting_parentheses_read_a_long_run_of_blank_lines_in_linear_time():
     """A review: the accounting rule was quadratic in a run of blank lines or tabs (a passage with 100,000 newlines took
     25 s per answer); at this size a quadratic reading takes minutes, a linear one well under a second."""
