@@ -1122,6 +1122,25 @@ def test_lakh_grouping_is_read_next_to_a_rupee_lakh_or_crore_only(answer, contex
     assert unstated_numbers(answer, context) == missing
 
 
+@pytest.mark.parametrize("answer, context, missing", [
+    # a review: a figure dash, an em dash or a small hyphen-minus as a minus, "Rs.500", "per-cent" and "centavos"
+    # were not read (the positive figure, "$500" or "50 dollars" passed)
+    ("Fund F returned 3.2%.", "Fund F returned \u20123.2%.", ["3.2 percent"]),
+    ("Fund F returned 3.2%.", "Fund F returned \u20143.2%.", ["3.2 percent"]),
+    ("Fund F returned 3.2%.", "Fund F returned \ufe633.2%.", ["3.2 percent"]),
+    ("It takes 2 to 4 days.", "It takes 2\u20124 days.", []),  # a range
+    ("The fee is $500.", "The fee is Rs.500.", ["500 dollar"]),
+    ("The fee is 500 rupees.", "The fee is Rs.500.", []),
+    ("It rose 5 cents.", "It rose 5 per-cent.", ["5 cent"]),
+    ("It rose 5%.", "It rose 5 per-cent.", []),
+    ("The fee is 50 dollars.", "The fee is 50 centavos.", ["50 dollar"]),
+])
+def test_other_dashes_rs_per_cent_and_centavos_are_read(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
 def test_accounting_parentheses_read_a_long_run_of_blank_lines_in_linear_time():
     """A review: the accounting rule was quadratic in a run of blank lines or tabs (a passage with 100,000 newlines took
     25 s per answer); at this size a quadratic reading takes minutes, a linear one well under a second."""

@@ -202,7 +202,7 @@ _UNIT_WORDS = {"percent": "percent", "percentage": "percent", "pct": "percent",
                "руб": "rub",
                # a sub-unit is its own unit ("35 cents" is not $35); "peso" and "franc" are any peso or franc
                "cent": "cent", "cents": "cent", "penny": "pence", "pence": "pence", "pennies": "pence",
-               "peso": "peso", "pesos": "peso", "franc": "franc", "francs": "franc", "rs": "rupee",
+               "peso": "peso", "pesos": "peso", "centavo": "centavo", "centavos": "centavo", "franc": "franc", "francs": "franc", "rs": "rupee",
                "reais": "brl", "bitcoin": "btc", "bitcoins": "btc", "btc": "btc", "ars": "ars", "cop": "cop",
                "xof": "xof", "xaf": "xaf", "permille": "permille"}
 _BY_A_NUMBER = frozenset(normalize(w) for w in list(_UNIT_WORDS)[list(_UNIT_WORDS).index("zł"):])
@@ -272,7 +272,7 @@ _GLUED_UNIT = re.compile(r"(?i)(?<![\w.,])(\d+(?:[.,]\d+)?)(" + "|".join(sorted(
     (w for w in _MEASURE_UNITS if w not in ("s", "l", "m", "sec", "secs", "c", "f", "ft", "unit", "units")), key=len,
     reverse=True)) + r")(?![^\W\d_])")
 # "per cent" in English and other languages
-_PER_CENT = re.compile(r"(?i)\b(?:per\s+cent|pour\s+cent|por\s+cien(?:to)?|por\s+cento|per\s+cento|prozent|procent|procento)\b")
+_PER_CENT = re.compile(r"(?i)\b(?:per[\s-]+cent|pour\s+cent|por\s+cien(?:to)?|por\s+cento|per\s+cento|prozent|procent|procento)\b")
 # units as other languages write them, read only to tell a decimal comma ("6,5 Monate", "1,5 gramos") from a list
 _OTHER_LANGUAGE_UNITS = ("monat monate monaten tag tage tagen woche wochen jahr jahre jahren stunde stunden minuten gramm "
                          "mois jour jours semaine semaines ans année années annee annees heure heures grammes "
@@ -382,7 +382,7 @@ _PREFIX_CODES = {"us": "USD", "hk": "HKD", "nz": "NZD", "au": "AUD", "a": "AUD",
 # "$2.5B", "$2.5MM", "1.2M customers" (not "35MM film", "apartment 4B": an integer with no currency)
 _CAPITAL_SCALE = re.compile(r"(?:(?<=[$\u20ac\u00a3\u00a5]\d)|(?<=[$\u20ac\u00a3\u00a5]\d\d)|(?<=[$\u20ac\u00a3\u00a5]\d\d\d)"
                             r"|(?<=\.\d)|(?<=\.\d\d))(MM|M|BN|Bn|B)\b")
-_RANGE_DASH = re.compile(r"(?<=\d)\s*[-\u2013\u2014]\s*(?=\d)")  # "2-4 mg" is 2 to 4 mg
+_RANGE_DASH = re.compile(r"(?<=\d)\s*[-\u2012\u2013\u2014\ufe63]\s*(?=\d)")  # "2-4 mg" is 2 to 4 mg
 _SPACED_THOUSANDS = re.compile(r"(?<=\d)[\u00a0\u202f\u2009](?=\d{3}(?!\d))")  # "10\u202f000"
 _PER_MILLE = re.compile(r"(?i)\bper\s+mille\b")  # not "per mile"
 _CENTS_ON_THE_DOLLAR = re.compile(r"(?i)\bcents?\s+on\s+the\s+dollar\b")  # "50 cents on the dollar" is 50%
@@ -701,8 +701,9 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
     return missing + dates_missing
 
 
-# "-0.5%", "-$200", "\u20133.2%" (an en dash a word processor made of a minus); not "2-5" or "2\u20134" (ranges, read before)
-_SIGN = re.compile(r"(?:^|(?<=[\s(]))[-\u2212\u2013](?=[$\u20ac\u00a3\u00a5\u20b9]?\d)")
+# "-0.5%", "-$200", "\u20133.2%" (an en dash a word processor made of a minus; a figure dash, an em dash or a small
+# hyphen-minus likewise); not "2-5" or "2\u20134" (ranges, read before)
+_SIGN = re.compile(r"(?:^|(?<=[\s(]))[-\u2212\u2012\u2013\u2014\ufe63](?=[$\u20ac\u00a3\u00a5\u20b9]?\d)")
 # accounting notation: an amount in parentheses is negative. On its currency ("$(1,250)", "US$(1,250)", "EUR
 # (1,250)", "Rs (1,250)", "$(1.2 million)"), always; with its unit after the parentheses ("(1,250) dollars",
 # "(3.2)%"), unless a number comes before them ("fifty (50) dollars" writes one amount twice); "($1,250)" where it
@@ -778,7 +779,7 @@ _MONEY_ONLY = frozenset({"m", "mn", "mln"})
 _SUFFIXED = re.compile(r"(\d+(?:\.\d+)?)(" + "|".join(sorted(_SUFFIX_SCALES, key=len, reverse=True)) + ")")
 _BARE_DECIMAL = re.compile(r"(?<![\w.])\.(?=\d)")  # ".5%" is 0.5%, not 5%
 _ORDINAL = re.compile(r"(\d+)(?:st|nd|rd|th)")  # "3rd" is 3
-_CODE_ON_NUMBER = re.compile(r"(?i)\b(" + "|".join(_CURRENCY_CODES) + r")(?=\d)")  # "USD1,500"
+_CODE_ON_NUMBER = re.compile(r"(?i)\b(" + "|".join(_CURRENCY_CODES) + r"|rs\.)(?=\d)")  # "USD1,500", "Rs.500"
 
 
 # A currency word is moved after its number only where it is written before it ("USD 500", "Rs 500"): not after a
