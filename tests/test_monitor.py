@@ -1274,7 +1274,7 @@ def test_without_matplotlib_the_monitor_still_estimates_and_leaves_the_html_repo
     assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--dry-run", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["html_report"] is None and out["domains"]["geo"]["spot_checks"]["reviewed"] > 0
-    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--dry-run"]) == 0
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--dry-run", "--exit-code"]) == 3  # 70% wrong
     text = capsys.readouterr().out
     assert "report: none (matplotlib is not installed; pip install 'hguard[plots]'" in text
     assert "accept_below 0.3 is hand-set in the policy: no calibration certifies it" in text
@@ -1295,6 +1295,9 @@ def test_cli_prints_the_estimate_writes_the_report_and_lifts(tmp_path, capsys):
     assert main(["monitor", "--policy", str(tmp_path / "policy.toml")]) == 0
     text = capsys.readouterr().out
     assert "state=tightened" in text and "upper bound" in text
+    # a scheduled job hears of the alarm without parsing --json (a compliance team's trial: exit 0 on a breach)
+    assert main(["monitor", "--policy", str(tmp_path / "policy.toml"), "--dry-run", "--exit-code"]) == 3
+    assert "hguard monitor: alarm (exit 3): geo in breach, drifted or tightened" in capsys.readouterr().err
     routes = geo["decisions"]
     said = ", ".join(f"{n} {r}" for r, n in sorted(routes.items()))
     assert f"decisions={geo['n_decisions']} ({said})" in text and "{" not in text  # words, not a Python dict

@@ -12,7 +12,17 @@ from .._resources import public_seed_warning
 from ..errors import AuditIntegrityError, InputError, install_extra
 from ..monitor import lift, public_report, run_monitor, summary, write_html
 
-__all__ = ["build_parser", "main"]
+__all__ = ["ALARM", "build_parser", "main"]
+
+#: ``--exit-code``'s status when a domain is in breach, has drifted or is tightened (1 is a log that does not verify,
+#: 2 misuse)
+ALARM = 3
+
+
+def _alarmed(report: dict) -> list[str]:
+    """The domains a scheduled job must hear of: in breach or drifted on this run, or tightened (now or before)."""
+    return sorted(name for name, e in report["domains"].items()
+                  if e.get("breach") or e.get("drifted") or e["state"]["state"] != "normal")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--report", help="HTML report path (default: monitor-report.html beside the audit log)")
     p.add_argument("--dry-run", action="store_true", help="report only: append nothing, change no state")
+    p.add_argument("--exit-code", action="store_true",
+                   help=f"exit {ALARM} when a domain is in breach, has drifted or is tightened (a scheduled job's alarm "
+                        "without parsing --json); 0 otherwise")
     p.add_argument("--lift", metavar="DOMAIN", help="lift a domain's tightening (audited; needs --by and --reason)")
     p.add_argument("--by", help="who lifts it")
     p.add_argument("--reason", help="why")
@@ -81,4 +94,8 @@ def main(argv: list[str]) -> int:
     else:
         print(summary(report))
         print(f"report: {out}" if out else f"report: none (matplotlib is not installed; {install_extra('plots')})")
+    alarmed = _alarmed(report) if args.exit_code else []
+    if alarmed:
+        print(f"hguard monitor: alarm (exit {ALARM}): {', '.join(alarmed)} in breach, drifted or tightened", file=sys.stderr)
+        return ALARM
     return 0
