@@ -181,8 +181,12 @@ def fit_thresholds(
     practically never) when none does. Starting at the smallest testable set
     instead let one right answer among the top few dozen end the walk (on the
     default model, geography's abstain threshold moved from 0.67 to 0.96 when
-    two of 1,165 calibration labels changed). It is then raised to ``accept_below`` if needed:
-    the accept guarantee takes precedence, and abstaining less is safe.
+    two of 1,165 calibration labels changed). Where it lies below ``accept_below`` it is raised, the accept
+    guarantee taking precedence and abstaining less being safe, but only to a threshold the walk certified (the
+    lowest at or above ``accept_below``), else to ``1.0``; ``certified_abstain`` then keeps the walk's own, which
+    :meth:`Thresholds.accepting_nothing` restores when the accept threshold is withdrawn. (Raised to
+    ``accept_below`` itself, 15 answers at or above it where its test needed 16, an abstain threshold stayed in
+    force after the accept threshold was withdrawn with a lower bound of 0.898 < the 0.9 required.)
     """
     check_levels("fit_thresholds: ", target=target, confidence=confidence, abstain_precision=abstain_precision)
     if not _real(min_coverage) or not (0.0 <= min_coverage < 1.0):
@@ -255,7 +259,7 @@ def fit_thresholds(
     n_ab = n - below  # answers with risk >= uniq[j]
     k_ab = int(cum_err[-1]) - cum_err[below]
     need_ab = max(_min_n(abstain_precision, delta), int(math.ceil(min_coverage * n)))
-    abstain_above = 1.0
+    passed = np.zeros(0)  # the abstain thresholds the walk certified (each {risk >= t} passed), highest first
     order = np.arange(uniq.size)[::-1]  # from the top down
     order = order[n_ab[order] >= need_ab]  # the walk starts where it abstains on min_coverage (risks only)
     if order.size == 0:
@@ -268,14 +272,30 @@ def fit_thresholds(
         if n_pass == 0:
             notes.append("no abstain threshold passed; abstain_above = 1: abstain only on answers that decline")
         else:
-            abstain_above = float(uniq[int(order[n_pass - 1])])
+            passed = uniq[order[:n_pass]]
             notes.append(f"abstain_above passed {n_pass} of {order.size} testable candidates")
+    abstain_above = float(passed[-1]) if passed.size else 1.0
+
+    def abstain_figures(threshold: float) -> dict[str, Any]:
+        abstained = r >= threshold
+        ab_n, ab_k = int(np.count_nonzero(abstained)), int(np.count_nonzero(y & abstained))
+        return {"abstain_above": threshold, "abstained_share": ab_n / n,
+                "abstained_precision_lcb": clopper_pearson_lower(ab_k, ab_n, float(confidence)) if ab_n else None}
+
+    certified = abstain_figures(abstain_above)
+    raised_from = None
     if abstain_above < accept_below:
-        abstain_above = accept_below
-        notes.append("abstain_above raised to accept_below")
-    abstained = r >= abstain_above
-    ab_n, ab_k = int(np.count_nonzero(abstained)), int(np.count_nonzero(y & abstained))
-    lcb = clopper_pearson_lower(ab_k, ab_n, float(confidence)) if ab_n else None
+        # only to a threshold the walk certified (any of them is: fixed-sequence testing), else to 1 (abstain
+        # practically never): a value above the walk's start was never tested, however near accept_below
+        higher = passed[passed >= accept_below]
+        abstain_above = float(higher[-1]) if higher.size else 1.0
+        raised_from = certified
+        notes.append(f"abstain_above raised from its certified {_fmt(certified['abstain_above'])} to "
+                     + (f"{_fmt(abstain_above)}, the lowest certified one at or above accept_below" if higher.size else
+                        "1 (no certified abstain threshold lies at or above accept_below): abstain only on answers that decline")
+                     + "; withdrawing the accept threshold restores the certified one")
+    figures = abstain_figures(abstain_above)
+    ab_n, ab_k = int(np.count_nonzero(r >= abstain_above)), int(np.count_nonzero(y & (r >= abstain_above)))
     if n and ab_n / n >= ABSTAINS_ON_NEARLY_ALL:
         notes.append(f"abstain_above abstains on {ab_n} of the {n} calibration answers ({ab_k} hallucinated): "
                      "the model is wrong on nearly every answer, so the domain abstains on nearly all, right ones included")
@@ -291,9 +311,47 @@ def fit_thresholds(
         accepted_error_ucb=ucb,
         method="; ".join(notes),
         abstain_precision=float(abstain_precision),
-        abstained_share=ab_n / n,
-        abstained_precision_lcb=lcb,
+        abstained_share=figures["abstained_share"],
+        abstained_precision_lcb=figures["abstained_precision_lcb"],
+        certified_abstain=raised_from,
     )
+
+
+#: how fits before ``Thresholds.certified_abstain`` said they raised abstain_above to accept_below itself (a value the
+#: abstain walk may never have tested, and which stayed in force when the accept threshold was withdrawn)
+_RAISED_UNTESTED = "; abstain_above raised to accept_below"
+
+
+def stored_abstain_recertified(thresholds, risk: Sequence[float] | None, hallucinated: Sequence[int] | None):
+    """Stored ``thresholds`` (a probe file's) whose abstain threshold an older release raised to accept_below itself,
+    with a certified one instead: refitted on the file's calibration ``risk`` and ``hallucinated`` (the scores they
+    were fitted on) at their own target, confidence and abstain precision, the walk's certified threshold where the
+    accept threshold is withdrawn or lies below it, else the raised one of the refit when it reproduces the stored
+    accept_below, else ``1.0`` (abstain only on answers that decline; so also without scores). Unchanged otherwise."""
+    if thresholds is None or _RAISED_UNTESTED not in thresholds.method:
+        return thresholds
+    from dataclasses import replace
+
+    figures: dict[str, Any] = {"abstain_above": 1.0, "abstained_share": None, "abstained_precision_lcb": None}
+    keep = None
+    if risk is not None and hallucinated is not None and len(risk):
+        refit = fit_thresholds(list(risk), list(hallucinated), target=thresholds.target, confidence=thresholds.confidence,
+                               abstain_precision=thresholds.abstain_precision or 0.9)
+        own = {k: getattr(refit, k) for k in ("abstain_above", "abstained_share", "abstained_precision_lcb")}
+        certified = dict(refit.certified_abstain) if refit.certified_abstain is not None else own
+        if thresholds.accept_below <= certified["abstain_above"]:
+            figures = certified
+        elif refit.accept_below == thresholds.accept_below:
+            figures, keep = own, refit.certified_abstain
+        else:
+            n_top = sum(1 for v in risk if v >= 1.0)
+            figures["abstained_share"] = n_top / len(risk)
+    if figures["abstain_above"] == thresholds.abstain_above:
+        return thresholds
+    return replace(thresholds, **figures, certified_abstain=keep, method=(
+        f"{thresholds.method}; abstain_above {_fmt(thresholds.abstain_above)} (raised to accept_below by the release "
+        f"that wrote this file, a threshold its test may never have reached) replaced at load by the certified "
+        f"{_fmt(figures['abstain_above'])}"))
 
 
 def withdrawn_on_held_out(thresholds, risk: Sequence[float], hallucinated: Sequence[int],

@@ -47,6 +47,9 @@ class Thresholds:
     # a hand-set accept_below measured on the calibration's out-of-fold answers (see measure_hand_set): what it
     # accepted there and the upper bound of their hallucination rate; a measurement, not a certificate
     hand_set_measured: Mapping[str, Any] | None = None
+    # the abstain threshold the fit certified (abstain_above, abstained_share, abstained_precision_lcb) when it raised
+    # abstain_above above it to stay at or above accept_below; withdrawing the accept threshold restores it
+    certified_abstain: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for name in ("accept_below", "abstain_above"):
@@ -81,12 +84,22 @@ class Thresholds:
         if m is not None and (not isinstance(m, Mapping) or set(m) != set(_MEASURED_KEYS)):
             raise InputError(f"Thresholds.hand_set_measured must be None or a mapping of {', '.join(_MEASURED_KEYS)}, "
                              f"got {_short(m)}")
+        c = self.certified_abstain
+        if c is not None and (not isinstance(c, Mapping) or set(c) != set(_CERTIFIED_ABSTAIN_KEYS)
+                              or not _real(c["abstain_above"]) or not 0.0 <= c["abstain_above"] <= self.abstain_above):
+            raise InputError(f"Thresholds.certified_abstain must be None or a mapping of "
+                             f"{', '.join(_CERTIFIED_ABSTAIN_KEYS)} (an abstain_above in [0, abstain_above]), got {_short(c)}")
 
     def accepting_nothing(self, why: str) -> Thresholds:
-        """These thresholds with the accept threshold withdrawn (accept nothing; the abstain threshold stands), ``why``
-        said after the method."""
+        """These thresholds with the accept threshold withdrawn (accept nothing), ``why`` said after the method; the
+        abstain threshold stands, or goes back to the certified one where the fit raised it to stay at or above the
+        accept threshold now withdrawn (:attr:`certified_abstain`)."""
+        back: dict[str, Any] = {}
+        if self.certified_abstain is not None:
+            back = {**self.certified_abstain, "certified_abstain": None}
+            why += f"; abstain_above back to its certified {_fmt(back['abstain_above'])}"
         return replace(self, accept_below=0.0, coverage=0.0, accepted_error_rate=None, accepted_error_ucb=None,
-                       method=f"{self.method}; {why}")
+                       method=f"{self.method}; {why}", **back)
 
     def route_of(self, risk: float) -> str:
         """The route these thresholds alone give ``risk`` ("accept", "review" or "abstain"; a risk that is
@@ -98,10 +111,11 @@ class Thresholds:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data; :meth:`from_dict` reads it back."""
         out = asdict(self)
-        if self.hand_set_measured is None:
-            del out["hand_set_measured"]  # fitted thresholds (a probe file's) read as before
-        else:
-            out["hand_set_measured"] = dict(self.hand_set_measured)
+        for key in ("hand_set_measured", "certified_abstain"):
+            if getattr(self, key) is None:
+                del out[key]  # thresholds without it (a probe file's) read as before
+            else:
+                out[key] = dict(getattr(self, key))
         return out
 
     def hand_set_sentence(self) -> str | None:
@@ -146,6 +160,7 @@ class Thresholds:
             raise ProbeError(f"stored thresholds are invalid: {exc}; recalibrate the domain") from None
 
 
+_CERTIFIED_ABSTAIN_KEYS = ("abstain_above", "abstained_share", "abstained_precision_lcb")
 _MEASURED_KEYS = ("accept_below", "n", "accepted", "hallucinated", "rate", "upper_bound", "confidence", "target")
 
 
@@ -202,8 +217,15 @@ def effective_thresholds(domain_policy: DomainPolicy, fitted: Thresholds | None,
             method="manual thresholds from the policy file (no calibration guarantee)",
         )
     accept = manual_accept if manual_accept is not None else fitted.accept_below
-    abstain = manual_abstain if manual_abstain is not None else fitted.abstain_above
+    # the fitted abstain side; the certified one where the fit raised it only to stay at or above its own accept_below
+    fitted_abstain = {k: getattr(fitted, k) for k in _CERTIFIED_ABSTAIN_KEYS}
     note = []
+    if accept != fitted.accept_below and fitted.certified_abstain is not None:
+        fitted_abstain = dict(fitted.certified_abstain)
+        if manual_abstain is None:
+            note.append(f"abstain_above back to its certified {_fmt(fitted_abstain['abstain_above'])}, raised only to "
+                        "stay at or above the fitted accept_below")
+    abstain = manual_abstain if manual_abstain is not None else fitted_abstain["abstain_above"]
     if accept > abstain:
         # Keep the operator's explicit number and move the other side, in the
         # direction that accepts less.
@@ -220,7 +242,7 @@ def effective_thresholds(domain_policy: DomainPolicy, fitted: Thresholds | None,
     # The fitted coverage and bounds describe the fitted accept_below only;
     # for any other value they would be claims nobody computed.
     same_accept = accept == fitted.accept_below
-    same_abstain = abstain == fitted.abstain_above
+    same_abstain = abstain == fitted_abstain["abstain_above"]
     measured = None
     if not same_accept and accept > 0 and scores is not None and len(scores.risk):
         measured = measure_hand_set(accept, scores.risk, scores.hallucinated, target=fitted.target,
@@ -236,7 +258,8 @@ def effective_thresholds(domain_policy: DomainPolicy, fitted: Thresholds | None,
         accepted_error_ucb=fitted.accepted_error_ucb if same_accept else None,
         method=method,
         abstain_precision=fitted.abstain_precision,
-        abstained_share=fitted.abstained_share if same_abstain else None,
-        abstained_precision_lcb=fitted.abstained_precision_lcb if same_abstain else None,
+        abstained_share=fitted_abstain["abstained_share"] if same_abstain else None,
+        abstained_precision_lcb=fitted_abstain["abstained_precision_lcb"] if same_abstain else None,
         hand_set_measured=measured,
+        certified_abstain=fitted.certified_abstain if same_accept and same_abstain else None,
     )

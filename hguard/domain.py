@@ -159,6 +159,7 @@ class CalibratedDomain:
                       probe_id: str | None = None, where: str = "probe metadata") -> "CalibratedDomain":
         """Read a probe file's ``metadata`` record; ProbeError naming the entry when one is malformed.
         ``name`` is used when the record names no domain (e.g. the file's stem)."""
+        from ._policy_fit import stored_abstain_recertified
         from .policy import Thresholds
 
         if not isinstance(metadata, Mapping):
@@ -190,6 +191,7 @@ class CalibratedDomain:
                 scores = CalibrationScores.from_dict(cs)
             except ValueError as exc:
                 bad("calibration_scores", str(exc))
+        thresholds = stored_abstain_recertified(thresholds, *((scores.risk, scores.hallucinated) if scores else (None, None)))
         held, left_out = None, None
         hs, fs = mapping("held_out_scores"), mapping("family_scores")
         if hs is not None:

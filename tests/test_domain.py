@@ -427,3 +427,20 @@ def test_a_per_family_certificate_reads_the_families_the_probe_file_records(smal
     assert old.fit_thresholds(DomainPolicy(target_hallucination_rate=0.2, confidence=0.9)).accept_below > 0.1
     with pytest.raises(ValueError, match="'family' list of strings as long as 'risk'"):
         _domain(small_probe, calibration_scores={"risk": risk, "hallucinated": y, "family": fam[:-1]})
+
+
+def test_a_probe_file_whose_abstain_threshold_an_older_release_raised_to_accept_below_loads_with_the_certified_one(
+        small_probe, tmp_path):
+    """An auditor's trial: the stored abstain threshold (raised to an accept threshold later withdrawn) failed its own
+    certificate, 0.898 < 0.9, and the guard routed by it."""
+    r = np.linspace(0, 0.99, 100)
+    y = np.zeros(100, dtype=int)
+    y[[40, 50, 60, 70]] = 1
+    y[75:] = 1
+    fitted = fit_thresholds(r, y, target=0.25, confidence=0.8, abstain_precision=0.9)
+    old = replace(fitted, abstain_above=fitted.accept_below, certified_abstain=None,
+                  method="learn-then-test; abstain_above raised to accept_below").accepting_nothing("withdrawn: held-out")
+    _domain(small_probe, thresholds=old, calibration_scores={"risk": r.tolist(), "hallucinated": y.tolist()}).save(
+        tmp_path / "capitals.json")
+    back = CalibratedDomain.load(tmp_path / "capitals.json")
+    assert back.fit_thresholds(None).abstain_above == 0.75 and back.fit_thresholds(None).abstained_precision_lcb >= 0.9

@@ -1265,3 +1265,68 @@ def test_a_per_family_certificate_says_which_families_it_tested():
             "theirs was accepted or tested") in t.method
     pooled = fit_thresholds(r, y, target=0.2, confidence=0.9)
     assert "families have calibration answers below it" not in pooled.method
+
+
+def _accept_above_the_abstain_walk():
+    """Risks and labels where the certified accept threshold (0.89) lies above where the abstain walk starts (its
+    11 answers at or above it are fewer than the 16 the abstain test needs at 0.9 / confidence 0.8), the walk itself
+    certifying 0.75 (25 answers, all hallucinated)."""
+    r = np.linspace(0, 0.99, 100)
+    y = np.zeros(100, dtype=bool)
+    y[[40, 50, 60, 70]] = True
+    y[75:] = True
+    return r, y
+
+
+def test_an_abstain_threshold_raised_past_accept_below_is_one_the_walk_certified_and_comes_back_when_accept_goes():
+    """An auditor's trial: abstain_above was raised to accept_below (a value the abstain walk never tested: 15 answers
+    at or above it, 16 needed), the accept threshold was then withdrawn, and the raised value stayed in force with a
+    lower bound of 0.898 < the required 0.9."""
+    from hguard._policy_fit import withdrawn_on_held_out
+
+    r, y = _accept_above_the_abstain_walk()
+    th = fit_thresholds(r, y, target=0.25, confidence=0.8, abstain_precision=0.9)
+    assert th.accept_below == pytest.approx(0.89)
+    assert th.abstain_above == 1.0, th.method  # no certified threshold at or above 0.89: abstain practically never
+    assert th.certified_abstain == {"abstain_above": 0.75, "abstained_share": 0.25,
+                                    "abstained_precision_lcb": pytest.approx(0.9377, abs=1e-4)}
+    assert "raised from its certified 0.75 to 1" in th.method
+    # where a certified one lies at or above accept_below, it is raised to that one (16 answers, tested and passed)
+    th2 = fit_thresholds(r, y, target=0.2, confidence=0.8, abstain_precision=0.9)
+    assert th2.accept_below == pytest.approx(0.84) and th2.abstain_above == pytest.approx(0.84)
+    assert th2.abstained_precision_lcb >= 0.9
+    for t in (th, th2):
+        for withdrawn in (t.accepting_nothing("withdrawn: by hand"),
+                          withdrawn_on_held_out(t, [0.1] * 10, [1] * 10)):  # the held-out split rejects it
+            assert withdrawn.accept_below == 0.0 and withdrawn.abstain_above == 0.75, withdrawn.method
+            assert withdrawn.abstained_precision_lcb >= 0.9 and withdrawn.abstained_share == 0.25
+            assert withdrawn.certified_abstain is None and "abstain_above back to its certified 0.75" in withdrawn.method
+        # a manual accept_below other than the fitted one: the abstain side it was raised for goes back too
+        manual_accept = effective_thresholds(DomainPolicy(accept_below=0.5), t)
+        assert (manual_accept.accept_below, manual_accept.abstain_above) == (0.5, 0.75)
+        assert manual_accept.abstained_precision_lcb >= 0.9 and manual_accept.certified_abstain is None
+        assert effective_thresholds(DomainPolicy(abstain_above=t.abstain_above), t).certified_abstain == t.certified_abstain
+        assert Thresholds.from_dict(t.to_dict()) == t  # the probe file keeps it
+    assert "certified_abstain" not in fit_thresholds(r, y, target=0.1, confidence=0.8).to_dict()  # read as before
+    with pytest.raises(InputError, match="certified_abstain must be None or a mapping"):
+        dataclasses.replace(th, certified_abstain={"abstain_above": 0.75})
+
+
+def test_a_stored_abstain_threshold_an_older_release_raised_to_accept_below_is_replaced_by_the_certified_one():
+    from hguard._policy_fit import stored_abstain_recertified
+
+    r, y = _accept_above_the_abstain_walk()
+    fitted = fit_thresholds(r, y, target=0.25, confidence=0.8, abstain_precision=0.9)
+    # as the older release stored it: raised to accept_below itself, then the accept threshold withdrawn
+    old = dataclasses.replace(fitted, abstain_above=fitted.accept_below, certified_abstain=None, method=(
+        "learn-then-test; abstain_above raised to accept_below")).accepting_nothing("withdrawn: held-out")
+    assert old.abstain_above == pytest.approx(0.89)
+    back = stored_abstain_recertified(old, r.tolist(), y.astype(int).tolist())
+    assert back.accept_below == 0.0 and back.abstain_above == 0.75 and back.abstained_precision_lcb >= 0.9
+    assert "replaced at load by the certified 0.75" in back.method
+    kept = dataclasses.replace(fitted, abstain_above=fitted.accept_below, certified_abstain=None,
+                               method="learn-then-test; abstain_above raised to accept_below")
+    assert stored_abstain_recertified(kept, r.tolist(), y.astype(int).tolist()) == dataclasses.replace(
+        fitted, method=stored_abstain_recertified(kept, r.tolist(), y.astype(int).tolist()).method)
+    assert stored_abstain_recertified(old, None, None).abstain_above == 1.0  # no scores to certify one with
+    assert stored_abstain_recertified(fitted, None, None) is fitted
