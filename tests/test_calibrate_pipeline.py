@@ -555,3 +555,33 @@ def test_fit_warnings_count_fits_not_warnings():
         warnings.simplefilter("always")
         said.say()
     assert [str(w.message) for w in caught] == ["in 2 of the 2 test fits (not the probe written): no neuron"]
+
+
+def test_the_report_and_each_probe_file_record_what_the_fit_depended_on(setup, tmp_path):
+    """An auditor's trial: the same rows in another order gave another probe (C, neurons, thresholds, probe_id) with
+    the same data_hash, and 2 torch threads instead of 1 moved thresholds in the 7th digit; neither the order, the
+    thread count, the batch size nor the hguard version was recorded."""
+    import torch
+
+    from hguard import __version__
+    from hguard._probe_file import _probe_id
+    from hguard.calibrate.data import data_hash, row_order_hash
+    from hguard.domain import CalibratedDomain
+
+    lm, exs, data, out, report = setup
+    run = report["fitted_with"]
+    assert run["threads"] == torch.get_num_threads() and run["batch_size"] == 16 and run["hguard_version"] == __version__
+    assert run["device"] == "cpu" and len(run["hguard_source"]) == 16
+    assert json.loads((out / "report.json").read_text())["fitted_with"] == run
+    for d in ("alpha", "beta"):
+        ids = [e.id for e in exs if e.domain == d]
+        assert run["row_order_hash"][d] == row_order_hash(ids) != row_order_hash(ids[::-1])
+        doc = json.loads((out / f"{d}.json").read_text())
+        assert doc["metadata"]["fitted_with"] == {**run, "row_order_hash": row_order_hash(ids)}
+        rows = [e for e in exs if e.domain == d]
+        assert data_hash(rows[::-1]) == data_hash(rows) == doc["metadata"]["data_hash"]  # the order is the other's
+        # a probe file written before it records none still loads
+        del doc["metadata"]["fitted_with"]
+        doc["probe_id"] = _probe_id(doc)
+        (tmp_path / f"{d}.json").write_text(json.dumps(doc))
+        assert CalibratedDomain.load(tmp_path / f"{d}.json").name == d

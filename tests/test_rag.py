@@ -197,6 +197,9 @@ def test_rag_calibration_fits_one_merger_over_probe_confidence_grounding_and_clo
     assert {"neuron_logit", "mean_logprob", "grounding", "grounding_lexical", "closed_book_logprob"} <= set(RAG_MERGER_FEATURES)
     n_train = report["domains"]["alpha"]["train"]["n_scored"]
     assert len(meta["calibration_scores"]["risk"]) == n_train  # thresholds fitted on the out-of-fold merged risk
+    # what the fit depended on beyond the rows (their order, threads, batch size, device, code), as closed-book records it
+    assert meta["fitted_with"] == {**report["fitted_with"], "row_order_hash": report["fitted_with"]["row_order_hash"]["alpha"]}
+    assert report["fitted_with"]["batch_size"] == 8 and report["fitted_with"]["device"] == "cpu"
     m = report["domains"]["alpha"]
     assert set(m["all"]["auroc"]) >= {"merged", "probe", "grounding", "confidence_mean_logprob", "merged_without_relevance"}
     assert {"context_relevance", "grounding_x_relevance"} <= set(RAG_MERGER_FEATURES) and "abstains" not in RAG_MERGER_FEATURES

@@ -46,6 +46,7 @@ __all__ = [
     "split_ids",
     "split_examples",
     "data_hash",
+    "row_order_hash",
     "canonical_line",
 ]
 
@@ -597,6 +598,17 @@ def data_hash(examples: Iterable[Example]) -> str:
     digest = hashlib.sha256()
     for line in sorted(lines):
         digest.update(line.encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def row_order_hash(ids: Iterable[str]) -> str:
+    """sha256 (hex) of the row ids in the order given (one per line): the order a calibration fitted its rows in,
+    which :func:`data_hash` leaves out by design but the fit depends on (its folds and solver: the same rows in
+    another order gave another C, other neurons and thresholds, another probe_id)."""
+    digest = hashlib.sha256()
+    for i in ids:
+        digest.update(str(i).encode("utf-8"))
         digest.update(b"\n")
     return digest.hexdigest()
 

@@ -60,7 +60,7 @@ from ._pipeline_report import (  # noqa: F401 (importable from here)
     transfer_matrix,
 )
 from .collect import Collected, collect, label_row  # noqa: F401 (importable from here)
-from .data import Example, data_hash, load_examples, rows_for_mode  # noqa: F401 (importable from here)
+from .data import Example, data_hash, load_examples, row_order_hash, rows_for_mode  # noqa: F401 (importable from here)
 
 _log = logging.getLogger("hguard.calibrate")
 
@@ -74,6 +74,29 @@ def kept_earlier(probe_file: Path) -> str:
         return ""
     return (f"; the earlier {probe_file.name} in {probe_file.parent} was kept (the guard goes on using it; its "
             "held-out figures are in its metadata, `metrics`)")
+
+
+def fitted_with(rows: Sequence[dict], *, batch_size: int, device: str | None) -> dict[str, Any]:
+    """What a calibration's fit depended on beyond its rows and options (report.json and each probe file record it,
+    ``fitted_with``): the order of the rows (``row_order_hash`` over their ids as fitted, per domain; ``data_hash``
+    ignores the order), torch's thread count, the batch size, the device and the hguard code. A refit reproduces
+    a probe file (its C, neurons, thresholds, probe_id) only with all of them the same: the same rows reversed
+    gave another probe, and 2 threads instead of 1 moved thresholds in the 7th digit."""
+    import torch
+
+    from .. import __version__
+    from .._resources import source_digest
+
+    ids: dict[str, list[str]] = {}
+    for r in rows:
+        ids.setdefault(r["domain"], []).append(r["id"])
+    return {"row_order_hash": {d: row_order_hash(v) for d, v in sorted(ids.items())}, "threads": torch.get_num_threads(),
+            "batch_size": batch_size, "device": device, "hguard_version": __version__, "hguard_source": source_digest()}
+
+
+def domain_fitted_with(run: dict[str, Any], domain: str) -> dict[str, Any]:
+    """A probe file's ``fitted_with``: the run's, with the row order of its own domain only."""
+    return {**run, "row_order_hash": run["row_order_hash"].get(domain)}
 
 
 def check_run_options(out_dir: str | os.PathLike[str], *, target: float, confidence: float, batch_size: int) -> None:
@@ -219,6 +242,8 @@ def calibrate(
         # a resumed run's collection time is of the answers it gave, not of those it read back from earlier shards
         "timing": {"collect_seconds": collect_seconds, "n_questions": len(col.rows), **(col.origin or {})},
         "probe_fit": probe_fit.describe(),
+        "fitted_with": fitted_with(col.rows, batch_size=batch_size,
+                                   device=target_device if engine == "local" else getattr(ray_options, "device", None)),
         "domains": {},
         "skipped": {},
     }
@@ -331,6 +356,7 @@ def calibrate(
                 "families_summary": report["domains"][domain]["families"].get("summary"),
                 "probe_fit": probe_fit.describe(),
                 "split": report["split"],
+                "fitted_with": domain_fitted_with(report["fitted_with"], domain),
             },
         ).save(out / f"{domain}.json", key=key)
     report["timing"]["total_seconds"] = time.perf_counter() - t_start
@@ -343,5 +369,6 @@ def calibrate(
     return report
 
 
-__all__ = ["DEFAULT_SYSTEM_PROMPT", "auroc", "auroc_ci", "calibrate", "check_run_options", "evaluate", "kept_earlier",
+__all__ = ["DEFAULT_SYSTEM_PROMPT", "auroc", "auroc_ci", "calibrate", "check_run_options", "domain_fitted_with",
+           "evaluate", "fitted_with", "kept_earlier",
            "load_probe_dir", "probe_signing_key", "transfer_matrix"]

@@ -47,6 +47,8 @@ from .pipeline import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_SYSTEM_PROMPT,
     check_run_options,
+    domain_fitted_with,
+    fitted_with,
     kept_earlier,
     held_out_digests,
     probe_signing_key,
@@ -196,6 +198,8 @@ def calibrate_rag(
         "knowledge_conflict": {k: v for k, v in conflict.items() if k != "detector"},
         "merger_features": list(RAG_MERGER_FEATURES), "domains": {}, "skipped": {},
         "probe_fit": probe_fit.describe(),
+        "fitted_with": fitted_with(rows, batch_size=batch_size,
+                                   device=str(next(iter(lm.model.parameters())).device) if hasattr(lm.model, "parameters") else None),
     }
     for domain in sorted({r["domain"] for r in rows}):
         dm = np.array([r["domain"] == domain for r in rows])
@@ -231,7 +235,7 @@ def calibrate_rag(
             router_questions=router_sample(questions),
             extra={"model": lm.name, "data_hash": data_hash(dom_ex), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    "metrics": {k: v for k, v in m.items() if k not in ("datasets",)}, "split": report["split"],
-                   "probe_fit": probe_fit.describe()},
+                   "probe_fit": probe_fit.describe(), "fitted_with": domain_fitted_with(report["fitted_with"], domain)},
         ).save(out / f"{domain}.rag.json", key=key)
     from ._pipeline_report import router_coverage
 
