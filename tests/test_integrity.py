@@ -553,3 +553,48 @@ def test_cli_verify_counts_decisions_made_by_another_model_apart(tmp_path, capsy
     out = capsys.readouterr().out
     assert (f"decisions made under this policy file (policy_hash {mine}): 3 of 3, of which 1 by another model than "
             "their domain's calibration") in out
+
+
+def _readme_snippet(after: str) -> str:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    start = text.index("```python\n", text.index(after)) + len("```python\n")
+    return text[start:text.index("```", start)]
+
+
+def test_the_readme_recomputes_a_probe_id_and_a_signed_and_an_unsigned_file_share_it(tmp_path, monkeypatch):
+    """An auditor's trial: the README said probe_id hashes the file without probe_id; the code also leaves out the
+    signature, ``created`` and every ``*_seconds`` timing, so the README's recipe gave another id."""
+    probe = _tiny_probe()
+    meta = {**META, "created": "2025-01-01T00:00:00Z", "metrics": {"train": {"probe_fit_seconds": 1.5}}}
+    probe.save(tmp_path / "signed.json", metadata=meta, key=KEY)
+    probe.save(tmp_path / "unsigned.json", metadata={**meta, "created": "2026-01-01T00:00:00Z"})
+    signed, unsigned = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("signed", "unsigned"))
+    assert "signature" in signed and "signature" not in unsigned and signed["probe_id"] == unsigned["probe_id"]
+    snippet = _readme_snippet("**A probe file's `probe_id`**")
+    monkeypatch.chdir(tmp_path)
+    for name in ("signed", "unsigned"):
+        shutil.copy(tmp_path / f"{name}.json", tmp_path / "geography.json")
+        printed: list = []
+        exec(snippet, {"print": printed.append})  # noqa: S102 (the README's own code)
+        assert printed == [True], name
+    from hguard._resources import REFERENCE_PROBES
+
+    shutil.copy(Path(REFERENCE_PROBES) / "geography.json", tmp_path / "geography.json")
+    printed = []
+    exec(snippet, {"print": printed.append})  # noqa: S102
+    assert printed == [True]
+
+
+def test_the_readme_recomputes_the_reference_probes_data_hash():
+    from hguard._resources import REFERENCE_PROBES
+    from hguard.calibrate.data import data_hash, load_examples
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    said = text[text.index("**A probe file's `data_hash`**"):text.index("**Reproducing a probe file.**")]
+    assert "`hguard.calibrate.data.data_hash([e for e in load_examples(FILES) if e.domain == DOMAIN and not e.context])`" in said
+    files = [REPO / "calibration" / "data" / f"{n}.jsonl" for n in ("geography", "chemistry", "literature", "fabricated")]
+    assert all(f"`{f.stem}`" in said for f in files)
+    rows = load_examples(files)
+    for domain in ("geography", "chemistry", "literature"):
+        stored = json.loads((Path(REFERENCE_PROBES) / f"{domain}.json").read_text())["metadata"]["data_hash"]
+        assert data_hash([e for e in rows if e.domain == domain and not e.context]) == stored
