@@ -94,6 +94,39 @@ def test_a_shard_whose_sha256_does_not_match_is_refused_by_name(collected, tmp_p
         feature_stats(work, [r["id"] for r in collected[1].rows], [0] * len(collected[1].rows))
 
 
+def test_an_entry_whose_stored_answers_were_edited_is_refused_by_name_and_an_older_unhashed_one_is_read_and_said(
+        collected, tmp_path):
+    """An auditor's trial: rewriting beta's hallucinated answers in the shard entries (features untouched) to an accepted
+    alias silently relabelled them and changed the fit, though the README said a shard that does not match its entry
+    is refused."""
+    from hguard.calibrate import shards as shards_mod
+
+    work = _copy(collected[0], tmp_path / "w")
+    path = work / "shards" / "shard-000001.json"
+    entry = json.loads(path.read_text())
+    assert entry["entry_sha256"] == shards_mod.entry_hash(entry)
+    flipped = "hallucinated" if entry["rows"][0]["label"] == "correct" else "correct"
+    for key, edit in (("answer", "an edited answer"), ("label", flipped)):
+        changed = json.loads(json.dumps(entry))
+        changed["rows"][0][key] = edit
+        path.write_text(json.dumps(changed))
+        with pytest.raises(DataError, match=r"shard .*shard-000001.json: its entry was changed after it was written.*"
+                                            r"delete the shard .* or use a new --work folder"):
+            load_collected(work)
+    # an entry an older release wrote (no entry_sha256) is read, and said once
+    for p in (work / "shards").glob("shard-*.json"):
+        old = json.loads(p.read_text()) if p != path else entry
+        old.pop("entry_sha256")
+        p.write_text(json.dumps(old))
+    shards_mod._UNHASHED_SAID.discard(work.resolve())
+    with pytest.warns(UserWarning, match=r"3 shard entries in .* \(first shard-000000\) were written by an older "
+                                         r"hguard, without entry_sha256: .* read unchecked") as said:
+        again = load_collected(work)
+        load_collected(work)
+    assert len([w for w in said if "entry_sha256" in str(w.message)]) == 1
+    assert [r["answer"] for r in again.rows] == [r["answer"] for r in collected[1].rows]
+
+
 def test_a_folder_of_the_older_format_is_refused_with_the_fix(tmp_path, lm, examples):
     (tmp_path / "collection.json").write_text(json.dumps({"format": 1}))
     with pytest.raises(DataError, match="format 1.*delete this one"):

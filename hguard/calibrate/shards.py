@@ -16,7 +16,9 @@ the truth; writers on several machines never write the same file (shard names ar
 one driver).
 
 Reading refuses, naming the shard: an entry from another model fingerprint or prompt mode, a shape
-that does not match, and a file whose sha256 is not the one its entry recorded.
+that does not match, a file whose sha256 is not the one its entry recorded, and an entry changed after it was
+written (its answers, labels, confidence values: ``entry_sha256``, the hash of the rest of the entry; entries an
+older release wrote without it are read, and said once).
 
 A folder of the earlier format 1 (one ``rows.jsonl`` and ``.npy`` shards) collected under the same
 settings is upgraded on first use: entries are written for its shards and its files are kept.
@@ -32,6 +34,7 @@ import json
 import os
 import re
 import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -47,6 +50,7 @@ SHARD_DIR = "shards"
 TENSOR = "cett"
 PROMPT_MODE_KEYS = ("chat_template_fingerprint", "system_prompt_fingerprint", "max_new_tokens")
 _NAME = re.compile(r"^shard-(\d{6,})$")
+ENTRY_HASH = "entry_sha256"
 
 
 def collection_settings(generator) -> dict:
@@ -112,6 +116,19 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def entry_hash(entry: dict) -> str:
+    """sha256 (hex) of a manifest entry without its own ``entry_sha256``, as JSON with sorted keys and no spaces (the
+    entry as read back: NaN stays allowed, a confidence may be one): what is stored beside the features (the answer
+    text, label, confidence values, row ids, the features' own sha256) is checked as the features are."""
+    body = json.loads(json.dumps({k: v for k, v in entry.items() if k != ENTRY_HASH}, ensure_ascii=False))
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+#: work folders whose entries written before ``entry_sha256`` were said, once per process
+_UNHASHED_SAID: set[Path] = set()
+
+
 def write_shard(work_dir: str | os.PathLike, name: str, settings: dict, rows: Sequence[dict], features: np.ndarray,
                 failed: Sequence[dict] = ()) -> dict:
     """Write one shard and then its manifest entry (the commit); returns the entry.
@@ -143,6 +160,7 @@ def write_shard(work_dir: str | os.PathLike, name: str, settings: dict, rows: Se
         "rows": rows,
         "failed": list(failed),
     }
+    entry[ENTRY_HASH] = entry_hash(entry)
     _atomic_write(shards / f"{name}.json", json.dumps(entry, ensure_ascii=False).encode("utf-8"))
     return entry
 
@@ -247,10 +265,26 @@ class ShardStore:
                 f"{len(entry.get('row_ids', ()))} row ids, expected {name!r} and width {self.settings['n_features']}; "
                 "the entry is damaged: remove the shard to collect its rows again"
             )
+        stored = entry.get(ENTRY_HASH)
+        if stored is not None and stored != entry_hash(entry):
+            raise DataError(
+                f"shard {path}: its entry was changed after it was written (its stored answers, labels or confidence "
+                f"values no longer match its {ENTRY_HASH}); delete the shard (its .json and .safetensors) to collect "
+                "its rows again, or use a new --work folder"
+            )
         return entry
 
     def entries(self) -> list[dict]:
-        return [self.read_entry(p) for p in self.entry_paths()]
+        entries = [self.read_entry(p) for p in self.entry_paths()]
+        old = [e["shard"] for e in entries if ENTRY_HASH not in e]
+        if old and self.work.resolve() not in _UNHASHED_SAID:
+            _UNHASHED_SAID.add(self.work.resolve())
+            warnings.warn(
+                f"{len(old)} shard entr{'y' if len(old) == 1 else 'ies'} in {self.work} (first {old[0]}) "
+                f"{'was' if len(old) == 1 else 'were'} written by an older hguard, without {ENTRY_HASH}: "
+                "their stored answers and confidence values are read unchecked; delete them or use a new --work "
+                "folder to have them checked", UserWarning, stacklevel=2)
+        return entries
 
     def finished(self) -> dict[str, dict]:
         """Row id -> row of every committed shard (the first shard holding an id wins)."""
@@ -350,4 +384,5 @@ def _mmap_tensor(path: Path) -> np.ndarray:
     return np.memmap(path, dtype="<f4", mode="r", offset=8 + n + start, shape=shape)
 
 
-__all__ = ["FORMAT", "ShardPlan", "ShardStore", "collection_settings", "prompt_mode", "sha256_file", "write_shard"]
+__all__ = ["ENTRY_HASH", "FORMAT", "ShardPlan", "ShardStore", "collection_settings", "entry_hash", "prompt_mode",
+           "sha256_file", "write_shard"]
