@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ._json import canonical_json
+from ._privacy import FILE_MODE
 from .errors import InputError, ProbeError, ProbeMismatchError
 
 FORMAT_NAME = "hguard.h_neuron_probe"
@@ -257,13 +258,15 @@ def read_document(path: Path) -> dict:
 
 
 def write_document(path: Path, doc: dict) -> None:
-    """Write ``doc`` to ``path``, replacing it atomically, readable by all."""
+    """Write ``doc`` to ``path``, replacing it atomically, readable by its owner and group (``FILE_MODE``): a probe
+    file holds its calibration's questions in clear (``router_questions``), live questions among them where a team
+    recalibrates from its review export."""
     text = json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text + "\n")
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep a shared probe from its readers
+        os.chmod(tmp, FILE_MODE)  # mkstemp's 0600 would keep a shared probe from its group; 0644 showed it to all
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -398,6 +398,12 @@ if tuple(int(x) for x in sklearn.__version__.split(".")[:2]) >= (1, 6):
 
 def test_save_load_round_trip(probe, saved, test_set):
     path, probe_id = saved
+    # a probe file holds its calibration's questions (router_questions), reviewed live ones among them where a team
+    # recalibrates from its review export: owner and group, as the audit log, not everyone (a security review: 0644
+    # whatever the umask)
+    import stat
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
     X, _, lengths = test_set
     loaded, metadata = HNeuronProbe.load(path, expect=FINGERPRINTS)
     np.testing.assert_array_equal(loaded.predict_proba(X, lengths), probe.predict_proba(X, lengths))

@@ -433,10 +433,18 @@ def _decided_queue(queue):
     return queue
 
 
-def test_export_writes_valid_calibration_rows_with_reviewer_labels(queue, tmp_path):
+def test_export_writes_valid_calibration_rows_with_reviewer_labels(queue, tmp_path, monkeypatch):
+    import os
+    import stat
+
     _decided_queue(queue)
     out = tmp_path / "reviewed.jsonl"
+    modes = []  # the file's mode as it gets its name: a chmod after the rename left it world-readable for a moment
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: modes.append(stat.S_IMODE(os.stat(a).st_mode)) or real_replace(a, b))
     summary = export_reviewed(queue, out)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert modes == [0o640] and stat.S_IMODE(out.stat().st_mode) == 0o640
     rows = {ex.id: ex for ex in load_examples(out)}  # the strict loader accepts every row
     assert set(rows) == {"review-ok", "review-bad", "review-fixed", "review-unscored"}
 

@@ -45,6 +45,9 @@ def test_shards_carry_a_manifest_with_fingerprint_prompt_mode_ids_shape_and_sha2
     store = ShardStore(work)
     entries = store.entries()
     assert [len(e["row_ids"]) for e in entries] == [16, 16, 16]
+    import stat  # questions and answers in clear: owner and group only, whatever the umask (a security review)
+
+    assert {stat.S_IMODE(p.stat().st_mode) for p in work.rglob("shard-*")} == {0o640}
     assert [i for e in entries for i in e["row_ids"]] == [e.id for e in examples]
     gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
     for e in entries:

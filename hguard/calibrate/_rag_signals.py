@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
+from .._privacy import FILE_MODE
 from .collect import Collected, label_row
 from .data import Example
 from .pipeline import (
@@ -45,7 +46,7 @@ def _read_rows(path: Path) -> dict[str, dict]:
 
 def _append_rows(path: Path, rows: Sequence[dict]) -> None:
     payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)  # questions and answers in clear
     try:
         os.write(fd, payload)
         os.fsync(fd)

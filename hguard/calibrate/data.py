@@ -550,10 +550,12 @@ def rows_for_mode(examples: Sequence[Example], *, rag: bool) -> list[Example]:
     return keep
 
 
-def write_examples(path: str | os.PathLike[str], examples: Iterable[Example]) -> Path:
+def write_examples(path: str | os.PathLike[str], examples: Iterable[Example], mode: int | None = None) -> Path:
     """Write examples as canonical JSONL (UTF-8, '\\n' line ends), replacing the file atomically.
 
-    The same examples always give the same bytes, so committed data files can be checked for drift.
+    The same examples always give the same bytes, so committed data files can be checked for drift. ``mode``: the
+    file's permissions from its first byte (reviewed live answers: ``hguard._privacy.FILE_MODE``); by default an
+    existing file's, else the umask's.
     """
     rows = list(examples)
     seen: set[str] = set()
@@ -572,7 +574,7 @@ def write_examples(path: str | os.PathLike[str], examples: Iterable[Example]) ->
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
         # mkstemp creates the file private (0600); a data file should get the usual permissions.
-        os.chmod(tmp, _file_mode(target))
+        os.chmod(tmp, _file_mode(target) if mode is None else mode)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -41,6 +41,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from .._privacy import FILE_MODE
 from ..errors import DataError
 
 FORMAT = 2
@@ -89,9 +90,12 @@ def shard_name(number: int) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` through a temporary file, owner and group only (``FILE_MODE``): a shard holds the
+    calibration's questions and answers in clear."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as fh:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "wb") as fh:
+            os.fchmod(fh.fileno(), FILE_MODE)  # the umask may have kept less; never more
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -432,8 +432,9 @@ def export_reviewed(
     # An empty calibration file would make load_examples refuse the whole data directory, so none is written.
     if rows:
         try:
-            write_examples(out, rows)
-            os.chmod(out, FILE_MODE)  # reviewed questions and answers: readable as the queue is, not by everyone
+            # reviewed questions and answers: readable as the queue is, not by everyone, from the first byte (a chmod
+            # after the rename left them world-readable for a moment)
+            write_examples(out, rows, mode=FILE_MODE)
         except OSError as e:
             raise InputError(f"cannot write {out}: {e}; choose a writable path") from e
     return ExportSummary(
