@@ -672,7 +672,38 @@ def test_a_verdict_decided_without_the_audit_log_is_put_on_record_by_deciding_it
     assert len([r for r in log if r["kind"] == "review_verdict"]) == 2
     rep = run_monitor(policy, act=False)
     s = rep["domains"]["geo"]["spot_checks"]
-    assert rep["verdicts_not_in_chain"]["n"] == 1 and (s["reviewed"], s["hallucinated"]) == (2, 1)
+    # ids[1]: alice's 'hallucinated' (the queue's, kept in bob's record) and bob's 'correct' disagree: hallucinated
+    assert rep["verdicts_not_in_chain"]["n"] == 1 and (s["reviewed"], s["hallucinated"]) == (2, 2)
+    assert rep["hallucinated_verdicts_contradicted"] == {"n": 1, "records": [later["id"]]}
+
+
+def test_a_queue_only_hallucinated_verdict_superseded_with_the_log_still_counts_and_is_not_exported(tmp_path):
+    """A reviewer's trial: alice said 'hallucinated' with --no-audit, bob 'correct' with the log and --supersede; the
+    record kept alice's verdict (queue_verdict), yet the monitor counted the decision correct and the export wrote a
+    'correct' row: a disagreement read leniently, where the same two verdicts in two records count hallucinated."""
+    from hguard.monitor import SPOT, spot_check_decision
+    from hguard.review.export import export_reviewed
+
+    policy = _pol(tmp_path, spot_check_rate=1.0)
+    log = AuditLog(policy.audit.path)
+    rec = log.append({"request_id": "d0", "policy_id": policy_id(policy), "domain": "geo", "route": "accept",
+                      "risk": 0.1, "signals": {}, "question": "q", "answer": "a"}, kind="decision")  # fmt: skip
+    log.append(spot_check_decision(policy, "geo", rec.id, 10**9), kind=SPOT)
+    ReviewQueue(policy.review.queue).enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": "geo",
+                                              "spot_check": True})
+    ReviewQueue(policy.review.queue).decide(rec.id, verdict="hallucinated", reviewer="alice")  # --no-audit
+    audited = ReviewQueue(policy.review.queue, audit=log)
+    v = audited.decide(rec.id, verdict="correct", reviewer="bob", supersede=True)
+    rep = run_monitor(policy, act=False)
+    s = rep["domains"]["geo"]["spot_checks"]
+    assert (s["reviewed"], s["hallucinated"]) == (1, 1)
+    assert rep["hallucinated_verdicts_contradicted"] == {"n": 1, "records": [v.audit_record_id]}
+    assert rep["verdict_records_not_committed_in_queue"]["n"] == 0  # bob's record is the queue's
+    out = export_reviewed(audited, tmp_path / "rows.jsonl")
+    assert out.n_items == 0 and (out.n_spot_checks, out.n_spot_hallucinated) == (1, 1)
+    ((item, why),) = out.skipped
+    assert item == rec.id and "reviewers disagree" in why and "alice's 'hallucinated'" in why
+    assert f"kept as queue_verdict in record {v.audit_record_id}" in why
 
 
 def test_clean_spot_checks_do_not_tighten(tmp_path):

@@ -78,7 +78,9 @@ from ..calibrate.judge import declines, denies_premise, yes_no_taken
 from .._privacy import FILE_MODE, redacted
 from .._resources import refuse_own_file
 from ..errors import DataError, InputError
-from .queue import VERDICTS, ReviewItem, ReviewQueue, chain_verdicts, not_in_chain, same_risk, shown_sha256
+from .queue import (
+    VERDICTS, ReviewItem, ReviewQueue, chain_verdicts, not_in_chain, same_risk, shown_sha256, where_recorded,
+)
 
 __all__ = ["DISAGREEMENT_RISK", "ExportSummary", "example_for", "export_reviewed"]
 
@@ -283,7 +285,7 @@ def _check_in_chain(item: ReviewItem, recorded: dict[str, Any], log: str,
     if item.verdict.label != "hallucinated" and chain is not None and chain["label"] == "hallucinated":
         # reviewers disagreeing (a verdict superseded): the monitor counts the decision as hallucinated
         raise DataError(f"reviewers disagree on it: its verdict {item.verdict.verdict!r} by {item.verdict.reviewer} "
-                        f"and {chain.get('reviewer')}'s 'hallucinated' (record {chain.get('id')} in {log}); "
+                        f"and {chain.get('reviewer')}'s 'hallucinated' ({where_recorded(chain)} in {log}); "
                         "the monitor counts the decision as hallucinated, and a disputed label is not calibration data")
     if "domain" in rec and rec.get("domain") != item.domain:  # the row would calibrate another domain
         raise DataError(f"its domain {item.domain!r} is not the {rec.get('domain')!r} its verdict record {rec['id']} in "
@@ -417,7 +419,7 @@ def export_reviewed(
     for rec in not_in_queue:
         # every verdict the chain holds on the decision, not the one it counts alone (a decision reviewed twice)
         others = [r for r in recorded.values() if r.get("decision_audit_id") == rec["decision_audit_id"]  # type: ignore[union-attr]
-                  and r.get("id") != rec.get("id")]
+                  and (r.get("id") != rec.get("id") or rec.get("queue_verdict_of") is not None)]
         also = (" (the verdict the figures count; it also holds " + ", ".join(
             f"{r.get('verdict')!r} by {r.get('reviewer')} (record {r.get('id')})" for r in others) + " on it)"
             if others else "")
@@ -425,7 +427,7 @@ def export_reviewed(
                    else "not counted in the figures above (the record is older than the spot-check flag it would be "
                         "counted by)")
         skipped.append((str(rec.get("item_id") or rec["decision_audit_id"]), (
-            f"the audit log holds the verdict {rec.get('verdict')!r} by {rec.get('reviewer')} (record {rec.get('id')}) "
+            f"the audit log holds the verdict {rec.get('verdict')!r} by {rec.get('reviewer')} ({where_recorded(rec)}) "
             f"on its decision {rec['decision_audit_id']}{also}, and the queue holds no item of that decision (its row was "
             f"deleted, or the queue replaced): not exported, {counted}; a guard start on the policy puts the item back "
             "pending, and `hguard review decide ITEM --supersede` records the verdict again, then export")))

@@ -182,10 +182,33 @@ def not_in_chain(item: ReviewItem, recorded: Mapping[str, Mapping[str, Any]], lo
     return None
 
 
+def queue_verdict_said(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The verdict a ``review_verdict`` record put on record from the queue (``queue_verdict``: decided without the
+    log, then decided again with it), as a verdict of its own on the same decision: the record's fields, with the
+    queue's verdict, reviewer, time, corrected answer and note, its label, and ``queue_verdict_of`` naming the record
+    that holds it. None when the record holds none (or one that is no verdict)."""
+    qv = record.get("queue_verdict")
+    if not isinstance(qv, Mapping) or qv.get("verdict") not in VERDICTS:
+        return None
+    return {**record, **{k: qv.get(k) for k in ("verdict", "reviewer", "decided_at", "corrected_answer", "note")},
+            "label": verdict_label(str(qv["verdict"])), "queue_verdict_of": record.get("id")}
+
+
+def where_recorded(record: Mapping[str, Any]) -> str:
+    """Where a verdict :func:`chain_verdicts` counts is recorded: its record, or for a queue's verdict put on record
+    (:func:`queue_verdict_said`) the record that holds it."""
+    if record.get("queue_verdict_of") is not None:
+        return f"decided without the log; kept as queue_verdict in record {record['queue_verdict_of']}"
+    return f"record {record.get('id')}"
+
+
 def chain_verdicts(records: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Mapping[str, Any]], list[str]]:
     """The audit chain's verdict on each decision, from its ``review_verdict`` records in chain order: the last
     one, except that a later "correct" does not erase a reviewer's "hallucinated" (a verdict superseded, or a
     queue row copied or reset and decided again): reviewers disagreeing, the decision counts as hallucinated.
+    A queue's verdict a record put on record (``queue_verdict``, decided without the log) is read as a verdict made
+    before that record (:func:`queue_verdict_said`): a "hallucinated" one that a "correct" record superseded is a
+    disagreement too, and the decision counts as hallucinated by it.
     Returns the verdict record by decision id, and the ids of the "correct" records that did not count. The
     monitor's figures and the calibration export both read the verdicts this way."""
     verdict_of: dict[str, Mapping[str, Any]] = {}
@@ -195,6 +218,9 @@ def chain_verdicts(records: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Mapp
                 or not isinstance(r.get("decision_audit_id"), str):  # a record naming no decision judges none
             continue
         prev = verdict_of.get(r["decision_audit_id"])
+        earlier = queue_verdict_said(r)
+        if earlier is not None and earlier["label"] == "hallucinated" and (prev is None or prev["label"] != "hallucinated"):
+            prev = verdict_of[r["decision_audit_id"]] = earlier  # the queue's verdict, said before this record
         if prev is not None and prev["label"] == "hallucinated" and r["label"] != "hallucinated":
             contradicting.append(r["id"])
             continue
