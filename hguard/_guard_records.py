@@ -339,7 +339,7 @@ class _Recording:
         """The ``review_requeued`` record of the items put back in ``queue``, a guard start's and a running guard's
         in one shape: each item's source (its decision record, the copy kept beside the queue, or the answer held by
         the guard that decided it) is in its list, every list there, so an auditor reads where each came from; those
-        put back decided with the verdict the chain holds on them are in ``decided_from_verdict_records``."""
+        put back decided with the verdict the queue committed (its record in the chain) are in ``decided_from_verdict_records``."""
         self.audit.append({"item_ids": [*from_records, *from_pending, *from_held],
                            "from_decision_records": list(from_records), "from_pending_copies": list(from_pending),
                            "from_held_answers": list(from_held), "decided_from_verdict_records": list(decided),

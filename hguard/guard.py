@@ -321,7 +321,7 @@ class Guard(_Scoring, _Recording):
             forged |= {r["id"] for r in unsigned}
             signed = {r["id"] for r in records if r.get("kind") == "decision"}
             records += [sp for d, sp in spots.items() if d in signed]
-            done = queue.recover(records) if missing else Recovered([], [], [], {})
+            done = queue.recover(records) if missing else Recovered([], [], [], {}, {})
             if not missing and queue.pending_path.exists():  # copies of items queued since (a drop that failed then)
                 queue.forget_pending()
         except HGuardError as exc:  # the guard still starts; the next start tries again
@@ -340,9 +340,19 @@ class Guard(_Scoring, _Recording):
                                     "records hold hashes, not text)")) if ids]
             decided = [f"{rid} {v.get('verdict')} by {v.get('reviewer')} at {v.get('decided_at')} (record {v.get('id')})"
                        for rid, v in done.decided.items()]
-            with_verdict = (f"; {len(decided)} of them decided, with the verdict the audit chain holds on each: "
-                            f"{'; '.join(decided[:3])}{'; ...' if len(decided) > 3 else ''}" if decided else
-                            "; all pending (the audit chain holds no verdict on them)")
+            held = [f"{rid}: " + ", ".join(f"{v.get('verdict')} by {v.get('reviewer')} (record {v.get('id')}, item "
+                                           f"{v.get('item_id')!r})" for v in vs) for rid, vs in done.held_pending.items()]
+            with_verdict = (f"; {len(decided)} of them decided, with the verdict the queue committed on each (its last "
+                            f"record in the audit chain): {'; '.join(decided[:3])}{'; ...' if len(decided) > 3 else ''}"
+                            if decided else "")
+            if held:  # pending, though the chain holds verdicts on their decisions: deciding them needs --supersede
+                with_verdict += (f"; {len(held)} of them pending although the audit chain holds verdicts on their "
+                                 f"decision, recorded on another item (a copied queue row): {'; '.join(held[:3])}"
+                                 f"{'; ...' if len(held) > 3 else ''}; the monitor counts those, and a verdict on the "
+                                 "item itself is recorded with `hguard review decide ITEM --supersede`, naming them")
+            if len(decided) + len(held) < len(done.put_back):
+                with_verdict += ("; all" if not (decided or held) else "; the others") + (
+                    " pending (the audit chain holds no verdict on them)")
             self._record_requeued(queue, from_records=done.from_records, from_pending=done.from_pending,
                                   decided=list(done.decided), reason=(
                 "decisions held for review (or spot-checked) were in the audit log but not in the review queue (a "

@@ -1179,6 +1179,11 @@ def test_a_lost_queue_row_whose_decision_has_a_verdict_on_record_is_put_back_dec
     first, second = (r.audit_id for r in g.batch(["who is the author of the book ?", "what is the capital city ?"],
                                                  domains=["alpha"] * 2))
     v = g.review_queue.decide(first, verdict="hallucinated", reviewer="alice")
+    with sqlite3.connect(tmp_path / "queue.sqlite3") as conn:  # the second's row copied, and the copy decided
+        cols = [r[1] for r in conn.execute("PRAGMA table_info(review_items)")]
+        conn.execute(f"INSERT INTO review_items ({', '.join(cols)}) SELECT {', '.join(chr(39) + 'copy' + chr(39) if c == 'id' else c for c in cols)} "
+                     "FROM review_items WHERE id = ?", (second,))
+    on_copy = g.review_queue.decide("copy", verdict="hallucinated", reviewer="carol")
     with sqlite3.connect(tmp_path / "queue.sqlite3") as conn:
         conn.execute("DELETE FROM review_items")
     with warnings.catch_warnings(record=True) as said:
@@ -1186,8 +1191,13 @@ def test_a_lost_queue_row_whose_decision_has_a_verdict_on_record_is_put_back_dec
         g2 = Guard.from_policy(pol, lm=lm)
     (msg,) = [str(w.message) for w in said if "missing from the review queue" in str(w.message)]
     assert "put back 2 from their decision records" in msg
-    assert (f"1 of them decided, with the verdict the audit chain holds on each: {first} hallucinated by alice at "
+    assert (f"1 of them decided, with the verdict the queue committed on each (its last record in the audit chain): "
+            f"{first} hallucinated by alice at "
             f"{v.decided_at} (record {v.audit_record_id})") in msg
+    # the second's only verdict is the copy's: it comes back pending, and that verdict is named (not "no verdict")
+    assert (f"1 of them pending although the audit chain holds verdicts on their decision, recorded on another item (a "
+            f"copied queue row): {second}: hallucinated by carol (record {on_copy.audit_record_id}, item 'copy')") in msg
+    assert "--supersede" in msg and "holds no verdict" not in msg
     assert g2.review_queue.get(first).verdict == v and g2.review_queue.get(second).status == "pending"
     (requeued,) = [r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] == "review_requeued"]
     assert requeued["decided_from_verdict_records"] == [first]

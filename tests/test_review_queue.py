@@ -25,6 +25,7 @@ from hguard.review import (
     ReviewQueue,
     export_reviewed,
 )
+from hguard.review.queue import VerdictRefused
 
 
 def make_item(audit_id: str, **over):
@@ -1021,15 +1022,15 @@ def test_recover_puts_back_what_the_log_holds_for_review_and_the_queue_lacks(tmp
                  kind="spot_check")
     audit.append({"question": "Q3?", "answer": "A3.", "route": "abstain"})  # not for review
     guard_queue(q.path, audit=audit).enqueue(make_item("already"))  # queued as usual: left alone
-    assert q.recover() == ([held.id, accepted.id], [], [], {})
+    assert q.recover() == ([held.id, accepted.id], [], [], {}, {})
     back, spot = q.get(held.id), q.get(accepted.id)
     assert (back.question, back.answer, back.context, back.risk, back.spot_check) == ("Q1?", "A1.", "C.", 0.5, False)
     assert spot.spot_check and spot.reasons[0] == "spot-check of an accepted answer: u 0.01 < rate 0.02"
-    assert q.recover() == ([], [], [], {})  # once
+    assert q.recover() == ([], [], [], {}, {})  # once
     q.decide(held.id, verdict="correct", reviewer="ann")  # what is put back is what the model answered
     redacting = AuditLog(tmp_path / "r.jsonl", redact=True)
     hidden = redacting.append({"question": "Q?", "answer": "A.", "route": "review"})
-    assert ReviewQueue(tmp_path / "r.sqlite3", audit=redacting).recover() == ([], [], [hidden.id], {})
+    assert ReviewQueue(tmp_path / "r.sqlite3", audit=redacting).recover() == ([], [], [hidden.id], {}, {})
 
 
 def test_an_item_whose_decision_the_chain_holds_a_verdict_on_is_put_back_decided_with_it(queue, audit):
@@ -1056,6 +1057,44 @@ def test_an_item_whose_decision_the_chain_holds_a_verdict_on_is_put_back_decided
     assert len(verdict_records(audit)) == 3
     summary = export_reviewed(queue, audit.path.parent / "rows.jsonl")  # the export reads it as the queue's verdict
     assert "a" not in dict(summary.skipped), summary.skipped
+
+
+def test_a_lost_row_whose_verdict_superseded_another_is_put_back_with_the_verdict_the_queue_committed(queue, audit):
+    """A review's trial: alice's verdict was logged but never committed, bob's recorded over it with --supersede was
+    the queue's; the row deleted, the put-back restored alice's (the one the chain counts), and the export then wrote
+    a disputed decision as a 'hallucinated' row."""
+    queue.enqueue(make_item("a", spot_check=False))
+    queue.decide("a", verdict="hallucinated", reviewer="alice")
+    with sqlite3.connect(queue.path) as conn:  # alice's process stopped between the log and the queue's commit
+        conn.execute("UPDATE review_items SET status = 'pending', verdict = NULL, reviewer = NULL, decided_at = NULL, "
+                     "verdict_audit_id = NULL, verdict_audit_hash = NULL")
+    bob = queue.decide("a", verdict="correct", reviewer="bob", supersede=True)
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute("DELETE FROM review_items")
+    done = queue.recover()
+    assert list(done.decided) == ["a"] and done.decided["a"]["id"] == bob.audit_record_id and not done.held_pending
+    assert queue.get("a").verdict == bob  # as the queue held it
+    summary = export_reviewed(queue, audit.path.parent / "rows.jsonl")  # still disputed: not exported
+    assert summary.n_items == 0 and "reviewers disagree" in dict(summary.skipped)["a"]
+
+
+def test_a_lost_row_whose_decision_holds_a_verdict_only_on_a_copied_row_is_put_back_pending_naming_it(queue, audit):
+    """A review's trial: the chain's only verdict on a decision was recorded on a copied row; the put-back said "all
+    pending (the audit chain holds no verdict on them)", and deciding the item was then refused."""
+    queue.enqueue(make_item("a", spot_check=False))
+    with sqlite3.connect(queue.path) as conn:
+        cols = [r[1] for r in conn.execute("PRAGMA table_info(review_items)")]
+        conn.execute(f"INSERT INTO review_items ({', '.join(cols)}) SELECT "
+                     f"{', '.join(chr(39) + 'copy' + chr(39) if c == 'id' else c for c in cols)} FROM review_items")
+    on_copy = queue.decide("copy", verdict="hallucinated", reviewer="alice")
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute("DELETE FROM review_items")
+    done = queue.recover()
+    assert done.from_records == ["a"] and not done.decided and queue.get("a").status == "pending"
+    assert [r["id"] for r in done.held_pending["a"]] == [on_copy.audit_record_id]
+    with pytest.raises(VerdictRefused, match="--supersede"):
+        queue.decide("a", verdict="hallucinated", reviewer="bob")
+    assert queue.decide("a", verdict="hallucinated", reviewer="bob", supersede=True).verdict == "hallucinated"
 
 
 def test_a_verdict_logged_but_never_committed_is_not_silently_outvoted(queue, audit, capsys):

@@ -104,7 +104,10 @@ class Recovered(NamedTuple):
     from_records: list[str]  # rebuilt from their decision records (a log that holds the text)
     from_pending: list[str]  # taken from the copies kept beside the queue (a redacting log's: its records hold hashes)
     lost: list[str]  # cannot be put back: redacted, and no copy was kept
-    decided: dict[str, Mapping[str, Any]]  # of those put back, the ones put back decided: their chain's verdict record
+    decided: dict[str, Mapping[str, Any]]  # of those put back, the ones put back decided: the verdict record committed
+    # of those put back pending, the ones whose decision the chain holds verdict records on (a copied row's): those
+    # records, which a verdict on the item then supersedes (``--supersede``)
+    held_pending: dict[str, list[Mapping[str, Any]]]
 
     @property
     def put_back(self) -> list[str]:
@@ -226,6 +229,22 @@ def chain_verdicts(records: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Mapp
             continue
         verdict_of[r["decision_audit_id"]] = r
     return verdict_of, contradicting
+
+
+def committed_verdict(records: Sequence[Mapping[str, Any]], item_id: str) -> Mapping[str, Any] | None:
+    """Of the ``review_verdict`` records on an item's decision (chain order), the one the queue committed on the item:
+    its last on the item itself when that one names every earlier one in ``supersedes`` (a ``decide --supersede``
+    records it so; one alone names none), else the one :func:`chain_verdicts` counts, if it is on the item (a
+    queue's verdict a record keeps: that record). None when none is on the item (records on copied rows are theirs)."""
+    own = [r for r in records if r.get("kind") == "review_verdict" and r.get("label") in ("correct", "hallucinated")
+           and isinstance(r.get("decision_audit_id"), str) and r.get("item_id", item_id) == item_id]
+    if not own:
+        return None
+    if {r.get("id") for r in own[:-1]} <= set(own[-1].get("supersedes") or ()):
+        return own[-1]
+    counted = next(iter(chain_verdicts(own)[0].values()))
+    held = counted.get("queue_verdict_of")
+    return next((r for r in own if r.get("id") == held), None) if held is not None else counted
 
 
 def _fits_item(item_id: str, verdict: str, corrected_answer: str | None, row: Sequence[Any]) -> None:
@@ -441,44 +460,49 @@ class ReviewQueue:
         Returns a :class:`Recovered`: the ids put back from their decision records (rebuilt from the record, so each
         is what the model answered), those put back from the copy :meth:`keep_pending` kept when it was decided (a
         redacting log's records hold hashes, not text), and those that cannot be put back (redacted, no copy kept).
-        An item whose decision has a verdict in the chain (its ``review_verdict`` records among ``records``; which one
-        counts as :func:`chain_verdicts` says) is put back decided with it (verdict, reviewer, time, pointing at that
-        record), as the queue held it: put back pending, a verdict on it was refused (the log holds one) and
-        ``--supersede`` wrote a second. ``decided`` names those, with their record."""
+        An item whose decision has a verdict in the chain (its ``review_verdict`` records among ``records``) is put back
+        decided with the one the queue committed (:func:`committed_verdict`: the last, which supersedes any earlier;
+        verdict, reviewer, time, pointing at that record), as the queue held it: put back pending, a verdict on it was
+        refused (the log holds one) and ``--supersede`` wrote a second. The monitor and the export still read every
+        record (reviewers disagreeing, the decision counts as hallucinated and is not exported). ``decided`` names
+        those, with their record; ``held_pending`` those put back pending whose decision the chain holds verdicts on
+        (on a copied row), with those records."""
         if records is None:
             if self.audit is None:
-                return Recovered([], [], [], {})
+                return Recovered([], [], [], {}, {})
             records = self.audit  # read once, record by record
         queued = self.queued_ids()
         decisions: dict[str, Mapping[str, Any]] = {}
         wanted: dict[str, str | None] = {}  # decision id -> spot-check reason (None: routed to review)
-        verdicts: list[Mapping[str, Any]] = []  # in chain order, for chain_verdicts
+        verdicts: dict[str, list[Mapping[str, Any]]] = {}  # by decision, in chain order
         for rec in records:
             if rec.get("kind") == "decision" and isinstance(rec.get("id"), str):
                 decisions[rec["id"]] = rec
-            elif rec.get("kind") == "review_verdict" and rec.get("decision_audit_id") not in queued:
-                verdicts.append(rec)
+            elif rec.get("kind") == "review_verdict" and isinstance(rec.get("decision_audit_id"), str) \
+                    and rec["decision_audit_id"] not in queued:
+                verdicts.setdefault(rec["decision_audit_id"], []).append(rec)
             if (want := item_wanted(rec)) is not None:
                 rid, spot = want
                 wanted[rid] = spot if spot is not None else wanted.get(rid)
-        verdict_of, _ = chain_verdicts(verdicts)
-        done = Recovered([], [], [], {})
+        done = Recovered([], [], [], {}, {})
         kept = _pending.read(self.pending_path)
         for rid, spot in wanted.items():
             rec = decisions.get(rid)
             if rid in queued or rec is None:
                 continue
-            # the chain's verdict on the item itself (one on a copied row under another id is left to the reviewers)
-            verdict = verdict_of.get(rid) if verdict_of.get(rid, {}).get("item_id", rid) == rid else None
+            # the verdict the queue committed on the item itself (one on a copied row under another id is left to the
+            # reviewers: the item comes back pending, and those records are named)
+            verdict = committed_verdict(verdicts.get(rid, []), rid)
+            if not holds_text(rec) and rid not in kept:
+                done.lost.append(rid)  # redacted (or not a guard's decision): its text cannot be rebuilt
+                continue
             if verdict is not None:
                 done.decided[rid] = verdict
-            if not holds_text(rec):
-                if rid in kept:  # redacted: the copy kept beside the queue when it was decided
-                    self._enqueue(kept[rid], verdict)
-                    done.from_pending.append(rid)
-                else:
-                    done.decided.pop(rid, None)
-                    done.lost.append(rid)  # redacted (or not a guard's decision): its text cannot be rebuilt
+            elif verdicts.get(rid):
+                done.held_pending[rid] = verdicts[rid]
+            if not holds_text(rec):  # redacted: the copy kept beside the queue when it was decided
+                self._enqueue(kept[rid], verdict)
+                done.from_pending.append(rid)
                 continue
             reasons = list(rec.get("reasons") or [])
             self._enqueue({
