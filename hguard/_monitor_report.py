@@ -23,9 +23,7 @@ def public_report(report: Mapping[str, Any]) -> dict:
 _NOTICES = (
     ("verdicts_not_in_chain", "items",
      "{n} verdict(s) in the review queue are not the audit chain's (decided without the audit log, records cut, or "
-     "rows copied or relabelled; e.g. {eg}): not counted; each decision counts by the chain's verdict on it, if any. "
-     "One decided without the log is put on record by deciding it again with the log: `hguard review decide {first} "
-     "--verdict V --reviewer NAME --policy {policy}` (the same verdict is recorded; another needs --supersede)"),
+     "rows copied or relabelled; e.g. {eg}): not counted; each decision counts by the chain's verdict on it, if any"),
     ("verdict_records_not_committed_in_queue", "records",
      "{n} verdict(s) in the audit chain are not the queue's committed verdict of their item (a decide stopped between "
      "the log and the queue, or the queue file was edited; e.g. {eg}): counted, as the chain holds them; check the "
@@ -50,11 +48,39 @@ _NOTICES = (
     ("queue_items_differing_from_log", "items",
      "{n} review queue item(s) say otherwise than their decision records (question, context, answer, domain, risk or "
      "spot-check flag; e.g. {eg}): the queue file was edited or written by something else; the figures above read the "
-     "audit chain, and no verdict can be recorded on an item whose text differs. Restore each from its decision record: "
-     "delete its row (sqlite3 {queue} \"DELETE FROM review_items WHERE id = '{first}'\") and start a guard on this policy, "
-     "which puts it back from the record (decided, with the chain's verdict, if it has one; a redacting log's records "
-     "hold hashes, so there only a copy kept beside the queue can put it back)"),
+     "audit chain, and no verdict can be recorded on an item whose text differs"),
 )
+
+
+def _how_to_go_on(key: str, entry: Mapping[str, Any], report: Mapping[str, Any]) -> str:
+    """What to do about a notice's items, where there is one thing to do: put a verdict decided without the log on
+    record (on an item whose text is the record's), restore an edited item from its decision record by deleting its
+    row and starting a guard where that puts it back whole, and, where it would not, what deleting would lose and what
+    to do instead (never both for one item)."""
+    policy = report.get("policy") or "FILE"
+    if key == "verdicts_not_in_chain":
+        again = entry.get("to_put_on_record", entry.get("items") or [])
+        return (f". One decided without the log is put on record by deciding it again with the log: `hguard review "
+                f"decide {again[0]} --verdict V --reviewer NAME --policy {policy}` (the same verdict is recorded; another "
+                "needs --supersede)" if again else "")
+    if key != "queue_items_differing_from_log":
+        return ""
+    said = ""
+    whole = entry.get("restored_by_a_guard_start", entry.get("items") or [])
+    if whole:
+        said += (f". Restore {'it' if len(whole) == 1 else f'each of {len(whole)}'} from its decision record (e.g. "
+                 f"{', '.join(whole)}): delete its row (sqlite3 {report.get('review_queue')} \"DELETE FROM review_items "
+                 f"WHERE id = '{whole[0]}'\") and start a guard on this policy, which puts it back from the record "
+                 "(decided, with the verdict the queue committed, if the chain holds one)")
+    for it in entry.get("not_restored") or []:
+        queue_only = "in the queue only" in it["lost"]
+        said += (f". Do not delete the row of {it['item']}: a guard start would not put it back whole ({it['lost']}); "
+                 f"set its question, context, answer, domain, risk and spot-check flag back to what its decision record "
+                 f"holds (`hguard audit show {report.get('audit_log')} --id {it['decision']}`, which reads the archives "
+                 "of a rotated log too; a redacting log's record holds hashes: take the text from the application's "
+                 "own copy)" + (f", then put its verdict on record by deciding it again with the log (`hguard review "
+                                f"decide {it['item']} --verdict V --reviewer NAME --policy {policy}`)" if queue_only else ""))
+    return said
 
 
 def summary(report: Mapping[str, Any]) -> str:
@@ -68,8 +94,7 @@ def summary(report: Mapping[str, Any]) -> str:
     for key, listed, said in _NOTICES:  # each a count, a few ids, and what it means
         entry = report.get(key) or {}
         if entry.get("n"):
-            lines.append("  " + said.format(n=entry["n"], eg=", ".join(entry[listed]), first=next(iter(entry[listed]), "ID"),
-                                            policy=report.get("policy") or "FILE", queue=report.get("review_queue")))
+            lines.append("  " + said.format(n=entry["n"], eg=", ".join(entry[listed])) + _how_to_go_on(key, entry, report))
     out = report.get("outside_domains") or {}
     if out.get("n_decisions"):
         where = ", ".join(f"{n} {'with no domain' if d == 'None' else f'in {d!r}'}" for d, n in sorted(out["by_domain"].items()))

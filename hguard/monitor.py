@@ -57,6 +57,7 @@ from typing import Any, Mapping, Sequence
 from ._monitor_report import public_report, summary, write_html
 from ._monitor_state import (
     CHECK,
+    CONTINUED,
     LIFT,
     SPOT,
     STATE_FORMAT,
@@ -382,7 +383,7 @@ def _day(ts: str | None) -> str:
 def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, now: str | None = None) -> dict:
     """Estimate, drift and state for every policy domain; appends ``monitor_check`` (and any
     ``monitor_tighten`` / ``monitor_lift``) records and rewrites the state file when ``act``."""
-    from .review.queue import SHOWN, ReviewQueue, chain_verdicts, same_risk, same_text, verdict_in_chain
+    from .review.queue import SHOWN, ReviewQueue, chain_verdicts, holds_text, same_risk, same_text, verdict_in_chain
 
     audit_path = Path(audit_path or policy.audit.path)
     queue_path = Path(queue_path or policy.review.queue)
@@ -470,6 +471,27 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                  or it.domain != by_id[it.audit_id].get("domain")
                  or (it.risk is not None and not same_risk(it.risk, by_id[it.audit_id].get("risk")))
                  or not all(same_text(getattr(it, k), by_id[it.audit_id].get(k)) for k in SHOWN)]
+    # which of them a deleted row and a guard start put back whole (from the log's newest file, which a guard's start
+    # reads alone; from a decision record that holds text; with no verdict only the queue holds), and why not the others
+    newest = max((r["seq"] for r in records if r.get("kind") == CONTINUED and type(r.get("seq")) is int), default=-1)
+    copies = queue.kept_ids() if queue is not None and differing else set()
+    as_listed = {it.id: it for it in unrecorded}
+    not_restored: list[dict[str, str]] = []
+    for iid in differing:
+        it = as_listed.get(iid) or next(x for x in items if x.id == iid)
+        rec = by_id[it.audit_id]
+        v = it.verdict
+        lost = (f"its verdict {v.verdict} by {v.reviewer} is in the queue only, in no record of the chain"
+               if iid in as_listed and v is not None and (v.audit_record_id or "") not in recorded else
+               "its decision record holds hashes, not text, as a redacting log's do, and no copy is kept beside the queue"
+               if not holds_text(rec) and it.audit_id not in copies else
+               "its decision record is in an archive of the rotated log, which a guard start does not read"
+               if type(rec.get("seq")) is int and rec["seq"] < newest else None)
+        if lost is not None:
+            not_restored.append({"item": iid, "decision": it.audit_id, "lost": lost})
+    unrestorable = {d["item"] for d in not_restored}
+    to_decide_again = [it.id for it in unrecorded if it.id not in set(differing)
+                       and (it.verdict is None or (it.verdict.audit_record_id or "") not in recorded)]
     selection = check_selection(policy, [r for r in records if r.get("kind") == SPOT or r.get("id") in by_id])
     not_queued, lost_to_queue = _not_queued(records, items, queue)
     now = now or datetime.now(timezone.utc).isoformat(timespec="microseconds")
@@ -480,12 +502,15 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                                                        "macs_checked": ver.key_id is not None, "n_macs": ver.n_macs},
         "foreign_decisions_left_out": len(foreign), "dry_run": not act, "domains": {},
         "other_model_decisions_left_out": {"n": sum(other_models.values()), "models": dict(other_models.most_common(5))},
-        "verdicts_not_in_chain": {"n": len(unrecorded), "items": [it.id for it in unrecorded[:5]]},
+        "verdicts_not_in_chain": {"n": len(unrecorded), "items": [it.id for it in unrecorded[:5]],
+                                  "to_put_on_record": to_decide_again[:5]},
         "verdict_records_not_committed_in_queue": {"n": len(not_committed), "records": not_committed[:5]},
         "queue_items_sharing_a_decision": {"n": len(sharing), "items": sharing[:5]},
         "hallucinated_verdicts_contradicted": {"n": len(overturned), "records": overturned[:5]},
         "review_decisions_not_in_queue": not_queued, "review_decisions_not_in_queue_for_good": lost_to_queue,
-        "queue_items_differing_from_log": {"n": len(differing), "items": differing[:5]},
+        "queue_items_differing_from_log": {"n": len(differing), "items": differing[:5],
+                                           "restored_by_a_guard_start": [i for i in differing if i not in unrestorable][:5],
+                                           "not_restored": not_restored[:5]},
         "outside_domains": _outside(decisions, verdict_of, policy),
         "tightenings_carried_from_state_file": carried,
     }  # fmt: skip

@@ -1572,6 +1572,84 @@ def test_the_monitor_reads_spot_checks_and_domains_from_the_chain_not_the_queue_
             "start a guard on this policy, which puts it back from the record") in text
 
 
+def test_the_monitor_advises_deleting_an_edited_row_only_where_a_guard_start_puts_it_back_whole(tmp_path):
+    """A review's trial of the monitor's advice for an edited item ("delete its row and start a guard"): a verdict only
+    the queue held was lost with the row, the "decide it again with the log" line beside it was refused (the item is
+    edited), a redacting log's item was lost for good, and a rotated log's never came back (a guard start reads the
+    newest file alone)."""
+    import sqlite3
+
+    from hguard.monitor import SPOT, spot_check_decision
+
+    def deployed(name, redact=False):
+        policy = _pol(tmp_path / name, spot_check_rate=1.0)
+        log = AuditLog(policy.audit.path, redact=redact)
+        rec = log.append({"request_id": "d0", "policy_id": policy_id(policy), "domain": "geo", "route": "accept",
+                          "risk": 0.1, "signals": {}, "question": "Capital of Turkey?", "answer": "Istanbul"},
+                         kind="decision")  # fmt: skip
+        log.append(spot_check_decision(policy, "geo", rec.id, 10**9), kind=SPOT)
+        ReviewQueue(policy.review.queue).enqueue({"audit_id": rec.id, "question": "Capital of Turkey?",
+                                                  "answer": "Istanbul", "domain": "geo", "spot_check": True})
+        return policy, log, rec.id
+
+    def edit(policy, item, answer="Istanbul."):
+        with sqlite3.connect(policy.review.queue) as conn:
+            conn.execute("UPDATE review_items SET answer = ? WHERE id = ?", (answer, item))
+
+    # a plain log, the verdict on record: deleting the row and starting a guard puts it back whole, decided
+    policy, log, a = deployed("plain")
+    queue = ReviewQueue(policy.review.queue, audit=log)
+    v = queue.decide(a, verdict="hallucinated", reviewer="alice")
+    edit(policy, a)
+    rep = run_monitor(policy, act=False)
+    entry = rep["queue_items_differing_from_log"]
+    assert entry["restored_by_a_guard_start"] == [a] and entry["not_restored"] == []
+    text = summary(rep)
+    delete = re.search(r'\(sqlite3 \S+ "(DELETE FROM review_items WHERE id = \'\w+\')"\) and start a guard', text)
+    with sqlite3.connect(policy.review.queue) as conn:  # as the advice says
+        conn.execute(delete.group(1))
+    assert queue.recover().decided == {a: next(r for r in log if r["id"] == v.audit_record_id)}  # a guard start's
+    assert queue.get(a).verdict == v and queue.get(a).answer == "Istanbul"
+    assert run_monitor(policy, act=False)["queue_items_differing_from_log"]["n"] == 0
+
+    # a verdict only the queue holds (--no-audit): deleting would lose it; the advice restores the text, then puts it on
+    # record, and the 'decide it again' line of the other notice is not given for the edited item
+    policy, log, b = deployed("queue-only")
+    ReviewQueue(policy.review.queue).decide(b, verdict="hallucinated", reviewer="alice", note="it is Ankara")
+    edit(policy, b)
+    rep = run_monitor(policy, act=False)
+    ((lost,),) = [rep["queue_items_differing_from_log"]["not_restored"]]
+    assert lost["item"] == b and "hallucinated by alice is in the queue only" in lost["lost"]
+    assert rep["queue_items_differing_from_log"]["restored_by_a_guard_start"] == []
+    assert rep["verdicts_not_in_chain"]["n"] == 1 and rep["verdicts_not_in_chain"]["to_put_on_record"] == []
+    text = summary(rep)
+    assert "DELETE FROM" not in text and f"Do not delete the row of {b}" in text
+    assert f"`hguard audit show {policy.audit.path} --id {b}`" in text and f"`hguard review decide {b} --verdict V" in text
+    assert text.count("hguard review decide") == 1  # one instruction for the item, not two contradicting ones
+    edit(policy, b, "Istanbul")  # as the advice says: its fields set back to the record's, then decided again
+    ReviewQueue(policy.review.queue, audit=log).decide(b, verdict="hallucinated", reviewer="bob")
+    (rec,) = [r for r in log if r["kind"] == "review_verdict"]
+    assert rec["queue_verdict"]["reviewer"] == "alice" and rec["queue_verdict"]["note"] == "it is Ankara"
+    assert run_monitor(policy, act=False)["domains"]["geo"]["spot_checks"]["hallucinated"] == 1
+
+    # a redacting log's record holds hashes, and a rotated log's is in an archive: no delete advice either
+    policy, log, c = deployed("redacting", redact=True)
+    edit(policy, c)
+    rep = run_monitor(policy, act=False)
+    assert "holds hashes, not text" in rep["queue_items_differing_from_log"]["not_restored"][0]["lost"]
+    assert "DELETE FROM" not in summary(rep)
+    policy, log, d = deployed("rotated")
+    ReviewQueue(policy.review.queue, audit=log).decide(d, verdict="hallucinated", reviewer="alice")
+    log.rotate()
+    edit(policy, d)
+    rep = run_monitor(policy, act=False)
+    assert "in an archive of the rotated log" in rep["queue_items_differing_from_log"]["not_restored"][0]["lost"]
+    assert "DELETE FROM" not in summary(rep)
+    with sqlite3.connect(policy.review.queue) as conn:  # what the advice no longer says: the item would be gone
+        conn.execute("DELETE FROM review_items")
+    assert ReviewQueue(policy.review.queue, audit=log).recover().put_back == []
+
+
 @pytest.mark.parametrize("attack", ["cut back", "older copy", "deleted"])
 def test_a_running_guards_monitor_state_fails_closed_when_the_log_no_longer_continues_what_it_verified(tmp_path, attack):
     """With a key and no anchor a log cut back before a tightening still verifies; the state that verified the
