@@ -555,6 +555,22 @@ def test_export_counts_the_spot_checked_accepted_answers_reviewers_said_were_hal
     assert export_reviewed(queue, tmp_path / "r.jsonl", domain="medicine").skipped == []  # another domain's export
 
 
+def test_the_export_says_a_deleted_rows_verdict_comes_back_decided_with_a_guard_start(queue, audit, tmp_path):
+    """A review: the export still said a guard start puts a deleted row's item back pending and `decide --supersede`
+    records its verdict again; the item comes back decided, and that decide is refused."""
+    queue.enqueue(make_item("a", spot_check=False))
+    v = queue.decide("a", verdict="hallucinated", reviewer="alice")
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute("DELETE FROM review_items")
+    why = dict(export_reviewed(queue, tmp_path / "r.jsonl").skipped)["a"]
+    assert (f"a guard start on the policy puts the item back decided, with the verdict its row held ('hallucinated' by "
+            f"alice, record {v.audit_record_id}), then export") in why
+    assert "back pending" not in why and "--supersede" not in why
+    queue.recover()  # as a guard start does; then export, as it says
+    assert queue.get("a").verdict == v
+    assert export_reviewed(queue, tmp_path / "r.jsonl").by_verdict["hallucinated"] == 1
+
+
 def test_export_figures_read_the_verdict_records_domain_risk_and_flag_not_the_queue_columns(queue, tmp_path):
     """A review: with the row present, the figures read its editable columns; clearing a row's spot_check said "0 of
     the 1 spot-checked accepted answers were hallucinated" where the chain holds 1 of 2, and moving its domain hid the

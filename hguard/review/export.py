@@ -79,7 +79,15 @@ from .._privacy import FILE_MODE, redacted
 from .._resources import refuse_own_file
 from ..errors import DataError, InputError
 from .queue import (
-    VERDICTS, ReviewItem, ReviewQueue, chain_verdicts, not_in_chain, same_risk, shown_sha256, where_recorded,
+    VERDICTS,
+    ReviewItem,
+    ReviewQueue,
+    chain_verdicts,
+    committed_verdict,
+    not_in_chain,
+    same_risk,
+    shown_sha256,
+    where_recorded,
 )
 
 __all__ = ["DISAGREEMENT_RISK", "ExportSummary", "example_for", "export_reviewed"]
@@ -426,11 +434,18 @@ def export_reviewed(
         counted = ("counted in the figures above by that record's risk and spot-check flag" if "spot_check" in rec
                    else "not counted in the figures above (the record is older than the spot-check flag it would be "
                         "counted by)")
-        skipped.append((str(rec.get("item_id") or rec["decision_audit_id"]), (
+        did = rec["decision_audit_id"]
+        back = committed_verdict([r for r in recorded.values() if r.get("decision_audit_id") == did], did)  # type: ignore[union-attr]
+        then = (f"a guard start on the policy puts the item back decided, with the verdict its row held ({back.get('verdict')!r} "
+                f"by {back.get('reviewer')}, record {back.get('id')}), then export"
+                + (" (which leaves it out while reviewers disagree)" if back.get("label") != rec.get("label") else "")
+                if back is not None else
+                "a guard start on the policy puts the item back pending (the verdict is on another item's row, a copy): "
+                f"`hguard review decide {did} --supersede` records a verdict on it, naming that one, then export")
+        skipped.append((str(rec.get("item_id") or did), (
             f"the audit log holds the verdict {rec.get('verdict')!r} by {rec.get('reviewer')} ({where_recorded(rec)}) "
-            f"on its decision {rec['decision_audit_id']}{also}, and the queue holds no item of that decision (its row was "
-            f"deleted, or the queue replaced): not exported, {counted}; a guard start on the policy puts the item back "
-            "pending, and `hguard review decide ITEM --supersede` records the verdict again, then export")))
+            f"on its decision {did}{also}, and the queue holds no item of that decision (its row was "
+            f"deleted, or the queue replaced): not exported, {counted}; {then}")))
     # An empty calibration file would make load_examples refuse the whole data directory, so none is written.
     if rows:
         try:
