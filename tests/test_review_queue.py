@@ -1113,6 +1113,22 @@ def test_a_lost_row_whose_decision_holds_a_verdict_only_on_a_copied_row_is_put_b
     assert queue.decide("a", verdict="hallucinated", reviewer="bob", supersede=True).verdict == "hallucinated"
 
 
+def test_a_verdict_whose_record_was_cut_off_the_log_is_not_taken_for_a_no_audit_verdict(queue, audit):
+    """A review: an item decided with the log whose verdict record was then cut off the log's end was read as decided
+    without the log ("in the queue only"), and deciding it again re-recorded it silently."""
+    queue.enqueue(make_item("a", spot_check=False))
+    v = queue.decide("a", verdict="hallucinated", reviewer="alice")
+    lines = audit.path.read_bytes().splitlines(keepends=True)
+    audit.path.write_bytes(b"".join(lines[:-1]))  # the verdict record cut off the end
+    again = ReviewQueue(queue.path, audit=AuditLog(audit.path))
+    for verdict in ("hallucinated", "correct"):
+        for sup in (False, True):
+            with pytest.raises(VerdictRefused, match=f"its record {v.audit_record_id} is not in {audit.path}.*records "
+                                                     "cut off the log's end.*hguard audit verify"):
+                again.decide("a", verdict=verdict, reviewer="bob", supersede=sup)
+    assert verdict_records(AuditLog(audit.path)) == [] and again.get("a").verdict == v
+
+
 def test_a_verdict_logged_but_never_committed_is_not_silently_outvoted(queue, audit, capsys):
     """A decide that died after its audit record and before its commit leaves the item pending: a second
     verdict must name the first, not quietly count instead of it."""

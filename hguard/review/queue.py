@@ -598,9 +598,10 @@ class ReviewQueue:
         )
 
     def _unrecorded(self, item_id: str) -> tuple[ReviewItem, list[Mapping[str, Any]]] | None:
-        """``(item, the log's verdict records on its decision)`` when ``item_id`` is decided and the audit log holds no
-        record of its verdict (decided with ``--no-audit``, or by a queue without this log): the item's decision
-        checked as for a pending one. None for any other item (pending, missing, or its verdict on record)."""
+        """``(item, the log's verdict records on its decision)`` when ``item_id`` is decided without a log (``--no-audit``:
+        its row names no verdict record): the item's decision checked as for a pending one. None for any other item
+        (pending, missing, or its verdict on record). VerdictRefused when its row names a verdict record the log lacks
+        (records cut, or another log): that verdict is on record elsewhere, not the queue's only."""
         assert self.audit is not None
         item = self.get(item_id)
         if item is None or item.verdict is None:
@@ -608,6 +609,14 @@ class ReviewQueue:
         record, verdicts = self._decision_and_verdicts(item)
         if any(r.get("id") == item.verdict.audit_record_id for r in verdicts):
             return None
+        v = item.verdict
+        if v.audit_record_id is not None:  # decided with a log, whose record this one lacks: not a --no-audit verdict
+            raise VerdictRefused(
+                f"review item {item.id!r} holds the verdict {v.verdict} by {v.reviewer} at {v.decided_at}, decided with "
+                f"an audit log: its record {v.audit_record_id} is not in {self.audit.path} (as a verdict on decision "
+                f"{item.audit_id!r}): records cut off the log's end, or the item was decided with another log; nothing "
+                f"was recorded. Run `hguard audit verify {self.audit.path}` (with the policy's key and anchor: `hguard "
+                "audit verify --policy FILE`) and decide with the log that holds the record")
         edited = self._edited_refusal(item, record)
         if edited is not None:
             raise VerdictRefused(edited)
