@@ -901,6 +901,28 @@ def test_cli_show_prints_an_item_in_full_and_list_names_why_and_the_passage(queu
     assert err.count("\n") == 1 and "has no item 'nope'" in err and "hguard review list" in err
 
 
+def test_cli_show_escapes_every_field_and_marks_a_decided_item_edited_after_its_verdict(queue, capsys):
+    """A review: `review show` printed the model fingerprint, the probe id and string signal values raw (terminal
+    escapes, a direction override), and a decided item whose answer was edited after its verdict without a mark."""
+    bad = "\x1b[2J\x1b]0;pwned\x07\x9b31m\u202e\r\x08\u2028\x85\x00"
+    queue.enqueue(make_item("a", signals={"s" + bad: "v" + bad}, model_fingerprint="m" + bad, probe_id="p" + bad))
+    queue.decide("a", verdict="hallucinated", reviewer="ann", note="N" + bad)
+    src = ["--queue", str(queue.path), "--audit", str(queue.audit.path)]
+    assert cli_main(["show", "a", *src]) == 0
+    out = capsys.readouterr().out
+    raw = {c for c in out if (ord(c) < 32 and c != "\n") or 0x7F <= ord(c) < 0xA0 or c in "\u202e\u2028"}
+    assert not raw, raw
+    assert "model m\\x1b[2J" in out and "probe p\\x1b[2J" in out and "v\\x1b[2J" in out
+    queue.enqueue(make_item("b"))
+    queue.decide("b", verdict="correct", reviewer="ann")
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute("UPDATE review_items SET answer = 'Paris' WHERE id = 'b'")
+    assert cli_main(["show", "b", *src]) == 0
+    out = capsys.readouterr().out
+    assert "verdict: correct by ann" in out
+    assert "WARNING: review queue " in out and "the answer of item 'b' differs from its decision record" in out
+
+
 def test_cli_export_help_says_what_no_audit_does(capsys):
     """A compliance team's trial: export's --no-audit read "keep checking the verdicts (...) in the queue only"."""
     assert cli_main(["export", "--help"]) == 0

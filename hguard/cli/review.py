@@ -153,29 +153,35 @@ def _shown_item(queue: ReviewQueue, item_id: str) -> str:
         f"decided by the guard: {item.time}; model {item.model_fingerprint or '(not recorded)'}; probe "
         f"{item.probe_id or '(none)'}",
     ]
+    lines = [shown_plainly(line) for line in lines]  # every field as plain text, the ids and fingerprint too
     for turn in history or []:
         lines += [f"earlier turn ({shown_plainly(str(turn.get('role')))}):", _block(str(turn.get("content")))]
     lines += ["question:", _block(item.question), "answer:", _block(item.answer),
               f"why it was sent to review ({len(item.reasons)} reason(s)):"]
     lines += [f"  - {shown_plainly(r)}" for r in item.reasons] or ["  (no reasons recorded)"]
-    lines += ["signals: " + (", ".join(f"{shown_plainly(str(k))} {_fmt_value(v)}" for k, v in sorted(item.signals.items()))
+    lines += ["signals: " + (", ".join(f"{shown_plainly(str(k))} {shown_plainly(_fmt_value(v))}"
+                                       for k, v in sorted(item.signals.items()))
                              or "(none recorded)")]
     lines += ([f"passage ({len(item.context)} chars):", _block(item.context)] if item.context is not None
               else ["passage: none (answered without context)"])
     v = item.verdict
     if v is not None:
-        lines.append(f"verdict: {v.verdict} by {shown_plainly(v.reviewer)} at {v.decided_at} ("
+        lines.append(shown_plainly(f"verdict: {v.verdict} by {v.reviewer} at {v.decided_at} ("
                      + (f"audit record {v.audit_record_id}" if v.audit_record_id else "in the queue only, no audit record")
-                     + ")")
+                     + ")"))
         if v.corrected_answer is not None:
             lines += ["corrected answer:", _block(v.corrected_answer)]
         if v.note:
             lines += ["note:", _block(v.note)]
+        edited = queue.unlike_its_decision(item, record) if queue.audit is not None else None
+        if edited is not None:  # edited after its verdict: what is shown above is not what the record holds
+            lines.append(shown_plainly(f"WARNING: {edited}"))
     elif refusal:
-        lines.append(f"verdict: none, and NO VERDICT CAN BE RECORDED: {refusal}")
+        lines.append(shown_plainly(f"verdict: none, and NO VERDICT CAN BE RECORDED: {refusal}"))
     else:
-        lines.append(f"verdict: none yet (`hguard review decide {item.id} --verdict correct|hallucinated|corrected"
-                     + ("|not_in_context" if item.context is not None else "") + " --reviewer NAME`)")
+        lines.append(shown_plainly(f"verdict: none yet (`hguard review decide {item.id} --verdict "
+                                   "correct|hallucinated|corrected" + ("|not_in_context" if item.context is not None
+                                                                        else "") + " --reviewer NAME`)"))
     return "\n".join(lines)
 
 
