@@ -1150,6 +1150,19 @@ def test_accounting_parentheses_read_a_long_run_of_blank_lines_in_linear_time():
     assert unstated_numbers("Net income was $1,250.", "\t" * 200_000 + "($1,250)") == ["1250 dollar"]
 
 
+def test_decimal_commas_and_word_dates_read_long_runs_in_linear_time():
+    """A second review: a decimal comma's list look-ahead tried every split of a run of blanks after it (16,000
+    newlines after "0,5": 45 s), and a word date's run of days ("1,2,1,2,...", "-1-1-1...") was read again from each
+    of its numbers (8,000 of them: 24 s). At these sizes a quadratic reading takes minutes, a linear one seconds."""
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers("It is 0.5.", "0,5" + "\n" * 100_000) == []
+    assert unstated_numbers("It is 3.", "Version 1,5" + " " * 100_000) == ["3"]
+    assert unstated_numbers("It is 3.", "1,2" * 40_000) == ["3"]
+    assert unstated_numbers("It is 3.", "-1" * 40_000) == ["3"]
+    assert unstated_numbers("It was on 9 May 2024.", "1, " * 40_000 + "2 and 16 May 2024") == ["9", "date 9 May 2024"]
+
+
 def test_a_currency_name_is_read_as_one_only_beside_a_number():
     """'Kr' alone is krypton and 'Lev Tolstoy' a name: the judge's tokens keep them as words."""
     from hguard.calibrate.judge import _tokens

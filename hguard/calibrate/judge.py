@@ -284,7 +284,8 @@ _OTHER_LANGUAGE_UNITS = ("monat monate monaten tag tage tagen woche wochen jahr 
 # another language ("6,5 Monate", "2,5 pour cent"): in English a comma lists ("pages 3,5.", "Chapters 3,4 apply",
 # "The score was 2,1.") or ends a clause ("In 2019,20 people": never after a year); nor where a list goes on after it
 # ("Clauses 1,2 and 3", "1,2, 3", "Levels 0,1, 2 and 3", "Items 1,2, and 3", "Artikel 1,2 und 3")
-_LIST_GOES_ON = r"(?!\s*(?:,\s*\d|,?\s*(?:and|or|und|oder|et|ou|y|o|e|i|en|og|och|&)\s+\d+(?![.,]\d)))"
+# ("(?:,\s*)?" after "\s*", not ",?\s*": two "\s*" side by side tried every split of a run of blanks, quadratic in it)
+_LIST_GOES_ON = r"(?!\s*(?:,\s*\d|(?:,\s*)?(?:and|or|und|oder|et|ou|y|o|e|i|en|og|och|&)\s+\d+(?![.,]\d)))"
 _UNIT_AHEAD = (r"(?=\s*(?:[" + re.escape("".join(_UNIT_SYMBOLS)) + r"]|(?:" + "|".join(sorted({re.escape(w) for w in (
     *_MEASURE_UNITS, *_UNIT_WORDS, *_CURRENCY_SPELLINGS, *_SCALES, *_OTHER_LANGUAGE_UNITS)}, key=len, reverse=True))
     + r"|" + _PER_CENT.pattern.removeprefix("(?i)") + r")(?![^\W\d_])))")
@@ -547,8 +548,9 @@ _MONTHS = {m: i for i, names in enumerate((
 _MONTH = r"(" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
 # a whole date with its month's name and year: "3 April 2024", "3rd of April, 2024", "April 3, 2024", and the days of a
 # range or list before it, "1-3 March 2024", "2, 9 and 16 May 2024", "March 1-3, 2024" (a month's name alone, or
-# without a year, is not read as a date: it matched any figure)
-_DAYS = r"((?:\d{1,2}(?:st|nd|rd|th)?\s*(?:-|\u2013|\u2014|,|&|and|to)\s*(?:and\s+)?)*)"
+# without a year, is not read as a date: it matched any figure). At most 31 days before the last: a longer run
+# ("1,2,1,2,..." or "-1-1-1...") was read again from each of its numbers, quadratic in its length.
+_DAYS = r"((?:\d{1,2}(?:st|nd|rd|th)?\s*(?:-|\u2013|\u2014|,|&|and|to)\s*(?:and\s+)?){0,31})"
 _WORD_DATE = re.compile(r"(?i)\b(?:" + _DAYS + r"(\d{1,2})(?:st|nd|rd|th)?\.?\s+(?:of\s+)?" + _MONTH + r",?\s+(\d{4})"
                         r"|" + _MONTH + r"\s+" + _DAYS + r"(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4}))(?!\d)")
 # a day and month without a year ("5 April", "April 5th", "28 February to 3 March 2024"'s first)
