@@ -1052,6 +1052,21 @@ def test_accounting_parentheses_are_negative_where_they_write_the_figure(answer,
     ("It cost $5 million.", "In 2023, $5 million was spent.", []),
     ("It cost 500 dollars.", "It cost USD 500.", []),
     ("It cost 500 euros.", "It cost USD 500.", ["500 euro"]),
+    # a second review: only a name spelled out stays with the number before it; a code goes with the number after it
+    # ("In 2023 USD 5 million" read 2023 USD and a bare 5 million, so "EUR 5 million" passed), and so does a name
+    # after ",", ":" or ";"
+    ("Revenue in 2023 was EUR 5 million.", "In 2023 USD 5 million was raised.", ["5000000 euro"]),
+    ("Revenue in 2023 was EUR 5 million.", "Revenue in 2023, USD 5 million.", ["5000000 euro"]),
+    ("Option 2 costs EUR 500.", "Option 2: USD 500.", ["500 euro"]),
+    ("It cost 5 euros.", "Item 3 USD 5, item 4 USD 7.", ["5 euro"]),
+    ("Revenue in 2023 was 5 million euros.", "In 2023, dollars 5 million were raised.", ["5000000 euro"]),
+    ("It cost 5 dollars.", "Item 3 USD 5, item 4 USD 7.", []),
+    # ... and a sign written after its number is not moved onto the next ("50¢ 10 years ago" read $50 10 cents)
+    ("A stamp cost $50.", "A stamp cost 50\u00a2 10 years ago.", ["50 dollar"]),
+    ("A stamp cost 50 cents.", "A stamp cost 50\u00a2 10 years ago.", []),
+    ("Entry cost $12.", "Der Eintritt kostet 12 \u20ac 2024 und 15 \u20ac 2025.", ["12 dollar"]),
+    ("Entry cost 12 euros.", "Der Eintritt kostet 12 \u20ac 2024 und 15 \u20ac 2025.", []),
+    ("It cost \u20ac5 million.", "In 2023 \u20ac5 million was spent.", []),
 ])
 def test_a_currency_written_after_its_number_stays_with_it(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers

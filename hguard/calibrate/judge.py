@@ -784,12 +784,43 @@ _ORDINAL = re.compile(r"(\d+)(?:st|nd|rd|th)")  # "3rd" is 3
 _CODE_ON_NUMBER = re.compile(r"(?i)\b(" + "|".join(_CURRENCY_CODES) + r"|rs\.)(?=\d)")  # "USD1,500", "Rs.500"
 
 
-# A currency word is moved after its number only where it is written before it ("USD 500", "Rs 500"): not after a
-# number ("50 dollars 10 years ago" is $50, not $10), nor a word never written before its number ("50 cents 10 years
-# ago"); a sign ("$") is moved wherever (a comma lost before it: "In 2023, $5 million").
+# A currency before its number is moved after it ("USD 500", "Rs 500", "$500"). A name spelled out stays with a
+# number written before it ("50 dollars 10 years ago" is $50, not $10) unless ",", ":" or ";" stands between ("In
+# 2023, dollars 5 million"); a code or "Rs" always goes with the number after it ("In 2023 USD 5 million", "Option 2:
+# USD 500", "Item 3 USD 5"). A word never written before its number ("50 cents 10 years ago") is never moved, nor the
+# sign "¢"; "€" written after a number and apart from the next ("12 € 2024") stays with its number; any
+# other sign is moved wherever ("In 2023 $5 million").
 _AFTER_ITS_NUMBER = frozenset({"cent", "cents", "penny", "pence", "pennies", "peso", "pesos", "franc", "francs",
                                "bitcoin", "bitcoins", "centavo", "centavos"})
+_NAMED_AFTER = frozenset(normalize(w) for w in (
+    "dollar dollars euro euros pound pounds yen rupee rupees yuan renminbi zloty zlotys zlotych złoty złotych forint "
+    "forints krona kronor krone kroner lei leu lev leva lira liras lire hryvnia hryvnias hryvnya rouble roubles ruble "
+    "rubles shekel shekels baht reais ευρω يورو евро рублей рубля рубль").split())
 _SIGN_WORD = "currencysignword"
+_SIGN_AFTER_WORD = "currencysignafterword"  # "¢", or "€" after its number ("12 € 2024")
+_BREAK_WORD = "clausebreakword"
+_CLAUSE_BREAK = re.compile(r"(?=[,;:]\s*[^\d\s])")  # a comma, colon or semicolon before a word or a sign
+
+
+def _sign_word(text: str, m: re.Match[str]) -> str:
+    """The word that stands for the currency sign ``m`` in ``text`` in `_tokens`'s list of signs."""
+    after = m.group(0) == "\u00a2" or (m.group(0) == "\u20ac" and not text[m.end():m.end() + 1].isdigit()
+                                        and re.search(r"\d\s?$", text[max(0, m.start() - 2):m.start()]) is not None)
+    return f" {_SIGN_AFTER_WORD if after else _SIGN_WORD} "
+
+
+def _breaks(marked: list[str], n: int) -> list[bool]:
+    """For each of ``n`` words, whether `_BREAK_WORD` stood before it in ``marked`` (the same words with it put in
+    where a comma, colon or semicolon stood); each True where the words are not the same (a break assumed)."""
+    out: list[bool] = []
+    pending = False
+    for w in marked:
+        if w == _BREAK_WORD:
+            pending = True
+        else:
+            out.append(pending)
+            pending = False
+    return out if len(out) == n else [True] * n
 
 
 def _is_number_word(word: str) -> bool:
@@ -804,18 +835,26 @@ def _tokens(text: str, number_words: bool = True) -> list[str]:
     text = _written_numbers(_accounting(_decimal_commas(_plain_digits(text))), number_words)
     text = _CODE_ON_NUMBER.sub(r"\1 ", _BARE_DECIMAL.sub("0.", _SIGN.sub(" minus ", text)))
     text = _GLUED_UNIT.sub(r"\1 \2", text)
-    written = normalize(_UNIT_SYMBOL.sub(lambda m: f" {_UNIT_SYMBOLS[m.group(0)]} ", text)).split()
-    # which words were currency signs ("$", not "dollars"), in the same words (a sign is one word either way)
-    signs = normalize(_UNIT_SYMBOL.sub(" " + _SIGN_WORD + " ", text)).split()
+    named = _UNIT_SYMBOL.sub(lambda m: f" {_UNIT_SYMBOLS[m.group(0)]} ", text)
+    written = normalize(named).split()
+    # which words were currency signs ("$", not "dollars"), in the same words (a sign is one word either way), and
+    # which came after a comma, colon or semicolon (where these words are not the same, none is read as such)
+    signs = normalize(_UNIT_SYMBOL.sub(lambda m: _sign_word(text, m), text)).split()
     words = [w if w in _BY_A_NUMBER and not any(c.isdigit() for c in (written[i - 1] if i else "") + "".join(written[i + 1:i + 2]))
              else _UNIT_WORDS.get(w, w) for i, w in enumerate(written)]
+    broken = _breaks(normalize(_CLAUSE_BREAK.sub(" " + _BREAK_WORD + " ", named)).split(), len(words))
     i = 0
     while i < len(words) - 1:  # a currency before its number goes after it
-        if words[i] in _CURRENCIES and any(c.isdigit() for c in words[i + 1]) and (
-                (len(signs) == len(words) and signs[i] == _SIGN_WORD)
-                or (written[i] not in _AFTER_ITS_NUMBER and not (i and _is_number_word(words[i - 1])))):
-            words[i], words[i + 1] = words[i + 1], words[i]
-            i += 1
+        if words[i] in _CURRENCIES and any(c.isdigit() for c in words[i + 1]):
+            sign = signs[i] if len(signs) == len(words) and signs[i] in (_SIGN_WORD, _SIGN_AFTER_WORD) else None
+            after_number = i > 0 and _is_number_word(words[i - 1]) and not broken[i]
+            if sign is not None:
+                stays = sign == _SIGN_AFTER_WORD and (written[i] == "cent" or after_number)
+            else:
+                stays = written[i] in _AFTER_ITS_NUMBER or (written[i] in _NAMED_AFTER and after_number)
+            if not stays:
+                words[i], words[i + 1] = words[i + 1], words[i]
+                i += 1
         i += 1
     out: list[str] = []
     i = 0
