@@ -1108,6 +1108,13 @@ def test_april_and_a_period_after_the_named_rate_are_not_read_as_per_annum():
     ("The score was 2 to 1.", "The score was 2,1.", []),
     ("Items 1, 2 and 3 apply.", "Items 1,2, and 3 apply.", []),
     ("Levels 0, 1 and 2 exist.", "Levels 0,1, 2 and 3 exist.", []),
+    # a second review: after a year too, before a unit, a currency, a scale or a percent ("1999,99 \u20ac" read 1999
+    # and 99 \u20ac, so "99 \u20ac" passed and the right "\u20ac1999.99" was held)
+    ("Der Laptop kostet 99 \u20ac.", "Der Laptop kostet 1999,99 \u20ac.", ["99 euro"]),
+    ("The laptop costs \u20ac1999.99.", "Der Laptop kostet 1999,99 \u20ac.", []),
+    ("The bike costs 50 euros.", "Das Fahrrad kostet 2050,50 Euro.", ["50 euro"]),
+    ("It weighs 5 kg.", "Es wiegt 1999,5 kg.", ["5 kg"]),
+    ("It weighs 1999.5 kg.", "Es wiegt 1999,5 kg.", []),
     # before a unit, a currency, a scale or a percent, in English or another language, it is a decimal
     ("The fee was 1.2 dollars.", "The fee was 1,2 dollars.", []),
     ("Die Frist beträgt 6.5 Monate.", "Die Frist beträgt 6,5 Monate.", []),

@@ -286,11 +286,21 @@ _OTHER_LANGUAGE_UNITS = ("monat monate monaten tag tage tagen woche wochen jahr 
 # ("Clauses 1,2 and 3", "1,2, 3", "Levels 0,1, 2 and 3", "Items 1,2, and 3", "Artikel 1,2 und 3")
 # ("(?:,\s*)?" after "\s*", not ",?\s*": two "\s*" side by side tried every split of a run of blanks, quadratic in it)
 _LIST_GOES_ON = r"(?!\s*(?:,\s*\d|(?:,\s*)?(?:and|or|und|oder|et|ou|y|o|e|i|en|og|och|&)\s+\d+(?![.,]\d)))"
-_UNIT_AHEAD = (r"(?=\s*(?:[" + re.escape("".join(_UNIT_SYMBOLS)) + r"]|(?:" + "|".join(sorted({re.escape(w) for w in (
-    *_MEASURE_UNITS, *_UNIT_WORDS, *_CURRENCY_SPELLINGS, *_SCALES, *_OTHER_LANGUAGE_UNITS)}, key=len, reverse=True))
-    + r"|" + _PER_CENT.pattern.removeprefix("(?i)") + r")(?![^\W\d_])))")
-_DECIMAL_COMMA = re.compile(r"(?i)(?<![\d.,])(?!(?:1[5-9]\d\d|20\d\d),)(\d+),(\d{1,2})(?!\d|,\d)" + _LIST_GOES_ON
-                            + _UNIT_AHEAD + r"|(?<![\d.,])0,(\d+)(?!\d|,\d)" + _LIST_GOES_ON)
+
+
+def _words_ahead(words: tuple[str, ...]) -> str:
+    """A look-ahead: a currency or percent sign, or one of ``words`` (or "per cent"), after blanks."""
+    return (r"(?=\s*(?:[" + re.escape("".join(_UNIT_SYMBOLS)) + r"]|(?:" + "|".join(sorted({re.escape(w) for w in words},
+            key=len, reverse=True)) + r"|" + _PER_CENT.pattern.removeprefix("(?i)") + r")(?![^\W\d_])))")
+
+
+_MEASURE_AHEAD = _words_ahead((*_MEASURE_UNITS, *_UNIT_WORDS, *_CURRENCY_SPELLINGS, *_SCALES))
+_UNIT_AHEAD = _words_ahead((*_MEASURE_UNITS, *_UNIT_WORDS, *_CURRENCY_SPELLINGS, *_SCALES, *_OTHER_LANGUAGE_UNITS))
+# (a year before another language's word is a clause's end, "In 2019,20 Tage"; before a unit, a currency, a scale or a
+# percent it is an amount: "1999,99 \u20ac", "Es wiegt 1999,5 kg")
+_DECIMAL_COMMA = re.compile(r"(?i)(?<![\d.,])(?!(?:1[5-9]\d\d|20\d\d),\d\d?(?!\d)(?!" + _MEASURE_AHEAD.removeprefix("(?=")
+                            + r")(\d+),(\d{1,2})(?!\d|,\d)" + _LIST_GOES_ON + _UNIT_AHEAD
+                            + r"|(?<![\d.,])0,(\d+)(?!\d|,\d)" + _LIST_GOES_ON)
 _GROUPED_DECIMAL_COMMA = re.compile(r"(?<![\d.,])(\d{1,3}(?:\.\d{3})+),(\d+)(?!\d|[,.]\d)")
 # thousands grouped by two or more dots ("2.500.000 \u20ac"): no decimal has two points (one group, "1.500", stays
 # ambiguous: read as a decimal)
