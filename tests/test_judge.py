@@ -1145,10 +1145,12 @@ def test_lakh_grouping_is_read_next_to_a_rupee_lakh_or_crore_only(answer, contex
 
 
 @pytest.mark.parametrize("answer, context, missing", [
-    # a review: a figure dash, an em dash or a small hyphen-minus as a minus, "Rs.500", "per-cent" and "centavos"
+    # a review: a figure dash or a small hyphen-minus as a minus, "Rs.500", "per-cent" and "centavos"
     # were not read (the positive figure, "$500" or "50 dollars" passed)
     ("Fund F returned 3.2%.", "Fund F returned \u20123.2%.", ["3.2 percent"]),
-    ("Fund F returned 3.2%.", "Fund F returned \u20143.2%.", ["3.2 percent"]),
+    # a second review: not an em dash, a list's bullet or a dash far more often than a minus (the right figure was held)
+    ("12 patients improved.", "Results:\n\u201412 patients improved\n\u20148 had nausea", []),
+    ("Take 5 mg.", "Dose: \u20145 mg daily.", []),
     ("Fund F returned 3.2%.", "Fund F returned \ufe633.2%.", ["3.2 percent"]),
     ("It takes 2 to 4 days.", "It takes 2\u20124 days.", []),  # a range
     ("The fee is $500.", "The fee is Rs.500.", ["500 dollar"]),

@@ -713,9 +713,10 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
     return missing + dates_missing
 
 
-# "-0.5%", "-$200", "\u20133.2%" (an en dash a word processor made of a minus; a figure dash, an em dash or a small
-# hyphen-minus likewise); not "2-5" or "2\u20134" (ranges, read before)
-_SIGN = re.compile(r"(?:^|(?<=[\s(]))[-\u2212\u2012\u2013\u2014\ufe63](?=[$\u20ac\u00a3\u00a5\u20b9]?\d)")
+# "-0.5%", "-$200", "\u20133.2%" (an en dash a word processor made of a minus; a figure dash or a small hyphen-minus
+# likewise); not "2-5" or "2\u20134" (ranges, read before), nor an em dash ("\u201412 patients improved" is a list's
+# bullet, "Dose: \u20145 mg" a dash)
+_SIGN = re.compile(r"(?:^|(?<=[\s(]))[-\u2212\u2012\u2013\ufe63](?=[$\u20ac\u00a3\u00a5\u20b9]?\d)")
 # accounting notation: an amount in parentheses is negative. On its currency ("$(1,250)", "US$(1,250)", "EUR
 # (1,250)", "Rs (1,250)", "$(1.2 million)"), always; with its unit after the parentheses ("(1,250) dollars",
 # "(3.2)%"), unless a number comes before them ("fifty (50) dollars" writes one amount twice); "($1,250)" where it
