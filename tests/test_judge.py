@@ -1021,6 +1021,10 @@ def test_unstated_numbers_reads_other_scripts_dates_and_currencies(answer, conte
     ("Net income was 1,250 dollars.", "Net income: (1,250) dollars.", ["1250 dollar"]),
     ("Net income was $1.2 million.", "Net income was $(1.2 million).", ["1200000 dollar"]),
     ("The change was 3.2%.", "The change was (3.2)%.", ["3.2 percent"]),
+    # a second review: not a year nor a heading's parentheses ("USD (2022): 65,000" read -2022 USD)
+    ("GDP per capita was USD 65,000 in 2022.", "GDP per capita, USD (2022): 65,000.", []),
+    ("In 2023 revenue was EUR 5 million.", "Revenue in EUR (2023): 5 million.", []),
+    ("Net income was USD 1,250.", "Net income, USD (1,250): see note 4.", []),
     ("Net income was -$1,250.", "Net income was US$(1,250).", []),
     ("The fee is $50.", "The fee is fifty (50) dollars.", []),  # one amount written twice, not a negative one
     # ... and made a share or an amount restated in parentheses negative: the right figure was held

@@ -741,6 +741,7 @@ _ACCOUNTING_PAREN = re.compile(r"(?i)\(\s?(?P<cur>[$\u20ac\u00a3\u00a5\u20b9]\s?
 _ACCOUNTING_CURRENCY = re.compile(r"(?:[$\u20ac\u00a3\u00a5\u20b9]|\b(?i:US|HK|NZ|AU|CA|MX|NT|C|A|S|R)\$|\b(?:"
                                   + "|".join(c.upper() for c in _CURRENCY_CODES) + r"|Rs\.?))[ \t]?$")
 _NUMBER_WORDS = frozenset((*_UNITS, *_TENS, "hundred", *_SCALES))
+_YEAR = re.compile(r"(?:19|20)\d\d")
 
 
 def _accounting(text: str) -> str:
@@ -760,6 +761,8 @@ def _accounting(text: str) -> str:
         currency = _ACCOUNTING_CURRENCY.search(window) if m.group("cur") is None else None
         start = m.start()
         if currency is not None and m.group("pct") is None and m.group("unit") is None:
+            if _YEAR.fullmatch(m.group("num")) or re.match(r"[ \t]{0,3}:", text[m.end():m.end() + 4]):
+                continue  # "USD (2022): 65,000": a year, or a heading's parentheses
             start -= len(currency.group(0))  # "US$(1,250)": its currency, then the amount
             if start < done:
                 continue
