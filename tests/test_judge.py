@@ -1035,6 +1035,14 @@ def test_unstated_numbers_reads_other_scripts_dates_and_currencies(answer, conte
     ("The rent is $2,150.", "The deposit is equal to ($2,150).", []),
     ("Net loss was $1,250.", "Net loss was ($1,250).", []),  # the sign is said by "loss"
     ("The company posted a loss of $1,250.", "The company posted a loss of ($1,250).", []),
+    ("Net loss was $1,250.", "Net loss: ($1,250)", []),
+    ("Net loss was 1,250 dollars.", "Net loss was (1,250) dollars.", []),
+    # a second review: only where "loss" is the figure's own noun ("loss" anywhere in the clause let these pass)
+    ("Operating income was $1,250.", "Operating income (loss) was ($1,250).", ["1250 dollar"]),
+    ("Profit for the year was $1,250.", "Profit/(loss) for the year: $(1,250)", ["1250 dollar"]),
+    ("Net income was $1,250.", "Despite the loss of a key client, net income was ($1,250).", ["1250 dollar"]),
+    ("The fund returned 3.2%.", "Despite losses elsewhere, the fund returned (3.2%).", ["3.2 percent"]),
+    ("Net loss was $1,250.", "Net loss was $(1,250).", ["1250 dollar"]),  # "$(...)" is negative wherever it stands
     ("Fund F returned 3.2% in 2024.", "The fund's return was (3.2%) in 2024.", ["3.2 percent"]),
 ])
 def test_accounting_parentheses_are_negative_where_they_write_the_figure(answer, context, missing):

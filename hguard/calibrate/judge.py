@@ -723,8 +723,9 @@ _SIGN = re.compile(r"(?:^|(?<=[\s(]))[-\u2212\u2012\u2013\ufe63](?=[$\u20ac\u00a
 # stands as the figure itself (at a line's start, after a colon, "=", a table's "|" or a tab, or after a verb such as
 # "was" or "returned"), not where it restates one ("one month's rent ($2,150)", "equal to ($2,150)"); "(3.2%)" only
 # after a verb of finance ("returned", "fell") or a verb after a finance noun ("the return was (3.2%)"), never in a
-# table or after a colon ("| 12 | (8%) |", "Nausea: (8%) of patients": a share restated). After "loss" or "deficit"
-# the sign is said already: "a net loss of ($1,250)" is a loss of $1,250. Each "(" is decided from a bounded window of
+# table or after a colon ("| 12 | (8%) |", "Nausea: (8%) of patients": a share restated). Where "loss" or "deficit"
+# is the figure's own noun, right before it or its verb, the sign is said already: "a net loss of ($1,250)" is a loss
+# of $1,250 (not "Operating income (loss) was ($1,250)"; "$(1,250)" is negative wherever it stands). Each "(" is decided from a bounded window of
 # the text before it, so reading is linear in the text's length (a run of blank lines or tabs was quadratic).
 _ACCOUNTING_AFTER = frozenset({"was", "were", "is", "are", "be", "been", "of", "at", "to", "by", "returned", "reported",
                                "posted", "recorded", "showed", "yielded", "totalled", "totaled", "changed", "grew",
@@ -734,7 +735,10 @@ _RATE_VERBS = frozenset({"returned", "yielded", "grew", "fell", "changed", "decl
                          "posted", "recorded", "totalled", "totaled"})
 _FINANCE_NOUN = re.compile(r"(?i)\b(?:returns?|yields?|growth|change|margins?|income|revenues?|profits?|earnings|ebitda"
                            r"|performance|sales|eps|results?)\b")
-_SIGN_SAID = re.compile(r"(?i)\b(?:loss|losses|deficits?|shortfalls?)\b")
+# the sign said by the noun the figure belongs to, right before it or its verb ("Net loss was", "a loss of", "Deficit:";
+# not "Operating income (loss) was", "Profit/(loss) for the year:", "Despite the loss of a client, net income was")
+_SIGN_SAID = re.compile(r"(?i)(?<![(/])\b(?:loss|losses|deficits?|shortfalls?)(?:\s+(?:" + "|".join(sorted(_ACCOUNTING_AFTER))
+                        + r"))?\s*[:=]?$")
 _ACCOUNTING_PAREN = re.compile(r"(?i)\(\s?(?P<cur>[$\u20ac\u00a3\u00a5\u20b9]\s?)?(?P<num>\d[\d.,]*(?:\s?(?:thousand|million"
                                r"|billion|bn|mn|mln)\b)?)(?P<pct>\s?%)?\s?\)(?P<unit>\s?%|[ \t](?:" + _CURRENCY_NAME
                                + r")(?![^\W\d_]))?")
@@ -752,8 +756,6 @@ def _accounting(text: str) -> str:
     for m in _ACCOUNTING_PAREN.finditer(text):
         window = text[max(0, m.start() - 80):m.start()]
         clause = re.split(r"[.;!?\n](?:\s|$)|\|", window)[-1]
-        if _SIGN_SAID.search(clause):
-            continue  # "net loss was ($1,250)": a loss of $1,250
         before = window.rstrip(" \u00a0")
         words = re.findall(r"\w+", before[-40:])
         last = words[-1].lower() if words and re.search(r"\w$", before) else ""
@@ -767,6 +769,8 @@ def _accounting(text: str) -> str:
             if start < done:
                 continue
             prefix = currency.group(0)
+        elif _SIGN_SAID.search(before):
+            continue  # "net loss was ($1,250)": a loss of $1,250 ("$(1,250)" is read so wherever it stands)
         elif m.group("cur") is None and m.group("pct") is None and m.group("unit") is not None:
             if after_number:  # "fifty (50) dollars"
                 continue
