@@ -963,7 +963,8 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     # parentheses around a number that is no amount of money, where an amount in them would be negative ("is"):
     # (a review: the case these replace, "sent by mail (30 days)", could not fail on the rule)
     ("Refunds take 30 days.", "The refund period is (30) days.", []),
-    ("Refunds take 30 days.", "The refund period is (30 days).", []),
+    # (a second review: "The refund period is (30 days)." could not fail either, the parentheses never read as an amount)
+    ("The figures are for 2023.", "Revenue, USD (2023) was 5 million.", []),  # a year after a currency code
     ("The deposit is $2,150.", "The deposit is one month's rent ($2,150).", []),  # an amount restated
     ("8% of patients had nausea.", "Nausea occurred in 12 patients (8%).", []),
     # a rate's period written "p.a.", "APR" or "%/year" was no period, so a monthly or weekly rate passed
@@ -1119,6 +1120,7 @@ def test_april_and_a_period_after_the_named_rate_are_not_read_as_per_annum():
     ("Sections 12 and 15 apply.", "Sections 12,15 apply.", []),
     ("The score was 2 to 1.", "The score was 2,1.", []),
     ("Items 1, 2 and 3 apply.", "Items 1,2, and 3 apply.", []),
+    ("Levels 0, 1 and 2 exist.", "Levels 0,1, and 2 exist.", []),  # "0,1" is no 0.1 where ", and" goes on
     ("Levels 0, 1 and 2 exist.", "Levels 0,1, 2 and 3 exist.", []),
     # a second review: after a year too, before a unit, a currency, a scale or a percent ("1999,99 \u20ac" read 1999
     # and 99 \u20ac, so "99 \u20ac" passed and the right "\u20ac1999.99" was held)
