@@ -305,11 +305,11 @@ _GROUPED_DECIMAL_COMMA = re.compile(r"(?<![\d.,])(\d{1,3}(?:\.\d{3})+),(\d+)(?!\
 # thousands grouped by two or more dots ("2.500.000 \u20ac"): no decimal has two points (one group, "1.500", stays
 # ambiguous: read as a decimal)
 _DOTTED_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:\.\d{3}){2,}(?!\d|[.,]\d)")
-# Indian grouping by lakh and crore: "₹12,34,567" is 1234567 (read as 12 and 34,567 before), next to a rupee, a
-# lakh or a crore only ("Doses of 5,10,250 mg" lists three doses)
-_LAKH_GROUPED = re.compile(r"(?<![\d.,])\d{1,2}(?:,\d\d)+,\d{3}(?!\d|,\d)")
-_RUPEE_BEFORE = re.compile(r"(?:\u20b9|\b(?i:Rs)\.?|\bINR|\b(?i:rupees?))\s?$")
-_RUPEE_AFTER = re.compile(r"(?i)\s?(?:\u20b9|rs\b|inr\b|rupees?\b|lakhs?\b|crores?\b)")
+# Indian grouping by lakh and crore: "₹12,34,567" is 1234567 (read as 12 and 34,567 before) in a text that names a
+# rupee, a lakh or a crore anywhere ("Rs 12,34,567 and the second 15,00,000", "Rs.12,34,567/-"); elsewhere it is
+# read as a list, split at every comma ("Doses of 5,10,250 mg" lists three doses: not 5 and 10,250 mg)
+_LAKH_GROUPED = re.compile(r"(?<![\d,])(?<!\d\.)\d{1,2}(?:,\d\d)+,\d{3}(?!\d|,\d)")
+_RUPEES_NAMED = re.compile(r"(?i)\u20b9|\brs\b|\binr\b|\brupees?\b|\blakhs?\b|\bcrores?\b")
 # a currency's code or name, longest first (as written: "zł", "EUR", "kr")
 _CURRENCY_NAME = "|".join(sorted(map(re.escape, _CURRENCY_SPELLINGS), key=len, reverse=True))
 # a currency's code or name written on its number: "30zł", "1500EUR", "200kr"
@@ -368,8 +368,8 @@ _TIMES_WORDS = {"once": "1", "twice": "2", "thrice": "3"}
 
 
 def _decimal_commas(text: str) -> str:
-    text = _LAKH_GROUPED.sub(lambda m: m.group(0).replace(",", "") if _RUPEE_BEFORE.search(text, max(0, m.start() - 9), m.start())
-                             or _RUPEE_AFTER.match(text, m.end()) else m.group(0), text)
+    rupees = _RUPEES_NAMED.search(text) is not None
+    text = _LAKH_GROUPED.sub(lambda m: m.group(0).replace(",", "" if rupees else ", "), text)
     text = _GROUPED_DECIMAL_COMMA.sub(lambda m: m.group(1).replace(".", "") + "." + m.group(2), text)
     text = _DOTTED_THOUSANDS.sub(lambda m: m.group(0).replace(".", ""), text)
     return _DECIMAL_COMMA.sub(lambda m: f"{m.group(1)}.{m.group(2)}" if m.group(1) else f"0.{m.group(3)}", text)
