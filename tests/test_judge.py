@@ -1080,6 +1080,7 @@ def test_accounting_parentheses_are_negative_where_they_write_the_figure(answer,
     ("Entry cost $12.", "Der Eintritt kostet 12 \u20ac 2024 und 15 \u20ac 2025.", ["12 dollar"]),
     ("Entry cost 12 euros.", "Der Eintritt kostet 12 \u20ac 2024 und 15 \u20ac 2025.", []),
     ("It cost \u20ac5 million.", "In 2023 \u20ac5 million was spent.", []),
+    ("It cost $5 million.", "In 2023 \u20ac 5 million was spent.", ["5000000 dollar"]),
 ])
 def test_a_currency_written_after_its_number_stays_with_it(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers

@@ -806,8 +806,8 @@ _CODE_ON_NUMBER = re.compile(r"(?i)\b(" + "|".join(_CURRENCY_CODES) + r"|rs\.)(?
 # number written before it ("50 dollars 10 years ago" is $50, not $10) unless ",", ":" or ";" stands between ("In
 # 2023, dollars 5 million"); a code or "Rs" always goes with the number after it ("In 2023 USD 5 million", "Option 2:
 # USD 500", "Item 3 USD 5"). A word never written before its number ("50 cents 10 years ago") is never moved, nor the
-# sign "¢"; "€" written after a number and apart from the next ("12 € 2024") stays with its number; any
-# other sign is moved wherever ("In 2023 $5 million").
+# sign "¢"; "€" written after a number and apart from the next ("12 € 2024") stays with its number, unless that
+# number is a year ("In 2023 € 5 million"); any other sign is moved wherever ("In 2023 $5 million").
 _AFTER_ITS_NUMBER = frozenset({"cent", "cents", "penny", "pence", "pennies", "peso", "pesos", "franc", "francs",
                                "bitcoin", "bitcoins", "centavo", "centavos"})
 _NAMED_AFTER = frozenset(normalize(w) for w in (
@@ -822,8 +822,10 @@ _CLAUSE_BREAK = re.compile(r"(?=[,;:]\s*[^\d\s])")  # a comma, colon or semicolo
 
 def _sign_word(text: str, m: re.Match[str]) -> str:
     """The word that stands for the currency sign ``m`` in ``text`` in `_tokens`'s list of signs."""
+    before = text[max(0, m.start() - 6):m.start()]
     after = m.group(0) == "\u00a2" or (m.group(0) == "\u20ac" and not text[m.end():m.end() + 1].isdigit()
-                                        and re.search(r"\d\s?$", text[max(0, m.start() - 2):m.start()]) is not None)
+                                        and re.search(r"\d\s?$", before) is not None
+                                        and re.search(r"(?<![\d.,])(?:19|20)\d\d\s?$", before) is None)
     return f" {_SIGN_AFTER_WORD if after else _SIGN_WORD} "
 
 
