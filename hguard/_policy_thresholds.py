@@ -230,8 +230,16 @@ def effective_thresholds(domain_policy: DomainPolicy, fitted: Thresholds | None,
         # Keep the operator's explicit number and move the other side, in the
         # direction that accepts less.
         if manual_accept is not None and manual_abstain is None:
-            abstain = accept
-            note.append("abstain_above raised to the manual accept_below")
+            # raised only to a threshold the walk certified (a review: raised to the manual accept_below itself, it
+            # abstained on answers no test had passed): the fit's own, where it lies at or above, else 1
+            if accept <= fitted.abstain_above:
+                fitted_abstain = {k: getattr(fitted, k) for k in _CERTIFIED_ABSTAIN_KEYS}
+                abstain = fitted.abstain_above
+                note.append(f"abstain_above at the fit's certified {_fmt(abstain)}, at or above the manual accept_below")
+            else:
+                abstain = 1.0
+                note.append("abstain_above 1 (abstain only on answers that decline): no certified abstain threshold "
+                            "lies at or above the manual accept_below")
         else:
             accept = abstain
             note.append("accept_below lowered to the manual abstain_above")

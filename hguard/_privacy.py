@@ -8,9 +8,24 @@ from typing import Any
 
 from ._json import canonical_json
 
-__all__ = ["FILE_MODE", "redacted"]
+__all__ = ["FILE_MODE", "private_mode", "redacted", "umask"]
 
 FILE_MODE = 0o640  # questions and answers can be private: no world read
+
+
+def umask() -> int:
+    """The process's umask (read by setting it and back: there is no other way to read it)."""
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def private_mode(mode: int = FILE_MODE) -> int:
+    """``mode`` as a file created with it gets it: narrowed by the umask, never widened (a file written through a
+    temporary one and chmod'ed took 0640 where the umask asked for 0600)."""
+    return mode & ~umask()
 
 
 def redacted(value: Any) -> dict[str, str] | None:

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ._json import canonical_json
-from ._privacy import FILE_MODE
+from ._privacy import private_mode
 from .errors import InputError, ProbeError, ProbeMismatchError
 
 FORMAT_NAME = "hguard.h_neuron_probe"
@@ -85,14 +85,19 @@ def _finite_float(text: str) -> float:
     return value
 
 
+#: metadata the probe_id leaves out: when and on what run the probe was fitted, not what was fitted
+_NOT_HASHED = ("created", "fitted_with")
+
+
 def _probe_id(doc: Mapping[str, Any], *, legacy: bool = False) -> str:
-    """The probe's content hash: what was fitted (params, model, metadata), not when or how fast (``created``, the
-    timings: two calibrations of the same shards with the same seed get one id). ``legacy``: the hash of hguard
-    0.3.0 and before, over the timings too, which a file written then still carries."""
+    """The probe's content hash: what was fitted (params, model, metadata), not when, how fast or on what run
+    (``created``, the timings, ``fitted_with``: two calibrations of the same shards with the same seed get one id,
+    whatever batch size a rerun that read every answer back was given). ``legacy``: the hash of hguard 0.3.0 and
+    before, over the timings too, which a file written then still carries."""
     # Python's float repr round-trips, so the hash of the re-read document equals the saved one.
     body = {k: doc[k] for k in ("format", "version", "params", "model", "metadata")}
     if not legacy:
-        body["metadata"] = _without_timings({k: v for k, v in body["metadata"].items() if k != "created"})
+        body["metadata"] = _without_timings({k: v for k, v in body["metadata"].items() if k not in _NOT_HASHED})
     return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()[:16]
 
 
@@ -258,7 +263,7 @@ def read_document(path: Path) -> dict:
 
 
 def write_document(path: Path, doc: dict) -> None:
-    """Write ``doc`` to ``path``, replacing it atomically, readable by its owner and group (``FILE_MODE``): a probe
+    """Write ``doc`` to ``path``, replacing it atomically, readable by its owner and group (``FILE_MODE``, narrowed by the umask): a probe
     file holds its calibration's questions in clear (``router_questions``), live questions among them where a team
     recalibrates from its review export."""
     text = json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False)
@@ -266,7 +271,7 @@ def write_document(path: Path, doc: dict) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text + "\n")
-        os.chmod(tmp, FILE_MODE)  # mkstemp's 0600 would keep a shared probe from its group; 0644 showed it to all
+        os.chmod(tmp, private_mode())  # mkstemp's 0600 would keep a shared probe from its group; 0644 showed it to all
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

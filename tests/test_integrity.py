@@ -565,9 +565,12 @@ def test_the_readme_recomputes_a_probe_id_and_a_signed_and_an_unsigned_file_shar
     """An auditor's trial: the README said probe_id hashes the file without probe_id; the code also leaves out the
     signature, ``created`` and every ``*_seconds`` timing, so the README's recipe gave another id."""
     probe = _tiny_probe()
-    meta = {**META, "created": "2025-01-01T00:00:00Z", "metrics": {"train": {"probe_fit_seconds": 1.5}}}
+    meta = {**META, "created": "2025-01-01T00:00:00Z", "metrics": {"train": {"probe_fit_seconds": 1.5}},
+            "fitted_with": {"batch_size": 16, "threads": 1}}
     probe.save(tmp_path / "signed.json", metadata=meta, key=KEY)
-    probe.save(tmp_path / "unsigned.json", metadata={**meta, "created": "2026-01-01T00:00:00Z"})
+    # a review: a rerun that read every answer back under another batch size got another id for the same probe
+    probe.save(tmp_path / "unsigned.json", metadata={**meta, "created": "2026-01-01T00:00:00Z",
+                                                     "fitted_with": {"batch_size": 4, "threads": 1}})
     signed, unsigned = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("signed", "unsigned"))
     assert "signature" in signed and "signature" not in unsigned and signed["probe_id"] == unsigned["probe_id"]
     snippet = _readme_snippet("**A probe file's `probe_id`**")

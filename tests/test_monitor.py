@@ -1996,7 +1996,8 @@ def test_a_lift_takes_none_of_a_runs_options(tmp_path, capsys):
     assert run_monitor(policy)["domains"]["geo"]["state"]["state"] == "tightened"
     log, state = Path(policy.audit.path).read_text(), Path(policy.monitor.state).read_text()
     base = ["--policy", str(tmp_path / "policy.toml"), "--lift", "geo", "--by", "ops", "--reason", "just looking"]
-    for extra, named in ((["--dry-run"], "--dry-run goes"), (["--json", "--report", "r.html"], "--json, --report go")):
+    for extra, named in ((["--dry-run"], "--dry-run goes"), (["--json", "--report", "r.html"], "--json, --report go"),
+                         (["--exit-code"], "--exit-code goes")):  # a review: --exit-code was ignored, exit 0
         with pytest.raises(InputError, match=f"--lift records the lift at once; {named} with a monitor run"):
             monitor_main(base + extra)
         assert Path(policy.audit.path).read_text() == log and Path(policy.monitor.state).read_text() == state

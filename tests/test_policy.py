@@ -1306,6 +1306,14 @@ def test_an_abstain_threshold_raised_past_accept_below_is_one_the_walk_certified
         assert (manual_accept.accept_below, manual_accept.abstain_above) == (0.5, 0.75)
         assert manual_accept.abstained_precision_lcb >= 0.9 and manual_accept.certified_abstain is None
         assert effective_thresholds(DomainPolicy(abstain_above=t.abstain_above), t).certified_abstain == t.certified_abstain
+        # a manual accept_below above the certified abstain threshold: raised only to a certified one (a review: it
+        # was raised to the manual number itself, abstaining on 14 answers whose lower bound was 0.891 < 0.9)
+        for manual in (0.86, 0.95):
+            m = effective_thresholds(DomainPolicy(accept_below=manual), t)
+            assert m.accept_below == manual and m.abstain_above in (t.abstain_above, 1.0), m.method
+            assert m.abstain_above >= manual
+            if m.abstain_above < 1.0:
+                assert m.abstained_precision_lcb >= 0.9 and m.abstain_above == t.abstain_above
         assert Thresholds.from_dict(t.to_dict()) == t  # the probe file keeps it
     assert "certified_abstain" not in fit_thresholds(r, y, target=0.1, confidence=0.8).to_dict()  # read as before
     with pytest.raises(InputError, match="certified_abstain must be None or a mapping"):

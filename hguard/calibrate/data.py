@@ -30,6 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from hguard._privacy import private_mode
 from hguard._text import blank
 from hguard.errors import DataError, InputError, cut_text
 
@@ -554,8 +555,8 @@ def write_examples(path: str | os.PathLike[str], examples: Iterable[Example], mo
     """Write examples as canonical JSONL (UTF-8, '\\n' line ends), replacing the file atomically.
 
     The same examples always give the same bytes, so committed data files can be checked for drift. ``mode``: the
-    file's permissions from its first byte (reviewed live answers: ``hguard._privacy.FILE_MODE``); by default an
-    existing file's, else the umask's.
+    file's permissions from its first byte, narrowed by the umask (reviewed live answers: ``hguard._privacy.FILE_MODE``);
+    by default an existing file's, else the umask's.
     """
     rows = list(examples)
     seen: set[str] = set()
@@ -574,7 +575,7 @@ def write_examples(path: str | os.PathLike[str], examples: Iterable[Example], mo
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
         # mkstemp creates the file private (0600); a data file should get the usual permissions.
-        os.chmod(tmp, _file_mode(target) if mode is None else mode)
+        os.chmod(tmp, _file_mode(target) if mode is None else private_mode(mode))
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -585,9 +586,7 @@ def write_examples(path: str | os.PathLike[str], examples: Iterable[Example], mo
 def _file_mode(target: Path) -> int:
     if target.exists():
         return target.stat().st_mode & 0o777
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+    return private_mode(0o666)
 
 
 def data_hash(examples: Iterable[Example]) -> str:

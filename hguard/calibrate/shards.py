@@ -90,12 +90,13 @@ def shard_name(number: int) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """``data`` to ``path`` through a temporary file, owner and group only (``FILE_MODE``): a shard holds the
-    calibration's questions and answers in clear."""
+    """``data`` to ``path`` through a temporary file, owner and group only (``FILE_MODE``, narrowed by the umask): a
+    shard holds the calibration's questions and answers in clear."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "wb") as fh:
-            os.fchmod(fh.fileno(), FILE_MODE)  # the umask may have kept less; never more
+        if tmp.exists():  # a temporary file a killed run left (its mode is the old one): not written into
+            tmp.unlink()
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "wb") as fh:  # the umask narrows it
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -285,7 +286,8 @@ class ShardStore:
             _UNHASHED_SAID.add(self.work.resolve())
             warnings.warn(
                 f"{len(old)} shard entr{'y' if len(old) == 1 else 'ies'} in {self.work} (first {old[0]}) "
-                f"{'was' if len(old) == 1 else 'were'} written by an older hguard, without {ENTRY_HASH}: "
+                f"{'has' if len(old) == 1 else 'have'} no {ENTRY_HASH} (written by an older hguard, or the hash was "
+                "removed): "
                 "their stored answers and confidence values are read unchecked; delete them or use a new --work "
                 "folder to have them checked", UserWarning, stacklevel=2)
         return entries

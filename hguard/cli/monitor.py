@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:
         # a lift is a person's act, recorded at once: none of a run's options previews or reports it (a dry run
         # that lifted for real relaxed the domain's accept threshold)
         ignored = [f for f, on in (("--dry-run", args.dry_run), ("--json", args.json), ("--queue", args.queue),
-                                   ("--report", args.report)) if on]
+                                   ("--report", args.report), ("--exit-code", args.exit_code)) if on]
         if ignored:
             raise InputError(f"--lift records the lift at once; {', '.join(ignored)} "
                              f"{'goes' if len(ignored) == 1 else 'go'} with a monitor run, not a lift: leave "
