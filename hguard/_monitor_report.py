@@ -60,9 +60,12 @@ def _how_to_go_on(key: str, entry: Mapping[str, Any], report: Mapping[str, Any])
     policy = report.get("policy") or "FILE"
     if key == "verdicts_not_in_chain":
         again = entry.get("to_put_on_record", entry.get("items") or [])
-        return (f". One decided without the log is put on record by deciding it again with the log: `hguard review "
+        said = (f". One decided without the log is put on record by deciding it again with the log: `hguard review "
                 f"decide {again[0]} --verdict V --reviewer NAME --policy {policy}` (the same verdict is recorded; another "
                 "needs --supersede)" if again else "")
+        for it in entry.get("records_missing") or []:
+            said += f". {it['item']} was decided with the log, but {it['lost']}"
+        return said
     if key != "queue_items_differing_from_log":
         return ""
     said = ""

@@ -376,6 +376,13 @@ def _outside(decisions: list[dict], verdict_of: Mapping[str, Mapping[str, Any]],
             "routes": dict(Counter(str(r.get("route")) for r in out)), "verdicts": dict(verdicts)}
 
 
+def _record_not_in_chain(record_id: str | None) -> str:
+    """Why a verdict decided with the audit log counts for nothing: its record is not in the verified chain (cut off
+    the log, or written to another log); deciding it again is refused there, so the log is what to look at."""
+    return (f"its record {record_id} is not in the chain: records cut, or another log; run `hguard audit verify` on "
+            "the log")
+
+
 def _day(ts: str | None) -> str:
     return (ts or "")[:10]
 
@@ -482,7 +489,9 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         rec = by_id[it.audit_id]
         v = it.verdict
         lost = (f"its verdict {v.verdict} by {v.reviewer} is in the queue only, in no record of the chain"
-               if iid in as_listed and v is not None and (v.audit_record_id or "") not in recorded else
+               if iid in as_listed and v is not None and v.audit_record_id is None else
+               _record_not_in_chain(v.audit_record_id)
+               if iid in as_listed and v is not None and v.audit_record_id not in recorded else
                "its decision record holds hashes, not text, as a redacting log's do, and no copy is kept beside the queue"
                if not holds_text(rec) and it.audit_id not in copies else
                "its decision record is in an archive of the rotated log, which a guard start does not read"
@@ -490,8 +499,14 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         if lost is not None:
             not_restored.append({"item": iid, "decision": it.audit_id, "lost": lost})
     unrestorable = {d["item"] for d in not_restored}
+    # only a verdict decided without the log is put on record by deciding it again: one whose record was cut (or is in
+    # another log) is refused there, and named apart
     to_decide_again = [it.id for it in unrecorded if it.id not in set(differing)
-                       and (it.verdict is None or (it.verdict.audit_record_id or "") not in recorded)]
+                       and (it.verdict is None or it.verdict.audit_record_id is None)]
+    records_missing = [{"item": it.id, "record": it.verdict.audit_record_id,
+                        "lost": _record_not_in_chain(it.verdict.audit_record_id)} for it in unrecorded
+                       if it.id not in set(differing) and it.verdict is not None
+                       and it.verdict.audit_record_id is not None and it.verdict.audit_record_id not in recorded]
     selection = check_selection(policy, [r for r in records if r.get("kind") == SPOT or r.get("id") in by_id])
     not_queued, lost_to_queue = _not_queued(records, items, queue)
     now = now or datetime.now(timezone.utc).isoformat(timespec="microseconds")
@@ -503,7 +518,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         "foreign_decisions_left_out": len(foreign), "dry_run": not act, "domains": {},
         "other_model_decisions_left_out": {"n": sum(other_models.values()), "models": dict(other_models.most_common(5))},
         "verdicts_not_in_chain": {"n": len(unrecorded), "items": [it.id for it in unrecorded[:5]],
-                                  "to_put_on_record": to_decide_again[:5]},
+                                  "to_put_on_record": to_decide_again[:5], "records_missing": records_missing[:5]},
         "verdict_records_not_committed_in_queue": {"n": len(not_committed), "records": not_committed[:5]},
         "queue_items_sharing_a_decision": {"n": len(sharing), "items": sharing[:5]},
         "hallucinated_verdicts_contradicted": {"n": len(overturned), "records": overturned[:5]},

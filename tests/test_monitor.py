@@ -1650,6 +1650,44 @@ def test_the_monitor_advises_deleting_an_edited_row_only_where_a_guard_start_put
     assert ReviewQueue(policy.review.queue, audit=log).recover().put_back == []
 
 
+def test_the_monitor_gives_no_decide_again_advice_for_a_verdict_whose_record_was_cut(tmp_path):
+    """A second review: an item decided WITH the log whose verdict record was cut off the log's end was listed under
+    'to_put_on_record' and told "decide it again with the log" (an edited one: "then put its verdict on record by
+    deciding it again"), which `decide` refuses; only a verdict without a record id is in the queue only."""
+    import sqlite3
+
+    from hguard.monitor import SPOT, spot_check_decision
+
+    policy = _pol(tmp_path, spot_check_rate=1.0)
+    log = AuditLog(policy.audit.path)
+    queue = ReviewQueue(policy.review.queue, audit=log)
+    ids = []
+    for i, (q, a) in enumerate([("Capital of Turkey?", "Istanbul"), ("Capital of Peru?", "Cusco")]):
+        rec = log.append({"request_id": f"d{i}", "policy_id": policy_id(policy), "domain": "geo", "route": "accept",
+                          "risk": 0.1, "signals": {}, "question": q, "answer": a}, kind="decision")  # fmt: skip
+        log.append(spot_check_decision(policy, "geo", rec.id, 10**9), kind=SPOT)
+        queue.enqueue({"audit_id": rec.id, "question": q, "answer": a, "domain": "geo", "spot_check": True})
+        ids.append(rec.id)
+    a, b = ids
+    va, vb = (queue.decide(i, verdict="hallucinated", reviewer="alice") for i in ids)
+    lines = log.path.read_bytes().splitlines(keepends=True)
+    log.path.write_bytes(b"".join(lines[:-2]))  # both verdict records cut off the end
+    with sqlite3.connect(queue.path) as conn:  # b's row edited too
+        conn.execute("UPDATE review_items SET answer = 'Cusco.' WHERE id = ?", (b,))
+    rep = run_monitor(policy, act=False)
+    entry = rep["verdicts_not_in_chain"]
+    assert entry["to_put_on_record"] == [] and [m["item"] for m in entry["records_missing"]] == [a]
+    ((lost,),) = [rep["queue_items_differing_from_log"]["not_restored"]]
+    assert lost["item"] == b and f"its record {vb.audit_record_id} is not in the chain" in lost["lost"]
+    text = summary(rep)
+    assert "hguard review decide" not in text and "in the queue only" not in text
+    assert f"its record {va.audit_record_id} is not in the chain: records cut, or another log" in text
+    assert "hguard audit verify" in text
+    with pytest.raises(VerdictRefused, match="records cut off the log"):  # why no decide advice is given
+        ReviewQueue(policy.review.queue, audit=AuditLog(policy.audit.path)).decide(a, verdict="hallucinated",
+                                                                                  reviewer="bob")
+
+
 @pytest.mark.parametrize("attack", ["cut back", "older copy", "deleted"])
 def test_a_running_guards_monitor_state_fails_closed_when_the_log_no_longer_continues_what_it_verified(tmp_path, attack):
     """With a key and no anchor a log cut back before a tightening still verifies; the state that verified the
