@@ -40,7 +40,8 @@ _NOTICES = (
      "them back"),
     ("review_decisions_not_in_queue_for_good", "items",
      "{n} decision(s) held for review are not in the review queue and cannot be put back (their records hold hashes, "
-     "not text: a redacting log, and no copy was kept beside the queue; e.g. {eg}): no guard start puts them back; "
+     "not text: a redacting log, and no copy was kept beside the queue; or they are in an archive of the rotated log, "
+     "which a guard start does not read; e.g. {eg}): no guard start puts them back; "
      "review them from the application's own copy"),
     ("other_model_decisions_left_out", "models",
      "{n} decision(s) made by another model than their domain's calibration were left out (e.g. {eg}): a model given "

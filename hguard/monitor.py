@@ -57,7 +57,6 @@ from typing import Any, Mapping, Sequence
 from ._monitor_report import public_report, summary, write_html
 from ._monitor_state import (
     CHECK,
-    CONTINUED,
     LIFT,
     SPOT,
     STATE_FORMAT,
@@ -350,9 +349,10 @@ def _stricter(dp, cds: list[Any], current: float | None) -> tuple[str, float, st
 def _not_queued(records: list[dict], items, queue) -> tuple[dict[str, Any], dict[str, Any]]:
     """Decisions held for review, or picked for a spot-check, that the review queue lacks (a process stopped,
     or the queue was locked, between the decision and the queue): those a guard start puts back (from the decision
-    record, or the copy kept beside the queue), and those it cannot (a redacting log's record holds hashes, and no
-    copy was kept), which nobody reviews from the queue, as :meth:`ReviewQueue.recover` tells them apart."""
-    from .review.queue import holds_text, item_wanted
+    record, or the copy kept beside the queue), and those it cannot (:func:`not_put_back`: a redacting log's record holds
+    hashes, and no copy was kept; or the record is in an archive of the rotated log), which nobody reviews from the
+    queue."""
+    from .review.queue import item_wanted, newest_file_from, not_put_back
 
     if queue is None:
         return {"n": 0, "items": []}, {"n": 0, "items": []}
@@ -361,7 +361,8 @@ def _not_queued(records: list[dict], items, queue) -> tuple[dict[str, Any], dict
     missing = [i for i in wanted if i not in queued]
     decisions = {r["id"]: r for r in records if r.get("kind") == "decision" and r.get("id") in wanted}
     kept = queue.kept_ids() if missing else set()
-    lost = {i for i in missing if i in decisions and not holds_text(decisions[i]) and i not in kept}
+    newest = newest_file_from(records) if missing else -1
+    lost = {i for i in missing if i in decisions and not_put_back(decisions[i], kept, newest) is not None}
     back = [i for i in missing if i not in lost]
     gone = [i for i in missing if i in lost]  # in the log's order, as the others
     return {"n": len(back), "items": back[:5]}, {"n": len(gone), "items": gone[:5]}
@@ -390,7 +391,8 @@ def _day(ts: str | None) -> str:
 def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, now: str | None = None) -> dict:
     """Estimate, drift and state for every policy domain; appends ``monitor_check`` (and any
     ``monitor_tighten`` / ``monitor_lift``) records and rewrites the state file when ``act``."""
-    from .review.queue import SHOWN, ReviewQueue, chain_verdicts, holds_text, same_risk, same_text, verdict_in_chain
+    from .review.queue import (SHOWN, ReviewQueue, chain_verdicts, newest_file_from, not_put_back, same_risk, same_text,
+                               verdict_in_chain)
 
     audit_path = Path(audit_path or policy.audit.path)
     queue_path = Path(queue_path or policy.review.queue)
@@ -480,7 +482,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                  or not all(same_text(getattr(it, k), by_id[it.audit_id].get(k)) for k in SHOWN)]
     # which of them a deleted row and a guard start put back whole (from the log's newest file, which a guard's start
     # reads alone; from a decision record that holds text; with no verdict only the queue holds), and why not the others
-    newest = max((r["seq"] for r in records if r.get("kind") == CONTINUED and type(r.get("seq")) is int), default=-1)
+    newest = newest_file_from(records)
     copies = queue.kept_ids() if queue is not None and differing else set()
     as_listed = {it.id: it for it in unrecorded}
     not_restored: list[dict[str, str]] = []
@@ -492,10 +494,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                if iid in as_listed and v is not None and v.audit_record_id is None else
                _record_not_in_chain(v.audit_record_id)
                if iid in as_listed and v is not None and v.audit_record_id not in recorded else
-               "its decision record holds hashes, not text, as a redacting log's do, and no copy is kept beside the queue"
-               if not holds_text(rec) and it.audit_id not in copies else
-               "its decision record is in an archive of the rotated log, which a guard start does not read"
-               if type(rec.get("seq")) is int and rec["seq"] < newest else None)
+               not_put_back(rec, copies, newest))
         if lost is not None:
             not_restored.append({"item": iid, "decision": it.audit_id, "lost": lost})
     unrestorable = {d["item"] for d in not_restored}

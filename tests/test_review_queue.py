@@ -571,6 +571,29 @@ def test_the_export_says_a_deleted_rows_verdict_comes_back_decided_with_a_guard_
     assert export_reviewed(queue, tmp_path / "r.jsonl").by_verdict["hallucinated"] == 1
 
 
+@pytest.mark.parametrize("where", ["redacting", "rotated"])
+def test_the_export_says_a_deleted_row_cannot_be_restored_where_no_guard_start_puts_it_back(tmp_path, where):
+    """A second review: for a deleted row the export said "a guard start on the policy puts the item back decided" of
+    a redacting log's decision with no copy kept, and of one in a rotated log's archive; none does (the monitor said
+    so). The export asks the monitor's question (not_put_back)."""
+    from hguard.review.queue import ReviewQueue
+
+    audit = AuditLog(tmp_path / "audit.jsonl", redact=where == "redacting")
+    q = ReviewQueue(tmp_path / "review.sqlite3", audit=audit)
+    rec = audit.append({"request_id": "r0", "domain": "geography", "route": "review", "risk": 0.6, "signals": {},
+                        "question": "Capital of Peru?", "answer": "Lima"}, kind="decision")  # fmt: skip
+    q.enqueue({"audit_id": rec.id, "question": "Capital of Peru?", "answer": "Lima", "domain": "geography", "risk": 0.6})
+    q.decide(rec.id, verdict="correct", reviewer="alice")
+    if where == "rotated":
+        audit.rotate()
+    with sqlite3.connect(q.path) as conn:
+        conn.execute("DELETE FROM review_items")
+    why = dict(export_reviewed(q, tmp_path / "r.jsonl").skipped)[rec.id]
+    assert "puts the item back" not in why and "its row cannot be restored: a guard start does not put it back" in why
+    assert ("holds hashes, not text" if where == "redacting" else "in an archive of the rotated log") in why
+    assert q.recover(list(audit)).put_back == []  # as a guard start reads: the newest file alone
+
+
 def test_export_figures_read_the_verdict_records_domain_risk_and_flag_not_the_queue_columns(queue, tmp_path):
     """A review: with the row present, the figures read its editable columns; clearing a row's spot_check said "0 of
     the 1 spot-checked accepted answers were hallucinated" where the chain holds 1 of 2, and moving its domain hid the

@@ -76,6 +76,7 @@ from pydantic import ValidationError
 from ..calibrate.data import Example, write_examples
 from ..calibrate.judge import declines, denies_premise, yes_no_taken
 from .._privacy import FILE_MODE, redacted
+from .._audit_records import CONTINUATION
 from .._resources import refuse_own_file
 from ..errors import DataError, InputError
 from .queue import (
@@ -84,6 +85,9 @@ from .queue import (
     ReviewQueue,
     chain_verdicts,
     committed_verdict,
+    holds_text,
+    newest_file_from,
+    not_put_back,
     not_in_chain,
     same_risk,
     shown_sha256,
@@ -234,10 +238,13 @@ def example_for(item: ReviewItem) -> Example:
         raise DataError(f"it does not make a valid calibration row: {e.errors()[0].get('msg')}") from None
 
 
-def _verified_verdicts(audit) -> dict[str, Any]:
+def _verified_verdicts(audit, decisions: dict[str, dict[str, Any]] | None = None,
+                       opened: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The review_verdict records of the log and its archives, read in the pass that verifies them (hashes, the
     log's key's MACs): a log that does not verify is refused, since an edited verdict would become calibration
-    data (a verification trial turned a 'hallucinated' into 'correct' in an archive, and it was exported)."""
+    data (a verification trial turned a 'hallucinated' into 'correct' in an archive, and it was exported).
+    ``decisions`` is filled with each decision record's id, seq and whether it holds text (what :func:`not_put_back`
+    reads, not the text), ``opened`` with the rotation records that open each file."""
     from ..audit import verify
 
     found: dict[str, Any] = {}
@@ -247,6 +254,11 @@ def _verified_verdicts(audit) -> dict[str, Any]:
     def keep(rec: dict[str, Any]) -> None:
         if rec.get("kind") == "review_verdict" and isinstance(rec.get("id"), str):
             found[rec["id"]] = rec
+        elif rec.get("kind") == "decision" and isinstance(rec.get("id"), str) and decisions is not None:
+            text = "" if holds_text(rec) else None
+            decisions[rec["id"]] = {"id": rec["id"], "seq": rec.get("seq"), "question": text, "answer": text}
+        elif rec.get("kind") == CONTINUATION and opened is not None:
+            opened.append({"kind": CONTINUATION, "seq": rec.get("seq")})
 
     report = verify(audit.path, key=audit._key, archives=True, on_record=keep)  # noqa: SLF001
     breaks = [p for p in report.problems if not p.torn]
@@ -359,7 +371,9 @@ def export_reviewed(
     skipped: list[tuple[str, str]] = []
     # With the audit log, a verdict becomes a calibration row only when its review_verdict record is in the chain
     # and the item still holds what that record says the reviewer was shown: the queue file alone can be edited.
-    recorded = _verified_verdicts(queue.audit) if queue.audit is not None else None
+    decision_recs: dict[str, dict[str, Any]] = {}  # what a guard start would put a deleted row back from, and where
+    opened: list[dict[str, Any]] = []
+    recorded = _verified_verdicts(queue.audit, decision_recs, opened) if queue.audit is not None else None
     verdict_of = chain_verdicts(recorded.values())[0] if recorded is not None else {}
     # How the probe did, counted before any row is built (an item that cannot become a row still says it). With the
     # audit log, by the chain's verdict on each decision, once per decision, and by what its record says of the
@@ -436,7 +450,11 @@ def export_reviewed(
                         "counted by)")
         did = rec["decision_audit_id"]
         back = committed_verdict([r for r in recorded.values() if r.get("decision_audit_id") == did], did)  # type: ignore[union-attr]
-        then = (f"a guard start on the policy puts the item back decided, with the verdict its row held ({back.get('verdict')!r} "
+        dec = decision_recs.get(did)
+        why = not_put_back(dec, queue.kept_ids(), newest_file_from(opened)) if dec is not None else None
+        then = (f"its row cannot be restored: a guard start does not put it back ({why}); the verdict stays as its record "
+                "holds it" if why is not None else
+                f"a guard start on the policy puts the item back decided, with the verdict its row held ({back.get('verdict')!r} "
                 f"by {back.get('reviewer')}, record {back.get('id')}), then export"
                 + (" (which leaves it out while reviewers disagree)" if back.get("label") != rec.get("label") else "")
                 if back is not None else

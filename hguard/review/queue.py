@@ -53,6 +53,7 @@ from typing import Any, Literal, NamedTuple
 from .._policy_route import SPOT_CHECK_REASON
 from .._privacy import FILE_MODE, redacted
 from .._text import hidden_characters_in, same_words
+from .._audit_records import CONTINUATION
 from ..audit import AuditLog
 from ..errors import HGuardError, InputError, ReviewQueueError
 from . import _pending
@@ -118,6 +119,23 @@ def holds_text(record: Mapping[str, Any]) -> bool:
     """Whether a decision's record holds the question and answer a review item is rebuilt from (a redacting log's
     holds their hashes: only a copy kept beside the queue can put its item back)."""
     return all(isinstance(record.get(k), str) for k in ("question", "answer"))
+
+
+def newest_file_from(records: Iterable[Mapping[str, Any]]) -> int:
+    """The seq the newest file of a rotated log starts at (its ``log_continued`` record's; -1 for a log never
+    rotated): a guard start reads that file alone, so a decision recorded below it is in an archive."""
+    return max((r["seq"] for r in records if r.get("kind") == CONTINUATION and type(r.get("seq")) is int), default=-1)
+
+
+def not_put_back(record: Mapping[str, Any], kept: set[str], newest: int) -> str | None:
+    """Why a guard start (:meth:`ReviewQueue.recover` on the log's newest file) would not put back the review item of
+    the decision ``record`` if its row were gone; None where it would. ``kept``: the ids of the copies kept beside the
+    queue (:meth:`ReviewQueue.kept_ids`); ``newest``: :func:`newest_file_from` of the log's records."""
+    if not holds_text(record) and record.get("id") not in kept:
+        return "its decision record holds hashes, not text, as a redacting log's do, and no copy is kept beside the queue"
+    if type(record.get("seq")) is int and record["seq"] < newest:
+        return "its decision record is in an archive of the rotated log, which a guard start does not read"
+    return None
 
 
 def item_wanted(record: Mapping[str, Any]) -> tuple[str, str | None] | None:
