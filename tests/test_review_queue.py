@@ -594,6 +594,28 @@ def test_the_export_says_a_deleted_row_cannot_be_restored_where_no_guard_start_p
     assert q.recover(list(audit)).put_back == []  # as a guard start reads: the newest file alone
 
 
+def test_review_show_warns_of_a_verdict_relabelled_in_the_queue_or_whose_record_was_cut(queue, audit, capsys):
+    """A second review: `hguard review show` printed a verdict relabelled in the queue file, and one whose record was
+    cut off the log, as on record ("audit record <id>") with no warning."""
+    for i in ("a", "b"):
+        queue.enqueue(make_item(i, spot_check=False))
+    va = queue.decide("a", verdict="hallucinated", reviewer="ann")
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute("UPDATE review_items SET verdict = 'correct' WHERE id = 'a'")  # relabelled in the queue file
+    vb = queue.decide("b", verdict="hallucinated", reviewer="ann")
+    lines = audit.path.read_bytes().splitlines(keepends=True)
+    audit.path.write_bytes(b"".join(lines[:-1]))  # b's verdict record cut off the end
+    said = {}
+    for i in ("a", "b"):
+        assert cli_main(["show", i, "--queue", str(queue.path), "--audit", str(audit.path)]) == 0
+        said[i] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("WARNING")]
+    assert said["a"] == [f"WARNING: its verdict 'correct' is not the 'hallucinated' by ann that its verdict record "
+                         f"{va.audit_record_id} in {audit.path} holds: the queue file was edited after the verdict; the "
+                         "monitor and the export count the audit chain's verdict on the decision, not this one"]
+    assert len(said["b"]) == 1 and f"its verdict record {vb.audit_record_id} is not in the audit log" in said["b"][0]
+    assert "records cut, or another log" in said["b"][0]
+
+
 def test_export_figures_read_the_verdict_records_domain_risk_and_flag_not_the_queue_columns(queue, tmp_path):
     """A review: with the row present, the figures read its editable columns; clearing a row's spot_check said "0 of
     the 1 spot-checked accepted answers were hallucinated" where the chain holds 1 of 2, and moving its domain hid the

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, cast
 
 from .._text import listed, shown_plainly
 from ..errors import HGuardError, InputError
-from ..review.queue import VERDICTS, ReviewItem, ReviewQueue
+from ..review.queue import VERDICTS, ReviewItem, ReviewQueue, not_in_chain
 from ..review._items import shown_domain
 from ..review._pages import _fmt_risk, _fmt_value
 from ..review.web import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV, _open_source, make_server
@@ -135,7 +135,7 @@ def _shown_item(queue: ReviewQueue, item_id: str) -> str:
     item = queue.get(item_id)
     if item is None:
         raise queue.no_item(item_id)
-    record = queue._decision_and_verdicts(item)[0] if queue.audit is not None else None
+    record, verdicts = queue._decision_and_verdicts(item) if queue.audit is not None else (None, [])
     th = (record or {}).get("thresholds") if (record or {}).get("kind") == "decision" else None
     if isinstance(th, dict):
         thresholds = ", ".join(f"{k} {_fmt_value(th[k])}" for k in ("accept_below", "abstain_above") if k in th)
@@ -173,6 +173,13 @@ def _shown_item(queue: ReviewQueue, item_id: str) -> str:
             lines += ["corrected answer:", _block(v.corrected_answer)]
         if v.note:
             lines += ["note:", _block(v.note)]
+        # a verdict the chain does not hold as shown (relabelled in the queue file, its record cut or in another log):
+        # not the verdict the monitor and the export count
+        off_record = (not_in_chain(item, {str(r.get("id")): r for r in verdicts}, str(queue.audit.path))
+                      if queue.audit is not None and v.audit_record_id else None)
+        if off_record is not None:
+            lines.append(shown_plainly(f"WARNING: {off_record}; the monitor and the export count the audit chain's "
+                                       "verdict on the decision, not this one"))
         edited = queue.unlike_its_decision(item, record) if queue.audit is not None else None
         if edited is not None:  # edited after its verdict: what is shown above is not what the record holds
             lines.append(shown_plainly(f"WARNING: {edited}"))

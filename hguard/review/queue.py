@@ -184,6 +184,9 @@ def not_in_chain(item: ReviewItem, recorded: Mapping[str, Mapping[str, Any]], lo
     names the log in the reason), or None when it is: for this decision, label and item."""
     v = item.verdict
     rec = recorded.get(v.audit_record_id) if v is not None and v.audit_record_id else None
+    if v is not None and v.audit_record_id and rec is None:  # decided with a log: not this chain's record
+        return (f"its verdict record {v.audit_record_id} is not in the audit log {log} (records cut, or another log; "
+                "run `hguard audit verify`)")
     if v is None or rec is None:
         return (f"its verdict has no review_verdict record in the audit log {log} (decided without the log, or the "
                 "queue file was edited)")
