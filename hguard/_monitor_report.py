@@ -60,10 +60,15 @@ def _how_to_go_on(key: str, entry: Mapping[str, Any], report: Mapping[str, Any])
     to do instead (never both for one item)."""
     policy = report.get("policy") or "FILE"
     if key == "verdicts_not_in_chain":
-        again = entry.get("to_put_on_record", entry.get("items") or [])
+        over = entry.get("to_put_on_record_superseding") or []
+        again = [i for i in entry.get("to_put_on_record", entry.get("items") or []) if i not in over]
         said = (f". One decided without the log is put on record by deciding it again with the log: `hguard review "
                 f"decide {again[0]} --verdict V --reviewer NAME --policy {policy}` (the same verdict is recorded; another "
                 "needs --supersede)" if again else "")
+        said += (f". {over[0]}'s decision already has a verdict in the log that the queue never committed (a decide "
+                 f"stopped before its commit): put it on record with `hguard review decide {over[0]} --verdict V "
+                 f"--reviewer NAME --policy {policy} --supersede` (refused without --supersede, even for the same "
+                 "verdict)" if over else "")
         for it in entry.get("records_missing") or []:
             said += f". {it['item']} was decided with the log, but {it['lost']}"
         return said

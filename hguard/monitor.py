@@ -502,6 +502,10 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     # another log) is refused there, and named apart
     to_decide_again = [it.id for it in unrecorded if it.id not in set(differing)
                        and (it.verdict is None or it.verdict.audit_record_id is None)]
+    # ... with --supersede where the chain already holds a verdict on the decision (one the queue never committed:
+    # a decide stopped between the log and the queue): `decide` refuses even the same verdict there
+    judged_in_chain = {r.get("decision_audit_id") for r in recorded.values()}
+    superseding = [iid for iid in to_decide_again if as_listed[iid].audit_id in judged_in_chain]
     records_missing = [{"item": it.id, "record": it.verdict.audit_record_id,
                         "lost": _record_not_in_chain(it.verdict.audit_record_id)} for it in unrecorded
                        if it.id not in set(differing) and it.verdict is not None
@@ -517,7 +521,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         "foreign_decisions_left_out": len(foreign), "dry_run": not act, "domains": {},
         "other_model_decisions_left_out": {"n": sum(other_models.values()), "models": dict(other_models.most_common(5))},
         "verdicts_not_in_chain": {"n": len(unrecorded), "items": [it.id for it in unrecorded[:5]],
-                                  "to_put_on_record": to_decide_again[:5], "records_missing": records_missing[:5]},
+                                  "to_put_on_record": to_decide_again[:5],
+                                  "to_put_on_record_superseding": superseding[:5], "records_missing": records_missing[:5]},
         "verdict_records_not_committed_in_queue": {"n": len(not_committed), "records": not_committed[:5]},
         "queue_items_sharing_a_decision": {"n": len(sharing), "items": sharing[:5]},
         "hallucinated_verdicts_contradicted": {"n": len(overturned), "records": overturned[:5]},

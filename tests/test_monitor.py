@@ -1688,6 +1688,38 @@ def test_the_monitor_gives_no_decide_again_advice_for_a_verdict_whose_record_was
                                                                                   reviewer="bob")
 
 
+def test_the_monitor_advises_supersede_where_the_log_holds_an_uncommitted_verdict_on_the_decision(tmp_path):
+    """A second review: "deciding it again with the log (the same verdict is recorded)" was refused where the log
+    already held a verdict on the decision that the queue never committed (a decide stopped before its commit)."""
+    import sqlite3
+
+    from hguard.monitor import SPOT, spot_check_decision
+
+    policy = _pol(tmp_path, spot_check_rate=1.0)
+    log = AuditLog(policy.audit.path)
+    audited = ReviewQueue(policy.review.queue, audit=log)
+    rec = log.append({"request_id": "d0", "policy_id": policy_id(policy), "domain": "geo", "route": "accept",
+                      "risk": 0.1, "signals": {}, "question": "Capital of Turkey?", "answer": "Istanbul"},
+                     kind="decision")  # fmt: skip
+    log.append(spot_check_decision(policy, "geo", rec.id, 10**9), kind=SPOT)
+    audited.enqueue({"audit_id": rec.id, "question": "Capital of Turkey?", "answer": "Istanbul", "domain": "geo",
+                     "spot_check": True})
+    audited.decide(rec.id, verdict="hallucinated", reviewer="carol")
+    with sqlite3.connect(audited.path) as conn:  # carol's decide stopped between the log and the queue's commit
+        conn.execute("UPDATE review_items SET status='pending', verdict=NULL, reviewer=NULL, decided_at=NULL, "
+                     "verdict_audit_id=NULL, verdict_audit_hash=NULL")
+    ReviewQueue(policy.review.queue).decide(rec.id, verdict="hallucinated", reviewer="alice")  # --no-audit
+    rep = run_monitor(policy, act=False)
+    assert rep["verdicts_not_in_chain"]["to_put_on_record_superseding"] == [rec.id]
+    text = summary(rep)
+    assert f"`hguard review decide {rec.id} --verdict V --reviewer NAME --policy FILE --supersede`" in text
+    assert "(the same verdict is recorded; another needs --supersede)" not in text
+    with pytest.raises(VerdictRefused, match="already holds a verdict"):  # why: without it, refused
+        audited.decide(rec.id, verdict="hallucinated", reviewer="bob")
+    audited.decide(rec.id, verdict="hallucinated", reviewer="bob", supersede=True)  # as the advice says
+    assert run_monitor(policy, act=False)["verdicts_not_in_chain"]["n"] == 0
+
+
 @pytest.mark.parametrize("attack", ["cut back", "older copy", "deleted"])
 def test_a_running_guards_monitor_state_fails_closed_when_the_log_no_longer_continues_what_it_verified(tmp_path, attack):
     """With a key and no anchor a log cut back before a tightening still verifies; the state that verified the
