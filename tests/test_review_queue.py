@@ -616,6 +616,35 @@ def test_review_show_warns_of_a_verdict_relabelled_in_the_queue_or_whose_record_
     assert "records cut, or another log" in said["b"][0]
 
 
+@pytest.mark.parametrize("through", ["queue", "log"])
+def test_the_export_leaves_out_a_decision_whose_verdicts_differ_in_their_corrected_answer(queue, audit, tmp_path,
+                                                                                           through):
+    """A second review: alice's 'corrected' (Ankara) superseded by bob's 'corrected' (Istanbul) was exported with bob's
+    answer, as no dispute (only a 'hallucinated' label against a 'correct' one was); alice's verdict kept by bob's
+    record (decided without the log), or her record the queue never committed, alike."""
+    from hguard.review.queue import ReviewQueue
+
+    queue.enqueue(make_item("a", spot_check=False))
+    if through == "queue":
+        ReviewQueue(queue.path).decide("a", verdict="corrected", corrected_answer="Ankara", reviewer="alice")
+    else:
+        queue.decide("a", verdict="corrected", corrected_answer="Ankara", reviewer="alice")
+        with sqlite3.connect(queue.path) as conn:  # her decide stopped between the log and the queue's commit
+            conn.execute("UPDATE review_items SET status='pending', verdict=NULL, reviewer=NULL, decided_at=NULL, "
+                         "corrected_answer=NULL, verdict_audit_id=NULL, verdict_audit_hash=NULL")
+    queue.decide("a", verdict="corrected", corrected_answer="Istanbul", reviewer="bob", supersede=True)
+    summary = export_reviewed(queue, tmp_path / "r.jsonl")
+    assert summary.n_items == 0 and not summary.written
+    why = dict(summary.skipped)["a"]
+    assert why.startswith("reviewers disagree on it: its verdict 'corrected' (answer 'Istanbul') by bob and "
+                          "'corrected' (answer 'Ankara') by alice"), why
+    # the same corrected answer again is no dispute
+    queue.enqueue(make_item("b", spot_check=False))
+    ReviewQueue(queue.path).decide("b", verdict="corrected", corrected_answer="Ankara", reviewer="alice")
+    queue.decide("b", verdict="corrected", corrected_answer="Ankara", reviewer="bob", supersede=True)
+    assert "b" not in dict(export_reviewed(queue, tmp_path / "r.jsonl").skipped)
+
+
 def test_export_figures_read_the_verdict_records_domain_risk_and_flag_not_the_queue_columns(queue, tmp_path):
     """A review: with the row present, the figures read its editable columns; clearing a row's spot_check said "0 of
     the 1 spot-checked accepted answers were hallucinated" where the chain holds 1 of 2, and moving its domain hid the

@@ -102,9 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--supersede", action="store_true",
                    help="record the verdict although the audit log holds an earlier one on the item that the queue "
                    "never committed (its process stopped), or the item holds another verdict decided without the log "
-                   "(--no-audit); the new record names the earlier one and the queue holds the new (a decision any "
-                   "reviewer said hallucinated, in the log or in the queue's verdict the new record keeps, still counts as such, "
-                   "and is left out of the export). Deciding "
+                   "(--no-audit); the new record names the earlier one and the queue holds the new. The earlier verdict "
+                   "still stands beside it: a decision any reviewer said hallucinated, in the log or in the queue's "
+                   "verdict the new record keeps, still counts as such in the monitor, and a decision whose verdicts "
+                   "differ in verdict or corrected answer is disputed and left out of the export. Deciding "
                    "a --no-audit item again with its own verdict records it without this")
     p = sub.add_parser("export", help="write reviewed items as calibration JSONL")
     _add_source(p)

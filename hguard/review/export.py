@@ -89,6 +89,7 @@ from .queue import (
     newest_file_from,
     not_put_back,
     not_in_chain,
+    queue_verdict_said,
     same_risk,
     shown_sha256,
     where_recorded,
@@ -291,10 +292,13 @@ def _on(flag: Any) -> str:
 
 
 def _check_in_chain(item: ReviewItem, recorded: dict[str, Any], log: str,
-                    verdict_of: Mapping[str, Mapping[str, Any]]) -> None:
+                    verdict_of: Mapping[str, Mapping[str, Any]],
+                    on_decision: Mapping[str, list[Mapping[str, Any]]]) -> None:
     """DataError when the item's verdict has no review_verdict record in the chain, or the item's question,
     context or answer are no longer what that record says the reviewer was shown, or the chain's verdict on the
-    decision (``verdict_of``, from ``chain_verdicts``) is "hallucinated" where this verdict is not."""
+    decision (``verdict_of``, from ``chain_verdicts``) is "hallucinated" where this verdict is not, or any verdict
+    on the decision (``on_decision``: the records and the queue's verdicts they keep) differs from this one in its
+    verdict or corrected answer (reviewers disagreeing)."""
     assert item.verdict is not None
     why = not_in_chain(item, recorded, log)
     if why is not None:  # a record that says otherwise is named by it; without one, nobody can check the verdict
@@ -307,6 +311,7 @@ def _check_in_chain(item: ReviewItem, recorded: dict[str, Any], log: str,
         raise DataError(f"reviewers disagree on it: its verdict {item.verdict.verdict!r} by {item.verdict.reviewer} "
                         f"and {chain.get('reviewer')}'s 'hallucinated' ({where_recorded(chain)} in {log}); "
                         "the monitor counts the decision as hallucinated, and a disputed label is not calibration data")
+    v = item.verdict
     if "domain" in rec and rec.get("domain") != item.domain:  # the row would calibrate another domain
         raise DataError(f"its domain {item.domain!r} is not the {rec.get('domain')!r} its verdict record {rec['id']} in "
                         f"{log} names: the queue file was edited after the verdict{_BY_RECORD}")
@@ -316,7 +321,6 @@ def _check_in_chain(item: ReviewItem, recorded: dict[str, Any], log: str,
     if "risk" in rec and not same_risk(rec["risk"], item.risk):
         raise DataError(f"its risk {item.risk!r} is not the {rec['risk']!r} its verdict record {rec['id']} in {log} holds: "
                         f"the queue file was edited after the verdict{_BY_RECORD}")
-    v = item.verdict
     for key, said in (("verdict", v.verdict), ("reviewer", v.reviewer), ("corrected_answer", v.corrected_answer),
                         ("note", v.note)):  # what the row exports is what the reviewer said, as the chain holds it
         held = rec.get(key)
@@ -330,6 +334,17 @@ def _check_in_chain(item: ReviewItem, recorded: dict[str, Any], log: str,
         if shown not in (expected, rehashed):  # hguard 0.2.0 hashed these hashes again; they still identify it
             raise DataError(f"its question, context or answer differ from what the reviewer was shown (record "
                             f"{rec['id']} in {log}): the queue file was edited after the verdict")
+    for other in on_decision.get(item.audit_id, ()):  # two corrected answers, or corrected over not_in_context: disputed
+        if other is rec:  # its own record, checked above
+            continue
+        theirs = other.get("corrected_answer")
+        if other.get("verdict") != v.verdict or not (theirs == v.corrected_answer or (
+                isinstance(theirs, dict) and theirs == redacted(v.corrected_answer))):
+            answer = f" (answer {other.get('corrected_answer')!r:.80})" if other.get("corrected_answer") else ""
+            raise DataError(f"reviewers disagree on it: its verdict {v.verdict!r}"
+                            + (f" (answer {v.corrected_answer!r:.80})" if v.corrected_answer else "")
+                            + f" by {v.reviewer} and {other.get('verdict')!r}{answer} by {other.get('reviewer')} "
+                            f"({where_recorded(other)} in {log}): a disputed label is not calibration data")
 
 
 def _earlier_export(path: Path) -> bool:
@@ -375,6 +390,11 @@ def export_reviewed(
     opened: list[dict[str, Any]] = []
     recorded = _verified_verdicts(queue.audit, decision_recs, opened) if queue.audit is not None else None
     verdict_of = chain_verdicts(recorded.values())[0] if recorded is not None else {}
+    on_decision: dict[str, list[Mapping[str, Any]]] = {}  # every verdict on each decision, the queue's kept ones too
+    for r in (recorded or {}).values():
+        for said in (r, queue_verdict_said(r)):
+            if said is not None and isinstance(r.get("decision_audit_id"), str):
+                on_decision.setdefault(r["decision_audit_id"], []).append(said)
     # How the probe did, counted before any row is built (an item that cannot become a row still says it). With the
     # audit log, by the chain's verdict on each decision, once per decision, and by what its record says of the
     # decision (domain, risk, spot-check flag), whatever the queue's rows say: a verdict edited, an item set back to
@@ -417,7 +437,7 @@ def export_reviewed(
     for item in [it for it in queue.decided() if in_domain(it)]:
         try:
             if recorded is not None:
-                _check_in_chain(item, recorded, str(queue.audit.path), verdict_of)  # type: ignore[union-attr]
+                _check_in_chain(item, recorded, str(queue.audit.path), verdict_of, on_decision)  # type: ignore[union-attr]
             ex = example_for(item)
         except DataError as e:
             skipped.append((item.id, str(e)))
