@@ -1720,6 +1720,28 @@ def test_the_monitor_advises_supersede_where_the_log_holds_an_uncommitted_verdic
     assert run_monitor(policy, act=False)["verdicts_not_in_chain"]["n"] == 0
 
 
+def test_the_monitor_says_a_deleted_item_whose_decision_is_in_an_archive_is_not_put_back(tmp_path):
+    """A second review: a held decision in a rotated log's archive whose row was deleted was counted as put back by a
+    guard start (which reads the newest file alone); it is counted with those no guard start puts back."""
+    import sqlite3
+
+    policy = _pol(tmp_path)
+    log = AuditLog(policy.audit.path)
+    queue = ReviewQueue(policy.review.queue, audit=log)
+    rec = log.append({"request_id": "r0", "policy_id": policy_id(policy), "domain": "geo", "route": "review",
+                      "risk": 0.6, "signals": {}, "question": "Capital of Peru?", "answer": "Lima"}, kind="decision")
+    queue.enqueue({"audit_id": rec.id, "question": "Capital of Peru?", "answer": "Lima", "domain": "geo", "risk": 0.6})
+    queue.decide(rec.id, verdict="correct", reviewer="alice")
+    log.rotate()
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute("DELETE FROM review_items")
+    rep = run_monitor(policy, act=False)
+    assert rep["review_decisions_not_in_queue"]["n"] == 0
+    assert rep["review_decisions_not_in_queue_for_good"]["items"] == [rec.id]
+    assert "in an archive of the rotated log" in summary(rep)
+    assert queue.recover(list(log)).put_back == []  # what a guard start reads: the newest file alone
+
+
 @pytest.mark.parametrize("attack", ["cut back", "older copy", "deleted"])
 def test_a_running_guards_monitor_state_fails_closed_when_the_log_no_longer_continues_what_it_verified(tmp_path, attack):
     """With a key and no anchor a log cut back before a tightening still verifies; the state that verified the
