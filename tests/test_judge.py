@@ -1152,17 +1152,20 @@ def test_a_decimal_comma_is_read_only_before_a_unit_and_never_after_a_year(answe
     ("The loan is 1,234,567 rupees.", "The loan amount is 12,34,567 rupees.", []),
     ("The loan is Rs 1,234,567.", "The loan amount is Rs. 12,34,567.", []),
     ("The loan is 1 crore.", "The loan is INR 1,00,00,000.", []),
-    # a second review: elsewhere it is split at every comma (it read 5 and 10,250 mg, so "10,250 mg" passed), and
-    # read whole in a text that names a rupee anywhere, after "Rs." too
-    ("Doses of 10,250 mg are sold.", "Doses of 5,10,250 mg are sold.", ["10250 mg"]),
-    ("Doses of 250 mg are sold.", "Doses of 5,10,250 mg are sold.", []),
-    ("The population is 34,567.", "The population is 12,34,567.", ["34567"]),
+    # a second review: read whole in a text that names a rupee anywhere, after "Rs." too
     ("The second loan was 15.", "The first loan was Rs 12,34,567 and the second 15,00,000.", ["15"]),
     ("The second loan was 1,500,000.", "The first loan was Rs 12,34,567 and the second 15,00,000.", []),
     ("The price is Rs 34,567.", "The price is Rs.12,34,567/-", ["34567 rupee"]),
     ("The price is Rs 12,34,567.", "The price is Rs.12,34,567/-", []),
+    # a third review: split at every comma with no rupee named, "567", "50" and "458" passed (held before this
+    # session): with no rupee named it is read as before this session, the last comma a thousands separator
+    ("The town has 567 residents.", "The town has 12,34,567 residents.", ["567"]),
+    ("About 50 people live there.", "The village has 2,50,000 residents.", ["50"]),
+    ("The population of Pune is 458.", "The population of Pune was 31,24,458 in 2011.", ["458"]),
+    ("The fine was Rs 567.", "The fine was 12,34,567.", ["567 rupee"]),
+    ("Doses of 250 mg are sold.", "Doses of 5,10,250 mg are sold.", ["250 mg"]),
 ])
-def test_lakh_grouping_is_read_whole_where_a_rupee_is_named_and_split_elsewhere(answer, context, missing):
+def test_lakh_grouping_is_read_whole_where_a_rupee_is_named_and_as_before_elsewhere(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers
 
     assert unstated_numbers(answer, context) == missing

@@ -307,7 +307,8 @@ _GROUPED_DECIMAL_COMMA = re.compile(r"(?<![\d.,])(\d{1,3}(?:\.\d{3})+),(\d+)(?!\
 _DOTTED_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:\.\d{3}){2,}(?!\d|[.,]\d)")
 # Indian grouping by lakh and crore: "₹12,34,567" is 1234567 (read as 12 and 34,567 before) in a text that names a
 # rupee, a lakh or a crore anywhere ("Rs 12,34,567 and the second 15,00,000", "Rs.12,34,567/-"); elsewhere it is
-# read as a list, split at every comma ("Doses of 5,10,250 mg" lists three doses: not 5 and 10,250 mg)
+# read as before this session, 12 and 34,567 ("Doses of 5,10,250 mg" may list doses or be 510250 mg: split at every
+# comma, "The town has 12,34,567 residents" let "567 residents" pass; read whole, "510250 mg" passed)
 _LAKH_GROUPED = re.compile(r"(?<![\d,])(?<!\d\.)\d{1,2}(?:,\d\d)+,\d{3}(?!\d|,\d)")
 _RUPEES_NAMED = re.compile(r"(?i)\u20b9|\brs\b|\binr\b|\brupees?\b|\blakhs?\b|\bcrores?\b")
 # a currency's code or name, longest first (as written: "zł", "EUR", "kr")
@@ -368,8 +369,8 @@ _TIMES_WORDS = {"once": "1", "twice": "2", "thrice": "3"}
 
 
 def _decimal_commas(text: str) -> str:
-    rupees = _RUPEES_NAMED.search(text) is not None
-    text = _LAKH_GROUPED.sub(lambda m: m.group(0).replace(",", "" if rupees else ", "), text)
+    if _RUPEES_NAMED.search(text) is not None:
+        text = _LAKH_GROUPED.sub(lambda m: m.group(0).replace(",", ""), text)
     text = _GROUPED_DECIMAL_COMMA.sub(lambda m: m.group(1).replace(".", "") + "." + m.group(2), text)
     text = _DOTTED_THOUSANDS.sub(lambda m: m.group(0).replace(".", ""), text)
     return _DECIMAL_COMMA.sub(lambda m: f"{m.group(1)}.{m.group(2)}" if m.group(1) else f"0.{m.group(3)}", text)
