@@ -1081,6 +1081,16 @@ def test_accounting_parentheses_are_negative_where_they_write_the_figure(answer,
     ("Entry cost 12 euros.", "Der Eintritt kostet 12 \u20ac 2024 und 15 \u20ac 2025.", []),
     ("It cost \u20ac5 million.", "In 2023 \u20ac5 million was spent.", []),
     ("It cost $5 million.", "In 2023 \u20ac 5 million was spent.", ["5000000 dollar"]),
+    # a third review: one standing between two numbers stayed with the first only, leaving the second bare (any
+    # currency passed: held before this session); it is given to both, and never kept by a year
+    ("Tickets for children under 12 cost $5.", "Tickets: adults \u20ac 10, children under 12 \u20ac 5.", ["5 dollar"]),
+    ("Tickets for children under 12 cost \u20ac5.", "Tickets: adults \u20ac 10, children under 12 \u20ac 5.", []),
+    ("The top 3 cost $50.", "Top 3 \u20ac 50 each.", ["50 dollar"]),
+    ("It cost $2024.", "Preis 12 \u20ac 2024", ["2024 dollar"]),
+    ("It cost $5.", "Plan B 2 euros 5 per month.", ["5 dollar"]),
+    ("It cost 5 yen.", "Items 1, 2 and 3 dollars 5 each.", ["5 yen"]),
+    ("In 2023 it cost \u00a35 million.", "In 2023 dollars 5 million.", ["5000000 pound"]),
+    ("In 2023 it cost $5 million.", "In 2023 dollars 5 million.", []),
 ])
 def test_a_currency_written_after_its_number_stays_with_it(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers

@@ -805,10 +805,13 @@ _CODE_ON_NUMBER = re.compile(r"(?i)\b(" + "|".join(_CURRENCY_CODES) + r"|rs\.)(?
 
 # A currency before its number is moved after it ("USD 500", "Rs 500", "$500"). A name spelled out stays with a
 # number written before it ("50 dollars 10 years ago" is $50, not $10) unless ",", ":" or ";" stands between ("In
-# 2023, dollars 5 million"); a code or "Rs" always goes with the number after it ("In 2023 USD 5 million", "Option 2:
-# USD 500", "Item 3 USD 5"). A word never written before its number ("50 cents 10 years ago") is never moved, nor the
-# sign "¢"; "€" written after a number and apart from the next ("12 € 2024") stays with its number, unless that
-# number is a year ("In 2023 € 5 million"); any other sign is moved wherever ("In 2023 $5 million").
+# 2023, dollars 5 million") or that number is a year ("In 2023 dollars 5 million"), and is given to the number after
+# it too (which of the two it belongs to is not known: "Plan B 2 euros 5 per month", "Items 1, 2 and 3 dollars 5
+# each" left 5 bare, matching any currency); a code or "Rs" always goes with the number after it ("In 2023 USD 5
+# million", "Option 2: USD 500", "Item 3 USD 5"). A word never written before its number ("50 cents 10 years ago")
+# is never moved, nor the sign "¢"; "€" written after a number and apart from the next ("12 € 2024", "children under
+# 12 € 5") is given to both, unless the first is a year ("In 2023 € 5 million"); any other sign is moved wherever
+# ("In 2023 $5 million").
 _AFTER_ITS_NUMBER = frozenset({"cent", "cents", "penny", "pence", "pennies", "peso", "pesos", "franc", "francs",
                                "bitcoin", "bitcoins", "centavo", "centavos"})
 _NAMED_AFTER = frozenset(normalize(w) for w in (
@@ -865,18 +868,25 @@ def _tokens(text: str, number_words: bool = True) -> list[str]:
              else _UNIT_WORDS.get(w, w) for i, w in enumerate(written)]
     broken = _breaks(normalize(_CLAUSE_BREAK.sub(" " + _BREAK_WORD + " ", named)).split(), len(words))
     i = 0
+    both: set[int] = set()  # a currency between two numbers: after these (the second) too
     while i < len(words) - 1:  # a currency before its number goes after it
         if words[i] in _CURRENCIES and any(c.isdigit() for c in words[i + 1]):
             sign = signs[i] if len(signs) == len(words) and signs[i] in (_SIGN_WORD, _SIGN_AFTER_WORD) else None
-            after_number = i > 0 and _is_number_word(words[i - 1]) and not broken[i]
+            after_number = i > 0 and _is_number_word(words[i - 1]) and not broken[i] and not _YEAR.fullmatch(words[i - 1])
             if sign is not None:
+                between = sign == _SIGN_AFTER_WORD and written[i] != "cent" and after_number
                 stays = sign == _SIGN_AFTER_WORD and (written[i] == "cent" or after_number)
             else:
-                stays = written[i] in _AFTER_ITS_NUMBER or (written[i] in _NAMED_AFTER and after_number)
+                between = written[i] in _NAMED_AFTER and after_number
+                stays = written[i] in _AFTER_ITS_NUMBER or between
+            if between:
+                both.add(i + 1)
             if not stays:
                 words[i], words[i + 1] = words[i + 1], words[i]
                 i += 1
         i += 1
+    if both:
+        words = [u for k, w in enumerate(words) for u in ((w, words[k - 1]) if k in both else (w,))]
     out: list[str] = []
     i = 0
     while i < len(words):
