@@ -1043,7 +1043,14 @@ def test_unstated_numbers_reads_other_scripts_dates_and_currencies(answer, conte
     ("Profit for the year was $1,250.", "Profit/(loss) for the year: $(1,250)", ["1250 dollar"]),
     ("Net income was $1,250.", "Despite the loss of a key client, net income was ($1,250).", ["1250 dollar"]),
     ("The fund returned 3.2%.", "Despite losses elsewhere, the fund returned (3.2%).", ["3.2 percent"]),
-    ("Net loss was $1,250.", "Net loss was $(1,250).", ["1250 dollar"]),  # "$(...)" is negative wherever it stands
+    # a third review: "loss" before the currency too ("Net loss was $(1,250)" read -1,250: the right figure was held
+    # and a flipped "-$1,250" passed, held before this session)
+    ("Net loss was $1,250.", "Net loss was $(1,250).", []),
+    ("The net loss was -$1,250.", "Net loss was $(1,250).", ["-1250 dollar"]),
+    ("The net loss was -$1,250.", "Net loss was USD (1,250).", ["-1250 dollar"]),
+    ("The net loss was USD 1,250.", "Net loss: USD (1,250)", []),
+    ("The deficit was \u20ac3 million.", "Deficit: \u20ac(3 million)", []),
+    ("Operating loss was -$1,250.", "Operating loss: $(1,250)", ["-1250 dollar"]),
     ("Fund F returned 3.2% in 2024.", "The fund's return was (3.2%) in 2024.", ["3.2 percent"]),
 ])
 def test_accounting_parentheses_are_negative_where_they_write_the_figure(answer, context, missing):

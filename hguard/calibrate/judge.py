@@ -725,8 +725,9 @@ _SIGN = re.compile(r"(?:^|(?<=[\s(]))[-\u2212\u2012\u2013\ufe63](?=[$\u20ac\u00a
 # "was" or "returned"), not where it restates one ("one month's rent ($2,150)", "equal to ($2,150)"); "(3.2%)" only
 # after a verb of finance ("returned", "fell") or a verb after a finance noun ("the return was (3.2%)"), never in a
 # table or after a colon ("| 12 | (8%) |", "Nausea: (8%) of patients": a share restated). Where "loss" or "deficit"
-# is the figure's own noun, right before it or its verb, the sign is said already: "a net loss of ($1,250)" is a loss
-# of $1,250 (not "Operating income (loss) was ($1,250)"; "$(1,250)" is negative wherever it stands). Each "(" is decided from a bounded window of
+# is the figure's own noun, right before it, its currency or its verb, the sign is said already: "a net loss of
+# ($1,250)", "Net loss was $(1,250)" and "Net loss: USD (1,250)" are a loss of $1,250 (not "Operating income (loss)
+# was ($1,250)"). Each "(" is decided from a bounded window of
 # the text before it, so reading is linear in the text's length (a run of blank lines or tabs was quadratic).
 _ACCOUNTING_AFTER = frozenset({"was", "were", "is", "are", "be", "been", "of", "at", "to", "by", "returned", "reported",
                                "posted", "recorded", "showed", "yielded", "totalled", "totaled", "changed", "grew",
@@ -766,6 +767,8 @@ def _accounting(text: str) -> str:
         if currency is not None and m.group("pct") is None and m.group("unit") is None:
             if _YEAR.fullmatch(m.group("num")) or re.match(r"[ \t]{0,3}:", text[m.end():m.end() + 4]):
                 continue  # "USD (2022): 65,000": a year, or a heading's parentheses
+            if _SIGN_SAID.search(window[:currency.start()].rstrip(" \u00a0")):
+                continue  # "Net loss was $(1,250)": a loss of $1,250
             start -= len(currency.group(0))  # "US$(1,250)": its currency, then the amount
             if start < done:
                 continue
