@@ -1051,6 +1051,11 @@ def test_unstated_numbers_reads_other_scripts_dates_and_currencies(answer, conte
     ("The net loss was USD 1,250.", "Net loss: USD (1,250)", []),
     ("The deficit was \u20ac3 million.", "Deficit: \u20ac(3 million)", []),
     ("Operating loss was -$1,250.", "Operating loss: $(1,250)", ["-1250 dollar"]),
+    # ... and a year or a heading's parentheses are no amount only after a code written apart ("USD (2022)"), not
+    # on a sign written on them ("$(2020)" read as the year, so "$2020" passed)
+    ("Net result was $2020.", "Net result: $(2020)", ["2020 dollar"]),
+    ("Net result was -$2020.", "Net result: $(2020)", []),
+    ("Net income was $1,250.", "Net income: US$(1,250): restated", ["1250 dollar"]),
     ("Fund F returned 3.2% in 2024.", "The fund's return was (3.2%) in 2024.", ["3.2 percent"]),
 ])
 def test_accounting_parentheses_are_negative_where_they_write_the_figure(answer, context, missing):

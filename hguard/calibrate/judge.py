@@ -727,7 +727,8 @@ _SIGN = re.compile(r"(?:^|(?<=[\s(]))[-\u2212\u2012\u2013\ufe63](?=[$\u20ac\u00a
 # table or after a colon ("| 12 | (8%) |", "Nausea: (8%) of patients": a share restated). Where "loss" or "deficit"
 # is the figure's own noun, right before it, its currency or its verb, the sign is said already: "a net loss of
 # ($1,250)", "Net loss was $(1,250)" and "Net loss: USD (1,250)" are a loss of $1,250 (not "Operating income (loss)
-# was ($1,250)"). Each "(" is decided from a bounded window of
+# was ($1,250)"). A year or a heading's parentheses after a code written apart are no amount ("USD (2022): 65,000");
+# after a sign written on them they are ("Net result: $(2020)"). Each "(" is decided from a bounded window of
 # the text before it, so reading is linear in the text's length (a run of blank lines or tabs was quadratic).
 _ACCOUNTING_AFTER = frozenset({"was", "were", "is", "are", "be", "been", "of", "at", "to", "by", "returned", "reported",
                                "posted", "recorded", "showed", "yielded", "totalled", "totaled", "changed", "grew",
@@ -765,7 +766,8 @@ def _accounting(text: str) -> str:
         currency = _ACCOUNTING_CURRENCY.search(window) if m.group("cur") is None else None
         start = m.start()
         if currency is not None and m.group("pct") is None and m.group("unit") is None:
-            if _YEAR.fullmatch(m.group("num")) or re.match(r"[ \t]{0,3}:", text[m.end():m.end() + 4]):
+            apart = currency.group(0)[-1] in " \t"  # "USD (2022)", not "$(2020)"
+            if apart and (_YEAR.fullmatch(m.group("num")) or re.match(r"[ \t]{0,3}:", text[m.end():m.end() + 4])):
                 continue  # "USD (2022): 65,000": a year, or a heading's parentheses
             if _SIGN_SAID.search(window[:currency.start()].rstrip(" \u00a0")):
                 continue  # "Net loss was $(1,250)": a loss of $1,250
