@@ -64,10 +64,18 @@ def main() -> None:
     from hguard.signals.embedding import get_embedder
     from langchain_hguard import ChatHGuard, HGuardEmbeddings
 
+    import atexit
+    import shutil
+    import tempfile
+
+    # the guard writes its audit log and queue as a deployment's does (every decision is recorded: a policy has no
+    # "no log"), in a temporary folder deleted at exit
+    runs = Path(tempfile.mkdtemp(prefix="hguard-first-answer-"))
+    atexit.register(shutil.rmtree, runs, True)
     pol = load_policy(DEFAULT_POLICY)
     pol = pol.model_copy(update={
-        "audit": pol.audit.model_copy(update={"path": None}),
-        "review": pol.review.model_copy(update={"queue": None}),
+        "audit": pol.audit.model_copy(update={"path": runs / "audit.jsonl", "anchor": None}),
+        "review": pol.review.model_copy(update={"queue": runs / "queue.sqlite3"}),
         "generation": pol.generation.model_copy(update={"max_new_tokens": args.max_new_tokens}),
         # a latency benchmark: answers of --max-new-tokens (24 by default, as in the recorded figures), not
         # the probes' calibrated 32, are warned about in the reasons and routed as scored, not all reviewed
