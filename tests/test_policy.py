@@ -857,7 +857,12 @@ def test_a_hand_set_accept_threshold_is_measured_on_the_calibration_scores():
 def test_manual_override_conflicting_with_fitted_moves_the_other_side_safely():
     fitted = manual(accept=0.3, abstain=0.5)
     raised = effective_thresholds(DomainPolicy(accept_below=0.6), fitted)
-    assert (raised.accept_below, raised.abstain_above) == (0.6, 0.6)
+    # raised only to a certified abstain threshold, and none lies at or above 0.6: abstain only on declines (a review:
+    # it was raised to 0.6 itself, a threshold no test had passed)
+    assert (raised.accept_below, raised.abstain_above) == (0.6, 1.0)
+    assert "no certified abstain threshold lies at or above the manual accept_below" in raised.method
+    kept = effective_thresholds(DomainPolicy(accept_below=0.4), fitted)  # below the fitted 0.5: that one stays
+    assert (kept.accept_below, kept.abstain_above) == (0.4, 0.5)
     lowered = effective_thresholds(DomainPolicy(abstain_above=0.2), fitted)
     assert (lowered.accept_below, lowered.abstain_above) == (0.2, 0.2)
 
