@@ -175,10 +175,10 @@ def checked_policy(policy: Any) -> Policy:
                if isinstance(policy, (str, os.PathLike)) else "load one with hguard.load_policy(path)")
         raise PolicyError(f"policy must be a hguard Policy, got {type(policy).__name__} {_short(policy)}; {how}")
     try:
-        # every section again (revalidate_instances), its fields as set; a relative path set after loading starts at
-        # the policy file's folder, as the file's own do
-        base = {"base_dir": policy.source.parent} if policy.source is not None else None
-        checked = Policy.model_validate(policy, context=base)
+        # every section again (revalidate_instances), its fields as set; a path set in code after loading is kept as
+        # given (a relative one starts at the working folder, as any path in Python does: the demo's "runs/demo" was
+        # moved beside the bundled policy file when it was resolved against the policy's folder)
+        checked = Policy.model_validate(policy)
     except ValidationError as exc:
         raise _policy_error(exc, "given to the guard (a value set after loading, e.g. with model_copy(update=...), "
                                  "which does not validate; set it in the file or with Policy.model_validate)") from None
