@@ -1326,3 +1326,25 @@ def test_a_wrong_reply_from_its_own_true_passage_does_not_follow_a_misleading_on
         j = judge_row("Lyon.", ["Paris"], "qa", meta, "What is the capital of France?")
         assert j.label == "hallucinated" and j.reason.startswith(FOLLOWS_MISLEADING) is follows, (condition, j)
         assert follows or j.reason.startswith("gives the misleading answer, which its own passage does not say"), j
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # a user trial: "4,5 тыс. руб." read as 4 and 5, so a wrong "5 тыс. руб." (from 4,500 roubles) or "1 млн" and "5
+    # млн" (from 1.5 million) passed; a scale word, abbreviated or spelt out, is read as "4.5 million" is
+    ("Премия 5 тыс. руб.", "Премия составляет 4,5 тыс. руб.", ["5000 rub"]),
+    ("Бюджет 1 млн руб.", "Бюджет составляет 1,5 млн руб.", ["1000000 rub"]),
+    ("Бюджет 5 млн руб.", "Бюджет составляет 1,5 млн руб.", ["5000000 rub"]),
+    ("Премия 4500 руб.", "Премия составляет 4,5 тыс. руб.", []),
+    ("Бюджет 1,5 млн руб.", "Бюджет составляет 1500000 руб.", []),
+    ("The budget is 1.5 million roubles.", "Бюджет составляет 1,5 млн руб.", []),
+    ("Премия 4,5 тысячи рублей.", "Премия составляет 4,5 тыс. руб.", []),
+    ("Выручка 2 миллиарда.", "Выручка составила 2,5 млрд руб.", ["2000000000"]),
+    ("Виручка 2,5 мільярда.", "Виручка склала 2,5 млрд грн.", []),
+    ("Бюджет 3 мільйони.", "Бюджет 3 мільйонів гривень.", []),
+    ("The fee is 5 million zł.", "Opłata wynosi 5 mln zł.", []),  # a currency after a scale word is read too
+    ("The fee is 5 million euros.", "Opłata wynosi 5 mln zł.", ["5000000 euro"]),
+])
+def test_russian_and_ukrainian_scale_words_are_read_with_their_decimal_comma(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing

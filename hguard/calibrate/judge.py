@@ -217,7 +217,13 @@ _CURRENCY_CODES = tuple(c for c, unit in _UNIT_WORDS.items() if len(c) == 3 and 
 _CURRENCIES = frozenset((*_UNIT_WORDS.values(), *_UNIT_SYMBOLS.values())) - _RATIOS
 _SCALES = {"thousand": 10**3, "million": 10**6, "mio": 10**6, "mn": 10**6, "mln": 10**6, "mil": 10**6, "billion": 10**9,
            "bn": 10**9,
-           "trillion": 10**12, "lakh": 10**5, "lakhs": 10**5, "crore": 10**7, "crores": 10**7}
+           "trillion": 10**12, "lakh": 10**5, "lakhs": 10**5, "crore": 10**7, "crores": 10**7,
+           # Russian and Ukrainian, abbreviated and spelt out: "4,5 тыс. руб." is 4,500 roubles, "1,5 млн" 1.5 million
+           **{w: 10**3 for w in "тыс тысяча тысячи тысяч тысячу тис тисяча тисячі тисяч тисячу".split()},
+           **{w: 10**6 for w in "млн миллион миллиона миллионов мільйон мільйона мільйони мільйонів".split()},
+           **{w: 10**9 for w in "млрд миллиард миллиарда миллиардов мільярд мільярда мільярди мільярдів".split()},
+           **{w: 10**12 for w in "трлн триллион триллиона триллионов трильйон трильйона трильйони трильйонів".split()}}
+_SCALES.update({normalize(w): scale for w, scale in list(_SCALES.items())})  # as the text reads them: "мільйон" is "мільион"
 _MEASURES = _CURRENCIES | _RATIOS
 
 
@@ -869,7 +875,9 @@ def _tokens(text: str, number_words: bool = True) -> list[str]:
     # which words were currency signs ("$", not "dollars"), in the same words (a sign is one word either way), and
     # which came after a comma, colon or semicolon (where these words are not the same, none is read as such)
     signs = normalize(_UNIT_SYMBOL.sub(lambda m: _sign_word(text, m), text)).split()
-    words = [w if w in _BY_A_NUMBER and not any(c.isdigit() for c in (written[i - 1] if i else "") + "".join(written[i + 1:i + 2]))
+    # (a scale word between counts as its number's: "5 тыс. руб.", "2 mln zł")
+    words = [w if w in _BY_A_NUMBER and not any(c.isdigit() for c in (
+        written[i - 2] if i > 1 and written[i - 1] in _SCALES else written[i - 1] if i else "") + "".join(written[i + 1:i + 2]))
              else _UNIT_WORDS.get(w, w) for i, w in enumerate(written)]
     broken = _breaks(normalize(_CLAUSE_BREAK.sub(" " + _BREAK_WORD + " ", named)).split(), len(words))
     i = 0
