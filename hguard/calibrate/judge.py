@@ -386,7 +386,7 @@ def _decimal_commas(text: str) -> str:
 # stands (both sides of a comparison alike): fractions, clock times, dates, currencies and scales written on their
 # number, ranges, units joined by "/".
 _FRACTION_CHARS = {"\u00bd": ".5", "\u00bc": ".25", "\u00be": ".75"}
-_FRACTION = re.compile(r"(\d*)([\u00bd\u00bc\u00be])")
+_FRACTION = re.compile(r"(?<!\d)(\d*)([\u00bd\u00bc\u00be])")
 _SLASH_FRACTION = re.compile(r"(?<![\d/.,])([13])/([24])(?![\d/])")  # "1/2 a tablet" (not "24/7", "1/2/2024")
 _SLASH_FRACTIONS = {("1", "2"): "0.5", ("1", "4"): "0.25", ("3", "4"): "0.75"}
 _DIMENSION = re.compile(r"(?<=\d)\s*[x\u00d7]\s*(?=\d)")  # "120x80 cm": 120 by 80
