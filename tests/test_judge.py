@@ -839,8 +839,8 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     ("期限是45天。", "期限是30天。", ["45"]),
     ("Срок 45дней.", "Срок 30 дней.", ["45"]),
     ("٥٠٠دينار", "٣٠٠ دينار", ["500"]),
-    ("料金は４，５００円", "料金は3,500円です", ["4500"]),
-    ("料金は５００円です。", "料金は４，５００円です。", ["500"]),  # a full-width comma groups digits, as a comma does
+    ("料金は４，５００円", "料金は3,500円です", ["4500 yen"]),  # (円 is read as yen since the CJK scale fix)
+    ("料金は５００円です。", "料金は４，５００円です。", ["500 yen"]),  # a full-width comma groups digits, as a comma does
     ("期限是30天。", "期限是30天。", []),
     # a date in digits is read whole: day and month swapped, in one order or another
     ("Valid from 04.03.2024.", "Valid from 03.04.2024.", ["date 04.03.2024"]),
@@ -862,7 +862,7 @@ def test_unstated_numbers_reads_how_passages_and_answers_write_numbers(answer, c
     ("It costs 200 EUR.", "Kr 200 per måned.", ["200 euro"]),  # "Kr" opening the text, before its number
     ("It costs 500 euros.", "Стоимость 500 руб.", ["500 euro"]),
     ("It costs 200元.", "价格是100、200、300元。", []),  # the ideographic comma lists amounts
-    ("It costs 500元.", "价格是100、200、300元。", ["500"]),
+    ("It costs 500元.", "价格是100、200、300元。", ["500 cny"]),  # (元 is read as yuan)
     # a number written in words and digits, "thirty (30) days": its unit is the digits' (the word was read bare,
     # and a bare number matched any unit; a law firm's trial)
     ("30 months.", "Upon thirty (30) days' written notice.", ["30 month"]),
@@ -1357,3 +1357,71 @@ def test_russian_and_ukrainian_scale_words_are_read_with_their_decimal_comma(ans
     from hguard.calibrate.judge import unstated_numbers
 
     assert unstated_numbers(answer, context) == missing
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # a user trial: CJK scale characters split a figure into pieces ("4万5千円" read 4 and 5), so a piece passed as the
+    # figure ("4万円" or "5千円" from 45,000 yen) and the right figure in digits was held; one value now, its currency read
+    ("手数料は4万円です。", "手数料は4万5千円です。", ["40000 yen"]),
+    ("手数料は5千円です。", "手数料は4万5千円です。", ["5000 yen"]),
+    ("费用为1亿元。", "项目预算为1亿2千万元。", ["100000000 cny"]),
+    ("费用为2千万元。", "项目预算为1亿2千万元。", ["20000000 cny"]),
+    ("补贴为3千元。", "每月补贴为1万3千元。", ["3000 cny"]),
+    ("The fee is 5,000 yen.", "手数料は4万5千円です。", ["5000 yen"]),
+    ("手数料は4万5千円です。", "手数料は4万5千円です。", []),
+    ("The fee is 45,000 yen.", "手数料は4万5千円です。", []),
+    ("The fee is JPY 45,000.", "手数料は4万5000円です。", []),
+    ("The budget is 120 million yuan.", "项目预算为1亿2千万元。", []),
+    ("预算为1.2亿元。", "项目预算为1亿2千万元。", []),
+    ("The limit is 35,000.", "上限は3.5万です。", []),
+    ("The price is 12,000,000 yen.", "価格は1,200万円です。", []),
+    ("It is 135,000,000.", "总额为1亿3千5百万。", []),
+    ("The fee is 100 yen.", "费用为100元。", ["100 yen"]),  # 円 is yen, 元 yuan
+    ("The fee is 100 dollars.", "费用为100美元。", []),
+    ("费用为100元。", "费用为100美元。", ["100 cny"]),
+    ("The fee is 100 RMB.", "费用为100元。", []),
+    ("The fee is ¥100.", "费用为100元。", []),  # "¥" is the yen's sign and the yuan's
+    ("费用为100元。", "The fee is ¥100.", []),
+    ("手数料は100円です。", "The fee is ¥100.", []),
+    ("The fee is 100 yen.", "The fee is ¥100.", []),
+    ("The fee is ¥100.", "The fee is 100 yen.", []),
+    ("The fee is 100 CNY.", "The fee is 100 yen.", ["100 cny"]),  # ... but yen and yuan spelt out stay apart
+    ("예산은 1억 원입니다.", "예산은 1억 2천만 원입니다.", ["100000000 krw"]),
+    ("The budget is 120,000,000 KRW.", "예산은 1억 2천만 원입니다.", []),
+    ("期限是45天。", "期限是三十五天。", ["45"]),  # Chinese numerals without digits are not read
+    ("It is 30,000.", "分别为1万 2万。", ["30000"]),  # a group that does not go down starts another number
+    ("It is 20,000.", "分别为1万 2万。", []),
+    ("The price is 45,000 yen.", "価格は4万5000円です。", []),  # digits after the last character, below its unit
+    ("The price is 40,500 yen.", "価格は4万500円です。", []),
+])
+def test_cjk_scale_characters_read_one_value_with_its_currency(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
+def test_cjk_scale_characters_read_long_runs_in_linear_time():
+    """Runs of digits, grouping commas, decimal points and scale characters are read in linear time (the project had
+    quadratic rules before): at these sizes a quadratic reading takes minutes, a linear one a second or two."""
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers("It is 3.", "1万" * 20_000) == ["3"]
+    assert unstated_numbers("It is 3.", "1万 " * 20_000 + "1") == ["3"]
+    assert unstated_numbers("It is 3.", "1" * 30_000 + "円") == ["3"]
+    assert unstated_numbers("It is 3.", "1,000" * 6_000 + "万") == ["3"]
+    assert unstated_numbers("It is 3.", "1.1" * 10_000 + "万") == ["3"]
+    assert unstated_numbers("It is 3.", "1万零" * 20_000) == ["3"]
+    assert unstated_numbers("It is 3.", "1万" + "1" * 30_000) == ["3"]  # digits after the last character
+
+
+@pytest.mark.parametrize("answer, alias, label", [
+    # "¥" is read as the yen's or the yuan's sign: an alias in yen still matches it (and "円", "元" are read as currencies)
+    ("The fee is 500 yen.", "\u00a5500", "correct"),
+    ("The fee is \u00a5500.", "500 yen", "correct"),
+    ("It costs 500元.", "\u00a5500", "correct"),
+    ("The fee is 500円.", "500 yen", "correct"),
+    ("It costs 3万円.", "30,000 yen", "correct"),
+    ("It costs 500 yen.", "500 CNY", "hallucinated"),
+])
+def test_an_alias_in_yen_or_yuan_matches_the_sign_both_share(answer, alias, label):
+    assert judge(answer, [alias]).label == label

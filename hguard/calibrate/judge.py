@@ -178,7 +178,7 @@ def _canonical_number(word: str) -> str | None:
 
 # Units that `normalize` would drop with the other symbols, kept as words (so that "20%" is not "20 days", and
 # "$5,000" is not "5,000 EUR"): the symbol and its spelt-out names read as one word.
-_UNIT_SYMBOLS = {"%": "percent", "$": "dollar", "\u20ac": "euro", "\u00a3": "pound", "\u00a5": "yen", "\u20b9": "rupee",
+_UNIT_SYMBOLS = {"%": "percent", "$": "dollar", "\u20ac": "euro", "\u00a3": "pound", "\u00a5": "yenyuan", "\u20b9": "rupee",
                  "\u20ba": "try", "\u20b4": "uah", "\u20bd": "rub", "\u20a9": "krw", "\u20aa": "ils", "\u20ab": "vnd",
                  "\u0e3f": "thb", "\u20a6": "ngn", "\u20b1": "php", "\u00a2": "cent", "\u20bf": "btc",
                  "\u2030": "permille"}
@@ -187,7 +187,7 @@ _UNIT_WORDS = {"percent": "percent", "percentage": "percent", "pct": "percent",
                "dollar": "dollar", "dollars": "dollar", "usd": "dollar", "euro": "euro", "euros": "euro",
                "eur": "euro", "pound": "pound", "pounds": "pound", "gbp": "pound", "yen": "yen", "jpy": "yen",
                "rupee": "rupee", "rupees": "rupee", "inr": "rupee", "yuan": "cny", "renminbi": "cny",
-               **{code: code for code in ("chf", "cad", "aud", "nzd", "cny", "rmb", "hkd", "sgd", "sek", "nok", "dkk",
+               "rmb": "cny", **{code: code for code in ("chf", "cad", "aud", "nzd", "cny", "hkd", "sgd", "sek", "nok", "dkk",
                                           "pln", "czk", "huf", "krw", "brl", "mxn", "zar", "ils", "bgn", "uah", "isk",
                                           "thb", "twd", "idr", "myr", "vnd", "aed", "sar", "egp", "ngn", "kes", "clp")},
                # names and abbreviations written beside the number, in their languages too: read as a currency only
@@ -345,6 +345,56 @@ _SCRIPT_DIGIT = regex.compile(r"(?<=\d)(?=[\p{L}--\p{Latin}])|(?<=[\p{L}--\p{Lat
 _ARABIC_MARKS = str.maketrans({"\u066b": ".", "\u066c": ",", "\u066a": "%"})  # decimal, thousands, percent
 _FULL_WIDTH: dict[int, int | str] = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}  # "４，５００円" is "4,500円"
 _FULL_WIDTH[0x3001] = ", "  # the ideographic comma lists ("100、200、300元" is three amounts; NFKD made it a digit group)
+_FULL_WIDTH[0xFFE5] = "\u00a5"  # the full-width yen or yuan sign
+# CJK scale characters after digits (the Hangul ones of Korean too; not 조, "제3조" is an article's number): one value,
+# each group of digits times its characters and the groups summed ("4万5千" is 45,000, "1亿2千万" 120,000,000, "3.5万"
+# 35,000, "1,200万" 12,000,000, "1억 2천만" 120,000,000), with the digits after the last character below its unit
+# ("4万5000" and "4万5千" are 45,000, "1万零5" 10,005; one digit alone is the next place down, "4万5" is 45,000 as it is
+# said); Chinese numerals without digits ("三十五") are not read. (Each group ends on a character and a run of digits is
+# tried from its start only: linear.)
+_CJK_SCALES = {"十": 10, "百": 100, "千": 10**3, "万": 10**4, "萬": 10**4, "亿": 10**8, "億": 10**8, "兆": 10**12,
+               "십": 10, "백": 100, "천": 10**3, "만": 10**4, "억": 10**8}
+_CJK_DIGITS = r"\d+(?:,\d{3})*"
+_CJK_GROUP = _CJK_DIGITS + r"(?:\.\d+)?[" + "".join(_CJK_SCALES) + "]+"
+_CJK_SCALED = re.compile(r"(?<![\d.,])" + _CJK_GROUP + r"(?: ?零?" + _CJK_GROUP + r")*(?:(零)?(" + _CJK_DIGITS + r")(?![\d.,]))?")
+_CJK_PART = re.compile(r"(?<![\d.,])(" + _CJK_DIGITS + r"(?:\.\d+)?)([" + "".join(_CJK_SCALES) + "]+)")
+# a currency written in CJK after its number ("45000円", "2千万元", "100美元", "5만 원"), read as its code
+_CJK_CURRENCIES = {"円": "JPY", "日元": "JPY", "日圆": "JPY", "元": "CNY", "圆": "CNY", "圓": "CNY", "人民币": "CNY", "人民幣": "CNY",
+                   "美元": "USD", "欧元": "EUR", "歐元": "EUR", "英镑": "GBP", "英鎊": "GBP", "港元": "HKD", "港币": "HKD",
+                   "港幣": "HKD", "韩元": "KRW", "韓元": "KRW", "新台币": "TWD", "新台幣": "TWD", "원": "KRW",
+                   "ドル": "dollars", "ユーロ": "EUR", "ポンド": "GBP", "달러": "dollars", "유로": "EUR"}
+_CJK_CURRENCY = re.compile(r"(?<=\d) ?(" + "|".join(sorted(_CJK_CURRENCIES, key=len, reverse=True)) + ")")
+
+
+def _cjk_scaled(m: re.Match[str]) -> str:
+    """The value of a number written with CJK scale characters (`_CJK_SCALED`): within a group the characters multiply
+    ("2千万" is 2 x 1,000 x 10,000), a ten thousand or more takes the groups since the last such unit ("1亿3千5百万" is
+    100,000,000 + 3,500 x 10,000), or all before it where it is larger than the last ("1万亿" is 10^12). A group that
+    does not go down from the one before starts another number ("1万 2万" are two)."""
+    numbers: list[Decimal] = []
+    total, section, last, small, scale = Decimal(0), Decimal(0), 0, 10**4, 1
+    for digits, chars in _CJK_PART.findall(m.group(0)):
+        first = _CJK_SCALES[chars[0]]
+        if (total or section) and (first >= small if first < 10**4 else first >= last):
+            numbers.append(total + section)
+            total, section, last, small = Decimal(0), Decimal(0), 0, 10**4
+        value = Decimal(digits.replace(",", ""))
+        for c in chars:
+            scale = _CJK_SCALES[c]
+            if scale < 10**4:
+                value, small = value * scale, scale
+                continue
+            amount = section + value
+            total = (total + amount) * scale if scale > last else total + amount * scale
+            section, value, last, small = Decimal(0), Decimal(0), scale, 10**4
+        section += value
+    zero, tail = m.group(1, 2)
+    if tail is not None:
+        rest = Decimal(tail.replace(",", ""))
+        if rest >= scale:  # "1万20000": no part of it
+            return " ".join(format(n.normalize(), "f") for n in (*numbers, total + section)) + f" {tail}"
+        section += rest * scale / 10 if len(tail) == 1 and zero is None and scale > 10 else rest
+    return " ".join(format(n.normalize(), "f") for n in (*numbers, total + section))
 
 
 def _plain_digits(text: str) -> str:
@@ -357,6 +407,7 @@ def _plain_digits(text: str) -> str:
     if not text.isascii():
         text = _ENCLOSING_MARK.sub("", text)  # a keycap "3\u20e30\u20e3" shows as 3 and 0 side by side: "30"
         text = "".join(_digits_of(c) for c in text)
+        text = _CJK_CURRENCY.sub(lambda m: f" {_CJK_CURRENCIES[m.group(1)]} ", _CJK_SCALED.sub(_cjk_scaled, text))
         text = _SCRIPT_DIGIT.sub(" ", text)
     text = _CAPITAL_CODES.sub(lambda m: _CAPITAL_CODE_AS[m.group(1)], text)
     text = _GLUED_CURRENCY.sub(r"\1 \2", text)
@@ -678,7 +729,9 @@ def _dates_against(answer: str, said: str) -> tuple[list[str], list[str]]:
 # "kr" is the Swedish, Norwegian, Danish or Icelandic krona: the passage's "200 kr" is any of them ("200 SEK" is
 # not another amount), and its "200 SEK" is "200 kr"; a "peso" or "franc" likewise
 _CURRENCY_FAMILIES = {"krona": frozenset({"sek", "nok", "dkk", "isk"}),
-                      "peso": frozenset({"mxn", "clp", "php", "ars", "cop"}), "franc": frozenset({"chf", "xof", "xaf"})}
+                      "peso": frozenset({"mxn", "clp", "php", "ars", "cop"}), "franc": frozenset({"chf", "xof", "xaf"}),
+                      # "\u00a5" is the yen's sign and the yuan's: "\u00a5100" is "100円" or "100元"
+                      "yenyuan": frozenset({"yen", "cny"})}
 _FAMILY_OF = {code: name for name, codes in _CURRENCY_FAMILIES.items() for code in codes}
 _LIST_MARKER = re.compile(r"(?m)^\s*\d+[.)](?=\s)|\[\d+\]")  # "1. ..." at a line's start, a citation "[1]"
 
@@ -1298,8 +1351,13 @@ def _negated(ans_tok: list[str], clause: list[int], start: int, end: int, q: lis
 
 
 def _find(seq: list[str], sub: list[str]) -> list[int]:
+    """Where ``sub`` stands in ``seq``; a currency of a family matches the family's name ("¥500" is "500 yen" and
+    "500元", "200 kr" is "200 SEK"), as the number hold reads them (`_CURRENCY_FAMILIES`)."""
     n, m = len(seq), len(sub)
-    return [i for i in range(n - m + 1) if seq[i : i + m] == sub]
+    if not any(t in _FAMILY_OF or t in _CURRENCY_FAMILIES for t in sub):
+        return [i for i in range(n - m + 1) if seq[i : i + m] == sub]
+    return [i for i in range(n - m + 1) if all(a == b or _FAMILY_OF.get(a) == b or _FAMILY_OF.get(b) == a
+                                               for a, b in zip(seq[i : i + m], sub))]
 
 
 _RUN_STOPWORDS = frozenset({"of", "in", "on", "at", "to", "by", "for", "and", "is", "are", "was", "were", "it", "its"})
