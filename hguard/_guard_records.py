@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ._guard_result import GuardResult
 from ._resources import source_digest
-from .errors import AuditError
+from .errors import AuditError, cut_text
 from .generation import prompt_fingerprints
 from ._policy_route import SPOT_CHECK_REASON
 from .policy import ACCEPT, REVIEW
@@ -114,20 +114,60 @@ class _Recording:
             self.record_cancelled(q, context=c, domain=d, request_id=r if isinstance(r, str) else None, source=source)
 
     def record_failure(self, question, exc: BaseException, *, context=None, domain=None, source: str = "api",
-                       request_id: str | None = None, run_id: str | None = None) -> str | None:
+                       request_id: str | None = None, run_id: str | None = None, stage: str | None = None) -> str | None:
         """Write a request that failed before a decision (bad input, a generation or audit error) to the
-        audit log as an ``error`` record; returns its id, also set on ``exc`` as ``audit_id``: None without a
-        log or when writing fails too (the caller is already handling the original error)."""
+        audit log as an ``error`` record (``stage``, when given: where it failed, e.g. ``"generation"``); returns its
+        id, also set on ``exc`` as ``audit_id``: None without a log or when writing fails too (the caller is already
+        handling the original error)."""
         rid = self._write_failure(question, exc, context=context, domain=domain, source=source, request_id=request_id,
-                                  run_id=run_id)
+                                  run_id=run_id, stage=stage)
         try:
             exc.audit_id = rid  # type: ignore[attr-defined]
         except AttributeError:  # an exception type that takes no attributes: the id is returned only
             pass
         return rid
 
+    def record_failed_requests(self, exc: BaseException, failed: Sequence[dict[str, Any]], decided: Sequence[Any]) -> None:
+        """A call whose generation or scoring raised ``exc`` (a CUDA out-of-memory error, a model's own bug), said in
+        the audit log before ``exc`` is re-raised, so that every request has a record: each request of ``failed`` (the
+        keywords of :meth:`record_failure`, ``question`` and ``stage`` among them) gets an ``error`` record, their ids
+        on ``exc`` as ``audit_id`` (the first) and ``audit_ids``; each answer of ``decided`` (decided and recorded
+        before the call failed, and never handed over, since the call raised) an ``answer_not_delivered`` record
+        (:meth:`record_undelivered`). An ``error`` record that cannot be written raises :class:`AuditError` chained
+        from ``exc`` (``raise ... from exc``), so neither failure is lost."""
+        why = (f"its batch failed on another request after this answer was decided ({type(exc).__name__}: "
+               f"{cut_text(str(exc), 300)}), so the caller never received it")
+        for result in decided:
+            self.record_undelivered(result, why)
+        ids: list[str] = []
+        unwritten: list[str] = []
+        for request in failed:
+            try:
+                rid = self._write_failure(request["question"], exc, context=request.get("context"),
+                                          domain=request.get("domain"), source=request.get("source", "api"),
+                                          request_id=request.get("request_id"), stage=request.get("stage"), strict=True)
+            except Exception as write:
+                unwritten.append(f"{type(write).__name__}: {write}")
+                continue
+            if rid is not None:
+                ids.append(rid)
+        if ids:
+            try:
+                exc.audit_id, exc.audit_ids = ids[0], ids  # type: ignore[attr-defined]
+            except AttributeError:  # an exception type that takes no attributes: the records stand
+                pass
+        if unwritten:
+            err = AuditError(f"the request failed ({type(exc).__name__}: {cut_text(str(exc), 300)}) and writing its "
+                             f"error record to the audit log failed too ({len(unwritten)} of {len(failed)}: "
+                             f"{unwritten[0]}); the original error is this one's __cause__")
+            if ids:
+                err.audit_ids = ids  # type: ignore[attr-defined]
+            raise err from exc
+
     def _write_failure(self, question, exc: BaseException, *, context, domain, source: str,
-                       request_id: str | None = None, run_id: str | None = None) -> str | None:
+                       request_id: str | None = None, run_id: str | None = None, stage: str | None = None,
+                       strict: bool = False) -> str | None:
+        """The ``error`` record's id; a write that fails is None (or raised, with ``strict``)."""
         if self.audit is None:
             return None
 
@@ -157,10 +197,14 @@ class _Recording:
             record["caller_request_id"] = text(request_id, "caller_request_id")
         if run_id is not None:  # the framework's id of the call, as an answer_not_delivered record names it
             record["run_id"] = text(str(run_id), "run_id")
+        if stage is not None:  # where a request the guard took failed: its generation, its scoring
+            record["stage"] = stage
         record.update(cut)
         try:
             return self.audit.append(record, kind="error").id
         except Exception:
+            if strict:
+                raise
             return None
 
     def _provenance(self) -> dict[str, str]:

@@ -1011,9 +1011,10 @@ class Guard(_Scoring, _Recording):
         groups: dict[tuple[str | None, bool], list[int]] = {}
         for i, (d, _) in enumerate(plans):
             groups.setdefault((d, ctxs[i] is not None), []).append(i)
+        at: dict[str, Any] = {}  # the group being answered, and its stage, for the error records of a failure
         try:
             self._answer_groups(groups, questions, ctxs, plans, histories, systems, request_ids, extra_problems,
-                                notes, streamer, early_stop, stop, max_new_tokens, started, results, cancel)
+                                notes, streamer, early_stop, stop, max_new_tokens, started, results, cancel, at)
         except AuditError as exc:  # a log that stopped taking records part-way: say which decisions it holds
             done = [r for r in results if r is not None]
             if not done:
@@ -1027,13 +1028,25 @@ class Guard(_Scoring, _Recording):
             # each by its input's index, for a caller that answers per input (LangChain's return_exceptions)
             partial.by_index = {i: r for i, r in enumerate(results) if r is not None}  # type: ignore[attr-defined]
             raise partial from exc
+        except Exception as exc:  # the model or the scoring raised (a CUDA out-of-memory error): every request is on
+            # record, an error record for each undecided one, and the decided ones said never delivered (the caller
+            # gets the error, not them); then the error itself is raised
+            self.record_failed_requests(exc, [
+                {"question": questions[i], "context": ctxs[i], "domain": plans[i][0], "request_id": request_ids[i],
+                 "stage": at.get("stage", NOT_STARTED) if i in at.get("rows", ()) else NOT_STARTED}
+                for i in range(n) if results[i] is None], [r for r in results if r is not None])
+            raise
         return results  # type: ignore[return-value]
 
     def _answer_groups(self, groups, questions, ctxs, plans, histories, systems, request_ids, extra_problems, notes,
-                       streamer, early_stop, stop, max_new_tokens, started, results, cancel=None) -> None:
+                       streamer, early_stop, stop, max_new_tokens, started, results, cancel=None,
+                       at: dict[str, Any] | None = None) -> None:
         """:meth:`batch`'s generation and recording, one batched generation per (domain, with context) group,
-        each answer's result put in ``results`` once its decision is recorded."""
+        each answer's result put in ``results`` once its decision is recorded; ``at`` is kept naming the group
+        being answered (``rows``) and its ``stage`` (:data:`GENERATION`, then :data:`SCORING`)."""
+        at = {} if at is None else at
         for (d, rag), idx in groups.items():
+            at.update(rows=idx, stage=GENERATION)
             route = self.route_for(d, rag)
             cd = route.domain if route is not None else None
             neurons = [int(i) for i in cd.probe.feature_indices_] if cd is not None else None
@@ -1046,6 +1059,7 @@ class Guard(_Scoring, _Recording):
                 histories=[histories[i] for i in idx], systems=[systems[i] for i in idx], stop=stop,
                 max_new_tokens=max_new_tokens,
             )
+            at["stage"] = SCORING
             if stopper is not None:
                 for row, g in enumerate(gens):
                     if row < len(stopper.stopped) and bool(stopper.stopped[row]):  # cut short: never accepted
@@ -1066,6 +1080,11 @@ class Guard(_Scoring, _Recording):
                     results[i] = next(iter(getattr(exc, "results", None) or []), None)
                     raise
 
+
+#: the ``stage`` of an ``error`` record (:meth:`Guard.record_failed_requests`): the request's generation raised; its
+#: scoring or recording (after it was generated, before its decision was recorded); nothing of it was generated (a
+#: request of its batch failed first)
+GENERATION, SCORING, NOT_STARTED = "generation", "scoring", "not_started"
 
 #: the reason of an answer whose tokens went to a streamer as generated (``guard_stream``'s passthrough mode)
 STREAMED_NOTE = ("the tokens were handed to the caller's streamer as they were generated (passthrough streaming): the "

@@ -242,6 +242,86 @@ def test_generation_fault_reaches_the_caller_and_nothing_is_accepted(make_guard,
     assert _accepted_records(tmp_path) == []
 
 
+def _failing_on_call(real, n, exc):
+    """``real``, raising ``exc`` on its ``n``-th call (counting from 1)."""
+    calls = {"n": 0}
+
+    def wrapped(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise exc
+        return real(*a, **k)
+
+    return wrapped
+
+
+def _kinds(tmp_path):
+    return [r for r in AuditLog(tmp_path / "audit.jsonl")]
+
+
+def test_a_generation_fault_is_an_error_record_naming_the_request_and_its_stage(make_guard, tmp_path, monkeypatch):
+    """A model that raises while it generates (CUDA out of memory) left no record of the request: the README
+    promises every request one. It gets an error record (its id on the raised error), and the error is raised."""
+    g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)
+    oom = RuntimeError("CUDA out of memory (simulated)")
+    monkeypatch.setattr(g.generator, "generate", _failing_on_call(g.generator.generate, 1, oom))
+    with pytest.raises(RuntimeError, match="CUDA out of memory") as info:
+        g.invoke(Q, domain="alpha", request_id="req-1")
+    assert info.value is oom  # the error itself, not a wrapper
+    (rec,) = _kinds(tmp_path)
+    assert rec["kind"] == "error" and rec["id"] == info.value.audit_id and info.value.audit_ids == [rec["id"]]
+    assert rec["stage"] == "generation" and rec["error_type"] == "RuntimeError" and "CUDA out of memory" in rec["error"]
+    assert rec["caller_request_id"] == "req-1" and rec["domain"] == "alpha" and rec["question"] == Q
+    # scoring raising after the answer was generated: the same, its stage "scoring"
+    monkeypatch.setattr(g, "_finish", _failing_on_call(g._finish, 1, ValueError("scorer bug")))
+    with pytest.raises(ValueError, match="scorer bug"):
+        g.invoke(Q, context=CTX, domain="alpha")
+    rec = _kinds(tmp_path)[-1]
+    assert rec["kind"] == "error" and rec["stage"] == "scoring" and rec["context"] == CTX
+
+
+def test_a_batch_failing_part_way_says_its_decided_answers_undelivered_and_the_rest_failed(make_guard, tmp_path,
+                                                                                          monkeypatch):
+    """abatch over two domains: the first domain's answers were decided (accepted) and recorded, the second's
+    generation raised, and the log held an accept nobody received and nothing of the failed request."""
+    import asyncio
+
+    g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)
+    monkeypatch.setattr(g.generator, "generate", _failing_on_call(g.generator.generate, 2, RuntimeError("CUDA OOM")))
+    with pytest.raises(RuntimeError, match="CUDA OOM") as info:
+        asyncio.run(g.abatch([Q, Q, Q], domains=["alpha", "beta", "beta"], request_ids=["req-A", "req-B", "req-C"]))
+    decision, undelivered, *errors = _kinds(tmp_path)
+    assert decision["kind"] == "decision" and decision["route"] == "accept" and decision["caller_request_id"] == "req-A"
+    assert undelivered["kind"] == "answer_not_delivered" and undelivered["decision_audit_id"] == decision["id"]
+    assert "its batch failed on another request after this answer was decided (RuntimeError: CUDA OOM)" in undelivered["why"]
+    assert [(e["kind"], e["caller_request_id"], e["domain"], e["stage"]) for e in errors] == [
+        ("error", "req-B", "beta", "generation"), ("error", "req-C", "beta", "generation")]
+    assert info.value.audit_ids == [e["id"] for e in errors]
+    # a group never reached (the batch failed on an earlier one) is on record too, as not started
+    monkeypatch.setattr(g.generator, "generate", _failing_on_call(g.generator.generate, 1, RuntimeError("CUDA OOM")))
+    with pytest.raises(RuntimeError):
+        g.batch([Q, Q], domains=["alpha", "beta"], request_ids=["req-D", "req-E"])
+    assert [(r["kind"], r["caller_request_id"], r["stage"]) for r in _kinds(tmp_path)[-2:]] == [
+        ("error", "req-D", "generation"), ("error", "req-E", "not_started")]
+
+
+def test_an_error_record_that_cannot_be_written_raises_the_audit_error_chained_to_the_failure(make_guard, tmp_path,
+                                                                                             monkeypatch):
+    g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)
+    oom = RuntimeError("CUDA out of memory")
+    monkeypatch.setattr(g.generator, "generate", _failing_on_call(g.generator.generate, 1, oom))
+
+    class FullDisk:
+        def append(self, record, kind="decision"):
+            raise AuditError("[Errno 28] No space left on device")
+
+    g.audit = FullDisk()
+    with pytest.raises(AuditError, match=r"the request failed \(RuntimeError: CUDA out of memory\) and writing its error "
+                                         r"record to the audit log failed too .*Errno 28") as info:
+        g.invoke(Q, domain="alpha")
+    assert info.value.__cause__ is oom  # the model's failure is not lost
+
+
 def test_audit_fault_reaches_the_caller_not_an_unrecorded_answer(make_guard, tmp_path):
     g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)  # decisions only (a spot-check's own fault: below)
 

@@ -1666,6 +1666,40 @@ def test_an_answer_the_caller_never_received_is_said_in_the_log(calibrated, tmp_
     assert asyncio.run(g.ainvoke(q, domain="alpha")).route == "accept" and len(undelivered()) == 3
 
 
+def test_a_stream_whose_model_fails_mid_answer_leaves_an_error_record(calibrated, tmp_path, monkeypatch):
+    """The model raised after two tokens (a CUDA out-of-memory error): the stream raised, the caller had read the
+    first tokens (passthrough), and the log held neither a decision nor an error record, in any stream form."""
+    from hguard.streaming import aguard_stream, guard_stream
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    forward, calls = lm.model.forward, {"n": 0}
+
+    def failing(*a, **k):  # the third forward pass raises: after two tokens were generated
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return forward(*a, **k)
+
+    monkeypatch.setattr(lm.model, "forward", failing)
+
+    q = "who is the author of the book ?"
+
+    async def read(mode, rid):
+        return [c.text async for c in aguard_stream(g, q, None, "alpha", mode, request_id=rid)]
+
+    for mode in ("passthrough", "hold"):
+        for rid, run in ((f"sync-{mode}", lambda m=mode: list(guard_stream(g, q, None, "alpha", m, request_id=f"sync-{m}"))),
+                         (f"async-{mode}", lambda m=mode: asyncio.run(read(m, f"async-{m}")))):
+            calls["n"] = 0
+            with pytest.raises(RuntimeError, match="CUDA out of memory") as info:
+                run()
+            last = list(AuditLog(tmp_path / "audit.jsonl"))[-1]
+            assert last["kind"] == "error" and last["stage"] == "generation" and last["caller_request_id"] == rid, last
+            assert last["id"] == info.value.audit_id and last["error_type"] == "RuntimeError" and last["domain"] == "alpha"
+    assert not [r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] != "error"]  # no decision, nothing undelivered
+
+
 def test_a_stream_closed_where_its_generation_cannot_end_yet_is_settled_by_a_thread_of_its_own(calibrated, tmp_path,
                                                                                                 monkeypatch):
     """A soak: a dropped stream closed (by the garbage collector) in a thread holding a lock the generation waits for
