@@ -503,6 +503,15 @@ def guard_stream(
     Errors from the guard (bad input, a failed audit write) are raised from the iterator. ``call``:
     ``history``, ``system``, ``stop``, ``problems`` as for ``Guard.invoke``.
     """
+    yield from _guard_stream(guard, question, context, domain, mode, early_stop, timeout, run_id, None, call)
+
+
+def _guard_stream(guard: Guard, question: str, context: Any, domain: str | None, mode: StreamMode, early_stop: bool,
+                  timeout: float | None, run_id: str | None, unreceived: Sequence[GuardStreamChunk] | None,
+                  call: dict[str, Any]) -> Generator[GuardStreamChunk, None, None]:
+    """:func:`guard_stream`. ``unreceived``: :func:`aguard_stream`'s chunks taken from this stream that have not
+    reached its caller (a worker thread takes each before the caller is handed it): the ``answer_not_delivered``
+    record of a stream left early counts only the text the caller received."""
     check_stream_mode(mode)
     if mode == "hold":  # (``cancel`` in ``call``: an async stream's, set when its caller leaves)
         result = guarded_invoke(guard, question, context, domain, early_stop=early_stop, **call)
@@ -544,9 +553,11 @@ def guard_stream(
         def undelivered() -> None:
             worker.join()
             if not finished and "result" in box:
-                guard.record_undelivered(box["result"], f"the stream ended after {n_text} chunk(s) of passthrough "
-                                                        f"text ({shown} characters), before its decision reached the "
-                                                        f"caller ({how})", run_id=run_id, shown_chars=shown)
+                lost = [c.text for c in unreceived or () if c.result is None]  # taken, never handed to the caller
+                chunks, chars = n_text - len(lost), shown - sum(map(len, lost))
+                guard.record_undelivered(box["result"], f"the stream ended after {chunks} chunk(s) of passthrough "
+                                                        f"text ({chars} characters), before its decision reached the "
+                                                        f"caller ({how})", run_id=run_id, shown_chars=chars)
 
         # a stream dropped without being closed is closed by the garbage collector, in whichever thread it runs:
         # the guard's own worker (which cannot join itself: the record was lost), or one holding a lock the worker
@@ -719,10 +730,9 @@ async def aguard_stream(
     cancel = threading.Event()
     if mode == "hold":  # passthrough makes its own, set when the stream is closed
         call = {**call, "cancel": cancel}
-    it = guard_stream(guard, question, context, domain, mode, early_stop=early_stop, timeout=timeout, run_id=run_id,
-                      **call)
-    lock = threading.Lock()  # one step of the stream at a time: a cancelled step's thread runs on
     taken: list[GuardStreamChunk] = []  # a chunk taken from the stream that has not reached the caller yet
+    it = _guard_stream(guard, question, context, domain, mode, early_stop, timeout, run_id, taken, call)
+    lock = threading.Lock()  # one step of the stream at a time: a cancelled step's thread runs on
     flag = threading.Lock()
     state = {"started": False, "gone": False}  # whether a step ever ran; whether the caller left
 

@@ -1666,6 +1666,57 @@ def test_an_answer_the_caller_never_received_is_said_in_the_log(calibrated, tmp_
     assert asyncio.run(g.ainvoke(q, domain="alpha")).route == "accept" and len(undelivered()) == 3
 
 
+def test_an_async_stream_cancelled_while_awaiting_a_chunk_counts_only_the_chunks_the_caller_got(calibrated, tmp_path):
+    """The caller (a web request) was cancelled while it awaited the second chunk: the worker thread still took that
+    chunk from the stream, and the answer_not_delivered record counted it as shown (2 chunks, 12 characters, for a
+    client that got 'at', 2 characters)."""
+    import time
+
+    from hguard.streaming import aguard_stream
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    real, left = g.invoke, threading.Event()
+
+    def paced(*a, streamer=None, **kw):  # the text after the first piece comes once the caller has left
+        put = streamer.on_finalized_text
+
+        def put_then_wait(text, stream_end=False):
+            put(text, stream_end)
+            if text and not stream_end:
+                left.wait(30)
+
+        streamer.on_finalized_text = put_then_wait
+        return real(*a, streamer=streamer, **kw)
+
+    g.invoke = paced
+    got: list[str] = []
+
+    async def client():
+        async for chunk in aguard_stream(g, "who is the author of the book ?", None, "alpha", "passthrough"):
+            got.append(chunk.text)
+
+    async def main():
+        task = asyncio.create_task(client())
+        while not got:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # the client now awaits its next chunk, which is not generated yet
+        task.cancel()  # the HTTP client disconnected
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        left.set()  # the next chunk comes: the worker takes it, and the caller is gone
+
+    asyncio.run(main())
+    for _ in range(100):
+        said = [r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] == "answer_not_delivered"]
+        if said:
+            break
+        time.sleep(0.1)
+    (rec,) = said
+    assert got and rec["shown_chars"] == len("".join(got)), (got, rec)
+    assert f"after {len(got)} chunk(s) of passthrough text ({len(''.join(got))} characters)" in rec["why"]
+
+
 def test_a_stream_whose_model_fails_mid_answer_leaves_an_error_record(calibrated, tmp_path, monkeypatch):
     """The model raised after two tokens (a CUDA out-of-memory error): the stream raised, the caller had read the
     first tokens (passthrough), and the log held neither a decision nor an error record, in any stream form."""
