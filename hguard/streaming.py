@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import math
 import queue
 import re
 import threading
@@ -497,7 +498,8 @@ def guard_stream(
     as generated, then a chunk with the decision, empty after an accepted answer and :func:`held_notice` after a
     held one. ``early_stop`` (hold mode only) ends
     generation once the running risk passes the abstain threshold. ``timeout`` (passthrough) is the
-    longest wait in seconds for the next token before ``queue.Empty`` is raised. ``run_id``: the caller's
+    longest wait in seconds for the next token before ``queue.Empty`` is raised (a number > 0, or None for no limit;
+    anything else is refused before generating, an ``InputError`` on record). ``run_id``: the caller's
     own id of the call (a LangChain run id, a LlamaIndex span id), named by the ``answer_not_delivered`` record of
     an abandoned stream.
     Errors from the guard (bad input, a failed audit write) are raised from the iterator. ``call``:
@@ -522,6 +524,14 @@ def _guard_stream(guard: Guard, question: str, context: Any, domain: str | None,
             "early_stop applies to stream_mode='hold' only: in passthrough the tokens already reached the "
             "user, so stopping early would only cut the answer short"
         )
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not math.isfinite(timeout) or timeout <= 0):
+        # checked before anything is generated (the queue's own TypeError or ValueError came from the stream, after an
+        # answer was generated and decided), and refused on record as the guard's own call settings are
+        raise guard._refused(question, InputError(  # noqa: SLF001
+            f"timeout must be a number of seconds > 0 (the longest wait for the next token of a passthrough stream) or "
+            f"None for no limit, got {type(timeout).__name__} {timeout!r:.60}" + _timeout_hint(timeout)),
+            context=context, domain=domain, request_id=call.get("request_id")) from None
     from transformers import TextIteratorStreamer
 
     streamer = TextIteratorStreamer(guard.lm.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout)
@@ -613,6 +623,17 @@ def _guard_stream(guard: Guard, question: str, context: Any, domain: str | None,
     if "error" in box:
         raise box["error"]
     yield GuardStreamChunk(held_notice(box["result"]), box["result"])
+
+
+def _timeout_hint(timeout: Any) -> str:
+    """The fix for a bad stream ``timeout``: the number a string spells, or a positive number."""
+    try:
+        seconds = float(timeout)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(timeout, str) and math.isfinite(seconds) and seconds > 0:
+        return f"; pass timeout={seconds:g}"
+    return "; pass a number of seconds such as timeout=30, or timeout=None"
 
 
 def held_notice(result: Any) -> str:

@@ -1717,6 +1717,33 @@ def test_an_async_stream_cancelled_while_awaiting_a_chunk_counts_only_the_chunks
     assert f"after {len(got)} chunk(s) of passthrough text ({len(''.join(got))} characters)" in rec["why"]
 
 
+def test_a_bad_stream_timeout_is_refused_on_record_before_anything_is_generated(calibrated, tmp_path):
+    """timeout="5" raised the queue's TypeError and timeout=-1 its ValueError from inside the stream, after the answer
+    was generated, decided and recorded as never delivered."""
+    from hguard.streaming import aguard_stream, guard_stream
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    q = "who is the author of the book ?"
+
+    async def read(timeout):
+        return [c async for c in aguard_stream(g, q, None, "alpha", "passthrough", timeout=timeout)]
+
+    for timeout, fix in (("5", "pass timeout=5"), (-1, "pass a number of seconds"), (0, "timeout=None"),
+                         (float("nan"), "timeout=30"), (float("inf"), "timeout=30"), (True, "timeout=30")):
+        for run in (lambda t=timeout: list(guard_stream(g, q, None, "alpha", "passthrough", timeout=t, request_id="r")),
+                    lambda t=timeout: asyncio.run(read(t))):
+            with pytest.raises(InputError, match=r"timeout must be a number of seconds > 0 .* or None for no limit, got "
+                                                 + type(timeout).__name__) as info:
+                run()
+            assert fix in str(info.value)
+            last = list(AuditLog(tmp_path / "audit.jsonl"))[-1]
+            assert last["kind"] == "error" and last["id"] == info.value.audit_id and last["question"] == q
+    assert {r["kind"] for r in AuditLog(tmp_path / "audit.jsonl")} == {"error"}  # nothing generated, nothing decided
+    chunks = list(guard_stream(g, q, None, "alpha", "passthrough", timeout=30))
+    assert chunks[-1].result.route == "accept"
+
+
 def test_a_stream_whose_model_fails_mid_answer_leaves_an_error_record(calibrated, tmp_path, monkeypatch):
     """The model raised after two tokens (a CUDA out-of-memory error): the stream raised, the caller had read the
     first tokens (passthrough), and the log held neither a decision nor an error record, in any stream form."""
