@@ -739,3 +739,40 @@ def test_a_batch_recorded_part_way_delivers_or_says_undelivered_each_recorded_an
         out = chat.batch(["", Q, "what is gold ?"], return_exceptions=True)  # refused first: the others' indices move
         assert isinstance(out[0], InputError) and out[1].response_metadata["route"] == "accept", out
         assert isinstance(out[2], AuditError), out
+
+
+def test_a_model_failing_mid_answer_leaves_an_error_record_for_every_async_call(make_guard, monkeypatch):
+    """The model raised while it generated (a CUDA out-of-memory error) under ainvoke, a passthrough astream and an
+    abatch: the calls raised, and the guard's log held no record of the requests (only the handler's llm_call)."""
+    guard = make_guard("accept")
+    handler = HGuardAuditCallbackHandler.from_guard(guard)
+    chat = ChatHGuard(guard=guard, domain="alpha", stream_mode="passthrough")
+    real = guard.generator.generate
+
+    def failing(*a, streamer=None, **k):  # two tokens reach the stream, then the model fails
+        if streamer is not None:
+            streamer.on_finalized_text("at ")
+            streamer.on_finalized_text("italy ")
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(guard.generator, "generate", failing)
+    got: list[str] = []
+
+    async def stream():
+        async for m in chat.astream(Q, config={"callbacks": [handler]}):
+            got.append(m.content)
+
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        asyncio.run(chat.ainvoke(Q, config={"callbacks": [handler]}))
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        asyncio.run(stream())
+    out = asyncio.run(chat.abatch([Q, "what is gold ?"], return_exceptions=True))
+    assert got and all(isinstance(o, RuntimeError) for o in out), (got, out)
+    records = list(AuditLog(guard.audit.path))
+    errors = [r for r in records if r["kind"] == "error"]
+    assert [(e["stage"], e["domain"], e["error_type"]) for e in errors] == [("generation", "alpha", "RuntimeError")] * 4
+    assert [e["question"] for e in errors] == [Q, Q, Q, "what is gold ?"]
+    calls = [r for r in records if r["kind"] == "llm_call"]  # the handler's record of each failed call names its own
+    assert [c["error_audit_id"] for c in calls[:2]] == [e["id"] for e in errors[:2]], calls
+    assert not [r for r in records if r["kind"] in ("decision", "answer_not_delivered")]
+    monkeypatch.setattr(guard.generator, "generate", real)
