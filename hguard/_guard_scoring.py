@@ -93,6 +93,13 @@ class _Scoring:
                         problems.append(f"grounding signal {k!r} is {shown(v, 40)}, not a finite number")
                 if "grounding" not in scored:
                     problems.append("grounding returned no 'grounding' support value for an answer given with context")
+                if "grounding_lexical" in scored and signals["grounding_lexical"] is None:
+                    from .signals._grounding_lexical import _context_text, unread
+
+                    which = "the answer" if unread(g.text) else "the passage" if unread(_context_text(g.context)) else None
+                    if which:  # NaN by design, never "no evidence" (0.5 passed any such answer): said plainly
+                        problems.append(f"{which} holds letters of no script the grounding's word reader reads, so "
+                                        "whether the answer follows from the passage cannot be measured")
             except Exception as exc:  # fail closed: the reason travels with the decision
                 problems.append(f"grounding failed: {type(exc).__name__}: {exc}")
         notes: list[str] = g.extra.setdefault("notes", [])

@@ -26,6 +26,7 @@ import regex  # Unicode properties the standard re lacks
 from .errors import one_line
 
 __all__ = ["misdecoded", "asks_only_yes_no", "asks_yes_no", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "language_of",
+           "script_of", "script_words",
            "direction_controls", "listed", "reads_english", "same_words", "shown_plainly", "without_ignorables", "words_of"]
 
 _C1_CONTROL = re.compile("[\u0080-\u009f]")  # no text uses them: bytes decoded with the wrong codec make them
@@ -61,10 +62,30 @@ def misdecoded(name: str, value: str) -> str | None:
 _DIGIT_GROUP_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 
 
+# a letter of a script whose combining marks are accents or optional vowel points (dropped when folding: "é" is
+# "e", "й" is "и", "أ" is "ا"), or no letter; a mark on any other letter is part of its spelling (the Devanagari virama
+# of "कर्मचारी", the Japanese voicing mark of "です"): folding keeps it
+_ACCENTED = regex.compile(r"[\p{Latin}\p{Greek}\p{Cyrillic}\p{Arabic}\p{Hebrew}\p{Common}\p{Inherited}]")
+
+
 def fold_accents(text: str) -> str:
-    """``text`` decomposed (NFKD) without its combining marks: "São Paulo" -> "Sao Paulo", "ﬁ" -> "fi"."""
+    """``text`` decomposed (NFKD) without its combining marks: "São Paulo" -> "Sao Paulo", "ﬁ" -> "fi". The marks of a
+    Latin, Greek or Cyrillic letter (accents) and of an Arabic or Hebrew one (optional vowel points) go; those of
+    other scripts' letters, part of how they are spelled (Devanagari "कर्मचारी", Japanese "です"), stay, recomposed."""
     text = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in text if not unicodedata.combining(c))
+    kept, keep = False, False
+    out = []
+    for c in text:
+        if not unicodedata.combining(c):
+            keep = _ACCENTED.match(c) is None
+        elif not keep:
+            continue
+        else:
+            kept = True
+        out.append(c)
+    folded = "".join(out)
+    # only marks of those other scripts are left to compose (a Latin letter has none left): Latin text is unchanged
+    return unicodedata.normalize("NFC", folded) if kept else folded
 
 
 _IGNORABLE = regex.compile(r"[\p{Default_Ignorable_Code_Point}\u2800]")
@@ -234,6 +255,27 @@ def asks_only_yes_no(question: str) -> bool:
 
 
 _WORD = re.compile(r"\w+")
+# the scripts written without spaces between words (Chinese, Japanese): a run of their letters is read as its
+# overlapping character bigrams ("年假天数": 年假, 假天, 天数), a single character as itself
+UNSPACED = r"\p{Han}\p{Hiragana}\p{Katakana}\u30fc\u3005"
+# a mark that is part of a letter's spelling: of a script whose marks folding keeps (see _ACCENTED)
+_SPELLING_MARK = r"[\p{M}--[\p{Latin}\p{Greek}\p{Cyrillic}\p{Common}\p{Inherited}]]"
+# a word: a run of the unspaced scripts' letters, or letters and digits of any other script with the marks inside
+# them (a Devanagari vowel sign: "\\w+" cut "कर्मचारी" at each)
+_ANY_WORD = regex.compile(rf"[{UNSPACED}]+|[\p{{L}}\p{{N}}_--[{UNSPACED}]](?:[\p{{L}}\p{{N}}_--[{UNSPACED}]]|{_SPELLING_MARK})*",
+                          regex.V1)
+_ARABIC_ARTICLE = regex.compile(r"^\u0627\u0644(?=\p{Arabic}{2})")  # "ال" before a word of two letters or more
+
+
+def script_words(word: str) -> list[str]:
+    """How one word of :func:`words_of` (or of the grounding tokens) is read: a run of an unspaced script's letters
+    as its character bigrams (:data:`UNSPACED`), an Arabic word without its article ("الإجازة" is "إجازة"), any
+    other as it is."""
+    if regex.match(f"[{UNSPACED}]", word):
+        return [word] if len(word) < 2 else [word[i:i + 2] for i in range(len(word) - 1)]
+    if word.startswith("\u0627\u0644"):
+        return [_ARABIC_ARTICLE.sub("", word)]
+    return [word]
 
 
 @lru_cache(maxsize=1)
@@ -245,22 +287,44 @@ def function_words() -> dict[str, frozenset[str]]:
 
 
 def words_of(text: str) -> list[str]:
-    """Words of any script, accent-folded and case-folded (the English tokens keep to ASCII letters and digits)."""
-    return _WORD.findall(fold_accents(text).casefold())
+    """Words of any script, accent-folded and case-folded, with the marks inside them; a run of Chinese or Japanese
+    characters as its character bigrams and an Arabic word without its article (:func:`script_words`)."""
+    return [w for m in _ANY_WORD.finditer(fold_accents(text).casefold()) for w in script_words(m.group(0))]
 
 
 # which language a tie between other languages names (the stop-words lists share many words: "die" is German and
 # Dutch, "der" German and Danish): the more widely written first
-_PREFERRED = ("german", "french", "spanish", "portuguese", "italian", "dutch")
+_PREFERRED = ("german", "french", "spanish", "portuguese", "italian", "dutch", "russian")
+# the scripts one function-word list alone is written in (kana before Han: Japanese writes both), and the other
+# scripts named where no list covers them
+_SCRIPT_LANGUAGE = {"Hiragana": "japanese", "Katakana": "japanese", "Han": "chinese", "Hangul": "korean",
+                    "Devanagari": "hindi", "Gujarati": "gujarati", "Greek": "greek", "Hebrew": "hebrew"}
+_SCRIPTS = (*_SCRIPT_LANGUAGE, "Cyrillic", "Arabic", "Bengali", "Gurmukhi", "Tamil", "Telugu", "Kannada", "Malayalam",
+            "Sinhala", "Thai", "Lao", "Khmer", "Myanmar", "Tibetan", "Georgian", "Armenian", "Ethiopic")
+_SCRIPT_RE = {name: regex.compile(rf"\p{{Script={name}}}") for name in _SCRIPTS}
+_LATIN_LETTER = regex.compile(r"\p{Latin}")
+
+
+def script_of(words: Sequence[str]) -> str | None:
+    """The script ``words`` are written in when none of them holds a Latin letter ("Han", "Cyrillic", "Thai"; the
+    first of :data:`_SCRIPTS` they hold), None when one does or they hold no letter of those."""
+    if any(_LATIN_LETTER.search(w) for w in words):
+        return None
+    text = " ".join(words)
+    return next((name for name, pattern in _SCRIPT_RE.items() if pattern.search(text)), None)
 
 
 def language_of(words: Sequence[str], margin: int = 1) -> str:
     """The language whose function words ``words`` hold most of, by at least ``margin`` more than English's;
-    English otherwise (a tie, none)."""
+    English otherwise (a tie, none). Words holding none of any list's, and no Latin letter, are the language of
+    their script where one list alone is written in it (Han: Chinese, kana: Japanese, Devanagari: Hindi ...): the
+    Chinese list's words are single characters, which the bigrams of :func:`words_of` do not hold."""
     lists = function_words()
     hits = {lang: sum(w in fw for w in words) for lang, fw in lists.items()}
     best = max(hits.values(), default=0)
-    if best == 0 or best - hits.get("english", 0) < margin:
+    if best == 0:
+        return _SCRIPT_LANGUAGE.get(script_of(words) or "", "english")
+    if best - hits.get("english", 0) < margin:
         return "english"
     tied = [lang for lang, n in hits.items() if n == best]
     return min(tied, key=lambda lang: (_PREFERRED.index(lang) if lang in _PREFERRED else len(_PREFERRED), lang))

@@ -339,6 +339,30 @@ def test_an_answer_stating_a_number_the_passage_does_not_is_held(tiny_rag, tmp_p
     assert any(x.startswith("the answer states 1 figure(s) (not quoted: a redacting log)") for x in hidden.reasons)
 
 
+def test_an_answer_in_another_script_is_never_accepted_unread(tiny_rag, tmp_path, monkeypatch):
+    """A help-desk trial: an answer with no Latin letter scored 0.5 ("no evidence either way") on every lexical
+    grounding signal, so with a hand-set accept_below the Japanese question repeated back as the answer was accepted.
+    Its words are read now (the echo is held), and an answer of letters no reader reads is never accepted."""
+    from dataclasses import replace as with_text
+
+    from hguard.guard import Guard
+
+    lm, folder, _ = tiny_rag
+    g = Guard.from_policy(_policy(folder, tmp_path, knowledge_conflict="trust_context"), lm=lm)  # accepts any risk
+    q, passage = "有給休暇は何日ですか？", "社員は毎年45日の年次有給休暇を取得できます。"
+    said = {"text": q}
+    real = g.generator.generate
+    monkeypatch.setattr(g.generator, "generate",
+                        lambda *a, **k: [with_text(x, text=said["text"]) for x in real(*a, **k)])
+    echo = g.invoke(q, context=passage, domain="alpha")
+    assert echo.answer == q and echo.route == "review", echo.reasons
+    assert any("the answer adds no word to the question's own" in x for x in echo.reasons), echo.reasons
+    said["text"] = "Þæð ßø"  # letters with no ASCII form: the lexical signals cannot read them
+    unread = g.invoke(q, context=passage, domain="alpha")
+    assert unread.route == "review" and unread.signals["grounding_lexical"] is None, unread.reasons
+    assert any("holds letters of no script the grounding's word reader reads" in x for x in unread.reasons), unread.reasons
+
+
 def test_rag_request_in_a_closed_book_only_domain_goes_to_review_unless_the_policy_allows_it(tiny_rag, tmp_path):
     from hguard.guard import Guard
     from hguard.policy import Policy

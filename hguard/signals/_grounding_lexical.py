@@ -3,12 +3,17 @@ proximity supports. See :mod:`hguard.signals.grounding`."""
 
 from __future__ import annotations
 
+import math
 import re
+import unicodedata
 from collections.abc import Sequence
 from difflib import SequenceMatcher
 from typing import Any
 
-from hguard._text import fold_accents, join_digit_groups
+import regex
+
+from hguard._text import (_SPELLING_MARK, UNSPACED, fold_accents, function_words, join_digit_groups, language_of,
+                          script_words, words_of)
 from hguard.errors import InputError
 
 # --------------------------------------------------------------------------------------- validation
@@ -62,19 +67,46 @@ _NUMBER_WORDS = {
         "fifteen sixteen seventeen eighteen nineteen twenty".split()
     )
 }
-_TOKEN_RE = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
+# A letter of a script other than Latin (whose tokens keep to ASCII letters, as the shipped calibrations read them)
+# and the unspaced scripts (read as bigrams): Cyrillic, Greek, Arabic, Hebrew, Devanagari, Hangul, Thai ...
+_OTHER_LETTER = rf"[\p{{L}}--[\p{{Latin}}\p{{Common}}\p{{Inherited}}{UNSPACED}]]"
+_TOKEN_RE = regex.compile(
+    r"[a-z0-9]+(?:\.[0-9]+)?"  # Latin letters (accents folded) and digits, exactly as before other scripts were read
+    rf"|[{UNSPACED}]+"  # Chinese and Japanese: a run, read as its character bigrams (hguard._text.script_words)
+    rf"|{_OTHER_LETTER}(?:{_OTHER_LETTER}|{_SPELLING_MARK})*",  # a word of another script, its vowel signs inside
+    regex.V1,
+)
+_UNSPACED_LETTER = regex.compile(f"[{UNSPACED}]")
+_SCRIPT_DIGIT = regex.compile(r"[\p{Nd}--[0-9]]", regex.V1)
+_LETTER = regex.compile(r"\p{L}")
 
 
 def _normalise(text: str) -> str:
     # the token form; hguard._text says how it differs from the judge's canonical answer string
     text = fold_accents(text).lower().replace("\u2019", "'").replace("`", "'")
     text = re.sub(r"'s\b", "", text)
+    # every script's digits as 0-9 ("٤٥", "४५" are 45), as the judge reads them
+    text = _SCRIPT_DIGIT.sub(lambda m: str(unicodedata.decimal(m.group(0))), text)
     return join_digit_groups(text)
 
 
 def tokens(text: str) -> list[str]:
-    """Lower-cased, accent-folded word and number tokens (``1,000`` -> ``1000``, possessives dropped)."""
-    return _TOKEN_RE.findall(_normalise(text))
+    """Lower-cased, accent-folded word and number tokens (``1,000`` -> ``1000``, possessives dropped).
+
+    Words of every script are read: Latin letters as ASCII (accents folded; a letter no accent folds to ASCII,
+    "ß", "ø", splits the word, as it always did), a run of Chinese or Japanese characters as its overlapping character
+    bigrams, a word of another script whole with its vowel signs; every script's digits as 0-9."""
+    out: list[str] = []
+    for m in _TOKEN_RE.finditer(_normalise(text)):
+        word = m.group(0)
+        out.extend((word,) if word.isascii() else script_words(word))
+    return out
+
+
+def unread(text: str) -> bool:
+    """Whether ``text`` holds letters but :func:`tokens` reads no token from it (letters of no script it reads):
+    the lexical signals cannot say whether such an answer is supported, so they are NaN, never "no evidence"."""
+    return not tokens(text) and _LETTER.search(text) is not None
 
 
 def _is_number(tok: str) -> bool:
@@ -84,10 +116,21 @@ def _is_number(tok: str) -> bool:
 def content_tokens(text: str) -> list[str]:
     """Tokens that carry content: no stop words, no question words, no one-letter words.
 
-    Number words up to twenty become digits so ``three`` matches ``3``.
+    Number words up to twenty become digits so ``three`` matches ``3``. A word of another script is dropped when it is
+    one of the function words of the language the text is in (:func:`hguard._text.language_of`; none when that is
+    not known), and a one-letter word unless it is a Chinese or Japanese character.
     """
     out = []
+    foreign: frozenset[str] | None = None
     for t in tokens(text):
+        if not t.isascii():
+            if foreign is None:
+                lang = language_of(words_of(text))
+                foreign = function_words()[lang] if lang != "english" else frozenset()
+            if t in foreign or (len(t) < 2 and not _UNSPACED_LETTER.match(t)):
+                continue
+            out.append(t)
+            continue
         t = _NUMBER_WORDS.get(t, t)
         if t in STOP_WORDS or t in QUESTION_WORDS:
             continue
@@ -186,12 +229,15 @@ def lexical_support(
     close spelling (``fuzzy=True``). ``per_sentence=True`` takes the best single context sentence
     instead of the whole context (measured worse on HaluEval, where answers combine sentences).
     An answer with no evidence tokens at all (empty, or only words from the question) scores
-    ``empty`` (0.5: no evidence either way).
+    ``empty`` (0.5: no evidence either way); an answer or context whose letters :func:`tokens` cannot read
+    (:func:`unread`) NaN: not "no evidence", which let any such answer pass.
     """
     answer = _check_text(answer, "answer")
     ctx = _context_text(context)
     if question is not None:
         _check_text(question, "question")
+    if unread(answer) or unread(ctx):
+        return math.nan
     ev = _evidence_tokens(answer, question)
     if not ev:
         return float(empty)
@@ -219,12 +265,14 @@ def phrase_support(answer: str, context: str | Sequence[str], question: str | No
     Checks the answer as a *phrase*, word order and stop words included ("Lord Black of London" is
     not supported by a context that says "Lord Black of Crossharbour" and "Green Park, London", though
     each word is there). A leading article is dropped; a one-word answer scores 1 when the context
-    has the word, else 0; an empty answer 0.5. ``question`` is accepted for a uniform signature and
-    not used: a phrase copied from the question is rare in an answer and still has to be in the
-    context.
+    has the word, else 0; an empty answer 0.5; an answer or context it cannot read (:func:`unread`) NaN.
+    ``question`` is accepted for a uniform signature and not used: a phrase copied from the question is
+    rare in an answer and still has to be in the context.
     """
     answer = _check_text(answer, "answer")
     ctx = _context_text(context)
+    if unread(answer) or unread(ctx):
+        return math.nan
     at = _plain_tokens(answer)
     while at and at[0] in _ARTICLES:
         at = at[1:]
@@ -251,10 +299,13 @@ def proximity_support(
     either side; the best place wins. A right answer sits next to what the question asks about
     ("directed by Robert Zemeckis"); a distractor from the same context usually does not ("written by
     Neil Gaiman"). 0 when the context never mentions the answer's evidence; 0.5 when there is no
-    question or the answer has no evidence tokens (nothing to measure).
+    question or the answer has no evidence tokens (nothing to measure); NaN when the answer or the context
+    holds letters it cannot read (:func:`unread`).
     """
     answer = _check_text(answer, "answer")
     ctx = _context_text(context)
+    if unread(answer) or unread(ctx):
+        return math.nan
     if question is None:
         return 0.5
     _check_text(question, "question")

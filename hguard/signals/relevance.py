@@ -36,8 +36,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from hguard._text import (asks_yes_no, function_words, language_of, offers_alternatives, reads_english,
-                          without_ignorables, words_of)
-from hguard.signals._grounding_lexical import _stem, _word_matches
+                          script_of, without_ignorables, words_of)
+from hguard.signals._grounding_lexical import _stem, _word_matches, unread
 from hguard.errors import InputError
 
 __all__ = ["RELEVANCE_FEATURES", "adds_no_word", "relevance_scores", "repeats_question"]
@@ -136,10 +136,20 @@ def off_question(question: str, context: str | Sequence[str] | None, context_rel
     if _shares(question, text, said, passage_in, english):
         return None
     how = ("context_relevance 0" if english and passage_in == "english" else
-           f"the passage read without the function words of {passage_in.title()}" if english else
-           f"read without the function words of {language_of(words_of(question)).title()}")
+           f"the passage {_read_without(said)}" if english else _read_without(words_of(question)))
     return (f"the passage holds none of the question's content words ({how}): it may not address the question (or is "
             "in another language), so an answer from it is held for review")
+
+
+def _read_without(words: Sequence[str]) -> str:
+    """How ``words`` were read, for a reason: without the function words of the language
+    :func:`hguard._text.language_of` reads them as; where that is English for words with no Latin letter (no list's
+    function words, in a script no list alone is written in: Thai, Tamil), the script instead of English."""
+    lang = language_of(words)
+    script = script_of(words) if lang == "english" else None
+    if script:
+        return f"read whole: {script} script, of a language it has no function words for"
+    return f"read without the function words of {lang.title()}"
 
 
 _LETTER = re.compile(r"(?<![\w'.-])([B-HJ-Z])(?![\w'-])")  # not "A" or "I", nor a letter of a word ("U.S.", "x-ray")
@@ -205,6 +215,8 @@ def relevance_scores(question: str, answer: str, context: str | Sequence[str], g
         hit = _matched(q_words, ctx)
         weight = [2.0 if (w in keys or any(c.isdigit() for c in w)) else 1.0 for w in q_words]
         ctx_rel = float(sum(w for w, h in zip(weight, hit) if h) / sum(weight))
+    elif unread(question):  # letters of no script the tokens read: what it asks is unknown, not "nothing to miss"
+        ctx_rel = math.nan
     else:
         ctx_rel = 1.0  # a question with no content words: nothing to miss
 
