@@ -380,8 +380,81 @@ def withdrawn_on_held_out(thresholds, risk: Sequence[float], hallucinated: Seque
         "of the kinds your users ask (meta.family)")
 
 
-#: how a row without ``meta.family`` is given a family of its own fact group or row (calibrate.families.family_of)
+#: how a row without ``meta.family`` is given a family of its own fact group or row (calibrate.families.family_of); a
+#: meta.family spelt with one of them is refused at load (it would pass for a fallback group in the report's counts)
 FALLBACK_FAMILY_PREFIXES = ("group:", "fact:", "id:")
+#: with more families than this (typically rows without meta.family, one fallback group per fact), they are dealt
+#: into this many folds, each held out as a whole
+MAX_FOLDS = 10
+
+
+def is_fallback_family(name: str) -> bool:
+    """Whether ``name`` is the fallback group of a row without ``meta.family`` (its fact group or its id), not a kind
+    of question: for the report's counts only; every check counts its answers like any other family's."""
+    return str(name).startswith(FALLBACK_FAMILY_PREFIXES)
+
+
+def _stable(key: str) -> int:
+    import hashlib
+
+    return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:12], 16)
+
+
+def family_folds(families: Sequence[str], max_folds: int = MAX_FOLDS) -> list[list[str]]:
+    """Families to hold out together: one per fold, or dealt by hash into ``max_folds`` folds."""
+    names = sorted(set(families))
+    if len(names) <= max_folds:
+        return [[n] for n in names]
+    folds: list[list[str]] = [[] for _ in range(max_folds)]
+    for i, n in enumerate(sorted(names, key=lambda n: (_stable(n), n))):
+        folds[i % max_folds].append(n)
+    return [sorted(f) for f in folds]
+
+
+def accept_below_without_family(risk: Sequence[float], hallucinated: Sequence[int], families: Sequence[str], *,
+                                target: float, confidence: float, abstain_precision: float = 0.9,
+                                per_family: bool = False) -> dict[str, float]:
+    """The one definition of what routes a family the calibration is tested on as a new kind of question: for each
+    family of ``families`` (one per answer of ``risk``), the accept threshold fitted the same way (target, confidence,
+    certificate) on the answers of the other folds (:func:`family_folds`: the family alone, or with more than
+    :data:`MAX_FOLDS` families the fold it is held out in, as the leave-one-family-out probes held it out). Rows
+    without ``meta.family`` count with their fallback groups like any other family. Used by the calibration report's
+    per-family routing and by :func:`withdrawn_on_new_families`, so the report's figure and the withdrawal agree."""
+    out: dict[str, float] = {}
+    for held in family_folds(list(families)):
+        rest = [i for i, f in enumerate(families) if f not in held]
+        below = fit_thresholds([risk[i] for i in rest], [hallucinated[i] for i in rest], target=target,
+                               confidence=confidence, abstain_precision=abstain_precision,
+                               families=[families[i] for i in rest] if per_family else None).accept_below
+        out.update({f: below for f in held})
+    return out
+
+
+def new_family_figure(thresholds, risk: Sequence[float], hallucinated: Sequence[int], families: Sequence[str], *,
+                      per_family: bool = False,
+                      left_out: tuple[Sequence[float], Sequence[int], Sequence[str], Sequence[int] | None] | None = None
+                      ) -> dict[str, Any] | None:
+    """What the calibration's families, each routed by the accept threshold fitted without it
+    (:func:`accept_below_without_family`), accept of their answers, pooled over all of them, fallback groups of rows
+    without ``meta.family`` included (their answers are held-out-fold answers like any other): ``n_families``,
+    ``n_fallback_groups`` (of those, fallback groups), ``n_accepted``, ``accepted_hallucinated``, ``rate`` (None when
+    nothing was accepted). None without two families. ``left_out`` as :func:`withdrawn_on_new_families` takes it."""
+    if left_out is None:
+        left_out = (risk, hallucinated, families, None)
+    l_risk, l_y, l_family, l_far = left_out
+    names = sorted(set(families) | set(l_family))
+    if len(set(families)) < 2 or len(names) < 2:
+        return None
+    without = accept_below_without_family(risk, hallucinated, families, target=thresholds.target,
+                                          confidence=thresholds.confidence,
+                                          abstain_precision=thresholds.abstain_precision or 0.9, per_family=per_family)
+    far = l_far if l_far is not None else [0] * len(l_risk)
+    # a family with no training answer (all in the held-out split): the threshold was fitted without it
+    accepted = [int(y) for r, y, f, o in zip(l_risk, l_y, l_family, far)
+                if (below := without.get(f, thresholds.accept_below)) and r < below and not o]
+    n, k = len(accepted), sum(accepted)
+    return {"n_families": len(names), "n_fallback_groups": sum(1 for f in names if is_fallback_family(f)),
+            "n_accepted": n, "accepted_hallucinated": k, "rate": k / n if n else None}
 
 
 def withdrawn_on_new_families(thresholds, risk: Sequence[float], hallucinated: Sequence[int],
@@ -390,7 +463,8 @@ def withdrawn_on_new_families(thresholds, risk: Sequence[float], hallucinated: S
     """``thresholds`` with a certified accept threshold withdrawn (accept nothing, ``method`` saying why) when the
     calibration's own kinds of question reject it as a certificate for a kind it lacks: each family routed by the
     accept threshold fitted the same way without it (same target, confidence and certificate, on the other families'
-    scores), the accepted answers of all families pooled are hallucinated above the target. A finance team's trial:
+    scores), the accepted answers of all families pooled are hallucinated above the target (:func:`new_family_figure`,
+    the figure the calibration report gives). A finance team's trial:
     certified at 20% on four families (its held-out families, each fitted without it, accepted 7 of 26 hallucinated),
     the threshold accepted 37% hallucinated on two kinds of question it had not seen. The rate is read as measured,
     not bounded: a threshold meant for kinds of question the calibration did not contain is kept only where those it
@@ -400,37 +474,27 @@ def withdrawn_on_new_families(thresholds, risk: Sequence[float], hallucinated: S
     family per answer. ``left_out`` (risk, hallucinated, family, out_of_distribution or None): what routes each family,
     its answers of both splits scored by a probe and merger fitted without it (the calibration's leave-one-family-out
     evaluation; an answer the out-of-distribution check sends to review is not accepted); without it, each family's
-    own answers among ``risk``. A family only there (no training answer) is routed by ``thresholds`` themselves. Only
-    kinds of question count (``meta.family``; not the fact groups rows without one fall back to). Unchanged without a
-    certified accept threshold, for a hand-set one, or without two kinds of question."""
+    own answers among ``risk``. A family only there (no training answer) is routed by ``thresholds`` themselves. The
+    fallback groups of rows without ``meta.family`` count like any family (a user's trial: left out, they hid 143 of
+    223 accepted answers hallucinated behind a threshold the report said was not met). Unchanged without a certified
+    accept threshold, for a hand-set one, or without two families."""
     if not thresholds.accept_below or thresholds.hand_set_measured is not None or families is None:
         return thresholds
-    if left_out is None:
-        left_out = (risk, hallucinated, families, None)
-    l_risk, l_y, l_family, l_far = left_out
-    # kinds of question only: a row without meta.family is a family of its own fact, which the held-out split holds
-    # out already (and hundreds of them made this a refit per fact at every load)
-    names = sorted(f for f in set(families) | set(l_family) if not f.startswith(FALLBACK_FAMILY_PREFIXES))
-    if len(names) < 2:
+    fig = new_family_figure(thresholds, risk, hallucinated, families, per_family=per_family, left_out=left_out)
+    if fig is None:
         return thresholds
-    far = l_far if l_far is not None else [0] * len(l_risk)
-    n = k = 0
-    for name in names:
-        if name in families:
-            rest = [i for i, f in enumerate(families) if f != name]
-            without = fit_thresholds([risk[i] for i in rest], [hallucinated[i] for i in rest], target=thresholds.target,
-                                     confidence=thresholds.confidence,
-                                     abstain_precision=thresholds.abstain_precision or 0.9,
-                                     families=[families[i] for i in rest] if per_family else None).accept_below
-        else:  # a family with no training answer (all in the held-out split): the threshold was fitted without it
-            without = thresholds.accept_below
-        accepted = [int(l_y[i]) for i, f in enumerate(l_family)
-                    if f == name and without and l_risk[i] < without and not far[i]]
-        n, k = n + len(accepted), k + sum(accepted)
+    n, k = fig["n_accepted"], fig["accepted_hallucinated"]
     if not n or k / n <= thresholds.target:
         return thresholds
     return thresholds.accepting_nothing(
-        f"withdrawn: each of the calibration's {len(names)} families routed by the accept threshold fitted without it, "
+        f"withdrawn: each of the calibration's {_families_said(fig)} routed by the accept threshold fitted without it, "
         f"{k} of the {n} answers accepted are hallucinated ({k / n:.3f}, above the target {thresholds.target}): it does "
         "not hold for a kind of question the calibration lacked, so nothing is accepted; calibrate with more families, "
         "of the kinds your users ask (meta.family)")
+
+
+def _families_said(fig: dict) -> str:
+    """``N families`` as a figure of :func:`new_family_figure` counts them: how many are fallback groups of rows without
+    ``meta.family`` (their fact groups), not kinds of question."""
+    n, fb = fig["n_families"], fig["n_fallback_groups"]
+    return f"{n} families" + (f" ({n - fb} meta.family, {fb} fallback fact groups of rows without one)" if fb else "")

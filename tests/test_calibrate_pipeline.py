@@ -585,3 +585,46 @@ def test_the_report_and_each_probe_file_record_what_the_fit_depended_on(setup, t
         doc["probe_id"] = _probe_id(doc)
         (tmp_path / f"{d}.json").write_text(json.dumps(doc))
         assert CalibratedDomain.load(tmp_path / f"{d}.json").name == d
+
+
+def test_the_reports_held_out_family_figure_is_the_one_the_withdrawal_reads_fallback_groups_included(setup, tmp_path):
+    """A user trial: rows without meta.family fall back to their fact groups; the report pooled their answers into
+    "on held-out families 129 of 206 accepted were hallucinated, not met" while the guard's check left them out and
+    kept the threshold (accepting invented entities). One definition now routes and pools them for both."""
+    from hguard._policy_fit import accept_below_without_family, new_family_figure
+    from hguard.calibrate.report import markdown
+    from hguard.policy import fit_thresholds
+
+    lm, exs, data, _, _ = setup
+    out = tmp_path / "probes"  # a target the tiny model's answers certify a threshold at
+    report = calibrate([data], out, lm=lm, system_prompt="answer", max_new_tokens=4, progress=False, plots=False,
+                       batch_size=16, target=0.8)
+    files = load_probe_dir(out)
+    compared = 0
+    for d in ("alpha", "beta"):
+        fam, cal = report["domains"][d]["families"], files[d]
+        cs, fs = cal.calibration_scores, cal.family_scores
+        # the certified threshold before any withdrawal, as the report's routing was fitted
+        th = fit_thresholds(list(cs.risk), list(cs.hallucinated), target=cal.thresholds.target,
+                            confidence=cal.thresholds.confidence)
+        fig = new_family_figure(th, list(cs.risk), list(cs.hallucinated), list(cs.family),
+                                left_out=(fs.risk, fs.hallucinated, fs.family, fs.out_of_distribution))
+        at = fam["summary"]["at_target"]
+        assert fig["n_families"] == fam["summary"]["n_families"]
+        assert (fig["n_accepted"], fig["accepted_hallucinated"]) == (at["n_accepted"], at["accepted_hallucinated"])
+        # each family routed by the threshold the guard's check refits without it
+        without = accept_below_without_family(list(cs.risk), list(cs.hallucinated), list(cs.family),
+                                              target=th.target, confidence=th.confidence)
+        for f, e in fam["families"].items():
+            if e.get("at_target"):
+                assert e["at_target"]["accept_below"] == without.get(f, th.accept_below)
+                compared += bool(e["at_target"]["accept_below"])
+    assert compared  # some family was routed by a certified threshold
+    # beta's rows have no meta.family: each of its families is a fallback fact group, and the report says so
+    beta = report["domains"]["beta"]["families"]
+    n_beta = sum(1 for e in exs if e.domain == "beta")
+    assert beta["rows_without_family"] == n_beta and report["domains"]["alpha"]["families"]["rows_without_family"] == 0
+    assert beta["summary"]["n_fallback_groups"] == beta["summary"]["n_families"] > 10
+    assert report["domains"]["alpha"]["families"]["summary"]["n_fallback_groups"] == 0
+    assert (f"{beta['summary']['n_families']}: 0 meta.family + {beta['summary']['n_fallback_groups']} fallback fact "
+            f"groups; {n_beta} rows without meta.family fell back to their fact group") in markdown(report)

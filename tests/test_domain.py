@@ -264,7 +264,7 @@ def test_an_accept_threshold_its_held_out_answers_reject_is_withdrawn_at_any_tar
     assert CalibratedDomain.load(tmp_path / "ok.json").fit_thresholds(dp).accept_below > 0.1
 
 
-def test_an_accept_threshold_the_families_left_out_in_turn_reject_is_withdrawn(small_probe, tmp_path):
+def test_an_accept_threshold_the_families_left_out_in_turn_reject_is_withdrawn(small_probe, tmp_path, monkeypatch):
     """A finance team's trial: certified at 20% / 90% on the pooled cross-family scores of four families, an accept
     threshold accepted 37% hallucinated (92 answers) on two kinds of question the calibration lacked; its own held-out
     families, each fitted without it, had accepted 7 of 26 hallucinated, and the threshold shipped. A kind of
@@ -295,8 +295,20 @@ def test_an_accept_threshold_the_families_left_out_in_turn_reject_is_withdrawn(s
     assert kept is pooled
     assert withdrawn_on_new_families(pooled, risk, y, None) is pooled
     assert withdrawn_on_new_families(pooled, risk, y, ["a"] * 190) is pooled
-    # the families rows without meta.family fall back to (their fact groups) are no kinds of question: not left out
-    assert withdrawn_on_new_families(pooled, risk, y, [f"fact:{i}" for i in range(190)]) is pooled
+    # a user trial: d's rows without meta.family fell back to their fact groups, which the check left out (a threshold
+    # the report said was not met stood); their answers are held-out-fold answers like any other: withdrawn
+    facts = fam[:150] + [f"fact:{i % 4}" for i in range(40)]
+    th = withdrawn_on_new_families(pooled, risk, y, facts)
+    assert th.accept_below == 0.0 and "7 families (3 meta.family, 4 fallback fact groups of rows without one)" in th.method
+    # hundreds of fallback groups are held out in folds (as the probes held them out), not refitted one by one
+    from hguard import _policy_fit
+
+    fits = []
+    real_fit = _policy_fit.fit_thresholds
+    monkeypatch.setattr(_policy_fit, "fit_thresholds", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+    withdrawn_on_new_families(pooled, risk, y, [f"fact:{i}" for i in range(190)])
+    assert len(fits) == _policy_fit.MAX_FOLDS
+    monkeypatch.undo()
     # a review: a family with no training answer (all in the held-out split) is routed by the threshold itself, which
     # was fitted without it; it was skipped, and its evidence with it
     mixed = [f if i < 150 else "abc"[i % 3] for i, f in enumerate(same)]

@@ -17,19 +17,22 @@ domain's training answers of the other families, with its own C; its scores on F
 With more than :data:`MAX_FOLDS` families (typically: no ``meta.family``, one family per fact), the
 families are dealt into that many folds, each held out as a whole.
 
-One leak is left and stated: the other families' out-of-fold scores, on which F's merger and thresholds
-are fitted, come from probes that were fitted with F's answers in them; F's own scores never do.
+F's accept threshold is the one the guard's check refits at load (:func:`hguard._policy_fit.
+accept_below_without_family`: on the scores the domain's thresholds are fitted on, without F's fold), so the
+report's pooled figure is the one that withdraws a threshold. One leak is left and stated: the other families'
+out-of-fold scores, on which F's merger and thresholds are fitted, come from probes (and, for the thresholds,
+mergers) that were fitted with F's answers in them; F's own scores never do.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Any, Sequence
 
 import numpy as np
 
 from .._numerics import sigmoid_array
+from .._policy_fit import MAX_FOLDS, accept_below_without_family, family_folds, is_fallback_family
 from .._stats import clopper_pearson_interval
 from ..ood import beyond, fit_ood, full_distance
 from .collect import Collected
@@ -37,7 +40,6 @@ from .judge import right_reply
 from .pipeline import _lengths, _y, accepted_by_guard, reviewed
 from .screen import FitWarnings, fit_probe, probe_logit, random_baseline
 
-MAX_FOLDS = 10
 # Each held-out family's probe chooses its own C, on a coarser search than the shipped probe's (3 folds,
 # 6 values of C instead of 5 and 10): one such fit per family is what keeps calibration within budget.
 MIN_CLASS_FOR_MEAN = 5
@@ -135,21 +137,6 @@ def _join_repeated_questions(rows: Sequence[dict]) -> None:
             + ", as both are fitted on", UserWarning, stacklevel=3)
 
 
-def _stable(key: str) -> int:
-    return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:12], 16)
-
-
-def family_folds(families: Sequence[str], max_folds: int = MAX_FOLDS) -> list[list[str]]:
-    """Families to hold out together: one per fold, or dealt by hash into ``max_folds`` folds."""
-    names = sorted(set(families))
-    if len(names) <= max_folds:
-        return [[n] for n in names]
-    folds: list[list[str]] = [[] for _ in range(max_folds)]
-    for i, n in enumerate(sorted(names, key=lambda n: (_stable(n), n))):
-        folds[i % max_folds].append(n)
-    return [sorted(f) for f in folds]
-
-
 def cross_family_fit(train: Collected, *, seed: int, n_layers: int, d_ff: int, cv: int = 5,
                      min_per_class: int = 8, probe_params: dict | None = None, c_by_family: bool = False,
                      only: Sequence[str] | None = None, fit=None) -> dict[str, Any]:
@@ -234,13 +221,17 @@ def evaluate_families(
     *,
     target: float,
     confidence: float,
+    thresholds_scores: tuple[Sequence[float], Sequence[int], Sequence[str]] | None = None,
 ) -> dict:
     """Per family: every signal's AUROC with intervals, class counts and routing at the target, each
     from probe, merger and thresholds fitted without the family; then the domain's summary.
 
     ``train`` holds the training answers the folds were fitted on (refusals removed), ``domain_rows``
     every answer of the domain (training and held-out split, refusals included): a family is tested on
-    all of its answers, none of which its probe, merger or thresholds saw.
+    all of its answers, none of which its probe, merger or thresholds saw. ``thresholds_scores`` (risk,
+    hallucinated, family): the scores the domain's thresholds are fitted on; each family is routed by the accept
+    threshold fitted on them without it (:func:`hguard._policy_fit.accept_below_without_family`, what the guard's
+    check refits), so the pooled figure is the one :func:`hguard._policy_fit.withdrawn_on_new_families` reads.
     """
     from ..policy import fit_thresholds
     from .pipeline import (BASELINES as baselines, apply_merger, auroc, auroc_ci, fit_merger, merger_features,
@@ -250,6 +241,17 @@ def evaluate_families(
     y_tr = cf["y"]
     oof = cf["oof_logit"]
     Z_tr = merger_features(train.rows, np.nan_to_num(oof))
+    if thresholds_scores is None:  # the cross-family scores, each merged without its family
+        ok = np.isfinite(oof)
+        thresholds_scores = (_merged_without_family(Z_tr[ok], y_tr[ok], fam_tr[ok], Z_tr[ok], fam_tr[ok],
+                                                    fit_merger(Z_tr[ok], y_tr[ok])).tolist(),
+                             y_tr[ok].tolist(), fam_tr[ok].tolist())
+    th_risk = [float(v) for v in thresholds_scores[0]]
+    th_y = [int(v) for v in thresholds_scores[1]]
+    th_fam = [str(v) for v in thresholds_scores[2]]
+    without = accept_below_without_family(th_risk, th_y, th_fam, target=target, confidence=confidence)
+    # a family with no training answer: the thresholds fitted on all of them were fitted without it
+    on_all = fit_thresholds(th_risk, th_y, target=target, confidence=confidence).accept_below
     per_family: dict[str, dict] = {}
     left_out: dict[str, list] = {"risk": [], "hallucinated": [], "family": [], "out_of_distribution": []}
     for fold in cf["folds"]:
@@ -319,9 +321,6 @@ def evaluate_families(
             else:
                 entry["auroc"] = {k: auroc(y, v) for k, v in scores.items()}
                 entry["auroc_ci95"] = auroc_ci(y, scores)
-            th = fit_thresholds(_merged_without_family(Z_tr[others], y_tr[others], fam_tr[others], Z_tr[others],
-                                                       fam_tr[others], merger).tolist(),
-                                y_tr[others].tolist(), target=target, confidence=confidence)
             # routed as a guard with this fold's probe, thresholds and out-of-distribution threshold would route it
             others_d = cf["oof_distance"][~np.isin(fam_tr, fold["families"])]
             ood = fit_ood(others_d, fitted_on="the other families' cross-family distances",
@@ -330,7 +329,7 @@ def evaluate_families(
             ood_at = ood["threshold"] if ood else None
             far = beyond(d, ood_at)
             entry["at_target"] = {"target": target, "confidence": confidence,
-                                  **_at_target(scores["merged"], y, th.accept_below, target, d, ood_at)}
+                                  **_at_target(scores["merged"], y, without.get(f, on_all), target, d, ood_at)}
             # what routes this family at any target when a guard loads the probe file (CalibratedDomain.fit_thresholds)
             left_out["risk"] += [float(v) for v in scores["merged"]]
             left_out["hallucinated"] += [int(v) for v in y]
@@ -378,11 +377,13 @@ def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collec
 
     tr = train.subset([r["label"] != "refusal" for r in train.rows])
     names = sorted({r["family"] for r in tr.rows})
+    # the rows without meta.family, each in the fallback group of its fact (or its own row)
+    without_family = sum(1 for r in domain_rows.rows if is_fallback_family(r["family"]))
     if len(names) < 2:
         fitted["thresholds_fitted_on"] = FACT_FOLD_SCORES + " (the domain has fewer than two families, so no cross-family scores exist)"
         why = (f"the training split has {len(names)} family ({', '.join(names) or 'none'}); leave-one-family-out needs "
                "at least two (set meta.family on the rows: the question template or sub-topic)")
-        return {"no_figure": why}
+        return {"no_figure": why, "rows_without_family": without_family}
     cf = cross_family_fit(tr, seed=seed, n_layers=n_layers, d_ff=d_ff, cv=FOLD_CV, probe_params=FOLD_PROBE, fit=fit)
     # A family with no scored training answer (all of its rows fell in the held-out split) was never seen by the
     # probe, merger and thresholds fitted on the whole training split: those are its leave-one-family-out fit.
@@ -421,8 +422,10 @@ def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collec
     else:
         fitted["thresholds_fitted_on"] = FACT_FOLD_SCORES + (
             f" (the cross-family scores hold {int(ok.sum())} answers, fewer than 2 of a class, too few to fit a merger on)")
-    result = evaluate_families(cf, tr, domain_rows, target=target, confidence=confidence)
+    result = evaluate_families(cf, tr, domain_rows, target=target, confidence=confidence,
+                               thresholds_scores=(fitted["oof_merged"], fitted["oof_y"], fitted["oof_family"]))
     result["fit_seconds"] = cf["seconds"]
+    result["rows_without_family"] = without_family
     result["method"] = (
         f"leave-one-family-out: for each family, probe (C by {FOLD_CV}-fold CV over {FOLD_PROBE['Cs']} values), merger and thresholds fitted on the "
         "training split without that family, tested on all of its answers (training and held-out split); "
@@ -492,6 +495,9 @@ def summarize(per_family: dict, baselines: Sequence[str], target: float) -> dict
     scored = {f: e for f, e in two.items() if min(e["correct"], e["hallucinated"]) >= MIN_CLASS_FOR_MEAN}
     out: dict[str, Any] = {
         "n_families": len(per_family),
+        # of those, the fallback groups of rows without meta.family (their fact groups): held-out facts, not kinds
+        # of question; every pooled figure below counts their answers like any family's
+        "n_fallback_groups": sum(1 for f in per_family if is_fallback_family(f)),
         "n_families_in_mean": len(scored),  # with at least min_class_for_mean answers of each class
         "one_class_families": sorted(f for f, e in per_family.items() if e.get("one_class")),
         "few_of_a_class_families": sorted(set(two) - set(scored)),
@@ -522,7 +528,8 @@ def summarize(per_family: dict, baselines: Sequence[str], target: float) -> dict
         n = sum(e["n_scored"] for e in per_family.values() if e.get("ood") and e["ood"]["triggered"] is not None)
         k = sum(o["triggered"] for o in oods)
         out["ood_held_out_families"] = {"n": n, "triggered": k, "rate": k / n if n else None,
-                                        "rate_ci95": clopper_pearson_interval(k, n)}
+                                        "rate_ci95": clopper_pearson_interval(k, n),
+                                        "n_fallback_groups": out["n_fallback_groups"]}
     routed = [e["at_target"] for e in per_family.values() if e.get("at_target")]
     if routed:
         n_acc = sum(t["n_accepted"] for t in routed)

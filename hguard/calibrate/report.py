@@ -84,6 +84,21 @@ def _threshold_scores(t: dict | None) -> str:
             + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "") + ")")
 
 
+def family_count(fam: dict) -> str:
+    """How many families a domain's leave-one-family-out entry holds, saying how many are fallback groups (the fact
+    groups of rows without ``meta.family``: held-out facts, not kinds of question) and how many rows fell back."""
+    n = (fam.get("summary") or {}).get("n_families")
+    fb = (fam.get("summary") or {}).get("n_fallback_groups") or 0 if n is not None else 0
+    rows = fam.get("rows_without_family") or 0
+    said = f"{n}" if n is not None else ""
+    if fb and n is not None:
+        said += f": {n - fb} meta.family + {fb} fallback fact groups"
+    if rows:
+        said += (f"{'; ' if said else ''}{rows} row{'s' if rows != 1 else ''} without meta.family fell back to "
+                 "their fact group")
+    return said
+
+
 def families_over_target(m: dict) -> str | None:
     """The held-out families whose accepted answers are hallucinated over the target (each routed with the thresholds
     fitted without it), each with its count where the report holds it; None when there is none. Said wherever the
@@ -290,7 +305,8 @@ def ood_markdown(report: dict) -> list[str]:
             lines.append(f"| {a} | no figure: {e['no_figure']} |" + " |" * (len(cols) + 1))
             continue
         h = e.get("held_out_families") or {}
-        hf = _share(h) if h else "n/a"
+        hf = (_share(h) + (f" (incl. {h['n_fallback_groups']} fallback fact groups)" if h.get("n_fallback_groups")
+                           else "")) if h else "n/a"
         lines.append(f"| {a} | {e['threshold']:.2f} | {hf} | "
                      + " | ".join(_share(e["domains"][b]) if b in e["domains"] else "n/a" for b in cols) + " |")
     return lines
@@ -343,7 +359,10 @@ def families_markdown(report: dict) -> list[str]:
     yes = lambda b: "yes" if b else "**no**"  # noqa: E731
     for d, fam in doms.items():
         if "no_figure" in fam:
-            lines.append(f"| {d} | no figure: {fam['no_figure']} |" + " |" * 11)
+            rows = fam.get("rows_without_family")
+            lines.append(f"| {d} | no figure: {fam['no_figure']}"
+                         + (f" ({rows} rows without meta.family fell back to their fact group)" if rows else "")
+                         + " |" + " |" * 11)
             continue
         s = fam["summary"]
         t = s.get("at_target") or {}
@@ -360,7 +379,7 @@ def families_markdown(report: dict) -> list[str]:
         few = ([f"{f} (few)" for f in s.get("few_of_a_class_families", [])]
                + [f"{f} (inverted)" for f in s.get("inverted_families", [])])
         in_mean = s.get("n_families_in_mean", s.get("n_families_with_auroc"))  # the key's name before 2026-12-02
-        lines.append(f"| {d} | {s['n_families']} ({in_mean}) | {', '.join(s['one_class_families'] + few) or '-'} | "
+        lines.append(f"| {d} | {family_count(fam)} ({in_mean}) | {', '.join(s['one_class_families'] + few) or '-'} | "
                      f"{aur} | {acc} | {flags} |")
     sig = SIGNALS
     lines += [

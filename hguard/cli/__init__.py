@@ -180,7 +180,9 @@ def _calibration_summary(m: dict) -> list[str]:
     mean = (fam.get("summary") or {}).get("mean_auroc")
     if mean:
         s = fam["summary"]
-        lines.append(f"held-out families (mean over {s['n_families_in_mean']} of {s['n_families']}): probe={f(mean['probe'])} "
+        from ..calibrate.report import family_count
+
+        lines.append(f"held-out families (mean over {s['n_families_in_mean']} of {family_count(fam)}): probe={f(mean['probe'])} "
                      f"merged={f(mean['merged'])} random neurons={f(mean['random_neurons'])}: what a new kind of question gets")
     else:
         why = fam.get("no_figure") or "; ".join(
