@@ -700,3 +700,25 @@ def test_a_csv_given_as_calibration_data_is_told_in_one_line_to_convert(tmp_path
     (tmp_path / "rows.jsonl").write_text(good + "\n{oops\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"line 2: not valid JSON"):
         load_examples(tmp_path / "rows.jsonl")
+
+
+def test_a_blank_reserved_or_mistyped_family_or_fact_is_refused_with_its_row(tmp_path: Path) -> None:
+    """A user trial: "family": "" or "   " was read as missing while null was refused; a family named "id:fabricated"
+    was counted as the fallback group of a row without one (and left out of the guard's family check); a meta.fact
+    list was taken silently."""
+    cases = [
+        ({"family": ""}, r"line 1: field 'meta.family': must be a string naming the row's kind of question"),
+        ({"family": "   "}, r"line 1: field 'meta.family': must be a string naming the row's kind of question"),
+        ({"family": "id:fabricated"}, r"line 1: field 'meta.family': 'id:fabricated' starts with 'id:', which names the "
+                                      r"fallback group .*write it without the prefix \(e.g. 'fabricated'\)"),
+        ({"family": "fact:x"}, r"'fact:x' starts with 'fact:'"),
+        ({"fact": ["a"]}, r"line 1: field 'meta.fact': must be a string or an integer naming the row's fact"),
+        ({"group": {"a": 1}}, r"line 1: field 'meta.group': must be a string or an integer"),
+        ({"fact": True}, r"field 'meta.fact': must be a string or an integer"),
+    ]
+    for i, (meta, said) in enumerate(cases):
+        with pytest.raises(DataError, match=said) as err:
+            load_examples(write_lines(tmp_path / f"{i}.jsonl", [row(id="a", meta=meta)]))
+        assert "\n" not in str(err.value)
+    # an integer fact key is a fact key
+    assert load_examples(write_lines(tmp_path / "ok.jsonl", [row(id="a", meta={"fact": 3, "family": "idiom"})]))

@@ -17,7 +17,7 @@ def _ex(i, meta):
 def test_family_falls_back_to_the_fact_group_then_the_id():
     assert family_of(_ex(1, {"family": "capital", "fact": "f"})) == "capital"
     assert family_of(_ex(2, {"fact": "capital:france"})) == "fact:capital:france"
-    assert family_of(_ex(3, {"family": "  ", "group": "g1"})) == "group:g1"
+    assert family_of(_ex(3, {"group": "g1"})) == "group:g1"  # a blank family is refused at load (test_data)
     assert family_of(_ex(4, None)) == "id:x-4"
 
 
@@ -216,3 +216,18 @@ def test_an_answer_under_the_accept_threshold_but_out_of_distribution_is_not_cou
     assert (s["at_target"]["n_accepted"], s["at_target"]["review_out_of_distribution"]) == (2, 2)
     # these answers were never held out of a fit: their out-of-distribution share is named for what it is
     assert "ood_held_out_families" not in s and s["ood_answers"]["triggered"] == 2
+
+
+def test_a_family_of_one_row_is_named_in_one_warning():
+    """A user trial: a meta.family spelt once (a typo, a lone row) was held out as a one-answer "kind of question"."""
+    import warnings
+
+    from hguard.calibrate.families import attach_families
+
+    exs = [_ex(i, {"family": "capital", "fact": f"f{i}"}) for i in range(3)] + [_ex(9, {"family": "lonely", "fact": "f9"})]
+    rows = [{"id": e.id, "domain": "d", "question": f"q{e.id}", "group": e.id} for e in exs]
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        attach_families(rows, exs)
+    said = [str(x.message) for x in w if "name a single row" in str(x.message)]
+    assert len(said) == 1 and "'lonely' of domain" in said[0] and "row 'x-9'" in said[0], said

@@ -199,9 +199,21 @@ class Example(BaseModel):
         if "label" in meta and meta["label"] not in ("correct", "hallucinated"):
             raise _row_rule("meta.label", 'must be "correct" or "hallucinated" (a reviewer\'s verdict, which replaces '
                             "the judge's), or leave the key out to let the judge label the answer")
-        if "family" in meta and not isinstance(meta["family"], str):
+        if "family" in meta and (not isinstance(meta["family"], str) or not meta["family"].strip()):
             raise _row_rule("meta.family", "must be a string naming the row's kind of question (e.g. \"capital\"), or "
                             "leave the key out (the row then falls back to its fact group)")
+        from .._policy_fit import FALLBACK_FAMILY_PREFIXES
+
+        if isinstance(meta.get("family"), str) and meta["family"].startswith(FALLBACK_FAMILY_PREFIXES):
+            prefix = next(p for p in FALLBACK_FAMILY_PREFIXES if meta["family"].startswith(p))
+            raise _row_rule("meta.family", f"{meta['family']!r} starts with {prefix!r}, which names the fallback group of "
+                            f"a row without meta.family ({', '.join(FALLBACK_FAMILY_PREFIXES)}), so the report would "
+                            f"count it as one; write it without the prefix (e.g. {meta['family'][len(prefix):]!r})")
+        for key in ("fact", "group"):
+            v = meta.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (str, int))):
+                raise _row_rule(f"meta.{key}", "must be a string or an integer naming the row's fact (rows sharing it "
+                                "stay on one side of the held-out split), or leave the key out")
         if isinstance(meta.get("family"), str) and meta["family"].strip() and meta["family"] != meta["family"].strip():
             raise _row_rule("meta.family", f"{meta['family']!r} starts or ends with a space, which the report does not "
                             f"show, so it would read as family {meta['family'].strip()!r}; write it without")

@@ -76,6 +76,17 @@ def attach_families(rows: Sequence[dict], examples: Sequence) -> None:
     for r in rows:
         r["family"] = by_id.get(r["id"], f"id:{r['id']}")
     _join_repeated_questions(rows)
+    named: dict[tuple[str, str], list[str]] = {}  # a family is one domain's
+    for e in examples:
+        if isinstance((e.meta or {}).get("family"), str):
+            named.setdefault((e.domain, e.meta["family"]), []).append(e.id)
+    lonely = sorted(k for k, ids in named.items() if len(ids) == 1)
+    if lonely:
+        warnings.warn(
+            f"{len(lonely)} meta.family value(s) name a single row (first: {lonely[0][1]!r} of domain {lonely[0][0]!r}, "
+            f"row {named[lonely[0]][0]!r}): "
+            "a family of one row is held out as one answer, which says nothing of a kind of question; check its "
+            "spelling against the other rows' families, or give it more rows", UserWarning, stacklevel=2)
     bare = [e for e in examples if not isinstance((e.meta or {}).get("family"), str) or not e.meta["family"].strip()]
     if bare:
         no_group = sum(1 for e in bare if by_id[e.id].startswith("id:"))
