@@ -438,7 +438,9 @@ def new_family_figure(thresholds, risk: Sequence[float], hallucinated: Sequence[
     (:func:`accept_below_without_family`), accept of their answers, pooled over all of them, fallback groups of rows
     without ``meta.family`` included (their answers are held-out-fold answers like any other): ``n_families``,
     ``n_fallback_groups`` (of those, fallback groups), ``n_accepted``, ``accepted_hallucinated``, ``rate`` (None when
-    nothing was accepted). None without two families. ``left_out`` as :func:`withdrawn_on_new_families` takes it."""
+    nothing was accepted), ``families_over_target`` ((family, hallucinated, accepted) of each family whose accepted
+    answers are hallucinated over the target, as the report's per-family routing names them). None without two
+    families. ``left_out`` as :func:`withdrawn_on_new_families` takes it."""
     if left_out is None:
         left_out = (risk, hallucinated, families, None)
     l_risk, l_y, l_family, l_far = left_out
@@ -449,12 +451,18 @@ def new_family_figure(thresholds, risk: Sequence[float], hallucinated: Sequence[
                                           confidence=thresholds.confidence,
                                           abstain_precision=thresholds.abstain_precision or 0.9, per_family=per_family)
     far = l_far if l_far is not None else [0] * len(l_risk)
+    by_family: dict[str, list[int]] = {}  # family -> [accepted, hallucinated among them]
     # a family with no training answer (all in the held-out split): the threshold was fitted without it
-    accepted = [int(y) for r, y, f, o in zip(l_risk, l_y, l_family, far)
-                if (below := without.get(f, thresholds.accept_below)) and r < below and not o]
-    n, k = len(accepted), sum(accepted)
+    for r, y, f, o in zip(l_risk, l_y, l_family, far):
+        if (below := without.get(f, thresholds.accept_below)) and r < below and not o:
+            counts = by_family.setdefault(f, [0, 0])
+            counts[0] += 1
+            counts[1] += int(y)
+    n, k = sum(c[0] for c in by_family.values()), sum(c[1] for c in by_family.values())
     return {"n_families": len(names), "n_fallback_groups": sum(1 for f in names if is_fallback_family(f)),
-            "n_accepted": n, "accepted_hallucinated": k, "rate": k / n if n else None}
+            "n_accepted": n, "accepted_hallucinated": k, "rate": k / n if n else None,
+            "families_over_target": [(f, c[1], c[0]) for f, c in sorted(by_family.items())
+                                     if c[1] / c[0] > thresholds.target]}
 
 
 def withdrawn_on_new_families(thresholds, risk: Sequence[float], hallucinated: Sequence[int],
@@ -498,3 +506,37 @@ def _families_said(fig: dict) -> str:
     ``meta.family`` (their fact groups), not kinds of question."""
     n, fb = fig["n_families"], fig["n_fallback_groups"]
     return f"{n} families" + (f" ({n - fb} meta.family, {fb} fallback fact groups of rows without one)" if fb else "")
+
+
+def families_over_said(over: Sequence[tuple[str, int | None, int | None]]) -> str:
+    """Families whose accepted answers are hallucinated over the target, as (family, hallucinated, accepted) (counts
+    None where not known), in words: ``cranial_nerve (35 of 36 accepted hallucinated, 0.97), ...``."""
+    return ", ".join(f if k is None or not n else f"{f} ({k} of {n} accepted hallucinated, {k / n:.2f})"
+                     for f, k, n in over)
+
+
+def accept_threshold_warnings(who: str, *, accept_below: float | None, target: float, rate: float | None = None,
+                              n: int = 0, families_over: Sequence[tuple[str, int | None, int | None]] = (),
+                              set_target: str = "`--target`", details: str = "report.md: each family") -> list[str]:
+    """What a certified accept threshold's user must be told, one line each, by calibrate and by a guard that refits
+    the thresholds for its policy's target alike: a threshold of 1.0, which accepts every answer (``rate``: the
+    hallucination rate of the ``n`` held-out answers, within the target, so the guarantee asks nothing of the risk),
+    and the held-out families whose accepted answers were hallucinated over the target, each routed by the threshold
+    fitted without it (``families_over``: (family, hallucinated, accepted), pooled within the target). ``who`` opens
+    each line ("domain 'x'"); ``set_target`` says where the target is set; ``details`` where each family's figures
+    are. None for no accept threshold (accept nothing)."""
+    if not accept_below:
+        return []
+    lines = []
+    if accept_below >= 1.0:
+        lines.append(
+            f"{who}: the certified accept threshold is 1.0, which accepts every answer: the hallucination rate itself "
+            f"({rate:.0%} of {n} held-out answers) is within the target {target:g}, so the guarantee asks nothing of "
+            f"the risk; set the target you mean to hold ({set_target}), well below the model's error rate"
+            if rate is not None else
+            f"{who}: the certified accept threshold is 1.0, which accepts every answer (target {target:g})")
+    if families_over:
+        lines.append(f"{who}: held-out families over the target {target:g} (each fitted without it): "
+                     f"{families_over_said(families_over)}; pooled over the families it is met, but a new kind of "
+                     f"question like these may get what they got ({details})")
+    return lines

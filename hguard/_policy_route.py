@@ -225,6 +225,12 @@ def decide(
                     basis += f"; {measured}"
             else:
                 basis = f"target hallucination rate {_fmt(thresholds.target)} at confidence {_fmt(thresholds.confidence)}"
+                was = thresholds.refitted_from
+                if was is not None:  # the guard's start-up warnings say what calibrate would have said of it
+                    basis += (f", refitted for target {_fmt(thresholds.target)} when the guard loaded the probe (its "
+                              f"calibration certified target {_fmt(was['target'])} at confidence "
+                              f"{_fmt(was['confidence'])})" + (": a threshold of 1 accepts every answer"
+                                                               if accept_below >= 1.0 else ""))
             reasons.append(f"risk {_fmt(r)} < accept_below {_fmt(accept_below)} for {label} ({basis}): accept")
             return Decision(ACCEPT, r, tuple(reasons), thresholds_dict)
         reasons.append(f"risk {_fmt(r)} < accept_below {_fmt(accept_below)} for {label}, but:")

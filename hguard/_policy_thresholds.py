@@ -50,6 +50,9 @@ class Thresholds:
     # the abstain threshold the fit certified (abstain_above, abstained_share, abstained_precision_lcb) when it raised
     # abstain_above above it to stay at or above accept_below; withdrawing the accept threshold restores it
     certified_abstain: Mapping[str, Any] | None = None
+    # the target and confidence the calibration certified (its stored thresholds'), when these thresholds were refitted
+    # from its scores for another (the policy's, when the guard loaded the probe): each accept reason says so
+    refitted_from: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
         for name in ("accept_below", "abstain_above"):
@@ -89,6 +92,11 @@ class Thresholds:
                               or not _real(c["abstain_above"]) or not 0.0 <= c["abstain_above"] <= self.abstain_above):
             raise InputError(f"Thresholds.certified_abstain must be None or a mapping of "
                              f"{', '.join(_CERTIFIED_ABSTAIN_KEYS)} (an abstain_above in [0, abstain_above]), got {_short(c)}")
+        r = self.refitted_from
+        if r is not None and (not isinstance(r, Mapping) or set(r) != {"target", "confidence"}
+                              or not all(_real(v) and 0.0 < v < 1.0 for v in r.values())):
+            raise InputError(f"Thresholds.refitted_from must be None or a mapping of target and confidence (numbers "
+                             f"strictly between 0 and 1), got {_short(r)}")
 
     def accepting_nothing(self, why: str) -> Thresholds:
         """These thresholds with the accept threshold withdrawn (accept nothing), ``why`` said after the method; the
@@ -111,7 +119,7 @@ class Thresholds:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data; :meth:`from_dict` reads it back."""
         out = asdict(self)
-        for key in ("hand_set_measured", "certified_abstain"):
+        for key in ("hand_set_measured", "certified_abstain", "refitted_from"):
             if getattr(self, key) is None:
                 del out[key]  # thresholds without it (a probe file's) read as before
             else:
@@ -270,4 +278,5 @@ def effective_thresholds(domain_policy: DomainPolicy, fitted: Thresholds | None,
         abstained_precision_lcb=fitted_abstain["abstained_precision_lcb"] if same_abstain else None,
         hand_set_measured=measured,
         certified_abstain=fitted.certified_abstain if same_accept and same_abstain else None,
+        refitted_from=fitted.refitted_from,
     )

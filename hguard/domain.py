@@ -401,29 +401,69 @@ class CalibratedDomain:
 
         cs = self.calibration_scores
         per_family = getattr(domain_policy, "certify", "pooled") == "per_family"
-        # the answers the out-of-distribution check sends to review are not accepted, unless the policy lets the
-        # risk route them (out_of_distribution = "warn")
-        review_far = getattr(domain_policy, "out_of_distribution", "review") != "warn"
         fitted = fit_thresholds(
             list(cs.risk), list(cs.hallucinated),
             target=domain_policy.target_hallucination_rate if target is None else target,
             confidence=domain_policy.confidence, abstain_precision=domain_policy.abstain_precision,
             families=list(cs.family) if per_family and cs.family is not None else None,
         )
+        stored = self.thresholds
+        if stored is not None and (stored.target, stored.confidence) != (fitted.target, fitted.confidence):
+            fitted = replace(fitted, refitted_from={"target": stored.target, "confidence": stored.confidence})
         if per_family and cs.family is None:
             return fitted.accepting_nothing("certify = 'per_family', but this probe file records no family per "
                                             "calibration answer (calibrated before families were recorded): accept "
                                             "nothing; recalibrate")
-        left_out = self.family_scores
         fitted = withdrawn_on_new_families(fitted, cs.risk, cs.hallucinated, cs.family, per_family=per_family,
-                                           left_out=None if left_out is None or left_out.family is None else (
-                                               left_out.risk, left_out.hallucinated, left_out.family,
-                                               left_out.out_of_distribution if review_far else None))
+                                           left_out=self._left_out(domain_policy))
         held = self.held_out_scores
         if held is None:
             return fitted
         return withdrawn_on_held_out(fitted, held.risk, held.hallucinated,
-                                     held.out_of_distribution if review_far else None)
+                                     held.out_of_distribution if self._review_far(domain_policy) else None)
+
+    @staticmethod
+    def _review_far(domain_policy) -> bool:
+        """Whether the answers the out-of-distribution check sends to review are not accepted: unless the policy lets
+        the risk route them (out_of_distribution = "warn")."""
+        return getattr(domain_policy, "out_of_distribution", "review") != "warn"
+
+    def _left_out(self, domain_policy) -> tuple | None:
+        """What routes each calibration family as a new kind of question (its leave-one-family-out scores, as
+        :func:`hguard._policy_fit.withdrawn_on_new_families` takes them), or None where the file carries none."""
+        left_out = self.family_scores
+        if left_out is None or left_out.family is None:
+            return None
+        return (left_out.risk, left_out.hallucinated, left_out.family,
+                left_out.out_of_distribution if self._review_far(domain_policy) else None)
+
+    def refit_warnings(self, domain_policy, thresholds, label: str) -> list[str]:
+        """What ``hguard calibrate`` says of a certified accept threshold (:func:`hguard._policy_fit.
+        accept_threshold_warnings`: one of 1.0, which accepts every answer; held-out families over the target), said
+        of ``thresholds``, fitted from this file's scores for ``domain_policy``, when they were refitted for another
+        target or confidence than the calibration's (``refitted_from``); [] otherwise. Each line opens with ``label``
+        ("domain 'x'") and the refit."""
+        from ._policy_fit import accept_threshold_warnings, new_family_figure
+
+        if thresholds is None or thresholds.refitted_from is None or not thresholds.accept_below \
+                or thresholds.hand_set_measured is not None or self.calibration_scores is None:
+            return []
+        cs, held = self.calibration_scores, self.held_out_scores
+        over: list = []
+        if cs.family is not None:
+            fig = new_family_figure(thresholds, cs.risk, cs.hallucinated, cs.family,
+                                    per_family=getattr(domain_policy, "certify", "pooled") == "per_family",
+                                    left_out=self._left_out(domain_policy))
+            over = fig["families_over_target"] if fig is not None else []
+        rate = sum(held.hallucinated) / len(held.hallucinated) if held is not None and len(held.hallucinated) else None
+        was = thresholds.refitted_from
+        who = (f"{label}, its thresholds refitted when the guard loaded the probe for the policy's target "
+               f"{thresholds.target:g} at confidence {thresholds.confidence:g} (calibrated for target {was['target']:g} "
+               f"at confidence {was['confidence']:g})")
+        return accept_threshold_warnings(
+            who, accept_below=thresholds.accept_below, target=thresholds.target, rate=rate,
+            n=len(held.hallucinated) if held is not None else 0, families_over=over,
+            set_target="the policy's target_hallucination_rate", details="the calibration's report.md: each family")
 
     @classmethod
     def create(cls, probe, *, name: str, settings: GenerationSettings, fingerprints: Mapping[str, str],

@@ -171,6 +171,8 @@ class Guard(_Scoring, _Recording):
             warnings.warn(warning, UserWarning, stacklevel=2)
         for warning in guard.uncertified_accept_thresholds().values():  # said once, when the guard starts
             warnings.warn(warning, UserWarning, stacklevel=2)
+        for warning in guard.refit_warnings():  # what calibrate would say at the policy's target
+            warnings.warn(warning, UserWarning, stacklevel=2)
         seed_warning = public_seed_warning(pol)
         if seed_warning:
             warnings.warn(seed_warning, UserWarning, stacklevel=2)
@@ -627,6 +629,24 @@ class Guard(_Scoring, _Recording):
                              + ("; with context it has no min_grounding floor, so an answer its passage does not support "
                                 "is accepted when its risk is below that number (the default policy's RAG domains set "
                                 "min_grounding = 0.2)" if "with context" in kinds and dp.min_grounding is None else ""))
+        return out
+
+    def refit_warnings(self) -> list[str]:
+        """What ``hguard calibrate`` would have said at the policy's target, for each served domain whose thresholds
+        were refitted for another target (or confidence) than its calibration's when the guard loaded it: an accept
+        threshold of 1.0, which accepts every answer, and held-out families over the target
+        (:meth:`CalibratedDomain.refit_warnings`). Said once at start-up; each accept reason says the refit too."""
+        out: list[str] = []
+        for name, plan in sorted(self._plans.items()):
+            if name not in self.policy.domains:
+                continue
+            done: list[CalibratedDomain] = []  # a closed-book probe may score both kinds of request
+            for r in (plan.without_context, plan.with_context):
+                if r.domain is None or any(r.domain is d for d in done):
+                    continue
+                done.append(r.domain)
+                out += r.domain.refit_warnings(self.policy.domain(name), r.thresholds,
+                                               f"domain {name!r}" + (" (RAG)" if r.domain is plan.rag else ""))
         return out
 
     def fingerprint_mismatches(self) -> dict[str, str]:

@@ -348,11 +348,11 @@ def test_calibrate_summary_names_the_split_the_families_and_the_certificate_and_
                                                       accepted_hallucinated=12)
     broken["families"]["families"]["fabricated_company"] = {"at_target": {
         "n_accepted": 36, "accepted_hallucinated": 24, "accepted_hallucination_rate": 24 / 36}}
-    lines = _calibration_summary(broken)
-    assert len(lines) == 4 and lines[3] == (
-        "  warning: held-out families over the target 0.2 (each fitted without it): fabricated_company (24 of 36 "
+    assert len(_calibration_summary(broken)) == 3  # a warning, from the code a guard refitting the thresholds says it by
+    assert calibration_warnings({"domains": {"geography": broken}}, []) == [
+        "domain 'geography': held-out families over the target 0.2 (each fitted without it): fabricated_company (24 of 36 "
         "accepted hallucinated, 0.67); pooled over the families it is met, but a new kind of question like these may "
-        "get what they got (report.md: each family)")
+        "get what they got (report.md: each family)"]
     said = _certified("finance", {**broken, "thresholds_method": "LTT"})
     assert "not met" not in said and ("**Warning: held-out families over the target 0.2** (each fitted without it): "
                                       "fabricated_company (24 of 36 accepted hallucinated, 0.67); pooled over the "

@@ -1855,3 +1855,57 @@ def test_the_policys_review_busy_timeout_reaches_the_guards_queue_and_not_its_ha
     assert Guard.from_policy(waits, lm=lm).review_queue.busy_timeout == 60.0
     assert Guard.from_policy(_policy(root, tmp_path), lm=lm).review_queue.busy_timeout == 10.0
     assert policy_hash(waits) == policy_hash(_policy(root, tmp_path))
+
+
+def test_thresholds_refitted_for_the_policys_target_say_what_calibrate_would_say(calibrated, tmp_path):
+    """A data scientist's trial: probes calibrated at target 0.2, a policy at 0.70; the guard refitted accept_below 1.0
+    (every answer accepted, invented entities included) and said nothing at start, where `hguard calibrate --target
+    0.70` warned that the threshold accepts every answer and named the families over the target; each accept reason
+    said only "risk 0.7471 < accept_below 1"."""
+    import warnings
+
+    from hguard.domain import CalibratedDomain
+    from hguard.policy import decide
+
+    lm, root = calibrated
+    alpha = CalibratedDomain.load(root / "probes" / "alpha.json")
+    assert alpha.thresholds is not None
+    calibrated_for = replace(alpha.thresholds, target=0.2, confidence=0.9)  # as `hguard calibrate --target 0.2` stores
+    # families a, b, c wrong on 2 of 5 answers, d on every one: pooled 100 of 190 (within 0.7, so 1.0 is certified),
+    # and d, routed by what a, b and c certify without it, 40 of 40 accepted hallucinated
+    y = ([0] * 30 + [1] * 20) * 3 + [1] * 40
+    scores = {"risk": [0.2 + 0.6 * v for v in y], "hallucinated": y,
+              "family": [f for f in "abc" for _ in range(50)] + ["d"] * 40}
+    folder = tmp_path / "probes"
+    folder.mkdir()
+    replace(alpha, thresholds=calibrated_for, calibration_scores=type(alpha.calibration_scores).from_dict(scores), family_scores=None,
+            held_out_scores=type(alpha.calibration_scores).from_dict({"risk": [0.5] * 20, "hallucinated": [0, 1] * 10}),
+            ).save(folder / "alpha.json")
+    policy = _policy(root, tmp_path, accept_below=None, abstain_above=None, target_hallucination_rate=0.7, confidence=0.9)
+    policy = policy.model_copy(update={"probes": str(folder), "domains": {"alpha": policy.domains["alpha"]}})
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        g = Guard.from_policy(policy, lm=lm)
+    said = [str(w.message) for w in said]
+    refit = ("domain 'alpha', its thresholds refitted when the guard loaded the probe for the policy's target 0.7 at "
+             "confidence 0.9 (calibrated for target 0.2 at confidence 0.9): ")
+    assert g.refit_warnings() == [
+        refit + "the certified accept threshold is 1.0, which accepts every answer: the hallucination rate itself (50% "
+        "of 20 held-out answers) is within the target 0.7, so the guarantee asks nothing of the risk; set the target you "
+        "mean to hold (the policy's target_hallucination_rate), well below the model's error rate",
+        refit + "held-out families over the target 0.7 (each fitted without it): d (40 of 40 accepted hallucinated, "
+        "1.00); pooled over the families it is met, but a new kind of question like these may get what they got (the "
+        "calibration's report.md: each family)"]
+    assert all(w in said for w in g.refit_warnings())  # said at start, as the guard's other start-up warnings
+    th = g.plan("alpha").without_context.thresholds
+    assert th.accept_below == 1.0 and th.refitted_from == {"target": 0.2, "confidence": 0.9}
+    d = decide(0.7471, domain_policy=policy.domain("alpha"), thresholds=th, policy=policy, domain="alpha")
+    assert d.route == "accept" and d.reasons[-1].endswith(
+        "(target hallucination rate 0.7 at confidence 0.9, refitted for target 0.7 when the guard loaded the probe (its "
+        "calibration certified target 0.2 at confidence 0.9): a threshold of 1 accepts every answer): accept")
+    assert d.thresholds["refitted_from"] == {"target": 0.2, "confidence": 0.9}  # on record
+    # at the calibration's own target nothing is refitted, and nothing more is said than calibrate said
+    same = policy.model_copy(update={"domains": {"alpha": policy.domains["alpha"].model_copy(
+        update={"target_hallucination_rate": 0.2})}})
+    g = Guard.from_policy(same, lm=lm)
+    assert g.refit_warnings() == [] and g.plan("alpha").without_context.thresholds.refitted_from is None

@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
+from .._policy_fit import families_over_said
 from ..errors import install_extra
 
 SIGNALS = ("probe", "merged", "mean_logprob", "min_logprob", "entropy", "length", "random_neurons")
@@ -99,20 +100,26 @@ def family_count(fam: dict) -> str:
     return said
 
 
-def families_over_target(m: dict) -> str | None:
+def over_target_counts(m: dict) -> list[tuple[str, int | None, int | None]]:
     """The held-out families whose accepted answers are hallucinated over the target (each routed with the thresholds
-    fitted without it), each with its count where the report holds it; None when there is none. Said wherever the
-    certified accept threshold is, also when the families pooled are within the target."""
+    fitted without it), as (family, hallucinated, accepted), the counts None where the report does not hold them."""
     fam = m.get("families") or {}
     over = ((fam.get("summary") or {}).get("at_target") or {}).get("families_over_target") or []
 
-    def one(f: str) -> str:
+    def one(f: str) -> tuple[str, int | None, int | None]:
         t = ((fam.get("families") or {}).get(f) or {}).get("at_target") or {}
         if t.get("n_accepted") is None or t.get("accepted_hallucination_rate") is None:
-            return f
-        return f"{f} ({t['accepted_hallucinated']} of {t['n_accepted']} accepted hallucinated, {t['accepted_hallucination_rate']:.2f})"
+            return f, None, None
+        return f, t["accepted_hallucinated"], t["n_accepted"]
 
-    return ", ".join(one(f) for f in over) or None
+    return [one(f) for f in over]
+
+
+def families_over_target(m: dict) -> str | None:
+    """The held-out families whose accepted answers are hallucinated over the target (:func:`over_target_counts`), each
+    with its count where the report holds it; None when there is none. Said wherever the certified accept threshold
+    is, also when the families pooled are within the target."""
+    return families_over_said(over_target_counts(m)) or None
 
 
 def _certified(domain: str, m: dict) -> str:

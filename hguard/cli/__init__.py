@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from .._policy_fit import check_levels
+from .._policy_fit import accept_threshold_warnings, check_levels
 from ..errors import AuditError, HGuardError, InputError, cut_text, install_extra, one_line
 from .._text import blank
 from ..settings import CALIBRATION_MAX_NEW_TOKENS, CALIBRATION_SYSTEM_PROMPT
@@ -209,10 +209,7 @@ def _calibration_summary(m: dict) -> list[str]:
                          f"hallucinated ({lofo['accepted_hallucination_rate']:.3f}, 95% CI {lo:.2f}-{hi:.2f}), over the "
                          f"target {t['target']}" + (f"; families over it: {over}" if over else "")
                          + ": a new kind of question may get that (report.md: each family)")
-        elif over:  # pooled within the target, yet a family the certificate was not fitted on is not
-            lines.append(f"  warning: held-out families over the target {t['target']} (each fitted without it): {over}; "
-                         "pooled over the families it is met, but a new kind of question like these may get what they "
-                         "got (report.md: each family)")
+        # pooled within the target, a family over it is a warning (calibration_warnings)
     elif t:
         lines.append(f"no accept threshold certified at target {t['target']} with confidence {t['confidence']}: "
                      "the domain accepts nothing (report.md says why)")
@@ -229,9 +226,13 @@ def _not_shown(auroc: float, ci: Sequence[float], correct: int, hallucinated: in
 
 def calibration_warnings(report: dict, caught) -> list[str]:
     """What a calibration's user must not miss, one line each: a domain whose merged risk does not
-    separate its held-out answers (the 95% interval reaches chance), a held-out family it ranks backwards
-    (the interval lies below chance), and each kind of fit warning once per domain it names,
-    with how many fits raised it."""
+    separate its held-out answers (the 95% interval reaches chance), a certified accept threshold of 1.0 (it accepts
+    every answer) and held-out families over the target beside one (:func:`hguard._policy_fit.
+    accept_threshold_warnings`, which a guard refitting the thresholds for its policy's target says them by), a
+    held-out family it ranks backwards (the interval lies below chance), and each kind of fit warning once per domain it
+    names, with how many fits raised it."""
+    from ..calibrate.report import over_target_counts
+
     lines = []
     for d, m in report["domains"].items():
         lo_hi = (m.get("auroc_ci95") or {}).get("merged")
@@ -243,15 +244,13 @@ def calibration_warnings(report: dict, caught) -> list[str]:
                 "its scores: add labelled answers (more questions, more kinds) and calibrate again"
             )
         t = m.get("at_target") or {}
-        if t.get("accept_below") is not None and t["accept_below"] >= 1.0:
-            rate = m.get("hallucination_rate")
-            lines.append(
-                f"domain {d!r}: the certified accept threshold is 1.0, which accepts every answer: the hallucination "
-                f"rate itself ({rate:.0%} of {m['n_scored']} held-out answers) is within the target {t['target']:g}, so "
-                "the guarantee asks nothing of the risk; set the target you mean to hold (`--target`), well below "
-                "the model's error rate" if rate is not None else
-                f"domain {d!r}: the certified accept threshold is 1.0, which accepts every answer (target {t['target']:g})"
-            )
+        if t and not t.get("withdrawn"):  # the guard says the same of thresholds it refits (Guard.refit_warnings)
+            lofo = ((m.get("families") or {}).get("summary") or {}).get("at_target") or {}
+            lines += accept_threshold_warnings(
+                f"domain {d!r}", accept_below=t.get("accept_below"), target=t["target"], rate=m.get("hallucination_rate"),
+                n=m.get("n_scored") or 0, set_target="`--target`",
+                # pooled over the target, the summary line under the threshold names them
+                families_over=() if lofo.get("within_target") is False else over_target_counts(m))
         summary = (m.get("families") or {}).get("summary") or {}
         for scope, au in (("held-out facts", m.get("auroc") or {}), ("held-out families (mean)", summary.get("mean_auroc") or {})):
             p, mg, rnd = au.get("probe"), au.get("merged"), au.get("random_neurons")
