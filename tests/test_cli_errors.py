@@ -171,6 +171,58 @@ def test_evaluate_that_scores_no_domain_exits_1_saying_so(tmp_path, monkeypatch,
     assert "astro: skipped: no probe for it" in out and "no domain was scored" in err
 
 
+def test_evaluate_text_says_a_target_its_answers_do_not_meet(tmp_path, monkeypatch, capsys):
+    """A data scientist's trial: on 30 answers of new kinds of question, --json said 24 of the 30 accepted were
+    hallucinated (0.80, over the target 0.7; fabricated_hormone over it), and the text output said nothing of it."""
+    import copy
+
+    from hguard.calibrate import pipeline
+    from hguard.cli import main
+
+    def at(n_acc, k, n=30):
+        from hguard._stats import clopper_pearson_interval
+
+        return {"target": 0.7, "n_scored": n, "n_accepted": n_acc, "accepted_hallucinated": k,
+                "accepted_hallucination_rate": k / n_acc if n_acc else None,
+                "within_target": None if not n_acc else k / n_acc <= 0.7,
+                "accepted_hallucination_ci95": clopper_pearson_interval(k, n_acc), "review_out_of_distribution": 0,
+                "families_over_target": ["fabricated_hormone"] if n_acc else []}
+
+    m = {"n": 30, "n_scored": 30, "correct": 6, "hallucinated": 24, "refusals": 0,
+         "auroc": {"probe": 0.68, "merged": 0.84, "random_neurons": 0.39}, "auroc_ci95": {},
+         "thresholds": {"accept_below": 1.0, "target": 0.7},
+         "families": {"summary": {"at_target": at(30, 24)},
+                      "families": {"fabricated_hormone": {"at_target": at(10, 10, 10)}}}}
+    res = {"domains": {"anatomy": m}, "skipped": {}}
+    (tmp_path / "probes").mkdir()
+    monkeypatch.setattr(pipeline, "evaluate", lambda *a, **k: res)
+    assert main(["evaluate", "--probes", str(tmp_path / "probes"), "--data", str(tmp_path / "d.jsonl")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].strip() == (
+        "at the probe's thresholds (accept below 1.000, target 0.7): 24 of 30 accepted answers were hallucinated (0.800, "
+        "95% CI 0.61-0.92), over the target 0.7: not met on these answers; families over it: fabricated_hormone (10 of 10 "
+        "accepted hallucinated, 1.00)")
+    # pooled within the target, the families over it are still named
+    m["families"]["summary"]["at_target"] = at(30, 20)
+    m["families"]["summary"]["at_target"]["families_over_target"] = ["fabricated_hormone"]
+    main(["evaluate", "--probes", str(tmp_path / "probes"), "--data", str(tmp_path / "d.jsonl")])
+    assert "within the target 0.7 pooled, but families over it: fabricated_hormone (10 of 10" in capsys.readouterr().out
+    # nothing accepted: met only vacuously, and said so
+    m["thresholds"]["accept_below"] = 0.0
+    m["families"]["summary"]["at_target"] = at(0, 0)
+    main(["evaluate", "--probes", str(tmp_path / "probes"), "--data", str(tmp_path / "d.jsonl")])
+    assert capsys.readouterr().out.splitlines()[1].strip() == (
+        "at the probe's thresholds (accept below 0.000, target 0.7): none of the 30 answers was accepted, so the target "
+        "is met only vacuously: these answers measure nothing of what the threshold accepts")
+    # met: the domain's line alone, as before
+    met = copy.deepcopy(m)
+    met["thresholds"]["accept_below"] = 0.5
+    met["families"]["summary"]["at_target"] = {**at(10, 2), "families_over_target": []}
+    res["domains"]["anatomy"] = met
+    main(["evaluate", "--probes", str(tmp_path / "probes"), "--data", str(tmp_path / "d.jsonl")])
+    assert len(capsys.readouterr().out.splitlines()) == 1
+
+
 def test_evaluate_rag_reads_and_checks_your_rows_before_loading_the_model(tmp_path):
     data = tmp_path / "mine.jsonl"
     data.write_text('{"id": "r1", "question": "How long is leave?", "answers": ["20 days"], "domain": "policy"}\n')

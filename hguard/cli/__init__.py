@@ -203,10 +203,7 @@ def _calibration_summary(m: dict) -> list[str]:
         lofo = (fam.get("summary") or {}).get("at_target") or {}
         over = families_over_target(m)
         if lofo.get("within_target") is False:  # the certificate's own test: families it was not fitted on
-            k, n_acc = lofo["accepted_hallucinated"], lofo["n_accepted"]
-            lo, hi = lofo["accepted_hallucination_ci95"]
-            lines.append(f"  but on held-out families (each fitted without it) {k} of {n_acc} accepted answers were "
-                         f"hallucinated ({lofo['accepted_hallucination_rate']:.3f}, 95% CI {lo:.2f}-{hi:.2f}), over the "
+            lines.append(f"  but on held-out families (each fitted without it) {_accepted_said(lofo)}, over the "
                          f"target {t['target']}" + (f"; families over it: {over}" if over else "")
                          + ": a new kind of question may get that (report.md: each family)")
         # pooled within the target, a family over it is a warning (calibration_warnings)
@@ -527,6 +524,9 @@ def cmd_evaluate(args) -> int:
         return 0
     for d, m in res["domains"].items():
         print(f"  {d:10s} {_closed_book_line(m)}")
+        at = _at_target_line(m)
+        if at:  # what --json says of the target, not left to it alone
+            print(f"  {'':10s} {at}")
     for d, why in res["skipped"].items():
         print(f"  {d}: skipped: {why}")
     if not res["domains"]:  # nothing measured: a script reading the exit status must not take it for a figure
@@ -534,6 +534,41 @@ def cmd_evaluate(args) -> int:
               "calibrates in the rows' \"domain\"", file=sys.stderr)
         return 1
     return 0
+
+
+def _accepted_said(t: dict) -> str:
+    """How many of the accepted answers were hallucinated, with the rate and its 95% interval, from an ``at_target``
+    entry of a report or an evaluation (``n_accepted`` > 0)."""
+    lo, hi = t["accepted_hallucination_ci95"]
+    return (f"{t['accepted_hallucinated']} of {t['n_accepted']} accepted answers were hallucinated "
+            f"({t['accepted_hallucination_rate']:.3f}, 95% CI {lo:.2f}-{hi:.2f})")
+
+
+def _at_target_line(m: dict) -> str | None:
+    """What an evaluation's answers, routed by the probe file's thresholds, say of its target, in one line, where they
+    do not simply meet it: over the target (how many accepted, how many hallucinated, the rate and its interval, the
+    families over it), within it pooled but with families over it, or met only because nothing was accepted. None
+    when the target is met (or the evaluation has no routing figures)."""
+    from ..calibrate.report import families_over_target
+
+    t = ((m.get("families") or {}).get("summary") or {}).get("at_target") or {}
+    if not t or not t.get("n_scored"):
+        return None
+    below = (m.get("thresholds") or {}).get("accept_below")
+    head = (f"at the probe's thresholds (accept below {below:.3f}, target {t['target']:g}): " if below is not None
+            else f"at the probe's thresholds (target {t['target']:g}): ")
+    over = families_over_target(m)
+    far = t.get("review_out_of_distribution") or 0
+    if t.get("within_target") is None:  # nothing accepted: nothing measured of the accepted answers' rate
+        return (head + f"none of the {t['n_scored']} answers was accepted" + (
+            f" ({far} below the threshold went to review as out of distribution)" if far else "")
+            + ", so the target is met only vacuously: these answers measure nothing of what the threshold accepts")
+    if t["within_target"] is False:
+        return (head + f"{_accepted_said(t)}, over the target {t['target']:g}: not met on these answers"
+                + (f"; families over it: {over}" if over else ""))
+    if over:
+        return (head + f"{_accepted_said(t)}, within the target {t['target']:g} pooled, but families over it: {over}")
+    return None
 
 
 def _closed_book_line(m: dict) -> str:
