@@ -1425,3 +1425,23 @@ def test_cjk_scale_characters_read_long_runs_in_linear_time():
 ])
 def test_an_alias_in_yen_or_yuan_matches_the_sign_both_share(answer, alias, label):
     assert judge(answer, [alias]).label == label
+
+
+@pytest.mark.parametrize("answer, aliases, label", [
+    # a review: a currency's code matched its family's name wherever it stood, so a wrong currency named alone passed
+    # as the right one ("the Mexican peso" for CLP, "the Swedish krona" for NOK, "the yuan" for "¥"): the family is
+    # matched in an amount only, a number beside the currency in both ("200 kr" and "200 SEK")
+    ("The currency of Chile is the Mexican peso.", ["Chilean peso", "CLP"], "hallucinated"),
+    ("Switzerland uses the French franc.", ["Swiss franc", "CHF"], "hallucinated"),
+    ("Switzerland uses the CFA franc.", ["Swiss franc", "CHF"], "hallucinated"),
+    ("Norway uses the Swedish krona.", ["Norwegian krone", "NOK"], "hallucinated"),
+    ("Norway uses the krona.", ["NOK"], "hallucinated"),
+    ("Japan uses the yuan.", ["Japanese yen", "JPY", "\u00a5"], "hallucinated"),
+    ("The currency of Chile is the Chilean peso.", ["Chilean peso", "CLP"], "correct"),
+    ("It costs 200 kr.", ["200 SEK"], "correct"),
+    ("It costs 200 SEK.", ["200 kr"], "correct"),
+    ("It costs 300 kr.", ["200 SEK"], "hallucinated"),
+    ("It costs 500 yuan.", ["\u00a5500"], "correct"),
+])
+def test_a_currency_matches_its_family_only_in_an_amount(answer, aliases, label):
+    assert judge(answer, aliases).label == label

@@ -1351,13 +1351,22 @@ def _negated(ans_tok: list[str], clause: list[int], start: int, end: int, q: lis
 
 
 def _find(seq: list[str], sub: list[str]) -> list[int]:
-    """Where ``sub`` stands in ``seq``; a currency of a family matches the family's name ("¥500" is "500 yen" and
-    "500元", "200 kr" is "200 SEK"), as the number hold reads them (`_CURRENCY_FAMILIES`)."""
+    """Where ``sub`` stands in ``seq``; in an amount, a currency of a family matches the family's name ("¥500" is "500
+    yen" and "500元", "200 kr" is "200 SEK"), as the number hold reads them (`_CURRENCY_FAMILIES`): only beside a
+    number in both, the currency named alone is matched word for word ("the Swedish krona" is no "NOK", "the yuan" no
+    "¥")."""
     n, m = len(seq), len(sub)
     if not any(t in _FAMILY_OF or t in _CURRENCY_FAMILIES for t in sub):
         return [i for i in range(n - m + 1) if seq[i : i + m] == sub]
-    return [i for i in range(n - m + 1) if all(a == b or _FAMILY_OF.get(a) == b or _FAMILY_OF.get(b) == a
-                                               for a, b in zip(seq[i : i + m], sub))]
+
+    def in_amount(words: list[str], k: int) -> bool:
+        return any(_canonical_number(w) is not None for w in words[max(0, k - 1):k] + words[k + 1:k + 2])
+
+    def same(i: int, k: int) -> bool:
+        a, b = seq[i + k], sub[k]
+        return a == b or ((_FAMILY_OF.get(a) == b or _FAMILY_OF.get(b) == a) and in_amount(seq, i + k) and in_amount(sub, k))
+
+    return [i for i in range(n - m + 1) if all(same(i, k) for k in range(m))]
 
 
 _RUN_STOPWORDS = frozenset({"of", "in", "on", "at", "to", "by", "for", "and", "is", "are", "was", "were", "it", "its"})
