@@ -1445,3 +1445,26 @@ def test_an_alias_in_yen_or_yuan_matches_the_sign_both_share(answer, alias, labe
 ])
 def test_a_currency_matches_its_family_only_in_an_amount(answer, aliases, label):
     assert judge(answer, aliases).label == label
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # a review: "¥" was read as the yen or the yuan even where a code, name or CJK currency beside it says which, so
+    # "100 CNY" passed from "¥100 (JPY)" and "100 yuan" from "¥100円"; the currency said is read, the family only where
+    # nothing says which
+    ("The fee is 100 CNY.", "The fee is \u00a5100 (JPY).", ["100 cny"]),
+    ("The fee is 100 yuan.", "料金は\u00a5100円です。", ["100 cny"]),
+    ("The fee is 100 CNY.", "手数料は\u00a5100（JPY）です。", ["100 cny"]),
+    ("The fee is 100 yen.", "The fee is \u00a5100 CNY.", ["100 yen"]),
+    ("The fee is \u00a5100 (JPY).", "费用为100元。", ["100 yen"]),
+    ("The fee is 100 yen.", "The fee is \u00a5100 RMB.", ["100 yen"]),
+    ("The fee is 100 yen.", "The fee is CN\u00a5100.", ["100 yen"]),
+    ("The fee is 100 yuan.", "The fee is JP\u00a5100.", ["100 cny"]),
+    ("The fee is 100 yen.", "The fee is \u00a5100 (JPY).", []),
+    ("The fee is 100 yuan.", "The fee is \u00a5100 RMB.", []),
+    ("The fee is \u00a5100 (JPY).", "The fee is \u00a5100.", []),
+    ("The fee is 100 yuan.", "The fee is \u00a5100.", []),  # nothing says which: either
+])
+def test_a_yen_or_yuan_sign_is_read_as_the_currency_written_beside_it(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
