@@ -1468,3 +1468,20 @@ def test_a_yen_or_yuan_sign_is_read_as_the_currency_written_beside_it(answer, co
     from hguard.calibrate.judge import unstated_numbers
 
     assert unstated_numbers(answer, context) == missing
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # a review: Korean 조 (a trillion) was not read, so "1조 2천억 원" stated only "2천억 원" and a wrong
+    # "200,000,000,000 KRW" passed; 조 after digits is 10^12 unless 제 stands before them ("제3조" is article 3)
+    ("Revenue was 200,000,000,000 KRW.", "매출은 1조 2천억 원입니다.", ["200000000000 krw"]),
+    ("Revenue was 500,000,000,000 KRW.", "매출은 3조 5천억 원입니다.", ["500000000000 krw"]),
+    ("Revenue was 1,200,000,000,000 KRW.", "매출은 1조 2천억 원입니다.", []),
+    ("Revenue was 1.2 trillion won.", "매출은 1조 2천억 원입니다.", []),
+    ("매출은 3조원입니다.", "매출은 3조 5천억 원입니다.", ["3000000000000 krw"]),
+    ("Article 3 applies.", "제3조가 적용된다.", []),
+    ("Article 3 applies.", "제 3조가 적용된다.", []),
+])
+def test_korean_jo_is_a_trillion_after_digits_not_after_je(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing

@@ -346,17 +346,18 @@ _ARABIC_MARKS = str.maketrans({"\u066b": ".", "\u066c": ",", "\u066a": "%"})  # 
 _FULL_WIDTH: dict[int, int | str] = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}  # "４，５００円" is "4,500円"
 _FULL_WIDTH[0x3001] = ", "  # the ideographic comma lists ("100、200、300元" is three amounts; NFKD made it a digit group)
 _FULL_WIDTH[0xFFE5] = "\u00a5"  # the full-width yen or yuan sign
-# CJK scale characters after digits (the Hangul ones of Korean too; not 조, "제3조" is an article's number): one value,
+# CJK scale characters after digits (the Hangul ones of Korean too, 조 a trillion: not after 제, "제3조" is an article's
+# number, and no number after 제 is an amount, "제1회" is the first): one value,
 # each group of digits times its characters and the groups summed ("4万5千" is 45,000, "1亿2千万" 120,000,000, "3.5万"
 # 35,000, "1,200万" 12,000,000, "1억 2천만" 120,000,000), with the digits after the last character below its unit
 # ("4万5000" and "4万5千" are 45,000, "1万零5" 10,005; one digit alone is the next place down, "4万5" is 45,000 as it is
 # said); Chinese numerals without digits ("三十五") are not read. (Each group ends on a character and a run of digits is
 # tried from its start only: linear.)
 _CJK_SCALES = {"十": 10, "百": 100, "千": 10**3, "万": 10**4, "萬": 10**4, "亿": 10**8, "億": 10**8, "兆": 10**12,
-               "십": 10, "백": 100, "천": 10**3, "만": 10**4, "억": 10**8}
+               "십": 10, "백": 100, "천": 10**3, "만": 10**4, "억": 10**8, "조": 10**12}
 _CJK_DIGITS = r"\d+(?:,\d{3})*"
 _CJK_GROUP = _CJK_DIGITS + r"(?:\.\d+)?[" + "".join(_CJK_SCALES) + "]+"
-_CJK_SCALED = re.compile(r"(?<![\d.,])" + _CJK_GROUP + r"(?: ?零?" + _CJK_GROUP + r")*(?:(零)?(" + _CJK_DIGITS + r")(?![\d.,]))?")
+_CJK_SCALED = re.compile(r"(?<![\d.,])(?<!제)(?<!제 )" + _CJK_GROUP + r"(?: ?零?" + _CJK_GROUP + r")*(?:(零)?(" + _CJK_DIGITS + r")(?![\d.,]))?")
 _CJK_PART = re.compile(r"(?<![\d.,])(" + _CJK_DIGITS + r"(?:\.\d+)?)([" + "".join(_CJK_SCALES) + "]+)")
 # a currency written in CJK after its number ("45000円", "2千万元", "100美元", "5만 원"), read as its code
 _CJK_CURRENCIES = {"円": "JPY", "日元": "JPY", "日圆": "JPY", "元": "CNY", "圆": "CNY", "圓": "CNY", "人民币": "CNY", "人民幣": "CNY",
