@@ -1485,3 +1485,24 @@ def test_korean_jo_is_a_trillion_after_digits_not_after_je(answer, context, miss
     from hguard.calibrate.judge import unstated_numbers
 
     assert unstated_numbers(answer, context) == missing
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # a review: a number with a scale character was not read after a full-width comma ("1万，2万，3万元", as Chinese
+    # lists), and a range's first end was read without the scale written after its second ("3-5万元"), so "2元" and
+    # "3元" passed and the right "2万元" and "30,000 yuan" were held
+    ("第二档价格为2元。", "三档价格分别为1万，2万，3万元。", ["2 cny"]),
+    ("第二档价格为2万元。", "三档价格分别为1万，2万，3万元。", []),
+    ("The second tier is 20,000.", "三档价格分别为1万，2万，3万元。", []),
+    ("最低价格为3元。", "价格为3-5万元。", ["3 cny"]),
+    ("The lowest price is 30,000 yuan.", "价格为3-5万元。", []),
+    ("The highest price is 50,000 yuan.", "价格为3-5万元。", []),
+    ("The lowest price is 30,000 yen.", "価格は3〜5万円です。", []),
+    ("The lowest price is 300,000,000 KRW.", "가격은 3~5억 원입니다.", []),
+    ("It is 2.", "1，2万", []),  # a grouping comma or a decimal point before a digit starts no number
+    ("It is 15,000.", "1.5万", []),
+])
+def test_cjk_scale_characters_read_after_a_full_width_comma_and_on_both_ends_of_a_range(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing

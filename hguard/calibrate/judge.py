@@ -357,7 +357,13 @@ _CJK_SCALES = {"十": 10, "百": 100, "千": 10**3, "万": 10**4, "萬": 10**4, 
                "십": 10, "백": 100, "천": 10**3, "만": 10**4, "억": 10**8, "조": 10**12}
 _CJK_DIGITS = r"\d+(?:,\d{3})*"
 _CJK_GROUP = _CJK_DIGITS + r"(?:\.\d+)?[" + "".join(_CJK_SCALES) + "]+"
-_CJK_SCALED = re.compile(r"(?<![\d.,])(?<!제)(?<!제 )" + _CJK_GROUP + r"(?: ?零?" + _CJK_GROUP + r")*(?:(零)?(" + _CJK_DIGITS + r")(?![\d.,]))?")
+# (a number starts at its first digit, not after a grouping comma or a decimal point: "1，2万" is no 2万, "1万，2万" two)
+_RANGE_DASHES = "-\u2012\u2013\u2014\ufe63"  # "2-4 mg" is 2 to 4 mg (`_RANGE_DASH`)
+# a range with the scale written once, "3-5万元" (30,000 to 50,000 yuan), "3~5억", "3〜5万円", "3至5万": the scale is
+# on both ends
+_CJK_RANGE = r"(?:(" + _CJK_DIGITS + r"(?:\.\d+)?) ?[" + _RANGE_DASHES + r"~\u301c至到] ?)?"
+_CJK_SCALED = re.compile(r"(?<!\d)(?<!\d[.,])(?<!제)(?<!제 )" + _CJK_RANGE + _CJK_GROUP + r"(?: ?零?" + _CJK_GROUP
+                         + r")*(?:(零)?(" + _CJK_DIGITS + r")(?![\d.,]))?")
 _CJK_PART = re.compile(r"(?<![\d.,])(" + _CJK_DIGITS + r"(?:\.\d+)?)([" + "".join(_CJK_SCALES) + "]+)")
 # a currency written in CJK after its number ("45000円", "2千万元", "100美元", "5만 원"), read as its code
 _CJK_CURRENCIES = {"円": "JPY", "日元": "JPY", "日圆": "JPY", "元": "CNY", "圆": "CNY", "圓": "CNY", "人民币": "CNY", "人民幣": "CNY",
@@ -377,10 +383,12 @@ def _cjk_scaled(m: re.Match[str]) -> str:
     """The value of a number written with CJK scale characters (`_CJK_SCALED`): within a group the characters multiply
     ("2千万" is 2 x 1,000 x 10,000), a ten thousand or more takes the groups since the last such unit ("1亿3千5百万" is
     100,000,000 + 3,500 x 10,000), or all before it where it is larger than the last ("1万亿" is 10^12). A group that
-    does not go down from the one before starts another number ("1万 2万" are two)."""
+    does not go down from the one before starts another number ("1万 2万" are two). A range's first end takes the
+    characters of the first group ("3-5万" is 30,000-50,000)."""
     numbers: list[Decimal] = []
     total, section, last, small, scale = Decimal(0), Decimal(0), 0, 10**4, 1
-    for digits, chars in _CJK_PART.findall(m.group(0)):
+    parts = _CJK_PART.findall(m.group(0))
+    for digits, chars in parts:
         first = _CJK_SCALES[chars[0]]
         if (total or section) and (first >= small if first < 10**4 else first >= last):
             numbers.append(total + section)
@@ -395,13 +403,21 @@ def _cjk_scaled(m: re.Match[str]) -> str:
             total = (total + amount) * scale if scale > last else total + amount * scale
             section, value, last, small = Decimal(0), Decimal(0), scale, 10**4
         section += value
-    zero, tail = m.group(1, 2)
+    low, zero, tail = m.group(1, 2, 3)
+    if low is not None:
+        low_value = Decimal(low.replace(",", ""))
+        for c in parts[0][1]:
+            low_value *= _CJK_SCALES[c]
+        numbers.insert(0, low_value)
+    after = ""
     if tail is not None:
         rest = Decimal(tail.replace(",", ""))
         if rest >= scale:  # "1万20000": no part of it
-            return " ".join(format(n.normalize(), "f") for n in (*numbers, total + section)) + f" {tail}"
-        section += rest * scale / 10 if len(tail) == 1 and zero is None and scale > 10 else rest
-    return " ".join(format(n.normalize(), "f") for n in (*numbers, total + section))
+            after = f" {tail}"
+        else:
+            section += rest * scale / 10 if len(tail) == 1 and zero is None and scale > 10 else rest
+    read = [format(n.normalize(), "f") for n in (*numbers, total + section)]
+    return (f"{read[0]}-" + " ".join(read[1:]) if low is not None else " ".join(read)) + after
 
 
 def _plain_digits(text: str) -> str:
@@ -460,7 +476,7 @@ _PREFIX_CODES = {"us": "USD", "hk": "HKD", "nz": "NZD", "au": "AUD", "a": "AUD",
 # "$2.5B", "$2.5MM", "1.2M customers" (not "35MM film", "apartment 4B": an integer with no currency)
 _CAPITAL_SCALE = re.compile(r"(?:(?<=[$\u20ac\u00a3\u00a5]\d)|(?<=[$\u20ac\u00a3\u00a5]\d\d)|(?<=[$\u20ac\u00a3\u00a5]\d\d\d)"
                             r"|(?<=\.\d)|(?<=\.\d\d))(MM|M|BN|Bn|B)\b")
-_RANGE_DASH = re.compile(r"(?<=\d)\s*[-\u2012\u2013\u2014\ufe63]\s*(?=\d)")  # "2-4 mg" is 2 to 4 mg
+_RANGE_DASH = re.compile(r"(?<=\d)\s*[" + _RANGE_DASHES + r"]\s*(?=\d)")  # "2-4 mg" is 2 to 4 mg
 _SPACED_THOUSANDS = re.compile(r"(?<=\d)[\u00a0\u202f\u2009](?=\d{3}(?!\d))")  # "10\u202f000"
 _PER_MILLE = re.compile(r"(?i)\bper\s+mille\b")  # not "per mile"
 _CENTS_ON_THE_DOLLAR = re.compile(r"(?i)\bcents?\s+on\s+the\s+dollar\b")  # "50 cents on the dollar" is 50%
