@@ -1506,3 +1506,23 @@ def test_cjk_scale_characters_read_after_a_full_width_comma_and_on_both_ends_of_
     from hguard.calibrate.judge import unstated_numbers
 
     assert unstated_numbers(answer, context) == missing
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # a review: the digits after the last scale character were dropped before a sentence's full stop or a comma and
+    # then glued to the value ("4万5000." read 400005000, "2万5." 200005), so "400,005,000 yen" passed from "The fee
+    # is 4万5000." and the right "45,000 yen" was held; they are read before a stop or a comma, and the value is set
+    # apart from what follows
+    ("The fee is 4万5000.", "The fee is 45,000 yen.", []),
+    ("It is 2万5.", "It is 25,000.", []),
+    ("The fee is 400,005,000 yen.", "The fee is 4万5000.", ["400005000 yen"]),
+    ("The fee is 45,000 yen.", "The fee is 4万5000.", []),
+    ("It is 100,005.", "分别为1万5, 2万", ["100005"]),
+    ("It is 15,000.", "分别为1万5, 2万", []),
+    ("It is 400,005,000.5.", "It is 4万5000.5.", ["400005000.5"]),
+    ("It is 5,000.5.", "It is 4万5000.5.", []),
+])
+def test_digits_after_a_cjk_scale_character_are_read_before_a_stop_and_never_glued(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing

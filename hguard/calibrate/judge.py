@@ -351,8 +351,9 @@ _FULL_WIDTH[0xFFE5] = "\u00a5"  # the full-width yen or yuan sign
 # each group of digits times its characters and the groups summed ("4万5千" is 45,000, "1亿2千万" 120,000,000, "3.5万"
 # 35,000, "1,200万" 12,000,000, "1억 2천만" 120,000,000), with the digits after the last character below its unit
 # ("4万5000" and "4万5千" are 45,000, "1万零5" 10,005; one digit alone is the next place down, "4万5" is 45,000 as it is
-# said); Chinese numerals without digits ("三十五") are not read. (Each group ends on a character and a run of digits is
-# tried from its start only: linear.)
+# said, "4万5000." 45,000 at a sentence's end; before a decimal, "4万5000.5" is 40,000 and 5,000.5, and the value is
+# set apart from what follows); Chinese numerals without digits ("三十五") are not read. (Each group ends on a
+# character and a run of digits is tried from its start only: linear.)
 _CJK_SCALES = {"十": 10, "百": 100, "千": 10**3, "万": 10**4, "萬": 10**4, "亿": 10**8, "億": 10**8, "兆": 10**12,
                "십": 10, "백": 100, "천": 10**3, "만": 10**4, "억": 10**8, "조": 10**12}
 _CJK_DIGITS = r"\d+(?:,\d{3})*"
@@ -363,7 +364,7 @@ _RANGE_DASHES = "-\u2012\u2013\u2014\ufe63"  # "2-4 mg" is 2 to 4 mg (`_RANGE_DA
 # on both ends
 _CJK_RANGE = r"(?:(" + _CJK_DIGITS + r"(?:\.\d+)?) ?[" + _RANGE_DASHES + r"~\u301c至到] ?)?"
 _CJK_SCALED = re.compile(r"(?<!\d)(?<!\d[.,])(?<!제)(?<!제 )" + _CJK_RANGE + _CJK_GROUP + r"(?: ?零?" + _CJK_GROUP
-                         + r")*(?:(零)?(" + _CJK_DIGITS + r")(?![\d.,]))?")
+                         + r")*(?:(零)?(" + _CJK_DIGITS + r")(?!\d|[.,]\d))?")
 _CJK_PART = re.compile(r"(?<![\d.,])(" + _CJK_DIGITS + r"(?:\.\d+)?)([" + "".join(_CJK_SCALES) + "]+)")
 # a currency written in CJK after its number ("45000円", "2千万元", "100美元", "5만 원"), read as its code
 _CJK_CURRENCIES = {"円": "JPY", "日元": "JPY", "日圆": "JPY", "元": "CNY", "圆": "CNY", "圓": "CNY", "人民币": "CNY", "人民幣": "CNY",
@@ -417,7 +418,9 @@ def _cjk_scaled(m: re.Match[str]) -> str:
         else:
             section += rest * scale / 10 if len(tail) == 1 and zero is None and scale > 10 else rest
     read = [format(n.normalize(), "f") for n in (*numbers, total + section)]
-    return (f"{read[0]}-" + " ".join(read[1:]) if low is not None else " ".join(read)) + after
+    # set apart from what follows: "4万5000.5" is 40,000 and 5,000.5, never "400005000.5"
+    apart = "" if m.string[m.end():m.end() + 1].isspace() else " "
+    return (f"{read[0]}-" + " ".join(read[1:]) if low is not None else " ".join(read)) + after + apart
 
 
 def _plain_digits(text: str) -> str:
