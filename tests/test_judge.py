@@ -1526,3 +1526,17 @@ def test_digits_after_a_cjk_scale_character_are_read_before_a_stop_and_never_glu
     from hguard.calibrate.judge import unstated_numbers
 
     assert unstated_numbers(answer, context) == missing
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # a review: the guard's reason quoted the hold's internal word, "the answer states 300 yenyuan"; it reads "300 ¥
+    # (yen or yuan)" (`_UNIT_SHOWN`), also with a period
+    ("The fee is \u00a5300.", "The fee is \u00a5100.", ["300 \u00a5 (yen or yuan)"]),
+    ("The fee is \u00a5300.", "The fee is 100 yen.", ["300 \u00a5 (yen or yuan)"]),
+    ("The fee is \u00a5300 per month.", "The fee is \u00a5100.", ["300 \u00a5 (yen or yuan)/month"]),
+    ("The fee is 300 kr.", "The fee is 100 kr.", ["300 krona"]),
+])
+def test_a_yen_or_yuan_amount_held_is_shown_by_a_readable_label(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing

@@ -761,6 +761,8 @@ _CURRENCY_FAMILIES = {"krona": frozenset({"sek", "nok", "dkk", "isk"}),
                       # "\u00a5" is the yen's sign and the yuan's: "\u00a5100" is "100円" or "100元"
                       "yenyuan": _YEN_OR_YUAN}
 _FAMILY_OF = {code: name for name, codes in _CURRENCY_FAMILIES.items() for code in codes}
+# units as a reason shows them where the word read is no reader's ("300 \u00a5 (yen or yuan)", not "300 yenyuan")
+_UNIT_SHOWN = {"yenyuan": "\u00a5 (yen or yuan)"}
 _LIST_MARKER = re.compile(r"(?m)^\s*\d+[.)](?=\s)|\[\d+\]")  # "1. ..." at a line's start, a citation "[1]"
 
 
@@ -771,7 +773,7 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
     of measure ("500 ml" from "500 mg"; "4000 mg" from "4 g" is the same amount). A number the passage states
     without a unit matches any unit; the passage's number words count ("five percent" for "5%", "twice" for "2
     times"), the answer's do not (a stray "one" is no figure), nor its list numbering and citation marks. Shown as
-    read, e.g. "25000 euro"."""
+    read, e.g. "25000 euro" (a unit in `_UNIT_SHOWN` by its label: "300 \u00a5 (yen or yuan)")."""
     held = stated_numbers(context) + stated_numbers(question)
     held += [(value, other) for value, unit in held if unit is not None
              for other in _CURRENCY_FAMILIES.get(unit, {_FAMILY_OF[unit]} if unit in _FAMILY_OF else ())]
@@ -797,7 +799,7 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
         if bare != unit and units is not None and (bare in units or _amount(value, bare) in amounts):
             continue  # "1.6 mcg/kg/day" from "1.6 micrograms per kilogram of body weight per day": a period added
         if units is None or (unit is not None and unit not in units and None not in units):
-            missing.append(f"{value} {unit}" if unit else value)
+            missing.append(f"{value} {'/'.join(_UNIT_SHOWN.get(u, u) for u in unit.split('/'))}" if unit else value)
     return missing + dates_missing
 
 
