@@ -9,7 +9,7 @@ import time
 import uuid
 import warnings
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ._guard_result import GuardResult
 from ._resources import source_digest
@@ -127,18 +127,32 @@ class _Recording:
             pass
         return rid
 
-    def record_failed_requests(self, exc: BaseException, failed: Sequence[dict[str, Any]], decided: Sequence[Any]) -> None:
+    def record_failed_requests(self, exc: BaseException, failed: Sequence[dict[str, Any]], decided: Mapping[int, Any],
+                               after_decision: int | None = None) -> None:
         """A call whose generation or scoring raised ``exc`` (a CUDA out-of-memory error, a model's own bug), said in
         the audit log before ``exc`` is re-raised, so that every request has a record: each request of ``failed`` (the
-        keywords of :meth:`record_failure`, ``question`` and ``stage`` among them) gets an ``error`` record, their ids
-        on ``exc`` as ``audit_id`` (the first) and ``audit_ids``; each answer of ``decided`` (decided and recorded
-        before the call failed, and never handed over, since the call raised) an ``answer_not_delivered`` record
-        (:meth:`record_undelivered`). An ``error`` record that cannot be written raises :class:`AuditError` chained
+        keywords of :meth:`record_failure`, ``question`` and ``stage`` among them, and its ``index`` in the call) gets
+        an ``error`` record; each answer of ``decided`` (by index: decided and recorded before the call failed, and never
+        handed over, since the call raised) an ``answer_not_delivered`` record (:meth:`record_undelivered`), never an
+        ``error`` record, its decision standing. ``after_decision``: the index of the request whose own recording
+        raised after its decision was written (its spot-check, the review queue).
+
+        On ``exc``: ``audit_ids``, the error records' ids; ``audit_id``, the first of them (or, when every request was
+        decided, the first decision's id, also as ``decision_audit_id``); ``audit_id_by_index``, each request's own id
+        by its index (its error record's, or its decision's, those listed in ``decision_audit_ids``), which
+        :func:`request_error` reads. An ``error`` record that cannot be written raises :class:`AuditError` chained
         from ``exc`` (``raise ... from exc``), so neither failure is lost."""
-        why = (f"its batch failed on another request after this answer was decided ({type(exc).__name__}: "
-               f"{cut_text(str(exc), 300)}), so the caller never received it")
-        for result in decided:
+        failure = f"{type(exc).__name__}: {cut_text(str(exc), 300)}"
+        by_index: dict[int, str] = {}
+        for i, result in decided.items():
+            why = (f"the call failed after this answer's decision was recorded, in the rest of its recording (spot-check, "
+                   f"review queue) ({failure}), so the caller never received it" if i == after_decision else
+                   f"its batch failed on another request after this answer was decided ({failure}), so the caller "
+                   "never received it")
             self.record_undelivered(result, why)
+            if getattr(result, "audit_id", None):
+                by_index[i] = result.audit_id
+        decisions = list(by_index.values())
         ids: list[str] = []
         unwritten: list[str] = []
         for request in failed:
@@ -151,13 +165,20 @@ class _Recording:
                 continue
             if rid is not None:
                 ids.append(rid)
-        if ids:
-            try:
+                if request.get("index") is not None:
+                    by_index[request["index"]] = rid
+        try:
+            if ids:
                 exc.audit_id, exc.audit_ids = ids[0], ids  # type: ignore[attr-defined]
-            except AttributeError:  # an exception type that takes no attributes: the records stand
-                pass
+            elif decisions and not failed:  # every request decided: the call's record is its (first) decision
+                exc.audit_id = exc.decision_audit_id = decisions[0]  # type: ignore[attr-defined]
+            if by_index:
+                exc.audit_id_by_index = by_index  # type: ignore[attr-defined]
+                exc.decision_audit_ids = decisions  # type: ignore[attr-defined]
+        except AttributeError:  # an exception type that takes no attributes: the records stand
+            pass
         if unwritten:
-            err = AuditError(f"the request failed ({type(exc).__name__}: {cut_text(str(exc), 300)}) and writing its "
+            err = AuditError(f"the request failed ({failure}) and writing its "
                              f"error record to the audit log failed too ({len(unwritten)} of {len(failed)}: "
                              f"{unwritten[0]}); the original error is this one's __cause__")
             if ids:
@@ -216,7 +237,9 @@ class _Recording:
 
     def _record(self, result: GuardResult, fingerprints: dict | None = None, generation: dict | None = None,
                 history: list[dict] | None = None, *, caller_request_id: str | None = None,
-                record_request_id: str | None = None) -> None:
+                record_request_id: str | None = None, decided: Callable[[GuardResult], None] | None = None) -> None:
+        # ``decided``, when given, is called with ``result`` once its decision is on record (before the spot-check and
+        # the review queue, which may raise): a batch that then fails says that answer undelivered, never undecided
         # the record's id is the guard's own, never the caller's: spot-check selection is keyed on it (a caller
         # choosing it would choose which accepted answers are checked) and the queue holds one item per id; the
         # caller's id of the request is kept beside it only when the caller gave one (an auditor tells the two apart)
@@ -271,6 +294,8 @@ class _Recording:
             result.audit_hash = receipt.hash
         else:
             result.audit_id = record_id
+        if decided is not None:
+            decided(result)
         spot = self._spot_check(result) if result.route == ACCEPT else None
         queued = True
         if (result.route == REVIEW or spot) and self.review_queue is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
@@ -68,7 +68,8 @@ class _Scoring:
 
         def _record(self, result: GuardResult, fingerprints: dict | None = None,
                     generation: dict | None = None, history: list[dict] | None = None, *,
-                    caller_request_id: str | None = None, record_request_id: str | None = None) -> None: ...
+                    caller_request_id: str | None = None, record_request_id: str | None = None,
+                    decided: Callable[[GuardResult], None] | None = None) -> None: ...
 
     def _score(self, g: Generation, domain: str | None, route: Route | None, problems: list[str]) -> tuple[dict, float | None, Thresholds | None, list[str]]:
         signals: dict[str, float | None] = {}
@@ -275,7 +276,10 @@ class _Scoring:
         _out_of_distribution(f"question far from domain {domain!r}: similarity {near:.2f} to its calibration questions < "
                              f"domain_min_similarity {minimum:.2f} (automatic choice would not send it there)", dp, problems, notes)
 
-    def _finish(self, g: Generation, domain, choice: dict, route: Route | None, steer_info, request_id, started, given=()) -> GuardResult:
+    def _finish(self, g: Generation, domain, choice: dict, route: Route | None, steer_info, request_id, started, given=(),
+                decided: Callable[[GuardResult], None] | None = None) -> GuardResult:
+        """The answer ``g`` scored, decided and recorded; ``decided`` (when given) is called with the result as soon as its
+        decision record is written, before the rest of its recording (spot-check, review queue), which may raise."""
         problems: list[str] = list(given)
         for where in g.extra.get("control_tokens") or ():  # typed turn markers: the turns scored are not the ones sent
             problems.append(f"{where}, read as a marker, not as text: the prompt's turns (system, history, question) may "
@@ -376,7 +380,7 @@ class _Scoring:
             "max_new_tokens": g.extra.get("max_new_tokens", self.generator.max_new_tokens),
             "system_prompt": g.extra.get("system_prompt", self.generator.system_prompt),
             "history_turns": g.extra.get("history_turns", 0)}, history=g.extra.get("history"),
-            caller_request_id=caller_id, record_request_id=own_id)
+            caller_request_id=caller_id, record_request_id=own_id, decided=decided)
         return result
 
 

@@ -1051,10 +1051,12 @@ class Guard(_Scoring, _Recording):
         except Exception as exc:  # the model or the scoring raised (a CUDA out-of-memory error): every request is on
             # record, an error record for each undecided one, and the decided ones said never delivered (the caller
             # gets the error, not them); then the error itself is raised
+            # (a row is decided once its decision record is written, before its spot-check and review queue ran)
             self.record_failed_requests(exc, [
                 {"question": questions[i], "context": ctxs[i], "domain": plans[i][0], "request_id": request_ids[i],
-                 "stage": at.get("stage", NOT_STARTED) if i in at.get("rows", ()) else NOT_STARTED}
-                for i in range(n) if results[i] is None], [r for r in results if r is not None])
+                 "stage": at.get("stage", NOT_STARTED) if i in at.get("rows", ()) else NOT_STARTED, "index": i}
+                for i in range(n) if results[i] is None], {i: r for i, r in enumerate(results) if r is not None},
+                after_decision=at.get("row"))
             raise
         return results  # type: ignore[return-value]
 
@@ -1062,8 +1064,9 @@ class Guard(_Scoring, _Recording):
                        streamer, early_stop, stop, max_new_tokens, started, results, cancel=None,
                        at: dict[str, Any] | None = None) -> None:
         """:meth:`batch`'s generation and recording, one batched generation per (domain, with context) group,
-        each answer's result put in ``results`` once its decision is recorded; ``at`` is kept naming the group
-        being answered (``rows``) and its ``stage`` (:data:`GENERATION`, then :data:`SCORING`)."""
+        each answer's result put in ``results`` as soon as its decision record is written; ``at`` is kept naming the
+        group being answered (``rows``), its ``stage`` (:data:`GENERATION`, then :data:`SCORING`), and the ``row`` being
+        scored and recorded (None between rows)."""
         at = {} if at is None else at
         for (d, rag), idx in groups.items():
             at.update(rows=idx, stage=GENERATION)
@@ -1092,10 +1095,17 @@ class Guard(_Scoring, _Recording):
                     g.extra["notes"].append(STREAMED_NOTE)
                 if max_new_tokens is not None:
                     g.extra["max_new_tokens"] = max_new_tokens  # checked against the calibration's
+                at["row"] = i
+
+                def decided(result: GuardResult, i: int = i) -> None:
+                    results[i] = result
+
                 try:
                     results[i] = self._finish(
-                        g, plans[i][0], plans[i][1], route, steer_info, request_ids[i], started, extra_problems[i]
+                        g, plans[i][0], plans[i][1], route, steer_info, request_ids[i], started, extra_problems[i],
+                        decided=decided,
                     )
+                    at["row"] = None
                 except AuditError as exc:  # recorded, then a later write failed (its spot-check): the error carries it
                     results[i] = next(iter(getattr(exc, "results", None) or []), None)
                     raise

@@ -305,6 +305,39 @@ def test_a_batch_failing_part_way_says_its_decided_answers_undelivered_and_the_r
         ("error", "req-D", "generation"), ("error", "req-E", "not_started")]
 
 
+def test_a_failure_after_the_decision_is_recorded_says_it_undelivered_never_undecided(make_guard, tmp_path,
+                                                                                     monkeypatch):
+    """The decision was written, then the rest of its recording raised (the review queue's enqueue raising a foreign
+    error, a spot-check bug): the log held the decision and an error record saying the request failed before one,
+    and nothing said the decided answer never reached the caller."""
+    import sqlite3
+
+    g = make_guard(accept_below=0.0, spot_check_rate=0.0, spot_check_min_per_day=0)  # every answer held for review
+
+    def enqueue(item):
+        raise sqlite3.InterfaceError("Error binding parameter 3: type 'numpy.float32' is not supported")
+
+    monkeypatch.setattr(g.review_queue, "enqueue", enqueue)
+    with pytest.raises(sqlite3.InterfaceError) as info:
+        g.invoke(Q, domain="alpha", request_id="req-1")
+    decision, undelivered = _kinds(tmp_path)  # no error record
+    assert decision["kind"] == "decision" and decision["caller_request_id"] == "req-1"
+    assert undelivered["kind"] == "answer_not_delivered" and undelivered["decision_audit_id"] == decision["id"]
+    assert "after this answer's decision was recorded" in undelivered["why"] and "InterfaceError" in undelivered["why"]
+    assert info.value.audit_id == info.value.decision_audit_id == decision["id"]  # named, not recorded again
+    assert info.value.audit_id_by_index == {0: decision["id"]}
+    # a batch: the first accept's spot-check raises; the second request, never decided, gets its error record
+    g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)
+    monkeypatch.setattr(g, "_spot_check", lambda result: (_ for _ in ()).throw(RuntimeError("spot-check bug")))
+    with pytest.raises(RuntimeError, match="spot-check bug") as info:
+        g.batch([Q, Q], domains=["alpha", "alpha"], request_ids=["A", "B"])
+    decision, undelivered, error = _kinds(tmp_path)[-3:]
+    assert (decision["kind"], decision["route"], decision["caller_request_id"]) == ("decision", "accept", "A")
+    assert undelivered["kind"] == "answer_not_delivered" and undelivered["decision_audit_id"] == decision["id"]
+    assert (error["kind"], error["caller_request_id"]) == ("error", "B")
+    assert info.value.audit_ids == [error["id"]] and info.value.audit_id_by_index == {0: decision["id"], 1: error["id"]}
+
+
 def test_an_error_record_that_cannot_be_written_raises_the_audit_error_chained_to_the_failure(make_guard, tmp_path,
                                                                                              monkeypatch):
     g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)
