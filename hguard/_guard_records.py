@@ -139,9 +139,10 @@ class _Recording:
 
         On ``exc``: ``audit_ids``, the error records' ids; ``audit_id``, the first of them (or, when every request was
         decided, the first decision's id, also as ``decision_audit_id``); ``audit_id_by_index``, each request's own id
-        by its index (its error record's, or its decision's, those listed in ``decision_audit_ids``), which
-        :func:`request_error` reads. An ``error`` record that cannot be written raises :class:`AuditError` chained
-        from ``exc`` (``raise ... from exc``), so neither failure is lost."""
+        by its index (its error record's, or its decision's, those listed in ``decision_audit_ids``). An ``error``
+        record that cannot be written raises :class:`AuditError` chained from ``exc`` (``raise ... from exc``), so
+        neither failure is lost; for an ``exc`` that is no ``Exception`` (a KeyboardInterrupt, a SystemExit: the process
+        is stopping) a warning says so instead, and the caller raises ``exc`` itself."""
         failure = f"{type(exc).__name__}: {cut_text(str(exc), 300)}"
         by_index: dict[int, str] = {}
         for i, result in decided.items():
@@ -177,7 +178,11 @@ class _Recording:
                 exc.decision_audit_ids = decisions  # type: ignore[attr-defined]
         except AttributeError:  # an exception type that takes no attributes: the records stand
             pass
-        if unwritten:
+        if unwritten and not isinstance(exc, Exception):  # a KeyboardInterrupt, a SystemExit: raised as it is, the
+            # process is stopping; the unwritten records are said as a warning
+            warnings.warn(f"the request was interrupted ({failure}) and writing its error record to the audit log "
+                          f"failed ({len(unwritten)} of {len(failed)}: {unwritten[0]})", UserWarning, stacklevel=3)
+        elif unwritten:
             err = AuditError(f"the request failed ({failure}) and writing its "
                              f"error record to the audit log failed too ({len(unwritten)} of {len(failed)}: "
                              f"{unwritten[0]}); the original error is this one's __cause__")

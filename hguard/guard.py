@@ -1048,9 +1048,14 @@ class Guard(_Scoring, _Recording):
             # each by its input's index, for a caller that answers per input (LangChain's return_exceptions)
             partial.by_index = {i: r for i, r in enumerate(results) if r is not None}  # type: ignore[attr-defined]
             raise partial from exc
-        except Exception as exc:  # the model or the scoring raised (a CUDA out-of-memory error): every request is on
-            # record, an error record for each undecided one, and the decided ones said never delivered (the caller
-            # gets the error, not them); then the error itself is raised
+        except BaseException as exc:  # the model or the scoring raised (a CUDA out-of-memory error; any exception, a
+            # KeyboardInterrupt or the SystemExit of a web server's worker timeout too): every request is on record, an
+            # error record for each undecided one, and the decided ones said never delivered (the caller gets the
+            # error, not them); then the error itself is raised. (A cancelled async caller is not seen here: its
+            # worker thread runs on, stopped by ``cancel``, and the answer is decided; a CancelledError raised in it is
+            # recorded as any error, which in_thread then leaves alone, since the work started and returned nothing.)
+            if isinstance(exc, GeneratorExit):  # not a failure of the request (no generator is run here)
+                raise
             # (a row is decided once its decision record is written, before its spot-check and review queue ran)
             self.record_failed_requests(exc, [
                 {"question": questions[i], "context": ctxs[i], "domain": plans[i][0], "request_id": request_ids[i],

@@ -338,6 +338,35 @@ def test_a_failure_after_the_decision_is_recorded_says_it_undelivered_never_unde
     assert info.value.audit_ids == [error["id"]] and info.value.audit_id_by_index == {0: decision["id"], 1: error["id"]}
 
 
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), SystemExit(1)], ids=["KeyboardInterrupt", "SystemExit"])
+def test_a_batch_interrupted_part_way_is_on_record_and_the_interrupt_raised_as_it_is(make_guard, tmp_path, monkeypatch,
+                                                                                    stop):
+    """Ctrl-C in ``hguard ask``, or a web server's worker timeout calling sys.exit in the request's thread, while the
+    second group of a batch was generated: only Exception was caught, so the log held the first group's accept, which
+    nobody received, and nothing of the interrupted request."""
+    g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)
+    monkeypatch.setattr(g.generator, "generate", _failing_on_call(g.generator.generate, 2, stop))
+    with pytest.raises(type(stop)) as info:
+        g.batch([Q, Q], domains=["alpha", "beta"], request_ids=["req-A", "req-B"])
+    assert info.value is stop
+    decision, undelivered, error = _kinds(tmp_path)
+    assert decision["kind"] == "decision" and decision["route"] == "accept"
+    assert undelivered["kind"] == "answer_not_delivered" and undelivered["decision_audit_id"] == decision["id"]
+    assert (error["kind"], error["caller_request_id"], error["stage"], error["error_type"]) == (
+        "error", "req-B", "generation", type(stop).__name__)
+    assert stop.audit_ids == [error["id"]]
+
+    class FullDisk:  # the interrupt is raised as it is, not replaced by the log's AuditError: a warning says it
+        def append(self, record, kind="decision"):
+            raise AuditError("[Errno 28] No space left on device")
+
+    monkeypatch.setattr(g.generator, "generate", _failing_on_call(g.generator.generate, 1, stop))
+    g.audit = FullDisk()
+    with pytest.warns(UserWarning, match=r"interrupted .* failed \(1 of 1: AuditError: \[Errno 28\]"):
+        with pytest.raises(type(stop)):
+            g.invoke(Q, domain="alpha")
+
+
 def test_an_error_record_that_cannot_be_written_raises_the_audit_error_chained_to_the_failure(make_guard, tmp_path,
                                                                                              monkeypatch):
     g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)
