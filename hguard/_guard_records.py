@@ -9,7 +9,7 @@ import time
 import uuid
 import warnings
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
 from ._guard_result import GuardResult
 from ._resources import source_digest
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .policy import Policy
 
 
+_E = TypeVar("_E", bound=BaseException)
 #: the audit record kind of :meth:`_Recording.record_undelivered`
 UNDELIVERED = "answer_not_delivered"
 #: most answers a guard keeps in memory to put back in a review queue that could not take them (a start puts back more)
@@ -139,7 +140,8 @@ class _Recording:
 
         On ``exc``: ``audit_ids``, the error records' ids; ``audit_id``, the first of them (or, when every request was
         decided, the first decision's id, also as ``decision_audit_id``); ``audit_id_by_index``, each request's own id
-        by its index (its error record's, or its decision's, those listed in ``decision_audit_ids``). An ``error``
+        by its index (its error record's, or its decision's, those listed in ``decision_audit_ids``), from which
+        :func:`request_error` makes each request's own error. An ``error``
         record that cannot be written raises :class:`AuditError` chained from ``exc`` (``raise ... from exc``), so
         neither failure is lost; for an ``exc`` that is no ``Exception`` (a KeyboardInterrupt, a SystemExit: the process
         is stopping) a warning says so instead, and the caller raises ``exc`` itself."""
@@ -444,6 +446,41 @@ class _Recording:
                 err.results = [result]  # type: ignore[attr-defined]
                 raise err from exc
         return spot
+
+
+def request_error(exc: _E, index: int) -> _E:
+    """The error of a failed batch (:meth:`_Recording.record_failed_requests`) for its request ``index`` alone: a copy of
+    ``exc`` (its type, message, traceback and cause) whose ``audit_id`` names that request's own record, its ``error``
+    record, or, for a request decided before the batch failed (its answer said undelivered), its decision, also as
+    ``decision_audit_id``; for a framework that hands each input of a batch its own outcome (LangChain's batch with
+    ``return_exceptions``), whose audit handler records per input the id its error carries. ``exc`` itself when it
+    names no record for ``index`` or cannot be copied."""
+    import copy
+
+    rid = (getattr(exc, "audit_id_by_index", None) or {}).get(index)
+    if rid is None:
+        return exc
+    try:
+        own = copy.copy(exc)  # its type's own constructor, from its args
+    except Exception:
+        try:  # a constructor that does not take its own args back: the instance made without it
+            own = type(exc).__new__(type(exc), *exc.args)
+            own.__dict__.update(exc.__dict__)
+        except Exception:
+            return exc
+    own.__traceback__, own.__cause__, own.__context__ = exc.__traceback__, exc.__cause__, exc.__context__
+    own.__suppress_context__ = exc.__suppress_context__
+    for name in ("audit_id_by_index", "audit_ids", "decision_audit_ids", "decision_audit_id"):
+        own.__dict__.pop(name, None)
+    try:
+        own.audit_id = rid  # type: ignore[attr-defined]
+        if rid in (getattr(exc, "decision_audit_ids", None) or ()):
+            own.decision_audit_id = rid  # type: ignore[attr-defined]
+        else:
+            own.audit_ids = [rid]  # type: ignore[attr-defined]
+    except AttributeError:
+        return exc
+    return own
 
 
 def _open_queue(path, audit, busy_timeout: float):

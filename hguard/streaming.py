@@ -107,12 +107,14 @@ def decision_metadata(result: GuardResult) -> dict[str, Any]:
 
 def error_fields(exc: BaseException) -> dict[str, Any]:
     """What an adapter's audit handler records of a failed call: the error, for a ``raise_on`` error
-    (a RouteError) the id of the decision it was raised for, and for a request the guard refused (an
-    ``InputError`` carrying ``audit_id``) the id of the ``error`` record that says so."""
+    (a RouteError) the id of the decision it was raised for (also for the error of a request decided before its batch
+    failed, carrying ``decision_audit_id``), and for a request the guard refused or that failed before a decision (an
+    error carrying ``audit_id``) the id of the ``error`` record that says so."""
     fields: dict[str, Any] = {"event": "error", "status": "error", "error_type": type(exc).__name__,
                               "error": f"{type(exc).__name__}: {exc}"[:2000]}
-    decided = getattr(getattr(exc, "result", None), "audit_id", None)
-    if decided:
+    # a RouteError's decision, or one decided before its batch failed (said undelivered: Guard.record_failed_requests)
+    decided = getattr(getattr(exc, "result", None), "audit_id", None) or getattr(exc, "decision_audit_id", None)
+    if isinstance(decided, str) and decided:
         fields["decision_audit_id"] = decided
     refused = getattr(exc, "audit_id", None)  # a refused request's own ``error`` record (Guard.record_failure)
     if isinstance(refused, str) and refused and refused != decided:  # a RouteError's audit_id is its decision's

@@ -605,3 +605,29 @@ def test_a_repeated_passage_is_used_once_and_said(make_guard, tmp_path):
     assert "2 of the 3 retrieved passages (number 1, 2, counting from 0) were the same text as an earlier one and used once" in ws.reasons
     with pytest.raises(InputError):
         g.invoke(Q, context="\u2800\u2800", domain="alpha")
+
+
+def test_each_request_of_a_failed_batch_gets_its_own_copy_of_the_error_naming_its_own_record():
+    """LangChain's batch with return_exceptions put the one error of a failed batch in every input's slot, so every
+    input's llm_call record named the first input's error record: each gets a copy naming its own."""
+    from hguard._guard_records import request_error
+
+    class Coded(RuntimeError):  # a constructor that does not take its own args back (copy.copy fails on it)
+        def __init__(self, message, code):
+            super().__init__(message)
+            self.code = code
+
+    for exc in (RuntimeError("CUDA OOM"), Coded("CUDA OOM", 2)):
+        try:
+            raise exc
+        except RuntimeError:
+            pass
+        exc.audit_id, exc.audit_ids = "e1", ["e1", "e2"]
+        exc.audit_id_by_index, exc.decision_audit_ids = {0: "d0", 1: "e1", 2: "e2"}, ["d0"]
+        decided, first, second = (request_error(exc, i) for i in range(3))
+        assert all(type(e) is type(exc) and str(e) == "CUDA OOM" and e is not exc for e in (decided, first, second))
+        assert (decided.audit_id, decided.decision_audit_id) == ("d0", "d0") and not hasattr(decided, "audit_ids")
+        assert (first.audit_id, first.audit_ids, second.audit_id) == ("e1", ["e1"], "e2")
+        assert not hasattr(first, "decision_audit_id") and first.__traceback__ is exc.__traceback__
+        assert getattr(first, "code", 2) == 2
+        assert request_error(exc, 3) is exc  # no record of its own: the error itself

@@ -21,6 +21,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config, get_config_list
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from hguard._guard_records import request_error
 from hguard.errors import InputError
 from hguard.guard import Guard, GuardResult, _join_context
 
@@ -903,10 +904,12 @@ class ChatHGuard(BaseChatModel):
             kept = [i for i in range(len(calls)) if i not in refused]
             try:
                 answered = iter(self._guard_batch([calls[i] for i in kept], cancel) if kept else [])
-            except Exception as failed:  # the others' batch failed too: each recorded one in its own slot
+            except Exception as failed:  # the others' batch failed too: each recorded one in its own slot, each other
+                # its own error, naming its own record (the guard's error record of it, or its decision said undelivered)
                 by_rest: dict[int, GuardResult] = getattr(failed, "by_index", None) or {}
                 recorded = {kept[j]: r for j, r in by_rest.items()}
-                return [refused.get(i) or recorded.get(i) or failed for i in range(len(calls))]
+                own = {kept[j]: request_error(failed, j) for j in range(len(kept))}
+                return [refused.get(i) or recorded.get(i) or own[i] for i in range(len(calls))]
             return [refused[i] if i in refused else next(answered) for i in range(len(calls))]
         except Exception as exc:  # the batch failed as a whole (its audit log refused the records part-way, ...)
             recorded = getattr(exc, "by_index", None) or {}
@@ -915,8 +918,9 @@ class ChatHGuard(BaseChatModel):
                     self.guard.record_undelivered(r, f"the batch failed after this answer was recorded and raised "
                                                      f"{type(exc).__name__} (no return_exceptions), so it was not delivered")
                 raise
-            # each input's run gets its recorded decision, or raises the error in its slot (LangChain's batch contract)
-            return [recorded.get(i, exc) for i in range(len(calls))]
+            # each input's run gets its recorded decision, or raises the error in its slot (LangChain's batch contract),
+            # its own copy naming its own record, which the input's llm_call record names (Guard.record_failed_requests)
+            return [recorded[i] if i in recorded else request_error(exc, i) for i in range(len(calls))]
 
     def _undelivered(self, results: list[GuardResult | Exception], configs: list[RunnableConfig], failed: int,
                      exc: BaseException) -> None:

@@ -766,13 +766,44 @@ def test_a_model_failing_mid_answer_leaves_an_error_record_for_every_async_call(
         asyncio.run(chat.ainvoke(Q, config={"callbacks": [handler]}))
     with pytest.raises(RuntimeError, match="CUDA out of memory"):
         asyncio.run(stream())
-    out = asyncio.run(chat.abatch([Q, "what is gold ?"], return_exceptions=True))
+    out = asyncio.run(chat.abatch([Q, "what is gold ?"], config={"callbacks": [handler]}, return_exceptions=True))
     assert got and all(isinstance(o, RuntimeError) for o in out), (got, out)
+    assert out[0] is not out[1] and [o.audit_id for o in out] != [out[0].audit_id] * 2  # each input its own error
     records = list(AuditLog(guard.audit.path))
     errors = [r for r in records if r["kind"] == "error"]
     assert [(e["stage"], e["domain"], e["error_type"]) for e in errors] == [("generation", "alpha", "RuntimeError")] * 4
     assert [e["question"] for e in errors] == [Q, Q, Q, "what is gold ?"]
     calls = [r for r in records if r["kind"] == "llm_call"]  # the handler's record of each failed call names its own
-    assert [c["error_audit_id"] for c in calls[:2]] == [e["id"] for e in errors[:2]], calls
+    # (the abatch's two: every input's named the first input's error record, the one error object in every slot)
+    assert [c["error_audit_id"] for c in calls] == [e["id"] for e in errors], calls
+    assert [c["question"] for c in calls[2:]] == [Q, "what is gold ?"]
     assert not [r for r in records if r["kind"] in ("decision", "answer_not_delivered")]
     monkeypatch.setattr(guard.generator, "generate", real)
+
+
+def test_a_batch_failing_after_one_answer_is_decided_names_each_inputs_own_record(make_guard, monkeypatch):
+    """ChatHGuard.batch(return_exceptions=True) whose scoring raised on the second answer: both slots held the one
+    error, naming the second input's error record, so the first input's llm_call record named another request's
+    error instead of its own decision (said undelivered)."""
+    guard = make_guard("accept")
+    handler = HGuardAuditCallbackHandler.from_guard(guard)
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    real, n = guard._finish, {"calls": 0}
+
+    def finish(*a, **k):
+        n["calls"] += 1
+        if n["calls"] == 2:
+            raise RuntimeError("scorer bug")
+        return real(*a, **k)
+
+    monkeypatch.setattr(guard, "_finish", finish)
+    out = chat.batch([Q, "what is gold ?"], config={"callbacks": [handler]}, return_exceptions=True)
+    assert all(isinstance(o, RuntimeError) for o in out) and out[0] is not out[1], out
+    records = list(AuditLog(guard.audit.path))
+    (decision,) = [r for r in records if r["kind"] == "decision"]
+    (undelivered,) = [r for r in records if r["kind"] == "answer_not_delivered"]
+    (error,) = [r for r in records if r["kind"] == "error"]
+    assert undelivered["decision_audit_id"] == decision["id"] and error["question"] == "what is gold ?"
+    first, second = [r for r in records if r["kind"] == "llm_call"]
+    assert first["question"] == Q and first["decision_audit_id"] == decision["id"] and "error_audit_id" not in first
+    assert second["question"] == "what is gold ?" and second["error_audit_id"] == error["id"]
