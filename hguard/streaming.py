@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import math
+import numbers
 import queue
 import re
 import threading
@@ -500,8 +501,9 @@ def guard_stream(
     as generated, then a chunk with the decision, empty after an accepted answer and :func:`held_notice` after a
     held one. ``early_stop`` (hold mode only) ends
     generation once the running risk passes the abstain threshold. ``timeout`` (passthrough) is the
-    longest wait in seconds for the next token before ``queue.Empty`` is raised (a number > 0, or None for no limit;
-    anything else is refused before generating, an ``InputError`` on record). ``run_id``: the caller's
+    longest wait in seconds for the next token before ``queue.Empty`` is raised (a number > 0 and at most
+    ``threading.TIMEOUT_MAX``, a numpy one too, or None for no limit; anything else is refused before generating, an
+    ``InputError`` on record); hold mode has no such wait and ignores it. ``run_id``: the caller's
     own id of the call (a LangChain run id, a LlamaIndex span id), named by the ``answer_not_delivered`` record of
     an abandoned stream.
     Errors from the guard (bad input, a failed audit write) are raised from the iterator. ``call``:
@@ -526,14 +528,17 @@ def _guard_stream(guard: Guard, question: str, context: Any, domain: str | None,
             "early_stop applies to stream_mode='hold' only: in passthrough the tokens already reached the "
             "user, so stopping early would only cut the answer short"
         )
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                or not math.isfinite(timeout) or timeout <= 0):
-        # checked before anything is generated (the queue's own TypeError or ValueError came from the stream, after an
-        # answer was generated and decided), and refused on record as the guard's own call settings are
-        raise guard._refused(question, InputError(  # noqa: SLF001
-            f"timeout must be a number of seconds > 0 (the longest wait for the next token of a passthrough stream) or "
-            f"None for no limit, got {type(timeout).__name__} {timeout!r:.60}" + _timeout_hint(timeout)),
-            context=context, domain=domain, request_id=call.get("request_id")) from None
+    if timeout is not None:
+        seconds = _timeout_seconds(timeout)
+        if seconds is None:
+            # checked before anything is generated (the queue's own TypeError or ValueError came from the stream, after
+            # an answer was generated and decided), and refused on record as the guard's own call settings are
+            raise guard._refused(question, InputError(  # noqa: SLF001
+                f"timeout must be a number of seconds > 0 and at most {threading.TIMEOUT_MAX:g} (the longest wait for "
+                f"the next token of a passthrough stream) or None for no limit, got {type(timeout).__name__} "
+                f"{timeout!r:.60}" + _timeout_hint(timeout)),
+                context=context, domain=domain, request_id=call.get("request_id")) from None
+        timeout = seconds
     from transformers import TextIteratorStreamer
 
     streamer = TextIteratorStreamer(guard.lm.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout)
@@ -627,11 +632,24 @@ def _guard_stream(guard: Guard, question: str, context: Any, domain: str | None,
     yield GuardStreamChunk(held_notice(box["result"]), box["result"])
 
 
+def _timeout_seconds(timeout: Any) -> float | None:
+    """A passthrough stream's ``timeout`` as seconds: any real number (a numpy one too), not a bool, finite, > 0 and at
+    most ``threading.TIMEOUT_MAX`` (above it the queue's wait raised OverflowError inside the stream, after the answer
+    was generated); None when it is none of these."""
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        return None
+    try:
+        seconds = float(timeout)
+    except (TypeError, ValueError, OverflowError):  # an int too large for a float
+        return None
+    return seconds if math.isfinite(seconds) and 0 < seconds <= threading.TIMEOUT_MAX else None
+
+
 def _timeout_hint(timeout: Any) -> str:
     """The fix for a bad stream ``timeout``: the number a string spells, or a positive number."""
     try:
         seconds = float(timeout)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         seconds = math.nan
     if isinstance(timeout, str) and math.isfinite(seconds) and seconds > 0:
         return f"; pass timeout={seconds:g}"

@@ -1730,7 +1730,9 @@ def test_a_bad_stream_timeout_is_refused_on_record_before_anything_is_generated(
         return [c async for c in aguard_stream(g, q, None, "alpha", "passthrough", timeout=timeout)]
 
     for timeout, fix in (("5", "pass timeout=5"), (-1, "pass a number of seconds"), (0, "timeout=None"),
-                         (float("nan"), "timeout=30"), (float("inf"), "timeout=30"), (True, "timeout=30")):
+                         (float("nan"), "timeout=30"), (float("inf"), "timeout=30"), (True, "timeout=30"),
+                         # beyond threading.TIMEOUT_MAX: the queue's wait raised OverflowError after generating
+                         (10**10, "timeout=30"), (1e10, "timeout=30"), (10**400, "timeout=30")):
         for run in (lambda t=timeout: list(guard_stream(g, q, None, "alpha", "passthrough", timeout=t, request_id="r")),
                     lambda t=timeout: asyncio.run(read(t))):
             with pytest.raises(InputError, match=r"timeout must be a number of seconds > 0 .* or None for no limit, got "
@@ -1742,6 +1744,9 @@ def test_a_bad_stream_timeout_is_refused_on_record_before_anything_is_generated(
     assert {r["kind"] for r in AuditLog(tmp_path / "audit.jsonl")} == {"error"}  # nothing generated, nothing decided
     chunks = list(guard_stream(g, q, None, "alpha", "passthrough", timeout=30))
     assert chunks[-1].result.route == "accept"
+    for timeout in (np.int64(5), np.float32(5), np.float64(2.5), 10**9):  # any real number of seconds (np.int64 was refused)
+        assert list(guard_stream(g, q, None, "alpha", "passthrough", timeout=timeout))[-1].result.route == "accept"
+        assert asyncio.run(read(timeout))[-1].result.route == "accept"
 
 
 def test_a_stream_whose_model_fails_mid_answer_leaves_an_error_record(calibrated, tmp_path, monkeypatch):
