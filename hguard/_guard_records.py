@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
 from ._guard_result import GuardResult
 from ._resources import source_digest
-from .errors import AuditError, cut_text
+from .errors import AuditError, error_text
 from .generation import prompt_fingerprints
 from ._policy_route import SPOT_CHECK_REASON
 from .policy import ACCEPT, REVIEW
@@ -145,7 +145,7 @@ class _Recording:
         record that cannot be written raises :class:`AuditError` chained from ``exc`` (``raise ... from exc``), so
         neither failure is lost; for an ``exc`` that is no ``Exception`` (a KeyboardInterrupt, a SystemExit: the process
         is stopping) a warning says so instead, and the caller raises ``exc`` itself."""
-        failure = f"{type(exc).__name__}: {cut_text(str(exc), 300)}"
+        failure = error_text(exc, 300)  # never raising: an error whose str() raises is recorded and raised too
         by_index: dict[int, str] = {}
         for i, result in decided.items():
             why = (f"the call failed after this answer's decision was recorded, in the rest of its recording (spot-check, "
@@ -164,7 +164,7 @@ class _Recording:
                                           domain=request.get("domain"), source=request.get("source", "api"),
                                           request_id=request.get("request_id"), stage=request.get("stage"), strict=True)
             except Exception as write:
-                unwritten.append(f"{type(write).__name__}: {write}")
+                unwritten.append(error_text(write))
                 continue
             if rid is not None:
                 ids.append(rid)
@@ -214,7 +214,7 @@ class _Recording:
             **self._provenance(),  # which code and policy refused it, as a decision names what decided it
             "source": source,
             "error_type": type(exc).__name__,  # readable in a redacting log, which hashes the message
-            "error": text(f"{type(exc).__name__}: {exc}", "error"),
+            "error": text(error_text(exc), "error"),
             "question": text(question, "question"),
             "context": None if context is None else text(context if isinstance(context, str) else repr(context), "context"),
             "domain": text(domain, "domain") if isinstance(domain, str) else None,

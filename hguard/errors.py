@@ -126,6 +126,23 @@ def cut_text(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def error_text(exc: BaseException, limit: int | None = None) -> str:
+    """``"Type: message"`` of ``exc`` for a record or a message (its type alone when the message is empty), never
+    raising: an exception whose ``str()`` raises (a model's own error type) is named by its ``repr()``, or by its type
+    alone, so that recording it cannot replace it. ``limit``: the message cut to so many characters."""
+    name = type(exc).__name__
+    try:
+        message = str(exc)
+    except Exception as unread:
+        try:
+            message = f"{repr(exc)} (its message could not be read: str() raised {type(unread).__name__})"
+        except Exception:
+            message = f"(its message could not be read: str() raised {type(unread).__name__})"
+    if limit is not None:
+        message = cut_text(message, limit)
+    return f"{name}: {message}" if message else name
+
+
 def one_line(text: str, limit: int) -> str:
     """``text`` with its whitespace (line breaks included) folded to single spaces, cut to ``limit`` characters."""
     return cut_text(" ".join(text.split()), limit)

@@ -38,7 +38,7 @@ from hguard._json import json_safe
 from hguard.models import PLAIN_STOP
 from hguard._text import blank
 from hguard._guard_scoring import _near
-from hguard.errors import InputError, RouteError, route_error
+from hguard.errors import InputError, RouteError, error_text, route_error
 from hguard._guard_result import REVIEW_MARK
 from hguard.guard import Guard, GuardResult
 
@@ -112,7 +112,7 @@ def error_fields(exc: BaseException) -> dict[str, Any]:
     failed, carrying ``decision_audit_id``), and for a request the guard refused or that failed before a decision (an
     error carrying ``audit_id``) the id of the ``error`` record that says so."""
     fields: dict[str, Any] = {"event": "error", "status": "error", "error_type": type(exc).__name__,
-                              "error": f"{type(exc).__name__}: {exc}"[:2000]}
+                              "error": error_text(exc)[:2000]}
     # a RouteError's decision, or one decided before its batch failed (said undelivered: Guard.record_failed_requests)
     decided = getattr(getattr(exc, "result", None), "audit_id", None) or getattr(exc, "decision_audit_id", None)
     if isinstance(decided, str) and decided:

@@ -367,6 +367,29 @@ def test_a_batch_interrupted_part_way_is_on_record_and_the_interrupt_raised_as_i
             g.invoke(Q, domain="alpha")
 
 
+def test_a_model_error_whose_message_cannot_be_read_is_recorded_and_raised_itself(make_guard, tmp_path, monkeypatch):
+    """An exception whose str() raises, from the model: recording it read str() first, so the str() error replaced
+    the model's own and nothing was recorded."""
+    from hguard.streaming import error_fields
+
+    class OddError(RuntimeError):
+        def __str__(self):
+            raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)
+    odd = OddError()
+    monkeypatch.setattr(g.generator, "generate", _failing_on_call(g.generator.generate, 2, odd))
+    with pytest.raises(OddError) as info:
+        g.batch([Q, Q], domains=["alpha", "beta"], request_ids=["A", "B"])
+    assert info.value is odd
+    decision, undelivered, error = _kinds(tmp_path)
+    assert undelivered["decision_audit_id"] == decision["id"] and "OddError: OddError() (its message could not be " \
+        "read: str() raised UnicodeDecodeError)" in undelivered["why"]
+    assert error["kind"] == "error" and error["error_type"] == "OddError" and error["id"] == odd.audit_id
+    assert error["error"].startswith("OddError: OddError() (its message could not be read")
+    assert error_fields(odd)["error"] == error["error"]  # an adapter's handler records it too
+
+
 def test_an_error_record_that_cannot_be_written_raises_the_audit_error_chained_to_the_failure(make_guard, tmp_path,
                                                                                              monkeypatch):
     g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)
