@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from functools import lru_cache
 from typing import Sequence
 
@@ -72,12 +73,15 @@ def fold_accents(text: str) -> str:
     """``text`` decomposed (NFKD) without its combining marks: "São Paulo" -> "Sao Paulo", "ﬁ" -> "fi". The marks of a
     Latin, Greek or Cyrillic letter (accents) and of an Arabic or Hebrew one (optional vowel points) go; those of
     other scripts' letters, part of how they are spelled (Devanagari "कर्मचारी", Japanese "です"), stay, recomposed."""
+    if text.isascii():  # nothing to decompose or drop (most text: English)
+        return text
     text = unicodedata.normalize("NFKD", text)
-    kept, keep = False, False
-    out = []
+    if _MARK.search(text) is None:  # no mark to drop or keep (Chinese, Thai, Latin without accents)
+        return text
+    out, keep, kept = [], False, False
     for c in text:
         if not unicodedata.combining(c):
-            keep = _ACCENTED.match(c) is None
+            keep = _keeps_marks(c)
         elif not keep:
             continue
         else:
@@ -86,6 +90,15 @@ def fold_accents(text: str) -> str:
     folded = "".join(out)
     # only marks of those other scripts are left to compose (a Latin letter has none left): Latin text is unchanged
     return unicodedata.normalize("NFC", folded) if kept else folded
+
+
+_MARK = regex.compile(r"\p{M}")  # every combining character (canonical combining class > 0) is a mark
+
+
+@lru_cache(maxsize=8192)
+def _keeps_marks(c: str) -> bool:
+    """Whether the combining marks after ``c`` (not itself one) are part of its spelling: see :data:`_ACCENTED`."""
+    return _ACCENTED.match(c) is None
 
 
 _IGNORABLE = regex.compile(r"[\p{Default_Ignorable_Code_Point}\u2800]")
@@ -265,13 +278,14 @@ _SPELLING_MARK = r"[\p{M}--[\p{Latin}\p{Greek}\p{Cyrillic}\p{Common}\p{Inherited
 _ANY_WORD = regex.compile(rf"[{UNSPACED}]+|[\p{{L}}\p{{N}}_--[{UNSPACED}]](?:[\p{{L}}\p{{N}}_--[{UNSPACED}]]|{_SPELLING_MARK})*",
                           regex.V1)
 _ARABIC_ARTICLE = regex.compile(r"^\u0627\u0644(?=\p{Arabic}{2})")  # "ال" before a word of two letters or more
+_UNSPACED_START = regex.compile(f"[{UNSPACED}]")
 
 
 def script_words(word: str) -> list[str]:
     """How one word of :func:`words_of` (or of the grounding tokens) is read: a run of an unspaced script's letters
     as its character bigrams (:data:`UNSPACED`), an Arabic word without its article ("الإجازة" is "إجازة"), any
     other as it is."""
-    if regex.match(f"[{UNSPACED}]", word):
+    if _UNSPACED_START.match(word):
         return [word] if len(word) < 2 else [word[i:i + 2] for i in range(len(word) - 1)]
     if word.startswith("\u0627\u0644"):
         return [_ARABIC_ARTICLE.sub("", word)]
@@ -289,7 +303,10 @@ def function_words() -> dict[str, frozenset[str]]:
 def words_of(text: str) -> list[str]:
     """Words of any script, accent-folded and case-folded, with the marks inside them; a run of Chinese or Japanese
     characters as its character bigrams and an Arabic word without its article (:func:`script_words`)."""
-    return [w for m in _ANY_WORD.finditer(fold_accents(text).casefold()) for w in script_words(m.group(0))]
+    text = fold_accents(text).casefold()
+    if text.isascii():  # English: its words, as read before other scripts were (and fast)
+        return _WORD.findall(text)
+    return [w for m in _ANY_WORD.finditer(text) for w in script_words(m.group(0))]
 
 
 # which language a tie between other languages names (the stop-words lists share many words: "die" is German and
@@ -320,7 +337,8 @@ def language_of(words: Sequence[str], margin: int = 1) -> str:
     their script where one list alone is written in it (Han: Chinese, kana: Japanese, Devanagari: Hindi ...): the
     Chinese list's words are single characters, which the bigrams of :func:`words_of` do not hold."""
     lists = function_words()
-    hits = {lang: sum(w in fw for w in words) for lang, fw in lists.items()}
+    counts = Counter(words)  # each distinct word looked up once (a long passage repeats its words)
+    hits = {lang: sum(counts[w] for w in counts.keys() & fw) for lang, fw in lists.items()}
     best = max(hits.values(), default=0)
     if best == 0:
         return _SCRIPT_LANGUAGE.get(script_of(words) or "", "english")
