@@ -72,24 +72,24 @@ _ACCENTED = regex.compile(r"[\p{Latin}\p{Greek}\p{Cyrillic}\p{Arabic}\p{Hebrew}\
 def fold_accents(text: str) -> str:
     """``text`` decomposed (NFKD) without its combining marks: "São Paulo" -> "Sao Paulo", "ﬁ" -> "fi". The marks of a
     Latin, Greek or Cyrillic letter (accents) and of an Arabic or Hebrew one (optional vowel points) go; those of
-    other scripts' letters, part of how they are spelled (Devanagari "कर्मचारी", Japanese "です"), stay, recomposed."""
+    other scripts' letters, part of how they are spelled (Devanagari "कर्मचारी", Japanese "です"), stay, recomposed, as
+    Hangul syllables are (NFKD splits them into jamo)."""
     if text.isascii():  # nothing to decompose or drop (most text: English)
         return text
     text = unicodedata.normalize("NFKD", text)
-    if _MARK.search(text) is None:  # no mark to drop or keep (Chinese, Thai, Latin without accents)
-        return text
-    out, keep, kept = [], False, False
-    for c in text:
-        if not unicodedata.combining(c):
-            keep = _keeps_marks(c)
-        elif not keep:
-            continue
-        else:
-            kept = True
-        out.append(c)
-    folded = "".join(out)
-    # only marks of those other scripts are left to compose (a Latin letter has none left): Latin text is unchanged
-    return unicodedata.normalize("NFC", folded) if kept else folded
+    if _MARK.search(text) is not None:  # marks to drop or keep (none in Chinese, Korean, Latin without accents)
+        out, keep = [], False
+        for c in text:
+            if not unicodedata.combining(c):
+                keep = _keeps_marks(c)
+            elif not keep:
+                continue
+            out.append(c)
+        text = "".join(out)
+    # always recomposed: the marks kept, and Hangul syllables, which NFKD splits into jamo (recomposed only where another
+    # script's mark was kept, the same Korean word read differently as the rest of the text changed); a Latin letter
+    # has no mark left to compose with, so Latin text is unchanged
+    return unicodedata.normalize("NFC", text)
 
 
 _MARK = regex.compile(r"\p{M}")  # every combining character (canonical combining class > 0) is a mark

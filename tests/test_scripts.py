@@ -219,3 +219,14 @@ def test_english_text_is_read_as_fast_as_before_other_scripts_were():
     assert tokens(passage) == _old_tokens(passage) and words_of(passage) == _old_words(passage)
     assert best(tokens) < 2 * best(_old_tokens), (best(tokens), best(_old_tokens))
     assert best(words_of) < 2 * best(_old_words), (best(words_of), best(_old_words))
+
+
+def test_a_korean_word_reads_the_same_whatever_else_the_text_holds():
+    """fold_accents' NFKD split Hangul syllables into jamo and recomposed them only where another script's mark was
+    kept, so "연차 휴가를 받습니다." over a passage saying it scored lexical 1.0, and 0.0 with "(です)" after it."""
+    passage = "직원은 매년 연차 휴가를 받습니다."
+    said = ["연차", "휴가를", "받습니다"]
+    assert tokens("연차 휴가를 받습니다.") == said and tokens("연차 휴가를 받습니다. (です)")[:3] == said
+    assert words_of("연차 휴가를 (です)")[:2] == said[:2] and fold_accents("휴가를 です") == "휴가를 です"
+    assert lexical_support("연차 휴가를 받습니다.", passage, "며칠?") == 1.0
+    assert lexical_support("연차 휴가를 받습니다. (です)", passage, "며칠?") == 1.0
