@@ -230,3 +230,15 @@ def test_a_korean_word_reads_the_same_whatever_else_the_text_holds():
     assert words_of("연차 휴가를 (です)")[:2] == said[:2] and fold_accents("휴가를 です") == "휴가를 です"
     assert lexical_support("연차 휴가를 받습니다.", passage, "며칠?") == 1.0
     assert lexical_support("연차 휴가를 받습니다. (です)", passage, "며칠?") == 1.0
+
+
+def test_greek_function_words_ending_in_final_sigma_are_dropped():
+    """The tokens lower-cased a Greek word (final "ς") and the function-word lists are case-folded ("σ"), so "τους",
+    "προς", "αυτος" were content words; English and Latin tokens stay lower-cased ASCII (the equivalence test)."""
+    from hguard._text import function_words
+
+    listed = sorted(w for w in function_words()["greek"] if w.endswith("σ"))
+    assert len(listed) > 10
+    assert content_tokens(" ".join(w[:-1] + "ς" for w in listed) + " υπάλληλοι") == ["υπαλληλοι"]
+    assert tokens("Πόσες ΗΜΕΡΕΣ") == ["ποσεσ", "ημερεσ"] == words_of("Πόσες ΗΜΕΡΕΣ")
+    assert "τουσ" not in content_tokens("Όπως όλους τους άλλους.")

@@ -99,14 +99,17 @@ def tokens(text: str) -> list[str]:
 
     Words of every script are read: Latin letters as ASCII (accents folded; a letter no accent folds to ASCII,
     "ß", "ø", splits the word, as it always did), a run of Chinese or Japanese characters as its overlapping character
-    bigrams, a word of another script whole with its vowel signs; every script's digits as 0-9."""
+    bigrams, a word of another script whole with its vowel signs and case-folded (Greek "ς" is "σ"), every script's
+    digits as 0-9."""
     text = _normalise(text)
     if text.isascii():
         return _ASCII_TOKEN_RE.findall(text)
     out: list[str] = []
     for m in _TOKEN_RE.finditer(text):
         word = m.group(0)
-        out.extend((word,) if word.isascii() else script_words(word))
+        # another script's word case-folded, the form function_words() holds (Greek final "ς" is "σ": "τους" is
+        # the list's "τουσ"); an ASCII one lower-cased, as always
+        out.extend((word,) if word.isascii() else script_words(word.casefold()))
     return out
 
 
