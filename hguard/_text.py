@@ -26,7 +26,8 @@ import regex  # Unicode properties the standard re lacks
 
 from .errors import one_line
 
-__all__ = ["misdecoded", "asks_only_yes_no", "asks_yes_no", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "language_of",
+__all__ = ["misdecoded", "asks_only_yes_no", "asks_yes_no", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "kana_only",
+           "language_of",
            "script_of", "script_words",
            "direction_controls", "listed", "reads_english", "same_words", "shown_plainly", "without_ignorables", "words_of"]
 
@@ -279,6 +280,15 @@ _ANY_WORD = regex.compile(rf"[{UNSPACED}]+|[\p{{L}}\p{{N}}_--[{UNSPACED}]](?:[\p
                           regex.V1)
 _ARABIC_ARTICLE = regex.compile(r"^\u0627\u0644(?=\p{Arabic}{2})")  # "ال" before a word of two letters or more
 _UNSPACED_START = regex.compile(f"[{UNSPACED}]")
+_KANA_ONLY = regex.compile(r"[\p{Hiragana}\u30fc]+")  # hiragana and the long-vowel mark
+
+
+def kana_only(word: str) -> bool:
+    """Whether ``word`` (of :func:`words_of` or the grounding tokens) is hiragana alone: Japanese grammar, its particles
+    and inflections and the bigrams that straddle them ("はい", "でき", "きま", "ませ", "はで"), which every Japanese
+    passage holds, so never evidence that a passage says what an answer says, nor a content word a question and its
+    passage share. A Japanese content word holds a kanji or katakana ("休暇", "取得", "パス")."""
+    return _KANA_ONLY.fullmatch(word) is not None
 
 
 def script_words(word: str) -> list[str]:

@@ -242,3 +242,62 @@ def test_greek_function_words_ending_in_final_sigma_are_dropped():
     assert content_tokens(" ".join(w[:-1] + "ς" for w in listed) + " υπάλληλοι") == ["υπαλληλοι"]
     assert tokens("Πόσες ΗΜΕΡΕΣ") == ["ποσεσ", "ημερεσ"] == words_of("Πόσες ΗΜΕΡΕΣ")
     assert "τουσ" not in content_tokens("Όπως όλους τους άλλους.")
+
+
+_JA_ROWS = [("有給休暇は何日ありますか？", "社員は毎年二十日の有給休暇を取得することができます。申請は一週間前までに上司に提出してください。"),
+            ("社員食堂は何時に開きますか？", "社員食堂は午前十一時に開き、午後二時に閉まります。メニューは毎週月曜日に更新されています。"),
+            ("駐車場の料金はいくらですか？", "駐車場は一か月五千円で利用することができます。契約は総務部で受け付けています。"),
+            ("パスワードはどのように変更しますか？", "パスワードは設定画面から変更することができます。変更後は再度ログインしてください。"),
+            ("出張の交通費はどのように精算しますか？", "出張の交通費は領収書を添えて経理部に提出してください。精算は翌月の給与と一緒に支払われます。"),
+            ("在宅勤務は週に何日できますか？", "在宅勤務は週に三日まで認められています。事前に上司の承認を得る必要があります。")]
+_EN_ROWS = [("How many days of paid leave do employees get?", "Employees can take twenty days of paid leave each year. Requests "
+             "must be submitted to a manager one week in advance."),
+            ("When does the staff cafeteria open?", "The staff cafeteria opens at eleven in the morning and closes at two in "
+             "the afternoon. The menu is updated every Monday."),
+            ("How much does the car park cost?", "The car park can be used for five thousand yen a month. Contracts are "
+             "handled by the general affairs department."),
+            ("How do I change my password?", "You can change your password from the settings screen. Please log in again "
+             "after changing it."),
+            ("How are travel expenses reimbursed?", "Submit travel expenses to the accounting department with receipts. They "
+             "are paid together with the next month's salary."),
+            ("How many days a week can I work from home?", "Working from home is allowed up to three days a week. You need "
+             "your manager's approval in advance.")]
+
+
+def _unrelated_grounding(rows, stop):
+    """The merged lexical grounding (embedding at its neutral 0.5) of each sentence of another row's passage, as the
+    answer to a row's question over its own passage."""
+    import itertools
+
+    from hguard.signals.grounding import MERGE_WEIGHTS, GroundingScorer
+
+    merge = GroundingScorer(weights=MERGE_WEIGHTS).merge
+    return [merge({"grounding_lexical": lexical_support(a, p, q), "grounding_phrase": phrase_support(a, p, q),
+                   "grounding_proximity": proximity_support(a, p, q), "grounding_embedding": 0.5})
+            for (q, p), (_, other) in itertools.permutations(rows, 2) for a in other.split(stop) if a.strip()]
+
+
+def test_japanese_grammar_is_no_evidence_of_grounding():
+    """A Japanese non-answer made of particles and inflections kept the bigrams that straddle them ("はい、できます。":
+    はい, でき, きま), which every Japanese passage holds: lexical 0.67 and phrase 0.67, merged 0.60 where the English
+    "Yes, you can." scored 0.28. Hiragana alone is no evidence; a word with a kanji or katakana is."""
+    q, passage = "有給休暇は何日ですか？", "社員は毎年45日の年次有給休暇を取得できます。ただし、試用期間中は取得できません。"
+    for non_answer in ("はい、できます。", "それはできますが、ありません。"):
+        assert content_tokens(non_answer) == []
+        assert lexical_support(non_answer, passage, q) == 0.5 == lexical_support("Yes, you can.", "You can.", "Can I?")
+        assert phrase_support(non_answer, passage, q) == 0.0 and proximity_support(non_answer, passage, q) == 0.5
+    faithful = "社員は毎年45日の年次有給休暇を取得できます。"
+    assert lexical_support(faithful, passage, q) == 1.0 and phrase_support(faithful, passage, q) == 1.0
+    assert proximity_support(faithful, passage, q) > 0.4
+    # on unrelated pairs (another row's passage sentence as the answer) Japanese is no looser than English
+    ja, en = _unrelated_grounding(_JA_ROWS, "。"), _unrelated_grounding(_EN_ROWS, ". ")
+    assert len(ja) == len(en) == 60
+    assert max(ja) <= max(en) and sum(ja) / len(ja) <= sum(en) / len(en), (max(ja), max(en))
+
+
+def test_a_japanese_passage_sharing_only_grammar_with_the_question_is_off_topic():
+    """The off-topic check read a Japanese question's hiragana bigrams ("でき", "きま") as content words, which any
+    Japanese passage shares: a passage about the car park answered "how many days can I work from home?"."""
+    why = off_question("在宅勤務は週に何日できますか？", "駐車場は一か月五千円で利用することができます。", 0.0)
+    assert why is not None and "none of the question's content words" in why
+    assert off_question("在宅勤務は週に何日できますか？", "在宅勤務は週に三日までできます。", 0.0) is None

@@ -35,7 +35,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from hguard._text import (asks_yes_no, function_words, language_of, offers_alternatives, reads_english,
+from hguard._text import (asks_yes_no, function_words, kana_only, language_of, offers_alternatives, reads_english,
                           script_of, without_ignorables, words_of)
 from hguard.signals._grounding_lexical import _stem, _word_matches, unread
 from hguard.errors import InputError
@@ -108,7 +108,8 @@ def _shares(question: str, text: str, said: list[str], said_in: str, english: bo
         vocab = set(content_tokens(text)) - foreign  # "de" of "contrat de vente" matched a French passage's "de"
     else:
         lang = language_of(words_of(question))
-        asked = [w for w in dict.fromkeys(words_of(question)) if w not in function_words()[lang] and (len(w) > 1 or w.isdigit())]
+        asked = [w for w in dict.fromkeys(words_of(question))
+                 if w not in function_words()[lang] and (len(w) > 1 or w.isdigit()) and not kana_only(w)]
         vocab = set(said) - foreign
     stems = {_stem(w) for w in vocab}
     return not asked or any(_word_matches(w, vocab, stems, True) for w in asked)
