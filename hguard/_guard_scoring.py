@@ -95,12 +95,16 @@ class _Scoring:
                 if "grounding" not in scored:
                     problems.append("grounding returned no 'grounding' support value for an answer given with context")
                 if "grounding_lexical" in scored and signals["grounding_lexical"] is None:
-                    from .signals._grounding_lexical import _context_text, unread
+                    from .signals._grounding_lexical import _context_text, unread, unread_letters
 
-                    which = "the answer" if unread(g.text) else "the passage" if unread(_context_text(g.context)) else None
-                    if which:  # NaN by design, never "no evidence" (0.5 passed any such answer): said plainly
-                        problems.append(f"{which} holds letters of no script the grounding's word reader reads, so "
-                                        "whether the answer follows from the passage cannot be measured")
+                    for which, text in (("the answer", g.text), ("the passage", _context_text(g.context))):
+                        if unread(text):  # NaN by design, never "no evidence" (0.5 passed any such answer): said plainly
+                            letters = unread_letters(text)
+                            named = " ".join(letters[:12]) + (" ..." if len(letters) > 12 else "")
+                            problems.append(f"{which} holds letters of no script the grounding's word reader reads "
+                                            f"({shown(named, 60)}) and no word it reads as content, so whether the "
+                                            "answer follows from the passage cannot be measured")
+                            break
             except Exception as exc:  # fail closed: the reason travels with the decision
                 problems.append(f"grounding failed: {type(exc).__name__}: {exc}")
         notes: list[str] = g.extra.setdefault("notes", [])

@@ -357,10 +357,12 @@ def test_an_answer_in_another_script_is_never_accepted_unread(tiny_rag, tmp_path
     echo = g.invoke(q, context=passage, domain="alpha")
     assert echo.answer == q and echo.route == "review", echo.reasons
     assert any("the answer adds no word to the question's own" in x for x in echo.reasons), echo.reasons
-    said["text"] = "Þæð ßø"  # letters with no ASCII form: the lexical signals cannot read them
-    unread = g.invoke(q, context=passage, domain="alpha")
-    assert unread.route == "review" and unread.signals["grounding_lexical"] is None, unread.reasons
-    assert any("holds letters of no script the grounding's word reader reads" in x for x in unread.reasons), unread.reasons
+    for text in ("Þæð ßø", "Þæð ßø a"):  # letters with no ASCII form, alone or beside a stop word: not read
+        said["text"] = text
+        unread = g.invoke(q, context=passage, domain="alpha")
+        assert unread.route == "review" and unread.signals["grounding_lexical"] is None, unread.reasons
+        assert any("the answer holds letters of no script the grounding's word reader reads ('Þ æ ð ß ø')" in x
+                   for x in unread.reasons), unread.reasons
 
 
 def test_rag_request_in_a_closed_book_only_domain_goes_to_review_unless_the_policy_allows_it(tiny_rag, tmp_path):

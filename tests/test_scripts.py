@@ -301,3 +301,17 @@ def test_a_japanese_passage_sharing_only_grammar_with_the_question_is_off_topic(
     why = off_question("在宅勤務は週に何日できますか？", "駐車場は一か月五千円で利用することができます。", 0.0)
     assert why is not None and "none of the question's content words" in why
     assert off_question("在宅勤務は週に何日できますか？", "在宅勤務は週に三日までできます。", 0.0) is None
+
+
+def test_unread_letters_beside_no_content_word_are_nan_not_no_evidence():
+    """Only an answer with no token at all was "unread": "Þæð ßø a" read the stop word "a", scored 0.5 ("no evidence
+    either way") on each lexical signal, merged 0.53, and passed min_grounding 0.2."""
+    from hguard.signals._grounding_lexical import unread_letters
+
+    passage, q = "Employees receive 45 days of annual leave each year.", "How many days of leave do employees get?"
+    assert unread_letters("Þæð ßø a") == ["Þ", "æ", "ð", "ß", "ø"] and unread("Þæð ßø a") and unread("ɔŋɛ ŋɔ, the")
+    for f in (lexical_support, phrase_support, proximity_support):
+        assert math.isnan(f("Þæð ßø a", passage, q)), f
+    # a content word read beside them is evidence to weigh; a text of no letters (emoji) is no evidence either way
+    assert not unread("Þæð ßø leave") and lexical_support("Þæð ßø 45", passage, q) == 1.0
+    assert not unread("👍 a") and not unread("Yes.") and unread_letters("São Tomé") == []

@@ -8,6 +8,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from difflib import SequenceMatcher
+from functools import lru_cache
 from typing import Any
 
 import regex
@@ -114,10 +115,24 @@ def tokens(text: str) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=8192)
+def _reads_letter(c: str) -> bool:
+    return _TOKEN_RE.search(_normalise(c)) is not None
+
+
+def unread_letters(text: str) -> list[str]:
+    """The letters of ``text`` :func:`tokens` reads no token from (Latin letters with no ASCII form, "Þ", "ß", "ø";
+    IPA; modifier letters), each once, in order; none in ASCII text."""
+    if text.isascii():
+        return []
+    return [c for c in dict.fromkeys(text) if _LETTER.match(c) and not _reads_letter(c)]
+
+
 def unread(text: str) -> bool:
-    """Whether ``text`` holds letters but :func:`tokens` reads no token from it (letters of no script it reads):
-    the lexical signals cannot say whether such an answer is supported, so they are NaN, never "no evidence"."""
-    return not tokens(text) and _LETTER.search(text) is not None
+    """Whether ``text`` holds letters :func:`tokens` reads nothing from (:func:`unread_letters`) and no content token
+    beside them ("Þæð ßø", "Þæð ßø a"): the lexical signals cannot say whether such an answer is supported, so they
+    are NaN, never "no evidence" (0.5, which passed the grounding floor with a stray "a" read)."""
+    return bool(unread_letters(text)) and not content_tokens(text)
 
 
 def _is_number(tok: str) -> bool:
