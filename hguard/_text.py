@@ -324,9 +324,11 @@ def words_of(text: str) -> list[str]:
 _PREFERRED = ("german", "french", "spanish", "portuguese", "italian", "dutch", "russian")
 # the scripts one function-word list alone is written in (kana before Han: Japanese writes both), and the other
 # scripts named where no list covers them
-_SCRIPT_LANGUAGE = {"Hiragana": "japanese", "Katakana": "japanese", "Han": "chinese", "Hangul": "korean",
-                    "Devanagari": "hindi", "Gujarati": "gujarati", "Greek": "greek", "Hebrew": "hebrew"}
-_SCRIPTS = (*_SCRIPT_LANGUAGE, "Cyrillic", "Arabic", "Bengali", "Gurmukhi", "Tamil", "Telugu", "Kannada", "Malayalam",
+_SCRIPT_LANGUAGE = {"Hiragana": "japanese", "Katakana": "japanese", "Hangul": "korean", "Gujarati": "gujarati",
+                    "Greek": "greek", "Hebrew": "hebrew"}
+# Han (Chinese, Japanese kanji), Devanagari (Hindi, Marathi, Nepali), Cyrillic and Arabic (Arabic, Persian, Urdu) are
+# written in several languages: named by a list's words alone, never by the script
+_SCRIPTS = (*_SCRIPT_LANGUAGE, "Han", "Devanagari", "Cyrillic", "Arabic", "Bengali", "Gurmukhi", "Tamil", "Telugu", "Kannada", "Malayalam",
             "Sinhala", "Thai", "Lao", "Khmer", "Myanmar", "Tibetan", "Georgian", "Armenian", "Ethiopic")
 _SCRIPT_RE = {name: regex.compile(rf"\p{{Script={name}}}") for name in _SCRIPTS}
 _LATIN_LETTER = regex.compile(r"\p{Latin}")
@@ -344,8 +346,8 @@ def script_of(words: Sequence[str]) -> str | None:
 def language_of(words: Sequence[str], margin: int = 1) -> str:
     """The language whose function words ``words`` hold most of, by at least ``margin`` more than English's;
     English otherwise (a tie, none). Words holding none of any list's, and no Latin letter, are the language of
-    their script where one list alone is written in it (Han: Chinese, kana: Japanese, Devanagari: Hindi ...): the
-    Chinese list's words are single characters, which the bigrams of :func:`words_of` do not hold."""
+    their script where one language alone is written in it (kana: Japanese, Hangul: Korean, Greek); a script several
+    languages write (Han, Devanagari, Cyrillic, Arabic) names none (English: read with no list's function words)."""
     lists = function_words()
     counts = Counter(words)  # each distinct word looked up once (a long passage repeats its words)
     hits = {lang: sum(counts[w] for w in counts.keys() & fw) for lang, fw in lists.items()}

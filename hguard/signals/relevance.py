@@ -131,12 +131,13 @@ def off_question(question: str, context: str | Sequence[str] | None, context_rel
     said = words_of(text)
     passage_in = language_of(said)
     # context_relevance counts a foreign passage's function words ("de", "für") as the question's: it gates only
-    # an English passage
-    if english and context_relevance != 0.0 and passage_in == "english":
+    # an English passage (one of another script, no list's words in it, is not)
+    in_english = passage_in == "english" and script_of(said) is None
+    if english and context_relevance != 0.0 and in_english:
         return None
     if _shares(question, text, said, passage_in, english):
         return None
-    how = ("context_relevance 0" if english and passage_in == "english" else
+    how = ("context_relevance 0" if english and in_english else
            f"the passage {_read_without(said)}" if english else _read_without(words_of(question)))
     return (f"the passage holds none of the question's content words ({how}): it may not address the question (or is "
             "in another language), so an answer from it is held for review")
@@ -144,13 +145,18 @@ def off_question(question: str, context: str | Sequence[str] | None, context_rel
 
 def _read_without(words: Sequence[str]) -> str:
     """How ``words`` were read, for a reason: without the function words of the language
-    :func:`hguard._text.language_of` reads them as; where that is English for words with no Latin letter (no list's
-    function words, in a script no list alone is written in: Thai, Tamil), the script instead of English."""
+    :func:`hguard._text.language_of` reads them as, where they hold some of that list's; words with no Latin letter
+    that hold none of any list's (Thai, Serbian Cyrillic, Marathi in Devanagari, Chinese and all-kanji Japanese in Han:
+    the Chinese list's single characters are no bigram) by their script, never a language the script is shared with.
+    Another script's match says how many of its words the list holds (Urdu reads as Persian by "کو", "کی")."""
     lang = language_of(words)
-    script = script_of(words) if lang == "english" else None
-    if script:
+    script = script_of(words)
+    if script is None:
+        return f"read without the function words of {lang.title()}"
+    held = sum(w in function_words()[lang] for w in words) if lang != "english" else 0
+    if not held:
         return f"read whole: {script} script, of a language it has no function words for"
-    return f"read without the function words of {lang.title()}"
+    return f"read without the function words of {lang.title()}, {held} of its {len(words)} words in that list"
 
 
 _LETTER = re.compile(r"(?<![\w'.-])([B-HJ-Z])(?![\w'-])")  # not "A" or "I", nor a letter of a word ("U.S.", "x-ray")
