@@ -198,27 +198,23 @@ def test_the_off_topic_reason_names_the_language_or_script():
     assert language_of(words_of("The canteen opens at noon.")) == "english"
 
 
-def test_english_text_is_read_as_fast_as_before_other_scripts_were():
-    """English is most of the traffic: reading every script made grounding on a 20,000-character English passage 4x
-    slower (0.03 s -> 0.12 s) and the off-topic check 5x; ASCII text takes the reader it always had."""
-    import random
-    import time
+def test_english_text_takes_the_reader_it_always_had(monkeypatch):
+    """English is most of the traffic: reading every script through the regex module made grounding on a
+    20,000-character English passage 4x slower (0.03 s -> 0.12 s) and the off-topic check 5x. ASCII text takes the
+    standard-re reader it always had (the times are the commit's; the suite checks the path, not the clock)."""
+    import hguard._text as text_mod
+    import hguard.signals._grounding_lexical as lexical_mod
 
-    rng = random.Random(0)
-    vocab = "employees receive annual leave days each year's request manager approval salary 1,000 3.5 policy".split()
-    passage = " ".join(rng.choice(vocab) + ("." if rng.random() < 0.1 else "") for _ in range(3000))[:20000]
+    class Unused:
+        def __getattr__(self, name):
+            raise AssertionError(f"ASCII text went through the every-script reader ({name})")
 
-    def best(f) -> float:
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            f(passage)
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    assert tokens(passage) == _old_tokens(passage) and words_of(passage) == _old_words(passage)
-    assert best(tokens) < 2 * best(_old_tokens), (best(tokens), best(_old_tokens))
-    assert best(words_of) < 2 * best(_old_words), (best(words_of), best(_old_words))
+    passage = "Employees receive 1,000 dollars and 3.5 days' leave each year. The manager's approval is needed."
+    expected = (_old_tokens(passage), _old_words(passage))
+    monkeypatch.setattr(lexical_mod, "_TOKEN_RE", Unused())
+    monkeypatch.setattr(text_mod, "_ANY_WORD", Unused())
+    assert (tokens(passage), words_of(passage)) == expected
+    assert text_mod.fold_accents(passage) is passage
 
 
 def test_a_korean_word_reads_the_same_whatever_else_the_text_holds():
