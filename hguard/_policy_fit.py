@@ -421,8 +421,11 @@ def accept_below_without_family(risk: Sequence[float], hallucinated: Sequence[in
     without ``meta.family`` count with their fallback groups like any other family. Used by the calibration report's
     per-family routing and by :func:`withdrawn_on_new_families`, so the report's figure and the withdrawal agree."""
     out: dict[str, float] = {}
-    for held in family_folds(list(families)):
-        rest = [i for i, f in enumerate(families) if f not in held]
+    folds = family_folds(list(families))
+    fold_of = {f: k for k, held in enumerate(folds) for f in held}
+    at = [fold_of[f] for f in families]
+    for k, held in enumerate(folds):
+        rest = [i for i, a in enumerate(at) if a != k]
         below = fit_thresholds([risk[i] for i in rest], [hallucinated[i] for i in rest], target=target,
                                confidence=confidence, abstain_precision=abstain_precision,
                                families=[families[i] for i in rest] if per_family else None).accept_below
