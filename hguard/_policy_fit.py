@@ -384,7 +384,8 @@ def withdrawn_on_held_out(thresholds, risk: Sequence[float], hallucinated: Seque
 #: meta.family spelt with one of them is refused at load (it would pass for a fallback group in the report's counts)
 FALLBACK_FAMILY_PREFIXES = ("group:", "fact:", "id:")
 #: with more families than this (typically rows without meta.family, one fallback group per fact), they are dealt
-#: into this many folds, each held out as a whole
+#: into this many folds, each held out as a whole: by the calibration's leave-one-family-out probes all families, by
+#: the new-family check (:func:`held_out_folds`) the fallback groups only
 MAX_FOLDS = 10
 
 
@@ -411,17 +412,28 @@ def family_folds(families: Sequence[str], max_folds: int = MAX_FOLDS) -> list[li
     return [sorted(f) for f in folds]
 
 
+def held_out_folds(families: Sequence[str], max_folds: int = MAX_FOLDS) -> list[list[str]]:
+    """The folds the new-family check refits its accept threshold without (:func:`accept_below_without_family`):
+    each kind of question (``meta.family``) alone, however many there are, as the check held them out before it
+    counted rows without one; the fallback groups of those rows (held-out facts, not kinds of question, often
+    hundreds) dealt into ``max_folds`` folds of their own (:func:`family_folds`). Dealt with the fallback groups, or
+    with each other past ``max_folds``, two kinds of question would each be routed by a threshold fitted without
+    both, and the check's decisions would turn on how the hash paired them."""
+    names = sorted(set(families))
+    return [[n] for n in names if not is_fallback_family(n)] + family_folds(
+        [n for n in names if is_fallback_family(n)], max_folds)
+
+
 def accept_below_without_family(risk: Sequence[float], hallucinated: Sequence[int], families: Sequence[str], *,
                                 target: float, confidence: float, abstain_precision: float = 0.9,
                                 per_family: bool = False) -> dict[str, float]:
     """The one definition of what routes a family the calibration is tested on as a new kind of question: for each
     family of ``families`` (one per answer of ``risk``), the accept threshold fitted the same way (target, confidence,
-    certificate) on the answers of the other folds (:func:`family_folds`: the family alone, or with more than
-    :data:`MAX_FOLDS` families the fold it is held out in, as the leave-one-family-out probes held it out). Rows
-    without ``meta.family`` count with their fallback groups like any other family. Used by the calibration report's
-    per-family routing and by :func:`withdrawn_on_new_families`, so the report's figure and the withdrawal agree."""
+    certificate) on the answers of the other folds (:func:`held_out_folds`: a kind of question alone, a fallback
+    group of rows without ``meta.family`` with the others of its fold). Used by the calibration report's per-family
+    routing and by :func:`withdrawn_on_new_families`, so the report's figure and the withdrawal agree."""
     out: dict[str, float] = {}
-    folds = family_folds(list(families))
+    folds = held_out_folds(list(families))
     fold_of = {f: k for k, held in enumerate(folds) for f in held}
     at = [fold_of[f] for f in families]
     for k, held in enumerate(folds):

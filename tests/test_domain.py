@@ -478,3 +478,45 @@ def test_the_new_family_check_deals_many_fallback_groups_into_folds_in_linear_ti
     assert time.perf_counter() - started < 5
     assert len(seen) == _policy_fit.MAX_FOLDS and sum(seen) == n * (_policy_fit.MAX_FOLDS - 1)
     assert len(out) == n and set(out.values()) == {0.5}
+
+
+def test_the_new_family_check_holds_each_kind_of_question_out_alone_however_many_there_are():
+    """A review: with more than 10 kinds of question (meta.family), the check dealt them into 10 folds by hash and
+    routed two of them by a threshold fitted without both, so its decisions flipped both ways against the check that
+    held each out alone. Eleven kinds of question, no fallback group: a threshold that, each kind left out in turn,
+    accepts 26 of 163 hallucinated against a target of 0.15 was kept, two kinds held out together. Each kind is held
+    out alone again; only fallback groups of rows without meta.family are dealt into folds."""
+    import random
+
+    from hguard._policy_fit import MAX_FOLDS, accept_below_without_family, held_out_folds, withdrawn_on_new_families
+
+    rnd = random.Random(42)
+    nf = rnd.choice([11, 12, 15, 20, 30])
+    risk, y, fam = [], [], []
+    for k in range(nf):
+        shift, base = rnd.gauss(0, 0.3), rnd.uniform(0.1, 0.4)
+        for _ in range(rnd.randint(15, 60)):
+            h = rnd.random() < base
+            risk.append(min(1, max(0, rnd.gauss(0.65 if h else 0.35, 0.15) + shift)))
+            y.append(int(h))
+            fam.append(f"kind{k}")
+    t = rnd.choice([0.15, 0.2, 0.25])
+    assert nf == 11 and t == 0.15
+    th = fit_thresholds(risk, y, target=t, confidence=0.9)
+    assert th.accept_below
+    out = withdrawn_on_new_families(th, risk, y, fam)
+    assert out.accept_below == 0.0 and "26 of the 163 answers accepted are hallucinated (0.160" in out.method, out.method
+    # each kind routed by the threshold fitted on all the others
+    without = accept_below_without_family(risk, y, fam, target=t, confidence=0.9)
+    for name in ("kind2", "kind8"):
+        rest = [i for i, f in enumerate(fam) if f != name]
+        assert without[name] == fit_thresholds([risk[i] for i in rest], [y[i] for i in rest], target=t,
+                                               confidence=0.9).accept_below
+    # thirty kinds alone, and 40 fallback groups dealt into MAX_FOLDS folds of their own
+    kinds = [f"kind{k}" for k in range(30)]
+    facts = [f"fact:{i}" for i in range(40)] + [f"id:{i}" for i in range(5)]
+    folds = held_out_folds(kinds + facts + kinds)
+    assert [f for f in folds if not f[0].startswith(("fact:", "id:"))] == [[k] for k in sorted(kinds)]
+    dealt = [f for f in folds if f[0].startswith(("fact:", "id:"))]
+    assert len(dealt) == MAX_FOLDS and sorted(sum(dealt, [])) == sorted(facts)
+    assert all(all(n.startswith(("fact:", "id:")) for n in f) for f in dealt)

@@ -15,10 +15,11 @@ domain's training answers of the other families, with its own C; its scores on F
   so the "reviewed" family has no figure and says why).
 
 With more than :data:`MAX_FOLDS` families (typically: no ``meta.family``, one family per fact), the
-families are dealt into that many folds, each held out as a whole.
+families are dealt into that many folds for the probes, each held out as a whole.
 
 F's accept threshold is the one the guard's check refits at load (:func:`hguard._policy_fit.
-accept_below_without_family`: on the scores the domain's thresholds are fitted on, without F's fold), so the
+accept_below_without_family`: on the scores the domain's thresholds are fitted on, without F if F is a kind of
+question, without F's fold of fallback groups if F is one, :func:`hguard._policy_fit.held_out_folds`), so the
 report's pooled figure is the one that withdraws a threshold. One leak is left and stated: the other families'
 out-of-fold scores, on which F's merger and thresholds are fitted, come from probes (and, for the thresholds,
 mergers) that were fitted with F's answers in them; F's own scores never do.
@@ -440,7 +441,8 @@ def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collec
     result["method"] = (
         f"leave-one-family-out: for each family, probe (C by {FOLD_CV}-fold CV over {FOLD_PROBE['Cs']} values), merger and thresholds fitted on the "
         "training split without that family, tested on all of its answers (training and held-out split); "
-        f"with more than {MAX_FOLDS} families they are held out in {MAX_FOLDS} folds of whole families. Other "
+        f"with more than {MAX_FOLDS} families the probes hold them out in {MAX_FOLDS} folds of whole families, "
+        f"the thresholds each meta.family alone and the fallback fact groups in {MAX_FOLDS} folds. Other "
         "families may ask about the same entities (a fact) in another form."
     )
     return result
