@@ -454,7 +454,12 @@ def new_family_figure(thresholds, risk: Sequence[float], hallucinated: Sequence[
     without ``meta.family`` included (their answers are held-out-fold answers like any other): ``n_families``,
     ``n_fallback_groups`` (of those, fallback groups), ``n_accepted``, ``accepted_hallucinated``, ``rate`` (None when
     nothing was accepted), ``families_over_target`` ((family, hallucinated, accepted) of each family whose accepted
-    answers are hallucinated over the target, as the report's per-family routing names them). None without two
+    answers are hallucinated over the target, as the report's per-family routing names them); and ``meta_family``,
+    the same pooled over the kinds of question (``meta.family``) alone (``n_families``, ``n_accepted``,
+    ``accepted_hallucinated``, ``rate``), where fallback groups are there too and at least two kinds (else None:
+    without fallback groups it is the figure itself). Hundreds of fallback groups the probe separates well can dilute
+    kinds of question on which the threshold fails: three kinds accepting 45 of 90 hallucinated pooled with 600
+    fallback groups read 112 of 637 (0.176), within a target of 0.2. None without two
     families. ``left_out`` as :func:`withdrawn_on_new_families` takes it."""
     if left_out is None:
         left_out = (risk, hallucinated, families, None)
@@ -473,11 +478,23 @@ def new_family_figure(thresholds, risk: Sequence[float], hallucinated: Sequence[
             counts = by_family.setdefault(f, [0, 0])
             counts[0] += 1
             counts[1] += int(y)
-    n, k = sum(c[0] for c in by_family.values()), sum(c[1] for c in by_family.values())
-    return {"n_families": len(names), "n_fallback_groups": sum(1 for f in names if is_fallback_family(f)),
-            "n_accepted": n, "accepted_hallucinated": k, "rate": k / n if n else None,
-            "families_over_target": [(f, c[1], c[0]) for f, c in sorted(by_family.items())
-                                     if c[1] / c[0] > thresholds.target]}
+    kinds = [f for f in names if not is_fallback_family(f)]
+    fig = {"n_families": len(names), "n_fallback_groups": len(names) - len(kinds),
+           **_pooled(by_family.values()), "meta_family": None,
+           "families_over_target": [(f, c[1], c[0]) for f, c in sorted(by_family.items())
+                                    if c[1] / c[0] > thresholds.target]}
+    if fig["n_fallback_groups"] and len(kinds) >= 2:
+        fig["meta_family"] = {"n_families": len(kinds),
+                              **_pooled(c for f, c in by_family.items() if not is_fallback_family(f))}
+    return fig
+
+
+def _pooled(counts) -> dict[str, Any]:
+    """``n_accepted``, ``accepted_hallucinated`` and ``rate`` of families' [accepted, hallucinated] counts."""
+    n = k = 0
+    for accepted, halluc in counts:
+        n, k = n + accepted, k + halluc
+    return {"n_accepted": n, "accepted_hallucinated": k, "rate": k / n if n else None}
 
 
 def withdrawn_on_new_families(thresholds, risk: Sequence[float], hallucinated: Sequence[int],
@@ -499,21 +516,34 @@ def withdrawn_on_new_families(thresholds, risk: Sequence[float], hallucinated: S
     evaluation; an answer the out-of-distribution check sends to review is not accepted); without it, each family's
     own answers among ``risk``. A family only there (no training answer) is routed by ``thresholds`` themselves. The
     fallback groups of rows without ``meta.family`` count like any family (a user's trial: left out, they hid 143 of
-    223 accepted answers hallucinated behind a threshold the report said was not met). Unchanged without a certified
-    accept threshold, for a hand-set one, or without two families."""
+    223 accepted answers hallucinated behind a threshold the report said was not met); where there are fallback groups
+    and two kinds of question or more, the kinds' own answers pooled (``meta_family`` of the figure, what the check read
+    before fallback groups counted) withdraw it too when hallucinated above the target, so that fallback groups the
+    probe separates well cannot outvote them. Unchanged without a certified accept threshold, for a hand-set one, or
+    without two families."""
     if not thresholds.accept_below or thresholds.hand_set_measured is not None or families is None:
         return thresholds
     fig = new_family_figure(thresholds, risk, hallucinated, families, per_family=per_family, left_out=left_out)
     if fig is None:
         return thresholds
-    n, k = fig["n_accepted"], fig["accepted_hallucinated"]
-    if not n or k / n <= thresholds.target:
+    t = thresholds.target
+    kinds = fig["meta_family"]
+    over = [g is not None and g["rate"] is not None and g["rate"] > t for g in (fig, kinds)]
+    if not any(over):
         return thresholds
+
+    def said(g: dict, over: bool, the: str = "") -> str:
+        return f"{g['accepted_hallucinated']} of {the}{g['n_accepted']}" + (
+            f" answers accepted are hallucinated ({g['rate']:.3f}{f', above the target {t}' if over else ''})"
+            if g["n_accepted"] else " answers accepted")
+
+    why = f"each of the calibration's {_families_said(fig)} routed by the accept threshold fitted without it, " + (
+        said(fig, over[0], "the "))
+    if kinds is not None:
+        why += f"; of its {kinds['n_families']} meta.family kinds of question alone, {said(kinds, over[1])}"
     return thresholds.accepting_nothing(
-        f"withdrawn: each of the calibration's {_families_said(fig)} routed by the accept threshold fitted without it, "
-        f"{k} of the {n} answers accepted are hallucinated ({k / n:.3f}, above the target {thresholds.target}): it does "
-        "not hold for a kind of question the calibration lacked, so nothing is accepted; calibrate with more families, "
-        "of the kinds your users ask (meta.family)")
+        f"withdrawn: {why}: it does not hold for a kind of question the calibration lacked, so nothing is accepted; "
+        "calibrate with more families, of the kinds your users ask (meta.family)")
 
 
 def _families_said(fig: dict) -> str:

@@ -520,3 +520,48 @@ def test_the_new_family_check_holds_each_kind_of_question_out_alone_however_many
     dealt = [f for f in folds if f[0].startswith(("fact:", "id:"))]
     assert len(dealt) == MAX_FOLDS and sorted(sum(dealt, [])) == sorted(facts)
     assert all(all(n.startswith(("fact:", "id:")) for n in f) for f in dealt)
+
+
+def test_fallback_groups_the_probe_separates_cannot_outvote_the_kinds_of_question_the_threshold_fails_on():
+    """A review: three kinds of question (meta.family, 30 answers each) whose hallucinated answers score like right
+    ones, and 600 rows without meta.family that the probe separates well. Pooled over all 603 families the accepted
+    answers read 0.176 hallucinated, within 0.2, and the threshold was kept; the three kinds alone accepted 45 of 90
+    hallucinated (the check before fallback groups counted withdrew it). Both figures are read, and said."""
+    import random
+
+    from hguard._policy_fit import new_family_figure, withdrawn_on_new_families
+
+    rnd = random.Random(0)
+    risk, y, fam = [], [], []
+    for i in range(600):  # one fallback fact group each, well separated: 120 hallucinated
+        h = i % 5 == 0
+        risk.append(rnd.uniform(0.6, 1.0) if h else rnd.uniform(0.0, 0.5))
+        y.append(int(h))
+        fam.append(f"fact:q{i}")
+    for f in "abc":  # hallucinated answers score like right ones
+        for i in range(30):
+            risk.append(rnd.uniform(0.0, 0.5))
+            y.append(int(i % 2 == 0))
+            fam.append(f)
+    th = fit_thresholds(risk, y, target=0.2, confidence=0.9)
+    assert th.accept_below > 0.5
+    fig = new_family_figure(th, risk, y, fam)
+    assert fig["n_families"] == 603 and fig["n_fallback_groups"] == 600 and fig["rate"] < 0.2
+    assert fig["meta_family"] == {"n_families": 3, "n_accepted": 90, "accepted_hallucinated": 45, "rate": 0.5}
+    out = withdrawn_on_new_families(th, risk, y, fam)
+    assert out.accept_below == 0.0, out.method
+    k, n = fig["accepted_hallucinated"], fig["n_accepted"]
+    assert (f"603 families (3 meta.family, 600 fallback fact groups of rows without one) routed by the accept threshold "
+            f"fitted without it, {k} of the {n} answers accepted are hallucinated ({k / n:.3f}); of its 3 meta.family "
+            "kinds of question alone, 45 of 90 answers accepted are hallucinated (0.500, above the target 0.2): it "
+            "does not hold") in out.method
+    # kinds of question the threshold holds on, beside the same fallback groups: kept
+    ok = [r if f.startswith("fact:") else (0.9 if h else 0.1) for r, h, f in zip(risk, y, fam)]
+    th = fit_thresholds(ok, y, target=0.2, confidence=0.9)
+    assert new_family_figure(th, ok, y, fam)["meta_family"]["rate"] == 0.0
+    assert withdrawn_on_new_families(th, ok, y, fam) is th
+    # one kind of question beside fallback groups: no figure of the kinds alone, as the check had none
+    one = ["a" if not f.startswith("fact:") else f for f in fam]
+    assert new_family_figure(th, ok, y, one)["meta_family"] is None
+    # no fallback group: the figure itself, said once as before
+    assert new_family_figure(th, ok[600:], y[600:], fam[600:])["meta_family"] is None

@@ -231,3 +231,38 @@ def test_a_family_of_one_row_is_named_in_one_warning():
         attach_families(rows, exs)
     said = [str(x.message) for x in w if "name a single row" in str(x.message)]
     assert len(said) == 1 and "'lonely' of domain" in said[0] and "row 'x-9'" in said[0], said
+
+
+def test_the_summary_and_report_give_the_kinds_of_question_alone_beside_fallback_groups():
+    """A review: fallback groups of rows without meta.family, well separated, diluted the kinds of question the
+    threshold fails on (pooled 0.176, the kinds alone 45 of 90 against 0.2). The summary gives both, and so does the
+    report's families table."""
+    import copy
+    import json
+
+    from hguard import REFERENCE_PROBES
+    from hguard.calibrate.report import markdown
+
+    per = {"a": _entry(15, 15, 0.6, 0.6, accepted=30, acc_h=15), "b": _entry(15, 15, 0.6, 0.6, accepted=30, acc_h=15),
+           **{f"fact:q{i}": _entry(8, 2, 0.9, 0.9, accepted=8, acc_h=0) for i in range(60)}}
+    s = summarize(per, ["mean_logprob"], 0.2)
+    assert s["at_target"]["n_accepted"] == 540 and s["at_target"]["within_target"]
+    kinds = s["at_target_meta_family"]
+    assert kinds["n_families"] == 2 and (kinds["n_accepted"], kinds["accepted_hallucinated"]) == (60, 30)
+    assert kinds["within_target"] is False and kinds["families_over_target"] == ["a", "b"]
+    # no fallback groups, or one kind of question: the pooled figure alone
+    assert "at_target_meta_family" not in summarize({f: per[f] for f in ("a", "b")}, ["mean_logprob"], 0.2)
+    assert "at_target_meta_family" not in summarize({f: e for f, e in per.items() if f != "b"}, ["mean_logprob"], 0.2)
+    report = json.loads((REFERENCE_PROBES / "report.json").read_text())
+    mixed = copy.deepcopy(report)
+    mixed["domains"]["geography"]["families"]["summary"]["at_target_meta_family"] = kinds
+    said = markdown(mixed)
+    assert "; its 2 meta.family kinds alone: 0.500 (" in said and ") (60 of 60) |" in said
+    assert "meta.family kinds alone" not in markdown(report)
+    from hguard.calibrate.report import _certified
+
+    geo = mixed["domains"]["geography"]
+    geo["at_target"].pop("withdrawn", None)
+    geo["at_target"]["accept_below"] = 0.3
+    assert ("**On its 2 meta.family kinds of question alone (each fitted without it) it is not met**: 0.50 (30 of 60; "
+            in _certified("geography", {**geo, "thresholds_method": "LTT"}))

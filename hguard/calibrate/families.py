@@ -543,23 +543,33 @@ def summarize(per_family: dict, baselines: Sequence[str], target: float) -> dict
         out["ood_held_out_families"] = {"n": n, "triggered": k, "rate": k / n if n else None,
                                         "rate_ci95": clopper_pearson_interval(k, n),
                                         "n_fallback_groups": out["n_fallback_groups"]}
-    routed = [e["at_target"] for e in per_family.values() if e.get("at_target")]
-    if routed:
-        n_acc = sum(t["n_accepted"] for t in routed)
-        k = sum(t["accepted_hallucinated"] for t in routed)
-        n = sum(e["n_scored"] for e in per_family.values() if e.get("at_target"))
-        out["at_target"] = {
-            "target": target,
-            "n_scored": n,
-            "n_accepted": n_acc,
-            "accepted_hallucinated": k,
-            "coverage": n_acc / n if n else None,
-            **_against_target(k, n_acc, target),
-            "review_out_of_distribution": sum(t.get("review_out_of_distribution", 0) for t in routed),
-            "families_over_target": sorted(f for f, e in per_family.items()
-                                           if e.get("at_target") and e["at_target"]["within_target"] is False),
-        }
+    if any(e.get("at_target") for e in per_family.values()):
+        out["at_target"] = _pooled_at_target(per_family, target)
+        kinds = {f: e for f, e in per_family.items() if not is_fallback_family(f)}
+        # the kinds of question (meta.family) alone, beside fallback groups: what the new-family check also reads
+        # (hguard._policy_fit.new_family_figure's meta_family), so that fallback groups cannot outvote them
+        if out["n_fallback_groups"] and len(kinds) >= 2:
+            out["at_target_meta_family"] = {"n_families": len(kinds), **_pooled_at_target(kinds, target)}
     return out
+
+
+def _pooled_at_target(per_family: dict, target: float) -> dict:
+    """The routing at the target of ``per_family``'s families, each fitted without it, pooled."""
+    routed = [e["at_target"] for e in per_family.values() if e.get("at_target")]
+    n_acc = sum(t["n_accepted"] for t in routed)
+    k = sum(t["accepted_hallucinated"] for t in routed)
+    n = sum(e["n_scored"] for e in per_family.values() if e.get("at_target"))
+    return {
+        "target": target,
+        "n_scored": n,
+        "n_accepted": n_acc,
+        "accepted_hallucinated": k,
+        "coverage": n_acc / n if n else None,
+        **_against_target(k, n_acc, target),
+        "review_out_of_distribution": sum(t.get("review_out_of_distribution", 0) for t in routed),
+        "families_over_target": sorted(f for f, e in per_family.items()
+                                       if e.get("at_target") and e["at_target"]["within_target"] is False),
+    }
 
 
 __all__ = ["CROSS_FAMILY_SCORES", "LEFT_OUT_SCORES", "MAX_FOLDS", "attach_families", "cross_family_calibration", "cross_family_fit",

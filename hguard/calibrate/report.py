@@ -146,6 +146,11 @@ def _certified(domain: str, m: dict) -> str:
             line += (f" **Warning: held-out families over the target {t['target']}** (each fitted without it): {over}; "
                      f"pooled over the families it is met ({_among_accepted(lofo)} hallucinated among accepted), but a "
                      "new kind of question like these may get what they got.")
+        kinds = ((m.get("families") or {}).get("summary") or {}).get("at_target_meta_family") or {}
+        if kinds.get("within_target") is False:  # the fallback groups outvote the kinds of question
+            line += (f" **On its {kinds['n_families']} meta.family kinds of question alone (each fitted without it) it "
+                     f"is not met**: {_among_accepted(kinds)} hallucinated among accepted against the target "
+                     f"{t['target']}.")
     pf = m.get("thresholds_per_family")
     if pf:
         got = (f"accept below {_f(pf['accept_below'])} ({pf['coverage']:.1%} of the calibration answers)"
@@ -383,6 +388,11 @@ def families_markdown(report: dict) -> list[str]:
         ci = t.get("accepted_hallucination_ci95")
         acc = (f"{_f(t.get('accepted_hallucination_rate'), 3)}" + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "")
                + f" / {t.get('target')} ({t.get('n_accepted')} of {t.get('n_scored')})") if t else "n/a"
+        km = s.get("at_target_meta_family")
+        if km:  # the kinds of question alone, which the new-family check reads too: fallback groups cannot outvote them
+            ci = km.get("accepted_hallucination_ci95")
+            acc += (f"; its {km['n_families']} meta.family kinds alone: {_f(km.get('accepted_hallucination_rate'), 3)}"
+                    + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "") + f" ({km['n_accepted']} of {km['n_scored']})")
         few = ([f"{f} (few)" for f in s.get("few_of_a_class_families", [])]
                + [f"{f} (inverted)" for f in s.get("inverted_families", [])])
         in_mean = s.get("n_families_in_mean", s.get("n_families_with_auroc"))  # the key's name before 2026-12-02
