@@ -722,3 +722,21 @@ def test_a_blank_reserved_or_mistyped_family_or_fact_is_refused_with_its_row(tmp
         assert "\n" not in str(err.value)
     # an integer fact key is a fact key
     assert load_examples(write_lines(tmp_path / "ok.jsonl", [row(id="a", meta={"fact": 3, "family": "idiom"})]))
+
+
+def test_a_prefixed_family_is_told_a_fix_loading_takes(tmp_path: Path) -> None:
+    """A review: the fix a prefixed meta.family was told could itself be refused: "id:" -> (e.g. ''), "fact: x" ->
+    (e.g. ' x'), "group:  " -> (e.g. '  ')."""
+    cases = [
+        ({"family": "fact: x"}, r"write it without the prefix \(e\.g\. 'x'\)"),
+        ({"family": "fact:fact:x"}, r"write it without the prefix \(e\.g\. 'x'\)"),
+        ({"family": "id:"}, r"'id:' starts with 'id:'.*; name the row's kind of question \(e\.g\. \"capital\"\) or "
+                            r"leave the key out \(the row then falls back to its fact group\) \(got \"id:\"\)"),
+        ({"family": "group:  "}, r"name the row's kind of question \(e\.g\. \"capital\"\) or leave the key out"),
+    ]
+    for i, (meta, said) in enumerate(cases):
+        with pytest.raises(DataError, match=said) as err:
+            load_examples(write_lines(tmp_path / f"{i}.jsonl", [row(id="a", meta=meta)]))
+        assert "e.g. ''" not in str(err.value) and "e.g. ' " not in str(err.value)
+    assert load_examples(write_lines(tmp_path / "ok.jsonl", [row(id="a", meta={"family": "x"})]))
+

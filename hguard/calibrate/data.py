@@ -206,9 +206,14 @@ class Example(BaseModel):
 
         if isinstance(meta.get("family"), str) and meta["family"].startswith(FALLBACK_FAMILY_PREFIXES):
             prefix = next(p for p in FALLBACK_FAMILY_PREFIXES if meta["family"].startswith(p))
+            rest = meta["family"]
+            while rest.startswith(FALLBACK_FAMILY_PREFIXES):  # "fact:fact:x" is not written as "fact:x"
+                rest = rest[len(next(p for p in FALLBACK_FAMILY_PREFIXES if rest.startswith(p))):].strip()
             raise _row_rule("meta.family", f"{meta['family']!r} starts with {prefix!r}, which names the fallback group of "
                             f"a row without meta.family ({', '.join(FALLBACK_FAMILY_PREFIXES)}), so the report would "
-                            f"count it as one; write it without the prefix (e.g. {meta['family'][len(prefix):]!r})")
+                            "count it as one; " + (f"write it without the prefix (e.g. {rest!r})" if rest else
+                                                   "name the row's kind of question (e.g. \"capital\") or leave the "
+                                                   "key out (the row then falls back to its fact group)"))
         for key in ("fact", "group"):
             v = meta.get(key)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (str, int))):
