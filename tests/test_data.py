@@ -740,3 +740,13 @@ def test_a_prefixed_family_is_told_a_fix_loading_takes(tmp_path: Path) -> None:
         assert "e.g. ''" not in str(err.value) and "e.g. ' " not in str(err.value)
     assert load_examples(write_lines(tmp_path / "ok.jsonl", [row(id="a", meta={"family": "x"})]))
 
+
+def test_a_blank_fact_or_group_is_refused_as_a_blank_family_is(tmp_path: Path) -> None:
+    """A review: "group": "" or "  " was taken silently, and every such row fell into one fallback family and one
+    side of the held-out split."""
+    for i, meta in enumerate([{"group": ""}, {"group": "  "}, {"fact": ""}, {"fact": "\t"}]):
+        key = next(iter(meta))
+        with pytest.raises(DataError, match=rf"line 1: field 'meta.{key}': must be a string or an integer naming the "
+                                            r"row's fact .*, or leave the key out \(got "):
+            load_examples(write_lines(tmp_path / f"{i}.jsonl", [row(id="a", meta=meta)]))
+

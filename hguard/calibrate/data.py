@@ -216,13 +216,19 @@ class Example(BaseModel):
                                                    "key out (the row then falls back to its fact group)"))
         for key in ("fact", "group"):
             v = meta.get(key)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (str, int))):
-                raise _row_rule(f"meta.{key}", "must be a string or an integer naming the row's fact (rows sharing it "
-                                "stay on one side of the held-out split), or leave the key out")
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (str, int))
+                                  or isinstance(v, str) and not v.strip()):
+                # a blank one put every such row in one fallback family and one side of the split
+                raise _row_rule(f"meta.{key}", _FACT_RULE)
         if isinstance(meta.get("family"), str) and meta["family"].strip() and meta["family"] != meta["family"].strip():
             raise _row_rule("meta.family", f"{meta['family']!r} starts or ends with a space, which the report does not "
                             f"show, so it would read as family {meta['family'].strip()!r}; write it without")
         return self
+
+
+#: what a row's meta.fact or meta.group must be
+_FACT_RULE = ("must be a string or an integer naming the row's fact (rows sharing it stay on one side of the held-out "
+              "split), or leave the key out")
 
 
 def _row_rule(field: str, rule: str) -> PydanticCustomError:
