@@ -750,3 +750,22 @@ def test_a_blank_fact_or_group_is_refused_as_a_blank_family_is(tmp_path: Path) -
                                             r"row's fact .*, or leave the key out \(got "):
             load_examples(write_lines(tmp_path / f"{i}.jsonl", [row(id="a", meta=meta)]))
 
+
+def test_a_whole_float_fact_is_the_integer_and_another_float_is_refused_with_the_fix(tmp_path: Path) -> None:
+    """A review: {"fact": 2.0}, as pandas writes an integer column with a missing value, was refused once fact keys
+    had to be strings or integers. A whole number is read as the integer (the same fact, split group and fallback
+    family as 2); 2.5 or NaN is refused, saying what to write."""
+    from hguard.calibrate.collect import _group_key
+    from hguard.calibrate.families import family_of
+
+    exs = load_examples(write_lines(tmp_path / "ok.jsonl", [row(id="a", meta={"fact": 2.0}), row(id="b", meta={"fact": 2}),
+                                                            row(id="c", meta={"group": 7.0})]))
+    assert [e.meta for e in exs] == [{"fact": 2}, {"fact": 2}, {"group": 7}]
+    assert isinstance(exs[0].meta["fact"], int) and family_of(exs[0]) == family_of(exs[1]) == "fact:2"
+    assert _group_key(exs[0]) == _group_key(exs[1])
+    with pytest.raises(DataError, match=r"field 'meta.fact': must be a string or an integer .*; 2\.5 is no whole "
+                                        r"number \(2\.0 is read as 2\): write it as a string \('2\.5'\) if it names a "
+                                        r"fact, or null on a row without one \(got 2\.5\)"):
+        load_examples(write_lines(tmp_path / "half.jsonl", [row(id="a", meta={"fact": 2.5})]))
+    with pytest.raises(ValueError, match=r"nan is no whole number"):
+        Example(id="a", question="q?", answers=["Paris"], domain="d", meta={"group": float("nan")})

@@ -155,6 +155,13 @@ class Example(BaseModel):
             return v
         if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
             raise _bad("meta")
+        for key in ("fact", "group"):
+            x = v.get(key)
+            if isinstance(x, float):  # pandas writes an integer column as floats (2.0) once one value is missing
+                if not x.is_integer():
+                    raise _row_rule(f"meta.{key}", _FACT_RULE + f"; {x!r} is no whole number (2.0 is read as 2): "
+                                    f"write it as a string ({str(x)!r}) if it names a fact, or null on a row without one")
+                v = {**v, key: int(x)}  # the same fact as 2, in the split and the report
         try:
             json.dumps(v, allow_nan=False)
         except (TypeError, ValueError):
