@@ -560,16 +560,22 @@ def families_over_said(over: Sequence[tuple[str, int | None, int | None]]) -> st
                      for f, k, n in over)
 
 
+#: how many held-out kinds of question over the target a warning names before "and N more"
+NAMED_OVER_TARGET = 10
+
+
 def accept_threshold_warnings(who: str, *, accept_below: float | None, target: float, rate: float | None = None,
                               n: int = 0, families_over: Sequence[tuple[str, int | None, int | None]] = (),
                               set_target: str = "`--target`", details: str = "report.md: each family") -> list[str]:
     """What a certified accept threshold's user must be told, one line each, by calibrate and by a guard that refits
     the thresholds for its policy's target alike: a threshold of 1.0, which accepts every answer (``rate``: the
     hallucination rate of the ``n`` held-out answers, within the target, so the guarantee asks nothing of the risk),
-    and the held-out families whose accepted answers were hallucinated over the target, each routed by the threshold
-    fitted without it (``families_over``: (family, hallucinated, accepted), pooled within the target). ``who`` opens
-    each line ("domain 'x'"); ``set_target`` says where the target is set; ``details`` where each family's figures
-    are. None for no accept threshold (accept nothing)."""
+    and the held-out families whose accepted answers were hallucinated over the target,
+    each routed by the threshold fitted without it (``families_over``: (family, hallucinated, accepted), pooled within
+    the target): the kinds of question (``meta.family``) by name, at most :data:`NAMED_OVER_TARGET`, the fallback fact
+    groups of rows without one (often hundreds) by their count and pooled counts. ``who`` opens each line ("domain
+    'x'"); ``set_target`` says where the target is set; ``details`` where each family's figures are. None for no
+    accept threshold (accept nothing)."""
     if not accept_below:
         return []
     lines = []
@@ -582,6 +588,25 @@ def accept_threshold_warnings(who: str, *, accept_below: float | None, target: f
             f"{who}: the certified accept threshold is 1.0, which accepts every answer (target {target:g})")
     if families_over:
         lines.append(f"{who}: held-out families over the target {target:g} (each fitted without it): "
-                     f"{families_over_said(families_over)}; pooled over the families it is met, but a new kind of "
-                     f"question like these may get what they got ({details})")
+                     f"{_over_target_said(families_over)}; pooled over the families it is met, but "
+                     + ("a new kind of question like these" if any(not is_fallback_family(f) for f, _, _ in families_over)
+                        else "new facts like theirs") + f" may get what they got ({details})")
     return lines
+
+
+def _over_target_said(over: Sequence[tuple[str, int | None, int | None]]) -> str:
+    """``families_over`` of :func:`accept_threshold_warnings` in words: the kinds of question named (at most
+    :data:`NAMED_OVER_TARGET`, then "and N more"), then the fallback fact groups of rows without ``meta.family``
+    counted, not named: 600 of them made a warning line of 11,000 characters, said at every start of a guard."""
+    kinds = [o for o in over if not is_fallback_family(o[0])]
+    groups = [o for o in over if is_fallback_family(o[0])]
+    parts = []
+    if kinds:
+        parts.append(families_over_said(kinds[:NAMED_OVER_TARGET])
+                     + (f" and {len(kinds) - NAMED_OVER_TARGET} more" if len(kinds) > NAMED_OVER_TARGET else ""))
+    if groups:
+        known = all(k is not None and m for _, k, m in groups)
+        parts.append(f"{len(groups)} fallback fact group{'s' if len(groups) > 1 else ''} of rows without meta.family"
+                     + (f" ({sum(k or 0 for _, k, _ in groups)} of their {sum(m or 0 for _, _, m in groups)} accepted "
+                        "answers hallucinated)" if known else ""))
+    return ", and ".join(parts)

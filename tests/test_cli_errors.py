@@ -441,6 +441,28 @@ def test_calibration_warns_when_the_certified_threshold_accepts_every_answer():
     assert "(74% of 57 held-out answers) is within the target 0.8" in line
 
 
+def test_families_over_the_target_name_kinds_of_question_and_count_fallback_fact_groups():
+    """A reviewer's trial: 600 fallback fact groups and 3 kinds at target 0.3 made a warning line of 10,987 characters,
+    said at every `hguard ask` and `serve` start, which named every fact group and called it a new kind of question."""
+    from hguard._policy_fit import NAMED_OVER_TARGET, accept_threshold_warnings
+
+    groups = [(f"fact:{g}", 2, 3) for g in range(300)] + [(f"id:r{g}", 1, 2) for g in range(5)]
+    kinds = [(f"kind{k:02d}", 4, 10) for k in range(NAMED_OVER_TARGET + 2)]
+    (line,) = accept_threshold_warnings("domain 'x'", accept_below=0.4, target=0.3, families_over=groups + kinds)
+    assert len(line) < 1000 and "fact:" not in line and "id:r" not in line
+    assert ("kind00 (4 of 10 accepted hallucinated, 0.40)" in line and "kind09" in line and "kind10" not in line
+            and "kind09 (4 of 10 accepted hallucinated, 0.40) and 2 more, and 305 fallback fact groups of rows without "
+            "meta.family (605 of their 910 accepted answers hallucinated); pooled over the families it is met, but a new "
+            "kind of question like these may get" in line)
+    (line,) = accept_threshold_warnings("domain 'x'", accept_below=0.4, target=0.3, families_over=groups[:1])
+    assert line == ("domain 'x': held-out families over the target 0.3 (each fitted without it): 1 fallback fact group of "
+                    "rows without meta.family (2 of their 3 accepted answers hallucinated); pooled over the families it "
+                    "is met, but new facts like theirs may get what they got (report.md: each family)")
+    (line,) = accept_threshold_warnings("domain 'x'", accept_below=0.4, target=0.3,
+                                        families_over=[("a", None, None), ("fact:1", None, None)])
+    assert ": a, and 1 fallback fact group of rows without meta.family; pooled" in line
+
+
 def test_ask_refuses_a_mistyped_domain_before_loading_the_model():
     _one_clear_line(run("ask", "q?", "--domain", "geograhpy"), "--domain 'geograhpy'", "did you mean 'geography'?")
 
