@@ -565,12 +565,14 @@ NAMED_OVER_TARGET = 10
 
 
 def accept_threshold_warnings(who: str, *, accept_below: float | None, target: float, rate: float | None = None,
-                              n: int = 0, families_over: Sequence[tuple[str, int | None, int | None]] = (),
+                              n: int = 0, fitted: tuple[int, int] | None = None,
+                              families_over: Sequence[tuple[str, int | None, int | None]] = (),
                               set_target: str = "`--target`", details: str = "report.md: each family") -> list[str]:
     """What a certified accept threshold's user must be told, one line each, by calibrate and by a guard that refits
-    the thresholds for its policy's target alike: a threshold of 1.0, which accepts every answer (``rate``: the
-    hallucination rate of the ``n`` held-out answers, within the target, so the guarantee asks nothing of the risk),
-    and the held-out families whose accepted answers were hallucinated over the target,
+    the thresholds for its policy's target alike: a threshold of 1.0, which accepts every answer (certified where the
+    hallucination rate of the scores it was fitted on, ``fitted`` (hallucinated, n) where known, is within the target,
+    so the guarantee asks nothing of the risk; ``rate``: that of the ``n`` held-out answers, as measured, said to be
+    over the target where it is), and the held-out families whose accepted answers were hallucinated over the target,
     each routed by the threshold fitted without it (``families_over``: (family, hallucinated, accepted), pooled within
     the target): the kinds of question (``meta.family``) by name, at most :data:`NAMED_OVER_TARGET`, the fallback fact
     groups of rows without one (often hundreds) by their count and pooled counts. ``who`` opens each line ("domain
@@ -580,12 +582,13 @@ def accept_threshold_warnings(who: str, *, accept_below: float | None, target: f
         return []
     lines = []
     if accept_below >= 1.0:
+        own = f" ({fitted[0] / fitted[1]:.0%} of {fitted[1]})" if fitted is not None and fitted[1] else ""
+        held = ("" if rate is None else
+                f"; on {n} held-out answers it is {rate:.0%}" + (", over the target" if rate > target else ""))
         lines.append(
-            f"{who}: the certified accept threshold is 1.0, which accepts every answer: the hallucination rate itself "
-            f"({rate:.0%} of {n} held-out answers) is within the target {target:g}, so the guarantee asks nothing of "
-            f"the risk; set the target you mean to hold ({set_target}), well below the model's error rate"
-            if rate is not None else
-            f"{who}: the certified accept threshold is 1.0, which accepts every answer (target {target:g})")
+            f"{who}: the certified accept threshold is 1.0, which accepts every answer: the hallucination rate of the "
+            f"scores it was fitted on{own} is within the target {target:g}, so the guarantee asks nothing of the "
+            f"risk{held}; set the target you mean to hold ({set_target}), well below the model's error rate")
     if families_over:
         lines.append(f"{who}: held-out families over the target {target:g} (each fitted without it): "
                      f"{_over_target_said(families_over)}; pooled over the families it is met, but "

@@ -462,7 +462,8 @@ class CalibratedDomain:
                f"at confidence {was['confidence']:g})")
         return accept_threshold_warnings(
             who, accept_below=thresholds.accept_below, target=thresholds.target, rate=rate,
-            n=len(held.hallucinated) if held is not None else 0, families_over=over,
+            n=len(held.hallucinated) if held is not None else 0, fitted=(int(sum(cs.hallucinated)), len(cs.hallucinated)),
+            families_over=over,
             set_target="the policy's target_hallucination_rate", details="the calibration's report.md: each family")
 
     @classmethod

@@ -438,7 +438,15 @@ def test_calibration_warns_when_the_certified_threshold_accepts_every_answer():
                                   "hallucination_rate": 0.5, "at_target": {"target": 0.2, "accept_below": 0.3}}}}
     (line,) = calibration_warnings(report, [])
     assert line.startswith("domain 'finance': the certified accept threshold is 1.0, which accepts every answer")
-    assert "(74% of 57 held-out answers) is within the target 0.8" in line
+    assert ("the hallucination rate of the scores it was fitted on is within the target 0.8, so the guarantee asks "
+            "nothing of the risk; on 57 held-out answers it is 74%; set the target") in line
+    # a reviewer's trial: the training scores 40% hallucinated (certified at 0.5), the held-out answers 60%, which the
+    # warning said was "within the target 0.5"
+    report["domains"]["finance"].update(hallucination_rate=0.6, n_scored=20, at_target={"target": 0.5, "accept_below": 1.0},
+                                        threshold_scores={"n": 200, "correct": 120, "hallucinated": 80})
+    (line,) = calibration_warnings(report, [])
+    assert ("the hallucination rate of the scores it was fitted on (40% of 200) is within the target 0.5, so the "
+            "guarantee asks nothing of the risk; on 20 held-out answers it is 60%, over the target; set the target") in line
 
 
 def test_families_over_the_target_name_kinds_of_question_and_count_fallback_fact_groups():

@@ -1895,9 +1895,10 @@ def test_thresholds_refitted_for_the_policys_target_say_what_calibrate_would_say
     refit = ("domain 'alpha', its thresholds refitted when the guard loaded the probe for the policy's target 0.7 at "
              "confidence 0.9 (calibrated for target 0.2 at confidence 0.9): ")
     assert g.refit_warnings() == [
-        refit + "the certified accept threshold is 1.0, which accepts every answer: the hallucination rate itself (50% "
-        "of 20 held-out answers) is within the target 0.7, so the guarantee asks nothing of the risk; set the target you "
-        "mean to hold (the policy's target_hallucination_rate), well below the model's error rate",
+        refit + "the certified accept threshold is 1.0, which accepts every answer: the hallucination rate of the scores "
+        "it was fitted on (53% of 190) is within the target 0.7, so the guarantee asks nothing of the risk; on 20 "
+        "held-out answers it is 50%; set the target you mean to hold (the policy's target_hallucination_rate), well "
+        "below the model's error rate",
         refit + "held-out families over the target 0.7 (each fitted without it): d (40 of 40 accepted hallucinated, "
         "1.00); pooled over the families it is met, but a new kind of question like these may get what they got (the "
         "calibration's report.md: each family)"]

@@ -246,6 +246,7 @@ def calibration_warnings(report: dict, caught) -> list[str]:
             lines += accept_threshold_warnings(
                 f"domain {d!r}", accept_below=t.get("accept_below"), target=t["target"], rate=m.get("hallucination_rate"),
                 n=m.get("n_scored") or 0, set_target="`--target`",
+                fitted=(ts["hallucinated"], ts["n"]) if (ts := m.get("threshold_scores")) else None,
                 # pooled over the target, the summary line under the threshold names them
                 families_over=() if lofo.get("within_target") is False else over_target_counts(m))
         summary = (m.get("families") or {}).get("summary") or {}
