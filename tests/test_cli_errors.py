@@ -180,12 +180,10 @@ def test_evaluate_text_says_a_target_its_answers_do_not_meet(tmp_path, monkeypat
     from hguard.cli import main
 
     def at(n_acc, k, n=30):
-        from hguard._stats import clopper_pearson_interval
+        from hguard.calibrate.families import _against_target
 
         return {"target": 0.7, "n_scored": n, "n_accepted": n_acc, "accepted_hallucinated": k,
-                "accepted_hallucination_rate": k / n_acc if n_acc else None,
-                "within_target": None if not n_acc else k / n_acc <= 0.7,
-                "accepted_hallucination_ci95": clopper_pearson_interval(k, n_acc), "review_out_of_distribution": 0,
+                **_against_target(k, n_acc, 0.7), "review_out_of_distribution": 0,
                 "families_over_target": ["fabricated_hormone"] if n_acc else []}
 
     m = {"n": 30, "n_scored": 30, "correct": 6, "hallucinated": 24, "refusals": 0,
@@ -206,14 +204,33 @@ def test_evaluate_text_says_a_target_its_answers_do_not_meet(tmp_path, monkeypat
     m["families"]["summary"]["at_target"] = at(30, 20)
     m["families"]["summary"]["at_target"]["families_over_target"] = ["fabricated_hormone"]
     main(["evaluate", "--probes", str(tmp_path / "probes"), "--data", str(tmp_path / "d.jsonl")])
-    assert "within the target 0.7 pooled, but families over it: fabricated_hormone (10 of 10" in capsys.readouterr().out
+    assert ("within the target 0.7 pooled (not shown: the interval reaches 0.83), but families over it: fabricated_hormone "
+            "(10 of 10") in capsys.readouterr().out
+    # pooled within the target, the meta.family kinds of question alone over it (as report.md says): said too
+    m["families"]["summary"]["at_target_meta_family"] = {**at(12, 10, 12), "n_families": 3}
+    main(["evaluate", "--probes", str(tmp_path / "probes"), "--data", str(tmp_path / "d.jsonl")])
+    assert capsys.readouterr().out.splitlines()[1].strip().endswith(
+        "; on its 3 meta.family kinds of question alone it is not met: 10 of 12 accepted answers were hallucinated "
+        "(0.833, 95% CI 0.52-0.98)")
+    del m["families"]["summary"]["at_target_meta_family"]
+    # within the target by the point estimate, not by its interval (as --json's within_target_shown): said so
+    m["families"]["summary"]["at_target"] = {**at(2, 0), "families_over_target": []}
+    main(["evaluate", "--probes", str(tmp_path / "probes"), "--data", str(tmp_path / "d.jsonl")])
+    assert capsys.readouterr().out.splitlines()[1].strip() == (
+        "at the probe's thresholds (accept below 1.000, target 0.7): 0 of 2 accepted answers were hallucinated (0.000, "
+        "95% CI 0.00-0.84), within the target 0.7 on these 2 accepted answers but not shown (the interval reaches 0.84)")
     # nothing accepted: met only vacuously, and said so
-    m["thresholds"]["accept_below"] = 0.0
+    m["thresholds"]["accept_below"] = 0.2
     m["families"]["summary"]["at_target"] = at(0, 0)
     main(["evaluate", "--probes", str(tmp_path / "probes"), "--data", str(tmp_path / "d.jsonl")])
     assert capsys.readouterr().out.splitlines()[1].strip() == (
-        "at the probe's thresholds (accept below 0.000, target 0.7): none of the 30 answers was accepted, so the target "
+        "at the probe's thresholds (accept below 0.200, target 0.7): none of the 30 answers was accepted, so the target "
         "is met only vacuously: these answers measure nothing of what the threshold accepts")
+    # thresholds that accept nothing (every shipped closed-book probe's accept_below 0): said as such
+    m["thresholds"]["accept_below"] = 0.0
+    main(["evaluate", "--probes", str(tmp_path / "probes"), "--data", str(tmp_path / "d.jsonl")])
+    assert capsys.readouterr().out.splitlines()[1].strip() == (
+        "the probe's thresholds accept nothing (target 0.7): every answer goes to review or abstain")
     # met: the domain's line alone, as before
     met = copy.deepcopy(m)
     met["thresholds"]["accept_below"] = 0.5

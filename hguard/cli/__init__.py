@@ -547,18 +547,28 @@ def _accepted_said(t: dict) -> str:
 
 def _at_target_line(m: dict) -> str | None:
     """What an evaluation's answers, routed by the probe file's thresholds, say of its target, in one line, where they
-    do not simply meet it: over the target (how many accepted, how many hallucinated, the rate and its interval, the
-    families over it), within it pooled but with families over it, or met only because nothing was accepted. None
-    when the target is met (or the evaluation has no routing figures)."""
+    do not simply meet it: thresholds that accept nothing (accept_below 0, as a withdrawn or uncertified accept
+    threshold leaves it); over the target (how many accepted, how many hallucinated, the rate and its interval, the
+    families over it); within it pooled but with families over it, or over it on the meta.family kinds of question
+    alone (``at_target_meta_family``, as report.md says it); within it by the point estimate but not shown by the
+    interval (``within_target_shown`` False: 0 of 2 accepted hallucinated reaches 0.84); or met only because nothing
+    was accepted. None when the target is met (or the evaluation has no routing figures)."""
     from ..calibrate.report import families_over_target
 
-    t = ((m.get("families") or {}).get("summary") or {}).get("at_target") or {}
+    summary = ((m.get("families") or {}).get("summary") or {})
+    t = summary.get("at_target") or {}
     if not t or not t.get("n_scored"):
         return None
     below = (m.get("thresholds") or {}).get("accept_below")
+    if below is not None and not below:  # nothing to measure: not "met", and not the evaluation's doing
+        return (f"the probe's thresholds accept nothing (target {t['target']:g}): every answer goes to review or "
+                "abstain")
     head = (f"at the probe's thresholds (accept below {below:.3f}, target {t['target']:g}): " if below is not None
             else f"at the probe's thresholds (target {t['target']:g}): ")
     over = families_over_target(m)
+    kinds = summary.get("at_target_meta_family") or {}
+    alone = (f"on its {kinds['n_families']} meta.family kinds of question alone it is not met: {_accepted_said(kinds)}"
+             if kinds.get("within_target") is False else "")
     far = t.get("review_out_of_distribution") or 0
     if t.get("within_target") is None:  # nothing accepted: nothing measured of the accepted answers' rate
         return (head + f"none of the {t['n_scored']} answers was accepted" + (
@@ -566,9 +576,16 @@ def _at_target_line(m: dict) -> str | None:
             + ", so the target is met only vacuously: these answers measure nothing of what the threshold accepts")
     if t["within_target"] is False:
         return (head + f"{_accepted_said(t)}, over the target {t['target']:g}: not met on these answers"
-                + (f"; families over it: {over}" if over else ""))
-    if over:
-        return (head + f"{_accepted_said(t)}, within the target {t['target']:g} pooled, but families over it: {over}")
+                + (f"; families over it: {over}" if over else "") + (f"; {alone}" if alone else ""))
+    # the point estimate within the target, its interval not showing it (as the monitor says it)
+    reaches = (f"{t['accepted_hallucination_ci95'][1]:.2f}" if t.get("within_target_shown") is False else None)
+    if over or alone:
+        return (head + f"{_accepted_said(t)}, within the target {t['target']:g} pooled"
+                + (f" (not shown: the interval reaches {reaches})" if reaches else "") + ", but "
+                + "; ".join(([f"families over it: {over}"] if over else []) + ([alone] if alone else [])))
+    if reaches:
+        return (head + f"{_accepted_said(t)}, within the target {t['target']:g} on these {t['n_accepted']} accepted "
+                f"answers but not shown (the interval reaches {reaches})")
     return None
 
 
