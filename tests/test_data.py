@@ -733,6 +733,10 @@ def test_a_prefixed_family_is_told_a_fix_loading_takes(tmp_path: Path) -> None:
         ({"family": "id:"}, r"'id:' starts with 'id:'.*; name the row's kind of question \(e\.g\. \"capital\"\) or "
                             r"leave the key out \(the row then falls back to its fact group\) \(got \"id:\"\)"),
         ({"family": "group:  "}, r"name the row's kind of question \(e\.g\. \"capital\"\) or leave the key out"),
+        # read stripped: " fact:x" was told to write it without spaces, then 'fact:x' was refused for its prefix
+        ({"family": " fact:x"}, r"' fact:x' starts with 'fact:' after its spaces, .*; write it without the prefix "
+                                r"and spaces \(e\.g\. 'x'\)"),
+        ({"family": "id: \t"}, r"name the row's kind of question"),
     ]
     for i, (meta, said) in enumerate(cases):
         with pytest.raises(DataError, match=said) as err:
@@ -746,8 +750,11 @@ def test_a_blank_fact_or_group_is_refused_as_a_blank_family_is(tmp_path: Path) -
     side of the held-out split."""
     for i, meta in enumerate([{"group": ""}, {"group": "  "}, {"fact": ""}, {"fact": "\t"}]):
         key = next(iter(meta))
-        with pytest.raises(DataError, match=rf"line 1: field 'meta.{key}': must be a string or an integer naming the "
-                                            r"row's fact .*, or leave the key out \(got "):
+        other = "fact" if key == "group" else "group"  # said blank, with the fix, as a blank meta.family is
+        with pytest.raises(DataError, match=rf"line 1: field 'meta.{key}': is blank, which names no fact: write the "
+                                            r"row's fact \(rows sharing it stay on one side of the held-out split\), or "
+                                            rf"leave the key out \(the row is then split by its meta.{other}, else its "
+                                            r"id\) \(got "):
             load_examples(write_lines(tmp_path / f"{i}.jsonl", [row(id="a", meta=meta)]))
 
 

@@ -211,21 +211,28 @@ class Example(BaseModel):
                             "leave the key out (the row then falls back to its fact group)")
         from .._policy_fit import FALLBACK_FAMILY_PREFIXES
 
-        if isinstance(meta.get("family"), str) and meta["family"].startswith(FALLBACK_FAMILY_PREFIXES):
-            prefix = next(p for p in FALLBACK_FAMILY_PREFIXES if meta["family"].startswith(p))
-            rest = meta["family"]
+        # read stripped: " fact:x" was told to drop its spaces, then refused for its prefix
+        if isinstance(meta.get("family"), str) and meta["family"].strip().startswith(FALLBACK_FAMILY_PREFIXES):
+            rest = meta["family"].strip()
+            prefix = next(p for p in FALLBACK_FAMILY_PREFIXES if rest.startswith(p))
             while rest.startswith(FALLBACK_FAMILY_PREFIXES):  # "fact:fact:x" is not written as "fact:x"
                 rest = rest[len(next(p for p in FALLBACK_FAMILY_PREFIXES if rest.startswith(p))):].strip()
-            raise _row_rule("meta.family", f"{meta['family']!r} starts with {prefix!r}, which names the fallback group of "
+            spaced = meta["family"] != meta["family"].strip()
+            raise _row_rule("meta.family", f"{meta['family']!r} starts with {prefix!r}"
+                            + (" after its spaces" if spaced else "") + ", which names the fallback group of "
                             f"a row without meta.family ({', '.join(FALLBACK_FAMILY_PREFIXES)}), so the report would "
-                            "count it as one; " + (f"write it without the prefix (e.g. {rest!r})" if rest else
+                            "count it as one; " + (f"write it without the prefix{' and spaces' if spaced else ''} "
+                                                   f"(e.g. {rest!r})" if rest else
                                                    "name the row's kind of question (e.g. \"capital\") or leave the "
                                                    "key out (the row then falls back to its fact group)"))
         for key in ("fact", "group"):
             v = meta.get(key)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (str, int))
-                                  or isinstance(v, str) and not v.strip()):
+            if isinstance(v, str) and not v.strip():
                 # a blank one put every such row in one fallback family and one side of the split
+                raise _row_rule(f"meta.{key}", f"is blank, which names no fact: write the row's fact (rows sharing it "
+                                "stay on one side of the held-out split), or leave the key out (the row is then split "
+                                f"by its meta.{'fact' if key == 'group' else 'group'}, else its id)")
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (str, int))):
                 raise _row_rule(f"meta.{key}", _FACT_RULE)
         if isinstance(meta.get("family"), str) and meta["family"].strip() and meta["family"] != meta["family"].strip():
             raise _row_rule("meta.family", f"{meta['family']!r} starts or ends with a space, which the report does not "
