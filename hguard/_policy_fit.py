@@ -6,7 +6,7 @@ stays importable without them."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hguard._policy_thresholds import ABSTAINS_ON_NEARLY_ALL, Thresholds
@@ -499,7 +499,8 @@ def _pooled(counts) -> dict[str, Any]:
 
 def withdrawn_on_new_families(thresholds, risk: Sequence[float], hallucinated: Sequence[int],
                               families: Sequence[str] | None, *, per_family: bool = False,
-                              left_out: tuple[Sequence[float], Sequence[int], Sequence[str], Sequence[int] | None] | None = None):
+                              left_out: tuple[Sequence[float], Sequence[int], Sequence[str], Sequence[int] | None] | None = None,
+                              figure: Callable[[], dict[str, Any] | None] | None = None):
     """``thresholds`` with a certified accept threshold withdrawn (accept nothing, ``method`` saying why) when the
     calibration's own kinds of question reject it as a certificate for a kind it lacks: each family routed by the
     accept threshold fitted the same way without it (same target, confidence and certificate, on the other families'
@@ -520,10 +521,12 @@ def withdrawn_on_new_families(thresholds, risk: Sequence[float], hallucinated: S
     and two kinds of question or more, the kinds' own answers pooled (``meta_family`` of the figure, what the check read
     before fallback groups counted) withdraw it too when hallucinated above the target, so that fallback groups the
     probe separates well cannot outvote them. Unchanged without a certified accept threshold, for a hand-set one, or
-    without two families."""
+    without two families. ``figure``: where given, what gives :func:`new_family_figure` of these arguments (a caller
+    that says it again, as :meth:`hguard.domain.CalibratedDomain.refit_warnings`, keeps it), called only when needed."""
     if not thresholds.accept_below or thresholds.hand_set_measured is not None or families is None:
         return thresholds
-    fig = new_family_figure(thresholds, risk, hallucinated, families, per_family=per_family, left_out=left_out)
+    fig = figure() if figure is not None else new_family_figure(thresholds, risk, hallucinated, families,
+                                                                per_family=per_family, left_out=left_out)
     if fig is None:
         return thresholds
     t = thresholds.target

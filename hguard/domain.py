@@ -415,7 +415,8 @@ class CalibratedDomain:
                                             "calibration answer (calibrated before families were recorded): accept "
                                             "nothing; recalibrate")
         fitted = withdrawn_on_new_families(fitted, cs.risk, cs.hallucinated, cs.family, per_family=per_family,
-                                           left_out=self._left_out(domain_policy))
+                                           left_out=self._left_out(domain_policy),
+                                           figure=lambda: self._new_family_figure(fitted, domain_policy))
         held = self.held_out_scores
         if held is None:
             return fitted
@@ -437,13 +438,32 @@ class CalibratedDomain:
         return (left_out.risk, left_out.hallucinated, left_out.family,
                 left_out.out_of_distribution if self._review_far(domain_policy) else None)
 
+    def _new_family_figure(self, thresholds, domain_policy) -> dict[str, Any] | None:
+        """:func:`hguard._policy_fit.new_family_figure` of this file's calibration scores for ``thresholds`` fitted
+        for ``domain_policy``, kept for the last thresholds asked: the guard's refit withdraws by it
+        (:meth:`fit_thresholds`), then warns by it (:meth:`refit_warnings`), and with 400 kinds of question each
+        took 7 s. Keyed by all it reads of the thresholds and the policy (the scores are this frozen record's)."""
+        from ._policy_fit import new_family_figure
+
+        cs = self.calibration_scores
+        assert cs is not None and cs.family is not None
+        per_family = getattr(domain_policy, "certify", "pooled") == "per_family"
+        key = (thresholds.target, thresholds.confidence, thresholds.abstain_precision, thresholds.accept_below,
+               per_family, self._review_far(domain_policy))
+        kept = self.__dict__.get("_family_figure")
+        if kept is None or kept[0] != key:
+            kept = (key, new_family_figure(thresholds, cs.risk, cs.hallucinated, cs.family, per_family=per_family,
+                                           left_out=self._left_out(domain_policy)))
+            object.__setattr__(self, "_family_figure", kept)
+        return kept[1]
+
     def refit_warnings(self, domain_policy, thresholds, label: str) -> list[str]:
         """What ``hguard calibrate`` says of a certified accept threshold (:func:`hguard._policy_fit.
         accept_threshold_warnings`: one of 1.0, which accepts every answer; held-out families over the target), said
         of ``thresholds``, fitted from this file's scores for ``domain_policy``, when they were refitted for another
         target or confidence than the calibration's (``refitted_from``); [] otherwise. Each line opens with ``label``
         ("domain 'x'") and the refit."""
-        from ._policy_fit import accept_threshold_warnings, new_family_figure
+        from ._policy_fit import accept_threshold_warnings
 
         if thresholds is None or thresholds.refitted_from is None or not thresholds.accept_below \
                 or thresholds.hand_set_measured is not None or self.calibration_scores is None:
@@ -451,9 +471,7 @@ class CalibratedDomain:
         cs, held = self.calibration_scores, self.held_out_scores
         over: list = []
         if cs.family is not None:
-            fig = new_family_figure(thresholds, cs.risk, cs.hallucinated, cs.family,
-                                    per_family=getattr(domain_policy, "certify", "pooled") == "per_family",
-                                    left_out=self._left_out(domain_policy))
+            fig = self._new_family_figure(thresholds, domain_policy)
             over = fig["families_over_target"] if fig is not None else []
         rate = sum(held.hallucinated) / len(held.hallucinated) if held is not None and len(held.hallucinated) else None
         was = thresholds.refitted_from

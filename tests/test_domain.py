@@ -565,3 +565,30 @@ def test_fallback_groups_the_probe_separates_cannot_outvote_the_kinds_of_questio
     assert new_family_figure(th, ok, y, one)["meta_family"] is None
     # no fallback group: the figure itself, said once as before
     assert new_family_figure(th, ok[600:], y[600:], fam[600:])["meta_family"] is None
+
+
+def test_the_guards_refit_reads_the_new_family_figure_once_for_its_check_and_its_warnings(small_probe, monkeypatch):
+    """A review: with 400 kinds of question the guard's refit computed the new-family figure for its check (7.5 s),
+    then again, the same, for its start-up warnings (7.2 s). Computed once for the same thresholds and policy; another
+    target, confidence or certificate computes its own."""
+    import hguard._policy_fit as pf
+    from hguard.policy import DomainPolicy
+
+    calls = []
+    real = pf.new_family_figure
+    monkeypatch.setattr(pf, "new_family_figure", lambda *a, **k: calls.append(1) or real(*a, **k))
+    y = ([0] * 30 + [1] * 20) * 4  # 40% hallucinated in each of four families: accept_below 1.0 at a target of 0.5
+    d = _domain(small_probe, thresholds=fit_thresholds([0.5] * 200, y, target=0.2, confidence=0.9),
+                calibration_scores={"risk": [0.5] * 200, "hallucinated": y,
+                                    "family": [f for f in "abcd" for _ in range(50)]})
+    dp = DomainPolicy(target_hallucination_rate=0.5, confidence=0.9)
+    th = d.fit_thresholds(dp)
+    assert th.accept_below == 1.0 and th.refitted_from == {"target": 0.2, "confidence": 0.9} and len(calls) == 1
+    (said,) = d.refit_warnings(dp, th, "domain 'x'")
+    assert "which accepts every answer" in said and len(calls) == 1
+    for other in (DomainPolicy(target_hallucination_rate=0.6, confidence=0.9),
+                  DomainPolicy(target_hallucination_rate=0.5, confidence=0.85),
+                  DomainPolicy(target_hallucination_rate=0.5, confidence=0.85, certify="per_family")):
+        was = len(calls)
+        assert d.refit_warnings(other, d.fit_thresholds(other), "domain 'x'") and len(calls) == was + 1
+    assert replace(d).fit_thresholds(dp) == th and len(calls) == 5  # a replaced record computes its own
