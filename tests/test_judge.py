@@ -1514,6 +1514,34 @@ def test_cjk_scale_characters_read_after_a_full_width_comma_and_on_both_ends_of_
 
 
 @pytest.mark.parametrize("answer, context, missing", [
+    # a review: a range whose low end is written in full took the high end's scale on it ("月薪8000-1万元" read
+    # 80,000,000 to 10,000 yuan), so a wrong "80,000,000 yuan" passed and the right "8,000 to 10,000 yuan" was held;
+    # the low end is scaled only where that keeps it no higher than the high end, else read as written below it, else
+    # the two are no range
+    ("The monthly salary is 8,000 to 10,000 yuan.", "月薪8000-1万元。", []),
+    ("The monthly salary is 80,000,000 yuan.", "月薪8000-1万元。", ["80000000 cny"]),
+    ("The monthly salary is 6,000 to 12,000 yuan.", "月薪6000\uff5e1.2万元。", []),
+    ("The monthly salary is 60,000,000 yuan.", "月薪6000\uff5e1.2万元。", ["60000000 cny"]),
+    ("The monthly pay is 8,000 to 10,000 KRW.", "월급은 8000~1만 원이다.", []),
+    ("The monthly pay is 80,000,000 KRW.", "월급은 8000~1만 원이다.", ["80000000 krw"]),
+    ("It costs 20,230,000 yuan.", "费用为2023-5万元。", ["20230000 cny"]),
+    ("The lowest price is 30,000 yuan.", "价格为3-5万元。", []),  # scaled where that keeps it below
+    ("The lowest price is 30,000 yuan.", "价格为3-5万5千元。", []),
+])
+def test_a_cjk_range_s_low_end_takes_the_scale_only_where_it_stays_below_the_high_end(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
+def test_a_cjk_range_whose_low_end_is_above_its_high_end_either_way_is_no_range():
+    from hguard.calibrate.judge import _plain_digits
+
+    assert _plain_digits("费用20000-1万元") == "费用 20000, 10000 CNY "
+    assert _plain_digits("费用8000-1万元") == "费用 8000-10000 CNY "
+
+
+@pytest.mark.parametrize("answer, context, missing", [
     # a review: the digits after the last scale character were dropped before a sentence's full stop or a comma and
     # then glued to the value ("4万5000." read 400005000, "2万5." 200005), so "400,005,000 yen" passed from "The fee
     # is 4万5000." and the right "45,000 yen" was held; they are read before a stop or a comma, and the value is set

@@ -385,7 +385,7 @@ def _cjk_scaled(m: re.Match[str]) -> str:
     ("2千万" is 2 x 1,000 x 10,000), a ten thousand or more takes the groups since the last such unit ("1亿3千5百万" is
     100,000,000 + 3,500 x 10,000), or all before it where it is larger than the last ("1万亿" is 10^12). A group that
     does not go down from the one before starts another number ("1万 2万" are two). A range's first end takes the
-    characters of the first group ("3-5万" is 30,000-50,000)."""
+    characters of the first group ("3-5万" is 30,000-50,000) where that keeps it no higher than the second end."""
     numbers: list[Decimal] = []
     total, section, last, small, scale = Decimal(0), Decimal(0), 0, 10**4, 1
     parts = _CJK_PART.findall(m.group(0))
@@ -405,11 +405,6 @@ def _cjk_scaled(m: re.Match[str]) -> str:
             section, value, last, small = Decimal(0), Decimal(0), scale, 10**4
         section += value
     low, zero, tail = m.group(1, 2, 3)
-    if low is not None:
-        low_value = Decimal(low.replace(",", ""))
-        for c in parts[0][1]:
-            low_value *= _CJK_SCALES[c]
-        numbers.insert(0, low_value)
     after = ""
     if tail is not None:
         rest = Decimal(tail.replace(",", ""))
@@ -417,10 +412,23 @@ def _cjk_scaled(m: re.Match[str]) -> str:
             after = f" {tail}"
         else:
             section += rest * scale / 10 if len(tail) == 1 and zero is None and scale > 10 else rest
-    read = [format(n.normalize(), "f") for n in (*numbers, total + section)]
+    numbers.append(total + section)
+    read = " ".join(format(n.normalize(), "f") for n in numbers)
+    if low is not None:
+        # the low end takes the high end's scale where that keeps it no higher ("3-5万" is 30,000-50,000), else it is
+        # read as written where it is below the high end ("8000-1万" is 8,000-10,000, never 80,000,000-10,000); above
+        # it even so, the two are no range ("20000-1万": 20,000 and 10,000, the unit on the second only)
+        low_value = Decimal(low.replace(",", ""))
+        scaled = low_value
+        for c in parts[0][1]:
+            scaled *= _CJK_SCALES[c]
+        if scaled <= numbers[0] or low_value < numbers[0]:
+            read = format((scaled if scaled <= numbers[0] else low_value).normalize(), "f") + "-" + read
+        else:
+            read = f"{low}, {read}"
     # set apart from what follows: "4万5000.5" is 40,000 and 5,000.5, never "400005000.5"
     apart = "" if m.string[m.end():m.end() + 1].isspace() else " "
-    return (f"{read[0]}-" + " ".join(read[1:]) if low is not None else " ".join(read)) + after + apart
+    return read + after + apart
 
 
 def _plain_digits(text: str) -> str:
