@@ -1493,6 +1493,26 @@ def test_korean_jo_is_a_trillion_after_digits_not_after_je(answer, context, miss
 
 
 @pytest.mark.parametrize("answer, context, missing", [
+    # a review: 조 after digits was read as a trillion inside words too ("3조각" 3 pieces, "3조건" 3 conditions, "3조는"
+    # team 3), so the faithful "3 pieces" was held and "3,000,000,000,000 pieces" passed; 조 is a scale only at its
+    # word's end or before a currency or digits
+    ("It was cut into 3 pieces.", "케이크를 3조각으로 나눴다.", []),
+    ("It was cut into 3,000,000,000,000 pieces.", "케이크를 3조각으로 나눴다.", ["3000000000000"]),
+    ("There are 3 conditions.", "3조건을 충족해야 한다.", []),
+    ("Team 3 has 5 members.", "3조는 5명이다.", []),
+    ("Revenue was 3 trillion won.", "매출은 3조원이다.", []),
+    ("Revenue was 3 trillion dollars.", "매출은 3조달러이다.", []),
+    ("Revenue was 1,200,000,000,000 KRW.", "매출은 1조2천억 원이다.", []),
+    ("Revenue was 3,000,000,000,000 KRW.", "매출은 3조 원이다.", []),
+    ("Revenue was 3 KRW.", "매출은 3조 원이다.", ["3 krw"]),
+])
+def test_korean_jo_is_a_trillion_only_at_its_word_s_end_or_before_a_currency_or_digits(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
+@pytest.mark.parametrize("answer, context, missing", [
     # a review: a number with a scale character was not read after a full-width comma ("1万，2万，3万元", as Chinese
     # lists), and a range's first end was read without the scale written after its second ("3-5万元"), so "2元" and
     # "3元" passed and the right "2万元" and "30,000 yuan" were held

@@ -357,7 +357,10 @@ _FULL_WIDTH[0xFFE5] = "\u00a5"  # the full-width yen or yuan sign
 _CJK_SCALES = {"十": 10, "百": 100, "千": 10**3, "万": 10**4, "萬": 10**4, "亿": 10**8, "億": 10**8, "兆": 10**12,
                "십": 10, "백": 100, "천": 10**3, "만": 10**4, "억": 10**8, "조": 10**12}
 _CJK_DIGITS = r"\d+(?:,\d{3})*"
-_CJK_GROUP = _CJK_DIGITS + r"(?:\.\d+)?[" + "".join(_CJK_SCALES) + "]+"
+# 조 is a scale only at its word's end or before a currency or digits ("3조 원", "3조원", "1조2천억"): inside a word it is
+# no number's ("3조각" is 3 pieces, "3조건" 3 conditions, "3조는" team 3)
+_CJK_SCALE_CHAR = r"(?:[" + "".join(c for c in _CJK_SCALES if c != "조") + r"]|조(?![^\W\d_])|조(?=원|달러|유로))"
+_CJK_GROUP = _CJK_DIGITS + r"(?:\.\d+)?" + _CJK_SCALE_CHAR + "+"
 # (a number starts at its first digit, not after a grouping comma or a decimal point: "1，2万" is no 2万, "1万，2万" two)
 _RANGE_DASHES = "-\u2012\u2013\u2014\ufe63"  # "2-4 mg" is 2 to 4 mg (`_RANGE_DASH`)
 # a range with the scale written once, "3-5万元" (30,000 to 50,000 yuan), "3~5억", "3〜5万円", "3至5万": the scale is
