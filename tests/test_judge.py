@@ -1476,6 +1476,25 @@ def test_a_yen_or_yuan_sign_is_read_as_the_currency_written_beside_it(answer, co
 
 
 @pytest.mark.parametrize("answer, context, missing", [
+    # a review: "¥" was dropped where a code or name followed its number, also where that code opens a conversion
+    # ("¥1,000 (CNY 48)" read "1,000 (CNY 48)": CNY went to 48 and 1,000 was left bare, matching any unit), so a wrong
+    # "1,000 dollars" passed and from "¥1,000 (yuan 48)" the right "1,000 yen" was held; the sign is replaced by the
+    # currency it is read as, and a code or name beside it says which only where no number follows that code
+    ("The ticket costs 1,000 dollars.", "The ticket costs \u00a51,000 (CNY 48).", ["1000 dollar"]),
+    ("The ticket costs 1,000 euros.", "The ticket costs \u00a51,000 (CNY 48).", ["1000 euro"]),
+    ("The ticket costs 1,000 yen.", "The ticket costs \u00a51,000 (yuan 48).", []),
+    ("The ticket costs 1,000 yuan.", "The ticket costs \u00a51,000 (yuan 48).", []),
+    ("The ticket costs 48 yuan.", "The ticket costs \u00a51,000 (CNY 48).", []),
+    ("The fee is 100 dollars.", "The fee is \u00a5100 (JPY).", ["100 dollar"]),
+    ("The fee is 100 dollars.", "料金は\u00a5100円です。", ["100 dollar"]),
+])
+def test_a_yen_or_yuan_sign_is_never_left_a_bare_number(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
+@pytest.mark.parametrize("answer, context, missing", [
     # a review: Korean 조 (a trillion) was not read, so "1조 2천억 원" stated only "2천억 원" and a wrong
     # "200,000,000,000 KRW" passed; 조 after digits is 10^12 unless 제 stands before them ("제3조" is article 3)
     ("Revenue was 200,000,000,000 KRW.", "매출은 1조 2천억 원입니다.", ["200000000000 krw"]),

@@ -376,11 +376,19 @@ _CJK_CURRENCIES = {"円": "JPY", "日元": "JPY", "日圆": "JPY", "元": "CNY",
                    "ドル": "dollars", "ユーロ": "EUR", "ポンド": "GBP", "달러": "dollars", "유로": "EUR"}
 _CJK_CURRENCY = re.compile(r"(?<=\d) ?(" + "|".join(sorted(_CJK_CURRENCIES, key=len, reverse=True)) + ")")
 # "\u00a5" is the yen's sign and the yuan's (`_CURRENCY_FAMILIES`), unless the text says which: "\u00a5100 (JPY)",
-# "\u00a5100円", "\u00a5100 RMB", "CN\u00a5100" and "JP\u00a5100" are in that currency (the sign dropped, the code kept)
+# "\u00a5100円", "\u00a5100 RMB", "CN\u00a5100" and "JP\u00a5100" are in that currency (the sign replaced by its code,
+# never dropped: a number left bare matches any unit). A code or name after the number says so only where no number
+# follows it: "\u00a51,000 (CNY 48)" converts, 48 is in yuan and the sign stays the yen or the yuan
 _YEN_OR_YUAN = frozenset({"yen", "cny"})
 _YEN_OR_YUAN_NAME = "|".join(sorted((w for w, unit in _UNIT_WORDS.items() if unit in _YEN_OR_YUAN), key=len, reverse=True))
-_YEN_OR_YUAN_SAID = re.compile(r"(?i)\u00a5 ?(\d+(?:[.,]\d+)*)(?=\s*\(?\s*(?:" + _YEN_OR_YUAN_NAME + r")(?![^\W\d_]))"
+_YEN_OR_YUAN_SAID = re.compile(r"(?i)\u00a5 ?(?=\d+(?:[.,]\d+)*\s*\(?\s*(" + _YEN_OR_YUAN_NAME + r")(?![^\W\d_])(?!\s*\d))"
                                r"|\b(?:(CN|RMB|CNY)|(JP|JPY)) ?\u00a5 ?(?=\d)")
+
+
+def _yen_or_yuan_said(m: re.Match[str]) -> str:
+    """The code of the currency a "\u00a5" is read as (`_YEN_OR_YUAN_SAID`), in the sign's place."""
+    name, yuan = m.group(1), m.group(2)
+    return " CNY " if yuan or (name and _UNIT_WORDS[normalize(name.lower())] == "cny") else " JPY "
 
 
 def _cjk_scaled(m: re.Match[str]) -> str:
@@ -440,13 +448,14 @@ def _plain_digits(text: str) -> str:
     characters dropped (a zero-width joiner inside "1\u200d000"), a number set apart from the letters of another
     script, currency codes that are English words read in capitals ("30 TRY"), and a currency written on its
     number set apart from it; the ideographic comma separates ("100、200、300元" lists three amounts); "\u00a5" is
-    dropped where a code or name beside it says whether it is the yen or the yuan ("\u00a5100 (JPY)" is "100 (JPY)")."""
+    replaced by its code where a code or name beside it says whether it is the yen or the yuan ("\u00a5100 (JPY)" is
+    "JPY 100 (JPY)")."""
     text = without_ignorables(text).translate(_FULL_WIDTH).translate(_ARABIC_MARKS)
     if not text.isascii():
         text = _ENCLOSING_MARK.sub("", text)  # a keycap "3\u20e30\u20e3" shows as 3 and 0 side by side: "30"
         text = "".join(_digits_of(c) for c in text)
         text = _CJK_CURRENCY.sub(lambda m: f" {_CJK_CURRENCIES[m.group(1)]} ", _CJK_SCALED.sub(_cjk_scaled, text))
-        text = _YEN_OR_YUAN_SAID.sub(lambda m: m.group(1) or (" CNY " if m.group(2) else " JPY "), text)
+        text = _YEN_OR_YUAN_SAID.sub(_yen_or_yuan_said, text)
         text = _SCRIPT_DIGIT.sub(" ", text)
     text = _CAPITAL_CODES.sub(lambda m: _CAPITAL_CODE_AS[m.group(1)], text)
     text = _GLUED_CURRENCY.sub(r"\1 \2", text)
