@@ -1452,6 +1452,30 @@ def test_a_currency_matches_its_family_only_in_an_amount(answer, aliases, label)
     assert judge(answer, aliases).label == label
 
 
+@pytest.mark.parametrize("answer, aliases, label", [
+    # a review: matching the family in an amount only left a right currency named alone unmatched ("Sweden uses the
+    # krona." for SEK was hallucinated); a code matches its own currency's name alone ("¥" the yen or the yuan, the
+    # one the other aliases name), never after another country's adjective
+    ("Sweden uses the krona.", ["SEK"], "correct"),
+    ("Sweden uses the krona.", ["Swedish krona", "SEK"], "correct"),
+    ("Denmark uses the krone.", ["DKK"], "correct"),
+    ("Mexico uses the peso.", ["MXN"], "correct"),
+    ("Switzerland uses the franc.", ["CHF"], "correct"),
+    ("Japan uses the yen.", ["\u00a5"], "correct"),
+    ("China uses the yuan.", ["\u00a5"], "correct"),
+    ("Sweden uses the Swedish krona.", ["SEK"], "correct"),
+    ("Norway uses the krona.", ["NOK"], "hallucinated"),  # the krona is not the krone
+    ("Norway uses the Swedish krona.", ["NOK"], "hallucinated"),
+    ("Sweden uses the Norwegian krone.", ["SEK"], "hallucinated"),
+    ("Switzerland uses the French franc.", ["CHF"], "hallucinated"),
+    ("Switzerland uses the CFA franc.", ["CHF"], "hallucinated"),
+    ("Chile uses the Mexican peso.", ["CLP"], "hallucinated"),
+    ("China uses the yen.", ["Chinese yuan", "CNY", "\u00a5"], "hallucinated"),
+])
+def test_a_currency_code_matches_its_own_currency_named_alone(answer, aliases, label):
+    assert judge(answer, aliases).label == label
+
+
 @pytest.mark.parametrize("answer, context, missing", [
     # a review: "¥" was read as the yen or the yuan even where a code, name or CJK currency beside it says which, so
     # "100 CNY" passed from "¥100 (JPY)" and "100 yuan" from "¥100円"; the currency said is read, the family only where

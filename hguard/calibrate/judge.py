@@ -781,6 +781,22 @@ _CURRENCY_FAMILIES = {"krona": frozenset({"sek", "nok", "dkk", "isk"}),
                       # "\u00a5" is the yen's sign and the yuan's: "\u00a5100" is "100円" or "100元"
                       "yenyuan": _YEN_OR_YUAN}
 _FAMILY_OF = {code: name for name, codes in _CURRENCY_FAMILIES.items() for code in codes}
+# a currency named alone ("Sweden uses the krona", "the franc"): each code's own name (its family's other codes share
+# the family's name in an amount only, `_find`), with the adjectives of the countries whose currency it is; another
+# country's before the name is another currency ("the French franc" is no CHF, "the Swedish krona" no NOK)
+_KRONA, _KRONE, _PESO, _FRANC = (frozenset({"krona", "kronor"}), frozenset({"krone", "kroner"}),
+                                 frozenset({"peso", "pesos"}), frozenset({"franc", "francs"}))
+_CODE_NAMES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "sek": (_KRONA, frozenset({"swedish"})), "nok": (_KRONE, frozenset({"norwegian"})),
+    "dkk": (_KRONE, frozenset({"danish"})), "isk": (frozenset({"krona", "kronur"}), frozenset({"icelandic"})),
+    "mxn": (_PESO, frozenset({"mexican"})), "clp": (_PESO, frozenset({"chilean"})),
+    "php": (_PESO, frozenset({"philippine"})), "ars": (_PESO, frozenset({"argentine", "argentinian", "argentinean"})),
+    "cop": (_PESO, frozenset({"colombian"})), "chf": (_FRANC, frozenset({"swiss"})),
+    "xof": (_FRANC, frozenset({"cfa", "african"})), "xaf": (_FRANC, frozenset({"cfa", "african"})),
+    "yen": (frozenset({"yen"}), frozenset({"japanese"})), "cny": (frozenset({"cny"}), frozenset({"chinese"}))}
+_CURRENCY_ADJECTIVES = frozenset().union(*(adjectives for _, adjectives in _CODE_NAMES.values())) | frozenset(
+    "french belgian luxembourgish comorian congolese guinean malagasy rwandan burundian djiboutian cuban dominican "
+    "uruguayan faroese korean".split())
 # units as a reason shows them where the word read is no reader's ("300 \u00a5 (yen or yuan)", not "300 yenyuan")
 _UNIT_SHOWN = {"yenyuan": "\u00a5 (yen or yuan)"}
 _LIST_MARKER = re.compile(r"(?m)^\s*\d+[.)](?=\s)|\[\d+\]")  # "1. ..." at a line's start, a citation "[1]"
@@ -1400,11 +1416,12 @@ def _negated(ans_tok: list[str], clause: list[int], start: int, end: int, q: lis
     return bool(_stems(tail) & _stems(q))
 
 
-def _find(seq: list[str], sub: list[str]) -> list[int]:
+def _find(seq: list[str], sub: list[str], yen_or_yuan: frozenset[str] = _YEN_OR_YUAN) -> list[int]:
     """Where ``sub`` stands in ``seq``; in an amount, a currency of a family matches the family's name ("¥500" is "500
     yen" and "500元", "200 kr" is "200 SEK"), as the number hold reads them (`_CURRENCY_FAMILIES`): only beside a
-    number in both, the currency named alone is matched word for word ("the Swedish krona" is no "NOK", "the yuan" no
-    "¥")."""
+    number in both. Named alone, a code matches its own currency's name (`_CODE_NAMES`: "SEK" the krona, "CHF" the
+    franc, "¥" the yen or the yuan, ``yen_or_yuan`` where the other aliases say which), not after another country's
+    adjective ("the Swedish krona" is no "NOK", "the French franc" no "CHF")."""
     n, m = len(seq), len(sub)
     if not any(t in _FAMILY_OF or t in _CURRENCY_FAMILIES for t in sub):
         return [i for i in range(n - m + 1) if seq[i : i + m] == sub]
@@ -1412,9 +1429,15 @@ def _find(seq: list[str], sub: list[str]) -> list[int]:
     def in_amount(words: list[str], k: int) -> bool:
         return any(_canonical_number(w) is not None for w in words[max(0, k - 1):k] + words[k + 1:k + 2])
 
+    def named(i: int, k: int) -> bool:
+        codes = yen_or_yuan if sub[k] == "yenyuan" else (sub[k],)
+        own = [_CODE_NAMES[c] for c in codes if c in _CODE_NAMES and seq[i + k] in _CODE_NAMES[c][0]]
+        before = seq[i - 1] if k == 0 and i > 0 else ""
+        return any(before not in _CURRENCY_ADJECTIVES or before in adjectives for _, adjectives in own)
+
     def same(i: int, k: int) -> bool:
         a, b = seq[i + k], sub[k]
-        return a == b or ((_FAMILY_OF.get(a) == b or _FAMILY_OF.get(b) == a) and in_amount(seq, i + k) and in_amount(sub, k))
+        return a == b or ((_FAMILY_OF.get(a) == b or _FAMILY_OF.get(b) == a) and in_amount(seq, i + k) and in_amount(sub, k)) or named(i, k)
 
     return [i for i in range(n - m + 1) if all(same(i, k) for k in range(m))]
 
@@ -1490,9 +1513,11 @@ def _match(answer: str, aliases: list[str], question: str | None = None) -> tupl
     choices = {q[j] for i, w in enumerate(q) if w == "or" for j in (i - 1, i + 1) if 0 <= j < len(q)}
     spoiled: str | None = None
     echoed: str | None = None
+    # "¥" among the aliases is the yen or the yuan the others name, either where they name neither or both
+    yen_or_yuan = frozenset(t for a in aliases for t in _tokens(a) if t in _YEN_OR_YUAN) or _YEN_OR_YUAN
     for alias in aliases:
         al = _tokens(alias)
-        for start in _find(ans_tok, al):
+        for start in _find(ans_tok, al, yen_or_yuan):
             if alias in codes and not _in_capitals(answer, ans_cased, start, alias):  # "tell us", "and": words
                 continue
             if q and _echoed(ans_tok, start, len(al), q, ans_cased, q_cased) and (not choices or (choices - set(al)) & set(ans_tok[:start])):
