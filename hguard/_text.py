@@ -26,7 +26,7 @@ import regex  # Unicode properties the standard re lacks
 
 from .errors import one_line
 
-__all__ = ["misdecoded", "asks_only_yes_no", "asks_yes_no", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "kana_only",
+__all__ = ["misdecoded", "asks_only_yes_no", "asks_yes_no", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "japanese_grammar",
            "language_of",
            "script_of", "script_words",
            "direction_controls", "listed", "reads_english", "same_words", "shown_plainly", "without_ignorables", "words_of"]
@@ -281,14 +281,49 @@ _ANY_WORD = regex.compile(rf"[{UNSPACED}]+|[\p{{L}}\p{{N}}_--[{UNSPACED}]](?:[\p
 _ARABIC_ARTICLE = regex.compile(r"^\u0627\u0644(?=\p{Arabic}{2})")  # "ال" before a word of two letters or more
 _UNSPACED_START = regex.compile(f"[{UNSPACED}]")
 _KANA_ONLY = regex.compile(r"[\p{Hiragana}\u30fc]+")  # hiragana and the long-vowel mark
+# Japanese grammar written in hiragana: the particles, and the function words, auxiliaries and inflections besides the
+# stop-words list's own (`function_words`, which has few: "です", "ます", "あります", "から")
+_PARTICLES = "は が を に で と も の か へ や よ ね な".split()
+_JAPANESE_GRAMMAR = """
+です でした でしょう でしょうか だ だった ます ました ましょう ません ませんでした まして
+できます できました できません できる できない できれば ください
+あります ありました ありません ある あった あれば ない なかった なく なくて なければ
+います いました いません いる いた いて おります おりました ございます
+します しました しません する した して しない しなければ され される されます されて されている させる
+なります なりました なりません なる なった なって なれば
+れます られます れる られる られて れて
+はい いいえ いえ ええ いい よい よく
+けれども けれど けど しかし そして また および または それで ですが でも ただし
+という といった といって について によって による において における として とする とともに
+ため ので のに から まで までに より だけ など ほど くらい ぐらい ばかり
+こと もの ところ よう そう
+これ それ あれ どれ この その あの どの ここ そこ あそこ どこ こちら そちら あちら どちら
+なに なん だれ いつ どう どうぞ
+""".split()
 
 
-def kana_only(word: str) -> bool:
-    """Whether ``word`` (of :func:`words_of` or the grounding tokens) is hiragana alone: Japanese grammar, its particles
-    and inflections and the bigrams that straddle them ("はい", "でき", "きま", "ませ", "はで"), which every Japanese
-    passage holds, so never evidence that a passage says what an answer says, nor a content word a question and its
-    passage share. A Japanese content word holds a kanji or katakana ("休暇", "取得", "パス")."""
-    return _KANA_ONLY.fullmatch(word) is not None
+@lru_cache(maxsize=1)
+def _grammar_bigrams() -> frozenset[str]:
+    """The bigrams of hiragana that Japanese grammar writes (:func:`japanese_grammar`): those of each function word
+    (the stop-words list's, `function_words`, and `_JAPANESE_GRAMMAR`), and those a particle makes beside one or
+    another particle ("すが" of "ですが", "には"), or after the long-vowel mark ending a katakana word."""
+    words = [w for w in (*function_words()["japanese"], *_JAPANESE_GRAMMAR) if _KANA_ONLY.fullmatch(w)]
+    grams = {g for w in words for g in script_words(w) if len(g) == 2}
+    grams |= {a + b for a in _PARTICLES for b in _PARTICLES}
+    grams |= {w[-1] + p for w in words for p in _PARTICLES} | {p + w[0] for w in words for p in _PARTICLES}
+    grams |= {"\u30fc" + g[0] for g in grams}  # after a katakana word's long vowel ("カレーです": ーで)
+    return frozenset(grams)
+
+
+def japanese_grammar(word: str) -> bool:
+    """Whether ``word`` (of :func:`words_of` or the grounding tokens) is Japanese grammar written in hiragana: a
+    particle, or a bigram of a function word, an auxiliary or an inflection or one straddling it and a particle
+    ("はい", "でき", "きま", "ませ", "すが"), which every Japanese passage holds, so never evidence that a passage says
+    what an answer says, nor a content word a question and its passage share. A content word in hiragana is
+    evidence as one with a kanji or katakana is ("おにぎり": おに, にぎ, ぎり; "休暇", "パス")."""
+    if not _KANA_ONLY.fullmatch(word):
+        return False
+    return len(word) < 2 or word in _grammar_bigrams()
 
 
 def script_words(word: str) -> list[str]:

@@ -332,3 +332,29 @@ def test_the_off_topic_reason_names_a_shared_script_not_one_of_its_languages(que
     # the passage's side: held even where context_relevance is not 0 (it reads English words), named alike
     said = off_question("How many days of leave?", question, 0.3)
     assert said is not None and f"(the passage {asked[asked.index('(') + 1:asked.index(')')]})" in said, said
+
+
+def test_a_japanese_content_word_in_hiragana_is_evidence():
+    """Dropping every bigram of hiragana alone dropped content words written in hiragana too ("おにぎり"), so a wrong
+    answer naming one kept only the question's words: "社員食堂の名物はおにぎりです。" over a passage on カレーライス
+    merged 0.775 (0.080 before). Only grammar is dropped (:func:`hguard._text.japanese_grammar`): particles, function
+    words and inflections."""
+    from hguard._text import japanese_grammar
+    from hguard.signals.grounding import MERGE_WEIGHTS, GroundingScorer
+
+    merge = GroundingScorer(weights=MERGE_WEIGHTS).merge
+    q, passage = "社員食堂の名物は何ですか？", "社員食堂の名物はカレーライスです。毎週金曜日に出ます。"
+
+    def merged(answer, context):
+        return merge({"grounding_lexical": lexical_support(answer, context, q),
+                      "grounding_phrase": phrase_support(answer, context, q),
+                      "grounding_proximity": proximity_support(answer, context, q), "grounding_embedding": 0.5})
+
+    for wrong in ("社員食堂の名物はおにぎりです。", "名物はおすしです。", "おにぎりです。"):
+        assert merged(wrong, passage) < 0.2, wrong
+    assert content_tokens("おにぎりです。") == ["おに", "にぎ", "ぎり"]
+    assert merged("おにぎりです。", "社員食堂の名物はおにぎりです。") > 0.9
+    assert merged("社員食堂の名物はカレーライスです。", passage) > 0.9
+    assert all(japanese_grammar(w) for w in ("はい", "でき", "きま", "ます", "ませ", "せん", "あり", "りま", "いい", "いえ",
+                                             "して", "くだ", "さい", "すが", "には", "は"))
+    assert not any(japanese_grammar(w) for w in ("おに", "にぎ", "ぎり", "すし", "休暇", "カレ"))

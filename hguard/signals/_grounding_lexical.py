@@ -13,7 +13,7 @@ from typing import Any
 
 import regex
 
-from hguard._text import (_SPELLING_MARK, UNSPACED, fold_accents, function_words, join_digit_groups, kana_only,
+from hguard._text import (_SPELLING_MARK, UNSPACED, fold_accents, function_words, join_digit_groups, japanese_grammar,
                           language_of,
                           script_words, words_of)
 from hguard.errors import InputError
@@ -144,8 +144,9 @@ def content_tokens(text: str) -> list[str]:
 
     Number words up to twenty become digits so ``three`` matches ``3``. A word of another script is dropped when it is
     one of the function words of the language the text is in (:func:`hguard._text.language_of`; none when that is
-    not known), a one-letter word unless it is a Chinese or Japanese character, and Japanese grammar: hiragana alone
-    (:func:`hguard._text.kana_only`: "でき", "きま" of "できます" are in every Japanese passage).
+    not known), a one-letter word unless it is a Chinese or Japanese character, and Japanese grammar written in
+    hiragana (:func:`hguard._text.japanese_grammar`: "でき", "きま" of "できます" are in every Japanese passage; a
+    content word in hiragana, "おにぎり", is kept).
     """
     out = []
     foreign: frozenset[str] | None = None
@@ -154,7 +155,7 @@ def content_tokens(text: str) -> list[str]:
             if foreign is None:
                 lang = language_of(words_of(text))
                 foreign = function_words()[lang] if lang != "english" else frozenset()
-            if t in foreign or (len(t) < 2 and not _UNSPACED_LETTER.match(t)) or kana_only(t):
+            if t in foreign or (len(t) < 2 and not _UNSPACED_LETTER.match(t)) or japanese_grammar(t):
                 continue
             out.append(t)
             continue
@@ -293,8 +294,8 @@ def phrase_support(answer: str, context: str | Sequence[str], question: str | No
     not supported by a context that says "Lord Black of Crossharbour" and "Green Park, London", though
     each word is there). A leading article is dropped; a one-word answer scores 1 when the context
     has the word, else 0; an empty answer 0.5; an answer or context it cannot read (:func:`unread`) NaN. Japanese
-    grammar is no phrase (:func:`hguard._text.kana_only`): a pair of hiragana bigrams is left out, and an answer of
-    hiragana alone scores 0.
+    grammar is no phrase (:func:`hguard._text.japanese_grammar`): a pair of its bigrams is left out, and an answer of
+    grammar alone scores 0.
     ``question`` is accepted for a uniform signature and not used: a phrase copied from the question is
     rare in an answer and still has to be in the context.
     """
@@ -307,15 +308,15 @@ def phrase_support(answer: str, context: str | Sequence[str], question: str | No
         at = at[1:]
     if not at:
         return 0.5
-    if all(kana_only(t) for t in at):  # Japanese grammar alone ("はい、できます。"), as every Japanese passage has it
+    if all(japanese_grammar(t) for t in at):  # Japanese grammar alone ("はい、できます。"), as every Japanese passage has it
         return 0.0
     ct = _plain_tokens(ctx)
     if len(at) == 1:
         return 1.0 if at[0] in set(ct) else 0.0
     cb = set(zip(ct, ct[1:]))
-    # two bigrams of hiragana alone (a particle or an inflection: "できます" is でき, きま, ます) are no phrase of the
-    # passage's: left out, as a word holding a kanji or katakana is beside them
-    ab = [b for b in zip(at, at[1:]) if not (kana_only(b[0]) and kana_only(b[1]))]
+    # two bigrams of grammar (a particle or an inflection: "できます" is でき, きま, ます) are no phrase of the
+    # passage's: left out, as a content word is beside them
+    ab = [b for b in zip(at, at[1:]) if not (japanese_grammar(b[0]) and japanese_grammar(b[1]))]
     return sum(b in cb for b in ab) / len(ab)
 
 

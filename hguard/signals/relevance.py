@@ -35,7 +35,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from hguard._text import (asks_yes_no, function_words, kana_only, language_of, offers_alternatives, reads_english,
+from hguard._text import (asks_yes_no, function_words, japanese_grammar, language_of, offers_alternatives, reads_english,
                           script_of, without_ignorables, words_of)
 from hguard.signals._grounding_lexical import _stem, _word_matches, unread
 from hguard.errors import InputError
@@ -109,7 +109,7 @@ def _shares(question: str, text: str, said: list[str], said_in: str, english: bo
     else:
         lang = language_of(words_of(question))
         asked = [w for w in dict.fromkeys(words_of(question))
-                 if w not in function_words()[lang] and (len(w) > 1 or w.isdigit()) and not kana_only(w)]
+                 if w not in function_words()[lang] and (len(w) > 1 or w.isdigit()) and not japanese_grammar(w)]
         vocab = set(said) - foreign
     stems = {_stem(w) for w in vocab}
     return not asked or any(_word_matches(w, vocab, stems, True) for w in asked)
