@@ -454,20 +454,22 @@ def request_error(exc: _E, index: int) -> _E:
     record, or, for a request decided before the batch failed (its answer said undelivered), its decision, also as
     ``decision_audit_id``; for a framework that hands each input of a batch its own outcome (LangChain's batch with
     ``return_exceptions``), whose audit handler records per input the id its error carries. ``exc`` itself when it
-    names no record for ``index`` or cannot be copied."""
-    import copy
-
+    names no record for ``index`` or cannot be copied. The copy is made without its type's constructor, which need
+    not take its own ``args`` back (``__init__(self, code)`` building the message from ``code``: called again with the
+    finished message, it said "model server error model server error 503")."""
     rid = (getattr(exc, "audit_id_by_index", None) or {}).get(index)
     if rid is None:
         return exc
+    cls = type(exc)
     try:
-        own = copy.copy(exc)  # its type's own constructor, from its args
+        try:  # BaseException.__new__ keeps the args (and an OSError's errno, strerror, filename); no __init__ runs
+            own = cls.__new__(cls, *exc.args)
+        except Exception:  # a __new__ of its own that takes other arguments
+            own = cls.__new__(cls)
+        own.args = exc.args
+        own.__dict__.update(exc.__dict__)
     except Exception:
-        try:  # a constructor that does not take its own args back: the instance made without it
-            own = type(exc).__new__(type(exc), *exc.args)
-            own.__dict__.update(exc.__dict__)
-        except Exception:
-            return exc
+        return exc
     own.__traceback__, own.__cause__, own.__context__ = exc.__traceback__, exc.__cause__, exc.__context__
     own.__suppress_context__ = exc.__suppress_context__
     for name in ("audit_id_by_index", "audit_ids", "decision_audit_ids", "decision_audit_id"):

@@ -654,3 +654,41 @@ def test_each_request_of_a_failed_batch_gets_its_own_copy_of_the_error_naming_it
         assert not hasattr(first, "decision_audit_id") and first.__traceback__ is exc.__traceback__
         assert getattr(first, "code", 2) == 2
         assert request_error(exc, 3) is exc  # no record of its own: the error itself
+
+
+def test_a_request_s_copy_of_the_error_keeps_its_message_when_its_constructor_builds_the_message():
+    """A model server's error whose constructor builds its message from a code: copying it called the constructor
+    again with the finished message, and each LangChain batch slot said "model server error model server error 503"."""
+    import pickle
+
+    from hguard._guard_records import request_error
+
+    class ModelServerError(RuntimeError):
+        def __init__(self, code):
+            self.code = code
+            super().__init__(f"model server error {code}")
+
+    class WithDefault(RuntimeError):
+        def __init__(self, detail="out of memory"):
+            super().__init__(f"CUDA failure: {detail}")
+
+    class OwnNew(RuntimeError):  # a __new__ that takes other arguments than its args: not copied, the error itself
+        def __new__(cls, code, *, retry):
+            return super().__new__(cls)
+
+        def __init__(self, code, *, retry):
+            super().__init__(f"error {code}, retry in {retry} s")
+
+    refused = ConnectionRefusedError(111, "Connection refused")
+    for exc in (ModelServerError(503), WithDefault(), refused, OwnNew(7, retry=3)):
+        exc.audit_id, exc.audit_ids = "e1", ["e1", "e2"]
+        exc.audit_id_by_index, exc.decision_audit_ids = {0: "e1", 1: "e2"}, []
+        own = request_error(exc, 1)
+        if isinstance(exc, OwnNew):
+            assert own is exc and str(exc) == "error 7, retry in 3 s"
+            continue
+        assert own is not exc and type(own) is type(exc) and str(own) == str(exc) and own.args == exc.args
+        assert own.audit_id == "e2" and own.audit_ids == ["e2"] and getattr(own, "code", None) == getattr(exc, "code", None)
+    own = request_error(refused, 1)
+    assert (own.errno, own.strerror) == (111, "Connection refused")
+    assert str(pickle.loads(pickle.dumps(own))) == str(refused)
