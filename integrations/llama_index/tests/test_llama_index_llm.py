@@ -430,3 +430,28 @@ def test_a_chat_hguardllm_refuses_is_on_record_with_its_id_on_the_error(make_gua
         HGuardLLM(guard, domain="alpha").chat(chat)
     (rec,) = list(AuditLog(guard.audit.path))
     assert rec["kind"] == "error" and rec["id"] == err.value.audit_id and rec["source"] == "HGuardLLM"
+
+
+def test_a_failure_whose_message_cannot_be_read_is_noted_for_its_request_without_raising():
+    """The model raising an error whose str() raises: noting the failure for the request formatted its message, so the
+    adapter raised the UnicodeDecodeError of its str() in place of the model's own error (the guard had recorded it).
+    (LlamaIndex's own span wrapper, which takes str() of the error as it drops the span, is not the adapter's.)"""
+    from llama_index.core.instrumentation.span import active_span_id
+
+    from llama_index.llms.hguard.templates import _FAILED, failed_step, note_failure
+
+    class OddError(RuntimeError):
+        def __str__(self):
+            raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    odd = OddError()
+    odd.audit_id = "e1"
+    token = active_span_id.set("HGuardLLM.complete-odd")
+    try:
+        note_failure(odd)
+    finally:
+        active_span_id.reset(token)
+    (failure,) = _FAILED.pop("HGuardLLM.complete-odd")
+    assert failure["error"].startswith("OddError: OddError() (its message could not be read") and \
+        failure["error_audit_id"] == "e1"
+    assert "error record e1" in failed_step(failure)

@@ -38,7 +38,7 @@ from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from llama_index.core.schema import MetadataMode
 from llama_index.core.instrumentation.span.simple import SimpleSpan
 
-from hguard.errors import one_line
+from hguard.errors import error_text, one_line
 from hguard.streaming import GuardedText, appears_in, blank, nothing_retrieved, with_text
 
 
@@ -289,7 +289,7 @@ def note_failure(exc: BaseException) -> None:
     span = active_span_id.get()
     if span is None:  # outside any instrumented call the error reaches the caller
         return
-    failure = {"span_id": span, "error": one_line(f"{type(exc).__name__}: {exc}", 300)}
+    failure = {"span_id": span, "error": one_line(error_text(exc), 300)}  # never raising: the error itself is raised
     refused = getattr(exc, "audit_id", None)  # the guard's own error record of a request it refused
     if isinstance(refused, str) and refused:
         failure["error_audit_id"] = refused
