@@ -64,6 +64,16 @@ class _Recording:
         the decision (which stands: the answer was generated and decided) and, when given, the caller's ``run_id``
         (the framework's id of the call: a LangChain run id, a LlamaIndex span id, which the adapters' ``llm_call``
         record of the call carries; that record is written as failed before the decision exists). Its id, or None without a log or a decision record, or when writing fails (said as a warning)."""
+        try:
+            return self._write_undelivered(result, why, run_id=run_id, shown_chars=shown_chars)
+        except Exception as exc:  # the caller is gone: a warning is all that can be said
+            warnings.warn(f"could not record that the answer of decision {getattr(result, 'audit_id', None)} never "
+                          f"reached the caller ({why}): {error_text(exc)}", UserWarning, stacklevel=2)
+            return None
+
+    def _write_undelivered(self, result: Any, why: str, *, run_id: str | None = None,
+                           shown_chars: int | None = None) -> str | None:
+        """:meth:`record_undelivered`, a write that fails raised."""
         audit_id = getattr(result, "audit_id", None)  # a GuardResult, or anything naming its decision so
         if self.audit is None or not audit_id:
             return None
@@ -80,13 +90,11 @@ class _Recording:
             record["shown_chars"] = shown_chars
         try:
             return self.audit.append(record, kind=UNDELIVERED).id
-        except Exception as exc:  # the caller is gone: a warning is all that can be said
+        except Exception as exc:
             written = getattr(exc, "receipt", None)
             if written is not None:  # in the log; only its anchoring failed, which the caller's error says
                 return written.id
-            warnings.warn(f"could not record that the answer of decision {audit_id} never reached the caller "
-                          f"({why}): {type(exc).__name__}: {exc}", UserWarning, stacklevel=2)
-            return None
+            raise
 
     def record_cancelled(self, question, *, context=None, domain=None, request_id=None, source: str = "api",
                          run_id: str | None = None) -> str | None:
@@ -141,30 +149,42 @@ class _Recording:
         On ``exc``: ``audit_ids``, the error records' ids; ``audit_id``, the first of them (or, when every request was
         decided, the first decision's id, also as ``decision_audit_id``); ``audit_id_by_index``, each request's own id
         by its index (its error record's, or its decision's, those listed in ``decision_audit_ids``), from which
-        :func:`request_error` makes each request's own error. An ``error``
-        record that cannot be written raises :class:`AuditError` chained from ``exc`` (``raise ... from exc``), so
-        neither failure is lost; for an ``exc`` that is no ``Exception`` (a KeyboardInterrupt, a SystemExit: the process
-        is stopping) a warning says so instead, and the caller raises ``exc`` itself."""
+        :func:`request_error` makes each request's own error. After a write that fails no other is tried (each would
+        wait for the log's lock again). An ``error`` record that cannot be written raises :class:`AuditError` chained
+        from ``exc`` (``raise ... from exc``), so neither failure is lost; for an ``exc`` that is no ``Exception`` (a
+        KeyboardInterrupt, a SystemExit: the process is stopping), or when only ``answer_not_delivered`` records are
+        missing, a warning says so instead and the caller raises ``exc`` itself."""
         failure = error_text(exc, 300)  # never raising: an error whose str() raises is recorded and raised too
+        stopped: str | None = None  # the first write that failed: no other is tried, since each waits for the log's
+        # lock (its lock_timeout, 60 s by default) and a Ctrl-C was held up one wait per request
+        left_undelivered = left_errors = 0
         by_index: dict[int, str] = {}
         for i, result in decided.items():
+            if getattr(result, "audit_id", None):
+                by_index[i] = result.audit_id
+            if stopped is not None:
+                left_undelivered += 1
+                continue
             why = (f"the call failed after this answer's decision was recorded, in the rest of its recording (spot-check, "
                    f"review queue) ({failure}), so the caller never received it" if i == after_decision else
                    f"its batch failed on another request after this answer was decided ({failure}), so the caller "
                    "never received it")
-            self.record_undelivered(result, why)
-            if getattr(result, "audit_id", None):
-                by_index[i] = result.audit_id
+            try:
+                self._write_undelivered(result, why)
+            except Exception as write:
+                stopped, left_undelivered = error_text(write), left_undelivered + 1
         decisions = list(by_index.values())
         ids: list[str] = []
-        unwritten: list[str] = []
         for request in failed:
+            if stopped is not None:
+                left_errors += 1
+                continue
             try:
                 rid = self._write_failure(request["question"], exc, context=request.get("context"),
                                           domain=request.get("domain"), source=request.get("source", "api"),
                                           request_id=request.get("request_id"), stage=request.get("stage"), strict=True)
             except Exception as write:
-                unwritten.append(error_text(write))
+                stopped, left_errors = error_text(write), left_errors + 1
                 continue
             if rid is not None:
                 ids.append(rid)
@@ -180,17 +200,25 @@ class _Recording:
                 exc.decision_audit_ids = decisions  # type: ignore[attr-defined]
         except AttributeError:  # an exception type that takes no attributes: the records stand
             pass
-        if unwritten and not isinstance(exc, Exception):  # a KeyboardInterrupt, a SystemExit: raised as it is, the
-            # process is stopping; the unwritten records are said as a warning
-            warnings.warn(f"the request was interrupted ({failure}) and writing its error record to the audit log "
-                          f"failed ({len(unwritten)} of {len(failed)}: {unwritten[0]})", UserWarning, stacklevel=3)
-        elif unwritten:
-            err = AuditError(f"the request failed ({failure}) and writing its "
-                             f"error record to the audit log failed too ({len(unwritten)} of {len(failed)}: "
-                             f"{unwritten[0]}); the original error is this one's __cause__")
+        if stopped is None:
+            return
+        unwritten = (f"{left_errors} of {len(failed)}: {stopped}" if left_errors else
+                     f"{left_undelivered} of {len(decided)} answer_not_delivered records: {stopped}")
+        if left_errors and left_undelivered:
+            unwritten += f"; {left_undelivered} of {len(decided)} answer_not_delivered records too"
+        if left_errors + left_undelivered > 1:
+            unwritten += "; none was tried after the first that failed"
+        if left_errors and isinstance(exc, Exception):
+            err = AuditError(f"the request failed ({failure}) and writing its error record to the audit log failed "
+                             f"too ({unwritten}); the original error is this one's __cause__")
             if ids:
                 err.audit_ids = ids  # type: ignore[attr-defined]
             raise err from exc
+        # a KeyboardInterrupt, a SystemExit (the process is stopping), or only answers said undelivered: ``exc`` is
+        # raised as it is by the caller; the records it lacks are said as a warning
+        said = ("the request was interrupted" if not isinstance(exc, Exception) else "the request failed")
+        warnings.warn(f"{said} ({failure}) and writing its {'error' if left_errors else 'answer_not_delivered'} "
+                      f"record to the audit log failed ({unwritten})", UserWarning, stacklevel=3)
 
     def _write_failure(self, question, exc: BaseException, *, context, domain, source: str,
                        request_id: str | None = None, run_id: str | None = None, stage: str | None = None,

@@ -692,3 +692,52 @@ def test_a_request_s_copy_of_the_error_keeps_its_message_when_its_constructor_bu
     own = request_error(refused, 1)
     assert (own.errno, own.strerror) == (111, "Connection refused")
     assert str(pickle.loads(pickle.dumps(own))) == str(refused)
+
+
+class _RefusingLog:
+    """The real log for decisions; every other record refused, as a log whose lock a hung writer holds refuses it
+    (after waiting lock_timeout, 60 s by default, for each)."""
+
+    def __init__(self, log):
+        self.log, self.refused = log, []
+
+    def append(self, record, kind="decision"):
+        if kind == "decision":
+            return self.log.append(record, kind=kind)
+        self.refused.append(kind)
+        raise AuditError(f"could not lock the audit log {self.log.path} within 2 s; look for a hung writer")
+
+    def __getattr__(self, name):
+        return getattr(self.log, name)
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), RuntimeError("CUDA OOM")], ids=["KeyboardInterrupt", "error"])
+def test_after_a_record_of_a_failed_batch_cannot_be_written_no_other_is_tried(make_guard, tmp_path, monkeypatch, stop):
+    """Ctrl-C in a batch while a hung writer held the audit log's lock: each request's record waited for the lock in
+    turn (10.1 s with lock_timeout 2 and 5 requests; 5 minutes at the default 60 s) before the interrupt reached the
+    caller. The first write that fails stops the rest, which the warning (the AuditError) counts."""
+    g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)
+    g.audit = log = _RefusingLog(g.audit)
+    monkeypatch.setattr(g.generator, "generate", _failing_on_call(g.generator.generate, 2, stop))
+    said = r"\(3 of 3: AuditError: could not lock .*; 2 of 2 answer_not_delivered records too; none was tried after"
+    if isinstance(stop, Exception):
+        with pytest.raises(AuditError, match=r"the request failed \(RuntimeError: CUDA OOM\) .* failed too " + said) as info:
+            g.batch([Q] * 5, domains=["alpha", "alpha", "beta", "beta", "beta"])
+        assert info.value.__cause__ is stop
+    else:
+        with pytest.warns(UserWarning, match=r"the request was interrupted \(KeyboardInterrupt\) .* failed " + said):
+            with pytest.raises(KeyboardInterrupt) as info:
+                g.batch([Q] * 5, domains=["alpha", "alpha", "beta", "beta", "beta"])
+        assert info.value is stop
+    assert log.refused == ["answer_not_delivered"]  # one wait, not five
+    log.refused.clear()  # only error records (nothing decided): one tried, the rest counted
+    monkeypatch.setattr(g.generator, "generate", _failing_on_call(g.generator.generate, 1, stop))
+    if isinstance(stop, Exception):
+        with pytest.raises(AuditError, match=r"\(4 of 4: AuditError: could not lock .*; none was tried after"):
+            g.batch([Q] * 4, domains=["alpha"] * 4)
+    else:
+        with pytest.warns(UserWarning, match=r"\(4 of 4: AuditError: could not lock .*; none was tried after"):
+            with pytest.raises(KeyboardInterrupt):
+                g.batch([Q] * 4, domains=["alpha"] * 4)
+    assert log.refused == ["error"]
+
