@@ -153,7 +153,8 @@ class _Recording:
         wait for the log's lock again). An ``error`` record that cannot be written raises :class:`AuditError` chained
         from ``exc`` (``raise ... from exc``), so neither failure is lost; for an ``exc`` that is no ``Exception`` (a
         KeyboardInterrupt, a SystemExit: the process is stopping), or when only ``answer_not_delivered`` records are
-        missing, a warning says so instead and the caller raises ``exc`` itself."""
+        missing, a warning says so instead (never raised in its place, under warnings as errors too), and the caller
+        raises ``exc`` itself."""
         failure = error_text(exc, 300)  # never raising: an error whose str() raises is recorded and raised too
         stopped: str | None = None  # the first write that failed: no other is tried, since each waits for the log's
         # lock (its lock_timeout, 60 s by default) and a Ctrl-C was held up one wait per request
@@ -215,10 +216,10 @@ class _Recording:
                 err.audit_ids = ids  # type: ignore[attr-defined]
             raise err from exc
         # a KeyboardInterrupt, a SystemExit (the process is stopping), or only answers said undelivered: ``exc`` is
-        # raised as it is by the caller; the records it lacks are said as a warning
+        # raised as it is by the caller; the records it lacks are said as a warning, which never replaces it
         said = ("the request was interrupted" if not isinstance(exc, Exception) else "the request failed")
-        warnings.warn(f"{said} ({failure}) and writing its {'error' if left_errors else 'answer_not_delivered'} "
-                      f"record to the audit log failed ({unwritten})", UserWarning, stacklevel=3)
+        _warn_aside(f"{said} ({failure}) and writing its {'error' if left_errors else 'answer_not_delivered'} "
+                    f"record to the audit log failed ({unwritten})", stacklevel=3)
 
     def _write_failure(self, question, exc: BaseException, *, context, domain, source: str,
                        request_id: str | None = None, run_id: str | None = None, stage: str | None = None,
@@ -474,6 +475,16 @@ class _Recording:
                 err.results = [result]  # type: ignore[attr-defined]
                 raise err from exc
         return spot
+
+
+def _warn_aside(message: str, stacklevel: int) -> None:
+    """A UserWarning said beside an error its caller raises next, never in its place: under warnings as errors
+    (``python -W error``, pytest's ``filterwarnings = error``) the warning raised, and a KeyboardInterrupt reached the
+    caller as that UserWarning."""
+    try:
+        warnings.warn(message, UserWarning, stacklevel=stacklevel + 1)
+    except Exception:
+        pass
 
 
 def request_error(exc: _E, index: int) -> _E:

@@ -741,3 +741,25 @@ def test_after_a_record_of_a_failed_batch_cannot_be_written_no_other_is_tried(ma
                 g.batch([Q] * 4, domains=["alpha"] * 4)
     assert log.refused == ["error"]
 
+
+def test_under_warnings_as_errors_an_interrupt_whose_records_cannot_be_written_is_raised_as_it_is(make_guard, tmp_path,
+                                                                                                 monkeypatch):
+    """``python -W error`` or pytest's ``filterwarnings = error``: the warning saying an interrupted request's error
+    record could not be written raised in the interrupt's place, and Ctrl-C reached the caller as a UserWarning. So
+    too a failure whose only missing records are answer_not_delivered ones (said by a warning, the error raised)."""
+    import warnings
+
+    g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)
+    g.audit = _RefusingLog(g.audit)
+    stop = KeyboardInterrupt()
+    monkeypatch.setattr(g.generator, "generate", _failing_on_call(g.generator.generate, 1, stop))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(KeyboardInterrupt) as info:
+            g.invoke(Q, domain="alpha")
+        assert info.value is stop
+        # decided, then its spot-check raised: its answer_not_delivered record is refused, the error raised as it is
+        monkeypatch.setattr(g, "_spot_check", lambda result: (_ for _ in ()).throw(RuntimeError("spot-check bug")))
+        with pytest.raises(RuntimeError, match="spot-check bug"):
+            g.invoke(Q, domain="alpha")
+
