@@ -149,12 +149,17 @@ class _Recording:
         On ``exc``: ``audit_ids``, the error records' ids; ``audit_id``, the first of them (or, when every request was
         decided, the first decision's id, also as ``decision_audit_id``); ``audit_id_by_index``, each request's own id
         by its index (its error record's, or its decision's, those listed in ``decision_audit_ids``), from which
-        :func:`request_error` makes each request's own error. After a write that fails no other is tried (each would
-        wait for the log's lock again). An ``error`` record that cannot be written raises :class:`AuditError` chained
-        from ``exc`` (``raise ... from exc``), so neither failure is lost; for an ``exc`` that is no ``Exception`` (a
-        KeyboardInterrupt, a SystemExit: the process is stopping), or when only ``answer_not_delivered`` records are
-        missing, a warning says so instead (never raised in its place, under warnings as errors too), and the caller
-        raises ``exc`` itself."""
+        :func:`request_error` makes each request's own error; ids an earlier call set on the same error object are
+        removed first. After a write that fails no other is tried (each would wait for the log's lock again). An
+        ``error`` record that cannot be written raises :class:`AuditError` chained from ``exc`` (``raise ... from
+        exc``), so neither failure is lost; for an ``exc`` that is no ``Exception`` (a KeyboardInterrupt, a SystemExit:
+        the process is stopping), or when only ``answer_not_delivered`` records are missing, a warning says so instead
+        (never raised in its place, under warnings as errors too), and the caller raises ``exc`` itself."""
+        for name in ("audit_id", "audit_ids", "decision_audit_id", "decision_audit_ids", "audit_id_by_index"):
+            try:  # an error object raised again (a wrapper re-raising the error it cached): this call's ids only
+                delattr(exc, name)
+            except AttributeError:
+                pass
         failure = error_text(exc, 300)  # never raising: an error whose str() raises is recorded and raised too
         stopped: str | None = None  # the first write that failed: no other is tried, since each waits for the log's
         # lock (its lock_timeout, 60 s by default) and a Ctrl-C was held up one wait per request

@@ -763,3 +763,30 @@ def test_under_warnings_as_errors_an_interrupt_whose_records_cannot_be_written_i
         with pytest.raises(RuntimeError, match="spot-check bug"):
             g.invoke(Q, domain="alpha")
 
+
+def test_an_error_object_raised_again_names_only_the_records_of_its_latest_call(make_guard, tmp_path, monkeypatch):
+    """One exception object raised by two failed calls (a model wrapper re-raising the error it cached, a circuit
+    breaker): the first call, decided before its queue step raised, set decision_audit_id on it, which the second
+    call, failed before any decision, kept, so its llm_call record named the first call's decision."""
+    import sqlite3
+
+    from hguard.streaming import error_fields
+
+    g = make_guard(accept_below=0.0, spot_check_rate=0.0, spot_check_min_per_day=0)  # every answer held for review
+    broken = sqlite3.OperationalError("database is locked")
+
+    def enqueue(item):
+        raise broken
+
+    monkeypatch.setattr(g.review_queue, "enqueue", enqueue)
+    with pytest.raises(sqlite3.OperationalError):
+        g.invoke(Q, domain="alpha")
+    assert broken.decision_audit_id == broken.audit_id
+    monkeypatch.setattr(g.generator, "generate", lambda *a, **k: (_ for _ in ()).throw(broken))
+    with pytest.raises(sqlite3.OperationalError):
+        g.invoke("what is gold ?", domain="alpha")
+    error = _kinds(tmp_path)[-1]
+    assert error["kind"] == "error" and error["question"] == "what is gold ?"
+    assert (broken.audit_id, broken.audit_ids, broken.audit_id_by_index) == (error["id"], [error["id"]], {0: error["id"]})
+    assert not hasattr(broken, "decision_audit_id") and broken.decision_audit_ids == []
+    assert "decision_audit_id" not in error_fields(broken)
