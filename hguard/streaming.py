@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import decimal
 import math
 import numbers
 import queue
@@ -633,14 +634,14 @@ def _guard_stream(guard: Guard, question: str, context: Any, domain: str | None,
 
 
 def _timeout_seconds(timeout: Any) -> float | None:
-    """A passthrough stream's ``timeout`` as seconds: any real number (a numpy one too), not a bool, finite, > 0 and at
-    most ``threading.TIMEOUT_MAX`` (above it the queue's wait raised OverflowError inside the stream, after the answer
-    was generated); None when it is none of these."""
-    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+    """A passthrough stream's ``timeout`` as seconds: any real number (a numpy one, a Decimal too), not a bool, finite,
+    > 0 and at most ``threading.TIMEOUT_MAX`` (above it the queue's wait raised OverflowError inside the stream, after
+    the answer was generated); None when it is none of these."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (numbers.Real, decimal.Decimal)):  # a Decimal is no Real
         return None
     try:
         seconds = float(timeout)
-    except (TypeError, ValueError, OverflowError):  # an int too large for a float
+    except (TypeError, ValueError, OverflowError):  # an int too large for a float, a signalling NaN Decimal
         return None
     return seconds if math.isfinite(seconds) and 0 < seconds <= threading.TIMEOUT_MAX else None
 

@@ -8,6 +8,7 @@ import json
 import asyncio
 import threading
 from dataclasses import replace
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -1717,6 +1718,16 @@ def test_an_async_stream_cancelled_while_awaiting_a_chunk_counts_only_the_chunks
     assert f"after {len(got)} chunk(s) of passthrough text ({len(''.join(got))} characters)" in rec["why"]
 
 
+def test_a_stream_timeout_may_be_a_decimal_number_of_seconds():
+    """timeout=Decimal("5") was refused with "pass a number of seconds such as timeout=30": a Decimal is no
+    numbers.Real. A finite one is taken; NaN, infinity, 0 or less, or one over threading.TIMEOUT_MAX is not."""
+    from hguard.streaming import _timeout_seconds
+
+    assert _timeout_seconds(Decimal("5")) == 5.0 and _timeout_seconds(Decimal("2.5")) == 2.5
+    for bad in (Decimal("NaN"), Decimal("sNaN"), Decimal("Infinity"), Decimal("0"), Decimal("-1"), Decimal("1e400")):
+        assert _timeout_seconds(bad) is None, bad
+
+
 def test_a_bad_stream_timeout_is_refused_on_record_before_anything_is_generated(calibrated, tmp_path):
     """timeout="5" raised the queue's TypeError and timeout=-1 its ValueError from inside the stream, after the answer
     was generated, decided and recorded as never delivered."""
@@ -1744,7 +1755,8 @@ def test_a_bad_stream_timeout_is_refused_on_record_before_anything_is_generated(
     assert {r["kind"] for r in AuditLog(tmp_path / "audit.jsonl")} == {"error"}  # nothing generated, nothing decided
     chunks = list(guard_stream(g, q, None, "alpha", "passthrough", timeout=30))
     assert chunks[-1].result.route == "accept"
-    for timeout in (np.int64(5), np.float32(5), np.float64(2.5), 10**9):  # any real number of seconds (np.int64 was refused)
+    # any real number of seconds (np.int64 was refused, and a Decimal, said to be no number of seconds)
+    for timeout in (np.int64(5), np.float32(5), np.float64(2.5), 10**9, Decimal("5")):
         assert list(guard_stream(g, q, None, "alpha", "passthrough", timeout=timeout))[-1].result.route == "accept"
         assert asyncio.run(read(timeout))[-1].result.route == "accept"
 
