@@ -41,6 +41,16 @@ def no_conflict_detector(domain: str, held: str = "the answer is held") -> str:
 
 
 
+#: why the knowledge-conflict check cannot clear a yes/no answer (the relevance signal ``yes_no``): it reads how
+#: unlikely the model finds the answer without the passage, and without one a small model answers yes/no questions
+#: with the same side whatever is asked (the default model says "No" even to "Is Paris the capital of France?"), so a
+#: passage that turns the answer to that side never looks unlikely (a planted "there is no monthly fee" was accepted)
+YES_NO_UNASSESSED = ("the knowledge-conflict check cannot assess a yes/no answer: it reads how unlikely the model "
+                     "finds the answer without the passage, and without one the model may answer every yes/no "
+                     "question with the same side (the default model says 'No' even to 'Is Paris the capital of "
+                     "France?'), so a passage that turns the answer to that side never looks unlikely")
+
+
 def scoring_problem(exc: BaseException) -> str:
     """The reason an answer whose scoring raised ``exc`` is held: a signal the merger cannot score is named as the
     hold it is (the decision prefixes "scoring problem: "); anything else is a failure."""
@@ -241,9 +251,15 @@ class _Scoring:
 
         score = conflict_score(signals, detector["detector"])
         signals["knowledge_conflict"] = score
-        if score < float(detector["threshold"]):
-            return
         how = dp.knowledge_conflict if dp is not None else "review"
+        if score < float(detector["threshold"]):
+            if signals.get("yes_no") != 0.0:  # the relevance signal's reading of a yes/no answer (None: unread, held)
+                if how == "trust_context":
+                    notes.append(f"{YES_NO_UNASSESSED}; knowledge_conflict = 'trust_context': routed as scored")
+                else:
+                    holds.append(f"{YES_NO_UNASSESSED}; knowledge_conflict = 'review' (untrusted retrieval): held for "
+                                 "review, never accepted (set knowledge_conflict = 'trust_context' for approved sources)")
+            return
         what = (
             f"knowledge conflict: without the context the model finds this answer unlikely (score {score:.3g} >= "
             f"{float(detector['threshold']):.3g}): it may rest on the context alone, against what the model holds "

@@ -562,6 +562,40 @@ def test_knowledge_conflict_routes_by_the_domain_policy_and_says_which(tiny_rag,
     assert any(f"knowledge_conflict = '{how}'" in x for x in json.dumps(rec).split('"'))
 
 
+def _quiet_detector(threshold: float = 0.9) -> dict:
+    """A knowledge-conflict detector that scores every answer 0.5: under ``threshold``, so it never fires."""
+    from hguard.signals.conflict import CONFLICT_FEATURES
+
+    n = len(CONFLICT_FEATURES)
+    return {"detector": {"features": list(CONFLICT_FEATURES), "mean": [0.0] * n, "scale": [1.0] * n,
+                         "coef": [0.0] * n, "intercept": 0.0}, "threshold": threshold}
+
+
+@pytest.mark.parametrize("how", ["review", "trust_context"])
+def test_a_yes_no_answer_is_never_cleared_by_the_knowledge_conflict_check_under_review(tiny_rag, tmp_path, how):
+    """Without a passage the default model answers "No" to every yes/no question, so an answer a planted passage
+    turned to "no" never looks unlikely to it: under knowledge_conflict = 'review' a yes/no answer the detector does
+    not flag is held, saying the check cannot assess it (a red team's "there is no monthly fee" was accepted at risk
+    0.444); under trust_context it routes as scored, with the same words in its reasons. An open question the
+    detector clears is accepted as before."""
+    from hguard.guard import Guard
+
+    lm, folder, _ = tiny_rag
+    g = Guard.from_policy(_policy(folder, tmp_path, knowledge_conflict=how), lm=lm)
+    g.add_domain(replace(g.rag_probes["alpha"], knowledge_conflict=_quiet_detector()))
+    r = g.invoke("is the capital city by the river ?", context="river city capital is here", domain="alpha")
+    assert r.signals["yes_no"] == 1.0 and r.signals["knowledge_conflict"] == pytest.approx(0.5)
+    said = [x for x in r.reasons if "cannot assess a yes/no answer" in x]
+    assert said and f"knowledge_conflict = '{how}'" in said[0], r.reasons
+    if how == "review":
+        assert r.route != "accept", r.reasons
+    else:
+        assert r.route == "accept", r.reasons
+    open_q = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
+    assert open_q.signals["yes_no"] == 0.0 and open_q.route == "accept", open_q.reasons
+    assert not any("cannot assess" in x for x in open_q.reasons)
+
+
 def test_a_reply_that_declines_abstains_without_a_knowledge_conflict_read_into_it(tiny_rag, tmp_path, monkeypatch):
     import hguard._guard_scoring as scoring
     from hguard.guard import Guard
