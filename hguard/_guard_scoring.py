@@ -250,19 +250,26 @@ class _Scoring:
         from .signals.conflict import conflict_score
 
         score = conflict_score(signals, detector["detector"])
+        threshold = float(detector["threshold"])
         signals["knowledge_conflict"] = score
+        signals["knowledge_conflict_threshold"] = threshold  # the record says what the score was set against
         how = dp.knowledge_conflict if dp is not None else "review"
-        if score < float(detector["threshold"]):
+        if score < threshold:
+            # said as the missing detector is: an accept must read as "checked, no conflict", with what it was checked by
+            checked = f"knowledge-conflict check ran: score {score:.3g} < threshold {threshold:.3g}, no conflict flagged"
             if signals.get("yes_no") != 0.0:  # the relevance signal's reading of a yes/no answer (None: unread, held)
                 if how == "trust_context":
-                    notes.append(f"{YES_NO_UNASSESSED}; knowledge_conflict = 'trust_context': routed as scored")
+                    notes.append(f"{checked}, but {YES_NO_UNASSESSED}; knowledge_conflict = 'trust_context': routed as scored")
                 else:
-                    holds.append(f"{YES_NO_UNASSESSED}; knowledge_conflict = 'review' (untrusted retrieval): held for "
-                                 "review, never accepted (set knowledge_conflict = 'trust_context' for approved sources)")
+                    holds.append(f"{checked}, but {YES_NO_UNASSESSED}; knowledge_conflict = 'review' (untrusted "
+                                 "retrieval): held for review, never accepted (set knowledge_conflict = 'trust_context' "
+                                 "for approved sources)")
+            else:
+                notes.append(f"{checked} (knowledge_conflict = {how!r})")
             return
         what = (
             f"knowledge conflict: without the context the model finds this answer unlikely (score {score:.3g} >= "
-            f"{float(detector['threshold']):.3g}): it may rest on the context alone, against what the model holds "
+            f"{threshold:.3g}): it may rest on the context alone, against what the model holds "
             "or beyond what it knows (the detector cannot tell these apart, and flags many right answers the model "
             "did not know)"
         )

@@ -596,6 +596,27 @@ def test_a_yes_no_answer_is_never_cleared_by_the_knowledge_conflict_check_under_
     assert not any("cannot assess" in x for x in open_q.reasons)
 
 
+@pytest.mark.parametrize("how", ["review", "trust_context"])
+def test_an_accepted_answer_the_knowledge_conflict_check_cleared_says_so_in_its_record(tiny_rag, tmp_path, how):
+    """An accepted RAG answer's record held signals.knowledge_conflict alone: not the threshold it was set against,
+    the domain's setting, or that the check ran and found no conflict (a red team's audit), as the note on a
+    missing detector does."""
+    from hguard.audit import AuditLog
+    from hguard.guard import Guard
+
+    lm, folder, _ = tiny_rag
+    g = Guard.from_policy(_policy(folder, tmp_path, knowledge_conflict=how), lm=lm)
+    g.add_domain(replace(g.rag_probes["alpha"], knowledge_conflict=_quiet_detector(0.9)))
+    r = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
+    assert r.route == "accept", r.reasons
+    said = (f"knowledge-conflict check ran: score 0.5 < threshold 0.9, no conflict flagged "
+            f"(knowledge_conflict = '{how}')")
+    rec = AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)
+    assert said in r.reasons and said in rec["reasons"], rec["reasons"]
+    assert rec["signals"]["knowledge_conflict_threshold"] == 0.9
+    assert rec["signals"]["knowledge_conflict"] == pytest.approx(0.5)
+
+
 def test_a_reply_that_declines_abstains_without_a_knowledge_conflict_read_into_it(tiny_rag, tmp_path, monkeypatch):
     import hguard._guard_scoring as scoring
     from hguard.guard import Guard
