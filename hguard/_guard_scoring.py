@@ -311,6 +311,14 @@ class _Scoring:
         for where in g.extra.get("control_tokens") or ():  # typed turn markers: the turns scored are not the ones sent
             problems.append(f"{where}, read as a marker, not as text: the prompt's turns (system, history, question) may "
                             "not be the ones fingerprinted; remove it from the text")
+        if addressed := g.extra.get("addressed"):  # instructions in a passage, beside the control tokens typed into it
+            quote = not (self.audit is not None and self.audit.redact)  # a redacting log's reasons quote no passage
+            found = "; ".join(f"{what}: {shown(quoted, 110) if quote else f'({len(quoted)} characters, not quoted: a redacting log)'}"
+                              for what, quoted in addressed[:3])
+            g.extra.setdefault("holds", []).append(
+                f"the context holds text addressed to the model, not to a reader ({found}"
+                f"{'; ...' if len(addressed) > 3 else ''}): a passage is evidence to answer from, not instructions, so "
+                "an answer from it is held for review")
         g.extra["declined"] = declines(g.text, g.question)  # read once: the conflict check and the route use it
         if g.extra["declined"] is None and repeats_question(g.question, g.text):
             g.extra.setdefault("holds", []).append(
