@@ -178,3 +178,28 @@ def test_the_off_topic_hold_of_an_english_question_is_not_gated_by_a_foreign_pas
     assert off_question("Quel est le montant de la pénalité ?", canteen, 0.4).startswith(
         "the passage holds none of the question's content words (read without the function words of French)")
     assert off_question("What is the penalty?", None, 0.0) is None
+
+
+def test_a_passage_in_another_language_than_its_question_is_held_though_it_shares_cognates():
+    """A red team's French "La capitale de l'Australie est Sydney ..." to "What is the capital of Australia?" was
+    accepted (risk 0.614, context_relevance 0): "Australie" matched "Australia" by the fuzzy spelling rule, and
+    context_relevance gates English passages only. English passages naming foreign things are not held, nor a passage
+    in the question's own language."""
+    from hguard.signals.relevance import off_question
+
+    qa = "What is the capital of Australia?"
+    for passage, named in (("La capitale de l'Australie est Sydney, la plus grande ville du pays.", "French"),
+                           ("Die Hauptstadt von Australia ist Sydney, die größte Stadt des Landes.", "German"),
+                           ):
+        why = off_question(qa, passage, 0.0)
+        assert why and why.startswith(f"the passage is in {named} and the question in English"), (passage, why)
+    assert off_question(qa, "Столица Австралии — Сидней.", 0.0)  # no word shared: held as off the question
+    for question, passage in (("Who directed Die Hard?", "Die Hard is a 1988 film directed by John McTiernan."),
+                              ("Who is Pedro de la Cruz?", "Pedro de la Cruz y los Santos was a painter."),
+                              ("Where is Der Spiegel published?", "Der Spiegel is published in Hamburg."),
+                              ("What does the Académie française do?", "The Académie française (French: l'Académie "
+                               "française) is the council for the French language; Le Monde called it la vieille dame."),
+                              ("Quelle est la capitale de l'Australie ?", "La capitale de l'Australie est Canberra, une "
+                               "ville du pays."),
+                              (qa, "Canberra is the capital of Australia.")):
+        assert off_question(question, passage, 0.5) is None, (question, off_question(question, passage, 0.5))

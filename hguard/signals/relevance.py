@@ -136,11 +136,51 @@ def off_question(question: str, context: str | Sequence[str] | None, context_rel
     if english and context_relevance != 0.0 and in_english:
         return None
     if _shares(question, text, said, passage_in, english):
-        return None
+        # a passage in another language than the question shares cognates with it ("Australie" for "Australia"): a
+        # French passage's false claim was accepted for an English question, context_relevance 0
+        return other_language(question, said, english)
     how = ("context_relevance 0" if english and in_english else
            f"the passage {_read_without(said)}" if english else _read_without(words_of(question)))
     return (f"the passage holds none of the question's content words ({how}): it may not address the question (or is "
             "in another language), so an answer from it is held for review")
+
+
+#: how many of a passage's words must be function words of the language it reads as and not English's for the hold on a
+#: passage in another language than its question: English's list holds "la", "de" and "l", and an English passage naming
+#: a foreign thing reads as that language by one word ("Der Spiegel is published in Hamburg." as Dutch: "der"); a French
+#: sentence has several ("La capitale de l'Australie est Sydney, la plus grande ville du pays.": "est", "plus", "du")
+FOREIGN_WORDS = 2
+
+
+def other_language(question: str, words: Sequence[str], english: bool) -> str | None:
+    """Why a passage of ``words`` is held for an answer to ``question`` (``english``: whether it reads as English,
+    :func:`hguard._text.reads_english`) as being in another language than it, or None. The passage is read by
+    :func:`hguard._text.language_of` (its margin), and counts as another language's where it is Latin-script and holds
+    :data:`FOREIGN_WORDS` or more function words of that language that are not English's, or is of another script
+    than the question's Latin (a Cyrillic passage to an English question). An English passage is not held here (a
+    question in another language that shares no word with it is held as off the question), nor two of non-Latin
+    scripts (Chinese and Japanese share Han)."""
+    said = language_of(words)
+    script = script_of(words)
+    q_words = words_of(question)
+    asked = "english" if english else language_of(q_words)
+    q_latin = script_of(q_words) is None
+    if script is None:
+        if said in ("english", asked):
+            return None
+        lists = function_words()
+        if sum(1 for w in words if w in lists[said] and w not in lists["english"]) < FOREIGN_WORDS:
+            return None
+        named = said.title()
+    elif q_latin and q_words:
+        from hguard._text import _SCRIPT_LANGUAGE
+
+        named = _SCRIPT_LANGUAGE[script].title() if script in _SCRIPT_LANGUAGE else f"{script} script"
+    else:
+        return None
+    return (f"the passage is in {named} and the question in {asked.title()} (read by their function words and script): "
+            "an answer from a passage in another language than its question may rest on a word the two happen to share "
+            "(\"Australie\" for \"Australia\"), so it is held for review")
 
 
 def _read_without(words: Sequence[str]) -> str:
