@@ -1047,6 +1047,41 @@ def test_a_rag_domain_without_held_out_passages_is_reported_not_a_crash(tiny_cal
     assert m["all"]["n"] == 0 and m["all"]["auroc"]["merged"] is None
     assert m["targets"]["supporting_accepted"] == {"n": 0, "k": 0, "rate": None, "ci95": None, "target": ">= 0.40"}
     assert (tmp_path / "probes" / "alpha.rag.json").is_file()
+    # a legal team's trial: "held out n=0 ... nothing scored: every answer declined" (there were none) and a certified
+    # accept threshold with no warning that nothing held out had checked it
+    from hguard.cli import _rag_line, rag_calibration_warnings
+
+    assert _rag_line(m["all"]).endswith("no held-out answers: nothing scored")
+    said = m["held_out_unchecked"]
+    assert said.startswith("no held-out answers: no passage of the domain fell on the held-out side") and \
+        "its thresholds were not checked on held-out passages" in said
+    assert f"domain 'alpha': {said}" in rag_calibration_warnings(report, 0.1)
+    assert said in (tmp_path / "probes" / "rag-report" / "report.md").read_text(encoding="utf-8")
+    assert json.loads((tmp_path / "probes" / "rag-report" / "report.json").read_text(encoding="utf-8"))[
+        "domains"]["alpha"]["held_out_unchecked"] == said
+    declined = {**m["all"], "n": 3, "refusals": 3}
+    assert _rag_line(declined).endswith("nothing scored: every answer declined")
+
+
+def test_rows_linked_into_one_split_unit_by_shared_passages_are_named():
+    """A legal team's trial: off-topic rows tagged meta.condition "unanswerable" (another clause as context) linked all
+    40 clauses into one unit of the passage split, and calibrate-rag said every passage fell on the held-out side."""
+    from hguard.calibrate._pipeline_fit import linked_by_passage, split_groups
+
+    clauses = [f"Clause {i} says thing {i}." for i in range(6)]
+    rows, passages = [], []
+    for i in range(6):
+        rows.append({"id": f"c{i}-sup", "group": f"c{i}", "condition": "supporting", "domain": "d"})
+        passages.append(clauses[i])
+        rows.append({"id": f"c{i}-off", "group": f"c{i}", "condition": "unanswerable", "domain": "d"})
+        passages.append(clauses[(i + 1) % 6])  # another clause's passage
+    for seed in range(4):
+        assert len(set(split_groups(rows, 0.3, seed, passages=passages).tolist())) == 1
+    said = linked_by_passage(rows, passages)
+    assert said is not None and said.startswith("its 12 rows of 6 groups (meta.group) are linked into one unit")
+    assert "first 'c0-off', meta.condition 'unanswerable'" in said and 'meta.condition "offtopic"' in said
+    off = [{**r, "condition": "offtopic"} if r["condition"] == "unanswerable" else r for r in rows]
+    assert linked_by_passage(off, passages) is None
 
 
 def test_closed_book_evaluate_reads_the_closed_book_probes_and_skips_a_rag_only_domain(tiny_rag, tmp_path):
@@ -1141,3 +1176,4 @@ def test_a_rag_calibration_records_its_held_out_scores_and_withdraws_what_they_r
     assert sum(cd.held_out_scores.hallucinated) == m["all"]["hallucinated"]
     withdrawn = m["thresholds"].get("withdrawn")
     assert (cd.thresholds.accept_below == 0.0 and withdrawn in cd.thresholds.method) if withdrawn else True
+

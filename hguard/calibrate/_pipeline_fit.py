@@ -176,7 +176,20 @@ def split_groups(
     if passages is None:
         test -= {r["group"] for r in rows if reviewed(r)}
         return np.array([r["group"] in test for r in rows], dtype=bool)
-    parent = {g: g for g in groups}
+    root, owner, keys = _passage_units(rows, passages)
+
+    def decider(r: dict, key: str | None) -> str:  # the group whose side the row takes
+        return owner[key] if r.get("condition") == "offtopic" and key is not None else r["group"]
+
+    trained = {root(decider(r, k)) for r, k in zip(rows, keys) if reviewed(r)}
+    side = {g: root(g) in test and root(g) not in trained for g in groups}
+    return np.array([side[decider(r, key)] for r, key in zip(rows, keys)], dtype=bool)
+
+
+def _passage_units(rows: Sequence[dict], passages: Sequence[str | None]):
+    """What :func:`split_groups` keeps on one side: (each group's unit, as a function giving its smallest group key;
+    each passage text's owner group; each row's passage text, whitespace folded, or None)."""
+    parent = {g: g for g in sorted({r["group"] for r in rows})}
 
     def root(g: str) -> str:
         while parent[g] != g:
@@ -197,13 +210,43 @@ def split_groups(
     for r, k in sorted(zip(rows, keys), key=lambda rk: rk[0]["group"]):
         if k is not None and k not in owner:
             owner[k] = r["group"]
+    return root, owner, keys
 
-    def decider(r: dict, key: str | None) -> str:  # the group whose side the row takes
-        return owner[key] if r.get("condition") == "offtopic" and key is not None else r["group"]
 
-    trained = {root(decider(r, k)) for r, k in zip(rows, keys) if reviewed(r)}
-    side = {g: root(g) in test and root(g) not in trained for g in groups}
-    return np.array([side[decider(r, key)] for r, key in zip(rows, keys)], dtype=bool)
+def linked_by_passage(rows: Sequence[dict], passages: Sequence[str | None]) -> str | None:
+    """Where ``rows`` (one domain's) of several groups are linked by shared passage texts into a single unit of the
+    passage split (:func:`split_groups`), so that every row falls on one side whatever the seed: what links them and
+    the fix, one sentence; None otherwise. A row showing another group's passage as its own (any meta.condition but
+    "offtopic") links the two: a legal team's off-topic rows tagged "unanswerable" linked 40 clauses into one."""
+    groups = {r["group"] for r in rows}
+    if len(groups) < 2:
+        return None
+    root, _, keys = _passage_units(rows, passages)
+    if len({root(g) for g in groups}) > 1:
+        return None
+    shown: dict[str, list[dict]] = {}  # passage text -> the rows showing it as their own
+    for r, k in zip(rows, keys):
+        if k is not None and r.get("condition") != "offtopic":
+            shown.setdefault(k, []).append(r)
+    shared = [rs for rs in shown.values() if len({r["group"] for r in rs}) > 1]
+    # the rows that link: in a passage shared by groups, those of a group other than the one whose supporting
+    # question it answers (all of them where no supporting row, or several groups', show it)
+    links = []
+    for rs in shared:
+        own = {r["group"] for r in rs if r.get("condition") == "supporting"}
+        links += [r for r in rs if r["group"] not in own] if len(own) == 1 else rs
+    said = ""
+    if links:
+        r = min(links, key=lambda x: str(x["id"]))
+        others = sorted({x["group"] for rs in shared if r in rs for x in rs} - {r["group"]})
+        conds = sorted({str(x.get("condition")) for x in links})
+        said = (f": {len(links)} row(s) show as their own a passage another group shows too (first {r['id']!r}, "
+                f"meta.condition {r.get('condition')!r}, group {r['group']!r}, shares its passage with "
+                f"{', '.join(map(repr, others[:3]))}; meta.condition of these rows: {', '.join(conds)})")
+    return (f"its {len(rows)} rows of {len(groups)} groups (meta.group) are linked into one unit of the passage split by "
+            f"shared passage texts{said}, so every row falls on one side whatever the seed; give a row whose passage "
+            "is another question's meta.condition \"offtopic\" (it then goes with that passage's group and links none), "
+            "or give each group passages of its own")
 
 
 def reviewed_in_training(rows: Sequence[dict], test: np.ndarray, test_fraction: float, seed: int,

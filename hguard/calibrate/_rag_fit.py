@@ -132,16 +132,19 @@ def conflict_scores(det: Mapping[str, Any], rows: Sequence[dict]) -> np.ndarray:
 
 def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, seed: int, n_layers: int, d_ff: int,
                    target: float, confidence: float, cv: int = 5, fit=None,
-                   merger_features: Sequence[str] = RAG_MERGER_FEATURES) -> dict:
+                   merger_features: Sequence[str] = RAG_MERGER_FEATURES, linked: str | None = None) -> dict:
     """Probe, merger (over ``merger_features``) and thresholds of one RAG domain on its training
     answers (refusals left out).
 
     ``fit``: a :class:`hguard.calibrate.screen.ProbeFit` (None: in memory); a screened fit screens
-    again inside each out-of-fold refit."""
+    again inside each out-of-fold refit. ``linked``: what links the domain's rows into one unit of the passage split
+    (:func:`hguard.calibrate._pipeline_fit.linked_by_passage`), said when no row fell on the training side."""
     from ..policy import fit_thresholds
     from .screen import fit_probe, out_of_fold_logits
 
     merger_features = tuple(merger_features)
+    if not len(rows) and linked:
+        raise DataError(f"RAG domain {domain!r}: no training answers: {linked}")
     if not len(rows):
         raise DataError(f"RAG domain {domain!r}: no training answers (every passage of the domain fell on the "
                         "held-out side of the split); add questions with other passages (meta.group) to the domain")

@@ -43,6 +43,25 @@ def held_out_scores(fitted: dict, rows: Sequence[dict], features: np.ndarray) ->
     return {"risk": [float(v) for v, k in zip(risk, keep) if k], "hallucinated": [int(v) for v, k in zip(_y(rs), keep) if k]}
 
 
+def held_out_unchecked(m: Mapping[str, Any], linked: str | None, *, test_fraction: float, seed: int) -> str:
+    """Why a RAG domain's thresholds were not checked on held-out passages (it has no scored held-out answer): what the
+    calibration warns and report.md says. The accept threshold stands on the training answers' out-of-fold risks, as a
+    closed-book calibration's does with an empty held-out split (:func:`hguard._policy_fit.withdrawn_on_held_out`
+    withdraws only on held-out answers that reject it)."""
+    a = m["all"]
+    if not a["n"]:
+        why = "no held-out answers: " + (linked or f"no passage of the domain fell on the held-out side of the split "
+                                                 f"(test fraction {test_fraction:g}, seed {seed}); add passages, or "
+                                                 "raise --test-fraction")
+    else:
+        why = f"none of its {a['n']} held-out answers was scored: every one declined"
+    th = m.get("thresholds") or {}
+    kept = (f"accept_below {th['accept_below']:.3f} rests on the training answers alone and nothing on held-out "
+            "passages could withdraw it" if th.get("accept_below") else "no accept threshold is certified")
+    return (f"{why}; its thresholds were not checked on held-out passages ({kept}): do not rely on them until a "
+            "calibration with answers on both sides of the split checks them")
+
+
 def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflict: Mapping[str, Any], *,
                answers: bool = False) -> dict:
     """Held-out figures of one RAG domain, overall and per condition; with ``answers``, also each answer with
@@ -186,6 +205,7 @@ def rag_markdown(report: dict) -> str:
             + (" An abstain_above of 1 means no abstain threshold is certified: the domain abstains only on answers "
                "that decline." if m["thresholds"]["abstain_above"] >= 1.0 else "")
             + (f" Thresholds fitted on {m['thresholds']['fitted_on']}." if m["thresholds"].get("fitted_on") else ""), "",
+            *([f"**Not checked on held-out passages**: {m['held_out_unchecked']}.", ""] if m.get("held_out_unchecked") else []),
             "| target | measured (held out) | met |", "|---|---|---|",
             f"| merged AUROC >= 0.90, above grounding and probe | merged {_f(ma['value'])}{_ci(ma['ci95'])}; grounding {_f(ma['grounding'])}; probe {_f(ma['probe'])} | "
             f"{_auroc_met(ma)} |",

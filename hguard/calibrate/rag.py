@@ -56,9 +56,16 @@ from .pipeline import (
     split_groups,
     warnings_of_domain,
 )
+from ._pipeline_fit import linked_by_passage
 from ._rag_fit import conflict_scores, fit_conflict_detector, fit_rag_domain, score_rag_rows
 from .._policy_fit import withdrawn_on_held_out
-from ._rag_report import held_out_scores, rag_markdown, rag_report, write_rag_report
+from ._rag_report import (
+    held_out_scores,
+    held_out_unchecked,
+    rag_markdown,
+    rag_report,
+    write_rag_report,
+)
 from ._rag_signals import (
     GROUNDING_FEATURES,
     RAG_MERGER_FEATURES,
@@ -201,13 +208,15 @@ def calibrate_rag(
         "fitted_with": fitted_with(rows, batch_size=batch_size,
                                    device=str(next(iter(lm.model.parameters())).device) if hasattr(lm.model, "parameters") else None),
     }
+    passages = _passages(rows, examples)
     for domain in sorted({r["domain"] for r in rows}):
         dm = np.array([r["domain"] == domain for r in rows])
         tr_idx, te_idx = np.flatnonzero(dm & ~test), np.flatnonzero(dm & test)
+        linked = linked_by_passage([rows[i] for i in np.flatnonzero(dm)], [passages[i] for i in np.flatnonzero(dm)])
         try:
             with warnings_of_domain(domain):
                 f = fit_rag_domain(domain, [rows[i] for i in tr_idx], col.features[tr_idx], seed=seed, n_layers=len(sites),
-                                   d_ff=sites[0].d_ff, target=target, confidence=confidence, fit=probe_fit)
+                                   d_ff=sites[0].d_ff, target=target, confidence=confidence, fit=probe_fit, linked=linked)
         except DataError as exc:
             report["skipped"][domain] = str(exc) + kept_earlier(out / f"{domain}.rag.json")
             continue
@@ -218,6 +227,8 @@ def calibrate_rag(
             m["thresholds"]["withdrawn"] = kept.method.rsplit("; withdrawn: ", 1)[1]
             f["thresholds"] = kept
         m["train"] = f["train"]
+        if not m["all"]["correct"] + m["all"]["hallucinated"]:  # the thresholds stand on the training answers alone
+            m["held_out_unchecked"] = held_out_unchecked(m, linked, test_fraction=test_fraction, seed=seed)
         if domain in reviewed_note:
             m["reviewed_split"] = reviewed_note[domain]
         m.update(held_out_digests([rows[i] for i in te_idx]))

@@ -364,6 +364,8 @@ def _no_auroc(m: dict) -> str:
     """What a set of one class, or of declines alone, shows in place of its AUROCs ('' for a set of both classes)."""
     if m["correct"] and m["hallucinated"]:
         return ""
+    if not m["n"]:
+        return " no held-out answers: nothing scored"
     return (" one class: no AUROC (it needs answers of both classes)" if m["correct"] + m["hallucinated"] else
             " nothing scored: every answer declined")
 
@@ -380,7 +382,8 @@ def rag_calibration_warnings(report: dict, target: float) -> list[str]:
     """What a RAG calibration's user must not miss, one line each: a domain whose merged risk does not separate
     its held-out answers (the 95% interval reaches chance), and one whose certified accept threshold lets
     through more hallucinations on the held-out passages than the target (the guarantee is over the draw of
-    the calibration set: a held-out rate above it, with n, says how far that draw may be from your data)."""
+    the calibration set: a held-out rate above it, with n, says how far that draw may be from your data), and one
+    with no scored held-out answer, whose thresholds nothing held out checked (``held_out_unchecked``)."""
     def at_chance(entry: dict) -> tuple[float | None, list | None, bool]:
         """(merged AUROC, its 95% interval, whether the interval reaches chance) of a report entry."""
         merged, ci = (entry.get("auroc") or {}).get("merged"), (entry.get("auroc_ci95") or {}).get("merged")
@@ -388,6 +391,8 @@ def rag_calibration_warnings(report: dict, target: float) -> list[str]:
 
     lines = []
     for d, m in report["domains"].items():
+        if m.get("held_out_unchecked"):
+            lines.append(f"domain {d!r}: {m['held_out_unchecked']}")
         a = m.get("all") or {}
         merged, lo_hi, chance = at_chance(a)
         if chance:
