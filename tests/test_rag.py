@@ -1177,3 +1177,21 @@ def test_a_rag_calibration_records_its_held_out_scores_and_withdraws_what_they_r
     withdrawn = m["thresholds"].get("withdrawn")
     assert (cd.thresholds.accept_below == 0.0 and withdrawn in cd.thresholds.method) if withdrawn else True
 
+
+def test_a_row_whose_signals_cannot_be_computed_is_named_not_dropped_silently(tiny_calibrated, tmp_path):
+    """A legal team's trial: a passage in letters the grounding reader cannot read ("Þæð þæð ðæþ.") gave no
+    grounding_lexical, and calibration dropped the row from every figure; only report.json's n_unscorable said so."""
+    from hguard.calibrate.rag import calibrate_rag
+    from hguard.cli import rag_calibration_warnings
+
+    lm, _ = tiny_calibrated
+    ex = [e for e in _tiny_rag_examples(lm) if e.domain == "alpha"]
+    ex[0] = ex[0].model_copy(update={"context": "Þæð þæð ðæþ."})
+    report = calibrate_rag(ex, tmp_path / "probes", lm=lm, system_prompt=SYSTEM, max_new_tokens=4,
+                           work_dir=tmp_path / "work", progress=False)
+    u = report["domains"]["alpha"]["unscorable"]
+    assert (u["n"], u["first_id"], u["signal"]) == (1, ex[0].id, "grounding_lexical")
+    line = next(w for w in rag_calibration_warnings(report, 0.1) if "left out of every fit and figure" in w)
+    assert line.startswith("domain 'alpha': 1 row(s) left out") and repr(ex[0].id) in line and "calibrate again" in line
+    md = (tmp_path / "probes" / "rag-report" / "report.md").read_text(encoding="utf-8")
+    assert "**Unscorable rows**: 1 row(s) left out" in md and repr(ex[0].id) in md

@@ -43,6 +43,26 @@ def held_out_scores(fitted: dict, rows: Sequence[dict], features: np.ndarray) ->
     return {"risk": [float(v) for v, k in zip(risk, keep) if k], "hallucinated": [int(v) for v, k in zip(_y(rs), keep) if k]}
 
 
+def unscorable_rows(rows: Sequence[dict], names: Sequence[str]) -> list[tuple[str, str]]:
+    """(id, the first of ``names`` it lacks) of each row a signal of which could not be computed (missing or not
+    finite: a passage in letters the grounding reader cannot read gives no grounding): calibration leaves those out of
+    every fit and figure. ``neuron_logit`` (the probe's own) is never missing."""
+    out = []
+    for r in rows:
+        bad = [k for k in names if k != "neuron_logit" and (r.get(k) is None or not math.isfinite(float(r[k])))]
+        if bad:
+            out.append((str(r["id"]), bad[0]))
+    return out
+
+
+def unscorable_said(u: Mapping[str, Any]) -> str:
+    """The line calibrate-rag and report.md give of a domain's unscorable rows (its report entry's ``unscorable``)."""
+    return (f"{u['n']} row(s) left out of every fit and figure, their signals could not be computed (first "
+            f"{u['first_id']!r}: no {u['signal']}; a grounding signal is missing where the passage or the answer has no "
+            "word the grounding reader can read, e.g. letters it does not know or only punctuation): give those rows "
+            "their passage as plain text, or drop them, and calibrate again")
+
+
 def held_out_unchecked(m: Mapping[str, Any], linked: str | None, *, test_fraction: float, seed: int) -> str:
     """Why a RAG domain's thresholds were not checked on held-out passages (it has no scored held-out answer): what the
     calibration warns and report.md says. The accept threshold stands on the training answers' out-of-fold risks, as a
@@ -206,6 +226,7 @@ def rag_markdown(report: dict) -> str:
                "that decline." if m["thresholds"]["abstain_above"] >= 1.0 else "")
             + (f" Thresholds fitted on {m['thresholds']['fitted_on']}." if m["thresholds"].get("fitted_on") else ""), "",
             *([f"**Not checked on held-out passages**: {m['held_out_unchecked']}.", ""] if m.get("held_out_unchecked") else []),
+            *([f"**Unscorable rows**: {unscorable_said(m['unscorable'])}.", ""] if m.get("unscorable") else []),
             "| target | measured (held out) | met |", "|---|---|---|",
             f"| merged AUROC >= 0.90, above grounding and probe | merged {_f(ma['value'])}{_ci(ma['ci95'])}; grounding {_f(ma['grounding'])}; probe {_f(ma['probe'])} | "
             f"{_auroc_met(ma)} |",

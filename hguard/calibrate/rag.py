@@ -57,13 +57,14 @@ from .pipeline import (
     warnings_of_domain,
 )
 from ._pipeline_fit import linked_by_passage
-from ._rag_fit import conflict_scores, fit_conflict_detector, fit_rag_domain, score_rag_rows
+from ._rag_fit import _REPORTED, conflict_scores, fit_conflict_detector, fit_rag_domain, score_rag_rows
 from .._policy_fit import withdrawn_on_held_out
 from ._rag_report import (
     held_out_scores,
     held_out_unchecked,
     rag_markdown,
     rag_report,
+    unscorable_rows,
     write_rag_report,
 )
 from ._rag_signals import (
@@ -221,6 +222,11 @@ def calibrate_rag(
             report["skipped"][domain] = str(exc) + kept_earlier(out / f"{domain}.rag.json")
             continue
         m = rag_report(f, [rows[i] for i in te_idx], col.features[te_idx], conflict)
+        unscorable = unscorable_rows([rows[i] for i in tr_idx], f["merger"]["features"]) + unscorable_rows(
+            [rows[i] for i in te_idx], [*f["merger"]["features"], *_REPORTED])
+        if unscorable:
+            m["unscorable"] = {"n": len(unscorable), "first_id": unscorable[0][0], "signal": unscorable[0][1],
+                               "ids": [i for i, _ in unscorable[:20]]}
         held = held_out_scores(f, [rows[i] for i in te_idx], col.features[te_idx])
         kept = withdrawn_on_held_out(f["thresholds"], held["risk"], held["hallucinated"])
         if kept is not f["thresholds"]:  # the held-out passages reject it: the figures show what it would accept

@@ -389,10 +389,14 @@ def rag_calibration_warnings(report: dict, target: float) -> list[str]:
         merged, ci = (entry.get("auroc") or {}).get("merged"), (entry.get("auroc_ci95") or {}).get("merged")
         return merged, ci, merged is not None and ci is not None and ci[0] <= 0.5
 
+    from ..calibrate._rag_report import unscorable_said
+
     lines = []
     for d, m in report["domains"].items():
         if m.get("held_out_unchecked"):
             lines.append(f"domain {d!r}: {m['held_out_unchecked']}")
+        if m.get("unscorable"):
+            lines.append(f"domain {d!r}: {unscorable_said(m['unscorable'])}")
         a = m.get("all") or {}
         merged, lo_hi, chance = at_chance(a)
         if chance:
