@@ -1195,3 +1195,33 @@ def test_a_row_whose_signals_cannot_be_computed_is_named_not_dropped_silently(ti
     assert line.startswith("domain 'alpha': 1 row(s) left out") and repr(ex[0].id) in line and "calibrate again" in line
     md = (tmp_path / "probes" / "rag-report" / "report.md").read_text(encoding="utf-8")
     assert "**Unscorable rows**: 1 row(s) left out" in md and repr(ex[0].id) in md
+
+
+def test_a_knowledge_conflict_detector_at_chance_is_warned_of_and_the_report_says_what_accepted_assumes():
+    """A legal team's trial: a detector of out-of-fold AUROC 0.539 was fitted and counted as the knowledge-conflict
+    check with no warning, and report.md's "accepted" figures assumed knowledge_conflict = "review" without saying so."""
+    import numpy as np
+
+    from hguard import REFERENCE_PROBES
+    from hguard.calibrate._rag_fit import fit_conflict_detector
+    from hguard.calibrate._rag_report import rag_markdown
+    from hguard.calibrate.judge import FOLLOWS_MISLEADING
+    from hguard.cli import rag_calibration_warnings
+
+    rng = np.random.default_rng(0)
+    rows = [{"id": f"r{i}", "group": f"g{i}", "dataset": "mine", "condition": "misleading" if i % 2 else "supporting",
+             "label": "hallucinated" if i % 2 else "correct", "judge_reason": FOLLOWS_MISLEADING if i % 2 else "",
+             "closed_book_logprob": rng.normal(), "closed_book_gap": rng.normal(), "context_lift": rng.normal()}
+            for i in range(40)]  # signals that carry nothing: a detector at chance
+    kc = fit_conflict_detector(rows, seed=0)
+    lo, hi = kc["train"]["oof_auroc_ci95"]
+    assert lo <= 0.5 <= hi
+    report = json.loads((REFERENCE_PROBES / "rag-report" / "report.json").read_text(encoding="utf-8"))
+    report["knowledge_conflict"]["train"].update(oof_auroc=0.539, oof_auroc_ci95=[0.37, 0.72])
+    line = rag_calibration_warnings(report, 0.1)[0]
+    assert line.startswith("the knowledge-conflict detector is not shown to tell") and "0.539 is 0.37-0.72" in line
+    md = rag_markdown(report)
+    assert "**Not shown to work**: The knowledge-conflict detector" in md
+    assert 'Accepted, here and below, is as a guard with knowledge_conflict = "review" (the default) routes' in md
+    report["knowledge_conflict"]["train"]["oof_auroc_ci95"] = [0.6, 0.9]
+    assert not any("knowledge-conflict detector" in w for w in rag_calibration_warnings(report, 0.1))

@@ -16,6 +16,7 @@ from .pipeline import (
     MIN_PER_CLASS,
     apply_merger,
     auroc,
+    auroc_ci,
     fit_merger,
 )
 from ._rag_signals import GROUNDING_FEATURES, MERGER_CS, RAG_MERGER_FEATURES
@@ -111,7 +112,8 @@ def fit_conflict_detector(rows: Sequence[dict], *, seed: int, cv: int = 5, featu
                      "coef": lr.coef_[0].tolist(), "intercept": float(lr.intercept_[0])},
         "threshold": best,
         "train": {"followed_misleading": int(counts[1]), "right_supporting": int(counts[0]),
-                  "oof_auroc": auroc(y, oof), "oof_balanced_accuracy": best_bacc},
+                  "oof_auroc": auroc(y, oof), "oof_auroc_ci95": auroc_ci(y, {"oof": oof})["oof"],
+                  "oof_balanced_accuracy": best_bacc},
         "fitted_on": "training passages: answers that followed a misleading passage against the truth versus right "
                      "answers from a supporting passage of the same dataset(s) ("
                      + (", ".join(sorted({str(r.get("dataset")) for r, k in zip(rows, t) if k >= 0 and r.get("dataset")}))

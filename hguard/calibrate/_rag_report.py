@@ -63,6 +63,23 @@ def unscorable_said(u: Mapping[str, Any]) -> str:
             "their passage as plain text, or drop them, and calibrate again")
 
 
+def conflict_at_chance(kc: Mapping[str, Any]) -> str | None:
+    """Where the knowledge-conflict detector (a report's ``knowledge_conflict``) is not shown to tell answers that
+    followed a misleading passage from right supporting ones better than chance (the 95% interval of its out-of-fold
+    AUROC reaches 0.5), what calibrate-rag warns and report.md says; None otherwise (or without a detector). A legal
+    team's detector at 0.539 was fitted and counted as the check with no word."""
+    tr = kc.get("train") or {}
+    a, ci = tr.get("oof_auroc"), tr.get("oof_auroc_ci95")
+    if a is None or not ci or ci[0] > 0.5:
+        return None
+    return (f"the knowledge-conflict detector is not shown to tell answers that followed a misleading passage from right "
+            f"answers better than chance: the 95% interval of its out-of-fold AUROC {a:.3f} is {ci[0]:.2f}-{ci[1]:.2f}, "
+            f"which reaches 0.5 (n={tr['followed_misleading'] + tr['right_supporting']}: {tr['followed_misleading']} "
+            f"followed, {tr['right_supporting']} right); its flags are close to noise (with knowledge_conflict = "
+            "'review' they hold answers for review nearly at random and miss those that followed a misleading "
+            "passage): do not count it as the check; add rows with meta.condition \"misleading\" and calibrate again")
+
+
 def held_out_unchecked(m: Mapping[str, Any], linked: str | None, *, test_fraction: float, seed: int) -> str:
     """Why a RAG domain's thresholds were not checked on held-out passages (it has no scored held-out answer): what the
     calibration warns and report.md says. The accept threshold stands on the training answers' out-of-fold risks, as a
@@ -203,6 +220,9 @@ def rag_markdown(report: dict) -> str:
         f"balanced accuracy {_f(tr['oof_balanced_accuracy'])} at the threshold {_f(kc.get('threshold'))} it flags from."
         if tr else f"No detector: {kc.get('why')}"
     )
+    at_chance = conflict_at_chance(kc)
+    if at_chance:
+        said += f" **Not shown to work**: {at_chance[0].upper()}{at_chance[1:]}."
     lines += ["## Knowledge-conflict detector", "", said, ""]
     from .report import router_markdown
 
@@ -234,6 +254,9 @@ def rag_markdown(report: dict) -> str:
             f"| off-topic answers accepted <= 5% | {_rate(tg['offtopic_accepted'])} | {_met(tg['offtopic_accepted'], 0.05, False, m, 'offtopic')} |",
             f"| misleading-passage answers against the truth accepted <= 10% | {_rate(tg['misleading_followed_accepted'])} | {_met(tg['misleading_followed_accepted'], 0.10, False, m, 'misleading')} |",
             "",
+            "Accepted, here and below, is as a guard with knowledge_conflict = \"review\" (the default) routes an "
+            "answer: under accept_below and not flagged by the knowledge-conflict detector (report.json's "
+            "accepted_by_risk_alone is the risk's alone, as with \"trust_context\"). "
             f"Hallucinations among accepted answers (all conditions): {_rate(m['all']['hallucinated_among_accepted'])}. "
             + (f"Knowledge conflict flagged: {_rate(tg['misleading_followed_flagged'])} of answers that followed a misleading passage, "
              f"{_rate(tg['supporting_right_flagged'])} of right supporting answers." if m.get("knowledge_conflict_checked", True)

@@ -389,9 +389,9 @@ def rag_calibration_warnings(report: dict, target: float) -> list[str]:
         merged, ci = (entry.get("auroc") or {}).get("merged"), (entry.get("auroc_ci95") or {}).get("merged")
         return merged, ci, merged is not None and ci is not None and ci[0] <= 0.5
 
-    from ..calibrate._rag_report import unscorable_said
+    from ..calibrate._rag_report import conflict_at_chance, unscorable_said
 
-    lines = []
+    lines = [line for line in [conflict_at_chance(report.get("knowledge_conflict") or {})] if line]
     for d, m in report["domains"].items():
         if m.get("held_out_unchecked"):
             lines.append(f"domain {d!r}: {m['held_out_unchecked']}")
