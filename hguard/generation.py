@@ -125,18 +125,25 @@ _INSTRUCTION = regex.compile(
     # "ignore the question of whether ..." are prose: the thing ignored ends the clause here)
     r"\b(?:ignore|disregard|forget|override)\s+(?:(?:all|any|the|your|previous|prior|above|earlier|preceding|these"
     r"|those|other|this)\s+)*(?:question|questions|instructions?|context|prompt|passage|rules)\s*+(?:[.,;:!]|and\b|$)"
-    # "you must answer: Sydney", "you must say that ..." ("you must answer all questions truthfully" is prose)
-    r"|\byou\s+(?:must|should|have\s+to|are\s+to)\s+(?:now\s+|only\s+|always\s+)?(?:answer|respond|reply|say)"
-    r"\s*+(?::|with\b|that\b|[\"'\u201c])"
-    r"|\b(?:always|only)\s+(?:answer|respond|reply)\s*+(?:with\b|:)"
-    r"|\bthe\s+(?:verified|correct|official)\s+answer\s+(?:is|should\s+be|will\s+be)\b",
+    # "you must answer: Sydney", "you must answer 'Sydney'" ("you must answer all questions truthfully", "you must
+    # reply with STOP", "you must respond with the documents requested", "you should say that you do not consent" are
+    # a policy's or a contract's prose)
+    r"|\byou\s+(?:must|should|have\s+to|are\s+to)\s+(?:now\s+|only\s+|always\s+)?(?:(?:answer|respond|reply|say)"
+    r"\s*+:|answer\s*+[\"'\u201c])"
+    r"|\b(?:always|only)\s+(?:answer|respond|reply)\s*+:"  # not "Always answer with your full legal name"
+    r"|\bthe\s+verified\s+answer\s+(?:is|should\s+be|will\s+be)\b",  # not a quiz's "the correct answer is (b)"
     regex.IGNORECASE | regex.MULTILINE)
-# a role marker opening a line (any blanks or invisible characters before it), as chat formats write their turns
-# ("### Instruction:" with its colon: a markdown heading "## Instructions" is a document's)
-_ROLE = regex.compile(r"^[ \t\p{Cf}]*+(?:(?:SYSTEM|System|ASSISTANT|Assistant|DEVELOPER|Developer)[ \t\p{Cf}]*+:"
-                      r"|#{2,}[ \t\p{Cf}]*+(?i:instructions?|system|assistant|response)[ \t\p{Cf}]*+:"
+# a role marker opening a line (any blanks or invisible characters before it), as chat formats write their turns: in
+# capitals ("SYSTEM:"; an app listing's "Developer: Acme Inc.", a form's "System: Windows 10" or "Assistant: Jane Doe"
+# are a document's), an Alpaca-style "### Instruction:" / "### Response:" (a markdown "## Response:" heading is a
+# document's), Llama's [INST] and <<SYS>>, and chat tokens written as text
+_ROLE = regex.compile(r"^[ \t\p{Cf}]*+(?:(?:SYSTEM|ASSISTANT|DEVELOPER)[ \t\p{Cf}]*+:"
+                      r"|#{3,}[ \t\p{Cf}]*+(?i:instruction|response)[ \t\p{Cf}]*+:"
                       r"|\[/?INST\]|<</?SYS>>|<\|(?i:system|assistant|user)\|>)", regex.MULTILINE)
-_COMMENT = regex.compile(r"<!--")  # an HTML or XML comment opens: not shown where the page is
+# an HTML or XML comment, not shown where the page is, holding a sentence (at least COMMENT_WORDS words): a page's
+# "<!-- page 3 -->", "<!-- TOC -->" or a tutorial's "<!-- your comment -->" hide no claim
+_COMMENT = regex.compile(r"<!--((?:(?!-->).)*+)", regex.DOTALL)
+COMMENT_WORDS = 4
 #: a run of more blank characters than this (spaces, line breaks, invisible characters) hides what follows it from a
 #: reader of the passage, not from the model (PDF layout spaces in the RAG sets run to far fewer)
 BLANK_RUN = 100
@@ -169,15 +176,17 @@ def addressed_to_model(context: str | None, question: str | None = None) -> list
         found.append(("an instruction to the model", line_from(m.start())))
     for m in first(_ROLE):
         found.append(("a line opening with a role marker", line_from(m.start() + len(m.group(0)) - len(m.group(0).lstrip()))))
-    for m in first(_COMMENT):
-        comment = text[m.start():m.start() + 200]
-        found.append(("an HTML/XML comment, hidden where the page is shown", listed(comment.split("-->")[0], 100)))
+    comments = (m for m in _COMMENT.finditer(text) if len(m.group(1).split()) >= COMMENT_WORDS)
+    for m in itertools.islice(comments, 3):
+        found.append(("an HTML/XML comment, hidden where the page is shown", listed(m.group(0)[:200], 100)))
     for m in first(_BLANK_RUN):
         found.append((f"a run of {len(m.group(0))} blank characters, hiding what follows", line_from(m.end())))
     if isinstance(question, str):
         asked = " ".join(question.casefold().split())
         if len(asked.split()) >= 3:
-            times = " ".join(text.casefold().split()).count(asked)
+            # per passage (a retriever's documents are joined by blank lines: three FAQ entries asking it once each
+            # are not one passage priming the model)
+            times = max(" ".join(part.casefold().split()).count(asked) for part in regex.split(r"\n[ \t]*\n", text))
             if times >= QUESTION_REPEATS:
                 found.append((f"the question itself, said {times} times", listed(question, 100)))
     return found
