@@ -279,7 +279,7 @@ _SPELLING_MARK = r"[\p{M}--[\p{Latin}\p{Greek}\p{Cyrillic}\p{Common}\p{Inherited
 _ANY_WORD = regex.compile(rf"[{UNSPACED}]+|[\p{{L}}\p{{N}}_--[{UNSPACED}]](?:[\p{{L}}\p{{N}}_--[{UNSPACED}]]|{_SPELLING_MARK})*",
                           regex.V1)
 _ARABIC_ARTICLE = regex.compile(r"^\u0627\u0644(?=\p{Arabic}{2})")  # "ال" before a word of two letters or more
-_UNSPACED_START = regex.compile(f"[{UNSPACED}]")
+UNSPACED_LETTER = regex.compile(f"[{UNSPACED}]")  # a letter of those scripts (at the start of a word)
 _KANA_ONLY = regex.compile(r"[\p{Hiragana}\u30fc]+")  # hiragana and the long-vowel mark
 # Japanese grammar written in hiragana: the particles, and the function words, auxiliaries and inflections besides the
 # stop-words list's own (`function_words`, which has few: "です", "ます", "あります", "から")
@@ -330,7 +330,7 @@ def script_words(word: str) -> list[str]:
     """How one word of :func:`words_of` (or of the grounding tokens) is read: a run of an unspaced script's letters
     as its character bigrams (:data:`UNSPACED`), an Arabic word without its article ("الإجازة" is "إجازة"), any
     other as it is."""
-    if _UNSPACED_START.match(word):
+    if UNSPACED_LETTER.match(word):
         return [word] if len(word) < 2 else [word[i:i + 2] for i in range(len(word) - 1)]
     if word.startswith("\u0627\u0644"):
         return [_ARABIC_ARTICLE.sub("", word)]

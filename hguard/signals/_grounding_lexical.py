@@ -13,7 +13,7 @@ from typing import Any
 
 import regex
 
-from hguard._text import (_SPELLING_MARK, UNSPACED, fold_accents, function_words, join_digit_groups, japanese_grammar,
+from hguard._text import (_SPELLING_MARK, UNSPACED, UNSPACED_LETTER, fold_accents, function_words, join_digit_groups, japanese_grammar,
                           language_of,
                           script_words, words_of)
 from hguard.errors import InputError
@@ -80,7 +80,6 @@ _TOKEN_RE = regex.compile(
     rf"|{_OTHER_LETTER}(?:{_OTHER_LETTER}|{_SPELLING_MARK})*",  # a word of another script, its vowel signs inside
     regex.V1,
 )
-_UNSPACED_LETTER = regex.compile(f"[{UNSPACED}]")
 _SCRIPT_DIGIT = regex.compile(r"[\p{Nd}--[0-9]]", regex.V1)
 _LETTER = regex.compile(r"\p{L}")
 
@@ -155,7 +154,7 @@ def content_tokens(text: str) -> list[str]:
             if foreign is None:
                 lang = language_of(words_of(text))
                 foreign = function_words()[lang] if lang != "english" else frozenset()
-            if t in foreign or (len(t) < 2 and not _UNSPACED_LETTER.match(t)) or japanese_grammar(t):
+            if t in foreign or (len(t) < 2 and not UNSPACED_LETTER.match(t)) or japanese_grammar(t):
                 continue
             out.append(t)
             continue
