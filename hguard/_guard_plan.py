@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .domain import CalibratedDomain
-from .errors import ProbeError
+from .errors import ProbeError, error_text
 from .policy import Thresholds, effective_thresholds
 from .settings import CLOSED_BOOK, RAG, GenerationSettings
 
@@ -115,7 +115,7 @@ def read_probe_folder(folder: Path, signing: Mapping[str, Any], error_modes: dic
                 )
             cd = CalibratedDomain.load(target, **signing)
         except Exception as exc:  # one bad file disables its domain, not the guard
-            reason = str(exc) if isinstance(exc, ProbeError) else f"probe file {str(p)!r} cannot be loaded: {type(exc).__name__}: {exc}"
+            reason = str(exc) if isinstance(exc, ProbeError) else f"probe file {str(p)!r} cannot be loaded: {error_text(exc)}"
             errors[p.stem] = reason
             continue
         # a domain may hold one closed-book and one RAG probe: a claim is a domain in a prompt mode

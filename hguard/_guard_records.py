@@ -329,7 +329,7 @@ class _Recording:
                 # the caller gets the error, not the answer: an accept in the log must not read as delivered
                 result.audit_id, result.audit_hash = written.id, written.hash
                 exc.audit_id = written.id  # type: ignore[attr-defined]
-                self.record_undelivered(result, f"the decision was written to the audit log, but the call failed: {exc}")
+                self.record_undelivered(result, f"the decision was written to the audit log, but the call failed: {error_text(exc)}")
                 raise
             result.audit_id = receipt.id
             result.audit_hash = receipt.hash
@@ -385,8 +385,8 @@ class _Recording:
                              f"({self.review_queue.pending_path}; the redacting log holds only hashes)")
                 except OSError as spool:
                     later = (f"if this process ends first it is lost to reviewers: the redacting log holds only hashes and "
-                             f"no copy could be kept beside the queue ({type(spool).__name__}: {spool})")
-            why = (f"the review queue could not take this answer now ({exc}); the decision is in the audit log (audit id "
+                             f"no copy could be kept beside the queue ({error_text(spool)})")
+            why = (f"the review queue could not take this answer now ({error_text(exc)}); the decision is in the audit log (audit id "
                    f"{result.audit_id}): this guard puts it back in the queue once the queue takes answers again, and "
                    + later)
             try:
@@ -475,7 +475,7 @@ class _Recording:
             except AuditError as exc:  # the accept is on record: the caller must learn that it was decided
                 err = type(exc)(
                     f"the decision {result.audit_id} ({result.route}, domain {result.domain!r}) is recorded, but its "
-                    f"spot-check selection could not be ({exc}): the monitor's selection check names it as selected "
+                    f"spot-check selection could not be ({error_text(exc)}): the monitor's selection check names it as selected "
                     "and not recorded; the answer is on this error's .results, to deliver or drop")
                 err.results = [result]  # type: ignore[attr-defined]
                 raise err from exc

@@ -18,7 +18,7 @@ from ._text import direction_controls
 from .calibrate.data import domain_slug
 from .calibrate.judge import declines, unstated_numbers
 from .signals.relevance import repeats_question
-from .errors import shown
+from .errors import error_text, shown
 from .generation import CLOSED_BOOK, RAG, Generation
 from .models import DEFAULT_MODEL_NAME
 from ._policy_route import OUT_OF_DISTRIBUTION
@@ -58,7 +58,7 @@ def scoring_problem(exc: BaseException) -> str:
 
     if isinstance(exc, UnscorableSignal):
         return str(exc)  # "cannot merge risk: signal ... is ..., beyond what the merger was calibrated on ..."
-    return f"scoring failed: {type(exc).__name__}: {exc}"
+    return f"scoring failed: {error_text(exc)}"
 
 class _Scoring:
     """The guard's scoring steps (mixed into :class:`hguard.guard.Guard`)."""
@@ -116,7 +116,7 @@ class _Scoring:
                                             "answer follows from the passage cannot be measured")
                             break
             except Exception as exc:  # fail closed: the reason travels with the decision
-                problems.append(f"grounding failed: {type(exc).__name__}: {exc}")
+                problems.append(f"grounding failed: {error_text(exc)}")
         notes: list[str] = g.extra.setdefault("notes", [])
         cd = route.domain if route is not None else None
         # a route that says why nothing scores this request gives the decision its reason (see _finish)
@@ -359,7 +359,7 @@ class _Scoring:
             thresholds, tightened = tightened_thresholds(self.monitor_state.get(domain), thresholds)
         except Exception as exc:  # a state it cannot apply holds the answer, on record (it raised past the record)
             tightened = None
-            problems.append(f"the monitor state could not be applied ({type(exc).__name__}: {exc}): held for review")
+            problems.append(f"the monitor state could not be applied ({error_text(exc)}): held for review")
         decision: Decision = decide(
             risk,
             domain_policy=dp,

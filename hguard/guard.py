@@ -30,7 +30,7 @@ from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context,
 from ._guard_scoring import CANCELLED_HOLD, NO_ROUTER_QUESTIONS, REMOVED_DOMAIN, _Cancelled, _EarlyAbstain, _near, _Scoring, no_conflict_detector
 from ._resources import DEFAULT_POLICY, public_seed_warning
 from .domain import CalibratedDomain
-from .errors import AuditError, HGuardError, InputError, ModelNotFoundError, PolicyError, ProbeError, cut_text, install_extra
+from .errors import AuditError, HGuardError, InputError, ModelNotFoundError, PolicyError, ProbeError, cut_text, error_text, install_extra
 from .generation import Generator
 from .models import LoadedModel, load_model
 from ._policy_load import checked_policy
@@ -327,7 +327,7 @@ class Guard(_Scoring, _Recording):
             if not missing and queue.pending_path.exists():  # copies of items queued since (a drop that failed then)
                 queue.forget_pending()
         except HGuardError as exc:  # the guard still starts; the next start tries again
-            warnings.warn(f"could not check the review queue against the audit log: {exc}", UserWarning, stacklevel=3)
+            warnings.warn(f"could not check the review queue against the audit log: {error_text(exc)}", UserWarning, stacklevel=3)
             return
         if forged:
             warnings.warn(f"{len(forged)} audit record(s) promising a review item carry no valid MAC under the audit key "
@@ -584,7 +584,7 @@ class Guard(_Scoring, _Recording):
         try:
             return build_plan(name, closed, rag, self.policy, self.settings, refused), None
         except Exception as exc:  # e.g. calibration scores thresholds cannot be fitted on: the domain fails closed
-            return None, f"domain {name!r} cannot be planned: {type(exc).__name__}: {exc}"
+            return None, f"domain {name!r} cannot be planned: {error_text(exc)}"
 
     @property
     def probes(self) -> Mapping[str, CalibratedDomain]:
@@ -862,7 +862,15 @@ class Guard(_Scoring, _Recording):
             self.generator.prompt_ids(question, None, history=history, system=system)
         except InputError as exc:
             raise self._refused(question, exc) from None
-        (g,) = self.generator.generate([question], neurons=None, histories=[history], systems=[system], stop=stop)
+        try:
+            (g,) = self.generator.generate([question], neurons=None, histories=[history], systems=[system], stop=stop)
+        except BaseException as exc:  # the model raised (out of memory, a model's own bug, an interrupt): the log
+            # says so, as for an answer's request, so that every step a chain took is on record
+            if isinstance(exc, GeneratorExit):
+                raise
+            self.record_failed_requests(exc, [{"question": question, "stage": GENERATION, "index": 0,
+                                               "source": f"{RETRIEVAL_QUERY}: {step}"}], {})
+            raise
         record = {
             "step": step,
             "question": question,
@@ -1014,7 +1022,7 @@ class Guard(_Scoring, _Recording):
                 except Exception as exc:  # no domain: routed by default_route, never accepted
                     chosen, info = None, {
                         "method": "embedding",
-                        "reason": f"domain choice failed: {type(exc).__name__}: {exc}",
+                        "reason": f"domain choice failed: {error_text(exc)}",
                         "similarities": {},
                     }
                 plans.append((chosen, {**info, "given": False}))
@@ -1026,7 +1034,7 @@ class Guard(_Scoring, _Recording):
                     plans.append((d, {"method": "given", "given": True, "chosen": d, "similarity": near}))
                 except Exception as exc:
                     plans.append((d, {"method": "given", "given": True, "chosen": d, "similarity": None,
-                                      "similarity_error": f"{type(exc).__name__}: {exc}"}))
+                                      "similarity_error": error_text(exc)}))
         results: list[GuardResult | None] = [None] * n
         groups: dict[tuple[str | None, bool], list[int]] = {}
         for i, (d, _) in enumerate(plans):

@@ -39,6 +39,13 @@ def _policy(root, tmp_path, **domain):
     )
 
 
+class _Unreadable(RuntimeError):
+    """A model's or embedder's own error type whose message cannot be read (its ``str()`` raises)."""
+
+    def __str__(self):
+        raise ValueError("no message")
+
+
 class _Grounding:
     """A grounding scorer returning a fixed result (or raising)."""
 
@@ -88,6 +95,8 @@ def test_controls_accept_without_a_fault(make_guard):
         (None, "not a mapping"),
         ({"grounding": 0.9, "grounding_embedding": float("nan")}, "'grounding_embedding' is nan"),
         (RuntimeError("embedder gone"), "grounding failed: RuntimeError: embedder gone"),
+        (_Unreadable("embedder gone"), "grounding failed: _Unreadable: _Unreadable('embedder gone') (its message could "
+                                       "not be read: str() raised ValueError)"),
     ],
 )
 def test_grounding_faults_with_context_go_to_review(make_guard, result, reason):
@@ -189,6 +198,15 @@ def test_merger_faults_go_to_review(make_guard, field, value, reason):
     # a signal the merger names but nothing computes is a hold on that signal ("cannot merge risk"), the rest failures
     said = "cannot merge risk" if reason == "no_such_signal" else "scoring failed"
     assert r.route == "review" and any(said in x and reason in x for x in r.reasons), r.reasons
+
+
+def test_scoring_fault_whose_message_cannot_be_read_goes_to_review(make_guard, monkeypatch):
+    g = make_guard()
+    monkeypatch.setattr(g.probes["alpha"].probe, "decision_function_subset",
+                        lambda *a, **k: (_ for _ in ()).throw(_Unreadable("boom")))
+    r = g.invoke(Q, domain="alpha")
+    assert r.route == "review" and any("scoring failed: _Unreadable" in x and "could not be read" in x
+                                       for x in r.reasons), r.reasons
 
 
 def test_embedder_fault_in_domain_choice_goes_to_review(make_guard):

@@ -247,6 +247,18 @@ def test_text_to_search_with_is_recorded_without_a_decision_and_bad_input_is_ref
     assert [r["kind"] for r in AuditLog(guard.audit.path)][1:] == ["error", "error"]  # refused, and recorded
 
 
+def test_text_to_search_with_whose_generation_fails_is_recorded_as_an_error(guard, monkeypatch):
+    def failing(*a, **k):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(guard.generator, "generate", failing)
+    with pytest.raises(RuntimeError, match="CUDA out of memory") as info:
+        guard.rewrite_query("capital of australia", step="test: write a search query")
+    (rec,) = list(AuditLog(guard.audit.path))
+    assert rec["kind"] == "error" and rec["stage"] == "generation" and rec["id"] == info.value.audit_id, rec
+    assert rec["source"] == "retrieval_query: test: write a search query" and rec["question"] == "capital of australia"
+
+
 def test_an_answer_routed_to_review_is_held_behind_the_review_message_when_the_policy_has_one(calibrated, tmp_path):
     lm, root = calibrated
     pol = _policy(root, tmp_path)
