@@ -627,7 +627,7 @@ def test_review_routes_are_enqueued_and_a_failing_queue_is_said(guard, calibrate
             raise ReviewQueueError("disk full")
 
     guard.review_queue = Full()
-    with pytest.warns(UserWarning, match=r"could not take this answer now \(disk full\)"):
+    with pytest.warns(UserWarning, match=r"could not take this answer now \(ReviewQueueError: disk full\)"):
         held = guard.invoke("who is the author ?", domain="gamma")
     assert held.route == "review" and "disk full" in held.reasons[-1]
 
