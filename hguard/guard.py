@@ -376,14 +376,9 @@ class Guard(_Scoring, _Recording):
         own) and serve them. On a running guard each domain it serves leaves a ``domain_added`` record, and a folder
         with a file that cannot serve (unreadable, cut short, another layout's, a domain two folders calibrate) is
         refused whole (:class:`~hguard.errors.ProbeError`, naming each file and why): no probe of it is put into
-        service and every domain keeps the probes serving it. A probe put into service that was calibrated under
-        another setup (another model file of the same layout, chat template or system prompt) is said as a warning, as
-        at start-up (:meth:`fingerprint_mismatches`)."""
-        before = {key: cd.probe_id for key, cd in self._domains.items()}
+        service is said as :meth:`add_domain` says it (a warning for another setup, a hand-set or refitted accept
+        threshold, as at start-up)."""
         self._load_probes(folders, record=True)
-        mismatched = self.fingerprint_mismatches()
-        for name in sorted({key[0] for key, cd in self._domains.items() if before.get(key) != cd.probe_id} & set(mismatched)):
-            warnings.warn(mismatched[name], UserWarning, stacklevel=2)
 
     def _load_probes(self, folders: str | Path | Sequence[str | Path], record: bool = False) -> None:
         """:meth:`load_probes`; without ``record`` (a guard's start), unreadable files and another model's probes
@@ -451,14 +446,23 @@ class Guard(_Scoring, _Recording):
         put into service in a running guard. With an audit log, a ``domain_added`` record names the domain and the
         probe ids serving it before and after; it is written before the swap, so a record that cannot be written
         leaves the old probes serving (the error raised) and no answer is scored by probes no record names. A probe
-        of another model's layout is refused (:class:`~hguard.errors.ProbeError`) and the old one keeps serving."""
+        of another model's layout is refused (:class:`~hguard.errors.ProbeError`) and the old one keeps serving. New
+        probes serving the domain are said as at start-up: a warning when they were calibrated under another setup
+        (:meth:`fingerprint_mismatches`), when the policy's accept threshold is hand-set
+        (:meth:`uncertified_accept_thresholds`) and for a refitted accept threshold (:meth:`refit_warnings`)."""
         name = _named(domain)
         foreign = self._other_shape(domain)
         if foreign:
             raise ProbeError(f"add_domain did not serve probe {domain.probe_id} ({domain.prompt_mode.replace('_', '-')}): "
                              f"{foreign}; domain {name!r} keeps the probes serving it "
                              f"({', '.join(str(i) for i in self._serving(name).values()) or 'none: it is not scored'})")
+        before = self._serving(name)
         self._change(DOMAIN_ADDED, name, {**self._calibrations(name), (name, domain.prompt_mode): domain})
+        if self._serving(name) != before:  # what start-up says of a domain, said of the probes now serving it
+            for warning in (self.fingerprint_mismatches().get(name), self.uncertified_accept_thresholds().get(name),
+                            *self.refit_warnings(names=(name,))):
+                if warning:
+                    warnings.warn(warning, UserWarning, stacklevel=2)
 
     def _serve(self, domain: CalibratedDomain) -> None:
         """A guard's own probes as it starts (no audit record: each decision names its probe_id); one that cannot
@@ -631,14 +635,16 @@ class Guard(_Scoring, _Recording):
                                 "min_grounding = 0.2)" if "with context" in kinds and dp.min_grounding is None else ""))
         return out
 
-    def refit_warnings(self) -> list[str]:
+    def refit_warnings(self, names: Sequence[str] | None = None) -> list[str]:
         """What ``hguard calibrate`` would have said at the policy's target, for each served domain whose thresholds
         were refitted for another target (or confidence) than its calibration's when the guard loaded it: an accept
         threshold of 1.0, which accepts every answer, and held-out families over the target
-        (:meth:`CalibratedDomain.refit_warnings`). Said once at start-up; each accept reason says the refit too."""
+        (:meth:`CalibratedDomain.refit_warnings`), for ``names`` only when given. Said once at start-up and when
+        :meth:`add_domain` (or :meth:`load_probes`) puts new probes into service; each accept reason says the refit
+        too."""
         out: list[str] = []
         for name, plan in sorted(self._plans.items()):
-            if name not in self.policy.domains:
+            if name not in self.policy.domains or (names is not None and name not in names):
                 continue
             done: list[CalibratedDomain] = []  # a closed-book probe may score both kinds of request
             for r in (plan.without_context, plan.with_context):

@@ -1939,3 +1939,10 @@ def test_thresholds_refitted_for_the_policys_target_say_what_calibrate_would_say
         update={"target_hallucination_rate": 0.2})}})
     g = Guard.from_policy(same, lm=lm)
     assert g.refit_warnings() == [] and g.plan("alpha").without_context.thresholds.refitted_from is None
+    # the same probe put into service on a running guard (add_domain, load_probes) is said as at start-up
+    for put in (lambda g: g.add_domain(CalibratedDomain.load(folder / "alpha.json")), lambda g: g.load_probes(folder)):
+        g = Guard.from_policy(policy.model_copy(update={"probes": None}), lm=lm)
+        with warnings.catch_warnings(record=True) as later:
+            warnings.simplefilter("always")
+            put(g)
+        assert [str(w.message) for w in later if "refitted" in str(w.message)] == g.refit_warnings() != [], later
