@@ -13,6 +13,8 @@ from .policy import ABSTAIN, ACCEPT
 REVIEW_MARK = "[needs review] "
 # what stands in for an answer held for review where no one reads a mark (an agent parses the text and acts on it)
 HELD_FOR_REVIEW = "This answer is held until a reviewer has checked it."
+#: how an accepted answer cut at max_new_tokens ends when shown (a domain's ``cut_answer = "mark"``)
+CUT_MARK = " [...]"
 
 
 @dataclass
@@ -37,13 +39,15 @@ class GuardResult:
     context: str | None = None
     seconds: float = 0.0
     audit_hash: str | None = None  # the audit record's hash: keep it elsewhere to detect a cut-off log
+    cut_at_max_new_tokens: bool = False  # the answer reached the length limit and was cut there: it may be incomplete
 
     @property
     def display_text(self) -> str:
         """What an end user should see: the answer, the abstain message, or for review the policy's review
-        message (the answer held for the reviewer) or, without one, the answer marked for review."""
+        message (the answer held for the reviewer) or, without one, the answer marked for review. An answer cut at
+        ``max_new_tokens`` (accepted under the domain's ``cut_answer = "mark"``) ends in :data:`CUT_MARK`."""
         if self.route == ACCEPT:
-            return self.answer
+            return self.answer + CUT_MARK if self.cut_at_max_new_tokens else self.answer
         if self.route == ABSTAIN:
             return self.abstain_message
         return self.review_message if self.review_message is not None else REVIEW_MARK + self.answer

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import numpy as np
 
 from ._guard_plan import Route
-from ._guard_result import GuardResult, _finite_or_none, context_given
+from ._guard_result import CUT_MARK, GuardResult, _finite_or_none, context_given
 from ._numerics import sigmoid
 from ._text import direction_controls
 from .calibrate.data import domain_slug
@@ -285,9 +285,15 @@ class _Scoring:
         review, or a warning where the domain sets ``out_of_distribution = "warn"``; a similarity that could not
         be computed fails closed. The policy's ``context_fallback_domain``, named for a request with context,
         is where automatic choice sends what no domain matches: only its probe-feature check applies."""
+        holds = [] if holds is None else holds
+        if not choice.get("given") and choice.get("not_compared"):  # the question may be a domain's no probe reads
+            holds.append("automatic domain choice could not compare the question with "
+                         + "; ".join(f"domain {n!r} ({why})" for n, why in sorted(choice["not_compared"].items()))
+                         + f", which the policy lists: it may be theirs, and domain {domain!r}'s probe and thresholds "
+                         "were not calibrated on their questions, so the answer is held for review (name the domain "
+                         "with domain=..., or give the listed domain a probe file)")
         if not choice.get("given") or "similarity" not in choice:
             return
-        holds = [] if holds is None else holds
         near = choice["similarity"]
         if near is None:
             if choice.get("similarity_error"):
@@ -337,6 +343,18 @@ class _Scoring:
             g.extra.setdefault("holds", []).append(
                 f"the answer holds direction controls ({shifted}), which make it show in another order than it was "
                 "read and scored in (stored '03 days' shows as '30 days'): held for review")
+        limit = g.extra.get("max_new_tokens") or self.generator.max_new_tokens
+        cut = not g.finished and len(g.token_ids) >= limit  # not a stop sequence, an early stop or a cancel
+        dp = self.policy.domain(domain) if domain else None
+        if cut:  # a fee schedule cut after three items read as the whole list, and was accepted
+            said = (f"the answer reached the length limit, max_new_tokens = {limit}, and was cut there, so it may be "
+                    "incomplete (a list, a table or a sentence cut short)")
+            if dp is not None and dp.cut_answer == "review":
+                g.extra.setdefault("holds", []).append(f"{said}: held for review (cut_answer = 'review')")
+            else:  # the calibration scored such answers too: routed as scored, never shown as if whole (said
+                # before the decision's reasons, whose last line names the route)
+                g.extra["cut_note"] = (f"{said}: shown ending in {CUT_MARK.strip()!r} where accepted (cut_answer = "
+                                       "'mark'; 'review' holds it)")
         if steer_info is not None and steer_info.get("alpha") != 1.0 and steer_info.get("n_neurons"):
             # steering scales the very neurons the probe reads: damped, they lowered a wrong answer's risk from 0.74
             # (abstain) to 0.09, under thresholds fitted on unsteered answers, and it was accepted (a risk officer's trial)
@@ -350,7 +368,6 @@ class _Scoring:
             signals, risk, fp = dict(g.confidence), None, []
             thresholds = route.thresholds if route is not None and route.domain is not None else None
             problems.append(scoring_problem(exc))
-        dp = self.policy.domain(domain) if domain else None
         self._named_domain_check(choice, domain, dp, signals, problems, g.extra.setdefault("notes", []),
                                  rag=context_given(g.context), route=route, holds=g.extra.setdefault("holds", []))
         from .monitor import tightened_thresholds
@@ -375,7 +392,8 @@ class _Scoring:
             holds=g.extra.get("holds") or (),
             unscored=route.problem if domain is not None and route is not None and route.domain is None else None,
         )
-        reasons = list(decision.reasons) + list(g.extra.get("notes") or [])
+        reasons = [*decision.reasons[:-1], *([g.extra["cut_note"]] if "cut_note" in g.extra else []),
+                   *decision.reasons[-1:], *(g.extra.get("notes") or [])]
         if tightened:
             reasons.insert(0, tightened)
         if g.extra.get("stop") is not None:  # what is shown ends before what was scored
@@ -410,11 +428,12 @@ class _Scoring:
             steering=steer_info,
             context=g.context,
             seconds=time.perf_counter() - started,
+            cut_at_max_new_tokens=cut,
         )
         self._record(result, g.extra.get("fingerprints"), {
             "max_new_tokens": g.extra.get("max_new_tokens", self.generator.max_new_tokens),
             "system_prompt": g.extra.get("system_prompt", self.generator.system_prompt),
-            "history_turns": g.extra.get("history_turns", 0)}, history=g.extra.get("history"),
+            "history_turns": g.extra.get("history_turns", 0), "cut_at_max_new_tokens": cut}, history=g.extra.get("history"),
             caller_request_id=caller_id, record_request_id=own_id, decided=decided)
         return result
 

@@ -104,6 +104,9 @@ class Guard(_Scoring, _Recording):
         # by (name, prompt mode): why a probe the guard was given cannot read its model (another layout); a domain
         # whose other mode serves keeps serving it, and its requests in this mode go to review with this reason
         self._refused_modes: dict[tuple[str, str], str] = {}
+        # the calibration questions of calibrations read but not serving (removed, another layout's): automatic
+        # choice still compares a question with them, so that a domain switched off does not hand its questions on
+        self._unserved_questions: dict[tuple[str, str], tuple[str, ...]] = {}
         self._change_lock = threading.Lock()  # add_domain, remove_domain: record, then swap
         for name, entry in (probes or {}).items():
             if not isinstance(entry, CalibratedDomain):
@@ -471,6 +474,8 @@ class Guard(_Scoring, _Recording):
         foreign = self._other_shape(domain)
         if foreign:  # its neurons are another model's: never recorded, and its mode fails closed
             self._refused_modes[(name, domain.prompt_mode)] = foreign
+            self._unserved_questions[(name, domain.prompt_mode)] = tuple(domain.router_questions)
+            self._router = None
             if name not in self._plans:  # nothing else serves the domain (yet): each refused mode's reason
                 refused = [(mode, why) for (n, mode), why in sorted(self._refused_modes.items()) if n == name]
                 self.probe_errors[name] = foreign if len(refused) == 1 else "; ".join(
@@ -569,8 +574,10 @@ class Guard(_Scoring, _Recording):
                error: str | None) -> None:
         """Make ``calibrations`` and ``plan`` what serves ``name``, ``error`` (when given) why it is not scored."""
         for key in [k for k in self._domains if k[0] == name and k not in calibrations]:
-            del self._domains[key]
+            self._unserved_questions[key] = tuple(self._domains.pop(key).router_questions)
         self._domains.update(calibrations)
+        for key in calibrations:
+            self._unserved_questions.pop(key, None)
         if plan is not None:
             self._plans[name] = plan
         else:
@@ -728,16 +735,20 @@ class Guard(_Scoring, _Recording):
                     self._grounding = GroundingScorer(embedder=self.embedder)
         return self._grounding
 
-    def _router_vectors(self, rag: bool | None = None) -> dict[str, np.ndarray]:
+    def _router_vectors(self, rag: bool | None = None, unserved: bool = False) -> dict[str, np.ndarray]:
         """Router questions' embeddings per domain: of the probes of one prompt mode (``rag`` True or
-        False) when any domain has such a probe, else of all probes (``rag`` None: all)."""
+        False) when any domain has such a probe, else of all probes (``rag`` None: all). With ``unserved``: of the
+        domains this guard read and does not score in that sense (removed, calibrated for another layout, not
+        listed in the policy, or whose plan failed), for :meth:`choose_domain` to keep their questions from others."""
         if self._router is None:
             self._router = {}
         key = "all" if rag is None else ("rag" if rag else "closed_book")
         if key not in self._router:
             tables = [self.probes, self.rag_probes]
+            modes = {CLOSED_BOOK, RAG}
             if rag is not None and (self.rag_probes if rag else self.probes):
                 tables = [self.rag_probes if rag else self.probes]
+                modes = {RAG if rag else CLOSED_BOOK}
             questions: dict[str, list[str]] = {}
             for table in tables:
                 for name, cd in table.items():
@@ -745,32 +756,73 @@ class Guard(_Scoring, _Recording):
             self._router[key] = {
                 name: self.embedder.encode(list(qs)) for name, qs in questions.items() if qs and name in self.policy.domains
             }
-        return self._router[key]
+            others: dict[str, list[str]] = {}
+            for (name, mode), qs in [*self._unserved_questions.items(),
+                                     *((k, cd.router_questions) for k, cd in self._domains.items())]:
+                if mode in modes and name not in self._router[key]:
+                    others.setdefault(name, []).extend(q for q in qs if q not in others.get(name, ()))
+            self._router[key + ":unserved"] = {name: self.embedder.encode(qs) for name, qs in others.items() if qs}
+        return self._router[key + (":unserved" if unserved else "")]
 
-    def domain_similarities(self, question: str, rag: bool | None = None, only: str | None = None) -> dict[str, float]:
+    def _unserved_reason(self, name: str) -> str:
+        """Why automatic choice does not send a question to ``name``, a domain of :meth:`_router_vectors`' unserved."""
+        if name not in self.policy.domains:
+            return "the policy does not list it" + (f" ({self.probe_errors[name]})" if name in self.probe_errors else "")
+        return self.probe_errors.get(name) or "it is not scored in this guard"
+
+    def domain_similarities(self, question: str, rag: bool | None = None, only: str | None = None,
+                            unserved: bool = False) -> dict[str, float]:
         """Per domain (of ``rag``'s prompt mode, see :meth:`_router_vectors`; ``only``: that one, if calibrated for
-        it), the mean cosine similarity of the question to its 5 closest calibration questions. A question
-        longer than the embedding model reads (256 tokens) is read in pieces and each domain gets its lowest
-        piece's similarity: a domain fits the question only if it fits every part of it."""
-        router = self._router_vectors(rag)
+        it; ``unserved``: of the domains read and not scored), the mean cosine similarity of the question to its 5
+        closest calibration questions. A question longer than the embedding model reads (256 tokens) is read in
+        pieces and each domain gets its lowest piece's similarity: a domain fits the question only if it fits every
+        part of it."""
+        router = self._router_vectors(rag, unserved=unserved)
         if only is not None:
             router = {only: router[only]} if only in router else {}
+        return self._similarities(question, router)
+
+    def _similarities(self, question: str | np.ndarray, router: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """:meth:`domain_similarities` against ``router``; ``question`` may be its embedded windows already."""
         if not router:
             return {}
+        if isinstance(question, str):
+            question = self._embedded(question)
+        return {name: router_similarity(M, question) for name, M in router.items()}
+
+    def _embedded(self, question: str) -> np.ndarray:
         windows = getattr(self.embedder, "windows", None)  # an embedder of one's own may only encode
-        Q = self.embedder.encode(windows(question) if windows is not None else [question])
-        return {name: router_similarity(M, Q) for name, M in router.items()}
+        return self.embedder.encode(windows(question) if windows is not None else [question])
 
     def choose_domain(self, question: str, rag: bool | None = None) -> tuple[str | None, dict]:
         """Nearest calibrated domain by the mean of the 5 closest calibration questions' cosine similarity,
         among the domains calibrated for the request's prompt mode (``rag``: with context or not) when any are.
-        A request with context that reaches no domain goes to the policy's ``context_fallback_domain``."""
-        router = self._router_vectors(rag)
-        sims = self.domain_similarities(question, rag)
+        A request with context that reaches no domain goes to the policy's ``context_fallback_domain``.
+
+        A question nearest a domain this guard read and does not score (removed, another layout's, not listed in the
+        policy) is sent to that domain, whose requests go to review, not to the next domain, whose probe and
+        thresholds were never calibrated on such questions; ``unscored_similarities`` in the result names them. A
+        domain of the policy whose calibration questions this guard never read (no probe file, or one that cannot be
+        read) cannot be compared with: ``not_compared`` names it, and the answer is held for review."""
+        router, others = self._router_vectors(rag), self._router_vectors(rag, unserved=True)
+        Q = self._embedded(question) if router or others else None
+        sims = self._similarities(Q, router) if Q is not None else {}
         if router:
             chosen, why = choose_domain(sims, self.policy)
         else:
             chosen, why = None, "no calibrated domain is loaded, so none can be chosen for the question"
+        info: dict[str, Any] = {"method": "embedding", "similarities": sims}
+        unscored = {n: s for n, s in self._similarities(Q, others).items() if np.isfinite(s)} if Q is not None else {}
+        if unscored:
+            info["unscored_similarities"] = unscored
+            near, s = max(unscored.items(), key=lambda kv: (kv[1], kv[0]))
+            if s >= self.policy.domain_min_similarity and (chosen is None or s >= sims[chosen]):
+                chosen, why = near, (f"the question is nearest domain {near!r} (similarity {s:.4f}"
+                                     + (f"; next scored: {max(sims, key=lambda n: sims[n])!r} {max(sims.values()):.4f}"
+                                        if sims else "")
+                                     + f"), which this guard does not score ({cut_text(self._unserved_reason(near), 200)}): "
+                                     "its question is not sent to another domain, whose calibration never saw such "
+                                     "questions")
         fallback = self.policy.context_fallback_domain
         if chosen is None and rag and fallback is not None:
             chosen, why = fallback, f"{why}; with context, the policy's context_fallback_domain {fallback!r} scores it"
@@ -778,7 +830,13 @@ class Guard(_Scoring, _Recording):
             # each cut short: the whole text was said at start-up and is in guard.probe_errors
             why += "; probe problems: " + "; ".join(
                 f"{k}: {cut_text(v, 160)}" for k, v in sorted(self.probe_errors.items()))
-        return chosen, {"method": "embedding", "similarities": sims, "reason": why, "chosen": chosen}
+        known = {n for (n, _), qs in [*self._unserved_questions.items(),
+                                      *((k, cd.router_questions) for k, cd in self._domains.items())] if qs}
+        missing = sorted(set(self.policy.domains) - known)
+        if missing and chosen is not None and chosen not in unscored:  # a scored domain may have got its question
+            info["not_compared"] = {n: cut_text(self.probe_errors.get(n) or NO_ROUTER_QUESTIONS.format(domain=n), 200)
+                                    for n in missing}
+        return chosen, {**info, "reason": why, "chosen": chosen}
 
     def fitted_thresholds(self, domain: str, rag: bool = False) -> Thresholds | None:
         """Thresholds for the policy's own target and confidence, fitted when the domain was loaded on the

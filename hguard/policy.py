@@ -300,6 +300,12 @@ class DomainPolicy(_Section):
         description='"review" or "warn": when the guard generates under other settings than the domain was '
         "calibrated with (e.g. another max_new_tokens), its answers go to review, or route as scored with a warning",
     )
+    cut_answer: Literal["mark", "review"] = Field(
+        "mark",
+        description='"mark" or "review": an answer that reached max_new_tokens, cut there (a list, a table or a '
+        'sentence may be incomplete), routes as scored (the calibration scored such answers too) and is shown ending '
+        'in " [...]" with the cut said in its reasons, or goes to review',
+    )
     knowledge_conflict: Literal["review", "trust_context"] = Field(
         "review",
         description='"review" or "trust_context": an answer that follows the context against what the model '

@@ -16,6 +16,7 @@ import pytest
 from hguard import audit as audit_mod
 from hguard.audit import AuditLog, verify
 from hguard.errors import InputError, ReviewQueueError
+from hguard._guard_result import CUT_MARK
 from hguard._guard_scoring import CANCELLED_HOLD
 from hguard.guard import REVIEW_MARK, Guard
 from hguard.policy import Policy
@@ -88,7 +89,8 @@ def test_result_carries_answer_route_risk_signals_reasons_and_its_audit_record(g
 
     assert rec["hguard_source"] == source_digest() and len(source_digest()) == 16
     assert rec["generation"] == {"max_new_tokens": guard.generator.max_new_tokens,
-                                 "system_prompt": guard.generator.system_prompt, "history_turns": 0}
+                                 "system_prompt": guard.generator.system_prompt, "history_turns": 0,
+                                 "cut_at_max_new_tokens": r.cut_at_max_new_tokens}
     own = guard.invoke("what is the capital of france ?", domain="alpha", system="Answer in French.")
     assert AuditLog(tmp_path / "audit.jsonl").find(own.audit_id)["generation"]["system_prompt"] == "Answer in French."
     assert audit_mod.verify(tmp_path / "audit.jsonl").ok
@@ -98,7 +100,7 @@ def test_routes_follow_the_thresholds(calibrated, tmp_path):
     lm, root = calibrated
     q = "who is the author of the book ?"
     accept = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm).invoke(q, domain="alpha")
-    assert accept.route == "accept" and accept.display_text == accept.answer
+    assert accept.route == "accept" and accept.display_text.removesuffix(CUT_MARK) == accept.answer
     abstain = Guard.from_policy(_policy(root, tmp_path, accept_below=0.0, abstain_above=0.0), lm=lm).invoke(q, domain="alpha")
     assert abstain.route == "abstain" and abstain.display_text == "I can't answer that reliably."
     assert abstain.answer == accept.answer  # same generation, only the route differs
@@ -307,7 +309,8 @@ def test_a_hand_set_accept_threshold_is_said_at_start_and_in_each_accepted_answe
         g = Guard.from_policy(_policy(root, tmp_path), lm=lm)
     assert set(g.uncertified_accept_thresholds()) == {"alpha"}  # beta sets none
     r = g.invoke("who is the author ?", domain="alpha")
-    assert r.route == "accept" and "a manual accept_below from the policy file: no calibration guarantee" in r.reasons[-1]
+    assert r.route == "accept" and any("a manual accept_below from the policy file: no calibration guarantee" in x
+                                       and x.endswith(": accept") for x in r.reasons), r.reasons
     # what the hand-set number accepted among the calibration's answers: said at start, in the reason and the record
     measured = g.plan("alpha").without_context.thresholds.hand_set_sentence()
     assert measured and measured.startswith("on the calibration's ") and measured in r.reasons[-1]
@@ -1946,3 +1949,72 @@ def test_thresholds_refitted_for_the_policys_target_say_what_calibrate_would_say
             warnings.simplefilter("always")
             put(g)
         assert [str(w.message) for w in later if "refitted" in str(w.message)] == g.refit_warnings() != [], later
+
+
+def test_a_question_of_a_domain_not_scored_is_not_handed_to_another_domain(calibrated, tmp_path):
+    """An operator's trial: after `remove_domain("medical")` (or with its probe file unreadable, or its table misspelt
+    in the policy), automatic choice dropped it and sent its questions to the next domain above
+    domain_min_similarity, a lax one whose hand-set threshold accepted them; only requests naming it were held."""
+    import warnings
+
+    lm, root = calibrated
+    policy = _policy(root, tmp_path, accept_below=1.0, abstain_above=1.0)
+    policy.domains["beta"] = policy.domains["beta"].model_copy(update={"accept_below": 1.0, "abstain_above": 1.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = Guard.from_policy(policy, lm=lm)
+    qs = ["who is the author of the book ?", "capital city of the country ?", "river city paris ?", "gold silver iron ?"]
+    sims = {q: g.domain_similarities(q) for q in qs}
+    q = max(qs, key=lambda q: min(sims[q].values()))  # near both domains: either would take it
+    first = g.invoke(q)
+    near, other = first.domain, ({"alpha", "beta"} - {first.domain}).pop()
+    assert first.route == "accept" and min(sims[q].values()) >= g.policy.domain_min_similarity, (first.reasons, sims[q])
+    g.remove_domain(near)
+    r = g.invoke(q)
+    assert r.route == "review" and r.domain == near, r.reasons
+    assert any(f"nearest domain {near!r}" in x and "does not score" in x and "removed" in x for x in r.reasons), r.reasons
+    choice = AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)["domain_choice"]
+    assert set(choice["similarities"]) == {other} and choice["unscored_similarities"][near] == pytest.approx(sims[q][near])
+    assert g.invoke(q, domain=other).route == "accept"  # the lax domain it was handed to before
+    # a domain the policy lists whose questions the guard never read (no probe file): no answer chosen by similarity
+    # is accepted, since the question may be that domain's
+    listed = Policy.model_validate({**policy.model_dump(mode="json"), "domains": {
+        **policy.model_dump(mode="json")["domains"], "gamma": {"accept_below": 1.0, "abstain_above": 1.0}}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = Guard.from_policy(listed, lm=lm)
+    r = g.invoke(q)
+    assert r.route == "review" and r.domain in ("alpha", "beta"), r.reasons
+    assert any("could not compare the question with domain 'gamma' (no probe folder" in x for x in r.reasons), r.reasons
+    assert g.invoke(q, domain=r.domain).route == "accept"  # a request naming its domain is not held by it
+    # a calibrated domain the policy does not list (a misspelt table): its questions go to review, not to the other
+    unlisted = policy.model_copy(update={"domains": {other: policy.domains[other]}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = Guard.from_policy(unlisted, lm=lm)
+    r = g.invoke(q)
+    assert r.route == "review" and r.domain == near and any("the policy does not list it" in x for x in r.reasons), r.reasons
+
+
+def test_an_answer_cut_at_max_new_tokens_is_shown_marked_or_held_per_domain(calibrated, tmp_path):
+    """A finance team's trial: "List all the fees" was answered with three of eight, cut at the 32-token limit, and
+    accepted and shown as if whole ("fee:25.00 ... overdraft:35.00"); nothing in the result or the record said it
+    was cut, while an answer cut by a stop sequence, an early stop or a cancel is held."""
+    lm, root = calibrated
+    q = "who is the author of the book ?"
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    r = g.invoke(q, domain="alpha")  # the tiny model never ends its answer within 4 tokens
+    assert r.route == "accept" and r.cut_at_max_new_tokens and r.display_text == r.answer + CUT_MARK
+    assert any("reached the length limit, max_new_tokens = 4" in x and "cut_answer = 'mark'" in x for x in r.reasons)
+    rec = AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)
+    assert rec["generation"]["cut_at_max_new_tokens"] is True and rec["answer"] == r.answer
+    held = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0, cut_answer="review"), lm=lm)
+    r = held.invoke(q, domain="alpha")
+    assert r.route == "review" and any("max_new_tokens = 4" in x and "held for review (cut_answer = 'review')" in x
+                                       for x in r.reasons), r.reasons
+    # an answer that ended within the limit (end of sequence) is neither marked nor held
+    real = held.generator.generate
+    held.generator.generate = lambda *a, **k: [replace(x, finished=True) for x in real(*a, **k)]  # type: ignore[method-assign]
+    whole = held.invoke(q, domain="alpha")
+    assert whole.route == "accept" and not whole.cut_at_max_new_tokens and whole.display_text == whole.answer
+    assert not any("length limit" in x for x in whole.reasons)
