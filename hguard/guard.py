@@ -212,8 +212,14 @@ class Guard(_Scoring, _Recording):
                         "goes to review too" if pol.context_fallback_domain == name else
                         f"; a request with context that no listed domain matches is scored by context_fallback_domain "
                         f"{pol.context_fallback_domain!r}")
+            compared = any(n == name and qs for (n, _), qs in [
+                *guard._unserved_questions.items(), *((k, cd.router_questions) for k, cd in guard._domains.items())])
+            chosen = ("a question automatic domain choice finds nearest it goes to review too, not to another domain"
+                      if compared or name not in pol.domains else
+                      "no question can be compared with it, so every answer whose domain automatic choice picks is "
+                      "held for review (name the domain with domain=..., or give it a probe file)")
             warnings.warn(f"domain {name!r} is not scored: {problem}; a request naming it goes to {pol.unknown_domain}, "
-                          f"and automatic domain choice skips it{fallback}", UserWarning, stacklevel=2)
+                          f"and {chosen}{fallback}", UserWarning, stacklevel=2)
         for (name, mode), why in sorted(guard._refused_modes.items()):  # one mode fails closed, the other serves
             if name in guard._plans and name in pol.domains:
                 held, other, served = ("RAG", "with", "closed-book") if mode == RAG else ("closed-book", "without", "RAG")

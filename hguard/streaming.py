@@ -40,7 +40,7 @@ from hguard.models import PLAIN_STOP
 from hguard._text import blank
 from hguard._guard_scoring import _near
 from hguard.errors import InputError, RouteError, error_text, route_error
-from hguard._guard_result import REVIEW_MARK
+from hguard._guard_result import CUT_MARK, REVIEW_MARK
 from hguard.guard import Guard, GuardResult
 
 StreamMode = Literal["hold", "passthrough"]
@@ -658,12 +658,13 @@ def _timeout_hint(timeout: Any) -> str:
 
 
 def held_notice(result: Any) -> str:
-    """What a passthrough stream ends with: nothing after an accepted answer; after a held one, the message its
-    route shows in brackets on a line of its own ("[needs review]" without a review message). The text already
-    reached the reader, and a chat engine keeps the streamed text as the assistant's turn and drops the decision:
-    a held answer read, and remembered, as if it had been accepted."""
+    """What a passthrough stream ends with: nothing after an accepted answer (the cut mark after one cut at
+    ``max_new_tokens``, as its ``display_text`` ends); after a held one, the message its route shows in brackets on a
+    line of its own ("[needs review]" without a review message). The text already reached the reader, and a chat
+    engine keeps the streamed text as the assistant's turn and drops the decision: a held answer read, and
+    remembered, as if it had been accepted."""
     if result.route == "accept":
-        return ""
+        return CUT_MARK if getattr(result, "cut_at_max_new_tokens", False) else ""
     message = result.abstain_message if result.route == "abstain" else result.review_message
     return "\n\n[" + (" ".join(str(message).split()) if message and message.strip() else REVIEW_MARK.strip(" []")) + "]"
 

@@ -139,7 +139,15 @@ def tiny_examples(lm: LoadedModel, n_per_domain: int = 48, system_prompt: str = 
 
 
 __all__ = [
-    "tiny_examples","TINY_ARCHITECTURES", "tiny_config", "tiny_model", "tiny_model_dying_once", "tiny_tokenizer"]
+    "shown_answer", "tiny_examples","TINY_ARCHITECTURES", "tiny_config", "tiny_model", "tiny_model_dying_once", "tiny_tokenizer"]
+
+
+def shown_answer(record: dict[str, Any]) -> str:
+    """The text an accepted decision record's answer is shown as (``GuardResult.display_text``): the answer, ending in
+    the cut mark when it reached ``max_new_tokens`` (as the tiny models' answers do)."""
+    from ._guard_result import CUT_MARK
+
+    return record["answer"] + (CUT_MARK if (record.get("generation") or {}).get("cut_at_max_new_tokens") else "")
 
 
 def log_decision(audit, item: dict[str, Any], route: str = "review") -> str:

@@ -349,7 +349,7 @@ def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
     lm, root = calibrated
     pol = _policy(root, tmp_path)
     pol = Policy.model_validate({**pol.model_dump(mode="json"), "domains": {**pol.model_dump(mode="json")["domains"], "delta": {"accept_below": 1.0, "abstain_above": 1.0}}})
-    with pytest.warns(UserWarning, match=r"domain 'delta' is not scored: no probe folder of the policy calibrates it; a request naming it goes to review, and automatic domain choice skips it"):
+    with pytest.warns(UserWarning, match=r"domain 'delta' is not scored: no probe folder of the policy calibrates it; a request naming it goes to review, and no question can be compared with it, so every answer whose domain automatic choice picks is held for review"):
         g = Guard.from_policy(pol, lm=lm)
     # the domain that scores what no domain matches, unscored itself: said as it is (the warning said it scored them)
     as_fallback = Policy.model_validate({**pol.model_dump(mode="json"), "context_fallback_domain": "delta"})

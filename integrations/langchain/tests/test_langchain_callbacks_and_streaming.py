@@ -11,6 +11,7 @@ from langchain_core.messages import AIMessageChunk, HumanMessage
 from hguard import audit as audit_mod
 from hguard.audit import AuditLog
 from hguard.errors import HGuardError, InputError
+from hguard.testing import shown_answer
 from langchain_hguard import ChatHGuard, GuardedRAG, HGuardAuditCallbackHandler, guard_stream
 
 Q = "who is the author of the book ?"
@@ -104,7 +105,7 @@ def test_hold_streams_only_the_routed_text_once_decided(make_guard, route):
     meta = chunks[0].response_metadata
     rec = AuditLog(guard.audit.path).find(meta["audit_id"])
     assert meta["route"] == route == rec["route"]
-    assert chunks[0].content == (rec["answer"] if route == "accept" else guard.policy.abstain_message)
+    assert chunks[0].content == (shown_answer(rec) if route == "accept" else guard.policy.abstain_message)
 
 
 def test_passthrough_streams_tokens_then_the_decision(make_guard):

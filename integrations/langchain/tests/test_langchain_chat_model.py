@@ -13,6 +13,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from hguard.audit import AuditLog
 from hguard.errors import InputError
 from hguard.guard import REVIEW_MARK
+from hguard.testing import shown_answer
 from langchain_hguard import ChatHGuard, HGuardAuditCallbackHandler
 
 Q = "who is the author of the book ?"
@@ -62,7 +63,7 @@ def test_content_is_the_display_text_and_metadata_the_decision(make_guard, route
     rec = _record(guard, msg)
     assert rec["route"] == route and rec["question"] == Q
     if route == "accept":
-        assert msg.content == rec["answer"]
+        assert msg.content == shown_answer(rec)
     elif route == "review":
         assert msg.content == REVIEW_MARK + rec["answer"]
     else:

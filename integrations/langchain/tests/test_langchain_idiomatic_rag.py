@@ -20,6 +20,7 @@ from hguard.audit import AuditLog
 from hguard.errors import AbstainedError, InputError, NeedsReviewError, RouteError
 from hguard.guard import Guard
 from hguard.policy import Policy
+from hguard.testing import shown_answer
 from langchain_hguard import ChatHGuard, GuardedOutputParser, GuardedRAG, GuardedText, HGuardAuditCallbackHandler, HGuardEmbeddings
 from langchain_hguard.retrieval import CAPTURE
 
@@ -96,13 +97,13 @@ def test_tutorial_chain_scores_the_retrieved_passages(tiny_probes, embedder, tmp
     msg = chain.invoke(AUSTRALIA)
     assert isinstance(msg, AIMessage) and msg.response_metadata["route"] == "accept"
     rec = _assert_scored_against_retrieval(guard, msg.response_metadata)
-    assert msg.content == rec["answer"]
+    assert msg.content == shown_answer(rec)
     assert msg.usage_metadata["input_tokens"] > 0 and msg.usage_metadata["output_tokens"] == int(rec["signals"]["length"])
     # the RAG template is replaced by hguard's own framing: not an instruction, so the probe still matches
     assert not any("fingerprint" in r for r in rec["reasons"])
     # the tutorial's tail, StrOutputParser: a plain string; GuardedOutputParser keeps the route
     text = (chain | StrOutputParser()).invoke(AUSTRALIA)
-    assert isinstance(text, str) and text == list(AuditLog(guard.audit.path))[-1]["answer"]
+    assert isinstance(text, str) and text == shown_answer(list(AuditLog(guard.audit.path))[-1])
     kept = (chain | GuardedOutputParser()).invoke(AUSTRALIA)
     assert isinstance(kept, GuardedText) and kept.route == "accept" and kept.signals["grounding"] is not None
     # the callback handler's record holds the question and passages the guard read, not the rendered template
@@ -214,7 +215,7 @@ def test_tutorial_chain_streamed_scores_the_retrieved_passages(tiny_probes, embe
     chunks = asyncio.run(astream())
     assert chunks[-1].response_metadata["route"] == "accept"
     _assert_scored_against_retrieval(guard, chunks[-1].response_metadata)
-    assert "".join(c.content for c in chunks) == list(AuditLog(guard.audit.path))[-1]["answer"]
+    assert "".join(c.content for c in chunks) == shown_answer(list(AuditLog(guard.audit.path))[-1])
     assert CAPTURE.open_runs() == 0
 
 
@@ -362,12 +363,12 @@ def test_guarded_rag_composes_with_str_output_parser_and_streams(make_guard, ret
     rag = GuardedRAG.from_guard(guard, domain="alpha")
     chain = {"question": RunnablePassthrough(), "documents": retriever} | rag
     text = (chain | StrOutputParser()).invoke(AUSTRALIA)
-    assert isinstance(text, str) and text == list(AuditLog(guard.audit.path))[-1]["answer"]
+    assert isinstance(text, str) and text == shown_answer(list(AuditLog(guard.audit.path))[-1])
     passthrough = GuardedRAG(llm=ChatHGuard(guard=make_guard("accept", max_new_tokens=6), domain="alpha", stream_mode="passthrough"))
     chunks = list(({"question": RunnablePassthrough(), "documents": retriever} | passthrough).stream(AUSTRALIA))
     assert len(chunks) >= 2 and all(c.route is None for c in chunks[:-1]) and chunks[-1].route == "accept"
     rec = AuditLog(passthrough.llm.guard.audit.path).find(chunks[-1].audit_id)
-    assert "".join(chunks).strip() == rec["answer"] and chunks[-1].sources[0] == "australia.txt"
+    assert "".join(chunks).strip() == shown_answer(rec) and chunks[-1].sources[0] == "australia.txt"
     # astream streams the same way (it fell back to one held chunk)
     import asyncio
 
@@ -380,7 +381,7 @@ def test_guarded_rag_composes_with_str_output_parser_and_streams(make_guard, ret
                             (create_guarded_rag_chain(retriever, passthrough.llm), AUSTRALIA)):
         achunks = asyncio.run(collect(runnable, value))
         assert len(achunks) >= 2 and all(c.route is None for c in achunks[:-1]) and achunks[-1].route == "accept"
-        assert "".join(achunks).strip() == AuditLog(passthrough.llm.guard.audit.path).find(achunks[-1].audit_id)["answer"]
+        assert "".join(achunks).strip() == shown_answer(AuditLog(passthrough.llm.guard.audit.path).find(achunks[-1].audit_id))
 
 
 def test_guarded_rag_bad_input_is_named_and_an_empty_retrieval_goes_to_review(make_guard, retriever):

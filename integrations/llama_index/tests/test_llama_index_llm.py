@@ -12,6 +12,7 @@ from hguard.audit import AuditLog
 from hguard.errors import InputError, NeedsReviewError
 from llama_index.core.base.llms.types import AudioBlock, ImageBlock, TextBlock
 from hguard.guard import REVIEW_MARK
+from hguard.testing import shown_answer
 from llama_index.llms.hguard import HGuardLLM
 
 Q = "who is the author of the book ?"
@@ -31,7 +32,7 @@ def test_complete_text_is_the_display_text_and_the_decision_is_attached(make_gua
     meta = r.additional_kwargs
     assert all(k in meta for k in DECISION) and meta["route"] == route and meta["domain"] == "alpha"
     rec = _record(guard, meta)
-    expected = {"accept": rec["answer"], "review": REVIEW_MARK + rec["answer"], "abstain": guard.policy.abstain_message}
+    expected = {"accept": shown_answer(rec), "review": REVIEW_MARK + rec["answer"], "abstain": guard.policy.abstain_message}
     assert r.text == expected[route] and rec["question"] == Q
 
 
