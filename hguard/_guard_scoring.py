@@ -51,12 +51,33 @@ YES_NO_UNASSESSED = ("the knowledge-conflict check cannot assess a yes/no answer
                      "France?'), so a passage that turns the answer to that side never looks unlikely")
 
 
+class MissingNeuronSignal(ValueError):
+    """An answer whose FFN neurons were not read: the probe has nothing to score (never a zero feature vector)."""
+
+
+def missing_neuron_signal(g: Generation) -> str | None:
+    """Why the probe cannot score ``g`` for want of its neurons, else None: the generator could not read them (its
+    ``neurons_unread``: the model's FFN modules replaced after the guard started), or an answer of tokens none of which
+    was recorded (hooks on modules the model no longer runs record nothing, and the mean over no token is 0)."""
+    unread = g.extra.get("neurons_unread")
+    if unread:
+        return f"missing neuron signal: {unread}; the answer is held, its risk unscored"
+    if g.token_ids and g.n_cett_tokens == 0:
+        fed = len(g.token_ids) if g.finished else len(g.token_ids) - 1  # the token cut at max_new_tokens is never fed
+        why = (f"none of the answer's {fed} fed token(s) was recorded in the FFN neurons the probe reads (the layers "
+               "hooked did not run: the model's modules replaced after the guard started?)" if fed > 0 else
+               "the answer's only token was cut at max_new_tokens, so no token of it was fed back for its neurons to be "
+               "read (raise max_new_tokens)")
+        return f"missing neuron signal: {why}; the answer is held, its risk unscored"
+    return None
+
+
 def scoring_problem(exc: BaseException) -> str:
-    """The reason an answer whose scoring raised ``exc`` is held: a signal the merger cannot score is named as the
-    hold it is (the decision prefixes "scoring problem: "); anything else is a failure."""
+    """The reason an answer whose scoring raised ``exc`` is held: a signal the merger cannot score, or a missing neuron
+    signal, is named as the hold it is (the decision prefixes "scoring problem: "); anything else is a failure."""
     from ._policy_risk import UnscorableSignal
 
-    if isinstance(exc, UnscorableSignal):
+    if isinstance(exc, (UnscorableSignal, MissingNeuronSignal)):
         return str(exc)  # "cannot merge risk: signal ... is ..., beyond what the merger was calibrated on ..."
     return f"scoring failed: {error_text(exc)}"
 
@@ -159,6 +180,9 @@ class _Scoring:
             fingerprint_problems = cd.check_fingerprints(expected)
             self._generation_check(cd, route, g, dp, problems, notes)
             try:
+                missing = missing_neuron_signal(g)
+                if missing is not None:
+                    raise MissingNeuronSignal(missing)
                 if g.cett is None or not np.all(np.isfinite(g.cett)):
                     raise ValueError("neuron contributions are missing or not finite")
                 if not g.token_ids:

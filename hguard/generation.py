@@ -30,7 +30,7 @@ from ._decoding import (
 from .errors import InputError
 from ._text import blank, misdecoded
 from .models import PLAIN_ANSWER, PLAIN_QUESTION, PLAIN_STOP, LoadedModel, _text_fingerprint, as_loaded, system_prompt_fingerprint
-from .neurons import NeuronRecorder, find_ffn_sites
+from .neurons import NeuronRecorder, current_sites, find_ffn_sites
 from .settings import CLOSED_BOOK, GENERATOR_MAX_NEW_TOKENS, RAG, GenerationSettings
 
 DEFAULT_MAX_NEW_TOKENS = GENERATOR_MAX_NEW_TOKENS
@@ -271,6 +271,15 @@ class Generator:
         self.eos_token_ids = _eos_ids(lm)
         self._running = threading.local()
         self._control: tuple[str, ...] | None = None
+
+    def unread_neurons(self) -> str | None:
+        """Why the FFN neurons cannot be read on the model as it is now (its down-projections replaced since this
+        generator found them, by modules that are not copies of them), else None; copies (module fusing's) are hooked
+        in their place from now on. Checked at each generation: hooks left on replaced modules record nothing."""
+        sites, problem = current_sites(self.lm.model, self.sites)
+        if problem is None:
+            self.sites = sites
+        return problem
 
     @property
     def running(self) -> "RunningState | None":
@@ -562,6 +571,9 @@ class Generator:
             # the model's generation_config may carry sampling settings; greedy ignores them but warns
             kwargs.update(temperature=None, top_k=None, top_p=None)
         record = neurons is not None or steering
+        unread = self.unread_neurons() if record else None
+        if unread is not None:  # hooks on modules the model no longer runs would read nothing: generated plainly
+            record = False
         with torch.no_grad(), as_loaded(self.lm.model):
             if record:
                 with NeuronRecorder(self.lm.model, neurons=neurons, scale=steering, sites=self.sites) as rec:
@@ -610,7 +622,8 @@ class Generator:
                     confidence=conf,
                     cett=None if cett is None else cett[i].astype(np.float32, copy=True),
                     n_cett_tokens=int(n_cett[i]),
-                    extra={"stop": stopped_at} if stopped_at is not None else {},
+                    extra={**({"stop": stopped_at} if stopped_at is not None else {}),
+                           **({"neurons_unread": unread} if unread is not None else {})},
                 )
             )
         return results

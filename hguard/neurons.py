@@ -134,6 +134,48 @@ def find_ffn_sites(model: nn.Module) -> list[FFNSite]:
     return sites
 
 
+def _same_module(was: FFNSite, now: FFNSite) -> bool:
+    """Whether ``now`` computes what ``was`` did: a module of the same type and layout holding equal weights and bias (a
+    copy, as module fusing or a rebuilt layer makes), so that its neurons are the ones calibrated."""
+    a, b = was.module, now.module
+    if type(a) is not type(b) or was.layout != now.layout or was.d_ff != now.d_ff:
+        return False
+    wa, wb = _weight(a), _weight(b)
+    if wa.shape != wb.shape or wa.dtype != wb.dtype or wa.device != wb.device or not torch.equal(wa, wb):
+        return False
+    ba, bb = getattr(a, "bias", None), getattr(b, "bias", None)
+    if ba is None or bb is None:
+        return ba is None and bb is None
+    return ba.shape == bb.shape and ba.dtype == bb.dtype and ba.device == bb.device and bool(torch.equal(ba, bb))
+
+
+def current_sites(model: nn.Module, sites: Sequence[FFNSite]) -> tuple[list[FFNSite], str | None]:
+    """The FFN sites to hook in ``model`` now, for ``sites`` found when it was first read (a guard's start): ``sites``
+    while the model still holds their modules; the modules it holds now where each swapped one is of the same type
+    with equal weights (module fusing's copy); else ``sites`` and why the neurons cannot be read: hooks left on the
+    old modules record nothing, and a module with other weights or of another kind (a quantized or adapter-wrapped
+    down-projection) computes other neurons than a probe was calibrated on."""
+    fix = ("load the model as it is to be served, calibrate its probes on it, and start the guard on it (a change made "
+           "to the model after the guard started is not what its probes were calibrated on)")
+    try:
+        now = find_ffn_sites(model)
+    except UnsupportedModelError as exc:
+        return list(sites), f"the model's FFN down-projections were changed after the guard started ({exc}); {fix}"
+    if len(now) == len(sites) and all(a.module is b.module for a, b in zip(now, sites)):
+        return list(sites), None
+    if len(now) != len(sites):
+        return list(sites), (f"the model has {len(now)} FFN layers now, {len(sites)} when the guard started: its "
+                             f"layers were changed after the guard started; {fix}")
+    other = [b for a, b in zip(sites, now) if a.module is not b.module and not _same_module(a, b)]
+    if other:
+        kinds = sorted({f"{type(s.module).__name__}" for s in other})
+        layers = ", ".join(str(s.layer) for s in other[:8]) + (", ..." if len(other) > 8 else "")
+        return list(sites), (f"the FFN down-projection of layer(s) {layers} was replaced after the guard started by "
+                             f"a module ({', '.join(kinds)}) that is not a copy of the one calibrated (another type, "
+                             f"shape or weights), so the neurons a probe reads there are not the calibrated ones; {fix}")
+    return now, None  # copies of the calibrated modules: hooked in their place
+
+
 def n_neurons(model: nn.Module) -> int:
     return sum(s.d_ff for s in find_ffn_sites(model))
 
@@ -260,6 +302,8 @@ class NeuronRecorder:
         self._eos: torch.Tensor | None = None
         self._finished: torch.Tensor | None = None
         self._explicit_mask: torch.Tensor | None = None
+        self._fired = 0  # recorded layers that ran in the current forward call
+        self._step_counts: torch.Tensor | None = None  # the answer tokens the current decoding step counts
 
     # ----------------------------------------------------------------------------------- context
 
@@ -379,6 +423,7 @@ class NeuronRecorder:
             return None
         self._pending_z.clear()
         self._pending_h.clear()
+        self._fired, self._step_counts = 0, None
         kwargs = kwargs or {}
         if self._explicit_mask is not None:
             self._set_mask(self._explicit_mask)
@@ -403,6 +448,7 @@ class NeuronRecorder:
             mask[:, -1] = counts.float()
             self._set_mask(mask)
             n_tokens += counts.long()
+            self._step_counts = counts.long()
         self._step += 1
         return None
 
@@ -440,6 +486,7 @@ class NeuronRecorder:
         def hook(module, args, output):
             if not self._mine() or self._sums is None or self._mask is None or not self._mask_any:
                 return None  # another thread's pass, or the prompt: nothing to record
+            self._fired += 1
             z = args[0]
             if z.shape[1] == 1 and self._step_weights is not None:
                 # Incremental decoding, one fed token per row: keep the tensors, and let the model-level
@@ -462,7 +509,18 @@ class NeuronRecorder:
         return hook
 
     def _on_model_done(self, module, args, output):
-        if not self._mine() or not self._pending_z:
+        if not self._mine():
+            return None
+        if self._mask_any and self._fired == 0 and self.n_tokens is not None:
+            # answer tokens fed, and no recorded layer ran (its module was replaced since the hooks were set): nothing of
+            # them was read, so they are not counted; a row of no counted token is a missing neuron signal, never a
+            # zero feature vector to score
+            if self._step_counts is not None:
+                self.n_tokens -= self._step_counts
+            elif self._explicit_mask is not None:
+                self.n_tokens = torch.zeros_like(self.n_tokens)
+            return None
+        if not self._pending_z:
             return None
         zs, hs = self._pending_z, self._pending_h
         self._pending_z, self._pending_h = [], []
@@ -521,6 +579,7 @@ __all__ = [
     "NeuronRecorder",
     "SUPPORTED_MODEL_TYPES",
     "column_norms",
+    "current_sites",
     "find_ffn_sites",
     "n_neurons",
     "teacher_forced_cett",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import asyncio
+import contextlib
 import threading
 from dataclasses import replace
 from decimal import Decimal
@@ -2018,3 +2019,66 @@ def test_an_answer_cut_at_max_new_tokens_is_shown_marked_or_held_per_domain(cali
     whole = held.invoke(q, domain="alpha")
     assert whole.route == "accept" and not whole.cut_at_max_new_tokens and whole.display_text == whole.answer
     assert not any("length limit" in x for x in whole.reasons)
+
+
+@contextlib.contextmanager
+def _down_proj_swapped(model, scale: float = 1.0):
+    """Every layer's down_proj replaced after the guard started by an nn.Linear copy (module fusing, adapter wrapping,
+    quantize_dynamic(inplace=True) do so), its weights times ``scale``; the model's own modules put back after."""
+    import torch
+
+    old = [layer.mlp.down_proj for layer in model.model.layers]
+    try:
+        for layer, was in zip(model.model.layers, old):
+            new = torch.nn.Linear(was.in_features, was.out_features, bias=was.bias is not None)
+            new.load_state_dict(was.state_dict())
+            with torch.no_grad():
+                new.weight.mul_(scale)
+            layer.mlp.down_proj = new
+        yield
+    finally:
+        for layer, was in zip(model.model.layers, old):
+            layer.mlp.down_proj = was
+
+
+def _all_paths(g, q):
+    """One answer to ``q`` through invoke, batch and a held stream."""
+    from hguard.streaming import guard_stream
+
+    return [g.invoke(q, domain="alpha"), *g.batch([q, q], domains=["alpha", "alpha"]),
+            list(guard_stream(g, q, domain="alpha", mode="hold"))[-1].result]
+
+
+def test_an_answer_whose_neurons_were_not_recorded_is_held_never_scored_as_zeros(calibrated, tmp_path, monkeypatch):
+    """A performance engineer's trial: down-projections swapped after the guard started left its hooks on the old
+    modules, no neuron was recorded, the features read as zeros ("rows without tokens are 0") and answers were
+    accepted where no out-of-distribution check held them. An answer of tokens none of which was recorded is a missing
+    neuron signal: held, whatever the thresholds."""
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0, out_of_distribution="warn"), lm=lm)
+    q = "who is the author of the book ?"
+    assert g.invoke(q, domain="alpha").route == "accept"
+    monkeypatch.setattr(g.generator, "unread_neurons", lambda: None, raising=False)  # the swap unseen: the hooks stay on the old modules
+    with _down_proj_swapped(lm.model):
+        for r in _all_paths(g, q):
+            assert r.route == "review" and r.answer, r
+            assert any("missing neuron signal: none of the answer's" in x for x in r.reasons), r.reasons
+            assert "neuron_logit" not in r.signals and r.risk is None
+
+
+def test_down_projections_swapped_after_start_are_rehooked_when_copies_and_held_otherwise(calibrated, tmp_path):
+    """The same swap seen at each generation: copies of the calibrated modules are hooked in their place (the answer
+    scored as before), modules with other weights are held with the reason and the fix, on every path."""
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0, out_of_distribution="warn"), lm=lm)
+    q = "who is the author of the book ?"
+    before = g.invoke(q, domain="alpha")
+    with _down_proj_swapped(lm.model):
+        for r in _all_paths(g, q):
+            assert (r.route, r.answer) == (before.route, before.answer) == ("accept", before.answer)
+            assert r.signals["neuron_logit"] == pytest.approx(before.signals["neuron_logit"], rel=1e-5)
+    with _down_proj_swapped(lm.model, scale=1.05):
+        for r in _all_paths(g, q):
+            assert r.route == "review" and r.risk is None, r
+            why = next(x for x in r.reasons if "missing neuron signal" in x)
+            assert "was replaced after the guard started" in why and "calibrate its probes on it" in why, why

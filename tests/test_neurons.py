@@ -481,3 +481,79 @@ def test_a_typo_in_a_local_model_path_is_not_fetched_from_the_hub(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ModelNotFoundError, match=r"no model folder 'models/hr-qwn': the folder 'models' exists .* \(in it: hr-qwen\)"):
         load_model("models/hr-qwn")
+
+
+def _swap_down_proj(model, make=None):
+    """Replace every layer's down_proj (as module fusing, adapter wrapping or quantize_dynamic(inplace=True) do) with
+    ``make(old)`` (default: a numerically identical nn.Linear copy); returns the old modules, for putting back."""
+    old = []
+    for layer in model.model.layers:
+        was = layer.mlp.down_proj
+        if make is None:
+            new = torch.nn.Linear(was.in_features, was.out_features, bias=was.bias is not None)
+            new.load_state_dict(was.state_dict())
+        else:
+            new = make(was)
+        old.append(was)
+        layer.mlp.down_proj = new
+    return old
+
+
+def test_a_recorder_on_modules_the_model_no_longer_runs_counts_no_token():
+    """Hooks left on replaced down-projections record nothing: no answer token counts (a row without a counted token is
+    a missing neuron signal, where the mean over it read as a zero feature vector, scored and accepted)."""
+    lm = tiny_model("llama", seed=1)
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=5)
+    stale = gen.sites
+    live = gen.generate(QUESTIONS[:2], neurons="all")
+    assert all(g.n_cett_tokens > 0 and np.abs(g.cett).sum() > 0 for g in live)
+    _swap_down_proj(lm.model)
+    with NeuronRecorder(lm.model, neurons="all", sites=stale) as rec:
+        rec.arm_generation(1, gen.eos_token_ids)
+        ids = torch.tensor([gen.prompt_ids(QUESTIONS[0])])
+        with torch.no_grad():
+            lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=4, do_sample=False,
+                              pad_token_id=0, eos_token_id=gen.eos_token_ids)
+    assert rec.token_counts().tolist() == [0]
+    ans = torch.zeros(1, ids.shape[1] + 2)
+    ans[0, -2:] = 1  # a teacher-forced pass on the dead hooks counts none either
+    with NeuronRecorder(lm.model, neurons="all", sites=stale) as rec, torch.no_grad():
+        rec.arm_forward(ans)
+        lm.model(input_ids=torch.cat([ids, ids[:, :2]], 1))
+    assert rec.token_counts().tolist() == [0]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")  # torch.ao's own, on quantize_dynamic
+def test_the_generator_hooks_copies_of_its_down_projections_and_refuses_other_modules():
+    """Modules swapped after the generator found them: copies with the same weights are hooked in their place (the same
+    neurons as before), anything else (other weights, a quantized module) is read as no neuron at all, with why."""
+    lm = tiny_model("llama", seed=1)
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=5)
+    before = gen.generate(QUESTIONS[:2], neurons="all")
+    first = gen.sites
+    old = _swap_down_proj(lm.model)
+    copied = gen.generate(QUESTIONS[:2], neurons="all")
+    assert [s.module for s in gen.sites] == [layer.mlp.down_proj for layer in lm.model.model.layers] != [s.module for s in first]
+    for a, b in zip(before, copied):
+        assert a.text == b.text and a.n_cett_tokens == b.n_cett_tokens and "neurons_unread" not in b.extra
+        np.testing.assert_allclose(a.cett, b.cett, rtol=1e-5, atol=1e-7)
+
+    def other(was):
+        new = torch.nn.Linear(was.in_features, was.out_features, bias=was.bias is not None)
+        new.load_state_dict(was.state_dict())
+        with torch.no_grad():
+            new.weight.mul_(1.01)  # an adapter merged in: the same module type, other weights
+        return new
+
+    _swap_down_proj(lm.model, other)
+    (g,) = gen.generate(QUESTIONS[:1], neurons="all")
+    assert g.cett is None and g.n_cett_tokens == 0 and "not a copy of the one calibrated" in g.extra["neurons_unread"]
+    assert "layer(s) 0, 1, 2" in g.extra["neurons_unread"] and "start the guard on it" in g.extra["neurons_unread"]
+    assert _hook_count(lm.model) == 0
+    for layer, was in zip(lm.model.model.layers, old):
+        layer.mlp.down_proj = was
+    torch.ao.quantization.quantize_dynamic(lm.model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    (g,) = gen.generate(QUESTIONS[:1], neurons="all")
+    assert g.cett is None and "has no weight tensor" in g.extra["neurons_unread"]
+    (plain,) = gen.generate(QUESTIONS[:1], neurons=None)  # nothing asked of the neurons: nothing said
+    assert "neurons_unread" not in plain.extra

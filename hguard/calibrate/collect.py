@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from .._text import same_words
-from ..errors import DataError
+from ..errors import DataError, UnsupportedModelError
 from .data import Example
 from .judge import asked_kind, declines, judge_row
 from .shards import ShardPlan, ShardStore, collection_settings, input_hash, write_shard
@@ -110,6 +110,9 @@ def answer_batch(generator, batch: Sequence[Example]) -> tuple[list[dict], np.nd
 
     def run(exs):
         gens = generator.generate([e.question for e in exs], [e.context for e in exs], neurons="all", batch_size=len(exs))
+        unread = next((g.extra["neurons_unread"] for g in gens if g.extra.get("neurons_unread")), None)
+        if unread:  # the model's FFN modules were replaced while collecting: no row of it would carry its neurons
+            raise UnsupportedModelError(unread)
         return [_row(e, g) for e, g in zip(exs, gens)], [g.cett for g in gens]
 
     for _ in range(2):
