@@ -257,6 +257,10 @@ class _Scoring:
         else:
             problem = route.generation_problem  # the policy's settings, checked when the guard loaded
         found = [problem] if problem is not None else []
+        if g.extra.get("model_decoding"):  # set on the model's generation_config, applied, and not calibrated
+            found.append(f"the model's generation_config sets {', '.join(g.extra['model_decoding'])}, which generate() "
+                         "applies on top of the guard's own decoding settings and the calibration did not decode with: "
+                         "set it back to None on the model's generation_config (the guard turns off the others)")
         if g.extra.get("stop") is not None:  # the caller's stop sequence ended this answer ("400 mg" -> "4")
             found.append("the answer was cut by a stop sequence: the calibration scored answers generated to their "
                          "end, so its risk and thresholds do not hold for a cut one")

@@ -238,6 +238,49 @@ def left_pad(rows: Sequence[Sequence[int]], pad: int, dtype=None) -> tuple[torch
     return ids, attention
 
 
+# What generate() decodes with besides the Generator's own settings, each set to its neutral value in the
+# GenerationConfig passed to it: transformers fills a passed config's unset (None) fields from the model's
+# ``generation_config`` (``_prepare_generation_config``), so a repetition_penalty, no_repeat_ngram_size, num_beams or
+# length_penalty set there changed 11 of 12 answers, and moved their risk, under probes calibrated without it (a
+# performance engineer's trial). Calibration and guard decode through this one config.
+NEUTRAL_DECODING: dict = {
+    "min_length": 0, "early_stopping": False, "num_beams": 1, "num_beam_groups": 1,
+    "num_return_sequences": 1, "use_cache": True, "top_p": 1.0, "typical_p": 1.0, "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0, "repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "length_penalty": 1.0,
+    "no_repeat_ngram_size": 0, "encoder_no_repeat_ngram_size": 0, "diversity_penalty": 0.0, "renormalize_logits": False,
+    "remove_invalid_values": False, "guidance_scale": 1.0, "output_attentions": False, "output_hidden_states": False,
+    "output_scores": False, "output_logits": False, "return_dict_in_generate": False,
+}
+# The model's generation_config fields that leave the decoding as calibrated: token ids (the Generator passes its
+# own), max_length (max_new_tokens wins), bookkeeping, and how the cache is kept and compiled (the same tokens)
+_DECODING_NEUTRAL_KEYS = frozenset({
+    "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "max_length", "_from_model_config",
+    "transformers_version", "_commit_hash", "cache_implementation", "cache_config", "max_cache_len", "compile_config",
+    "disable_compile", "prefill_chunk_size",
+})
+
+
+def decoding_config(model, *, max_new_tokens: int, do_sample: bool, temperature: float, pad: int | None,
+                    eos: Sequence[int]) -> tuple[object, list[str]]:
+    """The GenerationConfig answers are generated with (greedy, or temperature sampling without top-k/top-p, no
+    penalty, no beam: what calibration decoded with), and the settings of ``model.generation_config`` it cannot turn
+    off (a field transformers fills from there, as ``bad_words_ids`` or ``forced_bos_token_id``), each as "name=value":
+    a decoding the calibration did not use."""
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(
+        **NEUTRAL_DECODING, max_new_tokens=max_new_tokens, do_sample=do_sample,
+        temperature=float(temperature) if do_sample else 1.0, top_k=0 if do_sample else 50,
+        pad_token_id=pad, eos_token_id=list(eos),
+    )
+    ours = config.to_dict()
+    model_config = getattr(model, "generation_config", None)
+    theirs = model_config.to_dict() if model_config is not None else {}
+    kept = [f"{k}={v!r:.60}" for k, v in sorted(theirs.items())
+            if k in ours and ours[k] is None and v is not None and k not in _DECODING_NEUTRAL_KEYS]
+    return config, kept
+
+
 def _eos_ids(lm: LoadedModel) -> list[int]:
     ids = lm.model.generation_config.eos_token_id
     if ids is None:
@@ -545,14 +588,15 @@ class Generator:
         width = input_ids.shape[1]
         tracker = ConfidenceTracker()
         device = self.lm.model.device  # the prompt goes where the model is (CPU or its GPU)
+        # decoded as calibrated whatever the model's generation_config now says (see NEUTRAL_DECODING); what of it
+        # cannot be turned off is said with each answer (a generation mismatch)
+        config, kept = decoding_config(self.lm.model, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                       temperature=temperature, pad=pad, eos=self.eos_token_ids)
         kwargs = dict(
             input_ids=input_ids.to(device),
             attention_mask=attention.to(device),
-            max_new_tokens=max_new_tokens,
-            do_sample=do_sample,
+            generation_config=config,
             logits_processor=[*processors, tracker],
-            pad_token_id=pad,
-            eos_token_id=self.eos_token_ids,
         )
         if streamer is not None:
             kwargs["streamer"] = streamer
@@ -563,13 +607,8 @@ class Generator:
             from transformers import StoppingCriteriaList
 
             kwargs["stopping_criteria"] = StoppingCriteriaList(stopping)
-        if do_sample:
-            kwargs.update(temperature=temperature, top_k=0, top_p=1.0)
-            if seed is not None:
-                torch.manual_seed(seed)
-        else:
-            # the model's generation_config may carry sampling settings; greedy ignores them but warns
-            kwargs.update(temperature=None, top_k=None, top_p=None)
+        if do_sample and seed is not None:
+            torch.manual_seed(seed)
         record = neurons is not None or steering
         unread = self.unread_neurons() if record else None
         if unread is not None:  # hooks on modules the model no longer runs would read nothing: generated plainly
@@ -623,7 +662,8 @@ class Generator:
                     cett=None if cett is None else cett[i].astype(np.float32, copy=True),
                     n_cett_tokens=int(n_cett[i]),
                     extra={**({"stop": stopped_at} if stopped_at is not None else {}),
-                           **({"neurons_unread": unread} if unread is not None else {})},
+                           **({"neurons_unread": unread} if unread is not None else {}),
+                           **({"model_decoding": kept} if kept else {})},
                 )
             )
         return results

@@ -2082,3 +2082,30 @@ def test_down_projections_swapped_after_start_are_rehooked_when_copies_and_held_
             assert r.route == "review" and r.risk is None, r
             why = next(x for x in r.reasons if "missing neuron signal" in x)
             assert "was replaced after the guard started" in why and "calibrate its probes on it" in why, why
+
+
+def test_decoding_settings_on_the_models_generation_config_do_not_change_the_guards_answers(calibrated, tmp_path):
+    """A performance engineer's trial: repetition_penalty, no_repeat_ngram_size, num_beams, length_penalty or top_k set
+    on guard.lm.model.generation_config were applied by generate() (the guard passed only some settings), changing 11
+    of 12 answers and their risk with no reason; num_beams=3 crashed. The guard decodes as calibrated whatever they
+    say, and a setting it cannot turn off (one transformers fills from the model's config) holds the answer."""
+    import copy
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0, out_of_distribution="warn"), lm=lm)
+    qs = ["who is the author of the book ?", "what is the capital of france ?", "what is the symbol of gold ?"]
+    before = g.batch(qs, domains=["alpha"] * 3)
+    saved = copy.deepcopy(lm.model.generation_config)
+    try:
+        gc = lm.model.generation_config
+        gc.repetition_penalty, gc.no_repeat_ngram_size, gc.num_beams, gc.length_penalty = 1.3, 2, 3, 2.0
+        gc.top_k, gc.do_sample, gc.temperature, gc.encoder_repetition_penalty = 3, False, 0.2, 1.5
+        after = [*g.batch(qs, domains=["alpha"] * 3)]
+        for a, b in zip(before, after):
+            assert (a.answer, a.route, a.signals["neuron_logit"]) == (b.answer, b.route, b.signals["neuron_logit"])
+            assert not any("generation_config" in x for x in b.reasons)
+        gc.bad_words_ids = [[lm.tokenizer.convert_tokens_to_ids("the")]]  # filled from the model's: not turned off
+        r = g.invoke(qs[0], domain="alpha")
+        assert r.route == "review" and any("generation_config sets bad_words_ids=" in x for x in r.reasons), r.reasons
+    finally:
+        lm.model.generation_config = saved
