@@ -172,6 +172,8 @@ class Guard(_Scoring, _Recording):
                                         else "no probe folder of the policy calibrates it")
         for warning in guard.fingerprint_mismatches().values():  # served, but calibrated under another setup
             warnings.warn(warning, UserWarning, stacklevel=2)
+        for warning in guard.generation_mismatches().values():  # served, but calibrated on other generation settings
+            warnings.warn(warning, UserWarning, stacklevel=2)
         for warning in guard.uncertified_accept_thresholds().values():  # said once, when the guard starts
             warnings.warn(warning, UserWarning, stacklevel=2)
         for warning in guard.refit_warnings():  # what calibrate would say at the policy's target
@@ -457,7 +459,8 @@ class Guard(_Scoring, _Recording):
         leaves the old probes serving (the error raised) and no answer is scored by probes no record names. A probe
         of another model's layout is refused (:class:`~hguard.errors.ProbeError`) and the old one keeps serving. New
         probes serving the domain are said as at start-up: a warning when they were calibrated under another setup
-        (:meth:`fingerprint_mismatches`), when the policy's accept threshold is hand-set
+        (:meth:`fingerprint_mismatches`) or on other generation settings (:meth:`generation_mismatches`), when the
+        policy's accept threshold is hand-set
         (:meth:`uncertified_accept_thresholds`) and for a refitted accept threshold (:meth:`refit_warnings`)."""
         name = _named(domain)
         foreign = self._other_shape(domain)
@@ -468,7 +471,8 @@ class Guard(_Scoring, _Recording):
         before = self._serving(name)
         self._change(DOMAIN_ADDED, name, {**self._calibrations(name), (name, domain.prompt_mode): domain})
         if self._serving(name) != before:  # what start-up says of a domain, said of the probes now serving it
-            for warning in (self.fingerprint_mismatches().get(name), self.uncertified_accept_thresholds().get(name),
+            for warning in (self.fingerprint_mismatches().get(name), self.generation_mismatches().get(name),
+                            self.uncertified_accept_thresholds().get(name),
                             *self.refit_warnings(names=(name,))):
                 if warning:
                     warnings.warn(warning, UserWarning, stacklevel=2)
@@ -698,6 +702,31 @@ class Guard(_Scoring, _Recording):
                 + (f" (calibrated on {calibrated_on})" if calibrated_on else "")
                 + f" was calibrated under another setup than this guard's ({self.lm.name}): {'; '.join(problems)}; "
                 f"{what}{fix}")]))
+        return out
+
+    def generation_mismatches(self) -> dict[str, str]:
+        """Domains whose calibration generated under other settings than the policy's ``[generation]`` (another
+        ``max_new_tokens``: 32 at calibration, 48 here), each sentence naming both values, what happens to the domain's
+        answers under its ``generation_mismatch`` and the fix (its route's ``generation_problem``, the reason each
+        answer gives). Said once at start-up, where every answer would otherwise go to review unexplained."""
+        out: dict[str, str] = {}
+        for name, plan in sorted(self._plans.items()):
+            if name not in self.policy.domains:
+                continue  # not routed to: its probe_errors entry says so
+            dp = self.policy.domain(name)
+            said_of: set[int] = set()  # a closed-book probe may score requests with context too: said once
+            for rag in (False, True):
+                route = plan.route(rag)
+                if route.domain is None or route.generation_problem is None or id(route.domain) in said_of:
+                    continue
+                said_of.add(id(route.domain))
+                mode = " (RAG)" if route.domain.prompt_mode == RAG else ""
+                what = ("its answers are scored all the same, with a warning (generation_mismatch = 'warn')"
+                        if dp is not None and dp.generation_mismatch == "warn" else
+                        f"every answer{' with context' if rag else ''} of the domain goes to review "
+                        "(generation_mismatch = 'review')")
+                said = f"{route.generation_problem}{mode}: {what}"
+                out[name] = "; ".join(filter(None, [out.get(name), said]))
         return out
 
     def plan(self, domain: str) -> DomainPlan | None:

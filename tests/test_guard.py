@@ -2109,3 +2109,25 @@ def test_decoding_settings_on_the_models_generation_config_do_not_change_the_gua
         assert r.route == "review" and any("generation_config sets bad_words_ids=" in x for x in r.reasons), r.reasons
     finally:
         lm.model.generation_config = saved
+
+
+def test_a_policy_generating_otherwise_than_its_calibration_is_said_once_at_start(calibrated, tmp_path):
+    """A policy whose [generation] max_new_tokens differs from the probes' calibration (6 against 4) gave no start-up
+    word, then sent every answer to review ("max_new_tokens 4 at calibration, 6 here"): said at start, per domain, with
+    both values, what happens to the answers and the fix."""
+    import warnings
+
+    lm, root = calibrated
+    policy = _policy(root, tmp_path)
+    policy = policy.model_copy(update={"generation": policy.generation.model_copy(update={"max_new_tokens": 6})})
+    policy.domains["beta"] = policy.domains["beta"].model_copy(update={"generation_mismatch": "warn"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        g = Guard.from_policy(policy, lm=lm)
+    said = [str(w.message) for w in caught if "max_new_tokens 4 at calibration, 6 here" in str(w.message)]
+    assert len(said) == 2 and g.generation_mismatches().keys() == {"alpha", "beta"}, said
+    alpha = next(x for x in said if "domain 'alpha'" in x)
+    assert "every answer of the domain goes to review (generation_mismatch = 'review')" in alpha
+    assert "set the policy's [generation] to the calibration's settings or recalibrate the domain" in alpha
+    assert "scored all the same, with a warning (generation_mismatch = 'warn')" in next(x for x in said if "'beta'" in x)
+    assert not Guard.from_policy(_policy(root, tmp_path), lm=lm).generation_mismatches()
