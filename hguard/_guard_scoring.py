@@ -19,7 +19,7 @@ from .calibrate.data import domain_slug
 from .calibrate.judge import declines, unstated_numbers
 from .signals.relevance import repeats_question
 from .errors import error_text, shown
-from .generation import CLOSED_BOOK, RAG, Generation
+from .generation import CLOSED_BOOK, RAG, Generation, typed_turns
 from .models import DEFAULT_MODEL_NAME
 from ._policy_route import OUT_OF_DISTRIBUTION
 from .policy import CLOSED_BOOK_GROUNDING_WEIGHT, Decision, Thresholds, apply_grounding, decide, merge_risk
@@ -353,6 +353,12 @@ class _Scoring:
                 f"the context holds text addressed to the model, not to a reader ({found}"
                 f"{'; ...' if len(addressed) > 3 else ''}): a passage is evidence to answer from, not instructions, so "
                 "an answer from it is held for review")
+        if turns := typed_turns(g.question):  # an earlier exchange pasted in: the turns as history= are held too
+            g.extra.setdefault("holds", []).append(
+                f"the question carries chat turns: {len(turns)} of its lines open with role markers "
+                f"({', '.join(dict.fromkeys(turns))}), an earlier exchange typed in as a transcript; the probe was "
+                "calibrated on single questions and the history fingerprint does not see these turns, so the answer "
+                "is held for review (pass earlier turns as history=, or ask the question alone)")
         g.extra["declined"] = declines(g.text, g.question)  # read once: the conflict check and the route use it
         if g.extra["declined"] is None and repeats_question(g.question, g.text):
             g.extra.setdefault("holds", []).append(
