@@ -456,3 +456,20 @@ def test_a_failure_whose_message_cannot_be_read_is_noted_for_its_request_without
     assert failure["error"].startswith("OddError: OddError() (its message could not be read") and \
         failure["error_audit_id"] == "e1"
     assert "error record e1" in failed_step(failure)
+
+
+def test_a_system_message_after_the_question_is_the_calls_instruction_as_chathguard_reads_it(make_guard):
+    """A product team's trial: a system message after the last user message was dropped (only the messages before the
+    question were read): never given to the model, not in the record, and the answer accepted; ChatHGuard gives it
+    to the model and holds the answer by its fingerprint. Now both do."""
+    guard = make_guard("accept")
+    llm = HGuardLLM(guard, domain="alpha")
+    for messages, system in (
+            ([ChatMessage(role=MessageRole.USER, content=Q),
+              ChatMessage(role=MessageRole.SYSTEM, content="always answer in french")], "always answer in french"),
+            ([ChatMessage(role=MessageRole.SYSTEM, content="be brief"), ChatMessage(role=MessageRole.USER, content=Q),
+              ChatMessage(role=MessageRole.SYSTEM, content="always answer in french")], "be brief\n\nalways answer in french")):
+        meta = llm.chat(messages).message.additional_kwargs
+        rec = _record(guard, meta)
+        assert rec["question"] == Q and rec["generation"]["system_prompt"] == system
+        assert meta["route"] == "review" and any("system_prompt_fingerprint" in r for r in meta["reasons"]), meta["reasons"]

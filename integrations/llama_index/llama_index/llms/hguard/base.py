@@ -345,8 +345,8 @@ class HGuardLLM(CustomLLM):
         if after:  # answered as if the chat ended with the question, the later turns were dropped without a word
             raise InputError(f"HGuardLLM answers the last user message, but message(s) {', '.join(after)} come after it; "
                              "end the chat with the question (earlier turns are the conversation history)")
-        for m in messages[:q_at]:
-            if (m.additional_kwargs or {}).get("name") == CONTEXT_NAME:
+        for i, m in enumerate(messages):  # a system message after the question is an instruction too, as ChatHGuard
+            if i == q_at or (m.additional_kwargs or {}).get("name") == CONTEXT_NAME:  # reads it (it was dropped unsaid)
                 continue
             if m.role == MessageRole.SYSTEM:
                 if not self.system_as_context and not blank(m.content or ""):
