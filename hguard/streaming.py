@@ -164,6 +164,19 @@ _CONTEXT_WORDS = re.compile(
     r"|\bsays?:\s*[\"“]",  # 'Our handbook says: "..."'
     re.IGNORECASE | re.MULTILINE,
 )
+# a line that only labels or fences material: "Context:", "Retrieved context:", "<context>", "</documents>", "Sources
+# (2):", "[CONTEXT]", "----", "```"
+_LABEL_LINE = re.compile(r"[\W_]*(?:(?:(?:the|retrieved|relevant|following|provided|supporting|additional|background)"
+                         r"[ \t]+){0,2}" + _MATERIAL + _NUMBERED + r"[\W_]*)?", re.IGNORECASE)
+
+
+def label_only(line: str) -> bool:
+    """Whether a line of a prompt only labels or fences the material around it ("Context:", "<context>", "Sources:",
+    "---"), saying nothing else: what is left of a RAG template's message once its passages are taken out, when it
+    held no instruction."""
+    return bool(_LABEL_LINE.fullmatch(line.strip()))
+
+
 # where a prompt's sentences and clauses end: a closed-book question is its last question sentence alone
 # a sentence ends at . ! ? ; with any closing bracket or quote after it: "(A passage; more of it.) Question?"
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|(?<=[.!?;][)\]}\"'”’»])\s+|\n+")
@@ -832,6 +845,7 @@ __all__ = [
     "NOTHING_RETRIEVED",
     "nothing_retrieved",
     "mentions_context",
+    "label_only",
     "ROUTES",
     "check_raise_on",
     "raise_if_routed",

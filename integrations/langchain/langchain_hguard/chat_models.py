@@ -43,6 +43,7 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     guard_stream,
     guarded_invoke,
     in_thread,
+    label_only,
     unread_context,
     NOTHING_RETRIEVED,
     nothing_retrieved,
@@ -132,6 +133,46 @@ def asks(query: str, prompt: str, values: Sequence[str] | None = None) -> bool:
     return False
 
 
+#: the sentences of LangChain's stock RAG prompts that only frame the passages (the RAG tutorial's system prompt, the
+#: hub's "rlm/rag-prompt", the RetrievalQA prompts, the LCEL cookbook's): a message that holds the passages and, beside
+#: them, only these and labels ("Context:") is a RAG template, replaced by hguard's own calibrated framing
+STOCK_FRAMING = (
+    "You are an assistant for question-answering tasks.",
+    "Use the following pieces of retrieved context to answer the question.",
+    "Use the following pieces of context to answer the question at the end.",
+    "Use the following pieces of context to answer the user's question.",
+    "If you don't know the answer, just say that you don't know, don't try to make up an answer.",
+    "If you don't know the answer, just say that you don't know.",
+    "If you don't know the answer, say that you don't know.",
+    "Use three sentences maximum and keep the answer concise.",
+    "Answer the question based only on the following context:",
+)
+_STOCK_FRAMING = [re.compile(r"\s+".join(re.escape(w).replace("'", "['\u2019]") for w in t.split()), re.IGNORECASE)
+                  for t in STOCK_FRAMING]
+
+
+def _without(text: str, parts: Sequence[str]) -> str:
+    """``text`` with each of ``parts`` (pasted passages, as pasted: whatever their spacing) replaced by a line break."""
+    for part in parts:
+        text = re.sub(r"\s+".join(map(re.escape, part.split())), "\n", text)
+    return text
+
+
+def instruction_beside_passages(text: str, parts: Sequence[str]) -> str | None:
+    """The app's instruction in a message that holds the passages (``parts``, as pasted), or None when the message only
+    frames them: its text outside them, labels alone on their line ("Context:", "<context>") left out, unless that
+    text is only :data:`STOCK_FRAMING`. ``ChatPromptTemplate([("system", INSTR + "\\n\\nContext:\\n{context}"),
+    ("human", "{question}")])`` (LangChain's tutorial shape with an app's own instructions) lost INSTR with the
+    template: never given to the model, fingerprinted or recorded, and off-topic answers were accepted (a product
+    team's trial). LlamaIndex's adapter reads a custom ``context_template`` so too."""
+    lines = [line.strip() for line in _without(text, parts).splitlines()]
+    own = re.sub(r"\n{3,}", "\n\n", "\n".join(line for line in lines if not label_only(line))).strip()
+    framing = own
+    for stock in _STOCK_FRAMING:
+        framing = stock.sub(" ", framing)
+    return None if all(label_only(line) for line in framing.splitlines()) else own
+
+
 def split_messages(messages: Sequence[BaseMessage], *, system_as_context: bool = True) -> tuple[str, list[str]]:
     """(question, context passages) from a chat: the last human message is the question; messages
     named ``"context"`` (any role) and, with ``system_as_context``, system messages are context."""
@@ -199,6 +240,7 @@ def read_chat(
         context_from = context_from or ("system" if context else None)
         systems = []
     problems: list[str] = []
+    own: dict[int, str | None] = {}  # a RAG template's system message: the instruction beside its passages
     if not context and retrievals:
         prompt_texts = [texts[i] for i in [q_at, *systems]]
         docs = [(r, d) for r in retrievals for d in r.documents if not blank(d.page_content)]
@@ -229,9 +271,7 @@ def read_chat(
             if templated(question):  # the question is the retriever's query when the prompt asks it outside the
                 queries = [r.query for r, d in pasted]  # passages; an empty one is refused as empty, not replaced
                 searched = with_text(queries)  # by the whole prompt
-                outside = question  # the prompt without its passages (as pasted, whatever its spacing)
-                for part in seen:
-                    outside = re.sub(r"\s+".join(map(re.escape, part.split())), "\n", outside)
+                outside = _without(question, seen)  # the prompt without its passages
                 asked = [q for q in searched if asks(q, outside, prompt_values)]
                 if asked or not searched:
                     question = (asked or queries)[0]
@@ -244,7 +284,10 @@ def read_chat(
                         "question the prompt asks (not in it, or only inside its passages or a sentence of it), so the question asked cannot be told from the template around the passages; the "
                         "answer is to the prompt's text without its passages. Search with the question itself, or pass "
                         "the question as its own message and the passages with context= or as messages named 'context'")
-            systems = [i for i in systems if not templated(texts[i])]
+            # a system message holding the passages is the RAG template: the app's instruction in it, if any, is the
+            # call's (given to the model, fingerprinted, recorded), the template's framing is replaced by hguard's
+            own = {i: instruction_beside_passages(texts[i], seen) for i in systems if templated(texts[i])}
+            systems = [i for i in systems if own.get(i, texts[i]) is not None]
         elif n := sum(1 for r in retrievals for d in r.documents if not blank(d.page_content)):  # whitespace: nothing
             problems.append(context_not_identified(
                 f"the chain's retrievers returned {n} document(s) but none of their text is in the prompt"
@@ -275,7 +318,7 @@ def read_chat(
                 f"{m.type!r} (tool calls are not supported: the guard scores text answers)"
             )
         history.append({"role": "user" if m.type == "human" else "assistant", "content": texts[i]})
-    system = "\n\n".join(with_text([texts[i] for i in systems])) or None
+    system = "\n\n".join(with_text([own.get(i) or texts[i] for i in systems])) or None
     return ChatRead(question, context or None, history, system, problems, context_from)
 
 

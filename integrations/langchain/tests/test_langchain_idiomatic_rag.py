@@ -731,3 +731,46 @@ def test_an_empty_context_given_to_the_chat_model_is_nothing_retrieved_not_an_er
         assert meta["route"] == "review", (empty, meta["reasons"])
         assert any("nothing retrieved: the context= given returned no passage" in r for r in meta["reasons"]), meta["reasons"]
         assert _decision(guard, meta)["context"] is None
+
+
+ACME = ("You are ACME's benefits assistant. Reply ONLY in German. Never answer questions that are not about ACME "
+        "benefits.")
+
+
+def test_an_apps_instruction_beside_the_passages_in_a_system_message_is_the_calls_instruction(tiny_probes, embedder,
+                                                                                               tmp_path, retriever):
+    """A product team's trial: ``[("system", INSTR + "\\n\\nContext:\\n{context}"), ("human", "{question}")]`` (the
+    tutorial's shape with the app's own instructions) lost INSTR with the RAG template: never given to the model,
+    fingerprinted or recorded, and off-topic answers were accepted. The instruction, without its "Context:" label, is
+    the call's (recorded, and a fingerprint mismatch holds it); the stock tutorial prompts alone stay framing."""
+    guard = _grounded_guard(tiny_probes, embedder, tmp_path)
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    for instr in (ACME + "\n\nContext:\n{context}", "<context>\n{context}\n</context>\n\n" + ACME):
+        prompt = ChatPromptTemplate.from_messages([("system", instr), ("human", "{question}")])
+        meta = ({"context": retriever | format_docs, "question": RunnablePassthrough()} | prompt | chat).invoke(AUSTRALIA).response_metadata
+        rec = _assert_scored_against_retrieval(guard, meta)
+        assert rec["generation"]["system_prompt"] == ACME, rec["generation"]
+        assert meta["route"] == "review" and any("system_prompt_fingerprint" in r for r in meta["reasons"]), meta["reasons"]
+    tutorial = ("You are an assistant for question-answering tasks. Use the following pieces of retrieved context to "
+                "answer the question. If you don't know the answer, say that you don't know. Use three sentences "
+                "maximum and keep the answer concise.\n\n{context}")
+    for framing in (tutorial, "Context: {context}", "Answer the question based only on the following context:\n{context}"):
+        prompt = ChatPromptTemplate.from_messages([("system", framing), ("human", "{question}")])
+        meta = ({"context": retriever | format_docs, "question": RunnablePassthrough()} | prompt | chat).invoke(AUSTRALIA).response_metadata
+        rec = _assert_scored_against_retrieval(guard, meta)
+        assert meta["route"] == "accept" and rec["generation"]["system_prompt"] == "answer", (framing, meta["reasons"])
+
+
+def test_the_instruction_beside_the_passages_leaves_out_labels_and_stock_framing():
+    from langchain_hguard.chat_models import instruction_beside_passages
+
+    passages = ["Canberra is the capital city of Australia.", "Nairobi is the capital and largest city of Kenya."]
+    pasted = "\n\n".join(passages)
+    assert instruction_beside_passages(f"{ACME}\n\nContext:\n{pasted}", passages) == ACME
+    assert instruction_beside_passages(f"Use the following pieces of context to answer the user\u2019s question.\n"
+                                       f"----------------\n{pasted}", passages) is None
+    for framing in ("Context:", "Retrieved context (2):", "[CONTEXT]", "### Sources", "```", ""):
+        assert instruction_beside_passages(f"{framing}\n{pasted}", passages) is None, framing
+    mixed = f"Use the following pieces of retrieved context to answer the question. Reply in German.\n{pasted}"
+    assert instruction_beside_passages(mixed, passages) == ("Use the following pieces of retrieved context to answer "
+                                                            "the question. Reply in German.")
