@@ -438,6 +438,7 @@ class Generator:
             user = CONTEXT_PROMPT.format(context=context.strip(), question=user)
         if system is not None and not isinstance(system, str):
             raise InputError(f"system must be a string (the system instruction), got {type(system).__name__}")
+        check_system(system)
         wrong = misdecoded("system", system) if system is not None else None
         if wrong:
             raise InputError(wrong)
@@ -721,7 +722,18 @@ def check_question(question: str) -> str:
     return question
 
 
+def check_system(system: str | None, what: str = "system") -> str | None:
+    """``system`` (a call's system instruction), refused when blank: by the generator, and by the adapters for a blank
+    system message, which they dropped unsaid, answering under the policy's system prompt where ``system=""`` gave
+    the model an empty one (and a fingerprint mismatch)."""
+    if isinstance(system, str) and blank(system):
+        raise InputError(f"{what} is blank ({system!r:.40}): an empty system instruction would replace the policy's "
+                         "system prompt with nothing; leave it out to answer under the policy's system prompt, or give "
+                         "the instruction's text")
+    return system
+
+
 __all__ = [
     "CLOSED_BOOK", "CONTEXT_PROMPT", "ConfidenceTracker", "DEFAULT_MAX_NEW_TOKENS", "Generation", "Generator", "RAG",
-    "check_history", "check_question", "confidence_from", "cut_at_stop", "history_fingerprint", "left_pad", "prompt_fingerprints", "typed_turns",
+    "check_history", "check_question", "check_system", "confidence_from", "cut_at_stop", "history_fingerprint", "left_pad", "prompt_fingerprints", "typed_turns",
 ]

@@ -2157,3 +2157,12 @@ def test_a_question_carrying_chat_turns_typed_as_a_transcript_is_held_naming_the
         said = [x for x in r.reasons if x.startswith("the question carries chat turns")]
         assert r.route == "review" and said and markers in said[0] and "history=" in said[0], (pasted, r.reasons)
         assert AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)["route"] == "review"
+
+
+def test_a_blank_system_instruction_is_refused_naming_it(guard):
+    """``system=""`` gave the model an empty system prompt, while the adapters dropped a blank system message and
+    answered under the policy's: all three refuse it now, with one line naming the value and the fix."""
+    for blank_system in ("", "  \n", "\u200b"):
+        with pytest.raises(InputError, match=r"system is blank .*leave it out to answer under the policy's system prompt"):
+            guard.invoke("who is the author of the book ?", domain="alpha", system=blank_system)
+    assert list(AuditLog(guard.audit.path))[-1]["kind"] == "error"  # on record, as every refused request

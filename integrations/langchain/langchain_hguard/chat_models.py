@@ -23,6 +23,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from hguard._guard_records import request_error
 from hguard.errors import InputError
+from hguard.generation import check_system
 from hguard.guard import Guard, GuardResult, _join_context
 
 from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_metadata with the guard's decision
@@ -233,6 +234,9 @@ def read_chat(
     question = texts[q_at]
     named = [texts[i] for i, m in enumerate(messages) if _is_context(m)]
     systems = [i for i, m in enumerate(messages) if m.type == "system" and not _is_context(m)]
+    if not system_as_context and not retrievals:  # (with retrievals, a blank one is a template of no passage)
+        for i in systems:  # refused, as Guard.invoke(system="") is: dropped, the policy's system prompt answered
+            check_system(texts[i], f"ChatHGuard: system message {i}")
     context: list[str] = with_text(named)
     context_from = "named" if context else None
     if system_as_context:

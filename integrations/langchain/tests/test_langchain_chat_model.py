@@ -808,3 +808,12 @@ def test_a_batch_failing_after_one_answer_is_decided_names_each_inputs_own_recor
     first, second = [r for r in records if r["kind"] == "llm_call"]
     assert first["question"] == Q and first["decision_audit_id"] == decision["id"] and "error_audit_id" not in first
     assert second["question"] == "what is gold ?" and second["error_audit_id"] == error["id"]
+
+
+def test_a_blank_system_message_is_refused_as_guard_invoke_refuses_a_blank_system(make_guard):
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    for content in ("", " \n "):
+        with pytest.raises(InputError, match=r"ChatHGuard: system message 0 is blank .*leave it out"):
+            chat.invoke([SystemMessage(content), HumanMessage(Q)])
+    assert list(AuditLog(guard.audit.path))[-1]["kind"] == "error"

@@ -473,3 +473,16 @@ def test_a_system_message_after_the_question_is_the_calls_instruction_as_chathgu
         rec = _record(guard, meta)
         assert rec["question"] == Q and rec["generation"]["system_prompt"] == system
         assert meta["route"] == "review" and any("system_prompt_fingerprint" in r for r in meta["reasons"]), meta["reasons"]
+
+
+def test_a_blank_system_message_is_refused_as_guard_invoke_refuses_a_blank_system(make_guard):
+    guard = make_guard("accept")
+    llm = HGuardLLM(guard, domain="alpha")
+    for content in ("", "  ", None):
+        with pytest.raises(InputError, match=r"HGuardLLM: system message 0 is blank .*leave it out"):
+            llm.chat([ChatMessage(role=MessageRole.SYSTEM, content=content), ChatMessage(role=MessageRole.USER, content=Q)])
+    assert list(AuditLog(guard.audit.path))[-1]["kind"] == "error"
+    # as context (system_as_context=True) a blank one is no passage, as before
+    r = HGuardLLM(guard, domain="alpha", system_as_context=True).chat(
+        [ChatMessage(role=MessageRole.SYSTEM, content=""), ChatMessage(role=MessageRole.USER, content=Q)])
+    assert r.message.additional_kwargs["route"] == "accept"

@@ -25,6 +25,7 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from pydantic import Field, PrivateAttr
 
 from hguard.errors import InputError
+from hguard.generation import check_system
 from hguard.guard import Guard, GuardResult
 
 from llama_index.core.instrumentation.span import active_span_id
@@ -349,8 +350,8 @@ class HGuardLLM(CustomLLM):
             if i == q_at or (m.additional_kwargs or {}).get("name") == CONTEXT_NAME:  # reads it (it was dropped unsaid)
                 continue
             if m.role == MessageRole.SYSTEM:
-                if not self.system_as_context and not blank(m.content or ""):
-                    system.append(m.content or "")
+                if not self.system_as_context:  # a blank one is refused, as Guard.invoke(system="") is
+                    system.append(check_system(m.content or "", f"HGuardLLM: system message {i}") or "")
             elif m.role in (MessageRole.USER, MessageRole.ASSISTANT):
                 history.append({"role": "user" if m.role == MessageRole.USER else "assistant", "content": m.content or ""})
             else:
