@@ -15,7 +15,8 @@ from langchain_core.caches import BaseCache
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.base import LangSmithParams
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, UsageMetadata
+from langchain_core.messages import (AIMessage, AIMessageChunk, BaseMessage, ChatMessage, HumanMessage, SystemMessage,
+                                     UsageMetadata)
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config, get_config_list
@@ -91,10 +92,10 @@ def message_text(message: BaseMessage) -> str:
         else:  # dropping it would answer a question the user did not ask
             kind = block.get("type") if isinstance(block, dict) else type(block).__name__
             raise InputError(
-                f"ChatHGuard reads text only: a {message.type} message holds a {kind!r} content block; the guarded "
+                f"ChatHGuard reads text only: a {_role(message)} message holds a {kind!r} content block; the guarded "
                 "model answers text (and its probes were calibrated on text), so pass the question as text"
             )
-    return "".join(parts)
+    return "\n".join(parts)  # two text blocks are two lines, not one run-together word ("capitalof")
 
 
 def any_text(message: BaseMessage) -> str:
@@ -103,6 +104,22 @@ def any_text(message: BaseMessage) -> str:
         return message_text(message)
     except InputError:
         return str(message.content)
+
+
+_CHAT_KINDS = {"user": HumanMessage, "human": HumanMessage, "assistant": AIMessage, "ai": AIMessage,
+               "system": SystemMessage}
+
+
+def _as_kind(message: BaseMessage) -> BaseMessage:
+    """A ``ChatMessage`` whose role is a kind of its own ("user", "assistant", "system") as that kind's message;
+    any other message as it is."""
+    kind = _CHAT_KINDS.get(str(getattr(message, "role", "")).lower()) if isinstance(message, ChatMessage) else None
+    return kind(content=message.content, name=message.name, id=message.id) if kind is not None else message
+
+
+def _role(message: BaseMessage) -> str:
+    """A message's role as its author wrote it: a ``ChatMessage``'s own role ("developer"), not its type ("chat")."""
+    return str(message.role) if isinstance(message, ChatMessage) else message.type
 
 
 def _is_context(message: BaseMessage) -> bool:
@@ -214,6 +231,7 @@ def read_chat(
     - A prompt that refers to context (e.g. "Use the following context") when none was identified
       gets the problem ``"context not identified"`` (the guard routes it to review).
     """
+    messages = [_as_kind(m) for m in messages]
     q_at = None
     for i in range(len(messages) - 1, -1, -1):
         m = messages[i]
@@ -222,9 +240,9 @@ def read_chat(
             break
     if q_at is None:
         raise InputError(
-            f"ChatHGuard needs a human message holding the question; got roles {[m.type for m in messages]}"
+            f"ChatHGuard needs a human message holding the question; got roles {[_role(m) for m in messages]}"
         )
-    after = [f"{i} ({m.type})" for i, m in enumerate(messages) if i > q_at and m.type != "system" and not _is_context(m)]
+    after = [f"{i} ({_role(m)})" for i, m in enumerate(messages) if i > q_at and m.type != "system" and not _is_context(m)]
     if after:  # answered as if the chat ended with the question, the later turns were dropped without a word
         raise InputError(
             f"ChatHGuard answers the last human message, but message(s) {', '.join(after)} come after it; end the "
@@ -319,7 +337,7 @@ def read_chat(
         if m.type not in ("human", "ai"):
             raise InputError(
                 f"ChatHGuard answers from human, AI, system and context messages; message {i} has role "
-                f"{m.type!r} (tool calls are not supported: the guard scores text answers)"
+                f"{_role(m)!r} (tool calls are not supported: the guard scores text answers)"
             )
         history.append({"role": "user" if m.type == "human" else "assistant", "content": texts[i]})
     system = "\n\n".join(with_text([own.get(i) or texts[i] for i in systems])) or None

@@ -817,3 +817,25 @@ def test_a_blank_system_message_is_refused_as_guard_invoke_refuses_a_blank_syste
         with pytest.raises(InputError, match=r"ChatHGuard: system message 0 is blank .*leave it out"):
             chat.invoke([SystemMessage(content), HumanMessage(Q)])
     assert list(AuditLog(guard.audit.path))[-1]["kind"] == "error"
+
+
+def test_a_chat_message_is_named_by_its_own_role_and_read_as_its_kind_and_text_blocks_are_not_run_together(make_guard):
+    """A trial: ChatMessage(role="developer") was refused as "has role 'chat'", a ChatMessage(role="user") question
+    as "got roles ['chat']", and two text blocks were read as one run-together word ("capitalof")."""
+    from langchain_core.messages import ChatMessage
+
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    with pytest.raises(InputError, match="message 0 has role 'developer'"):
+        chat.invoke([ChatMessage(role="developer", content="be brief"), HumanMessage(Q)])
+    with pytest.raises(InputError, match=r"got roles \['developer'\]"):
+        chat.invoke([ChatMessage(role="developer", content=Q)])
+    out = chat.invoke([ChatMessage(role="user", content="what is gold ?"), ChatMessage(role="assistant", content="a metal"),
+                       ChatMessage(role="user", content=Q)])
+    rec = AuditLog(guard.audit.path).find(out.response_metadata["audit_id"])
+    assert rec["question"] == Q and rec["history"] == [{"role": "user", "content": "what is gold ?"},
+                                                       {"role": "assistant", "content": "a metal"}]
+    out = chat.invoke([ChatMessage(role="system", content="be brief"), ChatMessage(role="user", content=Q)])
+    assert AuditLog(guard.audit.path).find(out.response_metadata["audit_id"])["generation"]["system_prompt"] == "be brief"
+    out = chat.invoke([HumanMessage(content=[{"type": "text", "text": "who is the"}, {"type": "text", "text": "author ?"}])])
+    assert AuditLog(guard.audit.path).find(out.response_metadata["audit_id"])["question"] == "who is the\nauthor ?"
