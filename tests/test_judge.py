@@ -1064,6 +1064,45 @@ def test_accounting_parentheses_are_negative_where_they_write_the_figure(answer,
     assert unstated_numbers(answer, context) == missing
 
 
+_STATEMENT = "| Line item (USD thousands) | FY2024 | FY2023 |\n|---|---|---|\n| Net income | (1,250) | 980 |"
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # a finance team's trial: a statement's negative in bare parentheses, in a table's cell or a value of its own, read
+    # as positive (only "$(1,250)" was a minus), so the wrong sign "$1,250" passed and the right "-1,250" was held
+    ("Net income in FY2024 was $1,250.", _STATEMENT, ["1250 dollar"]),
+    ("Net income in FY2024 was -1,250.", _STATEMENT, []),
+    ("Net income in FY2024 was -$1,250.", _STATEMENT, []),
+    ("Net income in FY2024 was (1,250).", _STATEMENT, []),  # the answer copying the notation reads as the table does
+    ("It was $1,250.", "fee,amount\nNet income,(1250)", ["1250 dollar"]),
+    ("It was -1,250.", "fee,amount\nNet income,(1250)", []),
+    ("It was $1,250.", "Net income\t(1,250)\t980", ["1250 dollar"]),
+    ("It was $1,250.", "Cash flow from operations: (1,250)", ["1250 dollar"]),
+    ("It was -1,250.", "Cash flow from operations: (1,250)", []),
+    ("It was $1,250.", "Cash flow from operations\n(1,250)\n", ["1250 dollar"]),
+    ("Other items were 3.", "| Other items | (3) | 5 |", ["3"]),
+    ("Net income was 1,250 thousand.", "Net income was (1,250) thousand in 2024.", ["1250000"]),
+    # "loss" as the row's label says the sign, as "Net loss: (1,250)" does ("| Net loss | $(1,250) |" read -1,250)
+    ("Net loss was $1,250.", "| Net loss | (1,250) |", []),
+    ("Net loss was -$1,250.", "| Net loss | (1,250) |", ["-1250 dollar"]),
+    ("Net loss was $1,250.", "Net loss,(1250)", []),
+    ("Net loss was $1,250.", "| Net loss | $(1,250) |", []),
+    # ... and prose parentheses stay as written: a year, a note's number, a list's markers, a count restated
+    ("The figures are for 2019.", "| Fiscal year | (2019) |", []),
+    ("The bank was founded in 2019.", "The bank, founded (2019) in Paris, grew.", []),
+    ("See note 3.", "Revenue was restated, see note (3).", []),
+    ("Step 1 is to apply.", "(1) Apply online.\n(2) Wait for approval.", []),
+    ("Steps 1, 2 and 3 apply.", "Steps: (1), (2), (3)", []),
+    ("1,250 customers joined in 2019.", "In 2019, (1,250) customers joined.", []),
+    ("A total of 1,250 units shipped.", "A total of (1,250) units shipped.", []),
+    ("The refund period is 30 days.", "The refund period is (30) days.", []),
+])
+def test_bare_accounting_parentheses_are_negative_in_a_cell_or_a_value_of_its_own(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context, "What was net income in FY2024?") == missing
+
+
 @pytest.mark.parametrize("answer, context, missing", [
     # a review: a currency written after its number was moved onto the next number, as one written before it is
     # ("50 cents 10 years ago" read 50 and 10 cents), so "$50" passed

@@ -853,8 +853,18 @@ _SIGN = re.compile(r"(?:^|(?<=[\s(]))[-\u2212\u2012\u2013\ufe63](?=[$\u20ac\u00a
 # is the figure's own noun, right before it, its currency or its verb, the sign is said already: "a net loss of
 # ($1,250)", "Net loss was $(1,250)" and "Net loss: USD (1,250)" are a loss of $1,250 (not "Operating income (loss)
 # was ($1,250)"). A year or a heading's parentheses after a code written apart are no amount ("USD (2022): 65,000");
-# after a sign written on them they are ("Net result: $(2020)"). Each "(" is decided from a bounded window of
-# the text before it, so reading is linear in the text's length (a run of blank lines or tabs was quadratic).
+# after a sign written on them they are ("Net result: $(2020)"). A bare amount, with no currency or unit ("(1,250)"),
+# is a minus only where it is plainly a statement's figure, a cell or a value of its own. With a thousands separator
+# or decimals ("(1,250)", "(3.5)"): after a table's "|", a tab, a comma, a colon or "=", or alone on its line, and
+# ended there (a "|", ",", ";", tab, line break or full stop after it: "| Net income | (1,250) |", "Net
+# income\t(1,250)", "Cash flow from operations: (1,250)"); or after a verb, as "($1,250)" is ("was (1,250) thousand";
+# not after "of", "at", "to" or "by": "a total of (1,250) units"). A whole number ("(1250)", "(3)") only as a table's
+# cell, after "|", a tab or a comma with no space ("Net income,(1250)": CSV) and ended there, and never a year ("| FY
+# | (2019) |"). Prose parentheses stay as written: a year or a note's number after a word ("(2019)", "see note (3)"),
+# a list's marker before its text ("(1) Apply ...", "Steps: (1), (2)": a comma and a space), a count restated ("is
+# (30) days"). "Net loss | (1,250)" and "Net loss,(1250)" are a loss of 1,250, as "Net loss: (1,250)" is. Each "(" is
+# decided from a bounded window of the text before it, so reading is linear in the text's length (a run of blank
+# lines or tabs was quadratic).
 _ACCOUNTING_AFTER = frozenset({"was", "were", "is", "are", "be", "been", "of", "at", "to", "by", "returned", "reported",
                                "posted", "recorded", "showed", "yielded", "totalled", "totaled", "changed", "grew",
                                "fell"})
@@ -866,7 +876,7 @@ _FINANCE_NOUN = re.compile(r"(?i)\b(?:returns?|yields?|growth|change|margins?|in
 # the sign said by the noun the figure belongs to, right before it or its verb ("Net loss was", "a loss of", "Deficit:";
 # not "Operating income (loss) was", "Profit/(loss) for the year:", "Despite the loss of a client, net income was")
 _SIGN_SAID = re.compile(r"(?i)(?<![(/])\b(?:loss|losses|deficits?|shortfalls?)(?:\s+(?:" + "|".join(sorted(_ACCOUNTING_AFTER))
-                        + r"))?\s*[:=]?$")
+                        + r"))?\s*[:=|,]?$")
 _ACCOUNTING_PAREN = re.compile(r"(?i)\(\s?(?P<cur>[$\u20ac\u00a3\u00a5\u20b9]\s?)?(?P<num>\d[\d.,]*(?:\s?(?:thousand|million"
                                r"|billion|bn|mn|mln)\b)?)(?P<pct>\s?%)?\s?\)(?P<unit>\s?%|[ \t](?:" + _CURRENCY_NAME
                                + r")(?![^\W\d_]))?")
@@ -874,6 +884,7 @@ _ACCOUNTING_CURRENCY = re.compile(r"(?:[$\u20ac\u00a3\u00a5\u20b9]|\b(?i:US|HK|N
                                   + "|".join(c.upper() for c in _CURRENCY_CODES) + r"|Rs\.?))[ \t]?$")
 _NUMBER_WORDS = frozenset((*_UNITS, *_TENS, "hundred", *_SCALES))
 _YEAR = re.compile(r"(?:19|20)\d\d")
+_CELL_END = re.compile(r"[ \u00a0]*(?:[|,;\t\r\n]|\.?$|\.\s)")  # a cell's or a value's end after it
 
 
 def _accounting(text: str) -> str:
@@ -888,6 +899,8 @@ def _accounting(text: str) -> str:
         words = re.findall(r"\w+", before[-40:])
         last = words[-1].lower() if words and re.search(r"\w$", before) else ""
         after_number = bool(last) and (last[-1].isdigit() or last in _NUMBER_WORDS)
+        # the figure's verb ("was ($1,250)"; not a restatement, "equal to ($2,150)")
+        verb = last in _ACCOUNTING_AFTER and not (last == "to" and len(words) > 1 and words[-2].lower() in _RESTATED_TO)
         currency = _ACCOUNTING_CURRENCY.search(window) if m.group("cur") is None else None
         start = m.start()
         if currency is not None and m.group("pct") is None and m.group("unit") is None:
@@ -907,13 +920,21 @@ def _accounting(text: str) -> str:
                 continue
             prefix = ""
         elif m.group("cur") is not None and m.group("pct") is None:
-            anchored = not before or before[-1] in ":|=\t\n"
-            verb = last in _ACCOUNTING_AFTER and not (last == "to" and len(words) > 1 and words[-2].lower() in _RESTATED_TO)
-            if not (anchored or verb):
+            if not (not before or before[-1] in ":|=\t\n" or verb):
                 continue
             prefix = ""
         elif m.group("cur") is None and m.group("pct") is not None and m.group("unit") is None:
             if not (last in _RATE_VERBS or (last in _ACCOUNTING_AFTER and _FINANCE_NOUN.search(clause))):
+                continue
+            prefix = ""
+        elif m.group("cur") is None and m.group("pct") is None:  # a bare "(1,250)": a cell or a value of its own
+            ends = _CELL_END.match(text, m.end()) is not None
+            if re.search(r"[.,]\d", m.group("num")):
+                cell = ends and (not before or before[-1] in ":|=\t\n,")
+                if not (cell or (verb and last not in ("of", "at", "to", "by"))):
+                    continue
+            elif not ends or _YEAR.fullmatch(m.group("num")) or not (before[-1:] in ("|", "\t")
+                                                                   or text[m.start() - 1:m.start()] == ","):
                 continue
             prefix = ""
         else:
