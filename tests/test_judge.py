@@ -1104,6 +1104,34 @@ def test_bare_accounting_parentheses_are_negative_in_a_cell_or_a_value_of_its_ow
 
 
 @pytest.mark.parametrize("answer, context, missing", [
+    # a finance team's trial: a minus after the currency sign, as spreadsheets export it, was dropped on both sides,
+    # so a sign flip passed either way
+    ("The balance is $-1,250.", "| Checking | $1,250 |", ["-1250 dollar"]),
+    ("The balance is $1,250.", "| Checking | $-1,250 |", ["1250 dollar"]),
+    ("The balance is -$1,250.", "| Checking | $-1,250 |", []),
+    ("The balance is $-1,250.", "| Checking | -$1,250 |", []),
+    ("It fell \u20ac-3.5 million.", "Change: \u20ac3.5 million", ["-3500000 euro"]),
+    ("It changed by \u20ac3.5 million.", "Change: \u20ac-3.5 million", ["3500000 euro"]),
+    ("It changed by -3.5 million euros.", "Change: \u20ac-3.5 million", []),
+    ("It changed by \u00a340.", "Change: \u00a3\u221240", ["40 pound"]),  # a true minus sign
+    ("It changed by \u00a3-40.", "Change: \u00a3 -40", []),
+    ("It changed by \u20ac3.5 million.", "Change: \u20ac -3.5 million", ["3500000 euro"]),
+    ("Prices range from $5 to $10.", "Prices: $5-$10.", []),  # a range, no minus
+])
+def test_a_minus_after_the_currency_sign_is_read(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
+def test_a_minus_after_the_currency_sign_reads_as_one_before_it():
+    from hguard.calibrate.judge import stated_numbers
+
+    assert stated_numbers("Balance: $-1,250") == stated_numbers("Balance: -$1,250") == [("-1250", "dollar")]
+    assert stated_numbers("| \u20ac-3.5 million |") == stated_numbers("| -\u20ac3.5 million |") == [("-3500000", "euro")]
+
+
+@pytest.mark.parametrize("answer, context, missing", [
     # a review: a currency written after its number was moved onto the next number, as one written before it is
     # ("50 cents 10 years ago" read 50 and 10 cents), so "$50" passed
     ("Ten years ago a stamp cost $50.", "A stamp cost 50 cents 10 years ago.", ["50 dollar"]),

@@ -843,6 +843,10 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
 # likewise); not "2-5" or "2\u20134" (ranges, read before), nor an em dash ("\u201412 patients improved" is a list's
 # bullet, "Dose: \u20145 mg" a dash)
 _SIGN = re.compile(r"(?:^|(?<=[\s(]))[-\u2212\u2012\u2013\ufe63](?=[$\u20ac\u00a3\u00a5\u20b9]?\d)")
+# a minus written after its currency sign, as spreadsheets export it ("$-1,250", "\u20ac-3.5 million", "$ -40"): put
+# before the sign, where `_SIGN` reads it (not after a prefix's letters, "US$-1,250", which `_CURRENCY_PREFIX` writes
+# "USD -1,250")
+_SIGN_AFTER_CURRENCY = re.compile(r"(?<![^\W\d_])([$\u20ac\u00a3\u00a5\u20b9])[ \t]?([-\u2212\u2012\u2013\ufe63])(?=\d)")
 # accounting notation: an amount in parentheses is negative. On its currency ("$(1,250)", "US$(1,250)", "EUR
 # (1,250)", "Rs (1,250)", "$(1.2 million)"), always; with its unit after the parentheses ("(1,250) dollars",
 # "(3.2)%"), unless a number comes before them ("fifty (50) dollars" writes one amount twice); "($1,250)" where it
@@ -1007,7 +1011,8 @@ def _tokens(text: str, number_words: bool = True) -> list[str]:
     """Normalised words with numbers (digits or words) rewritten to one canonical digit form, with their sign
     ("-0.5%" is not "0.5%") and their scale word ("$5 million" is 5000000, not 5), and units (`_UNIT_WORDS`) to one
     word after their number ("$5,000", "5,000 dollars" and "USD 5 thousand" all read "5000 dollar")."""
-    text = _written_numbers(_accounting(_decimal_commas(_plain_digits(text))), number_words)
+    text = _SIGN_AFTER_CURRENCY.sub(r"\2\1", _accounting(_decimal_commas(_plain_digits(text))))
+    text = _written_numbers(text, number_words)
     text = _CODE_ON_NUMBER.sub(r"\1 ", _BARE_DECIMAL.sub("0.", _SIGN.sub(" minus ", text)))
     text = _GLUED_UNIT.sub(r"\1 \2", text)
     named = _UNIT_SYMBOL.sub(lambda m: f" {_UNIT_SYMBOLS[m.group(0)]} ", text)
