@@ -1132,6 +1132,38 @@ def test_a_minus_after_the_currency_sign_reads_as_one_before_it():
 
 
 @pytest.mark.parametrize("answer, context, missing", [
+    # a finance team's trial: a space-grouped amount after its currency sign, "$1 250", read as $1 and a bare 250, so
+    # "$250", "$1" and "250%" passed ("1 250 \u20ac", the sign after it, read 1,250)
+    ("The wire fee is $250.", "| Wire | $1 250 |", ["250 dollar"]),
+    ("The wire fee is $1.", "| Wire | $1 250 |", ["1 dollar"]),
+    ("The wire fee is 250%.", "| Wire | $1 250 |", ["250 percent"]),
+    ("The wire fee is $1,250.", "| Wire | $1 250 |", []),
+    ("The wire fee is \u20ac1,250,000.", "| Wire | \u20ac 1 250 000 |", []),
+    ("The wire fee is \u20ac250,000.", "| Wire | \u20ac 1 250 000 |", ["250000 euro"]),
+    ("The wire fee is $1,250.50.", "| Wire | $1 250.50 |", []),
+    ("The wire fee is $250.", "| Wire | $1\u00a0250 |", ["250 dollar"]),  # a no-break space, as before
+    ("The wire fee is \u00a3250.", "| Wire | \u00a31\u2009250 |", ["250 pound"]),  # a thin space, as before
+    ("The balance is -$1,250.", "| Checking | $-1 250 |", []),
+    ("The balance is $250.", "| Checking | $-1 250 |", ["250 dollar"]),
+    # ... and numbers with no currency sign, or in no group's shape, are not glued
+    ("In 2019, 250 customers joined.", "In 2019 250 customers joined.", []),
+    ("See page 3.", "See page 3 250 for the fee.", []),
+    ("The fee is $1 for 2500 items.", "The fee is $1 2500 items.", []),
+])
+def test_a_space_grouped_amount_after_its_currency_sign_reads_whole(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context, "What is the wire fee?") == missing
+
+
+def test_a_space_grouped_amount_reads_alike_with_its_sign_before_or_after_it():
+    from hguard.calibrate.judge import stated_numbers
+
+    assert stated_numbers("| Wire | $1 250 |") == [("1250", "dollar")]
+    assert stated_numbers("| Wire | \u20ac 1 250 000 |") == stated_numbers("| Wire | 1 250 000 \u20ac |") == [("1250000", "euro")]
+
+
+@pytest.mark.parametrize("answer, context, missing", [
     # a review: a currency written after its number was moved onto the next number, as one written before it is
     # ("50 cents 10 years ago" read 50 and 10 cents), so "$50" passed
     ("Ten years ago a stamp cost $50.", "A stamp cost 50 cents 10 years ago.", ["50 dollar"]),

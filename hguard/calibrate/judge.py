@@ -361,6 +361,7 @@ _CJK_DIGITS = r"\d+(?:,\d{3})*"
 # no number's ("3조각" is 3 pieces, "3조건" 3 conditions, "3조는" team 3)
 _CJK_SCALE_CHAR = r"(?:[" + "".join(c for c in _CJK_SCALES if c != "조") + r"]|조(?![^\W\d_])|조(?=원|달러|유로))"
 _CJK_GROUP = _CJK_DIGITS + r"(?:\.\d+)?" + _CJK_SCALE_CHAR + "+"
+_MINUS_SIGNS = "-\u2212\u2012\u2013\ufe63"  # a minus, or a dash written for one (not an em dash: `_SIGN`)
 # (a number starts at its first digit, not after a grouping comma or a decimal point: "1，2万" is no 2万, "1万，2万" two)
 _RANGE_DASHES = "-\u2012\u2013\u2014\ufe63"  # "2-4 mg" is 2 to 4 mg (`_RANGE_DASH`)
 # a range with the scale written once, "3-5万元" (30,000 to 50,000 yuan), "3~5억", "3〜5万円", "3至5万": the scale is
@@ -459,14 +460,24 @@ def _plain_digits(text: str) -> str:
         text = _SCRIPT_DIGIT.sub(" ", text)
     text = _CAPITAL_CODES.sub(lambda m: _CAPITAL_CODE_AS[m.group(1)], text)
     text = _GLUED_CURRENCY.sub(r"\1 \2", text)
-    # a plain space groups digits before a currency ("25 000 euros", "1 500 kr", "1 200,50 \u20ac"), not before a unit of measure ("take
-    # 1 500 mg tablet" is one tablet of 500 mg); a no-break or thin space groups them anywhere (_SPACED_THOUSANDS)
-    return _SPACE_GROUPED.sub(lambda m: m.group(1) + m.group(2).replace(" ", ""), text)
+    # a plain space groups digits before a currency ("25 000 euros", "1 500 kr", "1 200,50 \u20ac") or after its sign
+    # ("$1 250", "\u20ac 1 250 000"), not before a unit of measure ("take 1 500 mg tablet" is one tablet of 500 mg) nor
+    # between numbers with no currency ("in 2019 250 customers", "page 3 250"); a no-break or thin space groups them
+    # anywhere (_SPACED_THOUSANDS)
+    for grouped in (_SPACE_GROUPED, _SIGN_SPACE_GROUPED):
+        text = grouped.sub(lambda m: m.group(1) + m.group(2).replace(" ", ""), text)
+    return text
 
 
-_SPACE_GROUPED = re.compile(r"(?<![\d.,])(\d{1,3})((?: \d{3})+)(?=(?:[.,]\d{1,2})?(?![\d.,]\d)\s*(?:[" + re.escape("".join(
-    k for k, v in _UNIT_SYMBOLS.items() if v not in _RATIOS)) + r"]|(?:" + _CURRENCY_NAME + r")(?![^\W\d_])))",
-    re.IGNORECASE)
+# digits grouped by a plain space: one to three, then groups of exactly three (and a decimal part of one or two digits)
+_SPACE_GROUPS = r"(?<![\d.,])(\d{1,3})((?: \d{3})+)(?=(?:[.,]\d{1,2})?(?![\d.,]\d)(?!\d)"
+_CURRENCY_SIGNS = "".join(k for k, v in _UNIT_SYMBOLS.items() if v not in _RATIOS)
+_SPACE_GROUPED = re.compile(_SPACE_GROUPS + r"\s*(?:[" + re.escape(_CURRENCY_SIGNS) + r"]|(?:" + _CURRENCY_NAME
+                            + r")(?![^\W\d_])))", re.IGNORECASE)
+_LEADING_SIGNS = re.escape(_CURRENCY_SIGNS.replace("\u00a2", ""))  # "\u00a2" is written after its number only
+# after its sign, a space or a minus between ("$1 250", "\u20ac 1 250 000", "$-1 250", "\u20ac -1 250")
+_SIGN_SPACE_GROUPED = re.compile("(?:" + "|".join(f"(?<=[{_LEADING_SIGNS}]{between})" for between in (
+    "", "[ \u00a0\u202f\u2009]", f"[{_MINUS_SIGNS}]", f" [{_MINUS_SIGNS}]")) + ")" + _SPACE_GROUPS + ")")
 
 
 # a number word that is a count of times ("twice daily") or a half ("half a tablet")
@@ -842,11 +853,11 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
 # "-0.5%", "-$200", "\u20133.2%" (an en dash a word processor made of a minus; a figure dash or a small hyphen-minus
 # likewise); not "2-5" or "2\u20134" (ranges, read before), nor an em dash ("\u201412 patients improved" is a list's
 # bullet, "Dose: \u20145 mg" a dash)
-_SIGN = re.compile(r"(?:^|(?<=[\s(]))[-\u2212\u2012\u2013\ufe63](?=[$\u20ac\u00a3\u00a5\u20b9]?\d)")
+_SIGN = re.compile(r"(?:^|(?<=[\s(]))[" + _MINUS_SIGNS + r"](?=[$\u20ac\u00a3\u00a5\u20b9]?\d)")
 # a minus written after its currency sign, as spreadsheets export it ("$-1,250", "\u20ac-3.5 million", "$ -40"): put
 # before the sign, where `_SIGN` reads it (not after a prefix's letters, "US$-1,250", which `_CURRENCY_PREFIX` writes
 # "USD -1,250")
-_SIGN_AFTER_CURRENCY = re.compile(r"(?<![^\W\d_])([$\u20ac\u00a3\u00a5\u20b9])[ \t]?([-\u2212\u2012\u2013\ufe63])(?=\d)")
+_SIGN_AFTER_CURRENCY = re.compile(r"(?<![^\W\d_])([$\u20ac\u00a3\u00a5\u20b9])[ \t]?([" + _MINUS_SIGNS + r"])(?=\d)")
 # accounting notation: an amount in parentheses is negative. On its currency ("$(1,250)", "US$(1,250)", "EUR
 # (1,250)", "Rs (1,250)", "$(1.2 million)"), always; with its unit after the parentheses ("(1,250) dollars",
 # "(3.2)%"), unless a number comes before them ("fifty (50) dollars" writes one amount twice); "($1,250)" where it
