@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import decimal
+import json
 import math
 import numbers
 import queue
@@ -186,14 +187,98 @@ QUESTION_WORDS = 25
 MATERIAL_WORDS = 20
 
 
+# A small table pasted as text (besides a markdown table and a fenced block, read by `_CONTEXT_WORDS`): TABLE_LINES
+# lines or more in a row split alike by one delimiter (CSV's "," or ";", a tab, "|"), each field of a few words and
+# no line a sentence's (ending ".", "?" or "!": "Yesterday, I paid.");
+# "label: value" lines, as many, their labels short and all different, none a chat's or an agent format's own label
+# ("User:", "Q:", "Thought:", "Action Input:": a transcript or an output format, not material); or a JSON object or
+# array holding TABLE_LINES keys or more with plain values (not a tool's JSON schema, "type", "title", ...; not an
+# agent's two-key action blob).
+TABLE_LINES = 3
+_DELIMITERS = (",", ";", "\t", "|")
+_FIELD_WORDS = 6  # the most words a delimited table's field holds (prose split by commas holds more)
+_LABEL = re.compile(r"^[ \t]*([^\W\d_][\w'’&/.() -]{0,40}?)[ \t]*:[ \t]*(\S[^\n]*)$")
+_FORMAT_LABELS = frozenset({
+    "user", "assistant", "system", "human", "ai", "bot", "model", "question", "answer", "q", "a", "query", "response",
+    "thought", "action", "action input", "observation", "final answer", "tool", "tool input", "input", "output",
+    "instruction", "instructions", "example", "context", "reasoning", "step",
+})
+_SCHEMA_KEYS = frozenset({"type", "title", "description", "default", "format", "$schema", "$ref", "$id", "enum",
+                          "required", "additionalProperties", "minimum", "maximum", "pattern", "items", "properties"})
+
+
+def _delimited(lines: list[str]) -> bool:
+    """Whether ``lines`` hold TABLE_LINES lines or more in a row split alike by one of `_DELIMITERS`."""
+    for d in _DELIMITERS:
+        run, count = 0, 0
+        for line in lines:
+            k = line.count(d)
+            short = (k > 0 and not line.rstrip().endswith((".", "?", "!"))  # a sentence is no row
+                     and all(len(f.split()) <= _FIELD_WORDS for f in line.strip().strip("|").split(d)))
+            run = run + 1 if short and k == count else (1 if short else 0)
+            count = k if short else 0
+            if run >= TABLE_LINES:
+                return True
+    return False
+
+
+def _labelled(lines: list[str]) -> bool:
+    """Whether ``lines`` hold TABLE_LINES "label: value" lines or more in a row, all labels different (see above)."""
+    labels: list[str] = []
+    for line in lines:
+        m = _LABEL.match(line)
+        label = m.group(1).strip().lower() if m is not None and "?" not in line else None
+        if label is None or label in _FORMAT_LABELS or len(label.split()) > 5:
+            labels = []
+        elif label in labels:  # a label again: a transcript's speakers, or the next record
+            labels = [label]
+        else:
+            labels.append(label)
+            if len(labels) >= TABLE_LINES:
+                return True
+    return False
+
+
+def _plain_keys(value: object) -> int:
+    """How many keys of the JSON ``value`` (at any depth) hold a plain value, a JSON schema's own keys left out."""
+    if isinstance(value, list):
+        return sum(_plain_keys(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_plain_keys(v) if isinstance(v, (dict, list)) else int(k not in _SCHEMA_KEYS) for k, v in value.items())
+    return 0
+
+
+def _json_table(text: str) -> bool:
+    """Whether ``text`` holds a JSON object or array with TABLE_LINES plain keys or more (`_plain_keys`)."""
+    decoder = json.JSONDecoder()
+    for m in list(re.finditer(r"[{\[]", text))[:20]:  # a bounded number of tries: a prompt may hold many brackets
+        try:
+            value, _ = decoder.raw_decode(text, m.start())
+        except ValueError:
+            continue
+        if _plain_keys(value) >= TABLE_LINES:
+            return True
+    return False
+
+
+def _pasted_table(text: str | None) -> bool:
+    """Whether ``text`` holds a small table pasted as text: CSV, tab- or "|"-separated lines, "label: value" lines or
+    a JSON object or array (see `TABLE_LINES` above; a markdown table is read by :func:`mentions_context` too)."""
+    if not text:
+        return False
+    lines = [line for line in text.splitlines() if line.strip()]
+    return _delimited(lines) or _labelled(lines) or _json_table(text)
+
+
 def mentions_context(*texts: str | None) -> bool:
     """Whether a prompt refers to context it was given: "Context:", "the following pieces of retrieved
     context", "using the documents", "the passage below", a tag around material ("<context>", "<doc>"), a
     line that labels it ("Sources:", "Relevant policy sections:", "Document 1:", "Kontext:", "### Context"),
-    "Here is some information", "Our handbook says: ..."; a word alone is not enough ("What is the nasal
+    "Here is some information", "Our handbook says: ...", a fenced block or a table (markdown, CSV, tab-separated,
+    "label: value" lines, JSON: `_pasted_table`); a word alone is not enough ("What is the nasal
     passage?", "In what context is aspirin prescribed?", "Which organ is retrieved in a transplant?", "How
     far is the lake from the source of the Nile?", "In welchem Kontext ...?")."""
-    return any(t and _CONTEXT_WORDS.search(t) for t in texts)
+    return any(t and (_CONTEXT_WORDS.search(t) or _pasted_table(t)) for t in texts)
 
 
 def holds_material(text: str | None) -> bool:
@@ -201,9 +286,12 @@ def holds_material(text: str | None) -> bool:
     outside its last question sentence or clause (passages pasted in without a label, a user's own account), or
     a question sentence of more than ``QUESTION_WORDS`` words (material run into the question). A
     closed-book question is asked alone; such a prompt is no question the closed-book calibration saw, and
-    what it says is context nobody identified."""
+    what it says is context nobody identified. A table pasted as text is material however few its words
+    (`_pasted_table`: "fee,amount" lines hold one word each)."""
     if not text:
         return False
+    if _pasted_table(text):
+        return True
     parts = [p for p in _SENTENCE_END.split(text.strip()) if p.strip()]
     asked = max((i for i, p in enumerate(parts) if "?" in p), default=len(parts) - 1)
     besides = sum(len(p.split()) for i, p in enumerate(parts) if i != asked)

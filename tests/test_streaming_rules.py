@@ -87,6 +87,37 @@ def test_a_question_with_material_of_its_own_is_context_nobody_identified():
     assert unread_context("What is the capital?", "Use the following context.") == "the prompt refers to context"
 
 
+_CSV = "fee,amount\nwire,25.00\novernight delivery,30.00\nstop payment,35.00\nreturned item,34.00"
+_JSON = ('[{"plan": "Basic", "monthly_fee": 0, "apr": "24.99%"}, '
+         '{"plan": "Premium", "monthly_fee": 19.99, "apr": "14.99%"}]')
+_KEY_VALUE = "Account: Everyday Checking\nMonthly fee: $12\nMinimum balance to waive fee: $1,500\nOverdraft fee: $35"
+_TSV = "Plan\tMonthly fee\tAPR\nBasic\t$0\t24.99%\nPlus\t$9.99\t19.99%"
+
+
+@pytest.mark.parametrize("table", [_CSV, _JSON, _KEY_VALUE, _TSV, _CSV.replace(",", ";"), "Plan | Fee\nBasic | $0\nPlus | $9"])
+def test_a_small_table_pasted_as_text_is_material(table):
+    """A finance team's trial: a small CSV, JSON, "label: value" or tab-separated table in a hand-built prompt was
+    neither material nor a reference to context (only a markdown table was), though the adapter's README said a
+    table is; its answer was read as a closed-book one."""
+    for question in ("What is the overdraft fee?", "What is the monthly fee of the Plus plan?"):
+        prompt = f"{table}\n\n{question}"
+        assert mentions_context(prompt) and holds_material(prompt), prompt
+        assert unread_context(prompt) == "the prompt refers to context"
+
+
+@pytest.mark.parametrize("prompt", [
+    "Q: What is 2+2?\nA: 4\nQ: What is 3+3?\nA: 6\nQ: What is 5+5?",  # few-shot examples
+    "John: hi there\nMary: hello\nJohn: how are you\nMary: fine",  # a transcript's speakers
+    "Question: the input question\nThought: think\nAction: the action\nAction Input: its input\nObservation: x",
+    'Respond with a JSON blob: {"action": "search", "action_input": "x"}',  # an agent's action blob
+    'Tools: search, args: {"query": {"title": "Query", "type": "string"}}',  # a tool's JSON schema
+    "Yesterday, I paid the bill.\nToday, the fee appeared.\nSo, what now?",  # sentences with a comma each
+    "Meeting at 10:30\nLunch at 12:00\nWhat time is lunch?",
+])
+def test_a_format_a_transcript_or_sentences_are_no_pasted_table(prompt):
+    assert not mentions_context(prompt)
+
+
 @pytest.mark.parametrize("texts, agent", [
     (["Reply with Thought:, then Action: and Action Input: lines, or Answer:."], True),  # ReAct
     (["Thought: look it up.\naction: lookup\naction input: france"], True),  # in any case
