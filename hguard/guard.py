@@ -60,6 +60,13 @@ class QueryRewrite:
 MAX_NAME_CHARS = 256
 
 
+def unlisted_domain(name: str) -> str:
+    """Why a calibrated domain the policy does not list is not scored (its requests go to ``unknown_domain``)."""
+    return (f"domain {name!r} is calibrated, but the policy does not list it, so no answer is scored by its probe: a "
+            f"request naming it goes to the policy's unknown_domain route, and one nearest it to review; add a "
+            f"[domains.{name}] table to the policy file and start the guard on it to serve it")
+
+
 def _named(domain: object) -> str:
     """The name of the calibrated domain a guard is to serve; InputError for anything else."""
     if not isinstance(domain, CalibratedDomain) or not domain.name:
@@ -471,7 +478,7 @@ class Guard(_Scoring, _Recording):
         before = self._serving(name)
         self._change(DOMAIN_ADDED, name, {**self._calibrations(name), (name, domain.prompt_mode): domain})
         if self._serving(name) != before:  # what start-up says of a domain, said of the probes now serving it
-            for warning in (self.fingerprint_mismatches().get(name), self.generation_mismatches().get(name),
+            for warning in (unlisted_domain(name) if name not in self.policy.domains else None,self.fingerprint_mismatches().get(name), self.generation_mismatches().get(name),
                             self.uncertified_accept_thresholds().get(name),
                             *self.refit_warnings(names=(name,))):
                 if warning:
@@ -571,6 +578,8 @@ class Guard(_Scoring, _Recording):
                     {mode: cd.probe_id for (_, mode), cd in sorted(calibrations.items())} if plan is not None else {})}
                 if plan is None and (error or self.probe_errors.get(name)):
                     record["not_scored"] = error or self.probe_errors[name]
+                elif plan is not None and name not in self.policy.domains:  # served, but never routed to
+                    record["not_scored"] = unlisted_domain(name)
                 self.audit.append(record, kind=kind)
             self._apply(name, calibrations, plan, error)
             for key in calibrations:  # a probe of a refused mode put into service ends that refusal

@@ -2166,3 +2166,16 @@ def test_a_blank_system_instruction_is_refused_naming_it(guard):
         with pytest.raises(InputError, match=r"system is blank .*leave it out to answer under the policy's system prompt"):
             guard.invoke("who is the author of the book ?", domain="alpha", system=blank_system)
     assert list(AuditLog(guard.audit.path))[-1]["kind"] == "error"  # on record, as every refused request
+
+
+def test_add_domain_of_a_domain_the_policy_does_not_list_says_it_is_not_scored(calibrated, tmp_path):
+    """An operator's trial: add_domain of a calibrated domain the policy does not list wrote a domain_added record
+    naming its probe as serving, with no word that no request is scored by it, and warned of nothing."""
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path), lm=lm)
+    with pytest.warns(UserWarning, match=r"domain 'gamma' is calibrated, but the policy does not list it, so no answer is "
+                                         r"scored by its probe.*add a \[domains.gamma\] table"):
+        g.add_domain(replace(g.probes["alpha"], name="gamma"))
+    (rec,) = [r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] == "domain_added"]
+    assert rec["domain"] == "gamma" and "the policy does not list it" in rec["not_scored"], rec
+    assert g.invoke("who is the author ?", domain="gamma").route == "review"
