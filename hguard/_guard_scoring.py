@@ -378,12 +378,21 @@ class _Scoring:
                 f"the answer holds direction controls ({shifted}), which make it show in another order than it was "
                 "read and scored in (stored '03 days' shows as '30 days'): held for review")
         limit = g.extra.get("max_new_tokens") or self.generator.max_new_tokens
-        cut = not g.finished and len(g.token_ids) >= limit  # not a stop sequence, an early stop or a cancel
+        # not a stop sequence, an early stop or a cancel (a row a stopping criterion ended is padded to the batch's
+        # length, not cut by the limit)
+        cut = not g.finished and len(g.token_ids) >= limit and not g.extra.get("criterion_stopped")
         dp = self.policy.domain(domain) if domain else None
         if cut:  # a fee schedule cut after three items read as the whole list, and was accepted
+            from .streaming import asks_for_actions
+
             said = (f"the answer reached the length limit, max_new_tokens = {limit}, and was cut there, so it may be "
                     "incomplete (a list, a table or a sentence cut short)")
-            if dp is not None and dp.cut_answer == "review":
+            history = [m.get("content") for m in g.extra.get("history") or () if isinstance(m, Mapping)]
+            if asks_for_actions([g.question, g.extra.get("system_prompt") or "", *history]):
+                # an agent acts on its step (a tool input, the text after "Answer:"): a cut one is never handed over
+                g.extra.setdefault("holds", []).append(f"{said}: an agent's step is acted on as it is, so a cut one is "
+                                                       "held for review")
+            elif dp is not None and dp.cut_answer == "review":
                 g.extra.setdefault("holds", []).append(f"{said}: held for review (cut_answer = 'review')")
             else:  # the calibration scored such answers too: routed as scored, never shown as if whole (said
                 # before the decision's reasons, whose last line names the route)

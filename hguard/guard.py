@@ -197,9 +197,8 @@ class Guard(_Scoring, _Recording):
                              "applies)")
                 warnings.warn(no_conflict_detector(name, held=held), UserWarning, stacklevel=2)
         for name, plan in sorted(guard._plans.items()):  # a probe whose scores carry no signal, said once
-            if name in pol.domains and not any(cd.router_questions for cd in (plan.closed_book, plan.rag) if cd is not None):
-                warnings.warn(f"{NO_ROUTER_QUESTIONS.format(domain=name)}: automatic domain choice never picks it, and "
-                              "every request naming it goes to review", UserWarning, stacklevel=2)
+            if said := guard._no_router_questions(name):
+                warnings.warn(said, UserWarning, stacklevel=2)
             for cd in (plan.closed_book, plan.rag):
                 # an older calibration's file whose scores would certify an accept threshold under this policy: what
                 # the current code withdraws or cannot check, said once (a file that certifies nothing loses nothing)
@@ -224,9 +223,12 @@ class Guard(_Scoring, _Recording):
             compared = any(n == name and qs for (n, _), qs in [
                 *guard._unserved_questions.items(), *((k, cd.router_questions) for k, cd in guard._domains.items())])
             chosen = ("a question automatic domain choice finds nearest it goes to review too, not to another domain"
-                      if compared or name not in pol.domains else
+                      if compared else
                       "no question can be compared with it, so every answer whose domain automatic choice picks is "
-                      "held for review (name the domain with domain=..., or give it a probe file)")
+                      "held for review (name the domain with domain=..., or give it a probe file)"
+                      if name in pol.domains else
+                      "its calibration questions could not be read, so automatic domain choice cannot keep its questions "
+                      "from the listed domains")
             warnings.warn(f"domain {name!r} is not scored: {problem}; a request naming it goes to {pol.unknown_domain}, "
                           f"and {chosen}{fallback}", UserWarning, stacklevel=2)
         for (name, mode), why in sorted(guard._refused_modes.items()):  # one mode fails closed, the other serves
@@ -394,8 +396,9 @@ class Guard(_Scoring, _Recording):
         own) and serve them. On a running guard each domain it serves leaves a ``domain_added`` record, and a folder
         with a file that cannot serve (unreadable, cut short, another layout's, a domain two folders calibrate) is
         refused whole (:class:`~hguard.errors.ProbeError`, naming each file and why): no probe of it is put into
-        service is said as :meth:`add_domain` says it (a warning for another setup, a hand-set or refitted accept
-        threshold, as at start-up)."""
+        service and every domain keeps the probes serving it. Each probe put into service is said as
+        :meth:`add_domain` says it (a warning for another setup, a hand-set or refitted accept threshold, a domain the
+        policy does not list or one without calibration questions, as at start-up)."""
         self._load_probes(folders, record=True)
 
     def _load_probes(self, folders: str | Path | Sequence[str | Path], record: bool = False) -> None:
@@ -475,14 +478,24 @@ class Guard(_Scoring, _Recording):
             raise ProbeError(f"add_domain did not serve probe {domain.probe_id} ({domain.prompt_mode.replace('_', '-')}): "
                              f"{foreign}; domain {name!r} keeps the probes serving it "
                              f"({', '.join(str(i) for i in self._serving(name).values()) or 'none: it is not scored'})")
-        before = self._serving(name)
         self._change(DOMAIN_ADDED, name, {**self._calibrations(name), (name, domain.prompt_mode): domain})
-        if self._serving(name) != before:  # what start-up says of a domain, said of the probes now serving it
-            for warning in (unlisted_domain(name) if name not in self.policy.domains else None,self.fingerprint_mismatches().get(name), self.generation_mismatches().get(name),
-                            self.uncertified_accept_thresholds().get(name),
-                            *self.refit_warnings(names=(name,))):
-                if warning:
-                    warnings.warn(warning, UserWarning, stacklevel=2)
+        # what start-up says of a domain, said of the probes now serving it
+        for warning in (unlisted_domain(name) if name not in self.policy.domains else None,
+                        self._no_router_questions(name), self.fingerprint_mismatches().get(name),
+                        self.generation_mismatches().get(name), self.uncertified_accept_thresholds().get(name),
+                        *self.refit_warnings(names=(name,))):
+            if warning:
+                warnings.warn(warning, UserWarning, stacklevel=2)
+
+    def _no_router_questions(self, name: str) -> str | None:
+        """What is said of a served domain of the policy whose probe files keep no calibration questions, else None."""
+        plan = self._plans.get(name)
+        if plan is None or name not in self.policy.domains or any(
+                cd.router_questions for cd in (plan.closed_book, plan.rag) if cd is not None):
+            return None
+        return (f"{NO_ROUTER_QUESTIONS.format(domain=name)}: automatic domain choice never picks it, every request "
+                "naming it goes to review, and, since a question may be its, every answer whose domain automatic choice "
+                "picks is held for review")
 
     def _serve(self, domain: CalibratedDomain) -> None:
         """A guard's own probes as it starts (no audit record: each decision names its probe_id); one that cannot
@@ -801,9 +814,12 @@ class Guard(_Scoring, _Recording):
                 name: self.embedder.encode(list(qs)) for name, qs in questions.items() if qs and name in self.policy.domains
             }
             others: dict[str, list[str]] = {}
+            # a domain whose calibration in this mode was refused (an unreadable file) or removed while another mode
+            # still serves it: its questions of any mode stand for it, since none of this mode's could be read
+            refused_here = {n for (n, m) in [*self._refused_modes, *self._unserved_questions] if m in modes}
             for (name, mode), qs in [*self._unserved_questions.items(),
                                      *((k, cd.router_questions) for k, cd in self._domains.items())]:
-                if mode in modes and name not in self._router[key]:
+                if (mode in modes or name in refused_here) and name not in self._router[key]:
                     others.setdefault(name, []).extend(q for q in qs if q not in others.get(name, ()))
             self._router[key + ":unserved"] = {name: self.embedder.encode(qs) for name, qs in others.items() if qs}
         return self._router[key + (":unserved" if unserved else "")]
@@ -1208,9 +1224,11 @@ class Guard(_Scoring, _Recording):
                 for row, g in enumerate(gens):
                     if row < len(stopper.stopped) and bool(stopper.stopped[row]):  # cut short: never accepted
                         g.extra.setdefault("holds", []).append(stopper.hold(row))
+                        g.extra["criterion_stopped"] = True
             for i, g in zip(idx, gens):
                 if cancelled is not None and cancelled.fired:  # which rows it cut is not known: none is accepted
                     g.extra.setdefault("holds", []).append(CANCELLED_HOLD)
+                    g.extra["criterion_stopped"] = True
                 g.extra.setdefault("notes", []).extend(notes[i])  # said in the reasons, not a problem
                 if streamer is not None:  # a reviewer must know that the caller may have shown it already
                     g.extra["notes"].append(STREAMED_NOTE)

@@ -856,6 +856,19 @@ def test_an_answer_stopped_early_is_never_accepted(calibrated, tmp_path, monkeyp
     assert held and "0.9996" in held[0] and "not accepted" in held[0]
     record = list(AuditLog(tmp_path / "audit.jsonl"))[-1]
     assert record["route"] == "review" and any("stopped early" in r for r in record["reasons"])
+    # in a batch, a row stopped early is padded to the others' length: not read as cut at max_new_tokens (a review)
+    def stop_first_row(self, input_ids, scores, **kwargs):
+        if self.stopped.numel() != input_ids.shape[0]:
+            self.stopped, self.risk_at_stop = torch.zeros(input_ids.shape[0], dtype=torch.bool), {}
+        if self.guard.generator.running.n_tokens()[0] >= 1:
+            self.stopped[0], self.risk_at_stop[0] = True, 0.9996
+        return self.stopped.clone()
+
+    monkeypatch.setattr(_EarlyAbstain, "__call__", stop_first_row)
+    first, second = g.batch(["who is the author ?", "what is the capital of france ?"], domains=["alpha", "alpha"],
+                            early_stop=True)
+    assert any("stopped early" in r for r in first.reasons) and not first.cut_at_max_new_tokens, first.reasons
+    assert not any("length limit" in r for r in first.reasons) and second.cut_at_max_new_tokens
 
 
 def test_a_domain_without_calibration_questions_holds_what_is_sent_to_it(calibrated, tmp_path):
@@ -2179,3 +2192,27 @@ def test_add_domain_of_a_domain_the_policy_does_not_list_says_it_is_not_scored(c
     (rec,) = [r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] == "domain_added"]
     assert rec["domain"] == "gamma" and "the policy does not list it" in rec["not_scored"], rec
     assert g.invoke("who is the author ?", domain="gamma").route == "review"
+
+
+def test_an_agent_step_cut_at_max_new_tokens_is_held(calibrated, tmp_path):
+    """A review: an agent step cut at max_new_tokens and accepted was handed over as it was (the adapters give an
+    agent the bare answer, with no cut mark), so a cut tool input or final answer would be acted on."""
+    lm, root = calibrated
+    pol = _policy(root, tmp_path, accept_below=1.0, abstain_above=1.0)
+    g = Guard.from_policy(Policy.model_validate({**pol.model_dump(mode="json"), "fingerprint_mismatch": "warn"}), lm=lm)
+    react = "Answer the question. Use this format:\nThought: ...\nAction: the tool\nAction Input: its input"
+    r = g.invoke("who is the author of the book ?", domain="alpha", system=react)
+    assert r.cut_at_max_new_tokens and r.route == "review", r.reasons
+    assert any("an agent's step is acted on as it is, so a cut one is held" in x for x in r.reasons), r.reasons
+
+
+def test_add_domain_of_probes_without_calibration_questions_says_what_it_holds(calibrated, tmp_path):
+    """A review: re-serving a domain with probes that keep no calibration questions made every answer chosen by
+    similarity go to review, with no word; start-up said only that automatic choice never picks the domain."""
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path), lm=lm)
+    with pytest.warns(UserWarning, match=r"domain 'beta' keeps no calibration questions .*every answer whose domain "
+                                         r"automatic choice picks is held for review"):
+        g.add_domain(replace(g.probes["beta"], router_questions=()))
+    r = g.invoke("who is the author of the book ?")
+    assert r.route == "review" and "beta" in r.domain_choice["not_compared"], r.domain_choice

@@ -1254,3 +1254,41 @@ def test_a_knowledge_conflict_detector_at_chance_is_warned_of_and_the_report_say
     assert 'Accepted, here and below, is as a guard with knowledge_conflict = "review" (the default) routes' in md
     report["knowledge_conflict"]["train"]["oof_auroc_ci95"] = [0.6, 0.9]
     assert not any("knowledge-conflict detector" in w for w in rag_calibration_warnings(report, 0.1))
+
+
+def test_a_question_of_a_domain_whose_rag_probe_cannot_be_read_is_not_handed_to_another(tiny_rag, tmp_path):
+    """A review: with alpha's RAG probe file cut short (its closed-book one serving), a request with context whose
+    question is alpha's went to beta's RAG probe and was accepted: only that mode's questions were compared, and
+    alpha had none of them any more."""
+    import shutil
+    import warnings
+    from dataclasses import replace
+
+    from hguard.domain import CalibratedDomain
+    from hguard.guard import Guard
+
+    lm, folder, _ = tiny_rag
+    shutil.copytree(folder / "probes", tmp_path / "probes")
+    beta = CalibratedDomain.load(tmp_path / "probes" / "beta.json")
+    replace(CalibratedDomain.load(tmp_path / "probes" / "alpha.rag.json"), name="beta",
+            router_questions=beta.router_questions).save(tmp_path / "probes" / "beta.rag.json")
+    policy = _policy(tmp_path, tmp_path, knowledge_conflict="trust_context")
+    policy.domains["beta"] = policy.domains["beta"].model_copy(update={"knowledge_conflict": "trust_context"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        healthy = Guard.from_policy(policy, lm=lm)
+    qs = ["capital city river ?", "author book city ?", "gold silver iron ?", "river paris rome ?", "element symbol gold ?"]
+    sims = {q: healthy.domain_similarities(q, rag=False) for q in qs}
+    q = max(qs, key=lambda q: sims[q]["alpha"] - sims[q]["beta"])
+    ctx = f"the {q.rstrip(' ?')} is here, as the records say"
+    assert sims[q]["alpha"] > sims[q]["beta"] >= healthy.policy.domain_min_similarity, sims[q]
+    (tmp_path / "probes" / "alpha.rag.json").write_text("{")  # cut short
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = Guard.from_policy(policy, lm=lm)
+    assert "alpha" in g.probes and "alpha" not in g.rag_probes and "beta" in g.rag_probes
+    named = g.invoke(q, context=ctx, domain="beta")
+    assert named.route == "accept", named.reasons  # beta would take it
+    r = g.invoke(q, context=ctx)
+    assert r.route == "review" and r.domain == "alpha", (r.domain, r.reasons)
+    assert "alpha" in r.domain_choice["unscored_similarities"], r.domain_choice
