@@ -152,20 +152,27 @@ def asks(query: str, prompt: str, values: Sequence[str] | None = None) -> bool:
 
 
 #: the sentences of LangChain's stock RAG prompts that only frame the passages (the RAG tutorial's system prompt, the
-#: hub's "rlm/rag-prompt", the RetrievalQA prompts, the LCEL cookbook's): a message that holds the passages and, beside
+#: hub's "rlm/rag-prompt", the RetrievalQA prompts, the LCEL cookbook's, ``create_retrieval_chain``'s docstring "Use
+#: the given context to answer the question. ... Context: {context}" and its common rewordings; an apostrophe may be
+#: left out, "the users question", "If you dont know"): a message that holds the passages and, beside
 #: them, only these and labels ("Context:") is a RAG template, replaced by hguard's own calibrated framing
 STOCK_FRAMING = (
     "You are an assistant for question-answering tasks.",
     "Use the following pieces of retrieved context to answer the question.",
     "Use the following pieces of context to answer the question at the end.",
     "Use the following pieces of context to answer the user's question.",
+    "Use the given context to answer the question.",
     "If you don't know the answer, just say that you don't know, don't try to make up an answer.",
     "If you don't know the answer, just say that you don't know.",
     "If you don't know the answer, say that you don't know.",
+    "If you don't know the answer, just say you don't know.",
+    "If you don't know the answer, politely say you don't know.",
+    "If you don't know the answer, say you don't know.",
     "Use three sentences maximum and keep the answer concise.",
+    "Use three sentence maximum and keep the answer concise.",
     "Answer the question based only on the following context:",
 )
-_STOCK_FRAMING = [re.compile(r"\s+".join(re.escape(w).replace("'", "['\u2019]") for w in t.split()), re.IGNORECASE)
+_STOCK_FRAMING = [re.compile(r"\s+".join(re.escape(w).replace("'", "['\u2019]?") for w in t.split()), re.IGNORECASE)
                   for t in STOCK_FRAMING]
 
 

@@ -754,7 +754,12 @@ def test_an_apps_instruction_beside_the_passages_in_a_system_message_is_the_call
     tutorial = ("You are an assistant for question-answering tasks. Use the following pieces of retrieved context to "
                 "answer the question. If you don't know the answer, say that you don't know. Use three sentences "
                 "maximum and keep the answer concise.\n\n{context}")
-    for framing in (tutorial, "Context: {context}", "Answer the question based only on the following context:\n{context}"):
+    retrieval_chain = ("Use the given context to answer the question. If you don't know the answer, say you don't know. "
+                       "Use three sentence maximum and keep the answer concise. Context: {context}")  # its docstring's
+    politely = ("Use the following pieces of context to answer the users question. If you don't know the answer, "
+                "politely say you don't know.\n{context}")
+    for framing in (tutorial, retrieval_chain, politely, "Context: {context}",
+                    "Answer the question based only on the following context:\n{context}"):
         prompt = ChatPromptTemplate.from_messages([("system", framing), ("human", "{question}")])
         meta = ({"context": retriever | format_docs, "question": RunnablePassthrough()} | prompt | chat).invoke(AUSTRALIA).response_metadata
         rec = _assert_scored_against_retrieval(guard, meta)
