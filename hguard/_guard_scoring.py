@@ -355,7 +355,7 @@ class _Scoring:
                 "an answer from it is held for review")
         if turns := typed_turns(g.question):  # an earlier exchange pasted in: the turns as history= are held too
             g.extra.setdefault("holds", []).append(
-                f"the question carries chat turns: {len(turns)} of its lines open with role markers "
+                f"the question carries chat turns: {len(turns)} turns typed with role markers "
                 f"({', '.join(dict.fromkeys(turns))}), an earlier exchange typed in as a transcript; the probe was "
                 "calibrated on single questions and the history fingerprint does not see these turns, so the answer "
                 "is held for review (pass earlier turns as history=, or ask the question alone)")

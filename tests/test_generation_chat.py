@@ -245,3 +245,40 @@ def test_chat_turns_typed_into_a_question_are_found_from_two_lines_opening_with_
     for single in ("Note: what is X?", "Question: what is X?", "Q: what is X?\nmore of it", "the user: x\nan AI: y",
                    "Users: a\nAnswers: b", "", None):
         assert typed_turns(single) == [], single
+
+
+def test_ordinary_questions_with_role_like_labels_are_not_chat_turns():
+    """A review: a multiple-choice question, an FAQ entry pasted into a question and a settings dump were held as a
+    transcript (two lines opening with a marker). A transcript alternates who asks and who answers."""
+    from hguard.generation import typed_turns
+
+    for plain in ("Q: who wrote the book ?\nA: dickens\nB: austen\nC: twain",  # "A:" is an option
+                  "Question: which city is the capital ?\nA: Paris\nB: Lyon\nC: Nice",
+                  "Which is it?\n- A: Paris\n- B: Lyon",
+                  "our faq:\nQ: who wrote the book ?\nA: dickens.\nwhat does the faq say ?",  # the user's own question
+                  "my setup:\nSystem: ubuntu 22.04\nUser: root\nwhy does sudo ask for a password ?",  # settings
+                  "System: a\nSystem: b", "User: who?\nUser: what?", "Q: a?\nQ: b?"):  # one role only
+        assert typed_turns(plain) == [], plain
+    # the transcripts these are not
+    assert typed_turns("Q: who wrote the book ?\nA: dickens.\nQ: and the other ?") == ["Q:", "A:", "Q:"]
+    assert typed_turns("Q: who wrote the book ?\nA:") == ["Q:", "A:"]  # an open answer turn ends the text
+    assert typed_turns("User: who?\nAssistant: dickens.") == ["User:", "Assistant:"]
+
+
+def test_reworded_transcripts_are_chat_turns():
+    """A review: a blockquoted or bulleted transcript, role-only heading lines, "Me:"/"Bot:" and a transcript on one
+    line passed as a single question."""
+    from hguard.generation import typed_turns
+
+    turns = ["User:", "Assistant:", "User:"]
+    for pasted in ("> User: who wrote it?\n> Assistant: dickens wrote it.\n> User: and the other?",
+                   "- User: who wrote it?\n- Assistant: dickens wrote it.\n- User: and the other?",
+                   "* **User:** who wrote it?\n* **Assistant:** dickens wrote it.\n* **User:** and the other?",
+                   "### User\nwho wrote it?\n### Assistant\ndickens wrote it.\n### User\nand the other?",
+                   "**User**\nwho wrote it?\n\n**Assistant**\ndickens wrote it.\n\n**User**\nand the other?",
+                   "User: Who wrote Hamlet? Assistant: Dickens. User: And Macbeth?"):
+        assert typed_turns(pasted) == turns, pasted
+    assert typed_turns("Me: who wrote it?\nBot: dickens.\nMe: and the other?") == ["Me:", "Bot:", "Me:"]
+    for text in ("is it ok? a: yes", "I read it. Note: fine.", "the user said: who? the assistant: dickens.",
+                 "### User guide\nhow do I log in?\n### Assistant settings\nwhere are they?"):
+        assert typed_turns(text) == [], text
