@@ -1149,6 +1149,17 @@ def test_a_minus_after_the_currency_sign_reads_as_one_before_it():
     ("In 2019, 250 customers joined.", "In 2019 250 customers joined.", []),
     ("See page 3.", "See page 3 250 for the fee.", []),
     ("The fee is $1 for 2500 items.", "The fee is $1 2500 items.", []),
+    # a review: glued only where the groups end the amount (a line's end, a sentence's punctuation, a currency or
+    # scale word): a currency amount beside the next number in prose, or in a space-separated table's row, is two
+    ("The puzzle costs $20.", "Buy our $20 500-piece puzzle today.", []),
+    ("The notebook costs $10.", "A $10 100-page notebook is included.", []),
+    ("Members pay $5.", "Members pay $5 365 days a year for locker access.", []),
+    ("The total was $5,100.", "A fee of $5 100 times was charged over the year.", ["5100 dollar"]),
+    ("The widget costs $12.", "Item Price Qty\nWidget $12 250\nGadget $8 100", []),
+    ("The fee is $1,250.", "The wire fee is $1 250.", []),
+    ("The fee is $1,250.", "The wire fee is $1 250, charged once.", []),
+    ("The fee is $1.25 million.", "The wire fee is $1 250 thousand.", []),
+    ("Revenue was €1,250,000.", "Revenue: € 1 250 000\nCosts: € 900 000", []),
 ])
 def test_a_space_grouped_amount_after_its_currency_sign_reads_whole(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers

@@ -464,9 +464,29 @@ def _plain_digits(text: str) -> str:
     # ("$1 250", "\u20ac 1 250 000"), not before a unit of measure ("take 1 500 mg tablet" is one tablet of 500 mg) nor
     # between numbers with no currency ("in 2019 250 customers", "page 3 250"); a no-break or thin space groups them
     # anywhere (_SPACED_THOUSANDS)
-    for grouped in (_SPACE_GROUPED, _SIGN_SPACE_GROUPED):
-        text = grouped.sub(lambda m: m.group(1) + m.group(2).replace(" ", ""), text)
-    return text
+    # After its sign, only where the groups end the amount (the line's end, a sentence's punctuation, a cell's "|", a
+    # currency or scale word, a decimal part): "$20 500-piece puzzle", "$5 365 days a year", "$5 100 times" are two
+    # numbers; and never in a space-separated table's row ("Item Price Qty\nWidget $12 250": price and quantity)
+    text = _SPACE_GROUPED.sub(lambda m: m.group(1) + m.group(2).replace(" ", ""), text)
+    return _SIGN_SPACE_GROUPED.sub(
+        lambda m: m.group(0) if _in_spaced_table(text, m.start()) else m.group(1) + m.group(2).replace(" ", ""), text)
+
+
+def _in_spaced_table(text: str, at: int) -> bool:
+    """Whether the line of ``text`` holding position ``at`` is a row of a table whose columns a space separates: it
+    has as many space-separated fields (three or more) as a header above it (the nearest line with no digit), and so
+    does every line between them."""
+    start = text.rfind("\n", 0, at) + 1
+    end = text.find("\n", at)
+    fields = len(text[start:end if end >= 0 else len(text)].split())
+    if fields < 3:
+        return False
+    for line in reversed(text[:max(start - 1, 0)].splitlines() if start else []):
+        if not line.strip() or len(line.split()) != fields:
+            return False
+        if not any(c.isdigit() for c in line):
+            return True
+    return False
 
 
 # digits grouped by a plain space: one to three, then groups of exactly three (and a decimal part of one or two digits)
@@ -476,8 +496,14 @@ _SPACE_GROUPED = re.compile(_SPACE_GROUPS + r"\s*(?:[" + re.escape(_CURRENCY_SIG
                             + r")(?![^\W\d_])))", re.IGNORECASE)
 _LEADING_SIGNS = re.escape(_CURRENCY_SIGNS.replace("\u00a2", ""))  # "\u00a2" is written after its number only
 # after its sign, a space or a minus between ("$1 250", "\u20ac 1 250 000", "$-1 250", "\u20ac -1 250")
+_SCALE_NAME = "|".join(sorted((re.escape(w) for w in _SCALES if w.isascii() and w.isalpha()), key=len, reverse=True))
+# what ends an amount after its groups: a decimal part, then the line's end, a cell's "|", a tab, a sentence's
+# punctuation (not before a digit, a letter or a hyphen: "$20 500-piece"), or a currency or scale word
+_AMOUNT_ENDS = (r"(?=(?:[.,]\d{1,2})?(?![\d.,]\d)(?:[ \t]*(?:\r|\n|\Z|\|)|\t|[.,;:!?)\]](?![\w-])|\s+(?:"
+                + _CURRENCY_NAME + "|" + _SCALE_NAME + r")(?![^\W\d_])))")
 _SIGN_SPACE_GROUPED = re.compile("(?:" + "|".join(f"(?<=[{_LEADING_SIGNS}]{between})" for between in (
-    "", "[ \u00a0\u202f\u2009]", f"[{_MINUS_SIGNS}]", f" [{_MINUS_SIGNS}]")) + ")" + _SPACE_GROUPS + ")")
+    "", "[ \u00a0\u202f\u2009]", f"[{_MINUS_SIGNS}]", f" [{_MINUS_SIGNS}]")) + ")" + _SPACE_GROUPS + ")"
+    + _AMOUNT_ENDS, re.IGNORECASE)
 
 
 # a number word that is a count of times ("twice daily") or a half ("half a tablet")
