@@ -1096,6 +1096,15 @@ _STATEMENT = "| Line item (USD thousands) | FY2024 | FY2023 |\n|---|---|---|\n| 
     ("1,250 customers joined in 2019.", "In 2019, (1,250) customers joined.", []),
     ("A total of 1,250 units shipped.", "A total of (1,250) units shipped.", []),
     ("The refund period is 30 days.", "The refund period is (30) days.", []),
+    # a review: with no financial cue (a currency, a thousands separator, a statement's row label in the row or the
+    # header) a bare "(n)" is prose; a list of references or a list's marker never a minus
+    ("Section 1.2 covers returns.", "Sections: (1.1), (1.2), (1.3).", []),
+    ("Total 1.2 applies.", "Total: (1.1), (1.2) and (1.3).", []),
+    ("Subsection 1 applies to tenants.", "Section 5\n\t(1)\tThe tenant shall pay rent.\n\t(2)\tThe landlord shall repair.", []),
+    ("Version 2.5 is supported.", "Supported version: (2.5)", []),
+    ("Widget quantity is 3.", "Item,Qty\nWidget,(3)", []),
+    ("Widget was 3.", "Item,Amount (USD)\nWidget,(3)", ["3"]),  # a currency in the header
+    ("Cash was 3.", "Item,Qty\nCash,(3)", ["3"]),  # a statement's label in the row
 ])
 def test_bare_accounting_parentheses_are_negative_in_a_cell_or_a_value_of_its_own(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers

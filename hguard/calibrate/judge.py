@@ -928,6 +928,37 @@ _YEAR = re.compile(r"(?:19|20)\d\d")
 _CELL_END = re.compile(r"[ \u00a0]*(?:[|,;\t\r\n]|\.?$|\.\s)")  # a cell's or a value's end after it
 
 
+# A bare "(3)" or "(2.5)" is a minus only beside a financial cue: its own thousands separator ("(1,250)"), a currency
+# sign or code, or a statement's row label ("net income", "loss", "cash flow", "total", "balance", ...) in its line or
+# in its table's header (the first line of its block); never one of a list of parenthesised references ("Sections:
+# (1.1), (1.2)") nor a list's marker opening a line ("\t(1)\tThe tenant shall ..."). A review: "Supported version:
+# (2.5)", CSV "Widget,(3)", a statute's "(1)" and a list of sections were read as minus signs.
+_STATEMENT_LABEL = re.compile(
+    r"(?i)\b(?:net|income|loss(?:es)?|profits?|revenues?|sales|earnings|ebit(?:da)?|expenses?|costs?|cash|flows?"
+    r"|totals?|balances?|assets?|liabilit(?:y|ies)|equity|deficits?|surplus|margins?|operating|tax(?:es)?"
+    r"|depreciation|amorti[sz]ation|dividends?|gains?|adjustments?|amounts?|thousands|millions|budget|variance"
+    r"|p&l|pnl|debits?|credits?|proceeds|payments?|receivables?|payables?|other\s+items|write-?offs?)\b")
+_FINANCE_MARK = re.compile(r"[$\u20ac\u00a3\u00a5\u20b9]|\b(?:" + "|".join(c.upper() for c in _CURRENCY_CODES) + r")\b")
+_THOUSANDS = re.compile(r"\d,\d{3}(?!\d)")
+_PAREN_LIST_AFTER = re.compile(r"[ \t]*,[ \t]+(?:and[ \t]+|or[ \t]+)?\(\s?\d|[ \t]+(?:and|or)[ \t]+\(\s?\d")
+_PAREN_LIST_BEFORE = re.compile(r"\d\s?\)[ \t]*(?:,[ \t]+|[ \t]+(?:and|or)[ \t]+|,[ \t]+(?:and|or)[ \t]+)$")
+_LINE_START = re.compile(r"(?:^|\n)[ \t]*$")  # only blanks before it on its line
+_MARKER_AFTER = re.compile(r"[ \t]*[^\W\d_]")  # text after it on its line: a list's marker
+
+
+def _financial_cue(text: str, m: re.Match) -> bool:
+    """Whether the bare parenthesised number ``m`` of ``text`` has a financial cue (see `_STATEMENT_LABEL`): read from
+    a bounded window around it, so reading stays linear in the text's length."""
+    if _THOUSANDS.search(m.group("num")):
+        return True
+    window = text[max(0, m.start() - 400):m.start()]
+    line_end = text.find("\n", m.end(), m.end() + 200)
+    line = window[window.rfind("\n") + 1:] + text[m.start():line_end if line_end >= 0 else m.end() + 200]
+    block = re.split(r"\n[ \t]*\n", window)[-1].lstrip("\n")
+    header = block.split("\n", 1)[0] if "\n" in block else ""
+    return any(_FINANCE_MARK.search(x) or _STATEMENT_LABEL.search(x) for x in (line, header))
+
+
 def _accounting(text: str) -> str:
     """``text`` with the amounts accounting notation writes in parentheses as negative ("$(1,250)" is "minus $1,250"):
     see `_ACCOUNTING_PAREN` above for where parentheses are read so."""
@@ -969,6 +1000,9 @@ def _accounting(text: str) -> str:
                 continue
             prefix = ""
         elif m.group("cur") is None and m.group("pct") is None:  # a bare "(1,250)": a cell or a value of its own
+            if not _financial_cue(text, m) or _PAREN_LIST_AFTER.match(text, m.end()) or _PAREN_LIST_BEFORE.search(window) \
+                    or (_LINE_START.search(window) and _MARKER_AFTER.match(text, m.end())):
+                continue  # "Sections: (1.1), (1.2)", "\t(1)\tThe tenant shall ...", "version: (2.5)", "Widget,(3)"
             ends = _CELL_END.match(text, m.end()) is not None
             if re.search(r"[.,]\d", m.group("num")):
                 cell = ends and (not before or before[-1] in ":|=\t\n,")
