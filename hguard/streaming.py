@@ -209,14 +209,23 @@ _SCHEMA_KEYS = frozenset({"type", "title", "description", "default", "format", "
                           "required", "additionalProperties", "minimum", "maximum", "pattern", "items", "properties"})
 
 
+# a line of code, not a table's row ("x = f(a, b)", "total += g(c, d);", "print(a, b)", "} else {"): an assignment,
+# a call ending its line, or a line ending in a block's brace or a statement's ";" after ")"
+_CODE_LINE = re.compile(r"^[ \t]*[A-Za-z_][\w.\[\]'\"]*[ \t]*[-+*/%|&^]?=(?!=)|[A-Za-z_]\w*\([^()\n]*\)[ \t]*[;:{]?[ \t]*$"
+                        r"|[{}][ \t]*$|\)[ \t]*;[ \t]*$")
+
+
 def _delimited(lines: list[str]) -> bool:
-    """Whether ``lines`` hold TABLE_LINES lines or more in a row split alike by one of `_DELIMITERS`."""
+    """Whether ``lines`` hold TABLE_LINES lines or more in a row split alike by one of `_DELIMITERS`, each with two
+    non-empty fields or more (a verse's lines ending in a comma are no rows) and none a line of code (`_CODE_LINE`)."""
     for d in _DELIMITERS:
         run, count = 0, 0
         for line in lines:
             k = line.count(d)
+            fields = line.strip().strip("|").split(d)
             short = (k > 0 and not line.rstrip().endswith((".", "?", "!"))  # a sentence is no row
-                     and all(len(f.split()) <= _FIELD_WORDS for f in line.strip().strip("|").split(d)))
+                     and sum(bool(f.strip()) for f in fields) >= 2 and not _CODE_LINE.search(line)
+                     and all(len(f.split()) <= _FIELD_WORDS for f in fields))
             run = run + 1 if short and k == count else (1 if short else 0)
             count = k if short else 0
             if run >= TABLE_LINES:
@@ -230,7 +239,8 @@ def _labelled(lines: list[str]) -> bool:
     for line in lines:
         m = _LABEL.match(line)
         label = m.group(1).strip().lower() if m is not None and "?" not in line else None
-        if label is None or label in _FORMAT_LABELS or len(label.split()) > 5:
+        # a single letter is a multiple-choice question's option ("A: Mars\nB: Jupiter"), no table's label
+        if label is None or label in _FORMAT_LABELS or len(label.split()) > 5 or len(label) == 1:
             labels = []
         elif label in labels:  # a label again: a transcript's speakers, or the next record
             labels = [label]

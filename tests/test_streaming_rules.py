@@ -113,6 +113,12 @@ def test_a_small_table_pasted_as_text_is_material(table):
     'Tools: search, args: {"query": {"title": "Query", "type": "string"}}',  # a tool's JSON schema
     "Yesterday, I paid the bill.\nToday, the fee appeared.\nSo, what now?",  # sentences with a comma each
     "Meeting at 10:30\nLunch at 12:00\nWhat time is lunch?",
+    # a review: a multiple-choice question's options, a quoted verse's lines ending in commas, a code snippet
+    "Which planet is the largest?\nA: Mars\nB: Jupiter\nC: Venus\nD: Earth",
+    "Which planet is the largest?\na: Mars\nb: Jupiter\nc: Venus\nd: Earth",
+    "Who wrote this verse?\nRoses are red,\nViolets are blue,\nSugar is sweet,\nAnd so are you.",
+    "Why does this raise?\nx = f(a, b)\ny = g(c, d)\nz = h(e, k)",
+    "Why does this print nothing?\nprint(a, b)\nlog(c, d)\nshow(e, k)",
 ])
 def test_a_format_a_transcript_or_sentences_are_no_pasted_table(prompt):
     assert not mentions_context(prompt)

@@ -839,3 +839,15 @@ def test_a_chat_message_is_named_by_its_own_role_and_read_as_its_kind_and_text_b
     assert AuditLog(guard.audit.path).find(out.response_metadata["audit_id"])["generation"]["system_prompt"] == "be brief"
     out = chat.invoke([HumanMessage(content=[{"type": "text", "text": "who is the"}, {"type": "text", "text": "author ?"}])])
     assert AuditLog(guard.audit.path).find(out.response_metadata["audit_id"])["question"] == "who is the\nauthor ?"
+
+
+@pytest.mark.parametrize("question", [
+    "Which planet is the largest?\nA: Mars\nB: Jupiter\nC: Venus\nD: Earth",
+    "Who wrote this verse?\nRoses are red,\nViolets are blue,\nSugar is sweet,\nAnd so are you.",
+    "Why does this raise?\nx = f(a, b)\ny = g(c, d)\nz = h(e, k)",
+])
+def test_a_closed_book_question_with_options_a_verse_or_code_is_no_pasted_table(make_guard, question):
+    """A review: a multiple-choice question's "A:"-"D:" options, a verse's lines ending in commas and a code snippet
+    were read as a pasted table, so a closed-book answer went to review as "context not identified"."""
+    meta = ChatHGuard(guard=make_guard("accept"), domain="alpha").invoke([HumanMessage(question)]).response_metadata
+    assert meta["route"] == "accept", meta["reasons"]
