@@ -259,9 +259,6 @@ def read_chat(
     question = texts[q_at]
     named = [texts[i] for i, m in enumerate(messages) if _is_context(m)]
     systems = [i for i, m in enumerate(messages) if m.type == "system" and not _is_context(m)]
-    if not system_as_context and not retrievals:  # (with retrievals, a blank one is a template of no passage)
-        for i in systems:  # refused, as Guard.invoke(system="") is: dropped, the policy's system prompt answered
-            check_system(texts[i], f"ChatHGuard: system message {i}")
     context: list[str] = with_text(named)
     context_from = "named" if context else None
     if system_as_context:
@@ -326,6 +323,12 @@ def read_chat(
             asked = [q for q in with_text([r.query for r in retrievals]) if asks(q, question, prompt_values)]
             if asked:  # the template around an empty context is not the question: the query it holds is (as above)
                 question = asked[0]
+    # a blank system message is refused, as Guard.invoke(system="") is (dropped, the policy's system prompt answered),
+    # also beside passages pasted elsewhere (a review: it was dropped silently whenever retrievers ran); only where
+    # the retrievers' documents were pasted nowhere may it be their template around no passage
+    if not system_as_context and (not retrievals or context_from == "retriever"):
+        for i in systems:
+            check_system(texts[i], f"ChatHGuard: system message {i}")
     if not context and not problems and (named or (system_as_context and any(m.type == "system" for m in messages))):
         # messages that stand for passages hold no text (a retrieval that found nothing, formatted): the request
         # asked for an answer from passages, so it is never read as a closed-book one, which a domain may accept

@@ -779,3 +779,18 @@ def test_the_instruction_beside_the_passages_leaves_out_labels_and_stock_framing
     mixed = f"Use the following pieces of retrieved context to answer the question. Reply in German.\n{pasted}"
     assert instruction_beside_passages(mixed, passages) == ("Use the following pieces of retrieved context to answer "
                                                             "the question. Reply in German.")
+
+
+def test_a_blank_system_message_beside_passages_pasted_in_the_human_message_is_refused(tiny_probes, embedder,
+                                                                                        tmp_path, retriever):
+    """A review: with retrievers in the run, a blank system message was dropped silently (answered under the policy's
+    system prompt) though the passages sat in the human message; it is refused as elsewhere, naming it."""
+    from langchain_core.messages import SystemMessage
+
+    from hguard.errors import InputError
+
+    chat = ChatHGuard(guard=_grounded_guard(tiny_probes, embedder, tmp_path), domain="alpha")
+    prompt = ChatPromptTemplate.from_messages([SystemMessage(" \n "),
+                                               ("human", "Context:\n{context}\n\nQuestion: {question}")])
+    with pytest.raises(InputError, match=r"ChatHGuard: system message 0 is blank .*leave it out"):
+        ({"context": retriever | format_docs, "question": RunnablePassthrough()} | prompt | chat).invoke(AUSTRALIA)
