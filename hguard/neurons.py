@@ -74,12 +74,13 @@ def _get(root: nn.Module, path: str):
 
 
 def _weight(module: nn.Module) -> torch.Tensor:
-    """A down-projection's weight tensor (a module attribute torch types as tensor or module)."""
-    w = module.weight
+    """A down-projection's weight tensor (a module attribute torch types as tensor or module), or UnsupportedModelError
+    for a module without one: a quantized module's weight is a method, and a wrapper around the original (an adapter's,
+    which calls the Linear it holds) has no weight of its own."""
+    w = getattr(module, "weight", None)
     if not isinstance(w, torch.Tensor):
-        raise UnsupportedModelError(
-            f"the FFN down-projection {type(module).__name__} has no weight tensor (its weight is a {type(w).__name__})"
-        )
+        held = f"its weight is a {type(w).__name__}" if w is not None else "it holds none of its own: a wrapper, as an adapter's, computes other neurons than the module it wraps"
+        raise UnsupportedModelError(f"the FFN down-projection {type(module).__name__} has no weight tensor ({held})")
     return w
 
 

@@ -557,3 +557,31 @@ def test_the_generator_hooks_copies_of_its_down_projections_and_refuses_other_mo
     assert g.cett is None and "has no weight tensor" in g.extra["neurons_unread"]
     (plain,) = gen.generate(QUESTIONS[:1], neurons=None)  # nothing asked of the neurons: nothing said
     assert "neurons_unread" not in plain.extra
+
+
+class _PassThrough(torch.nn.Module):
+    """An adapter-style wrapper around the original down-projection: calls the Linear it holds, no weight of its own."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+def test_a_wrapper_without_a_weight_around_a_down_projection_is_unread_with_the_fix_never_a_crash():
+    """A wrapper set on one layer after start (a review: every generation raised AttributeError from _weight): the
+    neurons are unread, the reason names the module and the fix, and the answer is generated as it was."""
+    lm = tiny_model("llama", seed=1)
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=5)
+    (before,) = gen.generate(QUESTIONS[:1], neurons="all")
+    layer = lm.model.model.layers[1]
+    layer.mlp.down_proj = _PassThrough(layer.mlp.down_proj)
+    with pytest.raises(UnsupportedModelError, match="_PassThrough has no weight tensor"):
+        find_ffn_sites(lm.model)
+    (g,) = gen.generate(QUESTIONS[:1], neurons="all")
+    assert g.cett is None and g.n_cett_tokens == 0 and g.token_ids == before.token_ids
+    assert "_PassThrough has no weight tensor" in g.extra["neurons_unread"]
+    assert "start the guard on it" in g.extra["neurons_unread"]
+    assert _hook_count(lm.model) == 0
