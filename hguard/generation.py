@@ -702,6 +702,9 @@ class Generator:
                         self._running.state = None
                 cett = rec.result().numpy() if neurons is not None else None
                 n_cett = rec.token_counts().tolist()
+                unread = rec.unread()
+                if unread is not None:  # a partial reading is no feature vector to score
+                    cett, n_cett = None, [0] * len(prompts)
             else:
                 seqs = self.lm.model.generate(**kwargs)
                 cett, n_cett = None, [0] * len(prompts)

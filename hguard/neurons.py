@@ -150,14 +150,22 @@ def _same_module(was: FFNSite, now: FFNSite) -> bool:
     return ba.shape == bb.shape and ba.dtype == bb.dtype and ba.device == bb.device and bool(torch.equal(ba, bb))
 
 
+CHANGED_MODEL_FIX = ("load the model as it is to be served, calibrate its probes on it, and start the guard on it (a change "
+                     "made to the model after the guard started is not what its probes were calibrated on)")
+
+
+def _layer_list(layers: Iterable[int]) -> str:
+    layers = list(layers)
+    return ", ".join(str(i) for i in layers[:8]) + (", ..." if len(layers) > 8 else "")
+
+
 def current_sites(model: nn.Module, sites: Sequence[FFNSite]) -> tuple[list[FFNSite], str | None]:
     """The FFN sites to hook in ``model`` now, for ``sites`` found when it was first read (a guard's start): ``sites``
     while the model still holds their modules; the modules it holds now where each swapped one is of the same type
     with equal weights (module fusing's copy); else ``sites`` and why the neurons cannot be read: hooks left on the
     old modules record nothing, and a module with other weights or of another kind (a quantized or adapter-wrapped
     down-projection) computes other neurons than a probe was calibrated on."""
-    fix = ("load the model as it is to be served, calibrate its probes on it, and start the guard on it (a change made "
-           "to the model after the guard started is not what its probes were calibrated on)")
+    fix = CHANGED_MODEL_FIX
     try:
         now = find_ffn_sites(model)
     except UnsupportedModelError as exc:
@@ -170,7 +178,7 @@ def current_sites(model: nn.Module, sites: Sequence[FFNSite]) -> tuple[list[FFNS
     other = [b for a, b in zip(sites, now) if a.module is not b.module and not _same_module(a, b)]
     if other:
         kinds = sorted({f"{type(s.module).__name__}" for s in other})
-        layers = ", ".join(str(s.layer) for s in other[:8]) + (", ..." if len(other) > 8 else "")
+        layers = _layer_list(s.layer for s in other)
         return list(sites), (f"the FFN down-projection of layer(s) {layers} was replaced after the guard started by "
                              f"a module ({', '.join(kinds)}) that is not a copy of the one calibrated (another type, "
                              f"shape or weights), so the neurons a probe reads there are not the calibrated ones; {fix}")
@@ -304,6 +312,8 @@ class NeuronRecorder:
         self._finished: torch.Tensor | None = None
         self._explicit_mask: torch.Tensor | None = None
         self._fired = 0  # recorded layers that ran in the current forward call
+        self._ran: set[int] = set()  # which of them
+        self.unrun_layers: set[int] = set()  # recorded layers that did not run in a forward call where others did
         self._step_counts: torch.Tensor | None = None  # the answer tokens the current decoding step counts
 
     # ----------------------------------------------------------------------------------- context
@@ -425,6 +435,7 @@ class NeuronRecorder:
         self._pending_z.clear()
         self._pending_h.clear()
         self._fired, self._step_counts = 0, None
+        self._ran.clear()
         kwargs = kwargs or {}
         if self._explicit_mask is not None:
             self._set_mask(self._explicit_mask)
@@ -488,6 +499,7 @@ class NeuronRecorder:
             if not self._mine() or self._sums is None or self._mask is None or not self._mask_any:
                 return None  # another thread's pass, or the prompt: nothing to record
             self._fired += 1
+            self._ran.add(layer)
             z = args[0]
             if z.shape[1] == 1 and self._step_weights is not None:
                 # Incremental decoding, one fed token per row: keep the tensors, and let the model-level
@@ -512,10 +524,14 @@ class NeuronRecorder:
     def _on_model_done(self, module, args, output):
         if not self._mine():
             return None
-        if self._mask_any and self._fired == 0 and self.n_tokens is not None:
-            # answer tokens fed, and no recorded layer ran (its module was replaced since the hooks were set): nothing of
-            # them was read, so they are not counted; a row of no counted token is a missing neuron signal, never a
-            # zero feature vector to score
+        partial = 0 < self._fired < len(self._rec_sites)
+        if partial:  # some recorded layers ran and others not (a layer's MLP replaced by one that skips its hooked module)
+            self.unrun_layers |= {s.layer for s in self._rec_sites} - self._ran
+            self._pending_z, self._pending_h = [], []
+        if self._mask_any and (self._fired == 0 or partial) and self.n_tokens is not None:
+            # answer tokens fed, and no recorded layer ran (its module was replaced since the hooks were set), or only
+            # some: they were not read (in full), so they are not counted; a row of no counted token is a missing neuron
+            # signal, never a zero feature vector to score, and a partial reading is said by :meth:`unread`
             if self._step_counts is not None:
                 self.n_tokens -= self._step_counts
             elif self._explicit_mask is not None:
@@ -526,11 +542,7 @@ class NeuronRecorder:
         zs, hs = self._pending_z, self._pending_h
         self._pending_z, self._pending_h = [], []
         assert self._step_weights is not None  # the layer hooks keep tensors only while it is set
-        if len(zs) != len(self._rec_sites):
-            raise UsageError(
-                f"the recorder saw {len(zs)} of {len(self._rec_sites)} recorded layers in one forward call; "
-                "the model's layers did not all run (layer skipping is not supported)"
-            )
+        assert len(zs) == len(self._rec_sites)  # a partial firing was dropped above
         with torch.no_grad():
             z = torch.cat(zs, dim=-1)[:, 0]  # (B, sum d_ff)
             if self._flat_idx is not None:
@@ -545,6 +557,16 @@ class NeuronRecorder:
         return None
 
     # ------------------------------------------------------------------------------------- result
+
+    def unread(self) -> str | None:
+        """Why the neurons recorded are not the model's whole reading, else None: recorded layers that did not run while
+        others did (their modules, or the MLPs around them, replaced after the hooks were set), so that what the probe
+        would score is a partial feature vector."""
+        if not self.unrun_layers:
+            return None
+        return (f"the FFN down-projection of layer(s) {_layer_list(sorted(self.unrun_layers))} did not run while the "
+                f"answer was generated, of the {len(self._rec_sites)} layers whose neurons are read (the model's layers "
+                f"or MLPs were changed after the guard started), so its neurons were read in part only; {CHANGED_MODEL_FIX}")
 
     def result(self) -> torch.Tensor:
         """Mean CETT per row over its answer tokens: (batch, width) float32; rows without tokens are 0."""

@@ -585,3 +585,42 @@ def test_a_wrapper_without_a_weight_around_a_down_projection_is_unread_with_the_
     assert "_PassThrough has no weight tensor" in g.extra["neurons_unread"]
     assert "start the guard on it" in g.extra["neurons_unread"]
     assert _hook_count(lm.model) == 0
+
+
+class _FusedMLP(torch.nn.Module):
+    """A fused MLP (a kernel library's): keeps the layer's down_proj, but calls F.linear on its weight, not the module."""
+
+    def __init__(self, mlp):
+        super().__init__()
+        self.gate_proj, self.up_proj, self.down_proj, self.act_fn = mlp.gate_proj, mlp.up_proj, mlp.down_proj, mlp.act_fn
+
+    def forward(self, x):
+        return torch.nn.functional.linear(self.act_fn(self.gate_proj(x)) * self.up_proj(x), self.down_proj.weight)
+
+
+def test_layers_of_which_only_some_run_are_a_partial_reading_naming_the_layers_never_a_usage_error():
+    """One layer's MLP fused after start (a review: invoke raised UsageError 'saw 2 of 3 recorded layers'): the answer
+    is generated as before, its neurons unread with the layer that did not run named; all layers fused still count no
+    token (a missing neuron signal)."""
+    from hguard._guard_scoring import missing_neuron_signal
+
+    lm = tiny_model("llama", seed=1)
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=5)
+    before = gen.generate(QUESTIONS[:2], neurons="all", batch_size=2)
+    layers = lm.model.model.layers
+    old = [layer.mlp for layer in layers]
+    layers[0].mlp = _FusedMLP(old[0])
+    for subset in ("all", [old[0].down_proj.in_features + 1, 0]):  # the subset reads layers 1 and 0
+        now = gen.generate(QUESTIONS[:2], neurons=subset, batch_size=2)
+        for a, b in zip(before, now):
+            assert b.token_ids == a.token_ids and b.cett is None and b.n_cett_tokens == 0
+            assert "layer(s) 0 did not run" in b.extra["neurons_unread"] and "start the guard on it" in b.extra["neurons_unread"]
+            assert "read in part only" in (missing_neuron_signal(b) or "")
+    assert _hook_count(lm.model) == 0
+    for layer in layers:
+        layer.mlp = _FusedMLP(layer.mlp)
+    (g,) = gen.generate(QUESTIONS[:1], neurons="all")
+    assert g.n_cett_tokens == 0 and "neurons_unread" not in g.extra and "none of the answer's" in (missing_neuron_signal(g) or "")
+    for layer, was in zip(layers, old):
+        layer.mlp = was
+    assert [g.cett.tolist() for g in gen.generate(QUESTIONS[:2], neurons="all", batch_size=2)] == [g.cett.tolist() for g in before]
