@@ -62,6 +62,21 @@ class FFNSite:
     layout: str  # "linear" or "conv1d"
     d_ff: int
     offset: int  # where this layer's neurons start in the flat feature vector
+    # what of the module's forward is not its class's when found: its forward hooks and pre-hooks other than hguard's,
+    # and whether it has a forward of its own (an instance attribute, as accelerate's device hooks set)
+    overrides: tuple[int, int, bool] = (0, 0, False)
+
+
+_OWN_HOOKS: "weakref.WeakSet" = weakref.WeakSet()  # the recorder's hooks, which come and go with each generation
+
+
+def _overrides(module: nn.Module) -> tuple[int, int, bool]:
+    """What changes ``module``'s output beyond its class's forward and weights: its forward hooks and forward pre-hooks
+    (hguard's own left out) and an instance-level ``forward``."""
+    def foreign(hooks) -> int:
+        return sum(1 for fn in list(hooks.values()) if fn not in _OWN_HOOKS)
+
+    return foreign(module._forward_hooks), foreign(module._forward_pre_hooks), "forward" in vars(module)
 
 
 def _get(root: nn.Module, path: str):
@@ -130,16 +145,18 @@ def find_ffn_sites(model: nn.Module) -> list[FFNSite]:
         down = _get(layer, down_path)
         weight = _weight(down)
         d_ff = weight.shape[0] if layout == "conv1d" else weight.shape[1]
-        sites.append(FFNSite(layer=i, module=down, layout=layout, d_ff=int(d_ff), offset=offset))
+        sites.append(FFNSite(layer=i, module=down, layout=layout, d_ff=int(d_ff), offset=offset, overrides=_overrides(down)))
         offset += int(d_ff)
     return sites
 
 
 def _same_module(was: FFNSite, now: FFNSite) -> bool:
     """Whether ``now`` computes what ``was`` did: a module of the same type and layout holding equal weights and bias (a
-    copy, as module fusing or a rebuilt layer makes), so that its neurons are the ones calibrated."""
+    copy, as module fusing or a rebuilt layer makes), with the hooks and own forward ``was`` had when found (a copy
+    carrying a hook that scales its output, or a forward of its own, computes other neurons), so that its neurons are
+    the ones calibrated."""
     a, b = was.module, now.module
-    if type(a) is not type(b) or was.layout != now.layout or was.d_ff != now.d_ff:
+    if type(a) is not type(b) or was.layout != now.layout or was.d_ff != now.d_ff or was.overrides != now.overrides:
         return False
     wa, wb = _weight(a), _weight(b)
     if wa.shape != wb.shape or wa.dtype != wb.dtype or wa.device != wb.device or not torch.equal(wa, wb):
@@ -235,6 +252,12 @@ def _split_by_layer(sites: Sequence[FFNSite], indices: Iterable[int]) -> dict[in
     return {k: torch.tensor(v, dtype=torch.long) for k, v in by_layer.items()}
 
 
+def _own(hook):
+    """``hook``, marked as hguard's: not a change to the module that :func:`_same_module` compares."""
+    _OWN_HOOKS.add(hook)
+    return hook
+
+
 class NeuronRecorder:
     """Records mean CETT over answer tokens during ``generate`` (or one teacher-forced pass).
 
@@ -326,10 +349,10 @@ class NeuronRecorder:
             self._handles.append(self.model.register_forward_pre_hook(self._on_model_call, with_kwargs=True))
             for site in self.sites:
                 if site.layer in self._scale:
-                    self._handles.append(site.module.register_forward_pre_hook(self._make_scale_hook(site)))
+                    self._handles.append(site.module.register_forward_pre_hook(_own(self._make_scale_hook(site))))
                 if site.layer in self._rec_rank:
                     self._norms[site.layer] = column_norms(site)
-                    self._handles.append(site.module.register_forward_hook(self._make_record_hook(site)))
+                    self._handles.append(site.module.register_forward_hook(_own(self._make_record_hook(site))))
             if self._rec_sites:
                 self._prepare_batched()
                 self._handles.append(self.model.register_forward_hook(self._on_model_done))

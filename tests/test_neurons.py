@@ -624,3 +624,44 @@ def test_layers_of_which_only_some_run_are_a_partial_reading_naming_the_layers_n
     for layer, was in zip(layers, old):
         layer.mlp = was
     assert [g.cett.tolist() for g in gen.generate(QUESTIONS[:2], neurons="all", batch_size=2)] == [g.cett.tolist() for g in before]
+
+
+def test_a_copy_carrying_a_hook_or_a_forward_of_its_own_is_not_read_as_the_calibrated_module():
+    """A copy of a down-projection (same type and weights) with a forward hook, a forward pre-hook or an instance
+    forward computes other neurons (a review: it was hooked as a copy and scored); one carrying what the original
+    carried when the generator found it is a copy."""
+    import copy
+
+    lm = tiny_model("llama", seed=1)
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=5)
+    (before,) = gen.generate(QUESTIONS[:1], neurons="all")
+    layers = lm.model.model.layers
+    old = [layer.mlp.down_proj for layer in layers]
+
+    def hooked(m):
+        m.register_forward_hook(lambda mod, args, out: out * 3.0)
+
+    def prehooked(m):
+        m.register_forward_pre_hook(lambda mod, args: (args[0] * 3.0,))
+
+    def own_forward(m):
+        m.forward = lambda x: torch.nn.functional.linear(x, m.weight) * 3.0
+
+    for change in (hooked, prehooked, own_forward):
+        new = copy.deepcopy(old[1])
+        change(new)
+        layers[1].mlp.down_proj = new
+        (g,) = gen.generate(QUESTIONS[:1], neurons="all")
+        assert g.cett is None and "layer(s) 1 was replaced" in g.extra["neurons_unread"], change.__name__
+    for layer, was in zip(layers, old):
+        layer.mlp.down_proj = was
+    lm2 = tiny_model("llama", seed=1)  # a hook carried when the generator starts: its copy carries it too
+    hooked(lm2.model.model.layers[2].mlp.down_proj)
+    gen2 = Generator(lm2, system_prompt="answer", max_new_tokens=5)
+    (start,) = gen2.generate(QUESTIONS[:1], neurons="all")
+    lm2.model.model.layers[2].mlp.down_proj = copy.deepcopy(lm2.model.model.layers[2].mlp.down_proj)
+    (g,) = gen2.generate(QUESTIONS[:1], neurons="all")
+    assert "neurons_unread" not in g.extra and g.cett.tolist() == start.cett.tolist()
+    layers[1].mlp.down_proj = copy.deepcopy(old[1])  # a plain copy is still hooked in its place
+    (g,) = gen.generate(QUESTIONS[:1], neurons="all")
+    assert "neurons_unread" not in g.extra and g.cett.tolist() == before.cett.tolist()
