@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 import torch
@@ -65,6 +65,33 @@ class FFNSite:
     # what of the module's forward is not its class's when found: its forward hooks and pre-hooks other than hguard's,
     # and whether it has a forward of its own (an instance attribute, as accelerate's device hooks set)
     overrides: tuple[int, int, bool] = (0, 0, False)
+    # the weight's shape, dtype, device and a strided sample of its bytes when found (see weight_signature)
+    signature: tuple = field(default=(), compare=False, repr=False)
+
+
+_SAMPLE = 4096  # weight elements sampled per layer for its signature
+
+
+def weight_signature(w: torch.Tensor) -> tuple:
+    """A cheap signature of a down-projection's weight: its shape, dtype and device and the bytes of some thousands of its
+    elements, taken at an odd stride over all of it. An edit in place (an adapter merged into the Linear, PEFT's
+    ``merge_and_unload``, ``weight.data.add_()``) changes it where the data pointer and version counter stay the same;
+    the whole weight is never hashed (a strided sample costs microseconds per layer, see the tests)."""
+    w = w.detach()
+    head = (tuple(w.shape), w.dtype, str(w.device))
+    if w.device.type == "meta" or w.numel() == 0:  # offloaded: no value to sample here
+        return (*head, None)
+    flat = w.reshape(-1)  # a view of a contiguous weight
+    step = max(1, w.numel() // _SAMPLE) | 1
+    return (*head, flat[::step].clone().view(-1).view(torch.uint8))
+
+
+def _same_signature(a: tuple, b: tuple) -> bool:
+    if not a or not b:
+        return not a and not b
+    if a[:3] != b[:3] or (a[3] is None) != (b[3] is None):
+        return False
+    return a[3] is None or bool(torch.equal(a[3], b[3]))
 
 
 _OWN_HOOKS: "weakref.WeakSet" = weakref.WeakSet()  # the recorder's hooks, which come and go with each generation
@@ -145,7 +172,8 @@ def find_ffn_sites(model: nn.Module) -> list[FFNSite]:
         down = _get(layer, down_path)
         weight = _weight(down)
         d_ff = weight.shape[0] if layout == "conv1d" else weight.shape[1]
-        sites.append(FFNSite(layer=i, module=down, layout=layout, d_ff=int(d_ff), offset=offset, overrides=_overrides(down)))
+        sites.append(FFNSite(layer=i, module=down, layout=layout, d_ff=int(d_ff), offset=offset, overrides=_overrides(down),
+                             signature=weight_signature(weight)))
         offset += int(d_ff)
     return sites
 
@@ -187,8 +215,6 @@ def current_sites(model: nn.Module, sites: Sequence[FFNSite]) -> tuple[list[FFNS
         now = find_ffn_sites(model)
     except UnsupportedModelError as exc:
         return list(sites), f"the model's FFN down-projections were changed after the guard started ({exc}); {fix}"
-    if len(now) == len(sites) and all(a.module is b.module for a, b in zip(now, sites)):
-        return list(sites), None
     if len(now) != len(sites):
         return list(sites), (f"the model has {len(now)} FFN layers now, {len(sites)} when the guard started: its "
                              f"layers were changed after the guard started; {fix}")
@@ -199,6 +225,14 @@ def current_sites(model: nn.Module, sites: Sequence[FFNSite]) -> tuple[list[FFNS
         return list(sites), (f"the FFN down-projection of layer(s) {layers} was replaced after the guard started by "
                              f"a module ({', '.join(kinds)}) that is not a copy of the one calibrated (another type, "
                              f"shape or weights), so the neurons a probe reads there are not the calibrated ones; {fix}")
+    edited = [b for a, b in zip(sites, now) if not _same_signature(a.signature, b.signature)]
+    if edited:  # the same modules (or copies of them), their weights changed in place since they were found
+        return list(sites), (f"the weights of the FFN down-projection of layer(s) {_layer_list(s.layer for s in edited)} "
+                             f"were changed after the guard started (another shape, dtype or device, or other values: an "
+                             f"adapter merged in, the weight edited in place), so the neurons a probe reads there are not "
+                             f"the calibrated ones; {fix}")
+    if all(a.module is b.module for a, b in zip(now, sites)):
+        return list(sites), None
     return now, None  # copies of the calibrated modules: hooked in their place
 
 

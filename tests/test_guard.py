@@ -215,7 +215,12 @@ def test_a_model_cast_to_another_dtype_after_loading_is_not_scored_by_its_float3
         assert AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)["model_fingerprint"] == loaded + "+bfloat16"
     finally:
         lm.model.to(torch.float32)
-    assert lm.fingerprint == loaded and g.invoke("who is the author ?", domain="alpha").route == "accept"
+    assert lm.fingerprint == loaded
+    # cast back, the weights are the bfloat16-rounded ones, not those calibrated: held with the layers named (the weight
+    # signatures taken at start differ), where it was accepted; a guard started on the model as it is now scores it
+    r = g.invoke("who is the author ?", domain="alpha")
+    assert r.route == "review" and any("the weights of the FFN down-projection of layer(s) 0, 1, 2 were changed" in x
+                                       for x in r.reasons), r.reasons
 
 
 def test_a_callers_autocast_does_not_change_what_the_guard_computes(calibrated, tmp_path):

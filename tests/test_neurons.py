@@ -665,3 +665,35 @@ def test_a_copy_carrying_a_hook_or_a_forward_of_its_own_is_not_read_as_the_calib
     layers[1].mlp.down_proj = copy.deepcopy(old[1])  # a plain copy is still hooked in its place
     (g,) = gen.generate(QUESTIONS[:1], neurons="all")
     assert "neurons_unread" not in g.extra and g.cett.tolist() == before.cett.tolist()
+
+
+def test_down_projection_weights_changed_in_place_are_unread_with_the_fix():
+    """The same modules, their weights edited in place after start (a review: an adapter merged into the Linear or
+    ``weight.data.add_()`` keeps the module objects, so no comparison ran and the answer was scored): held, with the
+    layers named; put back, the neurons are read as before."""
+    lm = tiny_model("llama", seed=1)
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=5)
+    (before,) = gen.generate(QUESTIONS[:1], neurons="all")
+    layers = lm.model.model.layers
+    saved = {k: v.clone() for k, v in lm.model.state_dict().items()}
+
+    def merged():  # what merge_and_unload does: the update added into the base weight, under no_grad
+        with torch.no_grad():
+            for layer in layers:
+                layer.mlp.down_proj.weight.mul_(1.05)
+
+    def data_edit():  # .data edits leave the version counter and the data pointer as they were
+        layers[2].mlp.down_proj.weight.data.add_(1e-3)
+
+    def cast():  # last: the rotary buffers (not in the state dict) do not come back from bfloat16
+        lm.model.to(torch.bfloat16)
+
+    for change, named in ((merged, "layer(s) 0, 1, 2"), (data_edit, "layer(s) 2"), (cast, "layer(s) 0, 1, 2")):
+        change()
+        (g,) = gen.generate(QUESTIONS[:1], neurons="all")
+        assert g.cett is None and f"the weights of the FFN down-projection of {named} were changed" in g.extra["neurons_unread"]
+        assert "start the guard on it" in g.extra["neurons_unread"], change.__name__
+        if change is not cast:
+            lm.model.load_state_dict(saved)
+            (g,) = gen.generate(QUESTIONS[:1], neurons="all")
+            assert "neurons_unread" not in g.extra and g.cett.tolist() == before.cett.tolist()
