@@ -327,11 +327,14 @@ NEUTRAL_DECODING: dict = {
     "output_scores": False, "output_logits": False, "return_dict_in_generate": False,
 }
 # The model's generation_config fields that leave the decoding as calibrated: token ids (the Generator passes its
-# own), max_length (max_new_tokens wins), bookkeeping, and how the cache is kept and compiled (the same tokens)
+# own), max_length (max_new_tokens wins), bookkeeping, and how the cache is kept and compiled (the same tokens). Not
+# prefill_chunk_size: a prompt prefilled in chunks is several forward calls, the last prompt token of each chunk but the
+# last counted as an answer token (other CETT, no reason given), and None, transformers' "no chunking", is what a passed
+# config's field is filled from the model's for, so it cannot be turned off here: a generation mismatch
 _DECODING_NEUTRAL_KEYS = frozenset({
     "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "max_length", "_from_model_config",
     "transformers_version", "_commit_hash", "cache_implementation", "cache_config", "max_cache_len", "compile_config",
-    "disable_compile", "prefill_chunk_size",
+    "disable_compile",
 })
 
 

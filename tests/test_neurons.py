@@ -697,3 +697,19 @@ def test_down_projection_weights_changed_in_place_are_unread_with_the_fix():
             lm.model.load_state_dict(saved)
             (g,) = gen.generate(QUESTIONS[:1], neurons="all")
             assert "neurons_unread" not in g.extra and g.cett.tolist() == before.cett.tolist()
+
+
+def test_a_prefill_chunk_size_on_the_models_generation_config_is_named_as_a_decoding_the_calibration_did_not_use():
+    """Chunked prefill makes the prompt several forward calls, and the recorder counted each chunk's last prompt token as
+    an answer token (a review: n_cett_tokens 5 -> 8, other CETT, no reason); transformers fills it from the model's
+    generation_config whatever the guard passes, so it is named with the answer (a generation mismatch, held)."""
+    lm = tiny_model("llama", seed=1)
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=5)
+    before = gen.generate(QUESTIONS[:2], neurons="all", batch_size=2)
+    assert all("model_decoding" not in g.extra for g in before)
+    lm.model.generation_config.prefill_chunk_size = 4
+    try:
+        for g in gen.generate(QUESTIONS[:2], neurons="all", batch_size=2):
+            assert "prefill_chunk_size=4" in g.extra["model_decoding"]
+    finally:
+        lm.model.generation_config.prefill_chunk_size = None
