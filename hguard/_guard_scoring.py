@@ -402,6 +402,10 @@ class _Scoring:
             # steering scales the very neurons the probe reads: damped, they lowered a wrong answer's risk from 0.74
             # (abstain) to 0.09, under thresholds fitted on unsteered answers, and it was accepted (a risk officer's trial)
             g.extra.setdefault("holds", []).append(
+                f"steering alpha {steer_info['alpha']:g} was not applied to this answer: the {steer_info['n_neurons']} "
+                "H-Neurons it scales could not be hooked (the model's FFN modules were changed after the guard started: "
+                "see the missing neuron signal), so the answer was generated unsteered, and it is held for review"
+                if g.extra.get("steering_unapplied") else
                 f"steering alpha {steer_info['alpha']:g} scaled the {steer_info['n_neurons']} H-Neurons the domain's "
                 "probe reads while this answer was generated, and the calibration scored unsteered answers: its risk "
                 "and thresholds do not hold for it, so it is not accepted (set alpha = 1 to route by the calibration)")

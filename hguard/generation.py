@@ -745,6 +745,7 @@ class Generator:
                     n_cett_tokens=int(n_cett[i]),
                     extra={**({"stop": stopped_at} if stopped_at is not None else {}),
                            **({"neurons_unread": unread} if unread is not None else {}),
+                           **({"steering_unapplied": True} if steering and not record else {}),
                            **({"model_decoding": kept} if kept else {})},
                 )
             )

@@ -443,3 +443,23 @@ def test_cli_writes_json_and_plot(calibrated, tmp_path, capsys):
 def test_cli_reports_a_missing_probe_folder(tmp_path, capsys):
     assert st.cli_main(["--probes", str(tmp_path / "none")]) == 2
     assert "no such probe file or folder" in capsys.readouterr().err
+
+
+def test_steering_not_applied_for_swapped_modules_is_said_so(calibrated, tmp_path):
+    """Down-projections replaced after start (not copies): the neurons are unread and the steering hooks are not set
+    either (a review: the reason said steering 'scaled the H-Neurons ... while this answer was generated'). The answer
+    says steering was not applied, and is held."""
+    from tests.test_guard import _down_proj_swapped
+
+    lm, _ = calibrated
+    g = _guard(calibrated, tmp_path, {"alpha": 0.0})
+    q = QUESTIONS[1]
+    steered = g.invoke(q, domain="alpha")
+    assert any(x.startswith("steering alpha 0 scaled the") for x in steered.reasons)
+    gen = Generator(lm, system_prompt=SYSTEM, max_new_tokens=4)
+    with _down_proj_swapped(lm.model, scale=1.05):
+        r = g.invoke(q, domain="alpha")
+        (plain,) = gen.generate([q], neurons=None, steering={0: 0.0})
+    assert r.route == "review" and not any("scaled the" in x for x in r.reasons), r.reasons
+    assert any(x.startswith("steering alpha 0 was not applied to this answer") for x in r.reasons), r.reasons
+    assert plain.extra["steering_unapplied"] is True and "neurons_unread" in plain.extra
