@@ -743,10 +743,13 @@ class Guard(_Scoring, _Recording):
                     continue
                 said_of.add(id(route.domain))
                 mode = " (RAG)" if route.domain.prompt_mode == RAG else ""
+                # where another calibration scores the other kind of request (a closed-book and a RAG probe), only this
+                # kind goes to review; where this one scores both, or nothing scores the other, every answer does
+                other = plan.route(not rag).domain
+                which = "" if other is None or other is route.domain else " with context" if rag else " without context"
                 what = ("its answers are scored all the same, with a warning (generation_mismatch = 'warn')"
                         if dp is not None and dp.generation_mismatch == "warn" else
-                        f"every answer{' with context' if rag else ''} of the domain goes to review "
-                        "(generation_mismatch = 'review')")
+                        f"every answer{which} of the domain goes to review (generation_mismatch = 'review')")
                 said = f"{route.generation_problem}{mode}: {what}"
                 out[name] = "; ".join(filter(None, [out.get(name), said]))
         return out

@@ -2221,3 +2221,31 @@ def test_add_domain_of_probes_without_calibration_questions_says_what_it_holds(c
         g.add_domain(replace(g.probes["beta"], router_questions=()))
     r = g.invoke("who is the author of the book ?")
     assert r.route == "review" and "beta" in r.domain_choice["not_compared"], r.domain_choice
+
+
+def test_the_start_up_generation_mismatch_names_the_requests_held_where_the_other_probe_matches(calibrated, tmp_path):
+    """A closed-book calibration generated otherwise than the policy while the domain's RAG calibration matches it: the
+    start-up sentence said 'every answer of the domain goes to review' (a review), where answers with context are scored
+    by the RAG probe; it says 'every answer without context', and the converse 'every answer with context'."""
+    import warnings
+    from dataclasses import replace
+
+    from hguard.settings import RAG
+
+    lm, root = calibrated
+    policy = _policy(root, tmp_path)
+    policy = policy.model_copy(update={"generation": policy.generation.model_copy(update={"max_new_tokens": 6})})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = Guard.from_policy(policy, lm=lm)
+        cd = g.plan("alpha").closed_book
+        assert "every answer of the domain goes to review" in g.generation_mismatches()["alpha"]  # nothing scores context
+        g.add_domain(replace(cd, prompt_mode=RAG, generation=replace(cd.generation, max_new_tokens=6, prompt_mode=RAG)))
+    said = g.generation_mismatches()["alpha"]
+    assert "every answer without context of the domain goes to review" in said and "(RAG)" not in said, said
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = Guard.from_policy(_policy(root, tmp_path), lm=lm)  # the closed-book probe matches; a RAG one of max 6
+        g.add_domain(replace(cd, prompt_mode=RAG, generation=replace(cd.generation, max_new_tokens=6, prompt_mode=RAG)))
+    said = g.generation_mismatches()["alpha"]
+    assert "(RAG): every answer with context of the domain goes to review" in said, said
