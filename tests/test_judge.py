@@ -1333,6 +1333,41 @@ def test_other_dashes_rs_per_cent_and_centavos_are_read(answer, context, missing
     assert unstated_numbers(answer, context) == missing
 
 
+_LONG_TABLE = "| Region | Revenue | Net income |\n|---|---|---|\n" + "\n".join(
+    f"| Region {k:02d} | {100 + k} | ({200 + k}) |" for k in range(30))
+_CAPTIONED = "Table 3: Net income by segment (USD thousands)\n\n| Segment | Q1 | Q2 |\n|---|---|---|\n| North | (250) | 300 |"
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # a second review: the header's cue was read from 400 characters before the number, so from row 15 of 30 on
+    # "(215)" read +215 (the wrong sign passed, the right one was held); a caption above a blank line was not read
+    ("Net income of Region 15 was 215.", _LONG_TABLE, ["215"]),
+    ("Net income of Region 15 was -215.", _LONG_TABLE, []),
+    ("Net income of Region 29 was -229.", _LONG_TABLE, []),
+    ("Net income of Region 00 was -200.", _LONG_TABLE, []),
+    ("North's Q1 net income was 250.", _CAPTIONED, ["250"]),
+    ("North's Q1 net income was -250.", _CAPTIONED, []),
+    # the caption is only one line above across one blank line, and a header's cue only its own block's
+    ("Widget quantity is 3.", "Net income by segment\n\n\n| Item | Qty |\n|---|---|\n| Widget | (3) |", []),
+    ("Widget quantity is 3.", "| Net income | 5 |\n\nItem,Qty\nWidget,(3)", []),
+])
+def test_a_bare_parenthesis_reads_its_table_header_and_caption_however_far_above(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
+@pytest.mark.timeout(30)
+def test_a_long_table_of_bare_parentheses_is_read_in_linear_time():
+    """Each bare "(n)" finds its table's header by bisection over the text's blank lines, not by walking back."""
+    from hguard.calibrate.judge import unstated_numbers
+
+    table = "| Region | Net income |\n|---|---|\n" + "\n".join(f"| R{k} | ({k % 900 + 100}) |" for k in range(20_000))
+    assert unstated_numbers("Net income of R5 was -105.", table) == []
+    many = "\n\n".join(f"| Item | Qty |\n| W{k} | ({k % 900 + 100}) |" for k in range(10_000))
+    assert unstated_numbers("W5 quantity is 105.", many) == []
+
+
 def test_accounting_parentheses_read_a_long_run_of_blank_lines_in_linear_time():
     """A review: the accounting rule was quadratic in a run of blank lines or tabs (a passage with 100,000 newlines took
     25 s per answer); at this size a quadratic reading takes minutes, a linear one well under a second."""

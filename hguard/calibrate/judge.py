@@ -58,6 +58,7 @@ The judge has known blind spots: a reply naming the right answer next to a wrong
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -929,10 +930,12 @@ _CELL_END = re.compile(r"[ \u00a0]*(?:[|,;\t\r\n]|\.?$|\.\s)")  # a cell's or a 
 
 
 # A bare "(3)" or "(2.5)" is a minus only beside a financial cue: its own thousands separator ("(1,250)"), a currency
-# sign or code, or a statement's row label ("net income", "loss", "cash flow", "total", "balance", ...) in its line or
-# in its table's header (the first line of its block); never one of a list of parenthesised references ("Sections:
-# (1.1), (1.2)") nor a list's marker opening a line ("\t(1)\tThe tenant shall ..."). A review: "Supported version:
-# (2.5)", CSV "Widget,(3)", a statute's "(1)" and a list of sections were read as minus signs.
+# sign or code, or a statement's row label ("net income", "loss", "cash flow", "total", "balance", ...) in its line,
+# in its table's header (the first line of its block, however far above) or in a caption one blank line above it;
+# never one of a list of parenthesised references ("Sections: (1.1), (1.2)") nor a list's marker opening a line
+# ("\t(1)\tThe tenant shall ..."). A review: "Supported version: (2.5)", CSV "Widget,(3)", a statute's "(1)" and a
+# list of sections were read as minus signs. A second review: the header was read from 400 characters before the
+# number only, so a long table's lower rows lost it ("(215)" read as 215), and a caption above a blank line was not read.
 _STATEMENT_LABEL = re.compile(
     r"(?i)\b(?:net|income|loss(?:es)?|profits?|revenues?|sales|earnings|ebit(?:da)?|expenses?|costs?|cash|flows?"
     r"|totals?|balances?|assets?|liabilit(?:y|ies)|equity|deficits?|surplus|margins?|operating|tax(?:es)?"
@@ -946,17 +949,32 @@ _LINE_START = re.compile(r"(?:^|\n)[ \t]*$")  # only blanks before it on its lin
 _MARKER_AFTER = re.compile(r"[ \t]*[^\W\d_]")  # text after it on its line: a list's marker
 
 
-def _financial_cue(text: str, m: re.Match) -> bool:
-    """Whether the bare parenthesised number ``m`` of ``text`` has a financial cue (see `_STATEMENT_LABEL`): read from
-    a bounded window around it, so reading stays linear in the text's length."""
+_BLANK_LINES = re.compile(r"\n(?:[ \t]*\n)+")  # a run of blank lines: where a block (a table, a paragraph) ends
+
+
+def _financial_cue(text: str, m: re.Match, gaps: list[re.Match], gap_ends: list[int]) -> bool:
+    """Whether the bare parenthesised number ``m`` of ``text`` has a financial cue (see `_STATEMENT_LABEL`): in its line,
+    in the first line of its block (a table's header, however far down the table it stands) or in a caption just above
+    that block across one blank line ("Table 3: Net income by segment (USD thousands)"). ``gaps`` are the runs of blank
+    lines of ``text`` (`_BLANK_LINES`) and ``gap_ends`` their ends, found once, so that each number's block is found by
+    bisection and reading stays linear in the text's length."""
     if _THOUSANDS.search(m.group("num")):
         return True
     window = text[max(0, m.start() - 400):m.start()]
     line_end = text.find("\n", m.end(), m.end() + 200)
     line = window[window.rfind("\n") + 1:] + text[m.start():line_end if line_end >= 0 else m.end() + 200]
-    block = re.split(r"\n[ \t]*\n", window)[-1].lstrip("\n")
-    header = block.split("\n", 1)[0] if "\n" in block else ""
-    return any(_FINANCE_MARK.search(x) or _STATEMENT_LABEL.search(x) for x in (line, header))
+    k = bisect.bisect_right(gap_ends, m.start()) - 1
+    start = gaps[k].end() if k >= 0 else 0
+    first_end = text.find("\n", start, min(m.start(), start + 400))
+    cues = [line]
+    if first_end >= 0:  # its line is not its block's first: that first line is its header
+        cues.append(text[start:first_end])
+        if k >= 0 and gaps[k].group(0).count("\n") == 2:  # one blank line between it and a caption above
+            above = text[max(0, gaps[k].start() - 200):gaps[k].start()]
+            caption = above[above.rfind("\n") + 1:]
+            if ("\n" in above or gaps[k].start() <= 200) and not re.search(r"[|\t]", caption):
+                cues.append(caption)  # a caption is one short line, no table's row
+    return any(_FINANCE_MARK.search(x) or _STATEMENT_LABEL.search(x) for x in cues)
 
 
 def _accounting(text: str) -> str:
@@ -964,6 +982,8 @@ def _accounting(text: str) -> str:
     see `_ACCOUNTING_PAREN` above for where parentheses are read so."""
     out: list[str] = []
     done = 0
+    gaps: list[re.Match] | None = None
+    gap_ends: list[int] = []
     for m in _ACCOUNTING_PAREN.finditer(text):
         window = text[max(0, m.start() - 80):m.start()]
         clause = re.split(r"[.;!?\n](?:\s|$)|\|", window)[-1]
@@ -1000,7 +1020,10 @@ def _accounting(text: str) -> str:
                 continue
             prefix = ""
         elif m.group("cur") is None and m.group("pct") is None:  # a bare "(1,250)": a cell or a value of its own
-            if not _financial_cue(text, m) or _PAREN_LIST_AFTER.match(text, m.end()) or _PAREN_LIST_BEFORE.search(window) \
+            if gaps is None:
+                gaps = list(_BLANK_LINES.finditer(text))
+                gap_ends = [g.end() for g in gaps]
+            if not _financial_cue(text, m, gaps, gap_ends) or _PAREN_LIST_AFTER.match(text, m.end()) or _PAREN_LIST_BEFORE.search(window) \
                     or (_LINE_START.search(window) and _MARKER_AFTER.match(text, m.end())):
                 continue  # "Sections: (1.1), (1.2)", "\t(1)\tThe tenant shall ...", "version: (2.5)", "Widget,(3)"
             ends = _CELL_END.match(text, m.end()) is not None
