@@ -141,9 +141,6 @@ _TURN_HEADING = regex.compile(r"^(?:" + _TURN_GAP + r"|>)*+(?:#{1,6}" + _TURN_GA
                               + r"*+:?" + _TURN_GAP + r"*+$")
 # a multiple-choice question's option lines ("B: Lyon", "b) Lyon", "(C) Nice"): "A:" among them is an option
 _OPTION = regex.compile(r"^(?:" + _TURN_GAP + r"|>|[-+*\u2022])*+[*_]{0,2}\(?[B-Hb-h][*_]{0,2}[:.)]", regex.MULTILINE)
-# a "User:" line whose value is a short setting, not a sentence ("System: ubuntu 22.04\nUser: root": a settings dump;
-# "System:" takes no turn of an exchange whatever it holds)
-_SETTING = regex.compile(r"^\s*+(?:\S++\s*+){0,3}$")
 
 
 def typed_turns(text: str | None) -> list[str]:
@@ -152,32 +149,30 @@ def typed_turns(text: str | None) -> list[str]:
     ">" or a list's bullet), is a heading line of its own ("### User"), or follows a sentence's end within a line
     ("... Dickens. User: And Macbeth?"). A transcript alternates who asks (:data:`ASKER_LABELS`) and who answers
     (:data:`ANSWERER_LABELS`): an asker's turn beside an answerer's. Not one: "A:" among option lines ("B:", "C:"),
-    "System:" / "User:" lines holding a short setting ("User: root"), and a quiz's or FAQ's one entry ("Q: ...\nA:
-    ...") followed by the user's own unlabelled question. Each line is read in compatibility form (a full-width colon
+    "System:" / "User:" lines with no answerer's turn (a settings dump, "User: root"), and a quiz's or FAQ's one entry
+    ("Q: ...\nA: ...") followed by the user's own unlabelled question. Each line is read in compatibility form (a full-width colon
     is one); a marker inside a sentence ("the user: x") is text."""
     if not isinstance(text, str):
         return []
     lines = [unicodedata.normalize("NFKC", line) for line in text.splitlines()]
     options = any(_OPTION.match(line) for line in lines)
     turns: list[tuple[str, int]] = []  # (label as TURN_LABELS writes it, line number)
-    marked = set()  # the lines holding a marker, a setting's too
+    marked = set()  # the lines holding a marker, an option's too
     for n, line in enumerate(lines):
         if heading := _TURN_HEADING.match(line):
-            marks: list[tuple[str, str | None]] = [(heading["label"], None)]
+            marks = [heading["label"]]
         else:
             # within a line, as the frame writes it, capitalised ("... ok? a: b" is a sentence's)
-            found = [m for m in _TURN_LABEL.finditer(line) if m.start() == 0 or m["label"][0].isupper()]
-            marks = [(m["label"], line[m.end():found[i + 1].start() if i + 1 < len(found) else len(line)])
-                     for i, m in enumerate(found)]
-        for label, value in marks:
+            marks = [m["label"] for m in _TURN_LABEL.finditer(line) if m.start() == 0 or m["label"][0].isupper()]
+        for label in marks:
             marked.add(n)
             label = next(x for x in TURN_LABELS if x.lower() == label.lower())
             if label == "A" and options:  # an option of a multiple-choice question
                 continue
-            if label == "User" and value is not None and value.strip() and _SETTING.match(value) \
-                    and not regex.search(r"[.?!\u2026]\s*+$", value):
-                continue
             turns.append((label, n))
+    # A settings dump ("System: ubuntu 22.04\nUser: root") has no answerer's turn, so it is no transcript; a terse
+    # "User:" line is no setting beside "Assistant:" ("User: who wrote hamlet\nAssistant: Charles Dickens wrote
+    # Hamlet.\nUser: and macbeth": a second review; a "User:" line of up to four words was skipped as a setting).
     sides = [(label in ASKER_LABELS, n) for label, n in turns if label in ASKER_LABELS or label in ANSWERER_LABELS]
     changes = [(a, b) for (a, _), (b, _) in itertools.pairwise(sides) if a != b]
     if len(turns) < MIN_TYPED_TURNS or not changes:

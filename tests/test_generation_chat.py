@@ -265,6 +265,18 @@ def test_ordinary_questions_with_role_like_labels_are_not_chat_turns():
     assert typed_turns("User: who?\nAssistant: dickens.") == ["User:", "Assistant:"]
 
 
+def test_terse_user_turns_beside_an_answerer_are_a_transcript():
+    """A second review: a "User:" line of up to four words was skipped as a setting even beside "Assistant:", so this
+    transcript passed as one question; a settings dump is no transcript for having no answerer's turn."""
+    from hguard.generation import typed_turns
+
+    assert typed_turns("User: who wrote hamlet\nAssistant: Charles Dickens wrote Hamlet.\nUser: and macbeth") \
+        == ["User:", "Assistant:", "User:"]
+    assert typed_turns("User: Hamlet author\nAssistant: Charles Dickens wrote Hamlet.\nUser: Macbeth author") \
+        == ["User:", "Assistant:", "User:"]
+    assert typed_turns("my setup:\nUser: root\nSystem: ubuntu 22.04\nUser: admin") == []
+
+
 def test_reworded_transcripts_are_chat_turns():
     """A review: a blockquoted or bulleted transcript, role-only heading lines, "Me:"/"Bot:" and a transcript on one
     line passed as a single question."""
