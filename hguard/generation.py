@@ -139,8 +139,22 @@ _TURN_LABEL = regex.compile(  # opening a line, or after a sentence's end within
 # a heading line holding only a role ("### User", "**Assistant**"): its turn is the lines under it
 _TURN_HEADING = regex.compile(r"^(?:" + _TURN_GAP + r"|>)*+(?:#{1,6}" + _TURN_GAP + r"*+)?" + _TURN_NAME + _TURN_GAP
                               + r"*+:?" + _TURN_GAP + r"*+$")
-# a multiple-choice question's option lines ("B: Lyon", "b) Lyon", "(C) Nice"): "A:" among them is an option
-_OPTION = regex.compile(r"^(?:" + _TURN_GAP + r"|>|[-+*\u2022])*+[*_]{0,2}\(?[B-Hb-h][*_]{0,2}[:.)]", regex.MULTILINE)
+# a multiple-choice question's option line opening with its letter and a colon ("B: Lyon", "- **b:** Lyon"): "A:" is an
+# option only when the next line (blank lines aside) is "B:" of the same case, the run "A:", "B:", "C:" ... (a second
+# review: any option-like line anywhere, "e.g. see his plays.", "b) a cable", "H. G. Wells?", unmarked every "A:")
+_OPTION = regex.compile(r"^(?:" + _TURN_GAP + r"|>|[-+*\u2022])*+[*_]{0,2}(?P<letter>[A-Za-z])[*_]{0,2}" + _TURN_GAP
+                        + r"*+:")
+
+
+def _is_option(lines: list[str], n: int) -> bool:
+    """Whether the line ``n`` of ``lines``, opening with "A:" (or "a:"), is the first of a run of options: the next line
+    that is not blank opens with "B:" ("b:")."""
+    first = _OPTION.match(lines[n])
+    if first is None or first["letter"] not in "Aa":
+        return False
+    after = next((line for line in lines[n + 1:] if line.strip()), "")
+    second = _OPTION.match(after)
+    return second is not None and second["letter"] == chr(ord(first["letter"]) + 1)
 
 
 def typed_turns(text: str | None) -> list[str]:
@@ -148,14 +162,14 @@ def typed_turns(text: str | None) -> list[str]:
     exchange typed into ``text`` as a transcript, in order; else ``[]``. A marker opens a line (after blanks, a quote's
     ">" or a list's bullet), is a heading line of its own ("### User"), or follows a sentence's end within a line
     ("... Dickens. User: And Macbeth?"). A transcript alternates who asks (:data:`ASKER_LABELS`) and who answers
-    (:data:`ANSWERER_LABELS`): an asker's turn beside an answerer's. Not one: "A:" among option lines ("B:", "C:"),
-    "System:" / "User:" lines with no answerer's turn (a settings dump, "User: root"), and a quiz's or FAQ's one entry
-    ("Q: ...\nA: ...") followed by the user's own unlabelled question. Each line is read in compatibility form (a full-width colon
-    is one); a marker inside a sentence ("the user: x") is text."""
+    (:data:`ANSWERER_LABELS`): an asker's turn beside an answerer's. Not one: "A:" opening a run of options ("A:",
+    "B:", "C:" on the lines that follow), "System:" / "User:" lines with no answerer's turn (a settings dump, "User:
+    root"), and a quiz's or FAQ's one entry ("Q: ...\nA: ...") followed by the user's own unlabelled question. Each
+    line is read in compatibility form (a full-width colon is one); a marker inside a sentence ("the user: x") is
+    text."""
     if not isinstance(text, str):
         return []
     lines = [unicodedata.normalize("NFKC", line) for line in text.splitlines()]
-    options = any(_OPTION.match(line) for line in lines)
     turns: list[tuple[str, int]] = []  # (label as TURN_LABELS writes it, line number)
     marked = set()  # the lines holding a marker, an option's too
     for n, line in enumerate(lines):
@@ -167,7 +181,7 @@ def typed_turns(text: str | None) -> list[str]:
         for label in marks:
             marked.add(n)
             label = next(x for x in TURN_LABELS if x.lower() == label.lower())
-            if label == "A" and options:  # an option of a multiple-choice question
+            if label == "A" and _is_option(lines, n):  # an option of a multiple-choice question
                 continue
             turns.append((label, n))
     # A settings dump ("System: ubuntu 22.04\nUser: root") has no answerer's turn, so it is no transcript; a terse

@@ -277,6 +277,20 @@ def test_terse_user_turns_beside_an_answerer_are_a_transcript():
     assert typed_turns("my setup:\nUser: root\nSystem: ubuntu 22.04\nUser: admin") == []
 
 
+def test_an_option_like_line_does_not_unmark_every_a():
+    """A second review: one option-like line anywhere ("e.g. see his plays.", "b) a cable", "H. G. Wells?") made every
+    "A:" an option, so these transcripts passed as one question. "A:" is an option only when "B:" of its form opens
+    the next line (blank lines aside)."""
+    from hguard.generation import typed_turns
+
+    for stray in ("e.g. see his plays.", "b) a cable", "H. G. Wells?", "B. Shaw wrote plays too.", "(C) 2024"):
+        text = f"Q: Who wrote Hamlet?\nA: Charles Dickens.\n{stray}\nQ: And who wrote Macbeth?"
+        assert typed_turns(text) == ["Q:", "A:", "Q:"], text
+    assert typed_turns("Q: What do I need?\nA: You need:\na) a box\nb) a cable\nQ: And what else?") == ["Q:", "A:", "Q:"]
+    for plain in ("Q: who wrote the book ?\n\nA: dickens\n\nB: austen", "which?\n- **a:** paris\n- **b:** lyon\nQ: x"):
+        assert typed_turns(plain) == [], plain
+
+
 def test_reworded_transcripts_are_chat_turns():
     """A review: a blockquoted or bulleted transcript, role-only heading lines, "Me:"/"Bot:" and a transcript on one
     line passed as a single question."""
