@@ -1169,6 +1169,16 @@ def test_a_minus_after_the_currency_sign_reads_as_one_before_it():
     ("The fee is $1,250.", "The wire fee is $1 250, charged once.", []),
     ("The fee is $1.25 million.", "The wire fee is $1 250 thousand.", []),
     ("Revenue was €1,250,000.", "Revenue: € 1 250 000\nCosts: € 900 000", []),
+    # a second review: a row needed as many fields as its header to be a table's, so a two-word item glued its price
+    # to its quantity; glued now only where no number follows in the line and no line above may be a header (three
+    # fields or more with no digit), where unsure not glued
+    ("The blue widget costs $12.", "Item Price Qty\nBlue widget $12 250\nGadget $8 100", []),
+    ("The blue widget costs $12,250.", "Item Price Qty\nBlue widget $12 250\nGadget $8 100", ["12250 dollar"]),
+    ("The widget costs $12.", "Item Price Stock\n\nWidget $12 250", []),
+    ("The fee is $1.", "Fee: $1 250 7", []),
+    ("The fee is $1,250.", "Fee: $1 250 7", ["1250 dollar"]),
+    ("The fee is $1,250.", "| Wire | $1 250 | 7 |", []),  # a number in the next cell only
+    ("The fee is $1,250.50.", "Wire fee: $1 250.50", []),
 ])
 def test_a_space_grouped_amount_after_its_currency_sign_reads_whole(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers

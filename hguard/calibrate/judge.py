@@ -467,27 +467,38 @@ def _plain_digits(text: str) -> str:
     # anywhere (_SPACED_THOUSANDS)
     # After its sign, only where the groups end the amount (the line's end, a sentence's punctuation, a cell's "|", a
     # currency or scale word, a decimal part): "$20 500-piece puzzle", "$5 365 days a year", "$5 100 times" are two
-    # numbers; and never in a space-separated table's row ("Item Price Qty\nWidget $12 250": price and quantity)
+    # numbers; and only where no number follows in its line or cell and no line above may be a table's header
+    # (`_first_header_end`): "Item Price Qty\nBlue widget $12 250" is a price and a quantity
     text = _SPACE_GROUPED.sub(lambda m: m.group(1) + m.group(2).replace(" ", ""), text)
-    return _SIGN_SPACE_GROUPED.sub(
-        lambda m: m.group(0) if _in_spaced_table(text, m.start()) else m.group(1) + m.group(2).replace(" ", ""), text)
+    header_end: list[int] = []  # found once, on first use
+
+    def glued(m: re.Match) -> str:
+        if _NUMBER_FOLLOWS.match(text, m.end()):
+            return m.group(0)
+        if not header_end:
+            header_end.append(_first_header_end(text))
+        if 0 <= header_end[0] < m.start():
+            return m.group(0)
+        return m.group(1) + m.group(2).replace(" ", "")
+
+    return _SIGN_SPACE_GROUPED.sub(glued, text)
 
 
-def _in_spaced_table(text: str, at: int) -> bool:
-    """Whether the line of ``text`` holding position ``at`` is a row of a table whose columns a space separates: it
-    has as many space-separated fields (three or more) as a header above it (the nearest line with no digit), and so
-    does every line between them."""
-    start = text.rfind("\n", 0, at) + 1
-    end = text.find("\n", at)
-    fields = len(text[start:end if end >= 0 else len(text)].split())
-    if fields < 3:
-        return False
-    for line in reversed(text[:max(start - 1, 0)].splitlines() if start else []):
-        if not line.strip() or len(line.split()) != fields:
-            return False
-        if not any(c.isdigit() for c in line):
-            return True
-    return False
+# a number after the amount's groups (its decimal part aside) in the same line or cell ("$12 250 7", "$1 250 and 300")
+_NUMBER_FOLLOWS = re.compile(r"(?:[.,]\d{1,2}(?!\d))?+[^\d\n|\t]*+\d")
+
+
+def _first_header_end(text: str) -> int:
+    """The end of the first line of ``text`` with three or more space-separated fields holding no digit ("Item Price
+    Qty", a table's header; or a line of prose: unsure, so not glued); -1 if none. A line below it may be a row of a
+    table whose columns a space separates, whose amounts are never glued across a space: a second review, a row needed
+    as many fields as its header, so "Blue widget $12 250" (four fields under three) read $12,250."""
+    start = 0
+    for line in text.split("\n"):
+        if sum(not any(c.isdigit() for c in f) for f in line.split()) >= 3:
+            return start + len(line)
+        start += len(line) + 1
+    return -1
 
 
 # digits grouped by a plain space: one to three, then groups of exactly three (and a decimal part of one or two digits)
