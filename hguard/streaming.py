@@ -136,7 +136,17 @@ _SOURCE = r"(?:context|passages?|documents?|excerpts?|snippets?|sources?)"
 _MATERIAL = (r"(?:context|contexts|passages?|documents?|docs?|excerpts?|snippets?|sources?|information|material|"
              r"sections?|articles?|text|chunks?|results?|knowledge(?:[ \t]+base)?|background|references?|search[ \t_-]?results?|"
              r"retrieved[\w-]*|kontext|contexte|contexto|contesto|quellen|fuentes|fonti|informationen|informations)")
-_NUMBERED = r"(?:[ \t]*(?:\[?\d+\]?|#\d+|\([^()\n]{0,40}\)))?"  # "Document 1", "Passage [1]", "Kontext (Auszug)"
+# a label's number or a note that its material is a part: "Document 1", "Passage [1]", "#2", "Sources (2)", "Context (1
+# of 3)", "Kontext (Auszug)", "Documents (excerpt)"; only such words in parentheses: "Context (answer in German):"
+# carries the app's instruction, no bare label (a second review: any 40 characters in parentheses were a label's)
+_PART_WORD = (r"(?:excerpts?|extracts?|auszug|ausz\u00fcge|ausschnitt|extraits?|extractos?|estratt[oi]|part|parts|teil"
+              r"|partial|page|p\.|continued|cont\.)")
+_NUMBERING = r"\d+(?:[ \t]*(?:of|/|von|de|di)[ \t]*\d+)?"
+_NUMBERED = (r"(?:[ \t]*(?:\[?\d+\]?|#\d+|\([ \t]*(?:" + _NUMBERING + r"|" + _PART_WORD + r"(?:[ \t]*" + _NUMBERING
+             + r")?)[ \t]*\)))?")
+# as a label of material in a prompt, parentheses may say anything of it: "Context (answer in German):" still labels
+# the material that follows
+_QUALIFIED = r"(?:[ \t]*(?:\[?\d+\]?|#\d+|\([^()\n]{0,40}\)))?"
 _CONTEXT_WORDS = re.compile(
     r"\bcontext\s*(?::|information\b|is below\b|is above\b)"  # "Context:", "Context information is below."
     r"|\b(?:following|provided|retrieved|supplied|attached|relevant|extracted|above|below)\s+" + _SOURCE + r"\b"
@@ -149,7 +159,7 @@ _CONTEXT_WORDS = re.compile(
     # a tag around pasted material: "<context>", "</documents>", "<doc>", "<search_results>"
     r"|<\s*/?\s*" + _MATERIAL + r"(?:[_-]\w+)?\b[^<>\n]{0,80}>"
     # a label before material: "Sources:", "Relevant policy sections:", "Document 1:", "Source 1 -", "[CONTEXT]"
-    r"|^[ \t#*>_-]*(?:[\w'’-]+[ \t]+){0,5}" + _MATERIAL + _NUMBERED
+    r"|^[ \t#*>_-]*(?:[\w'’-]+[ \t]+){0,5}" + _MATERIAL + _QUALIFIED
     + r"(?:[ \t]+(?:from|of|in|on|about|for|to)\b(?:[ \t]+[\w'’-]+){0,3})?[ \t*_]*(?::|[-–—][ \t])"
     r"|^[ \t]*(?:#{1,6}[ \t]*(?:[\w'’-]+[ \t]+){0,3}" + _MATERIAL + r"|\[[ \t]*/?" + _MATERIAL + r"[ \t]*\]|"
     + _MATERIAL + r")[ \t]*$"  # a heading ("### Context"), a bracket, or the word alone on its line

@@ -43,6 +43,18 @@ def test_a_prompt_that_refers_to_context_it_was_given_is_noticed(prompt):
     assert mentions_context(prompt)
 
 
+def test_only_a_number_or_a_parts_word_in_parentheses_leaves_a_label_bare():
+    """A second review: any 40 characters in parentheses made a bare label ("Context (answer in German):"), so the
+    app's instruction in them was dropped with its label; the label still refers to the material that follows."""
+    from hguard.streaming import label_only
+
+    for bare in ("Sources (2):", "Context (1 of 3):", "Kontext (Auszug):", "Documents (excerpt):", "Context (part 2):"):
+        assert label_only(bare), bare
+    for said in ("Context (answer in German):", "Sources (cite them):", "Context (German):"):
+        assert not label_only(said), said
+        assert mentions_context(f"{said}\nLeave is 25 days.\nHow many days?"), said
+
+
 @pytest.mark.parametrize("question", [
     "What is the nasal passage?", "In what context is aspirin prescribed?", "Which organ is retrieved in a liver transplant?",
     "What sources of vitamin D are there?", "What is the capital of France?",

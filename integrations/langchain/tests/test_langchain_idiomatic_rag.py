@@ -781,6 +781,21 @@ def test_the_instruction_beside_the_passages_leaves_out_labels_and_stock_framing
                                                             "the question. Reply in German.")
 
 
+def test_an_instruction_in_a_labels_parentheses_is_kept():
+    """A second review: any 40 characters in parentheses after "Context" made a bare label, so beside a stock sentence
+    "Context (answer in German):" was dropped with it, the app's instruction lost. Only a number or a part's word
+    ("(2)", "(1 of 3)", "(Auszug)", "(excerpt)") leaves a label bare."""
+    from langchain_hguard.chat_models import instruction_beside_passages
+
+    passages = ["Canberra is the capital city of Australia.", "Nairobi is the capital and largest city of Kenya."]
+    pasted = "\n\n".join(passages)
+    stock = "Use the given context to answer the question."
+    for label in ("Context (answer in German):", "Sources (cite them):", "Context (German):"):
+        assert instruction_beside_passages(f"{stock}\n{label}\n{pasted}", passages) == f"{stock}\n{label}", label
+    for label in ("Sources (2):", "Context (1 of 3):", "Kontext (Auszug):", "Documents (excerpt):", "Context (part 2):"):
+        assert instruction_beside_passages(f"{stock}\n{label}\n{pasted}", passages) is None, label
+
+
 def test_a_blank_system_message_beside_passages_pasted_in_the_human_message_is_refused(tiny_probes, embedder,
                                                                                         tmp_path, retriever):
     """A review: with retrievers in the run, a blank system message was dropped silently (answered under the policy's
