@@ -324,9 +324,10 @@ def read_chat(
             if asked:  # the template around an empty context is not the question: the query it holds is (as above)
                 question = asked[0]
     # a blank system message is refused, as Guard.invoke(system="") is (dropped, the policy's system prompt answered),
-    # also beside passages pasted elsewhere (a review: it was dropped silently whenever retrievers ran); only where
-    # the retrievers' documents were pasted nowhere may it be their template around no passage
-    if not system_as_context and (not retrievals or context_from == "retriever"):
+    # also beside passages pasted elsewhere or given as messages named 'context' (reviews: it was dropped silently
+    # whenever retrievers ran); only where the retrievers' documents were pasted nowhere and no passage was given may
+    # it be their template around no passage
+    if not system_as_context and (not retrievals or context_from is not None):
         for i in systems:
             check_system(texts[i], f"ChatHGuard: system message {i}")
     if not context and not problems and (named or (system_as_context and any(m.type == "system" for m in messages))):

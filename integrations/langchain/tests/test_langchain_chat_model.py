@@ -819,6 +819,24 @@ def test_a_blank_system_message_is_refused_as_guard_invoke_refuses_a_blank_syste
     assert list(AuditLog(guard.audit.path))[-1]["kind"] == "error"
 
 
+def test_a_blank_system_message_beside_named_context_is_refused_though_a_retriever_ran():
+    """A second review: with a retriever in the run, a blank system message was checked only where the retriever's
+    documents were found pasted, so beside passages given as a message named 'context' it was dropped silently. It is
+    left unchecked only where no passage was given at all (a template around no passage)."""
+    from langchain_core.documents import Document
+
+    from langchain_hguard.chat_models import read_chat
+    from langchain_hguard.retrieval import Retrieval
+
+    doc = "Canberra is the capital of Australia. It was chosen as a compromise between Sydney and Melbourne."
+    ran = (Retrieval(uuid.uuid4(), Q, (Document(page_content=doc),)),)
+    for retrievals in ((), ran):
+        with pytest.raises(InputError, match=r"ChatHGuard: system message 0 is blank .*leave it out"):
+            read_chat([SystemMessage(" \n "), HumanMessage(doc, name="context"), HumanMessage(Q)], retrievals=retrievals)
+    read = read_chat([SystemMessage(" \n "), HumanMessage(Q)], retrievals=ran)  # its documents pasted nowhere
+    assert read.context_from is None and read.problems, read
+
+
 def test_a_chat_message_is_named_by_its_own_role_and_read_as_its_kind_and_text_blocks_are_not_run_together(make_guard):
     """A trial: ChatMessage(role="developer") was refused as "has role 'chat'", a ChatMessage(role="user") question
     as "got roles ['chat']", and two text blocks were read as one run-together word ("capitalof")."""
