@@ -147,14 +147,42 @@ _OPTION = regex.compile(r"^(?:" + _TURN_GAP + r"|>|[-+*\u2022])*+[*_]{0,2}(?P<le
 
 
 def _is_option(lines: list[str], n: int) -> bool:
-    """Whether the line ``n`` of ``lines``, opening with "A:" (or "a:"), is the first of a run of options: the next line
-    that is not blank opens with "B:" ("b:")."""
+    """Whether the line ``n`` of ``lines``, opening with "A:" (or "a:"), is the first of a run of options: one of the
+    next OPTION_LOOKAHEAD lines that are not blank (a quote's bare ">" is blank; an option may wrap onto a second line)
+    opens with "B" ("b") of the same case, as "B:", or as "B.", "B)", "(B)" followed by "C" in that form (a third
+    review: a quiz quoted with ">", mixing "A:" with "B. Lyon", or wrapping its first option, read as a transcript)."""
     first = _OPTION.match(lines[n])
     if first is None or first["letter"] not in "Aa":
         return False
-    after = next((line for line in lines[n + 1:] if line.strip()), "")
-    second = _OPTION.match(after)
-    return second is not None and second["letter"] == chr(ord(first["letter"]) + 1)
+    letter = chr(ord(first["letter"]) + 1)
+    after = [line for line in lines[n + 1:] if line.strip(" \t>")]
+    for i, line in enumerate(after[:OPTION_LOOKAHEAD]):
+        m = _NEXT_OPTION.match(line)
+        if m is None or m["letter"] != letter:
+            continue
+        if m["mark"] == ":":  # "B:" as "A:" is written
+            return True
+        # another form ("B. Lyon") only in a run of it: "B. Shaw wrote plays too." after an answer is a sentence
+        third = chr(ord(letter) + 1)
+        return any((c := _NEXT_OPTION.match(x)) is not None and c["letter"] == third and c["mark"] == m["mark"]
+                   for x in after[i + 1: i + 1 + OPTION_LOOKAHEAD])
+    return False
+
+
+#: how many lines after "A:" may hold its "B" option (the first one wrapping onto the next)
+OPTION_LOOKAHEAD = 3
+# the option after "A:": "B:", "B.", "B)", "(B)" (not "B.C." or "e.g.": a letter, a dot, then a letter)
+_NEXT_OPTION = regex.compile(r"^(?:" + _TURN_GAP + r"|>|[-+*\u2022])*+[*_]{0,2}\(?(?P<letter>[A-Za-z])[*_]{0,2}"
+                             r"(?P<mark>[:)]|\.(?![A-Za-z]))")
+
+
+def _terse_value(line: str) -> bool:
+    """Whether a marked line's value (after its first colon) is a short setting: four words or fewer, no sentence's
+    punctuation at its end ("User: root", "User: hi")."""
+    if ":" not in line:  # a heading line of a role ("### User"): its turn is the lines under it
+        return False
+    value = line.split(":", 1)[1].strip()
+    return len(value.split()) <= 4 and not value.endswith(("?", ".", "!"))
 
 
 def typed_turns(text: str | None) -> list[str]:
@@ -187,6 +215,10 @@ def typed_turns(text: str | None) -> list[str]:
     # A settings dump ("System: ubuntu 22.04\nUser: root") has no answerer's turn, so it is no transcript; a terse
     # "User:" line is no setting beside "Assistant:" ("User: who wrote hamlet\nAssistant: Charles Dickens wrote
     # Hamlet.\nUser: and macbeth": a second review; a "User:" line of up to four words was skipped as a setting).
+    ends_marked = max((n for n, line in enumerate(lines) if line.strip()), default=-1) in marked
+    if not ends_marked:  # quoted material, then the user's own question: a terse "User:" value is a setting, not a
+        # turn ("Ticket #42\nUser: jsmith\n...\nAnswer: reset the password\n\nIs this answer right?": a third review)
+        turns = [(label, n) for label, n in turns if not (label == "User" and _terse_value(lines[n]))]
     sides = [(label in ASKER_LABELS, n) for label, n in turns if label in ASKER_LABELS or label in ANSWERER_LABELS]
     changes = [(a, b) for (a, _), (b, _) in itertools.pairwise(sides) if a != b]
     if len(turns) < MIN_TYPED_TURNS or not changes:
@@ -194,7 +226,7 @@ def typed_turns(text: str | None) -> list[str]:
     if all(label in _QUIZ_LABELS for label, _ in turns if label != "System") and (False, True) not in changes:
         # a quiz's or FAQ's entries only, each question before its answer: a transcript only if the text ends in a
         # marked line, not in the user's own question about the entry
-        if max((n for n, line in enumerate(lines) if line.strip()), default=-1) not in marked:
+        if not ends_marked:
             return []
     return [label + ":" for label, _ in turns]
 

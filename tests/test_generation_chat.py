@@ -247,6 +247,25 @@ def test_chat_turns_typed_into_a_question_are_found_from_two_lines_opening_with_
         assert typed_turns(single) == [], single
 
 
+def test_quoted_quizzes_and_terse_settings_beside_the_users_own_question_are_not_chat_turns():
+    """A third review: a quiz quoted with ">", mixing "A:" with "B. Lyon" or wrapping its first option, and a terse
+    "User:" setting in quoted material followed by the user's own question, were read as transcripts (held)."""
+    from hguard.generation import typed_turns
+
+    for plain in ("> User: Which city is the capital of France?\n>\n> A: Paris\n>\n> B: Lyon",
+                  "User: Which is bigger?\n\nA: Paris\n\nB. Lyon\n\nC. Nice",
+                  "User: Pick one.\nA: Paris (the capital,\nlargest city)\nB: Lyon",
+                  "Ticket #42\nUser: jsmith\nIssue: cannot log in\nAnswer: reset the password\n\nIs this answer right?",
+                  "My data looks like:\nUser: hi\nAssistant: hello\nHow do I convert it to JSONL?",
+                  "User: root\nA: the home directory is /root\nWhy?"):
+        assert typed_turns(plain) == [], plain
+    # a transcript to continue ends in a marked line: held, terse or not
+    assert typed_turns("User: who wrote hamlet\nAssistant: Charles Dickens wrote Hamlet.\nUser: and macbeth") == [
+        "User:", "Assistant:", "User:"]
+    assert typed_turns("Q: Who wrote Hamlet?\nA: Charles Dickens.\ne.g. see his plays.\nQ: And who wrote Macbeth?") == [
+        "Q:", "A:", "Q:"]
+
+
 def test_ordinary_questions_with_role_like_labels_are_not_chat_turns():
     """A review: a multiple-choice question, an FAQ entry pasted into a question and a settings dump were held as a
     transcript (two lines opening with a marker). A transcript alternates who asks and who answers."""

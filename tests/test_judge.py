@@ -1179,6 +1179,11 @@ def test_a_minus_after_the_currency_sign_reads_as_one_before_it():
     ("The fee is $1,250.", "Fee: $1 250 7", ["1250 dollar"]),
     ("The fee is $1,250.", "| Wire | $1 250 | 7 |", []),  # a number in the next cell only
     ("The fee is $1,250.50.", "Wire fee: $1 250.50", []),
+    # a third review: any line above of three digit-free words (a title, an opening sentence) was a table's header, so
+    # most multi-line passages no longer read the amount whole; a sentence is no table row
+    ("The fee is $1,250.", "Here is it.\nThe wire fee is $1 250.", []),
+    ("The fee is $1,250.", "Wire transfer fees\nThe wire fee is $1 250.", []),
+    ("The fee is $1,250.", "Read this carefully.\n\nThe wire fee is $1 250.", []),
 ])
 def test_a_space_grouped_amount_after_its_currency_sign_reads_whole(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers

@@ -470,14 +470,9 @@ def _plain_digits(text: str) -> str:
     # numbers; and only where no number follows in its line or cell and no line above may be a table's header
     # (`_first_header_end`): "Item Price Qty\nBlue widget $12 250" is a price and a quantity
     text = _SPACE_GROUPED.sub(lambda m: m.group(1) + m.group(2).replace(" ", ""), text)
-    header_end: list[int] = []  # found once, on first use
 
     def glued(m: re.Match) -> str:
-        if _NUMBER_FOLLOWS.match(text, m.end()):
-            return m.group(0)
-        if not header_end:
-            header_end.append(_first_header_end(text))
-        if 0 <= header_end[0] < m.start():
+        if _NUMBER_FOLLOWS.match(text, m.end()) or _in_table_row(text, m.start()):
             return m.group(0)
         return m.group(1) + m.group(2).replace(" ", "")
 
@@ -486,19 +481,23 @@ def _plain_digits(text: str) -> str:
 
 # a number after the amount's groups (its decimal part aside) in the same line or cell ("$12 250 7", "$1 250 and 300")
 _NUMBER_FOLLOWS = re.compile(r"(?:[.,]\d{1,2}(?!\d))?+[^\d\n|\t]*+\d")
+_SENTENCE_END = re.compile(r"[.!?;:]\s*$")
 
 
-def _first_header_end(text: str) -> int:
-    """The end of the first line of ``text`` with three or more space-separated fields holding no digit ("Item Price
-    Qty", a table's header; or a line of prose: unsure, so not glued); -1 if none. A line below it may be a row of a
-    table whose columns a space separates, whose amounts are never glued across a space: a second review, a row needed
-    as many fields as its header, so "Blue widget $12 250" (four fields under three) read $12,250."""
-    start = 0
-    for line in text.split("\n"):
-        if sum(not any(c.isdigit() for c in f) for f in line.split()) >= 3:
-            return start + len(line)
-        start += len(line) + 1
-    return -1
+def _in_table_row(text: str, at: int) -> bool:
+    """Whether position ``at`` of ``text`` lies in a row of a table whose columns a space separates ("Item Price
+    Qty\nBlue widget $12 250": a price and a quantity, never glued across the space): its line ends without a
+    sentence's punctuation, and a line above it in its block or the block above may be the table's header
+    (three or more fields holding no digit, no sentence's punctuation at its end). A sentence ("The wire fee is $1
+    250.") or a block with no such line above (a title, an opening sentence: a third review) is no row: its amount is
+    read whole."""
+    start, end = text.rfind("\n", 0, at) + 1, text.find("\n", at)
+    if _SENTENCE_END.search(text[start: len(text) if end < 0 else end]):
+        return False
+    block = "\n".join(text[:start].rsplit("\n\n", 2)[-2:]).split("\n")  # its block and the one above (a header
+    # a blank line apart: "Item Price Stock\n\nWidget $12 250")
+    return any(sum(not any(c.isdigit() for c in f) for f in line.split()) >= 3 and not _SENTENCE_END.search(line)
+               for line in block if line.strip())
 
 
 # digits grouped by a plain space: one to three, then groups of exactly three (and a decimal part of one or two digits)
