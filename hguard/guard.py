@@ -220,8 +220,7 @@ class Guard(_Scoring, _Recording):
                         "goes to review too" if pol.context_fallback_domain == name else
                         f"; a request with context that no listed domain matches is scored by context_fallback_domain "
                         f"{pol.context_fallback_domain!r}")
-            compared = any(n == name and qs for (n, _), qs in [
-                *guard._unserved_questions.items(), *((k, cd.router_questions) for k, cd in guard._domains.items())])
+            compared = any(n == name and qs for (n, _), qs in guard._read_questions())
             chosen = ("a question automatic domain choice finds nearest it goes to review too, not to another domain"
                       if compared else
                       "no question can be compared with it, so every answer whose domain automatic choice picks is "
@@ -820,12 +819,16 @@ class Guard(_Scoring, _Recording):
             # a domain whose calibration in this mode was refused (an unreadable file) or removed while another mode
             # still serves it: its questions of any mode stand for it, since none of this mode's could be read
             refused_here = {n for (n, m) in [*self._refused_modes, *self._unserved_questions] if m in modes}
-            for (name, mode), qs in [*self._unserved_questions.items(),
-                                     *((k, cd.router_questions) for k, cd in self._domains.items())]:
+            for (name, mode), qs in self._read_questions():
                 if (mode in modes or name in refused_here) and name not in self._router[key]:
                     others.setdefault(name, []).extend(q for q in qs if q not in others.get(name, ()))
             self._router[key + ":unserved"] = {name: self.embedder.encode(qs) for name, qs in others.items() if qs}
         return self._router[key + (":unserved" if unserved else "")]
+
+    def _read_questions(self) -> list[tuple[tuple[str, str], Sequence[str]]]:
+        """The calibration questions of every calibration this guard read, by (domain, prompt mode): those serving or
+        held (``_domains``) and those it does not score (removed, another layout's: ``_unserved_questions``)."""
+        return [*self._unserved_questions.items(), *((k, cd.router_questions) for k, cd in self._domains.items())]
 
     def _unserved_reason(self, name: str) -> str:
         """Why automatic choice does not send a question to ``name``, a domain of :meth:`_router_vectors`' unserved."""
@@ -893,8 +896,7 @@ class Guard(_Scoring, _Recording):
             # each cut short: the whole text was said at start-up and is in guard.probe_errors
             why += "; probe problems: " + "; ".join(
                 f"{k}: {cut_text(v, 160)}" for k, v in sorted(self.probe_errors.items()))
-        known = {n for (n, _), qs in [*self._unserved_questions.items(),
-                                      *((k, cd.router_questions) for k, cd in self._domains.items())] if qs}
+        known = {n for (n, _), qs in self._read_questions() if qs}
         missing = sorted(set(self.policy.domains) - known)
         if missing and chosen is not None and chosen not in unscored:  # a scored domain may have got its question
             info["not_compared"] = {n: cut_text(self.probe_errors.get(n) or NO_ROUTER_QUESTIONS.format(domain=n), 200)
