@@ -190,6 +190,19 @@ def label_only(line: str) -> bool:
     return bool(_LABEL_LINE.fullmatch(line.strip()))
 
 
+# a line that only labels a RAG template's question or answer slot once its question is taken out: "Question:",
+# "**Question:**", "<question>", "Helpful Answer:", "User question:", "Q:", "A:", "Query:", "Frage:"
+_QA_LABEL_LINE = re.compile(r"[\W_]*(?:(?:the|user'?s?|helpful|your|final|short)[ \t]+){0,2}"
+                            r"(?:questions?|query|answer|response|q|a|input|output|frage|antwort|pregunta|respuesta|"
+                            r"r\u00e9ponse|domanda|risposta)[ \t]*\d*[\W_]*", re.IGNORECASE)
+
+
+def question_label_only(line: str) -> bool:
+    """Whether a line of a RAG template, its question taken out, only labelled the question or the answer's slot
+    ("Question:", "Helpful Answer:", "<question></question>"), saying nothing else."""
+    return bool(_QA_LABEL_LINE.fullmatch(line.strip()))
+
+
 # where a prompt's sentences and clauses end: a closed-book question is its last question sentence alone
 # a sentence ends at . ! ? ; with any closing bracket or quote after it: "(A passage; more of it.) Question?"
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|(?<=[.!?;][)\]}\"'”’»])\s+|\n+")

@@ -46,6 +46,7 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     guarded_invoke,
     in_thread,
     label_only,
+    question_label_only,
     unread_context,
     NOTHING_RETRIEVED,
     nothing_retrieved,
@@ -183,15 +184,21 @@ def _without(text: str, parts: Sequence[str]) -> str:
     return text
 
 
-def instruction_beside_passages(text: str, parts: Sequence[str]) -> str | None:
+def instruction_beside_passages(text: str, parts: Sequence[str], question: str | None = None) -> str | None:
     """The app's instruction in a message that holds the passages (``parts``, as pasted), or None when the message only
     frames them: its text outside them, labels alone on their line ("Context:", "<context>") left out, unless that
     text is only :data:`STOCK_FRAMING`. ``ChatPromptTemplate([("system", INSTR + "\\n\\nContext:\\n{context}"),
     ("human", "{question}")])`` (LangChain's tutorial shape with an app's own instructions) lost INSTR with the
     template: never given to the model, fingerprinted or recorded, and off-topic answers were accepted (a product
-    team's trial). LlamaIndex's adapter reads a custom ``context_template`` so too."""
-    lines = [line.strip() for line in _without(text, parts).splitlines()]
-    own = re.sub(r"\n{3,}", "\n\n", "\n".join(line for line in lines if not label_only(line))).strip()
+    team's trial). LlamaIndex's adapter reads a custom ``context_template`` so too.
+
+    ``question``: the human message holding the passages also asks the question (the hub's "rlm/rag-prompt" shape,
+    ``"{instructions}\\nQuestion: {question}\\nContext: {context}\\nAnswer:"``): the question is taken out too, and
+    a line left labelling only the question or the answer ("Question:", "Helpful Answer:") is a label. The app's
+    instruction there was dropped with the template, as the system message's was."""
+    lines = [line.strip() for line in _without(text, [*parts, *([question] if question else [])]).splitlines()]
+    own = re.sub(r"\n{3,}", "\n\n", "\n".join(
+        line for line in lines if not label_only(line) and not (question and question_label_only(line)))).strip()
     framing = own
     for stock in _STOCK_FRAMING:
         framing = stock.sub(" ", framing)
@@ -266,7 +273,7 @@ def read_chat(
         context_from = context_from or ("system" if context else None)
         systems = []
     problems: list[str] = []
-    own: dict[int, str | None] = {}  # a RAG template's system message: the instruction beside its passages
+    own: dict[int, str | None] = {}  # a RAG template's message (system or the question's): the instruction beside its passages
     if not context and retrievals:
         prompt_texts = [texts[i] for i in [q_at, *systems]]
         docs = [(r, d) for r in retrievals for d in r.documents if not blank(d.page_content)]
@@ -300,7 +307,11 @@ def read_chat(
                 outside = _without(question, seen)  # the prompt without its passages
                 asked = [q for q in searched if asks(q, outside, prompt_values)]
                 if asked or not searched:
+                    template_text = question
                     question = (asked or queries)[0]
+                    # the app's instruction around the passages and the question in this message, if any, is the
+                    # call's (given to the model, fingerprinted, recorded), as in a system message holding them
+                    own[q_at] = instruction_beside_passages(template_text, seen, question)
                 else:  # searched with other text (keywords, a rewrite): the question asked is the prompt's own
                     for part in seen:
                         question = question.replace(part, " ")
@@ -312,7 +323,7 @@ def read_chat(
                         "the question as its own message and the passages with context= or as messages named 'context'")
             # a system message holding the passages is the RAG template: the app's instruction in it, if any, is the
             # call's (given to the model, fingerprinted, recorded), the template's framing is replaced by hguard's
-            own = {i: instruction_beside_passages(texts[i], seen) for i in systems if templated(texts[i])}
+            own.update({i: instruction_beside_passages(texts[i], seen) for i in systems if templated(texts[i])})
             systems = [i for i in systems if own.get(i, texts[i]) is not None]
         elif n := sum(1 for r in retrievals for d in r.documents if not blank(d.page_content)):  # whitespace: nothing
             problems.append(context_not_identified(
@@ -351,7 +362,8 @@ def read_chat(
                 f"{_role(m)!r} (tool calls are not supported: the guard scores text answers)"
             )
         history.append({"role": "user" if m.type == "human" else "assistant", "content": texts[i]})
-    system = "\n\n".join(with_text([own.get(i) or texts[i] for i in systems])) or None
+    # the question's own template's instruction follows the system messages', as it follows them in the prompt
+    system = "\n\n".join(with_text([own.get(i) or texts[i] for i in systems] + [own.get(q_at) or ""])) or None
     return ChatRead(question, context or None, history, system, problems, context_from)
 
 

@@ -766,6 +766,36 @@ def test_an_apps_instruction_beside_the_passages_in_a_system_message_is_the_call
         assert meta["route"] == "accept" and rec["generation"]["system_prompt"] == "answer", (framing, meta["reasons"])
 
 
+def test_an_apps_instruction_in_the_human_message_holding_the_passages_is_the_calls_instruction(tiny_probes, embedder,
+                                                                                                 tmp_path, retriever):
+    """The hub's "rlm/rag-prompt" shape with an app's own instructions (one human message: instructions, "Question:
+    {question}", "Context: {context}", "Answer:") lost them with the template, as the system message's shape did:
+    never given to the model, fingerprinted or recorded, the answer routed as if none had been given. The instruction,
+    without the question, the passages and their labels, is the call's; the stock framing alone stays framing."""
+    guard = _grounded_guard(tiny_probes, embedder, tmp_path)
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    for template in (ACME + "\nQuestion: {question}\nContext: {context}\nAnswer:",
+                     "<context>\n{context}\n</context>\n\n" + ACME + "\n\n**Question:** {question}\nHelpful Answer:"):
+        prompt = ChatPromptTemplate.from_messages([("human", template)])
+        meta = ({"context": retriever | format_docs, "question": RunnablePassthrough()} | prompt | chat).invoke(AUSTRALIA).response_metadata
+        rec = _assert_scored_against_retrieval(guard, meta)
+        assert rec["generation"]["system_prompt"] == ACME, rec["generation"]
+        assert meta["route"] == "review" and any("system_prompt_fingerprint" in r for r in meta["reasons"]), meta["reasons"]
+    # beside a system message of its own, both are the call's, the system message's first
+    prompt = ChatPromptTemplate.from_messages([("system", "Be brief."), ("human", ACME + "\n{context}\nQ: {question}")])
+    meta = ({"context": retriever | format_docs, "question": RunnablePassthrough()} | prompt | chat).invoke(AUSTRALIA).response_metadata
+    assert _assert_scored_against_retrieval(guard, meta)["generation"]["system_prompt"] == "Be brief.\n\n" + ACME
+    for framing in ("Use the following pieces of context to answer the question at the end. If you don't know the "
+                    "answer, just say that you don't know, don't try to make up an answer.\n\n{context}\n\n"
+                    "Question: {question}\nHelpful Answer:",  # RetrievalQA's stuff prompt
+                    "Answer the question based only on the following context:\n{context}\n\nQuestion: {question}\n",
+                    "Context: {context}\n\nQ: {question}\nA:", "<context>{context}</context>\n<question>{question}</question>"):
+        prompt = ChatPromptTemplate.from_messages([("human", framing)])
+        meta = ({"context": retriever | format_docs, "question": RunnablePassthrough()} | prompt | chat).invoke(AUSTRALIA).response_metadata
+        rec = _assert_scored_against_retrieval(guard, meta)
+        assert meta["route"] == "accept" and rec["generation"]["system_prompt"] == "answer", (framing, meta["reasons"])
+
+
 def test_the_instruction_beside_the_passages_leaves_out_labels_and_stock_framing():
     from langchain_hguard.chat_models import instruction_beside_passages
 

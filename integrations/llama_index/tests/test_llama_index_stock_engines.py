@@ -356,6 +356,34 @@ def test_a_chat_engines_system_prompt_reaches_the_answer_and_its_fingerprint(tin
     assert rec["generation"]["system_prompt"] == "Context information is below. " + said and rec["route"] == "review"
 
 
+ACME = "You are ACME's benefits assistant. Reply ONLY in German."
+
+
+def test_an_apps_instruction_in_a_custom_question_template_is_the_calls_instruction(tiny_probes, embedder, tmp_path, index):
+    """``as_query_engine(text_qa_template=...)`` with an app's own instruction around the passages and the question
+    lost it with the template: never given to the model, fingerprinted or recorded, the answer routed as if none had
+    been given (LangChain's human-message template likewise). The instruction, without the variables and their labels,
+    is the call's; LlamaIndex's own templates (text QA, refine, the citation engine's) stay framing."""
+    from llama_index.core.prompts import ChatPromptTemplate, PromptTemplate
+    from llama_index.core.query_engine import CitationQueryEngine
+
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    llm = HGuardLLM(guard, domain="alpha")
+    plain = PromptTemplate(ACME + "\n---------------------\n{context_str}\n---------------------\nQuestion: {query_str}\nAnswer: ")
+    chat = ChatPromptTemplate.from_messages([("system", "Be brief."), ("user", "Context:\n{context_str}\n\n" + ACME + "\nQuery: {query_str}")])
+    for template, said in ((plain, ACME), (chat, "Be brief.\n\n" + ACME)):
+        r = index.as_query_engine(llm=llm, similarity_top_k=2, text_qa_template=template).query(AUSTRALIA)
+        rec = _scored(guard, r.metadata)
+        assert rec["generation"]["system_prompt"] == said, rec["generation"]
+        assert rec["route"] == "review" and any("system_prompt_fingerprint" in x for x in rec["reasons"]), rec["reasons"]
+    for engine in (index.as_query_engine(llm=llm, similarity_top_k=2, response_mode="refine"),
+                   CitationQueryEngine.from_args(index, llm=llm, similarity_top_k=2)):
+        r = engine.query(AUSTRALIA)
+        rec = _scored(guard, r.metadata)
+        assert rec["generation"]["system_prompt"] == "answer", rec["generation"]
+        assert not any("fingerprint" in x for x in rec["reasons"]), rec["reasons"]
+
+
 def test_a_condense_question_engines_answer_to_the_models_rewrite_goes_to_review_naming_the_rewrite(tiny_probes, embedder, tmp_path, index):
     """chat_mode="condense_question" asks its query engine the model's rewrite of a follow-up, without the
     conversation: the record held the rewrite as the question, with no history and no word of the user's message,

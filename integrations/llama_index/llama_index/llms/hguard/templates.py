@@ -39,7 +39,8 @@ from llama_index.core.schema import MetadataMode
 from llama_index.core.instrumentation.span.simple import SimpleSpan
 
 from hguard.errors import error_text, one_line
-from hguard.streaming import GuardedText, appears_in, blank, nothing_retrieved, with_text
+from hguard.streaming import (GuardedText, appears_in, blank, label_only, nothing_retrieved, question_label_only,
+                              with_text)
 
 
 @dataclass
@@ -97,6 +98,59 @@ def instruction_beside_passages(template: Any, text: str, context: str) -> str |
     stock = next((t for t in STOCK_CONTEXT_TEMPLATES if raw.startswith(t)), None) if isinstance(raw, str) else None
     rest = raw[len(stock):] if isinstance(raw, str) and stock is not None else text.replace(context, " ")
     return " ".join(rest.split()) or None
+
+
+def _template_texts(value: Any) -> list[str]:
+    """The fixed texts of a prompt constant: a string, a template's ``template``, or a chat template's (or a list of
+    chat messages') contents."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(getattr(value, "template", None), str):
+        return [value.template]
+    messages = value if isinstance(value, (list, tuple)) else getattr(value, "message_templates", None) or []
+    return [m.content for m in messages if isinstance(getattr(m, "content", None), str)]
+
+
+def _stock_answer_templates() -> frozenset[str]:
+    """LlamaIndex's own answer templates (text QA, refine, tree summarize, the chat variants' messages, the citation
+    engine's), whitespace collapsed: their text around the passages and the question only frames them."""
+    found: set[str] = set()
+    for module in ("llama_index.core.prompts.default_prompts", "llama_index.core.prompts.chat_prompts",
+                   "llama_index.core.query_engine.citation_query_engine"):
+        try:
+            constants = vars(importlib.import_module(module))
+        except ImportError:  # pragma: no cover - another LlamaIndex without this module
+            continue
+        found.update(" ".join(t.split()) for name, v in constants.items() if name.isupper() for t in _template_texts(v))
+    return frozenset(found)
+
+
+STOCK_ANSWER_TEMPLATES = _stock_answer_templates()
+
+
+def instruction_around_question(template: Optional[str]) -> str | None:
+    """The app's instruction in a custom template of the message that asks the question (``text_qa_template=``,
+    ``refine_template=``, a chat template's user message): its fixed text, variables, labels alone on their line
+    ("Context:", "Query:", "Answer:") and fences left out, or None for LlamaIndex's own templates. The guard answers
+    through its own framing in the template's place, so "Reply only in German" in a custom ``text_qa_template`` was
+    dropped with it: never given to the model, fingerprinted or recorded (the LangChain adapter's human-message
+    template likewise). As for a custom ``context_template``, a custom template's framing cannot be told from an
+    instruction."""
+    if not isinstance(template, str) or " ".join(template.split()) in STOCK_ANSWER_TEMPLATES:
+        return None
+    lines = re.sub(r"\{[A-Za-z_][A-Za-z0-9_]*\}", "\n", template).splitlines()
+    return " ".join(" ".join(x for x in lines if not label_only(x) and not question_label_only(x)).split()) or None
+
+
+def _selected(prompt: Any, llm: Any) -> Any:
+    """The template a selector prompt (``SelectorPromptTemplate``) gives this LLM, or the prompt itself."""
+    select = getattr(prompt, "select", None)
+    if callable(select):
+        try:
+            return select(llm=llm)
+        except Exception:  # pragma: no cover - a selector of another shape: read as it is
+            return prompt
+    return prompt
 
 
 def node_passages(context: str, nodes: Sequence[Any]) -> list[str] | None:
@@ -157,6 +211,10 @@ def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None, nodes: S
                 own = instruction_beside_passages(templates[i] if len(templates) == len(messages) else None, text, context)
                 if own is not None:
                     system.append(own)
+            if i == last_user and len(templates) == len(messages):  # the app's words around the question, if any
+                asked = instruction_around_question(getattr(templates[i], "content", None))
+                if asked is not None:
+                    system.append(asked)
             if i == last_user or appears_in(context, [text]):
                 continue  # the question, and the template that holds the passages
             if m.role == MessageRole.SYSTEM:
@@ -164,6 +222,10 @@ def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None, nodes: S
                     system.append(text)
             elif m.role in (MessageRole.USER, MessageRole.ASSISTANT):
                 history.append({"role": "user" if m.role == MessageRole.USER else "assistant", "content": text})
+    else:  # a plain template (the query engines' text QA, refine and summary ones): its words around the question
+        asked = instruction_around_question(getattr(_selected(prompt, llm), "template", None))
+        if asked is not None:
+            system.append(asked)
     return RAGPrompt(question, passages if passages is not None else context, history, "\n\n".join(system) or None)
 
 
