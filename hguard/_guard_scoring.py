@@ -19,7 +19,7 @@ from .calibrate.data import domain_slug
 from .calibrate.judge import declines, unstated_numbers
 from .signals.relevance import repeats_question
 from .errors import error_text, shown
-from .generation import CLOSED_BOOK, RAG, Generation, typed_turns
+from .generation import CLOSED_BOOK, RAG, Generation, model_decoding_problem, typed_turns
 from .models import DEFAULT_MODEL_NAME
 from ._policy_route import OUT_OF_DISTRIBUTION
 from .policy import CLOSED_BOOK_GROUNDING_WEIGHT, Decision, Thresholds, apply_grounding, decide, merge_risk
@@ -258,8 +258,7 @@ class _Scoring:
             problem = route.generation_problem  # the policy's settings, checked when the guard loaded
         found = [problem] if problem is not None else []
         if g.extra.get("model_decoding"):  # set on the model's generation_config, applied, and not calibrated
-            found.append(f"the model's generation_config sets {', '.join(g.extra['model_decoding'])}, which generate() "
-                         "applies on top of the guard's own decoding settings and the calibration did not decode with: "
+            found.append(f"{model_decoding_problem(g.extra['model_decoding'])} and the calibration did not decode with: "
                          "set it back to None on the model's generation_config (the guard turns off the others)")
         if g.extra.get("stop") is not None:  # the caller's stop sequence ended this answer ("400 mg" -> "4")
             found.append("the answer was cut by a stop sequence: the calibration scored answers generated to their "

@@ -27,7 +27,7 @@ from ._decoding import (
     cut_at_stop,
     without_cut_character,
 )
-from .errors import InputError
+from .errors import InputError, UsageError
 from ._text import blank, misdecoded
 from .models import PLAIN_ANSWER, PLAIN_QUESTION, PLAIN_STOP, LoadedModel, _text_fingerprint, as_loaded, system_prompt_fingerprint
 from .neurons import NeuronRecorder, current_sites, find_ffn_sites
@@ -398,6 +398,28 @@ def decoding_config(model, *, max_new_tokens: int, do_sample: bool, temperature:
     kept = [f"{k}={v!r:.60}" for k, v in sorted(theirs.items())
             if k in ours and ours[k] is None and v is not None and k not in _DECODING_NEUTRAL_KEYS]
     return config, kept
+
+
+def model_decoding_problem(kept: Sequence[str]) -> str:
+    """What :func:`decoding_config` could not turn off (``kept``), said where it matters: an answer the guard scores,
+    and a calibration that would record answers decoded so."""
+    return (f"the model's generation_config sets {', '.join(kept)}, which generate() applies on top of the guard's own "
+            "decoding settings")
+
+
+def refuse_model_decoding(generator: "Generator") -> None:
+    """Refuse to calibrate with a decoding the guard holds (see :func:`decoding_config`): the answers would be recorded
+    under settings the guard names as a generation mismatch on every answer, so the probes fitted on them would never
+    route one as scored. A stand-in generator (tests) has no model to read."""
+    lm = getattr(generator, "lm", None)
+    if lm is None or not hasattr(lm, "model"):
+        return
+    _, kept = decoding_config(lm.model, max_new_tokens=generator.max_new_tokens, do_sample=False, temperature=1.0,
+                              pad=lm.tokenizer.pad_token_id, eos=generator.eos_token_ids)
+    if kept:
+        raise UsageError(f"cannot calibrate: {model_decoding_problem(kept)}, and the guard holds every answer decoded "
+                         "so as a generation mismatch; set it back to None on the model's generation_config (e.g. "
+                         f"model.generation_config.{kept[0].split('=')[0]} = None) and calibrate again")
 
 
 def _eos_ids(lm: LoadedModel) -> list[int]:

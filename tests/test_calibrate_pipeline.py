@@ -628,3 +628,20 @@ def test_the_reports_held_out_family_figure_is_the_one_the_withdrawal_reads_fall
     assert report["domains"]["alpha"]["families"]["summary"]["n_fallback_groups"] == 0
     assert (f"{beta['summary']['n_families']}: 0 meta.family + {beta['summary']['n_fallback_groups']} fallback fact "
             f"groups; {n_beta} rows without meta.family fell back to their fact group") in markdown(report)
+
+
+def test_calibration_refuses_a_decoding_set_on_the_models_generation_config_that_the_guard_holds(tmp_path, setup):
+    """A setting transformers fills from the model's generation_config whatever the guard passes (prefill_chunk_size:
+    other CETT) is a generation mismatch the guard holds on every answer; calibration recorded answers under it
+    without a word, so probes fitted on them could never route an answer as scored. Refused, naming the setting."""
+    from hguard.errors import UsageError
+
+    lm, exs, *_ = setup
+    lm.model.generation_config.prefill_chunk_size = 4
+    try:
+        with pytest.raises(UsageError, match=r"prefill_chunk_size=4.*generation_config\.prefill_chunk_size = None"):
+            collect_mod.collect(Generator(lm, system_prompt="answer", max_new_tokens=4), exs[:2], tmp_path, progress=False)
+        assert not (tmp_path / "shards").exists()  # nothing recorded
+    finally:
+        lm.model.generation_config.prefill_chunk_size = None
+    collect_mod.collect(Generator(lm, system_prompt="answer", max_new_tokens=4), exs[:2], tmp_path, progress=False)

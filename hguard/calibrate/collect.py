@@ -204,6 +204,9 @@ def collect(
     from tqdm.auto import tqdm
 
     ids = check_ids(examples)
+    from ..generation import refuse_model_decoding  # torch only where a model answers
+
+    refuse_model_decoding(generator)
     warn_held_rows(generator, examples)
     store = ShardStore(work_dir, collection_settings(generator))
     plans = store.plan(examples, batch_size)

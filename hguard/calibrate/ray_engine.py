@@ -274,6 +274,9 @@ def collect_ray(
     if options.actors < 1:
         raise InputError(f"--actors {options.actors}: pass at least 1")
     ids = check_ids(examples)
+    from ..generation import refuse_model_decoding  # torch only where a model answers
+
+    refuse_model_decoding(generator)
     warn_held_rows(generator, examples)
     store = ShardStore(work_dir, collection_settings(generator))
     plans = store.plan(examples, batch_size)
