@@ -191,16 +191,22 @@ def label_only(line: str) -> bool:
 
 
 # a line that only labels a RAG template's question or answer slot once its question is taken out: "Question:",
-# "**Question:**", "<question>", "Helpful Answer:", "User question:", "Q:", "A:", "Query:", "Frage:"
-_QA_LABEL_LINE = re.compile(r"[\W_]*(?:(?:the|user'?s?|helpful|your|final|short)[ \t]+){0,2}"
-                            r"(?:questions?|query|answer|response|q|a|input|output|frage|antwort|pregunta|respuesta|"
+# "**Question:**", "<question>", "Helpful Answer:", "User question:", "Q:", "A:", "Query:", "Frage:", "Answer the
+# following question:", a refine template's "Existing answer:" / "New context:"; not a sentence ("Short answer." is an instruction)
+_QA_LABEL_LINE = re.compile(r"[\W_]*(?:(?:please[ \t]+)?answer[ \t]+the[ \t]+following[ \t]+|(?:the|user'?s?|helpful|your|final|original|existing|new|refined|previous|current)[ \t]+){0,2}"
+                            r"(?:questions?|query|answer|response|q|a|input|output|context|frage|antwort|pregunta|respuesta|"
                             r"r\u00e9ponse|domanda|risposta)[ \t]*\d*[\W_]*", re.IGNORECASE)
+# the turn marks of a chat format written into a template's text ("[INST]", "<<SYS>>", "<s>", "<|user|>"): the
+# hub's rlm/rag-prompt-llama and -mistral wrap the stock framing in them; they frame it, say nothing
+CHAT_FORMAT_MARKS = re.compile(r"\[/?INST\]|<</?SYS>>|</?s>|<\|[^|<>\n]{1,40}\|>")
 
 
 def question_label_only(line: str) -> bool:
     """Whether a line of a RAG template, its question taken out, only labelled the question or the answer's slot
-    ("Question:", "Helpful Answer:", "<question></question>"), saying nothing else."""
-    return bool(_QA_LABEL_LINE.fullmatch(line.strip()))
+    ("Question:", "Helpful Answer:", "<question></question>"), saying nothing else; a sentence ("Short answer.") is
+    no label."""
+    line = CHAT_FORMAT_MARKS.sub(" ", line).strip()
+    return bool(_QA_LABEL_LINE.fullmatch(line)) and not line.rstrip("*_ \t").endswith(".")
 
 
 # where a prompt's sentences and clauses end: a closed-book question is its last question sentence alone

@@ -47,6 +47,7 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     in_thread,
     label_only,
     question_label_only,
+    CHAT_FORMAT_MARKS,
     unread_context,
     NOTHING_RETRIEVED,
     nothing_retrieved,
@@ -172,6 +173,10 @@ STOCK_FRAMING = (
     "Use three sentences maximum and keep the answer concise.",
     "Use three sentence maximum and keep the answer concise.",
     "Answer the question based only on the following context:",
+    "Answer the following question based only on the provided context:",
+    "Answer the question based on the context below.",
+    "If the question cannot be answered using the information provided answer with \"I don't know\".",
+    "If the question cannot be answered using the information provided, answer with \"I don't know\".",
 )
 _STOCK_FRAMING = [re.compile(r"\s+".join(re.escape(w).replace("'", "['\u2019]?") for w in t.split()), re.IGNORECASE)
                   for t in STOCK_FRAMING]
@@ -196,7 +201,8 @@ def instruction_beside_passages(text: str, parts: Sequence[str], question: str |
     ``"{instructions}\\nQuestion: {question}\\nContext: {context}\\nAnswer:"``): the question is taken out too, and
     a line left labelling only the question or the answer ("Question:", "Helpful Answer:") is a label. The app's
     instruction there was dropped with the template, as the system message's was."""
-    lines = [line.strip() for line in _without(text, [*parts, *([question] if question else [])]).splitlines()]
+    lines = [CHAT_FORMAT_MARKS.sub(" ", line).strip()
+             for line in _without(text, [*parts, *([question] if question else [])]).splitlines()]
     own = re.sub(r"\n{3,}", "\n\n", "\n".join(
         line for line in lines if not label_only(line) and not (question and question_label_only(line)))).strip()
     framing = own

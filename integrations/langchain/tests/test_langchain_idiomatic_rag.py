@@ -774,12 +774,13 @@ def test_an_apps_instruction_in_the_human_message_holding_the_passages_is_the_ca
     without the question, the passages and their labels, is the call's; the stock framing alone stays framing."""
     guard = _grounded_guard(tiny_probes, embedder, tmp_path)
     chat = ChatHGuard(guard=guard, domain="alpha")
-    for template in (ACME + "\nQuestion: {question}\nContext: {context}\nAnswer:",
-                     "<context>\n{context}\n</context>\n\n" + ACME + "\n\n**Question:** {question}\nHelpful Answer:"):
+    for template, said in ((ACME + "\nQuestion: {question}\nContext: {context}\nAnswer:", ACME),
+                           ("<context>\n{context}\n</context>\n\n" + ACME + "\n\n**Question:** {question}\nHelpful Answer:", ACME),
+                           ("Context: {context}\nQuestion: {question}\nShort answer.", "Short answer.")):  # a sentence, no label
         prompt = ChatPromptTemplate.from_messages([("human", template)])
         meta = ({"context": retriever | format_docs, "question": RunnablePassthrough()} | prompt | chat).invoke(AUSTRALIA).response_metadata
         rec = _assert_scored_against_retrieval(guard, meta)
-        assert rec["generation"]["system_prompt"] == ACME, rec["generation"]
+        assert rec["generation"]["system_prompt"] == said, rec["generation"]
         assert meta["route"] == "review" and any("system_prompt_fingerprint" in r for r in meta["reasons"]), meta["reasons"]
     # beside a system message of its own, both are the call's, the system message's first
     prompt = ChatPromptTemplate.from_messages([("system", "Be brief."), ("human", ACME + "\n{context}\nQ: {question}")])
@@ -789,7 +790,19 @@ def test_an_apps_instruction_in_the_human_message_holding_the_passages_is_the_ca
                     "answer, just say that you don't know, don't try to make up an answer.\n\n{context}\n\n"
                     "Question: {question}\nHelpful Answer:",  # RetrievalQA's stuff prompt
                     "Answer the question based only on the following context:\n{context}\n\nQuestion: {question}\n",
-                    "Context: {context}\n\nQ: {question}\nA:", "<context>{context}</context>\n<question>{question}</question>"):
+                    "Context: {context}\n\nQ: {question}\nA:", "<context>{context}</context>\n<question>{question}</question>",
+                    # LangChain's v0.1 quickstart (create_stuff_documents_chain), its local-model tutorial's RAG_TEMPLATE,
+                    # the hub's rlm/rag-prompt-llama (a chat format's marks written in the text)
+                    "Answer the following question based only on the provided context:\n\n<context>\n{context}\n"
+                    "</context>\n\nQuestion: {question}",
+                    "You are an assistant for question-answering tasks. Use the following pieces of retrieved context to "
+                    "answer the question. If you don't know the answer, just say that you don't know. Use three sentences "
+                    "maximum and keep the answer concise.\n\n<context>\n{context}\n</context>\n\nAnswer the following "
+                    "question:\n\n{question}",
+                    "[INST]<<SYS>> You are an assistant for question-answering tasks. Use the following pieces of retrieved "
+                    "context to answer the question. If you don't know the answer, just say that you don't know. Use three "
+                    "sentences maximum and keep the answer concise.<</SYS>> \nQuestion: {question} \nContext: {context} "
+                    "\nAnswer: [/INST]"):
         prompt = ChatPromptTemplate.from_messages([("human", framing)])
         meta = ({"context": retriever | format_docs, "question": RunnablePassthrough()} | prompt | chat).invoke(AUSTRALIA).response_metadata
         rec = _assert_scored_against_retrieval(guard, meta)

@@ -371,7 +371,13 @@ def test_an_apps_instruction_in_a_custom_question_template_is_the_calls_instruct
     llm = HGuardLLM(guard, domain="alpha")
     plain = PromptTemplate(ACME + "\n---------------------\n{context_str}\n---------------------\nQuestion: {query_str}\nAnswer: ")
     chat = ChatPromptTemplate.from_messages([("system", "Be brief."), ("user", "Context:\n{context_str}\n\n" + ACME + "\nQuery: {query_str}")])
-    for template, said in ((plain, ACME), (chat, "Be brief.\n\n" + ACME)):
+    from llama_index.core.prompts import RichPromptTemplate, SelectorPromptTemplate
+
+    own_variable = PromptTemplate("{rules}\n{context_str}\nQ: {query_str}\nA: ").partial_format(rules=ACME)
+    rich = RichPromptTemplate('{% chat role="system" %}Be brief.{% endchat %}{% chat role="user" %}{{ context_str }}\n'
+                              + ACME + '\nQuery: {{ query_str }}{% endchat %}')
+    for template, said in ((plain, ACME), (chat, "Be brief.\n\n" + ACME), (own_variable, ACME),  # its value, read
+                           (rich, "Be brief.\n\n" + ACME), (SelectorPromptTemplate(default_template=chat), "Be brief.\n\n" + ACME)):
         r = index.as_query_engine(llm=llm, similarity_top_k=2, text_qa_template=template).query(AUSTRALIA)
         rec = _scored(guard, r.metadata)
         assert rec["generation"]["system_prompt"] == said, rec["generation"]
@@ -976,3 +982,28 @@ def test_the_packing_window_fits_the_model_whatever_tokenizer_llamaindex_counts_
     assert words.metadata.context_window > gen.context_limit // 4, (words.metadata.context_window, gen.context_limit)
     counted = steps(words)
     assert max(counted) <= gen.context_limit, (counted, gen.context_limit)
+
+
+def test_llama_indexs_own_templates_that_ask_with_passages_hold_no_instruction():
+    """A second look at the commit reading a custom template's words as the call's instruction: NLSQLTableQueryEngine's
+    synthesis prompt (and the evaluators', postprocessors', query transforms') were read as custom, so their answers
+    were held by fingerprint. Every LlamaIndex template of those modules that asks ``query_str`` with passages only
+    frames them."""
+    import importlib
+    import re
+
+    from llama_index.core.prompts import PromptTemplate
+    from llama_index.llms.hguard.templates import _STOCK_TEMPLATE_MODULES, _template_texts, read_rag_prompt
+
+    checked = 0
+    for module in _STOCK_TEMPLATE_MODULES:
+        for name, value in vars(importlib.import_module(module)).items():
+            for text in (_template_texts(value) if name.isupper() else []):
+                variables = set(re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", text))
+                if "query_str" not in variables or not variables & {"context_str", "context_msg"}:
+                    continue
+                args = {v: f"value of {v}" for v in variables} | {"query_str": AUSTRALIA, "context_str": KENYA, "context_msg": KENYA}
+                rag = read_rag_prompt(PromptTemplate(text), {k: v for k, v in args.items() if k in variables})
+                assert rag is not None and rag.system is None, (module, name, rag and rag.system)
+                checked += 1
+    assert checked >= 15, checked

@@ -22,6 +22,7 @@ abstentions) keep their own.
 from __future__ import annotations
 
 import contextvars
+import functools
 import importlib
 import re
 
@@ -39,8 +40,8 @@ from llama_index.core.schema import MetadataMode
 from llama_index.core.instrumentation.span.simple import SimpleSpan
 
 from hguard.errors import error_text, one_line
-from hguard.streaming import (GuardedText, appears_in, blank, label_only, nothing_retrieved, question_label_only,
-                              with_text)
+from hguard.streaming import (CHAT_FORMAT_MARKS, GuardedText, appears_in, blank, label_only, nothing_retrieved,
+                              question_label_only, with_text)
 
 
 @dataclass
@@ -96,49 +97,74 @@ def instruction_beside_passages(template: Any, text: str, context: str) -> str |
     trial: "never give doses for children"; a reviewer's, with a custom template)."""
     raw = getattr(template, "content", None)
     stock = next((t for t in STOCK_CONTEXT_TEMPLATES if raw.startswith(t)), None) if isinstance(raw, str) else None
-    rest = raw[len(stock):] if isinstance(raw, str) and stock is not None else text.replace(context, " ")
-    return " ".join(rest.split()) or None
+    rest = raw[len(stock):] if isinstance(raw, str) and stock is not None else text.replace(context, "\n")
+    return " ".join(" ".join(x for x in rest.splitlines() if not label_only(x)).split()) or None
 
 
 def _template_texts(value: Any) -> list[str]:
-    """The fixed texts of a prompt constant: a string, a template's ``template``, or a chat template's (or a list of
-    chat messages') contents."""
+    """The fixed texts of a prompt constant: a string, a template's ``template`` (``template_str``: a
+    ``RichPromptTemplate``'s), or a chat template's (or a list of chat messages') contents."""
     if isinstance(value, str):
         return [value]
-    if isinstance(getattr(value, "template", None), str):
-        return [value.template]
+    for name in ("template", "template_str"):
+        if isinstance(getattr(value, name, None), str):
+            return [getattr(value, name)]
     messages = value if isinstance(value, (list, tuple)) else getattr(value, "message_templates", None) or []
     return [m.content for m in messages if isinstance(getattr(m, "content", None), str)]
 
 
-def _stock_answer_templates() -> frozenset[str]:
-    """LlamaIndex's own answer templates (text QA, refine, tree summarize, the chat variants' messages, the citation
-    engine's), whitespace collapsed: their text around the passages and the question only frames them."""
+#: the modules of LlamaIndex's own templates that a synthesizer call reads as a RAG call: the answer templates (text
+#: QA, refine, tree summarize, the chat variants', the citation and SQL engines'), and the other steps' that pass
+#: ``query_str`` and a context (evaluators, query transforms, node postprocessors, FLARE)
+_STOCK_TEMPLATE_MODULES = (
+    "llama_index.core.prompts.default_prompts", "llama_index.core.prompts.chat_prompts",
+    "llama_index.core.query_engine.citation_query_engine", "llama_index.core.indices.struct_store.sql_query",
+    "llama_index.core.evaluation.context_relevancy", "llama_index.core.evaluation.faithfulness",
+    "llama_index.core.evaluation.relevancy", "llama_index.core.evaluation.dataset_generation",
+    "llama_index.core.evaluation.multi_modal.faithfulness", "llama_index.core.evaluation.multi_modal.relevancy",
+    "llama_index.core.indices.query.query_transform.base", "llama_index.core.postprocessor.node",
+    "llama_index.core.postprocessor.pii", "llama_index.core.query_engine.flare.base",
+)
+
+
+@functools.cache
+def stock_answer_templates() -> frozenset[str]:
+    """LlamaIndex's own templates (:data:`_STOCK_TEMPLATE_MODULES`), whitespace collapsed: their text around the
+    passages and the question only frames them. Read once, when first needed."""
     found: set[str] = set()
-    for module in ("llama_index.core.prompts.default_prompts", "llama_index.core.prompts.chat_prompts",
-                   "llama_index.core.query_engine.citation_query_engine"):
+    for module in _STOCK_TEMPLATE_MODULES:
         try:
             constants = vars(importlib.import_module(module))
-        except ImportError:  # pragma: no cover - another LlamaIndex without this module
+        except Exception:  # pragma: no cover - another LlamaIndex without this module
             continue
         found.update(" ".join(t.split()) for name, v in constants.items() if name.isupper() for t in _template_texts(v))
     return frozenset(found)
 
 
-STOCK_ANSWER_TEMPLATES = _stock_answer_templates()
+#: the variables of a synthesizer's call that hold the question, the passages or the model's earlier answer: taken
+#: out of a template to leave the app's own words; any other variable is read with its value
+ANSWER_VARIABLES = ("query_str", "context_str", "context_msg", "context_messages", "existing_answer")
+_MARK = "\x00hguard:{}\x00"
 
 
-def instruction_around_question(template: Optional[str]) -> str | None:
-    """The app's instruction in a custom template of the message that asks the question (``text_qa_template=``,
-    ``refine_template=``, a chat template's user message): its fixed text, variables, labels alone on their line
-    ("Context:", "Query:", "Answer:") and fences left out, or None for LlamaIndex's own templates. The guard answers
-    through its own framing in the template's place, so "Reply only in German" in a custom ``text_qa_template`` was
-    dropped with it: never given to the model, fingerprinted or recorded (the LangChain adapter's human-message
-    template likewise). As for a custom ``context_template``, a custom template's framing cannot be told from an
-    instruction."""
-    if not isinstance(template, str) or " ".join(template.split()) in STOCK_ANSWER_TEMPLATES:
+def instruction_around_question(prompt: Any, raw: Optional[str], at: int, llm: Any, args: dict[str, Any]) -> str | None:
+    """The app's instruction in a custom template's message that asks the question (``text_qa_template=``,
+    ``refine_template=``, a chat template's user message, a ``RichPromptTemplate``): message ``at`` of ``prompt``
+    formatted with the call's ``args``, the question, passages and earlier answer (:data:`ANSWER_VARIABLES`) taken
+    out, labels alone on their line ("Context:", "Query:", "Answer:") and fences left out; other variables keep their
+    values ("in the style of {tone_name}"). None for LlamaIndex's own templates (``raw``, the template's own text,
+    is one of :func:`stock_answer_templates`). The guard answers through its own framing in the template's place, so
+    "Reply only in German" in a custom ``text_qa_template`` was dropped with it: never given to the model,
+    fingerprinted or recorded (the LangChain adapter's human-message template likewise). As for a custom
+    ``context_template``, a custom template's framing cannot be told from an instruction."""
+    if isinstance(raw, str) and " ".join(raw.split()) in stock_answer_templates():
         return None
-    lines = re.sub(r"\{[A-Za-z_][A-Za-z0-9_]*\}", "\n", template).splitlines()
+    marks = {v: _MARK.format(v) for v in ANSWER_VARIABLES}
+    try:
+        text = prompt.format_messages(llm=llm, **{**args, **marks})[at].content or ""
+    except Exception:  # formatted as the call formats it: a template that cannot be fails there, not here
+        return None
+    lines = CHAT_FORMAT_MARKS.sub(" ", re.sub("\x00hguard:\\w+\x00", "\n", text)).splitlines()
     return " ".join(" ".join(x for x in lines if not label_only(x) and not question_label_only(x)).split()) or None
 
 
@@ -183,6 +209,8 @@ def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None, nodes: S
     Variables come from the call and from the template's partial format (the synthesizer binds
     ``query_str`` that way). ``nodes``: the nodes the synthesizer was given, when known
     (:func:`synthesized_nodes`): the passages are then their own text (:func:`node_passages`)."""
+    prompt = _selected(prompt, llm)  # a selector's chat template is read as one (its system message was dropped)
+    call_args = dict(args)
     args = {**(getattr(prompt, "kwargs", None) or {}), **args}
     question = args.get("query_str")
     context = args.get("context_str", args.get("context_msg", args.get("context_messages")))
@@ -200,7 +228,7 @@ def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None, nodes: S
     history: list[dict] = []
     system: list[str] = []
     format_messages = getattr(prompt, "format_messages", None)
-    if getattr(prompt, "message_templates", None) and callable(format_messages):
+    if callable(format_messages):  # a chat template, a plain one (one user message), a RichPromptTemplate's blocks
         messages = format_messages(llm=llm, **{k: v for k, v in args.items() if k not in (getattr(prompt, "kwargs", None) or {})})
         last_user = max((i for i, m in enumerate(messages) if m.role == MessageRole.USER), default=None)
         templates = list(getattr(prompt, "message_templates", None) or [])
@@ -211,8 +239,10 @@ def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None, nodes: S
                 own = instruction_beside_passages(templates[i] if len(templates) == len(messages) else None, text, context)
                 if own is not None:
                     system.append(own)
-            if i == last_user and len(templates) == len(messages):  # the app's words around the question, if any
-                asked = instruction_around_question(getattr(templates[i], "content", None))
+            if i == last_user:  # the app's words around the question, if any
+                raw = getattr(templates[i], "content", None) if len(templates) == len(messages) else (
+                    None if templates else next(iter(_template_texts(prompt)), None))
+                asked = instruction_around_question(prompt, raw, i, llm, call_args)
                 if asked is not None:
                     system.append(asked)
             if i == last_user or appears_in(context, [text]):
@@ -222,10 +252,6 @@ def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None, nodes: S
                     system.append(text)
             elif m.role in (MessageRole.USER, MessageRole.ASSISTANT):
                 history.append({"role": "user" if m.role == MessageRole.USER else "assistant", "content": text})
-    else:  # a plain template (the query engines' text QA, refine and summary ones): its words around the question
-        asked = instruction_around_question(getattr(_selected(prompt, llm), "template", None))
-        if asked is not None:
-            system.append(asked)
     return RAGPrompt(question, passages if passages is not None else context, history, "\n\n".join(system) or None)
 
 
