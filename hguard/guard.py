@@ -102,7 +102,7 @@ class Guard(_Scoring, _Recording):
                 raise InputError(f"{name} takes {what}, got the path {str(given)!r}; or set its path in the policy")
         policy = checked_policy(policy)
         self.lm = lm
-        self.policy = policy
+        self._policy = policy  # its own copy (validated again above): kept as started on, read through .policy
         self.settings = GenerationSettings.from_policy(policy.generation)  # how this guard generates
         self.generator = Generator(lm, settings=self.settings)
         self._domains: dict[tuple[str, str], CalibratedDomain] = {}  # by (name, prompt mode)
@@ -139,6 +139,19 @@ class Guard(_Scoring, _Recording):
         self._unqueued_lock = threading.Lock()
         self._undelivered: OrderedDict[str, None] = OrderedDict()  # the latest decisions said never delivered: each once
         self._undelivered_lock = threading.Lock()
+
+    @property
+    def policy(self) -> Policy:
+        """The policy this guard started on (frozen: its domains and probes cannot be changed in place either)."""
+        return self._policy
+
+    @policy.setter
+    def policy(self, value: Policy) -> None:
+        # the thresholds were fitted to the policy the guard started on and every record carries its policy_hash: a
+        # policy swapped in was read per decision for some settings and not for others, under the old hash
+        raise PolicyError("Guard.policy cannot be replaced: a guard keeps the policy it started on (its thresholds were "
+                          "fitted to it and its records carry its policy_hash); start a new guard on the changed policy "
+                          "with Guard.from_policy(policy) (Guard.add_domain swaps a domain's probes in a running guard)")
 
     # ------------------------------------------------------------------------------ construction
 

@@ -156,6 +156,42 @@ def _visible(value: str | None) -> str | None:
 ShownMessage = Annotated[str, AfterValidator(_visible)]
 
 
+#: what a change in place of a policy's mapping or list says: a guard's thresholds were fitted to the policy it
+#: started on, and its records carry that policy's hash (a domain swapped in g.policy.domains kept the start-up
+#: threshold, under the calibrated certificate's reason, and the start-up hash)
+_CHANGED_IN_PLACE = ("a Policy is frozen, and a guard keeps the policy it started on (its thresholds were fitted to it and "
+                     "its records carry its policy_hash); build the changed policy with policy.model_copy(update="
+                     "{{'{field}': ...}}) (or edit the file) and start a new guard on it with Guard.from_policy(policy)")
+
+
+class _ReadOnlyDict(dict):
+    """A frozen policy's mapping (``Policy.domains``): read as a dict, refused in place with the fix."""
+
+    _field = "domains"
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        from hguard.errors import PolicyError
+
+        raise PolicyError(f"Policy.{self._field} cannot be changed in place: " + _CHANGED_IN_PLACE.format(field=self._field))
+
+    __setitem__ = __delitem__ = __ior__ = pop = popitem = clear = update = setdefault = _refuse
+
+    def __reduce__(self) -> Any:  # copied and pickled as a read-only dict again (not item by item)
+        return type(self), (dict(self),)
+
+
+class _ReadOnlyList(list):
+    """A frozen policy's list (``Policy.probes``): read as a list, refused in place with the fix."""
+
+    _field = "probes"
+    _refuse = _ReadOnlyDict._refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = append = extend = insert = pop = remove = clear = sort = \
+        reverse = _refuse
+
+    def __reduce__(self) -> Any:
+        return type(self), (list(self),)
+
+
 class _Section(BaseModel):
     # revalidate_instances: a section changed with model_copy(update=...) (which does not validate) is checked again
     # when validated (hguard._policy_load.checked_policy: a NaN min_grounding compared false, and accepted)
@@ -550,8 +586,13 @@ class Policy(_Section):
             twice = next((p for i, p in enumerate(folders) if any(p == q or same_file(p, q) for q in folders[:i])), None)
             if twice is not None:  # loaded twice, every domain it holds was calibrated by two folders, and switched off
                 raise ValueError(f"probes names the folder {str(twice)!r} twice; list each probe folder once")
-            return folders
+            return _ReadOnlyList(folders)
         return _resolve_path(value, info)
+
+    @field_validator("domains", mode="after")
+    @classmethod
+    def _read_only_domains(cls, value: dict[str, DomainPolicy]) -> dict[str, DomainPolicy]:
+        return _ReadOnlyDict(value)  # frozen as the policy is: refused in place, naming the fix
 
     def own_files(self) -> dict[str, Path]:
         """The files this policy's deployment keeps (audit log and its anchor, review queue, monitor state,

@@ -58,7 +58,8 @@ def test_a_domain_without_its_own_abstain_message_shows_the_policys(calibrated, 
     defaulted to the built-in one; a domain that sets its own keeps it."""
     lm, root = calibrated
     policy = _policy(root, tmp_path, accept_below=0.0, abstain_above=0.0)
-    policy.domains["beta"] = policy.domains["beta"].model_copy(update={"accept_below": 0.0, "abstain_above": 0.0})
+    policy = policy.model_copy(update={"domains": {**policy.domains, "beta": policy.domains["beta"].model_copy(
+        update={"accept_below": 0.0, "abstain_above": 0.0})}})
     g = Guard.from_policy(policy.model_copy(update={"abstain_message": "Tenant B cannot say."}), lm=lm)
     alpha = g.invoke("who is the author of the book ?", domain="alpha")
     assert alpha.route == "abstain" and alpha.display_text == "Tenant B cannot say."
@@ -67,6 +68,46 @@ def test_a_domain_without_its_own_abstain_message_shows_the_policys(calibrated, 
     # the policy object says the same (a domain's field alone holds the built-in default)
     assert (g.policy.abstain_message_of("alpha"), g.policy.abstain_message_of("beta"),
             g.policy.abstain_message_of(None)) == ("Tenant B cannot say.", "beta cannot say", "Tenant B cannot say.")
+
+
+def test_a_running_guards_policy_cannot_be_changed_behind_its_back(calibrated, tmp_path):
+    """A risk officer's trial: `g.policy.domains["geography"] = dp.model_copy(update={"accept_below": None})` on a
+    running guard (Policy is frozen, its domains dict was not) kept the hand-set threshold fitted at start-up, while
+    the accept reason claimed the calibrated certificate, uncertified_accept_thresholds() said {}, settings read per
+    decision followed the change and every record kept the start-up policy_hash. The change is refused, naming the fix."""
+    import copy
+    import pickle
+
+    from hguard.errors import PolicyError
+    from hguard.monitor import policy_hash
+
+    lm, root = calibrated
+    policy = _policy(root, tmp_path)
+    policy = policy.model_copy(update={"probes": [policy.probes]})  # a list of folders, frozen as the mapping is
+    g = Guard.from_policy(policy, lm=lm)
+    started = policy_hash(g.policy)
+    hand_set = g.uncertified_accept_thresholds()
+    dp = g.policy.domains["alpha"]
+    for change in (lambda: g.policy.domains.__setitem__("alpha", dp.model_copy(update={"accept_below": None})),
+                   lambda: g.policy.domains.pop("beta"), lambda: g.policy.domains.update(alpha=dp),
+                   lambda: g.policy.domains.clear(), lambda: g.policy.domains.setdefault("gamma", dp),
+                   lambda: g.policy.probes.append(tmp_path), lambda: g.policy.probes.clear()):
+        with pytest.raises(PolicyError, match=r"cannot be changed in place: .* start a new guard on it"):
+            change()
+    with pytest.raises(PolicyError, match="Guard.policy cannot be replaced: .*Guard.from_policy"):
+        g.policy = policy.model_copy(update={"domains": {**policy.domains, "alpha": dp.model_copy(update={"accept_below": None})}})
+    r = g.invoke("what is the capital of france ?", domain="alpha")
+    rec = AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)
+    assert rec["policy_hash"] == started == policy_hash(g.policy) and rec["thresholds"]["accept_below"] == 0.999
+    assert g.uncertified_accept_thresholds() == hand_set and "alpha" in hand_set
+    # the documented way: a changed copy (validated as a guard starts), on a new guard; copies stay frozen
+    changed = policy.model_copy(update={"domains": {**policy.domains, "alpha": dp.model_copy(update={"accept_below": None})}})
+    g2 = Guard.from_policy(changed, lm=lm)
+    assert g2.policy.domains["alpha"].accept_below is None and policy_hash(g2.policy) != started
+    for again in (copy.deepcopy(g.policy), pickle.loads(pickle.dumps(g.policy)), copy.copy(g.policy)):
+        assert again == g.policy and policy_hash(again) == started
+        with pytest.raises(PolicyError):
+            again.domains["alpha"] = dp
 
 
 def test_result_carries_answer_route_risk_signals_reasons_and_its_audit_record(guard, tmp_path):
@@ -1982,7 +2023,8 @@ def test_a_question_of_a_domain_not_scored_is_not_handed_to_another_domain(calib
 
     lm, root = calibrated
     policy = _policy(root, tmp_path, accept_below=1.0, abstain_above=1.0)
-    policy.domains["beta"] = policy.domains["beta"].model_copy(update={"accept_below": 1.0, "abstain_above": 1.0})
+    policy = policy.model_copy(update={"domains": {**policy.domains, "beta": policy.domains["beta"].model_copy(
+        update={"accept_below": 1.0, "abstain_above": 1.0})}})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         g = Guard.from_policy(policy, lm=lm)
@@ -2142,7 +2184,8 @@ def test_a_policy_generating_otherwise_than_its_calibration_is_said_once_at_star
     lm, root = calibrated
     policy = _policy(root, tmp_path)
     policy = policy.model_copy(update={"generation": policy.generation.model_copy(update={"max_new_tokens": 6})})
-    policy.domains["beta"] = policy.domains["beta"].model_copy(update={"generation_mismatch": "warn"})
+    policy = policy.model_copy(update={"domains": {**policy.domains, "beta": policy.domains["beta"].model_copy(
+        update={"generation_mismatch": "warn"})}})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         g = Guard.from_policy(policy, lm=lm)

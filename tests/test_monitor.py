@@ -1887,7 +1887,7 @@ def test_lifting_one_domain_keeps_another_domains_tightening_only_the_state_file
     import shutil
 
     policy = _pol(tmp_path, spot_check_rate=0.5, on_breach="review")
-    policy.domains["hr"] = policy.domains["geo"]
+    policy = policy.model_copy(update={"domains": {**policy.domains, "hr": policy.domains["geo"]}})  # frozen in place
     _deploy(tmp_path, policy, 80, halluc_rate=0.6)
     assert run_monitor(policy)["domains"]["geo"]["state"]["state"] == "tightened"
     (tmp_path / "old").mkdir()

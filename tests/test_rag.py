@@ -1273,7 +1273,8 @@ def test_a_question_of_a_domain_whose_rag_probe_cannot_be_read_is_not_handed_to_
     replace(CalibratedDomain.load(tmp_path / "probes" / "alpha.rag.json"), name="beta",
             router_questions=beta.router_questions).save(tmp_path / "probes" / "beta.rag.json")
     policy = _policy(tmp_path, tmp_path, knowledge_conflict="trust_context")
-    policy.domains["beta"] = policy.domains["beta"].model_copy(update={"knowledge_conflict": "trust_context"})
+    policy = policy.model_copy(update={"domains": {**policy.domains, "beta": policy.domains["beta"].model_copy(
+        update={"knowledge_conflict": "trust_context"})}})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         healthy = Guard.from_policy(policy, lm=lm)
