@@ -408,6 +408,8 @@ class _Scoring:
                 f"steering alpha {steer_info['alpha']:g} scaled the {steer_info['n_neurons']} H-Neurons the domain's "
                 "probe reads while this answer was generated, and the calibration scored unsteered answers: its risk "
                 "and thresholds do not hold for it, so it is not accepted (set alpha = 1 to route by the calibration)")
+        if steer_info is not None and steer_info.get("not_applied"):  # set, but not for this domain's probes: unsteered
+            g.extra.setdefault("notes", []).append(steer_info["not_applied"])
         try:
             signals, risk, thresholds, fp = self._score(g, domain, route, problems)
         except Exception as exc:  # anything unforeseen still ends in review

@@ -209,6 +209,11 @@ class Guard(_Scoring, _Recording):
                     held += (f" (the policy has no [domains.{name}] table, so the default knowledge_conflict = 'review' "
                              "applies)")
                 warnings.warn(no_conflict_detector(name, held=held), UserWarning, stacklevel=2)
+        for name in sorted(guard._plans):  # a steering setting the domain's probes cannot apply, said once
+            if (unsteered := guard._unsteered(name)) is not None and pol.domains[name].steering.alpha != 1.0:  # type: ignore[union-attr]
+                warnings.warn(f"{unsteered} (each record's steering says so); remove [domains.{name}.steering], or "
+                              "calibrate the domain closed-book too (hguard calibrate) to steer it", UserWarning,
+                              stacklevel=2)
         for name, plan in sorted(guard._plans.items()):  # a probe whose scores carry no signal, said once
             if said := guard._no_router_questions(name):
                 warnings.warn(said, UserWarning, stacklevel=2)
@@ -925,12 +930,29 @@ class Guard(_Scoring, _Recording):
             raise KeyError(domain)
         return plan.route(rag).fitted
 
+    def _unsteered(self, name: str) -> str | None:
+        """Why a served domain's ``[domains.X.steering]`` is not applied, else None (said at start-up, in each of its
+        answers' reasons and in the record's ``steering``): steering scales the H-Neurons of the domain's closed-book
+        probe, the neurons it was measured on, and a domain calibrated with context only has none."""
+        dp = self.policy.domain(name)
+        if dp is None or dp.steering is None or name not in self._plans or name in self.probes:
+            return None
+        return (f"steering alpha {dp.steering.alpha:g} of domain {name!r} is not applied: steering scales the H-Neurons "
+                "of a domain's closed-book probe, and this domain has only a RAG probe, so its answers are generated "
+                "unsteered")
+
     def _steering(self, domain: str | None) -> tuple[dict[int, float] | None, dict | None]:
         dp = self.policy.domain(domain) if domain else None
         st = getattr(dp, "steering", None) if dp else None
-        if st is None or domain is None or domain not in self.probes:
+        if st is None or domain is None:
             return None, None
         alpha = float(st.alpha)
+        unsteered = self._unsteered(domain)
+        if unsteered is not None:  # recorded as set, and as not applied (the answer routes as calibrated)
+            return None, {"alpha": alpha, "n_neurons": 0, "neurons": "h_neurons", "probe_id": None,
+                          "not_applied": unsteered}
+        if domain not in self.probes:
+            return None, None
         cd = self.probes[domain]
         probe = cd.probe
         h = [int(l) * int(probe.d_ff_) + int(j) for l, j, _ in probe.h_neurons_]

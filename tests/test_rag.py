@@ -1293,3 +1293,37 @@ def test_a_question_of_a_domain_whose_rag_probe_cannot_be_read_is_not_handed_to_
     r = g.invoke(q, context=ctx)
     assert r.route == "review" and r.domain == "alpha", (r.domain, r.reasons)
     assert "alpha" in r.domain_choice["unscored_similarities"], r.domain_choice
+
+
+def test_steering_on_a_rag_only_domain_is_said_not_applied_at_start_up_in_the_reasons_and_the_record(tiny_rag, tmp_path):
+    """A risk officer's trial: [domains.policy.steering] alpha = 0 on a domain with only a RAG probe steered nothing,
+    and nothing said so (no start-up warning, result.steering None, the record's steering null), while the README
+    says the record's steering records the setting. Steering scales the H-Neurons of the domain's closed-book probe:
+    said at start-up, and each answer records the setting as not applied and routes as calibrated."""
+    import shutil
+    import warnings
+
+    from hguard.audit import AuditLog
+    from hguard.guard import Guard
+
+    lm, folder, _ = tiny_rag
+    (tmp_path / "probes").mkdir()
+    for name in ("alpha.rag.json", "beta.json"):
+        shutil.copy(folder / "probes" / name, tmp_path / "probes" / name)
+    policy = _policy(tmp_path, tmp_path, knowledge_conflict="trust_context", steering={"alpha": 0.0})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        g = Guard.from_policy(policy, lm=lm)
+    said = [str(w.message) for w in caught if "steer" in str(w.message)]
+    assert "alpha" in g.rag_probes and "alpha" not in g.probes
+    assert len(said) == 1 and said[0].startswith("steering alpha 0 of domain 'alpha' is not applied: steering scales "
+                                                 "the H-Neurons of a domain's closed-book probe"), said
+    assert "remove [domains.alpha.steering]" in said[0]
+    r = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
+    rec = AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)
+    assert r.steering is not None and r.steering["alpha"] == 0.0 and "not applied" in r.steering["not_applied"]
+    assert rec["steering"] == r.steering and any(x.startswith("steering alpha 0 of domain 'alpha' is not applied")
+                                                 for x in r.reasons), r.reasons
+    assert not any("scaled the" in x for x in r.reasons)  # unsteered: not held as a steered answer
+    beta = g.invoke("capital city river ?", domain="beta")  # no steering set: none recorded
+    assert beta.steering is None and AuditLog(tmp_path / "audit.jsonl").find(beta.audit_id)["steering"] is None
