@@ -95,6 +95,40 @@ def _model_at(loc: Sequence[Any]) -> tuple[type[BaseModel], str | None] | None:
     return model, None
 
 
+def _tables_of(key: str) -> list[tuple[str, ...]]:
+    """Where a policy holds ``key``, read from the schema's own fields: each table's key path (``()`` the top level,
+    ``("domains", "NAME")`` a domain's table), for a key written in the wrong table."""
+    from hguard.policy import Policy  # the schema module imports this one
+
+    out: list[tuple[str, ...]] = []
+
+    def walk(model: type[BaseModel], path: tuple[str, ...]) -> None:
+        for name, field in model.model_fields.items():
+            inner = _model_in(field.annotation)
+            if inner is None:
+                if name == key and name != "name":  # a domain's name is its table's: never a key to move
+                    out.append(path)
+            else:
+                walk(inner[1], (*path, name, "NAME") if inner[0] == "dict" else (*path, name))
+
+    walk(Policy, ())
+    return out
+
+
+def _belongs(key: str, loc: Sequence[Any]) -> str:
+    """Where ``key``, unknown in the table at ``loc`` (its key path), belongs when another table of the policy holds
+    it; a domain's own tables are named by its name."""
+    here = tuple("NAME" if i and loc[i - 1] == "domains" else str(p) for i, p in enumerate(loc))
+    domain = str(loc[1]) if len(loc) > 1 and loc[0] == "domains" else None
+    said = []
+    for home in (h for h in _tables_of(key) if h != here):
+        table = ".".join(domain if p == "NAME" and domain is not None else p for p in home)
+        said.append("at the top level: in TOML, above the first [table] line (a key below a [table] line belongs to "
+                    "that table)" if not home else f"in a [{table}] table (the one of the domain it is for)"
+                    if "NAME" in table else f"in the [{table}] table")
+    return f"; {key} belongs " + ", or ".join(said) if said else ""
+
+
 def _explain(error: Mapping[str, Any]) -> str:
     loc = tuple(error.get("loc", ()))
     where = _loc_text(loc)
@@ -106,9 +140,10 @@ def _explain(error: Mapping[str, Any]) -> str:
         found = _model_at(loc)
         allowed = sorted(k for k in found[0].model_fields if k != "name") if found else []
         hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
-        near = difflib.get_close_matches(str(loc[-1]), allowed, n=1) if loc and allowed else []
+        belongs = _belongs(str(loc[-1]), loc[:-1]) if loc else ""  # a key of another table: where it goes, not a guess
+        near = difflib.get_close_matches(str(loc[-1]), allowed, n=1) if loc and allowed and not belongs else []
         guess = f"; did you mean {near[0]!r}?" if near else ""
-        return f"{where}: unknown key (value {_short(error.get('input'))}){guess}{hint}"
+        return f"{where}: unknown key (value {_short(error.get('input'))}){belongs}{guess}{hint}"
     if kind == "missing":
         found = _model_at(loc)
         desc = found[0].model_fields[found[1]].description if found and found[1] in found[0].model_fields else None

@@ -305,6 +305,30 @@ def test_unknown_key_error_lists_the_allowed_keys(tmp_path):
     assert "allowed keys here:" in message and "accept_below" in message and "min_grounding" in message
 
 
+def test_a_key_written_in_the_wrong_table_is_told_where_it_belongs(tmp_path):
+    """A risk officer's trial: `fingerprint_mismatch = "warn"` written after `[generation]` (TOML reads it as that
+    table's) was only "unknown key ...; allowed keys here: max_new_tokens, system_prompt", with no word that it is a
+    top-level key. Where it belongs is read from the policy's own fields."""
+    path = write(tmp_path, "p.toml", 'version = 1\n[generation]\nmax_new_tokens = 32\nfingerprint_mismatch = "warn"\n'
+                 "min_grounding = 0.3\n[domains.geo]\nalpha = 0.5\nseed = \"x\"\n[domains.geo.steering]\n"
+                 "min_grounding = 0.2\n")
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    said = str(info.value)
+    assert ("generation.fingerprint_mismatch: unknown key (value 'warn'); fingerprint_mismatch belongs at the top "
+            "level: in TOML, above the first [table] line") in said, said
+    assert "generation.min_grounding: unknown key (value 0.3); min_grounding belongs in a [domains.NAME] table" in said
+    assert "domains.geo.alpha: unknown key (value 0.5); alpha belongs in the [domains.geo.steering] table" in said
+    assert "domains.geo.seed: unknown key (value 'x'); seed belongs in the [monitor] table" in said
+    assert "domains.geo.steering.min_grounding: unknown key (value 0.2); min_grounding belongs in the [domains.geo] table" in said
+    with pytest.raises(PolicyError, match=r"max_new_tokens belongs in the \[generation\] table; allowed keys here"):
+        Policy.from_mapping({"version": 1, "max_new_tokens": 32})
+    # a key no table holds is still guessed at, and a domain's name is no key to move
+    with pytest.raises(PolicyError) as info:
+        Policy.from_mapping({"version": 1, "generation": {"max_new_token": 3}, "name": "x"})
+    assert "did you mean 'max_new_tokens'" in str(info.value) and "belongs" not in str(info.value)
+
+
 def test_a_policy_error_as_the_cli_says_it_keeps_its_items_apart(tmp_path):
     from hguard.cli import error_line
 
