@@ -30,7 +30,7 @@ from ._decoding import (
 from .errors import InputError, UsageError
 from ._text import blank, misdecoded
 from .models import PLAIN_ANSWER, PLAIN_QUESTION, PLAIN_STOP, LoadedModel, _text_fingerprint, as_loaded, system_prompt_fingerprint
-from .neurons import NeuronRecorder, current_sites, find_ffn_sites
+from .neurons import WEIGHT_SHARES, NeuronRecorder, current_sites, find_ffn_sites
 from .settings import CLOSED_BOOK, GENERATOR_MAX_NEW_TOKENS, RAG, GenerationSettings
 
 DEFAULT_MAX_NEW_TOKENS = GENERATOR_MAX_NEW_TOKENS
@@ -452,6 +452,10 @@ class Generator:
         self.max_new_tokens = max_new_tokens
         self.sites = find_ffn_sites(lm.model)
         self.n_features = sum(s.d_ff for s in self.sites)
+        # the model's weights against those it was loaded with: all of the sample now, then one share of it a
+        # generation (the whole of it again while a difference stands), see hguard.neurons.WeightSample
+        self.weights_problem = lm.weights_changed()
+        self._weight_share = 0
         self.eos_token_ids = _eos_ids(lm)
         self._running = threading.local()
         self._control: tuple[str, ...] | None = None
@@ -459,11 +463,17 @@ class Generator:
     def unread_neurons(self) -> str | None:
         """Why the FFN neurons cannot be read on the model as it is now (its down-projections replaced since this
         generator found them, by modules that are not copies of them), else None; copies (module fusing's) are hooked
-        in their place from now on. Checked at each generation: hooks left on replaced modules record nothing."""
+        in their place from now on. Checked at each generation: hooks left on replaced modules record nothing. Then
+        whether the model's weights are still those it was loaded with (:meth:`LoadedModel.weights_changed`): the
+        neurons of an edited model are read, but they are not those its fingerprint names."""
         sites, problem = current_sites(self.lm.model, self.sites)
-        if problem is None:
-            self.sites = sites
-        return problem
+        if problem is not None:
+            return problem
+        self.sites = sites
+        share = None if self.weights_problem else self._weight_share
+        self._weight_share = (self._weight_share + 1) % WEIGHT_SHARES
+        self.weights_problem = self.lm.weights_changed(share)
+        return self.weights_problem
 
     @property
     def running(self) -> "RunningState | None":

@@ -190,6 +190,9 @@ class Guard(_Scoring, _Recording):
             refused = [f"{k}: {guard.probe_errors.pop(k)}" for k in sorted(guard.probe_errors) if k.startswith(f"{name}.")]
             guard.probe_errors[name] = ("its probe file was refused (" + "; ".join(refused) + ")" if refused
                                         else "no probe folder of the policy calibrates it")
+        if guard.generator.weights_problem:  # edited in memory since loading: every answer is held (unread_neurons)
+            warnings.warn(f"{guard.generator.weights_problem}; until then every answer is held for review, its risk "
+                          "unscored", UserWarning, stacklevel=2)
         for warning in guard.fingerprint_mismatches().values():  # served, but calibrated under another setup
             warnings.warn(warning, UserWarning, stacklevel=2)
         for warning in guard.generation_mismatches().values():  # served, but calibrated on other generation settings

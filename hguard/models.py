@@ -112,10 +112,39 @@ class LoadedModel:
     loaded_fingerprint: str  # the weights' as loaded; :attr:`fingerprint` is the one probes are checked against
     load_info: dict = field(default_factory=dict)
     loaded_dtype: Any = None  # the weights' dtype as loaded (default: the model's when this is made)
+    # a strided sample of every weight as loaded (default: taken when this is made), which :meth:`weights_changed`
+    # compares the model with: the fingerprint names the files, and only this says the weights are still theirs
+    weight_sample: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.loaded_dtype is None:
             self.loaded_dtype = getattr(self.model, "dtype", None)
+        if self.weight_sample is None and hasattr(self.model, "named_parameters"):
+            from .neurons import sample_weights
+
+            self.weight_sample = sample_weights(self.model)
+
+    def weights_changed(self, share: int | None = None) -> str | None:
+        """Why the model's weights are not those it was loaded with (an adapter merged into them, PEFT's
+        ``merge_and_unload``, a weight edited in memory, a layer swapped for one with other parameters), else None:
+        its fingerprint names the loaded files, which did not answer, and a probe calibrated on them reads other
+        neurons. Compares the whole load-time sample, or one interleaved share of it (``share``: 0 to 15, a
+        generation's check). A cast to another dtype is the fingerprint's to say, and a move to another device is no
+        change."""
+        from .neurons import changed_weights, describe_parameters
+
+        if self.weight_sample is None:
+            return None
+        changed = changed_weights(self.model, self.weight_sample, share)
+        if not changed:
+            return None
+        said = "; ".join(f"{what}: {describe_parameters(n for n, how in changed if how == key)}"
+                         for key, what in (("values", "other values in"), ("added", "added"), ("gone", "gone"))
+                         if any(how == key for _, how in changed))
+        return (f"the model's weights are not those loaded from {self.source} ({said}: an adapter merged in, a weight "
+                f"edited in memory), so its fingerprint {self.fingerprint} names weights that did not answer and a probe "
+                "reads other neurons than it was calibrated on; save the edited model (`lm.model.save_pretrained(folder)` "
+                "and `lm.tokenizer.save_pretrained(folder)`), load it with `load_model(folder)` and calibrate on it")
 
     @property
     def fingerprint(self) -> str:

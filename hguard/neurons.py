@@ -86,6 +86,97 @@ def weight_signature(w: torch.Tensor) -> tuple:
     return (*head, flat[::step].clone().view(-1).view(torch.uint8))
 
 
+# A generation compares one of this many interleaved shares of the load-time sample of every weight (see
+# WeightSample): share k of a matrix's sample is every WEIGHT_SHARES-th of its elements from the k-th, still spread over the
+# whole matrix, so each generation reads 256 elements a matrix (about 1 ms on the default model, one thread, where all
+# 4,096 cost 9 ms) and sixteen generations read them all; the whole sample is compared when a guard starts and, once a
+# difference is seen, at every generation until the weights are as loaded again.
+WEIGHT_SHARES = 16
+
+
+@dataclass(frozen=True)
+class WeightSample:
+    """A strided sample of every parameter of a model (the down-projections' signature, extended to every weight the
+    forward pass uses: attention, MLP, norms, embeddings), taken when the model is loaded, on the CPU in the dtype it
+    was loaded in. :func:`changed_weights` names the parameters that are not as sampled."""
+
+    params: dict  # name -> (shape, dtype, step, sample or None for a weight without values here: offloaded)
+    _shares: dict = field(default_factory=dict, compare=False, repr=False)  # share -> its samples' bytes, concatenated
+
+    def share_bytes(self, share: int | None) -> torch.Tensor:
+        if share not in self._shares:
+            parts = [s if share is None else s[share::WEIGHT_SHARES] for _, _, _, s in self.params.values() if s is not None]
+            self._shares[share] = torch.cat(parts).view(torch.uint8) if parts else torch.zeros(0, dtype=torch.uint8)
+        return self._shares[share]
+
+
+def _strided(w: torch.Tensor, step: int, share: int | None) -> torch.Tensor:
+    flat = w.detach().reshape(-1)
+    return flat[::step] if share is None else flat[share * step::WEIGHT_SHARES * step]
+
+
+def sample_weights(model: nn.Module) -> WeightSample:
+    """The :class:`WeightSample` of ``model`` as it is now (at load): ``_SAMPLE`` elements of each parameter at an odd
+    stride, as :func:`weight_signature` takes of a down-projection."""
+    params: dict = {}
+    for name, p in model.named_parameters():
+        step = max(1, p.numel() // _SAMPLE) | 1
+        values = None if p.device.type == "meta" or p.numel() == 0 else _strided(p, step, None).cpu().clone()
+        params[name] = (tuple(p.shape), p.dtype, step, values)
+    return WeightSample(params)
+
+
+def _same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and bool(torch.equal(a.contiguous().view(torch.uint8), b.contiguous().view(torch.uint8)))
+
+
+def changed_weights(model: nn.Module, sample: WeightSample, share: int | None = None) -> list[tuple[str, str]]:
+    """The parameters of ``model`` that are not as ``sample`` took them, each as (name, how): "values" (other values,
+    or another shape), "added" or "gone" (a module swapped for one with other parameters, an adapter wrapped around a
+    layer). ``share`` (0 to 15) compares one interleaved share of each sample, None the whole of it. A model cast to
+    another dtype since is compared with the sample cast the same way (its fingerprint says the dtype; a cast and back
+    is another model), and one moved to another device is the same model."""
+    now = dict(model.named_parameters())
+    if list(now) == list(sample.params):  # the common case: one concatenation, one transfer, one comparison
+        try:
+            got = torch.cat([_strided(now[n], step, share) for n, (_, _, step, s) in sample.params.items() if s is not None])
+            if all(now[n].dtype == d for n, (_, d, _, _) in sample.params.items()) and _same_bytes(
+                    got.cpu().view(torch.uint8), sample.share_bytes(share)):
+                return []
+        except (RuntimeError, TypeError):  # parameters on several devices, or of other shapes: compared one by one
+            pass
+    out = [(n, "gone") for n in sample.params if n not in now] + [(n, "added") for n in now if n not in sample.params]
+    for name, (shape, _, step, values) in sample.params.items():
+        p = now.get(name)
+        if p is None:
+            continue
+        if tuple(p.shape) != shape:
+            out.append((name, "values"))
+            continue
+        if values is None or p.device.type == "meta" or p.numel() == 0:
+            continue
+        want = values if share is None else values[share::WEIGHT_SHARES]
+        got = _strided(p, step, share).cpu()
+        if not _same_bytes(got, want.to(got.dtype)):
+            out.append((name, "values"))
+    return out
+
+
+def describe_parameters(names: Iterable[str]) -> str:
+    """Parameter names said short: those of numbered layers grouped by their path in the layer ("self_attn.q_proj.weight
+    of layer(s) 0, 1"), others whole."""
+    import re
+
+    groups: dict[str, list[int]] = {}
+    for name in names:
+        m = re.match(r"(.*?)\.(\d+)\.(.+)$", name)
+        key, layer = (m.group(3), int(m.group(2))) if m else (name, -1)
+        groups.setdefault(key, []).append(layer)
+    said = [key if layers == [-1] else f"{key} of layer(s) {_layer_list(sorted(set(layers)))}"
+            for key, layers in groups.items()]
+    return "; ".join(said[:6]) + (f"; and {len(said) - 6} more" if len(said) > 6 else "")
+
+
 def _same_signature(a: tuple, b: tuple) -> bool:
     if not a or not b:
         return not a and not b
@@ -658,6 +749,7 @@ __all__ = [
     "FFNSite",
     "NeuronRecorder",
     "SUPPORTED_MODEL_TYPES",
+    "changed_weights",
     "column_norms",
     "current_sites",
     "find_ffn_sites",

@@ -272,6 +272,28 @@ def test_collection_refuses_a_folder_from_other_settings(tmp_path, setup):
         collect_mod.collect(Generator(lm, system_prompt="other", max_new_tokens=4), exs[:4], tmp_path, progress=False)
 
 
+def test_a_model_edited_in_memory_is_not_calibrated_under_its_files_fingerprint(tmp_path):
+    """A user trial: calibrating a model whose weights were edited after load_model (a LoRA merged in) recorded the
+    fingerprint of the files, whose weights did not answer: refused, with what changed and the fix."""
+    import torch
+
+    from hguard.calibrate.data import Example
+    from hguard.errors import UnsupportedModelError
+    from hguard.testing import tiny_model
+
+    lm = tiny_model("llama", seed=3)
+    with torch.no_grad():
+        lm.model.model.layers[1].self_attn.v_proj.weight.add_(0.01)
+    rows = [Example(id=f"r{i}", question=f"capital city {w} ?", answers=[w], domain="alpha")
+            for i, w in enumerate(["paris", "rome"])]
+    for run in (lambda: calibrate(rows, tmp_path / "p", lm=lm, progress=False, plots=False),
+                lambda: evaluate(tmp_path / "p", rows, lm=lm)):
+        with pytest.raises(UnsupportedModelError, match=r"not those loaded from tiny:llama \(other values in: "
+                                                        r"self_attn.v_proj.weight of layer\(s\) 1: .*calibrate on it"):
+            run()
+    assert not (tmp_path / "p").exists()
+
+
 def test_collection_refuses_answers_given_to_an_edited_row(tmp_path, setup):
     lm, exs, *_ = setup
     gen = Generator(lm, system_prompt="answer", max_new_tokens=4)

@@ -248,6 +248,7 @@ def test_a_model_cast_to_another_dtype_after_loading_is_not_scored_by_its_float3
     g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
     assert g.invoke("who is the author ?", domain="alpha").route == "accept"
     loaded = lm.fingerprint
+    saved = {k: v.clone() for k, v in lm.model.state_dict().items()}  # the shared model's weights, put back at the end
     lm.model.to(torch.bfloat16)
     try:
         assert lm.fingerprint == loaded + "+bfloat16" and lm.loaded_fingerprint == loaded
@@ -262,6 +263,31 @@ def test_a_model_cast_to_another_dtype_after_loading_is_not_scored_by_its_float3
     r = g.invoke("who is the author ?", domain="alpha")
     assert r.route == "review" and any("the weights of the FFN down-projection of layer(s) 0, 1, 2 were changed" in x
                                        for x in r.reasons), r.reasons
+    assert "model.embed_tokens.weight" in lm.weights_changed()  # not those loaded either, every one of them
+    lm.model.load_state_dict(saved)
+    assert lm.weights_changed() is None
+
+
+def test_a_model_edited_in_memory_before_the_guard_started_is_held_with_what_changed(calibrated, tmp_path):
+    """A user trial: a LoRA merged into q_proj/v_proj between load_model and Guard.from_policy kept the files'
+    fingerprint, the probe calibrated on them scored the answers and accepted them. Said at start; every answer held."""
+    import torch
+
+    lm, root = calibrated
+    saved = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    with torch.no_grad():
+        for layer in lm.model.model.layers:
+            layer.self_attn.q_proj.weight.mul_(1.05)
+    try:
+        with pytest.warns(UserWarning, match=r"the model's weights are not those loaded from tiny:llama \(other values "
+                                             r"in: self_attn.q_proj.weight of layer\(s\) 0, 1, 2.*every answer is held"):
+            g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+        r = g.invoke("who is the author ?", domain="alpha")
+        assert r.route == "review" and r.risk is None, r.reasons
+        assert any("not those loaded from tiny:llama" in x and "calibrate on it" in x for x in r.reasons), r.reasons
+    finally:
+        lm.model.load_state_dict(saved)
+    assert g.invoke("who is the author ?", domain="alpha").route == "accept"  # put back: scored as calibrated
 
 
 def test_a_callers_autocast_does_not_change_what_the_guard_computes(calibrated, tmp_path):

@@ -699,6 +699,66 @@ def test_down_projection_weights_changed_in_place_are_unread_with_the_fix():
             assert "neurons_unread" not in g.extra and g.cett.tolist() == before.cett.tolist()
 
 
+def test_weights_edited_in_memory_since_loading_are_unread_with_the_fix():
+    """A user trial: a LoRA merged into q_proj/v_proj (or up/gate_proj, or down_proj) between load_model and the
+    guard's start, or into any module but down_proj after it, was read with the probe of the files' weights and
+    accepted under the files' fingerprint (the down-projections alone were compared, with their state at start). A
+    sample of every weight taken at load is compared: held, with what changed and the fix; put back, read as before."""
+    lm = tiny_model("llama", seed=1)
+    saved = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    (before,) = Generator(lm, system_prompt="answer", max_new_tokens=5).generate(QUESTIONS[:1], neurons="all")
+    layers = lm.model.model.layers
+
+    def merge(*names, layer_ids=(0, 1, 2)):  # what merge_and_unload does: W += scale * B @ A, under no_grad
+        g = torch.Generator().manual_seed(7)
+        with torch.no_grad():
+            for i in layer_ids:
+                for n in names:
+                    w = getattr(layers[i].self_attn, n, None) or getattr(layers[i].mlp, n)
+                    w.weight.add_(0.5 * torch.randn(w.weight.shape[0], 4, generator=g)
+                                  @ torch.randn(4, w.weight.shape[1], generator=g) / 4)
+
+    merge("q_proj", "v_proj")  # before the start
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=5)
+    assert "self_attn.q_proj.weight of layer(s) 0, 1, 2; self_attn.v_proj.weight of layer(s) 0, 1, 2" in gen.weights_problem
+    for when in ("before", "after"):
+        (g,) = gen.generate(QUESTIONS[:1], neurons="all")
+        assert g.cett is None and g.extra["neurons_unread"].startswith("the model's weights are not those loaded from "
+                                                                       "tiny:llama (other values in: "), when
+        assert f"its fingerprint {lm.fingerprint} names weights that did not answer" in g.extra["neurons_unread"]
+        assert "load it with `load_model(folder)` and calibrate on it" in g.extra["neurons_unread"]
+        lm.model.load_state_dict(saved)
+        (g,) = gen.generate(QUESTIONS[:1], neurons="all")
+        assert "neurons_unread" not in g.extra and g.cett.tolist() == before.cett.tolist(), when
+        merge("up_proj", "gate_proj", layer_ids=(1,))  # after the start
+    assert "mlp.gate_proj.weight of layer(s) 1; mlp.up_proj.weight of layer(s) 1" in lm.weights_changed()
+    lm.model.load_state_dict(saved)
+    # one element edited: each generation compares one share of the sample, so it is seen within 16 generations,
+    # and from then on at every one (the whole sample) until the weights are put back
+    w = lm.model.model.embed_tokens.weight
+    step = max(1, w.numel() // 4096) | 1
+    with torch.no_grad():
+        w.view(-1)[5 * step] += 1.0  # the 6th element sampled: share 5
+    assert lm.weights_changed() and lm.weights_changed(5) and not lm.weights_changed(4)
+    held = [("neurons_unread" in gen.generate(QUESTIONS[:1], neurons="all")[0].extra) for _ in range(18)]
+    assert any(held) and all(held[held.index(True):]), held
+    assert "other values in: model.embed_tokens.weight" in gen.weights_problem
+    lm.model.load_state_dict(saved)
+    # a layer swapped for one with other parameters (an adapter wrapped around it) is named by them
+    q = layers[0].self_attn.q_proj
+    layers[0].self_attn.q_proj = torch.nn.Sequential(q)
+    try:
+        why = lm.weights_changed()
+        assert "added: self_attn.q_proj.0.weight of layer(s) 0; gone: self_attn.q_proj.weight of layer(s) 0" in why, why
+    finally:
+        layers[0].self_attn.q_proj = q
+    # a cast is the fingerprint's to say (a float32 load cast to bfloat16 reads as a bfloat16 load), not an edit
+    lm.model.to(torch.bfloat16)
+    assert lm.weights_changed() is None and Generator(lm, max_new_tokens=4).weights_problem is None
+    lm.model.to(torch.float32)  # and back: rounded, neither load's weights
+    assert "other values in: " in lm.weights_changed()
+
+
 def test_a_prefill_chunk_size_on_the_models_generation_config_is_named_as_a_decoding_the_calibration_did_not_use():
     """Chunked prefill makes the prompt several forward calls, and the recorder counted each chunk's last prompt token as
     an answer token (a review: n_cett_tokens 5 -> 8, other CETT, no reason); transformers fills it from the model's

@@ -432,7 +432,14 @@ def _examples(data: Sequence[str | os.PathLike] | Sequence[Example]) -> list[Exa
 
 
 def _load_lm(model: str | None, lm):
+    """``lm``, or the model ``model`` names loaded; a model whose weights were edited in memory since it was loaded is
+    refused: its fingerprint names the files, and probes calibrated or evaluated on it would record them."""
     if lm is not None:
+        problem = lm.weights_changed()
+        if problem:
+            from ..errors import UnsupportedModelError
+
+            raise UnsupportedModelError(problem)
         return lm
     from ..models import load_model
 
