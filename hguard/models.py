@@ -354,7 +354,19 @@ _FINGERPRINTED_FILES = frozenset({
     "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
     "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt", "tokenizer.model", "spiece.model",
     "chat_template.jinja", "chat_template.json",
+    # a PEFT adapter's settings (lora_alpha scales its update, target_modules names the layers it changes); its weights,
+    # adapter_model.safetensors, are a weight file
+    "adapter_config.json",
 })
+
+
+def _adapter_suffix(model: Any, folder: Path | None) -> str:
+    """What a fingerprint adds for a PEFT adapter: "+adapter" where transformers applied one on load (it does for a
+    folder holding ``adapter_config.json`` where peft is importable), "+adapter-not-applied" for a folder holding one
+    it did not apply (peft not importable: the base model, under the same files), else ""."""
+    if getattr(model, "_hf_peft_config_loaded", False):
+        return "+adapter"
+    return "+adapter-not-applied" if folder is not None and (folder / "adapter_config.json").is_file() else ""
 
 
 def _indexed_files(folder: Path) -> set[Path]:
@@ -370,10 +382,11 @@ def _indexed_files(folder: Path) -> set[Path]:
     return found
 
 
-def _folder_fingerprint(folder: Path, dtype: Any = None) -> str:
+def _folder_fingerprint(folder: Path, dtype: Any = None, adapter: str = "") -> str:
     """sha256 over the weight files (the folder's own and those its shard index names, with the index), config,
-    generation-config and tokenizer files (relative names, sizes, contents); a dtype other than float32, which the
-    weights are loaded in, is part of it (a probe calibrated in float32 read neurons that bfloat16 moves)."""
+    generation-config, tokenizer and adapter-config files (relative names, sizes, contents); whether an adapter was
+    applied (``adapter``, see :func:`_adapter_suffix`) and a dtype other than float32, which the weights are loaded in,
+    are part of it (a probe calibrated in float32 read neurons that bfloat16 moves)."""
     h = hashlib.sha256()
     names = sorted({
         p for p in folder.iterdir()
@@ -384,7 +397,7 @@ def _folder_fingerprint(folder: Path, dtype: Any = None) -> str:
         h.update(p.relative_to(folder).as_posix().encode())
         h.update(str(p.stat().st_size).encode())
         h.update(sha256_file(p).encode())
-    return f"folder-sha256:{h.hexdigest()}{_dtype_suffix(dtype)}"
+    return f"folder-sha256:{h.hexdigest()}{adapter}{_dtype_suffix(dtype)}"
 
 
 def _dtype_suffix(dtype: Any) -> str:
@@ -527,7 +540,8 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
             ) from exc
         tokenizer = AutoTokenizer.from_pretrained(path)
         return _finish(
-            model, tokenizer, name=path.name, source=str(path), loaded_fingerprint=_folder_fingerprint(path, model.dtype),
+            model, tokenizer, name=path.name, source=str(path),
+            loaded_fingerprint=_folder_fingerprint(path, model.dtype, _adapter_suffix(model, path)),
             load_info={"seconds": time.perf_counter() - t0},
         )
     text = os.fspath(source)
@@ -552,7 +566,7 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
             f"elsewhere and pass the local folder, or use \"default\""
         ) from exc
     return _finish(
-        model, tokenizer, name=text, source=f"hub:{text}", loaded_fingerprint=_hub_fingerprint(text, model) + _dtype_suffix(model.dtype),
+        model, tokenizer, name=text, source=f"hub:{text}", loaded_fingerprint=_hub_fingerprint(text, model) + _adapter_suffix(model, None) + _dtype_suffix(model.dtype),
         load_info={"seconds": time.perf_counter() - t0},
     )
 

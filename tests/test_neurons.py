@@ -279,6 +279,39 @@ def _saved(tmp_path, arch="qwen2"):
     return lm
 
 
+def test_a_folders_peft_adapter_settings_and_whether_it_was_applied_are_in_its_fingerprint(tmp_path):
+    """A user trial: a folder holding a PEFT adapter beside the model's weights (``PeftModel.save_pretrained`` leaves
+    adapter_config.json and adapter_model.safetensors) had one fingerprint for the base model (peft not importable:
+    transformers ignores the adapter), the adapter applied, and the adapter at another lora_alpha."""
+    import importlib.util
+    import json
+
+    from safetensors.torch import save_file
+
+    from hguard.models import _adapter_suffix, load_model
+
+    lm = _saved(tmp_path, "llama")
+    g = torch.Generator().manual_seed(0)
+    lora = {}  # a LoRA of rank 4 on every layer's q_proj, as PEFT saves it
+    for i, layer in enumerate(lm.model.model.layers):
+        q = layer.self_attn.q_proj
+        lora[f"base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight"] = torch.randn(4, q.in_features, generator=g)
+        lora[f"base_model.model.model.layers.{i}.self_attn.q_proj.lora_B.weight"] = torch.randn(q.out_features, 4, generator=g)
+    save_file(lora, tmp_path / "adapter_model.safetensors", metadata={"format": "pt"})
+    config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj"],
+              "lora_dropout": 0.0, "bias": "none", "base_model_name_or_path": str(tmp_path), "inference_mode": True}
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+    first = load_model(tmp_path)
+    applied = importlib.util.find_spec("peft") is not None  # transformers applies it where peft is importable
+    assert first.fingerprint.endswith("+adapter" if applied else "+adapter-not-applied"), first.fingerprint
+    (tmp_path / "adapter_config.json").write_text(json.dumps({**config, "lora_alpha": 64}))
+    assert load_model(tmp_path).fingerprint != first.fingerprint
+    # applied or not: another suffix (what transformers did, read from the model it loaded)
+    assert _adapter_suffix(lm.model, tmp_path) == "+adapter-not-applied" and _adapter_suffix(lm.model, None) == ""
+    lm.model._hf_peft_config_loaded = True
+    assert _adapter_suffix(lm.model, tmp_path) == "+adapter"
+
+
 def test_a_folder_whose_files_lack_weights_its_config_needs_is_refused(tmp_path):
     """A tensor missing from the files (or a config naming another architecture than the weights') was filled at
     random on every load under one fingerprint: a probe calibrated on one load accepted another's answers (a trial
