@@ -253,6 +253,7 @@ class _Recording:
             "context": None if context is None else text(context if isinstance(context, str) else repr(context), "context"),
             "domain": text(domain, "domain") if isinstance(domain, str) else None,
             "model": self.lm.name,
+            "model_source": self.lm.source,  # the resolved folder or file (or hub:<id>), beside its short name
             "model_fingerprint": self.lm.fingerprint,
         }
         if request_id is not None:  # the caller's id of the request, as a decision record names it
@@ -291,6 +292,7 @@ class _Recording:
             "domain": result.domain,
             "domain_choice": result.domain_choice,
             "model": self.lm.name,
+            "model_source": self.lm.source,  # the resolved folder or file (or hub:<id>), beside its short name
             "model_fingerprint": self.lm.fingerprint,
             # the call's own when it had history or a system prompt, and the prompt mode it was asked in (with the
             # context template's fingerprint for a request with context): what the probe's were checked against

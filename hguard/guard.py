@@ -1044,6 +1044,7 @@ class Guard(_Scoring, _Recording):
             "answer": g.text,
             "history_turns": len(history) if isinstance(history, Sequence) else 0,
             "model": self.lm.name,
+            "model_source": self.lm.source,  # the resolved folder or file (or hub:<id>), beside its short name
             "model_fingerprint": self.lm.fingerprint,
             "note": "generated for a retrieval step (text to search with, or a retriever's filter or extract of what it "
                     "found), not shown as an answer: no decision was made",

@@ -512,7 +512,7 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
     path = default_gguf_path() if source == "default" else expand_home(os.fspath(source), "model")
     if path.suffix == ".gguf":
         cast = _torch_dtype(dtype)  # read before loading: a wrong dtype is refused at once
-        lm = _load_gguf(path, name=DEFAULT_MODEL_NAME if source == "default" else path.stem, use_cache=use_cache)
+        lm = _load_gguf(path.resolve(), name=DEFAULT_MODEL_NAME if source == "default" else path.stem, use_cache=use_cache)
         if cast is not None:  # a GGUF dequantises to float32; cast as asked (its fingerprint says so)
             lm.model.to(cast)
         return lm
@@ -540,7 +540,7 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
             ) from exc
         tokenizer = AutoTokenizer.from_pretrained(path)
         return _finish(
-            model, tokenizer, name=path.name, source=str(path),
+            model, tokenizer, name=path.name, source=str(path.resolve()),  # the folder itself: records name it
             loaded_fingerprint=_folder_fingerprint(path, model.dtype, _adapter_suffix(model, path)),
             load_info={"seconds": time.perf_counter() - t0},
         )

@@ -303,6 +303,21 @@ def test_a_callers_autocast_does_not_change_what_the_guard_computes(calibrated, 
     assert cast.answer == plain.answer and cast.risk == plain.risk and cast.signals == plain.signals, (plain, cast)
 
 
+def test_records_name_the_models_resolved_folder_beside_its_short_name(guard, tmp_path, monkeypatch):
+    """A user trial: records named a folder-loaded model by the folder's base name alone ("model_A"), which two folders
+    share; the resolved path is recorded beside it (``model_source``), the ``model`` key unchanged."""
+    from hguard.models import load_model
+
+    r = guard.invoke("who is the author ?", domain="alpha")
+    rec = AuditLog(guard.audit.path).find(r.audit_id)
+    assert rec["model"] == "tiny-llama" and rec["model_source"] == "tiny:llama"
+    guard.lm.model.save_pretrained(tmp_path / "m" / "model_A")
+    guard.lm.tokenizer.save_pretrained(tmp_path / "m" / "model_A")
+    monkeypatch.chdir(tmp_path / "m")
+    lm = load_model("./model_A")
+    assert lm.name == "model_A" and lm.source == str((tmp_path / "m" / "model_A").resolve())
+
+
 def test_unknown_domain_goes_to_review_never_accept(guard):
     r = guard.invoke("who is the author ?", domain="gamma")
     assert r.route == "review" and any("gamma" in x for x in r.reasons)
