@@ -1007,3 +1007,33 @@ def test_llama_indexs_own_templates_that_ask_with_passages_hold_no_instruction()
                 assert rag is not None and rag.system is None, (module, name, rag and rag.system)
                 checked += 1
     assert checked >= 15, checked
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_simple_summarize_that_cut_or_left_out_passages_says_so_and_holds_the_answer(tiny_probes, embedder, tmp_path, streaming):
+    """LlamaIndex's simple_summarize truncates the joined nodes to the packing window: the model saw the first
+    passages whole, one cut, none of the rest, and the answer was accepted with no word of it while
+    ``response.source_nodes`` listed them all (a RAG team's trial: 2 of 6 passages whole)."""
+    clauses = [f"Clause {i}: " + " ".join(f"the {w} party shall notify the other party within {i + k} days"
+                                            for k, w in enumerate(["first", "second", "third", "fourth"] * 12))
+               for i in range(6)]
+    index = VectorStoreIndex.from_documents([Document(text=c) for c in clauses], embed_model=HGuardEmbedding())
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    engine = index.as_query_engine(llm=HGuardLLM(guard, domain="alpha"), similarity_top_k=6,
+                                   response_mode="simple_summarize", streaming=streaming)
+    r = engine.query(AUSTRALIA)
+    if streaming:
+        "".join(r.response_gen)
+    (rec,) = [x for x in AuditLog(guard.audit.path) if x["kind"] == "decision"]
+    context = "\n".join(rec["context"]) if isinstance(rec["context"], list) else rec["context"]
+    whole = sum(n.node.get_content() in context for n in r.source_nodes)
+    assert len(r.source_nodes) == 6 and 0 < whole < 6, whole
+    said = [x for x in rec["reasons"] if "passages not given whole" in x]
+    assert said and f"given {whole} of the 6 retrieved passages whole" in said[0], rec["reasons"]
+    assert rec["route"] == "review" and r.metadata["route"] == "review"
+
+
+def test_simple_summarize_that_gave_every_passage_whole_says_nothing_of_a_cut(tiny_probes, embedder, tmp_path, index):
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    r = index.as_query_engine(llm=HGuardLLM(guard, domain="alpha"), similarity_top_k=2, response_mode="simple_summarize").query(AUSTRALIA)
+    assert r.metadata["route"] == "accept" and not any("not given whole" in x for x in r.metadata["reasons"])

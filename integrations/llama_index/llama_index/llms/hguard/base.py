@@ -384,7 +384,8 @@ class HGuardLLM(CustomLLM):
     # ---------------------------------------------------------------------------- stock engines
 
     def _rag_call(self, prompt: Any, prompt_args: dict[str, Any]) -> RAGPrompt | None:
-        rag = read_rag_prompt(prompt, prompt_args, llm=self, nodes=synthesized_nodes())
+        nodes, one_call = synthesized_nodes()
+        rag = read_rag_prompt(prompt, prompt_args, llm=self, nodes=nodes, one_call=one_call)
         rewritten = rewrite_asked(rag.question) if rag is not None else None
         if rag is not None and rewritten is not None:
             rag.problems.append(rewritten)

@@ -204,11 +204,52 @@ def node_passages(context: str, nodes: Sequence[Any]) -> list[str] | None:
     return passages if passages and blank(rest) else None
 
 
-def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None, nodes: Sequence[Any] = ()) -> RAGPrompt | None:
+#: how much of a node's opening (its rendered text's first words) a context must hold for the node to count as cut
+#: at its end, not left out (a cut can fall inside a word: a shorter opening at the context's very end counts too)
+_OPENING_WORDS = 8
+_MIN_OPENING_CHARS = 10
+
+
+def nodes_not_given(context: str, nodes: Sequence[Any]) -> str | None:
+    """Why an answer goes to review when the one call of a synthesizer that gives all its nodes to a single prompt
+    (LlamaIndex's ``SimpleSummarize``, ``response_mode="simple_summarize"``) holds only part of them: it truncates the
+    joined nodes to the packing window, so the model saw the first passages whole, the next one cut and none of the
+    rest, while ``response.source_nodes`` lists them all (a RAG team's trial: 2 of 6 passages whole, the context ending
+    mid-passage, accepted with no word of the cut). None when every node is whole in ``context``, or the nodes are
+    not ones LlamaIndex renders."""
+    rest = " ".join(context.split())
+    whole = cut = 0
+    for n in nodes:
+        node = getattr(n, "node", n)  # a NodeWithScore, or a node
+        try:
+            rendered = " ".join(node.get_content(metadata_mode=MetadataMode.LLM).split())
+        except Exception:  # not a node LlamaIndex renders: nothing to count
+            return None
+        if rendered in rest:
+            whole += 1
+            continue
+        opening = " ".join(rendered.split()[:_OPENING_WORDS])
+        if opening in rest or any(rest.endswith(opening[:k]) for k in range(len(opening) - 1, _MIN_OPENING_CHARS - 1, -1)):
+            cut += 1
+    if whole == len(nodes):
+        return None
+    missing = [f"{cut} cut at the end of the prompt" if cut else "", f"{len(nodes) - whole - cut} left out" if len(nodes) - whole - cut else ""]
+    return (f"passages not given whole: the model was given {whole} of the {len(nodes)} retrieved passages whole "
+            f"({', '.join(m for m in missing if m)}): the simple_summarize response mode truncates the passages to one "
+            "prompt of the model's packing window, so part of the retrieved passages never reached the model while "
+            "the response's source_nodes list them all, and the answer cannot stand as accepted; use response_mode "
+            "'compact' (it refines over the passages that do not fit), retrieve fewer or shorter passages, or use "
+            "HGuardQueryEngine")
+
+
+def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None, nodes: Sequence[Any] = (),
+                    one_call: bool = False) -> RAGPrompt | None:
     """The question and passages of a stock synthesizer call, or None when the template is not one.
     Variables come from the call and from the template's partial format (the synthesizer binds
     ``query_str`` that way). ``nodes``: the nodes the synthesizer was given, when known
-    (:func:`synthesized_nodes`): the passages are then their own text (:func:`node_passages`)."""
+    (:func:`synthesized_nodes`): the passages are then their own text (:func:`node_passages`); ``one_call``: the
+    synthesizer gives them all to this one call (``SimpleSummarize``), so any it does not hold whole were cut or left
+    out (:func:`nodes_not_given`), a problem of the call."""
     prompt = _selected(prompt, llm)  # a selector's chat template is read as one (its system message was dropped)
     call_args = dict(args)
     args = {**(getattr(prompt, "kwargs", None) or {}), **args}
@@ -225,6 +266,7 @@ def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None, nodes: S
         # nodes of whitespace or invisible characters alone (under their metadata lines): asked from passages, none
         # has text
         return RAGPrompt(question, None, problems=[nothing_retrieved("the retriever")])
+    not_given = nodes_not_given(context, nodes) if nodes and one_call else None
     history: list[dict] = []
     system: list[str] = []
     format_messages = getattr(prompt, "format_messages", None)
@@ -252,7 +294,8 @@ def read_rag_prompt(prompt: Any, args: dict[str, Any], llm: Any = None, nodes: S
                     system.append(text)
             elif m.role in (MessageRole.USER, MessageRole.ASSISTANT):
                 history.append({"role": "user" if m.role == MessageRole.USER else "assistant", "content": text})
-    return RAGPrompt(question, passages if passages is not None else context, history, "\n\n".join(system) or None)
+    return RAGPrompt(question, passages if passages is not None else context, history, "\n\n".join(system) or None,
+                     problems=[not_given] if not_given else [])
 
 
 def _whole_template(template: str) -> re.Pattern[str]:
@@ -339,7 +382,8 @@ _NOTED: dict[str, list[tuple[str, dict]]] = {}  # span id -> (answer text, decis
 # span id -> texts of those noted there that an engine of the request answered (handed up out of a query engine's
 # span, or noted by HGuardQueryEngine): another engine's answers, whatever span they now sit on
 _ENGINES: dict[str, list[str]] = {}
-_NODES: dict[str, list[Any]] = {}  # open synthesize span id -> the nodes it was given
+# open synthesize span id -> (the nodes it was given, whether it gives them all to one call: SimpleSummarize)
+_NODES: dict[str, tuple[list[Any], bool]] = {}
 _PARENTS: dict[str, Optional[str]] = {}  # open span id -> its parent span id
 _LOCK = threading.Lock()
 _MAX_OPEN = 100_000  # spans that never close (abandoned generators) are forgotten past this many
@@ -447,12 +491,14 @@ def rewrite_asked(question: str) -> str | None:
 
 #: the nodes of the synthesizer whose streaming response is being read: its LLM call runs as the stream is read, after
 #: the synthesizer's span has closed (the streamed passages were the nodes rendered under their metadata lines)
-_streamed_nodes: contextvars.ContextVar[Optional[list]] = contextvars.ContextVar("hguard_streamed_nodes", default=None)
+_streamed_nodes: contextvars.ContextVar[Optional[tuple[list, bool]]] = contextvars.ContextVar("hguard_streamed_nodes",
+                                                                                                default=None)
 
 
-def synthesized_nodes() -> list[Any]:
+def synthesized_nodes() -> tuple[list[Any], bool]:
     """The nodes the nearest enclosing response synthesizer (``synthesize``, ``asynthesize``: a stock query engine's,
-    a chat engine's) was given, or those of the streaming response being read, or ``[]``."""
+    a chat engine's) was given, or those of the streaming response being read, or ``[]``; and whether that synthesizer
+    gives them all to one model call (``SimpleSummarize``, truncating them to fit: :func:`nodes_not_given`)."""
     streamed = _streamed_nodes.get()
     if streamed is not None:
         return streamed
@@ -462,7 +508,16 @@ def synthesized_nodes() -> list[Any]:
             if span in _NODES:
                 return _NODES[span]
             span = _PARENTS.get(span)
-    return []
+    return [], False
+
+
+def _one_call(synthesizer: Any) -> bool:
+    """Whether ``synthesizer`` gives all its nodes to one model call, truncated to fit (``SimpleSummarize``)."""
+    try:
+        from llama_index.core.response_synthesizers import SimpleSummarize
+    except ImportError:  # pragma: no cover - another LlamaIndex without it
+        return False
+    return isinstance(synthesizer, SimpleSummarize)
 
 
 def earlier_answers() -> tuple[list[str], list[str]]:
@@ -637,7 +692,7 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
             _PARENTS[id_] = parent_span_id
             nodes = getattr(bound_args, "arguments", {}).get("nodes") if _SYNTHESIZE.search(id_) else None
             if isinstance(nodes, (list, tuple)):  # the passages its LLM calls are given, rendered
-                _NODES[id_] = list(nodes)
+                _NODES[id_] = (list(nodes), _one_call(instance))
         return None
 
     def prepare_to_exit_span(self, id_: str, bound_args: Any, instance: Any = None, result: Any = None, **kwargs: Any) -> Optional[SimpleSpan]:
@@ -714,10 +769,10 @@ _END = object()  # a stream's end, read in the same step as its last decision
 
 
 @contextmanager
-def _reading_nodes(nodes: Optional[list]) -> Iterator[None]:
+def _reading_nodes(nodes: Optional[tuple[list, bool]]) -> Iterator[None]:
     """Inside: one step of a streaming response being read, its synthesizer's ``nodes`` (when known) what
     :func:`synthesized_nodes` gives the LLM call the step makes."""
-    held = _streamed_nodes.set(list(nodes)) if nodes is not None else None
+    held = _streamed_nodes.set((list(nodes[0]), nodes[1])) if nodes is not None else None
     try:
         yield
     finally:
