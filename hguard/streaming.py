@@ -365,6 +365,53 @@ def nothing_retrieved(what: str = "the retriever") -> str:
             "memory and has nothing to be grounded in")
 
 
+#: an earlier answer of another engine (another call) of the request, of at least this many words, found anywhere in a
+#: later call's passages makes them that engine's answers (a shorter one, "Canberra.", may stand in a passage by chance)
+ANSWER_WORDS_IN_CONTEXT = 3
+
+
+def built_from_answers(context: str, own: Sequence[str], others: Sequence[str] = ()) -> bool:
+    """Whether ``context`` is built from earlier answers of the same request, not retrieved passages: made of
+    nothing but them (a combining synthesizer, ``tree_summarize``, and ``compact``/``refine`` repacking them,
+    ``own`` and ``others`` alike), or holding one of another engine's answers of :data:`ANSWER_WORDS_IN_CONTEXT`
+    words or more inside other text (``SubQuestionQueryEngine``'s "Sub question: ...\nResponse: <answer>" nodes:
+    held sub-answers came back accepted inside its summary). A synthesizer's own earlier step found inside a later
+    chunk's passage is the passage repeating it (overlapping chunks), not a summary."""
+    rest = " ".join(context.split())
+    found = False
+    engines = {" ".join(a.split()) for a in others if a.strip()}
+    for text in sorted({" ".join(a.split()) for a in [*own, *others] if a.strip()}, key=len, reverse=True):
+        if text in rest:
+            if text in engines and len(text.split()) >= ANSWER_WORDS_IN_CONTEXT:
+                return True
+            rest, found = rest.replace(text, " "), True
+    return found and not rest.strip()
+
+
+#: what an answer's reasons say when its context is the request's own earlier answers (:func:`answers_as_context`)
+ANSWERS_AS_CONTEXT = "the context is this request's own earlier answers"
+
+
+def answers_as_context(how: str, instead: str) -> str:
+    """The problem an adapter hands to the guard when a call's passages are built from earlier answers of the same
+    request (:func:`built_from_answers`): ``how`` they came to be passages, and what to do ``instead``. Nothing
+    retrieved grounds such an answer, and a held earlier answer must not come back accepted inside it."""
+    return context_not_identified(f"{ANSWERS_AS_CONTEXT} ({how}), not retrieved passages: nothing grounds the summary; "
+                                  f"{instead}")
+
+
+def held_texts(guard: Guard) -> list[str]:
+    """The texts ``guard`` shows in a held answer's place: its policy's abstain and review messages (each domain's
+    own too) and the hold text of a review without one. A passage that is one of them is no retrieved passage."""
+    from hguard._guard_result import HELD_FOR_REVIEW
+
+    policy = guard.policy
+    texts = [policy.abstain_message, policy.review_message, HELD_FOR_REVIEW]
+    for d in policy.domains.values():
+        texts += [d.own_abstain_message, d.review_message]
+    return list(dict.fromkeys(t for t in texts if isinstance(t, str) and not blank(t)))
+
+
 def refuse_unknown_settings(cls: Any, data: Any, unused: Sequence[str] = ()) -> Any:
     """``data`` (an adapter's constructor keyword arguments, ``cls`` a pydantic model) with ``unused`` ones dropped;
     a name that is not a field of ``cls`` raises ValueError naming the near one (``ChatHGuard(domian=...)`` was

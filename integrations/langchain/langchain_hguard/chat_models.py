@@ -37,8 +37,11 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     MIN_PASTED_CHARS,
     pasted_part,
     check_raise_on,
+    answers_as_context,
+    built_from_answers,
     check_stream_mode,
     context_not_identified,
+    held_texts,
     decision_metadata,
     decided_here,
     aguard_stream,
@@ -59,6 +62,12 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
 )
 
 from .retrieval import CAPTURE, parent_run_of
+
+#: why an answer goes to review when its passages are the chain run's own earlier answers (a map-reduce's reduce step)
+_ANSWERS_AS_CONTEXT = answers_as_context(
+    "answers that ChatHGuard or GuardedRAG gave earlier in the same chain run, or a held answer's abstain or review "
+    "message: a map-reduce's reduce step combining its map answers", "deliver each answer with its own decision, or "
+    "answer the question from the retrieved documents themselves")
 CONTEXT_NAME = "context"
 _NO_STRUCTURED = (
     "ChatHGuard has no structured output (JSON mode, a response format): the guard scores free-text answers (its "
@@ -792,6 +801,8 @@ class ChatHGuard(BaseChatModel):
         problems = read.problems if from_prompt and (context is None or read.context_from == "retriever") else []
         if any(p.startswith(NOTHING_RETRIEVED) for p in given):  # the calling runnable said it already
             problems = [p for p in problems if not p.startswith(NOTHING_RETRIEVED)]
+        if context is not None and query_step is None and self._answered_before(context, parent_run_id):
+            problems.append(_ANSWERS_AS_CONTEXT)
         stop = stop if stop else self.stop
         agent = asks_for_actions([m.content for m in messages])
         return _Call(read.question, context, domain, "hold" if agent else mode, early_stop, key, read.history, read.system,
@@ -799,6 +810,25 @@ class ChatHGuard(BaseChatModel):
                      (list(stop) if isinstance(stop, (list, tuple)) else stop) if stop else None,  # a malformed one is
                      max_tokens or self.max_tokens, query_step, run_id, cancel, agent,  # the guard's to refuse, on record
                      parent_run_id)
+
+    def _answered_before(self, context: Any, parent_run_id: Any) -> bool:
+        """Whether a passage of ``context`` is made of nothing but answers given earlier in the same chain run (or of
+        the guard's abstain or review messages): a map-reduce's reduce step given its map answers as passages (a RAG
+        team's trial: a final answer accepted over "passages" that were the model's own answers, one the abstain
+        message). Their text grounds nothing, and a held answer came back accepted inside the summary."""
+        passages = [context] if isinstance(context, str) else [c for c in context or [] if isinstance(c, str)]
+        earlier = [*CAPTURE.answers_for(parent_run_id), *held_texts(self.guard)]
+        return any(built_from_answers(p, earlier) for p in passages if not blank(p))
+
+    @staticmethod
+    def _note_answer(call: _Call, result: GuardResult) -> None:
+        """Note a delivered answer's texts (the model's, what the caller gets) for the rest of its chain run, so that a
+        later call given them as passages is known for one (:meth:`_answered_before`); an answer that copies one of
+        its own passages is that passage, still retrieved text."""
+        passages = [call.context] if isinstance(call.context, str) else [c for c in call.context or [] if isinstance(c, str)]
+        given = [" ".join(p.split()) for p in passages]
+        texts = {result.answer, result.display_text, call.shown(result)}
+        CAPTURE.note_answer(call.parent_run, [t for t in texts if not any(" ".join(t.split()) in p for p in given)])
 
     def _search_text(self, call: _Call) -> AIMessage:
         """A retrieval step's call (a question rewrite, a retriever's queries, a compressor's filter or extract):
@@ -893,6 +923,7 @@ class ChatHGuard(BaseChatModel):
                 while len(self._raised) > _RAISED_KEPT:
                     self._raised.popitem(last=False)
         raise_if_routed(result, self.raise_on)
+        self._note_answer(call, result)
         message = AIMessage(
             content=call.shown(result), response_metadata=self.response_metadata(result),
             usage_metadata=self.usage_metadata(call, result),
@@ -947,11 +978,13 @@ class ChatHGuard(BaseChatModel):
         if result is None:
             return None
         raise_if_routed(result, self.raise_on)
+        self._note_answer(call, result)
         return self._chunk(call.shown(result), result, call)
 
     def _streamed(self, piece: Any, call: _Call) -> ChatGenerationChunk:
         if piece.result is not None:
             raise_if_routed(piece.result, self.raise_on)
+            self._note_answer(call, piece.result)
             return self._chunk(call.shown(piece.result) if call.agent else piece.text, piece.result, call)
         return self._chunk(piece.text, piece.result, call)
 

@@ -65,6 +65,7 @@ class RetrievalCapture(BaseCallbackHandler):
         self._found: dict[UUID, list[Retrieval]] = {}  # root -> retrievals, in the order they finished
         # root -> (prompt template run, the text values it was formatted with), in the order they ran
         self._prompts: dict[UUID, list[tuple[UUID, tuple[str, ...]]]] = {}
+        self._answers: dict[UUID, list[str]] = {}  # root -> the texts of the answers ChatHGuard gave in it
 
     # ----------------------------------------------------------------------------- bookkeeping
 
@@ -90,6 +91,7 @@ class RetrievalCapture(BaseCallbackHandler):
                 self._retry_attempts.discard(r)
             self._found.pop(run_id, None)
             self._prompts.pop(run_id, None)
+            self._answers.pop(run_id, None)
 
     def on_chain_start(self, serialized, inputs, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         self._start(run_id, parent_run_id)
@@ -231,6 +233,25 @@ class RetrievalCapture(BaseCallbackHandler):
                     return f"{self._names[ancestor]} (a document compressor: the model filters or extracts what it found)"
                 return self._names[ancestor]
         return None
+
+    def note_answer(self, parent_run_id: UUID | None, texts: Sequence[str]) -> None:
+        """Note the texts of an answer ChatHGuard gave from ``parent_run_id`` (the model's answer, what the caller is
+        shown: a held one's abstain or review message, or the answer marked), for the rest of its root run."""
+        if parent_run_id is None:
+            return
+        with self._lock:
+            root = self._root.get(parent_run_id)
+            if root is not None:
+                self._answers.setdefault(root, []).extend(t for t in texts if t.strip())
+
+    def answers_for(self, parent_run_id: UUID | None) -> list[str]:
+        """The texts of the answers ChatHGuard gave so far in the root run of ``parent_run_id`` (a map-reduce's map
+        answers, when its reduce step asks), oldest first; empty outside a chain."""
+        if parent_run_id is None:
+            return []
+        with self._lock:
+            root = self._root.get(parent_run_id)
+            return list(self._answers.get(root, [])) if root is not None else []
 
     def ancestors(self, run_id: UUID | None) -> list[UUID]:
         """``run_id`` and the runs enclosing it, innermost first (while its root run is open)."""

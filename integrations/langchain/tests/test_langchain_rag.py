@@ -117,3 +117,41 @@ def test_a_blank_passage_among_others_is_named_in_the_reasons(make_guard, key):
     said = [r for r in ans.reasons if "empty and left out" in r]
     assert said and "1 of the 2 retrieved passages (number 0" in said[0], ans.reasons
     assert "paris is the capital of france" in str(AuditLog(guard.audit.path).find(ans.audit_id)["context"])
+
+
+MAP_DOCS = [Document(page_content="Canberra is the capital city of Australia."),
+            Document(page_content="Nairobi is the capital and largest city of Kenya.")]
+
+
+def _map_reduce(rag):
+    """A map-reduce in LCEL: answer per document (GuardedRAG.batch), then answer from the map answers as context, in
+    one chain run (a RAG team's trial)."""
+    mapper = RunnableLambda(lambda x: rag.batch([{"question": x["question"], "documents": [d]} for d in x["docs"]]))
+    reduce_ = RunnableLambda(lambda x: {"question": x["question"], "context": [str(a) for a in x["answers"]]}) | rag
+    return RunnablePassthrough.assign(answers=mapper) | RunnablePassthrough.assign(final=reduce_)
+
+
+def test_a_map_reduce_whose_reduce_step_reads_the_map_answers_as_passages_goes_to_review(make_guard):
+    """The reduce step's "passages" were the model's own map answers: its answer was accepted, grounded in
+    nothing retrieved (the LlamaIndex adapter holds the same shape: "the context is this request's own earlier
+    answers")."""
+    guard = make_guard("accept")
+    rag = GuardedRAG(llm=ChatHGuard(guard=guard, domain="alpha"))
+    out = _map_reduce(rag).invoke({"question": AUSTRALIA, "docs": MAP_DOCS})
+    assert [a.route for a in out["answers"]] == ["accept", "accept"]
+    assert not any("earlier answers" in r for a in out["answers"] for r in a.reasons)
+    final = out["final"]
+    assert final.route == "review", final.reasons
+    assert any("the context is this request's own earlier answers" in r for r in final.reasons)
+    # a second chain run is another request: its retrieved passages are read as ever
+    again = create_guarded_rag_chain(RunnableLambda(lambda q: MAP_DOCS), ChatHGuard(guard=guard, domain="alpha"))
+    assert again.invoke(AUSTRALIA).route == "accept"
+
+
+def test_a_passage_that_is_the_guards_abstain_message_is_no_retrieved_passage(make_guard):
+    guard = make_guard("accept")
+    rag = GuardedRAG(llm=ChatHGuard(guard=guard, domain="alpha"))
+    held = rag.invoke({"question": AUSTRALIA, "context": [guard.policy.abstain_message]})
+    assert held.route == "review" and any("own earlier answers" in r for r in held.reasons)
+    fine = rag.invoke({"question": AUSTRALIA, "context": ["Canberra is the capital city of Australia."]})
+    assert fine.route == "accept"

@@ -718,7 +718,7 @@ def test_a_router_summarising_guarded_engines_does_not_accept_their_answers_as_p
 def test_a_short_earlier_answer_inside_a_passage_is_not_taken_for_a_summary():
     """An answer of fewer than three words ("Canberra.") may stand in a retrieved passage by chance; a longer one, or
     a context made of nothing but answers, is the request's own answers."""
-    from llama_index.llms.hguard.templates import built_from_answers
+    from hguard.streaming import built_from_answers
 
     passage = "Canberra. The city was planned as the capital in 1908."
     assert not built_from_answers(passage, [], ["Canberra."])

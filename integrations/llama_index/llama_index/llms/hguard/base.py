@@ -30,7 +30,9 @@ from hguard.guard import Guard, GuardResult
 
 from llama_index.core.instrumentation.span import active_span_id
 from hguard.streaming import (
+    answers_as_context,
     asks_for_actions,
+    built_from_answers,
     STREAM_MODES,
     GuardedText,
     in_thread,
@@ -49,7 +51,7 @@ from hguard.streaming import (
     with_text,
 )
 
-from .templates import (DecidedStream, RAGPrompt, async_stream_decision, built_from_answers, earlier_answers,
+from .templates import (DecidedStream, RAGPrompt, async_stream_decision, earlier_answers,
                         failed_steps, install_decision_metadata, note_decision, note_failure, note_rewrite, query_step,
                         query_template_step, read_rag_prompt, rewrite_asked, synthesized_nodes)
 
@@ -394,11 +396,10 @@ class HGuardLLM(CustomLLM):
         if rag is not None and passages and any(built_from_answers(p, own, others) for p in passages):
             # a summary of what the model answered before (tree_summarize): no retrieved passage grounds it, and a
             # held earlier answer must not come back accepted inside it
-            rag.problems.append(context_not_identified(
-                "the context is this request's own earlier answers (a combining response mode such as "
-                "tree_summarize, a sub-question engine or a router summarising them), not retrieved passages: nothing "
-                "grounds the summary; use response_mode 'compact' or 'refine', or HGuardQueryEngine, and deliver each "
-                "answer with its own decision"))
+            rag.problems.append(answers_as_context(
+                "a combining response mode such as tree_summarize, a sub-question engine or a router summarising them",
+                "use response_mode 'compact' or 'refine', or HGuardQueryEngine, and deliver each answer with its own "
+                "decision"))
         return rag
 
     def predict(self, prompt: Any, output_cls: Any = None, **prompt_args: Any) -> str:

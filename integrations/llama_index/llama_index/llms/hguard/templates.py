@@ -543,29 +543,6 @@ def earlier_answers() -> tuple[list[str], list[str]]:
     return own, others
 
 
-#: an earlier answer of another engine of the request, of at least this many words, found anywhere in a later
-#: call's passages makes them that engine's answers (a shorter one, "Canberra.", may stand in a passage by chance)
-ANSWER_WORDS_IN_CONTEXT = 3
-
-
-def built_from_answers(context: str, own: Sequence[str], others: Sequence[str] = ()) -> bool:
-    """Whether ``context`` is built from earlier answers of the same request, not retrieved passages: made of
-    nothing but them (a combining synthesizer, ``tree_summarize``, and ``compact``/``refine`` repacking them,
-    ``own`` and ``others`` alike), or holding one of another engine's answers of :data:`ANSWER_WORDS_IN_CONTEXT`
-    words or more inside other text (``SubQuestionQueryEngine``'s "Sub question: ...\nResponse: <answer>" nodes:
-    held sub-answers came back accepted inside its summary). A synthesizer's own earlier step found inside a later
-    chunk's passage is the passage repeating it (overlapping chunks), not a summary."""
-    rest = " ".join(context.split())
-    found = False
-    engines = {" ".join(a.split()) for a in others if a.strip()}
-    for text in sorted({" ".join(a.split()) for a in [*own, *others] if a.strip()}, key=len, reverse=True):
-        if text in rest:
-            if text in engines and len(text.split()) >= ANSWER_WORDS_IN_CONTEXT:
-                return True
-            rest, found = rest.replace(text, " "), True
-    return found and not rest.strip()
-
-
 _SEVERITY = {"accept": 0, "review": 1, "abstain": 2}
 
 
