@@ -31,9 +31,11 @@ import queue
 import re
 import threading
 import unicodedata
+import warnings
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Literal, Sequence, TypeVar, cast
+from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Iterator, Literal, Sequence, TypeVar, cast
 
 from hguard._decoding import _check_stop, cut_at_stop
 from hguard._json import json_safe
@@ -913,36 +915,148 @@ async def in_thread(guard: Guard, fn: Callable[..., Any], *args: Any, decided: C
         raise
 
 
-#: the decisions made inside the outermost :func:`until_delivered` call of this task, with their run ids
-_DECIDED: ContextVar[list[tuple[Any, str | None]] | None] = ContextVar("hguard_decided", default=None)
+def raised_why(exc: BaseException) -> str:
+    """Why an answer decided inside a call that then raised ``exc`` (not a cancel) never reached the caller."""
+    return (f"the call raised {type(exc).__name__} after the guard decided (a callback or tracing handler failing in "
+            "its end or token hook, e.g. an exporter that is down), so the caller got the error, not this answer")
+
+
+class _Delivery:
+    """One adapter call's outcome, awaited (see :func:`delivering`): the decisions made inside it (each with its run
+    id) and the audit writes that wait to know whether its answer reached the caller."""
+
+    def __init__(self) -> None:
+        self.decided: list[tuple[Any, str | None]] = []
+        self.waiting: list[Callable[[BaseException | None], None]] = []
+
+    def settle(self, guard: Guard, exc: BaseException | None) -> BaseException | None:
+        """Close the call: raised (``exc``), each decision is said never delivered (:meth:`Guard.record_undelivered`)
+        and the error names its decision (``decision_audit_id``, as :func:`error_fields` reads it); then each waiting
+        write learns the outcome. Returns the error to raise: ``exc``, or a waiting write's own on a call that
+        returned (its answer then did not reach the caller either)."""
+        waiting, self.waiting = self.waiting, []
+        while True:
+            if exc is not None:
+                self._undelivered(guard, exc)
+            for i, write in enumerate(waiting):
+                try:
+                    write(exc)
+                except Exception as failed:
+                    if exc is not None:  # the call's own error is the one raised: this one said as a warning
+                        warnings.warn(f"could not record the outcome of a call that raised {type(exc).__name__}: "
+                                      f"{error_text(failed)}", UserWarning, stacklevel=3)
+                        continue
+                    exc, waiting = failed, waiting[i + 1:]  # the call returned, but its record failed: raised
+                    break
+            else:
+                return exc
+
+    def _undelivered(self, guard: Guard, exc: BaseException) -> None:
+        if not self.decided:
+            return
+        why = CANCELLED if isinstance(exc, asyncio.CancelledError) else raised_why(exc)
+        ids = [getattr(r, "audit_id", None) for r, _ in self.decided]
+        if len(set(ids)) == 1 and ids[0] and getattr(exc, "decision_audit_id", None) is None:
+            try:  # the adapters' llm_call record of the failed call is joined to the decision it never delivered
+                exc.decision_audit_id = ids[0]  # type: ignore[attr-defined]
+            except AttributeError:
+                pass
+        for result, run_id in self.decided:
+            guard.record_undelivered(result, why, run_id=run_id)
+
+
+#: the outermost :func:`delivering` call of this task, or None
+_DECIDED: ContextVar[_Delivery | None] = ContextVar("hguard_decided", default=None)
 _T = TypeVar("_T")
 
 
 def decided_here(results: Sequence[Any], run_id: str | None = None) -> None:
-    """Note decisions an adapter's async call made (each with ``audit_id`` and ``route``), for :func:`until_delivered`
-    to say undelivered if the call is cancelled before it returns them."""
+    """Note decisions an adapter's call made (each with ``audit_id`` and ``route``), for :func:`delivering` to say
+    undelivered if the call raises, or is cancelled, before it returns them."""
     box = _DECIDED.get()
     if box is not None:
-        box.extend((r, run_id) for r in results)
+        box.decided.extend((r, run_id) for r in results)
+
+
+def after_delivery(write: Callable[[BaseException | None], None]) -> bool:
+    """Leave ``write`` (an audit handler's record of a call) to the end of the open :func:`delivering` call, which
+    passes it the error the call raised, or None when its answer reached the caller: a handler that fails after the
+    guard decided (a tracer's ``on_llm_end``) makes the record say error, not ok. False (nothing left) outside one."""
+    box = _DECIDED.get()
+    if box is None:
+        return False
+    box.waiting.append(write)
+    return True
+
+
+@contextmanager
+def delivering(guard: Guard) -> Iterator[None]:
+    """An adapter's call (``ChatHGuard.invoke``). Raising or cancelled after the guard decided inside it (while the
+    framework ran its callbacks: a tracer's ``on_llm_end`` failing, a chain's ``on_chain_end``), each decision noted
+    by :func:`decided_here` is said never delivered (:meth:`Guard.record_undelivered`), and the writes left by
+    :func:`after_delivery` say so; a cancel while the guard works is said by :func:`in_thread`. Nested calls note into
+    the outermost one, which says it."""
+    if _DECIDED.get() is not None:
+        yield
+        return
+    box = _Delivery()
+    token = _DECIDED.set(box)
+    try:
+        try:
+            yield
+        finally:  # closed first: what settling it writes is not left to it
+            _DECIDED.reset(token)
+    except BaseException as exc:
+        box.settle(guard, exc)
+        raise
+    raised = box.settle(guard, None)
+    if raised is not None:
+        raise raised
+
+
+def delivering_stream(guard: Guard, chunks: Iterator[_T]) -> Iterator[_T]:
+    """:func:`delivering` for a stream: each step taken from ``chunks`` is inside it (the caller's own code between
+    chunks is not), and a step that raises after the guard decided (a handler's ``on_llm_new_token`` or ``on_llm_end``)
+    says the decision undelivered. Left by its caller (closed), the stream is closed inside it too."""
+    if _DECIDED.get() is not None:
+        yield from chunks
+        return
+    box = _Delivery()
+
+    def step(fn: Callable[[], _T]) -> _T:
+        token = _DECIDED.set(box)
+        try:
+            try:
+                return fn()
+            finally:
+                _DECIDED.reset(token)
+        except StopIteration:
+            raise
+        except BaseException as exc:
+            box.settle(guard, exc)
+            raise
+
+    while True:
+        try:
+            chunk = step(lambda: next(chunks))
+        except StopIteration:
+            break
+        try:
+            yield chunk
+        except GeneratorExit:  # the caller left: nothing raised, whatever was handed over is its own
+            step(lambda: cast(Any, chunks).close())
+            box.settle(guard, None)
+            raise
+    raised = box.settle(guard, None)
+    if raised is not None:
+        raise raised
 
 
 async def until_delivered(guard: Guard, make: Callable[[], Awaitable[_T]]) -> _T:
-    """``await make()``, an adapter's async call. Cancelled after the guard decided inside it (while the framework
-    ran its callbacks: a tracer's ``on_llm_end``, a chain's ``on_chain_end``), each decision noted by
-    :func:`decided_here` is said never delivered (:meth:`Guard.record_undelivered`); a cancel while the guard works is
-    said by :func:`in_thread`. Nested calls note into the outermost one, which says it."""
-    if _DECIDED.get() is not None:
+    """``await make()``, an adapter's async call, inside :func:`delivering`: cancelled or raising after the guard
+    decided inside it, each decision noted by :func:`decided_here` is said never delivered."""
+    with delivering(guard):
         return await make()
-    box: list[tuple[Any, str | None]] = []
-    token = _DECIDED.set(box)
-    try:
-        return await make()
-    except asyncio.CancelledError:
-        for result, run_id in box:
-            guard.record_undelivered(result, CANCELLED, run_id=run_id)
-        raise
-    finally:
-        _DECIDED.reset(token)
 
 
 async def aguard_stream(
@@ -1036,6 +1150,10 @@ __all__ = [
     "guard_stream",
     "guarded_invoke",
     "decided_here",
+    "after_delivery",
+    "delivering",
+    "delivering_stream",
+    "raised_why",
     "until_delivered",
     "jsonable",
     "with_text",

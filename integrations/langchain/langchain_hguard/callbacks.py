@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -14,13 +15,14 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 
 from hguard._privacy import redacted
 from hguard.audit import AuditLog
-from hguard.streaming import error_fields, jsonable
+from hguard.streaming import after_delivery, error_fields, jsonable
 
 from .chat_models import DECISION_KEYS, any_text, read_chat
 from .retrieval import CAPTURE
 
 
 KIND = "llm_call"
+_log = logging.getLogger(__name__)
 
 
 def _decision(generation: Any) -> dict[str, Any] | None:
@@ -81,6 +83,9 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
         record["started_at"] = time.time()
         with self._lock:
             self._runs[run_id] = record
+        # a call that raises after its start (a handler before this one failing in its on_llm_end, so this one never
+        # sees the end) is written as failed, joined to the decision it never delivered
+        self._after_delivery(lambda exc: self._close_open(run_id, exc))
         if self.record_starts:
             self.audit.append(jsonable({**record, "event": "start"}), kind=KIND)
 
@@ -148,11 +153,34 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
 
     # -------------------------------------------------------------------------------------- ends
 
-    def _finish(self, run_id: UUID, fields: dict[str, Any]) -> None:
+    def _after_delivery(self, write: Any) -> bool:
+        """:func:`hguard.streaming.after_delivery`, a failed write raised or logged as LangChain would have done with
+        it in the callback itself (``raise_error``)."""
+        def run(exc: BaseException | None) -> None:
+            try:
+                write(exc)
+            except Exception as failed:
+                if self.raise_error:
+                    raise
+                _log.warning("Error in %s callback: %r", type(self).__name__, failed)
+
+        return after_delivery(run)
+
+    def _close_open(self, run_id: UUID, exc: BaseException | None) -> None:
+        with self._lock:
+            still_open = run_id in self._runs
+        if exc is not None and still_open:
+            self.on_llm_error(exc, run_id=run_id)
+
+    def _take(self, run_id: UUID) -> dict[str, Any]:
         with self._lock:
             record = self._runs.pop(run_id, None)
-        if record is None:  # the start was not seen (handler attached mid-run)
-            record = {"run_id": str(run_id)}
+        return record if record is not None else {"run_id": str(run_id)}  # the start was not seen (attached mid-run)
+
+    def _finish(self, run_id: UUID, fields: dict[str, Any]) -> None:
+        self._write(self._take(run_id), fields)
+
+    def _write(self, record: dict[str, Any], fields: dict[str, Any]) -> None:
         started = record.pop("started_at", None)
         record.pop("_streamed", None)  # the handler's own note (see on_llm_new_token)
         record["seconds"] = time.time() - started if started is not None else None
@@ -176,7 +204,13 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
             fields.update(steps[0] if len(steps) == 1 else {  # type: ignore[arg-type]
                 "hguard_step": [s and s["hguard_step"] for s in steps],
                 "retrieval_query_audit_id": [s and s["retrieval_query_audit_id"] for s in steps]})
-        self._finish(run_id, fields)
+        record = self._take(run_id)
+        # a decided answer's record waits for ChatHGuard's call to end: a handler after this one that fails (a
+        # tracer's exporter) raises instead of returning the answer, and the record then says error, not ok
+        if any(decisions) and self._after_delivery(
+                lambda exc: self._write(record, fields if exc is None else {**fields, **error_fields(exc)})):
+            return
+        self._write(record, fields)
 
     def on_llm_new_token(self, token: str | list[str | dict[str, Any]], *, chunk: Any = None, run_id: UUID,
                          parent_run_id: UUID | None = None, tags: list[str] | None = None, **kwargs: Any) -> None:
@@ -189,13 +223,18 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
                     self._runs[run_id]["_streamed"] = decision
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        fields = error_fields(error)
-        with self._lock:
-            streamed = (self._runs.get(run_id) or {}).pop("_streamed", None)
-        if streamed is not None:  # closed after its decided chunk was handed to the caller (the chain's next step,
-            # not necessarily the end user): joined to that decision, and said so
-            fields.update({"hguard": streamed, "decision_audit_id": streamed["audit_id"], "decision_streamed": True})
-        self._finish(run_id, fields)
+        record = self._take(run_id)
+
+        def write(_: BaseException | None) -> None:  # read when written: ChatHGuard's call names its decision on the
+            fields = error_fields(error)  # error (decision_audit_id) when it ends, after LangChain said it failed
+            streamed = record.pop("_streamed", None)
+            if streamed is not None:  # closed after its decided chunk was handed to the caller (the chain's next
+                # step, not necessarily the end user): joined to that decision, and said so
+                fields.update({"hguard": streamed, "decision_audit_id": streamed["audit_id"], "decision_streamed": True})
+            self._write(record, fields)
+
+        if not self._after_delivery(write):
+            write(None)
 
 
 __all__ = ["HGuardAuditCallbackHandler", "KIND"]

@@ -44,6 +44,8 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     held_texts,
     decision_metadata,
     decided_here,
+    delivering,
+    delivering_stream,
     aguard_stream,
     guard_stream,
     guarded_invoke,
@@ -548,7 +550,6 @@ class ChatHGuard(BaseChatModel):
                                  run_manager.get_sync() if run_manager else None,
                                  decided=_decisions_in, run_id=run_id, cancel_event=cancel, unstarted=unstarted,
                                  **{**kwargs, _CANCEL: cancel})
-        decided_here(_decisions_in(result), run_id)  # said undelivered if the call is cancelled before it returns
         return result
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AIMessage:
@@ -879,9 +880,16 @@ class ChatHGuard(BaseChatModel):
     # retrieved passages belong to is taken from the config here and handed on, and so is the call's own
     # run id (set here when the caller set none: LangChain takes a config's ``run_id`` as the call's).
 
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AIMessage:
+        """LangChain's ``invoke``; raising after the guard decided (a handler with ``raise_error`` failing in its
+        ``on_llm_end``: a tracer's exporter down), the log says the answer never reached the caller
+        (:func:`hguard.streaming.delivering`) and the audit handler's ``llm_call`` record says error."""
+        with delivering(self.guard):
+            return super().invoke(input, config, **kwargs)
+
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
         config = self._run_of_stream(config, kwargs)
-        return super().stream(input, config, **kwargs)
+        return delivering_stream(self.guard, super().stream(input, config, **kwargs))  # as ``invoke``
 
     def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:
         config = self._run_of_stream(config, kwargs)
@@ -924,6 +932,7 @@ class ChatHGuard(BaseChatModel):
                     self._raised.popitem(last=False)
         raise_if_routed(result, self.raise_on)
         self._note_answer(call, result)
+        decided_here([result], _run_id(run_manager))  # said undelivered if the call raises before it returns it
         message = AIMessage(
             content=call.shown(result), response_metadata=self.response_metadata(result),
             usage_metadata=self.usage_metadata(call, result),
@@ -985,6 +994,7 @@ class ChatHGuard(BaseChatModel):
         if piece.result is not None:
             raise_if_routed(piece.result, self.raise_on)
             self._note_answer(call, piece.result)
+            decided_here([piece.result], call.run_id)  # said undelivered if the stream raises before handing it over
             return self._chunk(call.shown(piece.result) if call.agent else piece.text, piece.result, call)
         return self._chunk(piece.text, piece.result, call)
 

@@ -349,3 +349,47 @@ def test_the_guarded_parser_keeps_a_guarded_rag_answers_decision(make_guard):
         return [c async for c in chain.astream(inp)]
 
     assert asyncio.run(astream())[-1].route == "review"
+
+
+@pytest.mark.parametrize("how,where", [("invoke", "end"), ("stream", "end"), ("stream", "token")])
+@pytest.mark.parametrize("audit_first", [True, False])
+def test_a_handler_failing_after_the_decision_leaves_it_undelivered_and_the_call_failed(make_guard, how, where,
+                                                                                         audit_first):
+    """An observability team's trial: a tracing handler with raise_error=True whose on_llm_end (an exporter down) or,
+    streaming, on_llm_new_token raised after the guard decided. The caller got the exception, and the log held the
+    decision, an llm_call with status ok and no answer_not_delivered: a dashboard counted an accepted answer the user
+    never got. Now the decision is said undelivered and the call's llm_call record says error, joined to it, whichever
+    of the two handlers LangChain calls first."""
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Boom(BaseCallbackHandler):
+        raise_error = True
+
+        def on_llm_end(self, *args, **kwargs):
+            if where == "end":
+                raise RuntimeError("exporter down")
+
+        def on_llm_new_token(self, *args, **kwargs):
+            if where == "token":
+                raise RuntimeError("exporter down")
+
+    guard = make_guard("accept")
+    audit = HGuardAuditCallbackHandler.from_guard(guard)
+    chat = ChatHGuard(guard=guard, domain="alpha")  # hold mode
+    config = {"callbacks": [audit, Boom()] if audit_first else [Boom(), audit]}
+    with pytest.raises(RuntimeError, match="exporter down"):
+        chat.invoke(Q, config) if how == "invoke" else list(chat.stream(Q, config))
+    records = list(AuditLog(guard.audit.path))
+    assert sorted(r["kind"] for r in records) == ["answer_not_delivered", "decision", "llm_call"]
+    (decision,) = [r for r in records if r["kind"] == "decision"]
+    (said,) = [r for r in records if r["kind"] == "answer_not_delivered"]
+    (call,) = [r for r in records if r["kind"] == "llm_call"]
+    assert said["decision_audit_id"] == call["decision_audit_id"] == decision["id"]
+    assert said["run_id"] == call["run_id"] and "raised RuntimeError after the guard decided" in said["why"]
+    assert call["status"] == "error" and "exporter down" in call["error"]
+    # a call that returns writes its record as before, ok and joined to its decision, and says nothing undelivered
+    chat.invoke(Q, {"callbacks": [audit]})
+    list(chat.stream(Q, {"callbacks": [audit]}))
+    later = list(AuditLog(guard.audit.path))[len(records):]
+    assert [r["kind"] for r in later] == ["decision", "llm_call"] * 2
+    assert all(r["status"] == "ok" and r["decision_audit_id"] == d["id"] for d, r in zip(later[::2], later[1::2]))
