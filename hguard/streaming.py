@@ -1014,16 +1014,16 @@ def delivering(guard: Guard) -> Iterator[None]:
         raise raised
 
 
-def delivering_stream(guard: Guard, chunks: Iterator[_T]) -> Iterator[_T]:
-    """:func:`delivering` for a stream: each step taken from ``chunks`` is inside it (the caller's own code between
-    chunks is not), and a step that raises after the guard decided (a handler's ``on_llm_new_token`` or ``on_llm_end``)
-    says the decision undelivered. Left by its caller (closed), the stream is closed inside it too."""
+def delivering_stream(guard: Guard, make: Callable[[], Iterator[_T]]) -> Generator[_T, None, None]:
+    """:func:`delivering` for a stream: ``make()`` (the call that starts it, run now) and each step taken from the
+    stream it returns are inside it (the caller's own code between chunks is not), and a step that raises after the
+    guard decided (a handler's ``on_llm_new_token`` or ``on_llm_end``) says the decision undelivered. Left by its caller
+    (closed), the stream is closed inside it too."""
     if _DECIDED.get() is not None:
-        yield from chunks
-        return
+        return cast(Generator[_T, None, None], make())
     box = _Delivery()
 
-    def step(fn: Callable[[], _T]) -> _T:
+    def step(fn: Callable[[], Any]) -> Any:
         token = _DECIDED.set(box)
         try:
             try:
@@ -1036,20 +1036,25 @@ def delivering_stream(guard: Guard, chunks: Iterator[_T]) -> Iterator[_T]:
             box.settle(guard, exc)
             raise
 
-    while True:
-        try:
-            chunk = step(lambda: next(chunks))
-        except StopIteration:
-            break
-        try:
-            yield chunk
-        except GeneratorExit:  # the caller left: nothing raised, whatever was handed over is its own
-            step(lambda: cast(Any, chunks).close())
-            box.settle(guard, None)
-            raise
-    raised = box.settle(guard, None)
-    if raised is not None:
-        raise raised
+    chunks = step(make)
+
+    def delivered() -> Generator[_T, None, None]:
+        while True:
+            try:
+                chunk = step(lambda: next(chunks))
+            except StopIteration:
+                break
+            try:
+                yield chunk
+            except GeneratorExit:  # the caller left: nothing raised, whatever was handed over is its own
+                step(lambda: cast(Any, chunks).close())
+                box.settle(guard, None)
+                raise
+        raised = box.settle(guard, None)
+        if raised is not None:
+            raise raised
+
+    return delivered()
 
 
 async def until_delivered(guard: Guard, make: Callable[[], Awaitable[_T]]) -> _T:

@@ -889,7 +889,7 @@ class ChatHGuard(BaseChatModel):
 
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
         config = self._run_of_stream(config, kwargs)
-        return delivering_stream(self.guard, super().stream(input, config, **kwargs))  # as ``invoke``
+        return delivering_stream(self.guard, lambda: super(ChatHGuard, self).stream(input, config, **kwargs))  # as invoke
 
     def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:
         config = self._run_of_stream(config, kwargs)

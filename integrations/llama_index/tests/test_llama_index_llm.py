@@ -486,3 +486,54 @@ def test_a_blank_system_message_is_refused_as_guard_invoke_refuses_a_blank_syste
     r = HGuardLLM(guard, domain="alpha", system_as_context=True).chat(
         [ChatMessage(role=MessageRole.SYSTEM, content=""), ChatMessage(role=MessageRole.USER, content=Q)])
     assert r.message.additional_kwargs["route"] == "accept"
+
+
+@pytest.mark.parametrize("how", ["complete", "stream_complete", "chat", "stream_chat"])
+def test_a_legacy_callback_failing_after_the_decision_leaves_it_undelivered_and_the_call_failed(make_guard, root_handler,
+                                                                                                how):
+    """An observability team's trial: a legacy CallbackManager handler whose on_event_end raised (an exporter down).
+    complete wrote an llm_call error with no decision_audit_id (the join lost), stream_complete wrote no llm_call at
+    all, and neither said the accepted answer, which the caller never got, undelivered. Now one llm_call per call,
+    failed and joined to its decision, and an answer_not_delivered record naming the call's span."""
+    from llama_index.core.callbacks import CallbackManager
+    from llama_index.core.callbacks.base_handler import BaseCallbackHandler
+
+    from llama_index.llms.hguard import HGuardAuditEventHandler
+
+    class Exporter(BaseCallbackHandler):
+        def __init__(self):
+            super().__init__([], [])
+
+        def on_event_start(self, *args, **kwargs):
+            return kwargs.get("event_id", "")
+
+        def on_event_end(self, *args, **kwargs):
+            raise RuntimeError("legacy exporter down")
+
+        def start_trace(self, *args, **kwargs):
+            pass
+
+        def end_trace(self, *args, **kwargs):
+            pass
+
+    guard = make_guard("accept")
+    root_handler(HGuardAuditEventHandler.from_guard(guard))
+    llm = HGuardLLM(guard, domain="alpha", callback_manager=CallbackManager([Exporter()]))
+    chat = [ChatMessage(role=MessageRole.USER, content=Q)]
+    calls = {"complete": lambda: llm.complete(Q), "stream_complete": lambda: list(llm.stream_complete(Q)),
+             "chat": lambda: llm.chat(chat), "stream_chat": lambda: list(llm.stream_chat(chat))}
+    with pytest.raises(RuntimeError, match="legacy exporter down"):
+        calls[how]()
+    records = list(AuditLog(guard.audit.path))
+    assert sorted(r["kind"] for r in records) == ["answer_not_delivered", "decision", "llm_call"]
+    (decision,) = [r for r in records if r["kind"] == "decision"]
+    (said,) = [r for r in records if r["kind"] == "answer_not_delivered"]
+    (call,) = [r for r in records if r["kind"] == "llm_call"]
+    assert said["decision_audit_id"] == call["decision_audit_id"] == decision["id"]
+    assert said["run_id"] == call["span_id"] and call["status"] == "error" and "exporter down" in call["error"]
+    # without the failing handler, the call is delivered: ok, joined, nothing said undelivered
+    llm.callback_manager = CallbackManager([])
+    calls[how]()
+    later = list(AuditLog(guard.audit.path))[len(records):]
+    assert [r["kind"] for r in later] == ["decision", "llm_call"]
+    assert later[1]["status"] == "ok" and later[1]["decision_audit_id"] == later[0]["id"]

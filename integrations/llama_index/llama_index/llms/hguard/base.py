@@ -42,6 +42,9 @@ from hguard.streaming import (
     check_stream_mode,
     context_not_identified,
     decision_metadata,
+    decided_here,
+    delivering,
+    delivering_stream,
     guard_stream,
     guarded_invoke,
     unread_context,
@@ -490,8 +493,16 @@ class HGuardLLM(CustomLLM):
 
     # ------------------------------------------------------------------------------- completion
 
-    @llm_completion_callback()
+    # The sync calls run LlamaIndex's callback wrapper inside hguard.streaming.delivering: a legacy CallbackManager
+    # handler whose on_event_end raises after the guard decided (an exporter down) leaves the decision said
+    # undelivered and the call's llm_call record failed, joined to it (LlamaIndex then dispatches no end event).
+
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        with delivering(self._guard):
+            return self._complete_call(prompt, formatted, **kwargs)
+
+    @llm_completion_callback()
+    def _complete_call(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         return self._complete(prompt, formatted, **kwargs)
 
     def _complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
@@ -506,6 +517,7 @@ class HGuardLLM(CustomLLM):
         except BaseException as exc:  # a KeyboardInterrupt, a raise_on route too: the call's record is closed as failed
             self._failed(exc)
             raise
+        decided_here([result], active_span_id.get())  # said undelivered if the call raises before returning it
         return CompletionResponse(text=result.withheld_text if agent else result.display_text,
                                   additional_kwargs=self.decision(result))
 
@@ -534,7 +546,8 @@ class HGuardLLM(CustomLLM):
         return CompletionResponse(text=result.withheld_text if agent else result.display_text,
                                   additional_kwargs=self.decision(result))
 
-    def _response(self, text: str, piece: Any, mode: str, agent: bool = False) -> tuple[str, CompletionResponse]:
+    def _response(self, text: str, piece: Any, mode: str, agent: bool = False,
+                  span: Optional[str] = None) -> tuple[str, CompletionResponse]:
         """The text so far and the response for one streamed piece; the decided piece raises when its route
         is in ``raise_on`` (in passthrough the tokens before it were already streamed; in hold none were). An
         agent's step (held, see :func:`agent_step`) gets the answer only when accepted."""
@@ -542,6 +555,7 @@ class HGuardLLM(CustomLLM):
             text += piece.text
             return text, CompletionResponse(text=text, delta=piece.text)
         raise_if_routed(piece.result, self.raise_on)
+        decided_here([piece.result], span)  # said undelivered if the stream raises before its end (span: the call's)
         delta = piece.result.withheld_text if agent else piece.text
         if mode == "hold":  # the only chunk: the routed text
             text = delta
@@ -549,8 +563,11 @@ class HGuardLLM(CustomLLM):
             text += delta
         return text, CompletionResponse(text=text, delta=delta, additional_kwargs=self.decision(piece.result))
 
-    @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        return delivering_stream(self._guard, lambda: self._stream_complete_call(prompt, formatted, **kwargs))
+
+    @llm_completion_callback()
+    def _stream_complete_call(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         return self._stream_complete(prompt, formatted, **kwargs)
 
     def _stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
@@ -563,7 +580,7 @@ class HGuardLLM(CustomLLM):
             try:
                 for piece in guard_stream(self._guard, prompt, context, domain, mode, early_stop=early_stop, run_id=span,
                                           **call):
-                    text, response = self._response(text, piece, mode, agent)
+                    text, response = self._response(text, piece, mode, agent, span)
                     yield response
             except Exception as exc:  # refused or failed while read: the request's later steps and response say it
                 note_failure(exc)
@@ -585,7 +602,7 @@ class HGuardLLM(CustomLLM):
             try:
                 async for piece in aguard_stream(self._guard, prompt, context, domain, mode, early_stop=early_stop,
                                                  run_id=span, **call):
-                    text, response = self._response(text, piece, mode, agent)
+                    text, response = self._response(text, piece, mode, agent, span)
                     yield response
             except Exception as exc:
                 note_failure(exc)
@@ -606,8 +623,12 @@ class HGuardLLM(CustomLLM):
             additional_kwargs=r.additional_kwargs,
         )
 
-    @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        with delivering(self._guard):  # as complete
+            return self._chat_call(messages, **kwargs)
+
+    @llm_chat_callback()
+    def _chat_call(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         question, kw = self._chat_kwargs(messages, kwargs)
         return self._chat_response(self._complete(question, formatted=True, **kw))  # one call: the chat's events only
 
@@ -616,8 +637,11 @@ class HGuardLLM(CustomLLM):
         question, kw = self._chat_kwargs(messages, kwargs)
         return self._chat_response(await self._acomplete(question, formatted=True, **kw))
 
-    @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        return delivering_stream(self._guard, lambda: self._stream_chat_call(messages, **kwargs))  # as complete
+
+    @llm_chat_callback()
+    def _stream_chat_call(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         question, kw = self._chat_kwargs(messages, kwargs)
         responses = self._stream_complete(question, formatted=True, **kw)
 

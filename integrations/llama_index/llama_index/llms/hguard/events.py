@@ -26,7 +26,7 @@ from llama_index.core.instrumentation.events.span import SpanDropEvent
 from pydantic import PrivateAttr
 
 from hguard.audit import AuditLog
-from hguard.streaming import DECISION_KEYS, error_fields, jsonable
+from hguard.streaming import DECISION_KEYS, after_delivery, error_fields, jsonable
 
 from .base import split_chat
 
@@ -132,6 +132,10 @@ class HGuardAuditEventHandler(BaseEventHandler):
         record = {"span_id": event.span_id, "started_at": time.time(), **record}
         with self._lock:
             self._open.setdefault((family, event.span_id), []).append(record)
+        if family == "llm":  # HGuardLLM's call raising after its start with no event to say so (a legacy callback
+            # handler's on_event_end failing after the guard decided): written failed, joined to its decision
+            span = event.span_id
+            after_delivery(lambda exc: self._close_failed(span, error_fields(exc)) if exc is not None else None)
         if self.record_starts:
             start = {k: v for k, v in record.items() if k != "started_at"}
             self.audit.append(jsonable({**start, "event": "start"}), kind=LLM_KIND if family == "llm" else QUERY_KIND)
