@@ -92,7 +92,9 @@ class UsageError(HGuardError, RuntimeError):
 class RouteError(HGuardError):
     """The guard routed an answer away from accept and the caller asked for an exception. The decision
     was recorded (audit log, review queue) before this was raised; ``result`` holds it, ``audit_id`` its
-    record's id (as on an InputError the guard recorded)."""
+    record's id (as on an InputError the guard recorded). ``result.answer`` is the held answer itself, the text the
+    route kept from the user (the message does not quote it): an error reporter that serialises an exception's
+    attributes would send it on, so report ``audit_id`` or ``str(error)`` instead."""
 
     route = ""
 
