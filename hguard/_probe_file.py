@@ -61,8 +61,10 @@ def check_fingerprints(metadata: Mapping[str, Any], expected: Mapping[str, Any])
 
 # What to do about each kind of fingerprint difference (a hash alone says only that something differs).
 FINGERPRINT_FIXES = {
-    "system_prompt_fingerprint": "the answer was asked under another system prompt than the calibration's: use the "
-    "calibration's ([generation] system_prompt, or none in the call) or recalibrate with `--system-prompt`",
+    "system_prompt_fingerprint": "the answer was asked under another system prompt than the calibration's (the "
+    "record's generation.system_prompt: a call's system message, or an app's instruction read from the RAG template "
+    "around the passages and the question): use the calibration's ([generation] system_prompt, or none in the call) "
+    "or recalibrate with `--system-prompt`",
     "chat_template_fingerprint": "the model's chat template differs from the calibration's: serve the model the probe "
     "was calibrated on, or recalibrate",
     "model_fingerprint": "another model file than the calibration's: serve that model, or recalibrate for this one",
