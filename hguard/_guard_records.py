@@ -37,6 +37,11 @@ UNDELIVERED_REMEMBERED = 4_096
 #: how much of a refused request's question, context or error message its error record keeps (the rest is named by
 #: its length and sha256); a passage the model could read whole is shorter
 ERROR_TEXT_CHARS = 64_000
+#: the keys of a caller's ``run`` (``Guard.invoke(run=...)``): the framework's ids of the call that asked (a LangChain
+#: chat model's run id, the run that made it, the outermost run of the chain), written as they are into the call's
+#: decision record (or its error record: ``run_id``), so an auditor joins the decisions of one chain run, and each to
+#: the adapter's ``llm_call`` record of its call (which carries the same ``run_id``)
+RUN_KEYS = ("run_id", "parent_run_id", "root_run_id")
 
 
 class _Recording:
@@ -188,7 +193,8 @@ class _Recording:
             try:
                 rid = self._write_failure(request["question"], exc, context=request.get("context"),
                                           domain=request.get("domain"), source=request.get("source", "api"),
-                                          request_id=request.get("request_id"), stage=request.get("stage"), strict=True)
+                                          request_id=request.get("request_id"), run_id=request.get("run_id"),
+                                          stage=request.get("stage"), strict=True)
             except Exception as write:
                 stopped, left_errors = error_text(write), left_errors + 1
                 continue
@@ -279,7 +285,8 @@ class _Recording:
 
     def _record(self, result: GuardResult, fingerprints: dict | None = None, generation: dict | None = None,
                 history: list[dict] | None = None, *, caller_request_id: str | None = None,
-                record_request_id: str | None = None, decided: Callable[[GuardResult], None] | None = None) -> None:
+                record_request_id: str | None = None, decided: Callable[[GuardResult], None] | None = None,
+                run: Mapping[str, str | None] | None = None) -> None:
         # ``decided``, when given, is called with ``result`` once its decision is on record (before the spot-check and
         # the review queue, which may raise): a batch that then fails says that answer undelivered, never undecided
         # the record's id is the guard's own, never the caller's: spot-check selection is keyed on it (a caller
@@ -315,6 +322,9 @@ class _Recording:
         }
         if caller_request_id is not None:
             record["caller_request_id"] = caller_request_id
+        for key in RUN_KEYS:  # the caller's run ids (checked by Guard.batch), only those given
+            if run and run.get(key) is not None:
+                record[key] = run[key]
         if history:  # the earlier turns a follow-up ("And for children?") refers to; hashed in a redacting log
             record["history"] = history
         dp = self.policy.domain(result.domain) if result.route == ACCEPT and result.domain else None

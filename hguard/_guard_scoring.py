@@ -100,7 +100,8 @@ class _Scoring:
         def _record(self, result: GuardResult, fingerprints: dict | None = None,
                     generation: dict | None = None, history: list[dict] | None = None, *,
                     caller_request_id: str | None = None, record_request_id: str | None = None,
-                    decided: Callable[[GuardResult], None] | None = None) -> None: ...
+                    decided: Callable[[GuardResult], None] | None = None,
+                    run: Mapping[str, str | None] | None = None) -> None: ...
 
     def _score(self, g: Generation, domain: str | None, route: Route | None, problems: list[str]) -> tuple[dict, float | None, Thresholds | None, list[str]]:
         signals: dict[str, float | None] = {}
@@ -337,7 +338,7 @@ class _Scoring:
                              f"domain_min_similarity {minimum:.2f} (automatic choice would not send it there)", dp, problems, notes)
 
     def _finish(self, g: Generation, domain, choice: dict, route: Route | None, steer_info, request_id, started, given=(),
-                decided: Callable[[GuardResult], None] | None = None) -> GuardResult:
+                decided: Callable[[GuardResult], None] | None = None, run: Mapping[str, str | None] | None = None) -> GuardResult:
         """The answer ``g`` scored, decided and recorded; ``decided`` (when given) is called with the result as soon as its
         decision record is written, before the rest of its recording (spot-check, review queue), which may raise."""
         problems: list[str] = list(given)
@@ -482,7 +483,7 @@ class _Scoring:
             "max_new_tokens": g.extra.get("max_new_tokens", self.generator.max_new_tokens),
             "system_prompt": g.extra.get("system_prompt", self.generator.system_prompt),
             "history_turns": g.extra.get("history_turns", 0), "cut_at_max_new_tokens": cut}, history=g.extra.get("history"),
-            caller_request_id=caller_id, record_request_id=own_id, decided=decided)
+            caller_request_id=caller_id, record_request_id=own_id, decided=decided, run=run)
         return result
 
 

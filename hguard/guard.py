@@ -25,7 +25,7 @@ import numpy as np
 from ._guard_plan import DomainPlan, Route, build_plan, read_probe_folders
 from ._decoding import _check_stop
 from ._policy_thresholds import accepts_uncertified
-from ._guard_records import _open_queue, _Recording
+from ._guard_records import RUN_KEYS, _open_queue, _Recording
 from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context, context_given, left_out_passages  # noqa: F401
 from ._guard_scoring import CANCELLED_HOLD, NO_ROUTER_QUESTIONS, REMOVED_DOMAIN, _Cancelled, _EarlyAbstain, _near, _Scoring, no_conflict_detector
 from ._resources import DEFAULT_POLICY, public_seed_warning
@@ -982,6 +982,7 @@ class Guard(_Scoring, _Recording):
         problems: Sequence[str] = (),
         max_new_tokens: int | None = None,
         cancel: threading.Event | None = None,
+        run: Mapping[str, str | None] | None = None,
     ) -> GuardResult:
         """Guard one question. ``streamer`` receives the tokens as they are generated (the caller decides
         whether to show them before the decision); ``early_stop`` ends generation as soon as the running
@@ -992,11 +993,14 @@ class Guard(_Scoring, _Recording):
         routes it to review); ``max_new_tokens`` replaces the policy's for this call. ``cancel`` (a
         ``threading.Event``), once set, stops the generation at the next token: the answer, cut short, is still
         decided and recorded, and held (review, or abstain when its risk already passes the abstain threshold),
-        never accepted (:meth:`ainvoke` sets it when the caller is cancelled; a passthrough stream when it is left)."""
+        never accepted (:meth:`ainvoke` sets it when the caller is cancelled; a passthrough stream when it is left).
+        ``run``: the framework's ids of the call that asks (:data:`RUN_KEYS`: ``run_id``, ``parent_run_id``,
+        ``root_run_id``; strings), written as they are into its decision record, beside ``caller_request_id``: the
+        LangChain adapter passes its run's, so that the decisions of one chain run share its ``root_run_id``."""
         return self.batch(
             [question], [context], [domain], request_ids=[request_id], streamer=streamer, early_stop=early_stop,
             histories=[history], systems=[system], stop=stop, problems=[problems], max_new_tokens=max_new_tokens,
-            cancel=cancel,
+            cancel=cancel, runs=None if run is None else [run],
         )[0]
 
     def _refused(self, question, err: InputError, *, context=None, domain=None, request_id=None) -> InputError:
@@ -1065,7 +1069,8 @@ class Guard(_Scoring, _Recording):
         kw.setdefault("cancel", threading.Event())
         return await in_thread(self, self.invoke, question, context, domain, cancel_event=kw["cancel"],
                                unstarted=lambda: self.record_cancelled(question, context=context, domain=domain,
-                                                                       request_id=kw.get("request_id")), **kw)
+                                                                       request_id=kw.get("request_id"),
+                                                                       run_id=_run_id_of(kw.get("run"))), **kw)
 
     async def abatch(self, questions, contexts=None, domains=None, **kw) -> list[GuardResult]:
         """:meth:`batch` in a worker thread (keywords as for :meth:`batch`); cancelled, as :meth:`ainvoke`."""
@@ -1091,10 +1096,11 @@ class Guard(_Scoring, _Recording):
         problems: Sequence[Sequence[str]] | None = None,
         max_new_tokens: int | None = None,
         cancel: threading.Event | None = None,
+        runs: Sequence[Mapping[str, str | None] | None] | None = None,
     ) -> list[GuardResult]:
         """Guard several questions; answers that share a domain share one batched generation.
-        ``histories``, ``systems`` and ``problems`` hold one entry per question (see :meth:`invoke`); ``cancel``
-        stops every answer not yet complete, as for :meth:`invoke`."""
+        ``histories``, ``systems``, ``problems`` and ``runs`` hold one entry per question (see :meth:`invoke`);
+        ``cancel`` stops every answer not yet complete, as for :meth:`invoke`."""
         if isinstance(questions, str):
             raise self._refused(questions, InputError("questions must be a list of strings; use invoke() for a single question"))
         if not isinstance(questions, (list, tuple)):
@@ -1102,7 +1108,7 @@ class Guard(_Scoring, _Recording):
                 f"questions must be a list of strings, got {type(questions).__name__}: {questions!r:.80}"))
         n = len(questions)
         passed = (("contexts", contexts), ("domains", domains), ("request_ids", request_ids), ("histories", histories),
-                  ("systems", systems), ("problems", problems))
+                  ("systems", systems), ("problems", problems), ("runs", runs))
         given = [name for name, v in passed if v is not None]  # for the message below: what the caller passed
         for name, v in passed:
             if name in ("contexts", "domains", "request_ids", "systems") and isinstance(v, str):
@@ -1115,6 +1121,7 @@ class Guard(_Scoring, _Recording):
         request_ids = [None] * n if request_ids is None else list(request_ids)
         histories = [None] * n if histories is None else list(histories)
         systems = [None] * n if systems is None else list(systems)
+        run_list: list[Any] = [None] * n if runs is None or isinstance(runs, Mapping) else list(runs)
         plain = next((p for p in problems or () if isinstance(p, str)), None) if not isinstance(problems, str) else problems
         if plain is not None:  # read as a list, a string's characters became 28 "scoring problem: c" reasons
             raise self._refused(list(questions), InputError(
@@ -1125,12 +1132,13 @@ class Guard(_Scoring, _Recording):
             raise self._refused(questions[0] if n == 1 else list(questions), InputError(
                 f"problems must be a list with one list of reasons per question, got {problems!r:.60}"))
         extra_problems = [[] for _ in range(n)] if problems is None else [list(p or ()) for p in problems]
-        if not (len(contexts) == len(domains) == len(request_ids) == len(histories) == len(systems) == len(extra_problems) == n):
+        if not (len(contexts) == len(domains) == len(request_ids) == len(histories) == len(systems) == len(extra_problems)
+                == len(run_list) == n) or isinstance(runs, Mapping):
             raise self._refused(list(questions), InputError(
                 f"got {n} questions and " + ", ".join(f"{len(v)} {name}" for name, v in (
                     ("contexts", contexts), ("domains", domains), ("request_ids", request_ids), ("histories", histories),
-                    ("systems", systems), ("problems", extra_problems)) if name in given)
-                + "; pass one of each per question"))
+                    ("systems", systems), ("problems", extra_problems), ("runs", run_list)) if name in given)
+                + "; pass one of each per question" + (" (runs: a list of run mappings)" if isinstance(runs, Mapping) else "")))
         try:  # call settings, checked before anything is generated, and refused on record like bad input
             if max_new_tokens is not None:  # checked as the policy's own value is
                 replace(self.settings, max_new_tokens=max_new_tokens)
@@ -1149,6 +1157,8 @@ class Guard(_Scoring, _Recording):
             if bad is not None:  # copied into every record of the request (a 3 MB one grew the log by 3 MB a call)
                 raise InputError(f"request_id of question {bad[0]} is {len(bad[1]):,} characters long ({bad[1]!r:.40}...); "
                                  f"pass an id of at most {MAX_NAME_CHARS} characters (a hash of a longer one)")
+            for i, run in enumerate(run_list):
+                _check_run(i, run)
         except (InputError, ValueError) as exc:
             err = exc if isinstance(exc, InputError) else InputError(str(exc))
             raise self._refused(questions[0] if n == 1 else list(questions), err,
@@ -1210,7 +1220,7 @@ class Guard(_Scoring, _Recording):
         at: dict[str, Any] = {}  # the group being answered, and its stage, for the error records of a failure
         try:
             self._answer_groups(groups, questions, ctxs, plans, histories, systems, request_ids, extra_problems,
-                                notes, streamer, early_stop, stop, max_new_tokens, started, results, cancel, at)
+                                notes, streamer, early_stop, stop, max_new_tokens, started, results, cancel, at, run_list)
         except AuditError as exc:  # a log that stopped taking records part-way: say which decisions it holds
             done = [r for r in results if r is not None]
             if not done:
@@ -1235,7 +1245,7 @@ class Guard(_Scoring, _Recording):
             # (a row is decided once its decision record is written, before its spot-check and review queue ran)
             self.record_failed_requests(exc, [
                 {"question": questions[i], "context": ctxs[i], "domain": plans[i][0], "request_id": request_ids[i],
-                 "stage": at.get("stage", NOT_STARTED) if i in at.get("rows", ()) else NOT_STARTED, "index": i}
+                 "run_id": _run_id_of(run_list[i]), "stage": at.get("stage", NOT_STARTED) if i in at.get("rows", ()) else NOT_STARTED, "index": i}
                 for i in range(n) if results[i] is None], {i: r for i, r in enumerate(results) if r is not None},
                 after_decision=at.get("row"))
             raise
@@ -1243,7 +1253,7 @@ class Guard(_Scoring, _Recording):
 
     def _answer_groups(self, groups, questions, ctxs, plans, histories, systems, request_ids, extra_problems, notes,
                        streamer, early_stop, stop, max_new_tokens, started, results, cancel=None,
-                       at: dict[str, Any] | None = None) -> None:
+                       at: dict[str, Any] | None = None, runs: Sequence[Any] | None = None) -> None:
         """:meth:`batch`'s generation and recording, one batched generation per (domain, with context) group,
         each answer's result put in ``results`` as soon as its decision record is written; ``at`` is kept naming the
         group being answered (``rows``), its ``stage`` (:data:`GENERATION`, then :data:`SCORING`), and the ``row`` being
@@ -1286,12 +1296,35 @@ class Guard(_Scoring, _Recording):
                 try:
                     results[i] = self._finish(
                         g, plans[i][0], plans[i][1], route, steer_info, request_ids[i], started, extra_problems[i],
-                        decided=decided,
+                        decided=decided, run=runs[i] if runs is not None else None,
                     )
                     at["row"] = None
                 except AuditError as exc:  # recorded, then a later write failed (its spot-check): the error carries it
                     results[i] = next(iter(getattr(exc, "results", None) or []), None)
                     raise
+
+
+def _check_run(i: int, run: Any) -> None:
+    """Refuse a caller's ``run`` (of question ``i``) that the record cannot hold as given: a mapping of
+    :data:`RUN_KEYS` to strings of at most :data:`MAX_NAME_CHARS` characters (or None)."""
+    if run is None:
+        return
+    if not isinstance(run, Mapping):
+        raise InputError(f"run must be a mapping of {', '.join(RUN_KEYS)} to ids, got {type(run).__name__} "
+                         f"{run!r:.60} (question {i})")
+    unknown = sorted(str(k) for k in run if k not in RUN_KEYS)
+    if unknown:  # written into the decision record as they are: another key could stand for one of its own
+        raise InputError(f"run of question {i} has key(s) {unknown}; it takes {', '.join(RUN_KEYS)}")
+    for key, v in run.items():
+        if v is not None and (not isinstance(v, str) or len(v) > MAX_NAME_CHARS):
+            raise InputError(f"run {key} of question {i} must be a string of at most {MAX_NAME_CHARS} characters or "
+                             f"None, got {type(v).__name__} {v!r:.60}; pass str(...) of it")
+
+
+def _run_id_of(run: Any) -> str | None:
+    """The ``run_id`` of a caller's ``run``, when it is a string (for an ``error`` record)."""
+    v = run.get("run_id") if isinstance(run, Mapping) else None
+    return v if isinstance(v, str) else None
 
 
 #: the ``stage`` of an ``error`` record (:meth:`Guard.record_failed_requests`): the request's generation raised; its

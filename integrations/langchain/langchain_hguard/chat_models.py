@@ -419,7 +419,7 @@ class _Call:
     stop: list[str] | None
     max_new_tokens: int | None = None
     query_step: str | None = None  # the retrieval step asking for text no user is shown (no decision: Guard.rewrite_query)
-    run_id: str | None = None  # a streamed call's LangChain run id, named if its decision is never delivered
+    run_id: str | None = None  # the call's LangChain run id: its decision record names it (and its answer_not_delivered)
     cancel: Any = None  # an async call's cancel event (threading.Event)
     agent: bool = False  # an agent's step (asks_for_actions): held whatever the stream mode, a held one withheld
     parent_run: Any = None  # the chain run that made the call (None outside a chain)
@@ -430,7 +430,17 @@ class _Call:
 
     def guard_kwargs(self) -> dict[str, Any]:
         return {"history": self.history, "system": self.system, "stop": self.stop, "problems": self.problems,
-                "max_new_tokens": self.max_new_tokens, "cancel": self.cancel}
+                "max_new_tokens": self.max_new_tokens, "cancel": self.cancel, "run": self.run()}
+
+    def run(self) -> dict[str, str | None] | None:
+        """The LangChain run ids the decision record names (``Guard.invoke(run=...)``): the call's own ``run_id``, the
+        ``parent_run_id`` of the chain step that made it, and the ``root_run_id`` of the outermost run (the call's own
+        outside a chain; left out where the chain's root is not known). None before the call has a run id."""
+        if self.run_id is None:
+            return None
+        root = CAPTURE.root_of(self.parent_run) if self.parent_run is not None else self.run_id
+        return {"run_id": str(self.run_id), "parent_run_id": None if self.parent_run is None else str(self.parent_run),
+                "root_run_id": None if root is None else str(root)}
 
     def asked(self) -> str:
         """What this call asks: two calls that ask the same get the same greedy answer and decision."""
@@ -912,6 +922,7 @@ class ChatHGuard(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         call = self._parse(messages, stop, kwargs, parent_run_of(run_manager))
+        call.run_id = call.run_id or _run_id(run_manager)
         if call.query_step is not None:
             return ChatResult(generations=[ChatGeneration(message=self._search_text(call))], llm_output={"model_name": self.model_name})
         asked = call.asked() if self.raise_on and call.precomputed is None and call.parent_run is not None else None
@@ -947,13 +958,14 @@ class ChatHGuard(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         call = self._parse(messages, stop, kwargs, parent_run_of(run_manager))
+        call.run_id = call.run_id or _run_id(run_manager)
         settled = self._settled(call)
         if settled is not None:
             yield settled
             return
         for piece in guard_stream(
             self.guard, call.question, call.context, call.domain, call.stream_mode, early_stop=call.early_stop,
-            run_id=call.run_id or _run_id(run_manager), **call.guard_kwargs(),
+            run_id=call.run_id, **call.guard_kwargs(),
         ):
             yield self._streamed(piece, call)
 
@@ -967,13 +979,14 @@ class ChatHGuard(BaseChatModel):
         """:meth:`_stream` with the answer generated in a worker thread; left early (a timeout, a cancelled task),
         the answer is still decided, and the log says when its decision never reached the caller."""
         call = self._parse(messages, stop, kwargs, parent_run_of(run_manager.get_sync() if run_manager else None))
+        call.run_id = call.run_id or _run_id(run_manager)
         settled = self._settled(call)
         if settled is not None:
             yield settled
             return
         async for piece in aguard_stream(
             self.guard, call.question, call.context, call.domain, call.stream_mode, early_stop=call.early_stop,
-            run_id=call.run_id or _run_id(run_manager), **call.guard_kwargs(),
+            run_id=call.run_id, **call.guard_kwargs(),
         ):
             yield self._streamed(piece, call)
 
@@ -1001,6 +1014,10 @@ class ChatHGuard(BaseChatModel):
     # ----------------------------------------------------------------------------------- batches
 
     def _batch_calls(self, inputs: list[Any], configs: list[RunnableConfig], kwargs: dict[str, Any]) -> list[_Call] | None:
+        """Each input's call, read before any is run; each config (the batch's own copy) is given its run id first,
+        as :meth:`_run_of_stream` gives a stream's, so that the decisions made here name the runs that deliver them."""
+        for cfg in configs:
+            cfg["run_id"] = cfg.get("run_id") or uuid.uuid4()
         rest = {k: v for k, v in kwargs.items() if k != "stop"}
         try:
             calls = [
@@ -1011,6 +1028,8 @@ class ChatHGuard(BaseChatModel):
             return None  # let the per-input path raise (or return) each input's own error, and record it once
         if any(c.stop or c.query_step for c in calls):
             return None  # stop sequences, text to search with: one generation per input
+        for c, cfg in zip(calls, configs):
+            c.run_id = str(cfg["run_id"])
         return calls
 
     def _guard_batch(self, calls: list[_Call], cancel: Any = None) -> list[GuardResult]:
@@ -1021,7 +1040,7 @@ class ChatHGuard(BaseChatModel):
             histories=[c.history for c in calls] if per_call else None,
             systems=[c.system for c in calls] if per_call else None,
             problems=[c.problems for c in calls] if per_call else None,
-            max_new_tokens=calls[0].max_new_tokens or None, cancel=cancel,
+            max_new_tokens=calls[0].max_new_tokens or None, cancel=cancel, runs=[c.run() for c in calls],
         )
 
     def _decide(self, calls: list[_Call], return_exceptions: bool, cancel: Any = None) -> list[GuardResult | Exception] | None:

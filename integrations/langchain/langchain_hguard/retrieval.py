@@ -260,6 +260,14 @@ class RetrievalCapture(BaseCallbackHandler):
         with self._lock:
             return self._ancestors(run_id)
 
+    def root_of(self, run_id: UUID | None) -> UUID | None:
+        """The outermost run enclosing ``run_id`` (a chain, tool or retriever run; ``run_id`` itself when it is one),
+        while that root run is open; None for a run not seen."""
+        if run_id is None:
+            return None
+        with self._lock:
+            return self._root.get(run_id)
+
     def retried_in(self, run_id: UUID | None) -> UUID | None:
         """The retry run (a chain's ``with_retry()``) whose second or later attempt encloses ``run_id``; None when
         no attempt after the first does. LangChain tags each such attempt's run ``retry:attempt:N``."""

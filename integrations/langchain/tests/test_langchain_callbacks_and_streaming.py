@@ -393,3 +393,84 @@ def test_a_handler_failing_after_the_decision_leaves_it_undelivered_and_the_call
     later = list(AuditLog(guard.audit.path))[len(records):]
     assert [r["kind"] for r in later] == ["decision", "llm_call"] * 2
     assert all(r["status"] == "ok" and r["decision_audit_id"] == d["id"] for d, r in zip(later[::2], later[1::2]))
+
+
+# ------------------------------------------------------------------------------- run ids on decisions
+
+
+def _two_step(chat, how: str):
+    """A two-step chain (answer, then answer again from the first answer) calling ``chat`` as ``how`` asks."""
+    from langchain_core.runnables import RunnableLambda
+
+    def step(q: str, config) -> str:
+        if how == "stream":
+            return "".join(str(c.content) for c in chat.stream(q, config))
+        if how == "batch":
+            return " ".join(str(m.content) for m in chat.batch([q, "what is gold ?"], config))
+        return str(chat.invoke(q, config).content)
+
+    async def astep(q: str, config) -> str:
+        if how == "astream":
+            return "".join([str(c.content) async for c in chat.astream(q, config)])
+        if how == "abatch":
+            return " ".join(str(m.content) for m in await chat.abatch([q, "what is gold ?"], config))
+        return str((await chat.ainvoke(q, config)).content)
+
+    one = RunnableLambda(step, afunc=astep)
+    return one | RunnableLambda(lambda a: f"what does {a[:20]!r} mean ?") | one
+
+
+@pytest.mark.parametrize("how", ["invoke", "stream", "batch", "ainvoke", "astream", "abatch"])
+def test_the_decisions_of_a_chain_run_name_its_root_run_and_each_its_own_run(make_guard, how):
+    """A user's LCEL map-reduce left three decisions with nothing naming the chain run: which was the delivered one
+    could not be told. Each decision now names its own run (the llm_call record's run_id), its parent, and the root."""
+    guard = make_guard("accept")
+    handler = HGuardAuditCallbackHandler.from_guard(guard)
+    chain = _two_step(ChatHGuard(guard=guard, domain="alpha"), how)
+    if how.startswith("a"):
+        asyncio.run(chain.ainvoke(Q, config={"callbacks": [handler], "run_id": __import__("uuid").uuid4()}))
+    else:
+        chain.invoke(Q, config={"callbacks": [handler]})
+    records = list(AuditLog(guard.audit.path))
+    decisions = [r for r in records if r["kind"] == "decision"]
+    calls = {c["decision_audit_id"]: c for c in records if c["kind"] == "llm_call"}
+    assert len(decisions) == (4 if "batch" in how else 2) == len(calls)
+    roots = {d["root_run_id"] for d in decisions}
+    assert len(roots) == 1 and None not in roots  # one chain run
+    assert len({d["run_id"] for d in decisions}) == len(decisions)  # each its own run
+    for d in decisions:
+        call = calls[d["id"]]
+        assert d["run_id"] == call["run_id"] and d["parent_run_id"] == call["parent_run_id"] != d["root_run_id"]
+        assert "caller_request_id" not in d and d["route"] == "accept"  # the record's own keys as they were
+    assert audit_mod.verify(guard.audit.path).ok
+
+
+def test_a_decision_outside_a_chain_is_its_own_root_run(make_guard):
+    guard = make_guard("accept")
+    handler = HGuardAuditCallbackHandler.from_guard(guard)
+    msg = ChatHGuard(guard=guard, domain="alpha").invoke(Q, config={"callbacks": [handler]})
+    decision, call = AuditLog(guard.audit.path)
+    assert decision["id"] == msg.response_metadata["audit_id"] == call["decision_audit_id"]
+    assert decision["run_id"] == decision["root_run_id"] == call["run_id"] and "parent_run_id" not in decision
+
+
+def test_guard_records_a_callers_run_and_refuses_one_it_cannot_record(make_guard, monkeypatch):
+    guard = make_guard("accept")
+    r = guard.invoke(Q, domain="alpha", run={"run_id": "r1", "root_run_id": "r0", "parent_run_id": None})
+    (decision,) = AuditLog(guard.audit.path)
+    assert (decision["id"], decision["run_id"], decision["root_run_id"]) == (r.audit_id, "r1", "r0")
+    assert "parent_run_id" not in decision
+    with pytest.raises(InputError, match="has key"):
+        guard.invoke(Q, domain="alpha", run={"run_id": "r1", "route": "accept"})
+    with pytest.raises(InputError, match="string"):
+        guard.batch([Q], domains=["alpha"], runs=[{"run_id": 7}])
+    assert [r["kind"] for r in AuditLog(guard.audit.path)] == ["decision", "error", "error"]
+
+    def oom(*a, **k):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(guard.generator, "generate", oom)  # failed after it was taken: its error record names the run
+    with pytest.raises(RuntimeError):
+        guard.invoke(Q, domain="alpha", run={"run_id": "r2", "root_run_id": "r0"})
+    failed = list(AuditLog(guard.audit.path))[-1]
+    assert failed["kind"] == "error" and failed["stage"] == "generation" and failed["run_id"] == "r2"

@@ -251,7 +251,9 @@ def test_a_batch_that_raises_on_one_answer_says_its_other_decided_answers_were_n
     assert len(decisions) == 3 and decisions[0]["id"] == err.value.audit_id  # the raised one carries its decision
     assert [r["decision_audit_id"] for r in said] == [d["id"] for d in decisions[1:]]
     assert all("input 0 of the same batch raised NeedsReviewError" in r["why"] for r in said)
-    assert said[0]["run_id"] == str(rid) and "run_id" not in said[1]
+    assert said[0]["run_id"] == str(rid) == decisions[1]["run_id"]
+    # each input was given its run id before the batch decided (the run never started for the one after the raise)
+    assert said[1]["run_id"] == decisions[2]["run_id"] not in (None, str(rid))
     # with return_exceptions every answer reaches the caller (as its error): nothing is said undelivered
     out = chat.batch([Q, "what is gold ?"], return_exceptions=True)
     assert all(isinstance(x, NeedsReviewError) for x in out)
