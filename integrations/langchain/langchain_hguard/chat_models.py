@@ -826,10 +826,13 @@ class ChatHGuard(BaseChatModel):
         """Whether a passage of ``context`` is made of nothing but answers given earlier in the same chain run (or of
         the guard's abstain or review messages): a map-reduce's reduce step given its map answers as passages (a RAG
         team's trial: a final answer accepted over "passages" that were the model's own answers, one the abstain
-        message). Their text grounds nothing, and a held answer came back accepted inside the summary."""
+        message). Their text grounds nothing, and a held answer came back accepted inside the summary. An earlier
+        answer (or held text) of :data:`~hguard.streaming.ANSWER_WORDS_IN_CONTEXT` words or more found anywhere in a
+        passage holds it, as a sub-question's answer does in the LlamaIndex adapter: a reduce prompt labels or bullets
+        them ("Summary 1: <answer>", "- <answer>"), and "Summary 1: <the abstain message>" came back accepted."""
         passages = [context] if isinstance(context, str) else [c for c in context or [] if isinstance(c, str)]
         earlier = [*CAPTURE.answers_for(parent_run_id), *held_texts(self.guard)]
-        return any(built_from_answers(p, earlier) for p in passages if not blank(p))
+        return any(built_from_answers(p, (), earlier) for p in passages if not blank(p))
 
     @staticmethod
     def _note_answer(call: _Call, result: GuardResult) -> None:

@@ -155,3 +155,45 @@ def test_a_passage_that_is_the_guards_abstain_message_is_no_retrieved_passage(ma
     assert held.route == "review" and any("own earlier answers" in r for r in held.reasons)
     fine = rag.invoke({"question": AUSTRALIA, "context": ["Canberra is the capital city of Australia."]})
     assert fine.route == "accept"
+
+
+@pytest.mark.parametrize("fmt", [
+    lambda a: ["\n".join(f"Summary {i + 1}: {x}" for i, x in enumerate(a))],
+    lambda a: ["\n".join(f"- {x}" for x in a)],
+    lambda a: [f"Answer {i + 1}: {x}" for i, x in enumerate(a)],
+], ids=["summary-labels", "bullets", "labelled-list"])
+def test_a_reduce_step_that_labels_or_bullets_the_map_answers_goes_to_review(make_guard, fmt):
+    """A reduce prompt wraps its map answers ("Summary 1: <answer>", "- <answer>"): they were accepted as retrieved
+    passages. An earlier answer of 3 words or more anywhere in a passage holds it, as in the LlamaIndex adapter."""
+    guard = make_guard("accept")
+    rag = GuardedRAG(llm=ChatHGuard(guard=guard, domain="alpha"))
+    mapper = RunnableLambda(lambda x: rag.batch([{"question": x["question"], "documents": [d]} for d in x["docs"]]))
+    reduce_ = RunnableLambda(lambda x: {"question": x["question"], "context": fmt([str(a) for a in x["answers"]])}) | rag
+    out = (RunnablePassthrough.assign(answers=mapper) | RunnablePassthrough.assign(final=reduce_)).invoke(
+        {"question": AUSTRALIA, "docs": MAP_DOCS})
+    assert all(len(str(a).split()) >= 3 for a in out["answers"])  # the tiny model's answers: long enough to count
+    final = out["final"]
+    assert final.route == "review" and any("own earlier answers" in r for r in final.reasons), final.reasons
+
+
+@pytest.mark.parametrize("ctx", ["Summary 1: {msg}", "Summary 1: {msg}\nSummary 2: Canberra is the capital city of Australia."])
+def test_a_passage_holding_the_abstain_message_inside_a_label_is_no_retrieved_passage(make_guard, ctx):
+    guard = make_guard("accept")
+    rag = GuardedRAG(llm=ChatHGuard(guard=guard, domain="alpha"))
+    held = rag.invoke({"question": AUSTRALIA, "context": [ctx.format(msg=guard.policy.abstain_message)]})
+    assert held.route == "review" and any("own earlier answers" in r for r in held.reasons), held.reasons
+
+
+def test_answers_read_anywhere_in_passages_hold_no_independent_question(make_guard):
+    """No false holds: two questions on one document in one chain run, and a batch of independent questions."""
+    guard = make_guard("accept")
+    rag = GuardedRAG(llm=ChatHGuard(guard=guard, domain="alpha"))
+    doc = [MAP_DOCS[0]]
+    two = RunnablePassthrough.assign(a=RunnableLambda(lambda x: rag.invoke({"question": AUSTRALIA, "documents": doc}))) | \
+        RunnablePassthrough.assign(b=RunnableLambda(
+            lambda x: rag.invoke({"question": "which city is the capital of australia ?", "documents": doc})))
+    out = two.invoke({})
+    assert (out["a"].route, out["b"].route) == ("accept", "accept"), out["b"].reasons
+    chain = RunnableLambda(lambda q: {"question": q, "documents": MAP_DOCS}) | rag
+    outs = chain.batch([AUSTRALIA, "what is the capital of kenya ?", AUSTRALIA])
+    assert [o.route for o in outs] == ["accept"] * 3
