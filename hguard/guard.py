@@ -213,10 +213,11 @@ class Guard(_Scoring, _Recording):
                              "applies)")
                 warnings.warn(no_conflict_detector(name, held=held), UserWarning, stacklevel=2)
         for name in sorted(guard._plans):  # a steering setting the domain's probes cannot apply, said once
-            if (unsteered := guard._unsteered(name)) is not None and pol.domains[name].steering.alpha != 1.0:  # type: ignore[union-attr]
-                warnings.warn(f"{unsteered} (each record's steering says so); remove [domains.{name}.steering], or "
-                              "calibrate the domain closed-book too (hguard calibrate) to steer it", UserWarning,
-                              stacklevel=2)
+            if (unsteered := guard._unsteered(name)) is not None:
+                fix = ("" if (name, CLOSED_BOOK) in guard._refused_modes else  # its load failure names its own fix
+                       f"; remove [domains.{name}.steering], or calibrate the domain closed-book too (hguard calibrate) "
+                       "to steer it")
+                warnings.warn(f"{unsteered} (each record's steering says so){fix}", UserWarning, stacklevel=2)
         for name, plan in sorted(guard._plans.items()):  # a probe whose scores carry no signal, said once
             if said := guard._no_router_questions(name):
                 warnings.warn(said, UserWarning, stacklevel=2)
@@ -936,13 +937,18 @@ class Guard(_Scoring, _Recording):
     def _unsteered(self, name: str) -> str | None:
         """Why a served domain's ``[domains.X.steering]`` is not applied, else None (said at start-up, in each of its
         answers' reasons and in the record's ``steering``): steering scales the H-Neurons of the domain's closed-book
-        probe, the neurons it was measured on, and a domain calibrated with context only has none."""
+        probe, the neurons it was measured on, and a domain calibrated with context only has none; nor has one whose
+        closed-book probe file failed to load (its load failure named, with its fix). Alpha 1 steers nothing: None."""
         dp = self.policy.domain(name)
-        if dp is None or dp.steering is None or name not in self._plans or name in self.probes:
+        if (dp is None or dp.steering is None or float(dp.steering.alpha) == 1.0 or name not in self._plans
+                or name in self.probes):
             return None
-        return (f"steering alpha {dp.steering.alpha:g} of domain {name!r} is not applied: steering scales the H-Neurons "
-                "of a domain's closed-book probe, and this domain has only a RAG probe, so its answers are generated "
-                "unsteered")
+        said = (f"steering alpha {dp.steering.alpha:g} of domain {name!r} is not applied: steering scales the H-Neurons "
+                "of a domain's closed-book probe, and ")
+        refused = self._refused_modes.get((name, CLOSED_BOOK))
+        if refused is not None:
+            return f"{said}this domain's closed-book probe was not loaded ({refused}), so its answers are generated unsteered"
+        return f"{said}this domain has only a RAG probe, so its answers are generated unsteered"
 
     def _steering(self, domain: str | None) -> tuple[dict[int, float] | None, dict | None]:
         dp = self.policy.domain(domain) if domain else None

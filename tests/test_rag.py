@@ -1327,3 +1327,48 @@ def test_steering_on_a_rag_only_domain_is_said_not_applied_at_start_up_in_the_re
     assert not any("scaled the" in x for x in r.reasons)  # unsteered: not held as a steered answer
     beta = g.invoke("capital city river ?", domain="beta")  # no steering set: none recorded
     assert beta.steering is None and AuditLog(tmp_path / "audit.jsonl").find(beta.audit_id)["steering"] is None
+
+
+def _steered_guard(tiny_rag, tmp_path, names, alpha, broken=()):
+    import shutil
+    import warnings
+
+    from hguard.guard import Guard
+
+    lm, folder, _ = tiny_rag
+    (tmp_path / "probes").mkdir()
+    for name in names:
+        shutil.copy(folder / "probes" / name, tmp_path / "probes" / name)
+    for name in broken:
+        (tmp_path / "probes" / name).write_text("{ broken")
+    policy = _policy(tmp_path, tmp_path, knowledge_conflict="trust_context", steering={"alpha": alpha})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        g = Guard.from_policy(policy, lm=lm)
+    return g, [str(w.message) for w in caught if str(w.message).startswith("steering alpha")]
+
+
+def test_steering_on_a_domain_whose_closed_book_probe_failed_to_load_names_the_load_failure(tiny_rag, tmp_path):
+    """A review's trial: alpha.json damaged beside a good alpha.rag.json. Steering was said not applied because the
+    domain "has only a RAG probe", with the fix "calibrate the domain closed-book too": it was calibrated, its file
+    failed to load. The load failure and its fix are named instead."""
+    g, said = _steered_guard(tiny_rag, tmp_path, ("alpha.rag.json", "alpha.json", "beta.json"), 0.0,
+                             broken=("alpha.json",))
+    assert "alpha" in g.rag_probes and "alpha" not in g.probes
+    assert len(said) == 1 and "only a RAG probe" not in said[0] and "calibrate the domain closed-book" not in said[0]
+    assert "closed-book probe was not loaded" in said[0] and "not valid JSON" in said[0], said
+    assert "restore it or recalibrate" in said[0], said
+    r = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
+    assert "not valid JSON" in r.steering["not_applied"] and "only a RAG probe" not in r.steering["not_applied"]
+
+
+def test_steering_alpha_one_on_a_rag_only_domain_is_not_said_not_applied(tiny_rag, tmp_path):
+    """alpha = 1 steers nothing: the start-up check already said nothing of it, but every answer carried a "not
+    applied" line and the record's steering a not_applied."""
+    from hguard.audit import AuditLog
+
+    g, said = _steered_guard(tiny_rag, tmp_path, ("alpha.rag.json", "beta.json"), 1.0)
+    assert said == []
+    r = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
+    assert r.steering is None and not any("steer" in x for x in r.reasons), (r.steering, r.reasons)
+    assert AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)["steering"] is None
