@@ -95,41 +95,75 @@ def _model_at(loc: Sequence[Any]) -> tuple[type[BaseModel], str | None] | None:
     return model, None
 
 
-def _tables_of(key: str) -> list[tuple[str, ...]]:
+def _tables_of(key: str) -> list[tuple[tuple[str, ...], bool]]:
     """Where a policy holds ``key``, read from the schema's own fields: each table's key path (``()`` the top level,
-    ``("domains", "NAME")`` a domain's table), for a key written in the wrong table."""
+    ``("domains", "NAME")`` a domain's table), and whether ``key`` there is a table itself (``generation``), for a key
+    written in the wrong table."""
     from hguard.policy import Policy  # the schema module imports this one
 
-    out: list[tuple[str, ...]] = []
+    out: list[tuple[tuple[str, ...], bool]] = []
 
     def walk(model: type[BaseModel], path: tuple[str, ...]) -> None:
         for name, field in model.model_fields.items():
             inner = _model_in(field.annotation)
-            if inner is None:
-                if name == key and name != "name":  # a domain's name is its table's: never a key to move
-                    out.append(path)
-            else:
+            if name == key and name != "name":  # a domain's name is its table's: never a key to move
+                out.append((path, inner is not None))
+            if inner is not None:
                 walk(inner[1], (*path, name, "NAME") if inner[0] == "dict" else (*path, name))
 
     walk(Policy, ())
     return out
 
 
-def _belongs(key: str, loc: Sequence[Any]) -> str:
+#: how a policy was written, for where a key belongs: a TOML file, a YAML file, or a mapping given in code
+TOML, YAML, MAPPING = "toml", "yaml", "mapping"
+
+
+def _keys(path: Sequence[str]) -> str:
+    """A mapping's key path as written in code: 'domains' -> 'geo'."""
+    return " -> ".join(repr(k) for k in path)
+
+
+def _home_text(home: tuple[str, ...], key: str, table: bool, syntax: str) -> str:
+    """Where ``key`` goes, ``home`` its table's key path (a domain's name in place of NAME, or NAME when unknown), in
+    the words of the policy's ``syntax`` (TOML tables, YAML indentation, a mapping's keys)."""
+    full = (*home, key)
+    for_domain = " (the one of the domain it is for)" if "NAME" in full else ""
+    if table:  # the key is a table itself: its header (TOML) or its place (YAML, a mapping)
+        top = "a top-level table" if not home else f"a table inside [{'.'.join(home)}]"
+        if syntax == TOML:
+            return f"[{'.'.join(full)}] is {top}: write its header as [{'.'.join(full)}]{for_domain}"
+        if syntax == YAML:
+            return (f"{key}: is {'a top-level key, unindented' if not home else 'nested as ' + ': '.join(full) + ':'}"
+                    f"{for_domain}, its keys indented under it")
+        return (f"{key!r} is a key of {'the top level of the mapping' if not home else 'the mapping under ' + _keys(home)}"
+                f"{for_domain}, holding a mapping of its keys")
+    if not home:
+        return {TOML: "at the top level: in TOML, above the first [table] line (a key below a [table] line belongs to "
+                      "that table)",
+                YAML: "at the top level: in YAML, unindented (a key indented under another belongs to it)"}.get(
+                    syntax, "at the top level of the mapping")
+    if syntax == TOML:
+        return f"in {'a' if for_domain else 'the'} [{'.'.join(home)}] table{for_domain}"
+    if syntax == YAML:
+        return f"nested under {': '.join(home)}: (indented below it){for_domain}"
+    return f"in the mapping under {_keys(home)}{for_domain}"
+
+
+def _belongs(key: str, loc: Sequence[Any], syntax: str = MAPPING) -> str:
     """Where ``key``, unknown in the table at ``loc`` (its key path), belongs when another table of the policy holds
-    it; a domain's own tables are named by its name."""
+    it (a key, or a table such as ``generation``); a domain's own tables are named by its name."""
     here = tuple("NAME" if i and loc[i - 1] == "domains" else str(p) for i, p in enumerate(loc))
     domain = str(loc[1]) if len(loc) > 1 and loc[0] == "domains" else None
-    said = []
-    for home in (h for h in _tables_of(key) if h != here):
-        table = ".".join(domain if p == "NAME" and domain is not None else p for p in home)
-        said.append("at the top level: in TOML, above the first [table] line (a key below a [table] line belongs to "
-                    "that table)" if not home else f"in a [{table}] table (the one of the domain it is for)"
-                    if "NAME" in table else f"in the [{table}] table")
-    return f"; {key} belongs " + ", or ".join(said) if said else ""
+    homes = [(tuple(domain if p == "NAME" and domain is not None else p for p in home), table)
+             for home, table in _tables_of(key) if home != here]
+    said = [_home_text(home, key, table, syntax) for home, table in homes]
+    if not said:
+        return ""
+    return "; " + "; or ".join(said) if any(table for _, table in homes) else f"; {key} belongs " + ", or ".join(said)
 
 
-def _explain(error: Mapping[str, Any]) -> str:
+def _explain(error: Mapping[str, Any], syntax: str = MAPPING) -> str:
     loc = tuple(error.get("loc", ()))
     where = _loc_text(loc)
     kind = error.get("type", "")
@@ -140,7 +174,7 @@ def _explain(error: Mapping[str, Any]) -> str:
         found = _model_at(loc)
         allowed = sorted(k for k in found[0].model_fields if k != "name") if found else []
         hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
-        belongs = _belongs(str(loc[-1]), loc[:-1]) if loc else ""  # a key of another table: where it goes, not a guess
+        belongs = _belongs(str(loc[-1]), loc[:-1], syntax) if loc else ""  # a key of another table: where it goes, not a guess
         near = difflib.get_close_matches(str(loc[-1]), allowed, n=1) if loc and allowed and not belongs else []
         guess = f"; did you mean {near[0]!r}?" if near else ""
         return f"{where}: unknown key (value {_short(error.get('input'))}){belongs}{guess}{hint}"
@@ -169,10 +203,10 @@ def _explain(error: Mapping[str, Any]) -> str:
     return text
 
 
-def _policy_error(error: ValidationError, source: str) -> PolicyError:
+def _policy_error(error: ValidationError, source: str, syntax: str = MAPPING) -> PolicyError:
     # each item ends in its own separator: the CLI keeps each on an indented line of its own (hguard.cli.error_line),
     # and a reader that joins the lines still reads one item apart from the next and the last from "Fix these keys"
-    lines = [_explain(e).rstrip().rstrip(".;") for e in error.errors(include_url=False)]
+    lines = [_explain(e, syntax).rstrip().rstrip(".;") for e in error.errors(include_url=False)]
     return PolicyError(
         f"invalid policy {source}:\n  - "
         + ";\n  - ".join(lines)
@@ -180,7 +214,7 @@ def _policy_error(error: ValidationError, source: str) -> PolicyError:
     )
 
 
-def _validate(data: Any, *, source: str, base_dir: Path | None) -> Policy:
+def _validate(data: Any, *, source: str, base_dir: Path | None, syntax: str = MAPPING) -> Policy:
     if not isinstance(data, Mapping):
         raise PolicyError(
             f"invalid policy {source}: the top level must be a table of keys (version, domains, ...), "
@@ -191,7 +225,7 @@ def _validate(data: Any, *, source: str, base_dir: Path | None) -> Policy:
     try:
         return Policy.model_validate(dict(data), context={"base_dir": base_dir} if base_dir else None)
     except ValidationError as exc:
-        raise _policy_error(exc, source) from None
+        raise _policy_error(exc, source, syntax) from None
 
 
 def checked_policy(policy: Any) -> Policy:
@@ -284,7 +318,8 @@ def load_policy(path: str | Path) -> Policy:
             data = {}
     # absolute(), not resolve(): paths are relative to where the file was
     # referenced, even when that is a symlink into another directory.
-    policy = _validate(data, source=source, base_dir=path.absolute().parent)
+    policy = _validate(data, source=source, base_dir=path.absolute().parent,
+                       syntax=TOML if suffix == ".toml" else YAML)
     from hguard.policy import refuse_shared_files
 
     try:

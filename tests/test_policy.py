@@ -321,12 +321,42 @@ def test_a_key_written_in_the_wrong_table_is_told_where_it_belongs(tmp_path):
     assert "domains.geo.alpha: unknown key (value 0.5); alpha belongs in the [domains.geo.steering] table" in said
     assert "domains.geo.seed: unknown key (value 'x'); seed belongs in the [monitor] table" in said
     assert "domains.geo.steering.min_grounding: unknown key (value 0.2); min_grounding belongs in the [domains.geo] table" in said
-    with pytest.raises(PolicyError, match=r"max_new_tokens belongs in the \[generation\] table; allowed keys here"):
+    with pytest.raises(PolicyError, match=r"max_new_tokens belongs in the mapping under 'generation'; allowed keys here"):
         Policy.from_mapping({"version": 1, "max_new_tokens": 32})
     # a key no table holds is still guessed at, and a domain's name is no key to move
     with pytest.raises(PolicyError) as info:
         Policy.from_mapping({"version": 1, "generation": {"max_new_token": 3}, "name": "x"})
     assert "did you mean 'max_new_tokens'" in str(info.value) and "belongs" not in str(info.value)
+
+
+def test_a_table_in_the_wrong_place_and_a_yaml_or_mapping_policy_are_told_where_it_belongs_in_their_own_words(tmp_path):
+    """A review's trial: [domains.geo.generation] got "did you mean 'generation_mismatch'?" and no word that
+    [generation] is a top-level table (table-valued fields were not recorded), and a YAML file or a mapping given in
+    code was told about TOML's "[table] line"s."""
+    path = write(tmp_path, "p.toml", "version = 1\n[domains.geo.generation]\nmax_new_tokens = 3\n[steering]\nalpha = 0.5\n")
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    said = str(info.value)
+    assert ("domains.geo.generation: unknown key (value {'max_new_tokens': 3}); [generation] is a top-level table: "
+            "write its header as [generation]; allowed keys here") in said, said
+    assert "did you mean" not in said
+    assert "[domains.NAME.steering] is a table inside [domains.NAME]" in said, said
+    path = write(tmp_path, "p.yaml", "version: 1\ngeneration:\n  fingerprint_mismatch: warn\n  path: x.jsonl\n"
+                 "domains:\n  geo:\n    generation:\n      max_new_tokens: 3\n")
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    said = str(info.value)
+    assert "TOML" not in said and "[table]" not in said and "[audit]" not in said, said
+    assert "fingerprint_mismatch belongs at the top level: in YAML, unindented" in said, said
+    assert "path belongs nested under audit:" in said, said
+    assert "generation: is a top-level key, unindented" in said, said
+    with pytest.raises(PolicyError) as info:
+        Policy.from_mapping({"version": 1, "generation": {"fingerprint_mismatch": "warn"},
+                             "domains": {"geo": {"generation": {"max_new_tokens": 3}}}})
+    said = str(info.value)
+    assert "TOML" not in said and "[table]" not in said and "[generation]" not in said, said
+    assert "fingerprint_mismatch belongs at the top level of the mapping" in said, said
+    assert "'generation' is a key of the top level of the mapping" in said, said
 
 
 def test_a_policy_error_as_the_cli_says_it_keeps_its_items_apart(tmp_path):
