@@ -176,6 +176,12 @@ class _ReadOnlyDict(dict):
 
     __setitem__ = __delitem__ = __ior__ = pop = popitem = clear = update = setdefault = _refuse
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # once: p.domains.__init__(z=dp) added a domain in place
+        if getattr(self, "_built", False):
+            self._refuse()
+        super().__init__(*args, **kwargs)
+        self._built = True
+
     def __reduce__(self) -> Any:  # copied and pickled as a read-only dict again (not item by item)
         return type(self), (dict(self),)
 
@@ -187,6 +193,12 @@ class _ReadOnlyList(list):
     _refuse = _ReadOnlyDict._refuse
     __setitem__ = __delitem__ = __iadd__ = __imul__ = append = extend = insert = pop = remove = clear = sort = \
         reverse = _refuse
+
+    def __init__(self, *args: Any) -> None:  # once: p.probes.__init__([path]) replaced the folders in place
+        if getattr(self, "_built", False):
+            self._refuse()  # type: ignore[misc]  # shared with _ReadOnlyDict: it reads only _field
+        super().__init__(*args)
+        self._built = True
 
     def __reduce__(self) -> Any:
         return type(self), (list(self),)

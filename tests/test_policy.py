@@ -1397,3 +1397,23 @@ def test_a_stored_abstain_threshold_an_older_release_raised_to_accept_below_is_r
         fitted, method=stored_abstain_recertified(kept, r.tolist(), y.astype(int).tolist()).method)
     assert stored_abstain_recertified(old, None, None).abstain_above == 1.0  # no scores to certify one with
     assert stored_abstain_recertified(fitted, None, None) is fitted
+
+
+def test_a_built_policys_domains_and_probes_refuse_init_called_again(tmp_path):
+    """A review's trial: p.domains.__init__(z=dp) added a domain and p.probes.__init__([path]) replaced the folders
+    of a frozen policy in place (the other ways to change them in place were refused). Copies are still built."""
+    import copy
+    import pickle
+
+    (tmp_path / "p1").mkdir()
+    p = Policy.model_validate({"version": 1, "probes": [str(tmp_path / "p1")], "domains": {"geo": {}}})
+    dp = p.domains["geo"]
+    with pytest.raises(PolicyError, match=r"Policy.domains cannot be changed in place"):
+        p.domains.__init__(z=dp)
+    with pytest.raises(PolicyError, match=r"Policy.probes cannot be changed in place"):
+        p.probes.__init__([tmp_path])
+    assert list(p.domains) == ["geo"] and p.probes == [tmp_path / "p1"]
+    for again in (copy.deepcopy(p), copy.copy(p), pickle.loads(pickle.dumps(p)), p.model_copy(deep=True)):
+        assert again == p
+        with pytest.raises(PolicyError):
+            again.domains.__init__(z=dp)
