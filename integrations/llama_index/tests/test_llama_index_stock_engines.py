@@ -1037,3 +1037,23 @@ def test_simple_summarize_that_gave_every_passage_whole_says_nothing_of_a_cut(ti
     guard = _guard(tiny_probes, embedder, tmp_path)
     r = index.as_query_engine(llm=HGuardLLM(guard, domain="alpha"), similarity_top_k=2, response_mode="simple_summarize").query(AUSTRALIA)
     assert r.metadata["route"] == "accept" and not any("not given whole" in x for x in r.metadata["reasons"])
+
+
+def test_simple_summarize_counts_a_short_passage_inside_a_cut_longer_one_as_left_out(tiny_probes, embedder, tmp_path):
+    """A review's trial: a short passage whose text is a sentence of the cut passage before it was counted whole
+    (found inside the cut one): each passage is matched at its own place in the prompt, in the synthesizer's order."""
+    from llama_index.core.response_synthesizers import get_response_synthesizer
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    first = "Canberra is the capital city of Australia."
+    long = first + " " + " ".join(f"filler clause {i} about parliament house and lake burley griffin" for i in range(400))
+    nodes = [NodeWithScore(node=TextNode(text=t), score=s) for t, s in
+             [(long, 1.0), (first, 0.9), ("Perth is the capital of Western Australia and lies on the Swan River.", 0.8)]]
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    synth = get_response_synthesizer(llm=HGuardLLM(guard, domain="alpha"), response_mode="simple_summarize")
+    synth.synthesize(AUSTRALIA, nodes=nodes)
+    (rec,) = [x for x in AuditLog(guard.audit.path) if x["kind"] == "decision"]
+    context = "\n".join(rec["context"]) if isinstance(rec["context"], list) else rec["context"]
+    assert "Perth" not in context and long not in context
+    said = [x for x in rec["reasons"] if "passages not given whole" in x]
+    assert said and "given 0 of the 3 retrieved passages whole (1 cut at the end of the prompt, 2 left out)" in said[0], said

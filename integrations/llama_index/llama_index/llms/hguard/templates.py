@@ -217,20 +217,22 @@ def nodes_not_given(context: str, nodes: Sequence[Any]) -> str | None:
     rest, while ``response.source_nodes`` lists them all (a RAG team's trial: 2 of 6 passages whole, the context ending
     mid-passage, accepted with no word of the cut). None when every node is whole in ``context``, or the nodes are
     not ones LlamaIndex renders."""
-    rest = " ".join(context.split())
-    whole = cut = 0
+    context = " ".join(context.split())
+    whole = cut = pos = 0  # pos: where the next node's text starts (SimpleSummarize joins them in order, then cuts)
     for n in nodes:
         node = getattr(n, "node", n)  # a NodeWithScore, or a node
         try:
             rendered = " ".join(node.get_content(metadata_mode=MetadataMode.LLM).split())
         except Exception:  # not a node LlamaIndex renders: nothing to count
             return None
-        if rendered in rest:
-            whole += 1
+        rest = context[pos:]  # each node at its own place: a short one inside a cut longer one before it is not given
+        if rendered and (at := rest.find(rendered)) >= 0:
+            whole, pos = whole + 1, pos + at + len(rendered)
             continue
         opening = " ".join(rendered.split()[:_OPENING_WORDS])
-        if opening in rest or any(rest.endswith(opening[:k]) for k in range(len(opening) - 1, _MIN_OPENING_CHARS - 1, -1)):
-            cut += 1
+        if opening and (opening in rest or any(rest.endswith(opening[:k])
+                                               for k in range(len(opening) - 1, _MIN_OPENING_CHARS - 1, -1))):
+            cut, pos = cut + 1, len(context)  # the cut one runs to the prompt's end: the rest were left out
     if whole == len(nodes):
         return None
     missing = [f"{cut} cut at the end of the prompt" if cut else "", f"{len(nodes) - whole - cut} left out" if len(nodes) - whole - cut else ""]
