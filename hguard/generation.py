@@ -456,6 +456,8 @@ class Generator:
         # generation (the whole of it again while a difference stands), see hguard.neurons.WeightSample
         self.weights_problem = lm.weights_changed()
         self._weight_share = 0
+        # one check at a time: generations in several threads share the share counter and the standing difference
+        self._weights_lock = threading.Lock()
         self.eos_token_ids = _eos_ids(lm)
         self._running = threading.local()
         self._control: tuple[str, ...] | None = None
@@ -470,10 +472,13 @@ class Generator:
         if problem is not None:
             return problem
         self.sites = sites
-        share = None if self.weights_problem else self._weight_share
-        self._weight_share = (self._weight_share + 1) % WEIGHT_SHARES
-        self.weights_problem = self.lm.weights_changed(share)
-        return self.weights_problem
+        with self._weights_lock:
+            share = None if self.weights_problem else self._weight_share
+            self._weight_share = (self._weight_share + 1) % WEIGHT_SHARES
+            problem = self.lm.weights_changed(share)
+            if problem or share is None:  # a share finding nothing never clears a difference: only a whole check does
+                self.weights_problem = problem
+            return self.weights_problem
 
     @property
     def running(self) -> "RunningState | None":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -792,6 +793,11 @@ def test_weights_edited_in_memory_since_loading_are_unread_with_the_fix():
     assert "other values in: " in lm.weights_changed()
 
 
+
+
+
+
+
 def test_a_prefill_chunk_size_on_the_models_generation_config_is_named_as_a_decoding_the_calibration_did_not_use():
     """Chunked prefill makes the prompt several forward calls, and the recorder counted each chunk's last prompt token as
     an answer token (a review: n_cett_tokens 5 -> 8, other CETT, no reason); transformers fills it from the model's
@@ -806,3 +812,45 @@ def test_a_prefill_chunk_size_on_the_models_generation_config_is_named_as_a_deco
             assert "prefill_chunk_size=4" in g.extra["model_decoding"]
     finally:
         lm.model.generation_config.prefill_chunk_size = None
+
+
+def test_a_share_check_finding_nothing_does_not_clear_a_difference_another_threads_check_found():
+    """A review: two threads' generations; one's share check (nothing in its share) finished after the other's found
+    the edit and cleared it, so the next generations compared one share again and were scored. The checks take turns,
+    and only a whole check clears a standing difference."""
+    lm = tiny_model("llama", seed=1)
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=5)
+    w = lm.model.model.embed_tokens.weight
+    saved = w.detach().clone()
+    step = max(1, w.numel() // 4096) | 1
+    real, gate = lm.weights_changed, threading.Event()
+
+    def slow(share=None):  # thread B's check of share 4 is slow (a loaded CPU) and would finish last
+        found = real(share)
+        if share == 4:
+            gate.wait(1)
+        return found
+
+    lm.weights_changed = slow
+    try:
+        gen._weight_share = 4
+        with torch.no_grad():
+            w.view(-1)[5 * step] += 1.0  # seen by share 5 (and the whole sample) only
+        results: dict = {}
+        tb = threading.Thread(target=lambda: results.__setitem__("B", gen.unread_neurons()))
+        tb.start()
+        time.sleep(0.2)
+        ta = threading.Thread(target=lambda: results.__setitem__("A", gen.unread_neurons()))
+        ta.start()
+        time.sleep(0.2)
+        gate.set()
+        tb.join()
+        ta.join()
+        assert results["A"] and gen.weights_problem, results
+    finally:
+        lm.weights_changed = real
+    assert all("neurons_unread" in gen.generate(QUESTIONS[:1], neurons="all")[0].extra for _ in range(3))
+    with torch.no_grad():
+        w.copy_(saved)
+    assert "neurons_unread" not in gen.generate(QUESTIONS[:1], neurons="all")[0].extra  # a whole check clears it
+
