@@ -101,6 +101,42 @@ def _text_fingerprint(text: str | None) -> str:
     return hashlib.sha256((text or "").encode("utf-8")).hexdigest()[:16]
 
 
+def _weights_reason(lm: "LoadedModel", changed: list[tuple[str, str]]) -> str:
+    """The reason :meth:`LoadedModel.weights_changed` gives for ``changed`` (see hguard.neurons.changed_weights): what
+    changed, worded by its likely cause, and the fix for that cause."""
+    from .neurons import describe_parameters
+
+    def names(*keys: str) -> str:
+        return describe_parameters(n for n, how in changed if how in keys)
+
+    kinds = {how for _, how in changed}
+    reload = f"reload it (`load_model({lm.source!r})`, a new guard on it)" if not lm.source.startswith("tiny:") else "reload it"
+    tail = (f"so its fingerprint {lm.fingerprint} names weights that did not answer and a probe reads other neurons than "
+            "it was calibrated on")
+    gone = {n for n, how in changed if how == "gone"}
+    added = {n for n, how in changed if how == "added"}
+    if kinds <= {"added", "gone"} and added and {n.replace("_orig_mod.", "") for n in added} == gone:
+        return (f"the model was wrapped since it was loaded from {lm.source} (torch.compile: its parameters are now named "
+                f"_orig_mod.*), and the guard reads the neurons of the model as loaded; guard the model itself "
+                "(`lm.model = lm.model._orig_mod`, or compile a copy you do not guard)")
+    if kinds == {"adapter"}:
+        return (f"the adapter loaded with the model from {lm.source} is not in the state it was loaded in (disabled, "
+                f"enabled, switched or rescaled in {names('adapter')}), {tail}; put it back as loaded "
+                f"(`model.enable_adapters()`, the scaling it had) or {reload}")
+    rounded = sorted({how.split(":", 1)[1] for how in kinds if how.startswith("rounded:")})
+    if rounded and kinds == {f"rounded:{d}" for d in rounded}:
+        via = " or ".join(rounded)
+        return (f"the model's weights are those loaded from {lm.source} rounded by a cast to {via} and back "
+                f"(`lm.model.to(torch.{rounded[0]})` then to {str(lm.loaded_dtype).removeprefix('torch.')}; in "
+                f"{names(*kinds)}), {tail}; {reload}, or cast it and keep it cast (the fingerprint says the dtype)")
+    said = "; ".join(f"{what}: {names(*keys)}" for keys, what in (
+        (("values",) + tuple(k for k in kinds if k.startswith("rounded:")), "other values in"), (("added",), "added"),
+        (("gone",), "gone"), (("adapter",), "adapter state changed in")) if any(k in keys for k in kinds))
+    return (f"the model's weights are not those loaded from {lm.source} ({said}: an adapter merged in, a weight "
+            f"edited in memory), {tail}; save the edited model (`lm.model.save_pretrained(folder)` "
+            "and `lm.tokenizer.save_pretrained(folder)`), load it with `load_model(folder)` and calibrate on it")
+
+
 @dataclass
 class LoadedModel:
     """A causal LM, its tokenizer, and the fingerprints that probes are checked against."""
@@ -126,25 +162,18 @@ class LoadedModel:
 
     def weights_changed(self, share: int | None = None) -> str | None:
         """Why the model's weights are not those it was loaded with (an adapter merged into them, PEFT's
-        ``merge_and_unload``, a weight edited in memory, a layer swapped for one with other parameters), else None:
-        its fingerprint names the loaded files, which did not answer, and a probe calibrated on them reads other
-        neurons. Compares the whole load-time sample, or one interleaved share of it (``share``: 0 to 15, a
-        generation's check). A cast to another dtype is the fingerprint's to say, and a move to another device is no
-        change."""
-        from .neurons import changed_weights, describe_parameters
+        ``merge_and_unload``, a weight edited in memory, a layer swapped for one with other parameters, a cast and back,
+        a loaded adapter disabled or rescaled), else None: its fingerprint names the loaded files as loaded, which did
+        not answer, and a probe calibrated on them reads other neurons. ``share`` None compares the whole load-time
+        sample and every row of every weight (the check at a guard's start, and calibrate/evaluate's); ``share`` 0 to 15
+        one interleaved share of the sample (a generation's check: a sparse edit it does not sample goes unseen until a
+        whole check). A cast to another dtype is the fingerprint's to say, and a move to another device is no change."""
+        from .neurons import changed_weights
 
         if self.weight_sample is None:
             return None
         changed = changed_weights(self.model, self.weight_sample, share)
-        if not changed:
-            return None
-        said = "; ".join(f"{what}: {describe_parameters(n for n, how in changed if how == key)}"
-                         for key, what in (("values", "other values in"), ("added", "added"), ("gone", "gone"))
-                         if any(how == key for _, how in changed))
-        return (f"the model's weights are not those loaded from {self.source} ({said}: an adapter merged in, a weight "
-                f"edited in memory), so its fingerprint {self.fingerprint} names weights that did not answer and a probe "
-                "reads other neurons than it was calibrated on; save the edited model (`lm.model.save_pretrained(folder)` "
-                "and `lm.tokenizer.save_pretrained(folder)`), load it with `load_model(folder)` and calibrate on it")
+        return _weights_reason(self, changed) if changed else None
 
     @property
     def fingerprint(self) -> str:

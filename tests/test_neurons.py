@@ -789,13 +789,129 @@ def test_weights_edited_in_memory_since_loading_are_unread_with_the_fix():
     # a cast is the fingerprint's to say (a float32 load cast to bfloat16 reads as a bfloat16 load), not an edit
     lm.model.to(torch.bfloat16)
     assert lm.weights_changed() is None and Generator(lm, max_new_tokens=4).weights_problem is None
-    lm.model.to(torch.float32)  # and back: rounded, neither load's weights
-    assert "other values in: " in lm.weights_changed()
+    lm.model.to(torch.float32)  # and back: rounded, neither load's weights, said as such with the fix (reload)
+    why = lm.weights_changed()
+    assert why.startswith("the model's weights are those loaded from tiny:llama rounded by a cast to bfloat16 and back"), why
+    assert "reload it" in why and "an adapter merged in" not in why and "save_pretrained" not in why, why
 
 
+def test_an_edit_the_strided_sample_skips_is_seen_by_the_whole_check_row_by_row(monkeypatch):
+    """A review: one token's embedding row zeroed (tied lm_head) changed the default model's answer and was held in 0
+    of 17 generations, the strided sample reading none of its elements. The whole check (a guard's start,
+    calibrate/evaluate) compares every row of every weight (row checksums taken at load); a generation compares a share
+    of the sample (a sparse edit after start can go unseen by it, as the README says)."""
+    import dataclasses
+
+    import hguard.neurons as neurons
+
+    monkeypatch.setattr(neurons, "_SAMPLE", 16)  # a sparse sample on a tiny model, as 4,096 elements are on a real one
+    lm = dataclasses.replace(tiny_model("llama", seed=1), weight_sample=None)  # sampled again, sparsely
+    w = lm.model.model.embed_tokens.weight
+    step = lm.weight_sample.params["model.embed_tokens.weight"][2]
+    sampled_rows = {i * step // w.shape[1] for i in range(-(-w.numel() // step))}
+    row = next(r for r in range(w.shape[0]) if r not in sampled_rows)
+    saved = w.detach().clone()
+    state = {k: v.clone() for k, v in lm.model.state_dict().items()}  # the shared tiny model's, put back at the end
+    try:
+        for edit in (lambda r: r.zero_(), lambda r: r.mul_(-1.0), lambda r: r.__setitem__(3, r[3] + 1e-7)):
+            with torch.no_grad():
+                edit(w[row])
+            assert all(lm.weights_changed(k) is None for k in range(16))  # no share of the sample reads it
+            why = lm.weights_changed()
+            assert why and "other values in: model.embed_tokens.weight" in why, why
+            assert "other values in: model.embed_tokens.weight" in Generator(lm, max_new_tokens=4).weights_problem
+            with torch.no_grad():
+                w.copy_(saved)
+            assert lm.weights_changed() is None
+        # a down-projection neuron (a column) zeroed: every row changes
+        dp = lm.model.model.layers[1].mlp.down_proj.weight
+        with torch.no_grad():
+            dp[:, 5].zero_()
+        assert "mlp.down_proj.weight of layer(s) 1" in lm.weights_changed()
+    finally:
+        lm.model.load_state_dict(state)
 
 
+class _FakeLoraLinear(torch.nn.Module):
+    """What peft's LoRA layer keeps that changes the answers without a weight changing: its disabled flag, its active
+    adapters and its scaling (duck-typed as hguard reads it; peft's ``BaseTunerLayer`` has the same attributes)."""
 
+    def __init__(self, base: torch.nn.Linear):
+        super().__init__()
+        self.base_layer = base
+        self.lora_A = torch.nn.Linear(base.in_features, 2, bias=False)
+        self.lora_B = torch.nn.Linear(2, base.out_features, bias=False)
+        torch.nn.init.normal_(self.lora_B.weight, std=1.0)
+        self._disable_adapters = False
+        self._active_adapter = "default"
+        self.scaling = {"default": 4.0}
+        self.merged_adapters: list = []
+
+    @property
+    def active_adapters(self):
+        return [self._active_adapter]
+
+    @property
+    def disable_adapters(self):
+        return self._disable_adapters
+
+    def forward(self, x):
+        out = self.base_layer(x)
+        return out if self._disable_adapters else out + self.lora_B(self.lora_A(x)) * self.scaling["default"]
+
+
+def test_a_loaded_adapter_disabled_or_rescaled_is_held_with_the_fix():
+    """A review: ``model.disable_adapters()`` (each LoRA layer's flag) or a layer's ``scaling`` changed the answers,
+    kept the ``+adapter`` fingerprint and changed no weight: scored. The adapters' live state is compared at start and
+    at every generation."""
+    import dataclasses
+
+    base = tiny_model("llama", seed=1)
+    layers = base.model.model.layers
+    originals = [layer.self_attn.q_proj for layer in layers]
+    for layer in layers:
+        layer.self_attn.q_proj = _FakeLoraLinear(layer.self_attn.q_proj)
+    try:
+        _adapter_state_is_checked(dataclasses.replace(base, weight_sample=None))  # loaded with the adapter applied
+    finally:
+        for layer, q in zip(layers, originals):  # the shared tiny model, as it was
+            layer.self_attn.q_proj = q
+
+
+def _adapter_state_is_checked(lm) -> None:
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=5)
+    assert gen.weights_problem is None
+    (before,) = gen.generate(QUESTIONS[:1], neurons="all")
+    assert "neurons_unread" not in before.extra
+    lora = lm.model.model.layers[1].self_attn.q_proj
+    for change, undo in ((lambda: setattr(lora, "_disable_adapters", True), lambda: setattr(lora, "_disable_adapters", False)),
+                         (lambda: lora.scaling.update(default=0.5), lambda: lora.scaling.update(default=4.0))):
+        change()
+        assert lm.weights_changed(3).startswith("the adapter loaded with the model from tiny:llama is not in the state "
+                                                "it was loaded in (disabled, enabled, switched or rescaled in "
+                                                "self_attn.q_proj of layer(s) 1)")
+        (g,) = gen.generate(QUESTIONS[:1], neurons="all")
+        assert g.cett is None and "enable_adapters()" in g.extra["neurons_unread"]
+        undo()
+        (g,) = gen.generate(QUESTIONS[:1], neurons="all")
+        assert "neurons_unread" not in g.extra and g.cett.tolist() == before.cett.tolist()
+
+
+def test_a_model_wrapped_by_torch_compile_is_said_as_such_not_as_an_adapter_merged_in():
+    """A review: ``lm.model = torch.compile(lm.model)`` was held as "added: _orig_mod....: an adapter merged in". Its
+    parameters are the loaded ones under ``_orig_mod.``: said as a wrapper, with the fix."""
+    import dataclasses
+
+    lm = tiny_model("llama", seed=1)
+
+    class Compiled(torch.nn.Module):  # torch.compile's OptimizedModule keeps the model as _orig_mod
+        def __init__(self, m):
+            super().__init__()
+            self._orig_mod = m
+
+    why = dataclasses.replace(lm, model=Compiled(lm.model)).weights_changed()
+    assert why.startswith("the model was wrapped since it was loaded from tiny:llama (torch.compile"), why
+    assert "`lm.model = lm.model._orig_mod`" in why and "adapter merged" not in why, why
 
 
 def test_a_prefill_chunk_size_on_the_models_generation_config_is_named_as_a_decoding_the_calibration_did_not_use():
