@@ -543,7 +543,10 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
         cast = _torch_dtype(dtype)  # read before loading: a wrong dtype is refused at once
         lm = _load_gguf(path.resolve(), name=DEFAULT_MODEL_NAME if source == "default" else path.stem, use_cache=use_cache)
         if cast is not None:  # a GGUF dequantises to float32; cast as asked (its fingerprint says so)
+            from .neurons import sample_weights
+
             lm.model.to(cast)
+            lm.weight_sample = sample_weights(lm.model)  # the weights as served: compared in their own dtype, fast
         return lm
     dtype = dtype or torch.float32
     if path.is_dir():
