@@ -598,7 +598,8 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
             f"elsewhere and pass the local folder, or use \"default\""
         ) from exc
     return _finish(
-        model, tokenizer, name=text, source=f"hub:{text}", loaded_fingerprint=_hub_fingerprint(text, model) + _adapter_suffix(model, None) + _dtype_suffix(model.dtype),
+        model, tokenizer, name=text, source=f"hub:{text}",
+        loaded_fingerprint=_hub_fingerprint(text, model) + _adapter_base(text, _adapter_suffix(model, None)) + _dtype_suffix(model.dtype),
         load_info={"seconds": time.perf_counter() - t0},
     )
 
@@ -606,18 +607,44 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
 def _hub_fingerprint(repo_id: str, model) -> str:
     """``hub:<id>@<commit>`` for the revision whose files were loaded; where the commit cannot be
     read, the sha256 of the loaded snapshot's files, never a constant that two revisions would share."""
-    from transformers.utils.hub import cached_file, extract_commit_hash
-
     commit = getattr(model.config, "_commit_hash", None)
     if commit:
         return f"hub:{repo_id}@{commit}"
-    resolved = cached_file(repo_id, "config.json")  # only when the config did not carry the commit
+    return _hub_revision(repo_id)  # only when the config did not carry the commit
+
+
+def _hub_revision(repo_id: str) -> str:
+    """``hub:<id>@<commit>`` for the revision of ``repo_id`` the Hugging Face cache resolves (its config.json's), or the
+    sha256 of that snapshot's files where the commit cannot be read."""
+    from transformers.utils.hub import cached_file, extract_commit_hash
+
+    resolved = cached_file(repo_id, "config.json")
     if resolved is None:
         raise ModelNotFoundError(f"no config.json for {repo_id!r} in the Hugging Face cache; download the model first")
     commit = extract_commit_hash(resolved, None)
     if commit:
         return f"hub:{repo_id}@{commit}"
     return f"hub:{repo_id}@{_folder_fingerprint(Path(resolved).parent)}"
+
+
+def _adapter_base(repo_id: str, adapter: str) -> str:
+    """What a hub fingerprint adds for an adapter repo (``adapter``: its :func:`_adapter_suffix`): the suffix and, where
+    the adapter was applied, "+base:" and the base model its adapter_config.json names (``base_model_name_or_path``),
+    as loaded: a hub id at the commit it resolved to, a local folder by its files. The adapter's own revision says
+    nothing of the base's, whose main can move to other weights under it."""
+    if adapter != "+adapter":
+        return adapter
+    from transformers.utils.hub import cached_file
+
+    resolved = cached_file(repo_id, "adapter_config.json", _raise_exceptions_for_missing_entries=False)
+    try:
+        base = json.loads(Path(resolved).read_text(encoding="utf-8")).get("base_model_name_or_path") if resolved else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        base = None
+    if not isinstance(base, str) or not base:
+        return adapter + "+base:unknown"
+    folder = Path(base).expanduser()
+    return adapter + "+base:" + (_folder_fingerprint(folder) if folder.is_dir() else _hub_revision(base))
 
 
 def gguf_cache_status(path: Path | None = None) -> tuple[Path, bool, str]:

@@ -992,3 +992,35 @@ def test_a_gguf_loaded_in_bfloat16_is_sampled_as_served(tmp_path, monkeypatch):
     finally:
         tiny.model.to(torch.float32)
         tiny.model.load_state_dict(state)
+
+
+def test_a_hub_adapter_repos_fingerprint_names_its_base_models_resolved_revision(tmp_path, monkeypatch):
+    """A review: an adapter repo on the hub (one revision) over a base repo whose main moved to new weights had one
+    fingerprint for two models. The base its adapter_config.json names is in it, at the commit the cache resolved."""
+    import json
+
+    import transformers.utils.hub as hub
+
+    import hguard.models as models
+
+    def snapshot(repo: str, commit: str, name: str, text: str):
+        f = tmp_path / f"models--{repo.replace('/', '--')}" / "snapshots" / commit / name
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(text)
+        return str(f)
+
+    adapter = snapshot("acme/lora", "e" * 40, "adapter_config.json", json.dumps({"base_model_name_or_path": "acme/base"}))
+    fingerprints = []
+    for commit in ("1" * 40, "2" * 40):
+        base = snapshot("acme/base", commit, "config.json", "{}")
+        monkeypatch.setattr(hub, "cached_file", lambda repo, name, base=base, **kw: adapter if repo == "acme/lora" else base)
+        fingerprints.append(models._adapter_base("acme/lora", "+adapter"))
+    assert fingerprints == [f"+adapter+base:hub:acme/base@{'1' * 40}", f"+adapter+base:hub:acme/base@{'2' * 40}"]
+    # a local base folder by its files; an adapter not applied adds only that
+    folder = tmp_path / "base"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    monkeypatch.setattr(hub, "cached_file", lambda repo, name, **kw: snapshot(
+        "acme/lora", "e" * 40, "adapter_config.json", json.dumps({"base_model_name_or_path": str(folder)})))
+    assert models._adapter_base("acme/lora", "+adapter") == f"+adapter+base:{models._folder_fingerprint(folder)}"
+    assert models._adapter_base("acme/lora", "") == ""
