@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import decimal
+import inspect
 import json
 import math
 import numbers
@@ -32,10 +33,10 @@ import re
 import threading
 import unicodedata
 import warnings
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Iterator, Literal, Sequence, TypeVar, cast
+from typing import Any, AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator, Literal, Sequence, TypeVar, cast
 
 from hguard._decoding import _check_stop, cut_at_stop
 from hguard._json import json_safe
@@ -123,6 +124,8 @@ def error_fields(exc: BaseException) -> dict[str, Any]:
     decided = getattr(getattr(exc, "result", None), "audit_id", None) or getattr(exc, "decision_audit_id", None)
     if isinstance(decided, str) and decided:
         fields["decision_audit_id"] = decided
+    if getattr(exc, "decision_streamed", False) is True:  # raised after the caller took the decided chunk
+        fields["decision_streamed"] = True  # (hguard.streaming.delivering_stream): the answer reached it
     refused = getattr(exc, "audit_id", None)  # a refused request's own ``error`` record (Guard.record_failure)
     if isinstance(refused, str) and refused and refused != decided:  # a RouteError's audit_id is its decision's
         fields["error_audit_id"] = refused
@@ -927,6 +930,7 @@ class _Delivery:
 
     def __init__(self) -> None:
         self.decided: list[tuple[Any, str | None]] = []
+        self.handed = 0  # how many of ``decided`` a stream's caller took (it asked for the chunk after their chunk)
         self.waiting: list[Callable[[BaseException | None], None]] = []
 
     def settle(self, guard: Guard, exc: BaseException | None) -> BaseException | None:
@@ -954,15 +958,49 @@ class _Delivery:
     def _undelivered(self, guard: Guard, exc: BaseException) -> None:
         if not self.decided:
             return
+        # a decision whose chunk the caller took (a stream's end hook failing after it) was delivered: the error is
+        # joined to it and says so (``decision_streamed``), as a stream the caller left does; the others were not
+        handed, left = self.decided[:self.handed], self.decided[self.handed:]
         why = CANCELLED if isinstance(exc, asyncio.CancelledError) else raised_why(exc)
-        ids = [getattr(r, "audit_id", None) for r, _ in self.decided]
+        ids = [getattr(r, "audit_id", None) for r, _ in left or handed]
         if len(set(ids)) == 1 and ids[0] and getattr(exc, "decision_audit_id", None) is None:
             try:  # the adapters' llm_call record of the failed call is joined to the decision it never delivered
                 exc.decision_audit_id = ids[0]  # type: ignore[attr-defined]
+                if not left:
+                    exc.decision_streamed = True  # type: ignore[attr-defined]
             except AttributeError:
                 pass
-        for result, run_id in self.decided:
+        for result, run_id in left:
             guard.record_undelivered(result, why, run_id=run_id)
+
+    def step(self, guard: Guard, fn: Callable[[], _T]) -> _T:
+        """``fn()``, one step of a stream (:func:`delivering_stream`), inside this call; raising (not its end), the call
+        is settled."""
+        token = _DECIDED.set(self)
+        try:
+            try:
+                return fn()
+            finally:
+                _DECIDED.reset(token)
+        except (StopIteration, StopAsyncIteration):
+            raise
+        except BaseException as exc:
+            self.settle(guard, exc)
+            raise
+
+    async def astep(self, guard: Guard, fn: Callable[[], Awaitable[_T]]) -> _T:
+        """:meth:`step`, awaited (:func:`adelivering_stream`)."""
+        token = _DECIDED.set(self)
+        try:
+            try:
+                return await fn()
+            finally:
+                _DECIDED.reset(token)
+        except StopAsyncIteration:
+            raise
+        except BaseException as exc:
+            self.settle(guard, exc)
+            raise
 
 
 #: the outermost :func:`delivering` call of this task, or None
@@ -1017,44 +1055,83 @@ def delivering(guard: Guard) -> Iterator[None]:
 def delivering_stream(guard: Guard, make: Callable[[], Iterator[_T]]) -> Generator[_T, None, None]:
     """:func:`delivering` for a stream: ``make()`` (the call that starts it, run now) and each step taken from the
     stream it returns are inside it (the caller's own code between chunks is not), and a step that raises after the
-    guard decided (a handler's ``on_llm_new_token`` or ``on_llm_end``) says the decision undelivered. Left by its caller
-    (closed), the stream is closed inside it too."""
+    guard decided (a handler's ``on_llm_new_token``) says the decision undelivered. Once the caller took the decided
+    chunk (asked for the next), its decision counts as handed over: a later step raising (a handler's ``on_llm_end``)
+    says it delivered, the error joined to it with ``decision_streamed`` (:func:`error_fields`), as a stream the caller
+    left does. Left by its caller (closed), the stream is closed inside it too."""
     if _DECIDED.get() is not None:
         return cast(Generator[_T, None, None], make())
     box = _Delivery()
-
-    def step(fn: Callable[[], Any]) -> Any:
-        token = _DECIDED.set(box)
-        try:
-            try:
-                return fn()
-            finally:
-                _DECIDED.reset(token)
-        except StopIteration:
-            raise
-        except BaseException as exc:
-            box.settle(guard, exc)
-            raise
-
-    chunks = step(make)
+    chunks = box.step(guard, make)
 
     def delivered() -> Generator[_T, None, None]:
         while True:
             try:
-                chunk = step(lambda: next(chunks))
+                chunk = box.step(guard, lambda: next(chunks))
             except StopIteration:
                 break
             try:
                 yield chunk
             except GeneratorExit:  # the caller left: nothing raised, whatever was handed over is its own
-                step(lambda: cast(Any, chunks).close())
+                box.step(guard, lambda: cast(Any, chunks).close())
                 box.settle(guard, None)
                 raise
+            box.handed = len(box.decided)  # the caller took this chunk: what was decided by it reached the caller
         raised = box.settle(guard, None)
         if raised is not None:
             raise raised
 
     return delivered()
+
+
+async def adelivering_stream(guard: Guard, make: Callable[[], AsyncIterator[_T] | Awaitable[AsyncIterator[_T]]]
+                             ) -> AsyncGenerator[_T, None]:
+    """:func:`delivering_stream` for an async stream (each ``__anext__``, and ``aclose``, inside the call): ``make()``
+    (the call that starts it, run now) returns the stream, or an awaitable of it (LlamaIndex's ``astream_complete``)."""
+
+    async def started() -> AsyncIterator[_T]:
+        made = make()
+        return await made if inspect.isawaitable(made) else made
+
+    if _DECIDED.get() is not None:
+        return cast(AsyncGenerator[_T, None], await started())
+    box = _Delivery()
+    chunks = await box.astep(guard, started)
+
+    async def delivered() -> AsyncGenerator[_T, None]:
+        while True:
+            try:
+                chunk = await box.astep(guard, lambda: chunks.__anext__())
+            except StopAsyncIteration:
+                break
+            try:
+                yield chunk
+            except GeneratorExit:  # as delivering_stream
+                close = getattr(chunks, "aclose", None)
+                if close is not None:
+                    await box.astep(guard, close)
+                box.settle(guard, None)
+                raise
+            box.handed = len(box.decided)  # as delivering_stream
+        raised = box.settle(guard, None)
+        if raised is not None:
+            raise raised
+
+    return delivered()
+
+
+def adelivering_stream_lazy(guard: Guard, make: Callable[[], AsyncIterator[_T] | Awaitable[AsyncIterator[_T]]]
+                            ) -> AsyncGenerator[_T, None]:
+    """:func:`adelivering_stream` for a caller that returns the stream at once (LangChain's ``astream``): started at
+    its first step; closed, it closes the stream inside the call."""
+
+    async def chunks() -> AsyncGenerator[_T, None]:
+        stream: AsyncGenerator[_T, None] = await adelivering_stream(guard, make)
+        async with aclosing(stream):
+            async for chunk in stream:
+                yield chunk
+
+    return chunks()
 
 
 async def until_delivered(guard: Guard, make: Callable[[], Awaitable[_T]]) -> _T:
@@ -1158,6 +1235,8 @@ __all__ = [
     "after_delivery",
     "delivering",
     "delivering_stream",
+    "adelivering_stream",
+    "adelivering_stream_lazy",
     "raised_why",
     "until_delivered",
     "jsonable",

@@ -46,6 +46,7 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     decided_here,
     delivering,
     delivering_stream,
+    adelivering_stream_lazy,
     aguard_stream,
     guard_stream,
     guarded_invoke,
@@ -906,7 +907,7 @@ class ChatHGuard(BaseChatModel):
 
     def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:
         config = self._run_of_stream(config, kwargs)
-        return super().astream(input, config, **kwargs)
+        return adelivering_stream_lazy(self.guard, lambda: super(ChatHGuard, self).astream(input, config, **kwargs))
 
     @staticmethod
     def _run_of_stream(config: RunnableConfig | None, kwargs: dict[str, Any]) -> RunnableConfig:

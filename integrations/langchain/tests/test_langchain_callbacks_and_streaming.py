@@ -351,15 +351,8 @@ def test_the_guarded_parser_keeps_a_guarded_rag_answers_decision(make_guard):
     assert asyncio.run(astream())[-1].route == "review"
 
 
-@pytest.mark.parametrize("how,where", [("invoke", "end"), ("stream", "end"), ("stream", "token")])
-@pytest.mark.parametrize("audit_first", [True, False])
-def test_a_handler_failing_after_the_decision_leaves_it_undelivered_and_the_call_failed(make_guard, how, where,
-                                                                                         audit_first):
-    """An observability team's trial: a tracing handler with raise_error=True whose on_llm_end (an exporter down) or,
-    streaming, on_llm_new_token raised after the guard decided. The caller got the exception, and the log held the
-    decision, an llm_call with status ok and no answer_not_delivered: a dashboard counted an accepted answer the user
-    never got. Now the decision is said undelivered and the call's llm_call record says error, joined to it, whichever
-    of the two handlers LangChain calls first."""
+def _boom(where: str):
+    """A tracing handler with raise_error=True whose on_llm_end (an exporter down) or on_llm_new_token raises."""
     from langchain_core.callbacks import BaseCallbackHandler
 
     class Boom(BaseCallbackHandler):
@@ -373,12 +366,34 @@ def test_a_handler_failing_after_the_decision_leaves_it_undelivered_and_the_call
             if where == "token":
                 raise RuntimeError("exporter down")
 
+    return Boom()
+
+
+async def _astream_all(runnable, inp, config):
+    return [c async for c in runnable.astream(inp, config)]
+
+
+@pytest.mark.parametrize("how,where", [("invoke", "end"), ("stream", "token"), ("astream", "token")])
+@pytest.mark.parametrize("audit_first", [True, False])
+def test_a_handler_failing_after_the_decision_leaves_it_undelivered_and_the_call_failed(make_guard, how, where,
+                                                                                         audit_first):
+    """An observability team's trial: a tracing handler with raise_error=True whose on_llm_end (an exporter down) or,
+    streaming, on_llm_new_token raised after the guard decided. The caller got the exception, and the log held the
+    decision, an llm_call with status ok and no answer_not_delivered: a dashboard counted an accepted answer the user
+    never got. Now the decision is said undelivered and the call's llm_call record says error, joined to it, whichever
+    of the two handlers LangChain calls first; astream as stream (it had no delivery scope: the review's finding)."""
     guard = make_guard("accept")
     audit = HGuardAuditCallbackHandler.from_guard(guard)
     chat = ChatHGuard(guard=guard, domain="alpha")  # hold mode
-    config = {"callbacks": [audit, Boom()] if audit_first else [Boom(), audit]}
+    boom = _boom(where)
+    config = {"callbacks": [audit, boom] if audit_first else [boom, audit]}
     with pytest.raises(RuntimeError, match="exporter down"):
-        chat.invoke(Q, config) if how == "invoke" else list(chat.stream(Q, config))
+        if how == "invoke":
+            chat.invoke(Q, config)
+        elif how == "stream":
+            list(chat.stream(Q, config))
+        else:
+            asyncio.run(_astream_all(chat, Q, config))
     records = list(AuditLog(guard.audit.path))
     assert sorted(r["kind"] for r in records) == ["answer_not_delivered", "decision", "llm_call"]
     (decision,) = [r for r in records if r["kind"] == "decision"]
@@ -390,8 +405,9 @@ def test_a_handler_failing_after_the_decision_leaves_it_undelivered_and_the_call
     # a call that returns writes its record as before, ok and joined to its decision, and says nothing undelivered
     chat.invoke(Q, {"callbacks": [audit]})
     list(chat.stream(Q, {"callbacks": [audit]}))
+    asyncio.run(_astream_all(chat, Q, {"callbacks": [audit]}))
     later = list(AuditLog(guard.audit.path))[len(records):]
-    assert [r["kind"] for r in later] == ["decision", "llm_call"] * 2
+    assert [r["kind"] for r in later] == ["decision", "llm_call"] * 3
     assert all(r["status"] == "ok" and r["decision_audit_id"] == d["id"] for d, r in zip(later[::2], later[1::2]))
 
 
@@ -474,3 +490,42 @@ def test_guard_records_a_callers_run_and_refuses_one_it_cannot_record(make_guard
         guard.invoke(Q, domain="alpha", run={"run_id": "r2", "root_run_id": "r0"})
     failed = list(AuditLog(guard.audit.path))[-1]
     assert failed["kind"] == "error" and failed["stage"] == "generation" and failed["run_id"] == "r2"
+
+
+@pytest.mark.parametrize("how", ["stream", "astream"])
+@pytest.mark.parametrize("mode", ["hold", "passthrough"])
+@pytest.mark.parametrize("audit_first", [True, False])
+def test_a_handler_failing_after_the_caller_took_the_decided_chunk_leaves_it_delivered(make_guard, how, mode,
+                                                                                        audit_first):
+    """A review's finding: a streaming UI printed every chunk, the decided one with its route included, then the
+    tracer's on_llm_end raised; the log said answer_not_delivered "so the caller got the error, not this answer", a
+    false record of an answer the user read. Once the caller took the decided chunk (asked for the next) its decision
+    was handed over: nothing said undelivered, and the llm_call record says error, joined to it with
+    decision_streamed, as a stream the caller leaves says."""
+    guard = make_guard("accept")
+    audit = HGuardAuditCallbackHandler.from_guard(guard)
+    chat = ChatHGuard(guard=guard, domain="alpha", stream_mode=mode)
+    boom = _boom("end")
+    config = {"callbacks": [audit, boom] if audit_first else [boom, audit]}
+    shown, routes = [], []
+
+    async def consume():
+        async for chunk in chat.astream(Q, config):
+            shown.append(chunk.content)
+            routes.append(chunk.response_metadata.get("route"))
+
+    with pytest.raises(RuntimeError, match="exporter down"):
+        if how == "stream":
+            for chunk in chat.stream(Q, config):
+                shown.append(chunk.content)  # shown to the user as it arrives
+                routes.append(chunk.response_metadata.get("route"))
+        else:
+            asyncio.run(consume())
+    records = list(AuditLog(guard.audit.path))
+    assert sorted(r["kind"] for r in records) == ["decision", "llm_call"]
+    (decision,) = [r for r in records if r["kind"] == "decision"]
+    (call,) = [r for r in records if r["kind"] == "llm_call"]
+    assert routes[-1] == "accept" == decision["route"] and "".join(shown) == shown_answer(decision)  # what the user saw
+    assert call["status"] == "error" and "exporter down" in call["error"]
+    assert call["decision_audit_id"] == decision["id"] and call["decision_streamed"] is True
+

@@ -488,17 +488,10 @@ def test_a_blank_system_message_is_refused_as_guard_invoke_refuses_a_blank_syste
     assert r.message.additional_kwargs["route"] == "accept"
 
 
-@pytest.mark.parametrize("how", ["complete", "stream_complete", "chat", "stream_chat"])
-def test_a_legacy_callback_failing_after_the_decision_leaves_it_undelivered_and_the_call_failed(make_guard, root_handler,
-                                                                                                how):
-    """An observability team's trial: a legacy CallbackManager handler whose on_event_end raised (an exporter down).
-    complete wrote an llm_call error with no decision_audit_id (the join lost), stream_complete wrote no llm_call at
-    all, and neither said the accepted answer, which the caller never got, undelivered. Now one llm_call per call,
-    failed and joined to its decision, and an answer_not_delivered record naming the call's span."""
+def _legacy_exporter():
+    """A legacy CallbackManager handler whose on_event_end raises (an exporter down)."""
     from llama_index.core.callbacks import CallbackManager
     from llama_index.core.callbacks.base_handler import BaseCallbackHandler
-
-    from llama_index.llms.hguard import HGuardAuditEventHandler
 
     class Exporter(BaseCallbackHandler):
         def __init__(self):
@@ -516,14 +509,46 @@ def test_a_legacy_callback_failing_after_the_decision_leaves_it_undelivered_and_
         def end_trace(self, *args, **kwargs):
             pass
 
+    return CallbackManager([Exporter()])
+
+
+def _calls(llm):
+    """Each of HGuardLLM's calls, its responses read to the end with a for loop: what the user saw (text, route)."""
+    chat = [ChatMessage(role=MessageRole.USER, content=Q)]
+
+    def read(responses, seen):
+        for r in responses:
+            seen.append((r.delta, getattr(r, "message", r).additional_kwargs.get("route")))
+
+    async def aread(responses, seen):
+        async for r in await responses:
+            seen.append((r.delta, getattr(r, "message", r).additional_kwargs.get("route")))
+
+    return {"complete": lambda seen: llm.complete(Q), "chat": lambda seen: llm.chat(chat),
+            "acomplete": lambda seen: asyncio.run(llm.acomplete(Q)), "achat": lambda seen: asyncio.run(llm.achat(chat)),
+            "stream_complete": lambda seen: read(llm.stream_complete(Q), seen),
+            "stream_chat": lambda seen: read(llm.stream_chat(chat), seen),
+            "astream_complete": lambda seen: asyncio.run(aread(llm.astream_complete(Q), seen)),
+            "astream_chat": lambda seen: asyncio.run(aread(llm.astream_chat(chat), seen))}
+
+
+@pytest.mark.parametrize("how", ["complete", "chat"])
+def test_a_legacy_callback_failing_after_the_decision_leaves_it_undelivered_and_the_call_failed(make_guard, root_handler,
+                                                                                                how):
+    """An observability team's trial: a legacy CallbackManager handler whose on_event_end raised (an exporter down).
+    complete wrote an llm_call error with no decision_audit_id (the join lost) and did not say the accepted answer,
+    which the caller never got, undelivered. Now one llm_call per call,
+    failed and joined to its decision, and an answer_not_delivered record naming the call's span."""
+    from llama_index.core.callbacks import CallbackManager
+
+    from llama_index.llms.hguard import HGuardAuditEventHandler
+
     guard = make_guard("accept")
     root_handler(HGuardAuditEventHandler.from_guard(guard))
-    llm = HGuardLLM(guard, domain="alpha", callback_manager=CallbackManager([Exporter()]))
-    chat = [ChatMessage(role=MessageRole.USER, content=Q)]
-    calls = {"complete": lambda: llm.complete(Q), "stream_complete": lambda: list(llm.stream_complete(Q)),
-             "chat": lambda: llm.chat(chat), "stream_chat": lambda: list(llm.stream_chat(chat))}
+    llm = HGuardLLM(guard, domain="alpha", callback_manager=_legacy_exporter())
+    calls = _calls(llm)
     with pytest.raises(RuntimeError, match="legacy exporter down"):
-        calls[how]()
+        calls[how]([])
     records = list(AuditLog(guard.audit.path))
     assert sorted(r["kind"] for r in records) == ["answer_not_delivered", "decision", "llm_call"]
     (decision,) = [r for r in records if r["kind"] == "decision"]
@@ -533,7 +558,32 @@ def test_a_legacy_callback_failing_after_the_decision_leaves_it_undelivered_and_
     assert said["run_id"] == call["span_id"] and call["status"] == "error" and "exporter down" in call["error"]
     # without the failing handler, the call is delivered: ok, joined, nothing said undelivered
     llm.callback_manager = CallbackManager([])
-    calls[how]()
+    calls[how]([])
     later = list(AuditLog(guard.audit.path))[len(records):]
     assert [r["kind"] for r in later] == ["decision", "llm_call"]
     assert later[1]["status"] == "ok" and later[1]["decision_audit_id"] == later[0]["id"]
+
+
+@pytest.mark.parametrize("how", ["stream_complete", "stream_chat"])
+@pytest.mark.parametrize("mode", ["hold", "passthrough"])
+def test_a_legacy_callback_failing_after_the_caller_took_the_decided_response_leaves_it_delivered(
+        make_guard, root_handler, how, mode):
+    """A review's finding: a consumer printed every streamed response, the decided one with its route included, then
+    the legacy handler's on_event_end raised; the log said answer_not_delivered "so the caller got the error, not this
+    answer". Once the caller took the decided response its decision was
+    handed over: nothing said undelivered, and one llm_call, failed, joined to it with decision_streamed."""
+    from llama_index.llms.hguard import HGuardAuditEventHandler
+
+    guard = make_guard("accept")
+    root_handler(HGuardAuditEventHandler.from_guard(guard))
+    llm = HGuardLLM(guard, domain="alpha", stream_mode=mode, callback_manager=_legacy_exporter())
+    seen: list = []
+    with pytest.raises(RuntimeError, match="legacy exporter down"):
+        _calls(llm)[how](seen)
+    records = list(AuditLog(guard.audit.path))
+    assert sorted(r["kind"] for r in records) == ["decision", "llm_call"]
+    (decision,) = [r for r in records if r["kind"] == "decision"]
+    (call,) = [r for r in records if r["kind"] == "llm_call"]
+    assert seen[-1][1] == "accept" == decision["route"] and "".join(d for d, _ in seen) == shown_answer(decision)
+    assert call["status"] == "error" and "exporter down" in call["error"]
+    assert call["decision_audit_id"] == decision["id"] and call["decision_streamed"] is True
