@@ -532,12 +532,12 @@ def _calls(llm):
             "astream_chat": lambda seen: asyncio.run(aread(llm.astream_chat(chat), seen))}
 
 
-@pytest.mark.parametrize("how", ["complete", "chat"])
+@pytest.mark.parametrize("how", ["complete", "chat", "acomplete", "achat"])
 def test_a_legacy_callback_failing_after_the_decision_leaves_it_undelivered_and_the_call_failed(make_guard, root_handler,
                                                                                                 how):
     """An observability team's trial: a legacy CallbackManager handler whose on_event_end raised (an exporter down).
     complete wrote an llm_call error with no decision_audit_id (the join lost) and did not say the accepted answer,
-    which the caller never got, undelivered. Now one llm_call per call,
+    which the caller never got, undelivered; a review found acomplete and achat unchanged. Now one llm_call per call,
     failed and joined to its decision, and an answer_not_delivered record naming the call's span."""
     from llama_index.core.callbacks import CallbackManager
 
@@ -564,13 +564,13 @@ def test_a_legacy_callback_failing_after_the_decision_leaves_it_undelivered_and_
     assert later[1]["status"] == "ok" and later[1]["decision_audit_id"] == later[0]["id"]
 
 
-@pytest.mark.parametrize("how", ["stream_complete", "stream_chat"])
+@pytest.mark.parametrize("how", ["stream_complete", "stream_chat", "astream_complete", "astream_chat"])
 @pytest.mark.parametrize("mode", ["hold", "passthrough"])
 def test_a_legacy_callback_failing_after_the_caller_took_the_decided_response_leaves_it_delivered(
         make_guard, root_handler, how, mode):
     """A review's finding: a consumer printed every streamed response, the decided one with its route included, then
     the legacy handler's on_event_end raised; the log said answer_not_delivered "so the caller got the error, not this
-    answer". Once the caller took the decided response its decision was
+    answer" (the async streams wrote no llm_call at all). Once the caller took the decided response its decision was
     handed over: nothing said undelivered, and one llm_call, failed, joined to it with decision_streamed."""
     from llama_index.llms.hguard import HGuardAuditEventHandler
 

@@ -42,12 +42,14 @@ from hguard.streaming import (
     check_stream_mode,
     context_not_identified,
     decision_metadata,
+    adelivering_stream,
     decided_here,
     delivering,
     delivering_stream,
     guard_stream,
     guarded_invoke,
     unread_context,
+    until_delivered,
     raise_if_routed,
     blank,
     refuse_unknown_settings,
@@ -493,9 +495,10 @@ class HGuardLLM(CustomLLM):
 
     # ------------------------------------------------------------------------------- completion
 
-    # The sync calls run LlamaIndex's callback wrapper inside hguard.streaming.delivering: a legacy CallbackManager
-    # handler whose on_event_end raises after the guard decided (an exporter down) leaves the decision said
-    # undelivered and the call's llm_call record failed, joined to it (LlamaIndex then dispatches no end event).
+    # Each call runs LlamaIndex's callback wrapper inside hguard.streaming.delivering (a stream: delivering_stream,
+    # adelivering_stream): a legacy CallbackManager handler whose on_event_end raises after the guard decided (an
+    # exporter down) leaves the call's llm_call record failed, joined to the decision (LlamaIndex then dispatches no
+    # end event), and the decision said undelivered unless the caller had taken its streamed response.
 
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         with delivering(self._guard):
@@ -521,8 +524,11 @@ class HGuardLLM(CustomLLM):
         return CompletionResponse(text=result.withheld_text if agent else result.display_text,
                                   additional_kwargs=self.decision(result))
 
-    @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return await until_delivered(self._guard, lambda: self._acomplete_call(prompt, formatted, **kwargs))
+
+    @llm_completion_callback()
+    async def _acomplete_call(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         return await self._acomplete(prompt, formatted, **kwargs)
 
     async def _acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
@@ -543,6 +549,7 @@ class HGuardLLM(CustomLLM):
         except BaseException as exc:  # cancelled (a timeout), a raise_on route too: the llm_call record the
             self._failed(exc)  # answer_not_delivered record's run_id names is then written, as failed
             raise
+        decided_here([result], span)  # as _complete
         return CompletionResponse(text=result.withheld_text if agent else result.display_text,
                                   additional_kwargs=self.decision(result))
 
@@ -588,8 +595,12 @@ class HGuardLLM(CustomLLM):
 
         return gen()
 
-    @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
+        return await adelivering_stream(self._guard, lambda: self._astream_complete_call(prompt, formatted, **kwargs))
+
+    @llm_completion_callback()
+    async def _astream_complete_call(self, prompt: str, formatted: bool = False,
+                                     **kwargs: Any) -> CompletionResponseAsyncGen:
         return await self._astream_complete(prompt, formatted, **kwargs)
 
     async def _astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
@@ -632,8 +643,11 @@ class HGuardLLM(CustomLLM):
         question, kw = self._chat_kwargs(messages, kwargs)
         return self._chat_response(self._complete(question, formatted=True, **kw))  # one call: the chat's events only
 
-    @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return await until_delivered(self._guard, lambda: self._achat_call(messages, **kwargs))  # as complete
+
+    @llm_chat_callback()
+    async def _achat_call(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         question, kw = self._chat_kwargs(messages, kwargs)
         return self._chat_response(await self._acomplete(question, formatted=True, **kw))
 
@@ -651,8 +665,11 @@ class HGuardLLM(CustomLLM):
 
         return gen()
 
-    @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        return await adelivering_stream(self._guard, lambda: self._astream_chat_call(messages, **kwargs))  # as complete
+
+    @llm_chat_callback()
+    async def _astream_chat_call(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
         question, kw = self._chat_kwargs(messages, kwargs)
         responses = await self._astream_complete(question, formatted=True, **kw)
 
