@@ -22,7 +22,8 @@ from langchain_core.runnables.config import patch_config
 from pydantic import model_validator
 from hguard.errors import InputError
 from hguard.generation import check_question
-from hguard.streaming import GuardedText, blanks_emptied, nothing_retrieved, refuse_unknown_settings, until_delivered
+from hguard.streaming import (GuardedText, adelivering_stream_lazy, blanks_emptied, delivering, delivering_stream,
+                              nothing_retrieved, refuse_unknown_settings, until_delivered)
 
 from .chat_models import _PROBLEMS, ChatHGuard
 
@@ -319,7 +320,8 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
         yield from self._transform_stream_with_config(input, self._stream_run, config, run_type="chain")
 
     def stream(self, input: RAGInput, config: Optional[RunnableConfig] = None, **kwargs: Any) -> Iterator[GuardedAnswer]:
-        yield from self.transform(iter([input]), config, **kwargs)
+        """Raising after the guard decided (a handler failing in ``on_chain_end``), as :meth:`invoke`."""
+        return delivering_stream(self.llm.guard, lambda: self.transform(iter([input]), config, **kwargs))
 
     async def atransform(self, input: AsyncIterator[RAGInput], config: Optional[RunnableConfig] = None,
                          **kwargs: Any) -> AsyncIterator[GuardedAnswer]:
@@ -332,15 +334,19 @@ class GuardedRAG(RunnableSerializable[RAGInput, GuardedAnswer]):
         async def one() -> AsyncIterator[RAGInput]:
             yield input
 
-        async for chunk in self.atransform(one(), config, **kwargs):
+        async for chunk in adelivering_stream_lazy(self.llm.guard, lambda: self.atransform(one(), config, **kwargs)):
             yield chunk
 
     def invoke(self, input: RAGInput, config: Optional[RunnableConfig] = None, **kwargs: Any) -> GuardedAnswer:
-        return self._call_with_config(self._run, input, config, run_type="chain")
+        """Raising after the guard decided (a handler with ``raise_error`` failing in its ``on_chain_end``), the log
+        says the answer never reached the caller and the audit handler's ``llm_call`` record says error
+        (:func:`hguard.streaming.delivering`)."""
+        with delivering(self.llm.guard):
+            return self._call_with_config(self._run, input, config, run_type="chain")
 
     async def ainvoke(self, input: RAGInput, config: Optional[RunnableConfig] = None, **kwargs: Any) -> GuardedAnswer:
-        """Cancelled after the guard decided (in the chain's callbacks), the log says the answer never reached the
-        caller."""
+        """Cancelled or raising after the guard decided (in the chain's callbacks), the log says the answer never
+        reached the caller."""
         return await until_delivered(self.llm.guard, lambda: self._acall_with_config(self._arun, input, config,
                                                                                       run_type="chain"))
 

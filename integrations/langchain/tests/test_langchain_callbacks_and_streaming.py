@@ -352,7 +352,8 @@ def test_the_guarded_parser_keeps_a_guarded_rag_answers_decision(make_guard):
 
 
 def _boom(where: str):
-    """A tracing handler with raise_error=True whose on_llm_end (an exporter down) or on_llm_new_token raises."""
+    """A tracing handler with raise_error=True whose on_llm_end (an exporter down), on_llm_new_token or on_chain_end
+    raises."""
     from langchain_core.callbacks import BaseCallbackHandler
 
     class Boom(BaseCallbackHandler):
@@ -364,6 +365,10 @@ def _boom(where: str):
 
         def on_llm_new_token(self, *args, **kwargs):
             if where == "token":
+                raise RuntimeError("exporter down")
+
+        def on_chain_end(self, *args, **kwargs):
+            if where == "chain_end":
                 raise RuntimeError("exporter down")
 
     return Boom()
@@ -529,3 +534,25 @@ def test_a_handler_failing_after_the_caller_took_the_decided_chunk_leaves_it_del
     assert call["status"] == "error" and "exporter down" in call["error"]
     assert call["decision_audit_id"] == decision["id"] and call["decision_streamed"] is True
 
+
+@pytest.mark.parametrize("how", ["invoke", "stream"])
+def test_guarded_rag_failing_in_on_chain_end_after_the_decision(make_guard, how):
+    """A review's finding: GuardedRAG.invoke had no delivery scope (ainvoke had), so a handler failing in on_chain_end
+    left accept + llm_call ok while the caller got the error. Now the decision is said undelivered and the llm_call
+    record says error, joined to it; stream (the caller took the decided chunk before the chain's end) says it
+    delivered, with decision_streamed."""
+    guard = make_guard("accept")
+    rag = GuardedRAG(llm=ChatHGuard(guard=guard, domain="alpha"))
+    config = {"callbacks": [HGuardAuditCallbackHandler.from_guard(guard), _boom("chain_end")]}
+    inp = {"question": Q, "context": ["the book was written by ann"]}
+    with pytest.raises(RuntimeError, match="exporter down"):
+        rag.invoke(inp, config) if how == "invoke" else [c for c in rag.stream(inp, config)]
+    records = list(AuditLog(guard.audit.path))
+    (decision,) = [r for r in records if r["kind"] == "decision"]
+    (call,) = [r for r in records if r["kind"] == "llm_call"]
+    said = [r for r in records if r["kind"] == "answer_not_delivered"]
+    assert call["status"] == "error" and call["decision_audit_id"] == decision["id"]
+    if how == "invoke":
+        assert [r["decision_audit_id"] for r in said] == [decision["id"]] and "decision_streamed" not in call
+    else:
+        assert said == [] and call["decision_streamed"] is True
