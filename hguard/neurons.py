@@ -89,39 +89,74 @@ def weight_signature(w: torch.Tensor) -> tuple:
 # A generation compares one of this many interleaved shares of the load-time sample of every weight (see
 # WeightSample): share k of a matrix's sample is every WEIGHT_SHARES-th of its elements from the k-th, still spread over the
 # whole matrix, so each generation reads 256 elements a matrix; sixteen generations read the whole sample. The check at a
-# guard's start (and calibrate/evaluate's) compares the whole sample and every row of every weight (its row checksums),
+# guard's start (and calibrate/evaluate's) compares the whole sample and every row of every weight (its row checksum),
 # and so does every generation once a difference is seen, until the weights are as loaded again. Measured on the default
-# model (SmolLM2-135M, float32, one thread): a share 2-3 ms, the whole sample 11-13 ms, the row checksums about 0.1 s.
+# model (SmolLM2-135M, float32 or bfloat16, one thread): a share 2-3 ms, the whole sample 11-13 ms, the row checksums
+# about 0.1 s.
 WEIGHT_SHARES = 16
 
 _INT_VIEW = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.int8}
+_CHUNK = 1 << 17  # int64 words a row checksum multiplies at a time off the CPU (1 MiB)
+_MULTIPLIERS: dict = {}  # (words a row, device) -> the odd multipliers of its positions
 
 
-def row_checksums(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str] | None:
-    """Two checksums of each row of ``w`` (over its last dimension; a vector is one row) and the device they were taken
-    on: the sum of its elements' bits read as integers of their width, wrapping around (exact whatever the order: any
-    one element changed changes it), and the sum of its values (a row negated or scaled changes it where the bits' sum
-    can stay). None for a weight without values here (offloaded) or of a dtype without an integer view. About 0.1 s for
-    every weight of the default model, one thread."""
+def _multipliers(n: int, device: torch.device) -> torch.Tensor:
+    """A fixed odd 64-bit multiplier for each of ``n`` positions (splitmix64 of the position: the same on every run,
+    device and version), on ``device``."""
+    key = (n, str(device))
+    if key not in _MULTIPLIERS:
+        import numpy as np
+
+        with np.errstate(over="ignore"):
+            x = (np.arange(n, dtype=np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+            x ^= x >> np.uint64(30)
+            x *= np.uint64(0xBF58476D1CE4E5B9)
+            x ^= x >> np.uint64(27)
+            x *= np.uint64(0x94D049BB133111EB)
+            x ^= x >> np.uint64(31)
+        _MULTIPLIERS[key] = torch.from_numpy((x | np.uint64(1)).view(np.int64)).to(device)
+    return _MULTIPLIERS[key]
+
+
+def _words(rows: torch.Tensor) -> torch.Tensor:
+    """``rows``' bytes as 64-bit integers, each row its own: packed 8 bytes to a word (two float32 or four bfloat16
+    elements; no copy) where a row's bytes are a whole number of words, else each element's bits widened to a word."""
+    if rows.shape[-1] * rows.element_size() % 8 == 0:
+        try:
+            return rows.view(torch.int64)
+        except RuntimeError:  # a view into its storage at an offset that is not a whole word
+            pass
+    return rows.view(_INT_VIEW[rows.element_size()]).to(torch.int64)
+
+
+def row_checksums(w: torch.Tensor) -> torch.Tensor | None:
+    """A checksum of each row of ``w`` (over its last dimension; a vector is one row), as int64 on the CPU: the
+    wrapping sum of the row's bits, read as 64-bit words (two float32 or four bfloat16 elements a word, or one element
+    widened), each word times a fixed odd multiplier of its position in the row. Exact integer arithmetic, so the same on
+    any device and thread count (compared exactly), and it sees any one element changed in any bit, and with
+    overwhelming odds (a 64-bit checksum) more: a row's elements reordered (reversed, two swapped), negated or scaled,
+    whatever the row's length. Computed on the weight's own device. None for a weight without values here (offloaded)
+    or of a dtype without an integer view. About 0.1 s for every weight of the default model, one thread."""
     w = w.detach()
     if w.device.type == "meta" or w.numel() == 0 or w.element_size() not in _INT_VIEW or w.is_complex():
         return None
-    rows = w.reshape(1, -1) if w.dim() < 2 else w
+    rows = (w.reshape(1, -1) if w.dim() < 2 else w.reshape(-1, w.shape[-1])).contiguous()
     try:
-        ints = _INT_VIEW[w.element_size()]
-        bits = rows.contiguous().view(ints).sum(-1, dtype=ints)
-        values = rows.sum(-1, dtype=torch.float64 if w.dtype == torch.float64 else torch.float32)
+        words = _words(rows)
+        mult = _multipliers(words.shape[-1], words.device)
+        if words.device.type == "cpu":  # an integer matrix-vector product: no product held, as fast as a plain sum
+            out = torch.mv(words, mult)
+        else:  # CUDA has no integer mv: the products a chunk at a time
+            out = torch.empty(words.shape[0], dtype=torch.int64, device=words.device)
+            step = max(1, _CHUNK // words.shape[-1])
+            buf = torch.empty(min(step, words.shape[0]), words.shape[-1], dtype=torch.int64, device=words.device)
+            for i in range(0, words.shape[0], step):
+                part = buf[: min(step, words.shape[0] - i)]
+                torch.mul(words[i:i + step], mult, out=part)
+                torch.sum(part, -1, out=out[i:i + step])
     except (RuntimeError, TypeError):
         return None
-    return bits.cpu(), values.cpu(), w.device.type
-
-
-def _same_rows(a: tuple[torch.Tensor, torch.Tensor, str], b: tuple[torch.Tensor, torch.Tensor, str]) -> bool:
-    # the bits' sums exactly; the values' sums on the same kind of device, within rounding (a vector's sum split over
-    # another number of threads adds in another order)
-    if a[0].shape != b[0].shape or not torch.equal(a[0], b[0]):
-        return False
-    return a[2] != b[2] or bool(torch.allclose(a[1], b[1], rtol=1e-5, atol=1e-7))
+    return out.cpu()
 
 
 def adapter_state(model: nn.Module) -> tuple:
@@ -146,7 +181,7 @@ def adapter_state(model: nn.Module) -> tuple:
 @dataclass(frozen=True)
 class WeightSample:
     """A strided sample of every parameter of a model (the down-projections' signature, extended to every weight the
-    forward pass uses: attention, MLP, norms, embeddings), the checksums of each of their rows and the live state of any
+    forward pass uses: attention, MLP, norms, embeddings), a checksum of each of their rows and the live state of any
     PEFT adapter layer, taken when the model is loaded, on the CPU in the dtype it was loaded in. :func:`changed_weights`
     names the parameters that are not as sampled."""
 
@@ -219,7 +254,7 @@ def changed_weights(model: nn.Module, sample: WeightSample, share: int | None = 
                 if share is not None:
                     return []
                 sums = [(n, row_checksums(p)) for n, p in now.items()]
-                if all(r is None or sample.rows.get(n) is None or _same_rows(r, sample.rows[n]) for n, r in sums):
+                if all(r is None or sample.rows.get(n) is None or torch.equal(r, sample.rows[n]) for n, r in sums):
                     return []
         except (RuntimeError, TypeError):  # parameters on several devices, or of other shapes: compared one by one
             pass
@@ -242,7 +277,7 @@ def changed_weights(model: nn.Module, sample: WeightSample, share: int | None = 
         loaded_rows = sample.rows.get(name)
         if share is None and p.dtype == dtype and loaded_rows is not None:
             rows = row_checksums(p)
-            if rows is not None and not _same_rows(rows, loaded_rows):
+            if rows is not None and not torch.equal(rows, loaded_rows):
                 out.append((name, "values"))
     return out
 

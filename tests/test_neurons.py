@@ -832,6 +832,83 @@ def test_an_edit_the_strided_sample_skips_is_seen_by_the_whole_check_row_by_row(
         lm.model.load_state_dict(state)
 
 
+@pytest.mark.parametrize("edit", ["reversed", "two swapped", "negated", "halved"])
+def test_a_row_reordered_or_negated_is_seen_by_its_checksum(monkeypatch, edit):
+    """A second review: both row checksums ignored the order (the bits' sum, the values' sum), so an embedding row
+    reversed changed the default model's answer and passed the whole check; and a negated row of even length, whose
+    bits' sum wraps back, passed once the values' sum was skipped (after a device move). The checksum weights each
+    position by its own multiplier, in exact integer arithmetic."""
+    import dataclasses
+
+    import hguard.neurons as neurons
+
+    monkeypatch.setattr(neurons, "_SAMPLE", 16)  # a sparse sample, as 4,096 elements are on a real model
+    lm = dataclasses.replace(tiny_model("llama", seed=1), weight_sample=None)
+    w = lm.model.model.embed_tokens.weight
+    assert w.shape[1] % 2 == 0  # even length: a negated row's bits' sum wraps back to the same
+    step = lm.weight_sample.params["model.embed_tokens.weight"][2]
+    sampled_rows = {i * step // w.shape[1] for i in range(-(-w.numel() // step))}
+    row = next(r for r in range(w.shape[0]) if r not in sampled_rows)
+    saved = w.detach().clone()
+    edits = {"reversed": lambda r: r.copy_(r.flip(0)), "two swapped": lambda r: r.__setitem__([2, 5], r[[5, 2]]),
+             "negated": lambda r: r.neg_(), "halved": lambda r: r.mul_(0.5)}
+    try:
+        with torch.no_grad():
+            edits[edit](w[row])
+        assert not torch.equal(w[row], saved[row])
+        why = lm.weights_changed()
+        assert why and "other values in: model.embed_tokens.weight" in why, why
+    finally:
+        with torch.no_grad():
+            w.copy_(saved)
+    assert lm.weights_changed() is None
+
+
+def test_row_checksums_are_exact_whatever_the_thread_count_or_layout():
+    """A second review: the values' sum of a long vector taken in 2 threads differed from one taken in 1 (another order
+    of adding), so the model loaded under one thread count and checked under another was held though nothing changed.
+    The checksum is integer arithmetic: the same whatever the order of adding, compared exactly."""
+    from hguard.neurons import row_checksums, sample_weights, changed_weights
+
+    m = torch.nn.Module()
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(1_000_000, generator=g)
+    m.p = torch.nn.Parameter(w - w.mean())
+    m.q = torch.nn.Parameter(torch.randn(4, 1_000_001, generator=g))  # rows of odd length: each element widened
+    m.h = torch.nn.Parameter(torch.randn(6, 8, generator=g).to(torch.bfloat16))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        sample = sample_weights(m)
+        torch.set_num_threads(1)
+        assert changed_weights(m, sample) == []
+    finally:
+        torch.set_num_threads(threads)
+    assert row_checksums(m.q).shape == (4,) and row_checksums(m.h).dtype == torch.int64
+    with torch.no_grad():
+        m.q[1].copy_(m.q[1].flip(0))
+        m.h[2].neg_()
+    assert changed_weights(m, sample) == [("q", "values"), ("h", "values")]
+    # a view into its storage at an offset that is not a whole word is read as widened elements, the same checksum
+    base = torch.randn(3, 9)
+    assert torch.equal(row_checksums(base[:, 1:]), row_checksums(base[:, 1:].clone()))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_row_checksums_are_the_same_on_another_device_and_see_a_negated_row_there():
+    """A second review: after a move to another device the values' sum was skipped, so a negated row of even length
+    passed. The checksum is taken on the weight's own device and is the same there."""
+    from hguard.neurons import changed_weights, row_checksums, sample_weights
+
+    m = torch.nn.Linear(64, 32)
+    sample = sample_weights(m)
+    m.to("cuda")
+    assert torch.equal(row_checksums(m.weight), sample.rows["weight"]) and changed_weights(m, sample) == []
+    with torch.no_grad():
+        m.weight[7].neg_()
+    assert changed_weights(m, sample) == [("weight", "values")]
+
+
 class _FakeLoraLinear(torch.nn.Module):
     """What peft's LoRA layer keeps that changes the answers without a weight changing: its disabled flag, its active
     adapters and its scaling (duck-typed as hguard reads it; peft's ``BaseTunerLayer`` has the same attributes)."""
