@@ -235,13 +235,19 @@ def _prepare_tokenizer(tokenizer) -> None:
         tokenizer.pad_token = tokenizer.eos_token
 
 
-def _finish(model, tokenizer, **kw) -> LoadedModel:
+def _finish(model, tokenizer, *, cast: Any = None, **kw) -> LoadedModel:
+    """The :class:`LoadedModel` of a model just loaded; ``cast``: the dtype a GGUF (dequantised to float32) is served
+    in, cast to before its weights are sampled (once, as served: a check compares them in their own dtype), while its
+    fingerprint says the cast (``loaded_dtype`` stays float32)."""
     model.eval()
     model.requires_grad_(False)
     _prepare_tokenizer(tokenizer)
     if getattr(model.generation_config, "pad_token_id", None) is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return LoadedModel(model=model, tokenizer=tokenizer, **kw)
+    loaded_dtype = getattr(model, "dtype", None)
+    if cast is not None:
+        model.to(cast)
+    return LoadedModel(model=model, tokenizer=tokenizer, loaded_dtype=loaded_dtype, **kw)
 
 
 # --------------------------------------------------------------------------------------------- cache
@@ -336,7 +342,7 @@ def _write_cache(model, tokenizer, folder: Path, source_sha: str, source: str) -
         raise
 
 
-def _load_gguf(path: Path, *, name: str, use_cache: bool = True) -> LoadedModel:
+def _load_gguf(path: Path, *, name: str, use_cache: bool = True, cast: Any = None) -> LoadedModel:
     import torch
     from filelock import FileLock
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -358,7 +364,8 @@ def _load_gguf(path: Path, *, name: str, use_cache: bool = True) -> LoadedModel:
                 model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
                 tokenizer = AutoTokenizer.from_pretrained(folder)
                 info.update(cache_hit=True, seconds=time.perf_counter() - t0)
-                return _finish(model, tokenizer, name=name, source=str(path), loaded_fingerprint=fingerprint, load_info=info)
+                return _finish(model, tokenizer, name=name, source=str(path), loaded_fingerprint=fingerprint, load_info=info,
+                   cast=cast)
             info["cache_rebuild_reason"] = why
             model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
@@ -369,11 +376,13 @@ def _load_gguf(path: Path, *, name: str, use_cache: bool = True) -> LoadedModel:
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(folder)
             info.update(cache_hit=False, seconds=time.perf_counter() - t0)
-            return _finish(model, tokenizer, name=name, source=str(path), loaded_fingerprint=fingerprint, load_info=info)
+            return _finish(model, tokenizer, name=name, source=str(path), loaded_fingerprint=fingerprint, load_info=info,
+                   cast=cast)
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     info.update(cache_hit=False, seconds=time.perf_counter() - t0)
-    return _finish(model, tokenizer, name=name, source=str(path), loaded_fingerprint=fingerprint, load_info=info)
+    return _finish(model, tokenizer, name=name, source=str(path), loaded_fingerprint=fingerprint, load_info=info,
+                   cast=cast)
 
 
 # What a folder's fingerprint reads besides the weights: the config, and what turns text into token ids and
@@ -541,13 +550,9 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
     path = default_gguf_path() if source == "default" else expand_home(os.fspath(source), "model")
     if path.suffix == ".gguf":
         cast = _torch_dtype(dtype)  # read before loading: a wrong dtype is refused at once
-        lm = _load_gguf(path.resolve(), name=DEFAULT_MODEL_NAME if source == "default" else path.stem, use_cache=use_cache)
-        if cast is not None:  # a GGUF dequantises to float32; cast as asked (its fingerprint says so)
-            from .neurons import sample_weights
-
-            lm.model.to(cast)
-            lm.weight_sample = sample_weights(lm.model)  # the weights as served: compared in their own dtype, fast
-        return lm
+        # a GGUF dequantises to float32; cast as asked (its fingerprint says so) before the weights are sampled
+        return _load_gguf(path.resolve(), name=DEFAULT_MODEL_NAME if source == "default" else path.stem,
+                          use_cache=use_cache, cast=cast)
     dtype = dtype or torch.float32
     if path.is_dir():
         if not (path / "config.json").is_file():

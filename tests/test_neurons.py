@@ -1048,27 +1048,35 @@ def test_a_share_check_finding_nothing_does_not_clear_a_difference_another_threa
     assert "neurons_unread" not in gen.generate(QUESTIONS[:1], neurons="all")[0].extra  # a whole check clears it
 
 
-def test_a_gguf_loaded_in_bfloat16_is_sampled_as_served(tmp_path, monkeypatch):
+def test_a_gguf_loaded_in_bfloat16_is_sampled_as_served_once(tmp_path, monkeypatch):
     """A review: ``load_model("default", dtype=torch.bfloat16)`` sampled the float32 dequantised weights and then cast
     them, so every check compared a cast sample one weight at a time (7 ms a generation, 28 ms whole, where float32 took
-    3 and 12). The sample is taken after the cast; the fingerprint still says the cast."""
-    import dataclasses
+    3 and 12). The sample is taken after the cast; the fingerprint still says the cast. A second review: the float32
+    weights were still sampled first (row checksums and all) and the sample thrown away: sampled once, as served."""
+    import copy
+    import hashlib
+
+    import transformers
 
     import hguard.models as models
+    import hguard.neurons as neurons
 
     path = tmp_path / "m.gguf"
     path.write_bytes(b"GGUF")
     tiny = tiny_model("llama", seed=1)
-    state = {k: v.clone() for k, v in tiny.model.state_dict().items()}
-    monkeypatch.setattr(models, "_load_gguf", lambda *a, **k: dataclasses.replace(tiny, weight_sample=None))
-    try:
-        lm = models.load_model(path, dtype=torch.bfloat16)
-        assert lm.model.dtype == torch.bfloat16 and lm.fingerprint == tiny.loaded_fingerprint + "+bfloat16"
-        assert {d for _, d, _, _ in lm.weight_sample.params.values()} == {torch.bfloat16}
-        assert lm.weights_changed() is None and lm.weights_changed(0) is None
-    finally:
-        tiny.model.to(torch.float32)
-        tiny.model.load_state_dict(state)
+    model = copy.deepcopy(tiny.model)  # the shared tiny model stays float32
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: model)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: tiny.tokenizer)
+    real, sampled = neurons.sample_weights, []
+    monkeypatch.setattr(neurons, "sample_weights", lambda m: sampled.append(m.dtype) or real(m))
+    lm = models.load_model(path, dtype=torch.bfloat16, use_cache=False)
+    assert sampled == [torch.bfloat16], sampled
+    assert lm.model.dtype == torch.bfloat16
+    assert lm.fingerprint == f"gguf-sha256:{hashlib.sha256(b'GGUF').hexdigest()}+bfloat16"
+    assert {d for _, d, _, _ in lm.weight_sample.params.values()} == {torch.bfloat16}
+    assert lm.weights_changed() is None and lm.weights_changed(0) is None
+    lm.model.to(torch.float32)  # and back: the fingerprint's float32 (loaded_dtype), rounded from bfloat16
+    assert lm.fingerprint == f"gguf-sha256:{hashlib.sha256(b'GGUF').hexdigest()}"
 
 
 def test_a_hub_adapter_repos_fingerprint_names_its_base_models_resolved_revision(tmp_path, monkeypatch):
