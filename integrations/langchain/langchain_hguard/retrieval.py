@@ -12,6 +12,7 @@ the nearest enclosing chain: those documents are the context its answer is score
 from __future__ import annotations
 
 import threading
+from collections import deque
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -32,6 +33,9 @@ QUERY_CHAINS = {
 #: retrievers (class or run name) whose model calls after they retrieved work on the documents found (a filter's
 #: YES/NO, an extract, a rerank), not answers: langchain-classic's, or one of yours given this run name
 COMPRESSING_RETRIEVERS = frozenset({"ContextualCompressionRetriever"})
+#: the most answers kept per root run for a later call to be checked against (the latest): a long-lived root (an
+#: agent's loop) neither grows without bound nor makes each check slower
+ANSWERS_KEPT = 256
 
 
 @dataclass(frozen=True)
@@ -65,21 +69,27 @@ class RetrievalCapture(BaseCallbackHandler):
         self._found: dict[UUID, list[Retrieval]] = {}  # root -> retrievals, in the order they finished
         # root -> (prompt template run, the text values it was formatted with), in the order they ran
         self._prompts: dict[UUID, list[tuple[UUID, tuple[str, ...]]]] = {}
-        self._answers: dict[UUID, list[str]] = {}  # root -> the texts of the answers ChatHGuard gave in it
+        # root -> the texts of the answers ChatHGuard gave in it, the latest ANSWERS_KEPT of them
+        self._answers: dict[UUID, deque[str]] = {}
 
     # ----------------------------------------------------------------------------- bookkeeping
 
     def _start(self, run_id: UUID, parent_run_id: UUID | None) -> None:
         with self._lock:
-            self._parent[run_id] = parent_run_id
-            root = self._root.get(parent_run_id, parent_run_id) if parent_run_id is not None else run_id
+            # a run whose parent this handler never saw start is a root of its own: its parent is no LangChain run
+            # (a LangSmith @traceable request handler around separate invokes), which never ends here, so the
+            # handler's chains were never forgotten and each one's answers were read as the next one's
+            parent = parent_run_id if parent_run_id in self._root else None
+            self._parent[run_id] = parent
+            root = self._root[parent] if parent is not None else run_id
             self._root[run_id] = root
             self._runs_of_root.setdefault(root, set()).add(run_id)
 
     def _end(self, run_id: UUID, parent_run_id: UUID | None) -> None:
-        if parent_run_id is not None:
-            return
-        with self._lock:  # a root run ended: forget its whole tree
+        with self._lock:
+            if self._root.get(run_id) != run_id:
+                return  # a run inside a root run (or one not seen): its tree is forgotten when the root ends
+            # a root run ended: forget its whole tree
             for r in self._runs_of_root.pop(run_id, set()):
                 self._parent.pop(r, None)
                 self._root.pop(r, None)
@@ -242,7 +252,7 @@ class RetrievalCapture(BaseCallbackHandler):
         with self._lock:
             root = self._root.get(parent_run_id)
             if root is not None:
-                self._answers.setdefault(root, []).extend(t for t in texts if t.strip())
+                self._answers.setdefault(root, deque(maxlen=ANSWERS_KEPT)).extend(t for t in texts if t.strip())
 
     def answers_for(self, parent_run_id: UUID | None) -> list[str]:
         """The texts of the answers ChatHGuard gave so far in the root run of ``parent_run_id`` (a map-reduce's map

@@ -5,11 +5,13 @@ composition with `|`, RunnableParallel and with_fallbacks."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from langchain_core.callbacks import CallbackManager
 from langchain_core.documents import Document
 from langchain_core.runnables import RunnableLambda, RunnableParallel, RunnablePassthrough
 from langchain_core.vectorstores import InMemoryVectorStore
@@ -17,6 +19,7 @@ from langchain_core.vectorstores import InMemoryVectorStore
 from hguard.audit import AuditLog
 from hguard.errors import HGuardError, InputError
 from langchain_hguard import ChatHGuard, GuardedAnswer, GuardedRAG, HGuardEmbeddings, create_guarded_rag_chain
+from langchain_hguard.retrieval import ANSWERS_KEPT, CAPTURE
 
 DOCS = Path(__file__).resolve().parents[3] / "examples" / "docs"
 
@@ -197,3 +200,37 @@ def test_answers_read_anywhere_in_passages_hold_no_independent_question(make_gua
     chain = RunnableLambda(lambda q: {"question": q, "documents": MAP_DOCS}) | rag
     outs = chain.batch([AUSTRALIA, "what is the capital of kenya ?", AUSTRALIA])
     assert [o.route for o in outs] == ["accept"] * 3
+
+
+def test_chains_under_a_parent_never_seen_are_roots_of_their_own(make_guard, retriever):
+    """A LangSmith @traceable request handler is the parent of every chain run inside it, but no LangChain run: the
+    capture never saw it start, nor end. Its chains were never forgotten, their answers piled up under it, and a
+    later, separate invoke in the handler was held for the one before's answer."""
+    guard = make_guard("accept", max_new_tokens=12)
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    rag = GuardedRAG(llm=chat)
+    handler = {"callbacks": CallbackManager(handlers=[], parent_run_id=uuid.uuid4())}  # as a @traceable one reaches them
+    before = CAPTURE.open_runs()
+    closed = RunnableLambda(lambda q: str(chat.invoke(q).content).removeprefix("[needs review] "))
+    first = closed.invoke(AUSTRALIA, config=handler)
+    assert len(first.split()) >= 3  # long enough to count
+    retrieved = {"question": RunnablePassthrough(), "documents": retriever} | GuardedRAG(llm=chat)
+    assert retrieved.invoke(AUSTRALIA, config=handler).route in ("accept", "review")  # a retrieval under it, too
+    assert CAPTURE.open_runs() == before and not CAPTURE._answers and not CAPTURE._found and not CAPTURE._prompts
+    later = RunnableLambda(lambda q: rag.invoke({"question": q, "context": [f"Summary 1: {first}"]}))
+    out = later.invoke(AUSTRALIA, config=handler)
+    assert not any("own earlier answers" in r for r in out.reasons), out.reasons
+
+
+def test_the_answers_kept_per_root_run_are_the_latest_few():
+    """A long-lived root run (an agent's loop) kept every answer: the check of each later call grew with them."""
+    root = uuid.uuid4()
+    CAPTURE._start(root, None)
+    try:
+        for i in range(ANSWERS_KEPT + 44):
+            CAPTURE.note_answer(root, [f"answer number {i} of the run"])
+        kept = CAPTURE.answers_for(root)
+        assert len(kept) == ANSWERS_KEPT and kept[-1] == f"answer number {ANSWERS_KEPT + 43} of the run"
+    finally:
+        CAPTURE._end(root, None)
+    assert CAPTURE.answers_for(root) == []
