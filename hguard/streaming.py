@@ -393,6 +393,44 @@ def built_from_answers(context: str, own: Sequence[str], others: Sequence[str] =
     return found and not rest.strip()
 
 
+# what opens a line a reduce step writes an earlier answer on, once or twice: a list's bullet or number ("- ", "* ",
+# "1. ", "2) ", "[3]"), or a short label, numbered or not ("Summary 1:", "Answer 2:", "**Summary 1:**")
+_ITEM_OPENING = re.compile(r"(?:[ \t]*(?:[-*+\u2022>][ \t]+|\(?\d{1,3}[.)\]][ \t]+|\[\d{1,3}\][ \t]*"
+                           r"|[*_]{0,2}[^\W\d_][\w'\u2019 -]{0,30}?[*_]{0,2}[ \t]*:[*_]{0,2}[ \t]*)){1,2}")
+_QUOTES = "\"'\u201c\u201d\u2018\u2019"
+
+
+def lists_answers(context: str, answers: Sequence[str]) -> bool:
+    """Whether the passage ``context`` is what a reduce step builds from earlier ``answers`` (or held texts): nothing
+    but them (:func:`built_from_answers`), or list items or labelled lines that are one of them once their opening is
+    taken off ("Summary 1: <answer>", "- <answer>", "2. <answer>", an item's text running on to the next item): one
+    of :data:`ANSWER_WORDS_IN_CONTEXT` words or more, or every item one. Not an answer found inside prose: a document
+    that quotes an earlier answer, or the abstain message in a support transcript, is material, not a summary."""
+    known = {" ".join(a.split()) for a in answers if a.strip()}
+    if not known or blank(context):
+        return False
+    if built_from_answers(context, sorted(known)):
+        return True
+    items: list[list[str]] = []
+    for line in context.splitlines():
+        opening = _ITEM_OPENING.match(line)
+        if opening is not None and opening.end() > 0 or not items:
+            items.append([])
+        text = " ".join(line[opening.end():].split()) if opening is not None else " ".join(line.split())
+        items[-1].append(text)
+        if _is_answer(text, known) and len(text.split()) >= ANSWER_WORDS_IN_CONTEXT:
+            return True  # a line: a labelled or bulleted answer
+    texts = [" ".join(" ".join(item).split()) for item in items]
+    texts = [t for t in texts if t]  # a label alone ("Summaries:") opens no item
+    return any(_is_answer(t, known) and len(t.split()) >= ANSWER_WORDS_IN_CONTEXT for t in texts) or (
+        bool(texts) and all(_is_answer(t, known) for t in texts))
+
+
+def _is_answer(text: str, known: set[str]) -> bool:
+    """Whether ``text`` (blanks collapsed) is one of ``known``, quoted or not."""
+    return text in known or (len(text) > 1 and text[0] in _QUOTES and text[-1] in _QUOTES and text[1:-1].strip() in known)
+
+
 #: what an answer's reasons say when its context is the request's own earlier answers (:func:`answers_as_context`)
 ANSWERS_AS_CONTEXT = "the context is this request's own earlier answers"
 

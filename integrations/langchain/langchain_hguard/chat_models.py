@@ -38,10 +38,10 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     pasted_part,
     check_raise_on,
     answers_as_context,
-    built_from_answers,
     check_stream_mode,
     context_not_identified,
     held_texts,
+    lists_answers,
     decision_metadata,
     decided_here,
     delivering,
@@ -827,13 +827,15 @@ class ChatHGuard(BaseChatModel):
         """Whether a passage of ``context`` is made of nothing but answers given earlier in the same chain run (or of
         the guard's abstain or review messages): a map-reduce's reduce step given its map answers as passages (a RAG
         team's trial: a final answer accepted over "passages" that were the model's own answers, one the abstain
-        message). Their text grounds nothing, and a held answer came back accepted inside the summary. An earlier
-        answer (or held text) of :data:`~hguard.streaming.ANSWER_WORDS_IN_CONTEXT` words or more found anywhere in a
-        passage holds it, as a sub-question's answer does in the LlamaIndex adapter: a reduce prompt labels or bullets
-        them ("Summary 1: <answer>", "- <answer>"), and "Summary 1: <the abstain message>" came back accepted."""
+        message). Their text grounds nothing, and a held answer came back accepted inside the summary. A reduce
+        prompt labels or bullets them ("Summary 1: <answer>", "- <answer>"; "Summary 1: <the abstain message>" came
+        back accepted): :func:`~hguard.streaming.lists_answers` reads those lines, not an answer found inside prose. A
+        document a retriever returned in the run is evidence, whatever it quotes (a document holding an earlier answer
+        of the run, a support transcript quoting the abstain message, were held as the run's own answers)."""
         passages = [context] if isinstance(context, str) else [c for c in context or [] if isinstance(c, str)]
+        retrieved = CAPTURE.documents_found(parent_run_id)
         earlier = [*CAPTURE.answers_for(parent_run_id), *held_texts(self.guard)]
-        return any(built_from_answers(p, (), earlier) for p in passages if not blank(p))
+        return any(lists_answers(p, earlier) for p in passages if not blank(p) and " ".join(p.split()) not in retrieved)
 
     @staticmethod
     def _note_answer(call: _Call, result: GuardResult) -> None:

@@ -244,6 +244,18 @@ class RetrievalCapture(BaseCallbackHandler):
                 return self._names[ancestor]
         return None
 
+    def documents_found(self, parent_run_id: UUID | None) -> set[str]:
+        """The texts (blanks collapsed) of the documents the retrievers returned so far in the root run of
+        ``parent_run_id``, as they returned them; none the model wrote inside its retriever (``Retrieval.rewritten``).
+        Such a passage is material, never a reduce step's earlier answers, whatever it quotes."""
+        if parent_run_id is None:
+            return set()
+        with self._lock:
+            root = self._root.get(parent_run_id)
+            found = self._found.get(root, []) if root is not None else []
+            return {" ".join(d.page_content.split()) for r in found if not r.rewritten for d in r.documents
+                    if isinstance(d.page_content, str)}
+
     def note_answer(self, parent_run_id: UUID | None, texts: Sequence[str]) -> None:
         """Note the texts of an answer ChatHGuard gave from ``parent_run_id`` (the model's answer, what the caller is
         shown: a held one's abstain or review message, or the answer marked), for the rest of its root run."""

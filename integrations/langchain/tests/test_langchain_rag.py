@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 from langchain_core.callbacks import CallbackManager
 from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableLambda, RunnableParallel, RunnablePassthrough
 from langchain_core.vectorstores import InMemoryVectorStore
 
 from hguard.audit import AuditLog
 from hguard.errors import HGuardError, InputError
+from hguard.streaming import lists_answers
 from langchain_hguard import ChatHGuard, GuardedAnswer, GuardedRAG, HGuardEmbeddings, create_guarded_rag_chain
 from langchain_hguard.retrieval import ANSWERS_KEPT, CAPTURE
 
@@ -234,3 +236,66 @@ def test_the_answers_kept_per_root_run_are_the_latest_few():
     finally:
         CAPTURE._end(root, None)
     assert CAPTURE.answers_for(root) == []
+
+
+_EARLIER = ["Canberra is the capital city of Australia.", "Nairobi is the capital of Kenya.", "Yes.", "No."]
+_ABSTAIN = "I can't answer that reliably."
+
+
+@pytest.mark.parametrize("passage", [
+    "Canberra is the capital city of Australia.",  # the whole passage
+    "Canberra is the capital city of Australia.\n\nNairobi is the capital of Kenya.",
+    "Summary 1: Canberra is the capital city of Australia.\nSummary 2: Nairobi is the capital of Kenya.",
+    "Summaries:\n- Canberra is the capital city of Australia.\n- Something else entirely here.",
+    "**Answer 2:** Nairobi is the capital\nof Kenya.",  # an item's text running on to the next line
+    "1. \"Nairobi is the capital of Kenya.\"\n2. Canberra is big.",
+    f"Summary 1: {_ABSTAIN}\nSummary 2: Canberra is the capital city of Australia and its seat of government.",
+    "- Yes.\n- No.",  # short answers: every item one
+])
+def test_lists_answers_reads_what_a_reduce_step_builds(passage):
+    assert lists_answers(passage, [*_EARLIER, _ABSTAIN])
+
+
+@pytest.mark.parametrize("passage", [
+    "Canberra is the capital city of Australia. Canberra is the capital city of Australia. It was founded in 1913.",
+    f'Support transcript, ticket 4411. The old bot replied: "{_ABSTAIN}" Refunds are issued within 14 days.',
+    "Facts: Canberra is the capital city of Australia, and Sydney is the largest.",
+    "- Yes.\n- Parliament first met in Canberra in 1927.",  # a short answer among other items
+])
+def test_lists_answers_reads_no_answer_inside_prose(passage):
+    assert not lists_answers(passage, [*_EARLIER, _ABSTAIN])
+
+
+def test_a_document_that_holds_an_earlier_answer_is_read_as_a_document(make_guard):
+    """A closed-book answer, then a grounded one over a document (given or retrieved) that holds it: held as "the
+    run's own earlier answers" since any earlier answer of 3 words or more anywhere in a passage held it."""
+    guard = make_guard("accept", max_new_tokens=12)
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    rag = GuardedRAG(llm=chat)
+    seen: dict[str, str] = {}
+
+    def first(x):
+        seen["a"] = str(chat.invoke(x["question"]).content).removeprefix("[needs review] ")
+        return seen["a"]
+
+    class Store(BaseRetriever):  # a retriever whose document is the earlier answer itself, as it returned it
+        def _get_relevant_documents(self, query, *, run_manager):
+            return [Document(page_content=seen["a"])]
+
+    given = RunnableLambda(lambda x: rag.invoke({"question": x["question"], "documents": [Document(
+        page_content=f"Canberra is the capital city of Australia. {x['a']} Parliament first met there in 1927.")]}))
+    retrieved = RunnableLambda(itemgetter("question")) | {"question": RunnablePassthrough(), "documents": Store()} | rag
+    out = (RunnablePassthrough.assign(a=RunnableLambda(first)) | RunnablePassthrough.assign(given=given, retrieved=retrieved)
+           ).invoke({"question": AUSTRALIA})
+    assert len(seen["a"].split()) >= 3  # long enough to have counted anywhere
+    for step in ("given", "retrieved"):
+        assert not any("own earlier answers" in r for r in out[step].reasons), (step, out[step].reasons)
+
+
+def test_a_passage_that_quotes_the_abstain_message_in_its_prose_is_a_passage(make_guard):
+    guard = make_guard("accept")
+    rag = GuardedRAG(llm=ChatHGuard(guard=guard, domain="alpha"))
+    doc = ("Support transcript, ticket 4411. Customer asked about refunds. The old bot replied: "
+           f"\"{guard.policy.abstain_message}\" Refunds are issued within 14 days of purchase.")
+    out = rag.invoke({"question": "how long do refunds take ?", "context": [doc]})
+    assert not any("own earlier answers" in r for r in out.reasons), out.reasons
