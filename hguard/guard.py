@@ -1117,17 +1117,22 @@ class Guard(_Scoring, _Recording):
                   ("systems", systems), ("problems", problems), ("runs", runs))
         given = [name for name, v in passed if v is not None]  # for the message below: what the caller passed
         for name, v in passed:
-            if name in ("contexts", "domains", "request_ids", "systems") and isinstance(v, str):
+            if name in ("contexts", "domains", "request_ids", "systems", "runs") and isinstance(v, str):
                 # read as a list, a string's characters would be one entry each
                 raise self._refused(list(questions), InputError(
-                    f"{name} must be a list with one entry per question, got the string {v!r:.60}; pass [{v!r:.40}]"
+                    f"{name} must be a list with one entry per question, got the string {v!r:.60}; pass "
+                    + (f"[{{'run_id': {v!r:.40}}}] (one run mapping per question)" if name == "runs" else f"[{v!r:.40}]")
                     + (" (one list of passages per question, or one string each)" if name == "contexts" else "")))
+        if isinstance(runs, Mapping):  # one mapping, not a list of them: its keys were counted as runs
+            raise self._refused(list(questions), InputError(
+                f"runs must be a list with one run mapping (or None) per question, got one mapping {dict(runs)!r:.80}; "
+                "use invoke(run=...) for one question, or pass a list of them"))
         contexts = [None] * n if contexts is None else list(contexts)
         domains = [None] * n if domains is None else list(domains)
         request_ids = [None] * n if request_ids is None else list(request_ids)
         histories = [None] * n if histories is None else list(histories)
         systems = [None] * n if systems is None else list(systems)
-        run_list: list[Any] = [None] * n if runs is None or isinstance(runs, Mapping) else list(runs)
+        run_list: list[Any] = [None] * n if runs is None else list(runs)
         plain = next((p for p in problems or () if isinstance(p, str)), None) if not isinstance(problems, str) else problems
         if plain is not None:  # read as a list, a string's characters became 28 "scoring problem: c" reasons
             raise self._refused(list(questions), InputError(
@@ -1139,12 +1144,12 @@ class Guard(_Scoring, _Recording):
                 f"problems must be a list with one list of reasons per question, got {problems!r:.60}"))
         extra_problems = [[] for _ in range(n)] if problems is None else [list(p or ()) for p in problems]
         if not (len(contexts) == len(domains) == len(request_ids) == len(histories) == len(systems) == len(extra_problems)
-                == len(run_list) == n) or isinstance(runs, Mapping):
+                == len(run_list) == n):
             raise self._refused(list(questions), InputError(
                 f"got {n} questions and " + ", ".join(f"{len(v)} {name}" for name, v in (
                     ("contexts", contexts), ("domains", domains), ("request_ids", request_ids), ("histories", histories),
                     ("systems", systems), ("problems", extra_problems), ("runs", run_list)) if name in given)
-                + "; pass one of each per question" + (" (runs: a list of run mappings)" if isinstance(runs, Mapping) else "")))
+                + "; pass one of each per question"))
         try:  # call settings, checked before anything is generated, and refused on record like bad input
             if max_new_tokens is not None:  # checked as the policy's own value is
                 replace(self.settings, max_new_tokens=max_new_tokens)

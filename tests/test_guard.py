@@ -753,11 +753,20 @@ def test_problems_given_as_a_plain_string_are_refused(guard):
     assert held.route == "review" and sum("cache was stale" in x for x in held.reasons) == 1
 
 
-@pytest.mark.parametrize("name", ["contexts", "domains", "request_ids", "systems"])
+@pytest.mark.parametrize("name", ["contexts", "domains", "request_ids", "systems", "runs"])
 def test_a_batch_argument_given_as_a_plain_string_is_refused_saying_so(guard, name):
-    """``contexts="We do not sell..."`` was read as its characters: "got 1 questions and 44 contexts"."""
+    """``contexts="We do not sell..."`` was read as its characters: "got 1 questions and 44 contexts"; ``runs="r1"``
+    as "1 domains, 2 runs"."""
     with pytest.raises(InputError, match=rf"{name} must be a list with one entry per question, got the string 'alpha'"):
         guard.batch(["who is the author ?"], **{name: "alpha"})
+
+
+def test_one_run_mapping_given_to_batch_is_refused_as_one_not_counted(guard):
+    """``runs={"run_id": "r1"}`` was refused with "got 1 questions and 1 domains, 1 runs": counts that match."""
+    with pytest.raises(InputError, match=r"runs must be a list with one run mapping .* got one mapping "
+                                         r"\{'run_id': 'r1'\}; use invoke\(run=\.\.\.\) for one question") as e:
+        guard.batch(["who is the author ?"], domains=["alpha"], runs={"run_id": "r1"})
+    assert "1 runs" not in str(e.value)
 
 
 def test_eight_threads_get_their_own_signals(guard):
