@@ -36,6 +36,8 @@ COMPRESSING_RETRIEVERS = frozenset({"ContextualCompressionRetriever"})
 #: the most answers kept per root run for a later call to be checked against (the latest): a long-lived root (an
 #: agent's loop) neither grows without bound nor makes each check slower
 ANSWERS_KEPT = 256
+#: root runs kept open at most (oldest forgotten first): a root whose end was never seen cannot grow memory
+ROOTS_KEPT = 4096
 
 
 @dataclass(frozen=True)
@@ -84,24 +86,31 @@ class RetrievalCapture(BaseCallbackHandler):
             root = self._root[parent] if parent is not None else run_id
             self._root[run_id] = root
             self._runs_of_root.setdefault(root, set()).add(run_id)
+            # a root whose end this handler never saw (another handler raising in on_chain_end stops LangChain from
+            # calling the handlers after it) is kept until ROOTS_KEPT newer roots are open: memory stays bounded
+            while len(self._runs_of_root) > ROOTS_KEPT:
+                self._forget(next(iter(self._runs_of_root)))
 
     def _end(self, run_id: UUID, parent_run_id: UUID | None) -> None:
         with self._lock:
             if self._root.get(run_id) != run_id:
                 return  # a run inside a root run (or one not seen): its tree is forgotten when the root ends
-            # a root run ended: forget its whole tree
-            for r in self._runs_of_root.pop(run_id, set()):
-                self._parent.pop(r, None)
-                self._root.pop(r, None)
-                self._queries.pop(r, None)
-                self._names.pop(r, None)
-                self._rewritten.discard(r)
-                self._compressing.discard(r)
-                self._generated.pop(r, None)
-                self._retry_attempts.discard(r)
-            self._found.pop(run_id, None)
-            self._prompts.pop(run_id, None)
-            self._answers.pop(run_id, None)
+            self._forget(run_id)
+
+    def _forget(self, run_id: UUID) -> None:
+        """Forget root run ``run_id``'s whole tree (under the lock)."""
+        for r in self._runs_of_root.pop(run_id, set()):
+            self._parent.pop(r, None)
+            self._root.pop(r, None)
+            self._queries.pop(r, None)
+            self._names.pop(r, None)
+            self._rewritten.discard(r)
+            self._compressing.discard(r)
+            self._generated.pop(r, None)
+            self._retry_attempts.discard(r)
+        self._found.pop(run_id, None)
+        self._prompts.pop(run_id, None)
+        self._answers.pop(run_id, None)
 
     def on_chain_start(self, serialized, inputs, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         self._start(run_id, parent_run_id)

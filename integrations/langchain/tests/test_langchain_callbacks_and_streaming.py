@@ -13,6 +13,7 @@ from hguard.audit import AuditLog
 from hguard.errors import HGuardError, InputError
 from hguard.testing import shown_answer
 from langchain_hguard import ChatHGuard, GuardedRAG, HGuardAuditCallbackHandler, guard_stream
+from langchain_hguard.retrieval import CAPTURE
 
 Q = "who is the author of the book ?"
 NOTICE = "\n\n[needs review]"  # the end of a passthrough stream held for review under a policy without review_message
@@ -545,8 +546,13 @@ def test_guarded_rag_failing_in_on_chain_end_after_the_decision(make_guard, how)
     rag = GuardedRAG(llm=ChatHGuard(guard=guard, domain="alpha"))
     config = {"callbacks": [HGuardAuditCallbackHandler.from_guard(guard), _boom("chain_end")]}
     inp = {"question": Q, "context": ["the book was written by ann"]}
+    roots_before = set(CAPTURE._runs_of_root)
     with pytest.raises(RuntimeError, match="exporter down"):
         rag.invoke(inp, config) if how == "invoke" else [c for c in rag.stream(inp, config)]
+    # the raising handler came before the retrieval tracker, which LangChain then never told the chain ended: its
+    # root is kept (bounded by ROOTS_KEPT); ended here so later tests start with none open
+    for root in set(CAPTURE._runs_of_root) - roots_before:
+        CAPTURE.on_chain_end(None, run_id=root)
     records = list(AuditLog(guard.audit.path))
     (decision,) = [r for r in records if r["kind"] == "decision"]
     (call,) = [r for r in records if r["kind"] == "llm_call"]
@@ -556,3 +562,21 @@ def test_guarded_rag_failing_in_on_chain_end_after_the_decision(make_guard, how)
         assert [r["decision_audit_id"] for r in said] == [decision["id"]] and "decision_streamed" not in call
     else:
         assert said == [] and call["decision_streamed"] is True
+
+
+def test_root_runs_whose_end_was_never_seen_are_bounded(monkeypatch):
+    """A handler raising in on_chain_end stops LangChain before it tells the retrieval tracker the chain ended: each
+    such chain's runs were kept for the life of the process. The oldest open roots are forgotten beyond ROOTS_KEPT."""
+    import uuid
+
+    from langchain_hguard import retrieval
+
+    monkeypatch.setattr(retrieval, "ROOTS_KEPT", 3)
+    capture = retrieval.RetrievalCapture()
+    roots = [uuid.uuid4() for _ in range(5)]
+    for root in roots:  # each starts a chain and a child run, and never ends
+        capture.on_chain_start({}, {}, run_id=root)
+        capture.on_chain_start({}, {}, run_id=uuid.uuid4(), parent_run_id=root)
+    assert list(capture._runs_of_root) == roots[2:] and capture.open_runs() == 6
+    capture.on_chain_end(None, run_id=roots[-1])
+    assert capture.open_runs() == 4
