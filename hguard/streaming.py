@@ -394,9 +394,11 @@ def built_from_answers(context: str, own: Sequence[str], others: Sequence[str] =
 
 
 # what opens a line a reduce step writes an earlier answer on, once or twice: a list's bullet or number ("- ", "* ",
-# "1. ", "2) ", "[3]"), or a short label, numbered or not ("Summary 1:", "Answer 2:", "**Summary 1:**")
+# "1. ", "2) ", "[3]"), or a short numbered label ("Summary 1:", "Answer 2:", "**Summary 1:**"); not an unnumbered
+# one: "Q:" / "A:" lines of a FAQ and a transcript's "Customer:" / "Bot:" turns are material (a review: a support
+# ticket quoting the abstain message, given with context=, was held as the run's own earlier answers)
 _ITEM_OPENING = re.compile(r"(?:[ \t]*(?:[-*+\u2022>][ \t]+|\(?\d{1,3}[.)\]][ \t]+|\[\d{1,3}\][ \t]*"
-                           r"|[*_]{0,2}[^\W\d_][\w'\u2019 -]{0,30}?[*_]{0,2}[ \t]*:[*_]{0,2}[ \t]*)){1,2}")
+                           r"|[*_]{0,2}[^\W\d_][\w'\u2019 -]{0,30}?[ \t]+#?\d{1,3}[*_]{0,2}[ \t]*:[*_]{0,2}[ \t]*)){1,2}")
 _QUOTES = "\"'\u201c\u201d\u2018\u2019"
 
 

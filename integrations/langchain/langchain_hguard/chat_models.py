@@ -15,7 +15,7 @@ from langchain_core.caches import BaseCache
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.base import LangSmithParams
-from langchain_core.messages import (AIMessage, AIMessageChunk, BaseMessage, ChatMessage, HumanMessage, SystemMessage,
+from langchain_core.messages import (AIMessage, AIMessageChunk, BaseMessage, BaseMessageChunk, ChatMessage, HumanMessage, SystemMessage,
                                      UsageMetadata)
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig
@@ -125,9 +125,13 @@ _CHAT_KINDS = {"user": HumanMessage, "human": HumanMessage, "assistant": AIMessa
 
 
 def _as_kind(message: BaseMessage) -> BaseMessage:
-    """A ``ChatMessage`` whose role is a kind of its own ("user", "assistant", "system") as that kind's message;
-    any other message as it is."""
+    """A ``ChatMessage`` whose role is a kind of its own ("user", "assistant", "system") as that kind's message, and a
+    streamed chunk without tool calls (``RunnableWithMessageHistory`` keeps a ``stream()`` turn's ``AIMessageChunk``:
+    the next turn was refused as a tool call) as its whole kind's; any other message as it is."""
     kind = _CHAT_KINDS.get(str(getattr(message, "role", "")).lower()) if isinstance(message, ChatMessage) else None
+    if kind is None and isinstance(message, BaseMessageChunk) and not getattr(message, "tool_calls", None) \
+            and not getattr(message, "tool_call_chunks", None):
+        kind = _CHAT_KINDS.get(message.type.removesuffix("MessageChunk").lower())
     return kind(content=message.content, name=message.name, id=message.id) if kind is not None else message
 
 

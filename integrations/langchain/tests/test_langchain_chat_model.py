@@ -871,3 +871,25 @@ def test_a_closed_book_question_with_options_a_verse_or_code_is_no_pasted_table(
     were read as a pasted table, so a closed-book answer went to review as "context not identified"."""
     meta = ChatHGuard(guard=make_guard("accept"), domain="alpha").invoke([HumanMessage(question)]).response_metadata
     assert meta["route"] == "accept", meta["reasons"]
+
+
+def test_a_streamed_turn_kept_in_the_history_is_an_ai_message(make_guard):
+    """RunnableWithMessageHistory keeps a stream() turn's AIMessageChunk: the next turn was refused ("message 4 has
+    role 'AIMessageChunk' (tool calls are not supported ...)"). A chunk without tool calls is the AI's turn."""
+    from langchain_core.chat_history import InMemoryChatMessageHistory
+    from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+    from langchain_core.runnables.history import RunnableWithMessageHistory
+
+    guard = make_guard("accept", max_new_tokens=8)
+    prompt = ChatPromptTemplate.from_messages([("system", "answer"), MessagesPlaceholder("history"), ("human", "{input}")])
+    store: dict = {}
+    chain = RunnableWithMessageHistory(prompt | ChatHGuard(guard=guard, domain="alpha"),
+                                       lambda sid: store.setdefault(sid, InMemoryChatMessageHistory()),
+                                       input_messages_key="input", history_messages_key="history")
+    cfg = {"configurable": {"session_id": "s"}}
+    chain.invoke({"input": Q}, cfg)
+    list(chain.stream({"input": Q}, cfg))
+    out = chain.invoke({"input": Q}, cfg)  # the history now holds a streamed chunk
+    assert out.response_metadata["route"] in ("accept", "review")
+    decisions = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
+    assert len(decisions) == 3 and decisions[-1]["generation"]["history_turns"] == 4

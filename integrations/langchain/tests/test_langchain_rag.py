@@ -261,6 +261,11 @@ def test_lists_answers_reads_what_a_reduce_step_builds(passage):
     f'Support transcript, ticket 4411. The old bot replied: "{_ABSTAIN}" Refunds are issued within 14 days.',
     "Facts: Canberra is the capital city of Australia, and Sydney is the largest.",
     "- Yes.\n- Parliament first met in Canberra in 1927.",  # a short answer among other items
+    # a FAQ's and a support ticket's labelled lines are material, not a reduce step's items (a review: held on the
+    # first and only call, for the abstain message the old bot once sent)
+    f"Support ticket 4411\nCustomer: Can I get a refund?\nBot: {_ABSTAIN}\nAgent: Refunds are issued within 14 days.",
+    f"Q: Can I get a refund?\nA: {_ABSTAIN}\nQ: How long do refunds take?\nA: Refunds are issued within 14 days.",
+    "Q: Is Canberra the capital?\nA: Canberra is the capital city of Australia.",
 ])
 def test_lists_answers_reads_no_answer_inside_prose(passage):
     assert not lists_answers(passage, [*_EARLIER, _ABSTAIN])
@@ -299,3 +304,15 @@ def test_a_passage_that_quotes_the_abstain_message_in_its_prose_is_a_passage(mak
            f"\"{guard.policy.abstain_message}\" Refunds are issued within 14 days of purchase.")
     out = rag.invoke({"question": "how long do refunds take ?", "context": [doc]})
     assert not any("own earlier answers" in r for r in out.reasons), out.reasons
+
+
+def test_a_faq_or_ticket_given_with_context_is_no_reduce_step(make_guard):
+    """A review: a support ticket or FAQ passed with context= whose bot once replied with the abstain message was held
+    as "the run's own earlier answers" on its first and only call."""
+    guard = make_guard("accept")
+    rag = GuardedRAG(llm=ChatHGuard(guard=guard, domain="alpha"))
+    msg = guard.policy.abstain_message
+    for doc in (f"Support ticket 4411\nCustomer: Can I get a refund?\nBot: {msg}\nAgent: Refunds are issued within 14 days.",
+                f"Q: Can I get a refund?\nA: {msg}\nQ: How long do refunds take?\nA: Refunds are issued within 14 days."):
+        out = rag.invoke({"question": AUSTRALIA, "context": [doc]})
+        assert not any("own earlier answers" in r for r in out.reasons), out.reasons
