@@ -139,7 +139,7 @@ def tiny_examples(lm: LoadedModel, n_per_domain: int = 48, system_prompt: str = 
 
 
 __all__ = [
-    "shown_answer", "tiny_examples","TINY_ARCHITECTURES", "tiny_config", "tiny_model", "tiny_model_dying_once", "tiny_tokenizer"]
+    "shown_answer", "undelivered_call", "tiny_examples","TINY_ARCHITECTURES", "tiny_config", "tiny_model", "tiny_model_dying_once", "tiny_tokenizer"]
 
 
 def shown_answer(record: dict[str, Any]) -> str:
@@ -148,6 +148,22 @@ def shown_answer(record: dict[str, Any]) -> str:
     from ._guard_result import CUT_MARK
 
     return record["answer"] + (CUT_MARK if (record.get("generation") or {}).get("cut_at_max_new_tokens") else "")
+
+
+def undelivered_call(path) -> tuple[dict, dict, dict]:
+    """The (decision, answer_not_delivered, llm_call) records of an audit log holding one call the guard decided and its
+    caller never got (a callback handler failing after the decision), each once and joined to the decision: what both
+    adapters' audit handlers must leave. Raises AssertionError otherwise."""
+    from .audit import AuditLog
+
+    records = list(AuditLog(path))
+    kinds = sorted(r["kind"] for r in records)
+    if kinds != ["answer_not_delivered", "decision", "llm_call"]:
+        raise AssertionError(f"records {kinds}, not one decision, one answer_not_delivered and one llm_call")
+    decision, said, call = (next(r for r in records if r["kind"] == k) for k in ("decision", "answer_not_delivered", "llm_call"))
+    if not said["decision_audit_id"] == call["decision_audit_id"] == decision["id"]:
+        raise AssertionError(f"not joined to decision {decision['id']}: {said['decision_audit_id']}, {call['decision_audit_id']}")
+    return decision, said, call
 
 
 def log_decision(audit, item: dict[str, Any], route: str = "review") -> str:

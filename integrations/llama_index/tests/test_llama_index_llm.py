@@ -12,7 +12,7 @@ from hguard.audit import AuditLog
 from hguard.errors import InputError, NeedsReviewError
 from llama_index.core.base.llms.types import AudioBlock, ImageBlock, TextBlock
 from hguard.guard import REVIEW_MARK
-from hguard.testing import shown_answer
+from hguard.testing import shown_answer, undelivered_call
 from llama_index.llms.hguard import HGuardLLM
 
 Q = "who is the author of the book ?"
@@ -549,17 +549,12 @@ def test_a_legacy_callback_failing_after_the_decision_leaves_it_undelivered_and_
     calls = _calls(llm)
     with pytest.raises(RuntimeError, match="legacy exporter down"):
         calls[how]([])
-    records = list(AuditLog(guard.audit.path))
-    assert sorted(r["kind"] for r in records) == ["answer_not_delivered", "decision", "llm_call"]
-    (decision,) = [r for r in records if r["kind"] == "decision"]
-    (said,) = [r for r in records if r["kind"] == "answer_not_delivered"]
-    (call,) = [r for r in records if r["kind"] == "llm_call"]
-    assert said["decision_audit_id"] == call["decision_audit_id"] == decision["id"]
+    decision, said, call = undelivered_call(guard.audit.path)
     assert said["run_id"] == call["span_id"] and call["status"] == "error" and "exporter down" in call["error"]
     # without the failing handler, the call is delivered: ok, joined, nothing said undelivered
     llm.callback_manager = CallbackManager([])
     calls[how]([])
-    later = list(AuditLog(guard.audit.path))[len(records):]
+    later = list(AuditLog(guard.audit.path))[3:]  # after the three records of the failed call
     assert [r["kind"] for r in later] == ["decision", "llm_call"]
     assert later[1]["status"] == "ok" and later[1]["decision_audit_id"] == later[0]["id"]
 
