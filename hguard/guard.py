@@ -30,7 +30,8 @@ from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context,
 from ._guard_scoring import CANCELLED_HOLD, NO_ROUTER_QUESTIONS, REMOVED_DOMAIN, _Cancelled, _EarlyAbstain, _near, _Scoring, no_conflict_detector
 from ._resources import DEFAULT_POLICY, public_seed_warning
 from .domain import CalibratedDomain
-from .errors import AuditError, HGuardError, InputError, ModelNotFoundError, PolicyError, ProbeError, cut_text, error_text, install_extra
+from .errors import (AuditError, HGuardError, InputError, ModelNotFoundError, PolicyError, ProbeError, UsageError, cut_text,
+                     error_text, install_extra)
 from .generation import Generator
 from .models import LoadedModel, load_model
 from ._policy_load import checked_policy
@@ -101,7 +102,7 @@ class Guard(_Scoring, _Recording):
             if isinstance(given, (str, Path)):  # a path here was only refused at the first answer, after its record
                 raise InputError(f"{name} takes {what}, got the path {str(given)!r}; or set its path in the policy")
         policy = checked_policy(policy)
-        self.lm = lm
+        self._lm = lm  # read through .lm: the generator below answers with this model, and every record names it
         self._policy = policy  # its own copy (validated again above): kept as started on, read through .policy
         self.settings = GenerationSettings.from_policy(policy.generation)  # how this guard generates
         self.generator = Generator(lm, settings=self.settings)
@@ -139,6 +140,19 @@ class Guard(_Scoring, _Recording):
         self._unqueued_lock = threading.Lock()
         self._undelivered: OrderedDict[str, None] = OrderedDict()  # the latest decisions said never delivered: each once
         self._undelivered_lock = threading.Lock()
+
+    @property
+    def lm(self) -> LoadedModel:
+        """The model this guard started on: it answers every request and every record names its fingerprint."""
+        return self._lm
+
+    @lm.setter
+    def lm(self, value: LoadedModel) -> None:
+        # the generator keeps answering with the model the guard started on: a model set here was named in the
+        # records (name, fingerprint, source) and checked against the probes, while another one answered
+        raise UsageError("Guard.lm cannot be replaced: a guard answers with the model it started on (its generator "
+                         "holds it, and every record names it); start a new guard on the other model with "
+                         "Guard.from_policy(policy, lm=other) or Guard(other, policy, ...)")
 
     @property
     def policy(self) -> Policy:

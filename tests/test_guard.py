@@ -110,6 +110,24 @@ def test_a_running_guards_policy_cannot_be_changed_behind_its_back(calibrated, t
             again.domains["alpha"] = dp
 
 
+def test_a_running_guards_model_cannot_be_swapped_behind_its_back(calibrated, tmp_path):
+    """`guard.lm = other` on a running guard was accepted: its generator kept answering with the model the guard started
+    on, while the records named the swapped object (name, fingerprint, source) and the probes were checked against it.
+    The swap is refused, naming the fix, and the records keep naming the model that answers."""
+    from hguard.errors import UsageError
+    from hguard.testing import tiny_model
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path), lm=lm)
+    other = tiny_model(seed=1)
+    assert other.fingerprint != lm.fingerprint
+    with pytest.raises(UsageError, match=r"Guard.lm cannot be replaced: .*Guard.from_policy\(policy, lm=other\)"):
+        g.lm = other
+    assert g.lm is lm and g.generator.lm is lm
+    r = g.invoke("what is the capital of france ?", domain="alpha")
+    assert AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)["model_fingerprint"] == lm.fingerprint
+
+
 def test_result_carries_answer_route_risk_signals_reasons_and_its_audit_record(guard, tmp_path):
     r = guard.invoke("what is the capital of france ?", domain="alpha")
     assert r.route in ("accept", "review", "abstain") and r.answer
