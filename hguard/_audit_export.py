@@ -14,7 +14,7 @@ from typing import IO, Any, Callable
 
 from ._privacy import FILE_MODE
 from ._audit_files import Problem, _continued_archives, _existing, _scan
-from ._audit_records import GENESIS_HASH, _chain_fields, _whole_record, canonical_json
+from ._audit_records import GENESIS_HASH, RUN_KEYS, _chain_fields, _whole_record, canonical_json
 from ._audit_verify import VerifyReport, verify
 from ._resources import refuse_own_file
 from .errors import AuditIntegrityError, InputError
@@ -59,7 +59,8 @@ def show(
     each when given; ``without_domain``: only records with no domain, such as decisions no domain was chosen
     for; ``record_id``: only the record with that id and the records that name it as their
     ``decision_audit_id``, such as its spot-check and verdicts, or as their ``caller_request_id``, the id a caller
-    gave a guarded request), written in ``[since, until)`` when given (:func:`period`), the last ``last`` of them
+    gave a guarded request, or as one of their framework run ids, ``run_id`` / ``parent_run_id`` / ``root_run_id``:
+    a LangChain chain run's id finds the decisions made in it, with the records naming them), written in ``[since, until)`` when given (:func:`period`), the last ``last`` of them
     when given, in file order.
 
     A line that is not a record (torn or damaged) raises AuditIntegrityError naming it, unless a ``problems``
@@ -89,7 +90,8 @@ def show(
             if rec is None:  # a record that lost only its newline is shown, its problem said
                 continue
         assert rec is not None
-        if record_id is not None and rec.get("caller_request_id") == record_id:
+        if record_id is not None and (rec.get("caller_request_id") == record_id
+                                      or any(rec.get(k) == record_id for k in RUN_KEYS)):
             named.add(rec.get("id"))
         if domain is not None and rec.get("domain") != domain:
             continue

@@ -26,6 +26,12 @@ REDACTED_FIELDS = frozenset({"question", "answer", "context", "history", "error"
 _RESERVED_FIELDS = ("id", "seq", "time", "kind", "prev_hash", "hash", "mac", "nonfinite")
 _CHAIN_FIELDS = ("id", "seq", "time", "kind", "prev_hash", "hash")
 _MAX_REQUEST_ID = 200
+#: the keys of a caller's ``run`` (``Guard.invoke(run=...)``): the framework's ids of the call that asked (a LangChain
+#: chat model's run id, the run that made it, the outermost run of the chain), written as they are into the call's
+#: decision record (or its error record: ``run_id``), so an auditor joins the decisions of one chain run, and each to
+#: the adapter's ``llm_call`` record of its call (which carries the same ``run_id``; ``hguard audit show --id`` finds the
+#: decisions of a run by any of them)
+RUN_KEYS = ("run_id", "parent_run_id", "root_run_id")
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
 from ._guard_result import GuardResult
+from ._audit_records import RUN_KEYS
 from ._resources import source_digest
 from .errors import AuditError, error_text
 from .generation import prompt_fingerprints
@@ -37,11 +38,6 @@ UNDELIVERED_REMEMBERED = 4_096
 #: how much of a refused request's question, context or error message its error record keeps (the rest is named by
 #: its length and sha256); a passage the model could read whole is shorter
 ERROR_TEXT_CHARS = 64_000
-#: the keys of a caller's ``run`` (``Guard.invoke(run=...)``): the framework's ids of the call that asked (a LangChain
-#: chat model's run id, the run that made it, the outermost run of the chain), written as they are into the call's
-#: decision record (or its error record: ``run_id``), so an auditor joins the decisions of one chain run, and each to
-#: the adapter's ``llm_call`` record of its call (which carries the same ``run_id``)
-RUN_KEYS = ("run_id", "parent_run_id", "root_run_id")
 
 
 class _Recording:

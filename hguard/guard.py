@@ -25,7 +25,8 @@ import numpy as np
 from ._guard_plan import DomainPlan, Route, build_plan, read_probe_folders
 from ._decoding import _check_stop
 from ._policy_thresholds import accepts_uncertified
-from ._guard_records import RUN_KEYS, _open_queue, _Recording
+from ._audit_records import RUN_KEYS
+from ._guard_records import _open_queue, _Recording
 from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context, context_given, left_out_passages  # noqa: F401
 from ._guard_scoring import CANCELLED_HOLD, NO_ROUTER_QUESTIONS, REMOVED_DOMAIN, _Cancelled, _EarlyAbstain, _near, _Scoring, no_conflict_detector
 from ._resources import DEFAULT_POLICY, public_seed_warning

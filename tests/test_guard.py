@@ -1677,6 +1677,34 @@ def test_a_caller_request_id_is_kept_beside_the_record_id_the_guard_assigns(cali
     assert [json.loads(x)["id"] for x in capsys.readouterr().out.splitlines()] == [c.audit_id]
 
 
+def test_show_id_finds_the_decisions_of_a_framework_run_by_its_run_ids(calibrated, tmp_path, capsys):
+    """`hguard audit show --id` matched a record's id, a caller's request_id and the records naming them, but not the
+    run ids a framework passes (`run=`): an auditor holding a LangChain chain run's id from a trace found nothing,
+    though the decisions carry it. Each of run_id, parent_run_id and root_run_id finds its decisions, with the records
+    naming them; another run's id finds none of them."""
+    from hguard.cli.audit import main as audit_main
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=0.0, abstain_above=1.0), lm=lm)  # every answer held
+    a = g.invoke("who is the author of the book ?", domain="alpha",
+                 run={"run_id": "llm-a", "parent_run_id": "step-1", "root_run_id": "chain-1"})
+    b = g.invoke("what is the capital of france ?", domain="alpha",
+                 run={"run_id": "llm-b", "parent_run_id": "step-2", "root_run_id": "chain-1"})
+    g.invoke("what is gold ?", domain="alpha", run={"run_id": "llm-c", "root_run_id": "chain-2"})
+    g.review_queue.decide(a.audit_id, verdict="correct", reviewer="r")  # a record naming the first decision
+    log = str(tmp_path / "audit.jsonl")
+
+    def shown(run_id: str) -> list[tuple[str, str]]:
+        capsys.readouterr()
+        assert audit_main(["show", log, "--id", run_id, "--json"]) == 0
+        return [(r["kind"], r.get("decision_audit_id") or r["id"]) for r in map(json.loads, capsys.readouterr().out.splitlines())]
+
+    assert shown("chain-1") == [("decision", a.audit_id), ("decision", b.audit_id), ("review_verdict", a.audit_id)]
+    assert shown("llm-b") == shown("step-2") == [("decision", b.audit_id)]
+    assert shown("step-1") == [("decision", a.audit_id), ("review_verdict", a.audit_id)]
+    assert shown("chain-3") == []
+
+
 def test_a_cancel_event_stops_the_generation_and_the_cut_answer_is_held(calibrated, tmp_path):
     lm, root = calibrated
     g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)

@@ -240,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only records routed this way (accept, review or abstain)")
     p.add_argument("--kind", metavar="K", help="only records of this kind (decision, error, llm_call, review_verdict, ...)")
     p.add_argument("--id", metavar="ID", dest="record_id",
-                   help="only the record with this id and those that name it (its spot-check and review verdicts)")
+                   help="only the record with this id and those that name it (its spot-check and review verdicts); "
+                   "a caller's request_id or a framework run id (run_id, parent_run_id, root_run_id) finds the "
+                   "decisions made under it, with theirs")
     p.add_argument("--json", action="store_true", help="one JSON record per line instead of a summary line")
     _add_period_options(p)
     _add_check_options(p)
