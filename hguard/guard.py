@@ -1024,11 +1024,12 @@ class Guard(_Scoring, _Recording):
             cancel=cancel, runs=None if run is None else [run],
         )[0]
 
-    def _refused(self, question, err: InputError, *, context=None, domain=None, request_id=None) -> InputError:
+    def _refused(self, question, err: InputError, *, context=None, domain=None, request_id=None, run=None) -> InputError:
         """``err``, after recording the refused request as an ``error`` record (its id as ``err.audit_id``; the
-        caller's ``request_id``, when it is a string, as the record's ``caller_request_id``)."""
+        caller's ``request_id``, when it is a string, as the record's ``caller_request_id``, and the ``run_id`` of its
+        ``run``, when it is one, as the record's ``run_id``)."""
         self.record_failure(question, err, context=context, domain=domain if isinstance(domain, str) else None,
-                            request_id=request_id if isinstance(request_id, str) else None)
+                            request_id=request_id if isinstance(request_id, str) else None, run_id=_run_id_of(run))
         return err
 
     def rewrite_query(
@@ -1188,7 +1189,7 @@ class Guard(_Scoring, _Recording):
         except (InputError, ValueError) as exc:
             err = exc if isinstance(exc, InputError) else InputError(str(exc))
             raise self._refused(questions[0] if n == 1 else list(questions), err,
-                                request_id=request_ids[0] if n == 1 else None) from None
+                                request_id=request_ids[0] if n == 1 else None, run=run_list[0] if n == 1 else None) from None
         ctxs, refused = [], []
         notes: list[list[str]] = [[] for _ in range(n)]
         for i, (q, c, h, s, d) in enumerate(zip(questions, contexts, histories, systems, domains)):
@@ -1206,7 +1207,7 @@ class Guard(_Scoring, _Recording):
             except InputError as exc:
                 err = InputError(f"question {i} of {n} (counting from 0): {exc}") if n > 1 else exc
                 # each refused request is in the audit log too (an error record; the ids on the error)
-                refused.append((i, self._refused(q, err, context=c, domain=d, request_id=request_ids[i])))
+                refused.append((i, self._refused(q, err, context=c, domain=d, request_id=request_ids[i], run=run_list[i])))
             ctxs.append(c)
         if refused:  # a batch is answered whole or not at all: nothing was generated
             first = refused[0][1]

@@ -772,7 +772,7 @@ def _guard_stream(guard: Guard, question: str, context: Any, domain: str | None,
                 f"timeout must be a number of seconds > 0 and at most {threading.TIMEOUT_MAX:g} (the longest wait for "
                 f"the next token of a passthrough stream) or None for no limit, got {type(timeout).__name__} "
                 f"{timeout!r:.60}" + _timeout_hint(timeout)),
-                context=context, domain=domain, request_id=call.get("request_id")) from None
+                context=context, domain=domain, request_id=call.get("request_id"), run=call.get("run")) from None
         timeout = seconds
     from transformers import TextIteratorStreamer
 

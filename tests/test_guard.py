@@ -887,6 +887,24 @@ def test_bad_call_settings_are_refused_on_record_before_anything_is_generated(gu
     assert rec["kind"] == "error" and rec["id"] == err.value.audit_id and rec["question"] == "who ?"
 
 
+def test_a_refused_request_keeps_its_callers_run_id_on_its_error_record(guard, tmp_path):
+    """A request refused at input checking recorded only the caller's request_id, not the run_id of the framework run
+    that asked (`run=`), which a decision, a cancelled call and an undelivered answer carry: a refused call of a chain
+    run could not be joined to it. Each refusal (bad question, bad setting, a batch's bad question, a stream's bad
+    timeout) keeps it; only the refused question of a batch carries its run's id."""
+    from hguard.streaming import guard_stream
+
+    run = {"run_id": "llm-1", "root_run_id": "chain-1"}
+    for call in (lambda: guard.invoke("  ", domain="alpha", run=run),
+                 lambda: guard.invoke("who ?", domain="alpha", max_new_tokens=0, run=run),
+                 lambda: guard.batch(["who ?", ""], domains=["alpha"] * 2, runs=[{"run_id": "llm-0"}, run]),
+                 lambda: list(guard_stream(guard, "who ?", None, "alpha", "passthrough", timeout=-1, run=run))):
+        with pytest.raises(InputError) as err:
+            call()
+        assert AuditLog(tmp_path / "audit.jsonl").find(err.value.audit_id)["run_id"] == "llm-1"
+    assert [r.get("run_id") for r in AuditLog(tmp_path / "audit.jsonl")] == ["llm-1"] * 4
+
+
 def test_bad_domain_length_and_batch_entries_are_refused_before_anything_is_generated(guard, tmp_path, monkeypatch):
     def no_generation(*a, **k):
         raise AssertionError("generated before the input was checked")
