@@ -455,7 +455,7 @@ class _Call:
                                          self.stop, self.max_new_tokens, self.problems]))
 
 
-_RAISED_KEPT = 2048  # (run, call) entries of raised decisions kept for a chain's retry (the oldest forgotten first)
+_RAISED_KEPT = 2048  # (run or task, call) entries of raised decisions kept for a retry (the oldest forgotten first)
 
 
 def _decisions(results: list[Any] | None) -> list[GuardResult]:
@@ -644,10 +644,12 @@ class ChatHGuard(BaseChatModel):
         return self
 
     _precomputed: dict[str, GuardResult | Exception] = PrivateAttr(default_factory=dict)
-    # decisions that raised (raise_on), by each run enclosing their call and what it asked: a chain's own with_retry()
-    # asks again, and each attempt generated the held answer again, one more decision and review item (a finance
-    # firm's trial); only a retry's later attempt takes one (one outer run may hold many users' requests)
-    _raised: "OrderedDict[tuple[str, str], GuardResult]" = PrivateAttr(default_factory=OrderedDict)
+    # decisions that raised (raise_on), by each run enclosing their call, or the LangGraph task that made it, and what
+    # it asked: a chain's own with_retry() (or a LangGraph RetryPolicy) asks again, and each attempt generated the held
+    # answer again, one more decision and review item (a finance firm's trial; a LangGraph team's); only a retry's
+    # later attempt takes one (one outer run may hold many users' requests), or a later run of the same LangGraph task
+    # (the value's second item: the attempt's run that raised it, None for a chain run's entry)
+    _raised: "OrderedDict[tuple[str, str], tuple[GuardResult, str | None]]" = PrivateAttr(default_factory=OrderedDict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @classmethod
@@ -935,22 +937,11 @@ class ChatHGuard(BaseChatModel):
         call.run_id = call.run_id or _run_id(run_manager)
         if call.query_step is not None:
             return ChatResult(generations=[ChatGeneration(message=self._search_text(call))], llm_output={"model_name": self.model_name})
-        asked = call.asked() if self.raise_on and call.precomputed is None and call.parent_run is not None else None
-        retry = CAPTURE.retried_in(call.parent_run) if asked is not None else None
-        with self._lock:
-            earlier = self._raised.get((str(retry), asked)) if retry is not None and asked is not None else None
-        if earlier is not None:  # a chain's retry asks again: the same held decision, raised again, nothing generated
-            raise_if_routed(earlier, self.raise_on)
+        self._raise_held_again(call)
         result = self._take(call.precomputed) or guarded_invoke(
             self.guard, call.question, call.context, call.domain, early_stop=call.early_stop, **call.guard_kwargs()
         )
-        if asked is not None and result.route in self.raise_on and result.risk is not None and not any(
-                r.startswith("scoring problem: ") for r in result.reasons):  # a failure's hold is for a retry to lift
-            with self._lock:
-                for run in CAPTURE.ancestors(call.parent_run):
-                    self._raised[(str(run), asked)] = result
-                while len(self._raised) > _RAISED_KEPT:
-                    self._raised.popitem(last=False)
+        self._keep_raised(call, result)
         raise_if_routed(result, self.raise_on)
         self._note_answer(call, result)
         decided_here([result], _run_id(run_manager))  # said undelivered if the call raises before it returns it
@@ -959,6 +950,46 @@ class ChatHGuard(BaseChatModel):
             usage_metadata=self.usage_metadata(call, result),
         )
         return ChatResult(generations=[ChatGeneration(message=message)], llm_output={"model_name": self.model_name})
+
+    def _asked(self, call: _Call) -> str | None:
+        """What ``call`` asks, where a retry of it may be answered by the held decision it raised (``raise_on``, a
+        call of a chain run, not one a batch decided); None elsewhere."""
+        return call.asked() if self.raise_on and call.precomputed is None and call.parent_run is not None else None
+
+    def _raise_held_again(self, call: _Call) -> None:
+        """A retry asks again: the same held decision, raised again, nothing generated. A retry is a later attempt of
+        a chain's ``with_retry()``, or a later run of the LangGraph task that raised it (a node's ``RetryPolicy``
+        retries any error but a few builtin ones, and a thread resumed runs its interrupted or failed task again: each
+        run generated the held answer again, one more decision and review item)."""
+        asked = self._asked(call)
+        if asked is None:
+            return
+        retry = CAPTURE.retried_in(call.parent_run)
+        task = CAPTURE.task_attempt(call.parent_run)
+        with self._lock:
+            earlier = self._raised.get((str(retry), asked)) if retry is not None else None
+            if earlier is None and task is not None:
+                held = self._raised.get((f"langgraph task {task[0]}", asked))
+                # the same attempt asking again is another request (a node serving several users' questions)
+                earlier = held if held is not None and held[1] != str(task[1]) else None
+        if earlier is not None:
+            raise_if_routed(earlier[0], self.raise_on)
+
+    def _keep_raised(self, call: _Call, result: GuardResult) -> None:
+        """Keep a decision that raises (``raise_on``) for a retry of its call (:meth:`_raise_held_again`); a failure's
+        hold (no risk, a scoring problem) is for a retry to lift."""
+        asked = self._asked(call)
+        if asked is None or result.route not in self.raise_on or result.risk is None or any(
+                r.startswith("scoring problem: ") for r in result.reasons):
+            return
+        task = CAPTURE.task_attempt(call.parent_run)
+        with self._lock:
+            for run in CAPTURE.ancestors(call.parent_run):
+                self._raised[(str(run), asked)] = (result, None)
+            if task is not None:
+                self._raised[(f"langgraph task {task[0]}", asked)] = (result, str(task[1]))
+            while len(self._raised) > _RAISED_KEPT:
+                self._raised.popitem(last=False)
 
     def _stream(
         self,
@@ -973,6 +1004,7 @@ class ChatHGuard(BaseChatModel):
         if settled is not None:
             yield settled
             return
+        self._raise_held_again(call)
         for piece in guard_stream(
             self.guard, call.question, call.context, call.domain, call.stream_mode, early_stop=call.early_stop,
             run_id=call.run_id, **call.guard_kwargs(),
@@ -994,6 +1026,7 @@ class ChatHGuard(BaseChatModel):
         if settled is not None:
             yield settled
             return
+        self._raise_held_again(call)
         async for piece in aguard_stream(
             self.guard, call.question, call.context, call.domain, call.stream_mode, early_stop=call.early_stop,
             run_id=call.run_id, **call.guard_kwargs(),
@@ -1015,6 +1048,7 @@ class ChatHGuard(BaseChatModel):
 
     def _streamed(self, piece: Any, call: _Call) -> ChatGenerationChunk:
         if piece.result is not None:
+            self._keep_raised(call, piece.result)
             raise_if_routed(piece.result, self.raise_on)
             self._note_answer(call, piece.result)
             decided_here([piece.result], call.run_id)  # said undelivered if the stream raises before handing it over

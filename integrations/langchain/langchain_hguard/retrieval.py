@@ -68,6 +68,9 @@ class RetrievalCapture(BaseCallbackHandler):
         self._compressing: set[UUID] = set()  # retriever runs of a COMPRESSING_RETRIEVERS class or run name
         self._generated: dict[UUID, list[str]] = {}  # retriever run -> the text the model generated inside it
         self._retry_attempts: set[UUID] = set()  # runs that are a retry's second or later attempt
+        # runs that start an attempt of a LangGraph task -> the task's checkpoint namespace ("node:task_id"), the same
+        # for each attempt of the task (a RetryPolicy's next one, a re-run on resume), each attempt a run of its own
+        self._tasks: dict[UUID, str] = {}
         self._found: dict[UUID, list[Retrieval]] = {}  # root -> retrievals, in the order they finished
         # root -> (prompt template run, the text values it was formatted with), in the order they ran
         self._prompts: dict[UUID, list[tuple[UUID, tuple[str, ...]]]] = {}
@@ -108,6 +111,7 @@ class RetrievalCapture(BaseCallbackHandler):
             self._compressing.discard(r)
             self._generated.pop(r, None)
             self._retry_attempts.discard(r)
+            self._tasks.pop(r, None)
         self._found.pop(run_id, None)
         self._prompts.pop(run_id, None)
         self._answers.pop(run_id, None)
@@ -117,6 +121,11 @@ class RetrievalCapture(BaseCallbackHandler):
         if parent_run_id is not None and any(str(t).startswith("retry:attempt:") for t in kwargs.get("tags") or ()):
             with self._lock:
                 self._retry_attempts.add(run_id)
+        task = (kwargs.get("metadata") or {}).get("langgraph_checkpoint_ns")
+        if isinstance(task, str) and task:  # LangGraph names each task's runs by it; the first run naming it is an attempt's
+            with self._lock:
+                if self._task_of(parent_run_id) != task:
+                    self._tasks[run_id] = task
         if kwargs.get("run_type") == "prompt" and isinstance(inputs, dict):  # a prompt template: its variables' values
             with self._lock:
                 root = self._root.get(run_id)
@@ -309,6 +318,25 @@ class RetrievalCapture(BaseCallbackHandler):
                 if run in self._retry_attempts:
                     return self._parent.get(run)
         return None
+
+    def task_attempt(self, run_id: UUID | None) -> tuple[str, UUID] | None:
+        """The LangGraph task whose run encloses ``run_id``: its checkpoint namespace (LangGraph's
+        ``langgraph_checkpoint_ns`` metadata, ``"node:task_id"``: the same for every attempt of the task, a
+        ``RetryPolicy``'s next one or its re-run when the thread resumes) and the run of this attempt (a new one each
+        time LangGraph runs the task); None outside a LangGraph task."""
+        if run_id is None:
+            return None
+        with self._lock:
+            for run in self._ancestors(run_id):
+                if run in self._tasks:
+                    return self._tasks[run], run
+        return None
+
+    def _task_of(self, run_id: UUID | None) -> str | None:
+        """The namespace of the LangGraph task enclosing ``run_id`` (under the lock)."""
+        if run_id is None:
+            return None
+        return next((self._tasks[r] for r in self._ancestors(run_id) if r in self._tasks), None)
 
     def open_runs(self) -> int:
         """How many runs are remembered (zero once every root run has ended)."""

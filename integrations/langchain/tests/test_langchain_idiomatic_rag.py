@@ -14,6 +14,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
+from langchain_core.runnables.config import patch_config
 from langchain_core.vectorstores import InMemoryVectorStore
 
 from hguard.audit import AuditLog
@@ -356,6 +357,72 @@ def test_a_chains_own_retry_raises_the_same_held_decision_again_without_a_new_on
 
     ids = RunnableLambda(serve).invoke([AUSTRALIA, AUSTRALIA])  # (a reviewer's trial: bob got alice's decision)
     assert len(set(ids)) == 2 and len([r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]) == 4
+
+
+def _langgraph_task(node, task: str):
+    """A LangGraph node run as LangGraph runs a task (without LangGraph): each attempt, and each re-run on resume,
+    invokes the node with the task's config, whose metadata names the task (``langgraph_checkpoint_ns``,
+    ``"node:task_id"``, the same for every attempt); a RetryPolicy runs it again on an error (langgraph
+    pregel/_retry.py: run_with_retry, its default retry_on retrying any error but a few builtin ones)."""
+    def run(state, config):
+        task_config = patch_config(config, run_name=task.split(":")[0])
+        task_config["metadata"] = {**task_config.get("metadata", {}), "langgraph_checkpoint_ns": task,
+                                   "langgraph_node": task.split(":")[0]}
+        for attempt in range(3):
+            try:
+                return RunnableLambda(node).invoke(state, task_config)
+            except Exception:
+                if attempt == 2:
+                    raise
+    return RunnableLambda(run, name="LangGraph")
+
+
+@pytest.mark.parametrize("how", ["invoke", "stream"])
+def test_a_langgraph_retry_policy_raises_the_same_held_decision_again_without_a_new_one(make_guard, how):
+    """A LangGraph node with a RetryPolicy over ChatHGuard(raise_on=...): each attempt generated the held answer again,
+    three decisions and three review items for one question (a LangGraph team's trial); a later attempt of the same
+    task gets the same held decision raised again, and so does the task run again when its thread resumes."""
+    guard = make_guard("review")
+    chat = ChatHGuard(guard=guard, domain="alpha", raise_on={"review"})
+    asked = []
+
+    def generate(state):
+        asked.append(state["q"])
+        if how == "stream":
+            return {"answer": "".join(c.content for c in chat.stream(state["q"]))}
+        return {"answer": chat.invoke(state["q"]).content}
+
+    def decisions():
+        return [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
+
+    with pytest.raises(NeedsReviewError) as err:
+        _langgraph_task(generate, "generate:1f0e").invoke({"q": AUSTRALIA})
+    assert len(asked) == 3 and len(decisions()) == 1 and err.value.audit_id == decisions()[0]["id"]
+    assert len(guard.review_queue.queued_ids()) == 1
+    with pytest.raises(NeedsReviewError) as again:  # the thread resumed: a new root run, the same task
+        _langgraph_task(generate, "generate:1f0e").invoke({"q": AUSTRALIA})
+    assert again.value.audit_id == err.value.audit_id and len(decisions()) == 1
+    with pytest.raises(NeedsReviewError) as other:  # another task (the next question's step) is decided anew
+        _langgraph_task(generate, "generate:2a9c").invoke({"q": AUSTRALIA})
+    assert other.value.audit_id != err.value.audit_id and len(decisions()) == 2
+
+    def serve(state):  # one attempt serving several users' requests: each decided
+        out = []
+        for q in state["qs"]:
+            try:
+                chat.invoke(q)
+            except NeedsReviewError as exc:
+                out.append(exc.audit_id)
+        return out
+
+    ids = _langgraph_task(serve, "serve:3b7d").invoke({"qs": [AUSTRALIA, AUSTRALIA]})
+    assert len(set(ids)) == 2 and len(decisions()) == 4
+    # a call outside any task is unaffected: decided anew each time
+    for _ in range(2):
+        with pytest.raises(NeedsReviewError):
+            RunnableLambda(lambda q: chat.invoke(q)).invoke(AUSTRALIA)
+    assert len(decisions()) == 6
+    assert CAPTURE.open_runs() == 0
 
 
 def test_guarded_rag_composes_with_str_output_parser_and_streams(make_guard, retriever):
