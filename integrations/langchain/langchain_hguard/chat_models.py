@@ -83,7 +83,8 @@ _NO_TOOLS = (
 )
 # kwarg that hands a result computed by one batched generation to the per-input run (internal)
 _PRECOMPUTED = "_hguard_precomputed"
-# kwarg that hands the chain's run to a streamed call (langchain-core calls _stream without its run manager)
+# kwarg that hands the chain's run to a streamed call (langchain-core calls _stream without its run manager: stream(),
+# and an invoke it streams because a streaming handler listens)
 _PARENT_RUN = "_hguard_parent_run"
 _RUN_ID = "_hguard_run_id"  # a streamed call's own run id (langchain-core runs _stream without its run manager)
 # kwarg that hands a calling runnable's problems (e.g. nothing retrieved) to the guard (internal)
@@ -410,6 +411,16 @@ def _run_id(run_manager: Any) -> str | None:
     return str(run_id) if run_id is not None else None
 
 
+def _with_run(run_manager: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with the chain run and the call's own run id of ``run_manager`` for ``_stream`` / ``_astream``: an
+    invoke that langchain-core streams (a streaming handler listens: LangGraph's ``stream_mode="messages"``,
+    ``astream_events``) runs them without the run manager, and its decision lost its run ids, the retrieved passages
+    of its run and the run's earlier answers (a reduce step held under invoke was accepted)."""
+    if run_manager is None:
+        return kwargs
+    return {_PARENT_RUN: parent_run_of(run_manager), _RUN_ID: _run_id(run_manager), **kwargs}
+
+
 @dataclass
 class _Call:
     question: str
@@ -589,13 +600,15 @@ class ChatHGuard(BaseChatModel):
             return False
         return super()._should_use_protocol_streaming(async_api=async_api, run_manager=run_manager, **kwargs)
 
-    def _generate_with_cache(self, *args: Any, **kwargs: Any) -> ChatResult:
+    def _generate_with_cache(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                             run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         self._uncached(self.cache)  # set after construction (an assignment, model_copy) it is refused here
-        return super()._generate_with_cache(*args, **kwargs)
+        return super()._generate_with_cache(messages, stop, run_manager, **_with_run(run_manager, kwargs))
 
-    async def _agenerate_with_cache(self, *args: Any, **kwargs: Any) -> ChatResult:
+    async def _agenerate_with_cache(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                                    run_manager: Any = None, **kwargs: Any) -> ChatResult:
         self._uncached(self.cache)
-        return await super()._agenerate_with_cache(*args, **kwargs)
+        return await super()._agenerate_with_cache(messages, stop, run_manager, **_with_run(run_manager, kwargs))
 
     @field_validator("cache", mode="before")
     @classmethod
@@ -900,7 +913,8 @@ class ChatHGuard(BaseChatModel):
 
     # Streamed calls: langchain-core runs ``_stream`` without the run manager, so the chain run the
     # retrieved passages belong to is taken from the config here and handed on, and so is the call's own
-    # run id (set here when the caller set none: LangChain takes a config's ``run_id`` as the call's).
+    # run id (set here when the caller set none: LangChain takes a config's ``run_id`` as the call's). An
+    # invoke that langchain-core streams gets them from its run manager (``_generate_with_cache``).
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AIMessage:
         """LangChain's ``invoke``; raising after the guard decided (a handler with ``raise_error`` failing in its

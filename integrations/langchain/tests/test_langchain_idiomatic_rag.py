@@ -9,6 +9,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.output_parsers import StrOutputParser
@@ -217,6 +218,61 @@ def test_tutorial_chain_streamed_scores_the_retrieved_passages(tiny_probes, embe
     assert chunks[-1].response_metadata["route"] == "accept"
     _assert_scored_against_retrieval(guard, chunks[-1].response_metadata)
     assert "".join(c.content for c in chunks) == shown_answer(list(AuditLog(guard.audit.path))[-1])
+    assert CAPTURE.open_runs() == 0
+
+
+class _Tap(BaseCallbackHandler):
+    """A streaming callback handler (langchain-core's ``_StreamingCallbackHandler`` protocol, as LangGraph's
+    ``stream_mode="messages"`` handler is one): with it listening, langchain-core streams an ``invoke``."""
+
+    def tap_output_iter(self, run_id, output):
+        return output
+
+    def tap_output_aiter(self, run_id, output):
+        return output
+
+
+@pytest.mark.parametrize("how", ["invoke", "streaming-handler", "ainvoke", "async-streaming-handler", "astream_events"])
+def test_an_invoke_that_a_streaming_handler_streams_is_decided_and_recorded_as_a_plain_invoke(tiny_probes, embedder,
+                                                                                             tmp_path, retriever, how):
+    """A node of a graph (a step of a chain) calls ``chat.invoke``: under LangGraph's ``stream_mode="messages"`` or
+    ``astream_events`` langchain-core streams that invoke and runs ``_stream`` without its run manager. The decision
+    lost its run ids, the tutorial prompt's retrieved passages were not identified ("context not identified"), and
+    a reduce step whose context is the model's own earlier answer was accepted (held under a plain invoke)."""
+    guard = _grounded_guard(tiny_probes, embedder, tmp_path)
+    chat = ChatHGuard(guard=guard, domain="alpha")
+
+    def summarize(draft):
+        return chat.invoke(AUSTRALIA, context=[str(draft.content)])
+
+    async def asummarize(draft):
+        return await chat.ainvoke(AUSTRALIA, context=[str(draft.content)])
+
+    chain = ({"context": retriever | format_docs, "question": RunnablePassthrough()} | RAG_HUMAN
+             | RunnableLambda(lambda prompt: chat.invoke(prompt), afunc=lambda prompt: chat.ainvoke(prompt))
+             | RunnableLambda(summarize, afunc=asummarize))
+    config = {"callbacks": [HGuardAuditCallbackHandler.from_guard(guard), *([_Tap()] if "handler" in how else [])]}
+    if how in ("invoke", "streaming-handler"):
+        final = chain.invoke(AUSTRALIA, config=config)
+    elif how == "astream_events":
+        async def events():
+            return [e async for e in chain.astream_events(AUSTRALIA, config=config, version="v2")]
+
+        got = asyncio.run(events())
+        assert [e for e in got if e["event"] == "on_chat_model_stream"]  # the invokes were streamed
+        final = [e for e in got if e["event"] == "on_chain_end" and not e["parent_ids"]][-1]["data"]["output"]
+    else:
+        final = asyncio.run(chain.ainvoke(AUSTRALIA, config=config))
+    records = list(AuditLog(guard.audit.path))
+    draft, held = [r for r in records if r["kind"] == "decision"]
+    calls = {r["decision_audit_id"]: r for r in records if r["kind"] == "llm_call"}
+    assert draft["route"] == "accept" and "Canberra is the capital city of Australia." in draft["context"]
+    assert draft["question"] == AUSTRALIA and not any("not identified" in r for r in draft["reasons"])
+    assert held["id"] == final.response_metadata["audit_id"] and final.response_metadata["route"] == "review"
+    assert any("own earlier answers" in r for r in held["reasons"]), held["reasons"]
+    for d in (draft, held):  # each names its run, as its llm_call record does, and the chain's root run
+        assert d.get("run_id") == calls[d["id"]]["run_id"] and d.get("parent_run_id") == calls[d["id"]]["parent_run_id"]
+        assert d.get("root_run_id") is not None and d["root_run_id"] == draft["root_run_id"] != d["parent_run_id"]
     assert CAPTURE.open_runs() == 0
 
 
