@@ -68,8 +68,9 @@ from .retrieval import CAPTURE, parent_run_of
 
 #: why an answer goes to review when its passages are the chain run's own earlier answers (a map-reduce's reduce step)
 _ANSWERS_AS_CONTEXT = answers_as_context(
-    "answers that ChatHGuard or GuardedRAG gave earlier in the same chain run, or a held answer's abstain or review "
-    "message: a map-reduce's reduce step combining its map answers", "deliver each answer with its own decision, or "
+    "answers that ChatHGuard or GuardedRAG gave earlier in the same chain run or LangGraph thread, or a held answer's "
+    "abstain or review message: a map-reduce's reduce step combining its map answers, a step resumed after an "
+    "interrupt given the draft from before it", "deliver each answer with its own decision, or "
     "answer the question from the retrieved documents themselves")
 CONTEXT_NAME = "context"
 _NO_STRUCTURED = (
@@ -843,8 +844,9 @@ class ChatHGuard(BaseChatModel):
                      parent_run_id)
 
     def _answered_before(self, context: Any, parent_run_id: Any) -> bool:
-        """Whether a passage of ``context`` is made of nothing but answers given earlier in the same chain run (or of
-        the guard's abstain or review messages): a map-reduce's reduce step given its map answers as passages (a RAG
+        """Whether a passage of ``context`` is made of nothing but answers given earlier in the same chain run or
+        LangGraph thread (:meth:`~langchain_hguard.retrieval.RetrievalCapture.answers_for`), or of the guard's abstain
+        or review messages: a map-reduce's reduce step given its map answers as passages (a RAG
         team's trial: a final answer accepted over "passages" that were the model's own answers, one the abstain
         message). Their text grounds nothing, and a held answer came back accepted inside the summary. A reduce
         prompt labels or bullets them ("Summary 1: <answer>", "- <answer>"; "Summary 1: <the abstain message>" came
@@ -858,8 +860,8 @@ class ChatHGuard(BaseChatModel):
 
     @staticmethod
     def _note_answer(call: _Call, result: GuardResult) -> None:
-        """Note a delivered answer's texts (the model's, what the caller gets) for the rest of its chain run, so that a
-        later call given them as passages is known for one (:meth:`_answered_before`); an answer that copies one of
+        """Note a delivered answer's texts (the model's, what the caller gets) for the rest of its chain run and its
+        LangGraph thread, so that a later call given them as passages is known for one (:meth:`_answered_before`); an answer that copies one of
         its own passages is that passage, still retrieved text."""
         passages = [call.context] if isinstance(call.context, str) else [c for c in call.context or [] if isinstance(c, str)]
         given = [" ".join(p.split()) for p in passages]

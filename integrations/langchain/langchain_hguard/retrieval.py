@@ -6,13 +6,14 @@ rendered prompt and cannot tell the passages from the question. This module regi
 handler with LangChain's configure hooks, so it is attached to every run: it keeps the parent of each
 chain run and the query and documents of each finished retriever run, per root run, and forgets them
 when the root run ends. ``ChatHGuard`` asks it, from its own run, for the retrievals that finished in
-the nearest enclosing chain: those documents are the context its answer is scored against.
+the nearest enclosing chain: those documents are the context its answer is scored against. The answers
+``ChatHGuard`` gave are kept per root run and, for a LangGraph thread, per thread (:data:`THREAD_KEY`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -38,6 +39,12 @@ COMPRESSING_RETRIEVERS = frozenset({"ContextualCompressionRetriever"})
 ANSWERS_KEPT = 256
 #: root runs kept open at most (oldest forgotten first): a root whose end was never seen cannot grow memory
 ROOTS_KEPT = 4096
+#: LangGraph threads whose answers are kept (the least recently answered forgotten first, each its latest
+#: ANSWERS_KEPT): a thread never ends, and a process serving many conversations cannot grow memory
+THREADS_KEPT = 1024
+#: the run metadata key naming a conversation thread: LangGraph puts its config's ``configurable.thread_id`` in the
+#: metadata of every run of a graph invocation, and a resume after an ``interrupt()`` is a new root run of it
+THREAD_KEY = "thread_id"
 
 
 @dataclass(frozen=True)
@@ -76,11 +83,17 @@ class RetrievalCapture(BaseCallbackHandler):
         self._prompts: dict[UUID, list[tuple[UUID, tuple[str, ...]]]] = {}
         # root -> the texts of the answers ChatHGuard gave in it, the latest ANSWERS_KEPT of them
         self._answers: dict[UUID, deque[str]] = {}
+        self._thread_of: dict[UUID, str] = {}  # run -> the thread its metadata names (THREAD_KEY)
+        # thread -> the texts of the answers ChatHGuard gave in any of its root runs, kept after they end
+        self._thread_answers: OrderedDict[str, deque[str]] = OrderedDict()
 
     # ----------------------------------------------------------------------------- bookkeeping
 
-    def _start(self, run_id: UUID, parent_run_id: UUID | None) -> None:
+    def _start(self, run_id: UUID, parent_run_id: UUID | None, metadata: Any = None) -> None:
+        thread = metadata.get(THREAD_KEY) if isinstance(metadata, dict) else None
         with self._lock:
+            if thread is not None and str(thread).strip():
+                self._thread_of[run_id] = str(thread)
             # a run whose parent this handler never saw start is a root of its own: its parent is no LangChain run
             # (a LangSmith @traceable request handler around separate invokes), which never ends here, so the
             # handler's chains were never forgotten and each one's answers were read as the next one's
@@ -112,12 +125,13 @@ class RetrievalCapture(BaseCallbackHandler):
             self._generated.pop(r, None)
             self._retry_attempts.discard(r)
             self._tasks.pop(r, None)
+            self._thread_of.pop(r, None)
         self._found.pop(run_id, None)
         self._prompts.pop(run_id, None)
         self._answers.pop(run_id, None)
 
     def on_chain_start(self, serialized, inputs, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        self._start(run_id, parent_run_id)
+        self._start(run_id, parent_run_id, kwargs.get("metadata"))
         if parent_run_id is not None and any(str(t).startswith("retry:attempt:") for t in kwargs.get("tags") or ()):
             with self._lock:
                 self._retry_attempts.add(run_id)
@@ -144,7 +158,7 @@ class RetrievalCapture(BaseCallbackHandler):
         self._end(run_id, parent_run_id)
 
     def on_tool_start(self, serialized, input_str, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        self._start(run_id, parent_run_id)  # a retriever inside a tool still belongs to the root run
+        self._start(run_id, parent_run_id, kwargs.get("metadata"))  # a retriever inside a tool still belongs to the root run
 
     def on_tool_end(self, output, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         self._end(run_id, parent_run_id)
@@ -153,7 +167,7 @@ class RetrievalCapture(BaseCallbackHandler):
         self._end(run_id, parent_run_id)
 
     def on_retriever_start(self, serialized, query: str, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
-        self._start(run_id, parent_run_id)
+        self._start(run_id, parent_run_id, kwargs.get("metadata"))
         with self._lock:
             self._queries[run_id] = query
             self._names[run_id] = f"retriever {kwargs.get('name') or _class_name(serialized)!r}"
@@ -274,24 +288,42 @@ class RetrievalCapture(BaseCallbackHandler):
             return {" ".join(d.page_content.split()) for r in found if not r.rewritten for d in r.documents
                     if isinstance(d.page_content, str)}
 
+    def _thread(self, run_id: UUID) -> str | None:
+        """The thread (:data:`THREAD_KEY`) named by the nearest run enclosing ``run_id`` whose metadata names one."""
+        return next((self._thread_of[r] for r in self._ancestors(run_id) if r in self._thread_of), None)
+
     def note_answer(self, parent_run_id: UUID | None, texts: Sequence[str]) -> None:
         """Note the texts of an answer ChatHGuard gave from ``parent_run_id`` (the model's answer, what the caller is
-        shown: a held one's abstain or review message, or the answer marked), for the rest of its root run."""
+        shown: a held one's abstain or review message, or the answer marked), for the rest of its root run and, where
+        a run enclosing it names a LangGraph thread (:data:`THREAD_KEY`), for the thread's later root runs too."""
         if parent_run_id is None:
             return
+        kept = [t for t in texts if t.strip()]
         with self._lock:
             root = self._root.get(parent_run_id)
-            if root is not None:
-                self._answers.setdefault(root, deque(maxlen=ANSWERS_KEPT)).extend(t for t in texts if t.strip())
+            if root is None:
+                return
+            self._answers.setdefault(root, deque(maxlen=ANSWERS_KEPT)).extend(kept)
+            thread = self._thread(parent_run_id)
+            if thread is not None:
+                self._thread_answers.setdefault(thread, deque(maxlen=ANSWERS_KEPT)).extend(kept)
+                self._thread_answers.move_to_end(thread)
+                while len(self._thread_answers) > THREADS_KEPT:
+                    self._thread_answers.popitem(last=False)
 
     def answers_for(self, parent_run_id: UUID | None) -> list[str]:
         """The texts of the answers ChatHGuard gave so far in the root run of ``parent_run_id`` (a map-reduce's map
-        answers, when its reduce step asks), oldest first; empty outside a chain."""
+        answers, when its reduce step asks) and in the earlier root runs of its LangGraph thread (a step resumed after
+        an ``interrupt()`` given the draft from before it), oldest first; empty outside a chain."""
         if parent_run_id is None:
             return []
         with self._lock:
             root = self._root.get(parent_run_id)
-            return list(self._answers.get(root, [])) if root is not None else []
+            if root is None:
+                return []
+            thread = self._thread(parent_run_id)
+            earlier = self._thread_answers.get(thread, ()) if thread is not None else ()
+            return list(dict.fromkeys([*earlier, *self._answers.get(root, ())]))
 
     def ancestors(self, run_id: UUID | None) -> list[UUID]:
         """``run_id`` and the runs enclosing it, innermost first (while its root run is open)."""
@@ -366,4 +398,4 @@ def parent_run_of(config_or_manager: Any) -> UUID | None:
     return None
 
 
-__all__ = ["CAPTURE", "Retrieval", "RetrievalCapture", "parent_run_of"]
+__all__ = ["ANSWERS_KEPT", "CAPTURE", "ROOTS_KEPT", "Retrieval", "RetrievalCapture", "THREADS_KEPT", "THREAD_KEY", "parent_run_of"]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from langchain_core.callbacks import CallbackManager
 from langchain_core.documents import Document
+from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableLambda, RunnableParallel, RunnablePassthrough
 from langchain_core.vectorstores import InMemoryVectorStore
@@ -151,6 +152,73 @@ def test_a_map_reduce_whose_reduce_step_reads_the_map_answers_as_passages_goes_t
     # a second chain run is another request: its retrieved passages are read as ever
     again = create_guarded_rag_chain(RunnableLambda(lambda q: MAP_DOCS), ChatHGuard(guard=guard, domain="alpha"))
     assert again.invoke(AUSTRALIA).route == "accept"
+
+
+def _langgraph_config(thread: str) -> dict:
+    """The config LangGraph hands each node of a thread's run: the thread in ``configurable`` and in ``metadata``
+    (LangGraph copies it there, so every run of the graph invocation, and each callback, sees it)."""
+    return {"configurable": {"thread_id": thread}, "metadata": {"thread_id": thread}}
+
+
+def test_a_step_resumed_in_a_later_run_of_its_thread_given_the_draft_as_context_goes_to_review(make_guard, retriever,
+                                                                                                monkeypatch):
+    """LangGraph starts a new root run when a thread resumes after an ``interrupt()`` (``Command(resume=...)``): a
+    summarize step given the draft answered before the interrupt as its context was accepted (held without the
+    interrupt). Answers are kept per thread too; another thread, or no thread, is another conversation as before, and
+    a follow-up answered from documents is no reduce step."""
+    monkeypatch.setattr(CAPTURE, "_thread_answers", type(CAPTURE._thread_answers)())  # no other test's threads
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    answer = {"question": RunnablePassthrough(), "documents": retriever} | RunnableLambda(
+        lambda x: chat.invoke(x["question"], context=[d.page_content for d in x["documents"]]))
+    summarize = RunnableLambda(lambda draft: chat.invoke(AUSTRALIA, context=[str(draft.content)]))
+    draft = answer.invoke(AUSTRALIA, config=_langgraph_config("thread-1"))  # the run before the interrupt
+    assert draft.response_metadata["route"] == "accept"
+    resumed = summarize.invoke(draft, config=_langgraph_config("thread-1"))  # the resumed run: another root run
+    assert resumed.response_metadata["route"] == "review"
+    assert any("own earlier answers" in r for r in resumed.response_metadata["reasons"]), resumed.response_metadata
+    for config in (_langgraph_config("thread-2"), None):  # another conversation: its passages are read as ever
+        other = summarize.invoke(draft, config=config)
+        assert other.response_metadata["route"] == "accept", other.response_metadata["reasons"]
+    # ordinary multi-turn in the same thread: a follow-up answered from documents, retrieved or given, is not held
+    followups = [
+        answer.invoke("what is the capital of kenya ?", config=_langgraph_config("thread-1")),
+        RunnableLambda(lambda q: chat.invoke(q, context=[MAP_DOCS[1].page_content])).invoke(
+            "what is the capital of kenya ?", config=_langgraph_config("thread-1")),
+        RunnableLambda(lambda q: chat.invoke([HumanMessage(AUSTRALIA), AIMessage(str(draft.content)), HumanMessage(q)],
+                                             context=[MAP_DOCS[1].page_content])).invoke(
+            "and of kenya ?", config=_langgraph_config("thread-1")),
+    ]
+    for msg in followups:
+        assert not any("own earlier answers" in r for r in msg.response_metadata["reasons"]), msg.response_metadata
+    assert [m.response_metadata["route"] for m in followups[:2]] == ["accept", "accept"]
+    assert CAPTURE.open_runs() == 0 and not CAPTURE._thread_of  # runs forgotten, threads' answers kept
+
+
+def test_the_threads_whose_answers_are_kept_are_the_latest_few(monkeypatch):
+    """A thread never ends: the answers of the THREADS_KEPT threads answered last are kept, the latest ANSWERS_KEPT
+    of each."""
+    from langchain_hguard import retrieval
+
+    monkeypatch.setattr(retrieval, "THREADS_KEPT", 2)
+    monkeypatch.setattr(CAPTURE, "_thread_answers", type(CAPTURE._thread_answers)())
+    runs = {}
+    for thread in ("a", "b", "a", "c"):  # "b" is the one answered least recently when "c" comes
+        root = uuid.uuid4()
+        CAPTURE._start(root, None, {"thread_id": thread})
+        CAPTURE.note_answer(root, [f"answer of thread {thread} number {len(runs)}"])
+        runs[root] = thread
+        CAPTURE._end(root, None)
+    assert list(CAPTURE._thread_answers) == ["a", "c"]
+    root = uuid.uuid4()
+    CAPTURE._start(root, None, {"thread_id": "a"})
+    try:
+        assert CAPTURE.answers_for(root) == ["answer of thread a number 0", "answer of thread a number 2"]
+        for i in range(ANSWERS_KEPT + 3):
+            CAPTURE.note_answer(root, [f"answer number {i} of the thread"])
+        assert len(CAPTURE.answers_for(root)) == ANSWERS_KEPT
+    finally:
+        CAPTURE._end(root, None)
 
 
 def test_a_passage_that_is_the_guards_abstain_message_is_no_retrieved_passage(make_guard):
