@@ -40,7 +40,8 @@ def tiny_tokenizer():
     return tok
 
 
-TINY_ARCHITECTURES = ("llama", "mistral", "qwen2", "gemma", "gemma3_text", "gpt2", "gpt_neox", "phi")
+TINY_ARCHITECTURES = ("llama", "mistral", "qwen2", "gemma", "gemma3_text", "gpt2", "gpt_neox", "phi", "gemma2", "gemma3",
+                      "granite", "olmo", "olmo2", "phi3", "qwen3", "smollm3")
 
 
 def tiny_config(arch: str, vocab_size: int):
@@ -74,6 +75,30 @@ def tiny_config(arch: str, vocab_size: int):
     if arch == "phi":
         return tf.PhiConfig(hidden_size=32, intermediate_size=56, num_hidden_layers=2, num_attention_heads=4,
                             max_position_embeddings=256, **common)
+    # two layers each, and what sets the type apart around its MLP said where it is not the plain llama layout
+    small: dict[str, Any] = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                 max_position_embeddings=256, **common)
+    if arch == "gemma2":  # norms before and after the MLP, outside it
+        return tf.Gemma2Config(intermediate_size=36, head_dim=8, sliding_window=16, **small)
+    if arch == "gemma3":  # the multimodal model (Gemma3ForConditionalGeneration): its text layers under model.language_model
+        return tf.Gemma3Config(
+            text_config=dict(intermediate_size=52, head_dim=8, sliding_window=16, **small),
+            vision_config=dict(hidden_size=16, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
+                               image_size=28, patch_size=14),
+            mm_tokens_per_image=4, initializer_range=0.3)
+    if arch == "granite":  # multipliers on the embeddings, residuals and logits
+        return tf.GraniteConfig(intermediate_size=60, embedding_multiplier=2.0, residual_multiplier=0.5, logits_scaling=2.0,
+                                **small)
+    if arch == "olmo":  # layer norms without weights
+        return tf.OlmoConfig(intermediate_size=68, **small)
+    if arch == "olmo2":  # norms after the attention and the MLP, not before
+        return tf.Olmo2Config(intermediate_size=72, **small)
+    if arch == "phi3":  # gate and up projections fused in one Linear (gate_up_proj)
+        return tf.Phi3Config(intermediate_size=76, **small)
+    if arch == "qwen3":  # norms on the attention's queries and keys
+        return tf.Qwen3Config(intermediate_size=80, head_dim=8, **small)
+    if arch == "smollm3":  # every second layer without rotary positions
+        return tf.SmolLM3Config(intermediate_size=84, no_rope_layer_interval=2, **small)
     raise InputError(f"no tiny config for {arch!r}; choose one of {TINY_ARCHITECTURES}")
 
 
