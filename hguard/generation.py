@@ -627,7 +627,10 @@ class Generator:
 
     @property
     def context_limit(self) -> int | None:
-        cfg = self.lm.model.config
+        """The model's context window in tokens (None where its config names none): read from its text model's config,
+        which is the model's own for a text-only model and the nested ``text_config`` of a multimodal one (gemma3's
+        window is not on its top-level config)."""
+        cfg = self.lm.model.config.get_text_config()
         for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
             v = getattr(cfg, key, None)
             if isinstance(v, int) and v > 0:

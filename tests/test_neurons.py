@@ -286,6 +286,14 @@ def test_bad_inputs_are_refused_before_any_work():
         gen.generate(["what"], neurons=[gen.n_features])
 
 
+def test_a_prompt_over_the_window_is_refused_on_every_architecture(tiny):
+    """gemma3 (the multimodal model) keeps its window in its text_config: its prompts were never checked against it."""
+    gen = Generator(tiny, max_new_tokens=8)
+    assert gen.context_limit == 256
+    with pytest.raises(InputError, match="over the model's context of 256 tokens; shorten the question or the context"):
+        gen.generate(["the " * 300])
+
+
 def test_a_calls_own_max_new_tokens_is_checked_against_the_window_and_a_long_history_is_named():
     """The window check added the settings' max_new_tokens, not the call's: a prompt that fits with 8 new tokens
     generated 100 past the model's window of 256 (a trial: 8,144 + 200 tokens against 8,192)."""
