@@ -20,7 +20,7 @@ from .calibrate.judge import declines, unstated_numbers
 from .signals.relevance import repeats_question
 from .errors import error_text, shown
 from .generation import CLOSED_BOOK, RAG, Generation, model_decoding_problem, typed_turns
-from .models import DEFAULT_MODEL_NAME
+from .models import DEFAULT_MODEL_NAME, model_argument
 from ._policy_route import OUT_OF_DISTRIBUTION
 from .policy import CLOSED_BOOK_GROUNDING_WEIGHT, Decision, Thresholds, apply_grounding, decide, merge_risk
 
@@ -145,12 +145,23 @@ class _Scoring:
         if domain is not None and cd is None and not (route is not None and route.problem):
             why = self.probe_errors.get(domain) or self.probe_errors.get("*")
             lm = self.generator.lm
-            model = "" if lm.name == DEFAULT_MODEL_NAME else f" --model {lm.source.removeprefix('hub:')}"
             slug = domain_slug(domain)  # a name calibration refuses was suggested to it ("--domain Finance")
             renamed = ("" if slug == domain else f" (a calibrated domain's name is a lowercase slug: name the policy's "
                                                  f"table [domains.{slug}] and ask for {slug!r})")
-            how = (f"hguard calibrate-rag --data FILE.jsonl --out DIR{model}` (rows with context, domain {slug!r}){renamed}"
-                   if context_given(g.context) else f"hguard calibrate --data FILE.jsonl --out DIR --domain {slug}{model}`{renamed}")
+            again = model_argument(lm)
+            if again is None:  # built in memory (tiny:llama): no command loads it, so the fix is Python's, on this model
+                made = f" (in Python: {lm.source} is a model built in memory, which `hguard calibrate --model` cannot load)"
+                asked = f"lm=guard.lm, system_prompt={shown(self.settings.system_prompt, 60)}, " \
+                        f"max_new_tokens={self.settings.max_new_tokens})"
+                how = (f"hguard.calibrate.rag.calibrate_rag(hguard.calibrate.data.load_examples('FILE.jsonl'), 'DIR', "
+                       f"{asked}` (rows with context, domain {slug!r}){renamed}{made}" if context_given(g.context) else
+                       f"hguard.calibrate.pipeline.calibrate(['FILE.jsonl'], 'DIR', domains=[{slug!r}], {asked}`"
+                       f"{renamed}{made}")
+            else:
+                model = "" if lm.name == DEFAULT_MODEL_NAME else f" --model {again}"
+                how = (f"hguard calibrate-rag --data FILE.jsonl --out DIR{model}` (rows with context, domain {slug!r})"
+                       f"{renamed}" if context_given(g.context) else
+                       f"hguard calibrate --data FILE.jsonl --out DIR --domain {slug}{model}`{renamed}")
             listed = domain in self.policy.domains
             near = _near(domain, self.policy.domains) if not listed else None
             if why == REMOVED_DOMAIN:

@@ -101,6 +101,16 @@ def _text_fingerprint(text: str | None) -> str:
     return hashlib.sha256((text or "").encode("utf-8")).hexdigest()[:16]
 
 
+def model_argument(lm: "LoadedModel") -> str | None:
+    """What loads ``lm`` again, as :func:`load_model`'s ``source`` and the CLI's ``--model``: its hub id, or the folder or
+    ``.gguf`` file it was loaded from; None for a model built in memory (:func:`hguard.testing.tiny_model`'s
+    ``tiny:<arch>``, a :class:`LoadedModel` made by hand), which neither can load: only Python calibrates it
+    (``calibrate(..., lm=lm)``)."""
+    if lm.source.startswith("hub:"):
+        return lm.source.removeprefix("hub:")
+    return lm.source if os.path.isabs(lm.source) else None
+
+
 def _weights_reason(lm: "LoadedModel", changed: list[tuple[str, str]]) -> str:
     """The reason :meth:`LoadedModel.weights_changed` gives for ``changed`` (see hguard.neurons.changed_weights): what
     changed, worded by its likely cause, and the fix for that cause."""
@@ -110,7 +120,8 @@ def _weights_reason(lm: "LoadedModel", changed: list[tuple[str, str]]) -> str:
         return describe_parameters(n for n, how in changed if how in keys)
 
     kinds = {how for _, how in changed}
-    reload = f"reload it (`load_model({lm.source!r})`, a new guard on it)" if not lm.source.startswith("tiny:") else "reload it"
+    again = model_argument(lm)
+    reload = f"reload it (`load_model({again!r})`, a new guard on it)" if again is not None else "reload it"
     tail = (f"so its fingerprint {lm.fingerprint} names weights that did not answer and a probe reads other neurons than "
             "it was calibrated on")
     gone = {n for n, how in changed if how == "gone"}

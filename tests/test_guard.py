@@ -463,27 +463,65 @@ def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
                                          r"request with context that no listed domain matches goes to review too"):
         Guard.from_policy(as_fallback, lm=lm)
     r = g.invoke("who is the author ?", domain="delta")
-    # the fix names the guard's own model, which is not the default one
-    assert r.route == "review" and any("no calibrated probe" in x and "hguard calibrate --data" in x
-                                       and f"--model {lm.source}" in x for x in r.reasons), r.reasons
-    r = g.invoke("who is the author ?", context="the author is here", domain="delta")  # the fix names the RAG command
-    assert r.route == "review" and any("no calibrated probe" in x and "hguard calibrate-rag --data" in x for x in r.reasons)
+    # the fix names the guard's own model, which is not the default one; a model built in memory (tiny:llama), which
+    # `hguard calibrate --model tiny:llama` cannot load (a trial), is calibrated in Python, on the guard's model and its
+    # generation settings: the call the reason names is one calibrate takes
+    said = next(x for x in r.reasons if "no calibrated probe" in x)
+    assert r.route == "review" and "--model tiny:" not in said and "built in memory" in said, said
+    _named_call_binds(said, "hguard.calibrate.pipeline.calibrate(", g, lm=lm, domains=["delta"], system_prompt=SYSTEM,
+                      max_new_tokens=4)
+    r = g.invoke("who is the author ?", context="the author is here", domain="delta")  # the fix names the RAG call
+    said = next(x for x in r.reasons if "no calibrated probe" in x)
+    assert r.route == "review" and "--model tiny:" not in said, said
+    _named_call_binds(said, "hguard.calibrate.rag.calibrate_rag(", g, lm=lm, system_prompt=SYSTEM, max_new_tokens=4)
+    # a model the command line loads again (a hub id; a folder or file alike) is named to `--model` as it is loaded
+    hub = Guard.from_policy(pol, lm=replace(lm, source="hub:owner/tiny"))
+    r = hub.invoke("who is the author ?", domain="delta")
+    assert any("hguard calibrate --data" in x and "--model owner/tiny`" in x for x in r.reasons), r.reasons
+    r = hub.invoke("who is the author ?", context="the author is here", domain="delta")
+    assert any("hguard calibrate-rag --data" in x and "--model owner/tiny`" in x for x in r.reasons), r.reasons
     assert not any("did you mean" in x for x in r.reasons)  # delta is the policy's own domain
     for typed in ("Alpha", "alpah"):  # a mis-cased or mistyped name is pointed at the policy's domain
-        r = g.invoke("who is the author ?", domain=typed)
+        r = hub.invoke("who is the author ?", domain=typed)
         assert r.route == "review" and any("did you mean 'alpha'?" in x for x in r.reasons), r.reasons
         assert not any(f"--domain {typed}" in x for x in r.reasons)  # calibrating the typo is not the fix
-    r = g.invoke("who is the author ?", domain="finance")  # not the policy's: that comes first, then how to add it
+    r = hub.invoke("who is the author ?", domain="finance")  # not the policy's: that comes first, then how to add it
     assert r.route == "review" and r.reasons[0].startswith("scoring problem: domain 'finance' is not one of the policy's domains (")
     assert "add a [domains.finance] table to the policy and calibrate it with `hguard calibrate" in r.reasons[0]
+    r = g.invoke("who is the author ?", domain="finance")  # in memory: the Python call, then where the probes go
+    assert "calibrate it with `hguard.calibrate.pipeline.calibrate(['FILE.jsonl'], 'DIR', domains=['finance'], " in r.reasons[0]
+    assert r.reasons[0].endswith("cannot load) (the policy's probes pointing at DIR)"), r.reasons[0]
     # a policy's own domain whose name calibration refuses (a finance team's [domains.Finance]): the fix named
     # `--domain Finance`, which calibration refuses; it names the slug the table must take
     mixed = Policy.model_validate({**pol.model_dump(mode="json"), "domains": {**pol.model_dump(mode="json")["domains"],
                                                                              "Finance_Desk": {}}})
     with pytest.warns(UserWarning):
-        r = Guard.from_policy(mixed, lm=lm).invoke("who is the author ?", domain="Finance_Desk")
+        r = Guard.from_policy(mixed, lm=replace(lm, source="hub:owner/tiny")).invoke("who is the author ?", domain="Finance_Desk")
     assert r.route == "review" and any("--domain finance_desk" in x and "[domains.finance_desk]" in x for x in r.reasons), r.reasons
     assert not any("--domain Finance" in x for x in r.reasons)
+
+
+def _named_call_binds(reason: str, opening: str, guard, **expected) -> None:
+    """The Python call a reason names (between backticks, from ``opening``) is one its function takes, with
+    ``expected`` among its arguments (``guard`` is the guard the reason came from)."""
+    import inspect
+    from importlib import import_module
+
+    code = reason[reason.index(opening):]
+    code = code[:code.index("`")]
+    module, name = opening[:-1].rsplit(".", 1)
+    real = getattr(import_module(module), name)
+    seen = {}
+
+    def recorded(*args, **kw):
+        seen.update(inspect.signature(real).bind(*args, **kw).arguments)
+
+    names = {"hguard": __import__("hguard"), "guard": guard}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(import_module(module), name, recorded)
+        mp.setattr("hguard.calibrate.data.load_examples", lambda path: [path])
+        eval(code, names)  # noqa: S307 (the reason's own call, on a recorder)
+    assert {k: seen[k] for k in expected} == expected, seen
 
 
 def test_scoring_errors_and_nan_fail_closed(calibrated, tmp_path, monkeypatch):

@@ -867,6 +867,16 @@ def test_weights_edited_in_memory_since_loading_are_unread_with_the_fix():
     why = lm.weights_changed()
     assert why.startswith("the model's weights are those loaded from tiny:llama rounded by a cast to bfloat16 and back"), why
     assert "reload it" in why and "an adapter merged in" not in why and "save_pretrained" not in why, why
+    assert "load_model(" not in why  # built in memory: nothing loads tiny:llama again
+    # a hub model's fix names what load_model takes: its id, not the "hub:" its records name it by
+    from dataclasses import replace
+
+    from hguard.models import model_argument
+
+    hub = replace(lm, source="hub:owner/tiny")
+    assert "reload it (`load_model('owner/tiny')`, a new guard on it)" in hub.weights_changed()
+    assert [model_argument(replace(lm, source=s)) for s in ("hub:owner/tiny", "/models/m.gguf", "tiny:llama")] == [
+        "owner/tiny", "/models/m.gguf", None]
 
 
 def test_an_edit_the_strided_sample_skips_is_seen_by_the_whole_check_row_by_row(monkeypatch):
