@@ -36,7 +36,7 @@ from .errors import (AuditError, HGuardError, InputError, ModelNotFoundError, Po
 from .generation import Generator
 from .models import LoadedModel, load_model
 from ._policy_load import checked_policy
-from .policy import Policy, Thresholds, choose_domain, load_policy
+from .policy import Policy, Thresholds, choose_domain, load_policy, unnamed_files_warning
 from .settings import CLOSED_BOOK, RAG, GenerationSettings
 from .signals.embedding import router_similarity
 
@@ -276,6 +276,10 @@ class Guard(_Scoring, _Recording):
             warnings.warn("sentence-transformers is not installed: no question can be matched to a domain or an answer "
                           f"grounded in its context, so every answer goes to review; {install_extra('embeddings')}",
                           UserWarning, stacklevel=2)
+        # a policy built in code that names no log or queue: said before they are made in the working folder
+        in_working_folder = unnamed_files_warning(pol, audit=guard.audit is None, queue=guard.review_queue is None)
+        if in_working_folder:
+            warnings.warn(in_working_folder, UserWarning, stacklevel=2)
         if guard.audit is None and pol.audit.path is not None:
             guard.audit = AuditLog.from_policy(pol)
         if guard.audit is not None:  # a log this writer would be refused (key, anchor) is refused now, not at the first answer

@@ -215,6 +215,26 @@ DEFAULT_AUDIT_LOG = "hguard-audit.jsonl"
 DEFAULT_REVIEW_QUEUE = "hguard-review.sqlite3"
 
 
+def unnamed_files_warning(policy: "Policy", *, audit: bool = True, queue: bool = True) -> str | None:
+    """What to say when a guard opens the audit log (``audit``) or review queue (``queue``) of a policy built in code
+    (no file, no ``base_dir``) that names neither (no ``[audit]`` / ``[review]`` table): their default names stay
+    relative, so they are written in the working folder of the process, wherever it runs (a test suite's: one log
+    shared by every test and worker). None for a policy with a file, or one that names them."""
+    if policy.source is not None:
+        return None
+    unnamed = [(what, key, path) for what, key, path, default, opened in (
+        ("audit log", '"audit": {"path": FILE}', policy.audit.path, DEFAULT_AUDIT_LOG, audit),
+        ("review queue", '"review": {"queue": FILE}', policy.review.queue, DEFAULT_REVIEW_QUEUE, queue),
+    ) if opened and Path(path) == Path(default)]
+    if not unnamed:
+        return None
+    return (f"the policy was built in code and names no {' and no '.join(what for what, _, _ in unnamed)}, so the "
+            f"guard keeps {' and '.join(f'its {what} in {str(Path(path).absolute())!r}' for what, _, path in unnamed)}:"
+            " the working folder of the process, shared by whatever else runs there (every test of a test suite); "
+            f"name {'them' if len(unnamed) > 1 else 'it'} in the policy ({', '.join(key for _, key, _ in unnamed)}), or "
+            "build it with Policy.from_mapping(data, base_dir=FOLDER) to keep the policy's files in FOLDER")
+
+
 class AuditConfig(_Section):
     # No default inside the table: an [audit] table whose path line was lost in an edit would otherwise write a
     # new log beside the policy without a word. A policy with no [audit] table gets DEFAULT_AUDIT_LOG.
@@ -467,13 +487,18 @@ class Policy(_Section):
 
     Relative paths resolve against ``context={"base_dir": ...}`` when given
     (``load_policy`` passes the policy file's directory) and are left relative
-    otherwise.
+    otherwise: relative to the working folder, as any path in Python. So a policy built in code without
+    ``audit`` / ``review`` keeps its audit log and review queue as ``hguard-audit.jsonl`` and
+    ``hguard-review.sqlite3`` in the working folder (a guard starting on it warns, naming both); name them, or
+    pass ``base_dir``.
     """
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], base_dir: str | os.PathLike[str] | None = None) -> "Policy":
         """The policy ``data`` holds (as a policy file's TOML would read), relative paths resolved against
-        ``base_dir`` when given; a :class:`~hguard.errors.PolicyError` names each problem as :func:`load_policy` does."""
+        ``base_dir`` when given (the audit log and review queue ``data`` does not name are then kept there too), else
+        against the working folder; a :class:`~hguard.errors.PolicyError` names each problem as :func:`load_policy`
+        does."""
         return _validate(data, source="given as a mapping", base_dir=Path(base_dir) if base_dir is not None else None)
 
     version: Literal[1] = Field(description="the integer 1")

@@ -1228,6 +1228,43 @@ def test_the_guard_loads_the_policy_model_unless_told_another(tmp_path, monkeypa
     assert asked == [str(tmp_path / "mine.gguf"), "default"]
 
 
+def test_a_policy_built_in_code_says_where_its_unnamed_log_and_queue_go(tmp_path, monkeypatch):
+    """An application team's trial: a Policy built in code without [audit] / [review] wrote hguard-audit.jsonl and
+    hguard-review.sqlite3 into the working folder (a test suite's: the repository, shared by every test and worker),
+    without a word. A guard says so at start, naming both files and the fix; a policy that names them, one given a
+    base_dir, a policy file's, and a log and queue given to the guard are not warned about."""
+    import warnings
+
+    from hguard.audit import AuditLog
+    from hguard.guard import Guard
+    from hguard.policy import Policy, load_policy
+    from hguard.review.queue import ReviewQueue
+    from hguard.testing import tiny_model
+
+    monkeypatch.chdir(tmp_path)
+    lm = tiny_model("llama")
+
+    def said(policy, **kw) -> list[str]:
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            Guard.from_policy(policy, lm=lm, **kw)
+        return [str(x.message) for x in w if "built in code" in str(x.message)]
+
+    [one] = said(Policy.model_validate({"version": 1}))
+    assert (f"keeps its audit log in {str(tmp_path / 'hguard-audit.jsonl')!r} and its review queue in "
+            f"{str(tmp_path / 'hguard-review.sqlite3')!r}: the working folder of the process") in one, one
+    assert ('name them in the policy ("audit": {"path": FILE}, "review": {"queue": FILE}), or build it with '
+            "Policy.from_mapping(data, base_dir=FOLDER)") in one, one
+    [one] = said(Policy.from_mapping({"version": 1, "audit": {"path": "mine.jsonl"}}))  # named: as any path in Python
+    assert "names no review queue, so the guard keeps its review queue in" in one and "audit log" not in one, one
+    assert said(Policy.from_mapping({"version": 1}, base_dir=tmp_path / "b")) == []
+    assert said(Policy.from_mapping({"version": 1, "audit": {"path": "a.jsonl"}, "review": {"queue": "q.sqlite3"}})) == []
+    (tmp_path / "policy.toml").write_text("version = 1\n")
+    assert said(load_policy(tmp_path / "policy.toml")) == []
+    assert said(Policy.model_validate({"version": 1}), audit=AuditLog(tmp_path / "given.jsonl"),
+                review_queue=ReviewQueue(tmp_path / "given.sqlite3")) == []
+
+
 def test_a_domain_wrong_on_nearly_every_answer_says_it_abstains_on_nearly_all():
     # 97% of the calibration answers hallucinated: abstaining on every one meets the abstain precision, and
     # the method and each abstain reason say what that means
