@@ -1,16 +1,29 @@
 """Test doubles shipped with the library: tiny random-initialised models of every supported
 architecture, built from a config with a tiny word-level tokenizer, so that tests (ours and users')
 exercise the real hooks, generation and guard without downloading anything.
+
+For an application's own tests (README, "Testing an application that uses hguard"): :func:`tiny_guard` starts a guard
+on a tiny model whose answers, still scored by tiny probes (:func:`tiny_probes`, calibrated once into a folder the
+caller gives and shared by pytest-xdist workers), go to the route a test asks for (:data:`ROUTES`, :func:`tiny_policy`),
+its audit log, review queue and monitor state in a folder of the test's own. It runs only a tiny model, whose name
+(``tiny-<arch>``) every record it writes carries. :func:`shown_answer`, :func:`undelivered_call`, :func:`log_decision`
+and :func:`guard_queue` check and fill audit logs and review queues.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ._policy_route import SPOT_CHECK_REASON
-from .errors import InputError
+from .errors import InputError, shown
 from .models import LoadedModel, _finish
+
+if TYPE_CHECKING:
+    from .guard import Guard
+    from .policy import Policy
 
 _WORDS = (
     "the a of is in to and what who which where when capital city country river element symbol "
@@ -163,8 +176,143 @@ def tiny_examples(lm: LoadedModel, n_per_domain: int = 48, system_prompt: str = 
     return out
 
 
+#: the hand-set thresholds of a domain that send each of its scored answers (any risk below 1.0) to one route
+ROUTES: dict[str, dict[str, float]] = {
+    "accept": {"accept_below": 1.0, "abstain_above": 1.0},
+    "review": {"accept_below": 0.0, "abstain_above": 1.0},
+    "abstain": {"accept_below": 0.0, "abstain_above": 0.0},
+}
+#: the domains :func:`tiny_probes` calibrates, and the generation settings they were calibrated with
+TINY_DOMAINS = ("alpha", "beta")
+TINY_SYSTEM_PROMPT = "answer"
+TINY_MAX_NEW_TOKENS = 4
+_MARK = "hguard-tiny.json"  # what a finished calibration was made for, written last
+_WRITTEN = {"data.jsonl", "probes", _MARK, _MARK + ".tmp"}  # all tiny_probes writes into its folder
+
+
+def _calibrated_for(arch: str, seed: int) -> dict[str, Any]:
+    """What a tiny calibration holds for: the model (its architecture, seed and the versions that initialise its
+    weights) and the hguard that wrote its probes."""
+    import torch
+    import transformers
+
+    from . import __version__
+
+    return {"arch": arch, "seed": seed, "hguard": __version__, "torch": torch.__version__,
+            "transformers": transformers.__version__}
+
+
+def tiny_probes(folder: str | os.PathLike[str], arch: str = "llama", seed: int = 3) -> Path:
+    """The probe folder (``folder/probes``) of domains "alpha" and "beta" (:data:`TINY_DOMAINS`) for
+    ``tiny_model(arch, seed)``, calibrated on :func:`tiny_examples` (system prompt "answer", 4 new tokens) into
+    ``folder`` the first time (about a minute) and reused after. A lock file beside it (``folder.lock``) makes callers
+    at once (pytest-xdist workers, processes sharing ``folder``) wait for one calibration. A calibration made for
+    another model, hguard, torch or transformers version is made again; a folder holding files of its own is refused
+    (:class:`~hguard.errors.InputError`), never emptied. The probes are unsigned whatever key the environment holds
+    (:func:`tiny_policy` does not require signed probes)."""
+    import json
+    import shutil
+    import warnings
+
+    from filelock import FileLock
+
+    if arch not in TINY_ARCHITECTURES:
+        raise InputError(f"no tiny model of architecture {arch!r}; choose one of {TINY_ARCHITECTURES}")
+    folder = Path(folder).expanduser().absolute()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    wanted = _calibrated_for(arch, seed)
+    with FileLock(f"{folder}.lock"):
+        mark = folder / _MARK
+        try:
+            if json.loads(mark.read_text(encoding="utf-8")) == wanted:
+                return folder / "probes"
+        except (OSError, ValueError):  # none yet, or a calibration stopped before its end: made again
+            pass
+        if folder.is_dir():
+            theirs = sorted(p.name for p in folder.iterdir() if p.name not in _WRITTEN)
+            if theirs:
+                raise InputError(f"the folder {str(folder)!r} holds files tiny_probes did not write "
+                                 f"({', '.join(theirs[:5])}); give it a folder of its own, new or empty "
+                                 f"(e.g. {str(folder / 'hguard-tiny')!r})")
+            for name in sorted(_WRITTEN):
+                shutil.rmtree(folder / name) if (folder / name).is_dir() else (folder / name).unlink(missing_ok=True)
+        folder.mkdir(exist_ok=True)
+        from .calibrate.data import write_examples
+        from .calibrate.pipeline import calibrate
+
+        lm = tiny_model(arch, seed)
+        write_examples(folder / "data.jsonl", tiny_examples(lm, system_prompt=TINY_SYSTEM_PROMPT,
+                                                            max_new_tokens=TINY_MAX_NEW_TOKENS))
+        with warnings.catch_warnings():  # a random model's probes "do not beat chance": expected here
+            warnings.simplefilter("ignore")
+            calibrate([folder / "data.jsonl"], folder / "probes", lm=lm, system_prompt=TINY_SYSTEM_PROMPT,
+                      max_new_tokens=TINY_MAX_NEW_TOKENS, progress=False, plots=False, signing_key=None)
+        (folder / (_MARK + ".tmp")).write_text(json.dumps(wanted), encoding="utf-8")
+        os.replace(folder / (_MARK + ".tmp"), mark)
+    return folder / "probes"
+
+
+def tiny_policy(probes: str | os.PathLike[str], runs: str | os.PathLike[str], route: str = "accept", *,
+                domain: Mapping[str, Any] | None = None, **settings: Any) -> "Policy":
+    """A policy for :func:`tiny_probes`' folder ``probes`` whose domains "alpha" and "beta" send every scored answer
+    to ``route`` ("accept", "review" or "abstain": :data:`ROUTES`), with the audit log (``runs/audit.jsonl``), review
+    queue (``runs/review.sqlite3``) and monitor state in ``runs``. For tests: no spot-checks (``spot_check_rate = 0``:
+    they pick accepted answers at random, by record id), out-of-distribution questions and context read by the
+    closed-book probes are warned about, not reviewed, and unsigned probes are served whatever key the environment
+    holds. ``domain``: more settings of both domains; ``settings``: more top-level keys (``review_message``, ...).
+    A request the guard cannot score (another domain, a failed signal) still goes to review."""
+    from .policy import Policy
+
+    if route not in ROUTES:
+        raise InputError(f"route {route!r} is not one a test guard forces; pass one of {', '.join(ROUTES)}")
+    runs = Path(runs).expanduser().absolute()
+    each = {**ROUTES[route], "out_of_distribution": "warn", "context_with_closed_book_probe": "allow",
+            "spot_check_rate": 0.0, **(domain or {})}
+    return Policy.from_mapping({
+        "version": 1, "probes": str(probes),
+        "audit": {"path": str(runs / "audit.jsonl")}, "review": {"queue": str(runs / "review.sqlite3")},
+        "monitor": {"seed": "hguard-testing", "state": str(runs / "monitor-state.json")},
+        "generation": {"max_new_tokens": TINY_MAX_NEW_TOKENS, "system_prompt": TINY_SYSTEM_PROMPT},
+        "integrity": {"require_signed_probes": False},
+        "domains": {name: dict(each) for name in TINY_DOMAINS}, **settings,
+    })
+
+
+# what every tiny guard says at start, and a test need not read: its thresholds are set by hand to force a route,
+# and a random model's probes carry no signal
+_EXPECTED_AT_START = r"domain '(alpha|beta)'(: accept_below .* is set by hand|.*: the probe does not beat chance)"
+
+
+def tiny_guard(folder: str | os.PathLike[str], runs: str | os.PathLike[str], route: str = "accept", *,
+               arch: str = "llama", seed: int = 3, domain: Mapping[str, Any] | None = None, embedder: Any = None,
+               **settings: Any) -> "Guard":
+    """A guard for an application's tests: ``tiny_model(arch, seed)`` answering, scored by the probes
+    :func:`tiny_probes` calibrated once into ``folder``, under :func:`tiny_policy` (``route``, ``domain`` and
+    ``settings`` as there), its audit log, review queue and monitor state in ``runs`` (a test's ``tmp_path``). Ask
+    with ``domain="alpha"`` (or "beta"): a question automatic domain choice matches to neither goes to review. It runs
+    the tiny model only (its records name ``tiny-<arch>``): another model is refused; a guard of your own model is
+    ``Guard.from_policy(policy, lm=...)``. The start warnings of its hand-set thresholds and chance-level probes are
+    not shown; any other is."""
+    import warnings
+
+    from .guard import Guard
+
+    for key in ("lm", "model"):
+        if key in settings:
+            raise InputError(f"tiny_guard runs only hguard.testing.tiny_model(arch, seed), not a {key} of your own "
+                             f"({key}={shown(settings[key], 60)}); pass arch= and seed=, or start a guard on your model "
+                             "with Guard.from_policy(policy, lm=...)")
+    probes = tiny_probes(folder, arch, seed)
+    policy = tiny_policy(probes, runs, route, domain=domain, **settings)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_EXPECTED_AT_START, category=UserWarning)
+        return Guard.from_policy(policy, lm=tiny_model(arch, seed), embedder=embedder)
+
+
 __all__ = [
-    "shown_answer", "undelivered_call", "tiny_examples","TINY_ARCHITECTURES", "tiny_config", "tiny_model", "tiny_model_dying_once", "tiny_tokenizer"]
+    "ROUTES", "TINY_ARCHITECTURES", "TINY_DOMAINS", "TINY_MAX_NEW_TOKENS", "TINY_SYSTEM_PROMPT", "guard_queue",
+    "log_decision", "shown_answer", "tiny_config", "tiny_examples", "tiny_guard", "tiny_model", "tiny_model_dying_once",
+    "tiny_policy", "tiny_probes", "tiny_tokenizer", "undelivered_call"]
 
 
 def shown_answer(record: dict[str, Any]) -> str:

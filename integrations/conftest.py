@@ -6,8 +6,6 @@ No model, store or retriever is mocked. The tiny probes are built once per pytes
 from __future__ import annotations
 
 import os
-import shutil
-import warnings
 from pathlib import Path
 
 import pytest
@@ -19,11 +17,7 @@ DOCS = REPO / "examples" / "docs"
 from hguard import DEFAULT_POLICY as EXAMPLE_POLICY  # noqa: E402
 
 # alpha's manual thresholds that force each route for any risk below 1.0
-ROUTES = {
-    "accept": {"accept_below": 1.0, "abstain_above": 1.0},
-    "review": {"accept_below": 0.0, "abstain_above": 1.0},
-    "abstain": {"accept_below": 0.0, "abstain_above": 0.0},
-}
+from hguard.testing import ROUTES  # noqa: E402
 
 
 def pytest_configure(config):
@@ -35,25 +29,12 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def tiny_probes(tmp_path_factory):
-    """(tiny LoadedModel, probes folder) for domains "alpha"/"beta" (system prompt "answer", 4 tokens)."""
-    from filelock import FileLock
+    """(tiny LoadedModel, probes folder) for domains "alpha"/"beta" (system prompt "answer", 4 tokens), calibrated
+    once by hguard.testing.tiny_probes (under its lock: one calibration for workers that share the folder)."""
+    from hguard.testing import tiny_model, tiny_probes
 
-    from hguard.calibrate.data import write_examples
-    from hguard.calibrate.pipeline import calibrate
-    from hguard.testing import tiny_examples, tiny_model
-
-    lm = tiny_model("llama", seed=3)
-    root = tmp_path_factory.getbasetemp() / "hguard-integrations-tiny"
-    with FileLock(f"{root}.lock"):
-        if not (root / "done").is_file():
-            shutil.rmtree(root, ignore_errors=True)
-            root.mkdir()
-            write_examples(root / "data.jsonl", tiny_examples(lm))
-            with warnings.catch_warnings():  # a random model's probes "do not beat chance": expected here
-                warnings.simplefilter("ignore")
-                calibrate([root / "data.jsonl"], root / "probes", lm=lm, system_prompt="answer", max_new_tokens=4, progress=False, plots=False)
-            (root / "done").write_text("ok")
-    return lm, root / "probes"
+    probes = tiny_probes(tmp_path_factory.getbasetemp() / "hguard-integrations-tiny", "llama", seed=3)
+    return tiny_model("llama", seed=3), probes
 
 
 @pytest.fixture(scope="session")

@@ -31,13 +31,10 @@ def default_lm():
 @pytest.fixture(scope="session")
 def tiny_calibrated(tmp_path_factory):
     """A tiny random llama with probes for domains "alpha" and "beta" calibrated on its own answers
-    (system prompt "answer", 4 new tokens): (LoadedModel, folder with data.jsonl and probes/)."""
-    from hguard.calibrate.data import write_examples
-    from hguard.calibrate.pipeline import calibrate
-    from hguard.testing import tiny_examples, tiny_model
+    (system prompt "answer", 4 new tokens, unsigned): (LoadedModel, folder with data.jsonl and probes/), made by
+    hguard.testing.tiny_probes, as an application's tests make theirs."""
+    from hguard.testing import tiny_model, tiny_probes
 
-    lm = tiny_model("llama", seed=3)
     root = tmp_path_factory.mktemp("tiny-calibrated")
-    write_examples(root / "data.jsonl", tiny_examples(lm))
-    calibrate([root / "data.jsonl"], root / "probes", lm=lm, system_prompt="answer", max_new_tokens=4, progress=False, plots=False)
-    return lm, root
+    tiny_probes(root, "llama", seed=3)
+    return tiny_model("llama", seed=3), root
