@@ -103,10 +103,16 @@ def show(
             continue
         if not _in_period(rec, since, until):
             continue
-        if record_id is not None and rec.get("id") not in named and rec.get("decision_audit_id") not in named:
+        if record_id is not None and rec.get("id") not in named and not named & _linked(rec):
             continue
         kept.append(rec)
     return list(kept)
+
+
+def _linked(rec: Mapping[str, Any]) -> set[str]:
+    """The decision ids a record names (``decision_audit_id``: one, or a list where one LLM run gave several)."""
+    v = rec.get("decision_audit_id")
+    return {x for x in (v if isinstance(v, list) else [v]) if isinstance(x, str)}
 
 
 def last_checked(last: Any) -> None:

@@ -34,6 +34,13 @@ _MAX_REQUEST_ID = 200
 RUN_KEYS = ("run_id", "parent_run_id", "root_run_id")
 
 
+def run_id_of(run: Any) -> str | None:
+    """The ``run_id`` of a caller's ``run`` (a mapping of :data:`RUN_KEYS`), when it is a string: an ``error``
+    record's, for a call refused or cancelled before its decision."""
+    v = run.get("run_id") if isinstance(run, Mapping) else None
+    return v if isinstance(v, str) else None
+
+
 # --------------------------------------------------------------------------------------------------------------
 # canonical form and hashing
 

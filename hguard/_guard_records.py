@@ -12,7 +12,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
 from ._guard_result import GuardResult
-from ._audit_records import RUN_KEYS
+from ._audit_records import RUN_KEYS, run_id_of
 from ._resources import source_digest
 from .errors import AuditError, error_text
 from .generation import prompt_fingerprints
@@ -110,8 +110,9 @@ class _Recording:
             run_id=run_id)
 
     def record_cancelled_batch(self, questions, contexts=None, domains=None, request_ids=None,
-                               source: str = "api") -> None:
-        """:meth:`record_cancelled` for each request of a batch (one record each, with its own id)."""
+                               source: str = "api", runs=None) -> None:
+        """:meth:`record_cancelled` for each request of a batch (one record each, with its own id, and the ``run_id``
+        of its ``runs`` entry when given)."""
         if not isinstance(questions, (list, tuple)):  # not a batch: refused as one request would have been
             self.record_cancelled(questions, source=source)
             return
@@ -120,8 +121,9 @@ class _Recording:
         def each(values):
             return list(values) if isinstance(values, (list, tuple)) and len(values) == n else [None] * n
 
-        for q, c, d, r in zip(questions, each(contexts), each(domains), each(request_ids)):
-            self.record_cancelled(q, context=c, domain=d, request_id=r if isinstance(r, str) else None, source=source)
+        for q, c, d, r, run in zip(questions, each(contexts), each(domains), each(request_ids), each(runs)):
+            self.record_cancelled(q, context=c, domain=d, request_id=r if isinstance(r, str) else None, source=source,
+                                  run_id=run_id_of(run))
 
     def record_failure(self, question, exc: BaseException, *, context=None, domain=None, source: str = "api",
                        request_id: str | None = None, run_id: str | None = None, stage: str | None = None) -> str | None:

@@ -25,7 +25,7 @@ import numpy as np
 from ._guard_plan import DomainPlan, Route, build_plan, read_probe_folders
 from ._decoding import _check_stop
 from ._policy_thresholds import accepts_uncertified
-from ._audit_records import RUN_KEYS
+from ._audit_records import RUN_KEYS, run_id_of
 from ._guard_records import _open_queue, _Recording
 from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context, context_given, left_out_passages  # noqa: F401
 from ._guard_scoring import CANCELLED_HOLD, NO_ROUTER_QUESTIONS, REMOVED_DOMAIN, _Cancelled, _EarlyAbstain, _near, _Scoring, no_conflict_detector
@@ -106,7 +106,7 @@ class Guard(_Scoring, _Recording):
         self._lm = lm  # read through .lm: the generator below answers with this model, and every record names it
         self._policy = policy  # its own copy (validated again above): kept as started on, read through .policy
         self.settings = GenerationSettings.from_policy(policy.generation)  # how this guard generates
-        self.generator = Generator(lm, settings=self.settings)
+        self._generator = Generator(lm, settings=self.settings)  # read through .generator: it answers with .lm
         self._domains: dict[tuple[str, str], CalibratedDomain] = {}  # by (name, prompt mode)
         self._plans: dict[str, DomainPlan] = {}  # built when a domain is loaded, read per request
         self.probe_errors: dict[str, str] = {}
@@ -154,6 +154,18 @@ class Guard(_Scoring, _Recording):
         raise UsageError("Guard.lm cannot be replaced: a guard answers with the model it started on (its generator "
                          "holds it, and every record names it); start a new guard on the other model with "
                          "Guard.from_policy(policy, lm=other) or Guard(other, policy, ...)")
+
+    @property
+    def generator(self) -> Generator:
+        """What answers for this guard: the model it started on, under the policy's generation settings."""
+        return self._generator
+
+    @generator.setter
+    def generator(self, value: Generator) -> None:
+        # another generator answers with its own model, while every record names the guard's (lm): refused as lm is
+        raise UsageError("Guard.generator cannot be replaced: a guard answers with the model and generation settings it "
+                         "started on, and every record names them; start a new guard on the other model with "
+                         "Guard.from_policy(policy, lm=other)")
 
     @property
     def policy(self) -> Policy:
@@ -1033,7 +1045,7 @@ class Guard(_Scoring, _Recording):
         caller's ``request_id``, when it is a string, as the record's ``caller_request_id``, and the ``run_id`` of its
         ``run``, when it is one, as the record's ``run_id``)."""
         self.record_failure(question, err, context=context, domain=domain if isinstance(domain, str) else None,
-                            request_id=request_id if isinstance(request_id, str) else None, run_id=_run_id_of(run))
+                            request_id=request_id if isinstance(request_id, str) else None, run_id=run_id_of(run))
         return err
 
     def rewrite_query(
@@ -1096,7 +1108,7 @@ class Guard(_Scoring, _Recording):
         return await in_thread(self, self.invoke, question, context, domain, cancel_event=kw["cancel"],
                                unstarted=lambda: self.record_cancelled(question, context=context, domain=domain,
                                                                        request_id=kw.get("request_id"),
-                                                                       run_id=_run_id_of(kw.get("run"))), **kw)
+                                                                       run_id=run_id_of(kw.get("run"))), **kw)
 
     async def abatch(self, questions, contexts=None, domains=None, **kw) -> list[GuardResult]:
         """:meth:`batch` in a worker thread (keywords as for :meth:`batch`); cancelled, as :meth:`ainvoke`."""
@@ -1105,7 +1117,8 @@ class Guard(_Scoring, _Recording):
         kw.setdefault("cancel", threading.Event())
         return await in_thread(self, self.batch, questions, contexts, domains, decided=list, cancel_event=kw["cancel"],
                                unstarted=lambda: self.record_cancelled_batch(questions, contexts, domains,
-                                                                             kw.get("request_ids")), **kw)
+                                                                             kw.get("request_ids"), runs=kw.get("runs")),
+                               **kw)
 
     def batch(
         self,
@@ -1155,13 +1168,16 @@ class Guard(_Scoring, _Recording):
         run_list: list[Any] = [None] * n if runs is None else list(runs)
         plain = next((p for p in problems or () if isinstance(p, str)), None) if not isinstance(problems, str) else problems
         if plain is not None:  # read as a list, a string's characters became 28 "scoring problem: c" reasons
-            raise self._refused(list(questions), InputError(
+            raise self._refused(questions[0] if n == 1 else list(questions), InputError(
                 f"problems must be a list of reasons (one list per question in batch), got the string {plain!r:.60}; "
-                f"pass [{plain!r:.40}]"))
+                f"pass [{plain!r:.40}]"), request_id=request_ids[0] if n == 1 and len(request_ids) == 1 else None,
+                run=run_list[0] if n == 1 and len(run_list) == 1 else None)
         if problems is not None and (not isinstance(problems, (list, tuple))
                                      or not all(p is None or isinstance(p, (list, tuple)) for p in problems)):
             raise self._refused(questions[0] if n == 1 else list(questions), InputError(
-                f"problems must be a list with one list of reasons per question, got {problems!r:.60}"))
+                f"problems must be a list with one list of reasons per question, got {problems!r:.60}"),
+                request_id=request_ids[0] if n == 1 and len(request_ids) == 1 else None,
+                run=run_list[0] if n == 1 and len(run_list) == 1 else None)
         extra_problems = [[] for _ in range(n)] if problems is None else [list(p or ()) for p in problems]
         if not (len(contexts) == len(domains) == len(request_ids) == len(histories) == len(systems) == len(extra_problems)
                 == len(run_list) == n):
@@ -1276,7 +1292,7 @@ class Guard(_Scoring, _Recording):
             # (a row is decided once its decision record is written, before its spot-check and review queue ran)
             self.record_failed_requests(exc, [
                 {"question": questions[i], "context": ctxs[i], "domain": plans[i][0], "request_id": request_ids[i],
-                 "run_id": _run_id_of(run_list[i]), "stage": at.get("stage", NOT_STARTED) if i in at.get("rows", ()) else NOT_STARTED, "index": i}
+                 "run_id": run_id_of(run_list[i]), "stage": at.get("stage", NOT_STARTED) if i in at.get("rows", ()) else NOT_STARTED, "index": i}
                 for i in range(n) if results[i] is None], {i: r for i, r in enumerate(results) if r is not None},
                 after_decision=at.get("row"))
             raise
@@ -1350,12 +1366,6 @@ def _check_run(i: int, run: Any) -> None:
         if v is not None and (not isinstance(v, str) or len(v) > MAX_NAME_CHARS):
             raise InputError(f"run {key} of question {i} must be a string of at most {MAX_NAME_CHARS} characters or "
                              f"None, got {type(v).__name__} {v!r:.60}; pass str(...) of it")
-
-
-def _run_id_of(run: Any) -> str | None:
-    """The ``run_id`` of a caller's ``run``, when it is a string (for an ``error`` record)."""
-    v = run.get("run_id") if isinstance(run, Mapping) else None
-    return v if isinstance(v, str) else None
 
 
 #: the ``stage`` of an ``error`` record (:meth:`Guard.record_failed_requests`): the request's generation raised; its

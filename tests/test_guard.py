@@ -124,6 +124,11 @@ def test_a_running_guards_model_cannot_be_swapped_behind_its_back(calibrated, tm
     with pytest.raises(UsageError, match=r"Guard.lm cannot be replaced: .*Guard.from_policy\(policy, lm=other\)"):
         g.lm = other
     assert g.lm is lm and g.generator.lm is lm
+    from hguard.generation import Generator
+
+    with pytest.raises(UsageError, match=r"Guard.generator cannot be replaced: .*Guard.from_policy"):  # a review's finding
+        g.generator = Generator(other, settings=g.settings)
+    assert g.generator.lm is lm
     r = g.invoke("what is the capital of france ?", domain="alpha")
     assert AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)["model_fingerprint"] == lm.fingerprint
 
@@ -936,11 +941,13 @@ def test_a_refused_request_keeps_its_callers_run_id_on_its_error_record(guard, t
     for call in (lambda: guard.invoke("  ", domain="alpha", run=run),
                  lambda: guard.invoke("who ?", domain="alpha", max_new_tokens=0, run=run),
                  lambda: guard.batch(["who ?", ""], domains=["alpha"] * 2, runs=[{"run_id": "llm-0"}, run]),
-                 lambda: list(guard_stream(guard, "who ?", None, "alpha", "passthrough", timeout=-1, run=run))):
+                 lambda: list(guard_stream(guard, "who ?", None, "alpha", "passthrough", timeout=-1, run=run)),
+                 lambda: guard.invoke("who ?", domain="alpha", problems="not a list", run=run),  # a review's finding
+                 lambda: guard.invoke("who ?", domain="alpha", problems=[3], run=run)):
         with pytest.raises(InputError) as err:
             call()
         assert AuditLog(tmp_path / "audit.jsonl").find(err.value.audit_id)["run_id"] == "llm-1"
-    assert [r.get("run_id") for r in AuditLog(tmp_path / "audit.jsonl")] == ["llm-1"] * 4
+    assert [r.get("run_id") for r in AuditLog(tmp_path / "audit.jsonl")] == ["llm-1"] * 6
 
 
 def test_bad_domain_length_and_batch_entries_are_refused_before_anything_is_generated(guard, tmp_path, monkeypatch):
@@ -1759,6 +1766,11 @@ def test_show_id_finds_the_decisions_of_a_framework_run_by_its_run_ids(calibrate
     assert shown("llm-b") == shown("step-2") == [("decision", b.audit_id)]
     assert shown("step-1") == [("decision", a.audit_id), ("review_verdict", a.audit_id)]
     assert shown("chain-3") == []
+    # an llm_call record of one LLM run that gave several answers names them all (a list): it raised TypeError
+    AuditLog(log).append({"run_id": "llm-ab", "decision_audit_id": [a.audit_id, b.audit_id]}, kind="llm_call")
+    capsys.readouterr()
+    assert audit_main(["show", log, "--id", b.audit_id, "--json"]) == 0
+    assert [r["kind"] for r in map(json.loads, capsys.readouterr().out.splitlines())] == ["decision", "llm_call"]
 
 
 def test_a_cancel_event_stops_the_generation_and_the_cut_answer_is_held(calibrated, tmp_path):
@@ -1801,11 +1813,16 @@ def test_a_request_cancelled_while_it_waits_for_a_worker_is_recorded_and_never_g
         await asyncio.sleep(0.05)
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(g.ainvoke("what is the capital of france ?", ["france is a country ."], "alpha"), 0.1)
+        with pytest.raises(asyncio.TimeoutError):  # a batch's requests each keep their run's id (a review's finding)
+            await asyncio.wait_for(g.abatch(["what is gold ?", "who wrote it ?"], domains=["alpha"] * 2,
+                                            runs=[{"run_id": "b-0"}, {"run_id": "b-1"}]), 0.1)
         return await first
 
     assert asyncio.run(main()).route == "accept"
     assert calls == ["who is the author of the book ?"]  # the cancelled one never generated
     errors = [r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] == "error"]
+    assert [r.get("run_id") for r in errors[1:]] == ["b-0", "b-1"], errors
+    errors = errors[:1]
     assert len(errors) == 1 and errors[0]["error_type"] == "CancelledError", errors
     assert errors[0]["question"] == "what is the capital of france ?" and errors[0]["domain"] == "alpha"
     assert "while it waited for a worker thread: nothing was generated" in errors[0]["error"]

@@ -781,7 +781,7 @@ class ChatHGuard(BaseChatModel):
         def refused(err: Exception) -> Exception:  # a call refused is on record, as the guard's own refusals are
             if record:  # any_text: a message holding an image is recorded too (message_text raised, losing both)
                 self.guard.record_failure(any_text(messages[-1]) if messages else "", err, context=context,
-                                          domain=domain, source="ChatHGuard")
+                                          domain=domain, source="ChatHGuard", run_id=run_id)
             return err
 
         try:  # per call, as a hosted chat model takes them; else the fields'
@@ -826,7 +826,7 @@ class ChatHGuard(BaseChatModel):
         except InputError as exc:  # on record, as the guard records the requests it refuses (the id on the error)
             if record:
                 chat = "\n".join(f"{m.type}: {m.content if isinstance(m.content, str) else repr(m.content)}" for m in messages)
-                self.guard.record_failure(chat, exc, context=context, domain=domain, source="ChatHGuard")
+                self.guard.record_failure(chat, exc, context=context, domain=domain, source="ChatHGuard", run_id=run_id)
             raise
         if from_prompt and read.context:
             context = read.context

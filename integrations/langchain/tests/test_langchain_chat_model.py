@@ -661,6 +661,32 @@ def test_a_chat_chathguard_refuses_is_on_record_with_its_id_on_the_error(make_gu
     assert rec["error_type"] == "InputError" and re.search(says, rec["error"])
 
 
+@pytest.mark.parametrize("how", ["invoke", "stream", "ainvoke"])
+def test_a_call_chathguard_refuses_keeps_its_run_id_on_its_error_record(make_guard, how):
+    """A review's finding: the guard's own refusals kept the run_id of the run that asked, but the calls ChatHGuard
+    refuses before the guard (a setting it does not support, another model, an unknown keyword, a chat it cannot read)
+    wrote error records without it, so `hguard audit show --id RUN` found none of them."""
+
+    guard = make_guard("review")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    calls = [((Q,), {"temperature": 0.7}), ((Q,), {"max_tokens": 0}), ((Q,), {"model": "gpt-4o"}), ((Q,), {"seed": 1}),
+             (([AIMessage(content="Canberra.")],), {})]
+    runs = []
+    for args, kw in calls:
+        run = uuid.uuid4()
+        runs.append(str(run))
+        with pytest.raises((InputError, TypeError, ValueError)):
+            if how == "invoke":
+                chat.invoke(*args, config={"run_id": run}, **kw)
+            elif how == "stream":
+                list(chat.stream(*args, config={"run_id": run}, **kw))
+            else:
+                asyncio.run(chat.ainvoke(*args, config={"run_id": run}, **kw))
+    recs = list(AuditLog(guard.audit.path))
+    assert [r["kind"] for r in recs] == ["error"] * len(calls)
+    assert [r.get("run_id") for r in recs] == runs
+
+
 def test_from_policy_answers_with_the_policys_model_unless_another_is_named(models_from_policy):
     """ChatHGuard.from_policy passed model="default" on, which overrides the policy's `model`: a team's Gemma policy
     was answered by the default model (every answer to review as calibrated for another model)."""
