@@ -1239,33 +1239,20 @@ class Guard(_Scoring, _Recording):
             first.refused = dict(refused)  # type: ignore[attr-defined]  # index -> its recorded error, for a caller
             raise first from None  # that answers the others alone (LangChain's batch with return_exceptions)
         started = time.perf_counter()
-        plans = []
-        for q, d, c in zip(questions, domains, ctxs):
-            if d is None:
-                try:
-                    chosen, info = self.choose_domain(q, rag=c is not None)
-                except Exception as exc:  # no domain: routed by default_route, never accepted
-                    chosen, info = None, {
-                        "method": "embedding",
-                        "reason": f"domain choice failed: {error_text(exc)}",
-                        "similarities": {},
-                    }
-                plans.append((chosen, {**info, "given": False}))
-            else:  # how near the question lies to the named domain: a question the router would not send there is far
-                try:
-                    near = self.domain_similarities(q, rag=c is not None, only=d).get(d)
-                    if near is None and c is not None and d in self.probes:  # a closed-book probe may score it
-                        near = self.domain_similarities(q, rag=False, only=d).get(d)  # (context_with_closed_book_probe)
-                    plans.append((d, {"method": "given", "given": True, "chosen": d, "similarity": near}))
-                except Exception as exc:
-                    plans.append((d, {"method": "given", "given": True, "chosen": d, "similarity": None,
-                                      "similarity_error": error_text(exc)}))
+        plans: list[tuple[str | None, dict]] = []
         results: list[GuardResult | None] = [None] * n
-        groups: dict[tuple[str | None, bool], list[int]] = {}
-        for i, (d, _) in enumerate(plans):
-            groups.setdefault((d, ctxs[i] is not None), []).append(i)
-        at: dict[str, Any] = {}  # the group being answered, and its stage, for the error records of a failure
+        # the rows being worked on, and their stage, for the error records of a failure: from here on every request is
+        # recorded whatever stops the call (the domain choice's embedder loads and embeds every domain's calibration
+        # questions on a guard's first question, 25 s on a CPU, and a Ctrl-C there left no record)
+        at: dict[str, Any] = {}
         try:
+            for i, (q, d, c) in enumerate(zip(questions, domains, ctxs)):
+                at.update(rows=(i,), stage=DOMAIN_CHOICE)
+                plans.append(self._domain_plan(q, d, c))
+            at.clear()
+            groups: dict[tuple[str | None, bool], list[int]] = {}
+            for i, (d, _) in enumerate(plans):
+                groups.setdefault((d, ctxs[i] is not None), []).append(i)
             self._answer_groups(groups, questions, ctxs, plans, histories, systems, request_ids, extra_problems,
                                 notes, streamer, early_stop, stop, max_new_tokens, started, results, cancel, at, run_list)
         except AuditError as exc:  # a log that stopped taking records part-way: say which decisions it holds
@@ -1281,8 +1268,9 @@ class Guard(_Scoring, _Recording):
             # each by its input's index, for a caller that answers per input (LangChain's return_exceptions)
             partial.by_index = {i: r for i, r in enumerate(results) if r is not None}  # type: ignore[attr-defined]
             raise partial from exc
-        except BaseException as exc:  # the model or the scoring raised (a CUDA out-of-memory error; any exception, a
-            # KeyboardInterrupt or the SystemExit of a web server's worker timeout too): every request is on record, an
+        except BaseException as exc:  # the domain choice, the model or the scoring raised (a CUDA out-of-memory error;
+            # any exception, a KeyboardInterrupt or the SystemExit of a web server's worker timeout too, the embedder
+            # choosing the domain as much as the model generating): every request is on record, an
             # error record for each undecided one, and the decided ones said never delivered (the caller gets the
             # error, not them); then the error itself is raised. (A cancelled async caller is not seen here: its
             # worker thread runs on, stopped by ``cancel``, and the answer is decided; a CancelledError raised in it is
@@ -1291,12 +1279,36 @@ class Guard(_Scoring, _Recording):
                 raise
             # (a row is decided once its decision record is written, before its spot-check and review queue ran)
             self.record_failed_requests(exc, [
-                {"question": questions[i], "context": ctxs[i], "domain": plans[i][0], "request_id": request_ids[i],
+                {"question": questions[i], "context": ctxs[i], "domain": plans[i][0] if i < len(plans) else domains[i],
+                 "request_id": request_ids[i],
                  "run_id": run_id_of(run_list[i]), "stage": at.get("stage", NOT_STARTED) if i in at.get("rows", ()) else NOT_STARTED, "index": i}
                 for i in range(n) if results[i] is None], {i: r for i, r in enumerate(results) if r is not None},
                 after_decision=at.get("row"))
             raise
         return results  # type: ignore[return-value]
+
+    def _domain_plan(self, question: str, domain: str | None, context: str | None) -> tuple[str | None, dict]:
+        """:meth:`batch`'s domain of one request and how it was reached: chosen by similarity when ``domain`` is None
+        (a failing choice leaves none, routed by ``default_route``, never accepted), else ``domain`` and how near the
+        question lies to it (a question the router would not send there is far)."""
+        if domain is None:
+            try:
+                chosen, info = self.choose_domain(question, rag=context is not None)
+            except Exception as exc:  # no domain: routed by default_route, never accepted
+                chosen, info = None, {
+                    "method": "embedding",
+                    "reason": f"domain choice failed: {error_text(exc)}",
+                    "similarities": {},
+                }
+            return chosen, {**info, "given": False}
+        try:
+            near = self.domain_similarities(question, rag=context is not None, only=domain).get(domain)
+            if near is None and context is not None and domain in self.probes:  # a closed-book probe may score it
+                near = self.domain_similarities(question, rag=False, only=domain).get(domain)  # (context_with_closed_book_probe)
+            return domain, {"method": "given", "given": True, "chosen": domain, "similarity": near}
+        except Exception as exc:
+            return domain, {"method": "given", "given": True, "chosen": domain, "similarity": None,
+                            "similarity_error": error_text(exc)}
 
     def _answer_groups(self, groups, questions, ctxs, plans, histories, systems, request_ids, extra_problems, notes,
                        streamer, early_stop, stop, max_new_tokens, started, results, cancel=None,
@@ -1370,8 +1382,9 @@ def _check_run(i: int, run: Any) -> None:
 
 #: the ``stage`` of an ``error`` record (:meth:`Guard.record_failed_requests`): the request's generation raised; its
 #: scoring or recording (after it was generated, before its decision was recorded); nothing of it was generated (a
-#: request of its batch failed first)
-GENERATION, SCORING, NOT_STARTED = "generation", "scoring", "not_started"
+#: request of its batch failed first); its domain was being chosen (or its similarity to the domain it named measured:
+#: the sentence embedder, which loads on a guard's first question), nothing of it generated
+GENERATION, SCORING, NOT_STARTED, DOMAIN_CHOICE = "generation", "scoring", "not_started", "domain_choice"
 
 #: the reason of an answer whose tokens went to a streamer as generated (``guard_stream``'s passthrough mode)
 STREAMED_NOTE = ("the tokens were handed to the caller's streamer as they were generated (passthrough streaming): the "

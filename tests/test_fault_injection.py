@@ -385,6 +385,63 @@ def test_a_batch_interrupted_part_way_is_on_record_and_the_interrupt_raised_as_i
             g.invoke(Q, domain="alpha")
 
 
+class _StoppingEmbedder:
+    """A sentence embedder (choosing the domain) that raises ``stop`` when asked to embed ``at`` (a question), as a
+    Ctrl-C lands while the embedder loads or embeds on a guard's first question; other texts get fixed vectors."""
+
+    def __init__(self, stop, at):
+        self.stop, self.at = stop, at
+
+    def encode(self, texts):
+        if self.at in texts:
+            raise self.stop
+        return np.ones((len(texts), 4), dtype=np.float32)
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), SystemExit(1)], ids=["KeyboardInterrupt", "SystemExit"])
+def test_a_request_interrupted_while_its_domain_is_chosen_is_on_record(make_guard, tmp_path, stop):
+    """A Ctrl-C (a Jupyter kernel interrupt, a worker timeout's SystemExit) while the embedder chose the domain (25 s
+    on a kernel's first question: it loads, and embeds every domain's calibration questions) left no record at all and
+    no audit_id on the interrupt: domain choice ran before the guard's try, which only caught Exception there."""
+    import asyncio
+
+    g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)
+    g._embedder = _StoppingEmbedder(stop, Q)
+    with pytest.raises(type(stop)) as info:
+        g.invoke(Q, request_id="req-1")
+    assert info.value is stop
+    (rec,) = _kinds(tmp_path)
+    assert (rec["kind"], rec["stage"], rec["error_type"], rec["caller_request_id"], rec["question"], rec["domain"]) == (
+        "error", "domain_choice", type(stop).__name__, "req-1", Q, None)
+    assert stop.audit_id == rec["id"] and stop.audit_ids == [rec["id"]]
+    # a named domain: its similarity to the question is measured by the same embedder
+    with pytest.raises(type(stop)):
+        g.invoke(Q, context=CTX, domain="alpha")
+    rec = _kinds(tmp_path)[-1]
+    assert (rec["kind"], rec["stage"], rec["domain"], rec["context"]) == ("error", "domain_choice", "alpha", CTX)
+    # a batch: the request whose domain was being chosen, and the one behind it, each on record
+    q2 = "what is the capital of france ?"
+    g._embedder = _StoppingEmbedder(stop, q2)
+    with pytest.raises(type(stop)):
+        g.batch([Q, q2, Q], request_ids=["A", "B", "C"])
+    assert [(r["kind"], r["caller_request_id"], r["stage"]) for r in _kinds(tmp_path)[-3:]] == [
+        ("error", "A", "not_started"), ("error", "B", "domain_choice"), ("error", "C", "not_started")]
+    assert stop.audit_id_by_index == {i: r["id"] for i, r in enumerate(_kinds(tmp_path)[-3:])}
+    # the async forms: the worker thread records it, and the interrupt reaches the caller
+    for call, n in ((g.ainvoke(q2, request_id="D"), 1), (g.abatch([Q, q2], request_ids=["E", "F"]), 2)):
+        with pytest.raises(type(stop)):
+            asyncio.run(call)
+        assert [(r["kind"], r["stage"]) for r in _kinds(tmp_path)[-n:]][-1] == ("error", "domain_choice")
+    assert [r["caller_request_id"] for r in _kinds(tmp_path)[-3:]] == ["D", "E", "F"]
+    # the later early stages were on record already: the grounding scorer (loading its embedder) is the scoring stage
+    g = make_guard(grounding=_Grounding(stop), spot_check_rate=0.0, spot_check_min_per_day=0)
+    with pytest.raises(type(stop)):
+        g.invoke(Q, context=CTX, domain="alpha")
+    rec = _kinds(tmp_path)[-1]
+    assert (rec["kind"], rec["stage"], rec["error_type"]) == ("error", "scoring", type(stop).__name__)
+    assert len([r for r in _kinds(tmp_path) if r["kind"] == "decision"]) == 0  # nothing decided, nothing accepted
+
+
 def test_a_model_error_whose_message_cannot_be_read_is_recorded_and_raised_itself(make_guard, tmp_path, monkeypatch):
     """An exception whose str() raises, from the model: recording it read str() first, so the str() error replaced
     the model's own and nothing was recorded."""

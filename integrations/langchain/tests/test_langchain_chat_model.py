@@ -810,6 +810,37 @@ def test_a_model_failing_mid_answer_leaves_an_error_record_for_every_async_call(
     monkeypatch.setattr(guard.generator, "generate", real)
 
 
+def test_a_call_interrupted_while_the_guard_chooses_its_domain_is_on_record(make_guard):
+    """A Jupyter kernel interrupt (KeyboardInterrupt) while the guard's embedder chose the domain of a ChatHGuard call
+    (25 s on a kernel's first question) left no error record: the guard's domain choice ran outside its try."""
+    guard = make_guard("accept")
+    handler = HGuardAuditCallbackHandler.from_guard(guard)
+    chat = ChatHGuard(guard=guard)  # no domain: the guard chooses it
+    real = guard.embedder
+
+    class Interrupted:
+        def encode(self, texts):
+            if Q in texts:
+                raise KeyboardInterrupt
+            return real.encode(texts)
+
+    guard._embedder = Interrupted()
+    run = uuid.uuid4()
+    with pytest.raises(KeyboardInterrupt) as info:
+        chat.invoke(Q, config={"callbacks": [handler], "run_id": run})
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(chat.ainvoke(Q, config={"callbacks": [handler]}))
+    with pytest.raises(KeyboardInterrupt):
+        chat.batch(["what is gold ?", Q], config={"callbacks": [handler]})
+    errors = [r for r in AuditLog(guard.audit.path) if r["kind"] == "error"]
+    assert [(e["stage"], e["error_type"], e["question"]) for e in errors] == [
+        ("domain_choice", "KeyboardInterrupt", Q), ("domain_choice", "KeyboardInterrupt", Q),
+        ("not_started", "KeyboardInterrupt", "what is gold ?"), ("domain_choice", "KeyboardInterrupt", Q)]
+    assert errors[0]["run_id"] == str(run) and info.value.audit_id == errors[0]["id"]
+    assert not [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
+    guard._embedder = real
+
+
 def test_a_batch_failing_after_one_answer_is_decided_names_each_inputs_own_record(make_guard, monkeypatch):
     """ChatHGuard.batch(return_exceptions=True) whose scoring raised on the second answer: both slots held the one
     error, naming the second input's error record, so the first input's llm_call record named another request's
