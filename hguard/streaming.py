@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextvars
 import decimal
+import functools
 import inspect
 import json
 import math
@@ -907,10 +909,34 @@ def held_notice(result: Any) -> str:
 CANCELLED = "the caller cancelled the request (a timeout, or its task was cancelled) before the answer reached it"
 
 
+#: how often, in seconds, an async caller's event loop wakes while it awaits a worker thread of the guard
+#: (:func:`to_thread_awake`)
+WAKE_S = 0.1
+
+
+async def to_thread_awake(fn: Callable[..., _T], /, *args: Any, **kw: Any) -> _T:
+    """``await asyncio.to_thread(fn, *args, **kw)``, with the event loop woken every :data:`WAKE_S` seconds while it
+    waits. A loop awaiting only the worker sleeps until the worker ends, and a Python signal handler runs only when the
+    main thread runs Python code: so a Jupyter kernel's interrupt (ipykernel cancels the cell's task from its SIGINT
+    handler) reached ``await guard.ainvoke(...)`` only after the whole answer was generated, and never stopped it.
+    Cancelled, it behaves as ``asyncio.to_thread``: work that has not started never runs, and work under way runs on
+    (the caller's ``cancel`` event stops a generation)."""
+    loop = asyncio.get_running_loop()
+    fut = loop.run_in_executor(None, functools.partial(contextvars.copy_context().run, fn, *args, **kw))
+    try:
+        while not fut.done():
+            await asyncio.wait((fut,), timeout=WAKE_S)
+    except BaseException:  # the caller cancelled (or the loop stopped): as to_thread's await, the work is cancelled
+        fut.cancel()  # (it then never runs if it waits for a worker still; one under way is not stopped by it)
+        raise
+    return fut.result()
+
+
 async def in_thread(guard: Guard, fn: Callable[..., Any], *args: Any, decided: Callable[[Any], Any] = lambda out: [out],
                     run_id: str | None = None, cancel_event: threading.Event | None = None,
                     unstarted: Callable[[], Any] | None = None, **kw: Any) -> Any:
-    """``fn(*args, **kw)`` in a worker thread for an async caller. Cancelled meanwhile (``asyncio.wait_for``'s
+    """``fn(*args, **kw)`` in a worker thread for an async caller, the event loop woken every :data:`WAKE_S` seconds
+    meanwhile (:func:`to_thread_awake`: a Jupyter kernel's interrupt is seen at once). Cancelled meanwhile (``asyncio.wait_for``'s
     timeout, a cancelled task), the work still ends and is recorded, and each decision ``decided(out)`` names (the
     :class:`GuardResult` itself by default; anything with ``audit_id`` and ``route``) is said never delivered
     (:meth:`Guard.record_undelivered`, naming ``run_id``, the caller's id of the call, when given): exactly one of
@@ -941,7 +967,7 @@ async def in_thread(guard: Guard, fn: Callable[..., Any], *args: Any, decided: C
         return out
 
     try:
-        return await asyncio.to_thread(work)
+        return await to_thread_awake(work)
     except asyncio.CancelledError:
         if cancel_event is not None:
             cancel_event.set()
@@ -1225,7 +1251,7 @@ async def aguard_stream(
     ended = False
     try:
         while True:
-            chunk = await asyncio.to_thread(step)
+            chunk = await to_thread_awake(step)
             taken.clear()
             if chunk is None:
                 ended = True
@@ -1278,6 +1304,8 @@ __all__ = [
     "adelivering_stream",
     "adelivering_stream_lazy",
     "raised_why",
+    "to_thread_awake",
+    "WAKE_S",
     "until_delivered",
     "jsonable",
     "with_text",

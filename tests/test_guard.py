@@ -1915,6 +1915,69 @@ def test_an_answer_the_caller_never_received_is_said_in_the_log(calibrated, tmp_
     assert asyncio.run(g.ainvoke(q, domain="alpha")).route == "accept" and len(undelivered()) == 3
 
 
+def test_an_interrupt_seen_only_when_the_event_loop_wakes_stops_an_async_generation(calibrated, tmp_path):
+    """A Jupyter trial: ipykernel turns "Interrupt kernel" (SIGINT) into a cancel of the cell's task from a Python
+    signal handler, which runs only when the loop's (main) thread runs Python code. Awaiting the worker thread with
+    nothing to wake it, the loop slept until the whole answer was generated: `await guard.ainvoke(...)` was never cut
+    short, and its full answer was decided as any other. Here the signal goes to the worker's own thread (as it reached
+    the generating thread in the kernel) once the loop has gone to sleep in its selector, so it breaks no wait."""
+    import selectors
+    import signal
+    import time
+
+    from hguard.streaming import aguard_stream
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    q = "who is the author of the book ?"
+    real, seen = g.invoke, []
+
+    class Watched(selectors.DefaultSelector):
+        """The loop's selector, saying when the loop is about to sleep in it."""
+
+        asleep = threading.Event()
+
+        def select(self, timeout=None):
+            if timeout is None or timeout > 0:
+                self.asleep.set()
+            return super().select(timeout)
+
+    def interrupted(*a, cancel=None, **kw):
+        Watched.asleep.clear()
+        assert Watched.asleep.wait(10)  # the loop's next sleep: its wait time is chosen
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+        seen.append(cancel.wait(5))  # set once the handler has cancelled the caller; else the answer ran to its end
+        return real(*a, cancel=cancel, **kw)
+
+    async def interrupt(call):
+        task = asyncio.ensure_future(call)
+        old = signal.signal(signal.SIGUSR1, lambda *_: task.cancel())  # what ipykernel's SIGINT handler does
+        try:
+            return await task
+        finally:
+            signal.signal(signal.SIGUSR1, old)
+
+    async def held_stream():
+        return [c async for c in aguard_stream(g, q, domain="alpha", mode="hold")]
+
+    g.invoke = interrupted
+    for call in (lambda: g.ainvoke(q, domain="alpha"), held_stream):
+        with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(Watched())) as runner:
+            with pytest.raises(asyncio.CancelledError):
+                runner.run(interrupt(call()))
+    g.invoke = real
+    assert seen == [True, True]
+    for _ in range(100):  # the stream's closing thread says its decision undelivered after the caller left
+        if sum(r["kind"] == "answer_not_delivered" for r in AuditLog(tmp_path / "audit.jsonl")) == 2:
+            break
+        time.sleep(0.1)
+    records = list(AuditLog(tmp_path / "audit.jsonl"))
+    decisions = [r for r in records if r["kind"] == "decision"]
+    assert [(r["route"], CANCELLED_HOLD in r["reasons"]) for r in decisions] == [("review", True)] * 2  # cut, held
+    assert sorted(r["decision_audit_id"] for r in records if r["kind"] == "answer_not_delivered") == sorted(
+        r["id"] for r in decisions)
+
+
 def test_an_async_stream_cancelled_while_awaiting_a_chunk_counts_only_the_chunks_the_caller_got(calibrated, tmp_path):
     """The caller (a web request) was cancelled while it awaited the second chunk: the worker thread still took that
     chunk from the stream, and the answer_not_delivered record counted it as shown (2 chunks, 12 characters, for a

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
@@ -53,6 +52,7 @@ from hguard.streaming import (
     raise_if_routed,
     blank,
     refuse_unknown_settings,
+    to_thread_awake,
     with_text,
 )
 
@@ -425,7 +425,7 @@ class HGuardLLM(CustomLLM):
     async def apredict(self, prompt: Any, output_cls: Any = None, **prompt_args: Any) -> str:
         step = query_template_step(prompt) if output_cls is None else None
         if step is not None:
-            return (await asyncio.to_thread(self._search_text, prompt.format(llm=self, **prompt_args), step)).text
+            return (await to_thread_awake(self._search_text, prompt.format(llm=self, **prompt_args), step)).text
         rag = self._rag_call(prompt, prompt_args)
         if rag is None:
             return await (super().apredict(prompt, output_cls=output_cls, **prompt_args) if output_cls else super().apredict(prompt, **prompt_args))
@@ -535,7 +535,7 @@ class HGuardLLM(CustomLLM):
         context, domain, _, early_stop, call, agent = self._options(prompt, kwargs)
         step = query_step(prompt) if context is None and not formatted else None
         if step is not None:
-            return await asyncio.to_thread(self._search_text, prompt, step)
+            return await to_thread_awake(self._search_text, prompt, step)
         self._problems(call, prompt, context)
         cancel = threading.Event()  # set when the caller leaves: the generation stops at its next token
         span = active_span_id.get()
