@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ._text import blank, misdecoded
-from .errors import InputError
+from ._text import blank, listed, misdecoded
+from .errors import InputError, one_line
 from .policy import ABSTAIN, ACCEPT
 
 REVIEW_MARK = "[needs review] "
@@ -17,9 +19,14 @@ HELD_FOR_REVIEW = "This answer is held until a reviewer has checked it."
 CUT_MARK = " [...]"
 
 
-@dataclass
+#: how many of a result's reasons its notebook display lists (all are in ``result.reasons``), and how long each text
+SHOWN_REASONS, SHOWN_CHARS = 5, 300
+
+
+@dataclass(repr=False)  # its own short repr: the dataclass one was one ~3,000-character line in a notebook
 class GuardResult:
-    """What the guard decided about one answer."""
+    """What the guard decided about one answer. Shown short (its ``repr``, and in Jupyter/IPython a few lines or a
+    table: route, risk, domain, the text shown, the first reasons, audit id); every field is on the object."""
 
     question: str
     answer: str  # the model's answer, whatever the route
@@ -67,6 +74,59 @@ class GuardResult:
         d = asdict(self)
         d["display_text"] = self.display_text
         return d
+
+    def __repr__(self) -> str:
+        """One line: route, risk, domain, the answer shortened, how many reasons and the first, audit id."""
+        first = f" (first: {_short(self.reasons[0], 100)})" if self.reasons else ""
+        return (f"GuardResult(route={self.route!r}, risk={_risk(self.risk)}, domain={self.domain!r}, "
+                f"answer={_short(self.answer, 80)}, reasons={len(self.reasons)}{first}, audit_id={self.audit_id!r})")
+
+    def _shown_rows(self) -> list[tuple[str, str | list[str]]]:
+        """What a notebook shows of this result, by label: texts on one line each (hidden characters escaped), cut to
+        :data:`SHOWN_CHARS`; at most :data:`SHOWN_REASONS` reasons."""
+        rows: list[tuple[str, str | list[str]]] = [("route", str(self.route)), ("risk", _risk(self.risk)),
+                                                   ("domain", str(self.domain)),
+                                                   ("shown", listed(self.display_text, SHOWN_CHARS))]
+        if self.display_text != self.answer:
+            rows.append(("answer", listed(self.answer, SHOWN_CHARS)))
+        n = len(self.reasons)
+        rows.append((f"reasons ({n})", [listed(str(r), SHOWN_CHARS) for r in self.reasons[:SHOWN_REASONS]]
+                     + ([f"... and {n - SHOWN_REASONS} more (.reasons)"] if n > SHOWN_REASONS else [])))
+        rows.append(("audit_id", str(self.audit_id)))
+        return rows
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        """IPython's display (a notebook cell's last expression, ``print`` aside): a few labelled lines."""
+        lines = ["GuardResult"]
+        for label, value in self._shown_rows():
+            if isinstance(value, list):
+                lines += [f"  {label}:"] + [f"    - {v}" for v in value]
+            else:
+                lines.append(f"  {label + ':':<10}{value}")
+        p.text("\n".join(lines))
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: a small table, every text HTML-escaped."""
+        cells = []
+        for label, value in self._shown_rows():
+            shown = ("<ul style='margin:0'>" + "".join(f"<li>{html.escape(v)}</li>" for v in value) + "</ul>"
+                     if isinstance(value, list) else html.escape(value))
+            cells.append(f"<tr><th style='text-align:left'>{html.escape(label)}</th><td style='text-align:left'>{shown}</td></tr>")
+        return "<table><caption style='text-align:left'>GuardResult</caption>" + "".join(cells) + "</table>"
+
+
+def _short(text: Any, limit: int) -> str:
+    """``text`` for a one-line repr: quoted, its whitespace folded, cut to ``limit`` characters and its length said."""
+    text = str(text)
+    cut = one_line(text, limit)
+    return repr(cut) + (f" ({len(text):,} chars)" if cut != " ".join(text.split()) else "")
+
+
+def _risk(risk: Any) -> str:
+    """A result's risk as shown: 4 decimals, or what it is when no finite number (None: unscored)."""
+    if isinstance(risk, numbers.Real) and not isinstance(risk, bool) and math.isfinite(risk):
+        return f"{float(risk):.4f}"
+    return repr(risk)
 
 
 def _join_context(context) -> str | None:

@@ -53,6 +53,53 @@ def guard(calibrated, tmp_path):
     return Guard.from_policy(_policy(root, tmp_path), lm=lm)
 
 
+def test_a_result_shows_short_in_a_notebook_and_keeps_its_fields():
+    """A Jupyter trial: a result as a cell's last line showed the dataclass repr, one ~3,000-character line of every
+    signal, the domain choice and the thresholds. It shows route, risk, domain, the answer shortened, the reasons'
+    count and first ones and the audit id; in IPython a few lines, in Jupyter a table, whose texts are escaped."""
+    import dataclasses
+
+    from hguard.guard import GuardResult
+
+    answer = "paris <script>alert(1)</script> is the capital of france. " * 40
+    r = GuardResult(question="q", answer=answer, route="review", risk=0.61234567, signals={f"s{i}": 0.5 for i in range(40)},
+                    reasons=[f"reason {i} & <b>more</b> " + "x" * 400 for i in range(8)], domain="alpha",
+                    audit_id="AUD-1", request_id="req", abstain_message="no", domain_choice={"similarities": {"a": 1.0}},
+                    thresholds={"method": "m" * 2000})
+    text = repr(r)
+    assert len(text) < 400 and "\n" not in text, text
+    assert text.startswith("GuardResult(route='review', risk=0.6123, domain='alpha', answer='paris <script>")
+    assert f"({len(answer):,} chars)" in text and "reasons=8 (first: 'reason 0 & <b>more</b> xx" in text
+    assert text.endswith("audit_id='AUD-1')") and "s39" not in text and "mmmm" not in text
+
+    class Printer:  # IPython's pretty printer, as it calls _repr_pretty_
+        def __init__(self):
+            self.out = []
+
+        def text(self, t):
+            self.out.append(t)
+
+    p = Printer()
+    r._repr_pretty_(p, False)
+    pretty = "".join(p.out)
+    assert pretty.splitlines()[:4] == ["GuardResult", "  route:    review", "  risk:     0.6123", "  domain:   alpha"]
+    assert "  shown:    [needs review] paris <script>" in pretty and "  reasons (8):" in pretty
+    assert pretty.count("    - reason ") == 5 and "    - ... and 3 more (.reasons)" in pretty and "AUD-1" in pretty
+    assert max(len(line) for line in pretty.splitlines()) < 320
+    page = r._repr_html_()
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "reason 0 &amp; &lt;b&gt;more&lt;/b&gt;" in page and "<b>" not in page and "AUD-1" in page
+    # unscored: no risk to format; an accepted answer is shown as it is, once
+    unscored = dataclasses.replace(r, risk=None, reasons=[], route="accept", answer="paris")
+    assert "risk=None" in repr(unscored) and "reasons=0, audit_id" in repr(unscored)
+    assert ">answer</th>" not in unscored._repr_html_() and ">shown</th><td style='text-align:left'>paris<" in \
+        unscored._repr_html_()
+    # the dataclass itself is unchanged: its fields, equality and dict
+    assert [f.name for f in dataclasses.fields(r)][:4] == ["question", "answer", "route", "risk"]
+    assert r == dataclasses.replace(r) and r != dataclasses.replace(r, route="accept")
+    assert r.to_dict()["thresholds"] == {"method": "m" * 2000} and r.to_dict()["display_text"] == r.display_text
+
+
 def test_a_domain_without_its_own_abstain_message_shows_the_policys(calibrated, tmp_path):
     """A multi-tenant trial: each tenant's top-level abstain_message was never shown, since a domain's message
     defaulted to the built-in one; a domain that sets its own keeps it."""
