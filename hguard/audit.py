@@ -416,7 +416,8 @@ class AuditLog:
 
     def history(self) -> Iterator[dict[str, Any]]:
         """The records of the archives this log continues (beside it, oldest first; see :meth:`rotate`), then its
-        own, as ``iter`` reads them. Raises AuditIntegrityError when an archive it names is not there."""
+        own, as ``iter`` reads them: nothing is verified (:func:`verify` checks the chain; :func:`export_csv` marks
+        each record with what it found). Raises AuditIntegrityError when an archive it names is not there."""
         archives: list[Path] = []
         if self.path.exists():
             for archive, after in _continued_archives(self.path, limit=_MAX_ARCHIVES):

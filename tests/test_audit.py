@@ -17,6 +17,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -1416,3 +1417,39 @@ def test_verify_names_a_record_written_and_never_anchored_between_anchored_ones(
     log.append({"route": "review"}, kind="decision")
     assert "2 decision record(s) between its heads have no head in it (seq 1 (accept), seq 4 (accept))" in verify(
         log.path, anchor=anchor).summary()
+
+
+def test_the_readme_puts_the_audit_log_in_a_dataframe_each_row_marked_by_the_check(tmp_path, monkeypatch):
+    """A Jupyter trial: a notebook user had no documented Python way to read the log into a DataFrame checked
+    (`pd.DataFrame(guard.audit.history())` gives the records unverified). The README's recipe marks each row as
+    `hguard audit export --policy P --csv -` does, a keyed, anchored log's MACs and anchor checked."""
+    pytest.importorskip("pandas")
+    from types import SimpleNamespace
+
+    from hguard.policy import load_policy
+
+    path, anchor, policy, log = _anchored(tmp_path)
+    monkeypatch.delenv("HGUARD_KEY_FILE", raising=False)
+    monkeypatch.delenv("HGUARD_KEY", raising=False)
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("```python\n", text.index("**The audit log in a DataFrame**")) + len("```python\n")
+    snippet = text[start:text.index("```", start)]
+    guard = SimpleNamespace(audit=log, policy=load_policy(policy))
+
+    def run() -> tuple[Any, list, Any]:
+        printed: list = []
+        space: dict[str, Any] = {"guard": guard, "print": printed.append}
+        exec(snippet, space)  # noqa: S102 (the README's own code)
+        return space["df"], printed, space["report"]
+
+    df, printed, report = run()
+    assert printed == [True] and list(df["x"]) == [1, 2, 3] and set(df["chain_check"]) == {"ok"}
+    assert report.key_id is not None and report.n_macs == 3 and str(anchor) in " ".join(report.checked_against)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    edited = json.loads(lines[1])
+    edited["x"] = 20
+    lines[1] = json.dumps(edited)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    df, printed, _ = run()
+    assert printed == [False] and list(df["x"]) == [1, 20, 3]
+    assert df["chain_check"][0] == "ok" and "edited" in df["chain_check"][1], list(df["chain_check"])
