@@ -151,12 +151,14 @@ class _Scoring:
             again = model_argument(lm)
             if again is None:  # built in memory (tiny:llama): no command loads it, so the fix is Python's, on this model
                 made = f" (in Python: {lm.source} is a model built in memory, which `hguard calibrate --model` cannot load)"
-                asked = f"lm=guard.lm, system_prompt={shown(self.settings.system_prompt, 60)}, " \
-                        f"max_new_tokens={self.settings.max_new_tokens})"
-                how = (f"hguard.calibrate.rag.calibrate_rag(hguard.calibrate.data.load_examples('FILE.jsonl'), 'DIR', "
-                       f"{asked}` (rows with context, domain {slug!r}){renamed}{made}" if context_given(g.context) else
-                       f"hguard.calibrate.pipeline.calibrate(['FILE.jsonl'], 'DIR', domains=[{slug!r}], {asked}`"
-                       f"{renamed}{made}")
+                # the guard's own settings by name: a prompt shown cut was no call to run, nor the prompt it answers with
+                asked = "lm=guard.lm, system_prompt=guard.settings.system_prompt, " \
+                        "max_new_tokens=guard.settings.max_new_tokens)"
+                how = ("from hguard.calibrate.data import load_examples; from hguard.calibrate.rag import calibrate_rag; "
+                       f"calibrate_rag(load_examples('FILE.jsonl'), 'DIR', {asked}` (rows with context, domain {slug!r})"
+                       f"{renamed}{made}" if context_given(g.context) else
+                       "from hguard.calibrate.pipeline import calibrate; "
+                       f"calibrate(['FILE.jsonl'], 'DIR', domains=[{slug!r}], {asked}`{renamed}{made}")
             else:
                 model = "" if lm.name == DEFAULT_MODEL_NAME else f" --model {again}"
                 how = (f"hguard calibrate-rag --data FILE.jsonl --out DIR{model}` (rows with context, domain {slug!r})"

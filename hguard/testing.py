@@ -229,7 +229,11 @@ def tiny_probes(folder: str | os.PathLike[str], arch: str = "llama", seed: int =
         except (OSError, ValueError):  # none yet, or a calibration stopped before its end: made again
             pass
         if folder.is_dir():
-            theirs = sorted(p.name for p in folder.iterdir() if p.name not in _WRITTEN)
+            # tiny_probes' own folder carries its mark (or the mark of a calibration it started): without one, every
+            # file is the user's, named as tiny_probes names its own or not (`hguard calibrate --data data.jsonl
+            # --out probes` leaves those names)
+            ours = mark.exists() or (folder / (_MARK + ".tmp")).exists()
+            theirs = sorted(p.name for p in folder.iterdir() if not ours or p.name not in _WRITTEN)
             if theirs:
                 raise InputError(f"the folder {str(folder)!r} holds files tiny_probes did not write "
                                  f"({', '.join(theirs[:5])}); give it a folder of its own, new or empty "
@@ -237,6 +241,7 @@ def tiny_probes(folder: str | os.PathLike[str], arch: str = "llama", seed: int =
             for name in sorted(_WRITTEN):
                 shutil.rmtree(folder / name) if (folder / name).is_dir() else (folder / name).unlink(missing_ok=True)
         folder.mkdir(exist_ok=True)
+        (folder / (_MARK + ".tmp")).write_text(json.dumps({"started": wanted}), encoding="utf-8")  # the folder is ours
         from .calibrate.data import write_examples
         from .calibrate.pipeline import calibrate
 

@@ -93,6 +93,15 @@ def test_tiny_probes_never_empties_a_folder_of_yours(tmp_path):
     with pytest.raises(InputError, match=r"holds files tiny_probes did not write \(notes.txt\); give it a folder of its own"):
         tiny_probes(tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    # a review's finding: what `hguard calibrate --data data.jsonl --out probes` leaves has tiny_probes' own names, and
+    # was deleted; a folder without tiny_probes' mark is the user's, whatever its files are named
+    (tmp_path / "cal" / "probes").mkdir(parents=True)
+    (tmp_path / "cal" / "data.jsonl").write_text('{"id": "mine"}')
+    (tmp_path / "cal" / "probes" / "finance.json").write_text("{}")
+    with pytest.raises(InputError, match=r"holds files tiny_probes did not write \(data.jsonl, probes\)"):
+        tiny_probes(tmp_path / "cal")
+    assert (tmp_path / "cal" / "data.jsonl").read_text() == '{"id": "mine"}'
+    assert (tmp_path / "cal" / "probes" / "finance.json").read_text() == "{}"
     with pytest.raises(InputError, match=r"no tiny model of architecture 'llama3'"):
         tiny_probes(tmp_path / "new", arch="llama3")
 

@@ -1443,7 +1443,7 @@ def test_the_readme_puts_the_audit_log_in_a_dataframe_each_row_marked_by_the_che
         return space["df"], printed, space["report"]
 
     df, printed, report = run()
-    assert printed == [True] and list(df["x"]) == [1, 2, 3] and set(df["chain_check"]) == {"ok"}
+    assert printed == [True] and list(df["x"]) == ["1", "2", "3"] and set(df["chain_check"]) == {"ok"}
     assert report.key_id is not None and report.n_macs == 3 and str(anchor) in " ".join(report.checked_against)
     lines = path.read_text(encoding="utf-8").splitlines()
     edited = json.loads(lines[1])
@@ -1451,5 +1451,5 @@ def test_the_readme_puts_the_audit_log_in_a_dataframe_each_row_marked_by_the_che
     lines[1] = json.dumps(edited)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     df, printed, _ = run()
-    assert printed == [False] and list(df["x"]) == [1, 20, 3]
+    assert printed == [False] and list(df["x"]) == ["1", "20", "3"]
     assert df["chain_check"][0] == "ok" and "edited" in df["chain_check"][1], list(df["chain_check"])

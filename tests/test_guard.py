@@ -520,12 +520,12 @@ def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
     # generation settings: the call the reason names is one calibrate takes
     said = next(x for x in r.reasons if "no calibrated probe" in x)
     assert r.route == "review" and "--model tiny:" not in said and "built in memory" in said, said
-    _named_call_binds(said, "hguard.calibrate.pipeline.calibrate(", g, lm=lm, domains=["delta"], system_prompt=SYSTEM,
+    _named_call_binds(said, "hguard.calibrate.pipeline.calibrate", g, lm=lm, domains=["delta"], system_prompt=SYSTEM,
                       max_new_tokens=4)
     r = g.invoke("who is the author ?", context="the author is here", domain="delta")  # the fix names the RAG call
     said = next(x for x in r.reasons if "no calibrated probe" in x)
     assert r.route == "review" and "--model tiny:" not in said, said
-    _named_call_binds(said, "hguard.calibrate.rag.calibrate_rag(", g, lm=lm, system_prompt=SYSTEM, max_new_tokens=4)
+    _named_call_binds(said, "hguard.calibrate.rag.calibrate_rag", g, lm=lm, system_prompt=SYSTEM, max_new_tokens=4)
     # a model the command line loads again (a hub id; a folder or file alike) is named to `--model` as it is loaded
     hub = Guard.from_policy(pol, lm=replace(lm, source="hub:owner/tiny"))
     r = hub.invoke("who is the author ?", domain="delta")
@@ -541,7 +541,7 @@ def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
     assert r.route == "review" and r.reasons[0].startswith("scoring problem: domain 'finance' is not one of the policy's domains (")
     assert "add a [domains.finance] table to the policy and calibrate it with `hguard calibrate" in r.reasons[0]
     r = g.invoke("who is the author ?", domain="finance")  # in memory: the Python call, then where the probes go
-    assert "calibrate it with `hguard.calibrate.pipeline.calibrate(['FILE.jsonl'], 'DIR', domains=['finance'], " in r.reasons[0]
+    assert "calibrate(['FILE.jsonl'], 'DIR', domains=['finance'], lm=guard.lm, " in r.reasons[0]
     assert r.reasons[0].endswith("cannot load) (the policy's probes pointing at DIR)"), r.reasons[0]
     # a policy's own domain whose name calibration refuses (a finance team's [domains.Finance]): the fix named
     # `--domain Finance`, which calibration refuses; it names the slug the table must take
@@ -553,26 +553,27 @@ def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
     assert not any("--domain Finance" in x for x in r.reasons)
 
 
-def _named_call_binds(reason: str, opening: str, guard, **expected) -> None:
-    """The Python call a reason names (between backticks, from ``opening``) is one its function takes, with
-    ``expected`` among its arguments (``guard`` is the guard the reason came from)."""
+def _named_call_binds(reason: str, function: str, guard, **expected) -> None:
+    """The Python the reason names (between backticks, from its ``from hguard.calibrate...`` import) runs as written,
+    in a namespace holding only ``guard`` (the guard the reason came from), and calls ``function`` (module.name) with
+    arguments it takes, ``expected`` among them (a review's finding: the call named was no attribute path that
+    existed, and a system prompt shown cut was an unterminated string)."""
     import inspect
     from importlib import import_module
 
-    code = reason[reason.index(opening):]
+    code = reason[reason.index("`from hguard.calibrate.") + 1:]
     code = code[:code.index("`")]
-    module, name = opening[:-1].rsplit(".", 1)
+    module, name = function.rsplit(".", 1)
     real = getattr(import_module(module), name)
     seen = {}
 
     def recorded(*args, **kw):
         seen.update(inspect.signature(real).bind(*args, **kw).arguments)
 
-    names = {"hguard": __import__("hguard"), "guard": guard}
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(import_module(module), name, recorded)
         mp.setattr("hguard.calibrate.data.load_examples", lambda path: [path])
-        eval(code, names)  # noqa: S307 (the reason's own call, on a recorder)
+        exec(compile(code, "<reason>", "exec"), {"guard": guard})  # noqa: S102 (the reason's own code, on a recorder)
     assert {k: seen[k] for k in expected} == expected, seen
 
 
