@@ -993,10 +993,13 @@ class ChatHGuard(BaseChatModel):
 
     def _keep_raised(self, call: _Call, result: GuardResult) -> None:
         """Keep a decision that raises (``raise_on``) for a retry of its call (:meth:`_raise_held_again`); a failure's
-        hold (no risk, a scoring problem) is for a retry to lift."""
+        hold (no risk, a scoring problem the call did not bring) is for a retry to lift. The call's own problems
+        (nothing retrieved, context not identified, its own answers as context) are part of what it asks: a retry
+        asking the same meets them again."""
         asked = self._asked(call)
+        own = {f"scoring problem: {p}" for p in call.problems}
         if asked is None or result.route not in self.raise_on or result.risk is None or any(
-                r.startswith("scoring problem: ") for r in result.reasons):
+                r.startswith("scoring problem: ") and r not in own for r in result.reasons):
             return
         task = CAPTURE.task_attempt(call.parent_run)
         with self._lock:

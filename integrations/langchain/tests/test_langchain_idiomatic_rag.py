@@ -433,6 +433,23 @@ def _langgraph_task(node, task: str):
     return RunnableLambda(run, name="LangGraph")
 
 
+def test_a_chain_retry_of_a_call_held_by_the_adapters_own_check_raises_the_same_decision_again(make_guard):
+    """A review's finding: a hold the adapter itself found (context= given with no passage: "nothing retrieved") was
+    read as a failure's hold, for a retry to lift, so a chain's .with_retry() generated, decided and queued it again at
+    each attempt (3 decisions, 3 review items); the call brings that problem each time, so it is the same decision."""
+    from hguard.errors import NeedsReviewError
+    from langchain_core.runnables import RunnableLambda
+
+    guard = make_guard("accept")
+    chat = ChatHGuard(guard=guard, domain="alpha", raise_on={"review"})
+    chain = RunnableLambda(lambda q: chat.invoke(q, context=[])).with_retry(stop_after_attempt=3,
+                                                                           wait_exponential_jitter=False)
+    with pytest.raises(NeedsReviewError, match="nothing retrieved"):
+        chain.invoke("what is the capital of australia ?")
+    assert [r["route"] for r in AuditLog(guard.audit.path) if r["kind"] == "decision"] == ["review"]
+    assert len(guard.review_queue.queued_ids()) == 1
+
+
 @pytest.mark.parametrize("how", ["invoke", "stream"])
 def test_a_langgraph_retry_policy_raises_the_same_held_decision_again_without_a_new_one(make_guard, how):
     """A LangGraph node with a RetryPolicy over ChatHGuard(raise_on=...): each attempt generated the held answer again,
