@@ -12,11 +12,12 @@ the nearest enclosing chain: those documents are the context its answer is score
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict, deque
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -42,6 +43,11 @@ ROOTS_KEPT = 4096
 #: LangGraph threads whose answers are kept (the least recently answered forgotten first, each its latest
 #: ANSWERS_KEPT): a thread never ends, and a process serving many conversations cannot grow memory
 THREADS_KEPT = 1024
+#: the most memory the kept threads' answer texts take together (``sys.getsizeof`` of each text): past it the least
+#: recently answered threads are forgotten first, then the oldest answers of the one answered last (its latest answer
+#: is always kept). The count bounds alone let 1,024 threads of 256 answers of 1.5 KB take 390 MiB; the check needs
+#: the texts (it finds an answer inside a passage that labels, lists or joins several), not a digest of each
+THREAD_ANSWER_BYTES = 32 * 2**20
 #: the run metadata key naming a conversation thread: LangGraph puts its config's ``configurable.thread_id`` in the
 #: metadata of every run of a graph invocation, and a resume after an ``interrupt()`` is a new root run of it
 THREAD_KEY = "thread_id"
@@ -85,7 +91,7 @@ class RetrievalCapture(BaseCallbackHandler):
         self._answers: dict[UUID, deque[str]] = {}
         self._thread_of: dict[UUID, str] = {}  # run -> the thread its metadata names (THREAD_KEY)
         # thread -> the texts of the answers ChatHGuard gave in any of its root runs, kept after they end
-        self._thread_answers: OrderedDict[str, deque[str]] = OrderedDict()
+        self._thread_answers = ThreadAnswers()
 
     # ----------------------------------------------------------------------------- bookkeeping
 
@@ -306,10 +312,7 @@ class RetrievalCapture(BaseCallbackHandler):
             self._answers.setdefault(root, deque(maxlen=ANSWERS_KEPT)).extend(kept)
             thread = self._thread(parent_run_id)
             if thread is not None:
-                self._thread_answers.setdefault(thread, deque(maxlen=ANSWERS_KEPT)).extend(kept)
-                self._thread_answers.move_to_end(thread)
-                while len(self._thread_answers) > THREADS_KEPT:
-                    self._thread_answers.popitem(last=False)
+                self._thread_answers.add(thread, kept)
 
     def answers_for(self, parent_run_id: UUID | None) -> list[str]:
         """The texts of the answers ChatHGuard gave so far in the root run of ``parent_run_id`` (a map-reduce's map
@@ -322,7 +325,7 @@ class RetrievalCapture(BaseCallbackHandler):
             if root is None:
                 return []
             thread = self._thread(parent_run_id)
-            earlier = self._thread_answers.get(thread, ()) if thread is not None else ()
+            earlier = self._thread_answers.get(thread) if thread is not None else ()
             return list(dict.fromkeys([*earlier, *self._answers.get(root, ())]))
 
     def ancestors(self, run_id: UUID | None) -> list[UUID]:
@@ -376,6 +379,51 @@ class RetrievalCapture(BaseCallbackHandler):
             return len(self._parent)
 
 
+class ThreadAnswers:
+    """The answer texts kept per LangGraph thread (under :class:`RetrievalCapture`'s lock), bounded by count and by
+    memory: each thread's latest :data:`ANSWERS_KEPT`, of the :data:`THREADS_KEPT` threads answered last, and at most
+    :data:`THREAD_ANSWER_BYTES` of text in all (the least recently answered threads forgotten first, then the oldest
+    answers of the thread answered last; its latest answer is always kept). Iterating yields the threads kept, the
+    least recently answered first."""
+
+    def __init__(self) -> None:
+        self._texts: OrderedDict[str, deque[str]] = OrderedDict()
+        self._bytes: dict[str, int] = {}  # thread -> the memory its texts take (sys.getsizeof)
+        self.nbytes = 0  # the memory all the kept texts take
+
+    def add(self, thread: str, texts: Sequence[str]) -> None:
+        """Keep ``texts`` as the latest answers of ``thread``, now the thread answered last."""
+        kept = self._texts.setdefault(thread, deque())
+        self._texts.move_to_end(thread)
+        for text in texts:
+            kept.append(text)
+            self._grow(thread, sys.getsizeof(text))
+            if len(kept) > ANSWERS_KEPT:
+                self._grow(thread, -sys.getsizeof(kept.popleft()))
+        while len(self._texts) > THREADS_KEPT or (self.nbytes > THREAD_ANSWER_BYTES and len(self._texts) > 1):
+            self._drop(next(iter(self._texts)))
+        while self.nbytes > THREAD_ANSWER_BYTES and len(kept) > 1:
+            self._grow(thread, -sys.getsizeof(kept.popleft()))
+
+    def get(self, thread: str) -> tuple[str, ...]:
+        """The texts kept for ``thread``, oldest first (none for a thread not kept)."""
+        return tuple(self._texts.get(thread, ()))
+
+    def _grow(self, thread: str, n: int) -> None:
+        self._bytes[thread] = self._bytes.get(thread, 0) + n
+        self.nbytes += n
+
+    def _drop(self, thread: str) -> None:
+        self._texts.pop(thread, None)
+        self.nbytes -= self._bytes.pop(thread, 0)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._texts))
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+
 def _class_name(serialized: Any) -> str:
     ids = serialized.get("id") if isinstance(serialized, dict) else None
     return str(ids[-1]) if isinstance(ids, list) and ids else "retriever"
@@ -398,4 +446,5 @@ def parent_run_of(config_or_manager: Any) -> UUID | None:
     return None
 
 
-__all__ = ["ANSWERS_KEPT", "CAPTURE", "ROOTS_KEPT", "Retrieval", "RetrievalCapture", "THREADS_KEPT", "THREAD_KEY", "parent_run_of"]
+__all__ = ["ANSWERS_KEPT", "CAPTURE", "ROOTS_KEPT", "Retrieval", "RetrievalCapture", "THREADS_KEPT", "THREAD_ANSWER_BYTES",
+           "THREAD_KEY", "ThreadAnswers", "parent_run_of"]

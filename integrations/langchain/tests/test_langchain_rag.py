@@ -221,6 +221,43 @@ def test_the_threads_whose_answers_are_kept_are_the_latest_few(monkeypatch):
         CAPTURE._end(root, None)
 
 
+def test_the_threads_answers_are_bounded_in_bytes_the_latest_threads_kept(make_guard, monkeypatch):
+    """The count bounds let 1,024 threads of 256 answers of 1.5 KB take 390 MiB (a review): past THREAD_ANSWER_BYTES
+    of text the threads answered least recently are forgotten first, then the oldest answers of the one answered last
+    (its latest kept), and a step of a thread still kept, given its draft as context, still goes to review."""
+    import sys
+
+    from langchain_hguard import retrieval
+
+    big = 1500
+    budget = 3 * 4 * sys.getsizeof("x" * big)  # three threads of four 1.5 KB answers
+    monkeypatch.setattr(retrieval, "THREAD_ANSWER_BYTES", budget)
+    monkeypatch.setattr(CAPTURE, "_thread_answers", type(CAPTURE._thread_answers)())
+
+    def answered(thread: str, texts: list[str]) -> None:
+        root = uuid.uuid4()
+        CAPTURE._start(root, None, {"thread_id": thread})
+        CAPTURE.note_answer(root, texts)
+        CAPTURE._end(root, None)
+
+    for thread in ("a", "b", "c", "a", "d"):  # "a" answered again: "b", then "c", are the least recently answered
+        answered(thread, [f"{thread}{i} " + "x" * (big - 3) for i in range(4)])
+    kept = CAPTURE._thread_answers
+    assert list(kept) == ["a", "d"] and kept.nbytes <= budget and len(kept.get("a")) == 8
+    answered("e", [f"e{i} " + "x" * (big - 3) for i in range(20)])  # one thread over the budget: its latest kept
+    assert list(kept) == ["e"] and kept.nbytes <= budget and kept.get("e")[-1].startswith("e19 ")
+    answered("f", ["y" * (2 * budget)])  # one answer over the budget alone: kept, the only thing kept
+    assert list(kept) == ["f"] and len(kept.get("f")) == 1
+    # the check still works for a thread kept: a step given the thread's draft as its context goes to review
+    chat = ChatHGuard(guard=make_guard("accept"), domain="alpha")
+    draft = RunnableLambda(lambda q: chat.invoke(q, context=[MAP_DOCS[0].page_content])).invoke(
+        AUSTRALIA, config=_langgraph_config("thread-kept"))
+    resumed = RunnableLambda(lambda d: chat.invoke(AUSTRALIA, context=[str(d.content)])).invoke(
+        draft, config=_langgraph_config("thread-kept"))
+    assert resumed.response_metadata["route"] == "review", resumed.response_metadata["reasons"]
+    assert list(kept)[-1] == "thread-kept" and kept.nbytes <= budget
+
+
 def test_a_passage_that_is_the_guards_abstain_message_is_no_retrieved_passage(make_guard):
     guard = make_guard("accept")
     rag = GuardedRAG(llm=ChatHGuard(guard=guard, domain="alpha"))
