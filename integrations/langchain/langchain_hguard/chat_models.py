@@ -64,11 +64,11 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     CANCELLED,
 )
 
-from .retrieval import CAPTURE, parent_run_of
+from .retrieval import CAPTURE, config_thread, parent_run_of
 
 #: why an answer goes to review when its passages are the chain run's own earlier answers (a map-reduce's reduce step)
 _ANSWERS_AS_CONTEXT = answers_as_context(
-    "answers that ChatHGuard or GuardedRAG gave earlier in the same chain run or LangGraph thread, or a held answer's "
+    "answers that ChatHGuard or GuardedRAG gave earlier in the same chain run or thread, or a held answer's "
     "abstain or review message: a map-reduce's reduce step combining its map answers, a step resumed after an "
     "interrupt given the draft from before it", "deliver each answer with its own decision, or "
     "answer the question from the retrieved documents themselves")
@@ -91,6 +91,9 @@ _RUN_ID = "_hguard_run_id"  # a streamed call's own run id (langchain-core runs 
 # kwarg that hands a calling runnable's problems (e.g. nothing retrieved) to the guard (internal)
 _PROBLEMS = "_hguard_problems"
 _CANCEL = "_hguard_cancel"  # an async call's cancel event: set when the caller leaves, it stops the generation
+# the thread the call's config names (``configurable.thread_id``): a plain LangChain app's, which no run's metadata
+# holds (LangGraph copies it there; langchain-core does not), read by the entry points from the config of the call
+_THREAD = "_hguard_thread"
 _CHUNK_HAS_POSITION = "chunk_position" in AIMessageChunk.model_fields
 
 
@@ -440,6 +443,7 @@ class _Call:
     cancel: Any = None  # an async call's cancel event (threading.Event)
     agent: bool = False  # an agent's step (asks_for_actions): held whatever the stream mode, a held one withheld
     parent_run: Any = None  # the chain run that made the call (None outside a chain)
+    thread: str | None = None  # the thread the call's config names (configurable.thread_id), if any
 
     def shown(self, result: GuardResult) -> str:
         """What the program gets for ``result``: an agent acts on a marked held answer, so it gets the hold text."""
@@ -582,6 +586,7 @@ class ChatHGuard(BaseChatModel):
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AIMessage:
         """LangChain's ``ainvoke``; cancelled after the guard decided (while LangChain runs the callbacks, e.g. an
         async tracer's ``on_llm_end``), the log says the answer never reached the caller."""
+        kwargs = self._with_thread(ensure_config(config), kwargs)
         return await until_delivered(self.guard, lambda: super(ChatHGuard, self).ainvoke(input, config, **kwargs))
 
     def _invoked_in_passthrough(self, run_manager: Any, kwargs: dict[str, Any]) -> bool:
@@ -774,6 +779,7 @@ class ChatHGuard(BaseChatModel):
         parent_run_id = parent_run_id or handed
         given = list(kw.pop(_PROBLEMS, None) or [])
         cancel = kw.pop(_CANCEL, None)
+        thread = kw.pop(_THREAD, None)
         kw.pop("stream", None)
         for unused in ("timeout", "max_retries"):  # LangChain's standard params: no API call to time out or retry
             kw.pop(unused, None)
@@ -833,7 +839,7 @@ class ChatHGuard(BaseChatModel):
         problems = read.problems if from_prompt and (context is None or read.context_from == "retriever") else []
         if any(p.startswith(NOTHING_RETRIEVED) for p in given):  # the calling runnable said it already
             problems = [p for p in problems if not p.startswith(NOTHING_RETRIEVED)]
-        if context is not None and query_step is None and self._answered_before(context, parent_run_id):
+        if context is not None and query_step is None and self._answered_before(context, parent_run_id, thread):
             problems.append(_ANSWERS_AS_CONTEXT)
         stop = stop if stop else self.stop
         agent = asks_for_actions([m.content for m in messages])
@@ -841,12 +847,12 @@ class ChatHGuard(BaseChatModel):
                      given + problems,
                      (list(stop) if isinstance(stop, (list, tuple)) else stop) if stop else None,  # a malformed one is
                      max_tokens or self.max_tokens, query_step, run_id, cancel, agent,  # the guard's to refuse, on record
-                     parent_run_id)
+                     parent_run_id, thread)
 
-    def _answered_before(self, context: Any, parent_run_id: Any) -> bool:
+    def _answered_before(self, context: Any, parent_run_id: Any, thread: str | None = None) -> bool:
         """Whether a passage of ``context`` is made of nothing but answers given earlier in the same chain run or
-        LangGraph thread (:meth:`~langchain_hguard.retrieval.RetrievalCapture.answers_for`), or of the guard's abstain
-        or review messages: a map-reduce's reduce step given its map answers as passages (a RAG
+        thread (LangGraph's, or ``thread``, the one the call's config names:
+        :meth:`~langchain_hguard.retrieval.RetrievalCapture.answers_for`), or of the guard's abstain or review messages: a map-reduce's reduce step given its map answers as passages (a RAG
         team's trial: a final answer accepted over "passages" that were the model's own answers, one the abstain
         message). Their text grounds nothing, and a held answer came back accepted inside the summary. A reduce
         prompt labels or bullets them ("Summary 1: <answer>", "- <answer>"; "Summary 1: <the abstain message>" came
@@ -855,18 +861,19 @@ class ChatHGuard(BaseChatModel):
         of the run, a support transcript quoting the abstain message, were held as the run's own answers)."""
         passages = [context] if isinstance(context, str) else [c for c in context or [] if isinstance(c, str)]
         retrieved = CAPTURE.documents_found(parent_run_id)
-        earlier = [*CAPTURE.answers_for(parent_run_id), *held_texts(self.guard)]
+        earlier = [*CAPTURE.answers_for(parent_run_id, thread), *held_texts(self.guard)]
         return any(lists_answers(p, earlier) for p in passages if not blank(p) and " ".join(p.split()) not in retrieved)
 
     @staticmethod
     def _note_answer(call: _Call, result: GuardResult) -> None:
         """Note a delivered answer's texts (the model's, what the caller gets) for the rest of its chain run and its
-        LangGraph thread, so that a later call given them as passages is known for one (:meth:`_answered_before`); an answer that copies one of
-        its own passages is that passage, still retrieved text."""
+        thread, so that a later call given them as passages is known for one (:meth:`_answered_before`); an answer that
+        copies one of its own passages is that passage, still retrieved text."""
         passages = [call.context] if isinstance(call.context, str) else [c for c in call.context or [] if isinstance(c, str)]
         given = [" ".join(p.split()) for p in passages]
         texts = {result.answer, result.display_text, call.shown(result)}
-        CAPTURE.note_answer(call.parent_run, [t for t in texts if not any(" ".join(t.split()) in p for p in given)])
+        CAPTURE.note_answer(call.parent_run, [t for t in texts if not any(" ".join(t.split()) in p for p in given)],
+                            call.thread)
 
     def _search_text(self, call: _Call) -> AIMessage:
         """A retrieval step's call (a question rewrite, a retriever's queries, a compressor's filter or extract):
@@ -923,7 +930,7 @@ class ChatHGuard(BaseChatModel):
         ``on_llm_end``: a tracer's exporter down), the log says the answer never reached the caller
         (:func:`hguard.streaming.delivering`) and the audit handler's ``llm_call`` record says error."""
         with delivering(self.guard):
-            return super().invoke(input, config, **kwargs)
+            return super().invoke(input, config, **self._with_thread(ensure_config(config), kwargs))
 
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
         config = self._run_of_stream(config, kwargs)
@@ -938,9 +945,19 @@ class ChatHGuard(BaseChatModel):
         """The call's config, with a run id; ``kwargs`` get the chain run and the call's run for ``_stream``."""
         config = ensure_config(config)  # a copy: the caller's config is left as it was
         kwargs.setdefault(_PARENT_RUN, parent_run_of(config))
+        kwargs.update(ChatHGuard._with_thread(config, kwargs))
         config["run_id"] = config.get("run_id") or uuid.uuid4()
         kwargs.setdefault(_RUN_ID, str(config["run_id"]))
         return config
+
+    @staticmethod
+    def _with_thread(config: RunnableConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` with the thread ``config`` names (``configurable.thread_id``), where it names one: a plain
+        LangChain app's thread is in no run's metadata (LangGraph copies it there, langchain-core does not), and its
+        call's earlier answers in the thread were not checked. ``config`` is the call's, with what it inherits from
+        the enclosing run (``ensure_config``)."""
+        thread = config_thread(config)
+        return kwargs if thread is None or _THREAD in kwargs else {**kwargs, _THREAD: thread}
 
     def _generate(
         self,
@@ -1084,7 +1101,8 @@ class ChatHGuard(BaseChatModel):
         rest = {k: v for k, v in kwargs.items() if k != "stop"}
         try:
             calls = [
-                self._parse(self._convert_input(x).to_messages(), kwargs.get("stop"), rest, parent_run_of(c), record=False)
+                self._parse(self._convert_input(x).to_messages(), kwargs.get("stop"), self._with_thread(c, rest),
+                            parent_run_of(c), record=False)
                 for x, c in zip(inputs, configs)
             ]
         except (InputError, ValueError, TypeError, NotImplementedError):

@@ -7,7 +7,8 @@ handler with LangChain's configure hooks, so it is attached to every run: it kee
 chain run and the query and documents of each finished retriever run, per root run, and forgets them
 when the root run ends. ``ChatHGuard`` asks it, from its own run, for the retrievals that finished in
 the nearest enclosing chain: those documents are the context its answer is scored against. The answers
-``ChatHGuard`` gave are kept per root run and, for a LangGraph thread, per thread (:data:`THREAD_KEY`).
+``ChatHGuard`` gave are kept per root run and per thread (:data:`THREAD_KEY`: LangGraph's, or the one a call's config
+names).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ COMPRESSING_RETRIEVERS = frozenset({"ContextualCompressionRetriever"})
 ANSWERS_KEPT = 256
 #: root runs kept open at most (oldest forgotten first): a root whose end was never seen cannot grow memory
 ROOTS_KEPT = 4096
-#: LangGraph threads whose answers are kept (the least recently answered forgotten first, each its latest
+#: threads (:data:`THREAD_KEY`) whose answers are kept (the least recently answered forgotten first, each its latest
 #: ANSWERS_KEPT): a thread never ends, and a process serving many conversations cannot grow memory
 THREADS_KEPT = 1024
 #: the most memory the kept threads' answer texts take together (``sys.getsizeof`` of each text): past it the least
@@ -49,7 +50,9 @@ THREADS_KEPT = 1024
 #: the texts (it finds an answer inside a passage that labels, lists or joins several), not a digest of each
 THREAD_ANSWER_BYTES = 32 * 2**20
 #: the run metadata key naming a conversation thread: LangGraph puts its config's ``configurable.thread_id`` in the
-#: metadata of every run of a graph invocation, and a resume after an ``interrupt()`` is a new root run of it
+#: metadata of every run of a graph invocation, and a resume after an ``interrupt()`` is a new root run of it. A plain
+#: LangChain app's ``configurable.thread_id`` is in no run's metadata (langchain-core copies it to LangSmith's only):
+#: ``ChatHGuard`` reads it from the config of its call (:func:`config_thread`)
 THREAD_KEY = "thread_id"
 
 
@@ -96,10 +99,10 @@ class RetrievalCapture(BaseCallbackHandler):
     # ----------------------------------------------------------------------------- bookkeeping
 
     def _start(self, run_id: UUID, parent_run_id: UUID | None, metadata: Any = None) -> None:
-        thread = metadata.get(THREAD_KEY) if isinstance(metadata, dict) else None
+        thread = thread_named(metadata.get(THREAD_KEY)) if isinstance(metadata, dict) else None
         with self._lock:
-            if thread is not None and str(thread).strip():
-                self._thread_of[run_id] = str(thread)
+            if thread is not None:
+                self._thread_of[run_id] = thread
             # a run whose parent this handler never saw start is a root of its own: its parent is no LangChain run
             # (a LangSmith @traceable request handler around separate invokes), which never ends here, so the
             # handler's chains were never forgotten and each one's answers were read as the next one's
@@ -294,39 +297,37 @@ class RetrievalCapture(BaseCallbackHandler):
             return {" ".join(d.page_content.split()) for r in found if not r.rewritten for d in r.documents
                     if isinstance(d.page_content, str)}
 
-    def _thread(self, run_id: UUID) -> str | None:
-        """The thread (:data:`THREAD_KEY`) named by the nearest run enclosing ``run_id`` whose metadata names one."""
-        return next((self._thread_of[r] for r in self._ancestors(run_id) if r in self._thread_of), None)
+    def _thread(self, run_id: UUID | None, named: Any = None) -> str | None:
+        """The thread (:data:`THREAD_KEY`) named by the nearest run enclosing ``run_id`` whose metadata names one
+        (LangGraph's), else ``named`` (the thread the call's config names, :func:`config_thread`)."""
+        ancestors = self._ancestors(run_id) if run_id is not None else []
+        return next((self._thread_of[r] for r in ancestors if r in self._thread_of), None) or thread_named(named)
 
-    def note_answer(self, parent_run_id: UUID | None, texts: Sequence[str]) -> None:
+    def note_answer(self, parent_run_id: UUID | None, texts: Sequence[str], thread: Any = None) -> None:
         """Note the texts of an answer ChatHGuard gave from ``parent_run_id`` (the model's answer, what the caller is
         shown: a held one's abstain or review message, or the answer marked), for the rest of its root run and, where
-        a run enclosing it names a LangGraph thread (:data:`THREAD_KEY`), for the thread's later root runs too."""
-        if parent_run_id is None:
-            return
+        a run enclosing it names a LangGraph thread (:data:`THREAD_KEY`) or else the call's config names one
+        (``thread``: ``configurable.thread_id``, also outside a chain), for the thread's later runs too."""
         kept = [t for t in texts if t.strip()]
         with self._lock:
-            root = self._root.get(parent_run_id)
-            if root is None:
-                return
-            self._answers.setdefault(root, deque(maxlen=ANSWERS_KEPT)).extend(kept)
-            thread = self._thread(parent_run_id)
-            if thread is not None:
-                self._thread_answers.add(thread, kept)
+            root = self._root.get(parent_run_id) if parent_run_id is not None else None
+            if root is not None:
+                self._answers.setdefault(root, deque(maxlen=ANSWERS_KEPT)).extend(kept)
+            named = self._thread(parent_run_id, thread)
+            if named is not None:
+                self._thread_answers.add(named, kept)
 
-    def answers_for(self, parent_run_id: UUID | None) -> list[str]:
+    def answers_for(self, parent_run_id: UUID | None, thread: Any = None) -> list[str]:
         """The texts of the answers ChatHGuard gave so far in the root run of ``parent_run_id`` (a map-reduce's map
-        answers, when its reduce step asks) and in the earlier root runs of its LangGraph thread (a step resumed after
-        an ``interrupt()`` given the draft from before it), oldest first; empty outside a chain."""
-        if parent_run_id is None:
-            return []
+        answers, when its reduce step asks) and in the earlier runs of its thread (a step resumed after an
+        ``interrupt()`` given the draft from before it): the LangGraph thread a run enclosing it names, else
+        ``thread``, the one the call's config names (:meth:`note_answer`); oldest first. Empty outside a chain and
+        a thread."""
         with self._lock:
-            root = self._root.get(parent_run_id)
-            if root is None:
-                return []
-            thread = self._thread(parent_run_id)
-            earlier = self._thread_answers.get(thread) if thread is not None else ()
-            return list(dict.fromkeys([*earlier, *self._answers.get(root, ())]))
+            root = self._root.get(parent_run_id) if parent_run_id is not None else None
+            named = self._thread(parent_run_id, thread)
+            earlier = self._thread_answers.get(named) if named is not None else ()
+            return list(dict.fromkeys([*earlier, *(self._answers.get(root, ()) if root is not None else ())]))
 
     def ancestors(self, run_id: UUID | None) -> list[UUID]:
         """``run_id`` and the runs enclosing it, innermost first (while its root run is open)."""
@@ -380,7 +381,7 @@ class RetrievalCapture(BaseCallbackHandler):
 
 
 class ThreadAnswers:
-    """The answer texts kept per LangGraph thread (under :class:`RetrievalCapture`'s lock), bounded by count and by
+    """The answer texts kept per thread (under :class:`RetrievalCapture`'s lock), bounded by count and by
     memory: each thread's latest :data:`ANSWERS_KEPT`, of the :data:`THREADS_KEPT` threads answered last, and at most
     :data:`THREAD_ANSWER_BYTES` of text in all (the least recently answered threads forgotten first, then the oldest
     answers of the thread answered last; its latest answer is always kept). Iterating yields the threads kept, the
@@ -434,6 +435,18 @@ _capture_var: ContextVar[RetrievalCapture | None] = ContextVar("hguard_retrieval
 register_configure_hook(_capture_var, True)
 
 
+def thread_named(value: Any) -> str | None:
+    """The thread ``value`` names (a run's :data:`THREAD_KEY` metadata, a config's ``configurable.thread_id``): its
+    text; None for none or a blank one."""
+    return str(value) if value is not None and str(value).strip() else None
+
+
+def config_thread(config: Any) -> str | None:
+    """The thread a run's config names (``configurable.thread_id``, :data:`THREAD_KEY`), or None."""
+    configurable = config.get("configurable") if isinstance(config, dict) else None
+    return thread_named(configurable.get(THREAD_KEY)) if isinstance(configurable, dict) else None
+
+
 def parent_run_of(config_or_manager: Any) -> UUID | None:
     """The parent run id a chat model run will have: from its run manager, or from a config's callbacks."""
     if config_or_manager is None:
@@ -447,4 +460,4 @@ def parent_run_of(config_or_manager: Any) -> UUID | None:
 
 
 __all__ = ["ANSWERS_KEPT", "CAPTURE", "ROOTS_KEPT", "Retrieval", "RetrievalCapture", "THREADS_KEPT", "THREAD_ANSWER_BYTES",
-           "THREAD_KEY", "ThreadAnswers", "parent_run_of"]
+           "THREAD_KEY", "ThreadAnswers", "config_thread", "parent_run_of", "thread_named"]

@@ -195,6 +195,48 @@ def test_a_step_resumed_in_a_later_run_of_its_thread_given_the_draft_as_context_
     assert CAPTURE.open_runs() == 0 and not CAPTURE._thread_of  # runs forgotten, threads' answers kept
 
 
+async def _ainvoke_step(chat, draft):
+    return await chat.ainvoke(AUSTRALIA, context=[str(draft.content)])
+
+
+_THREAD_STEPS = {  # a step given the draft as its context, as the app calls the model
+    "invoke": lambda chat: RunnableLambda(lambda d: chat.invoke(AUSTRALIA, context=[str(d.content)])).invoke,
+    "ainvoke": lambda chat: lambda d, config: asyncio.run(
+        RunnableLambda(lambda d: d, afunc=lambda d: _ainvoke_step(chat, d)).ainvoke(d, config=config)),
+    "stream": lambda chat: RunnableLambda(lambda d: [c for c in chat.stream(AUSTRALIA, context=[str(d.content)])
+                                                     if "route" in c.response_metadata][-1]).invoke,
+    "batch": lambda chat: RunnableLambda(lambda d: chat.batch([AUSTRALIA, AUSTRALIA], context=[str(d.content)])[0]).invoke,
+    "outside-a-chain": lambda chat: lambda d, config: chat.invoke(AUSTRALIA, context=[str(d.content)], config=config),
+}
+
+
+@pytest.mark.parametrize("how", list(_THREAD_STEPS))
+def test_a_thread_named_only_in_the_configs_configurable_is_checked_too(make_guard, monkeypatch, how):
+    """A plain LangChain app (no LangGraph) names its thread with ``config={"configurable": {"thread_id": ...}}`` only:
+    langchain-core puts it in no run's metadata (LangGraph does), so a step given the thread's earlier draft as its
+    context, in a later run, was accepted. The adapter reads it from the config of the call; another thread, or none,
+    is another conversation as before."""
+    monkeypatch.setattr(CAPTURE, "_thread_answers", type(CAPTURE._thread_answers)())
+    chat = ChatHGuard(guard=make_guard("accept"), domain="alpha")
+    thread = {"configurable": {"thread_id": "plain-1"}}
+    if how == "outside-a-chain":
+        draft = chat.invoke(AUSTRALIA, context=[MAP_DOCS[0].page_content], config=thread)
+    else:
+        draft = RunnableLambda(lambda q: chat.invoke(q, context=[MAP_DOCS[0].page_content])).invoke(AUSTRALIA, config=thread)
+    assert draft.response_metadata["route"] == "accept"
+    step = _THREAD_STEPS[how](chat)
+    resumed = step(draft, config={"configurable": {"thread_id": "plain-1"}})
+    assert resumed.response_metadata["route"] == "review", resumed.response_metadata["reasons"]
+    assert any("own earlier answers" in r for r in resumed.response_metadata["reasons"]), resumed.response_metadata
+    for config in ({"configurable": {"thread_id": "plain-2"}}, None):  # another conversation: read as ever
+        other = step(draft, config=config)
+        assert other.response_metadata["route"] == "accept", other.response_metadata["reasons"]
+    follow = RunnableLambda(lambda q: chat.invoke(q, context=[MAP_DOCS[1].page_content])).invoke(
+        "what is the capital of kenya ?", config=thread)  # a follow-up answered from documents: not held
+    assert follow.response_metadata["route"] == "accept", follow.response_metadata["reasons"]
+    assert CAPTURE.open_runs() == 0 and not CAPTURE._thread_of
+
+
 def test_the_threads_whose_answers_are_kept_are_the_latest_few(monkeypatch):
     """A thread never ends: the answers of the THREADS_KEPT threads answered last are kept, the latest ANSWERS_KEPT
     of each."""
