@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 import pytest
+from langchain_core.documents import Document
 
 from hguard.audit import AuditLog
 from langchain_hguard import ChatHGuard
@@ -92,3 +93,63 @@ def test_the_agent_recipe_leaves_held_turns_out_of_what_the_model_reads(make_gua
     kept = ns["accepted_turns"]({"messages": [HumanMessage("q1"), accepted, HumanMessage("q2"), out["messages"][1],
                                               HumanMessage("q3")]})["llm_input_messages"]
     assert [m.content for m in kept] == ["q1", "Canberra.", "q3"]
+
+
+def test_the_rag_tutorials_retrieve_node_is_read_through_a_retriever_as_the_recipe_says(make_guard):
+    """The LangGraph RAG tutorial's graph as written (its retrieve node calls ``vector_store.similarity_search``, its
+    generate node pastes the documents into the hub's "rlm/rag-prompt"): no retriever run, so every answer goes to
+    review "context not identified". The README's recipe: its retrieve node (through ``as_retriever()``, the same
+    documents) with the tutorial's generate node, or the tutorial's retrieve node with a generate node that gives the
+    passages as ``context=``: the retrieved passages are the answer's context, and it is accepted."""
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_core.vectorstores import InMemoryVectorStore
+    from langgraph.graph import START, StateGraph
+
+    from langchain_hguard import HGuardEmbeddings
+
+    docs = Path(__file__).resolve().parents[3] / "examples" / "docs"
+    vector_store = InMemoryVectorStore(HGuardEmbeddings())
+    vector_store.add_documents([Document(page_content=p.read_text().strip(), metadata={"source": p.name})
+                                for p in sorted(docs.glob("*.txt"))])
+    prompt = ChatPromptTemplate.from_messages([(  # hub "rlm/rag-prompt", as the tutorial pulls it
+        "human",
+        "You are an assistant for question-answering tasks. Use the following pieces of retrieved context to "
+        "answer the question. If you don't know the answer, just say that you don't know. Use three sentences "
+        "maximum and keep the answer concise.\nQuestion: {question} \nContext: {context} \nAnswer:",
+    )])
+    guard = make_guard("accept")
+    llm = ChatHGuard(guard=guard, domain="alpha")
+
+    class State(TypedDict):
+        question: str
+        context: list[Document]
+        answer: str
+
+    def retrieve(state: State):  # the tutorial's nodes, as written
+        retrieved_docs = vector_store.similarity_search(state["question"])
+        return {"context": retrieved_docs}
+
+    def generate(state: State):
+        docs_content = "\n\n".join(doc.page_content for doc in state["context"])
+        messages = prompt.invoke({"question": state["question"], "context": docs_content})
+        response = llm.invoke(messages)
+        return {"answer": response.content}
+
+    def run(*nodes) -> dict:
+        builder = StateGraph(State).add_sequence(list(nodes))
+        builder.add_edge(START, nodes[0].__name__)
+        out = builder.compile().invoke({"question": AUSTRALIA})
+        return {**out, "decision": _decisions(guard)[-1]}
+
+    tutorial = run(retrieve, generate)
+    assert tutorial["decision"]["route"] == "review"
+    assert any("context not identified" in r for r in tutorial["decision"]["reasons"]), tutorial["decision"]["reasons"]
+    ns: dict[str, Any] = {"vector_store": vector_store, "chat": llm, "State": State}
+    exec(_recipes()[2], ns)
+    found = [d.page_content for d in tutorial["context"]]
+    for nodes in ((ns["retrieve"], generate), (retrieve, ns["generate"])):
+        out = run(*nodes)
+        assert [d.page_content for d in out["context"]] == found  # the same documents
+        decision = out["decision"]
+        assert decision["route"] == "accept", decision["reasons"]
+        assert decision["question"] == AUSTRALIA and all(d in decision["context"] for d in found), decision
