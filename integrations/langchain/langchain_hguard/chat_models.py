@@ -59,6 +59,7 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     nothing_retrieved,
     raise_if_routed,
     refuse_unknown_settings,
+    to_thread_awake,
     until_delivered,
     with_text,
     CANCELLED,
@@ -1055,9 +1056,13 @@ class ChatHGuard(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         """:meth:`_stream` with the answer generated in a worker thread; left early (a timeout, a cancelled task),
-        the answer is still decided, and the log says when its decision never reached the caller."""
+        the answer is still decided, and the log says when its decision never reached the caller. A search step's
+        text (a history-aware retriever's rewrite) is generated in a worker thread too, the event loop free meanwhile."""
         call = self._parse(messages, stop, kwargs, parent_run_of(run_manager.get_sync() if run_manager else None))
         call.run_id = call.run_id or _run_id(run_manager)
+        if call.query_step is not None:  # (on the loop's thread, a rewrite stalled every other task of the loop)
+            yield self._search_chunk(await to_thread_awake(self._search_text, call))
+            return
         settled = self._settled(call)
         if settled is not None:
             yield settled
@@ -1073,14 +1078,18 @@ class ChatHGuard(BaseChatModel):
         """The one chunk of a call with nothing to generate (a search step's text, an answer a batch already
         decided), or None."""
         if call.query_step is not None:
-            m = self._search_text(call)
-            return ChatGenerationChunk(message=AIMessageChunk(content=m.content, response_metadata=m.response_metadata))
+            return self._search_chunk(self._search_text(call))
         result = self._take(call.precomputed)
         if result is None:
             return None
         raise_if_routed(result, self.raise_on)
         self._note_answer(call, result)
         return self._chunk(call.shown(result), result, call)
+
+    @staticmethod
+    def _search_chunk(m: AIMessage) -> ChatGenerationChunk:
+        """A search step's text (:meth:`_search_text`) as the one chunk of its stream."""
+        return ChatGenerationChunk(message=AIMessageChunk(content=m.content, response_metadata=m.response_metadata))
 
     def _streamed(self, piece: Any, call: _Call) -> ChatGenerationChunk:
         if piece.result is not None:

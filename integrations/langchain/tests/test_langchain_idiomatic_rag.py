@@ -770,6 +770,60 @@ def test_text_asked_for_to_search_with_is_not_held_as_an_answer(make_guard, stor
                                              for r in meta["reasons"]), meta["reasons"]
 
 
+@pytest.mark.parametrize("how", ["astream", "astream_events"])
+def test_a_search_steps_text_streamed_async_is_generated_off_the_event_loop(make_guard, how):
+    """create_history_aware_retriever's rewrite under astream / astream_events: the text is generated in a worker
+    thread, the event loop free meanwhile (on the loop's thread a slowed rewrite stalled every other task of the loop
+    for its whole length), and recorded as the synchronous stream records it."""
+    import threading
+
+    from langchain_core.prompts import MessagesPlaceholder
+    from langchain_core.runnables import RunnableBranch
+
+    guard = make_guard("review")
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    rephrase = ChatPromptTemplate.from_messages([
+        ("system", "Given a chat history and the latest user question, formulate a standalone question."),
+        MessagesPlaceholder("chat_history"), ("human", "{input}"),
+    ])
+    history_aware = RunnableBranch(
+        (lambda x: not x.get("chat_history", False), lambda x: x["input"]), rephrase | chat | StrOutputParser(),
+    ).with_config(run_name="chat_retriever_chain")
+    inp = {"input": "and of kenya ?", "chat_history": [HumanMessage(AUSTRALIA), AIMessage("canberra")]}
+    synced = "".join(history_aware.stream(inp))
+    loop_ran: list[bool] = []
+    rewrite = guard.rewrite_query
+
+    def rewrite_while_the_loop_runs(*args, **kwargs):
+        if threading.get_ident() == loop_thread:  # the loop is blocked: waiting for it here would never end
+            loop_ran.append(False)
+        else:  # the loop runs a task of its own meanwhile
+            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(timeout=60)
+            loop_ran.append(True)
+        return rewrite(*args, **kwargs)
+
+    guard.rewrite_query = rewrite_while_the_loop_runs
+
+    async def run():
+        nonlocal loop, loop_thread
+        loop, loop_thread = asyncio.get_running_loop(), threading.get_ident()
+        if how == "astream":
+            return "".join([c async for c in history_aware.astream(inp)])
+        ends = [e async for e in history_aware.astream_events(inp, version="v2") if e["event"] == "on_chain_end"]
+        return ends[-1]["data"]["output"]
+
+    loop, loop_thread = None, None
+    text = asyncio.run(run())
+    assert loop_ran == [True]
+    assert text == synced and "[needs review]" not in text  # (the tiny model is greedy: the same text)
+    records = [r for r in AuditLog(guard.audit.path)]
+    assert [r["kind"] for r in records] == ["retrieval_query"] * 2 and guard.review_queue.pending() == []
+    same = ("step", "question", "answer", "history_turns")
+    assert {k: records[1][k] for k in same} == {k: records[0][k] for k in same}
+    assert "chat_retriever_chain" in records[1]["step"] and records[1]["answer"] == text
+    assert CAPTURE.open_runs() == 0
+
+
 def test_the_context_is_what_the_chain_pasted_not_the_whole_document(tiny_probes, embedder, tmp_path):
     """A formatter that cuts each document (before its internal notes, or to a length), and two files that
     open alike of which one was pasted: the answer is generated from, scored against and recorded with the
