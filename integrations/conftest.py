@@ -110,6 +110,75 @@ def make_guard(tiny_probes, embedder, tmp_path):
     return make
 
 
+@pytest.fixture
+def interrupted_while_encoding():
+    """interrupted_while_encoding(call) -> whether a Jupyter kernel's interrupt reached an async caller while the
+    worker thread it awaits was still busy in a sentence embedder's ``encode`` (as in its first load, seconds).
+    ``call(embedder)`` is the awaitable, given an embedder (384-dimensional unit vectors) whose ``encode`` calls
+    ``busy()`` before it answers. ipykernel turns "Interrupt kernel" (SIGINT) into a cancel of the cell's task from a
+    Python signal handler, which runs only when the loop's (main) thread runs Python code: a loop awaiting a worker
+    with nothing to wake it saw the interrupt only when the work ended. Here ``busy()`` sends the signal to its own thread once the loop has gone to sleep in its
+    selector (so it breaks no wait), then waits up to 5 s for the caller to be cancelled (as tests/test_guard.py's
+    test of ``Guard.ainvoke``)."""
+    import asyncio
+    import selectors
+    import signal
+    import threading
+
+    import numpy as np
+
+    class Busy:
+        def __init__(self, busy):
+            self.busy = busy
+
+        def encode(self, texts):
+            self.busy()
+            return np.ones((len(texts), 384)) / np.sqrt(384)
+
+    def run(call) -> bool:
+        asleep, cancelled, seen = threading.Event(), threading.Event(), []
+
+        class Watched(selectors.DefaultSelector):
+            """The loop's selector, saying when the loop is about to sleep in it."""
+
+            def select(self, timeout=None):
+                if timeout is None or timeout > 0:
+                    asleep.set()
+                return super().select(timeout)
+
+        def busy() -> None:
+            asleep.clear()
+            if asleep.wait(10):  # the loop's next sleep: its wait time is chosen
+                signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+                seen.append(cancelled.wait(5))  # set once the handler has cancelled the caller
+            else:  # the loop sleeps on until the work ends (as asyncio.to_thread's await): nothing wakes it
+                seen.append(False)
+
+        async def caller():
+            try:
+                return await call(Busy(busy))
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        async def interrupt():
+            task = asyncio.ensure_future(caller())
+            old = signal.signal(signal.SIGUSR1, lambda *_: task.cancel())  # what ipykernel's SIGINT handler does
+            try:
+                return await task
+            finally:
+                signal.signal(signal.SIGUSR1, old)
+
+        with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(Watched())) as runner:
+            try:
+                runner.run(interrupt())
+            except asyncio.CancelledError:
+                pass
+        return seen == [True]
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def default_lm():
     from hguard.models import load_model

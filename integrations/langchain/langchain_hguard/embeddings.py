@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
+
+from hguard.streaming import to_thread_awake
 
 
 class HGuardEmbeddings(Embeddings):
@@ -45,10 +46,13 @@ class HGuardEmbeddings(Embeddings):
         return self.embed_documents([text])[0]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        return await asyncio.to_thread(self.embed_documents, texts)
+        """:meth:`embed_documents` in a worker thread, the event loop woken meanwhile (a Jupyter kernel's interrupt
+        is seen at once, during the first load of the model too)."""
+        return await to_thread_awake(self.embed_documents, texts)
 
     async def aembed_query(self, text: str) -> list[float]:
-        return await asyncio.to_thread(self.embed_query, text)
+        """:meth:`embed_query` in a worker thread, as :meth:`aembed_documents`."""
+        return await to_thread_awake(self.embed_query, text)
 
 
 __all__ = ["HGuardEmbeddings"]

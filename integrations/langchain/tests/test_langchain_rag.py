@@ -51,6 +51,14 @@ def test_embeddings_are_unit_vectors_that_rank_the_right_document_first(store):
     assert [d.metadata["source"] for d in store.similarity_search(AUSTRALIA, k=1)] == ["australia.txt"]
 
 
+@pytest.mark.parametrize("method", ["aembed_query", "aembed_documents"])
+def test_an_interrupt_reaches_an_async_embedding_while_it_is_computed(interrupted_while_encoding, method):
+    """A Jupyter kernel's interrupt while the embedder loads or encodes (await store.aadd_texts(...)) reaches the
+    caller at once: awaited with asyncio.to_thread, it was seen only once the work had ended."""
+    text = "gold" if method == "aembed_query" else ["gold"]
+    assert interrupted_while_encoding(lambda embedder: getattr(HGuardEmbeddings(embedder), method)(text))
+
+
 def test_retrieved_documents_are_the_grounding_context_and_the_sources(make_guard, retriever):
     guard = make_guard("review")
     chain = create_guarded_rag_chain(retriever, ChatHGuard(guard=guard, domain="alpha"))

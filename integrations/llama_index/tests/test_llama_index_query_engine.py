@@ -45,6 +45,13 @@ def test_embedding_and_retrieval(retriever):
     assert _file(retriever.retrieve("Which element has the symbol Au?")[0]) == "gold.txt"
 
 
+@pytest.mark.parametrize("method", ["aget_query_embedding", "aget_text_embedding"])
+def test_an_interrupt_reaches_an_async_embedding_while_it_is_computed(interrupted_while_encoding, method):
+    """A Jupyter kernel's interrupt while the embedder loads or encodes (an async query's retrieval) reaches the
+    caller at once: awaited with asyncio.to_thread, it was seen only once the work had ended."""
+    assert interrupted_while_encoding(lambda embedder: getattr(HGuardEmbedding(embedder), method)("gold"))
+
+
 def test_query_returns_display_text_decision_and_source_nodes(make_guard, retriever):
     guard = make_guard("review")
     engine = HGuardQueryEngine(retriever, HGuardLLM(guard, domain="alpha"))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, List
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import PrivateAttr
+
+from hguard.streaming import to_thread_awake
 
 
 class HGuardEmbedding(BaseEmbedding):
@@ -47,10 +48,13 @@ class HGuardEmbedding(BaseEmbedding):
         return self._get_text_embedding(query)
 
     async def _aget_query_embedding(self, query: str) -> List[float]:
-        return await asyncio.to_thread(self._get_query_embedding, query)
+        """In a worker thread, the event loop woken meanwhile (a Jupyter kernel's interrupt is seen at once, during
+        the first load of the model too)."""
+        return await to_thread_awake(self._get_query_embedding, query)
 
     async def _aget_text_embedding(self, text: str) -> List[float]:
-        return await asyncio.to_thread(self._get_text_embedding, text)
+        """In a worker thread, as :meth:`_aget_query_embedding`."""
+        return await to_thread_awake(self._get_text_embedding, text)
 
 
 __all__ = ["HGuardEmbedding"]
