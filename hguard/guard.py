@@ -1210,7 +1210,8 @@ class Guard(_Scoring, _Recording):
             err = exc if isinstance(exc, InputError) else InputError(str(exc))
             raise self._refused(questions[0] if n == 1 else list(questions), err,
                                 request_id=request_ids[0] if n == 1 else None, run=run_list[0] if n == 1 else None) from None
-        ctxs, refused = [], []
+        ctxs: list[Any] = []
+        refused: list[tuple[int, InputError]] = []
         notes: list[list[str]] = [[] for _ in range(n)]
         for i, (q, c, h, s, d) in enumerate(zip(questions, contexts, histories, systems, domains)):
             try:  # every input is checked before any generation or record
@@ -1228,6 +1229,13 @@ class Guard(_Scoring, _Recording):
                 err = InputError(f"question {i} of {n} (counting from 0): {exc}") if n > 1 else exc
                 # each refused request is in the audit log too (an error record; the ids on the error)
                 refused.append((i, self._refused(q, err, context=c, domain=d, request_id=request_ids[i], run=run_list[i])))
+            except BaseException as exc:  # the check itself failed (a tokenizer or chat template raising on an odd
+                # input, a KeyboardInterrupt): the batch fails here, every request on record, as for a later failure
+                if isinstance(exc, GeneratorExit):  # not a failure of the request (no generator is run here)
+                    raise
+                self._check_failed(exc, i, questions, [*ctxs, c, *contexts[i + 1:]], domains, request_ids, run_list,
+                                   refused)
+                raise
             ctxs.append(c)
         if refused:  # a batch is answered whole or not at all: nothing was generated
             first = refused[0][1]
@@ -1286,6 +1294,30 @@ class Guard(_Scoring, _Recording):
                 after_decision=at.get("row"))
             raise
         return results  # type: ignore[return-value]
+
+    def _check_failed(self, exc: BaseException, at: int, questions, ctxs, domains, request_ids, runs,
+                      refused: list[tuple[int, InputError]]) -> None:
+        """:meth:`batch`'s input check of request ``at`` raised ``exc`` (no :class:`InputError`: a tokenizer or chat
+        template failing on an odd input, a KeyboardInterrupt): nothing is generated, and every request is put on
+        record before ``exc`` is raised, as for a failure after the check (:meth:`record_failed_requests`): request
+        ``at`` gets an ``error`` record at stage :data:`INPUT_CHECK`, each other one not refused already one at stage
+        :data:`NOT_STARTED`. ``exc.audit_id_by_index`` names each request's own record, the refused ones' too (their
+        error records are in ``audit_ids``, in the order of the requests)."""
+        done = {i for i, _ in refused}
+        self.record_failed_requests(exc, [
+            {"question": questions[i], "context": ctxs[i], "domain": domains[i] if isinstance(domains[i], str) else None,
+             "request_id": request_ids[i] if isinstance(request_ids[i], str) else None, "run_id": run_id_of(runs[i]),
+             "stage": INPUT_CHECK if i == at else NOT_STARTED, "index": i}
+            for i in range(len(questions)) if i not in done], {})
+        own = {i: e.audit_id for i, e in refused if getattr(e, "audit_id", None)}  # type: ignore[attr-defined]
+        by_index = {**own, **(getattr(exc, "audit_id_by_index", None) or {})}
+        if own:
+            try:
+                exc.audit_id_by_index = dict(sorted(by_index.items()))  # type: ignore[attr-defined]
+                exc.audit_ids = list(exc.audit_id_by_index.values())  # type: ignore[attr-defined]
+                exc.audit_id = exc.audit_ids[0]  # type: ignore[attr-defined]
+            except AttributeError:  # an exception type that takes no attributes: the records stand
+                pass
 
     def _domain_plan(self, question: str, domain: str | None, context: str | None) -> tuple[str | None, dict]:
         """:meth:`batch`'s domain of one request and how it was reached: chosen by similarity when ``domain`` is None
@@ -1383,8 +1415,10 @@ def _check_run(i: int, run: Any) -> None:
 #: the ``stage`` of an ``error`` record (:meth:`Guard.record_failed_requests`): the request's generation raised; its
 #: scoring or recording (after it was generated, before its decision was recorded); nothing of it was generated (a
 #: request of its batch failed first); its domain was being chosen (or its similarity to the domain it named measured:
-#: the sentence embedder, which loads on a guard's first question), nothing of it generated
+#: the sentence embedder, which loads on a guard's first question), nothing of it generated; its input was being
+#: checked (its prompt built by the tokenizer and chat template, and counted), nothing generated
 GENERATION, SCORING, NOT_STARTED, DOMAIN_CHOICE = "generation", "scoring", "not_started", "domain_choice"
+INPUT_CHECK = "input_check"
 
 #: the reason of an answer whose tokens went to a streamer as generated (``guard_stream``'s passthrough mode)
 STREAMED_NOTE = ("the tokens were handed to the caller's streamer as they were generated (passthrough streaming): the "

@@ -398,6 +398,50 @@ class _StoppingEmbedder:
         return np.ones((len(texts), 4), dtype=np.float32)
 
 
+@pytest.mark.parametrize("stop", [None, KeyboardInterrupt()], ids=["TemplateError", "KeyboardInterrupt"])
+def test_a_batch_whose_input_check_raises_on_one_input_is_on_record(make_guard, tmp_path, monkeypatch, stop):
+    """A chat template that raises on one odd input (as a model's template refuses turns it cannot render), or a
+    Ctrl-C while a batch's inputs were checked: only InputError was caught there, so the batch ended with no record of
+    any of its requests. Now every request is on record, nothing is generated, and the error is raised as it is."""
+    from hguard.testing import CHAT_TEMPLATE
+
+    g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)
+    tok = g.lm.tokenizer
+    if stop is None:  # the model's own template refuses it (jinja's TemplateError, no InputError)
+        monkeypatch.setattr(tok, "chat_template", "{% for m in messages %}{% if 'odd' in m['content'] %}"
+                            "{{ raise_exception('cannot render ' + m['content']) }}{% endif %}{% endfor %}" + CHAT_TEMPLATE)
+    else:  # interrupted while the tokenizer built that prompt
+        real = tok.apply_chat_template
+
+        def apply_chat_template(messages, *a, **k):
+            if any("odd" in m["content"] for m in messages):
+                raise stop
+            return real(messages, *a, **k)
+
+        monkeypatch.setattr(tok, "apply_chat_template", apply_chat_template)
+    odd = "an odd question ?"
+    with pytest.raises(Exception if stop is None else type(stop)) as info:
+        g.batch([Q, "  ", odd, Q], [None, None, CTX, None], domains=["alpha"] * 4, request_ids=["A", "B", "C", "D"])
+    err = info.value
+    assert stop is None and type(err).__name__ == "TemplateError" and "cannot render" in str(err) or err is stop
+    records = _kinds(tmp_path)
+    assert [(r["kind"], r["caller_request_id"], r.get("stage"), r["error_type"]) for r in records] == [
+        ("error", "B", None, "InputError"),  # refused as before, its own error record
+        ("error", "A", "not_started", type(err).__name__), ("error", "C", "input_check", type(err).__name__),
+        ("error", "D", "not_started", type(err).__name__)]  # nothing generated, no decision
+    assert records[2]["question"] == odd and records[2]["context"] == CTX and records[2]["domain"] == "alpha"
+    by_request = {r["caller_request_id"]: r["id"] for r in records}
+    assert err.audit_id_by_index == {0: by_request["A"], 1: by_request["B"], 2: by_request["C"], 3: by_request["D"]}
+    assert err.audit_ids == list(err.audit_id_by_index.values()) and err.audit_id == by_request["A"]
+    # asked alone, it is on record too, and the others are answered as before
+    with pytest.raises(type(err)) as info:
+        g.invoke(odd, request_id="E")
+    rec = _kinds(tmp_path)[-1]
+    assert (rec["caller_request_id"], rec["stage"], info.value.audit_id) == ("E", "input_check", rec["id"])
+    ok = g.invoke(Q, domain="alpha")  # (held under the changed template: not the one the probe was calibrated with)
+    assert _kinds(tmp_path)[-1]["kind"] == "decision" and (stop is None or ok.route == "accept"), ok.reasons
+
+
 @pytest.mark.parametrize("stop", [KeyboardInterrupt(), SystemExit(1)], ids=["KeyboardInterrupt", "SystemExit"])
 def test_a_request_interrupted_while_its_domain_is_chosen_is_on_record(make_guard, tmp_path, stop):
     """A Ctrl-C (a Jupyter kernel interrupt, a worker timeout's SystemExit) while the embedder chose the domain (25 s
