@@ -5,6 +5,7 @@ Whatever goes wrong while scoring becomes a reason and a ``review`` route, never
 from __future__ import annotations
 
 import math
+import shlex
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -22,6 +23,7 @@ from .errors import error_text, shown
 from .generation import CLOSED_BOOK, RAG, Generation, model_decoding_problem, typed_turns
 from .models import DEFAULT_MODEL_NAME, model_argument
 from ._policy_route import OUT_OF_DISTRIBUTION
+from .settings import calibrate_flags
 from .policy import CLOSED_BOOK_GROUNDING_WEIGHT, Decision, Thresholds, apply_grounding, decide, merge_risk
 
 if TYPE_CHECKING:
@@ -149,8 +151,15 @@ class _Scoring:
             renamed = ("" if slug == domain else f" (a calibrated domain's name is a lowercase slug: name the policy's "
                                                  f"table [domains.{slug}] and ask for {slug!r})")
             again = model_argument(lm)
-            if again is None:  # built in memory (tiny:llama): no command loads it, so the fix is Python's, on this model
-                made = f" (in Python: {lm.source} is a model built in memory, which `hguard calibrate --model` cannot load)"
+            sp = self.settings.system_prompt
+            if again is None or sp is None or not sp.isprintable():
+                # built in memory (tiny:llama): no command loads it; a guard with no system prompt (the model's own):
+                # `--system-prompt` cannot ask for none; one of several lines: no command line on one line carries
+                # it. The fix is Python's, on this model and its settings
+                made = (f" (in Python: {lm.source} is a model built in memory, which `hguard calibrate --model` cannot "
+                        "load)" if again is None else " (in Python: this guard generates with no system prompt, which "
+                        "`hguard calibrate --system-prompt` cannot ask for)" if sp is None else " (in Python: this "
+                        "guard's system prompt holds line breaks or other characters a one-line command cannot carry)")
                 # the guard's own settings by name: a prompt shown cut was no call to run, nor the prompt it answers with
                 asked = "lm=guard.lm, system_prompt=guard.settings.system_prompt, " \
                         "max_new_tokens=guard.settings.max_new_tokens)"
@@ -160,7 +169,9 @@ class _Scoring:
                        "from hguard.calibrate.pipeline import calibrate; "
                        f"calibrate(['FILE.jsonl'], 'DIR', domains=[{slug!r}], {asked}`{renamed}{made}")
             else:
-                model = "" if lm.name == DEFAULT_MODEL_NAME else f" --model {again}"
+                # the guard's own generation settings where they are not the command's defaults: probes made
+                # otherwise would be refused by this guard (another system prompt's fingerprint, another length)
+                model = ("" if lm.name == DEFAULT_MODEL_NAME else f" --model {shlex.quote(again)}") + calibrate_flags(self.settings)
                 how = (f"hguard calibrate-rag --data FILE.jsonl --out DIR{model}` (rows with context, domain {slug!r})"
                        f"{renamed}" if context_given(g.context) else
                        f"hguard calibrate --data FILE.jsonl --out DIR --domain {slug}{model}`{renamed}")

@@ -30,6 +30,18 @@ GENERATOR_MAX_NEW_TOKENS = 48
 COMPARED = ("max_new_tokens", "do_sample", "temperature")
 
 
+
+def calibrate_flags(settings: "GenerationSettings") -> str:
+    """The options of ``hguard calibrate`` and ``hguard calibrate-rag`` that generate as ``settings`` do, quoted for
+    the shell, each left out where it is the command's default (``--system-prompt TEXT``, ``--max-new-tokens N``;
+    leading spaces). A system prompt of None (the model's own) has no option, and one holding a line break is quoted
+    over several lines: for those the caller names the Python call."""
+    import shlex
+
+    return "".join(f" {flag} {shlex.quote(str(value))}" for flag, value, default in (
+        ("--system-prompt", settings.system_prompt, CALIBRATION_SYSTEM_PROMPT),
+        ("--max-new-tokens", settings.max_new_tokens, CALIBRATION_MAX_NEW_TOKENS)) if value is not None and value != default)
+
 @dataclass(frozen=True)
 class GenerationSettings:
     """How answers are generated: length limit, system prompt, prompt mode (closed-book or with

@@ -108,15 +108,19 @@ def test_demo_runs_and_verifies_its_audit_log(tmp_path):
 
 
 def test_calibrate_and_calibrate_rag_take_the_policys_system_prompt(monkeypatch, tmp_path):
+    """Both take the policy's system prompt and max_new_tokens (calibrate-rag had no --max-new-tokens: a guard
+    generating 48 tokens could not get RAG probes of its own length from the command line)."""
     import hguard.calibrate.pipeline as pipeline
     import hguard.calibrate.rag as rag
     from hguard.cli import main
 
     seen = {}
+    lengths = {}
 
     def fake(name):
         def run(*a, **kw):
             seen[name] = kw["system_prompt"]
+            lengths[name] = kw.get("max_new_tokens")
             raise SystemExit(0)
         return run
 
@@ -128,6 +132,10 @@ def test_calibrate_and_calibrate_rag_take_the_policys_system_prompt(monkeypatch,
         with pytest.raises(SystemExit):
             main([cmd, "--data", str(data), "--out", str(tmp_path / "o"), "--system-prompt", "You are a patient-education assistant."])
     assert seen == {"calibrate": "You are a patient-education assistant.", "calibrate_rag": "You are a patient-education assistant."}
+    for cmd in ("calibrate", "calibrate-rag"):
+        with pytest.raises(SystemExit):
+            main([cmd, "--data", str(data), "--out", str(tmp_path / "o"), "--max-new-tokens", "48"])
+    assert lengths == {"calibrate": 48, "calibrate_rag": 48}
 
 
 def test_calibrate_exits_1_when_a_domain_gets_no_probe(monkeypatch, tmp_path, capsys):

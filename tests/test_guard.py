@@ -8,6 +8,7 @@ import json
 import asyncio
 import contextlib
 import threading
+import warnings
 from dataclasses import replace
 from decimal import Decimal
 
@@ -527,11 +528,45 @@ def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
     assert r.route == "review" and "--model tiny:" not in said, said
     _named_call_binds(said, "hguard.calibrate.rag.calibrate_rag", g, lm=lm, system_prompt=SYSTEM, max_new_tokens=4)
     # a model the command line loads again (a hub id; a folder or file alike) is named to `--model` as it is loaded
+    # with the guard's own system prompt and max_new_tokens (not the command's defaults: probes made without them are
+    # refused by this guard), quoted for the shell: the command line the reason names is one the CLI parses so
     hub = Guard.from_policy(pol, lm=replace(lm, source="hub:owner/tiny"))
     r = hub.invoke("who is the author ?", domain="delta")
-    assert any("hguard calibrate --data" in x and "--model owner/tiny`" in x for x in r.reasons), r.reasons
+    _named_command_parses(r.reasons, "calibrate", model="owner/tiny", domain=["delta"], system_prompt=SYSTEM,
+                          max_new_tokens=4)
     r = hub.invoke("who is the author ?", context="the author is here", domain="delta")
-    assert any("hguard calibrate-rag --data" in x and "--model owner/tiny`" in x for x in r.reasons), r.reasons
+    _named_command_parses(r.reasons, "calibrate-rag", model="owner/tiny", system_prompt=SYSTEM, max_new_tokens=4)
+    quoted = "it's \"one\" $HOME sentence; no more"  # a prompt the shell would otherwise read as its own
+    odd = Policy.model_validate({**pol.model_dump(mode="json"), "generation": {"max_new_tokens": 48, "system_prompt": quoted}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # calibrated under other settings: said at start
+        folder = Guard.from_policy(odd, lm=replace(lm, source="/models/my model"))
+    r = folder.invoke("who is the author ?", domain="delta")
+    _named_command_parses(r.reasons, "calibrate", model="/models/my model", system_prompt=quoted, max_new_tokens=48)
+    # the command's own defaults are not repeated; a guard with no system prompt (the model's own) has no command
+    # line (--system-prompt cannot ask for none): the Python call, with its settings
+    plain = Policy.model_validate({**pol.model_dump(mode="json"), "generation": {"max_new_tokens": 32, "system_prompt":
+                                                                               "You are a concise assistant. Answer in one short sentence."}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = Guard.from_policy(plain, lm=replace(lm, source="hub:owner/tiny")).invoke("who is the author ?", domain="delta")
+    said = _named_command_parses(r.reasons, "calibrate", model="owner/tiny", max_new_tokens=32)
+    assert "--system-prompt" not in said and "--max-new-tokens" not in said, said
+    none = Policy.model_validate({**pol.model_dump(mode="json"), "generation": {"max_new_tokens": 4}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        unset = Guard.from_policy(none, lm=replace(lm, source="hub:owner/tiny"))
+    said = next(x for x in unset.invoke("who is the author ?", domain="delta").reasons if "no calibrated probe" in x)
+    assert "hguard calibrate --data" not in said and "generates with no system prompt" in said, said
+    _named_call_binds(said, "hguard.calibrate.pipeline.calibrate", unset, lm=unset.lm, system_prompt=None, max_new_tokens=4)
+    lines = Policy.model_validate({**pol.model_dump(mode="json"), "generation": {"max_new_tokens": 4, "system_prompt":
+                                                                               "answer.\nbriefly."}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        two = Guard.from_policy(lines, lm=replace(lm, source="hub:owner/tiny"))
+    said = next(x for x in two.invoke("who is the author ?", domain="delta").reasons if "no calibrated probe" in x)
+    assert "hguard calibrate --data" not in said and "holds line breaks" in said and "\n" not in said, said
+    _named_call_binds(said, "hguard.calibrate.pipeline.calibrate", two, system_prompt="answer.\nbriefly.")
     assert not any("did you mean" in x for x in r.reasons)  # delta is the policy's own domain
     for typed in ("Alpha", "alpah"):  # a mis-cased or mistyped name is pointed at the policy's domain
         r = hub.invoke("who is the author ?", domain=typed)
@@ -551,6 +586,23 @@ def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
         r = Guard.from_policy(mixed, lm=replace(lm, source="hub:owner/tiny")).invoke("who is the author ?", domain="Finance_Desk")
     assert r.route == "review" and any("--domain finance_desk" in x and "[domains.finance_desk]" in x for x in r.reasons), r.reasons
     assert not any("--domain Finance" in x for x in r.reasons)
+
+
+def _named_command_parses(reasons: list[str], command: str, **expected) -> str:
+    """The `hguard COMMAND ...` command line one of ``reasons`` names, split as a shell would and parsed by the CLI's
+    own parser, with ``expected`` among its options; returns it."""
+    import shlex
+
+    from hguard.cli import build_parser
+
+    said = next(x for x in reasons if f"`hguard {command} --data" in x)
+    line = said[said.index(f"`hguard {command} ") + 1:]
+    line = line[:line.index("`")]
+    words = shlex.split(line)
+    args = build_parser().parse_args(words[1:])
+    assert words[0] == "hguard" and args.command == command, words
+    assert {k: getattr(args, k) for k in expected} == expected, (line, vars(args))
+    return line
 
 
 def _named_call_binds(reason: str, function: str, guard, **expected) -> None:

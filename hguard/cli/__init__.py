@@ -450,7 +450,8 @@ def cmd_calibrate_rag(args) -> int:
 
         examples = load_examples(args.data)
     report = calibrate_rag(
-        examples, out, model=args.model, system_prompt=args.system_prompt, test_fraction=args.test_fraction, seed=args.seed,
+        examples, out, model=args.model, system_prompt=args.system_prompt, max_new_tokens=args.max_new_tokens,
+        test_fraction=args.test_fraction, seed=args.seed,
         work_dir=args.work, report_dir=args.report, batch_size=args.batch_size,
         target=args.target, confidence=args.confidence, progress=not args.quiet, collected_only=args.collected_only,
         **_fit_options(args),
@@ -792,6 +793,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--target", type=_fraction, default=0.10)
     r.add_argument("--confidence", type=_fraction, default=0.90)
     r.add_argument("--batch-size", type=_count, default=8)
+    r.add_argument("--max-new-tokens", type=_count, default=CALIBRATION_MAX_NEW_TOKENS)
     r.add_argument("--system-prompt", default=CALIBRATION_SYSTEM_PROMPT, metavar="TEXT", help=_SYSTEM_PROMPT_HELP)
     r.add_argument("--collected-only", action="store_true",
                    help="fit on the answers already in --work (a subset of the sets) instead of answering the rest")
