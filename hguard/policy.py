@@ -217,15 +217,16 @@ DEFAULT_REVIEW_QUEUE = "hguard-review.sqlite3"
 
 def unnamed_files_warning(policy: "Policy", *, audit: bool = True, queue: bool = True) -> str | None:
     """What to say when a guard opens the audit log (``audit``) or review queue (``queue``) of a policy built in code
-    (no file, no ``base_dir``) that names neither (no ``[audit]`` / ``[review]`` table): their default names stay
+    (no file, no ``base_dir``) that does not name it (no ``audit`` / ``review`` key): their default names stay
     relative, so they are written in the working folder of the process, wherever it runs (a test suite's: one log
-    shared by every test and worker). None for a policy with a file, or one that names them."""
-    if policy.source is not None:
+    shared by every test and worker). None for a policy with a file, one given a ``base_dir`` (``"."`` included: the
+    working folder chosen), and for a file the policy names (its default name included)."""
+    if policy.source is not None or policy._base_dir is not None:
         return None
-    unnamed = [(what, key, path) for what, key, path, default, opened in (
-        ("audit log", '"audit": {"path": FILE}', policy.audit.path, DEFAULT_AUDIT_LOG, audit),
-        ("review queue", '"review": {"queue": FILE}', policy.review.queue, DEFAULT_REVIEW_QUEUE, queue),
-    ) if opened and Path(path) == Path(default)]
+    unnamed = [(what, key, path) for what, field, key, path, default, opened in (
+        ("audit log", "audit", '"audit": {"path": FILE}', policy.audit.path, DEFAULT_AUDIT_LOG, audit),
+        ("review queue", "review", '"review": {"queue": FILE}', policy.review.queue, DEFAULT_REVIEW_QUEUE, queue),
+    ) if opened and field not in policy.model_fields_set and Path(path) == Path(default)]
     if not unnamed:
         return None
     return (f"the policy was built in code and names no {' and no '.join(what for what, _, _ in unnamed)}, so the "
@@ -575,6 +576,15 @@ class Policy(_Section):
 
     _source: Path | None = PrivateAttr(default=None)
     _named: Any = PrivateAttr(default=None)  # the file's values as written (its paths as it names them)
+    _base_dir: Path | None = PrivateAttr(default=None)  # the base_dir it was built with (relative paths resolve there)
+
+    @model_validator(mode="after")
+    def _keep_base_dir(self, info: ValidationInfo) -> Policy:
+        # a policy built with a base_dir ("." too) has chosen where its unnamed files go: see unnamed_files_warning
+        base = (info.context or {}).get("base_dir") if isinstance(info.context, Mapping) else None
+        if base is not None:
+            self._base_dir = Path(base)
+        return self
 
     @field_validator("model", mode="after")
     @classmethod

@@ -1258,6 +1258,16 @@ def test_a_policy_built_in_code_says_where_its_unnamed_log_and_queue_go(tmp_path
     [one] = said(Policy.from_mapping({"version": 1, "audit": {"path": "mine.jsonl"}}))  # named: as any path in Python
     assert "names no review queue, so the guard keeps its review queue in" in one and "audit log" not in one, one
     assert said(Policy.from_mapping({"version": 1}, base_dir=tmp_path / "b")) == []
+    # the default names named (as a log's name is kept in a policy of one's own), or the working folder chosen as the
+    # base_dir: named, so no word saying they are not (a review: it fired for both, its words untrue)
+    assert said(Policy.from_mapping({"version": 1, "audit": {"path": "hguard-audit.jsonl"},
+                                     "review": {"queue": "hguard-review.sqlite3"}})) == []
+    assert said(Policy.from_mapping({"version": 1}, base_dir=".")) == []
+    assert said(Policy.model_validate({"version": 1}, context={"base_dir": Path(".")})) == []
+    [one] = said(Policy.from_mapping({"version": 1, "review": {"queue": "hguard-review.sqlite3"}}))
+    assert "names no audit log, so the guard keeps its audit log in" in one and "review queue" not in one, one
+    [one] = said(Policy.from_mapping({"version": 1}).model_copy(update={"review": {"queue": "hguard-review.sqlite3"}}))
+    assert "names no audit log," in one and "review queue" not in one, one
     assert said(Policy.from_mapping({"version": 1, "audit": {"path": "a.jsonl"}, "review": {"queue": "q.sqlite3"}})) == []
     (tmp_path / "policy.toml").write_text("version = 1\n")
     assert said(load_policy(tmp_path / "policy.toml")) == []
