@@ -21,7 +21,7 @@ from .calibrate.judge import declines, unstated_numbers
 from .signals.relevance import repeats_question
 from .errors import error_text, shown
 from .generation import CLOSED_BOOK, RAG, Generation, model_decoding_problem, typed_turns
-from .models import DEFAULT_MODEL_NAME, model_argument
+from .models import model_argument
 from ._policy_route import OUT_OF_DISTRIBUTION
 from .settings import calibrate_flags
 from .policy import CLOSED_BOOK_GROUNDING_WEIGHT, Decision, Thresholds, apply_grounding, decide, merge_risk
@@ -171,7 +171,7 @@ class _Scoring:
             else:
                 # the guard's own generation settings where they are not the command's defaults: probes made
                 # otherwise would be refused by this guard (another system prompt's fingerprint, another length)
-                model = ("" if lm.name == DEFAULT_MODEL_NAME else f" --model {shlex.quote(again)}") + calibrate_flags(self.settings)
+                model = ("" if again == "default" else f" --model {shlex.quote(again)}") + calibrate_flags(self.settings)
                 how = (f"hguard calibrate-rag --data FILE.jsonl --out DIR{model}` (rows with context, domain {slug!r})"
                        f"{renamed}" if context_given(g.context) else
                        f"hguard calibrate --data FILE.jsonl --out DIR --domain {slug}{model}`{renamed}")

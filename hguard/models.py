@@ -102,13 +102,22 @@ def _text_fingerprint(text: str | None) -> str:
 
 
 def model_argument(lm: "LoadedModel") -> str | None:
-    """What loads ``lm`` again, as :func:`load_model`'s ``source`` and the CLI's ``--model``: its hub id, or the folder or
-    ``.gguf`` file it was loaded from; None for a model built in memory (:func:`hguard.testing.tiny_model`'s
-    ``tiny:<arch>``, a :class:`LoadedModel` made by hand), which neither can load: only Python calibrates it
-    (``calibrate(..., lm=lm)``)."""
+    """What loads ``lm`` again, as :func:`load_model`'s ``source`` and the CLI's ``--model``: ``"default"`` for the
+    default model (its ``.gguf`` file, loaded by its path, is named after the file, not as the default model), its hub
+    id, or the folder or ``.gguf`` file it was loaded from; None for a model built in memory
+    (:func:`hguard.testing.tiny_model`'s ``tiny:<arch>``, a :class:`LoadedModel` made by hand), which neither can load:
+    only Python calibrates it (``calibrate(..., lm=lm)``)."""
     if lm.source.startswith("hub:"):
         return lm.source.removeprefix("hub:")
-    return lm.source if os.path.isabs(lm.source) else None
+    if not os.path.isabs(lm.source):
+        return None
+    if lm.name == DEFAULT_MODEL_NAME and lm.source.endswith(".gguf"):  # as load_model("default") names it
+        try:
+            if Path(lm.source).resolve() == default_gguf_path().resolve():
+                return "default"
+        except ModelNotFoundError:  # the package is gone since: its file is all that names it
+            pass
+    return lm.source
 
 
 def _weights_reason(lm: "LoadedModel", changed: list[tuple[str, str]]) -> str:

