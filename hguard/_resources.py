@@ -144,16 +144,20 @@ PUBLIC_SEEDS = (EXAMPLE_SEED, DEFAULT_SEED)
 
 
 def public_seed_warning(policy: Any) -> str | None:
-    """What to say of a policy of one's own (not the bundled default) whose spot-check seed is public: the default
-    policy's (a copy made by hand, not by :func:`policy_copy`) or hguard's own when ``[monitor] seed`` is unset; or
-    None."""
+    """What to say of a policy of one's own (not the bundled default), a file or one built in code, whose spot-check
+    seed is public: the default policy's (a copy made by hand, not by :func:`policy_copy`) or hguard's own when
+    ``[monitor] seed`` is unset; or None."""
     seed = getattr(getattr(policy, "monitor", None), "seed", None)
     source = getattr(policy, "source", None)
-    if seed not in PUBLIC_SEEDS or source is None or Path(source).resolve() == DEFAULT_POLICY.resolve():
+    if seed not in PUBLIC_SEEDS or (source is not None and Path(source).resolve() == DEFAULT_POLICY.resolve()):
         return None
-    whose = "the default policy's" if seed == EXAMPLE_SEED else "hguard's own, used when [monitor] seed is unset,"
-    return (f"the policy {str(source)!r} keeps {whose} public spot-check seed ({seed!r}): whoever "
-            "knows it knows which accepted answers will be spot-checked and which never will; set [monitor] seed to a "
+    if source is None:  # built in code: as public a seed as a file's, set where its data is
+        which, unset, where = "the policy built in code", "monitor.seed", '"monitor": {"seed": SECRET} in its data'
+    else:
+        which, unset, where = f"the policy {str(source)!r}", "[monitor] seed", "[monitor] seed"
+    whose = "the default policy's" if seed == EXAMPLE_SEED else f"hguard's own, used when {unset} is unset,"
+    return (f"{which} keeps {whose} public spot-check seed ({seed!r}): whoever "
+            f"knows it knows which accepted answers will be spot-checked and which never will; set {where} to a "
             "secret of your own (python -c 'import secrets; print(secrets.token_hex(16))') and give it to your auditors")
 
 

@@ -182,3 +182,29 @@ def test_without_a_home_folder_only_what_needs_one_fails_and_it_says_how_to_go_o
     monkeypatch.setenv("HGUARD_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("HGUARD_STATE_DIR", str(tmp_path / "state"))
     assert cache_dir() == tmp_path / "cache" and state_dir() == tmp_path / "state"
+
+
+def test_a_policy_built_in_code_that_keeps_a_public_seed_is_warned_about_as_a_file_is(tmp_path):
+    """A review: a policy file keeping a public spot-check seed (hguard's own when none is set, or the default
+    policy's) was warned about at guard start, and the same policy built in code (Policy.from_mapping) was not,
+    though whoever knows the seed knows which answers its deployment spot-checks just the same."""
+    from hguard._resources import DEFAULT_SEED, EXAMPLE_SEED, public_seed_warning
+    from hguard.guard import Guard
+    from hguard.policy import Policy
+    from hguard.testing import tiny_model
+
+    (tmp_path / "policy.toml").write_text("version = 1\n")
+    assert "hguard's own, used when [monitor] seed is unset" in public_seed_warning(load_policy(tmp_path / "policy.toml"))
+    files = {"audit": {"path": "audit.jsonl"}, "review": {"queue": "queue.sqlite3"}}
+    said = public_seed_warning(Policy.from_mapping({"version": 1, **files}, base_dir=tmp_path))
+    assert said is not None and said.startswith(
+        f"the policy built in code keeps hguard's own, used when monitor.seed is unset, public spot-check seed "
+        f"({DEFAULT_SEED!r}): ") and 'set "monitor": {"seed": SECRET} in its data to a secret of your own' in said, said
+    said = public_seed_warning(Policy.from_mapping({"version": 1, "monitor": {"seed": EXAMPLE_SEED}}))
+    assert said is not None and f"keeps the default policy's public spot-check seed ({EXAMPLE_SEED!r})" in said, said
+    assert public_seed_warning(Policy.from_mapping({"version": 1, "monitor": {"seed": "a secret of ours"}})) is None
+    # the default policy changed in code is still the default policy (its file kept): public by design
+    assert public_seed_warning(load_policy(DEFAULT_POLICY).model_copy(update={"abstain_message": "no."})) is None
+    # and a guard says it at start, as for a file
+    with pytest.warns(UserWarning, match=r"the policy built in code keeps hguard's own, used when monitor.seed is unset"):
+        Guard.from_policy(Policy.from_mapping({"version": 1, **files}, base_dir=tmp_path), lm=tiny_model("llama"))
