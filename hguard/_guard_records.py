@@ -90,11 +90,33 @@ class _Recording:
         if shown_chars is not None:
             record["shown_chars"] = shown_chars
         try:
-            return self.audit.append(record, kind=UNDELIVERED).id
+            return self._append(record, UNDELIVERED).id
         except Exception as exc:
             written = getattr(exc, "receipt", None)
-            if written is not None:  # in the log; only its anchoring failed, which the caller's error says
+            if written is not None:  # in the log; only what followed failed (its anchoring), which the caller's error says
                 return written.id
+            raise
+
+    def _append(self, record: dict[str, Any], kind: str) -> Any:
+        """``self.audit.append(record, kind=kind)``, its receipt returned. When it raises after the record reached the
+        log (its head could not be written to the anchor; an ``AuditLog`` subclass's own ``append`` that mirrors each
+        record elsewhere raising after ``super().append``), the error carries the record's receipt as ``receipt``, so
+        the caller reads the record as written, never as missing: told by the log's ``receipt_of`` (the record's id is
+        set here beforehand, as ``request_id``, when the record has none)."""
+        record.setdefault("request_id", uuid.uuid4().hex)  # the record's id: what the log's receipt is found by
+        try:
+            return self.audit.append(record, kind=kind)
+        except Exception as exc:
+            if getattr(exc, "receipt", None) is None:
+                try:
+                    written = self.audit.receipt_of(record["request_id"])
+                except Exception:  # a log of another kind, without receipt_of: read as not written, as before
+                    written = None
+                if written is not None:
+                    try:
+                        exc.receipt = written  # type: ignore[attr-defined]
+                    except AttributeError:  # an exception type that takes no attributes: read as not written
+                        pass
             raise
 
     def record_cancelled(self, question, *, context=None, domain=None, request_id=None, source: str = "api",
@@ -268,8 +290,11 @@ class _Recording:
             record["stage"] = stage
         record.update(cut)
         try:
-            return self.audit.append(record, kind="error").id
-        except Exception:
+            return self._append(record, "error").id
+        except Exception as exc:
+            written = getattr(exc, "receipt", None)
+            if written is not None:  # in the log; only what followed failed (its anchor, a subclass's own mirror)
+                return written.id
             if strict:
                 raise
             return None
@@ -331,15 +356,23 @@ class _Recording:
             record["spot_check_seed_id"] = seed_id(self.policy.monitor.seed)
         if self.audit is not None:
             try:
-                receipt = self.audit.append(record, kind="decision")
+                receipt = self._append(record, "decision")
             except Exception as exc:
-                written = getattr(exc, "receipt", None)  # in the log, but the append failed after (its anchor)
+                # in the log, but the append failed after (its anchor; a subclass's own append mirroring it elsewhere)
+                written = getattr(exc, "receipt", None)
                 if written is None:
                     raise
                 # the caller gets the error, not the answer: an accept in the log must not read as delivered
                 result.audit_id, result.audit_hash = written.id, written.hash
-                exc.audit_id = written.id  # type: ignore[attr-defined]
-                self.record_undelivered(result, f"the decision was written to the audit log, but the call failed: {error_text(exc)}")
+                try:
+                    exc.audit_id = written.id  # type: ignore[attr-defined]
+                except AttributeError:
+                    pass
+                self.record_undelivered(result, "the decision was written to the audit log, but the call failed: the "
+                                        f"log's append raised after writing it ({error_text(exc)}), so the caller got "
+                                        "that error, not the answer")
+                if decided is not None:  # decided, not delivered: a batch failing on it names it, never says it undecided
+                    decided(result)
                 raise
             result.audit_id = receipt.id
             result.audit_hash = receipt.hash

@@ -42,6 +42,7 @@ import json
 import os
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -133,6 +134,8 @@ class AuditReceipt:
     time: str | None = None  # the record's own time (what a later event citing it should name)
 
 
+# how many of the receipts of the records it wrote last an AuditLog keeps, by id (AuditLog.receipt_of)
+_RECEIPTS_KEPT = 1024
 # records without a MAC a keyed writer looks past for the newest one with a MAC before it chains on
 _KEY_LOOKBACK = 64
 
@@ -167,7 +170,7 @@ class AuditLog:
     ``mac`` to every record, so that without the key no record can be edited, re-chained or forged
     unnoticed. ``anchor`` names a file to which each record's seq and hash are appended once it is on disk;
     kept where whoever can write the log cannot, it shows records cut off the end. ``last_receipt`` is the
-    receipt of the newest record this object wrote.
+    receipt of the newest record this object wrote; :meth:`receipt_of` finds that of one of the latest it wrote by id.
     """
 
     def __init__(
@@ -201,6 +204,7 @@ class AuditLog:
         if self.anchor is not None and os.path.realpath(self.anchor) == os.path.realpath(self.path):
             raise InputError(f"anchor {self.anchor} is the audit log itself; name another file, on other storage")
         self.last_receipt: AuditReceipt | None = None
+        self._receipts: OrderedDict[str, AuditReceipt] = OrderedDict()  # the latest written, by id (receipt_of)
         self._saved: str | None = None  # where the latest recovery put a torn tail
         self.last_recovery: dict[str, Any] | None = None  # the note of the latest recovery record this object wrote
         self._last_line: tuple[int, bytes, int] | None = None  # (offset, bytes, seq) of the newest line written here
@@ -243,6 +247,13 @@ class AuditLog:
         receipt = self._append(record, kind)
         assert receipt is not None
         return receipt
+
+    def receipt_of(self, record_id: str) -> AuditReceipt | None:
+        """The receipt of the record ``record_id`` when this object wrote it to the log, among the latest 1024 it
+        wrote (in any thread), else None. How a caller whose ``append`` raised tells whether the record is on disk all
+        the same: an anchor that could not be written after it, or a subclass's own ``append`` that mirrors each record
+        elsewhere and raised after ``super().append`` (the guard then reads its decision as decided, not delivered)."""
+        return self._receipts.get(record_id)
 
     def append_unless_written(self, record: dict[str, Any], *, kind: str, since: int,
                               written: Callable[[Mapping[str, Any]], bool]) -> AuditReceipt | None:
@@ -449,6 +460,9 @@ class AuditLog:
         self._write(fd, line, offset)
         self._last_line = (offset, line, seq)
         receipt = AuditReceipt(id=record_id, seq=seq, hash=digest, path=str(self.path), time=when)
+        self._receipts[record_id] = receipt  # under the log's lock: on disk now, whatever follows
+        while len(self._receipts) > _RECEIPTS_KEPT:
+            self._receipts.popitem(last=False)
         if self.anchor is not None:
             try:
                 self._write_anchor(seq, digest)

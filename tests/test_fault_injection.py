@@ -574,6 +574,65 @@ def test_an_accept_written_but_not_anchored_is_on_record_as_never_delivered(make
     assert g.invoke(Q, domain="alpha").route == "accept"
 
 
+class _MirroredLog(AuditLog):
+    """A platform's audit sink: each record written to the log, then mirrored to a database that is down."""
+
+    down = False
+    before = False  # the mirror fails before the record is written (nothing in the log)
+    note = False  # the sink writes a record of its own about the failure, then raises
+
+    def append(self, record, *, kind="decision"):
+        if self.down and self.before:
+            raise ConnectionError("acme-db: connection refused")
+        receipt = super().append(record, kind=kind)
+        if self.down:
+            if self.note:
+                super().append({"mirror": "down"}, kind="mirror_failed")
+            raise ConnectionError("acme-db: connection refused")
+        return receipt
+
+
+def test_an_audit_sink_raising_after_the_record_is_written_is_decided_and_undelivered(make_guard, tmp_path,
+                                                                                    monkeypatch):
+    """An AuditLog subclass whose append wrote the record (super().append) and then raised (its mirror to a database
+    failing): the accept on disk read as delivered, and the caller got "writing its error record to the audit log
+    failed too" though the error record had been written, naming no decision. The log tells that the
+    record is on disk (AuditLog.receipt_of): the decision is said undelivered, the sink's error raised naming it, and no error record."""
+    g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)
+    g.audit = log = _MirroredLog(tmp_path / "audit.jsonl")
+    assert g.invoke(Q, domain="alpha").route == "accept"
+    log.down = True
+    with pytest.raises(ConnectionError, match="acme-db") as info:
+        g.invoke(Q, domain="alpha", request_id="req-1")
+    decision, undelivered = _kinds(tmp_path)[-2:]  # no error record: the request was decided
+    assert (decision["kind"], decision["route"], decision["caller_request_id"]) == ("decision", "accept", "req-1")
+    assert undelivered["kind"] == "answer_not_delivered" and undelivered["decision_audit_id"] == decision["id"]
+    assert "the log's append raised after writing it (ConnectionError: acme-db" in undelivered["why"]
+    assert info.value.audit_id == info.value.decision_audit_id == decision["id"]
+    assert not [r for r in _kinds(tmp_path) if r["kind"] == "error"]
+    # the sink writing a record of its own about the failure before it raises: the decision is still found written
+    log.note = True
+    with pytest.raises(ConnectionError):
+        g.invoke(Q, domain="alpha")
+    decision, _, undelivered, _ = recs = _kinds(tmp_path)[-4:]
+    assert [r["kind"] for r in recs] == ["decision", "mirror_failed", "answer_not_delivered", "mirror_failed"]
+    assert undelivered["decision_audit_id"] == decision["id"]
+    # a request that failed before a decision: its error record is written, then the sink raises; the caller gets the
+    # original error naming that record, not an AuditError saying the record could not be written
+    log.note = False
+    monkeypatch.setattr(g.generator, "generate", _failing_on_call(g.generator.generate, 1, RuntimeError("CUDA OOM")))
+    with pytest.raises(RuntimeError, match="CUDA OOM") as info:
+        g.invoke(Q, domain="alpha", request_id="req-2")
+    error = _kinds(tmp_path)[-1]
+    assert (error["kind"], error["caller_request_id"], error["id"]) == ("error", "req-2", info.value.audit_id)
+    # the sink failing before the record is written: nothing in the log, and the caller told so, as before
+    log.before = True
+    n = len(_kinds(tmp_path))
+    with pytest.raises(AuditError, match="writing its error record to the audit log failed too"):
+        g.invoke(Q, domain="alpha")
+    assert len(_kinds(tmp_path)) == n
+
+
 def test_spot_check_write_fault_after_an_accept_is_recorded_hands_the_answer_over(make_guard, tmp_path):
     # the accept is on record, its spot-check selection could not be written: the caller is told, with the answer
     g = make_guard(spot_check_rate=1.0)
