@@ -58,6 +58,10 @@ class _Recording:
     _undelivered: OrderedDict[str, None]
     _undelivered_lock: threading.Lock
 
+    if TYPE_CHECKING:
+
+        def signal_sources(self, *, rag: bool) -> dict[str, str]: ...  # Guard's
+
     def record_undelivered(self, result: Any, why: str, *, run_id: str | None = None,
                            shown_chars: int | None = None) -> str | None:
         """Say in the audit log that a decided answer never reached the caller (a request cancelled or timed out
@@ -327,7 +331,9 @@ class _Recording:
             # the call's own when it had history or a system prompt, and the prompt mode it was asked in (with the
             # context template's fingerprint for a request with context): what the probe's were checked against
             "fingerprints": {**(fingerprints or self.generator.fingerprints),
-                             **prompt_fingerprints(RAG if result.context is not None else CLOSED_BOOK)},
+                             **prompt_fingerprints(RAG if result.context is not None else CLOSED_BOOK),
+                             # the embedder and (with context) the grounding scorer: the user's own are named too
+                             **self.signal_sources(rag=result.context is not None)},
             # what the model was asked with, beside the fingerprints: an auditor rebuilds the prompt from it (the
             # context template is the package's, named by its fingerprint and hguard_version)
             "generation": generation,

