@@ -38,7 +38,7 @@ from .models import LoadedModel, load_model
 from ._policy_load import checked_policy
 from .policy import Policy, Thresholds, choose_domain, load_policy, unnamed_files_warning
 from .settings import CLOSED_BOOK, RAG, GenerationSettings
-from .signals.embedding import router_similarity
+from .signals.embedding import router_similarity, unit_embedder
 
 
 #: the audit record kind of :meth:`Guard.rewrite_query`
@@ -123,7 +123,7 @@ class Guard(_Scoring, _Recording):
             self._serve(replace(entry, name=name))
         self.audit = audit
         self.review_queue = review_queue
-        self._embedder = embedder
+        self._embedder = unit_embedder(embedder)  # its rows scaled to unit length, or a failure naming it
         self._grounding = grounding
         self._router: dict[str, dict[str, np.ndarray]] | None = None  # per prompt mode
         self._lazy_lock = threading.RLock()  # grounding takes it, then reads embedder

@@ -293,6 +293,22 @@ def test_scorer_signals_and_merge(embedder):
         scorer.score(q, "Robert Zemeckis", 12)
 
 
+
+def test_an_embedder_of_ones_own_is_read_by_its_unit_vectors(embedder):
+    """The embedding signal reads dot products as cosines: an embedder whose vectors are 3 long (many do not normalise)
+    made its lift nine times as large, so an answer that moved the question a little toward the context saturated
+    at 1.0. Its rows are scaled to unit length: it scores as the same directions at length 1."""
+
+    class Scaled:
+        def encode(self, texts):
+            return 3.0 * embedder.encode(texts)
+
+    q = "Beowulf, a 2007 film, was directed by who?"
+    for answer in ("Robert Zemeckis", "Peter Jackson"):
+        assert GroundingScorer(embedder=Scaled()).score(q, answer, BEOWULF) == pytest.approx(
+            GroundingScorer(embedder=embedder).score(q, answer, BEOWULF), abs=1e-5)
+
+
 # -------------------------------------------------------------------------------------- evaluation
 
 

@@ -1343,6 +1343,65 @@ def test_a_question_far_from_a_named_domain_goes_to_review_with_its_similarity(c
     assert AuditLog(tmp_path / "audit.jsonl").find(far.audit_id)["signals"]["domain_similarity"] == far.signals["domain_similarity"]
 
 
+def test_an_embedder_of_ones_own_whose_vectors_are_not_unit_length_routes_as_its_unit_vectors(calibrated, tmp_path):
+    """A platform developer's trial (fail-open): an embedder returning the bundled directions at length 3 (many do not
+    normalise) made the router's "cosine" 1.276, so an off-topic question was put into a domain and accepted; with the
+    domain named, it cleared domain_min_similarity. Its rows are scaled to unit length: it routes as the bundled one."""
+    from hguard.signals.embedding import get_embedder, unit_embedder
+
+    bundled = get_embedder()
+
+    class Scaled:
+        def encode(self, texts):
+            return 3.0 * bundled.encode(texts)
+
+    lm, root = calibrated
+    pol = _policy(root, tmp_path, accept_below=1.0, abstain_above=1.0)
+    plain, scaled = Guard.from_policy(pol, lm=lm), Guard.from_policy(pol, lm=lm, embedder=Scaled())
+    assert unit_embedder(bundled) is bundled and plain.embedder is bundled  # the bundled one's figures are its own
+    q = "How do I bake sourdough bread at home?"
+    r = scaled.invoke(q)
+    assert r.route == "review" and r.domain is None, (r.route, r.reasons)
+    assert r.domain_choice["similarities"] == pytest.approx(plain.domain_similarities(q), abs=1e-5)
+    assert max(r.domain_choice["similarities"].values()) < pol.domain_min_similarity
+    named = scaled.invoke(q, domain="alpha")
+    assert named.route == "review" and named.signals["domain_similarity"] == pytest.approx(
+        plain.invoke(q, domain="alpha").signals["domain_similarity"], abs=1e-5)
+    assert scaled.invoke("who is the author of the book ?").domain == plain.invoke("who is the author of the book ?").domain
+
+
+@pytest.mark.parametrize("vector", [0.0, np.nan, np.inf], ids=["zero", "nan", "inf"])
+def test_an_embedder_returning_vectors_without_a_direction_holds_the_answer_naming_it(calibrated, tmp_path, vector):
+    lm, root = calibrated
+
+    class Flat:
+        def encode(self, texts):
+            return np.full((len(texts), 8), vector)
+
+    g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm, embedder=Flat())
+    said = "the embedder Flat returned a vector that is " + ("zero" if vector == 0 else "not finite")
+    for domain in (None, "alpha"):
+        r = g.invoke("who is the author of the book ?", domain=domain)
+        assert r.route == "review" and any(said in x for x in r.reasons), (domain, r.reasons)
+
+
+def test_unit_rows_scales_an_embedders_rows_and_refuses_what_has_no_direction():
+    from hguard.errors import InputError
+    from hguard.signals.embedding import unit_rows
+
+    class Acme:
+        pass
+
+    rows = unit_rows([[3.0, 4.0], [0.0, -2.0]], Acme(), ["a", "b"])  # a list of lists is read as an array
+    assert rows.dtype == np.float32 and np.allclose(rows, [[0.6, 0.8], [0.0, -1.0]])
+    with pytest.raises(InputError, match=r"the embedder Acme returned a vector that is zero for text 1 \('b'\)"):
+        unit_rows([[3.0, 4.0], [0.0, 0.0]], Acme(), ["a", "b"])
+    with pytest.raises(InputError, match=r"the embedder Acme returned shape \(2,\) for 2 text\(s\); .* shape \(2, d\)"):
+        unit_rows([3.0, 4.0], Acme(), ["a", "b"])
+    with pytest.raises(InputError, match=r"the embedder Acme returned str, not an array of numbers"):
+        unit_rows("vectors", Acme(), ["a"])
+
+
 def test_a_long_question_is_placed_by_all_of_it_not_by_the_part_the_embedder_reads(calibrated, tmp_path):
     """The sentence embedder reads 256 tokens: an on-topic opening must not carry an off-topic tail."""
     lm, root = calibrated

@@ -228,6 +228,66 @@ class Embedder:
         return [w for w in pieces if w.strip()] or [text]
 
 
+def unit_rows(vectors: object, embedder: object, texts: Sequence[str]) -> np.ndarray:
+    """What ``embedder.encode(texts)`` returned, as float rows of unit L2 norm, so that the dot product of two rows is
+    their cosine (in [-1, 1]): the domain router and the embedding grounding signal read dot products as cosines, and
+    many embedders (company services, sentence-transformers models without a Normalize module) return rows of other
+    lengths, which made a "cosine" of 1.276 put an off-topic question into a domain. InputError naming the embedder
+    for output that has no direction to compare: not an array of one row of numbers per text, or a row that is
+    zero or not finite (the guard then holds the answer for review)."""
+    who = type(embedder).__name__
+    try:
+        rows = np.asarray(vectors, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"the embedder {who} returned {type(vectors).__name__}, not an array of numbers ({exc}); its "
+                         "encode(list of str) must return one vector per text, shape (n, d)") from None
+    if rows.ndim != 2 or rows.shape[0] != len(texts) or rows.shape[1] == 0:
+        raise InputError(f"the embedder {who} returned shape {rows.shape} for {len(texts)} text(s); its encode(list of "
+                         f"str) must return one vector per text, shape ({len(texts)}, d)")
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    bad = np.flatnonzero(~np.isfinite(norms[:, 0]) | (norms[:, 0] == 0))
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(f"the embedder {who} returned a vector that is {'zero' if norms[i, 0] == 0 else 'not finite'} "
+                         f"for text {i} ({texts[i]!r:.60}), which has no direction to compare ({bad.size} of "
+                         f"{len(texts)} such); its encode must return finite, non-zero vectors")
+    return (rows / norms).astype(np.float32)
+
+
+class UnitEmbedder:
+    """An embedder of one's own (anything with ``encode(list of str)`` returning one vector per text) whose output
+    is checked and scaled to unit-length rows by :func:`unit_rows`; its other attributes (``windows``) are the
+    embedder's. Made by :func:`unit_embedder`."""
+
+    def __init__(self, embedder: object) -> None:
+        self.embedder = embedder
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if isinstance(texts, str):
+            raise InputError(f"encode expects a list of strings, got str {texts!r:.80}; wrap a single text in a list: "
+                             "encode([text])")
+        texts = list(texts)
+        return unit_rows(self.embedder.encode(texts), self.embedder, texts)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str):
+        if name == "embedder":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        return getattr(self.embedder, name)
+
+    def __repr__(self) -> str:
+        return f"UnitEmbedder({self.embedder!r})"
+
+
+def unit_embedder(embedder: object) -> object:
+    """``embedder`` as the guard and the grounding scorer read it: None (the bundled one, loaded when needed) and the
+    bundled :class:`Embedder` as they are (their rows are unit-length already), any other wrapped in a
+    :class:`UnitEmbedder`, so that every vector it returns has unit length, or the call fails naming it."""
+    if embedder is None or isinstance(embedder, UnitEmbedder) or (
+            isinstance(embedder, Embedder) and type(embedder).encode is Embedder.encode):
+        return embedder
+    return UnitEmbedder(embedder)
+
+
 # words by which a question refers back to an earlier one: such a question is not matched on its own
 _REFERS_BACK = re.compile(r"(?i)\b(?:it|its|they|them|their|this|that|these|those|he|she|his|her|him|there|one)\b")
 # A question's similarity to a domain is the mean cosine of its closest calibration questions, this many

@@ -154,7 +154,9 @@ def _check_weights(weights: Any) -> dict[str, float]:
 class GroundingScorer:
     """Scores how well answers are supported by a context; see the module docstring for the signals.
 
-    ``embedder`` defaults to the bundled all-MiniLM-L6-v2 (loaded on first use). With ``model`` and
+    ``embedder`` defaults to the bundled all-MiniLM-L6-v2 (loaded on first use); one of your own (``encode(list of
+    str)`` returning one vector per text) has its rows scaled to unit length (:func:`~hguard.signals.embedding.unit_rows`:
+    a zero or non-finite vector fails the scoring, naming it). With ``model`` and
     ``tokenizer`` (a transformers causal LM and its tokenizer) the model-based signal is added and the
     merge uses :data:`MERGE_WEIGHTS_MODEL`, else :data:`MERGE_WEIGHTS`. ``weights`` overrides the
     merge: ``{"bias": b, "grounding_lexical": w, ...}``; a signal without a weight is ignored.
@@ -166,7 +168,9 @@ class GroundingScorer:
                 "GroundingScorer needs both model and tokenizer for the model-based signal, got "
                 f"model={type(model).__name__}, tokenizer={type(tokenizer).__name__}; pass both or neither"
             )
-        self._embedder = embedder
+        from hguard.signals.embedding import unit_embedder
+
+        self._embedder = unit_embedder(embedder)  # its rows scaled to unit length: the signal reads cosines
         self.model = model
         self.tokenizer = tokenizer
         default = MERGE_WEIGHTS_MODEL if model is not None else MERGE_WEIGHTS
