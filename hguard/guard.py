@@ -405,7 +405,7 @@ class Guard(_Scoring, _Recording):
             forged |= {r["id"] for r in unsigned}
             signed = {r["id"] for r in records if r.get("kind") == "decision"}
             records += [sp for d, sp in spots.items() if d in signed]
-            done = queue.recover(records) if missing else Recovered([], [], [], {}, {})
+            done = queue.recover(records) if missing else Recovered([], [], [], {}, {}, {})
             if not missing and queue.pending_path.exists():  # copies of items queued since (a drop that failed then)
                 queue.forget_pending()
         except HGuardError as exc:  # the guard still starts; the next start tries again
@@ -446,6 +446,13 @@ class Guard(_Scoring, _Recording):
                           f"review queue {queue.path} (a process stopped, or the queue was locked, between the audit "
                           f"record and the queue, or its rows were deleted): put back {' and '.join(sources)} "
                           f"({', '.join(done.put_back[:3])}{', ...' if len(done.put_back) > 3 else ''}){with_verdict}",
+                          UserWarning, stacklevel=3)
+        if done.refused:  # one record the queue cannot take: the others are put back all the same
+            warnings.warn(f"{len(done.refused)} answer(s) held for review are missing from the review queue {queue.path} "
+                          "and the queue refuses what their decision record holds, so they were not put back: "
+                          + "; ".join(f"decision {rid}: {cut_text(why, 200)}" for rid, why in list(done.refused.items())[:5])
+                          + ("; ..." if len(done.refused) > 5 else "")
+                          + f"; review them from the audit log (hguard audit show {self.audit.path} --id ID)",
                           UserWarning, stacklevel=3)
         if done.lost:
             warnings.warn(f"{len(done.lost)} answer(s) held for review are missing from the review queue "
@@ -1272,7 +1279,7 @@ class Guard(_Scoring, _Recording):
                 c = _join_context(c)
                 if c is not None:
                     _check_text("context", c)
-                if d is not None and (not isinstance(d, str) or not d.strip() or len(d) > MAX_NAME_CHARS):
+                if d is not None and not _is_domain_name(d):
                     raise InputError(f"domain must be a domain name or None, got {d!r:.80}"
                                      + (f" ({len(d):,} characters)" if isinstance(d, str) and len(d) > MAX_NAME_CHARS else "")
                                      + "; name a domain of the policy, or leave it out to choose one by similarity")
@@ -1376,15 +1383,20 @@ class Guard(_Scoring, _Recording):
         (a failing choice leaves none, routed by ``default_route``, never accepted), else ``domain`` and how near the
         question lies to it (a question the router would not send there is far)."""
         if domain is None:
+            # who chooses: the bundled router, or a subclass's choose_domain (its record and reasons name it)
+            own = type(self).choose_domain is not Guard.choose_domain
+            router = f"{type(self).__name__}.choose_domain" if own else "embedding"
             try:
-                chosen, info = self.choose_domain(question, rag=context is not None)
-            except Exception as exc:  # no domain: routed by default_route, never accepted
-                chosen, info = None, {
-                    "method": "embedding",
-                    "reason": f"domain choice failed: {error_text(exc)}",
-                    "similarities": {},
-                }
-            return chosen, {**info, "given": False}
+                result = self.choose_domain(question, rag=context is not None)
+                failed = _choice_problem(result, router)
+            except Exception as exc:
+                failed = f"{router + ' raised ' if own else ''}{error_text(exc)}"
+            if failed is not None:  # no domain: routed by default_route, never accepted
+                return None, {"method": router, "reason": f"domain choice failed: {failed}", "similarities": {},
+                              "chosen": None, "given": False}
+            chosen, info = result
+            return chosen, {**info, "method": info.get("method") if isinstance(info.get("method"), str) else router,
+                            "chosen": chosen, "given": False}
         try:
             near = self.domain_similarities(question, rag=context is not None, only=domain).get(domain)
             if near is None and context is not None and domain in self.probes:  # a closed-book probe may score it
@@ -1445,6 +1457,27 @@ class Guard(_Scoring, _Recording):
                 except AuditError as exc:  # recorded, then a later write failed (its spot-check): the error carries it
                     results[i] = next(iter(getattr(exc, "results", None) or []), None)
                     raise
+
+
+def _is_domain_name(d: object) -> bool:
+    """Whether ``d`` can name a domain in the records: a non-blank string of at most :data:`MAX_NAME_CHARS` characters."""
+    return isinstance(d, str) and bool(d.strip()) and len(d) <= MAX_NAME_CHARS
+
+
+def _choice_problem(result: Any, router: str) -> str | None:
+    """Why what :meth:`Guard.choose_domain` (``router``: who ran) returned cannot be used, naming it and the fix; None
+    for ``(a domain name or None, an info mapping)``. (The request then gets no domain: review, with this reason.)"""
+    fix = "; it must return (a domain name or None, a dict of how it chose, e.g. {'method': 'my-router'})"
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        return f"{router} returned {type(result).__name__} {result!r:.80}, not a pair{fix}"
+    chosen, info = result
+    if chosen is not None and not _is_domain_name(chosen):
+        return (f"{router} returned the domain {chosen!r:.80} ({type(chosen).__name__}"
+                + (f", {len(chosen):,} characters" if isinstance(chosen, str) else "")
+                + f"), not a domain name (a non-blank str of at most {MAX_NAME_CHARS} characters) or None{fix}")
+    if not isinstance(info, Mapping):
+        return f"{router} returned with domain {chosen!r:.80} the info {info!r:.80} ({type(info).__name__}), not a mapping{fix}"
+    return None
 
 
 def _check_run(i: int, run: Any) -> None:

@@ -1465,6 +1465,60 @@ def test_a_spot_checked_answer_the_queue_could_not_take_is_still_an_accept_to_it
     assert [x["decision_audit_id"] for x in AuditLog(tmp_path / "audit.jsonl") if x["kind"] == "review_queue_error"] == [r.audit_id]
 
 
+@pytest.mark.parametrize("returned, said", [
+    ((3, {"method": "acme-taxonomy"}), "Acme.choose_domain returned the domain 3 (int), not a domain name"),
+    (("alpha", None), "Acme.choose_domain returned with domain 'alpha' the info None (NoneType), not a mapping"),
+    ("alpha", "Acme.choose_domain returned str 'alpha', not a pair"),
+    (RuntimeError("acme-router timeout"), "Acme.choose_domain raised RuntimeError: acme-router timeout"),
+], ids=["int-domain", "info-none", "bare-name", "raises"])
+def test_a_choose_domain_of_ones_own_that_fails_holds_the_answer_naming_it(calibrated, tmp_path, returned, said):
+    """A platform developer's trial: a router of one's own (Guard.choose_domain overridden) returning an int domain
+    put 3 in the decision and the queue refused the item, so no reviewer saw it; ("alpha", None) raised TypeError; a
+    router that raised was recorded as the bundled "embedding" one, which never ran. Each is a failed domain choice:
+    no domain (default_route), the reason and the record name the router, and the item is queued."""
+    lm, root = calibrated
+
+    class Acme(Guard):
+        def choose_domain(self, question, rag=None):
+            if isinstance(returned, Exception):
+                raise returned
+            return returned
+
+    g = Acme.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    r = g.invoke("who is the author of the book ?")
+    assert r.route == "review" and r.domain is None and r.reasons[0].startswith(f"domain choice failed: {said}"), r.reasons
+    choice = AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)["domain_choice"]
+    assert (choice["method"], choice["chosen"], choice["given"]) == ("Acme.choose_domain", None, False)
+    assert g.review_queue.get(r.audit_id) is not None  # a reviewer sees it
+
+
+def test_the_record_of_a_choose_domain_of_ones_own_says_what_it_chose_and_who(calibrated, tmp_path):
+    """(name, {}) from a router of one's own left domain_choice as {"given": false}: nothing said which domain was
+    chosen, nor by what. ``chosen`` is always the domain used, ``method`` the router's own or its name."""
+    lm, root = calibrated
+    infos = iter([{}, {"method": "acme-taxonomy", "chosen": "beta"}])
+
+    class Acme(Guard):
+        def choose_domain(self, question, rag=None):
+            return "alpha", next(infos)
+
+    class Wrapping(Guard):  # the bundled router, with a note of its own: still the embedding router's choice
+        def choose_domain(self, question, rag=None):
+            chosen, info = super().choose_domain(question, rag)
+            return chosen, {**info, "note": "ours"}
+
+    pol = _policy(root, tmp_path, accept_below=1.0, abstain_above=1.0)
+    g = Acme.from_policy(pol, lm=lm)
+    bare, named = (g.invoke("who is the author of the book ?") for _ in range(2))
+    assert bare.route == named.route == "accept" and bare.domain == named.domain == "alpha", (bare.reasons, named.reasons)
+    log = AuditLog(tmp_path / "audit.jsonl")
+    assert log.find(bare.audit_id)["domain_choice"] == {"chosen": "alpha", "given": False, "method": "Acme.choose_domain"}
+    assert log.find(named.audit_id)["domain_choice"] == {"chosen": "alpha", "given": False, "method": "acme-taxonomy"}
+    wrapped = Wrapping.from_policy(pol, lm=lm).invoke("who is the author of the book ?")
+    choice = log.find(wrapped.audit_id)["domain_choice"]
+    assert (choice["method"], choice["chosen"], choice["note"]) == ("embedding", wrapped.domain, "ours")
+
+
 def test_an_answer_the_queue_could_not_take_is_put_back_by_the_same_guard_once_the_queue_takes_answers(
         calibrated, tmp_path, monkeypatch):
     """A long-running guard left such answers out of every reviewer's sight until its next start."""
@@ -1583,6 +1637,34 @@ def test_a_lost_queue_row_whose_decision_has_a_verdict_on_record_is_put_back_dec
     assert requeued["decided_from_verdict_records"] == [first]
     with pytest.raises(ReviewQueueError, match="already decided by alice"):  # no second verdict record
         g2.review_queue.decide(first, verdict="hallucinated", reviewer="alice", supersede=True)
+
+
+def test_a_decision_record_the_queue_refuses_does_not_keep_the_others_out_of_it(calibrated, tmp_path):
+    """A platform developer's trial: a decision recorded with a domain that is no string (an older release took a
+    router's int as the domain) was refused by the queue at every guard start, and that stopped the start-up repair
+    of every other item ("could not check the review queue against the audit log"); a held answer whose row was
+    lost never came back. The others are put back, and the one refused is named with why."""
+    import sqlite3
+    import warnings
+
+    from hguard.testing import log_decision
+
+    lm, root = calibrated
+    pol = _policy(root, tmp_path, accept_below=0.0, abstain_above=1.0)  # everything to review
+    g = Guard.from_policy(pol, lm=lm)
+    bad = log_decision(g.audit, {"audit_id": "req-int", "question": "q", "answer": "a", "domain": 3})
+    held = g.invoke("who is the author of the book ?", domain="alpha").audit_id
+    with sqlite3.connect(tmp_path / "queue.sqlite3") as conn:  # its row lost (a restored backup, a crash)
+        conn.execute("DELETE FROM review_items WHERE id = ?", (held,))
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        g2 = Guard.from_policy(pol, lm=lm)
+    messages = [str(w.message) for w in said]
+    assert not any("could not check the review queue" in m for m in messages), messages
+    assert g2.review_queue.get(held) is not None and g2.review_queue.get(bad) is None
+    (refused,) = [m for m in messages if "the queue refuses what their decision record holds" in m]
+    assert f"decision {bad}: domain must be a str, got int: 3" in refused and "hguard audit show" in refused
+    assert any("put back 1 from their decision records" in m and held in m for m in messages), messages
 
 
 def test_in_a_redacting_log_an_answer_the_queue_could_not_take_is_put_back_from_the_copy_kept_beside_the_queue(

@@ -1134,16 +1134,28 @@ def test_recover_puts_back_what_the_log_holds_for_review_and_the_queue_lacks(tmp
                  kind="spot_check")
     audit.append({"question": "Q3?", "answer": "A3.", "route": "abstain"})  # not for review
     guard_queue(q.path, audit=audit).enqueue(make_item("already"))  # queued as usual: left alone
-    assert q.recover() == ([held.id, accepted.id], [], [], {}, {})
+    assert q.recover() == ([held.id, accepted.id], [], [], {}, {}, {})
     back, spot = q.get(held.id), q.get(accepted.id)
     assert (back.question, back.answer, back.context, back.risk, back.spot_check) == ("Q1?", "A1.", "C.", 0.5, False)
     assert spot.spot_check and spot.reasons[0] == "spot-check of an accepted answer: u 0.01 < rate 0.02"
-    assert q.recover() == ([], [], [], {}, {})  # once
+    assert q.recover() == ([], [], [], {}, {}, {})  # once
     q.decide(held.id, verdict="correct", reviewer="ann")  # what is put back is what the model answered
     redacting = AuditLog(tmp_path / "r.jsonl", redact=True)
     hidden = redacting.append({"question": "Q?", "answer": "A.", "route": "review"})
-    assert ReviewQueue(tmp_path / "r.sqlite3", audit=redacting).recover() == ([], [], [hidden.id], {}, {})
+    assert ReviewQueue(tmp_path / "r.sqlite3", audit=redacting).recover() == ([], [], [hidden.id], {}, {}, {})
 
+
+
+def test_a_record_the_queue_refuses_is_named_and_the_others_are_put_back(tmp_path):
+    """A platform developer's trial: a decision recorded with an int domain (a router of one's own, in an older
+    release) made recover() raise at the first item, so no other missing item was put back at any guard start."""
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    q = ReviewQueue(tmp_path / "q.sqlite3", audit=audit)
+    bad = audit.append({"question": "Q1?", "answer": "A1.", "domain": 3, "route": "review"})
+    good = audit.append({"question": "Q2?", "answer": "A2.", "domain": "geography", "route": "review"})
+    done = q.recover()
+    assert done.put_back == [good.id] and done.refused == {bad.id: "domain must be a str, got int: 3"}
+    assert q.get(good.id) is not None and q.get(bad.id) is None
 
 def test_an_item_whose_decision_the_chain_holds_a_verdict_on_is_put_back_decided_with_it(queue, audit):
     """A compliance team's trial: queue rows lost, a guard start put the items back pending although the chain held

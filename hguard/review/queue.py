@@ -99,6 +99,14 @@ def shown_sha256(question: Any, context: Any, answer: Any) -> dict[str, str | No
     return {k: (redacted(v) or {}).get("sha256") for k, v in zip(SHOWN, (question, context, answer))}
 
 
+class ItemRefused(ReviewQueueError):
+    """The queue refuses an item for what it holds (``why``: the field and its value), not for a failure of its own."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
+
+
 class Recovered(NamedTuple):
     """What :meth:`ReviewQueue.recover` did, by the source each item was put back from."""
 
@@ -109,6 +117,9 @@ class Recovered(NamedTuple):
     # of those put back pending, the ones whose decision the chain holds verdict records on (a copied row's): those
     # records, which a verdict on the item then supersedes (``--supersede``)
     held_pending: dict[str, list[Mapping[str, Any]]]
+    # not put back: the queue refuses the item its decision record gives (a field it cannot hold, such as a domain that
+    # is no string, from a router of one's own), by decision id, with why; the others are put back all the same
+    refused: dict[str, str]
 
     @property
     def put_back(self) -> list[str]:
@@ -407,8 +418,8 @@ class ReviewQueue:
         try:
             row = _normalise_item(item)
         except ValueError as e:
-            raise ReviewQueueError(
-                f"review queue {self.path}: could not enqueue the item: {e}; fix the item passed to enqueue()"
+            raise ItemRefused(
+                f"review queue {self.path}: could not enqueue the item: {e}; fix the item passed to enqueue()", str(e)
             ) from None
         row["enqueued_at"] = _now()
         if verdict is not None:  # as decide() would have stored it, pointing at its record
@@ -487,10 +498,12 @@ class ReviewQueue:
         refused (the log holds one) and ``--supersede`` wrote a second. The monitor and the export still read every
         record (reviewers disagreeing, the decision counts as hallucinated and is not exported). ``decided`` names
         those, with their record; ``held_pending`` those put back pending whose decision the chain holds verdicts on
-        (on a copied row), with those records."""
+        (on a copied row), with those records; ``refused`` those the queue refuses for what their record holds (a
+        field it cannot take, such as a domain that is not a string), each with why: the others are put back all the
+        same."""
         if records is None:
             if self.audit is None:
-                return Recovered([], [], [], {}, {})
+                return Recovered([], [], [], {}, {}, {})
             records = self.audit  # read once, record by record
         queued = self.queued_ids()
         decisions: dict[str, Mapping[str, Any]] = {}
@@ -505,7 +518,7 @@ class ReviewQueue:
             if (want := item_wanted(rec)) is not None:
                 rid, spot = want
                 wanted[rid] = spot if spot is not None else wanted.get(rid)
-        done = Recovered([], [], [], {}, {})
+        done = Recovered([], [], [], {}, {}, {})
         kept = _pending.read(self.pending_path)
         for rid, spot in wanted.items():
             rec = decisions.get(rid)
@@ -521,18 +534,24 @@ class ReviewQueue:
                 done.decided[rid] = verdict
             elif verdicts.get(rid):
                 done.held_pending[rid] = verdicts[rid]
-            if not holds_text(rec):  # redacted: the copy kept beside the queue when it was decided
-                self._enqueue(kept[rid], verdict)
-                done.from_pending.append(rid)
-                continue
             reasons = list(rec.get("reasons") or [])
-            self._enqueue({
-                "audit_id": rid, "question": rec["question"], "context": rec.get("context"), "answer": rec["answer"],
-                "domain": rec.get("domain"), "risk": rec.get("risk"), "signals": rec.get("signals") or {},
-                "reasons": ([f"{SPOT_CHECK_REASON}{spot}"] if spot is not None else []) + reasons,
-                "model_fingerprint": rec.get("model_fingerprint"), "probe_id": rec.get("probe_id"),
-                "time": rec.get("time"), "spot_check": spot is not None,
-            }, verdict)  # fmt: skip
+            try:  # one item the queue refuses (a field it cannot hold) keeps none of the others out
+                if not holds_text(rec):  # redacted: the copy kept beside the queue when it was decided
+                    self._enqueue(kept[rid], verdict)
+                    done.from_pending.append(rid)
+                    continue
+                self._enqueue({
+                    "audit_id": rid, "question": rec["question"], "context": rec.get("context"), "answer": rec["answer"],
+                    "domain": rec.get("domain"), "risk": rec.get("risk"), "signals": rec.get("signals") or {},
+                    "reasons": ([f"{SPOT_CHECK_REASON}{spot}"] if spot is not None else []) + reasons,
+                    "model_fingerprint": rec.get("model_fingerprint"), "probe_id": rec.get("probe_id"),
+                    "time": rec.get("time"), "spot_check": spot is not None,
+                }, verdict)  # fmt: skip
+            except ItemRefused as exc:
+                done.decided.pop(rid, None)
+                done.held_pending.pop(rid, None)
+                done.refused[rid] = exc.why
+                continue
             done.from_records.append(rid)
         if kept:
             self.forget_pending()
