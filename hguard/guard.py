@@ -95,6 +95,23 @@ class Guard(_Scoring, _Recording):
         embedder=None,
         grounding=None,
     ):
+        """A guard of ``lm`` under ``policy`` (:meth:`from_policy` loads both, and opens the policy's log and queue).
+        Pieces of your own (README, "Extending hguard"); whatever they raise or return that cannot be read holds the
+        answer for review, naming them, or makes the call raise, never accepts it:
+
+        - ``probes``: calibrated domains by name (:class:`~hguard.domain.CalibratedDomain`, or ``(probe, metadata)``).
+        - ``audit``: an :class:`~hguard.audit.AuditLog` (a subclass may override ``append``, calling
+          ``super().append`` first); if it raises, the call raises.
+        - ``review_queue``: a :class:`~hguard.review.queue.ReviewQueue` (a subclass may override ``enqueue``, calling
+          ``super().enqueue`` first); a ``ReviewQueueError`` leaves the answer held and put back later, another
+          exception makes the call raise.
+        - ``embedder``: ``encode(list of str)`` returning one vector per text, shape ``(n, d)``; it chooses the domain
+          and feeds the bundled grounding scorer. Each vector is scaled to length 1 (a zero or non-finite one fails,
+          naming it); the bundled model's are already.
+        - ``grounding``: ``score(question, answer, context)`` returning a mapping with ``"grounding"`` (support in
+          [0, 1]) and the signals the RAG mergers read (those of :class:`~hguard.signals.grounding.GroundingScorer`).
+
+        A router of your own overrides :meth:`choose_domain` in a subclass."""
         if not isinstance(lm, LoadedModel):
             raise InputError(f"lm must be a loaded model, got {type(lm).__name__} {lm!r:.60}; load one with "
                              "hguard.models.load_model(...), or pass model=... to Guard.from_policy")
@@ -185,7 +202,9 @@ class Guard(_Scoring, _Recording):
     @classmethod
     def from_policy(cls, policy: str | Path | Policy | None = None, *, model: str | None = None, lm: LoadedModel | None = None, **kw) -> "Guard":
         """The guard a policy file describes: its model (``model`` overrides the policy's ``model``; ``lm``, an
-        already loaded model, both), probes, audit log, review queue and monitor state."""
+        already loaded model, both), probes, audit log, review queue and monitor state. ``kw`` goes to :class:`Guard`
+        (``audit``, ``review_queue``, ``embedder``, ``grounding``: pieces of your own, see its ``__init__``); called on
+        a subclass, it starts that subclass (one overriding :meth:`choose_domain`, say)."""
         from .audit import AuditLog
 
         # only None is the default policy: an unset setting read as "" is refused, not served the bundled one
@@ -973,7 +992,13 @@ class Guard(_Scoring, _Recording):
         return self.embedder.encode(windows(question) if windows is not None else [question])
 
     def choose_domain(self, question: str, rag: bool | None = None) -> tuple[str | None, dict]:
-        """Nearest calibrated domain by the mean of the 5 closest calibration questions' cosine similarity,
+        """``(domain or None, how it was chosen)`` for a request without ``domain=``; a subclass may override it with
+        a router of its own, returning a domain name or None and a dict (the record's ``domain_choice``: ``chosen``
+        is the domain returned, ``method`` the dict's or ``"<Class>.choose_domain"``, a ``reason`` leads the answer's
+        reasons). Anything else returned, or an exception: no domain, review, the reason naming it. Unlike the
+        bundled router's, its choice is not held to ``domain_min_similarity``: return None when unsure.
+
+        The bundled router: nearest calibrated domain by the mean of the 5 closest calibration questions' cosine similarity,
         among the domains calibrated for the request's prompt mode (``rag``: with context or not) when any are.
         A request with context that reaches no domain goes to the policy's ``context_fallback_domain``.
 
