@@ -38,3 +38,22 @@ def tiny_calibrated(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-calibrated")
     tiny_probes(root, "llama", seed=3)
     return tiny_model("llama", seed=3), root
+
+
+@pytest.fixture
+def fold_splits(monkeypatch):
+    """What every grouped fold splitter (scikit-learn's StratifiedGroupKFold) is handed while the test runs: a list of
+    (the groups, one per row; the test folds, as row indices), one per split."""
+    import numpy as np
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    handed: list[tuple[list, list]] = []
+    real = StratifiedGroupKFold.split
+
+    def split(self, X, y=None, groups=None):
+        folds = list(real(self, X, y, groups))
+        handed.append((np.asarray(groups).tolist(), [te for _, te in folds]))
+        yield from folds
+
+    monkeypatch.setattr(StratifiedGroupKFold, "split", split)
+    return handed

@@ -667,3 +667,45 @@ def test_calibration_refuses_a_decoding_set_on_the_models_generation_config_that
     finally:
         lm.model.generation_config.prefill_chunk_size = None
     collect_mod.collect(Generator(lm, system_prompt="answer", max_new_tokens=4), exs[:2], tmp_path, progress=False)
+
+
+def test_c_and_the_out_of_fold_scores_are_fitted_on_folds_that_never_split_a_fact(setup, tmp_path, fold_splits):
+    """A methods review: the report's "fact folds" were row-level folds that put rows of one fact (the same fact
+    asked by several templates) on both sides, so the probe's C was chosen, and its out-of-fold AUROC measured, on
+    folds that leak facts. Each fold now keeps a fact (the held-out split's group) whole; a domain with too few facts
+    for the folds falls back to row folds, and the report and a warning say so."""
+    import warnings
+
+    from hguard.calibrate.collect import _group_key
+    from hguard.calibrate.data import split_ids
+
+    lm, exs, *_ = setup
+    # alpha: 12 facts of 4 rows (each fact with both labels); beta: 3 facts, too few for 5 folds
+    rows = [e.model_copy(update={"meta": {**e.meta, "fact": (f"a{int(e.id.split('-')[1]) // 8}" if e.domain == "alpha"
+                                                              else f"b{int(e.id.split('-')[1]) // 2 % 3}")}})
+            for e in exs]
+    write_examples(tmp_path / "d.jsonl", rows)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = calibrate([tmp_path / "d.jsonl"], tmp_path / "p", lm=lm, system_prompt="answer", max_new_tokens=4,
+                           progress=False, plots=False, batch_size=16)
+    alpha = {_group_key(e) for e in rows if e.domain == "alpha"}
+    trained, _ = split_ids(sorted(alpha), test_fraction=0.3, seed=0)
+    mine = [(g, folds) for g, folds in fold_splits if set(g) == set(trained)]
+    # the probe's choice of C and the out-of-fold scores, each on folds of alpha's training facts
+    assert len(mine) >= 2, [sorted(set(g)) for g, _ in fold_splits]
+    for groups, folds in mine:
+        fold_of = {}
+        for k, te in enumerate(folds):
+            for i in te:
+                assert fold_of.setdefault(groups[i], k) == k, f"fact {groups[i]} in folds {fold_of[groups[i]]} and {k}"
+        assert len(groups) > len(set(groups))  # several rows a fact
+    a, b = report["domains"]["alpha"]["train"], report["domains"]["beta"]["train"]
+    assert a["folds_by"] == "fact" and a["folds"].startswith("5 folds grouped by fact")
+    assert b["folds_by"] == "row" and "come from 2 facts, fewer than the 5 folds" in b["folds"]
+    md = (tmp_path / "p" / "report.md").read_text()
+    assert "(fact folds" not in md and "| C | folds | OOF AUROC probe |" in md
+    assert f"| {report['domains']['alpha']['C']:.3g} | by fact |" in md
+    assert f"| {report['domains']['beta']['C']:.3g} | by row |" in md and f"- beta: {b['folds']}." in md
+    assert [str(w.message) for w in caught if "folds of rows" in str(w.message)] == [
+        f"domain 'beta': C chosen and out-of-fold scores measured on {b['folds']}; add questions of other facts"]

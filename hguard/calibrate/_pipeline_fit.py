@@ -9,6 +9,7 @@ import os
 import time
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence, cast
 
 import numpy as np
@@ -173,17 +174,69 @@ def split_groups(
     groups = sorted({r["group"] for r in rows})
     _, test_ids = split_ids(groups, test_fraction=test_fraction, seed=seed)
     test = set(test_ids)
+    units = split_units(rows, passages)
+    trained = {u for r, u in zip(rows, units) if reviewed(r)}
+    return np.array([u in test and u not in trained for u in units], dtype=bool)
+
+
+def split_units(rows: Sequence[dict], passages: Sequence[str | None] | None = None) -> list[str]:
+    """Each row's unit of :func:`split_groups`, the rows it keeps on one side: its group (``meta.group`` or
+    ``meta.fact``, else its id); with ``passages`` (RAG), the smallest group key of the groups linked by showing the
+    same passage text, an off-topic row's that of the group owning its passage. The cross-validation folds of the
+    fit are grouped by the same units (:func:`grouped_folds`)."""
     if passages is None:
-        test -= {r["group"] for r in rows if reviewed(r)}
-        return np.array([r["group"] in test for r in rows], dtype=bool)
+        return [r["group"] for r in rows]
     root, owner, keys = _passage_units(rows, passages)
+    # the group whose side the row takes: an off-topic row's is the one owning the passage it shows
+    return [root(owner[k] if r.get("condition") == "offtopic" and k is not None else r["group"])
+            for r, k in zip(rows, keys)]
 
-    def decider(r: dict, key: str | None) -> str:  # the group whose side the row takes
-        return owner[key] if r.get("condition") == "offtopic" and key is not None else r["group"]
 
-    trained = {root(decider(r, k)) for r, k in zip(rows, keys) if reviewed(r)}
-    side = {g: root(g) in test and root(g) not in trained for g in groups}
-    return np.array([side[decider(r, key)] for r, key in zip(rows, keys)], dtype=bool)
+@dataclass(frozen=True)
+class Folds:
+    """The cross-validation folds of one domain's training answers (:func:`grouped_folds`): ``folds`` ((train, test)
+    row indices), ``groups`` (each row's unit, handed to the probe so that its C is chosen on these same folds; None
+    where the folds are of rows), and ``said`` (what they are, as the report says it)."""
+
+    folds: list[tuple[np.ndarray, np.ndarray]]
+    groups: np.ndarray | None
+    said: str
+
+    @property
+    def grouped(self) -> bool:
+        return self.groups is not None
+
+
+def grouped_folds(y, units: Sequence[str], cv: int, seed: int, unit: str = "fact") -> Folds:
+    """``cv`` stratified folds of the rows labelled ``y`` that keep each of ``units`` (:func:`split_units`, the held-out
+    split's) in one fold, shuffled with ``seed`` as the probe shuffles its own (``HNeuronProbe.fit(groups=)``), so
+    that the probe's C is chosen, and the out-of-fold scores are measured, on folds with no ``unit`` on both sides.
+    Where units cannot give such folds (fewer units than folds, or a fold that would hold answers of one class only),
+    stratified folds of rows, and ``said`` tells which and why (the report says it beside the figures)."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    y = np.asarray(y)
+    groups = np.asarray([str(u) for u in units])
+    zeros = np.zeros((len(y), 1))
+    n_units = len(set(groups.tolist()))
+    why = None
+    if n_units < cv:
+        why = f"the training answers come from {n_units} {unit}s, fewer than the {cv} folds"
+    else:
+        folds = [(a, b) for a, b in StratifiedGroupKFold(cv, shuffle=True, random_state=seed).split(zeros, y, groups)]
+        if all(len(set(y[b].tolist())) == 2 for _, b in folds):
+            return Folds(folds, groups, f"{cv} folds grouped by {unit} as the held-out split is (no {unit} on both "
+                                        "sides of a fold)")
+        per_class = {c: len(set(groups[y == c].tolist())) for c in (0, 1)}
+        c = min(per_class, key=lambda k: per_class[k])
+        why = (f"grouped by {unit}, a fold would hold answers of one class only: the "
+               f"{'hallucinated' if c else 'right'} answers come from {per_class[c]} {unit}s")
+    folds = [(a, b) for a, b in StratifiedKFold(cv, shuffle=True, random_state=seed).split(zeros, y)]
+    said = (f"{cv} folds of rows, not grouped by {unit} ({why}): rows of one {unit} can be on both sides of a fold, "
+            "which reads the figures high")
+    warnings.warn(f"C chosen and out-of-fold scores measured on {said}; add questions of other {unit}s", UserWarning,
+                  stacklevel=2)
+    return Folds(folds, None, said)
 
 
 def _passage_units(rows: Sequence[dict], passages: Sequence[str | None]):
@@ -286,12 +339,13 @@ def held_out_digests(rows: Sequence[dict]) -> dict[str, str]:
 
 
 def fit_domain(domain: str, train: Collected, *, seed: int, n_layers: int, d_ff: int, cv: int = 5, fit=None) -> dict:
-    """Fit probe, random-neuron baseline, merger and thresholds on one domain's training answers.
+    """Fit probe, random-neuron baseline, merger and thresholds on one domain's training answers. The probe's C is
+    chosen, and the out-of-fold scores the merger, the thresholds and the report use are measured, on ``cv`` folds
+    grouped by fact as the held-out split is (:func:`grouped_folds`; ``folds`` says which folds, and why when
+    they are of rows).
 
     ``fit``: a :class:`hguard.calibrate.screen.ProbeFit` (None: in memory); a screened fit screens
     again inside each out-of-fold refit."""
-    from sklearn.model_selection import StratifiedKFold
-
     from ..policy import fit_thresholds
     from .screen import fit_probe, out_of_fold_logits, probe_logit, random_baseline
 
@@ -305,11 +359,13 @@ def fit_domain(domain: str, train: Collected, *, seed: int, n_layers: int, d_ff:
             f"domain {domain!r}: the training split has {counts[0]} correct and {counts[1]} hallucinated answers; "
             f"at least {MIN_PER_CLASS} of each are needed to fit a probe; add questions to the domain"
         )
+    cv_folds = grouped_folds(y, split_units(tr.rows), cv, seed)
     t0 = time.perf_counter()
-    probe = fit_probe(tr.features, y, fit=fit, lengths=lengths, cv=cv, n_layers=n_layers, d_ff=d_ff, random_state=seed)
+    probe = fit_probe(tr.features, y, fit=fit, lengths=lengths, groups=cv_folds.groups, cv=cv, n_layers=n_layers,
+                      d_ff=d_ff, random_state=seed)
     fit_seconds = time.perf_counter() - t0
     # Out-of-fold probe scores with C fixed, so the merger and the thresholds see honest scores.
-    folds = list(StratifiedKFold(cv, shuffle=True, random_state=seed).split(np.zeros((len(y), 1)), y))
+    folds = cv_folds.folds
     oof = out_of_fold_logits(probe, tr.features, y, folds, fit=fit, lengths=lengths)
     Z = merger_features(tr.rows, oof)
     merger = fit_merger(Z, y)
@@ -324,6 +380,8 @@ def fit_domain(domain: str, train: Collected, *, seed: int, n_layers: int, d_ff:
         "random_baseline": rnd.to_dict(),
         "oof_neuron_auroc": auroc(y, oof),
         "oof_merged_auroc": auroc(y, merged_oof),
+        "folds": cv_folds.said,  # what C was chosen and the out-of-fold scores measured on
+        "folds_grouped": cv_folds.grouped,
         "oof_merged": merged_oof.tolist(),
         "oof_y": y.tolist(),
         "oof_logit": oof,  # each training answer's probe logit from a fold without it (same order as oof_y)

@@ -52,7 +52,7 @@ CROSS_FAMILY_SCORES = (
     "probe fitted without its family (leave-one-family-out), merged by a merger fitted on the other families' "
     "cross-family scores (the shipped merger is fitted on all of them)"
 )
-FACT_FOLD_SCORES = "out-of-fold merged risks of the training split from 5 folds of answers"
+FACT_FOLD_SCORES = "out-of-fold merged risks of the training split from "  # + the domain's folds (fitted["folds"])
 
 
 def family_of(example) -> str:
@@ -392,7 +392,7 @@ def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collec
     # the rows without meta.family, each in the fallback group of its fact (or its own row)
     without_family = sum(1 for r in domain_rows.rows if is_fallback_family(r["family"]))
     if len(names) < 2:
-        fitted["thresholds_fitted_on"] = FACT_FOLD_SCORES + " (the domain has fewer than two families, so no cross-family scores exist)"
+        fitted["thresholds_fitted_on"] = FACT_FOLD_SCORES + fitted["folds"] + " (the domain has fewer than two families, so no cross-family scores exist)"
         why = (f"the training split has {len(names)} family ({', '.join(names) or 'none'}); leave-one-family-out needs "
                "at least two (set meta.family on the rows: the question template or sub-topic)")
         return {"no_figure": why, "rows_without_family": without_family}
@@ -432,7 +432,7 @@ def cross_family_calibration(fitted: dict, train: Collected, domain_rows: Collec
             "cross-family out-of-fold distances of the training split (each answer under a probe fitted without "
             "its family)"), own=own)
     else:
-        fitted["thresholds_fitted_on"] = FACT_FOLD_SCORES + (
+        fitted["thresholds_fitted_on"] = FACT_FOLD_SCORES + fitted["folds"] + (
             f" (the cross-family scores hold {int(ok.sum())} answers, fewer than 2 of a class, too few to fit a merger on)")
     result = evaluate_families(cf, tr, domain_rows, target=target, confidence=confidence,
                                thresholds_scores=(fitted["oof_merged"], fitted["oof_y"], fitted["oof_family"]))

@@ -4,6 +4,7 @@ The split comes first: questions are split into train and test by group (all tem
 stay together) before anything is fitted. Everything that is fitted (the probe and its C, the
 merger of probe and confidence, the thresholds) sees the training split only; the thresholds and the
 merger are fitted on out-of-fold scores so that they see scores of answers the probe was not fitted on.
+The folds that choose C and give those scores are grouped by fact as the split is.
 The test split is used once, for the report.
 """
 
@@ -295,7 +296,10 @@ def calibrate(
             "refusals": f["n_train_refusals"],
             **f["train_counts"],
             "cv_auroc_oof_probe": f["oof_neuron_auroc"],
-            "cv_auroc_oof_merged": f["oof_merged_auroc"],  # fact folds, under the merger before the cross-family refit
+            "cv_auroc_oof_merged": f["oof_merged_auroc"],  # under the merger before the cross-family refit
+            # the folds these two were measured and C chosen on: "fact", or "row" (and why, in "folds")
+            "folds_by": "fact" if f["folds_grouped"] else "row",
+            "folds": f["folds"],
             "probe_fit_seconds": f["fit_seconds"],
             "probe_fit": probe_fit.describe(),
         }

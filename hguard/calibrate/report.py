@@ -232,15 +232,20 @@ def markdown(report: dict) -> str:
     lines += ood_markdown(report)
     lines += router_markdown(report)
     lines += ["", "## Training split (cross-validation)", ""]
-    lines += ["| domain | n | correct | hallucinated | refusals | C | OOF AUROC probe (fact folds) | OOF AUROC merged (fact folds, before the cross-family refit) | probe fit (s) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| domain | n | correct | hallucinated | refusals | C | folds | OOF AUROC probe | OOF AUROC merged (before the cross-family refit) | probe fit (s) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for d, m in report["domains"].items():
         t = m["train"]
         n = t["n"] if "n_scored" in t else t["n"] + t["refusals"]  # a report of 0.3.0 counted the scored ones as n
         lines.append(
-            f"| {d} | {n} | {t['correct']} | {t['hallucinated']} | {t['refusals']} | {m['C']:.3g} | "
+            f"| {d} | {n} | {t['correct']} | {t['hallucinated']} | {t['refusals']} | {m['C']:.3g} | {_folds_by(t)} | "
             f"{_f(t['cv_auroc_oof_probe'])} | {_f(t['cv_auroc_oof_merged'])} | {t['probe_fit_seconds']:.1f} |"
         )
+    lines += ["", "C is chosen, and the out-of-fold AUROCs are measured, on the folds named: by fact, grouped as the "
+              "held-out split is (meta.group or meta.fact, else the row), so no fact is on both sides of a fold; by "
+              "row, rows of one fact can be on both sides, which reads the figures high."]
+    lines += [f"- {d}: {m['train']['folds']}." for d, m in report["domains"].items()
+              if _folds_by(m["train"]) != "by fact" and m["train"].get("folds")]
     lines += transfer_markdown(report["transfer"])
     if any(m.get("reviewed_items_used") for m in report["domains"].values()):
         lines += ["", "## Human review feedback", "", "| domain | reviewed items used | reviewer disagreed with probe |", "|---|---|---|"]
@@ -262,6 +267,12 @@ def markdown(report: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _folds_by(train: Mapping[str, Any]) -> str:
+    """What a domain's training figures were measured on: "by fact", or "by row" (a report written before the folds
+    were grouped by fact has no ``folds_by``: its folds were of rows)."""
+    return "by fact" if train.get("folds_by") == "fact" else "by row"
 
 
 def _timing_line(t: dict) -> str:
