@@ -1021,6 +1021,43 @@ def test_a_warning_of_the_out_of_fold_refits_is_said_once_with_how_many_raised_i
                        "the merger and thresholds are fitted on (not the probe written): " + said[0])
 
 
+def test_a_rag_probes_c_and_out_of_fold_scores_are_fitted_on_folds_that_never_split_a_passage(fold_splits):
+    """A methods review: the RAG probe's C was chosen on row-level folds, and its out-of-fold scores grouped by
+    meta.group alone, while the held-out split keeps a passage whole (groups showing one passage text together, an
+    off-topic row with the passage it shows). Both now use the split's units."""
+    import numpy as np
+
+    from hguard.calibrate._pipeline_fit import split_units
+    from hguard.calibrate._rag_fit import _REPORTED, fit_rag_domain
+    from hguard.calibrate._rag_report import rag_report
+    from hguard.calibrate._rag_signals import RAG_MERGER_FEATURES
+
+    rng = np.random.default_rng(5)
+    rows, passages = [], []
+    for i in range(80):  # 40 questions, two a passage (a paragraph serving two questions), each answered twice
+        rows.append({"id": f"r{i}", "label": "hallucinated" if i % 2 else "correct", "length": 5 + i % 7,
+                     "group": f"q{i // 2}", "condition": "supporting"})
+        passages.append(f"paragraph {i // 4}")
+    for i in range(16):  # off-topic rows: a question shown another paragraph, which goes with that paragraph
+        rows.append({"id": f"o{i}", "label": "hallucinated" if i % 2 else "correct", "length": 4, "group": f"q{i}",
+                     "condition": "offtopic"})
+        passages.append(f"paragraph {(i // 2 + 7) % 20}")
+    for r in rows:
+        r.update({f: float(rng.random()) for f in {*RAG_MERGER_FEATURES, *_REPORTED} - {"neuron_logit"}}, dataset="d")
+    X = rng.normal(size=(len(rows), 200)).astype(np.float32)
+    f = fit_rag_domain("policy", rows, X, seed=0, n_layers=2, d_ff=100, target=0.2, confidence=0.9, passages=passages)
+    units = split_units(rows, passages)
+    assert len(set(units)) == 20  # the split's units: paragraphs, not the 40 questions
+    # the probe's choice of C and the out-of-fold scores, each on folds of the split's units
+    assert len(fold_splits) >= 2 and all(g == units for g, _ in fold_splits), [sorted(set(g)) for g, _ in fold_splits]
+    for _, folds in fold_splits:
+        shown = [{passages[i] for i in te} for te in folds]
+        assert all(not a & b for k, a in enumerate(shown) for b in shown[k + 1:]), "a paragraph in two folds"
+    assert f["train"]["folds_by"] == "passage" and f["train"]["folds"].startswith("5 folds grouped by passage")
+    m = rag_report(f, rows[:8], X[:8], {})
+    assert f"out of fold ({f['train']['folds']}; the probe refitted" in m["thresholds"]["fitted_on"]
+
+
 def test_the_rag_report_says_when_a_target_is_met_only_trivially_or_cannot_be_measured():
     from hguard.calibrate._rag_report import _met
 

@@ -134,14 +134,19 @@ def conflict_scores(det: Mapping[str, Any], rows: Sequence[dict]) -> np.ndarray:
 
 def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, seed: int, n_layers: int, d_ff: int,
                    target: float, confidence: float, cv: int = 5, fit=None,
-                   merger_features: Sequence[str] = RAG_MERGER_FEATURES, linked: str | None = None) -> dict:
+                   merger_features: Sequence[str] = RAG_MERGER_FEATURES, linked: str | None = None,
+                   passages: Sequence[str | None] | None = None) -> dict:
     """Probe, merger (over ``merger_features``) and thresholds of one RAG domain on its training
-    answers (refusals left out).
+    answers (refusals left out). The probe's C is chosen, the merger's regularisation too, and the out-of-fold scores
+    are measured, on ``cv`` folds grouped by passage as the held-out split is (each row's unit of the split,
+    :func:`hguard.calibrate._pipeline_fit.split_units`, from ``passages``, one per row, the text each row shows;
+    None: by meta.group alone); ``train["folds"]`` says which folds, and why where they are of rows.
 
     ``fit``: a :class:`hguard.calibrate.screen.ProbeFit` (None: in memory); a screened fit screens
     again inside each out-of-fold refit. ``linked``: what links the domain's rows into one unit of the passage split
     (:func:`hguard.calibrate._pipeline_fit.linked_by_passage`), said when no row fell on the training side."""
     from ..policy import fit_thresholds
+    from ._pipeline_fit import grouped_folds, split_units
     from .screen import fit_probe, out_of_fold_logits
 
     merger_features = tuple(merger_features)
@@ -161,10 +166,13 @@ def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, s
         raise DataError(f"RAG domain {domain!r}: {counts[0]} right and {counts[1]} hallucinated training answers "
                         f"({n_ref} of {len(rows)} training answers declined and are left out); at least {MIN_PER_CLASS} "
                         "of each are needed: add questions to the domain")
+    units = [u for u, k in zip(split_units(rows, passages), keep) if k]
+    cv_folds = grouped_folds(y, units, cv, seed, unit="passage")
     t0 = time.perf_counter()
-    probe = fit_probe(X, y, fit=fit, lengths=lengths, cv=cv, n_layers=n_layers, d_ff=d_ff, random_state=seed)
+    probe = fit_probe(X, y, fit=fit, lengths=lengths, groups=cv_folds.groups, cv=cv, n_layers=n_layers, d_ff=d_ff,
+                      random_state=seed)
     fit_seconds = time.perf_counter() - t0
-    folds = _folds(y, [r["group"] for r in tr], cv, seed)
+    folds = cv_folds.folds
     oof = out_of_fold_logits(probe, X, y, folds, fit=fit, lengths=lengths)
     merger, merged_oof, best_c, by_c = _fit_merger_oof(_matrix(tr, merger_features, oof), y, folds, merger_features)
     # The same merger without the relevance signals, fitted the same way: the report's ablation.
@@ -182,6 +190,7 @@ def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, s
                   "by_condition": {c: sum(r.get("condition") == c for r in rows) for c in sorted({str(r.get("condition")) for r in rows})},
                   "correct": int(counts[0]), "hallucinated": int(counts[1]),
                   "cv_auroc_oof_probe": auroc(y, oof), "cv_auroc_oof_merged": auroc(y, merged_oof),
+                  "folds_by": "passage" if cv_folds.grouped else "row", "folds": cv_folds.said,
                   "merger_C": best_c, "cv_auroc_oof_merged_by_C": {str(c): by_c[c][0] for c in MERGER_CS},
                   **{f"cv_auroc_oof_{k}": auroc(y, v[1]) for k, v in ablations.items()},
                   "probe_fit_seconds": fit_seconds},
@@ -190,7 +199,7 @@ def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, s
 
 def _fit_merger_oof(Z: np.ndarray, y: np.ndarray, folds, features: Sequence[str]):
     """The merger over ``features`` with its regularisation chosen on the training answers alone
-    (out-of-fold AUROC, folds by passage: with about a dozen signals and a few hundred answers, C = 1
+    (out-of-fold AUROC on ``folds``, the probe's, by passage: with about a dozen signals and a few hundred answers, C = 1
     overfits): (merger fitted on all of them, its out-of-fold risks, C, {C: (AUROC, risks)})."""
     by_c = {}
     for c in MERGER_CS:

@@ -19,9 +19,10 @@ from .._stats import SMALL_CLASS, clopper_pearson_interval
 from .judge import followed_misleading
 from ._rag_fit import _REPORTED, _finite, _y, conflict_scores, score_rag_rows
 
-#: What a RAG domain's thresholds are fitted on (the report says it, as the closed-book one says its own)
-RAG_THRESHOLDS_FITTED_ON = ("the merged risks of the training answers out of fold (folds grouped by passage: the probe "
-                            "refitted and the merger fitted without each fold), never the held-out passages")
+#: What a RAG domain's thresholds are fitted on (the report says it, as the closed-book one says its own), with the
+#: folds its calibration recorded (``train["folds"]``: by passage, or of rows and why)
+RAG_THRESHOLDS_FITTED_ON = ("the merged risks of the training answers out of fold ({folds}the probe refitted and the "
+                            "merger fitted without each fold), never the held-out passages")
 
 
 def _share(mask: np.ndarray, among: np.ndarray) -> dict:
@@ -111,6 +112,7 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
     y = _y(rs)
     scored = np.array([r["label"] != "refusal" for r in rs], dtype=bool)
     th = fitted["thresholds"]
+    folds = (fitted.get("train") or {}).get("folds")  # None: a probe file that does not record them
     risk = sc["merged"]
     accepted_by_risk = risk < th.accept_below
     cflag = conflict_scores(conflict, rs) >= conflict.get("threshold", math.inf) if conflict.get("detector") else np.zeros(len(rs), bool)
@@ -138,7 +140,7 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
     conds = sorted({r["condition"] for r in rs})
     out: dict[str, Any] = {
         "n_unscorable": int((~ok).sum()),
-        "thresholds": {**th.to_dict(), "fitted_on": RAG_THRESHOLDS_FITTED_ON},
+        "thresholds": {**th.to_dict(), "fitted_on": RAG_THRESHOLDS_FITTED_ON.format(folds=f"{folds}; " if folds else "")},
         "knowledge_conflict_checked": bool(conflict.get("detector")),
         "all": block(np.ones(len(rs), bool)),
         "conditions": {c: block(np.array([r["condition"] == c for r in rs], dtype=bool)) for c in conds},

@@ -11,8 +11,9 @@ signals (:func:`~hguard.signals.conflict.closed_book_scores`) and the relevance 
 
 Fitting (training passages only, split by passage, see :mod:`research.rag_data`):
 
-1. the sparse neuron probe on every answer of the domain (all conditions);
-2. its out-of-fold logits (folds grouped by passage), which with the confidence, grounding,
+1. the sparse neuron probe on every answer of the domain (all conditions), its C chosen on folds grouped by
+   passage as the split is (of rows only where passages cannot give such folds, and the report says why);
+2. its out-of-fold logits (the same folds), which with the confidence, grounding,
    closed-book and relevance signals (:mod:`~hguard.signals.relevance`: does the passage address the
    question, does the answer, does it abstain, and grounding interactions with them) make the merger's
    features: one logistic merger, its regularisation chosen out-of-fold too (the report adds the same
@@ -217,7 +218,8 @@ def calibrate_rag(
         try:
             with warnings_of_domain(domain):
                 f = fit_rag_domain(domain, [rows[i] for i in tr_idx], col.features[tr_idx], seed=seed, n_layers=len(sites),
-                                   d_ff=sites[0].d_ff, target=target, confidence=confidence, fit=probe_fit, linked=linked)
+                                   d_ff=sites[0].d_ff, target=target, confidence=confidence, fit=probe_fit, linked=linked,
+                                   passages=[passages[i] for i in tr_idx])
         except DataError as exc:
             report["skipped"][domain] = str(exc) + kept_earlier(out / f"{domain}.rag.json")
             continue
@@ -386,7 +388,8 @@ def evaluate_rag(probes_dir: str | os.PathLike, work_dir: str | os.PathLike, *, 
             continue
         mine = np.array([r["domain"] == domain for r in rows])
         idx = np.flatnonzero(mine & test)
-        fitted = {"probe": cd.probe, "merger": cd.merger, "thresholds": cd.thresholds}
+        fitted = {"probe": cd.probe, "merger": cd.merger, "thresholds": cd.thresholds,
+                  "train": (cd.extra.get("metrics") or {}).get("train")}  # the folds its calibration recorded
         det = cd.knowledge_conflict or {}
         m = rag_report(fitted, [rows[i] for i in idx], col.features[idx], det, answers=True)
         m["fingerprint_problems"] = cd.check_fingerprints(gen.mode_fingerprints(RAG))
