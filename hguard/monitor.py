@@ -346,17 +346,18 @@ def _stricter(dp, cds: list[Any], current: float | None) -> tuple[str, float, st
     return "stricter", float(accept), how
 
 
-def _not_queued(records: list[dict], items, queue) -> tuple[dict[str, Any], dict[str, Any]]:
+def _not_queued(records: list[dict], items, queue, archived=()) -> tuple[dict[str, Any], dict[str, Any]]:
     """Decisions held for review, or picked for a spot-check, that the review queue lacks (a process stopped,
     or the queue was locked, between the decision and the queue): those a guard start puts back (from the decision
     record, or the copy kept beside the queue), and those it cannot (:func:`not_put_back`: a redacting log's record holds
     hashes, and no copy was kept; or the record is in an archive of the rotated log), which nobody reviews from the
-    queue."""
+    queue. ``archived``: what the queue keeps of its archived items (decided, then moved to an archive file by
+    ``hguard review archive``): queued, as a guard start reads them."""
     from .review.queue import item_wanted, newest_file_from, not_put_back
 
     if queue is None:
         return {"n": 0, "items": []}, {"n": 0, "items": []}
-    queued = {it.audit_id for it in items}
+    queued = {it.audit_id for it in items} | {a.audit_id for a in archived}
     wanted = dict.fromkeys(w[0] for r in records if (w := item_wanted(r)) is not None)
     missing = [i for i in wanted if i not in queued]
     decisions = {r["id"]: r for r in records if r.get("kind") == "decision" and r.get("id") in wanted}
@@ -446,6 +447,9 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     records = [r for r in records if r.get("id") not in foreign and r.get("decision_audit_id") not in foreign]
     by_id = {r["id"]: r for r in decisions}
     items = (queue.decided() + queue.pending(limit=None)) if queue is not None else []  # with the verdicts given since
+    # decided items moved to an archive file (`hguard review archive`): their verdicts count as the chain holds them, as
+    # every verdict does; the queue keeps their ids, so they are neither missing from it nor uncommitted verdicts
+    archived = list(queue.archived().values()) if queue is not None else []
     unknown = [iid for iid, aid in listed.items() if aid not in by_id and aid not in foreign]
     if unknown:
         raise PolicyError(
@@ -468,7 +472,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     # reviewers' copy: rows copied, set back to pending or edited change no figure here; they are named below so
     # that someone looks at the queue file
     verdict_of, overturned = chain_verdicts(r for r in records if r.get("decision_audit_id") in by_id)
-    committed = {it.verdict.audit_record_id for it in items if it.verdict is not None}
+    committed = {it.verdict.audit_record_id for it in items if it.verdict is not None} | {
+        a.verdict_audit_id for a in archived if a.audit_id in by_id}
     not_committed = [r["id"] for r in verdict_of.values() if r["id"] not in committed]
     shared = Counter(it.audit_id for it in items)
     sharing = sorted(it.id for it in items if shared[it.audit_id] > 1)
@@ -511,7 +516,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                        if it.id not in set(differing) and it.verdict is not None
                        and it.verdict.audit_record_id is not None and it.verdict.audit_record_id not in recorded]
     selection = check_selection(policy, [r for r in records if r.get("kind") == SPOT or r.get("id") in by_id])
-    not_queued, lost_to_queue = _not_queued(records, items, queue)
+    not_queued, lost_to_queue = _not_queued(records, items, queue, archived)
     now = now or datetime.now(timezone.utc).isoformat(timespec="microseconds")
     report: dict[str, Any] = {
         "policy": str(policy.source) if policy.source else None, "policy_id": pid, "audit_log": str(audit_path),

@@ -1667,6 +1667,36 @@ def test_a_decision_record_the_queue_refuses_does_not_keep_the_others_out_of_it(
     assert any("put back 1 from their decision records" in m and held in m for m in messages), messages
 
 
+def test_decided_items_archived_from_the_queue_are_not_put_back_by_a_guard_start(calibrated, tmp_path):
+    """An SRE's soak trial: the queue grows for the life of the deployment, and a row deleted to shrink it came back at
+    the next guard start (from its decision record in the log). Archived (`hguard review archive`), a decided item
+    stays out: a guard start, a rotation and the guard's own put-back read it as queued; the pending ones and new
+    answers are queued as before."""
+    import warnings
+
+    from hguard.audit import rotate
+
+    lm, root = calibrated
+    pol = _policy(root, tmp_path, accept_below=0.0, abstain_above=1.0)  # everything to review
+    g = Guard.from_policy(pol, lm=lm)
+    ids = [r.audit_id for r in g.batch(["who is the author of the book ?", "what is the capital city ?",
+                                        "who wrote the song ?"], domains=["alpha"] * 3)]
+    g.review_queue.decide(ids[0], verdict="hallucinated", reviewer="alice", note="no such book")
+    g.review_queue.decide(ids[1], verdict="correct", reviewer="bob")
+    done = g.review_queue.archive("2100-01-01", tmp_path / "archive.jsonl")
+    assert done.n_archived == 2 and done.held == []
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        g2 = Guard.from_policy(pol, lm=lm)
+    assert not [w for w in said if "review queue" in str(w.message)], [str(w.message) for w in said]
+    q = g2.review_queue
+    assert q.decided() == [] and [it.id for it in q.pending()] == [ids[2]] and set(q.archived()) == set(ids[:2])
+    assert not [r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] == "review_requeued"]
+    new = g2.invoke("what is the capital city of the country ?", domain="alpha")  # the stock path: held, queued
+    assert new.route == "review" and q.get(new.audit_id).status == "pending"
+    rotate(tmp_path / "audit.jsonl", key=None, queue=tmp_path / "queue.sqlite3")  # none read as missing from it
+
+
 def test_in_a_redacting_log_an_answer_the_queue_could_not_take_is_put_back_from_the_copy_kept_beside_the_queue(
         calibrated, tmp_path, monkeypatch):
     """A redacting log holds hashes: an answer held for review that a locked queue could not take was lost to every

@@ -1742,6 +1742,38 @@ def test_the_monitor_says_a_deleted_item_whose_decision_is_in_an_archive_is_not_
     assert queue.recover(list(log)).put_back == []  # what a guard start reads: the newest file alone
 
 
+def test_the_monitors_figures_are_the_same_after_the_decided_items_are_archived(tmp_path):
+    """An SRE's soak trial: the queue grows for the life of the deployment. Archived (`hguard review archive`), the
+    decided items leave it; the monitor's figures (reviewed spot-checks, verdicts on held answers) still count their
+    verdicts, and it reads neither as decisions missing from the queue nor as verdicts the queue never committed."""
+    from hguard.monitor import SPOT, spot_check_decision
+
+    policy = _pol(tmp_path, spot_check_rate=0.5)
+    log, queue = _deploy(tmp_path, policy, 40, halluc_rate=0.3, seed=2)
+    _review_routed(policy, log, queue, 4, "hallucinated")
+    _review_routed(policy, log, queue, 3, "correct")
+    spot, i = None, 0
+    while spot is None:  # a spot-check selected, still pending
+        i += 1
+        rec = log.append({"request_id": f"p{i}", "policy_id": policy_id(policy), "domain": "geo", "route": "accept",
+                          "risk": 0.1, "signals": {}, "question": "q", "answer": "a"}, kind="decision")
+        spot = spot_check_decision(policy, "geo", rec.id, 10**9)
+    log.append(spot, kind=SPOT)
+    queue.enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": "geo", "spot_check": True})
+    before = run_monitor(policy, act=False)
+    n_decided = len(queue.decided())
+    assert n_decided > 10 and before["domains"]["geo"]["spot_checks"]["pending"] == 1
+    done = queue.archive("2100-01-01", tmp_path / "archive.jsonl")
+    assert done.n_archived == n_decided and done.held == [] and len(queue.decided()) == 0
+    after = run_monitor(policy, act=False)
+    for rep in (before, after):
+        rep.pop("time")
+    assert after == before
+    assert after["review_decisions_not_in_queue"]["n"] == 0 and after["verdict_records_not_committed_in_queue"]["n"] == 0
+    assert after["domains"]["geo"]["review_routed"] == {"reviewed": 7, "hallucinated": 4, "correct": 3}
+    assert summary(after) == summary(before)
+
+
 @pytest.mark.parametrize("attack", ["cut back", "older copy", "deleted"])
 def test_a_running_guards_monitor_state_fails_closed_when_the_log_no_longer_continues_what_it_verified(tmp_path, attack):
     """With a key and no anchor a log cut back before a tightening still verifies; the state that verified the

@@ -742,7 +742,7 @@ def test_a_passage_verdict_on_an_answer_given_without_one_is_refused(queue, audi
 
 
 def test_a_version_2_queue_takes_the_new_verdict_and_keeps_its_items(tmp_path, audit):
-    from hguard.review._store import _COLUMNS, _SCHEMA
+    from hguard.review._store import _COLUMNS, _SCHEMA, _SCHEMA_VERSION
 
     path = tmp_path / "v2.sqlite3"
     q = guard_queue(path, audit=audit)
@@ -766,7 +766,7 @@ def test_a_version_2_queue_takes_the_new_verdict_and_keeps_its_items(tmp_path, a
     q.decide("rag", verdict="not_in_context", reviewer="bob")
     assert q.get("rag").verdict.verdict == "not_in_context"
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == _SCHEMA_VERSION
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert {"review_items", "review_items_pending", "review_items_decided"} <= names and "review_items_old" not in names
 
@@ -1415,3 +1415,216 @@ def test_answers_kept_beside_the_queue_survive_a_concurrent_rewrite_a_cut_line_a
     with pytest.raises(OSError):  # never written through a link
         q.keep_pending(make_item("f"))
     assert link.read_text() == ""
+
+
+# ------------------------------------------------------------------------------------------------- archive
+# An SRE's soak trial: the queue gained a row (about 2 KB) for every answer held for review, for the life of the
+# deployment, and nothing retired decided items (a row deleted by hand came back at the next guard start).
+
+
+def _archive_queue(queue):
+    _decided_queue(queue)
+    queue.enqueue(make_item("noted", risk=0.6))
+    queue.decide("noted", verdict="hallucinated", reviewer="dan", note="the capital moved in 1990")
+    return queue
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_archive_moves_decided_items_whole_and_leaves_the_pending(queue, audit, tmp_path):
+    import stat
+
+    _archive_queue(queue)
+    before = {it.id: it for it in queue.decided()}
+    out = tmp_path / "archive-2025.jsonl"
+    summary = queue.archive("2100-01-01", out)
+    assert summary.n_archived == 6 and summary.path == str(out) and summary.held == []
+    assert f"archived 6 decided item(s) (decided before 2100-01-01T00:00:00+00:00) to {out}" in summary.summary()
+    assert summary.size_after <= summary.size_before and summary.vacuumed
+    assert queue.decided() == [] and [it.id for it in queue.pending()] == ["waiting"]  # open items are never archived
+    assert stat.S_IMODE(out.stat().st_mode) & 0o007 == 0  # questions and answers: not world-readable
+    rows = {r["id"]: r for r in _rows(out)}
+    assert set(rows) == set(before)
+    noted = rows["noted"]  # every column the queue held, the verdict and the note too
+    assert (noted["verdict"], noted["reviewer"], noted["note"], noted["status"]) == (
+        "hallucinated", "dan", "the capital moved in 1990", "decided")
+    assert rows["fixed"]["corrected_answer"] == "Baz" and rows["ok"]["context"] == "Foo is the capital of ok."
+    assert noted["verdict_audit_id"] == before["noted"].verdict.audit_record_id and noted["signals"] == {
+        "h_neuron": 0.42, "entropy": 1.25}
+    assert {it.id: it for it in queue.archived_items()} == before  # read back as they were
+    kept = queue.archived()
+    assert set(kept) == set(before) and kept["noted"].verdict_audit_id == before["noted"].verdict.audit_record_id
+    assert queue.absent(list(before) + ["waiting", "never"]) == {"never"}  # a guard start puts none back
+    assert set(before) <= queue.queued_ids()
+    with pytest.raises(ReviewQueueError, match=f"item 'ok' was decided and archived to {out}"):
+        queue.enqueue(make_item("ok"))
+    with pytest.raises(ItemNotFound, match=f"item 'ok' was decided and archived to {out} .*kept whole, its verdict"):
+        queue.decide("ok", verdict="correct", reviewer="zed")
+    queue.decide("waiting", verdict="correct", reviewer="erin")  # the live queue goes on as before
+    second = queue.archive("2100-01-01")  # default: beside the queue
+    assert second.n_archived == 1 and second.path.startswith(str(queue.path) + ".archive-")
+    assert len(queue.archived_items()) == 7 and queue.counts() == {}
+    assert queue.archive("2100-01-01").path is None  # nothing left: no file written
+    assert len(list(tmp_path.glob("*.archive-*.jsonl"))) == 1
+
+
+def test_archive_takes_only_items_decided_before_the_date(queue, tmp_path):
+    queue.enqueue(make_item("old"))
+    queue.enqueue(make_item("new"))
+    queue.decide("old", verdict="correct", reviewer="ann")
+    queue.decide("new", verdict="correct", reviewer="ann")
+    with sqlite3.connect(queue.path) as conn:
+        conn.execute("UPDATE review_items SET decided_at = '2025-01-10T08:00:00.000000+00:00' WHERE id = 'old'")
+        conn.execute("UPDATE review_items SET decided_at = '2025-02-10T08:00:00.000000+00:00' WHERE id = 'new'")
+    assert queue.archive("2025-01-10T09:00+01:00", tmp_path / "a.jsonl").n_archived == 0  # 08:00 UTC is not before
+    assert queue.archive("2025-02-01", tmp_path / "b.jsonl").n_archived == 1
+    assert [it.id for it in queue.decided()] == ["new"] and set(queue.archived()) == {"old"}
+
+
+def test_archive_keeps_in_the_queue_a_verdict_the_audit_chain_does_not_hold(tmp_path, audit):
+    """A verdict decided without the audit log is the queue's only: the monitor names it, to be put on record, from
+    the live queue; archived, nobody would."""
+    queue = guard_queue(tmp_path / "review.sqlite3", audit=audit)
+    queue.enqueue(make_item("logged"))
+    queue.enqueue(make_item("unlogged"))
+    queue.decide("logged", verdict="correct", reviewer="ann")
+    ReviewQueue(queue.path).decide("unlogged", verdict="correct", reviewer="bob")  # --no-audit
+    summary = queue.archive("2100-01-01", tmp_path / "a.jsonl")
+    assert summary.n_archived == 1 and set(queue.archived()) == {"logged"}
+    ((held, why),) = summary.held
+    assert held == "unlogged" and "no review_verdict record in the audit log" in why
+    assert "unlogged: its verdict has no review_verdict record" in summary.summary()
+    assert [it.id for it in queue.decided()] == ["unlogged"]
+    # without an audit log (--no-audit), every decided item is archived, unchecked
+    assert ReviewQueue(queue.path).archive("2100-01-01", tmp_path / "b.jsonl").n_archived == 1
+
+
+@pytest.mark.parametrize("value", ["2026-13-01", "last week", ""])
+def test_archive_refuses_a_date_that_does_not_parse_in_one_line(queue, tmp_path, capsys, value):
+    _archive_queue(queue)
+    with pytest.raises(InputError, match=f"decided_before \\(--decided-before\\) {value!r} is not a date; pass an ISO "
+                                         "date or time, e.g. 2026-12-01"):
+        queue.archive(value, tmp_path / "a.jsonl")
+    rc = cli_main(["archive", "--queue", str(queue.path), "--audit", str(queue.audit.path), "--decided-before", value])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and f"{value!r} is not a date" in err
+    assert len(queue.decided()) == 6 and queue.archived() == {} and not list(tmp_path.glob("*.jsonl.*"))
+
+
+def test_archive_refuses_an_out_file_that_exists_in_one_line(queue, tmp_path, capsys):
+    _archive_queue(queue)
+    out = tmp_path / "taken.jsonl"
+    out.write_text("mine\n")
+    with pytest.raises(InputError, match=f"out \\(--out\\) {out} already exists; an archive is written to a new file "
+                                         "only .*pass a new name"):
+        queue.archive("2100-01-01", out)
+    rc = cli_main(["archive", "--queue", str(queue.path), "--audit", str(queue.audit.path), "--decided-before",
+                   "2100-01-01", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and f"{out} already exists" in err
+    assert out.read_text() == "mine\n" and len(queue.decided()) == 6 and queue.archived() == {}
+    with pytest.raises(InputError, match="is the review queue"):
+        queue.archive("2100-01-01", queue.path)
+    with pytest.raises(InputError, match="does not exist; create it first"):
+        queue.archive("2100-01-01", tmp_path / "nope" / "a.jsonl")
+    rc = cli_main(["archive", "--queue", str(queue.path), "--decided-before", "2100-01-01"])  # which log, unsaid
+    assert rc == 2 and "names no audit log" in capsys.readouterr().err
+
+
+def test_the_cli_archives_and_lists_and_exports_the_archived(queue, tmp_path, capsys):
+    _archive_queue(queue)
+    exported = tmp_path / "before.jsonl"
+    assert cli_main(["export", "--queue", str(queue.path), "--audit", str(queue.audit.path), "--out", str(exported)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "a.jsonl"
+    assert cli_main(["archive", "--queue", str(queue.path), "--audit", str(queue.audit.path), "--decided-before",
+                     "2100-01-01", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "archived 6 decided item(s)" in said and f"to {out}" in said and "went from" in said
+    assert cli_main(["list", "--queue", str(queue.path)]) == 0
+    listed = capsys.readouterr().out
+    assert "geography: 1 pending, 0 decided" in listed and "archived: 6 decided item(s) in archive files" in listed
+    after = tmp_path / "after.jsonl"
+    assert cli_main(["export", "--queue", str(queue.path), "--audit", str(queue.audit.path), "--out", str(after)]) == 0
+    assert "6 of the decided items read from the queue's archive files" in capsys.readouterr().out
+    assert after.read_text() == exported.read_text()
+    live = tmp_path / "live.jsonl"
+    assert cli_main(["export", "--queue", str(queue.path), "--audit", str(queue.audit.path), "--out", str(live),
+                     "--skip-archived"]) == 0
+    assert "6 archived item(s) not read (--skip-archived)" in capsys.readouterr().out and not live.exists()
+
+
+def test_export_reads_the_archived_items_as_it_read_them_in_the_queue(queue, tmp_path):
+    _archive_queue(queue)
+    before = export_reviewed(queue, tmp_path / "before.jsonl")
+    queue.archive("2100-01-01", tmp_path / "a.jsonl")
+    after = export_reviewed(queue, tmp_path / "after.jsonl")
+    assert (tmp_path / "after.jsonl").read_text() == (tmp_path / "before.jsonl").read_text()
+    assert (after.n_items, after.by_verdict, after.skipped, after.n_disagreements, after.n_scored) == (
+        before.n_items, before.by_verdict, before.skipped, before.n_disagreements, before.n_scored)
+    assert after.n_archived == 6 and after.n_not_in_queue == 0  # not "the queue holds no item of that decision"
+    geo = export_reviewed(queue, tmp_path / "geo.jsonl", domain="geography")
+    assert geo.n_items == export_reviewed(queue, tmp_path / "g2.jsonl", domain="geography", archived=False).n_items + geo.n_items
+    live = export_reviewed(queue, tmp_path / "live.jsonl", archived=False)
+    assert live.n_items == 0 and live.n_archived_left_out == 6 and live.skipped == [] and live.n_scored == before.n_scored
+
+
+def test_export_refuses_an_archive_file_missing_or_changed(queue, tmp_path):
+    _archive_queue(queue)
+    out = tmp_path / "a.jsonl"
+    queue.archive("2100-01-01", out)
+    text = out.read_text(encoding="utf-8")
+    out.write_text(text.replace('"verdict":"hallucinated"', '"verdict":"correct"'), encoding="utf-8")
+    with pytest.raises(ReviewQueueError, match=f"review queue archive {out} changed since it was written"):
+        export_reviewed(queue, tmp_path / "r.jsonl")
+    out.unlink()
+    with pytest.raises(ReviewQueueError, match=f"review queue archive {out} cannot be read .*export with --skip-archived"):
+        export_reviewed(queue, tmp_path / "r.jsonl")
+    assert not (tmp_path / "r.jsonl").exists()
+    out.write_text(text, encoding="utf-8")  # put back: read again
+    assert export_reviewed(queue, tmp_path / "r.jsonl").n_archived == 6
+
+
+_KILLED = """
+import os, sys
+from hguard.audit import AuditLog
+from hguard.review import _archive
+from hguard.review.queue import ReviewQueue
+if sys.argv[4] == "after-the-file":  # killed between writing the archive and removing the rows
+    _archive._complete = lambda *a, **k: os._exit(137)
+else:  # killed while writing it, before it has its name
+    os.link = lambda *a, **k: os._exit(137)
+ReviewQueue(sys.argv[1], audit=AuditLog(sys.argv[2])).archive("2100-01-01", sys.argv[3])
+"""
+
+
+@pytest.mark.parametrize("when", ["after-the-file", "before-its-name"])
+def test_an_archive_killed_midway_loses_nothing_and_holds_nothing_twice_when_run_again(queue, tmp_path, when):
+    import subprocess
+    import sys
+
+    _archive_queue(queue)
+    decided = {it.id: it for it in queue.decided()}
+    export_reviewed(queue, tmp_path / "before.jsonl")
+    out = tmp_path / "a.jsonl"
+    done = subprocess.run([sys.executable, "-c", _KILLED, str(queue.path), str(queue.audit.path), str(out), when],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 137, done.stderr
+    assert out.exists() == (when == "after-the-file")
+    assert {it.id: it for it in queue.decided()} == decided and queue.archived() == {}  # every row still there
+    assert queue.absent(decided) == set()  # a guard start meanwhile puts nothing back
+    export_reviewed(queue, tmp_path / "meanwhile.jsonl")
+    assert (tmp_path / "meanwhile.jsonl").read_text() == (tmp_path / "before.jsonl").read_text()
+    summary = queue.archive("2100-01-01", out)  # the same command again
+    if when == "after-the-file":
+        assert summary.finished == [(str(out), 6)] and summary.n_archived == 0 and summary.path is None
+        assert "finished an archive an earlier run left half done: 6 item(s)" in summary.summary()
+    else:
+        assert summary.dropped == [str(out)] and summary.n_archived == 6
+    assert len(_rows(out)) == 6 and not list(tmp_path.glob("*.partial"))
+    assert queue.decided() == [] and {it.id: it for it in queue.archived_items()} == decided
+    export_reviewed(queue, tmp_path / "after.jsonl")
+    assert (tmp_path / "after.jsonl").read_text() == (tmp_path / "before.jsonl").read_text()
+    assert queue.archive("2100-01-01").path is None  # nothing left to archive, nothing finished twice

@@ -1,5 +1,5 @@
-"""``hguard review``: serve the review page, list the queue, record a verdict or export reviewed items (see
-:mod:`hguard.review`)."""
+"""``hguard review``: serve the review page, list the queue, record a verdict, export reviewed items or archive decided
+ones (see :mod:`hguard.review`)."""
 
 from __future__ import annotations
 
@@ -114,6 +114,21 @@ def build_parser() -> argparse.ArgumentParser:
                "decided without the log, or on an item edited after its verdict, is exported too")
     p.add_argument("--out", required=True, metavar="FILE.jsonl", help="the calibration file to write (an earlier review export is replaced; any other existing file is refused)")
     p.add_argument("--domain", metavar="D", help="only this domain")
+    p.add_argument("--skip-archived", action="store_true",
+                   help="leave out the items `hguard review archive` moved to archive files (default: read them back "
+                   "from those files; a file missing or changed is refused); with the audit log their verdicts still "
+                   "count in the figures")
+    p = sub.add_parser("archive", help="move decided items out of the live queue into a JSONL archive file (the queue "
+                       "grows by an item for each answer held for review or spot-checked; nothing else retires them)")
+    _add_source(p)
+    _add_audit(p, "checking the verdicts (an item whose verdict is not in its chain, or whose row differs from its "
+               "decision record, stays in the queue, where the monitor names it)",
+               no_audit="archive every decided item unchecked: one decided without the log, or edited, is archived too")
+    p.add_argument("--decided-before", required=True, metavar="DATE",
+                   help="archive the items decided before this ISO date (midnight UTC) or date and time (UTC unless it "
+                   "names a zone), e.g. 2026-01-01; pending items are never archived")
+    p.add_argument("--out", metavar="FILE.jsonl", help="the archive file to write, a new file (default: beside the "
+                   "queue, QUEUE.archive-<time>.jsonl); keep it: `hguard review export` reads the items back from it")
     return parser
 
 
@@ -226,7 +241,7 @@ def main(argv: list[str]) -> int:
             from ..policy import load_policy
 
             policy = load_policy(args.policy)
-        if args.command in ("serve", "decide", "export"):
+        if args.command in ("serve", "decide", "export", "archive"):
             _check_audit_choice(args)
         if args.command == "serve":
             token = os.environ.get(TOKEN_ENV) or None
@@ -262,7 +277,11 @@ def main(argv: list[str]) -> int:
             shown = counts if args.domain is None else {d: c for d, c in counts.items() if d == args.domain}
             for domain, c in shown.items():  # with --json, stdout holds only the JSON lines; --domain: its counts
                 print(f"{shown_domain(domain)}: {c['pending']} pending, {c['decided']} decided", file=sys.stderr if args.json else sys.stdout)
-            if not counts:  # said, not an empty output that reads as a failed command
+            n_archived = len(queue.archived())
+            if n_archived:  # the decided items moved out of the queue: still its items for the monitor and the export
+                print(f"archived: {n_archived} decided item(s) in archive files (`hguard review archive`; "
+                      "`hguard review export` reads them)", file=sys.stderr if args.json else sys.stdout)
+            if not counts and not n_archived:  # said, not an empty output that reads as a failed command
                 print(f"hguard review: the queue {queue.path} holds no items (nothing has been held for review "
                       "since it was started or emptied)", file=sys.stderr if args.json else sys.stdout)
             if args.decided:
@@ -302,10 +321,13 @@ def main(argv: list[str]) -> int:
                      "with the audit log (--policy FILE, or --audit LOG) puts it on record")
             print(f"hguard review: {args.item}: {v.verdict} by {v.reviewer} ({where})")
             return 0
+        if args.command == "archive":
+            print(queue.archive(args.decided_before, args.out).summary())
+            return 0
         from ..review.export import export_reviewed
 
         _known_domain(args.domain, queue.counts())
-        summary = export_reviewed(queue, args.out, domain=args.domain)
+        summary = export_reviewed(queue, args.out, domain=args.domain, archived=not args.skip_archived)
         print(summary.summary())
         return 0
     except InputError as e:

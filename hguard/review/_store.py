@@ -11,7 +11,7 @@ from typing import Any
 from ..errors import ReviewQueueError
 from ._items import ReviewItem, Verdict
 
-_SCHEMA_VERSION = 3  # 2 added spot_check; 3 the verdict not_in_context
+_SCHEMA_VERSION = 4  # 2 added spot_check; 3 the verdict not_in_context; 4 the archive tables (``review archive``)
 
 
 _SCHEMA = """
@@ -42,7 +42,27 @@ CREATE TABLE IF NOT EXISTS review_items (
 );
 CREATE INDEX IF NOT EXISTS review_items_pending ON review_items (status, domain, risk);
 CREATE INDEX IF NOT EXISTS review_items_decided ON review_items (status, decided_at);
+CREATE TABLE IF NOT EXISTS review_archives (
+    n INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    decided_before TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    n_items INTEGER,
+    sha256 TEXT,
+    done_at TEXT
+);
+CREATE TABLE IF NOT EXISTS review_archived (
+    id TEXT PRIMARY KEY,
+    audit_id TEXT NOT NULL,
+    verdict_audit_id TEXT,
+    archive INTEGER NOT NULL REFERENCES review_archives (n)
+) WITHOUT ROWID;
 """
+# review_archives: one row per archive file (``ReviewQueue.archive``), written before the file and marked done
+# (done_at, its sha256) in the transaction that removes its items; review_archived: what stays of each archived item
+# (its ids, its verdict record's id, which file holds it), so a guard start does not put it back and the monitor and
+# the export know it was decided
+_TABLES = ("review_items", "review_archives", "review_archived")
 
 _COLUMNS = (
     "id, audit_id, question, context, answer, domain, risk, signals, reasons, model_fingerprint, probe_id, "
@@ -58,7 +78,7 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if version == 0 and tables - {"review_items"}:
+        if version == 0 and tables - set(_TABLES):
             raise ReviewQueueError(
                 f"{path} is a SQLite database of something else (tables: {', '.join(sorted(tables))}); "
                 "point the review queue at a new file"

@@ -57,7 +57,10 @@ hallucinated. With the audit log both count the chain's verdict on each decision
 ``domain`` selects, the risk, the spot-check flag; the queue's columns only for a record older than a field), whatever
 the queue's rows say: an item whose columns differ is skipped and named (also by the export of its record's domain),
 and a verdict on a decision the queue holds no item of (its row deleted) is not exported and is named in
-:attr:`ExportSummary.skipped`.
+:attr:`ExportSummary.skipped`. Items archived from the queue (``hguard review archive``) are its items still: read back
+from their archive files (a file missing, or changed since it was written, is refused) and exported, checked and
+counted as they were in the queue, in the same order; ``archived=False`` (``--skip-archived``) leaves them out of the
+rows (with the audit log, the figures still count their verdicts by their records).
 """
 
 from __future__ import annotations
@@ -116,6 +119,8 @@ class ExportSummary:
     n_spot_checks: int = 0  # decided spot-checks: answers the guard accepted (and the user got)
     n_spot_hallucinated: int = 0  # of which a reviewer said hallucinated: where the guard was wrong
     n_not_in_queue: int = 0  # the audit chain's verdicts on decisions the queue holds no item of: counted, named in skipped
+    n_archived: int = 0  # decided items read from the queue's archive files (`hguard review archive`)
+    n_archived_left_out: int = 0  # archived items not read (archived=False, --skip-archived)
 
     @property
     def n_skipped(self) -> int:
@@ -141,7 +146,11 @@ class ExportSummary:
         if self.n_not_in_queue:  # counted by their records, which the queue's rows no longer say (a row deleted)
             agree += (f" (these figures count {self.n_not_in_queue} verdict(s) of the audit chain on decisions the queue "
                       "holds no item of, by their records: not exported, named below)")
+        if self.n_archived_left_out:
+            agree += f"; {self.n_archived_left_out} archived item(s) not read (--skip-archived): not exported"
         skipped = f", {self.n_skipped} decided item(s) skipped (below)" if self.skipped else ""
+        if self.n_archived:
+            skipped += f"; {self.n_archived} of the decided items read from the queue's archive files"
         head = (
             f"wrote {self.n_items} reviewed rows to {self.path} (rows by verdict: {verdicts}{skipped})" if self.written
             else f"no reviewed rows to export; {self.path} was not written"
@@ -364,11 +373,14 @@ def _earlier_export(path: Path) -> bool:
 
 
 def export_reviewed(
-    queue: ReviewQueue, out_path: str | os.PathLike[str], domain: str | None = None
+    queue: ReviewQueue, out_path: str | os.PathLike[str], domain: str | None = None, *, archived: bool = True
 ) -> ExportSummary:
     """Write every decided item (of ``domain`` when given) as calibration JSONL to ``out_path``, replacing it.
     With the queue's audit log, an item whose verdict is not in the log's chain, or that was edited since, is
-    skipped with the reason (see :attr:`ExportSummary.skipped`)."""
+    skipped with the reason (see :attr:`ExportSummary.skipped`). ``archived``: also the items archived from the queue
+    (:meth:`ReviewQueue.archive`), read back from their archive files and checked as the queue's are (an archive file
+    missing or changed is refused, ReviewQueueError); ``False`` leaves them out (with the audit log their verdicts
+    still count in the figures, by their records)."""
     if not isinstance(queue, ReviewQueue):
         raise InputError(f"queue must be a ReviewQueue, got {type(queue).__name__}; pass ReviewQueue('review.sqlite3')")
     if not isinstance(out_path, (str, os.PathLike)) or str(out_path) == "":
@@ -381,6 +393,14 @@ def export_reviewed(
             "meta.source 'review'): writing there would replace its rows; pass a new file, e.g. reviewed.jsonl, and "
             "give both files to calibration (--data twice); nothing was written"
         )
+    kept = queue.archived()  # what the queue keeps of its archived items: they are decided, not missing
+    archived_ids = {a.audit_id for a in kept.values()}
+    from_archive = queue.archived_items() if archived and kept else []  # read before anything is written
+
+    def decided_items() -> list[ReviewItem]:  # the queue's and the archived, in the queue's order (decided_at, id)
+        return sorted(queue.decided() + from_archive,
+                      key=lambda it: ((it.verdict.decided_at if it.verdict else "") or "", it.id))
+
     rows: list[Example] = []
     by_verdict: Counter[str] = Counter()
     skipped: list[tuple[str, str]] = []
@@ -405,19 +425,21 @@ def export_reviewed(
     not_in_queue: list[Mapping[str, Any]] = []  # chain verdicts on decisions the queue holds no item of
     if recorded is not None:
         items_of: dict[str, list[ReviewItem]] = {}
-        for it in queue.decided() + queue.pending(limit=None):
+        for it in decided_items() + queue.pending(limit=None):
             items_of.setdefault(it.audit_id, []).append(it)
         for did, rec in verdict_of.items():
             items = items_of.get(did, [])
             said_domain, risk, spot = _as_recorded(rec, items)
             if domain is not None and said_domain != domain:
                 continue
-            if not items:  # its row deleted, or the queue replaced: named below
+            if not items and did not in archived_ids:  # its row deleted, or the queue replaced: named below
                 not_in_queue.append(rec)
             if spot is not None:  # a record older than its flag, with no row to say it, is named, not counted
                 judged[did] = (risk, spot, str(rec["label"]))
     else:
-        for item in queue.decided(domain=domain):
+        for item in decided_items():
+            if domain is not None and item.domain != domain:
+                continue
             if item.verdict is not None and item.audit_id not in judged:
                 judged[item.audit_id] = (item.risk, bool(item.spot_check), item.verdict.label)
     said = [_disagrees(risk, label) for risk, _, label in judged.values()]
@@ -434,7 +456,7 @@ def export_reviewed(
 
     # an item the export's domain holds by its row or by its verdict record (a row whose domain was moved is named,
     # not passed over: its verdict counts in the figures by the record)
-    for item in [it for it in queue.decided() if in_domain(it)]:
+    for item in [it for it in decided_items() if in_domain(it)]:
         try:
             if recorded is not None:
                 _check_in_chain(item, recorded, str(queue.audit.path), verdict_of, on_decision)  # type: ignore[union-attr]
@@ -503,4 +525,7 @@ def export_reviewed(
         n_spot_checks=n_spot,
         n_spot_hallucinated=n_spot_bad,
         n_not_in_queue=sum("spot_check" in rec for rec in not_in_queue),
+        n_archived=sum(in_domain(it) for it in from_archive),
+        n_archived_left_out=0 if archived else sum(
+            domain is None or (verdict_of.get(a.audit_id) or {}).get("domain") == domain for a in kept.values()),
     )

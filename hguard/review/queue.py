@@ -33,6 +33,11 @@ the log's ``review_verdict`` record stores the corrected answer and the note as 
 redacted fields, because either can repeat the private answer; the queue itself keeps them in clear, as it keeps
 the question and the answer the reviewer reads.
 
+Retiring decided items. The queue keeps every item it is given for the life of the deployment; :meth:`ReviewQueue.archive`
+(``hguard review archive``) moves the items decided before a date, whole, to a JSONL archive file and keeps of each
+only its ids and its file, so that a guard start does not put it back (:meth:`ReviewQueue.absent`), the monitor counts
+it and the export reads it back (:meth:`ReviewQueue.archived_items`). See ``_archive``.
+
 Items and verdicts (:class:`ReviewItem`, :class:`Verdict`, the errors) and the validation of an item are in
 ``_items``; their public names are importable from here. The SQLite schema, its migration and the row mapping are
 in ``_store``.
@@ -47,6 +52,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -56,7 +62,8 @@ from .._text import hidden_characters_in, same_words
 from .._audit_records import CONTINUATION
 from ..audit import AuditLog
 from ..errors import HGuardError, InputError, ReviewQueueError
-from . import _pending
+from . import _archive, _pending
+from ._archive import ArchivedItem, ArchiveSummary
 from ._store import _COLUMNS, _item, migrate
 from ._items import (
     _MAX_REVIEWER,
@@ -79,6 +86,8 @@ from ._items import (
 
 __all__ = [
     "ITEM_FIELDS",
+    "ArchiveSummary",
+    "ArchivedItem",
     "NO_DOMAIN",
     "VERDICTS",
     "AlreadyDecided",
@@ -435,8 +444,12 @@ class ReviewQueue:
         columns = ", ".join(row)
         marks = ", ".join("?" for _ in row)
         with self._connection(f"enqueue item {row['id']!r}") as conn:
-            try:
-                conn.execute(f"INSERT INTO review_items ({columns}) VALUES ({marks})", tuple(row.values()))
+            try:  # one statement: an item archived (decided, then moved to an archive file) is not queued again
+                cur = conn.execute(f"INSERT INTO review_items ({columns}) SELECT {marks} WHERE NOT EXISTS "
+                                   "(SELECT 1 FROM review_archived WHERE id = ?)", (*row.values(), row["id"]))
+                if cur.rowcount == 0:
+                    raise ReviewQueueError(f"{self.no_item(row['id'])}; each decision has its own audit id, so pass the "
+                                           "id of this decision's audit record")
             except sqlite3.IntegrityError as e:
                 if conn.execute("SELECT 1 FROM review_items WHERE id = ?", (row["id"],)).fetchone():
                     raise ReviewQueueError(
@@ -447,21 +460,47 @@ class ReviewQueue:
         return row["id"]
 
     def queued_ids(self) -> set[str]:
-        """The id of every item in the queue, pending or decided."""
+        """The id of every item in the queue, pending or decided, and of every item archived (:meth:`archive`)."""
         with self._connection("list the queued items") as conn:
-            return {row[0] for row in conn.execute("SELECT id FROM review_items")}
+            return {row[0] for row in conn.execute("SELECT id FROM review_items UNION SELECT id FROM review_archived")}
 
     def absent(self, ids: Iterable[str]) -> set[str]:
-        """Which of ``ids`` no item of the queue has (pending or decided); asked in chunks, so a long audit log
-        can be checked against a long queue without holding either in memory."""
+        """Which of ``ids`` no item of the queue has (pending, decided or archived: a guard start does not put back an
+        archived item); asked in chunks, so a long audit log can be checked against a long queue without holding
+        either in memory."""
         ids = list(dict.fromkeys(ids))
         found: set[str] = set()
         with self._connection("look up queued items") as conn:
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
                 marks = ",".join("?" * len(chunk))
-                found.update(row[0] for row in conn.execute(f"SELECT id FROM review_items WHERE id IN ({marks})", chunk))
+                for table in ("review_items", "review_archived"):
+                    found.update(row[0] for row in conn.execute(f"SELECT id FROM {table} WHERE id IN ({marks})", chunk))
         return set(ids) - found
+
+    # ---------------------------------------------------------------------------------------------------------
+    # retiring decided items (see hguard.review._archive)
+
+    def archive(self, decided_before: str | datetime, out: str | os.PathLike[str] | None = None) -> ArchiveSummary:
+        """Move the items decided before ``decided_before`` (an ISO date, midnight UTC, or date and time, UTC unless it
+        names a zone; or a datetime) out of the queue, whole, into the JSONL file ``out`` (a new file; default: beside
+        the queue, ``QUEUE.archive-<time>.jsonl``), and compact the queue file. Pending items are never archived; with
+        the audit log, neither is a decided item whose verdict is not the chain's or whose row differs from its decision
+        record (listed in :attr:`ArchiveSummary.held` with why). The queue keeps each archived item's ids and its file
+        (:meth:`archived`): a guard start does not put it back, the monitor counts it, and :func:`export_reviewed
+        <hguard.review.export.export_reviewed>` reads it back (:meth:`archived_items`). A run killed midway is finished
+        by the next (nothing lost, nothing held twice). InputError for a date that does not parse or an ``out`` that
+        exists."""
+        return _archive.archive(self, decided_before, out)
+
+    def archived(self) -> dict[str, ArchivedItem]:
+        """What the queue keeps of each archived item (its ids, its verdict record's, its file), by item id."""
+        return _archive.archived(self)
+
+    def archived_items(self) -> list[ReviewItem]:
+        """The archived items, whole, read from their archive files; ReviewQueueError when a file is missing or was
+        changed since it was written."""
+        return _archive.archived_items(self)
 
     @property
     def pending_path(self) -> Path:
@@ -905,7 +944,13 @@ class ReviewQueue:
         )
 
     def no_item(self, item_id: str) -> ItemNotFound:
-        """The error for an id no item of the queue has."""
+        """The error for an id no item of the queue has (one archived is named with its archive file)."""
+        with self._connection(f"look up item {item_id!r}") as conn:
+            where = conn.execute("SELECT f.path FROM review_archived a JOIN review_archives f ON f.n = a.archive "
+                                 "WHERE a.id = ?", (item_id,)).fetchone()
+        if where is not None:
+            return ItemNotFound(f"review queue {self.path}: item {item_id!r} was decided and archived to {where[0]} "
+                                "(`hguard review archive`), where it is kept whole, its verdict with it", item_id=item_id)
         return ItemNotFound(
             f"review queue {self.path} has no item {item_id!r}; list the pending items with `hguard review list` "
             f"(with the same --policy, or --queue {self.path})",
