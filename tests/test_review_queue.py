@@ -8,6 +8,7 @@ import os
 import sqlite3
 import threading
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -1531,6 +1532,29 @@ def test_archive_refuses_an_out_file_that_exists_in_one_line(queue, tmp_path, ca
         queue.archive("2100-01-01", tmp_path / "nope" / "a.jsonl")
     rc = cli_main(["archive", "--queue", str(queue.path), "--decided-before", "2100-01-01"])  # which log, unsaid
     assert rc == 2 and "names no audit log" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("own", ["-wal", "-shm", ".pending.jsonl", ".archive.lock"])
+def test_archive_refuses_the_queues_own_files_as_out(queue, tmp_path, capsys, own):
+    """A review: ``--out QUEUE-wal`` (or -shm) was taken, reported archived, and sqlite removed the file when the queue
+    closed; ``--out QUEUE.pending.jsonl`` was emptied by the next guard start: the items were lost either way."""
+    _archive_queue(queue)
+    out = queue.path.with_name(queue.path.name + own)
+    out.unlink(missing_ok=True)
+    with pytest.raises(InputError, match=f"is the review queue's own {own} file.*the archive would be lost"):
+        queue.archive("2100-01-01", out)
+    rc = cli_main(["archive", "--queue", str(queue.path), "--audit", str(queue.audit.path), "--decided-before",
+                   "2100-01-01", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and f"own {own} file" in err
+    assert len(queue.decided()) == 6 and queue.archived() == {}
+
+
+def test_archive_writes_to_the_home_folder_a_tilde_names(queue, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _archive_queue(queue)
+    done = queue.archive("2100-01-01", "~/archived.jsonl")
+    assert done.n_archived and (tmp_path / "archived.jsonl").is_file() and not Path("~").exists()
 
 
 def test_the_cli_archives_and_lists_and_exports_the_archived(queue, tmp_path, capsys):

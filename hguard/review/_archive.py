@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .._audit_export import period
 from .._json import canonical_json
 from .._privacy import FILE_MODE
-from .._resources import refuse_own_file
+from .._resources import expand_home, refuse_own_file
 from ..errors import InputError, ReviewQueueError
 from ._items import ReviewItem, _now, _show
 from ._store import _COLUMNS, _item
@@ -133,10 +133,21 @@ def _check_out(queue: ReviewQueue, out: Any) -> Path:
     if not isinstance(out, (str, os.PathLike)) or str(out) == "":
         raise InputError(f"out (--out) must be a file path, got {type(out).__name__}: {_show(out)}; e.g. "
                          f"{default_path(queue.path).name}")
-    path = Path(out)
+    path = expand_home(out, "out (--out)")
     refuse_own_file(path, {"review queue": queue.path, "audit log": queue.audit.path if queue.audit else None},
                     "out (--out)")
+    own = queue.path.absolute()
+    for name in _OWN_FILES:  # sqlite removes its -wal / -shm files, a guard start rewrites .pending.jsonl
+        if path.absolute() == own.with_name(own.name + name) or path.resolve() == own.resolve().with_name(own.resolve().name + name):
+            raise InputError(f"out (--out) {out} is the review queue's own {name} file, which the queue (or a guard "
+                             f"start) rewrites or removes: the archive would be lost; pick another name, e.g. "
+                             f"{default_path(queue.path)}; nothing was archived")
     return path.absolute()
+
+
+#: the files beside a review queue that are the queue's own (its write-ahead log and shared memory, which sqlite
+#: removes; the answers a guard start puts back and rewrites; the archive lock): never an archive's name
+_OWN_FILES = ("-wal", "-shm", "-journal", ".pending.jsonl", ".archive.lock")
 
 
 def _exists(path: Path, queue: ReviewQueue, summary: ArchiveSummary) -> InputError:
