@@ -29,6 +29,7 @@ from ._audit_records import RUN_KEYS, run_id_of
 from ._guard_records import _open_queue, _Recording
 from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context, context_given, left_out_passages  # noqa: F401
 from ._guard_scoring import CANCELLED_HOLD, NO_ROUTER_QUESTIONS, REMOVED_DOMAIN, _Cancelled, _EarlyAbstain, _near, _Scoring, no_conflict_detector
+from ._json import json_safe
 from ._resources import DEFAULT_POLICY, public_seed_warning
 from .domain import CalibratedDomain
 from .errors import (AuditError, HGuardError, InputError, ModelNotFoundError, PolicyError, ProbeError, UsageError, cut_text,
@@ -1502,6 +1503,13 @@ def _choice_problem(result: Any, router: str) -> str | None:
                 + f"), not a domain name (a non-blank str of at most {MAX_NAME_CHARS} characters) or None{fix}")
     if not isinstance(info, Mapping):
         return f"{router} returned with domain {chosen!r:.80} the info {info!r:.80} ({type(info).__name__}), not a mapping{fix}"
+    reason = info.get("reason")
+    if reason is not None and not isinstance(reason, str):  # it leads the answer's reasons, which the queue and errors join
+        return f"{router} returned the reason {reason!r:.80} ({type(reason).__name__}), not a str{fix}"
+    try:  # the decision record's domain_choice holds it as given
+        json_safe(dict(info), "domain_choice", what="the info of a domain choice", nonfinite="keep")
+    except (InputError, TypeError, ValueError) as e:
+        return f"{router} returned info the decision record cannot hold ({e}){fix}"
     return None
 
 

@@ -1470,7 +1470,10 @@ def test_a_spot_checked_answer_the_queue_could_not_take_is_still_an_accept_to_it
     (("alpha", None), "Acme.choose_domain returned with domain 'alpha' the info None (NoneType), not a mapping"),
     ("alpha", "Acme.choose_domain returned str 'alpha', not a pair"),
     (RuntimeError("acme-router timeout"), "Acme.choose_domain raised RuntimeError: acme-router timeout"),
-], ids=["int-domain", "info-none", "bare-name", "raises"])
+    (("alpha", {"method": "keywords", "reason": 0.93}), "Acme.choose_domain returned the reason 0.93 (float), not a str"),
+    (("alpha", {"method": "keywords", "matched": {"author"}}),
+     "Acme.choose_domain returned info the decision record cannot hold (the info of a domain choice 'domain_choice.matched'"),
+], ids=["int-domain", "info-none", "bare-name", "raises", "reason-float", "info-set"])
 def test_a_choose_domain_of_ones_own_that_fails_holds_the_answer_naming_it(calibrated, tmp_path, returned, said):
     """A platform developer's trial: a router of one's own (Guard.choose_domain overridden) returning an int domain
     put 3 in the decision and the queue refused the item, so no reviewer saw it; ("alpha", None) raised TypeError; a

@@ -20,6 +20,10 @@ def component_name(obj: Any) -> str:
     ``fingerprint``, ``version`` or ``__version__`` attribute it offers that is a string or a number, as
     ``acme.nli.AcmeGrounding (version 2.1)``. hguard's own say theirs (the bundled embedder its model package and
     version, a ``GroundingScorer`` a hash of what its values depend on)."""
+    from .embedding import UnitEmbedder  # here: that module imports this package
+
+    while isinstance(obj, UnitEmbedder):  # the guard's wrapper that scales an embedder's rows: name the embedder
+        obj = obj.embedder
     cls = type(obj)
     name = f"{cls.__module__}.{cls.__qualname__}"
     for attr in VERSION_ATTRIBUTES:
