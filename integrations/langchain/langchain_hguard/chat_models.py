@@ -92,8 +92,9 @@ _RUN_ID = "_hguard_run_id"  # a streamed call's own run id (langchain-core runs 
 # kwarg that hands a calling runnable's problems (e.g. nothing retrieved) to the guard (internal)
 _PROBLEMS = "_hguard_problems"
 _CANCEL = "_hguard_cancel"  # an async call's cancel event: set when the caller leaves, it stops the generation
-# the thread the call's config names (``configurable.thread_id``): a plain LangChain app's, which no run's metadata
-# holds (LangGraph copies it there; langchain-core does not), read by the entry points from the config of the call
+# the thread the call's config names (``retrieval.config_thread``: its configurable's thread_id, session_id or
+# conversation_id): a plain LangChain app's, which no run's metadata holds (LangGraph copies it there; langchain-core
+# does not), read by the entry points from the config of the call
 _THREAD = "_hguard_thread"
 _CHUNK_HAS_POSITION = "chunk_position" in AIMessageChunk.model_fields
 
@@ -444,7 +445,7 @@ class _Call:
     cancel: Any = None  # an async call's cancel event (threading.Event)
     agent: bool = False  # an agent's step (asks_for_actions): held whatever the stream mode, a held one withheld
     parent_run: Any = None  # the chain run that made the call (None outside a chain)
-    thread: str | None = None  # the thread the call's config names (configurable.thread_id), if any
+    thread: str | None = None  # the thread the call's config names (retrieval.config_thread), if any
 
     def shown(self, result: GuardResult) -> str:
         """What the program gets for ``result``: an agent acts on a marked held answer, so it gets the hold text."""
@@ -953,10 +954,11 @@ class ChatHGuard(BaseChatModel):
 
     @staticmethod
     def _with_thread(config: RunnableConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """``kwargs`` with the thread ``config`` names (``configurable.thread_id``), where it names one: a plain
-        LangChain app's thread is in no run's metadata (LangGraph copies it there, langchain-core does not), and its
-        call's earlier answers in the thread were not checked. ``config`` is the call's, with what it inherits from
-        the enclosing run (``ensure_config``)."""
+        """``kwargs`` with the thread ``config`` names (:func:`~langchain_hguard.retrieval.config_thread`: the first
+        of ``thread_id``, ``session_id``, ``conversation_id`` set in its ``configurable``), where it names one: a
+        plain LangChain app's thread is in no run's metadata (LangGraph copies it there, langchain-core does not), and
+        its call's earlier answers in the thread were not checked. ``config`` is the call's, with what it inherits
+        from the enclosing run (``ensure_config``)."""
         thread = config_thread(config)
         return kwargs if thread is None or _THREAD in kwargs else {**kwargs, _THREAD: thread}
 

@@ -7,8 +7,8 @@ handler with LangChain's configure hooks, so it is attached to every run: it kee
 chain run and the query and documents of each finished retriever run, per root run, and forgets them
 when the root run ends. ``ChatHGuard`` asks it, from its own run, for the retrievals that finished in
 the nearest enclosing chain: those documents are the context its answer is scored against. The answers
-``ChatHGuard`` gave are kept per root run and per thread (:data:`THREAD_KEY`: LangGraph's, or the one a call's config
-names).
+``ChatHGuard`` gave are kept per root run and per conversation thread (:data:`THREAD_KEYS`: named in a run's metadata,
+or in the configurable of a call's config).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ COMPRESSING_RETRIEVERS = frozenset({"ContextualCompressionRetriever"})
 ANSWERS_KEPT = 256
 #: root runs kept open at most (oldest forgotten first): a root whose end was never seen cannot grow memory
 ROOTS_KEPT = 4096
-#: threads (:data:`THREAD_KEY`) whose answers are kept (the least recently answered forgotten first, each its latest
+#: threads (:data:`THREAD_KEYS`) whose answers are kept (the least recently answered forgotten first, each its latest
 #: ANSWERS_KEPT): a thread never ends, and a process serving many conversations cannot grow memory
 THREADS_KEPT = 1024
 #: the most memory the kept threads' answer texts take together (``sys.getsizeof`` of each text): past it the least
@@ -49,11 +49,15 @@ THREADS_KEPT = 1024
 #: is always kept). The count bounds alone let 1,024 threads of 256 answers of 1.5 KB take 390 MiB; the check needs
 #: the texts (it finds an answer inside a passage that labels, lists or joins several), not a digest of each
 THREAD_ANSWER_BYTES = 32 * 2**20
-#: the run metadata key naming a conversation thread: LangGraph puts its config's ``configurable.thread_id`` in the
-#: metadata of every run of a graph invocation, and a resume after an ``interrupt()`` is a new root run of it. A plain
-#: LangChain app's ``configurable.thread_id`` is in no run's metadata (langchain-core copies it to LangSmith's only):
-#: ``ChatHGuard`` reads it from the config of its call (:func:`config_thread`)
-THREAD_KEY = "thread_id"
+#: the keys naming a conversation thread, in a run's metadata or a call's config (``configurable`` or ``metadata``);
+#: where several are set, the first of them in this order names it (:func:`thread_in`): LangGraph's ``thread_id``
+#: (LangGraph puts its config's ``configurable.thread_id`` in the metadata of every run of a graph invocation, and a
+#: resume after an ``interrupt()`` is a new root run of it), ``RunnableWithMessageHistory``'s default ``session_id``,
+#: then ``conversation_id`` (LangSmith groups a thread's traces by any of the three in the metadata). A key's value
+#: names the thread, whichever key holds it. A plain LangChain app's ``configurable`` is in no run's metadata
+#: (langchain-core copies it to LangSmith's only): ``ChatHGuard`` reads it from the config of its call
+#: (:func:`config_thread`)
+THREAD_KEYS = ("thread_id", "session_id", "conversation_id")
 
 
 @dataclass(frozen=True)
@@ -92,14 +96,14 @@ class RetrievalCapture(BaseCallbackHandler):
         self._prompts: dict[UUID, list[tuple[UUID, tuple[str, ...]]]] = {}
         # root -> the texts of the answers ChatHGuard gave in it, the latest ANSWERS_KEPT of them
         self._answers: dict[UUID, deque[str]] = {}
-        self._thread_of: dict[UUID, str] = {}  # run -> the thread its metadata names (THREAD_KEY)
+        self._thread_of: dict[UUID, str] = {}  # run -> the thread its metadata names (THREAD_KEYS)
         # thread -> the texts of the answers ChatHGuard gave in any of its root runs, kept after they end
         self._thread_answers = ThreadAnswers()
 
     # ----------------------------------------------------------------------------- bookkeeping
 
     def _start(self, run_id: UUID, parent_run_id: UUID | None, metadata: Any = None) -> None:
-        thread = thread_named(metadata.get(THREAD_KEY)) if isinstance(metadata, dict) else None
+        thread = thread_in(metadata)
         with self._lock:
             if thread is not None:
                 self._thread_of[run_id] = thread
@@ -298,16 +302,17 @@ class RetrievalCapture(BaseCallbackHandler):
                     if isinstance(d.page_content, str)}
 
     def _thread(self, run_id: UUID | None, named: Any = None) -> str | None:
-        """The thread (:data:`THREAD_KEY`) named by the nearest run enclosing ``run_id`` whose metadata names one
-        (LangGraph's), else ``named`` (the thread the call's config names, :func:`config_thread`)."""
+        """The thread (:data:`THREAD_KEYS`) named by the nearest run enclosing ``run_id`` whose metadata names one
+        (LangGraph's, or a chain's given ``config={"metadata": ...}``), else ``named`` (the thread the call's config
+        names, :func:`config_thread`)."""
         ancestors = self._ancestors(run_id) if run_id is not None else []
         return next((self._thread_of[r] for r in ancestors if r in self._thread_of), None) or thread_named(named)
 
     def note_answer(self, parent_run_id: UUID | None, texts: Sequence[str], thread: Any = None) -> None:
         """Note the texts of an answer ChatHGuard gave from ``parent_run_id`` (the model's answer, what the caller is
         shown: a held one's abstain or review message, or the answer marked), for the rest of its root run and, where
-        a run enclosing it names a LangGraph thread (:data:`THREAD_KEY`) or else the call's config names one
-        (``thread``: ``configurable.thread_id``, also outside a chain), for the thread's later runs too."""
+        a run enclosing it names a thread in its metadata (:data:`THREAD_KEYS`: LangGraph's) or else the call's config
+        names one (``thread``: :func:`config_thread`, also outside a chain), for the thread's later runs too."""
         kept = [t for t in texts if t.strip()]
         with self._lock:
             root = self._root.get(parent_run_id) if parent_run_id is not None else None
@@ -436,15 +441,25 @@ register_configure_hook(_capture_var, True)
 
 
 def thread_named(value: Any) -> str | None:
-    """The thread ``value`` names (a run's :data:`THREAD_KEY` metadata, a config's ``configurable.thread_id``): its
-    text; None for none or a blank one."""
+    """The thread ``value`` names (the value of one of :data:`THREAD_KEYS`): its text; None for none or a blank one."""
     return str(value) if value is not None and str(value).strip() else None
 
 
+def thread_in(*mappings: Any) -> str | None:
+    """The thread ``mappings`` name (a run's metadata; a config's ``configurable`` and ``metadata``): the value of the
+    first of :data:`THREAD_KEYS` set (not blank) in any of them, each key looked up in the mappings in their order;
+    None where none is set (a mapping that is no dict names none)."""
+    for key in THREAD_KEYS:
+        for mapping in mappings:
+            thread = thread_named(mapping.get(key)) if isinstance(mapping, dict) else None
+            if thread is not None:
+                return thread
+    return None
+
+
 def config_thread(config: Any) -> str | None:
-    """The thread a run's config names (``configurable.thread_id``, :data:`THREAD_KEY`), or None."""
-    configurable = config.get("configurable") if isinstance(config, dict) else None
-    return thread_named(configurable.get(THREAD_KEY)) if isinstance(configurable, dict) else None
+    """The thread a run's config names (:func:`thread_in` of its ``configurable``), or None."""
+    return thread_in(config.get("configurable")) if isinstance(config, dict) else None
 
 
 def parent_run_of(config_or_manager: Any) -> UUID | None:
@@ -460,4 +475,4 @@ def parent_run_of(config_or_manager: Any) -> UUID | None:
 
 
 __all__ = ["ANSWERS_KEPT", "CAPTURE", "ROOTS_KEPT", "Retrieval", "RetrievalCapture", "THREADS_KEPT", "THREAD_ANSWER_BYTES",
-           "THREAD_KEY", "ThreadAnswers", "config_thread", "parent_run_of", "thread_named"]
+           "THREAD_KEYS", "ThreadAnswers", "config_thread", "parent_run_of", "thread_in", "thread_named"]

@@ -245,6 +245,83 @@ def test_a_thread_named_only_in_the_configs_configurable_is_checked_too(make_gua
     assert CAPTURE.open_runs() == 0 and not CAPTURE._thread_of
 
 
+@pytest.mark.parametrize("place, key", [("configurable", "session_id"), ("configurable", "conversation_id"),
+                                        ("metadata", "session_id"), ("metadata", "conversation_id")])
+def test_a_conversation_named_by_session_id_or_conversation_id_is_a_thread(make_guard, monkeypatch, place, key):
+    """A review: only ``thread_id`` named a thread, so a conversation named by RunnableWithMessageHistory's default
+    ``configurable.session_id``, or in the run metadata by LangSmith's other thread keys (``session_id``,
+    ``conversation_id``), had none, and a later run given the conversation's earlier draft as its only passage was
+    accepted. Another conversation, or none, is another conversation."""
+    monkeypatch.setattr(CAPTURE, "_thread_answers", type(CAPTURE._thread_answers)())
+    chat = ChatHGuard(guard=make_guard("accept"), domain="alpha")
+    step = RunnableLambda(lambda passages: chat.invoke(AUSTRALIA, context=passages))
+    draft = step.invoke([MAP_DOCS[0].page_content], config={place: {key: "conv-1"}})
+    assert draft.response_metadata["route"] == "accept"
+    later = step.invoke([str(draft.content)], config={place: {key: "conv-1"}})
+    assert later.response_metadata["route"] == "review", later.response_metadata["reasons"]
+    assert any("own earlier answers" in r for r in later.response_metadata["reasons"]), later.response_metadata
+    for config in ({place: {key: "conv-2"}}, None):  # another conversation: read as ever
+        other = step.invoke([str(draft.content)], config=config)
+        assert other.response_metadata["route"] == "accept", other.response_metadata["reasons"]
+    assert CAPTURE.open_runs() == 0 and not CAPTURE._thread_of
+
+
+def test_thread_id_names_the_thread_before_session_id_and_conversation_id():
+    """Where several keys are set, the first of THREAD_KEYS names the thread (LangGraph's ``thread_id`` first), each
+    key looked up in ``configurable`` before ``metadata``; a blank one names none."""
+    from langchain_hguard.retrieval import THREAD_KEYS, config_thread, thread_in
+
+    assert THREAD_KEYS == ("thread_id", "session_id", "conversation_id")
+    assert thread_in({"conversation_id": "c", "session_id": "s", "thread_id": "t"}) == "t"
+    assert thread_in({"conversation_id": "c", "session_id": "s"}) == "s"
+    assert thread_in({"conversation_id": "c", "session_id": " "}) == "c"
+    assert thread_in({"conversation_id": 7}) == "7" and thread_in({}) is None and thread_in(None) is None
+    assert config_thread({"configurable": {"session_id": "s", "thread_id": "t"}}) == "t"
+    assert config_thread({"configurable": {"session_id": "s"}, "metadata": {}}) == "s"
+    assert config_thread({"configurable": None}) is None and config_thread(None) is None
+
+
+def test_runnable_with_message_history_names_the_conversation_by_its_default_session_id(make_guard, retriever,
+                                                                                          monkeypatch):
+    """The review's app: RunnableWithMessageHistory with its default key (``configurable.session_id``), a later run
+    given the conversation's earlier draft as its passage, was accepted; it goes to review as with ``thread_id``. A
+    stock RAG chat wrapped the same way is not held: the history turns are never passages."""
+    from langchain_core.chat_history import InMemoryChatMessageHistory
+    from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+    from langchain_core.runnables.history import RunnableWithMessageHistory
+
+    monkeypatch.setattr(CAPTURE, "_thread_answers", type(CAPTURE._thread_answers)())
+    chat = ChatHGuard(guard=make_guard("accept"), domain="alpha")
+    stores: dict = {}
+
+    def history(session_id: str) -> InMemoryChatMessageHistory:
+        return stores.setdefault(session_id, InMemoryChatMessageHistory())
+
+    answer = RunnableLambda(lambda x: chat.invoke(x["question"], context=x["context"]))
+    app = RunnableWithMessageHistory(answer, history, input_messages_key="question", history_messages_key="history")
+    conv = {"configurable": {"session_id": "conv-1"}}
+    draft = app.invoke({"question": AUSTRALIA, "context": [MAP_DOCS[0].page_content]}, config=conv)
+    assert draft.response_metadata["route"] == "accept"
+    later = app.invoke({"question": AUSTRALIA, "context": [str(draft.content)]}, config=conv)
+    assert later.response_metadata["route"] == "review", later.response_metadata["reasons"]
+    assert any("own earlier answers" in r for r in later.response_metadata["reasons"]), later.response_metadata
+    other = app.invoke({"question": AUSTRALIA, "context": [str(draft.content)]},
+                       config={"configurable": {"session_id": "conv-2"}})
+    assert other.response_metadata["route"] == "accept", other.response_metadata["reasons"]
+    # a stock RAG chat with history in the same conversation: no turn is held as its own earlier answers (they go to
+    # review for the tiny probe's fingerprint, calibrated without history turns: no thread's doing)
+    prompt = ChatPromptTemplate.from_messages([
+        ("system", "Use the following pieces of retrieved context to answer the question.\n\n{context}"),
+        MessagesPlaceholder("history"), ("human", "{question}")])
+    rag = RunnablePassthrough.assign(
+        context=itemgetter("question") | retriever | (lambda docs: "\n\n".join(d.page_content for d in docs))) | prompt | chat
+    chat_app = RunnableWithMessageHistory(rag, history, input_messages_key="question", history_messages_key="history")
+    turns = [chat_app.invoke({"question": q}, config=conv) for q in (AUSTRALIA, "what is the capital of kenya ?", AUSTRALIA)]
+    for msg in turns:
+        assert not any("own earlier answers" in r for r in msg.response_metadata["reasons"]), msg.response_metadata
+    assert len(stores["conv-1"].messages) == 10 and CAPTURE.open_runs() == 0
+
+
 def test_the_threads_whose_answers_are_kept_are_the_latest_few(monkeypatch):
     """A thread never ends: the answers of the THREADS_KEPT threads answered last are kept, the latest ANSWERS_KEPT
     of each."""
