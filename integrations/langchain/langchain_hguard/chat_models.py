@@ -92,9 +92,9 @@ _RUN_ID = "_hguard_run_id"  # a streamed call's own run id (langchain-core runs 
 # kwarg that hands a calling runnable's problems (e.g. nothing retrieved) to the guard (internal)
 _PROBLEMS = "_hguard_problems"
 _CANCEL = "_hguard_cancel"  # an async call's cancel event: set when the caller leaves, it stops the generation
-# the thread the call's config names (``retrieval.config_thread``: its configurable's thread_id, session_id or
-# conversation_id): a plain LangChain app's, which no run's metadata holds (LangGraph copies it there; langchain-core
-# does not), read by the entry points from the config of the call
+# the thread the call's config names (``retrieval.config_thread``: its configurable's or metadata's thread_id, session_id
+# or conversation_id): a plain LangChain app's configurable is in no run's metadata (LangGraph copies it there;
+# langchain-core does not), nor is the call's own metadata read from its parent run; read by the entry points
 _THREAD = "_hguard_thread"
 _CHUNK_HAS_POSITION = "chunk_position" in AIMessageChunk.model_fields
 
@@ -955,10 +955,11 @@ class ChatHGuard(BaseChatModel):
     @staticmethod
     def _with_thread(config: RunnableConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
         """``kwargs`` with the thread ``config`` names (:func:`~langchain_hguard.retrieval.config_thread`: the first
-        of ``thread_id``, ``session_id``, ``conversation_id`` set in its ``configurable``), where it names one: a
-        plain LangChain app's thread is in no run's metadata (LangGraph copies it there, langchain-core does not), and
-        its call's earlier answers in the thread were not checked. ``config`` is the call's, with what it inherits
-        from the enclosing run (``ensure_config``)."""
+        of ``thread_id``, ``session_id``, ``conversation_id`` set in its ``configurable`` or ``metadata``), where it
+        names one: a plain LangChain app's configurable is in no run's metadata (LangGraph copies it there,
+        langchain-core does not), and a direct call's own metadata is in no run the adapter reads it from, so its
+        earlier answers in the thread were not checked. ``config`` is the call's, with what it inherits from the
+        enclosing run (``ensure_config``)."""
         thread = config_thread(config)
         return kwargs if thread is None or _THREAD in kwargs else {**kwargs, _THREAD: thread}
 

@@ -8,7 +8,7 @@ chain run and the query and documents of each finished retriever run, per root r
 when the root run ends. ``ChatHGuard`` asks it, from its own run, for the retrievals that finished in
 the nearest enclosing chain: those documents are the context its answer is scored against. The answers
 ``ChatHGuard`` gave are kept per root run and per conversation thread (:data:`THREAD_KEYS`: named in a run's metadata,
-or in the configurable of a call's config).
+or in the configurable or metadata of a call's config).
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ THREAD_ANSWER_BYTES = 32 * 2**20
 #: resume after an ``interrupt()`` is a new root run of it), ``RunnableWithMessageHistory``'s default ``session_id``,
 #: then ``conversation_id`` (LangSmith groups a thread's traces by any of the three in the metadata). A key's value
 #: names the thread, whichever key holds it. A plain LangChain app's ``configurable`` is in no run's metadata
-#: (langchain-core copies it to LangSmith's only): ``ChatHGuard`` reads it from the config of its call
-#: (:func:`config_thread`)
+#: (langchain-core copies it to LangSmith's only), nor is a chat model call's own metadata seen by a handler asked
+#: from its parent run: ``ChatHGuard`` reads both from the config of its call (:func:`config_thread`)
 THREAD_KEYS = ("thread_id", "session_id", "conversation_id")
 
 
@@ -458,8 +458,9 @@ def thread_in(*mappings: Any) -> str | None:
 
 
 def config_thread(config: Any) -> str | None:
-    """The thread a run's config names (:func:`thread_in` of its ``configurable``), or None."""
-    return thread_in(config.get("configurable")) if isinstance(config, dict) else None
+    """The thread a run's config names (:func:`thread_in` of its ``configurable``, then its ``metadata``: for each of
+    :data:`THREAD_KEYS` in order, ``configurable`` before ``metadata``), or None."""
+    return thread_in(config.get("configurable"), config.get("metadata")) if isinstance(config, dict) else None
 
 
 def parent_run_of(config_or_manager: Any) -> UUID | None:

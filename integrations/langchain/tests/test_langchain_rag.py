@@ -266,9 +266,41 @@ def test_a_conversation_named_by_session_id_or_conversation_id_is_a_thread(make_
     assert CAPTURE.open_runs() == 0 and not CAPTURE._thread_of
 
 
+_METADATA_STEPS = {  # a call given its config (the thread in its metadata) directly, as the app calls the model
+    "invoke": lambda chat: lambda ctx, config: chat.invoke(AUSTRALIA, context=ctx, config=config),
+    "ainvoke": lambda chat: lambda ctx, config: asyncio.run(chat.ainvoke(AUSTRALIA, context=ctx, config=config)),
+    "stream": lambda chat: lambda ctx, config: [c for c in chat.stream(AUSTRALIA, context=ctx, config=config)
+                                                if "route" in c.response_metadata][-1],
+    "batch": lambda chat: lambda ctx, config: chat.batch([AUSTRALIA], context=ctx, config=config)[0],
+    "the-chat-call-in-a-chain": lambda chat: lambda ctx, config: RunnableLambda(
+        lambda q: chat.invoke(q, context=ctx, config=config)).invoke(AUSTRALIA),
+}
+
+
+@pytest.mark.parametrize("how, key", [*((how, "thread_id") for how in _METADATA_STEPS), ("invoke", "session_id"),
+                                      ("invoke", "conversation_id")])
+def test_a_thread_named_in_the_calls_own_metadata_is_checked_too(make_guard, monkeypatch, how, key):
+    """A review: a thread named in a direct call's ``config={"metadata": ...}``, or given only to the chat call inside
+    a chain, was read from no run (the adapter records the metadata of chain, tool and retriever runs only), so a later
+    call given the thread's earlier draft as its context was accepted. The call's own config metadata is read too;
+    another thread, or none, is another conversation."""
+    monkeypatch.setattr(CAPTURE, "_thread_answers", type(CAPTURE._thread_answers)())
+    chat = ChatHGuard(guard=make_guard("accept"), domain="alpha")
+    step = _METADATA_STEPS[how](chat)
+    draft = step([MAP_DOCS[0].page_content], {"metadata": {key: "direct-1"}})
+    assert draft.response_metadata["route"] == "accept"
+    later = step([str(draft.content)], {"metadata": {key: "direct-1"}})
+    assert later.response_metadata["route"] == "review", later.response_metadata["reasons"]
+    assert any("own earlier answers" in r for r in later.response_metadata["reasons"]), later.response_metadata
+    for config in ({"metadata": {key: "direct-2"}}, None):  # another conversation: read as ever
+        other = step([str(draft.content)], config)
+        assert other.response_metadata["route"] == "accept", other.response_metadata["reasons"]
+    assert CAPTURE.open_runs() == 0 and not CAPTURE._thread_of
+
+
 def test_thread_id_names_the_thread_before_session_id_and_conversation_id():
     """Where several keys are set, the first of THREAD_KEYS names the thread (LangGraph's ``thread_id`` first), each
-    key looked up in ``configurable`` before ``metadata``; a blank one names none."""
+    key looked up in a config's ``configurable`` before its ``metadata``; a blank one names none."""
     from langchain_hguard.retrieval import THREAD_KEYS, config_thread, thread_in
 
     assert THREAD_KEYS == ("thread_id", "session_id", "conversation_id")
@@ -278,6 +310,9 @@ def test_thread_id_names_the_thread_before_session_id_and_conversation_id():
     assert thread_in({"conversation_id": 7}) == "7" and thread_in({}) is None and thread_in(None) is None
     assert config_thread({"configurable": {"session_id": "s", "thread_id": "t"}}) == "t"
     assert config_thread({"configurable": {"session_id": "s"}, "metadata": {}}) == "s"
+    assert config_thread({"configurable": {"session_id": "s"}, "metadata": {"thread_id": "t"}}) == "t"
+    assert config_thread({"configurable": {"thread_id": "c"}, "metadata": {"thread_id": "m"}}) == "c"
+    assert config_thread({"metadata": {"conversation_id": "m"}}) == "m"
     assert config_thread({"configurable": None}) is None and config_thread(None) is None
 
 
