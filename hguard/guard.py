@@ -1148,21 +1148,27 @@ class Guard(_Scoring, _Recording):
         (LangChain's document compressors: a filter's YES/NO, an extract). It is generated plainly, with no
         decision and nothing queued for review, since it is no answer (the answer the chain then gives
         from what was found is guarded); it is written to the audit log as a ``retrieval_query`` record
-        naming ``step``, so the log shows what was searched for. Bad input is refused as for ``invoke``."""
+        naming ``step``, so the log shows what was searched for. Bad input is refused as for ``invoke``; a check of
+        the input that raises anything else (a chat template that cannot render it, a Ctrl-C while its prompt is
+        built), or a model that raises, leaves an ``error`` record (``stage`` ``input_check`` or ``generation``), its
+        id on the error raised as it is."""
+        stage = INPUT_CHECK
         try:
-            _check_text("question", question)
-            if not isinstance(step, str) or not step.strip():
-                raise InputError(f"step must name the chain step that asks for the query, got {step!r}")
-            self.generator.prompt_ids(question, None, history=history, system=system)
-        except InputError as exc:
-            raise self._refused(question, exc) from None
-        try:
+            try:
+                _check_text("question", question)
+                if not isinstance(step, str) or not step.strip():
+                    raise InputError(f"step must name the chain step that asks for the query, got {step!r}")
+                self.generator.prompt_ids(question, None, history=history, system=system)
+            except InputError as exc:
+                raise self._refused(question, exc) from None
+            stage = GENERATION
             (g,) = self.generator.generate([question], neurons=None, histories=[history], systems=[system], stop=stop)
-        except BaseException as exc:  # the model raised (out of memory, a model's own bug, an interrupt): the log
-            # says so, as for an answer's request, so that every step a chain took is on record
-            if isinstance(exc, GeneratorExit):
+        except BaseException as exc:  # its input check or the model raised (a template refusing an odd input, out of
+            # memory, a model's own bug, an interrupt): the log says so, as for an answer's request, so that every step
+            # a chain took is on record (an input refused is on record already)
+            if isinstance(exc, GeneratorExit) or stage == INPUT_CHECK and isinstance(exc, InputError):
                 raise
-            self.record_failed_requests(exc, [{"question": question, "stage": GENERATION, "index": 0,
+            self.record_failed_requests(exc, [{"question": question, "stage": stage, "index": 0,
                                                "source": f"{RETRIEVAL_QUERY}: {step}"}], {})
             raise
         record = {

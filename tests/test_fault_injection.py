@@ -398,19 +398,16 @@ class _StoppingEmbedder:
         return np.ones((len(texts), 4), dtype=np.float32)
 
 
-@pytest.mark.parametrize("stop", [None, KeyboardInterrupt()], ids=["TemplateError", "KeyboardInterrupt"])
-def test_a_batch_whose_input_check_raises_on_one_input_is_on_record(make_guard, tmp_path, monkeypatch, stop):
-    """A chat template that raises on one odd input (as a model's template refuses turns it cannot render), or a
-    Ctrl-C while a batch's inputs were checked: only InputError was caught there, so the batch ended with no record of
-    any of its requests. Now every request is on record, nothing is generated, and the error is raised as it is."""
+def _fail_on_odd_input(g, monkeypatch, stop) -> None:
+    """Make the prompt of an input containing "odd" fail to build: ``stop`` None, the model's own chat template refuses
+    it (jinja's TemplateError, no InputError); else ``stop`` is raised while the tokenizer builds it (a Ctrl-C)."""
     from hguard.testing import CHAT_TEMPLATE
 
-    g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)
     tok = g.lm.tokenizer
-    if stop is None:  # the model's own template refuses it (jinja's TemplateError, no InputError)
+    if stop is None:
         monkeypatch.setattr(tok, "chat_template", "{% for m in messages %}{% if 'odd' in m['content'] %}"
                             "{{ raise_exception('cannot render ' + m['content']) }}{% endif %}{% endfor %}" + CHAT_TEMPLATE)
-    else:  # interrupted while the tokenizer built that prompt
+    else:
         real = tok.apply_chat_template
 
         def apply_chat_template(messages, *a, **k):
@@ -419,6 +416,15 @@ def test_a_batch_whose_input_check_raises_on_one_input_is_on_record(make_guard, 
             return real(messages, *a, **k)
 
         monkeypatch.setattr(tok, "apply_chat_template", apply_chat_template)
+
+
+@pytest.mark.parametrize("stop", [None, KeyboardInterrupt()], ids=["TemplateError", "KeyboardInterrupt"])
+def test_a_batch_whose_input_check_raises_on_one_input_is_on_record(make_guard, tmp_path, monkeypatch, stop):
+    """A chat template that raises on one odd input (as a model's template refuses turns it cannot render), or a
+    Ctrl-C while a batch's inputs were checked: only InputError was caught there, so the batch ended with no record of
+    any of its requests. Now every request is on record, nothing is generated, and the error is raised as it is."""
+    g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)
+    _fail_on_odd_input(g, monkeypatch, stop)
     odd = "an odd question ?"
     with pytest.raises(Exception if stop is None else type(stop)) as info:
         g.batch([Q, "  ", odd, Q], [None, None, CTX, None], domains=["alpha"] * 4, request_ids=["A", "B", "C", "D"])
@@ -440,6 +446,29 @@ def test_a_batch_whose_input_check_raises_on_one_input_is_on_record(make_guard, 
     assert (rec["caller_request_id"], rec["stage"], info.value.audit_id) == ("E", "input_check", rec["id"])
     ok = g.invoke(Q, domain="alpha")  # (held under the changed template: not the one the probe was calibrated with)
     assert _kinds(tmp_path)[-1]["kind"] == "decision" and (stop is None or ok.route == "accept"), ok.reasons
+
+
+@pytest.mark.parametrize("stop", [None, KeyboardInterrupt()], ids=["TemplateError", "KeyboardInterrupt"])
+def test_text_to_search_with_whose_input_check_raises_is_on_record(make_guard, tmp_path, monkeypatch, stop):
+    """Guard.rewrite_query (a chain's condense / history-aware / multi-query step, both adapters') caught only
+    InputError while it built the prompt: a chat template that cannot render the input, or a Ctrl-C there, left no
+    record of the step. Now it gets an error record at stage input_check, its id on the error raised as it is."""
+    g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)
+    _fail_on_odd_input(g, monkeypatch, stop)
+    monkeypatch.setattr(g.generator, "generate", lambda *a, **k: pytest.fail("generated after a failed check"))
+    odd = "an odd question ?"
+    with pytest.raises(Exception if stop is None else type(stop)) as info:
+        g.rewrite_query(odd, step="condense_question")
+    err = info.value
+    assert stop is None and type(err).__name__ == "TemplateError" and "cannot render" in str(err) or err is stop
+    (rec,) = _kinds(tmp_path)
+    assert (rec["kind"], rec["stage"], rec["error_type"], rec["question"], rec["source"]) == (
+        "error", "input_check", type(err).__name__, odd, "retrieval_query: condense_question")
+    assert err.audit_id == rec["id"] and err.audit_ids == [rec["id"]]
+    # input refused as bad is on record once, as before (no second record for the same failure)
+    with pytest.raises(InputError, match="empty"):
+        g.rewrite_query("  ", step="condense_question")
+    assert [(r["kind"], r.get("stage"), r["error_type"]) for r in _kinds(tmp_path)[1:]] == [("error", None, "InputError")]
 
 
 @pytest.mark.parametrize("stop", [KeyboardInterrupt(), SystemExit(1)], ids=["KeyboardInterrupt", "SystemExit"])
