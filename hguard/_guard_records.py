@@ -11,7 +11,7 @@ import warnings
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
-from ._guard_result import GuardResult
+from ._guard_result import GuardResult, _join_context
 from ._audit_records import RUN_KEYS, run_id_of
 from ._resources import source_digest
 from .errors import AuditError, error_text
@@ -38,6 +38,17 @@ UNDELIVERED_REMEMBERED = 4_096
 #: how much of a refused request's question, context or error message its error record keeps (the rest is named by
 #: its length and sha256); a passage the model could read whole is shorter
 ERROR_TEXT_CHARS = 64_000
+
+
+def _context_as_read(context) -> str:
+    """A failed request's context as an ``error`` record keeps it: as the guard reads it (a list of passages joined,
+    blank and repeated passages left out, as in a decision record), or, for one it cannot read (a passage that is no
+    string: refused), its ``repr``."""
+    try:
+        joined = _join_context(context)
+    except Exception:  # never raising while a failure is recorded
+        return repr(context)
+    return joined if isinstance(joined, str) else repr(context)
 
 
 class _Recording:
@@ -154,9 +165,10 @@ class _Recording:
     def record_failure(self, question, exc: BaseException, *, context=None, domain=None, source: str = "api",
                        request_id: str | None = None, run_id: str | None = None, stage: str | None = None) -> str | None:
         """Write a request that failed before a decision (bad input, a generation or audit error) to the
-        audit log as an ``error`` record (``stage``, when given: where it failed, e.g. ``"generation"``); returns its
-        id, also set on ``exc`` as ``audit_id``: None without a log or when writing fails too (the caller is already
-        handling the original error)."""
+        audit log as an ``error`` record (``stage``, when given: where it failed, e.g. ``"generation"``; ``context``, a
+        string or a list of passages, kept as the guard reads it: see :func:`_context_as_read`); returns its id, also
+        set on ``exc`` as ``audit_id``: None without a log or when writing fails too (the caller is already handling the
+        original error)."""
         rid = self._write_failure(question, exc, context=context, domain=domain, source=source, request_id=request_id,
                                   run_id=run_id, stage=stage)
         try:
@@ -280,7 +292,7 @@ class _Recording:
             "error_type": type(exc).__name__,  # readable in a redacting log, which hashes the message
             "error": text(error_text(exc), "error"),
             "question": text(question, "question"),
-            "context": None if context is None else text(context if isinstance(context, str) else repr(context), "context"),
+            "context": None if context is None else text(_context_as_read(context), "context"),
             "domain": text(domain, "domain") if isinstance(domain, str) else None,
             "model": self.lm.name,
             "model_source": self.lm.source,  # the resolved folder or file (or hub:<id>), beside its short name

@@ -448,6 +448,26 @@ def test_a_batch_whose_input_check_raises_on_one_input_is_on_record(make_guard, 
     assert _kinds(tmp_path)[-1]["kind"] == "decision" and (stop is None or ok.route == "accept"), ok.reasons
 
 
+def test_the_requests_behind_a_failed_input_check_are_recorded_with_their_passages_joined(make_guard, tmp_path,
+                                                                                         monkeypatch):
+    """The requests after the one whose input check raised were recorded with their passages as a Python list's repr
+    ("['first passage .', ...]", a LangChain Document's metadata too), the requests before it with the context the
+    guard reads. Each error record now keeps the context as read: passages joined, blank and repeated ones left out."""
+    g = make_guard(spot_check_rate=0.0, spot_check_min_per_day=0)
+    _fail_on_odd_input(g, monkeypatch, None)
+    passages = ["first passage .", " ", "second passage .", "first  passage ."]
+    with pytest.raises(Exception, match="cannot render"):
+        g.batch([Q, "an odd question ?", Q], [passages, None, passages], domains=["alpha"] * 3)
+    records = _kinds(tmp_path)
+    assert [(r["stage"], r["context"]) for r in records] == [
+        ("not_started", "first passage .\n\nsecond passage ."), ("input_check", None),
+        ("not_started", "first passage .\n\nsecond passage .")]
+    # a request cancelled before it started (an async caller's timeout while it waited for a worker) alike; passages
+    # the guard cannot read (no strings) are kept as they were given
+    g.record_cancelled_batch([Q, Q], [passages, [1, "x"]])
+    assert [r["context"] for r in _kinds(tmp_path)[-2:]] == ["first passage .\n\nsecond passage .", "[1, 'x']"]
+
+
 @pytest.mark.parametrize("stop", [None, KeyboardInterrupt()], ids=["TemplateError", "KeyboardInterrupt"])
 def test_text_to_search_with_whose_input_check_raises_is_on_record(make_guard, tmp_path, monkeypatch, stop):
     """Guard.rewrite_query (a chain's condense / history-aware / multi-query step, both adapters') caught only
