@@ -21,7 +21,7 @@ from .calibrate.judge import declines, unstated_numbers
 from .signals.relevance import repeats_question
 from .errors import error_text, shown
 from .generation import CLOSED_BOOK, RAG, Generation, model_decoding_problem, typed_turns
-from .models import model_argument
+from .models import model_argument, not_as_loaded
 from ._policy_route import OUT_OF_DISTRIBUTION
 from .settings import calibrate_flags
 from .policy import CLOSED_BOOK_GROUNDING_WEIGHT, Decision, Thresholds, apply_grounding, decide, merge_risk
@@ -153,13 +153,17 @@ class _Scoring:
             renamed = ("" if slug == domain else f" (a calibrated domain's name is a lowercase slug: name the policy's "
                                                  f"table [domains.{slug}] and ask for {slug!r})")
             again = model_argument(lm)
+            unlike = not_as_loaded(lm) if again is not None else None
             sp = self.settings.system_prompt
-            if again is None or sp is None or not sp.isprintable():
-                # built in memory (tiny:llama): no command loads it; a guard with no system prompt (the model's own):
-                # `--system-prompt` cannot ask for none; one of several lines: no command line on one line carries
-                # it. The fix is Python's, on this model and its settings
+            if again is None or unlike is not None or sp is None or not sp.isprintable():
+                # built in memory (tiny:llama): no command loads it; loaded or cast to bfloat16, or its chat template
+                # set since: `--model` loads another setup (no `--dtype`); a guard with no system prompt (the model's
+                # own): `--system-prompt` cannot ask for none; one of several lines: no command line on one line
+                # carries it. The fix is Python's, on this model and its settings
                 made = (f" (in Python: {lm.source} is a model built in memory, which `hguard calibrate --model` cannot "
-                        "load)" if again is None else " (in Python: this guard generates with no system prompt, which "
+                        "load)" if again is None else f" (in Python, on this guard's model as it is: {unlike}, so probes "
+                        "calibrated by `hguard calibrate --model` would be refused by this guard)" if unlike is not None
+                        else " (in Python: this guard generates with no system prompt, which "
                         "`hguard calibrate --system-prompt` cannot ask for)" if sp is None else " (in Python: this "
                         "guard's system prompt holds line breaks or other characters a one-line command cannot carry)")
                 # the guard's own settings by name: a prompt shown cut was no call to run, nor the prompt it answers with

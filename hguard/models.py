@@ -120,6 +120,21 @@ def model_argument(lm: "LoadedModel") -> str | None:
     return lm.source
 
 
+def not_as_loaded(lm: "LoadedModel") -> str | None:
+    """What of ``lm``'s fingerprints (:meth:`LoadedModel.fingerprints`) loading its :func:`model_argument` again, as the
+    CLI's ``--model`` does, would not give back, in words for a fix hint (probes calibrated on such a load are refused
+    by a guard on ``lm``: another fingerprint), or None: weights loaded or cast to another dtype than float32 (the
+    fingerprint's ``+bfloat16``; the CLI has no ``--dtype``), a chat template set on the tokenizer since it was loaded.
+    Only Python (``lm=lm``) calibrates such a model as it is."""
+    now = getattr(lm.model, "dtype", None)
+    if _dtype_suffix(lm.loaded_dtype) or lm.fingerprint != lm.loaded_fingerprint:
+        return (f"its weights are {str(now).removeprefix('torch.')}, loaded or cast so, and `--model` loads them in "
+                "float32")
+    if lm.chat_template_fingerprint != lm.loaded_chat_template_fingerprint:
+        return "its tokenizer's chat template was set since it was loaded, and `--model` loads the files' own"
+    return None
+
+
 def _weights_reason(lm: "LoadedModel", changed: list[tuple[str, str]]) -> str:
     """The reason :meth:`LoadedModel.weights_changed` gives for ``changed`` (see hguard.neurons.changed_weights): what
     changed, worded by its likely cause, and the fix for that cause."""
@@ -171,10 +186,15 @@ class LoadedModel:
     # a strided sample of every weight as loaded (default: taken when this is made), which :meth:`weights_changed`
     # compares the model with: the fingerprint names the files, and only this says the weights are still theirs
     weight_sample: Any = field(default=None, compare=False, repr=False)
+    # the chat template's fingerprint as loaded (default: the tokenizer's when this is made): one set since, which
+    # loading the model again does not give back, is told apart from the files' own (:func:`not_as_loaded`)
+    loaded_chat_template_fingerprint: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.loaded_dtype is None:
             self.loaded_dtype = getattr(self.model, "dtype", None)
+        if self.loaded_chat_template_fingerprint is None and self.tokenizer is not None:
+            self.loaded_chat_template_fingerprint = self.chat_template_fingerprint
         if self.weight_sample is None and hasattr(self.model, "named_parameters"):
             from .neurons import sample_weights
 

@@ -600,6 +600,48 @@ def test_domain_in_policy_without_probe_goes_to_review(calibrated, tmp_path):
     assert not any("--domain Finance" in x for x in r.reasons)
 
 
+def test_no_calibrate_command_is_named_for_a_model_the_command_line_does_not_load_as_it_is(calibrated, tmp_path):
+    """The "no calibrated probe" fix named `hguard calibrate --model FOLDER` for a model loaded (or cast) in bfloat16:
+    the command loads the folder in float32 (it has no --dtype), so the probes it made were refused by this guard
+    (model_fingerprint ...+bfloat16). Nor can it load a chat template set since. For those the reason names the
+    Python call on the guard's own model; a folder loaded as the command loads it keeps its command."""
+    import copy
+
+    import torch
+
+    from hguard.models import load_model
+
+    tiny, root = calibrated
+    folder = tmp_path / "tinymodel"
+    tiny.model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    pol = _policy(root, tmp_path)
+    pol = Policy.model_validate({**pol.model_dump(mode="json"), "domains": {**pol.model_dump(mode="json")["domains"],
+                                                                           "delta": {}}})
+
+    def reason(lm) -> tuple[Guard, str]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # delta unscored; alpha and beta calibrated on another setup: said at start
+            g = Guard.from_policy(pol, lm=lm)
+        r = g.invoke("who is the author ?", domain="delta")
+        return g, next(x for x in r.reasons if "no calibrated probe" in x)
+
+    as_loaded = load_model(folder)
+    g, said = reason(as_loaded)  # the command loads it as it is: named, as before
+    _named_command_parses([said], "calibrate", model=str(folder.resolve()), system_prompt=SYSTEM, max_new_tokens=4)
+    cast = replace(as_loaded, model=copy.deepcopy(as_loaded.model).to(torch.bfloat16))
+    for lm in (load_model(folder, dtype=torch.bfloat16), cast):
+        assert lm.fingerprint.endswith("+bfloat16"), lm.fingerprint
+        g, said = reason(lm)
+        assert "hguard calibrate --data" not in said and "weights are bfloat16, loaded or cast so" in said, said
+        _named_call_binds(said, "hguard.calibrate.pipeline.calibrate", g, lm=lm, domains=["delta"],
+                          system_prompt=SYSTEM, max_new_tokens=4)
+    as_loaded.tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+    g, said = reason(as_loaded)
+    assert "hguard calibrate --data" not in said and "chat template was set since it was loaded" in said, said
+    _named_call_binds(said, "hguard.calibrate.pipeline.calibrate", g, lm=as_loaded)
+
+
 def _named_command_parses(reasons: list[str], command: str, **expected) -> str:
     """The `hguard COMMAND ...` command line one of ``reasons`` names, split as a shell would and parsed by the CLI's
     own parser, with ``expected`` among its options; returns it."""
