@@ -146,11 +146,15 @@ PUBLIC_SEEDS = (EXAMPLE_SEED, DEFAULT_SEED)
 def public_seed_warning(policy: Any) -> str | None:
     """What to say of a policy of one's own (not the bundled default), a file or one built in code, whose spot-check
     seed is public: the default policy's (a copy made by hand, not by :func:`policy_copy`) or hguard's own when
-    ``[monitor] seed`` is unset; or None."""
+    ``[monitor] seed`` is unset; or None, also for a policy whose seed selects nothing: no domain with a
+    ``spot_check_rate`` above 0 (the seed is read only by that selection; ``spot_check_min_per_day`` takes a day's
+    first accepted answers, whatever the seed)."""
     seed = getattr(getattr(policy, "monitor", None), "seed", None)
     source = getattr(policy, "source", None)
     if seed not in PUBLIC_SEEDS or (source is not None and Path(source).resolve() == DEFAULT_POLICY.resolve()):
         return None
+    if not any(getattr(dp, "spot_check_rate", 0) > 0 for dp in (getattr(policy, "domains", None) or {}).values()):
+        return None  # nothing the seed could pick: knowing it tells nobody anything
     if source is None:  # built in code: as public a seed as a file's, set where its data is
         which, unset, where = "the policy built in code", "monitor.seed", '"monitor": {"seed": SECRET} in its data'
     else:

@@ -193,18 +193,53 @@ def test_a_policy_built_in_code_that_keeps_a_public_seed_is_warned_about_as_a_fi
     from hguard.policy import Policy
     from hguard.testing import tiny_model
 
-    (tmp_path / "policy.toml").write_text("version = 1\n")
+    (tmp_path / "policy.toml").write_text("version = 1\n[domains.alpha]\n")  # spot-checked at the default rate
     assert "hguard's own, used when [monitor] seed is unset" in public_seed_warning(load_policy(tmp_path / "policy.toml"))
-    files = {"audit": {"path": "audit.jsonl"}, "review": {"queue": "queue.sqlite3"}}
+    files = {"audit": {"path": "audit.jsonl"}, "review": {"queue": "queue.sqlite3"}, "domains": {"alpha": {}}}
     said = public_seed_warning(Policy.from_mapping({"version": 1, **files}, base_dir=tmp_path))
     assert said is not None and said.startswith(
         f"the policy built in code keeps hguard's own, used when monitor.seed is unset, public spot-check seed "
         f"({DEFAULT_SEED!r}): ") and 'set "monitor": {"seed": SECRET} in its data to a secret of your own' in said, said
-    said = public_seed_warning(Policy.from_mapping({"version": 1, "monitor": {"seed": EXAMPLE_SEED}}))
+    said = public_seed_warning(Policy.from_mapping({"version": 1, "monitor": {"seed": EXAMPLE_SEED},
+                                                    "domains": {"alpha": {}}}))
     assert said is not None and f"keeps the default policy's public spot-check seed ({EXAMPLE_SEED!r})" in said, said
-    assert public_seed_warning(Policy.from_mapping({"version": 1, "monitor": {"seed": "a secret of ours"}})) is None
+    assert public_seed_warning(Policy.from_mapping({"version": 1, "monitor": {"seed": "a secret of ours"},
+                                                    "domains": {"alpha": {}}})) is None
     # the default policy changed in code is still the default policy (its file kept): public by design
     assert public_seed_warning(load_policy(DEFAULT_POLICY).model_copy(update={"abstain_message": "no."})) is None
     # and a guard says it at start, as for a file
     with pytest.warns(UserWarning, match=r"the policy built in code keeps hguard's own, used when monitor.seed is unset"):
         Guard.from_policy(Policy.from_mapping({"version": 1, **files}, base_dir=tmp_path), lm=tiny_model("llama"))
+
+
+def test_a_public_seed_that_picks_no_spot_check_is_not_warned_about(tmp_path):
+    """A review: a policy whose every domain sets spot_check_rate = 0 (a test policy of one's own, as the README's
+    testing section builds it; the adapters' own) was warned that whoever knows its public seed knows which accepted
+    answers will be spot-checked: none are, by the seed. The seed is read only by that selection; a minimum per day
+    takes a day's first accepted answers whatever the seed. A policy with one domain spot-checked is warned about."""
+    import warnings
+
+    from hguard._resources import public_seed_warning
+    from hguard.guard import Guard
+    from hguard.policy import Policy
+    from hguard.testing import tiny_model
+
+    unchecked = {"alpha": {"spot_check_rate": 0.0}, "beta": {"spot_check_rate": 0, "spot_check_min_per_day": 5}}
+    files = {"audit": {"path": "audit.jsonl"}, "review": {"queue": "queue.sqlite3"}, "monitor": {"state": "m.json"}}
+    none = Policy.from_mapping({"version": 1, **files, "domains": unchecked}, base_dir=tmp_path)
+    assert public_seed_warning(none) is None
+    assert public_seed_warning(Policy.model_validate(none.model_dump(mode="json"))) is None
+    assert public_seed_warning(Policy.from_mapping({"version": 1, **files}, base_dir=tmp_path)) is None  # no domain
+    (tmp_path / "policy.toml").write_text("version = 1\n[domains.alpha]\nspot_check_rate = 0\n")
+    assert public_seed_warning(load_policy(tmp_path / "policy.toml")) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", message="^(?!.*spot-check seed)")  # the tiny model's own start-up words
+        Guard.from_policy(none, lm=tiny_model("llama"))
+    # one domain spot-checked by the seed: warned about, a file and code alike
+    some = {**unchecked, "gamma": {"spot_check_rate": 0.01}}
+    assert "public spot-check seed" in public_seed_warning(
+        Policy.from_mapping({"version": 1, **files, "domains": some}, base_dir=tmp_path))
+    (tmp_path / "policy.toml").write_text("version = 1\n[domains.alpha]\nspot_check_rate = 0\n"
+                                          "[domains.gamma]\nspot_check_rate = 0.01\n")
+    assert "[monitor] seed is unset" in public_seed_warning(load_policy(tmp_path / "policy.toml"))
