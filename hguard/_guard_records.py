@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 from ._guard_result import GuardResult, _join_context
 from ._audit_records import RUN_KEYS, run_id_of
 from ._resources import source_digest
+from .audit import append_written
 from .errors import AuditError, error_text
 from .generation import prompt_fingerprints
 from ._policy_route import SPOT_CHECK_REASON
@@ -104,35 +105,9 @@ class _Recording:
             record["run_id"] = run_id
         if shown_chars is not None:
             record["shown_chars"] = shown_chars
-        try:
-            return self._append(record, UNDELIVERED).id
-        except Exception as exc:
-            written = getattr(exc, "receipt", None)
-            if written is not None:  # in the log; only what followed failed (its anchoring), which the caller's error says
-                return written.id
-            raise
-
-    def _append(self, record: dict[str, Any], kind: str) -> Any:
-        """``self.audit.append(record, kind=kind)``, its receipt returned. When it raises after the record reached the
-        log (its head could not be written to the anchor; an ``AuditLog`` subclass's own ``append`` that mirrors each
-        record elsewhere raising after ``super().append``), the error carries the record's receipt as ``receipt``, so
-        the caller reads the record as written, never as missing: told by the log's ``receipt_of`` (the record's id is
-        set here beforehand, as ``request_id``, when the record has none)."""
-        record.setdefault("request_id", uuid.uuid4().hex)  # the record's id: what the log's receipt is found by
-        try:
-            return self.audit.append(record, kind=kind)
-        except Exception as exc:
-            if getattr(exc, "receipt", None) is None:
-                try:
-                    written = self.audit.receipt_of(record["request_id"])
-                except Exception:  # a log of another kind, without receipt_of: read as not written, as before
-                    written = None
-                if written is not None:
-                    try:
-                        exc.receipt = written  # type: ignore[attr-defined]
-                    except AttributeError:  # an exception type that takes no attributes: read as not written
-                        pass
-            raise
+        # in the log even when the append raised after writing it (its anchor, a subclass's own mirror), which the
+        # caller's error says
+        return append_written(self.audit, record, kind=UNDELIVERED)[0].id
 
     def record_cancelled(self, question, *, context=None, domain=None, request_id=None, source: str = "api",
                          run_id: str | None = None) -> str | None:
@@ -305,12 +280,9 @@ class _Recording:
         if stage is not None:  # where a request the guard took failed: its generation, its scoring
             record["stage"] = stage
         record.update(cut)
-        try:
-            return self._append(record, "error").id
-        except Exception as exc:
-            written = getattr(exc, "receipt", None)
-            if written is not None:  # in the log; only what followed failed (its anchor, a subclass's own mirror)
-                return written.id
+        try:  # in the log even when the append raised after writing it (its anchor, a subclass's own mirror)
+            return append_written(self.audit, record, kind="error")[0].id
+        except Exception:
             if strict:
                 raise
             return None
@@ -373,25 +345,21 @@ class _Recording:
             record["spot_check_rate"] = dp.spot_check_rate
             record["spot_check_seed_id"] = seed_id(self.policy.monitor.seed)
         if self.audit is not None:
-            try:
-                receipt = self._append(record, "decision")
-            except Exception as exc:
+            receipt, failed = append_written(self.audit, record, kind="decision")
+            if failed is not None:
                 # in the log, but the append failed after (its anchor; a subclass's own append mirroring it elsewhere)
-                written = getattr(exc, "receipt", None)
-                if written is None:
-                    raise
                 # the caller gets the error, not the answer: an accept in the log must not read as delivered
-                result.audit_id, result.audit_hash = written.id, written.hash
+                result.audit_id, result.audit_hash = receipt.id, receipt.hash
                 try:
-                    exc.audit_id = written.id  # type: ignore[attr-defined]
+                    failed.audit_id = receipt.id  # type: ignore[attr-defined]
                 except AttributeError:
                     pass
                 self.record_undelivered(result, "the decision was written to the audit log, but the call failed: the "
-                                        f"log's append raised after writing it ({error_text(exc)}), so the caller got "
+                                        f"log's append raised after writing it ({error_text(failed)}), so the caller got "
                                         "that error, not the answer")
                 if decided is not None:  # decided, not delivered: a batch failing on it names it, never says it undecided
                     decided(result)
-                raise
+                raise failed
             result.audit_id = receipt.id
             result.audit_hash = receipt.hash
         else:

@@ -80,7 +80,8 @@ from ._audit_records import (
 )
 from ._audit_verify import VerifyReport, verify
 from ._privacy import FILE_MODE
-from .errors import AuditError, AuditIntegrityError, AuditKeyMismatch, AuditKeyRequired, InputError, NothingToArchive
+from .errors import (AuditError, AuditIntegrityError, AuditKeyMismatch, AuditKeyRequired, InputError, NothingToArchive,
+                     error_text)
 
 __all__ = [
     "CONTINUATION",
@@ -822,6 +823,45 @@ class AuditLog:
 
 # --------------------------------------------------------------------------------------------------------------
 # repair
+
+
+def append_written(audit: Any, record: dict[str, Any], *, kind: str) -> tuple[Any, Exception | None]:
+    """``audit.append(record, kind=kind)`` as ``(its receipt, None)``; when the append raised after the record reached
+    the log, ``(the record's receipt, the error)``: the record is written, only what followed failed (its head could not
+    be written to the anchor; an ``AuditLog`` subclass's own ``append`` that mirrors each record elsewhere raised after
+    ``super().append``), which the caller says as such, never as a record missing. Told by the error's ``receipt`` or
+    the log's :meth:`AuditLog.receipt_of` (the record's id is set here beforehand, as ``request_id``, when the record
+    has none); the error then carries the receipt as ``receipt``. The error is raised as it is when nothing shows the
+    record in the log (a sink raising before ``super().append``, a log of another kind without ``receipt_of``).
+
+    The one way hguard's writers (the guard, the review queue, the monitor, the adapters' audit handlers) tell a
+    record written from one that is not."""
+    record.setdefault("request_id", uuid.uuid4().hex)  # the record's id: what the log's receipt is found by
+    try:
+        return audit.append(record, kind=kind), None
+    except Exception as exc:
+        written = getattr(exc, "receipt", None)
+        if written is None:
+            try:
+                written = audit.receipt_of(record["request_id"])
+            except Exception:  # a log of another kind, without receipt_of: read as not written
+                written = None
+            if written is None:
+                raise
+            try:
+                exc.receipt = written  # type: ignore[attr-defined]
+            except AttributeError:  # an exception type that takes no attributes: its receipt is returned all the same
+                pass
+        return written, exc
+
+
+def sink_failed_after(what: str, receipt: Any, exc: BaseException) -> str:
+    """The one line that says a record is in the log though its ``append`` raised after writing it
+    (:func:`append_written` returned the error)."""
+    where = getattr(receipt, "path", None)
+    return (f"{what} is written to the audit log{f' {where}' if where else ''} (record {receipt.id}), but the log's "
+            f"append raised after writing it ({error_text(exc)}): the record stands; what failed is the step after it "
+            "(the anchor, or an AuditLog subclass's own work after super().append)")
 
 
 def repair(path: str | os.PathLike[str], *, key: bytes | None | str = _KEY_FROM_ENVIRONMENT,

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections import Counter, defaultdict
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -55,6 +56,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ._monitor_report import public_report, summary, write_html
+from .audit import append_written, sink_failed_after
 from ._monitor_state import (
     CHECK,
     LIFT,
@@ -825,7 +827,10 @@ def _policys_own_log(policy, audit_path) -> bool:
 
 
 def _append(audit, kind: str, record: dict) -> dict:
-    receipt = audit.append(dict(record), kind=kind)
+    receipt, failed = append_written(audit, dict(record), kind=kind)
+    if failed is not None:  # on record, its anchoring failed after: what the state file mirrors holds it (a tightening
+        # on record is the guard's, not one a rerun may find missing), and the failure is said
+        warnings.warn(sink_failed_after(f"the monitor's {kind} record", receipt, failed), UserWarning, stacklevel=3)
     # the record's own time: the state file (and each held answer's reason) names the tightening as the chain does
     return {**record, "kind": kind, "id": receipt.id, "hash": receipt.hash,
             "time": receipt.time or datetime.now(timezone.utc).isoformat(timespec="microseconds")}  # fmt: skip

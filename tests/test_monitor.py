@@ -1271,8 +1271,8 @@ def _policy_file(tmp_path, n, extra=""):
     return policy
 
 
-def test_the_monitors_records_reach_the_anchor_so_cutting_a_tightening_off_is_caught(tmp_path):
-    from hguard.audit import verify
+def _anchored_deployment(tmp_path):
+    """A policy whose log's heads go to an anchor, deployed with 60 decisions of geo, 70% of them hallucinated."""
     from hguard.policy import load_policy
 
     (tmp_path / "policy.toml").write_text(
@@ -1283,6 +1283,13 @@ def test_the_monitors_records_reach_the_anchor_so_cutting_a_tightening_off_is_ca
     (tmp_path / "anchor").mkdir()
     policy = load_policy(tmp_path / "policy.toml")
     _deploy(tmp_path, policy, 60, halluc_rate=0.7, log=AuditLog.from_policy(policy))
+    return policy
+
+
+def test_the_monitors_records_reach_the_anchor_so_cutting_a_tightening_off_is_caught(tmp_path):
+    from hguard.audit import verify
+
+    policy = _anchored_deployment(tmp_path)
     assert run_monitor(policy)["domains"]["geo"]["state"]["state"] == "tightened"
     records = list(AuditLog(policy.audit.path))
     tighten = next(r for r in records if r["kind"] == "monitor_tighten")
@@ -1292,6 +1299,29 @@ def test_the_monitors_records_reach_the_anchor_so_cutting_a_tightening_off_is_ca
     lines = policy.audit.path.read_bytes().splitlines(keepends=True)
     policy.audit.path.write_bytes(b"".join(lines[: tighten["seq"]]))  # the tightening (and what followed) cut off
     assert not verify(policy.audit.path, anchor=policy.audit.anchor).ok
+
+
+def test_a_tightening_on_record_whose_anchoring_failed_is_still_mirrored_in_the_state_file(tmp_path, monkeypatch):
+    """The monitor's tightening record written, then its head not anchored (the anchor's disk full): the run raised,
+    the state file a guard reads was not written, and the domain went on accepting though the chain holds the
+    tightening. The record is on disk: the run goes on, the state file says tightened, and a warning says what failed."""
+    from hguard.errors import AuditError
+
+    policy = _anchored_deployment(tmp_path)
+    real = AuditLog._write_anchor
+
+    def full_after_a_tightening(self, seq, digest):
+        if self._last_line is not None and b'"kind":"monitor_tighten"' in self._last_line[1]:
+            raise AuditError(f"cannot write the audit anchor {self.anchor}: No space left on device")
+        return real(self, seq, digest)
+
+    monkeypatch.setattr(AuditLog, "_write_anchor", full_after_a_tightening)
+    with pytest.warns(UserWarning, match=r"the monitor's monitor_tighten record is written to the audit log .*"
+                                         r"append raised after writing it \(AuditError: cannot write the audit anchor"):
+        rep = run_monitor(policy)
+    assert rep["domains"]["geo"]["state"]["state"] == "tightened"
+    assert MonitorState(policy.monitor.state).get("geo").state == "tightened"
+    assert [r["kind"] for r in AuditLog(policy.audit.path)].count("monitor_tighten") == 1
 
 
 def test_without_matplotlib_the_monitor_still_estimates_and_leaves_the_html_report_out(tmp_path, capsys, monkeypatch):

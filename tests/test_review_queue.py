@@ -312,6 +312,33 @@ def test_verdict_is_rolled_back_when_the_audit_log_cannot_be_written(queue, audi
     assert item.status == "pending" and item.verdict is None
 
 
+class _MirroredLog(AuditLog):
+    """A user's audit sink: each record written to the log, then copied to a database that is down (for verdicts)."""
+
+    def append(self, record, *, kind="decision"):
+        receipt = super().append(record, kind=kind)
+        if kind == "review_verdict":
+            raise ConnectionError("acme-db: connection refused")
+        return receipt
+
+
+def test_a_verdict_written_before_the_audit_sink_raised_is_committed_not_left_pending(tmp_path):
+    """A sink whose append wrote the verdict record and then raised (its network copy failing) left the item pending,
+    its verdict in the log and not in the queue: deciding again was refused as an uncommitted verdict. The record is
+    on disk (AuditLog.receipt_of): the queue commits the verdict, and a warning says what failed after it."""
+    log = _MirroredLog(tmp_path / "audit.jsonl")
+    q = guard_queue(tmp_path / "review.sqlite3", audit=log)
+    q.enqueue(make_item("a"))
+    with pytest.warns(UserWarning, match=r"the verdict correct on review item 'a' is written to the audit log .*"
+                                         r"append raised after writing it \(ConnectionError: acme-db.*the item is decided"):
+        v = q.decide("a", verdict="correct", reviewer="alice")
+    (rec,) = verdict_records(log)
+    item = q.get("a")
+    assert item.status == "decided" and item.verdict == v
+    assert (v.audit_record_id, v.audit_hash) == (rec["id"], rec["hash"])
+    assert q.verdict_refusal("a") is None and verify(log.path).ok
+
+
 def test_redacting_audit_log_gets_hashes_of_corrected_answer_and_note(tmp_path):
     audit = AuditLog(tmp_path / "a.jsonl", redact=True)
     q = guard_queue(tmp_path / "q.sqlite3", audit=audit)

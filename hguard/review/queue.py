@@ -50,6 +50,7 @@ import os
 import sqlite3
 import threading
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -60,7 +61,7 @@ from .._policy_route import SPOT_CHECK_REASON
 from .._privacy import FILE_MODE, redacted
 from .._text import hidden_characters_in, same_words
 from .._audit_records import CONTINUATION
-from ..audit import AuditLog
+from ..audit import AuditLog, append_written, sink_failed_after
 from ..errors import HGuardError, InputError, ReviewQueueError
 from . import _archive, _pending
 from ._archive import ArchivedItem, ArchiveSummary
@@ -651,9 +652,9 @@ class ReviewQueue:
                     (item_id,),
                 ).fetchone()
                 _fits_item(item_id, verdict, corrected_answer, row)
-                audit_hash = None
+                audit_hash = after = None
                 if self.audit is not None:
-                    audit_hash = self._append_verdict(
+                    audit_hash, after = self._append_verdict(
                         record_id, item_id, row, verdict, reviewer, corrected_answer, note, decided_at, earlier
                     )
                     conn.execute(
@@ -664,6 +665,8 @@ class ReviewQueue:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+        if after is not None:
+            warnings.warn(after, UserWarning, stacklevel=2)
         return Verdict(
             item_id=item_id,
             audit_id=row[0],
@@ -750,7 +753,7 @@ class ReviewQueue:
                     (item.id,),
                 ).fetchone()
                 _fits_item(item.id, verdict, corrected_answer, row)
-                audit_hash = self._append_verdict(
+                audit_hash, after = self._append_verdict(
                     record_id, item.id, row, verdict, reviewer, corrected_answer, note, decided_at,
                     [str(r.get("id")) for r in verdicts], queue_verdict=queue_verdict,
                 )
@@ -760,6 +763,8 @@ class ReviewQueue:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+        if after is not None:
+            warnings.warn(after, UserWarning, stacklevel=3)
         return Verdict(item_id=item.id, audit_id=row[0], verdict=verdict, reviewer=reviewer,
                        corrected_answer=corrected_answer, note=note, decided_at=decided_at, audit_record_id=record_id,
                        audit_hash=audit_hash)
@@ -986,7 +991,9 @@ class ReviewQueue:
         decided_at: str,
         supersedes: list[str] | None = None,
         queue_verdict: Mapping[str, Any] | None = None,
-    ) -> str:
+    ) -> tuple[str, str | None]:
+        """Write the verdict's ``review_verdict`` record: its hash, and what to warn of once the queue committed it
+        (None, or the record's append raised after writing it: :func:`hguard.audit.append_written`)."""
         assert self.audit is not None and record_id is not None
         redact = self.audit.redact
         record = {
@@ -1011,7 +1018,7 @@ class ReviewQueue:
             record["queue_verdict"] = {k: (redacted(v) if redact and k in ("corrected_answer", "note") else v)
                                        for k, v in queue_verdict.items()}
         try:
-            return self.audit.append(record, kind="review_verdict").hash
+            receipt, failed = append_written(self.audit, record, kind="review_verdict")
         except HGuardError as e:
             raise ReviewQueueError(
                 f"review queue {self.path}: the verdict on item {item_id!r} was not recorded because the audit "
@@ -1019,6 +1026,10 @@ class ReviewQueue:
                 + ("still pending" if queue_verdict is None else "as it was (its verdict in the queue only)")
                 + ", fix the audit log and decide again"
             ) from e
+        # on record though the append raised after writing it (the anchor, or a sink's own copy elsewhere, failed):
+        # the queue commits the verdict, and the caller says what failed once it is committed
+        return receipt.hash, None if failed is None else (
+            sink_failed_after(f"the verdict {verdict} on review item {item_id!r}", receipt, failed) + "; the item is decided")
 
     # ---------------------------------------------------------------------------------------------------------
     # reading

@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from typing import Any, Sequence
 from uuid import UUID
 
@@ -14,7 +15,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
 from hguard._privacy import redacted
-from hguard.audit import AuditLog
+from hguard.audit import AuditLog, append_written, sink_failed_after
 from hguard.streaming import after_delivery, error_fields, jsonable
 
 from .chat_models import DECISION_KEYS, any_text, read_chat
@@ -87,7 +88,7 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
         # sees the end) is written as failed, joined to the decision it never delivered
         self._after_delivery(lambda exc: self._close_open(run_id, exc))
         if self.record_starts:
-            self.audit.append(jsonable({**record, "event": "start"}), kind=KIND)
+            self._append(jsonable({**record, "event": "start"}))
 
     def _base(self, serialized: dict[str, Any] | None, run_id: UUID, parent_run_id: UUID | None, tags, metadata, kwargs) -> dict[str, Any]:
         params = {k: v for k, v in (kwargs.get("invocation_params") or {}).items() if not str(k).startswith("_hguard")}
@@ -185,7 +186,16 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
         record.pop("_streamed", None)  # the handler's own note (see on_llm_new_token)
         record["seconds"] = time.time() - started if started is not None else None
         record.update(fields)
-        self.audit.append(jsonable(record), kind=KIND)  # framework text as it came (a bad character escaped)
+        self._append(jsonable(record))  # framework text as it came (a bad character escaped)
+
+    def _append(self, record: dict[str, Any]) -> None:
+        """Write one ``llm_call`` record. One the log holds though its ``append`` raised after writing it (the anchor,
+        or an ``AuditLog`` subclass's own copy elsewhere, failing) is written: said as a warning, not raised as a
+        failed write (:func:`hguard.audit.append_written`)."""
+        receipt, failed = append_written(self.audit, record, kind=KIND)
+        if failed is not None:
+            warnings.warn(sink_failed_after(f"the {KIND} record of run {record.get('run_id')}", receipt, failed),
+                          UserWarning, stacklevel=2)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         generations: Sequence[Any] = [g for gens in response.generations for g in gens]

@@ -95,6 +95,30 @@ def test_a_failing_audit_write_reaches_the_caller_sync_and_async(make_guard, tmp
     assert chat.invoke(Q, config={"callbacks": [quiet]}).response_metadata["route"] == "accept"
 
 
+class _MirroredLog(AuditLog):
+    """A user's audit sink: each record written to the log, then copied to a database that is down."""
+
+    def append(self, record, *, kind="decision"):
+        super().append(record, kind=kind)
+        raise ConnectionError("acme-db: connection refused")
+
+
+def test_an_llm_call_record_written_before_the_audit_sink_raised_counts_as_written(make_guard, tmp_path):
+    """A handler's log whose append wrote the llm_call record, then raised (its copy to a database failing): the
+    call failed with the sink's error and the decision was said undelivered, while the record on disk said "ok". The
+    record is written (AuditLog.receipt_of): the answer is delivered, the record stands, and a warning says what failed."""
+    guard = make_guard("accept")
+    handler = HGuardAuditCallbackHandler(_MirroredLog(tmp_path / "calls.jsonl"))
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    with pytest.warns(UserWarning, match=r"the llm_call record of run .* is written to the audit log .*"
+                                         r"append raised after writing it \(ConnectionError: acme-db"):
+        msg = chat.invoke(Q, config={"callbacks": [handler]})
+    assert msg.response_metadata["route"] == "accept"
+    (call,) = AuditLog(tmp_path / "calls.jsonl")
+    assert call["status"] == "ok" and call["decision_audit_id"] == msg.response_metadata["audit_id"]
+    assert _kinds(guard.audit.path) == ["decision"]  # delivered: no answer_not_delivered record
+
+
 # ---------------------------------------------------------------------------------------- streaming
 
 

@@ -582,3 +582,29 @@ def test_a_legacy_callback_failing_after_the_caller_took_the_decided_response_le
     assert seen[-1][1] == "accept" == decision["route"] and "".join(d for d, _ in seen) == shown_answer(decision)
     assert call["status"] == "error" and "exporter down" in call["error"]
     assert call["decision_audit_id"] == decision["id"] and call["decision_streamed"] is True
+
+
+class _MirroredLog(AuditLog):
+    """A user's audit sink: each record written to the log, then copied to a database that is down."""
+
+    def append(self, record, *, kind="decision"):
+        super().append(record, kind=kind)
+        raise ConnectionError("acme-db: connection refused")
+
+
+def test_an_llm_call_record_written_before_the_audit_sink_raised_counts_as_written(make_guard, root_handler, tmp_path):
+    """A handler's log whose append wrote the llm_call record, then raised (its copy to a database failing): the
+    handler kept it as a failed write, which raise_if_failed (HGuardQueryEngine after each query) raised though the
+    record was on disk. The record is written (AuditLog.receipt_of): no failed write, and a warning says what failed."""
+    from llama_index.llms.hguard import HGuardAuditEventHandler
+
+    guard = make_guard("accept")
+    handler = root_handler(HGuardAuditEventHandler(_MirroredLog(tmp_path / "calls.jsonl")))
+    with pytest.warns(UserWarning, match=r"the llm_call record of span .* is written to the audit log .*"
+                                         r"append raised after writing it \(ConnectionError: acme-db"):
+        out = HGuardLLM(guard, domain="alpha").complete(Q)
+    assert out.additional_kwargs["route"] == "accept"
+    (call,) = AuditLog(tmp_path / "calls.jsonl")
+    assert call["status"] == "ok" and call["decision_audit_id"] == out.additional_kwargs["audit_id"]
+    assert handler.errors == []
+    handler.raise_if_failed()

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from contextvars import ContextVar
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -25,7 +26,7 @@ from llama_index.core.instrumentation.events.query import QueryEndEvent, QuerySt
 from llama_index.core.instrumentation.events.span import SpanDropEvent
 from pydantic import PrivateAttr
 
-from hguard.audit import AuditLog
+from hguard.audit import AuditLog, append_written, sink_failed_after
 from hguard.streaming import DECISION_KEYS, after_delivery, error_fields, jsonable
 
 from .base import split_chat
@@ -138,7 +139,7 @@ class HGuardAuditEventHandler(BaseEventHandler):
             after_delivery(lambda exc: self._close_failed(span, error_fields(exc)) if exc is not None else None)
         if self.record_starts:
             start = {k: v for k, v in record.items() if k != "started_at"}
-            self.audit.append(jsonable({**start, "event": "start"}), kind=LLM_KIND if family == "llm" else QUERY_KIND)
+            self._append(jsonable({**start, "event": "start"}), LLM_KIND if family == "llm" else QUERY_KIND)
 
     def _pop(self, family: str, span_id: Optional[str]) -> Dict[str, Any]:
         with self._lock:
@@ -169,7 +170,16 @@ class HGuardAuditEventHandler(BaseEventHandler):
         decided = (fields.get("hguard") or {}).get("domain")
         if decided:  # the domain the guard answered in (the start knew only the one asked for, often none)
             record["domain"] = decided
-        self.audit.append(jsonable(record), kind=LLM_KIND if family == "llm" else QUERY_KIND)
+        self._append(jsonable(record), LLM_KIND if family == "llm" else QUERY_KIND)
+
+    def _append(self, record: Dict[str, Any], kind: str) -> None:
+        """Write one record. One the log holds though its ``append`` raised after writing it (the anchor, or an
+        ``AuditLog`` subclass's own copy elsewhere, failing) is written: said as a warning, not kept as a failed write
+        for :meth:`raise_if_failed` (:func:`hguard.audit.append_written`)."""
+        receipt, failed = append_written(self.audit, record, kind=kind)
+        if failed is not None:
+            warnings.warn(sink_failed_after(f"the {kind} record of span {record.get('span_id')}", receipt, failed),
+                          UserWarning, stacklevel=2)
 
     def _handle(self, event: BaseEvent) -> None:
         if isinstance(event, LLMCompletionStartEvent):
