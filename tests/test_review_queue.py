@@ -1679,3 +1679,28 @@ def test_an_archive_killed_midway_loses_nothing_and_holds_nothing_twice_when_run
     export_reviewed(queue, tmp_path / "after.jsonl")
     assert (tmp_path / "after.jsonl").read_text() == (tmp_path / "before.jsonl").read_text()
     assert queue.archive("2100-01-01").path is None  # nothing left to archive, nothing finished twice
+
+
+def test_an_archive_stopped_by_a_ctrl_c_once_its_file_is_written_is_finished_by_the_next_run(queue, tmp_path,
+                                                                                             monkeypatch):
+    """A Ctrl-C after the archive file got its name, before the queue marked its items archived: the run was
+    forgotten (its entry removed, the file left), and a rerun wrote the same items to a second file. The archive stays
+    entered: the next run finishes it from the file, as it does a killed run's, and writes no second file."""
+    _archive_queue(queue)
+    decided = {it.id: it for it in queue.decided()}
+    real_link = os.link
+
+    def link_then_ctrl_c(*args, **kwargs):
+        real_link(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "link", link_then_ctrl_c)
+    out = tmp_path / "a.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        queue.archive("2100-01-01", out)
+    monkeypatch.setattr(os, "link", real_link)
+    assert len(_rows(out)) == 6 and {it.id: it for it in queue.decided()} == decided  # every row still there
+    summary = queue.archive("2100-01-01")  # run again, a new file name by default
+    assert summary.finished == [(str(out), 6)] and summary.n_archived == 0 and summary.path is None
+    assert list(tmp_path.glob("*.archive-*.jsonl")) == [] and not list(tmp_path.glob("*.partial"))
+    assert queue.decided() == [] and {it.id: it for it in queue.archived_items()} == decided

@@ -19,9 +19,9 @@ names those with what to do, so they stay where it reads them.
 Crash safety. The archive is first entered in ``review_archives`` (committed), then written to ``FILE.partial``
 (fsync'ed) and linked to its name (never over an existing file), then one transaction removes the rows the file holds
 (each only if it is still what the file says), enters them in ``review_archived`` and marks the archive done with the
-file's sha256. A process killed before the link leaves every item in the queue; one killed after it leaves the file
-and every row: the next archive run finishes that archive first (from the file), so nothing is lost and nothing is
-held twice. Only one archive runs on a queue at a time (an ``flock`` on ``QUEUE.archive.lock``).
+file's sha256. A process killed (or stopped by a Ctrl-C) before the link leaves every item in the queue; one stopped
+after it leaves the file and every row: the next archive run finishes that archive first (from the file), so nothing
+is lost and nothing is held twice. Only one archive runs on a queue at a time (an ``flock`` on ``QUEUE.archive.lock``).
 """
 
 from __future__ import annotations
@@ -218,9 +218,9 @@ def read_file(path: Path) -> tuple[dict[str, ReviewItem], str]:
     return items, digest.hexdigest()
 
 
-def _write(path: Path, rows: list[tuple[Any, ...]], archived_at: str) -> None:
-    """The archive file, whole or not at all: written to ``path.partial``, fsync'ed, then linked to ``path`` (never
-    over an existing file)."""
+def _write(path: Path, data: bytes) -> None:
+    """The archive file (``data``: its lines), whole or not at all: written to ``path.partial``, fsync'ed, then linked
+    to ``path`` (never over an existing file)."""
     partial = path.with_name(path.name + ".partial")
     try:
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
@@ -230,8 +230,7 @@ def _write(path: Path, rows: list[tuple[Any, ...]], archived_at: str) -> None:
                          "if no `hguard review archive` is running, then run again; nothing was archived") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            for row in rows:
-                f.write(_as_line(row, archived_at))
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.link(partial, path)  # FileExistsError if the name was taken meanwhile: nothing is written over
@@ -242,6 +241,15 @@ def _write(path: Path, rows: list[tuple[Any, ...]], archived_at: str) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def _is_written(path: Path, data: bytes) -> bool:
+    """Whether ``path`` holds the archive ``data`` whole (linked by :func:`_write` before it stopped)."""
+    try:
+        with path.open("rb") as f:
+            return f.read(len(data) + 1) == data
+    except OSError:
+        return False
 
 
 def _complete(queue: ReviewQueue, n: int, path: Path) -> int:
@@ -347,9 +355,14 @@ def archive(queue: ReviewQueue, decided_before: Any, out: Any = None) -> Archive
                 n = conn.execute("INSERT INTO review_archives (path, decided_before, started_at) VALUES (?, ?, ?)",
                                  (str(path), summary.decided_before, _now())).lastrowid
             assert n is not None
+            archived_at = _now()
+            data = b"".join(_as_line(row, archived_at) for row in rows)
             try:
-                _write(path, rows, _now())
-            except BaseException as e:  # the file was not written: the archive is forgotten, its items stay queued
+                _write(path, data)
+            except BaseException as e:
+                if _is_written(path, data):  # linked whole, stopped after (a Ctrl-C): the next run finishes it, as a
+                    raise  # killed one's (the archive stays entered; forgotten, a rerun wrote its items again)
+                # the file was not written: the archive is forgotten, its items stay queued
                 with queue._connection("forget an archive never written") as conn:  # noqa: SLF001
                     conn.execute("DELETE FROM review_archives WHERE n = ? AND done_at IS NULL", (n,))
                 if isinstance(e, OSError):
