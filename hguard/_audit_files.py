@@ -18,7 +18,7 @@ from typing import Any
 
 from ._audit_records import CONTINUATION, _parse_line
 from ._privacy import FILE_MODE
-from .errors import AuditError, AuditIntegrityError, InputError
+from .errors import AuditError, AuditIntegrityError, HGuardError, InputError
 
 # Waiting writers poll the lock; a coarse interval would cap contended writers at a few appends/s each.
 _LOCK_POLL_S = 0.002
@@ -159,19 +159,21 @@ def _iter_lines(
             yield lineno, (raw[:-1] if terminated else raw), terminated, offset
 
 
-def _fsync_dir(directory: Path) -> None:
+def _fsync_dir(directory: Path, *, what: str = "the new audit log's name",
+               error: type[HGuardError] = AuditError) -> None:
+    """Make a name just linked or replaced in ``directory`` durable (``what`` names it in the error): the folder
+    opened with ``O_DIRECTORY`` and fsync'ed; a filesystem that cannot fsync a directory is let be. A failure is an
+    ``error`` (AuditError for the audit log's files; the review queue's archive passes ReviewQueueError)."""
     try:
         fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError as e:
-        raise AuditError(
-            f"cannot open directory {directory} to make the new audit log's name durable: {e}; check its permissions"
-        ) from e
+        raise error(f"cannot open directory {directory} to make {what} durable: {e}; check its permissions") from e
     try:
         os.fsync(fd)
     except OSError as e:
         # Some filesystems cannot fsync a directory; there is nothing more we can do for them.
         if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise AuditError(f"cannot fsync directory {directory}: {e}; check the disk") from e
+            raise error(f"cannot fsync directory {directory} to make {what} durable: {e}; check the disk") from e
     finally:
         os.close(fd)
 

@@ -1704,3 +1704,32 @@ def test_an_archive_stopped_by_a_ctrl_c_once_its_file_is_written_is_finished_by_
     assert summary.finished == [(str(out), 6)] and summary.n_archived == 0 and summary.path is None
     assert list(tmp_path.glob("*.archive-*.jsonl")) == [] and not list(tmp_path.glob("*.partial"))
     assert queue.decided() == [] and {it.id: it for it in queue.archived_items()} == decided
+
+
+def test_an_archive_on_a_filesystem_that_cannot_fsync_a_folder_is_written(queue, tmp_path, monkeypatch):
+    """The archive's folder was fsync'ed by hand: a filesystem refusing a directory fsync (EINVAL), which the audit
+    log's writes let be, failed the archive. The one helper lets it be; a folder fsync that fails for another reason is
+    a ReviewQueueError naming the archive, and the next run finishes that archive."""
+    import errno
+    import stat
+
+    _archive_queue(queue)
+    real_fsync = os.fsync
+    refusal = [errno.EINVAL]
+
+    def no_folder_fsync(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(refusal[0], os.strerror(refusal[0]))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", no_folder_fsync)
+    assert queue.archive("2100-01-01", tmp_path / "a.jsonl").n_archived == 6
+    queue.enqueue(make_item("late"))
+    queue.decide("late", verdict="correct", reviewer="erin")
+    refusal[0] = errno.EIO
+    with pytest.raises(ReviewQueueError, match=r"cannot fsync directory .* to make the review queue archive b\.jsonl "
+                                               r"durable: \[Errno 5\]"):
+        queue.archive("2100-01-01", tmp_path / "b.jsonl")
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert queue.archive("2100-01-01").finished == [(str(tmp_path / "b.jsonl"), 1)]
+    assert len(queue.archived_items()) == 7

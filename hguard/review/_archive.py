@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._audit_export import period
+from .._audit_files import _fsync_dir
 from .._json import canonical_json
 from .._privacy import FILE_MODE
 from .._resources import expand_home, refuse_own_file
@@ -236,11 +237,7 @@ def _write(path: Path, data: bytes) -> None:
         os.link(partial, path)  # FileExistsError if the name was taken meanwhile: nothing is written over
     finally:
         partial.unlink(missing_ok=True)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    _fsync_dir(path.parent, what=f"the review queue archive {path.name}", error=ReviewQueueError)
 
 
 def _is_written(path: Path, data: bytes) -> bool:
