@@ -1733,3 +1733,32 @@ def test_an_archive_on_a_filesystem_that_cannot_fsync_a_folder_is_written(queue,
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert queue.archive("2100-01-01").finished == [(str(tmp_path / "b.jsonl"), 1)]
     assert len(queue.archived_items()) == 7
+
+
+def test_an_export_skipping_the_archived_counts_a_domains_archived_items_without_the_audit_log(tmp_path):
+    """`hguard review export --skip-archived --domain D` without the audit log said 0 archived items left out: the
+    queue kept no domain of an archived item, and only the log's verdict records said it. The queue keeps it now; an
+    item archived by a queue that kept none (schema 4) is said as of unknown domain, not counted as another's."""
+    q = ReviewQueue(tmp_path / "q.sqlite3")  # no audit log
+    for i, domain in enumerate(["geography", "geography", "history", None]):
+        q.enqueue(make_item(f"i{i}", domain=domain))
+        q.decide(f"i{i}", verdict="correct", reviewer="alice")
+    assert q.archive("2100-01-01", tmp_path / "a.jsonl").n_archived == 4
+    assert {a.id: (a.domain, a.domain_kept) for a in q.archived().values()} == {
+        "i0": ("geography", True), "i1": ("geography", True), "i2": ("history", True), "i3": (None, True)}
+    geo = export_reviewed(q, tmp_path / "geo.jsonl", domain="geography", archived=False)
+    assert (geo.n_archived_left_out, geo.n_archived_domain_unknown) == (2, 0)
+    assert "2 archived item(s) not read (--skip-archived)" in geo.summary()
+    assert export_reviewed(q, tmp_path / "all.jsonl", archived=False).n_archived_left_out == 4
+    # a queue of schema 4, whose archived items have no domain kept: opened by this hguard, their domain is unknown
+    with sqlite3.connect(q.path) as conn:
+        conn.execute("ALTER TABLE review_archived DROP COLUMN domain_kept")
+        conn.execute("ALTER TABLE review_archived DROP COLUMN domain")
+        conn.execute("PRAGMA user_version = 4")
+    old = ReviewQueue(tmp_path / "q.sqlite3")
+    assert {a.domain_kept for a in old.archived().values()} == {False}
+    geo = export_reviewed(old, tmp_path / "geo.jsonl", domain="geography", archived=False)
+    assert (geo.n_archived_left_out, geo.n_archived_domain_unknown) == (0, 4)
+    assert ("4 archived item(s) of unknown domain not read (--skip-archived; archived by an older hguard" in geo.summary()
+            and "the count of its archived items is unknown" in geo.summary())
+    assert len(old.archived_items()) == 4  # read from the file as before

@@ -6,7 +6,7 @@ Archiving moves the items decided before a date, whole (every column the queue h
 signals, reasons, the verdict, reviewer, corrected answer and note, the ids of the decision and verdict records), to
 a JSONL file (one item a line, mode 0640, written once and never rewritten), and removes their rows. What the rest of
 hguard needs of an archived item stays in the queue, in the table ``review_archived`` (its id, its decision's id,
-its verdict record's id and which file holds it, some 150 bytes): a guard start does not put it back from its
+its verdict record's id, its domain and which file holds it, some 150 bytes): a guard start does not put it back from its
 decision record (:meth:`ReviewQueue.absent` counts it as queued), the monitor counts it as queued and its verdict as
 committed (its figures read the audit chain's verdict records, which archiving does not touch), and
 ``hguard review export`` reads the archived items back from their files (:meth:`ReviewQueue.archived_items`).
@@ -62,6 +62,8 @@ class ArchivedItem(NamedTuple):
     audit_id: str
     verdict_audit_id: str | None  # the review_verdict record of its verdict (None: decided without the audit log)
     archive: Path  # the file that holds it whole
+    domain: str | None = None  # its domain (None: none, or not kept: see domain_kept)
+    domain_kept: bool = False  # False for an item archived by an hguard that kept no domain (in its file only)
 
 
 @dataclass
@@ -264,8 +266,9 @@ def _complete(queue: ReviewQueue, n: int, path: Path) -> int:
                 if row is None and conn.execute("SELECT 1 FROM review_archived WHERE id = ?", (item_id,)).fetchone():
                     continue
                 conn.execute("DELETE FROM review_items WHERE id = ?", (item_id,))
-                conn.execute("INSERT INTO review_archived (id, audit_id, verdict_audit_id, archive) VALUES (?, ?, ?, ?)",
-                             (item_id, it.audit_id, it.verdict.audit_record_id if it.verdict else None, n))
+                conn.execute("INSERT INTO review_archived (id, audit_id, verdict_audit_id, archive, domain, domain_kept) "
+                             "VALUES (?, ?, ?, ?, ?, 1)",
+                             (item_id, it.audit_id, it.verdict.audit_record_id if it.verdict else None, n, it.domain))
                 held += 1
             conn.execute("UPDATE review_archives SET n_items = ?, sha256 = ?, done_at = ? WHERE n = ?",
                          (held, sha, _now(), n))
@@ -388,9 +391,9 @@ def _compact(queue: ReviewQueue) -> bool:
 def archived(queue: ReviewQueue) -> dict[str, ArchivedItem]:
     """What the queue keeps of each archived item, by item id."""
     with queue._connection("list the archived items") as conn:  # noqa: SLF001
-        rows = conn.execute("SELECT a.id, a.audit_id, a.verdict_audit_id, f.path FROM review_archived a "
-                            "JOIN review_archives f ON f.n = a.archive").fetchall()
-    return {r[0]: ArchivedItem(r[0], r[1], r[2], Path(r[3])) for r in rows}
+        rows = conn.execute("SELECT a.id, a.audit_id, a.verdict_audit_id, f.path, a.domain, a.domain_kept "
+                            "FROM review_archived a JOIN review_archives f ON f.n = a.archive").fetchall()
+    return {r[0]: ArchivedItem(r[0], r[1], r[2], Path(r[3]), r[4], bool(r[5])) for r in rows}
 
 
 def archived_items(queue: ReviewQueue) -> list[ReviewItem]:

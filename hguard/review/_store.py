@@ -11,7 +11,8 @@ from typing import Any
 from ..errors import ReviewQueueError
 from ._items import ReviewItem, Verdict
 
-_SCHEMA_VERSION = 4  # 2 added spot_check; 3 the verdict not_in_context; 4 the archive tables (``review archive``)
+_SCHEMA_VERSION = 5  # 2 added spot_check; 3 the verdict not_in_context; 4 the archive tables (``review archive``);
+# 5 each archived item's domain (review_archived.domain, domain_kept: 0 for an item archived before)
 
 
 _SCHEMA = """
@@ -55,13 +56,16 @@ CREATE TABLE IF NOT EXISTS review_archived (
     id TEXT PRIMARY KEY,
     audit_id TEXT NOT NULL,
     verdict_audit_id TEXT,
-    archive INTEGER NOT NULL REFERENCES review_archives (n)
+    archive INTEGER NOT NULL REFERENCES review_archives (n),
+    domain TEXT,
+    domain_kept INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 """
 # review_archives: one row per archive file (``ReviewQueue.archive``), written before the file and marked done
 # (done_at, its sha256) in the transaction that removes its items; review_archived: what stays of each archived item
-# (its ids, its verdict record's id, which file holds it), so a guard start does not put it back and the monitor and
-# the export know it was decided
+# (its ids, its verdict record's id, which file holds it, its domain), so a guard start does not put it back and the
+# monitor and the export know it was decided (and, without the audit log, of which domain); an item archived by a
+# queue of schema 4 has no domain kept (domain_kept 0: its domain is in its archive file only)
 _TABLES = ("review_items", "review_archives", "review_archived")
 
 _COLUMNS = (
@@ -95,6 +99,9 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
             conn.execute(_SCHEMA.split(";")[0])
             conn.execute(f"INSERT INTO review_items ({_COLUMNS}) SELECT {_COLUMNS} FROM review_items_old")
             conn.execute("DROP TABLE review_items_old")  # and its indexes, made again below
+        if version == 4:  # archived items kept without their domain: the column added, those items' left unknown
+            conn.execute("ALTER TABLE review_archived ADD COLUMN domain TEXT")
+            conn.execute("ALTER TABLE review_archived ADD COLUMN domain_kept INTEGER NOT NULL DEFAULT 0")
         # Statement by statement: executescript() would commit the open transaction first.
         for statement in filter(str.strip, _SCHEMA.split(";")):
             conn.execute(statement)

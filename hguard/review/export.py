@@ -82,6 +82,7 @@ from .._privacy import FILE_MODE, redacted
 from .._audit_records import CONTINUATION
 from .._resources import refuse_own_file
 from ..errors import DataError, InputError
+from ._archive import ArchivedItem
 from .queue import (
     VERDICTS,
     ReviewItem,
@@ -121,6 +122,9 @@ class ExportSummary:
     n_not_in_queue: int = 0  # the audit chain's verdicts on decisions the queue holds no item of: counted, named in skipped
     n_archived: int = 0  # decided items read from the queue's archive files (`hguard review archive`)
     n_archived_left_out: int = 0  # archived items not read (archived=False, --skip-archived)
+    # of those, with a domain asked for: archived by an older hguard that kept no domain, with no verdict record to say
+    # it (no audit log): whether they are of that domain is unknown, so they are not in n_archived_left_out
+    n_archived_domain_unknown: int = 0
 
     @property
     def n_skipped(self) -> int:
@@ -148,6 +152,11 @@ class ExportSummary:
                       "holds no item of, by their records: not exported, named below)")
         if self.n_archived_left_out:
             agree += f"; {self.n_archived_left_out} archived item(s) not read (--skip-archived): not exported"
+        if self.n_archived_domain_unknown:
+            agree += (f"; {self.n_archived_domain_unknown} archived item(s) of unknown domain not read (--skip-archived; "
+                      "archived by an older hguard, which kept their domain in the archive file only): some may be of "
+                      "this domain, so the count of its archived items is unknown; export without --skip-archived to "
+                      "read them")
         skipped = f", {self.n_skipped} decided item(s) skipped (below)" if self.skipped else ""
         if self.n_archived:
             skipped += f"; {self.n_archived} of the decided items read from the queue's archive files"
@@ -526,6 +535,20 @@ def export_reviewed(
         n_spot_hallucinated=n_spot_bad,
         n_not_in_queue=sum("spot_check" in rec for rec in not_in_queue),
         n_archived=sum(in_domain(it) for it in from_archive),
-        n_archived_left_out=0 if archived else sum(
-            domain is None or (verdict_of.get(a.audit_id) or {}).get("domain") == domain for a in kept.values()),
+        n_archived_left_out=0 if archived else sum(domain is None or _archived_domain(a, verdict_of) == domain
+                                                   for a in kept.values()),
+        n_archived_domain_unknown=0 if archived or domain is None else sum(
+            _archived_domain(a, verdict_of) is _UNKNOWN for a in kept.values()),
     )
+
+
+_UNKNOWN = object()  # an archived item's domain that neither the queue nor the audit chain says
+
+
+def _archived_domain(kept: ArchivedItem, verdict_of: Mapping[str, Mapping[str, Any]]) -> Any:
+    """The domain of an archived item as the export's figures read it: its verdict record's in the audit chain, else the
+    one the queue kept (None: no domain), else ``_UNKNOWN`` (archived by an hguard that kept none, no log to say)."""
+    rec = verdict_of.get(kept.audit_id)
+    if rec is not None:
+        return rec.get("domain")
+    return kept.domain if kept.domain_kept else _UNKNOWN
