@@ -576,6 +576,52 @@ def test_a_stock_engines_passages_are_its_nodes_own_text_and_a_blank_one_is_said
         assert AuditLog(guard.audit.path).find(r.metadata["audit_id"])["context"] is None
 
 
+def test_a_joined_response_takes_every_figure_from_its_strictest_answer():
+    """accumulate's combined decision took the highest risk of all its answers beside the signals, reasons and request
+    id of another (the first of the strictest route): the record contradicted itself (a LlamaIndex user's trial)."""
+    from llama_index.llms.hguard.templates import combined_decision
+
+    def d(aid, route, risk):
+        return {"audit_id": aid, "request_id": aid, "route": route, "risk": risk, "signals": {"risk": risk},
+                "reasons": [f"risk {risk} of {aid}"]}
+
+    noted = [("first answer", d("a", "accept", 0.9)), ("second answer", d("b", "review", 0.3)),
+             ("third answer", d("c", "review", 0.5)), ("fourth answer", d("e", "accept", 0.95))]
+    joined = combined_decision("Response 1: first answer\nResponse 2: second answer\nResponse 3: third answer\n"
+                               "Response 4: fourth answer", noted)
+    assert joined is not None and joined["route"] == "review" and joined["audit_id"] is None
+    assert joined["audit_ids"] == ["a", "b", "c", "e"]
+    assert (joined["risk"], joined["request_id"], joined["signals"]) == (0.5, "c", {"risk": 0.5})
+    assert joined["reasons"][1:] == ["risk 0.5 of c"] and "decision c" in joined["reasons"][0]
+    # a missing (or NaN) risk is the guard not telling: the strictest of its route
+    noted.append(("fifth answer", d("f", "review", float("nan"))))
+    assert combined_decision("second answer third answer fifth answer", noted)["request_id"] == "f"
+
+
+def test_an_accumulated_responses_query_record_names_every_decision_it_joins(tiny_probes, embedder, tmp_path,
+                                                                            root_handler):
+    """The audit handler's query record of an accumulate response had decision_audit_id None and no audit_ids: nothing
+    in the log tied the query, and the text the user saw, to the decisions it was made of (a LlamaIndex user's
+    trial)."""
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    root_handler(HGuardAuditEventHandler.from_guard(guard))
+    docs = [Document(text=f"Canberra is the capital city of Australia. Note {i}: " + "the city was planned. " * 160)
+            for i in range(3)]
+    many = VectorStoreIndex.from_documents(docs, embed_model=HGuardEmbedding())
+    engine = many.as_query_engine(llm=HGuardLLM(guard, domain="alpha"), similarity_top_k=3, response_mode="accumulate")
+    response = engine.query(AUSTRALIA)
+    records = list(AuditLog(guard.audit.path))
+    decisions = {r["id"]: r for r in records if r["kind"] == "decision"}
+    ids = response.metadata["audit_ids"]
+    assert len(ids) == 3 and set(ids) <= set(decisions) and response.metadata["audit_id"] is None
+    query, = [r for r in records if r["kind"] == "query"]
+    assert query["decision_audit_id"] == ids and query["hguard"]["audit_ids"] == ids
+    assert len(audit_mod.show(guard.audit.path, record_id=ids[1], kind="query")) == 1  # found by any of them
+    strictest = decisions[response.metadata["request_id"]]
+    assert response.metadata["risk"] == strictest["risk"] and response.metadata["reasons"][1:] == strictest["reasons"]
+    assert response.metadata["route"] == strictest["route"]
+
+
 def test_a_stock_engine_that_swallows_a_refused_request_says_so_in_its_query_record(make_guard, index, root_handler):
     """LlamaIndex's compact/refine synthesizers catch ValueError from the LLM (hguard's InputError is one) and answer
     "Empty Response" (new-user trial: the query record said "ok", with no link to the refusal)."""

@@ -43,7 +43,18 @@ def _decision(meta: Optional[dict]) -> Optional[Dict[str, Any]]:
     meta = meta or {}
     if "route" not in meta or "audit_id" not in meta:
         return None  # not an hguard answer
-    return {k: jsonable(meta[k]) for k in DECISION_KEYS if k in meta}
+    # audit_ids: a response joining several guarded answers (accumulate), whose audit_id is None
+    return {k: jsonable(meta[k]) for k in (*DECISION_KEYS, "audit_ids") if k in meta}
+
+
+def _decision_id(decision: Optional[Dict[str, Any]]) -> Any:
+    """The ``decision_audit_id`` of a record: the decision's id, or the list of them of a response joining several
+    (``accumulate``: its own ``audit_id`` is None), as the LangChain handler names several; None for no decision."""
+    if decision is None:
+        return None
+    if decision.get("audit_id") is None and isinstance(decision.get("audit_ids"), list):
+        return list(decision["audit_ids"]) or None
+    return decision["audit_id"]
 
 
 def _query_text(query: Any) -> str:
@@ -58,7 +69,8 @@ class HGuardAuditEventHandler(BaseEventHandler):
     span id, the model, the question and context (``question`` / ``context`` / ``answer`` fields, so
     a redacting ``AuditLog`` hashes them), the answer, the duration, the status and, for
     :class:`HGuardLLM` answers, the guard's decision under ``"hguard"`` with ``decision_audit_id``
-    pointing at the guard's own ``decision`` record; a failed call's record holds the error, with
+    pointing at the guard's own ``decision`` record (a query whose response joins several guarded answers,
+    ``accumulate``'s: the list of their ids, also under ``"hguard"`` as ``audit_ids``); a failed call's record holds the error, with
     ``decision_audit_id`` for a ``raise_on`` route and ``error_audit_id`` for a request the guard refused (its
     ``error`` record). Query records also list the source nodes.
 
@@ -212,14 +224,14 @@ class HGuardAuditEventHandler(BaseEventHandler):
             decision = _decision(completion.additional_kwargs if completion is not None else None)
             self._write("llm", self._pop("llm", event.span_id), {
                 "event": "end", "status": "ok", "answer": completion.text if completion is not None else None,
-                "hguard": decision, "decision_audit_id": decision["audit_id"] if decision else None,
+                "hguard": decision, "decision_audit_id": _decision_id(decision),
             })
         elif isinstance(event, LLMChatEndEvent):
             chat = event.response
             decision = _decision(chat.message.additional_kwargs if chat is not None else None)
             self._write("llm", self._pop("llm", event.span_id), {
                 "event": "end", "status": "ok", "answer": (chat.message.content if chat is not None else None),
-                "hguard": decision, "decision_audit_id": decision["audit_id"] if decision else None,
+                "hguard": decision, "decision_audit_id": _decision_id(decision),
             })
         elif isinstance(event, QueryStartEvent):
             self._push("query", event, {"question": _query_text(event.query)})
@@ -236,7 +248,7 @@ class HGuardAuditEventHandler(BaseEventHandler):
                 answer = getattr(r, "response_txt", None)
             self._write("query", self._pop("query", event.span_id), {
                 "event": "end", "status": "ok", "answer": answer, "sources": jsonable(sources),
-                "hguard": decision, "decision_audit_id": decision["audit_id"] if decision else None,
+                "hguard": decision, "decision_audit_id": _decision_id(decision),
             })
         elif isinstance(event, (LLMCompletionInProgressEvent, LLMChatInProgressEvent)):
             # a streamed chunk carrying the decision (a hold stream's only one, a passthrough stream's last): a

@@ -548,19 +548,29 @@ def earlier_answers() -> tuple[list[str], list[str]]:
 _SEVERITY = {"accept": 0, "review": 1, "abstain": 2}
 
 
+def _strictness(decision: dict) -> tuple[int, float]:
+    """How strict a decision is: its route (an unknown one counts as review), then its risk (a missing or NaN one
+    counts as the highest: the guard could not tell)."""
+    risk = decision.get("risk")
+    if not isinstance(risk, (int, float)) or isinstance(risk, bool) or risk != risk:
+        return _SEVERITY.get(str(decision.get("route")), 1), float("inf")
+    return _SEVERITY.get(str(decision.get("route")), 1), float(risk)
+
+
 def combined_decision(text: str, noted: list[tuple[str, dict]]) -> dict | None:
     """The decision of a response that joins guarded answers (``accumulate``,
-    ``compact_accumulate``): the strictest of theirs (an unknown route counts as review), with every
-    decision's audit id; None unless one of the noted answers is in ``text`` (one chunk's "Response 1: ...")."""
+    ``compact_accumulate``): the strictest of theirs (its route, an unknown one counting as review, then its risk),
+    whose risk, signals, reasons and request id it keeps, with every decision's audit id; None unless one of the
+    noted answers is in ``text`` (one chunk's "Response 1: ...")."""
     parts = [d for t, d in noted if t.strip() and t in text]
     if not parts:
         return None
-    worst = max(parts, key=lambda d: _SEVERITY.get(str(d.get("route")), 1))
-    route = worst.get("route") if worst.get("route") in _SEVERITY else "review"
+    worst = max(parts, key=_strictness)  # one answer's figures: the risk of one beside the reasons of another
+    route = worst.get("route") if worst.get("route") in _SEVERITY else "review"  # contradicted the record
     return {**worst, "route": route, "audit_id": None, "audit_ids": [d.get("audit_id") for d in parts],
-            "risk": max((d["risk"] for d in parts if isinstance(d.get("risk"), (int, float))), default=None),
             "reasons": [f"the response joins {len(parts)} guarded answer(s) (a combining response mode): the strictest "
-                        f"route of theirs holds ({route})", *list(worst.get("reasons") or [])]}
+                        f"of theirs holds (decision {worst.get('audit_id')}, route {route}), its risk, signals and "
+                        "reasons below", *list(worst.get("reasons") or [])]}
 
 
 def _say_superseded(noted: list[tuple[str, dict]], delivered: dict, span: str) -> None:
