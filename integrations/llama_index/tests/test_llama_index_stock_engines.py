@@ -738,6 +738,11 @@ def test_a_sub_question_engine_does_not_accept_a_summary_of_its_sub_answers(tiny
     assert final["question"] == "what are the capitals of australia and kenya ?" and final["route"] == "review"
     assert any("earlier answers" in r for r in final["reasons"])
     assert response.metadata["route"] == "review" and response.metadata["audit_id"] == final["id"]
+    # the accepted sub-answers the held summary replaced are said undelivered, as a router's engines' answers are (the
+    # log read as if two accepted answers had reached the user; a LlamaIndex user's trial)
+    said = [r for r in AuditLog(guard.audit.path) if r["kind"] == "answer_not_delivered"]
+    assert sorted(r["decision_audit_id"] for r in said) == sorted(d["id"] for d in decisions[:-1])
+    assert all("a later step of the same response replaced it" in r["why"] and final["id"] in r["why"] for r in said)
 
 
 def test_a_router_summarising_guarded_engines_does_not_accept_their_answers_as_passages(tiny_probes, embedder, tmp_path, index):

@@ -586,7 +586,8 @@ def _say_superseded(noted: list[tuple[str, dict]], delivered: dict, span: str) -
             guard = _OWNERS.pop(str(aid), None) if aid and aid not in given else None
         if guard is not None:
             guard.record_undelivered(SimpleNamespace(audit_id=aid, route=d.get("route")), (
-                f"a later step of the same response replaced it (a refine or summarising response mode); the response "
+                f"a later step of the same response replaced it (a refine or summarising response mode, a router's or "
+                f"sub-question engine's summary); the response "
                 f"delivered decision {', '.join(map(str, sorted(given)))}"), run_id=span)
 
 
@@ -699,7 +700,11 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
             text = getattr(result, "response", None)
             if isinstance(text, str) and text and hasattr(result, "metadata") and type(result).__name__ in _RESPONSES:
                 if "audit_id" in (result.metadata or {}):
-                    return None  # the response already carries its own decision (HGuardQueryEngine)
+                    # the response already carries its own decision (HGuardQueryEngine's, or one a span inside this one
+                    # gave it: a sub-question engine's summary, from its synthesizer): the other answers made inside
+                    # this one (the sub-answers it summarised) were not delivered, as a router's are said not to be
+                    _say_superseded(noted, result.metadata, id_)
+                    return None
                 found = next((entry for entry in reversed(noted) if entry[0] == text), None)
                 decision = found[1] if found is not None else combined_decision(text, noted)
                 if decision is not None:
