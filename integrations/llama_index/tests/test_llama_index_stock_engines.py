@@ -501,6 +501,38 @@ def test_llama_indexs_evaluators_are_judgement_steps_with_their_instruction_not_
     assert answered.metadata["route"] in ("review", "abstain") and answered.metadata["audit_id"]
 
 
+@pytest.mark.parametrize("how", ["query", "aquery", "refine-streaming"])
+def test_structured_answer_filtering_is_refused_naming_the_setting(tiny_probes, embedder, tmp_path, index, root_handler,
+                                                                   how):
+    """A synthesizer built with structured_answer_filtering=True asks a non-function-calling LLM for JSON through
+    LLMTextCompletionProgram: its whole prompt (passages, JSON schema, question) reached complete() as the question,
+    with no context, a junk item was queued for review, and the user got "Empty Response" with no decision (a
+    LlamaIndex user's trial). It is refused as structured output is, naming the setting and the fix."""
+    from llama_index.core.response_synthesizers import get_response_synthesizer
+
+    from hguard.review import ReviewQueue
+
+    guard = _guard(tiny_probes, embedder, tmp_path)
+    root_handler(HGuardAuditEventHandler.from_guard(guard))
+    llm = HGuardLLM(guard, domain="alpha")
+    mode, streaming = ("refine", True) if how == "refine-streaming" else ("compact", False)
+    synthesizer = get_response_synthesizer(llm=llm, response_mode=mode, structured_answer_filtering=True,
+                                           streaming=streaming)
+    engine = index.as_query_engine(llm=llm, similarity_top_k=2, response_synthesizer=synthesizer)
+    with pytest.raises(NotImplementedError, match="structured_answer_filtering=True") as err:
+        asyncio.run(engine.aquery(AUSTRALIA)) if how == "aquery" else engine.query(AUSTRALIA)
+    assert "\n" not in str(err.value) and "without structured_answer_filtering" in str(err.value)
+    records = list(AuditLog(guard.audit.path))
+    assert [r for r in records if r["kind"] == "decision"] == [] and ReviewQueue(guard.policy.review.queue).pending() == []
+    call, = [r for r in records if r["kind"] == "llm_call"]
+    query, = [r for r in records if r["kind"] == "query"]
+    assert call["status"] == "error" and "structured_answer_filtering" in call["error"] and query["status"] == "error"
+    # the same synthesizer without it answers as ever
+    plain = index.as_query_engine(llm=llm, similarity_top_k=2,
+                                  response_synthesizer=get_response_synthesizer(llm=llm, response_mode="compact"))
+    _scored(guard, plain.query(AUSTRALIA).metadata)
+
+
 def test_llm_reranks_choice_of_passages_is_a_retrieval_step_not_an_answer_held(tiny_probes, embedder, tmp_path, index):
     """A LlamaIndex trial: LLMRerank's choice prompt was routed as an answer; held, the review message could not be
     parsed as a ranking, every passage was dropped, and the user got "Empty Response" with no reason."""

@@ -58,7 +58,7 @@ from hguard.streaming import (
 
 from .templates import (DecidedStream, RAGPrompt, async_stream_decision, earlier_answers,
                         failed_steps, install_decision_metadata, note_decision, note_failure, note_rewrite, query_step,
-                        query_template_step, read_rag_prompt, rewrite_asked, synthesized_nodes)
+                        query_template_step, read_rag_prompt, rewrite_asked, structured_refine, synthesized_nodes)
 
 dispatcher = get_dispatcher(__name__)
 CONTEXT_NAME = "context"
@@ -67,6 +67,13 @@ CONTEXT_NAME = "context"
 _NO_STRUCTURED = (
     "HGuardLLM has no structured output (structured_predict, as_structured_llm): the guard scores free-text answers "
     "(its probes were calibrated on them) and cannot constrain generation to a schema; parse the text downstream"
+)
+_NO_STRUCTURED_FILTERING = (
+    "HGuardLLM has no structured output: this response synthesizer was built with structured_answer_filtering=True "
+    "(get_response_synthesizer(..., structured_answer_filtering=True), Refine, CompactAndRefine), which asks the LLM "
+    "for JSON (query_satisfied, answer) through LLMTextCompletionProgram; the guard scores free-text answers and "
+    "cannot constrain generation to a schema; build the synthesizer without structured_answer_filtering (the guard "
+    "holds an answer its passages do not support)"
 )
 #: content blocks of a chat message the guarded model cannot read (``ChatMessage.content`` leaves them out)
 _UNREAD_BLOCKS = frozenset({"ImageBlock", "AudioBlock", "VideoBlock", "DocumentBlock", "ToolCallBlock"})
@@ -298,6 +305,10 @@ class HGuardLLM(CustomLLM):
             err = InputError(f"HGuardLLM takes the question (prompt) as a string, got {type(prompt).__name__}: {prompt!r:.80}")
             self._failed(err)  # closes the call's audit record as failed
             raise err
+        if structured_refine():  # read as an answer, its whole prompt was the question, with no passages
+            refused = NotImplementedError(_NO_STRUCTURED_FILTERING)  # not a ValueError: Refine would swallow it
+            self._failed(refused)
+            raise refused
         kw = dict(kwargs)
         agent = bool(kw.pop(_AGENT_STEP, False)) or asks_for_actions([prompt])  # a chat's, or a completion prompt's
         context = kw.pop("context", None)

@@ -565,6 +565,38 @@ def synthesized_nodes() -> tuple[list[Any], bool]:
     return [], False
 
 
+#: open span id of a response synthesizer's method (``synthesize``, ``Refine.get_response``, ...) -> whether that
+#: synthesizer asks its LLM for structured output (``structured_answer_filtering=True``)
+_STRUCTURED: dict[str, bool] = {}
+
+
+def _structured_filtering(synthesizer: Any) -> Optional[bool]:
+    """Whether ``synthesizer`` (a span's instance) is a response synthesizer filtering answers with structured output
+    (``Refine`` / ``CompactAndRefine`` built with ``structured_answer_filtering=True``); None when it is no response
+    synthesizer."""
+    try:
+        from llama_index.core.response_synthesizers.base import BaseSynthesizer
+    except ImportError:  # pragma: no cover - another LlamaIndex without it
+        return None
+    if not isinstance(synthesizer, BaseSynthesizer):
+        return None
+    return getattr(synthesizer, "_structured_answer_filtering", False) is True
+
+
+def structured_refine() -> bool:
+    """Whether the nearest response synthesizer enclosing this call filters its answers with structured output
+    (``structured_answer_filtering=True``): LlamaIndex then asks this LLM, not a function-calling one, for JSON through
+    ``LLMTextCompletionProgram`` (its whole prompt, passages and JSON schema, as one ``complete`` text), which the
+    guard cannot answer as a RAG call nor constrain to the schema."""
+    span = active_span_id.get()
+    with _LOCK:
+        while span is not None:
+            if span in _STRUCTURED:
+                return _STRUCTURED[span]
+            span = _PARENTS.get(span)
+    return False
+
+
 def _one_call(synthesizer: Any) -> bool:
     """Whether ``synthesizer`` gives all its nodes to one model call, truncated to fit (``SimpleSummarize``)."""
     try:
@@ -662,6 +694,7 @@ def _close(span: str, to_parent: bool) -> tuple[list[tuple[str, dict]], list[dic
         engines = _ENGINES.pop(span, [])
         _REWRITES.pop(span, None)
         _NODES.pop(span, None)
+        _STRUCTURED.pop(span, None)
         parent = _PARENTS.pop(span, None)
         if to_parent and noted and parent is not None and parent in _PARENTS:
             _NOTED.setdefault(parent, []).extend(noted)
@@ -731,7 +764,11 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
                 _REWRITES.clear()
                 _NODES.clear()
                 _FAILED.clear()
+                _STRUCTURED.clear()
             _PARENTS[id_] = parent_span_id
+            structured = _structured_filtering(instance)
+            if structured is not None:
+                _STRUCTURED[id_] = structured
             nodes = getattr(bound_args, "arguments", {}).get("nodes") if _SYNTHESIZE.search(id_) else None
             if isinstance(nodes, (list, tuple)):  # the passages its LLM calls are given, rendered
                 _NODES[id_] = (list(nodes), _one_call(instance))
