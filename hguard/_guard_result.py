@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import html
-import math
-import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ._numerics import finite_number
 from ._text import blank, listed, misdecoded
 from .errors import InputError, one_line
 from .policy import ABSTAIN, ACCEPT
@@ -124,8 +123,8 @@ def _short(text: Any, limit: int) -> str:
 
 def _risk(risk: Any) -> str:
     """A result's risk as shown: 4 decimals, or what it is when no finite number (None: unscored)."""
-    if isinstance(risk, numbers.Real) and not isinstance(risk, bool) and math.isfinite(risk):
-        return f"{float(risk):.4f}"
+    if (x := finite_number(risk)) is not None:
+        return f"{x:.4f}"
     return repr(risk)
 
 
@@ -197,10 +196,3 @@ def context_given(context: str | None) -> bool:
     """Whether a request carries context to ground on (then a grounding value must exist)."""
     return context is not None and bool(context.strip())
 
-
-def _finite_or_none(x) -> float | None:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import numpy as np
 
 from ._guard_plan import Route
-from ._guard_result import CUT_MARK, GuardResult, _finite_or_none, context_given
-from ._numerics import sigmoid
+from ._guard_result import CUT_MARK, GuardResult, context_given
+from ._numerics import NUMBER_RULE, finite_number, sigmoid
 from ._text import direction_controls
 from .calibrate.data import domain_slug
 from .calibrate.judge import declines, unstated_numbers
@@ -110,7 +110,7 @@ class _Scoring:
     def _score(self, g: Generation, domain: str | None, route: Route | None, problems: list[str]) -> tuple[dict, float | None, Thresholds | None, list[str]]:
         signals: dict[str, float | None] = {}
         for k, v in g.confidence.items():
-            signals[k] = _finite_or_none(v)
+            signals[k] = finite_number(v)
             if signals[k] is None:  # None in the record; the reason says what the value was
                 problems.append(f"confidence signal {k!r} is {shown(v, 40)}, not a finite number")
         length = signals.get("length")
@@ -125,9 +125,11 @@ class _Scoring:
                 if not isinstance(scored, Mapping):
                     raise TypeError(f"the grounding scorer returned {type(scored).__name__}, not a mapping of signals")
                 for k, v in scored.items():
-                    signals[k] = _finite_or_none(v)
-                    if signals[k] is None:
-                        problems.append(f"grounding signal {k!r} is {shown(v, 40)}, not a finite number")
+                    signals[k] = finite_number(v)
+                    if signals[k] is None:  # "0.9" or True is no score: held, naming the scorer and the value
+                        problems.append(f"grounding signal {k!r} is {shown(v, 40)} ({type(v).__name__}) from the "
+                                        f"grounding scorer {type(self.grounding).__name__}, not a finite number: its "
+                                        f"score(question, answer, context) must return {NUMBER_RULE}")
                 if "grounding" not in scored:
                     problems.append("grounding returned no 'grounding' support value for an answer given with context")
                 if "grounding_lexical" in scored and signals["grounding_lexical"] is None:
@@ -218,16 +220,18 @@ class _Scoring:
                     raise ValueError("neuron contributions are missing or not finite")
                 if not g.token_ids:
                     raise ValueError("the answer is empty")
-                logit = float(probe.decision_function_subset(g.cett[None, :], lengths=[g.confidence["length"]])[0])
-                if not math.isfinite(logit):
-                    raise ValueError(f"the probe's logit is {logit!r}, not a finite number")
+                raw = probe.decision_function_subset(g.cett[None, :], lengths=[g.confidence["length"]])[0]
+                logit = finite_number(raw)
+                if logit is None:
+                    raise ValueError(f"the probe's logit is {shown(raw, 40)} ({type(raw).__name__}), not a finite "
+                                     f"number ({NUMBER_RULE})")
                 signals["neuron_logit"] = logit
                 neuron_risk = sigmoid(logit)
                 signals["neuron_risk"] = neuron_risk
                 if cd.ood:
                     from .ood import feature_distance, ood_problem
 
-                    signals["ood_distance"] = _finite_or_none(feature_distance(probe, g.cett[None, :])[0])
+                    signals["ood_distance"] = finite_number(feature_distance(probe, g.cett[None, :])[0])
                     signals["ood_threshold"] = float(cd.ood["threshold"])
                     far = ood_problem(signals["ood_distance"], cd.ood)
                     if far:
@@ -497,7 +501,7 @@ class _Scoring:
             question=g.question,
             answer=g.text,
             route=decision.route,
-            risk=_finite_or_none(decision.risk),
+            risk=finite_number(decision.risk),
             signals=signals,
             reasons=reasons,
             domain=domain,
@@ -607,7 +611,9 @@ class _EarlyAbstain:
                 continue
             conf = state.confidence(row)
             try:
-                logit = float(self.probe.decision_function_subset(cett[row : row + 1], lengths=[conf["length"]])[0])
+                logit = finite_number(self.probe.decision_function_subset(cett[row : row + 1], lengths=[conf["length"]])[0])
+                if logit is None:
+                    continue  # no early decision; the full answer is scored (and held, naming the logit) as usual
                 signals = {**conf, "log_length": math.log1p(conf["length"]), "neuron_logit": logit}
                 risk = merge_risk(signals, self.merger) if self.merger else sigmoid(logit)
             except Exception:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from hguard._policy_thresholds import ABSTAINS_ON_NEARLY_ALL, Thresholds, accepts_uncertified
+from hguard._numerics import finite_number
 from hguard._policy_values import _finite_unit, _fmt, _real
 from hguard.errors import shown as _short
 
@@ -277,11 +278,8 @@ def pick_domain(similarities: Mapping[str, float], domains: Collection[str],
                 min_similarity: float) -> tuple[str | None, str]:
     """:func:`choose_domain` among ``domains`` at ``min_similarity`` (a calibration report's router, before any
     policy exists, picks as the guard does)."""
-    scored = {
-        name: float(s)
-        for name, s in similarities.items()
-        if name in domains and _real(s) and math.isfinite(s)
-    }
+    read = {name: finite_number(s) for name, s in similarities.items() if name in domains}  # "0.9", True: none
+    scored = {name: s for name, s in read.items() if s is not None}
     if not scored:
         return None, "no policy domain has a similarity score for this prompt"
     best = max(scored.values())

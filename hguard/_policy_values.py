@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, TypeGuard
 
+from ._numerics import is_real
 
-def _real(value: Any) -> TypeGuard[float]:
-    # numbers.Real admits numpy scalars (a probe may hand over float32);
-    # bool is excluded because True as a risk or threshold is always a bug.
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+_real = is_real  # numbers.Real (numpy scalars too), never a bool: the one rule, in _numerics
 
 
 def _fmt(x: float) -> str:

@@ -72,6 +72,7 @@ from ._monitor_state import (
     write_state,
 )
 from ._monitor_stats import breached, drift_test, live_bounds, min_checks, seed_id, selection_u
+from ._numerics import finite_number
 from ._stats import clopper_pearson_lower, clopper_pearson_upper
 from ._text import hidden_characters_in
 from .errors import AuditIntegrityError, HGuardError, InputError, PolicyError
@@ -112,11 +113,11 @@ def _similarity_to(choice: Mapping[str, Any], name: str) -> float | None:
     """A decision's question similarity to domain ``name``, as the router measures it: among the similarities of
     an automatic choice, or the named domain's own when the request named it (``domain=``, as the adapters'
     README advises: such traffic left the similarity drift untested for ever)."""
-    sims = choice.get("similarities")
+    sims = choice.get("similarities")  # a router of one's own may have put anything there: numbers only
     if isinstance(sims, Mapping) and sims.get(name) is not None:
-        return sims[name]
-    if choice.get("given") and choice.get("chosen") == name and isinstance(choice.get("similarity"), (int, float)):
-        return float(choice["similarity"])
+        return finite_number(sims[name])
+    if choice.get("given") and choice.get("chosen") == name:
+        return finite_number(choice.get("similarity"))
     return None
 
 def policy_id(policy) -> str:

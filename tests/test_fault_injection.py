@@ -94,6 +94,10 @@ def test_controls_accept_without_a_fault(make_guard):
         ({}, "no 'grounding' support value"),
         (None, "not a mapping"),
         ({"grounding": 0.9, "grounding_embedding": float("nan")}, "'grounding_embedding' is nan"),
+        # float() reads these, but they are no scores (README, Extending hguard): held, naming the scorer and the value
+        ({"grounding": "0.9", "grounding_lexical": 0.9}, "'grounding' is '0.9' (str) from the grounding scorer _Grounding"),
+        ({"grounding": True, "grounding_lexical": 0.9}, "'grounding' is True (bool) from the grounding scorer _Grounding"),
+        ({"grounding": 0.9, "grounding_lexical": np.array(0.9)}, "'grounding_lexical' is array(0.9) (ndarray)"),
         (RuntimeError("embedder gone"), "grounding failed: RuntimeError: embedder gone"),
         (_Unreadable("embedder gone"), "grounding failed: _Unreadable: _Unreadable('embedder gone') (its message could "
                                        "not be read: str() raised ValueError)"),
@@ -163,6 +167,16 @@ def test_probe_non_finite_logit_goes_to_review(make_guard, monkeypatch, logit):
     monkeypatch.setattr(g.probes["alpha"].probe, "decision_function_subset", lambda *a, **k: np.array([logit]))
     r = g.invoke(Q, domain="alpha")
     assert r.route == "review" and any("logit" in x and "not a finite number" in x for x in r.reasons), r.reasons
+
+
+@pytest.mark.parametrize("logit", ["-5", True], ids=["str", "bool"])
+def test_probe_logit_that_is_no_number_goes_to_review(make_guard, monkeypatch, logit):
+    # float() reads "-5" (a tiny risk: accepted) and True; a probe's logit is a number or the answer is held
+    g = make_guard()
+    monkeypatch.setattr(g.probes["alpha"].probe, "decision_function_subset", lambda *a, **k: [logit])
+    r = g.invoke(Q, domain="alpha")
+    assert r.route == "review" and any(f"the probe's logit is {logit!r} ({type(logit).__name__}), not a finite number"
+                                       in x for x in r.reasons), r.reasons
 
 
 def test_probe_very_negative_logit_is_scored_not_overflowed(make_guard, monkeypatch):

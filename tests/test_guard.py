@@ -1442,6 +1442,12 @@ def test_unit_rows_scales_an_embedders_rows_and_refuses_what_has_no_direction():
         unit_rows([3.0, 4.0], Acme(), ["a", "b"])
     with pytest.raises(InputError, match=r"the embedder Acme returned str, not an array of numbers"):
         unit_rows("vectors", Acme(), ["a"])
+    # numpy reads strings and bools as floats: no vector of numbers, refused as the guard's other numbers are
+    with pytest.raises(InputError, match=r"the embedder Acme returned list, not an array of numbers \(<U3 values: "
+                                         r"\[\['0.6', '0.8'\]\]\); .* each value a real number \(int or float\), not a str or bool"):
+        unit_rows([["0.6", "0.8"]], Acme(), ["a"])
+    with pytest.raises(InputError, match=r"the embedder Acme returned ndarray, not an array of numbers \(bool values"):
+        unit_rows(np.array([[True, False]]), Acme(), ["a"])
 
 
 def test_a_long_question_is_placed_by_all_of_it_not_by_the_part_the_embedder_reads(calibrated, tmp_path):

@@ -735,6 +735,20 @@ def test_similarity_drift_is_tested_on_requests_that_named_their_domain(tmp_path
     assert d["drift"] is True and d["n_live"] == 20, d
 
 
+def test_similarity_drift_reads_only_numbers_a_router_of_ones_own_recorded(tmp_path):
+    """A router of one's own records its similarities as it likes: "0.6" or True were read as numbers by the drift
+    test (float() of them); only real numbers are similarities, the rest is not measured."""
+    policy = _pol(tmp_path, drift_window=20)
+    log = AuditLog(policy.audit.path)
+    for i in range(40):
+        sims = {"geo": 0.6 + 0.001 * i if i < 20 else ("0.2" if i % 2 else True)}
+        log.append({"policy_id": policy_id(policy), "domain": "geo", "route": "review", "risk": 0.5,
+                    "domain_choice": {"method": "MyRouter.choose_domain", "chosen": "geo", "similarities": sims}},
+                   kind="decision")
+    d = run_monitor(policy, act=False)["domains"]["geo"]["drift"]["similarity"]
+    assert d["n_live"] == 0 and d["drift"] is not True, d
+
+
 def test_the_monitor_says_which_probe_decides_a_domain_now_and_which_decided_before(tmp_path, monkeypatch):
     """An auditor's trial: the geography probe file replaced after the fact (the guard refuses it, so every answer
     goes to review) and the monitor's text said nothing; `drift risk: untested (n 0 vs 0)` for 25 decisions."""

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hguard.errors import InputError, ModelNotFoundError, install_extra
+from hguard._numerics import NUMBER_RULE, number_rows
+from hguard.errors import InputError, ModelNotFoundError, install_extra, shown
 from hguard.models import as_loaded
 
 if TYPE_CHECKING:
@@ -237,10 +238,14 @@ def unit_rows(vectors: object, embedder: object, texts: Sequence[str]) -> np.nda
     zero or not finite (the guard then holds the answer for review)."""
     who = type(embedder).__name__
     try:
-        rows = np.asarray(vectors, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+        rows = number_rows(vectors)
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise InputError(f"the embedder {who} returned {type(vectors).__name__}, not an array of numbers ({exc}); its "
                          "encode(list of str) must return one vector per text, shape (n, d)") from None
+    if rows is None:  # strings ("0.9") or bools read as floats by numpy: no vector of numbers
+        raise InputError(f"the embedder {who} returned {type(vectors).__name__}, not an array of numbers "
+                         f"({np.asarray(vectors).dtype} values: {shown(vectors, 60)}); its encode(list of str) must "
+                         f"return one vector per text, shape (n, d), each value {NUMBER_RULE}")
     if rows.ndim != 2 or rows.shape[0] != len(texts) or rows.shape[1] == 0:
         raise InputError(f"the embedder {who} returned shape {rows.shape} for {len(texts)} text(s); its encode(list of "
                          f"str) must return one vector per text, shape ({len(texts)}, d)")
