@@ -497,6 +497,10 @@ class _Recording:
             spot = spot_check_decision(self.policy, result.domain, result.audit_id, taken)
             if spot is None:
                 return None
+            if not taken:  # the domain's first of the day: the minimum per day reads only today's counts, so the
+                # other days' go (a service running for years kept one entry per domain and day)
+                for key in [k for k in self._spot_days if k[1] != day]:
+                    del self._spot_days[key]
             self._spot_days[(result.domain, day)] = taken + 1
         if self.audit is not None:
             try:

@@ -153,7 +153,8 @@ class Guard(_Scoring, _Recording):
             self.monitor_state.use_log(audit)
         self._policy_id = policy_id(policy)
         self._policy_hash = policy_hash(policy)
-        self._spot_days: dict[tuple[str, str], int] = {}  # (domain, UTC day) -> spot-checks taken (daily minimum)
+        # (domain, UTC day) -> spot-checks taken (daily minimum); today's only: _spot_check drops the other days'
+        self._spot_days: dict[tuple[str, str], int] = {}
         self._spot_lock = threading.Lock()
         self._unqueued: list[dict] = []  # review items the queue could not take, put back once it takes answers again
         self._unqueued_lock = threading.Lock()

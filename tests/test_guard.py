@@ -1805,6 +1805,30 @@ def test_a_guard_whose_log_lost_anchored_records_refuses_to_start(calibrated, tm
         Guard.from_policy(pol, lm=lm)  # at start, before any answer is generated
 
 
+def test_the_daily_spot_check_minimum_keeps_only_todays_counts(calibrated, tmp_path, monkeypatch):
+    """A service running for years: the guard's count of spot-checks per domain and day, read by
+    spot_check_min_per_day, kept an entry for every domain and every day it ever served. It keeps today's only; each
+    day's first answers are still the ones taken."""
+    import time
+    import types
+
+    import hguard._guard_records as records
+
+    lm, root = calibrated
+    pol = _policy(root, tmp_path, spot_check_rate=0.0, spot_check_min_per_day=2).model_dump(mode="json")
+    pol["domains"]["beta"].update(spot_check_rate=0.0, spot_check_min_per_day=1)
+    g = Guard.from_policy(Policy.model_validate(pol), lm=lm)
+    now = {"t": time.time()}
+    monkeypatch.setattr(records, "time", types.SimpleNamespace(**{**vars(time), "gmtime": lambda *a: time.gmtime(now["t"])}))
+    for day in range(5):
+        now["t"] += 86400
+        today = time.strftime("%Y-%m-%d", time.gmtime(now["t"]))
+        picked = [g._spot_check(types.SimpleNamespace(domain=d, audit_id=f"{day}-{i}", route="accept")) is not None
+                  for i, d in enumerate(["alpha", "beta", "alpha", "beta", "alpha"])]
+        assert picked == [True, True, True, False, False], (day, picked)  # the minimum per day, as before
+        assert g._spot_days == {("alpha", today): 2, ("beta", today): 1}, g._spot_days
+
+
 def test_a_spot_check_the_process_stopped_before_recording_is_recorded_and_queued_at_the_next_start(calibrated, tmp_path):
     import warnings
 
