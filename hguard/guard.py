@@ -1126,12 +1126,15 @@ class Guard(_Scoring, _Recording):
             cancel=cancel, runs=None if run is None else [run],
         )[0]
 
-    def _refused(self, question, err: InputError, *, context=None, domain=None, request_id=None, run=None) -> InputError:
+    def _refused(self, question, err: InputError, *, context=None, domain=None, request_id=None, run=None,
+                 source: str = "api") -> InputError:
         """``err``, after recording the refused request as an ``error`` record (its id as ``err.audit_id``; the
         caller's ``request_id``, when it is a string, as the record's ``caller_request_id``, and the ``run_id`` of its
-        ``run``, when it is one, as the record's ``run_id``)."""
+        ``run``, when it is one, as the record's ``run_id``; ``source``, who asked: a chain's search step names itself,
+        as :meth:`rewrite_query` does)."""
         self.record_failure(question, err, context=context, domain=domain if isinstance(domain, str) else None,
-                            request_id=request_id if isinstance(request_id, str) else None, run_id=run_id_of(run))
+                            request_id=request_id if isinstance(request_id, str) else None, run_id=run_id_of(run),
+                            source=source)
         return err
 
     def rewrite_query(
@@ -1153,16 +1156,19 @@ class Guard(_Scoring, _Recording):
         naming ``step``, so the log shows what was searched for. Bad input is refused as for ``invoke``; a check of
         the input that raises anything else (a chat template that cannot render it, a Ctrl-C while its prompt is
         built), or a model that raises, leaves an ``error`` record (``stage`` ``input_check`` or ``generation``), its
-        id on the error raised as it is."""
+        id on the error raised as it is. Every ``error`` record of the step has the ``source``
+        ``retrieval_query: STEP`` (``retrieval_query`` for a ``step`` that names none), a refusal's too."""
         stage = INPUT_CHECK
+        named = isinstance(step, str) and bool(step.strip())
+        source = f"{RETRIEVAL_QUERY}: {step}" if named else RETRIEVAL_QUERY
         try:
             try:
                 _check_text("question", question)
-                if not isinstance(step, str) or not step.strip():
+                if not named:
                     raise InputError(f"step must name the chain step that asks for the query, got {step!r}")
                 self.generator.prompt_ids(question, None, history=history, system=system)
-            except InputError as exc:
-                raise self._refused(question, exc) from None
+            except InputError as exc:  # recorded as the step's, not as a call of the API's (source "api")
+                raise self._refused(question, exc, source=source) from None
             stage = GENERATION
             (g,) = self.generator.generate([question], neurons=None, histories=[history], systems=[system], stop=stop)
         except BaseException as exc:  # its input check or the model raised (a template refusing an odd input, out of
@@ -1170,8 +1176,7 @@ class Guard(_Scoring, _Recording):
             # a chain took is on record (an input refused is on record already)
             if isinstance(exc, GeneratorExit) or stage == INPUT_CHECK and isinstance(exc, InputError):
                 raise
-            self.record_failed_requests(exc, [{"question": question, "stage": stage, "index": 0,
-                                               "source": f"{RETRIEVAL_QUERY}: {step}"}], {})
+            self.record_failed_requests(exc, [{"question": question, "stage": stage, "index": 0, "source": source}], {})
             raise
         record = {
             "step": step,

@@ -404,9 +404,14 @@ def test_text_to_search_with_is_recorded_without_a_decision_and_bad_input_is_ref
     assert guard.review_queue.pending() == []  # no answer, nothing for a reviewer
     with pytest.raises(InputError, match="step must name"):
         guard.rewrite_query("capital of australia", step=" ")
-    with pytest.raises(InputError, match="empty"):
+    with pytest.raises(InputError, match="empty") as info:
         guard.rewrite_query("  ", step="test")
-    assert [r["kind"] for r in AuditLog(guard.audit.path)][1:] == ["error", "error"]  # refused, and recorded
+    # refused, and recorded as the step's (the source "api" named a call of the guard's own API, as the step's other
+    # failures do not)
+    refusals = list(AuditLog(guard.audit.path))[1:]
+    assert [(r["kind"], r["source"], r.get("stage")) for r in refusals] == [
+        ("error", "retrieval_query", None), ("error", "retrieval_query: test", None)]
+    assert info.value.audit_id == refusals[1]["id"]
 
 
 def test_text_to_search_with_whose_generation_fails_is_recorded_as_an_error(guard, monkeypatch):
