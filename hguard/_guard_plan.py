@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 from .domain import CalibratedDomain
 from .errors import ProbeError, error_text
 from .policy import Thresholds, effective_thresholds
-from .settings import CLOSED_BOOK, RAG, GenerationSettings
+from .settings import CLOSED_BOOK, RAG, GenerationSettings, calibrate_hint
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,9 @@ def _route(cd: CalibratedDomain, dp, settings: GenerationSettings, problem: str 
 
 
 def build_plan(name: str, closed_book: CalibratedDomain | None, rag: CalibratedDomain | None, policy,
-               settings: GenerationSettings, refused: Mapping[str, str] | None = None) -> DomainPlan:
-    """The plan of domain ``name`` under ``policy`` for a guard generating with ``settings``; ``refused`` says, by
+               settings: GenerationSettings, refused: Mapping[str, str] | None = None, lm: Any = None) -> DomainPlan:
+    """The plan of domain ``name`` under ``policy`` for a guard on ``lm`` generating with ``settings`` (the
+    calibration its reasons name is for them: :func:`~hguard.settings.calibrate_hint`); ``refused`` says, by
     prompt mode, why the domain's probe of that mode cannot serve this guard (another model's layout): its requests
     go to review with that reason while the other mode's probe serves."""
     dp = policy.domain(name)
@@ -72,7 +73,7 @@ def build_plan(name: str, closed_book: CalibratedDomain | None, rag: CalibratedD
         without = Route(None, problem=(
             f"domain {name!r} is calibrated for requests with context only, and this request has none (no context "
             f"passed, or nothing retrieved); pass the retrieved passages, or calibrate the domain closed-book for "
-            f"questions asked without them"
+            f"questions asked without them{_how(lm, settings, name, rag=False)}"
         ))
     with_ctx = Route(None)
     if rag is not None:
@@ -85,10 +86,19 @@ def build_plan(name: str, closed_book: CalibratedDomain | None, rag: CalibratedD
         else:
             with_ctx = Route(None, problem=(
                 f"domain {name!r} is calibrated closed-book only, and a request with context needs a RAG "
-                f"calibration; calibrate it with `hguard calibrate-rag`, or set context_with_closed_book_probe "
+                f"calibration; calibrate it with {_how(lm, settings, name, rag=True, bare=True)}, or set context_with_closed_book_probe "
                 f"= \"allow\" in the policy to score it with the closed-book probe"
             ))
     return DomainPlan(name, closed_book, rag, without, with_ctx)
+
+
+def _how(lm: Any, settings: GenerationSettings, name: str, *, rag: bool, bare: bool = False) -> str:
+    """:func:`~hguard.settings.calibrate_hint` for a plan's reasons (`` (HINT)``, or ``bare``: the hint alone); the
+    bare command where no model is given (a plan built without a guard)."""
+    if lm is None:
+        return f"`hguard calibrate{'-rag' if rag else ''}`" if bare else ""
+    hint = calibrate_hint(lm, settings, name, rag=rag)
+    return hint if bare else f" ({hint})"
 
 
 def read_probe_folder(folder: Path, signing: Mapping[str, Any], error_modes: dict[str, str] | None = None,

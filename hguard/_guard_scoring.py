@@ -5,7 +5,6 @@ Whatever goes wrong while scoring becomes a reason and a ``review`` route, never
 from __future__ import annotations
 
 import math
-import shlex
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -21,9 +20,8 @@ from .calibrate.judge import declines, unstated_numbers
 from .signals.relevance import repeats_question
 from .errors import error_text, shown
 from .generation import CLOSED_BOOK, RAG, Generation, model_decoding_problem, typed_turns
-from .models import model_argument, not_as_loaded
 from ._policy_route import OUT_OF_DISTRIBUTION
-from .settings import calibrate_flags
+from .settings import calibrate_hint
 from .policy import CLOSED_BOOK_GROUNDING_WEIGHT, Decision, Thresholds, apply_grounding, decide, merge_risk
 
 if TYPE_CHECKING:
@@ -150,39 +148,10 @@ class _Scoring:
         # a route that says why nothing scores this request gives the decision its reason (see _finish)
         if domain is not None and cd is None and not (route is not None and route.problem):
             why = self.probe_errors.get(domain) or self.probe_errors.get("*")
-            lm = self.generator.lm
             slug = domain_slug(domain)  # a name calibration refuses was suggested to it ("--domain Finance")
             renamed = ("" if slug == domain else f" (a calibrated domain's name is a lowercase slug: name the policy's "
                                                  f"table [domains.{slug}] and ask for {slug!r})")
-            again = model_argument(lm)
-            unlike = not_as_loaded(lm) if again is not None else None
-            sp = self.settings.system_prompt
-            if again is None or unlike is not None or sp is None or not sp.isprintable():
-                # built in memory (tiny:llama): no command loads it; loaded or cast to bfloat16, or its chat template
-                # set since: `--model` loads another setup (no `--dtype`); a guard with no system prompt (the model's
-                # own): `--system-prompt` cannot ask for none; one of several lines: no command line on one line
-                # carries it. The fix is Python's, on this model and its settings
-                made = (f" (in Python: {lm.source} is a model built in memory, which `hguard calibrate --model` cannot "
-                        "load)" if again is None else f" (in Python, on this guard's model as it is: {unlike}, so probes "
-                        "calibrated by `hguard calibrate --model` would be refused by this guard)" if unlike is not None
-                        else " (in Python: this guard generates with no system prompt, which "
-                        "`hguard calibrate --system-prompt` cannot ask for)" if sp is None else " (in Python: this "
-                        "guard's system prompt holds line breaks or other characters a one-line command cannot carry)")
-                # the guard's own settings by name: a prompt shown cut was no call to run, nor the prompt it answers with
-                asked = "lm=guard.lm, system_prompt=guard.settings.system_prompt, " \
-                        "max_new_tokens=guard.settings.max_new_tokens)"
-                how = ("from hguard.calibrate.data import load_examples; from hguard.calibrate.rag import calibrate_rag; "
-                       f"calibrate_rag(load_examples('FILE.jsonl'), 'DIR', {asked}` (rows with context, domain {slug!r})"
-                       f"{renamed}{made}" if context_given(g.context) else
-                       "from hguard.calibrate.pipeline import calibrate; "
-                       f"calibrate(['FILE.jsonl'], 'DIR', domains=[{slug!r}], {asked}`{renamed}{made}")
-            else:
-                # the guard's own generation settings where they are not the command's defaults: probes made
-                # otherwise would be refused by this guard (another system prompt's fingerprint, another length)
-                model = ("" if again == "default" else f" --model {shlex.quote(again)}") + calibrate_flags(self.settings)
-                how = (f"hguard calibrate-rag --data FILE.jsonl --out DIR{model}` (rows with context, domain {slug!r})"
-                       f"{renamed}" if context_given(g.context) else
-                       f"hguard calibrate --data FILE.jsonl --out DIR --domain {slug}{model}`{renamed}")
+            how = calibrate_hint(self.generator.lm, self.settings, slug, rag=context_given(g.context), note=renamed)
             listed = domain in self.policy.domains
             near = _near(domain, self.policy.domains) if not listed else None
             if why == REMOVED_DOMAIN:
@@ -191,14 +160,14 @@ class _Scoring:
                 problems.append(
                     f"domain {domain!r} is not one of the policy's domains ({', '.join(sorted(self.policy.domains)) or 'none'})"
                     f" and has no calibrated probe: pass one of them, or add a [domains.{slug}] table to the policy "
-                    f"and calibrate it with `{how} (the policy's probes pointing at DIR)"
+                    f"and calibrate it with {how} (the policy's probes pointing at DIR)"
                 )
             else:
                 problems.append(
                     f"domain {domain!r} has no calibrated probe"
                     + (f" ({why})" if why else "")
                     + (f"; did you mean {near!r}? (domain names are case-sensitive)" if near
-                       else f"; calibrate it with `{how} and point the policy's probes at DIR, or route it by policy")
+                       else f"; calibrate it with {how} and point the policy's probes at DIR, or route it by policy")
                 )
         if cd is not None and route is not None:  # a calibrated domain comes with its route
             probe, probe_mode = cd.probe, cd.prompt_mode

@@ -38,7 +38,7 @@ from .generation import Generator
 from .models import LoadedModel, load_model
 from ._policy_load import checked_policy
 from .policy import Policy, Thresholds, choose_domain, load_policy, unnamed_files_warning
-from .settings import CLOSED_BOOK, RAG, GenerationSettings
+from .settings import CLOSED_BOOK, RAG, GenerationSettings, calibrate_hint
 from .signals.embedding import router_similarity, unit_embedder
 
 
@@ -273,8 +273,8 @@ class Guard(_Scoring, _Recording):
         for name in sorted(guard._plans):  # a steering setting the domain's probes cannot apply, said once
             if (unsteered := guard._unsteered(name)) is not None:
                 fix = ("" if (name, CLOSED_BOOK) in guard._refused_modes else  # its load failure names its own fix
-                       f"; remove [domains.{name}.steering], or calibrate the domain closed-book too (hguard calibrate) "
-                       "to steer it")
+                       f"; remove [domains.{name}.steering], or calibrate the domain closed-book too "
+                       f"({calibrate_hint(guard.lm, guard.settings, name, rag=False)}) to steer it")
                 warnings.warn(f"{unsteered} (each record's steering says so){fix}", UserWarning, stacklevel=2)
         for name, plan in sorted(guard._plans.items()):  # a probe whose scores carry no signal, said once
             if said := guard._no_router_questions(name):
@@ -286,9 +286,10 @@ class Guard(_Scoring, _Recording):
                                      is None else "it carries no held-out answers, so an accept threshold they would "
                                      "reject is not withdrawn") if w] if cd is not None and name in pol.domains else []
                 if stale and cd is not None and getattr(cd._fit_thresholds(pol.domain(name)), "accept_below", 0) > 0:  # noqa: SLF001
+                    again = calibrate_hint(guard.lm, guard.settings, name, rag=cd is plan.rag)
                     warnings.warn(f"domain {name!r}{' (RAG)' if cd is plan.rag else ''}: calibrated by an older release: "
-                                  f"{'; '.join(stale)}; recalibrate it (hguard calibrate{'-rag' if cd is plan.rag else ''} "
-                                  "with its data) to certify an accept threshold", UserWarning, stacklevel=2)
+                                  f"{'; '.join(stale)}; recalibrate it with its data ({again}) to certify an accept "
+                                  "threshold", UserWarning, stacklevel=2)
                 why = cd.probe.chance_warning() if cd is not None else None
                 if why:
                     warnings.warn(f"domain {name!r}{' (RAG)' if cd is plan.rag else ''}: {why}; its risk rests on the "
@@ -537,13 +538,14 @@ class Guard(_Scoring, _Recording):
         where = {key[0]: folder for key, (folder, _) in found.items()}
         listed = set(self.policy.domains)
         for name in sorted(set(where) - listed):  # calibrated, but never routed to
-            other = next((why for (n, _), (_, cd) in sorted(found.items()) if n == name and (why := self._another_model(cd))),
-                         None)
+            other = next(((why, mode) for (n, mode), (_, cd) in sorted(found.items())
+                          if n == name and (why := self._another_model(cd))), None)
             if other:  # a table for it would only lead to "calibrated for another model": the folder is the mistake
                 self.probe_errors[name] = (
-                    f"{other}; it is in the probe folder {str(where[name])!r}, and the policy does not list the domain: "
-                    "remove the folder from the policy's probes (or, to serve the domain, recalibrate it for this model, "
-                    f"`hguard calibrate --model ...`, and add a [domains.{name}] table)")
+                    f"{other[0]}; it is in the probe folder {str(where[name])!r}, and the policy does not list the "
+                    "domain: remove the folder from the policy's probes (or, to serve the domain, recalibrate it for "
+                    f"this model, {calibrate_hint(self.lm, self.settings, name, rag=other[1] == RAG)}, and add a "
+                    f"[domains.{name}] table)")
                 continue
             near = _near(name, listed - set(where))
             self.probe_errors[name] = (
@@ -642,9 +644,10 @@ class Guard(_Scoring, _Recording):
         """Why ``domain``'s probe cannot read this guard's model at all, or None. A probe of the same layout
         but another fingerprint is read and its answers route per ``fingerprint_mismatch``."""
         foreign = domain.foreign_layout(self.generator)
-        command = "hguard calibrate-rag" if domain.prompt_mode == RAG else "hguard calibrate"
-        return foreign and (f"{foreign}; calibrate the domain for this model (`{command} --model ...`) or "
-                            "take the folder that holds it out of the policy's probes")
+        if not foreign:
+            return foreign
+        again = calibrate_hint(self.lm, self.settings, domain.name or "DOMAIN", rag=domain.prompt_mode == RAG)
+        return f"{foreign}; calibrate the domain for this model ({again}) or take the folder that holds it out of the policy's probes"
 
     def remove_domain(self, name: str, prompt_mode: str | None = None) -> None:
         """Stop serving ``name``: its calibration in ``prompt_mode`` (``"closed_book"`` or ``"rag"``), or every one
@@ -715,7 +718,7 @@ class Guard(_Scoring, _Recording):
             return None, None
         refused = {mode: why for (n, mode), why in self._refused_modes.items() if n == name and (n, mode) not in calibrations}
         try:
-            return build_plan(name, closed, rag, self.policy, self.settings, refused), None
+            return build_plan(name, closed, rag, self.policy, self.settings, refused, lm=self.lm), None
         except Exception as exc:  # e.g. calibration scores thresholds cannot be fitted on: the domain fails closed
             return None, f"domain {name!r} cannot be planned: {error_text(exc)}"
 
@@ -806,8 +809,8 @@ class Guard(_Scoring, _Recording):
                     + ", so no guarantee holds for what it accepts"
                     if warn else f"every answer{' with context' if mode == RAG else ''} of the domain goes to review "
                                  "(fingerprint_mismatch = 'review')")
-            fix = ("; recalibrate the domain on this model (`hguard calibrate --model ...`) or point the policy's probes "
-                   "at probes calibrated for it" if other_model else "")
+            fix = (f"; recalibrate the domain on this model ({calibrate_hint(self.lm, self.settings, name, rag=mode == RAG)})"
+                   " or point the policy's probes at probes calibrated for it" if other_model else "")
             calibrated_on = cd.extra.get("model")
             out[name] = "; ".join(filter(None, [out.get(name), (
                 f"domain {name!r}{' (RAG)' if mode == RAG else ''}: probe {cd.probe_id}"

@@ -120,6 +120,21 @@ def model_argument(lm: "LoadedModel") -> str | None:
     return lm.source
 
 
+def load_call(lm: "LoadedModel", source: str | None = None) -> str | None:
+    """The Python call that loads ``lm`` again as the guard runs it, for a fix hint: ``load_model(SOURCE)`` (``source``,
+    already worded, or :func:`model_argument`'s), with ``dtype=torch.X`` where its weights are in another dtype than
+    float32, which ``load_model`` loads in unless told (a bfloat16 model reloaded plainly is float32: another
+    fingerprint, whose probes this guard's are not); None for a model built in memory, which no call loads."""
+    if source is None:
+        again = model_argument(lm)
+        if again is None:
+            return None
+        source = repr(again)
+    now = getattr(lm.model, "dtype", None)
+    dtype = f", dtype=torch.{str(now).removeprefix('torch.')}" if _dtype_suffix(now) else ""
+    return f"load_model({source}{dtype})"
+
+
 def not_as_loaded(lm: "LoadedModel") -> str | None:
     """What of ``lm``'s fingerprints (:meth:`LoadedModel.fingerprints`) loading its :func:`model_argument` again, as the
     CLI's ``--model`` does, would not give back, in words for a fix hint (probes calibrated on such a load are refused
@@ -144,8 +159,8 @@ def _weights_reason(lm: "LoadedModel", changed: list[tuple[str, str]]) -> str:
         return describe_parameters(n for n, how in changed if how in keys)
 
     kinds = {how for _, how in changed}
-    again = model_argument(lm)
-    reload = f"reload it (`load_model({again!r})`, a new guard on it)" if again is not None else "reload it"
+    again = load_call(lm)  # in the dtype the guard runs it in: a plain load_model is float32
+    reload = f"reload it (`{again}`, a new guard on it)" if again is not None else "reload it"
     tail = (f"so its fingerprint {lm.fingerprint} names weights that did not answer and a probe reads other neurons than "
             "it was calibrated on")
     gone = {n for n, how in changed if how == "gone"}
@@ -169,7 +184,7 @@ def _weights_reason(lm: "LoadedModel", changed: list[tuple[str, str]]) -> str:
         (("gone",), "gone"), (("adapter",), "adapter state changed in")) if any(k in keys for k in kinds))
     return (f"the model's weights are not those loaded from {lm.source} ({said}: an adapter merged in, a weight "
             f"edited in memory), {tail}; save the edited model (`lm.model.save_pretrained(folder)` "
-            "and `lm.tokenizer.save_pretrained(folder)`), load it with `load_model(folder)` and calibrate on it")
+            f"and `lm.tokenizer.save_pretrained(folder)`), load it with `{load_call(lm, 'folder')}` and calibrate on it")
 
 
 @dataclass

@@ -42,6 +42,44 @@ def calibrate_flags(settings: "GenerationSettings") -> str:
         ("--system-prompt", settings.system_prompt, CALIBRATION_SYSTEM_PROMPT),
         ("--max-new-tokens", settings.max_new_tokens, CALIBRATION_MAX_NEW_TOKENS)) if value is not None and value != default)
 
+def calibrate_hint(lm: Any, settings: "GenerationSettings", domain: str, *, rag: bool, note: str = "") -> str:
+    """How to calibrate ``domain`` (a slug) for a guard on ``lm`` generating under ``settings``, for a fix hint, in
+    backticks: the ``hguard calibrate`` command line (``rag``: ``hguard calibrate-rag``, rows with context) with the
+    guard's model (``--model``) and settings (:func:`calibrate_flags`), or, where no command line gives back the model
+    as the guard runs it (built in memory; loaded or cast to another dtype than float32, or a chat template set since
+    loading: :func:`hguard.models.not_as_loaded`) or its system prompt (none, or one over several lines), the Python
+    call on the guard's own model and settings (``lm=guard.lm``), saying why. ``note`` follows the command (a word on
+    the domain's name). Every hint that says how to (re)calibrate is worded here, so each names what the guard runs
+    with: probes made otherwise are refused by it (another fingerprint, another answer length)."""
+    import shlex
+
+    from .models import model_argument, not_as_loaded
+
+    again = model_argument(lm)
+    unlike = not_as_loaded(lm) if again is not None else None
+    sp = settings.system_prompt
+    if again is not None and unlike is None and sp is not None and sp.isprintable():
+        model = ("" if again == "default" else f" --model {shlex.quote(again)}") + calibrate_flags(settings)
+        return (f"`hguard calibrate-rag --data FILE.jsonl --out DIR{model}` (rows with context, domain {domain!r}){note}"
+                if rag else f"`hguard calibrate --data FILE.jsonl --out DIR --domain {domain}{model}`{note}")
+    # built in memory (tiny:llama): no command loads it; loaded or cast to bfloat16, or its chat template set since:
+    # `--model` loads another setup (no `--dtype`); a guard with no system prompt (the model's own): `--system-prompt`
+    # cannot ask for none; one of several lines: no command line on one line carries it. The fix is Python's, on this
+    # model and its settings
+    made = (f" (in Python: {lm.source} is a model built in memory, which `hguard calibrate --model` cannot load)"
+            if again is None else f" (in Python, on this guard's model as it is: {unlike}, so probes calibrated by "
+            "`hguard calibrate --model` would be refused by this guard)" if unlike is not None
+            else " (in Python: this guard generates with no system prompt, which `hguard calibrate --system-prompt` "
+            "cannot ask for)" if sp is None else " (in Python: this guard's system prompt holds line breaks or other "
+            "characters a one-line command cannot carry)")
+    # the guard's own settings by name: a prompt shown cut was no call to run, nor the prompt it answers with
+    asked = "lm=guard.lm, system_prompt=guard.settings.system_prompt, max_new_tokens=guard.settings.max_new_tokens)"
+    return ("`from hguard.calibrate.data import load_examples; from hguard.calibrate.rag import calibrate_rag; "
+            f"calibrate_rag(load_examples('FILE.jsonl'), 'DIR', {asked}` (rows with context, domain {domain!r})"
+            f"{note}{made}" if rag else "`from hguard.calibrate.pipeline import calibrate; "
+            f"calibrate(['FILE.jsonl'], 'DIR', domains=[{domain!r}], {asked}`{note}{made}")
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
     """How answers are generated: length limit, system prompt, prompt mode (closed-book or with

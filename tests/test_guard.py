@@ -647,6 +647,45 @@ def test_no_calibrate_command_is_named_for_a_model_the_command_line_does_not_loa
     _named_call_binds(said, "hguard.calibrate.pipeline.calibrate", g, lm=as_loaded)
 
 
+def test_every_recalibrate_and_reload_hint_names_the_guards_model_dtype_and_settings(calibrated, tmp_path):
+    """The "no calibrated probe" reason named a calibration on the guard's own settings, but the other hints did not:
+    a probe of another model said `hguard calibrate --model ...` (no model, system prompt, length; for a bfloat16 model
+    no command makes probes this guard takes), and the reload of a model whose weights changed since loading said
+    `load_model(PATH)`, which loads a bfloat16 model in float32 (another fingerprint). Each now names the guard's own."""
+    import torch
+
+    from hguard.models import load_call, load_model
+
+    tiny, root = calibrated
+    folder = tmp_path / "tinymodel"
+    tiny.model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    where = str(folder.resolve())
+
+    def mismatch(lm) -> tuple[Guard, str]:  # the tiny probes were calibrated on the model in memory: another model's
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            g = Guard.from_policy(_policy(root, tmp_path), lm=lm)
+        return g, g.fingerprint_mismatches()["alpha"]
+
+    g, said = mismatch(load_model(folder))  # loaded as the command loads it: the command, with the guard's settings
+    assert "--model ...`" not in said, said
+    _named_command_parses([said], "calibrate", model=where, system_prompt=SYSTEM, max_new_tokens=4, domain=["alpha"])
+    bf16 = load_model(folder, dtype=torch.bfloat16)
+    g, said = mismatch(bf16)  # no command loads it so: the Python call on the guard's own model and settings
+    assert "hguard calibrate --data" not in said and "weights are bfloat16" in said, said
+    _named_call_binds(said, "hguard.calibrate.pipeline.calibrate", g, lm=bf16, domains=["alpha"], system_prompt=SYSTEM,
+                      max_new_tokens=4)
+    # reloading: in the dtype the guard runs the model in (load_model's own default, float32, said by nothing)
+    assert load_call(load_model(folder)) == f"load_model({where!r})"
+    assert load_call(bf16) == f"load_model({where!r}, dtype=torch.bfloat16)"
+    assert load_call(tiny) is None  # built in memory: no call loads it
+    with torch.no_grad():
+        next(bf16.model.parameters()).mul_(2.0)  # a weight edited in memory
+    why = bf16.weights_changed()
+    assert why is not None and "load it with `load_model(folder, dtype=torch.bfloat16)`" in why, why
+
+
 def _named_command_parses(reasons: list[str], command: str, **expected) -> str:
     """The `hguard COMMAND ...` command line one of ``reasons`` names, split as a shell would and parsed by the CLI's
     own parser, with ``expected`` among its options; returns it."""

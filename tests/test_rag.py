@@ -434,7 +434,9 @@ def test_a_rag_probe_of_another_layout_beside_a_fitting_closed_book_one_is_said_
         both = Guard.from_policy(_policy(folder, tmp_path / "both"), lm=other)
     why = both.probe_errors["alpha"]
     assert why.startswith("its closed-book probe: ") and "; its RAG probe: " in why, why
-    assert "`hguard calibrate --model ...`" in why and "`hguard calibrate-rag --model ...`" in why
+    # each mode's calibration on this guard's model and settings (a model in memory: Python's, on lm=guard.lm)
+    assert "calibrate(['FILE.jsonl'], 'DIR', domains=['alpha'], lm=guard.lm" in why, why
+    assert "calibrate_rag(load_examples('FILE.jsonl'), 'DIR', lm=guard.lm" in why, why
     # a fitting RAG probe put into service later serves requests with context (the refusal is not kept)
     g.add_domain(CalibratedDomain.load(folder / "probes" / "alpha.rag.json"))
     assert "alpha" in g.rag_probes
