@@ -29,7 +29,7 @@ from .errors import one_line
 __all__ = ["misdecoded", "asks_only_yes_no", "asks_yes_no", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "japanese_grammar",
            "language_of",
            "script_of", "script_words",
-           "direction_controls", "listed", "reads_english", "same_words", "shown_plainly", "without_ignorables", "words_of"]
+           "direction_controls", "listed", "matching_form", "reads_english", "same_words", "shown_plainly", "without_ignorables", "words_of"]
 
 _C1_CONTROL = re.compile("[\u0080-\u009f]")  # no text uses them: bytes decoded with the wrong codec make them
 _LATIN1_RUN = re.compile("[\u0000-\u00ff]+")
@@ -110,6 +110,80 @@ def without_ignorables(text: str) -> str:
     space or joiner, a byte-order mark, a variation selector) and the blank Braille cell: "Gdan\u00adsk" reads
     "Gdansk" (a PDF's or web page's text holds them inside words and numbers)."""
     return _IGNORABLE.sub("", text)
+
+
+# Letters of the Cyrillic and Greek scripts that show as a Latin letter of the same case in an ordinary font (from
+# Unicode's confusables): "\u0456gnore" shows as "ignore", "SYST\u0415M" as "SYSTEM", "Us\u0435r" as "User". Only
+# those a reader takes for that Latin letter: lower-case "\u043a", "\u043c", "\u043d", "\u0442", "\u0432" look like
+# small capitals, Greek "\u03ba", "\u03c4", "\u03b3", "\u03c7" like no Latin letter of their case, and are left.
+# One table, read by :func:`matching_form` (see there for which words it folds).
+LOOK_ALIKES = {
+    # Cyrillic capitals
+    "\u0410": "A", "\u0412": "B", "\u0415": "E", "\u041a": "K", "\u041c": "M", "\u041d": "H", "\u041e": "O",
+    "\u0420": "P", "\u0421": "C", "\u0422": "T", "\u0423": "Y", "\u0425": "X", "\u0405": "S", "\u0406": "I",
+    "\u0408": "J", "\u04ae": "Y", "\u04c0": "I", "\u051a": "Q", "\u051c": "W",
+    # Cyrillic small letters
+    "\u0430": "a", "\u0435": "e", "\u043e": "o", "\u0440": "p", "\u0441": "c", "\u0443": "y", "\u0445": "x",
+    "\u0455": "s", "\u0456": "i", "\u0458": "j", "\u04bb": "h", "\u0501": "d", "\u051b": "q", "\u051d": "w",
+    "\u04af": "y", "\u04cf": "l",
+    # Greek capitals
+    "\u0391": "A", "\u0392": "B", "\u0395": "E", "\u0396": "Z", "\u0397": "H", "\u0399": "I", "\u039a": "K",
+    "\u039c": "M", "\u039d": "N", "\u039f": "O", "\u03a1": "P", "\u03a4": "T", "\u03a5": "Y", "\u03a7": "X",
+    "\u03f9": "C", "\u037f": "J",
+    # Greek small letters
+    "\u03b1": "a", "\u03b9": "i", "\u03bd": "v", "\u03bf": "o", "\u03c1": "p", "\u03c5": "u", "\u03f2": "c",
+    "\u03f3": "j",
+}
+_LOOK_ALIKE_TABLE = str.maketrans(LOOK_ALIKES)
+_LOOK_ALIKE = regex.compile("[" + "".join(LOOK_ALIKES) + "]")
+_LETTERS = regex.compile(r"[\p{L}\p{M}]+")  # a word's letters (and the marks on them)
+_LATIN_WORD = regex.compile(r"[\p{Latin}\p{M}]+")
+# what matching leaves out: format characters (a zero-width space or joiner, a direction mark, a byte-order mark) and
+# the characters Unicode says to ignore where they cannot be shown (a soft hyphen, a variation selector, the Hangul
+# filler); and every line break str.splitlines() knows ("\r\n" is one), written "\n"
+_UNMATCHED = regex.compile(r"(\r\n|[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029])|[\p{Cf}\p{Default_Ignorable_Code_Point}]+")
+#: a line break, any that str.splitlines() knows
+LINE_BREAK = regex.compile(r"[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+
+
+def _look_alikes_folded(word: regex.Match) -> str:
+    folded = word.group(0).translate(_LOOK_ALIKE_TABLE)
+    return folded if _LATIN_WORD.fullmatch(folded) else word.group(0)
+
+
+def matching_form(text: str, *, offsets: list[int] | None = None) -> str:
+    """``text`` as the guard's checks for words and markers read it (the injection, transcript and plain-label checks
+    of :mod:`hguard.generation`, the judge's refusal wording, a chain's earlier answers), the way a reader sees it:
+    in compatibility form (NFKC: full-width "\uff33\uff39\uff33" is "SYS"), without format and default-ignorable
+    characters ("Ig\u200bnore" and "Ig\u00adnore" read "Ignore"), every line break str.splitlines() knows written
+    "\n" (a line after U+2028 or a bare "\r" opens a line), and the Cyrillic and Greek letters of
+    :data:`LOOK_ALIKES` written as the Latin letters they show as, in a word whose every letter then is Latin
+    ("\u0456gnore", "SYST\u0415M"; a Russian or Greek word, with a letter of its own, is left as it is). For matching
+    only: what is recorded or shown is the text itself. ``offsets``: a list that gets, for each character of the
+    result, the index in the compatibility form of ``text`` it comes from (to quote the text itself)."""
+    text = unicodedata.normalize("NFKC", text)
+    return _matching_form(text, offsets)
+
+
+def _matching_form(text: str, offsets: list[int] | None = None) -> str:
+    """:func:`matching_form` of ``text`` already in compatibility form."""
+    parts, at = [], 0
+    for m in _UNMATCHED.finditer(text):
+        parts.append(text[at:m.start()])
+        if offsets is not None:
+            offsets.extend(range(at, m.start()))
+        if m.group(1) is not None:  # a line break
+            parts.append("\n")
+            if offsets is not None:
+                offsets.append(m.start())
+        at = m.end()
+    parts.append(text[at:])
+    if offsets is not None:
+        offsets.extend(range(at, len(text)))
+    read = "".join(parts)
+    if _LOOK_ALIKE.search(read) is not None:  # the same length: the offsets hold
+        read = _LETTERS.sub(_look_alikes_folded, read)
+    return read
 
 
 def hidden_character(c: str) -> bool:

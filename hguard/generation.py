@@ -28,7 +28,7 @@ from ._decoding import (
     without_cut_character,
 )
 from .errors import InputError, UsageError
-from ._text import blank, misdecoded
+from ._text import LINE_BREAK, blank, matching_form, misdecoded
 from .models import PLAIN_ANSWER, PLAIN_QUESTION, PLAIN_STOP, LoadedModel, _text_fingerprint, as_loaded, system_prompt_fingerprint
 from .neurons import WEIGHT_SHARES, NeuronRecorder, current_sites, find_ffn_sites
 from .settings import CLOSED_BOOK, GENERATOR_MAX_NEW_TOKENS, RAG, GenerationSettings
@@ -94,8 +94,10 @@ PLAIN_LABELS = (PLAIN_QUESTION.split(":")[0], PLAIN_ANSWER.strip().rstrip(":"), 
                 "Context")
 # A label opens a line, or follows a sentence's end within one: "Lyon? Answer: Germany. Question: ..." on one line
 # made the same fake exchange (a review: the model answered as primed); "the answer: paris" is text. Glued to the
-# sentence's end ("Lyon?Answer:") it counts as the frame writes it, capitalised: "self.answer: int" is code. Each
-# line is read in compatibility form, so full-width marks ("\uff1f", "\uff09", "\uff1a") count as theirs.
+# sentence's end ("Lyon?Answer:") it counts as the frame writes it, capitalised: "self.answer: int" is code. The text
+# is read in its matching form (:func:`hguard._text.matching_form`): full-width marks ("\uff1f", "\uff09", "\uff1a")
+# count as theirs, a label with an invisible character or a look-alike letter inside ("Ans\u200bwer:", Cyrillic
+# "\u0410nswer:") as the label, and a line after any line break (U+2028, a bare "\r") as a line.
 _GAP = r"[\s\p{Cf}\p{Default_Ignorable_Code_Point}]"
 _END = r"[.?!;\u2026)\]\"'\u00bb\u201d\u2019\u300d\u300f\u300b\u3011\u3002\uff61\u061f]"
 _LABELS = "|".join(PLAIN_LABELS)
@@ -109,8 +111,7 @@ def plain_labels_in(text: str, *, first_line: bool = True) -> list[str]:
     follow a sentence's end within one; ``first_line`` False where the frame writes a label before the text's first
     line ("Question: {question}"): a label opening it is the frame's own."""
     found = []
-    for n, line in enumerate(text.splitlines()):
-        line = unicodedata.normalize("NFKC", line)
+    for n, line in enumerate(matching_form(text).splitlines()):
         found += [m["label"] for m in _PLAIN_LABEL.finditer(line) if first_line or n > 0 or m.start() > 0]
     return list(dict.fromkeys(next(x for x in PLAIN_LABELS if x.lower() == f.lower()) + ":" for f in found))
 
@@ -192,12 +193,13 @@ def typed_turns(text: str | None) -> list[str]:
     ("... Dickens. User: And Macbeth?"). A transcript alternates who asks (:data:`ASKER_LABELS`) and who answers
     (:data:`ANSWERER_LABELS`): an asker's turn beside an answerer's. Not one: "A:" opening a run of options ("A:",
     "B:", "C:" on the lines that follow), "System:" / "User:" lines with no answerer's turn (a settings dump, "User:
-    root"), and a quiz's or FAQ's one entry ("Q: ...\nA: ...") followed by the user's own unlabelled question. Each
-    line is read in compatibility form (a full-width colon is one); a marker inside a sentence ("the user: x") is
-    text."""
+    root"), and a quiz's or FAQ's one entry ("Q: ...\nA: ...") followed by the user's own unlabelled question. The
+    text is read in its matching form (:func:`hguard._text.matching_form`): a full-width colon is one, a marker with an
+    invisible character or a look-alike letter inside ("U\u200bser:", Cyrillic "Us\u0435r:") is the marker, and every
+    line break opens a line; a marker inside a sentence ("the user: x") is text."""
     if not isinstance(text, str):
         return []
-    lines = [unicodedata.normalize("NFKC", line) for line in text.splitlines()]
+    lines = matching_form(text).splitlines()
     turns: list[tuple[str, int]] = []  # (label as TURN_LABELS writes it, line number)
     marked = set()  # the lines holding a marker, an option's too
     for n, line in enumerate(lines):
@@ -273,36 +275,42 @@ def addressed_to_model(context: str | None, question: str | None = None) -> list
     cut to one line: an instruction to ignore or override the question or the context, to answer so, or a
     "verified answer"; a line opening with a role marker ("SYSTEM:", "Assistant:", "### Instruction", "[INST]"); hidden
     content (an HTML or XML comment, a run of more than :data:`BLANK_RUN` blank characters); the ``question`` itself
-    repeated :data:`QUESTION_REPEATS` times or more. Empty for ordinary text."""
+    repeated :data:`QUESTION_REPEATS` times or more. Empty for ordinary text. Instructions, role markers and the
+    question are read in the passage's matching form (:func:`hguard._text.matching_form`), as a reader sees it: an
+    invisible character or a look-alike letter inside a word ("Ig\u200bnore", Cyrillic "SYST\u0415M:") hides nothing,
+    and a line after any line break (U+2028, a bare "\r") opens a line; quotes are of the passage itself."""
     from ._text import listed
 
     if not isinstance(context, str) or not context:
         return []
     text = unicodedata.normalize("NFKC", context)  # full-width "ＳＹＳＴＥＭ：" is "SYSTEM:"
+    at: list[int] = []  # where each character of the matching form comes from in the text
+    read = matching_form(text, offsets=at)
 
-    def line_from(start: int) -> str:
-        end = text.find("\n", start)
-        return listed(text[start:end if end >= 0 else len(text)], 100)
+    def line_from(start: int) -> str:  # the text's line from ``start`` on
+        end = LINE_BREAK.search(text, start)
+        return listed(text[start:end.start() if end is not None else len(text)], 100)
 
-    def first(pattern: regex.Pattern) -> list[regex.Match]:  # the first few of a kind: enough to name it
-        return list(itertools.islice(pattern.finditer(text), 3))
+    def first(pattern: regex.Pattern, where: str) -> list[regex.Match]:  # the first few of a kind: enough to name it
+        return list(itertools.islice(pattern.finditer(where), 3))
 
     found: list[tuple[str, str]] = []
-    for m in first(_INSTRUCTION):
-        found.append(("an instruction to the model", line_from(m.start())))
-    for m in first(_ROLE):
-        found.append(("a line opening with a role marker", line_from(m.start() + len(m.group(0)) - len(m.group(0).lstrip()))))
+    for m in first(_INSTRUCTION, read):
+        found.append(("an instruction to the model", line_from(at[m.start()])))
+    for m in first(_ROLE, read):
+        found.append(("a line opening with a role marker",
+                      line_from(at[m.start() + len(m.group(0)) - len(m.group(0).lstrip())])))
     comments = (m for m in _COMMENT.finditer(text) if len(m.group(1).split()) >= COMMENT_WORDS)
     for m in itertools.islice(comments, 3):
         found.append(("an HTML/XML comment, hidden where the page is shown", listed(m.group(0)[:200], 100)))
-    for m in first(_BLANK_RUN):
+    for m in first(_BLANK_RUN, text):  # read in the text itself: the invisible characters count
         found.append((f"a run of {len(m.group(0))} blank characters, hiding what follows", line_from(m.end())))
     if isinstance(question, str):
-        asked = " ".join(question.casefold().split())
+        asked = " ".join(matching_form(question).casefold().split())
         if len(asked.split()) >= 3:
             # per passage (a retriever's documents are joined by blank lines: three FAQ entries asking it once each
             # are not one passage priming the model)
-            times = max(" ".join(part.casefold().split()).count(asked) for part in regex.split(r"\n[ \t]*\n", text))
+            times = max(" ".join(part.casefold().split()).count(asked) for part in regex.split(r"\n[ \t]*\n", read))
             if times >= QUESTION_REPEATS:
                 found.append((f"the question itself, said {times} times", listed(question, 100)))
     return found

@@ -48,3 +48,17 @@ def test_a_joiner_is_spelling_in_a_persian_or_indic_name_and_hidden_in_a_latin_o
     assert hidden_characters_in("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645") is None  # Persian, with its ZWNJ
     assert hidden_characters_in("\u0915\u094d\u200d\u0937") is None  # Devanagari, with its ZWJ
     assert hidden_characters_in("Ann\u200ca") == "U+200C" and hidden_characters_in("\u0410\u043d\u200d\u043d\u0430") == "U+200D"
+
+
+def test_the_matching_form_reads_text_as_shown_and_leaves_other_scripts_words_as_they_are():
+    """One form for every keyword check (hguard._text.matching_form): invisible characters out, every line break "\n",
+    look-alike letters folded only in a word otherwise Latin or made of them; ``offsets`` lead back to the text."""
+    from hguard._text import matching_form
+
+    assert matching_form("Ig\u200bnore\u00ad \u0456gnore SYST\u0415M\uff1a a\u2028b\r\nc\rd\x85e") == "Ignore ignore SYSTEM: a\nb\nc\nd\ne"
+    russian = "\u041c\u043e\u0441\u043a\u0432\u0430 \u2014 \u0441\u0442\u043e\u043b\u0438\u0446\u0430"  # "Москва — столица"
+    assert matching_form(russian) == russian and matching_form("\u041a\u03b1\u03bb\u03ae") == "\u041a\u03b1\u03bb\u03ae"
+    at: list[int] = []
+    text = "a\u200b\u200bb\r\nSYST\u0415M"
+    read = matching_form(text, offsets=at)
+    assert read == "ab\nSYSTEM" and [text[i] for i in at] == ["a", "b", "\r", "S", "Y", "S", "T", "\u0415", "M"]
