@@ -1805,3 +1805,14 @@ def test_a_yen_or_yuan_amount_held_is_shown_by_a_readable_label(answer, context,
     from hguard.calibrate.judge import unstated_numbers
 
     assert unstated_numbers(answer, context) == missing
+
+
+def test_a_refusal_or_an_alias_with_an_invisible_character_or_a_look_alike_letter_reads_as_shown() -> None:
+    """The judge's form read the text's invisible characters as spaces and kept look-alike letters: "I don't kn\u200bow."
+    and "The cont\u0435xt does not say." (a Cyrillic "\u0435") did not decline, so the guard scored them as claims, and
+    "Gdan\u00adsk" was not the alias "Gdansk". Read as shown now (hguard._text.matching_form), a Russian word as it is."""
+    assert declines("I don\u2019t kn\u200bow.") == "i dont know"
+    assert declines("I do\u00adn't know.") == "i dont know"
+    assert declines("The cont\u0435xt does not say.") == "context does not say"
+    assert normalize("Gdan\u00adsk") == "gdansk" and judge("Gdan\u00adsk.", ["Gdansk"]).label == "correct"
+    assert normalize("\u041c\u041e\u0421\u041a\u0412\u0410") == normalize("\u041c\u043e\u0441\u043a\u0432\u0430")  # МОСКВА, Москва

@@ -3,7 +3,9 @@
 Calibration trains a detector on these labels, so a lenient judge (one that counts any reply
 containing "t" as right) poisons everything downstream. The rules, all deliberate:
 
-- Text is compared after `normalize`: accents stripped (NFKD), casefolded, punctuation removed,
+- Text is compared after `normalize`: accents stripped (NFKD), casefolded, read as shown
+  (:func:`hguard._text.matching_form`: invisible characters dropped, "Gdan\u00adsk" is "gdansk", a Cyrillic or Greek
+  look-alike letter in a Latin word read as its Latin letter), punctuation removed,
   the articles a/an/the dropped, whitespace collapsed. "São Paulo" matches "sao paulo". A capital
   "A" inside a sentence is kept as a letter ("vitamin A" is not "vitamin"); a lower-case "a" is
   always taken for the article.
@@ -67,7 +69,7 @@ from typing import Literal
 
 import regex
 
-from hguard._text import asks_only_yes_no, asks_yes_no, fold_accents, join_digit_groups, without_ignorables
+from hguard._text import asks_only_yes_no, asks_yes_no, fold_accents, join_digit_groups, matching_form, without_ignorables
 from hguard.errors import InputError
 
 __all__ = [
@@ -122,7 +124,9 @@ def normalize(text: str) -> str:
     """Canonical form for comparing answers: see the module docstring (and :mod:`hguard._text` for how it
     differs from the grounding signals' tokens)."""
     _check_str(text, "text")
-    t = _mark_letter_a(fold_accents(text)).casefold()
+    # read as shown (after casefolding, so a word in capitals folds as it does in lower case): "I don\u2019t
+    # kn\u200bow" is "i dont know", "Gdan\u00adsk" is "gdansk", a Cyrillic "\u0435" in "context" is an "e"
+    t = matching_form(_mark_letter_a(fold_accents(text)).casefold())
     t = join_digit_groups(t)
     t = _APOSTROPHES.sub("", t)
     t = _PERIOD.sub("", t)
