@@ -227,13 +227,17 @@ def test_a_stream_left_early_names_its_span_beside_the_decision_it_never_deliver
 
 
 def _slow_guard(make_guard):
-    """A guard whose every answer takes 0.6 s more: long enough for a caller's timeout to leave it."""
+    """A guard whose every answer takes 0.6 s more: long enough for a caller's timeout to leave it. Its ``started``
+    event is set when an answer's call has begun."""
+    import threading
     import time
 
     guard = make_guard("accept")
     real = guard.invoke
+    guard.started = threading.Event()
 
     def slow(*a, **kw):
+        guard.started.set()
         time.sleep(0.6)
         return real(*a, **kw)
 
@@ -278,8 +282,16 @@ def test_a_query_left_by_its_caller_has_its_llm_call_and_query_records_written_a
         index = VectorStoreIndex.from_documents([Document(text="Canberra is the capital of Australia.")],
                                                 embed_model=HGuardEmbedding())
         engine = HGuardQueryEngine(index.as_retriever(), HGuardLLM(guard, domain="alpha"), audit_handler=handler)
+        async def left_by_its_caller():
+            # the caller's timeout runs out once the guard's call has begun (a timeout from the start ran out before
+            # it, in the retrieval, on a loaded machine)
+            task = asyncio.ensure_future(engine.aquery(Q))
+            while not guard.started.is_set() and not task.done():
+                await asyncio.sleep(0.02)
+            await asyncio.wait_for(task, 0.1)
+
         with pytest.raises(asyncio.TimeoutError):
-            asyncio.run(asyncio.wait_for(engine.aquery(Q), 0.3))
+            asyncio.run(left_by_its_caller())
         said = _undelivered(guard)
     finally:
         dispatcher.event_handlers.remove(handler)
