@@ -103,13 +103,13 @@ def show(
             continue
         if not _in_period(rec, since, until):
             continue
-        if record_id is not None and rec.get("id") not in named and not named & _linked(rec):
+        if record_id is not None and rec.get("id") not in named and not named & linked_decisions(rec):
             continue
         kept.append(rec)
     return list(kept)
 
 
-def _linked(rec: Mapping[str, Any]) -> set[str]:
+def linked_decisions(rec: Mapping[str, Any]) -> set[str]:
     """The decision ids a record names (``decision_audit_id``: one, or a list where one LLM run gave several)."""
     v = rec.get("decision_audit_id")
     return {x for x in (v if isinstance(v, list) else [v]) if isinstance(x, str)}

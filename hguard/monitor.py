@@ -55,6 +55,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ._audit_export import linked_decisions
 from ._monitor_report import public_report, summary, write_html
 from .audit import append_written, sink_failed_after
 from ._monitor_state import (
@@ -447,7 +448,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
             other_models[str(r.get("model_fingerprint"))] += 1
     decisions = [r for r in decisions if r["id"] not in foreign]
     # what the foreign decisions promised (review items, spot-checks) is not this policy's to report either
-    records = [r for r in records if r.get("id") not in foreign and r.get("decision_audit_id") not in foreign]
+    # (an adapter's query or llm_call record may name several decisions, as a list)
+    records = [r for r in records if r.get("id") not in foreign and not linked_decisions(r) & foreign]
     by_id = {r["id"]: r for r in decisions}
     items = (queue.decided() + queue.pending(limit=None)) if queue is not None else []  # with the verdicts given since
     # decided items moved to an archive file (`hguard review archive`): their verdicts count as the chain holds them, as
@@ -474,7 +476,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     # counts as hallucinated, and the report names the contradicting records). The queue's rows are the
     # reviewers' copy: rows copied, set back to pending or edited change no figure here; they are named below so
     # that someone looks at the queue file
-    verdict_of, overturned = chain_verdicts(r for r in records if r.get("decision_audit_id") in by_id)
+    verdict_of, overturned = chain_verdicts(r for r in records if linked_decisions(r) & by_id.keys())
     committed = {it.verdict.audit_record_id for it in items if it.verdict is not None} | {
         a.verdict_audit_id for a in archived if a.audit_id in by_id}
     not_committed = [r["id"] for r in verdict_of.values() if r["id"] not in committed]

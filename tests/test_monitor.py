@@ -323,6 +323,19 @@ def test_a_domain_not_in_breach_whose_upper_bound_passes_the_target_says_so(tmp_
     assert (check["target"], check["confidence"], check["selection_mismatches"]) == (0.2, 0.9, 0)
 
 
+def test_a_record_naming_several_decisions_leaves_the_monitors_figures_as_they_were(tmp_path):
+    """A review: an adapter's query record naming the decisions a LlamaIndex accumulate response joined (a list, as
+    the LangChain handler's llm_call record of a run giving several answers) stopped the monitor (TypeError:
+    unhashable type: 'list'), so no estimate, drift alarm or tightening until the log was rotated."""
+    policy = _pol(tmp_path, spot_check_rate=0.5, breach_rule="lower_bound")
+    log, _ = _deploy(tmp_path, policy, 40, halluc_rate=0.3, seed=2)
+    before = run_monitor(policy, act=False)["domains"]["geo"]["spot_checks"]
+    ids = [r["id"] for r in log if r["kind"] == "decision"][:3]
+    log.append({"decision_audit_id": ids, "status": "ok"}, kind="query")
+    after = run_monitor(policy, act=False)["domains"]["geo"]["spot_checks"]
+    assert after == before and after["reviewed"] > 0
+
+
 def test_within_target_counts_the_spot_checks_not_yet_reviewed_as_hallucinated(tmp_path):
     """A compliance team's trial: 22 spot-checks selected, the 13 easy ones labelled correct, the 9 wrong-looking ones
     left pending: the monitor said the target was shown to hold (upper bound 0.162 < 0.2) on the 13 alone. Whoever
