@@ -1152,8 +1152,7 @@ class Guard(_Scoring, _Recording):
         """Text a chain asks for to search with, not to show: a follow-up rewritten into a standalone
         question, or search queries generated from a question (LlamaIndex's condense step, LangChain's
         ``create_history_aware_retriever`` and ``MultiQueryRetriever``), or a retriever's own step on what it found
-        (LangChain's document compressors: a filter's YES/NO, an extract), or an evaluator's judgement of an answer
-        (LlamaIndex's ``FaithfulnessEvaluator`` and the others: a YES/NO, a score). It is generated plainly, with no
+        (LangChain's document compressors: a filter's YES/NO, an extract). It is generated plainly, with no
         decision and nothing queued for review, since it is no answer (the answer the chain then gives
         from what was found is guarded); it is written to the audit log as a ``retrieval_query`` record
         naming ``step``, so the log shows what was searched for. Bad input is refused as for ``invoke``; a check of
@@ -1190,8 +1189,7 @@ class Guard(_Scoring, _Recording):
             "model_source": self.lm.source,  # the resolved folder or file (or hub:<id>), beside its short name
             "model_fingerprint": self.lm.fingerprint,
             "note": "generated for a retrieval step (text to search with, or a retriever's filter or extract of what it "
-                    "found) or an evaluation step (an evaluator's judgement of an answer), not shown as an answer: no "
-                    "decision was made",
+                    "found), not shown as an answer: no decision was made",
         }
         audit_id = self.audit.append(record, kind=RETRIEVAL_QUERY).id if self.audit is not None else None
         return QueryRewrite(text=g.text, audit_id=audit_id, step=step)

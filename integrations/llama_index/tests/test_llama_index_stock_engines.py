@@ -458,49 +458,6 @@ def test_stock_prompts_asking_for_text_to_search_with_are_not_held_as_answers(ti
     assert sum(r["kind"] == "retrieval_query" for r in AuditLog(guard.audit.path)) == 2  # still only the engines' two
 
 
-def test_llama_indexs_evaluators_are_judgement_steps_with_their_instruction_not_answers_held(tiny_probes, embedder,
-                                                                                            tmp_path, root_handler):
-    """An evaluator on HGuardLLM (Settings.llm, or llm=) was read as a stock RAG call: its YES/NO instruction dropped as
-    framing, the response under evaluation answered as if it were a question (a response word for word in the
-    passages judged unfaithful), and each evaluation left a decision, an llm_call and a review item as if a user had
-    asked (a LlamaIndex user's trial). Its call is a step, as a selector's: generated with its instruction, recorded
-    as a retrieval_query record naming the evaluator, no decision."""
-    from llama_index.core.evaluation import FaithfulnessEvaluator, RelevancyEvaluator
-    from llama_index.core.evaluation.correctness import DEFAULT_EVAL_TEMPLATE as CORRECTNESS
-    from llama_index.core.evaluation.pairwise import DEFAULT_EVAL_TEMPLATE as PAIRWISE
-
-    from hguard.review import ReviewQueue
-
-    guard = _guard(tiny_probes, embedder, tmp_path, abstain_above=0.0)  # an answer would be held
-    root_handler(HGuardAuditEventHandler.from_guard(guard))
-    llm = HGuardLLM(guard, domain="alpha")
-    response = "Canberra is the capital of Australia."
-    FaithfulnessEvaluator(llm=llm).evaluate(query=AUSTRALIA, response=response, contexts=[KENYA])
-    asyncio.run(RelevancyEvaluator(llm=llm).aevaluate(query=AUSTRALIA, response=response, contexts=[KENYA]))
-    judged = llm.predict(CORRECTNESS, query=AUSTRALIA, generated_answer=response, reference_answer="Canberra.")
-    llm.predict(PAIRWISE, query=AUSTRALIA, answer_1=response, answer_2="Sydney.", reference="Canberra.")
-    records = list(AuditLog(guard.audit.path))
-    assert [r for r in records if r["kind"] in ("decision", "llm_call", "error")] == []
-    assert ReviewQueue(guard.policy.review.queue).pending() == []
-    steps = [r for r in records if r["kind"] == "retrieval_query"]
-    assert [s["step"].split(":")[0] for s in steps] == ["LlamaIndex FaithfulnessEvaluator", "LlamaIndex RelevancyEvaluator",
-                                                       "LlamaIndex CorrectnessEvaluator",
-                                                       "LlamaIndex PairwiseComparisonEvaluator"]
-    faithful, relevant, correct, pairwise = steps
-    # the model is given the evaluator's own instruction, with the response under evaluation and the passages
-    assert "supported by the context" in faithful["question"] and response in faithful["question"]
-    assert KENYA in faithful["question"] and "YES or NO" in faithful["question"]
-    assert AUSTRALIA in relevant["question"] and response in relevant["question"]
-    assert correct["answer"] == judged and response in correct["question"] and "Canberra." in correct["question"]
-    assert "evaluation" in faithful["note"]
-    # a chat template's system message is the step's instruction, not text of its question
-    assert "expert evaluation system" not in correct["question"] and "impartial judge" not in pairwise["question"]
-    # an ordinary question of the same app is guarded as ever
-    index = VectorStoreIndex.from_documents([Document(text=KENYA)], embed_model=HGuardEmbedding())
-    answered = index.as_query_engine(llm=llm).query("what is the capital of kenya ?")
-    assert answered.metadata["route"] in ("review", "abstain") and answered.metadata["audit_id"]
-
-
 @pytest.mark.parametrize("how", ["query", "aquery", "refine-streaming"])
 def test_structured_answer_filtering_is_refused_naming_the_setting(tiny_probes, embedder, tmp_path, index, root_handler,
                                                                    how):

@@ -422,10 +422,9 @@ class HGuardLLM(CustomLLM):
         """A stock engine's call: a RAG prompt template is answered as question + retrieved context
         (scored); other templates are formatted and answered as one question. Returns a
         :class:`hguard.streaming.GuardedText` (a ``str`` carrying the decision)."""
-        step = query_template_step(prompt, self) if output_cls is None else None
+        step = query_template_step(prompt) if output_cls is None else None
         if step is not None:
-            text, system = self._step_prompt(prompt, prompt_args)
-            return self._search_text(text, step, system).text
+            return self._search_text(prompt.format(llm=self, **prompt_args), step).text
         rag = self._rag_call(prompt, prompt_args)
         if rag is None:
             return super().predict(prompt, output_cls=output_cls, **prompt_args) if output_cls else super().predict(prompt, **prompt_args)
@@ -435,10 +434,9 @@ class HGuardLLM(CustomLLM):
         return out
 
     async def apredict(self, prompt: Any, output_cls: Any = None, **prompt_args: Any) -> str:
-        step = query_template_step(prompt, self) if output_cls is None else None
+        step = query_template_step(prompt) if output_cls is None else None
         if step is not None:
-            text, system = self._step_prompt(prompt, prompt_args)
-            return (await to_thread_awake(self._search_text, text, step, system)).text
+            return (await to_thread_awake(self._search_text, prompt.format(llm=self, **prompt_args), step)).text
         rag = self._rag_call(prompt, prompt_args)
         if rag is None:
             return await (super().apredict(prompt, output_cls=output_cls, **prompt_args) if output_cls else super().apredict(prompt, **prompt_args))
@@ -472,23 +470,11 @@ class HGuardLLM(CustomLLM):
 
         return tokens()
 
-    def _step_prompt(self, prompt: Any, prompt_args: dict[str, Any]) -> tuple[str, Optional[str]]:
-        """(the text, the system instruction) of a stock step's template formatted with the call's variables: a chat
-        template of a system and a user message (CorrectnessEvaluator's, PairwiseComparisonEvaluator's) gives its
-        system message as the instruction and its user message as the text; any other template, its whole text."""
-        messages = prompt.format_messages(llm=self, **prompt_args) if getattr(prompt, "message_templates", None) else []
-        system = [m.content or "" for m in messages if m.role == MessageRole.SYSTEM]
-        users = [m.content or "" for m in messages if m.role == MessageRole.USER]
-        if messages and len(users) == 1 and len(system) + 1 == len(messages) and messages[-1].role == MessageRole.USER:
-            return users[0], "\n\n".join(x for x in system if not blank(x)) or None
-        return prompt.format(llm=self, **prompt_args), None
-
-    def _search_text(self, prompt: str, step: str, system: Optional[str] = None) -> CompletionResponse:
+    def _search_text(self, prompt: str, step: str) -> CompletionResponse:
         """A stock prompt asking for text to search with (a chat engine's condense step, QueryFusionRetriever's
-        queries, HyDE's passage) or for a judgement of an answer (an evaluator's: :func:`query_template_step`):
-        generated plainly (no decision, no review mark), under ``system`` when given (the step's own instruction),
-        recorded as a ``retrieval_query`` audit record naming the step."""
-        q = self._guard.rewrite_query(prompt, step=f"LlamaIndex {step}", system=system)
+        queries, HyDE's passage): generated plainly (no decision, no review mark), recorded as a
+        ``retrieval_query`` audit record."""
+        q = self._guard.rewrite_query(prompt, step=f"LlamaIndex {step}")
         note_rewrite(q.text, step, q.audit_id)
         meta = {"hguard_step": "retrieval_query", "route": None, "retrieval_query_audit_id": q.audit_id}
         return CompletionResponse(text=q.text, additional_kwargs=meta)

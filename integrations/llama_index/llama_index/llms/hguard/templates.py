@@ -368,62 +368,10 @@ def query_step(prompt: str) -> str | None:
     return next((step for pattern, step, _ in QUERY_PROMPTS if pattern.fullmatch(prompt)), None)
 
 
-#: LlamaIndex's evaluators' own templates (module, template names, the step): each asks the model to judge an answer
-#: (a YES or NO, a score, a verdict the evaluator parses), not to answer a user. Read as a stock RAG call (the
-#: evaluator hands ``query_str`` and the passages to a query engine of its own), the judgement's instruction was
-#: dropped as framing and the response under evaluation answered as if it were a question: a response word for word in
-#: the passages was judged unfaithful, an unfaithful one the same, and each evaluation left a decision (and a review
-#: item) as if a user had asked.
-_EVALUATION_TEMPLATES = (
-    ("llama_index.core.evaluation.faithfulness", ("DEFAULT_EVAL_TEMPLATE", "DEFAULT_REFINE_TEMPLATE",
-                                                  "LLAMA3_8B_EVAL_TEMPLATE"),
-     "FaithfulnessEvaluator: judge whether the passages support the response"),
-    ("llama_index.core.evaluation.relevancy", ("DEFAULT_EVAL_TEMPLATE", "DEFAULT_REFINE_TEMPLATE"),
-     "RelevancyEvaluator: judge whether the response and the passages answer the query"),
-    ("llama_index.core.evaluation.context_relevancy", ("DEFAULT_EVAL_TEMPLATE", "DEFAULT_REFINE_TEMPLATE"),
-     "ContextRelevancyEvaluator: score how relevant the passages are to the query"),
-    ("llama_index.core.evaluation.answer_relevancy", ("DEFAULT_EVAL_TEMPLATE",),
-     "AnswerRelevancyEvaluator: score how relevant the response is to the query"),
-    ("llama_index.core.evaluation.correctness", ("DEFAULT_EVAL_TEMPLATE",),
-     "CorrectnessEvaluator: score the response against the reference answer"),
-    ("llama_index.core.evaluation.guideline", ("DEFAULT_EVAL_TEMPLATE",),
-     "GuidelineEvaluator: judge the response against the guidelines"),
-    ("llama_index.core.evaluation.pairwise", ("DEFAULT_EVAL_TEMPLATE",),
-     "PairwiseComparisonEvaluator: judge which of two responses is better"),
-)
-
-
-def _texts_key(value: Any) -> tuple[str, ...]:
-    """A template's fixed texts (:func:`_template_texts`), whitespace collapsed: what tells a stock template."""
-    return tuple(" ".join(t.split()) for t in _template_texts(value))
-
-
-@functools.cache
-def evaluation_templates() -> dict[tuple[str, ...], str]:
-    """The fixed texts of LlamaIndex's evaluators' own templates (:data:`_EVALUATION_TEMPLATES`) -> their step. Read
-    once, when first needed."""
-    found: dict[tuple[str, ...], str] = {}
-    for module, names, step in _EVALUATION_TEMPLATES:
-        try:
-            constants = vars(importlib.import_module(module))
-        except Exception:  # pragma: no cover - another LlamaIndex without this evaluator
-            continue
-        for name in names:
-            key = _texts_key(constants.get(name)) if name in constants else ()
-            if key:
-                found[key] = step
-    return found
-
-
-def query_template_step(prompt: Any, llm: Any = None) -> str | None:
+def query_template_step(prompt: Any) -> str | None:
     """The step, when ``prompt`` (a prompt template object handed to ``predict``, as the condense-question chat
-    engine and HyDE hand theirs) is one of those stock prompts, or one of LlamaIndex's evaluators' own templates
-    (:data:`_EVALUATION_TEMPLATES`: a judgement of an answer, not an answer): known by its template, never by text a
+    engine and HyDE hand theirs) is one of those stock prompts: known by its template, never by text a
     user could type."""
-    selected = _selected(prompt, llm)  # a SelectorPromptTemplate (LLMRerank's): the template this LLM is given
-    evaluation = evaluation_templates().get(_texts_key(selected)) or evaluation_templates().get(_texts_key(prompt))
-    if evaluation is not None:
-        return evaluation
     template = getattr(prompt, "template", None)
     if template is None:  # a SelectorPromptTemplate (LLMRerank's): its default template, the one this LLM is given
         template = getattr(getattr(prompt, "default_template", None), "template", None)
