@@ -16,6 +16,7 @@ words): the off-topic hold and the data loader's warning for rows in another lan
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from collections import Counter
@@ -27,7 +28,7 @@ import regex  # Unicode properties the standard re lacks
 from .errors import one_line
 
 __all__ = ["misdecoded", "asks_only_yes_no", "asks_yes_no", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "japanese_grammar",
-           "language_of",
+           "language_of", "asks", "sentences",
            "script_of", "script_words",
            "direction_controls", "listed", "matching_form", "reads_english", "same_words", "shown_plainly", "without_ignorables", "words_of"]
 
@@ -232,6 +233,93 @@ def shown_plainly(text: str) -> str:
     if not any(hidden_character(c) for c in text):
         return text
     return "".join(c.encode("unicode_escape").decode("ascii") if hidden_character(c) else c for c in text)
+
+
+# Where a sentence ends: a run of Unicode's sentence terminators ("." "!" "?", the full-width and ideographic ones,
+# Arabic "\u061f", Devanagari "\u0964", ...), the Greek question mark and the ellipsis, with any closing quotes or
+# brackets after it; the question marks among them mark a question
+QUESTION_MARKS = ("?\u037e\u061f\u1367\u1945\u203d\u2047\u2048\u2049\u2cfa\u2cfb\u2e2e\u2e54\ua60f\ua6f7\ufe16\ufe56"
+                  "\uff1f\U00011143")
+_DOTS = ".\u2024\u2025\u2026"  # a full stop, the leaders and the ellipsis: also in numbers, names and abbreviations
+_TERMINATOR = r"\p{Sentence_Terminal}\u037e\u2025\u2026"
+_CLOSER = r"\"'\p{Pe}\p{Pf}"
+_SENTENCE_END = regex.compile(rf"(?P<run>[{_TERMINATOR}]+)[{_CLOSER}]*")
+_ASKED = regex.compile(rf"[{QUESTION_MARKS}][{_TERMINATOR}{_CLOSER}]*\Z")
+# an address, whose dots and "?" end no sentence (its own last marks do: "... at https://x.org/a?b=c?")
+_ADDRESS = regex.compile(r"(?i)\b(?:[a-z][a-z0-9+.-]{0,31}://|www\.)\S+")
+_ADDRESS_END = regex.compile(rf"[{_TERMINATOR}{_CLOSER},;:]+\Z")
+# a word a full stop follows inside a sentence when a lower-case word comes next: "e.g. the", "U.S. troops", "etc. and"
+_ABBREVIATION = regex.compile(
+    r"(?i)(?:\b\p{L}(?:\.\p{L})*|\b(?:etc|vs|cf|ca|approx|esp|incl|viz|resp|al|fig|figs|no|nos|vol|pp|ed|eds|dept|est"
+    r"|min|max|sq|ft|oz|lb|lbs|mt|st|dr|mr|mrs|ms|prof|jr|sr|gen|col|lt|sgt|capt|rev|hon|gov|sen|rep|co|corp|inc|ltd"
+    r"|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec))\Z")
+_BLANK_ONE = regex.compile(r"[\s\p{Cf}\p{Default_Ignorable_Code_Point}\u2800]")
+_TWO_LOWER = regex.compile(r"\p{Ll}\p{Ll}")
+_TITLE_START = regex.compile(r"\p{Lu}\p{Ll}")
+
+
+def sentences(text: str) -> list[str]:
+    """``text``'s sentences, each stripped of the blank and invisible characters around it. A sentence ends at
+    every run of sentence terminators ("?", "!", "." and their full-width, ideographic, Arabic and other forms:
+    Unicode's Sentence_Terminal, the Greek question mark, the ellipsis) with the closing quotes or brackets after
+    it, whatever follows: a space, a zero-width space, or nothing ("Faso?Also, who ..."). Not where the sentence
+    goes on: a comma or another mark glued after it ("Ambush!, are"), a lower-case word after a closing quote or
+    bracket ('"Why?" she asked'), a mark inside brackets ("known as (what?) by"). A full stop or ellipsis glued to
+    what follows ends one only between words ("century.First"), not in a number ("3.5"), an abbreviation ("U.S.")
+    or a file name; one before a blank does, unless an abbreviation ("e.g.", "U.S.", "Dr.") precedes it and a
+    lower-case word follows ("the U.S. economy"). An address's own dots and "?" ("https://x.org/a?b=c") end
+    nothing. Linear in the length of ``text``."""
+    inside: list[tuple[int, int]] = []  # the addresses, without the marks that end their sentence
+    for m in _ADDRESS.finditer(text):
+        tail = _ADDRESS_END.search(m.group())
+        inside.append((m.start(), m.end() - (len(tail.group()) if tail else 0)))
+    starts = [a for a, _ in inside]
+    # brackets opened minus brackets closed before each position: a mark inside brackets ends no sentence
+    depth = [0]
+    for c in text:
+        cat = unicodedata.category(c)
+        depth.append(depth[-1] + (cat == "Ps") - (cat == "Pe"))
+    cuts = [0]
+    for m in _SENTENCE_END.finditer(text):
+        start, end, run_end = m.start(), m.end(), m.end("run")
+        after = _past_blanks(text, end, len(text))
+        i = bisect.bisect_right(starts, start) - 1
+        if after == len(text) or (i >= 0 and start < inside[i][1]):
+            continue
+        nxt = text[after]
+        if ((nxt in ",;:" and after == end) or _SENTENCE_END.match(nxt) or (nxt.islower() and end > run_end)
+                or (depth[start] > depth[cuts[-1]] and depth[end] < depth[start])):
+            continue  # the sentence goes on ("Ambush!, are", "?'?"), or a quoted or bracketed mark inside it
+        if all(c in _DOTS for c in m["run"]):
+            if after == end and not (start >= 2 and _TWO_LOWER.fullmatch(text, start - 2, start)
+                                     and _TITLE_START.match(text, after)):
+                continue  # "3.5", "U.S.A", "node.js": only "century.First" ends a sentence glued to the next
+            if after > end and nxt.islower() and _ABBREVIATION.search(text[max(0, start - 40):start]):
+                continue
+        cuts.append(end)
+    cuts.append(len(text))
+    pieces = (_unblanked(text, a, b) for a, b in zip(cuts, cuts[1:]))
+    return [p for p in pieces if p]
+
+
+def _past_blanks(text: str, pos: int, end: int) -> int:
+    """Where the blank and invisible characters from ``pos`` on (up to ``end``) stop."""
+    m = _BLANK.match(text, pos, end)
+    return m.end() if m else pos
+
+
+def _unblanked(text: str, start: int, end: int) -> str:
+    """``text[start:end]`` without the blank and invisible characters around it (which ``str.strip`` keeps)."""
+    start = _past_blanks(text, start, end)
+    while end > start and _BLANK_ONE.match(text, end - 1):
+        end -= 1
+    return text[start:end]
+
+
+def asks(sentence: str) -> bool:
+    """Whether ``sentence`` is a question: it ends with a question mark of any script ("?", "\uff1f", "\u061f",
+    "\u037e", the interrobang), closing marks and other terminators allowed after it ("?!", "?\u201d")."""
+    return _ASKED.search(sentence) is not None
 
 
 def listed(text: str, limit: int) -> str:

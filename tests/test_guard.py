@@ -1522,6 +1522,22 @@ def test_a_long_question_is_placed_by_all_of_it_not_by_the_part_the_embedder_rea
     assert g.embedder.windows(follow) == [follow, "who is the author of the book ?"]
 
 
+@pytest.mark.parametrize("gap", ["?", "?\u200b", "\uff1f ", "\u061f ", "?\u2060"],
+                         ids=["no-space", "zero-width-space", "full-width", "arabic", "word-joiner"])
+def test_two_questions_are_matched_one_by_one_whatever_follows_the_first(calibrated, tmp_path, gap):
+    """A red-team trial: "What is the capital of Burkina Faso?Also, who wrote Hamlet?" (no space after "?", or a
+    zero-width space, or "\uff1f") was one window, placed in geography and the wrong capital accepted; with a space
+    it reaches no domain, as the README says."""
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path), lm=lm)
+    bread, book = "How do I bake sourdough bread at home", "Also, who is the author of the book ?"
+    two = bread + gap + book
+    assert g.embedder.windows(two) == [two, bread + gap.strip("\u200b\u2060 "), book]
+    assert g.domain_similarities(book, only="alpha")["alpha"] >= g.policy.domain_min_similarity
+    assert g.domain_similarities(two, only="alpha")["alpha"] < g.policy.domain_min_similarity
+    assert g.choose_domain(two)[0] is None
+
+
 def test_a_named_domain_whose_similarity_cannot_be_computed_fails_closed(calibrated, tmp_path, monkeypatch):
     lm, root = calibrated
     g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)

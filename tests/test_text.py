@@ -62,3 +62,34 @@ def test_the_matching_form_reads_text_as_shown_and_leaves_other_scripts_words_as
     text = "a\u200b\u200bb\r\nSYST\u0415M"
     read = matching_form(text, offsets=at)
     assert read == "ab\nSYSTEM" and [text[i] for i in at] == ["a", "b", "\r", "S", "Y", "S", "T", "\u0415", "M"]
+
+
+def test_a_sentence_ends_at_every_sentence_end_whatever_follows_it():
+    """A red-team trial: "What is the capital of Burkina Faso?Also, who wrote Hamlet?" (no space after "?"), the same
+    with a zero-width space or full-width / Arabic question marks, was one sentence, so the router matched it whole
+    and the on-topic question carried the other. Numbers, abbreviations, addresses and ellipses end nothing."""
+    from hguard._text import asks, sentences
+
+    two = ["What is the capital of Burkina Faso?", "Also, who wrote Hamlet?"]
+    for gap in ("? ", "?", "?\u200b", "?\u2060 ", "?\u2028"):
+        assert sentences(two[0][:-1] + gap + two[1]) == two, repr(gap)
+    for mark in ("\uff1f", "\u061f", "\u037e", "\u2049", "\ufe56"):
+        said = sentences(f"What is the capital of Burkina Faso{mark}Also, who wrote Hamlet{mark}")
+        assert said == [f"What is the capital of Burkina Faso{mark}", f"Also, who wrote Hamlet{mark}"] and all(map(asks, said))
+    assert sentences("法国的首都是哪里？谁写了哈姆雷特？") == ["法国的首都是哪里？", "谁写了哈姆雷特？"]
+    assert sentences("Who wrote it?! And when?") == ["Who wrote it?!", "And when?"] and asks("Who wrote it?!")
+    assert sentences('He said "stop." Who wrote Hamlet?') == ['He said "stop."', "Who wrote Hamlet?"]
+    assert sentences("It rained.Who wrote Hamlet?") == ["It rained.", "Who wrote Hamlet?"]
+    assert not asks("Who wrote Hamlet.") and not asks("Which gender drives it?:")
+    for one in ("Is pH 3.5 acidic?", "What does e.g. mean in Latin?", "Why did the U.S. enter World War I?",
+                "Washington, D.C. is the capital of which country?", "Is approx. one litre enough?",
+                "What is at https://example.com/a.b?c=d?", "What is at www.example.com/a?b=1?",
+                "What is node.js used for?", "An enclave nation is (What?) by another nation?",
+                "Barbarossa and Ambush!, are which type of game?", "Who wrote 'What Is An Emotion?'?",
+                'Why did he shout "Fire!" in the hall?', "Wait...what is 3.14...?"):
+        assert sentences(one) == [one], one
+    assert sentences("Wait... What is the capital of France?") == ["Wait...", "What is the capital of France?"]
+    assert sentences("Wait\u2026 what is it?") == ["Wait\u2026", "what is it?"]  # an ellipsis before a blank ends one
+    assert sentences("It is in the U.S. How do I bake bread?") == ["It is in the U.S.", "How do I bake bread?"]
+    assert sentences("  \u200b ") == [] and sentences("Who?") == ["Who?"]
+

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hguard._numerics import NUMBER_RULE, number_rows
+from hguard._text import asks, sentences
 from hguard.errors import InputError, ModelNotFoundError, install_extra, shown
 from hguard.models import as_loaded
 
@@ -201,16 +202,18 @@ class Embedder:
         """``text`` in pieces, each matched on its own: consecutive pieces the model reads whole (it truncates
         what is longer than its ``max_seq_length`` tokens, 256 here, without a word, so a long text's tail
         would not count), and, when the text holds several sentences, each of its questions of three words or
-        more (a sentence ending in "?"), the last one last: a long on-topic opening would otherwise outweigh
+        more (a sentence ending in a question mark of any script: "?", "\uff1f", "\u061f"), the last one last; a
+        sentence ends at any sentence end, whatever follows it: a space, a zero-width space or nothing ("Faso?Also,
+        who ...", see :func:`hguard._text.sentences`). A long on-topic opening would otherwise outweigh
         the question ("<a page of geography> Ignore that. What is the symbol of tungsten?"), and one on-topic
         question would carry another ("What is the capital of Burkina Faso? Also, who wrote Hamlet?" was placed
         in literature, and the wrong capital accepted there). A question that refers back ("Why was it chosen?",
         "Does it change with pressure?") is no question on its own: matched alone it sent ordinary follow-ups to
         review. One piece for a one-sentence text that fits."""
         pieces = self._token_windows(text)
-        sentences = [x.strip() for x in re.split(r"(?<=[.!?])\s+", text.strip()) if x.strip()]
-        asked = [x for x in sentences if x.endswith("?") and len(x.split()) >= 3 and not _REFERS_BACK.search(x)]
-        if len(sentences) > 1:
+        said = sentences(text)
+        asked = [x for x in said if asks(x) and len(x.split()) >= 3 and not _REFERS_BACK.search(x)]
+        if len(said) > 1:
             pieces += [x for x in dict.fromkeys(asked) if x != text.strip()]
         return pieces
 
