@@ -372,7 +372,7 @@ class Guard(_Scoring, _Recording):
         that a crash or a locked queue kept out of it, and say so (in the log and as a warning)."""
         if self.review_queue is None or self.audit is None or not Path(self.audit.path).exists():
             return
-        from .monitor import SPOT, selection_u
+        from .monitor import SPOT, _seed_replaced_before_ids, seed_id, selection_u, under_other_seed
         from .review.queue import Recovered, item_wanted
 
         queue = self.review_queue
@@ -383,6 +383,7 @@ class Guard(_Scoring, _Recording):
             spots: dict[str, dict] = {}  # spot-check records of decisions the queue lacks
             spotted: set[str] = set()  # decisions with a spot-check record (a few per cent of the accepted)
             selected: dict[str, tuple[dict, float]] = {}  # accepted decisions the seed picked: (slim, u)
+            spot_u: dict[str, dict] = {}  # the u each spot-check record holds, by decision
             pending: list[str] = []
             keep = ("id", "kind", "route", "domain", "spot_check_rate", "decision_audit_id", "selected_because")
             forged: set[str] = set()  # records of a keyed log without a valid MAC: nobody's to review
@@ -395,10 +396,14 @@ class Guard(_Scoring, _Recording):
                             and self.policy.domain(r.get("domain")) is not None:
                         u = selection_u(self.policy.monitor.seed, r["id"])
                         if u < rate and self._signed(r):
-                            selected[r["id"]] = ({k: r.get(k) for k in keep}, u)
+                            slim = {k: r.get(k) for k in keep}
+                            if "spot_check_seed_id" in r:
+                                slim["spot_check_seed_id"] = r["spot_check_seed_id"]
+                            selected[r["id"]] = (slim, u)
                     continue
                 if kind == SPOT:
                     spotted.add(str(r.get("decision_audit_id")))
+                    spot_u[str(r.get("decision_audit_id"))] = {"u": r.get("u")}
                 if (want := item_wanted(r)) is None:
                     continue
                 if kind == SPOT:
@@ -410,8 +415,19 @@ class Guard(_Scoring, _Recording):
                 if len(pending) >= 5000:
                     missing |= queue.absent(pending)
                     pending = []
-            for did, (decision, u) in selected.items():
-                if did not in spotted:
+            # one selected under another seed than the policy's (replaced since, as the README advises for a known
+            # one) was not this seed's to pick: no spot-check record is missing for it (the monitor counts it apart)
+            ours = seed_id(self.policy.monitor.seed)
+            unspotted = {d: s for d, s in selected.items() if d not in spotted}
+            replaced = False
+            if any("spot_check_seed_id" not in d for d, _u in unspotted.values()):
+                # some record no seed id (before 0.3.0): the seed was replaced since them when none of their
+                # spot-checks' u is what it gives (read again for those alone, the log is not held in memory)
+                idless = [{k: r.get(k) for k in keep} for r in self.audit if r.get("kind") == "decision"
+                          and "spot_check_seed_id" not in r and r.get("id") in spot_u]
+                replaced = _seed_replaced_before_ids(self.policy, idless, spot_u)
+            for did, (decision, u) in unspotted.items():
+                if not under_other_seed(decision, ours, replaced):
                     late = self._late_spot_check(decision, u, since)
                     spots[did] = late
                     pending.append(did)

@@ -205,6 +205,15 @@ def spot_check_decision(policy, domain: str, record_id: str, day_count: int) -> 
             "min_per_day": dp.spot_check_min_per_day, "selected_because": why}  # fmt: skip
 
 
+def under_other_seed(decision: Mapping[str, Any], ours: str, replaced_before_ids: bool) -> bool:
+    """Whether an accepted decision was selected under another spot-check seed than the policy's (``ours``: its
+    :func:`seed_id`): it records another seed's id, or it records none (written before 0.3.0) and the seed was replaced
+    since such decisions were selected (``replaced_before_ids``: :func:`_seed_replaced_before_ids`). The policy's seed
+    cannot recompute its selection: the monitor does not check it (:func:`check_selection`), and a guard start does not
+    take it for a spot-check whose record a stopped process lost."""
+    return decision.get("spot_check_seed_id", None if replaced_before_ids else ours) != ours
+
+
 def _seed_replaced_before_ids(policy, records: Sequence[Mapping[str, Any]], spots: Mapping[Any, Mapping[str, Any]]) -> bool:
     """Whether the seed was replaced since the accepted decisions that record no seed id (hguard before 0.3.0) were
     selected: their spot-check records hold the ``u`` the seed of the time gave, and not one of them is what the
@@ -243,7 +252,7 @@ def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:
             accepted[r["id"]] = r
             d = out[r["domain"]]
             d["accepted"] += 1
-            if r.get("spot_check_seed_id", None if replaced_before_ids else ours) != ours:
+            if under_other_seed(r, ours, replaced_before_ids):
                 d["other_seed"] += 1
                 if "spot_check_seed_id" not in r:  # inferred, not recorded: the report says what it rests on
                     d["other_seed_inferred"] = d.get("other_seed_inferred", 0) + 1

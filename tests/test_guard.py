@@ -1913,6 +1913,56 @@ def test_a_spot_check_the_process_stopped_before_recording_is_recorded_and_queue
     assert check_selection(pol, list(log))["alpha"]["mismatches"] == []
 
 
+def test_a_replaced_seed_writes_no_late_spot_checks_for_decisions_selected_under_the_old_one(calibrated, tmp_path):
+    """An operations trial: after `[monitor] seed` was replaced (as the README advises for a known one), the next guard
+    start re-checked every accepted decision against the NEW seed and wrote "late" spot_check records for those it
+    picks ("the process stopped before the spot-check record"), queued them and warned of a crash that never happened.
+    Decisions that record another seed's id (or, written before 0.3.0, none, where no spot-check of theirs is what
+    this seed selects) are left alone, as the monitor leaves them; the policy's own seed's are still checked."""
+    from hguard.monitor import SPOT, check_selection, seed_id, selection_u, spot_check_decision
+    from hguard.review.queue import ReviewQueue
+
+    lm, root = calibrated
+    pol = _policy(root, tmp_path, accept_below=1.0, abstain_above=1.0, spot_check_rate=0.5, spot_check_min_per_day=0)
+    pol = pol.model_copy(update={"monitor": pol.monitor.model_copy(update={"seed": "the old seed"})})
+    questions = ["who is the author ?", "what is the capital ?", "which element ?", "what is the symbol ?"] * 3
+    assert {r.route for r in Guard.from_policy(pol, lm=lm).batch(questions, domains=["alpha"] * 12)} == {"accept"}
+    log = AuditLog(tmp_path / "audit.jsonl")
+    for i in range(12):  # decisions written before seeds were recorded (0.2.0), spot-checked under the old seed
+        rec = log.append({"request_id": f"old{i}", "route": "accept", "domain": "alpha", "spot_check_rate": 0.5,
+                          "question": "who ?", "answer": "paris"}, kind="decision")
+        if (spot := spot_check_decision(pol, "alpha", rec.id, 10**9)) is not None:
+            log.append(spot, kind=SPOT)
+    with pytest.warns(UserWarning, match="missing from the review queue"):
+        Guard.from_policy(pol, lm=lm)  # puts their spot-checks in the queue, as it held them
+    spotted = {r["decision_audit_id"] for r in log if r["kind"] == SPOT}
+    unpicked = [[r["id"] for r in log if r["kind"] == "decision" and r["id"] not in spotted and seeded == ("spot_check_seed_id" in r)]
+                for seeded in (True, False)]
+    # a new seed that picks decisions the old one did not, among those recording its id and those recording none
+    fresh = next(s for n in range(1000) if all(any(selection_u(s := f"a new secret {n}", i) < 0.5 for i in ids) for ids in unpicked))
+    new = pol.model_copy(update={"monitor": pol.monitor.model_copy(update={"seed": fresh})})
+    kinds = [r["kind"] for r in log]
+    queued = {it.audit_id for it in ReviewQueue(tmp_path / "queue.sqlite3").pending(limit=None)}
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        Guard.from_policy(new, lm=lm)
+    assert not [str(w.message) for w in said if "review queue" in str(w.message) or "spot-check" in str(w.message)]
+    assert [r["kind"] for r in log] == kinds  # no late spot_check, no review_requeued
+    assert {it.audit_id for it in ReviewQueue(tmp_path / "queue.sqlite3").pending(limit=None)} == queued
+    assert check_selection(new, list(log))["alpha"]["mismatches"] == []
+    # a decision under the new seed whose spot-check record was lost is still recorded and queued at the next start
+    ids = []
+    while not any(selection_u(fresh, i) < 0.5 for i in ids):
+        ids.append(log.append({"request_id": f"new{len(ids)}", "route": "accept", "domain": "alpha", "spot_check_rate": 0.5,
+                               "spot_check_seed_id": seed_id(fresh), "question": "who ?", "answer": "rome"},
+                              kind="decision").id)
+    with pytest.warns(UserWarning, match="picked for a spot-check"):
+        Guard.from_policy(new, lm=lm)
+    late = [r["decision_audit_id"] for r in log if r["kind"] == SPOT and "process stopped" in r["selected_because"]]
+    assert late == [i for i in ids if selection_u(fresh, i) < 0.5]
+    assert {it.audit_id for it in ReviewQueue(tmp_path / "queue.sqlite3").pending(limit=None)} == queued | set(late)
+
+
 def test_guards_starting_at_once_write_a_missing_spot_check_once(calibrated, tmp_path, monkeypatch):
     """A web service's trial: three workers starting together each read the log, each found the spot-check record
     missing, and each wrote one (one decision, two spot_check records). One written by another start after this one
