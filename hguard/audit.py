@@ -829,30 +829,32 @@ def append_written(audit: Any, record: dict[str, Any], *, kind: str) -> tuple[An
     """``audit.append(record, kind=kind)`` as ``(its receipt, None)``; when the append raised after the record reached
     the log, ``(the record's receipt, the error)``: the record is written, only what followed failed (its head could not
     be written to the anchor; an ``AuditLog`` subclass's own ``append`` that mirrors each record elsewhere raised after
-    ``super().append``), which the caller says as such, never as a record missing. Told by the error's ``receipt`` or
-    the log's :meth:`AuditLog.receipt_of` (the record's id is set here beforehand, as ``request_id``, when the record
-    has none); the error then carries the receipt as ``receipt``. The error is raised as it is when nothing shows the
-    record in the log (a sink raising before ``super().append``, a log of another kind without ``receipt_of``).
+    ``super().append``), which the caller says as such, never as a record missing. Told by a receipt of THIS record
+    (the record's id is set here beforehand, as ``request_id``, when the record has none): the log's
+    :meth:`AuditLog.receipt_of` for that id, or the ``receipt`` the log put on its own anchor error, either counted
+    only when it names that id and is not the receipt the log held for it before this append (a sink that re-raises an
+    error it kept from an earlier record, or a request id written before, is never read as this record written). The
+    error is raised as it is, and left as it is, when nothing shows the record in the log (a sink raising before
+    ``super().append``, a log of another kind without ``receipt_of``).
 
     The one way hguard's writers (the guard, the review queue, the monitor, the adapters' audit handlers) tell a
     record written from one that is not."""
-    record.setdefault("request_id", uuid.uuid4().hex)  # the record's id: what the log's receipt is found by
+    record_id = record.setdefault("request_id", uuid.uuid4().hex)  # the record's id: what the log's receipt is found by
+
+    def receipt_of() -> Any:
+        try:
+            return audit.receipt_of(record_id)
+        except Exception:  # a log of another kind, without receipt_of: read as not written
+            return None
+
+    before = receipt_of()  # a receipt already held for this id (an id written before) is no proof of this append
     try:
         return audit.append(record, kind=kind), None
     except Exception as exc:
-        written = getattr(exc, "receipt", None)
-        if written is None:
-            try:
-                written = audit.receipt_of(record["request_id"])
-            except Exception:  # a log of another kind, without receipt_of: read as not written
-                written = None
-            if written is None:
-                raise
-            try:
-                exc.receipt = written  # type: ignore[attr-defined]
-            except AttributeError:  # an exception type that takes no attributes: its receipt is returned all the same
-                pass
-        return written, exc
+        for written in (receipt_of(), getattr(exc, "receipt", None)):
+            if written is not None and getattr(written, "id", None) == record_id and written != before:
+                return written, exc
+        raise
 
 
 def sink_failed_after(what: str, receipt: Any, exc: BaseException) -> str:

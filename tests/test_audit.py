@@ -1453,3 +1453,60 @@ def test_the_readme_puts_the_audit_log_in_a_dataframe_each_row_marked_by_the_che
     df, printed, _ = run()
     assert printed == [False] and list(df["x"]) == ["1", "20", "3"]
     assert df["chain_check"][0] == "ok" and "edited" in df["chain_check"][1], list(df["chain_check"])
+
+
+class _BreakerLog(AuditLog):
+    """A user's audit sink with a circuit breaker: its first failure comes after the record is written (its copy to a
+    database failing), the error kept; while open, the kept error is raised again before anything is written."""
+
+    kept: BaseException | None = None
+    fail_before: BaseException | None = None  # raised before writing from the start (a breaker opened elsewhere)
+
+    def append(self, record, *, kind="decision"):
+        if self.kept is not None or self.fail_before is not None:
+            raise self.kept or self.fail_before  # open: nothing written
+        receipt = super().append(record, kind=kind)
+        if kind == "mirrored":
+            self.kept = ConnectionError("acme-db: connection refused")
+            raise self.kept
+        return receipt
+
+
+def test_append_written_counts_only_a_receipt_of_this_record(tmp_path, monkeypatch):
+    """append_written took any ``receipt`` on the sink's error as this record's, and put one there itself: a sink
+    raising again an error it kept from an earlier record, before writing, was read as having written the new record
+    (a verdict committed, an llm_call record said written, with the earlier record's receipt). Only a receipt of this
+    record, newer than any the log held for its id before, counts; the error is left as it was raised."""
+    from hguard.audit import append_written
+
+    log = _BreakerLog(tmp_path / "a.jsonl")
+    first, failed = append_written(log, {"x": 1}, kind="mirrored")
+    assert failed is log.kept and log.receipt_of(first.id) == first
+    assert not hasattr(failed, "receipt")  # nothing a later call could read as its own
+    failed.receipt = first  # a sink (or anything) putting the earlier record's receipt there: still not this record's
+    with pytest.raises(ConnectionError) as info:
+        append_written(log, {"x": 2}, kind="mirrored")
+    assert info.value is log.kept and [r["x"] for r in AuditLog(log.path)] == [1]
+    # an id written before, appended again while the sink raises before writing: the earlier receipt is no proof
+    log = _BreakerLog(tmp_path / "b.jsonl")
+    append_written(log, {"request_id": "req-1", "x": 1}, kind="note")
+    log.fail_before = ConnectionError("acme-db: breaker open")
+    with pytest.raises(ConnectionError, match="breaker open"):
+        append_written(log, {"request_id": "req-1", "x": 2}, kind="note")
+    assert [r["x"] for r in AuditLog(log.path)] == [1]
+    # the log's own anchor error names the record it wrote: this record when raised now, no later one when kept
+    (tmp_path / "anchor").mkdir()
+    log = _BreakerLog(tmp_path / "c.jsonl", anchor=tmp_path / "anchor" / "heads.jsonl")
+    real = AuditLog._write_anchor
+
+    def full(self, seq, digest):
+        raise AuditError(f"cannot write the audit anchor {self.anchor}: No space left on device")
+
+    monkeypatch.setattr(AuditLog, "_write_anchor", full)
+    written, anchor_error = append_written(log, {"x": 1}, kind="note")
+    assert isinstance(anchor_error, AuditError) and anchor_error.receipt == written
+    monkeypatch.setattr(AuditLog, "_write_anchor", real)
+    log.fail_before = anchor_error
+    with pytest.raises(AuditError, match="No space left"):
+        append_written(log, {"x": 2}, kind="note")
+    assert [r["x"] for r in AuditLog(log.path)] == [1]

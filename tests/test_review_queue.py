@@ -7,6 +7,7 @@ import json
 import os
 import sqlite3
 import threading
+import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -337,6 +338,45 @@ def test_a_verdict_written_before_the_audit_sink_raised_is_committed_not_left_pe
     assert item.status == "decided" and item.verdict == v
     assert (v.audit_record_id, v.audit_hash) == (rec["id"], rec["hash"])
     assert q.verdict_refusal("a") is None and verify(log.path).ok
+
+
+class _BreakerLog(AuditLog):
+    """A user's audit sink with a circuit breaker: the first verdict written, then its copy to a database failing (the
+    error kept); while open, the kept error raised again before anything is written."""
+
+    kept: Exception | None = None
+
+    def append(self, record, *, kind="decision"):
+        if kind == "review_verdict" and self.kept is not None:
+            raise self.kept
+        receipt = super().append(record, kind=kind)
+        if kind == "review_verdict":
+            self.kept = ConnectionError("acme-db: connection refused")
+            raise self.kept
+        return receipt
+
+
+def test_a_verdict_whose_sink_raised_a_kept_error_before_writing_it_stays_pending(tmp_path):
+    """A sink raising again the error of an earlier verdict (written then raised) before writing this one: the
+    queue read the error's receipt (the earlier record's) as this verdict written, committed it with the other
+    item's record hash, and said it was in the log. Nothing of it is: the error is raised, the item stays pending."""
+    log = _BreakerLog(tmp_path / "audit.jsonl")
+    q = guard_queue(tmp_path / "review.sqlite3", audit=log)
+    q.enqueue(make_item("a"))
+    q.enqueue(make_item("b"))
+    with pytest.warns(UserWarning, match="the verdict correct on review item 'a' is written"):
+        q.decide("a", verdict="correct", reviewer="alice")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning saying b's verdict is written
+        with pytest.raises(ConnectionError, match="acme-db"):
+            q.decide("b", verdict="hallucinated", reviewer="bob")
+    (rec,) = verdict_records(log)
+    assert rec["item_id"] == "a"
+    b = q.get("b")
+    assert b.status == "pending" and b.verdict is None
+    log.kept = None  # the breaker closed again (its copy failing after this record once more): b is decided now
+    with pytest.warns(UserWarning, match="the verdict hallucinated on review item 'b' is written"):
+        assert q.decide("b", verdict="hallucinated", reviewer="bob").verdict == "hallucinated"
 
 
 def test_redacting_audit_log_gets_hashes_of_corrected_answer_and_note(tmp_path):

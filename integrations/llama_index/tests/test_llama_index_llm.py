@@ -4,6 +4,7 @@ metadata; the decision rides in additional_kwargs and matches the guard's audit 
 from __future__ import annotations
 
 import asyncio
+import warnings
 
 import pytest
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
@@ -620,3 +621,41 @@ def test_an_llm_call_record_written_before_the_audit_sink_raised_counts_as_writt
     assert call["status"] == "ok" and call["decision_audit_id"] == out.additional_kwargs["audit_id"]
     assert handler.errors == []
     handler.raise_if_failed()
+
+
+class _BreakerLog(AuditLog):
+    """A user's audit sink with a circuit breaker: the first record written, then its copy to a database failing (the
+    error kept); while open, the kept error raised again before anything is written."""
+
+    kept: Exception | None = None
+
+    def append(self, record, *, kind="decision"):
+        if self.kept is not None:
+            raise self.kept
+        super().append(record, kind=kind)
+        self.kept = ConnectionError("acme-db: connection refused")
+        raise self.kept
+
+
+def test_an_llm_call_record_whose_sink_raised_a_kept_error_before_writing_it_is_a_failed_write(make_guard, root_handler,
+                                                                                             tmp_path):
+    """A sink raising again the error of an earlier llm_call record (written, then raised) before writing the next:
+    the handler read the error's receipt (the earlier record's) as the second record written, kept no failed write,
+    and raise_if_failed did not raise with one llm_call record on disk for two calls. It is a failed write now."""
+    from llama_index.llms.hguard import HGuardAuditEventHandler
+
+    guard = make_guard("accept")
+    handler = root_handler(HGuardAuditEventHandler(_BreakerLog(tmp_path / "calls.jsonl")))
+    llm = HGuardLLM(guard, domain="alpha")
+    with pytest.warns(UserWarning, match=r"the llm_call record of span .* is written to the audit log"):
+        first = llm.complete(Q)
+    assert handler.errors == []
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        llm.complete(Q)
+    assert not [w for w in said if "is written to the audit log" in str(w.message)]
+    (call,) = AuditLog(tmp_path / "calls.jsonl")
+    assert call["decision_audit_id"] == first.additional_kwargs["audit_id"]
+    assert [type(e) for e in handler.errors] == [ConnectionError]
+    with pytest.raises(ConnectionError, match="acme-db"):
+        handler.raise_if_failed()
