@@ -15,7 +15,7 @@ from ._guard_result import GuardResult, _join_context
 from ._audit_records import RUN_KEYS, run_id_of
 from ._resources import source_digest
 from .audit import append_written
-from .errors import AuditError, error_text
+from .errors import AuditError, error_text, warn_aside
 from .generation import prompt_fingerprints
 from ._policy_route import SPOT_CHECK_REASON
 from .policy import ACCEPT, REVIEW
@@ -240,8 +240,8 @@ class _Recording:
         # a KeyboardInterrupt, a SystemExit (the process is stopping), or only answers said undelivered: ``exc`` is
         # raised as it is by the caller; the records it lacks are said as a warning, which never replaces it
         said = ("the request was interrupted" if not isinstance(exc, Exception) else "the request failed")
-        _warn_aside(f"{said} ({failure}) and writing its {'error' if left_errors else 'answer_not_delivered'} "
-                    f"record to the audit log failed ({unwritten})", stacklevel=3)
+        warn_aside(f"{said} ({failure}) and writing its {'error' if left_errors else 'answer_not_delivered'} "
+                   f"record to the audit log failed ({unwritten})", stacklevel=3)
 
     def _write_failure(self, question, exc: BaseException, *, context, domain, source: str,
                        request_id: str | None = None, run_id: str | None = None, stage: str | None = None,
@@ -513,16 +513,6 @@ class _Recording:
                 err.results = [result]  # type: ignore[attr-defined]
                 raise err from exc
         return spot
-
-
-def _warn_aside(message: str, stacklevel: int) -> None:
-    """A UserWarning said beside an error its caller raises next, never in its place: under warnings as errors
-    (``python -W error``, pytest's ``filterwarnings = error``) the warning raised, and a KeyboardInterrupt reached the
-    caller as that UserWarning."""
-    try:
-        warnings.warn(message, UserWarning, stacklevel=stacklevel + 1)
-    except Exception:
-        pass
 
 
 def request_error(exc: _E, index: int) -> _E:

@@ -23,6 +23,8 @@ Every message says what was wrong, echoes the value, and says what to do.
 
 from __future__ import annotations
 
+import warnings
+
 
 class HGuardError(Exception):
     """Base class of every error hguard raises on purpose."""
@@ -143,6 +145,18 @@ def error_text(exc: BaseException, limit: int | None = None) -> str:
     if limit is not None:
         message = cut_text(message, limit)
     return f"{name}: {message}" if message else name
+
+
+def warn_aside(message: str, stacklevel: int = 1) -> None:
+    """A UserWarning said beside what its caller returns or raises next, never in its place: under warnings as errors
+    (``python -W error``, pytest's ``filterwarnings = error``) ``warnings.warn`` raised the warning, which replaced the
+    caller's result (a verdict committed read as failed, the monitor stopped before writing its state file) or the
+    error it was about to raise (a KeyboardInterrupt reached the caller as that UserWarning); it is then not said.
+    ``stacklevel`` as for ``warnings.warn``, counted from the caller."""
+    try:
+        warnings.warn(message, UserWarning, stacklevel=stacklevel + 1)
+    except Exception:
+        pass
 
 
 def one_line(text: str, limit: int) -> str:

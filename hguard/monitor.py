@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from collections import Counter, defaultdict
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -78,6 +77,7 @@ from ._stats import clopper_pearson_lower, clopper_pearson_upper
 from ._text import hidden_characters_in
 from .errors import AuditIntegrityError, HGuardError, InputError, PolicyError
 from .errors import shown as _short
+from .errors import warn_aside
 
 __all__ = [
     "SPOT",
@@ -841,8 +841,9 @@ def _policys_own_log(policy, audit_path) -> bool:
 def _append(audit, kind: str, record: dict) -> dict:
     receipt, failed = append_written(audit, dict(record), kind=kind)
     if failed is not None:  # on record, its anchoring failed after: what the state file mirrors holds it (a tightening
-        # on record is the guard's, not one a rerun may find missing), and the failure is said
-        warnings.warn(sink_failed_after(f"the monitor's {kind} record", receipt, failed), UserWarning, stacklevel=3)
+        # on record is the guard's, not one a rerun may find missing), and the failure is said beside the run, never in
+        # its place (under warnings as errors the run stopped before writing the state file)
+        warn_aside(sink_failed_after(f"the monitor's {kind} record", receipt, failed), stacklevel=3)
     # the record's own time: the state file (and each held answer's reason) names the tightening as the chain does
     return {**record, "kind": kind, "id": receipt.id, "hash": receipt.hash,
             "time": receipt.time or datetime.now(timezone.utc).isoformat(timespec="microseconds")}  # fmt: skip

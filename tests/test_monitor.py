@@ -1351,6 +1351,30 @@ def test_a_tightening_on_record_whose_anchoring_failed_is_still_mirrored_in_the_
     assert [r["kind"] for r in AuditLog(policy.audit.path)].count("monitor_tighten") == 1
 
 
+def test_a_tightening_on_record_whose_anchoring_failed_is_mirrored_under_warnings_as_errors(tmp_path, monkeypatch):
+    """Under warnings as errors (python -W error, pytest's filterwarnings = error) the warning that the tightening
+    record is written though its anchoring failed was raised in place of the run, before the state file was written:
+    a guard kept accepting in a domain the chain holds tightened. The run goes on and the state file says tightened."""
+    import warnings
+
+    from hguard.errors import AuditError
+
+    policy = _anchored_deployment(tmp_path)
+    real = AuditLog._write_anchor
+
+    def full_after_a_tightening(self, seq, digest):
+        if self._last_line is not None and b'"kind":"monitor_tighten"' in self._last_line[1]:
+            raise AuditError(f"cannot write the audit anchor {self.anchor}: No space left on device")
+        return real(self, seq, digest)
+
+    monkeypatch.setattr(AuditLog, "_write_anchor", full_after_a_tightening)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rep = run_monitor(policy)
+    assert rep["domains"]["geo"]["state"]["state"] == "tightened"
+    assert MonitorState(policy.monitor.state).get("geo").state == "tightened"
+
+
 def test_without_matplotlib_the_monitor_still_estimates_and_leaves_the_html_report_out(tmp_path, capsys, monkeypatch):
     import importlib.util
 

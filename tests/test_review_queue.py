@@ -340,6 +340,25 @@ def test_a_verdict_written_before_the_audit_sink_raised_is_committed_not_left_pe
     assert q.verdict_refusal("a") is None and verify(log.path).ok
 
 
+def test_a_verdict_written_before_the_audit_sink_raised_is_committed_under_warnings_as_errors(tmp_path):
+    """Under warnings as errors (python -W error, pytest's filterwarnings = error) the warning that a verdict's record
+    is written though the sink raised after it was raised in place of the verdict, after the commit: the caller (the
+    CLI, the web app) read the decided item as failed, and deciding again was refused as already decided. The verdict
+    is returned, a decide and a put-on-record of a --no-audit verdict alike."""
+    log = _MirroredLog(tmp_path / "audit.jsonl")
+    q = guard_queue(tmp_path / "review.sqlite3", audit=log)
+    q.enqueue(make_item("a"))
+    q.enqueue(make_item("b"))
+    ReviewQueue(q.path).decide("b", verdict="correct", reviewer="alice")  # --no-audit: in the queue only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        v = q.decide("a", verdict="correct", reviewer="alice")
+        w = q.decide("b", verdict="correct", reviewer="bob")  # the same verdict, put on record
+    by_item = {r["item_id"]: r for r in verdict_records(log)}
+    assert q.get("a").verdict == v and (v.audit_record_id, v.audit_hash) == (by_item["a"]["id"], by_item["a"]["hash"])
+    assert q.get("b").verdict == w and w.audit_record_id == by_item["b"]["id"] and w.reviewer == "bob"
+
+
 class _BreakerLog(AuditLog):
     """A user's audit sink with a circuit breaker: the first verdict written, then its copy to a database failing (the
     error kept); while open, the kept error raised again before anything is written."""

@@ -50,7 +50,6 @@ import os
 import sqlite3
 import threading
 import uuid
-import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -62,7 +61,7 @@ from .._privacy import FILE_MODE, redacted
 from .._text import hidden_characters_in, same_words
 from .._audit_records import CONTINUATION
 from ..audit import AuditLog, append_written, sink_failed_after
-from ..errors import HGuardError, InputError, ReviewQueueError
+from ..errors import HGuardError, InputError, ReviewQueueError, warn_aside
 from . import _archive, _pending
 from ._archive import ArchivedItem, ArchiveSummary
 from ._store import _COLUMNS, _item, migrate
@@ -665,8 +664,8 @@ class ReviewQueue:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        if after is not None:
-            warnings.warn(after, UserWarning, stacklevel=2)
+        if after is not None:  # said beside the committed verdict, never in its place (warnings as errors)
+            warn_aside(after, stacklevel=2)
         return Verdict(
             item_id=item_id,
             audit_id=row[0],
@@ -763,8 +762,8 @@ class ReviewQueue:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        if after is not None:
-            warnings.warn(after, UserWarning, stacklevel=3)
+        if after is not None:  # said beside the committed verdict, never in its place (warnings as errors)
+            warn_aside(after, stacklevel=3)
         return Verdict(item_id=item.id, audit_id=row[0], verdict=verdict, reviewer=reviewer,
                        corrected_answer=corrected_answer, note=note, decided_at=decided_at, audit_record_id=record_id,
                        audit_hash=audit_hash)

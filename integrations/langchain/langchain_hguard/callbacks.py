@@ -6,7 +6,6 @@ import logging
 import os
 import threading
 import time
-import warnings
 from typing import Any, Sequence
 from uuid import UUID
 
@@ -16,6 +15,7 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 
 from hguard._privacy import redacted
 from hguard.audit import AuditLog, append_written, sink_failed_after
+from hguard.errors import warn_aside
 from hguard.streaming import after_delivery, error_fields, jsonable
 
 from .chat_models import DECISION_KEYS, any_text, read_chat
@@ -194,8 +194,8 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
         failed write (:func:`hguard.audit.append_written`)."""
         receipt, failed = append_written(self.audit, record, kind=KIND)
         if failed is not None:
-            warnings.warn(sink_failed_after(f"the {KIND} record of run {record.get('run_id')}", receipt, failed),
-                          UserWarning, stacklevel=2)
+            warn_aside(sink_failed_after(f"the {KIND} record of run {record.get('run_id')}", receipt, failed),
+                       stacklevel=2)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         generations: Sequence[Any] = [g for gens in response.generations for g in gens]

@@ -4,6 +4,7 @@ is raised, not swallowed) and guarded streaming in hold and passthrough modes.""
 from __future__ import annotations
 
 import asyncio
+import warnings
 
 import pytest
 from langchain_core.messages import AIMessageChunk, HumanMessage
@@ -112,6 +113,23 @@ def test_an_llm_call_record_written_before_the_audit_sink_raised_counts_as_writt
     chat = ChatHGuard(guard=guard, domain="alpha")
     with pytest.warns(UserWarning, match=r"the llm_call record of run .* is written to the audit log .*"
                                          r"append raised after writing it \(ConnectionError: acme-db"):
+        msg = chat.invoke(Q, config={"callbacks": [handler]})
+    assert msg.response_metadata["route"] == "accept"
+    (call,) = AuditLog(tmp_path / "calls.jsonl")
+    assert call["status"] == "ok" and call["decision_audit_id"] == msg.response_metadata["audit_id"]
+    assert _kinds(guard.audit.path) == ["decision"]  # delivered: no answer_not_delivered record
+
+
+def test_an_llm_call_record_written_before_the_audit_sink_raised_is_delivered_under_warnings_as_errors(make_guard,
+                                                                                                      tmp_path):
+    """Under warnings as errors (python -W error, pytest's filterwarnings = error) the warning that the llm_call record
+    is written though the sink raised after it was raised in the handler in its place: the call failed, its answer
+    said undelivered. The answer is delivered and the record stands."""
+    guard = make_guard("accept")
+    handler = HGuardAuditCallbackHandler(_MirroredLog(tmp_path / "calls.jsonl"))
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         msg = chat.invoke(Q, config={"callbacks": [handler]})
     assert msg.response_metadata["route"] == "accept"
     (call,) = AuditLog(tmp_path / "calls.jsonl")

@@ -623,6 +623,24 @@ def test_an_llm_call_record_written_before_the_audit_sink_raised_counts_as_writt
     handler.raise_if_failed()
 
 
+def test_an_llm_call_record_written_before_the_audit_sink_raised_is_no_failed_write_under_warnings_as_errors(
+        make_guard, root_handler, tmp_path):
+    """Under warnings as errors (python -W error, pytest's filterwarnings = error) the warning that the llm_call record
+    is written though the sink raised after it was raised in the handler in its place: kept as a failed write, which
+    raise_if_failed raised. The record stands, and no failed write is kept."""
+    from llama_index.llms.hguard import HGuardAuditEventHandler
+
+    guard = make_guard("accept")
+    handler = root_handler(HGuardAuditEventHandler(_MirroredLog(tmp_path / "calls.jsonl")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = HGuardLLM(guard, domain="alpha").complete(Q)
+    (call,) = AuditLog(tmp_path / "calls.jsonl")
+    assert call["status"] == "ok" and call["decision_audit_id"] == out.additional_kwargs["audit_id"]
+    assert handler.errors == []
+    handler.raise_if_failed()
+
+
 class _BreakerLog(AuditLog):
     """A user's audit sink with a circuit breaker: the first record written, then its copy to a database failing (the
     error kept); while open, the kept error raised again before anything is written."""

@@ -7,7 +7,6 @@ import logging
 import os
 import threading
 import time
-import warnings
 from contextvars import ContextVar
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -27,6 +26,7 @@ from llama_index.core.instrumentation.events.span import SpanDropEvent
 from pydantic import PrivateAttr
 
 from hguard.audit import AuditLog, append_written, sink_failed_after
+from hguard.errors import warn_aside
 from hguard.streaming import DECISION_KEYS, after_delivery, error_fields, jsonable
 
 from .base import split_chat
@@ -190,8 +190,8 @@ class HGuardAuditEventHandler(BaseEventHandler):
         for :meth:`raise_if_failed` (:func:`hguard.audit.append_written`)."""
         receipt, failed = append_written(self.audit, record, kind=kind)
         if failed is not None:
-            warnings.warn(sink_failed_after(f"the {kind} record of span {record.get('span_id')}", receipt, failed),
-                          UserWarning, stacklevel=2)
+            warn_aside(sink_failed_after(f"the {kind} record of span {record.get('span_id')}", receipt, failed),
+                       stacklevel=2)
 
     def _handle(self, event: BaseEvent) -> None:
         if isinstance(event, LLMCompletionStartEvent):
