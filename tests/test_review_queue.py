@@ -1821,3 +1821,40 @@ def test_an_export_skipping_the_archived_counts_a_domains_archived_items_without
     assert ("4 archived item(s) of unknown domain not read (--skip-archived; archived by an older hguard" in geo.summary()
             and "the count of its archived items is unknown" in geo.summary())
     assert len(old.archived_items()) == 4  # read from the file as before
+
+
+def test_the_cli_takes_a_domain_whose_items_are_all_archived(tmp_path, capsys):
+    """`hguard review export --domain D` (and `list`) checked D against the queue's live items only: with all of D's
+    items archived, a name near a live domain was refused ("no items of that domain; did you mean ...") and nothing
+    exported, another one said "no items of domain D" before exporting them. The queue keeps its archived items'
+    domains: D is known, its archived items are exported (or, with --skip-archived, counted as left out)."""
+    q = guard_queue(tmp_path / "review.sqlite3", audit=AuditLog(tmp_path / "audit.jsonl"))
+    for i, domain in enumerate(["legal-eu", "legal-eu", "legal-us", "legal-us"]):
+        q.enqueue(make_item(f"i{i}", domain=domain))
+        q.decide(f"i{i}", verdict="correct", reviewer="alice")
+    with sqlite3.connect(q.path) as conn:
+        conn.execute("UPDATE review_items SET decided_at = '2100-01-01T00:00:00+00:00' WHERE domain = 'legal-us'")
+    assert q.archive("2099-01-01", tmp_path / "a.jsonl").n_archived == 2
+    args = ["--queue", str(q.path), "--audit", str(tmp_path / "audit.jsonl"), "--domain", "legal-eu"]
+    assert cli_main(["export", *args, "--out", str(tmp_path / "x.jsonl")]) == 0
+    out, err = capsys.readouterr()
+    assert "wrote 2 reviewed rows" in out and "no items" not in err and "did you mean" not in err
+    assert len(load_examples(tmp_path / "x.jsonl")) == 2
+    assert cli_main(["export", *args, "--out", str(tmp_path / "y.jsonl"), "--skip-archived"]) == 0
+    out, err = capsys.readouterr()
+    assert "2 archived item(s) not read (--skip-archived)" in out and "no items" not in err
+    assert cli_main(["list", *args, "--decided"]) == 0
+    assert "did you mean" not in capsys.readouterr().err
+    # a mistyped domain is still refused, naming an archived domain as much as a live one
+    assert cli_main(["export", *args[:-1], "Legal-EU", "--out", str(tmp_path / "z.jsonl")]) == 2
+    assert "did you mean 'legal-eu'?" in capsys.readouterr().err
+    # a queue of schema 4 kept no domain of its archived items: a name not found is said, with them, never refused
+    with sqlite3.connect(q.path) as conn:
+        conn.execute("ALTER TABLE review_archived DROP COLUMN domain_kept")
+        conn.execute("ALTER TABLE review_archived DROP COLUMN domain")
+        conn.execute("PRAGMA user_version = 4")
+    assert cli_main(["export", *args, "--out", str(tmp_path / "x.jsonl")]) == 0
+    out, err = capsys.readouterr()
+    assert "wrote 2 reviewed rows" in out
+    assert ("no items of domain 'legal-eu' in this queue (its domains: legal-us), unless among its 2 item(s) archived "
+            "by an earlier hguard, which kept no domain in the queue; did you mean 'legal-us'?") in err

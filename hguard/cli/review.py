@@ -8,11 +8,12 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, cast
 
 from .._text import listed, shown_plainly
 from ..errors import HGuardError, InputError
-from ..review.queue import VERDICTS, ReviewItem, ReviewQueue, not_in_chain
+from ..review.queue import VERDICTS, ArchivedItem, ReviewItem, ReviewQueue, not_in_chain
 from ..review._items import shown_domain
 from ..review._pages import _fmt_risk, _fmt_value
 from ..review.web import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV, _open_source, make_server
@@ -208,19 +209,28 @@ def _shown_item(queue: ReviewQueue, item_id: str) -> str:
     return "\n".join(lines)
 
 
-def _known_domain(domain: str | None, counts: dict) -> None:
-    """--domain checked against the queue's domains: a near miss ("Pharma", "pharmacy") is refused naming the one
-    meant (it listed nothing, exit 0, as if the domain had no items); a name with no items is said on stderr."""
+def _known_domain(domain: str | None, counts: dict, archived: Iterable[ArchivedItem] = ()) -> None:
+    """--domain checked against the queue's domains: its items' (``counts``) and those the queue kept of its
+    ``archived`` items (a domain whose items are all archived is still the queue's: the export reads them, or with
+    --skip-archived counts them left out). A near miss ("Pharma", "pharmacy") is refused naming the one meant (it listed
+    nothing, exit 0, as if the domain had no items); a name with no items is said on stderr. Items archived by an
+    earlier hguard kept no domain in the queue: with any, a name not found is said, never refused (theirs is unseen)."""
     if domain is None or domain in counts:
+        return
+    archived = list(archived)
+    names = {d for d in counts if d is not None} | {a.domain for a in archived if a.domain_kept and a.domain is not None}
+    if domain in names:
         return
     from .._guard_scoring import _near
 
-    names = [d for d in counts if d is not None]
     near = _near(domain, names)
-    if near is not None:
+    unknown = sum(not a.domain_kept for a in archived)
+    if near is not None and not unknown:
         raise InputError(f"--domain {domain!r}: the queue has no items of that domain; did you mean {near!r}?")
-    print(f"hguard review: no items of domain {domain!r} in this queue (its domains: {', '.join(sorted(names)) or 'none'})",
-          file=sys.stderr)
+    print(f"hguard review: no items of domain {domain!r} in this queue (its domains: {', '.join(sorted(names)) or 'none'})"
+          + (f", unless among its {unknown} item(s) archived by an earlier hguard, which kept no domain in the queue"
+             if unknown else "")
+          + (f"; did you mean {near!r}?" if near is not None else ""), file=sys.stderr)
 
 
 def main(argv: list[str]) -> int:
@@ -273,11 +283,12 @@ def main(argv: list[str]) -> int:
             if args.limit < 0:
                 raise InputError(f"--limit must be >= 0, got {args.limit}")
             counts = queue.counts()
-            _known_domain(args.domain, counts)
+            archived = queue.archived()
+            _known_domain(args.domain, counts, archived.values())
             shown = counts if args.domain is None else {d: c for d, c in counts.items() if d == args.domain}
             for domain, c in shown.items():  # with --json, stdout holds only the JSON lines; --domain: its counts
                 print(f"{shown_domain(domain)}: {c['pending']} pending, {c['decided']} decided", file=sys.stderr if args.json else sys.stdout)
-            n_archived = len(queue.archived())
+            n_archived = len(archived)
             if n_archived:  # the decided items moved out of the queue: still its items for the monitor and the export
                 print(f"archived: {n_archived} decided item(s) in archive files (`hguard review archive`; "
                       "`hguard review export` reads them)", file=sys.stderr if args.json else sys.stdout)
@@ -326,7 +337,7 @@ def main(argv: list[str]) -> int:
             return 0
         from ..review.export import export_reviewed
 
-        _known_domain(args.domain, queue.counts())
+        _known_domain(args.domain, queue.counts(), queue.archived().values())
         summary = export_reviewed(queue, args.out, domain=args.domain, archived=not args.skip_archived)
         print(summary.summary())
         return 0
