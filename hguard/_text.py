@@ -134,7 +134,24 @@ LOOK_ALIKES = {
     # Greek small letters
     "\u03b1": "a", "\u03b9": "i", "\u03bd": "v", "\u03bf": "o", "\u03c1": "p", "\u03c5": "u", "\u03f2": "c",
     "\u03f3": "j",
+    # Latin letters that show as another (script g, dotless i) and Armenian small letters (a review)
+    "\u0261": "g", "\u0131": "i", "\u0585": "o", "\u057d": "u", "\u0570": "h",
+    # Lisu and Cherokee capitals that show as Latin capitals ("\ua4e2\ua4ec\ua4e2\ua4d4\ua4f0\ua4df", "\u13da\u13bd\u13da\u13a2\u13ac\u13b7"
+    # show as "SYSTEM")
+    "\ua4ee": "A", "\ua4d0": "B", "\ua4da": "C", "\ua4d3": "D", "\ua4f0": "E", "\ua4dd": "F", "\ua4d6": "G",
+    "\ua4e7": "H", "\ua4f2": "I", "\ua4d9": "J", "\ua4d7": "K", "\ua4e1": "L", "\ua4df": "M", "\ua4e0": "N",
+    "\ua4d1": "P", "\ua4e3": "R", "\ua4e2": "S", "\ua4d4": "T", "\ua4f4": "U", "\ua4e6": "V", "\ua4ea": "W",
+    "\ua4eb": "X", "\ua4ec": "Y", "\ua4dc": "Z",
+    "\u13aa": "A", "\u13f4": "B", "\u13df": "C", "\u13a0": "D", "\u13ac": "E", "\u13c0": "G", "\u13bb": "H",
+    "\u13c6": "I", "\u13ab": "J", "\u13e6": "K", "\u13de": "L", "\u13b7": "M", "\u13e2": "P", "\u13a1": "R",
+    "\u13da": "S", "\u13a2": "T", "\u13d9": "V", "\u13b3": "W", "\u13bd": "Y", "\u13c3": "Z",
 }
+# Punctuation that shows as a colon (ratio, Armenian full stop, modifier letters): written ":" for matching, whatever
+# the word around it
+COLON_LIKE = str.maketrans({"\u2236": ":", "\u0589": ":", "\ua789": ":", "\u02f8": ":", "\u05c3": ":", "\u1361": ":"})
+# Characters that show as a blank though Unicode does not call them spaces, or ignores them (the blank Braille cell,
+# the Ogham space mark, the Hangul fillers): written " " for matching, so that they neither hide a marker nor join two
+# words into one
 _LOOK_ALIKE_TABLE = str.maketrans(LOOK_ALIKES)
 _LOOK_ALIKE = regex.compile("[" + "".join(LOOK_ALIKES) + "]")
 _LETTERS = regex.compile(r"[\p{L}\p{M}]+")  # a word's letters (and the marks on them)
@@ -142,7 +159,8 @@ _LATIN_WORD = regex.compile(r"[\p{Latin}\p{M}]+")
 # what matching leaves out: format characters (a zero-width space or joiner, a direction mark, a byte-order mark) and
 # the characters Unicode says to ignore where they cannot be shown (a soft hyphen, a variation selector, the Hangul
 # filler); and every line break str.splitlines() knows ("\r\n" is one), written "\n"
-_UNMATCHED = regex.compile(r"(\r\n|[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029])|[\p{Cf}\p{Default_Ignorable_Code_Point}]+")
+_UNMATCHED = regex.compile(r"(\r\n|[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029])|([\u2800\u1680\u115f\u1160\u3164\uffa0])"
+                           r"|[\p{Cf}\p{Default_Ignorable_Code_Point}]+")
 #: a line break, any that str.splitlines() knows
 LINE_BREAK = regex.compile(r"[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 
@@ -173,15 +191,15 @@ def _matching_form(text: str, offsets: list[int] | None = None) -> str:
         parts.append(text[at:m.start()])
         if offsets is not None:
             offsets.extend(range(at, m.start()))
-        if m.group(1) is not None:  # a line break
-            parts.append("\n")
+        if m.group(1) is not None or m.group(2) is not None:  # a line break, or a blank of its own
+            parts.append("\n" if m.group(1) is not None else " ")
             if offsets is not None:
                 offsets.append(m.start())
         at = m.end()
     parts.append(text[at:])
     if offsets is not None:
         offsets.extend(range(at, len(text)))
-    read = "".join(parts)
+    read = "".join(parts).translate(COLON_LIKE)  # the same length: the offsets hold
     if _LOOK_ALIKE.search(read) is not None:  # the same length: the offsets hold
         read = _LETTERS.sub(_look_alikes_folded, read)
     return read
