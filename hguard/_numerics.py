@@ -8,7 +8,8 @@ import numbers
 from typing import Any, TypeGuard
 
 #: what :func:`finite_number` and :func:`number_rows` read as a number, said in the reasons that refuse anything else
-NUMBER_RULE = "a real number (int or float), not a str or bool"
+NUMBER_RULE = ("a real number (int or float), not a str, bool, Decimal, array or tensor: return float(x) of a "
+               "numpy, torch or Decimal value")
 
 
 def is_real(value: Any) -> TypeGuard[float]:

@@ -1488,7 +1488,7 @@ def test_unit_rows_scales_an_embedders_rows_and_refuses_what_has_no_direction():
         unit_rows("vectors", Acme(), ["a"])
     # numpy reads strings and bools as floats: no vector of numbers, refused as the guard's other numbers are
     with pytest.raises(InputError, match=r"the embedder Acme returned list, not an array of numbers \(<U3 values: "
-                                         r"\[\['0.6', '0.8'\]\]\); .* each value a real number \(int or float\), not a str or bool"):
+                                         r"\[\['0.6', '0.8'\]\]\); .* each value a real number \(int or float\), not a str, bool"):
         unit_rows([["0.6", "0.8"]], Acme(), ["a"])
     with pytest.raises(InputError, match=r"the embedder Acme returned ndarray, not an array of numbers \(bool values"):
         unit_rows(np.array([[True, False]]), Acme(), ["a"])
