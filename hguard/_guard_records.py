@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 from ._guard_result import GuardResult, _join_context
 from ._audit_records import RUN_KEYS, run_id_of
 from ._resources import source_digest
-from .audit import append_written
+from .audit import append_written, sink_failed_after
 from .errors import AuditError, error_text, warn_aside
 from .generation import prompt_fingerprints
 from ._policy_route import SPOT_CHECK_REASON
@@ -366,12 +366,14 @@ class _Recording:
             result.audit_id = record_id
         if decided is not None:
             decided(result)
-        spot = self._spot_check(result) if result.route == ACCEPT else None
+        spot, unsettled = self._spot_check(result) if result.route == ACCEPT else (None, None)
         queued = True
         if (result.route == REVIEW or spot) and self.review_queue is not None:
             queued = self._enqueue(result, spot)
         if self._unqueued and queued:  # the queue takes answers (again): those it could not take go back now
             self._put_back_unqueued()
+        if unsettled is not None:  # its spot-check record is written and the answer queued: what failed after it
+            raise unsettled
 
     def _enqueue(self, result: GuardResult, spot: dict | None) -> bool:
         """Queue the answer for a reviewer; whether the queue took it. When the queue cannot take it (locked,
@@ -485,34 +487,49 @@ class _Recording:
                            "queue": str(queue.path), "reason": reason},
                           kind="review_requeued")
 
-    def _spot_check(self, result: GuardResult) -> dict | None:
-        """The seeded spot-check selection of one accepted answer (see hguard.monitor); recorded when selected."""
+    def _spot_check(self, result: GuardResult) -> tuple[dict | None, AuditError | None]:
+        """The seeded spot-check selection of one accepted answer (see hguard.monitor), recorded when selected, and
+        the error to raise once the answer is queued, when the selection's record was written and its append then
+        raised (its anchor; an AuditLog subclass's own work after ``super().append``), else None. A record not written
+        is raised here: the answer is not queued (a guard start puts it back from the decision)."""
         from .monitor import SPOT, spot_check_decision
 
         if result.domain is None:
-            return None
+            return None, None
         day = time.strftime("%Y-%m-%d", time.gmtime())
         with self._spot_lock:
             taken = self._spot_days.get((result.domain, day), 0)
             spot = spot_check_decision(self.policy, result.domain, result.audit_id, taken)
             if spot is None:
-                return None
+                return None, None
             if not taken:  # the domain's first of the day: the minimum per day reads only today's counts, so the
                 # other days' go (a service running for years kept one entry per domain and day)
                 for key in [k for k in self._spot_days if k[1] != day]:
                     del self._spot_days[key]
             self._spot_days[(result.domain, day)] = taken + 1
-        if self.audit is not None:
-            try:
-                self.audit.append(spot, kind=SPOT)  # its own id; decision_audit_id names the decision
-            except AuditError as exc:  # the accept is on record: the caller must learn that it was decided
-                err = type(exc)(
-                    f"the decision {result.audit_id} ({result.route}, domain {result.domain!r}) is recorded, but its "
-                    f"spot-check selection could not be ({error_text(exc)}): the monitor's selection check names it as selected "
-                    "and not recorded; the answer is on this error's .results, to deliver or drop")
-                err.results = [result]  # type: ignore[attr-defined]
-                raise err from exc
-        return spot
+        if self.audit is None:
+            return spot, None
+        decision = f"the decision {result.audit_id} ({result.route}, domain {result.domain!r})"
+        try:  # its own id; decision_audit_id names the decision
+            receipt, failed = append_written(self.audit, dict(spot), kind=SPOT)
+        except AuditError as exc:  # the accept is on record: the caller must learn that it was decided
+            err = type(exc)(
+                f"{decision} is recorded, but its spot-check selection could not be ({error_text(exc)}): the monitor's "
+                "selection check names it as selected and not recorded; the answer is on this error's .results, to "
+                "deliver or drop")
+            err.results = [result]  # type: ignore[attr-defined]
+            raise err from exc
+        if failed is None:
+            return spot, None
+        # written, then its append raised: the selection stands (the monitor finds it, the answer is queued); the
+        # caller learns what failed after it, on an error of its own (the sink's error is left as it was raised)
+        unsettled = (type(failed) if isinstance(failed, AuditError) else AuditError)(
+            sink_failed_after(f"the spot-check selection of {decision}", receipt, failed)
+            + "; the selection stands (the answer goes to the review queue as any selected one), and the answer is on "
+            "this error's .results, to deliver or drop")
+        unsettled.results = [result]  # type: ignore[attr-defined]
+        unsettled.__cause__ = failed
+        return spot, unsettled
 
 
 def request_error(exc: _E, index: int) -> _E:

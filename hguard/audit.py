@@ -825,8 +825,10 @@ class AuditLog:
 # repair
 
 
-def append_written(audit: Any, record: dict[str, Any], *, kind: str) -> tuple[Any, Exception | None]:
-    """``audit.append(record, kind=kind)`` as ``(its receipt, None)``; when the append raised after the record reached
+def append_written(audit: Any, record: dict[str, Any], *, kind: str,
+                   append: Callable[..., Any] | None = None) -> tuple[Any, Exception | None]:
+    """``audit.append(record, kind=kind)`` (or ``append(record, kind=kind)``, another of the log's writes, e.g. its
+    :meth:`AuditLog.append_unless_written`) as ``(its receipt, None)``; when the append raised after the record reached
     the log, ``(the record's receipt, the error)``: the record is written, only what followed failed (its head could not
     be written to the anchor; an ``AuditLog`` subclass's own ``append`` that mirrors each record elsewhere raised after
     ``super().append``), which the caller says as such, never as a record missing. Told by a receipt of THIS record
@@ -849,7 +851,7 @@ def append_written(audit: Any, record: dict[str, Any], *, kind: str) -> tuple[An
 
     before = receipt_of()  # a receipt already held for this id (an id written before) is no proof of this append
     try:
-        return audit.append(record, kind=kind), None
+        return (audit.append if append is None else append)(record, kind=kind), None
     except Exception as exc:
         for written in (receipt_of(), getattr(exc, "receipt", None)):
             if written is not None and getattr(written, "id", None) == record_id and written != before:

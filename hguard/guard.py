@@ -32,8 +32,9 @@ from ._guard_scoring import CANCELLED_HOLD, NO_ROUTER_QUESTIONS, REMOVED_DOMAIN,
 from ._json import json_safe
 from ._resources import DEFAULT_POLICY, public_seed_warning
 from .domain import CalibratedDomain
+from .audit import append_written, sink_failed_after
 from .errors import (AuditError, HGuardError, InputError, ModelNotFoundError, PolicyError, ProbeError, UsageError, cut_text,
-                     error_text, install_extra)
+                     error_text, install_extra, warn_aside)
 from .generation import Generator
 from .models import LoadedModel, load_model
 from ._policy_load import checked_policy
@@ -339,7 +340,8 @@ class Guard(_Scoring, _Recording):
         with it) whose own record is missing (the process stopped between the two), saying so, so that the
         monitor's selection check and the review queue hold it; returns it as the log holds it (slim). Unless
         another guard starting at once wrote it after byte ``since`` (where this start's reading began): then that
-        one is returned (each of three workers starting together wrote one)."""
+        one is returned (each of three workers starting together wrote one). Written, and then its append raised (its
+        anchor could not be written after it): the record stands, as it is, and a warning says what failed."""
         from .monitor import SPOT
 
         rate, domain = decision["spot_check_rate"], decision["domain"]
@@ -354,7 +356,13 @@ class Guard(_Scoring, _Recording):
                 theirs.append(r)
             return bool(theirs)
 
-        receipt = self.audit.append_unless_written(spot, kind=SPOT, since=since, written=written)
+        def append(record: dict, *, kind: str) -> Any:
+            return self.audit.append_unless_written(record, kind=kind, since=since, written=written)
+
+        receipt, failed = append_written(self.audit, dict(spot), kind=SPOT, append=append)
+        if failed is not None:  # on record: the put-back goes on from it (it gave up checking the whole queue)
+            warn_aside(sink_failed_after(f"the late spot-check record of decision {decision['id']}", receipt, failed),
+                       stacklevel=4)
         if receipt is None:
             return {k: theirs[0].get(k) for k in ("id", "kind", "route", "domain", "spot_check_rate",
                                                   "decision_audit_id", "selected_because")}
@@ -1171,7 +1179,10 @@ class Guard(_Scoring, _Recording):
         (LangChain's document compressors: a filter's YES/NO, an extract). It is generated plainly, with no
         decision and nothing queued for review, since it is no answer (the answer the chain then gives
         from what was found is guarded); it is written to the audit log as a ``retrieval_query`` record
-        naming ``step``, so the log shows what was searched for. Bad input is refused as for ``invoke``; a check of
+        naming ``step``, so the log shows what was searched for (a record written whose append then raised, its anchor
+        or an AuditLog subclass's own copy failing after it, stands: the text is returned, and a warning says what
+        failed). Bad input is refused as for
+        ``invoke``; a check of
         the input that raises anything else (a chat template that cannot render it, a Ctrl-C while its prompt is
         built), or a model that raises, leaves an ``error`` record (``stage`` ``input_check`` or ``generation``), its
         id on the error raised as it is. Every ``error`` record of the step has the ``source``
@@ -1207,7 +1218,13 @@ class Guard(_Scoring, _Recording):
             "note": "generated for a retrieval step (text to search with, or a retriever's filter or extract of what it "
                     "found), not shown as an answer: no decision was made",
         }
-        audit_id = self.audit.append(record, kind=RETRIEVAL_QUERY).id if self.audit is not None else None
+        audit_id = None
+        if self.audit is not None:
+            receipt, failed = append_written(self.audit, record, kind=RETRIEVAL_QUERY)
+            if failed is not None:  # on record (no answer, nothing decided): the text is handed over, the failure said
+                warn_aside(sink_failed_after(f"the {RETRIEVAL_QUERY} record of step {step!r}", receipt, failed),
+                           stacklevel=2)
+            audit_id = receipt.id
         return QueryRewrite(text=g.text, audit_id=audit_id, step=step)
 
     async def ainvoke(self, question: str, context=None, domain: str | None = None, **kw) -> GuardResult:

@@ -1961,6 +1961,41 @@ def test_a_replaced_seed_writes_no_late_spot_checks_for_decisions_selected_under
     late = [r["decision_audit_id"] for r in log if r["kind"] == SPOT and "process stopped" in r["selected_because"]]
     assert late == [i for i in ids if selection_u(fresh, i) < 0.5]
     assert {it.audit_id for it in ReviewQueue(tmp_path / "queue.sqlite3").pending(limit=None)} == queued | set(late)
+def test_a_late_spot_check_written_before_its_anchoring_failed_is_queued_at_the_start(calibrated, tmp_path,
+                                                                                     monkeypatch):
+    """A guard start writing the spot-check record a stopped process left out, its head then not anchored (a full disk
+    there): the start gave up checking the queue ("could not check the review queue against the audit log"), and no
+    missing answer was put back. The record stands: the answer is put back, and a warning says what failed."""
+    import warnings
+
+    from hguard.errors import AuditError
+    from hguard.review.queue import ReviewQueue
+
+    lm, root = calibrated
+    pol = _policy(root, tmp_path, accept_below=1.0, abstain_above=1.0, spot_check_rate=1.0)
+    pol = pol.model_copy(update={"audit": pol.audit.model_copy(update={"anchor": tmp_path / "audit.anchor"})})
+    Guard.from_policy(pol, lm=lm)
+    log = AuditLog(tmp_path / "audit.jsonl", anchor=tmp_path / "audit.anchor")
+    lost = log.append({"request_id": "d1", "route": "accept", "domain": "alpha", "spot_check_rate": 1.0,
+                       "question": "who ?", "answer": "paris"}, kind="decision")  # its spot-check never written
+    real = AuditLog._write_anchor
+
+    def full_after_a_spot_check(self, seq, digest):
+        if self._last_line is not None and b'"kind":"spot_check"' in self._last_line[1]:
+            raise AuditError(f"cannot write the audit anchor {self.anchor}: No space left on device")
+        return real(self, seq, digest)
+
+    monkeypatch.setattr(AuditLog, "_write_anchor", full_after_a_spot_check)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        Guard.from_policy(pol, lm=lm)
+    messages = [str(w.message) for w in said]
+    assert any(f"the late spot-check record of decision {lost.id} is written to the audit log" in m
+               and "No space left on device" in m for m in messages), messages
+    assert not any("could not check the review queue" in m for m in messages)
+    (spot,) = [r for r in log if r["kind"] == "spot_check" and r["decision_audit_id"] == lost.id]
+    item = ReviewQueue(tmp_path / "queue.sqlite3").get(lost.id)
+    assert item is not None and item.spot_check and item.answer == "paris"
 
 
 def test_guards_starting_at_once_write_a_missing_spot_check_once(calibrated, tmp_path, monkeypatch):
