@@ -159,9 +159,9 @@ def _iter_lines(
             yield lineno, (raw[:-1] if terminated else raw), terminated, offset
 
 
-def _fsync_dir(directory: Path, *, what: str = "the new audit log's name",
-               error: type[HGuardError] = AuditError) -> None:
-    """Make a name just linked or replaced in ``directory`` durable (``what`` names it in the error): the folder
+def _fsync_dir(directory: Path, *, what: str, error: type[HGuardError] = AuditError) -> None:
+    """Make a name just linked or replaced in ``directory`` durable (``what``, each caller's own, names it in the
+    error: "the new audit anchor heads.jsonl"): the folder
     opened with ``O_DIRECTORY`` and fsync'ed; a filesystem that cannot fsync a directory is let be. A failure is an
     ``error`` (AuditError for the audit log's files; the review queue's archive passes ReviewQueueError)."""
     try:
@@ -327,7 +327,7 @@ def _save_aside(path: Path, data: bytes) -> Path:
             write_synced(fd, data)
         finally:
             os.close(fd)
-        _fsync_dir(path.parent)
+        _fsync_dir(path.parent, what=f"the torn tail of {path.name} saved as {target.name}")
         return target
     raise AuditError(f"cannot find a free name for the torn tail of {path} (tried {base} and 999 more); clean them up")
 

@@ -281,7 +281,7 @@ class AuditLog:
         record_id, body, nonfinite = _prepare(record, kind, self.redact)
         with _exclusive_fd(self.path, self.lock_timeout, create=True) as (fd, created):
             if created:
-                _fsync_dir(self.path.parent)
+                _fsync_dir(self.path.parent, what=f"the new audit log {self.path.name}")
             self._saved = None
             try:
                 self._check_own_last_line(fd)
@@ -393,7 +393,7 @@ class AuditLog:
                                  "the fresh log's first record)") from e
             try:
                 os.replace(tmp, self.path)
-                _fsync_dir(self.path.parent)
+                _fsync_dir(self.path.parent, what=f"the fresh audit log {self.path.name} and its archive {archive.name}")
             except OSError as e:
                 raise AuditError(f"audit log {self.path} was archived as {archive} but the fresh log could not be "
                                  f"put in its place ({e}); the log is still whole under both names: rerun the rotation "
@@ -591,7 +591,7 @@ class AuditLog:
         assert self.anchor is not None
         try:
             os.close(os.open(self.anchor, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), FILE_MODE))
-            _fsync_dir(self.anchor.parent)
+            _fsync_dir(self.anchor.parent, what=f"the new audit anchor {self.anchor.name}")
         except OSError as e:
             raise AuditError(f"cannot create the audit anchor {self.anchor} before the log's first record: {e}; check "
                              "that folder's space and permissions; nothing was written") from e

@@ -1510,3 +1510,36 @@ def test_append_written_counts_only_a_receipt_of_this_record(tmp_path, monkeypat
     with pytest.raises(AuditError, match="No space left"):
         append_written(log, {"x": 2}, kind="note")
     assert [r["x"] for r in AuditLog(log.path)] == [1]
+
+
+def test_a_folder_fsync_that_fails_names_what_it_was_for(tmp_path, monkeypatch):
+    """A folder fsync failing (EIO) while the audit anchor was created said "to make the new audit log's name durable",
+    the audit log's words, for the anchor's folder: each caller names its own file."""
+    real_fsync = os.fsync
+    failing = {"dir": None}
+
+    def fsync(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode) and os.path.samestat(os.fstat(fd), os.stat(failing["dir"])):
+            raise OSError(errno.EIO, "Input/output error")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    (tmp_path / "anchor").mkdir()
+    failing["dir"] = tmp_path / "anchor"
+    with pytest.raises(AuditError, match=r"cannot fsync directory .*anchor to make the new audit anchor heads\.jsonl "
+                                         r"durable: \[Errno 5\]"):
+        AuditLog(tmp_path / "audit.jsonl", anchor=tmp_path / "anchor" / "heads.jsonl").append({"x": 1}, kind="note")
+    (tmp_path / "logs").mkdir()
+    failing["dir"] = tmp_path / "logs"
+    with pytest.raises(AuditError, match=r"to make the new audit log audit\.jsonl durable: \[Errno 5\]"):
+        AuditLog(tmp_path / "logs" / "audit.jsonl").append({"x": 1}, kind="note")
+    failing["dir"] = tmp_path / "elsewhere"
+    failing["dir"].mkdir()
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.append({"x": 1}, kind="note")
+    with open(log.path, "ab") as f:
+        f.write(b'{"torn')  # a write cut short: the next append saves it aside
+    failing["dir"] = tmp_path
+    with pytest.raises(AuditError, match=r"to make the torn tail of audit\.jsonl saved as audit\.jsonl\.torn-\S+ "
+                                         r"durable: \[Errno 5\]"):
+        log.append({"x": 2}, kind="note")
