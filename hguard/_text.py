@@ -262,7 +262,7 @@ _DOTS = ".\u2024\u2025\u2026"  # a full stop, the leaders and the ellipsis: also
 _TERMINATOR = r"\p{Sentence_Terminal}\u037e\u2025\u2026"
 _CLOSER = r"\"'\p{Pe}\p{Pf}"
 _SENTENCE_END = regex.compile(rf"(?P<run>[{_TERMINATOR}]+)[{_CLOSER}]*")
-_ASKED = regex.compile(rf"[{QUESTION_MARKS}][{_TERMINATOR}{_CLOSER}]*\Z")
+_END_MARK = regex.compile(rf"[{_TERMINATOR}{_CLOSER}]")
 # an address, whose dots and "?" end no sentence (its own last marks do: "... at https://x.org/a?b=c?")
 _ADDRESS = regex.compile(r"(?i)\b(?:[a-z][a-z0-9+.-]{0,31}://|www\.)\S+")
 _ADDRESS_END = regex.compile(rf"[{_TERMINATOR}{_CLOSER},;:]+\Z")
@@ -337,7 +337,15 @@ def _unblanked(text: str, start: int, end: int) -> str:
 def asks(sentence: str) -> bool:
     """Whether ``sentence`` is a question: it ends with a question mark of any script ("?", "\uff1f", "\u061f",
     "\u037e", the interrobang), closing marks and other terminators allowed after it ("?!", "?\u201d")."""
-    return _ASKED.search(sentence) is not None
+    return _question_mark(sentence) is not None
+
+
+def _question_mark(sentence: str) -> str | None:
+    """The question mark among the marks that end ``sentence`` (read from its end: linear in a long run of them)."""
+    i = len(sentence)
+    while i and _END_MARK.match(sentence, i - 1):
+        i -= 1
+    return next((c for c in sentence[i:] if c in QUESTION_MARKS), None)
 
 
 def listed(text: str, limit: int) -> str:
