@@ -428,8 +428,10 @@ class _Scoring:
                                  rag=context_given(g.context), route=route, holds=g.extra.setdefault("holds", []))
         from .monitor import tightened_thresholds
 
+        # the probe that scored it: a lift by recalibration frees only the recalibrated probe
+        scored_by = route.domain.probe_id if route is not None and route.domain is not None else None
         try:
-            thresholds, tightened = tightened_thresholds(self.monitor_state.get(domain), thresholds)
+            thresholds, tightened = tightened_thresholds(self.monitor_state.get(domain), thresholds, scored_by)
         except Exception as exc:  # a state it cannot apply holds the answer, on record (it raised past the record)
             tightened = None
             problems.append(f"the monitor state could not be applied ({error_text(exc)}): held for review")
@@ -465,7 +467,7 @@ class _Scoring:
         caller_id = request_id or None  # the caller's id of the request, recorded only when given
         own_id = uuid.uuid4().hex  # the decision record's id (audit_id); the result's request_id when the caller gave none
         request_id = caller_id or own_id
-        probe_id = route.domain.probe_id if route is not None and route.domain is not None else None
+        probe_id = scored_by
         result = GuardResult(
             question=g.question,
             answer=g.text,

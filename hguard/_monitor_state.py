@@ -34,6 +34,10 @@ class DomainState:
     reason: str | None = None
     calibration_id: str | None = None  # what that probe routed with
     data_hash: str | None = None  # the calibration's answers then (a recalibration lifts only on other answers)
+    # normal after a lift by recalibration: the probe(s) the tightening was decided under, which the recalibration
+    # (``probe_id``, its ``calibration_id`` and ``data_hash``) replaced. The lift frees only a guard scoring with
+    # ``probe_id``: one still scoring with another probe (not restarted since) stays held (:func:`tightened_thresholds`)
+    replaced_probe_id: str | None = None
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -69,7 +73,16 @@ def transition(state: DomainState, event: Mapping[str, Any]) -> DomainState:
                            event.get("data_hash"))  # fmt: skip
     if kind == LIFT:
         if state.state != "tightened":
+            if state.replaced_probe_id is not None:  # a person's lift of what a recalibration's lift left: it frees
+                return DomainState("normal", None, None, event.get("time"), event.get("id"), None,  # every probe
+                                   event.get("reason"))
             return state
+        if event.get("by") == "recalibration" and event.get("probe_id"):
+            # the monitor's lift by recalibration frees only the probe it names (a lift record written before the
+            # replaced probe was recorded in it replaced the tightening's)
+            return DomainState("normal", None, None, event.get("time"), event.get("id"), event.get("probe_id"),
+                               event.get("reason"), event.get("calibration_id"), event.get("data_hash"),
+                               event.get("replaced_probe_id") or state.probe_id or "(not recorded)")
         return DomainState("normal", None, None, event.get("time"), event.get("id"), None, event.get("reason"))
     return state
 
@@ -96,7 +109,9 @@ def replay(records: Iterable[Mapping[str, Any]], states: Mapping[str, DomainStat
         if rec.get("kind") in (TIGHTEN, LIFT) and rec.get("domain"):
             before = states.get(rec["domain"], DomainState())
             states[rec["domain"]] = after = transition(before, rec)
-            if rec.get("kind") == LIFT and after is not before and after.since:
+            # a person's lift of what a recalibration's lift left (the guards scoring with the replaced probe) ends
+            # no tightening: the evidence still counts from the recalibration's lift
+            if rec.get("kind") == LIFT and after is not before and after.since and before.state == "tightened":
                 if lifts is not None:
                     lifts[rec["domain"]] = after.since
                 if lift_seqs is not None and type(rec.get("seq")) is int:
@@ -120,17 +135,34 @@ def carried_states(states: Mapping[str, DomainState]) -> dict[str, dict]:
     return {d: s.to_dict() for d, s in sorted(states.items())}
 
 
-def tightened_thresholds(entry: DomainState | None, thresholds):
-    """``thresholds`` with the accept threshold lowered to the tightened one (None stays None: no route then)."""
-    if entry is None or entry.state != "tightened" or thresholds is None:
+def tightened_thresholds(entry: DomainState | None, thresholds, probe_id: str | None = None):
+    """``thresholds`` with the accept threshold lowered to the tightened one (None stays None: no route then), and
+    why. ``probe_id``: the probe the guard scores the answer with. A domain a recalibration lifted (normal, with
+    ``replaced_probe_id``) stays held, accepting nothing, for a guard scoring with another probe than the
+    recalibration's (one not restarted since: the probe the tightening was decided on; None: not known)."""
+    if thresholds is None or entry is None:
         return thresholds, None
     from dataclasses import replace
 
-    accept = min(_threshold(entry.accept_below) or 0.0, thresholds.accept_below)
-    if entry.record_id is None and entry.since is None:  # no tightening of the monitor's: a state that cannot be read
-        accept = 0.0  # as it says (a state file's own threshold, with nothing to check it by, accepted under it)
+    if entry.state != "tightened":
+        freed = (entry.probe_id or "").split("+")  # a domain calibrated closed-book and with context: each probe
+        if entry.replaced_probe_id is None or probe_id in freed:
+            return thresholds, None
+        accept = 0.0
+        why = (f"domain tightened by the monitor, then lifted{f' at {entry.since}' if entry.since else ''} by a "
+               f"recalibration ({entry.reason}) for probe {entry.probe_id} only; this guard scores with probe "
+               f"{probe_id or '(none known)'}, which was not recalibrated since the tightening of probe "
+               f"{entry.replaced_probe_id}: accept nothing, every answer not abstained on goes to review, until the "
+               f"guard is restarted (or its domain reloaded with Guard.add_domain) so that it loads probe "
+               f"{entry.probe_id} from the policy's probe folder, or a person lifts it (`hguard monitor --lift`)")
+        how = f"held after a lift by recalibration for another probe (record {entry.record_id})"
+    elif entry.record_id is None and entry.since is None:  # no tightening of the monitor's: a state that cannot be
+        accept = 0.0  # read as it says (a state file's own threshold, with nothing to check it by, accepted under it)
         why = f"domain held for review, accepting nothing, while its monitor state cannot be checked: {entry.reason}"
+        how = f"tightened by the monitor (record {entry.record_id})"
     else:
+        accept = min(_threshold(entry.accept_below) or 0.0, thresholds.accept_below)
+        how = f"tightened by the monitor (record {entry.record_id})"
         why = (
             f"domain tightened by the monitor{f' since {entry.since}' if entry.since else ''} ({entry.reason}); "
             f"accept_below lowered to {accept:.4g}"
@@ -141,15 +173,18 @@ def tightened_thresholds(entry: DomainState | None, thresholds):
         return thresholds, why
     return replace(  # the measurement of a hand-set accept_below is of that number, no longer in force
         thresholds, accept_below=accept, coverage=None, accepted_error_rate=None, accepted_error_ucb=None,
-        hand_set_measured=None, method=f"{thresholds.method}; tightened by the monitor (record {entry.record_id})",
+        hand_set_measured=None, method=f"{thresholds.method}; {how}",
     ), why  # fmt: skip
 
 
 def _stricter(a: DomainState | None, b: DomainState | None) -> DomainState | None:
-    """The stricter of two states: tightened over normal, the lower accept threshold among tightened."""
+    """The stricter of two states: tightened over normal, the lower accept threshold among tightened; among normal
+    ones, one a recalibration lifted (which still holds guards scoring with the replaced probe), ``b``'s first."""
     ta, tb = a is not None and a.state == "tightened", b is not None and b.state == "tightened"
     if ta and tb:
         return a if (_threshold(a.accept_below) or 0.0) <= (_threshold(b.accept_below) or 0.0) else b  # type: ignore[union-attr]
+    if not ta and not tb and b is not None and b.replaced_probe_id is not None:
+        return b
     return a if ta or not tb else b
 
 
@@ -220,7 +255,7 @@ class MonitorState:
             return self._closed(self._archives_gone)
         chain = (self._chain or {}).get(domain)
         held = _stricter(mirror, chain)
-        if held is chain and chain is not None and chain != mirror and stamp != ("missing",):
+        if held is chain and chain is not None and chain.state == "tightened" and chain != mirror and stamp != ("missing",):
             from dataclasses import replace
 
             said = "normal" if mirror is None or mirror.state != "tightened" else f"accept_below {mirror.accept_below}"

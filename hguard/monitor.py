@@ -34,7 +34,9 @@ traffic, from the audit log and the review queue alone:
   way that routes its answers otherwise (a new ``calibration_id``; also audited) on other answers than it was
   calibrated on when tightened (a new ``data_hash``: the same answers refitted, with other settings or by
   another version, are no answer to the live evidence), unless the policy hand-sets the domain's
-  ``accept_below``, which no calibration certifies: then only a person lifts it.
+  ``accept_below``, which no calibration certifies: then only a person lifts it. A lift by recalibration frees
+  only guards scoring with the recalibrated probe (the record names it and the probe it replaced): one still
+  scoring with another (not restarted since) accepts nothing until it loads the new probe or a person lifts it.
 
 A monitor run appends one ``monitor_check`` record per domain (estimate, counts, drift tests), so the chain
 holds every step. The pure parts (bounds, selection, drift test, state transitions) take plain data.
@@ -573,9 +575,14 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         # (a package upgrade's refitted probes, the same answers calibrated by a newer version): a person lifts it
         would_lift = recalibrated and dp.accept_below is None
         if would_lift and act:
+            # the probe it frees, and the one it replaced: a guard still scoring with that one (not restarted
+            # since) stays held (it compares its own probe with these)
             events.append(_append(audit, LIFT, {"domain": name, "by": "recalibration", "probe_id": probe_id,
                                                 "calibration_id": calibration_id, "data_hash": data_hash,
-                                                "reason": f"recalibrated: probe {st.probe_id} replaced by {probe_id}"}))  # fmt: skip
+                                                "replaced_probe_id": st.probe_id, "lifted_record": st.record_id,
+                                                "reason": f"recalibrated: probe {st.probe_id} replaced by {probe_id}; "
+                                                          "a guard still scoring with the old probe stays held until "
+                                                          "restarted"}))  # fmt: skip
             st = transition(st, events[-1])
             lifts[name] = str(st.since)
             lift_seqs[name] = max((r["seq"] for r in records if type(r.get("seq")) is int), default=-1)  # all before it
@@ -850,7 +857,8 @@ def _append(audit, kind: str, record: dict) -> dict:
 
 
 def lift(policy, domain: str, *, by: str, reason: str, audit_path=None) -> DomainState:
-    """A person lifts a domain's tightening: audited (``monitor_lift``), then the state file is rewritten."""
+    """A person lifts a domain's tightening: audited (``monitor_lift``), then the state file is rewritten. Also a
+    domain a recalibration lifted, whose guards still scoring with the replaced probe it holds: they are freed too."""
     if domain not in policy.domains:
         raise InputError(f"domain {domain!r} is not in the policy (known: {', '.join(sorted(policy.domains))})")
     if not isinstance(by, str) or not by.strip():
@@ -873,7 +881,7 @@ def lift(policy, domain: str, *, by: str, reason: str, audit_path=None) -> Domai
     # carries them (lifting one domain rewrote it from the chain alone, and another's such tightening was gone)
     _carry_file_only_tightenings(policy, states, log, policy_id(policy))
     st = states.get(domain, DomainState())
-    if st.state != "tightened":
+    if st.state != "tightened" and st.replaced_probe_id is None:  # a recalibration's lift still holds the old probe's
         raise InputError(f"domain {domain!r} is not tightened (state {st.state}); nothing to lift")
     ev = _append(log, LIFT, {"domain": domain, "by": by.strip(), "reason": reason.strip(), "lifted_record": st.record_id})
     states[domain] = transition(st, ev)
