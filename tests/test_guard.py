@@ -1883,7 +1883,7 @@ def test_the_daily_spot_check_minimum_keeps_only_todays_counts(calibrated, tmp_p
     for day in range(5):
         now["t"] += 86400
         today = time.strftime("%Y-%m-%d", time.gmtime(now["t"]))
-        picked = [g._spot_check(types.SimpleNamespace(domain=d, audit_id=f"{day}-{i}", route="accept")) is not None
+        picked = [g._spot_check(types.SimpleNamespace(domain=d, audit_id=f"{day}-{i}", route="accept"))[0] is not None
                   for i, d in enumerate(["alpha", "beta", "alpha", "beta", "alpha"])]
         assert picked == [True, True, True, False, False], (day, picked)  # the minimum per day, as before
         assert g._spot_days == {("alpha", today): 2, ("beta", today): 1}, g._spot_days
