@@ -42,6 +42,7 @@ def calibrate_flags(settings: "GenerationSettings") -> str:
         ("--system-prompt", settings.system_prompt, CALIBRATION_SYSTEM_PROMPT),
         ("--max-new-tokens", settings.max_new_tokens, CALIBRATION_MAX_NEW_TOKENS)) if value is not None and value != default)
 
+
 def calibrate_hint(lm: Any, settings: "GenerationSettings", domain: str, *, rag: bool, note: str = "") -> str:
     """How to calibrate ``domain`` (a slug) for a guard on ``lm`` generating under ``settings``, for a fix hint, in
     backticks: the ``hguard calibrate`` command line (``rag``: ``hguard calibrate-rag``, rows with context) with the

@@ -504,13 +504,19 @@ def synthesized_nodes() -> tuple[list[Any], bool]:
     streamed = _streamed_nodes.get()
     if streamed is not None:
         return streamed
+    return _nearest(_NODES, ([], False))
+
+
+def _nearest(table: dict[str, Any], default: Any) -> Any:
+    """What ``table`` (open span id -> value) holds for the active span or the nearest span above it, else
+    ``default``."""
     span = active_span_id.get()
     with _LOCK:
         while span is not None:
-            if span in _NODES:
-                return _NODES[span]
+            if span in table:
+                return table[span]
             span = _PARENTS.get(span)
-    return [], False
+    return default
 
 
 #: open span id of a response synthesizer's method (``synthesize``, ``Refine.get_response``, ...) -> whether that
@@ -536,13 +542,7 @@ def structured_refine() -> bool:
     (``structured_answer_filtering=True``): LlamaIndex then asks this LLM, not a function-calling one, for JSON through
     ``LLMTextCompletionProgram`` (its whole prompt, passages and JSON schema, as one ``complete`` text), which the
     guard cannot answer as a RAG call nor constrain to the schema."""
-    span = active_span_id.get()
-    with _LOCK:
-        while span is not None:
-            if span in _STRUCTURED:
-                return _STRUCTURED[span]
-            span = _PARENTS.get(span)
-    return False
+    return bool(_nearest(_STRUCTURED, False))
 
 
 def _one_call(synthesizer: Any) -> bool:
