@@ -57,3 +57,25 @@ def fold_splits(monkeypatch):
 
     monkeypatch.setattr(StratifiedGroupKFold, "split", split)
     return handed
+
+
+@pytest.fixture
+def anchor_full_after(monkeypatch):
+    """``anchor_full_after(kind)``: from then on, ``AuditLog._write_anchor`` fails (a full disk where the anchor is)
+    right after a record of ``kind`` is written: the record is on disk, its append raises."""
+    from hguard.audit import AuditLog
+    from hguard.errors import AuditError
+
+    real = AuditLog._write_anchor
+
+    def fail_after(kind: str) -> None:
+        mark = f'"kind":"{kind}"'.encode()
+
+        def write(self, seq, digest):
+            if self._last_line is not None and mark in self._last_line[1]:
+                raise AuditError(f"cannot write the audit anchor {self.anchor}: No space left on device")
+            return real(self, seq, digest)
+
+        monkeypatch.setattr(AuditLog, "_write_anchor", write)
+
+    return fail_after

@@ -637,26 +637,14 @@ def test_an_accept_written_but_not_anchored_is_on_record_as_never_delivered(make
     assert g.invoke(Q, domain="alpha").route == "accept"
 
 
-def _anchor_full_after(kind):
-    """AuditLog._write_anchor failing (a full disk where the anchor is) right after a record of ``kind`` is written."""
-    real = AuditLog._write_anchor
-
-    def write(self, seq, digest):
-        if self._last_line is not None and f'"kind":"{kind}"'.encode() in self._last_line[1]:
-            raise AuditError(f"cannot write the audit anchor {self.anchor}: No space left on device")
-        return real(self, seq, digest)
-
-    return write
-
-
 def test_a_spot_check_record_written_before_its_anchoring_failed_is_said_written_and_queued(make_guard, tmp_path,
-                                                                                        monkeypatch):
+                                                                                        anchor_full_after):
     """The spot-check selection of an accept written, then its head not anchored (a full disk there): the error said
     the selection "could not be" recorded, and the answer was not queued until a later guard start put it back. The
     record stands: the error says only what failed after it, and the answer is queued as selected."""
     g = make_guard(spot_check_rate=1.0)
     g.audit = AuditLog(tmp_path / "anchored.jsonl", anchor=tmp_path / "anchor.jsonl")
-    monkeypatch.setattr(AuditLog, "_write_anchor", _anchor_full_after("spot_check"))
+    anchor_full_after("spot_check")
     with pytest.raises(AuditError) as info:
         g.invoke(Q, domain="alpha")
     said = str(info.value)
@@ -673,12 +661,12 @@ def test_a_spot_check_record_written_before_its_anchoring_failed_is_said_written
 
 
 def test_a_retrieval_query_record_written_before_its_anchoring_failed_hands_the_text_over(make_guard, tmp_path,
-                                                                                       monkeypatch):
+                                                                                       anchor_full_after):
     """A retrieval step's record written, then its head not anchored: rewrite_query raised the anchor's error over a
     record on disk. The record stands: the text is returned with its record's id, and a warning says what failed."""
     g = make_guard()
     g.audit = AuditLog(tmp_path / "anchored.jsonl", anchor=tmp_path / "anchor.jsonl")
-    monkeypatch.setattr(AuditLog, "_write_anchor", _anchor_full_after("retrieval_query"))
+    anchor_full_after("retrieval_query")
     with pytest.warns(UserWarning, match=r"the retrieval_query record of step 'condense_question' is written to the "
                                          r"audit log .*No space left on device"):
         q = g.rewrite_query(Q, step="condense_question")

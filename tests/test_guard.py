@@ -1961,14 +1961,15 @@ def test_a_replaced_seed_writes_no_late_spot_checks_for_decisions_selected_under
     late = [r["decision_audit_id"] for r in log if r["kind"] == SPOT and "process stopped" in r["selected_because"]]
     assert late == [i for i in ids if selection_u(fresh, i) < 0.5]
     assert {it.audit_id for it in ReviewQueue(tmp_path / "queue.sqlite3").pending(limit=None)} == queued | set(late)
+
+
 def test_a_late_spot_check_written_before_its_anchoring_failed_is_queued_at_the_start(calibrated, tmp_path,
-                                                                                     monkeypatch):
+                                                                                     anchor_full_after):
     """A guard start writing the spot-check record a stopped process left out, its head then not anchored (a full disk
     there): the start gave up checking the queue ("could not check the review queue against the audit log"), and no
     missing answer was put back. The record stands: the answer is put back, and a warning says what failed."""
     import warnings
 
-    from hguard.errors import AuditError
     from hguard.review.queue import ReviewQueue
 
     lm, root = calibrated
@@ -1978,14 +1979,7 @@ def test_a_late_spot_check_written_before_its_anchoring_failed_is_queued_at_the_
     log = AuditLog(tmp_path / "audit.jsonl", anchor=tmp_path / "audit.anchor")
     lost = log.append({"request_id": "d1", "route": "accept", "domain": "alpha", "spot_check_rate": 1.0,
                        "question": "who ?", "answer": "paris"}, kind="decision")  # its spot-check never written
-    real = AuditLog._write_anchor
-
-    def full_after_a_spot_check(self, seq, digest):
-        if self._last_line is not None and b'"kind":"spot_check"' in self._last_line[1]:
-            raise AuditError(f"cannot write the audit anchor {self.anchor}: No space left on device")
-        return real(self, seq, digest)
-
-    monkeypatch.setattr(AuditLog, "_write_anchor", full_after_a_spot_check)
+    anchor_full_after("spot_check")
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         Guard.from_policy(pol, lm=lm)

@@ -1397,21 +1397,12 @@ def test_the_monitors_records_reach_the_anchor_so_cutting_a_tightening_off_is_ca
     assert not verify(policy.audit.path, anchor=policy.audit.anchor).ok
 
 
-def test_a_tightening_on_record_whose_anchoring_failed_is_still_mirrored_in_the_state_file(tmp_path, monkeypatch):
+def test_a_tightening_on_record_whose_anchoring_failed_is_still_mirrored_in_the_state_file(tmp_path, anchor_full_after):
     """The monitor's tightening record written, then its head not anchored (the anchor's disk full): the run raised,
     the state file a guard reads was not written, and the domain went on accepting though the chain holds the
     tightening. The record is on disk: the run goes on, the state file says tightened, and a warning says what failed."""
-    from hguard.errors import AuditError
-
     policy = _anchored_deployment(tmp_path)
-    real = AuditLog._write_anchor
-
-    def full_after_a_tightening(self, seq, digest):
-        if self._last_line is not None and b'"kind":"monitor_tighten"' in self._last_line[1]:
-            raise AuditError(f"cannot write the audit anchor {self.anchor}: No space left on device")
-        return real(self, seq, digest)
-
-    monkeypatch.setattr(AuditLog, "_write_anchor", full_after_a_tightening)
+    anchor_full_after("monitor_tighten")
     with pytest.warns(UserWarning, match=r"the monitor's monitor_tighten record is written to the audit log .*"
                                          r"append raised after writing it \(AuditError: cannot write the audit anchor"):
         rep = run_monitor(policy)
@@ -1420,23 +1411,15 @@ def test_a_tightening_on_record_whose_anchoring_failed_is_still_mirrored_in_the_
     assert [r["kind"] for r in AuditLog(policy.audit.path)].count("monitor_tighten") == 1
 
 
-def test_a_tightening_on_record_whose_anchoring_failed_is_mirrored_under_warnings_as_errors(tmp_path, monkeypatch):
+def test_a_tightening_on_record_whose_anchoring_failed_is_mirrored_under_warnings_as_errors(tmp_path, anchor_full_after):
     """Under warnings as errors (python -W error, pytest's filterwarnings = error) the warning that the tightening
     record is written though its anchoring failed was raised in place of the run, before the state file was written:
     a guard kept accepting in a domain the chain holds tightened. The run goes on and the state file says tightened."""
     import warnings
 
-    from hguard.errors import AuditError
 
     policy = _anchored_deployment(tmp_path)
-    real = AuditLog._write_anchor
-
-    def full_after_a_tightening(self, seq, digest):
-        if self._last_line is not None and b'"kind":"monitor_tighten"' in self._last_line[1]:
-            raise AuditError(f"cannot write the audit anchor {self.anchor}: No space left on device")
-        return real(self, seq, digest)
-
-    monkeypatch.setattr(AuditLog, "_write_anchor", full_after_a_tightening)
+    anchor_full_after("monitor_tighten")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         rep = run_monitor(policy)
