@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hguard._policy_thresholds import ABSTAINS_ON_NEARLY_ALL, Thresholds
-from hguard._policy_values import _fmt, _real
+from hguard._numerics import is_real
+from hguard._policy_values import _fmt
 from hguard._stats import clopper_pearson_lower, clopper_pearson_upper
 from hguard.errors import InputError
 from hguard.errors import shown as _short
@@ -35,7 +36,7 @@ def _calibration_arrays(risks: "Sequence[float] | np.ndarray", hallucinated: "Se
         i = int(bad[0])
         raise InputError(f"risks[{i}] is {r[i]!r}, not a number in [0, 1]; drop or rescore that answer")
     y_raw = np.asarray(labels, dtype=object)
-    is_label = np.array([isinstance(v, (bool, np.bool_)) or (_real(v) and v in (0, 1)) for v in labels], dtype=bool)
+    is_label = np.array([isinstance(v, (bool, np.bool_)) or (is_real(v) and v in (0, 1)) for v in labels], dtype=bool)
     if not is_label.all():
         i = int(np.flatnonzero(~is_label)[0])
         raise InputError(f"hallucinated[{i}] is {_short(labels[i])}; labels must be True/False (or 0/1)")
@@ -120,7 +121,7 @@ def check_levels(where: str = "", **levels: Any) -> None:
     """InputError unless each of ``levels`` (a target rate, a confidence) is a number strictly between 0 and 1;
     ``where`` opens the message (the function or command it was given to)."""
     for name, value in levels.items():
-        if not _real(value) or not (0.0 < value < 1.0):
+        if not is_real(value) or not (0.0 < value < 1.0):
             raise InputError(f"{where}{name} must be a number strictly between 0 and 1, got {_short(value)}")
 
 
@@ -189,7 +190,7 @@ def fit_thresholds(
     force after the accept threshold was withdrawn with a lower bound of 0.898 < the 0.9 required.)
     """
     check_levels("fit_thresholds: ", target=target, confidence=confidence, abstain_precision=abstain_precision)
-    if not _real(min_coverage) or not (0.0 <= min_coverage < 1.0):
+    if not is_real(min_coverage) or not (0.0 <= min_coverage < 1.0):
         raise InputError(f"fit_thresholds: min_coverage must be a number in [0, 1), got {_short(min_coverage)}")
     import numpy as np
 

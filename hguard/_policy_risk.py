@@ -7,8 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hguard._numerics import sigmoid
-from hguard._policy_values import _real
+from hguard._numerics import is_real, sigmoid
 from hguard.errors import InputError, ProbeError
 from hguard.errors import shown as _short
 
@@ -29,7 +28,7 @@ def _merger_vector(merger: Mapping[str, Any], key: str, n: int) -> list[float]:
         )
     out = []
     for i, v in enumerate(values):
-        if not _real(v) or not math.isfinite(v):
+        if not is_real(v) or not math.isfinite(v):
             raise ProbeError(
                 f"risk merger field {key}[{i}] must be a finite number, got {_short(v)}; recalibrate the domain"
             )
@@ -72,7 +71,7 @@ def merge_risk(signals: Mapping[str, float | None], merger: Mapping[str, Any]) -
     scale = _merger_vector(merger, "scale", n)
     coef = _merger_vector(merger, "coef", n)
     intercept = merger.get("intercept")
-    if not _real(intercept) or not math.isfinite(intercept):
+    if not is_real(intercept) or not math.isfinite(intercept):
         raise ProbeError(f"risk merger 'intercept' must be a finite number, got {_short(intercept)}; recalibrate the domain")
     for name, s in zip(features, scale):
         if s <= 0:
@@ -87,7 +86,7 @@ def merge_risk(signals: Mapping[str, float | None], merger: Mapping[str, Any]) -
     z = float(intercept)
     for name, m, s, c in zip(features, mean, scale, coef):
         x = signals[name]
-        if not _real(x) or not math.isfinite(x):
+        if not is_real(x) or not math.isfinite(x):
             raise UnscorableSignal(
                 f"cannot merge risk: signal {name!r} is {_short(x)}, not a finite number; "
                 "route the answer to review"
@@ -122,11 +121,11 @@ def apply_grounding(risk: float, grounding_support: float | None, weight: float)
     ``grounding_support=None`` (no context given) returns ``risk`` unchanged.
     """
     for name, value in (("risk", risk), ("weight", weight)):
-        if not _real(value) or not (0.0 <= value <= 1.0):
+        if not is_real(value) or not (0.0 <= value <= 1.0):
             raise InputError(f"apply_grounding: {name} must be a number in [0, 1], got {_short(value)}")
     if grounding_support is None:
         return float(risk)
-    if not _real(grounding_support) or not (0.0 <= grounding_support <= 1.0):
+    if not is_real(grounding_support) or not (0.0 <= grounding_support <= 1.0):
         raise InputError(
             f"apply_grounding: grounding support must be a number in [0, 1] or None, got {_short(grounding_support)}; "
             "route the answer to review"

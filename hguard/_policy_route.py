@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from hguard._policy_thresholds import ABSTAINS_ON_NEARLY_ALL, Thresholds, accepts_uncertified
 from hguard._numerics import finite_number
-from hguard._policy_values import _finite_unit, _fmt, _real
+from hguard._numerics import is_real
+from hguard._policy_values import _finite_unit, _fmt
 from hguard.errors import shown as _short
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ def decide(
     for hold in holds:
         close(REVIEW, hold)
 
-    usable_risk = float(risk) if _real(risk) and math.isfinite(risk) and 0.0 <= risk <= 1.0 else None
+    usable_risk = float(risk) if is_real(risk) and math.isfinite(risk) and 0.0 <= risk <= 1.0 else None
     risk_ok = usable_risk is not None
     if unscored is not None:
         close(REVIEW, unscored)

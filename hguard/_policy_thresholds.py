@@ -9,7 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from hguard._policy_values import _fmt, _real
+from hguard._numerics import is_real
+from hguard._policy_values import _fmt
 from hguard._stats import clopper_pearson_upper
 from hguard.errors import InputError, ProbeError
 from hguard.errors import shown as _short
@@ -57,7 +58,7 @@ class Thresholds:
     def __post_init__(self) -> None:
         for name in ("accept_below", "abstain_above"):
             value = getattr(self, name)
-            if not _real(value) or not (0.0 <= value <= 1.0):
+            if not is_real(value) or not (0.0 <= value <= 1.0):
                 raise InputError(f"Thresholds.{name} must be a number in [0, 1], got {_short(value)}")
         if self.accept_below > self.abstain_above:
             raise InputError(
@@ -66,7 +67,7 @@ class Thresholds:
             )
         for name in ("target", "confidence"):
             value = getattr(self, name)
-            if not _real(value) or not (0.0 < value < 1.0):
+            if not is_real(value) or not (0.0 < value < 1.0):
                 raise InputError(f"Thresholds.{name} must be a number strictly between 0 and 1, got {_short(value)}")
         if not isinstance(self.n_calibration, int) or isinstance(self.n_calibration, bool) or self.n_calibration < 0:
             raise InputError(f"Thresholds.n_calibration must be an integer >= 0, got {_short(self.n_calibration)}")
@@ -79,7 +80,7 @@ class Thresholds:
             "abstained_precision_lcb",
         ):
             value = getattr(self, name)
-            if value is not None and (not _real(value) or not (0.0 <= value <= 1.0)):
+            if value is not None and (not is_real(value) or not (0.0 <= value <= 1.0)):
                 raise InputError(f"Thresholds.{name} must be None or a number in [0, 1], got {_short(value)}")
         if not isinstance(self.method, str):
             raise InputError(f"Thresholds.method must be a string, got {_short(self.method)}")
@@ -89,12 +90,12 @@ class Thresholds:
                              f"got {_short(m)}")
         c = self.certified_abstain
         if c is not None and (not isinstance(c, Mapping) or set(c) != set(_CERTIFIED_ABSTAIN_KEYS)
-                              or not _real(c["abstain_above"]) or not 0.0 <= c["abstain_above"] <= self.abstain_above):
+                              or not is_real(c["abstain_above"]) or not 0.0 <= c["abstain_above"] <= self.abstain_above):
             raise InputError(f"Thresholds.certified_abstain must be None or a mapping of "
                              f"{', '.join(_CERTIFIED_ABSTAIN_KEYS)} (an abstain_above in [0, abstain_above]), got {_short(c)}")
         r = self.refitted_from
         if r is not None and (not isinstance(r, Mapping) or set(r) != {"target", "confidence"}
-                              or not all(_real(v) and 0.0 < v < 1.0 for v in r.values())):
+                              or not all(is_real(v) and 0.0 < v < 1.0 for v in r.values())):
             raise InputError(f"Thresholds.refitted_from must be None or a mapping of target and confidence (numbers "
                              f"strictly between 0 and 1), got {_short(r)}")
 
@@ -112,7 +113,7 @@ class Thresholds:
     def route_of(self, risk: float) -> str:
         """The route these thresholds alone give ``risk`` ("accept", "review" or "abstain"; a risk that is
         not a number reviews). The guard's :func:`hguard.policy.decide` adds every other rule."""
-        if not _real(risk) or not math.isfinite(risk):
+        if not is_real(risk) or not math.isfinite(risk):
             return "review"
         return "abstain" if risk >= self.abstain_above else "accept" if risk < self.accept_below else "review"
 

@@ -7,7 +7,6 @@ from typing import Any, TypeGuard
 
 from ._numerics import is_real
 
-_real = is_real  # numbers.Real (numpy scalars too), never a bool: the one rule, in _numerics
 
 
 def _fmt(x: float) -> str:
@@ -15,4 +14,4 @@ def _fmt(x: float) -> str:
 
 
 def _finite_unit(x: Any) -> TypeGuard[float]:
-    return _real(x) and math.isfinite(x) and 0.0 <= x <= 1.0
+    return is_real(x) and math.isfinite(x) and 0.0 <= x <= 1.0
