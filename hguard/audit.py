@@ -81,7 +81,7 @@ from ._audit_records import (
 from ._audit_verify import VerifyReport, verify
 from ._privacy import FILE_MODE
 from .errors import (AuditError, AuditIntegrityError, AuditKeyMismatch, AuditKeyRequired, InputError, NothingToArchive,
-                     error_text)
+                     error_text, warn_aside)
 
 __all__ = [
     "CONTINUATION",
@@ -857,6 +857,18 @@ def append_written(audit: Any, record: dict[str, Any], *, kind: str,
             if written is not None and getattr(written, "id", None) == record_id and written != before:
                 return written, exc
         raise
+
+
+def append_warned(audit: Any, record: dict[str, Any], *, kind: str, what: str, stacklevel: int = 1,
+                  append: Callable[..., Any] | None = None) -> Any:
+    """:func:`append_written`, for a record that is no decision (a retrieval step, an adapter's call record, the
+    monitor's): its receipt; one written whose append then raised stands, and what failed after it is said as a
+    warning beside the caller's result, never in its place (:func:`hguard.errors.warn_aside`). ``what`` names the
+    record in the warning; ``stacklevel`` as for ``warnings.warn``, counted from the caller."""
+    receipt, failed = append_written(audit, record, kind=kind, append=append)
+    if failed is not None:
+        warn_aside(sink_failed_after(what, receipt, failed), stacklevel=stacklevel + 1)
+    return receipt
 
 
 def sink_failed_after(what: str, receipt: Any, exc: BaseException) -> str:

@@ -32,9 +32,9 @@ from ._guard_scoring import CANCELLED_HOLD, NO_ROUTER_QUESTIONS, REMOVED_DOMAIN,
 from ._json import json_safe
 from ._resources import DEFAULT_POLICY, public_seed_warning
 from .domain import CalibratedDomain
-from .audit import append_written, sink_failed_after
+from .audit import append_warned
 from .errors import (AuditError, HGuardError, InputError, ModelNotFoundError, PolicyError, ProbeError, UsageError, cut_text,
-                     error_text, install_extra, warn_aside)
+                     error_text, install_extra)
 from .generation import Generator
 from .models import LoadedModel, load_model
 from ._policy_load import checked_policy
@@ -359,10 +359,9 @@ class Guard(_Scoring, _Recording):
         def append(record: dict, *, kind: str) -> Any:
             return self.audit.append_unless_written(record, kind=kind, since=since, written=written)
 
-        receipt, failed = append_written(self.audit, dict(spot), kind=SPOT, append=append)
-        if failed is not None:  # on record: the put-back goes on from it (it gave up checking the whole queue)
-            warn_aside(sink_failed_after(f"the late spot-check record of decision {decision['id']}", receipt, failed),
-                       stacklevel=4)
+        # on record though its append raised after: the put-back goes on from it (it gave up checking the whole queue)
+        receipt = append_warned(self.audit, dict(spot), kind=SPOT, append=append, stacklevel=4,
+                                what=f"the late spot-check record of decision {decision['id']}")
         if receipt is None:
             return {k: theirs[0].get(k) for k in ("id", "kind", "route", "domain", "spot_check_rate",
                                                   "decision_audit_id", "selected_because")}
@@ -1220,11 +1219,9 @@ class Guard(_Scoring, _Recording):
         }
         audit_id = None
         if self.audit is not None:
-            receipt, failed = append_written(self.audit, record, kind=RETRIEVAL_QUERY)
-            if failed is not None:  # on record (no answer, nothing decided): the text is handed over, the failure said
-                warn_aside(sink_failed_after(f"the {RETRIEVAL_QUERY} record of step {step!r}", receipt, failed),
-                           stacklevel=2)
-            audit_id = receipt.id
+            # on record though its append raised after (no answer, nothing decided): the text is handed over
+            audit_id = append_warned(self.audit, record, kind=RETRIEVAL_QUERY, stacklevel=2,
+                                     what=f"the {RETRIEVAL_QUERY} record of step {step!r}").id
         return QueryRewrite(text=g.text, audit_id=audit_id, step=step)
 
     async def ainvoke(self, question: str, context=None, domain: str | None = None, **kw) -> GuardResult:

@@ -58,7 +58,7 @@ from typing import Any, Mapping, Sequence
 
 from ._audit_export import linked_decisions
 from ._monitor_report import public_report, summary, write_html
-from .audit import append_written, sink_failed_after
+from .audit import append_warned
 from ._monitor_state import (
     CHECK,
     LIFT,
@@ -79,7 +79,6 @@ from ._stats import clopper_pearson_lower, clopper_pearson_upper
 from ._text import hidden_characters_in
 from .errors import AuditIntegrityError, HGuardError, InputError, PolicyError
 from .errors import shown as _short
-from .errors import warn_aside
 
 __all__ = [
     "SPOT",
@@ -846,11 +845,10 @@ def _policys_own_log(policy, audit_path) -> bool:
 
 
 def _append(audit, kind: str, record: dict) -> dict:
-    receipt, failed = append_written(audit, dict(record), kind=kind)
-    if failed is not None:  # on record, its anchoring failed after: what the state file mirrors holds it (a tightening
-        # on record is the guard's, not one a rerun may find missing), and the failure is said beside the run, never in
-        # its place (under warnings as errors the run stopped before writing the state file)
-        warn_aside(sink_failed_after(f"the monitor's {kind} record", receipt, failed), stacklevel=3)
+    # on record though its anchoring failed after: what the state file mirrors holds it (a tightening on record is the
+    # guard's, not one a rerun may find missing), and the failure is said beside the run, never in its place (under
+    # warnings as errors the run stopped before writing the state file)
+    receipt = append_warned(audit, dict(record), kind=kind, what=f"the monitor's {kind} record", stacklevel=3)
     # the record's own time: the state file (and each held answer's reason) names the tightening as the chain does
     return {**record, "kind": kind, "id": receipt.id, "hash": receipt.hash,
             "time": receipt.time or datetime.now(timezone.utc).isoformat(timespec="microseconds")}  # fmt: skip

@@ -14,8 +14,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
 from hguard._privacy import redacted
-from hguard.audit import AuditLog, append_written, sink_failed_after
-from hguard.errors import warn_aside
+from hguard.audit import AuditLog, append_warned
 from hguard.streaming import after_delivery, error_fields, jsonable
 
 from .chat_models import DECISION_KEYS, any_text, read_chat
@@ -192,10 +191,8 @@ class HGuardAuditCallbackHandler(BaseCallbackHandler):
         """Write one ``llm_call`` record. One the log holds though its ``append`` raised after writing it (the anchor,
         or an ``AuditLog`` subclass's own copy elsewhere, failing) is written: said as a warning, not raised as a
         failed write (:func:`hguard.audit.append_written`)."""
-        receipt, failed = append_written(self.audit, record, kind=KIND)
-        if failed is not None:
-            warn_aside(sink_failed_after(f"the {KIND} record of run {record.get('run_id')}", receipt, failed),
-                       stacklevel=2)
+        append_warned(self.audit, record, kind=KIND, what=f"the {KIND} record of run {record.get('run_id')}",
+                      stacklevel=2)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any) -> None:
         generations: Sequence[Any] = [g for gens in response.generations for g in gens]

@@ -25,8 +25,7 @@ from llama_index.core.instrumentation.events.query import QueryEndEvent, QuerySt
 from llama_index.core.instrumentation.events.span import SpanDropEvent
 from pydantic import PrivateAttr
 
-from hguard.audit import AuditLog, append_written, sink_failed_after
-from hguard.errors import warn_aside
+from hguard.audit import AuditLog, append_warned
 from hguard.streaming import DECISION_KEYS, after_delivery, error_fields, jsonable
 
 from .base import split_chat
@@ -188,10 +187,8 @@ class HGuardAuditEventHandler(BaseEventHandler):
         """Write one record. One the log holds though its ``append`` raised after writing it (the anchor, or an
         ``AuditLog`` subclass's own copy elsewhere, failing) is written: said as a warning, not kept as a failed write
         for :meth:`raise_if_failed` (:func:`hguard.audit.append_written`)."""
-        receipt, failed = append_written(self.audit, record, kind=kind)
-        if failed is not None:
-            warn_aside(sink_failed_after(f"the {kind} record of span {record.get('span_id')}", receipt, failed),
-                       stacklevel=2)
+        append_warned(self.audit, record, kind=kind, what=f"the {kind} record of span {record.get('span_id')}",
+                      stacklevel=2)
 
     def _handle(self, event: BaseEvent) -> None:
         if isinstance(event, LLMCompletionStartEvent):
