@@ -200,7 +200,7 @@ def _matching_form(text: str, offsets: list[int] | None = None) -> str:
     if offsets is not None:
         offsets.extend(range(at, len(text)))
     read = "".join(parts).translate(COLON_LIKE)  # the same length: the offsets hold
-    if _LOOK_ALIKE.search(read) is not None:  # the same length: the offsets hold
+    if _LOOK_ALIKE.search(read) is not None:  # (also the same length)
         read = _LETTERS.sub(_look_alikes_folded, read)
     return read
 
@@ -236,7 +236,8 @@ def hidden_characters_in(name: str) -> str | None:
 
 # what shows nothing: whitespace, format characters (a zero-width space, a byte-order mark), the characters Unicode
 # says to ignore when they cannot be shown (a variation selector, the Hangul filler), and the blank Braille cell
-_BLANK = regex.compile(r"[\s\p{Cf}\p{Default_Ignorable_Code_Point}\u2800]*")
+_BLANK_CHAR = r"[\s\p{Cf}\p{Default_Ignorable_Code_Point}\u2800]"  # a blank or invisible character
+_BLANK = regex.compile(_BLANK_CHAR + "*")
 
 
 def blank(text: str) -> bool:
@@ -271,7 +272,7 @@ _ABBREVIATION = regex.compile(
     r"(?i)(?:\b\p{L}(?:\.\p{L})*|\b(?:etc|vs|cf|ca|approx|esp|incl|viz|resp|al|fig|figs|no|nos|vol|pp|ed|eds|dept|est"
     r"|min|max|sq|ft|oz|lb|lbs|mt|st|dr|mr|mrs|ms|prof|jr|sr|gen|col|lt|sgt|capt|rev|hon|gov|sen|rep|co|corp|inc|ltd"
     r"|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec))\Z")
-_BLANK_ONE = regex.compile(r"[\s\p{Cf}\p{Default_Ignorable_Code_Point}\u2800]")
+_BLANK_ONE = regex.compile(_BLANK_CHAR)
 _TWO_LOWER = regex.compile(r"\p{Ll}\p{Ll}")
 _TITLE_START = regex.compile(r"\p{Lu}\p{Ll}")
 
