@@ -28,7 +28,7 @@ import regex  # Unicode properties the standard re lacks
 from .errors import one_line
 
 __all__ = ["misdecoded", "asks_only_yes_no", "asks_yes_no", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "japanese_grammar",
-           "language_of", "asks", "sentences",
+           "language_of", "asks", "clauses", "refers_back", "sentences",
            "script_of", "script_words",
            "direction_controls", "listed", "matching_form", "reads_english", "same_words", "shown_plainly", "without_ignorables", "words_of"]
 
@@ -333,6 +333,82 @@ def _unblanked(text: str, start: int, end: int) -> str:
     while end > start and _BLANK_ONE.match(text, end - 1):
         end -= 1
     return text[start:end]
+
+
+# A second question joined to the first within one sentence: after a semicolon (an auxiliary verb may open it), or
+# after a comma or "and" / "but" / "or" / "plus" (with "also" or "then" after it), a clause opening with a question
+# word ("What is the capital of France, and what overdraft fee does my bank charge?"). After a bare comma only "what",
+# "how" and "why" open one: "which", "who", "where", "when" there open a relative clause ("Peru, which lies ..."), an
+# auxiliary the sentence's own verb ("Which mineral, found in Arkansas, is an ore ...?").
+_ASKING = r"(?:what|which|who|whom|whose|where|when|why|how)"
+_AUXILIARY = (r"(?:is|are|was|were|do|does|did|can|could|will|would|should|shall|may|might|must|has|have|had|isn't|aren't"
+              r"|wasn't|weren't|don't|doesn't|didn't|can't|won't)")
+_CLAUSE_BREAK = regex.compile(  # no blanks before the break (the clauses are stripped): linear on a long run of them
+    rf"(?i)[;\uff1b\u061b]\s*(?:(?:and|but|or|plus)\s+)?(?:(?:also|then)\s+)?(?=(?:{_ASKING}|{_AUXILIARY})\b)"
+    rf"|,\s*(?:and|but|or|plus)\s+(?:(?:also|then)\s+)?(?={_ASKING}\b)"
+    rf"|(?P<comma>,\s*(?:(?:also|then)\s+)?(?=(?:what|how|why)\b))"
+    rf"|(?P<bare>(?<=\s)(?:and|but|plus)\s+(?:(?:also|then)\s+)?(?={_ASKING}\b))")
+# a clause that asks: it opens with a question word (after a preposition: "In which country ..."; "when" and "where"
+# with an auxiliary after them, not "When a person sees ...") or an auxiliary verb, or asks in place after a
+# preposition ("Copenhagen is the capital of which country", "Myanmar lies on which continent")
+_OPENS_QUESTION = regex.compile(
+    rf"(?i)(?:(?:in|at|on|for|from|by|to|of|with|during|under|after|before|since|until)\s+)?"
+    rf"(?:(?:what|which|who|whom|whose|why|how)\b|(?:when|where)\s+{_AUXILIARY}\b)|{_AUXILIARY}\b")
+_ASKS_IN_PLACE = regex.compile(r"(?i)\b(?:of|on|in|by|to|for|from|at|with|into|under)\s+(?:which|what|whose)\b")
+_ASKING_WORD = regex.compile(rf"(?i)\b{_ASKING}\b")
+
+
+def _clause_asks(clause: str) -> bool:
+    """Whether ``clause`` asks: :data:`_OPENS_QUESTION` at its start, or :data:`_ASKS_IN_PLACE`."""
+    return bool(_OPENS_QUESTION.match(clause) or _ASKS_IN_PLACE.search(clause))
+
+
+def _embeds_question(clause: str) -> bool:
+    """Whether ``clause`` holds a question word that neither opens it nor asks in place after a preposition: a
+    question embedded in it ("Can you define what is good", "Who discovered how the stomach functions")."""
+    opener = _OPENS_QUESTION.match(clause)
+    in_place = [m.span() for m in _ASKS_IN_PLACE.finditer(clause)]
+    return any(not (opener and m.end() <= opener.end()) and not any(a <= m.start() < b for a, b in in_place)
+               for m in _ASKING_WORD.finditer(clause))
+
+
+def clauses(sentence: str) -> list[str]:
+    """The questions one sentence joins (:data:`_CLAUSE_BREAK`): "What is the capital of France, and what overdraft
+    fee does my bank charge?" asks "What is the capital of France?" and "what overdraft fee does my bank charge?",
+    each ending with the sentence's question mark (without it a question reads farther from its kind).
+    ``[sentence]`` unless its first clause asks (:func:`_clause_asks`; an opening phrase before a comma and "what",
+    "how" or "why" is part of it: "When a person sees something, what ...?" is one question) and no later one refers
+    back to it (:func:`refers_back`: "Who wrote Hamlet, and when was it staged?" is one question). "and what"
+    without a comma joins no questions embedded in a clause ("define what is good and what is evil")."""
+    parts: list[str] = []
+    start, embeds, opening = 0, -1, False  # embeds: the start of a clause found to embed a question (it still does)
+    for m in _CLAUSE_BREAK.finditer(sentence):
+        if m["bare"] and (embeds == start or _embeds_question(sentence[start:m.start()].strip())):
+            embeds = start
+            continue
+        clause = sentence[start:m.start()].strip()
+        if m["comma"] and not parts and not opening and not _clause_asks(clause):
+            opening = True  # an opening phrase before the question: "When a person sees something, what ...", "Hi, what"
+            continue
+        parts.append(clause)
+        start = m.end()
+    parts.append(sentence[start:].strip())
+    if len(parts) < 2 or not (opening or _clause_asks(parts[0])):
+        return [sentence]
+    if any(map(refers_back, parts[1:])):
+        return [sentence]
+    mark = _question_mark(sentence) or ""  # each clause a question as the sentence writes one ("France?" reads closer)
+    return [p.rstrip(",") + mark for p in parts[:-1]] + parts[-1:]
+
+
+# words by which a question refers back to an earlier one ("Why was it chosen?"): no question of its own
+_REFERS_BACK = re.compile(r"(?i)\b(?:it|its|they|them|their|this|that|these|those|he|she|his|her|him|there|one)\b")
+
+
+def refers_back(question: str) -> bool:
+    """Whether ``question`` refers back to an earlier one ("Why was it chosen?", "Does it change with pressure?"),
+    and so is no question on its own."""
+    return _REFERS_BACK.search(question) is not None
 
 
 def asks(sentence: str) -> bool:

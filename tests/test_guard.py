@@ -1538,6 +1538,32 @@ def test_two_questions_are_matched_one_by_one_whatever_follows_the_first(calibra
     assert g.choose_domain(two)[0] is None
 
 
+def test_two_questions_joined_in_one_sentence_are_matched_one_by_one(calibrated, tmp_path):
+    """A red-team trial: "What is the capital of France, and what overdraft fee does my bank charge?" was one window,
+    placed in geography by its opening, and the invented fee accepted. Each question a sentence joins is matched on
+    its own; a clause that refers back, or that asks nothing of its own, is not."""
+    from hguard.signals.embedding import router_similarity
+
+    lm, root = calibrated
+    g = Guard.from_policy(_policy(root, tmp_path), lm=lm)
+    minimum = g.policy.domain_min_similarity
+    book, bread = "who is the author of the book", "how do I bake sourdough bread at home?"
+    for join in (", and ", " and also ", "; ", ", "):
+        q = book + join + bread
+        alpha = g._router_vectors(False)["alpha"]
+        assert router_similarity(alpha, g.embedder.encode([q])) >= minimum, join  # whole, it reached alpha
+        assert g.embedder.windows(q) == [q, book + "?", bread], join
+        assert g.domain_similarities(q, only="alpha")["alpha"] < minimum and g.choose_domain(q)[0] is None, join
+    # one question: the second clause refers back, asks nothing of its own, or the first opens no question
+    follow = "who is the author of the book, and when was it written?"
+    short = "who is the author of the book, and when?"
+    opening = "When I read the book, what is the author of the book ?"
+    assert g.embedder.windows(follow) == [follow] and g.embedder.windows(opening) == [opening]
+    assert g.embedder.windows(short) == [short, book + "?"]
+    for q in (follow, short, opening):
+        assert g.choose_domain(q)[0] == "alpha", q
+
+
 def test_a_named_domain_whose_similarity_cannot_be_computed_fails_closed(calibrated, tmp_path, monkeypatch):
     lm, root = calibrated
     g = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)

@@ -128,3 +128,30 @@ def test_a_transcript_or_a_label_behind_a_blank_of_its_own_or_a_colon_look_alike
     for prose in ("\u13a0\u13c2\u13b3\u13b5 \u13a4\u13c2\u13b7. The ratio is 1\u22362.", "\u0540\u0561\u0575\u0561\u057d\u057f\u0561\u0576 \u0565\u0580\u056f\u056b\u0580 \u0567\u0589",
                   "\u2800\u2800 Braille cells \u2800 in prose."):
         assert not addressed_to_model(prose) and typed_turns(prose) == [] and plain_labels_in(prose) == []
+def test_the_questions_one_sentence_joins_are_its_clauses_each_a_question_of_its_own():
+    """A red-team trial: "What is the capital of France, and what overdraft fee does my bank charge?" was matched
+    whole, and its on-topic opening carried the off-topic question. Ordinary sentences stay whole."""
+    from hguard._text import clauses
+
+    fee = "what overdraft fee does my bank charge?"
+    for join in (", and ", ", and also ", " and ", " but ", "; ", ";\u00a0", "\uff1b", ", ", ", then "):
+        assert clauses("What is the capital of France" + join + fee) == ["What is the capital of France?", fee], join
+    assert clauses("Which city is the capital of Peru; does my bank charge a fee?") == [
+        "Which city is the capital of Peru?", "does my bank charge a fee?"]
+    assert clauses("Copenhagen is the capital of which country, and how much is my mortgage rate?") == [
+        "Copenhagen is the capital of which country?", "how much is my mortgage rate?"]
+    assert clauses("On which continent is Kuwait and " + fee) == ["On which continent is Kuwait?", fee]
+    assert clauses("Hi, what is the capital of France, and " + fee) == ["Hi, what is the capital of France?", fee]
+    assert clauses("Quelle est la capitale de la France\uff1f") == ["Quelle est la capitale de la France\uff1f"]
+    assert clauses("What is the capital of France, and " + fee[:-1] + "\uff1f") == [
+        "What is the capital of France\uff1f", fee[:-1] + "\uff1f"]  # each asked with the sentence's own mark
+    for one in ("What is the capital and the largest city of Kenya?", "Who wrote Hamlet, and when was it staged?",
+                "What is the capital of France, and what is its population?",
+                "What is the capital of Peru, which lies on the coast?", "Which golf course, which has hosted the Open, was bought?",
+                "Which mineral, found in Arkansas, is an ore of aluminum?", "Until what year, was the US the sole possessor?",
+                "When a person sees something, what carries the message to the brain?",
+                "In Lewis Carroll's poem, what did the snark turn into?", "Can you define what is good and what is evil?",
+                "Who discovered how the stomach functions and what was the method used?", "Is it Paris or is it Lyon?",
+                "Which is bigger, France or Spain?"):
+        assert clauses(one) == [one], one
+    assert clauses("Who wrote Hamlet, and when?") == ["Who wrote Hamlet?", "when?"]  # too short to be matched alone

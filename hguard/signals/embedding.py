@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import threading
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hguard._numerics import NUMBER_RULE, number_rows
-from hguard._text import asks, sentences
+from hguard._text import asks, clauses, refers_back, sentences
 from hguard.errors import InputError, ModelNotFoundError, install_extra, shown
 from hguard.models import as_loaded
 
@@ -209,12 +208,16 @@ class Embedder:
         question would carry another ("What is the capital of Burkina Faso? Also, who wrote Hamlet?" was placed
         in literature, and the wrong capital accepted there). A question that refers back ("Why was it chosen?",
         "Does it change with pressure?") is no question on its own: matched alone it sent ordinary follow-ups to
-        review. One piece for a one-sentence text that fits."""
+        review. A question sentence that joins questions is matched by each of them too, the same way
+        (:func:`hguard._text.clauses`: "What is the capital of France, and what overdraft fee does my bank charge?"
+        was placed in geography by its opening); one whose later question refers back ("Who wrote Hamlet, and when
+        was it staged?") or whose first clause asks nothing ("When a person sees something, what ...?") is one
+        question. One piece for a one-question text that fits."""
         pieces = self._token_windows(text)
         said = sentences(text)
-        asked = [x for x in said if asks(x) and len(x.split()) >= 3 and not _REFERS_BACK.search(x)]
-        if len(said) > 1:
-            pieces += [x for x in dict.fromkeys(asked) if x != text.strip()]
+        asked = [c for x in said if asks(x) for c in clauses(x)
+                 if len(c.split()) >= 3 and not refers_back(c)]
+        pieces += [x for x in dict.fromkeys(asked) if x != text.strip()]
         return pieces
 
     def _token_windows(self, text: str) -> list[str]:
@@ -296,8 +299,6 @@ def unit_embedder(embedder: object) -> object:
     return UnitEmbedder(embedder)
 
 
-# words by which a question refers back to an earlier one: such a question is not matched on its own
-_REFERS_BACK = re.compile(r"(?i)\b(?:it|its|they|them|their|this|that|these|those|he|she|his|her|him|there|one)\b")
 # A question's similarity to a domain is the mean cosine of its closest calibration questions, this many
 ROUTER_NEAREST = 5
 # and a domain's router holds at most this many of its calibration questions (spread over them)
