@@ -22,10 +22,14 @@ def finite_number(value: Any) -> float | None:
     """The one reader of a number handed back by a callable, of one's own or the guard's (a grounding scorer's signal,
     a router's similarity, a probe's logit or distance, a confidence signal): ``value`` as a float when it is a finite
     real number (:func:`is_real`), else None, which the caller holds for review naming the value. A str that
-    ``float()`` reads ("0.9"), a bool, None, NaN, an infinity or an array are not numbers here."""
+    ``float()`` reads ("0.9"), a bool, None, NaN, an infinity, an int too large for a float (10**400) or an array
+    are not numbers here."""
     if not is_real(value):
         return None
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:  # an int beyond float range: float() raises where it would be an infinity
+        return None
     return x if math.isfinite(x) else None
 
 

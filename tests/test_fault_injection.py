@@ -98,6 +98,8 @@ def test_controls_accept_without_a_fault(make_guard):
         ({"grounding": "0.9", "grounding_lexical": 0.9}, "'grounding' is '0.9' (str) from the grounding scorer _Grounding"),
         ({"grounding": True, "grounding_lexical": 0.9}, "'grounding' is True (bool) from the grounding scorer _Grounding"),
         ({"grounding": 0.9, "grounding_lexical": np.array(0.9)}, "'grounding_lexical' is array(0.9) (ndarray)"),
+        # float() raises OverflowError on it: held as no number, naming it, not as a failure of the scorer
+        ({"grounding": 10**400, "grounding_lexical": 0.9}, "(int) from the grounding scorer _Grounding"),
         (RuntimeError("embedder gone"), "grounding failed: RuntimeError: embedder gone"),
         (_Unreadable("embedder gone"), "grounding failed: _Unreadable: _Unreadable('embedder gone') (its message could "
                                        "not be read: str() raised ValueError)"),

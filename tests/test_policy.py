@@ -1118,6 +1118,8 @@ def test_choose_domain():
     # the reason names the runner-up, so a near tie shows in the record
     assert choose_domain({"geo": 0.4234, "rag": 0.4099}, policy)[1] == "domain 'geo' chosen with similarity 0.4234 (next: 'rag' 0.4099)"
     assert choose_domain({"geo": float("nan")}, policy)[0] is None
+    # a router of one's own handing back an int too large for a float: no score (it raised OverflowError)
+    assert choose_domain({"geo": 10**400, "rag": 0.5}, policy)[0] == "rag"
     assert choose_domain({}, policy)[0] is None
 
 
