@@ -19,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
+from ._numerics import finite_number
 from .errors import InputError, ProbeError
 from .settings import CLOSED_BOOK, PROMPT_MODES, RAG, GenerationSettings
 
@@ -37,6 +38,23 @@ _OWN = {
     "thresholds", "thresholds_fitted_on", "calibration_scores", "held_out_scores", "family_scores", "router_questions", "ood",
     "knowledge_conflict", "random_baseline", *FINGERPRINT_KEYS,
 }
+
+
+def _unusable_threshold(key: str, entry: Mapping[str, Any]) -> str | None:
+    """Why the ``threshold`` of a calibration's ``ood`` or ``knowledge_conflict`` entry (``key``) is none the guard
+    can test against, said after the entry's name; None when it is one. It must be a finite number
+    (:func:`hguard._numerics.finite_number`: true, "3.5" or 10**400 are none), and the knowledge-conflict one a
+    probability in [0, 1]: the detector's score is one, and under a threshold of infinity, of true (1.0) or of 2 no
+    answer was ever flagged, so a conflicting answer was routed as scored; an out-of-distribution threshold of
+    infinity let every distance through."""
+    value = entry.get("threshold")
+    x = finite_number(value)
+    if x is None:
+        return f"['threshold'] is {value!r:.40} ({type(value).__name__}), not a finite number"
+    if key == "knowledge_conflict" and not 0.0 <= x <= 1.0:
+        return (f"['threshold'] is {x!r:.40}, not in [0, 1]: the knowledge-conflict score is a probability, so it "
+                "would flag no answer or every one")
+    return None
 
 
 def _frozen(value):
@@ -133,6 +151,9 @@ class CalibratedDomain:
     def __post_init__(self) -> None:
         if self.prompt_mode not in PROMPT_MODES:
             raise InputError(f"prompt mode must be {CLOSED_BOOK!r} or {RAG!r}, got {self.prompt_mode!r}")
+        for key in ("ood", "knowledge_conflict"):  # built in code: one read from a file was checked by from_metadata
+            if isinstance(getattr(self, key), Mapping) and (why := _unusable_threshold(key, getattr(self, key))):
+                raise InputError(f"{key}{why}; pass the threshold its calibration fitted")
         for name in ("fingerprints", "merger", "ood", "knowledge_conflict", "random_baseline", "extra",
                      "thresholds_fitted_on", "router_questions"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
@@ -210,11 +231,12 @@ class CalibratedDomain:
         if not isinstance(questions, Sequence) or not all(isinstance(q, str) for q in questions):
             bad("router_questions", "a list of strings")
         ood = mapping("ood")
-        if ood and not isinstance(ood.get("threshold"), (int, float)):
-            bad("ood", "an object with a numeric threshold")
         kc = mapping("knowledge_conflict")
-        if kc and (not isinstance(kc.get("detector"), Mapping) or not isinstance(kc.get("threshold"), (int, float))):
-            bad("knowledge_conflict", "an object with a detector and a numeric threshold")
+        if kc and not isinstance(kc.get("detector"), Mapping):
+            bad("knowledge_conflict", "an object with a detector and a threshold")
+        for key, entry in (("ood", ood), ("knowledge_conflict", kc)):
+            if entry and (why := _unusable_threshold(key, entry)):
+                raise ProbeError(f"{where}[{key!r}]{why}; restore the file or recalibrate")
         # What every calibration that records how its thresholds were fitted (or that answered with context) writes:
         # taken out, the guard scored by the probe alone, under thresholds fitted on merged risks, or skipped the
         # out-of-distribution check, with no word (a fault-injection trial's edit flipped a route to accept)

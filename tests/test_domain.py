@@ -225,6 +225,26 @@ def test_a_malformed_record_entry_is_refused_naming_it(small_probe, tmp_path, ke
         CalibratedDomain.load(tmp_path / "p.json")
 
 
+@pytest.mark.parametrize("key, value, says", [
+    ("ood", True, r"\['threshold'\] is True \(bool\), not a finite number"),
+    ("ood", 10**400, r"\['threshold'\] is 1000.* \(int\), not a finite number"),
+    ("knowledge_conflict", True, r"\['threshold'\] is True \(bool\), not a finite number"),
+    ("knowledge_conflict", 2, r"\['threshold'\] is 2.0, not in \[0, 1\]"),
+], ids=["ood-true", "ood-10**400", "conflict-true", "conflict-2"])
+def test_a_threshold_the_checks_cannot_test_against_is_refused_naming_it(small_probe, tmp_path, key, value, says):
+    """A probe file's knowledge-conflict threshold of true (read as 1.0) or 2 loaded, and no answer's score, a
+    probability, reached it: every conflicting answer was routed as scored; an out-of-distribution threshold of
+    10**400 loaded, then raised OverflowError at each answer. Written to the file or built in code, each is refused."""
+    entry = {"detector": {}, "threshold": value} if key == "knowledge_conflict" else {"threshold": value, "quantile": 0.99}
+    small_probe.save(tmp_path / "p.json", metadata={**_domain(small_probe).metadata(), key: entry})
+    with pytest.raises(ProbeError, match=rf"metadata\['{key}'\]{says}.*restore the file or recalibrate"):
+        CalibratedDomain.load(tmp_path / "p.json")
+    with pytest.raises(InputError, match=rf"^{key}{says}"):
+        _domain(small_probe, **{key: entry})
+    with pytest.raises(InputError, match=r"\['threshold'\] is inf \(float\), not a finite number"):
+        _domain(small_probe, **{key: {**entry, "threshold": float("inf")}})  # JSON cannot hold it: built in code
+
+
 @pytest.mark.parametrize("name, key", [("geography", "merger"), ("general.rag", "merger"), ("geography", "ood")])
 def test_a_probe_file_without_the_merger_or_ood_check_its_calibration_fitted_is_refused(tmp_path, name, key):
     """A fault-injection trial took `merger` out of geography.json (and recomputed probe_id, as anyone without a key
