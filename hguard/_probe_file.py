@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ._json import canonical_json
+from ._numerics import finite_number
 from ._privacy import private_mode
 from .errors import InputError, ProbeError, ProbeMismatchError
 
@@ -186,7 +187,7 @@ def _from_document(doc, path: Path, cls):
         return m[key]
 
     is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
-    is_num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
+    is_num = lambda v: finite_number(v) is not None  # noqa: E731
     nums = lambda v: isinstance(v, list) and all(is_num(x) for x in v)  # noqa: E731
 
     n_features = get("n_features_in", lambda v: is_int(v) and v > 0, "a positive int")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike  # a sequence or an array
 
+from hguard._numerics import finite_number
 from hguard.errors import InputError
 
 __all__ = [
@@ -155,9 +156,10 @@ SMALL_CLASS = 10  # below this many answers in the smaller class, auroc_ci widen
 
 
 def _check_unit_open(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 < float(value) < 1.0):
+    x = finite_number(value)
+    if x is None or not 0.0 < x < 1.0:
         raise InputError(f"{name} must be a number strictly between 0 and 1, got {value!r}; e.g. 0.9")
-    return float(value)
+    return x
 
 
 def clopper_pearson_upper(k: int, n: int, confidence: float) -> float:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping
 
+from ._numerics import finite_number
 from .errors import InputError, ProbeError
 
 CLOSED_BOOK, RAG = "closed_book", "rag"
@@ -103,7 +103,7 @@ class GenerationSettings:
         if not isinstance(self.do_sample, bool):
             raise InputError(f"do_sample must be True or False, got {self.do_sample!r}")
         t = self.temperature
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+        if finite_number(t) is None or t <= 0:  # 10**400 too: float() raised OverflowError
             raise InputError(f"temperature must be a finite number > 0, got {t!r}")
 
     @classmethod

@@ -1543,3 +1543,13 @@ def test_a_folder_fsync_that_fails_names_what_it_was_for(tmp_path, monkeypatch):
     with pytest.raises(AuditError, match=r"to make the torn tail of audit\.jsonl saved as audit\.jsonl\.torn-\S+ "
                                          r"durable: \[Errno 5\]"):
         log.append({"x": 2}, kind="note")
+
+
+def test_the_listing_shows_a_risk_that_is_no_number_as_written():
+    """`hguard audit show` printed a record's risk of true as "risk=1.0000", and stopped with OverflowError on one of
+    10**400 (a hand-edited, re-chained log); each is now shown as written, a number as before."""
+    from hguard.cli.audit import _format_record
+
+    assert _format_record({"kind": "decision", "risk": 0.25}).endswith("risk=0.2500")
+    assert _format_record({"kind": "decision", "risk": True}).endswith("risk=True")
+    assert "risk=1000" in _format_record({"kind": "decision", "risk": 10**400})

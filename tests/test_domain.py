@@ -91,10 +91,13 @@ def test_generation_fingerprint_covers_every_setting_and_bad_settings_are_refuse
               base.replace(temperature=0.7).fingerprint}
     assert len(prints) == 6 and GenerationSettings(max_new_tokens=32, system_prompt="answer").fingerprint == base.fingerprint
     for bad, says in (({"max_new_tokens": 0}, "max_new_tokens"), ({"max_new_tokens": True}, "max_new_tokens"),
-                      ({"prompt_mode": "chat"}, "prompt mode"), ({"temperature": 0.0}, "temperature")):
+                      ({"prompt_mode": "chat"}, "prompt mode"), ({"temperature": 0.0}, "temperature"),
+                      ({"temperature": 10**400}, "temperature must be a finite number > 0, got 1000")):  # not OverflowError
         with pytest.raises(InputError, match=says):
             GenerationSettings(**bad)
     assert base.differences(base.replace(max_new_tokens=48)) == ["max_new_tokens 48 at calibration, 32 here"]
+    with pytest.raises(ProbeError, match="temperature must be a finite number > 0, got 1000.*recalibrate"):
+        GenerationSettings.from_dict({"max_new_tokens": 32, "temperature": 10**400})  # a probe file's JSON int
 
 
 def test_a_record_whose_generation_fingerprint_does_not_match_is_refused(small_probe, tmp_path):

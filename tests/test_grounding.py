@@ -419,3 +419,9 @@ def test_cli_json_shape(tmp_path, capsys, embedder):
     assert "not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main(["--data", str(p), "--limit", "0"])
+
+
+def test_a_weight_too_large_for_a_float_is_refused_naming_it(embedder):
+    """10**400 raised OverflowError from math.isfinite; it is refused as NaN is, naming the weight."""
+    with pytest.raises(InputError, match=r"weight 'bias' must be a finite number, got 1000.*; fix the value"):
+        GroundingScorer(embedder=embedder, weights={"bias": 10**400})

@@ -623,3 +623,18 @@ def test_groups_keep_each_group_in_one_fold(train):
     assert len(p.cv_results_["fold_auroc"][0]) == 3
     with pytest.raises(InputError, match="one group key per row"):
         HNeuronProbe(Cs=3, cv=3).fit(X, y, lengths=lengths, groups=groups[:-1])
+
+
+def test_a_number_too_large_for_a_float_in_a_rehashed_file_is_refused_naming_it(saved, tmp_path):
+    """An intercept written as a 400-digit JSON integer (the file re-hashed) raised OverflowError from math.isfinite
+    at load, not the ProbeError naming the field that any other bad number gets."""
+    from hguard.probe import _probe_id
+
+    path, _ = saved
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc["model"]["intercept"] = 10**400
+    doc["probe_id"] = _probe_id(doc)
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(ProbeError, match=r"model\['intercept'\] is missing or not a number \(found 1000"):
+        HNeuronProbe.load(broken)

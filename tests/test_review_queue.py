@@ -1858,3 +1858,14 @@ def test_the_cli_takes_a_domain_whose_items_are_all_archived(tmp_path, capsys):
     assert "wrote 2 reviewed rows" in out
     assert ("no items of domain 'legal-eu' in this queue (its domains: legal-us), unless among its 2 item(s) archived "
             "by an earlier hguard, which kept no domain in the queue; did you mean 'legal-us'?") in err
+
+
+def test_a_recorded_risk_that_is_no_number_is_never_the_same_risk():
+    """A queue item's risk of true was "the same" as its decision record's 1.0 (True is an int), and one of 10**400
+    raised OverflowError in the monitor's and the export's comparison; neither is a risk now, so neither matches."""
+    from hguard.review.queue import same_risk, same_value
+
+    assert same_risk(0.25, 0.25 + 1e-12) and same_risk(None, None) and not same_risk(None, 0.25)
+    assert not same_risk(True, 1.0) and not same_risk(1.0, True)
+    assert not same_risk(10**400, 1.0) and not same_risk(10**400, 10**400)
+    assert same_value({"n": 10**400}, {"n": 10**400}) and not same_value({"n": 10**400}, {"n": 1.0})

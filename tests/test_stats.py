@@ -160,3 +160,12 @@ def test_the_shipped_reports_family_intervals_are_widened_where_a_class_is_small
                     small += 1
                     assert widened_for_small_class(ci, e["auroc"][k], m) == ci, (e, k)
     assert small >= 3 * 7  # three such families, seven signals each
+
+
+def test_a_confidence_too_large_for_a_float_is_refused_in_one_line():
+    """10**400 raised OverflowError from float(); it is refused as any other value outside (0, 1)."""
+    from hguard._stats import clopper_pearson_upper
+
+    with pytest.raises(InputError, match=r"confidence must be a number strictly between 0 and 1, got 1000"):
+        clopper_pearson_upper(1, 10, 10**400)
+    assert clopper_pearson_upper(1, 10, np.float32(0.9)) == pytest.approx(clopper_pearson_upper(1, 10, 0.9))

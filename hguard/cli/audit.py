@@ -8,9 +8,10 @@ import sys
 from typing import Any, Collection, Mapping
 
 from .._audit_export import last_checked, period
+from .._numerics import finite_number
 from ..audit import Problem, VerifyReport, _repair, canonical_json, export_csv, show, verify
 from .._text import shown_plainly
-from ..errors import AuditKeyRequired, HGuardError, InputError, NothingToArchive, PolicyError, cut_text
+from ..errors import AuditKeyRequired, HGuardError, InputError, NothingToArchive, PolicyError, cut_text, shown
 
 __all__ = ["build_parser", "main"]
 
@@ -29,8 +30,10 @@ def _format_record(rec: dict[str, Any]) -> str:
     for key in ("domain", "route", "verdict", "reviewer", "decision_audit_id", "action", "accept_below", "by"):
         if rec.get(key) is not None:
             parts.append(f"{key}={rec[key]}")
-    if isinstance(rec.get("risk"), (int, float)):
-        parts.append(f"risk={rec['risk']:.4f}")
+    if (risk := finite_number(rec.get("risk"))) is not None:
+        parts.append(f"risk={risk:.4f}")
+    elif rec.get("risk") is not None:  # no number (true, 10**400 raised OverflowError): shown as written
+        parts.append(f"risk={shown(rec['risk'], 40)}")
     # what was asked and said, on one line each way (--json has them whole): quoted as JSON, so a line break, tab or
     # leading space shows as written ("\t=1+1" and "=1+1" are two questions), never folded into another text
     for key in ("question", "answer"):

@@ -56,6 +56,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from .._numerics import finite_number, is_real
 from .._policy_route import SPOT_CHECK_REASON
 from .._privacy import FILE_MODE, redacted
 from .._text import hidden_characters_in, same_words
@@ -172,19 +173,20 @@ def same_risk(a: Any, b: Any) -> bool:
     """Whether two recorded risks are the same (both unscored, or numbers within float rounding)."""
     if a is None or b is None:
         return a is None and b is None
-    return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(float(a) - float(b)) < 1e-9
+    x, y = finite_number(a), finite_number(b)  # True is no risk, nor 10**400 (float() raised OverflowError)
+    return x is not None and y is not None and abs(x - y) < 1e-9
 
 
 def same_value(a: Any, b: Any) -> bool:
     """Whether two recorded values (signals, reasons) are the same: numbers within float rounding, containers
     item by item, the rest equal."""
-    if isinstance(a, bool) or isinstance(b, bool) or not all(isinstance(v, (int, float)) for v in (a, b)):
+    if not (is_real(a) and is_real(b)):
         if isinstance(a, Mapping) and isinstance(b, Mapping):
             return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
         if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
             return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
         return a == b
-    return same_risk(a, b)
+    return a == b or same_risk(a, b)  # equal ints beyond float range (no risk to same_risk) are the same value
 
 
 def same_text(shown: Any, logged: Any) -> bool:

@@ -32,13 +32,12 @@ This module holds the merge and :class:`GroundingScorer` and re-exports the sign
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from hguard._numerics import sigmoid
+from hguard._numerics import finite_number, sigmoid
 from hguard.errors import InputError
 from hguard.signals._grounding_embedding import (
     EMB_LIFT_SCALE,
@@ -145,9 +144,10 @@ def _check_weights(weights: Any) -> dict[str, float]:
             raise InputError(
                 f"unknown weight {k!r} in weights; use keys from {list(_SIGNAL_KEYS) + ['bias']}"
             )
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        x = finite_number(v)
+        if x is None:
             raise InputError(f"weight {k!r} must be a finite number, got {v!r}; fix the value")
-        out[k] = float(v)
+        out[k] = x
     return out
 
 
