@@ -5,7 +5,6 @@ domain's thresholds. See :mod:`hguard.monitor`."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 import time
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ._numerics import finite_number
 from .errors import HGuardError
 
 TIGHTEN, LIFT, CHECK, SPOT = "monitor_tighten", "monitor_lift", "monitor_check", "spot_check"
@@ -45,13 +45,8 @@ class DomainState:
 
 def _threshold(value: Any) -> float | None:
     """``value`` as a tightened accept threshold: a finite number in [0, 1], else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        value = float(value)  # an integer too large for a float (10**400) is no threshold either
-    except OverflowError:
-        return None
-    return value if math.isfinite(value) and 0 <= value <= 1 else None
+    x = finite_number(value)  # true, NaN or an integer too large for a float (10**400) is no threshold either
+    return x if x is not None and 0 <= x <= 1 else None
 
 
 def transition(state: DomainState, event: Mapping[str, Any]) -> DomainState:

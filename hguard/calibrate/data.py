@@ -30,6 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from hguard._numerics import is_real
 from hguard._privacy import private_mode
 from hguard._text import blank
 from hguard.errors import DataError, InputError, cut_text
@@ -659,7 +660,7 @@ def _unit(key: str, seed: int) -> float:
 
 
 def _check_split_args(test_fraction: float, seed: int) -> None:
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
+    if not is_real(test_fraction) or not 0 < test_fraction < 1:
         raise InputError(f"test_fraction must be a number strictly between 0 and 1 (got {test_fraction!r}); e.g. 0.3")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InputError(f"seed must be an int (got {seed!r}); e.g. 0")

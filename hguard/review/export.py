@@ -78,6 +78,7 @@ from pydantic import ValidationError
 
 from ..calibrate.data import Example, write_examples
 from ..calibrate.judge import declines, denies_premise, yes_no_taken
+from .._numerics import finite_number
 from .._privacy import FILE_MODE, redacted
 from .._audit_records import CONTINUATION
 from .._resources import refuse_own_file
@@ -171,9 +172,10 @@ class ExportSummary:
 
 
 def _disagrees(risk: Any, label: str | None) -> bool | None:
-    if not isinstance(risk, (int, float)) or isinstance(risk, bool) or label is None:
+    x = finite_number(risk)
+    if x is None or label is None:
         return None
-    probe_says_hallucinated = risk >= DISAGREEMENT_RISK
+    probe_says_hallucinated = x >= DISAGREEMENT_RISK
     return probe_says_hallucinated != (label == "hallucinated")
 
 

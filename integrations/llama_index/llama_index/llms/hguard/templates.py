@@ -39,6 +39,7 @@ from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from llama_index.core.schema import MetadataMode
 from llama_index.core.instrumentation.span.simple import SimpleSpan
 
+from hguard._numerics import finite_number
 from hguard.errors import error_text, one_line
 from hguard.streaming import (CHAT_FORMAT_MARKS, GuardedText, appears_in, blank, label_only, nothing_retrieved,
                               question_label_only, with_text)
@@ -583,10 +584,8 @@ _SEVERITY = {"accept": 0, "review": 1, "abstain": 2}
 def _strictness(decision: dict) -> tuple[int, float]:
     """How strict a decision is: its route (an unknown one counts as review), then its risk (a missing or NaN one
     counts as the highest: the guard could not tell)."""
-    risk = decision.get("risk")
-    if not isinstance(risk, (int, float)) or isinstance(risk, bool) or risk != risk:
-        return _SEVERITY.get(str(decision.get("route")), 1), float("inf")
-    return _SEVERITY.get(str(decision.get("route")), 1), float(risk)
+    risk = finite_number(decision.get("risk"))
+    return _SEVERITY.get(str(decision.get("route")), 1), float("inf") if risk is None else risk
 
 
 def combined_decision(text: str, noted: list[tuple[str, dict]]) -> dict | None:
