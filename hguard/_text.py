@@ -28,7 +28,7 @@ import regex  # Unicode properties the standard re lacks
 from .errors import one_line
 
 __all__ = ["misdecoded", "asks_only_yes_no", "asks_yes_no", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "japanese_grammar",
-           "language_of", "asks", "clauses", "refers_back", "sentences",
+           "language_of", "asks", "clauses", "own_questions", "refers_back", "sentences",
            "script_of", "script_words",
            "direction_controls", "listed", "matching_form", "reads_english", "same_words", "shown_plainly", "without_ignorables", "words_of"]
 
@@ -335,80 +335,160 @@ def _unblanked(text: str, start: int, end: int) -> str:
     return text[start:end]
 
 
-# A second question joined to the first within one sentence: after a semicolon (an auxiliary verb may open it), or
-# after a comma or "and" / "but" / "or" / "plus" (with "also" or "then" after it), a clause opening with a question
-# word ("What is the capital of France, and what overdraft fee does my bank charge?"). After a bare comma only "what",
-# "how" and "why" open one: "which", "who", "where", "when" there open a relative clause ("Peru, which lies ..."), an
-# auxiliary the sentence's own verb ("Which mineral, found in Arkansas, is an ore ...?").
+# A second question joined to the first within one sentence (English joiners only): a clause opening with a question
+# word ("What is the capital of France, and what overdraft fee does my bank charge?") after a semicolon, a comma (also
+# a full-width or ideographic one) with "and" / "but" / "or" / "plus" / "&" / "as well as", a newline (a list marker
+# "2)", "-" may follow), a list number ("1) ... 2) what ..."), or a bare "and" / "but" / "or" / "plus" / "&" / "/" /
+# dash; a joining word ("also", "then", "additionally", "in addition", "separately", ...) or a request ("tell me",
+# "could you tell me") may come between ("..., and also tell me what ..."). After a semicolon, a newline or a list
+# number an auxiliary verb opens one too ("; does my bank ..."), and after ", and" / ", but" / ", &" ("..., and do
+# banks charge overdraft fees?"). After a bare comma only "what", "how" and "why" open one: "which", "who", "where",
+# "when" there open a relative clause ("Peru, which lies ..."), an auxiliary the sentence's own verb ("Which mineral,
+# found in Arkansas, is an ore ...?"). Each break starts at a non-blank and its quantifiers are possessive, so a long
+# run of blanks or marks is read once: linear in the sentence's length.
 _ASKING = r"(?:what|which|who|whom|whose|where|when|why|how)"
 _AUXILIARY = (r"(?:is|are|was|were|do|does|did|can|could|will|would|should|shall|may|might|must|has|have|had|isn't|aren't"
               r"|wasn't|weren't|don't|doesn't|didn't|can't|won't)")
-_CLAUSE_BREAK = regex.compile(  # no blanks before the break (the clauses are stripped): linear on a long run of them
-    rf"(?i)[;\uff1b\u061b]\s*(?:(?:and|but|or|plus)\s+)?(?:(?:also|then)\s+)?(?=(?:{_ASKING}|{_AUXILIARY})\b)"
-    rf"|,\s*(?:and|but|or|plus)\s+(?:(?:also|then)\s+)?(?={_ASKING}\b)"
-    rf"|(?P<comma>,\s*(?:(?:also|then)\s+)?(?=(?:what|how|why)\b))"
-    rf"|(?P<bare>(?<=\s)(?:and|but|plus)\s+(?:(?:also|then)\s+)?(?={_ASKING}\b))")
+_JOINER = r"(?:(?:and|but|or|plus|as\s++well\s++as)\b|&)"
+_THEN = (r"(?:(?:also|then|additionally|in\s++addition|separately|besides|secondly|second|finally|lastly|next)\b[\s,]*+)?"
+         r"(?:(?:(?:please\s++)?(?:also\s++)?(?:tell|show)\s++(?:me|us)|(?:can|could|would|will)\s++you\s++(?:please\s++)?"
+         r"(?:also\s++)?tell\s++(?:me|us)|i\s++(?:also\s++)?(?:want|need|would\s++like)\s++to\s++know)\b\s*+)?")
+_COMMA = r"[,\uff0c\u3001]"
+# a yes/no question after ", and": an auxiliary and then its subject ("..., and do banks charge ...", "..., and is my
+# bank's fee ..."), not the first question's second verb ("What highway gives access to Zilpo Road, and is also known
+# as Midland Trail?", "..., and has been linked with ...")
+_ASKS_WHETHER = (rf"{_AUXILIARY}\s++(?:(?:the|my|your|our|their|his|her|its|this|these|those|there|it|i|you|we|they|he|she|any"
+                 r"|some|all|every|each)\b|(?-i:\p{Lu})|(?!(?:always|perhaps|sometimes|thus|towards|unless|less|across|besides|various)\b)"
+                 r"(?!\w*ous\b)\w{2,}s\b)")
+_MARKER = r"(?:\d{1,2}[.)]|[-*\u2022])"  # a list item's number or bullet
+_CLAUSE_BREAK = regex.compile(
+    rf"(?i)(?<!\s)[^\S\n]*+(?:[;\uff1b\u061b]\s*+(?:{_JOINER}[\s,]*+)?|\n\s*+(?:{_MARKER}\s++)?(?:{_JOINER}[\s,]*+)?"
+    rf"|(?<=\s)\d{{1,2}}[.)]\s++){_THEN}(?=(?:{_ASKING}|{_AUXILIARY})\b)"
+    rf"|(?<!\s)\s*+{_COMMA}\s*+(?:{_JOINER}[\s,]*+{_THEN}(?={_ASKING}\b)|(?:(?:and|but)\b|&)[\s,]*+{_THEN}(?={_ASKS_WHETHER}))"
+    rf"|(?P<comma>(?<!\s)\s*+{_COMMA}\s*+{_THEN}(?=(?:what|how|why)\b))"
+    rf"|(?P<bare>(?<=\s)(?:(?:and|but|plus|as\s++well\s++as)\b|&|/|-)[\s,]*+{_THEN}(?={_ASKING}\b)"
+    rf"|(?<=\s)or[\s,]*+{_THEN}(?=(?:what|how|why)\b)|[\u2013\u2014]\s*+(?:{_JOINER}[\s,]*+)?{_THEN}(?={_ASKING}\b))")
+# what may come before a question's first word: a list marker, a word or two that opens speech ("So what ...", "OK so
+# what ...", "And what ..."), a label before a colon ("Quick question: what ...", "Please tell me: what ...")
+_LEAD_IN = (rf"(?:{_MARKER}\s++)?(?:(?:so|and|ok|okay|well|also|now|then|oh|hi|hello|hey|please|right|alright|anyway)\b[\s,]*+)*+"
+            r"(?:[^\s:?][^:?\n]{0,40}:\s++)?")
 # a clause that asks: it opens with a question word (after a preposition: "In which country ..."; "when" and "where"
 # with an auxiliary after them, not "When a person sees ...") or an auxiliary verb, or asks in place after a
 # preposition ("Copenhagen is the capital of which country", "Myanmar lies on which continent")
 _OPENS_QUESTION = regex.compile(
-    rf"(?i)(?:(?:in|at|on|for|from|by|to|of|with|during|under|after|before|since|until)\s+)?"
-    rf"(?:(?:what|which|who|whom|whose|why|how)\b|(?:when|where)\s+{_AUXILIARY}\b)|{_AUXILIARY}\b")
+    rf"(?i){_LEAD_IN}(?:(?:(?:in|at|on|for|from|by|to|of|with|during|under|after|before|since|until)\s+)?"
+    rf"(?:(?:what|which|who|whom|whose|why|how)\b|(?:when|where)\s+{_AUXILIARY}\b)|{_AUXILIARY}\b)")
 _ASKS_IN_PLACE = regex.compile(r"(?i)\b(?:of|on|in|by|to|for|from|at|with|into|under)\s+(?:which|what|whose)\b")
-_ASKING_WORD = regex.compile(rf"(?i)\b{_ASKING}\b")
+# a question embedded in a clause: "what", "how" or "why" anywhere ("Can you define what is good"), another question
+# word after a verb of knowing or saying ("Do you know who wrote it"); after a noun it opens a relative clause ("the
+# country where the Seine flows")
+_EMBEDDED = regex.compile(
+    r"(?i)\b(?:what|how|why)\b|\b(?:know|knows|knew|tell|told|ask|asked|wonder|explain|explains|explained|define|describe"
+    r"|described|discover|discovered|show|showed|say|said|learn|learned|understand|remember|decide|decided|guess|determine"
+    r"|determined|find\s+out|found\s+out)\s+(?:which|who|whom|whose|where|when)\b")
 
 
 def _clause_asks(clause: str) -> bool:
-    """Whether ``clause`` asks: :data:`_OPENS_QUESTION` at its start, or :data:`_ASKS_IN_PLACE`."""
+    """Whether ``clause`` asks: :data:`_OPENS_QUESTION` at its start (after a :data:`_LEAD_IN`), or
+    :data:`_ASKS_IN_PLACE`."""
     return bool(_OPENS_QUESTION.match(clause) or _ASKS_IN_PLACE.search(clause))
 
 
 def _embeds_question(clause: str) -> bool:
-    """Whether ``clause`` holds a question word that neither opens it nor asks in place after a preposition: a
-    question embedded in it ("Can you define what is good", "Who discovered how the stomach functions")."""
+    """Whether ``clause`` holds a question (:data:`_EMBEDDED`) that neither opens it nor asks in place after a
+    preposition: a question embedded in it ("Can you define what is good", "Who discovered how the stomach
+    functions"). Linear: an in-place question word is known by where it ends."""
     opener = _OPENS_QUESTION.match(clause)
-    in_place = [m.span() for m in _ASKS_IN_PLACE.finditer(clause)]
-    return any(not (opener and m.end() <= opener.end()) and not any(a <= m.start() < b for a, b in in_place)
-               for m in _ASKING_WORD.finditer(clause))
+    in_place = {m.end() for m in _ASKS_IN_PLACE.finditer(clause)}
+    return any(not (opener and m.end() <= opener.end()) and m.end() not in in_place for m in _EMBEDDED.finditer(clause))
 
 
-def clauses(sentence: str) -> list[str]:
-    """The questions one sentence joins (:data:`_CLAUSE_BREAK`): "What is the capital of France, and what overdraft
-    fee does my bank charge?" asks "What is the capital of France?" and "what overdraft fee does my bank charge?",
-    each ending with the sentence's question mark (without it a question reads farther from its kind).
-    ``[sentence]`` unless its first clause asks (:func:`_clause_asks`; an opening phrase before a comma and "what",
-    "how" or "why" is part of it: "When a person sees something, what ...?" is one question) and no later one refers
-    back to it (:func:`refers_back`: "Who wrote Hamlet, and when was it staged?" is one question). "and what"
-    without a comma joins no questions embedded in a clause ("define what is good and what is evil")."""
-    parts: list[str] = []
+_CLAUSE_END = " \t\n,;:&/-\u2013\u2014\uff0c\u3001\uff1b\u061b"  # what a clause ends with before the break
+
+
+def _clause_groups(sentence: str) -> list[tuple[str, bool]]:
+    """:func:`clauses`, each with whether it opens with a clause that refers back (to an earlier sentence)."""
+    spans: list[tuple[int, int]] = []
     start, embeds, opening = 0, -1, False  # embeds: the start of a clause found to embed a question (it still does)
     for m in _CLAUSE_BREAK.finditer(sentence):
         if m["bare"] and (embeds == start or _embeds_question(sentence[start:m.start()].strip())):
             embeds = start
             continue
         clause = sentence[start:m.start()].strip()
-        if m["comma"] and not parts and not opening and not _clause_asks(clause):
+        if m["comma"] and not spans and not opening and not _clause_asks(clause):
             opening = True  # an opening phrase before the question: "When a person sees something, what ...", "Hi, what"
             continue
-        parts.append(clause)
+        if clause:
+            spans.append((start, m.start()))
         start = m.end()
-    parts.append(sentence[start:].strip())
-    if len(parts) < 2 or not (opening or _clause_asks(parts[0])):
-        return [sentence]
-    if any(map(refers_back, parts[1:])):
-        return [sentence]
+    spans.append((start, len(sentence)))
+    if len(spans) < 2 or not (opening or _clause_asks(sentence[slice(*spans[0])].strip())):
+        return [(sentence, refers_back(sentence))]
+    groups, alone = [spans[0]], []
+    for a, b in spans[1:]:  # a clause that refers back is asked with the one before it, and alone if it says enough
+        if refers_back(sentence[a:b]):
+            groups[-1] = (groups[-1][0], b)
+            if _says_enough(sentence[a:b]):
+                alone.append((a, b))
+        else:
+            groups.append((a, b))
+    back = refers_back(sentence[slice(*spans[0])])
+    if len(groups) == 1 and not alone:
+        return [(sentence, back)]
     mark = _question_mark(sentence) or ""  # each clause a question as the sentence writes one ("France?" reads closer)
-    return [p.rstrip(",") + mark for p in parts[:-1]] + parts[-1:]
+    return [(sentence[a:].strip() if b == len(sentence) else sentence[a:b].strip().rstrip(_CLAUSE_END) + mark,
+             back and a == 0) for a, b in sorted(groups + alone)]
 
 
-# words by which a question refers back to an earlier one ("Why was it chosen?"): no question of its own
-_REFERS_BACK = re.compile(r"(?i)\b(?:it|its|they|them|their|this|that|these|those|he|she|his|her|him|there|one)\b")
+# a clause that refers back and still asks a question of its own: this many words besides English function words
+# ("what fee does it charge me for an overdraft": fee, charge, overdraft; not "when was it staged")
+_OWN_WORDS = 3
+
+
+def _says_enough(clause: str) -> bool:
+    """Whether ``clause`` holds :data:`_OWN_WORDS` words or more that are no English function word."""
+    common = function_words()["english"]
+    return len({w for w in words_of(clause) if w not in common}) >= _OWN_WORDS
+
+
+def clauses(sentence: str) -> list[str]:
+    """The questions one sentence joins (:data:`_CLAUSE_BREAK`): "What is the capital of France, and what overdraft
+    fee does my bank charge?" asks "What is the capital of France?" and "what overdraft fee does my bank charge?",
+    each ending with the sentence's question mark (without it a question reads farther from its kind).
+    ``[sentence]`` unless its first clause asks (:func:`_clause_asks`: after a lead-in, "So what ...", "Quick
+    question: what ..."; an opening phrase before a comma and "what", "how" or "why" is part of it: "When a person
+    sees something, what ...?" is one question). A clause that refers back (:func:`refers_back`) is asked with the
+    one before it: "What is the capital of France, and what is its population, and what overdraft fee does my bank
+    charge?" asks "What is the capital of France, and what is its population?" and "what overdraft fee does my bank
+    charge?"; "Who wrote Hamlet, and when was it staged?" is one question. "and what" without a comma joins no
+    questions embedded in a clause ("define what is good and what is evil")."""
+    return [c for c, _ in _clause_groups(sentence)]
+
+
+def own_questions(sentence: str) -> list[str]:
+    """The questions of ``sentence`` each matched on its own: its :func:`clauses`, less the first where it opens
+    with a clause that refers back to an earlier sentence ("Why was it chosen?", "When was it staged, and ...")."""
+    return [c for c, back in _clause_groups(sentence) if not back]
+
+
+# words by which a question refers back to an earlier one ("Why was it chosen?"): no question of its own; "this" before
+# a time of the calendar ("this year") points at no earlier question, nor does "one" after an auxiliary ("does one pay")
+_REFERS_BACK = regex.compile(
+    r"(?i)\b(?:it|its|they|them|their|he|she|his|her|him|there"
+    r"|that|these|those|this(?!\s+(?:year|month|week|morning|evening|summer|winter|spring|autumn|season|century|decade"
+    r"|weekend)\b)"
+    rf"|(?<!\b{_AUXILIARY}\s+)one)\b"
+    # an ellipsis: "what about Germany?", "and how about Othello?", "which is the heaviest?", "what is the smallest one?"
+    r"|^(?:and\s+)?(?:what|how)\s+about\s+(?:the\s+)?(?-i:\p{Lu})[\w'-]*(?:\s+(?-i:\p{Lu})[\w'-]*){0,2}\s*\p{Po}*$"
+    r"|^(?:and\s+)?(?:what|which|who)\s+(?:is|are|was|were)\s+the\s+(?:\w+est|most\s+\w+|least\s+\w+)(?:\s+one)?"
+    r"\s*\p{Po}*$")
 
 
 def refers_back(question: str) -> bool:
     """Whether ``question`` refers back to an earlier one ("Why was it chosen?", "Does it change with pressure?"),
-    and so is no question on its own."""
-    return _REFERS_BACK.search(question) is not None
+    or leaves out what an earlier one said ("What about Germany?", "Which is the heaviest?"), and so is no question
+    on its own."""
+    return _REFERS_BACK.search(question.strip()) is not None
 
 
 def asks(sentence: str) -> bool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 
 import pytest
 
@@ -79,3 +81,20 @@ def anchor_full_after(monkeypatch):
         monkeypatch.setattr(AuditLog, "_write_anchor", write)
 
     return fail_after
+
+
+@contextlib.contextmanager
+def _within_cpu_seconds(limit: float):
+    start = time.thread_time()
+    yield
+    used = time.thread_time() - start
+    assert used < limit, f"{used:.1f} s of CPU, over the {limit} s a linear reading needs at most"
+
+
+@pytest.fixture
+def within_cpu_seconds():
+    """``with within_cpu_seconds(limit):`` fails when the block takes more than ``limit`` seconds of this thread's CPU:
+    the linear-time tests' budget. CPU time, not wall time: a loaded CI machine stretched the wall time of these
+    readings past their timeouts (36 s of wall for 12 s of CPU at load 9), while a quadratic reading at these sizes
+    takes minutes of CPU."""
+    return _within_cpu_seconds

@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import time
-
 import pytest
 
 from hguard.calibrate.judge import Judgement, declines, is_refusal, judge, judge_yesno, normalize, refusal_phrase, yes_no_taken
 from hguard.errors import InputError
-
-
-@contextlib.contextmanager
-def _within_cpu_seconds(limit: float):
-    """Fails when the block takes more than ``limit`` seconds of this thread's CPU: the linear-time tests' budget. CPU
-    time, not wall time: a loaded CI machine stretched the wall time of these readings past their timeouts (36 s of
-    wall for 12 s of CPU at load 9), while a quadratic reading at these sizes takes minutes of CPU."""
-    start = time.thread_time()
-    yield
-    used = time.thread_time() - start
-    assert used < limit, f"{used:.1f} s of CPU, over the {limit} s a linear reading needs at most"
 
 
 def label(answer: str, aliases: list[str], kind: str = "qa") -> str:
@@ -1386,14 +1372,14 @@ def test_a_bare_parenthesis_reads_its_table_header_and_caption_however_far_above
     assert unstated_numbers(answer, context) == missing
 
 
-def test_a_long_table_of_bare_parentheses_is_read_in_linear_time():
+def test_a_long_table_of_bare_parentheses_is_read_in_linear_time(within_cpu_seconds):
     """Each bare "(n)" finds its table's header by bisection over the text's blank lines, not by walking back (about
     12 s of CPU for both tables at load 9; walking back is quadratic in 20,000 rows)."""
     from hguard.calibrate.judge import unstated_numbers
 
     table = "| Region | Net income |\n|---|---|\n" + "\n".join(f"| R{k} | ({k % 900 + 100}) |" for k in range(20_000))
     many = "\n\n".join(f"| Item | Qty |\n| W{k} | ({k % 900 + 100}) |" for k in range(10_000))
-    with _within_cpu_seconds(45):
+    with within_cpu_seconds(45):
         assert unstated_numbers("Net income of R5 was -105.", table) == []
         assert unstated_numbers("W5 quantity is 105.", many) == []
 
@@ -1420,14 +1406,14 @@ def test_decimal_commas_and_word_dates_read_long_runs_in_linear_time():
     assert unstated_numbers("It was on 9 May 2024.", "1, " * 40_000 + "2 and 16 May 2024") == ["9", "date 9 May 2024"]
 
 
-def test_a_long_run_of_digits_is_read_in_linear_time():
+def test_a_long_run_of_digits_is_read_in_linear_time(within_cpu_seconds):
     """A fraction sign's digits before it were sought from every digit of a run (8,000 digits: 1.2 s, 30,000: 17 s);
     on a loaded 2-core machine that rule took 15 s for 30,000 digits, so a minute or so at this size, and the linear
     reading under 2 s for both (1.4 s of CPU at load 9: the CPU budget fails the quadratic rule, which passes slowly
     without one)."""
     from hguard.calibrate.judge import unstated_numbers
 
-    with _within_cpu_seconds(10):
+    with within_cpu_seconds(10):
         assert unstated_numbers("It is 3.", "1" * 60_000 + " mg") == ["3"]
         assert unstated_numbers("It is 12.5 tablets.", "1" * 60_000 + " or 12\u00bd tablets") == []
 
@@ -1587,14 +1573,14 @@ def test_cjk_scale_characters_read_one_value_with_its_currency(answer, context, 
     assert unstated_numbers(answer, context) == missing
 
 
-def test_cjk_scale_characters_read_long_runs_in_linear_time():
+def test_cjk_scale_characters_read_long_runs_in_linear_time(within_cpu_seconds):
     """Runs of digits, grouping commas, decimal points and scale characters are read in linear time (the project had
     quadratic rules before): at these sizes a quadratic reading takes minutes (the fraction sign's old rule took 15 s
     for a run of 30,000 digits on a loaded 2-core machine, so minutes for these of 100,000), the linear one 12 s there
     for all of them (11 s of CPU at load 9); the CPU budget fails that rule (without one it passed, slowly)."""
     from hguard.calibrate.judge import unstated_numbers
 
-    with _within_cpu_seconds(45):
+    with within_cpu_seconds(45):
         assert unstated_numbers("It is 3.", "1万" * 20_000) == ["3"]
         assert unstated_numbers("It is 3.", "1万 " * 20_000 + "1") == ["3"]
         assert unstated_numbers("It is 3.", "1" * 100_000 + "円") == ["3"]

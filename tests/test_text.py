@@ -155,3 +155,82 @@ def test_the_questions_one_sentence_joins_are_its_clauses_each_a_question_of_its
                 "Which is bigger, France or Spain?"):
         assert clauses(one) == [one], one
     assert clauses("Who wrote Hamlet, and when?") == ["Who wrote Hamlet?", "when?"]  # too short to be matched alone
+
+
+def test_an_embedded_question_is_found_in_linear_time_in_a_long_clause(within_cpu_seconds):
+    """A review: "What is " + "of which " * k + "and what is x?" took 34 s at 100,000 characters (each question word
+    checked against every "of which" span); at this size a quadratic reading takes half a minute, a linear one well
+    under a second."""
+    from hguard._text import clauses
+
+    with within_cpu_seconds(10):
+        assert clauses("What is " + "of which " * 11_000 + "and what is x?")[-1] == "what is x?"
+
+
+def test_a_clause_that_refers_back_is_asked_with_the_one_before_it_and_the_others_alone():
+    """A review: one pronoun in any later clause kept the whole sentence one question, so an off-topic question after
+    it ("..., and what is its population, and what overdraft fee does my bank charge?") was never matched alone."""
+    from hguard._text import clauses, own_questions, refers_back
+
+    fee = "what overdraft fee does my bank charge?"
+    france = "What is the capital of France"
+    for join in (", and what is its population, and ", ", what is its population, and "):
+        assert clauses(france + join + fee) == [france + join.rsplit(",", 1)[0].rstrip(" ,") + "?", fee], join
+    # a clause that refers back but asks a question of its own (three words besides function words) is asked alone too
+    assert clauses(france + ", and what fee does it charge me for an overdraft?") == [
+        france + ", and what fee does it charge me for an overdraft?", "what fee does it charge me for an overdraft?"]
+    assert clauses(france + ", and " + fee[:-1] + " them?")[-1] == fee[:-1] + " them?"
+    # "this year" and a generic "one" refer to no earlier question
+    assert clauses(france + ", and " + fee[:-1] + " this year?") == [france + "?", fee[:-1] + " this year?"]
+    assert clauses(france + ", and what overdraft fee does one pay at my bank?")[0] == france + "?"
+    # ordinary follow-ups stay with their question: short, or an ellipsis
+    for one in ("Who wrote Hamlet, and when was it staged?", france + ", and what is its population?",
+                france + ", and what about Germany?", "Who wrote Macbeth, and what about Othello?",
+                "Which element is the lightest, and which is the heaviest?",
+                "Which is the largest country in Africa, and what is the smallest?"):
+        assert clauses(one) == [one], one
+    assert refers_back("What about Germany?") and refers_back("which is the heaviest?")
+    assert not refers_back("What about my overdraft fee?") and not refers_back("What is the smallest country?")
+    # a first clause that refers back to an earlier sentence is not matched on its own; the others are
+    assert own_questions("Why was it chosen, and " + fee) == [fee]
+    assert own_questions("Who wrote Hamlet, and when was it staged?") == ["Who wrote Hamlet, and when was it staged?"]
+    assert own_questions("Why was it chosen?") == []
+
+
+@pytest.mark.parametrize("lead", ["So ", "And ", "OK so ", "Quick question: ", "Please tell me: ", "1) ", "- "])
+def test_a_word_before_the_first_question_word_keeps_the_split(lead):
+    """A review: "So what is the capital of France, and what overdraft fee ...?" was one question: the first clause
+    was read as asking only when it opened with the question word."""
+    from hguard._text import clauses
+
+    fee = "what overdraft fee does my bank charge?"
+    assert clauses(lead + "what is the capital of France, and " + fee) == [lead + "what is the capital of France?", fee]
+
+
+@pytest.mark.parametrize("join", [
+    ", as well as ", ", also tell me ", ", and tell me ", ", and could you tell me ", ", and additionally ",
+    ", and in addition ", ", and separately, ", " or ", " & ", ", & ", " / ", " - ", " \u2014 ", "\u2014and ",
+    "\n", "\n- ", " 2) ", "\uff0cand ", "\uff0c", "\u3001and ", " and, "])
+def test_near_variants_of_the_joiner_split_a_sentence(join):
+    """A review: each of these joined an off-topic question to an on-topic one and was matched whole."""
+    from hguard._text import clauses
+
+    fee = "what overdraft fee my bank charges?"
+    assert clauses("What is the capital of France" + join + fee) == ["What is the capital of France?", fee]
+
+
+def test_a_yes_no_question_after_and_is_a_question_of_its_own_a_second_verb_is_not():
+    from hguard._text import clauses
+
+    for second in ("do banks charge overdraft fees?", "is my bank's overdraft fee 35 dollars?",
+                   "is the overdraft fee at my bank 35 dollars?", "does Barclays charge a fee?"):
+        assert clauses("What is the capital of France, and " + second) == ["What is the capital of France?", second]
+    assert clauses("What is the capital of the country where the Seine flows and what overdraft fee does my bank "
+                   "charge?")[-1] == "what overdraft fee does my bank charge?"  # "where" after a noun: relative
+    for one in ("What U.S Highway gives access to Zilpo Road, and is also known as Midland Trail?",
+                "Who was nearly 7 feet tall, weighed 500 pounds, and could drink 100 beers in a sitting?",
+                "What word describes someone who is neither left or right handed, but can use both hands?",
+                "Is it Paris or is it Lyon?", "Would you rather date someone who is late or who is early?",
+                "Do you know who wrote Hamlet and what year it was?",
+                "Quelle est la capitale de la France, et quels frais de d\u00e9couvert ma banque facture-t-elle ?"):
+        assert clauses(one) == [one], one

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hguard._numerics import NUMBER_RULE, number_rows
-from hguard._text import asks, clauses, refers_back, sentences
+from hguard._text import asks, own_questions, sentences
 from hguard.errors import InputError, ModelNotFoundError, install_extra, shown
 from hguard.models import as_loaded
 
@@ -209,14 +209,14 @@ class Embedder:
         in literature, and the wrong capital accepted there). A question that refers back ("Why was it chosen?",
         "Does it change with pressure?") is no question on its own: matched alone it sent ordinary follow-ups to
         review. A question sentence that joins questions is matched by each of them too, the same way
-        (:func:`hguard._text.clauses`: "What is the capital of France, and what overdraft fee does my bank charge?"
-        was placed in geography by its opening); one whose later question refers back ("Who wrote Hamlet, and when
-        was it staged?") or whose first clause asks nothing ("When a person sees something, what ...?") is one
+        (:func:`hguard._text.own_questions`: "What is the capital of France, and what overdraft fee does my bank
+        charge?" was placed in geography by its opening); a clause that refers back is matched with the one before
+        it ("Who wrote Hamlet, and when was it staged?" is one question), and alone too when it says enough of its
+        own; a sentence whose first clause asks nothing ("When a person sees something, what ...?") is one
         question. One piece for a one-question text that fits."""
         pieces = self._token_windows(text)
         said = sentences(text)
-        asked = [c for x in said if asks(x) for c in clauses(x)
-                 if len(c.split()) >= 3 and not refers_back(c)]
+        asked = [c for x in said if asks(x) for c in own_questions(x) if len(c.split()) >= 3]
         pieces += [x for x in dict.fromkeys(asked) if x != text.strip()]
         return pieces
 
