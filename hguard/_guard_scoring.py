@@ -428,7 +428,7 @@ class _Scoring:
                                  rag=context_given(g.context), route=route, holds=g.extra.setdefault("holds", []))
         from .monitor import tightened_thresholds
 
-        # the probe that scored it: a lift by recalibration frees only the recalibrated probe
+        # the probe that scored it: after a lift by recalibration, one a tightening was decided under stays held
         scored_by = route.domain.probe_id if route is not None and route.domain is not None else None
         try:
             thresholds, tightened = tightened_thresholds(self.monitor_state.get(domain), thresholds, scored_by)

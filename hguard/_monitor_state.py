@@ -35,8 +35,8 @@ class DomainState:
     calibration_id: str | None = None  # what that probe routed with
     data_hash: str | None = None  # the calibration's answers then (a recalibration lifts only on other answers)
     # normal after a lift by recalibration: the probe(s) the tightening was decided under, which the recalibration
-    # (``probe_id``, its ``calibration_id`` and ``data_hash``) replaced. The lift frees only a guard scoring with
-    # ``probe_id``: one still scoring with another probe (not restarted since) stays held (:func:`tightened_thresholds`)
+    # (``probe_id``, its ``calibration_id`` and ``data_hash``) replaced ("+"-joined). A guard scoring with one of them
+    # (not restarted since) stays held, any other is served as the domain is (:func:`tightened_thresholds`)
     replaced_probe_id: str | None = None
 
     def to_dict(self) -> dict:
@@ -130,26 +130,37 @@ def carried_states(states: Mapping[str, DomainState]) -> dict[str, dict]:
     return {d: s.to_dict() for d, s in sorted(states.items())}
 
 
+def probe_ids(joined: str | None) -> frozenset[str]:
+    """The probe ids a state's ``probe_id`` or ``replaced_probe_id`` names: "+"-joined (a domain calibrated
+    closed-book and with context has a probe for each)."""
+    return frozenset(p for p in (joined or "").split("+") if p)
+
+
 def tightened_thresholds(entry: DomainState | None, thresholds, probe_id: str | None = None):
     """``thresholds`` with the accept threshold lowered to the tightened one (None stays None: no route then), and
     why. ``probe_id``: the probe the guard scores the answer with. A domain a recalibration lifted (normal, with
-    ``replaced_probe_id``) stays held, accepting nothing, for a guard scoring with another probe than the
-    recalibration's (one not restarted since: the probe the tightening was decided on; None: not known)."""
+    ``replaced_probe_id``) stays held, accepting nothing, for a guard scoring with a probe the tightening was decided
+    on (one not restarted since), or with a probe it cannot name (None); a guard scoring with any other probe (the
+    recalibrated one, or a later routine recalibration) is served as the domain is."""
     if thresholds is None or entry is None:
         return thresholds, None
     from dataclasses import replace
 
     if entry.state != "tightened":
-        freed = (entry.probe_id or "").split("+")  # a domain calibrated closed-book and with context: each probe
-        if entry.replaced_probe_id is None or probe_id in freed:
+        held = probe_ids(entry.replaced_probe_id)
+        if not held or (probe_id is not None and probe_id not in held):
             return thresholds, None
         accept = 0.0
+        now = (f"probe {probe_id}, one the tightening was decided on" if probe_id is not None
+               else "a probe it cannot name")
         why = (f"domain tightened by the monitor, then lifted{f' at {entry.since}' if entry.since else ''} by a "
-               f"recalibration ({entry.reason}) for probe {entry.probe_id} only; this guard scores with probe "
-               f"{probe_id or '(none known)'}, which was not recalibrated since the tightening of probe "
-               f"{entry.replaced_probe_id}: accept nothing, every answer not abstained on goes to review, until the "
-               f"guard is restarted (or its domain reloaded with Guard.add_domain) so that it loads probe "
-               f"{entry.probe_id} from the policy's probe folder, or a person lifts it (`hguard monitor --lift`)")
+               f"recalibration ({entry.reason}) for probe {entry.probe_id} only; this guard scores with {now} "
+               f"(probe {entry.replaced_probe_id}): accept nothing, every answer not abstained on goes to review, "
+               + ("until that probe is recalibrated too (a guard that loads the recalibration from the policy's probe "
+                  "folder is served), or a person lifts it (`hguard monitor --lift`)"
+                  if probe_id is not None and probe_id in probe_ids(entry.probe_id) else
+                  f"until the guard is restarted (or its domain reloaded with Guard.add_domain) so that it loads probe "
+                  f"{entry.probe_id} from the policy's probe folder, or a person lifts it (`hguard monitor --lift`)"))
         how = f"held after a lift by recalibration for another probe (record {entry.record_id})"
     elif entry.record_id is None and entry.since is None:  # no tightening of the monitor's: a state that cannot be
         accept = 0.0  # read as it says (a state file's own threshold, with nothing to check it by, accepted under it)

@@ -1195,21 +1195,16 @@ def test_a_recalibration_lifts_a_tightening_only_when_it_changes_how_answers_are
     assert lifted["by"] == "recalibration" and lifted["calibration_id"] != cd.calibration_id and lifted["data_hash"] == "f" * 16
 
 
-def test_a_lift_by_recalibration_frees_only_guards_scoring_with_the_recalibrated_probe(tiny_calibrated, tmp_path):
-    """An operations trial: a worker kept serving the probe whose accepted answers breached the target while the
-    operator put a recalibrated probe into the policy's folder and ran the monitor, which lifted the tightening
-    "recalibrated: probe OLD replaced by NEW"; the worker replayed the lift and accepted again, its records naming the
-    breached probe. The lift frees only a guard scoring with the recalibrated probe, in either order: a guard that
-    loaded it before the monitor ran is freed by the run, one still scoring with the old probe stays held (naming
-    both probes and the fix) until it is restarted or a person lifts it."""
-    import dataclasses
+_Q = "who is the author ?"  # a question the tiny calibration of alpha accepts
+
+
+def _probe_folder_policy(tmp_path, root):
+    """A policy whose probe folder holds alpha's tiny calibration alone (a recalibration is saved over it there),
+    spot-checking nothing: (policy, probe folder, the calibration)."""
     import shutil
 
     from hguard.domain import CalibratedDomain
-    from hguard.guard import Guard
-    from hguard.monitor import lift, write_state
 
-    lm, root = tiny_calibrated
     probes = tmp_path / "probes"
     probes.mkdir()
     shutil.copy(root / "probes" / "alpha.json", probes / "alpha.json")
@@ -1219,49 +1214,106 @@ def test_a_lift_by_recalibration_frees_only_guards_scoring_with_the_recalibrated
         "generation": {"max_new_tokens": 4, "system_prompt": "answer"},
         "domains": {"alpha": {"target_hallucination_rate": 0.9, "confidence": 0.5, "spot_check_rate": 0.0,
                               "on_breach": "review"}}})  # fmt: skip
-    q = "who is the author ?"
-    old = Guard.from_policy(policy, lm=lm)
-    assert old.invoke(q, domain="alpha").route == "accept"  # the calibration accepts it
-    a = CalibratedDomain.load(probes / "alpha.json")
+    return policy, probes, CalibratedDomain.load(probes / "alpha.json")
+
+
+def _tighten_under(policy, cd) -> None:
+    """alpha tightened to accept nothing under the calibration ``cd``, as the monitor records it, the state file
+    rewritten from the chain."""
+    from hguard.monitor import write_state
+
     log = AuditLog(policy.audit.path)
-    log.append({"domain": "alpha", "action": "review", "accept_below": 0.0, "probe_id": a.probe_id,  # as the monitor
-                "calibration_id": a.calibration_id, "data_hash": a.data_hash, "reason": "a breach"},  # tightens it
+    log.append({"domain": "alpha", "action": "review", "accept_below": 0.0, "probe_id": cd.probe_id,
+                "calibration_id": cd.calibration_id, "data_hash": cd.data_hash, "reason": "a breach"},
                kind="monitor_tighten")
-    write_state(tmp_path / "state.json", replay(log), policy_id(policy))
-    assert old.invoke(q, domain="alpha").route == "review"
+    write_state(Path(policy.monitor.state), replay(log), policy_id(policy))
+
+
+def _recalibrated(cd, probes, delta: float, tag: str):
+    """``cd`` recalibrated on other answers (its merger's intercept moved by ``delta``, data_hash ``tag`` * 16),
+    saved in the probe folder ``probes``."""
+    import dataclasses
+
+    return dataclasses.replace(cd, merger={**cd.merger, "intercept": cd.merger["intercept"] + delta},
+                               extra={**cd.extra, "data_hash": tag * 16}).save(probes / "alpha.json")
+
+
+def test_a_lift_by_recalibration_frees_only_guards_scoring_with_the_recalibrated_probe(tiny_calibrated, tmp_path):
+    """An operations trial: a worker kept serving the probe whose accepted answers breached the target while the
+    operator put a recalibrated probe into the policy's folder and ran the monitor, which lifted the tightening
+    "recalibrated: probe OLD replaced by NEW"; the worker replayed the lift and accepted again, its records naming the
+    breached probe. The lift frees only a guard scoring with the recalibrated probe, in either order: a guard that
+    loaded it before the monitor ran is freed by the run, one still scoring with the old probe stays held (naming
+    both probes and the fix) until it is restarted or a person lifts it."""
+    from hguard.guard import Guard
+    from hguard.monitor import lift
+
+    lm, root = tiny_calibrated
+    policy, probes, a = _probe_folder_policy(tmp_path, root)
+    log = AuditLog(policy.audit.path)
+    old = Guard.from_policy(policy, lm=lm)
+    assert old.invoke(_Q, domain="alpha").route == "accept"  # the calibration accepts it
+    _tighten_under(policy, a)
+    assert old.invoke(_Q, domain="alpha").route == "review"
     # recalibrated on other answers, put in the policy's folder; a guard started now loads it, still held: tightened
-    b = dataclasses.replace(a, merger={**a.merger, "intercept": a.merger["intercept"] + 0.1},
-                            extra={**a.extra, "data_hash": "f" * 16}).save(probes / "alpha.json")
+    b = _recalibrated(a, probes, 0.1, "f")
     assert b.probe_id != a.probe_id and b.calibration_id != a.calibration_id
     early = Guard.from_policy(policy, lm=lm)
-    assert early.invoke(q, domain="alpha").route == "review"
+    assert early.invoke(_Q, domain="alpha").route == "review"
     assert run_monitor(policy)["domains"]["alpha"]["state"]["state"] == "normal"  # lifted by the recalibration
     (lifted,) = [r for r in log if r["kind"] == "monitor_lift"]
     assert lifted["probe_id"] == b.probe_id and lifted["replaced_probe_id"] == a.probe_id
     # the guard that loaded the new probe before the monitor ran is freed by it; one started after it too
-    assert early.invoke(q, domain="alpha").route == "accept"
-    assert Guard.from_policy(policy, lm=lm).invoke(q, domain="alpha").route == "accept"
+    assert early.invoke(_Q, domain="alpha").route == "accept"
+    assert Guard.from_policy(policy, lm=lm).invoke(_Q, domain="alpha").route == "accept"
     # the guard still scoring with the breached probe stays held, saying why and how to go on
-    held = old.invoke(q, domain="alpha")
+    held = old.invoke(_Q, domain="alpha")
     assert held.route == "review" and held.probe_id == a.probe_id
     assert a.probe_id in held.reasons[0] and b.probe_id in held.reasons[0] and "restarted" in held.reasons[0]
-    assert (f"lifted by recalibration for probe {b.probe_id} only: a guard still scoring with probe {a.probe_id} holds "
-            "its answers for review until restarted") in summary(run_monitor(policy, act=False))
+    assert (f"lifted by recalibration for probe {b.probe_id}: a guard scoring with probe {a.probe_id}, which the "
+            "tightening was decided on, holds its answers for review until it loads another probe or a person lifts "
+            "it") in summary(run_monitor(policy, act=False))
     # neither the state file rewritten as an older hguard wrote it (no replaced probe), nor deleted, frees it: the
     # chain holds the lift's probes (and a lift record written before they were recorded names the new one alone)
     state = json.loads((tmp_path / "state.json").read_text())
     state["domains"]["alpha"].pop("replaced_probe_id")
     (tmp_path / "state.json").write_text(json.dumps(state))
-    assert old.invoke(q, domain="alpha").route == "review"
+    assert old.invoke(_Q, domain="alpha").route == "review"
     (tmp_path / "state.json").unlink()
-    assert old.invoke(q, domain="alpha").route == "review"
+    assert old.invoke(_Q, domain="alpha").route == "review"
     older = replay([r for r in log if r["kind"] == "monitor_tighten"]
                    + [{k: v for k, v in lifted.items() if k not in ("replaced_probe_id", "lifted_record")}])
     assert (older["alpha"].probe_id, older["alpha"].replaced_probe_id) == (b.probe_id, a.probe_id)
     # a person's lift frees every probe (the evidence still counts from the recalibration's lift)
     lift(policy, "alpha", by="ops", reason="old workers drained")
-    assert old.invoke(q, domain="alpha").route == "accept"
+    assert old.invoke(_Q, domain="alpha").route == "accept"
     assert run_monitor(policy, act=False)["domains"]["alpha"]["spot_checks"]["counted_since"] == lifted["time"]
+
+
+def test_a_routine_recalibration_after_a_lift_by_recalibration_is_served(tiny_calibrated, tmp_path):
+    """A review's trial: after a lift by recalibration (OLD replaced by NEW), the domain was recalibrated again as
+    routine (NEW2, no tightening since) and every guard restarted: each held every answer for review ("this guard
+    scores with probe NEW2, which was not recalibrated since the tightening"), restarting freed nothing, and only a
+    person's --lift did. The hold is of the probe the tightening was decided on alone: NEW2 is served, and so is
+    NEW in a guard not restarted; OLD stays held."""
+    from hguard.guard import Guard
+
+    lm, root = tiny_calibrated
+    policy, probes, a = _probe_folder_policy(tmp_path, root)
+    old = Guard.from_policy(policy, lm=lm)
+    _tighten_under(policy, a)
+    b = _recalibrated(a, probes, 0.1, "f")
+    assert run_monitor(policy)["domains"]["alpha"]["state"]["state"] == "normal"  # lifted by the recalibration
+    on_new = Guard.from_policy(policy, lm=lm)
+    c = _recalibrated(b, probes, 0.05, "e")  # months later, on more answers
+    assert c.probe_id not in (a.probe_id, b.probe_id)
+    rep = run_monitor(policy)["domains"]["alpha"]
+    assert rep["state"]["state"] == "normal" and rep["events"] == []
+    fresh = Guard.from_policy(policy, lm=lm).invoke(_Q, domain="alpha")
+    assert (fresh.route, fresh.probe_id) == ("accept", c.probe_id), fresh.reasons
+    assert on_new.invoke(_Q, domain="alpha").route == "accept"
+    held = old.invoke(_Q, domain="alpha")
+    assert held.route == "review" and f"scores with probe {a.probe_id}, one the tightening was decided on" in held.reasons[0]
 
 
 def test_recalibration_on_old_and_reviewed_rows_reports_what_changed(tiny_calibrated, tmp_path):
