@@ -118,9 +118,9 @@ def summary(report: Mapping[str, Any]) -> str:
         lines.append(
             f"  {d:12s} state={e['state']['state']}"
             + (f" ({e['state']['action']}, accept_below {e['state']['accept_below']:.4g})" if e["state"]["state"] == "tightened" else "")
-            + (f" (lifted by recalibration for probe {e['state']['probe_id']}: a guard scoring with probe "
-               f"{e['state']['replaced_probe_id']}, which the tightening was decided on, holds its answers for review "
-               "until it loads another probe or a person lifts it; any other probe is served)"
+            + (f" (lifted by recalibration for probe {e['state']['probe_id']}: a guard scoring with a probe a "
+               f"tightening was decided on ({e['state']['replaced_probe_id']}) holds its answers for review until it "
+               "loads another probe or a person lifts it; any other probe is served)"
                if e["state"]["state"] == "normal" and e["state"].get("replaced_probe_id") else "")
             + (f" [a run without --dry-run lifts it: {e['lift_on_run']}]" if e.get("lift_on_run") else "")
             + (f" [{e['kept_despite_recalibration']}]" if e.get("kept_despite_recalibration") else "")

@@ -8,7 +8,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -34,9 +34,11 @@ class DomainState:
     reason: str | None = None
     calibration_id: str | None = None  # what that probe routed with
     data_hash: str | None = None  # the calibration's answers then (a recalibration lifts only on other answers)
-    # normal after a lift by recalibration: the probe(s) the tightening was decided under, which the recalibration
-    # (``probe_id``, its ``calibration_id`` and ``data_hash``) replaced ("+"-joined). A guard scoring with one of them
-    # (not restarted since) stays held, any other is served as the domain is (:func:`tightened_thresholds`)
+    # normal after a lift by recalibration: the probes the tightenings since a person's last lift were decided
+    # under, which the recalibration (``probe_id``, its ``calibration_id`` and ``data_hash``) replaced ("+"-joined).
+    # A guard scoring with one of them (not restarted since, or the probe folder rolled back) stays held, any other is
+    # served as the domain is (:func:`tightened_thresholds`). Tightened: those of the earlier tightenings, ``probe_id``
+    # aside; no recalibration lifts a domain back onto one of them (:func:`breached_probe_ids`)
     replaced_probe_id: str | None = None
 
     def to_dict(self) -> dict:
@@ -49,11 +51,33 @@ def _threshold(value: Any) -> float | None:
     return x if x is not None and 0 <= x <= 1 else None
 
 
+def probe_ids(joined: str | None) -> frozenset[str]:
+    """The probe ids a state's ``probe_id`` or ``replaced_probe_id`` names: "+"-joined (a domain calibrated
+    closed-book and with context has a probe for each)."""
+    return frozenset(p for p in (joined or "").split("+") if p)
+
+
+def _joined(ids: Iterable[str]) -> str | None:
+    return "+".join(sorted(ids)) or None
+
+
+def breached_probe_ids(state: DomainState | None) -> frozenset[str]:
+    """Every probe a tightening of the domain was decided under since a person last lifted it: the tightening in
+    force and the earlier ones, which lifts by recalibration replaced. A guard scoring with one of them accepts
+    nothing, and a recalibration lifts no tightening onto one (a probe folder rolled back): only a person does."""
+    if state is None:
+        return frozenset()
+    now = probe_ids(state.probe_id) if state.state == "tightened" else frozenset()
+    return now | probe_ids(state.replaced_probe_id)
+
+
 def transition(state: DomainState, event: Mapping[str, Any]) -> DomainState:
     """The next state after one audit event (``kind`` monitor_tighten or monitor_lift); other kinds and a
-    tightening of an already tightened domain by an equal or looser threshold change nothing. A tightening whose
-    threshold is no number in [0, 1] (null, as a NaN is written) tightens to accept nothing, saying so: it stopped
-    every replay of the chain, and so every domain, the monitor, lifts and rotation, for good."""
+    tightening of an already tightened domain by an equal or looser threshold change nothing (but for the probe it
+    names, kept among the breached ones). A tightening whose threshold is no number in [0, 1] (null, as a NaN is
+    written) tightens to accept nothing, saying so: it stopped every replay of the chain, and so every domain, the
+    monitor, lifts and rotation, for good. The probes tightenings were decided under are kept until a person lifts
+    the domain (:func:`breached_probe_ids`): a lift by recalibration frees none of them."""
     kind = event.get("kind")
     if kind == TIGHTEN:
         new = _threshold(event.get("accept_below"))
@@ -61,23 +85,26 @@ def transition(state: DomainState, event: Mapping[str, Any]) -> DomainState:
         if new is None:
             new, reason = 0.0, (f"{reason}; its accept_below, {event.get('accept_below')!r}, is no threshold: "
                                 "accepting nothing until a person lifts it")
+        breached = breached_probe_ids(state) | probe_ids(event.get("probe_id"))
         if state.state == "tightened" and state.accept_below is not None and state.accept_below <= new:
-            return state
+            earlier = _joined(breached - probe_ids(state.probe_id))
+            return state if earlier == state.replaced_probe_id else replace(state, replaced_probe_id=earlier)
         return DomainState("tightened", event.get("action"), new, event.get("time"), event.get("id"),
                            event.get("probe_id"), reason, event.get("calibration_id"),
-                           event.get("data_hash"))  # fmt: skip
+                           event.get("data_hash"), _joined(breached - probe_ids(event.get("probe_id"))))  # fmt: skip
     if kind == LIFT:
-        if state.state != "tightened":
-            if state.replaced_probe_id is not None:  # a person's lift of what a recalibration's lift left: it frees
-                return DomainState("normal", None, None, event.get("time"), event.get("id"), None,  # every probe
-                                   event.get("reason"))
-            return state
         if event.get("by") == "recalibration" and event.get("probe_id"):
-            # the monitor's lift by recalibration frees only the probe it names (a lift record written before the
-            # replaced probe was recorded in it replaced the tightening's)
+            # the monitor's lift by recalibration frees only the probe it names, never one a tightening was decided
+            # under (a lift record written before the replaced probe was recorded in it replaced the tightening's)
+            held = breached_probe_ids(state) | probe_ids(event.get("replaced_probe_id"))
+            if state.state != "tightened" and not held:
+                return state
             return DomainState("normal", None, None, event.get("time"), event.get("id"), event.get("probe_id"),
                                event.get("reason"), event.get("calibration_id"), event.get("data_hash"),
-                               event.get("replaced_probe_id") or state.probe_id or "(not recorded)")
+                               _joined(held) or "(not recorded)")
+        if state.state != "tightened" and state.replaced_probe_id is None:
+            return state
+        # a person's lift: of a tightening, or of what a recalibration's lift left: it frees every probe
         return DomainState("normal", None, None, event.get("time"), event.get("id"), None, event.get("reason"))
     return state
 
@@ -130,12 +157,6 @@ def carried_states(states: Mapping[str, DomainState]) -> dict[str, dict]:
     return {d: s.to_dict() for d, s in sorted(states.items())}
 
 
-def probe_ids(joined: str | None) -> frozenset[str]:
-    """The probe ids a state's ``probe_id`` or ``replaced_probe_id`` names: "+"-joined (a domain calibrated
-    closed-book and with context has a probe for each)."""
-    return frozenset(p for p in (joined or "").split("+") if p)
-
-
 def tightened_thresholds(entry: DomainState | None, thresholds, probe_id: str | None = None):
     """``thresholds`` with the accept threshold lowered to the tightened one (None stays None: no route then), and
     why. ``probe_id``: the probe the guard scores the answer with. A domain a recalibration lifted (normal, with
@@ -144,18 +165,16 @@ def tightened_thresholds(entry: DomainState | None, thresholds, probe_id: str | 
     recalibrated one, or a later routine recalibration) is served as the domain is."""
     if thresholds is None or entry is None:
         return thresholds, None
-    from dataclasses import replace
-
     if entry.state != "tightened":
         held = probe_ids(entry.replaced_probe_id)
         if not held or (probe_id is not None and probe_id not in held):
             return thresholds, None
         accept = 0.0
-        now = (f"probe {probe_id}, one the tightening was decided on" if probe_id is not None
+        now = (f"probe {probe_id}, one a tightening was decided on" if probe_id is not None
                else "a probe it cannot name")
         why = (f"domain tightened by the monitor, then lifted{f' at {entry.since}' if entry.since else ''} by a "
                f"recalibration ({entry.reason}) for probe {entry.probe_id} only; this guard scores with {now} "
-               f"(probe {entry.replaced_probe_id}): accept nothing, every answer not abstained on goes to review, "
+               f"(breached: {entry.replaced_probe_id}): accept nothing, every answer not abstained on goes to review, "
                + ("until that probe is recalibrated too (a guard that loads the recalibration from the policy's probe "
                   "folder is served), or a person lifts it (`hguard monitor --lift`)"
                   if probe_id is not None and probe_id in probe_ids(entry.probe_id) else
@@ -185,13 +204,26 @@ def tightened_thresholds(entry: DomainState | None, thresholds, probe_id: str | 
 
 def _stricter(a: DomainState | None, b: DomainState | None) -> DomainState | None:
     """The stricter of two states: tightened over normal, the lower accept threshold among tightened; among normal
-    ones, one a recalibration lifted (which still holds guards scoring with the replaced probe), ``b``'s first."""
+    ones, one a recalibration lifted (which still holds guards scoring with the replaced probe), ``b``'s first. The
+    probes either holds as breached (:func:`breached_probe_ids`) stay so in it."""
     ta, tb = a is not None and a.state == "tightened", b is not None and b.state == "tightened"
     if ta and tb:
-        return a if (_threshold(a.accept_below) or 0.0) <= (_threshold(b.accept_below) or 0.0) else b  # type: ignore[union-attr]
-    if not ta and not tb and b is not None and b.replaced_probe_id is not None:
-        return b
-    return a if ta or not tb else b
+        held = a if (_threshold(a.accept_below) or 0.0) <= (_threshold(b.accept_below) or 0.0) else b  # type: ignore[union-attr]
+    elif not ta and not tb and b is not None and b.replaced_probe_id is not None:
+        held = b
+    else:
+        held = a if ta or not tb else b
+    other = b if held is a else a
+    more = breached_probe_ids(other) - breached_probe_ids(held)
+    if held is None or not more:
+        return held
+    now = probe_ids(held.probe_id) if held.state == "tightened" else frozenset()
+    return replace(held, replaced_probe_id=_joined((breached_probe_ids(held) | more) - now))
+
+
+def _tightening(state: DomainState | None) -> tuple | None:
+    """What a state says of the tightening in force (the probes it holds as breached aside)."""
+    return None if state is None else (state.state, state.accept_below, state.record_id)
 
 
 class MonitorState:
@@ -261,12 +293,11 @@ class MonitorState:
             return self._closed(self._archives_gone)
         chain = (self._chain or {}).get(domain)
         held = _stricter(mirror, chain)
-        if held is chain and chain is not None and chain.state == "tightened" and chain != mirror and stamp != ("missing",):
-            from dataclasses import replace
-
+        if (held is not None and chain is not None and chain.state == "tightened"
+                and _tightening(held) == _tightening(chain) != _tightening(mirror) and stamp != ("missing",)):
             said = "normal" if mirror is None or mirror.state != "tightened" else f"accept_below {mirror.accept_below}"
-            return replace(chain, reason=f"{chain.reason}; the state file {self.path} says {said}, which the "
-                                         "audit chain does not: the chain holds (rerun `hguard monitor` to rewrite the file)")
+            return replace(held, reason=f"{chain.reason}; the state file {self.path} says {said}, which the "
+                                        "audit chain does not: the chain holds (rerun `hguard monitor` to rewrite the file)")
         return held
 
     def use_log(self, audit) -> None:

@@ -34,9 +34,10 @@ traffic, from the audit log and the review queue alone:
   way that routes its answers otherwise (a new ``calibration_id``; also audited) on other answers than it was
   calibrated on when tightened (a new ``data_hash``: the same answers refitted, with other settings or by
   another version, are no answer to the live evidence), unless the policy hand-sets the domain's
-  ``accept_below``, which no calibration certifies: then only a person lifts it. A lift by recalibration frees
-  only guards scoring with the recalibrated probe (the record names it and the probe it replaced): one still
-  scoring with another (not restarted since) accepts nothing until it loads the new probe or a person lifts it.
+  ``accept_below``, which no calibration certifies: then only a person lifts it. A lift by recalibration holds
+  the guards scoring with a probe a tightening was decided under (the record names the new probe and those it
+  replaced): such a guard (not restarted since) accepts nothing until it loads another probe or a person lifts it;
+  any other probe is served. No recalibration lifts a domain back onto such a probe (a probe folder rolled back).
 
 A monitor run appends one ``monitor_check`` record per domain (estimate, counts, drift tests), so the chain
 holds every step. The pure parts (bounds, selection, drift test, state transitions) take plain data.
@@ -67,6 +68,8 @@ from ._monitor_state import (
     TIGHTEN,
     DomainState,
     MonitorState,
+    breached_probe_ids,
+    probe_ids,
     read_state_file,
     replay,
     tightened_thresholds,
@@ -569,19 +572,25 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         # evidence about a calibration of the same answers with other settings or another version (tightenings
         # recorded before data_hash was kept compare calibration ids only)
         same_answers = recalibrated and bool(st.data_hash) and st.data_hash == data_hash
-        recalibrated = recalibrated and not same_answers
+        # ... and onto a probe no tightening was decided under: a probe folder rolled back to one whose accepted
+        # answers breached the target (this tightening's or an earlier one's) frees it only by a person's lift
+        breached_ids = breached_probe_ids(st)
+        rolled_back = recalibrated and not same_answers and not probe_ids(probe_id) - breached_ids
+        recalibrated = recalibrated and not same_answers and not rolled_back
         # a hand-set accept_below is certified by no calibration: a new one says nothing of the answers it accepts
         # (a package upgrade's refitted probes, the same answers calibrated by a newer version): a person lifts it
         would_lift = recalibrated and dp.accept_below is None
         if would_lift and act:
             # the probe it frees, and the one it replaced: a guard still scoring with that one (not restarted
             # since) stays held (it compares its own probe with these)
+            # (every probe a tightening since a person's last lift was decided under: none is freed by a recalibration)
+            held = "+".join(sorted(breached_ids))
             events.append(_append(audit, LIFT, {"domain": name, "by": "recalibration", "probe_id": probe_id,
                                                 "calibration_id": calibration_id, "data_hash": data_hash,
-                                                "replaced_probe_id": st.probe_id, "lifted_record": st.record_id,
+                                                "replaced_probe_id": held, "lifted_record": st.record_id,
                                                 "reason": f"recalibrated: probe {st.probe_id} replaced by {probe_id}; "
-                                                          "a guard still scoring with the old probe stays held until "
-                                                          "restarted"}))  # fmt: skip
+                                                          f"a guard still scoring with probe {held} stays held until "
+                                                          "restarted onto another"}))  # fmt: skip
             st = transition(st, events[-1])
             lifts[name] = str(st.since)
             lift_seqs[name] = max((r["seq"] for r in records if type(r.get("seq")) is int), default=-1)  # all before it
@@ -656,6 +665,11 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                     f"{data_hash}) as when the domain was tightened: the live hallucinations are no evidence about those; "
                     "the tightening stays until a calibration with newly labelled answers (the reviewed spot-checks: "
                     "hguard review export) or a person lifts it (hguard monitor --lift)")
+        elif rolled_back:
+            kept = (f"the probe folder holds probe {probe_id} again, which a tightening of this domain was decided under "
+                    f"(its accepted answers breached the target; breached: {'+'.join(sorted(breached_ids))}): no "
+                    "recalibration lifts a domain back onto such a probe; the tightening stays until a recalibration on "
+                    "other answers is put in the folder or a person lifts it (hguard monitor --lift)")
         est = {
             "state": st.to_dict(),
             # a dry run says what the run would do about a recalibration (a real one has lifted it above)

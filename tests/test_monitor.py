@@ -1270,8 +1270,8 @@ def test_a_lift_by_recalibration_frees_only_guards_scoring_with_the_recalibrated
     held = old.invoke(_Q, domain="alpha")
     assert held.route == "review" and held.probe_id == a.probe_id
     assert a.probe_id in held.reasons[0] and b.probe_id in held.reasons[0] and "restarted" in held.reasons[0]
-    assert (f"lifted by recalibration for probe {b.probe_id}: a guard scoring with probe {a.probe_id}, which the "
-            "tightening was decided on, holds its answers for review until it loads another probe or a person lifts "
+    assert (f"lifted by recalibration for probe {b.probe_id}: a guard scoring with a probe a tightening was decided "
+            f"on ({a.probe_id}) holds its answers for review until it loads another probe or a person lifts "
             "it") in summary(run_monitor(policy, act=False))
     # neither the state file rewritten as an older hguard wrote it (no replaced probe), nor deleted, frees it: the
     # chain holds the lift's probes (and a lift record written before they were recorded names the new one alone)
@@ -1313,7 +1313,54 @@ def test_a_routine_recalibration_after_a_lift_by_recalibration_is_served(tiny_ca
     assert (fresh.route, fresh.probe_id) == ("accept", c.probe_id), fresh.reasons
     assert on_new.invoke(_Q, domain="alpha").route == "accept"
     held = old.invoke(_Q, domain="alpha")
-    assert held.route == "review" and f"scores with probe {a.probe_id}, one the tightening was decided on" in held.reasons[0]
+    assert held.route == "review" and f"scores with probe {a.probe_id}, one a tightening was decided on" in held.reasons[0]
+
+
+def test_no_recalibration_frees_a_probe_a_tightening_was_decided_under(tiny_calibrated, tmp_path):
+    """A review's trial: alpha tightened under probe OLD, a recalibration NEW lifted it, NEW breached too and was
+    tightened, and the operator rolled the probe folder back to OLD: `hguard monitor` lifted the tightening "by
+    recalibration" (probe NEW replaced by OLD), and a guard scoring with OLD, whose accepted answers breached the
+    target first, accepted again. The domain keeps every probe its tightenings were decided under (state file and
+    chain) until a person lifts it: a rollback lifts nothing, and a recalibration on other answers frees neither."""
+    import shutil
+
+    from hguard.guard import Guard
+    from hguard.monitor import lift
+
+    lm, root = tiny_calibrated
+    policy, probes, a = _probe_folder_policy(tmp_path, root)
+    log = AuditLog(policy.audit.path)
+    _tighten_under(policy, a)
+    b = _recalibrated(a, probes, 0.1, "f")
+    shutil.copy(probes / "alpha.json", tmp_path / "new.json")
+    assert run_monitor(policy)["domains"]["alpha"]["state"]["state"] == "normal"  # lifted by the recalibration
+    _tighten_under(policy, b)  # NEW breaches too
+    state = json.loads(Path(policy.monitor.state).read_text())["domains"]["alpha"]
+    assert (state["state"], state["probe_id"], state["replaced_probe_id"]) == ("tightened", b.probe_id, a.probe_id)
+    shutil.copy(root / "probes" / "alpha.json", probes / "alpha.json")  # rolled back to OLD
+    dry = run_monitor(policy, act=False)["domains"]["alpha"]
+    assert dry["lift_on_run"] is None
+    assert f"holds probe {a.probe_id} again, which a tightening of this domain was decided under" in dry["kept_despite_recalibration"]
+    rep = run_monitor(policy)["domains"]["alpha"]
+    assert rep["state"]["state"] == "tightened" and rep["events"] == []
+    assert len([r for r in log if r["kind"] == "monitor_lift"]) == 1
+    on_old = Guard.from_policy(policy, lm=lm).invoke(_Q, domain="alpha")
+    assert (on_old.route, on_old.probe_id) == ("review", a.probe_id)
+    # a recalibration on other answers lifts it; a guard scoring with either breached probe stays held, also from the
+    # chain alone (the state file deleted)
+    c = _recalibrated(a, probes, 0.05, "e")
+    assert run_monitor(policy)["domains"]["alpha"]["state"]["state"] == "normal"
+    lifted = [r for r in log if r["kind"] == "monitor_lift"][-1]
+    assert (lifted["probe_id"], lifted["replaced_probe_id"]) == (c.probe_id, "+".join(sorted((a.probe_id, b.probe_id))))
+    assert Guard.from_policy(policy, lm=lm).invoke(_Q, domain="alpha").route == "accept"
+    Path(policy.monitor.state).unlink()
+    for cd, file in ((a, root / "probes" / "alpha.json"), (b, tmp_path / "new.json")):
+        shutil.copy(file, probes / "alpha.json")
+        held = Guard.from_policy(policy, lm=lm).invoke(_Q, domain="alpha")
+        assert (held.route, held.probe_id) == ("review", cd.probe_id)
+    # a person's lift frees them
+    lift(policy, "alpha", by="ops", reason="probe NEW checked by hand")
+    assert Guard.from_policy(policy, lm=lm).invoke(_Q, domain="alpha").route == "accept"
 
 
 def test_recalibration_on_old_and_reviewed_rows_reports_what_changed(tiny_calibrated, tmp_path):
