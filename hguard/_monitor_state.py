@@ -85,7 +85,8 @@ def transition(state: DomainState, event: Mapping[str, Any]) -> DomainState:
         if new is None:
             new, reason = 0.0, (f"{reason}; its accept_below, {event.get('accept_below')!r}, is no threshold: "
                                 "accepting nothing until a person lifts it")
-        breached = breached_probe_ids(state) | probe_ids(event.get("probe_id"))
+        # (a tightening carried over from a state file names the earlier ones it held too)
+        breached = breached_probe_ids(state) | probe_ids(event.get("probe_id")) | probe_ids(event.get("replaced_probe_id"))
         if state.state == "tightened" and state.accept_below is not None and state.accept_below <= new:
             earlier = _joined(breached - probe_ids(state.probe_id))
             return state if earlier == state.replaced_probe_id else replace(state, replaced_probe_id=earlier)

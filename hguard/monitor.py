@@ -738,9 +738,10 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
 
 
 def _carry_file_only_tightenings(policy, states: dict[str, DomainState], audit, pid: str) -> list[str]:
-    """Domains the state file holds tightened of which the audit chain holds no monitor record at all (the log
-    it was recorded in was moved aside or replaced by hand): kept tightened, and, when acting, recorded in this
-    chain (``monitor_tighten``), so that only a person's lift or a recalibration ends them; the file alone
+    """Domains the state file holds tightened, or held for the probes a lift by recalibration replaced, of which the
+    audit chain holds no monitor record at all (the log it was recorded in was moved aside or replaced by hand):
+    kept so, and, when acting, recorded in this chain (``monitor_tighten``; ``monitor_lift`` by recalibration, naming
+    the same probes), so that only a person's lift (or, of a tightening, a recalibration) ends them; the file alone
     would otherwise be rewritten as normal by this run. Updates ``states``; returns the domains."""
     path = Path(policy.monitor.state)
     try:
@@ -751,17 +752,26 @@ def _carry_file_only_tightenings(policy, states: dict[str, DomainState], audit, 
         mirror = _held_in_unreadable(path, exc)
     carried = []
     for name, held in sorted(mirror.items()):
-        if name not in policy.domains or held.state != "tightened" or name in states:
+        if name not in policy.domains or (held.state != "tightened" and not breached_probe_ids(held)) or name in states:
             continue
+        what = ("tightening" if held.state == "tightened" else
+                f"lift by recalibration, which holds the guards scoring with probe {held.replaced_probe_id}")
         reason = (f"carried over from the monitor state file {path}: the audit log holds no record of this "
-                  f"tightening (since {held.since}, record {held.record_id}: {held.reason}); the log it was recorded "
+                  f"{what} (since {held.since}, record {held.record_id}: {held.reason}); the log it was recorded "
                   "in was moved aside or replaced. A person lifts it with `hguard monitor --lift`")
         if audit is not None:
-            accept = held.accept_below if held.accept_below is not None else 0.0
-            ev = _append(audit, TIGHTEN, {"domain": name, "action": held.action, "accept_below": accept,
-                                          "probe_id": held.probe_id, "calibration_id": held.calibration_id,
-                                          "data_hash": held.data_hash,
-                                          "reason": reason, "carried_record": held.record_id, "policy_id": pid})
+            if held.state == "tightened":
+                accept = held.accept_below if held.accept_below is not None else 0.0
+                ev = _append(audit, TIGHTEN, {"domain": name, "action": held.action, "accept_below": accept,
+                                              "probe_id": held.probe_id, "calibration_id": held.calibration_id,
+                                              "data_hash": held.data_hash, "replaced_probe_id": held.replaced_probe_id,
+                                              "reason": reason, "carried_record": held.record_id, "policy_id": pid})
+            else:  # as the lift was recorded: the probe it freed, and those it holds
+                ev = _append(audit, LIFT, {"domain": name, "by": "recalibration",
+                                           "probe_id": held.probe_id or "(not recorded)",
+                                           "calibration_id": held.calibration_id, "data_hash": held.data_hash,
+                                           "replaced_probe_id": held.replaced_probe_id, "reason": reason,
+                                           "carried_record": held.record_id, "policy_id": pid})
             states[name] = transition(DomainState(), ev)
         else:
             states[name] = held

@@ -1363,6 +1363,54 @@ def test_no_recalibration_frees_a_probe_a_tightening_was_decided_under(tiny_cali
     assert Guard.from_policy(policy, lm=lm).invoke(_Q, domain="alpha").route == "accept"
 
 
+def test_a_log_moved_aside_keeps_what_a_lift_by_recalibration_holds(tiny_calibrated, tmp_path):
+    """A review's trial: after a lift by recalibration (the state file: normal, holding probe OLD), the audit log and
+    queue were moved aside; the next `hguard monitor` run carried nothing over (only tightened domains were) and
+    rewrote the state file as plain normal, and a guard scoring with OLD accepted again. The hold is carried into the
+    fresh chain as a tightening is, and so are the breached probes a tightening carried over holds."""
+    import shutil
+
+    from hguard.guard import Guard
+
+    lm, root = tiny_calibrated
+    policy, probes, a = _probe_folder_policy(tmp_path, root)
+    _tighten_under(policy, a)
+    b = _recalibrated(a, probes, 0.1, "f")
+    assert run_monitor(policy)["domains"]["alpha"]["state"]["state"] == "normal"  # lifted by the recalibration
+
+    def moved_aside(to: str) -> None:
+        (tmp_path / to).mkdir()
+        for path in (Path(policy.audit.path), Path(policy.review.queue)):
+            if path.exists():
+                shutil.move(path, tmp_path / to / path.name)
+
+    moved_aside("old")
+    assert Guard.from_policy(policy, lm=lm).invoke(_Q, domain="alpha").route == "accept"  # NEW, on a fresh log
+    dry = run_monitor(policy, act=False)
+    assert dry["tightenings_carried_from_state_file"] == ["alpha"]
+    assert dry["domains"]["alpha"]["state"]["replaced_probe_id"] == a.probe_id
+    rep = run_monitor(policy)
+    assert rep["tightenings_carried_from_state_file"] == ["alpha"]
+    assert (rep["domains"]["alpha"]["state"]["state"], rep["domains"]["alpha"]["state"]["replaced_probe_id"]) == ("normal", a.probe_id)
+    (carried,) = [r for r in AuditLog(policy.audit.path) if r["kind"] == "monitor_lift"]
+    assert "carried over from the monitor state file" in carried["reason"] and carried["replaced_probe_id"] == a.probe_id
+    # now in the chain: a guard on OLD is held without the state file, one on NEW served; a second run carries nothing
+    Path(policy.monitor.state).unlink()
+    assert Guard.from_policy(policy, lm=lm).invoke(_Q, domain="alpha").route == "accept"
+    shutil.copy(probes / "alpha.json", tmp_path / "new.json")
+    shutil.copy(root / "probes" / "alpha.json", probes / "alpha.json")
+    held = Guard.from_policy(policy, lm=lm).invoke(_Q, domain="alpha")
+    assert (held.route, held.probe_id) == ("review", a.probe_id)
+    assert run_monitor(policy)["tightenings_carried_from_state_file"] == []
+    # NEW tightened in turn, the log moved aside again: the carried tightening still holds OLD as breached
+    shutil.copy(tmp_path / "new.json", probes / "alpha.json")
+    _tighten_under(policy, b)
+    moved_aside("older")
+    AuditLog(policy.audit.path).append({"domain": "alpha", "route": "abstain"}, kind="decision")
+    st = run_monitor(policy)["domains"]["alpha"]["state"]
+    assert (st["state"], st["probe_id"], st["replaced_probe_id"]) == ("tightened", b.probe_id, a.probe_id)
+
+
 def test_recalibration_on_old_and_reviewed_rows_reports_what_changed(tiny_calibrated, tmp_path):
     from hguard.calibrate.changes import changes_markdown, load_report, report_changes
     from hguard.calibrate.data import load_examples
