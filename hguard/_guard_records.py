@@ -350,8 +350,8 @@ class _Recording:
                 # in the log, but the append failed after (its anchor; a subclass's own append mirroring it elsewhere)
                 # the caller gets the error, not the answer: an accept in the log must not read as delivered
                 result.audit_id, result.audit_hash = receipt.id, receipt.hash
-                try:
-                    failed.audit_id = receipt.id  # type: ignore[attr-defined]
+                try:  # its receipt, as the log's own anchor error carries it: the log takes records (Guard.batch)
+                    failed.audit_id, failed.receipt = receipt.id, receipt  # type: ignore[attr-defined]
                 except AttributeError:
                     pass
                 self.record_undelivered(result, "the decision was written to the audit log, but the call failed: the "
@@ -372,7 +372,13 @@ class _Recording:
             queued = self._enqueue(result, spot)
         if self._unqueued and queued:  # the queue takes answers (again): those it could not take go back now
             self._put_back_unqueued()
-        if unsettled is not None:  # its spot-check record is written and the answer queued: what failed after it
+        if unsettled is not None:  # its spot-check record is written and the answer queued: what failed after it.
+            # The caller gets that error, not the answer (on its .results): as for a decision whose append raised after
+            # writing it, an accept in the log must not read as delivered
+            unsettled.undelivered_audit_id = self.record_undelivered(  # type: ignore[attr-defined]
+                result, "its spot-check selection was written to the audit log, but the log's append raised after "
+                f"writing it ({error_text(unsettled.__cause__ or unsettled)}), so the caller got that error, not the "
+                "answer")
             raise unsettled
 
     def _enqueue(self, result: GuardResult, spot: dict | None) -> bool:
@@ -490,8 +496,10 @@ class _Recording:
     def _spot_check(self, result: GuardResult) -> tuple[dict | None, AuditError | None]:
         """The seeded spot-check selection of one accepted answer (see hguard.monitor), recorded when selected, and
         the error to raise once the answer is queued, when the selection's record was written and its append then
-        raised (its anchor; an AuditLog subclass's own work after ``super().append``), else None. A record not written
-        is raised here: the answer is not queued (a guard start puts it back from the decision)."""
+        raised (its anchor; an AuditLog subclass's own work after ``super().append``), else None: an AuditError with
+        the answer on ``.results``, the selection's ``receipt`` (its record is in the log, which takes records) and
+        the sink's error as its cause; :meth:`_record` says the answer undelivered before raising it. A record not
+        written is raised here: the answer is not queued (a guard start puts it back from the decision)."""
         from .monitor import SPOT, spot_check_decision
 
         if result.domain is None:
@@ -526,8 +534,10 @@ class _Recording:
         unsettled = (type(failed) if isinstance(failed, AuditError) else AuditError)(
             sink_failed_after(f"the spot-check selection of {decision}", receipt, failed)
             + "; the selection stands (the answer goes to the review queue as any selected one), and the answer is on "
-            "this error's .results, to deliver or drop")
+            "this error's .results, to deliver or drop (the log says it was not delivered: an answer_not_delivered "
+            "record, its id on this error's undelivered_audit_id)")
         unsettled.results = [result]  # type: ignore[attr-defined]
+        unsettled.receipt = receipt  # type: ignore[attr-defined]  # the selection's: the log takes records (Guard.batch)
         unsettled.__cause__ = failed
         return spot, unsettled
 

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NoReturn, Sequence
 
 import numpy as np
 
@@ -1393,20 +1393,13 @@ class Guard(_Scoring, _Recording):
                 groups.setdefault((d, ctxs[i] is not None), []).append(i)
             self._answer_groups(groups, questions, ctxs, plans, histories, systems, request_ids, extra_problems,
                                 notes, streamer, early_stop, stop, max_new_tokens, started, results, cancel, at, run_list)
-        except AuditError as exc:  # a log that stopped taking records part-way: say which decisions it holds
-            done = [r for r in results if r is not None]
-            if not done:
-                raise
-            partial = type(exc)(
-                f"{exc}; {len(done)} of the batch's {n} answers had been recorded (audit ids "
-                f"{', '.join(str(r.audit_id) for r in done)}): they are on this error's .results, to deliver or "
-                "drop; the other answers were not recorded"
-            )
-            partial.results = done  # type: ignore[attr-defined]
-            # each by its input's index, for a caller that answers per input (LangChain's return_exceptions)
-            partial.by_index = {i: r for i, r in enumerate(results) if r is not None}  # type: ignore[attr-defined]
-            raise partial from exc
-        except BaseException as exc:  # the domain choice, the model or the scoring raised (a CUDA out-of-memory error;
+        except BaseException as exc:
+            if isinstance(exc, AuditError) and getattr(exc, "receipt", None) is None:
+                # a log that stopped taking records part-way: say which decisions it holds. (An AuditError with a
+                # ``receipt`` came after its record was written, an anchor or an AuditLog subclass's own mirror
+                # failing after it: the log takes records, and the batch's requests are put on record below.)
+                self._log_stopped(exc, results, n)
+            # the domain choice, the model or the scoring raised (a CUDA out-of-memory error;
             # any exception, a KeyboardInterrupt or the SystemExit of a web server's worker timeout too, the embedder
             # choosing the domain as much as the model generating): every request is on record, an
             # error record for each undecided one, and the decided ones said never delivered (the caller gets the
@@ -1424,6 +1417,24 @@ class Guard(_Scoring, _Recording):
                 after_decision=at.get("row"))
             raise
         return results  # type: ignore[return-value]
+
+    @staticmethod
+    def _log_stopped(exc: AuditError, results: Sequence[GuardResult | None], n: int) -> NoReturn:
+        """:meth:`batch` raising ``exc``, an audit log that stopped taking records part-way: as it is when no answer
+        was recorded, else an error of its type naming the recorded answers (on its ``.results``, and by their
+        inputs' index on ``.by_index``), chained from ``exc``."""
+        done = [r for r in results if r is not None]
+        if not done:
+            raise exc
+        partial = type(exc)(
+            f"{exc}; {len(done)} of the batch's {n} answers had been recorded (audit ids "
+            f"{', '.join(str(r.audit_id) for r in done)}): they are on this error's .results, to deliver or "
+            "drop; the other answers were not recorded"
+        )
+        partial.results = done  # type: ignore[attr-defined]
+        # each by its input's index, for a caller that answers per input (LangChain's return_exceptions)
+        partial.by_index = {i: r for i, r in enumerate(results) if r is not None}  # type: ignore[attr-defined]
+        raise partial from exc
 
     def _check_failed(self, exc: BaseException, at: int, questions, ctxs, domains, request_ids, runs,
                       refused: list[tuple[int, InputError]]) -> None:
@@ -1526,7 +1537,8 @@ class Guard(_Scoring, _Recording):
                     )
                     at["row"] = None
                 except AuditError as exc:  # recorded, then a later write failed (its spot-check): the error carries it
-                    results[i] = next(iter(getattr(exc, "results", None) or []), None)
+                    # (a decision written whose append then raised was handed over by ``decided`` already)
+                    results[i] = next(iter(getattr(exc, "results", None) or []), results[i])
                     raise
 
 

@@ -635,6 +635,14 @@ def test_an_accept_written_but_not_anchored_is_on_record_as_never_delivered(make
     assert info.value.audit_id == decision["id"]
     assert undelivered["kind"] == "answer_not_delivered" and undelivered["decision_audit_id"] == decision["id"]
     assert "the decision was written to the audit log, but the call failed" in undelivered["why"]
+    # in a batch the log still takes records (the anchor fails after each): the other request gets its error record,
+    # where the batch read it as a log that had stopped and left it off the record
+    with pytest.raises(AuditError, match="Errno 28") as info:
+        g.batch([Q, Q], domains=["alpha", "alpha"], request_ids=["A", "B"])
+    decision, undelivered, error = list(AuditLog(tmp_path / "anchored.jsonl"))[-3:]
+    assert (decision["kind"], decision["caller_request_id"], undelivered["kind"]) == ("decision", "A", "answer_not_delivered")
+    assert (error["kind"], error["caller_request_id"]) == ("error", "B")
+    assert info.value.audit_id_by_index == {0: decision["id"], 1: error["id"]}
     monkeypatch.setattr(AuditLog, "_write_anchor", real_write)  # space again: the guard answers on
     assert g.invoke(Q, domain="alpha").route == "accept"
 
@@ -682,12 +690,13 @@ class _MirroredLog(AuditLog):
     down = False
     before = False  # the mirror fails before the record is written (nothing in the log)
     note = False  # the sink writes a record of its own about the failure, then raises
+    down_for: str | None = None  # the mirror fails (after the write) on records of this kind only
 
     def append(self, record, *, kind="decision"):
         if self.down and self.before:
             raise ConnectionError("acme-db: connection refused")
         receipt = super().append(record, kind=kind)
-        if self.down:
+        if self.down or kind == self.down_for:
             if self.note:
                 super().append({"mirror": "down"}, kind="mirror_failed")
             raise ConnectionError("acme-db: connection refused")
@@ -733,6 +742,41 @@ def test_an_audit_sink_raising_after_the_record_is_written_is_decided_and_undeli
     with pytest.raises(AuditError, match="writing its error record to the audit log failed too"):
         g.invoke(Q, domain="alpha")
     assert len(_kinds(tmp_path)) == n
+
+
+def test_a_sink_raising_after_the_spot_check_record_says_the_accept_undelivered_and_records_the_batch(make_guard,
+                                                                                                     tmp_path):
+    """An AuditLog subclass whose mirror failed after super().append of an accept's spot-check record: invoke and batch
+    raised the AuditError with the log holding [decision, spot_check] only, no answer_not_delivered for the accept
+    the caller never got, and in a batch the other requests had no record at all, though the log took records (the
+    batch read the error as a log that had stopped). As for a decision record whose sink raised after writing it: the
+    accept is said undelivered, the batch's undecided requests get their error records; the selection stands."""
+    g = make_guard(spot_check_rate=1.0)
+    g.audit = log = _MirroredLog(tmp_path / "audit.jsonl")
+    log.down_for = "spot_check"
+    with pytest.raises(AuditError, match=r"the spot-check selection of the decision .* the selection stands") as info:
+        g.invoke(Q, domain="alpha", request_id="req-1")
+    decision, spot, undelivered = _kinds(tmp_path)
+    assert (decision["kind"], decision["route"], decision["caller_request_id"]) == ("decision", "accept", "req-1")
+    assert (spot["kind"], spot["decision_audit_id"]) == ("spot_check", decision["id"])
+    assert (undelivered["kind"], undelivered["decision_audit_id"]) == ("answer_not_delivered", decision["id"])
+    assert "spot-check selection was written" in undelivered["why"] and "acme-db" in undelivered["why"]
+    assert info.value.undelivered_audit_id == undelivered["id"]
+    assert info.value.audit_id == info.value.decision_audit_id == decision["id"]
+    (result,) = info.value.results  # the answer, to deliver or drop, and queued as selected (what 7202512 fixed)
+    assert result.route == "accept" and result.audit_id == decision["id"] and g.review_queue.get(decision["id"]).spot_check
+    # a batch: the first accept's spot-check sink raises; the two others, never decided, get their error records
+    n = len(_kinds(tmp_path))
+    with pytest.raises(AuditError, match="the selection stands") as info:
+        g.batch([Q] * 3, domains=["alpha"] * 3, request_ids=["A", "B", "C"])
+    decision, spot, undelivered, *errors = _kinds(tmp_path)[n:]
+    assert (decision["kind"], decision["caller_request_id"], spot["kind"]) == ("decision", "A", "spot_check")
+    assert (undelivered["kind"], undelivered["decision_audit_id"]) == ("answer_not_delivered", decision["id"])
+    assert [(e["kind"], e["caller_request_id"], e["error_type"]) for e in errors] == [("error", "B", "AuditError"),
+                                                                                   ("error", "C", "AuditError")]
+    assert info.value.audit_id_by_index == {0: decision["id"], 1: errors[0]["id"], 2: errors[1]["id"]}
+    assert [r.audit_id for r in info.value.results] == [decision["id"]]
+    assert g.review_queue.get(decision["id"]).spot_check
 
 
 def test_spot_check_write_fault_after_an_accept_is_recorded_hands_the_answer_over(make_guard, tmp_path):
@@ -808,6 +852,25 @@ def test_the_cli_says_an_answer_recorded_but_not_shown_and_the_log_says_it_was_n
             assert "the log could not record that it was not delivered either" in error[0] and not undelivered
             assert f"hguard {argv[0]}: warning: could not record that the answer of decision {decision['id']}" in err
         assert not [r for r in real if r["kind"] == "error"]  # decided: no record of a request failed before a decision
+
+
+def test_the_cli_names_the_undelivered_record_the_guard_wrote_for_a_spot_check_sink_raising_after_it(
+        make_guard, tmp_path, monkeypatch, capsys):
+    """`hguard ask` whose accept's spot-check record was written and its sink then raised: the guard says the answer
+    undelivered itself, so the command's own record_undelivered found it said and the error read "the log could not
+    record that it was not delivered either", with no warning above it. It names the guard's record."""
+    from hguard import cli
+
+    g = make_guard(spot_check_rate=1.0)
+    g.audit = log = _MirroredLog(tmp_path / "audit.jsonl")
+    log.down_for = "spot_check"
+    monkeypatch.setattr(Guard, "from_policy", lambda *a, **k: g)
+    policy = tmp_path / "policy.toml"
+    policy.write_text("version = 1\n[domains.alpha]\n")
+    assert cli.main(["ask", Q, "--domain", "alpha", "--policy", str(policy)]) == 2
+    err = capsys.readouterr().err
+    assert "the log records the answer as not delivered" in err and "could not record" not in err, err
+    assert [r["kind"] for r in _kinds(tmp_path)] == ["decision", "spot_check", "answer_not_delivered"]
 
 
 def test_queue_fault_after_the_decision_is_audited_keeps_the_answer_held_and_on_record(make_guard, tmp_path):

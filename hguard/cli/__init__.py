@@ -681,14 +681,15 @@ def not_shown_error(guard, exc: BaseException, source: str) -> HGuardError:
     """The error a command raises in place of answers the guard decided and recorded but that it does not show: a
     later record of the request (an accept's spot-check selection, the next answer of a batch) could not be written,
     and the guard's error carries them (``exc.results``, worded for Python callers, who deliver or drop them). Each
-    gets its ``answer_not_delivered`` record (:meth:`Guard.record_undelivered`; a warning when the log takes none
-    either), so the log no longer reads as if the user saw the answer; the message says so in the command's words."""
+    gets its ``answer_not_delivered`` record (:meth:`Guard.record_undelivered`, unless the guard's error names the one
+    it wrote, ``undelivered_audit_id``; a warning when the log takes none either), so the log no longer reads as if the user saw the answer; the message says so in the command's words."""
     cause: BaseException = exc
     while isinstance(cause.__cause__, HGuardError):  # the write that failed, with its fix (free space, permissions)
         cause = cause.__cause__
     held = list(exc.results)  # type: ignore[attr-defined]
     why = f"{source} did not show the answer: a later record of its request could not be written ({one_line(str(cause), 300)})"
-    said = [guard.record_undelivered(r, why) for r in held]
+    # the guard said it already (a spot-check selection written whose append then raised): its record stands
+    said = [getattr(exc, "undelivered_audit_id", None) or guard.record_undelivered(r, why) for r in held]
     decided = ", ".join(f"{r.route}, audit id {r.audit_id}" for r in held)
     return AuditError(
         f"the answer was decided ({decided}) and recorded in the audit log, but is not shown: a later record of the "

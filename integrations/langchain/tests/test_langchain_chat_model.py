@@ -950,3 +950,42 @@ def test_a_streamed_turn_kept_in_the_history_is_an_ai_message(make_guard):
     assert out.response_metadata["route"] in ("accept", "review")
     decisions = [r for r in AuditLog(guard.audit.path) if r["kind"] == "decision"]
     assert len(decisions) == 3 and decisions[-1]["generation"]["history_turns"] == 4
+
+
+@pytest.mark.parametrize("return_exceptions", [False, True])
+def test_a_batch_whose_spot_check_sink_raised_after_writing_records_each_input(tiny_probes, embedder, policy_for, tmp_path,
+                                                                               return_exceptions):
+    """A review: an AuditLog subclass whose mirror failed after super().append of the first accept's spot-check
+    record. The guard read it as a log that had stopped: the other input got no record, and with return_exceptions
+    the first input's slot delivered the accept while its error named no record. Each input is on record: the
+    accept said undelivered (its slot's error names its decision), the other an error record (its slot's error names
+    it)."""
+    from hguard.errors import AuditError
+    from hguard.guard import Guard
+
+    class Mirrored(AuditLog):
+        def append(self, record, *, kind="decision"):
+            receipt = super().append(record, kind=kind)
+            if kind == "spot_check":
+                raise ConnectionError("acme-db: connection refused")
+            return receipt
+
+    lm, probes = tiny_probes
+    pol = policy_for(probes, tmp_path)
+    pol = pol.model_copy(update={"domains": {**pol.domains, "alpha": pol.domains["alpha"].model_copy(
+        update={"spot_check_rate": 1.0})}})
+    guard = Guard.from_policy(pol, lm=lm, embedder=embedder)
+    guard.audit = Mirrored(guard.audit.path)
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    if return_exceptions:
+        out = chat.batch([Q, "what is gold ?"], return_exceptions=True)
+        assert all(isinstance(o, AuditError) for o in out), out
+    else:
+        with pytest.raises(AuditError, match="the selection stands"):
+            chat.batch([Q, "what is gold ?"])
+    records = list(AuditLog(guard.audit.path))
+    assert [r["kind"] for r in records] == ["decision", "spot_check", "answer_not_delivered", "error"], records
+    decision, _, undelivered, error = records
+    assert undelivered["decision_audit_id"] == decision["id"] and error["question"] == "what is gold ?"
+    if return_exceptions:
+        assert out[0].decision_audit_id == decision["id"] and out[1].audit_id == error["id"]
