@@ -6,8 +6,8 @@
 A guard reads its audit log when it starts (answers held for review that a crash kept out of the review
 queue are put back; the monitor state is checked against the chain, which must verify first) and again
 whenever the monitor rewrites its state file (only the records appended since the last check). This
-measures it on a tiny random model (the log, not the model, is what is timed): for each length, a fresh
-process fills a log with that many accepted decision records copied from one real one (written without
+measures it on a tiny random model (the log, not the model, is what is timed; its probes are calibrated once, by
+``hguard.testing.tiny_probes``, and shared by the runs): for each length, a fresh process fills a log with that many accepted decision records copied from one real one (written without
 fsync to save time; a guard writes each with fsync), then times ``Guard.from_policy``, a first answer, a
 state file rewritten by the monitor followed by an answer, and a later answer, and reports its peak RSS.
 ``--rotated N``: the same for a log of N records rotated (``hguard audit rotate``) before the guard starts,
@@ -35,23 +35,19 @@ sys.path.insert(0, str(REPO))
 Q = "who is the author of the book ?"
 
 
-def _child(n: int, folder: Path, rotated: bool = False) -> dict:
+def _child(n: int, folder: Path, probe_folder: Path, rotated: bool = False) -> dict:
     from hguard.audit import AuditLog, rotate
-    from hguard.calibrate.data import write_examples
-    from hguard.calibrate.pipeline import calibrate
     from hguard.guard import Guard
     from hguard.policy import Policy
-    from hguard.testing import tiny_examples, tiny_model
+    from hguard.testing import TINY_MAX_NEW_TOKENS, TINY_SYSTEM_PROMPT, tiny_model, tiny_probes
 
     warnings.simplefilter("ignore")
     lm = tiny_model("llama", seed=3)
-    write_examples(folder / "data.jsonl", tiny_examples(lm))
-    calibrate([folder / "data.jsonl"], folder / "probes", lm=lm, system_prompt="answer", max_new_tokens=4,
-              progress=False, plots=False)  # fmt: skip
+    probes = tiny_probes(probe_folder, "llama", seed=3)  # calibrated by the first child, reused by the others
     policy = Policy.model_validate({
-        "version": 1, "probes": str(folder / "probes"), "audit": {"path": str(folder / "audit.jsonl")},
+        "version": 1, "probes": str(probes), "audit": {"path": str(folder / "audit.jsonl")},
         "review": {"queue": str(folder / "queue.sqlite3")}, "monitor": {"state": str(folder / "state.json")},
-        "generation": {"max_new_tokens": 4, "system_prompt": "answer"},
+        "generation": {"max_new_tokens": TINY_MAX_NEW_TOKENS, "system_prompt": TINY_SYSTEM_PROMPT},
         "domains": {"alpha": {"accept_below": 1.0, "abstain_above": 1.0, "spot_check_rate": 0.0}, "beta": {}},
     })  # fmt: skip
     Guard.from_policy(policy, lm=lm).invoke(Q, domain="alpha")  # one real decision record to copy
@@ -97,25 +93,27 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "audit_scale.json")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--probe-folder", type=Path, help=argparse.SUPPRESS)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.child is not None:
-        print(json.dumps(_child(args.child, args.folder, args.rotate)))
+        print(json.dumps(_child(args.child, args.folder, args.probe_folder, args.rotate)))
         return 0
     rows = []
-    for n, rotated in [(n, False) for n in args.records] + [(n, True) for n in args.rotated]:
-        with tempfile.TemporaryDirectory(prefix="hguard-audit-scale-") as tmp:
-            proc = subprocess.run([sys.executable, __file__, "--child", str(n), "--folder", tmp]
-                                  + (["--rotate"] if rotated else []),
-                                  capture_output=True, text=True, check=False)  # fmt: skip
-            if proc.returncode != 0:
-                print(proc.stderr[-2000:], file=sys.stderr)
-                return 1
-            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            print(json.dumps(rows[-1]), flush=True)
+    with tempfile.TemporaryDirectory(prefix="hguard-audit-scale-probes-") as probes:
+        for n, rotated in [(n, False) for n in args.records] + [(n, True) for n in args.rotated]:
+            with tempfile.TemporaryDirectory(prefix="hguard-audit-scale-") as tmp:
+                proc = subprocess.run([sys.executable, __file__, "--child", str(n), "--folder", tmp,
+                                       "--probe-folder", str(Path(probes) / "tiny")] + (["--rotate"] if rotated else []),
+                                      capture_output=True, text=True, check=False)  # fmt: skip
+                if proc.returncode != 0:
+                    print(proc.stderr[-2000:], file=sys.stderr)
+                    return 1
+                rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                print(json.dumps(rows[-1]), flush=True)
     result = {"threads": os.environ.get("HGUARD_THREADS", "default"), "load_average": os.getloadavg(), "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
