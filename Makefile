@@ -15,7 +15,7 @@ test: setup
 	@bash scripts/test.sh
 
 test-fast: setup
-	@$(PY) -m pytest -q -m "not default_model and not slow"
+	@$(PY) -m pytest -q -n logical --maxprocesses 4 --dist worksteal -m "not default_model and not slow"
 
 bench: setup
 	@$(PY) benchmarks/run_all.py

@@ -6,4 +6,5 @@ VENV=${HGUARD_VENV:-.venv}
 # lint and type check first: a finding fails the run before the (long) tests start
 "$VENV/bin/ruff" check .
 "$VENV/bin/mypy"  # what it checks, and how strictly: [tool.mypy] in pyproject.toml
-exec "$VENV/bin/python" -m pytest -q "$@"
+# one worker per CPU (at most 4: each loads models of its own); PYTEST_XDIST_AUTO_NUM_WORKERS=1 runs one, `-n 0` none
+exec "$VENV/bin/python" -m pytest -q -n logical --maxprocesses 4 --dist worksteal "$@"
