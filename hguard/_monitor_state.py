@@ -57,7 +57,9 @@ def probe_ids(joined: str | None) -> frozenset[str]:
     return frozenset(p for p in (joined or "").split("+") if p)
 
 
-def _joined(ids: Iterable[str]) -> str | None:
+def joined_probe_ids(ids: Iterable[str]) -> str | None:
+    """``ids`` as a state or a record names them: "+"-joined in sorted order (:func:`probe_ids` reads it); None for
+    none."""
     return "+".join(sorted(ids)) or None
 
 
@@ -88,11 +90,11 @@ def transition(state: DomainState, event: Mapping[str, Any]) -> DomainState:
         # (a tightening carried over from a state file names the earlier ones it held too)
         breached = breached_probe_ids(state) | probe_ids(event.get("probe_id")) | probe_ids(event.get("replaced_probe_id"))
         if state.state == "tightened" and state.accept_below is not None and state.accept_below <= new:
-            earlier = _joined(breached - probe_ids(state.probe_id))
+            earlier = joined_probe_ids(breached - probe_ids(state.probe_id))
             return state if earlier == state.replaced_probe_id else replace(state, replaced_probe_id=earlier)
         return DomainState("tightened", event.get("action"), new, event.get("time"), event.get("id"),
                            event.get("probe_id"), reason, event.get("calibration_id"),
-                           event.get("data_hash"), _joined(breached - probe_ids(event.get("probe_id"))))  # fmt: skip
+                           event.get("data_hash"), joined_probe_ids(breached - probe_ids(event.get("probe_id"))))  # fmt: skip
     if kind == LIFT:
         if event.get("by") == "recalibration" and event.get("probe_id"):
             # the monitor's lift by recalibration frees only the probe it names, never one a tightening was decided
@@ -102,7 +104,7 @@ def transition(state: DomainState, event: Mapping[str, Any]) -> DomainState:
                 return state
             return DomainState("normal", None, None, event.get("time"), event.get("id"), event.get("probe_id"),
                                event.get("reason"), event.get("calibration_id"), event.get("data_hash"),
-                               _joined(held) or "(not recorded)")
+                               joined_probe_ids(held) or "(not recorded)")
         if state.state != "tightened" and state.replaced_probe_id is None:
             return state
         # a person's lift: of a tightening, or of what a recalibration's lift left: it frees every probe
@@ -219,7 +221,7 @@ def _stricter(a: DomainState | None, b: DomainState | None) -> DomainState | Non
     if held is None or not more:
         return held
     now = probe_ids(held.probe_id) if held.state == "tightened" else frozenset()
-    return replace(held, replaced_probe_id=_joined((breached_probe_ids(held) | more) - now))
+    return replace(held, replaced_probe_id=joined_probe_ids((breached_probe_ids(held) | more) - now))
 
 
 def _tightening(state: DomainState | None) -> tuple | None:

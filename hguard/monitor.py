@@ -69,6 +69,7 @@ from ._monitor_state import (
     DomainState,
     MonitorState,
     breached_probe_ids,
+    joined_probe_ids,
     probe_ids,
     read_state_file,
     replay,
@@ -584,7 +585,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
             # the probe it frees, and the one it replaced: a guard still scoring with that one (not restarted
             # since) stays held (it compares its own probe with these)
             # (every probe a tightening since a person's last lift was decided under: none is freed by a recalibration)
-            held = "+".join(sorted(breached_ids))
+            held = joined_probe_ids(breached_ids) or ""
             events.append(_append(audit, LIFT, {"domain": name, "by": "recalibration", "probe_id": probe_id,
                                                 "calibration_id": calibration_id, "data_hash": data_hash,
                                                 "replaced_probe_id": held, "lifted_record": st.record_id,
