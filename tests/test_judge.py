@@ -1533,6 +1533,48 @@ def test_russian_and_ukrainian_scale_words_are_read_with_their_decimal_comma(ans
 
 
 @pytest.mark.parametrize("answer, context, missing", [
+    # a multilingual user's trial: each of these wrong answers passed as stated by its passage
+    # "1.500 \u20ac" is fifteen hundred euros in a German passage, read as 1.5 (as "1,5 \u20ac" is)
+    ("Die Gebühr beträgt 1,5 €.", "Die Gebühr beträgt 1.500 €.", ["1.5 euro"]),
+    ("Die Gebühr beträgt 1.500 €.", "Die Gebühr beträgt 1,5 €.", ["1500 euro"]),
+    ("La cuota es de 2,5 euros.", "La cuota es de 2.500 euros.", ["2.5 euro"]),
+    ("Die Dosis beträgt 1500 mg.", "Die Dosis beträgt 1,500 mg.", ["1500 mg"]),  # "1,500" is 1.5 in German
+    # Spanish and Portuguese "mil" is a thousand (a million in English shorthand)
+    ("La multa es de 5.000.000 €.", "La multa es de 5 mil euros.", ["5000000 euro"]),
+    ("O valor é R$ 5.000.000.", "O valor é R$ 5 mil.", ["5000000 brl"]),
+    # other languages' scale words, and a scale's letters before the currency sign ("M\u20ac" read as metres)
+    ("Die Strafe beträgt 5 Euro.", "Die Strafe beträgt 5 Millionen Euro.", ["5 euro"]),
+    ("La multa es de 5 €.", "La multa es de 5 millones de euros.", ["5 euro"]),
+    ("L'amende est de 2 euros.", "L'amende est de 2 milliards d'euros.", ["2 euro"]),
+    ("Budget: 3 €.", "Budget: 3 M€.", ["3 euro"]),
+    ("Das Budget beträgt 1.000.000.000 Euro.", "Das Budget beträgt 1 Billion Euro.", ["1000000000 euro"]),
+    ("Budget: 2 Mrd. €", "Das Budget beträgt 2,5 Mrd. Euro.", ["2000000000 euro"]),
+    # the same amounts said again, in either convention, stay stated
+    ("Die Gebühr beträgt 1.500 €.", "Die Gebühr beträgt 1.500 € pro Jahr.", []),
+    ("Sie beträgt 1500 Euro.", "Die Gebühr beträgt 1.500 Euro pro Jahr.", []),
+    ("La cuota es de 2500 euros.", "La cuota es de 2.500 euros.", []),
+    ("La multa es de 5000 euros.", "La multa es de 5 mil euros.", []),
+    ("O valor é R$ 5.000.", "O valor é R$ 5 mil.", []),
+    ("La multa es de 5.000.000.000 €.", "La multa es de 5 mil millones de euros.", []),
+    ("Die Strafe beträgt 5.000.000 Euro.", "Die Strafe beträgt 5 Millionen Euro.", []),
+    ("Budget: 3.000.000 €.", "Budget: 3 M€.", []),
+    ("Budget: 2,5 Mrd. €", "Das Budget beträgt 2.500.000.000 Euro.", []),
+    ("The fee is $1500.", "The annual fee is $1,500.", []),
+    ("The dose is 1.5 mg.", "The dose is 1.500 mg.", []),
+    ("The budget is $5 million.", "The budget is $5 mil.", []),
+    ("The budget is $1,000 million.", "The budget is $1 billion.", []),
+    ("It was 5 thousand million dollars.", "It was $5 billion.", []),
+    # where nothing says which convention, a number is stated only if it is under both
+    ("The dose is 1500 mg.", "The dose is 1.500 mg.", ["1500 mg"]),
+    ("The fee is €1.5.", "The fee is 1.500 €.", ["1.5 euro"]),
+])
+def test_numbers_are_read_in_the_convention_their_language_writes_them(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
+@pytest.mark.parametrize("answer, context, missing", [
     # a user trial: CJK scale characters split a figure into pieces ("4万5千円" read 4 and 5), so a piece passed as the
     # figure ("4万円" or "5千円" from 45,000 yen) and the right figure in digits was held; one value now, its currency read
     ("手数料は4万円です。", "手数料は4万5千円です。", ["40000 yen"]),

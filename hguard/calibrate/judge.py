@@ -63,13 +63,15 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 
 import regex
 
-from hguard._text import asks_only_yes_no, asks_yes_no, fold_accents, join_digit_groups, matching_form, without_ignorables
+from hguard._text import (asks_only_yes_no, asks_yes_no, fold_accents, function_words, join_digit_groups, matching_form,
+                          without_ignorables, words_of)
 from hguard.errors import InputError
 
 __all__ = [
@@ -221,13 +223,25 @@ _CAPITAL_CODE_AS = {"TRY": "\u20ba", "RON": "leu", "PHP": "\u20b1", "RUB": "\u20
 _CURRENCY_CODES = tuple(c for c, unit in _UNIT_WORDS.items() if len(c) == 3 and c.isascii() and unit not in _RATIOS)
 _CURRENCIES = frozenset((*_UNIT_WORDS.values(), *_UNIT_SYMBOLS.values())) - _RATIOS
 _SCALES = {"thousand": 10**3, "million": 10**6, "mio": 10**6, "mn": 10**6, "mln": 10**6, "mil": 10**6, "billion": 10**9,
-           "bn": 10**9,
+           "billions": 10**9, "bn": 10**9,
            "trillion": 10**12, "lakh": 10**5, "lakhs": 10**5, "crore": 10**7, "crores": 10**7,
            # Russian and Ukrainian, abbreviated and spelt out: "4,5 тыс. руб." is 4,500 roubles, "1,5 млн" 1.5 million
            **{w: 10**3 for w in "тыс тысяча тысячи тысяч тысячу тис тисяча тисячі тисяч тисячу".split()},
            **{w: 10**6 for w in "млн миллион миллиона миллионов мільйон мільйона мільйони мільйонів".split()},
            **{w: 10**9 for w in "млрд миллиард миллиарда миллиардов мільярд мільярда мільярди мільярдів".split()},
-           **{w: 10**12 for w in "трлн триллион триллиона триллионов трильйон трильйона трильйони трильйонів".split()}}
+           **{w: 10**12 for w in "трлн триллион триллиона триллионов трильйон трильйона трильйони трильйонів".split()},
+           # German, French, Spanish, Italian, Portuguese, Dutch, Polish and the Nordic languages: "5 Millionen
+           # Euro", "2 milliards d'euros", "5 millones de euros", "2,5 Mrd. Euro" (read as 5, 2 and "2 5" before, their
+           # scale a word like any other). Spanish "mil millones" is 10**9: scales in a row multiply (`_scaled`).
+           # "Billion" stays English (10**9): German's 10**12 is read where the text writes it as a German noun
+           # (`_GERMAN_BILLION`); "mil" is a million in English shorthand and a thousand in Spanish and Portuguese
+           # (both read, `_READINGS`)
+           **{w: 10**3 for w in "tausend mille mila duizend tusen tusind tys".split()},
+           **{w: 10**6 for w in ("millionen millions millon millones milione milioni milhao milhoes miljoen miljoenen "
+                                 "miljon miljoner millioner milion miliony milionow").split()},
+           **{w: 10**9 for w in ("milliard milliards milliarde milliarden mrd miliardo miliardi bilhao bilhoes "
+                                 "miljard miljarden miljarder miliard miliardy miliardow mld").split()},
+           **{w: 10**12 for w in "billionen billon billones biliao bilioes".split()}}
 _SCALES.update({normalize(w): scale for w, scale in list(_SCALES.items())})  # as the text reads them: "мільйон" is "мільион"
 _MEASURES = _CURRENCIES | _RATIOS
 
@@ -313,9 +327,30 @@ _DECIMAL_COMMA = re.compile(r"(?i)(?<![\d.,])(?!(?:1[5-9]\d\d|20\d\d),\d\d?(?!\d
                             + r")(\d+),(\d{1,2})(?!\d|,\d)" + _LIST_GOES_ON + _UNIT_AHEAD
                             + r"|(?<![\d.,])0,(\d+)(?!\d|,\d)" + _LIST_GOES_ON)
 _GROUPED_DECIMAL_COMMA = re.compile(r"(?<![\d.,])(\d{1,3}(?:\.\d{3})+),(\d+)(?!\d|[,.]\d)")
-# thousands grouped by two or more dots ("2.500.000 \u20ac"): no decimal has two points (one group, "1.500", stays
-# ambiguous: read as a decimal)
+# thousands grouped by two or more dots ("2.500.000 \u20ac"): no decimal has two points (one group, "1.500", is
+# ambiguous: see `_Reading`)
 _DOTTED_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:\.\d{3}){2,}(?!\d|[.,]\d)")
+# one group of three after a dot or a comma, "1.500" and "1,500": fifteen hundred, or one and a half, by the convention
+# the text is written in (not "0.500", a decimal in either)
+_ONE_DOT_GROUP = re.compile(r"(?<![\d.,])[1-9]\d{0,2}\.\d{3}(?!\d|[.,]\d)")
+_ONE_COMMA_GROUP = re.compile(r"(?<![\d.,])[1-9]\d{0,2},\d{3}(?!\d|[.,]\d)")
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """How numbers written alike in several conventions are read. ``comma_decimal``: the text writes decimals with a
+    comma and groups thousands with a dot (German, Spanish, Italian, ...: "1.500 \u20ac" is fifteen hundred euros, "1,5
+    \u20ac" one and a half); else the reverse (English: "1.500 mg" is 1.5 mg, "$1,500" fifteen hundred dollars). ``mil``:
+    a million in English shorthand ("$5 mil"), a thousand in Spanish and Portuguese ("5 mil euros"). ``billion``:
+    10**9 in English, 10**12 in German and French ("2 Billionen", "2 billions d'euros"). `_readings` says which a text
+    calls for; where it cannot tell, a number is checked under each."""
+
+    comma_decimal: bool = False
+    mil: int = 10**6
+    billion: int = 10**9
+
+
+_ENGLISH = _Reading()
 # Indian grouping by lakh and crore: "₹12,34,567" is 1234567 (read as 12 and 34,567 before) in a text that names a
 # rupee, a lakh or a crore anywhere ("Rs 12,34,567 and the second 15,00,000", "Rs.12,34,567/-"); elsewhere it is
 # read as before this session, 12 and 34,567 ("Doses of 5,10,250 mg" may list doses or be 510250 mg: split at every
@@ -525,11 +560,14 @@ _SIGN_SPACE_GROUPED = re.compile("(?:" + "|".join(f"(?<=[{_LEADING_SIGNS}]{betwe
 _TIMES_WORDS = {"once": "1", "twice": "2", "thrice": "3"}
 
 
-def _decimal_commas(text: str) -> str:
+def _decimal_commas(text: str, reading: _Reading = _ENGLISH) -> str:
     if _RUPEES_NAMED.search(text) is not None:
         text = _LAKH_GROUPED.sub(lambda m: m.group(0).replace(",", ""), text)
     text = _GROUPED_DECIMAL_COMMA.sub(lambda m: m.group(1).replace(".", "") + "." + m.group(2), text)
     text = _DOTTED_THOUSANDS.sub(lambda m: m.group(0).replace(".", ""), text)
+    if reading.comma_decimal:  # "1.500" is fifteen hundred, "1,500" one and a half
+        text = _ONE_DOT_GROUP.sub(lambda m: m.group(0).replace(".", ""), text)
+        text = _ONE_COMMA_GROUP.sub(lambda m: m.group(0).replace(",", "."), text)
     return _DECIMAL_COMMA.sub(lambda m: f"{m.group(1)}.{m.group(2)}" if m.group(1) else f"0.{m.group(3)}", text)
 
 
@@ -638,14 +676,15 @@ def _clock(hour: int, minutes: str | None) -> str:
 _DOTTED_ID = re.compile(r"\d+(?:\.\d+){2,}")
 
 
-def stated_numbers(text: str, number_words: bool = True) -> list[tuple[str, str | None]]:
+def stated_numbers(text: str, number_words: bool = True, reading: _Reading = _ENGLISH) -> list[tuple[str, str | None]]:
     """The numbers ``text`` states, each as (value, unit): the value in one canonical digit form with a scale word
     applied ("$1.2 million" and "1,200,000 dollars" both read ("1200000", "dollar")), the unit its currency or
     "percent" when one goes with it ("5%", "five percent"), else None. Dates read as their parts ("2024-03-03" and
     "March 3, 2024" both hold 2024 and 3). Units of measure read the same way ("500mg", "500 mg" and "500
     milligrams" read ("500", "mg"); "twice" reads ("2", "times")), and a decimal comma as a decimal point ("2,5 mg",
-    "0,125 mg"; "1,250" is 1250). ``number_words``: read "five", "twice" and "half" as numbers too."""
-    toks = _tokens(text, number_words)
+    "0,125 mg"; "1,250" is 1250). ``number_words``: read "five", "twice" and "half" as numbers too; ``reading``: how
+    a number written alike in several conventions is read (`_Reading`; English by default: "1,250" is 1250)."""
+    toks = _tokens(text, number_words, reading)
     out: list[tuple[str, str | None]] = []
     i = 0
     while i < len(toks):
@@ -855,6 +894,73 @@ _LIST_MARKER = re.compile(r"(?m)^\s*\d+[.)](?=\s)|\[\d+\]")  # "1. ..." at a lin
 
 
 def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]:
+    """The numbers ``answer`` writes in digits that neither ``context`` nor ``question`` states (see
+    `_unstated_numbers`), under the convention the three texts are written in. Where they do not say which
+    (`_readings`: "1.500" with no other sign of German or English), a number counts as stated only if it is under
+    each: "1,5 \u20ac" is not stated by "1.500 \u20ac", which is fifteen hundred euros in a German passage."""
+    for reading in _readings(answer, context, question):
+        missing = _unstated_numbers(answer, context, question, reading)
+        if missing:
+            return missing
+    return []
+
+
+# what says a text writes decimals with a comma (beside `_DECIMAL_COMMA` and grouped forms), and with a point
+_EURO_ONE_DOT_GROUP = re.compile(_ONE_DOT_GROUP.pattern + r"\s*(?:\u20ac|eur\b|euros?\b)|(?:\u20ac|\beur)\s*"
+                                 + _ONE_DOT_GROUP.pattern, re.IGNORECASE)
+_POINT_DECIMAL = re.compile(r"(?<![\d.,])\d+\.\d{1,2}(?!\d|[.,]\d)|(?<![\d.,])\d{1,3}(?:,\d{3})+\.\d+(?!\d)"
+                            r"|(?<![\d.,])\d{1,3}(?:,\d{3}){2,}(?!\d|[.,]\d)")
+_MIL = re.compile(r"(?i)\d\s*mil\b")
+_BILLION = re.compile(r"(?i)\d\s*billions?\b")
+#: the languages that write "1.500,50" (a decimal comma, thousands grouped by a dot or a space)
+_COMMA_DECIMAL_LANGUAGES = frozenset({"german", "spanish", "italian", "portuguese", "dutch", "danish", "norwegian",
+                                      "swedish", "finnish", "french", "catalan", "indonesian", "turkish", "greek",
+                                      "romanian", "polish", "czech", "slovak", "hungarian", "russian", "ukrainian",
+                                      "bulgarian", "vietnamese"})
+
+
+#: English's commonest words (its list in `function_words` holds "la", "de" and "mil" too)
+_ENGLISH_CORE = frozenset("the a an is are was were be been of and to in that this with for from by has have it its "
+                          "which not or on at".split())
+
+
+def _written_in(words: list[str]) -> str | None:
+    """"english" where English's commonest words outnumber any other language's function words among ``words``,
+    another language where its function words (those not among English's commonest) outnumber English's, else None."""
+    counts = Counter(words)
+    english = sum(n for w, n in counts.items() if w in _ENGLISH_CORE)
+    hits = {lang: sum(n for w, n in counts.items() if w in fw and w not in _ENGLISH_CORE)
+            for lang, fw in function_words().items() if lang != "english"}
+    other = max(hits, key=lambda lang: hits[lang], default=None)
+    best = hits[other] if other is not None else 0
+    return "english" if english > best else other if best > english else None
+
+
+def _readings(answer: str, context: str, question: str) -> list[_Reading]:
+    """The conventions to read the three texts under: the one that what they write, or their language, says (a
+    decimal comma "1,5" or a German passage: "1.500" is fifteen hundred; "$1,500,000" or an English passage: it is
+    one and a half), each of them where nothing says or the signs disagree."""
+    texts = (answer, context, question)
+    dots = any(_ONE_DOT_GROUP.search(t) or _ONE_COMMA_GROUP.search(t) for t in texts)
+    mil = any(_MIL.search(t) for t in texts)
+    billion = any(_BILLION.search(t) for t in texts)
+    if not (dots or mil or billion):
+        return [_ENGLISH]
+    language = _written_in(words_of("\n".join(texts)))
+    english = language == "english"
+    commas, points = language in _COMMA_DECIMAL_LANGUAGES, english
+    for t in texts if dots else ():
+        commas = commas or any(p.search(t) is not None for p in (_DECIMAL_COMMA, _GROUPED_DECIMAL_COMMA,
+                                                                 _DOTTED_THOUSANDS, _EURO_ONE_DOT_GROUP))
+        points = points or _POINT_DECIMAL.search(t) is not None
+    comma_decimal = [False, True] if commas == points else [commas]
+    mils = [10**6] if english else [10**3] if language in ("spanish", "portuguese", "catalan") else [10**6, 10**3]
+    billions = [10**12] if language in ("german", "french") else [10**9]
+    return [_Reading(c, m, b) for c in (comma_decimal if dots else [False]) for m in (mils if mil else [10**6])
+            for b in (billions if billion else [10**9])]
+
+
+def _unstated_numbers(answer: str, context: str, question: str, reading: _Reading) -> list[str]:
     """The numbers ``answer`` writes in digits that neither ``context`` nor ``question`` states, with their unit: a
     value the passage lacks ("2024-03-04" from a passage of 2024-03-03), or one it holds in another currency or as a
     percentage where the answer says otherwise ("25,000 EUR" from "$25,000", "12%" from "$12"), or in another unit
@@ -862,7 +968,7 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
     without a unit matches any unit; the passage's number words count ("five percent" for "5%", "twice" for "2
     times"), the answer's do not (a stray "one" is no figure), nor its list numbering and citation marks. Shown as
     read, e.g. "25000 euro" (a unit in `_UNIT_SHOWN` by its label: "300 \u00a5 (yen or yuan)")."""
-    held = stated_numbers(context) + stated_numbers(question)
+    held = stated_numbers(context, reading=reading) + stated_numbers(question, reading=reading)
     held += [(value, other) for value, unit in held if unit is not None
              for other in _CURRENCY_FAMILIES.get(unit, {_FAMILY_OF[unit]} if unit in _FAMILY_OF else ())]
     units_of: dict[str, set[str | None]] = {}
@@ -874,7 +980,7 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
     rest = _plain_digits(answer)
     for written in dates_held:
         rest = rest.replace(written, " ")
-    for value, unit in dict.fromkeys(stated_numbers(_LIST_MARKER.sub(" ", rest), number_words=False)):
+    for value, unit in dict.fromkeys(stated_numbers(_LIST_MARKER.sub(" ", rest), number_words=False, reading=reading)):
         units = units_of.get(value)
         if unit is not None and _amount(value, unit) in amounts:
             continue
@@ -1115,11 +1221,20 @@ def _is_number_word(word: str) -> bool:
     return any(c.isdigit() for c in word) or word in _NUMBER_WORDS
 
 
-def _tokens(text: str, number_words: bool = True) -> list[str]:
+# a scale's letters between a number and its currency sign or code: "3 M\u20ac", "500 k\u20ac", "1,5 Mrd. \u20ac", "2 Md\u20ac"
+# (the metre's "M" before: "3 M\u20ac" read 3 metres)
+_SCALE_LETTERS = {"k": "thousand", "K": "thousand", "M": "million", "MM": "million", "Mio": "million", "Mn": "million",
+                  "Md": "billion", "Mds": "billion", "Mrd": "billion", "Bn": "billion"}
+_SCALE_ON_SIGN = re.compile(r"(?<=\d)[ \u00a0]?(" + "|".join(sorted(_SCALE_LETTERS, key=len, reverse=True))
+                            + r")\.?[ \u00a0]?(?=[\u20ac$\u00a3\u00a5\u20b9]|(?:EUR|USD|GBP|CHF|JPY)\b)")
+
+
+def _tokens(text: str, number_words: bool = True, reading: _Reading = _ENGLISH) -> list[str]:
     """Normalised words with numbers (digits or words) rewritten to one canonical digit form, with their sign
     ("-0.5%" is not "0.5%") and their scale word ("$5 million" is 5000000, not 5), and units (`_UNIT_WORDS`) to one
     word after their number ("$5,000", "5,000 dollars" and "USD 5 thousand" all read "5000 dollar")."""
-    text = _SIGN_AFTER_CURRENCY.sub(r"\2\1", _accounting(_decimal_commas(_plain_digits(text))))
+    text = _SCALE_ON_SIGN.sub(lambda m: f" {_SCALE_LETTERS[m.group(1).rstrip('.')]} ", _plain_digits(text))
+    text = _SIGN_AFTER_CURRENCY.sub(r"\2\1", _accounting(_decimal_commas(text, reading)))
     text = _written_numbers(text, number_words)
     text = _CODE_ON_NUMBER.sub(r"\1 ", _BARE_DECIMAL.sub("0.", _SIGN.sub(" minus ", text)))
     text = _GLUED_UNIT.sub(r"\1 \2", text)
@@ -1186,10 +1301,19 @@ def _tokens(text: str, number_words: bool = True) -> list[str]:
             continue
         out.append(words[i])
         i += 1
-    return _scaled(out)
+    return _scaled(out, reading)
 
 
-def _scaled(tokens: list[str]) -> list[str]:
+def _scale(tokens: list[str], at: int, reading: _Reading) -> int:
+    """The scale the word ``tokens[at]`` (one of `_SCALES`) stands for, as ``reading`` reads it ("mil" before another
+    scale is a thousand in any reading: "5 mil millones" is 5 * 10**9)."""
+    word = tokens[at]
+    if word == "mil":
+        return 10**3 if at + 1 < len(tokens) and tokens[at + 1] in _SCALES else reading.mil
+    return reading.billion if word in ("billion", "billions") else _SCALES[word]
+
+
+def _scaled(tokens: list[str], reading: _Reading = _ENGLISH) -> list[str]:
     """``tokens`` with a number's sign ("minus") and scale word (after it, or after its unit) folded into it."""
     out: list[str] = []
     i = 0
@@ -1206,9 +1330,16 @@ def _scaled(tokens: list[str]) -> list[str]:
             unit = tokens[i + 1] if i + 1 < len(tokens) and tokens[i + 1] in _MEASURES else None
             at = i + 2 if unit else i + 1
             if at < len(tokens) and tokens[at] in _SCALES:
-                t = format((Decimal(t) * _SCALES[tokens[at]]).normalize(), "f")
+                scaled = Decimal(t)
+                while at < len(tokens) and tokens[at] in _SCALES:  # "5 mil millones", "5 thousand million": 5 * 10**9
+                    scaled *= _scale(tokens, at, reading)
+                    at += 1
+                t = format(scaled.normalize(), "f")
+                if unit is None and at < len(tokens) and tokens[at] in _MEASURES:
+                    unit = tokens[at]  # its unit after its scales: "5 thousand million dollars"
+                    at += 1
                 out += [t, unit] if unit else [t]
-                i = at + 1
+                i = at
                 continue
         out.append(t)
         i += 1
