@@ -51,7 +51,7 @@ from hguard._policy_fit import fit_thresholds, risk_coverage_curve
 from hguard._policy_load import _validate as _validate
 from hguard._policy_load import load_policy
 from hguard._policy_risk import apply_grounding, merge_risk
-from hguard.review.queue import DEFAULT_BUSY_TIMEOUT_S
+from hguard.review.queue import DEFAULT_BUSY_TIMEOUT_S, MAX_BUSY_TIMEOUT_S
 from hguard._policy_route import ABSTAIN, ACCEPT, REVIEW, Decision, choose_domain, decide
 from hguard._policy_route import Route as Route
 from hguard._policy_thresholds import Thresholds, effective_thresholds
@@ -277,7 +277,7 @@ class ReviewConfig(_Section):
     # how the deployment waits, not what it decides: left out of the policy's hash (a guard started while a backup
     # held the queue failed after 10 s, and the fix the message named could not be set from a policy)
     busy_timeout: float = Field(
-        DEFAULT_BUSY_TIMEOUT_S, ge=0.0, le=3600.0, strict=True, allow_inf_nan=False, exclude=True,
+        DEFAULT_BUSY_TIMEOUT_S, ge=0.0, le=MAX_BUSY_TIMEOUT_S, strict=True, allow_inf_nan=False, exclude=True,
         description="seconds, in [0, 3600], that opening the queue and each write wait for another process holding it "
         "(a backup, a reviewer's tool) before failing",
     )

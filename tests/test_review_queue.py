@@ -147,6 +147,14 @@ def test_enqueue_into_a_file_that_stopped_being_a_database_raises_with_path_and_
     assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
 
 
+@pytest.mark.parametrize("seconds", [float("inf"), 10**400, -1, float("nan"), True, "10", 3601])
+def test_a_busy_timeout_the_queue_cannot_wait_is_refused_in_one_line(tmp_path, seconds):
+    # an infinity or 10**400 stopped with OverflowError when the queue was first opened
+    with pytest.raises(InputError, match=r"busy_timeout must be a number of seconds in \[0, 3600\], got .*; e\.g\. 10"):
+        ReviewQueue(tmp_path / "q.sqlite3", busy_timeout=seconds)
+    assert not (tmp_path / "q.sqlite3").exists()
+
+
 def test_enqueue_while_another_writer_holds_the_queue_fails_after_the_busy_timeout(tmp_path):
     q = ReviewQueue(tmp_path / "q.sqlite3", busy_timeout=0.2)
     blocker = sqlite3.connect(q.path, isolation_level=None)

@@ -45,7 +45,6 @@ in ``_store``.
 
 from __future__ import annotations
 
-import numbers
 import os
 import sqlite3
 import threading
@@ -100,6 +99,7 @@ __all__ = [
     "VerdictRefused",
 ]
 DEFAULT_BUSY_TIMEOUT_S = 10.0  # also the policy's [review] busy_timeout default
+MAX_BUSY_TIMEOUT_S = 3600.0  # also the policy's [review] busy_timeout bound
 DEFAULT_LIMIT = 500
 SHOWN = ("question", "context", "answer")  # what a reviewer judges, as the decision record holds it
 
@@ -339,11 +339,13 @@ class ReviewQueue:
                 f"audit must be an hguard.audit.AuditLog or None, got {type(audit).__name__}: {_show(audit)}; "
                 "pass AuditLog('hguard-audit.jsonl')"
             )
-        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, numbers.Real) or not busy_timeout >= 0:
-            raise InputError(f"busy_timeout must be a number of seconds >= 0, got {busy_timeout!r}; e.g. 10")
+        seconds = finite_number(busy_timeout)  # an infinity or 10**400 stopped with OverflowError when first opened
+        if seconds is None or not 0 <= seconds <= MAX_BUSY_TIMEOUT_S:
+            raise InputError(f"busy_timeout must be a number of seconds in [0, {MAX_BUSY_TIMEOUT_S:g}], got "
+                             f"{_show(busy_timeout)}; e.g. 10")
         self.path = Path(path)
         self.audit = audit
-        self.busy_timeout = float(busy_timeout)
+        self.busy_timeout = seconds
         self._init_lock = threading.Lock()
         self._initialise()
 
