@@ -226,7 +226,8 @@ def _seed_replaced_before_ids(policy, records: Sequence[Mapping[str, Any]], spot
     mismatch)."""
     idless = {r["id"] for r in records if r.get("kind") == "decision" and r.get("route") == "accept"
               and "spot_check_seed_id" not in r and r.get("domain") in policy.domains}
-    stored = [(rid, float(s["u"])) for rid, s in spots.items() if rid in idless and isinstance(s.get("u"), (int, float))]
+    read = ((rid, finite_number(s.get("u"))) for rid, s in spots.items() if rid in idless)
+    stored = [(rid, u) for rid, u in read if u is not None]  # a u that is no number is a mismatch, no sign of a seed
     return bool(stored) and all(abs(u - selection_u(policy.monitor.seed, rid)) > 1e-12 for rid, u in stored)
 
 
@@ -265,8 +266,9 @@ def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:
                 continue
             u = selection_u(policy.monitor.seed, r["id"])
             # the rate in force when the answer was accepted (recorded since it could change); else today's
-            logged = isinstance(r.get("spot_check_rate"), (int, float))
-            rate = float(r["spot_check_rate"]) if logged else policy.domains[r["domain"]].spot_check_rate
+            logged_rate = finite_number(r.get("spot_check_rate"))
+            logged = logged_rate is not None
+            rate = logged_rate if logged_rate is not None else policy.domains[r["domain"]].spot_check_rate
             if u < rate and r["id"] not in spots:
                 said = "recorded with it" if logged else "the policy's rate now"
                 d["mismatches"].append(f"decision {r['id']} has u {u:.6f} < rate {rate:g} ({said}) but no spot-check")
@@ -280,14 +282,16 @@ def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:
         if rid in other:
             continue
         u = selection_u(policy.monitor.seed, rid)
-        accepted_at = dec.get("spot_check_rate")  # the rate its decision was accepted under, when recorded
+        accepted_at = finite_number(dec.get("spot_check_rate"))  # the rate its decision was accepted under, if recorded
         minimum = s.get("min_per_day")
-        if abs(float(s.get("u", -1)) - u) > 1e-12:
-            d["mismatches"].append(f"spot-check {s.get('id')} records u {s.get('u')} but the seed gives {u:.6f}")
-        elif isinstance(accepted_at, (int, float)) and s.get("rate") != accepted_at:  # a rate of its own choosing
-            d["mismatches"].append(f"spot-check {s.get('id')} records rate {s.get('rate')!r}, but its decision {rid} "
-                                   f"was accepted under spot_check_rate {accepted_at:g}")
-        elif u < float(s.get("rate", 0)):
+        # (a forged record's "abc", None or 10**400 stopped the monitor with ValueError, TypeError or OverflowError)
+        recorded_u, recorded_rate = finite_number(s.get("u")), finite_number(s.get("rate"))
+        if recorded_u is None or abs(recorded_u - u) > 1e-12:
+            d["mismatches"].append(f"spot-check {s.get('id')} records u {_short(s.get('u'))} but the seed gives {u:.6f}")
+        elif accepted_at is not None and recorded_rate != accepted_at:  # a rate of its own choosing
+            d["mismatches"].append(f"spot-check {s.get('id')} records rate {_short(s.get('rate'))}, but its decision "
+                                   f"{rid} was accepted under spot_check_rate {accepted_at:g}")
+        elif recorded_rate is not None and u < recorded_rate:
             d["by_rate"] += 1
         elif str(s.get("selected_because", "")).startswith("minimum per day") and isinstance(minimum, int) \
                 and not isinstance(minimum, bool) and minimum > 0:

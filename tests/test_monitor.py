@@ -2420,3 +2420,29 @@ def test_the_monitor_command_exits_1_on_a_log_that_fails_verification_and_names_
     assert monitor_main(["--policy", str(tmp_path / "policy.toml"), "--dry-run"]) == 1
     err = capsys.readouterr().err
     assert "fails verification" in err and f"hguard audit verify {policy.audit.path} --policy {policy.source}" in err
+
+
+
+@pytest.mark.parametrize("u, rate", [("abc", 0.5), (None, 0.5), ("10**400", 0.5), (True, 0.5), ("as text", 0.5),
+                                     ("seed's", "abc"), ("seed's", None), ("seed's", "10**400"), ("seed's", True)])
+def test_a_forged_spot_check_s_u_or_rate_is_a_mismatch_not_a_crash(u, rate):
+    """A spot-check record (in a log without a key, anyone's to write) whose ``u`` or rate is no number stopped the
+    selection check with ValueError, TypeError or OverflowError, or was read as one (True, the seed's u as text)."""
+    from types import SimpleNamespace
+
+    from hguard.monitor import SPOT, check_selection, seed_id, selection_u
+
+    policy = SimpleNamespace(domains={"alpha": SimpleNamespace(spot_check_rate=0.5)}, monitor=SimpleNamespace(seed="s"))
+    rid = next(f"d{i}" for i in range(1000) if selection_u("s", f"d{i}") < 0.5)  # one the seed selects
+    seeds = selection_u("s", rid)
+    u = seeds if u == "seed's" else str(seeds) if u == "as text" else 10**400 if u == "10**400" else u
+    rate = 10**400 if rate == "10**400" else rate
+    records = [{"kind": "decision", "id": rid, "route": "accept", "domain": "alpha", "spot_check_rate": 0.5,
+                "spot_check_seed_id": seed_id("s")},
+               {"kind": SPOT, "id": "s1", "decision_audit_id": rid, "domain": "alpha", "u": u, "rate": rate}]
+    got = check_selection(policy, records)["alpha"]
+    assert got["selected"] == 1 and got["by_rate"] == 0 and len(got["mismatches"]) == 1, got
+    said = "but the seed gives" if rate == 0.5 else "but its decision"
+    assert said in got["mismatches"][0], got
+    records[1].update(u=seeds, rate=0.5)  # the same record, as the guard writes it
+    assert check_selection(policy, records)["alpha"] == {**got, "by_rate": 1, "mismatches": []}
