@@ -1016,8 +1016,24 @@ class Guard(_Scoring, _Recording):
         return {name: router_similarity(M, question) for name, M in router.items()}
 
     def _embedded(self, question: str) -> np.ndarray:
-        windows = getattr(self.embedder, "windows", None)  # an embedder of one's own may only encode
-        return self.embedder.encode(windows(question) if windows is not None else [question])
+        return self.embedder.encode(self._pieces(question))
+
+    def _pieces(self, question: str) -> list[str]:
+        """The pieces of ``question`` the router matches one by one (:meth:`hguard.signals.embedding.Embedder.windows`;
+        an embedder of one's own that only encodes: the question whole)."""
+        windows = getattr(self.embedder, "windows", None)
+        return list(windows(question)) if windows is not None else [question]
+
+    def _farthest_part(self, pieces: Sequence[str], Q: np.ndarray, M: np.ndarray) -> tuple[str, float] | None:
+        """The piece of a question that fits domain ``M`` (its calibration questions' vectors) least, and its
+        similarity, where the question was matched in several pieces and that one alone falls short of the whole
+        question's best fit (None otherwise): what a reviewer reads beside "best domain ... < domain_min_similarity"
+        ("What is the capital of France, and what overdraft fee does my bank charge?" names the fee)."""
+        if len(pieces) < 2 or len(Q) != len(pieces):
+            return None
+        each = [router_similarity(M, Q[i:i + 1]) for i in range(len(pieces))]
+        i = int(np.argmin(each))
+        return (pieces[i], each[i]) if each[i] < max(each) else None
 
     def choose_domain(self, question: str, rag: bool | None = None) -> tuple[str | None, dict]:
         """``(domain or None, how it was chosen)`` for a request without ``domain=``; a subclass may override it with
@@ -1036,13 +1052,21 @@ class Guard(_Scoring, _Recording):
         domain of the policy whose calibration questions this guard never read (no probe file, or one that cannot be
         read) cannot be compared with: ``not_compared`` names it, and the answer is held for review."""
         router, others = self._router_vectors(rag), self._router_vectors(rag, unserved=True)
-        Q = self._embedded(question) if router or others else None
+        pieces = self._pieces(question) if router or others else []
+        Q = self.embedder.encode(pieces) if pieces else None
         sims = self._similarities(Q, router) if Q is not None else {}
+        info: dict[str, Any] = {"method": "embedding", "similarities": sims}
         if router:
             chosen, why = choose_domain(sims, self.policy)
+            finite = {n: s for n, s in sims.items() if np.isfinite(s)}
+            if chosen is None and finite and max(finite.values()) < self.policy.domain_min_similarity:
+                best = max(sorted(finite), key=lambda n: finite[n])
+                part = self._farthest_part(pieces, np.asarray(Q), router[best])
+                if part is not None:  # which part of a joined question reached no domain
+                    info["farthest_part"] = {"text": cut_text(part[0], 200), "domain": best, "similarity": part[1]}
+                    why += f"; its part {cut_text(part[0], 120)!r} is the farthest from it ({part[1]:.4f})"
         else:
             chosen, why = None, "no calibrated domain is loaded, so none can be chosen for the question"
-        info: dict[str, Any] = {"method": "embedding", "similarities": sims}
         unscored = {n: s for n, s in self._similarities(Q, others).items() if np.isfinite(s)} if Q is not None else {}
         if unscored:
             info["unscored_similarities"] = unscored

@@ -1554,6 +1554,11 @@ def test_two_questions_joined_in_one_sentence_are_matched_one_by_one(calibrated,
         assert router_similarity(alpha, g.embedder.encode([q])) >= minimum, join  # whole, it reached alpha
         assert g.embedder.windows(q) == [q, book + "?", bread], join
         assert g.domain_similarities(q, only="alpha")["alpha"] < minimum and g.choose_domain(q)[0] is None, join
+        # the reason names the part that reached no domain, so a reviewer sees why an on-topic opening was not enough
+        chosen, how = g.choose_domain(q)
+        assert how["farthest_part"]["text"] == bread and how["farthest_part"]["domain"] == "alpha", how
+        assert how["farthest_part"]["similarity"] == pytest.approx(how["similarities"]["alpha"]), how
+        assert f"its part {bread!r} is the farthest from it" in how["reason"], how["reason"]
     # one question: the second clause refers back, asks nothing of its own, or the first opens no question
     follow = "who is the author of the book, and when was it written?"
     short = "who is the author of the book, and when?"
@@ -1562,6 +1567,7 @@ def test_two_questions_joined_in_one_sentence_are_matched_one_by_one(calibrated,
     assert g.embedder.windows(short) == [short, book + "?"]
     for q in (follow, short, opening):
         assert g.choose_domain(q)[0] == "alpha", q
+    assert "farthest_part" not in g.choose_domain(bread)[1]  # one piece: nothing to name
 
 
 def test_a_named_domain_whose_similarity_cannot_be_computed_fails_closed(calibrated, tmp_path, monkeypatch):
