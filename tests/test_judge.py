@@ -1560,6 +1560,8 @@ def test_russian_and_ukrainian_scale_words_are_read_with_their_decimal_comma(ans
     ("Budget: 3.000.000 €.", "Budget: 3 M€.", []),
     ("Budget: 2,5 Mrd. €", "Das Budget beträgt 2.500.000.000 Euro.", []),
     ("The fee is $1500.", "The annual fee is $1,500.", []),
+    # a word other languages share, said often ("per" is Italian and Catalan too), does not make English another
+    ("$2.5K per day, and $20K per month.", "Zelle limits: you can send up to $2,500 per day and $20,000 per month.", []),
     ("The dose is 1.5 mg.", "The dose is 1.500 mg.", []),
     ("The budget is $5 million.", "The budget is $5 mil.", []),
     ("The budget is $1,000 million.", "The budget is $1 billion.", []),

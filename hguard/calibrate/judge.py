@@ -63,7 +63,6 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
-from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Literal
@@ -919,19 +918,23 @@ _COMMA_DECIMAL_LANGUAGES = frozenset({"german", "spanish", "italian", "portugues
                                       "bulgarian", "vietnamese"})
 
 
-#: English's commonest words (its list in `function_words` holds "la", "de" and "mil" too)
-_ENGLISH_CORE = frozenset("the a an is are was were be been of and to in that this with for from by has have it its "
-                          "which not or on at".split())
+#: English's commonest function words (its list in `function_words` holds "la", "de" and "mil" too), counted for
+#: English alone where another language writes one alike ("is" and "in" are Dutch, "was" German)
+_ENGLISH_CORE = frozenset("the a an is was in on at to for as of and that this with from by has have had it its which "
+                          "not or you your we our they their he she can will would may must should shall do does did "
+                          "are were be been there what who when where why how any each than then if so also up out "
+                          "about into over after before under".split())
 
 
 def _written_in(words: list[str]) -> str | None:
-    """"english" where English's commonest words outnumber any other language's function words among ``words``,
-    another language where its function words (those not among English's commonest) outnumber English's, else None."""
-    counts = Counter(words)
-    english = sum(n for w, n in counts.items() if w in _ENGLISH_CORE)
-    hits = {lang: sum(n for w, n in counts.items() if w in fw and w not in _ENGLISH_CORE)
-            for lang, fw in function_words().items() if lang != "english"}
-    other = max(hits, key=lambda lang: hits[lang], default=None)
+    """"english" where more of English's commonest function words (`_ENGLISH_CORE`) are among ``words`` than of any
+    other language's (those not among English's commonest), that language where more of its are, else None. Each
+    counted once, so a word the languages share, said often ("per day ... per month"), does not outweigh a sentence's
+    worth of English."""
+    seen = set(words)
+    english = len(seen & _ENGLISH_CORE)
+    hits = {lang: len((seen & fw) - _ENGLISH_CORE) for lang, fw in function_words().items() if lang != "english"}
+    other = max(sorted(hits), key=lambda lang: hits[lang], default=None)
     best = hits[other] if other is not None else 0
     return "english" if english > best else other if best > english else None
 
