@@ -51,6 +51,51 @@ YES_NO_UNASSESSED = ("the knowledge-conflict check cannot assess a yes/no answer
                      "France?'), so a passage that turns the answer to that side never looks unlikely")
 
 
+def knowledge_conflict_check(signals: dict, detector: Mapping | None, how: str, domain: str) -> tuple[str | None, str | None]:
+    """What the knowledge-conflict check makes of one answer given with context that does not decline, as the guard
+    serves it: ``(hold, note)``, ``hold`` why it is held for review (never accepted; None: routed as scored) and
+    ``note`` what its record says otherwise. ``detector``: the domain's calibrated ``knowledge_conflict`` entry (None
+    where its RAG calibration fitted none), ``how``: the domain's ``knowledge_conflict`` policy ("review", the
+    default, or "trust_context"). Records the score and its threshold in ``signals``.
+
+    One rule for the guard and for the RAG calibration report's accepted counts
+    (:func:`hguard.calibrate._rag_report.rag_report`): under "review" an answer is held when the detector flags it,
+    when the check cannot clear a yes/no answer, or when there is no detector at all (the report printed 34/57
+    supporting answers accepted for a domain whose guard held every one). InputError where a signal the detector
+    reads is missing (the guard holds the answer: its scoring failed)."""
+    from .signals.conflict import conflict_score
+
+    if not detector:
+        if how == "review":  # the check asked for cannot run: held
+            return no_conflict_detector(domain), None
+        # trusted, and unchecked: the record says so (an accept must not read as "checked, no conflict")
+        return None, (f"knowledge_conflict = 'trust_context' for domain {domain!r}, whose RAG calibration fitted no "
+                      "knowledge-conflict detector: no knowledge-conflict check ran (the passage is trusted as an "
+                      "approved source)")
+    score = conflict_score(signals, detector["detector"])
+    threshold = float(detector["threshold"])
+    signals["knowledge_conflict"] = score
+    signals["knowledge_conflict_threshold"] = threshold  # the record says what the score was set against
+    if score < threshold:
+        # said as the missing detector is: an accept must read as "checked, no conflict", with what it was checked by
+        checked = f"knowledge-conflict check ran: score {score:.3g} < threshold {threshold:.3g}, no conflict flagged"
+        if signals.get("yes_no") != 0.0:  # the relevance signal's reading of a yes/no answer (None: unread, held)
+            if how == "trust_context":
+                return None, f"{checked}, but {YES_NO_UNASSESSED}; knowledge_conflict = 'trust_context': routed as scored"
+            return (f"{checked}, but {YES_NO_UNASSESSED}; knowledge_conflict = 'review' (untrusted retrieval): held for "
+                    "review, never accepted (set knowledge_conflict = 'trust_context' for approved sources)"), None
+        return None, f"{checked} (knowledge_conflict = {how!r})"
+    what = (
+        f"knowledge conflict: without the context the model finds this answer unlikely (score {score:.3g} >= "
+        f"{threshold:.3g}): it may rest on the context alone, against what the model holds "
+        "or beyond what it knows (the detector cannot tell these apart, and flags many right answers the model "
+        "did not know)"
+    )
+    if how == "trust_context":
+        return None, f"{what}; knowledge_conflict = 'trust_context': routed as scored"
+    return f"{what}; knowledge_conflict = 'review' (untrusted retrieval)", None
+
+
 class MissingNeuronSignal(ValueError):
     """An answer whose FFN neurons were not read: the probe has nothing to score (never a zero feature vector)."""
 
@@ -243,14 +288,12 @@ class _Scoring:
                 signals["merged_risk_before_grounding"] = base
                 # a reply that declines follows nothing: it abstains by rule, and no conflict is read into it
                 if probe_mode == RAG and g.extra.get("declined") is None:
-                    if cd.knowledge_conflict:
-                        self._knowledge_conflict(signals, cd.knowledge_conflict, dp, g.extra.setdefault("holds", []), notes)
-                    elif dp is None or dp.knowledge_conflict == "review":  # the check asked for cannot run: held
-                        g.extra.setdefault("holds", []).append(no_conflict_detector(cd.name or str(domain)))
-                    else:  # trusted, and unchecked: the record says so (an accept must not read as "checked, no conflict")
-                        notes.append(f"knowledge_conflict = 'trust_context' for domain {cd.name or domain!r}, whose RAG "
-                                     "calibration fitted no knowledge-conflict detector: no knowledge-conflict check ran "
-                                     "(the passage is trusted as an approved source)")
+                    hold, note = knowledge_conflict_check(signals, cd.knowledge_conflict, dp.knowledge_conflict if dp
+                                                          is not None else "review", cd.name or str(domain))
+                    if hold is not None:
+                        g.extra.setdefault("holds", []).append(hold)
+                    if note is not None:
+                        notes.append(note)
             except Exception as exc:
                 problems.append(scoring_problem(exc))
                 risk = None
@@ -276,42 +319,6 @@ class _Scoring:
                 notes.append(f"warning: {p} (generation_mismatch = 'warn')")
             else:
                 problems.append(f"{p} (generation_mismatch = 'review')")
-
-    @staticmethod
-    def _knowledge_conflict(signals: dict, detector: Mapping, dp, holds: list[str], notes: list[str]) -> None:
-        """Flag an answer that rests on the context against, or beyond, what the model holds without it,
-        and route it per the domain's ``knowledge_conflict`` policy: a hold for review by default (the
-        scores stand, see :func:`decide`), or trust the context."""
-        from .signals.conflict import conflict_score
-
-        score = conflict_score(signals, detector["detector"])
-        threshold = float(detector["threshold"])
-        signals["knowledge_conflict"] = score
-        signals["knowledge_conflict_threshold"] = threshold  # the record says what the score was set against
-        how = dp.knowledge_conflict if dp is not None else "review"
-        if score < threshold:
-            # said as the missing detector is: an accept must read as "checked, no conflict", with what it was checked by
-            checked = f"knowledge-conflict check ran: score {score:.3g} < threshold {threshold:.3g}, no conflict flagged"
-            if signals.get("yes_no") != 0.0:  # the relevance signal's reading of a yes/no answer (None: unread, held)
-                if how == "trust_context":
-                    notes.append(f"{checked}, but {YES_NO_UNASSESSED}; knowledge_conflict = 'trust_context': routed as scored")
-                else:
-                    holds.append(f"{checked}, but {YES_NO_UNASSESSED}; knowledge_conflict = 'review' (untrusted "
-                                 "retrieval): held for review, never accepted (set knowledge_conflict = 'trust_context' "
-                                 "for approved sources)")
-            else:
-                notes.append(f"{checked} (knowledge_conflict = {how!r})")
-            return
-        what = (
-            f"knowledge conflict: without the context the model finds this answer unlikely (score {score:.3g} >= "
-            f"{threshold:.3g}): it may rest on the context alone, against what the model holds "
-            "or beyond what it knows (the detector cannot tell these apart, and flags many right answers the model "
-            "did not know)"
-        )
-        if how == "trust_context":
-            notes.append(f"{what}; knowledge_conflict = 'trust_context': routed as scored")
-        else:
-            holds.append(f"{what}; knowledge_conflict = 'review' (untrusted retrieval)")
 
     def _named_domain_check(self, choice: dict, domain, dp, signals: dict, problems: list[str], notes: list[str],
                             rag: bool = False, route: Route | None = None, holds: list[str] | None = None) -> None:

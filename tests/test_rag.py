@@ -1543,3 +1543,64 @@ def test_steering_alpha_one_on_a_rag_only_domain_is_not_said_not_applied(tiny_ra
     r = g.invoke("capital city river ?", context="river city capital is here", domain="alpha")
     assert r.steering is None and not any("steer" in x for x in r.reasons), (r.steering, r.reasons)
     assert AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)["steering"] is None
+
+
+def _rows_at_risk(monkeypatch, n: int = 10, **signals) -> tuple[list[dict], dict]:
+    """``n`` right supporting answers the merger scores 0.1 (under accept_below 0.5), with ``signals`` on each, and
+    the fitted dict :func:`rag_report` reads: every figure then rests on the knowledge-conflict check alone."""
+    import numpy as np
+
+    import hguard.calibrate._rag_report as rr
+    from hguard._policy_thresholds import Thresholds
+    from hguard.calibrate._rag_fit import _REPORTED
+    from hguard.signals.conflict import CONFLICT_FEATURES
+
+    rows = [{"id": f"r{i}", "domain": "mine", "label": "correct", "condition": "supporting", "dataset": "mine",
+             "answer": "Canberra", **{k: 0.5 for k in (*_REPORTED, *CONFLICT_FEATURES)}, "yes_no": 0.0, **signals}
+            for i in range(n)]
+    monkeypatch.setattr(rr, "score_rag_rows", lambda fitted, rs, F: {"merged": np.full(len(rs), 0.1)})
+    th = Thresholds(accept_below=0.5, abstain_above=1.0, target=0.1, confidence=0.9, n_calibration=0, coverage=None,
+                    accepted_error_rate=None, accepted_error_ucb=None, method="test")
+    return rows, {"merger": {"features": ["neuron_logit"]}, "thresholds": th}
+
+
+def test_the_rag_report_accepts_nothing_where_the_guard_holds_every_answer_for_want_of_a_detector(monkeypatch):
+    """A user's own RAG domain: no knowledge-conflict detector could be fitted, and under knowledge_conflict =
+    "review" the guard holds every answer with context, yet the report counted 34/57 supporting answers accepted
+    (a missing detector read as "not flagged") and the coverage target "met"."""
+    import numpy as np
+
+    import hguard.calibrate._rag_report as rr
+
+    rows, fitted = _rows_at_risk(monkeypatch)
+    m = rr.rag_report(fitted, rows, np.zeros((len(rows), 1)), {"why": "too few answers followed a misleading passage"},
+                      answers=True)
+    tg = m["targets"]["supporting_accepted"]
+    assert (tg["k"], tg["n"]) == (0, 10) and m["all"]["accepted_by_risk_alone"]["k"] == 10
+    assert m["all"]["knowledge_conflict_held"]["k"] == 10
+    assert "fitted no knowledge-conflict detector" in m["knowledge_conflict_hold"]
+    assert {a["route_at_thresholds"] for a in m["answers"]} == {"review"}
+    assert rr._met(tg, 0.40, True, m, "supporting").startswith("no: every answer is held for review")
+    report = {"model": "tiny", "fingerprints": {}, "split": {"n_train": 0, "n_test": 10},
+              "policy_target": {"target": 0.1, "confidence": 0.9}, "knowledge_conflict": {"why": "too few"},
+              "domains": {"mine": {**m, "train": {"n": 0, "correct": 0, "hallucinated": 0, "refusals": 0}}}}
+    md = rr.rag_markdown(report)
+    assert "| supporting answers accepted >= 40% | 0/10 = 0.00" in md and "| no: every answer is held" in md
+    assert "every answer is held for review and none is accepted (knowledge_conflict = 'review' for domain 'mine'" in md
+
+
+def test_the_rag_report_holds_a_yes_no_answer_the_knowledge_conflict_check_cannot_clear_as_the_guard_does(monkeypatch):
+    """The guard holds a yes/no answer the detector does not flag under knowledge_conflict = "review" (the check
+    cannot assess it); the report counted it accepted. An open answer the detector clears is accepted in both."""
+    import numpy as np
+
+    import hguard.calibrate._rag_report as rr
+
+    rows, fitted = _rows_at_risk(monkeypatch)
+    for r in rows[:4]:
+        r["yes_no"] = 1.0
+    m = rr.rag_report(fitted, rows, np.zeros((len(rows), 1)), _quiet_detector(0.9), answers=True)
+    assert m["all"]["knowledge_conflict_flagged"]["k"] == 0 and m["all"]["knowledge_conflict_held"]["k"] == 4
+    assert m["targets"]["supporting_accepted"]["k"] == 6
+    assert "cannot assess a yes/no answer" in m["knowledge_conflict_hold"]
+    assert [a["route_at_thresholds"] for a in m["answers"]] == ["review"] * 4 + ["accept"] * 6

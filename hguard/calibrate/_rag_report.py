@@ -100,6 +100,26 @@ def held_out_unchecked(m: Mapping[str, Any], linked: str | None, *, test_fractio
             "calibration with answers on both sides of the split checks them")
 
 
+def conflict_holds(conflict: Mapping[str, Any], rows: Sequence[dict], how: str = "review") -> list[str | None]:
+    """Why a guard whose domain has ``knowledge_conflict = how`` holds each of ``rows`` for review under the
+    knowledge-conflict check (None: routed as scored), by the guard's own rule
+    (:func:`hguard._guard_scoring.knowledge_conflict_check`): flagged by the detector of ``conflict`` (a calibration's
+    ``knowledge_conflict`` entry), a yes/no answer it cannot clear, or, without a detector, every answer. A signal the
+    detector reads that is missing holds the answer, as the guard's failed scoring does."""
+    from .._guard_scoring import knowledge_conflict_check
+    from ..errors import HGuardError
+
+    detector = conflict if conflict.get("detector") else None
+    out: list[str | None] = []
+    for r in rows:
+        try:  # a copy: the check records its score in the signals it is given
+            hold, _ = knowledge_conflict_check(dict(r), detector, how, str(r.get("domain")))
+        except HGuardError as exc:
+            hold = f"the knowledge-conflict check could not run: {exc}"
+        out.append(hold)
+    return out
+
+
 def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflict: Mapping[str, Any], *,
                answers: bool = False) -> dict:
     """Held-out figures of one RAG domain, overall and per condition; with ``answers``, also each answer with
@@ -116,7 +136,9 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
     risk = sc["merged"]
     accepted_by_risk = risk < th.accept_below
     cflag = conflict_scores(conflict, rs) >= conflict.get("threshold", math.inf) if conflict.get("detector") else np.zeros(len(rs), bool)
-    accepted = accepted_by_risk & ~cflag  # knowledge_conflict = "review", the default
+    holds = conflict_holds(conflict, rs)
+    held = np.array([h is not None for h in holds], dtype=bool)
+    accepted = accepted_by_risk & ~held  # knowledge_conflict = "review", the default, by the guard's own rule
     halluc = y == 1
     follows = np.array([followed_misleading(r) for r in rs], dtype=bool)
 
@@ -135,6 +157,7 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
             "accepted_by_risk_alone": _share(accepted_by_risk, mask),
             "hallucinated_among_accepted": _share(halluc, accepted & mask),
             "knowledge_conflict_flagged": _share(cflag, mask),
+            "knowledge_conflict_held": _share(held, mask),
         }
 
     conds = sorted({r["condition"] for r in rs})
@@ -142,6 +165,8 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
         "n_unscorable": int((~ok).sum()),
         "thresholds": {**th.to_dict(), "fitted_on": RAG_THRESHOLDS_FITTED_ON.format(folds=f"{folds}; " if folds else "")},
         "knowledge_conflict_checked": bool(conflict.get("detector")),
+        # the first answer the knowledge-conflict check holds, and why (with no detector: every one, for that reason)
+        "knowledge_conflict_hold": next((h for h in holds if h is not None), None),
         "all": block(np.ones(len(rs), bool)),
         "conditions": {c: block(np.array([r["condition"] == c for r in rs], dtype=bool)) for c in conds},
         "datasets": {d: block(np.array([r["dataset"] == d for r in rs], dtype=bool)) for d in sorted({r["dataset"] for r in rs})},
@@ -149,11 +174,12 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
     if answers:
         risk_of = {r["id"]: float(v) for r, v in zip(rs, risk)}
         flagged = {r["id"] for r, f in zip(rs, cflag) if f}
+        on_hold = {r["id"] for r, h in zip(rs, held) if h}  # flagged, a yes/no answer not cleared, or no detector
         out["answers"] = [
             {"id": r["id"], "question": r.get("question"), "answer": r["answer"], "condition": r.get("condition"),
              "label": r["label"], "judge_reason": r.get("judge_reason"),
              "merged_risk": risk_of.get(r["id"]) if r["label"] != "refusal" else None,
-             "route_at_thresholds": ("abstain" if r["label"] == "refusal" else "review" if r["id"] in flagged
+             "route_at_thresholds": ("abstain" if r["label"] == "refusal" else "review" if r["id"] in on_hold
                                      else th.route_of(risk_of.get(r["id"], math.nan))),
              "knowledge_conflict": r["id"] in flagged if conflict.get("detector") else None}
             for r in rows
@@ -181,6 +207,14 @@ def write_rag_report(report: dict, folder: str | os.PathLike) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False, default=str) + "\n", encoding="utf-8")
     (folder / "report.md").write_text(rag_markdown(report), encoding="utf-8")
+
+
+#: the guard's holds that report.md's accepted figures do not reflect (they depend on the request, or the row has no figure)
+ACCEPTED_LEAVES_OUT = (
+    "It does not reflect the guard's holds that depend on how a question is asked (a question the domain's router "
+    "would not choose it for is held as out of its distribution: see the router section; a RAG probe file carries no "
+    "probe-feature distance check) or on a passage sharing none of the question's words; rows whose signals could not "
+    "be computed (no grounding: the guard holds them) are left out of every figure and counted as unscorable.")
 
 
 def _f(x, nd: int = 3) -> str:
@@ -257,12 +291,19 @@ def rag_markdown(report: dict) -> str:
             f"| misleading-passage answers against the truth accepted <= 10% | {_rate(tg['misleading_followed_accepted'])} | {_met(tg['misleading_followed_accepted'], 0.10, False, m, 'misleading')} |",
             "",
             "Accepted, here and below, is as a guard with knowledge_conflict = \"review\" (the default) routes an "
-            "answer: under accept_below and not flagged by the knowledge-conflict detector (report.json's "
-            "accepted_by_risk_alone is the risk's alone, as with \"trust_context\"). "
+            "answer: under accept_below and not held by the knowledge-conflict check, by the guard's own rule (flagged "
+            "by the detector, a yes/no answer the check cannot clear, or every answer where no detector was fitted); "
+            "report.json's accepted_by_risk_alone is the risk's alone, as with \"trust_context\". "
+            f"{ACCEPTED_LEAVES_OUT} "
             f"Hallucinations among accepted answers (all conditions): {_rate(m['all']['hallucinated_among_accepted'])}. "
             + (f"Knowledge conflict flagged: {_rate(tg['misleading_followed_flagged'])} of answers that followed a misleading passage, "
-             f"{_rate(tg['supporting_right_flagged'])} of right supporting answers." if m.get("knowledge_conflict_checked", True)
-             else "Knowledge conflict: not checked (no detector was fitted, see above), so no answer is flagged."), "",
+             f"{_rate(tg['supporting_right_flagged'])} of right supporting answers"
+             + (f"; held by the check (flagged, or a yes/no answer it cannot clear): "
+                f"{_rate(m['all']['knowledge_conflict_held'])} of all answers." if m["all"].get("knowledge_conflict_held")
+                else ".") if m.get("knowledge_conflict_checked", True)
+             else "Knowledge conflict: not checked (no detector was fitted, see above), so with knowledge_conflict = "
+                  "\"review\" every answer is held for review and none is accepted"
+                  + (f" ({m['knowledge_conflict_hold']})." if m.get("knowledge_conflict_hold") else ".")), "",
         ]
         sigs = list(m["all"]["auroc"])
         lines += ["| condition | n | right/halluc./refusal | " + " | ".join(sigs) + " | accepted | halluc. among accepted |",
@@ -300,6 +341,10 @@ def _met(s: dict, bound: float, at_least: bool, m: dict | None = None, condition
         in_train = ((m or {}).get("train", {}).get("by_condition") or {}).get(condition or "", 0)
         where = f": all {in_train} are on the training side of the passage split" if in_train else ""
         return f"not measurable (no held-out rows of this condition{where})"
+    if s["k"] == 0 and (m or {}).get("knowledge_conflict_checked") is False:  # every answer held by the guard
+        held = ("every answer is held for review: no knowledge-conflict detector was fitted and the check is asked for "
+                "(knowledge_conflict = \"review\")")
+        return f"no: {held}" if at_least else f"only trivially: {held}"
     ok = s["rate"] >= bound if at_least else s["rate"] <= bound
     if ok and not at_least and s["k"] == 0 and not ((m or {}).get("thresholds") or {}).get("accept_below"):
         return "only trivially: the domain accepts nothing (no accept threshold certified)"
