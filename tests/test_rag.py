@@ -1604,3 +1604,20 @@ def test_the_rag_report_holds_a_yes_no_answer_the_knowledge_conflict_check_canno
     assert m["targets"]["supporting_accepted"]["k"] == 6
     assert "cannot assess a yes/no answer" in m["knowledge_conflict_hold"]
     assert [a["route_at_thresholds"] for a in m["answers"]] == ["review"] * 4 + ["accept"] * 6
+
+
+def test_the_rag_report_never_counts_a_reply_that_declines_as_accepted(monkeypatch):
+    """A reply that declines abstains by rule at serving time (and the report's own per-answer route said
+    "abstain"), but the report's accepted counts took it as accepted whenever its merged risk was under accept_below:
+    5 refusals of 10 supporting answers read as 10/10 accepted."""
+    import numpy as np
+
+    import hguard.calibrate._rag_report as rr
+
+    rows, fitted = _rows_at_risk(monkeypatch)
+    for r in rows[:5]:
+        r["label"] = "refusal"
+    m = rr.rag_report(fitted, rows, np.zeros((len(rows), 1)), _quiet_detector(0.9), answers=True)
+    assert (m["targets"]["supporting_accepted"]["k"], m["targets"]["supporting_accepted"]["n"]) == (5, 10)
+    assert m["all"]["knowledge_conflict_held"]["k"] == 0  # no conflict is read into a reply that declines
+    assert [a["route_at_thresholds"] for a in m["answers"]] == ["abstain"] * 5 + ["accept"] * 5

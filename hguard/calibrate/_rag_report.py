@@ -136,9 +136,10 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
     risk = sc["merged"]
     accepted_by_risk = risk < th.accept_below
     cflag = conflict_scores(conflict, rs) >= conflict.get("threshold", math.inf) if conflict.get("detector") else np.zeros(len(rs), bool)
-    holds = conflict_holds(conflict, rs)
+    # a reply that declines abstains by rule, whatever its risk, and no conflict is read into it (as the guard serves)
+    holds = [h if s else None for h, s in zip(conflict_holds(conflict, rs), scored)]
     held = np.array([h is not None for h in holds], dtype=bool)
-    accepted = accepted_by_risk & ~held  # knowledge_conflict = "review", the default, by the guard's own rule
+    accepted = accepted_by_risk & scored & ~held  # knowledge_conflict = "review", the default, by the guard's own rule
     halluc = y == 1
     follows = np.array([followed_misleading(r) for r in rs], dtype=bool)
 
