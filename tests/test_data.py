@@ -776,3 +776,28 @@ def test_a_whole_float_fact_is_the_integer_and_another_float_is_refused_with_the
         load_examples(write_lines(tmp_path / "half.jsonl", [row(id="a", meta={"fact": 2.5})]))
     with pytest.raises(ValueError, match=r"nan is no whole number"):
         Example(id="a", question="q?", answers=["Paris"], domain="d", meta={"group": float("nan")})
+
+
+def test_rag_rows_setting_meta_family_are_said_once_not_read_silently() -> None:
+    """A user calibrating their own RAG domain set meta.family on every row, as for a closed-book calibration's
+    leave-one-family-out figures; RAG calibration splits by passage and read none of it, without a word."""
+    import warnings
+
+    from hguard.calibrate.data import Example, rag_family_unused, warn_rag_meta
+
+    def row(i, context="Leave is 20 days.", **meta):
+        return Example(id=f"f{i}", question="How many days of leave?", answers=["20"], domain="hr", context=context,
+                       meta=meta or None)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_rag_meta([row(0), row(1, group="p1")])
+    assert rag_family_unused([row(0), row(1, context=None, family="leave")]) is None  # a closed-book row's is read
+    with pytest.warns(UserWarning) as said:
+        warn_rag_meta([row(0), row(1, family="leave"), row(2, family="pay"), row(3, family="leave")])
+    lines = [str(w.message) for w in said]
+    assert lines == [("3 row(s) with context set meta.family (2 families, first row 'f1'): RAG calibration splits by "
+                      "passage (meta.group) and does not use meta.family, so it gives no leave-one-family-out figures "
+                      "or per-family certificate as closed-book calibration does: its thresholds are checked on "
+                      "passages it never saw, not on kinds of question it never saw (to check one family, calibrate "
+                      "without its rows and score them with `hguard evaluate --rag --data`)")]

@@ -976,10 +976,11 @@ def test_your_own_rows_calibrate_without_condition_or_dataset(tiny_calibrated, t
     monkeypatch.setenv(KEY_ENV, key.decode())  # signed as `hguard calibrate` signs: with the environment's key
     lm, _ = tiny_calibrated
     mine = [Example(id=e.id, question=e.question, answers=e.answers, domain="hr", context=e.context,
-                    meta={"group": e.meta["group"]})  # what a user's file holds: no condition, no dataset
-            for e in _tiny_rag_examples(lm) if e.domain == "alpha"]
-    closed = Example(id="hr-closed", question="How many days of leave?", answers=["20"], domain="hr")
-    with pytest.warns(UserWarning, match=r"left out: 1 rows have no context \(first: 'hr-closed'\)"):
+                    meta={"group": e.meta["group"], "family": ("leave", "pay")[i % 2]})  # no condition, no dataset
+            for i, e in enumerate(e for e in _tiny_rag_examples(lm) if e.domain == "alpha")]
+    closed = Example(id="hr-closed", question="How many days of leave?", answers=["20"], domain="hr",
+                     meta={"family": "leave"})
+    with pytest.warns(UserWarning, match=r"left out: 1 rows have no context \(first: 'hr-closed'\)") as said:
         report = calibrate_rag([*mine, closed], tmp_path / "probes", lm=lm, system_prompt=SYSTEM, max_new_tokens=4,
                                work_dir=tmp_path / "work", progress=False)
     assert report["split"]["n_train"] + report["split"]["n_test"] == len(mine)  # the closed-book row is not answered
@@ -987,6 +988,18 @@ def test_your_own_rows_calibrate_without_condition_or_dataset(tiny_calibrated, t
     hr = report["domains"]["hr"]
     assert set(hr["conditions"]) == {"supporting"} and set(hr["datasets"]) == {"hr"}
     assert "no training answer followed a misleading passage" in report["knowledge_conflict"]["why"]
+    # meta.family, which the closed-book calibration holds out family by family, is not read by the passage split:
+    # said once, and in the report (it was ignored silently)
+    family = [str(w.message) for w in said if "meta.family" in str(w.message)]
+    assert family == [report["split"]["family"]], family
+    assert family[0].startswith(f"{len(mine)} row(s) with context set meta.family (2 families, first row {mine[0].id!r}): "
+                                "RAG calibration splits by passage (meta.group) and does not use meta.family")
+    md = (tmp_path / "probes" / "rag-report" / "report.md").read_text(encoding="utf-8")
+    assert f"meta.family is not used: {family[0]}." in md
+    # no detector could be fitted, so a guard under knowledge_conflict = "review" holds every answer: the report
+    # accepts none of them, and says why (it counted the answers under accept_below as accepted)
+    assert hr["targets"]["supporting_accepted"]["k"] == 0 and hr["all"]["accepted"]["k"] == 0
+    assert "fitted no knowledge-conflict detector" in hr["knowledge_conflict_hold"]
     # every answer wrong: nothing can be fitted, the command fails and says why, and a rerun into the same folder
     # leaves the probe the guard uses and its report as they were (the report was replaced by "skipped")
     kept = {f: f.read_bytes() for f in (tmp_path / "probes").rglob("*") if f.is_file()}

@@ -245,6 +245,8 @@ def rag_markdown(report: dict) -> str:
         f"binomial interval where a class has fewer than {SMALL_CLASS} answers, shown on the merged column "
         "(report.json has every signal's); shares, 95% Clopper-Pearson.", "",
     ]
+    if report["split"].get("family"):  # rows set meta.family, which the passage split does not read
+        lines += [f"meta.family is not used: {report['split']['family']}.", ""]
     reviewed = [f"- {d}: {m['reviewed_split']}." for d, m in report["domains"].items() if m.get("reviewed_split")]
     if reviewed:
         lines += ["Reviewed rows (exported from the review queue) are always in training:", "", *reviewed, ""]

@@ -42,6 +42,7 @@ __all__ = [
     "ExampleKind",
     "load_examples",
     "rows_for_mode",
+    "rag_family_unused",
     "warn_rag_meta",
     "CONDITIONS",
     "write_examples",
@@ -510,11 +511,30 @@ META_KEYS = ("family", "group", "fact", "condition", "judge", "label", "misleadi
 CONDITIONS = ("supporting", "offtopic", "misleading", "unanswerable")
 
 
+def rag_family_unused(examples: Sequence[Example]) -> str | None:
+    """What RAG calibration makes of the ``meta.family`` of rows with context, where any sets one (None otherwise):
+    nothing. It splits by passage (``meta.group``) and certifies its thresholds on passages it never saw; the
+    closed-book calibration's leave-one-family-out figures and per-family certificate (:mod:`hguard.calibrate.
+    families`) have no RAG counterpart. Warned once by :func:`warn_rag_meta` and said in the RAG report's split (a user
+    calibrating their own domain set meta.family on every row and nothing said it went unread), e.g.
+    "40 row(s) with context set meta.family (2 families, first row 'q1'): RAG calibration splits by passage ..."."""
+    rows = [e for e in examples if e.context is not None and isinstance((e.meta or {}).get("family"), str)]
+    if not rows:
+        return None
+    k = len({(e.meta or {})["family"] for e in rows})
+    return (f"{len(rows)} row(s) with context set meta.family ({k} {'family' if k == 1 else 'families'}, first row "
+            f"{rows[0].id!r}): RAG calibration splits by passage (meta.group) and does not use meta.family, so it gives "
+            "no leave-one-family-out figures or per-family certificate as closed-book calibration does: its thresholds "
+            "are checked on passages it never saw, not on kinds of question it never saw (to check one family, "
+            "calibrate without its rows and score them with `hguard evaluate --rag --data`)")
+
+
 def warn_rag_meta(examples: Sequence[Example]) -> None:
     """One warning per kind of RAG row calibration would misread: an unknown ``meta.condition`` (its rows are
     reported under it but no target reads them), a misleading row without ``meta.misleading_answer`` (the
     judge cannot tell an answer that followed the passage from any other wrong one, so the knowledge-conflict
-    detector gets no contrast from it), and a row answering "yes" or "no" alone without ``meta.judge = "yesno"``."""
+    detector gets no contrast from it), a row answering "yes" or "no" alone without ``meta.judge = "yesno"``, and
+    rows that set ``meta.family``, which RAG calibration does not read (:func:`rag_family_unused`)."""
 
     unknown: dict[str, list[str]] = {}
     bare = []
@@ -541,6 +561,9 @@ def warn_rag_meta(examples: Sequence[Example]) -> None:
                       f"(first: {plain[0]!r}): the answer judge then looks for the word itself, so a reply that says "
                       "it in a sentence (\"Quilting suture prevents seroma.\") is labelled wrong; set meta.judge = "
                       "\"yesno\" on them", UserWarning, stacklevel=2)
+    family = rag_family_unused(examples)
+    if family:
+        warnings.warn(family, UserWarning, stacklevel=2)
 
 
 def _warn_mistyped_meta(examples: Sequence[Example], where: dict[str, tuple[Path, int]]) -> None:

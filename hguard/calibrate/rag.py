@@ -42,7 +42,7 @@ import numpy as np
 from ..errors import DataError, InputError
 from ..signals.embedding import router_sample
 from .collect import _group_key, collect
-from .data import Example, data_hash, rows_for_mode, warn_rag_meta
+from .data import Example, data_hash, rag_family_unused, rows_for_mode, warn_rag_meta
 from ._pipeline_evaluate import refuse_foreign_layout
 from .pipeline import (
     DEFAULT_MAX_NEW_TOKENS,
@@ -202,7 +202,8 @@ def calibrate_rag(
         "split": {"by": "passage (meta.group: the question's own passage), hashed with the seed; groups whose rows "
                         "show the same passage text (an off-topic row shows another's) kept on one side; a group "
                         "holding a reviewed row (meta.source 'review') in training",
-                  "test_fraction": test_fraction, "seed": seed, "n_train": int((~test).sum()), "n_test": int(test.sum())},
+                  "test_fraction": test_fraction, "seed": seed, "n_train": int((~test).sum()), "n_test": int(test.sum()),
+                  **({"family": family} if (family := rag_family_unused(examples)) else {})},
         "policy_target": {"target": target, "confidence": confidence},
         "knowledge_conflict": {k: v for k, v in conflict.items() if k != "detector"},
         "merger_features": list(RAG_MERGER_FEATURES), "domains": {}, "skipped": {},
