@@ -801,3 +801,21 @@ def test_rag_rows_setting_meta_family_are_said_once_not_read_silently() -> None:
                       "or per-family certificate as closed-book calibration does: its thresholds are checked on "
                       "passages it never saw, not on kinds of question it never saw (to check one family, calibrate "
                       "without its rows and score them with `hguard evaluate --rag --data`)")]
+
+
+def test_rows_asking_the_same_question_with_the_same_passage_are_refused_naming_both(tmp_path: Path) -> None:
+    """A user's own RAG file held rows repeated with the same question and passage (one with a doubled space): they
+    loaded silently, and calibration counted each answer twice."""
+    ctx = "Leave is 20 days a year."
+    a = write_lines(tmp_path / "a.jsonl", [row(id="q1", context=ctx), row(id="q2", context="Pay is monthly.")])
+    b = write_lines(tmp_path / "b.jsonl", [row(id="q3", context="Leave is  20 days a year.\n"),
+                                           row(id="q4", context=ctx, domain="other"),  # another domain's: its own row
+                                           row(id="q5", context="Pay is monthly.")])
+    with pytest.raises(DataError) as err:
+        load_examples([a, b])
+    said = str(err.value)
+    assert said.startswith(f"{b} line 1 (id 'q3') repeats {a} line 1 (id 'q1'): the same question "), said
+    assert "with the same passage (spaces aside) in domain 'geography'" in said and "(2 duplicate rows in all)" in said
+    assert said.endswith("remove the duplicate rows, keeping one of each") and "\n" not in said
+    assert [e.id for e in load_examples([a, write_lines(tmp_path / "c.jsonl", [row(id="q6", context="Other.")])])] == \
+        ["q1", "q2", "q6"]

@@ -353,7 +353,8 @@ def load_examples(path_or_paths: str | os.PathLike[str] | Iterable[str | os.Path
     Blank lines are allowed. Bad rows raise one DataError after every row was checked: it names the
     file, line, field and reason of each (one line per row, the first 20, then how many more), so a file
     is mended in one pass; nothing is skipped. Ids must be unique across everything loaded in one
-    call, because splits and stored results are keyed by id.
+    call, because splits and stored results are keyed by id; two rows with context of one domain asking the
+    same question with the same passage, spaces aside, are refused too, with both rows named.
     """
     examples: list[Example] = []
     seen: dict[str, tuple[Path, int]] = {}
@@ -391,6 +392,7 @@ def load_examples(path_or_paths: str | os.PathLike[str] | Iterable[str | os.Path
         raise DataError("\n".join([f"{len(bad)} bad rows, nothing loaded; fix or remove each:"]
                                   + [f"  {what}" for _, what in bad[:_BAD_SHOWN]] + more))
     _check_family_spellings(examples, seen)
+    _refuse_duplicate_rows(examples, seen)
     _warn_mistyped_meta(examples, seen)
     _warn_other_languages(examples)
     return examples
@@ -418,6 +420,32 @@ def _warn_other_languages(examples: list[Example]) -> None:
                       "only, so a reply in that language may be labelled wrong; check the per-answer labels "
                       "(`hguard evaluate --json`, the calibration's answers), or write answers the model gives in English",
                       UserWarning, stacklevel=2)
+
+
+def _refuse_duplicate_rows(examples: list[Example], seen: Mapping[str, tuple[Path, int]]) -> None:
+    """Refuse rows with context of one domain that ask the same question with the same passage, spaces aside: the
+    model gives them one answer, which RAG calibration would count twice in every figure (n inflated). Named by the
+    first pair's files and lines, e.g. "hr.jsonl line 9 (id 'q9') repeats hr.jsonl line 2 (id 'q2'): ...". Nothing
+    is dropped silently: the rows are the user's to remove."""
+    first: dict[tuple[str, str, str], Example] = {}
+    pairs: list[tuple[Example, Example]] = []
+    for ex in examples:
+        if ex.context is None:
+            continue
+        key = (ex.domain, " ".join(ex.question.split()), " ".join(ex.context.split()))
+        if key in first:
+            pairs.append((first[key], ex))
+        else:
+            first[key] = ex
+    if not pairs:
+        return
+    was, again = pairs[0]
+    (pa, la), (pb, lb) = seen[was.id], seen[again.id]
+    more = f" ({len(pairs)} duplicate rows in all)" if len(pairs) > 1 else ""
+    raise DataError(f"{pb} line {lb} (id {again.id!r}) repeats {pa} line {la} (id {was.id!r}): the same question "
+                    f"{_show(again.question, 60)} with the same passage (spaces aside) in domain {again.domain!r}, which "
+                    f"the model answers once and calibration would count twice{more}; remove the duplicate rows, keeping "
+                    "one of each")
 
 
 def _check_family_spellings(examples: list[Example], seen: Mapping[str, tuple[Path, int]]) -> None:
