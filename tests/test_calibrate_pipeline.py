@@ -709,3 +709,32 @@ def test_c_and_the_out_of_fold_scores_are_fitted_on_folds_that_never_split_a_fac
     assert f"| {report['domains']['beta']['C']:.3g} | by row |" in md and f"- beta: {b['folds']}." in md
     assert [str(w.message) for w in caught if "folds of rows" in str(w.message)] == [
         f"domain 'beta': C chosen and out-of-fold scores measured on {b['folds']}; add questions of other facts"]
+
+
+def test_a_row_over_the_models_window_is_refused_before_any_row_is_answered(tmp_path, monkeypatch):
+    """A user's RAG file held a passage longer than the model's context window: collection answered every other
+    batch for hours, tried that row's batch twice and the row alone twice, and only then said it failed. The guard's
+    own prompt check now runs on every row first, and names the row, its tokens, the window and the fix."""
+    from hguard.calibrate.data import Example
+
+    lm = tiny_model()
+    gen = Generator(lm, system_prompt="answer", max_new_tokens=4)
+    long = " ".join(["river city capital"] * 200)  # far over the tiny model's 256 tokens
+    exs = [Example(id=f"r{i}", question="capital city river ?", answers=["x"], domain="alpha",
+                   context=long if i in (5, 7) else "river city capital is here") for i in range(10)]
+    n = len(gen.prompt_ids(exs[5].question, exs[5].context, within_limit=False))
+    calls = []
+    monkeypatch.setattr(gen, "generate", lambda q, *a, **k: calls.append(q))
+    with pytest.raises(DataError) as err:
+        collect_mod.collect(gen, exs, tmp_path, batch_size=4, progress=False)
+    said = str(err.value)
+    assert said == (f"row 'r5' cannot be answered: the prompt has {n} tokens and up to 4 more are generated, over the "
+                    "model's context of 256 tokens; shorten the question or the context, or leave the row out (2 rows "
+                    "in all, checked before any was answered); nothing was answered")
+    assert calls == [] and not list((tmp_path / "shards").glob("shard-*.json"))
+    # the Ray engine checks the same rows before it connects to a cluster (none listens at this address)
+    from hguard.calibrate.ray_engine import RayOptions, collect_ray
+
+    with pytest.raises(DataError) as on_ray:
+        collect_ray(gen, exs, tmp_path / "ray", options=RayOptions(address="127.0.0.1:9"), progress=False)
+    assert str(on_ray.value) == said

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from .._text import same_words
-from ..errors import DataError, UnsupportedModelError
+from ..errors import DataError, InputError, UnsupportedModelError
 from .data import Example
 from .judge import asked_kind, declines, judge_row
 from .shards import ShardPlan, ShardStore, collection_settings, input_hash, write_shard
@@ -166,6 +166,28 @@ def warn_held_rows(generator, examples: Sequence[Example]) -> None:
                       stacklevel=3)
 
 
+def refuse_unanswerable_rows(generator, examples: Sequence[Example]) -> None:
+    """Refuse, before the first row is answered, rows whose prompt the guard's prompt builder cannot answer
+    (:meth:`hguard.generation.Generator.prompt_ids`, the guard's own check: a question and passage whose tokens and
+    the answer's ``max_new_tokens`` exceed the model's context window), in one line naming the first, what the check
+    says (its token count, the window, the fix) and how many there are. Each of them failed only in its own batch,
+    twice, then alone, twice, and was reported when the whole collection had run (a user's 20,000-token passage,
+    hours in)."""
+    prompt_ids = getattr(generator, "prompt_ids", None)
+    if prompt_ids is None:  # a stand-in generator (tests) builds no prompt
+        return
+    bad: list[tuple[str, str]] = []
+    for e in examples:
+        try:
+            prompt_ids(e.question, e.context)
+        except InputError as exc:
+            bad.append((e.id, str(exc)))
+    if bad:
+        more = f" ({len(bad)} rows in all, checked before any was answered)" if len(bad) > 1 else ""
+        raise DataError(f"row {bad[0][0]!r} cannot be answered: {bad[0][1]}, or leave the row out{more}; nothing was "
+                        "answered")
+
+
 def check_ids(examples: Sequence[Example]) -> list[str]:
     ids = [e.id for e in examples]
     seen: set[str] = set()
@@ -210,6 +232,7 @@ def collect(
     warn_held_rows(generator, examples)
     store = ShardStore(work_dir, collection_settings(generator))
     plans = store.plan(examples, batch_size)
+    refuse_unanswerable_rows(generator, [e for p in plans for e in p.examples])  # before hours of answering the others
     todo = sum(len(p.examples) for p in plans)
     bar = tqdm(total=len(examples), initial=len(examples) - todo, desc="collecting", unit="q", disable=not progress)
     try:
@@ -257,4 +280,5 @@ def load_collected(work_dir: str | os.PathLike, ids: Sequence[str] | None = None
     return Collected(rows, features)
 
 
-__all__ = ["Collected", "answer_batch", "collect", "label_row", "load_collected", "relabel", "this_run"]
+__all__ = ["Collected", "answer_batch", "collect", "label_row", "load_collected", "refuse_unanswerable_rows", "relabel",
+           "this_run"]

@@ -29,7 +29,9 @@ from typing import Any, Callable, Sequence
 
 from ..devices import env_threads
 from ..errors import DataError, InputError, install_extra
-from .collect import Collected, answer_batch, check_ids, load_collected, raise_failed, relabel, this_run, warn_held_rows
+from .collect import (
+    Collected, answer_batch, check_ids, load_collected, raise_failed, refuse_unanswerable_rows, relabel, this_run, warn_held_rows,
+)
 from .shards import ShardStore, collection_settings, write_shard
 
 
@@ -280,6 +282,7 @@ def collect_ray(
     warn_held_rows(generator, examples)
     store = ShardStore(work_dir, collection_settings(generator))
     plans = store.plan(examples, batch_size)
+    refuse_unanswerable_rows(generator, [e for p in plans for e in p.examples])  # as collect does: before any answer
     if plans:
         ray = _import_ray()
         started = _connect(ray, options.address)
