@@ -146,6 +146,12 @@ def test_an_answer_that_adds_no_word_to_an_open_question_repeats_it(question, an
     ("What is the penalty under the contrat de vente?", "La cantine est ouverte du lundi au vendredi de 11 à 14 heures.",
      False),
     ("What is the penalty under the Vertrag für Müller?", "Die Kantine ist für alle von Montag bis Freitag geöffnet.", False),
+    # a compound of the question that its passage writes as a phrase (a multilingual trial: held as off the question)
+    ("Wie lang ist die Kündigungsfrist?", "Die Frist für eine Kündigung beträgt drei Monate.", True),
+    ("Wie hoch ist die Bearbeitungsgebühr?", "Für die Bearbeitung wird eine Gebühr von 20 Euro erhoben.", True),
+    ("Hoe lang is de opzegtermijn?", "De termijn voor opzegging is een maand.", True),
+    ("Wie lang ist die Kündigungsfrist?", "Die Garantie gilt zwei Jahre ab dem Kaufdatum.", False),
+    ("Wie hoch ist der Beitrag zum Beirat?", "Der Rat tagt monatlich.", False),  # "Rat": too short a part
 ])
 def test_the_off_topic_check_reads_content_words_in_the_questions_own_language(question, passage, shares):
     from hguard.signals.relevance import shares_content_word

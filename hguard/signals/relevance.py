@@ -103,6 +103,7 @@ def _shares(question: str, text: str, said: list[str], said_in: str, english: bo
     from hguard.signals.grounding import content_tokens
 
     foreign = function_words()[said_in] if said_in != "english" else frozenset()  # a passage's own function words
+    lang = "english"
     if english:
         asked = list(dict.fromkeys(content_tokens(question)))
         vocab = set(content_tokens(text)) - foreign  # "de" of "contrat de vente" matched a French passage's "de"
@@ -112,7 +113,26 @@ def _shares(question: str, text: str, said: list[str], said_in: str, english: bo
                  if w not in function_words()[lang] and (len(w) > 1 or w.isdigit()) and not japanese_grammar(w)]
         vocab = set(said) - foreign
     stems = {_stem(w) for w in vocab}
-    return not asked or any(_word_matches(w, vocab, stems, True) for w in asked)
+    if not asked or any(_word_matches(w, vocab, stems, True) for w in asked):
+        return True
+    return lang in _COMPOUNDING and any(_compound_part(w, vocab) for w in asked)
+
+
+#: the languages that write a compound as one word ("Kündigungsfrist" is "Frist" of "Kündigung")
+_COMPOUNDING = frozenset({"german", "dutch", "swedish", "danish", "norwegian", "finnish"})
+_PART = 5  # the fewest letters a compound's part shares ("Frist", "Daten"; not "Rat" of "Beirat")
+
+
+def _compound_part(word: str, vocab: set[str]) -> bool:
+    """Whether ``word`` and a word of ``vocab`` are one a compound of the other, sharing a whole part of at least
+    `_PART` letters at its start or end: "kündigungsfrist" holds "kündigung" and "frist", "bearbeitungsgebühr"
+    "bearbeitung" and "gebühr", "opzegtermijn" "termijn" (a German question's compound against its passage's phrase,
+    "die Frist für eine Kündigung", shared no word and was held)."""
+    for v in vocab:
+        short, long_ = (word, v) if len(word) <= len(v) else (v, word)
+        if len(short) >= _PART and len(long_) > len(short) and (long_.startswith(short) or long_.endswith(short)):
+            return True
+    return False
 
 
 def off_question(question: str, context: str | Sequence[str] | None, context_relevance: float | None) -> str | None:
