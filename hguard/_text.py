@@ -375,9 +375,13 @@ _LEAD_IN = (rf"(?:{_MARKER}\s++)?(?:(?:so|and|ok|okay|well|also|now|then|oh|hi|h
 # a clause that asks: it opens with a question word (after a preposition: "In which country ..."; "when" and "where"
 # with an auxiliary after them, not "When a person sees ...") or an auxiliary verb, or asks in place after a
 # preposition ("Copenhagen is the capital of which country", "Myanmar lies on which continent")
+# A request asks too: "Tell me the capital of France, and what overdraft fee ...?" ("tell me", "give me", "name",
+# "list", "explain", "describe", "define", "I want to know", ...)
+_REQUESTS = (r"(?:(?:please\s+)?(?:tell|give|show)\s+(?:me|us)|(?:please\s+)?(?:name|list|explain|describe|define|identify"
+             r"|summari[sz]e)|i\s+(?:want|need|would\s+like)\s+to\s+know)\b")
 _OPENS_QUESTION = regex.compile(
     rf"(?i){_LEAD_IN}(?:(?:(?:in|at|on|for|from|by|to|of|with|during|under|after|before|since|until)\s+)?"
-    rf"(?:(?:what|which|who|whom|whose|why|how)\b|(?:when|where)\s+{_AUXILIARY}\b)|{_AUXILIARY}\b)")
+    rf"(?:(?:what|which|who|whom|whose|why|how)\b|(?:when|where)\s+{_AUXILIARY}\b)|{_AUXILIARY}\b|{_REQUESTS})")
 _ASKS_IN_PLACE = regex.compile(r"(?i)\b(?:of|on|in|by|to|for|from|at|with|into|under)\s+(?:which|what|whose)\b")
 # a question embedded in a clause: "what", "how" or "why" anywhere ("Can you define what is good"), another question
 # word after a verb of knowing or saying ("Do you know who wrote it"); after a noun it opens a relative clause ("the

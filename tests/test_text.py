@@ -155,6 +155,13 @@ def test_the_questions_one_sentence_joins_are_its_clauses_each_a_question_of_its
                 "Which is bigger, France or Spain?"):
         assert clauses(one) == [one], one
     assert clauses("Who wrote Hamlet, and when?") == ["Who wrote Hamlet?", "when?"]  # too short to be matched alone
+    # a request opens a question too (a review: "Tell me the capital of France, and what ...?" was matched whole)
+    for request in ("Tell me the capital of France", "Please tell me the capital of France", "Name the capital of France",
+                    "List the capitals of Europe", "I want to know the capital of France"):
+        assert clauses(request + ", and " + fee) == [request + "?", fee], request
+    for one in ("Name the author of Hamlet, and when was it staged?", "Explain how photosynthesis works, and why it matters?",
+                "Describe how the heart works and what blood is?", "Tell me who wrote Hamlet and what it is about?"):
+        assert clauses(one) == [one], one
 
 
 def test_an_embedded_question_is_found_in_linear_time_in_a_long_clause(within_cpu_seconds):
