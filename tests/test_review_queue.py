@@ -1537,6 +1537,14 @@ def test_archive_moves_decided_items_whole_and_leaves_the_pending(queue, audit, 
     summary = queue.archive("2100-01-01", out)
     assert summary.n_archived == 6 and summary.path == str(out) and summary.held == []
     assert f"archived 6 decided item(s) (decided before 2100-01-01T00:00:00+00:00) to {out}" in summary.summary()
+    # the audit chain says where the decided items went (an auditor's question: the queue's rows are gone)
+    import hashlib
+
+    [record] = [r for r in audit if r["kind"] == "review_archive"]
+    assert record["archive"] == str(out) and record["n_items"] == 6 and record["finished_interrupted"] is False
+    assert record["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest() and record["queue"] == str(queue.path)
+    assert record["decided_before"] == "2100-01-01T00:00:00+00:00" and summary.audit_records == [record["id"]]
+    assert f"recorded in the audit log: {record['id']} (review_archive)" in summary.summary()
     assert summary.size_after <= summary.size_before and summary.vacuumed
     assert queue.decided() == [] and [it.id for it in queue.pending()] == ["waiting"]  # open items are never archived
     assert stat.S_IMODE(out.stat().st_mode) & 0o007 == 0  # questions and answers: not world-readable
@@ -1739,6 +1747,8 @@ def test_an_archive_killed_midway_loses_nothing_and_holds_nothing_twice_when_run
     if when == "after-the-file":
         assert summary.finished == [(str(out), 6)] and summary.n_archived == 0 and summary.path is None
         assert "finished an archive an earlier run left half done: 6 item(s)" in summary.summary()
+        assert [(r["archive"], r["n_items"], r["finished_interrupted"]) for r in queue.audit
+                if r["kind"] == "review_archive"] == [(str(out), 6, True)]  # recorded by the run that finished it
     else:
         assert summary.dropped == [str(out)] and summary.n_archived == 6
     assert len(_rows(out)) == 6 and not list(tmp_path.glob("*.partial"))
@@ -1746,6 +1756,25 @@ def test_an_archive_killed_midway_loses_nothing_and_holds_nothing_twice_when_run
     export_reviewed(queue, tmp_path / "after.jsonl")
     assert (tmp_path / "after.jsonl").read_text() == (tmp_path / "before.jsonl").read_text()
     assert queue.archive("2100-01-01").path is None  # nothing left to archive, nothing finished twice
+
+
+def test_an_archive_whose_audit_record_cannot_be_written_is_done_and_says_so(queue, tmp_path, monkeypatch):
+    """The archive is committed before its review_archive record is written: a log that refuses the record (a full
+    disk) leaves the archive done, the summary saying the record is missing and where the archive is entered."""
+    _archive_queue(queue)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(queue.audit, "append", full_disk)
+    out = tmp_path / "a.jsonl"
+    summary = queue.archive("2100-01-01", out)
+    assert summary.n_archived == 6 and queue.decided() == [] and summary.audit_records == []
+    assert summary.audit_failed == [
+        f"6 item(s) were archived to {out}, but its review_archive record could not be written to the audit log "
+        f"{queue.audit.path} (OSError: [Errno 28] No space left on device); the queue's review_archives table holds "
+        "the archive with its sha256"]
+    assert "hguard review: warning: 6 item(s) were archived" in summary.summary()
 
 
 def test_an_archive_stopped_by_a_ctrl_c_once_its_file_is_written_is_finished_by_the_next_run(queue, tmp_path,

@@ -43,7 +43,8 @@ from .._audit_files import _fsync_dir
 from .._json import canonical_json
 from .._privacy import FILE_MODE
 from .._resources import expand_home, refuse_own_file
-from ..errors import InputError, ReviewQueueError
+from ..audit import append_written, sink_failed_after
+from ..errors import InputError, ReviewQueueError, error_text
 from ._items import ReviewItem, _now, _show
 from ._store import _COLUMNS, _item
 
@@ -80,6 +81,8 @@ class ArchiveSummary:
     size_before: int = 0  # bytes of the queue file and its WAL
     size_after: int = 0
     vacuumed: bool = False  # the freed pages returned to the file system (else reused by new items)
+    audit_records: list[str] = field(default_factory=list)  # the review_archive records written, one per archive
+    audit_failed: list[str] = field(default_factory=list)  # why an archive's record could not be written
 
     def summary(self) -> str:
         lines = [f"hguard review: finished an archive an earlier run left half done: {n} item(s) in {p}"
@@ -96,6 +99,9 @@ class ArchiveSummary:
                      f"{self.size_after:,} bytes" + ("" if self.vacuumed or self.path is None else
                                                     " (not compacted: another process held it; the freed space is "
                                                     "reused for new items)"))
+        if self.audit_records:
+            lines.append(f"hguard review: recorded in the audit log: {', '.join(self.audit_records)} (review_archive)")
+        lines += [f"hguard review: warning: {why}" for why in self.audit_failed]
         if self.held:
             lines.append(f"hguard review: {len(self.held)} decided item(s) stay in the queue (`hguard monitor --policy "
                          "FILE` names each with what to do):")
@@ -280,6 +286,32 @@ def _complete(queue: ReviewQueue, n: int, path: Path) -> int:
     return held
 
 
+def _record(queue: ReviewQueue, n: int, summary: ArchiveSummary, *, finished_interrupted: bool) -> None:
+    """Write archive ``n``'s ``review_archive`` record to the queue's audit log (none without one): the file, its
+    sha256, how many items it took out of the queue, the cut-off, and whether it finishes a run that was stopped, so an
+    auditor reading the chain sees where the decided items went (the verdict records stay; the queue's rows do not).
+    The archive is done either way: a record that cannot be written is said in :attr:`ArchiveSummary.audit_failed`,
+    and the archive stays entered in the queue's ``review_archives`` with its sha256."""
+    if queue.audit is None:
+        return
+    with queue._connection("read the archive") as conn:  # noqa: SLF001
+        path, decided_before, n_items, sha = conn.execute(
+            "SELECT path, decided_before, n_items, sha256 FROM review_archives WHERE n = ?", (n,)).fetchone()
+    record = {"queue": str(queue.path), "archive": path, "sha256": sha, "n_items": n_items,
+              "decided_before": decided_before, "finished_interrupted": finished_interrupted}
+    what = f"the review_archive record of {path}"
+    try:
+        receipt, failed = append_written(queue.audit, record, kind="review_archive")
+    except Exception as exc:  # noqa: BLE001 - the archive is done: say it, do not hide the result
+        summary.audit_failed.append(f"{n_items} item(s) were archived to {path}, but its review_archive record could "
+                                    f"not be written to the audit log {queue.audit.path} ({error_text(exc, 200)}); the "
+                                    "queue's review_archives table holds the archive with its sha256")
+        return
+    summary.audit_records.append(receipt.id)
+    if failed is not None:
+        summary.audit_failed.append(sink_failed_after(what, receipt, failed))
+
+
 def _finish_interrupted(queue: ReviewQueue, summary: ArchiveSummary) -> None:
     """Finish the archives an earlier run entered but did not mark done (it was killed): from the file when it was
     written, else forget the archive (its items never left the queue)."""
@@ -290,6 +322,7 @@ def _finish_interrupted(queue: ReviewQueue, summary: ArchiveSummary) -> None:
         partial = path.with_name(path.name + ".partial")
         if path.exists():  # linked whole (a copy left under .partial too, if it stopped before removing that)
             summary.finished.append((name, _complete(queue, n, path)))
+            _record(queue, n, summary, finished_interrupted=True)
             partial.unlink(missing_ok=True)
             continue
         partial.unlink(missing_ok=True)
@@ -371,6 +404,7 @@ def archive(queue: ReviewQueue, decided_before: Any, out: Any = None) -> Archive
                 raise
             summary.n_archived = _complete(queue, n, path)
             summary.path = str(path)
+            _record(queue, n, summary, finished_interrupted=False)
             summary.vacuumed = _compact(queue)
     summary.size_after = _size(queue.path)
     return summary
