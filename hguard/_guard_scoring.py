@@ -254,9 +254,11 @@ class _Scoring:
                     from .signals.conflict import closed_book_scores
 
                     signals.update(closed_book_scores(self.generator, [g.question], [g.text], [g.confidence["mean_logprob"]])[0])
-                    from .signals.relevance import add_relevance, off_question
+                    from .signals.relevance import add_relevance, off_question, unread_yes_no
 
                     signals.update(add_relevance(signals, g.question, g.text, g.context, grounding_scorer=self.grounding))
+                    if signals["yes_no"] is None:  # said plainly: the merger's own line names only the missing signal
+                        problems.append(unread_yes_no(g.question))
                     if (other := self.foreign_grounding()) is not None:
                         notes.append(f"warning: grounding scored by {other}, not by hguard's bundled scorer, on whose "
                                      f"values the RAG merger of domain {cd.name or domain!r} was fitted: no calibration "

@@ -27,7 +27,7 @@ import regex  # Unicode properties the standard re lacks
 
 from .errors import one_line
 
-__all__ = ["misdecoded", "asks_only_yes_no", "asks_yes_no", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "japanese_grammar",
+__all__ = ["misdecoded", "asks_only_yes_no", "asks_yes_no", "asked_in", "opens_with_yes_or_no", "yes_no_question", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "japanese_grammar",
            "language_of", "asks", "clauses", "own_questions", "refers_back", "sentences",
            "script_of", "script_words",
            "direction_controls", "listed", "matching_form", "reads_english", "same_words", "shown_plainly", "without_ignorables", "words_of"]
@@ -615,6 +615,144 @@ def asks_only_yes_no(question: str) -> bool:
     text = re.sub(r"[\u2019\u2018\u02bc`]", "'", question.lower())
     words = re.findall(r"[a-z']+", text)
     return not (_REQUEST.match(" ".join(words)) or _ASKS_CONTENT & set(words) or offers_alternatives(text))
+
+
+# Words that say yes or no (or true, false) in other languages than English, where they open a reply ("Ja, ...",
+# "Oui.", "Да", "はい、..."): read on the reply's first word, folded as :func:`words_of` folds it ("Sí" is "si", "Não"
+# "nao"), or, in Chinese and Japanese, written without spaces, on its first characters ("是的", "不是", "いいえ"). Over-reading
+# is the safe side where they are read (an answer read as yes/no is held by the knowledge-conflict check), so a word that
+# is also another word of its language stays ("si" is "if" in French); words that open English replies as often are
+# left out ("da" of "Da Vinci", "jo", "ya", "ne", "salah", "faux"), and one in capitals is an acronym ("SIM card").
+_YES_NO_OPENERS = {
+    "german": "ja nein doch jawohl richtig falsch stimmt",
+    "dutch": "ja nee neen jazeker klopt juist onjuist",
+    "french": "oui non si ouais vrai",
+    "spanish, catalan": "sí no cierto falso verdadero correcto cert fals",
+    "italian": "sì no vero falso esatto certo",
+    "portuguese": "sim não verdadeiro falso certo correto",
+    "polish": "tak nie prawda fałsz",
+    "czech, slovak": "ano áno",
+    "russian, ukrainian, bulgarian": "да нет верно неверно правда так ні вірно не",
+    "turkish": "evet hayır yok doğru yanlış",
+    "swedish, danish, norwegian": "ja nej nei sant sandt falskt falsk",
+    "finnish, hungarian": "kyllä ei totta igen nem igaz hamis",
+    "greek": "ναι όχι σωστό λάθος",
+    "indonesian, malay, vietnamese": "iya tidak bukan benar có không đúng vâng",
+    "arabic, persian, hebrew": "نعم لا كلا بلى صحيح بله آره نه خیر כן לא נכון",
+    "hindi": "हाँ हां नहीं जी",
+    "korean": "네 예 아니요 아니오 아니 아뇨 응",
+    "japanese": "はい いいえ いえ ええ うん いや",  # first characters
+    "chinese": "是 不 对 對 没有 沒有 否",  # first characters ("是的", "不是", "对的")
+}
+
+
+@lru_cache(maxsize=1)
+def _yes_no_openers() -> tuple[frozenset[str], tuple[str, ...]]:
+    """:data:`_YES_NO_OPENERS` folded: (the words, the unspaced scripts' openings)."""
+    folded = {fold_accents(w).casefold() for words in _YES_NO_OPENERS.values() for w in words.split()}
+    unspaced = tuple(sorted(w for w in folded if UNSPACED_LETTER.match(w)))
+    return frozenset(folded.difference(unspaced)), unspaced
+
+
+def opens_with_yes_or_no(answer: str) -> bool:
+    """Whether ``answer`` opens with a word that says yes or no in another language than English (:data:`_YES_NO_OPENERS`):
+    "Ja, die Gebühr ist erstattungsfähig.", "¡Sí!", "Нет.", "はい、返金されます。", "不是。"; not "Non-executive directors
+    did." (a word joined to the next by a hyphen) or "SIM card and ID." (an acronym). English's own ("yes", "no", "true",
+    "false") are read by the relevance signal ``yes_no`` (:mod:`hguard.signals.relevance`)."""
+    text = fold_accents(without_ignorables(answer))
+    first = _ANY_WORD.search(text)
+    if first is None or text[first.end():first.end() + 1] == "-":
+        return False
+    word, (words, unspaced) = first.group(0), _yes_no_openers()
+    if UNSPACED_LETTER.match(word):
+        return word.startswith(unspaced)
+    return not (len(word) > 1 and word.isupper() and _LATIN_LETTER.search(word)) and word.casefold() in words
+
+
+# The words a question asking for content (not yes or no) opens with, by the language :func:`language_of` reads it as
+# (a Latin-script question) or its script (:func:`script_of`), folded as :func:`words_of` folds them: read among its
+# first two words ("In welchem Jahr ...", "À quelle heure ...", "¿Por qué ...?"), since inside a yes/no question they
+# are other words ("Est-ce que ...", "Ist es wahr, was ..."). Left out where they also open yes/no questions: Dutch
+# "was" (German's "what") and Swedish "var" ("where", and "was": "Var det ...?"), Arabic "من" ("who", and "from").
+_CONTENT_QUESTION_WORDS = {
+    "german": "wer wen wem wessen was wo woher wohin wann warum weshalb wieso wie welche welcher welches welchen welchem "
+              "wozu womit wofür worauf worüber wodurch",
+    "dutch": "wie wat waar waarom wanneer hoe welke welk hoeveel waarmee waarvoor waarop",
+    "french": "qui que qu quoi où quand pourquoi comment quel quelle quels quelles combien lequel laquelle lesquels "
+              "lesquelles",
+    "spanish": "quién quiénes qué dónde adónde cuándo cómo cuál cuáles cuánto cuánta cuántos cuántas",
+    "italian": "chi che cosa dove quando perché come quale quali quanto quanta quanti quante",
+    "portuguese": "quem que onde quando porque porquê como qual quais quanto quanta quantos quantas",
+    "polish": "kto kogo komu kim co czego czym gdzie kiedy dlaczego czemu jak jaki jaka jakie jakich który która które "
+              "których ile skąd dokąd",
+    "swedish": "vem vad vart varför när hur vilken vilket vilka",
+    "danish": "hvem hvad hvor hvorfor hvornår hvordan hvilken hvilket hvilke",
+    "norwegian": "hvem hva hvor hvorfor når hvordan hvilken hvilket hvilke",
+    "Cyrillic": "кто кого кому кем что чего чем где куда откуда когда почему зачем как какой какая какое какие каков "
+                "какова каково каковы который которая которое которые сколько чей чья чьё чьи "  # Russian's, then
+                "хто що чого де куди звідки коли чому навіщо як який яка яке які котрий скільки чий чия чиє чиї",  # Ukrainian's
+    "Arabic": "ما ماذا متى أين لماذا كيف أي كم لمن",
+    # Turkish and Korean put them anywhere in the question (its verb last): read anywhere, Korean's as the opening of a
+    # word ("얼마입니까")
+    "turkish": "ne neyi neden nerede nereye nereden nasıl hangi hangisi kim kimi kime kimin kaç kaçta niçin niye",
+    "Hangul": "무엇 뭐 뭘 누구 누가 어디 언제 왜 어떻게 어떤 어느 몇 얼마",
+}
+_ANYWHERE = ("turkish", "Hangul")
+# Chinese and Japanese ones, anywhere in the question, as characters: not where they say "something", "always",
+# "please" or "anything" (何か, いつも, どうぞ, 哪怕)
+_CONTENT_QUESTION_CHARACTERS = {
+    "japanese": regex.compile(r"何(?![かもとら])|なに|誰(?![かも])|だれ|どこ(?![かも])|いつ(?![かも]|でも)|なぜ|どうして"
+                              r"|どう(?![ぞも])|どの|どれ(?![かも])|どちら(?![かも])|どんな|いくら|いくつ"),
+    "Han": regex.compile(r"什么|甚么|什麼|谁|誰|哪(?!怕)|怎|为什么|為什麼|为何|為何|多少|几(?!乎)|幾(?!乎)|何时|何時|何处|何處|如何|啥"),
+}
+# a Turkish question's particle "mi" (as harmony writes it, with its endings: "misiniz", "mıdır") and a Chinese one's
+# final "吗", which make it ask yes or no whatever question word it holds ("Ne zaman açık mı?")
+_TURKISH_PARTICLE = regex.compile(r"m[iıuü](?:[sydn]\w*)?")
+_CHINESE_PARTICLE = regex.compile(r"[吗嗎][\s\p{P}]*$")
+
+
+@lru_cache(maxsize=1)
+def _content_question_words() -> dict[str, frozenset[str]]:
+    """:data:`_CONTENT_QUESTION_WORDS` folded as :func:`words_of` reads a question."""
+    return {key: frozenset(words_of(words)) for key, words in _CONTENT_QUESTION_WORDS.items()}
+
+
+def asked_in(words: Sequence[str]) -> str:
+    """Which list of question words (:data:`_CONTENT_QUESTION_WORDS`) reads a question of ``words`` (of
+    :func:`words_of`): the language :func:`language_of` reads Latin letters as ("german", "english"), else their script
+    ("Cyrillic", "Han", "Hangul"; kana: "japanese"), since Russian and Ukrainian, Chinese and Japanese kanji share theirs."""
+    script = script_of(words)
+    return language_of(words) if script is None else "japanese" if script in ("Hiragana", "Katakana") else script
+
+
+def yes_no_question(question: str) -> bool | None:
+    """Whether ``question`` asks for yes or no, in English or another language, or None where that is not read. A
+    question that reads as English (:func:`reads_english`; or whose Latin letters read as no other language), or opens
+    with an English auxiliary or question word, is read by :func:`asks_yes_no`, as ever. In another language only a
+    question asking for content is read (False): it opens with one of its language's question words ("Wie hoch ist die
+    Gebühr?", "¿Cuánto cuesta?", "Сколько стоит?"; anywhere in Turkish, Korean, Chinese and Japanese: "卡的费用是多少？"). Any other (a yes/no question: "Ist die Gebühr
+    erstattungsfähig?", "Les frais sont-ils remboursables ?", "费用可以退还吗？"; a request; a language with no list of
+    its question words here) is None: the English auxiliary rule does not read it, and "not yes/no" would let the
+    knowledge-conflict check clear a yes/no answer it cannot assess."""
+    if asks_yes_no(question):  # first: the function words misread short English questions ("is saigon now called ho
+        return True            # chi minh city" as Vietnamese), and German "Was ...?" was read so before
+    words = words_of(question)
+    key = asked_in(words)
+    # English (or Latin letters no list reads as another language's: "Łódź office hours?"), or English's question word
+    # opening a question misread as another language's
+    if reads_english(question) or key == "english" or _ASKS_CONTENT & set(words[:2]):
+        return False
+    if key in _CONTENT_QUESTION_CHARACTERS:
+        text = fold_accents(question)
+        if key == "Han" and _CHINESE_PARTICLE.search(text):
+            return None
+        return False if _CONTENT_QUESTION_CHARACTERS[key].search(text) else None
+    table = _content_question_words().get(key)
+    if table is None or (key == "turkish" and any(_TURKISH_PARTICLE.fullmatch(w) for w in words)):
+        return None
+    if key in _ANYWHERE:
+        return False if any(w.startswith(tuple(table)) if key == "Hangul" else w in table for w in words) else None
+    return False if table & set(words[:2]) else None
 
 
 _WORD = re.compile(r"\w+")

@@ -659,6 +659,40 @@ def test_a_yes_no_answer_is_never_cleared_by_the_knowledge_conflict_check_under_
 
 
 @pytest.mark.parametrize("how", ["review", "trust_context"])
+def test_a_yes_no_answer_in_another_language_is_never_cleared_by_the_knowledge_conflict_check(tiny_rag, tmp_path,
+                                                                                             monkeypatch, how):
+    """A multilingual user's trial: "Ja, ..." to "Ist die Gebühr erstattungsfähig?" was read as no yes/no answer (the
+    auxiliary rule and the yes/no words were English's), so the knowledge-conflict check cleared it and it could be
+    accepted. Now it is read as yes/no (held under 'review', routed as scored under 'trust_context'); a reply that
+    opens with no yes or no to a question with no question word of its language leaves the reading unread and is held
+    under both, saying why; an open question routes as scored."""
+    from dataclasses import replace as with_text
+
+    from hguard.guard import Guard
+
+    lm, folder, _ = tiny_rag
+    g = Guard.from_policy(_policy(folder, tmp_path, knowledge_conflict=how), lm=lm)
+    g.add_domain(replace(g.rag_probes["alpha"], knowledge_conflict=_quiet_detector()))
+    said = {"text": ""}
+    real = g.generator.generate
+    monkeypatch.setattr(g.generator, "generate",
+                        lambda *a, **k: [with_text(x, text=said["text"]) for x in real(*a, **k)])
+    # German by its function words ("ist", "die"; the tiny model's words besides): no question word opens it
+    q, passage = "ist die capital city river ?", "river city capital is here"
+    said["text"] = "Ja, city."
+    r = g.invoke(q, context=passage, domain="alpha")
+    assert r.signals["yes_no"] == 1.0 and any("cannot assess a yes/no answer" in x for x in r.reasons), r.reasons
+    assert (r.route != "accept") if how == "review" else (r.route == "accept"), r.reasons
+    said["text"] = "city river."
+    r = g.invoke(q, context=passage, domain="alpha")
+    assert r.signals["yes_no"] is None and r.route == "review", r.reasons
+    assert any("whether the question asks for yes or no is not read: it reads as German" in x for x in r.reasons), r.reasons
+    monkeypatch.setattr(g.generator, "generate", real)
+    r = g.invoke("wo ist die capital city river ?", context=passage, domain="alpha")  # "wo": where
+    assert r.signals["yes_no"] == 0.0 and r.route == "accept", r.reasons
+
+
+@pytest.mark.parametrize("how", ["review", "trust_context"])
 def test_an_accepted_answer_the_knowledge_conflict_check_cleared_says_so_in_its_record(tiny_rag, tmp_path, how):
     """An accepted RAG answer's record held signals.knowledge_conflict alone: not the threshold it was set against,
     the domain's setting, or that the check ran and found no conflict (a red team's audit), as the note on a

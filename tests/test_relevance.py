@@ -93,6 +93,120 @@ def test_yes_no_questions_and_answers_are_marked_and_kept_out_of_the_open_ground
     assert s["yes_no"] == 0.0 and s["grounding_if_open"] == pytest.approx(0.9)
 
 
+# a yes/no question of another language and its answer, as a multilingual user's trial asked them (the passage: the
+# fee schedule in the question's language)
+_YES_NO_ANSWERS = [
+    ("Ist die Gebühr erstattungsfähig?", "Ja, die Gebühr ist erstattungsfähig."),
+    ("Ist die Gebühr erstattungsfähig?", "Nein."),
+    ("Les frais sont-ils remboursables ?", "Oui, les frais sont remboursables."),
+    ("Les frais sont-ils remboursables ?", "Non, ils ne le sont pas."),
+    ("¿Es reembolsable la tarifa?", "Sí, la tarifa es reembolsable."),
+    ("¿Es reembolsable la tarifa?", "¡No!"),
+    ("La tassa è rimborsabile?", "Sì, è rimborsabile."),
+    ("A taxa é reembolsável?", "Não, a taxa não é reembolsável."),
+    ("Is de vergoeding terugbetaalbaar?", "Nee, dat is ze niet."),
+    ("Czy opłata jest zwrotna?", "Tak, opłata jest zwrotna."),
+    ("Возвращается ли плата?", "Да, плата возвращается."),
+    ("Возвращается ли плата?", "Нет."),
+    ("Ücret iade edilir mi?", "Evet, iade edilir."),
+    ("Är avgiften återbetalningsbar?", "Nej."),
+    ("手数料は返金されますか？", "はい、返金されます。"),
+    ("手数料は返金されますか？", "いいえ、返金されません。"),
+    ("费用可以退还吗？", "是的，可以退还。"),
+    ("费用可以退还吗？", "不是。"),
+    ("수수료는 환불됩니까?", "예, 환불됩니다."),
+    ("수수료는 환불됩니까?", "아니요, 환불되지 않습니다."),
+    ("هل الرسوم قابلة للاسترداد؟", "نعم، الرسوم قابلة للاسترداد."),
+]
+
+
+@pytest.mark.parametrize("question, answer", _YES_NO_ANSWERS)
+def test_a_yes_no_answer_in_another_language_is_marked_yes_no(question, answer):
+    """A multilingual user's trial: "Ja, ...", "Oui, ...", "Да", "はい" were read as no yes/no answer (the question opens
+    with no English auxiliary, the answer with no English yes or no), so the knowledge-conflict check, which cannot
+    assess a yes/no answer, cleared them and they could be accepted."""
+    s = relevance_scores(question, answer, "Die Gebühr ist erstattungsfähig.", 0.4, embedder=BagEmbedder())
+    assert s["yes_no"] == 1.0 and s["grounding_if_open"] == 0.0
+
+
+@pytest.mark.parametrize("question, answer", [
+    ("Ist die Gebühr erstattungsfähig?", "Die Gebühr ist erstattungsfähig."),
+    ("Les frais sont-ils remboursables ?", "Les frais sont remboursables."),
+    ("Est-ce que les frais sont remboursables ?", "Les frais sont remboursables."),
+    ("Czy opłata jest zwrotna?", "Opłata jest zwrotna."),
+    ("Плата возвращается?", "Плата возвращается."),
+    ("手数料は返金されますか？", "返金されます。"),
+    ("费用可以退还吗？", "可以退还。"),
+    ("Var avgiften återbetalningsbar?", "Avgiften var återbetalningsbar."),  # Swedish "var": "where", and "was" here
+    ("Geldt de regel ook voor mij?", "De regel geldt voor iedereen."),
+])
+def test_a_question_in_another_language_without_a_question_word_leaves_yes_no_unread(question, answer):
+    """Whether such a question asks for yes or no is not read (the auxiliary rule is English's): unread, so the
+    merger cannot score the answer and the knowledge-conflict check cannot clear it, never "not yes/no"."""
+    s = relevance_scores(question, answer, "Die Gebühr ist erstattungsfähig.", 0.4, embedder=BagEmbedder())
+    assert s["yes_no"] is None and math.isnan(s["grounding_if_open"])
+
+
+@pytest.mark.parametrize("question, answer", [
+    ("Wie hoch ist die Gebühr?", "Die Gebühr beträgt 25 Euro."),
+    ("In welchem Jahr wurde der Vertrag geschlossen?", "Im Jahr 2019."),
+    ("Quel est le montant des frais ?", "Les frais sont de 25 euros."),
+    ("À quelle heure ouvre le guichet ?", "À neuf heures."),
+    ("¿Cuánto cuesta la tarjeta?", "La tarjeta cuesta 25 euros."),
+    ("Quanto costa la carta?", "La carta costa 25 euro."),
+    ("Quanto custa o cartão?", "O cartão custa 25 euros."),
+    ("Wat kost de kaart?", "De kaart kost 25 euro."),
+    ("Ile kosztuje karta?", "Karta kosztuje 25 euro."),
+    ("Сколько стоит карта?", "Карта стоит 25 евро."),
+    ("Kartın ücreti ne kadar?", "Kartın ücreti 25 avro."),
+    ("Vad kostar kortet?", "Kortet kostar 25 euro."),
+    ("カードはいくらですか？", "カードは25ユーロです。"),
+    ("卡的费用是多少？", "卡的费用是25欧元。"),
+    ("카드는 얼마입니까?", "카드는 25유로입니다."),
+    ("كم تكلفة البطاقة؟", "تكلفة البطاقة 25 يورو."),
+])
+def test_a_question_in_another_language_that_asks_for_content_is_read_as_not_yes_no(question, answer):
+    s = relevance_scores(question, answer, "Die Karte kostet 25 Euro.", 0.4, embedder=BagEmbedder())
+    assert s["yes_no"] == 0.0 and s["grounding_if_open"] == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("question, answer, yes_no", [
+    # English as before: an auxiliary opens a yes/no question, a question without one is read as open
+    ("Does the policy share my data?", "The policy shares it.", 1.0),
+    ("Capital of Australia?", "Canberra.", 0.0),
+    ("Name the capital of Australia.", "Canberra.", 0.0),
+    ("Who painted the Mona Lisa?", "Da Vinci painted it.", 0.0),  # "da" says yes in Romanian: not read in English
+    ("Who founded the company?", "Non-executive directors did.", 0.0),  # "non" of a hyphenated word is no "non"
+    ("Who wrote it?", "Ya Tseng wrote it.", 0.0),
+    # misread as Vietnamese and Polish by their function words ("the", "cap"; "do", "4"): English's rule still reads them
+    ("is the nba salary cap a hard cap", "x", 1.0), ("how much is the nba salary cap", "x", 0.0),
+    ("do playstation 2 games play on playstation 4", "x", 1.0),
+    ("Was kostet die Karte?", "Die Karte kostet 25 Euro.", 1.0),  # German "was" reads as English's auxiliary, as before
+])
+def test_english_questions_and_answers_are_read_for_yes_no_as_before(question, answer, yes_no):
+    assert relevance_scores(question, answer, AUSTRALIA, 0.4, embedder=BagEmbedder())["yes_no"] == yes_no
+
+
+def test_the_knowledge_conflict_check_holds_an_answer_whose_yes_no_reading_is_unread():
+    """The check cannot assess a yes/no answer; a question whose yes/no reading is unread is held as one (under
+    knowledge_conflict = 'review'), never cleared as an open question."""
+    from types import SimpleNamespace
+
+    from hguard._guard_scoring import YES_NO_UNASSESSED, _Scoring
+    from hguard.signals.conflict import CONFLICT_FEATURES
+
+    n = len(CONFLICT_FEATURES)
+    detector = {"detector": {"features": list(CONFLICT_FEATURES), "mean": [0.0] * n, "scale": [1.0] * n,
+                             "coef": [0.0] * n, "intercept": 0.0}, "threshold": 0.9}  # scores 0.5: never flags
+    for question, answer, held in (("Ist die Gebühr erstattungsfähig?", "Die Gebühr ist erstattungsfähig.", True),
+                                   ("Wie hoch ist die Gebühr?", "Die Gebühr beträgt 25 Euro.", False)):
+        signals = {**dict.fromkeys(CONFLICT_FEATURES, 0.0),
+                   **relevance_scores(question, answer, "Die Gebühr beträgt 25 Euro.", 0.4, embedder=BagEmbedder())}
+        holds: list[str] = []
+        _Scoring._knowledge_conflict(signals, detector, SimpleNamespace(knowledge_conflict="review"), holds, [])
+        assert bool(holds) is held and all(YES_NO_UNASSESSED in x for x in holds), (question, holds)
+
+
 def test_denying_a_premise_is_a_claim_not_an_abstention():
     from hguard.calibrate.judge import abstains, declines, is_refusal
 

@@ -8,8 +8,12 @@ from the request and the answer alone (never from a dataset label), so the guard
 request time exactly as calibration does:
 
 - ``yes_no``: 1.0 when the question asks for yes or no (it opens with an auxiliary verb: "Is", "Does",
-  "Can", ...) or the answer opens with yes/no/true/false; a right "Yes." shares no words with the
-  passage, so grounding says little about it;
+  "Can", ...) or the answer opens with yes/no/true/false, or with another language's yes or no ("Ja", "Oui",
+  "Да", "はい": :func:`hguard._text.opens_with_yes_or_no`); a right "Yes." shares no words with the
+  passage, so grounding says little about it. A question in another language is read by its question words
+  (:func:`hguard._text.yes_no_question`): 0.0 where one opens it ("Wie hoch ist ...?"), None (unread) where
+  none does ("Ist die Gebühr erstattungsfähig?" answered "Die Gebühr ist erstattungsfähig."), which the merger
+  cannot score and the knowledge-conflict check never clears, so the answer is held for review;
 - ``context_relevance``: the share of the question's content words found in the passage (stems
   matched, no fuzzy spelling), with the question's rare words (names, numbers: the ones that pin
   down what is asked) counted twice;
@@ -35,12 +39,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from hguard._text import (asks_yes_no, function_words, japanese_grammar, language_of, offers_alternatives, reads_english,
-                          script_of, without_ignorables, words_of)
+from hguard._text import (asks_yes_no, function_words, japanese_grammar, language_of, offers_alternatives,
+                          opens_with_yes_or_no, reads_english, script_of, without_ignorables, words_of, yes_no_question)
 from hguard.signals._grounding_lexical import _stem, _word_matches, unread
 from hguard.errors import InputError
 
-__all__ = ["RELEVANCE_FEATURES", "adds_no_word", "relevance_scores", "repeats_question"]
+__all__ = ["RELEVANCE_FEATURES", "adds_no_word", "relevance_scores", "repeats_question", "unread_yes_no"]
 
 RELEVANCE_FEATURES = (
     "yes_no",
@@ -55,9 +59,29 @@ RELEVANCE_FEATURES = (
 _YES_NO_WORDS = frozenset({"yes", "no", "true", "false"})
 
 
-def _opens_yes_no(question: str, answer: str) -> bool:
+def _opens_yes_no(question: str, answer: str) -> bool | None:
+    """The ``yes_no`` reading: True where the answer opens with yes or no (English's words, or another language's:
+    :func:`hguard._text.opens_with_yes_or_no`) or the question asks for either, False where it asks for content, None
+    where the question is in another language and opens with none of its question words
+    (:func:`hguard._text.yes_no_question`)."""
     a = re.findall(r"[a-z']+", answer.lower())
-    return asks_yes_no(question) or bool(a and a[0] in _YES_NO_WORDS)
+    if (a and a[0] in _YES_NO_WORDS) or opens_with_yes_or_no(answer):
+        return True
+    return yes_no_question(question)
+
+def unread_yes_no(question: str) -> str:
+    """Why the ``yes_no`` reading of an answer to ``question`` is unread (None), for the held answer's reasons."""
+    from hguard._text import _CONTENT_QUESTION_CHARACTERS, _CONTENT_QUESTION_WORDS, asked_in
+
+    key = asked_in(words_of(question))
+    named = key.title() if key.islower() else f"{key} script"
+    listed = ("none of its question words opens it" if key in _CONTENT_QUESTION_WORDS or key in _CONTENT_QUESTION_CHARACTERS
+              else "hguard lists no question words of it")
+    return (f"whether the question asks for yes or no is not read: it reads as {named} and {listed} (the auxiliary rule "
+            "that reads an English question is English's), and the answer opens with no yes or no word, so the relevance "
+            "signal yes_no is unread: the merger calibrated with it cannot score the answer, and the knowledge-conflict "
+            "check cannot clear a yes/no answer; held for review")
+
 
 _KEY_RE = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][\w'-]+|\d[\d.,]*)")
 
@@ -253,7 +277,7 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def relevance_scores(question: str, answer: str, context: str | Sequence[str], grounding: float | None, *,
-                     embedder=None, grounding_scorer=None) -> dict[str, float]:
+                     embedder=None, grounding_scorer=None) -> dict[str, float | None]:
     """The signals above for one answer. ``grounding`` is the grounding scorer's merged support of the
     answer (None or NaN makes the interactions NaN, so a merger that uses them routes to review).
     ``grounding_scorer``: the scorer that scored the answer; a
@@ -274,7 +298,8 @@ def relevance_scores(question: str, answer: str, context: str | Sequence[str], g
 
         embedder = get_embedder()
     declined = declines(answer, question) is not None
-    yes_no = 1.0 if _opens_yes_no(question, answer) else 0.0
+    read = _opens_yes_no(question, answer)
+    yes_no = None if read is None else float(read)
 
     q_words = list(dict.fromkeys(content_tokens(question)))
     keys = _key_words(question)
@@ -309,12 +334,12 @@ def relevance_scores(question: str, answer: str, context: str | Sequence[str], g
         "answer_relevance": ans_rel,
         "answer_off_question": float(off),
         "grounding_x_relevance": g * ctx_rel,
-        "grounding_if_open": g * (1.0 - yes_no),
+        "grounding_if_open": g * (1.0 - yes_no) if yes_no is not None else math.nan,
     }
 
 
 def add_relevance(signals: Mapping[str, float | None], question: str, answer: str, context, *,
-                  grounding_scorer=None) -> dict[str, float]:
+                  grounding_scorer=None) -> dict[str, float | None]:
     """:func:`relevance_scores` from a signals mapping that holds ``grounding``; InputError when the
     context is missing (the signals are for answers given with context)."""
     if context is None:
