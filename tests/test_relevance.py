@@ -234,6 +234,15 @@ def test_denying_a_premise_is_a_claim_not_an_abstention():
     ("What is the capital of France, Paris or Lyon?", "Paris.", False),
     ("Is the information encrypted?", "The information is encrypted.", False),
     ("Who wrote it?", "It.", False),  # no content word at all: not this rule's to read
+    # a yes/no question in another language answered with its yes or no and the question's words (a multilingual
+    # user's trial: held, though "Yes, the fee is refundable." to "Is the fee refundable?" is not)
+    ("Возвращается ли плата?", "Да, плата возвращается.", False),
+    ("手数料は返金されますか？", "はい、返金されます。", False),
+    ("Ist die Gebühr erstattungsfähig?", "Ja, die Gebühr ist erstattungsfähig.", False),
+    # ... but with no yes or no, whether it was asked for is not read: held, as an open question's echo is
+    ("Ist die Gebühr erstattungsfähig?", "Die Gebühr ist erstattungsfähig.", True),
+    ("Wie hoch ist die Gebühr?", "Die Gebühr ist hoch.", True),
+    ("Сколько стоит карта?", "Да, карта стоит.", True),  # asks for content: a yes adds nothing
 ])
 def test_an_answer_that_adds_no_word_to_an_open_question_repeats_it(question, answer, held):
     assert repeats_question(question, answer) is held

@@ -39,7 +39,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from hguard._text import (asks_yes_no, function_words, japanese_grammar, language_of, offers_alternatives,
+from hguard._text import (function_words, japanese_grammar, language_of, offers_alternatives,
                           opens_with_yes_or_no, reads_english, script_of, without_ignorables, words_of, yes_no_question)
 from hguard.signals._grounding_lexical import _stem, _word_matches, unread
 from hguard.errors import InputError
@@ -251,8 +251,11 @@ def repeats_question(question: str, answer: str) -> bool:
     directed by Mackenzie Davis." to "Mackenzie Davis appeared in the film directed by whom?". Such a reply fills
     the asked slot with the question's own words, or says nothing past it; the guard holds it for review whatever
     its risk. A question that offers alternatives ("Paris or Lyon?") is answered by picking one of its words, and a
-    yes/no question by repeating it, so neither counts."""
-    if asks_yes_no(question) or offers_alternatives(question):
+    yes/no question by repeating it, so neither counts; nor does a question in another language whose yes/no reading
+    is unread (:func:`hguard._text.yes_no_question`) answered with a yes or no of any language ("Да, плата
+    возвращается." to "Возвращается ли плата?", as "Yes, the fee is refundable." to "Is the fee refundable?")."""
+    asked = yes_no_question(question)
+    if asked or offers_alternatives(question) or (asked is None and opens_with_yes_or_no(answer)):
         return False
     return adds_no_word(question, answer)
 
