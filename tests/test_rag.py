@@ -1381,6 +1381,37 @@ def test_the_rag_report_says_knowledge_conflict_was_not_checked_where_no_detecto
     assert "Knowledge conflict flagged: " not in text and "Knowledge conflict: not checked (no detector was fitted" in text
 
 
+def test_the_rag_report_says_how_many_training_answers_were_left_out_with_a_signal_not_read():
+    """A RAG fit leaves out an answer whose merger signal is not read (a yes/no reading of another language's question
+    that cannot be made), as it leaves out refusals; it did so without a word."""
+    import json
+
+    from hguard import REFERENCE_PROBES
+    from hguard.calibrate._rag_report import rag_markdown
+
+    report = json.loads((REFERENCE_PROBES / "rag-report" / "report.json").read_text(encoding="utf-8"))
+    assert "left out with a signal not read" not in rag_markdown(report)  # shipped: none
+    name, m = next(iter(report["domains"].items()))
+    m["train"]["unread"] = 3
+    t = m["train"]
+    assert (f"Training answers {t['n']} ({t['correct']} right, {t['hallucinated']} hallucinated, {t['refusals']} "
+            f"refusals, 3 left out with a signal not read); held out {m['all']['n']}") in rag_markdown(report)
+
+
+def test_the_rag_fit_names_the_answers_left_out_with_a_signal_not_read_when_too_few_remain():
+    import numpy as np
+
+    from hguard.calibrate._rag_fit import fit_rag_domain
+    from hguard.errors import DataError
+
+    rows = [{"label": "correct" if i % 2 else "hallucinated", "yes_no": None if i >= 4 else 0.0, "length": 3,
+             "condition": "supporting"} for i in range(40)]
+    with pytest.raises(DataError, match=r"\(0 of 40 training answers declined and are left out, 36 more have a "
+                                        r"signal that could not be read\)"):
+        fit_rag_domain("d", rows, np.zeros((40, 4)), seed=0, n_layers=1, d_ff=4, target=0.1, confidence=0.9,
+                       merger_features=("neuron_logit", "yes_no"))
+
+
 def test_the_rag_report_gives_auroc_intervals_as_every_other_report_does(monkeypatch):
     """A compliance team's trial: the RAG report drew 500 bootstrap resamples where the closed-book report and
     evaluate draw 1000, and its header did not say that a small class's interval is widened to the exact binomial

@@ -155,7 +155,9 @@ def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, s
     if not len(rows):
         raise DataError(f"RAG domain {domain!r}: no training answers (every passage of the domain fell on the "
                         "held-out side of the split); add questions with other passages (meta.group) to the domain")
-    keep = np.array([r["label"] != "refusal" for r in rows], dtype=bool) & _finite(rows, [f for f in merger_features if f != "neuron_logit"])
+    answered = np.array([r["label"] != "refusal" for r in rows], dtype=bool)
+    keep = answered & _finite(rows, [f for f in merger_features if f != "neuron_logit"])
+    unread = int((answered & ~keep).sum())  # a signal not read (a yes/no reading of another language's question)
     tr = [r for r, k in zip(rows, keep) if k]
     X = features[keep]
     y = _y(tr)
@@ -164,7 +166,9 @@ def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, s
     if counts.min() < MIN_PER_CLASS:
         n_ref = sum(r["label"] == "refusal" for r in rows)
         raise DataError(f"RAG domain {domain!r}: {counts[0]} right and {counts[1]} hallucinated training answers "
-                        f"({n_ref} of {len(rows)} training answers declined and are left out); at least {MIN_PER_CLASS} "
+                        f"({n_ref} of {len(rows)} training answers declined and are left out"
+                        + (f", {unread} more have a signal that could not be read" if unread else "")
+                        + f"); at least {MIN_PER_CLASS} "
                         "of each are needed: add questions to the domain")
     units = [u for u, k in zip(split_units(rows, passages), keep) if k]
     cv_folds = grouped_folds(y, units, cv, seed, unit="passage")
@@ -187,6 +191,7 @@ def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, s
         "probe": probe, "merger": merger, "thresholds": thresholds, "oof_merged": merged_oof.tolist(), "oof_y": y.tolist(),
         "ablations": {k: v[0] for k, v in ablations.items()},
         "train": {"n": int(len(rows)), "n_scored": int(len(y)), "refusals": int(sum(r["label"] == "refusal" for r in rows)),
+                  "unread": unread,  # answered, a merger signal not read: left out of the fit as refusals are
                   "by_condition": {c: sum(r.get("condition") == c for r in rows) for c in sorted({str(r.get("condition")) for r in rows})},
                   "correct": int(counts[0]), "hallucinated": int(counts[1]),
                   "cv_auroc_oof_probe": auroc(y, oof), "cv_auroc_oof_merged": auroc(y, merged_oof),

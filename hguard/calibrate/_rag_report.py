@@ -274,7 +274,9 @@ def rag_markdown(report: dict) -> str:
         lines += [
             f"## {d}", "",
             f"Training answers {m['train']['n']} ({m['train']['correct']} right, {m['train']['hallucinated']} hallucinated, "
-            f"{m['train']['refusals']} refusals); held out {m['all']['n']} ({m['all']['correct']} right, "
+            f"{m['train']['refusals']} refusals"
+            + (f", {m['train']['unread']} left out with a signal not read" if m["train"].get("unread") else "")
+            + f"); held out {m['all']['n']} ({m['all']['correct']} right, "
             f"{m['all']['hallucinated']} hallucinated, {m['all']['refusals']} refusals). "
             f"accept_below {_f(m['thresholds']['accept_below'])}, abstain_above {_f(m['thresholds']['abstain_above'])}"
             + (" (no accept threshold is certified at the policy target: the domain reviews every answer until it is "
