@@ -30,7 +30,7 @@ from .errors import one_line
 __all__ = ["misdecoded", "asks_only_yes_no", "asks_yes_no", "asked_in", "opens_with_yes_or_no", "yes_no_question", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "japanese_grammar",
            "language_of", "asks", "clauses", "own_questions", "refers_back", "sentences",
            "script_of", "script_words",
-           "direction_controls", "listed", "matching_form", "reads_english", "same_words", "shown_plainly", "without_ignorables", "words_of"]
+           "direction_controls", "listed", "matching_form", "reads_english", "same_words", "shown_plainly", "without_ignorables", "words_of", "written_in", "languages_ahead"]
 
 _C1_CONTROL = re.compile("[\u0080-\u009f]")  # no text uses them: bytes decoded with the wrong codec make them
 _LATIN1_RUN = re.compile("[\u0000-\u00ff]+")
@@ -725,6 +725,39 @@ def asked_in(words: Sequence[str]) -> str:
     return language_of(words) if script is None else "japanese" if script in ("Hiragana", "Katakana") else script
 
 
+#: English's commonest function words (its list in `function_words` holds "la", "de" and "mil" too), counted for
+#: English alone where another language writes one alike ("is" and "in" are Dutch, "was" German)
+ENGLISH_CORE = frozenset("the a an is was in on at to for as of and that this with from by has have had it its which "
+                         "not or you your we our they their he she can will would may must should shall do does did "
+                         "are were be been there what who when where why how any each than then if so also up out "
+                         "about into over after before under".split())
+
+
+def written_in(words: Sequence[str]) -> str | None:
+    """"english" where more of English's commonest function words (`ENGLISH_CORE`) are among ``words`` than of any
+    other language's (those not among English's commonest), that language where more of its are (the first by name of
+    those tied: :func:`languages_ahead` gives them all), else None. Each counted once, so a word the languages share,
+    said often ("per day ... per month"), does not outweigh a sentence's worth of English."""
+    english, best, tied = _function_word_counts(words)
+    return tied[0] if best > english else "english" if english > best else None
+
+
+def languages_ahead(words: Sequence[str]) -> list[str]:
+    """The languages other than English tied for the most function words among ``words`` (each counted once, those
+    among English's commonest not counted), where they are more than English's commonest (`ENGLISH_CORE`); []
+    otherwise. "Kartın ücreti ne kadar?": Czech, Finnish, French, ... and Turkish ("ne")."""
+    english, best, tied = _function_word_counts(words)
+    return tied if best > english else []
+
+
+def _function_word_counts(words: Sequence[str]) -> tuple[int, int, list[str]]:
+    """(English's commonest function words among ``words``, the most of any other language's, those languages)."""
+    seen = set(words)
+    hits = {lang: len((seen & fw) - ENGLISH_CORE) for lang, fw in function_words().items() if lang != "english"}
+    best = max(hits.values(), default=0)
+    return len(seen & ENGLISH_CORE), best, sorted(lang for lang, n in hits.items() if n == best)
+
+
 def yes_no_question(question: str) -> bool | None:
     """Whether ``question`` asks for yes or no, in English or another language, or None where that is not read. A
     question that reads as English (:func:`reads_english`; or whose Latin letters read as no other language), or opens
@@ -740,8 +773,22 @@ def yes_no_question(question: str) -> bool | None:
     key = asked_in(words)
     # English (or Latin letters no list reads as another language's: "Łódź office hours?"), or English's question word
     # opening a question misread as another language's
-    if reads_english(question) or key == "english" or _ASKS_CONTENT & set(words[:2]):
+    # (not where another language's function words outnumber English's commonest, or it opens as Spanish does: "La
+    # tarifa es reembolsable?", "¿Es reembolsable la tarifa?" and "Er gebyret refunderbart?" read as English, so as no
+    # yes/no question, and a knowledge conflict in their answers was cleared)
+    written = written_in(words)
+    foreign = written not in ("english", None) or "\u00bf" in question
+    if (not foreign and (reads_english(question) or key == "english")) or _ASKS_CONTENT & set(words[:2]):
         return False
+    if key == "english" and foreign:  # read as English by the lists, as another language here (any tied)
+        readings = {_content_asked(lang, question, words) for lang in languages_ahead(words)}
+        return False if False in readings else None
+    return _content_asked(key, question, words)
+
+
+def _content_asked(key: str, question: str, words: Sequence[str]) -> bool | None:
+    """False where ``question`` (its ``words``) asks for content by the question words of ``key`` (a language or a
+    script, :func:`asked_in`), None otherwise (see :func:`yes_no_question`)."""
     if key in _CONTENT_QUESTION_CHARACTERS:
         text = fold_accents(question)
         if key == "Han" and _CHINESE_PARTICLE.search(text):

@@ -139,6 +139,10 @@ def test_a_yes_no_answer_in_another_language_is_marked_yes_no(question, answer):
     ("费用可以退还吗？", "可以退还。"),
     ("Var avgiften återbetalningsbar?", "Avgiften var återbetalningsbar."),  # Swedish "var": "where", and "was" here
     ("Geldt de regel ook voor mij?", "De regel geldt voor iedereen."),
+    # read as English before (the English list holds "la" and "es"), so as no yes/no question: cleared
+    ("¿Es reembolsable la tarifa?", "La tarifa es reembolsable."),
+    ("La tarifa es reembolsable?", "La tarifa es reembolsable."),
+    ("Er gebyret refunderbart?", "Gebyret er refunderbart."),
 ])
 def test_a_question_in_another_language_without_a_question_word_leaves_yes_no_unread(question, answer):
     """Whether such a question asks for yes or no is not read (the auxiliary rule is English's): unread, so the
@@ -190,9 +194,7 @@ def test_english_questions_and_answers_are_read_for_yes_no_as_before(question, a
 def test_the_knowledge_conflict_check_holds_an_answer_whose_yes_no_reading_is_unread():
     """The check cannot assess a yes/no answer; a question whose yes/no reading is unread is held as one (under
     knowledge_conflict = 'review'), never cleared as an open question."""
-    from types import SimpleNamespace
-
-    from hguard._guard_scoring import YES_NO_UNASSESSED, _Scoring
+    from hguard._guard_scoring import YES_NO_UNASSESSED, knowledge_conflict_check
     from hguard.signals.conflict import CONFLICT_FEATURES
 
     n = len(CONFLICT_FEATURES)
@@ -202,9 +204,8 @@ def test_the_knowledge_conflict_check_holds_an_answer_whose_yes_no_reading_is_un
                                    ("Wie hoch ist die Gebühr?", "Die Gebühr beträgt 25 Euro.", False)):
         signals = {**dict.fromkeys(CONFLICT_FEATURES, 0.0),
                    **relevance_scores(question, answer, "Die Gebühr beträgt 25 Euro.", 0.4, embedder=BagEmbedder())}
-        holds: list[str] = []
-        _Scoring._knowledge_conflict(signals, detector, SimpleNamespace(knowledge_conflict="review"), holds, [])
-        assert bool(holds) is held and all(YES_NO_UNASSESSED in x for x in holds), (question, holds)
+        hold, _ = knowledge_conflict_check(signals, detector, "review", "policy")
+        assert (hold is not None) is held and (hold is None or YES_NO_UNASSESSED in hold), (question, hold)
 
 
 def test_denying_a_premise_is_a_claim_not_an_abstention():

@@ -69,8 +69,8 @@ from typing import Literal
 
 import regex
 
-from hguard._text import (asks_only_yes_no, asks_yes_no, fold_accents, function_words, join_digit_groups, matching_form,
-                          without_ignorables, words_of)
+from hguard._text import (asks_only_yes_no, asks_yes_no, fold_accents, join_digit_groups, matching_form, without_ignorables,
+                          words_of, written_in)
 from hguard.errors import InputError
 
 __all__ = [
@@ -918,27 +918,6 @@ _COMMA_DECIMAL_LANGUAGES = frozenset({"german", "spanish", "italian", "portugues
                                       "bulgarian", "vietnamese"})
 
 
-#: English's commonest function words (its list in `function_words` holds "la", "de" and "mil" too), counted for
-#: English alone where another language writes one alike ("is" and "in" are Dutch, "was" German)
-_ENGLISH_CORE = frozenset("the a an is was in on at to for as of and that this with from by has have had it its which "
-                          "not or you your we our they their he she can will would may must should shall do does did "
-                          "are were be been there what who when where why how any each than then if so also up out "
-                          "about into over after before under".split())
-
-
-def _written_in(words: list[str]) -> str | None:
-    """"english" where more of English's commonest function words (`_ENGLISH_CORE`) are among ``words`` than of any
-    other language's (those not among English's commonest), that language where more of its are, else None. Each
-    counted once, so a word the languages share, said often ("per day ... per month"), does not outweigh a sentence's
-    worth of English."""
-    seen = set(words)
-    english = len(seen & _ENGLISH_CORE)
-    hits = {lang: len((seen & fw) - _ENGLISH_CORE) for lang, fw in function_words().items() if lang != "english"}
-    other = max(sorted(hits), key=lambda lang: hits[lang], default=None)
-    best = hits[other] if other is not None else 0
-    return "english" if english > best else other if best > english else None
-
-
 def _readings(answer: str, context: str, question: str) -> list[_Reading]:
     """The conventions to read the three texts under: the one that what they write, or their language, says (a
     decimal comma "1,5" or a German passage: "1.500" is fifteen hundred; "$1,500,000" or an English passage: it is
@@ -949,7 +928,7 @@ def _readings(answer: str, context: str, question: str) -> list[_Reading]:
     billion = any(_BILLION.search(t) for t in texts)
     if not (dots or mil or billion):
         return [_ENGLISH]
-    language = _written_in(words_of("\n".join(texts)))
+    language = written_in(words_of("\n".join(texts)))
     english = language == "english"
     commas, points = language in _COMMA_DECIMAL_LANGUAGES, english
     for t in texts if dots else ():
