@@ -284,10 +284,12 @@ def test_bad_monitor_keys_are_refused_naming_the_key(tmp_path, key, value, words
 # ------------------------------------------------------------------------------------------ a monitor run
 
 
-def _deploy(tmp_path, policy, n, halluc_rate, seed=0, queue=None, log=None, guarantee=False, accept_below=None):
+def _deploy(tmp_path, policy, n, halluc_rate, seed=0, queue=None, log=None, guarantee=False, accept_below=None,
+            asked="q"):
     """Write n accepted decisions (spot-checks selected as the guard does) and review every spot-check;
     ``guarantee``: each records its domain's guarantee, as the guard's decisions do; ``accept_below``: the accept
-    threshold each records it was accepted under."""
+    threshold each records it was accepted under; ``asked``: the question of decision ``i`` (``asked.format(i=i)``;
+    by default one question, "q", asked n times)."""
     from hguard.monitor import SPOT, guarantee_of, spot_check_decision
 
     rng = random.Random(seed)
@@ -296,14 +298,15 @@ def _deploy(tmp_path, policy, n, halluc_rate, seed=0, queue=None, log=None, guar
     pid = policy_id(policy)
     for i in range(n):
         rec = log.append({"request_id": f"r{seed}-{i}", "policy_id": pid, "domain": "geo", "route": "accept",
-                          "risk": rng.random() * 0.3, "signals": {}, "question": "q", "answer": "a",
+                          "risk": rng.random() * 0.3, "signals": {}, "question": asked.format(i=i), "answer": "a",
                           **({"guarantee": guarantee_of(policy, "geo")} if guarantee else {}),
                           **({"thresholds": {"accept_below": accept_below}} if accept_below is not None else {})},
                          kind="decision")  # fmt: skip
         spot = spot_check_decision(policy, "geo", rec.id, 10**9)
         if spot:
             log.append(spot, kind=SPOT)
-            queue.enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": "geo", "spot_check": True})
+            queue.enqueue({"audit_id": rec.id, "question": asked.format(i=i), "answer": "a", "domain": "geo",
+                           "spot_check": True})
             bad = rng.random() < halluc_rate
             queue.decide(rec.id, verdict="hallucinated" if bad else "correct", reviewer="tester")
     return log, queue
@@ -944,10 +947,11 @@ def test_spot_checked_items_export_as_accepted_calibration_rows(tmp_path):
     from hguard.review.export import export_reviewed
 
     policy = _pol(tmp_path, spot_check_rate=0.5)
-    _, queue = _deploy(tmp_path, policy, 20, halluc_rate=0.5)
+    # one question per decision: one question asked again is one row (its answer "a" labelled both ways, none)
+    _, queue = _deploy(tmp_path, policy, 20, halluc_rate=0.5, asked="What is the capital of land {i}?")
     s = export_reviewed(queue, tmp_path / "reviewed.jsonl")
     rows = load_examples(tmp_path / "reviewed.jsonl")
-    assert s.n_items == len(rows) > 0
+    assert s.n_items == len(rows) == len(queue.decided()) > 0
     assert all(r.meta["spot_check"] is True and r.meta["probe_route"] == "accept" for r in rows)
 
 

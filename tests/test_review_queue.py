@@ -650,6 +650,52 @@ def test_export_counts_the_spot_checked_accepted_answers_reviewers_said_were_hal
     assert export_reviewed(queue, tmp_path / "r.jsonl", domain="medicine").skipped == []  # another domain's export
 
 
+def test_items_asking_one_question_export_as_one_row_the_latest_verdict_that_the_loader_loads(queue, tmp_path):
+    """Two users asked the HR assistant one question with one passage (one with a doubled space and a trailing
+    newline); both answers were reviewed, the export wrote both rows, and calibrating from the file was refused (the
+    loader takes one row per question and passage). Closed-book repeats were written twice too: the model answers a
+    question once, and calibration counted that answer twice. Now one row each, the latest verdict, the others named;
+    two labels of one answer are a dispute, not exported."""
+    leave, cap = "How many days of leave do I get?", "What is the capital of Xland?"
+    for item_id, question, context, answer, domain in (
+            ("a", leave, "Leave is 20 days a year.", "20 days.", "hr"),
+            ("b", leave.replace(" of ", "  of "), "Leave is  20 days a year.\n", "20 days.", "hr"),
+            ("c", leave, "Leave is 20 days a year.", "20 days.", "payroll"),  # another domain's: its own row
+            ("d", cap, None, "Xland's capital is Foo.", "geography"),
+            ("e", " " + cap, None, "Bar.", "geography"),
+            ("f", "Who founded Xland?", None, "Ann Foo.", "geography"),
+            ("g", "Who founded  Xland?", None, "ann foo", "geography")):  # one answer as a reader sees it
+        queue.enqueue(make_item(item_id, question=question, context=context, answer=answer, domain=domain))
+    for item_id, verdict in zip("abcdefg", ("correct", "correct", "correct", "hallucinated", "correct", "correct",
+                                            "hallucinated")):  # decided in id order: the latest is the last id
+        queue.decide(item_id, verdict=verdict, reviewer=f"r{item_id}")
+    out = tmp_path / "reviewed.jsonl"
+    summary = export_reviewed(queue, out)
+    rows = {ex.id: ex for ex in load_examples(out)}  # loads: no question and passage twice
+    assert set(rows) == {"review-b", "review-c", "review-e"}
+    assert rows["review-e"].answers == ["Bar."] and rows["review-e"].meta["label"] == "correct"
+    assert summary.n_items == 3 and summary.by_verdict == {"correct": 3, "hallucinated": 0, "corrected": 0,
+                                                           "not_in_context": 0}
+    why = dict(summary.skipped)
+    assert why["a"] == ("repeats the question and passage of review-b (spaces aside), exported as one row: the latest "
+                        "verdict ('correct' by rb)")
+    assert why["d"] == ("repeats the question (no passage) of review-e (spaces aside), exported as one row: the latest "
+                        "verdict ('correct' by re); its own verdict, 'hallucinated' of the answer \"Xland's capital is "
+                        "Foo.\", is not in the file (the model answers the question once, and an answer other than the "
+                        "row's is judged by the row's answers)")
+    for item_id in "fg":
+        assert why[item_id] == ("reviewers disagree on one answer to the question (no passage) of 2 items (spaces "
+                                "aside): 'correct' by rf on review-f and 'hallucinated' by rg on review-g, the same "
+                                "answer 'Ann Foo.'; a disputed label is not calibration data, so none of them is "
+                                "exported")
+    assert summary.n_merged == 2 and ("(rows by verdict: correct 3, hallucinated 0, corrected 0, not_in_context 0, 4 "
+                                      "decided item(s) skipped (below; 2 of them repeat the question (and passage) of "
+                                      "an item exported, whose row carries the latest verdict: one question is one "
+                                      "row))") in summary.summary(), summary.summary()
+    # the figures still count every decision reviewed: the probe's risk was read on each
+    assert summary.n_scored == 7
+
+
 def test_the_export_says_a_deleted_rows_verdict_comes_back_decided_with_a_guard_start(queue, audit, tmp_path):
     """A review: the export still said a guard start puts a deleted row's item back pending and `decide --supersede`
     records its verdict again; the item comes back decided, and that decide is refused."""

@@ -40,6 +40,7 @@ __all__ = [
     "KINDS",
     "Example",
     "ExampleKind",
+    "asked_key",
     "load_examples",
     "rows_for_mode",
     "rag_family_unused",
@@ -422,17 +423,28 @@ def _warn_other_languages(examples: list[Example]) -> None:
                       UserWarning, stacklevel=2)
 
 
+def asked_key(example: Example) -> tuple[str, str, str | None]:
+    """What a row asks the model, as two rows are told to be one: its domain, its question and its passage (None for a
+    closed-book row), each with its whitespace folded, e.g. ("hr", "How long is leave?", "Leave is 20 days a year.")
+    for a row whose passage reads "Leave is  20 days a year.\n". Rows with one key get one answer from the model
+    (greedy), so calibration would count it once per row: :func:`load_examples` refuses such rows with context, and
+    the review export (:func:`hguard.review.export.export_reviewed`) writes one row per key."""
+    fold = " ".join
+    return (example.domain, fold(example.question.split()),
+            None if example.context is None else fold(example.context.split()))
+
+
 def _refuse_duplicate_rows(examples: list[Example], seen: Mapping[str, tuple[Path, int]]) -> None:
     """Refuse rows with context of one domain that ask the same question with the same passage, spaces aside: the
     model gives them one answer, which RAG calibration would count twice in every figure (n inflated). Named by the
     first pair's files and lines, e.g. "hr.jsonl line 9 (id 'q9') repeats hr.jsonl line 2 (id 'q2'): ...". Nothing
     is dropped silently: the rows are the user's to remove."""
-    first: dict[tuple[str, str, str], Example] = {}
+    first: dict[tuple[str, str, str | None], Example] = {}
     pairs: list[tuple[Example, Example]] = []
     for ex in examples:
         if ex.context is None:
             continue
-        key = (ex.domain, " ".join(ex.question.split()), " ".join(ex.context.split()))
+        key = asked_key(ex)
         if key in first:
             pairs.append((first[key], ex))
         else:

@@ -46,7 +46,11 @@ the label is not this answer's and the judge compares the new answer with ``answ
 
 Items are skipped (and listed in :attr:`ExportSummary.skipped`, with the reason) when they cannot make a valid
 row: no domain, a domain name that is not a calibration slug (lowercase letters, digits, ``_``, ``-``), or a
-"correct" verdict on an empty answer. When no row is left, the output file is not written (an empty
+"correct" verdict on an empty answer. Items asking one question (one domain, question and passage, or no passage,
+whitespace aside: :func:`~hguard.calibrate.data.asked_key`, as ``load_examples`` keys rows) make one row, since the
+model answers it once: the latest verdict's, the others skipped naming it ("repeats the question and passage of
+review-b (spaces aside), exported as one row: the latest verdict ('correct' by bob)"), and none where reviewers gave
+one answer two labels (see :func:`_one_row_per_question`; :attr:`ExportSummary.n_merged` counts the first kind). When no row is left, the output file is not written (an empty
 calibration file would make ``load_examples`` refuse its whole directory); ``ExportSummary.written`` says so.
 
 :class:`ExportSummary` also reports how often reviewers' labels disagreed with the risk read at 0.5 (not the
@@ -76,10 +80,11 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from ..calibrate.data import Example, write_examples
+from ..calibrate.data import Example, asked_key, write_examples
 from ..calibrate.judge import declines, denies_premise, yes_no_taken
 from .._numerics import finite_number
 from .._privacy import FILE_MODE, redacted
+from .._text import same_words
 from .._audit_records import CONTINUATION
 from .._resources import refuse_own_file
 from ..errors import DataError, InputError
@@ -126,6 +131,8 @@ class ExportSummary:
     # of those, with a domain asked for: archived by an older hguard that kept no domain, with no verdict record to say
     # it (no audit log): whether they are of that domain is unknown, so they are not in n_archived_left_out
     n_archived_domain_unknown: int = 0
+    # items not written because another item asked the same question (and passage): its row carries the latest verdict
+    n_merged: int = 0
 
     @property
     def n_skipped(self) -> int:
@@ -158,7 +165,9 @@ class ExportSummary:
                       "archived by an older hguard, which kept their domain in the archive file only): some may be of "
                       "this domain, so the count of its archived items is unknown; export without --skip-archived to "
                       "read them")
-        skipped = f", {self.n_skipped} decided item(s) skipped (below)" if self.skipped else ""
+        merged = (f"; {self.n_merged} of them repeat the question (and passage) of an item exported, whose row carries "
+                  "the latest verdict: one question is one row" if self.n_merged else "")
+        skipped = f", {self.n_skipped} decided item(s) skipped (below{merged})" if self.skipped else ""
         if self.n_archived:
             skipped += f"; {self.n_archived} of the decided items read from the queue's archive files"
         head = (
@@ -257,6 +266,66 @@ def example_for(item: ReviewItem) -> Example:
         )
     except ValidationError as e:
         raise DataError(f"it does not make a valid calibration row: {e.errors()[0].get('msg')}") from None
+
+
+def _one_row_per_question(rows: list[Example]) -> tuple[list[Example], list[tuple[str, str]]]:
+    """``rows`` (in the export's order: decided_at, then item id) with one row per question as calibration asks it
+    (:func:`hguard.calibrate.data.asked_key`: domain, question and passage, whitespace folded; a closed-book question
+    too), and the items not written, each with why, for :attr:`ExportSummary.skipped`.
+
+    The model answers such rows once (greedy), so two would count one answer twice, and ``load_examples`` refuses
+    two with a passage. Which row is written:
+
+    * the latest verdict's (the last decided). Its ``meta.model_answer`` is the one the set-up serving users gave
+      last, the likeliest to be what the next calibration's model answers, and the reviewer's label applies exactly
+      when it is (``label_row``); any other answer is judged by the row's ``answers``. An earlier verdict is named
+      with the row kept, e.g. "repeats the question and passage of review-b (spaces aside), exported as one row: the
+      latest verdict ('correct' by bob)", and, where its row said something else (another answer, label or kind),
+      that what it said is not in the file. Two answers with two labels are both information, but one question
+      gets one answer and one row: keeping the earlier one too would count that one answer twice.
+    * none, where reviewers gave one answer (as a reader sees it, :func:`hguard._text.same_words`) two labels: a
+      disputed label is not calibration data (as for two verdicts on one decision), and each item is named with the
+      other's verdict."""
+    groups: dict[tuple[str, str, str | None], list[Example]] = {}
+    for ex in rows:
+        groups.setdefault(asked_key(ex), []).append(ex)
+    left: set[str] = set()
+    why: list[tuple[str, str]] = []
+
+    def item_of(ex: Example) -> str:
+        return ex.id[len("review-"):]
+
+    def said(ex: Example) -> str:
+        m = ex.meta or {}
+        return f"{m.get('verdict')!r} by {m.get('reviewer')}"
+
+    for key, same in groups.items():
+        if len(same) < 2:
+            continue
+        asked = "the question and passage" if key[2] is not None else "the question (no passage)"
+        left.update(ex.id for ex in same)
+        disputed = next(((a, b) for a in same for b in same if (a.meta or {})["label"] != (b.meta or {})["label"]
+                         and same_words(str((a.meta or {})["model_answer"]), str((b.meta or {})["model_answer"]))),
+                        None)
+        if disputed is not None:
+            a, b = disputed
+            for ex in same:
+                why.append((item_of(ex), f"reviewers disagree on one answer to {asked} of {len(same)} items (spaces "
+                                         f"aside): {said(a)} on {a.id} and {said(b)} on {b.id}, the same answer "
+                                         f"{str((a.meta or {})['model_answer'])!r:.80}; a disputed label is not "
+                                         "calibration data, so none of them is exported"))
+            continue
+        kept = same[-1]
+        left.discard(kept.id)
+        for ex in same[:-1]:
+            lost = ""
+            if (ex.kind, ex.answers, (ex.meta or {})["label"]) != (kept.kind, kept.answers, (kept.meta or {})["label"]):
+                lost = (f"; its own verdict, {(ex.meta or {})['verdict']!r} of the answer "
+                        f"{str((ex.meta or {})['model_answer'])!r:.80}, is not in the file (the model answers the "
+                        "question once, and an answer other than the row's is judged by the row's answers)")
+            why.append((item_of(ex), f"repeats {asked} of {kept.id} (spaces aside), exported as one row: the latest "
+                                     f"verdict ({said(kept)}){lost}"))
+    return [ex for ex in rows if ex.id not in left], why
 
 
 def _verified_verdicts(audit, decisions: dict[str, dict[str, Any]] | None = None,
@@ -476,8 +545,10 @@ def export_reviewed(
             skipped.append((item.id, str(e)))
             continue
         rows.append(ex)
-        assert item.verdict is not None
-        by_verdict[item.verdict.verdict] += 1
+    rows, merged = _one_row_per_question(rows)
+    skipped += merged
+    n_merged = sum(why.startswith("repeats ") for _, why in merged)
+    by_verdict.update(str((ex.meta or {})["verdict"]) for ex in rows)
     if recorded:  # a verdict the log holds on an item the queue still shows pending (the deciding process stopped
         # between the two): not exported, and said, as `review decide` and the monitor say it
         logged: dict[str, list[str]] = {}
@@ -536,6 +607,7 @@ def export_reviewed(
         n_spot_checks=n_spot,
         n_spot_hallucinated=n_spot_bad,
         n_not_in_queue=sum("spot_check" in rec for rec in not_in_queue),
+        n_merged=n_merged,
         n_archived=sum(in_domain(it) for it in from_archive),
         n_archived_left_out=0 if archived else sum(domain is None or _archived_domain(a, verdict_of) == domain
                                                    for a in kept.values()),
