@@ -738,3 +738,17 @@ def test_a_row_over_the_models_window_is_refused_before_any_row_is_answered(tmp_
     with pytest.raises(DataError) as on_ray:
         collect_ray(gen, exs, tmp_path / "ray", options=RayOptions(address="127.0.0.1:9"), progress=False)
     assert str(on_ray.value) == said
+    # a resumed run: earlier runs' shards hold the other rows' answers, which the line says are kept (it said "nothing
+    # was answered", as if they were lost)
+    monkeypatch.undo()
+    resumed = tmp_path / "resumed"
+    collect_mod.collect(gen, [e for e in exs if e.id not in ("r5", "r7")], resumed, batch_size=4, progress=False)
+    for run in (lambda: collect_mod.collect(gen, exs, resumed, batch_size=4, progress=False),
+                lambda: collect_ray(gen, exs, resumed, options=RayOptions(address="127.0.0.1:9"), progress=False)):
+        with pytest.raises(DataError) as again:
+            run()
+        assert str(again.value) == said.replace("checked before any was answered", "checked before this run answered "
+                                                "any").replace("nothing was answered", "nothing was answered by this run "
+                                                               f"(the 8 answers earlier runs committed are kept in "
+                                                               f"{resumed}, and the next run answers only the rows "
+                                                               "without one)")

@@ -166,13 +166,17 @@ def warn_held_rows(generator, examples: Sequence[Example]) -> None:
                       stacklevel=3)
 
 
-def refuse_unanswerable_rows(generator, examples: Sequence[Example]) -> None:
+def refuse_unanswerable_rows(generator, examples: Sequence[Example], *, answered: int = 0,
+                             kept_in: str | os.PathLike | None = None) -> None:
     """Refuse, before the first row is answered, rows whose prompt the guard's prompt builder cannot answer
     (:meth:`hguard.generation.Generator.prompt_ids`, the guard's own check: a question and passage whose tokens and
     the answer's ``max_new_tokens`` exceed the model's context window), in one line naming the first, what the check
     says (its token count, the window, the fix) and how many there are. Each of them failed only in its own batch,
     twice, then alone, twice, and was reported when the whole collection had run (a user's 20,000-token passage,
-    hours in)."""
+    hours in). ``examples``: the rows this run would answer; ``answered``: how many rows earlier runs' shards in
+    ``kept_in`` hold answers of (a resumed run), which the line says are kept, e.g. "...; nothing was answered by this
+    run (the 8 answers earlier runs committed are kept in work/, and the next run answers only the rows without
+    one)", not "nothing was answered"."""
     prompt_ids = getattr(generator, "prompt_ids", None)
     if prompt_ids is None:  # a stand-in generator (tests) builds no prompt
         return
@@ -183,9 +187,12 @@ def refuse_unanswerable_rows(generator, examples: Sequence[Example]) -> None:
         except InputError as exc:
             bad.append((e.id, str(exc)))
     if bad:
-        more = f" ({len(bad)} rows in all, checked before any was answered)" if len(bad) > 1 else ""
+        more = (f" ({len(bad)} rows in all, checked before {'this run' if answered else 'any was'} answered"
+                f"{' any' if answered else ''})" if len(bad) > 1 else "")
+        done = (f" by this run (the {answered} answers earlier runs committed are kept in {kept_in}, and the next run "
+                "answers only the rows without one)" if answered else "")
         raise DataError(f"row {bad[0][0]!r} cannot be answered: {bad[0][1]}, or leave the row out{more}; nothing was "
-                        "answered")
+                        f"answered{done}")
 
 
 def check_ids(examples: Sequence[Example]) -> list[str]:
@@ -232,8 +239,10 @@ def collect(
     warn_held_rows(generator, examples)
     store = ShardStore(work_dir, collection_settings(generator))
     plans = store.plan(examples, batch_size)
-    refuse_unanswerable_rows(generator, [e for p in plans for e in p.examples])  # before hours of answering the others
     todo = sum(len(p.examples) for p in plans)
+    # before hours of answering the others
+    refuse_unanswerable_rows(generator, [e for p in plans for e in p.examples], answered=len(examples) - todo,
+                             kept_in=store.work)
     bar = tqdm(total=len(examples), initial=len(examples) - todo, desc="collecting", unit="q", disable=not progress)
     try:
         for plan in plans:

@@ -282,7 +282,8 @@ def collect_ray(
     warn_held_rows(generator, examples)
     store = ShardStore(work_dir, collection_settings(generator))
     plans = store.plan(examples, batch_size)
-    refuse_unanswerable_rows(generator, [e for p in plans for e in p.examples])  # as collect does: before any answer
+    todo = [e for p in plans for e in p.examples]
+    refuse_unanswerable_rows(generator, todo, answered=len(examples) - len(todo), kept_in=store.work)  # as collect does
     if plans:
         ray = _import_ray()
         started = _connect(ray, options.address)
