@@ -50,8 +50,9 @@ row: no domain, a domain name that is not a calibration slug (lowercase letters,
 whitespace aside: :func:`~hguard.calibrate.data.asked_key`, as ``load_examples`` keys rows) make one row, since the
 model answers it once: the latest verdict's, the others skipped naming it ("repeats the question and passage of
 review-b (spaces aside), exported as one row: the latest verdict ('correct' by bob)"), and none where reviewers gave
-one answer two labels (see :func:`_one_row_per_question`; :attr:`ExportSummary.n_merged` counts the first kind). When no row is left, the output file is not written (an empty
-calibration file would make ``load_examples`` refuse its whole directory); ``ExportSummary.written`` says so.
+one answer two labels (see :func:`_one_row_per_question`; :attr:`ExportSummary.n_merged` counts the first kind).
+When no row is left, the output file is not written (an empty calibration file would make ``load_examples`` refuse
+its whole directory); ``ExportSummary.written`` says so.
 
 :class:`ExportSummary` also reports how often reviewers' labels disagreed with the risk read at 0.5 (not the
 policy's thresholds): a "correct" verdict on an item whose risk was >= 0.5, or any other verdict
@@ -285,7 +286,7 @@ def _one_row_per_question(rows: list[Example]) -> tuple[list[Example], list[tupl
       gets one answer and one row: keeping the earlier one too would count that one answer twice.
     * none, where reviewers gave one answer (as a reader sees it, :func:`hguard._text.same_words`) two labels: a
       disputed label is not calibration data (as for two verdicts on one decision), and each item is named with the
-      other's verdict."""
+      two verdicts."""
     groups: dict[tuple[str, str, str | None], list[Example]] = {}
     for ex in rows:
         groups.setdefault(asked_key(ex), []).append(ex)
