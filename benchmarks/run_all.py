@@ -114,6 +114,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         smoke=(("--out", f"{OUT}/number_hold.json"),),
         writes=("number_hold.json",),
     ),
+    "reversed_claims": Benchmark(
+        full=((),),
+        smoke=(("--out", f"{OUT}/reversed_claims.json"),),
+        writes=("reversed_claims.json",),
+    ),
     "recording": Benchmark(
         full=(("--rounds", "3"),),
         smoke=(("--rounds", "1", "--skip-load", "--prompts", "2", "--max-new-tokens", "8",

@@ -18,7 +18,8 @@ from ._text import direction_controls
 from .calibrate.data import domain_slug
 from .calibrate.judge import declines, unstated_numbers
 from .signals.relevance import repeats_question
-from .errors import error_text, shown
+from .signals.grounding import reversed_claims
+from .errors import cut_text, error_text, shown
 from .generation import CLOSED_BOOK, RAG, Generation, model_decoding_problem, typed_turns
 from ._policy_route import OUT_OF_DISTRIBUTION
 from .settings import calibrate_hint
@@ -389,6 +390,15 @@ class _Scoring:
             g.extra.setdefault("holds", []).append(
                 f"the answer states {said}, which neither the passage nor the question states (as "
                 "that number, or in that currency or as a percentage): held for review")
+        reversed_ = (reversed_claims(g.text, g.context or "")
+                     if g.extra["declined"] is None and context_given(g.context) else [])
+        if reversed_:  # grounding reads shared words, and the words that reverse a claim are those it leaves out
+            said, source = reversed_[0]
+            quoted = ("" if self.audit is not None and self.audit.redact
+                      else f": {cut_text(said, 160)!r} against {cut_text(source, 160)!r}")
+            g.extra.setdefault("holds", []).append(
+                f"{len(reversed_)} sentence(s) of the answer say the opposite of the passage sentence they restate (one "
+                f"of the two is negated){quoted}: held for review")
         if shifted := direction_controls(g.text):  # the number hold and grounding read it in stored order
             g.extra.setdefault("holds", []).append(
                 f"the answer holds direction controls ({shifted}), which make it show in another order than it was "

@@ -425,3 +425,39 @@ def test_a_weight_too_large_for_a_float_is_refused_naming_it(embedder):
     """10**400 raised OverflowError from math.isfinite; it is refused as NaN is, naming the weight."""
     with pytest.raises(InputError, match=r"weight 'bias' must be a finite number, got 1000.*; fix the value"):
         GroundingScorer(embedder=embedder, weights={"bias": 10**400})
+
+
+@pytest.mark.parametrize("answer, passage, reversed_", [
+    # a policy team's trial: each grounded 1.0 or near it
+    ("The company shares your personal information with third-party advertisers.",
+     "We do not share your personal information with third-party advertisers. We may share aggregated statistics.", True),
+    ("Two-factor authentication is not required for administrator accounts.",
+     "Two-factor authentication is required for all administrator accounts. For standard accounts it is optional.", True),
+    ("Employees may not carry over unused vacation days into the next calendar year.",
+     "Employees may carry over up to five unused vacation days into the next calendar year.", True),
+    ("Requests received after 30 days will be accepted.",
+     "Refund requests must be submitted within 30 days. Requests received after 30 days won't be accepted.", True),
+    # restatements, and what is no negation
+    ("The company does not share your personal information with advertisers.",
+     "We do not share your personal information with third-party advertisers.", False),
+    ("No, the company does not share your personal information with advertisers.",
+     "We do not share your personal information with third-party advertisers.", False),
+    ("No, the company shares your personal information with advertisers.",  # the claim after the "No," reversed
+     "We do not share your personal information with third-party advertisers.", True),
+    ("Refund requests must be submitted no later than 30 days after purchase.",
+     "Refund requests must be submitted within 30 days of purchase.", False),
+    ("The fee covers not only the card but also the account statements.",
+     "The fee covers the card and the account statements.", False),
+    ("No.", "We do not share your personal information.", False),  # too few words to compare
+    ("The office opens at nine on weekdays.", "We do not share your personal information with advertisers.", False),
+])
+def test_a_sentence_saying_the_opposite_of_the_passage_sentence_it_restates_is_found(answer, passage, reversed_):
+    from hguard.signals.grounding import GroundingScorer, reversed_claims
+
+    found = reversed_claims(answer, passage)
+    assert bool(found) is reversed_, found
+    if reversed_:
+        assert found[0][0] == answer
+    if passage.startswith("We do not share") and reversed_:
+        # what it catches that grounding does not: the reversal shares nearly every word
+        assert GroundingScorer().score("What does the policy say?", answer, passage)["grounding_lexical"] >= 0.8

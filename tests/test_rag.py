@@ -339,6 +339,38 @@ def test_an_answer_stating_a_number_the_passage_does_not_is_held(tiny_rag, tmp_p
     assert any(x.startswith("the answer states 1 figure(s) (not quoted: a redacting log)") for x in hidden.reasons)
 
 
+def test_an_answer_saying_the_opposite_of_its_passage_is_held_even_where_the_passage_is_trusted(tiny_rag, tmp_path,
+                                                                                               monkeypatch):
+    """A policy team's trial: "The company shares your personal information with third-party advertisers." from "We
+    do not share your personal information with third-party advertisers." grounded 1.0, and under trust_context 29 of
+    40 such reversals were accepted at a hand-set threshold. Held, naming both sentences (not in a redacting log)."""
+    import hguard._guard_scoring as scoring
+    from hguard.guard import Guard
+    from hguard.policy import Policy
+
+    lm, folder, _ = tiny_rag
+    g = Guard.from_policy(_policy(folder, tmp_path, knowledge_conflict="trust_context"), lm=lm)
+    q, passage = "capital city river ?", "river city capital is here"
+    first = g.invoke(q, context=passage, domain="alpha")
+    assert first.route == "accept", (first.answer, first.reasons)  # the tiny model's noise reverses nothing
+    seen = []
+
+    def reversed_claims(answer, context):  # read the noise as a reversed claim
+        seen.append((answer, context))
+        return [("The river is not in the city.", "The river is in the city.")]
+
+    monkeypatch.setattr(scoring, "reversed_claims", reversed_claims)
+    r = g.invoke(q, context=passage, domain="alpha")
+    assert seen == [(r.answer, passage)] and r.route == "review" and r.risk is not None, r.reasons
+    assert ("1 sentence(s) of the answer say the opposite of the passage sentence they restate (one of the two is "
+            "negated): 'The river is not in the city.' against 'The river is in the city.': held for review") in r.reasons
+    assert g.invoke(q, domain="beta").route == "accept" and len(seen) == 1  # closed-book: no passage to read
+    pol = _policy(folder, tmp_path, knowledge_conflict="trust_context").model_dump(mode="json")
+    pol["audit"] = {**pol["audit"], "path": str(tmp_path / "redacted.jsonl"), "redact": True}
+    hidden = Guard.from_policy(Policy.model_validate(pol), lm=lm).invoke(q, context=passage, domain="alpha")
+    assert hidden.route == "review" and not any("river is not" in x for x in hidden.reasons), hidden.reasons
+
+
 def test_an_answer_in_another_script_is_never_accepted_unread(tiny_rag, tmp_path, monkeypatch):
     """A help-desk trial: an answer with no Latin letter scored 0.5 ("no evidence either way") on every lexical
     grounding signal, so with a hand-set accept_below the Japanese question repeated back as the answer was accepted.

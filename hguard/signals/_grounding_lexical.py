@@ -354,3 +354,46 @@ def proximity_support(
             near = set(ct[max(0, i - window) : i + window + 1])
             best = max(best, len(q & near) / len(q))
     return float(best)
+
+
+# -------------------------------------------------------------------------------------- reversed claims
+
+#: words that negate the sentence they are in (after "n't" is read as "not")
+NEGATIONS = frozenset("not no never none nor neither cannot without nothing nobody nowhere".split())
+# "no later than", "no more than" set a bound, "not only" adds: no negation
+_NO_NEGATION = re.compile(r"\b(?:no|not)\s+(?:later|more|less|fewer|sooner|earlier|greater|longer|shorter)\s+than\b"
+                          r"|\bnot\s+only\b|\bno\s+matter\b|\bno\s+doubt\b", re.IGNORECASE)
+_NOT = re.compile(r"n[\u2019']t\b", re.IGNORECASE)
+# a yes or no opening the answer answers the question; the claim after it is what is compared
+_ANSWER_OPENER = re.compile(r"^\W*(?:yes|no|true|false)\b[\s,.;:!-]*", re.IGNORECASE)
+#: the fewest content words (by stem) an answer's sentence shares with a passage sentence for the two to be compared
+MIN_SHARED = 3
+
+
+def _negated(sentence: str) -> bool:
+    text = _NO_NEGATION.sub(" ", _NOT.sub(" not", sentence))
+    return any(w in NEGATIONS for w in re.findall(r"[a-z]+", text.lower()))
+
+
+def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
+    """The sentences of ``answer`` that say the opposite of the passage sentence they restate, each with it: the
+    passage sentence sharing the most content words with it (at least `MIN_SHARED`), of which exactly one is negated
+    ("not", "never", "cannot", "without", "no", ...; "no later than" and "not only" are no negation). Grounding reads
+    the words two texts share, and the words that reverse a claim are the ones it leaves out: "The company shares
+    your personal information with third-party advertisers." from "We do not share your personal information with
+    third-party advertisers." grounded 1.0 (a policy team's trial). English only; a claim reversed without a negation
+    ("optional" for "required", the parties swapped) is not found. A yes or no opening the answer is left aside ("No,
+    the fee is not refundable." restates "The fee is not refundable.")."""
+    passage = split_sentences(_context_text(context))
+    stems = [{_stem(t) for t in content_tokens(s)} for s in passage]
+    out = []
+    for said in split_sentences(answer):
+        claim = _ANSWER_OPENER.sub("", said)
+        mine = {_stem(t) for t in content_tokens(claim)}
+        if len(mine) < MIN_SHARED or not passage:
+            continue
+        shared = [len(mine & s) for s in stems]
+        best = max(range(len(passage)), key=lambda i: (shared[i], -i))
+        if shared[best] >= MIN_SHARED and _negated(claim) != _negated(passage[best]):
+            out.append((said, passage[best]))
+    return out

@@ -56,6 +56,7 @@ from hguard.signals._grounding_lexical import (
     lexical_support,
     phrase_support,
     proximity_support,
+    reversed_claims,
     split_sentences,
     tokens,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "model_lift",
     "model_lifts",
     "answer_logliks",
+    "reversed_claims",
     "split_sentences",
     "tokens",
     "content_tokens",

@@ -1,0 +1,99 @@
+"""Benchmark of the reversed-claim hold (``hguard.signals.grounding.reversed_claims``): an answer sentence that says
+the opposite of the passage sentence it restates (one of the two negated) is held for review.
+
+Two measurements. (1) benchmarks/cases/reversed_claims.jsonl: 20 passages of policy and benefits text, each with one
+faithful paraphrase and two answers that reverse it while reusing its words (negation dropped or added, "may" /
+"may not", quantifiers, comparatives, before / after, opt in / out, required / optional, parties swapped), written by
+a user's trial; the hold's rule was chosen on these cases, so its figures here are not held out. (2) The default
+model's own held-out answers of the RAG benchmark (``benchmarks/results/rag.json``: answers to the held-out passages
+of the bundled RAG sets, labelled by the judge; passages rebuilt by ``research.rag_data``), which chose nothing: how
+many right answers the hold sends to review, and how many hallucinated ones it catches, per condition. Answers that
+decline are left out (the guard abstains on them before this hold).
+
+    python benchmarks/reversed_claims.py [--out F]
+
+Writes benchmarks/results/reversed_claims.json (or --out) and prints Markdown tables with n and exact 95% intervals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+CASES = ROOT / "benchmarks" / "cases" / "reversed_claims.jsonl"
+RAG_ANSWERS = ROOT / "benchmarks" / "results" / "rag.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "reversed_claims.json")
+    return ap
+
+
+def _figure(k: int, n: int) -> dict:
+    from hguard._stats import clopper_pearson_interval
+
+    return {"n": n, "held": k, "rate": k / n if n else None, "interval": clopper_pearson_interval(k, n)}
+
+
+def _cases() -> dict:
+    """Held per kind and class of the trial's cases."""
+    from hguard.signals.grounding import reversed_claims
+
+    rows = [json.loads(line) for line in CASES.read_text(encoding="utf-8").splitlines() if line.strip()]
+    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for r in rows:
+        held = bool(reversed_claims(r["answer"], r["context"]))
+        for cls in (r["class"], "all"):
+            counts[(r["kind"], cls)][0] += 1
+            counts[(r["kind"], cls)][1] += held
+    return {f"{kind} / {cls}": _figure(k, n) for (kind, cls), (n, k) in sorted(counts.items())}
+
+
+def _model_answers() -> dict:
+    """Held per domain, condition and label of the RAG benchmark's held-out answers."""
+    from hguard.calibrate.judge import declines
+    from hguard.signals.grounding import reversed_claims
+    from research.rag_data import build_rag_sets
+
+    passages = {e.id: e.context for rows in build_rag_sets().values() for e in rows}
+    report = json.loads(RAG_ANSWERS.read_text(encoding="utf-8"))
+    out: dict[str, dict] = {}
+    for domain, m in report["domains"].items():
+        counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for a in m["answers"]:
+            context = passages.get(a["id"])
+            if not context or declines(a["answer"], a["question"]) is not None:
+                continue
+            held = bool(reversed_claims(a["answer"], context))
+            for key in (f"{a['condition']} / {a['label']}", f"all / {a['label']}"):
+                counts[key][0] += 1
+                counts[key][1] += held
+        out[domain] = {key: _figure(k, n) for key, (n, k) in sorted(counts.items())}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result = {"cases": _cases(), "model_answers": _model_answers(),
+              "note": "cases: the rule was chosen on them (not held out); model_answers: held out, chose nothing"}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print("\nthe trial's cases (the rule was chosen on them)\n\n| kind / class | held (of n) | 95% interval |\n|---|---|---|")
+    for key, f in result["cases"].items():
+        print(f"| {key} | {f['held']} / {f['n']} | [{f['interval'][0]:.1%}, {f['interval'][1]:.1%}] |")
+    for domain, figures in result["model_answers"].items():
+        print(f"\nthe default model's held-out RAG answers, {domain}\n\n| condition / label | held (of n) | 95% interval |"
+              "\n|---|---|---|")
+        for key, f in figures.items():
+            print(f"| {key} | {f['held']} / {f['n']} | [{f['interval'][0]:.1%}, {f['interval'][1]:.1%}] |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
