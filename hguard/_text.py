@@ -709,6 +709,9 @@ _CONTENT_QUESTION_CHARACTERS = {
 # final "吗", which make it ask yes or no whatever question word it holds ("Ne zaman açık mı?")
 _TURKISH_PARTICLE = regex.compile(r"m[iıuü](?:[sydn]\w*)?")
 _CHINESE_PARTICLE = regex.compile(r"[吗嗎][\s\p{P}]*$")
+# the words that make a question ask yes or no: Polish "czy" and Ukrainian "чи" opening it, Russian "ли" among its
+# first words, French "est-ce que" opening it (not "qu'est-ce que", "what"), Chinese final "吗"
+_YES_NO_MARKER = regex.compile(r"(?i)^\W*(?:czy|чи)\b|^\W*(?:\w+\W+){1,2}?ли\b|^\W*est-ce\s+qu|" + _CHINESE_PARTICLE.pattern)
 
 
 @lru_cache(maxsize=1)
@@ -780,6 +783,9 @@ def yes_no_question(question: str) -> bool | None:
     foreign = written not in ("english", None) or "\u00bf" in question
     if (not foreign and (reads_english(question) or key == "english")) or _ASKS_CONTENT & set(words[:2]):
         return False
+    if _YES_NO_MARKER.search(_asked_part(question)) or (any(_TURKISH_PARTICLE.fullmatch(w) for w in words) and (
+            "turkish" in (key, *languages_ahead(words)))):
+        return True  # a word that makes a question ask yes or no, whatever it holds besides
     if key == "english" and foreign:  # read as English by the lists, as another language here (any tied)
         readings = {_content_asked(lang, question, words) for lang in languages_ahead(words)}
         return False if False in readings else None
@@ -790,16 +796,25 @@ def _content_asked(key: str, question: str, words: Sequence[str]) -> bool | None
     """False where ``question`` (its ``words``) asks for content by the question words of ``key`` (a language or a
     script, :func:`asked_in`), None otherwise (see :func:`yes_no_question`)."""
     if key in _CONTENT_QUESTION_CHARACTERS:
-        text = fold_accents(question)
-        if key == "Han" and _CHINESE_PARTICLE.search(text):
-            return None
-        return False if _CONTENT_QUESTION_CHARACTERS[key].search(text) else None
+        return False if _CONTENT_QUESTION_CHARACTERS[key].search(fold_accents(question)) else None
     table = _content_question_words().get(key)
-    if table is None or (key == "turkish" and any(_TURKISH_PARTICLE.fullmatch(w) for w in words)):
+    if table is None:
         return None
     if key in _ANYWHERE:
         return False if any(w.startswith(tuple(table)) if key == "Hangul" else w in table for w in words) else None
-    return False if table & set(words[:2]) else None
+    return False if table & set(words_of(_asked_part(question))[:2]) else None
+
+
+# "como" and "come" are "as" too: "Como cliente, ¿puedo cancelar?" and "Come cliente, posso annullare?" ask yes or no
+_AS_LEAD_IN = regex.compile(r"^\W*(?:como|come)\b[^,?\n]{0,40},", regex.IGNORECASE)
+
+
+def _asked_part(question: str) -> str:
+    """The part of ``question`` that asks: after the last "¿" where Spanish marks one ("Como cliente, ¿puedo ...?"),
+    after a lead-in "como ..., " / "come ..., " ("as a customer, ..."), else all of it."""
+    if "\u00bf" in question:
+        return question[question.rindex("\u00bf") + 1:]
+    return _AS_LEAD_IN.sub("", question, count=1)
 
 
 _WORD = re.compile(r"\w+")

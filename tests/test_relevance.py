@@ -132,23 +132,36 @@ def test_a_yes_no_answer_in_another_language_is_marked_yes_no(question, answer):
 @pytest.mark.parametrize("question, answer", [
     ("Ist die Gebühr erstattungsfähig?", "Die Gebühr ist erstattungsfähig."),
     ("Les frais sont-ils remboursables ?", "Les frais sont remboursables."),
-    ("Est-ce que les frais sont remboursables ?", "Les frais sont remboursables."),
-    ("Czy opłata jest zwrotna?", "Opłata jest zwrotna."),
     ("Плата возвращается?", "Плата возвращается."),
     ("手数料は返金されますか？", "返金されます。"),
-    ("费用可以退还吗？", "可以退还。"),
     ("Var avgiften återbetalningsbar?", "Avgiften var återbetalningsbar."),  # Swedish "var": "where", and "was" here
     ("Geldt de regel ook voor mij?", "De regel geldt voor iedereen."),
     # read as English before (the English list holds "la" and "es"), so as no yes/no question: cleared
     ("¿Es reembolsable la tarifa?", "La tarifa es reembolsable."),
     ("La tarifa es reembolsable?", "La tarifa es reembolsable."),
     ("Er gebyret refunderbart?", "Gebyret er refunderbart."),
+    # "como" / "come" is "as" before a comma: no question word ("¿" marks where the Spanish question starts)
+    ("Como cliente, ¿puedo cancelar el contrato?", "Puede cancelar el contrato."),
+    ("Come cliente, posso annullare il contratto?", "Può annullare il contratto."),
 ])
 def test_a_question_in_another_language_without_a_question_word_leaves_yes_no_unread(question, answer):
     """Whether such a question asks for yes or no is not read (the auxiliary rule is English's): unread, so the
     merger cannot score the answer and the knowledge-conflict check cannot clear it, never "not yes/no"."""
     s = relevance_scores(question, answer, "Die Gebühr ist erstattungsfähig.", 0.4, embedder=BagEmbedder())
     assert s["yes_no"] is None and math.isnan(s["grounding_if_open"])
+
+
+@pytest.mark.parametrize("question", [
+    "Est-ce que les frais sont remboursables ?", "Czy opłata jest zwrotna?", "Чи повертається плата?",
+    "Возвращается ли плата?", "费用可以退还吗？", "Ne zaman açık mı?",
+])
+def test_a_word_that_makes_a_question_ask_yes_or_no_reads_as_yes_no(question):
+    """Polish "czy", Ukrainian "чи", Russian "ли", French "est-ce que", Chinese "吗", Turkish "mi" make a question ask
+    yes or no: read as such (it was left unread, so held even where the domain trusts its passages)."""
+    from hguard._text import yes_no_question
+
+    assert yes_no_question(question) is True
+    assert yes_no_question("Qu'est-ce que la franchise ?") is False and yes_no_question("Ile kosztuje karta?") is False
 
 
 @pytest.mark.parametrize("question, answer", [
