@@ -27,7 +27,7 @@ import regex  # Unicode properties the standard re lacks
 
 from .errors import one_line
 
-__all__ = ["misdecoded", "asks_only_yes_no", "asks_yes_no", "asked_in", "opens_with_yes_or_no", "yes_no_question", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "japanese_grammar",
+__all__ = ["misdecoded", "asks_only_yes_no", "asks_yes_no", "asked_in", "opens_with_yes_or_no", "yes_or_no_opening", "yes_no_question", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "japanese_grammar",
            "language_of", "asks", "clauses", "own_questions", "refers_back", "sentences",
            "script_of", "script_words",
            "direction_controls", "listed", "matching_form", "reads_english", "same_words", "shown_plainly", "without_ignorables", "words_of", "written_in", "languages_ahead"]
@@ -623,50 +623,60 @@ def asks_only_yes_no(question: str) -> bool:
 # is the safe side where they are read (an answer read as yes/no is held by the knowledge-conflict check), so a word that
 # is also another word of its language stays ("si" is "if" in French); words that open English replies as often are
 # left out ("da" of "Da Vinci", "jo", "ya", "ne", "salah", "faux"), and one in capitals is an acronym ("SIM card").
-_YES_NO_OPENERS = {
-    "german": "ja nein doch jawohl richtig falsch stimmt",
-    "dutch": "ja nee neen jazeker klopt juist onjuist",
-    "french": "oui non si ouais vrai",
-    "spanish, catalan": "sí no cierto falso verdadero correcto cert fals",
-    "italian": "sì no vero falso esatto certo",
-    "portuguese": "sim não verdadeiro falso certo correto",
-    "polish": "tak nie prawda fałsz",
-    "czech, slovak": "ano áno",
-    "russian, ukrainian, bulgarian": "да нет верно неверно правда так ні вірно не",
-    "turkish": "evet hayır yok doğru yanlış",
-    "swedish, danish, norwegian": "ja nej nei sant sandt falskt falsk",
-    "finnish, hungarian": "kyllä ei totta igen nem igaz hamis",
-    "greek": "ναι όχι σωστό λάθος",
-    "indonesian, malay, vietnamese": "iya tidak bukan benar có không đúng vâng",
-    "arabic, persian, hebrew": "نعم لا كلا بلى صحيح بله آره نه خیر כן לא נכון",
-    "hindi": "हाँ हां नहीं जी",
-    "korean": "네 예 아니요 아니오 아니 아뇨 응",
-    "japanese": "はい いいえ いえ ええ うん いや",  # first characters
-    "chinese": "是 不 对 對 没有 沒有 否",  # first characters ("是的", "不是", "对的")
+_YES_NO_OPENERS = {  # (yes, no)
+    "german": ("ja doch jawohl richtig stimmt", "nein falsch"),
+    "dutch": ("ja jazeker klopt juist", "nee neen onjuist"),
+    "french": ("oui si ouais vrai", "non"),
+    "spanish, catalan": ("sí cierto verdadero correcto cert", "no falso fals"),
+    "italian": ("sì vero esatto certo", "no falso"),
+    "portuguese": ("sim verdadeiro certo correto", "não falso"),
+    "polish": ("tak prawda", "nie fałsz"),
+    "czech, slovak": ("ano áno", ""),
+    "russian, ukrainian, bulgarian": ("да верно правда так вірно", "нет неверно ні не"),
+    "turkish": ("evet doğru", "hayır yok yanlış"),
+    "swedish, danish, norwegian": ("ja sant sandt", "nej nei falskt falsk"),
+    "finnish, hungarian": ("kyllä totta igen igaz", "ei nem hamis"),
+    "greek": ("ναι σωστό", "όχι λάθος"),
+    "indonesian, malay, vietnamese": ("iya benar có đúng vâng", "tidak bukan không"),
+    "arabic, persian, hebrew": ("نعم بلى صحيح بله آره כן נכון", "لا كلا نه خیر לא"),
+    "hindi": ("हाँ हां जी", "नहीं"),
+    "korean": ("네 예 응", "아니요 아니오 아니 아뇨"),
+    "japanese": ("はい ええ うん", "いいえ いえ いや"),  # first characters
+    "chinese": ("是 对 對", "不 没有 沒有 否"),  # first characters ("是的", "不是", "对的")
 }
 
 
 @lru_cache(maxsize=1)
-def _yes_no_openers() -> tuple[frozenset[str], tuple[str, ...]]:
-    """:data:`_YES_NO_OPENERS` folded: (the words, the unspaced scripts' openings)."""
-    folded = {fold_accents(w).casefold() for words in _YES_NO_OPENERS.values() for w in words.split()}
-    unspaced = tuple(sorted(w for w in folded if UNSPACED_LETTER.match(w)))
-    return frozenset(folded.difference(unspaced)), unspaced
+def _yes_no_openers() -> tuple[dict[str, str], tuple[str, ...]]:
+    """:data:`_YES_NO_OPENERS` folded: (each word -> "yes" or "no", the unspaced scripts' openings, longest first)."""
+    side = {fold_accents(w).casefold(): said for yes, no in _YES_NO_OPENERS.values()
+            for said, words in (("yes", yes), ("no", no)) for w in words.split()}
+    return side, tuple(sorted((w for w in side if UNSPACED_LETTER.match(w)), key=len, reverse=True))
 
 
-def opens_with_yes_or_no(answer: str) -> bool:
-    """Whether ``answer`` opens with a word that says yes or no in another language than English (:data:`_YES_NO_OPENERS`):
-    "Ja, die Gebühr ist erstattungsfähig.", "¡Sí!", "Нет.", "はい、返金されます。", "不是。"; not "Non-executive directors
-    did." (a word joined to the next by a hyphen) or "SIM card and ID." (an acronym). English's own ("yes", "no", "true",
-    "false") are read by the relevance signal ``yes_no`` (:mod:`hguard.signals.relevance`)."""
+def yes_or_no_opening(answer: str) -> str | None:
+    """"yes" or "no" where ``answer`` opens with a word that says it in another language than English
+    (:data:`_YES_NO_OPENERS`: "Ja, die Gebühr ist erstattungsfähig.", "¡Sí!", "Нет.", "はい、返金されます。", "不是。"),
+    else None; not "Non-executive directors did." (a word joined to the next by a hyphen) or "SIM card and ID." (an
+    acronym). English's own ("yes", "no", "true", "false") are read by the relevance signal ``yes_no``
+    (:mod:`hguard.signals.relevance`) and the judge (:func:`hguard.calibrate.judge.judge_yesno`)."""
     text = fold_accents(without_ignorables(answer))
     first = _ANY_WORD.search(text)
     if first is None or text[first.end():first.end() + 1] == "-":
-        return False
-    word, (words, unspaced) = first.group(0), _yes_no_openers()
+        return None
+    word, (side, unspaced) = first.group(0), _yes_no_openers()
     if UNSPACED_LETTER.match(word):
-        return word.startswith(unspaced)
-    return not (len(word) > 1 and word.isupper() and _LATIN_LETTER.search(word)) and word.casefold() in words
+        opening = next((w for w in unspaced if word.startswith(w)), None)
+        return None if opening is None else side[opening]
+    if len(word) > 1 and word.isupper() and _LATIN_LETTER.search(word):
+        return None
+    return side.get(word.casefold())
+
+
+def opens_with_yes_or_no(answer: str) -> bool:
+    """Whether ``answer`` opens with a word that says yes or no in another language than English
+    (:func:`yes_or_no_opening`)."""
+    return yes_or_no_opening(answer) is not None
 
 
 # The words a question asking for content (not yes or no) opens with, by the language :func:`language_of` reads it as

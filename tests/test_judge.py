@@ -255,6 +255,14 @@ def test_a_yes_no_reply_that_names_both_says_neither_and_a_first_word_reads_in_o
     assert yes_no_taken(nfd, "Is the clause valid?") == "no"
     assert judge_yesno("The non-compete clause applies.", "yes").label == "correct"
     assert judge_yesno("Non-compete clauses are not included.", "no").reason.startswith("negated statement")
+    # the first-word table is the guard's (`hguard._text.yes_or_no_opening`): "Нет, плата не возвращается." was
+    # judged "yes" (an affirmative statement), and so a calibration of one's own yes/no rows labelled it wrongly
+    for reply, said in (("Нет, плата не возвращается.", "no"), ("Да, плата возвращается.", "yes"), ("不是，不能退还。", "no"),
+                        ("是的，可以退还。", "yes"), ("Nee, dat mag niet.", "no"), ("Tak, opłata jest zwrotna.", "yes"),
+                        ("いいえ、返金されません。", "no"), ("Evet.", "yes"), ("Hayır.", "no")):
+        assert judge_yesno(reply, said).label == "correct", (reply, judge_yesno(reply, said).reason)
+        assert judge_yesno(reply, "yes" if said == "no" else "no").label == "hallucinated", reply
+    assert judge_yesno("No problem, you can approve it.", "yes").label == "correct"  # English's "no" idiom, as before
 
 
 def test_yes_no_taken_is_a_plain_yes_or_no_only() -> None:

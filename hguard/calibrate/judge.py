@@ -70,7 +70,7 @@ from typing import Literal
 import regex
 
 from hguard._text import (asks_only_yes_no, asks_yes_no, fold_accents, join_digit_groups, matching_form, without_ignorables,
-                          words_of, written_in)
+                          words_of, written_in, yes_or_no_opening)
 from hguard.errors import InputError
 
 __all__ = [
@@ -1874,10 +1874,6 @@ YES_NO = ("yes", "no")
 _YES_WORDS = frozenset({"yes", "true", "correct", "indeed", "yeah", "yep"})
 _NO_WORDS = frozenset({"no", "false", "incorrect", "nope"})
 _NO_IDIOMS = frozenset({"problem", "problems", "worries", "worry", "doubt", "question"})
-# a reply whose first word is yes or no in another language ("Nein.", "Oui, ..."): only there, since inside an English
-# reply these words are others ("non-compete", "ja" in a name)
-_FIRST_YES = frozenset({"ja", "oui", "sim"})
-_FIRST_NO = frozenset({"nein", "non", "nao", "nee"})
 # a reply that names both and picks neither: "The answer is not 'yes' or 'no'.", "neither yes nor no", "yes or no"
 _FIRST_WORD = re.compile(r"\s*([^\W\d_]+)(?![\w-])")  # a whole first word: not "non" of "non-compete"
 _NEITHER = re.compile(r"\b(?:yes|no)\s+(?:or|nor)\s+(?:yes|no)\b")
@@ -1944,8 +1940,13 @@ def _polarity(answer: str, question: str | None) -> tuple[str | None, str, bool]
         return None, "says neither yes nor no", False
     first = _FIRST_WORD.match(fold_accents(answer))  # folded first: a decomposed "Não" is one word, not "Na"
     lead = first.group(1).lower() if first else ""
-    if lead in _FIRST_YES or lead in _FIRST_NO:
-        return ("yes" if lead in _FIRST_YES else "no"), f"first word {lead!r}", True
+    # a reply whose first word is yes or no in another language ("Nein.", "Oui, ...", "Нет, ...", "不是"): only there,
+    # since inside an English reply these words are others ("non-compete", "ja" in a name); English's own below ("No
+    # problem, ..." says neither)
+    said = yes_or_no_opening(answer) if lead not in _YES_WORDS | _NO_WORDS else None
+    if said is not None:
+        opening = lead or answer.strip()[:2]
+        return said, f"first word {opening!r}", True
     for i, w in enumerate(words):
         if w == "no" and words[i + 1 : i + 2] and words[i + 1] in _NO_IDIOMS:
             continue  # "No problem, you can approve it." says neither yes nor no with its "no"
