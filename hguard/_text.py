@@ -746,13 +746,20 @@ ENGLISH_CORE = frozenset("the a an is was in on at to for as of and that this wi
                          "about into over after before under".split())
 
 
-def written_in(words: Sequence[str]) -> str | None:
+#: English words that other languages' lists hold too ("take" is Czech, "per" Italian, "most" Swedish, "total"
+#: Spanish), and what an English apostrophe leaves ("Tom's": "s"): no sign of another language in an English text
+ENGLISH_ALSO = frozenset("all come con due end face far her ill long man men mine most nay non one per plus point pro "
+                         "sent sub take ten them till til total versus via vice want www dont s t d ll ve re".split())
+
+
+def written_in(words: Sequence[str], margin: int = 1) -> str | None:
     """"english" where more of English's commonest function words (`ENGLISH_CORE`) are among ``words`` than of any
     other language's (those not among English's commonest), that language where more of its are (the first by name of
     those tied: :func:`languages_ahead` gives them all), else None. Each counted once, so a word the languages share,
-    said often ("per day ... per month"), does not outweigh a sentence's worth of English."""
+    said often ("per day ... per month"), does not outweigh a sentence's worth of English. ``margin``: by how many
+    words the one must outnumber the others."""
     english, best, tied = _function_word_counts(words)
-    return tied[0] if best > english else "english" if english > best else None
+    return tied[0] if best >= english + margin else "english" if english >= best + margin else None
 
 
 def languages_ahead(words: Sequence[str]) -> list[str]:
@@ -764,9 +771,11 @@ def languages_ahead(words: Sequence[str]) -> list[str]:
 
 
 def _function_word_counts(words: Sequence[str]) -> tuple[int, int, list[str]]:
-    """(English's commonest function words among ``words``, the most of any other language's, those languages)."""
-    seen = set(words)
-    hits = {lang: len((seen & fw) - ENGLISH_CORE) for lang, fw in function_words().items() if lang != "english"}
+    """(English's commonest function words among ``words``, the most of any other language's, those languages). A
+    number is no word of a language (Polish's list holds "4", Persian's its digits)."""
+    seen = {w for w in words if not any(c.isdigit() for c in w)}
+    hits = {lang: len((seen & fw) - ENGLISH_CORE - ENGLISH_ALSO) for lang, fw in function_words().items()
+            if lang != "english"}
     best = max(hits.values(), default=0)
     return len(seen & ENGLISH_CORE), best, sorted(lang for lang, n in hits.items() if n == best)
 
@@ -789,9 +798,10 @@ def yes_no_question(question: str) -> bool | None:
     # (not where another language's function words outnumber English's commonest, or it opens as Spanish does: "La
     # tarifa es reembolsable?", "¿Es reembolsable la tarifa?" and "Er gebyret refunderbart?" read as English, so as no
     # yes/no question, and a knowledge conflict in their answers was cleared)
-    written = written_in(words)
-    foreign = written not in ("english", None) or "\u00bf" in question
-    if (not foreign and (reads_english(question) or key == "english")) or _ASKS_CONTENT & set(words[:2]):
+    english_words, foreign_words, _ = _function_word_counts(words)
+    # another language's function words as many as English's ("A taxa é reembolsável?": "a" and "e") is no English
+    foreign = (foreign_words and foreign_words >= english_words) or "\u00bf" in question
+    if (not foreign and (reads_english(question) or key == "english")) or _ASKS_CONTENT & set(words):
         return False
     if _YES_NO_MARKER.search(_asked_part(question)) or (any(_TURKISH_PARTICLE.fullmatch(w) for w in words) and (
             "turkish" in (key, *languages_ahead(words)))):

@@ -1577,6 +1577,21 @@ def test_russian_and_ukrainian_scale_words_are_read_with_their_decimal_comma(ans
     # where nothing says which convention, a number is stated only if it is under both
     ("The dose is 1500 mg.", "The dose is 1.500 mg.", ["1500 mg"]),
     ("The fee is €1.5.", "The fee is 1.500 €.", ["1.5 euro"]),
+    # a review: each text is read in its own convention (the three read as one, an English passage's "$1,500" was read
+    # as German's 1.5, and a German "1,5 $" passed), one word is no sign of a language ("Take" is Czech's too), and
+    # scale words apart are two figures' own
+    ("Die Jahresgebühr beträgt 1,5 $.", "The annual fee for the card is $1,500.", ["1.5 dollar"]),
+    ("Das Unternehmen sammelte 2 Billionen Dollar.", "The company raised $2 billion.", ["2000000000000 dollar"]),
+    ("Das Unternehmen sammelte 2 Milliarden Dollar.", "The company raised $2 billion.", []),
+    ("Take 1500 mg.", "Dose: 1.500 mg daily", ["1500 mg"]),
+    ("The fund lost $3 thousand. Millions of savers were affected.", "The fund lost $3 billion.", ["3000 dollar"]),
+    ("Sales reached 2 million.", "Sales reached 2 million. Billions were lost.", []),
+    # ... and a table's "1,500" restated without its comma stays stated (a dollar, a pound, a yen say English's
+    # convention; with no sign, "1,500" is fifteen hundred, "1.500" either)
+    ("$1500.", "Annual fee: $1,500", []),
+    ("4200.", "Employees: 4,200", []),
+    ("1250 km.", "Distance: 1,250 km", []),
+    ("The ticket costs 1,000 yen.", "The ticket costs ¥1,000.", []),
 ])
 def test_numbers_are_read_in_the_convention_their_language_writes_them(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers

@@ -143,6 +143,9 @@ def test_a_yes_no_answer_in_another_language_is_marked_yes_no(question, answer):
     # "como" / "come" is "as" before a comma: no question word ("¿" marks where the Spanish question starts)
     ("Como cliente, ¿puedo cancelar el contrato?", "Puede cancelar el contrato."),
     ("Come cliente, posso annullare il contratto?", "Può annullare il contratto."),
+    # a review: as many of another language's function words as of English's is no English ("a" and "e")
+    ("A taxa é reembolsável?", "A taxa não é reembolsável."),
+    ("De rekening is gratis?", "De rekening is niet gratis."),
 ])
 def test_a_question_in_another_language_without_a_question_word_leaves_yes_no_unread(question, answer):
     """Whether such a question asks for yes or no is not read (the auxiliary rule is English's): unread, so the

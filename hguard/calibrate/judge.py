@@ -231,10 +231,9 @@ _SCALES = {"thousand": 10**3, "million": 10**6, "mio": 10**6, "mn": 10**6, "mln"
            **{w: 10**12 for w in "трлн триллион триллиона триллионов трильйон трильйона трильйони трильйонів".split()},
            # German, French, Spanish, Italian, Portuguese, Dutch, Polish and the Nordic languages: "5 Millionen
            # Euro", "2 milliards d'euros", "5 millones de euros", "2,5 Mrd. Euro" (read as 5, 2 and "2 5" before, their
-           # scale a word like any other). Spanish "mil millones" is 10**9: scales in a row multiply (`_scaled`).
-           # "Billion" stays English (10**9): German's 10**12 is read where the text writes it as a German noun
-           # (`_GERMAN_BILLION`); "mil" is a million in English shorthand and a thousand in Spanish and Portuguese
-           # (both read, `_READINGS`)
+           # scale a word like any other). Spanish "mil millones" is 10**9 (`_THOUSAND_MILLION`). "billion" is 10**9
+           # in English and 10**12 in German and French, "mil" a million in English shorthand and a thousand in
+           # Spanish and Portuguese: `_scale` reads them as the text's convention says (`_Reading`, `_readings`)
            **{w: 10**3 for w in "tausend mille mila duizend tusen tusind tys".split()},
            **{w: 10**6 for w in ("millionen millions millon millones milione milioni milhao milhoes miljoen miljoenen "
                                  "miljon miljoner millioner milion miliony milionow").split()},
@@ -337,13 +336,14 @@ _ONE_COMMA_GROUP = re.compile(r"(?<![\d.,])[1-9]\d{0,2},\d{3}(?!\d|[.,]\d)")
 
 @dataclass(frozen=True)
 class _Reading:
-    """How numbers written alike in several conventions are read. ``comma_decimal``: the text writes decimals with a
-    comma and groups thousands with a dot (German, Spanish, Italian, ...: "1.500 \u20ac" is fifteen hundred euros, "1,5
-    \u20ac" one and a half); else the reverse (English: "1.500 mg" is 1.5 mg, "$1,500" fifteen hundred dollars). ``mil``:
+    """How numbers written alike in several conventions are read. ``dot_thousands``: "1.500" is fifteen hundred (German,
+    Spanish, Italian, ...: "1.500 \u20ac"), else one and a half (English: "1.500 mg"); ``comma_decimal``: "1,500" is one
+    and a half (those languages' decimal comma), else fifteen hundred (English: "$1,500"). ``mil``:
     a million in English shorthand ("$5 mil"), a thousand in Spanish and Portuguese ("5 mil euros"). ``billion``:
     10**9 in English, 10**12 in German and French ("2 Billionen", "2 billions d'euros"). `_readings` says which a text
     calls for; where it cannot tell, a number is checked under each."""
 
+    dot_thousands: bool = False
     comma_decimal: bool = False
     mil: int = 10**6
     billion: int = 10**9
@@ -564,8 +564,9 @@ def _decimal_commas(text: str, reading: _Reading = _ENGLISH) -> str:
         text = _LAKH_GROUPED.sub(lambda m: m.group(0).replace(",", ""), text)
     text = _GROUPED_DECIMAL_COMMA.sub(lambda m: m.group(1).replace(".", "") + "." + m.group(2), text)
     text = _DOTTED_THOUSANDS.sub(lambda m: m.group(0).replace(".", ""), text)
-    if reading.comma_decimal:  # "1.500" is fifteen hundred, "1,500" one and a half
+    if reading.dot_thousands:  # "1.500" is fifteen hundred
         text = _ONE_DOT_GROUP.sub(lambda m: m.group(0).replace(".", ""), text)
+    if reading.comma_decimal:  # "1,500" is one and a half
         text = _ONE_COMMA_GROUP.sub(lambda m: m.group(0).replace(",", "."), text)
     return _DECIMAL_COMMA.sub(lambda m: f"{m.group(1)}.{m.group(2)}" if m.group(1) else f"0.{m.group(3)}", text)
 
@@ -894,13 +895,25 @@ _LIST_MARKER = re.compile(r"(?m)^\s*\d+[.)](?=\s)|\[\d+\]")  # "1. ..." at a lin
 
 def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]:
     """The numbers ``answer`` writes in digits that neither ``context`` nor ``question`` states (see
-    `_unstated_numbers`), under the convention the three texts are written in. Where they do not say which
-    (`_readings`: "1.500" with no other sign of German or English), a number counts as stated only if it is under
-    each: "1,5 \u20ac" is not stated by "1.500 \u20ac", which is fifteen hundred euros in a German passage."""
-    for reading in _readings(answer, context, question):
-        missing = _unstated_numbers(answer, context, question, reading)
-        if missing:
-            return missing
+    `_unstated_numbers`), each text read in the convention it is written in (`_readings`: a German passage and an
+    English answer each in their own; a text that says nothing of its own, as the others say, all such texts alike).
+    Where no text says which ("1.500" with no other sign of German or English), a number counts as stated only if it
+    is under each reading: "1,5 \u20ac" is not stated by "1.500 \u20ac", which is fifteen hundred euros in a German
+    passage."""
+    texts = (answer, context, question)
+    signs = [_signs(t, _LANGUAGE_MARGIN) for t in texts]
+    own = [any(s) for s in signs]
+    said = [s for s, o in zip(signs, own) if o]
+    languages = {s[2] for s in said if s[2]}
+    inherited = (any(s[0] for s in said), any(s[1] for s in said), languages.pop() if len(languages) == 1 else None)
+    for shared in _comma_options(inherited[0], inherited[1]):  # the texts that say nothing read alike
+        readings = [_readings(t, s if o else inherited, None if o else shared) for t, s, o in zip(texts, signs, own)]
+        for read_answer in readings[0]:
+            for read_context in readings[1]:
+                for read_question in readings[2]:
+                    missing = _unstated_numbers(answer, context, question, (read_answer, read_context, read_question))
+                    if missing:
+                        return missing
     return []
 
 
@@ -909,6 +922,10 @@ _EURO_ONE_DOT_GROUP = re.compile(_ONE_DOT_GROUP.pattern + r"\s*(?:\u20ac|eur\b|e
                                  + _ONE_DOT_GROUP.pattern, re.IGNORECASE)
 _POINT_DECIMAL = re.compile(r"(?<![\d.,])\d+\.\d{1,2}(?!\d|[.,]\d)|(?<![\d.,])\d{1,3}(?:,\d{3})+\.\d+(?!\d)"
                             r"|(?<![\d.,])\d{1,3}(?:,\d{3}){2,}(?!\d|[.,]\d)")
+# a dollar, a pound, a yen or a won beside "1,500": the English convention ("$1,500", "\u00a31,500", "\u00a51,000", "USD
+# 1,500", "USD (1,250)"; not "$1.500", written so in Latin America)
+_DOLLAR_ONE_COMMA_GROUP = re.compile(r"(?:[$\u00a3\u00a5\u20a9]\s?\(?|\b(?:USD|GBP)\s?\(?)" + _ONE_COMMA_GROUP.pattern + "|"
+                                     + _ONE_COMMA_GROUP.pattern + r"\s?(?:USD|GBP)\b")
 _MIL = re.compile(r"(?i)\d\s*mil\b")
 _BILLION = re.compile(r"(?i)\d\s*billions?\b")
 #: the languages that write "1.500,50" (a decimal comma, thousands grouped by a dot or a space)
@@ -916,41 +933,69 @@ _COMMA_DECIMAL_LANGUAGES = frozenset({"german", "spanish", "italian", "portugues
                                       "swedish", "finnish", "french", "catalan", "indonesian", "turkish", "greek",
                                       "romanian", "polish", "czech", "slovak", "hungarian", "russian", "ukrainian",
                                       "bulgarian", "vietnamese"})
+#: how many more function words a text's language must have than any other's to say its numbers' convention
+_LANGUAGE_MARGIN = 2
 
 
-def _readings(answer: str, context: str, question: str) -> list[_Reading]:
-    """The conventions to read the three texts under: the one that what they write, or their language, says (a
-    decimal comma "1,5" or a German passage: "1.500" is fifteen hundred; "$1,500,000" or an English passage: it is
-    one and a half), each of them where nothing says or the signs disagree."""
-    texts = (answer, context, question)
-    dots = any(_ONE_DOT_GROUP.search(t) or _ONE_COMMA_GROUP.search(t) for t in texts)
-    mil = any(_MIL.search(t) for t in texts)
-    billion = any(_BILLION.search(t) for t in texts)
+def _signs(text: str, margin: int) -> tuple[bool, bool, str | None]:
+    """What says ``text``'s convention: (a decimal comma, a decimal point, its language by ``margin``)."""
+    language = written_in(words_of(text), margin=margin)
+    commas = language in _COMMA_DECIMAL_LANGUAGES or any(p.search(text) is not None for p in (
+        _DECIMAL_COMMA, _GROUPED_DECIMAL_COMMA, _DOTTED_THOUSANDS, _EURO_ONE_DOT_GROUP))
+    points = (language == "english" or _POINT_DECIMAL.search(text) is not None
+              or _DOLLAR_ONE_COMMA_GROUP.search(text) is not None)
+    return commas, points, language
+
+
+def _comma_options(commas: bool, points: bool) -> list[tuple[bool, bool]]:
+    """The readings of "1.500" and "1,500" (``dot_thousands``, ``comma_decimal``) the signs of a decimal comma and of a
+    decimal point allow: the one they say; both where they say both; where they say neither, "1.500" either way and
+    "1,500" as fifteen hundred (a decimal comma with three decimals is rare in any language, "1.500" for fifteen hundred
+    is German's, Spanish's, ... way: "Employees: 4,200" restated "4200" was held)."""
+    if commas != points:
+        return [(commas, commas)]
+    return [(False, False), (True, True)] if commas else [(False, False), (True, False)]
+
+
+def _readings(text: str, signs: tuple[bool, bool, str | None], comma_decimal: tuple[bool, bool] | None
+              ) -> list[_Reading]:
+    """The conventions to read ``text`` under, by ``signs`` (`_signs`: its own, or, where it says nothing of its own,
+    "Version 1.500 applies.", those of the texts beside it): the one they say (a decimal comma "1,5", "1.500 \u20ac" or a
+    German text: "1.500" is fifteen hundred; "$1,500", "1,500,000", "1.5" or an English text: "1.500" is one and a
+    half), each of them where they say neither or both; ``comma_decimal``: the reading of "1.500" given (the one the
+    texts that say nothing share). A language says so by two function words or more (one is no sign: "Take 1500 mg."
+    read as Czech, "take"; "Net income, USD (1,250)" as Polish). "mil" and "billion" read as English's unless the text
+    may be Spanish or Portuguese, German or French (by one word: both readings; by two: theirs)."""
+    dots = _ONE_DOT_GROUP.search(text) is not None or _ONE_COMMA_GROUP.search(text) is not None
+    mil, billion = _MIL.search(text) is not None, _BILLION.search(text) is not None
     if not (dots or mil or billion):
         return [_ENGLISH]
-    language = written_in(words_of("\n".join(texts)))
-    english = language == "english"
-    commas, points = language in _COMMA_DECIMAL_LANGUAGES, english
-    for t in texts if dots else ():
-        commas = commas or any(p.search(t) is not None for p in (_DECIMAL_COMMA, _GROUPED_DECIMAL_COMMA,
-                                                                 _DOTTED_THOUSANDS, _EURO_ONE_DOT_GROUP))
-        points = points or _POINT_DECIMAL.search(t) is not None
-    comma_decimal = [False, True] if commas == points else [commas]
-    mils = [10**6] if english else [10**3] if language in ("spanish", "portuguese", "catalan") else [10**6, 10**3]
-    billions = [10**12] if language in ("german", "french") else [10**9]
-    return [_Reading(c, m, b) for c in (comma_decimal if dots else [False]) for m in (mils if mil else [10**6])
-            for b in (billions if billion else [10**9])]
+    commas, points, language = signs
+    maybe = written_in(words_of(text), margin=1) if language is None else language
+
+    def options(english: int, theirs: int, languages: tuple[str, ...]) -> list[int]:
+        return [theirs] if language in languages else [english, theirs] if maybe in languages else [english]
+
+    readings = ([comma_decimal] if comma_decimal is not None else _comma_options(commas, points)) if dots else [
+        (False, False)]
+    if dots and not (commas or points) and maybe in _COMMA_DECIMAL_LANGUAGES and (True, True) not in readings:
+        readings.append((True, True))  # one word of German, Spanish, ...: "1,500" may be one and a half too
+    mils = options(10**6, 10**3, ("spanish", "portuguese", "catalan")) if mil else [10**6]
+    billions = options(10**9, 10**12, ("german", "french")) if billion else [10**9]
+    return [_Reading(d, c, m, b) for d, c in readings for m in mils for b in billions]
 
 
-def _unstated_numbers(answer: str, context: str, question: str, reading: _Reading) -> list[str]:
+def _unstated_numbers(answer: str, context: str, question: str,
+                      reading: tuple[_Reading, _Reading, _Reading]) -> list[str]:
     """The numbers ``answer`` writes in digits that neither ``context`` nor ``question`` states, with their unit: a
     value the passage lacks ("2024-03-04" from a passage of 2024-03-03), or one it holds in another currency or as a
     percentage where the answer says otherwise ("25,000 EUR" from "$25,000", "12%" from "$12"), or in another unit
     of measure ("500 ml" from "500 mg"; "4000 mg" from "4 g" is the same amount). A number the passage states
     without a unit matches any unit; the passage's number words count ("five percent" for "5%", "twice" for "2
     times"), the answer's do not (a stray "one" is no figure), nor its list numbering and citation marks. Shown as
-    read, e.g. "25000 euro" (a unit in `_UNIT_SHOWN` by its label: "300 \u00a5 (yen or yuan)")."""
-    held = stated_numbers(context, reading=reading) + stated_numbers(question, reading=reading)
+    read, e.g. "25000 euro" (a unit in `_UNIT_SHOWN` by its label: "300 \u00a5 (yen or yuan)"). ``reading``: how the
+    answer, the passage and the question are each read (`_Reading`)."""
+    held = stated_numbers(context, reading=reading[1]) + stated_numbers(question, reading=reading[2])
     held += [(value, other) for value, unit in held if unit is not None
              for other in _CURRENCY_FAMILIES.get(unit, {_FAMILY_OF[unit]} if unit in _FAMILY_OF else ())]
     units_of: dict[str, set[str | None]] = {}
@@ -962,7 +1007,7 @@ def _unstated_numbers(answer: str, context: str, question: str, reading: _Readin
     rest = _plain_digits(answer)
     for written in dates_held:
         rest = rest.replace(written, " ")
-    for value, unit in dict.fromkeys(stated_numbers(_LIST_MARKER.sub(" ", rest), number_words=False, reading=reading)):
+    for value, unit in dict.fromkeys(stated_numbers(_LIST_MARKER.sub(" ", rest), number_words=False, reading=reading[0])):
         units = units_of.get(value)
         if unit is not None and _amount(value, unit) in amounts:
             continue
@@ -1211,11 +1256,18 @@ _SCALE_ON_SIGN = re.compile(r"(?<=\d)[ \u00a0]?(" + "|".join(sorted(_SCALE_LETTE
                             + r")\.?[ \u00a0]?(?=[\u20ac$\u00a3\u00a5\u20b9]|(?:EUR|USD|GBP|CHF|JPY)\b)")
 
 
+# a thousand millions written as two scale words, next to each other: "5 mil millones", "5 mil milhões", "5 thousand
+# million" are 5 * 10**9 (read as 5,000 or 5 * 10**12 before; scale words apart, "3 thousand. Millions of ...", are
+# two figures' own)
+_THOUSAND_MILLION = re.compile(r"(?i)\b(?:mil|thousand)[ \u00a0]+(?:millones|milhões|milhoes|million|millions)\b")
+
+
 def _tokens(text: str, number_words: bool = True, reading: _Reading = _ENGLISH) -> list[str]:
     """Normalised words with numbers (digits or words) rewritten to one canonical digit form, with their sign
     ("-0.5%" is not "0.5%") and their scale word ("$5 million" is 5000000, not 5), and units (`_UNIT_WORDS`) to one
     word after their number ("$5,000", "5,000 dollars" and "USD 5 thousand" all read "5000 dollar")."""
     text = _SCALE_ON_SIGN.sub(lambda m: f" {_SCALE_LETTERS[m.group(1).rstrip('.')]} ", _plain_digits(text))
+    text = _THOUSAND_MILLION.sub(" milliard ", text)
     text = _SIGN_AFTER_CURRENCY.sub(r"\2\1", _accounting(_decimal_commas(text, reading)))
     text = _written_numbers(text, number_words)
     text = _CODE_ON_NUMBER.sub(r"\1 ", _BARE_DECIMAL.sub("0.", _SIGN.sub(" minus ", text)))
@@ -1286,13 +1338,9 @@ def _tokens(text: str, number_words: bool = True, reading: _Reading = _ENGLISH) 
     return _scaled(out, reading)
 
 
-def _scale(tokens: list[str], at: int, reading: _Reading) -> int:
-    """The scale the word ``tokens[at]`` (one of `_SCALES`) stands for, as ``reading`` reads it ("mil" before another
-    scale is a thousand in any reading: "5 mil millones" is 5 * 10**9)."""
-    word = tokens[at]
-    if word == "mil":
-        return 10**3 if at + 1 < len(tokens) and tokens[at + 1] in _SCALES else reading.mil
-    return reading.billion if word in ("billion", "billions") else _SCALES[word]
+def _scale(word: str, reading: _Reading) -> int:
+    """The scale ``word`` (one of `_SCALES`) stands for, as ``reading`` reads it."""
+    return reading.mil if word == "mil" else reading.billion if word in ("billion", "billions") else _SCALES[word]
 
 
 def _scaled(tokens: list[str], reading: _Reading = _ENGLISH) -> list[str]:
@@ -1312,16 +1360,9 @@ def _scaled(tokens: list[str], reading: _Reading = _ENGLISH) -> list[str]:
             unit = tokens[i + 1] if i + 1 < len(tokens) and tokens[i + 1] in _MEASURES else None
             at = i + 2 if unit else i + 1
             if at < len(tokens) and tokens[at] in _SCALES:
-                scaled = Decimal(t)
-                while at < len(tokens) and tokens[at] in _SCALES:  # "5 mil millones", "5 thousand million": 5 * 10**9
-                    scaled *= _scale(tokens, at, reading)
-                    at += 1
-                t = format(scaled.normalize(), "f")
-                if unit is None and at < len(tokens) and tokens[at] in _MEASURES:
-                    unit = tokens[at]  # its unit after its scales: "5 thousand million dollars"
-                    at += 1
+                t = format((Decimal(t) * _scale(tokens[at], reading)).normalize(), "f")
                 out += [t, unit] if unit else [t]
-                i = at
+                i = at + 1
                 continue
         out.append(t)
         i += 1
