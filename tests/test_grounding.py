@@ -450,6 +450,14 @@ def test_a_weight_too_large_for_a_float_is_refused_naming_it(embedder):
      "The fee covers the card and the account statements.", False),
     ("No.", "We do not share your personal information.", False),  # too few words to compare
     ("The office opens at nine on weekdays.", "We do not share your personal information with advertisers.", False),
+    # a review: negations are counted (two are none), "unless" and "except" among them, and a title's are not the claim's
+    ("You can close your account only if the balance is zero.",
+     "You cannot close your account unless the balance is zero.", False),
+    ("The card cannot be used abroad without fees.", "The card can be used abroad without fees.", True),
+    ("Refunds are issued within 14 days, not later.", "Refunds are issued within 14 days of the request.", False),
+    ("Late payments incur a fee of $35, no exceptions.", "Late payments incur a fee of $35.", False),
+    ('The band U2 did not record "I Still Haven\'t Found What I\'m Looking For" in 1987.',
+     'The band U2 recorded "I Still Haven\'t Found What I\'m Looking For" in 1987.', True),
 ])
 def test_a_sentence_saying_the_opposite_of_the_passage_sentence_it_restates_is_found(answer, passage, reversed_):
     from hguard.signals.grounding import GroundingScorer, reversed_claims

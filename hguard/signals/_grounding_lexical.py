@@ -358,11 +358,14 @@ def proximity_support(
 
 # -------------------------------------------------------------------------------------- reversed claims
 
-#: words that negate the sentence they are in (after "n't" is read as "not")
-NEGATIONS = frozenset("not no never none nor neither cannot without nothing nobody nowhere".split())
-# "no later than", "no more than" set a bound, "not only" adds: no negation
+#: words that negate the sentence they are in (after "n't" is read as "not"); "unless" and "except" count as one
+#: too, so that "cannot ... unless" (two) restates "can ... only if" (none)
+NEGATIONS = frozenset("not no never none nor neither cannot without nothing nobody nowhere unless except".split())
+# "no later than", "no more than" set a bound, "not only" adds, ", not later." and ", no exceptions." stress: no negation
 _NO_NEGATION = re.compile(r"\b(?:no|not)\s+(?:later|more|less|fewer|sooner|earlier|greater|longer|shorter)\s+than\b"
-                          r"|\bnot\s+only\b|\bno\s+matter\b|\bno\s+doubt\b", re.IGNORECASE)
+                          r"|\bnot\s+(?:only|just|merely)\b|\bno\s+matter\b|\bno\s+doubt\b"
+                          r"|,\s*(?:and\s+)?(?:not|no)\s+(?:later|earlier|sooner|before|after|more|less|exceptions?)\W*$",
+                          re.IGNORECASE)
 _NOT = re.compile(r"n[\u2019']t\b", re.IGNORECASE)
 # a yes or no opening the answer answers the question; the claim after it is what is compared
 _ANSWER_OPENER = re.compile(r"^\W*(?:yes|no|true|false)\b[\s,.;:!-]*", re.IGNORECASE)
@@ -370,30 +373,42 @@ _ANSWER_OPENER = re.compile(r"^\W*(?:yes|no|true|false)\b[\s,.;:!-]*", re.IGNORE
 MIN_SHARED = 3
 
 
+# a title or a quotation: its words are not the claim's ("I Still Haven't Found What I'm Looking For")
+_QUOTED = re.compile(r"\"[^\"\n]{1,200}\"|\u201c[^\u201d\n]{1,200}\u201d")
+
+
 def _negated(sentence: str) -> bool:
-    text = _NO_NEGATION.sub(" ", _NOT.sub(" not", sentence))
-    return any(w in NEGATIONS for w in re.findall(r"[a-z]+", text.lower()))
+    """Whether ``sentence`` is negated: an odd number of negations ("cannot ... without fees" is two: no negation),
+    outside quotation marks."""
+    text = _NO_NEGATION.sub(" ", _NOT.sub(" not", _QUOTED.sub(" ", sentence)))
+    return sum(w in NEGATIONS for w in re.findall(r"[a-z]+", text.lower())) % 2 == 1
 
 
 def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
     """The sentences of ``answer`` that say the opposite of the passage sentence they restate, each with it: the
     passage sentence sharing the most content words with it (at least `MIN_SHARED`), of which exactly one is negated
-    ("not", "never", "cannot", "without", "no", ...; "no later than" and "not only" are no negation). Grounding reads
-    the words two texts share, and the words that reverse a claim are the ones it leaves out: "The company shares
-    your personal information with third-party advertisers." from "We do not share your personal information with
-    third-party advertisers." grounded 1.0 (a policy team's trial). English only; a claim reversed without a negation
-    ("optional" for "required", the parties swapped) is not found. A yes or no opening the answer is left aside ("No,
-    the fee is not refundable." restates "The fee is not refundable.")."""
+    (an odd number of "not", "never", "cannot", "without", "no", "unless", ...; "no later than" and "not only" are no
+    negation). Grounding reads the words two texts share, and the words that reverse a claim are the ones it leaves
+    out: "The company shares your personal information with third-party advertisers." from "We do not share your
+    personal information with third-party advertisers." grounded 1.0 (a policy team's trial). English only; a claim
+    reversed without a negation ("optional" for "required", the parties swapped) is not found. A yes or no opening the
+    answer is left aside ("No, the fee is not refundable." restates "The fee is not refundable."). Linear in the
+    passage: each answer sentence is compared with the passage sentences that share a word with it."""
     passage = split_sentences(_context_text(context))
-    stems = [{_stem(t) for t in content_tokens(s)} for s in passage]
+    holding: dict[str, list[int]] = {}  # stem -> the passage sentences holding it
+    for i, sentence in enumerate(passage):
+        for stem in {_stem(t) for t in content_tokens(sentence)}:
+            holding.setdefault(stem, []).append(i)
     out = []
     for said in split_sentences(answer):
         claim = _ANSWER_OPENER.sub("", said)
-        mine = {_stem(t) for t in content_tokens(claim)}
-        if len(mine) < MIN_SHARED or not passage:
+        shared: dict[int, int] = {}
+        for stem in {_stem(t) for t in content_tokens(claim)}:
+            for i in holding.get(stem, ()):
+                shared[i] = shared.get(i, 0) + 1
+        if not shared:
             continue
-        shared = [len(mine & s) for s in stems]
-        best = max(range(len(passage)), key=lambda i: (shared[i], -i))
+        best = min(shared, key=lambda i: (-shared[i], i))
         if shared[best] >= MIN_SHARED and _negated(claim) != _negated(passage[best]):
             out.append((said, passage[best]))
     return out
