@@ -268,6 +268,9 @@ def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:
             # the rate in force when the answer was accepted (recorded since it could change); else today's
             logged_rate = finite_number(r.get("spot_check_rate"))
             logged = logged_rate is not None
+            if not logged and r.get("spot_check_rate") is not None:  # written, and no rate: a selection unchecked
+                d["mismatches"].append(f"decision {r['id']} records spot_check_rate {_short(r.get('spot_check_rate'))}, "
+                                       "no rate: its selection cannot be checked against the rate it was accepted under")
             rate = logged_rate if logged_rate is not None else policy.domains[r["domain"]].spot_check_rate
             if u < rate and r["id"] not in spots:
                 said = "recorded with it" if logged else "the policy's rate now"

@@ -2453,3 +2453,7 @@ def test_a_forged_spot_check_s_u_or_rate_is_a_mismatch_not_a_crash(u, rate):
     assert said in got["mismatches"][0], got
     records[1].update(u=seeds, rate=0.5)  # the same record, as the guard writes it
     assert check_selection(policy, records)["alpha"] == {**got, "by_rate": 1, "mismatches": []}
+    # a decision whose own rate is no number cannot be checked against it: a mismatch, not a rate of the spot-check's
+    # choosing (a review)
+    records[0]["spot_check_rate"] = "abc"
+    assert any("records spot_check_rate 'abc', no rate" in m for m in check_selection(policy, records)["alpha"]["mismatches"])
