@@ -80,7 +80,8 @@ def merge_risk(signals: Mapping[str, float | None], merger: Mapping[str, Any]) -
     missing = [name for name in features if signals.get(name) is None]
     if missing:
         raise UnscorableSignal(
-            f"cannot merge risk: signal(s) {', '.join(missing)} missing (given: {', '.join(sorted(signals)) or 'none'}); "
+            f"cannot merge risk: signal(s) {', '.join(missing)} missing (given: "
+            f"{', '.join(sorted(k for k, v in signals.items() if v is not None)) or 'none'}); "
             "compute every signal the probe was calibrated with, or route the answer to review"
         )
     z = float(intercept)

@@ -564,6 +564,8 @@ def test_merge_risk_fails_on_missing_or_non_finite_features(signals, named):
     with pytest.raises(InputError) as info:
         merge_risk(signals, MERGER)
     assert named in str(info.value)
+    if signals.get("neuron_risk", 0) is None:  # a signal not read is missing, not given (it was said to be both)
+        assert "missing (given: mean_logprob)" in str(info.value), str(info.value)
 
 
 @pytest.mark.parametrize(
