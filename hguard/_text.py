@@ -377,8 +377,11 @@ _LEAD_IN = (rf"(?:{_MARKER}\s++)?(?:(?:so|and|ok|okay|well|also|now|then|oh|hi|h
 # preposition ("Copenhagen is the capital of which country", "Myanmar lies on which continent")
 # A request asks too: "Tell me the capital of France, and what overdraft fee ...?" ("tell me", "give me", "name",
 # "list", "explain", "describe", "define", "I want to know", ...)
+# A request asks when it names what it asks for: "Please tell me, what ...?" and "I want to know, how ...?" lead into
+# one question (a review: split, their lead-in matched alone, 74 in 100 of a domain's questions so asked reached none)
 _REQUESTS = (r"(?:(?:please\s+)?(?:tell|give|show)\s+(?:me|us)|(?:please\s+)?(?:name|list|explain|describe|define|identify"
-             r"|summari[sz]e)|i\s+(?:want|need|would\s+like)\s+to\s+know)\b")
+             r"|summari[sz]e)(?:\s+(?:to\s+)?(?:me|us))?|i\s+(?:want|need|would\s+like)\s+to\s+know)"
+             r"\b(?=[^\S\n]+(?!please\b|(?:to\s+)?(?:me|us)\b)[^\W\d_])")
 _OPENS_QUESTION = regex.compile(
     rf"(?i){_LEAD_IN}(?:(?:(?:in|at|on|for|from|by|to|of|with|during|under|after|before|since|until)\s+)?"
     rf"(?:(?:what|which|who|whom|whose|why|how)\b|(?:when|where)\s+{_AUXILIARY}\b)|{_AUXILIARY}\b|{_REQUESTS})")

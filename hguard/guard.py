@@ -1063,8 +1063,16 @@ class Guard(_Scoring, _Recording):
                 best = max(sorted(finite), key=lambda n: finite[n])
                 part = self._farthest_part(pieces, np.asarray(Q), router[best])
                 if part is not None:  # which part of a joined question reached no domain
-                    info["farthest_part"] = {"text": cut_text(part[0], 200), "domain": best, "similarity": part[1]}
-                    why += f"; its part {cut_text(part[0], 120)!r} is the farthest from it ({part[1]:.4f})"
+                    text, similarity = part
+                    if self.audit is not None and self.audit.redact:  # the question's words stay out of the record
+                        where = pieces.index(text)
+                        info["farthest_part"] = {"piece": where, "characters": len(text), "domain": best,
+                                                 "similarity": similarity}
+                        why += (f"; its part {where + 1} of {len(pieces)} ({len(text)} characters, not quoted: a "
+                                f"redacting log) is the farthest from it ({similarity:.4f})")
+                    else:
+                        info["farthest_part"] = {"text": cut_text(text, 200), "domain": best, "similarity": similarity}
+                        why += f"; its part {cut_text(text, 120)!r} is the farthest from it ({similarity:.4f})"
         else:
             chosen, why = None, "no calibrated domain is loaded, so none can be chosen for the question"
         unscored = {n: s for n, s in self._similarities(Q, others).items() if np.isfinite(s)} if Q is not None else {}

@@ -1559,6 +1559,14 @@ def test_two_questions_joined_in_one_sentence_are_matched_one_by_one(calibrated,
         assert how["farthest_part"]["text"] == bread and how["farthest_part"]["domain"] == "alpha", how
         assert how["farthest_part"]["similarity"] == pytest.approx(how["similarities"]["alpha"]), how
         assert f"its part {bread!r} is the farthest from it" in how["reason"], how["reason"]
+        # a redacting log keeps the question's words out of the record: the part is named by its place (a review)
+        g.audit.redact = True
+        try:
+            _, hidden = g.choose_domain(q)
+        finally:
+            g.audit.redact = False
+        assert "bread" not in str(hidden) and hidden["farthest_part"]["piece"] == 2, hidden
+        assert "its part 3 of 3 (" in hidden["reason"] and "not quoted: a redacting log" in hidden["reason"], hidden
     # one question: the second clause refers back, asks nothing of its own, or the first opens no question
     follow = "who is the author of the book, and when was it written?"
     short = "who is the author of the book, and when?"

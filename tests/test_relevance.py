@@ -292,6 +292,13 @@ def test_an_answer_that_adds_no_word_to_an_open_question_repeats_it(question, an
     ("Hoe lang is de opzegtermijn?", "De termijn voor opzegging is een maand.", True),
     ("Wie lang ist die Kündigungsfrist?", "Die Garantie gilt zwei Jahre ab dem Kaufdatum.", False),
     ("Wie hoch ist der Beitrag zum Beirat?", "Der Rat tagt monatlich.", False),  # "Rat": too short a part
+    ("Wie lang ist die Frist für die Kündigung?", "Die Kündigungsfrist beträgt drei Monate.", True),  # the reverse
+    # a review: one part is not enough, nor a passage in another language ("Jahre" of "Jahresgebühr")
+    ("Wie hoch ist die Jahresgebühr?", "Die Garantie gilt zwei Jahre ab dem Kaufdatum.", False),
+    ("Wo ist der Standort der Filiale?", "Stand: Januar 2024. Die Garantie gilt ab Kaufdatum.", False),
+    ("Brauche ich einen Personalausweis?", "Each person may open one savings account online.", False),
+    ("Wie hoch ist die Servicegebühr?", "Das Service-Team ist montags erreichbar.", False),
+    ("Hoe lang is de opzegtermijn?", "De termijn voor betaling is dertig dagen.", False),
 ])
 def test_the_off_topic_check_reads_content_words_in_the_questions_own_language(question, passage, shares):
     from hguard.signals.relevance import shares_content_word

@@ -159,6 +159,11 @@ def test_the_questions_one_sentence_joins_are_its_clauses_each_a_question_of_its
     for request in ("Tell me the capital of France", "Please tell me the capital of France", "Name the capital of France",
                     "List the capitals of Europe", "I want to know the capital of France"):
         assert clauses(request + ", and " + fee) == [request + "?", fee], request
+    # ... when it names what it asks for: a polite lead-in is no question of its own (a review: matched alone, it sent 74
+    # in 100 of a domain's questions so asked to no domain)
+    for one in ("Please tell me, what is the capital of France?", "I want to know, how do I reset my password?",
+                "Explain to me, what is a Roth IRA?", "I would like to know, why is the sky blue?", "Tell us, what is it?"):
+        assert clauses(one) == [one], one
     for one in ("Name the author of Hamlet, and when was it staged?", "Explain how photosynthesis works, and why it matters?",
                 "Describe how the heart works and what blood is?", "Tell me who wrote Hamlet and what it is about?"):
         assert clauses(one) == [one], one

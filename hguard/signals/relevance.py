@@ -139,22 +139,35 @@ def _shares(question: str, text: str, said: list[str], said_in: str, english: bo
     stems = {_stem(w) for w in vocab}
     if not asked or any(_word_matches(w, vocab, stems, True) for w in asked):
         return True
-    return lang in _COMPOUNDING and any(_compound_part(w, vocab) for w in asked)
+    if lang not in _COMPOUNDING or said_in != lang:
+        return False
+    # the question's compound in the passage's phrase, or the passage's compound in the question's
+    asked_set = set(asked)
+    return any(_compound_parts(w, vocab) for w in asked) or any(
+        _compound_parts(v, asked_set) for v in vocab if len(v) >= _PART + _HEAD)
 
 
 #: the languages that write a compound as one word ("Kündigungsfrist" is "Frist" of "Kündigung")
 _COMPOUNDING = frozenset({"german", "dutch", "swedish", "danish", "norwegian", "finnish"})
-_PART = 5  # the fewest letters a compound's part shares ("Frist", "Daten"; not "Rat" of "Beirat")
+_PART = 5  # the fewest letters of a compound's last part ("Frist", "Gebühr"; not "Ort" of "Standort")
+_HEAD = 4  # ... and of its first ("opzeg" of "opzegtermijn")
+_LINKS = ("s", "es", "en", "n", "e")  # what joins a compound's parts ("Kündigung-s-frist")
 
 
-def _compound_part(word: str, vocab: set[str]) -> bool:
-    """Whether ``word`` and a word of ``vocab`` are one a compound of the other, sharing a whole part of at least
-    `_PART` letters at its start or end: "kündigungsfrist" holds "kündigung" and "frist", "bearbeitungsgebühr"
-    "bearbeitung" and "gebühr", "opzegtermijn" "termijn" (a German question's compound against its passage's phrase,
-    "die Frist für eine Kündigung", shared no word and was held)."""
-    for v in vocab:
-        short, long_ = (word, v) if len(word) <= len(v) else (v, word)
-        if len(short) >= _PART and len(long_) > len(short) and (long_.startswith(short) or long_.endswith(short)):
+def _compound_parts(word: str, vocab: set[str]) -> bool:
+    """Whether the passage's words (``vocab``) hold both parts of the compound ``word``: one that ends it (`_PART`
+    letters or more) and one that its first part opens (`_HEAD` or more, a joining "s" aside): "kündigungsfrist" in
+    "die Frist für eine Kündigung", "bearbeitungsgebühr" in "die Bearbeitung ... eine Gebühr", "opzegtermijn" in "de
+    termijn voor opzegging" (held as off the question before). One part is not enough: "Jahresgebühr" is not addressed
+    by "zwei Jahre", nor "Standort" by "Stand", nor "Personalausweis" by "person" (a review)."""
+    if len(word) < _PART + _HEAD:
+        return False
+    for tail in vocab:
+        if len(tail) < _PART or len(tail) >= len(word) or not word.endswith(tail):
+            continue
+        head = word[:-len(tail)]
+        heads = {head, *(head[:-len(link)] for link in _LINKS if head.endswith(link))}
+        if any(len(h) >= _HEAD and any(v != tail and v.startswith(h) for v in vocab) for h in heads):
             return True
     return False
 
