@@ -356,3 +356,22 @@ def test_a_passage_in_another_language_than_its_question_is_held_though_it_share
                                "ville du pays."),
                               (qa, "Canberra is the capital of Australia.")):
         assert off_question(question, passage, 0.5) is None, (question, off_question(question, passage, 0.5))
+
+
+def test_a_long_question_against_a_long_passage_is_read_without_pairing_every_word(within_cpu_seconds):
+    """A review: the off-question check paired each question word with each passage word for a close spelling (2,000
+    words against 20,000 took 83 s); only words of the same first letter can be close, and the close spelling's cheap
+    bounds come first. 300 invented words against 20,000 took 12 s, and now under 2."""
+    import random
+
+    from hguard.signals.relevance import off_question
+
+    rng = random.Random(1)
+
+    def word(n: int) -> str:
+        return "".join(rng.choice("bcdfghklmnprstvwxz") + rng.choice("aeiou") for _ in range(n // 2))
+
+    question = "Wie ist die " + " ".join(word(9) + "q" for _ in range(300)) + "?"
+    passage = "Die " + " ".join(word(10) + "j" for _ in range(20_000)) + " ist und der."
+    with within_cpu_seconds(6):
+        assert off_question(question, passage, 0.0) is not None  # shares none: held

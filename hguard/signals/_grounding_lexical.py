@@ -177,7 +177,22 @@ def _stem(tok: str) -> str:
     return tok
 
 
-def _word_matches(tok: str, vocab: set[str], stems: set[str], fuzzy: bool) -> bool:
+def by_initial(vocab: set[str]) -> dict[str, list[str]]:
+    """The words of ``vocab`` a fuzzy match may pair (five letters or more, no number), by their first character:
+    :func:`_word_matches` reads only those of its token's (both of its rules need it), so a long question against a
+    long passage is not every word against every word (2,000 words against 20,000 took 83 s)."""
+    out: dict[str, list[str]] = {}
+    for w in vocab:
+        if len(w) >= 5 and not _is_number(w):
+            out.setdefault(w[0], []).append(w)
+    return out
+
+
+def _word_matches(tok: str, vocab: set[str], stems: set[str], fuzzy: bool,
+                  initials: dict[str, list[str]] | None = None) -> bool:
+    """Whether ``tok`` is in ``vocab`` in some form: itself, its stem (``stems``: those of ``vocab``), and with
+    ``fuzzy`` a shared opening or a close spelling; ``initials``: :func:`by_initial` of ``vocab``, where the caller
+    matches many tokens against it."""
     if tok in vocab:
         return True
     if _is_number(tok):  # digits match only the same digits
@@ -186,15 +201,16 @@ def _word_matches(tok: str, vocab: set[str], stems: set[str], fuzzy: bool) -> bo
         return True
     if not fuzzy or len(tok) < 5:
         return False
-    for w in vocab:
-        if len(w) < 5 or _is_number(w) or abs(len(w) - len(tok)) > 4:
+    for w in (initials if initials is not None else by_initial(vocab)).get(tok[0], ()):
+        if abs(len(w) - len(tok)) > 4:
             continue
         # a shared prefix of 6+ characters (america/american, catholic/catholicism) ...
         n = min(len(w), len(tok))
         if n >= 6 and w[:6] == tok[:6] and (w.startswith(tok) or tok.startswith(w)):
             return True
         # ... or a close spelling (transliterations, typos)
-        if w[0] == tok[0] and SequenceMatcher(None, tok, w).ratio() >= 0.85:
+        close = SequenceMatcher(None, tok, w)  # its cheap upper bounds first
+        if close.real_quick_ratio() >= 0.85 and close.quick_ratio() >= 0.85 and close.ratio() >= 0.85:
             return True
     return False
 
@@ -273,7 +289,8 @@ def lexical_support(
     for unit in units or [""]:
         vocab = set(content_tokens(unit)) | set(tokens(unit))
         stems = {_stem(t) for t in vocab}
-        hit = sum(_word_matches(t, vocab, stems, fuzzy) for t in ev)
+        initials = by_initial(vocab) if fuzzy else None
+        hit = sum(_word_matches(t, vocab, stems, fuzzy, initials) for t in ev)
         best = max(best, hit / len(ev))
     return float(best)
 

@@ -41,7 +41,7 @@ import numpy as np
 
 from hguard._text import (function_words, japanese_grammar, language_of, offers_alternatives,
                           opens_with_yes_or_no, reads_english, script_of, without_ignorables, words_of, yes_no_question)
-from hguard.signals._grounding_lexical import _stem, _word_matches, unread
+from hguard.signals._grounding_lexical import _stem, _word_matches, by_initial, unread
 from hguard.errors import InputError
 
 __all__ = ["RELEVANCE_FEATURES", "adds_no_word", "relevance_scores", "repeats_question", "unread_yes_no"]
@@ -97,11 +97,12 @@ def _key_words(question: str) -> set[str]:
 
 
 def _matched(words: Sequence[str], text: str, fuzzy: bool = False) -> list[bool]:
-    from hguard.signals._grounding_lexical import _stem, _word_matches, content_tokens
+    from hguard.signals._grounding_lexical import _stem, _word_matches, by_initial, content_tokens
 
     vocab = set(content_tokens(text))
     stems = {_stem(w) for w in vocab}
-    return [_word_matches(w, vocab, stems, fuzzy) for w in words]
+    initials = by_initial(vocab) if fuzzy else None
+    return [_word_matches(w, vocab, stems, fuzzy, initials) for w in words]
 
 
 def shares_content_word(question: str, context: str | Sequence[str]) -> bool:
@@ -137,7 +138,8 @@ def _shares(question: str, text: str, said: list[str], said_in: str, english: bo
                  if w not in function_words()[lang] and (len(w) > 1 or w.isdigit()) and not japanese_grammar(w)]
         vocab = set(said) - foreign
     stems = {_stem(w) for w in vocab}
-    if not asked or any(_word_matches(w, vocab, stems, True) for w in asked):
+    initials = by_initial(vocab)
+    if not asked or any(_word_matches(w, vocab, stems, True, initials) for w in asked):
         return True
     if lang not in _COMPOUNDING or said_in != lang:
         return False
@@ -160,12 +162,11 @@ def _compound_parts(word: str, vocab: set[str]) -> bool:
     "die Frist für eine Kündigung", "bearbeitungsgebühr" in "die Bearbeitung ... eine Gebühr", "opzegtermijn" in "de
     termijn voor opzegging" (held as off the question before). One part is not enough: "Jahresgebühr" is not addressed
     by "zwei Jahre", nor "Standort" by "Stand", nor "Personalausweis" by "person" (a review)."""
-    if len(word) < _PART + _HEAD:
-        return False
-    for tail in vocab:
-        if len(tail) < _PART or len(tail) >= len(word) or not word.endswith(tail):
+    for cut in range(_HEAD, len(word) - _PART + 1):  # each place the compound may break: a set lookup each
+        tail = word[cut:]
+        if tail not in vocab:
             continue
-        head = word[:-len(tail)]
+        head = word[:cut]
         heads = {head, *(head[:-len(link)] for link in _LINKS if head.endswith(link))}
         if any(len(h) >= _HEAD and any(v != tail and v.startswith(h) for v in vocab) for h in heads):
             return True
