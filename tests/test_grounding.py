@@ -456,6 +456,13 @@ def test_a_weight_too_large_for_a_float_is_refused_naming_it(embedder):
     ("The card cannot be used abroad without fees.", "The card can be used abroad without fees.", True),
     ("Refunds are issued within 14 days, not later.", "Refunds are issued within 14 days of the request.", False),
     ("Late payments incur a fee of $35, no exceptions.", "Late payments incur a fee of $35.", False),
+    # other languages' negations, by their presence (a trial through a LangChain chain: German read no negation)
+    ("Der Zuschuss wird an Teilzeitkräfte gezahlt.",
+     "Der Zuschuss für das Jobticket beträgt 1.500 € pro Jahr. Der Zuschuss wird nicht an Teilzeitkräfte gezahlt.", True),
+    ("Der Zuschuss wird nicht an Teilzeitkräfte gezahlt.", "Der Zuschuss wird nicht an Teilzeitkräfte gezahlt.", False),
+    ("El seguro dental no está incluido en el plan de beneficios.",
+     "El seguro dental está incluido en el plan de beneficios.", True),
+    ("No hay ninguna cuota para el seguro dental del plan.", "No hay ninguna cuota para el seguro dental.", False),
     ('The band U2 did not record "I Still Haven\'t Found What I\'m Looking For" in 1987.',
      'The band U2 recorded "I Still Haven\'t Found What I\'m Looking For" in 1987.', True),
 ])

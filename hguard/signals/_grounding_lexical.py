@@ -394,11 +394,25 @@ MIN_SHARED = 3
 _QUOTED = re.compile(r"\"[^\"\n]{1,200}\"|\u201c[^\u201d\n]{1,200}\u201d")
 
 
+#: other languages' negations, read by their presence (these languages repeat a negation where English would not:
+#: "no hay nada", "ne ... jamais", "non ... mai"); French "ne" goes with its "pas", "jamais", ... and is not read
+OTHER_NEGATIONS = frozenset(
+    "nicht kein keine keinen keinem keiner keines nie niemals ohne "  # German
+    "niet geen nooit zonder "  # Dutch
+    "pas jamais aucun aucune sans "  # French
+    "nunca ningun ninguna ninguno jamas sin "  # Spanish (its "no" is English's too)
+    "non mai nessun nessuna nessuno senza "  # Italian
+    "nao nenhum nenhuma sem "  # Portuguese
+    "inte aldrig ingen inget utan ikke aldri ingen uten ikkje "  # Swedish, Danish, Norwegian
+    "nie nigdy zaden zadna bez".split())  # Polish
+
+
 def _negated(sentence: str) -> bool:
-    """Whether ``sentence`` is negated: an odd number of negations ("cannot ... without fees" is two: no negation),
-    outside quotation marks."""
+    """Whether ``sentence`` is negated: an odd number of English negations ("cannot ... without fees" is two: no
+    negation), outside quotation marks, or another language's (`OTHER_NEGATIONS`: "Der Zuschuss wird nicht ...")."""
     text = _NO_NEGATION.sub(" ", _NOT.sub(" not", _QUOTED.sub(" ", sentence)))
-    return sum(w in NEGATIONS for w in re.findall(r"[a-z]+", text.lower())) % 2 == 1
+    words = re.findall(r"[a-z]+", fold_accents(text).lower())
+    return sum(w in NEGATIONS for w in words) % 2 == 1 or not OTHER_NEGATIONS.isdisjoint(words)
 
 
 def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
