@@ -696,6 +696,39 @@ def test_items_asking_one_question_export_as_one_row_the_latest_verdict_that_the
     assert summary.n_scored == 7
 
 
+def _reviewed_row(item_id: str, answer: str, label: str, **over):
+    """A review export's row for ``_one_row_per_question``: one closed-book question, ``answer`` judged ``label``."""
+    from hguard.calibrate.data import Example
+
+    meta = {"source": "review", "verdict": "correct" if label == "correct" else "hallucinated", "label": label,
+            "model_answer": answer, "reviewer": f"r{item_id}"}
+    row = {"id": f"review-{item_id}", "question": "What is the capital of France?", "answers": [answer],
+           "domain": "geography", "kind": "qa", "meta": meta} | over
+    return Example(**row)
+
+
+def test_a_disputed_label_is_found_in_one_pass_over_the_items_of_one_question(within_cpu_seconds):
+    """A review: the export compared every pair of items asking one question (1,000 items of one FAQ question with
+    alternating labels took 7.8 s, 4x for each doubling; 3,000 take over a minute). Now one pass; an answer two
+    reviewers labelled is still found as a reader sees it (full-width letters, case, end punctuation aside), and two
+    answers with the same letters but not the same words are no dispute."""
+    from hguard.review.export import _one_row_per_question
+
+    rows = [_reviewed_row(str(i), f"answer number {i}", "correct" if i % 2 else "hallucinated") for i in range(3000)]
+    with within_cpu_seconds(5):
+        kept, why = _one_row_per_question(rows)
+    assert [ex.id for ex in kept] == ["review-2999"] and len(why) == 2999
+    rows = [_reviewed_row("a", "Paris, Texas", "correct"), _reviewed_row("b", "Paris Texas", "hallucinated"),
+            _reviewed_row("c", "Lyon", "correct"), _reviewed_row("d", "\uff2c\uff59\uff4f\uff4e.", "hallucinated")]
+    kept, why = _one_row_per_question(rows)
+    assert kept == [] and dict(why)["a"] == (
+        "reviewers disagree on one answer to the question (no passage) of 4 items (spaces aside): 'correct' by rc on "
+        "review-c and 'hallucinated' by rd on review-d, the same answer 'Lyon'; a disputed label is not calibration "
+        "data, so none of them is exported")
+    kept, _ = _one_row_per_question(rows[:2])
+    assert [ex.id for ex in kept] == ["review-b"]  # "Paris, Texas" and "Paris Texas": two answers
+
+
 def test_the_export_says_a_deleted_rows_verdict_comes_back_decided_with_a_guard_start(queue, audit, tmp_path):
     """A review: the export still said a guard start puts a deleted row's item back pending and `decide --supersede`
     records its verdict again; the item comes back decided, and that decide is refused."""
