@@ -690,8 +690,8 @@ def test_items_asking_one_question_export_as_one_row_the_latest_verdict_that_the
                                 "exported")
     assert summary.n_merged == 2 and ("(rows by verdict: correct 3, hallucinated 0, corrected 0, not_in_context 0, 4 "
                                       "decided item(s) skipped (below; 2 of them repeat the question (and passage) of "
-                                      "an item exported, whose row carries the latest verdict: one question is one "
-                                      "row))") in summary.summary(), summary.summary()
+                                      "an item exported, whose row carries the latest verdict (that names a right "
+                                      "answer, where one does): one question is one row))") in summary.summary(), summary.summary()
     # the figures still count every decision reviewed: the probe's risk was read on each
     assert summary.n_scored == 7
 
@@ -727,6 +727,29 @@ def test_a_disputed_label_is_found_in_one_pass_over_the_items_of_one_question(wi
         "data, so none of them is exported")
     kept, _ = _one_row_per_question(rows[:2])
     assert [ex.id for ex in kept] == ["review-b"]  # "Paris, Texas" and "Paris Texas": two answers
+
+
+def test_a_later_hallucinated_verdict_does_not_drop_the_right_answer_an_earlier_one_gave():
+    """A review: "Paris" judged correct, then "Lyon" hallucinated (no correction), exported as the "Lyon" row alone
+    (kind "unanswerable", no answers), so the next calibration labelled "Paris" hallucinated, the opposite of what a
+    reviewer said. The row kept is the latest that names a right answer; "Lyon" is still judged hallucinated."""
+    from hguard.calibrate.collect import label_row
+    from hguard.review.export import _one_row_per_question
+
+    lyon = _reviewed_row("b", "Lyon", "hallucinated", answers=[], kind="unanswerable")
+    lyon.meta["answers_unknown"] = True
+    kept, why = _one_row_per_question([_reviewed_row("a", "Paris", "correct"), lyon])
+    assert [(ex.id, ex.answers) for ex in kept] == [("review-a", ["Paris"])]
+    assert label_row(kept[0], "Paris")["label"] == "correct" and label_row(kept[0], "Lyon")["label"] == "hallucinated"
+    assert why == [("b", "repeats the question (no passage) of review-a (spaces aside), exported as one row: the latest "
+                         "verdict that names a right answer ('correct' by ra); its own verdict, 'hallucinated' of the "
+                         "answer 'Lyon', is not in the file (the model answers the question once, and an answer other "
+                         "than the row's is judged by the row's answers)")]
+    # with no right answer named, the latest verdict is kept, as before
+    other = _reviewed_row("c", "Nice", "hallucinated", answers=[], kind="unanswerable")
+    other.meta["answers_unknown"] = True
+    kept, why = _one_row_per_question([other, lyon])
+    assert [ex.id for ex in kept] == ["review-b"] and "exported as one row: the latest verdict ('hallucinated'" in why[0][1]
 
 
 def test_the_export_says_a_deleted_rows_verdict_comes_back_decided_with_a_guard_start(queue, audit, tmp_path):

@@ -48,7 +48,8 @@ Items are skipped (and listed in :attr:`ExportSummary.skipped`, with the reason)
 row: no domain, a domain name that is not a calibration slug (lowercase letters, digits, ``_``, ``-``), or a
 "correct" verdict on an empty answer. Items asking one question (one domain, question and passage, or no passage,
 whitespace aside: :func:`~hguard.calibrate.data.asked_key`, as ``load_examples`` keys rows) make one row, since the
-model answers it once: the latest verdict's, the others skipped naming it ("repeats the question and passage of
+model answers it once: the latest verdict's that names a right answer (a "hallucinated" with no correction names
+none; the latest of all where none does), the others skipped naming it ("repeats the question and passage of
 review-b (spaces aside), exported as one row: the latest verdict ('correct' by bob)"), and none where reviewers gave
 one answer two labels (see :func:`_one_row_per_question`; :attr:`ExportSummary.n_merged` counts the first kind).
 When no row is left, the output file is not written (an empty calibration file would make ``load_examples`` refuse
@@ -134,6 +135,7 @@ class ExportSummary:
     # it (no audit log): whether they are of that domain is unknown, so they are not in n_archived_left_out
     n_archived_domain_unknown: int = 0
     # items not written because another item asked the same question (and passage): its row carries the latest verdict
+    # that names a right answer (or the latest, where none does)
     n_merged: int = 0
 
     @property
@@ -168,7 +170,8 @@ class ExportSummary:
                       "this domain, so the count of its archived items is unknown; export without --skip-archived to "
                       "read them")
         merged = (f"; {self.n_merged} of them repeat the question (and passage) of an item exported, whose row carries "
-                  "the latest verdict: one question is one row" if self.n_merged else "")
+                  "the latest verdict (that names a right answer, where one does): one question is one row"
+                  if self.n_merged else "")
         skipped = f", {self.n_skipped} decided item(s) skipped (below{merged})" if self.skipped else ""
         if self.n_archived:
             skipped += f"; {self.n_archived} of the decided items read from the queue's archive files"
@@ -278,13 +281,18 @@ def _one_row_per_question(rows: list[Example]) -> tuple[list[Example], list[tupl
     The model answers such rows once (greedy), so two would count one answer twice, and ``load_examples`` refuses
     two with a passage. Which row is written:
 
-    * the latest verdict's (the last decided). Its ``meta.model_answer`` is the one the set-up serving users gave
-      last, the likeliest to be what the next calibration's model answers, and the reviewer's label applies exactly
-      when it is (``label_row``); any other answer is judged by the row's ``answers``. An earlier verdict is named
-      with the row kept, e.g. "repeats the question and passage of review-b (spaces aside), exported as one row: the
-      latest verdict ('correct' by bob)", and, where its row said something else (another answer, label or kind),
+    * the latest verdict's (the last decided) that names a right answer: any but a "hallucinated" with no correction
+      (``meta.answers_unknown``), or the latest of all where none does. Its ``meta.model_answer`` is the one the
+      set-up serving users gave last, the likeliest to be what the next calibration's model answers, and the
+      reviewer's label applies exactly when it is (``label_row``); any other answer is judged by the row's
+      ``answers``. A later "hallucinated" verdict is not kept over one that names a right answer: "Paris" judged
+      correct, then "Lyon" hallucinated, kept as the "Lyon" row (kind "unanswerable", no answers), taught the next
+      calibration that "Paris" is a hallucination too; the "Paris" row judges "Lyon" hallucinated all the same. Each
+      other verdict is named with the row kept, e.g. "repeats the question and passage of review-b (spaces aside),
+      exported as one row: the latest verdict ('correct' by bob)" ("the latest verdict that names a right answer"
+      where a later one was passed over), and, where its row said something else (another answer, label or kind),
       that what it said is not in the file. Two answers with two labels are both information, but one question
-      gets one answer and one row: keeping the earlier one too would count that one answer twice.
+      gets one answer and one row: keeping another too would count that one answer twice.
     * none, where reviewers gave one answer (as a reader sees it, :func:`hguard._text.same_words`) two labels: a
       disputed label is not calibration data (as for two verdicts on one decision), and each item is named with the
       two verdicts."""
@@ -315,16 +323,18 @@ def _one_row_per_question(rows: list[Example]) -> tuple[list[Example], list[tupl
                                          f"{str((a.meta or {})['model_answer'])!r:.80}; a disputed label is not "
                                          "calibration data, so none of them is exported"))
             continue
-        kept = same[-1]
+        # the latest row that names a right answer; the latest, where none does (every verdict "hallucinated")
+        kept = next((ex for ex in reversed(same) if not (ex.meta or {}).get("answers_unknown")), same[-1])
         left.discard(kept.id)
-        for ex in same[:-1]:
+        naming = " that names a right answer" if kept is not same[-1] else ""
+        for ex in (ex for ex in same if ex is not kept):
             lost = ""
             if (ex.kind, ex.answers, (ex.meta or {})["label"]) != (kept.kind, kept.answers, (kept.meta or {})["label"]):
                 lost = (f"; its own verdict, {(ex.meta or {})['verdict']!r} of the answer "
                         f"{str((ex.meta or {})['model_answer'])!r:.80}, is not in the file (the model answers the "
                         "question once, and an answer other than the row's is judged by the row's answers)")
             why.append((item_of(ex), f"repeats {asked} of {kept.id} (spaces aside), exported as one row: the latest "
-                                     f"verdict ({said(kept)}){lost}"))
+                                     f"verdict{naming} ({said(kept)}){lost}"))
     return [ex for ex in rows if ex.id not in left], why
 
 
