@@ -1879,6 +1879,42 @@ def test_an_archive_whose_audit_record_cannot_be_written_is_done_and_says_so(que
     assert "hguard review: warning: 6 item(s) were archived" in summary.summary()
 
 
+def test_an_archive_stopped_before_its_audit_record_is_recorded_late_by_the_next_run(queue, tmp_path, monkeypatch):
+    """A review: a Ctrl-C after the archive was committed, while its review_archive record was being written, left the
+    archive done and never recorded (the next run finished only archives not done), and an archive made by an hguard
+    that wrote no such record was never recorded either. The next run writes each missing record, once, marked late."""
+    from hguard.review import _archive
+
+    _archive_queue(queue)
+    real = _archive.append_written
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_archive, "append_written", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        queue.archive("2100-01-01", tmp_path / "a1.jsonl")
+    monkeypatch.setattr(_archive, "append_written", real)
+    queue.enqueue(make_item("older"))
+    queue.decide("older", verdict="correct", reviewer="ann")
+    monkeypatch.setattr(_archive, "_record", lambda *args, **kwargs: None)  # an hguard that wrote no record
+    queue.archive("2100-01-01", tmp_path / "a2.jsonl")
+    monkeypatch.undo()
+    queue.enqueue(make_item("new"))
+    queue.decide("new", verdict="correct", reviewer="ann")
+    summary = queue.archive("2100-01-01", tmp_path / "a3.jsonl")
+
+    def records():
+        return [(Path(r["archive"]).name, r["n_items"], r["finished_interrupted"], r["recorded_late"])
+                for r in queue.audit if r["kind"] == "review_archive"]
+
+    assert records() == [("a1.jsonl", 6, None, True), ("a2.jsonl", 1, None, True), ("a3.jsonl", 1, False, False)]
+    assert [p for _, p in summary.recorded_late] == [str(tmp_path / "a1.jsonl"), str(tmp_path / "a2.jsonl")]
+    assert f"recorded late: {summary.recorded_late[0][0]} of {tmp_path / 'a1.jsonl'} (done earlier" in summary.summary()
+    queue.archive("2100-01-01")  # nothing to archive, nothing recorded twice
+    assert len(records()) == 3
+
+
 def test_an_archive_stopped_by_a_ctrl_c_once_its_file_is_written_is_finished_by_the_next_run(queue, tmp_path,
                                                                                              monkeypatch):
     """A Ctrl-C after the archive file got its name, before the queue marked its items archived: the run was

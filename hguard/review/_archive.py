@@ -21,7 +21,9 @@ Crash safety. The archive is first entered in ``review_archives`` (committed), t
 (each only if it is still what the file says), enters them in ``review_archived`` and marks the archive done with the
 file's sha256. A process killed (or stopped by a Ctrl-C) before the link leaves every item in the queue; one stopped
 after it leaves the file and every row: the next archive run finishes that archive first (from the file), so nothing
-is lost and nothing is held twice. Only one archive runs on a queue at a time (an ``flock`` on ``QUEUE.archive.lock``).
+is lost and nothing is held twice. A run stopped after its archive is done, before its ``review_archive`` audit record
+is written, leaves the archive unrecorded: each run writes the records the log (with its rotated archives) holds none
+of, by file and sha256, with ``recorded_late`` true. Only one archive runs on a queue at a time (an ``flock`` on ``QUEUE.archive.lock``).
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ class ArchiveSummary:
     vacuumed: bool = False  # the freed pages returned to the file system (else reused by new items)
     audit_records: list[str] = field(default_factory=list)  # the review_archive records written, one per archive
     audit_failed: list[str] = field(default_factory=list)  # why an archive's record could not be written
+    # of audit_records, those of archives done earlier whose record was missing (their run stopped before it): (id, file)
+    recorded_late: list[tuple[str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
         lines = [f"hguard review: finished an archive an earlier run left half done: {n} item(s) in {p}"
@@ -101,6 +105,8 @@ class ArchiveSummary:
                                                     "reused for new items)"))
         if self.audit_records:
             lines.append(f"hguard review: recorded in the audit log: {', '.join(self.audit_records)} (review_archive)")
+        lines += [f"hguard review: recorded late: {rid} of {p} (done earlier, its record missing: a run stopped before "
+                  "writing it, a log that refused it, or an hguard that wrote none)" for rid, p in self.recorded_late]
         lines += [f"hguard review: warning: {why}" for why in self.audit_failed]
         if self.held:
             lines.append(f"hguard review: {len(self.held)} decided item(s) stay in the queue (`hguard monitor --policy "
@@ -286,19 +292,21 @@ def _complete(queue: ReviewQueue, n: int, path: Path) -> int:
     return held
 
 
-def _record(queue: ReviewQueue, n: int, summary: ArchiveSummary, *, finished_interrupted: bool) -> None:
+def _record(queue: ReviewQueue, n: int, summary: ArchiveSummary, *, finished_interrupted: bool | None,
+            late: bool = False) -> None:
     """Write archive ``n``'s ``review_archive`` record to the queue's audit log (none without one): the file, its
-    sha256, how many items it took out of the queue, the cut-off, and whether it finishes a run that was stopped, so an
-    auditor reading the chain sees where the decided items went (the verdict records stay; the queue's rows do not).
-    The archive is done either way: a record that cannot be written is said in :attr:`ArchiveSummary.audit_failed`,
-    and the archive stays entered in the queue's ``review_archives`` with its sha256."""
+    sha256, how many items it took out of the queue, the cut-off, whether it finishes a run that was stopped (None:
+    not known, for a record written ``late``) and ``recorded_late``, so an auditor reading the chain sees where the
+    decided items went (the verdict records stay; the queue's rows do not). The archive is done either way: a record
+    that cannot be written is said in :attr:`ArchiveSummary.audit_failed`, and the archive stays entered in the
+    queue's ``review_archives`` with its sha256 (the next archive run writes it late: :func:`_record_missing`)."""
     if queue.audit is None:
         return
     with queue._connection("read the archive") as conn:  # noqa: SLF001
         path, decided_before, n_items, sha = conn.execute(
             "SELECT path, decided_before, n_items, sha256 FROM review_archives WHERE n = ?", (n,)).fetchone()
     record = {"queue": str(queue.path), "archive": path, "sha256": sha, "n_items": n_items,
-              "decided_before": decided_before, "finished_interrupted": finished_interrupted}
+              "decided_before": decided_before, "finished_interrupted": finished_interrupted, "recorded_late": late}
     what = f"the review_archive record of {path}"
     try:
         receipt, failed = append_written(queue.audit, record, kind="review_archive")
@@ -308,6 +316,8 @@ def _record(queue: ReviewQueue, n: int, summary: ArchiveSummary, *, finished_int
                                     "queue's review_archives table holds the archive with its sha256")
         return
     summary.audit_records.append(receipt.id)
+    if late:
+        summary.recorded_late.append((receipt.id, path))
     if failed is not None:
         summary.audit_failed.append(sink_failed_after(what, receipt, failed))
 
@@ -329,6 +339,31 @@ def _finish_interrupted(queue: ReviewQueue, summary: ArchiveSummary) -> None:
         with queue._connection("forget an archive never written") as conn:  # noqa: SLF001
             conn.execute("DELETE FROM review_archives WHERE n = ? AND done_at IS NULL", (n,))
         summary.dropped.append(name)
+
+
+def _record_missing(queue: ReviewQueue, summary: ArchiveSummary) -> None:
+    """Write the ``review_archive`` record of each done archive the audit log (with its rotated archives) holds none of,
+    keyed by the archive's file and sha256, with ``recorded_late`` true: a run stopped (Ctrl-C, kill) between
+    committing its archive and writing its record, a record the log refused (a full disk), or an archive made by an
+    hguard that wrote no such record. The archive is done, so no later run came back to it, and the chain never said
+    where its items went. A log that cannot be read (a rotated archive it names missing) is said in
+    :attr:`ArchiveSummary.audit_failed`, and nothing is written: a record written again would say so twice."""
+    if queue.audit is None:
+        return
+    with queue._connection("read the archives") as conn:  # noqa: SLF001
+        done = conn.execute("SELECT n, path, sha256 FROM review_archives WHERE done_at IS NOT NULL ORDER BY n").fetchall()
+    if not done:
+        return
+    try:
+        recorded = {(rec.get("archive"), rec.get("sha256")) for rec in queue.audit.history()
+                    if rec.get("kind") == "review_archive"}
+    except Exception as exc:  # noqa: BLE001 - the archive run goes on: say it
+        summary.audit_failed.append(f"the audit log {queue.audit.path} could not be read to find the archives it holds "
+                                    f"no review_archive record of ({error_text(exc, 200)}); none was written late")
+        return
+    for n, path, sha in done:
+        if (path, sha) not in recorded:
+            _record(queue, n, summary, finished_interrupted=None, late=True)
 
 
 def _held_back(queue: ReviewQueue, items: list[ReviewItem]) -> dict[str, str]:
@@ -366,6 +401,7 @@ def archive(queue: ReviewQueue, decided_before: Any, out: Any = None) -> Archive
                              size_before=_size(queue.path))
     with _one_at_a_time(queue):
         _finish_interrupted(queue, summary)  # a rerun of a killed run (the same --out too) finishes it first
+        _record_missing(queue, summary)  # ... and writes the records a run stopped before (or an older hguard)
         taken = path.exists() or path.is_symlink()
         if taken and not any(p == str(path) for p, _ in summary.finished):
             raise _exists(path, queue, summary)
