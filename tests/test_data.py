@@ -793,6 +793,9 @@ def test_rag_rows_setting_meta_family_are_said_once_not_read_silently() -> None:
         warnings.simplefilter("error")
         warn_rag_meta([row(0), row(1, group="p1")])
     assert rag_family_unused([row(0), row(1, context=None, family="leave")]) is None  # a closed-book row's is read
+    # a review export's own family (a review: every exported row with a passage was named, though no user set it)
+    assert rag_family_unused([row(0, source="review", family="reviewed")]) is None
+    assert rag_family_unused([row(0, source="review", family="leave")]) is not None  # one a user wrote over it
     with pytest.warns(UserWarning) as said:
         warn_rag_meta([row(0), row(1, family="leave"), row(2, family="pay"), row(3, family="leave")])
     lines = [str(w.message) for w in said]

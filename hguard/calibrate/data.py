@@ -557,8 +557,11 @@ def rag_family_unused(examples: Sequence[Example]) -> str | None:
     closed-book calibration's leave-one-family-out figures and per-family certificate (:mod:`hguard.calibrate.
     families`) have no RAG counterpart. Warned once by :func:`warn_rag_meta` and said in the RAG report's split (a user
     calibrating their own domain set meta.family on every row and nothing said it went unread), e.g.
-    "40 row(s) with context set meta.family (2 families, first row 'q1'): RAG calibration splits by passage ..."."""
-    rows = [e for e in examples if e.context is not None and isinstance((e.meta or {}).get("family"), str)]
+    "40 row(s) with context set meta.family (2 families, first row 'q1'): RAG calibration splits by passage ...".
+    A review export's own ``family "reviewed"`` (``meta.source "review"``) is not the user's, and is not named; a
+    family a user wrote over it is."""
+    rows = [e for e in examples if e.context is not None and isinstance((e.meta or {}).get("family"), str)
+            and not ((e.meta or {}).get("source") == "review" and (e.meta or {})["family"] == "reviewed")]
     if not rows:
         return None
     k = len({(e.meta or {})["family"] for e in rows})
