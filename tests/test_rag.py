@@ -1089,15 +1089,18 @@ def test_evaluate_rag_scores_every_row_you_give_and_skips_domains_without_a_rag_
     n_alpha = sum(e.domain == "alpha" for e in new)
     assert set(res["domains"]) == {"alpha"} and "beta" in res["skipped"] and res["held_out"].startswith("every row given")
     a = res["domains"]["alpha"]["all"]
-    assert a["n"] == n_alpha and a["correct"] + a["hallucinated"] + a["refusals"] == n_alpha
+    assert a["n"] == n_alpha and a["correct"] + a["hallucinated"] + a["refusals"] + a["refusals_scored"] == n_alpha
     # each answer, so the judge can be checked on one's own rows, with where the thresholds route it
     answers = res["domains"]["alpha"]["answers"]
     assert sorted(x["id"] for x in answers) == sorted(e.id for e in new if e.domain == "alpha")
+    from hguard.calibrate.judge import declines
+
     for x in answers:
         assert x["label"] in ("correct", "hallucinated", "refusal") and x["judge_reason"]
-        assert (x["merged_risk"] is None) == (x["label"] == "refusal") or x["route_at_thresholds"] == "review"
+        declined = declines(x["answer"], x["question"]) is not None  # as the guard reads it: abstains by rule
+        assert (x["merged_risk"] is None) == declined or x["route_at_thresholds"] == "review"
         assert x["route_at_thresholds"] in ("accept", "review", "abstain")
-        if x["label"] == "refusal":
+        if declined:
             assert x["route_at_thresholds"] == "abstain"
     # the calibration's own rows: their training side, by the split the probe file records, is counted, and
     # --held-out-only scores the calibration's held-out rows, as its report did
@@ -1161,7 +1164,7 @@ def test_a_warning_of_the_out_of_fold_refits_is_said_once_with_how_many_raised_i
 
     rng = np.random.default_rng(3)
     rows = [{"label": "hallucinated" if i % 2 else "correct", "length": 5 + i % 7, "group": f"g{i // 2}",
-             "condition": "supporting", **{f: float(rng.random()) for f in RAG_MERGER_FEATURES if f != "neuron_logit"}}
+             "condition": "supporting", "answer": "Canberra.", **{f: float(rng.random()) for f in RAG_MERGER_FEATURES if f != "neuron_logit"}}
             for i in range(60)]
     X = np.ones((60, 200), dtype=np.float32)  # every neuron constant: no fit keeps one
     with warnings.catch_warnings(record=True) as caught:
@@ -1196,7 +1199,8 @@ def test_a_rag_probes_c_and_out_of_fold_scores_are_fitted_on_folds_that_never_sp
                      "condition": "offtopic"})
         passages.append(f"paragraph {(i // 2 + 7) % 20}")
     for r in rows:
-        r.update({f: float(rng.random()) for f in {*RAG_MERGER_FEATURES, *_REPORTED} - {"neuron_logit"}}, dataset="d")
+        r.update({f: float(rng.random()) for f in {*RAG_MERGER_FEATURES, *_REPORTED} - {"neuron_logit"}}, dataset="d",
+                 answer="Canberra.")
     X = rng.normal(size=(len(rows), 200)).astype(np.float32)
     f = fit_rag_domain("policy", rows, X, seed=0, n_layers=2, d_ff=100, target=0.2, confidence=0.9, passages=passages)
     units = split_units(rows, passages)
@@ -1426,8 +1430,84 @@ def test_the_rag_report_says_how_many_training_answers_were_left_out_with_a_sign
     name, m = next(iter(report["domains"].items()))
     m["train"]["unread"] = 3
     t = m["train"]
+    # ... said as what it is: the same rows are among the unscorable ones (a review found them counted twice, unsaid)
     assert (f"Training answers {t['n']} ({t['correct']} right, {t['hallucinated']} hallucinated, {t['refusals']} "
-            f"refusals, 3 left out with a signal not read); held out {m['all']['n']}") in rag_markdown(report)
+            f"refusals, 3 answered but left out with a signal not read, among the unscorable rows below); held out "
+            f"{m['all']['n']}") in rag_markdown(report)
+
+
+def test_the_rag_report_abstains_by_rule_only_on_what_the_guard_reads_as_declining(monkeypatch):
+    """A review: the report called every reply the judge labels "refusal" abstained by rule, but to a yes/no question
+    the judge calls more replies refusals than the guard declines ("The answer is:", a question asked back), and the
+    guard scores those and can accept them; they were left out of every accepted figure."""
+    import numpy as np
+
+    import hguard.calibrate._rag_report as rr
+    from hguard.calibrate.judge import declines
+
+    rows, fitted = _rows_at_risk(monkeypatch, n=4)
+    title = "Statin use and the risk of cancer in older adults."
+    for r, answer in zip(rows[:2], ("The answer is:", "I don't know.")):
+        r.update(label="refusal", question=title, answer=answer)
+    assert declines("The answer is:", title) is None and declines("I don't know.", title) is not None
+    m = rr.rag_report(fitted, rows, np.zeros((len(rows), 1)), _quiet_detector(0.9), answers=True)
+    assert [a["route_at_thresholds"] for a in m["answers"]] == ["accept", "abstain", "accept", "accept"]
+    assert [a["merged_risk"] for a in m["answers"]][:2] == [0.1, None]
+    a = m["all"]
+    assert (a["accepted"]["k"], a["refusals"], a["refusals_scored"], a["correct"], a["hallucinated"]) == (3, 1, 1, 2, 0)
+    assert rr.held_out_scores(fitted, rows, np.zeros((4, 1)))["hallucinated"] == [0, 0, 0]  # three scored
+
+
+def test_the_fit_leaves_out_only_the_replies_the_guard_reads_as_declining():
+    """The fit left every judge's "refusal" out of the thresholds, though the guard scores "The answer is:" to a yes/no
+    title; it leaves out what the guard declines, and counts the rest."""
+    import numpy as np
+
+    from hguard.calibrate._rag_fit import fit_rag_domain
+    from hguard.calibrate._rag_signals import RAG_MERGER_FEATURES
+    from hguard.errors import DataError
+
+    title = "Statin use and the risk of cancer in older adults."
+    rows = [{"id": f"t{i}", "label": "refusal", "question": title, "answer": answer, "length": 3, "group": f"g{i}",
+             **{k: 0.5 for k in RAG_MERGER_FEATURES if k != "neuron_logit"}}
+            for i, answer in enumerate(["I don't know."] * 3 + ["The answer is:"] * 2)]
+    with pytest.raises(DataError, match=r"2 right and 0 hallucinated training answers \(3 of 5 training answers "
+                                        r"declined and are left out\)"):
+        fit_rag_domain("d", rows, np.zeros((5, 1)), seed=0, n_layers=1, d_ff=1, target=0.1, confidence=0.9)
+
+
+def test_the_rag_report_counts_no_declining_reply_as_accepted_by_risk_or_flagged_and_abstains_as_the_guard(monkeypatch):
+    """A review: accepted_by_risk_alone and knowledge_conflict_flagged still counted replies that decline (the guard
+    abstains on them by rule and reads no conflict into them), and an answer held by the knowledge-conflict check with a
+    risk at or above abstain_above was routed "review" where the guard's decide abstains."""
+    import numpy as np
+
+    import hguard.calibrate._rag_report as rr
+    from hguard._policy_thresholds import Thresholds
+
+    rows, fitted = _rows_at_risk(monkeypatch, n=6)
+    for r in rows[:3]:
+        r["label"], r["answer"] = "refusal", "I don't know."
+    risk = np.array([0.05, 0.05, 0.95, 0.05, 0.05, 0.95])
+    monkeypatch.setattr(rr, "score_rag_rows", lambda f, rs, F: {"merged": risk[[int(r["id"][1:]) for r in rs]]})
+    fitted["thresholds"] = Thresholds(accept_below=0.2, abstain_above=0.9, target=0.1, confidence=0.9, n_calibration=0,
+                                      coverage=None, accepted_error_rate=None, accepted_error_ucb=None, method="test")
+    flags_all = {**_quiet_detector(0.1)}  # every answer scores 0.5, over 0.1: flagged
+    m = rr.rag_report(fitted, rows, np.zeros((6, 1)), flags_all, answers=True)
+    a = m["all"]
+    assert (a["accepted"]["k"], a["accepted_by_risk_alone"]["k"], a["knowledge_conflict_flagged"]["k"],
+            a["knowledge_conflict_held"]["k"]) == (0, 2, 3, 3)
+    assert [x["route_at_thresholds"] for x in m["answers"]] == ["abstain"] * 3 + ["review", "review", "abstain"]
+
+
+def test_the_rag_report_says_its_accepted_figures_leave_out_the_holds_that_read_the_answer():
+    """A review: the guard holds an answer that says the opposite of its passage, states a figure neither states, or
+    repeats the question; the report's rows carry no passage, so its accepted figures count them accepted, unsaid."""
+    from hguard.calibrate._rag_report import ACCEPTED_LEAVES_OUT
+
+    for hold in ("says the opposite of the passage", "a figure neither states", "repeats the question",
+                 "direction-control characters", "cut by a stop sequence"):
+        assert hold in ACCEPTED_LEAVES_OUT, hold
 
 
 def test_the_rag_fit_names_the_answers_left_out_with_a_signal_not_read_when_too_few_remain():
@@ -1437,7 +1517,7 @@ def test_the_rag_fit_names_the_answers_left_out_with_a_signal_not_read_when_too_
     from hguard.errors import DataError
 
     rows = [{"label": "correct" if i % 2 else "hallucinated", "yes_no": None if i >= 4 else 0.0, "length": 3,
-             "condition": "supporting"} for i in range(40)]
+             "condition": "supporting", "answer": "Canberra."} for i in range(40)]
     with pytest.raises(DataError, match=r"\(0 of 40 training answers declined and are left out, 36 more have a "
                                         r"signal that could not be read\)"):
         fit_rag_domain("d", rows, np.zeros((40, 4)), seed=0, n_layers=1, d_ff=4, target=0.1, confidence=0.9,
@@ -1457,8 +1537,8 @@ def test_the_rag_report_gives_auroc_intervals_as_every_other_report_does(monkeyp
     from hguard.calibrate._rag_fit import _REPORTED
 
     labels = ["correct"] * 14 + ["hallucinated"] * 16
-    rows = [{"id": f"r{i}", "label": lab, "condition": "supporting", "dataset": "mine", **{k: 0.5 for k in _REPORTED}}
-            for i, lab in enumerate(labels)]
+    rows = [{"id": f"r{i}", "label": lab, "condition": "supporting", "dataset": "mine", "answer": "Canberra.",
+             **{k: 0.5 for k in _REPORTED}} for i, lab in enumerate(labels)]
     y = np.array([lab == "hallucinated" for lab in labels], dtype=int)
     risk = np.random.default_rng(0).normal(0.4 + 0.2 * y, 0.2)  # overlapping classes: the resamples decide the interval
     scores = {"merged": risk, "probe": risk[::-1]}
@@ -1726,7 +1806,7 @@ def test_the_rag_report_never_counts_a_reply_that_declines_as_accepted(monkeypat
 
     rows, fitted = _rows_at_risk(monkeypatch)
     for r in rows[:5]:
-        r["label"] = "refusal"
+        r["label"], r["answer"] = "refusal", "I don't know."
     m = rr.rag_report(fitted, rows, np.zeros((len(rows), 1)), _quiet_detector(0.9), answers=True)
     assert (m["targets"]["supporting_accepted"]["k"], m["targets"]["supporting_accepted"]["n"]) == (5, 10)
     assert m["all"]["knowledge_conflict_held"]["k"] == 0  # no conflict is read into a reply that declines

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._numerics import sigmoid_array
 from ..errors import DataError
-from .judge import followed_misleading
+from .judge import declines, followed_misleading
 from .pipeline import (
     MIN_PER_CLASS,
     apply_merger,
@@ -24,6 +24,16 @@ from ._rag_signals import GROUNDING_FEATURES, MERGER_CS, RAG_MERGER_FEATURES
 
 def _finite(rows: Sequence[dict], names: Sequence[str]) -> np.ndarray:
     return np.array([all(r.get(k) is not None and math.isfinite(float(r[k])) for k in names) for r in rows], dtype=bool)
+
+
+def declined(rows: Sequence[dict]) -> np.ndarray:
+    """Whether each row's reply declines as the guard reads it (:func:`hguard.calibrate.judge.declines` with the
+    question, the predicate the guard abstains by): such a reply abstains by rule whatever its risk, so the fit and
+    the report leave it out of every risk figure. The judge's label "refusal" is wider: to a yes/no question it also
+    calls a reply that hedges or takes no side ("The answer is:", "This study aimed to investigate whether ...")
+    a refusal, and the guard scores those and can accept them, so they are scored here too (not hallucinated: they
+    assert nothing)."""
+    return np.array([declines(str(r.get("answer") or ""), r.get("question")) is not None for r in rows], dtype=bool)
 
 
 def _matrix(rows: Sequence[dict], names: Sequence[str], neuron_logit: np.ndarray | None = None) -> np.ndarray:
@@ -155,16 +165,18 @@ def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, s
     if not len(rows):
         raise DataError(f"RAG domain {domain!r}: no training answers (every passage of the domain fell on the "
                         "held-out side of the split); add questions with other passages (meta.group) to the domain")
-    answered = np.array([r["label"] != "refusal" for r in rows], dtype=bool)
+    answered = ~declined(rows)  # as the guard reads a reply: what it scores is what the thresholds are fitted on
     keep = answered & _finite(rows, [f for f in merger_features if f != "neuron_logit"])
-    unread = int((answered & ~keep).sum())  # a signal not read (a yes/no reading of another language's question)
+    # answered, a merger signal missing or not finite (a yes/no reading of another language's question not made, a
+    # grounding not computed): each of them is among the domain's unscorable rows too, which name the first signal
+    unread = int((answered & ~keep).sum())
     tr = [r for r, k in zip(rows, keep) if k]
     X = features[keep]
     y = _y(tr)
     lengths = np.array([r["length"] for r in tr], dtype=float)
     counts = np.bincount(y, minlength=2)
     if counts.min() < MIN_PER_CLASS:
-        n_ref = sum(r["label"] == "refusal" for r in rows)
+        n_ref = int((~answered).sum())
         raise DataError(f"RAG domain {domain!r}: {counts[0]} right and {counts[1]} hallucinated training answers "
                         f"({n_ref} of {len(rows)} training answers declined and are left out"
                         + (f", {unread} more have a signal that could not be read" if unread else "")
@@ -190,7 +202,7 @@ def fit_rag_domain(domain: str, rows: Sequence[dict], features: np.ndarray, *, s
     return {
         "probe": probe, "merger": merger, "thresholds": thresholds, "oof_merged": merged_oof.tolist(), "oof_y": y.tolist(),
         "ablations": {k: v[0] for k, v in ablations.items()},
-        "train": {"n": int(len(rows)), "n_scored": int(len(y)), "refusals": int(sum(r["label"] == "refusal" for r in rows)),
+        "train": {"n": int(len(rows)), "n_scored": int(len(y)), "refusals": int((~answered).sum()),
                   "unread": unread,  # answered, a merger signal not read: left out of the fit as refusals are
                   "by_condition": {c: sum(r.get("condition") == c for r in rows) for c in sorted({str(r.get("condition")) for r in rows})},
                   "correct": int(counts[0]), "hallucinated": int(counts[1]),

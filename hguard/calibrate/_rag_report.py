@@ -17,7 +17,7 @@ from .pipeline import (
 )
 from .._stats import SMALL_CLASS, clopper_pearson_interval
 from .judge import followed_misleading
-from ._rag_fit import _REPORTED, _finite, _y, conflict_scores, score_rag_rows
+from ._rag_fit import _REPORTED, _finite, _y, conflict_scores, declined, score_rag_rows
 
 #: What a RAG domain's thresholds are fitted on (the report says it, as the closed-book one says its own), with the
 #: folds its calibration recorded (``train["folds"]``: by passage, or of rows and why)
@@ -40,7 +40,7 @@ def held_out_scores(fitted: dict, rows: Sequence[dict], features: np.ndarray) ->
     if not rs:
         return {"risk": [], "hallucinated": []}
     risk = score_rag_rows(fitted, rs, features[ok])["merged"]
-    keep = [r["label"] != "refusal" for r in rs]
+    keep = ~declined(rs)
     return {"risk": [float(v) for v, k in zip(risk, keep) if k], "hallucinated": [int(v) for v, k in zip(_y(rs), keep) if k]}
 
 
@@ -115,9 +115,21 @@ def conflict_holds(conflict: Mapping[str, Any], rows: Sequence[dict], how: str =
         try:  # a copy: the check records its score in the signals it is given
             hold, _ = knowledge_conflict_check(dict(r), detector, how, str(r.get("domain")))
         except HGuardError as exc:
-            hold = f"the knowledge-conflict check could not run: {exc}"
+            hold = f"{_CHECK_FAILED}: {exc}"
         out.append(hold)
     return out
+
+
+def _held_route(hold: str, risk: float | None, th: Any) -> str:
+    """Where the guard routes an answer the knowledge-conflict check holds (:func:`hguard.policy.decide`): with a
+    usable risk at or above ``abstain_above``, "abstain" (a hold alone is set against the thresholds), else "review";
+    a check that could not run is a scoring problem, which reviews whatever the risk."""
+    if hold.startswith(_CHECK_FAILED) or risk is None or not math.isfinite(risk) or risk < th.abstain_above:
+        return "review"
+    return "abstain"
+
+
+_CHECK_FAILED = "the knowledge-conflict check could not run"
 
 
 def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflict: Mapping[str, Any], *,
@@ -130,7 +142,7 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
     F = features[ok]
     sc = score_rag_rows(fitted, rs, F)
     y = _y(rs)
-    scored = np.array([r["label"] != "refusal" for r in rs], dtype=bool)
+    scored = ~declined(rs)  # the guard's predicate: a judge's "refusal" it does not read as declining is scored
     th = fitted["thresholds"]
     folds = (fitted.get("train") or {}).get("folds")  # None: a probe file that does not record them
     risk = sc["merged"]
@@ -149,15 +161,17 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
         scores = {k: v[m] for k, v in sc.items()}
         return {
             "n": int(mask.sum()),
-            "refusals": int((mask & ~scored).sum()),
-            "correct": int((yy == 0).sum()),
+            "refusals": int((mask & ~scored).sum()),  # declined: the guard abstains by rule
+            # the judge's "refusal" that the guard scores (a yes/no reply that takes no side): not hallucinated
+            "refusals_scored": int((mask & scored & np.array([r["label"] == "refusal" for r in rs], dtype=bool)).sum()),
+            "correct": int(sum(r["label"] == "correct" for r, k in zip(rs, m) if k)),
             "hallucinated": int((yy == 1).sum()),
             "auroc": {k: auroc(yy, v) for k, v in scores.items()},
             "auroc_ci95": auroc_ci(yy, scores),
             "accepted": _share(accepted, mask),
-            "accepted_by_risk_alone": _share(accepted_by_risk, mask),
+            "accepted_by_risk_alone": _share(accepted_by_risk & scored, mask),
             "hallucinated_among_accepted": _share(halluc, accepted & mask),
-            "knowledge_conflict_flagged": _share(cflag, mask),
+            "knowledge_conflict_flagged": _share(cflag & scored, mask),
             "knowledge_conflict_held": _share(held, mask),
         }
 
@@ -173,14 +187,16 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
         "datasets": {d: block(np.array([r["dataset"] == d for r in rs], dtype=bool)) for d in sorted({r["dataset"] for r in rs})},
     }
     if answers:
-        risk_of = {r["id"]: float(v) for r, v in zip(rs, risk)}
-        flagged = {r["id"] for r, f in zip(rs, cflag) if f}
-        on_hold = {r["id"] for r, h in zip(rs, held) if h}  # flagged, a yes/no answer not cleared, or no detector
+        risk_of = {r["id"]: float(v) for r, v, s in zip(rs, risk, scored) if s}  # none for a reply that declines
+        flagged = {r["id"] for r, f, s in zip(rs, cflag, scored) if f and s}
+        on_hold = {r["id"]: h for r, h in zip(rs, holds) if h}  # flagged, a yes/no answer not cleared, or no detector
+        declining = {r["id"] for r, d in zip(rows, declined(rows)) if d}
         out["answers"] = [
             {"id": r["id"], "question": r.get("question"), "answer": r["answer"], "condition": r.get("condition"),
              "label": r["label"], "judge_reason": r.get("judge_reason"),
-             "merged_risk": risk_of.get(r["id"]) if r["label"] != "refusal" else None,
-             "route_at_thresholds": ("abstain" if r["label"] == "refusal" else "review" if r["id"] in on_hold
+             "merged_risk": risk_of.get(r["id"]),
+             "route_at_thresholds": ("abstain" if r["id"] in declining
+                                     else _held_route(on_hold[r["id"]], risk_of.get(r["id"]), th) if r["id"] in on_hold
                                      else th.route_of(risk_of.get(r["id"], math.nan))),
              "knowledge_conflict": r["id"] in flagged if conflict.get("detector") else None}
             for r in rows
@@ -210,12 +226,19 @@ def write_rag_report(report: dict, folder: str | os.PathLike) -> None:
     (folder / "report.md").write_text(rag_markdown(report), encoding="utf-8")
 
 
-#: the guard's holds that report.md's accepted figures do not reflect (they depend on the request, or the row has no figure)
+#: the guard's holds that report.md's accepted figures do not reflect (they depend on the request, on the passage or on
+#: how the generation ended, which the rows :func:`rag_report` reads do not carry, or the row has no figure). Applying
+#: the answer-content holds (``hguard._guard_scoring``) would need the passages and stop reasons carried through
+#: calibrate_rag and evaluate_rag; a figure applying some of them and not others would still overstate, unsaid
 ACCEPTED_LEAVES_OUT = (
     "It does not reflect the guard's holds that depend on how a question is asked (a question the domain's router "
     "would not choose it for is held as out of its distribution: see the router section; a RAG probe file carries no "
     "probe-feature distance check) or on a passage sharing none of the question's words; rows whose signals could not "
-    "be computed (no grounding: the guard holds them) are left out of every figure and counted as unscorable.")
+    "be computed (no grounding: the guard holds them) are left out of every figure and counted as unscorable. Nor "
+    "does it reflect the holds that read the answer against its passage and question (an answer sentence that says "
+    "the opposite of the passage, a figure neither states, an answer that repeats the question, direction-control "
+    "characters, an answer cut by a stop sequence): the rows it scores carry neither the passage nor how the answer "
+    "ended, so the accepted figures count such answers accepted where the guard holds them for review.")
 
 
 def _f(x, nd: int = 3) -> str:
@@ -275,9 +298,13 @@ def rag_markdown(report: dict) -> str:
             f"## {d}", "",
             f"Training answers {m['train']['n']} ({m['train']['correct']} right, {m['train']['hallucinated']} hallucinated, "
             f"{m['train']['refusals']} refusals"
-            + (f", {m['train']['unread']} left out with a signal not read" if m["train"].get("unread") else "")
+            + (f", {m['train']['unread']} answered but left out with a signal not read, among the unscorable rows below"
+               if m["train"].get("unread") else "")
             + f"); held out {m['all']['n']} ({m['all']['correct']} right, "
-            f"{m['all']['hallucinated']} hallucinated, {m['all']['refusals']} refusals). "
+            f"{m['all']['hallucinated']} hallucinated, {m['all']['refusals']} refusals"
+            + (f", {m['all']['refusals_scored']} replies the judge calls refusals that the guard scores, as it does not "
+               "read them as declining (counted not hallucinated)" if m["all"].get("refusals_scored") else "")
+            + "). "
             f"accept_below {_f(m['thresholds']['accept_below'])}, abstain_above {_f(m['thresholds']['abstain_above'])}"
             + (" (no accept threshold is certified at the policy target: the domain reviews every answer until it is "
                "calibrated with more or better-separated answers)." if not m["thresholds"]["accept_below"] else
