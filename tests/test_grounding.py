@@ -463,6 +463,9 @@ def test_a_weight_too_large_for_a_float_is_refused_naming_it(embedder):
     ("El seguro dental no está incluido en el plan de beneficios.",
      "El seguro dental está incluido en el plan de beneficios.", True),
     ("No hay ninguna cuota para el seguro dental del plan.", "No hay ninguna cuota para el seguro dental.", False),
+    # ... only in a sentence of their language: an English "non-affiliated" is no negation (a third review)
+    ("The Company shall disclose personal data to non-affiliated third parties without consent.",
+     "The Company shall not disclose personal data to non-affiliated third parties without consent.", True),
     ('The band U2 did not record "I Still Haven\'t Found What I\'m Looking For" in 1987.',
      'The band U2 recorded "I Still Haven\'t Found What I\'m Looking For" in 1987.', True),
 ])

@@ -1454,13 +1454,15 @@ def test_the_rag_report_abstains_by_rule_only_on_what_the_guard_reads_as_declini
     assert [a["route_at_thresholds"] for a in m["answers"]] == ["accept", "abstain", "accept", "accept"]
     assert [a["merged_risk"] for a in m["answers"]][:2] == [0.1, None]
     a = m["all"]
-    assert (a["accepted"]["k"], a["refusals"], a["refusals_scored"], a["correct"], a["hallucinated"]) == (3, 1, 1, 2, 0)
-    assert rr.held_out_scores(fitted, rows, np.zeros((4, 1)))["hallucinated"] == [0, 0, 0]  # three scored
+    # a scored refusal counts among the hallucinated (a third review: "Possibly. Statins clearly increase the risk ..."
+    # states a side the judge did not read, and was fitted as not hallucinated)
+    assert (a["accepted"]["k"], a["refusals"], a["refusals_scored"], a["correct"], a["hallucinated"]) == (3, 1, 1, 2, 1)
+    assert rr.held_out_scores(fitted, rows, np.zeros((4, 1)))["hallucinated"] == [1, 0, 0]  # three scored
 
 
 def test_the_fit_leaves_out_only_the_replies_the_guard_reads_as_declining():
     """The fit left every judge's "refusal" out of the thresholds, though the guard scores "The answer is:" to a yes/no
-    title; it leaves out what the guard declines, and counts the rest."""
+    title; it leaves out what the guard declines, and counts the rest (as hallucinated: a hedge may state a side)."""
     import numpy as np
 
     from hguard.calibrate._rag_fit import fit_rag_domain
@@ -1471,7 +1473,7 @@ def test_the_fit_leaves_out_only_the_replies_the_guard_reads_as_declining():
     rows = [{"id": f"t{i}", "label": "refusal", "question": title, "answer": answer, "length": 3, "group": f"g{i}",
              **{k: 0.5 for k in RAG_MERGER_FEATURES if k != "neuron_logit"}}
             for i, answer in enumerate(["I don't know."] * 3 + ["The answer is:"] * 2)]
-    with pytest.raises(DataError, match=r"2 right and 0 hallucinated training answers \(3 of 5 training answers "
+    with pytest.raises(DataError, match=r"0 right and 2 hallucinated training answers \(3 of 5 training answers "
                                         r"declined and are left out\)"):
         fit_rag_domain("d", rows, np.zeros((5, 1)), seed=0, n_layers=1, d_ff=1, target=0.1, confidence=0.9)
 

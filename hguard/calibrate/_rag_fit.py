@@ -31,8 +31,9 @@ def declined(rows: Sequence[dict]) -> np.ndarray:
     question, the predicate the guard abstains by): such a reply abstains by rule whatever its risk, so the fit and
     the report leave it out of every risk figure. The judge's label "refusal" is wider: to a yes/no question it also
     calls a reply that hedges or takes no side ("The answer is:", "This study aimed to investigate whether ...")
-    a refusal, and the guard scores those and can accept them, so they are scored here too (not hallucinated: they
-    assert nothing)."""
+    a refusal, and the guard scores those and can accept them, so they are scored here too, as hallucinated (`_y`):
+    such a reply may still state a side the judge did not read ("Possibly. Statins clearly increase the risk ..."),
+    and an accept threshold must not count it safe."""
     return np.array([declines(str(r.get("answer") or ""), r.get("question")) is not None for r in rows], dtype=bool)
 
 
@@ -47,7 +48,10 @@ def _matrix(rows: Sequence[dict], names: Sequence[str], neuron_logit: np.ndarray
 
 
 def _y(rows: Sequence[dict]) -> np.ndarray:
-    return np.array([1 if r["label"] == "hallucinated" else 0 for r in rows], dtype=int)
+    """1 for a reply the threshold must not accept: hallucinated, or a judge's "refusal" the guard scores (a review: a
+    hedge that states the wrong side, "Yes or no depends on timing, but the fee is refundable in every case.", was
+    fitted as not hallucinated); 0 for a right one. Replies the guard reads as declining are left out before."""
+    return np.array([1 if r["label"] in ("hallucinated", "refusal") else 0 for r in rows], dtype=int)
 
 
 def _folds(y: np.ndarray, groups: Sequence[str], k: int, seed: int):

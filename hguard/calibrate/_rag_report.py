@@ -162,7 +162,7 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
         return {
             "n": int(mask.sum()),
             "refusals": int((mask & ~scored).sum()),  # declined: the guard abstains by rule
-            # the judge's "refusal" that the guard scores (a yes/no reply that takes no side): not hallucinated
+            # the judge's "refusal" that the guard scores (a yes/no reply that takes no side): counted hallucinated
             "refusals_scored": int((mask & scored & np.array([r["label"] == "refusal" for r in rs], dtype=bool)).sum()),
             "correct": int(sum(r["label"] == "correct" for r, k in zip(rs, m) if k)),
             "hallucinated": int((yy == 1).sum()),
@@ -303,7 +303,8 @@ def rag_markdown(report: dict) -> str:
             + f"); held out {m['all']['n']} ({m['all']['correct']} right, "
             f"{m['all']['hallucinated']} hallucinated, {m['all']['refusals']} refusals"
             + (f", {m['all']['refusals_scored']} replies the judge calls refusals that the guard scores, as it does not "
-               "read them as declining (counted not hallucinated)" if m["all"].get("refusals_scored") else "")
+               "read them as declining (counted among the hallucinated: a hedge may state a side)"
+               if m["all"].get("refusals_scored") else "")
             + "). "
             f"accept_below {_f(m['thresholds']['accept_below'])}, abstain_above {_f(m['thresholds']['abstain_above'])}"
             + (" (no accept threshold is certified at the policy target: the domain reviews every answer until it is "

@@ -15,7 +15,7 @@ import regex
 
 from hguard._text import (_SPELLING_MARK, UNSPACED, UNSPACED_LETTER, fold_accents, function_words, join_digit_groups, japanese_grammar,
                           language_of,
-                          script_words, words_of)
+                          script_words, words_of, written_in)
 from hguard.errors import InputError
 
 # --------------------------------------------------------------------------------------- validation
@@ -394,25 +394,30 @@ MIN_SHARED = 3
 _QUOTED = re.compile(r"\"[^\"\n]{1,200}\"|\u201c[^\u201d\n]{1,200}\u201d")
 
 
-#: other languages' negations, read by their presence (these languages repeat a negation where English would not:
-#: "no hay nada", "ne ... jamais", "non ... mai"); French "ne" goes with its "pas", "jamais", ... and is not read
+#: other languages' negations, read by their presence in a sentence written in another language than English (these
+#: languages repeat a negation where English would not: "no hay nada", "ne ... jamais", "non ... mai"); French "ne"
+#: goes with its "pas", "jamais", ... and is not read; "mai" (a month too) is not among them
 OTHER_NEGATIONS = frozenset(
     "nicht kein keine keinen keinem keiner keines nie niemals ohne "  # German
     "niet geen nooit zonder "  # Dutch
     "pas jamais aucun aucune sans "  # French
-    "nunca ningun ninguna ninguno jamas sin "  # Spanish (its "no" is English's too)
-    "non mai nessun nessuna nessuno senza "  # Italian
+    "no nunca ningun ninguna ninguno jamas sin "  # Spanish
+    "non nessun nessuna nessuno senza "  # Italian
     "nao nenhum nenhuma sem "  # Portuguese
-    "inte aldrig ingen inget utan ikke aldri ingen uten ikkje "  # Swedish, Danish, Norwegian
+    "inte aldrig ingen inget utan ikke aldri uten ikkje "  # Swedish, Danish, Norwegian
     "nie nigdy zaden zadna bez".split())  # Polish
 
 
 def _negated(sentence: str) -> bool:
-    """Whether ``sentence`` is negated: an odd number of English negations ("cannot ... without fees" is two: no
-    negation), outside quotation marks, or another language's (`OTHER_NEGATIONS`: "Der Zuschuss wird nicht ...")."""
+    """Whether ``sentence`` is negated, outside quotation marks: in English, by an odd number of negations ("cannot ...
+    without fees" is two: no negation); in a sentence another language's function words mark as its (`written_in`), by
+    one of `OTHER_NEGATIONS` ("Der Zuschuss wird nicht ..."). An English sentence's "non-affiliated" or "InGen" is no
+    negation (a review: read so, "shall not disclose ... to non-affiliated parties" reversed was not found)."""
     text = _NO_NEGATION.sub(" ", _NOT.sub(" not", _QUOTED.sub(" ", sentence)))
     words = re.findall(r"[a-z]+", fold_accents(text).lower())
-    return sum(w in NEGATIONS for w in words) % 2 == 1 or not OTHER_NEGATIONS.isdisjoint(words)
+    if written_in(words_of(text)) not in ("english", None):
+        return not OTHER_NEGATIONS.isdisjoint(words)
+    return sum(w in NEGATIONS for w in words) % 2 == 1
 
 
 def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
@@ -421,8 +426,8 @@ def reversed_claims(answer: str, context: Any) -> list[tuple[str, str]]:
     (an odd number of "not", "never", "cannot", "without", "no", "unless", ...; "no later than" and "not only" are no
     negation). Grounding reads the words two texts share, and the words that reverse a claim are the ones it leaves
     out: "The company shares your personal information with third-party advertisers." from "We do not share your
-    personal information with third-party advertisers." grounded 1.0 (a policy team's trial). English only; a claim
-    reversed without a negation ("optional" for "required", the parties swapped) is not found. A yes or no opening the
+    personal information with third-party advertisers." grounded 1.0 (a policy team's trial). English negations by
+    their number, other languages' by their presence (`_negated`); a claim reversed without a negation ("optional" for "required", the parties swapped) is not found. A yes or no opening the
     answer is left aside ("No, the fee is not refundable." restates "The fee is not refundable."). Linear in the
     passage: each answer sentence is compared with the passage sentences that share a word with it."""
     passage = split_sentences(_context_text(context))
