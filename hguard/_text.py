@@ -30,7 +30,7 @@ from .errors import one_line
 __all__ = ["misdecoded", "asks_only_yes_no", "asks_yes_no", "asked_in", "opens_with_yes_or_no", "yes_or_no_opening", "yes_no_question", "offers_alternatives", "fold_accents", "function_words", "hidden_character", "join_digit_groups", "japanese_grammar",
            "language_of", "asks", "clauses", "own_questions", "refers_back", "sentences",
            "script_of", "script_words",
-           "direction_controls", "listed", "matching_form", "reads_english", "same_words", "shown_plainly", "without_ignorables", "words_of", "written_in", "languages_ahead"]
+           "direction_controls", "listed", "matching_form", "reads_english", "same_words", "seen_form", "shown_plainly", "without_ignorables", "words_of", "written_in", "languages_ahead"]
 
 _C1_CONTROL = re.compile("[\u0080-\u009f]")  # no text uses them: bytes decoded with the wrong codec make them
 _LATIN1_RUN = re.compile("[\u0000-\u00ff]+")
@@ -567,11 +567,14 @@ def same_words(a: str, b: str) -> bool:
     either end aside ("Paris." vs " paris" is the same; "Paris" vs "Paris, Texas" is not): how a reviewer's text
     is matched with the model's answer it was written about."""
 
-    def seen(text: str) -> str:
-        text = "".join(c for c in unicodedata.normalize("NFKC", text) if not hidden_character(c) or c.isspace())
-        return " ".join(text.split()).casefold().strip(_END_PUNCTUATION)
+    return seen_form(a) == seen_form(b)
 
-    return seen(a) == seen(b)
+
+def seen_form(text: str) -> str:
+    """``text`` as a reader sees it, the form :func:`same_words` compares (two texts are the same words where their
+    forms are equal: one dictionary lookup, where many answers are grouped)."""
+    text = "".join(c for c in unicodedata.normalize("NFKC", text) if not hidden_character(c) or c.isspace())
+    return " ".join(text.split()).casefold().strip(_END_PUNCTUATION)
 
 
 _END_PUNCTUATION = " .,;:!?\"'()[]«»“”‘’…-"

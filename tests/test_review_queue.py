@@ -717,7 +717,8 @@ def test_a_disputed_label_is_found_in_one_pass_over_the_items_of_one_question(wi
     rows = [_reviewed_row(str(i), f"answer number {i}", "correct" if i % 2 else "hallucinated") for i in range(3000)]
     with within_cpu_seconds(5):
         kept, why = _one_row_per_question(rows)
-    assert [ex.id for ex in kept] == ["review-2999"] and len(why) == 2999
+    # (3,000 answers two labels apart: no row can stand for them all, a third review: none is exported)
+    assert kept == [] and len(why) == 3000 and "cannot stand in one row" in why[0][1]
     rows = [_reviewed_row("a", "Paris, Texas", "correct"), _reviewed_row("b", "Paris Texas", "hallucinated"),
             _reviewed_row("c", "Lyon", "correct"), _reviewed_row("d", "\uff2c\uff59\uff4f\uff4e.", "hallucinated")]
     kept, why = _one_row_per_question(rows)
@@ -2044,3 +2045,23 @@ def test_a_recorded_risk_that_is_no_number_is_never_the_same_risk():
     assert not same_risk(True, 1.0) and not same_risk(1.0, True)
     assert not same_risk(10**400, 1.0) and not same_risk(10**400, 10**400)
     assert same_value({"n": 10**400}, {"n": 10**400}) and not same_value({"n": 10**400}, {"n": 1.0})
+
+
+def test_verdicts_one_row_cannot_reproduce_are_not_merged_into_it():
+    """A third review: "Frank Herbert" judged correct, then "Frank Herbert, with his son Brian Herbert" hallucinated
+    (no correction): the "Frank Herbert" row was kept, and the next calibration judged that very hallucinated answer
+    correct by it. A row is exported for a question only where it gives each reviewer's answer the reviewer's label."""
+    from hguard.review.export import _one_row_per_question
+
+    right = _reviewed_row("a", "Frank Herbert", "correct")
+    wrong = _reviewed_row("b", "Frank Herbert, with his son Brian Herbert", "hallucinated", answers=[], kind="unanswerable")
+    wrong.meta["answers_unknown"] = True
+    kept, why = _one_row_per_question([right, wrong])
+    assert kept == [] and [item for item, _ in why] == ["a", "b"], why
+    assert ("review-a's row would judge the answer 'Frank Herbert, with his son Brian Herbert' of review-b correct, "
+            "which 'hallucinated' by rb labelled hallucinated; so none of them is exported") in why[0][1], why
+    # a later wrong answer the row does judge wrong is merged as before
+    lyon = _reviewed_row("c", "Lyon", "hallucinated", answers=[], kind="unanswerable")
+    lyon.meta["answers_unknown"] = True
+    kept, why = _one_row_per_question([_reviewed_row("p", "Paris", "correct"), lyon])
+    assert [ex.id for ex in kept] == ["review-p"] and why[0][0] == "c", why

@@ -74,7 +74,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -84,10 +83,10 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from ..calibrate.data import Example, asked_key, write_examples
-from ..calibrate.judge import declines, denies_premise, yes_no_taken
+from ..calibrate.judge import declines, denies_premise, judge_row, yes_no_taken
 from .._numerics import finite_number
 from .._privacy import FILE_MODE, redacted
-from .._text import hidden_character, same_words
+from .._text import seen_form
 from .._audit_records import CONTINUATION
 from .._resources import refuse_own_file
 from ..errors import DataError, InputError
@@ -325,6 +324,15 @@ def _one_row_per_question(rows: list[Example]) -> tuple[list[Example], list[tupl
             continue
         # the latest row that names a right answer; the latest, where none does (every verdict "hallucinated")
         kept = next((ex for ex in reversed(same) if not (ex.meta or {}).get("answers_unknown")), same[-1])
+        unlike = next((ex for ex in same if ex is not kept and _judged(ex, kept) != (ex.meta or {})["label"]), None)
+        if unlike is not None:  # the row would teach another label than a reviewer gave: none of them is exported
+            for ex in same:
+                why.append((item_of(ex), f"reviewers' verdicts on {asked} of {len(same)} items (spaces aside) cannot "
+                                         f"stand in one row: {kept.id}'s row would judge the answer "
+                                         f"{str((unlike.meta or {})['model_answer'])!r:.80} of {unlike.id} "
+                                         f"{_judged(unlike, kept)}, which {said(unlike)} labelled "
+                                         f"{(unlike.meta or {})['label']}; so none of them is exported"))
+            continue
         left.discard(kept.id)
         naming = " that names a right answer" if kept is not same[-1] else ""
         for ex in (ex for ex in same if ex is not kept):
@@ -338,22 +346,23 @@ def _one_row_per_question(rows: list[Example]) -> tuple[list[Example], list[tupl
     return [ex for ex in rows if ex.id not in left], why
 
 
+def _judged(ex: Example, row: Example) -> str:
+    """The label the next calibration would give ``ex``'s answer by ``row`` (its answers, kind and judge): what a
+    merged row must agree with for each reviewer's verdict ("Frank Herbert, with his son Brian Herbert" labelled
+    hallucinated is right by a row whose answer is "Frank Herbert": a third review)."""
+    meta = {k: v for k, v in (row.meta or {}).items() if k not in ("label", "model_answer")}
+    return judge_row(str((ex.meta or {})["model_answer"]), list(row.answers), row.kind, meta, row.question).label
+
+
 def _disputed(same: list[Example]) -> tuple[Example, Example] | None:
-    """Two rows of ``same`` (one question's) that give one answer (as a reader sees it, :func:`hguard._text.same_words`)
-    two labels, the earlier first, or None. In one pass: each answer goes to the bucket of its letters and digits
-    (compatibility form, hidden characters left out, casefolded: what :func:`same_words` keeps of them, so two answers
-    it calls one share a bucket), and there is compared with the first row of each answer the bucket holds ("Ann Foo."
-    and "ann foo" one answer; "Paris, Texas" and "Paris Texas" one bucket, two answers). Comparing every pair took 7.8 s
-    for 1,000 items of one FAQ question with alternating labels, 4x more for each doubling."""
-    buckets: dict[str, list[Example]] = {}
+    """Two rows of ``same`` (one question's) that give one answer (as a reader sees it, :func:`hguard._text.same_words`:
+    its :func:`~hguard._text.seen_form`) two labels, the earlier first, or None. One dictionary lookup an answer
+    (comparing every pair took 7.8 s for 1,000 items of one FAQ question with alternating labels; buckets of letters
+    still compared within, 85 s for 2,000 answers hyphenated apart)."""
+    first_of: dict[str, Example] = {}
     for ex in same:
-        answer = str((ex.meta or {})["model_answer"])
-        shown = "".join(c for c in unicodedata.normalize("NFKC", answer) if not hidden_character(c)).casefold()
-        bucket = buckets.setdefault("".join(c for c in shown if c.isalnum()), [])
-        first = next((b for b in bucket if same_words(str((b.meta or {})["model_answer"]), answer)), None)
-        if first is None:  # an answer not seen before
-            bucket.append(ex)
-        elif (first.meta or {})["label"] != (ex.meta or {})["label"]:  # each answer seen holds one label until here
+        first = first_of.setdefault(seen_form(str((ex.meta or {})["model_answer"])), ex)
+        if (first.meta or {})["label"] != (ex.meta or {})["label"]:  # each answer seen holds one label until here
             return first, ex
     return None
 
