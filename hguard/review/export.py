@@ -286,7 +286,7 @@ def _one_row_per_question(rows: list[Example]) -> tuple[list[Example], list[tupl
       reviewer's label applies exactly when it is (``label_row``); any other answer is judged by the row's
       ``answers``. A later "hallucinated" verdict is not kept over one that names a right answer: "Paris" judged
       correct, then "Lyon" hallucinated, kept as the "Lyon" row (kind "unanswerable", no answers), taught the next
-      calibration that "Paris" is a hallucination too; the "Paris" row judges "Lyon" hallucinated all the same. Each
+      calibration that "Paris" is a hallucination too; the "Paris" row judges "Lyon" hallucinated, as its reviewer did. Each
       other verdict is named with the row kept, e.g. "repeats the question and passage of review-b (spaces aside),
       exported as one row: the latest verdict ('correct' by bob)" ("the latest verdict that names a right answer"
       where a later one was passed over), and, where its row said something else (another answer, label or kind),
@@ -294,7 +294,9 @@ def _one_row_per_question(rows: list[Example]) -> tuple[list[Example], list[tupl
       gets one answer and one row: keeping another too would count that one answer twice.
     * none, where reviewers gave one answer (as a reader sees it, :func:`hguard._text.same_words`) two labels: a
       disputed label is not calibration data (as for two verdicts on one decision), and each item is named with the
-      two verdicts."""
+      two verdicts; and none where the row kept would judge another verdict's answer otherwise than its reviewer did
+      (:func:`_judged`: "Frank Herbert" kept, "Frank Herbert, with his son Brian Herbert", labelled hallucinated,
+      would be judged correct by it), each item named with why."""
     groups: dict[tuple[str, str, str | None], list[Example]] = {}
     for ex in rows:
         groups.setdefault(asked_key(ex), []).append(ex)
