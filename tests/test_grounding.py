@@ -463,6 +463,8 @@ def test_a_weight_too_large_for_a_float_is_refused_naming_it(embedder):
     ("El seguro dental no está incluido en el plan de beneficios.",
      "El seguro dental está incluido en el plan de beneficios.", True),
     ("No hay ninguna cuota para el seguro dental del plan.", "No hay ninguna cuota para el seguro dental.", False),
+    # a day written as an ordinal before its month is no sentence's end ("am 31. Mai": compared in halves, missed)
+    ("Der Vertrag endet am 31. Mai automatisch.", "Der Vertrag endet am 31. Mai nicht automatisch.", True),
     # ... only in a sentence of their language: an English "non-affiliated" is no negation (a third review)
     ("The Company shall disclose personal data to non-affiliated third parties without consent.",
      "The Company shall not disclose personal data to non-affiliated third parties without consent.", True),
@@ -479,3 +481,12 @@ def test_a_sentence_saying_the_opposite_of_the_passage_sentence_it_restates_is_f
     if passage.startswith("We do not share") and reversed_:
         # what it catches that grounding does not: the reversal shares nearly every word
         assert GroundingScorer().score("What does the policy say?", answer, passage)["grounding_lexical"] >= 0.8
+
+
+def test_a_day_written_as_an_ordinal_before_its_month_ends_no_sentence():
+    from hguard.signals.grounding import split_sentences
+
+    assert split_sentences("Der Vertrag endet am 31. Mai nicht automatisch. Er gilt ab 1. Januar 2025.") == [
+        "Der Vertrag endet am 31. Mai nicht automatisch.", "Er gilt ab 1. Januar 2025."]
+    assert split_sentences("It was founded in 2019. The company grew. See section 3. May applies.") == [
+        "It was founded in 2019.", "The company grew.", "See section 3.", "May applies."]

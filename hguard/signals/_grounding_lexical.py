@@ -217,8 +217,14 @@ def _word_matches(tok: str, vocab: set[str], stems: set[str], fuzzy: bool,
 
 # -------------------------------------------------------------------------------------- sentences
 
+# a month's name after a day written as an ordinal, "am 31. Mai", "den 1. juni": no sentence's end (German, the Nordic
+# languages; a reversal after it, "... am 31. Mai nicht automatisch.", was compared in halves)
+_MONTH = (r"(?:Januar|Jänner|Februar|März|Maerz|April|Mai|Juni|Juli|August|September|Oktober|November|Dezember|[Jj]anuar"
+          r"|[Ff]ebruar|[Mm]arts|[Mm]ars|[Aa]pril|[Mm]aj|[Jj]uni|[Jj]uli|[Aa]ugust|[Ss]eptember|[Oo]ktober|[Nn]ovember"
+          r"|[Dd]ecember|[Dd]esember)\b")
 _SENT_SPLIT_RE = re.compile(
-    r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])"  # ". Next"
+    r"(?<=[.!?])(?!(?<=\b\d\.)\s+" + _MONTH + r")(?!(?<=\b\d\d\.)\s+" + _MONTH
+    + r")[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])"  # ". Next"
     r"|(?<=[a-z0-9)][.!?])(?=[A-Z][a-z])"  # "century.First" (HaluEval glues paragraphs)
     r"|\n\s*\n"  # blank line between passages
 )
