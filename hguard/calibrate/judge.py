@@ -901,6 +901,8 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
     is under each reading: "1,5 \u20ac" is not stated by "1.500 \u20ac", which is fifteen hundred euros in a German
     passage."""
     texts = (answer, context, question)
+    if not any(_ambiguous(t) for t in texts):  # every reading is English's: no text's convention to read
+        return _unstated_numbers(answer, context, question, (_ENGLISH, _ENGLISH, _ENGLISH))
     signs = [_signs(t, _LANGUAGE_MARGIN) for t in texts]
     own = [any(s) for s in signs]
     said = [s for s, o in zip(signs, own) if o]
@@ -947,6 +949,11 @@ def _signs(text: str, margin: int) -> tuple[bool, bool, str | None]:
     return commas, points, language
 
 
+def _ambiguous(text: str) -> bool:
+    """Whether ``text`` writes a number that conventions read apart ("1.500", "1,500", "5 mil", "2 billion")."""
+    return any(p.search(text) is not None for p in (_ONE_DOT_GROUP, _ONE_COMMA_GROUP, _MIL, _BILLION))
+
+
 def _comma_options(commas: bool, points: bool) -> list[tuple[bool, bool]]:
     """The readings of "1.500" and "1,500" (``dot_thousands``, ``comma_decimal``) the signs of a decimal comma and of a
     decimal point allow: the one they say; both where they say both; where they say neither, "1.500" either way and
@@ -966,10 +973,10 @@ def _readings(text: str, signs: tuple[bool, bool, str | None], comma_decimal: tu
     texts that say nothing share). A language says so by two function words or more (one is no sign: "Take 1500 mg."
     read as Czech, "take"; "Net income, USD (1,250)" as Polish). "mil" and "billion" read as English's unless the text
     may be Spanish or Portuguese, German or French (by one word: both readings; by two: theirs)."""
+    if not _ambiguous(text):
+        return [_ENGLISH]
     dots = _ONE_DOT_GROUP.search(text) is not None or _ONE_COMMA_GROUP.search(text) is not None
     mil, billion = _MIL.search(text) is not None, _BILLION.search(text) is not None
-    if not (dots or mil or billion):
-        return [_ENGLISH]
     commas, points, language = signs
     maybe = written_in(words_of(text), margin=1) if language is None else language
 
