@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import inspect
+import logging
 import os
 import re
 import subprocess
@@ -17,7 +18,7 @@ from starlette.testclient import TestClient
 
 from hguard.audit import AuditLog, verify
 from hguard.cli.review import main as review_cli
-from hguard.errors import InputError, PolicyError
+from hguard.errors import AuditError, InputError, PolicyError
 from hguard.testing import guard_queue, log_decision
 from hguard.review import ReviewQueue, _auth, create_app, make_server, serve, web
 
@@ -340,6 +341,69 @@ def test_wrong_token_is_refused_and_repeated_failures_lock_login(queue, audit):
     assert len(failed) == 10 and not failed[0]["locked"] and failed[-1]["locked"] and failed[-1]["client"]
     login(client_for(queue))
     assert [x["kind"] for x in audit][-1] == "review_login"
+
+
+DISK_FULL = "could not write to audit log audit.jsonl: [Errno 28] No space left on device; the record was not stored"
+
+
+def unwritable(queue, monkeypatch):
+    """The queue's audit log refusing every append (a full disk), as AuditLog says it."""
+
+    def append(record, *, kind="decision"):
+        raise AuditError(DISK_FULL)
+
+    monkeypatch.setattr(queue.audit, "append", append)
+
+
+def test_a_login_that_cannot_be_recorded_is_refused_naming_the_cause(queue, audit, monkeypatch, caplog):
+    c = client_for(queue)
+    csrf = csrf_of(c.get("/login").text)
+    unwritable(queue, monkeypatch)
+    with caplog.at_level(logging.ERROR, logger="hguard.review"):
+        r = c.post("/login", data={"token": TOKEN, "csrf_token": csrf, "next": "/items/low"}, headers=SAME_ORIGIN)
+    # no session without its record: an auditor reading the log sees every login that read the queue
+    assert r.status_code == 503, r.text
+    assert web.SESSION_COOKIE not in c.cookies and web.SESSION_COOKIE not in r.headers.get("set-cookie", "")
+    shown = html.unescape(r.text)
+    assert (
+        "Not logged in: this login could not be recorded because the audit log audit.jsonl could not be "
+        "written (AuditError: could not write to audit log audit.jsonl: [Errno 28] No space left on device" in shown
+    )
+    assert "fix the audit log and log in again" in shown and str(audit.path.parent) not in shown
+    assert c.get("/items/low").status_code == 303  # still not logged in
+    assert "review login from 127.0.0.1 refused" in caplog.text and "No space left on device" in caplog.text
+    assert not [x for x in audit if x["kind"] == "review_login"]
+
+
+def test_a_failed_login_that_cannot_be_recorded_is_refused_and_says_so(queue, audit, monkeypatch, caplog):
+    c = client_for(queue)
+    csrf = csrf_of(c.get("/login").text)
+    unwritable(queue, monkeypatch)
+    with caplog.at_level(logging.ERROR, logger="hguard.review"):
+        r = c.post("/login", data={"token": "wrong-token-xxxxxxxx", "csrf_token": csrf}, headers=SAME_ORIGIN)
+    assert r.status_code == 403 and web.SESSION_COOKIE not in c.cookies
+    shown = html.unescape(r.text)
+    assert "wrong review token" in shown
+    assert "This failed login was not recorded: the audit log audit.jsonl could not be written (AuditError: " in shown
+    (logged,) = [x for x in caplog.records if x.name == "hguard.review._app"]
+    assert logged.levelno == logging.ERROR and "failed review login from 127.0.0.1 was not recorded" in logged.message
+    assert "No space left on device" in logged.message
+
+
+def test_a_login_recorded_before_its_append_raised_stands_and_is_logged(tmp_path, monkeypatch, caplog):
+    class Mirrored(AuditLog):  # a subclass that mirrors each record elsewhere, the mirror failing after the write
+        def append(self, record, *, kind="decision"):
+            receipt = super().append(record, kind=kind)
+            if kind == "review_login":
+                raise OSError("mirror unreachable")
+            return receipt
+
+    audit = Mirrored(tmp_path / "audit.jsonl")
+    c = client_for(guard_queue(tmp_path / "q.sqlite3", audit=audit))
+    with caplog.at_level(logging.WARNING, logger="hguard.review"):
+        login(c)  # on record: the login goes on
+    assert [x["kind"] for x in audit][-1] == "review_login"
+    assert "is written to the audit log" in caplog.text and "mirror unreachable" in caplog.text
 
 
 def test_login_lockout_is_per_client_address_and_loopback_is_one(queue):

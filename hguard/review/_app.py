@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Sequence
@@ -9,8 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import quote, unquote, urlsplit
 
-from ..audit import AuditLog
-from ..errors import HGuardError, InputError, ReviewQueueError
+from ..audit import AuditLog, append_written, sink_failed_after
+from ..errors import HGuardError, InputError, ReviewQueueError, error_text
 from ._auth import _MAKE_TOKEN, SESSION_MAX_AGE_S, TOKEN_ENV, _Auth, _b64, _check_token, _GuardMiddleware
 from ._items import shown_domain
 from ._pages import _INSTALL_HINT, _jinja_env
@@ -25,6 +26,7 @@ REVIEWER_COOKIE = "hguard_reviewer"
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _MAX_BODY = 2 * 1024 * 1024
 _NO_DOMAIN_PARAM = "-"
+_log = logging.getLogger(__name__)
 
 
 def _with_audit(queue: ReviewQueue, audit: AuditLog | None) -> ReviewQueue:
@@ -331,13 +333,24 @@ def create_app(
             return value
         return "/"
 
-    def log_event(kind: str, fields: dict) -> None:
-        """A login or a failed one, in the queue's audit log when it has one (the page serves on regardless)."""
-        if queue.audit is not None:
-            try:
-                queue.audit.append(fields, kind=kind)
-            except Exception:  # noqa: BLE001 - a verdict cannot be recorded then either, and says so itself
-                pass
+    def log_event(kind: str, fields: dict) -> str | None:
+        """A login (``review_login``) or a failed one (``review_login_failed``) put in the queue's audit log when it has
+        one: None once on record (or with no log), else why it is not, said to this module's logger too (the operator's
+        view; the caller says it on the page). A record written whose append raised after it (the anchor, an
+        AuditLog subclass's mirror) stands: what failed is logged as a warning (:func:`hguard.audit.append_written`)."""
+        if queue.audit is None:
+            return None
+        what = "review login" if kind == "review_login" else "failed review login"
+        try:
+            receipt, failed = append_written(queue.audit, fields, kind=kind)
+        except Exception as exc:  # noqa: BLE001 - whatever it was, the record is not in the log: said, never passed over
+            why = f"the audit log {queue.audit.path} could not be written ({error_text(exc)})"
+            _log.error("%s from %s %s because %s; fix the audit log", what, fields.get("client"),
+                       "refused: it could not be recorded" if kind == "review_login" else "was not recorded", why)  # fmt: skip
+            return why
+        if failed is not None:
+            _log.warning("%s", sink_failed_after(f"the {what} from {fields.get('client')}", receipt, failed))
+        return None
 
     async def login(request: Request) -> Response:
         if request.method == "GET":
@@ -355,12 +368,20 @@ def create_app(
         if not isinstance(given, str) or not auth.check_token(given):
             auth.note_failure(client)
             # on record for an auditor (at most the lockout's count per address and minute), the last one saying so
-            await run_in_threadpool(log_event, "review_login_failed", {"client": client, "locked": auth.login_locked(client)})
+            unrecorded = await run_in_threadpool(
+                log_event, "review_login_failed", {"client": client, "locked": auth.login_locked(client)})  # fmt: skip
             return render(
                 request, "login.html", 403, next=nxt, message_kind="error",
-                message=f"wrong review token; use the value of {TOKEN_ENV} set where the server runs",
+                message=f"wrong review token; use the value of {TOKEN_ENV} set where the server runs"
+                        + (f". This failed login was not recorded: {unrecorded}; the server's log says so too"
+                           if unrecorded else ""),
             )  # fmt: skip
-        await run_in_threadpool(log_event, "review_login", {"client": client})
+        # no session without its record: an auditor relies on the log holding every login that read the queue
+        unrecorded = await run_in_threadpool(log_event, "review_login", {"client": client})
+        if unrecorded is not None:
+            return render(request, "login.html", 503, next=nxt, message_kind="error",
+                          message=f"Not logged in: this login could not be recorded because {unrecorded}; fix the "
+                                  "audit log and log in again")  # fmt: skip
         response = RedirectResponse(nxt, status_code=303)
         cookie(response, request, SESSION_COOKIE, auth.new_session(), SESSION_MAX_AGE_S)
         return response
