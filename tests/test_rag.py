@@ -1512,6 +1512,22 @@ def test_the_rag_report_says_its_accepted_figures_leave_out_the_holds_that_read_
         assert hold in ACCEPTED_LEAVES_OUT, hold
 
 
+def test_the_rag_report_reads_whether_each_reply_declines_once(monkeypatch):
+    """rag_report(answers=True) read every row's reply for declining twice (the scored rows, then all of them)."""
+    import numpy as np
+
+    import hguard.calibrate._rag_fit as rf
+    import hguard.calibrate._rag_report as rr
+
+    rows, fitted = _rows_at_risk(monkeypatch, n=5)
+    rows[0]["grounding"] = None  # unscorable: its route is given too
+    read = []
+    real = rf.declines
+    monkeypatch.setattr(rf, "declines", lambda answer, question=None: read.append(answer) or real(answer, question))
+    m = rr.rag_report(fitted, rows, np.zeros((5, 1)), _quiet_detector(0.9), answers=True)
+    assert len(read) == 5 and len(m["answers"]) == 5 and m["n_unscorable"] == 1
+
+
 def test_the_rag_fit_names_the_answers_left_out_with_a_signal_not_read_when_too_few_remain():
     import numpy as np
 

@@ -142,7 +142,8 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
     F = features[ok]
     sc = score_rag_rows(fitted, rs, F)
     y = _y(rs)
-    scored = ~declined(rs)  # the guard's predicate: a judge's "refusal" it does not read as declining is scored
+    declining_all = declined(rows)  # read once, for every row (the per-answer routes name the unscorable ones too)
+    scored = ~declining_all[ok]  # the guard's predicate: a judge's "refusal" it does not read as declining is scored
     th = fitted["thresholds"]
     folds = (fitted.get("train") or {}).get("folds")  # None: a probe file that does not record them
     risk = sc["merged"]
@@ -190,7 +191,7 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
         risk_of = {r["id"]: float(v) for r, v, s in zip(rs, risk, scored) if s}  # none for a reply that declines
         flagged = {r["id"] for r, f, s in zip(rs, cflag, scored) if f and s}
         on_hold = {r["id"]: h for r, h in zip(rs, holds) if h}  # flagged, a yes/no answer not cleared, or no detector
-        declining = {r["id"] for r, d in zip(rows, declined(rows)) if d}
+        declining = {r["id"] for r, d in zip(rows, declining_all) if d}
         out["answers"] = [
             {"id": r["id"], "question": r.get("question"), "answer": r["answer"], "condition": r.get("condition"),
              "label": r["label"], "judge_reason": r.get("judge_reason"),
