@@ -1089,7 +1089,9 @@ def test_evaluate_rag_scores_every_row_you_give_and_skips_domains_without_a_rag_
     n_alpha = sum(e.domain == "alpha" for e in new)
     assert set(res["domains"]) == {"alpha"} and "beta" in res["skipped"] and res["held_out"].startswith("every row given")
     a = res["domains"]["alpha"]["all"]
-    assert a["n"] == n_alpha and a["correct"] + a["hallucinated"] + a["refusals"] + a["refusals_scored"] == n_alpha
+    # the judge's refusals the guard scores are among the hallucinated (`_y`), not a class of their own
+    assert a["n"] == n_alpha and a["correct"] + a["hallucinated"] + a["refusals"] == n_alpha
+    assert a["refusals_scored"] <= a["hallucinated"]
     # each answer, so the judge can be checked on one's own rows, with where the thresholds route it
     answers = res["domains"]["alpha"]["answers"]
     assert sorted(x["id"] for x in answers) == sorted(e.id for e in new if e.domain == "alpha")
@@ -1526,6 +1528,30 @@ def test_the_rag_report_reads_whether_each_reply_declines_once(monkeypatch):
     monkeypatch.setattr(rf, "declines", lambda answer, question=None: read.append(answer) or real(answer, question))
     m = rr.rag_report(fitted, rows, np.zeros((5, 1)), _quiet_detector(0.9), answers=True)
     assert len(read) == 5 and len(m["answers"]) == 5 and m["n_unscorable"] == 1
+
+
+def test_a_domain_whose_held_out_answers_are_all_unscorable_is_not_said_to_have_none(monkeypatch):
+    """held_out_unchecked said "no held-out answers: no passage of the domain fell on the held-out side" of a domain
+    whose held-out answers were all there, and unscorable (counted in n_unscorable, not in "all"). A judge's
+    "refusal" the guard scores counts among the hallucinated there, so a domain of those alone is checked."""
+    import numpy as np
+
+    import hguard.calibrate._rag_report as rr
+
+    rows, fitted = _rows_at_risk(monkeypatch, n=3)
+    for r in rows:
+        r["grounding"] = None
+    m = rr.rag_report(fitted, rows, np.zeros((3, 1)), _quiet_detector(0.9))
+    said = rr.held_out_unchecked(m, None, test_fraction=0.3, seed=0)
+    assert said.startswith("none of its 3 held-out answers was scored: 3 had a signal that could not be computed"), said
+    rows[0].update(grounding=0.5, label="refusal", answer="I don't know.")
+    m = rr.rag_report(fitted, rows, np.zeros((3, 1)), _quiet_detector(0.9))
+    assert rr.held_out_unchecked(m, None, test_fraction=0.3, seed=0).startswith(
+        "none of its 3 held-out answers was scored: 1 declined and 2 had a signal")
+    title = "Statin use and the risk of cancer in older adults."
+    rows[0].update(answer="The answer is:", question=title)  # scored, as the guard scores it: hallucinated
+    m = rr.rag_report(fitted, rows, np.zeros((3, 1)), _quiet_detector(0.9))
+    assert (m["all"]["refusals_scored"], m["all"]["hallucinated"], m["all"]["correct"]) == (1, 1, 0)
 
 
 def test_the_rag_fit_names_the_answers_left_out_with_a_signal_not_read_when_too_few_remain():

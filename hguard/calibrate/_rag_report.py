@@ -85,14 +85,20 @@ def held_out_unchecked(m: Mapping[str, Any], linked: str | None, *, test_fractio
     """Why a RAG domain's thresholds were not checked on held-out passages (it has no scored held-out answer): what the
     calibration warns and report.md says. The accept threshold stands on the training answers' out-of-fold risks, as a
     closed-book calibration's does with an empty held-out split (:func:`hguard._policy_fit.withdrawn_on_held_out`
-    withdraws only on held-out answers that reject it)."""
+    withdraws only on held-out answers that reject it). ``m["all"]`` counts the held-out answers whose signals could be
+    computed, ``m["n_unscorable"]`` the others: held-out answers too, left out of every figure."""
     a = m["all"]
-    if not a["n"]:
+    unscorable = int(m.get("n_unscorable") or 0)
+    if not a["n"] + unscorable:
         why = "no held-out answers: " + (linked or f"no passage of the domain fell on the held-out side of the split "
                                                  f"(test fraction {test_fraction:g}, seed {seed}); add passages, or "
                                                  "raise --test-fraction")
-    else:
+    elif not unscorable:
         why = f"none of its {a['n']} held-out answers was scored: every one declined"
+    else:
+        why = (f"none of its {a['n'] + unscorable} held-out answers was scored: "
+               + (f"{a['refusals']} declined and " if a["refusals"] else "")
+               + f"{unscorable} had a signal that could not be computed (the unscorable rows)")
     th = m.get("thresholds") or {}
     kept = (f"accept_below {th['accept_below']:.3f} rests on the training answers alone and nothing on held-out "
             "passages could withdraw it" if th.get("accept_below") else "no accept threshold is certified")

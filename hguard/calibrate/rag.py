@@ -236,7 +236,9 @@ def calibrate_rag(
             m["thresholds"]["withdrawn"] = kept.method.rsplit("; withdrawn: ", 1)[1]
             f["thresholds"] = kept
         m["train"] = f["train"]
-        if not m["all"]["correct"] + m["all"]["hallucinated"]:  # the thresholds stand on the training answers alone
+        # no scored held-out answer (the hallucinated count the judge's refusals the guard scores, as `_y` does): the
+        # thresholds stand on the training answers alone
+        if not m["all"]["correct"] + m["all"]["hallucinated"]:
             m["held_out_unchecked"] = held_out_unchecked(m, linked, test_fraction=test_fraction, seed=seed)
         if domain in reviewed_note:
             m["reviewed_split"] = reviewed_note[domain]
