@@ -20,7 +20,7 @@ from .calibrate.judge import declines, unstated_numbers
 from .signals.relevance import repeats_question
 from .signals.grounding import reversed_claims
 from .errors import cut_text, error_text, shown
-from .generation import CLOSED_BOOK, RAG, Generation, model_decoding_problem, typed_turns
+from .generation import CLOSED_BOOK, RAG, Generation, addressed_to_model, model_decoding_problem, typed_turns
 from ._policy_route import OUT_OF_DISTRIBUTION
 from .settings import calibrate_hint
 from .policy import CLOSED_BOOK_GROUNDING_WEIGHT, Decision, Thresholds, apply_grounding, decide, merge_risk
@@ -95,6 +95,51 @@ def knowledge_conflict_check(signals: dict, detector: Mapping | None, how: str, 
     if how == "trust_context":
         return None, f"{what}; knowledge_conflict = 'trust_context': routed as scored"
     return f"{what}; knowledge_conflict = 'review' (untrusted retrieval)", None
+
+
+def answer_holds(question: str, answer: str, context: str | None, declined: str | None, *,
+                 redact: bool = False) -> list[str]:
+    """Why the guard holds an answer for review by what its texts say (the question, the answer and the passage given
+    as context), in the guard's order; ``[]`` when none: a passage addressing the model, chat turns typed into the
+    question, and, unless the answer declines (``declined``: :func:`hguard.calibrate.judge.declines` of it, None where
+    it does not), an answer that repeats the question, states a figure neither the passage nor the question states,
+    or says the opposite of a passage sentence it restates; then direction controls in the answer. ``redact``: a
+    redacting log's reasons quote neither the passage nor a figure of the answer.
+
+    One rule for the guard and for the RAG calibration report's per-answer routes and accepted counts
+    (:func:`hguard.calibrate._rag_report.rag_report`), which counted such answers accepted where the guard held them."""
+    holds: list[str] = []
+    if addressed := addressed_to_model(context, question):  # instructions in a passage, beside control tokens in it
+        found = "; ".join(f"{what}: {f'({len(quoted)} characters, not quoted: a redacting log)' if redact else shown(quoted, 110)}"
+                          for what, quoted in addressed[:3])
+        holds.append(f"the context holds text addressed to the model, not to a reader ({found}"
+                     f"{'; ...' if len(addressed) > 3 else ''}): a passage is evidence to answer from, not instructions, "
+                     "so an answer from it is held for review")
+    if turns := typed_turns(question):  # an earlier exchange pasted in: the turns as history= are held too
+        holds.append(f"the question carries chat turns: {len(turns)} turns typed with role markers "
+                     f"({', '.join(dict.fromkeys(turns))}), an earlier exchange typed in as a transcript; the probe was "
+                     "calibrated on single questions and the history fingerprint does not see these turns, so the "
+                     "answer is held for review (pass earlier turns as history=, or ask the question alone)")
+    if declined is None and repeats_question(question, answer):
+        holds.append("the answer adds no word to the question's own (it repeats the question, or fills what is asked "
+                     "with a word of it), so nothing in it answers the question: held for review")
+    read = declined is None and context_given(context)
+    if unstated := (unstated_numbers(answer, context or "", question) if read else []):
+        # grounding reads digits alone: "25,000 EUR" was grounded in "$25,000", "2024-03-04" in 2024-03-03; a redacting
+        # log's reasons name no figure of the answer (a policy number, a date of birth: in clear)
+        said = f"{len(unstated)} figure(s) (not quoted: a redacting log)" if redact else ", ".join(unstated[:5])
+        holds.append(f"the answer states {said}, which neither the passage nor the question states (as that number, "
+                     "or in that currency or as a percentage): held for review")
+    if reversed_ := (reversed_claims(answer, context or "") if read else []):
+        # grounding reads shared words, and the words that reverse a claim are those it leaves out
+        said, source = reversed_[0]
+        quoted = "" if redact else f": {cut_text(said, 160)!r} against {cut_text(source, 160)!r}"
+        holds.append(f"{len(reversed_)} sentence(s) of the answer say the opposite of the passage sentence they "
+                     f"restate (one of the two is negated){quoted}: held for review")
+    if shifted := direction_controls(answer):  # the number hold and grounding read it in stored order
+        holds.append(f"the answer holds direction controls ({shifted}), which make it show in another order than it "
+                     "was read and scored in (stored '03 days' shows as '30 days'): held for review")
+    return holds
 
 
 class MissingNeuronSignal(ValueError):
@@ -362,47 +407,9 @@ class _Scoring:
         for where in g.extra.get("control_tokens") or ():  # typed turn markers: the turns scored are not the ones sent
             problems.append(f"{where}, read as a marker, not as text: the prompt's turns (system, history, question) may "
                             "not be the ones fingerprinted; remove it from the text")
-        if addressed := g.extra.get("addressed"):  # instructions in a passage, beside the control tokens typed into it
-            quote = not (self.audit is not None and self.audit.redact)  # a redacting log's reasons quote no passage
-            found = "; ".join(f"{what}: {shown(quoted, 110) if quote else f'({len(quoted)} characters, not quoted: a redacting log)'}"
-                              for what, quoted in addressed[:3])
-            g.extra.setdefault("holds", []).append(
-                f"the context holds text addressed to the model, not to a reader ({found}"
-                f"{'; ...' if len(addressed) > 3 else ''}): a passage is evidence to answer from, not instructions, so "
-                "an answer from it is held for review")
-        if turns := typed_turns(g.question):  # an earlier exchange pasted in: the turns as history= are held too
-            g.extra.setdefault("holds", []).append(
-                f"the question carries chat turns: {len(turns)} turns typed with role markers "
-                f"({', '.join(dict.fromkeys(turns))}), an earlier exchange typed in as a transcript; the probe was "
-                "calibrated on single questions and the history fingerprint does not see these turns, so the answer "
-                "is held for review (pass earlier turns as history=, or ask the question alone)")
         g.extra["declined"] = declines(g.text, g.question)  # read once: the conflict check and the route use it
-        if g.extra["declined"] is None and repeats_question(g.question, g.text):
-            g.extra.setdefault("holds", []).append(
-                "the answer adds no word to the question's own (it repeats the question, or fills what is asked with "
-                "a word of it), so nothing in it answers the question: held for review")
-        unstated = (unstated_numbers(g.text, g.context or "", g.question)
-                    if g.extra["declined"] is None and context_given(g.context) else [])
-        if unstated:  # grounding reads digits alone: "25,000 EUR" was grounded in "$25,000", "2024-03-04" in 2024-03-03
-            # a redacting log's reasons name no figure of the answer (a policy number, a date of birth: in clear)
-            said = (f"{len(unstated)} figure(s) (not quoted: a redacting log)" if self.audit is not None and self.audit.redact
-                    else ", ".join(unstated[:5]))
-            g.extra.setdefault("holds", []).append(
-                f"the answer states {said}, which neither the passage nor the question states (as "
-                "that number, or in that currency or as a percentage): held for review")
-        reversed_ = (reversed_claims(g.text, g.context or "")
-                     if g.extra["declined"] is None and context_given(g.context) else [])
-        if reversed_:  # grounding reads shared words, and the words that reverse a claim are those it leaves out
-            said, source = reversed_[0]
-            quoted = ("" if self.audit is not None and self.audit.redact
-                      else f": {cut_text(said, 160)!r} against {cut_text(source, 160)!r}")
-            g.extra.setdefault("holds", []).append(
-                f"{len(reversed_)} sentence(s) of the answer say the opposite of the passage sentence they restate (one "
-                f"of the two is negated){quoted}: held for review")
-        if shifted := direction_controls(g.text):  # the number hold and grounding read it in stored order
-            g.extra.setdefault("holds", []).append(
-                f"the answer holds direction controls ({shifted}), which make it show in another order than it was "
-                "read and scored in (stored '03 days' shows as '30 days'): held for review")
+        g.extra.setdefault("holds", []).extend(answer_holds(
+            g.question, g.text, g.context, g.extra["declined"], redact=self.audit is not None and self.audit.redact))
         limit = g.extra.get("max_new_tokens") or self.generator.max_new_tokens
         # not a stop sequence, an early stop or a cancel (a row a stopping criterion ended is padded to the batch's
         # length, not cut by the limit)

@@ -703,9 +703,6 @@ class Generator:
             control = self.control_in(g.question, g.context, h, sp)
             if control:
                 g.extra["control_tokens"] = control
-            addressed = addressed_to_model(g.context, g.question)  # text a passage addresses to the model: a hold
-            if addressed:
-                g.extra["addressed"] = addressed
             if g.extra.get("stop") is not None and g.extra["stop"] not in (caller_stop or ()):
                 g.extra["frame_stop"] = g.extra.pop("stop")  # the plain frame's end of answer, not the caller's
             if h or sp is not None:

@@ -126,6 +126,30 @@ def conflict_holds(conflict: Mapping[str, Any], rows: Sequence[dict], how: str =
     return out
 
 
+def answer_holds_of(rows: Sequence[dict]) -> list[list[str] | None]:
+    """Why the guard holds each of ``rows`` (replies that do not decline) for review by what its texts say, by the
+    guard's own rules: :func:`hguard._guard_scoring.answer_holds` (a passage addressing the model, chat turns in the
+    question, an answer repeating the question, stating a figure neither the passage nor the question states, saying
+    the opposite of its passage, holding direction controls) and, a RAG probe's,
+    :func:`hguard.signals.relevance.off_question` (a passage sharing none of the question's content words). ``[]``:
+    none; None: the row carries no passage (``context``) or no question, so they could not be read (rows
+    :func:`hguard.calibrate._rag_signals.add_rag_signals` builds carry both)."""
+    from .._guard_scoring import answer_holds
+    from ..signals.relevance import off_question
+
+    out: list[list[str] | None] = []
+    for r in rows:
+        if "context" not in r or not isinstance(r.get("question"), str):
+            out.append(None)
+            continue
+        q, c = r["question"], r["context"]
+        holds = answer_holds(q, str(r.get("answer") or ""), c, None)
+        if (off := off_question(q, c, r.get("context_relevance"))) is not None:
+            holds.append(off)
+        out.append(holds)
+    return out
+
+
 def _held_route(hold: str, risk: float | None, th: Any) -> str:
     """Where the guard routes an answer the knowledge-conflict check holds (:func:`hguard.policy.decide`): with a
     usable risk at or above ``abstain_above``, "abstain" (a hold alone is set against the thresholds), else "review";
@@ -158,7 +182,13 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
     # a reply that declines abstains by rule, whatever its risk, and no conflict is read into it (as the guard serves)
     holds = [h if s else None for h, s in zip(conflict_holds(conflict, rs), scored)]
     held = np.array([h is not None for h in holds], dtype=bool)
-    accepted = accepted_by_risk & scored & ~held  # knowledge_conflict = "review", the default, by the guard's own rule
+    # what the answer's texts say, by the guard's own rules (None: a row with no passage, which they cannot read)
+    read = iter(answer_holds_of([r for r, s in zip(rs, scored) if s]))
+    text_holds = [next(read) if s else [] for s in scored]  # a reply that declines abstains by rule, held or not
+    text_held = np.array([bool(h) for h in text_holds], dtype=bool)
+    unread = np.array([h is None for h in text_holds], dtype=bool)
+    # knowledge_conflict = "review", the default, and the answer's own holds, by the guard's own rules
+    accepted = accepted_by_risk & scored & ~held & ~text_held
     halluc = y == 1
     follows = np.array([followed_misleading(r) for r in rs], dtype=bool)
 
@@ -180,6 +210,8 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
             "hallucinated_among_accepted": _share(halluc, accepted & mask),
             "knowledge_conflict_flagged": _share(cflag & scored, mask),
             "knowledge_conflict_held": _share(held, mask),
+            # held by what the answer's texts say (it reverses its passage, states a figure neither states, ...)
+            "answer_checks_held": _share(text_held, mask),
         }
 
     conds = sorted({r["condition"] for r in rs})
@@ -189,6 +221,9 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
         "knowledge_conflict_checked": bool(conflict.get("detector")),
         # the first answer the knowledge-conflict check holds, and why (with no detector: every one, for that reason)
         "knowledge_conflict_hold": next((h for h in holds if h is not None), None),
+        # scored answers whose row carries no passage or question: the answer checks could not read them, and they
+        # count as accepted under accept_below (rows calibrate-rag and evaluate --rag build carry both)
+        "answer_checks_unread": int(unread.sum()),
         "all": block(np.ones(len(rs), bool)),
         "conditions": {c: block(np.array([r["condition"] == c for r in rs], dtype=bool)) for c in conds},
         "datasets": {d: block(np.array([r["dataset"] == d for r in rs], dtype=bool)) for d in sorted({r["dataset"] for r in rs})},
@@ -196,15 +231,18 @@ def rag_report(fitted: dict, rows: Sequence[dict], features: np.ndarray, conflic
     if answers:
         risk_of = {r["id"]: float(v) for r, v, s in zip(rs, risk, scored) if s}  # none for a reply that declines
         flagged = {r["id"] for r, f, s in zip(rs, cflag, scored) if f and s}
-        on_hold = {r["id"]: h for r, h in zip(rs, holds) if h}  # flagged, a yes/no answer not cleared, or no detector
+        # the knowledge-conflict check's hold (flagged, a yes/no answer not cleared, or no detector) first: one that
+        # could not run reviews whatever the risk; then what the answer's texts say
+        on_hold = {r["id"]: [*([h] if h else []), *(t or [])] for r, h, t in zip(rs, holds, text_holds) if h or t}
         declining = {r["id"] for r, d in zip(rows, declining_all) if d}
         out["answers"] = [
             {"id": r["id"], "question": r.get("question"), "answer": r["answer"], "condition": r.get("condition"),
              "label": r["label"], "judge_reason": r.get("judge_reason"),
              "merged_risk": risk_of.get(r["id"]),
              "route_at_thresholds": ("abstain" if r["id"] in declining
-                                     else _held_route(on_hold[r["id"]], risk_of.get(r["id"]), th) if r["id"] in on_hold
+                                     else _held_route(on_hold[r["id"]][0], risk_of.get(r["id"]), th) if r["id"] in on_hold
                                      else th.route_of(risk_of.get(r["id"], math.nan))),
+             "holds": on_hold.get(r["id"], []),  # why the guard holds it for review (none for a reply that declines)
              "knowledge_conflict": r["id"] in flagged if conflict.get("detector") else None}
             for r in rows
         ]
@@ -233,19 +271,22 @@ def write_rag_report(report: dict, folder: str | os.PathLike) -> None:
     (folder / "report.md").write_text(rag_markdown(report), encoding="utf-8")
 
 
-#: the guard's holds that report.md's accepted figures do not reflect (they depend on the request, on the passage or on
-#: how the generation ended, which the rows :func:`rag_report` reads do not carry, or the row has no figure). Applying
-#: the answer-content holds (``hguard._guard_scoring``) would need the passages and stop reasons carried through
-#: calibrate_rag and evaluate_rag; a figure applying some of them and not others would still overstate, unsaid
+#: the holds report.md's accepted figures apply by the guard's own rules (:func:`answer_holds_of`)
+ANSWER_CHECKS = ("what the answer's texts say (an answer sentence that says the opposite of the passage, a figure "
+                 "neither the passage nor the question states, an answer that repeats the question, direction-control "
+                 "characters, a passage addressing the model or sharing none of the question's words, chat turns "
+                 "typed into the question)")
+#: the guard's holds that report.md's accepted figures do not reflect: they depend on the request, on the model or on the
+#: policy, which the rows :func:`rag_report` reads do not carry, or the row has no figure. The holds that read the
+#: answer against its passage and question are applied (:func:`answer_holds_of`: the guard's own rules), to every row
+#: that carries them (``answer_checks_unread`` counts those that do not)
 ACCEPTED_LEAVES_OUT = (
     "It does not reflect the guard's holds that depend on how a question is asked (a question the domain's router "
     "would not choose it for is held as out of its distribution: see the router section; a RAG probe file carries no "
-    "probe-feature distance check) or on a passage sharing none of the question's words; rows whose signals could not "
-    "be computed (no grounding: the guard holds them) are left out of every figure and counted as unscorable. Nor "
-    "does it reflect the holds that read the answer against its passage and question (an answer sentence that says "
-    "the opposite of the passage, a figure neither states, an answer that repeats the question, direction-control "
-    "characters, an answer cut by a stop sequence): the rows it scores carry neither the passage nor how the answer "
-    "ended, so the accepted figures count such answers accepted where the guard holds them for review.")
+    "probe-feature distance check), on the model's own control tokens typed into the question or the passage, or on "
+    "the policy (an answer cut at max_new_tokens is held where the domain sets cut_answer = 'review' or the question "
+    "asks for an agent's step; the figures route it as scored, as cut_answer = 'mark' does); rows whose signals could "
+    "not be computed (no grounding: the guard holds them) are left out of every figure and counted as unscorable.")
 
 
 def _f(x, nd: int = 3) -> str:
@@ -331,10 +372,20 @@ def rag_markdown(report: dict) -> str:
             f"| misleading-passage answers against the truth accepted <= 10% | {_rate(tg['misleading_followed_accepted'])} | {_met(tg['misleading_followed_accepted'], 0.10, False, m, 'misleading')} |",
             "",
             "Accepted, here and below, is as a guard with knowledge_conflict = \"review\" (the default) routes an "
-            "answer: under accept_below and not held by the knowledge-conflict check, by the guard's own rule (flagged "
-            "by the detector, a yes/no answer the check cannot clear, or every answer where no detector was fitted); "
-            "report.json's accepted_by_risk_alone is the risk's alone, as with \"trust_context\". "
-            f"{ACCEPTED_LEAVES_OUT} "
+            "answer: under accept_below, not held by the knowledge-conflict check (flagged by the detector, a yes/no "
+            "answer the check cannot clear, or every answer where no detector was fitted)"
+            + (f" and not held by {ANSWER_CHECKS}, by the guard's own rules"
+               + (f" (held by them: {_rate(m['all']['answer_checks_held'])} of all answers)"
+                  if (m["all"].get("answer_checks_held") or {}).get("k") else "")
+               + "; report.json's accepted_by_risk_alone is the risk's alone. "
+               + (f"**{m['answer_checks_unread']} scored answer(s) carried no passage or question**, so what their "
+                  "texts say could not be read: they count as accepted where their risk is under accept_below. "
+                  if m.get("answer_checks_unread") else "")
+               if "answer_checks_unread" in m else
+               f", by the guard's own rule; report.json's accepted_by_risk_alone is the risk's alone. This report was "
+               f"computed before the answer checks were applied: its accepted figures also count answers the guard "
+               f"holds by {ANSWER_CHECKS}. ")
+            + f"{ACCEPTED_LEAVES_OUT} "
             f"Hallucinations among accepted answers (all conditions): {_rate(m['all']['hallucinated_among_accepted'])}. "
             + (f"Knowledge conflict flagged: {_rate(tg['misleading_followed_flagged'])} of answers that followed a misleading passage, "
              f"{_rate(tg['supporting_right_flagged'])} of right supporting answers"

@@ -76,7 +76,7 @@ def add_rag_signals(generator, col: Collected, examples: Sequence[Example], work
                     scorer=None, progress: bool = True) -> list[dict]:
     """Per row of ``col``: the grounding and closed-book signals (and ``log_length``), computed once
     and kept in ``work_dir/rag_signals.jsonl``. Rows also get the judge's label afresh (so a judge
-    fix needs no new answers)."""
+    fix needs no new answers), and their example's passage (``context``) and question."""
     from tqdm.auto import tqdm
 
     from ..signals.conflict import closed_book_scores
@@ -105,6 +105,10 @@ def add_rag_signals(generator, col: Collected, examples: Sequence[Example], work
         row = {**r, **{k: v for k, v in done[r["id"]].items() if k != "id"},
                **{k: v for k, v in rel[r["id"]].items() if k != "id"}, **label_row(e, r["answer"])}
         row["log_length"] = math.log1p(r["length"])
+        # the passage it was asked with: the report reads the answer against it and the question as the guard does
+        # (:func:`hguard.calibrate._rag_report.answer_holds_of`)
+        row["context"] = e.context
+        row.setdefault("question", e.question)
         row["condition"] = row_condition(e)  # your own rows need not say these: a row is its domain's dataset
         row["dataset"] = (e.meta or {}).get("dataset") or e.domain
         out.append(row)
