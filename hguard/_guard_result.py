@@ -139,11 +139,7 @@ def _join_context(context) -> str | None:
     if isinstance(context, (list, tuple)):
         bad = next((i for i, c in enumerate(context) if not isinstance(c, str)), None)
         if bad is None:
-            kept: dict[str, str] = {}  # blank: invisible characters alone too (a PDF's zero-width space)
-            for c in context:
-                if not blank(c):
-                    kept.setdefault(_same_passage(c), c)  # a repeat adds nothing to ground on
-            return "\n\n".join(kept.values() or context)
+            return "\n\n".join(kept_passages(context).values() or context)
         raise InputError(
             f"context item {bad} (counting from 0) is {type(context[bad]).__name__} {context[bad]!r:.60}, not a string; "
             "pass each retrieved passage's text (e.g. [doc.page_content for doc in docs])"
@@ -152,6 +148,19 @@ def _join_context(context) -> str | None:
         f"context must be a string or a list of strings (retrieved passages), got {type(context).__name__}; "
         f"pass the passages' text"
     )
+
+
+def kept_passages(context) -> dict[int, str]:
+    """The passages of a list that :func:`_join_context` joins, by their number in it (counting from 0): the blank
+    ones left out (invisible characters alone too: a PDF's zero-width space), and a repeat of an earlier one (it adds
+    nothing to ground on); none for a context that is no list of strings (a string is one passage, read whole)."""
+    if not isinstance(context, (list, tuple)) or not all(isinstance(c, str) for c in context):
+        return {}
+    kept: dict[str, int] = {}
+    for i, c in enumerate(context):
+        if not blank(c):
+            kept.setdefault(_same_passage(c), i)
+    return {i: context[i] for i in kept.values()}
 
 
 def _same_passage(text: str) -> str:
@@ -169,8 +178,8 @@ def left_out_passages(context) -> list[str]:
     empty = [i for i, c in enumerate(context) if blank(c)]
     if len(empty) == len(context):
         return []
-    first: dict[str, int] = {}
-    repeated = [i for i, c in enumerate(context) if not blank(c) and first.setdefault(_same_passage(c), i) != i]
+    kept = kept_passages(context)
+    repeated = [i for i, c in enumerate(context) if not blank(c) and i not in kept]
     return [f"{len(which)} of the {len(context)} retrieved passages (number {', '.join(map(str, which))}, counting "
             f"from 0) {'was' if len(which) == 1 else 'were'} {what}"
             for which, what in ((empty, "empty and left out of the context"),

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import numpy as np
 
 from ._guard_plan import Route
-from ._guard_result import CUT_MARK, GuardResult, context_given
+from ._guard_result import CUT_MARK, GuardResult, context_given, kept_passages
 from ._numerics import NUMBER_RULE, finite_number, sigmoid
 from ._text import direction_controls
 from .calibrate.data import domain_slug
@@ -309,12 +309,17 @@ class _Scoring:
                         notes.append(f"warning: grounding scored by {other}, not by hguard's bundled scorer, on whose "
                                      f"values the RAG merger of domain {cd.name or domain!r} was fitted: no calibration "
                                      "guarantee holds for this risk")
-                    off = off_question(g.question, g.context, signals.get("context_relevance"))
+                    # a list of passages is read passage by passage (one Spanish passage beside the German one that
+                    # answers a German question held it, read joined, as "in Spanish")
+                    passages = g.extra.get("passages")
+                    off = off_question(g.question, passages or g.context, signals.get("context_relevance"))
                     if off and g.extra.get("declined") is None:
                         # an answer that asserts something from a passage sharing no word with the question (off the
                         # question, or in another language) is grounded in nothing the question asked: held, whatever
                         # the merged risk (a hand-set accept_below accepted one)
                         g.extra.setdefault("holds", []).append(off)
+                    elif passages and g.extra.get("declined") is None:
+                        self._other_language_passages(g, passages, signals, notes)
                 merger = cd.merger
                 base = merge_risk(signals, merger) if merger else neuron_risk
                 support = signals.get("grounding")
@@ -346,6 +351,32 @@ class _Scoring:
                 problems.append(scoring_problem(exc))
                 risk = None
         return signals, risk, thresholds, fingerprint_problems
+
+    def _other_language_passages(self, g: Generation, passages: list[str], signals: dict[str, Any],
+                                 notes: list[str]) -> None:
+        """Where some of the request's ``passages`` are in another language than its question and others, in its
+        language, address it, score the answer's grounding against those others alone and hold it if the
+        other-language passages raised any grounding signal (``signals``: as scored against them all), else say in
+        a note that they were read apart (:func:`hguard.signals.relevance.other_language_support`). A scoring that
+        fails holds the answer, naming the error."""
+        from .signals.relevance import other_language_support, passages_in_other_languages
+
+        apart = passages_in_other_languages(g.question, passages)
+        same = [p for i, p in kept_passages(passages).items() if i not in apart]
+        if not apart or not same:
+            return
+        without: Mapping[str, Any] | BaseException
+        try:
+            without = self.grounding.score(g.question, g.text, "\n\n".join(same))  # joined as the context is
+            if not isinstance(without, Mapping):
+                raise TypeError(f"the grounding scorer returned {type(without).__name__}, not a mapping of signals")
+        except Exception as exc:  # fail closed: held, naming the error
+            without = exc
+        hold, note = other_language_support(g.question, apart, len(passages), signals, without)
+        if hold is not None:
+            g.extra.setdefault("holds", []).append(hold)
+        if note is not None:
+            notes.append(note)
 
     def _generation_check(self, cd, route: Route, g: Generation, dp, problems: list[str], notes: list[str]) -> None:
         """Route the answer to review (or warn, per the domain's ``generation_mismatch``) when it was

@@ -27,7 +27,8 @@ from ._decoding import _check_stop
 from ._policy_thresholds import accepts_uncertified
 from ._audit_records import RUN_KEYS, run_id_of
 from ._guard_records import _open_queue, _Recording
-from ._guard_result import REVIEW_MARK, GuardResult, _check_text, _join_context, context_given, left_out_passages  # noqa: F401
+from ._guard_result import (REVIEW_MARK, GuardResult, _check_text, _join_context, context_given,  # noqa: F401
+                            kept_passages, left_out_passages)
 from ._guard_scoring import CANCELLED_HOLD, NO_ROUTER_QUESTIONS, REMOVED_DOMAIN, _Cancelled, _EarlyAbstain, _near, _Scoring, no_conflict_detector
 from ._json import json_safe
 from ._resources import DEFAULT_POLICY, public_seed_warning
@@ -1375,10 +1376,12 @@ class Guard(_Scoring, _Recording):
         ctxs: list[Any] = []
         refused: list[tuple[int, InputError]] = []
         notes: list[list[str]] = [[] for _ in range(n)]
+        passages: list[list[str] | None] = [None] * n  # a list of passages, each read on its own for its language
         for i, (q, c, h, s, d) in enumerate(zip(questions, contexts, histories, systems, domains)):
             try:  # every input is checked before any generation or record
                 _check_text("question", q)
                 notes[i] += left_out_passages(c)
+                passages[i] = list(c) if len(kept_passages(c)) > 1 else None
                 c = _join_context(c)
                 if c is not None:
                     _check_text("context", c)
@@ -1424,7 +1427,8 @@ class Guard(_Scoring, _Recording):
             for i, (d, _) in enumerate(plans):
                 groups.setdefault((d, ctxs[i] is not None), []).append(i)
             self._answer_groups(groups, questions, ctxs, plans, histories, systems, request_ids, extra_problems,
-                                notes, streamer, early_stop, stop, max_new_tokens, started, results, cancel, at, run_list)
+                                notes, streamer, early_stop, stop, max_new_tokens, started, results, cancel, at, run_list,
+                                passages)
         except BaseException as exc:
             if isinstance(exc, AuditError) and getattr(exc, "receipt", None) is None:
                 # a log that stopped taking records part-way: say which decisions it holds. (An AuditError with a
@@ -1522,11 +1526,13 @@ class Guard(_Scoring, _Recording):
 
     def _answer_groups(self, groups, questions, ctxs, plans, histories, systems, request_ids, extra_problems, notes,
                        streamer, early_stop, stop, max_new_tokens, started, results, cancel=None,
-                       at: dict[str, Any] | None = None, runs: Sequence[Any] | None = None) -> None:
+                       at: dict[str, Any] | None = None, runs: Sequence[Any] | None = None,
+                       passages: Sequence[list[str] | None] | None = None) -> None:
         """:meth:`batch`'s generation and recording, one batched generation per (domain, with context) group,
         each answer's result put in ``results`` as soon as its decision record is written; ``at`` is kept naming the
         group being answered (``rows``), its ``stage`` (:data:`GENERATION`, then :data:`SCORING`), and the ``row`` being
-        scored and recorded (None between rows)."""
+        scored and recorded (None between rows). ``passages``: each row's list of passages as given, where it has two
+        or more (its context is them joined), for the scoring to read each passage's language on its own."""
         at = {} if at is None else at
         for (d, rag), idx in groups.items():
             at.update(rows=idx, stage=GENERATION)
@@ -1553,6 +1559,8 @@ class Guard(_Scoring, _Recording):
                     g.extra.setdefault("holds", []).append(CANCELLED_HOLD)
                     g.extra["criterion_stopped"] = True
                 g.extra.setdefault("notes", []).extend(notes[i])  # said in the reasons, not a problem
+                if passages is not None and passages[i] is not None:
+                    g.extra["passages"] = passages[i]
                 if streamer is not None:  # a reviewer must know that the caller may have shown it already
                     g.extra["notes"].append(STREAMED_NOTE)
                 if max_new_tokens is not None:

@@ -724,6 +724,54 @@ def test_a_yes_no_answer_in_another_language_is_never_cleared_by_the_knowledge_c
     assert r.signals["yes_no"] == 0.0 and r.route == "accept", r.reasons
 
 
+_KQ = "Wie lange ist die Kündigungsfrist bei Siemens?"
+_KDE = "Die Kündigungsfrist bei Siemens beträgt drei Monate zum Ende des Quartals."
+_KES = ("El plazo de preaviso en Siemens es de seis semanas y se aplica a todos los contratos de la empresa que se "
+        "firman en Barcelona.")
+_KFR = "Le délai de préavis chez Siemens est de six semaines et il est valable pour tous les contrats à Lyon."
+
+
+def test_each_retrieved_passage_is_read_on_its_own_for_the_language_hold(tiny_rag, tmp_path, monkeypatch):
+    """A LangChain trial: a German question with one German and one Spanish passage was held as "the passage is in
+    Spanish" (the passages read joined), though the German passage answers it. Each passage is read on its own now:
+    the answer from the German passage is not held for the Spanish one (a note says it was read apart and raised no
+    grounding signal); an answer that draws on the Spanish passage ("Barcelona") is held, naming it and the signal it
+    raised; passages all in other languages are held, each named; one string of the same passages is read whole, as
+    before."""
+    from dataclasses import replace as with_text
+
+    from hguard.guard import Guard
+
+    lm, folder, _ = tiny_rag
+    g = Guard.from_policy(_policy(folder, tmp_path, knowledge_conflict="trust_context"), lm=lm)
+    said = {"text": ""}
+    real = g.generator.generate
+    monkeypatch.setattr(g.generator, "generate",
+                        lambda *a, **k: [with_text(x, text=said["text"]) for x in real(*a, **k)])
+    named = "passage 1 of the 2 retrieved (counting from 0) is in Spanish; the question is in German"
+
+    said["text"] = "Die Kündigungsfrist beträgt drei Monate zum Ende des Quartals."
+    r = g.invoke(_KQ, context=[_KDE, _KES], domain="alpha")
+    spanish = [x for x in r.reasons if "Spanish" in x]  # (the tiny merger's range may hold it for other reasons)
+    assert len(spanish) == 1, r.reasons
+    assert spanish[0].startswith(named) and "raised none of the answer's grounding signals" in spanish[0], spanish
+
+    said["text"] = "Die Kündigungsfrist beträgt drei Monate in Barcelona."
+    r = g.invoke(_KQ, context=[_KDE, _KES], domain="alpha")
+    held = [x for x in r.reasons if x.startswith(named)]
+    assert r.route == "review" and held and "grounding_lexical" in held[0] and "higher with it" in held[0], r.reasons
+
+    said["text"] = "Die Kündigungsfrist beträgt sechs Wochen."
+    r = g.invoke(_KQ, context=[_KES, "", _KFR], domain="alpha")
+    assert r.route == "review" and any(x.startswith(
+        "passage 0 of the 3 retrieved (counting from 0) is in Spanish, passage 2 in French; the question is in German")
+        for x in r.reasons), r.reasons
+
+    r = g.invoke(_KQ, context=_KDE + "\n\n" + _KES, domain="alpha")  # one string: read whole, as before
+    assert r.route == "review" and any(x.startswith("the passage is in Spanish and the question in German")
+                                       for x in r.reasons), r.reasons
+
+
 @pytest.mark.parametrize("how", ["review", "trust_context"])
 def test_an_accepted_answer_the_knowledge_conflict_check_cleared_says_so_in_its_record(tiny_rag, tmp_path, how):
     """An accepted RAG answer's record held signals.knowledge_conflict alone: not the threshold it was set against,

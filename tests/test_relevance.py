@@ -358,6 +358,63 @@ def test_a_passage_in_another_language_than_its_question_is_held_though_it_share
         assert off_question(question, passage, 0.5) is None, (question, off_question(question, passage, 0.5))
 
 
+def test_a_list_of_passages_is_read_passage_by_passage_for_the_language_hold():
+    """A LangChain trial: a German question with a German and a Spanish passage was held as "the passage is in Spanish"
+    (the list read joined), though the German passage answers it; and one French passage among English ones was read
+    as English, never held. Each passage is read on its own now; a string is read whole, as before."""
+    from hguard.signals.relevance import off_question
+
+    q = "Wie lange ist die Kündigungsfrist bei Siemens?"
+    de = "Die Kündigungsfrist bei Siemens beträgt drei Monate zum Ende des Quartals."
+    es = "El plazo de preaviso en Siemens es de tres meses y se aplica a todos los contratos de la empresa."
+    fr = "Le délai de préavis chez Siemens est de trois mois et il est valable pour tous les contrats."
+    assert off_question(q, [de, es], 0.0) is None  # the guard compares the grounding with and without passage 1
+
+    from hguard.signals.relevance import passages_in_other_languages
+
+    assert passages_in_other_languages(q, [de, "", es]) == {2: "Spanish"}
+    assert off_question(q, de + "\n\n" + es, 0.0).startswith("the passage is in Spanish and the question in German")
+    assert off_question(q, [es], 0.0).startswith("the passage is in Spanish and the question in German")
+    assert off_question(q, [es, "  ", fr, es], 0.0).startswith(
+        "passages 0 and 3 of the 4 retrieved (counting from 0) are in Spanish, passage 2 in French; the question is in "
+        "German (each passage read by its function words and script): an answer from a passage in another language")
+    canteen = "Die Kantine ist von Montag bis Freitag geöffnet."  # in German, but not about the question
+    assert off_question(q, [canteen, es], 0.0).startswith(
+        "passage 1 of the 2 retrieved (counting from 0) is in Spanish; the question is in German (each passage read by "
+        "its function words and script), and the other passage holds none of the question's content words")
+    qa, french = "What is the capital of Australia?", "La capitale de l'Australie est Sydney, la plus grande ville du pays."
+    assert off_question(qa, ["Canberra is the capital of Australia.", french], 0.5) is None
+    assert passages_in_other_languages(qa, ["Canberra is the capital of Australia.", french]) == {1: "French"}
+    assert off_question(qa, ["The canteen opens at noon.", french], 0.5).startswith("passage 1 of the 2 retrieved")
+    # no passage in another language on its own: read together, as a string is
+    assert off_question(qa, ["Canberra is the capital of Australia.", "Die Hard is a film."], 0.5) is None
+
+
+def test_other_language_passages_hold_an_answer_whose_grounding_they_raise_and_never_fail_open():
+    """Beside a passage in the question's language, one in another language is not held for unless it raises a
+    grounding signal of the answer (it may rest on it: a shared name, a number); a signal that is not a number on
+    either side, or a failed scoring, holds it."""
+    from hguard.signals.relevance import other_language_support
+
+    q, apart = "Wie lange ist die Kündigungsfrist?", {1: "Spanish"}
+    named = "passage 1 of the 3 retrieved (counting from 0) is in Spanish; the question is in German"
+    same = {"grounding": 0.8, "grounding_lexical": 0.75}
+    hold, note = other_language_support(q, apart, 3, same, dict(same))
+    assert hold is None and note.startswith(named) and "raised none of the answer's grounding signals" in note
+    hold, note = other_language_support(q, apart, 3, {"grounding": 0.9, "grounding_lexical": 1.0}, same)
+    assert note is None and hold.startswith(named) and "(grounding 0.900 against 0.800, grounding_lexical 1.000 " \
+        "against 0.750)" in hold and hold.endswith("held for review")
+    lower = {"grounding": 0.7, "grounding_lexical": 0.75}  # a passage that lowers a signal raises none
+    assert other_language_support(q, apart, 3, lower, same)[0] is None
+    for with_all, without in (({"grounding": None, "grounding_lexical": 0.75}, same), (same, {**same, "grounding": "0.8"}),
+                              (same, {}), (same, {"grounding": float("nan")}), ({}, same)):
+        hold, note = other_language_support(q, apart, 3, with_all, without)
+        assert note is None and hold.startswith(named) and "could not be compared" in hold, (with_all, without)
+    hold, note = other_language_support(q, {0: "Spanish", 2: "French"}, 3, same, RuntimeError("embedder gone"))
+    assert note is None and hold.startswith("passage 0 of the 3 retrieved (counting from 0) is in Spanish, passage 2 "
+                                            "in French") and "could not be scored (RuntimeError: embedder gone)" in hold
+
+
 def test_a_long_question_against_a_long_passage_is_read_without_pairing_every_word(within_cpu_seconds):
     """A review: the off-question check paired each question word with each passage word for a close spelling (2,000
     words against 20,000 took 83 s); only words of the same first letter can be close, and the close spelling's cheap

@@ -35,14 +35,15 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from hguard._numerics import finite_number
 from hguard._text import (function_words, japanese_grammar, language_of, offers_alternatives,
                           opens_with_yes_or_no, reads_english, script_of, without_ignorables, words_of, yes_no_question)
 from hguard.signals._grounding_lexical import _stem, _word_matches, by_initial, unread
-from hguard.errors import InputError
+from hguard.errors import InputError, error_text
 
 __all__ = ["RELEVANCE_FEATURES", "adds_no_word", "relevance_scores", "repeats_question", "unread_yes_no"]
 
@@ -178,7 +179,16 @@ def off_question(question: str, context: str | Sequence[str] | None, context_rel
     An English question is held when ``context_relevance`` (the calibrated stem match) is 0 and no other form of its
     words is in the passage either; a question in another language by :func:`shares_content_word` alone, since
     ``context_relevance`` reads English tokens (it counted French and German function words, and found "nothing to
-    miss" in a Cyrillic question)."""
+    miss" in a Cyrillic question).
+
+    A passage that shares a word with the question is held where it is in another language than it
+    (:func:`other_language`). A list of passages is read so passage by passage (:func:`passages_in_other_languages`):
+    held where every passage with words is in another language, or where those in the question's language share none
+    of its content words (only another language's passage addresses it), each named by its number in the list; where
+    one in the question's language addresses it beside one in another language this returns None, and the guard
+    compares the answer's grounding with and without the other-language passages (:func:`other_language_support`).
+    Where no passage is in another language on its own, the passages are read together as one text, as a string is
+    (a few of a language's function words in each of several passages)."""
     if context is None:
         return None
     from hguard.signals.grounding import _context_text
@@ -191,16 +201,108 @@ def off_question(question: str, context: str | Sequence[str] | None, context_rel
     # context_relevance counts a foreign passage's function words ("de", "für") as the question's: it gates only
     # an English passage (one of another script, no list's words in it, is not)
     in_english = passage_in == "english" and script_of(said) is None
-    if english and context_relevance != 0.0 and in_english:
-        return None
-    if _shares(question, text, said, passage_in, english):
+    if not (english and context_relevance != 0.0 and in_english) and not _shares(question, text, said, passage_in,
+                                                                                  english):
+        how = ("context_relevance 0" if english and in_english else
+               f"the passage {_read_without(said)}" if english else _read_without(words_of(question)))
+        return (f"the passage holds none of the question's content words ({how}): it may not address the question (or "
+                "is in another language), so an answer from it is held for review")
+    several = isinstance(context, (list, tuple)) and len(context) > 1
+    apart = passages_in_other_languages(question, context) if several else {}
+    if not apart:
         # a passage in another language than the question shares cognates with it ("Australie" for "Australia"): a
         # French passage's false claim was accepted for an English question, context_relevance 0
-        return other_language(question, said, english)
-    how = ("context_relevance 0" if english and in_english else
-           f"the passage {_read_without(said)}" if english else _read_without(words_of(question)))
-    return (f"the passage holds none of the question's content words ({how}): it may not address the question (or is "
-            "in another language), so an answer from it is held for review")
+        return None if english and context_relevance != 0.0 and in_english else other_language(question, said, english)
+    named = _passages_named(question, apart, len(context))
+    rest = [t for i, p in enumerate(context) if i not in apart and words_of(t := without_ignorables(p))]
+    if not rest:
+        return f"{named}: {_SHARED_WORD}"
+    same = "\n\n".join(rest)
+    words = words_of(same)
+    if _shares(question, same, words, language_of(words), english):
+        return None  # the guard reads the answer's grounding with and without the other-language passages
+    return (f"{named}, and the other passage{'s' if len(rest) > 1 else ''} hold{'' if len(rest) > 1 else 's'} none of "
+            f"the question's content words: only a passage in another language addresses it, and {_SHARED_WORD}")
+
+
+#: why an answer from a passage in another language than its question is held (the end of each such reason)
+_SHARED_WORD = ("an answer from a passage in another language than its question may rest on a word the two happen to "
+                "share (\"Australie\" for \"Australia\"), so it is held for review")
+
+
+def passages_in_other_languages(question: str, passages: Sequence[str]) -> dict[int, str]:
+    """The passages of a list that :func:`other_language` reads as in another language than ``question``, by their
+    number in it (counting from 0), each with that language's name. Each passage is read on its own: read joined, one
+    Spanish passage beside a German one held a German answer from the German passage as "in Spanish" (a LangChain
+    trial), and one French passage among English ones was read as English. A passage with no words reads as none."""
+    question = without_ignorables(question)
+    english = reads_english(question)
+    apart = {}
+    for i, passage in enumerate(passages):
+        words = words_of(without_ignorables(passage))
+        read = _other_language(question, words, english) if words else None
+        if read is not None:
+            apart[i] = read[0]
+    return apart
+
+
+def _passages_named(question: str, apart: Mapping[int, str], retrieved: int) -> str:
+    """The passages ``apart`` (number: language) and the language of ``question``, for a reason: "passage 1 of the 3
+    retrieved (counting from 0) is in Spanish; the question is in German (each passage read by its function words and
+    script)", "passages 0 and 2 of the 3 retrieved (counting from 0) are in Spanish, passage 1 in French; ..."."""
+    by_language: dict[str, list[int]] = {}
+    for i, language in sorted(apart.items()):
+        by_language.setdefault(language, []).append(i)
+    parts: list[str] = []
+    for language, numbers in by_language.items():
+        many = len(numbers) > 1
+        which = (", ".join(map(str, numbers[:-1])) + " and " if many else "") + str(numbers[-1])
+        of = f" of the {retrieved} retrieved (counting from 0) {'are' if many else 'is'}" if not parts else ""
+        parts.append(f"passage{'s' if many else ''} {which}{of} in {language}")
+    question = without_ignorables(question)
+    asked = "English" if reads_english(question) else language_of(words_of(question)).title()
+    return f"{', '.join(parts)}; the question is in {asked} (each passage read by its function words and script)"
+
+
+def other_language_support(question: str, apart: Mapping[int, str], retrieved: int,
+                           with_all: Mapping[str, Any], without: Mapping[str, Any] | BaseException) -> tuple[str | None, str | None]:
+    """(a hold, a note) for an answer to ``question`` from ``retrieved`` passages of which those ``apart`` (number:
+    language, :func:`passages_in_other_languages`) are in another language than it and others, in its language,
+    address it (:func:`off_question` returned None). ``with_all``: the grounding signals of the answer against all
+    the passages (as the guard scored it; None where a signal was not a number); ``without``: the same scorer's
+    signals against the passages in the question's language alone, or the error that scoring raised. Grounding was
+    calibrated on passages in the question's language: where the other-language passages raise any signal (a word
+    the two languages share, a number, the embedding or the model reading across languages), the answer may rest on
+    them and is held, naming them and the signals they raised; where they raise none, its grounding is that of the
+    passages in its language, and a note says the others were read apart. A signal that is not a number on either
+    side, or a scoring that failed, cannot be compared: held."""
+    named = _passages_named(question, apart, retrieved)
+    them = "them" if len(apart) > 1 else "it"
+    if isinstance(without, BaseException):
+        return (f"{named}: the answer's grounding from the passages in the question's language alone could not be "
+                f"scored ({error_text(without)}), so whether it rests on a passage in another language is not known: "
+                "held for review"), None
+    pairs = {k: (finite_number(with_all.get(k)), finite_number(v)) for k, v in without.items()}
+    unread_keys = sorted(k for k, (a, b) in pairs.items() if a is None or b is None)
+    if not pairs or unread_keys:
+        return (f"{named}: the answer's grounding with and without {them} could not be compared "
+                f"({', '.join(map(repr, unread_keys)) or 'no signal'} not a number on both sides), so whether it rests "
+                "on a passage in another language is not known: held for review"), None
+    raised = [(k, a, b) for k, (a, b) in sorted(pairs.items())
+              if a is not None and b is not None and a > b + SUPPORT_TOLERANCE]
+    if raised:
+        shown = ", ".join(f"{k} {a:.3f} against {b:.3f}" for k, a, b in raised)
+        return (f"{named}: the answer's grounding is higher with {them} than from the passages in the question's "
+                f"language alone ({shown}), so it may rest on a passage in another language (a word the two happen to "
+                "share, \"Australie\" for \"Australia\"; grounding was calibrated on passages in the question's "
+                "language): held for review"), None
+    return None, (f"{named}: read apart, {them} raised none of the answer's grounding signals (the passages in the "
+                  "question's language alone give each the same), so its grounding is theirs")
+
+
+#: how much higher a grounding signal may be with the other-language passages than without them and still be the
+#: same (sentence embeddings of one sentence batched with different others differ in their last digits)
+SUPPORT_TOLERANCE = 1e-6
 
 
 #: how many of a passage's words must be function words of the language it reads as and not English's for the hold on a
@@ -218,6 +320,15 @@ def other_language(question: str, words: Sequence[str], english: bool) -> str | 
     than the question's Latin (a Cyrillic passage to an English question). An English passage is not held here (a
     question in another language that shares no word with it is held as off the question), nor two of non-Latin
     scripts (Chinese and Japanese share Han)."""
+    read = _other_language(question, words, english)
+    if read is None:
+        return None
+    named, asked = read
+    return f"the passage is in {named} and the question in {asked} (read by their function words and script): {_SHARED_WORD}"
+
+
+def _other_language(question: str, words: Sequence[str], english: bool) -> tuple[str, str] | None:
+    """(the passage's language, the question's), named, where :func:`other_language` holds a passage of ``words``."""
     said = language_of(words)
     script = script_of(words)
     q_words = words_of(question)
@@ -236,9 +347,7 @@ def other_language(question: str, words: Sequence[str], english: bool) -> str | 
         named = _SCRIPT_LANGUAGE[script].title() if script in _SCRIPT_LANGUAGE else f"{script} script"
     else:
         return None
-    return (f"the passage is in {named} and the question in {asked.title()} (read by their function words and script): "
-            "an answer from a passage in another language than its question may rest on a word the two happen to share "
-            "(\"Australie\" for \"Australia\"), so it is held for review")
+    return named, asked.title()
 
 
 def _read_without(words: Sequence[str]) -> str:
