@@ -386,7 +386,8 @@ class _BreakerLog(AuditLog):
 def test_a_verdict_whose_sink_raised_a_kept_error_before_writing_it_stays_pending(tmp_path):
     """A sink raising again the error of an earlier verdict (written then raised) before writing this one: the
     queue read the error's receipt (the earlier record's) as this verdict written, committed it with the other
-    item's record hash, and said it was in the log. Nothing of it is: the error is raised, the item stays pending."""
+    item's record hash, and said it was in the log. Nothing of it is: the error is raised (as the queue's "not
+    recorded", naming it), the item stays pending."""
     log = _BreakerLog(tmp_path / "audit.jsonl")
     q = guard_queue(tmp_path / "review.sqlite3", audit=log)
     q.enqueue(make_item("a"))
@@ -395,8 +396,11 @@ def test_a_verdict_whose_sink_raised_a_kept_error_before_writing_it_stays_pendin
         q.decide("a", verdict="correct", reviewer="alice")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no warning saying b's verdict is written
-        with pytest.raises(ConnectionError, match="acme-db"):
+        with pytest.raises(ReviewQueueError, match=r"the verdict on item 'b' was not recorded because the audit log "
+                           r".* could not be written \(ConnectionError: acme-db: connection refused\); the item is "
+                           "still pending") as info:  # fmt: skip
             q.decide("b", verdict="hallucinated", reviewer="bob")
+    assert info.value.__cause__ is log.kept
     (rec,) = verdict_records(log)
     assert rec["item_id"] == "a"
     b = q.get("b")
@@ -1235,6 +1239,32 @@ def test_cli_decide_records_a_verdict_once_and_says_where(tmp_path, capsys):
     assert "--no-audit: kept in the queue only" in capsys.readouterr().out and q.get("a3").verdict.audit_record_id is None
     assert cli_main(["decide", "a2", "--verdict", "correct", "--reviewer", "ann", "--no-audit"]) == 2  # not with a policy
     assert "--no-audit goes with --queue" in capsys.readouterr().err
+
+
+def test_cli_decide_whose_audit_append_raises_a_raw_os_error_says_not_recorded_in_one_line(tmp_path, capsys,
+                                                                                             monkeypatch):  # fmt: skip
+    """A verdict's append raising an OSError (a disk error surfacing raw, not as an AuditError) went through
+    `hguard review decide` as a traceback: the queue turned only an HGuardError into its "not recorded". Now whatever
+    the append raised: one line, exit 2, the item still pending."""
+    from hguard.audit import AuditLog
+
+    q = guard_queue(tmp_path / "q.sqlite3", audit=AuditLog(tmp_path / "audit.jsonl"))
+    q.enqueue(make_item("a1"))
+    real = AuditLog.append
+
+    def append(self, record, *, kind="decision"):
+        if kind == "review_verdict":
+            raise OSError(errno.EIO, "Input/output error")
+        return real(self, record, kind=kind)
+
+    monkeypatch.setattr(AuditLog, "append", append)
+    src = ["--queue", str(q.path), "--audit", str(tmp_path / "audit.jsonl")]
+    assert cli_main(["decide", "a1", "--verdict", "hallucinated", "--reviewer", "ann", *src]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the verdict on item 'a1' was not recorded because the audit log" in err
+    assert "could not be written (OSError: [Errno 5] Input/output error); the item is still pending, fix the audit " \
+           "log and decide again" in err
+    assert q.get("a1").status == "pending" and not verdict_records(AuditLog(tmp_path / "audit.jsonl"))
 
 
 def test_cli_list_and_export(queue, tmp_path, capsys):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import html
 import inspect
 import logging
@@ -404,6 +405,57 @@ def test_a_login_recorded_before_its_append_raised_stands_and_is_logged(tmp_path
         login(c)  # on record: the login goes on
     assert [x["kind"] for x in audit][-1] == "review_login"
     assert "is written to the audit log" in caplog.text and "mirror unreachable" in caplog.text
+
+
+def test_a_login_whose_append_raises_a_raw_os_error_is_refused_as_not_recorded(queue, audit, monkeypatch, caplog):
+    """Not only an AuditError: an append raising an OSError of its own (a disk error surfacing raw) gets no session."""
+    c = client_for(queue)
+    csrf = csrf_of(c.get("/login").text)
+
+    def append(record, *, kind="decision"):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(queue.audit, "append", append)
+    with caplog.at_level(logging.ERROR, logger="hguard.review"):
+        r = c.post("/login", data={"token": TOKEN, "csrf_token": csrf, "next": "/"}, headers=SAME_ORIGIN)
+    assert r.status_code == 503 and web.SESSION_COOKIE not in c.cookies
+    assert "could not be written (OSError: [Errno 5] Input/output error); fix the audit log" in html.unescape(r.text)
+    assert "review login from 127.0.0.1 refused" in caplog.text and "Input/output error" in caplog.text
+
+
+@pytest.mark.parametrize("failure", [AuditError(DISK_FULL), OSError(errno.EIO, "Input/output error"),
+                                     PermissionError(errno.EACCES, "Permission denied")])  # fmt: skip
+def test_a_verdict_whose_record_cannot_be_written_is_not_recorded_says_why_and_is_logged(queue, audit, monkeypatch,
+                                                                                        caplog, failure):  # fmt: skip
+    """A verdict's append raising anything but an HGuardError (a disk error surfacing raw as an OSError) gave
+    Starlette's bare 500 and told the operator nothing. It gets the page's own answer, as an AuditError does: not
+    recorded, why, the item still pending (the queue's transaction rolled back), and the error in the server's log."""
+    c = client_for(queue)
+    login(c)
+    form = decide_form(c, "low", verdict="hallucinated", note="made up")
+
+    def append(record, *, kind="decision"):
+        raise failure
+
+    monkeypatch.setattr(queue.audit, "append", append)
+    with caplog.at_level(logging.ERROR, logger="hguard.review"):
+        r = c.post("/items/low", data=form, headers=SAME_ORIGIN)
+    assert r.status_code == 500, r.text
+    shown = html.unescape(r.text)
+    why = DISK_FULL if isinstance(failure, AuditError) else f"{type(failure).__name__}: {failure}"
+    assert (
+        f"Not recorded: review queue review.sqlite3: the verdict on item 'low' was not recorded because the audit log "
+        f"audit.jsonl could not be written ({why}); the item is still pending, fix the audit log and decide again" in shown
+    )
+    assert str(audit.path.parent) not in shown and '<textarea name="note" dir="auto">made up</textarea>' in r.text  # kept
+    (logged,) = [x for x in caplog.records if x.name == "hguard.review._app"]
+    assert logged.levelno == logging.ERROR and "verdict hallucinated by 'alice' on review item 'low' not recorded" in logged.message
+    assert why in logged.message
+    assert queue.get("low").status == "pending" and not [x for x in audit if x["kind"] == "review_verdict"]
+    monkeypatch.undo()  # the log fixed: the same verdict is recorded, nothing of the first try in the way
+    r = c.post("/items/low", data=decide_form(c, "low", verdict="hallucinated"), headers=SAME_ORIGIN)
+    assert r.status_code == 303 and queue.get("low").verdict.verdict == "hallucinated"
+    assert [x["item_id"] for x in audit if x["kind"] == "review_verdict"] == ["low"] and verify(audit.path).ok
 
 
 def test_login_lockout_is_per_client_address_and_loopback_is_one(queue):

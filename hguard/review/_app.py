@@ -320,7 +320,9 @@ def create_app(
             return item_page(request, found, 400, f"Not recorded: {e}", "error", values)
         except VerdictRefused as e:  # the queue no longer matches the log, or an earlier verdict is pending
             return item_page(request, found, 409, f"Not recorded: {e}", "error", values)
-        except ReviewQueueError as e:
+        except ReviewQueueError as e:  # the queue or the audit log could not be written: the operator is told too
+            _log.error("verdict %s by %r on review item %r not recorded: %s", values["verdict"], values["reviewer"],
+                       item_id, e)  # fmt: skip
             return item_page(request, found, 500, f"Not recorded: {e}", "error", values)
         response = RedirectResponse(f"/?done={quote(verdict.item_id, safe='')}", status_code=303)
         # percent-encoded: a header is Latin-1, and a name such as "Łukasz" made the recorded verdict answer 500

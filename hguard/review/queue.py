@@ -61,7 +61,7 @@ from .._privacy import FILE_MODE, redacted
 from .._text import hidden_characters_in, same_words
 from .._audit_records import CONTINUATION
 from ..audit import AuditLog, append_written, sink_failed_after
-from ..errors import HGuardError, InputError, ReviewQueueError, warn_aside
+from ..errors import HGuardError, InputError, ReviewQueueError, error_text, warn_aside
 from . import _archive, _pending
 from ._archive import ArchivedItem, ArchiveSummary
 from ._store import _COLUMNS, _item, migrate
@@ -1022,10 +1022,11 @@ class ReviewQueue:
                                        for k, v in queue_verdict.items()}
         try:
             receipt, failed = append_written(self.audit, record, kind="review_verdict")
-        except HGuardError as e:
+        except Exception as e:  # an AuditError, or whatever else an append raised (a disk error surfacing raw, a sink's)
             raise ReviewQueueError(
                 f"review queue {self.path}: the verdict on item {item_id!r} was not recorded because the audit "
-                f"log {self.audit.path} could not be written ({e}); the item is "
+                f"log {self.audit.path} could not be written ({e if isinstance(e, HGuardError) else error_text(e)}); "
+                "the item is "
                 + ("still pending" if queue_verdict is None else "as it was (its verdict in the queue only)")
                 + ", fix the audit log and decide again"
             ) from e
