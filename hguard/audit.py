@@ -61,6 +61,7 @@ from ._audit_files import (
     _iter_records,
     _last_line,
     _line_number_at,
+    _open_for_append,
     _pread_exact,
     _save_aside,
     write_synced,
@@ -298,9 +299,18 @@ class AuditLog:
 
     def check_writable(self) -> None:
         """Raise AuditIntegrityError (or AuditError), writing nothing, when this writer would be refused: the
-        log's newest record carries a MAC this process's key does not reproduce (or no key is configured), the
-        log's end does not hold the anchor's last head, or the anchor's folder does not exist (the checks every
-        append makes; a guard makes them when it starts, before it answers anything)."""
+        log cannot be opened for appending by this process (a read-only file or file system, its permissions; with no
+        log yet, a folder it may not write in), the log's newest record carries a MAC this process's key does not
+        reproduce (or no key is configured), the log's end does not hold the anchor's last head, or the anchor's
+        folder does not exist (the checks every append makes; a guard makes them when it starts, before it answers
+        anything, and the review site before it serves)."""
+        if self.path.exists():  # opened as an append opens it, and closed: nothing is written
+            os.close(_open_for_append(self.path, create=False)[0])
+        elif not os.access(self.path.parent, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+            raise AuditError(
+                f"cannot create audit log {self.path}: this process may not write in its folder "
+                f"{self.path.parent}; check that folder's permissions, or put the log on writable storage"
+            )
         if self.path.exists() and self.path.stat().st_size > 0:
             fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             try:

@@ -9,6 +9,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -1041,6 +1042,36 @@ def test_a_log_that_cannot_be_opened_says_why_in_the_words_of_its_cause(tmp_path
     monkeypatch.setattr(files.os, "open", refused)
     with pytest.raises(AuditError, match=words):
         AuditLog(tmp_path / "audit.jsonl").append({"i": 1})
+
+
+def test_check_writable_refuses_a_log_this_process_cannot_append_to_writing_nothing(tmp_path, monkeypatch):
+    """check_writable (what a guard and the review site check when they start) passed a log no append could open (a
+    read-only file or file system, its permissions): the first answer, login or verdict found it."""
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.append({"i": 0})
+    whole = log.path.read_bytes()
+    real_open = os.open
+
+    def opened(file, flags, *args, **kwargs):
+        if os.fspath(file) == str(log.path) and flags & (os.O_WRONLY | os.O_RDWR):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(file))
+        return real_open(file, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", opened)
+    with pytest.raises(AuditError, match=rf"cannot open audit log {re.escape(str(log.path))} for appending: \[Errno 13\] "
+                                         "Permission denied.*; check its permissions"):  # fmt: skip
+        log.check_writable()
+    assert log.path.read_bytes() == whole
+    monkeypatch.undo()
+    log.check_writable()  # writable again: passes
+    new = AuditLog(tmp_path / "logs" / "audit.jsonl")  # no log yet: its folder must take a new file
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if os.fspath(p) == str(new.path.parent)
+                        else real_access(p, mode, **kw))  # fmt: skip
+    with pytest.raises(AuditError, match=rf"cannot create audit log .*: this process may not write in its folder "
+                                         rf"{re.escape(str(new.path.parent))}; check that folder's permissions"):  # fmt: skip
+        new.check_writable()
+    assert not new.path.exists()
 
 
 def test_verify_resumes_from_a_verified_point_and_checks_only_what_was_appended(tmp_path):

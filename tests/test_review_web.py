@@ -681,6 +681,96 @@ def test_hguard_review_serve_without_token_exits_non_zero_without_traceback(queu
     assert "Traceback" not in proc.stderr and MAKE_TOKEN in proc.stderr
 
 
+def refusing_appends_to(path, monkeypatch):
+    """``path`` read-only for this process (as a chmod 444 file is for any user but root): opened to append, refused."""
+    real_open = os.open
+
+    def opened(file, flags, *args, **kwargs):
+        if os.fspath(file) == os.fspath(path) and flags & (os.O_WRONLY | os.O_RDWR):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(file))
+        return real_open(file, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", opened)
+
+
+def keyed_queue(tmp_path, monkeypatch):
+    """A queue whose audit log is written with an HMAC key, and a process without that key (HGUARD_KEY unset)."""
+    for name in ("HGUARD_KEY", "HGUARD_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    q = guard_queue(tmp_path / "keyed.sqlite3", audit=AuditLog(tmp_path / "keyed.jsonl", key=b"k" * 32))
+    q.enqueue(make_item("a"))
+    return q
+
+
+@pytest.mark.parametrize("case, cause, fix", [
+    ("key", "carry a keyed MAC but no key is configured in this process", "set HGUARD_KEY_FILE"),
+    ("anchor", "acknowledged records were cut off", "says what is missing: restore the log from a copy"),
+    ("unwritable", "cannot open audit log {log} for appending: [Errno 13] Permission denied", "check its permissions"),
+])  # fmt: skip
+def test_a_server_whose_audit_log_would_refuse_its_records_does_not_start(queue, tmp_path, monkeypatch, case, cause,
+                                                                          fix):  # fmt: skip
+    """Every login and verdict is recorded in the audit log: a log that would refuse them (the HMAC key missing, the
+    anchor's head cut off the log's end, a file this process cannot write) was found only at the first login or
+    verdict. It is checked when the server is made, as a guard checks its log when it starts (check_writable)."""
+    if case == "key":
+        queue = keyed_queue(tmp_path, monkeypatch)
+        log = queue.audit
+    elif case == "anchor":
+        log = AuditLog(tmp_path / "anchored.jsonl", anchor=tmp_path / "anchored.anchor")
+        queue = guard_queue(tmp_path / "anchored.sqlite3", audit=log)
+        queue.enqueue(make_item("a"))
+        queue.enqueue(make_item("b"))
+        log.path.write_bytes(b"".join(log.path.read_bytes().splitlines(keepends=True)[:-1]))  # the last record cut
+    else:
+        log = queue.audit
+        refusing_appends_to(log.path, monkeypatch)
+    before = log.path.read_bytes()
+    with pytest.raises(AuditError) as info:
+        make_server(queue.path, port=0, token=TOKEN, audit=log.path if case == "key" else log)  # the key: this process's
+    said = str(info.value)
+    assert said.startswith(f"not serving the review queue: every login and verdict is recorded in the audit log "
+                           f"{log.path}, which would refuse them: ")  # fmt: skip
+    assert cause.format(log=log.path) in said and fix in said and "\n" not in said
+    assert log.path.read_bytes() == before  # nothing written
+    # reading only (no token): no login or verdict is ever written, so the log is not in the way of reading the queue
+    monkeypatch.delenv(web.TOKEN_ENV, raising=False)
+    reader = make_server(queue.path, port=0, audit=log.path if case == "key" else log, read_only_open=True)
+    assert reader.config.app.state.writable is False
+
+
+@pytest.mark.parametrize("case", ["key", "unwritable"])
+def test_cli_serve_refuses_to_start_on_an_audit_log_that_would_refuse_its_records(queue, tmp_path, monkeypatch,
+                                                                                  capsys, no_run, case):  # fmt: skip
+    monkeypatch.setenv(web.TOKEN_ENV, TOKEN)
+    if case == "key":
+        queue = keyed_queue(tmp_path, monkeypatch)
+    else:
+        refusing_appends_to(queue.audit.path, monkeypatch)
+    assert review_cli(["serve", "--queue", str(queue.path), "--audit", str(queue.audit.path), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        f"hguard review: error: not serving the review queue: every login and verdict is recorded in the audit log "
+        f"{queue.audit.path}, which would refuse them: "
+    )
+    assert ("set HGUARD_KEY_FILE" if case == "key" else "Permission denied") in err
+    assert no_run == []
+
+
+def test_hguard_review_serve_on_a_keyed_log_without_the_key_exits_non_zero_without_traceback(tmp_path, monkeypatch):
+    queue = keyed_queue(tmp_path, monkeypatch)
+    env = {k: v for k, v in os.environ.items() if k not in ("HGUARD_KEY", "HGUARD_KEY_FILE")}
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "hguard", "review", "serve", "--queue", str(queue.path), "--audit", str(queue.audit.path),
+         "--port", "0"],
+        capture_output=True, text=True, env={**env, web.TOKEN_ENV: TOKEN, "HGUARD_THREADS": "1"}, cwd=root, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # exactly one line
+    assert "Traceback" not in proc.stderr and "hguard review: serving" not in proc.stderr
+    assert f"the audit log {queue.audit.path}, which would refuse them: " in proc.stderr and "HGUARD_KEY_FILE" in proc.stderr
+
+
 def test_a_verdict_on_an_item_edited_in_the_queue_file_is_refused_as_a_conflict(queue, audit):
     import sqlite3
 

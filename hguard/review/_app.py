@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import quote, unquote, urlsplit
 
 from ..audit import AuditLog, append_written, sink_failed_after
-from ..errors import HGuardError, InputError, ReviewQueueError, error_text
+from ..errors import AuditError, HGuardError, InputError, ReviewQueueError, error_text
 from ._auth import _MAKE_TOKEN, SESSION_MAX_AGE_S, TOKEN_ENV, _Auth, _b64, _check_token, _GuardMiddleware
 from ._items import shown_domain
 from ._pages import _INSTALL_HINT, _jinja_env
@@ -42,6 +42,20 @@ def _with_audit(queue: ReviewQueue, audit: AuditLog | None) -> ReviewQueue:
             )
         return queue
     return ReviewQueue(queue.path, audit=audit, busy_timeout=queue.busy_timeout)
+
+
+def _check_audit_at_start(audit: AuditLog) -> None:
+    """The checks a guard makes on its log when it starts (:meth:`AuditLog.check_writable`: a file this process can
+    append to, the key, the anchor), made before the site serves: every login and verdict is recorded there, and a log
+    that would refuse them is said once, naming it, the cause and the fix, not at the first login or verdict."""
+    try:
+        audit.check_writable()
+    except Exception as e:  # an AuditError names the cause and the fix; anything else (an OSError reading it), its type
+        why = (
+            f"not serving the review queue: every login and verdict is recorded in the audit log {audit.path}, which "
+            f"would refuse them: {e if isinstance(e, HGuardError) else error_text(e)}"
+        )
+        raise (type(e)(why) if isinstance(e, AuditError) else AuditError(why)) from e
 
 
 def _public_origin(public_url: str | None) -> str | None:
@@ -92,7 +106,8 @@ def create_app(
     """The review site for ``queue``. Reading and verdicts need ``token`` (None is refused with InputError)
     unless ``read_only_open=True``, which lets anyone who reaches the server read the queue (verdicts still need
     the token; with ``token=None`` none can be recorded). ``audit`` logs verdicts (unless the queue has its own
-    log). ``allowed_hosts``: Host names served (default: the loopback names).
+    log); a log that would refuse the logins and verdicts recorded in it (the key, the anchor, a file this process cannot
+    write) is refused here, with AuditError, as a guard refuses it when it starts. ``allowed_hosts``: Host names served (default: the loopback names).
     ``monitor_state``: the monitor's state file, to show each domain's state (normal or tightened).
     ``public_url``: the address reviewers open when a TLS proxy sits in front (``https://review.example``): posts
     must come from it (the server itself sees plain HTTP, so a browser's https Origin was refused), its host is
@@ -119,6 +134,8 @@ def create_app(
     if not hosts or not all(isinstance(h, str) and h for h in hosts):
         raise InputError(f"allowed_hosts must be a non-empty list of host names, got {allowed_hosts!r}")
     auth = _Auth(token, read_only_open=read_only_open)
+    if queue.audit is not None and auth.writable:  # read-only (no token): no login or verdict is ever written
+        _check_audit_at_start(queue.audit)
     env = _jinja_env()
     from ..monitor import MonitorState
 
