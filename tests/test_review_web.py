@@ -376,19 +376,32 @@ def test_a_login_that_cannot_be_recorded_is_refused_naming_the_cause(queue, audi
     assert not [x for x in audit if x["kind"] == "review_login"]
 
 
-def test_a_failed_login_that_cannot_be_recorded_is_refused_and_says_so(queue, audit, monkeypatch, caplog):
+def test_a_failed_login_that_cannot_be_recorded_gets_the_recorded_failures_page(queue, audit, monkeypatch, caplog):
+    """A wrong token's 403 says nothing about recording: someone guessing tokens is not told that its attempts go
+    unlogged. The operator's log says it (an error), and the lockout holds with nothing on record."""
     c = client_for(queue)
     csrf = csrf_of(c.get("/login").text)
+
+    def wrong_token():
+        return c.post("/login", data={"token": "wrong-token-xxxxxxxx", "csrf_token": csrf}, headers=SAME_ORIGIN)
+
+    recorded = wrong_token()
+    assert recorded.status_code == 403 and [x["kind"] for x in audit][-1] == "review_login_failed"
     unwritable(queue, monkeypatch)
     with caplog.at_level(logging.ERROR, logger="hguard.review"):
-        r = c.post("/login", data={"token": "wrong-token-xxxxxxxx", "csrf_token": csrf}, headers=SAME_ORIGIN)
+        r = wrong_token()
     assert r.status_code == 403 and web.SESSION_COOKIE not in c.cookies
+    assert r.text == recorded.text  # the same page as a failure on record
     shown = html.unescape(r.text)
-    assert "wrong review token" in shown
-    assert "This failed login was not recorded: the audit log audit.jsonl could not be written (AuditError: " in shown
+    assert "wrong review token" in shown and "recorded" not in shown and "No space left" not in shown
     (logged,) = [x for x in caplog.records if x.name == "hguard.review._app"]
     assert logged.levelno == logging.ERROR and "failed review login from 127.0.0.1 was not recorded" in logged.message
     assert "No space left on device" in logged.message
+    for _ in range(8):  # ten wrong tokens in a minute (one of them on record) lock the address all the same
+        assert wrong_token().status_code == 403
+    r = c.post("/login", data={"token": TOKEN, "csrf_token": csrf}, headers=SAME_ORIGIN)
+    assert r.status_code == 429 and web.SESSION_COOKIE not in c.cookies
+    assert len([x for x in audit if x["kind"] == "review_login_failed"]) == 1
 
 
 def test_a_login_recorded_before_its_append_raised_stands_and_is_logged(tmp_path, monkeypatch, caplog):

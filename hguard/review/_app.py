@@ -355,8 +355,9 @@ def create_app(
     def log_event(kind: str, fields: dict) -> str | None:
         """A login (``review_login``) or a failed one (``review_login_failed``) put in the queue's audit log when it has
         one: None once on record (or with no log), else why it is not, said to this module's logger too (the operator's
-        view; the caller says it on the page). A record written whose append raised after it (the anchor, an
-        AuditLog subclass's mirror) stands: what failed is logged as a warning (:func:`hguard.audit.append_written`)."""
+        view; a refused login's page says it too, a failed one's does not). A record written whose append raised after
+        it (the anchor, an AuditLog subclass's mirror) stands: what failed is logged as a warning
+        (:func:`hguard.audit.append_written`)."""
         if queue.audit is None:
             return None
         what = "review login" if kind == "review_login" else "failed review login"
@@ -387,14 +388,12 @@ def create_app(
         if not isinstance(given, str) or not auth.check_token(given):
             auth.note_failure(client)
             # on record for an auditor (at most the lockout's count per address and minute), the last one saying so
-            unrecorded = await run_in_threadpool(
+            # not on record: said in the server's log only (log_event), never on the page, which would tell someone
+            # guessing tokens that its guesses go unlogged; the lockout counts them all the same
+            await run_in_threadpool(
                 log_event, "review_login_failed", {"client": client, "locked": auth.login_locked(client)})  # fmt: skip
-            return render(
-                request, "login.html", 403, next=nxt, message_kind="error",
-                message=f"wrong review token; use the value of {TOKEN_ENV} set where the server runs"
-                        + (f". This failed login was not recorded: {unrecorded}; the server's log says so too"
-                           if unrecorded else ""),
-            )  # fmt: skip
+            return render(request, "login.html", 403, next=nxt, message_kind="error",
+                          message=f"wrong review token; use the value of {TOKEN_ENV} set where the server runs")  # fmt: skip
         # no session without its record: an auditor relies on the log holding every login that read the queue
         unrecorded = await run_in_threadpool(log_event, "review_login", {"client": client})
         if unrecorded is not None:
