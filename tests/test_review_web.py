@@ -669,7 +669,7 @@ def test_cli_serve_read_only_open_says_what_it_exposes(queue, monkeypatch, capsy
     monkeypatch.setenv(web.TOKEN_ENV, TOKEN)
     assert review_cli(["serve", "--queue", str(queue.path), "--audit", str(queue.audit.path), "--port", "0"]) == 0
     assert no_run[1].config.app.state.read_only_open is False
-    assert "reading and verdicts need the review token" in capsys.readouterr().err
+    assert f"reading and verdicts need the review token; verdicts logged to {queue.audit.path})" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", [["serve", "--no-audit"], ["list"], ["export", "--no-audit", "--out", "x.jsonl"]])
@@ -744,6 +744,11 @@ def test_a_server_whose_audit_log_would_refuse_its_records_does_not_start(queue,
     assert said.startswith(f"not serving the review queue: every login and verdict is recorded in the audit log "
                            f"{log.path}, which would refuse them: ")  # fmt: skip
     assert cause.format(log=log.path) in said and fix in said and "\n" not in said
+    # and how to serve it meanwhile, which the lines below do
+    assert said.endswith(
+        f"; or, to serve the queue read-only meanwhile (no login or verdict, so nothing recorded), "
+        f"start it with --read-only-open (read_only_open=True) and {web.TOKEN_ENV} unset (token=None)"
+    )
     assert log.path.read_bytes() == before  # nothing written
     # reading only (no token): no login or verdict is ever written, so the log is not in the way of reading the queue
     monkeypatch.delenv(web.TOKEN_ENV, raising=False)
@@ -767,6 +772,14 @@ def test_cli_serve_refuses_to_start_on_an_audit_log_that_would_refuse_its_record
     )
     assert ("set HGUARD_KEY_FILE" if case == "key" else "Permission denied") in err
     assert no_run == []
+    # what it says to do to serve the queue meanwhile starts it, and the start line says that nothing is recorded
+    assert f"start it with --read-only-open (read_only_open=True) and {web.TOKEN_ENV} unset (token=None)\n" in err
+    monkeypatch.delenv(web.TOKEN_ENV)
+    args = ["serve", "--queue", str(queue.path), "--audit", str(queue.audit.path), "--port", "0", "--read-only-open"]
+    assert review_cli(args) == 0 and len(no_run) == 1 and no_run[0].config.app.state.writable is False
+    started = capsys.readouterr().err
+    assert "; read-only (HGUARD_REVIEW_TOKEN is not set); nothing is recorded: no login or verdict without the token)" in started
+    assert "logged to" not in started
 
 
 def test_hguard_review_serve_on_a_keyed_log_without_the_key_exits_non_zero_without_traceback(tmp_path, monkeypatch):

@@ -271,7 +271,8 @@ def main(argv: list[str]) -> int:
             else:
                 mode = f"--read-only-open: ANY local process can read the queue; read-only ({TOKEN_ENV} is not set)"
             audit_note = (
-                f"verdicts logged to {queue.audit.path}" if queue.audit
+                "nothing is recorded: no login or verdict without the token" if not app.state.writable
+                else f"verdicts logged to {queue.audit.path}" if queue.audit
                 else "no audit log: verdicts stay in the queue only"
             )  # fmt: skip
             print(f"hguard review: serving {queue.path} on http://{args.host}:{args.port}/ ({mode}; {audit_note})",

@@ -47,13 +47,16 @@ def _with_audit(queue: ReviewQueue, audit: AuditLog | None) -> ReviewQueue:
 def _check_audit_at_start(audit: AuditLog) -> None:
     """The checks a guard makes on its log when it starts (:meth:`AuditLog.check_writable`: a file this process can
     append to, the key, the anchor), made before the site serves: every login and verdict is recorded there, and a log
-    that would refuse them is said once, naming it, the cause and the fix, not at the first login or verdict."""
+    that would refuse them is said once, naming it, the cause and the fix, not at the first login or verdict, with how to
+    serve the queue read-only meanwhile (no token: nothing is recorded, and the log is not checked)."""
     try:
         audit.check_writable()
     except Exception as e:  # an AuditError names the cause and the fix; anything else (an OSError reading it), its type
         why = (
             f"not serving the review queue: every login and verdict is recorded in the audit log {audit.path}, which "
-            f"would refuse them: {e if isinstance(e, HGuardError) else error_text(e)}"
+            f"would refuse them: {e if isinstance(e, HGuardError) else error_text(e)}; or, to serve the queue read-only "
+            f"meanwhile (no login or verdict, so nothing recorded), start it with --read-only-open (read_only_open=True) "
+            f"and {TOKEN_ENV} unset (token=None)"
         )
         raise (type(e)(why) if isinstance(e, AuditError) else AuditError(why)) from e
 
