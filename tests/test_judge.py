@@ -1268,9 +1268,41 @@ def test_an_annual_rate_written_as_finance_writes_it_holds_a_monthly_one(context
 def test_april_and_a_period_after_the_named_rate_are_not_read_as_per_annum():
     from hguard.calibrate.judge import stated_numbers
 
-    assert stated_numbers("The rate is 4% Apr 2024.") == [("4", "percent"), ("2024", None)]
+    assert stated_numbers("The rate is 4% Apr 2024.") == [("4", "percent"), ("2024", "#year")]
     assert stated_numbers("The APR is 4% per month.") == [("4", "percent/month")]
     assert stated_numbers("Rates: 4 percent p.m.") == [("4", "percent/month")]
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # a bank's trial over annual reports: a reference's number or a year stated any figure of that value, so a wrong
+    # rate or amount passed
+    ("The effective tax rate was 12%.", "The effective tax rate was 21% (see Note 12).", ["12 percent"]),
+    ("The early repayment charge is 7%.", "Under section 7 of the terms, the early repayment charge is 2%.", ["7 percent"]),
+    ("The fee is 4%.", "Under \u00a7 4 the fee is 1%.", ["4 percent"]),
+    ("The fee is $3.", "Article 3 sets a fee of $5.", ["3 dollar"]),
+    ("The rate is 9.2%.", "Clause 9.2: the rate is 6%.", ["9.2 percent"]),
+    ("The fee is 5%.", "See page 5: the fee is 2%.", ["5 percent"]),
+    ("The margin was 13%.", "Notes 12 and 13 give a margin of 4%.", ["13 percent"]),
+    ("The margin was 9%.", "Sections 7-9 give a margin of 4%.", ["9 percent"]),
+    ("The fee is $12.", "Fee schedule No. 12: the fee is $10. See also #12.", ["12 dollar"]),
+    ("It is 12.", "The effective tax rate was 21% (see Note 12).", ["12"]),  # a reference states the same reference
+    ("See section 12.", "The effective tax rate was 21% (see Note 12).", ["section 12"]),
+    ("The overdraft fee is $2,025.", "Effective 1 January 2025, the overdraft fee is $25.", ["2025 dollar"]),
+    ("Growth was 2,023%.", "In 2023 growth was 4%.", ["2023 percent"]),
+    # ... and what they still state: the same reference, the year, a bare number of a table's cell
+    ("The rate was 21% (see Note 12).", "The effective tax rate was 21% (see Note 12).", []),
+    ("See sections 7 to 9.", "Sections 7-9 apply.", []),
+    ("In 2025 the fee is $25.", "Effective 1 January 2025, the overdraft fee is $25.", []),
+    ("Tier 1 capital was 14%.", "The Tier 1 capital ratio was 14%.", []),
+    ("It was 2025.", "| Item | Count |\n| Cards | 2025 |", []),
+    ("It was founded in 2019.", "Revenue, USD (2019) was 5 million.", []),
+    ("It costs 5 dollars.", "Item 3 USD 5, item 4 USD 7.", []),  # an amount after the reference's number
+    ("It needs 480 volts.", "The mill needs a 3-phase 480 V supply.", []),  # "phase" names no reference
+])
+def test_a_reference_or_a_year_states_no_amount_or_percentage(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
 
 
 @pytest.mark.parametrize("answer, context, missing", [

@@ -639,9 +639,80 @@ _ADVERB_PERIODS = {"daily": "day", "weekly": "week", "monthly": "month", "yearly
 _ADVERB_PERIOD = re.compile(_RATE_AFTER + r"(" + "|".join(_ADVERB_PERIODS) + r")\b")
 
 
-def _written_numbers(text: str, number_words: bool) -> str:
+# A figure's label, read by the number hold only (`stated_numbers`; the judge's alias matching reads text as before): a
+# reference ("Note 12", "section 7", "§ 4", "clause 9.2", "page 5", "No. 5", "#12") and a year ("2025") are labels,
+# not amounts. Each is given a unit of its own, written as a word after its number (`_LABEL_UNITS`), so that the
+# reference's number states the same reference only ("see Note 12" does not state a tax rate of 12%, nor a bare 12)
+# and the year's a year or a bare number, never an amount in a currency or a percentage ("$2,025" from "Effective 1
+# January 2025"). A trial of a bank's annual reports: "The effective tax rate was 12%." passed from "21% (see Note
+# 12)", "$2,025" from a year. A reference's number is one or a list ("Notes 12 and 13", "sections 7 to 9", "§§ 4, 5"),
+# written without a unit after it ("Item 3 USD 5" is an amount), and never a year ("Table 2023" is a year); words that
+# also name a quantity's kind are none ("3-phase 480 V", "a noise level 85 dB", "line 5000").
+_REFERENCE_KINDS = {
+    "note": "note", "notes": "note", "section": "section", "sections": "section", "sec.": "section", "§": "section",
+    "§§": "section", "article": "article", "articles": "article", "art.": "article", "clause": "clause",
+    "clauses": "clause", "paragraph": "paragraph", "paragraphs": "paragraph", "para.": "paragraph", "page": "page",
+    "pages": "page", "pp.": "page", "item": "item", "items": "item", "schedule": "schedule", "schedules": "schedule",
+    "exhibit": "exhibit", "exhibits": "exhibit", "table": "table", "tables": "table", "figure": "figure",
+    "fig.": "figure", "appendix": "appendix", "annex": "annex", "chapter": "chapter", "chapters": "chapter",
+    "tier": "tier", "stage": "stage", "no.": "no.", "nos.": "no.", "nr.": "no.", "#": "no."}
+_LABEL_WORD = "figurelabel"  # the words written after a label's number: "figurelabelyear", "figurelabelnote", ...
+_LABEL_UNITS = {f"{_LABEL_WORD}year": "#year",
+                **{f"{_LABEL_WORD}{kind.rstrip('.')}": f"#{kind}" for kind in _REFERENCE_KINDS.values()}}
+_REFERENCE_UNITS = frozenset(f"#{kind}" for kind in _REFERENCE_KINDS.values())
+_REFERENCE_NUMBER = r"(?!(?:19|20)\d\d(?!\d))\d+(?:\.\d+)*"
+_NO_UNIT_AHEAD = "(?!" + _MEASURE_AHEAD.removeprefix("(?=")  # no unit, currency, scale or percent after it
+# a word, an abbreviation or a sign before a number (found so, then looked up: one alternation of the words, tried at
+# every character, took as long as the rest of the labels' reading on a long table)
+_REFERENCE = re.compile(r"(?<![\w.\u00a7#-])([^\W\d_]+\.?|\u00a7\u00a7?|#)([ \t\u00a0]*)(?=\d)")
+_REFERENCE_LIST = re.compile("(?i)" + _REFERENCE_NUMBER + r"(?:[ \t\u00a0]*(?:,|and|or|&|to|through|-|\u2013)[ \t\u00a0]*"
+                             + _REFERENCE_NUMBER
+                             + r")*(?![\w%\u2030]|[.,]\d)" + _NO_UNIT_AHEAD)
+_REFERENCE_PART = re.compile(r"\d+(?:\.\d+)*")
+_REFERENCE_DASH = re.compile(r"[ \t\u00a0]*[-\u2013][ \t\u00a0]*")
+# a year: four digits from 1900 to 2099, no thousands separator ("2,025" is an amount), no unit, currency, scale or
+# percent after it nor a currency before it ("$2025", "USD 2025"), no part of a date or a range in digits ("2025-03-04")
+_YEAR_LIKE = re.compile(r"(?i)(?<![" + _MINUS_SIGNS + r"\w.,/:'\u2019\u00a7#])(?:19|20)\d\d(?![\w%\u2030]|[" + _MINUS_SIGNS
+                        + r".,/:]\d)(?![ \t\u00a0]*" + _LABEL_WORD + ")" + _NO_UNIT_AHEAD)
+_CURRENCY_BEFORE = re.compile(r"(?:[" + re.escape(_CURRENCY_SIGNS) + r"]|\b(?i:" + "|".join(_CURRENCY_CODES) + r"))[ \t\u00a0]?$")
+
+
+def _labelled(text: str) -> str:
+    """``text`` with a unit word after each number that is a label (`_REFERENCE`, `_YEAR_LIKE`)."""
+
+    def references(text: str) -> str:
+        out: list[str] = []
+        done = 0
+        for m in _REFERENCE.finditer(text):
+            kind = _REFERENCE_KINDS.get(m.group(1).lower())
+            if kind is None or (m.group(1).isalpha() and not m.group(2)) or m.start() < done:
+                continue  # not a reference's word; a word written on its number ("Note12")
+            numbers = _REFERENCE_LIST.match(text, m.end())
+            if numbers is None:
+                continue
+            word = f" {_LABEL_WORD}{kind.rstrip('.')} "
+            listed = _REFERENCE_DASH.sub(" to ", numbers.group(0))  # "sections 7-9": 7 to 9, each a reference
+            out += [text[done:numbers.start()], _REFERENCE_PART.sub(r"\g<0>" + word, listed)]
+            done = numbers.end()
+        return "".join(out) + text[done:] if out else text
+
+    def year(m: re.Match[str]) -> str:
+        if _CURRENCY_BEFORE.search(text, max(0, m.start() - 6), m.start()):
+            return m.group(0)
+        return f"{m.group(0)} {_LABEL_WORD}year "
+
+    if any(c.isdigit() for c in text):
+        text = references(text)
+        text = _YEAR_LIKE.sub(year, text)
+    return text
+
+
+def _written_numbers(text: str, number_words: bool, figures: bool = False) -> str:
     """``text`` with the ways of writing numbers above rewritten as plain numbers (and, with ``number_words``,
-    "a week", "a dozen" and ordinal words as numbers too)."""
+    "a week", "a dozen" and ordinal words as numbers too; with ``figures``, a label's number followed by its unit word:
+    `_labelled`)."""
+    if figures:
+        text = _labelled(text)
     text = _FRACTION.sub(lambda m: (m.group(1) or "0") + _FRACTION_CHARS[m.group(2)], text)
     text = _SLASH_FRACTION.sub(lambda m: _SLASH_FRACTIONS.get((m.group(1), m.group(2)), m.group(0)), text)
     text = _DIMENSION.sub(" x ", text)
@@ -682,9 +753,10 @@ def stated_numbers(text: str, number_words: bool = True, reading: _Reading = _EN
     "percent" when one goes with it ("5%", "five percent"), else None. Dates read as their parts ("2024-03-03" and
     "March 3, 2024" both hold 2024 and 3). Units of measure read the same way ("500mg", "500 mg" and "500
     milligrams" read ("500", "mg"); "twice" reads ("2", "times")), and a decimal comma as a decimal point ("2,5 mg",
-    "0,125 mg"; "1,250" is 1250). ``number_words``: read "five", "twice" and "half" as numbers too; ``reading``: how
+    "0,125 mg"; "1,250" is 1250). A label's number has its label for unit (`_labelled`: "Note 12" reads ("12",
+    "#note"), a year ("2025", "#year")). ``number_words``: read "five", "twice" and "half" as numbers too; ``reading``: how
     a number written alike in several conventions is read (`_Reading`; English by default: "1,250" is 1250)."""
-    toks = _tokens(text, number_words, reading)
+    toks = _tokens(text, number_words, reading, figures=True)
     out: list[tuple[str, str | None]] = []
     i = 0
     while i < len(toks):
@@ -715,6 +787,8 @@ def _unit_at(toks: list[str], j: int) -> tuple[str | None, int]:
     """The unit read at ``toks[j]`` (after a number) and where reading goes on: a currency or percent, a unit of
     measure ("mg"; "business days" are days), with what it is per ("mg per kg" is "mg/kg", "dollar per year"
     "dollar/year"); None for none, or for an "x" before a number ("3 x 500 mg": a multiplication sign)."""
+    if j < len(toks) and toks[j] in _LABEL_UNITS:  # a label's ("Note 12", "2025"): no rate
+        return _LABEL_UNITS[toks[j]], j + 1
     if j < len(toks) and toks[j] in _QUALIFIERS and j + 1 < len(toks) and toks[j + 1] in _MEASURE_UNITS:
         j += 1
     t = toks[j] if j < len(toks) else None
@@ -1016,6 +1090,8 @@ def _unstated_numbers(answer: str, context: str, question: str,
         rest = rest.replace(written, " ")
     for value, unit in dict.fromkeys(stated_numbers(_LIST_MARKER.sub(" ", rest), number_words=False, reading=reading[0])):
         units = units_of.get(value)
+        if unit == "#year":
+            unit = None  # the answer's year is read as a bare number ("in 2023" from "USD (2023)")
         if unit is not None and _amount(value, unit) in amounts:
             continue
         head = unit.split("/")[0] if unit is not None and "/" in unit else None  # "56 hours per week" from "56 hours"
@@ -1026,9 +1102,20 @@ def _unstated_numbers(answer: str, context: str, question: str,
         bare = _PER_TIME.sub("", unit) if unit is not None else None
         if bare != unit and units is not None and (bare in units or _amount(value, bare) in amounts):
             continue  # "1.6 mcg/kg/day" from "1.6 micrograms per kilogram of body weight per day": a period added
-        if units is None or (unit is not None and unit not in units and None not in units):
-            missing.append(f"{value} {'/'.join(_UNIT_SHOWN.get(u, u) for u in unit.split('/'))}" if unit else value)
+        if units is None or (unit is not None and unit not in units and None not in units) or (
+                unit is None and units <= _REFERENCE_UNITS):  # a bare 12 from "Note 12" alone
+            missing.append(_shown(value, unit))
     return missing + dates_missing
+
+
+def _shown(value: str, unit: str | None) -> str:
+    """A figure as a reason shows it: "25000 euro", "300 \u00a5 (yen or yuan)/month" (`_UNIT_SHOWN`), "note 12", a
+    year as its number."""
+    if unit is None or unit == "#year":
+        return value
+    if unit in _REFERENCE_UNITS:
+        return f"{unit[1:]} {value}"
+    return f"{value} {'/'.join(_UNIT_SHOWN.get(u, u) for u in unit.split('/'))}"
 
 
 # "-0.5%", "-$200", "\u20133.2%" (an en dash a word processor made of a minus; a figure dash or a small hyphen-minus
@@ -1269,14 +1356,15 @@ _SCALE_ON_SIGN = re.compile(r"(?<=\d)[ \u00a0]?(" + "|".join(sorted(_SCALE_LETTE
 _THOUSAND_MILLION = re.compile(r"(?i)\b(?:mil|thousand)[ \u00a0]+(?:millones|milhões|milhoes|million|millions)\b")
 
 
-def _tokens(text: str, number_words: bool = True, reading: _Reading = _ENGLISH) -> list[str]:
+def _tokens(text: str, number_words: bool = True, reading: _Reading = _ENGLISH, figures: bool = False) -> list[str]:
     """Normalised words with numbers (digits or words) rewritten to one canonical digit form, with their sign
     ("-0.5%" is not "0.5%") and their scale word ("$5 million" is 5000000, not 5), and units (`_UNIT_WORDS`) to one
-    word after their number ("$5,000", "5,000 dollars" and "USD 5 thousand" all read "5000 dollar")."""
+    word after their number ("$5,000", "5,000 dollars" and "USD 5 thousand" all read "5000 dollar"). ``figures``: a
+    label's number is followed by its unit word (`_labelled`; the number hold's reading, not the judge's)."""
     text = _SCALE_ON_SIGN.sub(lambda m: f" {_SCALE_LETTERS[m.group(1).rstrip('.')]} ", _plain_digits(text))
     text = _THOUSAND_MILLION.sub(" milliard ", text)
     text = _SIGN_AFTER_CURRENCY.sub(r"\2\1", _accounting(_decimal_commas(text, reading)))
-    text = _written_numbers(text, number_words)
+    text = _written_numbers(text, number_words, figures)
     text = _CODE_ON_NUMBER.sub(r"\1 ", _BARE_DECIMAL.sub("0.", _SIGN.sub(" minus ", text)))
     text = _GLUED_UNIT.sub(r"\1 \2", text)
     named = _UNIT_SYMBOL.sub(lambda m: f" {_UNIT_SYMBOLS[m.group(0)]} ", text)
