@@ -1080,7 +1080,8 @@ _STATEMENT = "| Line item (USD thousands) | FY2024 | FY2023 |\n|---|---|---|\n| 
     # as positive (only "$(1,250)" was a minus), so the wrong sign "$1,250" passed and the right "-1,250" was held
     ("Net income in FY2024 was $1,250.", _STATEMENT, ["1250 dollar"]),
     ("Net income in FY2024 was -1,250.", _STATEMENT, []),
-    ("Net income in FY2024 was -$1,250.", _STATEMENT, []),
+    ("Net income in FY2024 was -$1,250 thousand.", _STATEMENT, []),
+    ("Net income in FY2024 was -$1,250.", _STATEMENT, ["-1250 dollar"]),  # the header's "USD thousands"
     ("Net income in FY2024 was (1,250).", _STATEMENT, []),  # the answer copying the notation reads as the table does
     ("It was $1,250.", "fee,amount\nNet income,(1250)", ["1250 dollar"]),
     ("It was -1,250.", "fee,amount\nNet income,(1250)", []),
@@ -1300,6 +1301,51 @@ def test_april_and_a_period_after_the_named_rate_are_not_read_as_per_annum():
     ("It needs 480 volts.", "The mill needs a 3-phase 480 V supply.", []),  # "phase" names no reference
 ])
 def test_a_reference_or_a_year_states_no_amount_or_percentage(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
+_SEGMENTS = "Segment results (in $ millions)\n| Segment | Net revenue | Margin |\n| Retail banking | 12,340 | 4.5% |"
+_OPERATIONS = ("Consolidated statement of operations (in $ thousands)\n| Item | 2023 | 2022 |\n| Revenue | 8,450 | 7,910 |\n"
+               "| Net income | (1,200) | 640 |")
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # a bank's trial: a table's declared scale and currency were not read, so a bare cell matched any unit and scale:
+    # the wrong "$12,340" passed under "(in $ millions)" and the right "$12,340 million" was held
+    ("Retail banking net revenue was $12,340.", _SEGMENTS, ["12340 dollar"]),
+    ("Retail banking net revenue was $12,340 million.", _SEGMENTS, []),
+    ("Retail banking net revenue was $12.34 billion.", _SEGMENTS, []),
+    ("Retail banking net revenue was 12,340.", _SEGMENTS, []),  # a bare number states a bare number
+    ("Retail banking net revenue was \u20ac12,340 million.", _SEGMENTS, ["12340000000 euro"]),
+    ("The margin was 4.5%.", _SEGMENTS, []),
+    ("Retail banking net revenue was $12,340.", _SEGMENTS.replace("in $ millions", "EUR m"), ["12340 dollar"]),
+    ("Retail banking net revenue was \u20ac12.34bn.", _SEGMENTS.replace("in $ millions", "EUR m"), []),
+    ("Revenue in 2023 was $8,450.", _OPERATIONS, ["8450 dollar"]),
+    ("Revenue in 2023 was $8.45 million.", _OPERATIONS, []),
+    ("Net income in 2023 was -$1.2 million.", _OPERATIONS, []),
+    ("Revenue was $8,450.", "Revenue (in thousands)\n| 2023 | 8,450 |", ["8450 dollar"]),
+    ("Revenue was 8.45 million euros.", "Revenue (in thousands)\n| 2023 | 8,450 |", []),  # a scale alone: any currency
+    ("Revenue was $8.45 million.", "All amounts are in thousands of US dollars. Revenue was 8,450.", []),
+    ("Revenue was $8,450.", "All amounts are in thousands of US dollars. Revenue was 8,450.", ["8450 dollar"]),
+    ("Revenue was $8,450,000.", "Revenue ($000s): 8,450", []),
+    ("Revenue was \u00a38.45 million.", "Revenue (\u00a3'000): 8,450", []),
+    ("Net income was $1.25 billion.", "(Dollars in millions)\n| Net income | 1,250 |", []),
+    ("Revenue was $4.21 billion.", "| USD m | 2023 |\n| Revenue | 4,210 |", []),
+    ("Revenue was $4,210.", "| USD m | 2023 |\n| Revenue | 4,210 |", ["4210 dollar"]),
+    ("Revenue was C$5 billion.", "Revenue (in millions of Canadian dollars): 5,000", []),
+    ("Revenue was $5 billion.", "Revenue (in millions of Canadian dollars): 5,000", ["5000000000 dollar"]),
+    # two declarations: each number takes the one above it
+    ("B was $7 thousand.", "Table 1 (in $ millions)\n| A | 12 |\n\nTable 2 (in $ thousands)\n| B | 7 |", []),
+    ("A was $12 million.", "Table 1 (in $ millions)\n| A | 12 |\n\nTable 2 (in $ thousands)\n| B | 7 |", []),
+    ("B was $7 million.", "Table 1 (in $ millions)\n| A | 12 |\n\nTable 2 (in $ thousands)\n| B | 7 |",
+     ["7000000 dollar"]),
+    # no declaration: "Height (m)", a currency beside its amount ("\u00a5100 (JPY)" is the yen)
+    ("It is 12 feet.", "| Height (m) | 12 |", []),
+    ("The fee is 100 yen.", "The fee is \u00a5100 (JPY).", []),
+])
+def test_a_declared_scale_and_currency_read_the_passages_bare_numbers(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers
 
     assert unstated_numbers(answer, context) == missing

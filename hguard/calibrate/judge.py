@@ -61,6 +61,7 @@ The judge has known blind spots: a reply naming the right answer next to a wrong
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -1066,6 +1067,96 @@ def _readings(text: str, signs: tuple[bool, bool, str | None], comma_decimal: tu
     return [_Reading(d, c, m, b) for d, c in readings for m in mils for b in billions]
 
 
+# A passage that declares the scale or the currency of its amounts ("Segment results (in $ millions)", "(EUR m)",
+# "(USD thousands)", "($000s)", "('000)", "(\u20ac bn)", "(Dollars in millions)", "All amounts are in thousands of US
+# dollars", a table's header
+# cell "| USD m |"): its bare numbers (a table's cells) are amounts at that scale and in that currency. A bank's trial:
+# under "(in $ millions)" the right "$12,340 million" was held and a wrong "$12,340" passed (a bare cell matched any
+# unit and scale). Such a passage's bare number now states a bare number of the answer, and an amount only at the
+# declared scale and currency (`_passage_numbers`); where the passage declares several, each number takes the
+# declaration above it (the first for those above every declaration).
+_DECLARED_SIGN = r"(?:(?:US|U\.S\.|HK|NZ|AU|CA|A|C|S|R)\$|[$\u20ac\u00a3\u00a5\u20b9])"
+_DECLARED_CODE = r"(?-i:" + "|".join(c.upper() for c in _CURRENCY_CODES) + r")"
+_DECLARED_ADJECTIVES = {"us": "usd", "u.s.": "usd", "american": "usd", "canadian": "cad", "australian": "aud",
+                        "new zealand": "nzd", "hong kong": "hkd", "singapore": "sgd", "swiss": "chf", "japanese": "jpy"}
+_DECLARED_NAME = (r"(?:(?:" + "|".join(re.escape(a) for a in sorted(_DECLARED_ADJECTIVES, key=len, reverse=True))
+                  + r")\s+)?(?:dollars?|euros?|pounds?(?:\s+sterling)?|sterling|yen|yuan|renminbi|francs?|rupees?)")
+_DECLARED_CURRENCY = r"(?:" + _DECLARED_SIGN + "|" + _DECLARED_CODE + r"\b|" + _DECLARED_NAME + r"\b)"
+_DECLARED_ON_SCALE = r"(?:" + _DECLARED_SIGN + "|" + _DECLARED_CODE + "|" + _DECLARED_NAME + r"\b)"  # "EURm", "\u00a3bn"
+_LONG_SCALES = {"thousand": 10**3, "thousands": 10**3, "million": 10**6, "millions": 10**6, "billion": 10**9,
+                "billions": 10**9, "bn": 10**9, "mio": 10**6, "mio.": 10**6, "mrd": 10**9, "mrd.": 10**9}
+_SHORT_SCALES = {"k": 10**3, "m": 10**6, "mn": 10**6, "mln": 10**6, "mm": 10**6, "b": 10**9}
+_DECLARED_LONG = r"(?:thousands?|millions?|billions?|bn|mio\.?|mrd\.?|'000s?|\u2019000s?|000s|000's)"
+_DECLARED_SCALE = r"(?:" + _DECLARED_LONG[3:-1] + r"|mm|mln|mn|m|k|b)"
+_DECLARED_SAID = r"(?:(?:all\s+)?(?:amounts|figures|numbers|values)\s+(?:are\s+)?(?:(?:stated|expressed|presented|shown|reported|given)\s+)?)?"
+_DECLARED = re.compile(
+    r"(?i)\(\s*" + _DECLARED_SAID + r"(?:in\s+)?(?:(?P<c1>" + _DECLARED_ON_SCALE + r")\s*(?P<s1>" + _DECLARED_SCALE
+    + r")|(?P<s2>" + _DECLARED_SCALE + r")(?:\s+of)?\s*(?P<c2>" + _DECLARED_CURRENCY + r")|(?P<c9>" + _DECLARED_CURRENCY
+    + r")\s+in\s+(?P<s9>" + _DECLARED_SCALE + r")|(?P<c3>" + _DECLARED_SIGN + "|" + _DECLARED_CODE + r")|(?P<s3>"
+    + _DECLARED_LONG + r"))\s*(?:[,;][^()\n]{0,80})?\)"
+    # in prose: "All amounts are in thousands of US dollars", "figures in EUR million", "(in) millions of euros"
+    r"|\b(?:in|of)\s+(?P<s4>thousands|millions|billions)\s+of\s+(?P<c4>" + _DECLARED_NAME + r")\b"
+    r"|\b(?:amounts|figures|numbers|values)\b[^.\n(]{0,40}?\bin\s+(?:(?P<c5>" + _DECLARED_CURRENCY + r")\s*(?P<s5>"
+    + _DECLARED_SCALE + r")|(?P<s6>" + _DECLARED_LONG + r")(?:\s+of)?(?:\s+(?P<c6>" + _DECLARED_CURRENCY + r"))?)(?![\w'])"
+    # "$000s", "\u00a3'000", "'000": thousands
+    r"|(?P<c7>" + _DECLARED_SIGN + "|" + _DECLARED_CODE + r")?\s?(?P<s7>'000s?|\u2019000s?|(?<=[$\u20ac\u00a3\u00a5])000'?s)(?!\w)"
+    # a table's header cell that is a currency and a scale alone: "| USD m |", "| EURm |", "| $ millions |"
+    r"|(?m:(?:^|(?<=\|)))[ \t]*(?P<c8>" + _DECLARED_ON_SCALE + r")[ \t]*(?P<s8>" + _DECLARED_SCALE + r")\.?(?=[ \t]*(?:\||\r?\n|\Z))")
+_BARE_ONLY = "#bare"  # a bare number of a passage that declares its amounts' scale: it states a bare number only
+
+
+def _declared(text: str) -> list[tuple[int, int, Decimal, str | None]]:
+    """The declarations of scale and currency ``text`` makes (`_DECLARED`): (where it starts and ends, the scale, the
+    currency's unit or None where it names none)."""
+    out = []
+    for m in _DECLARED.finditer(text):
+        found = {k[0]: v for k, v in m.groupdict().items() if v is not None}
+        if m.group("c3") and re.search(r"\d[ \t]*$", text[max(0, m.start() - 4):m.start()]):
+            continue  # "\u00a5100 (JPY)": the currency of the amount before it
+        scale = found.get("s", "").lower().replace("\u2019", "'")
+        factor = 10**3 if "000" in scale else _LONG_SCALES.get(scale) or _SHORT_SCALES.get(scale, 1)
+        out.append((m.start(), m.end(), Decimal(factor), _declared_currency(found["c"]) if "c" in found else None))
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _declared_currency(written: str) -> str:
+    """The unit a declaration's currency reads as ("$", "USD" and "US dollars" as "dollar", "CAD" and "Canadian
+    dollars" as "cad"); one no rule reads is a unit of its own, matching no answer's currency (not any)."""
+    words = written.lower().split()
+    if words == ["sterling"]:
+        written = "GBP"
+    adjective = next((a for a in sorted(_DECLARED_ADJECTIVES, key=len, reverse=True) if written.lower().startswith(a + " ")),
+                     None)
+    said = stated_numbers(f"1 {_DECLARED_ADJECTIVES[adjective].upper() if adjective else written}")
+    unit = said[0][1] if said else None
+    return unit if unit in _CURRENCIES else f"declared {' '.join(words)}"
+
+
+def _passage_numbers(text: str, reading: _Reading) -> list[tuple[str, str | None]]:
+    """`stated_numbers` of a passage, where it declares its amounts' scale or currency (`_DECLARED`) with its bare
+    numbers read as amounts at that scale and currency, and as bare numbers only (`_BARE_ONLY`), and a year as such an
+    amount too, beside its year ("| 2023 |" may be a cell); the declarations themselves are no figures (their currency
+    was given to the number after them: "(in millions of Canadian dollars): 5,000" read $5,000)."""
+    declared = _declared(text) if any(c.isdigit() for c in text) else []
+    if not declared:
+        return stated_numbers(text, reading=reading)
+    blanked = list(text)
+    for start, end, _, _ in declared:
+        blanked[start:end] = " " * (end - start)
+    text = "".join(blanked)
+    # each number takes the declaration above it, the first those above every declaration
+    starts = [0, *(start for start, *_ in declared[1:]), len(text)]
+    out: list[tuple[str, str | None]] = []
+    for a, b, (_, _, scale, currency) in zip(starts, starts[1:], declared):
+        for value, unit in stated_numbers(text[a:b], reading=reading):
+            if unit is None or unit == "#year":
+                out += [(value, unit or _BARE_ONLY), (format((Decimal(value) * scale).normalize(), "f"), currency)]
+            else:
+                out.append((value, unit))
+    return out
+
+
 def _unstated_numbers(answer: str, context: str, question: str,
                       reading: tuple[_Reading, _Reading, _Reading]) -> list[str]:
     """The numbers ``answer`` writes in digits that neither ``context`` nor ``question`` states, with their unit: a
@@ -1076,7 +1167,7 @@ def _unstated_numbers(answer: str, context: str, question: str,
     times"), the answer's do not (a stray "one" is no figure), nor its list numbering and citation marks. Shown as
     read, e.g. "25000 euro" (a unit in `_UNIT_SHOWN` by its label: "300 \u00a5 (yen or yuan)"). ``reading``: how the
     answer, the passage and the question are each read (`_Reading`)."""
-    held = stated_numbers(context, reading=reading[1]) + stated_numbers(question, reading=reading[2])
+    held = _passage_numbers(context, reading[1]) + stated_numbers(question, reading=reading[2])
     held += [(value, other) for value, unit in held if unit is not None
              for other in _CURRENCY_FAMILIES.get(unit, {_FAMILY_OF[unit]} if unit in _FAMILY_OF else ())]
     units_of: dict[str, set[str | None]] = {}
