@@ -1306,6 +1306,36 @@ def test_a_reference_or_a_year_states_no_amount_or_percentage(answer, context, m
     assert unstated_numbers(answer, context) == missing
 
 
+@pytest.mark.parametrize("answer, context, missing", [
+    # a bank's trial: a period added to a figure the passage states without it passed (one-off, per transaction, per
+    # trade, a flat coupon read as a monthly or yearly amount)
+    ("There is an arrangement fee of $999 per month.", "A one-off arrangement fee of $999 is charged when the mortgage "
+     "completes.", ["999 dollar/month"]),
+    ("Using another bank's ATM costs $3 per month.", "ATM withdrawals at other banks cost $3 per transaction.",
+     ["3 dollar/month"]),
+    ("The commission is 0.5% per annum.", "Online equity trades cost a commission of 0.5% per trade.", ["0.5 percent/year"]),
+    ("The notes pay a coupon of 4% per month.", "The notes pay a fixed coupon of 4%, paid semi-annually.",
+     ["4 percent/month"]),
+    ("The notes pay 4% per annum.", "The notes pay a fixed coupon of 4%, paid semi-annually.", ["4 percent/year"]),
+    ("The fee is $999 per month.", "| Fee | Amount |\n| Arrangement | 999 |", ["999 dollar/month"]),  # a bare cell
+    ("The fee is $999 per month.", "The monthly fee is $5. A one-off fee of $999 applies.", ["999 dollar/month"]),
+    ("The fee is $999 per trade.", "A one-off fee of $999 applies.", ["999 dollar/trade"]),
+    # ... and a period the figure's sentence or its table's header names passes
+    ("The fee is $95 per year.", "The annual fee of $95 is charged on the account anniversary.", []),
+    ("It costs $12 a month.", "The monthly fee is $12.", []),
+    ("Basic costs $12 per month.", "| Plan | Monthly price |\n|---|---|\n| Basic | $12 |", []),
+    ("It pays 4.5% a year.", "The Growth Saver account pays 4.5%, fixed for two years.", []),
+    ("The rate is 3.5% a year.", "Der Zinssatz betr\u00e4gt 3,5 Prozent pro Jahr.", []),
+    ("It is 0.5% per trade.", "Online equity trades cost a commission of 0.5% per trade.", []),
+    ("It is $3 per transaction.", "Other banks' ATMs cost $3 per transaction.", []),
+    ("It is $3.", "Other banks' ATMs cost $3 per transaction.", []),  # a basis left out is no other figure
+])
+def test_a_period_the_answer_adds_must_be_named_where_the_passage_states_the_figure(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
 _SEGMENTS = "Segment results (in $ millions)\n| Segment | Net revenue | Margin |\n| Retail banking | 12,340 | 4.5% |"
 _OPERATIONS = ("Consolidated statement of operations (in $ thousands)\n| Item | 2023 | 2022 |\n| Revenue | 8,450 | 7,910 |\n"
                "| Net income | (1,200) | 640 |")

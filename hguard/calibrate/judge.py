@@ -279,6 +279,9 @@ def _measure_table() -> dict[str, tuple[str, Decimal, str]]:
         ("c celsius", "celsius", "celsius", Decimal(1)),
         ("f fahrenheit", "fahrenheit", "fahrenheit", Decimal(1)),
         ("bp bps", "bp", "bp", Decimal(1)),
+        # a fee's or a rate's basis, read after "per" as a period is ("0.5% per trade", "$3 per transaction")
+        ("trade trades", "trade", "trade", Decimal(1)),
+        ("transaction transactions", "transaction", "transaction", Decimal(1)),
         ("iu unit units", "iu", "iu", Decimal(1)),  # a dose's "units" are international units
         ("mmol", "mmol", "mmol", Decimal(1)),
         ("x times", "times", "times", Decimal(1)),
@@ -779,7 +782,8 @@ def stated_numbers(text: str, number_words: bool = True, reading: _Reading = _EN
     return out
 
 
-_PER_TIME = re.compile(r"(?:/(?:second|minute|hour|day|week|month|quarter|year))+$")  # a rate's periods
+_RATE_PERIODS = ("second", "minute", "hour", "day", "week", "month", "quarter", "year", "trade", "transaction")
+_PER_TIME = re.compile(r"(?:/(?:" + "|".join(_RATE_PERIODS) + r"))+$")  # a rate's periods (or its basis: "per trade")
 # words that may stand between a number and its unit: "10 business days" are days
 _QUALIFIERS = frozenset({"business", "working", "calendar", "school", "banking", "consecutive", "full", "clear"})
 
@@ -1175,6 +1179,13 @@ def _unstated_numbers(answer: str, context: str, question: str,
         units_of.setdefault(value, set()).add(unit)
     amounts = {_amount(value, unit) for value, unit in held if unit is not None}
     missing = []
+    said: dict[tuple[str, tuple[str, ...]], bool] = {}
+
+    def named(value: str, periods: tuple[str, ...]) -> bool:  # `_periods_named`, read once a figure and only if needed
+        if periods and (value, periods) not in said:
+            said[(value, periods)] = _periods_named(context, value, periods, reading[1])
+        return not periods or said[(value, periods)]
+
     dates_missing, dates_held = _dates_against(answer, f"{context}\n{question}")
     rest = _plain_digits(answer)
     for written in dates_held:
@@ -1185,18 +1196,68 @@ def _unstated_numbers(answer: str, context: str, question: str,
             unit = None  # the answer's year is read as a bare number ("in 2023" from "USD (2023)")
         if unit is not None and _amount(value, unit) in amounts:
             continue
+        # a period the answer gives a figure the passage states without it ("$999 per month" from "a one-off fee of
+        # $999", "0.5% per annum" from "0.5% per trade"): stated only where a sentence of the passage that states the
+        # figure names that period ("56 hrs per week" from "Weekly driving is capped at 56 hours", "$95 per year" from
+        # "The annual fee of $95"; `_periods_named`)
+        periods = tuple(p for p in unit.split("/")[1:] if p in _RATE_PERIODS) if unit is not None else ()
         head = unit.split("/")[0] if unit is not None and "/" in unit else None  # "56 hours per week" from "56 hours"
-        if head is not None and ((units is not None and head in units) or _amount(value, head) in amounts):
+        if head is not None and ((units is not None and head in units) or _amount(value, head) in amounts) and named(value, periods):
             continue
         if unit is not None and "/" not in unit and units is not None and unit in {_PER_TIME.sub("", u or "") for u in units}:
             continue  # "an annual fee of $95" from "$95 per year": the period said elsewhere (not "10 mg" from "10 mg/kg")
         bare = _PER_TIME.sub("", unit) if unit is not None else None
-        if bare != unit and units is not None and (bare in units or _amount(value, bare) in amounts):
+        if bare != unit and units is not None and (bare in units or _amount(value, bare) in amounts) and named(value, periods):
             continue  # "1.6 mcg/kg/day" from "1.6 micrograms per kilogram of body weight per day": a period added
         if units is None or (unit is not None and unit not in units and None not in units) or (
-                unit is None and units <= _REFERENCE_UNITS):  # a bare 12 from "Note 12" alone
+                unit is None and units <= _REFERENCE_UNITS) or (  # a bare 12 from "Note 12" alone
+                unit is not None and unit not in units and not named(value, periods)):  # "$999 per month" from a bare "999"
             missing.append(_shown(value, unit))
     return missing + dates_missing
+
+
+# the words that name a rate's period or basis in a passage's sentence (`_periods_named`): "monthly", "a 12-month
+# term", "per annum", "p.a.", "APR", and the day, week, month and year of German, French, Spanish, Italian, Portuguese
+# and Dutch ("3,5 Prozent pro Jahr", "Jahresgebühr"); not "semi-annually" nor "biannual", which name another
+_PERIOD_NAMES = {period: re.compile(r"(?i)(?<![\w-])(?:" + words + r")(?![\w-])") for period, words in {
+    "second": r"seconds?|secs?", "minute": r"minutes?|mins?", "hour": r"hours?|hourly|hrs?",
+    "day": r"days?|daily|nightly|per\s+diem|overnight|t\u00e4glich|tage|tagen|tages\w*|jours?|quotidien\w*|d\u00edas?|dias?"
+           r"|diari[oa]|giorn\w+|dag|dagen|dagelijks",
+    "week": r"weeks?|weekly|wks?|woche\w*|w\u00f6chentlich|semaines?|hebdomadaire|semanas?|semanal|settiman\w+|weken"
+            r"|wekelijks",
+    "month": r"months?|monthly|mos?|p\.\s?m\.|monat\w*|mois|mensuel\w*|mes|meses|mensual\w*|mes[ei]|mensil\w*"
+             r"|m\u00eas|mensal|maand\w*",
+    "quarter": r"quarters?|quarterly|quartal\w*|trimestr\w*",
+    "year": r"years?|yearly|annual|annually|annum|p\.\s?a\.?|pa|yrs?|APR|APY|AER|EAR|jahr\w*|j\u00e4hrlich|ann\u00e9es?|annees?"
+            r"|annuel\w*|a\u00f1os?|anual\w*|ann[oi]|annu[oa]|anos?|jaar\w*",
+    "trade": r"trades?|trading", "transaction": r"transactions?"}.items()}
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?;])\s+(?=\S)")
+
+
+def _significant(value: str) -> str:
+    """A number's digits without its sign, point and leading or trailing zeros: 12,000,000 and 12 are "12", 0.25 and
+    250 "25" (the same figure at another scale or in another unit)."""
+    return value.lstrip("-").replace(".", "").strip("0")
+
+
+def _periods_named(text: str, value: str, periods: tuple[str, ...], reading: _Reading) -> bool:
+    """Whether a sentence of ``text`` that states ``value`` (at any scale or in any unit: its significant digits) names
+    each of ``periods`` (`_PERIOD_NAMES`); a table's row is read with its block's first line, its header. Read only
+    where an answer gives a figure a period the passage does not state with it."""
+    digits = _significant(value)
+    blocks = _BLANK_LINES.split(text)
+    for block in blocks:
+        lines = block.split("\n")
+        for line in lines:
+            if digits not in re.sub(r"\D", "", line):
+                continue
+            row = "|" in line or "\t" in line
+            for piece in ([f"{lines[0]}\n{line}"] if row else _SENTENCE_BREAK.split(line)):
+                if digits not in re.sub(r"\D", "", piece) or not all(_PERIOD_NAMES[p].search(piece) for p in periods):
+                    continue
+                if any(_significant(v) == digits for v, _ in stated_numbers(piece, reading=reading)):
+                    return True
+    return False
 
 
 def _shown(value: str, unit: str | None) -> str:
