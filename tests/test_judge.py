@@ -779,7 +779,7 @@ def test_unstated_numbers_reads_units_of_measure_and_decimal_commas(answer, cont
     ("A 25% cut.", "The rate was cut by 25 basis points.", ["25 percent"]),
     ("The fee is £2.", "The fee is 2 per cent of the balance.", ["2 pound"]),
     ("US$5 billion.", "HK$5 billion were raised.", ["5000000000 dollar"]),
-    ("12.5% in Q4 2024.", "Margins were 12.5% in Q3 2024.", ["4"]),
+    ("12.5% in Q4 2024.", "Margins were 12.5% in Q3 2024.", ["4 quarter"]),
     ("On 16.03.2025.", "Dividends are paid on 15.03.2025.", ["16", "date 16.03.2025"]),
     ("£30,000 per month.", "The salary is £30,000 per annum.", ["30000 pound/month"]),
     ("3-5 hours.", "Delivery takes 3-5 business days.", ["3 hour", "5 hour"]),
@@ -1331,6 +1331,35 @@ def test_a_reference_or_a_year_states_no_amount_or_percentage(answer, context, m
     ("It is $3.", "Other banks' ATMs cost $3 per transaction.", []),  # a basis left out is no other figure
 ])
 def test_a_period_the_answer_adds_must_be_named_where_the_passage_states_the_figure(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # a bank's trial: period and tenor labels written on their digits were not read, so a wrong fiscal year, quarter,
+    # half or tenor passed
+    ("FY2022 revenue was $4.2 billion.", "In fiscal 2023 revenue was $4.2 billion.", ["2022"]),
+    ("FY22 revenue was $4.2 billion.", "In fiscal 2023 revenue was $4.2 billion.", ["2022"]),
+    ("NIM was 2.91% in 2Q24.", "NIM was 2.91% in Q3 2024.", ["2 quarter"]),
+    ("NIM was 2.91% in 3Q23.", "NIM was 2.91% in Q3 2024.", ["2023"]),
+    ("H2 2024 profit before tax was \u00a33.1bn.", "H1 2024 profit before tax was \u00a33.1bn.", ["H2"]),
+    ("Profit was \u00a33.1bn in 2H24.", "Profit before tax was \u00a33.1bn in the first half of 2024.", ["H2"]),
+    ("The 2Y swap rate closed at 3.95%.", "The 5Y swap rate closed at 3.82% and the 10Y at 3.95%.", ["2 year"]),
+    ("3M Euribor fixed at 2.1%.", "6M Euribor fixed at 2.1%.", ["3 month"]),
+    ("CY2024 sales were $5 million.", "Calendar 2023 sales were $5 million.", ["2024"]),
+    # ... and the same label written another way passes
+    ("FY22 revenue was $4.2 billion.", "In fiscal year 2022 revenue was $4.2 billion.", []),
+    ("FY2022 revenue was $4.2 billion.", "In fiscal 2022 revenue was $4.2 billion.", []),
+    ("Fiscal 2022 revenue was $4.2 billion.", "FY'22 revenue was $4.2 billion.", []),
+    ("NIM was 2.91% in 3Q24.", "NIM was 2.91% in Q3 2024.", []),
+    ("NIM was 2.91% in Q3'24.", "NIM was 2.91% in the third quarter of 2024.", []),
+    ("1H24 profit was \u00a33.1bn.", "First-half 2024 profit before tax was \u00a33.1bn.", []),
+    ("The 10Y swap closed at 3.95%.", "The 10-year swap rate closed at 3.95%.", []),
+    ("It had $6M of deposits.", "It had $6 million of deposits.", []),  # "M" on a currency is a million
+    ("Take 1 g q4-6h.", "Take 1 g every 4 to 6 hours.", []),  # "q4" is a dose's interval, no quarter
+])
+def test_period_and_tenor_labels_on_their_digits_are_figures(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers
 
     assert unstated_numbers(answer, context) == missing

@@ -661,7 +661,7 @@ _REFERENCE_KINDS = {
     "fig.": "figure", "appendix": "appendix", "annex": "annex", "chapter": "chapter", "chapters": "chapter",
     "tier": "tier", "stage": "stage", "no.": "no.", "nos.": "no.", "nr.": "no.", "#": "no."}
 _LABEL_WORD = "figurelabel"  # the words written after a label's number: "figurelabelyear", "figurelabelnote", ...
-_LABEL_UNITS = {f"{_LABEL_WORD}year": "#year",
+_LABEL_UNITS = {f"{_LABEL_WORD}year": "#year", f"{_LABEL_WORD}half": "#half",
                 **{f"{_LABEL_WORD}{kind.rstrip('.')}": f"#{kind}" for kind in _REFERENCE_KINDS.values()}}
 _REFERENCE_UNITS = frozenset(f"#{kind}" for kind in _REFERENCE_KINDS.values())
 _REFERENCE_NUMBER = r"(?!(?:19|20)\d\d(?!\d))\d+(?:\.\d+)*"
@@ -681,8 +681,42 @@ _YEAR_LIKE = re.compile(r"(?i)(?<![" + _MINUS_SIGNS + r"\w.,/:'\u2019\u00a7#])(?
 _CURRENCY_BEFORE = re.compile(r"(?:[" + re.escape(_CURRENCY_SIGNS) + r"]|\b(?i:" + "|".join(_CURRENCY_CODES) + r"))[ \t\u00a0]?$")
 
 
+# Period and tenor labels written on their digits, read as figures (a bank's trial: "FY2022", "3Q24", "2Y" and "H2"
+# were skipped, so a wrong fiscal year, quarter, tenor or half passed): a fiscal or calendar year "FY2022", "FY22",
+# "FY'22", "FY2022/23", "CY2023" is that year ("fiscal 2022" too, read as a year already); a quarter "Q3 2024",
+# "3Q24", "Q3'24", "Q3 FY24" the quarter's number in quarters, as "third quarter" reads, and its year; a half "H2",
+# "2H23", "H1 2024", "first half" its number as a half (`_LABEL_UNITS`) and its year; a tenor "2Y", "10y" that many
+# years, "6M", "3W" (before a rate's or an instrument's name: "6M Euribor"; "6M" alone may be six million) that many
+# months or weeks
+_LABEL_YEAR = (r"(?:[ \t]*,?[ \t]*(?:FY[ \t]?)?['\u2019]?(?P<y4>(?:19|20)\d\d)|[ \t]?(?:FY[ \t]?)?['\u2019](?P<y2>\d\d)"
+               r"|(?<=[QH])(?P<yg>\d\d)|[ \t]?FY[ \t]?(?P<yf>\d\d))?(?![\w%\u2030]|[.,\u2013-]\d)")
+_FISCAL_YEAR = re.compile(r"(?i)(?<![\w.])(?:FY|CY)[ \t]?['\u2019]?(\d{4}|\d\d)(?:[ \t]?[/\u2013-][ \t]?(\d{4}|\d\d))?"
+                          r"(?![\w%\u2030]|[.,]\d)")
+_QUARTER_LABEL = re.compile(r"(?<![\w.])(?:Q([1-4])|([1-4])Q)" + _LABEL_YEAR)  # in capitals: "q4-6h" is a dose's interval
+_HALF_LABEL = re.compile(r"(?<![\w.])(?:H([12])|([12])H)" + _LABEL_YEAR)
+_HALF_WORDS = re.compile(r"(?i)\b(first|second|1st|2nd)[ \t-]+half\b")
+_TENOR_NAMES = (r"LIBOR|SOFR|EURIBOR|SONIA|ESTR|\u20acSTR|TONA|SARON|BBSW|CDOR|CORRA|HIBOR|SIBOR|TIBOR|OIS|FRA|IRS|T-?bills?"
+                r"|bills?|swaps?|deposits?|CDs?|terms?|tenors?|forwards?|fixed|floating|Treasur(?:y|ies)|bonds?|notes?|gilts?"
+                r"|bunds?|yields?|rates?|paper|futures?|loans?|maturit(?:y|ies)|funding|money")
+_TENOR = re.compile(r"(?<![\w.$\u20ac\u00a3\u00a5])(\d{1,2})(?:([Yy])|([MW])(?=[ \t]*(?i:" + _TENOR_NAMES
+                    + r")\b))(?![\w%\u2030]|[.,]\d)")
+_TENOR_UNITS = {"y": "years", "m": "months", "w": "weeks"}
+
+
+def _four_digits(year: str) -> str:
+    """A year written with two digits as four ("22" is 2022, "99" 1999)."""
+    return year if len(year) == 4 else f"{20 if int(year) < 70 else 19}{year}"
+
+
+def _period_label(m: re.Match[str], unit: str) -> str:
+    """A quarter's or a half's label (`_QUARTER_LABEL`, `_HALF_LABEL`) as its number, its unit and its year."""
+    year = m.group("y4") or m.group("y2") or m.group("yg") or m.group("yf")
+    return f"{m.group(1) or m.group(2)} {unit}" + (f" {_four_digits(year)}" if year else "") + " "
+
+
 def _labelled(text: str) -> str:
-    """``text`` with a unit word after each number that is a label (`_REFERENCE`, `_YEAR_LIKE`)."""
+    """``text`` with a unit word after each number that is a label (`_FISCAL_YEAR`, `_QUARTER_LABEL`, `_HALF_LABEL`,
+    `_TENOR`, `_REFERENCE`, `_YEAR_LIKE`)."""
 
     def references(text: str) -> str:
         out: list[str] = []
@@ -706,9 +740,13 @@ def _labelled(text: str) -> str:
         return f"{m.group(0)} {_LABEL_WORD}year "
 
     if any(c.isdigit() for c in text):
+        text = _FISCAL_YEAR.sub(lambda m: " ".join(_four_digits(y) for y in m.groups() if y) + " ", text)
+        text = _QUARTER_LABEL.sub(lambda m: _period_label(m, "quarter"), text)
+        text = _HALF_LABEL.sub(lambda m: _period_label(m, f"{_LABEL_WORD}half"), text)
+        text = _TENOR.sub(lambda m: f"{m.group(1)} {_TENOR_UNITS[(m.group(2) or m.group(3)).lower()]}", text)
         text = references(text)
         text = _YEAR_LIKE.sub(year, text)
-    return text
+    return _HALF_WORDS.sub(lambda m: f"{1 if m.group(1).lower() in ('first', '1st') else 2} {_LABEL_WORD}half", text)
 
 
 def _written_numbers(text: str, number_words: bool, figures: bool = False) -> str:
@@ -1265,6 +1303,8 @@ def _shown(value: str, unit: str | None) -> str:
     year as its number."""
     if unit is None or unit == "#year":
         return value
+    if unit == "#half":
+        return f"H{value}"
     if unit in _REFERENCE_UNITS:
         return f"{unit[1:]} {value}"
     return f"{value} {'/'.join(_UNIT_SHOWN.get(u, u) for u in unit.split('/'))}"
