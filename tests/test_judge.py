@@ -1365,6 +1365,31 @@ def test_period_and_tenor_labels_on_their_digits_are_figures(answer, context, mi
     assert unstated_numbers(answer, context) == missing
 
 
+@pytest.mark.parametrize("answer, context, question, missing", [
+    # a bank's trial: a figure only the question states counted as stated, so a leading question's wrong figure passed
+    # when the answer affirmed it
+    ("Yes, the early repayment charge is 3% of the balance.", "The early repayment charge is 1% of the balance.",
+     "Is the early repayment charge 3%?", ["3 percent"]),
+    ("Transfers are charged $10,000.", "Transfers over $5,000 are charged 0.1% of the amount.",
+     "Is a fee of $10,000 charged on transfers?", ["10000 dollar"]),
+    ("Right, the Premier account has a monthly fee of $15.", "The Premier account has a monthly fee of $25.",
+     "I was told the Premier account fee is $15 a month, right?", ["15 dollar"]),
+    ("Ja, die Gebühr beträgt 3 %.", "The fee is 1%.", "Is the fee 3%?", ["3 percent"]),  # a yes in another language
+    # ... they count for a denying answer, for one the passage states them for, and to a question asking for content
+    ("No, it is 1% of the balance, not 3%.", "The early repayment charge is 1% of the balance.",
+     "Is the early repayment charge 3%?", []),
+    ("The charge is not 3%; it is 1%.", "The early repayment charge is 1% of the balance.", "Is the charge 3%?", []),
+    ("Yes, it is waived above $1,500.", "The fee is waived above $1,500.", "Is the fee waived above $1,500?", []),
+    ("Two transfers cost $70 in all.", "Each transfer costs $35.", "What do 2 transfers cost?", ["70 dollar"]),
+    ("It covers the 2 accounts.", "The fee covers every account.", "What does the fee cover for my 2 accounts?", []),
+])
+def test_a_figure_only_a_yes_no_question_states_is_not_stated_for_an_answer_that_affirms_it(answer, context, question,
+                                                                                           missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context, question) == missing
+
+
 _SEGMENTS = "Segment results (in $ millions)\n| Segment | Net revenue | Margin |\n| Retail banking | 12,340 | 4.5% |"
 _OPERATIONS = ("Consolidated statement of operations (in $ thousands)\n| Item | 2023 | 2022 |\n| Revenue | 8,450 | 7,910 |\n"
                "| Net income | (1,200) | 640 |")

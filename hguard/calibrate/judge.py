@@ -1016,7 +1016,12 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
     English answer each in their own; a text that says nothing of its own, as the others say, all such texts alike).
     Where no text says which ("1.500" with no other sign of German or English), a number counts as stated only if it
     is under each reading: "1,5 \u20ac" is not stated by "1.500 \u20ac", which is fifteen hundred euros in a German
-    passage."""
+    passage. To a question that asks yes or no ("Is the charge 3%?", "The fee is $15 a month, right?"), an answer that
+    affirms (`_polarity`: "Yes, ...", "Right, ...", a statement without a negation) states the question's figures on
+    its own: they count as stated only where the passage states them ("Yes, the charge is 3%." to "Is the charge
+    3%?" from a passage of 1% is held; "No, it is 1%, not 3%." is not)."""
+    if _affirms(answer, question):
+        question = ""
     texts = (answer, context, question)
     if not any(_ambiguous(t) for t in texts):  # every reading is English's: no text's convention to read
         return _unstated_numbers(answer, context, question, (_ENGLISH, _ENGLISH, _ENGLISH))
@@ -1034,6 +1039,20 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
                     if missing:
                         return missing
     return []
+
+
+# a question put as a statement to confirm: "The fee is $15 a month, right?", "..., isn't it?", "..., is that correct?"
+_CONFIRMING_TAG = re.compile(r"(?i)[,\s](?:right|correct|true|yes|no|is\s+that\s+(?:right|correct|true|so)|am\s+i\s+right"
+                             r"|(?:is|isn't|isnt|are|aren't|arent|does|doesn't|doesnt|do|don't|dont|did|didn't|didnt|was|"
+                             r"wasn't|wasnt|will|won't|wont|can|can't|cant)\s+(?:it|they|there|that|i|we|you))\s*\?+\s*$")
+
+
+def _affirms(answer: str, question: str) -> bool:
+    """Whether ``answer`` affirms a yes/no question (:func:`hguard._text.asks_yes_no`, or a statement with a tag,
+    `_CONFIRMING_TAG`) that writes a figure: the judge's reading of its side (`_polarity`) is yes."""
+    if not any(c.isdigit() for c in question) or not (asks_yes_no(question) or _CONFIRMING_TAG.search(question)):
+        return False
+    return _polarity(answer, question)[0] == "yes"
 
 
 # what says a text writes decimals with a comma (beside `_DECIMAL_COMMA` and grouped forms), and with a point
