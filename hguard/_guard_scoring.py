@@ -16,7 +16,7 @@ from ._guard_result import CUT_MARK, GuardResult, context_given, kept_passages
 from ._numerics import NUMBER_RULE, finite_number, sigmoid
 from ._text import direction_controls
 from .calibrate.data import domain_slug
-from .calibrate.judge import declines, unstated_numbers
+from .calibrate.judge import as_written, declines, unstated_numbers
 from .signals.relevance import repeats_question
 from .signals.grounding import reversed_claims
 from .errors import cut_text, error_text, shown
@@ -126,8 +126,10 @@ def answer_holds(question: str, answer: str, context: str | None, declined: str 
     read = declined is None and context_given(context)
     if unstated := (unstated_numbers(answer, context or "", question) if read else []):
         # grounding reads digits alone: "25,000 EUR" was grounded in "$25,000", "2024-03-04" in 2024-03-03; a redacting
-        # log's reasons name no figure of the answer (a policy number, a date of birth: in clear)
-        said = f"{len(unstated)} figure(s) (not quoted: a redacting log)" if redact else ", ".join(unstated[:5])
+        # log's reasons name no figure of the answer (a policy number, a date of birth: in clear); each figure as the
+        # answer writes it, beside how it was read ("'1/4' (read as 0.25)": a reviewer looks for "1/4", not "0.25")
+        said = (f"{len(unstated)} figure(s) (not quoted: a redacting log)" if redact
+                else ", ".join(as_written(answer, unstated[:5])))
         holds.append(f"the answer states {said}, which neither the passage nor the question states (as that number, "
                      "or in that currency or as a percentage): held for review")
     if reversed_ := (reversed_claims(answer, context or "") if read else []):

@@ -1390,6 +1390,30 @@ def test_a_figure_only_a_yes_no_question_states_is_not_stated_for_an_answer_that
     assert unstated_numbers(answer, context, question) == missing
 
 
+def test_a_held_figure_is_shown_as_the_answer_writes_it_beside_how_it_was_read():
+    """A bank's trial: the hold's reason showed a figure as read ("0.25", "2", "12340000000 dollar"), which a reviewer
+    cannot find in the answer ("1/4", "Q2", "$12,340 million")."""
+    from hguard._guard_scoring import answer_holds
+    from hguard.calibrate.judge import as_written, unstated_numbers
+
+    for answer, context, shown in [
+        ("Net revenue was $12,340 million.", "| Net revenue | 9,340 |", ["'$12,340 million' (read as 12340000000 dollar)"]),
+        ("About 1/4 of profit is paid out.", "A third of profit is paid out.", ["'1/4' (read as 0.25)"]),
+        ("It is paid in Q2 2024.", "It is paid in Q3 2024.", ["'Q2' (read as 2 quarter)"]),
+        ("It is due on the 15th.", "It is due on the 1st.", ["'15th' (read as 15)"]),
+        ("The fee is 25.", "The fee is 30.", ["25"]),  # written as read: shown once
+        ("It took effect on 2024-03-04.", "It took effect on 2024-03-03.", ["'2024-03-04' (read as 4)", "date 2024-03-04"]),
+    ]:
+        assert as_written(answer, unstated_numbers(answer, context)) == shown, answer
+    assert as_written("The fee is $5.", ["25000 euro"]) == ["25000 euro"]  # not in the answer: as given
+    held = answer_holds("What was net revenue?", "Net revenue was $12,340 million.", "| Net revenue | 9,340 |", None)
+    assert held == ["the answer states '$12,340 million' (read as 12340000000 dollar), which neither the passage nor the "
+                    "question states (as that number, or in that currency or as a percentage): held for review"], held
+    redacted = answer_holds("What was net revenue?", "Net revenue was $12,340 million.", "| Net revenue | 9,340 |", None,
+                            redact=True)
+    assert "12,340" not in redacted[0] and "1 figure(s) (not quoted" in redacted[0], redacted
+
+
 _SEGMENTS = "Segment results (in $ millions)\n| Segment | Net revenue | Margin |\n| Retail banking | 12,340 | 4.5% |"
 _OPERATIONS = ("Consolidated statement of operations (in $ thousands)\n| Item | 2023 | 2022 |\n| Revenue | 8,450 | 7,910 |\n"
                "| Net income | (1,200) | 640 |")

@@ -1055,6 +1055,36 @@ def _affirms(answer: str, question: str) -> bool:
     return _polarity(answer, question)[0] == "yes"
 
 
+_WORD = re.compile(r"\S+")
+_WRITTEN_EDGES = "\"'\u201c\u201d\u2018\u2019.,;:!?"
+
+
+def as_written(answer: str, figures: list[str]) -> list[str]:
+    """Each figure of ``figures`` (as :func:`unstated_numbers` gives them for ``answer``) with the words ``answer``
+    writes it in, where they read otherwise than it shows: "'$12,340 million' (read as 12340000000 dollar)", "'1/4'
+    (read as 0.25)", "'Q2 2024' (read as 2 quarter)"; as given where the answer writes it so or no words of it read as
+    it (a date is shown as written already). For a reviewer: a figure shown only as read ("0.25", "2") may not be
+    found in the answer. Read only for a held answer: a few words around each number, the shortest that read as it."""
+    words = list(_WORD.finditer(answer))
+    numbered = [i for i, w in enumerate(words) if any(c.isdigit() for c in w.group(0))]
+    out = []
+    for figure in figures:
+        found = None
+        if not figure.startswith("date "):
+            spans = sorted({(b - a, a, b) for i in numbered for a in range(max(0, i - 2), i + 1)
+                            for b in range(i, min(len(words), i + 5))})
+            for _, a, b in spans:
+                written = answer[words[a].start():words[b].end()].strip(_WRITTEN_EDGES)
+                if written.count("(") != written.count(")"):
+                    written = written.strip("()")
+                read = stated_numbers(_LIST_MARKER.sub(" ", written), number_words=False)
+                if any(_shown(v, None if u == "#year" else u) == figure for v, u in read):
+                    found = written
+                    break
+        out.append(figure if found is None or found == figure else f"{found!r} (read as {figure})")
+    return out
+
+
 # what says a text writes decimals with a comma (beside `_DECIMAL_COMMA` and grouped forms), and with a point
 _EURO_ONE_DOT_GROUP = re.compile(_ONE_DOT_GROUP.pattern + r"\s*(?:\u20ac|eur\b|euros?\b)|(?:\u20ac|\beur)\s*"
                                  + _ONE_DOT_GROUP.pattern, re.IGNORECASE)
