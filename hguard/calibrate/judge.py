@@ -645,7 +645,7 @@ _ADVERB_PERIOD = re.compile(_RATE_AFTER + r"(" + "|".join(_ADVERB_PERIODS) + r")
 
 # A figure's label, read by the number hold only (`stated_numbers`; the judge's alias matching reads text as before): a
 # reference ("Note 12", "section 7", "§ 4", "clause 9.2", "page 5", "No. 5", "#12") and a year ("2025") are labels,
-# not amounts. Each is given a unit of its own, written as a word after its number (`_LABEL_UNITS`), so that the
+# not amounts. Each is given a unit of its own, written as a word after its number (`_LABEL_WORDS`), so that the
 # reference's number states the same reference only ("see Note 12" does not state a tax rate of 12%, nor a bare 12)
 # and the year's a year or a bare number, never an amount in a currency or a percentage ("$2,025" from "Effective 1
 # January 2025"). A trial of a bank's annual reports: "The effective tax rate was 12%." passed from "21% (see Note
@@ -660,9 +660,12 @@ _REFERENCE_KINDS = {
     "exhibit": "exhibit", "exhibits": "exhibit", "table": "table", "tables": "table", "figure": "figure",
     "fig.": "figure", "appendix": "appendix", "annex": "annex", "chapter": "chapter", "chapters": "chapter",
     "tier": "tier", "stage": "stage", "no.": "no.", "nos.": "no.", "nr.": "no.", "#": "no."}
-_LABEL_WORD = "figurelabel"  # the words written after a label's number: "figurelabelyear", "figurelabelnote", ...
-_LABEL_UNITS = {f"{_LABEL_WORD}year": "#year", f"{_LABEL_WORD}half": "#half",
-                **{f"{_LABEL_WORD}{kind.rstrip('.')}": f"#{kind}" for kind in _REFERENCE_KINDS.values()}}
+# the word written after a label's number for each unit: short ("zqa", "zqb", ...), since every word added is read
+# again by each later rule (on a long table of "Line item 1", "Line item 2", ... a long word cost a tenth of a second)
+_LABEL_WORD = "zq"
+_LABEL_WORDS = {unit: f"{_LABEL_WORD}{chr(ord('a') + i)}" for i, unit in enumerate(dict.fromkeys(
+    ["#year", "#half", *(f"#{kind}" for kind in _REFERENCE_KINDS.values())]))}
+_LABEL_UNITS = {word: unit for unit, word in _LABEL_WORDS.items()}
 _REFERENCE_UNITS = frozenset(f"#{kind}" for kind in _REFERENCE_KINDS.values())
 _REFERENCE_NUMBER = r"(?!(?:19|20)\d\d(?!\d))\d+(?:\.\d+)*"
 _NO_UNIT_AHEAD = "(?!" + _MEASURE_AHEAD.removeprefix("(?=")  # no unit, currency, scale or percent after it
@@ -677,7 +680,7 @@ _REFERENCE_DASH = re.compile(r"[ \t\u00a0]*[-\u2013][ \t\u00a0]*")
 # a year: four digits from 1900 to 2099, no thousands separator ("2,025" is an amount), no unit, currency, scale or
 # percent after it nor a currency before it ("$2025", "USD 2025"), no part of a date or a range in digits ("2025-03-04")
 _YEAR_LIKE = re.compile(r"(?i)(?<![" + _MINUS_SIGNS + r"\w.,/:'\u2019\u00a7#])(?:19|20)\d\d(?![\w%\u2030]|[" + _MINUS_SIGNS
-                        + r".,/:]\d)(?![ \t\u00a0]*" + _LABEL_WORD + ")" + _NO_UNIT_AHEAD)
+                        + r".,/:]\d)(?![ \t\u00a0]*" + _LABEL_WORD + r"[a-z]\b)" + _NO_UNIT_AHEAD)
 _CURRENCY_BEFORE = re.compile(r"(?:[" + re.escape(_CURRENCY_SIGNS) + r"]|\b(?i:" + "|".join(_CURRENCY_CODES) + r"))[ \t\u00a0]?$")
 
 
@@ -728,7 +731,7 @@ def _labelled(text: str) -> str:
             numbers = _REFERENCE_LIST.match(text, m.end())
             if numbers is None:
                 continue
-            word = f" {_LABEL_WORD}{kind.rstrip('.')} "
+            word = f" {_LABEL_WORDS['#' + kind]} "
             listed = _REFERENCE_DASH.sub(" to ", numbers.group(0))  # "sections 7-9": 7 to 9, each a reference
             out += [text[done:numbers.start()], _REFERENCE_PART.sub(r"\g<0>" + word, listed)]
             done = numbers.end()
@@ -737,16 +740,16 @@ def _labelled(text: str) -> str:
     def year(m: re.Match[str]) -> str:
         if _CURRENCY_BEFORE.search(text, max(0, m.start() - 6), m.start()):
             return m.group(0)
-        return f"{m.group(0)} {_LABEL_WORD}year "
+        return f"{m.group(0)} {_LABEL_WORDS['#year']} "
 
     if any(c.isdigit() for c in text):
         text = _FISCAL_YEAR.sub(lambda m: " ".join(_four_digits(y) for y in m.groups() if y) + " ", text)
         text = _QUARTER_LABEL.sub(lambda m: _period_label(m, "quarter"), text)
-        text = _HALF_LABEL.sub(lambda m: _period_label(m, f"{_LABEL_WORD}half"), text)
+        text = _HALF_LABEL.sub(lambda m: _period_label(m, _LABEL_WORDS["#half"]), text)
         text = _TENOR.sub(lambda m: f"{m.group(1)} {_TENOR_UNITS[(m.group(2) or m.group(3)).lower()]}", text)
         text = references(text)
         text = _YEAR_LIKE.sub(year, text)
-    return _HALF_WORDS.sub(lambda m: f"{1 if m.group(1).lower() in ('first', '1st') else 2} {_LABEL_WORD}half", text)
+    return _HALF_WORDS.sub(lambda m: f"{1 if m.group(1).lower() in ('first', '1st') else 2} {_LABEL_WORDS['#half']}", text)
 
 
 def _written_numbers(text: str, number_words: bool, figures: bool = False) -> str:
@@ -1189,10 +1192,13 @@ _DECLARED = re.compile(
     r"|\b(?:in|of)\s+(?P<s4>thousands|millions|billions)\s+of\s+(?P<c4>" + _DECLARED_NAME + r")\b"
     r"|\b(?:amounts|figures|numbers|values)\b[^.\n(]{0,40}?\bin\s+(?:(?P<c5>" + _DECLARED_CURRENCY + r")\s*(?P<s5>"
     + _DECLARED_SCALE + r")|(?P<s6>" + _DECLARED_LONG + r")(?:\s+of)?(?:\s+(?P<c6>" + _DECLARED_CURRENCY + r"))?)(?![\w'])"
-    # "$000s", "\u00a3'000", "'000": thousands
-    r"|(?P<c7>" + _DECLARED_SIGN + "|" + _DECLARED_CODE + r")?\s?(?P<s7>'000s?|\u2019000s?|(?<=[$\u20ac\u00a3\u00a5])000'?s)(?!\w)"
     # a table's header cell that is a currency and a scale alone: "| USD m |", "| EURm |", "| $ millions |"
-    r"|(?m:(?:^|(?<=\|)))[ \t]*(?P<c8>" + _DECLARED_ON_SCALE + r")[ \t]*(?P<s8>" + _DECLARED_SCALE + r")\.?(?=[ \t]*(?:\||\r?\n|\Z))")
+    r"|(?m:(?:^|(?<=\|)))[ \t]*(?P<c8>" + _DECLARED_SIGN + "|" + _DECLARED_CODE + r")[ \t]*(?P<s8>" + _DECLARED_SCALE
+    + r")\.?(?=[ \t]*(?:\||\r?\n|\Z))")
+# "$000s", "\u00a3'000", "'000": thousands, with the currency before them if any (found by their digits, then looked
+# back from: an optional currency before them, tried at every character, took most of the declarations' reading)
+_THOUSANDS_MARK = re.compile(r"['\u2019]000s?(?!\w)|(?<=[$\u20ac\u00a3\u00a5])000'?s(?!\w)")
+_CURRENCY_ENDS = re.compile(r"(?i)(?:" + _DECLARED_SIGN + "|" + _DECLARED_CODE + r")\s?$")
 _BARE_ONLY = "#bare"  # a bare number of a passage that declares its amounts' scale: it states a bare number only
 
 
@@ -1207,7 +1213,15 @@ def _declared(text: str) -> list[tuple[int, int, Decimal, str | None]]:
         scale = found.get("s", "").lower().replace("\u2019", "'")
         factor = 10**3 if "000" in scale else _LONG_SCALES.get(scale) or _SHORT_SCALES.get(scale, 1)
         out.append((m.start(), m.end(), Decimal(factor), _declared_currency(found["c"]) if "c" in found else None))
-    return out
+    for m in _THOUSANDS_MARK.finditer(text):
+        currency = _CURRENCY_ENDS.search(text, max(0, m.start() - 5), m.start())
+        start = m.start() if currency is None else currency.start()
+        out.append((start, m.end(), Decimal(1000), None if currency is None else _declared_currency(currency.group(0).strip())))
+    kept: list[tuple[int, int, Decimal, str | None]] = []
+    for d in sorted(out, key=lambda d: d[0]):
+        if not kept or d[0] >= kept[-1][1]:  # one declaration read by two rules ("($000s)") once
+            kept.append(d)
+    return kept
 
 
 @functools.lru_cache(maxsize=256)
