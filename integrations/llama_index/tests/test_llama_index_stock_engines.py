@@ -1140,3 +1140,38 @@ def test_simple_summarize_counts_a_short_passage_inside_a_cut_longer_one_as_left
     assert "Perth" not in context and long not in context
     said = [x for x in rec["reasons"] if "passages not given whole" in x]
     assert said and "given 0 of the 3 retrieved passages whole (1 cut at the end of the prompt, 2 left out)" in said[0], said
+
+
+@pytest.mark.parametrize("mode", ["refine", "compact", "tree_summarize"])
+@pytest.mark.parametrize("how", ["query", "stream", "astream"])
+def test_a_streamed_multi_step_response_says_the_steps_it_does_not_deliver_undelivered(make_guard, monkeypatch, mode,
+                                                                                         how):
+    """A streamed refine, compact refining over a long document and tree_summarize (`query(streaming=True)`, `aquery`
+    read with its async stream) wrote no answer_not_delivered record for the earlier steps the user never saw, where
+    the same query unstreamed writes one per step: accepted ones stood in the log as delivered (a legal team's trial)."""
+    from llama_index.core.query_engine import RetrieverQueryEngine
+
+    guard = make_guard("accept")
+    monkeypatch.setattr(HGuardLLM, "_packing_window", lambda self: 700)  # one passage per prompt: several steps
+    engine = RetrieverQueryEngine.from_args(_fixed([LONG_AUS, LONG_OTHER]), llm=HGuardLLM(guard, domain="alpha"),
+                                            response_mode=mode, streaming=how != "query")
+
+    async def aread():
+        r = await engine.aquery(AUSTRALIA)
+        return r, "".join([t async for t in r.async_response_gen()])
+
+    if how == "query":
+        r = engine.query(AUSTRALIA)
+    elif how == "stream":
+        r = engine.query(AUSTRALIA)
+        "".join(r.response_gen)
+    else:
+        r, _ = asyncio.run(aread())
+    records = list(AuditLog(guard.audit.path))
+    decisions = [x for x in records if x["kind"] == "decision"]
+    assert len(decisions) >= 2 and r.metadata["audit_id"] == decisions[-1]["id"]  # the last step is the response's
+    earlier = decisions[:-1]
+    assert any(d["route"] == "accept" for d in earlier)
+    said = [x for x in records if x["kind"] == "answer_not_delivered"]
+    assert sorted(x["decision_audit_id"] for x in said) == sorted(d["id"] for d in earlier)  # each once, not the last
+    assert all("a later step of the same response replaced it" in x["why"] for x in said), [x["why"] for x in said]

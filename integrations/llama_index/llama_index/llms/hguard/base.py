@@ -449,7 +449,8 @@ class HGuardLLM(CustomLLM):
         rag = self._rag_call(prompt, prompt_args)
         if rag is None:
             return super().stream(prompt, **prompt_args)
-        decided = DecidedStream(self.stream_complete(rag.question, formatted=True, context=rag.context, **rag.kwargs()))
+        decided = DecidedStream(self.stream_complete(rag.question, formatted=True, context=rag.context, **rag.kwargs()),
+                                self.guard)
         return (token for token in decided)  # a generator: tree_summarize's streaming path accepts nothing else
 
     async def astream(self, prompt: Any, **prompt_args: Any) -> Any:

@@ -604,13 +604,17 @@ def combined_decision(text: str, noted: list[tuple[str, dict]]) -> dict | None:
                         "reasons below", *list(worst.get("reasons") or [])]}
 
 
-def _say_superseded(noted: list[tuple[str, dict]], delivered: dict, span: str) -> None:
+def _say_superseded(noted: list[tuple[str, dict]], delivered: dict | None, span: str) -> None:
     """Say undelivered each decision made for a response that the response does not deliver: a refine step
     answered afresh from the next passages, a chunk's answer a summary replaced (an accepted first step stood in
-    the log as an answer a user had received). Once per decision (a chat engine's response wraps its query's)."""
+    the log as an answer a user had received). Once per decision (a chat engine's response wraps its query's).
+    ``delivered`` None: a streamed response, whose own answer is decided as its stream is read, after every one
+    decided before it was returned (:meth:`DecisionToMetadata.prepare_to_exit_span`)."""
     from types import SimpleNamespace
 
-    given = {delivered.get("audit_id"), *(delivered.get("audit_ids") or [])} - {None}
+    given = {delivered.get("audit_id"), *(delivered.get("audit_ids") or [])} - {None} if delivered is not None else set()
+    what = (f"delivered decision {', '.join(map(str, sorted(given)))}" if delivered is not None else
+            "streams a later step's answer, decided as the stream is read")
     for _, d in noted:
         aid = d.get("audit_id")
         with _LOCK:
@@ -618,8 +622,7 @@ def _say_superseded(noted: list[tuple[str, dict]], delivered: dict, span: str) -
         if guard is not None:
             guard.record_undelivered(SimpleNamespace(audit_id=aid, route=d.get("route")), (
                 f"a later step of the same response replaced it (a refine or summarising response mode, a router's or "
-                f"sub-question engine's summary); the response "
-                f"delivered decision {', '.join(map(str, sorted(given)))}"), run_id=span)
+                f"sub-question engine's summary); the response {what}"), run_id=span)
 
 
 def _forget_owners(noted: list[tuple[str, dict]]) -> None:
@@ -733,6 +736,12 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
             handed_on = parent in _PARENTS  # its decisions go on to the span around it
         noted, failed = _close(id_, to_parent=True)  # a chat engine wraps its query's response in its own
         try:
+            if type(result).__name__ in _STREAMED:
+                # its answer is decided as the stream is read (the last step of a refine or tree_summarize runs then):
+                # every answer decided inside this span before it returned is an earlier step the stream replaced (a
+                # streamed refine left its accepted first step in the log as delivered; a legal team's trial)
+                _say_superseded(noted, None, id_)
+                return None
             text = getattr(result, "response", None)
             if isinstance(text, str) and text and hasattr(result, "metadata") and type(result).__name__ in _RESPONSES:
                 if "audit_id" in (result.metadata or {}):
@@ -762,6 +771,7 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
 
 
 _RESPONSES = ("Response", "AgentChatResponse")
+_STREAMED = ("StreamingResponse", "AsyncStreamingResponse")  # a synthesizer's or query engine's streamed response
 _SYNTHESIZE = re.compile(r"\.a?synthesize-[0-9a-f-]{36}$")  # a synthesizer's span id: "Class.method-<uuid4>"
 # one request: a query engine's query, a chat engine's turn
 _QUERY = re.compile(r"\.a?query-[0-9a-f-]{36}$")
@@ -778,8 +788,9 @@ class DecidedStream:
     returned ``StreamingResponse.response_gen`` (consumed in the same thread) copies it into the
     response's ``metadata`` once the stream is exhausted."""
 
-    def __init__(self, pieces):
+    def __init__(self, pieces, guard: Any = None):
         self._pieces = iter(pieces)
+        self._guard = guard
         self.decision: dict | None = None
 
     def __iter__(self):
@@ -791,6 +802,9 @@ class DecidedStream:
             if r.additional_kwargs.get("route") is not None:
                 self.decision = dict(r.additional_kwargs)
                 _stream_decision.value = self.decision
+                # noted on the span reading it, as HGuardLLM.astream's tokens note theirs: a refine step's stream read
+                # inside the synthesizer is an answer the response replaces, said undelivered when it returns
+                note_decision(GuardedText(r.text, self.decision), self._guard)
             if r.delta:
                 return r.delta
 
