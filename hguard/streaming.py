@@ -538,6 +538,46 @@ def pasted_part(passage: str, texts: Sequence[str], probe_chars: int = 200, stop
     return passage
 
 
+def unescaped_prompt(texts: Sequence[str], passages: Sequence[str]) -> list[str]:
+    """``texts`` (the prompt's messages that may hold ``passages``) with HTML escaping undone (``html.unescape``) where
+    a chain escaped what it pasted: a mustache template escapes "&", "<", ">" and '"' in every value it fills in (the
+    passages, the question), and a ``format_docs`` may call ``html.escape``. Then a passage holding any of those was
+    not found ("Service Level Agreement &amp; Support"), and its text was read as the app's instruction (a legal
+    team's trial). Undone when that finds more of the passages pasted (:func:`appears_in`), or as many where no
+    passage holds a character reference itself; else (a document quoting "&amp;", pasted as it is) ``texts``."""
+    import html
+
+    plain = [html.unescape(t) for t in texts]
+    if plain == list(texts):
+        return plain
+    found, found_plain = (sum(appears_in(p, ts) for p in passages) for ts in (texts, plain))
+    if found_plain > found or (found_plain == found and all(html.unescape(p) == p for p in passages)):
+        return plain
+    return list(texts)
+
+
+#: a passage :func:`pasted_part` did not find counts as pasted all the same, changed by the chain, when at least this
+#: share of its runs of three words stands in the prompt outside the passages found there, and it has this many words
+_CHANGED_SHARE, _CHANGED_MIN_WORDS = 0.5, 8
+
+
+def _word_triples(text: str) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", unicodedata.normalize("NFKC", text).casefold())
+    return {tuple(words[i:i + 3]) for i in range(len(words) - 2)}
+
+
+def pasted_changed(passage: str, texts: Sequence[str]) -> bool:
+    """Whether ``passage``, which :func:`pasted_part` did not find in ``texts``, stands in one of them all the same,
+    its text changed where the chain pasted it (its opening rewritten, words or characters replaced): at least
+    :data:`_CHANGED_SHARE` of its runs of three words (case and punctuation aside) are there. Give ``texts`` with
+    the passages found there taken out: a document repeating a pasted one's text is not pasted for that. Such a
+    passage cannot be matched, so an answer would be scored without it while the model read it."""
+    if len(re.findall(r"\w+", passage)) < _CHANGED_MIN_WORDS:
+        return False
+    triples = _word_triples(passage)
+    return any(len(triples & _word_triples(t)) >= _CHANGED_SHARE * len(triples) for t in texts)
+
+
 #: how far apart two runs of a passage's words may lie in its pasted text and still be one pasted passage: words
 #: a cleaning chain dropped (a page's header and footer) and words it wrote in their place (a hyphenated word joined)
 _DROPPED_WORDS, _WRITTEN_WORDS = 40, 4
@@ -1278,6 +1318,8 @@ __all__ = [
     "GuardedText",
     "MIN_PASTED_CHARS",
     "appears_in",
+    "pasted_changed",
+    "unescaped_prompt",
     "blank",
     "context_not_identified",
     "NOTHING_RETRIEVED",

@@ -176,3 +176,27 @@ def test_a_cleaned_document_is_the_prompts_text_of_it_and_a_cut_one_stays_cut():
     hyphenated = refund.replace("premium plan", "pre-\nmium plan")
     both = f"Context:\n{hyphenated.replace('-' + chr(10), '')}\n\n{other}\n\nQuestion: {q}"
     assert pasted_part(hyphenated, [both], stops=[other[:60], q]) == refund
+
+
+def test_a_prompt_is_read_unescaped_only_where_the_chain_html_escaped_what_it_pasted():
+    """A legal team's trial: a mustache template (or html.escape in format_docs) pasted "Service Level Agreement &amp;
+    Support", not found as the document, whose text was then read as the app's instruction. The prompt is read
+    unescaped where that finds the documents; a document holding "&amp;" itself, pasted as it is, keeps the prompt as
+    it is. A document the chain changed otherwise is told apart from one it did not paste (hguard.streaming)."""
+    import html
+
+    from hguard.streaming import pasted_changed, unescaped_prompt
+
+    sla = ('Service Level Agreement & Support, schedule B. Priority 1 incidents get a first "response" within 15 '
+           "minutes, at any hour, and Priority 2 incidents within 4 business hours.")
+    q = "What is the response time for Priority 1 incidents?"
+    escaped = f"Context: {html.escape(sla)}\nQuestion: {q}"
+    assert unescaped_prompt([escaped], [sla]) == [f"Context: {sla}\nQuestion: {q}"]
+    quoted = f"Context: {sla}\nQuestion: What does &quot;response&quot; mean?"  # the question alone escaped
+    assert unescaped_prompt([quoted], [sla]) == [html.unescape(quoted)]
+    page = "Terms &amp; Conditions of the web shop, as the page was scraped: orders ship within 2 business days."
+    raw = f"Context: {page}\nQuestion: When do orders ship? A &lt; B"
+    assert unescaped_prompt([raw], [page]) == [raw]  # unescaped, the document would no longer be found
+    assert pasted_changed(sla, [f"Context: {sla.replace('Service Level Agreement', 'SLA')}\nQuestion: {q}"])
+    assert not pasted_changed(sla, [f"Context: Customer contracts are kept for seven years.\nQuestion: {q}"])
+    assert not pasted_changed("Priority 1: 15 minutes.", ["Priority 1: 15 minutes, Priority 2: 4 hours."])  # too short

@@ -35,7 +35,9 @@ from hguard.streaming import (  # DECISION_KEYS: keys of AIMessage.response_meta
     appears_in,
     blank,
     MIN_PASTED_CHARS,
+    pasted_changed,
     pasted_part,
+    unescaped_prompt,
     check_raise_on,
     answers_as_context,
     check_stream_mode,
@@ -304,8 +306,13 @@ def read_chat(
     problems: list[str] = []
     own: dict[int, str | None] = {}  # a RAG template's message (system or the question's): the instruction beside its passages
     if not context and retrievals:
-        prompt_texts = [texts[i] for i in [q_at, *systems]]
         docs = [(r, d) for r in retrievals for d in r.documents if not blank(d.page_content)]
+        # a template or format_docs that HTML-escaped what it pasted (mustache: "&" as "&amp;") is read unescaped
+        for i, t in zip([q_at, *systems], unescaped_prompt([texts[i] for i in [q_at, *systems]],
+                                                           [d.page_content for _, d in docs])):
+            texts[i] = t
+        question = texts[q_at]
+        prompt_texts = [texts[i] for i in [q_at, *systems]]
         searches = [r.query for r in retrievals if isinstance(r.query, str)]
         # a document the chain cleaned ends before another document's opening or the question (the query)
         found = [(r, d, pasted_part(d.page_content, prompt_texts, stops=searches + [
@@ -315,6 +322,18 @@ def read_chat(
         # is that one's text (two files opening with the same header, one of them pasted), not a passage of its own
         kept = [(r, d, part) for r, d, part in found if part and not any(part != o and part in o for o in parts)]
         pasted = [(r, d) for r, d, _ in kept]
+        if pasted:  # a document the prompt holds with its text changed cannot be matched: said, not left out unsaid
+            rest = [_without(t, [part for _, _, part in kept]) for t in prompt_texts]
+            unfound = {id(d) for _, d, part in found if not part and pasted_changed(d.page_content, rest)}
+            every = [d for r in retrievals for d in r.documents]
+            changed = [str(n) for n, d in enumerate(every, 1) if id(d) in unfound]
+            if changed:
+                problems.append(context_not_identified(
+                    f"document {', '.join(changed)} of the {len(every)} the chain's retrievers returned "
+                    f"{'is' if len(changed) == 1 else 'are'} in the prompt with its text changed (its opening, or words or "
+                    "characters the chain rewrote or escaped), so it could not be matched as a passage: the answer "
+                    "would be scored without it while the model read it as part of the prompt's instruction; paste "
+                    "each document's text as retrieved, or pass the passages with context="))
         if any(r.rewritten for r, _ in pasted):
             problems.append(context_not_identified(
                 "the passages are the model's own rewrite of what a retriever found (a document compressor such as "

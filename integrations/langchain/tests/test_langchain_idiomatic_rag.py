@@ -1046,3 +1046,70 @@ def test_a_blank_system_message_beside_passages_pasted_in_the_human_message_is_r
                                                ("human", "Context:\n{context}\n\nQuestion: {question}")])
     with pytest.raises(InputError, match=r"ChatHGuard: system message 0 is blank .*leave it out"):
         ({"context": retriever | format_docs, "question": RunnablePassthrough()} | prompt | chat).invoke(AUSTRALIA)
+
+
+SLA = ("Service Level Agreement & Support, schedule B. The Provider guarantees a monthly uptime of 99.9 percent for "
+       "the \"Platform\". Priority 1 incidents get a first response within 15 minutes, at any hour, and Priority 2 "
+       "incidents within 4 business hours.")
+RETENTION = ("Records Retention Policy, section 4. Customer contracts are retained for seven (7) years after the "
+             "contract ends, then destroyed under the records officer's supervision.")
+
+
+def _sla_and_retention():
+    from langchain_core.retrievers import BaseRetriever
+
+    class Both(BaseRetriever):
+        def _get_relevant_documents(self, query, *, run_manager):
+            return [Document(page_content=SLA), Document(page_content=RETENTION)]
+
+    return Both()
+
+
+@pytest.mark.parametrize("how", ["mustache", "html.escape"])
+def test_documents_a_template_html_escaped_are_the_passages_not_the_instruction(tiny_probes, embedder, tmp_path, how):
+    """A legal team's trial: a mustache template escapes "&" and '"' ("Service Level Agreement &amp; Support"), as a
+    format_docs calling html.escape does; the escaped document was not found in the prompt, so its text became the
+    call's system instruction (given to the model, fingerprinted), the answer was grounded on the other document alone,
+    and the reasons blamed the passages' relevance. The escaping is undone where documents are matched: both are the
+    passages, the instruction is the app's own words, and the question is the user's (mustache escapes it too)."""
+    import html
+
+    guard = _grounded_guard(tiny_probes, embedder, tmp_path)
+    instr = "Use the following pieces of retrieved context to answer the question."
+    if how == "mustache":
+        prompt = ChatPromptTemplate.from_messages(
+            [("human", instr + "\nQuestion: {{question}}\nContext: {{context}}\nAnswer:")], template_format="mustache")
+        fmt = format_docs
+    else:
+        prompt = ChatPromptTemplate.from_messages([("human", instr + "\nQuestion: {question}\nContext: {context}\nAnswer:")])
+        fmt = lambda docs: "\n\n".join(html.escape(d.page_content) for d in docs)  # noqa: E731
+    question = 'What is the response time for "Priority 1" incidents?'
+    chain = {"context": _sla_and_retention() | fmt, "question": RunnablePassthrough()} | prompt | ChatHGuard(
+        guard=guard, domain="alpha")
+    rec = _decision(guard, chain.invoke(question).response_metadata)
+    assert SLA in rec["context"] and RETENTION in rec["context"] and "&amp;" not in rec["context"], rec["context"]
+    assert rec["question"] == question
+    assert rec["generation"]["system_prompt"] == "answer", rec["generation"]  # the stock framing only, as unescaped
+    assert not any("not identified" in r for r in rec["reasons"]), rec["reasons"]
+
+
+def test_a_retrieved_document_the_chain_changed_beside_one_it_pasted_holds_the_answer_naming_it(tiny_probes, embedder,
+                                                                                                tmp_path):
+    """The README says a document whose opening the chain changed is not found ("context not identified"), but beside
+    a document that was found it was left out unsaid: its text read as the app's instruction and the answer scored
+    on the other document. A retrieved document whose words stand in the prompt though it cannot be matched as a
+    passage now holds the answer, naming it; one the chain did not paste at all (it pastes the first only) is not."""
+    guard = _grounded_guard(tiny_probes, embedder, tmp_path)
+    chat = ChatHGuard(guard=guard, domain="alpha")
+    changed = lambda docs: "\n\n".join(d.page_content.replace("Service Level Agreement", "SLA") for d in docs)  # noqa: E731
+    chain = {"context": _sla_and_retention() | changed, "question": RunnablePassthrough()} | RAG_HUMAN | chat
+    meta = chain.invoke("What is the response time for Priority 1 incidents?").response_metadata
+    rec = _decision(guard, meta)
+    said = [r for r in meta["reasons"] if "context not identified" in r]
+    assert meta["route"] == "review" and said, meta["reasons"]
+    assert "document 1 of the 2" in said[0] and SLA[:30] not in said[0], said  # named, not quoted
+    assert rec["context"] in (RETENTION, [RETENTION]), rec["context"]  # scored on the other one alone
+    first_only = {"context": _sla_and_retention() | (lambda docs: docs[1].page_content),
+                  "question": RunnablePassthrough()} | RAG_HUMAN | chat
+    meta = first_only.invoke("How long are customer contracts retained?").response_metadata
+    assert meta["route"] == "accept" and not any("not identified" in r for r in meta["reasons"]), meta["reasons"]
