@@ -1175,3 +1175,56 @@ def test_a_streamed_multi_step_response_says_the_steps_it_does_not_deliver_undel
     said = [x for x in records if x["kind"] == "answer_not_delivered"]
     assert sorted(x["decision_audit_id"] for x in said) == sorted(d["id"] for d in earlier)  # each once, not the last
     assert all("a later step of the same response replaced it" in x["why"] for x in said), [x["why"] for x in said]
+
+
+@pytest.mark.parametrize("mode", ["condense_plus_context", "condense_question"])
+@pytest.mark.parametrize("route", ["review", "abstain"])
+def test_the_condense_step_does_not_read_a_held_turns_message_as_the_assistants_answer(tiny_probes, embedder, tmp_path,
+                                                                                       policy_for, index, mode, route):
+    """A legal team's trial: a stock chat engine keeps the policy's hold message as the assistant's turn, and the
+    condense step rewrote the follow-up from it (3 of 6 searches were a garbled "This answer is held ..."). The
+    condense prompt leaves out an assistant turn that is only a held answer's message; the user's own earlier message,
+    which a follow-up refers to, stays."""
+    # the default policy's shape: a held answer is shown as the review message
+    pol = policy_for(tiny_probes[1], tmp_path, route).model_copy(
+        update={"review_message": "This answer is held until a reviewer has checked it."})
+    guard = Guard.from_policy(pol, lm=tiny_probes[0], embedder=embedder)
+    engine = index.as_chat_engine(chat_mode=mode, llm=HGuardLLM(guard, domain="alpha"), similarity_top_k=2)
+    first = engine.chat(AUSTRALIA)
+    held = str(first)
+    assert first.metadata.get("route", route) == route and held in (guard.policy.review_message,
+                                                                     guard.policy.abstain_message), held
+    assert any(m.content == held for m in engine.chat_history)  # the engine's memory keeps it, as LlamaIndex writes it
+    engine.chat("and what about new zealand ?")
+    rewrite = [r for r in AuditLog(guard.audit.path) if r["kind"] == "retrieval_query"][-1]
+    assert AUSTRALIA in rewrite["question"] and "and what about new zealand ?" in rewrite["question"]
+    assert held not in rewrite["question"], rewrite["question"]
+
+
+def test_the_readmes_accepted_turns_keep_a_held_exchange_out_of_the_next_turn(make_guard, index):
+    """The README's advice for held turns in a chat engine's memory (pass the accepted exchanges as chat_history=):
+    a follow-up after a held answer is asked without it, so neither the condense step nor the answer reads the hold
+    message; an accepted exchange stays in the conversation."""
+    from llama_index.core.llms import ChatMessage
+
+    accepted: list = []
+
+    def ask(engine, message):  # as the README writes it
+        response = engine.chat(message, chat_history=accepted)
+        if response.metadata.get("route") == "accept":
+            accepted.extend([ChatMessage(role="user", content=message), ChatMessage(role="assistant", content=str(response))])
+        return response
+
+    held = make_guard("review")
+    engine = index.as_chat_engine(llm=HGuardLLM(held, domain="alpha"), similarity_top_k=2)
+    ask(engine, AUSTRALIA)
+    follow = ask(engine, "and what about new zealand ?")
+    records = list(AuditLog(held.audit.path))
+    assert not [r for r in records if r["kind"] == "retrieval_query"]  # nothing to condense: asked on its own
+    assert not any("history_fingerprint" in r for r in follow.metadata["reasons"]) and accepted == []
+    ok = make_guard("accept")
+    engine = index.as_chat_engine(llm=HGuardLLM(ok, domain="alpha"), similarity_top_k=2)
+    ask(engine, AUSTRALIA)
+    follow = ask(engine, "and what about new zealand ?")
+    assert len(accepted) == 2  # the first exchange; the follow-up, asked with it as history, goes to review for that
+    assert follow.metadata["route"] == "review" and any("history_fingerprint" in r for r in follow.metadata["reasons"])

@@ -47,6 +47,7 @@ from hguard.streaming import (
     delivering_stream,
     guard_stream,
     guarded_invoke,
+    held_texts,
     unread_context,
     until_delivered,
     raise_if_routed,
@@ -56,7 +57,7 @@ from hguard.streaming import (
     with_text,
 )
 
-from .templates import (DecidedStream, RAGPrompt, async_stream_decision, earlier_answers,
+from .templates import (CONDENSE_STEP, DecidedStream, RAGPrompt, async_stream_decision, earlier_answers, without_held_turns,
                         failed_steps, install_decision_metadata, note_decision, note_failure, note_rewrite, query_step,
                         query_template_step, read_rag_prompt, rewrite_asked, structured_refine, synthesized_nodes)
 
@@ -475,6 +476,8 @@ class HGuardLLM(CustomLLM):
         """A stock prompt asking for text to search with (a chat engine's condense step, QueryFusionRetriever's
         queries, HyDE's passage): generated plainly (no decision, no review mark), recorded as a
         ``retrieval_query`` audit record."""
+        if step == CONDENSE_STEP:  # a held turn's message in the chat history is no answer to rewrite from
+            prompt = without_held_turns(prompt, held_texts(self._guard))
         q = self._guard.rewrite_query(prompt, step=f"LlamaIndex {step}")
         note_rewrite(q.text, step, q.audit_id)
         meta = {"hguard_step": "retrieval_query", "route": None, "retrieval_query_audit_id": q.audit_id}

@@ -308,15 +308,30 @@ def _whole_template(template: str) -> re.Pattern[str]:
     return re.compile(r"\s*" + "(?s:.*)".join(parts) + r"\s*", re.DOTALL)
 
 
+#: the step of the stock chat engines' condense prompt (``condense_plus_context``'s and ``condense_question``'s)
+CONDENSE_STEP = "chat engine: condense the follow-up into a question"
+
+
+def without_held_turns(prompt: str, held: Sequence[str]) -> str:
+    """A chat engine's condense prompt without the assistant turns of its chat history ("assistant: ..." lines, as
+    LlamaIndex writes the history there) that are only a held answer's message (``held``:
+    :func:`hguard.streaming.held_texts`). The engine's memory keeps that message as the assistant's answer, and the
+    model rewrote the follow-up from it: a legal team's trial searched for a garbled "This answer is held ..." in 3 of
+    6 follow-ups. The user's own earlier message stays (a follow-up refers to it); an answer marked "[needs review] "
+    (a policy without a review message) is the model's answer, and stays too."""
+    role = re.escape(MessageRole.ASSISTANT.value)
+    for text in held:
+        prompt = re.sub(rf"(?m)^[ \t]*{role}: {re.escape(text)}[ \t]*(?:\n|\Z)", "", prompt)
+    return prompt
+
+
 def _query_prompts() -> tuple[tuple[re.Pattern[str], str, str], ...]:
     """(whole-template pattern, step, template) of the stock prompts that ask the model for text to search with (or
     for the retrieved passages to keep)."""
     found = []
     for module, name, step in (
-        ("llama_index.core.chat_engine.condense_plus_context", "DEFAULT_CONDENSE_PROMPT_TEMPLATE",
-         "chat engine: condense the follow-up into a question"),
-        ("llama_index.core.chat_engine.condense_question", "DEFAULT_TEMPLATE",
-         "chat engine: condense the follow-up into a question"),
+        ("llama_index.core.chat_engine.condense_plus_context", "DEFAULT_CONDENSE_PROMPT_TEMPLATE", CONDENSE_STEP),
+        ("llama_index.core.chat_engine.condense_question", "DEFAULT_TEMPLATE", CONDENSE_STEP),
         ("llama_index.core.retrievers.fusion_retriever", "QUERY_GEN_PROMPT",
          "QueryFusionRetriever: generate search queries"),
         ("llama_index.core.prompts.default_prompts", "HYDE_TMPL",
