@@ -210,9 +210,22 @@ class _Scoring:
         risk = None
         thresholds = None
         dp = self.policy.domain(domain) if domain else None
+        # a RAG probe's list of passages is read passage by passage for its language: where some are in another
+        # language than the question and others in its, every signal read from the context is read from those alone
+        # (a Spanish passage beside a German one lowered the merged risk through the relevance signals)
+        languages = None
+        passages = g.extra.get("passages")
+        if passages and route is not None and route.domain is not None and route.domain.prompt_mode == RAG:
+            from .signals.relevance import passage_languages
+
+            languages = passage_languages(g.question, passages)
+        scored_from = None  # the passages in the question's language, joined as the context is
+        if languages is not None and languages.scored:
+            scored_from = "\n\n".join(p for i, p in kept_passages(passages).items() if i in languages.same)
+        context = g.context if scored_from is None else scored_from
         if context_given(g.context):
             try:
-                scored = self.grounding.score(g.question, g.text, g.context)
+                scored = self.grounding.score(g.question, g.text, context)
                 if not isinstance(scored, Mapping):
                     raise TypeError(f"the grounding scorer returned {type(scored).__name__}, not a mapping of signals")
                 for k, v in scored.items():
@@ -226,7 +239,7 @@ class _Scoring:
                 if "grounding_lexical" in scored and signals["grounding_lexical"] is None:
                     from .signals._grounding_lexical import _context_text, unread, unread_letters
 
-                    for which, text in (("the answer", g.text), ("the passage", _context_text(g.context))):
+                    for which, text in (("the answer", g.text), ("the passage", _context_text(context))):
                         if unread(text):  # NaN by design, never "no evidence" (0.5 passed any such answer): said plainly
                             letters = unread_letters(text)
                             named = " ".join(letters[:12]) + (" ..." if len(letters) > 12 else "")
@@ -304,7 +317,7 @@ class _Scoring:
                     signals.update(closed_book_scores(self.generator, [g.question], [g.text], [g.confidence["mean_logprob"]])[0])
                     from .signals.relevance import add_relevance, off_question, unread_yes_no
 
-                    signals.update(add_relevance(signals, g.question, g.text, g.context, grounding_scorer=self.grounding))
+                    signals.update(add_relevance(signals, g.question, g.text, context, grounding_scorer=self.grounding))
                     if signals["yes_no"] is None:  # said plainly: the merger's own line names only the missing signal
                         problems.append(unread_yes_no(g.question))
                     if (other := self.foreign_grounding()) is not None:
@@ -313,15 +326,15 @@ class _Scoring:
                                      "guarantee holds for this risk")
                     # a list of passages is read passage by passage (one Spanish passage beside the German one that
                     # answers a German question held it, read joined, as "in Spanish")
-                    passages = g.extra.get("passages")
-                    off = off_question(g.question, passages or g.context, signals.get("context_relevance"))
+                    off = off_question(g.question, passages or g.context, signals.get("context_relevance"), languages)
                     if off and g.extra.get("declined") is None:
                         # an answer that asserts something from a passage sharing no word with the question (off the
                         # question, or in another language) is grounded in nothing the question asked: held, whatever
                         # the merged risk (a hand-set accept_below accepted one)
                         g.extra.setdefault("holds", []).append(off)
-                    elif passages and g.extra.get("declined") is None:
-                        self._other_language_passages(g, passages, signals, notes)
+                    if languages is not None and scored_from is not None:
+                        self._other_language_passages(g, languages, scored_from, signals, notes,
+                                                      compare=not off and g.extra.get("declined") is None)
                 merger = cd.merger
                 base = merge_risk(signals, merger) if merger else neuron_risk
                 support = signals.get("grounding")
@@ -354,31 +367,30 @@ class _Scoring:
                 risk = None
         return signals, risk, thresholds, fingerprint_problems
 
-    def _other_language_passages(self, g: Generation, passages: list[str], signals: dict[str, Any],
-                                 notes: list[str]) -> None:
-        """Where some of the request's ``passages`` are in another language than its question and others, in its
-        language, address it, score the answer's grounding against those others alone and hold it if the
-        other-language passages raised any grounding signal (``signals``: as scored against them all), else say in
-        a note that they were read apart (:func:`hguard.signals.relevance.other_language_support`). A scoring that
-        fails holds the answer, naming the error."""
-        from .signals.relevance import other_language_support, passages_in_other_languages
+    def _other_language_passages(self, g: Generation, languages, context: str, signals: dict[str, Any],
+                                 notes: list[str], compare: bool) -> None:
+        """Where the answer ``g`` was scored against the passages of its list in its question's language alone
+        (``languages``: :func:`hguard.signals.relevance.passage_languages`, ``context``: those passages joined,
+        ``signals``: as scored against them), say so in a note, which its record keeps; with ``compare``, score its
+        grounding against all the passages too and hold it where the others raise any grounding signal (it may rest on
+        them: :func:`hguard.signals.relevance.other_language_support`). A scoring that fails holds the answer, naming the
+        error."""
+        from .signals.relevance import _passages_named, other_language_support, scored_passages
 
-        apart = passages_in_other_languages(g.question, passages)
-        same = [p for i, p in kept_passages(passages).items() if i not in apart]
-        if not apart or not same:
+        if not compare:
+            notes.append(f"{_passages_named(g.question, languages)}: {scored_passages(languages)}")
             return
-        without: Mapping[str, Any] | BaseException
+        with_all: Mapping[str, Any] | BaseException
         try:
-            without = self.grounding.score(g.question, g.text, "\n\n".join(same))  # joined as the context is
-            if not isinstance(without, Mapping):
-                raise TypeError(f"the grounding scorer returned {type(without).__name__}, not a mapping of signals")
+            with_all = self.grounding.score(g.question, g.text, g.context)
+            if not isinstance(with_all, Mapping):
+                raise TypeError(f"the grounding scorer returned {type(with_all).__name__}, not a mapping of signals")
         except Exception as exc:  # fail closed: held, naming the error
-            without = exc
-        hold, note = other_language_support(g.question, apart, len(passages), signals, without)
+            with_all = exc
+        hold, note = other_language_support(g.question, languages, with_all, signals)
         if hold is not None:
             g.extra.setdefault("holds", []).append(hold)
-        if note is not None:
-            notes.append(note)
+        notes.append(note)
 
     def _generation_check(self, cd, route: Route, g: Generation, dp, problems: list[str], notes: list[str]) -> None:
         """Route the answer to review (or warn, per the domain's ``generation_mismatch``) when it was

@@ -734,10 +734,10 @@ _KFR = "Le délai de préavis chez Siemens est de six semaines et il est valable
 def test_each_retrieved_passage_is_read_on_its_own_for_the_language_hold(tiny_rag, tmp_path, monkeypatch):
     """A LangChain trial: a German question with one German and one Spanish passage was held as "the passage is in
     Spanish" (the passages read joined), though the German passage answers it. Each passage is read on its own now:
-    the answer from the German passage is not held for the Spanish one (a note says it was read apart and raised no
-    grounding signal); an answer that draws on the Spanish passage ("Barcelona") is held, naming it and the signal it
-    raised; passages all in other languages are held, each named; one string of the same passages is read whole, as
-    before."""
+    the answer from the German passage is not held for the Spanish one (a note says it was scored against the German
+    passage alone, and that the Spanish one raised no grounding signal); an answer that draws on the Spanish passage
+    ("Barcelona") is held, naming it and the signal it raised; passages all in other languages are held, each named;
+    one string of the same passages is read whole, as before."""
     from dataclasses import replace as with_text
 
     from hguard.guard import Guard
@@ -754,7 +754,7 @@ def test_each_retrieved_passage_is_read_on_its_own_for_the_language_hold(tiny_ra
     r = g.invoke(_KQ, context=[_KDE, _KES], domain="alpha")
     spanish = [x for x in r.reasons if "Spanish" in x]  # (the tiny merger's range may hold it for other reasons)
     assert len(spanish) == 1, r.reasons
-    assert spanish[0].startswith(named) and "raised none of the answer's grounding signals" in spanish[0], spanish
+    assert spanish[0].startswith(named) and spanish[0].endswith("none of the answer's grounding signals is higher"), spanish
 
     said["text"] = "Die Kündigungsfrist beträgt drei Monate in Barcelona."
     r = g.invoke(_KQ, context=[_KDE, _KES], domain="alpha")
@@ -769,6 +769,86 @@ def test_each_retrieved_passage_is_read_on_its_own_for_the_language_hold(tiny_ra
 
     r = g.invoke(_KQ, context=_KDE + "\n\n" + _KES, domain="alpha")  # one string: read whole, as before
     assert r.route == "review" and any(x.startswith("the passage is in Spanish and the question in German")
+                                       for x in r.reasons), r.reasons
+
+
+def _said_by(g, monkeypatch, merged: list | None = None):
+    """Make the guard ``g``'s model say what ``said["text"]`` holds, and its RAG merger score every answer 0.1 (the tiny
+    one refuses to extrapolate to these texts), keeping the signals it was given in ``merged``: a held answer is held by
+    a hold, never by the merger's range."""
+    from dataclasses import replace as with_text
+
+    import hguard._guard_scoring as scoring
+
+    said = {"text": ""}
+    real = g.generator.generate
+    monkeypatch.setattr(g.generator, "generate", lambda *a, **k: [with_text(x, text=said["text"]) for x in real(*a, **k)])
+    monkeypatch.setattr(scoring, "merge_risk", lambda signals, merger: (merged.append(dict(signals))
+                                                                       if merged is not None else None) or 0.1)
+    return said
+
+
+def test_a_short_passage_in_another_language_beside_a_clearly_foreign_one_is_held(tiny_rag, tmp_path, monkeypatch):
+    """A review (F1): "La capitale de l'Australie est Sydney." holds one French word English's list lacks, so it was
+    not read as French on its own, and beside a clearly French passage it was scored as the English question's:
+    "The capital of Australia is Sydney." from it was accepted, where the list read as one text (and before, as a
+    string) held it. A passage counts as the question's only where it reads so: held, both passages named."""
+    from hguard.guard import Guard
+
+    lm, folder, _ = tiny_rag
+    g = Guard.from_policy(_policy(folder, tmp_path, knowledge_conflict="trust_context"), lm=lm)
+    said = _said_by(g, monkeypatch)
+    said["text"] = "The capital of Australia is Sydney."
+    q, weak = "What is the capital of Australia?", "La capitale de l'Australie est Sydney."
+    french = "Le musée est ouvert du mardi au dimanche, et il est fermé le lundi."
+    spanish = "El horario de la biblioteca es de lunes a viernes, y los sábados por la mañana hasta las dos."
+    for context, named in (([weak, french], "passage 1 of the 2 retrieved (counting from 0) is in French, passage 0 not "
+                                            "read as in the question's language; the question is in English"),
+                           ([spanish, weak, "Le port de Sydney."], "passage 0 of the 3 retrieved (counting from 0) is in "
+                                                                  "Spanish, passages 1 and 2 in French; the question is "
+                                                                  "in English")):
+        r = g.invoke(q, context=context, domain="alpha")
+        held = [x for x in r.reasons if x.startswith(named)]
+        assert r.route == "review" and held and held[0].endswith("so it is held for review"), r.reasons
+    r = g.invoke(q, context=weak + "\n\n" + french, domain="alpha")  # a string of them: held, as before
+    assert r.route == "review" and any(x.startswith("the passage is in French") for x in r.reasons), r.reasons
+
+
+def test_a_passage_in_another_language_is_left_out_of_every_signal_the_merger_reads(tiny_rag, tmp_path, monkeypatch):
+    """A review (F2): beside the German passage that answers a German question, a Spanish passage that alone names
+    "Siemens" raised no grounding signal, so the answer was not held, but the merged risk also read relevance signals
+    computed with it (context_relevance 0.333 -> 0.556, answer_off_question 0.5 -> 0): the bundled general.rag merger's
+    risk went 0.604 -> 0.471, accepted where a threshold lay between. Every signal read from the context is read from
+    the passages in the question's language alone, as if the other were not retrieved: the merger gets what it gets
+    for the German passage alone, and the record says which passage was scored."""
+    from hguard.audit import AuditLog
+    from hguard.guard import Guard
+    from hguard.signals.relevance import RELEVANCE_FEATURES
+
+    lm, folder, _ = tiny_rag
+    policy = _policy(folder, tmp_path, knowledge_conflict="trust_context").model_copy(update={"domain_min_similarity": 0.0})
+    g = Guard.from_policy(policy, lm=lm)
+    merged: list[dict] = []
+    said = _said_by(g, monkeypatch, merged)
+    said["text"] = "Die Kündigungsfrist beträgt drei Monate."
+    de = "Die Kündigungsfrist beträgt drei Monate zum Ende des Quartals."  # "Siemens" only in the Spanish passage
+    alone = g.invoke(_KQ, context=de, domain="alpha")
+    r = g.invoke(_KQ, context=[de, _KES], domain="alpha")
+    assert len(merged) == 2 and r.route == alone.route == "accept", r.reasons
+    read = (*g.grounding.signals, "grounding", *RELEVANCE_FEATURES)  # every merger input read from the context
+    for k in read:
+        assert merged[1][k] == pytest.approx(merged[0][k], abs=1e-6) and r.signals[k] == pytest.approx(
+            alone.signals[k], abs=1e-6), (k, merged[1][k], merged[0][k])
+    assert r.signals["context_relevance"] < 0.5 and r.signals["answer_off_question"] == 0.5  # (0.556 and 0 with it)
+    note = ("passage 1 of the 2 retrieved (counting from 0) is in Spanish; the question is in German (each passage read "
+            "by its function words and script): the answer was scored against passage 0 alone (read as in the "
+            "question's language): every signal read from the context (grounding, relevance) and the merged risk leave "
+            "out passage 1 as if it were not retrieved; read with it too, none of the answer's grounding signals is "
+            "higher")
+    assert note in r.reasons and note in AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)["reasons"], r.reasons
+    said["text"] = "Die Kündigungsfrist beträgt sechs Wochen bei Siemens in Barcelona."  # drawn from the Spanish one
+    r = g.invoke(_KQ, context=[de, _KES], domain="alpha")
+    assert r.route == "review" and any(x.startswith("passage 1 of the 2 retrieved") and "is higher with it" in x
                                        for x in r.reasons), r.reasons
 
 

@@ -370,9 +370,10 @@ def test_a_list_of_passages_is_read_passage_by_passage_for_the_language_hold():
     fr = "Le délai de préavis chez Siemens est de trois mois et il est valable pour tous les contrats."
     assert off_question(q, [de, es], 0.0) is None  # the guard compares the grounding with and without passage 1
 
-    from hguard.signals.relevance import passages_in_other_languages
+    from hguard.signals.relevance import passage_languages
 
-    assert passages_in_other_languages(q, [de, "", es]) == {2: "Spanish"}
+    read = passage_languages(q, [de, "", es])
+    assert (read.apart, read.same, read.unread, read.scored) == ({2: "Spanish"}, (0,), (), True)
     assert off_question(q, de + "\n\n" + es, 0.0).startswith("the passage is in Spanish and the question in German")
     assert off_question(q, [es], 0.0).startswith("the passage is in Spanish and the question in German")
     assert off_question(q, [es, "  ", fr, es], 0.0).startswith(
@@ -381,10 +382,10 @@ def test_a_list_of_passages_is_read_passage_by_passage_for_the_language_hold():
     canteen = "Die Kantine ist von Montag bis Freitag geöffnet."  # in German, but not about the question
     assert off_question(q, [canteen, es], 0.0).startswith(
         "passage 1 of the 2 retrieved (counting from 0) is in Spanish; the question is in German (each passage read by "
-        "its function words and script), and the other passage holds none of the question's content words")
+        "its function words and script), and the passage in its language holds none of the question's content words")
     qa, french = "What is the capital of Australia?", "La capitale de l'Australie est Sydney, la plus grande ville du pays."
     assert off_question(qa, ["Canberra is the capital of Australia.", french], 0.5) is None
-    assert passages_in_other_languages(qa, ["Canberra is the capital of Australia.", french]) == {1: "French"}
+    assert passage_languages(qa, ["Canberra is the capital of Australia.", french]).apart == {1: "French"}
     assert off_question(qa, ["The canteen opens at noon.", french], 0.5).startswith("passage 1 of the 2 retrieved")
     # no passage in another language on its own: read together, as a string is
     assert off_question(qa, ["Canberra is the capital of Australia.", "Die Hard is a film."], 0.5) is None
@@ -393,26 +394,78 @@ def test_a_list_of_passages_is_read_passage_by_passage_for_the_language_hold():
 def test_other_language_passages_hold_an_answer_whose_grounding_they_raise_and_never_fail_open():
     """Beside a passage in the question's language, one in another language is not held for unless it raises a
     grounding signal of the answer (it may rest on it: a shared name, a number); a signal that is not a number on
-    either side, or a failed scoring, holds it."""
-    from hguard.signals.relevance import other_language_support
+    either side, or a failed scoring, holds it. Held or not, the note says which passages the answer was scored
+    against."""
+    from hguard.signals.relevance import PassageLanguages, other_language_support
 
-    q, apart = "Wie lange ist die Kündigungsfrist?", {1: "Spanish"}
+    q, read = "Wie lange ist die Kündigungsfrist?", PassageLanguages(3, {1: "Spanish"}, (0, 2), (), None)
     named = "passage 1 of the 3 retrieved (counting from 0) is in Spanish; the question is in German"
+    scored = ("the answer was scored against passages 0 and 2 alone (read as in the question's language): every "
+              "signal read from the context (grounding, relevance) and the merged risk leave out passage 1 as if it "
+              "were not retrieved")
     same = {"grounding": 0.8, "grounding_lexical": 0.75}
-    hold, note = other_language_support(q, apart, 3, same, dict(same))
-    assert hold is None and note.startswith(named) and "raised none of the answer's grounding signals" in note
-    hold, note = other_language_support(q, apart, 3, {"grounding": 0.9, "grounding_lexical": 1.0}, same)
-    assert note is None and hold.startswith(named) and "(grounding 0.900 against 0.800, grounding_lexical 1.000 " \
-        "against 0.750)" in hold and hold.endswith("held for review")
+    signals = {**same, "context_relevance": 0.5, "neuron_logit": 1.0}  # the guard's: the others are not compared
+    hold, note = other_language_support(q, read, dict(same), signals)
+    assert hold is None and note.startswith(named) and scored in note and note.endswith(
+        "read with it too, none of the answer's grounding signals is higher"), note
+    hold, note = other_language_support(q, read, {"grounding": 0.9, "grounding_lexical": 1.0}, signals)
+    assert note.startswith(named) and scored in note and hold.startswith(named) and "(grounding 0.900 against 0.800, " \
+        "grounding_lexical 1.000 against 0.750)" in hold and hold.endswith("held for review")
     lower = {"grounding": 0.7, "grounding_lexical": 0.75}  # a passage that lowers a signal raises none
-    assert other_language_support(q, apart, 3, lower, same)[0] is None
+    assert other_language_support(q, read, lower, signals)[0] is None
     for with_all, without in (({"grounding": None, "grounding_lexical": 0.75}, same), (same, {**same, "grounding": "0.8"}),
-                              (same, {}), (same, {"grounding": float("nan")}), ({}, same)):
-        hold, note = other_language_support(q, apart, 3, with_all, without)
-        assert note is None and hold.startswith(named) and "could not be compared" in hold, (with_all, without)
-    hold, note = other_language_support(q, {0: "Spanish", 2: "French"}, 3, same, RuntimeError("embedder gone"))
-    assert note is None and hold.startswith("passage 0 of the 3 retrieved (counting from 0) is in Spanish, passage 2 "
-                                            "in French") and "could not be scored (RuntimeError: embedder gone)" in hold
+                              ({}, same), (same, {"grounding": float("nan")}), (same, {"grounding": 0.8})):
+        hold, note = other_language_support(q, read, with_all, without)
+        assert hold.startswith(named) and "could not be compared" in hold and scored in note, (with_all, without)
+    two = PassageLanguages(3, {0: "Spanish", 2: "French"}, (1,), (), "Spanish")
+    hold, note = other_language_support(q, two, RuntimeError("embedder gone"), same)
+    assert hold.startswith("passage 0 of the 3 retrieved (counting from 0) is in Spanish, passage 2 in French") and \
+        "could not be scored (RuntimeError: embedder gone)" in hold and "leave out passages 0 and 2 as if they" in note
+
+
+def test_a_short_passage_in_another_language_is_never_read_as_the_questions_beside_a_clearly_foreign_one():
+    """A review (F1): once one passage of a list was read as in another language, the others were only checked for
+    sharing a word with the question, never for their language; "La capitale de l'Australie est Sydney." holds one
+    French word English's list lacks, so it was not read as French alone, and beside a clearly French passage it was
+    scored as the question's: "The capital of Australia is Sydney." from it was accepted, where the list read as one
+    text (and before, as a string) held it. A passage is the question's only where it reads so; those that read as
+    no language alone are read together, and the list read whole still holds them."""
+    from hguard.signals.relevance import off_question, passage_languages
+
+    q = "What is the capital of Australia?"
+    weak = "La capitale de l'Australie est Sydney."  # "est" alone: not read as French on its own
+    weak2 = "Le port de Sydney."  # "le" alone
+    french = "Le musée est ouvert du mardi au dimanche, et il est fermé le lundi."
+    spanish = "El horario de la biblioteca es de lunes a viernes, y los sábados por la mañana hasta las dos."
+    english = "Canberra is the capital of Australia."
+    assert off_question(q, weak, 0.5) is None and off_question(q, [weak, english], 0.5) is None  # as before: no list
+    assert off_question(q, weak + "\n\n" + french, 0.5).startswith("the passage is in French")  # of them is foreign alone
+
+    read = passage_languages(q, [weak, french])
+    assert (read.apart, read.same, read.unread, read.joined, read.scored) == ({1: "French"}, (), (0,), "French", False)
+    why = off_question(q, [weak, french], 0.5)
+    assert why == ("passage 1 of the 2 retrieved (counting from 0) is in French, passage 0 not read as in the question's "
+                   "language; the question is in English (each passage read by its function words and script): an answer "
+                   "from a passage in another language than its question may rest on a word the two happen to share "
+                   "(\"Australie\" for \"Australia\"), so it is held for review"), why
+    # read together, the two short French passages are French (two of its words English's list lacks)
+    read = passage_languages(q, [spanish, weak, weak2])
+    assert (read.apart, read.same, read.unread) == ({0: "Spanish", 1: "French", 2: "French"}, (), ())
+    assert off_question(q, [spanish, weak, weak2], 0.5).startswith(
+        "passage 0 of the 3 retrieved (counting from 0) is in Spanish, passages 1 and 2 in French; the question is in "
+        "English")
+    # beside one in the question's language: the list read as one text is French, and the short passage may be
+    read = passage_languages(q, [english, french, weak])
+    assert (read.apart, read.same, read.unread, read.joined) == ({1: "French"}, (0,), (2,), "French")
+    assert off_question(q, [english, french, weak], 0.5).startswith(
+        "passage 1 of the 3 retrieved (counting from 0) is in French, passage 2 not read as in the question's language; "
+        "the question is in English (each passage read by its function words and script); read as one text, the "
+        "passages are in French, as a string of them is held")
+    # one in the question's language and the others in another: scored against it alone (the guard compares)
+    assert off_question(q, [english, french], 0.5) is None and passage_languages(q, [english, french]).scored
+    # a passage of no function words is not the question's either ("Canberra, 1913."): never scored as it
+    assert passage_languages(q, ["Canberra, 1913.", french]).unread == (0,)
+    assert off_question(q, ["Canberra, 1913.", spanish], 0.5) is not None
 
 
 def test_a_long_question_against_a_long_passage_is_read_without_pairing_every_word(within_cpu_seconds):

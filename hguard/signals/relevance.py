@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -174,7 +174,8 @@ def _compound_parts(word: str, vocab: set[str]) -> bool:
     return False
 
 
-def off_question(question: str, context: str | Sequence[str] | None, context_relevance: float | None) -> str | None:
+def off_question(question: str, context: str | Sequence[str] | None, context_relevance: float | None,
+                 languages: PassageLanguages | None = None) -> str | None:
     """Why an answer from ``context`` is off the question (the passage shares none of its content words), or None.
     An English question is held when ``context_relevance`` (the calibrated stem match) is 0 and no other form of its
     words is in the passage either; a question in another language by :func:`shares_content_word` alone, since
@@ -182,13 +183,14 @@ def off_question(question: str, context: str | Sequence[str] | None, context_rel
     miss" in a Cyrillic question).
 
     A passage that shares a word with the question is held where it is in another language than it
-    (:func:`other_language`). A list of passages is read so passage by passage (:func:`passages_in_other_languages`):
-    held where every passage with words is in another language, or where those in the question's language share none
-    of its content words (only another language's passage addresses it), each named by its number in the list; where
-    one in the question's language addresses it beside one in another language this returns None, and the guard
-    compares the answer's grounding with and without the other-language passages (:func:`other_language_support`).
-    Where no passage is in another language on its own, the passages are read together as one text, as a string is
-    (a few of a language's function words in each of several passages)."""
+    (:func:`other_language`). A list of passages is read so passage by passage (:func:`passage_languages`, or
+    ``languages``, its reading of ``context`` made already): where no passage is in another language on its own, the
+    passages are read together as one text, as a string is (a few of a language's function words in each of several
+    passages). Where one is, the answer is held, each passage named by its number in the list, unless some passage
+    reads as in the question's language and shares a content word with it; and where a passage reads as neither
+    (too few function words, alone and with the others), the list read as one text (the rule above) still holds it.
+    Else this returns None: the guard scores the answer against the passages in the question's language alone, and
+    holds it where the others raise its grounding (:func:`other_language_support`)."""
     if context is None:
         return None
     from hguard.signals.grounding import _context_text
@@ -208,21 +210,27 @@ def off_question(question: str, context: str | Sequence[str] | None, context_rel
         return (f"the passage holds none of the question's content words ({how}): it may not address the question (or "
                 "is in another language), so an answer from it is held for review")
     several = isinstance(context, (list, tuple)) and len(context) > 1
-    apart = passages_in_other_languages(question, context) if several else {}
-    if not apart:
+    if several and languages is None:
+        languages = passage_languages(question, context)
+    if not several or languages is None or not languages.apart:
         # a passage in another language than the question shares cognates with it ("Australie" for "Australia"): a
         # French passage's false claim was accepted for an English question, context_relevance 0
         return None if english and context_relevance != 0.0 and in_english else other_language(question, said, english)
-    named = _passages_named(question, apart, len(context))
-    rest = [t for i, p in enumerate(context) if i not in apart and words_of(t := without_ignorables(p))]
-    if not rest:
+    named = _passages_named(question, languages)
+    if not languages.same:  # (those not read as in the question's language are named so)
         return f"{named}: {_SHARED_WORD}"
+    if languages.unread and languages.joined is not None:
+        # the list read as one text (as a string of it is) is in another language, and a passage not read as either
+        # may be of it: the reading of the list whole stands
+        return (f"{named}; read as one text, the passages are in {languages.joined}, as a string of them is held: "
+                f"{_SHARED_WORD}")
+    rest = [without_ignorables(context[i]) for i in languages.same]
     same = "\n\n".join(rest)
     words = words_of(same)
     if _shares(question, same, words, language_of(words), english):
-        return None  # the guard reads the answer's grounding with and without the other-language passages
-    return (f"{named}, and the other passage{'s' if len(rest) > 1 else ''} hold{'' if len(rest) > 1 else 's'} none of "
-            f"the question's content words: only a passage in another language addresses it, and {_SHARED_WORD}")
+        return None  # the guard scores the answer against these passages alone, and compares
+    return (f"{named}, and the passage{'s' if len(rest) > 1 else ''} in its language hold{'' if len(rest) > 1 else 's'} "
+            f"none of the question's content words: only a passage in another language addresses it, and {_SHARED_WORD}")
 
 
 #: why an answer from a passage in another language than its question is held (the end of each such reason)
@@ -230,74 +238,175 @@ _SHARED_WORD = ("an answer from a passage in another language than its question 
                 "share (\"Australie\" for \"Australia\"), so it is held for review")
 
 
-def passages_in_other_languages(question: str, passages: Sequence[str]) -> dict[int, str]:
-    """The passages of a list that :func:`other_language` reads as in another language than ``question``, by their
-    number in it (counting from 0), each with that language's name. Each passage is read on its own: read joined, one
-    Spanish passage beside a German one held a German answer from the German passage as "in Spanish" (a LangChain
-    trial), and one French passage among English ones was read as English. A passage with no words reads as none."""
+class PassageLanguages(NamedTuple):
+    """How the passages of a list read against the language of their question (:func:`passage_languages`), each by
+    its number in the list (counting from 0); a passage with no words is in none of them."""
+
+    retrieved: int  # how many passages the list holds
+    apart: dict[int, str]  # in another language than the question: its name ("Spanish", "Cyrillic script")
+    same: tuple[int, ...]  # read as in the question's language
+    unread: tuple[int, ...]  # read as neither: too few of any language's function words, alone and together
+    joined: str | None  # the language of the passages read as one text where :func:`other_language` holds it
+
+    @property
+    def scored(self) -> bool:
+        """Whether the answer is scored against the passages in the question's language alone (:attr:`same`): some
+        passage is in another language, and some in the question's."""
+        return bool(self.apart) and bool(self.same)
+
+
+def passage_languages(question: str, passages: Sequence[str]) -> PassageLanguages:
+    """Each passage of a list read on its own against the language of ``question``: read joined, one Spanish passage
+    beside a German one held a German answer from the German passage as "in Spanish" (a LangChain trial), and one
+    French passage among English ones was read as English. A passage is in another language where
+    :func:`other_language` holds it alone; in the question's where it holds function words of the question's language
+    and reads as it (:func:`hguard._text.language_of`; of a question in a script no Latin letter writes, one in its
+    script reading as no other list's language); else unread. Where some passage is in another language, the unread
+    ones are read together, and are in another language where that holds them ("La capitale de l'Australie est
+    Sydney." holds one French word English's list lacks, two such passages hold two): a short passage in another
+    language is never taken for the question's (a review: beside a French passage, one of them answering an English
+    question was accepted). Each passage's words are read once (the list read joined is their words in turn)."""
     question = without_ignorables(question)
-    english = reads_english(question)
-    apart = {}
+    asked = _QuestionLanguage.of(question)
+    apart: dict[int, str] = {}
+    same: list[int] = []
+    unread: list[int] = []
+    read: dict[int, list[str]] = {}
     for i, passage in enumerate(passages):
         words = words_of(without_ignorables(passage))
-        read = _other_language(question, words, english) if words else None
-        if read is not None:
-            apart[i] = read[0]
-    return apart
+        if not words:
+            continue
+        read[i] = words
+        said, script = language_of(words), script_of(words)
+        if (named := asked.other(words, said, script)) is not None:
+            apart[i] = named
+        elif asked.reads_as(words, said, script):
+            same.append(i)
+        else:
+            unread.append(i)
+    if apart and unread:
+        together = [w for i in unread for w in read[i]]
+        if (named := asked.other(together, language_of(together), script_of(together))) is not None:
+            apart.update(dict.fromkeys(unread, named))
+            unread = []
+    everything = [w for words in read.values() for w in words]  # the passages joined, as a string of them is read
+    joined = asked.other(everything, language_of(everything), script_of(everything)) if apart else None
+    return PassageLanguages(len(passages), dict(sorted(apart.items())), tuple(same), tuple(unread), joined)
 
 
-def _passages_named(question: str, apart: Mapping[int, str], retrieved: int) -> str:
-    """The passages ``apart`` (number: language) and the language of ``question``, for a reason: "passage 1 of the 3
-    retrieved (counting from 0) is in Spanish; the question is in German (each passage read by its function words and
-    script)", "passages 0 and 2 of the 3 retrieved (counting from 0) are in Spanish, passage 1 in French; ..."."""
-    by_language: dict[str, list[int]] = {}
-    for i, language in sorted(apart.items()):
-        by_language.setdefault(language, []).append(i)
+class _QuestionLanguage(NamedTuple):
+    """A question's language, read once for each passage of a list to be read against it (:func:`other_language`)."""
+
+    words: list[str]
+    english: bool  # it reads as English (:func:`hguard._text.reads_english`)
+    asked: str  # its language, "english" or another list's name
+    script: str | None  # the script no Latin letter writes that it is in (:func:`hguard._text.script_of`)
+
+    @classmethod
+    def of(cls, question: str, english: bool | None = None) -> _QuestionLanguage:
+        words = words_of(question)
+        english = reads_english(question) if english is None else english
+        return cls(words, english, "english" if english else language_of(words), script_of(words))
+
+    def other(self, words: Sequence[str], said: str, script: str | None) -> str | None:
+        """The name of the other language a passage of ``words`` is in (``said``: their :func:`language_of`,
+        ``script``: their :func:`script_of`), where :func:`other_language` holds it, else None."""
+        if script is None:
+            if said in ("english", self.asked):
+                return None
+            lists = function_words()
+            if sum(1 for w in words if w in lists[said] and w not in lists["english"]) < FOREIGN_WORDS:
+                return None
+            return said.title()
+        if self.script is None and self.words:
+            from hguard._text import _SCRIPT_LANGUAGE
+
+            return _SCRIPT_LANGUAGE[script].title() if script in _SCRIPT_LANGUAGE else f"{script} script"
+        return None
+
+    def reads_as(self, words: Sequence[str], said: str, script: str | None) -> bool:
+        """Whether a passage of ``words`` reads as in the question's language: in its script, read as its language
+        (``said``) by function words of it (an English one by one English's list holds: "Canberra, 1913." holds none),
+        or, in the script of a question no Latin letter writes, as no list's language."""
+        if script != self.script:
+            return False
+        if said == self.asked:
+            return said != "english" or any(w in function_words()["english"] for w in words)
+        return script is not None and said == "english"
+
+
+def _passages_named(question: str, languages: PassageLanguages) -> str:
+    """The passages of a list not read as in the language of ``question`` (``languages``), and its language, for a reason:
+    "passage 1 of the 3 retrieved (counting from 0) is in Spanish; the question is in German (each passage read by
+    its function words and script)", "passages 0 and 2 of the 3 retrieved (counting from 0) are in Spanish, passage 1
+    in French, passage 3 not read as in the question's language; ..."."""
+    groups: dict[str, list[int]] = {}
+    for i, language in languages.apart.items():
+        groups.setdefault(f"in {language}", []).append(i)
+    if languages.unread:
+        groups["not read as in the question's language"] = list(languages.unread)
     parts: list[str] = []
-    for language, numbers in by_language.items():
+    for what, numbers in groups.items():
         many = len(numbers) > 1
-        which = (", ".join(map(str, numbers[:-1])) + " and " if many else "") + str(numbers[-1])
-        of = f" of the {retrieved} retrieved (counting from 0) {'are' if many else 'is'}" if not parts else ""
-        parts.append(f"passage{'s' if many else ''} {which}{of} in {language}")
+        of = f" of the {languages.retrieved} retrieved (counting from 0) {'are' if many else 'is'}" if not parts else ""
+        parts.append(f"passage{'s' if many else ''} {_numbers(numbers)}{of} {what}")
+    return f"{', '.join(parts)}; the question is in {_asked(question)} (each passage read by its function words and script)"
+
+
+def _numbers(numbers: Sequence[int]) -> str:
+    """"0", "0 and 2", "0, 1 and 2"."""
+    return (", ".join(map(str, numbers[:-1])) + " and " if len(numbers) > 1 else "") + str(numbers[-1])
+
+
+def _asked(question: str) -> str:
+    """The language ``question`` is read in, named."""
     question = without_ignorables(question)
-    asked = "English" if reads_english(question) else language_of(words_of(question)).title()
-    return f"{', '.join(parts)}; the question is in {asked} (each passage read by its function words and script)"
+    return "English" if reads_english(question) else language_of(words_of(question)).title()
 
 
-def other_language_support(question: str, apart: Mapping[int, str], retrieved: int,
-                           with_all: Mapping[str, Any], without: Mapping[str, Any] | BaseException) -> tuple[str | None, str | None]:
-    """(a hold, a note) for an answer to ``question`` from ``retrieved`` passages of which those ``apart`` (number:
-    language, :func:`passages_in_other_languages`) are in another language than it and others, in its language,
-    address it (:func:`off_question` returned None). ``with_all``: the grounding signals of the answer against all
-    the passages (as the guard scored it; None where a signal was not a number); ``without``: the same scorer's
-    signals against the passages in the question's language alone, or the error that scoring raised. Grounding was
-    calibrated on passages in the question's language: where the other-language passages raise any signal (a word
-    the two languages share, a number, the embedding or the model reading across languages), the answer may rest on
-    them and is held, naming them and the signals they raised; where they raise none, its grounding is that of the
-    passages in its language, and a note says the others were read apart. A signal that is not a number on either
-    side, or a scoring that failed, cannot be compared: held."""
-    named = _passages_named(question, apart, retrieved)
-    them = "them" if len(apart) > 1 else "it"
-    if isinstance(without, BaseException):
-        return (f"{named}: the answer's grounding from the passages in the question's language alone could not be "
-                f"scored ({error_text(without)}), so whether it rests on a passage in another language is not known: "
-                "held for review"), None
-    pairs = {k: (finite_number(with_all.get(k)), finite_number(v)) for k, v in without.items()}
+def scored_passages(languages: PassageLanguages) -> str:
+    """What a note says of the passages an answer was scored against where :attr:`PassageLanguages.scored`: "passages
+    0 and 2 alone (read as in the question's language): every signal read from the context (grounding, relevance) and
+    the merged risk leave out passage 1 as if it were not retrieved"."""
+    left = sorted([*languages.apart, *languages.unread])
+    return (f"the answer was scored against passage{'s' if len(languages.same) > 1 else ''} {_numbers(languages.same)} "
+            "alone (read as in the question's language): every signal read from the context (grounding, relevance) and "
+            f"the merged risk leave out passage{'s' if len(left) > 1 else ''} {_numbers(left)} as if "
+            f"{'they were' if len(left) > 1 else 'it were'} not retrieved")
+
+
+def other_language_support(question: str, languages: PassageLanguages, with_all: Mapping[str, Any] | BaseException,
+                           scored: Mapping[str, Any]) -> tuple[str | None, str]:
+    """(a hold or None, a note) for an answer to ``question`` scored against the passages of a list that are in its
+    language alone (``languages``: :func:`passage_languages`, :attr:`PassageLanguages.scored`; :func:`off_question`
+    returned None). ``with_all``: the grounding scorer's signals of the answer against all the passages, or the error
+    that scoring raised; ``scored``: the answer's signals as the guard scored it, against those passages alone (each
+    of ``with_all``'s among them; None where one was not a number). Grounding was calibrated on passages in the
+    question's language: where the others raise any signal (a word the two languages share, a number, the embedding
+    or the model reading across languages), the answer may rest on them and is held, naming them and the signals
+    they raised. A signal that is not a number on either side, or a scoring that failed, cannot be compared: held.
+    The note says which passages were scored (:func:`scored_passages`)."""
+    named = _passages_named(question, languages)
+    note = f"{named}: {scored_passages(languages)}"
+    them = "them" if len(languages.apart) + len(languages.unread) > 1 else "it"
+    if isinstance(with_all, BaseException):
+        return (f"{named}: the answer's grounding with {them} could not be scored ({error_text(with_all)}), so whether "
+                "it rests on a passage not in the question's language is not known: held for review"), note
+    pairs = {k: (finite_number(v), finite_number(scored.get(k))) for k, v in with_all.items()}
     unread_keys = sorted(k for k, (a, b) in pairs.items() if a is None or b is None)
     if not pairs or unread_keys:
         return (f"{named}: the answer's grounding with and without {them} could not be compared "
                 f"({', '.join(map(repr, unread_keys)) or 'no signal'} not a number on both sides), so whether it rests "
-                "on a passage in another language is not known: held for review"), None
+                "on a passage not in the question's language is not known: held for review"), note
     raised = [(k, a, b) for k, (a, b) in sorted(pairs.items())
               if a is not None and b is not None and a > b + SUPPORT_TOLERANCE]
     if raised:
         shown = ", ".join(f"{k} {a:.3f} against {b:.3f}" for k, a, b in raised)
         return (f"{named}: the answer's grounding is higher with {them} than from the passages in the question's "
-                f"language alone ({shown}), so it may rest on a passage in another language (a word the two happen to "
+                f"language alone ({shown}), so it may rest on a passage not in its language (a word the two happen to "
                 "share, \"Australie\" for \"Australia\"; grounding was calibrated on passages in the question's "
-                "language): held for review"), None
-    return None, (f"{named}: read apart, {them} raised none of the answer's grounding signals (the passages in the "
-                  "question's language alone give each the same), so its grounding is theirs")
+                "language): held for review"), note
+    return None, f"{note}; read with {them} too, none of the answer's grounding signals is higher"
 
 
 #: how much higher a grounding signal may be with the other-language passages than without them and still be the
@@ -320,34 +429,12 @@ def other_language(question: str, words: Sequence[str], english: bool) -> str | 
     than the question's Latin (a Cyrillic passage to an English question). An English passage is not held here (a
     question in another language that shares no word with it is held as off the question), nor two of non-Latin
     scripts (Chinese and Japanese share Han)."""
-    read = _other_language(question, words, english)
-    if read is None:
+    asked = _QuestionLanguage.of(question, english)
+    named = asked.other(words, language_of(words), script_of(words))
+    if named is None:
         return None
-    named, asked = read
-    return f"the passage is in {named} and the question in {asked} (read by their function words and script): {_SHARED_WORD}"
-
-
-def _other_language(question: str, words: Sequence[str], english: bool) -> tuple[str, str] | None:
-    """(the passage's language, the question's), named, where :func:`other_language` holds a passage of ``words``."""
-    said = language_of(words)
-    script = script_of(words)
-    q_words = words_of(question)
-    asked = "english" if english else language_of(q_words)
-    q_latin = script_of(q_words) is None
-    if script is None:
-        if said in ("english", asked):
-            return None
-        lists = function_words()
-        if sum(1 for w in words if w in lists[said] and w not in lists["english"]) < FOREIGN_WORDS:
-            return None
-        named = said.title()
-    elif q_latin and q_words:
-        from hguard._text import _SCRIPT_LANGUAGE
-
-        named = _SCRIPT_LANGUAGE[script].title() if script in _SCRIPT_LANGUAGE else f"{script} script"
-    else:
-        return None
-    return named, asked.title()
+    return (f"the passage is in {named} and the question in {asked.asked.title()} (read by their function words and "
+            f"script): {_SHARED_WORD}")
 
 
 def _read_without(words: Sequence[str]) -> str:
