@@ -373,7 +373,9 @@ class _Scoring:
         (``languages``: :func:`hguard.signals.relevance.passage_languages`, ``context``: those passages joined,
         ``signals``: as scored against them), say so in a note, which its record keeps; with ``compare``, score its
         grounding against all the passages too and hold it where the others raise any grounding signal (it may rest on
-        them: :func:`hguard.signals.relevance.other_language_support`). A scoring that fails holds the answer, naming the
+        them: :func:`hguard.signals.relevance.other_language_support`). The sentences of the passages in its language
+        are not embedded again where the scorer caches them (:meth:`GroundingScorer.embed_from
+        <hguard.signals.grounding.GroundingScorer.embed_from>`). A scoring that fails holds the answer, naming the
         error."""
         from .signals.relevance import _passages_named, other_language_support, scored_passages
 
@@ -382,6 +384,9 @@ class _Scoring:
             return
         with_all: Mapping[str, Any] | BaseException
         try:
+            embed = getattr(self.grounding, "embed_from", None)
+            if callable(embed):
+                embed(g.context, context)
             with_all = self.grounding.score(g.question, g.text, g.context)
             if not isinstance(with_all, Mapping):
                 raise TypeError(f"the grounding scorer returned {type(with_all).__name__}, not a mapping of signals")

@@ -852,6 +852,40 @@ def test_a_passage_in_another_language_is_left_out_of_every_signal_the_merger_re
                                        for x in r.reasons), r.reasons
 
 
+def test_the_passages_in_the_questions_language_are_not_embedded_twice(tiny_rag, tmp_path, monkeypatch):
+    """A review (F3): an answer scored against a list's passages in its language alone was scored again against them
+    all, and each of their sentences embedded again (the context cache is keyed by the text joined): +66% a request.
+    The second scoring takes their embeddings from the first: a list with a Spanish passage embeds what one string of
+    the same passages embeds, and the answer and its question-and-answer statement once more."""
+    from hguard.guard import Guard
+    from hguard.signals.embedding import get_embedder
+
+    class Counted:  # the bundled embedder, counting the texts it embeds
+        texts = 0
+
+        def encode(self, texts):
+            Counted.texts += len(texts)
+            return get_embedder().encode(texts)
+
+    lm, folder, _ = tiny_rag
+    policy = _policy(folder, tmp_path, knowledge_conflict="trust_context").model_copy(update={"domain_min_similarity": 0.0})
+    g = Guard.from_policy(policy, lm=lm, embedder=Counted())
+    said = _said_by(g, monkeypatch)
+    said["text"] = "Die Kündigungsfrist beträgt drei Monate."
+    de = [f"Abschnitt {i}: Die Kündigungsfrist bei Siemens beträgt drei Monate. Sie gilt für alle Verträge des Standorts "
+          f"{i}. Eine Verlängerung ist möglich." for i in range(3)]
+
+    def embedded(context) -> int:
+        before = Counted.texts
+        r = g.invoke(_KQ, context=context, domain="alpha")
+        assert r.risk is not None, r.reasons
+        return Counted.texts - before
+
+    embedded(de[0])  # the domain's calibration questions are embedded at its first request
+    as_list, as_string = embedded([*de, _KES]), embedded("\n\n".join([*de, _KES]) + " ")
+    assert as_list <= as_string + 2, (as_list, as_string)  # 9 sentences and 8 pairs more before
+
+
 @pytest.mark.parametrize("how", ["review", "trust_context"])
 def test_an_accepted_answer_the_knowledge_conflict_check_cleared_says_so_in_its_record(tiny_rag, tmp_path, how):
     """An accepted RAG answer's record held signals.knowledge_conflict alone: not the threshold it was set against,

@@ -22,23 +22,42 @@ class _ContextCache:
 
     def __init__(self, size: int = 64) -> None:
         self.size = size
-        # the entry keeps its embedder, so an id() reused by a later embedder never hits a stale entry
-        self._d: OrderedDict[tuple[int, str], tuple[Any, np.ndarray]] = OrderedDict()
+        # the entry keeps its embedder, so an id() reused by a later embedder never hits a stale entry, and the
+        # units it embedded, for a context that shares them (:meth:`get`'s ``reuse``)
+        self._d: OrderedDict[tuple[int, str], tuple[Any, list[str], np.ndarray]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, ctx: str, embedder) -> np.ndarray:
+    def _hit(self, ctx: str, embedder) -> tuple[list[str], np.ndarray] | None:
         key = (id(embedder), ctx)
         with self._lock:
             hit = self._d.get(key)
             if hit is not None and hit[0] is embedder:
                 self._d.move_to_end(key)
-                return hit[1]
+                return hit[1], hit[2]
+        return None
+
+    def get(self, ctx: str, embedder, reuse: str | None = None) -> np.ndarray:
+        """The embeddings of ``ctx``'s units (its sentences, then each two neighbouring ones), embedded on a miss;
+        ``reuse``: a context whose units are cached (some of the passages ``ctx`` joins), whose embeddings of the
+        units the two share are taken, not embedded again (the language hold scores an answer against a list's
+        passages in the question's language, then against them all)."""
+        hit = self._hit(ctx, embedder)
+        if hit is not None:
+            return hit[1]
         sents = split_sentences(ctx) or [ctx]
         # windows of two neighbouring sentences catch answers that combine them
         units = sents + [f"{a} {b}" for a, b in zip(sents, sents[1:])]
-        vecs = embedder.encode(units)
+        known = self._hit(reuse, embedder) if reuse is not None else None
+        if known is None:
+            vecs = embedder.encode(units)
+        else:
+            rows = dict(zip(*known))
+            new = list(dict.fromkeys(u for u in units if u not in rows))
+            if new:
+                rows.update(zip(new, embedder.encode(new)))
+            vecs = np.stack([np.asarray(rows[u]) for u in units])
         with self._lock:
-            self._d[key] = (embedder, vecs)
+            self._d[(id(embedder), ctx)] = (embedder, units, vecs)
             while len(self._d) > self.size:
                 self._d.popitem(last=False)
         return vecs

@@ -208,6 +208,13 @@ class GroundingScorer:
         """Embeddings of the context's sentences, from the scorer's cache of embedded contexts."""
         return sentence_vectors(_context_text(context), self.embedder, self._ctx_cache)
 
+    def embed_from(self, context: str | Sequence[str], cached: str | Sequence[str]) -> None:
+        """Embed ``context``'s sentences for :meth:`score`, taking those it shares with ``cached`` (a context this
+        scorer embedded: some of the passages ``context`` joins) from their cached embeddings: the language hold
+        scores an answer against a list's passages in the question's language, then against them all, and embedded
+        each sentence twice (two thirds more time an answer)."""
+        self._ctx_cache.get(_context_text(context), self.embedder, _context_text(cached))
+
     @property
     def signals(self) -> tuple[str, ...]:
         """The signal keys :meth:`score` returns (besides ``grounding``)."""
