@@ -185,6 +185,12 @@ class _Scoring:
     monitor_state: MonitorState
     audit: Any  # an AuditLog, or None for no log
 
+    @property
+    def _redacting(self) -> bool:
+        """Whether the audit log redacts (its reasons then quote no text of the request): a sink of one's own that is
+        not an :class:`~hguard.audit.AuditLog` (an ``append`` alone) writes records as given, so it does not."""
+        return self.audit is not None and bool(getattr(self.audit, "redact", False))
+
     if TYPE_CHECKING:
 
         @property
@@ -459,7 +465,7 @@ class _Scoring:
                             "not be the ones fingerprinted; remove it from the text")
         g.extra["declined"] = declines(g.text, g.question)  # read once: the conflict check and the route use it
         g.extra.setdefault("holds", []).extend(answer_holds(
-            g.question, g.text, g.context, g.extra["declined"], redact=self.audit is not None and self.audit.redact))
+            g.question, g.text, g.context, g.extra["declined"], redact=self._redacting))
         limit = g.extra.get("max_new_tokens") or self.generator.max_new_tokens
         # not a stop sequence, an early stop or a cancel (a row a stopping criterion ended is padded to the batch's
         # length, not cut by the limit)
@@ -533,7 +539,7 @@ class _Scoring:
         if g.extra.get("stop") is not None:  # what is shown ends before what was scored
             stop = g.extra["stop"]  # the caller's text: not quoted in a redacting log
             shown_stop = (f"({len(stop)} characters; a redacting log does not quote it)"
-                          if self.audit is not None and self.audit.redact else repr(stop))
+                          if self._redacting else repr(stop))
             reasons.append(f"the answer was cut at the caller's stop sequence {shown_stop}: its risk was read "
                            "on the tokens generated before the one that completed it")
         if not choice.get("given") and choice.get("reason"):
