@@ -16,7 +16,7 @@ from ._guard_result import CUT_MARK, GuardResult, context_given, kept_passages
 from ._numerics import NUMBER_RULE, finite_number, sigmoid
 from ._text import direction_controls
 from .calibrate.data import domain_slug
-from .calibrate.judge import as_written, declines, unstated_numbers
+from .calibrate.judge import as_written, declines, misattributed_numbers, unstated_numbers
 from .signals.relevance import repeats_question
 from .signals.grounding import reversed_claims
 from .errors import cut_text, error_text, shown
@@ -102,9 +102,10 @@ def answer_holds(question: str, answer: str, context: str | None, declined: str 
     """Why the guard holds an answer for review by what its texts say (the question, the answer and the passage given
     as context), in the guard's order; ``[]`` when none: a passage addressing the model, chat turns typed into the
     question, and, unless the answer declines (``declined``: :func:`hguard.calibrate.judge.declines` of it, None where
-    it does not), an answer that repeats the question, states a figure neither the passage nor the question states,
-    or says the opposite of a passage sentence it restates; then direction controls in the answer. ``redact``: a
-    redacting log's reasons quote neither the passage nor a figure of the answer.
+    it does not), an answer that repeats the question, states a figure neither the passage nor the question states
+    or one the passage states only about something else, or says the opposite of a passage sentence it restates;
+    then direction controls in the answer. ``redact``: a redacting log's reasons quote neither the passage nor a
+    figure of the answer.
 
     One rule for the guard and for the RAG calibration report's per-answer routes and accepted counts
     (:func:`hguard.calibrate._rag_report.rag_report`), which counted such answers accepted where the guard held them."""
@@ -132,6 +133,14 @@ def answer_holds(question: str, answer: str, context: str | None, declined: str 
                 else ", ".join(as_written(answer, unstated[:5])))
         holds.append(f"the answer states {said}, which neither the passage nor the question states (as that number, "
                      "or in that currency or as a percentage): held for review")
+    if elsewhere := (misattributed_numbers(answer, context or "", question, unstated=unstated) if read else []):
+        # a figure stated anywhere in the passage passed: "30 days" to a question on keeping contracts, from another
+        # retrieved passage's "Credits must be claimed within 30 days" (a legal team's trial, accepted 23 times)
+        said = (f"{len(elsewhere)} figure(s) (not quoted: a redacting log)" if redact
+                else ", ".join(as_written(answer, elsewhere[:5])))
+        holds.append(f"the answer states {said}, which the passage states only about something else (no sentence or "
+                     "table row of it that states the figure shares a word with the answer's sentence or the question, "
+                     "while those that do state other figures): held for review")
     if reversed_ := (reversed_claims(answer, context or "") if read else []):
         # grounding reads shared words, and the words that reverse a claim are those it leaves out
         said, source = reversed_[0]

@@ -2071,3 +2071,59 @@ def test_a_refusal_or_an_alias_with_an_invisible_character_or_a_look_alike_lette
     assert declines("The cont\u0435xt does not say.") == "context does not say"
     assert normalize("Gdan\u00adsk") == "gdansk" and judge("Gdan\u00adsk.", ["Gdansk"]).label == "correct"
     assert normalize("\u041c\u041e\u0421\u041a\u0412\u0410") == normalize("\u041c\u043e\u0441\u043a\u0432\u0430")  # МОСКВА, Москва
+
+
+_RETENTION = ("Records Retention Policy, section 4. Customer contracts are retained for seven (7) years after the contract "
+              "ends. Backups are kept for 90 days and then destroyed.\n\nService Level Agreement, schedule B. The Provider "
+              "guarantees a monthly uptime of 99.9%. Credits must be claimed within 30 days.")
+_KEPT = "How long are customer contracts retained?"
+
+
+@pytest.mark.parametrize("answer, context, question, elsewhere", [
+    # a legal team's trial: a figure stated anywhere in the passage passed, so "30 days", from another retrieved
+    # passage's claim window, was accepted 23 times to a question on keeping contracts (7 years)
+    ("The answer is 30 days.", _RETENTION, _KEPT, ["30 day"]),
+    ("Customer contracts are retained for 30 days.", _RETENTION, _KEPT, ["30 day"]),
+    ("Yes, customer contracts are retained for 30 days.", _RETENTION, "Are customer contracts retained for 30 days?",
+     ["30 day"]),  # an affirming answer: the question's figure is its own (`unstated_numbers`)
+    ("The notice period is 90 days.", "Either party may terminate this Agreement upon thirty (30) days' written "
+     "notice.\n\nBackups are kept for 90 days and then destroyed.", "How much notice is needed to terminate?", ["90 day"]),
+    ("A stop payment costs $30.", "| Service | Fee |\n| Outgoing wire | $30 |\n| Stop payment | $35 |",
+     "What does a stop payment cost?", ["30 dollar"]),  # another row's
+    # ... not the figure stated where the answer's words are, in the question's words, after the sentence naming it
+    ("The answer is 7 years.", _RETENTION, _KEPT, []),
+    ("They are retained for seven (7) years after the contract ends.", _RETENTION, _KEPT, []),
+    ("No, they are retained for 7 years, not 30 days.", _RETENTION, "Are customer contracts retained for 30 days?", []),
+    ("The listing term is 180 days.", "The listing agreement sets a commission of 5.5%. The agreement lasts 180 days.",
+     "How long is the listing?", []),
+    ("Retail banking net revenue was $12,340 million.", _SEGMENTS + "\n\nThe cost-income ratio was 54%.",
+     "What was retail banking's revenue?", []),  # the declared scale read above the row
+    # no sentence of the passage shares a word with the answer: nothing says the figure is about something else
+    ("You can borrow between $2,000 and $35,000.", "Personal loans are available from $2,000 to $35,000.",
+     "How much can I borrow?", []),
+    ("The first recording was issued by Paramount Records No. 12116. Later recordings followed.",
+     "The first recording was issued by Paramount Records No. 12116 in 1922.\n\nThe Online 78 Discography lists 1,140 "
+     "entries.", "Who made the first recording?", []),  # "12116." cut from its "No.": the same read alone either way
+    ("The answer is 90 days.", _RETENTION, _KEPT, []),  # a limit: read with the sentence before it, on contracts
+    ("The answer is 45 days.", _RETENTION, _KEPT, []),  # stated nowhere: `unstated_numbers` names it
+    ("Customer contracts are retained.", _RETENTION, _KEPT, []),  # no figure
+])
+def test_a_figure_the_passage_states_only_about_something_else_is_named(answer, context, question, elsewhere):
+    from hguard.calibrate.judge import misattributed_numbers, unstated_numbers
+
+    assert misattributed_numbers(answer, context, question) == elsewhere
+    if elsewhere:
+        assert unstated_numbers(answer, context, question) == []  # stated: in another sentence
+
+
+def test_a_figure_the_passage_states_only_about_something_else_is_held_with_its_reason():
+    from hguard._guard_scoring import answer_holds
+
+    held = answer_holds(_KEPT, "The answer is 30 days.", _RETENTION, None)
+    assert held == ["the answer states '30 days' (read as 30 day), which the passage states only about something else "
+                    "(no sentence or table row of it that states the figure shares a word with the answer's sentence or "
+                    "the question, while those that do state other figures): held for review"], held
+    redacted = answer_holds(_KEPT, "The answer is 30 days.", _RETENTION, None, redact=True)
+    assert len(redacted) == 1 and "30" not in redacted[0] and "1 figure(s) (not quoted" in redacted[0], redacted
+    assert answer_holds(_KEPT, "The answer is 7 years.", _RETENTION, None) == []
+    assert answer_holds(_KEPT, "I don't know; it may be 30 days.", _RETENTION, "I don't know") == []  # declines

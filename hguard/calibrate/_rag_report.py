@@ -129,11 +129,11 @@ def conflict_holds(conflict: Mapping[str, Any], rows: Sequence[dict], how: str =
 def answer_holds_of(rows: Sequence[dict]) -> list[list[str] | None]:
     """Why the guard holds each of ``rows`` (replies that do not decline) for review by what its texts say, by the
     guard's own rules: :func:`hguard._guard_scoring.answer_holds` (a passage addressing the model, chat turns in the
-    question, an answer repeating the question, stating a figure neither the passage nor the question states, saying
-    the opposite of its passage, holding direction controls) and, a RAG probe's,
-    :func:`hguard.signals.relevance.off_question` (a passage sharing none of the question's content words). ``[]``:
-    none; None: the row carries no passage (``context``) or no question, so they could not be read (rows
-    :func:`hguard.calibrate._rag_signals.add_rag_signals` builds carry both)."""
+    question, an answer repeating the question, stating a figure neither the passage nor the question states or one
+    the passage states only about something else, saying the opposite of its passage, holding direction controls)
+    and, a RAG probe's, :func:`hguard.signals.relevance.off_question` (a passage sharing none of the question's
+    content words). ``[]``: none; None: the row carries no passage (``context``) or no question, so they could not be
+    read (rows :func:`hguard.calibrate._rag_signals.add_rag_signals` builds carry both)."""
     from .._guard_scoring import answer_holds
     from ..signals.relevance import off_question
 
@@ -273,7 +273,8 @@ def write_rag_report(report: dict, folder: str | os.PathLike) -> None:
 
 #: the holds report.md's accepted figures apply by the guard's own rules (:func:`answer_holds_of`)
 ANSWER_CHECKS = ("what the answer's texts say (an answer sentence that says the opposite of the passage, a figure "
-                 "neither the passage nor the question states, an answer that repeats the question, direction-control "
+                 "neither the passage nor the question states or one the passage states only about something else, an "
+                 "answer that repeats the question, direction-control "
                  "characters, a passage addressing the model or sharing none of the question's words, chat turns "
                  "typed into the question)")
 #: the guard's holds that report.md's accepted figures do not reflect: they depend on the request, on the model or on the

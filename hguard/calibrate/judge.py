@@ -70,9 +70,10 @@ from typing import Literal
 
 import regex
 
-from hguard._text import (asks_only_yes_no, asks_yes_no, fold_accents, join_digit_groups, matching_form, without_ignorables,
-                          words_of, written_in, yes_or_no_opening)
+from hguard._text import (asks_only_yes_no, asks_yes_no, fold_accents, join_digit_groups, matching_form, sentences,
+                          without_ignorables, words_of, written_in, yes_or_no_opening)
 from hguard.errors import InputError
+from hguard.signals._grounding_lexical import _stem, content_tokens
 
 __all__ = [
     "Judgement",
@@ -1359,6 +1360,130 @@ def _periods_named(text: str, value: str, periods: tuple[str, ...], reading: _Re
                 if any(_significant(v) == digits for v, _ in stated_numbers(piece, reading=reading)):
                     return True
     return False
+
+
+# ------------------------------------------------------------------- a figure the passage states about something else
+
+# the words a figure comes with, which say nothing of what it is about: its unit, currency, scale, period and their
+# qualifiers ("30 days" of a sentence on claiming credits shares "days" with any answer in days)
+_FIGURE_WORDS = (*_UNIT_WORDS, *_UNIT_WORDS.values(), *_MEASURE_UNITS, *_SCALES, *_UNIT_SYMBOLS.values(), *_RATE_PERIODS,
+                 *_ADVERB_PERIODS, *_QUALIFIERS, "annum", "percentage", "per", "cent", "cents", "basis", "point", "points")
+
+
+@functools.cache
+def _figure_words() -> frozenset[str]:
+    """`_FIGURE_WORDS` as `_about` reads words (read once, on the first answer that needs them)."""
+    return frozenset(_stem(t) for w in _FIGURE_WORDS for t in content_tokens(str(w)))
+
+
+def _about(text: str) -> frozenset[str]:
+    """What ``text`` is about, as the number hold compares an answer's sentence with a passage's: the stems of its
+    content words (:func:`hguard.signals._grounding_lexical.content_tokens`, ``_stem``: "contracts" and "contract"
+    alike), less numbers and `_FIGURE_WORDS`."""
+    return frozenset(_stem(t) for t in content_tokens(text) if not any(c.isdigit() for c in t)) - _figure_words()
+
+
+_ROW = re.compile(r"[|\t]")  # a table's row (as `_periods_named` reads one)
+_BLANKED = re.compile(r"[^\n|\t]")  # what blanking a piece of a passage removes: a row's cells stay cells
+
+
+def _statements(context: str) -> list[tuple[int, int, frozenset[str] | None]]:
+    """The pieces of ``context`` that state its figures, each as (start, end, what it is about: `_about`): a table's
+    row with its header's words (its block's lines down to its first row, which are no statement: None, never
+    blanked), and a sentence of prose (:func:`hguard._text.sentences` of each line) with the words of the one before it
+    on its line, whose subject it often goes on with ("The agreement lasts 180 days." after "The listing agreement
+    sets ..."); a sentence with no content word of its own (a fragment, "2.3, P = 0.003).") is about what the one
+    before it is, and None where that is nothing either (what it is about is not known)."""
+    out: list[tuple[int, int, frozenset[str] | None]] = []
+    for block in re.finditer(r"[^\n]+(?:\n[^\n]*\S[^\n]*)*", context):
+        lines = []
+        at = block.start()
+        for line in block.group(0).split("\n"):
+            lines.append((at, line))
+            at += len(line) + 1
+        first_row = next((k for k, (_, line) in enumerate(lines) if _ROW.search(line)), None)
+        header = frozenset().union(*(_about(line) for _, line in lines[:first_row + 1])) if first_row is not None else None
+        for k, (start, line) in enumerate(lines):
+            if first_row is not None and k <= first_row:
+                out.append((start, start + len(line), None))
+            elif header is not None and _ROW.search(line):
+                out.append((start, start + len(line), _about(line) | header))
+            else:
+                before: frozenset[str] = frozenset()
+                at = 0
+                for sentence in sentences(line):
+                    at = line.find(sentence, at)
+                    own = _about(sentence) or before
+                    out.append((start + at, start + at + len(sentence), (own | before) or None))
+                    at += len(sentence)
+                    before = own
+    return out
+
+
+def misattributed_numbers(answer: str, context: str, question: str = "", *, unstated: list[str] | None = None) -> list[str]:
+    """The figures ``answer`` writes in digits that ``context`` states, but only about something else: each is stated
+    (:func:`unstated_numbers` lists it not), yet no sentence or table row of the passage that states it
+    (`_statements`) shares a content word (`_about`: no number, unit or period) with the answer's sentence holding it
+    or with ``question`` (whose words count on the answer's side: "It is 30 days." answers in them), while one that
+    shares a word states another figure. "The answer is 30 days." to "How long are customer contracts retained?" from
+    passages that say "Customer contracts are retained for seven (7) years" and "Credits must be claimed within 30
+    days." is held (a legal team's trial: the wrong figure came from another retrieved passage); "7 years" is not.
+    Where no sentence of the passage shares a word with the answer's, the rule does not apply: nothing says what the
+    passage states about the answer's subject ("You can borrow up to $35,000." from "Personal loans are available up
+    to $35,000."). A passage's declaration of scale or currency ("(in $ millions)") is read wherever it stands. Not
+    told apart: two figures of one sentence, or of rows that share the answer's words ("The Gold card's annual fee is
+    $0." from "The Standard card has an annual fee of $0. The Gold card has an annual fee of $150."). Shown as
+    :func:`unstated_numbers` shows them. ``unstated``: what :func:`unstated_numbers` gave for these three texts, where
+    the caller has it (for an answer of one sentence it is not read again). Read only for an answer's sentences with
+    digits, and against the passage again only where a statement shares no word with them."""
+    _check_str(answer, "answer")
+    _check_str(context, "context")
+    _check_str(question, "question")
+    if not any(c.isdigit() for c in answer):
+        return []
+    if _affirms(answer, question):  # its figures count only where the passage states them (`unstated_numbers`)
+        question_states = ""
+    else:
+        question_states = question
+    asked = _about(question)
+    statements: list[tuple[int, int, frozenset[str] | None]] | None = None
+    declared: list[tuple[int, int]] = []
+    out: list[str] = []
+    before: frozenset[str] = frozenset()
+    said_in = sentences(answer)
+    for said in said_in:
+        own = _about(said) or before  # "That is 30 days." goes on with the sentence before it
+        before = own
+        if not any(c.isdigit() for c in said):
+            continue
+        if statements is None:
+            statements = _statements(context)
+            declared = [(a, b) for a, b, _, _ in _declared(context)] if any(c.isdigit() for c in context) else []
+        words = own | asked
+        related = False
+        parts: list[str] = []  # the passage with the statements about something else blanked
+        done = 0
+        for start, end, about in statements:
+            if about is None:
+                continue
+            if about & words:
+                related = related or any(c.isdigit() for c in context[start:end])
+                continue
+            parts += [context[done:start], _BLANKED.sub(" ", context[start:end])]
+            done = end
+        if not (related and parts):
+            continue
+        kept = "".join(parts) + context[done:]
+        for a, b in declared:  # "(in $ millions)" holds for every row under it, wherever it stands
+            kept = kept[:a] + context[a:b] + kept[b:]
+        missing = unstated_numbers(said, kept, question_states)
+        if missing:  # read alone as against the whole passage (a sentence read apart may read a figure otherwise)
+            if unstated is None or len(said_in) > 1:
+                stated_anyway = unstated_numbers(said, context, question_states)
+            else:
+                stated_anyway = unstated
+            out += [figure for figure in missing if figure not in stated_anyway]
+    return list(dict.fromkeys(out))
 
 
 def _shown(value: str, unit: str | None) -> str:
