@@ -1228,3 +1228,91 @@ def test_the_readmes_accepted_turns_keep_a_held_exchange_out_of_the_next_turn(ma
     follow = ask(engine, "and what about new zealand ?")
     assert len(accepted) == 2  # the first exchange; the follow-up, asked with it as history, goes to review for that
     assert follow.metadata["route"] == "review" and any("history_fingerprint" in r for r in follow.metadata["reasons"])
+
+
+def _retry_passing(engine):
+    """RetryQueryEngine over ``engine`` with an evaluator passing every answer (an app's own check: the stock ones ask
+    a function-calling or judging LLM)."""
+    from llama_index.core.evaluation import BaseEvaluator, EvaluationResult
+    from llama_index.core.query_engine import RetryQueryEngine
+
+    class Passing(BaseEvaluator):
+        def _get_prompts(self):
+            return {}
+
+        def _update_prompts(self, prompts):
+            pass
+
+        async def aevaluate(self, query=None, response=None, contexts=None, **kwargs):
+            return EvaluationResult(query=query, response=response, passing=True, score=1.0)
+
+    return RetryQueryEngine(engine, Passing(), max_retries=1)
+
+
+@pytest.mark.parametrize("how", ["retry", "handler", "ahandler"])
+def test_a_stream_read_to_its_end_inside_the_span_returning_it_is_its_delivered_answer(make_guard, how):
+    """A review: a span returning a streamed response said every decision made inside it undelivered, also the stream's
+    own when the stream had been read there: RetryQueryEngine reads it to evaluate it and returns it, an app's
+    instrumented handler streams it to the user and returns it. The accepted answer the user read stood in the log as
+    answer_not_delivered. The refine's earlier step is still said undelivered; the stream's own answer is not."""
+    from llama_index.core.instrumentation import get_dispatcher
+    from llama_index.core.query_engine import RetrieverQueryEngine
+
+    guard = make_guard("accept")
+    engine = RetrieverQueryEngine.from_args(_fixed([AUS_PASSAGE, OTHER_PASSAGE]), llm=HGuardLLM(guard, domain="alpha"),
+                                            response_mode="refine", streaming=True)
+    dispatcher = get_dispatcher("hguard_test_stream_handler")
+    shown = []
+
+    @dispatcher.span
+    def handle(q):  # the app's request handler: streams the answer to the user, then returns the response
+        r = engine.query(q)
+        shown.append("".join(r.response_gen))
+        return r
+
+    @dispatcher.span
+    async def ahandle(q):
+        r = await engine.aquery(q)
+        shown.append("".join([t async for t in r.async_response_gen()]))
+        return r
+
+    if how == "retry":
+        r = _retry_passing(engine).query(AUSTRALIA)
+        shown.append(str(r))
+    else:
+        r = handle(AUSTRALIA) if how == "handler" else asyncio.run(ahandle(AUSTRALIA))
+    records = list(AuditLog(guard.audit.path))
+    first, last = [x for x in records if x["kind"] == "decision"]  # the refine's two steps
+    assert r.metadata["audit_id"] == last["id"] and shown == [shown_answer(last)]
+    said = [x for x in records if x["kind"] == "answer_not_delivered"]
+    assert [x["decision_audit_id"] for x in said] == [first["id"]], [x["why"] for x in said]  # once, the earlier step
+
+
+def test_a_stream_not_read_is_no_delivered_answer_whatever_its_metadata_names(make_guard):
+    """The stream's own decision counts as delivered only when the stream was read to its end before its span returned
+    it: a custom handler that drafts a guarded answer, then returns an unread stream with the draft's metadata handed
+    on, did not deliver the draft (the stream's answer, decided as it is read, replaces it)."""
+    from llama_index.core.instrumentation import get_dispatcher
+    from llama_index.core.query_engine import RetrieverQueryEngine
+
+    guard = make_guard("accept")
+    llm = HGuardLLM(guard, domain="alpha")
+    drafting = HGuardQueryEngine(_fixed([AUS_PASSAGE]), llm, domain="alpha")
+    engine = RetrieverQueryEngine.from_args(_fixed([AUS_PASSAGE]), llm=llm, streaming=True)
+    dispatcher = get_dispatcher("hguard_test_stream_handler")
+
+    @dispatcher.span
+    def handle(q):
+        draft = drafting.query(q)
+        r = engine.query(q)
+        r.metadata = {**(r.metadata or {}), **draft.metadata}  # the draft's fields handed on, the stream not read
+        return r
+
+    r = handle(AUSTRALIA)
+    draft, = [x for x in AuditLog(guard.audit.path) if x["kind"] == "decision"]
+    said = [x for x in AuditLog(guard.audit.path) if x["kind"] == "answer_not_delivered"]
+    assert [x["decision_audit_id"] for x in said] == [draft["id"]] and "streams a later step" in said[0]["why"]
+    "".join(r.response_gen)  # read later: its own decision, delivered
+    decisions = [x for x in AuditLog(guard.audit.path) if x["kind"] == "decision"]
+    assert len(decisions) == 2 and r.metadata["audit_id"] == decisions[-1]["id"]
+    assert len([x for x in AuditLog(guard.audit.path) if x["kind"] == "answer_not_delivered"]) == 1

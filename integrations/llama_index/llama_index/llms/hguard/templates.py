@@ -623,8 +623,8 @@ def _say_superseded(noted: list[tuple[str, dict]], delivered: dict | None, span:
     """Say undelivered each decision made for a response that the response does not deliver: a refine step
     answered afresh from the next passages, a chunk's answer a summary replaced (an accepted first step stood in
     the log as an answer a user had received). Once per decision (a chat engine's response wraps its query's).
-    ``delivered`` None: a streamed response, whose own answer is decided as its stream is read, after every one
-    decided before it was returned (:meth:`DecisionToMetadata.prepare_to_exit_span`)."""
+    ``delivered`` None: a streamed response not read to its end, whose own answer is decided as its stream is read,
+    after every one decided before it was returned (:meth:`DecisionToMetadata.prepare_to_exit_span`)."""
     from types import SimpleNamespace
 
     given = {delivered.get("audit_id"), *(delivered.get("audit_ids") or [])} - {None} if delivered is not None else set()
@@ -740,12 +740,15 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
         return None
 
     def prepare_to_exit_span(self, id_: str, bound_args: Any, instance: Any = None, result: Any = None, **kwargs: Any) -> Optional[SimpleSpan]:
+        ended = _stream_ended(result)  # read inside this span: its decision is the one delivered, nothing left to wrap
+        read = dict(result.metadata) if ended and "audit_id" in (result.metadata or {}) else None
         with _LOCK:
             nodes = _NODES.get(id_)  # a synthesizer's: its stream's LLM call reads them when the stream is read
-        if type(result).__name__ == "StreamingResponse" and getattr(result, "response_gen", None) is not None:
-            result.response_gen = _fill_when_consumed(result.response_gen, result, nodes)
-        elif type(result).__name__ == "AsyncStreamingResponse" and getattr(result, "response_gen", None) is not None:
-            result.response_gen = _afill_when_consumed(result.response_gen, result, nodes)  # its metadata stayed empty
+        stream = None if ended else getattr(result, "response_gen", None)
+        if stream is not None and type(result).__name__ == "StreamingResponse":
+            result.response_gen = _fill_when_consumed(stream, result, nodes)
+        elif stream is not None and type(result).__name__ == "AsyncStreamingResponse":
+            result.response_gen = _afill_when_consumed(stream, result, nodes)  # its metadata stayed empty
         with _LOCK:
             parent = _PARENTS.get(id_)
             handed_on = parent in _PARENTS  # its decisions go on to the span around it
@@ -754,8 +757,10 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
             if type(result).__name__ in _STREAMED:
                 # its answer is decided as the stream is read (the last step of a refine or tree_summarize runs then):
                 # every answer decided inside this span before it returned is an earlier step the stream replaced (a
-                # streamed refine left its accepted first step in the log as delivered; a legal team's trial)
-                _say_superseded(noted, None, id_)
+                # streamed refine left its accepted first step in the log as delivered; a legal team's trial), except
+                # the stream's own, when it was read to its end before the span returned it (RetryQueryEngine reads it
+                # to evaluate it, an app's handler streams it to the user): that one is the answer delivered
+                _say_superseded(noted, read, id_)
                 return None
             text = getattr(result, "response", None)
             if isinstance(text, str) and text and hasattr(result, "metadata") and type(result).__name__ in _RESPONSES:
@@ -787,6 +792,22 @@ class DecisionToMetadata(BaseSpanHandler[SimpleSpan]):
 
 _RESPONSES = ("Response", "AgentChatResponse")
 _STREAMED = ("StreamingResponse", "AsyncStreamingResponse")  # a synthesizer's or query engine's streamed response
+_UNKNOWN = object()
+
+
+def _stream_ended(result: Any) -> bool:
+    """Whether ``result`` is a streamed response whose stream was read to its end before its span returned it (its
+    reader filled its ``metadata`` with the stream's decision at the end): RetryQueryEngine reads it (``get_response``)
+    to evaluate it, an app's instrumented handler streams it to the user and returns it. Then the stream's decision is
+    the answer delivered; a stream not read to its end delivered none, whatever its metadata names (a custom engine
+    may hand an earlier answer's metadata on): its answer is decided as it is read, or never."""
+    if type(result).__name__ not in _STREAMED:
+        return False
+    stream = getattr(result, "response_gen", None)
+    # a generator run to its end (or closed) has no frame; an iterator of another kind cannot tell: not read
+    return stream is not None and getattr(stream, "gi_frame", getattr(stream, "ag_frame", _UNKNOWN)) is None
+
+
 _SYNTHESIZE = re.compile(r"\.a?synthesize-[0-9a-f-]{36}$")  # a synthesizer's span id: "Class.method-<uuid4>"
 # one request: a query engine's query, a chat engine's turn
 _QUERY = re.compile(r"\.a?query-[0-9a-f-]{36}$")
