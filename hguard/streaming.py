@@ -538,22 +538,34 @@ def pasted_part(passage: str, texts: Sequence[str], probe_chars: int = 200, stop
     return passage
 
 
-def unescaped_prompt(texts: Sequence[str], passages: Sequence[str]) -> list[str]:
+def unescaped_prompt(texts: Sequence[str], passages: Sequence[str], queries: Sequence[str] = ()) -> list[str]:
     """``texts`` (the prompt's messages that may hold ``passages``) with HTML escaping undone (``html.unescape``) where
     a chain escaped what it pasted: a mustache template escapes "&", "<", ">" and '"' in every value it fills in (the
     passages, the question), and a ``format_docs`` may call ``html.escape``. Then a passage holding any of those was
     not found ("Service Level Agreement &amp; Support"), and its text was read as the app's instruction (a legal
-    team's trial). Undone when that finds more of the passages pasted (:func:`appears_in`), or as many where no
-    passage holds a character reference itself; else (a document quoting "&amp;", pasted as it is) ``texts``."""
+    team's trial). Undone when that finds more of the passages pasted (:func:`appears_in`); as many: when it makes
+    more of the retrievers' ``queries`` stand in the prompt (mustache escaped the question), else when it loses none
+    of them and no passage holds a character reference itself. Else ``texts``: a document quoting "&amp;", pasted as
+    it is, and a plain chain's question holding one ("R&amp;D", as a web form escaped it), which unescaped was no
+    longer the retriever's query (a review: the whole template became the question, "question not identified")."""
     import html
 
     plain = [html.unescape(t) for t in texts]
     if plain == list(texts):
         return plain
     found, found_plain = (sum(appears_in(p, ts) for p in passages) for ts in (texts, plain))
-    if found_plain > found or (found_plain == found and all(html.unescape(p) == p for p in passages)):
-        return plain
-    return list(texts)
+    if found_plain != found:
+        return plain if found_plain > found else list(texts)
+    asked, asked_plain = (sum(_stands_in(q, ts) for q in queries if not blank(q)) for ts in (texts, plain))
+    if asked_plain != asked:
+        return plain if asked_plain > asked else list(texts)
+    return plain if all(html.unescape(p) == p for p in passages) else list(texts)
+
+
+def _stands_in(text: str, texts: Sequence[str]) -> bool:
+    """Whether ``text`` stands in one of ``texts`` as it is, whitespace aside."""
+    norm = " ".join(text.split())
+    return any(norm in " ".join(t.split()) for t in texts)
 
 
 #: a passage :func:`pasted_part` did not find counts as pasted all the same, changed by the chain, when at least this

@@ -194,6 +194,12 @@ def test_a_prompt_is_read_unescaped_only_where_the_chain_html_escaped_what_it_pa
     assert unescaped_prompt([escaped], [sla]) == [f"Context: {sla}\nQuestion: {q}"]
     quoted = f"Context: {sla}\nQuestion: What does &quot;response&quot; mean?"  # the question alone escaped
     assert unescaped_prompt([quoted], [sla]) == [html.unescape(quoted)]
+    # the retriever's query says which reading asks it: mustache escaped the question, or the user's own text holds
+    # the reference (a web form escaped it) and the chain pasted it as it is (a review: unescaped, it was no question)
+    assert unescaped_prompt([quoted], [sla], ['What does "response" mean?']) == [html.unescape(quoted)]
+    assert unescaped_prompt([quoted], [sla], ["What does &quot;response&quot; mean?"]) == [quoted]
+    rd = f"Context: {sla}\nQuestion: What does R&amp;D mean?"
+    assert unescaped_prompt([rd], [sla], ["What does R&amp;D mean?"]) == [rd]
     page = "Terms &amp; Conditions of the web shop, as the page was scraped: orders ship within 2 business days."
     raw = f"Context: {page}\nQuestion: When do orders ship? A &lt; B"
     assert unescaped_prompt([raw], [page]) == [raw]  # unescaped, the document would no longer be found

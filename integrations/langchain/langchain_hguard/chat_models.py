@@ -307,13 +307,13 @@ def read_chat(
     own: dict[int, str | None] = {}  # a RAG template's message (system or the question's): the instruction beside its passages
     if not context and retrievals:
         docs = [(r, d) for r in retrievals for d in r.documents if not blank(d.page_content)]
+        searches = [r.query for r in retrievals if isinstance(r.query, str)]
         # a template or format_docs that HTML-escaped what it pasted (mustache: "&" as "&amp;") is read unescaped
         for i, t in zip([q_at, *systems], unescaped_prompt([texts[i] for i in [q_at, *systems]],
-                                                           [d.page_content for _, d in docs])):
+                                                           [d.page_content for _, d in docs], searches)):
             texts[i] = t
         question = texts[q_at]
         prompt_texts = [texts[i] for i in [q_at, *systems]]
-        searches = [r.query for r in retrievals if isinstance(r.query, str)]
         # a document the chain cleaned ends before another document's opening or the question (the query)
         found = [(r, d, pasted_part(d.page_content, prompt_texts, stops=searches + [
             o.page_content[:MIN_PASTED_CHARS] for _, o in docs if o.page_content != d.page_content])) for r, d in docs]

@@ -1093,6 +1093,24 @@ def test_documents_a_template_html_escaped_are_the_passages_not_the_instruction(
     assert not any("not identified" in r for r in rec["reasons"]), rec["reasons"]
 
 
+@pytest.mark.parametrize("question", ["What is the response time for &quot;Priority 1&quot; incidents?",
+                                      "What does R&amp;D mean for the retention of contracts?"])
+def test_a_question_holding_a_character_reference_in_a_chain_that_escapes_nothing_is_the_users(tiny_probes, embedder,
+                                                                                                 tmp_path, question):
+    """A review: a plain chain (nothing escaped) whose user's question holds a character reference (a web form that
+    escaped its input) was read unescaped, as a mustache prompt is, so the question in it was no longer the retriever's
+    query: "question not identified", the whole template recorded and answered as the question. The prompt is read
+    unescaped only where that makes the documents or the query stand in it."""
+    guard = _grounded_guard(tiny_probes, embedder, tmp_path)
+    chain = {"context": _sla_and_retention() | format_docs, "question": RunnablePassthrough()} | RAG_HUMAN | ChatHGuard(
+        guard=guard, domain="alpha")
+    meta = chain.invoke(question).response_metadata
+    rec = _decision(guard, meta)
+    assert rec["question"] == question and meta["route"] == "accept", meta["reasons"]
+    assert not any("not identified" in r for r in meta["reasons"]), meta["reasons"]
+    assert SLA in rec["context"] and RETENTION in rec["context"], rec["context"]
+
+
 def test_a_retrieved_document_the_chain_changed_beside_one_it_pasted_holds_the_answer_naming_it(tiny_probes, embedder,
                                                                                                 tmp_path):
     """The README says a document whose opening the chain changed is not found ("context not identified"), but beside
