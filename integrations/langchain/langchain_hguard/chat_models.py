@@ -323,7 +323,12 @@ def read_chat(
         kept = [(r, d, part) for r, d, part in found if part and not any(part != o and part in o for o in parts)]
         pasted = [(r, d) for r, d, _ in kept]
         if pasted:  # a document the prompt holds with its text changed cannot be matched: said, not left out unsaid
-            rest = [_without(t, [part for _, _, part in kept]) for t in prompt_texts]
+            # what the chain wrote around the passages found: not the question, nor the retrievers' queries (a short
+            # FAQ entry the chain did not paste counted as pasted changed when the question repeated its words); a
+            # question message holding none of the passages is the question, given to the model and recorded as such
+            asked_alone = not any(appears_in(d.page_content, [texts[q_at]]) for _, d in pasted)
+            rest = [_without(t, [part for _, _, part in kept] + with_text(searches))
+                    for i, t in zip([q_at, *systems], prompt_texts) if not (i == q_at and asked_alone)]
             unfound = {id(d) for _, d, part in found if not part and pasted_changed(d.page_content, rest)}
             every = [d for r in retrievals for d in r.documents]
             changed = [str(n) for n, d in enumerate(every, 1) if id(d) in unfound]

@@ -1131,3 +1131,38 @@ def test_a_retrieved_document_the_chain_changed_beside_one_it_pasted_holds_the_a
                   "question": RunnablePassthrough()} | RAG_HUMAN | chat
     meta = first_only.invoke("How long are customer contracts retained?").response_metadata
     assert meta["route"] == "accept" and not any("not identified" in r for r in meta["reasons"]), meta["reasons"]
+
+
+TRAVEL = ("Travel Policy, section 3. Taxis are reimbursed for business travel when public transport is not available, "
+          "against an itemised receipt, up to 60 EUR a ride.")
+FAQ_HOTEL = "Q: Can I expense a hotel minibar? A: No, minibar items are personal expenses."
+FAQ_TAXI = "Q: Can I expense a taxi to the airport? A: Yes."
+
+
+@pytest.mark.parametrize("shape", ["human", "system", "system, searched with keywords"])
+def test_a_document_not_pasted_is_not_pasted_changed_for_the_question_repeating_its_words(tiny_probes, embedder,
+                                                                                        tmp_path, shape):
+    """A review: in the README's "retrieve N, paste the first two" chain, a short FAQ entry the chain did not paste was
+    held as "in the prompt with its text changed" when the user's question repeated it: the rule counted the
+    question's words (the retriever's query) as the document's. The question and the queries are not the chain's text
+    (a question asked in a message of its own is the question, whatever the retriever searched with)."""
+    from langchain_core.retrievers import BaseRetriever
+    from langchain_core.runnables import RunnableLambda
+
+    class Three(BaseRetriever):
+        def _get_relevant_documents(self, query, *, run_manager):
+            return [Document(page_content=t) for t in (TRAVEL, FAQ_HOTEL, FAQ_TAXI)]
+
+    guard = _grounded_guard(tiny_probes, embedder, tmp_path)
+    first_two = lambda docs: "\n\n".join(d.page_content for d in docs[:2])  # noqa: E731
+    prompt = RAG_HUMAN if shape == "human" else ChatPromptTemplate.from_messages(
+        [("system", "Use the following pieces of retrieved context to answer the question.\n\nContext:\n{context}"),
+         ("human", "{question}")])
+    search = RunnableLambda(lambda q: "taxi airport expense policy") if "keywords" in shape else RunnablePassthrough()
+    chain = {"context": search | Three() | first_two, "question": RunnablePassthrough()} | prompt | ChatHGuard(
+        guard=guard, domain="alpha")
+    question = "Can I expense a taxi to the airport at night?"
+    meta = chain.invoke(question).response_metadata
+    rec = _decision(guard, meta)
+    assert meta["route"] == "accept" and not any("not identified" in r for r in meta["reasons"]), meta["reasons"]
+    assert rec["question"] == question and FAQ_TAXI not in rec["context"], rec["context"]
