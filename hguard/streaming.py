@@ -571,23 +571,48 @@ def _stands_in(text: str, texts: Sequence[str]) -> bool:
 #: a passage :func:`pasted_part` did not find counts as pasted all the same, changed by the chain, when at least this
 #: share of its runs of three words stands in the prompt outside the passages found there, and it has this many words
 _CHANGED_SHARE, _CHANGED_MIN_WORDS = 0.5, 8
+#: ... or that share of the runs of an opening of it this many runs long or longer (a chain that changed a document and
+#: cut it to a length: "SLA" for its title, then its first 300 characters, held under half its runs, and its text was
+#: read as the app's instruction; a review), or this many of its runs in a row (14 words: a stretch of it anywhere).
+#: Measured on the documents a chain left unpasted beside pasted ones (retrieve 5, paste the first 2; 710 questions over
+#: privacy-policy segments, contract clauses and BoolQ passages; the hub's RAG prompt and a system message with an
+#: app's instruction): none flagged, as before; of documents whose opening the chain rewrote and that it cut to 120
+#: characters, 681 of 686 flagged or found (326 before; the 5 others stand inside another retrieved document)
+_CHANGED_OPENING, _CHANGED_RUN = 20, 12
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", unicodedata.normalize("NFKC", text).casefold())
 
 
 def _word_triples(text: str) -> set[tuple[str, ...]]:
-    words = re.findall(r"\w+", unicodedata.normalize("NFKC", text).casefold())
+    words = _words(text)
     return {tuple(words[i:i + 3]) for i in range(len(words) - 2)}
 
 
 def pasted_changed(passage: str, texts: Sequence[str]) -> bool:
     """Whether ``passage``, which :func:`pasted_part` did not find in ``texts``, stands in one of them all the same,
-    its text changed where the chain pasted it (its opening rewritten, words or characters replaced): at least
-    :data:`_CHANGED_SHARE` of its runs of three words (case and punctuation aside) are there. Give ``texts`` with
-    the passages found there taken out: a document repeating a pasted one's text is not pasted for that. Such a
-    passage cannot be matched, so an answer would be scored without it while the model read it."""
-    if len(re.findall(r"\w+", passage)) < _CHANGED_MIN_WORDS:
+    its text changed where the chain pasted it (its opening rewritten, words or characters replaced, maybe cut to a
+    length), or part of it stands there outside the passages: at least :data:`_CHANGED_SHARE` of its runs of three
+    words (case and punctuation aside) are there, or as much of an opening of it :data:`_CHANGED_OPENING` runs long or
+    longer, or :data:`_CHANGED_RUN` runs in a row. Give ``texts`` with the passages found there, the question and the
+    retrievers' queries taken out: a document repeating a pasted one's text, or the question's words, is not pasted
+    for that. Such a passage cannot be matched, so an answer would be scored without it while the model read it (as
+    part of the app's instruction, where its text stands outside the passages)."""
+    words = _words(passage)
+    if len(words) < _CHANGED_MIN_WORDS:
         return False
-    triples = _word_triples(passage)
-    return any(len(triples & _word_triples(t)) >= _CHANGED_SHARE * len(triples) for t in texts)
+    runs = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
+    for text in texts:
+        there = _word_triples(text)
+        if len(set(runs) & there) >= _CHANGED_SHARE * len(set(runs)):
+            return True
+        found = in_a_row = 0
+        for k, run in enumerate(runs, 1):
+            found, in_a_row = (found + 1, in_a_row + 1) if run in there else (found, 0)
+            if in_a_row >= _CHANGED_RUN or (k >= _CHANGED_OPENING and found >= _CHANGED_SHARE * k):
+                return True
+    return False
 
 
 #: how far apart two runs of a passage's words may lie in its pasted text and still be one pasted passage: words

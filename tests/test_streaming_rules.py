@@ -206,3 +206,23 @@ def test_a_prompt_is_read_unescaped_only_where_the_chain_html_escaped_what_it_pa
     assert pasted_changed(sla, [f"Context: {sla.replace('Service Level Agreement', 'SLA')}\nQuestion: {q}"])
     assert not pasted_changed(sla, [f"Context: Customer contracts are kept for seven years.\nQuestion: {q}"])
     assert not pasted_changed("Priority 1: 15 minutes.", ["Priority 1: 15 minutes, Priority 2: 4 hours."])  # too short
+
+
+def test_a_document_changed_and_cut_or_quoted_in_part_counts_as_pasted_changed():
+    """A review: a document whose title a chain rewrote and which it cut to 300 characters held under half its runs of
+    three words in the prompt and was not flagged: its text was read as the app's instruction. An opening of it
+    standing half in the prompt (20 runs or more), or 12 of its runs in a row, count; a few of its words do not."""
+    from hguard.streaming import pasted_changed
+
+    sla = ("Service Level Agreement, schedule B. Priority 1 incidents get a first response within 15 minutes, at any "
+           "hour, and Priority 2 incidents within 4 business hours. " + " ".join(
+               f"Clause B.{i}: the Provider shall report incident category {i} to the Customer in writing within "
+               f"{i + 2} business days of its resolution, with the root cause and the remedy." for i in range(1, 9)))
+    instruction = "Use the following pieces of retrieved context to answer the question. Keep the answer concise."
+    for cut in (300, 120):
+        assert pasted_changed(sla, [f"{instruction}\nContext: {sla.replace('Service Level Agreement', 'SLA')[:cut]}"])
+    assert pasted_changed(sla, [f"{instruction}\nContext: {sla[400:700]}"])  # a stretch of it
+    dropped = " ".join(w for i, w in enumerate(sla.split()) if i % 8 != 7)[:300]  # every 8th word left out: no run
+    assert pasted_changed(sla, [f"{instruction}\nContext: {dropped}"])
+    assert not pasted_changed(sla, [f"{instruction}\nContext: {sla[400:470]}"])  # 12 of its words: not enough
+    assert not pasted_changed(sla, [f"{instruction} Report incidents in writing to the Customer within 3 business days."])

@@ -336,7 +336,8 @@ def read_chat(
                 problems.append(context_not_identified(
                     f"document {', '.join(changed)} of the {len(every)} the chain's retrievers returned "
                     f"{'is' if len(changed) == 1 else 'are'} in the prompt with its text changed (its opening, or words or "
-                    "characters the chain rewrote or escaped), so it could not be matched as a passage: the answer "
+                    "characters the chain rewrote or escaped, maybe cut to a length) or in part outside the passages "
+                    "(quoted in the template's other text), so it could not be matched as a passage: the answer "
                     "would be scored without it while the model read it as part of the prompt's instruction; paste "
                     "each document's text as retrieved, or pass the passages with context="))
         if any(r.rewritten for r, _ in pasted):

@@ -1166,3 +1166,42 @@ def test_a_document_not_pasted_is_not_pasted_changed_for_the_question_repeating_
     rec = _decision(guard, meta)
     assert meta["route"] == "accept" and not any("not identified" in r for r in meta["reasons"]), meta["reasons"]
     assert rec["question"] == question and FAQ_TAXI not in rec["context"], rec["context"]
+
+
+LONG_SLA = ("Service Level Agreement, schedule B. Priority 1 incidents get a first response within 15 minutes, at any "
+            "hour, and Priority 2 incidents within 4 business hours. " + " ".join(
+                f"Clause B.{i}: the Provider shall report incident category {i} to the Customer in writing within {i + 2} "
+                "business days of its resolution, with the root cause and the remedy." for i in range(1, 9)))
+
+
+@pytest.mark.parametrize("how", ["changed, cut to 300", "changed, cut to 120", "a stretch from its middle"])
+@pytest.mark.parametrize("mismatch", ["warn", "review"])
+def test_a_document_the_chain_changed_and_cut_holds_the_answer_naming_it(tiny_probes, embedder, tmp_path, how,
+                                                                         mismatch):
+    """A review: a format_docs that rewrote a document's title and cut it to 300 characters
+    (`.replace("Service Level Agreement", "SLA")[:300]`) left under half its runs of three words in the prompt, so the
+    document was not flagged: its text was the call's system instruction, the answer scored on the other document,
+    and under fingerprint_mismatch = "warn" accepted with no reason saying so (the default held it, by fingerprint).
+    An opening of the document standing half in the prompt, or 14 of its words in a row, now hold it as "context not
+    identified", naming the document."""
+    from langchain_core.retrievers import BaseRetriever
+
+    class Both(BaseRetriever):
+        def _get_relevant_documents(self, query, *, run_manager):
+            return [Document(page_content=LONG_SLA), Document(page_content=RETENTION)]
+
+    grounded = _grounded_guard(tiny_probes, embedder, tmp_path)
+    guard = Guard.from_policy(grounded.policy.model_copy(update={"fingerprint_mismatch": mismatch}), lm=tiny_probes[0],
+                              embedder=embedder)
+    cut = {"changed, cut to 300": lambda t: t.replace("Service Level Agreement", "SLA")[:300],
+           "changed, cut to 120": lambda t: t.replace("Service Level Agreement", "SLA")[:120],
+           "a stretch from its middle": lambda t: t[400:700]}[how]
+    fmt = lambda docs: "\n\n".join(cut(d.page_content) if d.page_content == LONG_SLA else d.page_content  # noqa: E731
+                                   for d in docs)
+    chain = {"context": Both() | fmt, "question": RunnablePassthrough()} | RAG_HUMAN | ChatHGuard(guard=guard,
+                                                                                                   domain="alpha")
+    meta = chain.invoke("What is the response time for Priority 1 incidents?").response_metadata
+    rec = _decision(guard, meta)
+    said = [r for r in meta["reasons"] if "context not identified" in r]
+    assert meta["route"] == "review" and said and "document 1 of the 2" in said[0], meta["reasons"]
+    assert rec["context"] in (RETENTION, [RETENTION]), rec["context"]
