@@ -543,23 +543,37 @@ def unescaped_prompt(texts: Sequence[str], passages: Sequence[str], queries: Seq
     a chain escaped what it pasted: a mustache template escapes "&", "<", ">" and '"' in every value it fills in (the
     passages, the question), and a ``format_docs`` may call ``html.escape``. Then a passage holding any of those was
     not found ("Service Level Agreement &amp; Support"), and its text was read as the app's instruction (a legal
-    team's trial). Undone when that finds more of the passages pasted (:func:`appears_in`); as many: when it makes
-    more of the retrievers' ``queries`` stand in the prompt (mustache escaped the question), else when it loses none
-    of them and no passage holds a character reference itself. Else ``texts``: a document quoting "&amp;", pasted as
-    it is, and a plain chain's question holding one ("R&amp;D", as a web form escaped it), which unescaped was no
-    longer the retriever's query (a review: the whole template became the question, "question not identified")."""
+    team's trial). The reading kept is the one that finds more of the passages pasted (:func:`appears_in`), then more
+    of their text as it is (:func:`pasted_part`, document by document: mustache pasted a document holding "&sect;" of
+    its own as "&amp;sect;", which only the unescaped reading gives back as it is), then more of the retrievers'
+    ``queries`` (mustache escaped the question; a plain chain's question holding "R&amp;D", as a web form escaped it,
+    unescaped was no longer the query: the whole template became the question); else the unescaped one where no
+    passage holds a character reference itself. A document quoting "&amp;", pasted as it is, keeps ``texts``."""
     import html
 
     plain = [html.unescape(t) for t in texts]
     if plain == list(texts):
         return plain
-    found, found_plain = (sum(appears_in(p, ts) for p in passages) for ts in (texts, plain))
+    readings = (list(texts), plain)
+    found, found_plain = (sum(appears_in(p, ts) for p in passages) for ts in readings)
     if found_plain != found:
         return plain if found_plain > found else list(texts)
-    asked, asked_plain = (sum(_stands_in(q, ts) for q in queries if not blank(q)) for ts in (texts, plain))
+    kept, kept_plain = (sum(_as_it_is(p, ts) for p in passages) for ts in readings)
+    if kept_plain != kept:
+        return plain if kept_plain > kept else list(texts)
+    asked, asked_plain = (sum(_stands_in(q, ts) for q in queries if not blank(q)) for ts in readings)
     if asked_plain != asked:
         return plain if asked_plain > asked else list(texts)
     return plain if all(html.unescape(p) == p for p in passages) else list(texts)
+
+
+def _as_it_is(passage: str, texts: Sequence[str]) -> int:
+    """How many characters of ``passage`` (whitespace-normalised) ``texts`` hold pasted as they are: its part
+    :func:`pasted_part` finds there, when that is the passage's own text (a cut), else none (a text the chain changed:
+    escaped, cleaned)."""
+    part = pasted_part(passage, texts)
+    norm = " ".join((part or "").split())
+    return len(norm) if norm and norm in " ".join(passage.split()) else 0
 
 
 def _stands_in(text: str, texts: Sequence[str]) -> bool:

@@ -200,6 +200,17 @@ def test_a_prompt_is_read_unescaped_only_where_the_chain_html_escaped_what_it_pa
     assert unescaped_prompt([quoted], [sla], ["What does &quot;response&quot; mean?"]) == [quoted]
     rd = f"Context: {sla}\nQuestion: What does R&amp;D mean?"
     assert unescaped_prompt([rd], [sla], ["What does R&amp;D mean?"]) == [rd]
+    # a document holding a reference of its own (scraped HTML) beside one mustache escaped: compared document by
+    # document, only the unescaped reading holds both as they are (a review: the prompt stayed escaped)
+    scraped = ("Records Retention Policy, section 4, as published on the intranet page of the records office for all "
+               "staff and contractors. &sect; 4.2 Customer contracts are retained for seven (7) years.")
+    late = ("Service Level Agreement, schedule B. The Provider guarantees a monthly uptime of 99.9 percent for the "
+            "Platform, measured each month by the Provider's monitoring and reported to the Customer in writing within "
+            "ten days. Support & Maintenance: Priority 1 incidents get a first response within 15 minutes.")  # "&" late
+    both = f"Context: {html.escape(late)}\n\n{html.escape(scraped)}\nQuestion: {q}"  # both openings found either way
+    assert unescaped_prompt([both], [late, scraped], [q]) == [html.unescape(both)]
+    pasted = f"Context: {late}\n\n{scraped}\nQuestion: {q}"  # a plain chain: as it is
+    assert unescaped_prompt([pasted], [late, scraped], [q]) == [pasted]
     page = "Terms &amp; Conditions of the web shop, as the page was scraped: orders ship within 2 business days."
     raw = f"Context: {page}\nQuestion: When do orders ship? A &lt; B"
     assert unescaped_prompt([raw], [page]) == [raw]  # unescaped, the document would no longer be found

@@ -1093,6 +1093,39 @@ def test_documents_a_template_html_escaped_are_the_passages_not_the_instruction(
     assert not any("not identified" in r for r in rec["reasons"]), rec["reasons"]
 
 
+@pytest.mark.parametrize("question", ["What is the response time for Priority 1 incidents?",
+                                      'What is the response time for "Priority 1" incidents?'])
+def test_a_mustache_prompt_is_read_unescaped_beside_a_document_holding_a_character_reference(tiny_probes, embedder,
+                                                                                              tmp_path, question):
+    """A review: a mustache template over two documents, one of them scraped HTML holding "&sect;" of its own: every
+    document was found either way and one held a reference, so the prompt stayed escaped: the passages were recorded
+    and given to the model escaped ("Support &amp; Maintenance", "&amp;sect;"), and a question with '"' stayed
+    escaped, so the whole template became the question. The readings are compared document by document."""
+    from langchain_core.retrievers import BaseRetriever
+
+    sla = ("Service Level Agreement, schedule B. The Provider guarantees a monthly uptime of 99.9 percent for the "
+           "Platform, measured each calendar month by the Provider's monitoring and reported to the Customer in writing "
+           "within ten days. Support & Maintenance: Priority 1 incidents get a first response within 15 minutes.")
+    scraped = ("Records Retention Policy, section 4, as published on the intranet page of the records office for all "
+               "staff and contractors of the company, in force from 1 January and reviewed every year by the records "
+               "officer. &sect; 4.2 Customer contracts are retained for seven (7) years after the contract ends.")
+
+    class Both(BaseRetriever):
+        def _get_relevant_documents(self, query, *, run_manager):
+            return [Document(page_content=sla), Document(page_content=scraped)]
+
+    guard = _grounded_guard(tiny_probes, embedder, tmp_path)
+    prompt = ChatPromptTemplate.from_messages([("human", "Use the following pieces of retrieved context to answer the "
+                                                "question.\nQuestion: {{question}}\nContext: {{context}}\nAnswer:")],
+                                              template_format="mustache")
+    chain = {"context": Both() | format_docs, "question": RunnablePassthrough()} | prompt | ChatHGuard(guard=guard,
+                                                                                                        domain="alpha")
+    meta = chain.invoke(question).response_metadata
+    rec = _decision(guard, meta)
+    assert sla in rec["context"] and scraped in rec["context"] and "&amp;" not in rec["context"], rec["context"]
+    assert rec["question"] == question and not any("not identified" in r for r in meta["reasons"]), meta["reasons"]
+
+
 @pytest.mark.parametrize("question", ["What is the response time for &quot;Priority 1&quot; incidents?",
                                       "What does R&amp;D mean for the retention of contracts?"])
 def test_a_question_holding_a_character_reference_in_a_chain_that_escapes_nothing_is_the_users(tiny_probes, embedder,
