@@ -105,52 +105,112 @@ def answer_holds(question: str, answer: str, context: str | None, declined: str 
     it does not), an answer that repeats the question, states a figure neither the passage nor the question states
     or one the passage states only about something else, or says the opposite of a passage sentence it restates;
     then direction controls in the answer. ``redact``: a redacting log's reasons quote neither the passage nor a
-    figure of the answer.
+    figure of the answer. A check that raises holds the answer, naming the check and the error (fail closed: the guard
+    calls this outside its scoring's try, and a review found a passage's "2.3.1" heading under "(in EUR millions)" made
+    the number check raise, so the request raised).
 
     One rule for the guard and for the RAG calibration report's per-answer routes and accepted counts
     (:func:`hguard.calibrate._rag_report.rag_report`), which counted such answers accepted where the guard held them."""
     holds: list[str] = []
-    if addressed := addressed_to_model(context, question):  # instructions in a passage, beside control tokens in it
-        found = "; ".join(f"{what}: {f'({len(quoted)} characters, not quoted: a redacting log)' if redact else shown(quoted, 110)}"
-                          for what, quoted in addressed[:3])
-        holds.append(f"the context holds text addressed to the model, not to a reader ({found}"
-                     f"{'; ...' if len(addressed) > 3 else ''}): a passage is evidence to answer from, not instructions, "
-                     "so an answer from it is held for review")
-    if turns := typed_turns(question):  # an earlier exchange pasted in: the turns as history= are held too
-        holds.append(f"the question carries chat turns: {len(turns)} turns typed with role markers "
-                     f"({', '.join(dict.fromkeys(turns))}), an earlier exchange typed in as a transcript; the probe was "
-                     "calibrated on single questions and the history fingerprint does not see these turns, so the "
-                     "answer is held for review (pass earlier turns as history=, or ask the question alone)")
-    if declined is None and repeats_question(question, answer):
-        holds.append("the answer adds no word to the question's own (it repeats the question, or fills what is asked "
-                     "with a word of it), so nothing in it answers the question: held for review")
     read = declined is None and context_given(context)
-    if unstated := (unstated_numbers(answer, context or "", question) if read else []):
-        # grounding reads digits alone: "25,000 EUR" was grounded in "$25,000", "2024-03-04" in 2024-03-03; a redacting
-        # log's reasons name no figure of the answer (a policy number, a date of birth: in clear); each figure as the
-        # answer writes it, beside how it was read ("'1/4' (read as 0.25)": a reviewer looks for "1/4", not "0.25")
-        said = (f"{len(unstated)} figure(s) (not quoted: a redacting log)" if redact
-                else ", ".join(as_written(answer, unstated[:5])))
-        holds.append(f"the answer states {said}, which neither the passage nor the question states (as that number, "
-                     "or in that currency or as a percentage): held for review")
-    if elsewhere := (misattributed_numbers(answer, context or "", question, unstated=unstated) if read else []):
-        # a figure stated anywhere in the passage passed: "30 days" to a question on keeping contracts, from another
-        # retrieved passage's "Credits must be claimed within 30 days" (a legal team's trial, accepted 23 times)
-        said = (f"{len(elsewhere)} figure(s) (not quoted: a redacting log)" if redact
-                else ", ".join(as_written(answer, elsewhere[:5])))
-        holds.append(f"the answer states {said}, which the passage states only about something else (no sentence or "
-                     "table row of it that states the figure shares a word with the answer's sentence or the question, "
-                     "while those that do state other figures): held for review")
-    if reversed_ := (reversed_claims(answer, context or "") if read else []):
-        # grounding reads shared words, and the words that reverse a claim are those it leaves out
-        said, source = reversed_[0]
-        quoted = "" if redact else f": {cut_text(said, 160)!r} against {cut_text(source, 160)!r}"
-        holds.append(f"{len(reversed_)} sentence(s) of the answer say the opposite of the passage sentence they "
-                     f"restate (one of the two is negated){quoted}: held for review")
-    if shifted := direction_controls(answer):  # the number hold and grounding read it in stored order
-        holds.append(f"the answer holds direction controls ({shifted}), which make it show in another order than it "
-                     "was read and scored in (stored '03 days' shows as '30 days'): held for review")
+    unstated: list[str] = []  # the number check's figures, which the misattribution check leaves to it
+
+    def numbers() -> str | None:
+        unstated[:] = unstated_numbers(answer, context or "", question)
+        return _numbers_hold(answer, unstated, redact)
+
+    for name, check in (("passage-instruction", lambda: _addressed_hold(context, question, redact)),
+                        ("chat-turn", lambda: _turns_hold(question)),
+                        ("repeated-question", lambda: _repeats_hold(question, answer) if declined is None else None),
+                        ("number", lambda: numbers() if read else None),
+                        ("misattributed-figure", lambda: _elsewhere_hold(question, answer, context, unstated, redact)
+                         if read else None),
+                        ("reversed-claim", lambda: _reversed_hold(answer, context, redact) if read else None),
+                        ("direction-control", lambda: _controls_hold(answer))):
+        try:
+            hold = check()
+        except Exception as exc:  # fail closed: a check that cannot run holds the answer, on record
+            error = type(exc).__name__ if redact else error_text(exc, 300)  # a message may quote the texts
+            hold = f"the answer's {name} check could not run ({error}): held for review, never accepted unchecked"
+        if hold:
+            holds.append(hold)
     return holds
+
+
+def _addressed_hold(context: str | None, question: str, redact: bool) -> str | None:
+    """`answer_holds`' hold for a passage addressing the model (instructions, control tokens in it), else None."""
+    if not (addressed := addressed_to_model(context, question)):
+        return None
+    found = "; ".join(f"{what}: {f'({len(quoted)} characters, not quoted: a redacting log)' if redact else shown(quoted, 110)}"
+                      for what, quoted in addressed[:3])
+    return (f"the context holds text addressed to the model, not to a reader ({found}"
+            f"{'; ...' if len(addressed) > 3 else ''}): a passage is evidence to answer from, not instructions, "
+            "so an answer from it is held for review")
+
+
+def _turns_hold(question: str) -> str | None:
+    """`answer_holds`' hold for chat turns typed into the question (an earlier exchange pasted in), else None."""
+    if not (turns := typed_turns(question)):
+        return None
+    return (f"the question carries chat turns: {len(turns)} turns typed with role markers "
+            f"({', '.join(dict.fromkeys(turns))}), an earlier exchange typed in as a transcript; the probe was "
+            "calibrated on single questions and the history fingerprint does not see these turns, so the "
+            "answer is held for review (pass earlier turns as history=, or ask the question alone)")
+
+
+def _repeats_hold(question: str, answer: str) -> str | None:
+    """`answer_holds`' hold for an answer that adds no word to the question's own, else None."""
+    if not repeats_question(question, answer):
+        return None
+    return ("the answer adds no word to the question's own (it repeats the question, or fills what is asked "
+            "with a word of it), so nothing in it answers the question: held for review")
+
+
+def _numbers_hold(answer: str, unstated: list[str], redact: bool) -> str | None:
+    """`answer_holds`' hold for figures neither the passage nor the question states (``unstated``), else None."""
+    if not unstated:
+        return None
+    # grounding reads digits alone: "25,000 EUR" was grounded in "$25,000", "2024-03-04" in 2024-03-03; a redacting
+    # log's reasons name no figure of the answer (a policy number, a date of birth: in clear); each figure as the
+    # answer writes it, beside how it was read ("'1/4' (read as 0.25)": a reviewer looks for "1/4", not "0.25")
+    said = (f"{len(unstated)} figure(s) (not quoted: a redacting log)" if redact
+            else ", ".join(as_written(answer, unstated[:5])))
+    return (f"the answer states {said}, which neither the passage nor the question states (as that number, "
+            "or in that currency or as a percentage): held for review")
+
+
+def _elsewhere_hold(question: str, answer: str, context: str | None, unstated: list[str], redact: bool) -> str | None:
+    """`answer_holds`' hold for figures the passage states only about something else (those ``unstated`` aside), else
+    None."""
+    if not (elsewhere := misattributed_numbers(answer, context or "", question, unstated=unstated)):
+        return None
+    # a figure stated anywhere in the passage passed: "30 days" to a question on keeping contracts, from another
+    # retrieved passage's "Credits must be claimed within 30 days" (a legal team's trial, accepted 23 times)
+    said = (f"{len(elsewhere)} figure(s) (not quoted: a redacting log)" if redact
+            else ", ".join(as_written(answer, elsewhere[:5])))
+    return (f"the answer states {said}, which the passage states only about something else (no sentence or "
+            "table row of it that states the figure shares a word with the answer's sentence or the question, "
+            "while those that do state other figures): held for review")
+
+
+def _reversed_hold(answer: str, context: str | None, redact: bool) -> str | None:
+    """`answer_holds`' hold for answer sentences saying the opposite of the passage sentence they restate, else None."""
+    if not (reversed_ := reversed_claims(answer, context or "")):
+        return None
+    # grounding reads shared words, and the words that reverse a claim are those it leaves out
+    said, source = reversed_[0]
+    quoted = "" if redact else f": {cut_text(said, 160)!r} against {cut_text(source, 160)!r}"
+    return (f"{len(reversed_)} sentence(s) of the answer say the opposite of the passage sentence they "
+            f"restate (one of the two is negated){quoted}: held for review")
+
+
+def _controls_hold(answer: str) -> str | None:
+    """`answer_holds`' hold for direction controls in the answer (the number hold and grounding read it in stored
+    order), else None."""
+    if not (shifted := direction_controls(answer)):
+        return None
+    return (f"the answer holds direction controls ({shifted}), which make it show in another order than it "
+            "was read and scored in (stored '03 days' shows as '30 days'): held for review")
 
 
 class MissingNeuronSignal(ValueError):

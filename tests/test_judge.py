@@ -1459,6 +1459,28 @@ def test_a_declared_scale_and_currency_read_the_passages_bare_numbers(answer, co
     assert unstated_numbers(answer, context) == missing
 
 
+_IFRS = "Income statement (in EUR millions)\n| Revenue | 1,250 |\n\n2.3.1 Basis of preparation"
+_DOTTED = "Figures (in $ thousands)\n| Release 2.4.1 | 5 |\n| Host 10.0.0.1 | 7 |"
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # a review: a passage declaring a scale that also held a dotted number (a note's heading "2.3.1", a version, an
+    # address) raised InvalidOperation for any answer, so the guard raised: a dotted number is read whole, unscaled
+    ("No figures here.", _IFRS, []),
+    ("Revenue was EUR 1.25 billion.", _IFRS, []),
+    ("Revenue was EUR 1.25 million.", _IFRS, ["1250000 euro"]),
+    ("See 2.3.1 for the basis.", _IFRS, []),
+    ("See 2.3.2 for the basis.", _IFRS, ["2.3.2"]),
+    ("Release 2.4.1 cost $5,000.", _DOTTED, []),
+    ("Release 2.4.1 cost $5.", _DOTTED, ["5 dollar"]),
+    ("Note 1.2.3 applies.", "Income statement (in EUR millions)\n| Revenue (Note 1.2.3) | 1,250 |", []),
+])
+def test_a_dotted_number_under_a_declared_scale_is_read_whole(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
 @pytest.mark.parametrize("answer, context, missing", [
     # a review: one or two digits after a comma were read as a decimal before any word, which misreads English
     # lists and clauses: the right figure was held, and "2020.15" passed

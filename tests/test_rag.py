@@ -1755,6 +1755,42 @@ def test_the_guard_holds_by_the_same_rule_the_rag_report_reads(tiny_rag, tmp_pat
     assert said and all(h in r.reasons for h in said) and r.route != "accept", r.reasons
 
 
+def test_an_answer_check_that_raises_holds_the_answer_naming_it_and_never_raises(tiny_rag, tmp_path, monkeypatch):
+    """A review: a passage declaring its scale that held a dotted number ("2.3.1 Basis of preparation") made the number
+    check raise, outside the scoring's try, so Guard.invoke raised (an error record, no answer) and the RAG report's
+    reading of its rows would have too. A check that raises now holds the answer, naming the check and the error; the
+    report counts the row held; a redacting log names the error's type only."""
+    import numpy as np
+
+    import hguard._guard_scoring as gs
+    import hguard.calibrate._rag_report as rr
+    from hguard.guard import Guard
+
+    def broken(*args, **kwargs):
+        raise ArithmeticError("cannot scale 2.3.1")
+
+    monkeypatch.setattr(gs, "unstated_numbers", broken)
+    q, a, c = _CLEAR
+    said = "the answer's number check could not run (ArithmeticError: cannot scale 2.3.1): held for review"
+    assert [h.startswith(said) for h in gs.answer_holds(q, a, c, None)] == [True]
+    assert gs.answer_holds(q, a, c, None, redact=True)[0].startswith("the answer's number check could not run "
+                                                                     "(ArithmeticError): held for review")
+    assert gs.answer_holds(q, a, c, "declines") == []  # a declining answer's figures are not read, as before
+    rows, fitted = _rows_at_risk(monkeypatch, n=2)
+    for r in rows:
+        r.update(question=q, answer=a, context=c)
+    m = rr.rag_report(fitted, rows, np.zeros((2, 1)), _quiet_detector(0.9), answers=True)
+    assert m["all"]["answer_checks_held"]["k"] == 2 and m["all"]["accepted"]["k"] == 0
+    assert [x["route_at_thresholds"] for x in m["answers"]] == ["review", "review"]
+    lm, folder, _ = tiny_rag
+    g = Guard.from_policy(_policy(folder, tmp_path, knowledge_conflict="trust_context"), lm=lm)
+    monkeypatch.setattr(gs, "declines", lambda *args: None)  # whatever the tiny model says, its figures are read
+    r = g.invoke(q, context=c, domain="alpha")
+    assert r.route != "accept" and any(h.startswith(said) for h in r.reasons), r.reasons
+    records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert any(said in json.dumps(x) for x in records), records
+
+
 def test_calibrate_rag_and_evaluate_rag_read_every_answer_against_its_passage(tiny_rag, tmp_path):
     """The rows calibrate-rag and evaluate --rag score carry their passage and question, so no answer's holds go
     unread; a passage addressing the model holds every answer from it, as the guard holds it."""

@@ -16,6 +16,7 @@ from .pipeline import (
     auroc_ci,
 )
 from .._stats import SMALL_CLASS, clopper_pearson_interval
+from ..errors import error_text
 from .judge import followed_misleading
 from ._rag_fit import _REPORTED, _finite, _y, conflict_scores, declined, score_rag_rows
 
@@ -143,8 +144,12 @@ def answer_holds_of(rows: Sequence[dict]) -> list[list[str] | None]:
             out.append(None)
             continue
         q, c = r["question"], r["context"]
-        holds = answer_holds(q, str(r.get("answer") or ""), c, None)
-        if (off := off_question(q, c, r.get("context_relevance"))) is not None:
+        holds = answer_holds(q, str(r.get("answer") or ""), c, None)  # a check that raises is a hold of its own
+        try:
+            off = off_question(q, c, r.get("context_relevance"))
+        except Exception as exc:  # fail closed, as the guard's own checks: the row is held, not the report lost
+            off = f"the passage-relevance check could not run ({error_text(exc, 300)}): held for review"
+        if off is not None:
             holds.append(off)
         out.append(holds)
     return out

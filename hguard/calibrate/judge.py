@@ -1256,7 +1256,9 @@ def _passage_numbers(text: str, reading: _Reading) -> list[tuple[str, str | None
     out: list[tuple[str, str | None]] = []
     for a, b, (_, _, scale, currency) in zip(starts, starts[1:], declared):
         for value, unit in stated_numbers(text[a:b], reading=reading):
-            if unit is None or unit == "#year":
+            # a unit's or a label's number, or a dotted one ("2.3.1 Basis of preparation", a version, an address:
+            # compared whole, no amount to scale), is read as it is
+            if (unit is None or unit == "#year") and _canonical_number(value) is not None:
                 out += [(value, unit or _BARE_ONLY), (format((Decimal(value) * scale).normalize(), "f"), currency)]
             else:
                 out.append((value, unit))
