@@ -1434,7 +1434,8 @@ _OPERATIONS = ("Consolidated statement of operations (in $ thousands)\n| Item | 
     ("Revenue in 2023 was $8.45 million.", _OPERATIONS, []),
     ("Net income in 2023 was -$1.2 million.", _OPERATIONS, []),
     ("Revenue was $8,450.", "Revenue (in thousands)\n| 2023 | 8,450 |", ["8450 dollar"]),
-    ("Revenue was 8.45 million euros.", "Revenue (in thousands)\n| 2023 | 8,450 |", []),  # a scale alone: any currency
+    ("Revenue was 8.45 million.", "Revenue (in thousands)\n| 2023 | 8,450 |", []),  # a scale alone: a bare amount
+    ("Revenue was 8.45 million euros.", "Revenue (in thousands)\n| 2023 | 8,450 |", ["8450000 euro"]),  # in no currency
     ("Revenue was $8.45 million.", "All amounts are in thousands of US dollars. Revenue was 8,450.", []),
     ("Revenue was $8,450.", "All amounts are in thousands of US dollars. Revenue was 8,450.", ["8450 dollar"]),
     ("Revenue was $8,450,000.", "Revenue ($000s): 8,450", []),
@@ -1454,6 +1455,51 @@ _OPERATIONS = ("Consolidated statement of operations (in $ thousands)\n| Item | 
     ("The fee is 100 yen.", "The fee is \u00a5100 (JPY).", []),
 ])
 def test_a_declared_scale_and_currency_read_the_passages_bare_numbers(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
+_EXCEPT = ("Key figures (in $ millions, except per share data and ratios)\n| Item | 2024 |\n| Net income | 1,250 |\n"
+           "| Diluted EPS | 3.45 |\n| CET1 ratio (%) | 13.2 |")
+_ABOVE = "The minimum opening deposit is 500.\n\nIncome statement ($000s)\n| Revenue | 1,250 |"
+_AFTER = "Balance sheet (in EUR thousands)\n| Cash | 310 |\n\nTransfers are charged at 25 per transaction."
+_CREDIT = ("Credit metrics (in \u20ac millions)\n| Loans | 1,200 |\n| Days past due | 45 |\n| Average tenor (years) | 5 |\n"
+           "| Operating margin (%) | 12.5 |")
+_BY_YEAR = "Revenue ($m)\n| Year | Revenue |\n| 2024 | 2,150 |\n| 2023 | 1,980 |"
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # a review: a declaration reached rows it excepts, numbers above it, prose after its table, and its year labels,
+    # and one naming no currency let any currency match, so these wrong figures passed
+    ("Diluted EPS was $3.45 million.", _EXCEPT, ["3450000 dollar"]),  # "except per share data"
+    ("Net income was $2,024 million.", _EXCEPT, ["2024000000 dollar"]),  # a header row's year is no amount
+    ("Revenue was $2,024 million.", _BY_YEAR, ["2024000000 dollar"]),  # nor a row's label
+    ("The minimum opening deposit is $500,000.", _ABOVE, ["500000 dollar"]),  # above the declaration
+    ("Transfers cost EUR 25,000 per transaction.", _AFTER, ["25000 euro/transaction"]),  # after its table, a blank line
+    ("Transfers cost EUR 25,000 per transaction.", _AFTER.replace("\n\n", "\n"), ["25000 euro/transaction"]),  # its rows'
+    ("Revenue in Europe was \u00a345 million.", "Revenue by region (in millions)\n| Europe | 45 |", ["45000000 pound"]),
+    ("The operating margin was \u20ac12.5 million.", _CREDIT, ["12500000 euro"]),  # a row's own unit, unscaled
+    ("Loans were \u20ac1,200.", _CREDIT, ["1200 euro"]),
+    # ... and what they state: the excepted and own-unit rows in their units, the rest as declared, the prose as written
+    ("Diluted EPS was $3.45.", _EXCEPT, []),
+    ("The CET1 ratio was 13.2%.", _EXCEPT, []),
+    ("Net income was $1.25 billion.", _EXCEPT, []),
+    ("In 2024 net income was $1,250 million.", _EXCEPT, []),
+    ("Revenue in 2024 was $2.15 billion.", _BY_YEAR, []),
+    ("The minimum opening deposit is $500.", _ABOVE, []),
+    ("Revenue was $1.25 million.", _ABOVE, []),
+    ("Transfers cost EUR 25 per transaction.", _AFTER, []),
+    ("Cash was EUR 310,000.", _AFTER, []),
+    ("Revenue in Europe was 45 million.", "Revenue by region (in millions)\n| Europe | 45 |", []),
+    ("Days past due averaged 45 days.", _CREDIT, []),
+    ("The operating margin was 12.5%.", _CREDIT, []),
+    ("The average loan tenor is 5 years.", _CREDIT, []),
+    ("Loans were \u20ac1.2 billion.", _CREDIT, []),
+    ("Revenue was $1.25 billion.", "Income statement (in $ millions)\n\n| Revenue | 1,250 |", []),  # a title's table
+    ("The Premium annual fee is $1,950.", "| Service | Annual fee |\n| Premium | 1950 |", []),  # a data cell: an amount
+])
+def test_a_declaration_reads_the_block_it_heads_in_its_rows_own_units(answer, context, missing):
     from hguard.calibrate.judge import unstated_numbers
 
     assert unstated_numbers(answer, context) == missing

@@ -739,7 +739,7 @@ def _labelled(text: str) -> str:
         return "".join(out) + text[done:] if out else text
 
     def year(m: re.Match[str]) -> str:
-        if _CURRENCY_BEFORE.search(text, max(0, m.start() - 6), m.start()):
+        if _CURRENCY_BEFORE.search(text, max(0, m.start() - 6), m.start()) or _data_cell(text, m.start(), m.end()):
             return m.group(0)
         return f"{m.group(0)} {_LABEL_WORDS['#year']} "
 
@@ -751,6 +751,24 @@ def _labelled(text: str) -> str:
         text = references(text)
         text = _YEAR_LIKE.sub(year, text)
     return _HALF_WORDS.sub(lambda m: f"{1 if m.group(1).lower() in ('first', '1st') else 2} {_LABEL_WORDS['#half']}", text)
+
+
+_CELL_OPENS = re.compile(r"[|\t][ \t]*$")
+_CELL_CLOSES = re.compile(r"[ \t]*(?:[|\t]|\r?$)", re.MULTILINE)
+_ROW_REACH = 500  # how far back a row's start and the row above it are looked for (a longer row is read as no table's)
+
+
+def _data_cell(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is a whole cell of a table ("|" or tab separated) that is neither its row's first
+    cell (the row's label: "| 2024 | 2,150 |") nor in the table's first row (its header: "| Item | 2024 | 2023 |"): an
+    amount, not a year ("| Premium | 1950 |"). Read within `_ROW_REACH` characters of it only."""
+    if not _CELL_OPENS.search(text, max(0, start - 8), start) or not _CELL_CLOSES.match(text, end):
+        return False
+    row = text.rfind("\n", max(0, start - _ROW_REACH), start) + 1
+    if row == 0 or not text[row:start].strip(" \t|"):  # the text's first line (no row above it), or the row's label
+        return False
+    above = text[text.rfind("\n", max(0, row - 1 - _ROW_REACH), row - 1) + 1:row - 1]
+    return "|" in above or "\t" in above
 
 
 def _written_numbers(text: str, number_words: bool, figures: bool = False) -> str:
@@ -802,7 +820,11 @@ def stated_numbers(text: str, number_words: bool = True, reading: _Reading = _EN
     "0,125 mg"; "1,250" is 1250). A label's number has its label for unit (`_labelled`: "Note 12" reads ("12",
     "#note"), a year ("2025", "#year")). ``number_words``: read "five", "twice" and "half" as numbers too; ``reading``: how
     a number written alike in several conventions is read (`_Reading`; English by default: "1,250" is 1250)."""
-    toks = _tokens(text, number_words, reading, figures=True)
+    return _numbers_of(_tokens(text, number_words, reading, figures=True))
+
+
+def _numbers_of(toks: list[str]) -> list[tuple[str, str | None]]:
+    """The numbers of a text's tokens (`_tokens`), with their units, as :func:`stated_numbers` reads them."""
     out: list[tuple[str, str | None]] = []
     i = 0
     while i < len(toks):
@@ -1188,7 +1210,7 @@ _DECLARED = re.compile(
     r"(?i)\(\s*" + _DECLARED_SAID + r"(?:in\s+)?(?:(?P<c1>" + _DECLARED_ON_SCALE + r")\s*(?P<s1>" + _DECLARED_SCALE
     + r")|(?P<s2>" + _DECLARED_SCALE + r")(?:\s+of)?\s*(?P<c2>" + _DECLARED_CURRENCY + r")|(?P<c9>" + _DECLARED_CURRENCY
     + r")\s+in\s+(?P<s9>" + _DECLARED_SCALE + r")|(?P<c3>" + _DECLARED_SIGN + "|" + _DECLARED_CODE + r")|(?P<s3>"
-    + _DECLARED_LONG + r"))\s*(?:[,;][^()\n]{0,80})?\)"
+    + _DECLARED_LONG + r"))\s*(?P<x>[,;][^()\n]{0,80})?\)"
     # in prose: "All amounts are in thousands of US dollars", "figures in EUR million", "(in) millions of euros"
     r"|\b(?:in|of)\s+(?P<s4>thousands|millions|billions)\s+of\s+(?P<c4>" + _DECLARED_NAME + r")\b"
     r"|\b(?:amounts|figures|numbers|values)\b[^.\n(]{0,40}?\bin\s+(?:(?P<c5>" + _DECLARED_CURRENCY + r")\s*(?P<s5>"
@@ -1203,22 +1225,34 @@ _CURRENCY_ENDS = re.compile(r"(?i)(?:" + _DECLARED_SIGN + "|" + _DECLARED_CODE +
 _BARE_ONLY = "#bare"  # a bare number of a passage that declares its amounts' scale: it states a bare number only
 
 
-def _declared(text: str) -> list[tuple[int, int, Decimal, str | None]]:
+_Declaration = tuple[int, int, Decimal, str | None, frozenset[str]]
+# the words of a declaration's exceptions that name no kind of row ("(in $ millions, except per share data and
+# ratios)": "share" and "ratio" do)
+_EXCEPTION_FILLER = frozenset("except excluding unless otherwise where when noted stated indicated shown data amounts "
+                              "figures information items values number numbers other which that those with from".split())
+
+
+def _declared(text: str) -> list[_Declaration]:
     """The declarations of scale and currency ``text`` makes (`_DECLARED`): (where it starts and ends, the scale, the
-    currency's unit or None where it names none)."""
-    out = []
+    currency's unit or None where it names none, the words of the rows it excepts: "(in $ millions, except per share
+    data and ratios)" excepts rows naming a share or a ratio)."""
+    out: list[_Declaration] = []
     for m in _DECLARED.finditer(text):
         found = {k[0]: v for k, v in m.groupdict().items() if v is not None}
         if m.group("c3") and re.search(r"\d[ \t]*$", text[max(0, m.start() - 4):m.start()]):
             continue  # "\u00a5100 (JPY)": the currency of the amount before it
         scale = found.get("s", "").lower().replace("\u2019", "'")
         factor = 10**3 if "000" in scale else _LONG_SCALES.get(scale) or _SHORT_SCALES.get(scale, 1)
-        out.append((m.start(), m.end(), Decimal(factor), _declared_currency(found["c"]) if "c" in found else None))
+        excepted = frozenset(w.removesuffix("s") for w in re.findall(r"[a-z]{4,}", found.get("x", "").lower())
+                             if w not in _EXCEPTION_FILLER)
+        out.append((m.start(), m.end(), Decimal(factor), _declared_currency(found["c"]) if "c" in found else None,
+                    excepted))
     for m in _THOUSANDS_MARK.finditer(text):
         currency = _CURRENCY_ENDS.search(text, max(0, m.start() - 5), m.start())
         start = m.start() if currency is None else currency.start()
-        out.append((start, m.end(), Decimal(1000), None if currency is None else _declared_currency(currency.group(0).strip())))
-    kept: list[tuple[int, int, Decimal, str | None]] = []
+        out.append((start, m.end(), Decimal(1000), None if currency is None else _declared_currency(currency.group(0).strip()),
+                    frozenset()))
+    kept: list[_Declaration] = []
     for d in sorted(out, key=lambda d: d[0]):
         if not kept or d[0] >= kept[-1][1]:  # one declaration read by two rules ("($000s)") once
             kept.append(d)
@@ -1239,30 +1273,151 @@ def _declared_currency(written: str) -> str:
     return unit if unit in _CURRENCIES else f"declared {' '.join(words)}"
 
 
+# how a span of a declaring passage reads its bare numbers: as in one declaring nothing (None), at a scale and in a
+# currency, or in a row's own units, unscaled
+_SpanReading = tuple[Decimal, str | None] | list[str | None] | None
+
+
 def _passage_numbers(text: str, reading: _Reading) -> list[tuple[str, str | None]]:
-    """`stated_numbers` of a passage, where it declares its amounts' scale or currency (`_DECLARED`) with its bare
-    numbers read as amounts at that scale and currency, and as bare numbers only (`_BARE_ONLY`), and a year as such an
-    amount too, beside its year ("| 2023 |" may be a cell); the declarations themselves are no figures (their currency
-    was given to the number after them: "(in millions of Canadian dollars): 5,000" read $5,000)."""
+    """`stated_numbers` of a passage, where it declares its amounts' scale or currency (`_DECLARED`) with the bare
+    numbers of the block each declaration heads (`_declared_block`) read as amounts at that scale and currency, and as
+    bare numbers only (`_BARE_ONLY`); a scale that names no currency gives its amounts none (they state a bare number:
+    "(in millions) | Europe | 45 |" states "45 million", not "\u00a345 million"), and a row that names a unit of its
+    own or one the declaration excepts is read unscaled in that unit (`_own_unit_rows`). A number above every
+    declaration, or after the block it heads, is read as in a passage that declares nothing; a year is no amount (a
+    table's data cell is: `_data_cell`). The declarations themselves are no figures (their currency was given to the
+    number after them: "(in millions of Canadian dollars): 5,000" read $5,000)."""
     declared = _declared(text) if any(c.isdigit() for c in text) else []
     if not declared:
         return stated_numbers(text, reading=reading)
     blanked = list(text)
-    for start, end, _, _ in declared:
+    for start, end, *_ in declared:
         blanked[start:end] = " " * (end - start)
     text = "".join(blanked)
-    # each number takes the declaration above it, the first those above every declaration
-    starts = [0, *(start for start, *_ in declared[1:]), len(text)]
+    spans: list[tuple[int, int, _SpanReading]] = []
+    done = 0
+    for i, (start, end, scale, currency, excepted) in enumerate(declared):
+        block = _declared_block(text, end, declared[i + 1][0] if i + 1 < len(declared) else len(text))
+        spans.append((done, start, None))  # above it (or after the block above it): declared by none
+        spans += _own_unit_rows(text, start, block, (scale, currency), excepted)
+        done = block
+    spans.append((done, len(text), None))
     out: list[tuple[str, str | None]] = []
-    for a, b, (_, _, scale, currency) in zip(starts, starts[1:], declared):
-        for value, unit in stated_numbers(text[a:b], reading=reading):
+    for (_, _, how), numbers in zip(spans, _stated_spans(text, [b for _, b, _ in spans[:-1]], reading)):
+        for value, unit in numbers:
             # a unit's or a label's number, or a dotted one ("2.3.1 Basis of preparation", a version, an address:
             # compared whole, no amount to scale), is read as it is
-            if (unit is None or unit == "#year") and _canonical_number(value) is not None:
-                out += [(value, unit or _BARE_ONLY), (format((Decimal(value) * scale).normalize(), "f"), currency)]
-            else:
+            if how is None or unit is not None or _canonical_number(value) is None:
                 out.append((value, unit))
+            elif isinstance(how, list):  # a row of its own unit: unscaled
+                out += [(value, u) for u in how]
+            else:
+                scale, currency = how
+                out += [(value, _BARE_ONLY), (format((Decimal(value) * scale).normalize(), "f"), currency or _BARE_ONLY)]
     return out
+
+
+_SPAN_MARK = f"{_LABEL_WORD}span"  # a word between two spans of a text read whole (`_stated_spans`)
+
+
+def _stated_spans(text: str, cuts: list[int], reading: _Reading) -> list[list[tuple[str, str | None]]]:
+    """`stated_numbers` of each span of ``text`` between ``cuts`` (a declaration's start, a line's end), read as one
+    text, so that what reads a number from the text around it (a table's header and caption for accounting
+    parentheses) reads it as in the whole passage, and a number at a span's end takes no unit from the next."""
+    pieces: list[str] = []
+    done = 0
+    for cut in cuts:
+        cut = cut - 1 if cut > done and text[cut - 1] == "\n" else cut
+        # at a line's end, a row of its own (no text after a number on its line, a table's rows still rows); else (a
+        # declaration's start, blanked) a word
+        pieces += [text[done:cut], f"\n| {_SPAN_MARK} |" if text[cut:cut + 1] in ("\n", "") else f" {_SPAN_MARK} "]
+        done = cut
+    pieces.append(text[done:])
+    toks = _tokens("".join(pieces), True, reading, figures=True)
+    if toks.count(_SPAN_MARK) != len(cuts):  # a mark read into a word: each span read on its own
+        return [stated_numbers(piece, reading=reading) if any(c.isdigit() for c in piece) else [] for piece in pieces[::2]]
+    out: list[list[tuple[str, str | None]]] = []
+    part: list[str] = []
+    for t in toks:
+        if t == _SPAN_MARK:
+            out.append(_numbers_of(part))
+            part = []
+        else:
+            part.append(t)
+    return [*out, _numbers_of(part)]
+
+
+_TABLE_ROW = re.compile(r"[|\t]")
+_BLANK = re.compile(r"[ \t\r]*$")
+
+
+def _declared_block(text: str, end: int, stop: int) -> int:
+    """Where the block that a declaration ending at ``end`` heads ends (at most ``stop``, the next declaration): the
+    rest of its line, and the lines after it up to a blank line or, after a table's rows, the first line that is no
+    row (the prose after a table is not its); blank lines between a title and its table are skipped. Where this is
+    unclear a number is left undeclared, so it states no scaled amount (fail closed)."""
+    line_end = text.find("\n", end, stop)
+    if line_end == -1:
+        return stop
+    own = text[text.rfind("\n", 0, end) + 1:line_end]
+    table = bool(_TABLE_ROW.search(own))
+    content = any(c.isalnum() for c in text[end:line_end])  # a title's declaration has nothing after it on its line
+    pos = line_end + 1
+    while pos < stop:
+        nxt = text.find("\n", pos, stop)
+        nxt = stop if nxt == -1 else nxt
+        if _BLANK.match(text, pos, nxt):
+            if content:
+                return pos
+        elif _TABLE_ROW.search(text, pos, nxt):
+            table = content = True
+        elif table:
+            return pos
+        else:
+            content = True
+        pos = nxt + 1
+    return stop
+
+
+# a table row's label naming its values' own unit, which a declared scale does not reach ("| CET1 ratio (%) | 13.2 |",
+# "| Diluted EPS | 3.45 |", "| Days past due | 45 |"): a per-share amount (in the declared currency, unscaled), a
+# percentage or a ratio, basis points; a count of days, months or years only in a label with no number of its own
+# ("Loans due after 5 years" is an amount)
+_ROW_LABEL = re.compile(r"(?m)^[ \t]*\|?[ \t]*([^|\t\n]+)[|\t]")
+_ROW_UNITS = (
+    (re.compile(r"(?i)per[ -]share|\b[ED]PS\b"), "#currency"),
+    (re.compile(r"(?i)%|\bper ?cent|\bpercentage"), "percent"),
+    (re.compile(r"(?i)\bratios?\b"), "percent times"),
+    (re.compile(r"(?i)\bbps\b|\bbasis points?\b"), "bp"),
+    (re.compile(r"(?i)^\D*\b(?:days?)\b\D*$"), "day"),
+    (re.compile(r"(?i)^\D*\b(?:months?)\b\D*$"), "month"),
+    (re.compile(r"(?i)^\D*\b(?:years?)\b\D*$"), "year"),
+)
+_ROW_WORDS = re.compile(r"[a-z]{4,}")
+
+
+def _own_unit_rows(text: str, start: int, end: int, declared: tuple[Decimal, str | None],
+                   excepted: frozenset[str]) -> list[tuple[int, int, _SpanReading]]:
+    """``text[start:end]`` (a block ``declared`` at a scale in a currency) cut into spans: (start, end, ``declared``)
+    for those it reads, and (start, end, units) for each table row whose label names a unit of its own
+    (`_ROW_UNITS`) or a kind of row the declaration excepts (a word of ``excepted``), whose bare numbers state a bare
+    number and a figure in those units only, unscaled (an excepted row that names no unit: in the declared currency,
+    or in any where it names none)."""
+    spans: list[tuple[int, int, _SpanReading]] = []
+    done = start
+    for m in _ROW_LABEL.finditer(text, start, end):
+        label = m.group(1)
+        units: list[str | None] = [u for pattern, said in _ROW_UNITS if pattern.search(label) for u in said.split()]
+        if not units and excepted and excepted & {w.removesuffix("s") for w in _ROW_WORDS.findall(label.lower())}:
+            units = ["#currency"]
+        if not units:
+            continue
+        row_end = text.find("\n", m.end(), end)
+        row_end = end if row_end == -1 else row_end
+        spans += [(done, m.start(), declared),
+                  (m.start(), row_end, [*(declared[1] if u == "#currency" else u for u in units), _BARE_ONLY])]
+        done = row_end
+    return [*spans, (done, end, declared)]
 
 
 def _unstated_numbers(answer: str, context: str, question: str,
@@ -1460,7 +1615,7 @@ def misattributed_numbers(answer: str, context: str, question: str = "", *, unst
             continue
         if statements is None:
             statements = _statements(context)
-            declared = [(a, b) for a, b, _, _ in _declared(context)] if any(c.isdigit() for c in context) else []
+            declared = [(a, b) for a, b, *_ in _declared(context)] if any(c.isdigit() for c in context) else []
         words = own | asked
         related = False
         parts: list[str] = []  # the passage with the statements about something else blanked
