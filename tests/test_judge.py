@@ -1337,6 +1337,30 @@ def test_a_period_the_answer_adds_must_be_named_where_the_passage_states_the_fig
 
 
 @pytest.mark.parametrize("answer, context, missing", [
+    # a review: the sentence naming the period had only to hold a number of the same digits, so a neighbouring fee,
+    # term or review date of another value or unit lent its period
+    ("The setup fee is $500 per month.", "A one-off setup fee of $500 applies. The monthly service fee is $50.",
+     ["500 dollar/month"]),
+    ("The arrangement fee is $1,000 per year.", "Arrangement fee: $1,000 (one-off). Annual card fee: $10.",
+     ["1000 dollar/year"]),
+    ("Interest of 5% per year is charged.", "A flat interest charge of 5% is added at drawdown. The loan term is 5 years.",
+     ["5 percent/year"]),
+    ("Take 500 mg per day.", "Take 500 mg as a single dose. Review after 5 days.", ["500 mg/day"]),
+    ("Give 10 mg/kg per day.", "Give a single dose of 10 mg/kg. Repeat after 10 days if needed.", ["10 mg/kg/day"]),
+    ("The setup fee is \u20ac500 per month.", "Einmalige Einrichtungsgebühr: 500 \u20ac. Monatliche Grundgebühr: 50 \u20ac.",
+     ["500 euro/month"]),
+    # ... the same figure in another unit of the same kind, or a bare cell at its declared scale, still names it
+    ("Take 0.5 g per day.", "Take 500 mg once a day; the daily maximum is 4 g.", []),
+    ("Retail revenue was $12,340 million per year.", "Annual results (in $ millions)\n| Retail | 12,340 |", []),
+    ("The fee is $12 per month.", "| Plan | Monthly fee |\n| Basic | 12 |", []),
+])
+def test_a_period_is_named_only_by_a_sentence_stating_the_same_figure(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
+@pytest.mark.parametrize("answer, context, missing", [
     # a bank's trial: period and tenor labels written on their digits were not read, so a wrong fiscal year, quarter,
     # half or tenor passed
     ("FY2022 revenue was $4.2 billion.", "In fiscal 2023 revenue was $4.2 billion.", ["2022"]),

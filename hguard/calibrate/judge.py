@@ -1438,12 +1438,14 @@ def _unstated_numbers(answer: str, context: str, question: str,
         units_of.setdefault(value, set()).add(unit)
     amounts = {_amount(value, unit) for value, unit in held if unit is not None}
     missing = []
-    said: dict[tuple[str, tuple[str, ...]], bool] = {}
+    said: dict[tuple[str, str], bool] = {}
 
-    def named(value: str, periods: tuple[str, ...]) -> bool:  # `_periods_named`, read once a figure and only if needed
-        if periods and (value, periods) not in said:
-            said[(value, periods)] = _periods_named(context, value, periods, reading[1])
-        return not periods or said[(value, periods)]
+    def named(value: str, unit: str | None, periods: tuple[str, ...]) -> bool:  # `_periods_named`, once, if needed
+        if not periods or unit is None:  # no period added (the periods are the unit's)
+            return True
+        if (value, unit) not in said:
+            said[(value, unit)] = _periods_named(context, value, unit, periods, reading[1])
+        return said[(value, unit)]
 
     dates_missing, dates_held = _dates_against(answer, f"{context}\n{question}")
     rest = _plain_digits(answer)
@@ -1461,16 +1463,16 @@ def _unstated_numbers(answer: str, context: str, question: str,
         # "The annual fee of $95"; `_periods_named`)
         periods = tuple(p for p in unit.split("/")[1:] if p in _RATE_PERIODS) if unit is not None else ()
         head = unit.split("/")[0] if unit is not None and "/" in unit else None  # "56 hours per week" from "56 hours"
-        if head is not None and ((units is not None and head in units) or _amount(value, head) in amounts) and named(value, periods):
+        if head is not None and ((units is not None and head in units) or _amount(value, head) in amounts) and named(value, unit, periods):
             continue
         if unit is not None and "/" not in unit and units is not None and unit in {_PER_TIME.sub("", u or "") for u in units}:
             continue  # "an annual fee of $95" from "$95 per year": the period said elsewhere (not "10 mg" from "10 mg/kg")
         bare = _PER_TIME.sub("", unit) if unit is not None else None
-        if bare != unit and units is not None and (bare in units or _amount(value, bare) in amounts) and named(value, periods):
+        if bare != unit and units is not None and (bare in units or _amount(value, bare) in amounts) and named(value, unit, periods):
             continue  # "1.6 mcg/kg/day" from "1.6 micrograms per kilogram of body weight per day": a period added
         if units is None or (unit is not None and unit not in units and None not in units) or (
                 unit is None and units <= _REFERENCE_UNITS) or (  # a bare 12 from "Note 12" alone
-                unit is not None and unit not in units and not named(value, periods)):  # "$999 per month" from a bare "999"
+                unit is not None and unit not in units and not named(value, unit, periods)):  # "$999 per month" from a bare "999"
             missing.append(_shown(value, unit))
     return missing + dates_missing
 
@@ -1499,11 +1501,15 @@ def _significant(value: str) -> str:
     return value.lstrip("-").replace(".", "").strip("0")
 
 
-def _periods_named(text: str, value: str, periods: tuple[str, ...], reading: _Reading) -> bool:
-    """Whether a sentence of ``text`` that states ``value`` (at any scale or in any unit: its significant digits) names
-    each of ``periods`` (`_PERIOD_NAMES`); a table's row is read with its block's first line, its header. Read only
-    where an answer gives a figure a period the passage does not state with it."""
+def _periods_named(text: str, value: str, unit: str, periods: tuple[str, ...], reading: _Reading) -> bool:
+    """Whether a sentence of ``text`` that states the answer's figure, ``value`` in ``unit`` (the same amount in that
+    unit, or the same bare number, as written or at a scale the passage declares), names each of ``periods``
+    (`_PERIOD_NAMES`); a table's row is read with its block's first line, its header. Read only where an answer gives
+    a figure a period the passage does not state with it. Not a figure of another value with the same digits ("$50"
+    for "$500", "5 days" for "500 mg") nor of another unit ("a term of 5 years" for "5% per year")."""
     digits = _significant(value)
+    want, number = _amount(value, unit.split("/")[0]), Decimal(value)
+    scales: set[Decimal] | None = None
     blocks = _BLANK_LINES.split(text)
     for block in blocks:
         lines = block.split("\n")
@@ -1514,8 +1520,17 @@ def _periods_named(text: str, value: str, periods: tuple[str, ...], reading: _Re
             for piece in ([f"{lines[0]}\n{line}"] if row else _SENTENCE_BREAK.split(line)):
                 if digits not in re.sub(r"\D", "", piece) or not all(_PERIOD_NAMES[p].search(piece) for p in periods):
                     continue
-                if any(_significant(v) == digits for v, _ in stated_numbers(piece, reading=reading)):
-                    return True
+                for v, u in stated_numbers(piece, reading=reading):
+                    if _canonical_number(v) is None:
+                        continue
+                    if u is not None and u != _BARE_ONLY:
+                        if _amount(v, u.split("/")[0]) == want:
+                            return True
+                        continue
+                    if scales is None:
+                        scales = {Decimal(1), *(scale for _, _, scale, *_ in _declared(text))}
+                    if any(Decimal(v) * scale == number for scale in scales):
+                        return True
     return False
 
 
