@@ -1337,6 +1337,29 @@ def test_a_period_the_answer_adds_must_be_named_where_the_passage_states_the_fig
 
 
 @pytest.mark.parametrize("answer, context, missing", [
+    # a review's over-holds: an amount read as a year, a currency's million as a tenor, a price's basis as a reference,
+    # "par an" as no year
+    ("You can withdraw $2,000 per day.", "ATM withdrawals are limited to 2000 per day.", []),
+    ("The company secured a $5 million loan.", "The company secured a USD 5M loan.", []),
+    ("Copies cost $0.10 per page.", "Copy charges: per page 0.10.", []),
+    ("Each item costs $25.", "Price per item 25", []),
+    ("The rate is 3% per year.", "Le taux est de 3 % par an.", []),
+    # ... while a wrong amount, a tenor, a reference and another period are held as before
+    ("You can withdraw $2,500 per day.", "ATM withdrawals are limited to 2000 per day.", ["2500 dollar/day"]),
+    ("The company secured a 5-month loan.", "The company secured a USD 5M loan.", ["5 month"]),
+    ("The fee is 12%.", "See page 12: the fee is 2%.", ["12 percent"]),
+    ("The deposit is due within 14 days.", "Per \u00a7 14, the deposit is due within 10 days.", ["14 day"]),
+    ("Per Section 9.1 the warranty lasts 24 months.", "Section 9.1: the warranty period is 24 months.", []),
+    ("The rate is 3% per month.", "Le taux est de 3 % par an.", ["3 percent/month"]),
+    ("The overdraft fee is $2,025.", "Effective 1 January 2025, the overdraft fee is $25.", ["2025 dollar"]),
+])
+def test_an_amount_per_period_a_currencys_million_and_a_prices_basis_are_no_labels(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
+@pytest.mark.parametrize("answer, context, missing", [
     # a review: the sentence naming the period had only to hold a number of the same digits, so a neighbouring fee,
     # term or review date of another value or unit lent its period
     ("The setup fee is $500 per month.", "A one-off setup fee of $500 applies. The monthly service fee is $50.",

@@ -677,11 +677,16 @@ _REFERENCE_LIST = re.compile("(?i)" + _REFERENCE_NUMBER + r"(?:[ \t\u00a0]*(?:,|
                              + _REFERENCE_NUMBER
                              + r")*(?![\w%\u2030]|[.,]\d)" + _NO_UNIT_AHEAD)
 _REFERENCE_PART = re.compile(r"\d+(?:\.\d+)*")
+_RATE_BASIS = re.compile(r"(?i)(?:\bper|\beach|\bevery|/)[ \t\u00a0]*$")
 _REFERENCE_DASH = re.compile(r"[ \t\u00a0]*[-\u2013][ \t\u00a0]*")
 # a year: four digits from 1900 to 2099, no thousands separator ("2,025" is an amount), no unit, currency, scale or
 # percent after it nor a currency before it ("$2025", "USD 2025"), no part of a date or a range in digits ("2025-03-04")
+# ... nor a rate's amount ("limited to 2000 per day", "2000 a month", "1950/year", "2000 daily")
+_RATE_AHEAD = (r"(?![ \t\u00a0]*(?:(?:per|a|an|each|every)[ \t\u00a0]+|/[ \t\u00a0]*)(?:second|minute|hour|day|night|week|month"
+               r"|quarter|year|annum|transaction|trade|person|item|unit|page|share)s?\b|[ \t\u00a0]+(?:daily|nightly|weekly"
+               r"|monthly|quarterly|yearly|annually)\b)")
 _YEAR_LIKE = re.compile(r"(?i)(?<![" + _MINUS_SIGNS + r"\w.,/:'\u2019\u00a7#])(?:19|20)\d\d(?![\w%\u2030]|[" + _MINUS_SIGNS
-                        + r".,/:]\d)(?![ \t\u00a0]*" + _LABEL_WORD + r"[a-z]\b)" + _NO_UNIT_AHEAD)
+                        + r".,/:]\d)(?![ \t\u00a0]*" + _LABEL_WORD + r"[a-z]\b)" + _NO_UNIT_AHEAD + _RATE_AHEAD)
 _CURRENCY_BEFORE = re.compile(r"(?:[" + re.escape(_CURRENCY_SIGNS) + r"]|\b(?i:" + "|".join(_CURRENCY_CODES) + r"))[ \t\u00a0]?$")
 
 
@@ -729,6 +734,8 @@ def _labelled(text: str) -> str:
             kind = _REFERENCE_KINDS.get(m.group(1).lower())
             if kind is None or (m.group(1).isalpha() and not m.group(2)) or m.start() < done:
                 continue  # not a reference's word; a word written on its number ("Note12")
+            if kind in ("page", "item") and _RATE_BASIS.search(text, max(0, m.start() - 7), m.start()):
+                continue  # a price's basis: "per page 0.10", "Price per item 25" (not "per Section 9.1", "per § 14")
             numbers = _REFERENCE_LIST.match(text, m.end())
             if numbers is None:
                 continue
@@ -737,6 +744,11 @@ def _labelled(text: str) -> str:
             out += [text[done:numbers.start()], _REFERENCE_PART.sub(r"\g<0>" + word, listed)]
             done = numbers.end()
         return "".join(out) + text[done:] if out else text
+
+    def tenor(m: re.Match[str]) -> str:
+        if _CURRENCY_BEFORE.search(text, max(0, m.start() - 6), m.start()):
+            return m.group(0)  # "USD 5M loan": five million dollars, no five-month tenor
+        return f"{m.group(1)} {_TENOR_UNITS[(m.group(2) or m.group(3)).lower()]}"
 
     def year(m: re.Match[str]) -> str:
         if _CURRENCY_BEFORE.search(text, max(0, m.start() - 6), m.start()) or _data_cell(text, m.start(), m.end()):
@@ -747,7 +759,7 @@ def _labelled(text: str) -> str:
         text = _FISCAL_YEAR.sub(lambda m: " ".join(_four_digits(y) for y in m.groups() if y) + " ", text)
         text = _QUARTER_LABEL.sub(lambda m: _period_label(m, "quarter"), text)
         text = _HALF_LABEL.sub(lambda m: _period_label(m, _LABEL_WORDS["#half"]), text)
-        text = _TENOR.sub(lambda m: f"{m.group(1)} {_TENOR_UNITS[(m.group(2) or m.group(3)).lower()]}", text)
+        text = _TENOR.sub(tenor, text)
         text = references(text)
         text = _YEAR_LIKE.sub(year, text)
     return _HALF_WORDS.sub(lambda m: f"{1 if m.group(1).lower() in ('first', '1st') else 2} {_LABEL_WORDS['#half']}", text)
@@ -1490,6 +1502,7 @@ _PERIOD_NAMES = {period: re.compile(r"(?i)(?<![\w-])(?:" + words + r")(?![\w-])"
              r"|m\u00eas|mensal|maand\w*",
     "quarter": r"quarters?|quarterly|quartal\w*|trimestr\w*",
     "year": r"years?|yearly|annual|annually|annum|p\.\s?a\.?|pa|yrs?|APR|APY|AER|EAR|jahr\w*|j\u00e4hrlich|ann\u00e9es?|annees?"
+            r"|par\s+an|l['\u2019]an"
             r"|annuel\w*|a\u00f1os?|anual\w*|ann[oi]|annu[oa]|anos?|jaar\w*",
     "trade": r"trades?|trading", "transaction": r"transactions?"}.items()}
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?;])\s+(?=\S)")
