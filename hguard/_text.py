@@ -597,6 +597,15 @@ def asks_yes_no(question: str) -> bool:
     return bool(words) and words[0] in _AUX
 
 
+def states_to_confirm(question: str) -> bool:
+    """Whether ``question`` is an English statement put as a question, to be confirmed ("The charge is 3%?", "So the
+    fee would be $30?", "The fee is $30, is it not?"): it ends with a question mark, reads as English
+    (:func:`reads_english`) and holds no question word ("who", "what", ..., "how"). :func:`asks_yes_no` reads only
+    those opening with an auxiliary."""
+    return (question.rstrip().endswith(("?", "\uff1f")) and not _ASKS_CONTENT & set(words_of(question))
+            and reads_english(question))
+
+
 # "Can you tell me ...", "Do you know ...", "Could you say ...": a request put as a question, answered with its content
 _REQUEST = re.compile(r"(?:can|could|would|will|do|did|don't|won't)(?: you)(?: please)? (?:tell|say|know|explain|name|list"
                       r"|give|show|let|remember|recall|describe|find|help|confirm|check)\b")

@@ -1437,6 +1437,37 @@ def test_a_figure_only_a_yes_no_question_states_is_not_stated_for_an_answer_that
     assert unstated_numbers(answer, context, question) == missing
 
 
+_CHARGE = "The early repayment charge is 1% of the balance and cannot be waived."
+_WIRE = "Outgoing international wires cost $25."
+
+
+@pytest.mark.parametrize("answer, context, question, missing", [
+    # a review: German, French and Spanish leading questions still stated their figure, as did an English statement put
+    # as a question, and an affirming answer with an incidental negation was read as a denial
+    ("Ja, sie beträgt 3 %.", "Die Gebühr beträgt 1 %.", "Beträgt die Gebühr 3 %?", ["3 percent"]),
+    ("Oui, 3 %.", "Les frais sont de 1 %.", "Les frais sont-ils de 3 % ?", ["3 percent"]),
+    ("Sí, es del 3 %.", "La comisión es del 1 %.", "¿La comisión es del 3 %?", ["3 percent"]),
+    ("The charge is 3% of the balance, which cannot be waived.", _CHARGE, "Is the early repayment charge 3%?",
+     ["3 percent"]),
+    ("Yes, the charge is 3% of the balance.", _CHARGE, "So the early repayment charge would be 3%?", ["3 percent"]),
+    ("Yes, $30.", _WIRE, "The wire fee is $30, is it not?", ["30 dollar"]),
+    ("The charge is 3%, no more.", _CHARGE, "Is the charge 3%?", ["3 percent"]),
+    # ... while a denial, by its opening word or a negation right before the figure, may repeat it
+    ("Nein, sie beträgt 1 %, nicht 3 %.", "Die Gebühr beträgt 1 %.", "Beträgt die Gebühr 3 %?", []),
+    ("The wire fee is $25 rather than $30.", _WIRE, "Is the wire fee $30?", []),
+    ("It isn't $30, it's $25.", _WIRE, "Is the wire fee $30?", []),
+    ("Two transfers cost $70 in all.", "Each transfer costs $35.", "¿Cuánto cuestan 2 transferencias?", ["70 dollar"]),
+])
+def test_a_yes_no_questions_figure_is_the_answers_own_unless_its_opening_or_the_figures_negation_denies_it(
+        answer, context, question, missing):
+    from hguard._text import states_to_confirm
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context, question) == missing
+    assert states_to_confirm("The charge is 3%?") and not states_to_confirm("What do 2 transfers cost?")
+    assert not states_to_confirm("The charge is 3%.") and not states_to_confirm("¿Cuánto cuestan 2 transferencias?")
+
+
 def test_a_held_figure_is_shown_as_the_answer_writes_it_beside_how_it_was_read():
     """A bank's trial: the hold's reason showed a figure as read ("0.25", "2", "12340000000 dollar"), which a reviewer
     cannot find in the answer ("1/4", "Q2", "$12,340 million")."""

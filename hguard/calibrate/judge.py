@@ -71,7 +71,7 @@ from typing import Literal
 import regex
 
 from hguard._text import (asks_only_yes_no, asks_yes_no, fold_accents, join_digit_groups, matching_form, sentences,
-                          without_ignorables, words_of, written_in, yes_or_no_opening)
+                          states_to_confirm, without_ignorables, words_of, written_in, yes_no_question, yes_or_no_opening)
 from hguard.errors import InputError
 from hguard.signals._grounding_lexical import _stem, content_tokens
 
@@ -1054,11 +1054,11 @@ def unstated_numbers(answer: str, context: str, question: str = "") -> list[str]
     English answer each in their own; a text that says nothing of its own, as the others say, all such texts alike).
     Where no text says which ("1.500" with no other sign of German or English), a number counts as stated only if it
     is under each reading: "1,5 \u20ac" is not stated by "1.500 \u20ac", which is fifteen hundred euros in a German
-    passage. To a question that asks yes or no ("Is the charge 3%?", "The fee is $15 a month, right?"), an answer that
-    affirms (`_polarity`: "Yes, ...", "Right, ...", a statement without a negation) states the question's figures on
-    its own: they count as stated only where the passage states them ("Yes, the charge is 3%." to "Is the charge
-    3%?" from a passage of 1% is held; "No, it is 1%, not 3%." is not)."""
-    if _affirms(answer, question):
+    passage. To a question that asks yes or no ("Is the charge 3%?", "The fee is $15 a month, right?", "Beträgt die
+    Gebühr 3 %?"), an answer states the question's figures on its own unless it denies them (`_takes_question`): they
+    count as stated only where the passage states them ("Yes, the charge is 3%." or "The charge is 3%, which cannot be
+    waived." to "Is the charge 3%?" from a passage of 1% is held; "No, it is 1%." and "It is 1%, not 3%." are not)."""
+    if _takes_question(answer, question):
         question = ""
     texts = (answer, context, question)
     if not any(_ambiguous(t) for t in texts):  # every reading is English's: no text's convention to read
@@ -1085,12 +1085,54 @@ _CONFIRMING_TAG = re.compile(r"(?i)[,\s](?:right|correct|true|yes|no|is\s+that\s
                              r"wasn't|wasnt|will|won't|wont|can|can't|cant)\s+(?:it|they|there|that|i|we|you))\s*\?+\s*$")
 
 
-def _affirms(answer: str, question: str) -> bool:
-    """Whether ``answer`` affirms a yes/no question (:func:`hguard._text.asks_yes_no`, or a statement with a tag,
-    `_CONFIRMING_TAG`) that writes a figure: the judge's reading of its side (`_polarity`) is yes."""
-    if not any(c.isdigit() for c in question) or not (asks_yes_no(question) or _CONFIRMING_TAG.search(question)):
+def _takes_question(answer: str, question: str) -> bool:
+    """Whether ``answer`` states the figures of ``question``, a yes/no question that writes one, on its own
+    (`_asks_to_confirm`), so that they count as stated only where the passage states them: unless it opens with a no
+    ("No, ...", "Nein, ...": `_opening`) or writes "not" (or "rather than", "instead of", "nicht", "pas") right before
+    one of them ("It is 1%, not 3%."). An answer opening with a yes takes them; so does any other, a negation elsewhere
+    in it notwithstanding ("The charge is 3%, which cannot be waived.": a review found it read as a denial)."""
+    if not any(c.isdigit() for c in question) or not _asks_to_confirm(question, answer):
         return False
-    return _polarity(answer, question)[0] == "yes"
+    side = _opening(answer)
+    if side is not None:
+        return side == "yes"
+    figures = {value for value, _ in stated_numbers(question, number_words=False)}
+    for m in _NEGATION.finditer(answer):
+        clause = _CLAUSE_END.split(answer[m.end():m.end() + 60], maxsplit=1)[0]
+        if figures & {value for value, _ in stated_numbers(clause, number_words=False)}:
+            return False
+    return True
+
+
+def _asks_to_confirm(question: str, answer: str) -> bool:
+    """Whether ``question`` asks yes or no: it opens with an auxiliary (:func:`hguard._text.asks_yes_no`), ends with a
+    tag (`_CONFIRMING_TAG`), is another language's question asking for no content (:func:`yes_no_question` does not
+    read it as one: "Beträgt die Gebühr 3 %?", "¿La comisión es del 3 %?"), or an English statement put as a question
+    (:func:`states_to_confirm`: "The charge is 3%?"); or ``answer`` opens with a yes, which only such a question takes."""
+    return (asks_yes_no(question) or bool(_CONFIRMING_TAG.search(question)) or yes_no_question(question) is not False
+            or states_to_confirm(question) or _opening(answer) == "yes")
+
+
+# an answer's yes or no, read from its first word alone: English's ("Yes", "Correct", "No", "Nope"; not "No problem")
+# and other languages' (`yes_or_no_opening`: "Ja", "Oui", "Sí", "Nein", "Non")
+_OPENING_YES = frozenset({"yes", "yeah", "yep", "yup", "true", "correct", "indeed", "right", "sure", "exactly",
+                          "absolutely", "certainly", "affirmative"})
+_OPENING_NO = frozenset({"no", "nope", "false", "incorrect", "wrong"})
+# a negation right before a figure it denies, in its clause (`_CLAUSE_END`): "not 3%", "isn't $30", "$25 rather than $30"
+_NEGATION = re.compile(r"(?i)(?:\bnot|n['\u2019]t|\bnever|\brather\s+than|\binstead\s+of|\bother\s+than|\bnicht|\bpas)\b")
+
+
+def _opening(answer: str) -> str | None:
+    """"yes" or "no" where ``answer``'s first word says it (`_OPENING_YES`, `_OPENING_NO`, `yes_or_no_opening`), else
+    None ("No problem, ..." says neither)."""
+    first = _FIRST_WORD.match(fold_accents(answer))
+    lead = first.group(1).lower() if first else ""
+    if lead in _OPENING_YES:
+        return "yes"
+    if lead in _OPENING_NO:
+        after = _FIRST_WORD.match(fold_accents(answer), first.end()) if first else None
+        return None if after is not None and after.group(1).lower() in _NO_IDIOMS else "no"
+    return yes_or_no_opening(answer)
 
 
 _WORD = re.compile(r"\S+")
@@ -1626,7 +1668,7 @@ def misattributed_numbers(answer: str, context: str, question: str = "", *, unst
     _check_str(question, "question")
     if not any(c.isdigit() for c in answer):
         return []
-    if _affirms(answer, question):  # its figures count only where the passage states them (`unstated_numbers`)
+    if _takes_question(answer, question):  # its figures count only where the passage states them (`unstated_numbers`)
         question_states = ""
     else:
         question_states = question
