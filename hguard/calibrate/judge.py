@@ -1286,10 +1286,12 @@ _EXCEPTION_FILLER = frozenset("except excluding unless otherwise where when note
                               "figures information items values number numbers other which that those with from".split())
 
 
-def _declared(text: str) -> list[_Declaration]:
+@functools.lru_cache(maxsize=4)
+def _declared(text: str) -> tuple[_Declaration, ...]:
     """The declarations of scale and currency ``text`` makes (`_DECLARED`): (where it starts and ends, the scale, the
     currency's unit or None where it names none, the words of the rows it excepts: "(in $ millions, except per share
-    data and ratios)" excepts rows naming a share or a ratio)."""
+    data and ratios)" excepts rows naming a share or a ratio). Kept for the last few passages: each reading of a
+    passage (`_readings`) and the period rule (`_periods_named`) read it again."""
     out: list[_Declaration] = []
     for m in _DECLARED.finditer(text):
         found = {k[0]: v for k, v in m.groupdict().items() if v is not None}
@@ -1310,7 +1312,7 @@ def _declared(text: str) -> list[_Declaration]:
     for d in sorted(out, key=lambda d: d[0]):
         if not kept or d[0] >= kept[-1][1]:  # one declaration read by two rules ("($000s)") once
             kept.append(d)
-    return kept
+    return tuple(kept)
 
 
 @functools.lru_cache(maxsize=256)
@@ -1359,15 +1361,19 @@ def _passage_numbers(text: str, reading: _Reading) -> list[tuple[str, str | None
     out: list[tuple[str, str | None]] = []
     for (_, _, how), numbers in zip(spans, _stated_spans(text, [b for _, b, _ in spans[:-1]], reading)):
         for value, unit in numbers:
-            # a unit's or a label's number, or a dotted one ("2.3.1 Basis of preparation", a version, an address:
-            # compared whole, no amount to scale), is read as it is
-            if how is None or unit is not None or _canonical_number(value) is None:
+            if how is None or unit is not None:  # undeclared, or a unit's or a label's number: read as it is
                 out.append((value, unit))
-            elif isinstance(how, list):  # a row of its own unit: unscaled
+                continue
+            try:
+                number = Decimal(value)
+            except InvalidOperation:  # a dotted number ("2.3.1 Basis of preparation", a version, an address): whole
+                out.append((value, unit))
+                continue
+            if isinstance(how, list):  # a row of its own unit: unscaled
                 out += [(value, u) for u in how]
             else:
                 scale, currency = how
-                out += [(value, _BARE_ONLY), (format((Decimal(value) * scale).normalize(), "f"), currency or _BARE_ONLY)]
+                out += [(value, _BARE_ONLY), (format((number * scale).normalize(), "f"), currency or _BARE_ONLY)]
     return out
 
 
@@ -1380,11 +1386,16 @@ def _stated_spans(text: str, cuts: list[int], reading: _Reading) -> list[list[tu
     parentheses) reads it as in the whole passage, and a number at a span's end takes no unit from the next."""
     pieces: list[str] = []
     done = 0
+    inline = f" {_SPAN_MARK} "
     for cut in cuts:
         cut = cut - 1 if cut > done and text[cut - 1] == "\n" else cut
         # at a line's end, a row of its own (no text after a number on its line, a table's rows still rows); else (a
-        # declaration's start, blanked) a word
-        pieces += [text[done:cut], f"\n| {_SPAN_MARK} |" if text[cut:cut + 1] in ("\n", "") else f" {_SPAN_MARK} "]
+        # declaration's start) a word, written over the declaration's blanks where they hold it (no longer text to read)
+        if text[cut:cut + 1] in ("\n", ""):
+            pieces += [text[done:cut], f"\n|{_SPAN_MARK}"]
+        else:
+            pieces += [text[done:cut], inline]
+            cut += len(inline) if text.startswith(" " * len(inline), cut) else 0
         done = cut
     pieces.append(text[done:])
     toks = _tokens("".join(pieces), True, reading, figures=True)
@@ -1437,39 +1448,54 @@ def _declared_block(text: str, end: int, stop: int) -> int:
 # "| Diluted EPS | 3.45 |", "| Days past due | 45 |"): a per-share amount (in the declared currency, unscaled), a
 # percentage or a ratio, basis points; a count of days, months or years only in a label with no number of its own
 # ("Loans due after 5 years" is an amount)
-_ROW_LABEL = re.compile(r"(?m)^[ \t]*\|?[ \t]*([^|\t\n]+)[|\t]")
+_ROW_LABEL = re.compile(r"[ \t]*\|?[ \t]*([^|\t\n]+)[|\t]")
 _ROW_UNITS = (
     (re.compile(r"(?i)per[ -]share|\b[ED]PS\b"), "#currency"),
     (re.compile(r"(?i)%|\bper ?cent|\bpercentage"), "percent"),
     (re.compile(r"(?i)\bratios?\b"), "percent times"),
     (re.compile(r"(?i)\bbps\b|\bbasis points?\b"), "bp"),
-    (re.compile(r"(?i)^\D*\b(?:days?)\b\D*$"), "day"),
-    (re.compile(r"(?i)^\D*\b(?:months?)\b\D*$"), "month"),
-    (re.compile(r"(?i)^\D*\b(?:years?)\b\D*$"), "year"),
+    (re.compile(r"(?i)^\D*\bdays?\b\D*$"), "day"),
+    (re.compile(r"(?i)^\D*\bmonths?\b\D*$"), "month"),
+    (re.compile(r"(?i)^\D*\byears?\b\D*$"), "year"),
 )
 _ROW_WORDS = re.compile(r"[a-z]{4,}")
+
+
+@functools.lru_cache(maxsize=64)
+def _row_cue(excepted: frozenset[str]) -> re.Pattern[str]:
+    """What may mark a row of its own unit (`_ROW_UNITS`) or one of ``excepted``'s kinds, found in a block at once and
+    loosely (its first letters first: a long table's rows are not each read), then read in its row's label."""
+    words = ["share", "[ed]ps", "%", "cent", "ratio", "bps", "basis", "day", "month", "year", *map(re.escape, sorted(excepted))]
+    first = "".join(sorted({"e", "d", *(w[0] for w in words if w[0] != "[")}))
+    return re.compile(rf"(?i)(?=[{re.escape(first)}])(?:{'|'.join(words)})")
 
 
 def _own_unit_rows(text: str, start: int, end: int, declared: tuple[Decimal, str | None],
                    excepted: frozenset[str]) -> list[tuple[int, int, _SpanReading]]:
     """``text[start:end]`` (a block ``declared`` at a scale in a currency) cut into spans: (start, end, ``declared``)
-    for those it reads, and (start, end, units) for each table row whose label names a unit of its own
-    (`_ROW_UNITS`) or a kind of row the declaration excepts (a word of ``excepted``), whose bare numbers state a bare
-    number and a figure in those units only, unscaled (an excepted row that names no unit: in the declared currency,
-    or in any where it names none)."""
+    for those it reads, and (start, end, units) for each table row whose label (its first cell) names a unit of its
+    own (`_ROW_UNITS`) or a kind of row the declaration excepts (a word of ``excepted``), whose bare numbers state a
+    bare number and a figure in those units only, unscaled (an excepted row that names no unit: in the declared
+    currency, or in any where it names none)."""
     spans: list[tuple[int, int, _SpanReading]] = []
-    done = start
-    for m in _ROW_LABEL.finditer(text, start, end):
+    done = read = start  # the spans cut so far; the rows read so far
+    for cue in _row_cue(excepted).finditer(text, start, end):
+        if cue.start() < read:
+            continue
+        row = text.rfind("\n", start, cue.start()) + 1 or start
+        row_end = text.find("\n", cue.start(), end)
+        read = row_end = end if row_end == -1 else row_end
+        m = _ROW_LABEL.match(text, row, row_end)
+        if m is None or not m.start(1) <= cue.start() < m.end(1):  # not in a row's first cell
+            continue
         label = m.group(1)
         units: list[str | None] = [u for pattern, said in _ROW_UNITS if pattern.search(label) for u in said.split()]
         if not units and excepted and excepted & {w.removesuffix("s") for w in _ROW_WORDS.findall(label.lower())}:
             units = ["#currency"]
         if not units:
             continue
-        row_end = text.find("\n", m.end(), end)
-        row_end = end if row_end == -1 else row_end
-        spans += [(done, m.start(), declared),
-                  (m.start(), row_end, [*(declared[1] if u == "#currency" else u for u in units), _BARE_ONLY])]
+        spans += [(done, row, declared),
+                  (row, row_end, [*(declared[1] if u == "#currency" else u for u in units), _BARE_ONLY])]
         done = row_end
     return [*spans, (done, end, declared)]
 
