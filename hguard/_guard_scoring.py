@@ -532,7 +532,13 @@ class _Scoring:
         for where in g.extra.get("control_tokens") or ():  # typed turn markers: the turns scored are not the ones sent
             problems.append(f"{where}, read as a marker, not as text: the prompt's turns (system, history, question) may "
                             "not be the ones fingerprinted; remove it from the text")
-        g.extra["declined"] = declines(g.text, g.question)  # read once: the conflict check and the route use it
+        try:  # read once: the conflict check and the route use it
+            g.extra["declined"] = declines(g.text, g.question)
+        except Exception as exc:  # fail closed: read as asserting (every answer check runs) and held, on record
+            g.extra["declined"] = None
+            error = type(exc).__name__ if self._redacting else error_text(exc, 300)  # a message may quote the texts
+            g.extra.setdefault("holds", []).append(
+                f"the answer's decline check could not run ({error}): held for review, never accepted unchecked")
         g.extra.setdefault("holds", []).extend(answer_holds(
             g.question, g.text, g.context, g.extra["declined"], redact=self._redacting))
         limit = g.extra.get("max_new_tokens") or self.generator.max_new_tokens

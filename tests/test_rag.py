@@ -1790,6 +1790,15 @@ def test_an_answer_check_that_raises_holds_the_answer_naming_it_and_never_raises
     records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text(encoding="utf-8").splitlines()]
     assert any(said in json.dumps(x) for x in records), records
 
+    def declines_broken(*args):
+        raise ValueError("unreadable reply")
+
+    # the decline check, read before the answer checks, fails closed too: read as asserting, held, recorded
+    monkeypatch.setattr(gs, "declines", declines_broken)
+    r = g.invoke(q, context=c, domain="alpha")
+    said = "the answer's decline check could not run (ValueError: unreadable reply): held for review"
+    assert r.route != "accept" and any(h.startswith(said) for h in r.reasons), r.reasons
+
 
 def test_calibrate_rag_and_evaluate_rag_read_every_answer_against_its_passage(tiny_rag, tmp_path):
     """The rows calibrate-rag and evaluate --rag score carry their passage and question, so no answer's holds go
