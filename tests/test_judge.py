@@ -1583,6 +1583,43 @@ def test_a_declaration_reads_the_block_it_heads_in_its_rows_own_units(answer, co
     assert unstated_numbers(answer, context) == missing
 
 
+_COUNTS = "(in millions)\nRevenue 120\nHeadcount (people) 500\nMargin (%) 35\nCustomers (number) 800\nArea (sq ft) 300"
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # a review: a row naming a count or a non-money unit of its own, and a count in the block's prose, took the
+    # declared millions ("500 million" passed, as it did not before declarations were read)
+    ("Headcount was 500 million.", _COUNTS, ["500000000"]),
+    ("Margin was 35 million.", _COUNTS, ["35000000"]),
+    ("Customers numbered 800 million.", _COUNTS, ["800000000"]),
+    ("Area was 300 million square feet.", _COUNTS, ["300000000"]),
+    ("Stores numbered 12 million.", "(in millions)\nRevenue    120\nStores (count)    12", ["12000000"]),
+    ("Stores numbered 12 million.", "(in millions)\n| Revenue | 120 |\n| Stores (count) | 12 |", ["12000000"]),
+    ("Stores numbered 12 million.", "(in millions, except store count)\nRevenue 120\nStores 12", ["12000000"]),
+    ("The firm employs 45 million people.", "Revenue was 120 (in millions) and the firm employs 45 people.",
+     ["45000000"]),
+    ("The firm had 45 million staff.", "All amounts in millions. Revenue was 120.\nThe firm had 45 staff.", ["45000000"]),
+    # a row naming a currency keeps the scale, in that currency
+    ("Revenue was $120.", "(in millions)\nRevenue ($) 120", ["120 dollar"]),
+    ("Revenue was \u20ac120.", "(in millions)\nRevenue (EUR) 120", ["120 euro"]),
+    ("Revenue was \u20ac120.", "(in millions)\n| Revenue (EUR) | 120 |", ["120 euro"]),
+    # ... and what they state
+    ("Headcount was 500.", _COUNTS, []),
+    ("Margin was 35%.", _COUNTS, []),
+    ("Revenue was 120 million.", _COUNTS, []),
+    ("Stores numbered 12.", "(in millions)\nRevenue    120\nStores (count)    12", []),
+    ("Revenue was 120 million; it employs 45 people.", "Revenue was 120 (in millions) and the firm employs 45 people.",
+     []),
+    ("The firm had 45 staff.", "All amounts in millions. Revenue was 120.\nThe firm had 45 staff.", []),
+    ("Revenue was $120 million.", "(in millions)\nRevenue ($) 120", []),
+    ("Revenue was \u20ac120 million.", "(in millions)\n| Revenue (EUR) | 120 |", []),
+])
+def test_a_declared_scale_leaves_a_rows_own_count_and_the_prose_counts_unscaled(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
 _IFRS = "Income statement (in EUR millions)\n| Revenue | 1,250 |\n\n2.3.1 Basis of preparation"
 _DOTTED = "Figures (in $ thousands)\n| Release 2.4.1 | 5 |\n| Host 10.0.0.1 | 7 |"
 

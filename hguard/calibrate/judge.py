@@ -1346,16 +1346,36 @@ def _passage_numbers(text: str, reading: _Reading) -> list[tuple[str, str | None
     declared = _declared(text) if any(c.isdigit() for c in text) else []
     if not declared:
         return stated_numbers(text, reading=reading)
-    blanked = list(text)
+    original, blanked = text, list(text)
     for start, end, *_ in declared:
         blanked[start:end] = " " * (end - start)
     text = "".join(blanked)
+    # a currency alone in a row's label under a declared scale ("(in millions)\nRevenue ($) 120") names the row's
+    # currency, not a block of its own at no scale: the row keeps the block's scale
+    heads: list[_Declaration] = []
+    currencies: dict[int, str] = {}
+    for d in declared:
+        if (heads and d[2] == 1 and d[3] is not None and heads[-1][2] != 1
+                and text[text.rfind("\n", 0, d[0]) + 1:d[0]].strip(" \t|")
+                and d[0] < _declared_block(text, heads[-1][1], len(text))):
+            currencies[d[0]] = d[3]
+        else:
+            heads.append(d)
     spans: list[tuple[int, int, _SpanReading]] = []
     done = 0
-    for i, (start, end, scale, currency, excepted) in enumerate(declared):
-        block = _declared_block(text, end, declared[i + 1][0] if i + 1 < len(declared) else len(text))
+    for i, (start, end, scale, currency, excepted) in enumerate(heads):
+        block = _declared_block(text, end, heads[i + 1][0] if i + 1 < len(heads) else len(text))
+        line = text.rfind("\n", 0, start) + 1
+        before = _NUMBER_BEFORE.search(text, max(line, start - 40), start)
+        if (before is not None and original[start] == "(" and not _TABLE_ROW.search(text, line, block)
+                and text.find("\n", end, block) == -1):
+            # in prose, after its number ("Revenue was 120 (in millions) and the firm employs 45 people."): it
+            # governs that number only
+            spans += [(done, before.start(), None), (before.start(), start, (scale, currency))]
+            done = end
+            continue
         spans.append((done, start, None))  # above it (or after the block above it): declared by none
-        spans += _own_unit_rows(text, start, block, (scale, currency), excepted)
+        spans += _own_unit_rows(text, start, block, (scale, currency), excepted, currencies)
         done = block
     spans.append((done, len(text), None))
     out: list[tuple[str, str | None]] = []
@@ -1413,6 +1433,7 @@ def _stated_spans(text: str, cuts: list[int], reading: _Reading) -> list[list[tu
 
 
 _TABLE_ROW = re.compile(r"[|\t]")
+_NUMBER_BEFORE = re.compile(r"(?<![\w.,])[$\u20ac\u00a3\u00a5]?\d[\d,]*(?:\.\d+)?[ \t]*$")
 _BLANK = re.compile(r"[ \t\r]*$")
 
 
@@ -1461,42 +1482,102 @@ _ROW_UNITS = (
 _ROW_WORDS = re.compile(r"[a-z]{4,}")
 
 
+# a row label's own unit in parentheses that is no currency: a count ("Headcount (people)", "Stores (count)",
+# "(number)") or a measure ("Area (sq ft)"): its row states that count or measure, not an amount at a declared scale
+_COUNT_UNIT = re.compile(r"(?i)^\s*(?:numbers?|no\.?|#|counts?|people|persons|employees|staff|headcount|heads|FTEs?|units|"
+                         r"customers|clients|users|members|accounts|stores|branches|sites|locations|outlets|"
+                         r"sq\.? ?(?:ft|m|km|mi)|square (?:feet|foot|met(?:re|er)s?|miles?|kilomet(?:re|er)s?)|acres|hectares|ha|"
+                         r"m2|m\u00b2|ft2|ft\u00b2|tonnes|tons|barrels|boe|mwh|gwh|kwh|mw|gw)\s*$")
+_LABEL_UNIT = re.compile(r"\(([^()\d\n]{1,30})\)")
+# a row written without "|" or tabs ("Headcount (people) 500", "Stores (count)    12"): its label is its text before its
+# first number
+_PLAIN_ROW_LABEL = re.compile(r"[ \t]*([^\d|\t\n]+?)[ \t]*(?=[-\u2212(]?[$\u20ac\u00a3\u00a5]?\d)")
+# in a block's prose (a line that is no table row), a sentence whose bare number counts the word after it ("The firm
+# had 45 staff."): a count of its own, not an amount at the declared scale
+_COUNTED = re.compile(r"(?i)(?<![\w.,])\d[\d,]*(?:\.\d+)?[ \t]+(?!(?:and|or|in|at|on|of|for|from|to|by|as|was|were|is|"
+                      r"are|vs|versus|compared|against|with|than|the|a|an|per|each)\b)[a-z][a-z-]+")
+_PROSE_SENTENCE = re.compile(r"[^.!?;\n]*(?:[.!?;](?!\d)|$)", re.MULTILINE)
+
+
 @functools.lru_cache(maxsize=64)
 def _row_cue(excepted: frozenset[str]) -> re.Pattern[str]:
-    """What may mark a row of its own unit (`_ROW_UNITS`) or one of ``excepted``'s kinds, found in a block at once and
-    loosely (its first letters first: a long table's rows are not each read), then read in its row's label."""
-    words = ["share", "[ed]ps", "%", "cent", "ratio", "bps", "basis", "day", "month", "year", *map(re.escape, sorted(excepted))]
-    first = "".join(sorted({"e", "d", *(w[0] for w in words if w[0] != "[")}))
+    """What may mark a row of its own unit (`_ROW_UNITS`, a unit in parentheses: `_LABEL_UNIT`) or one of
+    ``excepted``'s kinds, found in a block at once and loosely (its first letters first: a long table's rows are not each
+    read), then read in its row's label."""
+    words = ["share", "[ed]ps", "%", "cent", "ratio", "bps", "basis", "day", "month", "year", r"\(",
+             *map(re.escape, sorted(excepted))]
+    first = "".join(sorted({"e", "d", *(w[0] if w[0] != "\\" else w[1] for w in words if w[0] != "[")}))
     return re.compile(rf"(?i)(?=[{re.escape(first)}])(?:{'|'.join(words)})")
 
 
+def _label_units(label: str, declared: tuple[Decimal, str | None],
+                 excepted: frozenset[str]) -> _SpanReading | None:
+    """How a row labelled ``label`` in a block ``declared`` at a scale in a currency reads its bare numbers, where its
+    label says so: in a unit of its own (`_ROW_UNITS`), unscaled; as a count or a measure its parentheses name
+    (`_COUNT_UNIT`: "(people)", "(number)", "(sq ft)"), unscaled, a bare number only; at the declared scale in the
+    currency its parentheses name ("(EUR)" written as no declaration: "(dollars)"); as an excepted kind (a word of
+    ``excepted``), unscaled in the declared currency (in any where it names none). None where it says nothing."""
+    units: list[str | None] = [u for pattern, said in _ROW_UNITS if pattern.search(label) for u in said.split()]
+    for m in _LABEL_UNIT.finditer(label):
+        unit = stated_numbers(f"1 {m.group(1)}")
+        said = unit[0][1] if len(unit) == 1 and unit[0][0] == "1" else None
+        if said in _CURRENCIES and not units:
+            return declared[0], said
+        if said is not None and said not in _CURRENCIES and said != _BARE_ONLY:
+            units.append(said)
+        elif _COUNT_UNIT.match(m.group(1)):
+            units.append(_BARE_ONLY)
+    if not units and excepted and excepted & {w.removesuffix("s") for w in _ROW_WORDS.findall(label.lower())}:
+        units = ["#currency"]
+    if not units:
+        return None
+    return list(dict.fromkeys([*(declared[1] if u == "#currency" else u for u in units), _BARE_ONLY]))
+
+
 def _own_unit_rows(text: str, start: int, end: int, declared: tuple[Decimal, str | None],
-                   excepted: frozenset[str]) -> list[tuple[int, int, _SpanReading]]:
+                   excepted: frozenset[str], currencies: dict[int, str] | None = None) -> list[tuple[int, int, _SpanReading]]:
     """``text[start:end]`` (a block ``declared`` at a scale in a currency) cut into spans: (start, end, ``declared``)
-    for those it reads, and (start, end, units) for each table row whose label (its first cell) names a unit of its
-    own (`_ROW_UNITS`) or a kind of row the declaration excepts (a word of ``excepted``), whose bare numbers state a
-    bare number and a figure in those units only, unscaled (an excepted row that names no unit: in the declared
-    currency, or in any where it names none)."""
-    spans: list[tuple[int, int, _SpanReading]] = []
-    done = read = start  # the spans cut so far; the rows read so far
-    for cue in _row_cue(excepted).finditer(text, start, end):
-        if cue.start() < read:
+    for those it reads, and (start, end, how) for each row whose label (its first cell; a row written without "|" or
+    tabs: its text before its first number) says how its numbers read (`_label_units`), or names a currency its own
+    declaration gave (``currencies``: where "($)" starts, its currency; the row keeps the block's scale); and a
+    sentence of the block's prose whose number counts the word after it ("45 staff": `_COUNTED`) is read as in a
+    passage declaring nothing."""
+    currencies = currencies or {}
+    found: list[tuple[int, int, _SpanReading]] = []
+    read = start  # the rows read so far
+    cues = sorted([*(c.start() for c in _row_cue(excepted).finditer(text, start, end)),
+                   *(at for at in currencies if start <= at < end)])
+    for at in cues:
+        if at < read:
             continue
-        row = text.rfind("\n", start, cue.start()) + 1 or start
-        row_end = text.find("\n", cue.start(), end)
+        row = text.rfind("\n", start, at) + 1 or start
+        row_end = text.find("\n", at, end)
         read = row_end = end if row_end == -1 else row_end
-        m = _ROW_LABEL.match(text, row, row_end)
-        if m is None or not m.start(1) <= cue.start() < m.end(1):  # not in a row's first cell
+        m = _ROW_LABEL.match(text, row, row_end) or _PLAIN_ROW_LABEL.match(text, row, row_end)
+        if m is None or not m.start(1) <= at < (m.end() if at in currencies else m.end(1)):  # not in a row's first cell
             continue
-        label = m.group(1)
-        units: list[str | None] = [u for pattern, said in _ROW_UNITS if pattern.search(label) for u in said.split()]
-        if not units and excepted and excepted & {w.removesuffix("s") for w in _ROW_WORDS.findall(label.lower())}:
-            units = ["#currency"]
-        if not units:
+        how = _label_units(m.group(1), declared, excepted)
+        own = next((c for a, c in currencies.items() if row <= a < m.end()), None)
+        if own is not None and not isinstance(how, list):
+            how = declared[0], own
+        if how is not None:
+            found.append((row, row_end, how))
+    for m in _COUNTED.finditer(text, start, end):
+        row = text.rfind("\n", start, m.start()) + 1 or start
+        row_end = text.find("\n", m.start(), end)
+        row_end = end if row_end == -1 else row_end
+        if _TABLE_ROW.search(text, row, row_end):
             continue
-        spans += [(done, row, declared),
-                  (row, row_end, [*(declared[1] if u == "#currency" else u for u in units), _BARE_ONLY])]
-        done = row_end
+        sentence = next((s for s in _PROSE_SENTENCE.finditer(text, row, row_end) if s.start() <= m.start() < s.end()), None)
+        if sentence is not None and sentence.end() > sentence.start():
+            found.append((sentence.start(), sentence.end(), None))
+    spans: list[tuple[int, int, _SpanReading]] = []
+    done = start
+    for a, b, how in sorted(found, key=lambda f: f[0]):
+        if a < done:
+            continue
+        spans += [(done, a, declared), (a, b, how)]
+        done = b
     return [*spans, (done, end, declared)]
 
 
