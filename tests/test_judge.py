@@ -1468,6 +1468,32 @@ def test_a_yes_no_questions_figure_is_the_answers_own_unless_its_opening_or_the_
     assert not states_to_confirm("The charge is 3%.") and not states_to_confirm("¿Cuánto cuestan 2 transferencias?")
 
 
+_RATE = "The rate is 3%."
+
+
+@pytest.mark.parametrize("answer, context, question, missing", [
+    # a review: a negation forming a bound, and a "No" followed by a bound, read as a denial of the question's figure,
+    # so a bound the passage does not state passed
+    ("The rate is not less than 5%.", _RATE, "Is the rate 5%?", ["5 percent"]),
+    ("The fee is not less than $500.", "The fee is $200.", "Is the fee at least $500?", ["500 dollar"]),
+    ("The fee isn't above $500.", "The fee is $700.", "Is the fee $500?", ["500 dollar"]),
+    ("Not under 5%.", _RATE, "Is the rate 5%?", ["5 percent"]),
+    ("Never less than 5%.", _RATE, "Is the rate 5%?", ["5 percent"]),
+    ("No. Growth was at least 7%.", "Growth was 4%.", "Was growth 7%?", ["7 percent"]),
+    ("No, it's higher than 5%.", _RATE, "Is the rate 5%?", ["5 percent"]),
+    ("Non, pas moins de 5 %.", "Le taux est de 3 %.", "Le taux est-il de 5 % ?", ["5 percent"]),
+    # ... while a denial, or a correction naming another figure, still repeats it freely
+    ("No, it is 3%.", _RATE, "Is the rate 5%?", []),
+    ("It is 3%, not 5%.", _RATE, "Is the rate 5%?", []),
+    ("No, the rate is 3%, less than 5%.", _RATE, "Is the rate 5%?", []),
+    ("The rate is not less than 5%.", "The rate is at least 5%.", "Is the rate 5%?", []),
+])
+def test_a_negated_comparison_is_a_bound_the_answer_states_not_a_denial(answer, context, question, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context, question) == missing
+
+
 def test_a_held_figure_is_shown_as_the_answer_writes_it_beside_how_it_was_read():
     """A bank's trial: the hold's reason showed a figure as read ("0.25", "2", "12340000000 dollar"), which a reviewer
     cannot find in the answer ("1/4", "Q2", "$12,340 million")."""

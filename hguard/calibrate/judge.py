@@ -1094,10 +1094,19 @@ def _takes_question(answer: str, question: str) -> bool:
     if not any(c.isdigit() for c in question) or not _asks_to_confirm(question, answer):
         return False
     side = _opening(answer)
-    if side is not None:
-        return side == "yes"
     figures = {value for value, _ in stated_numbers(question, number_words=False)}
+    if side == "no":  # "No, it's higher than 5%.": the bound, its only figure, is the answer's own ("No, it is 3%,
+        # less than 5%." corrects it: not)
+        if not {value for value, _ in stated_numbers(answer, number_words=False)} <= figures:
+            return False
+        return any(figures & {value for value, _ in stated_numbers(_CLAUSE_END.split(answer[m.end():m.end() + 40],
+                                                                                     maxsplit=1)[0], number_words=False)}
+                   for m in _BOUND.finditer(answer))
+    if side is not None:
+        return True
     for m in _NEGATION.finditer(answer):
+        if _BOUND.match(answer, m.end()):  # "not less than 5%", "isn't above $500", "pas moins de 5 %": a bound
+            continue
         clause = _CLAUSE_END.split(answer[m.end():m.end() + 60], maxsplit=1)[0]
         if figures & {value for value, _ in stated_numbers(clause, number_words=False)}:
             return False
@@ -1120,6 +1129,11 @@ _OPENING_YES = frozenset({"yes", "yeah", "yep", "yup", "true", "correct", "indee
 _OPENING_NO = frozenset({"no", "nope", "false", "incorrect", "wrong"})
 # a negation right before a figure it denies, in its clause (`_CLAUSE_END`): "not 3%", "isn't $30", "$25 rather than $30"
 _NEGATION = re.compile(r"(?i)(?:\bnot|n['\u2019]t|\bnever|\brather\s+than|\binstead\s+of|\bother\s+than|\bnicht|\bpas)\b")
+# a comparison that makes a figure a bound, after a negation ("not less than 5%", "isn't above $500", "never below",
+# "pas moins de 5 %") or alone ("higher than 5%", "at least 7%"): it states the figure as the answer's own, no denial
+_BOUND = re.compile(r"(?i)\s*(?:(?:\b(?:less|fewer|more|lower|higher|greater|smaller|larger|under|over|above|below|"
+                    r"beneath|exceed(?:s|ed|ing)?)\b)(?:\s+than)?|\bat\s+(?:least|most)\b|\b(?:moins|plus)\s+(?:de|d['\u2019]|que)"
+                    r"|\b(?:weniger|mehr)\s+als\b|\b(?:menos|m[a\u00e1]s)\s+de\b|\b(?:meno|pi[u\u00f9])\s+di\b)")
 
 
 def _opening(answer: str) -> str | None:
