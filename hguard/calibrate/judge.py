@@ -1524,6 +1524,13 @@ def _row_cue(excepted: frozenset[str]) -> re.Pattern[str]:
     return re.compile(rf"(?i)(?=[{re.escape(first)}])(?:{'|'.join(words)})")
 
 
+@functools.lru_cache(maxsize=1024)
+def _unit_named(written: str) -> str | None:
+    """The unit ``written`` (a row label's parentheses) names, as :func:`stated_numbers` reads "1 <written>", or None."""
+    said = stated_numbers(f"1 {written}")
+    return said[0][1] if len(said) == 1 and said[0][0] == "1" else None
+
+
 def _label_units(label: str, declared: tuple[Decimal, str | None],
                  excepted: frozenset[str]) -> _SpanReading | None:
     """How a row labelled ``label`` in a block ``declared`` at a scale in a currency reads its bare numbers, where its
@@ -1533,8 +1540,7 @@ def _label_units(label: str, declared: tuple[Decimal, str | None],
     ``excepted``), unscaled in the declared currency (in any where it names none). None where it says nothing."""
     units: list[str | None] = [u for pattern, said in _ROW_UNITS if pattern.search(label) for u in said.split()]
     for m in _LABEL_UNIT.finditer(label):
-        unit = stated_numbers(f"1 {m.group(1)}")
-        said = unit[0][1] if len(unit) == 1 and unit[0][0] == "1" else None
+        said = _unit_named(m.group(1).strip().lower())
         if said in _CURRENCIES and not units:
             return declared[0], said
         if said is not None and said not in _CURRENCIES and said != _BARE_ONLY:
