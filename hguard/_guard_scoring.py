@@ -112,7 +112,12 @@ def answer_holds(question: str, answer: str, context: str | None, declined: str 
     One rule for the guard and for the RAG calibration report's per-answer routes and accepted counts
     (:func:`hguard.calibrate._rag_report.rag_report`), which counted such answers accepted where the guard held them."""
     holds: list[str] = []
-    read = declined is None and context_given(context)
+    try:
+        read = declined is None and context_given(context)
+    except Exception as exc:  # a context no check can read (not text): held, as a check that cannot run
+        read = False
+        holds.append(f"the answer's context check could not run ({type(exc).__name__}: the context given is "
+                     f"{type(context).__name__}, not text): held for review, never accepted unchecked")
     unstated: list[str] = []  # the number check's figures, which the misattribution check leaves to it
 
     def numbers() -> str | None:
