@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import numpy as np
 
 from ._guard_plan import Route
-from ._guard_result import CUT_MARK, GuardResult, context_given, kept_passages
+from ._guard_result import CUT_MARK, GuardResult, _join_context, context_given, kept_passages
 from ._numerics import NUMBER_RULE, finite_number, sigmoid
 from ._text import direction_controls
 from .calibrate.data import domain_slug
@@ -301,7 +301,7 @@ class _Scoring:
             languages = passage_languages(g.question, passages)
         scored_from = None  # the passages in the question's language, joined as the context is
         if languages is not None and languages.scored:
-            scored_from = "\n\n".join(p for i, p in kept_passages(passages).items() if i in languages.same)
+            scored_from = _join_context([p for i, p in kept_passages(passages).items() if i in languages.same])
         context = g.context if scored_from is None else scored_from
         if context_given(g.context):
             try:
