@@ -27,7 +27,7 @@ from hguard.review import (
     ReviewQueue,
     export_reviewed,
 )
-from hguard.review.queue import VerdictRefused
+from hguard.review.queue import AuditLogUnavailable, VerdictRefused
 
 
 def make_item(audit_id: str, **over):
@@ -224,6 +224,38 @@ def test_decide_records_verdict_and_its_audit_record(queue, audit):
     item_fields = make_item("a")
     assert rec["reviewed_sha256"] == {k: (redacted(item_fields[k]) or {}).get("sha256") for k in ("question", "context", "answer")}
     assert verify(audit.path).ok
+
+
+@pytest.mark.parametrize("command", ["decide", "show", "list"])
+def test_an_audit_log_that_cannot_be_read_is_said_in_one_line_naming_it_and_nothing_is_recorded(queue, audit,
+                                                                                                 monkeypatch, capsys,
+                                                                                                 command):  # fmt: skip
+    """Deciding, showing and listing read the log (the item's decision record, the verdicts on it): a reader's raw
+    OSError (a disk error, a permission) surfaced as a traceback (and on the review page as a bare 500). It is
+    AuditLogUnavailable, a ReviewQueueError naming the log, the cause and what to do; nothing is recorded."""
+    queue.enqueue(make_item("a"))
+    before = audit.path.read_bytes()
+
+    def history(self):
+        raise OSError(errno.EIO, "Input/output error")
+        yield  # a generator, as AuditLog.history is
+
+    monkeypatch.setattr(AuditLog, "history", history)
+    if command == "decide":
+        with pytest.raises(AuditLogUnavailable) as info:
+            queue.decide("a", verdict="correct", reviewer="alice")
+        assert str(info.value) == (
+            f"review queue {queue.path}: could not record the verdict on item 'a': the audit log {audit.path} could "
+            "not be read (OSError: [Errno 5] Input/output error; check that this process may read it and the disk it "
+            "is on); nothing was recorded; fix the audit log and decide again")  # fmt: skip
+        assert isinstance(info.value, ReviewQueueError) and isinstance(info.value.__cause__, OSError)
+    args = {"decide": ["decide", "a", "--verdict", "correct", "--reviewer", "alice"], "show": ["show", "a"],
+            "list": ["list"]}[command]  # fmt: skip
+    assert cli_main([*args, "--queue", str(queue.path), "--audit", str(audit.path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"the audit log {audit.path} could not be read (OSError: [Errno 5]" in err
+    assert "Traceback" not in err
+    assert queue.get("a").status == "pending" and audit.path.read_bytes() == before
 
 
 def test_a_verdict_is_refused_when_the_queue_no_longer_holds_what_the_model_answered(queue, audit):

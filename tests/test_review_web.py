@@ -453,7 +453,7 @@ def test_a_verdict_whose_record_cannot_be_written_is_not_recorded_says_why_and_i
     monkeypatch.setattr(queue.audit, "append", append)
     with caplog.at_level(logging.ERROR, logger="hguard.review"):
         r = c.post("/items/low", data=form, headers=SAME_ORIGIN)
-    assert r.status_code == 500, r.text
+    assert_error_page(r, 503)  # the log, not the queue: as a login that cannot be recorded
     shown = html.unescape(r.text)
     why = DISK_FULL if isinstance(failure, AuditError) else f"{type(failure).__name__}: {failure}"
     assert (
@@ -468,6 +468,95 @@ def test_a_verdict_whose_record_cannot_be_written_is_not_recorded_says_why_and_i
     monkeypatch.undo()  # the log fixed: the same verdict is recorded, nothing of the first try in the way
     r = c.post("/items/low", data=decide_form(c, "low", verdict="hallucinated"), headers=SAME_ORIGIN)
     assert r.status_code == 303 and queue.get("low").verdict.verdict == "hallucinated"
+    assert [x["item_id"] for x in audit if x["kind"] == "review_verdict"] == ["low"] and verify(audit.path).ok
+
+
+def unreadable(queue, monkeypatch, failure):
+    """The queue's audit log failing to be read: ``failure`` raised by its reader after one record (a disk error or a
+    permission surfacing raw), or, for ``"damaged"``, a line of the file itself that is not a record (returned: undo)."""
+    if failure == "damaged":
+        before = queue.audit.path.read_bytes()
+        queue.audit.path.write_bytes(before + b"\xff\xfe{not a record\n")
+        return lambda: queue.audit.path.write_bytes(before)
+    history = queue.audit.history
+
+    def failing():
+        yield next(history())
+        raise failure
+
+    monkeypatch.setattr(queue.audit, "history", failing)
+    return monkeypatch.undo
+
+
+READ_FAILURES = [OSError(errno.EIO, "Input/output error"), PermissionError(errno.EACCES, "Permission denied"), "damaged"]
+
+
+def said_why(failure) -> str:
+    if failure == "damaged":
+        return "audit.jsonl line 6: "
+    return f"{type(failure).__name__}: {failure}; check that this process may read it and the disk it is on"
+
+
+def assert_error_page(r, status):
+    assert r.status_code == status, r.text
+    assert r.headers["content-security-policy"].startswith("default-src 'none'") and r.headers["x-frame-options"] == "DENY"
+    assert r.headers["cache-control"] == "no-store" and r.headers["content-type"].startswith("text/html")
+
+
+@pytest.mark.parametrize("failure", READ_FAILURES)
+def test_an_item_whose_audit_log_cannot_be_read_gets_a_503_page_naming_the_log(queue, audit, monkeypatch, caplog,
+                                                                               failure):  # fmt: skip
+    """The item page reads the log (is a verdict refused? the earlier turns?): a log that could not be read answered
+    Starlette's bare 500 (a raw OSError) with no word to the reviewer. It is the project's 503 page naming the log and
+    what to do, the item not shown without its check, and the error in the server's log."""
+    c = client_for(queue)
+    login(c)
+    unreadable(queue, monkeypatch, failure)
+    with caplog.at_level(logging.ERROR, logger="hguard.review"):
+        r = c.get("/items/low")
+    assert_error_page(r, 503)
+    shown = html.unescape(r.text)
+    assert "<title>Audit log unavailable" in shown and "Question low?" not in shown
+    assert ("review queue review.sqlite3: could not check item 'low' against its decision record: the audit log "
+            f"audit.jsonl could not be read ({said_why(failure)}") in shown  # fmt: skip
+    assert shown.count("fix the audit log and try again") == 1 and str(audit.path.parent) not in shown
+    (logged,) = [x for x in caplog.records if x.name == "hguard.review._app"]
+    assert logged.levelno == logging.ERROR and "review item 'low' not shown" in logged.message
+    assert logged.exc_info is not None and "audit.jsonl could not be read" in logged.message
+
+
+@pytest.mark.parametrize("failure", READ_FAILURES)
+@pytest.mark.parametrize("decided_without_log", [False, True])
+def test_a_verdict_whose_audit_log_cannot_be_read_is_not_recorded_says_why_and_is_recorded_once_fixed(
+        queue, audit, monkeypatch, caplog, failure, decided_without_log):  # fmt: skip
+    """A verdict reads the log before it is recorded (the item's decision record; the verdicts on it): a log that
+    could not be read answered a bare 500. It is the 503 page, the reviewer's form kept, nothing recorded (the item
+    as it was), the error in the server's log; once the log is fixed the same verdict is recorded, once."""
+    if decided_without_log:  # `hguard review decide --no-audit`: the page puts that verdict on record
+        ReviewQueue(queue.path).decide("low", verdict="hallucinated", reviewer="bob")
+    c = client_for(queue)
+    login(c)
+    form = decide_form(c, "low", verdict="hallucinated", note="made up")
+    before = queue.get("low")
+    fixed = unreadable(queue, monkeypatch, failure)
+    log_bytes = audit.path.read_bytes()
+    with caplog.at_level(logging.ERROR, logger="hguard.review"):
+        r = c.post("/items/low", data=form, headers=SAME_ORIGIN)
+    assert_error_page(r, 503)
+    shown = html.unescape(r.text)
+    assert ("Not recorded: review queue review.sqlite3: could not record the verdict on item 'low': the audit log "
+            f"audit.jsonl could not be read ({said_why(failure)}") in shown  # fmt: skip
+    assert shown.count("nothing was recorded; fix the audit log and decide again") == 1
+    assert str(audit.path.parent) not in shown
+    if not decided_without_log:  # the form is kept, to submit again (a decided item's page shows its verdict)
+        assert '<textarea name="note" dir="auto">made up</textarea>' in r.text
+    (logged,) = [x for x in caplog.records if x.name == "hguard.review._app"]
+    assert logged.levelno == logging.ERROR and "verdict hallucinated by 'alice' on review item 'low' not recorded" in logged.message
+    assert logged.exc_info is not None
+    assert queue.get("low") == before and audit.path.read_bytes() == log_bytes  # nothing recorded, nothing changed
+    fixed()
+    r = c.post("/items/low", data=decide_form(c, "low", verdict="hallucinated"), headers=SAME_ORIGIN)
+    assert r.status_code == 303 and queue.get("low").verdict.reviewer == "alice"
     assert [x["item_id"] for x in audit if x["kind"] == "review_verdict"] == ["low"] and verify(audit.path).ok
 
 

@@ -15,7 +15,7 @@ from ..errors import AuditError, HGuardError, InputError, ReviewQueueError, erro
 from ._auth import _MAKE_TOKEN, SESSION_MAX_AGE_S, TOKEN_ENV, _Auth, _b64, _check_token, _GuardMiddleware
 from ._items import shown_domain
 from ._pages import _INSTALL_HINT, _jinja_env
-from .queue import NO_DOMAIN, AlreadyDecided, ItemNotFound, ReviewItem, ReviewQueue, VerdictRefused
+from .queue import NO_DOMAIN, AlreadyDecided, AuditLogUnavailable, ItemNotFound, ReviewItem, ReviewQueue, VerdictRefused
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -194,7 +194,7 @@ def create_app(
 
     def error(request: Request, status: int, message: str) -> HTMLResponse:
         titles = {400: "Bad request", 403: "Refused", 404: "Not found", 409: "Already decided", 413: "Too large",
-                  429: "Too many attempts", 500: "Not recorded"}  # fmt: skip
+                  429: "Too many attempts", 500: "Not recorded", 503: "Audit log unavailable"}  # fmt: skip
         return render(request, "error.html", status, title=titles.get(status, "Error"), message=message,
                       message_kind="error")  # fmt: skip
 
@@ -319,7 +319,11 @@ def create_app(
         if found is None:
             return error(request, 404, f"no review item {item_id!r} in this queue; it may have been typed wrong")
         if request.method == "GET":  # say before the reviewer reads it when a verdict on it would be refused
-            refused, history = await run_in_threadpool(queue.opened, item_id)
+            try:
+                refused, history = await run_in_threadpool(queue.opened, item_id)
+            except AuditLogUnavailable as e:  # not shown without its check and earlier turns; the operator is told too
+                _log.error("review item %r not shown: %s", item_id, e, exc_info=e)
+                return error(request, 503, str(e))
             return item_page(request, found, message=refused and f"A verdict cannot be recorded here: {refused}",
                              kind="error", history=history)  # fmt: skip
         assert form is not None  # checked_form returns the form whenever it refuses nothing
@@ -340,10 +344,12 @@ def create_app(
             return item_page(request, found, 400, f"Not recorded: {e}", "error", values)
         except VerdictRefused as e:  # the queue no longer matches the log, or an earlier verdict is pending
             return item_page(request, found, 409, f"Not recorded: {e}", "error", values)
-        except ReviewQueueError as e:  # the queue or the audit log could not be written: the operator is told too
+        except ReviewQueueError as e:  # the queue could not be written, or the log read or written: the operator is told too
             _log.error("verdict %s by %r on review item %r not recorded: %s", values["verdict"], values["reviewer"],
-                       item_id, e)  # fmt: skip
-            return item_page(request, found, 500, f"Not recorded: {e}", "error", values)
+                       item_id, e, exc_info=e)  # fmt: skip
+            # the form is kept: the reviewer submits it again once the log (503) or the queue (500) is fixed
+            status = 503 if isinstance(e, AuditLogUnavailable) else 500
+            return item_page(request, found, status, f"Not recorded: {e}", "error", values)
         response = RedirectResponse(f"/?done={quote(verdict.item_id, safe='')}", status_code=303)
         # percent-encoded: a header is Latin-1, and a name such as "Łukasz" made the recorded verdict answer 500
         cookie(response, request, REVIEWER_COOKIE, quote(verdict.reviewer, safe=""), 30 * 24 * 3600)

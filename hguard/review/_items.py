@@ -78,6 +78,11 @@ class VerdictRefused(ReviewQueueError):
     differs from it, or the log holds an uncommitted verdict on it (see ``ReviewQueue.decide``)."""
 
 
+class AuditLogUnavailable(ReviewQueueError):
+    """The queue's audit log could not be read or written (a damaged line, a file this process cannot read, a disk
+    error): nothing was recorded; the message names the log and what to do (the review page answers 503)."""
+
+
 class ItemNotFound(ReviewQueueError):
     """No item with that id is in the queue."""
 

@@ -72,6 +72,7 @@ from ._items import (
     NO_DOMAIN,
     VERDICTS,
     AlreadyDecided,
+    AuditLogUnavailable,
     ItemNotFound,
     ReviewItem,
     Verdict,
@@ -91,6 +92,7 @@ __all__ = [
     "NO_DOMAIN",
     "VERDICTS",
     "AlreadyDecided",
+    "AuditLogUnavailable",
     "ItemNotFound",
     "Recovered",
     "ReviewItem",
@@ -630,7 +632,7 @@ class ReviewQueue:
         )
         uncommitted: list[Mapping[str, Any]] = []
         if self.audit is not None:  # a verdict is logged only beside the decision it judges, as it was made
-            unrecorded = self._unrecorded(item_id)
+            unrecorded = self._unrecorded(item_id)  # either reads the log: AuditLogUnavailable, nothing recorded
             if unrecorded is not None:  # decided without the log: this verdict puts it on record (or is refused)
                 return self._put_on_record(*unrecorded, verdict, reviewer, corrected_answer, note, supersede)
             uncommitted = self._check_decision(item_id)
@@ -691,7 +693,7 @@ class ReviewQueue:
         item = self.get(item_id)
         if item is None or item.verdict is None:
             return None
-        record, verdicts = self._decision_and_verdicts(item)
+        record, verdicts = self._decision_and_verdicts(item, deciding=True)
         if any(r.get("id") == item.verdict.audit_record_id for r in verdicts):
             return None
         v = item.verdict
@@ -868,7 +870,7 @@ class ReviewQueue:
         assert self.audit is not None
         wanted = {it.audit_id for it in items}
         found: dict[str, Mapping[str, Any]] = {}
-        for rec in self.audit.history():
+        for rec in self._log_records("check the items against their decision records", "fix the audit log and try again"):
             if rec.get("id") in wanted and rec["id"] not in found:
                 found[rec["id"]] = rec
         return {it.id: why for it in items if (why := self.unlike_its_decision(it, found.get(it.audit_id))) is not None}
@@ -884,7 +886,8 @@ class ReviewQueue:
         item = self.get(item_id)
         if item is None or item.status != "pending":
             return []
-        record, uncommitted = self._decision_and_verdicts(item)  # pending: none of those verdicts was committed
+        # pending: none of those verdicts was committed
+        record, uncommitted = self._decision_and_verdicts(item, deciding=True)
         edited = self._edited_refusal(item, record)
         if edited is not None:
             raise VerdictRefused(edited)
@@ -900,18 +903,40 @@ class ReviewQueue:
             "" if record is None or record.get("kind") != "decision" else
             f". The record holds what the model answered (`hguard audit show {self.audit.path} --id {item.audit_id}`)")
 
-    def _decision_and_verdicts(self, item: ReviewItem) -> tuple[Mapping[str, Any] | None, list[Mapping[str, Any]]]:
+    def _decision_and_verdicts(
+        self, item: ReviewItem, *, deciding: bool = False
+    ) -> tuple[Mapping[str, Any] | None, list[Mapping[str, Any]]]:
         """(the item's decision record, or None; the verdict records on that decision), read in one pass over the
-        audit log and its archives (a decision made before the log was rotated is in one)."""
+        audit log and its archives (a decision made before the log was rotated is in one). ``deciding``: read for a
+        verdict, which a log that cannot be read leaves unrecorded (:meth:`_log_records`), else to show the item."""
         assert self.audit is not None
         record = None
         verdicts: list[Mapping[str, Any]] = []
-        for rec in self.audit.history():
+        doing, then = (
+            (f"record the verdict on item {item.id!r}", "nothing was recorded; fix the audit log and decide again")
+            if deciding else (f"check item {item.id!r} against its decision record", "fix the audit log and try again")
+        )  # fmt: skip
+        for rec in self._log_records(doing, then):
             if rec.get("id") == item.audit_id and record is None:
                 record = rec
             elif rec.get("kind") == "review_verdict" and rec.get("decision_audit_id") == item.audit_id:
                 verdicts.append(rec)  # on this item, or on a copy of it
         return record, verdicts
+
+    def _log_records(self, doing: str, then: str) -> Iterator[dict[str, Any]]:
+        """The audit log's records, its archives' first (:meth:`AuditLog.history`). AuditLogUnavailable when they cannot
+        be read (a damaged line or a missing archive, said with its fix; a file this process may not read, a disk
+        error), naming the log, ``doing`` and ``then`` (what to do once the log is fixed): a raw OSError reached the
+        review page as a bare 500."""
+        assert self.audit is not None
+        try:
+            yield from self.audit.history()
+        except Exception as e:  # noqa: BLE001 - whatever it was, the log was not read: said, naming it
+            cause = str(e) if isinstance(e, HGuardError) else (
+                f"{error_text(e)}; check that this process may read it and the disk it is on")
+            raise AuditLogUnavailable(
+                f"review queue {self.path}: could not {doing}: the audit log {self.audit.path} could not be read "
+                f"({cause}); {then}") from e
 
     def opened(self, item_id: str) -> tuple[str | None, list[dict] | None]:
         """What the page shows beside an item, from one read of the audit log: why a verdict on it would be refused
@@ -922,7 +947,7 @@ class ReviewQueue:
         item = self.get(item_id)
         if self.audit is None or item is None:
             return None, None
-        record, verdicts = self._decision_and_verdicts(item)
+        record, verdicts = self._decision_and_verdicts(item, deciding=False)
         turns = (record or {}).get("history") if (record or {}).get("kind") == "decision" else None
         history = [dict(t) for t in turns if isinstance(t, Mapping)] if isinstance(turns, list) else None
         if isinstance(turns, Mapping) and "sha256" in turns:  # a redacting log: say the turns exist, and how many
@@ -1023,7 +1048,7 @@ class ReviewQueue:
         try:
             receipt, failed = append_written(self.audit, record, kind="review_verdict")
         except Exception as e:  # an AuditError, or whatever else an append raised (a disk error surfacing raw, a sink's)
-            raise ReviewQueueError(
+            raise AuditLogUnavailable(
                 f"review queue {self.path}: the verdict on item {item_id!r} was not recorded because the audit "
                 f"log {self.audit.path} could not be written ({e if isinstance(e, HGuardError) else error_text(e)}); "
                 "the item is "
