@@ -270,7 +270,9 @@ def _open_for_append(path: Path, create: bool) -> tuple[int, bool]:
                errno.ENOSPC: "the disk is full: free space",
                errno.ENOTDIR: "a part of its path is a file, not a folder: correct [audit] path"}.get(
             e.errno or 0, "check its permissions and its folder's")
-        raise AuditError(f"cannot open audit log {path} for appending: {e}; {fix}") from e
+        # the path named once: an OSError's text ends in "...: '<path>'", repeating the path this line names
+        why = f"[Errno {e.errno}] {e.strerror}" if e.strerror and e.filename is not None else str(e)
+        raise AuditError(f"cannot open audit log {path} for appending: {why}; {fix}") from e
 
 
 def _existing(path: Any) -> Path:

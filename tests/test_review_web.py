@@ -830,8 +830,11 @@ def test_a_server_whose_audit_log_would_refuse_its_records_does_not_start(queue,
     with pytest.raises(AuditError) as info:
         make_server(queue.path, port=0, token=TOKEN, audit=log.path if case == "key" else log)  # the key: this process's
     said = str(info.value)
-    assert said.startswith(f"not serving the review queue: every login and verdict is recorded in the audit log "
-                           f"{log.path}, which would refuse them: ")  # fmt: skip
+    # the log named once, by the cause (the lead named it too: "in the audit log X, which would refuse them: ...X...")
+    assert said.startswith("not serving the review queue: every login and verdict is recorded in the audit log, "
+                           "which would refuse them: ")  # fmt: skip
+    assert said.count(str(log.path)) == (2 if case == "anchor" else 1)  # and in the anchor's `hguard audit verify LOG`
+    assert said.count(str(log.path)) == 1 + said.count(f"verify {log.path}")
     assert cause.format(log=log.path) in said and fix in said and "\n" not in said
     # and how to serve it meanwhile, which the lines below do
     assert said.endswith(
@@ -845,6 +848,18 @@ def test_a_server_whose_audit_log_would_refuse_its_records_does_not_start(queue,
     assert reader.config.app.state.writable is False
 
 
+def test_a_start_refusal_whose_cause_does_not_name_the_log_names_it_once(queue, monkeypatch):
+    def check_writable():
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(queue.audit, "check_writable", check_writable)
+    with pytest.raises(AuditError) as info:
+        create_app(queue, token=TOKEN)
+    said = str(info.value)
+    assert (f"every login and verdict is recorded in the audit log {queue.audit.path}, which would refuse them: "
+            "OSError: [Errno 5] Input/output error; or, to serve") in said and said.count(str(queue.audit.path)) == 1
+
+
 @pytest.mark.parametrize("case", ["key", "unwritable"])
 def test_cli_serve_refuses_to_start_on_an_audit_log_that_would_refuse_its_records(queue, tmp_path, monkeypatch,
                                                                                   capsys, no_run, case):  # fmt: skip
@@ -856,9 +871,10 @@ def test_cli_serve_refuses_to_start_on_an_audit_log_that_would_refuse_its_record
     assert review_cli(["serve", "--queue", str(queue.path), "--audit", str(queue.audit.path), "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(
-        f"hguard review: error: not serving the review queue: every login and verdict is recorded in the audit log "
-        f"{queue.audit.path}, which would refuse them: "
+        "hguard review: error: not serving the review queue: every login and verdict is recorded in the audit log, "
+        "which would refuse them: "
     )
+    assert err.count(str(queue.audit.path)) == 1  # named once, by the cause
     assert ("set HGUARD_KEY_FILE" if case == "key" else "Permission denied") in err
     assert no_run == []
     # what it says to do to serve the queue meanwhile starts it, and the start line says that nothing is recorded
@@ -883,7 +899,8 @@ def test_hguard_review_serve_on_a_keyed_log_without_the_key_exits_non_zero_witho
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # exactly one line
     assert "Traceback" not in proc.stderr and "hguard review: serving" not in proc.stderr
-    assert f"the audit log {queue.audit.path}, which would refuse them: " in proc.stderr and "HGUARD_KEY_FILE" in proc.stderr
+    assert "the audit log, which would refuse them: " in proc.stderr and "HGUARD_KEY_FILE" in proc.stderr
+    assert proc.stderr.count(str(queue.audit.path)) == 1
 
 
 def test_a_verdict_on_an_item_edited_in_the_queue_file_is_refused_as_a_conflict(queue, audit):

@@ -52,9 +52,11 @@ def _check_audit_at_start(audit: AuditLog) -> None:
     try:
         audit.check_writable()
     except Exception as e:  # an AuditError names the cause and the fix; anything else (an OSError reading it), its type
+        cause = str(e) if isinstance(e, HGuardError) else error_text(e)
+        log = "" if str(audit.path) in cause else f" {audit.path}"  # named once: the cause most often names it
         why = (
-            f"not serving the review queue: every login and verdict is recorded in the audit log {audit.path}, which "
-            f"would refuse them: {e if isinstance(e, HGuardError) else error_text(e)}; or, to serve the queue read-only "
+            f"not serving the review queue: every login and verdict is recorded in the audit log{log}, which "
+            f"would refuse them: {cause}; or, to serve the queue read-only "
             f"meanwhile (no login or verdict, so nothing recorded), start it with --read-only-open (read_only_open=True) "
             f"and {TOKEN_ENV} unset (token=None)"
         )
