@@ -105,6 +105,38 @@ class ConfidenceTracker:
         return torch.stack(self.chosen_logprobs, 1), torch.stack(self.entropies, 1)
 
 
+class ForcedAnswer:
+    """A logits processor placed after the :class:`ConfidenceTracker`: each row "generates" a given answer, its tokens
+    then end-of-sequence, so that the tracker (and the neuron recorder) read the scores and activations of exactly
+    those tokens, as for an answer the model generated itself. It keeps, per row and step, the model's own greedy
+    choice (the argmax of the scores the tracker read): :meth:`own_tokens` counts the given tokens that are it.
+    Shapes: ``input_ids`` (batch, cur_len), ``scores`` (batch, vocab)."""
+
+    def __init__(self, answers: Sequence[Sequence[int]], eos: int, prompt_width: int) -> None:
+        self.answers = [list(a) for a in answers]
+        self.eos, self.width = eos, prompt_width
+        self.greedy: list[list[int]] = [[] for _ in self.answers]  # per row: the argmax at each step, up to its end
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
+        step = input_ids.shape[1] - self.width
+        top = scores.argmax(-1).tolist()
+        forced = torch.full_like(scores, float("-inf"))
+        for row, ids in enumerate(self.answers):
+            if step <= len(ids):  # its tokens, then the step that ends it
+                self.greedy[row].append(int(top[row]))
+            forced[row, ids[step] if step < len(ids) else self.eos] = 0.0
+        return forced
+
+    def own_tokens(self, row: int) -> int:
+        """How many of row ``row``'s given tokens are the model's own greedy choice at their position."""
+        return sum(int(g == t) for g, t in zip(self.greedy[row], self.answers[row]))
+
+    def end_choice(self, row: int) -> int | None:
+        """The model's own greedy choice after the last given token (None where the token limit came first)."""
+        ids, seen = self.answers[row], self.greedy[row]
+        return seen[len(ids)] if len(seen) > len(ids) else None
+
+
 def confidence_from(logprobs: Sequence[float], entropies: Sequence[float]) -> dict[str, float]:
     n = len(logprobs)
     if n == 0:

@@ -297,7 +297,7 @@ class _Recording:
     def _record(self, result: GuardResult, fingerprints: dict | None = None, generation: dict | None = None,
                 history: list[dict] | None = None, *, caller_request_id: str | None = None,
                 record_request_id: str | None = None, decided: Callable[[GuardResult], None] | None = None,
-                run: Mapping[str, str | None] | None = None) -> None:
+                run: Mapping[str, str | None] | None = None, given: Mapping[str, Any] | None = None) -> None:
         # ``decided``, when given, is called with ``result`` once its decision is on record (before the spot-check and
         # the review queue, which may raise): a batch that then fails says that answer undelivered, never undecided
         # the record's id is the guard's own, never the caller's: spot-check selection is keyed on it (a caller
@@ -340,6 +340,9 @@ class _Recording:
                 record[key] = run[key]
         if history:  # the earlier turns a follow-up ("And for children?") refers to; hashed in a redacting log
             record["history"] = history
+        if given is not None:  # scored, not generated (Guard.check): how much of it is the model's own greedy answer
+            record["answer_source"] = "given"
+            record["given_answer"] = dict(given)
         dp = self.policy.domain(result.domain) if result.route == ACCEPT and result.domain else None
         if dp is not None:  # the rate and seed the spot-check selection was made with, for the monitor to check it
             record["spot_check_rate"] = dp.spot_check_rate

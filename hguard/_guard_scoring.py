@@ -276,7 +276,7 @@ class _Scoring:
                     generation: dict | None = None, history: list[dict] | None = None, *,
                     caller_request_id: str | None = None, record_request_id: str | None = None,
                     decided: Callable[[GuardResult], None] | None = None,
-                    run: Mapping[str, str | None] | None = None) -> None: ...
+                    run: Mapping[str, str | None] | None = None, given: Mapping[str, Any] | None = None) -> None: ...
 
     def _score(self, g: Generation, domain: str | None, route: Route | None, problems: list[str]) -> tuple[dict, float | None, Thresholds | None, list[str]]:
         signals: dict[str, float | None] = {}
@@ -534,6 +534,10 @@ class _Scoring:
         """The answer ``g`` scored, decided and recorded; ``decided`` (when given) is called with the result as soon as its
         decision record is written, before the rest of its recording (spot-check, review queue), which may raise."""
         problems: list[str] = list(given)
+        if "given_answer" in g.extra:  # scored, not generated (Guard.check): calibrated only if it is the model's own
+            mine = given_answer_problem(g.extra["given_answer"])
+            if mine is not None:
+                problems.append(mine)
         for where in g.extra.get("control_tokens") or ():  # typed turn markers: the turns scored are not the ones sent
             problems.append(f"{where}, read as a marker, not as text: the prompt's turns (system, history, question) may "
                             "not be the ones fingerprinted; remove it from the text")
@@ -654,8 +658,29 @@ class _Scoring:
             "max_new_tokens": g.extra.get("max_new_tokens", self.generator.max_new_tokens),
             "system_prompt": g.extra.get("system_prompt", self.generator.system_prompt),
             "history_turns": g.extra.get("history_turns", 0), "cut_at_max_new_tokens": cut}, history=g.extra.get("history"),
-            caller_request_id=caller_id, record_request_id=own_id, decided=decided, run=run)
+            caller_request_id=caller_id, record_request_id=own_id, decided=decided, run=run,
+            given=g.extra.get("given_answer"))
         return result
+
+
+def given_answer_problem(given: Any) -> str | None:
+    """Why a given answer's risk is not calibrated (:meth:`hguard.guard.Guard.check`), else None: the probes were
+    calibrated on the model's own greedy answers, so one with a token that is not the model's greedy choice at its
+    position, or that the model would not end there, is no answer this model gives. A reading that is missing or not
+    counts holds it too (fail closed)."""
+    counts = given if isinstance(given, Mapping) else {}
+    n, own, ends = counts.get("tokens"), counts.get("own_tokens"), counts.get("ends_as_own")
+    if not isinstance(n, int) or not isinstance(own, int) or not 0 <= own <= n:
+        return (f"the given answer's tokens could not be compared with the model's own greedy choices ({given!r:.80}): "
+                "its risk is not calibrated")
+    if own < n:
+        return (f"the given answer is not this model's own ({n - own} of {n} tokens differ from its greedy choice): "
+                "its risk is not calibrated (the probes were calibrated on the model's own greedy answers)")
+    if ends is False:
+        return (f"the given answer is not this model's own (its {n} tokens are its greedy choices, but it would not end "
+                "the answer there): its risk is not calibrated (the probes were calibrated on the model's own greedy "
+                "answers)")
+    return None
 
 
 def _out_of_distribution(far: str, dp, problems: list[str], notes: list[str]) -> None:

@@ -20,6 +20,7 @@ import torch
 
 from ._decoding import (
     ConfidenceTracker,
+    ForcedAnswer,
     RunningState,
     StopSequences,
     _check_stop,
@@ -647,6 +648,39 @@ class Generator:
 
     # ------------------------------------------------------------------------------- generation
 
+    def answer_ids(self, answer: str, *, max_new_tokens: int | None = None) -> list[int]:
+        """The tokens of an answer given to be scored (:meth:`generate`'s ``answers``), as the model generates text
+        (no special tokens added). InputError, naming the value and the fix, for an answer that is not text, is blank,
+        holds a control token of the model (its end-of-sequence would end it there), holds where the plain prompt frame
+        of a model without a chat template ends an answer, or is longer than ``max_new_tokens`` (default: the
+        settings'), the most the guard generates: it is refused, never cut."""
+        if not isinstance(answer, str):
+            raise InputError(f"answer must be a string, got {type(answer).__name__} {answer!r:.60}; pass the answer's text")
+        if blank(answer):
+            raise InputError("the answer is empty (or only whitespace or invisible characters); pass the text of the "
+                             "answer to score")
+        wrong = misdecoded("answer", answer)
+        if wrong:
+            raise InputError(wrong)
+        tok = self.lm.tokenizer
+        ids = list(tok(answer, add_special_tokens=False)["input_ids"])
+        controls = (set(tok.all_special_ids) - {tok.unk_token_id}) | set(self.eos_token_ids)  # an unknown word is text
+        control = next((t for t in ids if t in controls), None)
+        if control is not None:
+            raise InputError(f"the answer holds the model's control token {tok.convert_ids_to_tokens(control)!r}, which "
+                             "the model never writes as text (its end of sequence would end the answer there); pass the "
+                             "answer's text without it")
+        if not self.lm.has_chat_template and (end := cut_at_stop(answer, PLAIN_STOP)[1]) is not None:
+            raise InputError(f"the answer holds {end!r}, where the plain prompt frame of this model (it has no chat "
+                             "template) ends an answer: the model would have stopped there; pass the answer up to it")
+        limit = max_new_tokens or self.max_new_tokens
+        if len(ids) > limit:
+            raise InputError(f"the answer is {len(ids)} tokens long, over max_new_tokens = {limit}, the most this guard "
+                             "generates (its probes were calibrated on answers of at most that many tokens; a longer one "
+                             "is refused, not cut); score an answer of at most that length, or raise [generation] "
+                             "max_new_tokens in the policy and recalibrate")
+        return ids
+
     def generate(
         self,
         questions: Sequence[str],
@@ -665,6 +699,7 @@ class Generator:
         histories: Sequence[Sequence[Mapping] | None] | None = None,
         systems: Sequence[str | None] | None = None,
         stop: Sequence[str] | None = None,
+        answers: Sequence[str] | None = None,
     ) -> list[Generation]:
         """Answer every question; each result carries its own confidence and CETT vector.
 
@@ -675,7 +710,21 @@ class Generator:
         read ``self.running`` while generation is under way). ``histories`` / ``systems`` give each
         question its earlier turns and system instruction (see :meth:`messages`); ``stop`` ends an answer
         at the first of these strings (the answer is cut before it).
+
+        ``answers`` (one per question) are given, not generated: each is tokenised (:meth:`answer_ids`) and its tokens,
+        then end-of-sequence, are forced by a logits processor placed after the confidence tracker, so that the
+        confidence and the CETT are read on them exactly as on an answer the model generated; each Generation's
+        ``extra["given_answer"]`` says how many of its tokens are the model's own greedy choice (``own_tokens`` of
+        ``tokens``) and whether the model would end the answer there (``ends_as_own``; None when the token limit came
+        first). Its ``text`` is the answer as given.
         """
+        forced = None
+        if answers is not None:
+            if streamer is not None or do_sample or isinstance(answers, str) or len(answers) != len(questions):
+                raise UsageError(f"answers are scored one per question, greedy, without a streamer; got "
+                                 f"{'a string' if isinstance(answers, str) else len(answers)} for {len(questions)} "
+                                 f"questions (do_sample={do_sample}, streamer={streamer is not None})")
+            forced = [self.answer_ids(a, max_new_tokens=max_new_tokens) for a in answers]
         if streamer is not None and len(questions) != 1:
             raise InputError(f"a streamer follows one answer; got {len(questions)} questions, pass one")
         if isinstance(questions, str):
@@ -698,8 +747,11 @@ class Generator:
             list(questions), ctxs, prompts, batch_size=batch_size, neurons=neurons, steering=steering,
             do_sample=do_sample, temperature=temperature, max_new_tokens=max_new_tokens or self.max_new_tokens, seed=seed,
             processors=list(logits_processors), streamer=streamer, stopping=list(stopping_criteria), stop=stop,
+            forced=forced,
         )
-        for g, h, sp in zip(out, hists, syss):
+        for i, (g, h, sp) in enumerate(zip(out, hists, syss)):
+            if answers is not None:  # what was scored is the answer as given
+                g.text = answers[i]
             control = self.control_in(g.question, g.context, h, sp)
             if control:
                 g.extra["control_tokens"] = control
@@ -739,14 +791,15 @@ class Generator:
             max_new_tokens=max_new_tokens or self.max_new_tokens, seed=None, processors=[],
         )
 
-    def _generate_batches(self, questions, contexts, prompts, *, batch_size, **kwargs) -> list[Generation]:
+    def _generate_batches(self, questions, contexts, prompts, *, batch_size, forced=None, **kwargs) -> list[Generation]:
         out: list[Generation] = []
         for start in range(0, len(prompts), batch_size):
             sl = slice(start, start + batch_size)
-            out.extend(self._generate_batch(questions[sl], contexts[sl], prompts[sl], **kwargs))
+            out.extend(self._generate_batch(questions[sl], contexts[sl], prompts[sl], **kwargs,
+                                            forced=None if forced is None else forced[sl]))
         return out
 
-    def _generate_batch(self, questions, contexts, prompts, *, neurons, steering, do_sample, temperature, max_new_tokens, seed, processors, streamer=None, stopping=(), stop=None):
+    def _generate_batch(self, questions, contexts, prompts, *, neurons, steering, do_sample, temperature, max_new_tokens, seed, processors, streamer=None, stopping=(), stop=None, forced=None):
         tok = self.lm.tokenizer
         pad = tok.pad_token_id
         input_ids, attention = left_pad(prompts, pad)
@@ -757,11 +810,13 @@ class Generator:
         # cannot be turned off is said with each answer (a generation mismatch)
         config, kept = decoding_config(self.lm.model, max_new_tokens=max_new_tokens, do_sample=do_sample,
                                        temperature=temperature, pad=pad, eos=self.eos_token_ids)
+        # a given answer's tokens are forced after the tracker, which reads the scores the model gave them
+        forcer = ForcedAnswer(forced, self.eos_token_ids[0], width) if forced is not None else None
         kwargs = dict(
             input_ids=input_ids.to(device),
             attention_mask=attention.to(device),
             generation_config=config,
-            logits_processor=[*processors, tracker],
+            logits_processor=[*processors, tracker, *([forcer] if forcer is not None else [])],
         )
         if streamer is not None:
             kwargs["streamer"] = streamer
@@ -818,6 +873,12 @@ class Generator:
                 n, finished = len(ids), True
             text = without_cut_character(text, finished)
             conf = confidence_from(logprobs[i, :n].tolist(), entropies[i, :n].tolist())
+            given = None
+            if forcer is not None:  # how much of the given answer is what this model says there
+                end = forcer.end_choice(i)
+                given = {"tokens": len(forcer.answers[i]), "own_tokens": forcer.own_tokens(i), "ends_as_own": None
+                         if end is None else end in self.eos_token_ids or (stop is not None and cut_at_stop(
+                             tok.decode([*forcer.answers[i], end], skip_special_tokens=True), stop)[1] is not None)}
             results.append(
                 Generation(
                     question=questions[i],
@@ -830,6 +891,7 @@ class Generator:
                     cett=None if cett is None else cett[i].astype(np.float32, copy=True),
                     n_cett_tokens=int(n_cett[i]),
                     extra={**({"stop": stopped_at} if stopped_at is not None else {}),
+                           **({"given_answer": given} if given is not None else {}),
                            **({"neurons_unread": unread} if unread is not None else {}),
                            **({"steering_unapplied": True} if steering and not record else {}),
                            **({"model_decoding": kept} if kept else {})},

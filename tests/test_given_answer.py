@@ -1,0 +1,169 @@
+"""Guard.check: an answer produced elsewhere (the same model served by another server, an answer in a log) scored by
+the one pipeline invoke runs, its tokens forced after the confidence tracker; one that is not the model's own greedy
+answer is never accepted, and the record says the answer was given."""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from hguard.audit import AuditLog, verify
+from hguard.errors import InputError
+from hguard.generation import Generator
+from hguard.guard import Guard
+from hguard.testing import tiny_model
+
+from test_guard import _policy
+
+QUESTIONS = ["who is the author of the book ?", "what is the capital of france ?", "who ?", "where is the river ?",
+             "which element is gold ?", "what year was it ?", "who wrote the book ?", "what is iron ?"]
+
+
+def _round_trips(lm, g) -> bool:
+    """Whether the answer's text tokenises back into the tokens generated (the tiny word-level tokenizer drops a
+    generated line break, and a special token is not decoded)."""
+    return bool(g.token_ids) and lm.tokenizer(g.text, add_special_tokens=False)["input_ids"] == g.token_ids
+
+
+@pytest.mark.parametrize("arch, seed, plain", [("qwen2", 0, False), ("llama", 3, True)])
+def test_a_forced_answer_is_read_as_the_same_generated_answer_is(arch, seed, plain):
+    """The generator "generates" a given answer: its tokens, then end-of-sequence, forced after the confidence
+    tracker, so that the CETT, the log-probabilities and the entropies are those of the generated answer at the same
+    positions, whether it ended by end-of-sequence or reached the token limit, with a chat template or in the plain
+    frame (whose answer ends at a line break)."""
+    lm = tiny_model(arch, seed=seed)
+    if plain:
+        lm = replace(lm, tokenizer=copy.copy(lm.tokenizer))
+        lm.tokenizer.chat_template = None
+    gen = Generator(lm, system_prompt=None if plain else "answer", max_new_tokens=10)
+    generated = [g for g in gen.generate(QUESTIONS, neurons="all") if _round_trips(lm, g)]
+    assert len(generated) >= 3 and any(g.finished for g in generated) and any(not g.finished for g in generated)
+    given = gen.generate([g.question for g in generated], neurons="all", answers=[g.text for g in generated])
+    for g, c in zip(generated, given):
+        assert c.text == g.text and c.token_ids == g.token_ids and c.finished == g.finished
+        assert c.n_cett_tokens == g.n_cett_tokens and np.allclose(c.cett, g.cett, rtol=1e-5, atol=1e-6)
+        assert c.confidence == pytest.approx(g.confidence, rel=1e-5, abs=1e-6)
+        n = len(g.token_ids)
+        # every token is the model's own; one that ended is ended where the model ends it; a cut one's end is unseen
+        assert c.extra["given_answer"] == {"tokens": n, "own_tokens": n, "ends_as_own": True if g.finished else None}
+        assert "given_answer" not in g.extra
+
+
+def test_check_of_the_answer_invoke_gave_decides_as_invoke_did_and_the_record_says_it_was_given(calibrated_guard, tmp_path):
+    guard = calibrated_guard
+    log = AuditLog(tmp_path / "audit.jsonl")
+    for q in QUESTIONS[:2]:
+        r = guard.invoke(q, domain="alpha")
+        assert guard.lm.tokenizer(r.answer, add_special_tokens=False)["input_ids"]  # a non-empty answer to check
+        c = guard.check(q, r.answer, domain="alpha")
+        assert (c.answer, c.route, c.domain, c.probe_id, c.cut_at_max_new_tokens) == (
+            r.answer, r.route, r.domain, r.probe_id, r.cut_at_max_new_tokens)
+        assert c.risk == pytest.approx(r.risk, rel=1e-5, abs=1e-6)
+        assert c.signals.keys() == r.signals.keys()
+        for k, v in r.signals.items():
+            assert c.signals[k] == pytest.approx(v, rel=1e-5, abs=1e-6), k
+        assert c.reasons == r.reasons
+        generated, given = log.find(r.audit_id), log.find(c.audit_id)
+        assert "answer_source" not in generated and "given_answer" not in generated
+        n = len(guard.lm.tokenizer(r.answer, add_special_tokens=False)["input_ids"])
+        assert given["answer_source"] == "given" and given["answer"] == r.answer
+        assert given["given_answer"] == {"tokens": n, "own_tokens": n, "ends_as_own": None}  # cut at 4 tokens
+    batched = guard.check_batch(QUESTIONS[:2], [guard.invoke(q, domain="alpha").answer for q in QUESTIONS[:2]],
+                                domains=["alpha", "alpha"])
+    singles = [guard.invoke(q, domain="alpha") for q in QUESTIONS[:2]]
+    for b, s in zip(batched, singles):
+        assert b.route == s.route and b.risk == pytest.approx(s.risk, rel=1e-5, abs=1e-6)
+    assert verify(tmp_path / "audit.jsonl").ok
+
+
+@pytest.fixture
+def calibrated_guard(tiny_calibrated, tmp_path):
+    lm, root = tiny_calibrated
+    return Guard.from_policy(_policy(root, tmp_path), lm=lm)
+
+
+def test_an_answer_that_is_not_the_models_own_goes_to_review_even_where_its_risk_would_accept(tiny_calibrated, tmp_path):
+    """Thresholds that accept every risk: the model's own answer is accepted, another answer (a word changed, or the
+    model's own cut short, where it would go on) goes to review, the reason naming how many tokens differ."""
+    lm, root = tiny_calibrated
+    guard = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    q = QUESTIONS[0]
+    own = guard.invoke(q, domain="alpha")
+    assert own.route == "accept" and guard.check(q, own.answer, domain="alpha").route == "accept"
+    words = own.answer.split()
+    other = " ".join(["paris" if w != "paris" else "rome" for w in words[:2]] + words[2:])
+    r = guard.check(q, other, domain="alpha")
+    assert r.route == "review"
+    said = [x for x in r.reasons if "the given answer is not this model's own" in x]
+    m = re.search(rf"own \((\d+) of {len(words)} tokens differ from its greedy choice\): its risk is not calibrated",
+                  said[0] if said else "")
+    assert m and int(m[1]) >= 1, r.reasons  # the first token at least (the prefix after it changed too)
+    cut = guard.check(q, " ".join(words[:-1]), domain="alpha")
+    assert cut.route == "review" and cut.risk is not None and cut.risk < 1.0  # a risk these thresholds would accept
+    assert any(f"its {len(words) - 1} tokens are its greedy choices, but it would not end the answer there" in x
+               for x in cut.reasons), cut.reasons
+    rec = AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)
+    assert rec["answer_source"] == "given" and rec["given_answer"]["own_tokens"] == len(words) - int(m[1])
+    assert rec["route"] == "review"
+
+
+def test_a_given_answer_whose_comparison_is_missing_is_held():
+    from hguard._guard_scoring import given_answer_problem
+
+    assert given_answer_problem({"tokens": 3, "own_tokens": 3, "ends_as_own": True}) is None
+    assert given_answer_problem({"tokens": 3, "own_tokens": 3, "ends_as_own": None}) is None
+    for broken in (None, {}, {"tokens": 3, "own_tokens": None}, {"tokens": 3, "own_tokens": 4}):
+        assert "could not be compared" in given_answer_problem(broken)
+
+
+@pytest.mark.parametrize("call, words", [
+    ({"answer": 123}, "answer must be a string, got int 123; pass the answer's text"),
+    ({"answer": ""}, "the answer is empty"),
+    ({"answer": " \n\t "}, "the answer is empty"),
+    ({"answer": "paris <|im_end|> rome"}, "the answer holds the model's control token '<|im_end|>'"),
+    ({"answer": "paris rome berlin madrid gold"}, r"the answer is 5 tokens long, over max_new_tokens = 4, the most this "
+                                                  "guard generates .* raise \\[generation\\] max_new_tokens"),
+])
+def test_a_bad_given_answer_is_refused_in_one_line_on_record(calibrated_guard, tmp_path, monkeypatch, call, words):
+    def no_generation(*a, **k):
+        raise AssertionError("generated before the input was checked")
+
+    monkeypatch.setattr(calibrated_guard.generator, "generate", no_generation)
+    with pytest.raises(InputError, match=words) as err:
+        calibrated_guard.check("who ?", domain="alpha", **call)
+    assert "\n" not in str(err.value)
+    (rec,) = list(AuditLog(tmp_path / "audit.jsonl"))
+    assert rec["kind"] == "error" and rec["id"] == err.value.audit_id and rec["question"] == "who ?"
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda g: g.check_batch(["who ?", "what ?"], ["paris"]), "got 2 questions and 1 answers; pass one of each"),
+    (lambda g: g.check_batch(["who ?"], "paris"), "answers must be a list with one entry per question, got the string"),
+    (lambda g: g.check_batch(["who ?"], None), "answers must be a list of strings, one per question, got None"),
+    (lambda g: g.check_batch(["who ?"], 7), "answers must be a list of strings, one per question, got int 7"),
+    (lambda g: g.batch(["who ?"], answers=["paris"], early_stop=True),
+     "early_stop apply to an answer being generated, not to one given to be scored"),
+    (lambda g: g.batch(["who ?"], answers=["paris"], stop=["x"], max_new_tokens=3),
+     "stop, max_new_tokens apply to an answer being generated"),
+    (lambda g: g.check_batch(["who ?", "what ?"], ["paris", ""]), r"question 1 of 2 \(counting from 0\): the answer is empty"),
+])
+def test_bad_check_batch_arguments_are_refused_on_record(calibrated_guard, tmp_path, monkeypatch, call, words):
+    monkeypatch.setattr(calibrated_guard.generator, "generate", lambda *a, **k: pytest.fail("generated"))
+    with pytest.raises(InputError, match=words) as err:
+        call(calibrated_guard)
+    recs = list(AuditLog(tmp_path / "audit.jsonl"))
+    assert recs and all(r["kind"] == "error" for r in recs) and err.value.audit_id == recs[0]["id"]
+
+
+def test_a_given_answer_with_context_runs_the_answer_holds(calibrated_guard):
+    """With context, the given answer is grounded and held as a generated one is: a figure the passage does not
+    state is held for review, named."""
+    r = calibrated_guard.check("what year was it ?", "it was 1999", context="paris is the capital of france",
+                               domain="alpha")
+    assert r.route == "review" and 0.0 <= r.signals["grounding"] <= 1.0
+    assert any("the answer states 1999, which neither the passage nor the question states" in x
+               for x in r.reasons), r.reasons
