@@ -662,6 +662,9 @@ class Generator:
         wrong = misdecoded("answer", answer)
         if wrong:
             raise InputError(wrong)
+        if not self.eos_token_ids:  # nothing would end the given answer where it ends
+            raise UsageError(f"{self.lm.name} names no end-of-sequence token (generation_config or tokenizer), so a given "
+                             "answer cannot be ended where it ends; set model.generation_config.eos_token_id to score one")
         tok = self.lm.tokenizer
         ids = list(tok(answer, add_special_tokens=False)["input_ids"])
         controls = (set(tok.all_special_ids) - {tok.unk_token_id}) | set(self.eos_token_ids)  # an unknown word is text

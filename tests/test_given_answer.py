@@ -167,3 +167,12 @@ def test_a_given_answer_with_context_runs_the_answer_holds(calibrated_guard):
     assert r.route == "review" and 0.0 <= r.signals["grounding"] <= 1.0
     assert any("the answer states 1999, which neither the passage nor the question states" in x
                for x in r.reasons), r.reasons
+
+
+def test_a_given_answer_to_a_model_without_an_end_of_sequence_token_is_refused():
+    from hguard.errors import UsageError
+
+    gen = Generator(tiny_model("llama", seed=3), max_new_tokens=4)
+    gen.eos_token_ids = []  # a model naming none: nothing would end the answer where it ends
+    with pytest.raises(UsageError, match="names no end-of-sequence token .* set model.generation_config.eos_token_id"):
+        gen.generate(["who ?"], answers=["paris"])
