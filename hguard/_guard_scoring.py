@@ -98,7 +98,7 @@ def knowledge_conflict_check(signals: dict, detector: Mapping | None, how: str, 
 
 
 def answer_holds(question: str, answer: str, context: str | None, declined: str | None, *,
-                 redact: bool = False) -> list[str]:
+                 redact: bool = False, stated_in: str | None = None) -> list[str]:
     """Why the guard holds an answer for review by what its texts say (the question, the answer and the passage given
     as context), in the guard's order; ``[]`` when none: a passage addressing the model, chat turns typed into the
     question, and, unless the answer declines (``declined``: :func:`hguard.calibrate.judge.declines` of it, None where
@@ -107,7 +107,10 @@ def answer_holds(question: str, answer: str, context: str | None, declined: str 
     then direction controls in the answer. ``redact``: a redacting log's reasons quote neither the passage nor a
     figure of the answer. A check that raises holds the answer, naming the check and the error (fail closed: the guard
     calls this outside its scoring's try, and a review found a passage's "2.3.1" heading under "(in EUR millions)" made
-    the number check raise, so the request raised).
+    the number check raise, so the request raised). ``stated_in``: the passages the figure checks read where not all
+    of ``context`` (the guard's: those in the question's language, where it scores the answer against them alone, as
+    every signal read from the context is; a figure only a passage in another language states is not stated); the
+    checks a passage can only add a hold to (addressing the model, a reversed claim) read ``context`` whole.
 
     One rule for the guard and for the RAG calibration report's per-answer routes and accepted counts
     (:func:`hguard.calibrate._rag_report.rag_report`), which counted such answers accepted where the guard held them."""
@@ -120,15 +123,17 @@ def answer_holds(question: str, answer: str, context: str | None, declined: str 
                      f"{type(context).__name__}, not text): held for review, never accepted unchecked")
     unstated: list[str] = []  # the number check's figures, which the misattribution check leaves to it
 
+    figures_in = context if stated_in is None else stated_in
+
     def numbers() -> str | None:
-        unstated[:] = unstated_numbers(answer, context or "", question)
+        unstated[:] = unstated_numbers(answer, figures_in or "", question)
         return _numbers_hold(answer, unstated, redact)
 
     for name, check in (("passage-instruction", lambda: _addressed_hold(context, question, redact)),
                         ("chat-turn", lambda: _turns_hold(question)),
                         ("repeated-question", lambda: _repeats_hold(question, answer) if declined is None else None),
                         ("number", lambda: numbers() if read else None),
-                        ("misattributed-figure", lambda: _elsewhere_hold(question, answer, context, unstated, redact)
+                        ("misattributed-figure", lambda: _elsewhere_hold(question, answer, figures_in, unstated, redact)
                          if read else None),
                         ("reversed-claim", lambda: _reversed_hold(answer, context, redact) if read else None),
                         ("direction-control", lambda: _controls_hold(answer))):
@@ -293,15 +298,8 @@ class _Scoring:
         # a RAG probe's list of passages is read passage by passage for its language: where some are in another
         # language than the question and others in its, every signal read from the context is read from those alone
         # (a Spanish passage beside a German one lowered the merged risk through the relevance signals)
-        languages = None
         passages = g.extra.get("passages")
-        if passages and route is not None and route.domain is not None and route.domain.prompt_mode == RAG:
-            from .signals.relevance import passage_languages
-
-            languages = passage_languages(g.question, passages)
-        scored_from = None  # the passages in the question's language, joined as the context is
-        if languages is not None and languages.scored:
-            scored_from = _join_context([p for i, p in kept_passages(passages).items() if i in languages.same])
+        languages, scored_from = self._read_from(g, route)
         context = g.context if scored_from is None else scored_from
         if context_given(g.context):
             try:
@@ -447,6 +445,26 @@ class _Scoring:
                 risk = None
         return signals, risk, thresholds, fingerprint_problems
 
+    def _read_from(self, g: Generation, route: Route | None) -> tuple[Any, str | None]:
+        """Which passages of the answer ``g``'s context are read, the one rule for every signal read from the context
+        and for the answer checks stating figures (:func:`answer_holds`' ``stated_in``): a RAG probe's list of
+        passages read passage by passage for its language (:func:`hguard.signals.relevance.passage_languages`, None
+        where not read so), and where some are in another language than the question and some in its
+        (:attr:`~hguard.signals.relevance.PassageLanguages.scored`), those in its language joined as the context is
+        (else None: the context given). Read once an answer (kept in ``g.extra``)."""
+        if "read_from" not in g.extra:
+            languages = None
+            passages = g.extra.get("passages")
+            if passages and route is not None and route.domain is not None and route.domain.prompt_mode == RAG:
+                from .signals.relevance import passage_languages
+
+                languages = passage_languages(g.question, passages)
+            scored_from = None  # the passages in the question's language, joined as the context is
+            if languages is not None and languages.scored:
+                scored_from = _join_context([p for i, p in kept_passages(passages).items() if i in languages.same])
+            g.extra["read_from"] = languages, scored_from
+        return g.extra["read_from"]
+
     def _other_language_passages(self, g: Generation, languages, context: str, signals: dict[str, Any],
                                  notes: list[str], compare: bool) -> None:
         """Where the answer ``g`` was scored against the passages of its list in its question's language alone
@@ -548,8 +566,13 @@ class _Scoring:
             error = type(exc).__name__ if self._redacting else error_text(exc, 300)  # a message may quote the texts
             g.extra.setdefault("holds", []).append(
                 f"the answer's decline check could not run ({error}): held for review, never accepted unchecked")
+        try:  # the figures are read from the passages every context signal reads (a foreign one's figure is no
+            # statement where the guard scores the answer against those in its question's language alone)
+            stated_in = self._read_from(g, route)[1]
+        except Exception:  # the scoring below reads them again and fails the same way: held, naming the error
+            stated_in = None
         g.extra.setdefault("holds", []).extend(answer_holds(
-            g.question, g.text, g.context, g.extra["declined"], redact=self._redacting))
+            g.question, g.text, g.context, g.extra["declined"], redact=self._redacting, stated_in=stated_in))
         limit = g.extra.get("max_new_tokens") or self.generator.max_new_tokens
         # not a stop sequence, an early stop or a cancel (a row a stopping criterion ended is padded to the batch's
         # length, not cut by the limit)

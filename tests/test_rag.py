@@ -852,6 +852,32 @@ def test_a_passage_in_another_language_is_left_out_of_every_signal_the_merger_re
                                        for x in r.reasons), r.reasons
 
 
+def test_the_number_hold_reads_the_passages_every_context_signal_reads(tiny_rag, tmp_path, monkeypatch):
+    """Where a list's passages are some in the question's language and some in another, every signal read from the
+    context is read from those in its language alone, but the number hold read them all: a figure only a German
+    passage states counted as stated for an English answer to an English question. The figure checks read the
+    passages the other signals read: held, naming the figure; with the figure in the English passage, not."""
+    from hguard.guard import Guard
+
+    lm, folder, _ = tiny_rag
+    policy = _policy(folder, tmp_path, knowledge_conflict="trust_context").model_copy(update={"domain_min_similarity": 0.0})
+    g = Guard.from_policy(policy, lm=lm)
+    said = _said_by(g, monkeypatch)
+    q = "What is the annual fee of the Gold card?"
+    en = "The annual fee of the Gold card is charged on the first statement of each year and includes travel insurance."
+    de = "Die Jahresgebühr der Gold-Karte beträgt 95 Euro und wird mit der ersten Abrechnung des Jahres belastet."
+    said["text"] = "The annual fee of the Gold card is 95 euros."
+    number = "the answer states '95 euros' (read as 95 euro), which neither the passage nor the question states"
+
+    def held_for_the_figure(context) -> list[str]:
+        r = g.invoke(q, context=context, domain="alpha")
+        assert any("passage 1 of the 2 retrieved (counting from 0) is in German" in x for x in r.reasons), r.reasons
+        return [x for x in r.reasons if x.startswith(number)]
+
+    assert held_for_the_figure([en, de])  # (read whole, the German passage stated it)
+    assert not held_for_the_figure([en.replace("is charged", "is 95 euros, charged"), de])
+
+
 def test_the_passages_in_the_questions_language_are_not_embedded_twice(tiny_rag, tmp_path, monkeypatch):
     """A review (F3): an answer scored against a list's passages in its language alone was scored again against them
     all, and each of their sentences embedded again (the context cache is keyed by the text joined): +66% a request.
