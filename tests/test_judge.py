@@ -1646,6 +1646,43 @@ def test_a_declared_scale_leaves_a_rows_own_count_and_the_prose_counts_unscaled(
     assert unstated_numbers(answer, context) == missing
 
 
+_BRANCHES = "The bank has 18 branches."
+
+
+@pytest.mark.parametrize("answer, context, missing", [
+    # a bare number matched any unit, so a count stated a money amount: "$18" passed from "18 branches"
+    ("The fee is $18.", _BRANCHES, ["18 dollar"]),
+    ("The fee is 18 dollars.", _BRANCHES, ["18 dollar"]),
+    ("The fee is \u20ac18.", _BRANCHES, ["18 euro"]),
+    ("The card costs $1.5 million.", "It serves 1.5 million customers.", ["1500000 dollar"]),
+    ("The fee is $18.", "The bank has 18 branches and 1,200 staff.", ["18 dollar"]),
+    ("It has 18 branches.", _BRANCHES, []),  # the count itself
+    ("It has 18 of them.", _BRANCHES, []),
+    # a currency the passage gives the figure, or declares, and a bare figure that counts nothing, still state it
+    ("The fee is $18.", "The bank has 18 branches. The fee is 18.", []),
+    ("The fee is $18.", "The bank has 18 branches. The fee is $18.", []),
+    ("The fee is $25.", "Fee: 25", []),
+    ("The fee is $25.", "Fees (USD)\nFee: 25", []),
+    ("The fee is $25.", "All amounts in dollars.\nFee: 25", []),
+    ("The fee is $25.", "| Item | Price ($) |\n|---|---|\n| Fee | 25 |", []),
+    ("The fee is $25.", "(in USD)\nThe card fee is 25.", []),  # a declared currency's block: an amount
+    ("The fee is $25.", "(in USD)\nThe card has 25 benefits.", ["25 dollar"]),  # (its count sentence: no amount)
+    ("The fee is $25.", "There is a 25 annual fee.", []),
+    ("The fee is $25.", "A late payment costs 25 plus interest.", []),
+    ("The fee is $25.", "The fee is 25 per card.", []),
+    ("The fee is $25.", "Transfers cost 25 upfront.", []),
+    ("The charge is 18%.", _BRANCHES, []),  # a count's figure in another unit than money: as before
+    # a count is read in English only ("pro", "par", "al" count nothing)
+    ("Die Gebühr beträgt 25 € pro Monat.", "Die Gebühr beträgt 25 pro Monat.", []),
+    ("Les frais sont de 25 € par mois.", "Les frais sont de 25 par mois.", []),
+    ("La tarifa es de 25 € al mes.", "La tarifa es de 25 al mes.", []),
+])
+def test_a_count_states_no_money_amount(answer, context, missing):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context) == missing
+
+
 _IFRS = "Income statement (in EUR millions)\n| Revenue | 1,250 |\n\n2.3.1 Basis of preparation"
 _DOTTED = "Figures (in $ thousands)\n| Release 2.4.1 | 5 |\n| Host 10.0.0.1 | 7 |"
 

@@ -70,8 +70,9 @@ from typing import Literal
 
 import regex
 
-from hguard._text import (asks_only_yes_no, asks_yes_no, fold_accents, join_digit_groups, matching_form, sentences,
-                          states_to_confirm, without_ignorables, words_of, written_in, yes_no_question, yes_or_no_opening)
+from hguard._text import (asks_only_yes_no, asks_yes_no, fold_accents, join_digit_groups, language_of, matching_form,
+                          sentences, states_to_confirm, without_ignorables, words_of, written_in, yes_no_question,
+                          yes_or_no_opening)
 from hguard.errors import InputError
 from hguard.signals._grounding_lexical import _stem, content_tokens
 
@@ -1511,6 +1512,24 @@ _PLAIN_ROW_LABEL = re.compile(r"[ \t]*([^\d|\t\n]+?)[ \t]*(?=[-\u2212(]?[$\u20ac
 _COUNTED = re.compile(r"(?i)(?<![\w.,])\d[\d,]*(?:\.\d+)?[ \t]+(?!(?:and|or|in|at|on|of|for|from|to|by|as|was|were|is|"
                       r"are|vs|versus|compared|against|with|than|the|a|an|per|each)\b)[a-z][a-z-]+")
 _PROSE_SENTENCE = re.compile(r"[^.!?;\n]*(?:[.!?;](?!\d)|$)", re.MULTILINE)
+# a bare number of a passage that counts the noun after it ("The bank has 18 branches.", "1.5 million customers"):
+# a count, no amount of money (`_counted_only`). The word after it is what it counts unless it is a word an amount
+# written without its currency is followed by ("a 25 fee", "25 plus interest", "25 upfront", "25 per card") or one
+# `stated_numbers` reads as its unit or scale
+_MONEY_AFTER = ("and|or|in|at|on|of|for|from|to|by|as|was|were|is|are|be|been|vs|versus|compared|against|with|than|the|a|"
+                "an|per|each|every|plus|minus|less|only|up|down|upfront|flat|net|gross|total|extra|more|max|maximum|min|"
+                "minimum|if|unless|when|until|before|after|including|inclusive|incl|excluding|exclusive|excl|apiece|then|"
+                "but|so|which|that|it|this|cash|back|off|outright|tax|taxes|vat|gst|hst|now|instead|respectively|will|"
+                "would|can|may|must|shall|should|could|has|have|had|does|do|did|not|also|once|overall|altogether|"
+                "combined|annual|annually|monthly|weekly|daily|yearly|quarterly|nightly|hourly|where|while|via|into|"
+                "under|over|above|below|within|without|between|about|around|approximately|due|payable|owed|paid|"
+                "charged|billed|refundable|deductible|fees?|charges?|surcharges?|deposits?|payments?|refunds?|credits?|"
+                "bonus(?:es)?|penalt(?:y|ies)|fines?|discounts?|rebates?|premiums?|prices?|costs?|rents?|balances?|"
+                "allowances?|stipends?|salar(?:y|ies)|wages?|budgets?|limits?|caps?|rewards?|cashback|vouchers?|tips?|"
+                "tolls?|fares?|dues|payouts?|reimbursements?|grants?|loans?|advances?|install?ments?|co-?pays?|"
+                "deductibles?|excess|bucks|quid|grand|cents?|pence|pennies")
+_COUNT_OF = re.compile(r"(?i)(?<![\w.,])\d[\d,]*(?:\.\d+)?(?:[ \t]+(?:thousand|million|billion|trillion))?[ \t]+(?!(?:"
+                       + _MONEY_AFTER + "|" + _SCALE_NAME + r")(?![\w-]))[a-z][a-z-]+")
 
 
 @functools.lru_cache(maxsize=64)
@@ -1607,7 +1626,8 @@ def _unstated_numbers(answer: str, context: str, question: str,
     value the passage lacks ("2024-03-04" from a passage of 2024-03-03), or one it holds in another currency or as a
     percentage where the answer says otherwise ("25,000 EUR" from "$25,000", "12%" from "$12"), or in another unit
     of measure ("500 ml" from "500 mg"; "4000 mg" from "4 g" is the same amount). A number the passage states
-    without a unit matches any unit; the passage's number words count ("five percent" for "5%", "twice" for "2
+    without a unit matches any unit, but a currency where it only counts the noun after it ("$18" from "18
+    branches": `_counted_only`); the passage's number words count ("five percent" for "5%", "twice" for "2
     times"), the answer's do not (a stray "one" is no figure), nor its list numbering and citation marks. Shown as
     read, e.g. "25000 euro" (a unit in `_UNIT_SHOWN` by its label: "300 \u00a5 (yen or yuan)"). ``reading``: how the
     answer, the passage and the question are each read (`_Reading`)."""
@@ -1620,6 +1640,19 @@ def _unstated_numbers(answer: str, context: str, question: str,
     amounts = {_amount(value, unit) for value, unit in held if unit is not None}
     missing = []
     said: dict[tuple[str, str], bool] = {}
+    counts: list[re.Match[str] | None] = []  # the passage's counts (`_COUNT_OF`), found once, if needed
+    counted: dict[str, bool] = {}
+
+    def loose(value: str, unit: str | None, units: set[str | None]) -> bool:  # a bare figure stating ``unit`` too
+        if None not in units:
+            return False
+        if unit is None or not (unit.split("/")[0] in _CURRENCIES or unit.startswith("declared ")):
+            return True
+        if not counts:
+            counts.extend(list(_COUNT_OF.finditer(context)) or [None])
+        if value not in counted:
+            counted[value] = _counted_only(value, context, counts, held, reading[1])
+        return not counted[value]
 
     def named(value: str, unit: str | None, periods: tuple[str, ...]) -> bool:  # `_periods_named`, once, if needed
         if not periods or unit is None:  # no period added (the periods are the unit's)
@@ -1651,11 +1684,47 @@ def _unstated_numbers(answer: str, context: str, question: str,
         bare = _PER_TIME.sub("", unit) if unit is not None else None
         if bare != unit and units is not None and (bare in units or _amount(value, bare) in amounts) and named(value, unit, periods):
             continue  # "1.6 mcg/kg/day" from "1.6 micrograms per kilogram of body weight per day": a period added
-        if units is None or (unit is not None and unit not in units and None not in units) or (
+        if units is None or (unit is not None and unit not in units and not loose(value, unit, units)) or (
                 unit is None and units <= _REFERENCE_UNITS) or (  # a bare 12 from "Note 12" alone
                 unit is not None and unit not in units and not named(value, unit, periods)):  # "$999 per month" from a bare "999"
             missing.append(_shown(value, unit))
     return missing + dates_missing
+
+
+def _counted_only(value: str, context: str, counts: list[re.Match[str] | None], held: list[tuple[str, str | None]],
+                  reading: _Reading) -> bool:
+    """Whether the passage ``context`` states ``value`` bare (no unit) only as a count of the noun after it
+    (``counts``: its `_COUNT_OF` matches, "18 branches", "1.5 million customers", in a sentence read as English:
+    `_in_english`), and bare nowhere else (``held``: the figures the passage and the question state): such a figure
+    states no amount of money ("$18" is held), while a bare one that counts nothing ("Fee: 25") states any amount,
+    as before, and one the passage gives a currency, or declares one for ("Fees (USD)", "Price ($)"), that amount."""
+    digits = _significant(value)
+    found = 0
+    for m in counts:
+        if m is None or re.sub(r"\D", "", m.group(0)).strip("0") != digits:  # (read only where its digits may be the figure's)
+            continue
+        said = stated_numbers(m.group(0), number_words=False, reading=reading)
+        # the word after it is no unit or scale, and an English noun ("25 pro Monat", "25 al mes" count nothing)
+        found += len(said) == 1 and said[0] == (value, None) and _in_english(context, m.start(), m.end())
+    return found > 0 and found >= sum(1 for v, unit in held if v == value and unit is None)
+
+
+def _in_english(text: str, start: int, end: int) -> bool:
+    """Whether the sentence of ``text`` around ``text[start:end]`` (200 characters either side at most) reads as
+    English: it holds a word of `_ENGLISH_ONLY` (the stop lists' English holds "la", "de", "es" and "al", so "La
+    tarifa es de 25 al mes." read as English) and reads as English (:func:`hguard._text.language_of`)."""
+    left = max(0, start - 200, *(text.rfind(c, max(0, start - 200), start) + 1 for c in ".!?;\n"))
+    right = min([len(text), end + 200, *(i for i in (text.find(c, end, end + 200) for c in ".!?;\n") if i != -1)])
+    words = words_of(text[left:right])
+    return not _ENGLISH_ONLY.isdisjoint(words) and language_of(words) == "english"
+
+
+# English function words that German, French, Spanish, Italian, Portuguese and Dutch do not write as theirs (not "a",
+# "an", "in", "on", "or", "of", "is", "was", "will"), one of which a sentence holds to be read as English by
+# `_in_english` (with :func:`hguard._text.language_of` reading it so too)
+_ENGLISH_ONLY = frozenset("the and are were be been has have had does did can may must would could should not it its "
+                          "this that these those there their they our we you your with which who by from to at than each "
+                          "every".split())
 
 
 # the words that name a rate's period or basis in a passage's sentence (`_periods_named`): "monthly", "a 12-month
