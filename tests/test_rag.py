@@ -1803,8 +1803,9 @@ def test_an_answer_check_that_raises_holds_the_answer_naming_it_and_never_raises
                                                                      "(ArithmeticError): held for review")
     assert gs.answer_holds(q, a, c, "declines") == []  # a declining answer's figures are not read, as before
     # a context that is not text (a direct caller's; the guard refuses one at the door) holds, never raises
-    assert any(h.startswith("the answer's context check could not run (AttributeError: the context given is int")
-               for h in gs.answer_holds(q, a, 12345, None))
+    for context, kind in ((12345, "int"), ({"text": c}, "dict"), ([c], "list")):
+        assert any(h.startswith(f"the answer's context check could not run (AttributeError: the context given is {kind}")
+                   for h in gs.answer_holds(q, a, context, None)), context
     rows, fitted = _rows_at_risk(monkeypatch, n=2)
     for r in rows:
         r.update(question=q, answer=a, context=c)
