@@ -46,6 +46,26 @@ def test_ask_json_prints_the_whole_result(tmp_path):
     assert plain[1].startswith("held answer, not shown to users: ") and plain[2].startswith("[route=")
 
 
+def test_ask_scores_an_answer_given_in_a_file_as_the_guard_scored_its_own(tmp_path):
+    # `hguard ask --answer FILE` scores an answer produced elsewhere (Guard.check): the guard's own answer, saved with
+    # the line end an editor adds, decides as the guard decided it; an edited one goes to review, its record says so
+    pol = policy_copy(tmp_path)
+    q = ["What is the capital of France?", "--domain", "geography", "--policy", str(pol), "--json"]
+    own = json.loads(hguard("ask", *q).stdout)
+    saved = tmp_path / "answer.txt"
+    saved.write_text(own["answer"] + "\n")
+    again = json.loads(hguard("ask", *q, "--answer", str(saved)).stdout)
+    assert (again["route"], again["reasons"]) == (own["route"], own["reasons"]) and again["answer"] == own["answer"]
+    assert again["risk"] == pytest.approx(own["risk"], abs=1e-6)
+    saved.write_text("The capital of France is Marseille, a city in the south of the country.")
+    other = json.loads(hguard("ask", *q, "--answer", str(saved)).stdout)
+    assert other["route"] == "review" and any("tokens differ from its greedy choice" in r for r in other["reasons"])
+    records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    decisions = [r for r in records if r.get("kind") == "decision"]
+    assert [d.get("answer_source") for d in decisions] == [None, "given", "given"]
+    assert decisions[2]["given_answer"]["own_tokens"] < decisions[2]["given_answer"]["tokens"]
+
+
 def test_evaluate_json_contract(tmp_path):
     rows = [json.loads(l) for l in (ROOT / "calibration" / "data" / "chemistry.jsonl").read_text().splitlines()[:12]]
     data = tmp_path / "chem.jsonl"

@@ -492,6 +492,14 @@ def test_ask_refuses_a_mistyped_domain_before_loading_the_model():
     _one_clear_line(run("ask", "q?", "--domain", "geograhpy"), "--domain 'geograhpy'", "did you mean 'geography'?")
 
 
+def test_ask_refuses_an_empty_answer_file_before_loading_the_model(tmp_path):
+    empty = tmp_path / "answer.txt"
+    empty.write_text(" \n\n")
+    _one_clear_line(run("ask", "q?", "--answer", str(empty)), f"--answer file {str(empty)!r} is empty",
+                    "leave --answer out to have the guard answer")
+    _one_clear_line(run("ask", "q?", "--answer", str(tmp_path / "none.txt")), "--answer file", "does not exist")
+
+
 def test_a_model_folder_without_a_tokenizer_is_one_line_naming_it(tmp_path):
     from hguard.testing import tiny_model
 

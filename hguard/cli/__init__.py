@@ -639,6 +639,12 @@ def cmd_ask(args) -> int:
     if context is not None and blank(context):  # refused before the model loads; nothing is generated
         raise InputError(f"--context file {args.context!r} is empty or only whitespace; pass a file with the "
                          "retrieved passages' text, or leave --context out for a question without one")
+    # an answer given to be scored (Guard.check), not generated; the file's own line ends are no part of it (the
+    # guard's answers are stripped text too)
+    answer = read_text_file(args.answer, "--answer").strip() if args.answer else None
+    if answer is not None and blank(answer):
+        raise InputError(f"--answer file {args.answer!r} is empty or only whitespace; pass a file with the text of the "
+                         "answer to score, or leave --answer out to have the guard answer")
     if args.domain is not None:  # a mistyped name is refused before the model loads and answers
         from .._guard_scoring import _near
         from .._resources import DEFAULT_POLICY
@@ -657,7 +663,8 @@ def cmd_ask(args) -> int:
     for w in said:  # among them each domain that fails closed (Guard.from_policy says it once)
         show(w.message, w.category, w.filename, w.lineno)
     try:
-        res = guard.invoke(args.question, context=context, domain=args.domain)
+        res = (guard.invoke(args.question, context=context, domain=args.domain) if answer is None
+               else guard.check(args.question, answer, context=context, domain=args.domain))
     except Exception as exc:
         if getattr(exc, "results", None):  # decided and recorded, then a later record of the request failed
             raise not_shown_error(guard, exc, "hguard ask") from exc
@@ -726,6 +733,8 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("ask", help="answer one question under the guard")
     a.add_argument("question")
     a.add_argument("--context", help="file with retrieved context (text)")
+    a.add_argument("--answer", help="file with an answer produced elsewhere (text): scored as Guard.check scores it, "
+                   "not generated; an answer that is not this model's own greedy answer goes to review")
     a.add_argument("--domain")
     a.add_argument("--policy", default=None)
     a.add_argument("--model", default=None, help=_MODEL_HELP + " (default: the policy's model)")
