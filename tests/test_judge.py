@@ -2373,3 +2373,88 @@ def test_a_figure_the_passage_states_only_about_something_else_is_held_with_its_
     assert len(redacted) == 1 and "30" not in redacted[0] and "1 figure(s) (not quoted" in redacted[0], redacted
     assert answer_holds(_KEPT, "The answer is 7 years.", _RETENTION, None) == []
     assert answer_holds(_KEPT, "I don't know; it may be 30 days.", _RETENTION, "I don't know") == []  # declines
+
+
+# --- the words that name a period ----------------------------------------------------------------------------------
+
+# The period words each reading of the number hold read before one table held them all (stop 59), copied from the
+# lists they stood in, so that deriving them from the table is pinned to change no reading: a unit after a number
+# ("$5 per wk"), an adverb after one ("$5 daily"), a rate after a year-like number ("2000 per month" is no year), a
+# rate after a named APR ("The APR is 4% monthly"), a passage's sentence naming the period ("Weekly driving ..."),
+# a word after a bare number that leaves it an amount ("25 monthly"), another language's unit after a decimal comma
+_OLD_UNIT_WORDS = {"second": "s sec secs second seconds", "minute": "min mins minute minutes", "hour": "h hr hrs hour hours",
+                   "day": "day days", "week": "wk wks week weeks", "month": "month months mo mos",
+                   "quarter": "quarter quarters", "year": "year years yr yrs annum", "trade": "trade trades",
+                   "transaction": "transaction transactions"}
+_OLD_ADVERB_PERIODS = {"daily": "day", "weekly": "week", "monthly": "month", "yearly": "year", "annually": "year",
+                       "annual": "year", "hourly": "hour", "nightly": "day"}
+_OLD_MONEY_AFTER_PERIODS = {"annual", "annually", "monthly", "weekly", "daily", "yearly", "quarterly", "nightly", "hourly"}
+_OLD_RATE_AHEAD = (r"(?![ \t\u00a0]*(?:(?:per|a|an|each|every)[ \t\u00a0]+|/[ \t\u00a0]*)(?:second|minute|hour|day|night|week|month"
+                   r"|quarter|year|annum|transaction|trade|person|item|unit|page|share)s?\b|[ \t\u00a0]+(?:daily|nightly|weekly"
+                   r"|monthly|quarterly|yearly|annually)\b)")
+_OLD_RATE_NAMED_AHEAD = r"(?!\s*(?:/|per\b|an?\s|each\b|every\b|monthly|weekly|daily|annually|yearly))"
+_OLD_PERIOD_NAMES = {
+    "second": r"seconds?|secs?", "minute": r"minutes?|mins?", "hour": r"hours?|hourly|hrs?",
+    "day": r"days?|daily|nightly|per\s+diem|overnight|t\u00e4glich|tage|tagen|tages\w*|jours?|quotidien\w*|d\u00edas?|dias?"
+           r"|diari[oa]|giorn\w+|dag|dagen|dagelijks",
+    "week": r"weeks?|weekly|wks?|woche\w*|w\u00f6chentlich|semaines?|hebdomadaire|semanas?|semanal|settiman\w+|weken"
+            r"|wekelijks",
+    "month": r"months?|monthly|mos?|p\.\s?m\.|monat\w*|mois|mensuel\w*|mes|meses|mensual\w*|mes[ei]|mensil\w*"
+             r"|m\u00eas|mensal|maand\w*",
+    "quarter": r"quarters?|quarterly|quartal\w*|trimestr\w*",
+    "year": r"years?|yearly|annual|annually|annum|p\.\s?a\.?|pa|yrs?|APR|APY|AER|EAR|jahr\w*|j\u00e4hrlich|ann\u00e9es?|annees?"
+            r"|par\s+an|l['\u2019]an"
+            r"|annuel\w*|a\u00f1os?|anual\w*|ann[oi]|annu[oa]|anos?|jaar\w*",
+    "trade": r"trades?|trading", "transaction": r"transactions?"}
+_OLD_OTHER_LANGUAGE_UNITS = set(
+    "monat monate monaten tag tage tagen woche wochen jahr jahre jahren stunde stunden minuten gramm mois jour jours "
+    "semaine semaines ans année années annee annees heure heures grammes mes meses día días dia dias semana semanas año "
+    "años hora horas gramo gramos litro litros mese mesi giorno giorni settimana settimane anno anni ore grammi".split())
+# words written near a period's, and forms its patterns read or leave, tried with the table's own
+_PERIOD_PROBES = ("night nights annums secondss hourlys per diem per  diem p.a. p.a p. a. p.m. p. m. pa apr APR apy aer "
+                  "ear par an l'an l\u2019an tageskarte tages quotidienne diario diaria giornaliero wochenende "
+                  "settimanale monatlich mensuelle mensuales mensile mesi mese maandelijks quartalsweise trimestrale "
+                  "jahrlich jahres annuelle anuales anni anno annuo annua anos jaarlijks trading semi-annually biannual "
+                  "mid-year per person item unit page share fortnight decade").split()
+
+
+def _period_words() -> list[str]:
+    from hguard.calibrate.judge import _OTHER_LANGUAGE_UNITS
+
+    words = {w for spelled in _OLD_UNIT_WORDS.values() for w in spelled.split()} | set(_OLD_ADVERB_PERIODS)
+    return sorted(words | _OLD_MONEY_AFTER_PERIODS | _OLD_OTHER_LANGUAGE_UNITS | set(_OTHER_LANGUAGE_UNITS)
+                  | set(_PERIOD_PROBES))
+
+
+def test_each_period_word_is_read_by_each_reading_as_before_the_one_table():
+    import re
+
+    from hguard.calibrate.judge import (_ADVERB_PERIODS, _MEASURE_UNITS, _MONEY_AFTER, _OTHER_LANGUAGE_UNITS,
+                                        _PERIOD_NAMES, _RATE_AHEAD, _RATE_NAMED, _RATE_PERIODS, stated_numbers)
+
+    words = _period_words()
+    old_units = {w: period for period, spelled in _OLD_UNIT_WORDS.items() for w in spelled.split()}
+    assert {w: unit for w, (unit, _, _) in _MEASURE_UNITS.items() if unit in _RATE_PERIODS} == old_units
+    assert _ADVERB_PERIODS == _OLD_ADVERB_PERIODS
+    assert set(_MONEY_AFTER.split("|")) & set(words) == {*_OLD_MONEY_AFTER_PERIODS, "min", "per", "an"}  # "min": minimum
+    assert set(_OTHER_LANGUAGE_UNITS) == _OLD_OTHER_LANGUAGE_UNITS
+    assert set(_PERIOD_NAMES) == set(_OLD_PERIOD_NAMES) == set(_RATE_PERIODS)
+    rate_ahead, old_rate_ahead = re.compile(_RATE_AHEAD), re.compile(_OLD_RATE_AHEAD)
+    old_named = {p: re.compile(r"(?i)(?<![\w-])(?:" + words + r")(?![\w-])") for p, words in _OLD_PERIOD_NAMES.items()}
+    old_named_ahead = re.compile(_OLD_RATE_NAMED_AHEAD)
+    rate_named = re.compile(_RATE_NAMED.pattern.replace(_OLD_RATE_NAMED_AHEAD, ""))  # the rate named, whatever after
+    for word in {*words, *(w.upper() for w in words), *(w.capitalize() for w in words)}:
+        for before in ("", " ", "  ", "per ", " per ", " a ", " an ", " each ", " every ", "/", " / "):
+            ahead = f"{before}{word} later"
+            assert bool(rate_ahead.match(ahead)) == bool(old_rate_ahead.match(ahead)), ahead
+        for said in (f"A fee of 5 {word}.", f"{word} fee 5", f"5-{word}", f"5 {word}s", f"({word})"):
+            for period, named in _PERIOD_NAMES.items():
+                assert bool(named.search(said)) == bool(old_named[period].search(said)), (said, period)
+        for said in (f"The APR is 4% {word}", f"APR: 4% per {word}", f"The APR is 4%{word}"):
+            m = rate_named.search(said)
+            assert m is not None and bool(_RATE_NAMED.search(said)) == bool(old_named_ahead.match(said, m.end())), said
+        per, unit = stated_numbers(f"$5 per {word}"), old_units.get(word.lower())
+        assert (unit is not None) == (per == [("5", f"dollar/{unit}")]), (word, per)
+        after = stated_numbers(f"$5 {word}")
+        adverb = _OLD_ADVERB_PERIODS.get(word.lower())
+        assert (adverb is not None) == (after == [("5", f"dollar/{adverb}")]), (word, after)
