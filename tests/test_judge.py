@@ -2429,7 +2429,7 @@ def _period_words() -> list[str]:
 def test_each_period_word_is_read_by_each_reading_as_before_the_one_table():
     import re
 
-    from hguard.calibrate.judge import (_ADVERB_PERIODS, _MEASURE_UNITS, _MONEY_AFTER, _OTHER_LANGUAGE_UNITS,
+    from hguard.calibrate.judge import (_ADVERB_PERIODS, _ANNUAL_RATE, _MEASURE_UNITS, _MONEY_AFTER, _OTHER_LANGUAGE_UNITS,
                                         _PERIOD_NAMES, _RATE_AHEAD, _RATE_NAMED, _RATE_PERIODS, stated_numbers)
 
     words = _period_words()
@@ -2441,8 +2441,8 @@ def test_each_period_word_is_read_by_each_reading_as_before_the_one_table():
     assert set(_PERIOD_NAMES) == set(_OLD_PERIOD_NAMES) == set(_RATE_PERIODS)
     rate_ahead, old_rate_ahead = re.compile(_RATE_AHEAD), re.compile(_OLD_RATE_AHEAD)
     old_named = {p: re.compile(r"(?i)(?<![\w-])(?:" + words + r")(?![\w-])") for p, words in _OLD_PERIOD_NAMES.items()}
-    old_named_ahead = re.compile(_OLD_RATE_NAMED_AHEAD)
-    rate_named = re.compile(_RATE_NAMED.pattern.replace(_OLD_RATE_NAMED_AHEAD, ""))  # the rate named, whatever after
+    old_rate_named = re.compile(r"\b" + _ANNUAL_RATE + r"(?:\s*[:=]\s*|\s+(?:is|was|of|stands at|will be)\s+)"
+                                r"(\d[\d.]*\s?%)" + _OLD_RATE_NAMED_AHEAD)
     for word in {*words, *(w.upper() for w in words), *(w.capitalize() for w in words)}:
         for before in ("", " ", "  ", "per ", " per ", " a ", " an ", " each ", " every ", "/", " / "):
             ahead = f"{before}{word} later"
@@ -2451,8 +2451,7 @@ def test_each_period_word_is_read_by_each_reading_as_before_the_one_table():
             for period, named in _PERIOD_NAMES.items():
                 assert bool(named.search(said)) == bool(old_named[period].search(said)), (said, period)
         for said in (f"The APR is 4% {word}", f"APR: 4% per {word}", f"The APR is 4%{word}"):
-            m = rate_named.search(said)
-            assert m is not None and bool(_RATE_NAMED.search(said)) == bool(old_named_ahead.match(said, m.end())), said
+            assert [m.span() for m in _RATE_NAMED.finditer(said)] == [m.span() for m in old_rate_named.finditer(said)], said
         per, unit = stated_numbers(f"$5 per {word}"), old_units.get(word.lower())
         assert (unit is not None) == (per == [("5", f"dollar/{unit}")]), (word, per)
         after = stated_numbers(f"$5 {word}")

@@ -247,6 +247,60 @@ _SCALES.update({normalize(w): scale for w, scale in list(_SCALES.items())})  # a
 _MEASURES = _CURRENCIES | _RATIOS
 
 
+@dataclass(frozen=True)
+class _PeriodWords:
+    """A period's words (or a rate's basis's: "per trade"), one row of `_PERIOD_WORDS`. ``nouns``: its English nouns,
+    singular, each read with its plural in "-s" (but "annum"); ``abbreviations``: its short forms, read as its unit
+    after a number as its nouns are ("5 hrs"); ``adverbs``: its adverbs and adjectives ("daily", "annual");
+    ``named``: further words that name it in a passage's sentence only (a pattern: finance's "p.a." and "APR", and the
+    words of German, French, Spanish, Italian, Portuguese and Dutch, "Jahresgeb\u00fchr"); ``other_units``: its unit
+    as those languages write it after a number ("6,5 Monate": a decimal comma)."""
+
+    nouns: tuple[str, ...]
+    abbreviations: tuple[str, ...] = ()
+    adverbs: tuple[str, ...] = ()
+    named: str = ""
+    other_units: tuple[str, ...] = ()
+
+    def units(self) -> tuple[str, ...]:
+        """Its spellings read as its unit after a number (`_measure_table`)."""
+        return (*self.abbreviations, *self.nouns, *(f"{n}s" for n in self.nouns if n != "annum"))
+
+
+# The words that name each period a rate is given over (and the bases a fee is given on), in one place: every
+# reading of a period is derived from its row (the unit after a number, `_MEASURE_UNITS`; the adverb after one,
+# `_ADVERB_PERIODS`; a rate after a year-like number, `_RATE_AHEAD`, or a named APR, `_RATE_NAMED`; a word after a bare
+# number leaving it an amount, `_MONEY_AFTER`; a passage's sentence naming the period, `_PERIOD_NAMES`; another
+# language's unit after a decimal comma, `_OTHER_LANGUAGE_UNITS`). Not "semi-annually" nor "biannual", which name another
+_PERIOD_WORDS = {
+    "second": _PeriodWords(("second",), ("s", "sec", "secs")),
+    "minute": _PeriodWords(("minute",), ("min", "mins"), other_units=("minuten",)),
+    "hour": _PeriodWords(("hour",), ("h", "hr", "hrs"), ("hourly",),
+                         other_units=("stunde", "stunden", "heure", "heures", "hora", "horas", "ore")),
+    "day": _PeriodWords(("day",), (), ("daily", "nightly"),
+                        r"per\s+diem|overnight|t\u00e4glich|tage|tagen|tages\w*|jours?|quotidien\w*|d\u00edas?|dias?"
+                        r"|diari[oa]|giorn\w+|dag|dagen|dagelijks",
+                        ("tag", "tage", "tagen", "jour", "jours", "d\u00eda", "d\u00edas", "dia", "dias", "giorno", "giorni")),
+    "week": _PeriodWords(("week",), ("wk", "wks"), ("weekly",),
+                         r"woche\w*|w\u00f6chentlich|semaines?|hebdomadaire|semanas?|semanal|settiman\w+|weken|wekelijks",
+                         ("woche", "wochen", "semaine", "semaines", "semana", "semanas", "settimana", "settimane")),
+    "month": _PeriodWords(("month",), ("mo", "mos"), ("monthly",),
+                          r"p\.\s?m\.|monat\w*|mois|mensuel\w*|mes|meses|mensual\w*|mes[ei]|mensil\w*|m\u00eas|mensal"
+                          r"|maand\w*",
+                          ("monat", "monate", "monaten", "mois", "mes", "meses", "mese", "mesi")),
+    "quarter": _PeriodWords(("quarter",), (), ("quarterly",), r"quartal\w*|trimestr\w*"),
+    "year": _PeriodWords(("year", "annum"), ("yr", "yrs"), ("yearly", "annually", "annual"),
+                         r"p\.\s?a\.?|pa|APR|APY|AER|EAR|jahr\w*|j\u00e4hrlich|ann\u00e9es?|annees?|par\s+an|l['\u2019]an"
+                         r"|annuel\w*|a\u00f1os?|anual\w*|ann[oi]|annu[oa]|anos?|jaar\w*",
+                         ("jahr", "jahre", "jahren", "ans", "ann\u00e9e", "ann\u00e9es", "annee", "annees", "a\u00f1o",
+                          "a\u00f1os", "anno", "anni")),
+    "trade": _PeriodWords(("trade",), named="trading"),
+    "transaction": _PeriodWords(("transaction",)),
+}
+_RATE_PERIODS = tuple(_PERIOD_WORDS)
+_PERIOD_ADVERBS = tuple(a for words in _PERIOD_WORDS.values() for a in words.adverbs)
+
+
 def _measure_table() -> dict[str, tuple[str, Decimal, str]]:
     """Units of measure read after a number: each spelling -> (unit, factor, base), so that "4 g" and "4000 mg",
     "24 hours" and "1 day" are the same amount. Read only right after a number: "h" or "g" alone is a letter."""
@@ -261,14 +315,10 @@ def _measure_table() -> dict[str, tuple[str, Decimal, str]]:
         ("cl centilitre centilitres centiliter centiliters", "cl", "ml", Decimal(10)),
         ("dl decilitre decilitres deciliter deciliters", "dl", "ml", Decimal(100)),
         ("l litre litres liter liters", "l", "ml", Decimal(1000)),
-        ("s sec secs second seconds", "second", "second", Decimal(1)),
-        ("min mins minute minutes", "minute", "second", Decimal(60)),
-        ("h hr hrs hour hours", "hour", "second", Decimal(3600)),
-        ("day days", "day", "second", Decimal(86400)),
-        ("wk wks week weeks", "week", "second", Decimal(604800)),
-        ("month months mo mos", "month", "month", Decimal(1)),
-        ("quarter quarters", "quarter", "quarter", Decimal(1)),
-        ("year years yr yrs annum", "year", "year", Decimal(1)),
+        *((" ".join(_PERIOD_WORDS[period].units()), period, base, factor) for period, base, factor in (
+            ("second", "second", Decimal(1)), ("minute", "second", Decimal(60)), ("hour", "second", Decimal(3600)),
+            ("day", "second", Decimal(86400)), ("week", "second", Decimal(604800)), ("month", "month", Decimal(1)),
+            ("quarter", "quarter", Decimal(1)), ("year", "year", Decimal(1)))),
         ("decade decades", "decade", "year", Decimal(10)),
         ("mm millimetre millimetres millimeter millimeters", "mm", "mm", Decimal(1)),
         ("cm centimetre centimetres centimeter centimeters", "cm", "mm", Decimal(10)),
@@ -282,8 +332,7 @@ def _measure_table() -> dict[str, tuple[str, Decimal, str]]:
         ("f fahrenheit", "fahrenheit", "fahrenheit", Decimal(1)),
         ("bp bps", "bp", "bp", Decimal(1)),
         # a fee's or a rate's basis, read after "per" as a period is ("0.5% per trade", "$3 per transaction")
-        ("trade trades", "trade", "trade", Decimal(1)),
-        ("transaction transactions", "transaction", "transaction", Decimal(1)),
+        *((" ".join(_PERIOD_WORDS[basis].units()), basis, basis, Decimal(1)) for basis in ("trade", "transaction")),
         ("iu unit units", "iu", "iu", Decimal(1)),  # a dose's "units" are international units
         ("mmol", "mmol", "mmol", Decimal(1)),
         ("x times", "times", "times", Decimal(1)),
@@ -303,10 +352,8 @@ _GLUED_UNIT = re.compile(r"(?i)(?<![\w.,])(\d+(?:[.,]\d+)?)(" + "|".join(sorted(
 # "per cent" in English and other languages
 _PER_CENT = re.compile(r"(?i)\b(?:per[\s-]+cent|pour\s+cent|por\s+cien(?:to)?|por\s+cento|per\s+cento|prozent|procent|procento)\b")
 # units as other languages write them, read only to tell a decimal comma ("6,5 Monate", "1,5 gramos") from a list
-_OTHER_LANGUAGE_UNITS = ("monat monate monaten tag tage tagen woche wochen jahr jahre jahren stunde stunden minuten gramm "
-                         "mois jour jours semaine semaines ans année années annee annees heure heures grammes "
-                         "mes meses día días dia dias semana semanas año años hora horas gramo gramos litro litros "
-                         "mese mesi giorno giorni settimana settimane anno anni ore grammi").split()
+_OTHER_LANGUAGE_UNITS = [*(w for words in _PERIOD_WORDS.values() for w in words.other_units),
+                         *"gramm grammes gramo gramos grammi litro litros".split()]
 # a decimal comma: "2,5 mg", "3,5 Prozent", "0,125 mg" ("1,250" stays one thousand two hundred and fifty) and
 # "1.000,50" (1000.50); a sentence's period or a comma may follow ("€ 1.200,50." is 1200.50, not 1.2 and 50).
 # One or two digits after the comma are a decimal only before a unit, a scale, a currency or a percent, in English or
@@ -612,8 +659,10 @@ _PER_ANNUM = re.compile(r"(?i)(?:(?<=[\d%])|(?<=percent))\s*p\.\s?a\b\.?|(?<=%)\
                         + _ANNUAL_RATE + r"\s*\)|(?-i:pa|apr)\b\.?)")
 _PER_MONTH = re.compile(r"(?i)(?:(?<=%)|(?<=percent))\s*p\.\s?m\b\.?")
 # "The APR is 4%", "APR: 19.9%" (unless a period is written after the rate)
+# (not "quarterly", "nightly", "hourly" nor "annual" after it, which the first list of its periods left out)
 _RATE_NAMED = re.compile(r"\b" + _ANNUAL_RATE + r"(?:\s*[:=]\s*|\s+(?:is|was|of|stands at|will be)\s+)(\d[\d.]*\s?%)"
-                         r"(?!\s*(?:/|per\b|an?\s|each\b|every\b|monthly|weekly|daily|annually|yearly))")
+                         r"(?!\s*(?:/|per\b|an?\s|each\b|every\b|" + "|".join(
+                             a for a in _PERIOD_ADVERBS if a not in ("quarterly", "nightly", "hourly", "annual")) + "))")
 # number words the passage may use: "a week", "a dozen", ordinals ("the third business day", "twenty-fifth")
 # "within a week", "the notice period is a month" (not "once a day", "one tablet a day": a rate, no amount)
 _A_AMOUNT = re.compile(r"(?i)(?:(?<=\bwithin )|(?<=\bfor )|(?<=\bafter )|(?<=\bin )|(?<=\bover )|(?<=\bis )|(?<=\bof )"
@@ -640,8 +689,8 @@ _RATE_AFTER = (r"(?i)((?<![\w.,])\d[\d.,]*[kmx]?|%|\b(?:" + "|".join(sorted(
 # (not "12.9% a year earlier", "5 days a week ago": a time, not a rate)
 _A_PERIOD = re.compile(_RATE_AFTER + r"(?:a|an|each|every)\s+(day|week|month|year|hour)\b"
                        r"(?!\s+(?:earlier|ago|later|before|after|old|from|since|prior)\b)")
-_ADVERB_PERIODS = {"daily": "day", "weekly": "week", "monthly": "month", "yearly": "year", "annually": "year",
-                   "annual": "year", "hourly": "hour", "nightly": "day"}
+# (not "quarterly", which the first list of them left out: "$50 quarterly" reads as $50)
+_ADVERB_PERIODS = {a: period for period, words in _PERIOD_WORDS.items() for a in words.adverbs if a != "quarterly"}
 _ADVERB_PERIOD = re.compile(_RATE_AFTER + r"(" + "|".join(_ADVERB_PERIODS) + r")\b")
 
 
@@ -683,9 +732,10 @@ _REFERENCE_DASH = re.compile(r"[ \t\u00a0]*[-\u2013][ \t\u00a0]*")
 # a year: four digits from 1900 to 2099, no thousands separator ("2,025" is an amount), no unit, currency, scale or
 # percent after it nor a currency before it ("$2025", "USD 2025"), no part of a date or a range in digits ("2025-03-04")
 # ... nor a rate's amount ("limited to 2000 per day", "2000 a month", "1950/year", "2000 daily")
-_RATE_AHEAD = (r"(?![ \t\u00a0]*(?:(?:per|a|an|each|every)[ \t\u00a0]+|/[ \t\u00a0]*)(?:second|minute|hour|day|night|week|month"
-               r"|quarter|year|annum|transaction|trade|person|item|unit|page|share)s?\b|[ \t\u00a0]+(?:daily|nightly|weekly"
-               r"|monthly|quarterly|yearly|annually)\b)")
+# (its nouns only, not "per yr" nor "2000 hourly" or "2000 annual", which the first list left out; "per night" too)
+_RATE_AHEAD = (r"(?![ \t\u00a0]*(?:(?:per|a|an|each|every)[ \t\u00a0]+|/[ \t\u00a0]*)(?:" + "|".join(
+    (*(n for words in _PERIOD_WORDS.values() for n in words.nouns), "night", "person", "item", "unit", "page", "share"))
+               + r")s?\b|[ \t\u00a0]+(?:" + "|".join(a for a in _PERIOD_ADVERBS if a not in ("hourly", "annual")) + r")\b)")
 _YEAR_LIKE = re.compile(r"(?i)(?<![" + _MINUS_SIGNS + r"\w.,/:'\u2019\u00a7#])(?:19|20)\d\d(?![\w%\u2030]|[" + _MINUS_SIGNS
                         + r".,/:]\d)(?![ \t\u00a0]*" + _LABEL_WORD + r"[a-z]\b)" + _NO_UNIT_AHEAD + _RATE_AHEAD)
 _CURRENCY_BEFORE = re.compile(r"(?:[" + re.escape(_CURRENCY_SIGNS) + r"]|\b(?i:" + "|".join(_CURRENCY_CODES) + r"))[ \t\u00a0]?$")
@@ -859,7 +909,6 @@ def _numbers_of(toks: list[str]) -> list[tuple[str, str | None]]:
     return out
 
 
-_RATE_PERIODS = ("second", "minute", "hour", "day", "week", "month", "quarter", "year", "trade", "transaction")
 _PER_TIME = re.compile(r"(?:/(?:" + "|".join(_RATE_PERIODS) + r"))+$")  # a rate's periods (or its basis: "per trade")
 # words that may stand between a number and its unit: "10 business days" are days
 _QUALIFIERS = frozenset({"business", "working", "calendar", "school", "banking", "consecutive", "full", "clear"})
@@ -1521,7 +1570,7 @@ _MONEY_AFTER = ("and|or|in|at|on|of|for|from|to|by|as|was|were|is|are|be|been|vs
                 "minimum|if|unless|when|until|before|after|including|inclusive|incl|excluding|exclusive|excl|apiece|then|"
                 "but|so|which|that|it|this|cash|back|off|outright|tax|taxes|vat|gst|hst|now|instead|respectively|will|"
                 "would|can|may|must|shall|should|could|has|have|had|does|do|did|not|also|once|overall|altogether|"
-                "combined|annual|annually|monthly|weekly|daily|yearly|quarterly|nightly|hourly|where|while|via|into|"
+                "combined|" + "|".join(_PERIOD_ADVERBS) + "|where|while|via|into|"
                 "under|over|above|below|within|without|between|about|around|approximately|due|payable|owed|paid|"
                 "charged|billed|refundable|deductible|fees?|charges?|surcharges?|deposits?|payments?|refunds?|credits?|"
                 "bonus(?:es)?|penalt(?:y|ies)|fines?|discounts?|rebates?|premiums?|prices?|costs?|rents?|balances?|"
@@ -1728,21 +1777,11 @@ _ENGLISH_ONLY = frozenset("the and are were be been has have had does did can ma
 
 
 # the words that name a rate's period or basis in a passage's sentence (`_periods_named`): "monthly", "a 12-month
-# term", "per annum", "p.a.", "APR", and the day, week, month and year of German, French, Spanish, Italian, Portuguese
-# and Dutch ("3,5 Prozent pro Jahr", "Jahresgebühr"); not "semi-annually" nor "biannual", which name another
-_PERIOD_NAMES = {period: re.compile(r"(?i)(?<![\w-])(?:" + words + r")(?![\w-])") for period, words in {
-    "second": r"seconds?|secs?", "minute": r"minutes?|mins?", "hour": r"hours?|hourly|hrs?",
-    "day": r"days?|daily|nightly|per\s+diem|overnight|t\u00e4glich|tage|tagen|tages\w*|jours?|quotidien\w*|d\u00edas?|dias?"
-           r"|diari[oa]|giorn\w+|dag|dagen|dagelijks",
-    "week": r"weeks?|weekly|wks?|woche\w*|w\u00f6chentlich|semaines?|hebdomadaire|semanas?|semanal|settiman\w+|weken"
-            r"|wekelijks",
-    "month": r"months?|monthly|mos?|p\.\s?m\.|monat\w*|mois|mensuel\w*|mes|meses|mensual\w*|mes[ei]|mensil\w*"
-             r"|m\u00eas|mensal|maand\w*",
-    "quarter": r"quarters?|quarterly|quartal\w*|trimestr\w*",
-    "year": r"years?|yearly|annual|annually|annum|p\.\s?a\.?|pa|yrs?|APR|APY|AER|EAR|jahr\w*|j\u00e4hrlich|ann\u00e9es?|annees?"
-            r"|par\s+an|l['\u2019]an"
-            r"|annuel\w*|a\u00f1os?|anual\w*|ann[oi]|annu[oa]|anos?|jaar\w*",
-    "trade": r"trades?|trading", "transaction": r"transactions?"}.items()}
+# term", "per annum", "p.a.", "APR", "3,5 Prozent pro Jahr", "Jahresgebühr" (`_PERIOD_WORDS`; a letter alone, "5 h",
+# names none)
+_PERIOD_NAMES = {period: re.compile(r"(?i)(?<![\w-])(?:" + "|".join(
+    (*(re.escape(w) for w in (*words.units(), *words.adverbs) if len(w) > 1), *filter(None, [words.named])))
+    + r")(?![\w-])") for period, words in _PERIOD_WORDS.items()}
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?;])\s+(?=\S)")
 
 
