@@ -271,7 +271,7 @@ class _PeriodWords:
 # reading of a period is derived from its row (the unit after a number, `_MEASURE_UNITS`; the adverb after one,
 # `_ADVERB_PERIODS`; a rate after a year-like number, `_RATE_AHEAD`, or a named APR, `_RATE_NAMED`; a word after a bare
 # number leaving it an amount, `_MONEY_AFTER`; a passage's sentence naming the period, `_PERIOD_NAMES`; another
-# language's unit after a decimal comma, `_OTHER_LANGUAGE_UNITS`). Not "semi-annually" nor "biannual", which name another
+# language's unit after a decimal comma, `_OTHER_LANGUAGE_UNITS`). Not "semi-annually" nor "biannual", which name another period
 _PERIOD_WORDS = {
     "second": _PeriodWords(("second",), ("s", "sec", "secs")),
     "minute": _PeriodWords(("minute",), ("min", "mins"), other_units=("minuten",)),
@@ -1556,18 +1556,21 @@ _LABEL_UNIT = re.compile(r"\(([^()\d\n]{1,30})\)")
 # a row written without "|" or tabs ("Headcount (people) 500", "Stores (count)    12"): its label is its text before its
 # first number
 _PLAIN_ROW_LABEL = re.compile(r"[ \t]*([^\d|\t\n]+?)[ \t]*(?=[-\u2212(]?[$\u20ac\u00a3\u00a5]?\d)")
+# a bare number ("45", "1,250", "2.5"), and the words after one that leave it no count of a noun ("45 per card", "18 of
+# the 20"): read alike by `_COUNTED` and `_COUNT_OF` (which passes over more words: `_MONEY_AFTER`)
+_BARE_NUMBER = r"(?<![\w.,])\d[\d,]*(?:\.\d+)?"
+_NOT_COUNTING = ("and|or|in|at|on|of|for|from|to|by|as|was|were|is|are|vs|versus|compared|against|with|than|the|a|an|per|"
+                 "each")
 # in a block's prose (a line that is no table row), a sentence whose bare number counts the word after it ("The firm
 # had 45 staff."): a count of its own, not an amount at the declared scale
-_COUNTED = re.compile(r"(?i)(?<![\w.,])\d[\d,]*(?:\.\d+)?[ \t]+(?!(?:and|or|in|at|on|of|for|from|to|by|as|was|were|is|"
-                      r"are|vs|versus|compared|against|with|than|the|a|an|per|each)\b)[a-z][a-z-]+")
+_COUNTED = re.compile(r"(?i)" + _BARE_NUMBER + r"[ \t]+(?!(?:" + _NOT_COUNTING + r")\b)[a-z][a-z-]+")
 _PROSE_SENTENCE = re.compile(r"[^.!?;\n]*(?:[.!?;](?!\d)|$)", re.MULTILINE)
 # a bare number of a passage that counts the noun after it ("The bank has 18 branches.", "1.5 million customers"):
 # a count, no amount of money (`_counted_only`). The word after it is what it counts unless it is a word an amount
 # written without its currency is followed by ("a 25 fee", "25 plus interest", "25 upfront", "25 per card") or one
 # `stated_numbers` reads as its unit or scale
-_MONEY_AFTER = ("and|or|in|at|on|of|for|from|to|by|as|was|were|is|are|be|been|vs|versus|compared|against|with|than|the|a|"
-                "an|per|each|every|plus|minus|less|only|up|down|upfront|flat|net|gross|total|extra|more|max|maximum|min|"
-                "minimum|if|unless|when|until|before|after|including|inclusive|incl|excluding|exclusive|excl|apiece|then|"
+_MONEY_AFTER = (_NOT_COUNTING + "|be|been|every|plus|minus|less|only|up|down|upfront|flat|net|gross|total|extra|more|"
+                "max|maximum|min|minimum|if|unless|when|until|before|after|including|inclusive|incl|excluding|exclusive|excl|apiece|then|"
                 "but|so|which|that|it|this|cash|back|off|outright|tax|taxes|vat|gst|hst|now|instead|respectively|will|"
                 "would|can|may|must|shall|should|could|has|have|had|does|do|did|not|also|once|overall|altogether|"
                 "combined|" + "|".join(_PERIOD_ADVERBS) + "|where|while|via|into|"
@@ -1577,7 +1580,7 @@ _MONEY_AFTER = ("and|or|in|at|on|of|for|from|to|by|as|was|were|is|are|be|been|vs
                 "allowances?|stipends?|salar(?:y|ies)|wages?|budgets?|limits?|caps?|rewards?|cashback|vouchers?|tips?|"
                 "tolls?|fares?|dues|payouts?|reimbursements?|grants?|loans?|advances?|install?ments?|co-?pays?|"
                 "deductibles?|excess|bucks|quid|grand|cents?|pence|pennies")
-_COUNT_OF = re.compile(r"(?i)(?<![\w.,])\d[\d,]*(?:\.\d+)?(?:[ \t]+(?:thousand|million|billion|trillion))?[ \t]+(?!(?:"
+_COUNT_OF = re.compile(r"(?i)" + _BARE_NUMBER + r"(?:[ \t]+(?:thousand|million|billion|trillion))?[ \t]+(?!(?:"
                        + _MONEY_AFTER + "|" + _SCALE_NAME + r")(?![\w-]))[a-z][a-z-]+")
 
 
