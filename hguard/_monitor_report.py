@@ -43,6 +43,10 @@ _NOTICES = (
      "not text: a redacting log, and no copy was kept beside the queue; or they are in an archive of the rotated log, "
      "which a guard start does not read; e.g. {eg}): no guard start puts them back; "
      "review them from the application's own copy"),
+    ("given_answer_decisions_left_out", "domains",
+     "{n} decision(s) on answers given to Guard.check (answer_source \"given\": scored, not served by the guard; e.g. "
+     "{eg}) were left out of every estimate, tally and drift test: they are no live traffic (those held for review "
+     "are still in the review queue)"),
     ("other_model_decisions_left_out", "models",
      "{n} decision(s) made by another model than their domain's calibration were left out (e.g. {eg}): a model given "
      "with --model or model= is not the one the guarantee is about; monitor each model under its own policy"),

@@ -322,6 +322,15 @@ def made_by_another_model(record: Mapping[str, Any], calibrated: Mapping[str, se
     return bool(models) and None not in models and made_by is not None and made_by not in models
 
 
+def given_answer(record: Mapping[str, Any]) -> bool:
+    """Whether a decision scored an answer given to :meth:`hguard.guard.Guard.check` (``answer_source: "given"``: an
+    answer kept in a log, or served elsewhere) rather than one the guard generated and served: no user was served it by
+    this guard, and its risk is calibrated only where it is the model's own answer, so it is no live evidence. The
+    monitor leaves it out of every live figure (spot-check estimate, review-routed verdicts, drift windows, routes and
+    accepted per day); it is still queued for review, and its queue item checked, as any decision's."""
+    return record.get("answer_source") == "given"
+
+
 def _probe_meta(policy, problems: dict[str, str] | None = None) -> dict[str, list[Any]]:
     """Each domain's calibrations (closed-book, RAG or both: probe_id, calibration scores) in the policy's
     probe folders, read as the guard reads them; files that cannot be read are left out (the guard
@@ -471,7 +480,10 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
     # what the foreign decisions promised (review items, spot-checks) is not this policy's to report either
     # (an adapter's query or llm_call record may name several decisions, as a list)
     records = [r for r in records if r.get("id") not in foreign and not linked_decisions(r) & foreign]
-    by_id = {r["id"]: r for r in decisions}
+    by_id = {r["id"]: r for r in decisions}  # every decision: the queue's items (a given answer held too) are checked
+    # the decisions whose answers users were served by this guard: every live figure below reads these alone
+    given = Counter(str(r.get("domain")) for r in decisions if given_answer(r))
+    served = [r for r in decisions if not given_answer(r)]
     items = (queue.decided() + queue.pending(limit=None)) if queue is not None else []  # with the verdicts given since
     # decided items moved to an archive file (`hguard review archive`): their verdicts count as the chain holds them, as
     # every verdict does; the queue keeps their ids, so they are neither missing from it nor uncommitted verdicts
@@ -550,6 +562,8 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
                                                        # a keyed log read without its key: its MACs went unchecked
                                                        "macs_checked": ver.key_id is not None, "n_macs": ver.n_macs},
         "foreign_decisions_left_out": len(foreign), "dry_run": not act, "domains": {},
+        "given_answer_decisions_left_out": {"n": sum(given.values()),
+                                            "domains": [f"{n} in {d!r}" for d, n in given.most_common(5)]},
         "other_model_decisions_left_out": {"n": sum(other_models.values()), "models": dict(other_models.most_common(5))},
         "verdicts_not_in_chain": {"n": len(unrecorded), "items": [it.id for it in unrecorded[:5]],
                                   "to_put_on_record": to_decide_again[:5],
@@ -561,7 +575,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         "queue_items_differing_from_log": {"n": len(differing), "items": differing[:5],
                                            "restored_by_a_guard_start": [i for i in differing if i not in unrestorable][:5],
                                            "not_restored": not_restored[:5]},
-        "outside_domains": _outside(decisions, verdict_of, policy),
+        "outside_domains": _outside(served, verdict_of, policy),
         "tightenings_carried_from_state_file": carried,
     }  # fmt: skip
     for name, dp in policy.domains.items():
@@ -605,7 +619,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
         # evidence counts from the latest lift on (a person's lift starts a fresh record), also once the domain is
         # tightened again on it: the verdicts the lift set aside do not come back with the new tightening
         since = lifts.get(name)
-        dom = [r for r in decisions if r.get("domain") == name]
+        dom = [r for r in served if r.get("domain") == name]
         # after it in the chain, not by the clock: answers stamped before the lift by a clock set back after it
         # (a VM restored, an NTP step) were left out, and the hallucinations among them never counted
         after_seq = lift_seqs.get(name)
@@ -685,7 +699,7 @@ def run_monitor(policy, *, audit_path=None, queue_path=None, act: bool = True, n
             "kept_despite_recalibration": kept,
             "target": dp.target_hallucination_rate, "confidence": dp.confidence,
             "hand_set_accept_below": dp.accept_below,  # the policy's own number, certified by no calibration
-            "decisions": dict(routes), "n_decisions": len(dom),
+            "decisions": dict(routes), "n_decisions": len(dom), "given_answer_decisions_left_out": given.get(name, 0),
             "spot_checks": {"selected": len(spot_ids), "reviewed": n, "hallucinated": k,
                             "pending": pending, "rate": k / n if n else None,
                             "upper_bound": ucb, "lower_bound": lcb, "breach_rule": dp.breach_rule,

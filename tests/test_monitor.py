@@ -2457,3 +2457,44 @@ def test_a_forged_spot_check_s_u_or_rate_is_a_mismatch_not_a_crash(u, rate):
     # choosing (a review)
     records[0]["spot_check_rate"] = "abc"
     assert any("records spot_check_rate 'abc', no rate" in m for m in check_selection(policy, records)["alpha"]["mismatches"])
+
+
+def test_decisions_on_given_answers_are_left_out_of_every_live_figure(tmp_path):
+    """A review: Guard.check decisions (answer_source "given": answers kept in a log and scored again, never served by
+    the guard) were read as live traffic: 20 of them filled the domain's first drift window (the reference), their
+    accepted spot-checks and review-routed verdicts counted in the estimate. They are left out of every figure, said
+    with their count; a given answer held for review is still queued (its item is no foreign one)."""
+    from hguard.monitor import SPOT, spot_check_decision
+
+    policy = _pol(tmp_path, drift_window=20, spot_check_rate=1.0)
+    log = AuditLog(policy.audit.path)
+    queue = ReviewQueue(policy.review.queue, audit=log)
+    rng = random.Random(0)
+
+    def decide(i, route, ood, verdict, **given):
+        rec = log.append({"request_id": f"r{i}", "policy_id": policy_id(policy), "domain": "geo", "route": route,
+                          "risk": 0.1, "signals": {"ood_distance": ood}, "question": "q", "answer": "a", **given},
+                         kind="decision")
+        spot = spot_check_decision(policy, "geo", rec.id, 10**9) if route == "accept" else None
+        if spot:
+            log.append(spot, kind=SPOT)
+        queue.enqueue({"audit_id": rec.id, "question": "q", "answer": "a", "domain": "geo", "spot_check": bool(spot),
+                       "signals": {"ood_distance": ood}})
+        queue.decide(rec.id, verdict=verdict, reviewer="tester")
+
+    given = {"answer_source": "given", "given_answer": {"tokens": 1, "own_tokens": 1, "ends_as_own": True}}
+    for i in range(20):  # an evaluation over stored answers first: far from the domain, all wrong
+        decide(i, "accept" if i % 2 else "review", 5.0 + rng.random(), "hallucinated", **given)
+    for i in range(20, 60):  # then the live traffic, one distribution, all right
+        decide(i, "accept", 0.5 + rng.random(), "correct")
+    rep = run_monitor(policy, act=False)
+    e = rep["domains"]["geo"]
+    assert e["drift"]["ood_distance"]["drift"] is False and e["drift"]["ood_distance"]["n_reference"] == 20, e["drift"]
+    assert (e["spot_checks"]["selected"], e["spot_checks"]["reviewed"], e["spot_checks"]["hallucinated"]) == (40, 40, 0)
+    assert e["review_routed"]["reviewed"] == 0 and e["n_decisions"] == 40 and e["decisions"] == {"accept": 40}
+    assert e["given_answer_decisions_left_out"] == 20 and not e["breach"]
+    assert rep["given_answer_decisions_left_out"] == {"n": 20, "domains": ["20 in 'geo'"]}
+    assert "20 decision(s) on answers given to Guard.check" in summary(rep)
+    assert rep["review_decisions_not_in_queue"]["n"] == 0  # the given ones held for review are queued and known
+    run_monitor(policy)  # acting on it: nothing tightened
+    assert not [r for r in AuditLog(policy.audit.path) if r["kind"] == "monitor_tighten"]
