@@ -553,7 +553,8 @@ class _Scoring:
         decision record is written, before the rest of its recording (spot-check, review queue), which may raise."""
         problems: list[str] = list(given)
         if "given_answer" in g.extra:  # scored, not generated (Guard.check): calibrated only if it is the model's own
-            mine = given_answer_problem(g.extra["given_answer"])
+            mine = given_answer_problem(g.extra["given_answer"], g.text, g.extra.get("given_answer_decoded"),
+                                        redact=self._redacting)
             if mine is not None:
                 problems.append(mine)
         for where in g.extra.get("control_tokens") or ():  # typed turn markers: the turns scored are not the ones sent
@@ -686,16 +687,25 @@ class _Scoring:
         return result
 
 
-def given_answer_problem(given: Any) -> str | None:
+def given_answer_problem(given: Any, answer: str | None = None, decoded: str | None = None, *,
+                         redact: bool = False) -> str | None:
     """Why a given answer's risk is not calibrated (:meth:`hguard.guard.Guard.check`), else None: the probes were
     calibrated on the model's own greedy answers, so one with a token that is not the model's greedy choice at its
-    position, or that the model would not end there, is no answer this model gives. A reading that is missing or not
-    counts holds it too (fail closed)."""
+    position, or that the model would not end there, is no answer this model gives; and tokens that do not decode back
+    to the text given (``answer``; ``decoded``: what they decode to) were scored for other text than the one shown and
+    recorded (a redacting log's reason quotes neither). A reading that is missing or not counts holds it too (fail
+    closed)."""
     counts = given if isinstance(given, Mapping) else {}
     n, own, ends = counts.get("tokens"), counts.get("own_tokens"), counts.get("ends_as_own")
     if not isinstance(n, int) or not isinstance(own, int) or not 0 <= own <= n:
         return (f"the given answer's tokens could not be compared with the model's own greedy choices ({given!r:.80}): "
                 "its risk is not calibrated")
+    if counts.get("decodes_as_given") is not True:
+        said = ("" if answer is None or decoded is None else " (not quoted: a redacting log)" if redact
+                else f" ({shown(answer, 80)} read as {shown(decoded, 80)})")
+        return (f"the given answer's tokens do not decode back to its text{said}: the tokenizer does not write it as "
+                "given (a word it does not know, read as <unk>, or text it normalises), so what was scored is other text "
+                "than the one shown and recorded; pass the answer as the model writes it")
     if own < n:
         return (f"the given answer is not this model's own ({n - own} of {n} tokens differ from its greedy choice): "
                 "its risk is not calibrated (the probes were calibrated on the model's own greedy answers)")

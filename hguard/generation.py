@@ -719,7 +719,9 @@ class Generator:
         confidence and the CETT are read on them exactly as on an answer the model generated; each Generation's
         ``extra["given_answer"]`` says how many of its tokens are the model's own greedy choice (``own_tokens`` of
         ``tokens``) and whether the model would end the answer there (``ends_as_own``; None when the token limit came
-        first). Its ``text`` is the answer as given.
+        first), and whether its tokens decode back to the text given, as the generator turns its own into text
+        (``decodes_as_given``; where not, ``extra["given_answer_decoded"]`` is what they read). Its ``text`` is the
+        answer as given.
         """
         forced = None
         if answers is not None:
@@ -753,8 +755,14 @@ class Generator:
             forced=forced,
         )
         for i, (g, h, sp) in enumerate(zip(out, hists, syss)):
-            if answers is not None:  # what was scored is the answer as given
+            if answers is not None and forced is not None:  # what was scored is the answer as given
                 g.text = answers[i]
+                # ... and what its tokens say, turned into text as the generator turns its own (an unknown word read
+                # as <unk>, a tokenizer that normalises: the tokens scored are of other text than the one recorded)
+                said = self.lm.tokenizer.decode(forced[i], skip_special_tokens=True).strip()
+                g.extra["given_answer"]["decodes_as_given"] = said == answers[i]
+                if said != answers[i]:
+                    g.extra["given_answer_decoded"] = said
             control = self.control_in(g.question, g.context, h, sp)
             if control:
                 g.extra["control_tokens"] = control

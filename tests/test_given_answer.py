@@ -49,7 +49,8 @@ def test_a_forced_answer_is_read_as_the_same_generated_answer_is(arch, seed, pla
         assert c.confidence == pytest.approx(g.confidence, rel=1e-5, abs=1e-6)
         n = len(g.token_ids)
         # every token is the model's own; one that ended is ended where the model ends it; a cut one's end is unseen
-        assert c.extra["given_answer"] == {"tokens": n, "own_tokens": n, "ends_as_own": True if g.finished else None}
+        assert c.extra["given_answer"] == {"tokens": n, "own_tokens": n, "ends_as_own": True if g.finished else None,
+                                           "decodes_as_given": True}
         assert "given_answer" not in g.extra
 
 
@@ -71,7 +72,8 @@ def test_check_of_the_answer_invoke_gave_decides_as_invoke_did_and_the_record_sa
         assert "answer_source" not in generated and "given_answer" not in generated
         n = len(guard.lm.tokenizer(r.answer, add_special_tokens=False)["input_ids"])
         assert given["answer_source"] == "given" and given["answer"] == r.answer
-        assert given["given_answer"] == {"tokens": n, "own_tokens": n, "ends_as_own": None}  # cut at 4 tokens
+        assert given["given_answer"] == {"tokens": n, "own_tokens": n, "ends_as_own": None,  # cut at 4 tokens
+                                         "decodes_as_given": True}
     batched = guard.check_batch(QUESTIONS[:2], [guard.invoke(q, domain="alpha").answer for q in QUESTIONS[:2]],
                                 domains=["alpha", "alpha"])
     singles = [guard.invoke(q, domain="alpha") for q in QUESTIONS[:2]]
@@ -114,10 +116,14 @@ def test_an_answer_that_is_not_the_models_own_goes_to_review_even_where_its_risk
 def test_a_given_answer_whose_comparison_is_missing_is_held():
     from hguard._guard_scoring import given_answer_problem
 
-    assert given_answer_problem({"tokens": 3, "own_tokens": 3, "ends_as_own": True}) is None
-    assert given_answer_problem({"tokens": 3, "own_tokens": 3, "ends_as_own": None}) is None
+    own = {"tokens": 3, "own_tokens": 3, "decodes_as_given": True}
+    assert given_answer_problem({**own, "ends_as_own": True}) is None
+    assert given_answer_problem({**own, "ends_as_own": None}) is None
     for broken in (None, {}, {"tokens": 3, "own_tokens": None}, {"tokens": 3, "own_tokens": 4}):
         assert "could not be compared" in given_answer_problem(broken)
+    for unsure in (None, False, "yes"):  # whether its tokens decode back to its text: unknown or not, it is held
+        assert "do not decode back to its text" in given_answer_problem({**own, "ends_as_own": True,
+                                                                          "decodes_as_given": unsure})
 
 
 @pytest.mark.parametrize("call, words", [
@@ -176,3 +182,22 @@ def test_a_given_answer_to_a_model_without_an_end_of_sequence_token_is_refused()
     gen.eos_token_ids = []  # a model naming none: nothing would end the answer where it ends
     with pytest.raises(UsageError, match="names no end-of-sequence token .* set model.generation_config.eos_token_id"):
         gen.generate(["who ?"], answers=["paris"])
+
+
+def test_an_answer_whose_tokens_do_not_decode_back_to_its_text_goes_to_review_naming_both(tiny_calibrated, tmp_path):
+    """A review: where the model's greedy token is <unk>, any unknown word there was counted as the model's own, so
+    'at this sydney three' was accepted (4 of 4 tokens own) and recorded, though what was scored reads 'at this
+    three'. The tokens are decoded as the generator turns its own into text and compared with the text given: one
+    that differs goes to review, the reason naming both (never accepted, whatever its risk)."""
+    lm, root = tiny_calibrated
+    guard = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0), lm=lm)
+    tok = lm.tokenizer
+    qs = ["where is the city of gold ?", "where is the river of gold ?", "where is the book of rome ?"]
+    g = next(g for g in guard.generator.generate(qs) if tok.unk_token_id in g.token_ids)
+    answer = " ".join("sydney" if t == tok.unk_token_id else tok.convert_ids_to_tokens(t) for t in g.token_ids)
+    assert guard.invoke(g.question, domain="alpha").answer == g.text != answer  # the <unk> is not shown
+    r = guard.check(g.question, answer, domain="alpha")
+    assert r.route == "review" and r.answer == answer
+    assert any(f"do not decode back to its text ({answer!r} read as {g.text!r})" in x for x in r.reasons), r.reasons
+    rec = AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)
+    assert rec["answer"] == answer and rec["given_answer"]["decodes_as_given"] is False and rec["route"] == "review"
