@@ -27,6 +27,16 @@ def cut_at_stop(text: str, stop: Sequence[str] | None) -> tuple[str, str | None]
     return text[:at], s
 
 
+def stop_starts_at_end(said: str, then: str, stop: Sequence[str]) -> bool:
+    """Whether a stop sequence ends an answer right where it ends: ``said`` is the answer's text, ``then`` that text
+    with the model's next token, and the first stop ``then`` holds starts at the answer's end (after whitespace at
+    most). One that starts inside the answer ("Paris. Question" then ":", the stop "Question:") ends a shorter answer
+    ("Paris."); one after other text the next token carries (".\n" after "Paris") ends a longer one."""
+    before, hit = cut_at_stop(then, stop)
+    return (hit is not None and then.startswith(said) and len(before) >= len(said)
+            and not before[len(said):].strip())
+
+
 def without_cut_character(text: str, finished: bool) -> str:
     """An answer cut off by the token limit can end inside a character whose bytes span several tokens
     (a Japanese or emoji character in a byte-level vocabulary); its decoded remains are U+FFFD replacement

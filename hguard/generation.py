@@ -26,6 +26,7 @@ from ._decoding import (
     _check_stop,
     confidence_from,
     cut_at_stop,
+    stop_starts_at_end,
     without_cut_character,
 )
 from .errors import InputError, UsageError
@@ -666,7 +667,7 @@ class Generator:
             raise UsageError(f"{self.lm.name} names no end-of-sequence token (generation_config or tokenizer), so a given "
                              "answer cannot be ended where it ends; set model.generation_config.eos_token_id to score one")
         tok = self.lm.tokenizer
-        ids = list(tok(answer, add_special_tokens=False)["input_ids"])
+        ids = self._as_written(answer)
         controls = (set(tok.all_special_ids) - {tok.unk_token_id}) | set(self.eos_token_ids)  # an unknown word is text
         control = next((t for t in ids if t in controls), None)
         if control is not None:
@@ -683,6 +684,20 @@ class Generator:
                              "is refused, not cut); score an answer of at most that length, or raise [generation] "
                              "max_new_tokens in the policy and recalibrate")
         return ids
+
+    def _as_written(self, answer: str) -> list[int]:
+        """``answer``'s tokens as the model writes them where its answer starts: in a chat template's assistant turn,
+        the text's own; in the plain frame of a model without one, after the frame's "Answer:", where the model writes
+        its answer's first word with the space before it (" Paris", whose token differs from "Paris"'s, and which the
+        answer's text, stripped, does not show): the text tokenised as that frame's continuation."""
+        tok = self.lm.tokenizer
+        if self.lm.has_chat_template:
+            return list(tok(answer, add_special_tokens=False)["input_ids"])
+        frame = list(tok(PLAIN_ANSWER, add_special_tokens=False)["input_ids"])
+        whole = list(tok(PLAIN_ANSWER + " " + answer, add_special_tokens=False)["input_ids"])
+        if whole[:len(frame)] == frame:  # the frame's tokens are the same with the answer after them
+            return whole[len(frame):]
+        return list(tok(" " + answer, add_special_tokens=False)["input_ids"])
 
     def generate(
         self,
@@ -887,9 +902,11 @@ class Generator:
             given = None
             if forcer is not None:  # how much of the given answer is what this model says there
                 end = forcer.end_choice(i)
-                given = {"tokens": len(forcer.answers[i]), "own_tokens": forcer.own_tokens(i), "ends_as_own": None
-                         if end is None else end in self.eos_token_ids or (stop is not None and cut_at_stop(
-                             tok.decode([*forcer.answers[i], end], skip_special_tokens=True), stop)[1] is not None)}
+                mine = forcer.answers[i]
+                given = {"tokens": len(mine), "own_tokens": forcer.own_tokens(i), "ends_as_own": None
+                         if end is None else end in self.eos_token_ids or (stop is not None and stop_starts_at_end(
+                             tok.decode(mine, skip_special_tokens=True),
+                             tok.decode([*mine, end], skip_special_tokens=True), stop))}
             results.append(
                 Generation(
                     question=questions[i],

@@ -201,3 +201,82 @@ def test_an_answer_whose_tokens_do_not_decode_back_to_its_text_goes_to_review_na
     assert any(f"do not decode back to its text ({answer!r} read as {g.text!r})" in x for x in r.reasons), r.reasons
     rec = AuditLog(tmp_path / "audit.jsonl").find(r.audit_id)
     assert rec["answer"] == answer and rec["given_answer"]["decodes_as_given"] is False and rec["route"] == "review"
+
+
+def _plain_byte_level_model(seed: int = 0):
+    """A tiny random llama without a chat template (a base model's plain frame) whose tokenizer writes a word's leading
+    space into its token, as byte-level BPE vocabularies do: " paris" is 'Ġparis', another token than 'paris'."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    from hguard.models import _finish
+    from hguard.testing import SPECIAL, _WORDS, tiny_config
+
+    words = [*_WORDS, "Question", "Answer", ".", ":", "?"]
+    vocab = {t: i for i, t in enumerate(dict.fromkeys([*SPECIAL, "Ċ", *words, *("Ġ" + w for w in words)]))}
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>", eos_token="<|im_end|>",
+                                  bos_token="<|im_start|>")
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(tiny_config("llama", len(tok)))
+    model.generation_config.pad_token_id, model.generation_config.eos_token_id = tok.pad_token_id, tok.eos_token_id
+    lm = _finish(model, tok, name="tiny-plain-bytelevel", source="tiny:plain-bytelevel", loaded_fingerprint="tiny:pbl")
+    assert not lm.has_chat_template and tok.convert_ids_to_tokens(tok(" paris")["input_ids"]) == ["Ġparis"]
+    return lm
+
+
+class _Scripted:
+    """A logits processor placed before the tracker: the model's greedy answer is ``script`` (token strings)."""
+
+    def __init__(self, tok, script):
+        self.ids, self.width = tok.convert_tokens_to_ids(script), None
+
+    def __call__(self, input_ids, scores):
+        self.width = input_ids.shape[1] if self.width is None else self.width
+        out = scores.clone()
+        out[:, self.ids[min(input_ids.shape[1] - self.width, len(self.ids) - 1)]] += 1000.0
+        return out
+
+
+def test_in_the_plain_frame_check_of_the_answer_invoke_gave_is_the_models_own():
+    """A review: after the plain frame's "Answer:" the model writes its first word with the space before it
+    ('Ġparis'); the guard strips that space from the answer's text, so the given copy was tokenised 'paris' and
+    every answer invoke gave went to review as not the model's own (5 of 5, the default model without its chat
+    template). The given answer is tokenised as the frame's continuation."""
+    lm = _plain_byte_level_model()
+    gen = Generator(lm, max_new_tokens=8)
+    for script in (["Ġparis", "Ġis", "Ġthe", "Ġcapital", ".", "Ċ"], ["Ġtwo", "Ġbook", "Ċ"]):
+        own = gen.generate(["what is it ?"], logits_processors=[_Scripted(lm.tokenizer, script)])[0]
+        assert own.text == lm.tokenizer.convert_tokens_to_string(script).strip() and own.finished
+        given = gen.generate(["what is it ?"], logits_processors=[_Scripted(lm.tokenizer, script)],
+                             answers=[own.text])[0]
+        n = len(own.token_ids)
+        assert given.token_ids == own.token_ids and given.extra["given_answer"] == {
+            "tokens": n, "own_tokens": n, "ends_as_own": True, "decodes_as_given": True}, given.extra
+
+
+def test_in_the_plain_frame_a_stop_that_starts_inside_the_given_answer_is_not_where_the_model_ends_it():
+    """A review: the model says "paris." and goes on "Question: what"; the given "paris. Question" and the model's next
+    token ":" hold the frame's stop "Question:", which was taken for the model ending the answer there (3 of 3 own,
+    ends_as_own true, nothing raised). The stop must start at the given answer's end."""
+    from hguard._guard_scoring import given_answer_problem
+
+    lm = _plain_byte_level_model()
+    gen = Generator(lm, max_new_tokens=8)
+    script = ["Ġparis", ".", "ĠQuestion", ":", "Ġwhat", "Ċ"]
+    own = gen.generate(["what is it ?"], logits_processors=[_Scripted(lm.tokenizer, script)])[0]
+    assert own.text == "paris."
+    given = gen.generate(["what is it ?"], logits_processors=[_Scripted(lm.tokenizer, script)],
+                         answers=["paris. Question"])[0]
+    assert given.extra["given_answer"]["own_tokens"] == 3 and given.extra["given_answer"]["ends_as_own"] is False
+    assert "would not end the answer there" in given_answer_problem(given.extra["given_answer"])
+    from hguard._decoding import stop_starts_at_end
+
+    stops = ["\n", "Question:", "Answer:"]
+    assert stop_starts_at_end(" paris.", " paris.\n", stops) and stop_starts_at_end("paris.", "paris. Question:", stops)
+    assert not stop_starts_at_end("paris. Question", "paris. Question:", stops)  # inside the answer
+    assert not stop_starts_at_end("paris", "paris.\n", stops)  # after text the next token says
+    assert not stop_starts_at_end("paris", "paris two", stops)  # no stop at all
