@@ -138,14 +138,17 @@ class _Recording:
                                   run_id=run_id_of(run))
 
     def record_failure(self, question, exc: BaseException, *, context=None, domain=None, source: str = "api",
-                       request_id: str | None = None, run_id: str | None = None, stage: str | None = None) -> str | None:
+                       request_id: str | None = None, run_id: str | None = None, stage: str | None = None,
+                       given: Mapping[str, Any] | None = None) -> str | None:
         """Write a request that failed before a decision (bad input, a generation or audit error) to the
         audit log as an ``error`` record (``stage``, when given: where it failed, e.g. ``"generation"``; ``context``, a
         string or a list of passages, kept as the guard reads it: see :func:`_context_as_read`); returns its id, also
         set on ``exc`` as ``audit_id``: None without a log or when writing fails too (the caller is already handling the
-        original error)."""
+        original error). ``given``: a refused :meth:`~hguard.guard.Guard.check` (``{"answer": ...}``, the answer or
+        answers given): the record says ``answer_source: "given"`` and holds the answer as it holds the question (a
+        redacting log hashes it, as a decision's answer)."""
         rid = self._write_failure(question, exc, context=context, domain=domain, source=source, request_id=request_id,
-                                  run_id=run_id, stage=stage)
+                                  run_id=run_id, stage=stage, given=given)
         try:
             exc.audit_id = rid  # type: ignore[attr-defined]
         except AttributeError:  # an exception type that takes no attributes: the id is returned only
@@ -245,7 +248,7 @@ class _Recording:
 
     def _write_failure(self, question, exc: BaseException, *, context, domain, source: str,
                        request_id: str | None = None, run_id: str | None = None, stage: str | None = None,
-                       strict: bool = False) -> str | None:
+                       strict: bool = False, given: Mapping[str, Any] | None = None) -> str | None:
         """The ``error`` record's id; a write that fails is None (or raised, with ``strict``)."""
         if self.audit is None:
             return None
@@ -279,6 +282,10 @@ class _Recording:
             record["run_id"] = text(str(run_id), "run_id")
         if stage is not None:  # where a request the guard took failed: its generation, its scoring
             record["stage"] = stage
+        if given is not None:  # a refused check: the answer given to be scored, under "answer" (hashed when redacting)
+            record["answer_source"] = "given"
+            if given.get("answer") is not None:
+                record["answer"] = text(given["answer"], "answer")
         record.update(cut)
         try:  # in the log even when the append raised after writing it (its anchor, a subclass's own mirror)
             return append_written(self.audit, record, kind="error")[0].id

@@ -1226,19 +1226,19 @@ class Guard(_Scoring, _Recording):
         :meth:`batch` guards several questions: every input is checked before anything is scored."""
         if answers is None:
             raise self._refused(questions if isinstance(questions, str) else list(questions or []), InputError(
-                "answers must be a list of strings, one per question, got None; pass the answers to score"))
+                "answers must be a list of strings, one per question, got None; pass the answers to score"), given={})
         return self.batch(questions, contexts, domains, request_ids=request_ids, histories=histories, systems=systems,
                           runs=runs, answers=answers)
 
     def _refused(self, question, err: InputError, *, context=None, domain=None, request_id=None, run=None,
-                 source: str = "api") -> InputError:
+                 source: str = "api", given: Mapping[str, Any] | None = None) -> InputError:
         """``err``, after recording the refused request as an ``error`` record (its id as ``err.audit_id``; the
         caller's ``request_id``, when it is a string, as the record's ``caller_request_id``, and the ``run_id`` of its
         ``run``, when it is one, as the record's ``run_id``; ``source``, who asked: a chain's search step names itself,
-        as :meth:`rewrite_query` does)."""
+        as :meth:`rewrite_query` does; ``given``, a refused :meth:`check`'s answer, see :meth:`record_failure`)."""
         self.record_failure(question, err, context=context, domain=domain if isinstance(domain, str) else None,
                             request_id=request_id if isinstance(request_id, str) else None, run_id=run_id_of(run),
-                            source=source)
+                            source=source, given=given)
         return err
 
     def rewrite_query(
@@ -1351,29 +1351,35 @@ class Guard(_Scoring, _Recording):
         ``cancel`` stops every answer not yet complete, as for :meth:`invoke`. ``answers`` (one per question) are
         scored instead of generated (:meth:`check_batch`; without ``streamer``, ``early_stop``, ``stop``, ``cancel``
         or ``max_new_tokens``, which apply to generation)."""
+        # a refused check's error record holds the answer(s) given, as it holds the question(s)
+        one = answers[0] if isinstance(answers, (list, tuple)) and len(answers) == 1 else answers
+        given: dict[str, Any] | None = None if answers is None else {"answer": one}
         if isinstance(questions, str):
-            raise self._refused(questions, InputError("questions must be a list of strings; use invoke() for a single question"))
+            raise self._refused(questions, InputError("questions must be a list of strings; use invoke() for a single question"),
+                                given=given)
         if not isinstance(questions, (list, tuple)):
             raise self._refused(questions, InputError(
-                f"questions must be a list of strings, got {type(questions).__name__}: {questions!r:.80}"))
+                f"questions must be a list of strings, got {type(questions).__name__}: {questions!r:.80}"), given=given)
         n = len(questions)
         passed = (("contexts", contexts), ("domains", domains), ("request_ids", request_ids), ("histories", histories),
                   ("systems", systems), ("problems", problems), ("runs", runs), ("answers", answers))
-        given = [name for name, v in passed if v is not None]  # for the message below: what the caller passed
+        named = [name for name, v in passed if v is not None]  # for the message below: what the caller passed
         for name, v in passed:
             if name in ("contexts", "domains", "request_ids", "systems", "runs", "answers") and isinstance(v, str):
                 # read as a list, a string's characters would be one entry each
                 raise self._refused(list(questions), InputError(
                     f"{name} must be a list with one entry per question, got the string {v!r:.60}; pass "
                     + (f"[{{'run_id': {v!r:.40}}}] (one run mapping per question)" if name == "runs" else f"[{v!r:.40}]")
-                    + (" (one list of passages per question, or one string each)" if name == "contexts" else "")))
+                    + (" (one list of passages per question, or one string each)" if name == "contexts" else "")),
+                    given=given)
         if isinstance(runs, Mapping):  # one mapping, not a list of them: its keys were counted as runs
             raise self._refused(list(questions), InputError(
                 f"runs must be a list with one run mapping (or None) per question, got one mapping {dict(runs)!r:.80}; "
-                "use invoke(run=...) for one question, or pass a list of them"))
+                "use invoke(run=...) for one question, or pass a list of them"), given=given)
         if answers is not None and not isinstance(answers, (list, tuple)):  # a generator's, a number's entries
             raise self._refused(list(questions), InputError(
-                f"answers must be a list of strings, one per question, got {type(answers).__name__} {answers!r:.60}"))
+                f"answers must be a list of strings, one per question, got {type(answers).__name__} {answers!r:.60}"),
+                given=given)
         contexts = [None] * n if contexts is None else list(contexts)
         domains = [None] * n if domains is None else list(domains)
         request_ids = [None] * n if request_ids is None else list(request_ids)
@@ -1386,13 +1392,13 @@ class Guard(_Scoring, _Recording):
             raise self._refused(questions[0] if n == 1 else list(questions), InputError(
                 f"problems must be a list of reasons (one list per question in batch), got the string {plain!r:.60}; "
                 f"pass [{plain!r:.40}]"), request_id=request_ids[0] if n == 1 and len(request_ids) == 1 else None,
-                run=run_list[0] if n == 1 and len(run_list) == 1 else None)
+                run=run_list[0] if n == 1 and len(run_list) == 1 else None, given=given)
         if problems is not None and (not isinstance(problems, (list, tuple))
                                      or not all(p is None or isinstance(p, (list, tuple)) for p in problems)):
             raise self._refused(questions[0] if n == 1 else list(questions), InputError(
                 f"problems must be a list with one list of reasons per question, got {problems!r:.60}"),
                 request_id=request_ids[0] if n == 1 and len(request_ids) == 1 else None,
-                run=run_list[0] if n == 1 and len(run_list) == 1 else None)
+                run=run_list[0] if n == 1 and len(run_list) == 1 else None, given=given)
         extra_problems = [[] for _ in range(n)] if problems is None else [list(p or ()) for p in problems]
         if not (len(contexts) == len(domains) == len(request_ids) == len(histories) == len(systems) == len(extra_problems)
                 == len(run_list) == n) or given_answers is not None and len(given_answers) != n:
@@ -1400,8 +1406,8 @@ class Guard(_Scoring, _Recording):
                 f"got {n} questions and " + ", ".join(f"{len(v)} {name}" for name, v in (
                     ("contexts", contexts), ("domains", domains), ("request_ids", request_ids), ("histories", histories),
                     ("systems", systems), ("problems", extra_problems), ("runs", run_list),
-                    ("answers", given_answers or [])) if name in given)
-                + "; pass one of each per question"))
+                    ("answers", given_answers or [])) if name in named)
+                + "; pass one of each per question"), given=given)
         try:  # call settings, checked before anything is generated, and refused on record like bad input
             if max_new_tokens is not None:  # checked as the policy's own value is
                 replace(self.settings, max_new_tokens=max_new_tokens)
@@ -1432,7 +1438,8 @@ class Guard(_Scoring, _Recording):
         except (InputError, ValueError) as exc:
             err = exc if isinstance(exc, InputError) else InputError(str(exc))
             raise self._refused(questions[0] if n == 1 else list(questions), err,
-                                request_id=request_ids[0] if n == 1 else None, run=run_list[0] if n == 1 else None) from None
+                                request_id=request_ids[0] if n == 1 else None, run=run_list[0] if n == 1 else None,
+                                given=given) from None
         ctxs: list[Any] = []
         refused: list[tuple[int, InputError]] = []
         notes: list[list[str]] = [[] for _ in range(n)]
@@ -1455,7 +1462,8 @@ class Guard(_Scoring, _Recording):
             except InputError as exc:
                 err = InputError(f"question {i} of {n} (counting from 0): {exc}") if n > 1 else exc
                 # each refused request is in the audit log too (an error record; the ids on the error)
-                refused.append((i, self._refused(q, err, context=c, domain=d, request_id=request_ids[i], run=run_list[i])))
+                refused.append((i, self._refused(q, err, context=c, domain=d, request_id=request_ids[i], run=run_list[i],
+                                                 given=None if given_answers is None else {"answer": given_answers[i]})))
             except BaseException as exc:  # the check itself failed (a tokenizer or chat template raising on an odd
                 # input, a KeyboardInterrupt): the batch fails here, every request on record, as for a later failure
                 if isinstance(exc, GeneratorExit):  # not a failure of the request (no generator is run here)

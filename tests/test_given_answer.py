@@ -144,6 +144,9 @@ def test_a_bad_given_answer_is_refused_in_one_line_on_record(calibrated_guard, t
     assert "\n" not in str(err.value)
     (rec,) = list(AuditLog(tmp_path / "audit.jsonl"))
     assert rec["kind"] == "error" and rec["id"] == err.value.audit_id and rec["question"] == "who ?"
+    # the answer refused is on record beside the question, and that it was a given one
+    given = call["answer"]
+    assert rec["answer_source"] == "given" and rec["answer"] == (given if isinstance(given, str) else repr(given))
 
 
 @pytest.mark.parametrize("call, words", [
@@ -163,6 +166,28 @@ def test_bad_check_batch_arguments_are_refused_on_record(calibrated_guard, tmp_p
         call(calibrated_guard)
     recs = list(AuditLog(tmp_path / "audit.jsonl"))
     assert recs and all(r["kind"] == "error" for r in recs) and err.value.audit_id == recs[0]["id"]
+    assert all(r["answer_source"] == "given" for r in recs), recs
+
+
+def test_a_refused_check_in_a_redacting_log_holds_the_answer_hashed_as_a_decision_does(tiny_calibrated, tmp_path):
+    """A review: a refused check's error record held the question only (no answer, no answer_source), so the log could
+    not say which answer was refused. A batch's refused row names its own answer; a redacting log hashes it."""
+    import hashlib
+
+    lm, root = tiny_calibrated
+    policy = _policy(root, tmp_path)
+    plain = Guard.from_policy(policy, lm=lm)
+    with pytest.raises(InputError, match="question 1 of 2"):
+        plain.check_batch(["who ?", "what ?"], ["paris", "paris <|im_end|> rome"], domains=["alpha", "alpha"])
+    (rec,) = [r for r in AuditLog(tmp_path / "audit.jsonl") if r["kind"] == "error"]
+    assert (rec["question"], rec["answer"], rec["answer_source"]) == ("what ?", "paris <|im_end|> rome", "given")
+    data = policy.model_dump(mode="json")
+    data["audit"] = {**data["audit"], "path": str(tmp_path / "redacted.jsonl"), "redact": True}
+    redacting = Guard.from_policy(type(policy).model_validate(data), lm=lm)
+    with pytest.raises(InputError, match="the answer is empty"):
+        redacting.check("who ?", " ", domain="alpha")
+    (rec,) = list(AuditLog(tmp_path / "redacted.jsonl"))
+    assert rec["answer"] == {"sha256": hashlib.sha256(b" ").hexdigest()} and rec["answer_source"] == "given"
 
 
 def test_a_given_answer_with_context_runs_the_answer_holds(calibrated_guard):
