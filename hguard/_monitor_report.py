@@ -44,7 +44,8 @@ _NOTICES = (
      "which a guard start does not read; e.g. {eg}): no guard start puts them back; "
      "review them from the application's own copy"),
     ("given_answer_decisions_left_out", "domains",
-     "{n} decision(s) on answers given to Guard.check (answer_source \"given\": scored, not served by the guard; e.g. "
+     "{n} decision(s) on answers given to Guard.check and not served (answer_source \"given\", an evaluation or a log "
+     "scored again; e.g. "
      "{eg}) were left out of every estimate, tally and drift test: they are no live traffic (those held for review "
      "are still in the review queue)"),
     ("other_model_decisions_left_out", "models",

@@ -323,12 +323,16 @@ def made_by_another_model(record: Mapping[str, Any], calibrated: Mapping[str, se
 
 
 def given_answer(record: Mapping[str, Any]) -> bool:
-    """Whether a decision scored an answer given to :meth:`hguard.guard.Guard.check` (``answer_source: "given"``: an
-    answer kept in a log, or served elsewhere) rather than one the guard generated and served: no user was served it by
-    this guard, and its risk is calibrated only where it is the model's own answer, so it is no live evidence. The
-    monitor leaves it out of every live figure (spot-check estimate, review-routed verdicts, drift windows, routes and
-    accepted per day); it is still queued for review, and its queue item checked, as any decision's."""
-    return record.get("answer_source") == "given"
+    """Whether a decision scored an answer given to :meth:`hguard.guard.Guard.check` (``answer_source: "given"``) for
+    an evaluation or a log scored again, not one shown to users as it routed (``given_answer.served`` true: the same
+    model served by another server, guarded here, which is live traffic as a generated answer is): no user was served
+    it, so it is no live evidence. The monitor leaves it out of every live figure (spot-check estimate, review-routed
+    verdicts, drift windows, routes and accepted per day); it is still queued for review, and its queue item checked,
+    as any decision's."""
+    if record.get("answer_source") != "given":
+        return False
+    given = record.get("given_answer")
+    return not (isinstance(given, Mapping) and given.get("served") is True)
 
 
 def _probe_meta(policy, problems: dict[str, str] | None = None) -> dict[str, list[Any]]:

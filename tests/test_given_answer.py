@@ -73,7 +73,11 @@ def test_check_of_the_answer_invoke_gave_decides_as_invoke_did_and_the_record_sa
         n = len(guard.lm.tokenizer(r.answer, add_special_tokens=False)["input_ids"])
         assert given["answer_source"] == "given" and given["answer"] == r.answer
         assert given["given_answer"] == {"tokens": n, "own_tokens": n, "ends_as_own": None,  # cut at 4 tokens
-                                         "decodes_as_given": True}
+                                         "decodes_as_given": True, "served": False}
+    # an answer the same model served elsewhere, shown to users as it routes: live traffic, said in its record
+    served = log.find(guard.check(QUESTIONS[0], guard.invoke(QUESTIONS[0], domain="alpha").answer, domain="alpha",
+                                  served=True).audit_id)
+    assert served["answer_source"] == "given" and served["given_answer"]["served"] is True
     batched = guard.check_batch(QUESTIONS[:2], [guard.invoke(q, domain="alpha").answer for q in QUESTIONS[:2]],
                                 domains=["alpha", "alpha"])
     singles = [guard.invoke(q, domain="alpha") for q in QUESTIONS[:2]]
@@ -159,6 +163,7 @@ def test_a_bad_given_answer_is_refused_in_one_line_on_record(calibrated_guard, t
     (lambda g: g.batch(["who ?"], answers=["paris"], stop=["x"], max_new_tokens=3),
      "stop, max_new_tokens apply to an answer being generated"),
     (lambda g: g.check_batch(["who ?", "what ?"], ["paris", ""]), r"question 1 of 2 \(counting from 0\): the answer is empty"),
+    (lambda g: g.check("who ?", "paris", served="false"), "served must be True or False, got str 'false'"),
 ])
 def test_bad_check_batch_arguments_are_refused_on_record(calibrated_guard, tmp_path, monkeypatch, call, words):
     monkeypatch.setattr(calibrated_guard.generator, "generate", lambda *a, **k: pytest.fail("generated"))

@@ -2498,3 +2498,19 @@ def test_decisions_on_given_answers_are_left_out_of_every_live_figure(tmp_path):
     assert rep["review_decisions_not_in_queue"]["n"] == 0  # the given ones held for review are queued and known
     run_monitor(policy)  # acting on it: nothing tightened
     assert not [r for r in AuditLog(policy.audit.path) if r["kind"] == "monitor_tighten"]
+
+
+def test_given_answers_served_to_users_are_live_traffic_to_the_monitor(tmp_path):
+    """Guard.check(served=True): the same model served by another server, guarded here, its answers shown as they
+    route. Left out as an evaluation is, that deployment's every answer would be missing from the live figures (no
+    spot-check estimate, no drift test): they count as generated answers do; an unserved one, or a record whose
+    ``served`` is not literally true, is left out."""
+    policy = _pol(tmp_path, drift_window=20, spot_check_rate=1.0)
+    log = AuditLog(policy.audit.path)
+    for i, served in enumerate([True] * 30 + [False] * 5 + ["yes"] * 2):
+        log.append({"request_id": f"r{i}", "policy_id": policy_id(policy), "domain": "geo", "route": "review",
+                    "risk": 0.5, "signals": {"ood_distance": 1.0}, "question": "q", "answer": "a",
+                    "answer_source": "given", "given_answer": {"tokens": 1, "own_tokens": 1, "served": served}},
+                   kind="decision")
+    e = run_monitor(policy, act=False)["domains"]["geo"]
+    assert e["n_decisions"] == 30 and e["given_answer_decisions_left_out"] == 7
