@@ -350,7 +350,10 @@ class _Recording:
         if given is not None:  # scored, not generated (Guard.check): how much of it is the model's own greedy answer
             record["answer_source"] = "given"
             record["given_answer"] = dict(given)
-        dp = self.policy.domain(result.domain) if result.route == ACCEPT and result.domain else None
+        # an accepted answer served to users is a spot-check candidate; a given one scored for an evaluation is not (it
+        # served no one, the monitor's estimate leaves it out, and it would take a day's minimum from served answers)
+        live = given is None or given.get("served") is True
+        dp = self.policy.domain(result.domain) if result.route == ACCEPT and result.domain and live else None
         if dp is not None:  # the rate and seed the spot-check selection was made with, for the monitor to check it
             record["spot_check_rate"] = dp.spot_check_rate
             record["spot_check_seed_id"] = seed_id(self.policy.monitor.seed)
@@ -376,7 +379,7 @@ class _Recording:
             result.audit_id = record_id
         if decided is not None:
             decided(result)
-        spot, unsettled = self._spot_check(result) if result.route == ACCEPT else (None, None)
+        spot, unsettled = self._spot_check(result) if result.route == ACCEPT and live else (None, None)
         queued = True
         if (result.route == REVIEW or spot) and self.review_queue is not None:
             queued = self._enqueue(result, spot)

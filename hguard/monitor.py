@@ -254,7 +254,9 @@ def check_selection(policy, records: Sequence[Mapping[str, Any]]) -> dict:
     other = set()
     replaced_before_ids = _seed_replaced_before_ids(policy, records, spots)
     for r in records:
-        if r.get("kind") == "decision" and r.get("route") == "accept" and r.get("domain") in policy.domains:
+        # an evaluation's given answers are never spot-check candidates (the guard selects none of them)
+        if r.get("kind") == "decision" and r.get("route") == "accept" and r.get("domain") in policy.domains \
+                and not given_answer(r):
             accepted[r["id"]] = r
             d = out[r["domain"]]
             d["accepted"] += 1
@@ -328,7 +330,7 @@ def given_answer(record: Mapping[str, Any]) -> bool:
     model served by another server, guarded here, which is live traffic as a generated answer is): no user was served
     it, so it is no live evidence. The monitor leaves it out of every live figure (spot-check estimate, review-routed
     verdicts, drift windows, routes and accepted per day); it is still queued for review, and its queue item checked,
-    as any decision's."""
+    as any decision's; the guard picks none of them for a spot-check."""
     if record.get("answer_source") != "given":
         return False
     given = record.get("given_answer")

@@ -310,3 +310,23 @@ def test_in_the_plain_frame_a_stop_that_starts_inside_the_given_answer_is_not_wh
     assert not stop_starts_at_end("paris. Question", "paris. Question:", stops)  # inside the answer
     assert not stop_starts_at_end("paris", "paris.\n", stops)  # after text the next token says
     assert not stop_starts_at_end("paris", "paris two", stops)  # no stop at all
+
+
+def test_an_evaluations_accepted_answers_are_not_spot_checked_and_served_ones_are(tiny_calibrated, tmp_path):
+    """Spot-checks estimate hallucinations among the answers users were served. An evaluation's given answers
+    (served=False) served no one: none is picked (each would take a reviewer's time and a day's minimum from served
+    answers); a served one is picked as a generated answer is, and the monitor's selection audit finds no mismatch."""
+    from hguard.monitor import run_monitor
+
+    lm, root = tiny_calibrated
+    guard = Guard.from_policy(_policy(root, tmp_path, accept_below=1.0, abstain_above=1.0, spot_check_rate=1.0), lm=lm)
+    own = guard.invoke(QUESTIONS[0], domain="alpha")
+    evaluated = guard.check(QUESTIONS[0], own.answer, domain="alpha")
+    served = guard.check(QUESTIONS[0], own.answer, domain="alpha", served=True)
+    assert own.route == evaluated.route == served.route == "accept"
+    records = list(AuditLog(tmp_path / "audit.jsonl"))
+    spots = {r["decision_audit_id"] for r in records if r["kind"] == "spot_check"}
+    assert spots == {own.audit_id, served.audit_id}
+    assert "spot_check_rate" not in AuditLog(tmp_path / "audit.jsonl").find(evaluated.audit_id)
+    e = run_monitor(guard.policy, act=False)["domains"]["alpha"]
+    assert e["selection_audit"]["mismatches"] == [] and e["selection_audit"]["accepted"] == 2
