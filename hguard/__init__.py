@@ -64,6 +64,12 @@ _LAZY = {
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
+    if name.isidentifier() and not name.startswith("_"):  # a public submodule, as after `import hguard.models`: the
+        # README's `hguard.models.load_model(...)` after a plain `import hguard` raised AttributeError
+        from importlib.util import find_spec
+
+        if find_spec(f"hguard.{name}") is not None:
+            return import_module(f"hguard.{name}")
     raise AttributeError(f"module 'hguard' has no attribute {name!r}")
 
 

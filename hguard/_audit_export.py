@@ -259,7 +259,7 @@ def export_csv(
 
     Lists become their JSON text. A text cell (a column name too) that begins with ``=``, ``+``, ``-``, ``@``
     (or their full-width forms), a tab or a carriage return, also after blanks or line breaks, gets a leading
-    apostrophe, so that a spreadsheet shows it instead of running it. ``columns`` picks and orders columns (e.g. ``["id", "signals.entropy"]``);
+    apostrophe, so that a spreadsheet shows it instead of running it. ``columns`` picks and orders columns (e.g. ``["id", "signals.mean_entropy"]``);
     by default every column that occurs is written. Returns the number of rows written.
 
     Every row ends with a ``chain_check`` column (where ``columns`` does not place it): "ok", or the problem
@@ -283,7 +283,7 @@ def export_csv(
         if isinstance(columns, str) or not all(isinstance(c, str) and c for c in columns) or not columns:
             raise InputError(
                 f"columns must be a non-empty list of column names, got {columns!r:.120}; "
-                "pass e.g. ['id', 'route', 'signals.entropy']"
+                "pass e.g. ['id', 'route', 'signals.mean_entropy']"
             )
     if isinstance(out, (str, os.PathLike)):
         refuse_own_file(out, {"audit log": p, **(protect or {})}, "export target", replaces=(".csv",))

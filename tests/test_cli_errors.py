@@ -600,3 +600,16 @@ def test_a_recalibration_named_with_a_home_path_keeps_the_previous_one_there(tmp
     home = sorted(p.name for p in (tmp_path / "home" / "probes").iterdir())
     assert "changes.md" in home and any(n.startswith("previous-") for n in home), home
     assert not (tmp_path / "~").exists()
+
+
+def test_engine_ray_without_ray_is_said_before_the_model_loads(tmp_path):
+    """A README walk-through: `--engine ray` without Ray installed loaded the model, then said to install
+    hguard[ray]. Said first now: a model path that does not exist is never reached."""
+    fake = tmp_path / "site"
+    (fake / "ray").mkdir(parents=True)
+    (fake / "ray" / "__init__.py").write_text("raise ImportError('No module named ray (hidden by the test)')\n")
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"id": "1", "question": "What is the capital of France?", "answers": ["Paris"], "domain": "geo"}\n')
+    r = run("calibrate", "--engine", "ray", "--data", str(data), "--out", str(tmp_path / "out"), "--model",
+            str(tmp_path / "no-such-model"), env={"PYTHONPATH": os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")])})
+    _one_clear_line(r, "--engine ray needs Ray Data", "hguard[ray]")

@@ -40,3 +40,14 @@ def test_a_type_checker_reads_the_top_level_names_as_their_classes(tmp_path):
     assert out.returncode == 1, out.stdout + out.stderr
     assert 'Argument 1 to "invoke" of "Guard" has incompatible type "int"; expected "str"' in out.stdout, out.stdout
     assert '"Guard" has no attribute "invok"' in out.stdout, out.stdout
+
+
+def test_a_submodule_the_readme_names_is_reached_after_a_plain_import():
+    """A README walk-through: `hguard.models.load_model("default")` after a plain `import hguard` raised
+    AttributeError (it worked only where something had imported hguard.models already). A fresh interpreter reaches
+    the public submodules; a missing name is still an AttributeError."""
+    code = ("import hguard, sys; print(hguard.models.load_model.__module__, hguard.policy.load_policy.__name__); "
+            "print(hasattr(hguard, 'nope'), hasattr(hguard, '_not_a_module'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["hguard.models", "load_policy", "False", "False"]

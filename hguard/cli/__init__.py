@@ -307,8 +307,9 @@ def _ray_options(args):
             raise InputError(f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} for --engine ray; add --engine ray "
                              f"or drop {'it' if len(flags) == 1 else 'them'}")
         return None
-    from ..calibrate.ray_engine import RayOptions, joined_address
+    from ..calibrate.ray_engine import RayOptions, _import_ray, joined_address
 
+    _import_ray()  # Ray installed, said before the model is loaded (it was said after loading it)
     joined_address(args.address)  # --address or RAY_ADDRESS, before the model is loaded: a wrong one fails in seconds
     return RayOptions(**{field: value for _, field, value in given}, device=args.device)
 
