@@ -2388,6 +2388,8 @@ _OLD_UNIT_WORDS = {"second": "s sec secs second seconds", "minute": "min mins mi
                    "transaction": "transaction transactions"}
 _OLD_ADVERB_PERIODS = {"daily": "day", "weekly": "week", "monthly": "month", "yearly": "year", "annually": "year",
                        "annual": "year", "hourly": "hour", "nightly": "day"}
+# the readings stop 59 changed deliberately, after the table, closing the old lists' gaps: "$5 quarterly" is a rate
+_NEW_ADVERB_PERIODS = {**_OLD_ADVERB_PERIODS, "quarterly": "quarter"}
 _OLD_MONEY_AFTER_PERIODS = {"annual", "annually", "monthly", "weekly", "daily", "yearly", "quarterly", "nightly", "hourly"}
 _OLD_RATE_AHEAD = (r"(?![ \t\u00a0]*(?:(?:per|a|an|each|every)[ \t\u00a0]+|/[ \t\u00a0]*)(?:second|minute|hour|day|night|week|month"
                    r"|quarter|year|annum|transaction|trade|person|item|unit|page|share)s?\b|[ \t\u00a0]+(?:daily|nightly|weekly"
@@ -2435,7 +2437,7 @@ def test_each_period_word_is_read_by_each_reading_as_before_the_one_table():
     words = _period_words()
     old_units = {w: period for period, spelled in _OLD_UNIT_WORDS.items() for w in spelled.split()}
     assert {w: unit for w, (unit, _, _) in _MEASURE_UNITS.items() if unit in _RATE_PERIODS} == old_units
-    assert _ADVERB_PERIODS == _OLD_ADVERB_PERIODS
+    assert _ADVERB_PERIODS == _NEW_ADVERB_PERIODS
     assert set(_MONEY_AFTER.split("|")) & set(words) == {*_OLD_MONEY_AFTER_PERIODS, "min", "per", "an"}  # "min": minimum
     assert set(_OTHER_LANGUAGE_UNITS) == _OLD_OTHER_LANGUAGE_UNITS
     assert set(_PERIOD_NAMES) == set(_OLD_PERIOD_NAMES) == set(_RATE_PERIODS)
@@ -2455,5 +2457,23 @@ def test_each_period_word_is_read_by_each_reading_as_before_the_one_table():
         per, unit = stated_numbers(f"$5 per {word}"), old_units.get(word.lower())
         assert (unit is not None) == (per == [("5", f"dollar/{unit}")]), (word, per)
         after = stated_numbers(f"$5 {word}")
-        adverb = _OLD_ADVERB_PERIODS.get(word.lower())
+        adverb = _NEW_ADVERB_PERIODS.get(word.lower())
         assert (adverb is not None) == (after == [("5", f"dollar/{adverb}")]), (word, after)
+
+
+# Each period word of the one table read by each reading (stop 59, after the table): "$5 quarterly" is $5 a quarter
+# as "$5 monthly" is $5 a month, and "$50 a quarter", "$0.50 a minute" are rates as "$50 a month" is (each read a
+# plain amount before, so that a wrong period passed against the passage's)
+@pytest.mark.parametrize(("answer", "context"), [
+    ("The fee is $5 quarterly.", "The account has a fee of $5 per month."),
+    ("The fee is $5 quarterly.", "The account has a fee of $5 monthly."),
+    ("The fee is $50 a quarter.", "The fee is $50 per month."),
+    ("Calls cost $0.50 a minute.", "Calls cost $0.50 per hour."),
+])
+def test_an_adverb_or_a_period_after_a_names_each_period_of_the_table(answer, context):
+    from hguard.calibrate.judge import unstated_numbers
+
+    assert unstated_numbers(answer, context, "What is the fee?")  # held: another period
+    right = {"quarterly": "per quarter", "a quarter": "per quarter", "a minute": "per minute"}
+    said = next(f"{answer.split(w)[0]}{p}." for w, p in right.items() if w in answer)
+    assert unstated_numbers(answer, said, "What is the fee?") == []  # its own period, written with "per", holds it not

@@ -686,11 +686,12 @@ _ORDINAL_WORD = re.compile(r"(?i)\b(" + "|".join(_ORDINAL_WORDS) + r"|(?<!\d )(?
 # a rate written without "per", within one sentence: "3 days a week", "£30k a year", "twice daily", "1000 IU daily"
 _RATE_AFTER = (r"(?i)((?<![\w.,])\d[\d.,]*[kmx]?|%|\b(?:" + "|".join(sorted(
     (re.escape(w) for w in (*_MEASURE_UNITS, *_UNIT_WORDS, *_TIMES_WORDS)), key=len, reverse=True)) + r"))\s+")
-# (not "12.9% a year earlier", "5 days a week ago": a time, not a rate)
-_A_PERIOD = re.compile(_RATE_AFTER + r"(?:a|an|each|every)\s+(day|week|month|year|hour)\b"
+# (each noun of `_PERIOD_WORDS`: "$50 a quarter", "$0.50 a minute", "$200 a night", "$3 a trade"; not "12.9% a year
+# earlier", "5 days a week ago": a time, not a rate)
+_A_PERIOD = re.compile(_RATE_AFTER + r"(?:a|an|each|every)\s+(" + "|".join(
+    n for words in _PERIOD_WORDS.values() for n in words.nouns) + r")\b"
                        r"(?!\s+(?:earlier|ago|later|before|after|old|from|since|prior)\b)")
-# (not "quarterly", which the first list of them left out: "$50 quarterly" reads as $50)
-_ADVERB_PERIODS = {a: period for period, words in _PERIOD_WORDS.items() for a in words.adverbs if a != "quarterly"}
+_ADVERB_PERIODS = {a: period for period, words in _PERIOD_WORDS.items() for a in words.adverbs}
 _ADVERB_PERIOD = re.compile(_RATE_AFTER + r"(" + "|".join(_ADVERB_PERIODS) + r")\b")
 
 
